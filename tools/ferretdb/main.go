@@ -1,0 +1,52 @@
+// Command ferretdb-launcher runs FerretDB v1 (SQLite backend) as a MongoDB
+// wire-protocol server for local development and tests.
+//
+// It exists because `go install .../cmd/ferretdb` at v1.24.2 panics at start
+// (it expects a generated build/version/version.txt); the embeddable package
+// has no such requirement.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+
+	"github.com/FerretDB/FerretDB/ferretdb"
+)
+
+func main() {
+	listen := flag.String("listen", "127.0.0.1:27017", "TCP address to listen on")
+	dataDir := flag.String("data", "./var/ferretdb", "directory holding the SQLite files")
+	flag.Parse()
+
+	abs, err := filepath.Abs(*dataDir)
+	if err != nil {
+		log.Fatalf("ferretdb-launcher: bad data dir: %v", err)
+	}
+	if err := os.MkdirAll(abs, 0o755); err != nil {
+		log.Fatalf("ferretdb-launcher: cannot create data dir: %v", err)
+	}
+
+	f, err := ferretdb.New(&ferretdb.Config{
+		Listener: ferretdb.ListenerConfig{TCP: *listen},
+		Handler:  "sqlite",
+		// FerretDB wants a directory URI with a trailing slash.
+		SQLiteURL: "file:" + abs + "/",
+	})
+	if err != nil {
+		log.Fatalf("ferretdb-launcher: %v", err)
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	fmt.Fprintf(os.Stderr, "ferretdb-launcher: listening on %s, data in %s\n", *listen, abs)
+	if err := f.Run(ctx); err != nil && ctx.Err() == nil {
+		log.Fatalf("ferretdb-launcher: %v", err)
+	}
+}
