@@ -1,0 +1,138 @@
+"""create_app(): wiring only — database client, start-up checks, routers, error rendering."""
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from backend.auth.routes import router as auth_router
+from backend.clients.routes import router as clients_router
+from backend.core import startup
+from backend.core.config import Settings, get_settings
+from backend.core.db import Database, durable_database, make_client
+from backend.core.errors import AppError, TooManyRequests
+from backend.core.indexes import ensure_indexes
+from backend.core.logging import configure_logging, get_logger
+from backend.core.metrics import render as render_metrics
+from backend.core.middleware import RequestContextMiddleware
+from backend.departments.routes import router as departments_router
+from backend.resellers.routes import router as resellers_router
+from backend.tickets.routes import router as tickets_router
+from backend.users.routes import router as users_router
+from backend.users.service import ensure_first_admin
+
+log = get_logger("app")
+
+
+@startup.register("indexes")
+async def _indexes(db: Database, settings: Settings) -> None:
+    await ensure_indexes(db)
+
+
+@startup.register("first-admin")
+async def _first_admin(db: Database, settings: Settings) -> None:
+    if await ensure_first_admin(db, settings):
+        log.info("first admin created", email=settings.ADMIN_EMAIL)
+
+
+def _error_body(detail: Any) -> dict[str, Any]:
+    return {"detail": detail}
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(AppError)
+    async def _app_error(request: Request, exc: AppError) -> JSONResponse:
+        headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, TooManyRequests) else None
+        if exc.status_code == 401:
+            headers = {"WWW-Authenticate": "Bearer"}
+        return JSONResponse(_error_body(exc.detail), status_code=exc.status_code, headers=headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [{k: v for k, v in e.items() if k in ("type", "loc", "msg")} for e in exc.errors()]
+        return JSONResponse(_error_body(errors), status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return JSONResponse(_error_body(exc.detail), status_code=exc.status_code, headers=exc.headers)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    configure_logging(settings.LOG_LEVEL, settings.LOG_JSON)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        client = make_client(settings)
+        app.state.mongo = client
+        app.state.db = durable_database(client, settings.MONGO_DB)
+        app.state.startup = await startup.run(app.state.db, settings)
+        log.info("started", version=settings.APP_VERSION, ready=app.state.startup.ready, db=settings.MONGO_DB)
+        try:
+            yield
+        finally:
+            await client.close()
+            log.info("stopped")
+
+    app = FastAPI(
+        title="IAZE helpdesk API",
+        version=settings.APP_VERSION,
+        lifespan=lifespan,
+        generate_unique_id_function=lambda route: route.operation_id or route.name,
+    )
+    app.state.settings = settings
+    app.state.startup = startup.StartupState()
+    _install_error_handlers(app)
+    app.add_middleware(RequestContextMiddleware)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["*"],
+            allow_headers=["*"],
+        )
+
+    @app.middleware("http")
+    async def _refuse_until_ready(request: Request, call_next: Any) -> Response:
+        if request.url.path.startswith("/api/") and not request.app.state.startup.ready:
+            return JSONResponse(_error_body("service not ready"), status_code=503)
+        response: Response = await call_next(request)
+        return response
+
+    @app.get("/health", tags=["health"], operation_id="health-live")
+    async def health() -> dict[str, str]:
+        return {"status": "ok", "version": settings.APP_VERSION}
+
+    @app.get("/health/ready", tags=["health"], operation_id="health-ready")
+    async def ready(request: Request) -> JSONResponse:
+        state: startup.StartupState = request.app.state.startup
+        if not state.ready:
+            return JSONResponse({"status": "not ready", "errors": state.errors}, status_code=503)
+        try:
+            await request.app.state.db.command("ping")
+        except Exception as exc:
+            return JSONResponse({"status": "not ready", "errors": [f"database: {exc}"]}, status_code=503)
+        return JSONResponse({"status": "ready", "version": settings.APP_VERSION})
+
+    @app.get("/metrics", tags=["health"], operation_id="health-metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        body, content_type = render_metrics()
+        return Response(body, media_type=content_type)
+
+    api = APIRouter(prefix="/api/v1")
+    for router in (
+        auth_router,
+        resellers_router,
+        departments_router,
+        users_router,
+        clients_router,
+        tickets_router,
+    ):
+        api.include_router(router)
+    app.include_router(api)
+    return app

@@ -1,0 +1,40 @@
+"""`ticket_events`: the append-only log every ticket state change is written to first.
+
+Each event's `_id` is "<ticket_id>:<version>". Inserting version v+1 is how a change claims the
+ticket: exactly one writer can insert it (a unique `_id` on every store), so the log, not an
+in-memory or read-modify-write check, decides concurrent assumes, transfers and finalizes.
+"""
+
+from typing import Any
+
+from backend.core.db import Database
+from backend.core.indexes import ASC, declare
+
+COLLECTION = "ticket_events"
+
+declare(
+    COLLECTION,
+    [("ticket_id", ASC), ("version", ASC)],
+    name="ticket_version_unique",
+    unique=True,
+    purpose="a ticket's history in order; one event per version",
+)
+declare(COLLECTION, [("reseller_id", ASC), ("at", ASC)], name="tenant_at", purpose="tenant activity feed")
+
+
+def event_id(ticket_id: str, version: int) -> str:
+    return f"{ticket_id}:{version:010d}"
+
+
+async def insert(db: Database, doc: dict[str, Any]) -> None:
+    """Raises DuplicateKeyError when another writer took this version first."""
+    await db[COLLECTION].insert_one(doc)
+
+
+async def get(db: Database, ticket_id: str, version: int) -> dict[str, Any] | None:
+    return await db[COLLECTION].find_one({"_id": event_id(ticket_id, version)})
+
+
+async def list_for_ticket(db: Database, ticket_id: str, *, after_version: int, limit: int) -> list[dict[str, Any]]:
+    query = {"ticket_id": ticket_id, "version": {"$gt": after_version}}
+    return await db[COLLECTION].find(query).sort("version", ASC).limit(limit).to_list(length=limit)

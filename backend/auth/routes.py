@@ -1,0 +1,19 @@
+from fastapi import APIRouter
+
+from backend.auth import service
+from backend.auth.schemas import LoginRequest, TokenRead
+from backend.core.deps import AppSettings, CurrentActor, Db
+from backend.users import service as users
+from backend.users.schemas import UserRead
+
+router = APIRouter(prefix="/auth", tags=["auth"])
+
+
+@router.post("/login", operation_id="auth-login")
+async def login(db: Db, settings: AppSettings, body: LoginRequest) -> TokenRead:
+    return await service.login(db, settings, email=body.email, password=body.password)
+
+
+@router.get("/me", operation_id="auth-me")
+async def me(db: Db, actor: CurrentActor) -> UserRead:
+    return UserRead.from_doc(await users.get_or_404(db, actor, user_id=actor.id))

@@ -1,0 +1,53 @@
+from typing import Any
+
+from backend.auth import throttle
+from backend.auth.schemas import TokenRead
+from backend.core import natural_keys
+from backend.core.config import Settings
+from backend.core.db import Database
+from backend.core.errors import Unauthorized
+from backend.core.security import create_access_token, verify_password
+from backend.core.tenancy import Actor
+from backend.resellers import repository as resellers
+from backend.users import repository as users
+from backend.users.schemas import UserRead
+from backend.users.service import EMAIL_KEY, normalize_email
+
+INVALID = "invalid email or password"
+
+
+async def _usable(db: Database, user: dict[str, Any] | None) -> bool:
+    if user is None or not user.get("active") or user.get("role") == "client":
+        return False
+    if user.get("reseller_id"):
+        tenant = await resellers.get(db, user["reseller_id"])
+        return bool(tenant and tenant.get("active"))
+    return True
+
+
+async def login(db: Database, settings: Settings, *, email: str, password: str) -> TokenRead:
+    email = normalize_email(email)
+    await throttle.check(db, settings, email)
+    user_id = await natural_keys.lookup(db, EMAIL_KEY, email)
+    user = await users.get(db, user_id) if user_id else None
+    ok = verify_password(password, user.get("password_hash") if user else None)
+    if not ok or not await _usable(db, user):
+        await throttle.record_failure(db, settings, email)
+        raise Unauthorized(INVALID)
+    assert user is not None
+    token, ttl = create_access_token(settings, user_id=user["_id"], role=user["role"])
+    return TokenRead(access_token=token, expires_in=ttl, user=UserRead.from_doc(user))
+
+
+async def load_active_actor(db: Database, user_id: str) -> Actor:
+    user = await users.get(db, user_id)
+    if not await _usable(db, user):
+        raise Unauthorized("invalid or expired token")
+    assert user is not None
+    return Actor(
+        id=user["_id"],
+        role=user["role"],
+        name=user["name"],
+        reseller_id=user.get("reseller_id"),
+        department_ids=tuple(user.get("department_ids") or ()),
+    )

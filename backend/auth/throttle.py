@@ -1,0 +1,40 @@
+"""Failed-login throttling kept in the database, so every backend instance sees the same count.
+
+Failures are counted per email in fixed windows; the current and previous window together must
+stay under the limit. A lost increment under a race only makes the limit slightly laxer.
+"""
+
+import time
+
+from backend.core.clock import utcnow
+from backend.core.config import Settings
+from backend.core.db import Database
+from backend.core.errors import TooManyRequests
+
+COLLECTION = "login_throttle"
+
+
+def _window(settings: Settings, now: float) -> int:
+    return int(now // settings.LOGIN_WINDOW_SECONDS)
+
+
+async def check(db: Database, settings: Settings, email: str) -> None:
+    now = time.time()
+    window = _window(settings, now)
+    ids = [f"{email}|{window}", f"{email}|{window - 1}"]
+    failures = 0
+    for _id in ids:  # two _id lookups: the only query FerretDB pushes down
+        doc = await db[COLLECTION].find_one({"_id": _id})
+        failures += int(doc["failures"]) if doc else 0
+    if failures >= settings.LOGIN_MAX_FAILURES:
+        retry = int((window + 1) * settings.LOGIN_WINDOW_SECONDS - now) + 1
+        raise TooManyRequests("too many failed logins; try again later", retry_after=retry)
+
+
+async def record_failure(db: Database, settings: Settings, email: str) -> None:
+    window = _window(settings, time.time())
+    await db[COLLECTION].update_one(
+        {"_id": f"{email}|{window}"},
+        {"$inc": {"failures": 1}, "$set": {"email": email, "last_failure_at": utcnow()}},
+        upsert=True,
+    )

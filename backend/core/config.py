@@ -1,0 +1,64 @@
+"""All runtime configuration, read once from the environment (see .env.example)."""
+
+from functools import lru_cache
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEV_JWT_SECRET = "dev-only-change-me-please-0123456789abcdef"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", case_sensitive=True)
+
+    ENV: Literal["development", "test", "production"] = "development"
+    HOST: str = "0.0.0.0"
+    PORT: int = 8000
+    # Empty means "start a local FerretDB under ./var" (development only; see backend/__main__.py).
+    MONGO_URL: str = ""
+    MONGO_DB: str = "support_chat"
+    MONGO_TIMEOUT_MS: int = 5000
+
+    JWT_SECRET: str = DEV_JWT_SECRET
+    JWT_ALGORITHM: str = "HS256"
+    ACCESS_TOKEN_MINUTES: int = Field(default=12 * 60, ge=1)
+
+    ADMIN_EMAIL: str = ""
+    ADMIN_PASSWORD: str = ""
+    ADMIN_NAME: str = "Administrador"
+
+    # Failed logins per email inside LOGIN_WINDOW_SECONDS before further tries get 429.
+    LOGIN_MAX_FAILURES: int = 5
+    LOGIN_WINDOW_SECONDS: int = 300
+
+    LOG_LEVEL: str = "INFO"
+    LOG_JSON: bool = True
+    APP_VERSION: str = "dev"
+    CORS_ORIGINS: str = ""
+
+    # Local FerretDB used when MONGO_URL is empty.
+    FERRETDB_LISTEN: str = "127.0.0.1:27117"
+    FERRETDB_DATA_DIR: str = "./var/ferretdb"
+
+    @property
+    def mongo_url(self) -> str:
+        return self.MONGO_URL or f"mongodb://{self.FERRETDB_LISTEN}/"
+
+    @property
+    def cors_origins(self) -> list[str]:
+        return [o.strip() for o in self.CORS_ORIGINS.split(",") if o.strip()]
+
+    @model_validator(mode="after")
+    def _refuse_unsafe_production(self) -> "Settings":
+        if self.ENV == "production":
+            if self.JWT_SECRET == DEV_JWT_SECRET or len(self.JWT_SECRET) < 32:
+                raise ValueError("JWT_SECRET must be set to a random value of 32+ chars in production")
+            if not self.MONGO_URL:
+                raise ValueError("MONGO_URL is required in production (no local development store)")
+        return self
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,36 @@
+"""The MongoDB client: one per process, durable write concern for everything."""
+
+from typing import Any
+
+from pymongo import AsyncMongoClient
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.read_concern import ReadConcern
+from pymongo.write_concern import WriteConcern
+
+from backend.core.config import Settings
+
+Database = AsyncDatabase[dict[str, Any]]
+
+
+def make_client(settings: Settings) -> AsyncMongoClient[dict[str, Any]]:
+    # w=majority + j=true: an acknowledged write survives the crash of the node that took it
+    # (DOMAIN.md persistence rule 3). Reads use majority so they never see a write that a
+    # failover could roll back; on a single process that also gives read-your-own-writes.
+    return AsyncMongoClient(
+        settings.mongo_url,
+        tz_aware=True,
+        w="majority",
+        journal=True,
+        readConcernLevel="majority",
+        serverSelectionTimeoutMS=settings.MONGO_TIMEOUT_MS,
+        connectTimeoutMS=settings.MONGO_TIMEOUT_MS,
+        appname=f"iaze-backend/{settings.APP_VERSION}",
+    )
+
+
+def durable_database(client: AsyncMongoClient[dict[str, Any]], name: str) -> Database:
+    return client.get_database(
+        name,
+        write_concern=WriteConcern(w="majority", j=True),
+        read_concern=ReadConcern("majority"),
+    )

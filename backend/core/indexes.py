@@ -1,0 +1,51 @@
+"""Index declarations, kept next to the queries that need them and created at start-up.
+
+FerretDB v1 on SQLite only pushes `_id` equality down, so these matter for MongoDB (the production
+store); their unique ones, though, are enforced on both stores and arbitrate races.
+"""
+
+from dataclasses import dataclass, field
+
+from pymongo import ASCENDING, DESCENDING, IndexModel
+
+from backend.core.db import Database
+
+ASC = ASCENDING
+DESC = DESCENDING
+
+
+@dataclass(frozen=True)
+class IndexSpec:
+    collection: str
+    keys: tuple[tuple[str, int], ...]
+    name: str
+    unique: bool = False
+    purpose: str = field(default="", compare=False)
+
+    def model(self) -> IndexModel:
+        return IndexModel(list(self.keys), name=self.name, unique=self.unique)
+
+
+_REGISTRY: list[IndexSpec] = []
+
+
+def declare(
+    collection: str, keys: list[tuple[str, int]], *, name: str, unique: bool = False, purpose: str = ""
+) -> IndexSpec:
+    spec = IndexSpec(collection, tuple(keys), name, unique, purpose)
+    if spec not in _REGISTRY:
+        _REGISTRY.append(spec)
+    return spec
+
+
+def declared() -> list[IndexSpec]:
+    return list(_REGISTRY)
+
+
+async def ensure_indexes(db: Database) -> None:
+    """Idempotent: create_indexes with identical specs is a no-op on both stores."""
+    by_collection: dict[str, list[IndexModel]] = {}
+    for spec in _REGISTRY:
+        by_collection.setdefault(spec.collection, []).append(spec.model())
+    for collection, models in by_collection.items():
+        await db[collection].create_indexes(models)

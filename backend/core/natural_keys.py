@@ -1,0 +1,34 @@
+"""Natural keys (email, client phone, ticket number, ...) stored as `_id`s of one collection.
+
+Why: an `_id` lookup is the one query FerretDB pushes down, so these stay flat as data grows,
+and an `_id` is unique on every store, so inserting a key is an atomic claim that arbitrates
+races (two writers: exactly one insert succeeds). Keys are never removed.
+"""
+
+from pymongo.errors import DuplicateKeyError
+
+from backend.core.clock import utcnow
+from backend.core.db import Database
+
+COLLECTION = "natural_keys"
+
+
+def key_id(kind: str, *parts: str) -> str:
+    return ":".join((kind, *parts))
+
+
+async def claim(db: Database, kind: str, *parts: str, target: str) -> tuple[str, bool]:
+    """Bind the key to `target` unless it is bound already. Returns (bound target, won)."""
+    _id = key_id(kind, *parts)
+    try:
+        await db[COLLECTION].insert_one({"_id": _id, "target": target, "created_at": utcnow()})
+        return target, True
+    except DuplicateKeyError:
+        existing = await db[COLLECTION].find_one({"_id": _id})
+        assert existing is not None  # a duplicate key means the document exists
+        return str(existing["target"]), False
+
+
+async def lookup(db: Database, kind: str, *parts: str) -> str | None:
+    doc = await db[COLLECTION].find_one({"_id": key_id(kind, *parts)})
+    return str(doc["target"]) if doc else None

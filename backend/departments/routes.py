@@ -1,0 +1,36 @@
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from backend.core.deps import Db, ResellerActor, StaffActor
+from backend.core.pagination import DEFAULT_LIMIT, MAX_LIMIT
+from backend.departments import service
+from backend.departments.schemas import DepartmentCreate, DepartmentPage, DepartmentRead, DepartmentUpdate
+
+router = APIRouter(prefix="/departments", tags=["departments"])
+
+
+@router.post("", status_code=201, operation_id="departments-create")
+async def create_department(db: Db, actor: ResellerActor, body: DepartmentCreate) -> DepartmentRead:
+    return await service.create(db, actor, data=body)
+
+
+@router.get("", operation_id="departments-list")
+async def list_departments(
+    db: Db,
+    actor: StaffActor,
+    cursor: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
+    active: bool | None = None,
+) -> DepartmentPage:
+    return await service.list_page(db, actor, cursor=cursor, limit=limit, active=active)
+
+
+@router.get("/{department_id}", operation_id="departments-get")
+async def get_department(db: Db, actor: StaffActor, department_id: str) -> DepartmentRead:
+    return DepartmentRead.from_doc(await service.get_or_404(db, actor, department_id=department_id))
+
+
+@router.patch("/{department_id}", operation_id="departments-update")
+async def update_department(db: Db, actor: ResellerActor, department_id: str, body: DepartmentUpdate) -> DepartmentRead:
+    return await service.update(db, actor, department_id=department_id, data=body)

@@ -1,0 +1,32 @@
+from datetime import datetime
+from typing import Annotated
+
+from pydantic import StringConstraints
+
+from backend.core.pagination import Page
+from backend.core.schemas import InputModel, Name, ReadModel
+
+Description = Annotated[str, StringConstraints(strip_whitespace=True, max_length=500)]
+
+
+class DepartmentCreate(InputModel):
+    name: Name
+    description: Description = ""
+
+
+class DepartmentUpdate(InputModel):
+    name: Name | None = None
+    description: Description | None = None
+    active: bool | None = None
+
+
+class DepartmentRead(ReadModel):
+    id: str
+    reseller_id: str
+    name: str
+    description: str = ""
+    active: bool
+    created_at: datetime
+
+
+DepartmentPage = Page[DepartmentRead]

@@ -1,0 +1,74 @@
+from typing import Any
+
+from pymongo.errors import DuplicateKeyError
+
+from backend.core.clock import utcnow
+from backend.core.db import Database
+from backend.core.errors import Conflict, NotFound, Unprocessable
+from backend.core.ids import is_valid_id, new_id
+from backend.core.pagination import decode_cursor, encode_cursor
+from backend.core.tenancy import Actor
+from backend.departments import repository
+from backend.departments.schemas import DepartmentCreate, DepartmentPage, DepartmentRead, DepartmentUpdate
+
+
+def _name_key(name: str) -> str:
+    return " ".join(name.casefold().split())
+
+
+async def create(db: Database, actor: Actor, *, data: DepartmentCreate) -> DepartmentRead:
+    assert actor.reseller_id
+    now = utcnow()
+    doc: dict[str, Any] = {
+        "_id": new_id(),
+        "reseller_id": actor.reseller_id,
+        "name": data.name,
+        "name_key": _name_key(data.name),
+        "description": data.description,
+        "active": True,
+        "created_at": now,
+        "updated_at": now,
+    }
+    try:
+        await repository.insert(db, doc)
+    except DuplicateKeyError as exc:
+        raise Conflict("a department with this name already exists") from exc
+    return DepartmentRead.from_doc(doc)
+
+
+async def get_or_404(db: Database, actor: Actor, *, department_id: str) -> dict[str, Any]:
+    doc = await repository.get(db, actor, department_id) if is_valid_id(department_id) else None
+    if doc is None:
+        raise NotFound("department not found")
+    return doc
+
+
+async def list_page(
+    db: Database, actor: Actor, *, cursor: str | None, limit: int, active: bool | None
+) -> DepartmentPage:
+    before = str(decode_cursor(cursor, 1)[0]) if cursor else None
+    docs = await repository.list_page(db, actor, before_id=before, limit=limit + 1, active=active)
+    nxt = encode_cursor([docs[limit - 1]["_id"]]) if len(docs) > limit else None
+    return DepartmentPage(items=[DepartmentRead.from_doc(d) for d in docs[:limit]], next_cursor=nxt)
+
+
+async def update(db: Database, actor: Actor, *, department_id: str, data: DepartmentUpdate) -> DepartmentRead:
+    await get_or_404(db, actor, department_id=department_id)
+    changes = data.model_dump(exclude_unset=True, exclude_none=True)
+    if "name" in changes:
+        changes["name_key"] = _name_key(changes["name"])
+    changes["updated_at"] = utcnow()
+    try:
+        doc = await repository.update(db, actor, department_id, changes)
+    except DuplicateKeyError as exc:
+        raise Conflict("a department with this name already exists") from exc
+    assert doc is not None
+    return DepartmentRead.from_doc(doc)
+
+
+async def require_active_ids(db: Database, reseller_id: str, ids: list[str]) -> list[str]:
+    """Department ids given in input must all be active departments of the tenant."""
+    unique = sorted(set(ids))
+    if unique and await repository.count_active_in(db, reseller_id, unique) != len(unique):
+        raise Unprocessable("unknown or inactive department")
+    return unique

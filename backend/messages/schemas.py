@@ -1,0 +1,27 @@
+from datetime import datetime
+from typing import Any, Literal
+
+from backend.core.pagination import Page
+from backend.core.schemas import InputModel, ReadModel
+from backend.tickets.schemas import MessageBody
+
+
+class MessageCreate(InputModel):
+    body: MessageBody
+
+
+class MessageRead(ReadModel):
+    id: str
+    ticket_id: str
+    direction: Literal["in", "out"]
+    sender_type: Literal["client", "agent", "system"]
+    sender_id: str | None = None
+    sender_name: str = ""
+    type: str = "text"
+    body: str = ""
+    media: dict[str, Any] | None = None
+    status: str
+    created_at: datetime
+
+
+MessagePage = Page[MessageRead]

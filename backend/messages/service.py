@@ -1,0 +1,106 @@
+"""A ticket's thread: appending (idempotent when the caller supplies the id) and reading."""
+
+from datetime import datetime
+from typing import Any
+
+from pymongo.errors import DuplicateKeyError
+
+from backend.core.clock import utcnow
+from backend.core.db import Database
+from backend.core.errors import Conflict, Forbidden, Unprocessable
+from backend.core.ids import new_id
+from backend.core.pagination import decode_cursor, encode_cursor
+from backend.core.tenancy import Actor
+from backend.messages import repository
+from backend.messages.schemas import MessagePage, MessageRead
+from backend.tickets import repository as tickets_repo
+from backend.tickets import service as tickets
+from backend.tickets.states import Status
+
+PREVIEW_CHARS = 120
+
+
+async def append(
+    db: Database,
+    ticket: dict[str, Any],
+    *,
+    direction: str,
+    sender_type: str,
+    sender_id: str | None,
+    sender_name: str,
+    body: str,
+    status: str,
+    message_id: str | None = None,
+    type_: str = "text",
+    media: dict[str, Any] | None = None,
+    extra: dict[str, Any] | None = None,
+) -> tuple[dict[str, Any], bool]:
+    """Stores the message, then moves the ticket's activity. Returns (message, created).
+
+    With a deterministic `message_id` (e.g. derived from a provider's message id) a redelivery
+    finds the stored message and changes nothing.
+    """
+    now = utcnow()
+    doc: dict[str, Any] = {
+        "_id": message_id or new_id(),
+        "ticket_id": ticket["_id"],
+        "reseller_id": ticket["reseller_id"],
+        "direction": direction,
+        "sender_type": sender_type,
+        "sender_id": sender_id,
+        "sender_name": sender_name,
+        "type": type_,
+        "body": body,
+        "media": media,
+        "status": status,
+        "created_at": now,
+        **(extra or {}),
+    }
+    try:
+        await repository.insert(db, doc)
+    except DuplicateKeyError:
+        existing = await repository.get(db, doc["_id"])
+        assert existing is not None
+        return existing, False
+    preview = body[:PREVIEW_CHARS] if body else f"[{type_}]"
+    await tickets_repo.touch_activity(db, ticket["_id"], at=now, preview=preview, direction=direction)
+    return doc, True
+
+
+async def reply(db: Database, actor: Actor, *, ticket_id: str, body: str) -> MessageRead:
+    """An agent answers in a ticket it holds."""
+    if actor.role != "agent":
+        raise Forbidden("only the agent holding the ticket can reply")
+    ticket = await tickets.get_visible_or_404(db, actor, ticket_id=ticket_id)
+    if ticket["status"] != Status.ATENDENDO.value or ticket.get("agent_id") != actor.id:
+        raise Conflict({"message": "assume the ticket before replying", "status": ticket["status"]})
+    # Tickets opened through the API have no provider to deliver to; WhatsApp ones start pending.
+    status = "sent" if ticket.get("channel") == "api" else "pending"
+    doc, _ = await append(
+        db,
+        ticket,
+        direction="out",
+        sender_type="agent",
+        sender_id=actor.id,
+        sender_name=actor.name,
+        body=body,
+        status=status,
+    )
+    return MessageRead.from_doc(doc)
+
+
+async def list_page(db: Database, actor: Actor, *, ticket_id: str, cursor: str | None, limit: int) -> MessagePage:
+    await tickets.get_visible_or_404(db, actor, ticket_id=ticket_id)
+    after = None
+    if cursor:
+        at_raw, last_id = decode_cursor(cursor, 2)
+        try:
+            after = (datetime.fromisoformat(str(at_raw)), str(last_id))
+        except ValueError as exc:
+            raise Unprocessable("invalid cursor") from exc
+    docs = await repository.list_for_ticket(db, ticket_id, after=after, limit=limit + 1)
+    nxt = None
+    if len(docs) > limit:
+        last = docs[limit - 1]
+        nxt = encode_cursor([last["created_at"].isoformat(), last["_id"]])
+    return MessagePage(items=[MessageRead.from_doc(d) for d in docs[:limit]], next_cursor=nxt)

@@ -1,0 +1,52 @@
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from backend.core.deps import AdminActor, Db, ResellerActor
+from backend.core.pagination import DEFAULT_LIMIT, MAX_LIMIT
+from backend.resellers import service
+from backend.resellers.schemas import (
+    ResellerConfigRead,
+    ResellerConfigUpdate,
+    ResellerCreate,
+    ResellerPage,
+    ResellerRead,
+    ResellerUpdate,
+)
+
+router = APIRouter(tags=["resellers"])
+
+
+@router.post("/resellers", status_code=201, operation_id="resellers-create")
+async def create_reseller(db: Db, actor: AdminActor, body: ResellerCreate) -> ResellerRead:
+    return await service.create(db, actor, data=body)
+
+
+@router.get("/resellers", operation_id="resellers-list")
+async def list_resellers(
+    db: Db,
+    actor: AdminActor,
+    cursor: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
+) -> ResellerPage:
+    return await service.list_page(db, cursor=cursor, limit=limit)
+
+
+@router.get("/resellers/{reseller_id}", operation_id="resellers-get")
+async def get_reseller(db: Db, actor: AdminActor, reseller_id: str) -> ResellerRead:
+    return ResellerRead.from_doc(await service.get_or_404(db, reseller_id=reseller_id))
+
+
+@router.patch("/resellers/{reseller_id}", operation_id="resellers-update")
+async def update_reseller(db: Db, actor: AdminActor, reseller_id: str, body: ResellerUpdate) -> ResellerRead:
+    return await service.update(db, reseller_id=reseller_id, data=body)
+
+
+@router.get("/reseller-config", operation_id="reseller_config-get")
+async def get_config(db: Db, actor: ResellerActor) -> ResellerConfigRead:
+    return await service.get_config(db, actor)
+
+
+@router.patch("/reseller-config", operation_id="reseller_config-update")
+async def update_config(db: Db, actor: ResellerActor, body: ResellerConfigUpdate) -> ResellerConfigRead:
+    return await service.update_config(db, actor, data=body)

@@ -1,0 +1,115 @@
+from typing import Any
+
+from pymongo.errors import DuplicateKeyError
+
+from backend.core import natural_keys
+from backend.core.clock import utcnow
+from backend.core.db import Database
+from backend.core.errors import Conflict, NotFound
+from backend.core.ids import is_valid_id, new_id
+from backend.core.pagination import decode_cursor, encode_cursor
+from backend.core.tenancy import Actor
+from backend.resellers import repository
+from backend.resellers.schemas import (
+    ResellerConfigRead,
+    ResellerConfigUpdate,
+    ResellerCreate,
+    ResellerPage,
+    ResellerRead,
+    ResellerUpdate,
+)
+from backend.users import service as users
+
+
+async def create(db: Database, actor: Actor, *, data: ResellerCreate) -> ResellerRead:
+    email = users.normalize_email(str(data.email))
+    owner_id = new_id()
+    # Reserve the email before writing anything, so a taken email leaves nothing half-written.
+    bound, won = await natural_keys.claim(db, users.EMAIL_KEY, email, target=owner_id)
+    if not won:
+        from backend.users import repository as user_repo
+
+        if await user_repo.get(db, bound) is not None:
+            raise Conflict("email already in use")
+        owner_id = bound
+    reseller_id = new_id()
+    now = utcnow()
+    doc: dict[str, Any] = {
+        "_id": reseller_id,
+        "name": data.name,
+        "owner_id": owner_id,
+        "owner_email": email,
+        "active": True,
+        "created_by": actor.id,
+        "created_at": now,
+        "updated_at": now,
+    }
+    await repository.insert(db, doc)
+    await repository.insert_config(
+        db,
+        {
+            "_id": reseller_id,
+            "reseller_id": reseller_id,
+            "company_name": data.name,
+            "welcome_message": "",
+            "away_message": "",
+            "timezone": "America/Sao_Paulo",
+            "business_hours": [],
+            "created_at": now,
+            "updated_at": now,
+        },
+    )
+    try:
+        await users.create_login_user(
+            db,
+            role="reseller",
+            name=data.owner_name or data.name,
+            email=email,
+            password=data.password,
+            reseller_id=reseller_id,
+            user_id=owner_id,
+        )
+    except (Conflict, DuplicateKeyError) as exc:
+        raise Conflict("email already in use") from exc
+    return ResellerRead.from_doc(doc)
+
+
+async def get_or_404(db: Database, *, reseller_id: str) -> dict[str, Any]:
+    doc = await repository.get(db, reseller_id) if is_valid_id(reseller_id) else None
+    if doc is None:
+        raise NotFound("reseller not found")
+    return doc
+
+
+async def list_page(db: Database, *, cursor: str | None, limit: int) -> ResellerPage:
+    before = str(decode_cursor(cursor, 1)[0]) if cursor else None
+    docs = await repository.list_page(db, before_id=before, limit=limit + 1)
+    nxt = encode_cursor([docs[limit - 1]["_id"]]) if len(docs) > limit else None
+    return ResellerPage(items=[ResellerRead.from_doc(d) for d in docs[:limit]], next_cursor=nxt)
+
+
+async def update(db: Database, *, reseller_id: str, data: ResellerUpdate) -> ResellerRead:
+    await get_or_404(db, reseller_id=reseller_id)
+    changes = data.model_dump(exclude_unset=True, exclude_none=True)
+    changes["updated_at"] = utcnow()
+    doc = await repository.update(db, reseller_id, changes)
+    assert doc is not None
+    return ResellerRead.from_doc(doc)
+
+
+async def get_config(db: Database, actor: Actor) -> ResellerConfigRead:
+    assert actor.reseller_id
+    doc = await repository.get_config(db, actor.reseller_id)
+    if doc is None:
+        raise NotFound("config not found")
+    return ResellerConfigRead.from_doc(doc)
+
+
+async def update_config(db: Database, actor: Actor, *, data: ResellerConfigUpdate) -> ResellerConfigRead:
+    assert actor.reseller_id
+    changes = data.model_dump(exclude_unset=True, exclude_none=True)
+    changes["updated_at"] = utcnow()
+    doc = await repository.update_config(db, actor.reseller_id, changes)
+    if doc is None:
+        raise NotFound("config not found")
+    return ResellerConfigRead.from_doc(doc)

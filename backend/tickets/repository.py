@@ -1,0 +1,103 @@
+"""Queries on `tickets`. The ticket document is a projection of its `ticket_events`."""
+
+from datetime import datetime
+from typing import Any
+
+from pymongo import ReturnDocument
+
+from backend.core.db import Database
+from backend.core.indexes import ASC, DESC, declare
+
+COLLECTION = "tickets"
+COUNTERS = "counters"
+
+declare(
+    COLLECTION,
+    [("reseller_id", ASC), ("status", ASC), ("last_message_at", DESC), ("_id", DESC)],
+    name="inbox_tenant_status_activity",
+    purpose="reseller inbox: a tenant's tickets in one state, newest activity first",
+)
+declare(
+    COLLECTION,
+    [("reseller_id", ASC), ("department_id", ASC), ("status", ASC), ("last_message_at", DESC), ("_id", DESC)],
+    name="inbox_department_status_activity",
+    purpose="agent queue: espera tickets of a department, newest activity first",
+)
+declare(
+    COLLECTION,
+    [("reseller_id", ASC), ("agent_id", ASC), ("status", ASC), ("last_message_at", DESC), ("_id", DESC)],
+    name="inbox_agent_status_activity",
+    purpose="an agent's own tickets in one state, newest activity first",
+)
+declare(
+    COLLECTION,
+    [("reseller_id", ASC), ("number", ASC)],
+    name="tenant_number_unique",
+    unique=True,
+    purpose="ticket number unique per tenant",
+)
+declare(
+    COLLECTION,
+    [("reseller_id", ASC), ("client_id", ASC), ("created_at", DESC)],
+    name="tenant_client_created",
+    purpose="a client's ticket history",
+)
+
+STATE_FIELDS = ("status", "agent_id", "agent_name", "department_id", "finalized_at", "finalized_by")
+
+
+async def get(db: Database, ticket_id: str) -> dict[str, Any] | None:
+    return await db[COLLECTION].find_one({"_id": ticket_id})
+
+
+async def insert(db: Database, doc: dict[str, Any]) -> None:
+    await db[COLLECTION].insert_one(doc)
+
+
+async def apply_state(
+    db: Database, ticket_id: str, *, from_version: int, version: int, state: dict[str, Any], at: datetime
+) -> None:
+    """Move the projection to `version`; a no-op when another writer already applied it."""
+    changes = {k: state.get(k) for k in STATE_FIELDS}
+    await db[COLLECTION].update_one(
+        {"_id": ticket_id, "version": from_version},
+        {"$set": {**changes, "version": version, "updated_at": at}},
+    )
+
+
+async def touch_activity(db: Database, ticket_id: str, *, at: datetime, preview: str, direction: str) -> None:
+    await db[COLLECTION].update_one(
+        {"_id": ticket_id, "last_message_at": {"$lte": at}},
+        {"$set": {"last_message_at": at, "last_message_preview": preview, "last_message_direction": direction}},
+    )
+
+
+async def list_page(
+    db: Database, query: dict[str, Any], *, after: tuple[datetime, str] | None, limit: int
+) -> list[dict[str, Any]]:
+    if after is not None:
+        at, last_id = after
+        query = {
+            "$and": [
+                query,
+                {"$or": [{"last_message_at": {"$lt": at}}, {"last_message_at": at, "_id": {"$lt": last_id}}]},
+            ]
+        }
+    cursor = db[COLLECTION].find(query).sort([("last_message_at", DESC), ("_id", DESC)]).limit(limit)
+    return await cursor.to_list(length=limit)
+
+
+async def count(db: Database, query: dict[str, Any]) -> int:
+    return await db[COLLECTION].count_documents(query)
+
+
+async def next_number(db: Database, reseller_id: str) -> int:
+    """A candidate number; callers claim it through a unique key, since $inc is not atomic on FerretDB."""
+    doc = await db[COUNTERS].find_one_and_update(
+        {"_id": f"ticket-number:{reseller_id}"},
+        {"$inc": {"seq": 1}},
+        upsert=True,
+        return_document=ReturnDocument.AFTER,
+    )
+    assert doc is not None
+    return int(doc["seq"])

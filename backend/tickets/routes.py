@@ -1,0 +1,80 @@
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from backend.audit.schemas import TicketEventPage
+from backend.core.deps import Db, StaffActor, TenantStaffActor
+from backend.core.pagination import DEFAULT_LIMIT, MAX_LIMIT
+from backend.messages import service as messages
+from backend.messages.schemas import MessageCreate, MessagePage, MessageRead
+from backend.tickets import intake, service
+from backend.tickets.schemas import TicketCounts, TicketCreate, TicketPage, TicketRead, TicketTransfer
+from backend.tickets.states import Status
+
+router = APIRouter(prefix="/tickets", tags=["tickets"])
+
+Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT)]
+OptionalId = Annotated[str | None, Query(pattern=r"^[0-9a-f]{24}$")]
+
+
+@router.post("", status_code=201, operation_id="tickets-create")
+async def create_ticket(db: Db, actor: TenantStaffActor, body: TicketCreate) -> TicketRead:
+    return await intake.create_from_api(db, actor, data=body)
+
+
+@router.get("", operation_id="tickets-list")
+async def list_tickets(
+    db: Db,
+    actor: StaffActor,
+    status: Status | None = None,
+    department_id: OptionalId = None,
+    cursor: str | None = None,
+    limit: Limit = DEFAULT_LIMIT,
+) -> TicketPage:
+    return await service.list_page(db, actor, status=status, department_id=department_id, cursor=cursor, limit=limit)
+
+
+@router.get("/counts", operation_id="tickets-counts")
+async def ticket_counts(db: Db, actor: StaffActor, department_id: OptionalId = None) -> TicketCounts:
+    return await service.counts(db, actor, department_id=department_id)
+
+
+@router.get("/{ticket_id}", operation_id="tickets-get")
+async def get_ticket(db: Db, actor: StaffActor, ticket_id: str) -> TicketRead:
+    return TicketRead.from_doc(await service.get_visible_or_404(db, actor, ticket_id=ticket_id))
+
+
+@router.post("/{ticket_id}/assume", operation_id="tickets-assume")
+async def assume_ticket(db: Db, actor: StaffActor, ticket_id: str) -> TicketRead:
+    return await service.assume(db, actor, ticket_id=ticket_id)
+
+
+@router.post("/{ticket_id}/transfer", operation_id="tickets-transfer")
+async def transfer_ticket(db: Db, actor: TenantStaffActor, ticket_id: str, body: TicketTransfer) -> TicketRead:
+    return await service.transfer(
+        db, actor, ticket_id=ticket_id, agent_id=body.agent_id, department_id=body.department_id
+    )
+
+
+@router.post("/{ticket_id}/finalize", operation_id="tickets-finalize")
+async def finalize_ticket(db: Db, actor: StaffActor, ticket_id: str) -> TicketRead:
+    return await service.finalize(db, actor, ticket_id=ticket_id)
+
+
+@router.get("/{ticket_id}/messages", operation_id="tickets-list_messages")
+async def list_messages(
+    db: Db, actor: StaffActor, ticket_id: str, cursor: str | None = None, limit: Limit = DEFAULT_LIMIT
+) -> MessagePage:
+    return await messages.list_page(db, actor, ticket_id=ticket_id, cursor=cursor, limit=limit)
+
+
+@router.post("/{ticket_id}/messages", status_code=201, operation_id="tickets-post_message")
+async def post_message(db: Db, actor: StaffActor, ticket_id: str, body: MessageCreate) -> MessageRead:
+    return await messages.reply(db, actor, ticket_id=ticket_id, body=body.body)
+
+
+@router.get("/{ticket_id}/events", operation_id="tickets-list_events")
+async def list_events(
+    db: Db, actor: StaffActor, ticket_id: str, cursor: str | None = None, limit: Limit = DEFAULT_LIMIT
+) -> TicketEventPage:
+    return await service.list_events(db, actor, ticket_id=ticket_id, cursor=cursor, limit=limit)

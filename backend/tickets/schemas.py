@@ -1,0 +1,58 @@
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import StringConstraints, model_validator
+
+from backend.core.pagination import Page
+from backend.core.schemas import InputModel, ObjectIdStr, ReadModel
+
+MessageBody = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=4096)]
+
+
+class TicketCreate(InputModel):
+    client_id: ObjectIdStr
+    department_id: ObjectIdStr
+    message: MessageBody
+
+
+class TicketTransfer(InputModel):
+    """Exactly one target: an agent (stays atendendo) or a department queue (back to espera)."""
+
+    agent_id: ObjectIdStr | None = None
+    department_id: ObjectIdStr | None = None
+
+    @model_validator(mode="after")
+    def _one_target(self) -> "TicketTransfer":
+        if (self.agent_id is None) == (self.department_id is None):
+            raise ValueError("give exactly one of agent_id or department_id")
+        return self
+
+
+class TicketRead(ReadModel):
+    id: str
+    number: int
+    status: Literal["espera", "atendendo", "finalizado"]
+    reseller_id: str
+    client_id: str
+    client_name: str = ""
+    client_phone: str = ""
+    department_id: str
+    agent_id: str | None = None
+    agent_name: str | None = None
+    channel: str
+    version: int
+    last_message_at: datetime
+    last_message_preview: str = ""
+    last_message_direction: str | None = None
+    created_at: datetime
+    updated_at: datetime
+    finalized_at: datetime | None = None
+
+
+TicketPage = Page[TicketRead]
+
+
+class TicketCounts(ReadModel):
+    espera: int
+    atendendo: int
+    finalizado: int

@@ -1,0 +1,356 @@
+"""Ticket lifecycle. Every change is first appended to `ticket_events` under the next version
+(the unique `_id` decides races on every store), then projected onto the ticket document."""
+
+import contextlib
+from datetime import datetime
+from typing import Any
+
+from pymongo.errors import DuplicateKeyError
+
+from backend.audit import repository as events
+from backend.audit.schemas import TicketEventPage, TicketEventRead
+from backend.core import natural_keys
+from backend.core.clock import utcnow
+from backend.core.db import Database
+from backend.core.errors import Conflict, NotFound, Unprocessable
+from backend.core.ids import is_valid_id, new_id
+from backend.core.pagination import decode_cursor, encode_cursor
+from backend.core.tenancy import Actor
+from backend.departments import repository as departments
+from backend.tickets import repository
+from backend.tickets.schemas import TicketCounts, TicketPage, TicketRead
+from backend.tickets.states import CREATED_EVENT, Action, Status, authorize, is_open
+from backend.tickets.visibility import can_act_on, can_see, visible_query
+from backend.users import repository as users
+
+NUMBER_KEY = "ticket-number"
+OPEN_SLOT_KEY = "open-ticket"
+MAX_RACE_RETRIES = 20
+
+
+def _state(ticket: dict[str, Any]) -> dict[str, Any]:
+    return {k: ticket.get(k) for k in repository.STATE_FIELDS}
+
+
+def _event(
+    ticket_id: str,
+    reseller_id: str,
+    *,
+    version: int,
+    type_: str,
+    actor_id: str | None,
+    actor_role: str | None,
+    from_status: str | None,
+    state: dict[str, Any],
+    at: datetime,
+    data: dict[str, Any],
+) -> dict[str, Any]:
+    return {
+        "_id": events.event_id(ticket_id, version),
+        "ticket_id": ticket_id,
+        "reseller_id": reseller_id,
+        "version": version,
+        "type": type_,
+        "actor_id": actor_id,
+        "actor_role": actor_role,
+        "from_status": from_status,
+        "to_status": state["status"],
+        "state": state,
+        "at": at,
+        "data": data,
+    }
+
+
+async def load(db: Database, ticket_id: str) -> dict[str, Any] | None:
+    """The ticket as its event log says it is. Rolls the projection forward over any event a
+    crashed or concurrent writer logged but did not project, so the log always wins."""
+    doc = await repository.get(db, ticket_id)
+    if doc is None:
+        created = await events.get(db, ticket_id, 1)
+        if created is None:
+            return None
+        doc = dict(created["data"]["ticket"])
+        try:
+            await repository.insert(db, doc)
+        except DuplicateKeyError:
+            doc = await repository.get(db, ticket_id)
+            assert doc is not None
+    while True:
+        nxt = await events.get(db, ticket_id, doc["version"] + 1)
+        if nxt is None:
+            return doc
+        await repository.apply_state(
+            db, ticket_id, from_version=doc["version"], version=nxt["version"], state=nxt["state"], at=nxt["at"]
+        )
+        doc = {**doc, **nxt["state"], "version": nxt["version"], "updated_at": nxt["at"]}
+
+
+async def get_visible_or_404(db: Database, actor: Actor, *, ticket_id: str) -> dict[str, Any]:
+    doc = await load(db, ticket_id) if is_valid_id(ticket_id) else None
+    if doc is None or not can_see(actor, doc):
+        raise NotFound("ticket not found")
+    return doc
+
+
+async def _allocate_number(db: Database, reseller_id: str, ticket_id: str) -> int:
+    for _ in range(MAX_RACE_RETRIES):
+        number = await repository.next_number(db, reseller_id)
+        bound, won = await natural_keys.claim(db, NUMBER_KEY, reseller_id, str(number), target=ticket_id)
+        if won or bound == ticket_id:
+            return number
+    raise Conflict("could not allocate a ticket number; retry")
+
+
+async def _create(
+    db: Database,
+    ticket_id: str,
+    *,
+    reseller_id: str,
+    client: dict[str, Any],
+    department_id: str,
+    channel: str,
+    slot: int,
+    actor_id: str | None,
+    actor_role: str | None,
+) -> dict[str, Any]:
+    """Writes event v1 (the creation claim) and the ticket. Safe to race with itself."""
+    existing = await load(db, ticket_id)
+    if existing is not None:
+        return existing
+    now = utcnow()
+    number = await _allocate_number(db, reseller_id, ticket_id)
+    doc: dict[str, Any] = {
+        "_id": ticket_id,
+        "reseller_id": reseller_id,
+        "number": number,
+        "status": Status.ESPERA.value,
+        "client_id": client["_id"],
+        "client_name": client.get("name", ""),
+        "client_phone": client.get("phone", ""),
+        "department_id": department_id,
+        "agent_id": None,
+        "agent_name": None,
+        "finalized_at": None,
+        "finalized_by": None,
+        "channel": channel,
+        "open_slot": slot,
+        "version": 1,
+        "created_at": now,
+        "updated_at": now,
+        "last_message_at": now,
+        "last_message_preview": "",
+        "last_message_direction": None,
+    }
+    event = _event(
+        ticket_id,
+        reseller_id,
+        version=1,
+        type_=CREATED_EVENT,
+        actor_id=actor_id,
+        actor_role=actor_role,
+        from_status=None,
+        state=_state(doc),
+        at=now,
+        data={"ticket": doc},
+    )
+    # A concurrent creator of the same slot may win; load() then projects its event instead.
+    with contextlib.suppress(DuplicateKeyError):
+        await events.insert(db, event)
+    found = await load(db, ticket_id)
+    assert found is not None
+    return found
+
+
+async def open_for_client(
+    db: Database,
+    *,
+    reseller_id: str,
+    client: dict[str, Any],
+    department_id: str,
+    channel: str,
+    actor_id: str | None,
+    actor_role: str | None,
+) -> tuple[dict[str, Any], bool]:
+    """The client's open ticket on this channel, or a new one in espera. Returns (ticket, created).
+
+    A client has one open ticket per channel. Its slot is a natural key "<client>:<channel>:<n>":
+    slot n is claimed once (so two first messages at the same moment open one ticket), and once
+    its ticket is finalized the next message moves on to slot n+1.
+    """
+    slot = int(client.get("ticket_slot", 0))
+    for _ in range(MAX_RACE_RETRIES * 50):
+        candidate = new_id()
+        bound, _ = await natural_keys.claim(
+            db, OPEN_SLOT_KEY, reseller_id, client["_id"], channel, str(slot), target=candidate
+        )
+        ticket = await load(db, bound)
+        if ticket is None:  # ours, or a claimer that died before writing: complete it
+            ticket = await _create(
+                db,
+                bound,
+                reseller_id=reseller_id,
+                client=client,
+                department_id=department_id,
+                channel=channel,
+                slot=slot,
+                actor_id=actor_id,
+                actor_role=actor_role,
+            )
+            return ticket, True
+        if is_open(ticket["status"]):
+            return ticket, False
+        slot += 1
+    raise Conflict("could not open a ticket; retry")
+
+
+async def _transition(
+    db: Database,
+    actor: Actor,
+    *,
+    ticket_id: str,
+    action: Action,
+    changes: dict[str, Any],
+    data: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    for _ in range(MAX_RACE_RETRIES):
+        ticket = await load(db, ticket_id) if is_valid_id(ticket_id) else None
+        if ticket is None or not can_act_on(actor, ticket):
+            raise NotFound("ticket not found")
+        try:
+            transition = authorize(
+                action, status=ticket["status"], role=actor.role, actor_id=actor.id, holder_id=ticket.get("agent_id")
+            )
+        except Conflict as exc:
+            detail = exc.detail if isinstance(exc.detail, dict) else {"message": str(exc.detail)}
+            raise Conflict({**detail, "ticket": TicketRead.from_doc(ticket).model_dump(mode="json")}) from exc
+        now = utcnow()
+        state = {**_state(ticket), **changes, "status": transition.target.value}
+        if transition.target is Status.FINALIZADO:
+            state.update(finalized_at=now, finalized_by=actor.id)
+        version = ticket["version"] + 1
+        event = _event(
+            ticket_id,
+            ticket["reseller_id"],
+            version=version,
+            type_=transition.event,
+            actor_id=actor.id,
+            actor_role=actor.role,
+            from_status=ticket["status"],
+            state=state,
+            at=now,
+            data={**(data or {}), "action": action.value},
+        )
+        try:
+            await events.insert(db, event)
+        except DuplicateKeyError:
+            continue  # someone moved it first: re-read and judge again against the new state
+        await repository.apply_state(
+            db, ticket_id, from_version=ticket["version"], version=version, state=state, at=now
+        )
+        if transition.target is Status.FINALIZADO:
+            await users.raise_ticket_slot(db, ticket["client_id"], int(ticket.get("open_slot", 0)) + 1)
+        return {**ticket, **state, "version": version, "updated_at": now}
+    raise Conflict("ticket is changing too fast; retry")
+
+
+async def assume(db: Database, actor: Actor, *, ticket_id: str) -> TicketRead:
+    doc = await _transition(
+        db, actor, ticket_id=ticket_id, action=Action.ASSUME, changes={"agent_id": actor.id, "agent_name": actor.name}
+    )
+    return TicketRead.from_doc(doc)
+
+
+async def transfer(
+    db: Database, actor: Actor, *, ticket_id: str, agent_id: str | None, department_id: str | None
+) -> TicketRead:
+    assert actor.reseller_id
+    if agent_id is not None:
+        target = await users.get(db, agent_id)
+        if target is None or target.get("reseller_id") != actor.reseller_id or target.get("role") != "agent":
+            raise Unprocessable("unknown agent")
+        if not target.get("active"):
+            raise Unprocessable("agent is inactive")
+        current = await load(db, ticket_id) if is_valid_id(ticket_id) else None
+        if current is not None and current.get("agent_id") == agent_id and can_act_on(actor, current):
+            raise Conflict({"message": "the agent already holds this ticket"})
+        doc = await _transition(
+            db,
+            actor,
+            ticket_id=ticket_id,
+            action=Action.TRANSFER_TO_AGENT,
+            changes={"agent_id": agent_id, "agent_name": target["name"]},
+            data={"to_agent_id": agent_id},
+        )
+    else:
+        assert department_id is not None
+        dept = await departments.get_in_tenant(db, actor.reseller_id, department_id)
+        if dept is None or not dept.get("active"):
+            raise Unprocessable("unknown or inactive department")
+        doc = await _transition(
+            db,
+            actor,
+            ticket_id=ticket_id,
+            action=Action.TRANSFER_TO_DEPARTMENT,
+            changes={"agent_id": None, "agent_name": None, "department_id": department_id},
+            data={"to_department_id": department_id},
+        )
+    return TicketRead.from_doc(doc)
+
+
+async def finalize(db: Database, actor: Actor, *, ticket_id: str) -> TicketRead:
+    return TicketRead.from_doc(await _transition(db, actor, ticket_id=ticket_id, action=Action.FINALIZE, changes={}))
+
+
+def _list_query(actor: Actor, *, status: Status | None, department_id: str | None) -> dict[str, Any]:
+    query = visible_query(actor)
+    if status is not None:
+        query["status"] = status.value
+    if department_id is not None:
+        query["department_id"] = department_id
+    return query
+
+
+async def list_page(
+    db: Database,
+    actor: Actor,
+    *,
+    status: Status | None,
+    department_id: str | None,
+    cursor: str | None,
+    limit: int,
+) -> TicketPage:
+    after = None
+    if cursor:
+        at_raw, last_id = decode_cursor(cursor, 2)
+        try:
+            after = (datetime.fromisoformat(str(at_raw)), str(last_id))
+        except ValueError as exc:
+            raise Unprocessable("invalid cursor") from exc
+    query = _list_query(actor, status=status, department_id=department_id)
+    docs = await repository.list_page(db, query, after=after, limit=limit + 1)
+    nxt = None
+    if len(docs) > limit:
+        last = docs[limit - 1]
+        nxt = encode_cursor([last["last_message_at"].isoformat(), last["_id"]])
+    return TicketPage(items=[TicketRead.from_doc(d) for d in docs[:limit]], next_cursor=nxt)
+
+
+async def counts(db: Database, actor: Actor, *, department_id: str | None) -> TicketCounts:
+    values = {
+        status.value: await repository.count(db, _list_query(actor, status=status, department_id=department_id))
+        for status in Status
+    }
+    return TicketCounts(**values)
+
+
+async def list_events(db: Database, actor: Actor, *, ticket_id: str, cursor: str | None, limit: int) -> TicketEventPage:
+    await get_visible_or_404(db, actor, ticket_id=ticket_id)
+    after = 0
+    if cursor:
+        raw = decode_cursor(cursor, 1)[0]
+        if not isinstance(raw, int):
+            raise Unprocessable("invalid cursor")
+        after = raw
+    docs = await events.list_for_ticket(db, ticket_id, after_version=after, limit=limit + 1)
+    nxt = encode_cursor([docs[limit - 1]["version"]]) if len(docs) > limit else None
+    return TicketEventPage(items=[TicketEventRead.from_doc(d) for d in docs[:limit]], next_cursor=nxt)

@@ -1,0 +1,77 @@
+"""The ticket state machine: the one table that says what may move a ticket, and who may."""
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from backend.core.errors import Conflict, Forbidden
+
+
+class Status(StrEnum):
+    ESPERA = "espera"
+    ATENDENDO = "atendendo"
+    FINALIZADO = "finalizado"
+
+
+class Action(StrEnum):
+    ASSUME = "assume"
+    TRANSFER_TO_AGENT = "transfer_to_agent"
+    TRANSFER_TO_DEPARTMENT = "transfer_to_department"
+    FINALIZE = "finalize"
+
+
+@dataclass(frozen=True)
+class Transition:
+    sources: frozenset[Status]
+    target: Status
+    roles: frozenset[str]
+    event: str
+    # An agent acting on a ticket in atendendo must be the one holding it.
+    agent_must_hold: bool
+
+
+TRANSITIONS: dict[Action, Transition] = {
+    Action.ASSUME: Transition(
+        frozenset({Status.ESPERA}), Status.ATENDENDO, frozenset({"agent"}), "assumed", agent_must_hold=False
+    ),
+    Action.TRANSFER_TO_AGENT: Transition(
+        frozenset({Status.ATENDENDO}),
+        Status.ATENDENDO,
+        frozenset({"agent", "reseller"}),
+        "transferred",
+        agent_must_hold=True,
+    ),
+    Action.TRANSFER_TO_DEPARTMENT: Transition(
+        frozenset({Status.ATENDENDO}),
+        Status.ESPERA,
+        frozenset({"agent", "reseller"}),
+        "transferred",
+        agent_must_hold=True,
+    ),
+    Action.FINALIZE: Transition(
+        frozenset({Status.ESPERA, Status.ATENDENDO}),
+        Status.FINALIZADO,
+        frozenset({"agent", "reseller"}),
+        "finalized",
+        agent_must_hold=True,
+    ),
+}
+
+OPEN_STATES = frozenset({Status.ESPERA, Status.ATENDENDO})
+CREATED_EVENT = "created"
+
+
+def is_open(status: str) -> bool:
+    return Status(status) in OPEN_STATES
+
+
+def authorize(action: Action, *, status: str, role: str, actor_id: str, holder_id: str | None) -> Transition:
+    """Raises Forbidden for a role that may never do this, Conflict for a state that forbids it now."""
+    transition = TRANSITIONS[action]
+    if role not in transition.roles:
+        raise Forbidden(f"role {role} cannot {action.value}")
+    current = Status(status)
+    if current not in transition.sources:
+        raise Conflict({"message": f"cannot {action.value} a ticket in {current.value}", "status": current.value})
+    if role == "agent" and transition.agent_must_hold and current is Status.ATENDENDO and holder_id != actor_id:
+        raise Conflict({"message": "ticket is held by another agent", "status": current.value})
+    return transition

@@ -1,0 +1,58 @@
+"""Queries on `users` (admins, resellers' owners, agents and clients)."""
+
+from typing import Any
+
+from backend.core.db import Database
+from backend.core.indexes import ASC, DESC, declare
+from backend.core.tenancy import Actor, scoped
+
+COLLECTION = "users"
+
+IX_TENANT_ROLE = declare(
+    COLLECTION,
+    [("reseller_id", ASC), ("role", ASC), ("_id", DESC)],
+    name="tenant_role_id",
+    purpose="user and client lists of a tenant, newest first",
+)
+
+
+async def get(db: Database, user_id: str) -> dict[str, Any] | None:
+    return await db[COLLECTION].find_one({"_id": user_id})
+
+
+async def get_scoped(db: Database, actor: Actor, user_id: str, *, roles: tuple[str, ...]) -> dict[str, Any] | None:
+    return await db[COLLECTION].find_one(scoped(actor, {"_id": user_id, "role": {"$in": list(roles)}}))
+
+
+async def insert(db: Database, doc: dict[str, Any]) -> None:
+    await db[COLLECTION].insert_one(doc)
+
+
+async def exists_with_role(db: Database, role: str) -> bool:
+    return await db[COLLECTION].find_one({"role": role}, projection={"_id": 1}) is not None
+
+
+async def list_page(
+    db: Database,
+    actor: Actor,
+    *,
+    roles: tuple[str, ...],
+    before_id: str | None,
+    limit: int,
+    extra: dict[str, Any] | None = None,
+) -> list[dict[str, Any]]:
+    query = scoped(actor, {"role": {"$in": list(roles)}, **(extra or {})})
+    if before_id:
+        query["_id"] = {"$lt": before_id}
+    cursor = db[COLLECTION].find(query).sort("_id", DESC).limit(limit)
+    return await cursor.to_list(length=limit)
+
+
+async def update(db: Database, actor: Actor, user_id: str, changes: dict[str, Any]) -> dict[str, Any] | None:
+    await db[COLLECTION].update_one(scoped(actor, {"_id": user_id}), {"$set": changes})
+    return await db[COLLECTION].find_one({"_id": user_id})
+
+
+async def raise_ticket_slot(db: Database, client_id: str, slot: int) -> None:
+    """A hint of the client's next free open-ticket slot; only ever moves forward."""
+    await db[COLLECTION].update_one({"_id": client_id}, {"$max": {"ticket_slot": slot}})

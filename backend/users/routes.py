@@ -1,0 +1,37 @@
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from backend.core.deps import Db, ResellerActor, ResellerOrAdminActor, StaffActor
+from backend.core.pagination import DEFAULT_LIMIT, MAX_LIMIT
+from backend.users import service
+from backend.users.schemas import UserCreate, UserPage, UserRead, UserUpdate
+
+router = APIRouter(prefix="/users", tags=["users"])
+
+
+@router.post("", status_code=201, operation_id="users-create")
+async def create_user(db: Db, actor: ResellerActor, body: UserCreate) -> UserRead:
+    return await service.create_agent(db, actor, data=body)
+
+
+@router.get("", operation_id="users-list")
+async def list_users(
+    db: Db,
+    actor: StaffActor,
+    cursor: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
+    department_id: str | None = None,
+    active: bool | None = None,
+) -> UserPage:
+    return await service.list_page(db, actor, cursor=cursor, limit=limit, department_id=department_id, active=active)
+
+
+@router.get("/{user_id}", operation_id="users-get")
+async def get_user(db: Db, actor: StaffActor, user_id: str) -> UserRead:
+    return UserRead.from_doc(await service.get_or_404(db, actor, user_id=user_id))
+
+
+@router.patch("/{user_id}", operation_id="users-update")
+async def update_user(db: Db, actor: ResellerOrAdminActor, user_id: str, body: UserUpdate) -> UserRead:
+    return await service.update(db, actor, user_id=user_id, data=body)

@@ -1,0 +1,36 @@
+from datetime import datetime
+from typing import Literal
+
+from pydantic import EmailStr
+
+from backend.core.pagination import Page
+from backend.core.schemas import InputModel, Name, ObjectIdStr, Password, ReadModel
+
+
+class UserCreate(InputModel):
+    name: Name
+    email: EmailStr
+    password: Password
+    role: Literal["agent"] = "agent"
+    department_ids: list[ObjectIdStr] = []
+
+
+class UserUpdate(InputModel):
+    name: Name | None = None
+    password: Password | None = None
+    department_ids: list[ObjectIdStr] | None = None
+    active: bool | None = None
+
+
+class UserRead(ReadModel):
+    id: str
+    name: str
+    email: str | None = None
+    role: str
+    reseller_id: str | None = None
+    department_ids: list[str] = []
+    active: bool
+    created_at: datetime
+
+
+UserPage = Page[UserRead]

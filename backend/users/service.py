@@ -1,0 +1,143 @@
+"""Users: creation with unique emails, agent management, the first admin."""
+
+from typing import Any
+
+from pymongo.errors import DuplicateKeyError
+
+from backend.core import natural_keys
+from backend.core.clock import utcnow
+from backend.core.config import Settings
+from backend.core.db import Database
+from backend.core.errors import Conflict, Forbidden, NotFound
+from backend.core.ids import is_valid_id, new_id
+from backend.core.pagination import decode_cursor, encode_cursor
+from backend.core.security import hash_password
+from backend.core.tenancy import Actor
+from backend.departments import service as departments
+from backend.users import repository
+from backend.users.schemas import UserCreate, UserPage, UserRead, UserUpdate
+
+STAFF_ROLES = ("admin", "reseller", "agent")
+EMAIL_KEY = "email"
+
+
+def normalize_email(email: str) -> str:
+    return email.strip().lower()
+
+
+async def create_login_user(
+    db: Database,
+    *,
+    role: str,
+    name: str,
+    email: str,
+    password: str,
+    reseller_id: str | None,
+    department_ids: list[str] | None = None,
+    user_id: str | None = None,
+) -> dict[str, Any]:
+    """Claims the email first (atomic on every store), then writes the user under the claimed id.
+
+    If an earlier attempt claimed the email and died before writing the user, the claim points to
+    a missing user: this call completes that user instead of leaving the email unusable.
+    """
+    email = normalize_email(email)
+    candidate = user_id or new_id()
+    bound, won = await natural_keys.claim(db, EMAIL_KEY, email, target=candidate)
+    if not won and await repository.get(db, bound) is not None:
+        raise Conflict("email already in use")
+    now = utcnow()
+    doc: dict[str, Any] = {
+        "_id": bound,
+        "role": role,
+        "name": name,
+        "email": email,
+        "password_hash": hash_password(password),
+        "reseller_id": reseller_id,
+        "department_ids": department_ids or [],
+        "active": True,
+        "created_at": now,
+        "updated_at": now,
+    }
+    try:
+        await repository.insert(db, doc)
+    except DuplicateKeyError as exc:  # a concurrent completion of the same claim won
+        raise Conflict("email already in use") from exc
+    return doc
+
+
+async def ensure_first_admin(db: Database, settings: Settings) -> bool:
+    """Creates the admin from ADMIN_EMAIL/ADMIN_PASSWORD when none exists; never overwrites."""
+    if not settings.ADMIN_EMAIL or not settings.ADMIN_PASSWORD:
+        return False
+    if await repository.exists_with_role(db, "admin"):
+        return False
+    try:
+        await create_login_user(
+            db,
+            role="admin",
+            name=settings.ADMIN_NAME,
+            email=settings.ADMIN_EMAIL,
+            password=settings.ADMIN_PASSWORD,
+            reseller_id=None,
+        )
+    except Conflict:  # the email is taken (never overwritten), or a concurrent start created it
+        return False
+    return True
+
+
+async def create_agent(db: Database, actor: Actor, *, data: UserCreate) -> UserRead:
+    assert actor.reseller_id
+    dept_ids = await departments.require_active_ids(db, actor.reseller_id, data.department_ids)
+    doc = await create_login_user(
+        db,
+        role=data.role,
+        name=data.name,
+        email=str(data.email),
+        password=data.password,
+        reseller_id=actor.reseller_id,
+        department_ids=dept_ids,
+    )
+    return UserRead.from_doc(doc)
+
+
+async def get_or_404(db: Database, actor: Actor, *, user_id: str) -> dict[str, Any]:
+    doc = await repository.get_scoped(db, actor, user_id, roles=STAFF_ROLES) if is_valid_id(user_id) else None
+    if doc is None:
+        raise NotFound("user not found")
+    return doc
+
+
+async def list_page(
+    db: Database, actor: Actor, *, cursor: str | None, limit: int, department_id: str | None, active: bool | None
+) -> UserPage:
+    before = str(decode_cursor(cursor, 1)[0]) if cursor else None
+    extra: dict[str, Any] = {}
+    if department_id:
+        extra["department_ids"] = department_id
+    if active is not None:
+        extra["active"] = active
+    docs = await repository.list_page(db, actor, roles=STAFF_ROLES, before_id=before, limit=limit + 1, extra=extra)
+    nxt = encode_cursor([docs[limit - 1]["_id"]]) if len(docs) > limit else None
+    return UserPage(items=[UserRead.from_doc(d) for d in docs[:limit]], next_cursor=nxt)
+
+
+async def update(db: Database, actor: Actor, *, user_id: str, data: UserUpdate) -> UserRead:
+    target = await get_or_404(db, actor, user_id=user_id)
+    if actor.role == "reseller" and target["role"] != "agent" and target["_id"] != actor.id:
+        raise Forbidden("resellers manage their agents only")
+    if target["_id"] == actor.id and data.active is False:
+        raise Conflict("you cannot deactivate yourself")
+    changes = data.model_dump(exclude_unset=True, exclude_none=True)
+    if "password" in changes:
+        changes["password_hash"] = hash_password(changes.pop("password"))
+    if "department_ids" in changes:
+        if target["role"] != "agent":
+            raise Conflict("only agents belong to departments")
+        changes["department_ids"] = await departments.require_active_ids(
+            db, target["reseller_id"], changes["department_ids"]
+        )
+    changes["updated_at"] = utcnow()
+    doc = await repository.update(db, actor, user_id, changes)
+    assert doc is not None
+    return UserRead.from_doc(doc)

@@ -1,0 +1,110 @@
+"""Builders that create realistic data through the public API, as a user would."""
+
+import itertools
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+_seq = itertools.count(1)
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}{next(_seq)}-{uuid.uuid4().hex[:6]}"
+
+
+def unique_phone() -> str:
+    return "55" + str(11_900_000_000 + uuid.uuid4().int % 99_999_999)
+
+
+async def login(client: httpx.AsyncClient, email: str, password: str) -> dict[str, str]:
+    r = await client.post("/api/v1/auth/login", json={"email": email, "password": password})
+    assert r.status_code == 200, r.text
+    return {"Authorization": f"Bearer {r.json()['access_token']}"}
+
+
+@dataclass
+class Tenant:
+    id: str
+    owner_id: str
+    headers: dict[str, str]
+    departments: list[dict[str, Any]] = field(default_factory=list)
+    agents: list[dict[str, Any]] = field(default_factory=list)  # each with "headers"
+
+
+async def make_tenant(
+    client: httpx.AsyncClient, admin_headers: dict[str, str], *, departments: int = 1, agents: int = 2
+) -> Tenant:
+    email = f"{unique('owner')}@example.com"
+    r = await client.post(
+        "/api/v1/resellers",
+        json={"name": unique("Revenda "), "email": email, "password": "owner-pass-1"},
+        headers=admin_headers,
+    )
+    assert r.status_code == 201, r.text
+    body = r.json()
+    tenant = Tenant(id=body["id"], owner_id=body["owner_id"], headers=await login(client, email, "owner-pass-1"))
+    for _ in range(departments):
+        tenant.departments.append(await make_department(client, tenant))
+    for _ in range(agents):
+        tenant.agents.append(await make_agent(client, tenant, [d["id"] for d in tenant.departments]))
+    return tenant
+
+
+async def make_department(client: httpx.AsyncClient, tenant: Tenant, name: str | None = None) -> dict[str, Any]:
+    r = await client.post("/api/v1/departments", json={"name": name or unique("Depto ")}, headers=tenant.headers)
+    assert r.status_code == 201, r.text
+    body: dict[str, Any] = r.json()
+    return body
+
+
+async def make_agent(client: httpx.AsyncClient, tenant: Tenant, department_ids: list[str]) -> dict[str, Any]:
+    email = f"{unique('agent')}@example.com"
+    r = await client.post(
+        "/api/v1/users",
+        json={
+            "name": unique("Agente "),
+            "email": email,
+            "password": "agent-pass-1",
+            "role": "agent",
+            "department_ids": department_ids,
+        },
+        headers=tenant.headers,
+    )
+    assert r.status_code == 201, r.text
+    agent: dict[str, Any] = r.json()
+    agent["headers"] = await login(client, email, "agent-pass-1")
+    agent["email"] = email
+    return agent
+
+
+async def make_client(client: httpx.AsyncClient, tenant: Tenant, phone: str | None = None) -> dict[str, Any]:
+    r = await client.post(
+        "/api/v1/clients", json={"name": unique("Cliente "), "phone": phone or unique_phone()}, headers=tenant.headers
+    )
+    assert r.status_code == 201, r.text
+    body: dict[str, Any] = r.json()
+    return body
+
+
+async def make_ticket(
+    client: httpx.AsyncClient,
+    tenant: Tenant,
+    *,
+    department_id: str | None = None,
+    message: str = "Olá, preciso de ajuda",
+) -> dict[str, Any]:
+    customer = await make_client(client, tenant)
+    r = await client.post(
+        "/api/v1/tickets",
+        json={
+            "client_id": customer["id"],
+            "department_id": department_id or tenant.departments[0]["id"],
+            "message": message,
+        },
+        headers=tenant.headers,
+    )
+    assert r.status_code == 201, r.text
+    body: dict[str, Any] = r.json()
+    return body
