@@ -51,6 +51,8 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _refuse_unsafe_production(self) -> "Settings":
+        if not self.JWT_SECRET and self.ENV != "production":
+            self.JWT_SECRET = DEV_JWT_SECRET  # an empty line copied from .env.example
         if self.ENV == "production":
             if self.JWT_SECRET == DEV_JWT_SECRET or len(self.JWT_SECRET) < 32:
                 raise ValueError("JWT_SECRET must be set to a random value of 32+ chars in production")

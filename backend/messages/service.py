@@ -13,6 +13,7 @@ from backend.core.pagination import decode_cursor, encode_cursor
 from backend.core.tenancy import Actor
 from backend.messages import repository
 from backend.messages.schemas import MessagePage, MessageRead
+from backend.realtime import feed
 from backend.tickets import repository as tickets_repo
 from backend.tickets import service as tickets
 from backend.tickets.states import Status
@@ -64,6 +65,10 @@ async def append(
         return existing, False
     preview = body[:PREVIEW_CHARS] if body else f"[{type_}]"
     await tickets_repo.touch_activity(db, ticket["_id"], at=now, preview=preview, direction=direction)
+    activity = {"last_message_at": now, "last_message_preview": preview, "last_message_direction": direction}
+    await feed.publish(
+        db, reseller_id=ticket["reseller_id"], type_="message.created", ticket={**ticket, **activity}, message=doc
+    )
     return doc, True
 
 

@@ -1,7 +1,6 @@
 """Ticket lifecycle. Every change is first appended to `ticket_events` under the next version
 (the unique `_id` decides races on every store), then projected onto the ticket document."""
 
-import contextlib
 from datetime import datetime
 from typing import Any
 
@@ -17,6 +16,7 @@ from backend.core.ids import is_valid_id, new_id
 from backend.core.pagination import decode_cursor, encode_cursor
 from backend.core.tenancy import Actor
 from backend.departments import repository as departments
+from backend.realtime import feed
 from backend.tickets import repository
 from backend.tickets.schemas import TicketCounts, TicketPage, TicketRead
 from backend.tickets.states import CREATED_EVENT, Action, Status, authorize, is_open
@@ -154,10 +154,15 @@ async def _create(
         data={"ticket": doc},
     )
     # A concurrent creator of the same slot may win; load() then projects its event instead.
-    with contextlib.suppress(DuplicateKeyError):
+    try:
         await events.insert(db, event)
+        won = True
+    except DuplicateKeyError:
+        won = False
     found = await load(db, ticket_id)
     assert found is not None
+    if won:
+        await feed.publish(db, reseller_id=reseller_id, type_="ticket.created", ticket=found)
     return found
 
 
@@ -249,7 +254,11 @@ async def _transition(
         )
         if transition.target is Status.FINALIZADO:
             await users.raise_ticket_slot(db, ticket["client_id"], int(ticket.get("open_slot", 0)) + 1)
-        return {**ticket, **state, "version": version, "updated_at": now}
+        updated = {**ticket, **state, "version": version, "updated_at": now}
+        await feed.publish(
+            db, reseller_id=ticket["reseller_id"], type_=f"ticket.{transition.event}", ticket=updated, previous=ticket
+        )
+        return updated
     raise Conflict("ticket is changing too fast; retry")
 
 
