@@ -30,8 +30,11 @@ async def list_tickets(
     department_id: OptionalId = None,
     cursor: str | None = None,
     limit: Limit = DEFAULT_LIMIT,
+    q: Annotated[str | None, Query(min_length=1, max_length=64, description="client name, phone or #number")] = None,
 ) -> TicketPage:
-    return await service.list_page(db, actor, status=status, department_id=department_id, cursor=cursor, limit=limit)
+    return await service.list_page(
+        db, actor, status=status, department_id=department_id, cursor=cursor, limit=limit, q=q
+    )
 
 
 @router.get("/counts", operation_id="tickets-counts")

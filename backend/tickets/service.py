@@ -1,6 +1,7 @@
 """Ticket lifecycle. Every change is first appended to `ticket_events` under the next version
 (the unique `_id` decides races on every store), then projected onto the ticket document."""
 
+import re
 from datetime import datetime
 from typing import Any
 
@@ -112,11 +113,12 @@ async def _create(
     slot: int,
     actor_id: str | None,
     actor_role: str | None,
-) -> dict[str, Any]:
-    """Writes event v1 (the creation claim) and the ticket. Safe to race with itself."""
+) -> tuple[dict[str, Any], bool]:
+    """Writes event v1 (the creation claim) and the ticket. Safe to race with itself: returns
+    (ticket, created), and only the caller whose event v1 landed gets created=True."""
     existing = await load(db, ticket_id)
     if existing is not None:
-        return existing
+        return existing, False
     now = utcnow()
     number = await _allocate_number(db, reseller_id, ticket_id)
     doc: dict[str, Any] = {
@@ -163,7 +165,7 @@ async def _create(
     assert found is not None
     if won:
         await feed.publish(db, reseller_id=reseller_id, type_="ticket.created", ticket=found)
-    return found
+    return found, won
 
 
 async def open_for_client(
@@ -190,7 +192,8 @@ async def open_for_client(
         )
         ticket = await load(db, bound)
         if ticket is None:  # ours, or a claimer that died before writing: complete it
-            ticket = await _create(
+            # Two first messages can both reach here for one slot; only the event v1 writer created it.
+            return await _create(
                 db,
                 bound,
                 reseller_id=reseller_id,
@@ -201,7 +204,6 @@ async def open_for_client(
                 actor_id=actor_id,
                 actor_role=actor_role,
             )
-            return ticket, True
         if is_open(ticket["status"]):
             return ticket, False
         slot += 1
@@ -319,6 +321,19 @@ def _list_query(actor: Actor, *, status: Status | None, department_id: str | Non
     return query
 
 
+def _search_filter(q: str) -> dict[str, Any]:
+    """Inbox search: part of the client's name (any case), part of its number, or `#<ticket number>`.
+    A scan inside the already-scoped query, which is what FerretDB does for any non-_id filter anyway."""
+    text = q.strip()
+    ors: list[dict[str, Any]] = [{"client_name": {"$regex": re.escape(text), "$options": "i"}}]
+    digits = re.sub(r"[\s\-().+#]", "", text)
+    if digits.isdigit():
+        ors.append({"client_phone": {"$regex": re.escape(digits)}})
+        if len(digits) <= 12:
+            ors.append({"number": int(digits)})
+    return {"$or": ors}
+
+
 async def list_page(
     db: Database,
     actor: Actor,
@@ -327,6 +342,7 @@ async def list_page(
     department_id: str | None,
     cursor: str | None,
     limit: int,
+    q: str | None = None,
 ) -> TicketPage:
     after = None
     if cursor:
@@ -336,6 +352,8 @@ async def list_page(
         except ValueError as exc:
             raise Unprocessable("invalid cursor") from exc
     query = _list_query(actor, status=status, department_id=department_id)
+    if q and q.strip():
+        query = {"$and": [query, _search_filter(q)]}
     docs = await repository.list_page(db, query, after=after, limit=limit + 1)
     nxt = None
     if len(docs) > limit:
@@ -357,7 +375,8 @@ async def list_events(db: Database, actor: Actor, *, ticket_id: str, cursor: str
     after = 0
     if cursor:
         raw = decode_cursor(cursor, 1)[0]
-        if not isinstance(raw, int):
+        # bool is an int, and an int past 64 bits cannot even be sent to the database.
+        if not isinstance(raw, int) or isinstance(raw, bool) or not 0 <= raw < 2**31:
             raise Unprocessable("invalid cursor")
         after = raw
     docs = await events.list_for_ticket(db, ticket_id, after_version=after, limit=limit + 1)
