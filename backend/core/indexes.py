@@ -48,4 +48,7 @@ async def ensure_indexes(db: Database) -> None:
     for spec in _REGISTRY:
         by_collection.setdefault(spec.collection, []).append(spec.model())
     for collection, models in by_collection.items():
-        await db[collection].create_indexes(models)
+        # One index per command: FerretDB v1.24.2 panics (connection closed) on a createIndexes
+        # listing several indexes that all exist already, i.e. on every restart after the first.
+        for model in models:
+            await db[collection].create_indexes([model])
