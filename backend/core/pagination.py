@@ -7,6 +7,7 @@ from typing import Any, Generic, TypeVar
 from pydantic import BaseModel
 
 from backend.core.errors import Unprocessable
+from backend.core.ids import is_valid_id
 
 T = TypeVar("T")
 
@@ -24,12 +25,25 @@ def encode_cursor(values: list[Any]) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
+MAX_CURSOR_CHARS = 512
+
+
 def decode_cursor(cursor: str, arity: int) -> list[Any]:
+    if len(cursor) > MAX_CURSOR_CHARS:  # ours are short; a huge one is garbage, or deep nesting
+        raise Unprocessable("invalid cursor")
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         values = json.loads(base64.urlsafe_b64decode(padded.encode()))
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise Unprocessable("invalid cursor") from exc
     if not isinstance(values, list) or len(values) != arity:
         raise Unprocessable("invalid cursor")
     return values
+
+
+def decode_id_cursor(cursor: str) -> str:
+    """Cursor of the lists keyed by `_id` alone: one document id, or the cursor is invalid."""
+    value = decode_cursor(cursor, 1)[0]
+    if not isinstance(value, str) or not is_valid_id(value):
+        raise Unprocessable("invalid cursor")
+    return value

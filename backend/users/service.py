@@ -10,7 +10,7 @@ from backend.core.config import Settings
 from backend.core.db import Database
 from backend.core.errors import Conflict, Forbidden, NotFound
 from backend.core.ids import is_valid_id, new_id
-from backend.core.pagination import decode_cursor, encode_cursor
+from backend.core.pagination import decode_id_cursor, encode_cursor
 from backend.core.security import hash_password
 from backend.core.tenancy import Actor
 from backend.departments import service as departments
@@ -111,7 +111,7 @@ async def get_or_404(db: Database, actor: Actor, *, user_id: str) -> dict[str, A
 async def list_page(
     db: Database, actor: Actor, *, cursor: str | None, limit: int, department_id: str | None, active: bool | None
 ) -> UserPage:
-    before = str(decode_cursor(cursor, 1)[0]) if cursor else None
+    before = decode_id_cursor(cursor) if cursor else None
     extra: dict[str, Any] = {}
     if department_id:
         extra["department_ids"] = department_id
