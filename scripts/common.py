@@ -1,0 +1,88 @@
+"""What every operations CLI shares: settings, the database connection, exit codes, output."""
+
+import asyncio
+from collections.abc import Coroutine
+from enum import IntEnum
+from pathlib import Path
+from typing import Any, NoReturn, TypeVar
+
+from pymongo import AsyncMongoClient
+from pymongo.errors import PyMongoError
+from rich.console import Console
+
+from backend.core.config import Settings
+from backend.core.db import Database, durable_database, make_client
+
+T = TypeVar("T")
+
+console = Console(stderr=True, highlight=False)
+out = Console(highlight=False)
+
+
+class Exit(IntEnum):
+    """Exit codes documented in DEPLOY_RULES.md; scripts in CI and cron test them."""
+
+    OK = 0
+    VIOLATIONS = 1  # the check ran and found problems (verify failed, counts differ)
+    USAGE = 2  # bad arguments or a refused operation (typer also uses 2 for usage errors)
+    DATABASE = 3  # the database could not be reached or answered an error
+    FILE = 4  # a snapshot/archive/checksum file is missing, unreadable or corrupt
+
+
+class OpsSettings(Settings):
+    """Backend settings plus the ones only the operations scripts read (see .env.example)."""
+
+    BACKUP_DIR: str = "./backups"
+    BACKUP_KEEP_DAILY: int = 7
+    BACKUP_KEEP_WEEKLY: int = 4
+    # Scratch database `backup verify` restores into; the only database any script drops.
+    BACKUP_VERIFY_DB: str = ""
+    # auto: real mongodump/mongorestore when found (var/bin or PATH), else the built-in writer.
+    BACKUP_TOOL: str = "auto"
+    BACKUP_INTERVAL_SECONDS: int = 24 * 3600
+
+    @property
+    def verify_db(self) -> str:
+        return self.BACKUP_VERIFY_DB or f"{self.MONGO_DB}_verify"
+
+
+def load_settings(mongo_url: str | None = None, db: str | None = None, env_file: Path | None = None) -> OpsSettings:
+    overrides: dict[str, Any] = {}
+    if mongo_url:
+        overrides["MONGO_URL"] = mongo_url
+    if db:
+        overrides["MONGO_DB"] = db
+    try:
+        return OpsSettings(_env_file=env_file or ".env", **overrides)
+    except Exception as exc:  # pydantic names every bad setting
+        fail(Exit.USAGE, f"bad settings: {exc}")
+
+
+def fail(code: Exit, message: str) -> NoReturn:
+    console.print(f"[bold red]error:[/] {message}")
+    raise SystemExit(int(code))
+
+
+def connect(settings: OpsSettings) -> AsyncMongoClient[dict[str, Any]]:
+    if not settings.MONGO_URL:
+        fail(Exit.USAGE, "MONGO_URL is empty: point it at the database to check (no local store is started here)")
+    return make_client(settings)
+
+
+def database(client: AsyncMongoClient[dict[str, Any]], name: str) -> Database:
+    return durable_database(client, name)
+
+
+def run(coro: Coroutine[Any, Any, T]) -> T:
+    """Runs a command body; database errors become exit code 3 with the driver's message."""
+    try:
+        return asyncio.run(coro)
+    except PyMongoError as exc:
+        fail(Exit.DATABASE, f"database error: {exc}")
+    except OSError as exc:
+        fail(Exit.FILE, f"{exc}")
+
+
+async def user_collections(db: Database) -> list[str]:
+    names = await db.list_collection_names()
+    return sorted(n for n in names if not n.startswith("system."))
