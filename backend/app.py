@@ -10,6 +10,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+import backend.ledger.steps  # noqa: F401 - registers the persistence start-up steps, which must run first
 from backend.auth.routes import router as auth_router
 from backend.clients.routes import router as clients_router
 from backend.core import startup

@@ -47,6 +47,8 @@ def make_settings(mongo_url: str, db_name: str, **overrides: Any) -> Settings:
         "ADMIN_PASSWORD": ADMIN_PASSWORD,
         "LOG_JSON": True,
         "LOG_LEVEL": "WARNING",
+        # The deploy ledger's file copy is off unless a test asks for one (tests/persistence).
+        "LEDGER_FILE": "",
         **overrides,
     }
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]

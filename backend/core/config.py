@@ -7,6 +7,7 @@ from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEV_JWT_SECRET = "dev-only-change-me-please-0123456789abcdef"
+EXAMPLE_ADMIN_PASSWORD = "change-me-now"  # the value .env.example ships with
 
 
 class Settings(BaseSettings):
@@ -37,6 +38,17 @@ class Settings(BaseSettings):
     APP_VERSION: str = "dev"
     CORS_ORIGINS: str = ""
 
+    # Deploy ledger (backend/ledger): a copy of every start's counts outside the database, on a
+    # persistent volume, so an emptied or swapped database is noticed. Empty disables the copy.
+    LEDGER_FILE: str = "./var/deploy-ledger.jsonl"
+    # Operator override of a refused start: both the baseline id the refusal names and a reason.
+    LEDGER_OVERRIDE_BASELINE: str = ""
+    LEDGER_OVERRIDE_REASON: str = ""
+    # Schema migrations (backend/migrations): how long one instance holds the lock without renewing
+    # it, and how long another waits for it before giving up.
+    MIGRATION_LEASE_SECONDS: int = Field(default=60, ge=5)
+    MIGRATION_WAIT_SECONDS: int = Field(default=300, ge=1)
+
     # Local FerretDB used when MONGO_URL is empty.
     FERRETDB_LISTEN: str = "127.0.0.1:27117"
     FERRETDB_DATA_DIR: str = "./var/ferretdb"
@@ -58,6 +70,8 @@ class Settings(BaseSettings):
                 raise ValueError("JWT_SECRET must be set to a random value of 32+ chars in production")
             if not self.MONGO_URL:
                 raise ValueError("MONGO_URL is required in production (no local development store)")
+            if self.ADMIN_PASSWORD == EXAMPLE_ADMIN_PASSWORD:
+                raise ValueError("ADMIN_PASSWORD is the .env.example default; set a real one in production")
         return self
 
 
