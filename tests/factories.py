@@ -108,3 +108,102 @@ async def make_ticket(
     assert r.status_code == 201, r.text
     body: dict[str, Any] = r.json()
     return body
+
+
+# --- helpers for the API-level suite (additive; the builders above keep their signatures) ---
+
+API = "/api/v1"
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+async def create_reseller(
+    client: httpx.AsyncClient, admin_headers: dict[str, str], *, password: str = "owner-pass-1"
+) -> tuple[dict[str, Any], str]:
+    """A reseller straight from the API, without departments or agents. Returns (reseller, owner email)."""
+    email = f"{unique('owner')}@example.com"
+    r = await client.post(
+        f"{API}/resellers",
+        json={"name": unique("Revenda "), "email": email, "password": password},
+        headers=admin_headers,
+    )
+    assert r.status_code == 201, r.text
+    body: dict[str, Any] = r.json()
+    return body, email
+
+
+async def open_ticket(
+    client: httpx.AsyncClient,
+    headers: dict[str, str],
+    *,
+    client_id: str,
+    department_id: str,
+    message: str = "Olá, preciso de ajuda",
+) -> dict[str, Any]:
+    """A ticket for an existing client (make_ticket makes a new client every time)."""
+    r = await client.post(
+        f"{API}/tickets",
+        json={"client_id": client_id, "department_id": department_id, "message": message},
+        headers=headers,
+    )
+    assert r.status_code == 201, r.text
+    body: dict[str, Any] = r.json()
+    return body
+
+
+async def get_ticket(client: httpx.AsyncClient, headers: dict[str, str], ticket_id: str) -> dict[str, Any]:
+    r = await client.get(f"{API}/tickets/{ticket_id}", headers=headers)
+    assert r.status_code == 200, r.text
+    body: dict[str, Any] = r.json()
+    return body
+
+
+async def ticket_events(client: httpx.AsyncClient, headers: dict[str, str], ticket_id: str) -> list[dict[str, Any]]:
+    r = await client.get(f"{API}/tickets/{ticket_id}/events", params={"limit": 200}, headers=headers)
+    assert r.status_code == 200, r.text
+    items: list[dict[str, Any]] = r.json()["items"]
+    return items
+
+
+async def assume(client: httpx.AsyncClient, headers: dict[str, str], ticket_id: str) -> dict[str, Any]:
+    r = await client.post(f"{API}/tickets/{ticket_id}/assume", headers=headers)
+    assert r.status_code == 200, r.text
+    body: dict[str, Any] = r.json()
+    return body
+
+
+async def collect_pages(
+    client: httpx.AsyncClient, headers: dict[str, str], path: str, *, limit: int = 200, **params: Any
+) -> list[dict[str, Any]]:
+    """Every item of a cursor-paginated list."""
+    items: list[dict[str, Any]] = []
+    cursor: str | None = None
+    while True:
+        query = {**params, "limit": limit, **({"cursor": cursor} if cursor else {})}
+        r = await client.get(path, params=query, headers=headers)
+        assert r.status_code == 200, r.text
+        body = r.json()
+        items.extend(body["items"])
+        cursor = body["next_cursor"]
+        if not cursor:
+            return items
+
+
+COLLECTIONS = (
+    "users",
+    "resellers",
+    "reseller_configs",
+    "departments",
+    "tickets",
+    "messages",
+    "ticket_events",
+    "natural_keys",
+    "counters",
+)
+
+
+async def collection_counts(db: Any) -> dict[str, int]:
+    """Document counts of every collection the API writes, to prove a refused request wrote nothing."""
+    return {name: await db[name].count_documents({}) for name in COLLECTIONS}

@@ -1,0 +1,103 @@
+"""The inbox list: newest activity first, cursor pages stable while tickets keep arriving."""
+
+import base64
+import json
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.factories import API, Tenant, collect_pages, make_tenant, make_ticket
+
+
+@pytest.fixture(scope="module")
+async def tenant(client: httpx.AsyncClient, admin_headers: dict[str, str]) -> Tenant:
+    return await make_tenant(client, admin_headers, agents=1)
+
+
+async def test_list_orders_by_newest_activity_first(client: httpx.AsyncClient, tenant: Tenant) -> None:
+    created = [await make_ticket(client, tenant) for _ in range(4)]
+    items = await collect_pages(client, tenant.headers, f"{API}/tickets")
+    keys = [(i["last_message_at"], i["id"]) for i in items]
+    assert keys == sorted(keys, reverse=True)
+    assert [i["id"] for i in items][:4] == [t["id"] for t in reversed(created)]
+    # A reply moves a ticket to the top.
+    oldest = created[0]
+    agent = tenant.agents[0]
+    r = await client.post(f"{API}/tickets/{oldest['id']}/assume", headers=agent["headers"])
+    assert r.status_code == 200
+    r = await client.post(f"{API}/tickets/{oldest['id']}/messages", json={"body": "resposta"}, headers=agent["headers"])
+    assert r.status_code == 201
+    first = (await client.get(f"{API}/tickets", params={"limit": 1}, headers=tenant.headers)).json()["items"][0]
+    assert first["id"] == oldest["id"]
+
+
+async def test_cursor_pages_are_stable_while_new_tickets_arrive(client: httpx.AsyncClient, tenant: Tenant) -> None:
+    for _ in range(7):
+        await make_ticket(client, tenant)
+    everything = [i["id"] for i in await collect_pages(client, tenant.headers, f"{API}/tickets")]
+    r = await client.get(f"{API}/tickets", params={"limit": 3}, headers=tenant.headers)
+    page1 = r.json()
+    assert len(page1["items"]) == 3 and page1["next_cursor"]
+    arrived = [(await make_ticket(client, tenant))["id"] for _ in range(3)]
+    seen = [i["id"] for i in page1["items"]]
+    cursor = page1["next_cursor"]
+    while cursor:
+        r = await client.get(f"{API}/tickets", params={"limit": 3, "cursor": cursor}, headers=tenant.headers)
+        assert r.status_code == 200
+        seen.extend(i["id"] for i in r.json()["items"])
+        cursor = r.json()["next_cursor"]
+    # No duplicates, no skips: exactly the tickets that existed when paging began, in order.
+    assert seen == everything
+    assert not set(arrived) & set(seen)
+    # And the newcomers are at the head of a fresh first page.
+    head = (await client.get(f"{API}/tickets", params={"limit": 3}, headers=tenant.headers)).json()["items"]
+    assert [i["id"] for i in head] == list(reversed(arrived))
+
+
+@pytest.fixture(scope="module")
+async def probe(client: httpx.AsyncClient, tenant: Tenant) -> dict[str, Any]:
+    return await make_ticket(client, tenant)
+
+
+def _cursor(values: object) -> str:
+    return base64.urlsafe_b64encode(json.dumps(values).encode()).decode().rstrip("=")
+
+
+@pytest.mark.parametrize(
+    "cursor",
+    [
+        "not-base64!!",
+        _cursor({"a": 1}),
+        _cursor([1, 2, 3]),
+        _cursor(["not a date", "x"]),
+        _cursor([None, None]),
+        _cursor([10**30, 10**30]),
+        "W" * 5000,
+        _cursor([[[[[[[[1]]]]]]]]),
+    ],
+)
+async def test_garbage_cursor_is_422_on_every_list(
+    client: httpx.AsyncClient, tenant: Tenant, probe: dict[str, Any], cursor: str
+) -> None:
+    ticket = probe
+    for path in (
+        "/tickets",
+        f"/tickets/{ticket['id']}/messages",
+        f"/tickets/{ticket['id']}/events",
+        "/users",
+        "/departments",
+        "/clients",
+    ):
+        r = await client.get(f"{API}{path}", params={"cursor": cursor}, headers=tenant.headers)
+        assert r.status_code == 422, (path, r.status_code, r.text)
+        assert "detail" in r.json()
+
+
+async def test_events_cursor_rejects_numbers_outside_versions(client: httpx.AsyncClient, tenant: Tenant) -> None:
+    ticket = await make_ticket(client, tenant)
+    for bad in ([10**30], [-1], [True], ["1"]):
+        r = await client.get(
+            f"{API}/tickets/{ticket['id']}/events", params={"cursor": _cursor(bad)}, headers=tenant.headers
+        )
+        assert r.status_code == 422, (bad, r.text)
