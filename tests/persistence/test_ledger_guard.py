@@ -1,0 +1,192 @@
+"""Item 3 against a real FerretDB: the guard refuses shrunk, emptied and swapped databases (503 on
+/health/ready and /api), records every start, honours an explicit override and records it."""
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from pymongo import AsyncMongoClient
+
+from backend.app import create_app
+from backend.core.config import Settings
+from backend.ledger import model
+from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, make_settings
+from tests.factories import login, make_tenant, make_ticket
+from tests.persistence.procs import Ferret
+
+
+@asynccontextmanager
+async def running(settings: Settings) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t", timeout=60) as http:
+            yield app, http
+
+
+async def seed(http: httpx.AsyncClient) -> None:
+    admin = await login(http, ADMIN_EMAIL, ADMIN_PASSWORD)
+    tenant = await make_tenant(http, admin, departments=1, agents=1)
+    for _ in range(3):
+        await make_ticket(http, tenant)
+
+
+async def assert_refused(app: FastAPI, http: httpx.AsyncClient, *needles: str) -> str:
+    assert not app.state.startup.ready
+    r = await http.get("/health/ready")
+    assert r.status_code == 503
+    errors = " ".join(r.json()["errors"])
+    for needle in needles:
+        assert needle in errors, errors
+    assert (await http.get("/api/v1/auth/me")).status_code == 503
+    return errors
+
+
+@pytest.fixture
+def ledger_file(tmp_path: Path) -> str:
+    return str(tmp_path / "ledger" / "deploy-ledger.jsonl")
+
+
+def file_entries(path: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in Path(path).read_text().splitlines()]
+
+
+async def test_each_start_is_recorded_in_database_and_file(
+    mongo_url: str, raw_mongo: AsyncMongoClient[dict[str, Any]], ledger_file: str
+) -> None:
+    settings = make_settings(mongo_url, "ledger_rec", LEDGER_FILE=ledger_file, APP_VERSION="v1")
+    await raw_mongo.drop_database("ledger_rec")
+    async with running(settings) as (app, http):
+        assert app.state.startup.ready
+        await seed(http)
+    async with running(settings.model_copy(update={"APP_VERSION": "v2"})) as (app, _):
+        assert app.state.startup.ready
+    in_db = await raw_mongo["ledger_rec"].deploy_ledger.find({}).sort("_id", 1).to_list(length=None)
+    in_file = file_entries(ledger_file)
+    assert [e["_id"] for e in in_db] == [e["_id"] for e in in_file]
+    assert [e["version"] for e in in_db] == ["v1", "v2"]
+    assert in_db[1]["counts"]["tickets"] == 3 and in_db[1]["counts"]["messages"] == 3
+    assert in_db[1]["schema_version"] == 1 and {e["outcome"] for e in in_db} == {"ok"}
+
+
+async def test_shrunk_collections_refuse_with_both_counts_then_override_is_recorded(
+    mongo_url: str,
+    raw_mongo: AsyncMongoClient[dict[str, Any]],
+    ledger_file: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    name = "ledger_shrink"
+    await raw_mongo.drop_database(name)
+    settings = make_settings(mongo_url, name, LEDGER_FILE=ledger_file)
+    async with running(settings) as (_, http):
+        await seed(http)
+    async with running(settings) as (app, _):  # records 3 tickets / 3 messages
+        assert app.state.startup.ready
+    # Loss outside the application (what the guard exists for): a ticket and two messages vanish.
+    db = raw_mongo[name]
+    victim = await db.tickets.find_one({})
+    assert victim is not None
+    await db.tickets.delete_one({"_id": victim["_id"]})
+    await db.messages.delete_many({"_id": {"$in": [m["_id"] for m in await db.messages.find({}).limit(2).to_list(2)]}})
+    capsys.readouterr()
+    async with running(settings) as (app, http):
+        errors = await assert_refused(app, http, "tickets 3 -> 2", "messages 3 -> 1")
+    logged = capsys.readouterr().out
+    assert "tickets 3 -> 2" in logged and "messages 3 -> 1" in logged and "Refusing to serve" in logged
+    baseline = errors.split("LEDGER_OVERRIDE_BASELINE=")[1].split()[0]
+
+    # A reason without the right baseline (e.g. a flag left over from another incident): still refused.
+    stale = settings.model_copy(update={"LEDGER_OVERRIDE_BASELINE": "2000-01-01", "LEDGER_OVERRIDE_REASON": "old"})
+    async with running(stale) as (app, http):
+        await assert_refused(app, http, "tickets 3 -> 2")
+    # The explicit override: serves, and the ledger says who accepted what and why.
+    reason = "ticket removed by hand in incident 42, accepted by ops"
+    override = settings.model_copy(update={"LEDGER_OVERRIDE_BASELINE": baseline, "LEDGER_OVERRIDE_REASON": reason})
+    async with running(override) as (app, http):
+        assert app.state.startup.ready
+        assert (await http.get("/health/ready")).status_code == 200
+    entries = await db.deploy_ledger.find({}).sort("_id", 1).to_list(length=None)
+    assert [e["outcome"] for e in entries] == ["ok", "ok", "refused", "refused", "override"]
+    assert entries[-1]["override"] == {"baseline": baseline, "reason": reason}
+    assert {s["collection"] for s in entries[-1]["shrinks"]} == {"tickets", "messages"}
+    assert file_entries(ledger_file)[-1]["override"]["reason"] == reason
+    # Re-based: the next plain start serves; a NEW loss with the old flag still set is refused.
+    async with running(settings) as (app, _):
+        assert app.state.startup.ready
+    await db.users.delete_one({"role": "agent"})
+    async with running(override) as (app, http):
+        await assert_refused(app, http, "users")
+
+
+async def test_emptied_database_is_detected_from_the_file_copy(
+    mongo_url: str, raw_mongo: AsyncMongoClient[dict[str, Any]], ledger_file: str
+) -> None:
+    name = "ledger_empty"
+    await raw_mongo.drop_database(name)
+    settings = make_settings(mongo_url, name, LEDGER_FILE=ledger_file)
+    async with running(settings) as (_, http):
+        await seed(http)
+    async with running(settings) as (app, _):
+        assert app.state.startup.ready
+    await raw_mongo.drop_database(name)  # the database (and its own copy of the ledger) is gone
+    async with running(settings) as (app, http):
+        await assert_refused(app, http, "is EMPTY although the deploy ledger recorded data", "tickets 3 -> 0")
+    # Refused before any write: no indexes, no admin, nothing that would make it look alive.
+    assert await raw_mongo[name].users.count_documents({}) == 0
+
+
+async def test_a_different_server_behind_the_same_name_is_refused(
+    mongo_url: str, raw_mongo: AsyncMongoClient[dict[str, Any]], ledger_file: str, tmp_path: Path
+) -> None:
+    name = "ledger_swap"
+    await raw_mongo.drop_database(name)
+    settings = make_settings(mongo_url, name, LEDGER_FILE=ledger_file)
+    async with running(settings) as (_, http):
+        await seed(http)
+    async with running(settings) as (app, _):  # a start that saw the data
+        assert app.state.startup.ready
+    other = Ferret(tmp_path / "other-server")
+    other.start()
+    try:
+        swapped = settings.model_copy(update={"MONGO_URL": other.url})
+        async with running(swapped) as (app, http):
+            await assert_refused(app, http, "EMPTY", "users")
+    finally:
+        other.stop()
+
+
+async def test_instances_starting_at_once_while_data_grows_never_refuse(
+    mongo_url: str, raw_mongo: AsyncMongoClient[dict[str, Any]], ledger_file: str
+) -> None:
+    name = "ledger_race"
+    await raw_mongo.drop_database(name)
+    settings = make_settings(mongo_url, name, LEDGER_FILE=ledger_file)
+    async with running(settings) as (_, http):
+        await seed(http)
+    stop = asyncio.Event()
+
+    async def grow() -> None:  # writes land between other instances' ledger reads and counts
+        n = 0
+        while not stop.is_set():
+            await raw_mongo[name].messages.insert_one({"_id": f"grow-{n}", "ticket_id": "x", "reseller_id": "x"})
+            n += 1
+
+    async def instance() -> bool:
+        async with running(settings) as (app, _):
+            ready: bool = app.state.startup.ready
+            return ready
+
+    grower = asyncio.create_task(grow())
+    results = await asyncio.gather(*(instance() for _ in range(4)))
+    stop.set()
+    await grower
+    assert results == [True] * 4
+    entries = await raw_mongo[name].deploy_ledger.find({}).to_list(length=None)
+    assert len(entries) == 5 and {e["outcome"] for e in entries} == {model.OK}
+    assert len({e["_id"] for e in file_entries(ledger_file)}) == 5
