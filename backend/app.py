@@ -13,6 +13,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 import backend.ledger.steps  # noqa: F401 - registers the persistence start-up steps, which must run first
 from backend.auth.routes import router as auth_router
 from backend.clients.routes import router as clients_router
+from backend.connections.routes import router as connections_router
 from backend.core import startup
 from backend.core.config import Settings, get_settings
 from backend.core.db import Database, durable_database, make_client
@@ -22,10 +23,12 @@ from backend.core.logging import configure_logging, get_logger
 from backend.core.metrics import render as render_metrics
 from backend.core.middleware import RequestContextMiddleware
 from backend.departments.routes import router as departments_router
+from backend.outbound.worker import Background as OutboundBackground
 from backend.resellers.routes import router as resellers_router
 from backend.tickets.routes import router as tickets_router
 from backend.users.routes import router as users_router
 from backend.users.service import ensure_first_admin
+from backend.webhooks.routes import router as webhooks_router
 
 log = get_logger("app")
 
@@ -74,9 +77,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.db = durable_database(client, settings.MONGO_DB)
         app.state.startup = await startup.run(app.state.db, settings)
         log.info("started", version=settings.APP_VERSION, ready=app.state.startup.ready, db=settings.MONGO_DB)
+        # The outbound sending worker (OUTBOUND_WORKER_ENABLED), only once start-up checks pass.
+        outbound_worker = OutboundBackground(app.state.db, settings, enabled=app.state.startup.ready)
         try:
             yield
         finally:
+            await outbound_worker.close()
             await client.close()
             log.info("stopped")
 
@@ -133,6 +139,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         users_router,
         clients_router,
         tickets_router,
+        connections_router,
+        webhooks_router,
     ):
         api.include_router(router)
     app.include_router(api)

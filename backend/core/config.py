@@ -49,6 +49,35 @@ class Settings(BaseSettings):
     MIGRATION_LEASE_SECONDS: int = Field(default=60, ge=5)
     MIGRATION_WAIT_SECONDS: int = Field(default=300, ge=1)
 
+    # WhatsApp provider: Evolution API v2 (backend/connections). The global API key is sent as the
+    # `apikey` header; it never leaves the backend.
+    EVOLUTION_BASE_URL: str = ""
+    EVOLUTION_API_KEY: str = ""
+    EVOLUTION_TIMEOUT_SECONDS: float = Field(default=15.0, gt=0)
+    # Public base URL the provider calls back (webhooks): https://helpdesk.example.com
+    PUBLIC_BASE_URL: str = "http://127.0.0.1:8000"
+    # Outbound sending worker (backend/outbound): runs inside each backend process when enabled,
+    # or alone with `python -m backend.outbound`. Safe with several processes at once.
+    OUTBOUND_WORKER_ENABLED: bool = True
+    OUTBOUND_POLL_SECONDS: float = Field(default=0.5, gt=0)
+    OUTBOUND_MAX_ATTEMPTS: int = Field(default=6, ge=1)
+    OUTBOUND_BACKOFF_BASE_SECONDS: float = Field(default=2.0, gt=0)
+    OUTBOUND_BACKOFF_MAX_SECONDS: float = Field(default=300.0, gt=0)
+    # An attempt not finished within the lease is taken to have died with its process; must
+    # exceed EVOLUTION_TIMEOUT_SECONDS.
+    OUTBOUND_LEASE_SECONDS: float = Field(default=60.0, gt=0)
+    OUTBOUND_CONCURRENCY: int = Field(default=8, ge=1)
+    OUTBOUND_SCAN_LIMIT: int = Field(default=200, ge=1)
+
+    # Realtime (/api/v1/ws). REDIS_URL empty = single-process fan-out (no cross-process delivery
+    # except through the tail poll); set it whenever more than one backend process serves sockets.
+    REDIS_URL: str = ""
+    REALTIME_CHANNEL: str = "iaze:realtime"
+    REALTIME_HEARTBEAT_SECONDS: float = Field(default=25.0, gt=0)
+    REALTIME_QUEUE_SIZE: int = Field(default=1000, ge=1)
+    REALTIME_REPLAY_MAX: int = Field(default=5000, ge=0)
+    REALTIME_POLL_SECONDS: float = Field(default=2.0, gt=0)
+
     # Local FerretDB used when MONGO_URL is empty.
     FERRETDB_LISTEN: str = "127.0.0.1:27117"
     FERRETDB_DATA_DIR: str = "./var/ferretdb"

@@ -13,6 +13,7 @@ from backend.core.pagination import decode_cursor, encode_cursor
 from backend.core.tenancy import Actor
 from backend.messages import repository
 from backend.messages.schemas import MessagePage, MessageRead
+from backend.outbound import service as outbound
 from backend.realtime import feed
 from backend.tickets import repository as tickets_repo
 from backend.tickets import service as tickets
@@ -81,6 +82,11 @@ async def reply(db: Database, actor: Actor, *, ticket_id: str, body: str) -> Mes
         raise Conflict({"message": "assume the ticket before replying", "status": ticket["status"]})
     # Tickets opened through the API have no provider to deliver to; WhatsApp ones start pending.
     status = "sent" if ticket.get("channel") == "api" else "pending"
+    message_id = new_id()
+    if status == "pending":
+        # Queued before the message is stored and before any network call: a crash anywhere
+        # after this leaves the worker something to pick up (backend/outbound).
+        await outbound.enqueue(db, message_id=message_id, ticket=ticket)
     doc, _ = await append(
         db,
         ticket,
@@ -90,6 +96,7 @@ async def reply(db: Database, actor: Actor, *, ticket_id: str, body: str) -> Mes
         sender_name=actor.name,
         body=body,
         status=status,
+        message_id=message_id,
     )
     return MessageRead.from_doc(doc)
 

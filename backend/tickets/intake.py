@@ -28,9 +28,14 @@ async def receive_client_message(
     extra: dict[str, Any] | None = None,
     actor_id: str | None = None,
     actor_role: str | None = None,
+    from_me: bool = False,
 ) -> tuple[dict[str, Any], dict[str, Any], bool]:
     """Appends an incoming client message to the client's open ticket on `channel`, opening one
-    in espera when there is none. Returns (ticket, message, ticket_created)."""
+    in espera when there is none. Returns (ticket, message, ticket_created).
+
+    `from_me`: a message sent from the connection's own phone, outside IAZE (WhatsApp fromMe).
+    It is recorded in the client's conversation as outgoing, sender_type "system" (no IAZE agent
+    wrote it), status "sent" (it already left the phone)."""
     ticket, created = await tickets.open_for_client(
         db,
         reseller_id=reseller_id,
@@ -43,12 +48,12 @@ async def receive_client_message(
     message, _ = await messages.append(
         db,
         ticket,
-        direction="in",
-        sender_type="client",
-        sender_id=client["_id"],
-        sender_name=client.get("name", ""),
+        direction="out" if from_me else "in",
+        sender_type="system" if from_me else "client",
+        sender_id=None if from_me else client["_id"],
+        sender_name="WhatsApp" if from_me else client.get("name", ""),
         body=body,
-        status="received",
+        status="sent" if from_me else "received",
         message_id=message_id,
         type_=type_,
         media=media,

@@ -1,0 +1,1 @@
+"""WhatsApp connections: a reseller's numbers, each bound to one provider instance."""

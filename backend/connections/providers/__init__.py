@@ -1,0 +1,1 @@
+"""Provider adapters. Everything provider-specific (REST shapes, webhook payloads) lives here."""

@@ -1,0 +1,36 @@
+"""Queries on `whatsapp_connections`. Looked up by `_id` on the hot path (every webhook)."""
+
+from typing import Any
+
+from backend.core.db import Database
+from backend.core.indexes import ASC, DESC, declare
+from backend.core.tenancy import Actor, scoped
+
+COLLECTION = "whatsapp_connections"
+
+declare(COLLECTION, [("reseller_id", ASC), ("_id", DESC)], name="tenant_id", purpose="a tenant's connections")
+
+
+async def get(db: Database, connection_id: str) -> dict[str, Any] | None:
+    """Unscoped: for webhooks and the worker, which act for the provider, not for a user."""
+    return await db[COLLECTION].find_one({"_id": connection_id})
+
+
+async def get_scoped(db: Database, actor: Actor, connection_id: str) -> dict[str, Any] | None:
+    return await db[COLLECTION].find_one(scoped(actor, {"_id": connection_id}))
+
+
+async def insert(db: Database, doc: dict[str, Any]) -> None:
+    await db[COLLECTION].insert_one(doc)
+
+
+async def list_page(db: Database, actor: Actor, *, before_id: str | None, limit: int) -> list[dict[str, Any]]:
+    query = scoped(actor)
+    if before_id:
+        query["_id"] = {"$lt": before_id}
+    return await db[COLLECTION].find(query).sort("_id", DESC).limit(limit).to_list(length=limit)
+
+
+async def update(db: Database, connection_id: str, changes: dict[str, Any]) -> dict[str, Any] | None:
+    await db[COLLECTION].update_one({"_id": connection_id}, {"$set": changes})
+    return await get(db, connection_id)

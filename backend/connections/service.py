@@ -1,0 +1,170 @@
+"""Connection rules: creation binds a provider instance (webhook set by us, so the secret never
+has to be shown), status and QR code follow the provider, secrets never leave the backend."""
+
+import secrets
+from typing import Any
+
+from pymongo.errors import DuplicateKeyError
+
+from backend.connections import repository
+from backend.connections.providers import registry
+from backend.connections.providers.base import ConnectionStatus, ProviderError
+from backend.connections.schemas import ConnectionCreate, ConnectionPage, ConnectionRead, ConnectionUpdate, QrCodeRead
+from backend.core import natural_keys
+from backend.core.clock import utcnow
+from backend.core.config import Settings
+from backend.core.db import Database
+from backend.core.errors import Conflict, NotFound, ServiceUnavailable, Unprocessable
+from backend.core.ids import is_valid_id, new_id
+from backend.core.logging import get_logger
+from backend.core.pagination import decode_cursor, encode_cursor
+from backend.core.tenancy import Actor
+from backend.departments import repository as departments
+from backend.realtime import feed
+
+log = get_logger("connections")
+
+INSTANCE_KEY = "wa-instance"
+WEBHOOK_TOKEN_HEADER = "X-Webhook-Token"
+SECRET_FIELDS = ("webhook_token", "provider_token")
+
+
+def webhook_url(settings: Settings, connection_id: str) -> str:
+    return f"{settings.PUBLIC_BASE_URL.rstrip('/')}/api/v1/webhooks/whatsapp/{connection_id}"
+
+
+async def _require_department(db: Database, reseller_id: str, department_id: str) -> None:
+    dept = await departments.get_in_tenant(db, reseller_id, department_id)
+    if dept is None or not dept.get("active"):
+        raise Unprocessable("unknown or inactive department")
+
+
+async def announce(db: Database, conn: dict[str, Any]) -> None:
+    """Tell the tenant's screens (reseller level) that a connection's status or QR changed. Only
+    the API shape goes out: secrets are not fields of ConnectionRead."""
+    safe = ConnectionRead.from_doc(conn).model_dump(mode="json")
+    await feed.publish(
+        db,
+        reseller_id=conn["reseller_id"],
+        type_="connection.status",
+        connection=safe,
+        data={"connection": safe},
+    )
+
+
+async def _bind_instance(db: Database, settings: Settings, conn: dict[str, Any]) -> dict[str, Any]:
+    """Asks the provider to create the instance with our webhook. A provider failure is kept on
+    the connection (`last_error`, status close) and retried by the next QR code request."""
+    async with registry.http_client(settings) as http:
+        provider = registry.build(conn["provider"], settings, http)
+        try:
+            created = await provider.create_instance(
+                instance_name=conn["instance_name"],
+                webhook_url=webhook_url(settings, conn["_id"]),
+                webhook_headers={WEBHOOK_TOKEN_HEADER: conn["webhook_token"]},
+            )
+        except ProviderError as exc:
+            log.warning("provider create_instance failed", connection_id=conn["_id"], error=str(exc))
+            changes: dict[str, Any] = {"status": "close", "last_error": str(exc), "updated_at": utcnow()}
+        else:
+            changes = {
+                "status": created.status,
+                "qr_code": created.qr_code,
+                "provider_created": True,
+                "provider_instance_id": created.instance_id,
+                "provider_token": created.instance_token,
+                "last_error": None,
+                "updated_at": utcnow(),
+            }
+    updated = await repository.update(db, conn["_id"], changes)
+    assert updated is not None
+    return updated
+
+
+async def create(db: Database, actor: Actor, settings: Settings, *, data: ConnectionCreate) -> ConnectionRead:
+    assert actor.reseller_id
+    await _require_department(db, actor.reseller_id, data.default_department_id)
+    # Instance names are global on a provider server: the natural key arbitrates concurrent creates.
+    bound, won = await natural_keys.claim(db, INSTANCE_KEY, data.provider, data.instance_name, target=new_id())
+    if not won and await repository.get(db, bound) is not None:
+        raise Conflict("instance name already in use")
+    now = utcnow()
+    doc: dict[str, Any] = {
+        "_id": bound,  # a claimer that died before inserting left the key: complete it
+        "reseller_id": actor.reseller_id,
+        "name": data.name,
+        "provider": data.provider,
+        "instance_name": data.instance_name,
+        "default_department_id": data.default_department_id,
+        "status": "connecting",
+        "qr_code": None,
+        "active": True,
+        "webhook_token": secrets.token_urlsafe(32),
+        "provider_created": False,
+        "provider_instance_id": None,
+        "provider_token": None,
+        "last_error": None,
+        "created_at": now,
+        "updated_at": now,
+    }
+    try:
+        await repository.insert(db, doc)
+    except DuplicateKeyError as exc:
+        raise Conflict("instance name already in use") from exc
+    return ConnectionRead.from_doc(await _bind_instance(db, settings, doc))
+
+
+async def get_doc_or_404(db: Database, actor: Actor, *, connection_id: str) -> dict[str, Any]:
+    doc = await repository.get_scoped(db, actor, connection_id) if is_valid_id(connection_id) else None
+    if doc is None:
+        raise NotFound("connection not found")
+    return doc
+
+
+async def list_page(db: Database, actor: Actor, *, cursor: str | None, limit: int) -> ConnectionPage:
+    before = str(decode_cursor(cursor, 1)[0]) if cursor else None
+    docs = await repository.list_page(db, actor, before_id=before, limit=limit + 1)
+    nxt = encode_cursor([docs[limit - 1]["_id"]]) if len(docs) > limit else None
+    return ConnectionPage(items=[ConnectionRead.from_doc(d) for d in docs[:limit]], next_cursor=nxt)
+
+
+async def update(db: Database, actor: Actor, *, connection_id: str, data: ConnectionUpdate) -> ConnectionRead:
+    conn = await get_doc_or_404(db, actor, connection_id=connection_id)
+    changes = data.model_dump(exclude_unset=True, exclude_none=True)
+    if "default_department_id" in changes:
+        await _require_department(db, conn["reseller_id"], changes["default_department_id"])
+    changes["updated_at"] = utcnow()
+    doc = await repository.update(db, connection_id, changes)
+    assert doc is not None
+    return ConnectionRead.from_doc(doc)
+
+
+async def qrcode(db: Database, actor: Actor, settings: Settings, *, connection_id: str) -> QrCodeRead:
+    conn = await get_doc_or_404(db, actor, connection_id=connection_id)
+    if not conn.get("provider_created"):
+        conn = await _bind_instance(db, settings, conn)
+        if not conn.get("provider_created"):
+            raise ServiceUnavailable(f"provider unavailable: {conn.get('last_error')}")
+        return QrCodeRead(qr_code=conn.get("qr_code"), status=conn["status"])
+    async with registry.http_client(settings) as http:
+        provider = registry.build(conn["provider"], settings, http)
+        try:
+            qr = await provider.fetch_qr_code(instance_name=conn["instance_name"])
+        except ProviderError as exc:
+            raise ServiceUnavailable(f"provider unavailable: {exc}") from exc
+    await record_status(db, conn, status=qr.status, qr_code=qr.qr_code)
+    return QrCodeRead(qr_code=qr.qr_code, status=qr.status)
+
+
+async def record_status(
+    db: Database, conn: dict[str, Any], *, status: ConnectionStatus, qr_code: str | None
+) -> dict[str, Any]:
+    """Stores what the provider says (webhook or poll) and announces it when it changed. An open
+    connection has no QR code to show."""
+    qr = None if status == "open" else qr_code
+    if conn.get("status") == status and conn.get("qr_code") == qr:
+        return conn
+    updated = await repository.update(db, conn["_id"], {"status": status, "qr_code": qr, "updated_at": utcnow()})
+    assert updated is not None
+    await announce(db, updated)
+    return updated

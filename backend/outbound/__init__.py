@@ -1,0 +1,1 @@
+"""Durable outbound sending: replies queued before any network call, sent by a worker."""

@@ -1,0 +1,79 @@
+"""Outbound rules shared by the API (enqueue), the worker (sent/failed) and inbound webhooks
+(provider status receipts)."""
+
+from typing import Any
+
+from backend.connections.providers.base import StatusUpdate
+from backend.core import natural_keys
+from backend.core.clock import utcnow
+from backend.core.db import Database
+from backend.outbound import repository
+from backend.realtime import feed
+from backend.tickets import repository as tickets
+
+# Provider message id -> our message id, per connection. Claimed once, so the echo of our own
+# send (fromMe upsert) and status receipts find the message the agent wrote.
+PROVIDER_KEY = "wa-out"
+
+
+async def enqueue(db: Database, *, message_id: str, ticket: dict[str, Any]) -> int:
+    """Called before the message itself is stored: an entry whose message never got stored
+    (the request died in between) is skipped by the worker, never sent."""
+    return await repository.enqueue(
+        db,
+        {
+            "message_id": message_id,
+            "ticket_id": ticket["_id"],
+            "reseller_id": ticket["reseller_id"],
+            "connection_id": ticket.get("channel"),
+            "enqueued_at": utcnow(),
+        },
+    )
+
+
+async def bind_provider_id(db: Database, *, connection_id: str, provider_message_id: str, message_id: str) -> str:
+    """Returns the message id the provider id is bound to (ours, or whoever bound it first)."""
+    bound, _ = await natural_keys.claim(db, PROVIDER_KEY, connection_id, provider_message_id, target=message_id)
+    return bound
+
+
+async def lookup_provider_id(db: Database, *, connection_id: str, provider_message_id: str) -> str | None:
+    return await natural_keys.lookup(db, PROVIDER_KEY, connection_id, provider_message_id)
+
+
+async def announce_status(db: Database, message: dict[str, Any]) -> None:
+    ticket = await tickets.get(db, message["ticket_id"])
+    if ticket is None:
+        return
+    await feed.publish(
+        db,
+        reseller_id=message["reseller_id"],
+        type_="message.status",
+        ticket=ticket,
+        message=message,
+        data={"message_id": message["_id"], "status": message["status"]},
+    )
+
+
+async def move(db: Database, message_id: str, *, to: str, extra: dict[str, Any] | None = None) -> dict[str, Any] | None:
+    moved = await repository.move_status(db, message_id, to=to, at=utcnow(), extra=extra)
+    if moved is not None:
+        await announce_status(db, moved)
+    return moved
+
+
+async def apply_receipt(db: Database, *, connection_id: str, update: StatusUpdate, fallback_id: str) -> str:
+    """A provider status receipt (MESSAGES_UPDATE). Returns what happened, for the raw log."""
+    message_id = await lookup_provider_id(
+        db, connection_id=connection_id, provider_message_id=update.provider_message_id
+    )
+    message_id = message_id or fallback_id  # a message sent from the phone, stored by its id
+    if await repository.get_message(db, message_id) is None:
+        # Usually our own send whose receipt outran the worker's bookkeeping: keep the raw event
+        # failed so scripts/reprocess_webhooks.py can apply it.
+        raise LookupError(f"no message for provider id {update.provider_message_id}")
+    if update.status == "pending":
+        return "ignored: pending"
+    extra = {"failure_reason": update.reason or "provider reported an error"} if update.status == "failed" else None
+    moved = await move(db, message_id, to=update.status, extra=extra)
+    return f"status {update.status}" if moved else f"status {update.status} (no change)"

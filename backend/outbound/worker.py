@@ -1,0 +1,207 @@
+"""The outbound worker: sends queued replies, with retries and exponential backoff.
+
+Safe with any number of workers in any number of processes: each attempt is claimed by
+inserting `outbox_attempts` "<message_id>:<n>" (unique `_id`), never by a filtered
+findAndModify (not atomic on FerretDB). Crash-safe: the queue entry is written before the
+message, and the worker walks the queue from its cursor, so a reply stored before a crash is
+sent after the restart. An attempt whose process died mid-call is retried once its lease
+expires — the one case that can deliver twice, as Evolution offers no idempotency key.
+"""
+
+import asyncio
+import contextlib
+import os
+import socket
+from datetime import timedelta
+from typing import Any
+
+import httpx
+
+from backend.connections import repository as connections
+from backend.connections.providers import registry
+from backend.connections.providers.base import ProviderError
+from backend.core.clock import as_utc, utcnow
+from backend.core.config import Settings
+from backend.core.db import Database
+from backend.core.ids import new_id
+from backend.core.logging import get_logger
+from backend.outbound import repository, service
+from backend.tickets import repository as tickets
+
+log = get_logger("outbound")
+
+
+def backoff_seconds(settings: Settings, attempt: int) -> float:
+    """Wait after failed attempt n before attempt n+1."""
+    return float(
+        min(settings.OUTBOUND_BACKOFF_BASE_SECONDS * 2 ** (attempt - 1), settings.OUTBOUND_BACKOFF_MAX_SECONDS)
+    )
+
+
+class OutboundWorker:
+    def __init__(self, db: Database, settings: Settings, http: httpx.AsyncClient) -> None:
+        self.db = db
+        self.settings = settings
+        self.http = http
+        self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{new_id()[-6:]}"
+        self._sem = asyncio.Semaphore(settings.OUTBOUND_CONCURRENCY)
+        self._pos = 0
+        self._finished: set[int] = set()
+
+    async def run_once(self) -> int:
+        """One pass over (part of) the open queue. Returns how many entries it looked at.
+
+        Entries from the cursor on are visited in pages that wrap around, so an entry waiting
+        out its backoff never hides the ones behind it. `_finished` remembers entries that need
+        nothing more; finished never turns back, so it is a speed hint, not a rule.
+        """
+        cursor = await repository.get_cursor(self.db)
+        last = await repository.head(self.db)
+        self._finished = {s for s in self._finished if s > cursor}
+        start = max(self._pos, cursor) + 1
+        if start > last:
+            start = cursor + 1
+        seqs = [s for s in range(start, last + 1) if s not in self._finished][: self.settings.OUTBOUND_SCAN_LIMIT]
+        entries = [e for s in seqs if (e := await repository.get_entry(self.db, s))]
+        done = await asyncio.gather(*(self._guarded(e) for e in entries))
+        self._finished.update(e["seq"] for e, finished in zip(entries, done, strict=True) if finished)
+        self._pos = seqs[-1] if seqs and seqs[-1] < last else cursor
+        new_cursor = cursor
+        while new_cursor + 1 in self._finished:
+            new_cursor += 1
+        if new_cursor > cursor:
+            await repository.advance_cursor(self.db, new_cursor)
+        return len(entries)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        log.info("outbound worker started", worker=self.worker_id)
+        while not stop.is_set():
+            try:
+                await self.run_once()
+            except Exception as exc:  # the loop must survive a database hiccup
+                log.error("outbound pass failed", error=str(exc))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=self.settings.OUTBOUND_POLL_SECONDS)
+        log.info("outbound worker stopped", worker=self.worker_id)
+
+    async def _guarded(self, entry: dict[str, Any]) -> bool:
+        async with self._sem:
+            try:
+                return await self._handle(entry)
+            except Exception as exc:
+                log.error("outbound entry failed", seq=entry.get("seq"), error=str(exc))
+                return False
+
+    async def _handle(self, entry: dict[str, Any]) -> bool:
+        """Moves one entry on. Returns True when it needs nothing more (sent, failed, orphan)."""
+        now = utcnow()
+        message_id = entry["message_id"]
+        message = await repository.get_message(self.db, message_id)
+        if message is None:
+            # The request died between queueing and storing: the API never acknowledged it.
+            age = (now - as_utc(entry["enqueued_at"])).total_seconds()
+            return age > self.settings.OUTBOUND_LEASE_SECONDS
+        if message["status"] != "pending":
+            return True
+        tried = await repository.attempts(self.db, message_id)
+        max_attempts = self.settings.OUTBOUND_MAX_ATTEMPTS
+        if tried:
+            last = tried[-1]
+            if last.get("result") is None:
+                if as_utc(last["lease_until"]) > now:
+                    return False  # another worker is on it
+                if last["attempt"] >= max_attempts:
+                    await self._fail(message, f"attempt {last['attempt']} did not finish (worker died?)")
+                    return True
+            elif last["result"] == "sent":  # sent, but its worker died before recording it
+                await self._sent(message, entry, last["provider_message_id"])
+                return True
+            elif not last.get("retryable") or last["attempt"] >= max_attempts:
+                await self._fail(message, str(last.get("error")))
+                return True
+            elif as_utc(last["retry_at"]) > now:
+                return False
+        attempt = len(tried) + 1
+        _id = repository.attempt_id(message_id, attempt)
+        claim = {
+            "_id": _id,
+            "message_id": message_id,
+            "attempt": attempt,
+            "worker": self.worker_id,
+            "claimed_at": now,
+            "lease_until": now + timedelta(seconds=self.settings.OUTBOUND_LEASE_SECONDS),
+            "result": None,
+        }
+        if not await repository.claim_attempt(self.db, claim):
+            return False  # another worker claimed this attempt first
+        try:
+            provider_message_id = await self._send(message, entry)
+        except ProviderError as exc:
+            retry_at = utcnow() + timedelta(seconds=backoff_seconds(self.settings, attempt))
+            await repository.finish_attempt(
+                self.db,
+                _id,
+                {
+                    "result": "error",
+                    "error": str(exc),
+                    "retryable": exc.retryable,
+                    "retry_at": retry_at,
+                    "finished_at": utcnow(),
+                },
+            )
+            log.warning("send failed", message_id=message_id, attempt=attempt, error=str(exc), retryable=exc.retryable)
+            if not exc.retryable or attempt >= max_attempts:
+                await self._fail(message, str(exc))
+                return True
+            return False
+        await repository.finish_attempt(
+            self.db, _id, {"result": "sent", "provider_message_id": provider_message_id, "finished_at": utcnow()}
+        )
+        await self._sent(message, entry, provider_message_id)
+        return True
+
+    async def _send(self, message: dict[str, Any], entry: dict[str, Any]) -> str:
+        conn = await connections.get(self.db, str(entry.get("connection_id")))
+        if conn is None or not conn.get("active"):
+            raise ProviderError("connection missing or inactive", retryable=False)
+        ticket = await tickets.get(self.db, message["ticket_id"])
+        phone = (ticket or {}).get("client_phone")
+        if not phone:
+            raise ProviderError("ticket has no client phone", retryable=False)
+        provider = registry.build(conn["provider"], self.settings, self.http)
+        sent = await provider.send_text(
+            instance_name=conn["instance_name"], to=str(phone), text=message["body"], idempotency_key=message["_id"]
+        )
+        return sent.provider_message_id
+
+    async def _sent(self, message: dict[str, Any], entry: dict[str, Any], provider_message_id: str) -> None:
+        await service.bind_provider_id(
+            self.db,
+            connection_id=str(entry["connection_id"]),
+            provider_message_id=provider_message_id,
+            message_id=message["_id"],
+        )
+        await service.move(self.db, message["_id"], to="sent", extra={"provider_message_id": provider_message_id})
+
+    async def _fail(self, message: dict[str, Any], reason: str) -> None:
+        await service.move(self.db, message["_id"], to="failed", extra={"failure_reason": reason})
+
+
+async def run_until(db: Database, settings: Settings, stop: asyncio.Event) -> None:
+    async with registry.http_client(settings) as http:
+        await OutboundWorker(db, settings, http).run(stop)
+
+
+class Background:
+    """The worker inside a backend process's lifespan (OUTBOUND_WORKER_ENABLED)."""
+
+    def __init__(self, db: Database, settings: Settings, *, enabled: bool = True) -> None:
+        self.stop = asyncio.Event()
+        self.task: asyncio.Task[None] | None = None
+        if enabled and settings.OUTBOUND_WORKER_ENABLED:
+            self.task = asyncio.create_task(run_until(db, settings, self.stop), name="outbound-worker")
+
+    async def close(self) -> None:
+        self.stop.set()
+        if self.task is not None:
+            await self.task

@@ -1,0 +1,1 @@
+"""Inbound provider webhooks: stored raw first, then processed (and reprocessable)."""

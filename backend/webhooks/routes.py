@@ -1,0 +1,43 @@
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Query, Request
+from pymongo.errors import PyMongoError
+
+from backend.core.deps import Db
+from backend.core.errors import ServiceUnavailable
+from backend.webhooks import service
+from backend.webhooks.schemas import WebhookAck
+
+router = APIRouter(prefix="/webhooks/whatsapp", tags=["webhooks"])
+
+Token = Annotated[str | None, Query(alias="t", description="the connection's webhook token")]
+TokenHeader = Annotated[str | None, Header(alias="X-Webhook-Token")]
+
+
+async def _receive(
+    db: Db, request: Request, connection_id: str, event: str | None, t: str | None, header: str | None
+) -> WebhookAck:
+    body = await request.body()
+    try:
+        outcome, raw_id = await service.receive(
+            db, connection_id=connection_id, token=header or t, event_hint=event, body=body
+        )
+    except PyMongoError as exc:
+        raise ServiceUnavailable("could not store the event; retry") from exc
+    return WebhookAck(status=outcome, raw_id=raw_id)
+
+
+@router.post("/{connection_id}", operation_id="webhooks-whatsapp")
+async def whatsapp_webhook(
+    db: Db, request: Request, connection_id: str, t: Token = None, x_webhook_token: TokenHeader = None
+) -> WebhookAck:
+    """Evolution posts every event here (webhook_by_events off, as the backend configures it)."""
+    return await _receive(db, request, connection_id, None, t, x_webhook_token)
+
+
+@router.post("/{connection_id}/{event}", operation_id="webhooks-whatsapp_event")
+async def whatsapp_webhook_event(
+    db: Db, request: Request, connection_id: str, event: str, t: Token = None, x_webhook_token: TokenHeader = None
+) -> WebhookAck:
+    """The per-event form (`…/messages-upsert`, `…/connection-update`, …) of webhook_by_events."""
+    return await _receive(db, request, connection_id, event, t, x_webhook_token)

@@ -1,0 +1,193 @@
+"""Inbound WhatsApp webhooks: authenticate, store raw, then process.
+
+Order matters: the raw delivery is durable before anything else happens, so a payload we cannot
+process yet (unknown event, bug, receipt ahead of its message) is never lost — it is kept with
+its error and scripts/reprocess_webhooks.py runs it again. Processing is idempotent: a message's
+`_id` is derived from (connection id, provider message id), so a redelivery stores nothing new.
+"""
+
+import hashlib
+import hmac
+import json
+from typing import Any
+
+from pymongo.errors import PyMongoError
+
+from backend.clients import service as clients
+from backend.connections import repository as connections
+from backend.connections import service as connection_rules
+from backend.connections.providers import registry
+from backend.connections.providers.base import (
+    ConnectionChange,
+    Ignored,
+    InboundEvent,
+    InboundMessage,
+    QrChange,
+    StatusUpdate,
+    WebhookParseError,
+)
+from backend.core.clock import utcnow
+from backend.core.db import Database
+from backend.core.errors import Unauthorized
+from backend.core.ids import is_valid_id, new_id
+from backend.core.logging import get_logger
+from backend.messages import repository as messages
+from backend.outbound import service as outbound
+from backend.tickets import intake
+from backend.webhooks import repository
+from backend.webhooks.schemas import Outcome
+
+log = get_logger("webhooks")
+
+MAX_RAW_BYTES = 15 * 1024 * 1024  # under MongoDB's 16 MB document limit
+_DUMMY_TOKEN = "x" * 43  # compared against when the connection does not exist: same work either way
+
+
+def message_id_for(connection_id: str, provider_message_id: str) -> str:
+    """Deterministic, id-shaped: the same provider message on the same connection is one `_id`."""
+    return hashlib.sha256(f"{connection_id}:{provider_message_id}".encode()).hexdigest()[:24]
+
+
+async def authenticate(db: Database, connection_id: str, token: str | None) -> dict[str, Any]:
+    """One answer for "no such connection" and "wrong token", so callers learn nothing."""
+    conn = await connections.get(db, connection_id) if is_valid_id(connection_id) else None
+    expected = str(conn["webhook_token"]) if conn else _DUMMY_TOKEN
+    if not hmac.compare_digest(expected.encode(), (token or "").encode()) or conn is None:
+        raise Unauthorized("invalid webhook credentials")
+    return conn
+
+
+def _event_of(body: str, hint: str | None) -> str | None:
+    try:
+        payload = json.loads(body)
+    except ValueError:
+        return hint
+    event = payload.get("event") if isinstance(payload, dict) else None
+    return str(event) if isinstance(event, str) else hint
+
+
+async def receive(
+    db: Database, *, connection_id: str, token: str | None, event_hint: str | None, body: bytes
+) -> tuple[Outcome, str]:
+    conn = await authenticate(db, connection_id, token)
+    text = body[:MAX_RAW_BYTES].decode("utf-8", errors="replace")
+    raw: dict[str, Any] = {
+        "_id": new_id(),
+        "connection_id": conn["_id"],
+        "reseller_id": conn["reseller_id"],
+        "provider": conn["provider"],
+        "event_hint": event_hint,
+        "event": _event_of(text, event_hint),
+        "body": text,
+        "truncated": len(body) > MAX_RAW_BYTES,
+        "received_at": utcnow(),
+        "status": "received",
+        "attempts": 0,
+        "error": None,
+        "result": None,
+    }
+    await repository.insert(db, raw)  # a failure here answers 5xx: the provider retries
+    return await process(db, raw, conn=conn), raw["_id"]
+
+
+async def process(db: Database, raw: dict[str, Any], *, conn: dict[str, Any] | None = None) -> Outcome:
+    """Runs one stored delivery and records the outcome on it. Database errors propagate (the
+    caller answers 5xx so the provider retries); anything else is kept as the event's error."""
+    conn = conn or await connections.get(db, raw["connection_id"])
+    try:
+        if conn is None:
+            raise LookupError("connection not found")
+        if raw.get("truncated"):
+            raise WebhookParseError("payload larger than the raw store keeps")
+        try:
+            payload = json.loads(raw["body"])
+        except ValueError as exc:
+            raise WebhookParseError(f"body is not JSON: {exc}") from exc
+        events = registry.parse_webhook(conn["provider"], payload, event_hint=raw.get("event_hint"))
+        if not conn.get("active"):
+            outcome: Outcome = "ignored"
+            results = ["connection inactive"]
+        else:
+            results = [await _apply(db, conn, event) for event in events]
+            outcome = "ignored" if results and all(r.startswith("ignored") for r in results) else "processed"
+    except PyMongoError as exc:
+        await _safe_mark(db, raw["_id"], {"status": "failed", "error": f"database: {exc}", "failed_at": utcnow()})
+        raise
+    except Exception as exc:  # unknown shape, receipt ahead of its message, or a bug: keep it
+        log.warning("webhook event failed", raw_id=raw["_id"], error=str(exc), kind=type(exc).__name__)
+        error = f"{type(exc).__name__}: {exc}"
+        await repository.mark(db, raw["_id"], {"status": "failed", "error": error, "failed_at": utcnow()})
+        return "failed"
+    await repository.mark(
+        db, raw["_id"], {"status": outcome, "error": None, "result": results, "processed_at": utcnow()}
+    )
+    return outcome
+
+
+async def _safe_mark(db: Database, raw_id: str, changes: dict[str, Any]) -> None:
+    try:
+        await repository.mark(db, raw_id, changes)
+    except PyMongoError:
+        log.error("could not record webhook failure", raw_id=raw_id)
+
+
+async def _apply(db: Database, conn: dict[str, Any], event: InboundEvent) -> str:
+    if isinstance(event, InboundMessage):
+        return await _ingest_message(db, conn, event)
+    if isinstance(event, StatusUpdate):
+        return await outbound.apply_receipt(
+            db,
+            connection_id=conn["_id"],
+            update=event,
+            fallback_id=message_id_for(conn["_id"], event.provider_message_id),
+        )
+    if isinstance(event, ConnectionChange):
+        keep_qr = conn.get("qr_code") if event.status == "connecting" else None
+        await connection_rules.record_status(db, conn, status=event.status, qr_code=keep_qr)
+        return f"connection {event.status}"
+    if isinstance(event, QrChange):
+        await connection_rules.record_status(db, conn, status="connecting", qr_code=event.qr_code)
+        return "qrcode updated"
+    assert isinstance(event, Ignored)
+    return f"ignored: {event.reason}"
+
+
+async def _ingest_message(db: Database, conn: dict[str, Any], event: InboundMessage) -> str:
+    message_id = message_id_for(conn["_id"], event.provider_message_id)
+    if await messages.get(db, message_id) is not None:
+        # Redelivery: stop before the ticket step, which could open a new ticket for an old
+        # message once the old one is finalized. Concurrent redeliveries get past this check
+        # together; the unique message `_id` stores them once.
+        return "duplicate"
+    if event.from_me:
+        # Our own reply echoed back by the provider: the worker bound its provider id to the
+        # agent's message. Otherwise the phone sent it outside IAZE; bind the id to it.
+        bound = await outbound.bind_provider_id(
+            db, connection_id=conn["_id"], provider_message_id=event.provider_message_id, message_id=message_id
+        )
+        if bound != message_id:
+            return "echo of an IAZE reply"
+    client, _ = await clients.upsert_by_phone(
+        db,
+        reseller_id=conn["reseller_id"],
+        phone=event.phone,
+        name=(event.push_name if not event.from_me else "") or event.phone,
+    )
+    ticket, message, created = await intake.receive_client_message(
+        db,
+        reseller_id=conn["reseller_id"],
+        client=client,
+        department_id=conn["default_department_id"],
+        channel=conn["_id"],
+        body=event.body,
+        message_id=message_id,
+        type_=event.type,
+        media=event.media,
+        extra={
+            "connection_id": conn["_id"],
+            "provider_message_id": event.provider_message_id,
+            "provider_sent_at": event.sent_at,
+        },
+        from_me=event.from_me,
+    )
+    return f"message {message['_id']} in ticket {ticket['_id']}" + (" (new ticket)" if created else "")

@@ -1,0 +1,168 @@
+import asyncio
+from typing import Any
+
+import httpx
+
+from tests.factories import make_tenant, unique
+from tests.fakes.harness import FakeEvolution, make_connection
+
+BASE = "/api/v1/whatsapp-connections"
+
+
+def _body(tenant: Any, instance: str | None = None) -> dict[str, Any]:
+    return {
+        "name": unique("Loja "),
+        "provider": "evolution",
+        "instance_name": instance or unique("inst-"),
+        "default_department_id": tenant.departments[0]["id"],
+    }
+
+
+async def test_create_binds_the_instance_with_our_webhook_and_never_returns_secrets(
+    client: httpx.AsyncClient, admin_headers: dict[str, str], evolution: FakeEvolution, settings: Any, db: Any
+) -> None:
+    tenant = await make_tenant(client, admin_headers, agents=0)
+    r = await client.post(BASE, json=_body(tenant), headers=tenant.headers)
+    assert r.status_code == 201, r.text
+    conn = r.json()
+    assert conn["status"] == "connecting" and conn["active"] is True
+    assert conn["qr_code"].startswith("data:image/png;base64,")
+    assert conn["provider"] == "evolution" and conn["default_department_id"] == tenant.departments[0]["id"]
+
+    instance = await evolution.control("GET", f"instances/{conn['instance_name']}")
+    assert instance["webhook_url"] == f"{settings.PUBLIC_BASE_URL}/api/v1/webhooks/whatsapp/{conn['id']}"
+    assert set(instance["events"]) >= {"MESSAGES_UPSERT", "MESSAGES_UPDATE", "CONNECTION_UPDATE", "QRCODE_UPDATED"}
+    token = instance["webhook_headers"]["X-Webhook-Token"]
+    stored = await db.whatsapp_connections.find_one({"_id": conn["id"]})
+    assert stored["webhook_token"] == token and stored["provider_token"] == instance["token"]
+
+    secrets = (token, instance["token"], evolution.api_key)
+    responses = [
+        r,
+        await client.get(BASE, headers=tenant.headers),
+        await client.get(f"{BASE}/{conn['id']}", headers=tenant.headers),
+        await client.get(f"{BASE}/{conn['id']}/qrcode", headers=tenant.headers),
+        await client.patch(f"{BASE}/{conn['id']}", json={"name": "Outra"}, headers=tenant.headers),
+    ]
+    for resp in responses:
+        assert resp.status_code in (200, 201), resp.text
+        assert not any(s in resp.text for s in secrets), resp.text
+        assert "webhook_token" not in resp.text and "provider_token" not in resp.text
+
+
+async def test_instance_name_is_taken_once_even_by_concurrent_creates(
+    client: httpx.AsyncClient, admin_headers: dict[str, str], evolution: FakeEvolution
+) -> None:
+    tenant = await make_tenant(client, admin_headers, agents=0)
+    other = await make_tenant(client, admin_headers, agents=0)
+    instance = unique("race-")
+    results = await asyncio.gather(
+        *(client.post(BASE, json=_body(t, instance), headers=t.headers) for t in [tenant, other] * 4)
+    )
+    codes = sorted(r.status_code for r in results)
+    assert codes == [201] + [409] * 7, codes
+
+
+async def test_bad_input_roles_and_other_tenants(
+    client: httpx.AsyncClient, admin_headers: dict[str, str], evolution: FakeEvolution, db: Any
+) -> None:
+    tenant = await make_tenant(client, admin_headers, agents=1)
+    other = await make_tenant(client, admin_headers, agents=0)
+    before = await db.whatsapp_connections.count_documents({})
+    bad = [
+        {**_body(tenant), "instance_name": "has space"},
+        {**_body(tenant), "provider": "carrier-pigeon"},
+        {**_body(tenant), "default_department_id": "nope"},
+        {**_body(tenant), "webhook_token": "mine"},
+        {k: v for k, v in _body(tenant).items() if k != "name"},
+    ]
+    for body in bad:
+        r = await client.post(BASE, json=body, headers=tenant.headers)
+        assert r.status_code == 422, (body, r.text)
+    r = await client.post(BASE, json=_body(other), headers=tenant.headers)  # other tenant's department
+    assert r.status_code == 422, r.text
+    r = await client.post(BASE, json=_body(tenant), headers=tenant.agents[0]["headers"])
+    assert r.status_code == 403
+    assert await db.whatsapp_connections.count_documents({}) == before
+
+    conn = await make_connection(client, tenant, evolution, open_=False)
+    for path in (f"{BASE}/{conn['id']}", f"{BASE}/{conn['id']}/qrcode"):
+        assert (await client.get(path, headers=other.headers)).status_code == 404
+    r = await client.patch(f"{BASE}/{conn['id']}", json={"active": False}, headers=other.headers)
+    assert r.status_code == 404
+    listed = (await client.get(BASE, headers=other.headers)).json()["items"]
+    assert conn["id"] not in [c["id"] for c in listed]
+    assert (await client.delete(f"{BASE}/{conn['id']}", headers=tenant.headers)).status_code == 405
+    r = await client.patch(
+        f"{BASE}/{conn['id']}", json={"default_department_id": other.departments[0]["id"]}, headers=tenant.headers
+    )
+    assert r.status_code == 422
+    r = await client.patch(f"{BASE}/{conn['id']}", json={"active": False, "name": "Desligada"}, headers=tenant.headers)
+    assert r.status_code == 200 and r.json()["active"] is False and r.json()["name"] == "Desligada"
+
+
+async def test_qr_code_and_status_follow_the_provider_and_are_announced(
+    client: httpx.AsyncClient, admin_headers: dict[str, str], evolution: FakeEvolution, db: Any
+) -> None:
+    tenant = await make_tenant(client, admin_headers, agents=0)
+    conn = await make_connection(client, tenant, evolution, open_=False)
+    r = await client.get(f"{BASE}/{conn['id']}/qrcode", headers=tenant.headers)
+    assert r.status_code == 200 and r.json()["status"] == "connecting"
+    assert r.json()["qr_code"].startswith("data:image/png")
+
+    result = await evolution.control("POST", "qrcode", {"instance": conn["instance_name"]})
+    assert result["status_code"] == 200 and result["body"]["status"] == "processed", result
+
+    result = await evolution.control("POST", "state", {"instance": conn["instance_name"], "state": "open"})
+    assert result["status_code"] == 200 and result["body"]["status"] == "processed", result
+    got = (await client.get(f"{BASE}/{conn['id']}", headers=tenant.headers)).json()
+    assert got["status"] == "open" and got["qr_code"] is None
+    r = await client.get(f"{BASE}/{conn['id']}/qrcode", headers=tenant.headers)
+    assert r.json() == {"qr_code": None, "status": "open"}
+
+    await evolution.control("POST", "state", {"instance": conn["instance_name"], "state": "close"})
+    got = (await client.get(f"{BASE}/{conn['id']}", headers=tenant.headers)).json()
+    assert got["status"] == "close"
+
+    records = await db.tenant_events.find({"reseller_id": tenant.id, "type": "connection.status"}).to_list(None)
+    statuses = [rec["data"]["connection"]["status"] for rec in records]
+    assert "open" in statuses and statuses[-1] == "close", statuses
+    stored = await db.whatsapp_connections.find_one({"_id": conn["id"]})
+    for rec in records:
+        assert stored["webhook_token"] not in str(rec)
+
+
+async def test_provider_down_at_creation_keeps_the_connection_and_binds_it_later(
+    client: httpx.AsyncClient, admin_headers: dict[str, str], evolution: FakeEvolution
+) -> None:
+    tenant = await make_tenant(client, admin_headers, agents=0)
+    evolution.stop()
+    try:
+        r = await client.post(BASE, json=_body(tenant), headers=tenant.headers)
+        assert r.status_code == 201, r.text
+        conn = r.json()
+        assert conn["status"] == "close" and conn["qr_code"] is None
+        assert "unreachable" in conn["last_error"]
+        r = await client.get(f"{BASE}/{conn['id']}/qrcode", headers=tenant.headers)
+        assert r.status_code == 503
+    finally:
+        evolution.start()
+    r = await client.get(f"{BASE}/{conn['id']}/qrcode", headers=tenant.headers)
+    assert r.status_code == 200, r.text
+    assert r.json()["status"] == "connecting" and r.json()["qr_code"]
+    got = (await client.get(f"{BASE}/{conn['id']}", headers=tenant.headers)).json()
+    assert got["last_error"] is None
+
+
+async def test_provider_5xx_and_malformed_answers_are_503_not_500(
+    client: httpx.AsyncClient, admin_headers: dict[str, str], evolution: FakeEvolution
+) -> None:
+    tenant = await make_tenant(client, admin_headers, agents=0)
+    conn = await make_connection(client, tenant, evolution, open_=False)
+    try:
+        for mode in ("5xx", "malformed"):
+            await evolution.mode(mode)
+            r = await client.get(f"{BASE}/{conn['id']}/qrcode", headers=tenant.headers)
+            assert r.status_code == 503, (mode, r.text)
+    finally:
+        await evolution.mode("ok")

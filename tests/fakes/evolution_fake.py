@@ -1,0 +1,365 @@
+"""A fake Evolution API v2, run as its own process on loopback by the tests:
+
+    python -m tests.fakes.evolution_fake --port 8080 --api-key secret
+
+It speaks the documented REST shapes the adapter uses (POST /instance/create, GET
+/instance/connect/{name}, GET /instance/connectionState/{name}, POST /message/sendText/{name},
+`apikey` header) and posts webhooks back to the URL and headers set at instance creation, in
+Evolution's envelope ({event, instance, data, destination, date_time, sender, server_url, apikey}).
+
+Test controls under /_control: switch modes (ok, slow, 5xx, malformed), read what was sent, and
+make the "phone" do things (connect, new QR code, inbound message, delivery receipt, raw post).
+"down" is the real thing: the test stops this process.
+"""
+
+import argparse
+import asyncio
+import secrets
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import uvicorn
+from fastapi import FastAPI, Header, Request
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+
+# A 1x1 PNG stands in for the QR image (shape matters to the backend, not the picture).
+QR_PNG = "data:image/png;base64," + (
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg=="
+)
+
+
+@dataclass
+class Instance:
+    name: str
+    instance_id: str
+    token: str
+    webhook_url: str
+    webhook_headers: dict[str, str]
+    events: list[str]
+    by_events: bool
+    state: str = "connecting"
+    qr_count: int = 1
+    owner: str = "5511900000000"
+
+
+@dataclass
+class FakeState:
+    api_key: str
+    mode: str = "ok"
+    slow_seconds: float = 0.0
+    echo: bool = True
+    instances: dict[str, Instance] = field(default_factory=dict)
+    sent: list[dict[str, Any]] = field(default_factory=list)
+    calls: list[dict[str, Any]] = field(default_factory=list)
+    webhook_results: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _key_id() -> str:
+    return "3EB0" + uuid.uuid4().hex[:16].upper()
+
+
+def create_app(api_key: str) -> FastAPI:
+    app = FastAPI(title="fake Evolution API v2")
+    state = FakeState(api_key=api_key)
+    http = httpx.AsyncClient(timeout=30)
+
+    def unauthorized(apikey: str | None) -> JSONResponse | None:
+        if apikey != state.api_key:
+            return JSONResponse({"status": 401, "error": "Unauthorized", "response": {"message": "Unauthorized"}}, 401)
+        return None
+
+    async def misbehave(path: str) -> Response | None:
+        state.calls.append({"path": path, "mode": state.mode, "at": _now_iso()})
+        if state.mode == "slow":
+            await asyncio.sleep(state.slow_seconds)
+        if state.mode == "5xx":
+            return JSONResponse({"status": 500, "error": "Internal Server Error"}, 500)
+        if state.mode == "malformed":
+            return PlainTextResponse("<html>upstream exploded", 200)
+        return None
+
+    async def post_webhook(inst: Instance, event: str, data: Any, *, raw: str | None = None) -> dict[str, Any]:
+        url = inst.webhook_url
+        if inst.by_events:
+            url = url.rstrip("/") + "/" + event.lower().replace("_", "-")
+        envelope = {
+            "event": event.lower().replace("_", "."),
+            "instance": inst.name,
+            "data": data,
+            "destination": inst.webhook_url,
+            "date_time": _now_iso(),
+            "sender": f"{inst.owner}@s.whatsapp.net",
+            "server_url": "http://fake-evolution",
+            "apikey": inst.token,
+        }
+        headers = {"Content-Type": "application/json", **inst.webhook_headers}
+        if raw is not None:
+            r = await http.post(url, content=raw.encode(), headers=headers)
+        else:
+            r = await http.post(url, json=envelope, headers=headers)
+        try:
+            body = r.json()
+        except ValueError:
+            body = r.text
+        result = {"event": event, "status_code": r.status_code, "body": body}
+        state.webhook_results.append(result)
+        return result
+
+    def instance_or_404(name: str) -> Instance | JSONResponse:
+        inst = state.instances.get(name)
+        if inst is None:
+            return JSONResponse(
+                {
+                    "status": 404,
+                    "error": "Not Found",
+                    "response": {"message": [f'The "{name}" instance does not exist']},
+                },
+                404,
+            )
+        return inst
+
+    @app.post("/instance/create")
+    async def create_instance(request: Request, apikey: str | None = Header(default=None)) -> Response:
+        if (denied := unauthorized(apikey)) is not None:
+            return denied
+        if (bad := await misbehave("/instance/create")) is not None:
+            return bad
+        body = await request.json()
+        name = body.get("instanceName")
+        if not name:
+            return JSONResponse({"status": 400, "error": "Bad Request", "response": {"message": ["instanceName"]}}, 400)
+        if name in state.instances:
+            return JSONResponse(
+                {
+                    "status": 403,
+                    "error": "Forbidden",
+                    "response": {"message": [f'This name "{name}" is already in use.']},
+                },
+                403,
+            )
+        webhook = body.get("webhook") or {}
+        inst = Instance(
+            name=name,
+            instance_id=str(uuid.uuid4()),
+            token=secrets.token_hex(16).upper(),
+            webhook_url=webhook.get("url", ""),
+            webhook_headers=webhook.get("headers") or {},
+            events=webhook.get("events") or [],
+            by_events=bool(webhook.get("byEvents")),
+        )
+        state.instances[name] = inst
+        return JSONResponse(
+            {
+                "instance": {
+                    "instanceName": name,
+                    "instanceId": inst.instance_id,
+                    "integration": body.get("integration", "WHATSAPP-BAILEYS"),
+                    "webhookWaBusiness": None,
+                    "accessTokenWaBusiness": "",
+                    "status": "connecting",
+                },
+                "hash": inst.token,
+                "webhook": {"webhookUrl": inst.webhook_url, "webhookHeaders": inst.webhook_headers},
+                "settings": {"rejectCall": False, "groupsIgnore": True},
+                "qrcode": {"pairingCode": None, "code": f"2@fake-{name}-1", "base64": QR_PNG, "count": 1},
+            },
+            201,
+        )
+
+    @app.get("/instance/connect/{name}")
+    async def connect(name: str, apikey: str | None = Header(default=None)) -> Response:
+        if (denied := unauthorized(apikey)) is not None:
+            return denied
+        if (bad := await misbehave(f"/instance/connect/{name}")) is not None:
+            return bad
+        inst = instance_or_404(name)
+        if isinstance(inst, JSONResponse):
+            return inst
+        if inst.state == "open":
+            return JSONResponse({"instance": {"instanceName": name, "state": "open"}})
+        inst.qr_count += 1
+        return JSONResponse(
+            {"pairingCode": None, "code": f"2@fake-{name}-{inst.qr_count}", "base64": QR_PNG, "count": inst.qr_count}
+        )
+
+    @app.get("/instance/connectionState/{name}")
+    async def connection_state(name: str, apikey: str | None = Header(default=None)) -> Response:
+        if (denied := unauthorized(apikey)) is not None:
+            return denied
+        if (bad := await misbehave(f"/instance/connectionState/{name}")) is not None:
+            return bad
+        inst = instance_or_404(name)
+        if isinstance(inst, JSONResponse):
+            return inst
+        return JSONResponse({"instance": {"instanceName": name, "state": inst.state}})
+
+    @app.post("/message/sendText/{name}")
+    async def send_text(name: str, request: Request, apikey: str | None = Header(default=None)) -> Response:
+        if (denied := unauthorized(apikey)) is not None:
+            return denied
+        if (bad := await misbehave(f"/message/sendText/{name}")) is not None:
+            return bad
+        inst = instance_or_404(name)
+        if isinstance(inst, JSONResponse):
+            return inst
+        body = await request.json()
+        number, text = body.get("number"), body.get("text")
+        if not number or not isinstance(text, str):
+            return JSONResponse({"status": 400, "error": "Bad Request", "response": {"message": ["number/text"]}}, 400)
+        key = {"remoteJid": f"{number}@s.whatsapp.net", "fromMe": True, "id": _key_id()}
+        ts = int(datetime.now(UTC).timestamp())
+        state.sent.append({"instance": name, "number": number, "text": text, "key_id": key["id"], "at": _now_iso()})
+        if state.echo:
+            # Evolution also reports our own send as a fromMe upsert, a moment after answering.
+            echo = {
+                "key": key,
+                "pushName": "",
+                "message": {"conversation": text},
+                "messageType": "conversation",
+                "messageTimestamp": ts,
+                "instanceId": inst.instance_id,
+                "source": "unknown",
+            }
+
+            async def later() -> None:
+                await asyncio.sleep(0.05)
+                await post_webhook(inst, "MESSAGES_UPSERT", echo)
+
+            asyncio.get_running_loop().create_task(later())
+        return JSONResponse(
+            {
+                "key": key,
+                "pushName": "",
+                "status": "PENDING",
+                "message": {"conversation": text},
+                "messageType": "conversation",
+                "messageTimestamp": ts,
+                "instanceId": inst.instance_id,
+                "source": "unknown",
+            },
+            201,
+        )
+
+    # ---- test controls -------------------------------------------------------------------
+
+    @app.get("/_control/health")
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.post("/_control/mode")
+    async def set_mode(body: dict[str, Any]) -> dict[str, Any]:
+        state.mode = body.get("mode", "ok")
+        state.slow_seconds = float(body.get("slow_seconds", state.slow_seconds))
+        state.echo = bool(body.get("echo", state.echo))
+        return {"mode": state.mode, "slow_seconds": state.slow_seconds, "echo": state.echo}
+
+    @app.get("/_control/sent")
+    async def sent() -> list[dict[str, Any]]:
+        return state.sent
+
+    @app.get("/_control/calls")
+    async def calls() -> list[dict[str, Any]]:
+        return state.calls
+
+    @app.get("/_control/instances/{name}")
+    async def get_instance(name: str) -> Response:
+        inst = instance_or_404(name)
+        if isinstance(inst, JSONResponse):
+            return inst
+        return JSONResponse(inst.__dict__)
+
+    @app.get("/_control/webhooks")
+    async def webhooks() -> list[dict[str, Any]]:
+        return state.webhook_results
+
+    async def _inst(body: dict[str, Any]) -> Instance:
+        return state.instances[body["instance"]]
+
+    @app.post("/_control/state")
+    async def set_state(body: dict[str, Any]) -> dict[str, Any]:
+        inst = await _inst(body)
+        inst.state = body["state"]
+        data = {"instance": inst.name, "state": inst.state, "statusReason": 200}
+        if inst.state == "open":
+            data.update(wuid=f"{inst.owner}@s.whatsapp.net", profileName="Loja Fake")
+        return await post_webhook(inst, "CONNECTION_UPDATE", data)
+
+    @app.post("/_control/qrcode")
+    async def new_qrcode(body: dict[str, Any]) -> dict[str, Any]:
+        inst = await _inst(body)
+        inst.qr_count += 1
+        qr = {"instance": inst.name, "pairingCode": None, "code": f"2@fake-{inst.qr_count}", "base64": QR_PNG}
+        return await post_webhook(inst, "QRCODE_UPDATED", {"qrcode": qr})
+
+    @app.post("/_control/inbound")
+    async def inbound(body: dict[str, Any]) -> dict[str, Any]:
+        inst = await _inst(body)
+        key_id = body.get("key_id") or _key_id()
+        key = {"remoteJid": f"{body['phone']}@s.whatsapp.net", "fromMe": bool(body.get("from_me")), "id": key_id}
+        message: dict[str, Any]
+        if body.get("image"):
+            message = {
+                "imageMessage": {
+                    "url": "https://mmg.whatsapp.net/x.enc",
+                    "mimetype": "image/jpeg",
+                    "caption": body.get("text", ""),
+                }
+            }
+            message_type = "imageMessage"
+        else:
+            message = {"conversation": body.get("text", "")}
+            message_type = "conversation"
+        data = {
+            "key": key,
+            "pushName": body.get("push_name", "Cliente Fake"),
+            "message": message,
+            "messageType": message_type,
+            "messageTimestamp": int(datetime.now(UTC).timestamp()),
+            "instanceId": inst.instance_id,
+            "source": "android",
+        }
+        result = await post_webhook(inst, "MESSAGES_UPSERT", data)
+        return {**result, "key_id": key_id}
+
+    @app.post("/_control/receipt")
+    async def receipt(body: dict[str, Any]) -> dict[str, Any]:
+        inst = await _inst(body)
+        data = {
+            "messageId": str(uuid.uuid4()),
+            "keyId": body["key_id"],
+            "remoteJid": f"{body.get('phone', '5500000000')}@s.whatsapp.net",
+            "fromMe": True,
+            "participant": None,
+            "status": body["status"],
+            "instanceId": inst.instance_id,
+        }
+        return await post_webhook(inst, "MESSAGES_UPDATE", data)
+
+    @app.post("/_control/post")
+    async def raw_post(body: dict[str, Any]) -> dict[str, Any]:
+        inst = await _inst(body)
+        if "raw" in body:
+            return await post_webhook(inst, body.get("event", "MESSAGES_UPSERT"), None, raw=body["raw"])
+        return await post_webhook(inst, body["event"], body.get("data"))
+
+    return app
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--api-key", required=True)
+    args = parser.parse_args()
+    uvicorn.run(create_app(args.api_key), host=args.host, port=args.port, log_level="warning")
+
+
+if __name__ == "__main__":
+    main()
