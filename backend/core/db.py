@@ -4,6 +4,7 @@ from typing import Any
 
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError, PyMongoError
 from pymongo.read_concern import ReadConcern
 from pymongo.write_concern import WriteConcern
 
@@ -34,3 +35,9 @@ def durable_database(client: AsyncMongoClient[dict[str, Any]], name: str) -> Dat
         write_concern=WriteConcern(w="majority", j=True),
         read_concern=ReadConcern("majority"),
     )
+
+
+def is_duplicate_key(exc: PyMongoError) -> bool:
+    """A unique-index violation. MongoDB always says so with DuplicateKeyError (code 11000);
+    FerretDB v1 does on inserts, but on updates passes SQLite's error through as InternalError."""
+    return isinstance(exc, DuplicateKeyError) or "UNIQUE constraint failed" in str(exc)

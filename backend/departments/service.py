@@ -1,9 +1,9 @@
 from typing import Any
 
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import DuplicateKeyError, PyMongoError
 
 from backend.core.clock import utcnow
-from backend.core.db import Database
+from backend.core.db import Database, is_duplicate_key
 from backend.core.errors import Conflict, NotFound, Unprocessable
 from backend.core.ids import is_valid_id, new_id
 from backend.core.pagination import decode_id_cursor, encode_cursor
@@ -60,7 +60,9 @@ async def update(db: Database, actor: Actor, *, department_id: str, data: Depart
     changes["updated_at"] = utcnow()
     try:
         doc = await repository.update(db, actor, department_id, changes)
-    except DuplicateKeyError as exc:
+    except PyMongoError as exc:
+        if not is_duplicate_key(exc):
+            raise
         raise Conflict("a department with this name already exists") from exc
     assert doc is not None
     return DepartmentRead.from_doc(doc)
