@@ -1,0 +1,72 @@
+"""Deactivation takes effect at once: no login, and tokens already issued stop working."""
+
+import httpx
+
+from tests.factories import API, bearer, login, make_agent, make_tenant
+
+LOGIN = f"{API}/auth/login"
+
+
+async def _login_token(client: httpx.AsyncClient, email: str, password: str) -> str:
+    r = await client.post(LOGIN, json={"email": email, "password": password})
+    assert r.status_code == 200, r.text
+    token: str = r.json()["access_token"]
+    return token
+
+
+async def test_deactivated_agent_cannot_log_in_and_its_old_token_stops_working(
+    client: httpx.AsyncClient, admin_headers: dict[str, str]
+) -> None:
+    tenant = await make_tenant(client, admin_headers, agents=0)
+    agent = await make_agent(client, tenant, [tenant.departments[0]["id"]])
+    old = agent["headers"]
+    assert (await client.get(f"{API}/auth/me", headers=old)).status_code == 200
+
+    r = await client.patch(f"{API}/users/{agent['id']}", json={"active": False}, headers=tenant.headers)
+    assert r.status_code == 200 and r.json()["active"] is False
+    assert (await client.get(f"{API}/auth/me", headers=old)).status_code == 401
+    assert (await client.get(f"{API}/tickets", headers=old)).status_code == 401
+    refused = await client.post(LOGIN, json={"email": agent["email"], "password": "agent-pass-1"})
+    assert refused.status_code == 401
+    # Same answer as a wrong password: deactivation is not revealed to whoever tries.
+    wrong = await client.post(LOGIN, json={"email": agent["email"], "password": "nope-nope-nope"})
+    assert refused.json() == wrong.json()
+    # The user is kept (never deleted) and shows as inactive to its reseller.
+    r = await client.get(f"{API}/users/{agent['id']}", headers=tenant.headers)
+    assert r.status_code == 200 and r.json()["active"] is False
+
+    r = await client.patch(f"{API}/users/{agent['id']}", json={"active": True}, headers=tenant.headers)
+    assert r.status_code == 200
+    assert (await client.get(f"{API}/auth/me", headers=old)).status_code == 200
+
+
+async def test_deactivated_reseller_locks_out_its_owner_and_agents(
+    client: httpx.AsyncClient, admin_headers: dict[str, str]
+) -> None:
+    tenant = await make_tenant(client, admin_headers, agents=1)
+    agent = tenant.agents[0]
+    owner = (await client.get(f"{API}/auth/me", headers=tenant.headers)).json()
+    r = await client.patch(f"{API}/resellers/{tenant.id}", json={"active": False}, headers=admin_headers)
+    assert r.status_code == 200 and r.json()["active"] is False
+    for headers in (tenant.headers, agent["headers"]):
+        assert (await client.get(f"{API}/auth/me", headers=headers)).status_code == 401
+        assert (await client.get(f"{API}/departments", headers=headers)).status_code == 401
+    for email, password in ((owner["email"], "owner-pass-1"), (agent["email"], "agent-pass-1")):
+        assert (await client.post(LOGIN, json={"email": email, "password": password})).status_code == 401
+    # The admin still sees the tenant; reactivating restores access.
+    r = await client.patch(f"{API}/resellers/{tenant.id}", json={"active": True}, headers=admin_headers)
+    assert r.status_code == 200
+    assert (await client.get(f"{API}/auth/me", headers=tenant.headers)).status_code == 200
+    assert await login(client, agent["email"], "agent-pass-1")
+    token = await _login_token(client, owner["email"], "owner-pass-1")
+    assert (await client.get(f"{API}/auth/me", headers=bearer(token))).status_code == 200
+
+
+async def test_nobody_can_deactivate_themselves(client: httpx.AsyncClient, admin_headers: dict[str, str]) -> None:
+    tenant = await make_tenant(client, admin_headers, agents=0)
+    r = await client.patch(f"{API}/users/{tenant.owner_id}", json={"active": False}, headers=tenant.headers)
+    assert r.status_code == 409
+    me = (await client.get(f"{API}/auth/me", headers=admin_headers)).json()
+    r = await client.patch(f"{API}/users/{me['id']}", json={"active": False}, headers=admin_headers)
+    assert r.status_code == 409
+    assert (await client.get(f"{API}/auth/me", headers=admin_headers)).status_code == 200
