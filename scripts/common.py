@@ -1,6 +1,7 @@
 """What every operations CLI shares: settings, the database connection, exit codes, output."""
 
 import asyncio
+import sys
 from collections.abc import Coroutine
 from enum import IntEnum
 from pathlib import Path
@@ -15,8 +16,10 @@ from backend.core.db import Database, durable_database, make_client
 
 T = TypeVar("T")
 
-console = Console(stderr=True, highlight=False)
-out = Console(highlight=False)
+# Piped output (cron, CI, docker logs) gets wide lines instead of rich's 80-column default.
+_WIDTH = None if sys.stdout.isatty() else 160
+console = Console(stderr=True, highlight=False, width=_WIDTH, soft_wrap=True)
+out = Console(highlight=False, width=_WIDTH, soft_wrap=True)
 
 
 class Exit(IntEnum):

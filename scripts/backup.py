@@ -1,0 +1,355 @@
+"""`python -m scripts.backup [run|verify|prune|list|schedule]`: mongodump archives that count.
+
+run      writes <BACKUP_DIR>/iaze-<db>-<UTC time>.archive.gz (+ .sha256) and a .manifest.json with
+         the documents per collection read back from the archive, then applies retention.
+verify   restores the newest archive into the scratch database, compares its counts with the
+         manifest, drops the scratch database, and records the result next to the archive.
+prune    keeps the newest backup, the newest of each of the last BACKUP_KEEP_DAILY days and of the
+         last BACKUP_KEEP_WEEKLY ISO weeks; deletes only backups this script made (their manifest
+         says so), never any other file.
+schedule run + verify + prune every BACKUP_INTERVAL_SECONDS (the compose `backup` service).
+"""
+
+import json
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+from uuid import UUID
+
+import typer
+from bson.codec_options import CodecOptions
+from bson.raw_bson import RawBSONDocument
+from pymongo import AsyncMongoClient
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from scripts import archive, dumptools, retention
+from scripts.common import Exit, OpsSettings, connect, console, database, fail, load_settings, out, run
+from scripts.restore import database_counts, drop_scratch_database, restore_archive, sha256_of
+
+FORMAT = "iaze-backup/1"
+MADE_BY = "iaze-backup"
+TOOL_VERSION = "iaze-archive/1"
+RAW = CodecOptions(document_class=RawBSONDocument)
+
+app = typer.Typer(
+    help="Backups as mongodump archives with checksum, manifest, verified restore and retention.",
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+MongoUrl = Annotated[str | None, typer.Option("--mongo-url", help="Overrides MONGO_URL.", show_default=False)]
+DbName = Annotated[str | None, typer.Option("--db", help="Overrides MONGO_DB.", show_default=False)]
+Dir = Annotated[Path | None, typer.Option("--dir", help="Backup directory (default BACKUP_DIR).", show_default=False)]
+Tool = Annotated[str | None, typer.Option("--tool", help="auto | mongo-tools | python (default BACKUP_TOOL).")]
+EnvFile = Annotated[Path | None, typer.Option("--env-file", help="Settings file (default ./.env).")]
+
+
+def _stamp(at: datetime) -> str:
+    return at.strftime("%Y%m%dT%H%M%S") + f".{at.microsecond // 1000:03d}Z"
+
+
+def _parse_stamp(stamp: str) -> datetime:
+    return datetime.strptime(stamp.removesuffix("Z"), "%Y%m%dT%H%M%S.%f").replace(tzinfo=UTC)
+
+
+def _uuid_hex(info: dict[str, Any]) -> str | None:
+    """mongodump writes the collection UUID as 32 hex digits; servers return a UUID or Binary."""
+    value = info.get("info", {}).get("uuid")
+    if value is None:
+        return None
+    return value.hex if isinstance(value, UUID) else bytes(value).hex()
+
+
+async def _python_dump(client: AsyncMongoClient[dict[str, Any]], db_name: str, path: Path) -> None:
+    db = database(client, db_name)
+    infos = [i async for i in await db.list_collections() if not i["name"].startswith("system.")]
+    infos.sort(key=lambda i: i["name"])
+    metas: list[archive.CollectionMeta] = []
+    counts: dict[str, int] = {}
+    for info in infos:
+        name = info["name"]
+        indexes = [{k: v for k, v in ix.items() if k != "ns"} async for ix in await db[name].list_indexes()]
+        meta_json = archive.metadata_json(
+            name, options=dict(info.get("options") or {}), indexes=indexes, uuid=_uuid_hex(info)
+        )
+        metas.append(archive.CollectionMeta(db_name, name, meta_json))
+        counts[name] = await db[name].estimated_document_count()
+    build = await client.admin.command("buildInfo")
+    with (
+        archive.open_gzip(str(path), "wb") as fh,
+        Progress(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console
+        ) as progress,
+    ):
+        writer = archive.Writer(fh)
+        writer.prelude(server_version=str(build.get("version", "")), tool_version=TOOL_VERSION, collections=metas)
+        for meta in metas:
+            task = progress.add_task(f"dump {meta.collection}", total=counts[meta.collection] or None)
+            ns = writer.namespace(db_name, meta.collection)
+            raw_coll = db[meta.collection].with_options(codec_options=RAW)
+            async for doc in raw_coll.find({}, batch_size=2000):
+                ns.add(bytes(doc.raw))
+                progress.advance(task)
+            ns.close()
+
+
+async def make_backup(
+    client: AsyncMongoClient[dict[str, Any]], settings: OpsSettings, out_dir: Path, *, tool: str
+) -> dict[str, Any]:
+    """Writes archive, checksum and manifest; returns the manifest. A half-written archive keeps
+    its .partial name, so it can never be taken for a backup."""
+    out_dir.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 - a CLI, nothing else runs on this loop
+    at = datetime.now(UTC)
+    base = f"iaze-{settings.MONGO_DB}-{_stamp(at)}"
+    final = out_dir / f"{base}.archive.gz"
+    partial = out_dir / f"{base}.archive.gz.partial"
+    source_counts = await database_counts(database(client, settings.MONGO_DB))
+    if dumptools.use_real_tools(tool):
+        dumptools.mongodump(settings.mongo_url, settings.MONGO_DB, partial)
+        tool_used = dumptools.version("mongodump")
+    else:
+        await _python_dump(client, settings.MONGO_DB, partial)
+        tool_used = TOOL_VERSION
+    counts = archive.count_documents(str(partial))  # reads it all back: CRCs and structure checked
+    digest = sha256_of(partial)
+    partial.rename(final)
+    final.with_name(final.name + ".sha256").write_text(f"{digest}  {final.name}\n")
+    manifest = {
+        "format": FORMAT,
+        "made_by": MADE_BY,
+        "database": settings.MONGO_DB,
+        "created_at": at.isoformat(),
+        "stamp": _stamp(at),
+        "archive": final.name,
+        "sha256": digest,
+        "bytes": final.stat().st_size,
+        "tool": tool_used,
+        "counts": counts,
+        "source_counts_before": source_counts,
+    }
+    (out_dir / f"{base}.manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    return manifest
+
+
+def manifests(out_dir: Path, db_name: str) -> list[tuple[Path, dict[str, Any]]]:
+    """This script's backups of `db_name`, newest first. Anything else in the directory is ignored."""
+    found = []
+    for path in out_dir.glob(f"iaze-{db_name}-*.manifest.json"):
+        try:
+            m = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if (
+            m.get("made_by") == MADE_BY
+            and m.get("database") == db_name
+            and m.get("archive", "").endswith(".archive.gz")
+        ):
+            found.append((path, m))
+    found.sort(key=lambda pm: pm[1]["stamp"], reverse=True)
+    return found
+
+
+async def verify_newest(
+    client: AsyncMongoClient[dict[str, Any]], settings: OpsSettings, out_dir: Path, *, tool: str
+) -> bool:
+    found = manifests(out_dir, settings.MONGO_DB)
+    if not found:
+        fail(Exit.FILE, f"no backups of {settings.MONGO_DB} in {out_dir}")
+    manifest_path, manifest = found[0]
+    path = out_dir / manifest["archive"]
+    if not path.is_file() or sha256_of(path) != manifest["sha256"]:
+        fail(Exit.FILE, f"{manifest['archive']} is missing or does not match its manifest's sha256")
+    scratch = settings.verify_db
+    await drop_scratch_database(client, settings, scratch)  # a leftover from an interrupted verify
+    try:
+        restored = await restore_archive(client, settings, path, scratch, tool=tool)
+        counts = await database_counts(database(client, scratch))
+    finally:
+        await drop_scratch_database(client, settings, scratch)
+    expected: dict[str, int] = manifest["counts"]
+    diffs = {n: (expected.get(n, 0), counts.get(n, 0)) for n in set(expected) | set(counts)}
+    bad = {n: d for n, d in diffs.items() if d[0] != d[1]}
+    table = Table(title=f"backup verify: {manifest['archive']} restored into {scratch} ({restored.tool})")
+    for col in ("collection", "manifest", "restored", ""):
+        table.add_column(col)
+    for name in sorted(diffs):
+        m, r = diffs[name]
+        table.add_row(name, str(m), str(r), "ok" if m == r else "DIFFERENT")
+    out.print(table)
+    record = {"at": datetime.now(UTC).isoformat(), "ok": not bad, "restored_counts": counts, "tool": restored.tool}
+    manifest_path.with_name(manifest_path.name.replace(".manifest.json", ".verified.json")).write_text(
+        json.dumps(record, indent=2, sort_keys=True) + "\n"
+    )
+    return not bad
+
+
+def prune(out_dir: Path, db_name: str, *, keep_daily: int, keep_weekly: int, dry_run: bool = False) -> list[str]:
+    found = manifests(out_dir, db_name)
+    _, delete = retention.plan(
+        [(_parse_stamp(m["stamp"]), (p, m)) for p, m in found], keep_daily=keep_daily, keep_weekly=keep_weekly
+    )
+    removed = []
+    for manifest_path, m in delete:
+        archive_name = m["archive"]
+        files = [
+            out_dir / archive_name,
+            out_dir / f"{archive_name}.sha256",
+            manifest_path.with_name(manifest_path.name.replace(".manifest.json", ".verified.json")),
+            manifest_path,  # last: a crash midway leaves the manifest, so the next prune finishes the job
+        ]
+        if not dry_run:
+            for f in files:
+                f.unlink(missing_ok=True)
+        removed.append(archive_name)
+    return removed
+
+
+def _settings(mongo_url: str | None, db: str | None, env_file: Path | None) -> OpsSettings:
+    return load_settings(mongo_url, db, env_file)
+
+
+def _do_run(settings: OpsSettings, out_dir: Path, tool: str, *, keep: bool) -> dict[str, Any]:
+    async def body() -> dict[str, Any]:
+        client = connect(settings)
+        try:
+            return await make_backup(client, settings, out_dir, tool=tool)
+        finally:
+            await client.close()
+
+    try:
+        manifest = run(body())
+    except archive.ArchiveError as exc:
+        fail(Exit.FILE, f"the archive just written does not read back: {exc}")
+    out.print(f"backup {out_dir / manifest['archive']} ({manifest['bytes']} bytes, {manifest['tool']})")
+    for name, n in sorted(manifest["counts"].items()):
+        out.print(f"  {name}: {n}")
+    if keep:
+        for name in prune(
+            out_dir, settings.MONGO_DB, keep_daily=settings.BACKUP_KEEP_DAILY, keep_weekly=settings.BACKUP_KEEP_WEEKLY
+        ):
+            out.print(f"retention: deleted {name}")
+    return manifest
+
+
+def _do_verify(settings: OpsSettings, out_dir: Path, tool: str) -> bool:
+    async def body() -> bool:
+        client = connect(settings)
+        try:
+            return await verify_newest(client, settings, out_dir, tool=tool)
+        finally:
+            await client.close()
+
+    try:
+        return run(body())
+    except archive.ArchiveError as exc:
+        fail(Exit.FILE, f"newest archive is damaged: {exc}")
+
+
+@app.callback(invoke_without_command=True)
+def default(ctx: typer.Context) -> None:
+    """Without a command: `run` with the settings from the environment."""
+    if ctx.invoked_subcommand is None:
+        s = load_settings()
+        _do_run(s, Path(s.BACKUP_DIR), s.BACKUP_TOOL, keep=True)
+
+
+@app.command("run")
+def run_cmd(
+    out_dir: Dir = None,
+    tool: Tool = None,
+    no_prune: Annotated[bool, typer.Option("--no-prune", help="Skip retention after the backup.")] = False,
+    mongo_url: MongoUrl = None,
+    db: DbName = None,
+    env_file: EnvFile = None,
+) -> None:
+    """Write a timestamped gzip'd mongodump archive, its .sha256 and a manifest of counts."""
+    s = _settings(mongo_url, db, env_file)
+    _do_run(s, out_dir or Path(s.BACKUP_DIR), tool or s.BACKUP_TOOL, keep=not no_prune)
+
+
+@app.command()
+def verify(
+    out_dir: Dir = None, tool: Tool = None, mongo_url: MongoUrl = None, db: DbName = None, env_file: EnvFile = None
+) -> None:
+    """Restore the newest archive into the scratch database and compare counts with its manifest."""
+    s = _settings(mongo_url, db, env_file)
+    if _do_verify(s, out_dir or Path(s.BACKUP_DIR), tool or s.BACKUP_TOOL):
+        out.print("[bold green]OK[/]: the newest backup restores with the counts its manifest records")
+        return
+    out.print("[bold red]FAILED[/]: restored counts differ from the manifest")
+    raise typer.Exit(int(Exit.VIOLATIONS))
+
+
+@app.command("prune")
+def prune_cmd(
+    out_dir: Dir = None,
+    keep_daily: Annotated[int | None, typer.Option("--keep-daily", help="Default BACKUP_KEEP_DAILY.")] = None,
+    keep_weekly: Annotated[int | None, typer.Option("--keep-weekly", help="Default BACKUP_KEEP_WEEKLY.")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only list what would be deleted.")] = False,
+    db: DbName = None,
+    env_file: EnvFile = None,
+) -> None:
+    """Apply retention to this script's backups (never the newest, never files it did not make)."""
+    s = _settings(None, db, env_file)
+    removed = prune(
+        out_dir or Path(s.BACKUP_DIR),
+        s.MONGO_DB,
+        keep_daily=s.BACKUP_KEEP_DAILY if keep_daily is None else keep_daily,
+        keep_weekly=s.BACKUP_KEEP_WEEKLY if keep_weekly is None else keep_weekly,
+        dry_run=dry_run,
+    )
+    verb = "would delete" if dry_run else "deleted"
+    for name in removed:
+        out.print(f"{verb} {name}")
+    out.print(f"{len(removed)} backup(s) {verb}")
+
+
+@app.command("list")
+def list_cmd(out_dir: Dir = None, db: DbName = None, env_file: EnvFile = None) -> None:
+    """The backups of the database, newest first, with their verify result."""
+    s = _settings(None, db, env_file)
+    d = out_dir or Path(s.BACKUP_DIR)
+    table = Table(title=f"backups of {s.MONGO_DB} in {d}")
+    for col in ("archive", "tickets", "messages", "bytes", "verified"):
+        table.add_column(col)
+    for path, m in manifests(d, s.MONGO_DB):
+        vpath = path.with_name(path.name.replace(".manifest.json", ".verified.json"))
+        verified = "no"
+        if vpath.is_file():
+            verified = "ok" if json.loads(vpath.read_text()).get("ok") else "FAILED"
+        c = m["counts"]
+        table.add_row(m["archive"], str(c.get("tickets", 0)), str(c.get("messages", 0)), str(m["bytes"]), verified)
+    out.print(table)
+
+
+@app.command()
+def schedule(
+    interval: Annotated[int | None, typer.Option("--interval", help="Seconds between backups.")] = None,
+    once: Annotated[bool, typer.Option("--once", help="One cycle, then exit (for cron and tests).")] = False,
+    env_file: EnvFile = None,
+) -> None:
+    """run + verify + prune forever, every BACKUP_INTERVAL_SECONDS (the compose backup service)."""
+    s = _settings(None, None, env_file)
+    every = interval or s.BACKUP_INTERVAL_SECONDS
+    while True:
+        started = time.monotonic()
+        try:
+            _do_run(s, Path(s.BACKUP_DIR), s.BACKUP_TOOL, keep=True)
+            ok = _do_verify(s, Path(s.BACKUP_DIR), s.BACKUP_TOOL)
+            out.print(f"cycle done: verify {'ok' if ok else 'FAILED'}")
+        except SystemExit as exc:  # one failed cycle must not stop the schedule
+            if once:
+                raise
+            console.print(f"backup cycle failed (exit {exc.code}); next try in {every}s")
+            ok = True
+        if once:
+            if not ok:
+                raise typer.Exit(int(Exit.VIOLATIONS))
+            return
+        time.sleep(max(every - (time.monotonic() - started), 1))
+
+
+if __name__ == "__main__":
+    app()
