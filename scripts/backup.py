@@ -12,6 +12,7 @@ schedule run + verify + prune every BACKUP_INTERVAL_SECONDS (the compose `backup
 
 import json
 import time
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -54,7 +55,7 @@ def _parse_stamp(stamp: str) -> datetime:
     return datetime.strptime(stamp.removesuffix("Z"), "%Y%m%dT%H%M%S.%f").replace(tzinfo=UTC)
 
 
-def _uuid_hex(info: dict[str, Any]) -> str | None:
+def _uuid_hex(info: Mapping[str, Any]) -> str | None:
     """mongodump writes the collection UUID as 32 hex digits; servers return a UUID or Binary."""
     value = info.get("info", {}).get("uuid")
     if value is None:
