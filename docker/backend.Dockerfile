@@ -1,0 +1,28 @@
+# The backend image: API (`python -m backend`) and the operations scripts (backup service).
+# Build from the repository root: docker build -f docker/backend.Dockerfile .
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    HOST=0.0.0.0 \
+    PORT=8000
+
+WORKDIR /app
+COPY requirements.txt ./
+RUN pip install -r requirements.txt
+
+COPY backend ./backend
+COPY scripts ./scripts
+
+# Never root: a fixed uid so ./backups on the host can be chown'ed to it (see DEPLOY_RULES.md).
+RUN useradd --uid 10001 --no-create-home --shell /usr/sbin/nologin iaze && mkdir -p /backups && chown iaze /backups
+USER 10001
+
+EXPOSE 8000
+# Ready = database reachable and start-up checks (ledger guard, migrations, indexes) passed.
+HEALTHCHECK --interval=15s --timeout=5s --start-period=30s --retries=5 \
+  CMD ["python", "-c", "import os,sys,urllib.request; sys.exit(0 if urllib.request.urlopen(f\"http://127.0.0.1:{os.environ.get('PORT','8000')}/health/ready\", timeout=4).status == 200 else 1)"]
+
+CMD ["python", "-m", "backend"]

@@ -1,0 +1,44 @@
+// Runs once, on the first start of an empty data volume (the mongo image's initdb step), as root.
+// The application gets a role with no remove/drop actions: persistence rule 1 is enforced by the
+// database itself, not only by the code. The backup user reads everything (built-in `backup`) and
+// owns only the scratch database `backup verify` restores into and drops.
+const dbName = process.env.MONGO_DB || "support_chat";
+const verifyDb = process.env.BACKUP_VERIFY_DB || `${dbName}_verify`;
+const app = db.getSiblingDB(dbName);
+
+app.createRole({
+  role: "iazeApp",
+  privileges: [
+    {
+      resource: { db: dbName, collection: "" },
+      actions: [
+        "find",
+        "insert",
+        "update",
+        "createCollection",
+        "createIndex",
+        "listCollections",
+        "listIndexes",
+        "collStats",
+        "dbStats",
+      ],
+    },
+  ],
+  roles: [],
+});
+
+app.createUser({
+  user: process.env.MONGO_APP_USER,
+  pwd: process.env.MONGO_APP_PASSWORD,
+  roles: [{ role: "iazeApp", db: dbName }],
+});
+
+db.getSiblingDB("admin").createUser({
+  user: process.env.MONGO_BACKUP_USER,
+  pwd: process.env.MONGO_BACKUP_PASSWORD,
+  roles: [
+    { role: "backup", db: "admin" },
+    { role: "read", db: dbName },
+    { role: "dbOwner", db: verifyDb },
+  ],
+});
