@@ -48,7 +48,7 @@ async def test_holding_agent_replies_and_thread_is_chronological_and_paginated(
         if not cursor:
             break
     assert [len(p) for p in pages] == [3, 3, 2]
-    assert sum(pages, []) == [f"mensagem {i}" for i in range(8)]
+    assert [body for page in pages for body in page] == [f"mensagem {i}" for i in range(8)]
     items = await collect_pages(client, tenant.headers, f"{API}/tickets/{ticket['id']}/messages")
     stamps = [(m["created_at"], m["id"]) for m in items]
     assert stamps == sorted(stamps)
