@@ -141,7 +141,7 @@ async def app(settings: Settings, backend_port: int) -> AsyncIterator[Any]:
         await task
 
 
-async def wait_for(predicate: Any, *, timeout: float = 15.0, interval: float = 0.05) -> Any:
+async def wait_for(predicate: Any, *, timeout: float = 15.0, interval: float = 0.05) -> Any:  # noqa: ASYNC109
     """Polls an async predicate until it returns something truthy (no fixed sleeps in tests)."""
     deadline = time.monotonic() + timeout
     while True:

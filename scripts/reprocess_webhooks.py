@@ -1,0 +1,114 @@
+"""Reprocess stored WhatsApp webhook deliveries that failed (unknown shape at the time, a status
+receipt that arrived before its message, a database hiccup, a bug since fixed).
+
+    python -m scripts.reprocess_webhooks --help
+    python -m scripts.reprocess_webhooks run [--connection ID] [--limit N] [--dry-run]
+    python -m scripts.reprocess_webhooks one RAW_ID
+
+Runs the same processing the webhook route runs (backend.webhooks.service.process), which is
+idempotent: messages already stored are not stored again. Raw events are never changed except
+for their outcome fields. Exit code 0 when every event processed, 1 when some still fail,
+3 when the database is unreachable.
+"""
+
+import asyncio
+from typing import Annotated, Any
+
+import typer
+from pymongo.errors import PyMongoError
+from rich.console import Console
+from rich.table import Table
+
+from backend.core.config import Settings
+from backend.core.db import Database, durable_database, make_client
+from backend.webhooks import repository, service
+
+app = typer.Typer(help=__doc__, no_args_is_help=True, add_completion=False)
+console = Console(highlight=False)
+
+
+async def reprocess(
+    db: Database, *, connection_id: str | None, limit: int, dry_run: bool
+) -> list[tuple[dict[str, Any], str]]:
+    """Returns (raw event, outcome) pairs, oldest first. Pages by `_id` so that events failing
+    again are not picked up twice in one run."""
+    done: list[tuple[dict[str, Any], str]] = []
+    after: str | None = None
+    while len(done) < limit:
+        page = await repository.list_by_status(
+            db, "failed", connection_id=connection_id, after_id=after, limit=min(100, limit - len(done))
+        )
+        if not page:
+            break
+        for raw in page:
+            outcome: str = "would retry" if dry_run else await service.process(db, raw)
+            done.append((raw, outcome))
+        after = page[-1]["_id"]
+    return done
+
+
+def _settings(mongo_url: str | None, db_name: str | None) -> Settings:
+    overrides: dict[str, Any] = {}
+    if mongo_url:
+        overrides["MONGO_URL"] = mongo_url
+    if db_name:
+        overrides["MONGO_DB"] = db_name
+    return Settings(**overrides)
+
+
+async def _run(settings: Settings, connection_id: str | None, limit: int, dry_run: bool, raw_id: str | None) -> int:
+    client = make_client(settings)
+    try:
+        db = durable_database(client, settings.MONGO_DB)
+        if raw_id is not None:
+            raw = await repository.get(db, raw_id)
+            if raw is None:
+                console.print(f"[red]no raw event {raw_id}[/red]")
+                return 2
+            outcome: str = "would retry" if dry_run else await service.process(db, raw)
+            results = [(raw, outcome)]
+        else:
+            results = await reprocess(db, connection_id=connection_id, limit=limit, dry_run=dry_run)
+    except PyMongoError as exc:
+        console.print(f"[red]database error: {exc}[/red]")
+        return 3
+    finally:
+        await client.close()
+    table = Table("raw id", "connection", "event", "received", "outcome")
+    for raw, outcome in results:
+        table.add_row(raw["_id"], raw["connection_id"], str(raw.get("event")), str(raw["received_at"]), outcome)
+    console.print(table)
+    failed = sum(1 for _, outcome in results if outcome == "failed")
+    console.print(f"{len(results)} event(s); {failed} still failing")
+    return 1 if failed else 0
+
+
+MongoUrl = Annotated[str | None, typer.Option(help="overrides MONGO_URL")]
+DbName = Annotated[str | None, typer.Option("--db", help="overrides MONGO_DB")]
+
+
+@app.command()
+def run(
+    connection: Annotated[str | None, typer.Option(help="only this connection's events")] = None,
+    limit: Annotated[int, typer.Option(min=1, help="at most this many events")] = 1000,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="list what would be retried")] = False,
+    mongo_url: MongoUrl = None,
+    db: DbName = None,
+) -> None:
+    """Reprocess failed raw webhook events, oldest first."""
+    raise typer.Exit(asyncio.run(_run(_settings(mongo_url, db), connection, limit, dry_run, None)))
+
+
+@app.command()
+def one(
+    raw_id: str,
+    dry_run: Annotated[bool, typer.Option("--dry-run")] = False,
+    mongo_url: MongoUrl = None,
+    db: DbName = None,
+) -> None:
+    """Reprocess one raw event by id, whatever its outcome was."""
+    raise typer.Exit(asyncio.run(_run(_settings(mongo_url, db), None, 1, dry_run, raw_id)))
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,205 @@
+import itertools
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.factories import make_tenant
+from tests.fakes.harness import FakeEvolution, make_connection, wait_for
+from tests.outbound.helpers import held_ticket
+
+
+@pytest.fixture(scope="module")
+def settings_overrides() -> dict[str, Any]:
+    return {"EVOLUTION_TIMEOUT_SECONDS": 1.0, "OUTBOUND_LEASE_SECONDS": 5.0, "OUTBOUND_MAX_ATTEMPTS": 3}
+
+
+async def _message(db: Any, message_id: str) -> dict[str, Any]:
+    doc: dict[str, Any] = await db.messages.find_one({"_id": message_id})
+    return doc
+
+
+async def _settled(db: Any, message_id: str) -> dict[str, Any] | None:
+    doc = await _message(db, message_id)
+    return doc if doc["status"] != "pending" else None
+
+
+async def test_happy_path_end_to_end(
+    client: httpx.AsyncClient, admin_headers: dict[str, str], evolution: FakeEvolution, db: Any
+) -> None:
+    tenant = await make_tenant(client, admin_headers, agents=1)
+    # create connection -> QR code -> the phone scans it (CONNECTION_UPDATE open)
+    conn = await make_connection(client, tenant, evolution, open_=False)
+    qr = (await client.get(f"/api/v1/whatsapp-connections/{conn['id']}/qrcode", headers=tenant.headers)).json()
+    assert qr["status"] == "connecting" and qr["qr_code"]
+    await evolution.control("POST", "state", {"instance": conn["instance_name"], "state": "open"})
+    got = (await client.get(f"/api/v1/whatsapp-connections/{conn['id']}", headers=tenant.headers)).json()
+    assert got["status"] == "open"
+
+    # inbound message opens an espera ticket; the agent assumes and replies
+    ticket_id, phone, agent = await held_ticket(client, tenant, evolution, conn, db)
+    r = await client.post(
+        f"/api/v1/tickets/{ticket_id}/messages", json={"body": "Bom dia! Como posso ajudar?"}, headers=agent
+    )
+    assert r.status_code == 201, r.text
+    reply = r.json()
+    assert reply["status"] == "pending" and reply["direction"] == "out"
+
+    # the worker sends it once; the fake's fromMe echo does not store a second copy
+    sent = await wait_for(lambda: _sent_to(evolution, phone))
+    assert [(s["number"], s["text"]) for s in sent] == [(phone, "Bom dia! Como posso ajudar?")]
+    doc = await wait_for(lambda: _settled(db, reply["id"]))
+    assert doc["status"] == "sent" and doc["provider_message_id"] == sent[0]["key_id"]
+    await wait_for(lambda: _echo_seen(db, conn["id"]))
+    outgoing = await db.messages.find({"ticket_id": ticket_id, "direction": "out"}).to_list(None)
+    assert [m["_id"] for m in outgoing] == [reply["id"]]
+
+    # receipts move it on: delivered, then read; a late "delivered" does not move it back
+    for status, expected in (("DELIVERY_ACK", "delivered"), ("READ", "read"), ("DELIVERY_ACK", "read")):
+        result = await evolution.control(
+            "POST", "receipt", {"instance": conn["instance_name"], "key_id": sent[0]["key_id"], "status": status}
+        )
+        assert result["status_code"] == 200 and result["body"]["status"] == "processed", result
+        assert (await _message(db, reply["id"]))["status"] == expected
+    msgs = (await client.get(f"/api/v1/tickets/{ticket_id}/messages", headers=agent)).json()["items"]
+    assert [m["status"] for m in msgs if m["direction"] == "out"] == ["read"]
+    statuses = await db.tenant_events.find({"reseller_id": tenant.id, "type": "message.status"}).to_list(None)
+    assert [s["data"]["status"] for s in statuses] == ["sent", "delivered", "read"]
+
+
+async def _sent_to(evolution: FakeEvolution, phone: str) -> list[dict[str, Any]]:
+    return [s for s in await evolution.sent() if s["number"] == phone]
+
+
+async def _echo_seen(db: Any, connection_id: str) -> bool:
+    raw = await db.webhook_events_raw.find_one({"connection_id": connection_id, "result": ["echo of an IAZE reply"]})
+    return raw is not None
+
+
+async def _reply(client: httpx.AsyncClient, ticket_id: str, agent: dict[str, str], text: str) -> dict[str, Any]:
+    r = await client.post(f"/api/v1/tickets/{ticket_id}/messages", json={"body": text}, headers=agent)
+    assert r.status_code == 201, r.text
+    body: dict[str, Any] = r.json()
+    return body
+
+
+async def test_5xx_is_retried_with_backoff_then_failed_with_the_reason(
+    client: httpx.AsyncClient, admin_headers: dict[str, str], evolution: FakeEvolution, db: Any
+) -> None:
+    tenant = await make_tenant(client, admin_headers, agents=1)
+    conn = await make_connection(client, tenant, evolution)
+    ticket_id, phone, agent = await held_ticket(client, tenant, evolution, conn, db)
+    await evolution.mode("5xx")
+    try:
+        reply = await _reply(client, ticket_id, agent, "vai falhar")
+        doc = await wait_for(lambda: _settled(db, reply["id"]))
+    finally:
+        await evolution.mode("ok")
+    assert doc["status"] == "failed" and "500" in doc["failure_reason"]
+    attempts = await db.outbox_attempts.find({"message_id": reply["id"]}).sort("attempt", 1).to_list(None)
+    assert [a["attempt"] for a in attempts] == [1, 2, 3]
+    assert all(a["result"] == "error" and a["retryable"] for a in attempts)
+    gaps = [(b["claimed_at"] - a["finished_at"]).total_seconds() for a, b in itertools.pairwise(attempts)]
+    assert gaps[0] >= 0.09 and gaps[1] >= 0.19, gaps  # 0.1 s, then 0.2 s: exponential
+    assert await _sent_to(evolution, phone) == []
+    statuses = await db.tenant_events.find({"reseller_id": tenant.id, "type": "message.status"}).to_list(None)
+    assert [s["data"]["status"] for s in statuses] == ["failed"]
+
+
+async def test_provider_down_then_back_within_the_retries_sends_once(
+    client: httpx.AsyncClient, admin_headers: dict[str, str], evolution: FakeEvolution, db: Any
+) -> None:
+    tenant = await make_tenant(client, admin_headers, agents=1)
+    conn = await make_connection(client, tenant, evolution)
+    ticket_id, _phone, agent = await held_ticket(client, tenant, evolution, conn, db)
+    evolution.stop()
+    try:
+        reply = await _reply(client, ticket_id, agent, "chega depois")
+        await wait_for(lambda: db.outbox_attempts.find_one({"_id": f"{reply['id']}:1", "result": "error"}))
+    finally:
+        evolution.start()  # a fresh fake: it forgot instances, as a wiped provider would
+    attempt = await db.outbox_attempts.find_one({"_id": f"{reply['id']}:1"})
+    assert "unreachable" in attempt["error"]
+    doc = await wait_for(lambda: _settled(db, reply["id"]))
+    # the restarted fake no longer knows the instance: 404 is final, not retried
+    assert doc["status"] == "failed" and "404" in doc["failure_reason"], doc
+
+
+async def test_provider_down_for_good_fails_with_the_reason(
+    client: httpx.AsyncClient, admin_headers: dict[str, str], evolution: FakeEvolution, db: Any
+) -> None:
+    tenant = await make_tenant(client, admin_headers, agents=1)
+    conn = await make_connection(client, tenant, evolution)
+    ticket_id, _, agent = await held_ticket(client, tenant, evolution, conn, db)
+    evolution.stop()
+    try:
+        reply = await _reply(client, ticket_id, agent, "ninguém ouve")
+        doc = await wait_for(lambda: _settled(db, reply["id"]))
+    finally:
+        evolution.start()
+    assert doc["status"] == "failed" and "unreachable" in doc["failure_reason"]
+    assert await db.outbox_attempts.count_documents({"message_id": reply["id"]}) == 3
+
+
+async def test_slow_provider_within_the_timeout_sends_once_beyond_it_retries(
+    client: httpx.AsyncClient, admin_headers: dict[str, str], evolution: FakeEvolution, db: Any
+) -> None:
+    tenant = await make_tenant(client, admin_headers, agents=1)
+    conn = await make_connection(client, tenant, evolution)
+    ticket_id, phone, agent = await held_ticket(client, tenant, evolution, conn, db)
+    await evolution.mode("slow", slow_seconds=0.3)
+    try:
+        reply = await _reply(client, ticket_id, agent, "devagar")
+        doc = await wait_for(lambda: _settled(db, reply["id"]))
+        assert doc["status"] == "sent" and len(await _sent_to(evolution, phone)) == 1
+
+        await evolution.mode("slow", slow_seconds=1.5)  # beyond EVOLUTION_TIMEOUT_SECONDS=1
+        reply = await _reply(client, ticket_id, agent, "devagar demais")
+        await wait_for(lambda: db.outbox_attempts.find_one({"_id": f"{reply['id']}:1", "result": "error"}))
+    finally:
+        await evolution.mode("ok")
+    attempt = await db.outbox_attempts.find_one({"_id": f"{reply['id']}:1"})
+    assert "timeout" in attempt["error"] and attempt["retryable"]
+    doc = await wait_for(lambda: _settled(db, reply["id"]))
+    assert doc["status"] == "sent"
+    # A timeout is ambiguous: the slow fake still took the first request, and Evolution has no
+    # idempotency key, so the client may get it twice. This is the documented at-least-once case.
+    texts = [s["text"] for s in await _sent_to(evolution, phone)]
+    assert texts.count("devagar demais") in (1, 2)
+
+
+async def test_malformed_answer_to_a_send_fails_at_once_without_resending(
+    client: httpx.AsyncClient, admin_headers: dict[str, str], evolution: FakeEvolution, db: Any
+) -> None:
+    tenant = await make_tenant(client, admin_headers, agents=1)
+    conn = await make_connection(client, tenant, evolution)
+    ticket_id, _, agent = await held_ticket(client, tenant, evolution, conn, db)
+    await evolution.mode("malformed")
+    try:
+        reply = await _reply(client, ticket_id, agent, "resposta estranha")
+        doc = await wait_for(lambda: _settled(db, reply["id"]))
+    finally:
+        await evolution.mode("ok")
+    assert doc["status"] == "failed" and "not JSON" in doc["failure_reason"]
+    assert await db.outbox_attempts.count_documents({"message_id": reply["id"]}) == 1
+
+
+async def test_receipt_ahead_of_its_message_is_kept_and_reprocessed_by_the_script(
+    client: httpx.AsyncClient, admin_headers: dict[str, str], evolution: FakeEvolution, db: Any
+) -> None:
+    from scripts.reprocess_webhooks import reprocess
+
+    tenant = await make_tenant(client, admin_headers, agents=1)
+    conn = await make_connection(client, tenant, evolution)
+    _ticket_id, phone, _agent = await held_ticket(client, tenant, evolution, conn, db)
+    early = await evolution.control(
+        "POST", "receipt", {"instance": conn["instance_name"], "key_id": "3EB0NOTYET", "status": "READ"}
+    )
+    assert early["status_code"] == 200 and early["body"]["status"] == "failed"
+    # the message the receipt was about turns up (here: sent from the phone with that id)
+    await evolution.inbound(conn["instance_name"], phone, "do celular", from_me=True, key_id="3EB0NOTYET")
+    results = await reprocess(db, connection_id=conn["id"], limit=10, dry_run=False)
+    assert [(raw["_id"], outcome) for raw, outcome in results] == [(early["body"]["raw_id"], "processed")]
+    raw = await db.webhook_events_raw.find_one({"_id": early["body"]["raw_id"]})
+    assert raw["status"] == "processed" and raw["attempts"] == 2
+    assert await reprocess(db, connection_id=conn["id"], limit=10, dry_run=False) == []
