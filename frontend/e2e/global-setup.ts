@@ -1,0 +1,154 @@
+// Starts the real stack once for every e2e file: FerretDB (backend/devtools/ferretdb.py), the
+// backend (`python -m backend`) and the built SPA behind `vite preview` proxying /api to it.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdtempSync, openSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import type { TestProject } from 'vitest/node';
+import { preview, type PreviewServer } from 'vite';
+
+const frontend = resolve(__dirname, '..');
+const root = resolve(frontend, '..');
+const python = process.env.PYTHON || join(root, '.venv', 'bin', 'python');
+
+export const ADMIN = { email: 'admin@e2e.iaze', password: 'admin-e2e-pass-1' };
+
+declare module 'vitest' {
+  export interface ProvidedContext {
+    appUrl: string;
+    apiUrl: string;
+    artifacts: string;
+    admin: { email: string; password: string };
+  }
+}
+
+function freePort(): Promise<number> {
+  return new Promise((ok, fail) => {
+    const server = createServer();
+    server.once('error', fail);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      server.close(() => (typeof address === 'object' && address ? ok(address.port) : fail(new Error('no port'))));
+    });
+  });
+}
+
+async function waitFor(url: string, proc: ChildProcess, what: string, timeoutMs = 120_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (proc.exitCode !== null) throw new Error(`${what} exited with code ${proc.exitCode}`);
+    try {
+      const response = await fetch(url);
+      if (response.ok) return;
+    } catch {
+      // not listening yet
+    }
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  throw new Error(`${what} not ready at ${url} within ${timeoutMs} ms`);
+}
+
+function waitForLine(proc: ChildProcess, marker: string, what: string, timeoutMs = 300_000): Promise<void> {
+  return new Promise((ok, fail) => {
+    const timer = setTimeout(() => fail(new Error(`${what} did not start within ${timeoutMs} ms`)), timeoutMs);
+    let seen = '';
+    proc.stdout?.on('data', (chunk: Buffer) => {
+      seen += chunk.toString();
+      if (seen.includes(marker)) {
+        clearTimeout(timer);
+        ok();
+      }
+    });
+    proc.once('exit', (code) => {
+      clearTimeout(timer);
+      fail(new Error(`${what} exited with code ${code}`));
+    });
+  });
+}
+
+function stop(proc: ChildProcess | undefined, timeoutMs = 10_000): Promise<void> {
+  if (!proc || proc.exitCode !== null || proc.signalCode !== null) return Promise.resolve();
+  return new Promise((done) => {
+    const timer = setTimeout(() => proc.kill('SIGKILL'), timeoutMs);
+    proc.once('exit', () => {
+      clearTimeout(timer);
+      done();
+    });
+    proc.kill('SIGTERM');
+  });
+}
+
+// FerretDB lives as long as this helper's stdin stays open, so it also ends if the run is killed.
+const FERRET_HOLDER = `
+import sys
+from backend.devtools import ferretdb
+proc = ferretdb.start(sys.argv[1], sys.argv[2], log_path=__import__("pathlib").Path(sys.argv[2]) / "ferretdb.log")
+print("ferretdb ready", flush=True)
+try:
+    sys.stdin.read()
+finally:
+    ferretdb.stop(proc)
+`;
+
+export default async function setup(project: TestProject) {
+  if (!existsSync(join(frontend, 'dist', 'index.html'))) {
+    throw new Error('frontend/dist is missing: run `npm run build` before the e2e tests (npm run e2e does).');
+  }
+  const work = mkdtempSync(join(tmpdir(), 'iaze-e2e-'));
+  const artifacts = resolve(root, 'test-artifacts', 'e2e');
+  const [mongoPort, apiPort, appPort] = [await freePort(), await freePort(), await freePort()];
+
+  const ferret = spawn(python, ['-c', FERRET_HOLDER, `127.0.0.1:${mongoPort}`, join(work, 'ferretdb')], {
+    cwd: root,
+    stdio: ['pipe', 'pipe', 'inherit'],
+  });
+  await waitForLine(ferret, 'ferretdb ready', 'FerretDB');
+
+  const log = openSync(join(work, 'backend.log'), 'a');
+  const backend = spawn(python, ['-m', 'backend'], {
+    cwd: root,
+    stdio: ['ignore', log, log],
+    env: {
+      ...process.env,
+      ENV: 'test',
+      HOST: '127.0.0.1',
+      PORT: String(apiPort),
+      MONGO_URL: `mongodb://127.0.0.1:${mongoPort}/`,
+      MONGO_DB: 'iaze_e2e',
+      JWT_SECRET: 'e2e-secret-'.padEnd(48, 'x'),
+      ADMIN_EMAIL: ADMIN.email,
+      ADMIN_PASSWORD: ADMIN.password,
+      LOG_LEVEL: 'WARNING',
+    },
+  });
+  const apiUrl = `http://127.0.0.1:${apiPort}`;
+  let server: PreviewServer | undefined;
+  try {
+    await waitFor(`${apiUrl}/health/ready`, backend, `backend (log: ${join(work, 'backend.log')})`);
+    process.env.BACKEND_URL = apiUrl;
+    server = await preview({
+      root: frontend,
+      configFile: join(frontend, 'vite.config.ts'),
+      logLevel: 'warn',
+      preview: { host: '127.0.0.1', port: appPort, strictPort: true, open: false },
+    });
+  } catch (error) {
+    await stop(backend);
+    ferret.stdin?.end();
+    await stop(ferret);
+    throw error;
+  }
+
+  project.provide('appUrl', `http://127.0.0.1:${appPort}`);
+  project.provide('apiUrl', apiUrl);
+  project.provide('artifacts', artifacts);
+  project.provide('admin', ADMIN);
+
+  return async () => {
+    await new Promise<void>((done) => server?.httpServer.close(() => done()) ?? done());
+    await stop(backend);
+    ferret.stdin?.end();
+    await stop(ferret);
+  };
+}

@@ -1,0 +1,147 @@
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
+import { expect, inject } from 'vitest';
+
+export const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
+const FLAGS = [
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+  '--no-first-run',
+];
+
+/** Debian's Chromium; playwright-core gives every launch a fresh temporary --user-data-dir. */
+export function launch(): Promise<Browser> {
+  return chromium.launch({ executablePath: CHROMIUM, headless: true, args: FLAGS });
+}
+
+export type Watched = { page: Page; errors: string[] };
+
+/** A page in its own context (its own storage: a separate person), recording console errors. */
+export async function openPage(browser: Browser, viewport = { width: 1366, height: 768 }): Promise<Watched & { context: BrowserContext }> {
+  const context = await browser.newContext({ viewport, locale: 'pt-BR', timezoneId: 'America/Sao_Paulo' });
+  context.setDefaultTimeout(10_000);
+  const page = await context.newPage();
+  const errors: string[] = [];
+  page.on('console', (msg) => {
+    if (msg.type() === 'error') errors.push(msg.text());
+  });
+  page.on('pageerror', (err) => errors.push(String(err)));
+  return { context, page, errors };
+}
+
+export async function screenshot(page: Page, name: string): Promise<void> {
+  const dir = inject('artifacts');
+  mkdirSync(dir, { recursive: true });
+  await page.screenshot({ path: join(dir, `${name}.png`) });
+}
+
+export async function login(page: Page, email: string, password: string): Promise<void> {
+  await page.goto(`${inject('appUrl')}/login`);
+  await page.getByLabel('E-mail').fill(email);
+  await page.getByLabel(/^Senha/).fill(password);
+  await page.getByRole('button', { name: 'Entrar' }).click();
+  await page.waitForURL((url) => !url.pathname.startsWith('/login'));
+}
+
+export function expectNoConsoleErrors(watched: Watched): void {
+  expect(watched.errors, 'console errors').toEqual([]);
+}
+
+// ---- data through the real API, as the other tests of the project do ----
+
+let counter = 0;
+export function unique(prefix: string): string {
+  counter += 1;
+  return `${prefix}${counter}-${Math.random().toString(36).slice(2, 7)}`;
+}
+
+export function uniquePhone(): string {
+  return `55119${String(Math.floor(Math.random() * 1e8)).padStart(8, '0')}`;
+}
+
+export async function call<T = Record<string, unknown>>(
+  method: string,
+  path: string,
+  token?: string,
+  body?: unknown,
+): Promise<T> {
+  const response = await fetch(`${inject('apiUrl')}${path}`, {
+    method,
+    headers: {
+      'Content-Type': 'application/json',
+      ...(token ? { Authorization: `Bearer ${token}` } : {}),
+    },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const text = await response.text();
+  if (!response.ok) throw new Error(`${method} ${path} → ${response.status}: ${text}`);
+  return (text ? JSON.parse(text) : null) as T;
+}
+
+export async function token(email: string, password: string): Promise<string> {
+  const body = await call<{ access_token: string }>('POST', '/api/v1/auth/login', undefined, { email, password });
+  return body.access_token;
+}
+
+export type Person = { id: string; name: string; email: string; password: string; token: string };
+export type TenantSetup = {
+  id: string;
+  owner: Person;
+  department: { id: string; name: string };
+  agents: Person[];
+};
+
+export async function makeTenant(agentCount = 2): Promise<TenantSetup> {
+  const admin = inject('admin');
+  const adminToken = await token(admin.email, admin.password);
+  const ownerEmail = `${unique('dono')}@e2e.iaze`;
+  const password = 'senha-forte-123';
+  const reseller = await call<{ id: string; owner_id: string }>('POST', '/api/v1/resellers', adminToken, {
+    name: unique('Revenda '),
+    email: ownerEmail,
+    password,
+    owner_name: 'Dona Revenda',
+  });
+  const ownerToken = await token(ownerEmail, password);
+  const department = await call<{ id: string; name: string }>('POST', '/api/v1/departments', ownerToken, {
+    name: unique('Suporte '),
+  });
+  const agents: Person[] = [];
+  for (let i = 0; i < agentCount; i += 1) {
+    const email = `${unique('agente')}@e2e.iaze`;
+    const name = `Agente ${['Ana', 'Bruno', 'Carla'][i] ?? i} ${unique('')}`;
+    const user = await call<{ id: string }>('POST', '/api/v1/users', ownerToken, {
+      name,
+      email,
+      password,
+      role: 'agent',
+      department_ids: [department.id],
+    });
+    agents.push({ id: user.id, name, email, password, token: await token(email, password) });
+  }
+  return {
+    id: reseller.id,
+    owner: { id: reseller.owner_id, name: 'Dona Revenda', email: ownerEmail, password, token: ownerToken },
+    department,
+    agents,
+  };
+}
+
+export type TicketInfo = { id: string; number: number; client_name: string; status: string };
+
+export async function makeTicket(tenant: TenantSetup, clientName = unique('Cliente '), message = 'Olá, preciso de ajuda com meu pedido'): Promise<TicketInfo> {
+  const client = await call<{ id: string }>('POST', '/api/v1/clients', tenant.owner.token, {
+    name: clientName,
+    phone: uniquePhone(),
+  });
+  return call<TicketInfo>('POST', '/api/v1/tickets', tenant.owner.token, {
+    client_id: client.id,
+    department_id: tenant.department.id,
+    message,
+  });
+}

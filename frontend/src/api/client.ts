@@ -1,0 +1,103 @@
+import createClient, { type Middleware } from 'openapi-fetch';
+import type { paths } from './schema';
+import { t } from '../i18n/pt-BR';
+
+/** An API answer other than 2xx, with the backend's `{"detail": …}` kept as is. */
+export class ApiError extends Error {
+  constructor(
+    readonly status: number,
+    readonly detail: unknown,
+  ) {
+    super(ApiError.describe(status, detail));
+    this.name = 'ApiError';
+  }
+
+  static describe(status: number, detail: unknown): string {
+    if (typeof detail === 'string') return detail;
+    if (detail && typeof detail === 'object' && 'message' in detail) return String(detail.message);
+    if (status === 0) return t.errors.network;
+    if (status === 403) return t.errors.forbidden;
+    if (status === 404) return t.errors.notFound;
+    if (status === 409) return t.errors.conflict;
+    if (status === 422) return t.errors.validation;
+    if (status === 503) return t.errors.unavailable;
+    return t.app.genericError;
+  }
+}
+
+type TokenSource = { token: () => string | null; onUnauthorized: () => void };
+let auth: TokenSource = { token: () => null, onUnauthorized: () => undefined };
+
+/** The session module registers how to find the token and what to do on a 401. */
+export function configureAuth(source: TokenSource): void {
+  auth = source;
+}
+
+const authMiddleware: Middleware = {
+  onRequest({ request }) {
+    const token = auth.token();
+    if (token) request.headers.set('Authorization', `Bearer ${token}`);
+    return request;
+  },
+  onResponse({ response, request }) {
+    if (response.status === 401 && !request.url.endsWith('/auth/login')) auth.onUnauthorized();
+    return response;
+  },
+};
+
+export const api = createClient<paths>({ baseUrl: '' });
+api.use(authMiddleware);
+
+type Result<T> = { data?: T; error?: unknown; response: Response };
+
+/** Returns the body of a 2xx answer or throws ApiError with the backend's detail. */
+export async function unwrap<T>(pending: Promise<Result<T>>): Promise<T> {
+  let result: Result<T>;
+  try {
+    result = await pending;
+  } catch {
+    throw new ApiError(0, null);
+  }
+  if (result.response.ok) return result.data as T;
+  const detail = result.error && typeof result.error === 'object' && 'detail' in result.error ? result.error.detail : result.error;
+  throw new ApiError(result.response.status, detail);
+}
+
+/** For endpoints not yet in the generated schema: same auth and error handling. */
+export async function request<T>(method: string, path: string, body?: unknown): Promise<T> {
+  const headers: Record<string, string> = { Accept: 'application/json' };
+  const token = auth.token();
+  if (token) headers.Authorization = `Bearer ${token}`;
+  if (body !== undefined) headers['Content-Type'] = 'application/json';
+  let response: Response;
+  try {
+    response = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+  } catch {
+    throw new ApiError(0, null);
+  }
+  const text = await response.text();
+  const parsed: unknown = text ? JSON.parse(text) : null;
+  if (!response.ok) {
+    if (response.status === 401) auth.onUnauthorized();
+    const detail = parsed && typeof parsed === 'object' && 'detail' in parsed ? parsed.detail : parsed;
+    throw new ApiError(response.status, detail);
+  }
+  return parsed as T;
+}
+
+/** The message to show for any error thrown by a query or mutation. */
+export function errorMessage(error: unknown): string {
+  if (error instanceof ApiError) return error.message;
+  return t.app.genericError;
+}
+
+/** FastAPI 422 bodies: a list of {loc, msg}; maps the last loc element to the field's message. */
+export function fieldErrors(error: unknown): Record<string, string> {
+  if (!(error instanceof ApiError) || error.status !== 422 || !Array.isArray(error.detail)) return {};
+  const out: Record<string, string> = {};
+  for (const item of error.detail as { loc?: unknown[]; msg?: string }[]) {
+    const field = item.loc?.[item.loc.length - 1];
+    if (typeof field === 'string' && item.msg) out[field] = item.msg.replace(/^Value error, /, '');
+  }
+  return out;
+}

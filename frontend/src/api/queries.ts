@@ -1,0 +1,147 @@
+import { useInfiniteQuery, useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
+import { api, request, unwrap } from './client';
+import { keys } from '../realtime/cache';
+import type {
+  Department,
+  QrCodeRead,
+  ResellerConfigUpdate,
+  Ticket,
+  TicketStatus,
+  User,
+  WhatsAppConnection,
+  WhatsAppConnectionCreate,
+} from './types';
+
+const PAGE = 50;
+
+export function useTicketList(status: TicketStatus, q: string) {
+  return useInfiniteQuery({
+    queryKey: keys.ticketList(status, q),
+    initialPageParam: null as string | null,
+    queryFn: ({ pageParam }) =>
+      unwrap(
+        api.GET('/api/v1/tickets', {
+          params: { query: { status, limit: PAGE, cursor: pageParam ?? undefined, q: q || undefined } },
+        }),
+      ),
+    getNextPageParam: (last) => last.next_cursor ?? null,
+  });
+}
+
+export function useTicketCounts() {
+  return useQuery({ queryKey: keys.counts, queryFn: () => unwrap(api.GET('/api/v1/tickets/counts')) });
+}
+
+export function useTicket(id: string) {
+  return useQuery({
+    queryKey: keys.ticket(id),
+    queryFn: () => unwrap(api.GET('/api/v1/tickets/{ticket_id}', { params: { path: { ticket_id: id } } })),
+  });
+}
+
+export function useMessages(ticketId: string) {
+  return useInfiniteQuery({
+    queryKey: keys.messages(ticketId),
+    initialPageParam: null as string | null,
+    queryFn: ({ pageParam }) =>
+      unwrap(
+        api.GET('/api/v1/tickets/{ticket_id}/messages', {
+          params: { path: { ticket_id: ticketId }, query: { limit: 200, cursor: pageParam ?? undefined } },
+        }),
+      ),
+    getNextPageParam: (last) => last.next_cursor ?? null,
+  });
+}
+
+/** Loads every page of a small admin list (departments, agents): these stay in the tens. */
+async function allPages<T>(fetchPage: (cursor: string | undefined) => Promise<{ items: T[]; next_cursor?: string | null }>) {
+  const items: T[] = [];
+  let cursor: string | undefined;
+  for (let i = 0; i < 50; i += 1) {
+    const page = await fetchPage(cursor);
+    items.push(...page.items);
+    if (!page.next_cursor) break;
+    cursor = page.next_cursor;
+  }
+  return items;
+}
+
+export function useDepartments(enabled = true) {
+  return useQuery({
+    queryKey: keys.departments,
+    enabled,
+    queryFn: () =>
+      allPages<Department>((cursor) =>
+        unwrap(api.GET('/api/v1/departments', { params: { query: { limit: 200, cursor } } })),
+      ),
+  });
+}
+
+export function useAgents(enabled = true) {
+  return useQuery({
+    queryKey: keys.agents,
+    enabled,
+    queryFn: () =>
+      allPages<User>((cursor) => unwrap(api.GET('/api/v1/users', { params: { query: { limit: 200, cursor } } }))),
+  });
+}
+
+/** After a mutation answered with the fresh ticket: the cache takes it, lists and counts refresh. */
+export function useTicketUpdated() {
+  const client = useQueryClient();
+  return (ticket: Ticket) => {
+    client.setQueryData(keys.ticket(ticket.id), ticket);
+    void client.invalidateQueries({ queryKey: keys.tickets });
+  };
+}
+
+export function useConnections() {
+  return useQuery({
+    queryKey: keys.connections,
+    queryFn: async () => {
+      const page = await request<{ items: WhatsAppConnection[] }>('GET', '/api/v1/whatsapp-connections?limit=200');
+      return page.items;
+    },
+    retry: false,
+  });
+}
+
+export function useCreateConnection() {
+  const client = useQueryClient();
+  return useMutation({
+    mutationFn: (body: WhatsAppConnectionCreate) =>
+      request<WhatsAppConnection>('POST', '/api/v1/whatsapp-connections', body),
+    onSuccess: () => client.invalidateQueries({ queryKey: keys.connections }),
+  });
+}
+
+export function useUpdateConnection() {
+  const client = useQueryClient();
+  return useMutation({
+    mutationFn: ({ id, ...body }: { id: string; name?: string; default_department_id?: string; active?: boolean }) =>
+      request<WhatsAppConnection>('PATCH', `/api/v1/whatsapp-connections/${encodeURIComponent(id)}`, body),
+    onSuccess: () => client.invalidateQueries({ queryKey: keys.connections }),
+  });
+}
+
+export function useQrCode(id: string, enabled: boolean) {
+  return useQuery({
+    queryKey: [...keys.connections, id, 'qrcode'],
+    enabled,
+    queryFn: () => request<QrCodeRead>('GET', `/api/v1/whatsapp-connections/${encodeURIComponent(id)}/qrcode`),
+    // The provider rotates the QR code about every 20-40 s; the websocket reports status changes.
+    refetchInterval: (query) => (query.state.data?.status === 'open' ? false : 15_000),
+  });
+}
+
+export function useResellerConfig() {
+  return useQuery({ queryKey: keys.config, queryFn: () => unwrap(api.GET('/api/v1/reseller-config')) });
+}
+
+export function useUpdateResellerConfig() {
+  const client = useQueryClient();
+  return useMutation({
+    mutationFn: (body: ResellerConfigUpdate) => unwrap(api.PATCH('/api/v1/reseller-config', { body })),
+    onSuccess: (data) => client.setQueryData(keys.config, data),
+  });
+}

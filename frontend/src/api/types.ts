@@ -1,0 +1,63 @@
+import type { components } from './schema';
+
+type S = components['schemas'];
+export type Ticket = S['TicketRead'];
+export type TicketStatus = Ticket['status'];
+export type TicketCounts = S['TicketCounts'];
+export type Message = S['MessageRead'];
+export type User = S['UserRead'];
+export type Department = S['DepartmentRead'];
+export type Reseller = S['ResellerRead'];
+export type ResellerConfig = S['ResellerConfigRead'];
+export type ResellerConfigUpdate = S['ResellerConfigUpdate'];
+export type BusinessHours = S['BusinessHours'];
+export type TokenRead = S['TokenRead'];
+export type Page<T> = { items: T[]; next_cursor?: string | null };
+
+export const STATUSES = ['espera', 'atendendo', 'finalizado'] as const satisfies readonly TicketStatus[];
+
+// WhatsApp connections (issue 6 contract); replace with generated types once the routes exist.
+export type ConnectionState = 'connecting' | 'open' | 'close';
+export type WhatsAppConnection = {
+  id: string;
+  name: string;
+  provider: string;
+  instance_name: string;
+  default_department_id: string | null;
+  status: ConnectionState;
+  qr_code: string | null;
+  active: boolean;
+  created_at: string;
+  updated_at: string;
+};
+export type WhatsAppConnectionCreate = {
+  name: string;
+  provider: 'evolution';
+  instance_name: string;
+  default_department_id: string;
+};
+export type QrCodeRead = { qr_code: string | null; status: ConnectionState };
+
+/** Frames of the realtime websocket /api/v1/ws. */
+export type RealtimeEventName =
+  | 'ticket.created'
+  | 'ticket.assumed'
+  | 'ticket.transferred'
+  | 'ticket.finalized'
+  | 'message.created'
+  | 'message.status'
+  | 'connection.status';
+export type RealtimeEvent = {
+  type: 'event';
+  seq: number;
+  event: RealtimeEventName;
+  at: string;
+  ticket: Ticket | null;
+  message: Message | null;
+  connection: Partial<WhatsAppConnection> & { id: string } | null;
+};
+export type ServerFrame =
+  | { type: 'hello'; seq: number; heartbeat: number }
+  | RealtimeEvent
+  | { type: 'resync' }
+  | { type: 'ping' };

@@ -1,0 +1,83 @@
+import { Badge, Box, Paper, Tabs, Text, TextInput } from '@mantine/core';
+import { useDebouncedValue } from '@mantine/hooks';
+import { useParams, useSearchParams } from 'react-router';
+import { useTicketCounts } from '../../api/queries';
+import { STATUSES, type TicketStatus } from '../../api/types';
+import { t } from '../../i18n/pt-BR';
+import { TicketView } from '../ticket/TicketView';
+import { TicketList } from './TicketList';
+
+function isStatus(value: string | null): value is TicketStatus {
+  return !!value && (STATUSES as readonly string[]).includes(value);
+}
+
+export function InboxPage() {
+  const { ticketId } = useParams();
+  const [params, setParams] = useSearchParams();
+  const tab: TicketStatus = isStatus(params.get('aba')) ? (params.get('aba') as TicketStatus) : 'espera';
+  const search = params.get('busca') ?? '';
+  const [debounced] = useDebouncedValue(search.trim(), 300);
+  const counts = useTicketCounts();
+
+  function update(next: { aba?: string; busca?: string }) {
+    const merged = new URLSearchParams(params);
+    for (const [k, v] of Object.entries(next)) {
+      if (v) merged.set(k, v);
+      else merged.delete(k);
+    }
+    setParams(merged, { replace: true });
+  }
+
+  return (
+    <div className="inbox-layout" data-has-ticket={ticketId ? 'true' : 'false'}>
+      <Paper withBorder p="xs" className="inbox-list">
+        <TextInput
+          type="search"
+          aria-label={t.inbox.searchLabel}
+          placeholder={t.inbox.search}
+          value={search}
+          onChange={(e) => update({ busca: e.currentTarget.value })}
+          mb="xs"
+        />
+        <Tabs
+          value={tab}
+          onChange={(v) => update({ aba: v ?? 'espera' })}
+          keepMounted={false}
+          className="inbox-tabs"
+          styles={{ tab: { paddingInline: 8 }, list: { flexWrap: 'nowrap' } }}
+        >
+          <Tabs.List grow aria-label={t.inbox.tabsLabel}>
+            {STATUSES.map((status) => (
+              <Tabs.Tab
+                key={status}
+                value={status}
+                data-testid={`tab-${status}`}
+                rightSection={
+                  <Badge size="sm" variant={status === tab ? 'filled' : 'light'} data-testid={`count-${status}`} aria-label={`${counts.data?.[status] ?? 0}`}>
+                    {counts.data ? counts.data[status] : '…'}
+                  </Badge>
+                }
+              >
+                {t.status[status]}
+              </Tabs.Tab>
+            ))}
+          </Tabs.List>
+          {STATUSES.map((status) => (
+            <Tabs.Panel key={status} value={status} className="inbox-panel" pt="xs">
+              <TicketList status={status} q={debounced} selectedId={ticketId} />
+            </Tabs.Panel>
+          ))}
+        </Tabs>
+      </Paper>
+      <Box className="inbox-detail">
+        {ticketId ? (
+          <TicketView key={ticketId} ticketId={ticketId} />
+        ) : (
+          <Paper withBorder p="xl" h="100%">
+            <Text c="dimmed">{t.inbox.selectTicket}</Text>
+          </Paper>
+        )}
+      </Box>
+    </div>
+  );
+}

@@ -1,0 +1,85 @@
+import { Alert, Button, Center, Group, Loader, Stack, Text } from '@mantine/core';
+import { Link, useLocation } from 'react-router';
+import { errorMessage } from '../../api/client';
+import { useTicketList } from '../../api/queries';
+import type { Ticket, TicketStatus } from '../../api/types';
+import { t } from '../../i18n/pt-BR';
+import { formatPhone, formatWhen } from '../../lib/format';
+
+function TicketRow({ ticket, selected }: { ticket: Ticket; selected: boolean }) {
+  const location = useLocation();
+  return (
+    <Link
+      to={{ pathname: `/atendimento/${ticket.id}`, search: location.search }}
+      className="ticket-row"
+      aria-current={selected ? 'page' : undefined}
+      data-testid="ticket-row"
+      data-ticket-id={ticket.id}
+    >
+      <Group justify="space-between" wrap="nowrap" gap="xs">
+        <Text fw={600} size="sm" truncate>
+          {ticket.client_name || formatPhone(ticket.client_phone)}
+        </Text>
+        <Text size="xs" c="dimmed" style={{ flexShrink: 0 }}>
+          {formatWhen(ticket.last_message_at)}
+        </Text>
+      </Group>
+      <Group justify="space-between" wrap="nowrap" gap="xs">
+        <Text size="xs" c="dimmed" truncate>
+          {ticket.last_message_direction === 'out' ? `${t.ticket.you}: ` : ''}
+          {ticket.last_message_preview || t.inbox.noPreview}
+        </Text>
+        <Text size="xs" c="dimmed" style={{ flexShrink: 0 }}>
+          {t.inbox.ticketNumber(ticket.number)}
+        </Text>
+      </Group>
+      {ticket.status === 'atendendo' && ticket.agent_name && (
+        <Text size="xs" c="teal.8">
+          {t.inbox.assignedTo(ticket.agent_name)}
+        </Text>
+      )}
+    </Link>
+  );
+}
+
+export function TicketList({ status, q, selectedId }: { status: TicketStatus; q: string; selectedId?: string }) {
+  const query = useTicketList(status, q);
+  if (query.isPending) {
+    return (
+      <Center p="md">
+        <Loader size="sm" aria-label={t.app.loading} />
+      </Center>
+    );
+  }
+  if (query.isError) {
+    return (
+      <Alert color="red" role="alert">
+        {errorMessage(query.error)}
+      </Alert>
+    );
+  }
+  const tickets = query.data.pages.flatMap((page) => page.items);
+  if (tickets.length === 0) {
+    return (
+      <Text c="dimmed" size="sm" p="sm">
+        {q ? t.inbox.emptySearch : t.inbox.empty}
+      </Text>
+    );
+  }
+  return (
+    <Stack gap={2} component="ul" style={{ listStyle: 'none', margin: 0, padding: 0 }} data-testid={`list-${status}`}>
+      {tickets.map((ticket) => (
+        <li key={ticket.id}>
+          <TicketRow ticket={ticket} selected={ticket.id === selectedId} />
+        </li>
+      ))}
+      {query.hasNextPage && (
+        <li>
+          <Button variant="subtle" fullWidth onClick={() => query.fetchNextPage()} loading={query.isFetchingNextPage}>
+            {t.app.loadMore}
+          </Button>
+        </li>
+      )}
+    </Stack>
+  );
+}

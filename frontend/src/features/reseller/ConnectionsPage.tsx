@@ -1,0 +1,185 @@
+import { Alert, Badge, Button, Center, Group, Image, Loader, Modal, Select, Stack, Table, Text, TextInput } from '@mantine/core';
+import { notifications } from '@mantine/notifications';
+import { useState } from 'react';
+import { ApiError, errorMessage, fieldErrors } from '../../api/client';
+import { useConnections, useCreateConnection, useDepartments, useQrCode, useUpdateConnection } from '../../api/queries';
+import type { ConnectionState, WhatsAppConnection } from '../../api/types';
+import { t } from '../../i18n/pt-BR';
+import { PageHeader } from '../../layout/PageHeader';
+import { QueryState } from '../../layout/QueryState';
+
+const STATE_COLOR: Record<ConnectionState, string> = { open: 'teal', connecting: 'yellow', close: 'gray' };
+
+export function qrSource(code: string): string {
+  return code.startsWith('data:') ? code : `data:image/png;base64,${code}`;
+}
+
+export function ConnectionStatus({ status }: { status: ConnectionState }) {
+  return (
+    <Badge color={STATE_COLOR[status] ?? 'gray'} variant="dot" data-testid="connection-status">
+      {t.connections.state[status] ?? status}
+    </Badge>
+  );
+}
+
+function QrPanel({ connection }: { connection: WhatsAppConnection }) {
+  // The list entry is kept live by `connection.status` events; the QR endpoint is polled while not open.
+  const qr = useQrCode(connection.id, connection.status !== 'open');
+  if (connection.status === 'open' || qr.data?.status === 'open') {
+    return <Alert color="teal">{t.connections.connected}</Alert>;
+  }
+  const code = qr.data?.qr_code ?? connection.qr_code;
+  return (
+    <Stack align="center">
+      <Text size="sm">{t.connections.qrHelp}</Text>
+      {code ? (
+        <Image src={qrSource(code)} alt={t.connections.qr} className="qr-image" />
+      ) : qr.isError ? (
+        <Alert color="red">{errorMessage(qr.error)}</Alert>
+      ) : (
+        <Center h={240}>
+          <Stack align="center" gap="xs">
+            <Loader />
+            <Text size="sm" c="dimmed">
+              {t.connections.qrWaiting}
+            </Text>
+          </Stack>
+        </Center>
+      )}
+      <ConnectionStatus status={qr.data?.status ?? connection.status} />
+    </Stack>
+  );
+}
+
+function ConnectionForm({ onDone }: { onDone: (created: WhatsAppConnection) => void }) {
+  const departments = useDepartments();
+  const create = useCreateConnection();
+  const [name, setName] = useState('');
+  const [instance, setInstance] = useState('');
+  const [department, setDepartment] = useState<string | null>(null);
+  const errors = fieldErrors(create.error);
+  const options = (departments.data ?? []).filter((d) => d.active).map((d) => ({ value: d.id, label: d.name }));
+  return (
+    <form
+      onSubmit={(e) => {
+        e.preventDefault();
+        if (!department) return;
+        create.mutate(
+          { name, provider: 'evolution', instance_name: instance, default_department_id: department },
+          {
+            onSuccess: (created) => {
+              notifications.show({ color: 'teal', message: t.connections.created });
+              onDone(created);
+            },
+          },
+        );
+      }}
+    >
+      <Stack>
+        <TextInput label={t.connections.name} required value={name} onChange={(e) => setName(e.currentTarget.value)} error={errors.name} data-autofocus />
+        <TextInput label={t.connections.instance} required value={instance} onChange={(e) => setInstance(e.currentTarget.value)} error={errors.instance_name} />
+        <Select label={t.connections.department} required data={options} value={department} onChange={setDepartment} error={errors.default_department_id} />
+        {create.isError && !Object.keys(errors).length && (
+          <Text c="red" size="sm" role="alert">
+            {errorMessage(create.error)}
+          </Text>
+        )}
+        <Group justify="flex-end">
+          <Button type="submit" loading={create.isPending} disabled={!name.trim() || !instance.trim() || !department}>
+            {t.app.create}
+          </Button>
+        </Group>
+      </Stack>
+    </form>
+  );
+}
+
+export function ConnectionsPage() {
+  const query = useConnections();
+  const departments = useDepartments();
+  const update = useUpdateConnection();
+  const [creating, setCreating] = useState(false);
+  const [qrFor, setQrFor] = useState<string | null>(null);
+  const names = new Map((departments.data ?? []).map((d) => [d.id, d.name]));
+  const missing = query.error instanceof ApiError && (query.error.status === 404 || query.error.status === 405);
+  const shown = query.data?.find((c) => c.id === qrFor);
+
+  return (
+    <>
+      <PageHeader title={t.connections.title}>
+        <Button onClick={() => setCreating(true)} disabled={missing}>
+          {t.connections.new}
+        </Button>
+      </PageHeader>
+      {missing ? <Alert color="yellow">{t.connections.unavailable}</Alert> : <QueryState query={query} />}
+      {query.data && query.data.length === 0 && <Text c="dimmed">{t.connections.empty}</Text>}
+      {query.data && query.data.length > 0 && (
+        <Table.ScrollContainer minWidth={640}>
+          <Table striped highlightOnHover>
+            <Table.Thead>
+              <Table.Tr>
+                <Table.Th>{t.connections.name}</Table.Th>
+                <Table.Th>{t.connections.instance}</Table.Th>
+                <Table.Th>{t.connections.department}</Table.Th>
+                <Table.Th>{t.connections.status}</Table.Th>
+                <Table.Th />
+              </Table.Tr>
+            </Table.Thead>
+            <Table.Tbody>
+              {query.data.map((c) => (
+                <Table.Tr key={c.id} data-testid="connection-row">
+                  <Table.Td>
+                    {c.name} {!c.active && <Badge color="gray">{t.app.inactive}</Badge>}
+                  </Table.Td>
+                  <Table.Td>{c.instance_name}</Table.Td>
+                  <Table.Td>{(c.default_department_id && names.get(c.default_department_id)) || '—'}</Table.Td>
+                  <Table.Td>
+                    <ConnectionStatus status={c.status} />
+                  </Table.Td>
+                  <Table.Td>
+                    <Group gap="xs" justify="flex-end" wrap="nowrap">
+                      {c.active && c.status !== 'open' && (
+                        <Button size="compact-sm" onClick={() => setQrFor(c.id)}>
+                          {t.connections.showQr}
+                        </Button>
+                      )}
+                      <Button
+                        size="compact-sm"
+                        variant="subtle"
+                        color={c.active ? 'red' : 'teal'}
+                        onClick={() =>
+                          update.mutate(
+                            { id: c.id, active: !c.active },
+                            {
+                              onSuccess: () => notifications.show({ color: 'teal', message: t.connections.updated }),
+                              onError: (error) => notifications.show({ color: 'red', message: errorMessage(error) }),
+                            },
+                          )
+                        }
+                      >
+                        {c.active ? t.app.deactivate : t.app.reactivate}
+                      </Button>
+                    </Group>
+                  </Table.Td>
+                </Table.Tr>
+              ))}
+            </Table.Tbody>
+          </Table>
+        </Table.ScrollContainer>
+      )}
+      <Modal opened={creating} onClose={() => setCreating(false)} title={t.connections.new}>
+        {creating && (
+          <ConnectionForm
+            onDone={(created) => {
+              setCreating(false);
+              setQrFor(created.id);
+            }}
+          />
+        )}
+      </Modal>
+      <Modal opened={!!shown} onClose={() => setQrFor(null)} title={shown ? `${t.connections.qr} · ${shown.name}` : t.connections.qr}>
+        {shown && <QrPanel connection={shown} />}
+      </Modal>
+    </>
+  );
+}

@@ -1,0 +1,131 @@
+import { Alert, Badge, Button, Center, Group, Loader, Paper, Stack, Text, Title } from '@mantine/core';
+import { modals } from '@mantine/modals';
+import { notifications } from '@mantine/notifications';
+import { useMutation, useQueryClient } from '@tanstack/react-query';
+import { useState } from 'react';
+import { Link, useLocation } from 'react-router';
+import { api, errorMessage, unwrap } from '../../api/client';
+import { useDepartments, useTicket, useTicketUpdated } from '../../api/queries';
+import type { Ticket } from '../../api/types';
+import { useMe } from '../../auth/session';
+import { t } from '../../i18n/pt-BR';
+import { formatPhone, formatWhen } from '../../lib/format';
+import { keys } from '../../realtime/cache';
+import { allowedActions, assumeConflictMessage, conflictTicket } from './actions';
+import { Composer } from './Composer';
+import { MessageThread } from './MessageThread';
+import { TransferModal } from './TransferModal';
+
+const STATUS_COLOR: Record<string, string> = { espera: 'yellow', atendendo: 'teal', finalizado: 'gray' };
+
+export function TicketView({ ticketId }: { ticketId: string }) {
+  const query = useTicket(ticketId);
+  const location = useLocation();
+  if (query.isPending) {
+    return (
+      <Center p="xl">
+        <Loader aria-label={t.app.loading} />
+      </Center>
+    );
+  }
+  if (query.isError) {
+    return (
+      <Alert color="red" role="alert">
+        {errorMessage(query.error)}
+      </Alert>
+    );
+  }
+  return <LoadedTicket ticket={query.data} backTo={{ pathname: '/atendimento', search: location.search }} />;
+}
+
+function LoadedTicket({ ticket, backTo }: { ticket: Ticket; backTo: { pathname: string; search: string } }) {
+  const me = useMe();
+  const client = useQueryClient();
+  const updated = useTicketUpdated();
+  const departments = useDepartments();
+  const [transferOpen, setTransferOpen] = useState(false);
+  const can = allowedActions(ticket, me);
+  const department = departments.data?.find((d) => d.id === ticket.department_id);
+
+  const onConflict = (error: unknown, assume: boolean) => {
+    const current = conflictTicket(error);
+    if (current) client.setQueryData(keys.ticket(current.id), current);
+    void client.invalidateQueries({ queryKey: keys.tickets });
+    void client.invalidateQueries({ queryKey: keys.ticket(ticket.id) });
+    notifications.show({ color: 'orange', message: assume ? assumeConflictMessage(error) : errorMessage(error) });
+  };
+
+  const assume = useMutation({
+    mutationFn: () =>
+      unwrap(api.POST('/api/v1/tickets/{ticket_id}/assume', { params: { path: { ticket_id: ticket.id } } })),
+    onSuccess: (data) => {
+      updated(data);
+      notifications.show({ color: 'teal', message: t.ticket.assumed });
+    },
+    onError: (error) => onConflict(error, true),
+  });
+
+  const finalize = useMutation({
+    mutationFn: () =>
+      unwrap(api.POST('/api/v1/tickets/{ticket_id}/finalize', { params: { path: { ticket_id: ticket.id } } })),
+    onSuccess: (data) => {
+      updated(data);
+      notifications.show({ color: 'teal', message: t.ticket.finalized });
+    },
+    onError: (error) => onConflict(error, false),
+  });
+
+  const confirmFinalize = () =>
+    modals.openConfirmModal({
+      title: t.ticket.finalizeTitle,
+      children: <Text size="sm">{t.ticket.finalizeConfirm}</Text>,
+      labels: { confirm: t.ticket.finalize, cancel: t.app.cancel },
+      confirmProps: { color: 'red', 'data-testid': 'confirm-finalize' } as Record<string, string>,
+      onConfirm: () => finalize.mutate(),
+    });
+
+  return (
+    <Paper withBorder h="100%" style={{ display: 'flex', flexDirection: 'column', minHeight: 0 }}>
+      <Stack gap={4} p="sm" style={{ borderBottom: '1px solid var(--mantine-color-gray-3)' }}>
+        <Group justify="space-between" wrap="wrap" gap="xs">
+          <Group gap="xs" wrap="nowrap" style={{ minWidth: 0 }}>
+            <Button component={Link} to={backTo} variant="subtle" size="compact-sm" hiddenFrom="sm" aria-label={t.ticket.back} title={t.ticket.back}>
+              ←
+            </Button>
+            <Title order={2} size="h4" style={{ minWidth: 0 }} lineClamp={1}>
+              {ticket.client_name || formatPhone(ticket.client_phone)}
+            </Title>
+            <Badge color={STATUS_COLOR[ticket.status]} data-testid="ticket-status">
+              {t.status[ticket.status]}
+            </Badge>
+          </Group>
+          <Group gap="xs">
+            {can.assume && (
+              <Button onClick={() => assume.mutate()} loading={assume.isPending}>
+                {t.ticket.assume}
+              </Button>
+            )}
+            {can.transfer && (
+              <Button variant="default" onClick={() => setTransferOpen(true)}>
+                {t.ticket.transfer}
+              </Button>
+            )}
+            {can.finalize && (
+              <Button variant="light" color="red" onClick={confirmFinalize} loading={finalize.isPending}>
+                {t.ticket.finalize}
+              </Button>
+            )}
+          </Group>
+        </Group>
+        <Text size="xs" c="dimmed">
+          {t.inbox.ticketNumber(ticket.number)} · {formatPhone(ticket.client_phone)} · {t.ticket.department}:{' '}
+          {department?.name ?? '—'} · {t.ticket.agent}: {ticket.agent_name ?? t.ticket.noAgent} · {t.ticket.opened}{' '}
+          {formatWhen(ticket.created_at)}
+        </Text>
+      </Stack>
+      <MessageThread ticketId={ticket.id} />
+      <Composer ticket={ticket} canReply={can.reply} />
+      <TransferModal ticket={ticket} opened={transferOpen} onClose={() => setTransferOpen(false)} onConflict={(e) => onConflict(e, false)} />
+    </Paper>
+  );
+}

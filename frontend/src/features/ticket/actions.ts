@@ -1,0 +1,36 @@
+import type { Ticket, User } from '../../api/types';
+import { ApiError } from '../../api/client';
+import { t } from '../../i18n/pt-BR';
+
+/** What the signed-in user may do with a ticket (the backend's state machine decides in the end). */
+export function allowedActions(ticket: Ticket, me: User) {
+  const holds = ticket.agent_id === me.id;
+  const isAgent = me.role === 'agent';
+  const isReseller = me.role === 'reseller';
+  return {
+    assume: isAgent && ticket.status === 'espera',
+    transfer: ticket.status === 'atendendo' && (isReseller || (isAgent && holds)),
+    finalize:
+      (ticket.status === 'espera' && (isReseller || isAgent)) ||
+      (ticket.status === 'atendendo' && (isReseller || (isAgent && holds))),
+    reply: isAgent && ticket.status === 'atendendo' && holds,
+  };
+}
+
+/** From a 409 body {"detail": {"message", "status", "ticket": {...}}}: the ticket as it is now. */
+export function conflictTicket(error: unknown): Ticket | null {
+  if (!(error instanceof ApiError) || error.status !== 409) return null;
+  const detail = error.detail;
+  if (detail && typeof detail === 'object' && 'ticket' in detail && detail.ticket && typeof detail.ticket === 'object') {
+    return detail.ticket as Ticket;
+  }
+  return null;
+}
+
+/** The sentence for a lost Assumir race: who took the ticket, when the answer says so. */
+export function assumeConflictMessage(error: unknown): string {
+  const current = conflictTicket(error);
+  if (current?.agent_name) return t.ticket.takenBy(current.agent_name);
+  if (current) return t.ticket.takenBySomeone;
+  return t.ticket.conflict;
+}

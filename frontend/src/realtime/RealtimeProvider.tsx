@@ -1,0 +1,46 @@
+import { createContext, useContext, useEffect, useRef, useState, type ReactNode } from 'react';
+import { useQueryClient } from '@tanstack/react-query';
+import { useAuth } from '../auth/session';
+import { applyEvent, resyncAll } from './cache';
+import { RealtimeClient, wsUrl, type SocketStatus } from './socket';
+
+const StatusContext = createContext<SocketStatus>('closed');
+
+/** Keeps one websocket open while signed in and feeds its events into the query cache. */
+export function RealtimeProvider({ children }: { children: ReactNode }) {
+  const { session, logout } = useAuth();
+  const queryClient = useQueryClient();
+  const [status, setStatus] = useState<SocketStatus>('closed');
+  const userRef = useRef(session?.user);
+  userRef.current = session?.user;
+  const token = session?.token;
+  const isAdmin = session?.user.role === 'admin';
+
+  useEffect(() => {
+    if (!token || isAdmin) return; // admins have no tenant feed
+    let reconnected = false;
+    const client = new RealtimeClient({
+      url: (since) => wsUrl(token, since),
+      onEvent: (event) => {
+        if (userRef.current) applyEvent(queryClient, event, userRef.current);
+      },
+      onResync: () => resyncAll(queryClient),
+      onAuthFailed: () => logout(),
+      onStatus: (next) => {
+        // Whatever happened while the socket was down was replayed from `since`, or a resync
+        // follows; lists are still refreshed once so a lost replay can never leave them stale.
+        if (next === 'open' && reconnected) resyncAll(queryClient);
+        if (next === 'closed') reconnected = true;
+        setStatus(next);
+      },
+    });
+    client.start();
+    return () => client.stop();
+  }, [token, isAdmin, queryClient, logout]);
+
+  return <StatusContext.Provider value={status}>{children}</StatusContext.Provider>;
+}
+
+export function useRealtimeStatus(): SocketStatus {
+  return useContext(StatusContext);
+}

@@ -1,0 +1,104 @@
+import type { InfiniteData, QueryClient } from '@tanstack/react-query';
+import type { Message, Page, RealtimeEvent, Ticket, TicketStatus, User, WhatsAppConnection } from '../api/types';
+
+/** Every cache key the app uses, in one place, so live events know what to touch. */
+export const keys = {
+  tickets: ['tickets'] as const,
+  ticketList: (status: TicketStatus, q: string) => ['tickets', 'list', status, q] as const,
+  counts: ['tickets', 'counts'] as const,
+  ticket: (id: string) => ['ticket', id] as const,
+  messages: (id: string) => ['ticket', id, 'messages'] as const,
+  departments: ['departments'] as const,
+  agents: ['agents'] as const,
+  connections: ['connections'] as const,
+  config: ['reseller-config'] as const,
+  resellers: ['resellers'] as const,
+};
+
+type TicketPages = InfiniteData<Page<Ticket>, string | null>;
+type MessagePages = InfiniteData<Page<Message>, string | null>;
+
+/** Whether `user` would find `ticket` in the list of `status` (mirrors backend/tickets/visibility.py). */
+export function belongsIn(ticket: Ticket, status: TicketStatus, user: User): boolean {
+  if (ticket.status !== status) return false;
+  if (user.role !== 'agent') return true;
+  if (ticket.status === 'espera') return user.department_ids.includes(ticket.department_id);
+  return ticket.agent_id === user.id;
+}
+
+function newerFirst(a: Ticket, b: Ticket): number {
+  const byTime = b.last_message_at.localeCompare(a.last_message_at);
+  return byTime !== 0 ? byTime : b.id.localeCompare(a.id);
+}
+
+/** Puts `ticket` where it belongs in a loaded list (or takes it out), keeping newest activity first. */
+export function placeTicket(data: TicketPages, ticket: Ticket, keep: boolean): TicketPages {
+  const pages = data.pages.map((page) => ({ ...page, items: page.items.filter((item) => item.id !== ticket.id) }));
+  if (keep && pages.length > 0) {
+    const all = pages.flatMap((p) => p.items);
+    const older = all.find((item) => newerFirst(ticket, item) < 0);
+    const last = pages[pages.length - 1];
+    // Beyond the loaded pages (and more exist): leave it for when they are fetched.
+    if (older || !last.next_cursor) {
+      const index = pages.findIndex((p) => p.items.some((item) => item === older));
+      const target = index === -1 ? pages.length - 1 : index;
+      const items = [...pages[target].items, ticket].sort(newerFirst);
+      pages[target] = { ...pages[target], items };
+    }
+  }
+  return { ...data, pages };
+}
+
+function applyTicket(client: QueryClient, ticket: Ticket, user: User): void {
+  const previous = client.getQueryData<Ticket>(keys.ticket(ticket.id));
+  // Events can arrive after a fresher read (e.g. our own mutation's answer): never go back in version.
+  if (previous && previous.version > ticket.version) return;
+  client.setQueryData(keys.ticket(ticket.id), ticket);
+  for (const [key, data] of client.getQueriesData<TicketPages>({ queryKey: ['tickets', 'list'] })) {
+    if (!data) continue;
+    const [, , status, q] = key as ReturnType<typeof keys.ticketList>;
+    if (q) {
+      void client.invalidateQueries({ queryKey: key, exact: true });
+      continue;
+    }
+    client.setQueryData<TicketPages>(key, placeTicket(data, ticket, belongsIn(ticket, status, user)));
+  }
+}
+
+function applyMessage(client: QueryClient, message: Message): void {
+  client.setQueryData<MessagePages>(keys.messages(message.ticket_id), (data) => {
+    if (!data || data.pages.length === 0) return data;
+    const exists = data.pages.some((p) => p.items.some((m) => m.id === message.id));
+    const pages = data.pages.map((p) => ({
+      ...p,
+      items: p.items.map((m) => (m.id === message.id ? { ...m, ...message } : m)),
+    }));
+    const last = pages[pages.length - 1];
+    // Appended only when the thread is loaded up to its end; otherwise the next page brings it.
+    if (!exists && !last.next_cursor) pages[pages.length - 1] = { ...last, items: [...last.items, message] };
+    return { ...data, pages };
+  });
+}
+
+function applyConnection(client: QueryClient, connection: Partial<WhatsAppConnection> & { id: string }): void {
+  client.setQueryData<WhatsAppConnection[]>(keys.connections, (list) =>
+    list?.map((c) => (c.id === connection.id ? { ...c, ...connection } : c)),
+  );
+}
+
+/** Applies one websocket event to the cache: the screens re-render from it, no refetch needed. */
+export function applyEvent(client: QueryClient, event: RealtimeEvent, user: User): void {
+  if (event.ticket) applyTicket(client, event.ticket, user);
+  if (event.message && (event.event === 'message.created' || event.event === 'message.status')) {
+    applyMessage(client, event.message);
+  }
+  if (event.connection) applyConnection(client, event.connection);
+  if (event.event.startsWith('ticket.')) {
+    void client.invalidateQueries({ queryKey: keys.counts });
+  }
+}
+
+/** After a gap the server could not replay: everything cached may be stale. */
+export function resyncAll(client: QueryClient): void {
+  void client.invalidateQueries();
+}

@@ -1,0 +1,51 @@
+import { Navigate, Outlet, Route, Routes, useLocation } from 'react-router';
+import { homeFor, useAuth } from './auth/session';
+import { LoginPage } from './auth/LoginPage';
+import { Shell } from './layout/Shell';
+import { InboxPage } from './features/inbox/InboxPage';
+import { DepartmentsPage } from './features/reseller/DepartmentsPage';
+import { AgentsPage } from './features/reseller/AgentsPage';
+import { ConnectionsPage } from './features/reseller/ConnectionsPage';
+import { CompanyPage } from './features/reseller/CompanyPage';
+import { ResellersPage } from './features/admin/ResellersPage';
+import { NotFound } from './layout/NotFound';
+
+function RequireAuth({ roles }: { roles?: string[] }) {
+  const { session } = useAuth();
+  const location = useLocation();
+  if (!session) return <Navigate to="/login" replace state={{ from: location.pathname + location.search }} />;
+  if (roles && !roles.includes(session.user.role)) return <Navigate to={homeFor(session.user)} replace />;
+  return <Outlet />;
+}
+
+function Home() {
+  const { session } = useAuth();
+  return <Navigate to={session ? homeFor(session.user) : '/login'} replace />;
+}
+
+export function AppRoutes() {
+  return (
+    <Routes>
+      <Route path="/login" element={<LoginPage />} />
+      <Route element={<RequireAuth />}>
+        <Route element={<Shell />}>
+          <Route index element={<Home />} />
+          <Route element={<RequireAuth roles={['agent', 'reseller']} />}>
+            <Route path="atendimento" element={<InboxPage />} />
+            <Route path="atendimento/:ticketId" element={<InboxPage />} />
+          </Route>
+          <Route path="revenda" element={<RequireAuth roles={['reseller']} />}>
+            <Route path="departamentos" element={<DepartmentsPage />} />
+            <Route path="agentes" element={<AgentsPage />} />
+            <Route path="whatsapp" element={<ConnectionsPage />} />
+            <Route path="empresa" element={<CompanyPage />} />
+          </Route>
+          <Route path="admin" element={<RequireAuth roles={['admin']} />}>
+            <Route path="revendas" element={<ResellersPage />} />
+          </Route>
+          <Route path="*" element={<NotFound />} />
+        </Route>
+      </Route>
+    </Routes>
+  );
+}
