@@ -33,6 +33,13 @@ app.createUser({
   roles: [{ role: "iazeApp", db: dbName }],
 });
 
+// deploy_check snapshot/verify (run in the backup container) record themselves in deploy_checks.
+db.getSiblingDB("admin").createRole({
+  role: "iazeDeployCheck",
+  privileges: [{ resource: { db: dbName, collection: "deploy_checks" }, actions: ["find", "insert"] }],
+  roles: [],
+});
+
 db.getSiblingDB("admin").createUser({
   user: process.env.MONGO_BACKUP_USER,
   pwd: process.env.MONGO_BACKUP_PASSWORD,
@@ -40,5 +47,6 @@ db.getSiblingDB("admin").createUser({
     { role: "backup", db: "admin" },
     { role: "read", db: dbName },
     { role: "dbOwner", db: verifyDb },
+    { role: "iazeDeployCheck", db: "admin" },
   ],
 });

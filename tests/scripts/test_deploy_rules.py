@@ -1,0 +1,115 @@
+"""Every command DEPLOY_RULES.md shows, run in the order an operator follows it.
+
+```sh blocks run verbatim in a shell (the only change: the database name `support_chat` becomes this
+module's test database). ```compose blocks cannot start containers here (no Docker engine): each line
+is checked against docker-compose.yml (known sub-command and service, no volume removal) and the
+command an `exec` runs inside the container is run here, with /backups mapped to a local folder.
+"""
+
+import os
+import re
+import shlex
+import sys
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+from tests.factories import Tenant, assume, make_tenant, make_ticket
+from tests.scripts.cli import ROOT, Result, env_for, run_shell
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+RULES = (ROOT / "DEPLOY_RULES.md").read_text()
+COMPOSE_SUBCOMMANDS = {"up", "ps", "logs", "exec"}
+
+
+def blocks(kind: str) -> list[list[str]]:
+    found = re.findall(rf"```{kind}\n(.*?)```", RULES, re.S)
+    return [[line for line in b.splitlines() if line.strip() and not line.startswith("#")] for b in found]
+
+
+@pytest.fixture(scope="module")
+async def tenant(client: httpx.AsyncClient, admin_headers: dict[str, str]) -> Tenant:
+    t = await make_tenant(client, admin_headers, agents=1)
+    for i in range(3):
+        ticket = await make_ticket(client, t, message=f"mensagem {i}")
+        if i:
+            await assume(client, t.agents[0]["headers"], ticket["id"])
+    return t
+
+
+class Operator:
+    def __init__(self, mongo_url: str, db_name: str, workdir: Path) -> None:
+        self.db_name = db_name
+        self.workdir = workdir
+        path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+        self.env = env_for(mongo_url, db_name, BACKUP_TOOL="python", BACKUP_DIR=str(workdir / "backups"), PATH=path)
+
+    def local(self, command: str) -> str:
+        return command.replace("support_chat", self.db_name).replace("/backups", str(self.workdir / "backups"))
+
+    async def sh(self, line: str) -> Result:
+        return await run_shell(self.local(line), env=self.env, cwd=self.workdir)
+
+    async def compose(self, line: str, services: dict[str, Any]) -> Result | None:
+        tokens = shlex.split(line)
+        assert tokens[:2] == ["docker", "compose"], line
+        sub, rest = tokens[2], tokens[3:]
+        assert sub in COMPOSE_SUBCOMMANDS, line
+        assert not {"-v", "--volumes"} & set(rest), line
+        if sub != "exec":
+            for word in rest:
+                assert word.startswith("-") or word in services, line
+            return None
+        while rest[0].startswith("-"):
+            rest = rest[2:] if rest[0] in ("-e", "--env") else rest[1:]
+        assert rest[0] in services, line
+        inner = rest[1:]
+        script = inner[2] if inner[:2] == ["sh", "-c"] else shlex.join(inner)
+        return await self.sh(script)
+
+
+async def test_every_command_in_deploy_rules_works(
+    tenant: Tenant, mongo_url: str, db_name: str, db: Any, raw_mongo: Any, tmp_path: Path
+) -> None:
+    op = Operator(mongo_url, db_name, tmp_path)
+    sh = blocks("sh")
+    assert len(sh) == 4 and sum(len(b) for b in sh) == 8
+
+    for line in sh[0]:  # before the deploy
+        res = await op.sh(line)
+        assert res.code == 0, (line, res.output)
+        if "backup verify" in line:
+            assert "OK" in res.stdout
+    for line in sh[1]:  # after a clean deploy
+        res = await op.sh(line)
+        assert res.code == 0 and "ANTES" in res.stdout and "OK" in res.stdout, res.output
+
+    # A deploy that lost data: verify must say so, then section 5 brings it back.
+    lost = await db.messages.find_one({})
+    await db.messages.delete_one({"_id": lost["_id"]})
+    res = await op.sh(sh[1][0])
+    assert res.code == 1 and "collection messages" in res.stdout, res.output
+    for line in sh[2]:  # inspect in a side database
+        res = await op.sh(line)
+        assert res.code == 0, (line, res.output)
+    side = raw_mongo[f"{db_name}_restore"]
+    assert await side.messages.find_one({"_id": lost["_id"]}) == lost
+    for line in sh[3]:  # bring back what is missing, then verify again
+        res = await op.sh(line)
+        assert res.code == 0, (line, res.output)
+    assert await db.messages.find_one({"_id": lost["_id"]}) == lost
+
+    services = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+    compose = [line for b in blocks("compose") for line in b]
+    assert len(compose) == 8
+    ran = 0
+    for line in compose:
+        res = await op.compose(line, services)
+        if res is not None:
+            ran += 1
+            assert res.code == 0, (line, res.output)
+    assert ran == 5
