@@ -85,3 +85,11 @@ def test_nothing_removes_volumes_or_data_directories() -> None:
     forbidden = re.compile(r"down\s+(-\w*v|--volumes)|volume\s+(rm|prune)|system\s+prune|rm\s+-\w*r\w*\s+\S*(data|db)")
     for f in files:
         assert not forbidden.search(_commands(f)), f"{f} removes volumes or data"
+
+
+def test_thin_wrappers_run_the_clis() -> None:
+    import subprocess
+
+    for name, word in (("deploy_check", "snapshot"), ("backup", "schedule"), ("restore", "--over-live")):
+        res = subprocess.run([str(ROOT / "scripts" / name), "--help"], capture_output=True, text=True, check=False)
+        assert res.returncode == 0 and word in res.stdout, res.stderr
