@@ -81,3 +81,9 @@ mongo-tools:
 	  GOBIN=$(CURDIR)/var/bin go install github.com/mongodb/mongo-tools/$$t@$(MONGO_TOOLS_VERSION) \
 	  || echo "mongo-tools: $$t could not be built here; scripts.backup uses its built-in archive writer"; \
 	done
+
+# Benchmark (not a test): seeds 1k/10k/100k tickets into a fresh FerretDB, rewrites its section of
+# docs/BENCHMARKS.md, raw JSON under bench/results/. About 20-25 minutes on 2 cores.
+.PHONY: bench
+bench: setup ferretdb
+	$(BIN)/python -m bench.tickets_bench --sizes 1000,10000,100000 --out docs/BENCHMARKS.md
