@@ -1,3 +1,5 @@
+import contextlib
+from collections.abc import Awaitable
 from typing import Any
 
 from pymongo.errors import DuplicateKeyError
@@ -20,6 +22,14 @@ from backend.resellers.schemas import (
 )
 from backend.users import service as users
 
+OWNER_KEY = "reseller-owner"
+
+
+async def _insert_once(insert: Awaitable[None]) -> None:
+    """A racer or an earlier, interrupted attempt may have written this very document already."""
+    with contextlib.suppress(DuplicateKeyError):
+        await insert
+
 
 async def create(db: Database, actor: Actor, *, data: ResellerCreate) -> ResellerRead:
     email = users.normalize_email(str(data.email))
@@ -32,7 +42,9 @@ async def create(db: Database, actor: Actor, *, data: ResellerCreate) -> Reselle
         if await user_repo.get(db, bound) is not None:
             raise Conflict("email already in use")
         owner_id = bound
-    reseller_id = new_id()
+    # One tenant per owner: racing or retried creations for the same email get the same reseller
+    # id, so they converge on one reseller and config; the owner user's insert decides who gets 201.
+    reseller_id, _ = await natural_keys.claim(db, OWNER_KEY, owner_id, target=new_id())
     now = utcnow()
     doc: dict[str, Any] = {
         "_id": reseller_id,
@@ -44,20 +56,22 @@ async def create(db: Database, actor: Actor, *, data: ResellerCreate) -> Reselle
         "created_at": now,
         "updated_at": now,
     }
-    await repository.insert(db, doc)
-    await repository.insert_config(
-        db,
-        {
-            "_id": reseller_id,
-            "reseller_id": reseller_id,
-            "company_name": data.name,
-            "welcome_message": "",
-            "away_message": "",
-            "timezone": "America/Sao_Paulo",
-            "business_hours": [],
-            "created_at": now,
-            "updated_at": now,
-        },
+    await _insert_once(repository.insert(db, doc))
+    await _insert_once(
+        repository.insert_config(
+            db,
+            {
+                "_id": reseller_id,
+                "reseller_id": reseller_id,
+                "company_name": data.name,
+                "welcome_message": "",
+                "away_message": "",
+                "timezone": "America/Sao_Paulo",
+                "business_hours": [],
+                "created_at": now,
+                "updated_at": now,
+            },
+        )
     )
     try:
         await users.create_login_user(
@@ -71,7 +85,9 @@ async def create(db: Database, actor: Actor, *, data: ResellerCreate) -> Reselle
         )
     except (Conflict, DuplicateKeyError) as exc:
         raise Conflict("email already in use") from exc
-    return ResellerRead.from_doc(doc)
+    stored = await repository.get(db, reseller_id)
+    assert stored is not None
+    return ResellerRead.from_doc(stored)
 
 
 async def get_or_404(db: Database, *, reseller_id: str) -> dict[str, Any]:
