@@ -21,13 +21,16 @@ def _window(settings: Settings, now: float) -> int:
 async def check(db: Database, settings: Settings, email: str) -> None:
     now = time.time()
     window = _window(settings, now)
-    ids = [f"{email}|{window}", f"{email}|{window - 1}"]
-    failures = 0
-    for _id in ids:  # two _id lookups: the only query FerretDB pushes down
-        doc = await db[COLLECTION].find_one({"_id": _id})
-        failures += int(doc["failures"]) if doc else 0
-    if failures >= settings.LOGIN_MAX_FAILURES:
-        retry = int((window + 1) * settings.LOGIN_WINDOW_SECONDS - now) + 1
+    counts = []
+    for w in (window, window - 1):  # two _id lookups: the only query FerretDB pushes down
+        doc = await db[COLLECTION].find_one({"_id": f"{email}|{w}"})
+        counts.append(int(doc["failures"]) if doc else 0)
+    current, previous = counts
+    if current + previous >= settings.LOGIN_MAX_FAILURES:
+        # Next window the current one becomes "previous" and still counts: when it alone is over
+        # the limit, the lock lasts until the end of the next window, and Retry-After must say so.
+        lifts_at = window + (2 if current >= settings.LOGIN_MAX_FAILURES else 1)
+        retry = int(lifts_at * settings.LOGIN_WINDOW_SECONDS - now) + 1
         raise TooManyRequests("too many failed logins; try again later", retry_after=retry)
 
 
