@@ -43,3 +43,60 @@ async def test_unknown_emails_are_throttled_like_known_ones(client: httpx.AsyncC
         for _ in range(settings.LOGIN_MAX_FAILURES + 1)
     ]
     assert codes == [401] * settings.LOGIN_MAX_FAILURES + [429]
+
+
+class _Clock:
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def time(self) -> float:
+        return self.now
+
+
+async def test_retry_after_tells_when_the_lock_really_lifts(
+    client: httpx.AsyncClient, admin_headers: dict[str, str], settings: Any, monkeypatch: Any
+) -> None:
+    """Failures of the previous window still count, so a lock earned within one window lasts
+    until the end of the next one; Retry-After says exactly that, and logging in works then."""
+    from backend.auth import throttle
+
+    tenant = await make_tenant(client, admin_headers, departments=0, agents=0)
+    owner = (await client.get(f"{API}/auth/me", headers=tenant.headers)).json()
+    window, limit = settings.LOGIN_WINDOW_SECONDS, settings.LOGIN_MAX_FAILURES
+    start = 10_000_000 * window  # a window far from the real clock's, so no other test shares it
+    clock = _Clock(start + 10)
+    monkeypatch.setattr(throttle, "time", clock)
+    creds = {"email": owner["email"], "password": "owner-pass-1"}
+    for _ in range(limit):
+        assert (await client.post(LOGIN, json={**creds, "password": "bad-guess"})).status_code == 401
+    r = await client.post(LOGIN, json=creds)
+    assert r.status_code == 429
+    assert int(r.headers["retry-after"]) == 2 * window - 10 + 1
+    clock.now = start + window + 10  # the next window: the failures still count
+    r = await client.post(LOGIN, json=creds)
+    assert r.status_code == 429
+    assert int(r.headers["retry-after"]) == window - 10 + 1
+    clock.now = start + 2 * window + 1  # what Retry-After promised
+    assert (await client.post(LOGIN, json=creds)).status_code == 200
+
+
+async def test_lock_from_failures_spread_over_two_windows_lifts_after_the_current_one(
+    client: httpx.AsyncClient, admin_headers: dict[str, str], settings: Any, monkeypatch: Any
+) -> None:
+    from backend.auth import throttle
+
+    tenant = await make_tenant(client, admin_headers, departments=0, agents=0)
+    owner = (await client.get(f"{API}/auth/me", headers=tenant.headers)).json()
+    window, limit = settings.LOGIN_WINDOW_SECONDS, settings.LOGIN_MAX_FAILURES
+    start = 20_000_000 * window
+    clock = _Clock(start + window - 5)
+    monkeypatch.setattr(throttle, "time", clock)
+    creds = {"email": owner["email"], "password": "owner-pass-1"}
+    for i in range(limit):
+        if i == 2:
+            clock.now = start + window + 5  # the rest fall in the next window
+        assert (await client.post(LOGIN, json={**creds, "password": "bad-guess"})).status_code == 401
+    r = await client.post(LOGIN, json=creds)
+    assert r.status_code == 429 and int(r.headers["retry-after"]) == window - 5 + 1
+    clock.now = start + 2 * window + 1
+    assert (await client.post(LOGIN, json=creds)).status_code == 200

@@ -115,3 +115,26 @@ async def test_reseller_reads_and_updates_only_its_own_config(
     assert (await client.get(f"{API}/reseller-config", headers=tenant.headers)).json()[
         "company_name"
     ] == "Minha Empresa"
+
+
+async def test_concurrent_creations_with_one_email_make_exactly_one_tenant(
+    client: httpx.AsyncClient, admin_headers: dict[str, str], db: Any
+) -> None:
+    import asyncio
+
+    for attempt in range(3):
+        before = await collection_counts(db)
+        body = {"name": f"Corrida {attempt}", "email": f"race-{attempt}@example.com", "password": "owner-pass-1"}
+        results = await asyncio.gather(
+            *(client.post(f"{API}/resellers", json=body, headers=admin_headers) for _ in range(3))
+        )
+        codes = sorted(r.status_code for r in results)
+        assert codes == [201, 409, 409], [r.text for r in results]
+        after = await collection_counts(db)
+        # One reseller, one config, one owner: no orphan tenant left behind by the losers.
+        for name in ("resellers", "reseller_configs", "users"):
+            assert after[name] == before[name] + 1, name
+        created = next(r.json() for r in results if r.status_code == 201)
+        owner = await db.users.find_one({"_id": created["owner_id"]})
+        assert owner["reseller_id"] == created["id"]
+        assert await login(client, body["email"], "owner-pass-1")
