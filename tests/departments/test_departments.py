@@ -89,3 +89,16 @@ async def test_agents_read_departments_but_only_resellers_write_them(
     assert await collection_counts(db) == before
     # The admin reads across tenants.
     assert (await client.get(f"{API}/departments/{dept_id}", headers=admin_headers)).status_code == 200
+
+
+async def test_concurrent_creations_with_one_name_make_one_department(
+    client: httpx.AsyncClient, tenant: Tenant, db: Any
+) -> None:
+    import asyncio
+
+    before = await db.departments.count_documents({})
+    results = await asyncio.gather(
+        *(client.post(f"{API}/departments", json={"name": "Corrida"}, headers=tenant.headers) for _ in range(4))
+    )
+    assert sorted(r.status_code for r in results) == [201, 409, 409, 409], [r.text for r in results]
+    assert await db.departments.count_documents({}) == before + 1

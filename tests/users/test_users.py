@@ -136,3 +136,15 @@ async def test_user_list_is_staff_only_newest_first_and_paginated(client: httpx.
     assert ids == sorted(ids, reverse=True) and len(ids) == len(set(ids))
     assert {u["role"] for u in items} <= {"reseller", "agent"}
     assert tenant.owner_id in ids
+
+
+async def test_concurrent_creations_with_one_email_make_one_agent(
+    client: httpx.AsyncClient, tenant: Tenant, db: Any
+) -> None:
+    import asyncio
+
+    before = await db.users.count_documents({})
+    body = {"name": "Race", "email": "race-agent@example.com", "password": "agent-pass-1"}
+    results = await asyncio.gather(*(client.post(f"{API}/users", json=body, headers=tenant.headers) for _ in range(3)))
+    assert sorted(r.status_code for r in results) == [201, 409, 409], [r.text for r in results]
+    assert await db.users.count_documents({}) == before + 1
