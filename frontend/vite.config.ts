@@ -20,7 +20,7 @@ export default defineConfig({
     rollupOptions: {
       // Mantine marks modules "use client" for React Server Components; meaningless in an SPA bundle.
       onwarn(warning, warn) {
-        if (warning.code === 'MODULE_LEVEL_DIRECTIVE') return;
+        if (warning.code === 'MODULE_LEVEL_DIRECTIVE' || warning.code === 'SOURCEMAP_ERROR') return;
         warn(warning);
       },
     },

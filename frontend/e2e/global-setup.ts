@@ -1,5 +1,6 @@
-// Starts the real stack once for every e2e file: FerretDB (backend/devtools/ferretdb.py), the
-// backend (`python -m backend`) and the built SPA behind `vite preview` proxying /api to it.
+// Starts the real stack once for every e2e file: FerretDB (backend/devtools/ferretdb.py), the fake
+// Evolution API of tests/fakes, the backend (`python -m backend`) and the built SPA behind
+// `vite preview` proxying /api and the websocket to it.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, openSync } from 'node:fs';
 import { createServer } from 'node:net';
@@ -20,6 +21,7 @@ declare module 'vitest' {
     apiUrl: string;
     artifacts: string;
     admin: { email: string; password: string };
+    evolutionUrl: string;
   }
 }
 
@@ -97,13 +99,21 @@ export default async function setup(project: TestProject) {
   }
   const work = mkdtempSync(join(tmpdir(), 'iaze-e2e-'));
   const artifacts = resolve(root, 'test-artifacts', 'e2e');
-  const [mongoPort, apiPort, appPort] = [await freePort(), await freePort(), await freePort()];
+  const [mongoPort, apiPort, appPort, evolutionPort] = [await freePort(), await freePort(), await freePort(), await freePort()];
+  const evolutionKey = 'e2e-evolution-key';
 
   const ferret = spawn(python, ['-c', FERRET_HOLDER, `127.0.0.1:${mongoPort}`, join(work, 'ferretdb')], {
     cwd: root,
     stdio: ['pipe', 'pipe', 'inherit'],
   });
   await waitForLine(ferret, 'ferretdb ready', 'FerretDB');
+
+  // The project's fake Evolution API (tests/fakes): a real process that posts real webhooks.
+  const evolution = spawn(python, ['-m', 'tests.fakes.evolution_fake', '--port', String(evolutionPort), '--api-key', evolutionKey], {
+    cwd: root,
+    stdio: ['ignore', openSync(join(work, 'evolution.log'), 'a'), openSync(join(work, 'evolution.log'), 'a')],
+  });
+  const evolutionUrl = `http://127.0.0.1:${evolutionPort}`;
 
   const log = openSync(join(work, 'backend.log'), 'a');
   const backend = spawn(python, ['-m', 'backend'], {
@@ -120,11 +130,17 @@ export default async function setup(project: TestProject) {
       ADMIN_EMAIL: ADMIN.email,
       ADMIN_PASSWORD: ADMIN.password,
       LOG_LEVEL: 'WARNING',
+      EVOLUTION_BASE_URL: evolutionUrl,
+      EVOLUTION_API_KEY: evolutionKey,
+      PUBLIC_BASE_URL: `http://127.0.0.1:${apiPort}`,
+      OUTBOUND_POLL_SECONDS: '0.2',
+      REDIS_URL: '',
     },
   });
   const apiUrl = `http://127.0.0.1:${apiPort}`;
   let server: PreviewServer | undefined;
   try {
+    await waitFor(`${evolutionUrl}/_control/health`, evolution, 'fake Evolution');
     await waitFor(`${apiUrl}/health/ready`, backend, `backend (log: ${join(work, 'backend.log')})`);
     process.env.BACKEND_URL = apiUrl;
     server = await preview({
@@ -134,6 +150,7 @@ export default async function setup(project: TestProject) {
       preview: { host: '127.0.0.1', port: appPort, strictPort: true, open: false },
     });
   } catch (error) {
+    await stop(evolution);
     await stop(backend);
     ferret.stdin?.end();
     await stop(ferret);
@@ -144,10 +161,12 @@ export default async function setup(project: TestProject) {
   project.provide('apiUrl', apiUrl);
   project.provide('artifacts', artifacts);
   project.provide('admin', ADMIN);
+  project.provide('evolutionUrl', evolutionUrl);
 
   return async () => {
     await new Promise<void>((done) => server?.httpServer.close(() => done()) ?? done());
     await stop(backend);
+    await stop(evolution);
     ferret.stdin?.end();
     await stop(ferret);
   };

@@ -145,3 +145,15 @@ export async function makeTicket(tenant: TenantSetup, clientName = unique('Clien
     message,
   });
 }
+
+/** Makes the fake Evolution "phone" act: connect, send a message (it posts the real webhook). */
+export async function phone<T = Record<string, unknown>>(path: string, body: unknown): Promise<T> {
+  const response = await fetch(`${inject('evolutionUrl')}/_control/${path}`, {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json' },
+    body: JSON.stringify(body),
+  });
+  const text = await response.text();
+  if (!response.ok) throw new Error(`fake Evolution ${path} → ${response.status}: ${text}`);
+  return JSON.parse(text) as T;
+}

@@ -30,7 +30,7 @@ export function Providers({ children, client }: { children: ReactNode; client: Q
     <MantineProvider theme={theme}>
       <QueryClientProvider client={client}>
         <ModalsProvider labels={{ confirm: t.app.confirm, cancel: t.app.cancel }}>
-          <Notifications position="top-right" />
+          <Notifications position="bottom-right" />
           <AuthProvider>
             <RealtimeProvider>{children}</RealtimeProvider>
           </AuthProvider>

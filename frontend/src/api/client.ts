@@ -45,7 +45,11 @@ const authMiddleware: Middleware = {
   },
 };
 
-export const api = createClient<paths>({ baseUrl: '' });
+// Same origin as the page (nginx or the dev proxy forwards /api); fetch looked up per call so tests can stub it.
+export const api = createClient<paths>({
+  baseUrl: typeof window === 'undefined' ? '' : window.location.origin,
+  fetch: (input) => globalThis.fetch(input),
+});
 api.use(authMiddleware);
 
 type Result<T> = { data?: T; error?: unknown; response: Response };
@@ -61,28 +65,6 @@ export async function unwrap<T>(pending: Promise<Result<T>>): Promise<T> {
   if (result.response.ok) return result.data as T;
   const detail = result.error && typeof result.error === 'object' && 'detail' in result.error ? result.error.detail : result.error;
   throw new ApiError(result.response.status, detail);
-}
-
-/** For endpoints not yet in the generated schema: same auth and error handling. */
-export async function request<T>(method: string, path: string, body?: unknown): Promise<T> {
-  const headers: Record<string, string> = { Accept: 'application/json' };
-  const token = auth.token();
-  if (token) headers.Authorization = `Bearer ${token}`;
-  if (body !== undefined) headers['Content-Type'] = 'application/json';
-  let response: Response;
-  try {
-    response = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
-  } catch {
-    throw new ApiError(0, null);
-  }
-  const text = await response.text();
-  const parsed: unknown = text ? JSON.parse(text) : null;
-  if (!response.ok) {
-    if (response.status === 401) auth.onUnauthorized();
-    const detail = parsed && typeof parsed === 'object' && 'detail' in parsed ? parsed.detail : parsed;
-    throw new ApiError(response.status, detail);
-  }
-  return parsed as T;
 }
 
 /** The message to show for any error thrown by a query or mutation. */

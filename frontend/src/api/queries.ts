@@ -1,9 +1,8 @@
 import { useInfiniteQuery, useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
-import { api, request, unwrap } from './client';
+import { api, unwrap } from './client';
 import { keys } from '../realtime/cache';
 import type {
   Department,
-  QrCodeRead,
   ResellerConfigUpdate,
   Ticket,
   TicketStatus,
@@ -98,19 +97,17 @@ export function useTicketUpdated() {
 export function useConnections() {
   return useQuery({
     queryKey: keys.connections,
-    queryFn: async () => {
-      const page = await request<{ items: WhatsAppConnection[] }>('GET', '/api/v1/whatsapp-connections?limit=200');
-      return page.items;
-    },
-    retry: false,
+    queryFn: () =>
+      allPages<WhatsAppConnection>((cursor) =>
+        unwrap(api.GET('/api/v1/whatsapp-connections', { params: { query: { limit: 200, cursor } } })),
+      ),
   });
 }
 
 export function useCreateConnection() {
   const client = useQueryClient();
   return useMutation({
-    mutationFn: (body: WhatsAppConnectionCreate) =>
-      request<WhatsAppConnection>('POST', '/api/v1/whatsapp-connections', body),
+    mutationFn: (body: WhatsAppConnectionCreate) => unwrap(api.POST('/api/v1/whatsapp-connections', { body })),
     onSuccess: () => client.invalidateQueries({ queryKey: keys.connections }),
   });
 }
@@ -119,7 +116,9 @@ export function useUpdateConnection() {
   const client = useQueryClient();
   return useMutation({
     mutationFn: ({ id, ...body }: { id: string; name?: string; default_department_id?: string; active?: boolean }) =>
-      request<WhatsAppConnection>('PATCH', `/api/v1/whatsapp-connections/${encodeURIComponent(id)}`, body),
+      unwrap(
+        api.PATCH('/api/v1/whatsapp-connections/{connection_id}', { params: { path: { connection_id: id } }, body }),
+      ),
     onSuccess: () => client.invalidateQueries({ queryKey: keys.connections }),
   });
 }
@@ -128,7 +127,10 @@ export function useQrCode(id: string, enabled: boolean) {
   return useQuery({
     queryKey: [...keys.connections, id, 'qrcode'],
     enabled,
-    queryFn: () => request<QrCodeRead>('GET', `/api/v1/whatsapp-connections/${encodeURIComponent(id)}/qrcode`),
+    queryFn: () =>
+      unwrap(
+        api.GET('/api/v1/whatsapp-connections/{connection_id}/qrcode', { params: { path: { connection_id: id } } }),
+      ),
     // The provider rotates the QR code about every 20-40 s; the websocket reports status changes.
     refetchInterval: (query) => (query.state.data?.status === 'open' ? false : 15_000),
   });

@@ -368,6 +368,99 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/whatsapp-connections": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** List Connections */
+        get: operations["whatsapp_connections-list"];
+        put?: never;
+        /** Create Connection */
+        post: operations["whatsapp_connections-create"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/whatsapp-connections/{connection_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Get Connection */
+        get: operations["whatsapp_connections-get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        /** Update Connection */
+        patch: operations["whatsapp_connections-update"];
+        trace?: never;
+    };
+    "/api/v1/whatsapp-connections/{connection_id}/qrcode": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Connection Qrcode */
+        get: operations["whatsapp_connections-qrcode"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/webhooks/whatsapp/{connection_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Whatsapp Webhook
+         * @description Evolution posts every event here (webhook_by_events off, as the backend configures it).
+         */
+        post: operations["webhooks-whatsapp"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/webhooks/whatsapp/{connection_id}/{event}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Whatsapp Webhook Event
+         * @description The per-event form (`…/messages-upsert`, `…/connection-update`, …) of webhook_by_events.
+         */
+        post: operations["webhooks-whatsapp_event"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
 }
 export type webhooks = Record<string, never>;
 export interface components {
@@ -408,6 +501,69 @@ export interface components {
         ClientUpdate: {
             /** Name */
             name?: string | null;
+        };
+        /** ConnectionCreate */
+        ConnectionCreate: {
+            /** Name */
+            name: string;
+            /**
+             * Provider
+             * @default evolution
+             * @constant
+             */
+            provider: "evolution";
+            /** Instance Name */
+            instance_name: string;
+            /** Default Department Id */
+            default_department_id: string;
+        };
+        /**
+         * ConnectionRead
+         * @description Never carries the webhook token or provider keys: they are not fields here.
+         */
+        ConnectionRead: {
+            /** Id */
+            id: string;
+            /** Reseller Id */
+            reseller_id: string;
+            /** Name */
+            name: string;
+            /** Provider */
+            provider: string;
+            /** Instance Name */
+            instance_name: string;
+            /** Default Department Id */
+            default_department_id: string;
+            /**
+             * Status
+             * @enum {string}
+             */
+            status: "connecting" | "open" | "close";
+            /** Qr Code */
+            qr_code?: string | null;
+            /** Active */
+            active: boolean;
+            /** Last Error */
+            last_error?: string | null;
+            /**
+             * Created At
+             * Format: date-time
+             */
+            created_at: string;
+            /**
+             * Updated At
+             * Format: date-time
+             */
+            updated_at: string;
+        };
+        /** ConnectionUpdate */
+        ConnectionUpdate: {
+            /** Name */
+            name?: string | null;
+            /** Default Department Id */
+            default_department_id?: string | null;
+            /** Active */
+            active?: boolean | null;
         };
         /** DepartmentCreate */
         DepartmentCreate: {
@@ -518,6 +674,13 @@ export interface components {
             /** Next Cursor */
             next_cursor?: string | null;
         };
+        /** Page[ConnectionRead] */
+        Page_ConnectionRead_: {
+            /** Items */
+            items: components["schemas"]["ConnectionRead"][];
+            /** Next Cursor */
+            next_cursor?: string | null;
+        };
         /** Page[DepartmentRead] */
         Page_DepartmentRead_: {
             /** Items */
@@ -559,6 +722,16 @@ export interface components {
             items: components["schemas"]["UserRead"][];
             /** Next Cursor */
             next_cursor?: string | null;
+        };
+        /** QrCodeRead */
+        QrCodeRead: {
+            /** Qr Code */
+            qr_code: string | null;
+            /**
+             * Status
+             * @enum {string}
+             */
+            status: "connecting" | "open" | "close";
         };
         /** ResellerConfigRead */
         ResellerConfigRead: {
@@ -859,6 +1032,19 @@ export interface components {
             input?: unknown;
             /** Context */
             ctx?: Record<string, never>;
+        };
+        /**
+         * WebhookAck
+         * @description What the provider is told: the delivery is stored (so it may stop retrying).
+         */
+        WebhookAck: {
+            /**
+             * Status
+             * @enum {string}
+             */
+            status: "processed" | "ignored" | "failed";
+            /** Raw Id */
+            raw_id: string;
         };
     };
     responses: never;
@@ -1552,6 +1738,8 @@ export interface operations {
                 department_id?: string | null;
                 cursor?: string | null;
                 limit?: number;
+                /** @description client name, phone or #number */
+                q?: string | null;
             };
             header?: never;
             path?: never;
@@ -1861,6 +2049,241 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["Page_TicketEventRead_"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    "whatsapp_connections-list": {
+        parameters: {
+            query?: {
+                cursor?: string | null;
+                limit?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Page_ConnectionRead_"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    "whatsapp_connections-create": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ConnectionCreate"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ConnectionRead"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    "whatsapp_connections-get": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                connection_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ConnectionRead"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    "whatsapp_connections-update": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                connection_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ConnectionUpdate"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ConnectionRead"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    "whatsapp_connections-qrcode": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                connection_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["QrCodeRead"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    "webhooks-whatsapp": {
+        parameters: {
+            query?: {
+                /** @description the connection's webhook token */
+                t?: string | null;
+            };
+            header?: {
+                "X-Webhook-Token"?: string | null;
+            };
+            path: {
+                connection_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WebhookAck"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    "webhooks-whatsapp_event": {
+        parameters: {
+            query?: {
+                /** @description the connection's webhook token */
+                t?: string | null;
+            };
+            header?: {
+                "X-Webhook-Token"?: string | null;
+            };
+            path: {
+                connection_id: string;
+                event: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WebhookAck"];
                 };
             };
             /** @description Validation Error */

@@ -16,27 +16,10 @@ export type Page<T> = { items: T[]; next_cursor?: string | null };
 
 export const STATUSES = ['espera', 'atendendo', 'finalizado'] as const satisfies readonly TicketStatus[];
 
-// WhatsApp connections (issue 6 contract); replace with generated types once the routes exist.
-export type ConnectionState = 'connecting' | 'open' | 'close';
-export type WhatsAppConnection = {
-  id: string;
-  name: string;
-  provider: string;
-  instance_name: string;
-  default_department_id: string | null;
-  status: ConnectionState;
-  qr_code: string | null;
-  active: boolean;
-  created_at: string;
-  updated_at: string;
-};
-export type WhatsAppConnectionCreate = {
-  name: string;
-  provider: 'evolution';
-  instance_name: string;
-  default_department_id: string;
-};
-export type QrCodeRead = { qr_code: string | null; status: ConnectionState };
+export type WhatsAppConnection = S['ConnectionRead'];
+export type WhatsAppConnectionCreate = S['ConnectionCreate'];
+export type ConnectionState = WhatsAppConnection['status'];
+export type QrCodeRead = S['QrCodeRead'];
 
 /** Frames of the realtime websocket /api/v1/ws. */
 export type RealtimeEventName =

@@ -165,7 +165,6 @@ export const t = {
     empty: 'Nenhuma conexão cadastrada.',
     created: 'Conexão criada',
     updated: 'Conexão atualizada',
-    unavailable: 'As conexões WhatsApp ainda não estão disponíveis neste servidor.',
     state: {
       open: 'Conectado',
       connecting: 'Conectando',

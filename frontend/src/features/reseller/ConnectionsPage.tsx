@@ -1,7 +1,7 @@
 import { Alert, Badge, Button, Center, Group, Image, Loader, Modal, Select, Stack, Table, Text, TextInput } from '@mantine/core';
 import { notifications } from '@mantine/notifications';
 import { useState } from 'react';
-import { ApiError, errorMessage, fieldErrors } from '../../api/client';
+import { errorMessage, fieldErrors } from '../../api/client';
 import { useConnections, useCreateConnection, useDepartments, useQrCode, useUpdateConnection } from '../../api/queries';
 import type { ConnectionState, WhatsAppConnection } from '../../api/types';
 import { t } from '../../i18n/pt-BR';
@@ -101,17 +101,14 @@ export function ConnectionsPage() {
   const [creating, setCreating] = useState(false);
   const [qrFor, setQrFor] = useState<string | null>(null);
   const names = new Map((departments.data ?? []).map((d) => [d.id, d.name]));
-  const missing = query.error instanceof ApiError && (query.error.status === 404 || query.error.status === 405);
   const shown = query.data?.find((c) => c.id === qrFor);
 
   return (
     <>
       <PageHeader title={t.connections.title}>
-        <Button onClick={() => setCreating(true)} disabled={missing}>
-          {t.connections.new}
-        </Button>
+        <Button onClick={() => setCreating(true)}>{t.connections.new}</Button>
       </PageHeader>
-      {missing ? <Alert color="yellow">{t.connections.unavailable}</Alert> : <QueryState query={query} />}
+      <QueryState query={query} />
       {query.data && query.data.length === 0 && <Text c="dimmed">{t.connections.empty}</Text>}
       {query.data && query.data.length > 0 && (
         <Table.ScrollContainer minWidth={640}>

@@ -6,13 +6,55 @@ import type { Message } from '../../api/types';
 import { t } from '../../i18n/pt-BR';
 import { formatWhen } from '../../lib/format';
 
-const TICKS: Record<string, string> = { pending: '🕓', sent: '✓', delivered: '✓✓', read: '✓✓', failed: '⚠' };
+function TickIcon({ status }: { status: string }) {
+  const common = { width: 16, height: 12, viewBox: '0 0 16 12', fill: 'none', stroke: 'currentColor', strokeWidth: 1.6, 'aria-hidden': true } as const;
+  if (status === 'pending') {
+    return (
+      <svg {...common} viewBox="0 0 12 12" width={12}>
+        <circle cx="6" cy="6" r="4.6" />
+        <path d="M6 3.4V6l1.8 1.2" />
+      </svg>
+    );
+  }
+  if (status === 'failed') {
+    return (
+      <svg {...common} viewBox="0 0 12 12" width={12}>
+        <circle cx="6" cy="6" r="4.6" />
+        <path d="M6 3.2v3.4M6 8.4v.4" />
+      </svg>
+    );
+  }
+  if (status === 'sent') {
+    return (
+      <svg {...common}>
+        <path d="M1.5 6.5l3 3 6-7" />
+      </svg>
+    );
+  }
+  if (status === 'delivered' || status === 'read') {
+    return (
+      <svg {...common}>
+        <path d="M1 6.5l3 3 6-7M7 9.5l6-7" />
+      </svg>
+    );
+  }
+  return null;
+}
 
 export function DeliveryTicks({ status }: { status: string }) {
   const label = t.ticket.delivery[status] ?? status;
   return (
-    <Text span size="xs" c={status === 'read' ? 'blue.7' : status === 'failed' ? 'red.7' : 'dimmed'} aria-label={label} title={label} data-testid="ticks">
-      {TICKS[status] ?? ''}
+    <Text
+      span
+      c={status === 'read' ? 'blue.7' : status === 'failed' ? 'red.7' : 'dimmed'}
+      role="img"
+      aria-label={label}
+      title={label}
+      data-testid="ticks"
+      data-status={status}
+      style={{ display: 'inline-flex', alignItems: 'center' }}
+    >
+      <TickIcon status={status} />
     </Text>
   );
 }

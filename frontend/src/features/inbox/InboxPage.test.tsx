@@ -1,0 +1,68 @@
+import { screen, waitFor, within } from '@testing-library/react';
+import userEvent from '@testing-library/user-event';
+import { beforeEach, describe, expect, it } from 'vitest';
+import { agentUser, mockApi, renderApp, signIn, stubWebSocket, ticketFixture } from '../../test/utils';
+import { InboxPage } from './InboxPage';
+
+const me = agentUser();
+const waiting = [
+  ticketFixture({ id: '1'.repeat(24), client_name: 'Maria Silva', number: 1 }),
+  ticketFixture({ id: '2'.repeat(24), client_name: 'João Souza', number: 2, last_message_direction: 'out', last_message_preview: 'Já volto' }),
+];
+
+beforeEach(() => {
+  stubWebSocket();
+  signIn(me);
+});
+
+describe('InboxPage', () => {
+  it('shows the three tabs with their counts and the Espera list first', async () => {
+    mockApi(({ path, url }) => {
+      if (path === '/api/v1/auth/me') return { body: me };
+      if (path === '/api/v1/tickets/counts') return { body: { espera: 2, atendendo: 5, finalizado: 40 } };
+      if (path === '/api/v1/tickets' && url.searchParams.get('status') === 'espera') return { body: { items: waiting, next_cursor: null } };
+      return undefined;
+    });
+    renderApp(<InboxPage />, { path: '/atendimento', route: '/atendimento' });
+    const tabs = screen.getAllByRole('tab');
+    expect(tabs.map((t) => t.textContent)).toEqual([expect.stringContaining('Espera'), expect.stringContaining('Atendendo'), expect.stringContaining('Finalizado')]);
+    await waitFor(() => expect(screen.getByTestId('count-atendendo')).toHaveTextContent('5'));
+    expect(screen.getByTestId('count-finalizado')).toHaveTextContent('40');
+    const rows = await screen.findAllByTestId('ticket-row');
+    expect(rows.map((r) => within(r).getAllByText(/Maria Silva|João Souza/)[0].textContent)).toEqual(['Maria Silva', 'João Souza']);
+    expect(rows[1]).toHaveTextContent('Você: Já volto');
+  });
+
+  it('searches on the server with the typed text (q) and says when nothing matches', async () => {
+    const queries: (string | null)[] = [];
+    mockApi(({ path, url }) => {
+      if (path === '/api/v1/auth/me') return { body: me };
+      if (path === '/api/v1/tickets/counts') return { body: { espera: 2, atendendo: 0, finalizado: 0 } };
+      if (path === '/api/v1/tickets') {
+        queries.push(url.searchParams.get('q'));
+        return { body: { items: url.searchParams.get('q') ? [] : waiting, next_cursor: null } };
+      }
+      return undefined;
+    });
+    renderApp(<InboxPage />, { path: '/atendimento', route: '/atendimento' });
+    await screen.findAllByTestId('ticket-row');
+    await userEvent.type(screen.getByRole('searchbox', { name: 'Buscar cliente' }), '9876');
+    expect(await screen.findByText('Nenhum atendimento encontrado para esta busca.')).toBeInTheDocument();
+    expect(queries).toContain('9876');
+  });
+
+  it('switches tabs with the keyboard', async () => {
+    mockApi(({ path, url }) => {
+      if (path === '/api/v1/auth/me') return { body: me };
+      if (path === '/api/v1/tickets/counts') return { body: { espera: 0, atendendo: 0, finalizado: 0 } };
+      if (path === '/api/v1/tickets') return { body: { items: url.searchParams.get('status') === 'atendendo' ? [waiting[0]] : [], next_cursor: null } };
+      return undefined;
+    });
+    renderApp(<InboxPage />, { path: '/atendimento', route: '/atendimento' });
+    expect(await screen.findByText('Nenhum atendimento aqui.')).toBeInTheDocument();
+    screen.getAllByRole('tab')[0].focus();
+    await userEvent.keyboard('{ArrowRight}');
+    expect(screen.getAllByRole('tab')[1]).toHaveAttribute('aria-selected', 'true');
+    expect(await screen.findByText('Maria Silva')).toBeInTheDocument();
+  });
+});

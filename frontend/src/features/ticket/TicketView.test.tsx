@@ -1,0 +1,117 @@
+import { screen, waitFor, within } from '@testing-library/react';
+import userEvent from '@testing-library/user-event';
+import { beforeEach, describe, expect, it } from 'vitest';
+import { agentUser, mockApi, renderApp, signIn, stubWebSocket, ticketFixture } from '../../test/utils';
+import { allowedActions, assumeConflictMessage } from './actions';
+import { ApiError } from '../../api/client';
+import { TicketView } from './TicketView';
+
+const me = agentUser();
+const base = ticketFixture();
+const message = {
+  id: 'm'.repeat(24), ticket_id: base.id, direction: 'in', sender_type: 'client', sender_name: 'Maria',
+  type: 'text', body: 'Meu pedido não chegou', status: 'received', created_at: '2025-01-01T12:00:00Z',
+};
+const outgoing = { ...message, id: 'n'.repeat(24), direction: 'out', sender_type: 'agent', sender_name: 'Ana', body: 'Já verifico', status: 'delivered' };
+const image = { ...message, id: 'o'.repeat(24), type: 'image', body: '', media: { mimetype: 'image/jpeg' } };
+
+function common(path: string) {
+  if (path === '/api/v1/auth/me') return { body: me };
+  if (path === '/api/v1/departments') return { body: { items: [{ id: base.department_id, name: 'Suporte', active: true, reseller_id: 'r', description: '', created_at: '' }], next_cursor: null } };
+  if (path === `/api/v1/tickets/${base.id}/messages`) return { body: { items: [message, outgoing, image], next_cursor: null } };
+  return undefined;
+}
+
+beforeEach(() => {
+  stubWebSocket();
+  signIn(me);
+});
+
+describe('TicketView', () => {
+  it('shows the thread with direction, delivery ticks and a media placeholder', async () => {
+    mockApi(({ path }) => (path === `/api/v1/tickets/${base.id}` ? { body: base } : common(path)));
+    renderApp(<TicketView ticketId={base.id} />);
+    expect(await screen.findByText('Meu pedido não chegou')).toBeInTheDocument();
+    const bubbles = await screen.findAllByTestId('message');
+    expect(bubbles.map((b) => b.getAttribute('data-direction'))).toEqual(['in', 'out', 'in']);
+    expect(within(bubbles[1]).getByRole('img', { name: 'Entregue' })).toBeInTheDocument();
+    expect(screen.getByTestId('media-placeholder')).toHaveTextContent('Imagem');
+    expect(screen.getByTestId('composer-hint')).toHaveTextContent('Assuma o atendimento para responder.');
+  });
+
+  it('says who took the ticket when Assumir loses the race (409) and shows the ticket as it is now', async () => {
+    const taken = { ...base, status: 'atendendo', agent_id: 'b'.repeat(24), agent_name: 'Bruno Rápido', version: 2 };
+    let assumed = false;
+    mockApi(({ method, path }) => {
+      if (path === `/api/v1/tickets/${base.id}/assume` && method === 'POST') {
+        assumed = true;
+        return { status: 409, body: { detail: { message: 'already assumed', status: 'atendendo', ticket: taken } } };
+      }
+      if (path === `/api/v1/tickets/${base.id}`) return { body: assumed ? taken : base };
+      if (path === '/api/v1/tickets') return { body: { items: [], next_cursor: null } };
+      if (path === '/api/v1/tickets/counts') return { body: { espera: 0, atendendo: 1, finalizado: 0 } };
+      return common(path);
+    });
+    renderApp(<TicketView ticketId={base.id} />);
+    await userEvent.click(await screen.findByRole('button', { name: 'Assumir' }));
+    expect(await screen.findByText('Este atendimento já foi assumido por Bruno Rápido.')).toBeInTheDocument();
+    await waitFor(() => expect(screen.getByTestId('ticket-status')).toHaveTextContent('Atendendo'));
+    expect(screen.queryByRole('button', { name: 'Assumir' })).not.toBeInTheDocument();
+    expect(screen.getByTestId('composer-hint')).toHaveTextContent('Em atendimento por Bruno Rápido.');
+  });
+
+  it('asks for confirmation before Finalizar and only then calls the API', async () => {
+    const mine = { ...base, status: 'atendendo' as const, agent_id: me.id, agent_name: me.name, version: 2 };
+    const calls = mockApi(({ method, path }) => {
+      if (path === `/api/v1/tickets/${base.id}/finalize` && method === 'POST') return { body: { ...mine, status: 'finalizado', version: 3 } };
+      if (path === `/api/v1/tickets/${base.id}`) return { body: mine };
+      if (path === '/api/v1/tickets') return { body: { items: [], next_cursor: null } };
+      if (path === '/api/v1/tickets/counts') return { body: { espera: 0, atendendo: 0, finalizado: 1 } };
+      return common(path);
+    });
+    renderApp(<TicketView ticketId={base.id} />);
+    await userEvent.click(await screen.findByRole('button', { name: 'Finalizar' }));
+    expect(await screen.findByText(/Finalizar este atendimento\?/)).toBeInTheDocument();
+    expect(calls.some((c) => c.path.endsWith('/finalize'))).toBe(false);
+    await userEvent.click(screen.getByTestId('confirm-finalize'));
+    await waitFor(() => expect(screen.getByTestId('ticket-status')).toHaveTextContent('Finalizado'));
+    expect(calls.filter((c) => c.path.endsWith('/finalize'))).toHaveLength(1);
+    expect(screen.getByTestId('composer-hint')).toHaveTextContent('somente leitura');
+  });
+
+  it('sends a reply from the composer with Ctrl+Enter', async () => {
+    const mine = { ...base, status: 'atendendo' as const, agent_id: me.id, agent_name: me.name, version: 2 };
+    const calls = mockApi(({ method, path, body }) => {
+      if (path === `/api/v1/tickets/${base.id}/messages` && method === 'POST') return { status: 201, body: { ...outgoing, body: (body as { body: string }).body } };
+      if (path === `/api/v1/tickets/${base.id}`) return { body: mine };
+      return common(path);
+    });
+    renderApp(<TicketView ticketId={base.id} />);
+    const box = await screen.findByRole('textbox', { name: 'Mensagem' });
+    await userEvent.type(box, 'Pode deixar{Control>}{Enter}{/Control}');
+    await waitFor(() => expect(calls.some((c) => c.method === 'POST' && c.path.endsWith('/messages'))).toBe(true));
+    expect(calls.find((c) => c.method === 'POST')?.body).toEqual({ body: 'Pode deixar' });
+    await waitFor(() => expect(box).toHaveValue(''));
+  });
+});
+
+describe('allowedActions', () => {
+  const reseller = agentUser({ id: 'o'.repeat(24), role: 'reseller', department_ids: [] });
+  it('lets an agent assume from espera but only the holder answer, transfer or finalize', () => {
+    expect(allowedActions(base, me)).toEqual({ assume: true, transfer: false, finalize: true, reply: false });
+    const held = { ...base, status: 'atendendo' as const, agent_id: me.id };
+    expect(allowedActions(held, me)).toEqual({ assume: false, transfer: true, finalize: true, reply: true });
+    const others = { ...held, agent_id: 'b'.repeat(24) };
+    expect(allowedActions(others, me)).toEqual({ assume: false, transfer: false, finalize: false, reply: false });
+  });
+  it('lets a reseller transfer and finalize but never assume or answer', () => {
+    const held = { ...base, status: 'atendendo' as const, agent_id: me.id };
+    expect(allowedActions(held, reseller)).toEqual({ assume: false, transfer: true, finalize: true, reply: false });
+    expect(allowedActions({ ...base, status: 'finalizado' }, reseller)).toEqual({ assume: false, transfer: false, finalize: false, reply: false });
+  });
+  it('words a 409 by what its body carries', () => {
+    expect(assumeConflictMessage(new ApiError(409, { message: 'x', ticket: { ...base, agent_name: 'Bia' } }))).toBe('Este atendimento já foi assumido por Bia.');
+    expect(assumeConflictMessage(new ApiError(409, { message: 'x', ticket: base }))).toBe('Este atendimento já foi assumido por outro agente.');
+    expect(assumeConflictMessage(new ApiError(409, 'busy'))).toMatch(/mudou/);
+  });
+});

@@ -1,0 +1,111 @@
+import { QueryClient, type InfiniteData } from '@tanstack/react-query';
+import { describe, expect, it } from 'vitest';
+import type { Message, Page, RealtimeEvent, Ticket } from '../api/types';
+import { agentUser, ticketFixture } from '../test/utils';
+import { applyEvent, keys } from './cache';
+
+type Pages<T> = InfiniteData<Page<T>, string | null>;
+const pages = <T,>(...lists: T[][]): Pages<T> => ({
+  pages: lists.map((items, i) => ({ items, next_cursor: i < lists.length - 1 ? `c${i}` : null })),
+  pageParams: lists.map((_, i) => (i === 0 ? null : `c${i - 1}`)),
+});
+const ids = (data: Pages<Ticket> | undefined) => data?.pages.flatMap((p) => p.items.map((t) => t.id));
+
+function ev(event: RealtimeEvent['event'], over: Partial<RealtimeEvent>): RealtimeEvent {
+  return { type: 'event', seq: 1, event, at: '2025-01-01T12:00:00Z', ticket: null, message: null, connection: null, ...over };
+}
+
+const me = agentUser();
+const other = agentUser({ id: 'b'.repeat(24), name: 'Bruno' });
+const t1 = ticketFixture({ id: '1'.repeat(24), last_message_at: '2025-01-01T12:03:00Z' });
+const t2 = ticketFixture({ id: '2'.repeat(24), last_message_at: '2025-01-01T12:02:00Z' });
+const t3 = ticketFixture({ id: '3'.repeat(24), last_message_at: '2025-01-01T12:01:00Z' });
+
+function seeded() {
+  const client = new QueryClient();
+  client.setQueryData(keys.ticketList('espera', ''), pages([t1, t2, t3]));
+  client.setQueryData(keys.ticketList('atendendo', ''), pages<Ticket>([]));
+  return client;
+}
+
+describe('applyEvent', () => {
+  it('takes a ticket assumed by someone else out of Espera and keeps it out of my Atendendo', () => {
+    const client = seeded();
+    const assumed = { ...t2, status: 'atendendo' as const, agent_id: other.id, agent_name: 'Bruno', version: 2 };
+    applyEvent(client, ev('ticket.assumed', { ticket: assumed }), me);
+    expect(ids(client.getQueryData(keys.ticketList('espera', '')))).toEqual([t1.id, t3.id]);
+    expect(ids(client.getQueryData(keys.ticketList('atendendo', '')))).toEqual([]);
+    expect(client.getQueryData<Ticket>(keys.ticket(t2.id))?.agent_name).toBe('Bruno');
+  });
+
+  it('puts a ticket I assumed into my Atendendo list', () => {
+    const client = seeded();
+    const assumed = { ...t3, status: 'atendendo' as const, agent_id: me.id, agent_name: me.name, version: 2 };
+    applyEvent(client, ev('ticket.assumed', { ticket: assumed }), me);
+    expect(ids(client.getQueryData(keys.ticketList('atendendo', '')))).toEqual([t3.id]);
+  });
+
+  it('shows a new ticket of my department at the top, and ignores other departments', () => {
+    const client = seeded();
+    const fresh = ticketFixture({ id: '4'.repeat(24), last_message_at: '2025-01-01T12:09:00Z' });
+    applyEvent(client, ev('ticket.created', { ticket: fresh }), me);
+    expect(ids(client.getQueryData(keys.ticketList('espera', '')))?.[0]).toBe(fresh.id);
+    const elsewhere = ticketFixture({ id: '5'.repeat(24), department_id: 'e'.repeat(24) });
+    applyEvent(client, ev('ticket.created', { ticket: elsewhere }), me);
+    expect(ids(client.getQueryData(keys.ticketList('espera', '')))).not.toContain(elsewhere.id);
+  });
+
+  it('moves a ticket with a new message to the top and appends the message to a loaded thread', () => {
+    const client = seeded();
+    const thread: Pages<Message> = pages([]);
+    client.setQueryData(keys.messages(t3.id), thread);
+    const message: Message = {
+      id: 'm'.repeat(24), ticket_id: t3.id, direction: 'in', sender_type: 'client', sender_name: 'Maria',
+      type: 'text', body: 'Oi de novo', status: 'received', created_at: '2025-01-01T12:10:00Z',
+    };
+    const touched = { ...t3, last_message_at: '2025-01-01T12:10:00Z', last_message_preview: 'Oi de novo' };
+    applyEvent(client, ev('message.created', { ticket: touched, message }), me);
+    applyEvent(client, ev('message.created', { ticket: touched, message }), me); // replay: stored once
+    expect(ids(client.getQueryData(keys.ticketList('espera', '')))).toEqual([t3.id, t1.id, t2.id]);
+    const loaded = client.getQueryData<Pages<Message>>(keys.messages(t3.id));
+    expect(loaded?.pages[0].items.map((m) => m.body)).toEqual(['Oi de novo']);
+
+    applyEvent(client, ev('message.status', { message: { ...message, status: 'read' } }), me);
+    expect(client.getQueryData<Pages<Message>>(keys.messages(t3.id))?.pages[0].items[0].status).toBe('read');
+  });
+
+  it('never rolls a ticket back to an older version', () => {
+    const client = seeded();
+    client.setQueryData(keys.ticket(t1.id), { ...t1, status: 'finalizado', version: 3 });
+    applyEvent(client, ev('ticket.assumed', { ticket: { ...t1, status: 'atendendo', agent_id: me.id, version: 2 } }), me);
+    expect(client.getQueryData<Ticket>(keys.ticket(t1.id))?.status).toBe('finalizado');
+  });
+
+  it('does not insert past the loaded pages when more pages exist', () => {
+    const client = new QueryClient();
+    client.setQueryData(keys.ticketList('espera', ''), pages([t1], [t2]));
+    const old = ticketFixture({ id: '9'.repeat(24), last_message_at: '2024-12-01T00:00:00Z' });
+    applyEvent(client, ev('ticket.transferred', { ticket: old }), me);
+    expect(ids(client.getQueryData(keys.ticketList('espera', '')))).toEqual([t1.id, t2.id, old.id]);
+    client.setQueryData(keys.ticketList('espera', ''), { ...pages([t1], [t2]), pages: [{ items: [t1], next_cursor: 'more' }] });
+    applyEvent(client, ev('ticket.transferred', { ticket: { ...old, version: 5 } }), me);
+    expect(ids(client.getQueryData(keys.ticketList('espera', '')))).toEqual([t1.id]);
+  });
+
+  it('marks counts and search results stale instead of guessing them', () => {
+    const client = seeded();
+    client.setQueryData(keys.counts, { espera: 3, atendendo: 0, finalizado: 0 });
+    client.setQueryData(keys.ticketList('espera', 'maria'), pages([t1]));
+    applyEvent(client, ev('ticket.finalized', { ticket: { ...t1, status: 'finalizado', version: 2 } }), me);
+    expect(client.getQueryState(keys.counts)?.isInvalidated).toBe(true);
+    expect(client.getQueryState(keys.ticketList('espera', 'maria'))?.isInvalidated).toBe(true);
+    expect(ids(client.getQueryData(keys.ticketList('espera', '')))).toEqual([t2.id, t3.id]);
+  });
+
+  it('updates a connection status in the connections list', () => {
+    const client = new QueryClient();
+    client.setQueryData(keys.connections, [{ id: 'x', name: 'Loja', status: 'connecting' }]);
+    applyEvent(client, ev('connection.status', { connection: { id: 'x', status: 'open' } }), me);
+    expect(client.getQueryData<{ status: string }[]>(keys.connections)?.[0].status).toBe('open');
+  });
+});
