@@ -26,6 +26,7 @@ from backend.connections.providers.base import (
     StatusUpdate,
     WebhookParseError,
 )
+from backend.core import natural_keys
 from backend.core.clock import utcnow
 from backend.core.db import Database
 from backend.core.errors import Unauthorized
@@ -34,6 +35,7 @@ from backend.core.logging import get_logger
 from backend.messages import repository as messages
 from backend.outbound import service as outbound
 from backend.tickets import intake
+from backend.users import repository as users
 from backend.webhooks import repository
 from backend.webhooks.schemas import Outcome
 
@@ -152,6 +154,14 @@ async def _apply(db: Database, conn: dict[str, Any], event: InboundEvent) -> str
     return f"ignored: {event.reason}"
 
 
+async def _known_client(db: Database, reseller_id: str, phone: str) -> dict[str, Any] | None:
+    """Most messages come from known clients: two `_id` reads instead of a losing claim insert
+    (inserts are what a FerretDB under load queues on). New clients go through the race-safe
+    upsert_by_phone."""
+    client_id = await natural_keys.lookup(db, clients.PHONE_KEY, reseller_id, phone)
+    return await users.get(db, client_id) if client_id else None
+
+
 async def _ingest_message(db: Database, conn: dict[str, Any], event: InboundMessage) -> str:
     message_id = message_id_for(conn["_id"], event.provider_message_id)
     if await messages.get(db, message_id) is not None:
@@ -167,12 +177,14 @@ async def _ingest_message(db: Database, conn: dict[str, Any], event: InboundMess
         )
         if bound != message_id:
             return "echo of an IAZE reply"
-    client, _ = await clients.upsert_by_phone(
-        db,
-        reseller_id=conn["reseller_id"],
-        phone=event.phone,
-        name=(event.push_name if not event.from_me else "") or event.phone,
-    )
+    client = await _known_client(db, conn["reseller_id"], event.phone)
+    if client is None:
+        client, _ = await clients.upsert_by_phone(
+            db,
+            reseller_id=conn["reseller_id"],
+            phone=event.phone,
+            name=(event.push_name if not event.from_me else "") or event.phone,
+        )
     ticket, message, created = await intake.receive_client_message(
         db,
         reseller_id=conn["reseller_id"],

@@ -1,0 +1,314 @@
+"""WhatsApp ingest benchmark: inbound messages through the webhook vs the same documents
+inserted directly with the driver, on an empty database and with history already stored.
+
+    .venv/bin/python -m bench.ingest_bench --messages 50000 --conversations 2000 --concurrency 64 \
+        --preload 500000
+
+Starts its own FerretDB (unless MONGO_URL is set) and the backend as a separate uvicorn process
+(outbound worker off), creates a tenant and a connection through the API, then:
+  1. webhook: MESSAGES_UPSERT deliveries posted at the given concurrency (messages/s, p50/p99);
+  2. driver: the same number of message documents inserted one by one at the same concurrency;
+  3. preload: `--preload` message documents bulk-inserted as history, then 1 and 2 again with
+     fresh conversations;
+and counts afterwards: every delivery stored exactly once (messages by connection, raw events).
+"""
+
+import argparse
+import asyncio
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+from pymongo import AsyncMongoClient
+
+from backend.core.clock import utcnow
+from backend.core.ids import new_id
+from backend.devtools import ferretdb
+from backend.webhooks.service import message_id_for
+
+ROOT = Path(__file__).resolve().parents[1]
+ADMIN = ("bench-admin@example.com", "bench-admin-pass-1")
+
+
+def _pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else 0.0
+
+
+def _payload(phone: str, key_id: str, n: int) -> dict[str, Any]:
+    return {
+        "event": "messages.upsert",
+        "instance": "bench",
+        "data": {
+            "key": {"remoteJid": f"{phone}@s.whatsapp.net", "fromMe": False, "id": key_id},
+            "pushName": f"Cliente {phone[-4:]}",
+            "message": {"conversation": f"mensagem {n} do benchmark de ingestão"},
+            "messageType": "conversation",
+            "messageTimestamp": int(time.time()),
+        },
+    }
+
+
+async def _pool(n: int, concurrency: int, job: Any) -> tuple[float, list[float]]:
+    latencies: list[float] = []
+    next_i = 0
+
+    async def runner() -> None:
+        nonlocal next_i
+        while next_i < n:
+            i = next_i
+            next_i += 1
+            t0 = time.perf_counter()
+            await job(i)
+            latencies.append(time.perf_counter() - t0)
+
+    start = time.perf_counter()
+    await asyncio.gather(*(runner() for _ in range(concurrency)))
+    return time.perf_counter() - start, latencies
+
+
+async def webhook_phase(
+    http: httpx.AsyncClient, conn_id: str, token: str, *, messages: int, conversations: int, concurrency: int, tag: str
+) -> dict[str, Any]:
+    phones = [f"55{tag}{i:07d}" for i in range(conversations)]
+    errors: list[str] = []
+
+    async def job(i: int) -> None:
+        body = _payload(phones[i % conversations], f"{tag}-{i}", i)
+        r = await http.post(f"/api/v1/webhooks/whatsapp/{conn_id}", json=body, headers={"X-Webhook-Token": token})
+        if r.status_code != 200 or r.json()["status"] != "processed":
+            errors.append(r.text[:200])
+
+    elapsed, lat = await _pool(messages, concurrency, job)
+    return {
+        "rate": messages / elapsed,
+        "p50": _pct(lat, 0.5),
+        "p99": _pct(lat, 0.99),
+        "elapsed": elapsed,
+        "errors": len(errors),
+        "first_error": errors[0] if errors else None,
+    }
+
+
+async def driver_phase(
+    db: Any, conn_id: str, *, messages: int, conversations: int, concurrency: int, tag: str
+) -> dict[str, Any]:
+    """The same message documents, inserted one at a time (what ingest must write, minimum)."""
+    tickets = [new_id() for _ in range(conversations)]
+    coll = db["bench_direct_messages"]
+
+    async def job(i: int) -> None:
+        await coll.insert_one(
+            {
+                "_id": message_id_for(conn_id, f"direct-{tag}-{i}"),
+                "ticket_id": tickets[i % conversations],
+                "reseller_id": "bench",
+                "direction": "in",
+                "sender_type": "client",
+                "sender_id": tickets[i % conversations],
+                "sender_name": "Cliente",
+                "type": "text",
+                "body": f"mensagem {i} do benchmark de ingestão",
+                "media": None,
+                "status": "received",
+                "created_at": utcnow(),
+                "connection_id": conn_id,
+                "provider_message_id": f"direct-{tag}-{i}",
+            }
+        )
+
+    elapsed, lat = await _pool(messages, concurrency, job)
+    return {"rate": messages / elapsed, "p50": _pct(lat, 0.5), "p99": _pct(lat, 0.99), "elapsed": elapsed}
+
+
+async def preload(db: Any, n: int) -> float:
+    start = time.perf_counter()
+    batch: list[dict[str, Any]] = []
+    for i in range(n):
+        batch.append(
+            {
+                "_id": new_id(),
+                "ticket_id": f"history-{i % 20000}",
+                "reseller_id": "history",
+                "direction": "in" if i % 2 else "out",
+                "sender_type": "client",
+                "type": "text",
+                "body": f"histórico {i}",
+                "status": "received",
+                "created_at": utcnow(),
+            }
+        )
+        if len(batch) == 5000:
+            await db.messages.insert_many(batch, ordered=False)
+            batch = []
+    if batch:
+        await db.messages.insert_many(batch, ordered=False)
+    return time.perf_counter() - start
+
+
+def _start_backend(mongo_url: str, db_name: str, port: int, log: Path) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "ENV": "test",
+        "MONGO_URL": mongo_url,
+        "MONGO_DB": db_name,
+        "PORT": str(port),
+        "ADMIN_EMAIL": ADMIN[0],
+        "ADMIN_PASSWORD": ADMIN[1],
+        "JWT_SECRET": "bench-" + "x" * 40,
+        "OUTBOUND_WORKER_ENABLED": "false",
+        "LOG_LEVEL": "WARNING",
+        "EVOLUTION_BASE_URL": "",
+        "LEDGER_FILE": str(log.parent / "ledger.jsonl"),
+    }
+    out = open(log, "ab")  # noqa: SIM115 - owned by the child
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "--factory",
+            "backend.app:create_app",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+            "--no-access-log",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=out,
+        stderr=out,
+    )
+
+
+async def _wait_ready(http: httpx.AsyncClient) -> None:
+    for _ in range(600):
+        try:
+            if (await http.get("/health/ready")).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        await asyncio.sleep(0.1)
+    raise RuntimeError("backend not ready")
+
+
+async def _setup(http: httpx.AsyncClient, db: Any) -> tuple[str, str, str]:
+    r = await http.post("/api/v1/auth/login", json={"email": ADMIN[0], "password": ADMIN[1]})
+    admin = {"Authorization": f"Bearer {r.json()['access_token']}"}
+    email = f"bench-{uuid.uuid4().hex[:6]}@example.com"
+    r = await http.post(
+        "/api/v1/resellers", json={"name": "Bench", "email": email, "password": "owner-pass-1"}, headers=admin
+    )
+    r.raise_for_status()
+    reseller_id = r.json()["id"]
+    r = await http.post("/api/v1/auth/login", json={"email": email, "password": "owner-pass-1"})
+    owner = {"Authorization": f"Bearer {r.json()['access_token']}"}
+    dept = (await http.post("/api/v1/departments", json={"name": "Suporte"}, headers=owner)).json()
+    r = await http.post(
+        "/api/v1/whatsapp-connections",
+        headers=owner,
+        json={
+            "name": "Bench",
+            "provider": "evolution",
+            "instance_name": f"bench-{uuid.uuid4().hex[:6]}",
+            "default_department_id": dept["id"],
+        },
+    )
+    r.raise_for_status()
+    conn_id = r.json()["id"]
+    token = (await db.whatsapp_connections.find_one({"_id": conn_id}))["webhook_token"]
+    return reseller_id, conn_id, token
+
+
+async def _verify(db: Any, conn_id: str, expected: int) -> dict[str, int]:
+    stored = await db.messages.count_documents({"connection_id": conn_id})
+    raw = await db.webhook_events_raw.count_documents({"connection_id": conn_id})
+    raw_ok = await db.webhook_events_raw.count_documents({"connection_id": conn_id, "status": "processed"})
+    return {
+        "expected": expected,
+        "stored": stored,
+        "lost": max(0, expected - stored),
+        "duplicated": max(0, stored - expected),
+        "raw": raw,
+        "raw_processed": raw_ok,
+    }
+
+
+async def main(args: argparse.Namespace) -> None:
+    tmp = Path(tempfile.mkdtemp(prefix="ingest-bench-"))
+    fdb = None
+    mongo_url = os.environ.get("MONGO_URL", "")
+    if not mongo_url:
+        port = ferretdb.free_port()
+        fdb = ferretdb.start(f"127.0.0.1:{port}", tmp / "data", log_path=tmp / "ferretdb.log")
+        mongo_url = f"mongodb://127.0.0.1:{port}/"
+    db_name = f"bench_ingest_{uuid.uuid4().hex[:6]}"
+    bport = ferretdb.free_port()
+    backend = _start_backend(mongo_url, db_name, bport, tmp / "backend.log")
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_url, tz_aware=True)
+    db = client[db_name]
+    limits = httpx.Limits(max_connections=args.concurrency, max_keepalive_connections=args.concurrency)
+    results: dict[str, Any] = {}
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{bport}", timeout=900, limits=limits) as http:
+            await _wait_ready(http)
+            _, conn_id, token = await _setup(http, db)
+            common = {"messages": args.messages, "conversations": args.conversations, "concurrency": args.concurrency}
+            for label, tag in (("empty", "1"), ("history", "2")):
+                if label == "history":
+                    if not args.preload:
+                        break
+                    secs = await preload(db, args.preload)
+                    print(f"preloaded {args.preload} messages in {secs:.0f}s", flush=True)
+                before = await db.messages.count_documents({"connection_id": conn_id})
+                hook = await webhook_phase(http, conn_id, token, tag=tag, **common)
+                direct = await driver_phase(db, conn_id, tag=tag, **common)
+                counts = await _verify(db, conn_id, before + args.messages)
+                results[label] = {
+                    "webhook": hook,
+                    "driver": direct,
+                    "ratio": hook["rate"] / direct["rate"],
+                    "counts": counts,
+                }
+                print(label, results[label], flush=True)
+    finally:
+        backend.terminate()
+        backend.wait(20)
+        await client.close()
+        if fdb is not None:
+            ferretdb.stop(fdb)
+        if not args.keep:
+            shutil.rmtree(tmp, ignore_errors=True)
+    print("\n| database | webhook msg/s | webhook p50 / p99 (ms) | driver msg/s | driver p99 (ms) | ratio ", end="")
+    print("| lost | duplicated |")
+    print("|---|---|---|---|---|---|---|---|")
+    for label, res in results.items():
+        h, d, c = res["webhook"], res["driver"], res["counts"]
+        print(
+            f"| {label} | {h['rate']:.0f} | {h['p50'] * 1000:.0f} / {h['p99'] * 1000:.0f} | {d['rate']:.0f} | "
+            f"{d['p99'] * 1000:.0f} | {res['ratio']:.2f} | {c['lost']} | {c['duplicated']} |"
+        )
+    print(
+        f"\nmessages={args.messages} conversations={args.conversations} concurrency={args.concurrency} "
+        f"preload={args.preload} cpus={os.cpu_count()} python={sys.version.split()[0]}"
+    )
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--messages", type=int, default=50_000)
+    parser.add_argument("--conversations", type=int, default=2_000)
+    parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--preload", type=int, default=500_000)
+    parser.add_argument("--keep", action="store_true", help="keep the temporary directory (logs)")
+    asyncio.run(main(parser.parse_args()))
