@@ -15,6 +15,7 @@ from typing import Any
 
 from backend.core.clock import utcnow
 from backend.core.db import Database
+from backend.ledger import model
 
 COLLECTION = "deploy_ledger"
 RECENT = 200  # entries read per source; one per start, so this spans a long history
@@ -51,8 +52,13 @@ def make_entry(
     }
 
 
+# Only accepted starts can be a baseline; reading just those keeps a run of refused restarts from
+# pushing the real baseline out of the window.
+ACCEPTED = (model.OK, model.OVERRIDE)
+
+
 async def read_db(db: Database) -> list[dict[str, Any]]:
-    cursor = db[COLLECTION].find({}).sort("_id", -1).limit(RECENT)
+    cursor = db[COLLECTION].find({"outcome": {"$in": list(ACCEPTED)}}).sort("_id", -1).limit(RECENT)
     return await cursor.to_list(length=RECENT)
 
 
@@ -72,7 +78,7 @@ def read_file(path: str, db_name: str) -> list[dict[str, Any]]:
                 entry = json.loads(line)
             except ValueError:
                 continue
-            if isinstance(entry, dict) and entry.get("db") == db_name and "_id" in entry:
+            if isinstance(entry, dict) and entry.get("db") == db_name and entry.get("outcome") in ACCEPTED:
                 entries.append(entry)
     entries.sort(key=lambda e: str(e["_id"]), reverse=True)
     return entries[:RECENT]

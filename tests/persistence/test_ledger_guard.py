@@ -190,3 +190,20 @@ async def test_instances_starting_at_once_while_data_grows_never_refuse(
     entries = await raw_mongo[name].deploy_ledger.find({}).to_list(length=None)
     assert len(entries) == 5 and {e["outcome"] for e in entries} == {model.OK}
     assert len({e["_id"] for e in file_entries(ledger_file)}) == 5
+
+
+async def test_many_refused_restarts_do_not_push_the_baseline_out(
+    mongo_url: str, raw_mongo: AsyncMongoClient[dict[str, Any]]
+) -> None:
+    name = "ledger_crashloop"
+    await raw_mongo.drop_database(name)
+    settings = make_settings(mongo_url, name)  # database copy only
+    async with running(settings) as (_, http):
+        await seed(http)
+    async with running(settings) as (app, _):
+        assert app.state.startup.ready
+    await raw_mongo[name].tickets.delete_one({})
+    refused = [{"_id": f"9999-{i:04d}", "db": name, "outcome": model.REFUSED, "counts": {}} for i in range(300)]
+    await raw_mongo[name].deploy_ledger.insert_many(refused)  # a long crash loop of refused starts
+    async with running(settings) as (app, http):
+        await assert_refused(app, http, "tickets 3 -> 2")
