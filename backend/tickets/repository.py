@@ -4,6 +4,7 @@ from datetime import datetime
 from typing import Any
 
 from pymongo import ReturnDocument
+from pymongo.errors import DuplicateKeyError
 
 from backend.core.db import Database
 from backend.core.indexes import ASC, DESC, declare
@@ -93,11 +94,19 @@ async def count(db: Database, query: dict[str, Any]) -> int:
 
 async def next_number(db: Database, reseller_id: str) -> int:
     """A candidate number; callers claim it through a unique key, since $inc is not atomic on FerretDB."""
-    doc = await db[COUNTERS].find_one_and_update(
-        {"_id": f"ticket-number:{reseller_id}"},
-        {"$inc": {"seq": 1}},
-        upsert=True,
-        return_document=ReturnDocument.AFTER,
-    )
-    assert doc is not None
-    return int(doc["seq"])
+    for attempt in range(2):
+        try:
+            doc = await db[COUNTERS].find_one_and_update(
+                {"_id": f"ticket-number:{reseller_id}"},
+                {"$inc": {"seq": 1}},
+                upsert=True,
+                return_document=ReturnDocument.AFTER,
+            )
+        except DuplicateKeyError:
+            # Two first tickets of a tenant both upserted the missing counter; it exists now.
+            if attempt:
+                raise
+            continue
+        assert doc is not None
+        return int(doc["seq"])
+    raise AssertionError("unreachable")
