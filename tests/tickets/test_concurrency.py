@@ -12,7 +12,7 @@ from tests.factories import API, Tenant, get_ticket, make_client, make_tenant, m
 
 @pytest.fixture(scope="module")
 async def tenant(client: httpx.AsyncClient, admin_headers: dict[str, str]) -> Tenant:
-    return await make_tenant(client, admin_headers, agents=5)
+    return await make_tenant(client, admin_headers, agents=3)
 
 
 async def _race_assume(client: httpx.AsyncClient, tenant: Tenant, n: int, db: Any) -> None:
@@ -121,3 +121,26 @@ async def test_two_concurrent_creates_for_one_client_open_one_ticket(
         assert await db.messages.count_documents({"ticket_id": created["id"]}) == 1
         events = await ticket_events(client, tenant.headers, created["id"])
         assert [e["type"] for e in events] == ["created"]
+
+
+async def test_concurrent_first_tickets_of_new_tenants_all_succeed(
+    client: httpx.AsyncClient, admin_headers: dict[str, str]
+) -> None:
+    """The per-tenant number counter does not exist before a tenant's first ticket: concurrent
+    first tickets must not trip over creating it (this once answered 500)."""
+    for _ in range(3):
+        fresh = await make_tenant(client, admin_headers, agents=0)
+        customers = [await make_client(client, fresh) for _ in range(4)]
+        dept = fresh.departments[0]["id"]
+        results = await asyncio.gather(
+            *(
+                client.post(
+                    f"{API}/tickets",
+                    json={"client_id": c["id"], "department_id": dept, "message": "oi"},
+                    headers=fresh.headers,
+                )
+                for c in customers
+            )
+        )
+        assert [r.status_code for r in results] == [201] * 4, [r.text for r in results]
+        assert len({r.json()["number"] for r in results}) == 4
