@@ -24,6 +24,7 @@ from backend.core.metrics import render as render_metrics
 from backend.core.middleware import RequestContextMiddleware
 from backend.departments.routes import router as departments_router
 from backend.outbound.worker import Background as OutboundBackground
+from backend.realtime.routes import router as realtime_router
 from backend.resellers.routes import router as resellers_router
 from backend.tickets.routes import router as tickets_router
 from backend.users.routes import router as users_router
@@ -141,6 +142,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         tickets_router,
         connections_router,
         webhooks_router,
+        realtime_router,
     ):
         api.include_router(router)
     app.include_router(api)

@@ -1,12 +1,96 @@
 """Where domain changes are announced for realtime delivery.
 
-Services call `publish` after a change is durable. The realtime package turns each call into a
-per-tenant, sequenced event (see issue 5); this module is the only seam between the two.
+Services call `publish` right after a change is durable (its ticket_events entry or message is
+stored). `publish` stores one record in the per-tenant sequenced feed (records.py), then hands it
+to this process's hub and to the Redis bus. It never raises: the domain write already happened,
+so a realtime failure is logged and counted (iaze_realtime_errors_total), not turned into an error.
+
+Crash window: the feed record is written immediately after the domain write, in the same request.
+If the process dies between the two, that one change is in the database (ticket, ticket_events,
+messages) but has no feed record, so sockets are not told about it; the data is not lost and
+shows on the next list refetch (every client refetches on `resync` and on a fresh connect), and
+the next change to the same ticket carries its full current state. The feed is a notification
+log, never the source of truth.
 """
 
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Protocol
 
+from backend.core.clock import utcnow
 from backend.core.db import Database
+from backend.core.logging import get_logger
+from backend.messages.schemas import MessageRead
+from backend.realtime import metrics, records
+from backend.realtime.audience import snapshot
+from backend.tickets.schemas import TicketRead
+
+log = get_logger("realtime.feed")
+
+EVENT_TYPES = frozenset(
+    {
+        "ticket.created",
+        "ticket.assumed",
+        "ticket.transferred",
+        "ticket.finalized",
+        "message.created",
+        "message.status",
+        "connection.status",
+    }
+)
+
+
+class Sink(Protocol):
+    """Something in this process that wants every stored record (the hub, the Redis bus)."""
+
+    def announce(self, record: dict[str, Any]) -> None: ...
+
+
+@dataclass(eq=False)
+class _Registration:
+    db_name: str
+    sink: Sink
+
+
+_sinks: list[_Registration] = []
+
+
+def register_sink(db: Database, sink: Sink) -> None:
+    _sinks.append(_Registration(db.name, sink))
+
+
+def unregister_sink(sink: Sink) -> None:
+    _sinks[:] = [r for r in _sinks if r.sink is not sink]
+
+
+def _connection_json(connection: dict[str, Any]) -> dict[str, Any]:
+    out = {k: v for k, v in connection.items() if k not in ("_id", "secret", "token", "secret_token")}
+    if "_id" in connection:
+        out["id"] = str(connection["_id"])
+    return out
+
+
+def build(
+    *,
+    reseller_id: str,
+    type_: str,
+    ticket: dict[str, Any] | None,
+    previous: dict[str, Any] | None,
+    message: dict[str, Any] | None,
+    connection: dict[str, Any] | None,
+    data: dict[str, Any] | None,
+) -> dict[str, Any]:
+    if type_ not in EVENT_TYPES:
+        raise ValueError(f"unknown realtime event type {type_!r}")
+    return {
+        "type": type_,
+        "at": utcnow(),
+        "ticket": TicketRead.from_doc(ticket).model_dump(mode="json") if ticket is not None else None,
+        "message": MessageRead.from_doc(message).model_dump(mode="json") if message is not None else None,
+        "connection": _connection_json(connection) if connection is not None else None,
+        "data": data,
+        # What the audience rule needs, frozen at the moment of the change (audience.py).
+        "audience": {"after": snapshot(reseller_id, ticket), "before": snapshot(reseller_id, previous)},
+    }
 
 
 async def publish(
@@ -14,11 +98,38 @@ async def publish(
     *,
     reseller_id: str,
     type_: str,
-    ticket: dict[str, Any],
+    ticket: dict[str, Any] | None = None,
     previous: dict[str, Any] | None = None,
     message: dict[str, Any] | None = None,
     data: dict[str, Any] | None = None,
-) -> None:
+    connection: dict[str, Any] | None = None,
+) -> dict[str, Any] | None:
     """Announce a change. `ticket` is the ticket after it; `previous` the ticket before it (for
-    transitions), so that whoever loses sight of the ticket is told too."""
-    return None
+    transitions), so that whoever loses sight of the ticket is told too. `message` for message
+    events; `connection` (a whatsapp connection) for connection.status. Returns the stored record,
+    or None when realtime failed (already logged and counted)."""
+    try:
+        body = build(
+            reseller_id=reseller_id,
+            type_=type_,
+            ticket=ticket,
+            previous=previous,
+            message=message,
+            connection=connection,
+            data=data,
+        )
+        record = await records.append(db, reseller_id, body)
+    except Exception as exc:
+        metrics.ERRORS.labels("feed_write").inc()
+        log.error("realtime feed write failed; change is stored but not announced", type=type_, error=str(exc))
+        return None
+    metrics.PUBLISHED.labels(type_).inc()
+    for registration in list(_sinks):
+        if registration.db_name != db.name:
+            continue
+        try:
+            registration.sink.announce(record)
+        except Exception as exc:
+            metrics.ERRORS.labels("announce").inc()
+            log.warning("realtime announce failed; the tail poll will deliver it", error=str(exc))
+    return record

@@ -1,0 +1,278 @@
+"""In-process fan-out: per tenant, deliver feed records to this process's sockets in seq order.
+
+Records reach the hub from this process's own publishes and from the Redis bus (other processes).
+Either may arrive out of order or not at all; what the hub delivers is decided by seq alone: one
+pump task per tenant dispatches delivered+1, delivered+2, ... reading any record it has not been
+handed from the database (an `_id` lookup), and a periodic tail check finds records whose notice
+was lost. So a missed or late pub/sub message costs latency, never a gap.
+"""
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from contextlib import suppress
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from backend.core.db import Database
+from backend.core.logging import get_logger
+from backend.core.tenancy import Actor
+from backend.realtime import metrics, records
+from backend.realtime.audience import may_receive
+
+log = get_logger("realtime.hub")
+
+RECENT_PER_TENANT = 4096
+CATCH_UP_BATCH = 64
+MISSING_RETRIES = 50
+SLOW_CONSUMER_CODE = 4408
+
+
+@dataclass(frozen=True)
+class Entry:
+    seq: int
+    record: dict[str, Any]
+    frame: str  # the JSON text sent to clients, serialized once for every socket
+
+
+def frame_of(record: dict[str, Any]) -> str:
+    at = record.get("at")
+    return json.dumps(
+        {
+            "type": "event",
+            "seq": record["seq"],
+            "event": record["type"],
+            "at": at.isoformat() if isinstance(at, datetime) else at,
+            "ticket": record.get("ticket"),
+            "message": record.get("message"),
+            "connection": record.get("connection"),
+        },
+        separators=(",", ":"),
+        default=str,
+    )
+
+
+def entry_of(record: dict[str, Any]) -> Entry:
+    return Entry(int(record["seq"]), record, frame_of(record))
+
+
+@dataclass(eq=False)
+class Subscriber:
+    actor: Actor
+    queue: asyncio.Queue[Entry]
+    cursor: int  # highest tenant seq already handled for this socket (sent or not for it)
+    stopped: asyncio.Event = field(default_factory=asyncio.Event)
+    detached: asyncio.Event = field(default_factory=asyncio.Event)
+    stop_code: int = 1000
+
+    def stop(self, code: int) -> None:
+        """Asks the socket's session to close with `code` (4408 slow consumer, 1001 shutdown)."""
+        if not self.stopped.is_set():
+            self.stop_code = code
+            self.stopped.set()
+
+    def offer(self, entry: Entry) -> bool:
+        """Queues the entry if it is new and meant for this user; False once the queue is full."""
+        if entry.seq <= self.cursor:
+            return True
+        self.cursor = entry.seq
+        if not may_receive(self.actor, entry.record):
+            return True
+        try:
+            self.queue.put_nowait(entry)
+        except asyncio.QueueFull:
+            self.stop(SLOW_CONSUMER_CODE)
+            return False
+        return True
+
+
+@dataclass(eq=False)
+class TenantFeed:
+    reseller_id: str
+    subs: set[Subscriber] = field(default_factory=set)
+    pending: int = 0  # attachers waiting for `ready`; keeps the feed from being dropped under them
+    delivered: int = 0  # every seq <= delivered was dispatched to this process's sockets
+    known: int = 0  # highest seq known to be stored
+    recent: dict[int, Entry] = field(default_factory=dict)
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    ready: asyncio.Future[None] | None = None
+    pump: asyncio.Task[None] | None = None
+
+
+class Hub:
+    def __init__(self, db: Database, *, queue_size: int, poll_seconds: float) -> None:
+        self.db = db
+        self.queue_size = queue_size
+        self.poll_seconds = poll_seconds
+        self.tenants: dict[str, TenantFeed] = {}
+        self.closing = asyncio.Event()
+
+    # -- input: records and notices -------------------------------------------------------------
+
+    def ingest(self, record: dict[str, Any]) -> None:
+        tenant = self.tenants.get(record["reseller_id"])
+        if tenant is None:
+            return  # nobody here listens to this tenant
+        entry = entry_of(record)
+        if entry.seq > tenant.delivered:
+            tenant.recent[entry.seq] = entry
+        self._known(tenant, entry.seq)
+
+    def announce(self, record: dict[str, Any]) -> None:
+        self.ingest(record)
+
+    def notice(self, reseller_id: str, seq: int) -> None:
+        tenant = self.tenants.get(reseller_id)
+        if tenant is not None:
+            self._known(tenant, seq)
+
+    def poke_all(self) -> None:
+        """After the bus was down, every tenant checks its tail now rather than at its next poll."""
+        for tenant in self.tenants.values():
+            tenant.wake.set()
+
+    def _known(self, tenant: TenantFeed, seq: int) -> None:
+        if seq > tenant.known:
+            tenant.known = seq
+        tenant.wake.set()
+
+    # -- sockets -------------------------------------------------------------------------------
+
+    async def attach(self, actor: Actor) -> tuple[Subscriber, int]:
+        """Registers a socket. Returns it and the tenant seq it starts after: everything later
+        reaches its queue; everything up to it is the caller's to replay."""
+        assert actor.reseller_id
+        tenant = self.tenants.get(actor.reseller_id)
+        if tenant is None:
+            tenant = TenantFeed(actor.reseller_id)
+            self.tenants[actor.reseller_id] = tenant
+            tenant.ready = asyncio.ensure_future(self._start(tenant))
+        assert tenant.ready is not None
+        tenant.pending += 1
+        try:
+            await asyncio.shield(tenant.ready)
+        finally:
+            tenant.pending -= 1
+        sub = Subscriber(actor, asyncio.Queue(maxsize=self.queue_size), cursor=tenant.delivered)
+        tenant.subs.add(sub)
+        metrics.CONNECTIONS.inc()
+        return sub, tenant.delivered
+
+    def detach(self, sub: Subscriber) -> None:
+        assert sub.actor.reseller_id
+        tenant = self.tenants.get(sub.actor.reseller_id)
+        if tenant is None or sub not in tenant.subs:
+            return
+        tenant.subs.discard(sub)
+        sub.detached.set()
+        metrics.CONNECTIONS.dec()
+        if not tenant.subs and tenant.pending == 0:
+            del self.tenants[tenant.reseller_id]
+            if tenant.pump is not None:
+                tenant.pump.cancel()
+
+    async def replay(self, reseller_id: str, first: int, last: int) -> AsyncIterator[Entry]:
+        """Records first..last in order, from memory when still held, else by `_id` lookups."""
+        tenant = self.tenants.get(reseller_id)
+        seq = first
+        while seq <= last:
+            batch = list(range(seq, min(last, seq + CATCH_UP_BATCH - 1) + 1))
+            held = {s: tenant.recent[s] for s in batch if tenant is not None and s in tenant.recent}
+            missing = [s for s in batch if s not in held]
+            found = await asyncio.gather(*(records.get(self.db, reseller_id, s) for s in missing))
+            for s, record in zip(missing, found, strict=True):
+                if record is None:
+                    raise RuntimeError(f"feed record {reseller_id}:{s} missing below the tail")
+                held[s] = entry_of(record)
+            for s in batch:
+                yield held[s]
+            seq = batch[-1] + 1
+
+    async def close_sockets(self, code: int, *, wait_seconds: float = 2.0) -> None:
+        """Tells every open socket to close with `code` and waits (bounded) until they did."""
+        subs = [sub for tenant in self.tenants.values() for sub in tenant.subs]
+        for sub in subs:
+            sub.stop(code)
+        if subs:
+            waits = [asyncio.ensure_future(sub.detached.wait()) for sub in subs]
+            _, pending = await asyncio.wait(waits, timeout=wait_seconds)
+            for task in pending:
+                task.cancel()
+
+    async def close(self) -> None:
+        self.closing.set()
+        for tenant in list(self.tenants.values()):
+            if tenant.pump is not None:
+                tenant.pump.cancel()
+            if tenant.ready is not None and not tenant.ready.done():
+                tenant.ready.cancel()
+        self.tenants.clear()
+
+    # -- the per-tenant pump ------------------------------------------------------------------
+
+    async def _start(self, tenant: TenantFeed) -> None:
+        head = await records.latest(self.db, tenant.reseller_id)
+        tenant.delivered = head
+        tenant.known = max(tenant.known, head)
+        for seq in [s for s in tenant.recent if s <= head]:
+            del tenant.recent[seq]
+        tenant.pump = asyncio.create_task(self._pump(tenant), name=f"realtime-pump-{tenant.reseller_id}")
+
+    async def _pump(self, tenant: TenantFeed) -> None:
+        while True:
+            try:
+                try:
+                    await asyncio.wait_for(tenant.wake.wait(), self.poll_seconds)
+                except TimeoutError:
+                    # Safety net for lost notices: is anything stored past what we delivered?
+                    tail = await records.latest(self.db, tenant.reseller_id, start=tenant.delivered)
+                    if tail > tenant.known:
+                        metrics.POLL_RECOVERED.inc(tail - tenant.known)
+                        tenant.known = tail
+                tenant.wake.clear()
+                await self._drain(tenant)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the database hiccuped: keep the pump alive, retry soon
+                metrics.ERRORS.labels("pump").inc()
+                log.warning("realtime pump error", tenant=tenant.reseller_id, error=str(exc))
+                await asyncio.sleep(min(self.poll_seconds, 1.0))
+                tenant.wake.set()
+
+    async def _drain(self, tenant: TenantFeed) -> None:
+        misses = 0
+        while tenant.delivered < tenant.known:
+            seq = tenant.delivered + 1
+            entry = tenant.recent.pop(seq, None)
+            if entry is None:
+                record = await records.get(self.db, tenant.reseller_id, seq)
+                if record is None:
+                    # Announced but not readable yet (a notice can outrun a lagging read): wait.
+                    misses += 1
+                    if misses > MISSING_RETRIES:
+                        tenant.known = tenant.delivered  # the poll will find it again
+                        return
+                    await asyncio.sleep(0.01)
+                    continue
+                metrics.GAP_READS.inc()
+                entry = entry_of(record)
+            misses = 0
+            self._dispatch(tenant, entry)
+            tenant.delivered = seq
+            # Keep the last few in memory for replays of short reconnect gaps.
+            tenant.recent[seq] = entry
+            tenant.recent.pop(seq - RECENT_PER_TENANT, None)
+
+    def _dispatch(self, tenant: TenantFeed, entry: Entry) -> None:
+        metrics.DISPATCHED.inc()
+        for sub in list(tenant.subs):
+            if not sub.offer(entry):
+                metrics.SLOW_CONSUMERS.inc()
+                self.detach(sub)
+
+
+async def cancel_quietly(task: asyncio.Task[Any]) -> None:
+    task.cancel()
+    with suppress(asyncio.CancelledError, Exception):
+        await task

@@ -1,0 +1,80 @@
+"""`tenant_events`: the durable, per-tenant, gap-free realtime feed.
+
+A record's `_id` is "<reseller_id>:<seq:012d>". Taking sequence n means inserting that `_id`: the
+unique `_id` lets exactly one writer (of any process) have it. A writer only tries n after it saw
+n-1 stored, so the stored seqs of a tenant are always exactly 1..latest — no holes — and every
+read (catch-up, gap fill, finding the tail) is an `_id` equality lookup, the query FerretDB
+pushes down. Records are never updated or removed.
+"""
+
+from typing import Any
+
+from pymongo.errors import DuplicateKeyError
+
+from backend.core.db import Database
+
+COLLECTION = "tenant_events"
+MAX_CLAIM_ATTEMPTS = 10_000
+
+# Process-local starting points for the tail search: a speed hint only, always verified by
+# lookups, so a stale or missing hint costs a few reads and never correctness.
+_tail_hint: dict[str, int] = {}
+
+
+def key(reseller_id: str, seq: int) -> str:
+    return f"{reseller_id}:{seq:012d}"
+
+
+async def get(db: Database, reseller_id: str, seq: int) -> dict[str, Any] | None:
+    if seq < 1:
+        return None
+    return await db[COLLECTION].find_one({"_id": key(reseller_id, seq)})
+
+
+async def exists(db: Database, reseller_id: str, seq: int) -> bool:
+    if seq < 1:
+        return True  # seq 0 is "before the first event": always reached
+    return await db[COLLECTION].find_one({"_id": key(reseller_id, seq)}, projection={"_id": 1}) is not None
+
+
+async def latest(db: Database, reseller_id: str, *, start: int = 0) -> int:
+    """The tenant's highest stored seq. Stored seqs are 1..latest, so "exists" is monotone and a
+    galloping search from a known-stored `start` needs O(log gap) lookups."""
+    lo = max(start, _tail_hint.get(reseller_id, 0))
+    if not await exists(db, reseller_id, lo):
+        lo = 0
+    step = 1
+    hi = lo + step
+    while await exists(db, reseller_id, hi):
+        lo = hi
+        step *= 2
+        hi = lo + step
+    # lo exists, hi does not: bisect between them.
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if await exists(db, reseller_id, mid):
+            lo = mid
+        else:
+            hi = mid
+    _remember(reseller_id, lo)
+    return lo
+
+
+def _remember(reseller_id: str, seq: int) -> None:
+    if seq > _tail_hint.get(reseller_id, 0):
+        _tail_hint[reseller_id] = seq
+
+
+async def append(db: Database, reseller_id: str, body: dict[str, Any]) -> dict[str, Any]:
+    """Stores `body` under the tenant's next seq and returns the stored record."""
+    seq = await latest(db, reseller_id) + 1
+    for _ in range(MAX_CLAIM_ATTEMPTS):
+        record = {**body, "_id": key(reseller_id, seq), "reseller_id": reseller_id, "seq": seq}
+        try:
+            await db[COLLECTION].insert_one(record)
+        except DuplicateKeyError:
+            seq += 1  # another writer took it; seq is stored, so seq+1 is the next candidate
+            continue
+        _remember(reseller_id, seq)
+        return record
+    raise RuntimeError(f"could not claim a feed seq for tenant {reseller_id}")

@@ -1,0 +1,160 @@
+"""`/api/v1/ws`: the realtime socket. Protocol (frames are JSON text):
+
+connect  /api/v1/ws?token=<JWT>&since=<last seq seen, optional>
+server → {"type":"hello","seq":<tenant's latest seq>,"heartbeat":<seconds>}
+         {"type":"event","seq":n,"event":...,"at":...,"ticket":...,"message":...,"connection":...}
+         {"type":"resync","reason":...}  `since` is outside the replay window: refetch, then go on live
+         {"type":"ping"}                   every heartbeat; the client may answer {"type":"pong"}
+close    4401 bad/expired token or inactive user · 4403 no tenant (admin) ·
+         4408 too slow (queue full): reconnect with since=<last seq> · 1001 server shutting down
+"""
+
+import asyncio
+import json
+from contextlib import suppress
+
+from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+
+from backend.core.config import Settings
+from backend.core.db import Database
+from backend.core.deps import actor_from_token
+from backend.core.errors import AppError
+from backend.core.logging import get_logger
+from backend.core.tenancy import Actor
+from backend.realtime import records, runtime
+from backend.realtime.audience import may_receive
+from backend.realtime.hub import Hub, Subscriber, cancel_quietly
+
+log = get_logger("realtime.ws")
+
+router = APIRouter(tags=["realtime"], lifespan=runtime.lifespan)
+
+UNAUTHORIZED = 4401
+FORBIDDEN = 4403
+CLOSE_TIMEOUT_SECONDS = 30.0  # a stalled client gets this long to read up to its close frame
+
+
+def _frame(**fields: object) -> str:
+    return json.dumps(fields, separators=(",", ":"))
+
+
+def _parse_since(raw: str | None) -> int | None:
+    if raw is None or raw == "":
+        return None
+    try:
+        value = int(raw)
+    except ValueError:
+        return -1
+    return value
+
+
+@router.websocket("/ws")
+async def realtime_socket(websocket: WebSocket) -> None:
+    app = websocket.app
+    db: Database = app.state.db
+    settings: Settings = app.state.settings
+    hub: Hub = app.state.realtime
+    # Accept first, then close: a close before accept becomes an HTTP 403 and browsers never see the code.
+    await websocket.accept()
+    if not app.state.startup.ready:
+        await websocket.close(1013, "service not ready")
+        return
+    try:
+        actor = await actor_from_token(db, settings, websocket.query_params.get("token", ""))
+    except AppError:
+        await websocket.close(UNAUTHORIZED, "invalid or expired token")
+        return
+    if actor.is_admin or not actor.reseller_id:
+        await websocket.close(FORBIDDEN, "no tenant feed for this user")
+        return
+    session = Session(websocket, db, settings, hub, actor)
+    await session.run(_parse_since(websocket.query_params.get("since")))
+
+
+class Session:
+    def __init__(self, websocket: WebSocket, db: Database, settings: Settings, hub: Hub, actor: Actor) -> None:
+        self.ws = websocket
+        self.db = db
+        self.settings = settings
+        self.hub = hub
+        self.actor = actor
+        self.heartbeat = settings.REALTIME_HEARTBEAT_SECONDS
+
+    async def run(self, since: int | None) -> None:
+        sub, head = await self.hub.attach(self.actor)
+        tasks = [
+            asyncio.create_task(self._send(sub, head, since)),
+            asyncio.create_task(self._receive()),
+            asyncio.create_task(sub.stopped.wait()),
+        ]
+        try:
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            code = sub.stop_code if sub.stopped.is_set() else None
+            for task in done:
+                if task.exception() is not None and not isinstance(task.exception(), WebSocketDisconnect):
+                    log.warning("realtime socket failed", error=str(task.exception()))
+        finally:
+            self.hub.detach(sub)
+            for task in tasks:
+                await cancel_quietly(task)
+        if code is not None:
+            await self._close(code)
+
+    async def _close(self, code: int) -> None:
+        # A slow client may not be reading at all: bound the wait for its buffer to drain.
+        with suppress(Exception):
+            await asyncio.wait_for(self.ws.close(code), CLOSE_TIMEOUT_SECONDS)
+
+    async def _send(self, sub: Subscriber, head: int, since: int | None) -> None:
+        rid = self.actor.reseller_id
+        assert rid is not None
+        await self.ws.send_text(_frame(type="hello", seq=head, heartbeat=self.heartbeat))
+        if since is not None:
+            if since < 0:
+                await self.ws.send_text(_frame(type="resync", reason="invalid since"))
+            elif since > head:
+                if await records.exists(self.db, rid, since):
+                    sub.cursor = max(sub.cursor, since)  # this process is behind the client: skip what it has
+                    self.hub.notice(rid, since)
+                else:
+                    await self.ws.send_text(_frame(type="resync", reason="since is ahead of the feed"))
+            elif head - since > self.settings.REALTIME_REPLAY_MAX:
+                await self.ws.send_text(_frame(type="resync", reason="gap older than the replay window"))
+            else:
+                async for entry in self.hub.replay(rid, since + 1, head):
+                    if may_receive(self.actor, entry.record):
+                        await self.ws.send_text(entry.frame)
+        loop = asyncio.get_running_loop()
+        next_ping = loop.time() + self.heartbeat
+        while True:
+            try:
+                entry = await asyncio.wait_for(sub.queue.get(), max(0.0, next_ping - loop.time()))
+            except TimeoutError:
+                await self.ws.send_text(_frame(type="ping"))
+                next_ping = loop.time() + self.heartbeat
+                await self._recheck(sub)
+                continue
+            await self.ws.send_text(entry.frame)
+
+    async def _recheck(self, sub: Subscriber) -> None:
+        """Deactivation, a moved tenant or new departments take effect on open sockets too."""
+        assert self.actor.reseller_id
+        from backend.auth.service import load_active_actor
+
+        try:
+            fresh = await load_active_actor(self.db, self.actor.id)
+        except AppError:
+            sub.stop(UNAUTHORIZED)
+            return
+        if fresh.reseller_id != self.actor.reseller_id:
+            sub.stop(UNAUTHORIZED)
+            return
+        self.actor = fresh
+        sub.actor = fresh
+
+    async def _receive(self) -> None:
+        # Client frames carry nothing we act on ({"type":"pong"}); reading them notices the disconnect.
+        while True:
+            message = await self.ws.receive()
+            if message["type"] == "websocket.disconnect":
+                return

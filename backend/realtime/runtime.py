@@ -1,0 +1,75 @@
+"""Starts and stops this process's realtime machinery with the app (a router lifespan)."""
+
+import asyncio
+import signal
+import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager, suppress
+from types import FrameType
+from typing import Any
+
+from fastapi import FastAPI
+
+from backend.core.config import Settings
+from backend.core.logging import get_logger
+from backend.realtime import feed
+from backend.realtime.bus import RedisBus
+from backend.realtime.hub import Hub
+
+log = get_logger("realtime")
+
+SHUTDOWN_CODE = 1001  # "going away": clients reconnect with since= to another instance
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    settings: Settings = app.state.settings
+    db = app.state.db
+    hub = Hub(db, queue_size=settings.REALTIME_QUEUE_SIZE, poll_seconds=settings.REALTIME_POLL_SECONDS)
+    app.state.realtime = hub
+    feed.register_sink(db, hub)
+    bus = None
+    if settings.REDIS_URL:
+        bus = RedisBus(settings.REDIS_URL, settings.REALTIME_CHANNEL, hub)
+        bus.start()
+        feed.register_sink(db, bus)
+    restore = _close_sockets_on_signal(hub)
+    log.info("realtime started", redis=bool(bus))
+    try:
+        yield
+    finally:
+        restore()
+        feed.unregister_sink(hub)
+        await hub.close_sockets(SHUTDOWN_CODE)
+        if bus is not None:
+            feed.unregister_sink(bus)
+            await bus.close()
+        await hub.close()
+
+
+def _close_sockets_on_signal(hub: Hub) -> Any:
+    """uvicorn, on SIGTERM/SIGINT, ends open websockets with 1012 before the lifespan shutdown
+    runs. Chaining its handler lets us send 1001 first; the server then goes on as usual."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    loop = asyncio.get_running_loop()
+    previous: dict[int, Any] = {}
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        loop.call_soon_threadsafe(lambda: asyncio.ensure_future(hub.close_sockets(SHUTDOWN_CODE)))
+        prior = previous.get(signum)
+        if callable(prior):
+            prior(signum, frame)
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with suppress(ValueError, OSError):
+            previous[sig] = signal.getsignal(sig)
+            signal.signal(sig, handler)
+
+    def restore() -> None:
+        for sig, prior in previous.items():
+            with suppress(ValueError, OSError):
+                if signal.getsignal(sig) is handler:
+                    signal.signal(sig, prior)
+
+    return restore

@@ -1,0 +1,118 @@
+"""The feed's two rules without sockets: who receives a record (per role), and how sequence
+numbers are taken (gap-free and unique under concurrent writers on FerretDB)."""
+
+import asyncio
+from typing import Any
+
+from pymongo import AsyncMongoClient
+
+from backend.core.db import durable_database
+from backend.core.ids import new_id
+from backend.core.tenancy import Actor
+from backend.realtime import feed, records
+from backend.realtime.audience import may_receive
+
+T1, T2 = new_id(), new_id()
+D1, D2 = new_id(), new_id()
+AGENT, OTHER_AGENT, CLIENT = new_id(), new_id(), new_id()
+
+RESELLER = Actor(id=new_id(), role="reseller", name="R", reseller_id=T1)
+AGENT_D1 = Actor(id=AGENT, role="agent", name="A", reseller_id=T1, department_ids=(D1,))
+AGENT_D2 = Actor(id=OTHER_AGENT, role="agent", name="B", reseller_id=T1, department_ids=(D2,))
+THE_CLIENT = Actor(id=CLIENT, role="client", name="C", reseller_id=T1)
+OTHER_CLIENT = Actor(id=new_id(), role="client", name="X", reseller_id=T1)
+ADMIN = Actor(id=new_id(), role="admin", name="Adm")
+OTHER_RESELLER = Actor(id=new_id(), role="reseller", name="R2", reseller_id=T2)
+OTHER_TENANT_AGENT = Actor(id=new_id(), role="agent", name="A2", reseller_id=T2, department_ids=(D1,))
+
+
+def _ticket(**state: Any) -> dict[str, Any]:
+    base = {"status": "espera", "department_id": D1, "agent_id": None, "finalized_by": None, "client_id": CLIENT}
+    return {**base, **state}
+
+
+def _record(after: dict[str, Any] | None, before: dict[str, Any] | None = None, tenant: str = T1) -> dict[str, Any]:
+    def side(t: dict[str, Any] | None) -> dict[str, Any] | None:
+        return None if t is None else {"reseller_id": tenant, **t}
+
+    return {"reseller_id": tenant, "seq": 1, "audience": {"after": side(after), "before": side(before)}}
+
+
+def _receivers(record: dict[str, Any]) -> set[str]:
+    actors = {
+        "reseller": RESELLER,
+        "agent_d1": AGENT_D1,
+        "agent_d2": AGENT_D2,
+        "client": THE_CLIENT,
+        "other_client": OTHER_CLIENT,
+        "admin": ADMIN,
+        "other_reseller": OTHER_RESELLER,
+        "other_tenant_agent": OTHER_TENANT_AGENT,
+    }
+    return {name for name, actor in actors.items() if may_receive(actor, record)}
+
+
+def test_espera_event_reaches_the_department_the_reseller_and_the_client() -> None:
+    assert _receivers(_record(_ticket())) == {"reseller", "agent_d1", "client"}
+
+
+def test_held_ticket_reaches_only_its_holder_besides_reseller_and_client() -> None:
+    held = _ticket(status="atendendo", agent_id=AGENT)
+    assert _receivers(_record(held, held)) == {"reseller", "agent_d1", "client"}
+    by_other = _ticket(status="atendendo", agent_id=new_id())
+    assert _receivers(_record(by_other, by_other)) == {"reseller", "client"}
+
+
+def test_who_loses_sight_of_a_ticket_is_told() -> None:
+    # Assumed by someone else: department agent saw it in espera, must hear it left the queue.
+    assumed = _record(_ticket(status="atendendo", agent_id=new_id()), _ticket())
+    assert "agent_d1" in _receivers(assumed)
+    # Transferred from agent A to agent B's department queue: A (before) and d2's agents (after).
+    moved = _record(_ticket(department_id=D2), _ticket(status="atendendo", agent_id=AGENT))
+    assert _receivers(moved) == {"reseller", "agent_d1", "agent_d2", "client"}
+    # Finalized by its holder: still its (finalized_by), no one else's.
+    done = _record(
+        _ticket(status="finalizado", agent_id=AGENT, finalized_by=AGENT), _ticket(status="atendendo", agent_id=AGENT)
+    )
+    assert _receivers(done) == {"reseller", "agent_d1", "client"}
+
+
+def test_never_another_tenant_nor_admin_and_tenant_news_only_for_the_reseller() -> None:
+    foreign = _record(_ticket(), tenant=T2)
+    assert _receivers(foreign) == {"other_reseller", "other_tenant_agent"}  # T2's d1 id collides on purpose
+    assert _receivers(_record(None)) == {"reseller"}  # e.g. connection.status
+
+
+async def test_concurrent_writers_take_every_seq_exactly_once(mongo_url: str, db_name: str) -> None:
+    """Two clients (as two processes) race 60 appends for one tenant: seqs are 1..60, unique."""
+    clients: list[AsyncMongoClient[dict[str, Any]]] = [AsyncMongoClient(mongo_url, tz_aware=True) for _ in range(2)]
+    try:
+        dbs = [durable_database(c, db_name) for c in clients]
+        tenant = new_id()
+        records._tail_hint.pop(tenant, None)
+
+        async def write(i: int) -> int:
+            if i % 7 == 0:
+                records._tail_hint.pop(tenant, None)  # a cold process: must find the tail by itself
+            rec = await records.append(dbs[i % 2], tenant, {"type": "connection.status", "n": i})
+            return int(rec["seq"])
+
+        seqs = await asyncio.gather(*(write(i) for i in range(60)))
+        assert sorted(seqs) == list(range(1, 61))
+        stored = await dbs[0][records.COLLECTION].find({"reseller_id": tenant}).to_list(None)
+        assert sorted(d["seq"] for d in stored) == list(range(1, 61))
+        assert sorted(d["n"] for d in stored) == list(range(60))
+        records._tail_hint.pop(tenant, None)
+        assert await records.latest(dbs[1], tenant) == 60
+    finally:
+        for c in clients:
+            await c.close()
+
+
+async def test_publish_never_fails_the_caller(db: Any) -> None:
+    """A realtime failure (here an unknown type) is logged and counted; the caller carries on."""
+    assert await feed.publish(db, reseller_id=new_id(), type_="no.such.event") is None
+    rec = await feed.publish(
+        db, reseller_id=T1, type_="connection.status", connection={"_id": "c1", "status": "open", "secret": "s"}
+    )
+    assert rec is not None and rec["connection"] == {"id": "c1", "status": "open"}
