@@ -1,3 +1,4 @@
+import asyncio
 from typing import Any
 
 from backend.auth import throttle
@@ -30,7 +31,8 @@ async def login(db: Database, settings: Settings, *, email: str, password: str) 
     await throttle.check(db, settings, email)
     user_id = await natural_keys.lookup(db, EMAIL_KEY, email)
     user = await users.get(db, user_id) if user_id else None
-    ok = verify_password(password, user.get("password_hash") if user else None)
+    # Argon2 is deliberately slow CPU work: off the event loop, so one login never stalls the process.
+    ok = await asyncio.to_thread(verify_password, password, user.get("password_hash") if user else None)
     if not ok or not await _usable(db, user):
         await throttle.record_failure(db, settings, email)
         raise Unauthorized(INVALID)

@@ -6,6 +6,8 @@ stay under the limit. A lost increment under a race only makes the limit slightl
 
 import time
 
+from pymongo.errors import DuplicateKeyError
+
 from backend.core.clock import utcnow
 from backend.core.config import Settings
 from backend.core.db import Database
@@ -36,8 +38,8 @@ async def check(db: Database, settings: Settings, email: str) -> None:
 
 async def record_failure(db: Database, settings: Settings, email: str) -> None:
     window = _window(settings, time.time())
-    await db[COLLECTION].update_one(
-        {"_id": f"{email}|{window}"},
-        {"$inc": {"failures": 1}, "$set": {"email": email, "last_failure_at": utcnow()}},
-        upsert=True,
-    )
+    update = {"$inc": {"failures": 1}, "$set": {"email": email, "last_failure_at": utcnow()}}
+    try:
+        await db[COLLECTION].update_one({"_id": f"{email}|{window}"}, update, upsert=True)
+    except DuplicateKeyError:  # a concurrent failure created the window's document first
+        await db[COLLECTION].update_one({"_id": f"{email}|{window}"}, update)

@@ -1,5 +1,6 @@
 """Users: creation with unique emails, agent management, the first admin."""
 
+import asyncio
 from typing import Any
 
 from pymongo.errors import DuplicateKeyError
@@ -52,7 +53,7 @@ async def create_login_user(
         "role": role,
         "name": name,
         "email": email,
-        "password_hash": hash_password(password),
+        "password_hash": await asyncio.to_thread(hash_password, password),
         "reseller_id": reseller_id,
         "department_ids": department_ids or [],
         "active": True,
@@ -130,7 +131,7 @@ async def update(db: Database, actor: Actor, *, user_id: str, data: UserUpdate) 
         raise Conflict("you cannot deactivate yourself")
     changes = data.model_dump(exclude_unset=True, exclude_none=True)
     if "password" in changes:
-        changes["password_hash"] = hash_password(changes.pop("password"))
+        changes["password_hash"] = await asyncio.to_thread(hash_password, changes.pop("password"))
     if "department_ids" in changes:
         if target["role"] != "agent":
             raise Conflict("only agents belong to departments")
