@@ -100,3 +100,16 @@ async def test_lock_from_failures_spread_over_two_windows_lifts_after_the_curren
     assert r.status_code == 429 and int(r.headers["retry-after"]) == window - 5 + 1
     clock.now = start + 2 * window + 1
     assert (await client.post(LOGIN, json=creds)).status_code == 200
+
+
+async def test_concurrent_failed_logins_for_a_fresh_email_are_all_401(client: httpx.AsyncClient, settings: Any) -> None:
+    """The first failure of a window creates its counter; concurrent first failures must not
+    trip over each other (a 500 here would also skip counting the failure)."""
+    import asyncio
+
+    for i in range(3):
+        email = f"burst-{i}@example.com"
+        results = await asyncio.gather(
+            *(client.post(LOGIN, json={"email": email, "password": "wrong-one"}) for _ in range(4))
+        )
+        assert [r.status_code for r in results] == [401] * 4, [r.text for r in results]
