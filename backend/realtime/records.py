@@ -15,10 +15,12 @@ from backend.core.db import Database
 
 COLLECTION = "tenant_events"
 MAX_CLAIM_ATTEMPTS = 10_000
+LOSSES_BEFORE_SEARCH = 4
 
-# Process-local starting points for the tail search: a speed hint only, always verified by
-# lookups, so a stale or missing hint costs a few reads and never correctness.
-_tail_hint: dict[str, int] = {}
+# Process-local "this seq is stored" facts per (database, tenant): a speed hint only. It is only
+# ever set to a seq seen stored, so hint+1 is always a valid next claim; a stale hint costs a few
+# duplicate-key retries, never correctness.
+_tail_hint: dict[tuple[str, str], int] = {}
 
 
 def key(reseller_id: str, seq: int) -> str:
@@ -40,7 +42,7 @@ async def exists(db: Database, reseller_id: str, seq: int) -> bool:
 async def latest(db: Database, reseller_id: str, *, start: int = 0) -> int:
     """The tenant's highest stored seq. Stored seqs are 1..latest, so "exists" is monotone and a
     galloping search from a known-stored `start` needs O(log gap) lookups."""
-    lo = max(start, _tail_hint.get(reseller_id, 0))
+    lo = max(start, _tail_hint.get((db.name, reseller_id), 0))
     if not await exists(db, reseller_id, lo):
         lo = 0
     step = 1
@@ -56,25 +58,32 @@ async def latest(db: Database, reseller_id: str, *, start: int = 0) -> int:
             lo = mid
         else:
             hi = mid
-    _remember(reseller_id, lo)
+    _remember(db, reseller_id, lo)
     return lo
 
 
-def _remember(reseller_id: str, seq: int) -> None:
-    if seq > _tail_hint.get(reseller_id, 0):
-        _tail_hint[reseller_id] = seq
+def _remember(db: Database, reseller_id: str, seq: int) -> None:
+    hint = (db.name, reseller_id)
+    if seq > _tail_hint.get(hint, 0):
+        _tail_hint[hint] = seq
 
 
 async def append(db: Database, reseller_id: str, body: dict[str, Any]) -> dict[str, Any]:
-    """Stores `body` under the tenant's next seq and returns the stored record."""
-    seq = await latest(db, reseller_id) + 1
-    for _ in range(MAX_CLAIM_ATTEMPTS):
+    """Stores `body` under the tenant's next seq and returns the stored record.
+
+    The claim goes straight for hint+1: an insert is arbitrated by the unique `_id` index, while
+    a lookup that misses is the expensive query on FerretDB (it scans). Only a process with no
+    hint, or one that keeps losing (others wrote a lot), searches for the tail."""
+    known = _tail_hint.get((db.name, reseller_id))
+    seq = (known if known is not None else await latest(db, reseller_id)) + 1
+    for attempt in range(1, MAX_CLAIM_ATTEMPTS + 1):
         record = {**body, "_id": key(reseller_id, seq), "reseller_id": reseller_id, "seq": seq}
         try:
             await db[COLLECTION].insert_one(record)
         except DuplicateKeyError:
-            seq += 1  # another writer took it; seq is stored, so seq+1 is the next candidate
+            # Another writer took it, so seq is stored and seq+1 is a valid next claim.
+            seq = await latest(db, reseller_id, start=seq) + 1 if attempt % LOSSES_BEFORE_SEARCH == 0 else seq + 1
             continue
-        _remember(reseller_id, seq)
+        _remember(db, reseller_id, seq)
         return record
     raise RuntimeError(f"could not claim a feed seq for tenant {reseller_id}")

@@ -89,11 +89,11 @@ async def test_concurrent_writers_take_every_seq_exactly_once(mongo_url: str, db
     try:
         dbs = [durable_database(c, db_name) for c in clients]
         tenant = new_id()
-        records._tail_hint.pop(tenant, None)
+        records._tail_hint.pop((db_name, tenant), None)
 
         async def write(i: int) -> int:
             if i % 7 == 0:
-                records._tail_hint.pop(tenant, None)  # a cold process: must find the tail by itself
+                records._tail_hint.pop((db_name, tenant), None)  # a cold process: must find the tail by itself
             rec = await records.append(dbs[i % 2], tenant, {"type": "connection.status", "n": i})
             return int(rec["seq"])
 
@@ -102,7 +102,7 @@ async def test_concurrent_writers_take_every_seq_exactly_once(mongo_url: str, db
         stored = await dbs[0][records.COLLECTION].find({"reseller_id": tenant}).to_list(None)
         assert sorted(d["seq"] for d in stored) == list(range(1, 61))
         assert sorted(d["n"] for d in stored) == list(range(60))
-        records._tail_hint.pop(tenant, None)
+        records._tail_hint.pop((db_name, tenant), None)
         assert await records.latest(dbs[1], tenant) == 60
     finally:
         for c in clients:
