@@ -4,12 +4,13 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help setup run test test-backend lint ferretdb
+.PHONY: help setup run test test-backend test-frontend lint ferretdb
 
 help:
 	@echo "make run     - start the backend (local FerretDB under ./var when MONGO_URL is unset)"
 	@echo "make test    - install what is missing, then run the whole test suite"
 	@echo "make lint    - ruff and mypy"
+	@echo "make test-frontend - API types up to date, typecheck, Vitest, build, e2e in Chromium (frontend/)"
 	@echo "make snapshot / verify              - deploy check before / after a deploy (DEPLOY_RULES.md)"
 	@echo "make backup / backup-verify         - archive + checksum + manifest; restore newest into scratch DB"
 	@echo "make restore ARCHIVE=... INTO=name  - restore an archive into a named database (insert-only)"
@@ -30,7 +31,18 @@ run: setup ferretdb
 test-backend: setup ferretdb
 	$(BIN)/python -m pytest
 
-test: test-backend
+FRONTEND := frontend
+
+$(FRONTEND)/node_modules/.installed: $(FRONTEND)/package.json $(FRONTEND)/package-lock.json
+	cd $(FRONTEND) && npm ci --no-audit --no-fund
+	@touch $@
+
+# The generated API types must match the backend; then typecheck, Vitest, build and the e2e run
+# (real backend on FerretDB + fake Evolution, built SPA, Debian's Chromium via playwright-core).
+test-frontend: setup ferretdb $(FRONTEND)/node_modules/.installed
+	cd $(FRONTEND) && npm run check:api && npm run typecheck && npm test && npm run e2e
+
+test: test-backend test-frontend
 
 lint: setup compose-lint
 	$(BIN)/ruff check backend tests scripts bench

@@ -15,7 +15,7 @@ describe('LoginPage', () => {
     await userEvent.type(screen.getByLabelText(/E-mail/), 'ana@example.com');
     await userEvent.type(screen.getByLabelText(/^Senha/), 'errada');
     await userEvent.click(screen.getByRole('button', { name: 'Entrar' }));
-    expect(await screen.findByRole('alert')).toHaveTextContent('E-mail ou senha incorretos.');
+    expect((await screen.findByText('E-mail ou senha incorretos.')).closest('[role="alert"]')).not.toBeNull();
     expect(loadSession()).toBeNull();
   });
 

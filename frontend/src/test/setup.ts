@@ -1,4 +1,5 @@
 import '@testing-library/jest-dom/vitest';
+import { notifications } from '@mantine/notifications';
 import { cleanup } from '@testing-library/react';
 import { afterEach, vi } from 'vitest';
 
@@ -27,6 +28,7 @@ window.HTMLElement.prototype.scrollTo = window.HTMLElement.prototype.scrollTo ??
 
 afterEach(() => {
   cleanup();
+  notifications.clean(); // the notifications store is global: no toast leaks into the next test
   window.localStorage.clear();
   vi.unstubAllGlobals();
 });
