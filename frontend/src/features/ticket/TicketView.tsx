@@ -95,7 +95,7 @@ function LoadedTicket({ ticket, backTo }: { ticket: Ticket; backTo: { pathname: 
             <Title order={2} size="h4" style={{ minWidth: 0 }} lineClamp={1}>
               {ticket.client_name || formatPhone(ticket.client_phone)}
             </Title>
-            <Badge color={STATUS_COLOR[ticket.status]} data-testid="ticket-status">
+            <Badge color={STATUS_COLOR[ticket.status]} data-testid="ticket-status" style={{ flexShrink: 0 }}>
               {t.status[ticket.status]}
             </Badge>
           </Group>
