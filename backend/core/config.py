@@ -8,6 +8,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEV_JWT_SECRET = "dev-only-change-me-please-0123456789abcdef"
 EXAMPLE_ADMIN_PASSWORD = "change-me-now"  # the value .env.example ships with
+PRODUCTION_LEDGER_FILE = "./var/deploy-ledger.jsonl"
 
 
 class Settings(BaseSettings):
@@ -39,8 +40,9 @@ class Settings(BaseSettings):
     CORS_ORIGINS: str = ""
 
     # Deploy ledger (backend/ledger): a copy of every start's counts outside the database, on a
-    # persistent volume, so an emptied or swapped database is noticed. Empty disables the copy.
-    LEDGER_FILE: str = "./var/deploy-ledger.jsonl"
+    # persistent volume, so an emptied or swapped database is noticed. Unset: on in production
+    # (PRODUCTION_LEDGER_FILE), off in development/test, whose stores are routinely fresh. "" = off.
+    LEDGER_FILE: str | None = None
     # Operator override of a refused start: both the baseline id the refusal names and a reason.
     LEDGER_OVERRIDE_BASELINE: str = ""
     LEDGER_OVERRIDE_REASON: str = ""
@@ -85,6 +87,12 @@ class Settings(BaseSettings):
     @property
     def mongo_url(self) -> str:
         return self.MONGO_URL or f"mongodb://{self.FERRETDB_LISTEN}/"
+
+    @property
+    def ledger_file(self) -> str:
+        if self.LEDGER_FILE is not None:
+            return self.LEDGER_FILE
+        return PRODUCTION_LEDGER_FILE if self.ENV == "production" else ""
 
     @property
     def cors_origins(self) -> list[str]:

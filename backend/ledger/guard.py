@@ -34,8 +34,8 @@ async def count(db: Database) -> dict[str, int]:
 
 async def evaluate(db: Database, settings: Settings) -> Evaluation:
     from_db = await store.read_db(db)
-    from_file = store.read_file(settings.LEDGER_FILE, settings.MONGO_DB)
-    where = "database" + (f" + file {settings.LEDGER_FILE}" if settings.LEDGER_FILE else "")
+    from_file = store.read_file(settings.ledger_file, settings.MONGO_DB)
+    where = "database" + (f" + file {settings.ledger_file}" if settings.ledger_file else "")
     verdict = model.judge(model.baseline([*from_db, *from_file]), await count(db))
     if verdict.ok:
         return Evaluation(verdict, model.OK, where)
@@ -60,8 +60,8 @@ async def record(db: Database, settings: Settings, ev: Evaluation, *, schema_ver
         schema_version=schema_version,
     )
     # The file first: if the database is the thing that is wrong, the file still tells the story.
-    if settings.LEDGER_FILE:
-        store.append_file(settings.LEDGER_FILE, entry)
+    if settings.ledger_file:
+        store.append_file(settings.ledger_file, entry)
     await store.append_db(db, entry)
     return entry
 
@@ -96,7 +96,9 @@ async def check(db: Database, settings: Settings) -> None:
             baseline=settings.LEDGER_OVERRIDE_BASELINE,
             reason=settings.LEDGER_OVERRIDE_REASON,
         )
-    elif settings.LEDGER_OVERRIDE_REASON or settings.LEDGER_OVERRIDE_BASELINE:
+    if settings.ENV == "production" and not settings.ledger_file:
+        log.warning("deploy ledger: LEDGER_FILE is empty; an emptied or swapped database would go unnoticed")
+    if ev.outcome == model.OK and (settings.LEDGER_OVERRIDE_REASON or settings.LEDGER_OVERRIDE_BASELINE):
         log.warning("deploy ledger: LEDGER_OVERRIDE_* is set but nothing needs overriding; remove it")
 
 

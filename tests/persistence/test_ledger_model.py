@@ -50,3 +50,17 @@ def test_override_must_name_the_baseline_and_give_a_reason() -> None:
     assert model.override_applies(v, baseline_id="1", reason="restored from backup 2025-01-01")
     assert not model.override_applies(v, baseline_id="1", reason="  ")
     assert not model.override_applies(v, baseline_id="0", reason="stale flag from an older incident")
+
+
+def test_file_copy_is_on_by_default_in_production_only() -> None:
+    from backend.core.config import PRODUCTION_LEDGER_FILE, Settings
+
+    def settings(**values: object) -> Settings:
+        return Settings(_env_file=None, **values)  # type: ignore[arg-type]
+
+    prod = {"ENV": "production", "JWT_SECRET": "s" * 40, "MONGO_URL": "mongodb://db/?replicaSet=rs0"}
+    assert settings(**prod).ledger_file == PRODUCTION_LEDGER_FILE
+    assert settings(**prod, LEDGER_FILE="/srv/l.jsonl").ledger_file == "/srv/l.jsonl"
+    assert settings(**prod, LEDGER_FILE="").ledger_file == ""
+    # Development and test stores are routinely fresh: a file copy there is opt-in.
+    assert settings(ENV="development").ledger_file == "" and settings(ENV="test").ledger_file == ""
