@@ -29,6 +29,7 @@ from backend.resellers.routes import router as resellers_router
 from backend.tickets.routes import router as tickets_router
 from backend.users.routes import router as users_router
 from backend.users.service import ensure_first_admin
+from backend.webhooks.processor import Background as WebhookBackground
 from backend.webhooks.routes import router as webhooks_router
 
 log = get_logger("app")
@@ -80,9 +81,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         log.info("started", version=settings.APP_VERSION, ready=app.state.startup.ready, db=settings.MONGO_DB)
         # The outbound sending worker (OUTBOUND_WORKER_ENABLED), only once start-up checks pass.
         outbound_worker = OutboundBackground(app.state.db, settings, enabled=app.state.startup.ready)
+        # The inbound webhook processor (WEBHOOK_PROCESSOR_ENABLED): the webhook only stores.
+        webhook_processor = WebhookBackground(app.state.db, settings, enabled=app.state.startup.ready)
         try:
             yield
         finally:
+            await webhook_processor.close()
             await outbound_worker.close()
             await client.close()
             log.info("stopped")

@@ -70,6 +70,20 @@ class Settings(BaseSettings):
     OUTBOUND_LEASE_SECONDS: float = Field(default=60.0, gt=0)
     OUTBOUND_CONCURRENCY: int = Field(default=8, ge=1)
     OUTBOUND_SCAN_LIMIT: int = Field(default=200, ge=1)
+    # Inbound webhook processor (backend/webhooks/processor.py): the webhook answers once the raw
+    # delivery is stored; this processes it. Runs in each backend process when enabled, or alone
+    # with `python -m backend.webhooks.processor`. Safe with several processes at once.
+    WEBHOOK_PROCESSOR_ENABLED: bool = True
+    WEBHOOK_POLL_SECONDS: float = Field(default=1.0, gt=0)
+    # Raw events are spread over this many ordered lanes by chat (one chat = one lane, processed in
+    # order; lanes in parallel). Change it only while no event is pending.
+    WEBHOOK_LANES: int = Field(default=8, ge=1, le=256)
+    WEBHOOK_PROCESSOR_CONCURRENCY: int = Field(default=4, ge=1)
+    WEBHOOK_MAX_ATTEMPTS: int = Field(default=8, ge=1)
+    WEBHOOK_BACKOFF_BASE_SECONDS: float = Field(default=0.5, gt=0)
+    WEBHOOK_BACKOFF_MAX_SECONDS: float = Field(default=60.0, gt=0)
+    WEBHOOK_LEASE_SECONDS: float = Field(default=60.0, gt=0)
+    WEBHOOK_HOLE_GRACE_SECONDS: float = Field(default=10.0, gt=0)
 
     # Realtime (/api/v1/ws). REDIS_URL empty = single-process fan-out (no cross-process delivery
     # except through the tail poll); set it whenever more than one backend process serves sockets.

@@ -1,9 +1,9 @@
 """The outbound queue, its attempts, and delivery-status moves on `messages`.
 
 FerretDB pushes down only `_id` equality, so every read here is one:
-- `outbox`: entry n is `_id` "q:<n>". Taking n means inserting that `_id` (unique: exactly one
-  writer gets it), and a writer only tries n after seeing n-1 stored, so entries are exactly
-  1..head — no holes. The worker walks them from a cursor, which is only a hint.
+- `outbox`: entry n is `_id` "q:<n>" (backend/core/seqlog.py, plain append: a writer only tries
+  n after seeing n-1 stored, so entries are exactly 1..head — no holes). The worker walks them
+  from a cursor, which is only a hint.
 - `outbox_attempts`: attempt k of message m is `_id` "<m>:<k>". Inserting it is the claim that
   lets exactly one worker (of any process) make that attempt.
 Entries and attempts are never removed (persistence rule 1); the cursor keeps reads small.
@@ -15,22 +15,22 @@ from typing import Any
 from pymongo.errors import DuplicateKeyError
 
 from backend.core.db import Database
+from backend.core.seqlog import SeqLog
 
 QUEUE = "outbox"
 STATE = "outbox_state"
 ATTEMPTS = "outbox_attempts"
 MESSAGES = "messages"
 CURSOR_ID = "cursor"
-MAX_CLAIM_TRIES = 10_000
 
 # Delivery statuses only move forward; `failed` only from before the provider took it.
 RANK = {"pending": 0, "sent": 1, "delivered": 2, "read": 3}
 
-_head_hint = 0  # process-local speed hint for the queue tail; always verified by lookups
+_queue = SeqLog(QUEUE, "q:", state_collection=STATE, cursor_id=CURSOR_ID)
 
 
 def entry_id(seq: int) -> str:
-    return f"q:{seq}"
+    return _queue.entry_id(seq)
 
 
 def attempt_id(message_id: str, attempt: int) -> str:
@@ -38,57 +38,25 @@ def attempt_id(message_id: str, attempt: int) -> str:
 
 
 async def get_entry(db: Database, seq: int) -> dict[str, Any] | None:
-    return await db[QUEUE].find_one({"_id": entry_id(seq)})
-
-
-async def _exists(db: Database, seq: int) -> bool:
-    return seq < 1 or await db[QUEUE].find_one({"_id": entry_id(seq)}, projection={"_id": 1}) is not None
+    return await _queue.get(db, seq)
 
 
 async def head(db: Database) -> int:
-    """Highest stored entry: galloping search from the hint (entries are 1..head, no holes)."""
-    global _head_hint
-    lo = _head_hint if await _exists(db, _head_hint) else 0
-    step = 1
-    hi = lo + step
-    while await _exists(db, hi):
-        lo, step = hi, step * 2
-        hi = lo + step
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        if await _exists(db, mid):
-            lo = mid
-        else:
-            hi = mid
-    _head_hint = max(_head_hint, lo)
-    return lo
+    """Highest stored entry (entries are 1..head, no holes)."""
+    return await _queue.head(db)
 
 
 async def enqueue(db: Database, body: dict[str, Any]) -> int:
-    global _head_hint
-    seq = await head(db) + 1
-    for _ in range(MAX_CLAIM_TRIES):
-        try:
-            await db[QUEUE].insert_one({**body, "_id": entry_id(seq), "seq": seq})
-        except DuplicateKeyError:
-            seq += 1
-            continue
-        _head_hint = max(_head_hint, seq)
-        return seq
-    raise RuntimeError("could not claim an outbox entry")
+    seq, _ = await _queue.append(db, body)
+    return seq
 
 
 async def get_cursor(db: Database) -> int:
-    doc = await db[STATE].find_one({"_id": CURSOR_ID})
-    return int(doc["seq"]) if doc else 0
+    return await _queue.get_cursor(db)
 
 
 async def advance_cursor(db: Database, seq: int) -> None:
-    """A hint: a concurrent worker may move it back a little, which only costs a re-read."""
-    try:
-        await db[STATE].update_one({"_id": CURSOR_ID}, {"$max": {"seq": seq}}, upsert=True)
-    except DuplicateKeyError:  # two first upserts racing: the other one created it
-        await db[STATE].update_one({"_id": CURSOR_ID}, {"$max": {"seq": seq}})
+    await _queue.advance_cursor(db, seq)
 
 
 async def attempts(db: Database, message_id: str) -> list[dict[str, Any]]:

@@ -186,10 +186,12 @@ async def open_for_client(
     """
     slot = int(client.get("ticket_slot", 0))
     for _ in range(MAX_RACE_RETRIES * 50):
-        candidate = new_id()
-        bound, _ = await natural_keys.claim(
-            db, OPEN_SLOT_KEY, reseller_id, client["_id"], channel, str(slot), target=candidate
-        )
+        # Most messages find their slot bound already: a read, not an insert that loses.
+        bound = await natural_keys.lookup(db, OPEN_SLOT_KEY, reseller_id, client["_id"], channel, str(slot))
+        if bound is None:
+            bound, _ = await natural_keys.claim(
+                db, OPEN_SLOT_KEY, reseller_id, client["_id"], channel, str(slot), target=new_id()
+            )
         ticket = await load(db, bound)
         if ticket is None:  # ours, or a claimer that died before writing: complete it
             # Two first messages can both reach here for one slot; only the event v1 writer created it.

@@ -1,12 +1,23 @@
 """`webhook_events_raw`: every authenticated delivery, exactly as it arrived, with its outcome.
-Appended before processing and never removed; only the outcome fields change."""
+Appended before processing and never removed; only the outcome fields change.
+
+Deliveries are entries of ordered lanes (backend/core/seqlog.py): entry n of lane L is `_id`
+"w:<L>:<n>", so the processor finds pending work by `_id` reads alone (the one query FerretDB
+pushes down), however much history is stored. `webhook_attempts` "<raw id>:<k>" is the claim
+(unique `_id` insert) that lets exactly one processor, of any process, make attempt k.
+"""
 
 from typing import Any
 
+from pymongo.errors import DuplicateKeyError
+
 from backend.core.db import Database
 from backend.core.indexes import ASC, declare
+from backend.core.seqlog import SeqLog
 
 COLLECTION = "webhook_events_raw"
+STATE = "webhook_state"
+ATTEMPTS = "webhook_attempts"
 
 declare(
     COLLECTION,
@@ -16,8 +27,12 @@ declare(
 )
 
 
-async def insert(db: Database, doc: dict[str, Any]) -> None:
-    await db[COLLECTION].insert_one(doc)
+def lane(n: int) -> SeqLog:
+    return SeqLog(COLLECTION, f"w:{n}:", state_collection=STATE, cursor_id=f"cursor:{n}")
+
+
+def attempt_id(raw_id: str, attempt: int) -> str:
+    return f"{raw_id}:{attempt}"
 
 
 async def get(db: Database, raw_id: str) -> dict[str, Any] | None:
@@ -29,6 +44,18 @@ async def mark(db: Database, raw_id: str, changes: dict[str, Any], *, inc_attemp
     if inc_attempts:
         update["$inc"] = {"attempts": 1}
     await db[COLLECTION].update_one({"_id": raw_id}, update)
+
+
+async def claim_attempt(db: Database, doc: dict[str, Any]) -> bool:
+    try:
+        await db[ATTEMPTS].insert_one(doc)
+    except DuplicateKeyError:
+        return False
+    return True
+
+
+async def get_attempt(db: Database, raw_id: str, attempt: int) -> dict[str, Any] | None:
+    return await db[ATTEMPTS].find_one({"_id": attempt_id(raw_id, attempt)})
 
 
 async def list_by_status(

@@ -3,7 +3,7 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Query, Request
 from pymongo.errors import PyMongoError
 
-from backend.core.deps import Db
+from backend.core.deps import AppSettings, Db
 from backend.core.errors import ServiceUnavailable
 from backend.webhooks import service
 from backend.webhooks.schemas import WebhookAck
@@ -15,12 +15,23 @@ TokenHeader = Annotated[str | None, Header(alias="X-Webhook-Token")]
 
 
 async def _receive(
-    db: Db, request: Request, connection_id: str, event: str | None, t: str | None, header: str | None
+    db: Db,
+    settings: AppSettings,
+    request: Request,
+    connection_id: str,
+    event: str | None,
+    t: str | None,
+    header: str | None,
 ) -> WebhookAck:
     body = await request.body()
     try:
         outcome, raw_id = await service.receive(
-            db, connection_id=connection_id, token=header or t, event_hint=event, body=body
+            db,
+            connection_id=connection_id,
+            token=header or t,
+            event_hint=event,
+            body=body,
+            lanes=settings.WEBHOOK_LANES,
         )
     except PyMongoError as exc:
         raise ServiceUnavailable("could not store the event; retry") from exc
@@ -29,15 +40,27 @@ async def _receive(
 
 @router.post("/{connection_id}", operation_id="webhooks-whatsapp")
 async def whatsapp_webhook(
-    db: Db, request: Request, connection_id: str, t: Token = None, x_webhook_token: TokenHeader = None
+    db: Db,
+    settings: AppSettings,
+    request: Request,
+    connection_id: str,
+    t: Token = None,
+    x_webhook_token: TokenHeader = None,
 ) -> WebhookAck:
-    """Evolution posts every event here (webhook_by_events off, as the backend configures it)."""
-    return await _receive(db, request, connection_id, None, t, x_webhook_token)
+    """Evolution posts every event here (webhook_by_events off, as the backend configures it).
+    Answers once the delivery is stored; it is processed right after, in order per chat."""
+    return await _receive(db, settings, request, connection_id, None, t, x_webhook_token)
 
 
 @router.post("/{connection_id}/{event}", operation_id="webhooks-whatsapp_event")
 async def whatsapp_webhook_event(
-    db: Db, request: Request, connection_id: str, event: str, t: Token = None, x_webhook_token: TokenHeader = None
+    db: Db,
+    settings: AppSettings,
+    request: Request,
+    connection_id: str,
+    event: str,
+    t: Token = None,
+    x_webhook_token: TokenHeader = None,
 ) -> WebhookAck:
     """The per-event form (`…/messages-upsert`, `…/connection-update`, …) of webhook_by_events."""
-    return await _receive(db, request, connection_id, event, t, x_webhook_token)
+    return await _receive(db, settings, request, connection_id, event, t, x_webhook_token)

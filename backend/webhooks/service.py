@@ -1,9 +1,11 @@
-"""Inbound WhatsApp webhooks: authenticate, store raw, then process.
+"""Inbound WhatsApp webhooks: authenticate, store raw (the acknowledgement), process later.
 
-Order matters: the raw delivery is durable before anything else happens, so a payload we cannot
-process yet (unknown event, bug, receipt ahead of its message) is never lost — it is kept with
-its error and scripts/reprocess_webhooks.py runs it again. Processing is idempotent: a message's
-`_id` is derived from (connection id, provider message id), so a redelivery stores nothing new.
+The webhook answers 2xx once the raw delivery is durable (`receive`: one connection read, one
+insert), so the provider stops retrying and nothing it sent can be lost. The processor
+(backend/webhooks/processor.py) then runs `process` on it, in order per chat: a payload we cannot
+process (unknown event, bug, receipt ahead of its message) is kept with its error and
+scripts/reprocess_webhooks.py runs it again. Processing is idempotent: a message's `_id` is
+derived from (connection id, provider message id), so a redelivery stores nothing new.
 """
 
 import hashlib
@@ -30,13 +32,13 @@ from backend.core import natural_keys
 from backend.core.clock import utcnow
 from backend.core.db import Database
 from backend.core.errors import Unauthorized
-from backend.core.ids import is_valid_id, new_id
+from backend.core.ids import is_valid_id
 from backend.core.logging import get_logger
 from backend.messages import repository as messages
 from backend.outbound import service as outbound
 from backend.tickets import intake
 from backend.users import repository as users
-from backend.webhooks import repository
+from backend.webhooks import repository, signals
 from backend.webhooks.schemas import Outcome
 
 log = get_logger("webhooks")
@@ -59,27 +61,55 @@ async def authenticate(db: Database, connection_id: str, token: str | None) -> d
     return conn
 
 
-def _event_of(body: str, hint: str | None) -> str | None:
+def _chat_of(payload: dict[str, Any]) -> str:
+    """The chat a delivery belongs to ("" for connection-wide events): one chat, one lane."""
+    data = payload.get("data")
+    if isinstance(data, list) and data:
+        data = data[0]
+    if not isinstance(data, dict):
+        return ""
+    nested = data.get("key")
+    key: dict[str, Any] = nested if isinstance(nested, dict) else data
+    jid = str(key.get("remoteJid") or "")
+    if jid.endswith("@lid"):  # privacy addressing: the number travels in an alternate field
+        jid = str(key.get("remoteJidAlt") or key.get("senderPn") or jid)
+    return jid
+
+
+def _sniff(body: str, hint: str | None) -> tuple[str | None, str]:
+    """(event name, chat) for the raw record and its lane; never fails (bad bodies fail later)."""
     try:
         payload = json.loads(body)
     except ValueError:
-        return hint
-    event = payload.get("event") if isinstance(payload, dict) else None
-    return str(event) if isinstance(event, str) else hint
+        return hint, ""
+    if not isinstance(payload, dict):
+        return hint, ""
+    event = payload.get("event")
+    return (str(event) if isinstance(event, str) else hint), _chat_of(payload)
+
+
+def lane_of(connection_id: str, chat: str, lanes: int) -> int:
+    digest = hashlib.sha256(f"{connection_id}:{chat}".encode()).digest()
+    return int.from_bytes(digest[:4], "big") % lanes
 
 
 async def receive(
-    db: Database, *, connection_id: str, token: str | None, event_hint: str | None, body: bytes
+    db: Database, *, connection_id: str, token: str | None, event_hint: str | None, body: bytes, lanes: int
 ) -> tuple[Outcome, str]:
+    """Authenticates and stores the delivery durably (w=majority, j=true) in its chat's lane.
+    Returns ("received", raw id); a database error propagates (the route answers 503)."""
     conn = await authenticate(db, connection_id, token)
     text = body[:MAX_RAW_BYTES].decode("utf-8", errors="replace")
+    event, chat = _sniff(text, event_hint)
+    lane = lane_of(conn["_id"], chat, lanes)
     raw: dict[str, Any] = {
-        "_id": new_id(),
+        "lane": lane,
+        "chat": chat,
         "connection_id": conn["_id"],
         "reseller_id": conn["reseller_id"],
         "provider": conn["provider"],
         "event_hint": event_hint,
-        "event": _event_of(text, event_hint),
+        "event": event,
         "body": text,
         "truncated": len(body) > MAX_RAW_BYTES,
         "received_at": utcnow(),
@@ -88,14 +118,20 @@ async def receive(
         "error": None,
         "result": None,
     }
-    await repository.insert(db, raw)  # a failure here answers 5xx: the provider retries
-    return await process(db, raw, conn=conn), raw["_id"]
+    _, raw_id = await repository.lane(lane).append(db, raw, reserve=True)
+    signals.wake()
+    return "received", raw_id
 
 
-async def process(db: Database, raw: dict[str, Any], *, conn: dict[str, Any] | None = None) -> Outcome:
+async def process(
+    db: Database, raw: dict[str, Any], *, conn: dict[str, Any] | None = None, attempt: int | None = None
+) -> Outcome:
     """Runs one stored delivery and records the outcome on it. Database errors propagate (the
-    caller answers 5xx so the provider retries); anything else is kept as the event's error."""
+    processor retries with backoff); anything else is kept as the event's error, final.
+    `attempt`: the processor's claimed attempt number, recorded as `attempts`."""
     conn = conn or await connections.get(db, raw["connection_id"])
+    counted: dict[str, Any] = {"attempts": attempt} if attempt is not None else {}
+    inc = attempt is None
     try:
         if conn is None:
             raise LookupError("connection not found")
@@ -112,25 +148,17 @@ async def process(db: Database, raw: dict[str, Any], *, conn: dict[str, Any] | N
         else:
             results = [await _apply(db, conn, event) for event in events]
             outcome = "ignored" if results and all(r.startswith("ignored") for r in results) else "processed"
-    except PyMongoError as exc:
-        await _safe_mark(db, raw["_id"], {"status": "failed", "error": f"database: {exc}", "failed_at": utcnow()})
+    except PyMongoError:
         raise
     except Exception as exc:  # unknown shape, receipt ahead of its message, or a bug: keep it
         log.warning("webhook event failed", raw_id=raw["_id"], error=str(exc), kind=type(exc).__name__)
         error = f"{type(exc).__name__}: {exc}"
-        await repository.mark(db, raw["_id"], {"status": "failed", "error": error, "failed_at": utcnow()})
+        changes = {"status": "failed", "error": error, "failed_at": utcnow(), "retry_at": None, **counted}
+        await repository.mark(db, raw["_id"], changes, inc_attempts=inc)
         return "failed"
-    await repository.mark(
-        db, raw["_id"], {"status": outcome, "error": None, "result": results, "processed_at": utcnow()}
-    )
+    changes = {"status": outcome, "error": None, "result": results, "processed_at": utcnow(), "retry_at": None}
+    await repository.mark(db, raw["_id"], {**changes, **counted}, inc_attempts=inc)
     return outcome
-
-
-async def _safe_mark(db: Database, raw_id: str, changes: dict[str, Any]) -> None:
-    try:
-        await repository.mark(db, raw_id, changes)
-    except PyMongoError:
-        log.error("could not record webhook failure", raw_id=raw_id)
 
 
 async def _apply(db: Database, conn: dict[str, Any], event: InboundEvent) -> str:

@@ -5,6 +5,7 @@ import httpx
 
 from tests.factories import make_tenant, unique
 from tests.fakes.harness import FakeEvolution, make_connection
+from tests.webhooks.helpers import settled
 
 BASE = "/api/v1/whatsapp-connections"
 
@@ -111,16 +112,16 @@ async def test_qr_code_and_status_follow_the_provider_and_are_announced(
     assert r.json()["qr_code"].startswith("data:image/png")
 
     result = await evolution.control("POST", "qrcode", {"instance": conn["instance_name"]})
-    assert result["status_code"] == 200 and result["body"]["status"] == "processed", result
+    assert result["status_code"] == 200 and (await settled(db, result))["status"] == "processed", result
 
     result = await evolution.control("POST", "state", {"instance": conn["instance_name"], "state": "open"})
-    assert result["status_code"] == 200 and result["body"]["status"] == "processed", result
+    assert result["status_code"] == 200 and (await settled(db, result))["status"] == "processed", result
     got = (await client.get(f"{BASE}/{conn['id']}", headers=tenant.headers)).json()
     assert got["status"] == "open" and got["qr_code"] is None
     r = await client.get(f"{BASE}/{conn['id']}/qrcode", headers=tenant.headers)
     assert r.json() == {"qr_code": None, "status": "open"}
 
-    await evolution.control("POST", "state", {"instance": conn["instance_name"], "state": "close"})
+    await settled(db, await evolution.control("POST", "state", {"instance": conn["instance_name"], "state": "close"}))
     got = (await client.get(f"{BASE}/{conn['id']}", headers=tenant.headers)).json()
     assert got["status"] == "close"
 

@@ -4,6 +4,7 @@ import httpx
 
 from tests.factories import Tenant, unique_phone
 from tests.fakes.harness import FakeEvolution
+from tests.webhooks.helpers import settled
 
 
 async def held_ticket(
@@ -13,7 +14,7 @@ async def held_ticket(
     Returns (ticket id, client phone, agent headers)."""
     phone = unique_phone()
     result = await evolution.inbound(conn["instance_name"], phone, "Olá, preciso de ajuda")
-    assert result["body"]["status"] == "processed", result
+    assert (await settled(db, result))["status"] == "processed", result
     customer = await db.users.find_one({"reseller_id": tenant.id, "phone": phone})
     ticket = await db.tickets.find_one({"client_id": customer["_id"], "status": "espera"})
     agent = tenant.agents[0]["headers"]

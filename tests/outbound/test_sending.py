@@ -7,6 +7,7 @@ import pytest
 from tests.factories import make_tenant
 from tests.fakes.harness import FakeEvolution, make_connection, wait_for
 from tests.outbound.helpers import held_ticket
+from tests.webhooks.helpers import settled
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +33,7 @@ async def test_happy_path_end_to_end(
     conn = await make_connection(client, tenant, evolution, open_=False)
     qr = (await client.get(f"/api/v1/whatsapp-connections/{conn['id']}/qrcode", headers=tenant.headers)).json()
     assert qr["status"] == "connecting" and qr["qr_code"]
-    await evolution.control("POST", "state", {"instance": conn["instance_name"], "state": "open"})
+    await settled(db, await evolution.control("POST", "state", {"instance": conn["instance_name"], "state": "open"}))
     got = (await client.get(f"/api/v1/whatsapp-connections/{conn['id']}", headers=tenant.headers)).json()
     assert got["status"] == "open"
 
@@ -59,7 +60,7 @@ async def test_happy_path_end_to_end(
         result = await evolution.control(
             "POST", "receipt", {"instance": conn["instance_name"], "key_id": sent[0]["key_id"], "status": status}
         )
-        assert result["status_code"] == 200 and result["body"]["status"] == "processed", result
+        assert result["status_code"] == 200 and (await settled(db, result))["status"] == "processed", result
         assert (await _message(db, reply["id"]))["status"] == expected
     msgs = (await client.get(f"/api/v1/tickets/{ticket_id}/messages", headers=agent)).json()["items"]
     assert [m["status"] for m in msgs if m["direction"] == "out"] == ["read"]
@@ -195,9 +196,10 @@ async def test_receipt_ahead_of_its_message_is_kept_and_reprocessed_by_the_scrip
     early = await evolution.control(
         "POST", "receipt", {"instance": conn["instance_name"], "key_id": "3EB0NOTYET", "status": "READ"}
     )
-    assert early["status_code"] == 200 and early["body"]["status"] == "failed"
+    assert early["status_code"] == 200 and (await settled(db, early))["status"] == "failed"
     # the message the receipt was about turns up (here: sent from the phone with that id)
-    await evolution.inbound(conn["instance_name"], phone, "do celular", from_me=True, key_id="3EB0NOTYET")
+    late = await evolution.inbound(conn["instance_name"], phone, "do celular", from_me=True, key_id="3EB0NOTYET")
+    await settled(db, late)
     results = await reprocess(db, connection_id=conn["id"], limit=10, dry_run=False)
     assert [(raw["_id"], outcome) for raw, outcome in results] == [(early["body"]["raw_id"], "processed")]
     raw = await db.webhook_events_raw.find_one({"_id": early["body"]["raw_id"]})

@@ -7,6 +7,7 @@ import httpx
 from backend.webhooks.service import message_id_for
 from tests.factories import make_tenant, unique_phone
 from tests.fakes.harness import FakeEvolution, make_connection
+from tests.webhooks.helpers import settled
 
 HOOK = "/api/v1/webhooks/whatsapp"
 
@@ -37,9 +38,8 @@ async def test_first_message_opens_an_espera_ticket_in_the_default_department(
     conn = await make_connection(client, tenant, evolution)
     phone = unique_phone()
     result = await evolution.inbound(conn["instance_name"], phone, "Olá, preciso de ajuda", push_name="Maria Silva")
-    assert result["status_code"] == 200 and result["body"]["status"] == "processed", result
-
-    raw = await db.webhook_events_raw.find_one({"_id": result["body"]["raw_id"]})
+    assert result["status_code"] == 200, result
+    raw = await settled(db, result)
     assert raw["connection_id"] == conn["id"] and raw["status"] == "processed"
     assert json.loads(raw["body"])["data"]["key"]["id"] == result["key_id"]  # stored as it arrived
 
@@ -71,6 +71,8 @@ async def test_redelivery_sequential_and_concurrent_is_stored_once(
         *(client.post(f"{HOOK}/{conn['id']}", json=payload, headers=headers) for _ in range(20))
     )
     assert all(r.status_code == 200 for r in storm)
+    for r in (first, again, *storm):
+        assert (await settled(db, r))["status"] == "processed"
 
     mid = message_id_for(conn["id"], payload["data"]["key"]["id"])
     assert await db.messages.count_documents({"_id": mid}) == 1
@@ -94,9 +96,8 @@ async def test_concurrent_first_messages_of_a_new_client_open_one_ticket(
         results = await asyncio.gather(
             *(client.post(f"{HOOK}/{conn['id']}", json=p, headers=headers) for p in payloads)
         )
-        assert all(r.status_code == 200 and r.json()["status"] == "processed" for r in results), [
-            r.text for r in results
-        ]
+        assert all(r.status_code == 200 for r in results), [r.text for r in results]
+        assert [(await settled(db, r))["status"] for r in results] == ["processed"] * 12
         clients = await db.users.find({"reseller_id": tenant.id, "phone": phone}).to_list(None)
         assert len(clients) == 1
         tickets = await db.tickets.find({"client_id": clients[0]["_id"]}).to_list(None)
@@ -112,6 +113,8 @@ async def test_through_the_fake_concurrent_first_messages_open_one_ticket(
     phone = unique_phone()
     results = await asyncio.gather(*(evolution.inbound(conn["instance_name"], phone, f"m{i}") for i in range(8)))
     assert all(r["status_code"] == 200 for r in results)
+    for r in results:
+        await settled(db, r)
     assert await db.tickets.count_documents({"reseller_id": tenant.id}) == 1
     assert await db.messages.count_documents({"reseller_id": tenant.id}) == 8
 
@@ -122,9 +125,9 @@ async def test_from_me_is_recorded_as_outgoing_system_message(
     tenant = await make_tenant(client, admin_headers, agents=0)
     conn = await make_connection(client, tenant, evolution)
     phone = unique_phone()
-    await evolution.inbound(conn["instance_name"], phone, "oi")
+    await settled(db, await evolution.inbound(conn["instance_name"], phone, "oi"))
     result = await evolution.inbound(conn["instance_name"], phone, "respondido do celular", from_me=True)
-    assert result["body"]["status"] == "processed", result
+    assert (await settled(db, result))["status"] == "processed", result
     msg = await db.messages.find_one({"_id": message_id_for(conn["id"], result["key_id"])})
     assert msg["direction"] == "out" and msg["sender_type"] == "system" and msg["status"] == "sent"
     assert await db.tickets.count_documents({"reseller_id": tenant.id}) == 1
@@ -154,15 +157,15 @@ async def test_unknown_unparseable_and_foreign_events_are_kept_raw_and_answered_
     ]
     for payload, outcome, error in cases:
         r = await client.post(url, json=payload, headers=headers)
-        assert r.status_code == 200 and r.json()["status"] == outcome, (payload, r.text)
-        raw = await db.webhook_events_raw.find_one({"_id": r.json()["raw_id"]})
-        assert raw["status"] == outcome and json.loads(raw["body"]) == payload
+        assert r.status_code == 200, (payload, r.text)
+        raw = await settled(db, r)
+        assert raw["status"] == outcome and json.loads(raw["body"]) == payload, (payload, raw)
         if error:
             assert error in raw["error"], raw["error"]
     r = await client.post(url, content=b"{not json", headers={**headers, "Content-Type": "application/json"})
-    assert r.status_code == 200 and r.json()["status"] == "failed"
-    raw = await db.webhook_events_raw.find_one({"_id": r.json()["raw_id"]})
-    assert raw["body"] == "{not json" and "not JSON" in raw["error"]
+    assert r.status_code == 200
+    raw = await settled(db, r)
+    assert raw["status"] == "failed" and raw["body"] == "{not json" and "not JSON" in raw["error"]
 
 
 async def test_bad_or_missing_secret_and_unknown_connection_get_the_same_401_and_store_nothing(
@@ -200,11 +203,11 @@ async def test_per_event_path_and_query_token(
     payload = _upsert(unique_phone(), "3EB0BYEVENT")
     del payload["event"]  # the path names it
     r = await client.post(f"{HOOK}/{conn['id']}/messages-upsert?t={token}", json=payload)
-    assert r.status_code == 200 and r.json()["status"] == "processed", r.text
+    assert r.status_code == 200 and (await settled(db, r))["status"] == "processed", r.text
     r = await client.post(
         f"{HOOK}/{conn['id']}/connection-update?t={token}", json={"data": {"state": "close", "statusReason": 401}}
     )
-    assert r.status_code == 200 and r.json()["status"] == "processed", r.text
+    assert r.status_code == 200 and (await settled(db, r))["status"] == "processed", r.text
     got = (await client.get(f"/api/v1/whatsapp-connections/{conn['id']}", headers=tenant.headers)).json()
     assert got["status"] == "close"
 
@@ -217,14 +220,15 @@ async def test_redelivery_after_finalize_does_not_open_a_new_ticket(
     headers = {"X-Webhook-Token": await _token(db, conn["id"])}
     phone = unique_phone()
     payload = _upsert(phone, "3EB0OLD" + phone)
-    await client.post(f"{HOOK}/{conn['id']}", json=payload, headers=headers)
+    await settled(db, await client.post(f"{HOOK}/{conn['id']}", json=payload, headers=headers))
     ticket = await db.tickets.find_one({"reseller_id": tenant.id})
     r = await client.post(f"/api/v1/tickets/{ticket['_id']}/finalize", headers=tenant.headers)
     assert r.status_code == 200, r.text
-    await client.post(f"{HOOK}/{conn['id']}", json=payload, headers=headers)
+    redelivered = await settled(db, await client.post(f"{HOOK}/{conn['id']}", json=payload, headers=headers))
+    assert redelivered["result"] == ["duplicate"]
     assert await db.tickets.count_documents({"reseller_id": tenant.id}) == 1
     r = await client.post(f"{HOOK}/{conn['id']}", json=_upsert(phone, "3EB0NEW" + phone), headers=headers)
-    assert r.json()["status"] == "processed"
+    assert (await settled(db, r))["status"] == "processed"
     assert await db.tickets.count_documents({"reseller_id": tenant.id}) == 2  # a new message: a new ticket
 
 
@@ -236,9 +240,9 @@ async def test_inactive_connection_keeps_events_raw_but_ignores_them(
     r = await client.patch(f"/api/v1/whatsapp-connections/{conn['id']}", json={"active": False}, headers=tenant.headers)
     assert r.status_code == 200
     result = await evolution.inbound(conn["instance_name"], unique_phone(), "alguém aí?")
-    assert result["status_code"] == 200 and result["body"]["status"] == "ignored"
-    raw = await db.webhook_events_raw.find_one({"_id": result["body"]["raw_id"]})
-    assert raw["result"] == ["connection inactive"]
+    assert result["status_code"] == 200
+    raw = await settled(db, result)
+    assert raw["status"] == "ignored" and raw["result"] == ["connection inactive"]
     assert await db.messages.count_documents({"reseller_id": tenant.id}) == 0
 
 
@@ -248,6 +252,7 @@ async def test_media_message_keeps_type_caption_and_media(
     tenant = await make_tenant(client, admin_headers, agents=0)
     conn = await make_connection(client, tenant, evolution)
     result = await evolution.inbound(conn["instance_name"], unique_phone(), "foto do produto", image=True)
+    await settled(db, result)
     msg = await db.messages.find_one({"_id": message_id_for(conn["id"], result["key_id"])})
     assert msg["type"] == "image" and msg["body"] == "foto do produto"
     assert msg["media"]["mimetype"] == "image/jpeg"

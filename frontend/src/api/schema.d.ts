@@ -433,6 +433,7 @@ export interface paths {
         /**
          * Whatsapp Webhook
          * @description Evolution posts every event here (webhook_by_events off, as the backend configures it).
+         *     Answers once the delivery is stored; it is processed right after, in order per chat.
          */
         post: operations["webhooks-whatsapp"];
         delete?: never;
@@ -1035,14 +1036,15 @@ export interface components {
         };
         /**
          * WebhookAck
-         * @description What the provider is told: the delivery is stored (so it may stop retrying).
+         * @description What the provider is told: the delivery is stored durably (so it may stop retrying).
+         *     `status` is "received": processing happens after the answer, in order per chat.
          */
         WebhookAck: {
             /**
              * Status
              * @enum {string}
              */
-            status: "processed" | "ignored" | "failed";
+            status: "received" | "processed" | "ignored" | "failed";
             /** Raw Id */
             raw_id: string;
         };

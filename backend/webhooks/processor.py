@@ -1,0 +1,246 @@
+"""The webhook processor: turns stored raw deliveries into clients, tickets and messages.
+
+`python -m backend.webhooks.processor` runs it alone; each backend process also runs one in its
+lifespan (WEBHOOK_PROCESSOR_ENABLED). Several at once, in any number of processes, are safe:
+
+- Work is found by `_id` reads only: lane L's entries are "w:<L>:<n>" (backend/core/seqlog.py),
+  walked from a cursor. A delivery's chat picks its lane, so one chat's events are processed in
+  the order they were stored; different lanes run in parallel.
+- Attempt k of an event is claimed by inserting `webhook_attempts` "<raw id>:<k>" (unique `_id`;
+  never a filtered findAndModify, which FerretDB does not make atomic). A processor that loses
+  the claim stops walking that lane, so it never overtakes the event; the winner moves on.
+- A claim whose processor died (crash, SIGKILL) expires after WEBHOOK_LEASE_SECONDS and attempt
+  k+1 is claimed; processing is idempotent (deterministic message ids), so nothing doubles.
+- A database error is retried with exponential backoff (the lane waits: order first) up to
+  WEBHOOK_MAX_ATTEMPTS, then kept failed for scripts/reprocess_webhooks.py, like every
+  non-database error (unknown event, malformed payload), which is final at once.
+"""
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import time
+from datetime import timedelta
+from typing import Any
+
+from pymongo.errors import PyMongoError
+
+from backend.connections import repository as connections
+from backend.core.clock import as_utc, utcnow
+from backend.core.config import Settings, get_settings
+from backend.core.db import Database, durable_database, make_client
+from backend.core.ids import new_id
+from backend.core.logging import configure_logging, get_logger
+from backend.core.seqlog import HOLE, PROBE_FAR, SeqLog
+from backend.webhooks import repository, service, signals
+
+log = get_logger("webhooks.processor")
+
+PENDING = "received"
+CURSOR_EVERY = 100  # entries between cursor saves within one lane pass
+
+
+def backoff_seconds(settings: Settings, attempt: int) -> float:
+    """Wait after failed attempt n before attempt n+1."""
+    return float(min(settings.WEBHOOK_BACKOFF_BASE_SECONDS * 2 ** (attempt - 1), settings.WEBHOOK_BACKOFF_MAX_SECONDS))
+
+
+class WebhookProcessor:
+    def __init__(self, db: Database, settings: Settings) -> None:
+        self.db = db
+        self.settings = settings
+        self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{new_id()[-6:]}"
+        self.lanes = [repository.lane(n) for n in range(settings.WEBHOOK_LANES)]
+        # Speed hints only (every rule is decided by stored `_id`s): last finished entry per
+        # lane, and when each lane last looked far ahead for entries behind a hole.
+        self._pos: dict[int, int] = {}
+        self._probed_at: dict[int, float] = {}
+        self._sem = asyncio.Semaphore(settings.WEBHOOK_PROCESSOR_CONCURRENCY)
+
+    async def run_once(self) -> int:
+        """One pass over every lane. Returns how many events this pass processed."""
+        done = await asyncio.gather(*(self._guarded(n) for n in range(len(self.lanes))))
+        return sum(done)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        log.info("webhook processor started", worker=self.worker_id, lanes=len(self.lanes))
+        woken = signals.subscribe()
+        try:
+            while not stop.is_set():
+                woken.clear()
+                try:
+                    await self.run_once()
+                except Exception as exc:  # the loop must survive a database hiccup
+                    log.error("webhook pass failed", error=str(exc))
+                waiters = {asyncio.ensure_future(stop.wait()), asyncio.ensure_future(woken.wait())}
+                _, pending = await asyncio.wait(
+                    waiters, timeout=self.settings.WEBHOOK_POLL_SECONDS, return_when=asyncio.FIRST_COMPLETED
+                )
+                for task in pending:
+                    task.cancel()
+        finally:
+            signals.unsubscribe(woken)
+        log.info("webhook processor stopped", worker=self.worker_id)
+
+    async def _guarded(self, lane: int) -> int:
+        async with self._sem:
+            try:
+                return await self._walk(lane)
+            except Exception as exc:
+                log.error("webhook lane failed", lane=lane, error=str(exc))
+                return 0
+
+    async def _walk(self, lane: int) -> int:
+        """Processes a lane's entries in order from its position until the lane ends or must
+        wait (an event in backoff, or being processed by another processor)."""
+        seqlog = self.lanes[lane]
+        if lane not in self._pos:
+            self._pos[lane] = await seqlog.get_cursor(self.db)
+        start = pos = self._pos[lane]
+        processed = 0
+        conns: dict[str, dict[str, Any] | None] = {}  # read once per pass
+        try:
+            while True:
+                seq = pos + 1
+                entry = await seqlog.get(self.db, seq)
+                if entry is None:
+                    if not await self._fill_dead_hole(lane, seqlog, seq):
+                        break
+                    continue  # filled: read it again (a tombstone, or a writer that just won)
+                if not entry.get(HOLE) and entry.get("status") == PENDING:
+                    if not await self._handle(entry, conns):
+                        break
+                    processed += 1
+                pos = seq
+                self._pos[lane] = pos
+                if pos - start >= CURSOR_EVERY:
+                    await seqlog.advance_cursor(self.db, pos)
+                    start = pos
+        finally:
+            if pos > start:
+                await seqlog.advance_cursor(self.db, pos)
+        return processed
+
+    async def _fill_dead_hole(self, lane: int, seqlog: SeqLog, seq: int) -> bool:
+        """Entry `seq` is missing. When an entry after it was stored longer than the grace ago,
+        `seq`'s writer has died or given up (reservations are inserted in order, concurrently):
+        tombstone it. A writer still in flight then fails on the duplicate and takes another
+        number, so nothing is lost. Returns True when it filled the hole."""
+        after = await self.db[seqlog.collection].find_one({"_id": seqlog.entry_id(seq + 1)})
+        if after is None:
+            now = time.monotonic()
+            if now - self._probed_at.get(lane, 0.0) < self.settings.WEBHOOK_HOLE_GRACE_SECONDS:
+                return False
+            self._probed_at[lane] = now
+            step = 2
+            while after is None and step <= PROBE_FAR:
+                after = await self.db[seqlog.collection].find_one({"_id": seqlog.entry_id(seq + step)})
+                step *= 2
+            if after is None:
+                return False  # the lane ends here
+        stored_at = after.get("received_at") or after.get("at")
+        age = (utcnow() - as_utc(stored_at)).total_seconds() if stored_at else 0.0
+        if age < self.settings.WEBHOOK_HOLE_GRACE_SECONDS:
+            return False  # probably still being inserted: wait
+        if await seqlog.fill(self.db, seq):
+            log.warning("webhook lane hole filled", lane=lane, seq=seq)
+        return True
+
+    async def _claim(self, raw: dict[str, Any]) -> int | None:
+        """Claims the next attempt on `raw`. Returns its number, or None when the lane must wait
+        (another processor holds a live claim) or the event turned out finished."""
+        now = utcnow()
+        retry_at = raw.get("retry_at")
+        if retry_at is not None and as_utc(retry_at) > now:
+            return None
+        attempt = int(raw.get("attempts") or 0) + 1
+        while True:
+            claim = {
+                "_id": repository.attempt_id(raw["_id"], attempt),
+                "raw_id": raw["_id"],
+                "attempt": attempt,
+                "worker": self.worker_id,
+                "claimed_at": now,
+                "lease_until": now + timedelta(seconds=self.settings.WEBHOOK_LEASE_SECONDS),
+            }
+            if await repository.claim_attempt(self.db, claim):
+                return attempt
+            held = await repository.get_attempt(self.db, raw["_id"], attempt)
+            if held is not None and as_utc(held["lease_until"]) > now:
+                return None  # another processor is on it: do not overtake it
+            fresh = await repository.get(self.db, raw["_id"])
+            if fresh is None or fresh.get("status") != PENDING:
+                return None  # finished meanwhile; the walk reads it again next time
+            attempt += 1  # its processor died: the next attempt
+
+    async def _handle(self, raw: dict[str, Any], conns: dict[str, dict[str, Any] | None]) -> bool:
+        """Processes one pending event. Returns True when the lane may move past it."""
+        attempt = await self._claim(raw)
+        if attempt is None:
+            fresh = await repository.get(self.db, raw["_id"])
+            return fresh is not None and fresh.get("status") != PENDING
+        max_attempts = self.settings.WEBHOOK_MAX_ATTEMPTS
+        if attempt > max_attempts:  # earlier attempts died with their processes
+            await repository.mark(
+                self.db,
+                raw["_id"],
+                {"status": "failed", "error": "processing did not finish (processor died?)", "attempts": attempt},
+                inc_attempts=False,
+            )
+            return True
+        connection_id = str(raw["connection_id"])
+        try:
+            if connection_id not in conns:
+                conns[connection_id] = await connections.get(self.db, connection_id)
+            await service.process(self.db, raw, conn=conns[connection_id], attempt=attempt)
+        except PyMongoError as exc:
+            final = attempt >= max_attempts
+            changes: dict[str, Any] = {"error": f"database: {exc}", "attempts": attempt}
+            if final:
+                changes.update(status="failed", failed_at=utcnow(), retry_at=None)
+            else:
+                changes["retry_at"] = utcnow() + timedelta(seconds=backoff_seconds(self.settings, attempt))
+            log.warning("webhook event will be retried", raw_id=raw["_id"], attempt=attempt, error=str(exc))
+            with contextlib.suppress(PyMongoError):  # unrecorded: the claim's lease runs out instead
+                await repository.mark(self.db, raw["_id"], changes, inc_attempts=False)
+            return final
+        return True
+
+
+async def run_until(db: Database, settings: Settings, stop: asyncio.Event) -> None:
+    await WebhookProcessor(db, settings).run(stop)
+
+
+class Background:
+    """The processor inside a backend process's lifespan (WEBHOOK_PROCESSOR_ENABLED)."""
+
+    def __init__(self, db: Database, settings: Settings, *, enabled: bool = True) -> None:
+        self.stop = asyncio.Event()
+        self.task: asyncio.Task[None] | None = None
+        if enabled and settings.WEBHOOK_PROCESSOR_ENABLED:
+            self.task = asyncio.create_task(run_until(db, settings, self.stop), name="webhook-processor")
+
+    async def close(self) -> None:
+        self.stop.set()
+        if self.task is not None:
+            await self.task
+
+
+async def main() -> None:
+    settings = get_settings()
+    configure_logging(settings.LOG_LEVEL, settings.LOG_JSON)
+    client = make_client(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await run_until(durable_database(client, settings.MONGO_DB), settings, stop)
+    finally:
+        await client.close()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,25 @@
+"""Waiting for the webhook processor: the webhook answers once a delivery is stored, and the
+processor records the outcome on the raw event shortly after (polled, bounded, no fixed sleeps)."""
+
+from typing import Any
+
+from tests.fakes.harness import wait_for
+
+
+def raw_id_of(ack: Any) -> str:
+    """A webhook answer: the route's JSON, an httpx response, or the fake's {"body": ...}."""
+    body = ack.json() if hasattr(ack, "json") else ack.get("body", ack)
+    assert body["status"] == "received", body
+    return str(body["raw_id"])
+
+
+async def settled(db: Any, ack: Any, *, within: float = 30.0) -> dict[str, Any]:
+    """The raw event once processed (any outcome but "received")."""
+    raw_id = raw_id_of(ack)
+
+    async def done() -> dict[str, Any] | None:
+        raw: dict[str, Any] | None = await db.webhook_events_raw.find_one({"_id": raw_id})
+        return raw if raw is not None and raw["status"] != "received" else None
+
+    result: dict[str, Any] = await wait_for(done, timeout=within)
+    return result
