@@ -7,15 +7,17 @@ read (catch-up, gap fill, finding the tail) is an `_id` equality lookup, the que
 pushes down. Records are never updated or removed.
 """
 
+import asyncio
 from typing import Any
 
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import DuplicateKeyError, PyMongoError
 
 from backend.core.db import Database
 
 COLLECTION = "tenant_events"
 MAX_CLAIM_ATTEMPTS = 10_000
 LOSSES_BEFORE_SEARCH = 4
+TRANSIENT_RETRIES = 4
 
 # Process-local "this seq is stored" facts per (database, tenant): a speed hint only. It is only
 # ever set to a seq seen stored, so hint+1 is always a valid next claim; a stale hint costs a few
@@ -79,7 +81,7 @@ async def append(db: Database, reseller_id: str, body: dict[str, Any]) -> dict[s
     for attempt in range(1, MAX_CLAIM_ATTEMPTS + 1):
         record = {**body, "_id": key(reseller_id, seq), "reseller_id": reseller_id, "seq": seq}
         try:
-            await db[COLLECTION].insert_one(record)
+            await _insert(db, record)
         except DuplicateKeyError:
             # Another writer took it, so seq is stored and seq+1 is a valid next claim.
             seq = await latest(db, reseller_id, start=seq) + 1 if attempt % LOSSES_BEFORE_SEARCH == 0 else seq + 1
@@ -87,3 +89,19 @@ async def append(db: Database, reseller_id: str, body: dict[str, Any]) -> dict[s
         _remember(db, reseller_id, seq)
         return record
     raise RuntimeError(f"could not claim a feed seq for tenant {reseller_id}")
+
+
+async def _insert(db: Database, record: dict[str, Any]) -> None:
+    """Retries transient store errors (FerretDB answers SQLITE_BUSY under write bursts). If an
+    attempt did land after all, the retry meets its `_id` and append moves on to the next seq:
+    the change is then announced twice (at-least-once), never not at all."""
+    for attempt in range(TRANSIENT_RETRIES):
+        try:
+            await db[COLLECTION].insert_one(record)
+            return
+        except DuplicateKeyError:
+            raise
+        except PyMongoError:
+            if attempt == TRANSIENT_RETRIES - 1:
+                raise
+            await asyncio.sleep(0.05 * 4**attempt)
