@@ -95,7 +95,7 @@ mongo-tools:
 	done
 
 # Benchmark (not a test): seeds 1k/10k/100k tickets into a fresh FerretDB, rewrites its section of
-# docs/BENCHMARKS.md, raw JSON under bench/results/. About 20-25 minutes on 2 cores.
+# docs/BENCHMARKS.md, raw JSON under bench/results/. 35 minutes measured on 2 heavily shared cores.
 .PHONY: bench
 bench: setup ferretdb
 	$(BIN)/python -m bench.tickets_bench --sizes 1000,10000,100000 --out docs/BENCHMARKS.md

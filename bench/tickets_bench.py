@@ -71,6 +71,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--mongo-url", default="", help="use this server instead of starting a FerretDB (never dropped)")
     p.add_argument("--data-dir", type=Path, help="FerretDB data dir (default var/bench/ferretdb-<time>)")
     p.add_argument("--keep-data", action="store_true", help="keep the FerretDB data dir afterwards")
+    p.add_argument("--from-json", type=Path, help="measure nothing: render this raw results file into --out")
     args = p.parse_args(argv)
     try:
         args.size_list = [int(s) for s in args.sizes.split(",") if s.strip()]
@@ -363,6 +364,11 @@ def print_summary(results: dict[str, Any], console: Console) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.from_json:
+        if not args.out:
+            raise SystemExit("--from-json needs --out")
+        report.write_section(args.out, report.render(json.loads(args.from_json.read_text())))
+        return 0
     if args.json is None:
         args.json = ROOT / "bench" / "results" / f"tickets-{datetime.now(UTC).strftime('%Y%m%dT%H%M%S')}.json"
     console = Console(stderr=True)
