@@ -5,11 +5,16 @@ inserted directly with the driver, on an empty database and with history already
         --preload 500000
 
 Starts its own FerretDB (unless MONGO_URL is set) and the backend as a separate uvicorn process
-(outbound worker off), creates a tenant and a connection through the API, then:
-  1. webhook: MESSAGES_UPSERT deliveries posted at the given concurrency (messages/s, p50/p99);
-  2. driver: the same number of message documents inserted one by one at the same concurrency;
-  3. preload: `--preload` message documents bulk-inserted as history, then 1 and 2 again with
-     fresh conversations;
+(outbound worker off, webhook processor on: the real deployment), creates a tenant and a
+connection through the API, then:
+  1. webhook: MESSAGES_UPSERT deliveries posted at the given concurrency; the webhook answers once
+     the raw delivery is stored (ack msgs/s, p50/p99);
+  2. drain: waits until the processor has processed every delivery (per-lane cursors, `_id`
+     reads), reporting the time from the first post and processed msgs/s;
+  3. driver: the same number of message documents inserted one by one at the same concurrency,
+     on the now quiet database;
+  4. preload: up to `--preload` message documents bulk-inserted as history (stopping after
+     `--preload-seconds`), then 1-3 again with fresh conversations;
 and counts afterwards: every delivery stored exactly once (messages by connection, raw events).
 """
 
@@ -79,12 +84,16 @@ async def webhook_phase(
 ) -> dict[str, Any]:
     phones = [f"55{tag}{i:07d}" for i in range(conversations)]
     errors: list[str] = []
+    tops: dict[int, int] = {}  # highest raw entry per lane ("w:<lane>:<n>")
 
     async def job(i: int) -> None:
         body = _payload(phones[i % conversations], f"{tag}-{i}", i)
         r = await http.post(f"/api/v1/webhooks/whatsapp/{conn_id}", json=body, headers={"X-Webhook-Token": token})
-        if r.status_code != 200 or r.json()["status"] != "processed":
+        if r.status_code != 200 or r.json()["status"] != "received":
             errors.append(r.text[:200])
+            return
+        lane, seq = r.json()["raw_id"].split(":")[1:]
+        tops[int(lane)] = max(tops.get(int(lane), 0), int(seq))
 
     elapsed, lat = await _pool(messages, concurrency, job)
     return {
@@ -94,7 +103,22 @@ async def webhook_phase(
         "elapsed": elapsed,
         "errors": len(errors),
         "first_error": errors[0] if errors else None,
+        "tops": tops,
     }
+
+
+async def drain(db: Any, tops: dict[int, int], *, started: float, messages: int, limit: float) -> dict[str, Any]:
+    """Waits until every lane's processed cursor reaches the highest entry the webhook stored."""
+    while True:
+        behind = 0
+        for lane, top in tops.items():
+            state = await db.webhook_state.find_one({"_id": f"cursor:{lane}"})
+            behind += max(0, top - (int(state["seq"]) if state else 0))
+        now = time.perf_counter()
+        if behind == 0 or now - started > limit:
+            elapsed = now - started
+            return {"elapsed": elapsed, "rate": messages / elapsed, "behind": behind}
+        await asyncio.sleep(0.5)
 
 
 async def driver_phase(
@@ -128,9 +152,11 @@ async def driver_phase(
     return {"rate": messages / elapsed, "p50": _pct(lat, 0.5), "p99": _pct(lat, 0.99), "elapsed": elapsed}
 
 
-async def preload(db: Any, n: int) -> float:
+async def preload(db: Any, n: int, max_seconds: float) -> tuple[int, float]:
+    """Bulk-inserts up to n history messages, stopping after max_seconds. Returns (stored, s)."""
     start = time.perf_counter()
     batch: list[dict[str, Any]] = []
+    stored = 0
     for i in range(n):
         batch.append(
             {
@@ -147,13 +173,19 @@ async def preload(db: Any, n: int) -> float:
         )
         if len(batch) == 5000:
             await db.messages.insert_many(batch, ordered=False)
+            stored += len(batch)
             batch = []
+            if time.perf_counter() - start > max_seconds:
+                return stored, time.perf_counter() - start
     if batch:
         await db.messages.insert_many(batch, ordered=False)
-    return time.perf_counter() - start
+        stored += len(batch)
+    return stored, time.perf_counter() - start
 
 
-def _start_backend(mongo_url: str, db_name: str, port: int, log: Path) -> subprocess.Popen[bytes]:
+def _start_backend(
+    mongo_url: str, db_name: str, port: int, log: Path, processor: str, module: str = "uvicorn"
+) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
         "ENV": "test",
@@ -164,11 +196,15 @@ def _start_backend(mongo_url: str, db_name: str, port: int, log: Path) -> subpro
         "ADMIN_PASSWORD": ADMIN[1],
         "JWT_SECRET": "bench-" + "x" * 40,
         "OUTBOUND_WORKER_ENABLED": "false",
+        "WEBHOOK_PROCESSOR_ENABLED": "true" if processor == "inline" else "false",
         "LOG_LEVEL": "WARNING",
         "EVOLUTION_BASE_URL": "",
         "LEDGER_FILE": str(log.parent / "ledger.jsonl"),
     }
     out = open(log, "ab")  # noqa: SIM115 - owned by the child
+    if module != "uvicorn":  # the processor alone: python -m backend.webhooks.processor
+        env["WEBHOOK_PROCESSOR_ENABLED"] = "true"
+        return subprocess.Popen([sys.executable, "-m", module], cwd=ROOT, env=env, stdout=out, stderr=out)
     return subprocess.Popen(
         [
             sys.executable,
@@ -254,7 +290,12 @@ async def main(args: argparse.Namespace) -> None:
         mongo_url = f"mongodb://127.0.0.1:{port}/"
     db_name = f"bench_ingest_{uuid.uuid4().hex[:6]}"
     bport = ferretdb.free_port()
-    backend = _start_backend(mongo_url, db_name, bport, tmp / "backend.log")
+    backend = _start_backend(mongo_url, db_name, bport, tmp / "backend.log", args.processor)
+    separate = None
+    if args.processor == "separate":
+        separate = _start_backend(
+            mongo_url, db_name, bport, tmp / "processor.log", args.processor, module="backend.webhooks.processor"
+        )
     client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_url, tz_aware=True)
     db = client[db_name]
     limits = httpx.Limits(max_connections=args.concurrency, max_keepalive_connections=args.concurrency)
@@ -268,39 +309,54 @@ async def main(args: argparse.Namespace) -> None:
                 if label == "history":
                     if not args.preload:
                         break
-                    secs = await preload(db, args.preload)
-                    print(f"preloaded {args.preload} messages in {secs:.0f}s", flush=True)
+                    stored, secs = await preload(db, args.preload, args.preload_seconds)
+                    results["preloaded"] = stored
+                    print(f"preloaded {stored} messages in {secs:.0f}s", flush=True)
                 before = await db.messages.count_documents({"connection_id": conn_id})
+                started = time.perf_counter()
                 hook = await webhook_phase(http, conn_id, token, tag=tag, **common)
+                tops = hook.pop("tops")
+                drained = (
+                    await drain(db, tops, started=started, messages=args.messages, limit=args.drain_limit)
+                    if args.processor != "off"
+                    else {"elapsed": float("nan"), "rate": float("nan"), "behind": -1}
+                )
                 direct = await driver_phase(db, conn_id, tag=tag, **common)
                 counts = await _verify(db, conn_id, before + args.messages)
                 results[label] = {
                     "webhook": hook,
+                    "drain": drained,
                     "driver": direct,
                     "ratio": hook["rate"] / direct["rate"],
                     "counts": counts,
                 }
                 print(label, results[label], flush=True)
     finally:
-        backend.terminate()
-        backend.wait(20)
+        for proc in (backend, separate):
+            if proc is not None:
+                proc.terminate()
+                proc.wait(20)
         await client.close()
         if fdb is not None:
             ferretdb.stop(fdb)
         if not args.keep:
             shutil.rmtree(tmp, ignore_errors=True)
-    print("\n| database | webhook msg/s | webhook p50 / p99 (ms) | driver msg/s | driver p99 (ms) | ratio ", end="")
-    print("| lost | duplicated |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("\n| database | webhook ack msg/s | ack p50 / p99 (ms) | drain (s) | processed msg/s | driver msg/s ", end="")
+    print("| driver p99 (ms) | ratio ack/driver | lost | duplicated |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for label, res in results.items():
-        h, d, c = res["webhook"], res["driver"], res["counts"]
+        if label == "preloaded":
+            continue
+        h, w, d, c = res["webhook"], res["drain"], res["driver"], res["counts"]
         print(
-            f"| {label} | {h['rate']:.0f} | {h['p50'] * 1000:.0f} / {h['p99'] * 1000:.0f} | {d['rate']:.0f} | "
-            f"{d['p99'] * 1000:.0f} | {res['ratio']:.2f} | {c['lost']} | {c['duplicated']} |"
+            f"| {label} | {h['rate']:.0f} | {h['p50'] * 1000:.0f} / {h['p99'] * 1000:.0f} | {w['elapsed']:.0f} | "
+            f"{w['rate']:.1f} | {d['rate']:.0f} | {d['p99'] * 1000:.0f} | {res['ratio']:.2f} | {c['lost']} | "
+            f"{c['duplicated']} |"
         )
     print(
         f"\nmessages={args.messages} conversations={args.conversations} concurrency={args.concurrency} "
-        f"preload={args.preload} cpus={os.cpu_count()} python={sys.version.split()[0]}"
+        f"preload={args.preload} preloaded={results.get('preloaded', 0)} cpus={os.cpu_count()} "
+        f"python={sys.version.split()[0]} load={os.getloadavg()}"
     )
 
 
@@ -310,5 +366,13 @@ if __name__ == "__main__":
     parser.add_argument("--conversations", type=int, default=2_000)
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--preload", type=int, default=500_000)
+    parser.add_argument("--preload-seconds", type=float, default=600.0, help="stop preloading after this long")
+    parser.add_argument("--drain-limit", type=float, default=3600.0, help="give up waiting for the drain after")
+    parser.add_argument(
+        "--processor",
+        choices=["inline", "separate", "off"],
+        default="inline",
+        help="webhook processor in the backend process, in its own process, or none (ack only, no drain)",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory (logs)")
     asyncio.run(main(parser.parse_args()))

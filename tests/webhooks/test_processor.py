@@ -1,0 +1,213 @@
+"""The webhook processor on its own: the API process here runs none (WEBHOOK_PROCESSOR_ENABLED
+false stands for "the process died right after acknowledging"), so deliveries pile up stored and
+unprocessed; then processors — several in this process, or real `python -m
+backend.webhooks.processor` processes killed with SIGKILL — work them off."""
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from collections import Counter
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from backend.core.clock import utcnow
+from backend.core.config import Settings
+from backend.webhooks import repository
+from backend.webhooks.processor import WebhookProcessor
+from backend.webhooks.service import message_id_for
+from tests.factories import make_tenant, unique_phone
+from tests.fakes.harness import ROOT, FakeEvolution, make_connection, wait_for
+from tests.webhooks.helpers import raw_id_of
+
+HOOK = "/api/v1/webhooks/whatsapp"
+
+
+@pytest.fixture(scope="module")
+def settings_overrides() -> dict[str, Any]:
+    return {"WEBHOOK_PROCESSOR_ENABLED": False, "WEBHOOK_LANES": 4, "WEBHOOK_HOLE_GRACE_SECONDS": 1.0}
+
+
+def _upsert(phone: str, key_id: str, text: str) -> dict[str, Any]:
+    return {
+        "event": "messages.upsert",
+        "data": {
+            "key": {"remoteJid": f"{phone}@s.whatsapp.net", "fromMe": False, "id": key_id},
+            "pushName": "Cliente",
+            "message": {"conversation": text},
+            "messageType": "conversation",
+        },
+    }
+
+
+async def _post_sequentially(
+    client: httpx.AsyncClient, db: Any, conn_id: str, chats: list[str], per_chat: int
+) -> dict[str, list[str]]:
+    """Each chat's messages delivered in order (each after the previous one's 2xx), chats
+    interleaved. Returns provider key ids per chat, in delivery order."""
+    token = (await db.whatsapp_connections.find_one({"_id": conn_id}))["webhook_token"]
+    sent: dict[str, list[str]] = {phone: [] for phone in chats}
+    for i in range(per_chat):
+        for phone in chats:
+            key_id = f"3EB0{phone}-{i}"
+            r = await client.post(
+                f"{HOOK}/{conn_id}", json=_upsert(phone, key_id, f"{i}"), headers={"X-Webhook-Token": token}
+            )
+            assert r.status_code == 200, r.text
+            raw_id_of(r)
+            sent[phone].append(key_id)
+    return sent
+
+
+async def _all_processed(db: Any, conn_id: str, n: int) -> bool:
+    return await db.webhook_events_raw.count_documents({"connection_id": conn_id, "status": "processed"}) == n
+
+
+async def _run_processors(db: Any, settings: Settings, count: int, until: Any) -> None:
+    processors = [WebhookProcessor(db, settings) for _ in range(count)]
+    stop = asyncio.Event()
+    tasks = [asyncio.create_task(p.run(stop)) for p in processors]
+    try:
+        await wait_for(until, timeout=120)
+    finally:
+        stop.set()
+        await asyncio.gather(*tasks)
+
+
+async def _assert_in_order(db: Any, conn_id: str, sent: dict[str, list[str]]) -> None:
+    for phone, key_ids in sent.items():
+        ids = [message_id_for(conn_id, k) for k in key_ids]
+        docs = {d["_id"]: d for d in await db.messages.find({"_id": {"$in": ids}}).to_list(None)}
+        assert len(docs) == len(ids), phone  # each stored once (unique `_id`s)
+        assert len({d["ticket_id"] for d in docs.values()}) == 1, phone  # one ticket per chat
+        stamps = [docs[i]["created_at"] for i in ids]
+        assert stamps == sorted(stamps), (phone, stamps)  # stored in delivery order
+
+
+async def test_backlog_is_processed_in_order_per_chat_by_concurrent_processors_each_event_once(
+    client: httpx.AsyncClient, admin_headers: dict[str, str], evolution: FakeEvolution, db: Any, settings: Settings
+) -> None:
+    tenant = await make_tenant(client, admin_headers, agents=0)
+    conn = await make_connection(client, tenant, evolution)
+    # make_connection's CONNECTION_UPDATE is pending too; processing it is part of the backlog
+    chats = [unique_phone() for _ in range(6)]
+    sent = await _post_sequentially(client, db, conn["id"], chats, per_chat=8)
+    assert await db.messages.count_documents({"reseller_id": tenant.id}) == 0  # acknowledged, not processed
+
+    await _run_processors(db, settings, 3, lambda: _all_processed(db, conn["id"], 6 * 8 + 1))
+
+    await _assert_in_order(db, conn["id"], sent)
+    assert await db.tickets.count_documents({"reseller_id": tenant.id}) == len(chats)
+    raws = await db.webhook_events_raw.find({"connection_id": conn["id"]}).to_list(None)
+    claims = await db.webhook_attempts.find({"raw_id": {"$in": [r["_id"] for r in raws]}}).to_list(None)
+    # three processors raced for every event: each was claimed, and so processed, exactly once
+    assert Counter(c["raw_id"] for c in claims) == Counter({r["_id"]: 1 for r in raws})
+    assert all(r["attempts"] == 1 for r in raws)
+
+
+async def test_a_hole_left_by_a_dead_writer_is_tombstoned_and_the_lane_goes_on(
+    client: httpx.AsyncClient, admin_headers: dict[str, str], evolution: FakeEvolution, db: Any, settings: Settings
+) -> None:
+    tenant = await make_tenant(client, admin_headers, agents=0)
+    conn = await make_connection(client, tenant, evolution)
+    phone = unique_phone()
+    sent = await _post_sequentially(client, db, conn["id"], [phone], per_chat=1)
+    first = await db.webhook_events_raw.find_one({"connection_id": conn["id"], "chat": f"{phone}@s.whatsapp.net"})
+    lane, seq = first["lane"], first["seq"]
+    # A writer took seq+1 and died; seq+2 was stored a while ago by another writer.
+    later = {**first, "_id": f"w:{lane}:{seq + 2}", "seq": seq + 2, "received_at": utcnow() - timedelta(seconds=5)}
+    later["body"] = later["body"].replace(sent[phone][0], sent[phone][0] + "-after")
+    await db.webhook_events_raw.insert_one(later)
+
+    async def both_done() -> bool:
+        docs = await db.webhook_events_raw.find({"_id": {"$in": [first["_id"], later["_id"]]}}).to_list(None)
+        return len(docs) == 2 and all(d["status"] == "processed" for d in docs)
+
+    await _run_processors(db, settings, 1, both_done)
+    hole = await db.webhook_events_raw.find_one({"_id": f"w:{lane}:{seq + 1}"})
+    assert hole is not None and hole["hole"] is True
+    assert await db.messages.find_one({"_id": message_id_for(conn["id"], sent[phone][0] + "-after")}) is not None
+    # the dead writer's late insert cannot land in the tombstone: it takes the next number
+    seqlog = repository.lane(lane)
+    assert not await seqlog.fill(db, seq + 2)
+
+
+def _start_processor(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "ENV": "test",
+        "MONGO_URL": settings.MONGO_URL,
+        "MONGO_DB": settings.MONGO_DB,
+        "JWT_SECRET": settings.JWT_SECRET,
+        "WEBHOOK_LANES": str(settings.WEBHOOK_LANES),
+        "WEBHOOK_POLL_SECONDS": "0.1",
+        "WEBHOOK_LEASE_SECONDS": "3",
+        "WEBHOOK_PROCESSOR_ENABLED": "true",
+        "LOG_LEVEL": "WARNING",
+    }
+    out = open(log, "ab")  # noqa: SIM115 - owned by the child
+    return subprocess.Popen(
+        [sys.executable, "-m", "backend.webhooks.processor"], cwd=ROOT, env=env, stdout=out, stderr=out
+    )
+
+
+async def test_acknowledged_events_survive_processor_crashes_and_are_processed_exactly_once(
+    client: httpx.AsyncClient,
+    admin_headers: dict[str, str],
+    evolution: FakeEvolution,
+    db: Any,
+    settings: Settings,
+    tmp_path: Path,
+) -> None:
+    tenant = await make_tenant(client, admin_headers, agents=0)
+    conn = await make_connection(client, tenant, evolution)
+    chats = [unique_phone() for _ in range(5)]
+    sent = await _post_sequentially(client, db, conn["id"], chats, per_chat=12)
+    total = 5 * 12 + 1  # + make_connection's CONNECTION_UPDATE
+    # One event whose processor claimed attempt 1 and died before doing anything.
+    orphan = await db.webhook_events_raw.find_one({"connection_id": conn["id"], "chat": f"{chats[0]}@s.whatsapp.net"})
+    past = utcnow() - timedelta(seconds=60)
+    await db.webhook_attempts.insert_one(
+        {"_id": f"{orphan['_id']}:1", "raw_id": orphan["_id"], "attempt": 1, "worker": "dead", "lease_until": past}
+    )
+
+    async def processed() -> int:
+        n: int = await db.webhook_events_raw.count_documents({"connection_id": conn["id"], "status": "processed"})
+        return n
+
+    first = _start_processor(settings, tmp_path / "p1.log")
+    try:
+        await wait_for(lambda: _at_least(processed, 3), timeout=60)
+        first.send_signal(signal.SIGKILL)  # a crash in the middle of the backlog
+        first.wait(10)
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.wait()
+    assert await processed() < total or pytest.fail("the backlog drained before the crash; nothing was tested")
+
+    workers = [_start_processor(settings, tmp_path / f"p{i}.log") for i in (2, 3)]  # restart, two at once
+    try:
+        await wait_for(lambda: _all_processed(db, conn["id"], total), timeout=120)
+        workers[0].send_signal(signal.SIGTERM)  # a deploy: clean stop
+        assert workers[0].wait(20) == 0
+    finally:
+        for w in workers:
+            if w.poll() is None:
+                w.terminate()
+                w.wait(20)
+
+    await _assert_in_order(db, conn["id"], sent)
+    assert await db.messages.count_documents({"reseller_id": tenant.id}) == 5 * 12
+    assert await db.tickets.count_documents({"reseller_id": tenant.id}) == 5
+    orphan_now = await db.webhook_events_raw.find_one({"_id": orphan["_id"]})
+    assert orphan_now["status"] == "processed" and orphan_now["attempts"] >= 2
+
+
+async def _at_least(count: Any, n: int) -> bool:
+    return bool(await count() >= n)
