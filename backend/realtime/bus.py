@@ -82,6 +82,7 @@ class RedisBus:
                 if backoff > 0.2:
                     log.info("realtime bus reconnected")
                 assert self.hub is not None
+                self.hub.bus_connected = True
                 self.hub.poke_all()  # whatever was announced while we were away: read it now
                 backoff = 0.2
                 while True:
@@ -91,6 +92,8 @@ class RedisBus:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
+                if self.hub is not None:
+                    self.hub.bus_connected = False  # back to frequent tail polls until it returns
                 metrics.ERRORS.labels("bus_listen").inc()
                 log.warning("realtime bus down; retrying", error=str(exc), retry_in=backoff)
                 await asyncio.sleep(backoff)

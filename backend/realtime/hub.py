@@ -27,6 +27,7 @@ RECENT_PER_TENANT = 4096
 CATCH_UP_BATCH = 64
 MISSING_RETRIES = 50
 SLOW_CONSUMER_CODE = 4408
+QUIET_POLL_FACTOR = 10
 
 
 @dataclass(frozen=True)
@@ -107,6 +108,13 @@ class Hub:
         self.poll_seconds = poll_seconds
         self.tenants: dict[str, TenantFeed] = {}
         self.closing = asyncio.Event()
+        # While a bus is connected, a lost notice is noticed at the tenant's next event (its seq
+        # is past what we delivered), so the tail poll only serves a tenant's last event before a
+        # quiet spell and can be rare; a miss-lookup is a scan on FerretDB. Set by the bus.
+        self.bus_connected = False
+
+    def _poll_interval(self) -> float:
+        return self.poll_seconds * QUIET_POLL_FACTOR if self.bus_connected else self.poll_seconds
 
     # -- input: records and notices -------------------------------------------------------------
 
@@ -223,7 +231,7 @@ class Hub:
         while True:
             try:
                 try:
-                    await asyncio.wait_for(tenant.wake.wait(), self.poll_seconds)
+                    await asyncio.wait_for(tenant.wake.wait(), self._poll_interval())
                 except TimeoutError:
                     # Safety net for lost notices: is anything stored past what we delivered?
                     tail = await records.latest(self.db, tenant.reseller_id, start=tenant.delivered)
