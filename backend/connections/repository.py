@@ -4,7 +4,7 @@ from typing import Any
 
 from backend.core.db import Database
 from backend.core.indexes import ASC, DESC, declare
-from backend.core.tenancy import Actor, scoped
+from backend.core.tenancy import Actor, get_in_scope, scoped
 
 COLLECTION = "whatsapp_connections"
 
@@ -17,7 +17,7 @@ async def get(db: Database, connection_id: str) -> dict[str, Any] | None:
 
 
 async def get_scoped(db: Database, actor: Actor, connection_id: str) -> dict[str, Any] | None:
-    return await db[COLLECTION].find_one(scoped(actor, {"_id": connection_id}))
+    return await get_in_scope(db[COLLECTION], actor, connection_id)
 
 
 async def insert(db: Database, doc: dict[str, Any]) -> None:

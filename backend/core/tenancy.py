@@ -3,6 +3,8 @@
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from pymongo.asynchronous.collection import AsyncCollection
+
 Role = Literal["admin", "reseller", "agent", "client"]
 
 
@@ -30,3 +32,16 @@ def tenant_filter(actor: Actor) -> dict[str, Any]:
 
 def scoped(actor: Actor, query: dict[str, Any] | None = None) -> dict[str, Any]:
     return {**(query or {}), **tenant_filter(actor)}
+
+
+def in_tenant(actor: Actor, doc: dict[str, Any]) -> bool:
+    return actor.is_admin or doc.get("reseller_id") == actor.reseller_id
+
+
+async def get_in_scope(
+    collection: AsyncCollection[dict[str, Any]], actor: Actor, doc_id: str
+) -> dict[str, Any] | None:
+    """One document by `_id` alone, tenant checked here rather than in the filter: `{_id}` is the
+    only filter FerretDB hands to its index, so adding the tenant to the query made it scan."""
+    doc = await collection.find_one({"_id": doc_id})
+    return doc if doc is not None and in_tenant(actor, doc) else None

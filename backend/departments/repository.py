@@ -2,7 +2,7 @@ from typing import Any
 
 from backend.core.db import Database
 from backend.core.indexes import ASC, DESC, declare
-from backend.core.tenancy import Actor, scoped
+from backend.core.tenancy import Actor, get_in_scope, scoped
 
 COLLECTION = "departments"
 
@@ -17,11 +17,12 @@ declare(COLLECTION, [("reseller_id", ASC), ("_id", DESC)], name="tenant_id", pur
 
 
 async def get(db: Database, actor: Actor, department_id: str) -> dict[str, Any] | None:
-    return await db[COLLECTION].find_one(scoped(actor, {"_id": department_id}))
+    return await get_in_scope(db[COLLECTION], actor, department_id)
 
 
 async def get_in_tenant(db: Database, reseller_id: str, department_id: str) -> dict[str, Any] | None:
-    return await db[COLLECTION].find_one({"_id": department_id, "reseller_id": reseller_id})
+    doc = await db[COLLECTION].find_one({"_id": department_id})
+    return doc if doc is not None and doc.get("reseller_id") == reseller_id else None
 
 
 async def insert(db: Database, doc: dict[str, Any]) -> None:

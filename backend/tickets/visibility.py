@@ -3,7 +3,7 @@ side by side, so the two can never drift apart."""
 
 from typing import Any
 
-from backend.core.tenancy import Actor, tenant_filter
+from backend.core.tenancy import Actor, in_tenant, tenant_filter
 from backend.tickets.states import Status
 
 
@@ -21,7 +21,7 @@ def visible_query(actor: Actor) -> dict[str, Any]:
 
 
 def can_see(actor: Actor, ticket: dict[str, Any]) -> bool:
-    if not actor.is_admin and ticket.get("reseller_id") != actor.reseller_id:
+    if not in_tenant(actor, ticket):
         return False
     if actor.role == "agent":
         return (

@@ -4,7 +4,7 @@ from typing import Any
 
 from backend.core.db import Database
 from backend.core.indexes import ASC, DESC, declare
-from backend.core.tenancy import Actor, scoped
+from backend.core.tenancy import Actor, get_in_scope, scoped
 
 COLLECTION = "users"
 
@@ -21,7 +21,8 @@ async def get(db: Database, user_id: str) -> dict[str, Any] | None:
 
 
 async def get_scoped(db: Database, actor: Actor, user_id: str, *, roles: tuple[str, ...]) -> dict[str, Any] | None:
-    return await db[COLLECTION].find_one(scoped(actor, {"_id": user_id, "role": {"$in": list(roles)}}))
+    doc = await get_in_scope(db[COLLECTION], actor, user_id)
+    return doc if doc is not None and doc.get("role") in roles else None
 
 
 async def insert(db: Database, doc: dict[str, Any]) -> None:
