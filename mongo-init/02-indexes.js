@@ -11,6 +11,8 @@ const indexes = [
   {"collection": "ticket_events", "keys": {"ticket_id": 1, "version": 1}, "options": {"name": "ticket_version_unique", "unique": true}},
   {"collection": "tickets", "keys": {"reseller_id": 1, "agent_id": 1, "status": 1, "last_message_at": -1, "_id": -1}, "options": {"name": "inbox_agent_status_activity"}},
   {"collection": "tickets", "keys": {"reseller_id": 1, "department_id": 1, "status": 1, "last_message_at": -1, "_id": -1}, "options": {"name": "inbox_department_status_activity"}},
+  {"collection": "tickets", "keys": {"reseller_id": 1, "finalized_by": 1, "status": 1, "last_message_at": -1, "_id": -1}, "options": {"name": "inbox_finalized_by_status_activity"}},
+  {"collection": "tickets", "keys": {"reseller_id": 1, "last_message_at": -1, "_id": -1}, "options": {"name": "inbox_tenant_activity"}},
   {"collection": "tickets", "keys": {"reseller_id": 1, "status": 1, "last_message_at": -1, "_id": -1}, "options": {"name": "inbox_tenant_status_activity"}},
   {"collection": "tickets", "keys": {"reseller_id": 1, "client_id": 1, "created_at": -1}, "options": {"name": "tenant_client_created"}},
   {"collection": "tickets", "keys": {"reseller_id": 1, "number": 1}, "options": {"name": "tenant_number_unique", "unique": true}},

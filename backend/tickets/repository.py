@@ -32,6 +32,18 @@ declare(
 )
 declare(
     COLLECTION,
+    [("reseller_id", ASC), ("last_message_at", DESC), ("_id", DESC)],
+    name="inbox_tenant_activity",
+    purpose="a tenant's tickets in every state (no status filter), newest activity first",
+)
+declare(
+    COLLECTION,
+    [("reseller_id", ASC), ("finalized_by", ASC), ("status", ASC), ("last_message_at", DESC), ("_id", DESC)],
+    name="inbox_finalized_by_status_activity",
+    purpose="the agent's branch for tickets it finalized without holding them",
+)
+declare(
+    COLLECTION,
     [("reseller_id", ASC), ("number", ASC)],
     name="tenant_number_unique",
     unique=True,
