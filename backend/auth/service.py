@@ -28,7 +28,7 @@ async def _usable(db: Database, user: dict[str, Any] | None) -> bool:
 
 async def login(db: Database, settings: Settings, *, email: str, password: str) -> TokenRead:
     email = normalize_email(email)
-    await throttle.check(db, settings, email)
+    earlier_failures = await throttle.check(db, settings, email)
     user_id = await natural_keys.lookup(db, EMAIL_KEY, email)
     user = await users.get(db, user_id) if user_id else None
     # Argon2 is deliberately slow CPU work: off the event loop, so one login never stalls the process.
@@ -37,6 +37,8 @@ async def login(db: Database, settings: Settings, *, email: str, password: str) 
         await throttle.record_failure(db, settings, email)
         raise Unauthorized(INVALID)
     assert user is not None
+    if earlier_failures:
+        await throttle.clear(db, settings, email)
     token, ttl = create_access_token(settings, user_id=user["_id"], role=user["role"])
     return TokenRead(access_token=token, expires_in=ttl, user=UserRead.from_doc(user))
 

@@ -20,7 +20,8 @@ def _window(settings: Settings, now: float) -> int:
     return int(now // settings.LOGIN_WINDOW_SECONDS)
 
 
-async def check(db: Database, settings: Settings, email: str) -> None:
+async def check(db: Database, settings: Settings, email: str) -> int:
+    """Raises TooManyRequests while locked; otherwise returns the failures that still count."""
     now = time.time()
     window = _window(settings, now)
     counts = []
@@ -34,6 +35,7 @@ async def check(db: Database, settings: Settings, email: str) -> None:
         lifts_at = window + (2 if current >= settings.LOGIN_MAX_FAILURES else 1)
         retry = int(lifts_at * settings.LOGIN_WINDOW_SECONDS - now) + 1
         raise TooManyRequests("too many failed logins; try again later", retry_after=retry)
+    return current + previous
 
 
 async def record_failure(db: Database, settings: Settings, email: str) -> None:
@@ -43,3 +45,10 @@ async def record_failure(db: Database, settings: Settings, email: str) -> None:
         await db[COLLECTION].update_one({"_id": f"{email}|{window}"}, update, upsert=True)
     except DuplicateKeyError:  # a concurrent failure created the window's document first
         await db[COLLECTION].update_one({"_id": f"{email}|{window}"}, update)
+
+
+async def clear(db: Database, settings: Settings, email: str) -> None:
+    """A successful login forgives earlier typos, so they do not add up with later ones."""
+    window = _window(settings, time.time())
+    for w in (window, window - 1):
+        await db[COLLECTION].update_one({"_id": f"{email}|{w}"}, {"$set": {"failures": 0}})

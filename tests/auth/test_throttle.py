@@ -113,3 +113,17 @@ async def test_concurrent_failed_logins_for_a_fresh_email_are_all_401(client: ht
             *(client.post(LOGIN, json={"email": email, "password": "wrong-one"}) for _ in range(4))
         )
         assert [r.status_code for r in results] == [401] * 4, [r.text for r in results]
+
+
+async def test_a_successful_login_forgives_earlier_failures(
+    client: httpx.AsyncClient, admin_headers: dict[str, str], settings: Any
+) -> None:
+    tenant = await make_tenant(client, admin_headers, agents=0)
+    agent = await make_agent(client, tenant, [tenant.departments[0]["id"]])
+    limit = settings.LOGIN_MAX_FAILURES
+    for _ in range(limit - 1):
+        assert (await client.post(LOGIN, json={"email": agent["email"], "password": "typo-typo"})).status_code == 401
+    assert (await client.post(LOGIN, json={"email": agent["email"], "password": "agent-pass-1"})).status_code == 200
+    # Without the reset, this one typo would reach the limit and the next login would be refused.
+    assert (await client.post(LOGIN, json={"email": agent["email"], "password": "typo-typo"})).status_code == 401
+    assert (await client.post(LOGIN, json={"email": agent["email"], "password": "agent-pass-1"})).status_code == 200
