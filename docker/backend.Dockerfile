@@ -17,7 +17,9 @@ COPY backend ./backend
 COPY scripts ./scripts
 
 # Never root: a fixed uid so ./backups on the host can be chown'ed to it (see DEPLOY_RULES.md).
-RUN useradd --uid 10001 --no-create-home --shell /usr/sbin/nologin iaze && mkdir -p /backups && chown iaze /backups
+# /var/lib/iaze holds the deploy ledger's file copy (docs/PERSISTENCE.md), on its own volume.
+RUN useradd --uid 10001 --no-create-home --shell /usr/sbin/nologin iaze \
+    && mkdir -p /backups /var/lib/iaze && chown iaze /backups /var/lib/iaze
 USER 10001
 
 EXPOSE 8000
