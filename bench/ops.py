@@ -211,6 +211,7 @@ def build_ops(
                 "tickets.inbox_tenant_status_activity",
                 "tickets.inbox_department_status_activity",
                 "tickets.inbox_agent_status_activity",
+                "tickets.inbox_finalized_by_status_activity",
             ),
             agent_queue,
             note="first page of the agent's visible espera tickets ($or over department/agent/finalized_by)",

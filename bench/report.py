@@ -85,12 +85,33 @@ def render(results: dict[str, Any]) -> str:
             "Declared indexes found in the benchmark database with their declared key order: "
             f"{len(declared) - len(missing)}/{len(declared)}{verdict}",
         ]
+    checked = [s for s in sizes if s.get("id_index")]
+    if checked:
+        lines += [
+            "",
+            "FerretDB `_iaze_id` index (the launcher's index on the expression FerretDB's `{_id}` lookups use), "
+            "read with `sqlite3` from the database file after `ensure_indexes`, before timing:",
+            "",
+            "| tickets | tables with it | waited s | largest tables (rows): SQLite plan for a missing `_id` |",
+            "|---:|---:|---:|---|",
+        ]
+        for s in checked:
+            ix = s["id_index"]
+            cols = ix["collections"]
+            have = len(cols) - len(ix["missing"])
+            big = sorted(cols.items(), key=lambda kv: -int(kv[1].get("rows", 0)))[:3]
+            plans = "; ".join(f"{c} ({info.get('rows', 0):,}): `{info['plan']}`" for c, info in big)
+            missing = f" — missing on {', '.join(ix['missing'])}" if ix["missing"] else ""
+            lines.append(f"| {s['tickets']:,} | {have}/{len(cols)}{missing} | {ix['waited_s']:.1f} | {plans} |")
     if sizes and sizes[-1].get("store_plans"):
-        lines += ["", "How the store ran an `_id` lookup (FerretDB `explain`, largest size):", ""]
+        lines += ["", "How the store ran the measured filters (FerretDB `explain`, largest size):", ""]
         for label, plan in sizes[-1]["store_plans"].items():
             qp = plan.get("queryPlanner")
             sql = "; ".join(qp.get("Plan", [])) if isinstance(qp, dict) else ""
-            lines.append(f"- `{label}`: filterPushdown={plan.get('filterPushdown')}, SQLite plan: `{sql or 'n/a'}`")
+            lines.append(
+                f"- `{label}`: filterPushdown={plan.get('filterPushdown')}, sortPushdown={plan.get('sortPushdown')}, "
+                f"SQLite plan: `{sql or 'n/a'}`"
+            )
     variants = ", ".join(results["shape_check"])
     lines += ["", f"Shape check: seeded documents matched the live service path for {variants}."]
     return "\n".join(lines)

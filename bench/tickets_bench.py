@@ -36,6 +36,7 @@ from bench.ops import Op, build_ops, deep_cursor, describe_index
 from bench.seed import COLLECTIONS, Generator, Tenant
 from bench.shapecheck import verify
 from bench.stats import Summary
+from bench.storecheck import id_indexes
 from bench.tenants import copy_tenant_documents, create_tenants
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -155,19 +156,31 @@ async def check_indexes(db: Database) -> list[dict[str, Any]]:
 
 
 async def store_plans(db: Database, tenant: Tenant) -> dict[str, Any]:
-    """How the store runs an `_id` lookup alone and with one more field (FerretDB's explain says
-    whether the filter was pushed down to SQLite and how SQLite executed it)."""
+    """How the store runs the filters the measured calls send (FerretDB's explain says whether the
+    filter was pushed down to SQLite and how SQLite executed it). Only `{_id}` equality is pushed
+    down; the other probes are the shapes that still make FerretDB decode the whole collection."""
     plans: dict[str, Any] = {}
-    probes = {
-        "natural_keys {_id}": ("natural_keys", {"_id": "client-phone:none:0"}),
-        "users {_id, reseller_id, role}": (
-            "users",
-            {"_id": tenant.owner.id, "reseller_id": tenant.reseller_id, "role": {"$in": ["client"]}},
+    probes: dict[str, tuple[str, dict[str, Any], dict[str, Any] | None]] = {
+        "natural_keys {_id} (a miss)": ("natural_keys", {"_id": "client-phone:none:0"}, None),
+        "users {_id}": ("users", {"_id": tenant.owner.id}, None),
+        "tickets {_id, version} (apply_state)": ("tickets", {"_id": "0" * 24, "version": 1}, None),
+        "messages {ticket_id} sort created_at, _id (message list)": (
+            "messages",
+            {"ticket_id": "0" * 24},
+            {"created_at": 1, "_id": 1},
+        ),
+        "tickets {reseller_id, status} sort last_message_at, _id (inbox)": (
+            "tickets",
+            {"reseller_id": tenant.reseller_id, "status": "espera"},
+            {"last_message_at": -1, "_id": -1},
         ),
     }
-    for label, (collection, query) in probes.items():
+    for label, (collection, query, sort) in probes.items():
+        find: dict[str, Any] = {"find": collection, "filter": query}
+        if sort:
+            find["sort"] = sort
         try:
-            out = await db.command("explain", {"find": collection, "filter": query})
+            out = await db.command("explain", find)
         except pymongo.errors.PyMongoError as exc:
             plans[label] = {"error": str(exc)}
             continue
@@ -287,6 +300,15 @@ async def run(args: argparse.Namespace, console: Console) -> dict[str, Any]:
                     f"({seeded['docs_per_s']:,} docs/s), indexes built in {seeded['index_seconds']}s"
                 )
                 indexes = await check_indexes(db)
+                id_index = None
+                if proc is not None:
+                    id_index = await asyncio.to_thread(id_indexes, data_dir, db.name)
+                    missing = id_index["missing"]
+                    progress.console.print(
+                        f"{label} FerretDB `_iaze_id` index on {len(id_index['collections']) - len(missing)}"
+                        f"/{len(id_index['collections'])} collection tables"
+                        + (f" — MISSING on {', '.join(missing)}" if missing else "")
+                    )
                 plans = await store_plans(db, tenants[0])
                 rng = random.Random(args.seed)
                 deep = deep_cursor(gen.pools, page=args.deep_page, limit=args.page_size)
@@ -329,6 +351,7 @@ async def run(args: argparse.Namespace, console: Console) -> dict[str, Any]:
                             "clients": len(gen.pools.phones),
                         },
                         "indexes": indexes,
+                        "id_index": id_index,
                         "store_plans": plans,
                         "load_1min": [load_at_start, os.getloadavg()[0]],
                         "ops": measured,
