@@ -423,7 +423,8 @@ def _write_section(path: Path, block: str) -> None:
         tail = rest.split(MARK_END, 1)[1]
         text = head + block + tail
     else:
-        text = text.rstrip("\n") + "\n\n## Realtime (`bench/realtime_bench.py`)\n\n" + block + "\n"
+        heading = "### Latest run" if "## Realtime" in text else "## Realtime (`bench/realtime_bench.py`)"
+        text = text.rstrip("\n") + f"\n\n{heading}\n\n" + block + "\n"
     path.write_text(text)
 
 
