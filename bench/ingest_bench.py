@@ -85,10 +85,20 @@ async def webhook_phase(
     phones = [f"55{tag}{i:07d}" for i in range(conversations)]
     errors: list[str] = []
     tops: dict[int, int] = {}  # highest raw entry per lane ("w:<lane>:<n>")
+    retried: list[int] = []
 
     async def job(i: int) -> None:
         body = _payload(phones[i % conversations], f"{tag}-{i}", i)
-        r = await http.post(f"/api/v1/webhooks/whatsapp/{conn_id}", json=body, headers={"X-Webhook-Token": token})
+        for retry in range(5):  # as a provider does; a redelivery is stored once
+            try:
+                r = await http.post(
+                    f"/api/v1/webhooks/whatsapp/{conn_id}", json=body, headers={"X-Webhook-Token": token}
+                )
+                break
+            except httpx.TransportError:  # e.g. a keep-alive connection the server just closed
+                retried.append(i)
+                if retry == 4:
+                    raise
         if r.status_code != 200 or r.json()["status"] != "received":
             errors.append(r.text[:200])
             return
@@ -104,6 +114,7 @@ async def webhook_phase(
         "errors": len(errors),
         "first_error": errors[0] if errors else None,
         "tops": tops,
+        "transport_retries": len(retried),
     }
 
 
@@ -335,7 +346,11 @@ async def main(args: argparse.Namespace) -> None:
         for proc in (backend, separate):
             if proc is not None:
                 proc.terminate()
-                proc.wait(20)
+                try:
+                    proc.wait(20)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
         await client.close()
         if fdb is not None:
             ferretdb.stop(fdb)
