@@ -18,7 +18,7 @@ BINARY = ROOT / "var" / "bin" / "ferretdb-launcher"
 
 
 def ensure_built(*, quiet: bool = False) -> Path:
-    sources = [SOURCE_DIR / "main.go", SOURCE_DIR / "go.mod", SOURCE_DIR / "go.sum"]
+    sources = [*SOURCE_DIR.glob("*.go"), SOURCE_DIR / "go.mod", SOURCE_DIR / "go.sum"]
     newest_source = max(p.stat().st_mtime for p in sources if p.exists())
     if BINARY.exists() and BINARY.stat().st_mtime >= newest_source:
         return BINARY
