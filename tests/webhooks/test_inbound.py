@@ -237,6 +237,14 @@ async def test_inactive_connection_keeps_events_raw_but_ignores_them(
 ) -> None:
     tenant = await make_tenant(client, admin_headers, agents=0)
     conn = await make_connection(client, tenant, evolution)
+    # Let the background processor finish the "open" status update first: on FerretDB, which writes
+    # whole documents back, a status update racing this PATCH could otherwise undo it.
+    for _ in range(400):
+        shown = await client.get(f"/api/v1/whatsapp-connections/{conn['id']}", headers=tenant.headers)
+        if shown.json()["status"] == "open":
+            break
+        await asyncio.sleep(0.05)
+    assert shown.json()["status"] == "open"
     r = await client.patch(f"/api/v1/whatsapp-connections/{conn['id']}", json={"active": False}, headers=tenant.headers)
     assert r.status_code == 200
     result = await evolution.inbound(conn["instance_name"], unique_phone(), "alguém aí?")
