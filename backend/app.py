@@ -21,7 +21,7 @@ from backend.core.errors import AppError, TooManyRequests
 from backend.core.indexes import ensure_indexes
 from backend.core.logging import configure_logging, get_logger
 from backend.core.metrics import render as render_metrics
-from backend.core.middleware import RequestContextMiddleware
+from backend.core.middleware import ReadinessGate, RequestContextMiddleware
 from backend.departments.routes import router as departments_router
 from backend.outbound.worker import Background as OutboundBackground
 from backend.realtime.routes import router as realtime_router
@@ -100,7 +100,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.startup = startup.StartupState()
     _install_error_handlers(app)
-    app.add_middleware(RequestContextMiddleware)
+    # Added innermost first: the request id wraps everything, including the not-ready 503.
+    app.add_middleware(ReadinessGate)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -109,12 +110,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_headers=["*"],
         )
 
-    @app.middleware("http")
-    async def _refuse_until_ready(request: Request, call_next: Any) -> Response:
-        if request.url.path.startswith("/api/") and not request.app.state.startup.ready:
-            return JSONResponse(_error_body("service not ready"), status_code=503)
-        response: Response = await call_next(request)
-        return response
+    app.add_middleware(RequestContextMiddleware)
 
     @app.get("/health", tags=["health"], operation_id="health-live")
     async def health() -> dict[str, str]:
