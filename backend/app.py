@@ -23,13 +23,13 @@ from backend.core.logging import configure_logging, get_logger
 from backend.core.metrics import render as render_metrics
 from backend.core.middleware import ReadinessGate, RequestContextMiddleware
 from backend.departments.routes import router as departments_router
-from backend.outbound.worker import Background as OutboundBackground
+from backend.outbound import worker as outbound_worker_loop
 from backend.realtime.routes import router as realtime_router
 from backend.resellers.routes import router as resellers_router
 from backend.tickets.routes import router as tickets_router
 from backend.users.routes import router as users_router
 from backend.users.service import ensure_first_admin
-from backend.webhooks.processor import Background as WebhookBackground
+from backend.webhooks import processor as webhook_processor_loop
 from backend.webhooks.routes import router as webhooks_router
 
 log = get_logger("app")
@@ -80,9 +80,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.startup = await startup.run(app.state.db, settings)
         log.info("started", version=settings.APP_VERSION, ready=app.state.startup.ready, db=settings.MONGO_DB)
         # The outbound sending worker (OUTBOUND_WORKER_ENABLED), only once start-up checks pass.
-        outbound_worker = OutboundBackground(app.state.db, settings, enabled=app.state.startup.ready)
+        outbound_worker = outbound_worker_loop.background(app.state.db, settings, enabled=app.state.startup.ready)
         # The inbound webhook processor (WEBHOOK_PROCESSOR_ENABLED): the webhook only stores.
-        webhook_processor = WebhookBackground(app.state.db, settings, enabled=app.state.startup.ready)
+        webhook_processor = webhook_processor_loop.background(app.state.db, settings, enabled=app.state.startup.ready)
         try:
             yield
         finally:

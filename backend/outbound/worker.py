@@ -20,6 +20,7 @@ import httpx
 from backend.connections import repository as connections
 from backend.connections.providers import registry
 from backend.connections.providers.base import ProviderError
+from backend.core.background import BackgroundLoop
 from backend.core.clock import as_utc, utcnow
 from backend.core.config import Settings
 from backend.core.db import Database
@@ -192,16 +193,8 @@ async def run_until(db: Database, settings: Settings, stop: asyncio.Event) -> No
         await OutboundWorker(db, settings, http).run(stop)
 
 
-class Background:
+def background(db: Database, settings: Settings, *, enabled: bool = True) -> BackgroundLoop:
     """The worker inside a backend process's lifespan (OUTBOUND_WORKER_ENABLED)."""
-
-    def __init__(self, db: Database, settings: Settings, *, enabled: bool = True) -> None:
-        self.stop = asyncio.Event()
-        self.task: asyncio.Task[None] | None = None
-        if enabled and settings.OUTBOUND_WORKER_ENABLED:
-            self.task = asyncio.create_task(run_until(db, settings, self.stop), name="outbound-worker")
-
-    async def close(self) -> None:
-        self.stop.set()
-        if self.task is not None:
-            await self.task
+    return BackgroundLoop(
+        "outbound-worker", run_until, db, settings, enabled=enabled and settings.OUTBOUND_WORKER_ENABLED
+    )

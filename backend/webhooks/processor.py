@@ -19,7 +19,6 @@ lifespan (WEBHOOK_PROCESSOR_ENABLED). Several at once, in any number of processe
 import asyncio
 import contextlib
 import os
-import signal
 import socket
 import time
 from datetime import timedelta
@@ -28,11 +27,12 @@ from typing import Any
 from pymongo.errors import PyMongoError
 
 from backend.connections import repository as connections
+from backend.core.background import BackgroundLoop, run_standalone
 from backend.core.clock import as_utc, utcnow
-from backend.core.config import Settings, get_settings
-from backend.core.db import Database, durable_database, make_client
+from backend.core.config import Settings
+from backend.core.db import Database
 from backend.core.ids import new_id
-from backend.core.logging import configure_logging, get_logger
+from backend.core.logging import get_logger
 from backend.core.seqlog import HOLE, PROBE_FAR, SeqLog
 from backend.webhooks import repository, service, signals
 
@@ -213,34 +213,12 @@ async def run_until(db: Database, settings: Settings, stop: asyncio.Event) -> No
     await WebhookProcessor(db, settings).run(stop)
 
 
-class Background:
+def background(db: Database, settings: Settings, *, enabled: bool = True) -> BackgroundLoop:
     """The processor inside a backend process's lifespan (WEBHOOK_PROCESSOR_ENABLED)."""
-
-    def __init__(self, db: Database, settings: Settings, *, enabled: bool = True) -> None:
-        self.stop = asyncio.Event()
-        self.task: asyncio.Task[None] | None = None
-        if enabled and settings.WEBHOOK_PROCESSOR_ENABLED:
-            self.task = asyncio.create_task(run_until(db, settings, self.stop), name="webhook-processor")
-
-    async def close(self) -> None:
-        self.stop.set()
-        if self.task is not None:
-            await self.task
-
-
-async def main() -> None:
-    settings = get_settings()
-    configure_logging(settings.LOG_LEVEL, settings.LOG_JSON)
-    client = make_client(settings)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    try:
-        await run_until(durable_database(client, settings.MONGO_DB), settings, stop)
-    finally:
-        await client.close()
+    return BackgroundLoop(
+        "webhook-processor", run_until, db, settings, enabled=enabled and settings.WEBHOOK_PROCESSOR_ENABLED
+    )
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    run_standalone(run_until)
