@@ -10,7 +10,7 @@ from backend.core.clock import utcnow
 from backend.core.db import Database
 from backend.core.errors import Conflict, NotFound, Unprocessable
 from backend.core.ids import is_valid_id, new_id
-from backend.core.pagination import decode_id_cursor, encode_cursor
+from backend.core.pagination import decode_id_cursor, next_id_cursor
 from backend.core.tenancy import Actor
 from backend.users import repository as users
 
@@ -76,7 +76,7 @@ async def list_page(db: Database, actor: Actor, *, cursor: str | None, limit: in
         return ClientPage(items=[ClientRead.from_doc(doc)] if doc else [])
     before = decode_id_cursor(cursor) if cursor else None
     docs = await users.list_page(db, actor, roles=ROLES, before_id=before, limit=limit + 1)
-    nxt = encode_cursor([docs[limit - 1]["_id"]]) if len(docs) > limit else None
+    nxt = next_id_cursor(docs, limit)
     return ClientPage(items=[ClientRead.from_doc(d) for d in docs[:limit]], next_cursor=nxt)
 
 

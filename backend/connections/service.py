@@ -17,7 +17,7 @@ from backend.core.db import Database
 from backend.core.errors import Conflict, NotFound, ServiceUnavailable, Unprocessable
 from backend.core.ids import is_valid_id, new_id
 from backend.core.logging import get_logger
-from backend.core.pagination import decode_cursor, encode_cursor
+from backend.core.pagination import decode_id_cursor, next_id_cursor
 from backend.core.tenancy import Actor
 from backend.departments import repository as departments
 from backend.realtime import feed
@@ -122,9 +122,9 @@ async def get_doc_or_404(db: Database, actor: Actor, *, connection_id: str) -> d
 
 
 async def list_page(db: Database, actor: Actor, *, cursor: str | None, limit: int) -> ConnectionPage:
-    before = str(decode_cursor(cursor, 1)[0]) if cursor else None
+    before = decode_id_cursor(cursor) if cursor else None
     docs = await repository.list_page(db, actor, before_id=before, limit=limit + 1)
-    nxt = encode_cursor([docs[limit - 1]["_id"]]) if len(docs) > limit else None
+    nxt = next_id_cursor(docs, limit)
     return ConnectionPage(items=[ConnectionRead.from_doc(d) for d in docs[:limit]], next_cursor=nxt)
 
 

@@ -47,3 +47,9 @@ def decode_id_cursor(cursor: str) -> str:
     if not isinstance(value, str) or not is_valid_id(value):
         raise Unprocessable("invalid cursor")
     return value
+
+
+def next_id_cursor(docs: list[dict[str, Any]], limit: int) -> str | None:
+    """For lists read newest `_id` first with limit+1 rows: the cursor of the page's last row, if
+    one more row exists."""
+    return encode_cursor([docs[limit - 1]["_id"]]) if len(docs) > limit else None

@@ -38,9 +38,7 @@ def in_tenant(actor: Actor, doc: dict[str, Any]) -> bool:
     return actor.is_admin or doc.get("reseller_id") == actor.reseller_id
 
 
-async def get_in_scope(
-    collection: AsyncCollection[dict[str, Any]], actor: Actor, doc_id: str
-) -> dict[str, Any] | None:
+async def get_in_scope(collection: AsyncCollection[dict[str, Any]], actor: Actor, doc_id: str) -> dict[str, Any] | None:
     """One document by `_id` alone, tenant checked here rather than in the filter: `{_id}` is the
     only filter FerretDB hands to its index, so adding the tenant to the query made it scan."""
     doc = await collection.find_one({"_id": doc_id})

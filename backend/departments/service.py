@@ -6,7 +6,7 @@ from backend.core.clock import utcnow
 from backend.core.db import Database, is_duplicate_key
 from backend.core.errors import Conflict, NotFound, Unprocessable
 from backend.core.ids import is_valid_id, new_id
-from backend.core.pagination import decode_id_cursor, encode_cursor
+from backend.core.pagination import decode_id_cursor, next_id_cursor
 from backend.core.tenancy import Actor
 from backend.departments import repository
 from backend.departments.schemas import DepartmentCreate, DepartmentPage, DepartmentRead, DepartmentUpdate
@@ -48,7 +48,7 @@ async def list_page(
 ) -> DepartmentPage:
     before = decode_id_cursor(cursor) if cursor else None
     docs = await repository.list_page(db, actor, before_id=before, limit=limit + 1, active=active)
-    nxt = encode_cursor([docs[limit - 1]["_id"]]) if len(docs) > limit else None
+    nxt = next_id_cursor(docs, limit)
     return DepartmentPage(items=[DepartmentRead.from_doc(d) for d in docs[:limit]], next_cursor=nxt)
 
 

@@ -9,7 +9,7 @@ from backend.core.clock import utcnow
 from backend.core.db import Database
 from backend.core.errors import Conflict, NotFound
 from backend.core.ids import is_valid_id, new_id
-from backend.core.pagination import decode_id_cursor, encode_cursor
+from backend.core.pagination import decode_id_cursor, next_id_cursor
 from backend.core.tenancy import Actor
 from backend.resellers import repository
 from backend.resellers.schemas import (
@@ -100,7 +100,7 @@ async def get_or_404(db: Database, *, reseller_id: str) -> dict[str, Any]:
 async def list_page(db: Database, *, cursor: str | None, limit: int) -> ResellerPage:
     before = decode_id_cursor(cursor) if cursor else None
     docs = await repository.list_page(db, before_id=before, limit=limit + 1)
-    nxt = encode_cursor([docs[limit - 1]["_id"]]) if len(docs) > limit else None
+    nxt = next_id_cursor(docs, limit)
     return ResellerPage(items=[ResellerRead.from_doc(d) for d in docs[:limit]], next_cursor=nxt)
 
 

@@ -11,7 +11,7 @@ from backend.core.config import Settings
 from backend.core.db import Database
 from backend.core.errors import Conflict, Forbidden, NotFound
 from backend.core.ids import is_valid_id, new_id
-from backend.core.pagination import decode_id_cursor, encode_cursor
+from backend.core.pagination import decode_id_cursor, next_id_cursor
 from backend.core.security import hash_password
 from backend.core.tenancy import Actor
 from backend.departments import service as departments
@@ -119,7 +119,7 @@ async def list_page(
     if active is not None:
         extra["active"] = active
     docs = await repository.list_page(db, actor, roles=STAFF_ROLES, before_id=before, limit=limit + 1, extra=extra)
-    nxt = encode_cursor([docs[limit - 1]["_id"]]) if len(docs) > limit else None
+    nxt = next_id_cursor(docs, limit)
     return UserPage(items=[UserRead.from_doc(d) for d in docs[:limit]], next_cursor=nxt)
 
 
