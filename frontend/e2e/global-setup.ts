@@ -82,14 +82,23 @@ function stop(proc: ChildProcess | undefined, timeoutMs = 10_000): Promise<void>
 }
 
 // FerretDB lives as long as this helper's stdin stays open, so it also ends if the run is killed.
+// FerretDB runs in its own session, so SIGTERM to the helper must unwind into \`finally\` (Python's
+// default SIGTERM exits without it, which left FerretDB running after every e2e run).
 const FERRET_HOLDER = `
+import signal
 import sys
 from backend.devtools import ferretdb
+
+def _term(*_):
+    raise SystemExit(0)
+
+signal.signal(signal.SIGTERM, _term)
 proc = ferretdb.start(sys.argv[1], sys.argv[2], log_path=__import__("pathlib").Path(sys.argv[2]) / "ferretdb.log")
 print("ferretdb ready", flush=True)
 try:
     sys.stdin.read()
 finally:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     ferretdb.stop(proc)
 `;
 
