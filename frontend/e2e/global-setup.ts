@@ -82,7 +82,7 @@ function stop(proc: ChildProcess | undefined, timeoutMs = 10_000): Promise<void>
 }
 
 // FerretDB lives as long as this helper's stdin stays open, so it also ends if the run is killed.
-// FerretDB runs in its own session, so SIGTERM to the helper must unwind into \`finally\` (Python's
+// FerretDB runs in its own session, so SIGTERM to the helper must unwind into `finally` (Python's
 // default SIGTERM exits without it, which left FerretDB running after every e2e run).
 const FERRET_HOLDER = `
 import signal
