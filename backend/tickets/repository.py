@@ -122,3 +122,9 @@ async def next_number(db: Database, reseller_id: str) -> int:
         assert doc is not None
         return int(doc["seq"])
     raise AssertionError("unreachable")
+
+
+async def raise_counter(db: Database, reseller_id: str, number: int) -> None:
+    """Keep the counter at or past a number claimed by probing, so later candidates start there.
+    Only a hint: a lost update here costs a later creator a few extra probes, never a duplicate."""
+    await db[COUNTERS].update_one({"_id": f"ticket-number:{reseller_id}"}, {"$max": {"seq": number}})

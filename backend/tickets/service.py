@@ -27,6 +27,8 @@ from backend.users import repository as users
 NUMBER_KEY = "ticket-number"
 OPEN_SLOT_KEY = "open-ticket"
 MAX_RACE_RETRIES = 20
+# A creator probes past numbers taken by concurrent creators; bounded by any realistic burst.
+MAX_NUMBER_PROBES = 1000
 
 
 def _state(ticket: dict[str, Any]) -> dict[str, Any]:
@@ -94,11 +96,17 @@ async def get_visible_or_404(db: Database, actor: Actor, *, ticket_id: str) -> d
 
 
 async def _allocate_number(db: Database, reseller_id: str, ticket_id: str) -> int:
-    for _ in range(MAX_RACE_RETRIES):
-        number = await repository.next_number(db, reseller_id)
+    """The counter only proposes a number; the unique number key decides. On FerretDB concurrent
+    $inc's can hand the same candidate to many creators, so a loser walks forward claiming the
+    next numbers itself (each claim is one atomic insert) instead of asking the counter again."""
+    candidate = number = await repository.next_number(db, reseller_id)
+    for _ in range(MAX_NUMBER_PROBES):
         bound, won = await natural_keys.claim(db, NUMBER_KEY, reseller_id, str(number), target=ticket_id)
         if won or bound == ticket_id:
+            if number != candidate:
+                await repository.raise_counter(db, reseller_id, number)
             return number
+        number += 1
     raise Conflict("could not allocate a ticket number; retry")
 
 
