@@ -7,6 +7,7 @@ import { ApiError, api, errorMessage, fieldErrors, unwrap } from '../../api/clie
 import type { Reseller } from '../../api/types';
 import { t } from '../../i18n/pt-BR';
 import { formatDate } from '../../lib/format';
+import { ActiveToggle } from '../../layout/ActiveToggle';
 import { PageHeader } from '../../layout/PageHeader';
 import { QueryState } from '../../layout/QueryState';
 import { keys } from '../../realtime/cache';
@@ -124,15 +125,11 @@ export function ResellersPage() {
                   </Table.Td>
                   <Table.Td>
                     <Group justify="flex-end">
-                      {r.active ? (
-                        <Button size="compact-sm" variant="subtle" color="red" onClick={() => confirmDeactivate(r)}>
-                          {t.app.deactivate}
-                        </Button>
-                      ) : (
-                        <Button size="compact-sm" variant="subtle" onClick={() => setActive.mutate({ reseller: r, active: true })}>
-                          {t.app.reactivate}
-                        </Button>
-                      )}
+                      <ActiveToggle
+                        active={r.active}
+                        onDeactivate={() => confirmDeactivate(r)}
+                        onReactivate={() => setActive.mutate({ reseller: r, active: true })}
+                      />
                     </Group>
                   </Table.Td>
                 </Table.Tr>

@@ -7,6 +7,7 @@ import { ApiError, api, errorMessage, fieldErrors, unwrap } from '../../api/clie
 import { useAgents, useDepartments } from '../../api/queries';
 import type { User } from '../../api/types';
 import { t } from '../../i18n/pt-BR';
+import { ActiveToggle } from '../../layout/ActiveToggle';
 import { PageHeader } from '../../layout/PageHeader';
 import { QueryState } from '../../layout/QueryState';
 import { keys } from '../../realtime/cache';
@@ -147,15 +148,11 @@ export function AgentsPage() {
                       <Button size="compact-sm" variant="default" onClick={() => setEditing(u)}>
                         {t.app.edit}
                       </Button>
-                      {u.active ? (
-                        <Button size="compact-sm" variant="subtle" color="red" onClick={() => confirmDeactivate(u)}>
-                          {t.app.deactivate}
-                        </Button>
-                      ) : (
-                        <Button size="compact-sm" variant="subtle" onClick={() => setActive.mutate({ user: u, active: true })}>
-                          {t.app.reactivate}
-                        </Button>
-                      )}
+                      <ActiveToggle
+                        active={u.active}
+                        onDeactivate={() => confirmDeactivate(u)}
+                        onReactivate={() => setActive.mutate({ user: u, active: true })}
+                      />
                     </Group>
                   </Table.Td>
                 </Table.Tr>

@@ -6,6 +6,7 @@ import { api, errorMessage, fieldErrors, unwrap } from '../../api/client';
 import { useDepartments } from '../../api/queries';
 import type { Department } from '../../api/types';
 import { t } from '../../i18n/pt-BR';
+import { ActiveToggle } from '../../layout/ActiveToggle';
 import { PageHeader } from '../../layout/PageHeader';
 import { QueryState } from '../../layout/QueryState';
 import { keys } from '../../realtime/cache';
@@ -97,9 +98,7 @@ export function DepartmentsPage() {
                       <Button size="compact-sm" variant="default" onClick={() => setEditing(d)}>
                         {t.app.edit}
                       </Button>
-                      <Button size="compact-sm" variant="subtle" color={d.active ? 'red' : 'teal'} onClick={() => toggle.mutate(d)}>
-                        {d.active ? t.app.deactivate : t.app.reactivate}
-                      </Button>
+                      <ActiveToggle active={d.active} onDeactivate={() => toggle.mutate(d)} onReactivate={() => toggle.mutate(d)} />
                     </Group>
                   </Table.Td>
                 </Table.Tr>
