@@ -7,6 +7,7 @@ in-memory or read-modify-write check, decides concurrent assumes, transfers and 
 
 from typing import Any
 
+from backend.core import group_commit
 from backend.core.db import Database
 from backend.core.indexes import ASC, declare
 
@@ -28,7 +29,7 @@ def event_id(ticket_id: str, version: int) -> str:
 
 async def insert(db: Database, doc: dict[str, Any]) -> None:
     """Raises DuplicateKeyError when another writer took this version first."""
-    await db[COLLECTION].insert_one(doc)
+    await group_commit.insert_one(db[COLLECTION], doc)
 
 
 async def get(db: Database, ticket_id: str, version: int) -> dict[str, Any] | None:

@@ -2,6 +2,7 @@
 
 from typing import Any
 
+from backend.core import single_flight
 from backend.core.db import Database
 from backend.core.indexes import ASC, DESC, declare
 from backend.core.tenancy import Actor, get_in_scope, scoped
@@ -14,6 +15,11 @@ declare(COLLECTION, [("reseller_id", ASC), ("_id", DESC)], name="tenant_id", pur
 async def get(db: Database, connection_id: str) -> dict[str, Any] | None:
     """Unscoped: for webhooks and the worker, which act for the provider, not for a user."""
     return await db[COLLECTION].find_one({"_id": connection_id})
+
+
+async def get_shared(db: Database, connection_id: str) -> dict[str, Any] | None:
+    """`get`, sharing the read with concurrent callers (webhook bursts, backend/core/single_flight.py)."""
+    return await single_flight.find_by_id(db[COLLECTION], connection_id)
 
 
 async def get_scoped(db: Database, actor: Actor, connection_id: str) -> dict[str, Any] | None:

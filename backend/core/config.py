@@ -77,8 +77,8 @@ class Settings(BaseSettings):
     WEBHOOK_POLL_SECONDS: float = Field(default=1.0, gt=0)
     # Raw events are spread over this many ordered lanes by chat (one chat = one lane, processed in
     # order; lanes in parallel). Change it only while no event is pending.
-    WEBHOOK_LANES: int = Field(default=8, ge=1, le=256)
-    WEBHOOK_PROCESSOR_CONCURRENCY: int = Field(default=4, ge=1)
+    WEBHOOK_LANES: int = Field(default=32, ge=1, le=256)
+    WEBHOOK_PROCESSOR_CONCURRENCY: int = Field(default=16, ge=1)
     WEBHOOK_MAX_ATTEMPTS: int = Field(default=8, ge=1)
     WEBHOOK_BACKOFF_BASE_SECONDS: float = Field(default=0.5, gt=0)
     WEBHOOK_BACKOFF_MAX_SECONDS: float = Field(default=60.0, gt=0)

@@ -7,6 +7,7 @@ races (two writers: exactly one insert succeeds). Keys are never removed.
 
 from pymongo.errors import DuplicateKeyError
 
+from backend.core import group_commit
 from backend.core.clock import utcnow
 from backend.core.db import Database
 
@@ -21,7 +22,7 @@ async def claim(db: Database, kind: str, *parts: str, target: str) -> tuple[str,
     """Bind the key to `target` unless it is bound already. Returns (bound target, won)."""
     _id = key_id(kind, *parts)
     try:
-        await db[COLLECTION].insert_one({"_id": _id, "target": target, "created_at": utcnow()})
+        await group_commit.insert_one(db[COLLECTION], {"_id": _id, "target": target, "created_at": utcnow()})
         return target, True
     except DuplicateKeyError:
         existing = await db[COLLECTION].find_one({"_id": _id})

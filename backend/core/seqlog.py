@@ -23,6 +23,7 @@ from typing import Any
 
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
+from backend.core import group_commit
 from backend.core.clock import utcnow
 from backend.core.db import Database
 
@@ -110,7 +111,11 @@ class SeqLog:
         for _ in range(MAX_CLAIM_TRIES):
             _id = self.entry_id(seq)
             try:
-                await db[self.collection].insert_one({**body, "_id": _id, "seq": seq})
+                doc = {**body, "_id": _id, "seq": seq}
+                if reserve:  # distinct numbers: concurrent appends can share one command
+                    await group_commit.insert_one(db[self.collection], doc)
+                else:  # all would try head+1 together, and a batch of them would have one winner
+                    await db[self.collection].insert_one(doc)
             except PyMongoError as exc:
                 if reserve and not isinstance(exc, DuplicateKeyError):
                     await self._abandon(db, seq)

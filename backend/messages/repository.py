@@ -3,6 +3,7 @@
 from datetime import datetime
 from typing import Any
 
+from backend.core import group_commit
 from backend.core.db import Database
 from backend.core.indexes import ASC, declare
 
@@ -19,7 +20,7 @@ declare(COLLECTION, [("reseller_id", ASC), ("created_at", ASC)], name="tenant_cr
 
 async def insert(db: Database, doc: dict[str, Any]) -> None:
     """Raises DuplicateKeyError when a message with this `_id` is stored already (idempotent writes)."""
-    await db[COLLECTION].insert_one(doc)
+    await group_commit.insert_one(db[COLLECTION], doc)
 
 
 async def get(db: Database, message_id: str) -> dict[str, Any] | None:

@@ -65,7 +65,7 @@ async def append(
         assert existing is not None
         return existing, False
     preview = body[:PREVIEW_CHARS] if body else f"[{type_}]"
-    await tickets_repo.touch_activity(db, ticket["_id"], at=now, preview=preview, direction=direction)
+    await tickets_repo.touch_activity(db, ticket, at=now, preview=preview, direction=direction)
     activity = {"last_message_at": now, "last_message_preview": preview, "last_message_direction": direction}
     await feed.publish(
         db, reseller_id=ticket["reseller_id"], type_="message.created", ticket={**ticket, **activity}, message=doc

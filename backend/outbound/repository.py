@@ -14,6 +14,8 @@ from typing import Any
 
 from pymongo.errors import DuplicateKeyError
 
+from backend.core import group_commit
+from backend.core.conditional import update_if
 from backend.core.db import Database
 from backend.core.seqlog import SeqLog
 
@@ -71,7 +73,7 @@ async def attempts(db: Database, message_id: str) -> list[dict[str, Any]]:
 
 async def claim_attempt(db: Database, doc: dict[str, Any]) -> bool:
     try:
-        await db[ATTEMPTS].insert_one(doc)
+        await group_commit.insert_one(db[ATTEMPTS], doc)
     except DuplicateKeyError:
         return False
     return True
@@ -96,7 +98,6 @@ async def move_status(
     """
     allowed = ["pending", "sent"] if to == "failed" else [s for s, r in RANK.items() if r < RANK[to]]
     changes: dict[str, Any] = {"status": to, f"{to}_at": at, **(extra or {})}
-    result = await db[MESSAGES].update_one({"_id": message_id, "status": {"$in": allowed}}, {"$set": changes})
-    if result.matched_count == 0:
+    if not await update_if(db, MESSAGES, message_id, {"status": {"$in": allowed}}, {"$set": changes}):
         return None
     return await get_message(db, message_id)

@@ -8,16 +8,19 @@ pushes down. Records are never updated or removed.
 """
 
 import asyncio
+from dataclasses import dataclass, field
 from typing import Any
 
-from pymongo.errors import DuplicateKeyError, PyMongoError
+from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError
 
 from backend.core.db import Database
+from backend.core.group_commit import DUPLICATE_CODES
 
 COLLECTION = "tenant_events"
 MAX_CLAIM_ATTEMPTS = 10_000
 LOSSES_BEFORE_SEARCH = 4
 TRANSIENT_RETRIES = 4
+MAX_BATCH = 200  # events per insert
 
 # Process-local "this seq is stored" facts per (database, tenant): a speed hint only. It is only
 # ever set to a seq seen stored, so hint+1 is always a valid next claim; a stale hint costs a few
@@ -70,38 +73,109 @@ def _remember(db: Database, reseller_id: str, seq: int) -> None:
         _tail_hint[hint] = seq
 
 
+@dataclass
+class _Waiting:
+    body: dict[str, Any]
+    done: "asyncio.Future[dict[str, Any]]"
+
+
+@dataclass
+class _TenantQueue:
+    waiting: list[_Waiting] = field(default_factory=list)
+    writing: bool = False
+
+
+_queues: dict[tuple[int, str, str], _TenantQueue] = {}
+_writers: set["asyncio.Task[None]"] = set()  # the loop keeps only weak references to tasks
+
+
 async def append(db: Database, reseller_id: str, body: dict[str, Any]) -> dict[str, Any]:
     """Stores `body` under the tenant's next seq and returns the stored record.
 
-    The claim goes straight for hint+1: an insert is arbitrated by the unique `_id` index, while
-    a lookup that misses is the expensive query on FerretDB (it scans). Only a process with no
-    hint, or one that keeps losing (others wrote a lot), searches for the tail."""
+    Concurrent appends of one tenant in this process are written together: they take the next
+    seqs in arrival order and go out as one *ordered* insert, so a batch that meets a seq taken
+    by another process stops right there — what went in before it is exactly hint+1..k, no holes
+    — and the rest claim again after the new tail. One commit for the batch instead of one per
+    event, and no two of this process's writers ever fight over the same seq."""
+    qkey = (id(db.client), db.name, reseller_id)
+    queue = _queues.get(qkey)
+    if queue is None:
+        queue = _queues[qkey] = _TenantQueue()
+    loop = asyncio.get_running_loop()
+    waiting = _Waiting(body, loop.create_future())
+    waiting.done.add_done_callback(lambda f: f.cancelled() or f.exception())
+    queue.waiting.append(waiting)
+    if not queue.writing:
+        queue.writing = True
+        task = loop.create_task(_write_until_empty(db, reseller_id, qkey, queue))
+        _writers.add(task)
+        task.add_done_callback(_writers.discard)
+    return await asyncio.shield(waiting.done)
+
+
+async def _write_until_empty(db: Database, reseller_id: str, qkey: tuple[int, str, str], queue: _TenantQueue) -> None:
+    try:
+        while queue.waiting:
+            batch, queue.waiting = queue.waiting[:MAX_BATCH], queue.waiting[MAX_BATCH:]
+            try:
+                await _append_batch(db, reseller_id, batch)
+            except BaseException as exc:
+                for w in batch:
+                    if not w.done.done():
+                        w.done.set_exception(exc if isinstance(exc, Exception) else PyMongoError(repr(exc)))
+                if not isinstance(exc, Exception):
+                    raise
+    finally:
+        queue.writing = False
+        if not queue.waiting and _queues.get(qkey) is queue:
+            del _queues[qkey]
+
+
+async def _append_batch(db: Database, reseller_id: str, batch: list[_Waiting]) -> None:
     known = _tail_hint.get((db.name, reseller_id))
-    seq = (known if known is not None else await latest(db, reseller_id)) + 1
+    tail = known if known is not None else await latest(db, reseller_id)
+    pending = batch
     for attempt in range(1, MAX_CLAIM_ATTEMPTS + 1):
-        record = {**body, "_id": key(reseller_id, seq), "reseller_id": reseller_id, "seq": seq}
-        try:
-            await _insert(db, record)
-        except DuplicateKeyError:
-            # Another writer took it, so seq is stored and seq+1 is a valid next claim.
-            seq = await latest(db, reseller_id, start=seq) + 1 if attempt % LOSSES_BEFORE_SEARCH == 0 else seq + 1
-            continue
-        _remember(db, reseller_id, seq)
-        return record
+        records = [
+            {**w.body, "_id": key(reseller_id, tail + 1 + i), "reseller_id": reseller_id, "seq": tail + 1 + i}
+            for i, w in enumerate(pending)
+        ]
+        stored = await _insert_prefix(db, records)
+        for w, record in zip(pending[:stored], records[:stored], strict=True):
+            w.done.set_result(record)
+        tail += stored
+        _remember(db, reseller_id, tail)
+        pending = pending[stored:]
+        if not pending:
+            return
+        # Another writer took tail+1, so it is stored: claim again after it (searching for the
+        # real tail now and then, when that writer keeps going).
+        tail = await latest(db, reseller_id, start=tail + 1) if attempt % LOSSES_BEFORE_SEARCH == 0 else tail + 1
     raise RuntimeError(f"could not claim a feed seq for tenant {reseller_id}")
 
 
-async def _insert(db: Database, record: dict[str, Any]) -> None:
-    """Retries transient store errors (FerretDB answers SQLITE_BUSY under write bursts). If an
-    attempt did land after all, the retry meets its `_id` and append moves on to the next seq:
-    the change is then announced twice (at-least-once), never not at all."""
+async def _insert_prefix(db: Database, records: list[dict[str, Any]]) -> int:
+    """Inserts `records` in order; returns how many went in before one met a taken seq.
+    Retries transient store errors (FerretDB answers SQLITE_BUSY under write bursts). If an
+    attempt did land after all, the retry meets its `_id`s and the events move on to later
+    seqs: announced twice (at-least-once), never not at all."""
     for attempt in range(TRANSIENT_RETRIES):
         try:
-            await db[COLLECTION].insert_one(record)
-            return
+            if len(records) == 1:
+                await db[COLLECTION].insert_one(records[0])
+            else:
+                await db[COLLECTION].insert_many(records, ordered=True)
+            return len(records)
         except DuplicateKeyError:
-            raise
+            return 0
+        except BulkWriteError as exc:
+            errors = (exc.details or {}).get("writeErrors") or []
+            if errors and errors[0].get("code") in DUPLICATE_CODES:
+                return int(errors[0]["index"])
+            if attempt == TRANSIENT_RETRIES - 1:
+                raise
         except PyMongoError:
             if attempt == TRANSIENT_RETRIES - 1:
                 raise
-            await asyncio.sleep(0.05 * 4**attempt)
+        await asyncio.sleep(0.05 * 4**attempt)
+    raise AssertionError("unreachable")

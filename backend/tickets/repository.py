@@ -6,6 +6,8 @@ from typing import Any
 from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
+from backend.core import group_commit
+from backend.core.conditional import update_if
 from backend.core.db import Database
 from backend.core.indexes import ASC, DESC, declare
 
@@ -64,7 +66,7 @@ async def get(db: Database, ticket_id: str) -> dict[str, Any] | None:
 
 
 async def insert(db: Database, doc: dict[str, Any]) -> None:
-    await db[COLLECTION].insert_one(doc)
+    await group_commit.insert_one(db[COLLECTION], doc)
 
 
 async def apply_state(
@@ -72,16 +74,19 @@ async def apply_state(
 ) -> None:
     """Move the projection to `version`; a no-op when another writer already applied it."""
     changes = {k: state.get(k) for k in STATE_FIELDS}
-    await db[COLLECTION].update_one(
-        {"_id": ticket_id, "version": from_version},
-        {"$set": {**changes, "version": version, "updated_at": at}},
-    )
+    update = {"$set": {**changes, "version": version, "updated_at": at}}
+    await update_if(db, COLLECTION, ticket_id, {"version": from_version}, update)
 
 
-async def touch_activity(db: Database, ticket_id: str, *, at: datetime, preview: str, direction: str) -> None:
-    await db[COLLECTION].update_one(
-        {"_id": ticket_id, "last_message_at": {"$lte": at}},
+async def touch_activity(db: Database, ticket: dict[str, Any], *, at: datetime, preview: str, direction: str) -> None:
+    """Moves the ticket's last-message fields forward (never back). `ticket`: as just loaded."""
+    await update_if(
+        db,
+        COLLECTION,
+        ticket["_id"],
+        {"last_message_at": {"$lte": at}},
         {"$set": {"last_message_at": at, "last_message_preview": preview, "last_message_direction": direction}},
+        current=ticket,
     )
 
 

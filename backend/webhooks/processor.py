@@ -57,56 +57,77 @@ class WebhookProcessor:
         # lane, and when each lane last looked far ahead for entries behind a hole.
         self._pos: dict[int, int] = {}
         self._probed_at: dict[int, float] = {}
+        self._saved: dict[int, int] = {}  # cursor last stored per lane
+        self._wakeup: signals.Wakeup | None = None  # deliveries this process stored, handed over
         self._sem = asyncio.Semaphore(settings.WEBHOOK_PROCESSOR_CONCURRENCY)
 
-    async def run_once(self) -> int:
-        """One pass over every lane. Returns how many events this pass processed."""
-        done = await asyncio.gather(*(self._guarded(n) for n in range(len(self.lanes))))
+    async def run_once(self, lanes: set[int] | None = None) -> int:
+        """One pass over `lanes` (default: every lane). Returns how many events it processed.
+        Only a full pass looks for holes left by dead writers (the poll runs one every
+        WEBHOOK_POLL_SECONDS): a wake-up names a lane that just got an entry."""
+        chosen = sorted(lanes) if lanes is not None else range(len(self.lanes))
+        full = lanes is None
+        done = await asyncio.gather(*(self._guarded(n, full) for n in chosen))
         return sum(done)
 
     async def run(self, stop: asyncio.Event) -> None:
         log.info("webhook processor started", worker=self.worker_id, lanes=len(self.lanes))
-        woken = signals.subscribe()
+        woken = self._wakeup = signals.subscribe()
+        poll = self.settings.WEBHOOK_POLL_SECONDS
+        next_full = 0.0
         try:
             while not stop.is_set():
-                woken.clear()
+                lanes = woken.take()
+                full = time.monotonic() >= next_full
                 try:
-                    await self.run_once()
+                    await self.run_once(None if full else lanes)
                 except Exception as exc:  # the loop must survive a database hiccup
                     log.error("webhook pass failed", error=str(exc))
-                waiters = {asyncio.ensure_future(stop.wait()), asyncio.ensure_future(woken.wait())}
+                if full:
+                    next_full = time.monotonic() + poll
+                waiters = {asyncio.ensure_future(stop.wait()), asyncio.ensure_future(woken.event.wait())}
                 _, pending = await asyncio.wait(
-                    waiters, timeout=self.settings.WEBHOOK_POLL_SECONDS, return_when=asyncio.FIRST_COMPLETED
+                    waiters, timeout=max(0.0, next_full - time.monotonic()), return_when=asyncio.FIRST_COMPLETED
                 )
                 for task in pending:
                     task.cancel()
         finally:
             signals.unsubscribe(woken)
+            self._wakeup = None
         log.info("webhook processor stopped", worker=self.worker_id)
 
-    async def _guarded(self, lane: int) -> int:
+    async def _guarded(self, lane: int, full: bool = True) -> int:
         async with self._sem:
             try:
-                return await self._walk(lane)
+                return await self._walk(lane, probe_holes=full)
             except Exception as exc:
                 log.error("webhook lane failed", lane=lane, error=str(exc))
                 return 0
 
-    async def _walk(self, lane: int) -> int:
+    async def _walk(self, lane: int, *, probe_holes: bool = True) -> int:
         """Processes a lane's entries in order from its position until the lane ends or must
         wait (an event in backoff, or being processed by another processor)."""
         seqlog = self.lanes[lane]
         if lane not in self._pos:
             self._pos[lane] = await seqlog.get_cursor(self.db)
-        start = pos = self._pos[lane]
+        pos = self._pos[lane]
+        start = self._saved.get(lane, pos)
         processed = 0
         conns: dict[str, dict[str, Any] | None] = {}  # read once per pass
+        handed = self._wakeup
+        if handed is not None:
+            handed.forget_up_to(lane, pos)
+        last_handed = handed.highest(lane) if handed is not None else 0
         try:
             while True:
                 seq = pos + 1
-                entry = await seqlog.get(self.db, seq)
+                entry = handed.pop(lane, seq) if handed is not None else None
+                if entry is None and not probe_holes and 0 < last_handed < seq:
+                    break  # a woken walk's job ends with what was handed; the poll reads on
                 if entry is None:
-                    if not await self._fill_dead_hole(lane, seqlog, seq):
+                    entry = await seqlog.get(self.db, seq)
+                if entry is None:
+                    if not probe_holes or not await self._fill_dead_hole(lane, seqlog, seq):
                         break
                     continue  # filled: read it again (a tombstone, or a writer that just won)
                 if not entry.get(HOLE) and entry.get("status") == PENDING:
@@ -117,10 +138,13 @@ class WebhookProcessor:
                 self._pos[lane] = pos
                 if pos - start >= CURSOR_EVERY:
                     await seqlog.advance_cursor(self.db, pos)
-                    start = pos
+                    start = self._saved[lane] = pos
         finally:
-            if pos > start:
+            # The cursor only shortens the walk after a restart; a woken walk of a few entries
+            # leaves it to the next full pass rather than spend a write on it.
+            if pos > start and probe_holes:
                 await seqlog.advance_cursor(self.db, pos)
+                self._saved[lane] = pos
         return processed
 
     async def _fill_dead_hole(self, lane: int, seqlog: SeqLog, seq: int) -> bool:

@@ -11,6 +11,7 @@ from typing import Any
 
 from pymongo.errors import DuplicateKeyError
 
+from backend.core import group_commit
 from backend.core.db import Database
 from backend.core.indexes import ASC, declare
 from backend.core.seqlog import SeqLog
@@ -48,7 +49,7 @@ async def mark(db: Database, raw_id: str, changes: dict[str, Any], *, inc_attemp
 
 async def claim_attempt(db: Database, doc: dict[str, Any]) -> bool:
     try:
-        await db[ATTEMPTS].insert_one(doc)
+        await group_commit.insert_one(db[ATTEMPTS], doc)
     except DuplicateKeyError:
         return False
     return True

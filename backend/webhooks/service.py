@@ -54,7 +54,7 @@ def message_id_for(connection_id: str, provider_message_id: str) -> str:
 
 async def authenticate(db: Database, connection_id: str, token: str | None) -> dict[str, Any]:
     """One answer for "no such connection" and "wrong token", so callers learn nothing."""
-    conn = await connections.get(db, connection_id) if is_valid_id(connection_id) else None
+    conn = await connections.get_shared(db, connection_id) if is_valid_id(connection_id) else None
     expected = str(conn["webhook_token"]) if conn else _DUMMY_TOKEN
     if not hmac.compare_digest(expected.encode(), (token or "").encode()) or conn is None:
         raise Unauthorized("invalid webhook credentials")
@@ -118,8 +118,8 @@ async def receive(
         "error": None,
         "result": None,
     }
-    _, raw_id = await repository.lane(lane).append(db, raw, reserve=True)
-    signals.wake()
+    seq, raw_id = await repository.lane(lane).append(db, raw, reserve=True)
+    signals.wake(lane, seq, {**raw, "_id": raw_id, "seq": seq})
     return "received", raw_id
 
 

@@ -1,21 +1,68 @@
-"""Process-local wake-up of the webhook processors when this process stores a delivery.
-Only a latency hint: processors also poll, which is what finds other processes' deliveries."""
+"""Process-local wake-up of the webhook processors when this process stores a delivery: names
+the lane it went to, so a woken processor walks that lane rather than all of them, and hands
+over the stored document, so the processor need not read back what was just written.
+Only a latency hint: processors also poll every lane, which is what finds other processes'
+deliveries (and anything a lost wake-up or a skipped hand-over would have missed)."""
 
 import asyncio
+from typing import Any
 
-_events: set[asyncio.Event] = set()
-
-
-def subscribe() -> asyncio.Event:
-    event = asyncio.Event()
-    _events.add(event)
-    return event
+MAX_HANDED = 20_000  # documents held per subscriber; past that the processor reads them back
+MAX_HANDED_BYTES = 64 * 1024  # larger bodies are read back rather than held
 
 
-def unsubscribe(event: asyncio.Event) -> None:
-    _events.discard(event)
+class Wakeup:
+    def __init__(self) -> None:
+        self.event = asyncio.Event()
+        self.lanes: set[int] = set()
+        # lane -> seq -> the stored raw document, exactly as inserted
+        self.handed: dict[int, dict[int, dict[str, Any]]] = {}
+        self.held = 0
+
+    def take(self) -> set[int]:
+        """The lanes woken since the last call (and clears the event)."""
+        self.event.clear()
+        lanes, self.lanes = self.lanes, set()
+        return lanes
+
+    def pop(self, lane: int, seq: int) -> dict[str, Any] | None:
+        doc = self.handed.get(lane, {}).pop(seq, None)
+        if doc is not None:
+            self.held -= 1
+        return doc
+
+    def highest(self, lane: int) -> int:
+        docs = self.handed.get(lane)
+        return max(docs) if docs else 0
+
+    def forget_up_to(self, lane: int, seq: int) -> None:
+        """Drops what a pass already got from the database instead."""
+        docs = self.handed.get(lane)
+        if docs:
+            for old in [s for s in docs if s <= seq]:
+                del docs[old]
+                self.held -= 1
 
 
-def wake() -> None:
-    for event in _events:
-        event.set()
+_subscribers: set[Wakeup] = set()
+
+
+def subscribe() -> Wakeup:
+    wakeup = Wakeup()
+    _subscribers.add(wakeup)
+    return wakeup
+
+
+def unsubscribe(wakeup: Wakeup) -> None:
+    _subscribers.discard(wakeup)
+
+
+def wake(lane: int, seq: int | None = None, doc: dict[str, Any] | None = None) -> None:
+    small = doc is not None and seq is not None and len(str(doc.get("body") or "")) <= MAX_HANDED_BYTES
+    for wakeup in _subscribers:
+        if small and wakeup.held < MAX_HANDED:
+            assert doc is not None and seq is not None
+            wakeup.handed.setdefault(lane, {})[seq] = doc
+            wakeup.held += 1
+        wakeup.lanes.add(lane)
+        wakeup.event.set()

@@ -4,7 +4,7 @@ numbers are taken (gap-free and unique under concurrent writers on FerretDB)."""
 import asyncio
 from typing import Any
 
-from pymongo import AsyncMongoClient
+from pymongo import AsyncMongoClient, monitoring
 
 from backend.core.db import durable_database
 from backend.core.ids import new_id
@@ -116,3 +116,42 @@ async def test_publish_never_fails_the_caller(db: Any) -> None:
         db, reseller_id=T1, type_="connection.status", connection={"_id": "c1", "status": "open", "secret": "s"}
     )
     assert rec is not None and rec["connection"] == {"id": "c1", "status": "open"}
+
+
+class _InsertCommands(monitoring.CommandListener):
+    def __init__(self) -> None:
+        self.count = 0
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        self.count += event.command_name == "insert"
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass
+
+
+async def test_one_process_concurrent_appends_share_commands_and_keep_call_order(mongo_url: str, db_name: str) -> None:
+    """100 concurrent announcements of one tenant in one process: seqs 1..100 in the order the
+    announcements were made, written by a handful of ordered inserts rather than 100 commits
+    (and a rival process writing meanwhile still never makes a hole or a duplicate)."""
+    listener = _InsertCommands()
+    ours: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_url, tz_aware=True, event_listeners=[listener])
+    rival: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_url, tz_aware=True)
+    try:
+        db, other = durable_database(ours, db_name), durable_database(rival, db_name)
+        tenant = new_id()
+        mine = [records.append(db, tenant, {"type": "connection.status", "n": i}) for i in range(100)]
+        theirs = [records.append(other, tenant, {"type": "connection.status", "n": 100 + i}) for i in range(20)]
+        stored = await asyncio.gather(*mine, *theirs)
+        seqs = [int(r["seq"]) for r in stored]
+        assert sorted(seqs) == list(range(1, 121))
+        own = seqs[:100]
+        assert own == sorted(own)  # this process's announcements keep their order
+        assert listener.count <= 20, listener.count
+        in_store = await db[records.COLLECTION].find({"reseller_id": tenant}).to_list(None)
+        assert sorted((d["seq"], d["n"]) for d in in_store) == sorted((int(r["seq"]), r["n"]) for r in stored)
+    finally:
+        await ours.close()
+        await rival.close()

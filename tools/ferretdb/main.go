@@ -11,6 +11,8 @@ import (
 	"flag"
 	"fmt"
 	"log"
+	"net/http"
+	_ "net/http/pprof" // served only when FERRETDB_PPROF_ADDR is set
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -31,6 +33,11 @@ func main() {
 	}
 	if err := os.MkdirAll(abs, 0o755); err != nil {
 		log.Fatalf("ferretdb-launcher: cannot create data dir: %v", err)
+	}
+
+	// Profiling for benchmarks (`go tool pprof http://ADDR/debug/pprof/profile`): off unless asked.
+	if addr := os.Getenv("FERRETDB_PPROF_ADDR"); addr != "" {
+		go func() { log.Print(http.ListenAndServe(addr, nil)) }()
 	}
 
 	f, err := ferretdb.New(&ferretdb.Config{

@@ -1,0 +1,121 @@
+"""Group commit for the hot inserts: inserts of one collection that arrive while this process is
+already writing to it are sent together, as one unordered insert_many.
+
+Why: every acknowledged insert is a durable commit (w=majority, j=true), and on FerretDB an
+SQLite commit with its fsync; 64 webhooks in flight meant 64 commits queued one behind the other.
+One command for the batch is one commit for all of them (measured on FerretDB here: ~1,400
+single inserts/s against ~13,000 documents/s in batches of 32).
+
+What does not change: each caller still returns only once its own document is durable, and gets
+its own outcome — success, DuplicateKeyError when its `_id` (or another unique key) is taken, or
+the error of the command. Unordered means one document's failure never stops the others, so a
+unique `_id` still arbitrates every race exactly as a lone insert would. Nothing is held back when
+the collection is idle: a lone insert goes out at once, as insert_one. A batch lives only in the
+memory of the requests waiting on it: a process that dies loses the batch the same way it would
+lose a single in-flight insert — none of its callers had an answer, so none told anyone "stored".
+"""
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Any
+
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError, WriteConcernError, WriteError
+
+MAX_BATCH = 500  # documents per command; the driver splits further by size (16/48 MB limits)
+MAX_IN_FLIGHT = 1  # commands per collection at once: the next batch fills while one commits
+# (one: SQLite has a single writer, and concurrent commits there wait on each other in sleeps)
+DUPLICATE_CODES = frozenset({11000, 11001, 12582})
+
+
+@dataclass
+class _Pending:
+    doc: dict[str, Any]
+    done: "asyncio.Future[None]"
+
+
+@dataclass
+class _Queue:
+    collection: AsyncCollection[dict[str, Any]]
+    waiting: list[_Pending] = field(default_factory=list)
+    writers: int = 0
+
+
+_queues: dict[tuple[int, str, str], _Queue] = {}
+_writers: set["asyncio.Task[None]"] = set()  # the loop keeps only weak references to tasks
+
+
+async def insert_one(collection: AsyncCollection[dict[str, Any]], doc: dict[str, Any]) -> None:
+    """Inserts `doc` (which must carry its `_id`), possibly together with concurrent callers'
+    documents. Raises what a lone insert_one would for this document."""
+    key = (id(collection.database.client), collection.database.name, collection.name)
+    queue = _queues.get(key)
+    if queue is None:
+        queue = _queues[key] = _Queue(collection)
+    loop = asyncio.get_running_loop()
+    pending = _Pending(doc, loop.create_future())
+    # A caller cancelled while waiting never reads its outcome; read it here so it is not
+    # reported as "never retrieved".
+    pending.done.add_done_callback(lambda f: f.cancelled() or f.exception())
+    queue.waiting.append(pending)
+    if queue.writers < MAX_IN_FLIGHT:
+        queue.writers += 1
+        task = loop.create_task(_write_until_empty(key, queue))
+        _writers.add(task)
+        task.add_done_callback(_writers.discard)
+    await asyncio.shield(pending.done)
+
+
+async def _write_until_empty(key: tuple[int, str, str], queue: _Queue) -> None:
+    try:
+        while queue.waiting:
+            batch, queue.waiting = queue.waiting[:MAX_BATCH], queue.waiting[MAX_BATCH:]
+            await _write(queue.collection, batch)
+    finally:
+        queue.writers -= 1
+        if queue.writers == 0 and not queue.waiting and _queues.get(key) is queue:
+            del _queues[key]
+
+
+async def _write(collection: AsyncCollection[dict[str, Any]], batch: list[_Pending]) -> None:
+    try:
+        if len(batch) == 1:
+            await collection.insert_one(batch[0].doc)
+        else:
+            await collection.insert_many([p.doc for p in batch], ordered=False)
+    except BulkWriteError as exc:
+        _settle_bulk(batch, exc)
+    except PyMongoError as exc:
+        for p in batch:
+            _fail(p, exc)
+    except BaseException as exc:  # cancelled or a bug: no caller may wait forever
+        for p in batch:
+            _fail(p, PyMongoError(f"insert not completed: {type(exc).__name__}: {exc}"))
+        raise
+    else:
+        for p in batch:
+            if not p.done.done():
+                p.done.set_result(None)
+
+
+def _settle_bulk(batch: list[_Pending], exc: BulkWriteError) -> None:
+    details = exc.details or {}
+    by_index = {int(e["index"]): e for e in details.get("writeErrors", [])}
+    concern = details.get("writeConcernErrors") or []
+    for i, p in enumerate(batch):
+        error = by_index.get(i)
+        if error is not None:
+            code = int(error.get("code", 0))
+            cls = DuplicateKeyError if code in DUPLICATE_CODES else WriteError
+            _fail(p, cls(str(error.get("errmsg", "write error")), code, error))
+        elif concern:
+            # Written, but not confirmed durable: the caller must not report it stored.
+            first = concern[0]
+            _fail(p, WriteConcernError(str(first.get("errmsg", "write concern error")), first.get("code"), first))
+        elif not p.done.done():
+            p.done.set_result(None)
+
+
+def _fail(p: _Pending, exc: BaseException) -> None:
+    if not p.done.done():
+        p.done.set_exception(exc)

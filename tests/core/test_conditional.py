@@ -1,0 +1,85 @@
+"""Conditional updates by `_id` (backend/core/conditional.py): the condition decides on both
+stores, and on FerretDB no command carries anything but `{_id}` (so none scans the collection)."""
+
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from pymongo import AsyncMongoClient, monitoring
+
+from backend.core import conditional
+from backend.core.db import durable_database
+
+T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+
+
+class _Filters(monitoring.CommandListener):
+    def __init__(self) -> None:
+        self.filters: list[dict[str, Any]] = []
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        if event.command_name == "update":
+            self.filters += [dict(u["q"]) for u in event.command["updates"]]
+        elif event.command_name == "find":
+            self.filters.append(dict(event.command.get("filter", {})))
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass
+
+
+@pytest.fixture
+async def store(mongo_url: str) -> AsyncIterator[tuple[Any, _Filters]]:
+    listener = _Filters()
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_url, tz_aware=True, event_listeners=[listener])
+    yield durable_database(client, f"t_conditional_{uuid.uuid4().hex[:8]}"), listener
+    await client.close()
+
+
+async def test_updates_only_when_the_condition_holds(store: Any) -> None:
+    db, listener = store
+    early = T0 - timedelta(seconds=1)
+    await db["t"].insert_one({"_id": "a", "version": 3, "at": T0, "status": "sent"})
+
+    assert not await conditional.update_if(db, "t", "a", {"version": 2}, {"$set": {"version": 9}})
+    assert await conditional.update_if(db, "t", "a", {"version": 3}, {"$set": {"version": 4}})
+    assert not await conditional.update_if(db, "t", "a", {"at": {"$lte": early}}, {"$set": {"x": 1}})
+    assert await conditional.update_if(db, "t", "a", {"at": {"$lte": T0}}, {"$set": {"at": T0 + timedelta(hours=1)}})
+    assert not await conditional.update_if(db, "t", "a", {"status": {"$in": ["pending"]}}, {"$set": {"status": "x"}})
+    read = {"$set": {"status": "read"}}
+    assert await conditional.update_if(db, "t", "a", {"status": {"$in": ["pending", "sent"]}}, read)
+    assert not await conditional.update_if(db, "t", "missing", {"version": 1}, {"$set": {"version": 2}})
+
+    doc = await db["t"].find_one({"_id": "a"})
+    assert (doc["version"], doc["at"], doc["status"], "x" in doc) == (4, T0 + timedelta(hours=1), "read", False)
+    if not await conditional.filters_push_down(db):  # FerretDB: only `{_id}` filters were sent
+        assert all(set(f) == {"_id"} for f in listener.filters), listener.filters
+
+
+@pytest.mark.parametrize(
+    ("doc", "condition", "expected"),
+    [
+        ({"v": 1}, {"v": 1}, True),
+        ({"v": 1}, {"v": 2}, False),
+        ({}, {"v": None}, True),
+        ({"v": 1}, {"v": {"$ne": 2}}, True),
+        ({"v": 1}, {"v": {"$in": [1, 2]}}, True),
+        ({"v": 3}, {"v": {"$nin": [1, 2]}}, True),
+        ({"v": 2}, {"v": {"$gt": 1, "$lt": 3}}, True),
+        ({"v": 3}, {"v": {"$gt": 1, "$lt": 3}}, False),
+        ({}, {"v": {"$lte": 3}}, False),
+        ({"v": "a"}, {"v": {"$lte": 3}}, False),
+        ({"v": 1, "w": 2}, {"v": 1, "w": 3}, False),
+    ],
+)
+def test_matcher(doc: dict[str, Any], condition: dict[str, Any], expected: bool) -> None:
+    assert conditional.matches(doc, condition) is expected
+
+
+def test_matcher_refuses_operators_it_does_not_know() -> None:
+    with pytest.raises(ValueError, match=r"\$regex"):
+        conditional.matches({"v": "a"}, {"v": {"$regex": "a"}})
