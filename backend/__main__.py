@@ -25,7 +25,14 @@ def main() -> int:
         data_dir.mkdir(parents=True, exist_ok=True)
         local_db = ferretdb.start(settings.FERRETDB_LISTEN, data_dir, log_path=data_dir.parent / "ferretdb.log")
     try:
-        uvicorn.run("backend.app:create_app", factory=True, host=settings.HOST, port=settings.PORT, log_config=None)
+        uvicorn.run(
+            "backend.app:create_app",
+            factory=True,
+            host=settings.HOST,
+            port=settings.PORT,
+            workers=settings.WORKERS,
+            log_config=None,
+        )
     finally:
         if local_db is not None:
             ferretdb.stop(local_db)

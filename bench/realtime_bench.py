@@ -22,6 +22,7 @@ once. CPU: utime+stime of every process during the publishing window, in % of on
 
 import argparse
 import asyncio
+import gc
 import itertools
 import json
 import os
@@ -33,6 +34,7 @@ import sys
 import tempfile
 import time
 import uuid
+from array import array
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -68,30 +70,36 @@ async def _client_main(spec_path: str, out_path: str) -> None:
     from websockets.asyncio.client import connect
 
     spec = json.loads(Path(spec_path).read_text())  # noqa: ASYNC240 - once, before any socket
-    received: list[list[tuple[int, float]]] = [[] for _ in spec["sockets"]]
+    # Flat arrays, not lists of tuples: a growing heap of small objects makes the garbage
+    # collector pause this process (delaying its reads) more and more as the run goes on.
+    seqs: list[array[int]] = [array("q") for _ in spec["sockets"]]
+    lats: list[array[float]] = [array("d") for _ in spec["sockets"]]
     closes: list[int | None] = [None] * len(spec["sockets"])
     stop = asyncio.Event()
     connected = 0
     sem = asyncio.Semaphore(50)
 
+    sockets: list[Any] = [None] * len(spec["sockets"])
+
     async def run(i: int, url: str) -> None:
         nonlocal connected
         async with sem:
-            ws = await connect(url, open_timeout=60, max_size=2**22)
+            ws = sockets[i] = await connect(url, open_timeout=60, max_size=2**22)
         hello = json.loads(await ws.recv())
         assert hello["type"] == "hello", hello
         connected += 1
         try:
-            while not stop.is_set():
-                try:
-                    raw = await asyncio.wait_for(ws.recv(), 0.5)
-                except TimeoutError:
-                    continue
+            # Plain iteration (no per-frame timeout task): this process must cost little next
+            # to the servers it measures. It ends when the socket closes, by us at "stop".
+            async for raw in ws:
                 now = time.time()
                 frame = json.loads(raw)
                 if frame["type"] == "event":
                     at = datetime.fromisoformat(frame["at"]).timestamp()
-                    received[i].append((frame["seq"], (now - at) * 1000))
+                    seqs[i].append(frame["seq"])
+                    lats[i].append((now - at) * 1000)
+            if not stop.is_set():
+                closes[i] = ws.close_code if ws.close_code is not None else -1
         except Exception as exc:  # a close (e.g. 4408) is a result, not a crash
             code = getattr(getattr(exc, "rcvd", None), "code", None)
             closes[i] = code if code is not None else -1
@@ -104,10 +112,13 @@ async def _client_main(spec_path: str, out_path: str) -> None:
         if failed:
             raise RuntimeError(f"connect failed: {failed[0].exception()}")
         await asyncio.sleep(0.1)
+    gc.freeze()  # the sockets and their state live for the whole run
     print("ready", flush=True)
     await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)  # "stop"
     stop.set()
+    await asyncio.gather(*(ws.close() for ws in sockets if ws is not None), return_exceptions=True)
     await asyncio.gather(*tasks, return_exceptions=True)
+    received = [list(zip(s, la, strict=True)) for s, la in zip(seqs, lats, strict=True)]
     Path(out_path).write_text(json.dumps({"received": received, "closes": closes}))  # noqa: ASYNC240
 
 
@@ -198,15 +209,20 @@ async def _seed(db: Any, tenants: int, agents: int) -> tuple[list[dict[str, Any]
     return people, tickets
 
 
+PerEvent = dict[tuple[str, int], float]  # (tenant, seq) -> value
+
+
 async def _produce(
     db: Any, redis_url: str, tickets: dict[tuple[str, str], Any], rate: float, seconds: float, max_inflight: int
-) -> tuple[dict[tuple[str, str], list[int]], list[float], float, int]:
+) -> tuple[dict[tuple[str, str], list[int]], PerEvent, PerEvent, list[float], float, int]:
     from backend.realtime import feed
     from backend.realtime.bus import RedisBus
 
     bus = RedisBus(redis_url, "iaze:realtime", None)
     feed.register_sink(db, bus)
     published: dict[tuple[str, str], list[int]] = {k: [] for k in tickets}
+    stored_ms: dict[tuple[str, int], float] = {}
+    stored_at: dict[tuple[str, int], float] = {}  # seconds into the run
     durations: list[float] = []
     keys = list(tickets)
     rng = random.Random(7)
@@ -226,6 +242,10 @@ async def _produce(
             failures += 1  # logged and counted by publish; not in the feed, so not expected anywhere
             return
         published[k].append(int(rec["seq"]))
+        # When the record was durable, relative to its `at`: splits a delivery's latency into
+        # "storing" and "after stored" (Redis, hub, socket, client).
+        stored_ms[(k[0], int(rec["seq"]))] = (time.time() - rec["at"].timestamp()) * 1000
+        stored_at[(k[0], int(rec["seq"]))] = time.perf_counter() - start
 
     start = time.perf_counter()
     total = int(rate * seconds)
@@ -248,7 +268,7 @@ async def _produce(
     await bus.close()
     for k in published:
         published[k].sort()
-    return published, durations, max_lag, failures
+    return published, stored_ms, stored_at, durations, max_lag, failures
 
 
 async def _main(args: argparse.Namespace) -> dict[str, Any]:
@@ -309,9 +329,10 @@ async def _main(args: argparse.Namespace) -> dict[str, Any]:
         watched["producer"] = os.getpid()
         for proc, _, c in clients:
             watched[f"clients-{c + 1}"] = proc.pid
+        gc.freeze()  # the producer's set-up (seed data, clients) lives for the run: keep GC off it
         cpu0 = {k: _cpu_seconds(pid) for k, pid in watched.items()}
         w0 = time.perf_counter()
-        published, durations, max_lag, failures = await _produce(
+        published, stored_ms, stored_at, durations, max_lag, failures = await _produce(
             db, redis_url, tickets, args.rate, args.seconds, args.max_inflight
         )
         wall = time.perf_counter() - w0
@@ -327,6 +348,8 @@ async def _main(args: argparse.Namespace) -> dict[str, Any]:
         # Check: every socket got exactly its department's seqs, in order, once.
         by_url = {u: i for i, u in enumerate(urls)}
         latencies: list[float] = []
+        after_store: list[float] = []
+        worst: list[tuple[float, float, int]] = []  # (latency ms, seconds into the run, seq)
         lost = dupes = out_of_order = extra = 0
         closes: dict[str, int] = {}
         for _proc, out, c in clients:
@@ -336,6 +359,8 @@ async def _main(args: argparse.Namespace) -> dict[str, Any]:
                 expected = published[(person["reseller_id"], person["department_id"])]
                 seqs = [s for s, _ in got]
                 latencies.extend(ms for _, ms in got)
+                after_store.extend(ms - stored_ms.get((person["reseller_id"], s), 0.0) for s, ms in got)
+                worst.extend((ms, stored_at.get((person["reseller_id"], s), -1.0), s) for s, ms in got)
                 dupes += len(seqs) - len(set(seqs))
                 out_of_order += sum(1 for a, b in itertools.pairwise(seqs) if b <= a)
                 lost += len(set(expected) - set(seqs))
@@ -354,7 +379,20 @@ async def _main(args: argparse.Namespace) -> dict[str, Any]:
             "producer_max_lag_ms": round(max_lag * 1000, 1),
             "publish_failures": failures,
             "publish_ms": {"p50": round(_pct(durations, 0.5), 1), "p99": round(_pct(durations, 0.99), 1)},
+            "stored_after_at_ms": {
+                "p50": round(_pct(list(stored_ms.values()), 0.5), 1),
+                "p99": round(_pct(list(stored_ms.values()), 0.99), 1),
+            },
+            "delivered_after_stored_ms": {
+                "p50": round(_pct(after_store, 0.5), 1),
+                "p99": round(_pct(after_store, 0.99), 1),
+            },
             "deliveries": len(latencies),
+            # When the slowest deliveries happened: a burst at one moment (a stall somewhere)
+            # reads differently from a tail spread over the whole run.
+            "slowest": [
+                {"ms": round(ms, 1), "stored_at_s": round(t, 2)} for ms, t, _ in sorted(worst, reverse=True)[:200:20]
+            ],
             "latency_ms": {
                 "p50": round(_pct(latencies, 0.5), 1),
                 "p90": round(_pct(latencies, 0.9), 1),
@@ -404,6 +442,9 @@ def _render(r: dict[str, Any]) -> str:
             f"| events published | {r['events']} in {r['publish_wall_seconds']} s ({r['events_per_second']}/s) |",
             f"| feed write (`publish`) p50 / p99 | {r['publish_ms']['p50']} / {r['publish_ms']['p99']} ms "
             f"({r['publish_failures']} failed after retries) |",
+            f"| stored after `at` p50 / p99 | {r['stored_after_at_ms']['p50']} / {r['stored_after_at_ms']['p99']} ms |",
+            f"| delivered after stored p50 / p99 | {r['delivered_after_stored_ms']['p50']} / "
+            f"{r['delivered_after_stored_ms']['p99']} ms |",
             f"| deliveries (event × socket) | {r['deliveries']} |",
             f"| **delivery latency p50 / p90 / p99 / max** | **{lat['p50']} / {lat['p90']} / {lat['p99']} / "
             f"{lat['max']} ms** |",
@@ -428,11 +469,22 @@ def _write_section(path: Path, block: str) -> None:
     path.write_text(text)
 
 
+def _run(main: Any) -> Any:
+    """uvloop when installed (uvicorn[standard] brings it, and the servers run on it): the
+    producer and the client processes share the 2 cores with what they measure."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(main)
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(main)
+
+
 def main() -> None:
     # A SIGTERM (e.g. from `timeout`) still runs the clean-up that stops every started process.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     if len(sys.argv) == 4 and sys.argv[1] == "--client":
-        asyncio.run(_client_main(sys.argv[2], sys.argv[3]))
+        _run(_client_main(sys.argv[2], sys.argv[3]))
         return
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--agents", type=int, default=1000)
@@ -445,7 +497,7 @@ def main() -> None:
     parser.add_argument("--drain", type=float, default=5.0, help="seconds to wait for the last deliveries")
     parser.add_argument("--out", type=Path, help="markdown file whose realtime_bench section is rewritten")
     args = parser.parse_args()
-    result = asyncio.run(_main(args))
+    result = _run(_main(args))
     results_dir = ROOT / "bench" / "results"
     results_dir.mkdir(exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")

@@ -17,6 +17,10 @@ class Settings(BaseSettings):
     ENV: Literal["development", "test", "production"] = "development"
     HOST: str = "0.0.0.0"
     PORT: int = 8000
+    # Server processes in this container (uvicorn workers): one per core is the usual choice.
+    # Each is a full backend (API, websocket hub, webhook processor, outbound worker); they share
+    # nothing but the database and Redis, exactly like separate containers.
+    WORKERS: int = Field(default=1, ge=1, le=64)
     # Empty means "start a local FerretDB under ./var" (development only; see backend/__main__.py).
     MONGO_URL: str = ""
     MONGO_DB: str = "support_chat"

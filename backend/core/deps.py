@@ -14,12 +14,14 @@ from backend.core.tenancy import Actor
 _bearer = HTTPBearer(auto_error=False)
 
 
-def get_db(request: Request) -> Database:
+# `async def` although they never await: FastAPI runs a plain `def` dependency in its thread
+# pool, a thread hand-off on every request for what is an attribute read.
+async def get_db(request: Request) -> Database:
     db: Database = request.app.state.db
     return db
 
 
-def get_app_settings(request: Request) -> Settings:
+async def get_app_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 

@@ -42,24 +42,33 @@ class RedisBus:
             url, socket_timeout=PUBLISH_TIMEOUT_SECONDS, socket_connect_timeout=PUBLISH_TIMEOUT_SECONDS
         )
         self._listener: asyncio.Task[None] | None = None
-        self._sending: set[asyncio.Task[None]] = set()
+        self._outbox: list[str] = []
+        self._sender: asyncio.Task[None] | None = None
 
     def start(self) -> None:
         if self.hub is not None:
             self._listener = asyncio.create_task(self._listen(), name="realtime-bus-listener")
 
     def announce(self, record: dict[str, Any]) -> None:
-        """Fire and forget: the caller (a request that already stored its change) never waits on Redis."""
-        task = asyncio.create_task(self._send(encode(self.origin, record)))
-        self._sending.add(task)
-        task.add_done_callback(self._sending.discard)
+        """Fire and forget: the caller (a request that already stored its change) never waits on
+        Redis. Notices leave in the order they were announced (one sender, pipelining whatever
+        queued up meanwhile): out of order, a receiving hub would hold n+1 while it waits for n."""
+        self._outbox.append(encode(self.origin, record))
+        if self._sender is None or self._sender.done():
+            self._sender = asyncio.create_task(self._send_all())
 
-    async def _send(self, payload: str) -> None:
-        try:
-            await self._pub.publish(self.channel, payload)
-        except Exception as exc:
-            metrics.ERRORS.labels("bus_publish").inc()
-            log.warning("realtime notice not published; other processes will poll", error=str(exc))
+    async def _send_all(self) -> None:
+        while self._outbox:
+            batch = list(self._outbox)
+            self._outbox.clear()
+            try:
+                async with self._pub.pipeline(transaction=False) as pipe:
+                    for payload in batch:
+                        pipe.publish(self.channel, payload)
+                    await pipe.execute()
+            except Exception as exc:
+                metrics.ERRORS.labels("bus_publish").inc(len(batch))
+                log.warning("realtime notices not published; other processes will poll", error=str(exc))
 
     def _handle(self, data: bytes | str) -> None:
         assert self.hub is not None
@@ -108,6 +117,6 @@ class RedisBus:
     async def close(self) -> None:
         if self._listener is not None:
             await cancel_quietly(self._listener)
-        if self._sending:
-            await asyncio.wait(list(self._sending), timeout=PUBLISH_TIMEOUT_SECONDS)
+        if self._sender is not None and not self._sender.done():
+            await asyncio.wait([self._sender], timeout=PUBLISH_TIMEOUT_SECONDS)
         await self._pub.aclose()

@@ -20,7 +20,10 @@ COLLECTION = "tenant_events"
 MAX_CLAIM_ATTEMPTS = 10_000
 LOSSES_BEFORE_SEARCH = 4
 TRANSIENT_RETRIES = 4
-MAX_BATCH = 200  # events per insert
+# Events per insert, at most 100: FerretDB v1.24.2 inserts in internal batches of 100 and, after a
+# duplicate in one of them, goes on with the next one even for an ordered insert (msg_insert.go),
+# which would leave a hole; within one internal batch it stops where MongoDB does.
+MAX_BATCH = 100
 
 # Process-local "this seq is stored" facts per (database, tenant): a speed hint only. It is only
 # ever set to a seq seen stored, so hint+1 is always a valid next claim; a stale hint costs a few
@@ -75,50 +78,52 @@ def _remember(db: Database, reseller_id: str, seq: int) -> None:
 
 @dataclass
 class _Waiting:
+    reseller_id: str
     body: dict[str, Any]
     done: "asyncio.Future[dict[str, Any]]"
 
 
 @dataclass
-class _TenantQueue:
+class _Queue:
     waiting: list[_Waiting] = field(default_factory=list)
     writing: bool = False
 
 
-_queues: dict[tuple[int, str, str], _TenantQueue] = {}
+_queues: dict[tuple[int, str], _Queue] = {}
 _writers: set["asyncio.Task[None]"] = set()  # the loop keeps only weak references to tasks
 
 
 async def append(db: Database, reseller_id: str, body: dict[str, Any]) -> dict[str, Any]:
     """Stores `body` under the tenant's next seq and returns the stored record.
 
-    Concurrent appends of one tenant in this process are written together: they take the next
-    seqs in arrival order and go out as one *ordered* insert, so a batch that meets a seq taken
-    by another process stops right there — what went in before it is exactly hint+1..k, no holes
-    — and the rest claim again after the new tail. One commit for the batch instead of one per
-    event, and no two of this process's writers ever fight over the same seq."""
-    qkey = (id(db.client), db.name, reseller_id)
+    Appends made while this process is already writing the feed are written together: each
+    takes its tenant's next seq in arrival order and the batch goes out as one *ordered*
+    insert, so when one meets a seq another process took, the batch stops right there — what
+    went in before it is, per tenant, exactly hint+1..k, no holes — and the rest claim again
+    (that tenant after its new tail). One commit per batch instead of one per event, and no two
+    of this process's writers ever fight over one seq."""
+    qkey = (id(db.client), db.name)
     queue = _queues.get(qkey)
     if queue is None:
-        queue = _queues[qkey] = _TenantQueue()
+        queue = _queues[qkey] = _Queue()
     loop = asyncio.get_running_loop()
-    waiting = _Waiting(body, loop.create_future())
+    waiting = _Waiting(reseller_id, body, loop.create_future())
     waiting.done.add_done_callback(lambda f: f.cancelled() or f.exception())
     queue.waiting.append(waiting)
     if not queue.writing:
         queue.writing = True
-        task = loop.create_task(_write_until_empty(db, reseller_id, qkey, queue))
+        task = loop.create_task(_write_until_empty(db, qkey, queue))
         _writers.add(task)
         task.add_done_callback(_writers.discard)
     return await asyncio.shield(waiting.done)
 
 
-async def _write_until_empty(db: Database, reseller_id: str, qkey: tuple[int, str, str], queue: _TenantQueue) -> None:
+async def _write_until_empty(db: Database, qkey: tuple[int, str], queue: _Queue) -> None:
     try:
         while queue.waiting:
             batch, queue.waiting = queue.waiting[:MAX_BATCH], queue.waiting[MAX_BATCH:]
             try:
-                await _append_batch(db, reseller_id, batch)
+                await _append_batch(db, batch)
             except BaseException as exc:
                 for w in batch:
                     if not w.done.done():
@@ -131,27 +136,37 @@ async def _write_until_empty(db: Database, reseller_id: str, qkey: tuple[int, st
             del _queues[qkey]
 
 
-async def _append_batch(db: Database, reseller_id: str, batch: list[_Waiting]) -> None:
-    known = _tail_hint.get((db.name, reseller_id))
-    tail = known if known is not None else await latest(db, reseller_id)
+async def _append_batch(db: Database, batch: list[_Waiting]) -> None:
     pending = batch
-    for attempt in range(1, MAX_CLAIM_ATTEMPTS + 1):
-        records = [
-            {**w.body, "_id": key(reseller_id, tail + 1 + i), "reseller_id": reseller_id, "seq": tail + 1 + i}
-            for i, w in enumerate(pending)
-        ]
+    losses: dict[str, int] = {}
+    for _ in range(MAX_CLAIM_ATTEMPTS):
+        tails: dict[str, int] = {}
+        records: list[dict[str, Any]] = []
+        for w in pending:
+            if w.reseller_id not in tails:
+                known = _tail_hint.get((db.name, w.reseller_id))
+                tails[w.reseller_id] = known if known is not None else await latest(db, w.reseller_id)
+            tails[w.reseller_id] += 1
+            seq = tails[w.reseller_id]
+            records.append({**w.body, "_id": key(w.reseller_id, seq), "reseller_id": w.reseller_id, "seq": seq})
         stored = await _insert_prefix(db, records)
         for w, record in zip(pending[:stored], records[:stored], strict=True):
+            _remember(db, w.reseller_id, int(record["seq"]))
             w.done.set_result(record)
-        tail += stored
-        _remember(db, reseller_id, tail)
         pending = pending[stored:]
         if not pending:
             return
-        # Another writer took tail+1, so it is stored: claim again after it (searching for the
-        # real tail now and then, when that writer keeps going).
-        tail = await latest(db, reseller_id, start=tail + 1) if attempt % LOSSES_BEFORE_SEARCH == 0 else tail + 1
-    raise RuntimeError(f"could not claim a feed seq for tenant {reseller_id}")
+        # Another writer took this seq, so it is stored: the tenant claims after it (searching
+        # for the real tail now and then, when that writer keeps going). Other tenants' records
+        # after it were not tried and keep their seqs.
+        taken = records[stored]
+        tenant, seq = str(taken["reseller_id"]), int(taken["seq"])
+        losses[tenant] = losses.get(tenant, 0) + 1
+        if losses[tenant] % LOSSES_BEFORE_SEARCH == 0:
+            await latest(db, tenant, start=seq)
+        else:
+            _remember(db, tenant, seq)
+    raise RuntimeError("could not claim feed seqs")
 
 
 async def _insert_prefix(db: Database, records: list[dict[str, Any]]) -> int:

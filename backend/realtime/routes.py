@@ -11,6 +11,7 @@ close    4401 bad/expired token or inactive user · 4403 no tenant (admin) ·
 
 import asyncio
 import json
+import random
 from contextlib import suppress
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
@@ -125,10 +126,15 @@ class Session:
                     if may_receive(self.actor, entry.record):
                         await self.ws.send_text(entry.frame)
         loop = asyncio.get_running_loop()
-        next_ping = loop.time() + self.heartbeat
+        # The first ping (and with it the periodic re-check, a user read) at a random point of
+        # the first interval: after a deploy or a network blip every client reconnects at once,
+        # and in step they would all hit the database in the same second, every heartbeat.
+        next_ping = loop.time() + self.heartbeat * random.uniform(0.1, 1.0)
         while True:
             try:
-                entry = await asyncio.wait_for(sub.queue.get(), max(0.0, next_ping - loop.time()))
+                # asyncio.timeout, not wait_for: no extra task per delivered frame.
+                async with asyncio.timeout(max(0.0, next_ping - loop.time())):
+                    entry = await sub.queue.get()
             except TimeoutError:
                 await self.ws.send_text(_frame(type="ping"))
                 next_ping = loop.time() + self.heartbeat

@@ -133,25 +133,29 @@ class _InsertCommands(monitoring.CommandListener):
 
 
 async def test_one_process_concurrent_appends_share_commands_and_keep_call_order(mongo_url: str, db_name: str) -> None:
-    """100 concurrent announcements of one tenant in one process: seqs 1..100 in the order the
-    announcements were made, written by a handful of ordered inserts rather than 100 commits
-    (and a rival process writing meanwhile still never makes a hole or a duplicate)."""
+    """150 concurrent announcements of three tenants in one process: each tenant's seqs are
+    1..n in the order its announcements were made, written by a handful of ordered inserts
+    rather than 150 commits — while a rival process writing one of the tenants meanwhile still
+    never makes a hole or a duplicate."""
     listener = _InsertCommands()
     ours: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_url, tz_aware=True, event_listeners=[listener])
     rival: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_url, tz_aware=True)
     try:
         db, other = durable_database(ours, db_name), durable_database(rival, db_name)
-        tenant = new_id()
-        mine = [records.append(db, tenant, {"type": "connection.status", "n": i}) for i in range(100)]
-        theirs = [records.append(other, tenant, {"type": "connection.status", "n": 100 + i}) for i in range(20)]
+        tenants = [new_id() for _ in range(3)]
+        mine = [records.append(db, tenants[i % 3], {"type": "connection.status", "n": i}) for i in range(150)]
+        theirs = [records.append(other, tenants[0], {"type": "connection.status", "n": 150 + i}) for i in range(20)]
         stored = await asyncio.gather(*mine, *theirs)
-        seqs = [int(r["seq"]) for r in stored]
-        assert sorted(seqs) == list(range(1, 121))
-        own = seqs[:100]
-        assert own == sorted(own)  # this process's announcements keep their order
-        assert listener.count <= 20, listener.count
-        in_store = await db[records.COLLECTION].find({"reseller_id": tenant}).to_list(None)
-        assert sorted((d["seq"], d["n"]) for d in in_store) == sorted((int(r["seq"]), r["n"]) for r in stored)
+
+        for t, tenant in enumerate(tenants):
+            of_tenant = [r for r in stored if r["reseller_id"] == tenant]
+            assert sorted(int(r["seq"]) for r in of_tenant) == list(range(1, len(of_tenant) + 1))
+            own = [int(r["seq"]) for r in stored[:150] if r["reseller_id"] == tenant]
+            assert own == sorted(own)  # this process's announcements keep their order
+            assert len(own) == 50 and len(of_tenant) == (70 if t == 0 else 50)
+        assert listener.count <= 25, listener.count
+        in_store = await db[records.COLLECTION].find({"reseller_id": {"$in": tenants}}).to_list(None)
+        assert sorted((d["_id"], d["n"]) for d in in_store) == sorted((r["_id"], r["n"]) for r in stored)
     finally:
         await ours.close()
         await rival.close()
