@@ -25,6 +25,8 @@ import (
 func main() {
 	listen := flag.String("listen", "127.0.0.1:27017", "TCP address to listen on")
 	dataDir := flag.String("data", "./var/ferretdb", "directory holding the SQLite files")
+	sqliteParams := flag.String("sqlite-params", os.Getenv("FERRETDB_SQLITE_PARAMS"),
+		"extra SQLite URI parameters, e.g. _pragma=wal_autocheckpoint(4000) (experiments; FERRETDB_SQLITE_PARAMS)")
 	flag.Parse()
 
 	abs, err := filepath.Abs(*dataDir)
@@ -44,7 +46,7 @@ func main() {
 		Listener: ferretdb.ListenerConfig{TCP: *listen},
 		Handler:  "sqlite",
 		// FerretDB wants a directory URI with a trailing slash.
-		SQLiteURL: "file:" + abs + "/",
+		SQLiteURL: "file:" + abs + "/" + query(*sqliteParams),
 	})
 	if err != nil {
 		log.Fatalf("ferretdb-launcher: %v", err)
@@ -59,4 +61,11 @@ func main() {
 	if err := f.Run(ctx); err != nil && ctx.Err() == nil {
 		log.Fatalf("ferretdb-launcher: %v", err)
 	}
+}
+
+func query(params string) string {
+	if params == "" {
+		return ""
+	}
+	return "?" + params
 }
