@@ -9,17 +9,20 @@ FerretDB pushes down only `_id` equality, so every read here is one:
 Entries and attempts are never removed (persistence rule 1); the cursor keeps reads small.
 """
 
+import hashlib
 from datetime import datetime
 from typing import Any
 
 from pymongo.errors import DuplicateKeyError
 
 from backend.core import group_commit
+from backend.core.clock import utcnow
 from backend.core.conditional import update_if
 from backend.core.db import Database
 from backend.core.seqlog import SeqLog
 
 QUEUE = "outbox"
+SENDING = "outbox_sending"
 STATE = "outbox_state"
 ATTEMPTS = "outbox_attempts"
 MESSAGES = "messages"
@@ -101,3 +104,23 @@ async def move_status(
     if not await update_if(db, MESSAGES, message_id, {"status": {"$in": allowed}}, {"$set": changes}):
         return None
     return await get_message(db, message_id)
+
+
+def sending_id(connection_id: str, phone: str, text: str) -> str:
+    """What the provider's echo of a send can be matched on before its id is known."""
+    digits = "".join(ch for ch in phone if ch.isdigit())
+    return f"{connection_id}:{digits}:{hashlib.sha256(text.encode()).hexdigest()[:32]}"
+
+
+async def mark_sending(db: Database, *, connection_id: str, phone: str, text: str, message_id: str) -> None:
+    """Records that `message_id` is about to be sent (the latest send of this text to this phone)."""
+    doc = {"message_id": message_id, "at": utcnow()}
+    _id = sending_id(connection_id, phone, text)
+    try:
+        await db[SENDING].update_one({"_id": _id}, {"$set": doc}, upsert=True)
+    except DuplicateKeyError:  # two first upserts racing: the other one created it
+        await db[SENDING].update_one({"_id": _id}, {"$set": doc})
+
+
+async def get_sending(db: Database, *, connection_id: str, phone: str, text: str) -> dict[str, Any] | None:
+    return await db[SENDING].find_one({"_id": sending_id(connection_id, phone, text)})

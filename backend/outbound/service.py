@@ -5,7 +5,7 @@ from typing import Any
 
 from backend.connections.providers.base import StatusUpdate
 from backend.core import natural_keys
-from backend.core.clock import utcnow
+from backend.core.clock import as_utc, utcnow
 from backend.core.db import Database
 from backend.outbound import repository
 from backend.realtime import feed
@@ -35,6 +35,26 @@ async def bind_provider_id(db: Database, *, connection_id: str, provider_message
     """Returns the message id the provider id is bound to (ours, or whoever bound it first)."""
     bound, _ = await natural_keys.claim(db, PROVIDER_KEY, connection_id, provider_message_id, target=message_id)
     return bound
+
+
+ECHO_WINDOW_SECONDS = 120.0  # how long after a send a fromMe upsert of its text counts as its echo
+
+
+async def own_send_for_echo(
+    db: Database, *, connection_id: str, phone: str, text: str, provider_message_id: str
+) -> str | None:
+    """Our message a fromMe upsert echoes when the echo outran the worker (the provider posts it
+    while, or just after, answering the send, before the worker has recorded the provider id).
+    Matched on the latest send of the same text to the same phone, recent, whose message has no
+    other provider id yet; anything else is a message typed on the phone itself."""
+    marker = await repository.get_sending(db, connection_id=connection_id, phone=phone, text=text)
+    if marker is None or (utcnow() - as_utc(marker["at"])).total_seconds() > ECHO_WINDOW_SECONDS:
+        return None
+    message = await repository.get_message(db, str(marker["message_id"]))
+    if message is None:
+        return None
+    known = message.get("provider_message_id")
+    return str(message["_id"]) if known in (None, provider_message_id) else None
 
 
 async def lookup_provider_id(db: Database, *, connection_id: str, provider_message_id: str) -> str | None:

@@ -170,6 +170,10 @@ class OutboundWorker:
         if not phone:
             raise ProviderError("ticket has no client phone", retryable=False)
         provider = registry.build(conn["provider"], self.settings, self.http)
+        # Before the call: the provider may post the fromMe echo of this send before answering.
+        await repository.mark_sending(
+            self.db, connection_id=conn["_id"], phone=str(phone), text=message["body"], message_id=message["_id"]
+        )
         sent = await provider.send_text(
             instance_name=conn["instance_name"], to=str(phone), text=message["body"], idempotency_key=message["_id"]
         )

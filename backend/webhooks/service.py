@@ -200,8 +200,15 @@ async def _ingest_message(db: Database, conn: dict[str, Any], event: InboundMess
     if event.from_me:
         # Our own reply echoed back by the provider: the worker bound its provider id to the
         # agent's message. Otherwise the phone sent it outside IAZE; bind the id to it.
+        own = await outbound.own_send_for_echo(
+            db,
+            connection_id=conn["_id"],
+            phone=event.phone,
+            text=event.body or "",
+            provider_message_id=event.provider_message_id,
+        )
         bound = await outbound.bind_provider_id(
-            db, connection_id=conn["_id"], provider_message_id=event.provider_message_id, message_id=message_id
+            db, connection_id=conn["_id"], provider_message_id=event.provider_message_id, message_id=own or message_id
         )
         if bound != message_id:
             return "echo of an IAZE reply"

@@ -51,6 +51,9 @@ class FakeState:
     mode: str = "ok"
     slow_seconds: float = 0.0
     echo: bool = True
+    # The echo posted (and acknowledged) before the send is answered, then the answer held back
+    # this long: Evolution's echo outrunning the caller's bookkeeping, made certain.
+    echo_first_seconds: float = 0.0
     instances: dict[str, Instance] = field(default_factory=dict)
     sent: list[dict[str, Any]] = field(default_factory=list)
     calls: list[dict[str, Any]] = field(default_factory=list)
@@ -232,7 +235,11 @@ def create_app(api_key: str) -> FastAPI:
                 await asyncio.sleep(0.05)
                 await post_webhook(inst, "MESSAGES_UPSERT", echo)
 
-            asyncio.get_running_loop().create_task(later())
+            if state.echo_first_seconds > 0:
+                await post_webhook(inst, "MESSAGES_UPSERT", echo)
+                await asyncio.sleep(state.echo_first_seconds)
+            else:
+                asyncio.get_running_loop().create_task(later())
         return JSONResponse(
             {
                 "key": key,
@@ -258,7 +265,13 @@ def create_app(api_key: str) -> FastAPI:
         state.mode = body.get("mode", "ok")
         state.slow_seconds = float(body.get("slow_seconds", state.slow_seconds))
         state.echo = bool(body.get("echo", state.echo))
-        return {"mode": state.mode, "slow_seconds": state.slow_seconds, "echo": state.echo}
+        state.echo_first_seconds = float(body.get("echo_first_seconds", state.echo_first_seconds))
+        return {
+            "mode": state.mode,
+            "slow_seconds": state.slow_seconds,
+            "echo": state.echo,
+            "echo_first_seconds": state.echo_first_seconds,
+        }
 
     @app.get("/_control/sent")
     async def sent() -> list[dict[str, Any]]:

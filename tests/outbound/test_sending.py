@@ -84,6 +84,36 @@ async def _reply(client: httpx.AsyncClient, ticket_id: str, agent: dict[str, str
     return body
 
 
+async def test_an_echo_that_outruns_the_send_answer_is_still_our_reply(
+    client: httpx.AsyncClient, admin_headers: dict[str, str], evolution: FakeEvolution, db: Any
+) -> None:
+    """Evolution may post the fromMe echo of our send before it answers the send. The echo is
+    processed while the worker still waits for the provider id, and must not become a second,
+    phone-typed copy of the agent's reply. The same text typed on the phone afterwards is a
+    message of its own."""
+    tenant = await make_tenant(client, admin_headers, agents=1)
+    conn = await make_connection(client, tenant, evolution)
+    ticket_id, phone, agent = await held_ticket(client, tenant, evolution, conn, db)
+    await evolution.mode("ok", echo_first_seconds=0.5)  # under EVOLUTION_TIMEOUT_SECONDS
+    try:
+        reply = await _reply(client, ticket_id, agent, "Já verifiquei, pode testar?")
+        echoed = await wait_for(lambda: _echo_seen(db, conn["id"]))
+        assert echoed
+        assert (await _message(db, reply["id"]))["status"] == "pending"  # the echo came first
+        doc = await wait_for(lambda: _settled(db, reply["id"]))
+    finally:
+        await evolution.mode("ok", echo_first_seconds=0.0)
+    sent = await _sent_to(evolution, phone)
+    assert doc["status"] == "sent" and doc["provider_message_id"] == sent[0]["key_id"]
+    outgoing = await db.messages.find({"ticket_id": ticket_id, "direction": "out"}).to_list(None)
+    assert [m["_id"] for m in outgoing] == [reply["id"]]
+
+    typed = await evolution.inbound(conn["instance_name"], phone, "Já verifiquei, pode testar?", from_me=True)
+    assert (await settled(db, typed))["status"] == "processed"
+    outgoing = await db.messages.find({"ticket_id": ticket_id, "direction": "out"}).to_list(None)
+    assert len(outgoing) == 2 and {m["sender_type"] for m in outgoing} == {"agent", "system"}
+
+
 async def test_5xx_is_retried_with_backoff_then_failed_with_the_reason(
     client: httpx.AsyncClient, admin_headers: dict[str, str], evolution: FakeEvolution, db: Any
 ) -> None:
