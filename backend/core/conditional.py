@@ -16,7 +16,7 @@ from typing import Any
 
 from pymongo import AsyncMongoClient
 
-from backend.core.db import Database
+from backend.core.db import Database, is_ferretdb
 
 _pushes_down: "weakref.WeakKeyDictionary[AsyncMongoClient[Any], bool]" = weakref.WeakKeyDictionary()
 
@@ -27,8 +27,7 @@ async def filters_push_down(db: Database) -> bool:
     client = db.client
     known = _pushes_down.get(client)
     if known is None:
-        info = await db.command("buildInfo")
-        known = "ferretdbVersion" not in info
+        known = not is_ferretdb(await db.command("buildInfo"))
         _pushes_down[client] = known
     return known
 

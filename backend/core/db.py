@@ -1,5 +1,6 @@
 """The MongoDB client: one per process, durable write concern for everything."""
 
+from collections.abc import Mapping
 from typing import Any
 
 from pymongo import AsyncMongoClient
@@ -41,3 +42,8 @@ def is_duplicate_key(exc: PyMongoError) -> bool:
     """A unique-index violation. MongoDB always says so with DuplicateKeyError (code 11000);
     FerretDB v1 does on inserts, but on updates passes SQLite's error through as InternalError."""
     return isinstance(exc, DuplicateKeyError) or "UNIQUE constraint failed" in str(exc)
+
+
+def is_ferretdb(build_info: Mapping[str, Any]) -> bool:
+    """FerretDB answers buildInfo with a `ferretdbVersion` next to the MongoDB version it emulates."""
+    return "ferretdbVersion" in build_info

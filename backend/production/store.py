@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from backend.core.config import Settings
-from backend.core.db import Database
+from backend.core.db import Database, is_ferretdb
 
 
 class UnfitStore(RuntimeError):
@@ -22,7 +22,7 @@ class UnfitStore(RuntimeError):
 
 def store_problems(hello: Mapping[str, Any], build_info: Mapping[str, Any]) -> list[str]:
     problems: list[str] = []
-    if "ferretdbVersion" in build_info:
+    if is_ferretdb(build_info):
         problems.append(
             "MONGO_URL points at FerretDB, a local development store (buildInfo.ferretdbVersion="
             f"{build_info.get('ferretdbVersion')!r}); production needs MongoDB as a replica set"

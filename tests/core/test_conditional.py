@@ -7,34 +7,18 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from pymongo import AsyncMongoClient, monitoring
+from pymongo import AsyncMongoClient
 
 from backend.core import conditional
 from backend.core.db import durable_database
+from tests.monitoring import CommandRecorder
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 
 
-class _Filters(monitoring.CommandListener):
-    def __init__(self) -> None:
-        self.filters: list[dict[str, Any]] = []
-
-    def started(self, event: monitoring.CommandStartedEvent) -> None:
-        if event.command_name == "update":
-            self.filters += [dict(u["q"]) for u in event.command["updates"]]
-        elif event.command_name == "find":
-            self.filters.append(dict(event.command.get("filter", {})))
-
-    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
-        pass
-
-    def failed(self, event: monitoring.CommandFailedEvent) -> None:
-        pass
-
-
 @pytest.fixture
-async def store(mongo_url: str) -> AsyncIterator[tuple[Any, _Filters]]:
-    listener = _Filters()
+async def store(mongo_url: str) -> AsyncIterator[tuple[Any, CommandRecorder]]:
+    listener = CommandRecorder()
     client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_url, tz_aware=True, event_listeners=[listener])
     yield durable_database(client, f"t_conditional_{uuid.uuid4().hex[:8]}"), listener
     await client.close()
@@ -57,7 +41,9 @@ async def test_updates_only_when_the_condition_holds(store: Any) -> None:
     doc = await db["t"].find_one({"_id": "a"})
     assert (doc["version"], doc["at"], doc["status"], "x" in doc) == (4, T0 + timedelta(hours=1), "read", False)
     if not await conditional.filters_push_down(db):  # FerretDB: only `{_id}` filters were sent
-        assert all(set(f) == {"_id"} for f in listener.filters), listener.filters
+        filters = [dict(u["q"]) for c in listener.named("update") for u in c["updates"]]
+        filters += [dict(c.get("filter", {})) for c in listener.named("find")]
+        assert filters and all(set(f) == {"_id"} for f in filters), filters
 
 
 @pytest.mark.parametrize(

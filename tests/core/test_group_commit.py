@@ -8,34 +8,24 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from pymongo import AsyncMongoClient, monitoring
+from pymongo import AsyncMongoClient
 from pymongo.errors import DuplicateKeyError
 
 from backend.core import group_commit
 from backend.core.db import durable_database
-
-
-class _Inserts(monitoring.CommandListener):
-    def __init__(self) -> None:
-        self.batches: list[int] = []
-
-    def started(self, event: monitoring.CommandStartedEvent) -> None:
-        if event.command_name == "insert":
-            self.batches.append(len(event.command.get("documents", [])))
-
-    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
-        pass
-
-    def failed(self, event: monitoring.CommandFailedEvent) -> None:
-        pass
+from tests.monitoring import CommandRecorder
 
 
 @pytest.fixture
-async def store(mongo_url: str) -> AsyncIterator[tuple[Any, _Inserts]]:
-    listener = _Inserts()
+async def store(mongo_url: str) -> AsyncIterator[tuple[Any, CommandRecorder]]:
+    listener = CommandRecorder()
     client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_url, tz_aware=True, event_listeners=[listener])
     yield durable_database(client, f"t_group_commit_{uuid.uuid4().hex[:8]}"), listener
     await client.close()
+
+
+def _batch_sizes(listener: CommandRecorder) -> list[int]:
+    return [len(command.get("documents", [])) for command in listener.named("insert")]
 
 
 async def _outcome(coll: Any, doc: dict[str, Any]) -> str:
@@ -62,7 +52,7 @@ async def test_concurrent_inserts_are_batched_and_each_key_has_exactly_one_winne
     in_store = {d["_id"]: d["by"] for d in await coll.find({}).to_list(None)}
     assert in_store == {**{d["_id"]: d["by"] for d in stored}, "taken-before": "earlier"}
     # ...and they did not cost one command each.
-    grouped = listener.batches[1:]  # after the set-up insert
+    grouped = _batch_sizes(listener)[1:]  # after the set-up insert
     assert sum(grouped) == len(docs)
     assert len(grouped) < len(docs) / 10, grouped
 
@@ -81,7 +71,7 @@ async def test_a_unique_secondary_index_fails_only_the_document_that_breaks_it(s
 async def test_a_lone_insert_is_sent_at_once_as_a_plain_insert(store: Any) -> None:
     db, listener = store
     await group_commit.insert_one(db["lone"], {"_id": "only"})
-    assert listener.batches == [1]
+    assert _batch_sizes(listener) == [1]
     assert await db["lone"].find_one({"_id": "only"}) == {"_id": "only"}
     with pytest.raises(DuplicateKeyError):
         await group_commit.insert_one(db["lone"], {"_id": "only"})

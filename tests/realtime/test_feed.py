@@ -4,13 +4,14 @@ numbers are taken (gap-free and unique under concurrent writers on FerretDB)."""
 import asyncio
 from typing import Any
 
-from pymongo import AsyncMongoClient, monitoring
+from pymongo import AsyncMongoClient
 
 from backend.core.db import durable_database
 from backend.core.ids import new_id
 from backend.core.tenancy import Actor
 from backend.realtime import feed, records
 from backend.realtime.audience import may_receive
+from tests.monitoring import CommandRecorder
 
 T1, T2 = new_id(), new_id()
 D1, D2 = new_id(), new_id()
@@ -118,26 +119,12 @@ async def test_publish_never_fails_the_caller(db: Any) -> None:
     assert rec is not None and rec["connection"] == {"id": "c1", "status": "open"}
 
 
-class _InsertCommands(monitoring.CommandListener):
-    def __init__(self) -> None:
-        self.count = 0
-
-    def started(self, event: monitoring.CommandStartedEvent) -> None:
-        self.count += event.command_name == "insert"
-
-    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
-        pass
-
-    def failed(self, event: monitoring.CommandFailedEvent) -> None:
-        pass
-
-
 async def test_one_process_concurrent_appends_share_commands_and_keep_call_order(mongo_url: str, db_name: str) -> None:
     """150 concurrent announcements of three tenants in one process: each tenant's seqs are
     1..n in the order its announcements were made, written by a handful of ordered inserts
     rather than 150 commits — while a rival process writing one of the tenants meanwhile still
     never makes a hole or a duplicate."""
-    listener = _InsertCommands()
+    listener = CommandRecorder()
     ours: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_url, tz_aware=True, event_listeners=[listener])
     rival: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_url, tz_aware=True)
     try:
@@ -153,7 +140,7 @@ async def test_one_process_concurrent_appends_share_commands_and_keep_call_order
             own = [int(r["seq"]) for r in stored[:150] if r["reseller_id"] == tenant]
             assert own == sorted(own)  # this process's announcements keep their order
             assert len(own) == 50 and len(of_tenant) == (70 if t == 0 else 50)
-        assert listener.count <= 25, listener.count
+        assert len(listener.named("insert")) <= 25, len(listener.named("insert"))
         in_store = await db[records.COLLECTION].find({"reseller_id": {"$in": tenants}}).to_list(None)
         assert sorted((d["_id"], d["n"]) for d in in_store) == sorted((r["_id"], r["n"]) for r in stored)
     finally:
