@@ -8,7 +8,7 @@ Starts its own FerretDB (unless MONGO_URL is set), a redis-server on loopback an
 backend processes (uvicorn, REDIS_URL set). Seeds `--tenants` resellers, each with two departments
 and its share of the agents (half per department; documents inserted with the driver in the
 services' shape, tokens signed with the servers' key). `--client-procs` client processes open one
-websocket per agent, round-robin over the instances. A producer process (this one) publishes
+websocket per agent, each department's agents spread over the instances. A producer process (this one) publishes
 `ticket.created` events through `backend.realtime.feed.publish` with the Redis bus — the exact
 call a backend process makes after a domain write — for a random (tenant, department) at `--rate`
 per second. Every event reaches the agents of that department only (audience rule), i.e.
@@ -55,6 +55,10 @@ def _pct(values: list[float], q: float) -> float:
 def _cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _instance_of(index: int, instances: int) -> int:
+    return (index // 2) % instances
 
 
 def _free_port() -> int:
@@ -122,6 +126,27 @@ async def _client_main(spec_path: str, out_path: str) -> None:
     Path(out_path).write_text(json.dumps({"received": received, "closes": closes}))  # noqa: ASYNC240
 
 
+def _fsync_probe_main(path: str, seconds: str, out_path: str) -> None:
+    """Appends 4 KiB and fsyncs it every 50 ms, as a database commit does, for `seconds`; writes
+    (epoch, ms) per fsync. Shows whether the disk itself stalled when deliveries did."""
+    samples: list[tuple[float, float]] = []
+    end = time.time() + float(seconds)
+    block = b"x" * 4096
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    try:
+        while time.time() < end:
+            t0 = time.perf_counter()
+            os.write(fd, block)
+            os.fsync(fd)
+            samples.append((time.time(), (time.perf_counter() - t0) * 1000))
+            if len(samples) % 1000 == 0:
+                os.ftruncate(fd, 0)
+            time.sleep(0.05)
+    finally:
+        os.close(fd)
+    Path(out_path).write_text(json.dumps(samples))
+
+
 # -- orchestration -------------------------------------------------------------------------------
 
 
@@ -155,14 +180,15 @@ def _start_backend(mongo_url: str, db_name: str, redis_url: str, workdir: Path, 
         "REDIS_URL": redis_url,
         "REALTIME_HEARTBEAT_SECONDS": "25",
         "LOG_LEVEL": "WARNING",
+        "HOST": "127.0.0.1",
+        "PORT": str(port),
+        "WORKERS": "1",
         "ADMIN_EMAIL": "",
     }
     log = (workdir / f"backend-{port}.log").open("wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "backend.app:create_app", "--factory", "--host", "127.0.0.1",
-         "--port", str(port), "--log-level", "warning", "--no-access-log"],
-        cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
+    proc = subprocess.Popen(  # started the way a deployment starts it
+        [sys.executable, "-m", "backend"], cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT
+    )
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -297,11 +323,13 @@ async def _main(args: argparse.Namespace) -> dict[str, Any]:
         db = durable_database(client, db_name)
         people, tickets = await _seed(db, args.tenants, args.agents)
 
-        # One socket per agent, round-robin over instances, split over client processes.
+        # One socket per agent, split over client processes (every other one). Agents alternate
+        # departments, so pairs alternate instances: each department's agents sit on every
+        # instance (as behind a load balancer) and each event crosses Redis to all of them.
         urls = []
         for i, person in enumerate(people):
             token, _ = create_access_token(settings, user_id=person["id"], role="agent")
-            urls.append(f"ws://127.0.0.1:{backends[i % len(backends)][1]}/api/v1/ws?token={token}")
+            urls.append(f"ws://127.0.0.1:{backends[_instance_of(i, len(backends))][1]}/api/v1/ws?token={token}")
         clients = []
         for c in range(args.client_procs):
             spec = workdir / f"client-{c}.json"
@@ -330,7 +358,15 @@ async def _main(args: argparse.Namespace) -> dict[str, Any]:
         for proc, _, c in clients:
             watched[f"clients-{c + 1}"] = proc.pid
         gc.freeze()  # the producer's set-up (seed data, clients) lives for the run: keep GC off it
+        probe_out = workdir / "fsync-probe.json"
+        probe = subprocess.Popen(  # noqa: ASYNC220 - started once, before measuring
+            [sys.executable, "-m", "bench.realtime_bench", "--fsync-probe", str(workdir / "fsync-probe.dat"),
+             str(args.seconds + 1), str(probe_out)],
+            cwd=ROOT,
+        )  # fmt: skip
+        procs.append(probe)
         cpu0 = {k: _cpu_seconds(pid) for k, pid in watched.items()}
+        epoch0 = time.time()
         w0 = time.perf_counter()
         published, stored_ms, stored_at, durations, max_lag, failures = await _produce(
             db, redis_url, tickets, args.rate, args.seconds, args.max_inflight
@@ -345,22 +381,34 @@ async def _main(args: argparse.Namespace) -> dict[str, Any]:
         for proc, _, _ in clients:
             proc.wait(timeout=120)
 
+        probe.wait(timeout=60)
+        fsyncs = json.loads(probe_out.read_text())
+        fsync_ms = [ms for _, ms in fsyncs]
+
         # Check: every socket got exactly its department's seqs, in order, once.
         by_url = {u: i for i, u in enumerate(urls)}
         latencies: list[float] = []
         after_store: list[float] = []
-        worst: list[tuple[float, float, int]] = []  # (latency ms, seconds into the run, seq)
+        worst: list[tuple[float, float, int, int]] = []  # (latency ms, seconds into the run, seq, instance)
+        # Per event, its slowest delivery on each instance: a stall before Redis (producer, feed
+        # insert) delays an event everywhere; one in a backend or client process only there.
+        per_event: dict[tuple[str, int], list[float]] = {}
         lost = dupes = out_of_order = extra = 0
         closes: dict[str, int] = {}
         for _proc, out, c in clients:
             body = json.loads(out.read_text())
             for j, (got, close) in enumerate(zip(body["received"], body["closes"], strict=True)):
-                person = people[by_url[urls[c :: args.client_procs][j]]]
+                index = by_url[urls[c :: args.client_procs][j]]
+                person = people[index]
+                instance = _instance_of(index, args.instances)
                 expected = published[(person["reseller_id"], person["department_id"])]
                 seqs = [s for s, _ in got]
                 latencies.extend(ms for _, ms in got)
                 after_store.extend(ms - stored_ms.get((person["reseller_id"], s), 0.0) for s, ms in got)
-                worst.extend((ms, stored_at.get((person["reseller_id"], s), -1.0), s) for s, ms in got)
+                worst.extend((ms, stored_at.get((person["reseller_id"], s), -1.0), s, instance) for s, ms in got)
+                for s, ms in got:
+                    slot = per_event.setdefault((person["reseller_id"], s), [0.0] * args.instances)
+                    slot[instance] = max(slot[instance], ms)
                 dupes += len(seqs) - len(set(seqs))
                 out_of_order += sum(1 for a, b in itertools.pairwise(seqs) if b <= a)
                 lost += len(set(expected) - set(seqs))
@@ -391,8 +439,18 @@ async def _main(args: argparse.Namespace) -> dict[str, Any]:
             # When the slowest deliveries happened: a burst at one moment (a stall somewhere)
             # reads differently from a tail spread over the whole run.
             "slowest": [
-                {"ms": round(ms, 1), "stored_at_s": round(t, 2)} for ms, t, _ in sorted(worst, reverse=True)[:200:20]
+                {"ms": round(ms, 1), "stored_at_s": round(t, 2), "instance": inst + 1}
+                for ms, t, _, inst in sorted(worst, reverse=True)[:200:20]
             ],
+            # Events with a delivery over 50 ms: late on every instance (a shared cause: producer,
+            # feed insert, Redis) or on some only (that backend, or its client process).
+            "events_over_50ms": {
+                "everywhere": sum(1 for v in per_event.values() if min(v) > 50),
+                **{
+                    f"only_instance_{i + 1}": sum(1 for v in per_event.values() if v[i] > 50 and min(v) <= 50)
+                    for i in range(args.instances)
+                },
+            },
             "latency_ms": {
                 "p50": round(_pct(latencies, 0.5), 1),
                 "p90": round(_pct(latencies, 0.9), 1),
@@ -404,6 +462,14 @@ async def _main(args: argparse.Namespace) -> dict[str, Any]:
             "out_of_order": out_of_order,
             "not_in_audience": extra,
             "closed_sockets": closes,
+            # The disk under FerretDB, probed alongside (4 KiB append + fsync every 50 ms): a
+            # delivery stall at the moment of a disk stall is the disk's, not the code's.
+            "disk_fsync_ms": {
+                "p50": round(_pct(fsync_ms, 0.5), 1),
+                "p99": round(_pct(fsync_ms, 0.99), 1),
+                "max": round(max(fsync_ms), 1) if fsync_ms else 0.0,
+                "over_100ms_at_s": [round(t - epoch0, 1) for t, ms in fsyncs if ms > 100],
+            },
             "cpu_percent_of_one_core": {k: round((cpu1[k] - cpu0[k]) / wall * 100, 1) for k in watched},
             "machine": {"cpus": os.cpu_count(), "loadavg_at_end": os.getloadavg()},
         }
@@ -451,6 +517,9 @@ def _render(r: dict[str, Any]) -> str:
             f"| lost / duplicated / out of order / outside audience | {r['lost']} / {r['duplicates']} / "
             f"{r['out_of_order']} / {r['not_in_audience']} |",
             f"| sockets closed during the run | {r['closed_sockets'] or 'none'} |",
+            f"| disk fsync probe p50 / p99 / max (stalls over 100 ms at s) | {r['disk_fsync_ms']['p50']} / "
+            f"{r['disk_fsync_ms']['p99']} / {r['disk_fsync_ms']['max']} ms "
+            f"({', '.join(map(str, r['disk_fsync_ms']['over_100ms_at_s'])) or 'none'}) |",
             f"| CPU during publishing (% of one core) | {cpu} |",
             MARK_END,
         ]
@@ -483,6 +552,9 @@ def _run(main: Any) -> Any:
 def main() -> None:
     # A SIGTERM (e.g. from `timeout`) still runs the clean-up that stops every started process.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    if len(sys.argv) == 5 and sys.argv[1] == "--fsync-probe":
+        _fsync_probe_main(sys.argv[2], sys.argv[3], sys.argv[4])
+        return
     if len(sys.argv) == 4 and sys.argv[1] == "--client":
         _run(_client_main(sys.argv[2], sys.argv[3]))
         return

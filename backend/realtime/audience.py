@@ -13,6 +13,13 @@ from backend.core.tenancy import Actor
 from backend.tickets.visibility import can_see
 
 AUDIENCE_FIELDS = ("status", "department_id", "agent_id", "finalized_by", "client_id")
+SIDE_KEYS = ("reseller_id", *AUDIENCE_FIELDS)
+
+# A record's audience in compact form, (tenant, after, before), each side the SIDE_KEYS values:
+# tuples of strings and None, which CPython's garbage collector stops tracking (one nesting level
+# per collection), so the thousands the hub keeps for replays never reach a full collection.
+Side = tuple[Any, ...]
+Audience = tuple[str | None, Side | None, Side | None]
 
 
 def snapshot(reseller_id: str, ticket: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -21,12 +28,24 @@ def snapshot(reseller_id: str, ticket: dict[str, Any] | None) -> dict[str, Any] 
     return {"reseller_id": reseller_id, **{f: ticket.get(f) for f in AUDIENCE_FIELDS}}
 
 
-def may_receive(actor: Actor, record: dict[str, Any]) -> bool:
-    if actor.is_admin or actor.reseller_id != record.get("reseller_id"):
-        return False  # never another tenant; admins have no tenant feed
+def compact(record: dict[str, Any]) -> Audience:
     audience = record.get("audience") or {}
-    sides = [s for s in (audience.get("after"), audience.get("before")) if s is not None]
+    return record.get("reseller_id"), _side(audience.get("after")), _side(audience.get("before"))
+
+
+def _side(side: dict[str, Any] | None) -> Side | None:
+    return None if side is None else tuple([side.get(k) for k in SIDE_KEYS])
+
+
+def may_receive(actor: Actor, record: dict[str, Any]) -> bool:
+    return allows(actor, *compact(record))
+
+
+def allows(actor: Actor, tenant: str | None, after: Side | None, before: Side | None) -> bool:
+    if actor.is_admin or actor.reseller_id != tenant:
+        return False  # never another tenant; admins have no tenant feed
+    sides = [s for s in (after, before) if s is not None]
     if not sides:
         # Not about a ticket (e.g. connection status): tenant-level news, for the reseller only.
         return actor.role == "reseller"
-    return any(can_see(actor, side) for side in sides)
+    return any(can_see(actor, dict(zip(SIDE_KEYS, side, strict=True))) for side in sides)

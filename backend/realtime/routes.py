@@ -23,7 +23,7 @@ from backend.core.errors import AppError
 from backend.core.logging import get_logger
 from backend.core.tenancy import Actor
 from backend.realtime import records, runtime
-from backend.realtime.audience import may_receive
+from backend.realtime.audience import allows
 from backend.realtime.hub import Hub, Subscriber, cancel_quietly
 
 log = get_logger("realtime.ws")
@@ -122,9 +122,9 @@ class Session:
             elif head - since > self.settings.REALTIME_REPLAY_MAX:
                 await self.ws.send_text(_frame(type="resync", reason="gap older than the replay window"))
             else:
-                async for entry in self.hub.replay(rid, since + 1, head):
-                    if may_receive(self.actor, entry.record):
-                        await self.ws.send_text(entry.frame)
+                async for _, frame, tenant, after, before in self.hub.replay(rid, since + 1, head):
+                    if allows(self.actor, tenant, after, before):
+                        await self.ws.send_text(frame)
         loop = asyncio.get_running_loop()
         # The first ping (and with it the periodic re-check, a user read) at a random point of
         # the first interval: after a deploy or a network blip every client reconnects at once,
@@ -140,7 +140,7 @@ class Session:
                 next_ping = loop.time() + self.heartbeat
                 await self._recheck(sub)
                 continue
-            await self.ws.send_text(entry.frame)
+            await self.ws.send_text(entry[1])
 
     async def _recheck(self, sub: Subscriber) -> None:
         """Deactivation, a moved tenant or new departments take effect on open sockets too."""

@@ -18,6 +18,7 @@ lifespan (WEBHOOK_PROCESSOR_ENABLED). Several at once, in any number of processe
 
 import asyncio
 import contextlib
+import math
 import os
 import socket
 import time
@@ -40,6 +41,7 @@ log = get_logger("webhooks.processor")
 
 PENDING = "received"
 CURSOR_EVERY = 100  # entries between cursor saves within one lane pass
+FAR_PROBE_GRACES = 3  # a lane looks past a run of holes at most once per this many hole graces
 
 
 def backoff_seconds(settings: Settings, attempt: int) -> float:
@@ -54,9 +56,10 @@ class WebhookProcessor:
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{new_id()[-6:]}"
         self.lanes = [repository.lane(n) for n in range(settings.WEBHOOK_LANES)]
         # Speed hints only (every rule is decided by stored `_id`s): last finished entry per
-        # lane, and when each lane last looked far ahead for entries behind a hole.
+        # lane, and when each lane last looked for entries behind a hole (near and far).
         self._pos: dict[int, int] = {}
         self._probed_at: dict[int, float] = {}
+        self._probed_far_at: dict[int, float] = {}
         self._saved: dict[int, int] = {}  # cursor last stored per lane
         self._wakeup: signals.Wakeup | None = None  # deliveries this process stored, handed over
         self._sem = asyncio.Semaphore(settings.WEBHOOK_PROCESSOR_CONCURRENCY)
@@ -152,12 +155,21 @@ class WebhookProcessor:
         `seq`'s writer has died or given up (reservations are inserted in order, concurrently):
         tombstone it. A writer still in flight then fails on the duplicate and takes another
         number, so nothing is lost. Returns True when it filled the hole."""
+        # A hole may only be filled once the entries after it are older than the grace, so looking
+        # more often than twice per grace finds nothing sooner; a run of several holes (writers
+        # that died together) is rarer still, and looking past one costs ~10 reads. Looking at
+        # every full pass (each second, on every lane of every process) was most of an idle
+        # backend's database reads.
+        grace = self.settings.WEBHOOK_HOLE_GRACE_SECONDS
+        now = time.monotonic()
+        if now - self._probed_at.get(lane, -math.inf) < grace / 2:
+            return False
+        self._probed_at[lane] = now
         after = await self.db[seqlog.collection].find_one({"_id": seqlog.entry_id(seq + 1)})
         if after is None:
-            now = time.monotonic()
-            if now - self._probed_at.get(lane, 0.0) < self.settings.WEBHOOK_HOLE_GRACE_SECONDS:
+            if now - self._probed_far_at.get(lane, -math.inf) < grace * FAR_PROBE_GRACES:
                 return False
-            self._probed_at[lane] = now
+            self._probed_far_at[lane] = now
             step = 2
             while after is None and step <= PROBE_FAR:
                 after = await self.db[seqlog.collection].find_one({"_id": seqlog.entry_id(seq + step)})
