@@ -94,6 +94,7 @@ class Settings(BaseSettings):
     REDIS_URL: str = ""
     REALTIME_CHANNEL: str = "iaze:realtime"
     REALTIME_HEARTBEAT_SECONDS: float = Field(default=25.0, gt=0)
+    REALTIME_RECHECK_SECONDS: float = Field(default=300.0, gt=0)
     REALTIME_QUEUE_SIZE: int = Field(default=1000, ge=1)
     REALTIME_REPLAY_MAX: int = Field(default=5000, ge=0)
     REALTIME_POLL_SECONDS: float = Field(default=2.0, gt=0)

@@ -26,6 +26,10 @@ def encode(origin: str, record: dict[str, Any]) -> str:
     return json.dumps({"o": origin, "r": record}, separators=(",", ":"), default=_iso)
 
 
+def encode_access(origin: str, reseller_id: str, user_id: str | None) -> str:
+    return json.dumps({"o": origin, "a": [reseller_id, user_id]}, separators=(",", ":"))
+
+
 def _iso(value: Any) -> Any:
     if hasattr(value, "isoformat"):
         return value.isoformat()
@@ -53,7 +57,13 @@ class RedisBus:
         """Fire and forget: the caller (a request that already stored its change) never waits on
         Redis. Notices leave in the order they were announced (one sender, pipelining whatever
         queued up meanwhile): out of order, a receiving hub would hold n+1 while it waits for n."""
-        self._outbox.append(encode(self.origin, record))
+        self._queue(encode(self.origin, record))
+
+    def access_changed(self, reseller_id: str, user_id: str | None) -> None:
+        self._queue(encode_access(self.origin, reseller_id, user_id))
+
+    def _queue(self, payload: str) -> None:
+        self._outbox.append(payload)
         if self._sender is None or self._sender.done():
             self._sender = asyncio.create_task(self._send_all())
 
@@ -76,7 +86,10 @@ class RedisBus:
             body = json.loads(data)
             if body.get("o") == self.origin:
                 return  # our own notice, already handed to the hub locally
-            self.hub.ingest(body["r"])
+            if "a" in body:
+                self.hub.access_changed(body["a"][0], body["a"][1])
+            else:
+                self.hub.ingest(body["r"])
         except Exception as exc:
             metrics.ERRORS.labels("bus_decode").inc()
             log.warning("undecodable realtime notice", error=str(exc))

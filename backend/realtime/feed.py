@@ -44,6 +44,8 @@ class Sink(Protocol):
 
     def announce(self, record: dict[str, Any]) -> None: ...
 
+    def access_changed(self, reseller_id: str, user_id: str | None) -> None: ...
+
 
 @dataclass(eq=False)
 class _Registration:
@@ -133,3 +135,18 @@ async def publish(
             metrics.ERRORS.labels("announce").inc()
             log.warning("realtime announce failed; the tail poll will deliver it", error=str(exc))
     return record
+
+
+def access_changed(db: Database, *, reseller_id: str, user_id: str | None = None) -> None:
+    """A user's access (active, departments) changed — or, with no user, a whole tenant's (the
+    reseller was deactivated): their open sockets, on every process, re-read it now rather than
+    at their next periodic check (REALTIME_RECHECK_SECONDS), which stays the safety net for a
+    lost notice. Call after the change is stored; never raises."""
+    for registration in list(_sinks):
+        if registration.db_name != db.name:
+            continue
+        try:
+            registration.sink.access_changed(reseller_id, user_id)
+        except Exception as exc:
+            metrics.ERRORS.labels("announce").inc()
+            log.warning("access change not announced; sockets re-check at their next period", error=str(exc))

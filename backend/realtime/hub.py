@@ -42,6 +42,11 @@ NOTICE_GRACE_SECONDS = 0.05
 Entry = tuple[int, str, str | None, Side | None, Side | None]
 
 
+# Put in a socket's queue (ahead of nothing: in order with its events) to make its session
+# re-read the user now; compared by identity.
+RECHECK: Entry = (0, "", None, None, None)
+
+
 def frame_of(record: dict[str, Any]) -> str:
     at = record.get("at")
     return json.dumps(
@@ -77,6 +82,12 @@ class Subscriber:
         if not self.stopped.is_set():
             self.stop_code = code
             self.stopped.set()
+
+    def recheck(self) -> None:
+        """Asks the session to re-read its user (access changed). A full queue is a socket about
+        to be closed as too slow: nothing to ask then."""
+        with suppress(asyncio.QueueFull):
+            self.queue.put_nowait(RECHECK)
 
     def offer(self, entry: Entry) -> bool:
         """Queues the entry if it is new and meant for this user; False once the queue is full."""
@@ -141,6 +152,16 @@ class Hub:
         tenant = self.tenants.get(reseller_id)
         if tenant is not None:
             self._known(tenant, seq)
+
+    def access_changed(self, reseller_id: str, user_id: str | None) -> None:
+        """A user's (or, with None, every user's of the tenant) access changed: their sockets here
+        re-read it before their next frame."""
+        tenant = self.tenants.get(reseller_id)
+        if tenant is None:
+            return
+        for sub in list(tenant.subs):
+            if user_id is None or sub.actor.id == user_id:
+                sub.recheck()
 
     def poke_all(self) -> None:
         """After the bus was down, every tenant checks its tail now rather than at its next poll."""

@@ -3,7 +3,8 @@
 connect  /api/v1/ws?token=<JWT>&since=<last seq seen, optional>
 server → {"type":"hello","seq":<tenant's latest seq>,"heartbeat":<seconds>}
          {"type":"event","seq":n,"event":...,"at":...,"ticket":...,"message":...,"connection":...}
-         {"type":"resync","reason":...}  `since` is outside the replay window: refetch, then go on live
+         {"type":"resync","reason":...}  `since` is outside the replay window, or the user's
+                                           departments changed: refetch, then go on live
          {"type":"ping"}                   every heartbeat; the client may answer {"type":"pong"}
 close    4401 bad/expired token or inactive user · 4403 no tenant (admin) ·
          4408 too slow (queue full): reconnect with since=<last seq> · 1001 server shutting down
@@ -24,7 +25,7 @@ from backend.core.logging import get_logger
 from backend.core.tenancy import Actor
 from backend.realtime import records, runtime
 from backend.realtime.audience import allows
-from backend.realtime.hub import Hub, Subscriber, cancel_quietly
+from backend.realtime.hub import RECHECK, Hub, Subscriber, cancel_quietly
 
 log = get_logger("realtime.ws")
 
@@ -126,10 +127,13 @@ class Session:
                     if allows(self.actor, tenant, after, before):
                         await self.ws.send_text(frame)
         loop = asyncio.get_running_loop()
-        # The first ping (and with it the periodic re-check, a user read) at a random point of
-        # the first interval: after a deploy or a network blip every client reconnects at once,
-        # and in step they would all hit the database in the same second, every heartbeat.
+        # The first ping and the first periodic re-check (a user read) at a random point of their
+        # interval: after a deploy or a network blip every client reconnects at once, and in
+        # step they would all hit the database in the same second, every period. Access changes
+        # made through the API are pushed (RECHECK); the period only covers a lost notice.
         next_ping = loop.time() + self.heartbeat * random.uniform(0.1, 1.0)
+        recheck_every = self.settings.REALTIME_RECHECK_SECONDS
+        next_recheck = loop.time() + recheck_every * random.uniform(0.1, 1.0)
         while True:
             try:
                 # asyncio.timeout, not wait_for: no extra task per delivered frame.
@@ -138,6 +142,11 @@ class Session:
             except TimeoutError:
                 await self.ws.send_text(_frame(type="ping"))
                 next_ping = loop.time() + self.heartbeat
+                if loop.time() >= next_recheck:
+                    next_recheck = loop.time() + recheck_every
+                    await self._recheck(sub)
+                continue
+            if entry is RECHECK:
                 await self._recheck(sub)
                 continue
             await self.ws.send_text(entry[1])
@@ -155,8 +164,14 @@ class Session:
         if fresh.reseller_id != self.actor.reseller_id:
             sub.stop(UNAUTHORIZED)
             return
+        changed = (fresh.role, fresh.department_ids) != (self.actor.role, self.actor.department_ids)
         self.actor = fresh
         sub.actor = fresh
+        if changed:
+            # Events of the change's moment were filtered with the old departments (a change on
+            # one process and a ticket on another reach the hub in either order): the client
+            # refetches what it now sees, then goes on live.
+            await self.ws.send_text(_frame(type="resync", reason="access changed"))
 
     async def _receive(self) -> None:
         # Client frames carry nothing we act on ({"type":"pong"}); reading them notices the disconnect.

@@ -11,6 +11,7 @@ from backend.core.errors import Conflict, NotFound
 from backend.core.ids import is_valid_id, new_id
 from backend.core.pagination import decode_id_cursor, next_id_cursor
 from backend.core.tenancy import Actor
+from backend.realtime import feed
 from backend.resellers import repository
 from backend.resellers.schemas import (
     ResellerConfigRead,
@@ -110,6 +111,8 @@ async def update(db: Database, *, reseller_id: str, data: ResellerUpdate) -> Res
     changes["updated_at"] = utcnow()
     doc = await repository.update(db, reseller_id, changes)
     assert doc is not None
+    if "active" in changes:
+        feed.access_changed(db, reseller_id=reseller_id)
     return ResellerRead.from_doc(doc)
 
 

@@ -15,6 +15,7 @@ from backend.core.pagination import decode_id_cursor, next_id_cursor
 from backend.core.security import hash_password
 from backend.core.tenancy import Actor
 from backend.departments import service as departments
+from backend.realtime import feed
 from backend.users import repository
 from backend.users.schemas import UserCreate, UserPage, UserRead, UserUpdate
 
@@ -141,4 +142,6 @@ async def update(db: Database, actor: Actor, *, user_id: str, data: UserUpdate) 
     changes["updated_at"] = utcnow()
     doc = await repository.update(db, actor, user_id, changes)
     assert doc is not None
+    if doc.get("reseller_id") and ("active" in changes or "department_ids" in changes):
+        feed.access_changed(db, reseller_id=doc["reseller_id"], user_id=doc["_id"])
     return UserRead.from_doc(doc)

@@ -138,9 +138,11 @@ def start_server(mongo_url: str, db_name: str, workdir: Path, **overrides: Any) 
         time.sleep(0.1)
 
 
-# Small values so the tests see heartbeats, replay limits, polls and full queues quickly.
+# Small values so the tests see heartbeats, replay limits, polls and full queues quickly. No
+# periodic user re-check within a test: access changes must reach open sockets by notice.
 SERVER_OPTIONS = {
     "REALTIME_HEARTBEAT_SECONDS": 1,
+    "REALTIME_RECHECK_SECONDS": 3600,
     "REALTIME_QUEUE_SIZE": 16,
     "REALTIME_REPLAY_MAX": 40,
     "REALTIME_POLL_SECONDS": 0.5,

@@ -57,12 +57,13 @@ async def test_bad_tokens_are_closed_with_4401_and_admins_with_4403(
     s = await open_socket(server.ws_url(bearer(admin_headers)))
     assert await s.close_code() == 4403
 
-    # A deactivated user: refused on connect, and an open socket is closed at its next heartbeat.
+    # A deactivated user: refused on connect, and an open socket is closed at once (the change is
+    # announced; the periodic re-check is an hour away in these servers).
     open_one = await open_socket(server.ws_url(bearer(agent["headers"])))
     assert (await open_one.next())["type"] == "hello"
     r = await client.patch(f"/api/v1/users/{agent['id']}", json={"active": False}, headers=tenant.headers)
     assert r.status_code == 200, r.text
-    assert await open_one.close_code(within=5) == 4401
+    assert await open_one.close_code(within=3) == 4401
     s = await open_socket(server.ws_url(bearer(agent["headers"])))
     assert await s.close_code() == 4401
 
@@ -381,7 +382,52 @@ async def test_department_change_takes_effect_on_an_open_socket(
         f"/api/v1/users/{agent['id']}", json={"department_ids": [new_dept["id"]]}, headers=tenant.headers
     )
     assert r.status_code == 200, r.text
-    await s.drain(quiet=1.5)  # at least one heartbeat re-reads the user
+    # Told at once (no periodic re-check in these servers): refetch what it now sees.
+    assert await s.next(within=3) == {"type": "resync", "reason": "access changed"}
     await make_ticket(client, tenant, department_id=new_dept["id"])  # 3, 4
     await s.until_seq(4)
     assert s.seqs == [3, 4]
+
+
+async def test_a_deactivated_reseller_loses_every_open_socket_on_every_process(
+    client: httpx.AsyncClient, admin_headers: dict[str, str], servers: list[Server], sockets: list[Socket]
+) -> None:
+    tenant = await make_tenant(client, admin_headers, agents=2)
+    other = await make_tenant(client, admin_headers, agents=1)
+    mine = [
+        await _connect(servers[0], tenant.headers, sockets),
+        await _connect(servers[0], tenant.agents[0]["headers"], sockets),
+        await _connect(servers[1], tenant.agents[1]["headers"], sockets),
+    ]
+    theirs = await _connect(servers[1], other.agents[0]["headers"], sockets)
+    r = await client.patch(f"/api/v1/resellers/{tenant.id}", json={"active": False}, headers=admin_headers)
+    assert r.status_code == 200, r.text
+    for s in mine:
+        assert await s.close_code(within=3) == 4401
+    await make_ticket(client, other, department_id=other.departments[0]["id"])
+    assert [e["event"] for e in await theirs.until_seq(1)] == ["ticket.created"]  # another tenant: untouched
+
+
+async def test_without_the_notice_the_periodic_recheck_still_closes_a_deactivated_user(
+    client: httpx.AsyncClient,
+    admin_headers: dict[str, str],
+    mongo_url: str,
+    db_name: str,
+    tmp_path: Any,
+    sockets: list[Socket],
+) -> None:
+    from tests.realtime.conftest import SERVER_OPTIONS, start_server
+
+    # No REDIS_URL: this process never hears the in-test app's notices, like one whose Redis
+    # connection was down at that moment.
+    server = start_server(mongo_url, db_name, tmp_path, **{**SERVER_OPTIONS, "REALTIME_RECHECK_SECONDS": 1})
+    try:
+        tenant = await make_tenant(client, admin_headers, agents=1)
+        s = await _connect(server, tenant.agents[0]["headers"], sockets)
+        r = await client.patch(
+            f"/api/v1/users/{tenant.agents[0]['id']}", json={"active": False}, headers=tenant.headers
+        )
+        assert r.status_code == 200, r.text
+        assert await s.close_code(within=5) == 4401
+    finally:
+        server.stop()
