@@ -132,6 +132,7 @@ def _fsync_probe_main(path: str, seconds: str, out_path: str) -> None:
     samples: list[tuple[float, float]] = []
     end = time.time() + float(seconds)
     block = b"x" * 4096
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     try:
         while time.time() < end:
@@ -306,12 +307,17 @@ async def _main(args: argparse.Namespace) -> dict[str, Any]:
     workdir = Path(tempfile.mkdtemp(prefix="realtime-bench-", dir=ROOT / "var" if (ROOT / "var").exists() else None))
     procs: list[subprocess.Popen[Any]] = []
     fdb = None
+    # FerretDB's SQLite files, and the fsync probe beside them: on disk unless --ferretdb-dir
+    # says otherwise (e.g. a tmpfs, to tell the disk's stalls from the code's).
+    data_dir = (
+        Path(tempfile.mkdtemp(prefix="ferretdb-", dir=args.ferretdb_dir)) if args.ferretdb_dir else workdir / "ferretdb"
+    )
     try:
         mongo_url = os.environ.get("MONGO_URL", "")
         if not mongo_url:
             ferretdb.ensure_built()
             port = _free_port()
-            fdb = ferretdb.start(f"127.0.0.1:{port}", workdir / "ferretdb", log_path=workdir / "ferretdb.log")
+            fdb = ferretdb.start(f"127.0.0.1:{port}", data_dir, log_path=workdir / "ferretdb.log")
             mongo_url = f"mongodb://127.0.0.1:{port}/"
         redis_proc, redis_url = _start_redis(workdir)
         procs.append(redis_proc)
@@ -360,7 +366,7 @@ async def _main(args: argparse.Namespace) -> dict[str, Any]:
         gc.freeze()  # the producer's set-up (seed data, clients) lives for the run: keep GC off it
         probe_out = workdir / "fsync-probe.json"
         probe = subprocess.Popen(  # noqa: ASYNC220 - started once, before measuring
-            [sys.executable, "-m", "bench.realtime_bench", "--fsync-probe", str(workdir / "fsync-probe.dat"),
+            [sys.executable, "-m", "bench.realtime_bench", "--fsync-probe", str(data_dir / "fsync-probe.dat"),
              str(args.seconds + 1), str(probe_out)],
             cwd=ROOT,
         )  # fmt: skip
@@ -487,6 +493,8 @@ async def _main(args: argparse.Namespace) -> dict[str, Any]:
         if fdb is not None:
             ferretdb.stop(fdb)
         shutil.rmtree(workdir, ignore_errors=True)
+        if args.ferretdb_dir:
+            shutil.rmtree(data_dir, ignore_errors=True)
 
 
 def _render(r: dict[str, Any]) -> str:
@@ -567,6 +575,9 @@ def main() -> None:
     parser.add_argument("--client-procs", type=int, default=2)
     parser.add_argument("--max-inflight", type=int, default=32, help="concurrent publishes at most")
     parser.add_argument("--drain", type=float, default=5.0, help="seconds to wait for the last deliveries")
+    parser.add_argument(
+        "--ferretdb-dir", type=Path, help="parent directory for FerretDB's files (default: the work dir, on disk)"
+    )
     parser.add_argument("--out", type=Path, help="markdown file whose realtime_bench section is rewritten")
     args = parser.parse_args()
     result = _run(_main(args))
