@@ -1,5 +1,5 @@
-"""Reprocess stored WhatsApp webhook deliveries that failed (unknown shape at the time, a status
-receipt that arrived before its message, a database hiccup, a bug since fixed).
+"""Reprocess stored WhatsApp webhook deliveries that failed (unknown shape at the time, a database
+hiccup, a bug since fixed).
 
     python -m scripts.reprocess_webhooks --help
     python -m scripts.reprocess_webhooks run [--connection ID] [--limit N] [--dry-run]

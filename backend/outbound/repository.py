@@ -6,6 +6,8 @@ FerretDB pushes down only `_id` equality, so every read here is one:
   from a cursor, which is only a hint.
 - `outbox_attempts`: attempt k of message m is `_id` "<m>:<k>". Inserting it is the claim that
   lets exactly one worker (of any process) make that attempt.
+- `receipts_parked`: status receipts that arrived before their message was known, `_id`
+  "<connection>:<provider message id>", applied by whoever makes the message known.
 Entries and attempts are never removed (persistence rule 1); the cursor keeps reads small.
 """
 
@@ -23,6 +25,7 @@ from backend.core.seqlog import SeqLog
 
 QUEUE = "outbox"
 SENDING = "outbox_sending"
+PARKED = "receipts_parked"
 STATE = "outbox_state"
 ATTEMPTS = "outbox_attempts"
 MESSAGES = "messages"
@@ -124,3 +127,31 @@ async def mark_sending(db: Database, *, connection_id: str, phone: str, text: st
 
 async def get_sending(db: Database, *, connection_id: str, phone: str, text: str) -> dict[str, Any] | None:
     return await db[SENDING].find_one({"_id": sending_id(connection_id, phone, text)})
+
+
+def parked_id(connection_id: str, provider_message_id: str) -> str:
+    return f"{connection_id}:{provider_message_id}"
+
+
+async def park_receipt(db: Database, *, connection_id: str, provider_message_id: str, status: str, reason: str) -> None:
+    """Keeps a receipt whose message is not known yet. Receipts of one chat are processed in order
+    (one webhook lane), so the statuses accumulate in arrival order."""
+    _id = parked_id(connection_id, provider_message_id)
+    update = {
+        "$push": {"receipts": {"status": status, "reason": reason, "at": utcnow()}},
+        "$setOnInsert": {"connection_id": connection_id, "provider_message_id": provider_message_id},
+        "$set": {"applied_at": None},
+    }
+    try:
+        await db[PARKED].update_one({"_id": _id}, update, upsert=True)
+    except DuplicateKeyError:  # two first upserts racing: the other one created it
+        await db[PARKED].update_one({"_id": _id}, {k: v for k, v in update.items() if k != "$setOnInsert"})
+
+
+async def get_parked(db: Database, *, connection_id: str, provider_message_id: str) -> dict[str, Any] | None:
+    return await db[PARKED].find_one({"_id": parked_id(connection_id, provider_message_id)})
+
+
+async def mark_parked_applied(db: Database, parked: dict[str, Any], *, message_id: str) -> None:
+    # Kept, not removed (persistence rule 1): what was parked, and when it found its message.
+    await db[PARKED].update_one({"_id": parked["_id"]}, {"$set": {"applied_at": utcnow(), "message_id": message_id}})

@@ -84,16 +84,50 @@ async def move(db: Database, message_id: str, *, to: str, extra: dict[str, Any] 
 
 async def apply_receipt(db: Database, *, connection_id: str, update: StatusUpdate, fallback_id: str) -> str:
     """A provider status receipt (MESSAGES_UPDATE). Returns what happened, for the raw log."""
-    message_id = await lookup_provider_id(
-        db, connection_id=connection_id, provider_message_id=update.provider_message_id
-    )
-    message_id = message_id or fallback_id  # a message sent from the phone, stored by its id
-    if await repository.get_message(db, message_id) is None:
-        # Usually our own send whose receipt outran the worker's bookkeeping: keep the raw event
-        # failed so scripts/reprocess_webhooks.py can apply it.
-        raise LookupError(f"no message for provider id {update.provider_message_id}")
     if update.status == "pending":
         return "ignored: pending"
-    extra = {"failure_reason": update.reason or "provider reported an error"} if update.status == "failed" else None
-    moved = await move(db, message_id, to=update.status, extra=extra)
-    return f"status {update.status}" if moved else f"status {update.status} (no change)"
+    pid = update.provider_message_id
+    message_id = await _receipt_target(
+        db, connection_id=connection_id, provider_message_id=pid, fallback_id=fallback_id
+    )
+    if message_id is None:
+        # Usually our own send whose receipt outran the worker's bookkeeping (or a message sent
+        # from the phone, not stored yet). Parked; whoever makes the message known applies it.
+        await repository.park_receipt(
+            db, connection_id=connection_id, provider_message_id=pid, status=update.status, reason=update.reason
+        )
+        # It may have become known between the look-up and the parking: both sides look after
+        # their own write, so at least one of them sees the other's.
+        message_id = await _receipt_target(
+            db, connection_id=connection_id, provider_message_id=pid, fallback_id=fallback_id
+        )
+        if message_id is None:
+            return f"status {update.status} parked: its message is not known yet"
+        await apply_parked(db, connection_id=connection_id, provider_message_id=pid, message_id=message_id)
+        return f"status {update.status} parked, then applied"
+    return await _apply_status(db, message_id, update.status, update.reason)
+
+
+async def _receipt_target(
+    db: Database, *, connection_id: str, provider_message_id: str, fallback_id: str
+) -> str | None:
+    message_id = await lookup_provider_id(db, connection_id=connection_id, provider_message_id=provider_message_id)
+    message_id = message_id or fallback_id  # a message sent from the phone, stored by its id
+    return message_id if await repository.get_message(db, message_id) is not None else None
+
+
+async def _apply_status(db: Database, message_id: str, status: str, reason: str) -> str:
+    extra = {"failure_reason": reason or "provider reported an error"} if status == "failed" else None
+    moved = await move(db, message_id, to=status, extra=extra)
+    return f"status {status}" if moved else f"status {status} (no change)"
+
+
+async def apply_parked(db: Database, *, connection_id: str, provider_message_id: str, message_id: str) -> None:
+    """Applies receipts that arrived before `message_id` was known by its provider id. Called once
+    the message is stored and bound; applying twice changes nothing (statuses only move forward)."""
+    parked = await repository.get_parked(db, connection_id=connection_id, provider_message_id=provider_message_id)
+    if parked is None or parked.get("applied_at") is not None:
+        return
+    for receipt in parked.get("receipts") or []:
+        await _apply_status(db, message_id, receipt["status"], receipt.get("reason") or "")
+    await repository.mark_parked_applied(db, parked, message_id=message_id)

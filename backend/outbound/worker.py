@@ -187,6 +187,13 @@ class OutboundWorker:
             message_id=message["_id"],
         )
         await service.move(self.db, message["_id"], to="sent", extra={"provider_message_id": provider_message_id})
+        # Receipts the provider posted before we knew this id (it often answers the send after them).
+        await service.apply_parked(
+            self.db,
+            connection_id=str(entry["connection_id"]),
+            provider_message_id=provider_message_id,
+            message_id=message["_id"],
+        )
 
     async def _fail(self, message: dict[str, Any], reason: str) -> None:
         await service.move(self.db, message["_id"], to="failed", extra={"failure_reason": reason})

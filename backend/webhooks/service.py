@@ -3,9 +3,10 @@
 The webhook answers 2xx once the raw delivery is durable (`receive`: one connection read, one
 insert), so the provider stops retrying and nothing it sent can be lost. The processor
 (backend/webhooks/processor.py) then runs `process` on it, in order per chat: a payload we cannot
-process (unknown event, bug, receipt ahead of its message) is kept with its error and
-scripts/reprocess_webhooks.py runs it again. Processing is idempotent: a message's `_id` is
-derived from (connection id, provider message id), so a redelivery stores nothing new.
+process (unknown event, bug) is kept with its error and scripts/reprocess_webhooks.py runs it
+again; a status receipt ahead of its message is parked until the message is known. Processing is
+idempotent: a message's `_id` is derived from (connection id, provider message id), so a
+redelivery stores nothing new.
 """
 
 import hashlib
@@ -150,7 +151,7 @@ async def process(
             outcome = "ignored" if results and all(r.startswith("ignored") for r in results) else "processed"
     except PyMongoError:
         raise
-    except Exception as exc:  # unknown shape, receipt ahead of its message, or a bug: keep it
+    except Exception as exc:  # unknown shape or a bug: keep it
         log.warning("webhook event failed", raw_id=raw["_id"], error=str(exc), kind=type(exc).__name__)
         error = f"{type(exc).__name__}: {exc}"
         changes = {"status": "failed", "error": error, "failed_at": utcnow(), "retry_at": None, **counted}
@@ -237,4 +238,8 @@ async def _ingest_message(db: Database, conn: dict[str, Any], event: InboundMess
         },
         from_me=event.from_me,
     )
+    if event.from_me:  # sent from the phone: its receipts may have come first
+        await outbound.apply_parked(
+            db, connection_id=conn["_id"], provider_message_id=event.provider_message_id, message_id=message["_id"]
+        )
     return f"message {message['_id']} in ticket {ticket['_id']}" + (" (new ticket)" if created else "")

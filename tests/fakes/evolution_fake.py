@@ -54,6 +54,8 @@ class FakeState:
     # The echo posted (and acknowledged) before the send is answered, then the answer held back
     # this long: Evolution's echo outrunning the caller's bookkeeping, made certain.
     echo_first_seconds: float = 0.0
+    # The key id the next send gets, so a test can post its receipts before the send exists.
+    next_key_id: str | None = None
     instances: dict[str, Instance] = field(default_factory=dict)
     sent: list[dict[str, Any]] = field(default_factory=list)
     calls: list[dict[str, Any]] = field(default_factory=list)
@@ -216,7 +218,8 @@ def create_app(api_key: str) -> FastAPI:
         number, text = body.get("number"), body.get("text")
         if not number or not isinstance(text, str):
             return JSONResponse({"status": 400, "error": "Bad Request", "response": {"message": ["number/text"]}}, 400)
-        key = {"remoteJid": f"{number}@s.whatsapp.net", "fromMe": True, "id": _key_id()}
+        key = {"remoteJid": f"{number}@s.whatsapp.net", "fromMe": True, "id": state.next_key_id or _key_id()}
+        state.next_key_id = None
         ts = int(datetime.now(UTC).timestamp())
         state.sent.append({"instance": name, "number": number, "text": text, "key_id": key["id"], "at": _now_iso()})
         if state.echo:
@@ -266,11 +269,13 @@ def create_app(api_key: str) -> FastAPI:
         state.slow_seconds = float(body.get("slow_seconds", state.slow_seconds))
         state.echo = bool(body.get("echo", state.echo))
         state.echo_first_seconds = float(body.get("echo_first_seconds", state.echo_first_seconds))
+        state.next_key_id = body.get("next_key_id", state.next_key_id)
         return {
             "mode": state.mode,
             "slow_seconds": state.slow_seconds,
             "echo": state.echo,
             "echo_first_seconds": state.echo_first_seconds,
+            "next_key_id": state.next_key_id,
         }
 
     @app.get("/_control/sent")

@@ -1,4 +1,5 @@
 import itertools
+import uuid
 from typing import Any
 
 import httpx
@@ -18,6 +19,11 @@ def settings_overrides() -> dict[str, Any]:
 async def _message(db: Any, message_id: str) -> dict[str, Any]:
     doc: dict[str, Any] = await db.messages.find_one({"_id": message_id})
     return doc
+
+
+async def _read(db: Any, message_id: str) -> dict[str, Any] | None:
+    doc = await _message(db, message_id)
+    return doc if doc["status"] == "read" else None
 
 
 async def _settled(db: Any, message_id: str) -> dict[str, Any] | None:
@@ -215,23 +221,49 @@ async def test_malformed_answer_to_a_send_fails_at_once_without_resending(
     assert await db.outbox_attempts.count_documents({"message_id": reply["id"]}) == 1
 
 
-async def test_receipt_ahead_of_its_message_is_kept_and_reprocessed_by_the_script(
+async def _receipt(evolution: FakeEvolution, conn: dict[str, Any], key_id: str, status: str) -> dict[str, Any]:
+    posted: dict[str, Any] = await evolution.control(
+        "POST", "receipt", {"instance": conn["instance_name"], "key_id": key_id, "status": status}
+    )
+    assert posted["status_code"] == 200
+    return posted
+
+
+async def test_receipts_ahead_of_our_send_are_parked_and_applied_when_it_is_recorded(
     client: httpx.AsyncClient, admin_headers: dict[str, str], evolution: FakeEvolution, db: Any
 ) -> None:
-    from scripts.reprocess_webhooks import reprocess
+    """Evolution may post a send's receipts before the worker has recorded the send's provider
+    id. They must not be lost (the message would show "sent" forever): parked, then applied."""
+    tenant = await make_tenant(client, admin_headers, agents=1)
+    conn = await make_connection(client, tenant, evolution)
+    ticket_id, phone, agent = await held_ticket(client, tenant, evolution, conn, db)
+    key_id = "3EB0EARLY" + uuid.uuid4().hex[:10].upper()
+    early = [await _receipt(evolution, conn, key_id, s) for s in ("DELIVERY_ACK", "READ")]
+    for posted in early:
+        raw = await settled(db, posted)
+        assert raw["status"] == "processed" and "parked" in raw["result"][0], raw
+    await evolution.mode("ok", next_key_id=key_id)
+    reply = await _reply(client, ticket_id, agent, "Chegou?")
+    doc = await wait_for(lambda: _read(db, reply["id"]))
+    assert doc["provider_message_id"] == key_id and doc["delivered_at"] and doc["read_at"]
+    assert (await _sent_to(evolution, phone))[0]["key_id"] == key_id
+    parked = await db.receipts_parked.find_one({"_id": f"{conn['id']}:{key_id}"})
+    assert [r["status"] for r in parked["receipts"]] == ["delivered", "read"]
+    assert parked["message_id"] == reply["id"] and parked["applied_at"] is not None
 
+
+async def test_a_receipt_ahead_of_a_message_sent_from_the_phone_is_applied_when_it_arrives(
+    client: httpx.AsyncClient, admin_headers: dict[str, str], evolution: FakeEvolution, db: Any
+) -> None:
     tenant = await make_tenant(client, admin_headers, agents=1)
     conn = await make_connection(client, tenant, evolution)
     _ticket_id, phone, _agent = await held_ticket(client, tenant, evolution, conn, db)
-    early = await evolution.control(
-        "POST", "receipt", {"instance": conn["instance_name"], "key_id": "3EB0NOTYET", "status": "READ"}
-    )
-    assert early["status_code"] == 200 and (await settled(db, early))["status"] == "failed"
-    # the message the receipt was about turns up (here: sent from the phone with that id)
+    early = await _receipt(evolution, conn, "3EB0NOTYET", "READ")
+    assert (await settled(db, early))["status"] == "processed"
     late = await evolution.inbound(conn["instance_name"], phone, "do celular", from_me=True, key_id="3EB0NOTYET")
-    await settled(db, late)
-    results = await reprocess(db, connection_id=conn["id"], limit=10, dry_run=False)
-    assert [(raw["_id"], outcome) for raw, outcome in results] == [(early["body"]["raw_id"], "processed")]
-    raw = await db.webhook_events_raw.find_one({"_id": early["body"]["raw_id"]})
-    assert raw["status"] == "processed" and raw["attempts"] == 2
-    assert await reprocess(db, connection_id=conn["id"], limit=10, dry_run=False) == []
+    raw = await settled(db, late)
+    message = await db.messages.find_one({"connection_id": conn["id"], "provider_message_id": "3EB0NOTYET"})
+    assert raw["status"] == "processed" and message is not None
+    assert message["status"] == "read" and message["read_at"] is not None
+    # nothing was left failed for an operator to reprocess
+    assert await db.webhook_events_raw.count_documents({"connection_id": conn["id"], "status": "failed"}) == 0

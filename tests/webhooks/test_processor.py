@@ -211,3 +211,33 @@ async def test_acknowledged_events_survive_processor_crashes_and_are_processed_e
 
 async def _at_least(count: Any, n: int) -> bool:
     return bool(await count() >= n)
+
+
+async def test_the_reprocess_script_runs_failed_deliveries_again(
+    client: httpx.AsyncClient, admin_headers: dict[str, str], evolution: FakeEvolution, db: Any
+) -> None:
+    """The operator's tool for deliveries that failed (a bug since fixed, a hiccup at the time):
+    the failure is set on stored deliveries here, the reprocessing is the script's own."""
+    from scripts.reprocess_webhooks import reprocess
+
+    tenant = await make_tenant(client, admin_headers, agents=0)
+    conn = await make_connection(client, tenant, evolution)
+    phone = unique_phone()
+    sent = await _post_sequentially(client, db, conn["id"], [phone], per_chat=2)
+    chat = {"connection_id": conn["id"], "chat": f"{phone}@s.whatsapp.net"}
+    raws = await db.webhook_events_raw.find(chat).sort("seq", 1).to_list(None)
+    assert [r["status"] for r in raws] == ["received", "received"]
+    for raw in raws:
+        failed = {"status": "failed", "error": "RuntimeError: a bug since fixed", "attempts": 1}
+        await db.webhook_events_raw.update_one({"_id": raw["_id"]}, {"$set": failed})
+
+    assert [o for _, o in await reprocess(db, connection_id=conn["id"], limit=10, dry_run=True)] == ["would retry"] * 2
+    assert await db.messages.count_documents({"connection_id": conn["id"]}) == 0  # a dry run changes nothing
+
+    results = await reprocess(db, connection_id=conn["id"], limit=10, dry_run=False)
+    assert [(raw["_id"], outcome) for raw, outcome in results] == [(r["_id"], "processed") for r in raws]
+    for key_id in sent[phone]:
+        assert await db.messages.find_one({"_id": message_id_for(conn["id"], key_id)}) is not None
+    after = await db.webhook_events_raw.find(chat).to_list(None)
+    assert {(r["status"], r["attempts"]) for r in after} == {("processed", 2)}
+    assert await reprocess(db, connection_id=conn["id"], limit=10, dry_run=False) == []
