@@ -1,8 +1,7 @@
-from datetime import datetime
 from typing import Any
 
 from backend.core.pagination import Page
-from backend.core.schemas import ReadModel
+from backend.core.schemas import ReadModel, Timestamp
 
 
 class TicketEventRead(ReadModel):
@@ -14,7 +13,7 @@ class TicketEventRead(ReadModel):
     actor_role: str | None
     from_status: str | None
     to_status: str
-    at: datetime
+    at: Timestamp
     data: dict[str, Any] = {}
 
 

@@ -1,11 +1,10 @@
 import re
-from datetime import datetime
 from typing import Annotated
 
 from pydantic import AfterValidator
 
 from backend.core.pagination import Page
-from backend.core.schemas import InputModel, Name, ReadModel
+from backend.core.schemas import InputModel, Name, ReadModel, Timestamp
 
 _PHONE = re.compile(r"^\d{8,15}$")
 
@@ -35,7 +34,7 @@ class ClientRead(ReadModel):
     reseller_id: str
     name: str
     phone: str
-    created_at: datetime
+    created_at: Timestamp
 
 
 ClientPage = Page[ClientRead]

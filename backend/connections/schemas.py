@@ -1,11 +1,10 @@
-from datetime import datetime
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, StringConstraints
 
 from backend.connections.providers.base import ConnectionStatus
 from backend.core.pagination import Page
-from backend.core.schemas import InputModel, Name, ObjectIdStr, ReadModel
+from backend.core.schemas import InputModel, Name, ObjectIdStr, ReadModel, Timestamp
 
 # Evolution instance names end up in URL paths: keep them to a safe alphabet.
 InstanceName = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
@@ -37,8 +36,8 @@ class ConnectionRead(ReadModel):
     qr_code: str | None = None
     active: bool
     last_error: str | None = None
-    created_at: datetime
-    updated_at: datetime
+    created_at: Timestamp
+    updated_at: Timestamp
 
 
 class QrCodeRead(BaseModel):

@@ -1,14 +1,30 @@
 """Base classes shared by every domain's schemas."""
 
+from datetime import UTC, datetime
 from typing import Annotated, Any, Self
 
-from pydantic import BaseModel, ConfigDict, StringConstraints
+from pydantic import BaseModel, ConfigDict, PlainSerializer, StringConstraints, WithJsonSchema
 
+from backend.core.clock import as_utc
 from backend.core.ids import is_valid_id
 
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=120)]
 Password = Annotated[str, StringConstraints(min_length=8, max_length=128)]
 ObjectIdStr = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{24}$")]
+
+
+def iso_ms(value: datetime) -> str:
+    """One fixed width for every timestamp the API sends ("2026-01-02T03:04:05.000Z"), so their
+    strings sort as the times do: by default a whole second loses its fraction ("...05Z") and
+    sorts after every later time of that second (the inbox orders by these strings)."""
+    return as_utc(value).astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+Timestamp = Annotated[
+    datetime,
+    PlainSerializer(iso_ms, return_type=str, when_used="json"),
+    WithJsonSchema({"type": "string", "format": "date-time"}),
+]
 
 
 class InputModel(BaseModel):

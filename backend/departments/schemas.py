@@ -1,10 +1,9 @@
-from datetime import datetime
 from typing import Annotated
 
 from pydantic import StringConstraints
 
 from backend.core.pagination import Page
-from backend.core.schemas import InputModel, Name, ReadModel
+from backend.core.schemas import InputModel, Name, ReadModel, Timestamp
 
 Description = Annotated[str, StringConstraints(strip_whitespace=True, max_length=500)]
 
@@ -26,7 +25,7 @@ class DepartmentRead(ReadModel):
     name: str
     description: str = ""
     active: bool
-    created_at: datetime
+    created_at: Timestamp
 
 
 DepartmentPage = Page[DepartmentRead]

@@ -1,8 +1,7 @@
-from datetime import datetime
 from typing import Any, Literal
 
 from backend.core.pagination import Page
-from backend.core.schemas import InputModel, ReadModel
+from backend.core.schemas import InputModel, ReadModel, Timestamp
 from backend.tickets.schemas import MessageBody
 
 
@@ -21,7 +20,7 @@ class MessageRead(ReadModel):
     body: str = ""
     media: dict[str, Any] | None = None
     status: str
-    created_at: datetime
+    created_at: Timestamp
 
 
 MessagePage = Page[MessageRead]

@@ -17,6 +17,7 @@ from typing import Any
 
 from backend.core.db import Database
 from backend.core.logging import get_logger
+from backend.core.schemas import iso_ms
 from backend.core.tenancy import Actor
 from backend.realtime import metrics, records
 from backend.realtime.audience import Side, allows, compact
@@ -49,12 +50,14 @@ RECHECK: Entry = (0, "", None, None, None)
 
 def frame_of(record: dict[str, Any]) -> str:
     at = record.get("at")
+    if isinstance(at, str):  # from the bus: the same instant, whichever process serializes it
+        at = datetime.fromisoformat(at)
     return json.dumps(
         {
             "type": "event",
             "seq": record["seq"],
             "event": record["type"],
-            "at": at.isoformat() if isinstance(at, datetime) else at,
+            "at": iso_ms(at) if isinstance(at, datetime) else at,
             "ticket": record.get("ticket"),
             "message": record.get("message"),
             "connection": record.get("connection"),

@@ -1,10 +1,9 @@
-from datetime import datetime
 from typing import Annotated
 
 from pydantic import EmailStr, StringConstraints, field_validator, model_validator
 
 from backend.core.pagination import Page
-from backend.core.schemas import InputModel, Name, Password, ReadModel
+from backend.core.schemas import InputModel, Name, Password, ReadModel, Timestamp
 
 HHMM = Annotated[str, StringConstraints(pattern=r"^([01]\d|2[0-3]):[0-5]\d$")]
 LongText = Annotated[str, StringConstraints(strip_whitespace=True, max_length=1000)]
@@ -30,7 +29,7 @@ class ResellerRead(ReadModel):
     owner_id: str
     owner_email: str
     active: bool
-    created_at: datetime
+    created_at: Timestamp
 
 
 ResellerPage = Page[ResellerRead]
@@ -78,4 +77,4 @@ class ResellerConfigRead(ReadModel):
     away_message: str = ""
     timezone: str = "America/Sao_Paulo"
     business_hours: list[dict[str, object]] = []
-    updated_at: datetime
+    updated_at: Timestamp

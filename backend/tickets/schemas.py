@@ -1,10 +1,9 @@
-from datetime import datetime
 from typing import Annotated, Literal
 
 from pydantic import StringConstraints, model_validator
 
 from backend.core.pagination import Page
-from backend.core.schemas import InputModel, ObjectIdStr, ReadModel
+from backend.core.schemas import InputModel, ObjectIdStr, ReadModel, Timestamp
 
 MessageBody = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=4096)]
 
@@ -41,12 +40,12 @@ class TicketRead(ReadModel):
     agent_name: str | None = None
     channel: str
     version: int
-    last_message_at: datetime
+    last_message_at: Timestamp
     last_message_preview: str = ""
     last_message_direction: str | None = None
-    created_at: datetime
-    updated_at: datetime
-    finalized_at: datetime | None = None
+    created_at: Timestamp
+    updated_at: Timestamp
+    finalized_at: Timestamp | None = None
 
 
 TicketPage = Page[TicketRead]

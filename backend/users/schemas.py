@@ -1,10 +1,9 @@
-from datetime import datetime
 from typing import Literal
 
 from pydantic import EmailStr
 
 from backend.core.pagination import Page
-from backend.core.schemas import InputModel, Name, ObjectIdStr, Password, ReadModel
+from backend.core.schemas import InputModel, Name, ObjectIdStr, Password, ReadModel, Timestamp
 
 
 class UserCreate(InputModel):
@@ -30,7 +29,7 @@ class UserRead(ReadModel):
     reseller_id: str | None = None
     department_ids: list[str] = []
     active: bool
-    created_at: datetime
+    created_at: Timestamp
 
 
 UserPage = Page[UserRead]

@@ -105,6 +105,7 @@ def test_entries_kept_for_replays_are_invisible_to_full_garbage_collections() ->
     gc.collect(1)
     assert not gc.is_tracked(entry)
     assert json.loads(entry[1])["ticket"] == ticket
+    assert json.loads(entry[1])["at"] == "2026-01-01T00:00:00.000Z"  # the API's one timestamp width
     actors = (RESELLER, AGENT_D1, AGENT_D2, THE_CLIENT, OTHER_CLIENT, ADMIN, OTHER_RESELLER, OTHER_TENANT_AGENT)
     assert [allows(a, *entry[2:]) for a in actors] == [may_receive(a, record) for a in actors]
     assert {a.name for a in actors if allows(a, *entry[2:])} == {"R", "A", "C"}

@@ -2,6 +2,8 @@
 
 import base64
 import json
+import re
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -30,6 +32,28 @@ async def test_list_orders_by_newest_activity_first(client: httpx.AsyncClient, t
     assert r.status_code == 201
     first = (await client.get(f"{API}/tickets", params={"limit": 1}, headers=tenant.headers)).json()["items"][0]
     assert first["id"] == oldest["id"]
+
+
+async def test_timestamps_have_one_width_so_their_strings_sort_as_the_times_do(
+    client: httpx.AsyncClient, admin_headers: dict[str, str], db: Any
+) -> None:
+    # The live inbox orders tickets by these strings. A time on a whole second used to lose its
+    # fraction ("...:05Z") and sort after every later time of that second ("...:05.300Z").
+    tenant = await make_tenant(client, admin_headers, agents=0)
+    on_the_second, a_bit_later = (await make_ticket(client, tenant))["id"], (await make_ticket(client, tenant))["id"]
+    second = datetime(2031, 5, 6, 7, 8, 9, tzinfo=UTC)
+    await db.tickets.update_one({"_id": on_the_second}, {"$set": {"last_message_at": second}})
+    later = second + timedelta(milliseconds=300)
+    await db.tickets.update_one({"_id": a_bit_later}, {"$set": {"last_message_at": later}})
+    items = (await client.get(f"{API}/tickets", headers=tenant.headers)).json()["items"]
+    assert [(i["id"], i["last_message_at"]) for i in items] == [
+        (a_bit_later, "2031-05-06T07:08:09.300Z"),
+        (on_the_second, "2031-05-06T07:08:09.000Z"),
+    ]
+    fixed = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
+    for item in items:
+        for field in ("last_message_at", "created_at", "updated_at"):
+            assert fixed.match(item[field]), (field, item[field])
 
 
 async def test_cursor_pages_are_stable_while_new_tickets_arrive(client: httpx.AsyncClient, tenant: Tenant) -> None:
