@@ -457,6 +457,9 @@ async def _main(args: argparse.Namespace) -> dict[str, Any]:
                     for i in range(args.instances)
                 },
             },
+            # Per 5 s of the run, how many events had a delivery over 50 ms: a periodic cause
+            # (a herd of timers, a collection, a checkpoint) shows as a repeating bucket.
+            "events_over_50ms_by_5s": _late_by_bucket(per_event, stored_at, 50.0, 5.0),
             "latency_ms": {
                 "p50": round(_pct(latencies, 0.5), 1),
                 "p90": round(_pct(latencies, 0.9), 1),
@@ -495,6 +498,17 @@ async def _main(args: argparse.Namespace) -> dict[str, Any]:
         shutil.rmtree(workdir, ignore_errors=True)
         if args.ferretdb_dir:
             shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def _late_by_bucket(
+    per_event: dict[tuple[str, int], list[float]], stored_at: PerEvent, over_ms: float, width_s: float
+) -> dict[str, int]:
+    counts: dict[int, int] = {}
+    for key, slowest in per_event.items():
+        if max(slowest) > over_ms and key in stored_at:
+            bucket = int(stored_at[key] // width_s)
+            counts[bucket] = counts.get(bucket, 0) + 1
+    return {f"{b * width_s:g}s": n for b, n in sorted(counts.items())}
 
 
 def _render(r: dict[str, Any]) -> str:
