@@ -157,12 +157,16 @@ async def qrcode(db: Database, actor: Actor, settings: Settings, *, connection_i
 
 
 async def record_status(
-    db: Database, conn: dict[str, Any], *, status: ConnectionStatus, qr_code: str | None
+    db: Database, conn: dict[str, Any], *, status: ConnectionStatus, qr_code: str | None, retry: bool = False
 ) -> dict[str, Any]:
     """Stores what the provider says (webhook or poll) and announces it when it changed. An open
-    connection has no QR code to show."""
+    connection has no QR code to show. `retry`: an earlier attempt at the same delivery did not
+    finish, and may have stored the change without announcing it; found unchanged, it is
+    announced again (screens apply it idempotently)."""
     qr = None if status == "open" else qr_code
     if conn.get("status") == status and conn.get("qr_code") == qr:
+        if retry:
+            await announce(db, conn)
         return conn
     updated = await repository.update(db, conn["_id"], {"status": status, "qr_code": qr, "updated_at": utcnow()})
     assert updated is not None

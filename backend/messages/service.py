@@ -5,7 +5,7 @@ from typing import Any
 
 from pymongo.errors import DuplicateKeyError
 
-from backend.core.clock import utcnow
+from backend.core.clock import as_utc, utcnow
 from backend.core.db import Database
 from backend.core.errors import Conflict, Forbidden, Unprocessable
 from backend.core.ids import new_id
@@ -64,13 +64,32 @@ async def append(
         existing = await repository.get(db, doc["_id"])
         assert existing is not None
         return existing, False
-    preview = body[:PREVIEW_CHARS] if body else f"[{type_}]"
-    await tickets_repo.touch_activity(db, ticket, at=now, preview=preview, direction=direction)
-    activity = {"last_message_at": now, "last_message_preview": preview, "last_message_direction": direction}
-    await feed.publish(
-        db, reseller_id=ticket["reseller_id"], type_="message.created", ticket={**ticket, **activity}, message=doc
-    )
+    await _after_stored(db, ticket, doc)
     return doc, True
+
+
+async def _after_stored(db: Database, ticket: dict[str, Any], message: dict[str, Any]) -> None:
+    """What follows a stored message: the ticket's activity moves, then the announcement."""
+    at, direction = as_utc(message["created_at"]), message["direction"]
+    preview = message["body"][:PREVIEW_CHARS] if message.get("body") else f"[{message.get('type', 'text')}]"
+    await tickets_repo.touch_activity(db, ticket, at=at, preview=preview, direction=direction)
+    activity: dict[str, Any] = {}
+    if ticket.get("last_message_at") is None or as_utc(ticket["last_message_at"]) <= at:
+        activity = {"last_message_at": at, "last_message_preview": preview, "last_message_direction": direction}
+    await feed.publish(
+        db, reseller_id=ticket["reseller_id"], type_="message.created", ticket={**ticket, **activity}, message=message
+    )
+
+
+async def complete_stored(db: Database, message: dict[str, Any]) -> None:
+    """For a retry that finds its message already stored: the earlier attempt may have stopped
+    (process killed, database error) between storing it and announcing it, which would leave
+    the ticket's activity behind and every open screen without the message until a reload.
+    Both steps are safe to repeat — activity only moves forward, and a second announcement is a
+    later feed seq that clients apply by message id — so the retry simply does them again."""
+    ticket = await tickets.load(db, str(message["ticket_id"]))
+    if ticket is not None:
+        await _after_stored(db, ticket, message)
 
 
 async def reply(db: Database, actor: Actor, *, ticket_id: str, body: str) -> MessageRead:

@@ -82,8 +82,12 @@ async def move(db: Database, message_id: str, *, to: str, extra: dict[str, Any] 
     return moved
 
 
-async def apply_receipt(db: Database, *, connection_id: str, update: StatusUpdate, fallback_id: str) -> str:
-    """A provider status receipt (MESSAGES_UPDATE). Returns what happened, for the raw log."""
+async def apply_receipt(
+    db: Database, *, connection_id: str, update: StatusUpdate, fallback_id: str, retry: bool = False
+) -> str:
+    """A provider status receipt (MESSAGES_UPDATE). Returns what happened, for the raw log.
+    `retry`: an earlier attempt at the same delivery did not finish and may have moved the
+    status without announcing it; found already there, the message's status is announced again."""
     if update.status == "pending":
         return "ignored: pending"
     pid = update.provider_message_id
@@ -105,7 +109,7 @@ async def apply_receipt(db: Database, *, connection_id: str, update: StatusUpdat
             return f"status {update.status} parked: its message is not known yet"
         await apply_parked(db, connection_id=connection_id, provider_message_id=pid, message_id=message_id)
         return f"status {update.status} parked, then applied"
-    return await _apply_status(db, message_id, update.status, update.reason)
+    return await _apply_status(db, message_id, update.status, update.reason, retry=retry)
 
 
 async def _receipt_target(
@@ -116,9 +120,13 @@ async def _receipt_target(
     return message_id if await repository.get_message(db, message_id) is not None else None
 
 
-async def _apply_status(db: Database, message_id: str, status: str, reason: str) -> str:
+async def _apply_status(db: Database, message_id: str, status: str, reason: str, *, retry: bool = False) -> str:
     extra = {"failure_reason": reason or "provider reported an error"} if status == "failed" else None
     moved = await move(db, message_id, to=status, extra=extra)
+    if moved is None and retry:
+        current = await repository.get_message(db, message_id)
+        if current is not None:
+            await announce_status(db, current)
     return f"status {status}" if moved else f"status {status} (no change)"
 
 

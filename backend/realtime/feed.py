@@ -7,10 +7,13 @@ so a realtime failure is logged and counted (iaze_realtime_errors_total), not tu
 
 Crash window: the feed record is written immediately after the domain write, in the same request.
 If the process dies between the two, that one change is in the database (ticket, ticket_events,
-messages) but has no feed record, so sockets are not told about it; the data is not lost and
-shows on the next list refetch (every client refetches on `resync` and on a fresh connect), and
-the next change to the same ticket carries its full current state. The feed is a notification
-log, never the source of truth.
+messages) but has no feed record. Work that is retried closes the window itself: a webhook
+delivery whose attempt died is processed again, and the retry announces what it finds already
+stored (messages, receipts, connection states; at-least-once, clients apply by id). A change made
+by an API request whose process died is not announced; the data is not lost and shows on the
+next list refetch (every client refetches on `resync` and on a fresh connect), and the next
+change to the same ticket carries its full current state. The feed is a notification log, never
+the source of truth.
 """
 
 from dataclasses import dataclass

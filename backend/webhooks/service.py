@@ -36,6 +36,7 @@ from backend.core.errors import Unauthorized
 from backend.core.ids import is_valid_id
 from backend.core.logging import get_logger
 from backend.messages import repository as messages
+from backend.messages import service as message_rules
 from backend.outbound import service as outbound
 from backend.tickets import intake
 from backend.users import repository as users
@@ -147,7 +148,7 @@ async def process(
             outcome: Outcome = "ignored"
             results = ["connection inactive"]
         else:
-            results = [await _apply(db, conn, event) for event in events]
+            results = [await _apply(db, conn, event, retry=attempt is not None and attempt > 1) for event in events]
             outcome = "ignored" if results and all(r.startswith("ignored") for r in results) else "processed"
     except PyMongoError:
         raise
@@ -162,22 +163,24 @@ async def process(
     return outcome
 
 
-async def _apply(db: Database, conn: dict[str, Any], event: InboundEvent) -> str:
+async def _apply(db: Database, conn: dict[str, Any], event: InboundEvent, *, retry: bool = False) -> str:
+    """`retry`: an earlier attempt at this same delivery was claimed and did not finish."""
     if isinstance(event, InboundMessage):
-        return await _ingest_message(db, conn, event)
+        return await _ingest_message(db, conn, event, retry=retry)
     if isinstance(event, StatusUpdate):
         return await outbound.apply_receipt(
             db,
             connection_id=conn["_id"],
             update=event,
             fallback_id=message_id_for(conn["_id"], event.provider_message_id),
+            retry=retry,
         )
     if isinstance(event, ConnectionChange):
         keep_qr = conn.get("qr_code") if event.status == "connecting" else None
-        await connection_rules.record_status(db, conn, status=event.status, qr_code=keep_qr)
+        await connection_rules.record_status(db, conn, status=event.status, qr_code=keep_qr, retry=retry)
         return f"connection {event.status}"
     if isinstance(event, QrChange):
-        await connection_rules.record_status(db, conn, status="connecting", qr_code=event.qr_code)
+        await connection_rules.record_status(db, conn, status="connecting", qr_code=event.qr_code, retry=retry)
         return "qrcode updated"
     assert isinstance(event, Ignored)
     return f"ignored: {event.reason}"
@@ -191,12 +194,17 @@ async def _known_client(db: Database, reseller_id: str, phone: str) -> dict[str,
     return await users.get(db, client_id) if client_id else None
 
 
-async def _ingest_message(db: Database, conn: dict[str, Any], event: InboundMessage) -> str:
+async def _ingest_message(db: Database, conn: dict[str, Any], event: InboundMessage, *, retry: bool) -> str:
     message_id = message_id_for(conn["_id"], event.provider_message_id)
-    if await messages.get(db, message_id) is not None:
+    stored = await messages.get(db, message_id)
+    if stored is not None:
         # Redelivery: stop before the ticket step, which could open a new ticket for an old
         # message once the old one is finalized. Concurrent redeliveries get past this check
         # together; the unique message `_id` stores them once.
+        if retry:
+            # Our own earlier attempt stored it, maybe without what follows (killed in between).
+            await message_rules.complete_stored(db, stored)
+            return f"message {message_id} completed after an unfinished attempt"
         return "duplicate"
     if event.from_me:
         # Our own reply echoed back by the provider: the worker bound its provider id to the

@@ -241,3 +241,131 @@ async def test_the_reprocess_script_runs_failed_deliveries_again(
     after = await db.webhook_events_raw.find(chat).to_list(None)
     assert {(r["status"], r["attempts"]) for r in after} == {("processed", 2)}
     assert await reprocess(db, connection_id=conn["id"], limit=10, dry_run=False) == []
+
+
+class _Killed(BaseException):
+    """Stands for the process dying mid-event: nothing after the raise runs, no handler catches it."""
+
+
+async def _killed(*args: Any, **kwargs: Any) -> None:
+    raise _Killed
+
+
+async def _lease_runs_out(db: Any, raw_id: str) -> None:
+    """Attempt 1's processor is gone; its claim expires (time passing, shortened here)."""
+    past = utcnow() - timedelta(seconds=1)
+    await db.webhook_attempts.update_one({"_id": f"{raw_id}:1"}, {"$set": {"lease_until": past}})
+
+
+async def _deliver(client: httpx.AsyncClient, db: Any, conn_id: str, phone: str, key_id: str, text: str) -> str:
+    token = (await db.whatsapp_connections.find_one({"_id": conn_id}))["webhook_token"]
+    r = await client.post(f"{HOOK}/{conn_id}", json=_upsert(phone, key_id, text), headers={"X-Webhook-Token": token})
+    assert r.status_code == 200, r.text
+    return raw_id_of(r)
+
+
+async def _announced(db: Any, reseller_id: str, message_id: str) -> list[dict[str, Any]]:
+    found = await db.tenant_events.find({"reseller_id": reseller_id, "type": "message.created"}).to_list(None)
+    return [r for r in found if r["message"]["id"] == message_id]
+
+
+async def test_a_retry_finishes_a_message_that_a_killed_attempt_stored_but_never_announced(
+    client: httpx.AsyncClient,
+    admin_headers: dict[str, str],
+    evolution: FakeEvolution,
+    db: Any,
+    settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from backend.tickets import repository as tickets_repo
+
+    tenant = await make_tenant(client, admin_headers, agents=0)
+    conn = await make_connection(client, tenant, evolution)
+    # Nothing else pending (this module's processors are off): the killed pass meets only ours.
+    await WebhookProcessor(db, settings).run_once()
+    phone, key_id = unique_phone(), f"3EB0{unique_phone()}"
+    raw_id = await _deliver(client, db, conn["id"], phone, key_id, "cheguei?")
+    lane = int(raw_id.split(":")[1])
+    message_id = message_id_for(conn["id"], key_id)
+
+    # Attempt 1 dies right after the message is stored: before the ticket's activity and the
+    # announcement, the two steps that only the message's first writer used to do.
+    monkeypatch.setattr(tickets_repo, "touch_activity", _killed)
+    with pytest.raises(_Killed):
+        await WebhookProcessor(db, settings).run_once({lane})
+    monkeypatch.undo()
+    stored = await db.messages.find_one({"_id": message_id})
+    assert stored is not None and stored["body"] == "cheguei?"
+    assert await _announced(db, tenant.id, message_id) == []
+    ticket = await db.tickets.find_one({"_id": stored["ticket_id"]})
+    assert ticket["last_message_preview"] != "cheguei?"
+    assert (await db.webhook_events_raw.find_one({"_id": raw_id}))["status"] == "received"
+
+    await _lease_runs_out(db, raw_id)  # and a processor takes attempt 2
+    await WebhookProcessor(db, settings).run_once({lane})
+    raw = await db.webhook_events_raw.find_one({"_id": raw_id})
+    assert (raw["status"], raw["attempts"]) == ("processed", 2), raw
+    assert await db.messages.count_documents({"ticket_id": stored["ticket_id"]}) == 1
+    ticket = await db.tickets.find_one({"_id": stored["ticket_id"]})
+    assert ticket["last_message_preview"] == "cheguei?" and ticket["last_message_direction"] == "in"
+    records = await _announced(db, tenant.id, message_id)
+    assert len(records) == 1
+    assert records[0]["ticket"]["id"] == stored["ticket_id"]
+    assert records[0]["ticket"]["last_message_preview"] == "cheguei?"
+    assert records[0]["message"]["body"] == "cheguei?"
+
+    # The provider delivering it again is a first attempt of another delivery: a plain
+    # duplicate, announced no further.
+    again = await _deliver(client, db, conn["id"], phone, key_id, "cheguei?")
+    await WebhookProcessor(db, settings).run_once({int(again.split(":")[1])})
+    assert (await db.webhook_events_raw.find_one({"_id": again}))["result"] == ["duplicate"]
+    assert len(await _announced(db, tenant.id, message_id)) == 1
+
+
+async def test_a_retry_announces_a_receipt_that_a_killed_attempt_applied_silently(
+    client: httpx.AsyncClient,
+    admin_headers: dict[str, str],
+    evolution: FakeEvolution,
+    db: Any,
+    settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from backend.outbound import service as outbound
+
+    tenant = await make_tenant(client, admin_headers, agents=0)
+    conn = await make_connection(client, tenant, evolution)
+    token = (await db.whatsapp_connections.find_one({"_id": conn["id"]}))["webhook_token"]
+    phone, key_id = unique_phone(), f"3EB0{unique_phone()}"
+    sent_from_phone = _upsert(phone, key_id, "mandei do celular")
+    sent_from_phone["data"]["key"]["fromMe"] = True
+    r = await client.post(f"{HOOK}/{conn['id']}", json=sent_from_phone, headers={"X-Webhook-Token": token})
+    raw_id_of(r)
+    await WebhookProcessor(db, settings).run_once()  # it, and anything else pending
+    message_id = message_id_for(conn["id"], key_id)
+    assert (await db.messages.find_one({"_id": message_id}))["status"] == "sent"
+
+    receipt = {
+        "event": "messages.update",
+        "data": {"keyId": key_id, "remoteJid": f"{phone}@s.whatsapp.net", "fromMe": True, "status": "DELIVERY_ACK"},
+    }
+    r = await client.post(f"{HOOK}/{conn['id']}", json=receipt, headers={"X-Webhook-Token": token})
+    raw_id = raw_id_of(r)
+    lane = int(raw_id.split(":")[1])
+
+    monkeypatch.setattr(outbound, "announce_status", _killed)  # dies after the move, before telling anyone
+    with pytest.raises(_Killed):
+        await WebhookProcessor(db, settings).run_once({lane})
+    monkeypatch.undo()
+    assert (await db.messages.find_one({"_id": message_id}))["status"] == "delivered"
+
+    async def status_records() -> list[dict[str, Any]]:
+        found = await db.tenant_events.find({"reseller_id": tenant.id, "type": "message.status"}).to_list(None)
+        return [rec for rec in found if rec["message"]["id"] == message_id]
+
+    assert await status_records() == []
+
+    await _lease_runs_out(db, raw_id)
+    await WebhookProcessor(db, settings).run_once({lane})
+    raw = await db.webhook_events_raw.find_one({"_id": raw_id})
+    assert (raw["status"], raw["attempts"]) == ("processed", 2), raw
+    assert [rec["message"]["status"] for rec in await status_records()] == ["delivered"]
