@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import math
 import os
+import random
 import socket
 import time
 from datetime import timedelta
@@ -42,6 +43,7 @@ log = get_logger("webhooks.processor")
 PENDING = "received"
 CURSOR_EVERY = 100  # entries between cursor saves within one lane pass
 FAR_PROBE_GRACES = 3  # a lane looks past a run of holes at most once per this many hole graces
+POLL_SLICES = 8  # the poll walks the lanes in this many slices, one after the other
 
 
 def backoff_seconds(settings: Settings, attempt: int) -> float:
@@ -65,32 +67,42 @@ class WebhookProcessor:
         self._sem = asyncio.Semaphore(settings.WEBHOOK_PROCESSOR_CONCURRENCY)
 
     async def run_once(self, lanes: set[int] | None = None) -> int:
-        """One pass over `lanes` (default: every lane). Returns how many events it processed.
-        Only a full pass looks for holes left by dead writers (the poll runs one every
-        WEBHOOK_POLL_SECONDS): a wake-up names a lane that just got an entry."""
-        chosen = sorted(lanes) if lanes is not None else range(len(self.lanes))
-        full = lanes is None
-        done = await asyncio.gather(*(self._guarded(n, full) for n in chosen))
+        """One pass over `lanes` (default: a full pass over every lane). Returns how many events
+        it processed. Only a full pass looks for holes left by dead writers: a wake-up names a
+        lane that just got an entry."""
+        if lanes is None:
+            return await self._pass(full=set(range(len(self.lanes))), woken=set())
+        return await self._pass(full=set(), woken=lanes)
+
+    async def _pass(self, *, full: set[int], woken: set[int]) -> int:
+        done = await asyncio.gather(*(self._guarded(n, n in full) for n in sorted(full | woken)))
         return sum(done)
 
     async def run(self, stop: asyncio.Event) -> None:
         log.info("webhook processor started", worker=self.worker_id, lanes=len(self.lanes))
         woken = self._wakeup = signals.subscribe()
-        poll = self.settings.WEBHOOK_POLL_SECONDS
-        next_full = 0.0
+        # Every lane gets a full walk once per WEBHOOK_POLL_SECONDS, but a slice of the lanes at
+        # a time, spread over the interval: all 32 at once (and their hole probes, ~10 reads a
+        # lane) was a burst of database reads each second, in every process at the same moment,
+        # which stalled whatever else shared the cores — realtime deliveries 50–150 ms late.
+        slices = [set(range(k, len(self.lanes), POLL_SLICES)) for k in range(min(POLL_SLICES, len(self.lanes)))]
+        step = self.settings.WEBHOOK_POLL_SECONDS / len(slices)
+        turn = random.randrange(len(slices))  # processes started together stay out of step
+        next_slice = time.monotonic()
         try:
             while not stop.is_set():
                 lanes = woken.take()
-                full = time.monotonic() >= next_full
+                due = time.monotonic() >= next_slice
                 try:
-                    await self.run_once(None if full else lanes)
+                    await self._pass(full=slices[turn] if due else set(), woken=lanes)
                 except Exception as exc:  # the loop must survive a database hiccup
                     log.error("webhook pass failed", error=str(exc))
-                if full:
-                    next_full = time.monotonic() + poll
+                if due:
+                    turn = (turn + 1) % len(slices)
+                    next_slice = max(next_slice + step, time.monotonic())
                 waiters = {asyncio.ensure_future(stop.wait()), asyncio.ensure_future(woken.event.wait())}
                 _, pending = await asyncio.wait(
-                    waiters, timeout=max(0.0, next_full - time.monotonic()), return_when=asyncio.FIRST_COMPLETED
+                    waiters, timeout=max(0.0, next_slice - time.monotonic()), return_when=asyncio.FIRST_COMPLETED
                 )
                 for task in pending:
                     task.cancel()

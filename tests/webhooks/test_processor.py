@@ -369,3 +369,39 @@ async def test_a_retry_announces_a_receipt_that_a_killed_attempt_applied_silentl
     raw = await db.webhook_events_raw.find_one({"_id": raw_id})
     assert (raw["status"], raw["attempts"]) == ("processed", 2), raw
     assert [rec["message"]["status"] for rec in await status_records()] == ["delivered"]
+
+
+async def test_the_poll_walks_the_lanes_a_slice_at_a_time_covering_every_lane_each_round(
+    db: Any, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """All lanes at once each second was a burst of reads in every process at the same moment
+    (realtime deliveries stalled behind it); the poll now takes slices in turn."""
+    from backend.webhooks import processor as module
+
+    lanes = 16
+    processor = WebhookProcessor(db, settings.model_copy(update={"WEBHOOK_POLL_SECONDS": 0.2, "WEBHOOK_LANES": lanes}))
+    passes: list[frozenset[int]] = []
+    original = processor._pass
+
+    async def recorded(*, full: set[int], woken: set[int]) -> int:
+        if full:
+            passes.append(frozenset(full))
+        return await original(full=full, woken=woken)
+
+    monkeypatch.setattr(processor, "_pass", recorded)
+    stop = asyncio.Event()
+    task = asyncio.create_task(processor.run(stop))
+    try:
+
+        async def two_rounds() -> bool:
+            return len(passes) >= 2 * module.POLL_SLICES
+
+        await wait_for(two_rounds, timeout=30)
+    finally:
+        stop.set()
+        await task
+    slices = [frozenset(range(k, lanes, module.POLL_SLICES)) for k in range(module.POLL_SLICES)]
+    first = slices.index(passes[0])
+    expected = [slices[(first + i) % len(slices)] for i in range(len(passes))]
+    assert passes == expected  # one slice per pass, in turn
+    assert set().union(*passes[: module.POLL_SLICES]) == set(range(lanes))  # every lane in one round
