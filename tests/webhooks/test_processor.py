@@ -204,6 +204,11 @@ async def test_acknowledged_events_survive_processor_crashes_and_are_processed_e
 
     await _assert_in_order(db, conn["id"], sent)
     assert await db.messages.count_documents({"reseller_id": tenant.id}) == 5 * 12
+    # Every stored message was announced to the realtime feed, wherever the kill fell (a retry
+    # announces again what its dead attempt stored; at least once, clients apply by id).
+    stored = {m["_id"] for m in await db.messages.find({"reseller_id": tenant.id}).to_list(None)}
+    feed = await db.tenant_events.find({"reseller_id": tenant.id, "type": "message.created"}).to_list(None)
+    assert stored <= {r["message"]["id"] for r in feed}
     assert await db.tickets.count_documents({"reseller_id": tenant.id}) == 5
     orphan_now = await db.webhook_events_raw.find_one({"_id": orphan["_id"]})
     assert orphan_now["status"] == "processed" and orphan_now["attempts"] >= 2
