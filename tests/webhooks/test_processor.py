@@ -262,11 +262,23 @@ async def _lease_runs_out(db: Any, raw_id: str) -> None:
     await db.webhook_attempts.update_one({"_id": f"{raw_id}:1"}, {"$set": {"lease_until": past}})
 
 
-async def _deliver(client: httpx.AsyncClient, db: Any, conn_id: str, phone: str, key_id: str, text: str) -> str:
+async def _deliver(client: httpx.AsyncClient, db: Any, conn_id: str, payload: dict[str, Any]) -> str:
     token = (await db.whatsapp_connections.find_one({"_id": conn_id}))["webhook_token"]
-    r = await client.post(f"{HOOK}/{conn_id}", json=_upsert(phone, key_id, text), headers={"X-Webhook-Token": token})
+    r = await client.post(f"{HOOK}/{conn_id}", json=payload, headers={"X-Webhook-Token": token})
     assert r.status_code == 200, r.text
     return raw_id_of(r)
+
+
+@pytest.fixture
+async def quiet(
+    client: httpx.AsyncClient, admin_headers: dict[str, str], evolution: FakeEvolution, db: Any, settings: Settings
+) -> tuple[Any, dict[str, Any]]:
+    """A tenant with an open connection, and nothing pending in any lane (this module's
+    processors are off): a pass a test kills meets only the test's own delivery."""
+    tenant = await make_tenant(client, admin_headers, agents=0)
+    conn = await make_connection(client, tenant, evolution)
+    await WebhookProcessor(db, settings).run_once()
+    return tenant, conn
 
 
 async def _announced(db: Any, reseller_id: str, message_id: str) -> list[dict[str, Any]]:
@@ -275,21 +287,13 @@ async def _announced(db: Any, reseller_id: str, message_id: str) -> list[dict[st
 
 
 async def test_a_retry_finishes_a_message_that_a_killed_attempt_stored_but_never_announced(
-    client: httpx.AsyncClient,
-    admin_headers: dict[str, str],
-    evolution: FakeEvolution,
-    db: Any,
-    settings: Settings,
-    monkeypatch: pytest.MonkeyPatch,
+    client: httpx.AsyncClient, db: Any, settings: Settings, quiet: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from backend.tickets import repository as tickets_repo
 
-    tenant = await make_tenant(client, admin_headers, agents=0)
-    conn = await make_connection(client, tenant, evolution)
-    # Nothing else pending (this module's processors are off): the killed pass meets only ours.
-    await WebhookProcessor(db, settings).run_once()
+    tenant, conn = quiet
     phone, key_id = unique_phone(), f"3EB0{unique_phone()}"
-    raw_id = await _deliver(client, db, conn["id"], phone, key_id, "cheguei?")
+    raw_id = await _deliver(client, db, conn["id"], _upsert(phone, key_id, "cheguei?"))
     lane = int(raw_id.split(":")[1])
     message_id = message_id_for(conn["id"], key_id)
 
@@ -321,31 +325,23 @@ async def test_a_retry_finishes_a_message_that_a_killed_attempt_stored_but_never
 
     # The provider delivering it again is a first attempt of another delivery: a plain
     # duplicate, announced no further.
-    again = await _deliver(client, db, conn["id"], phone, key_id, "cheguei?")
+    again = await _deliver(client, db, conn["id"], _upsert(phone, key_id, "cheguei?"))
     await WebhookProcessor(db, settings).run_once({int(again.split(":")[1])})
     assert (await db.webhook_events_raw.find_one({"_id": again}))["result"] == ["duplicate"]
     assert len(await _announced(db, tenant.id, message_id)) == 1
 
 
 async def test_a_retry_announces_a_receipt_that_a_killed_attempt_applied_silently(
-    client: httpx.AsyncClient,
-    admin_headers: dict[str, str],
-    evolution: FakeEvolution,
-    db: Any,
-    settings: Settings,
-    monkeypatch: pytest.MonkeyPatch,
+    client: httpx.AsyncClient, db: Any, settings: Settings, quiet: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from backend.outbound import service as outbound
 
-    tenant = await make_tenant(client, admin_headers, agents=0)
-    conn = await make_connection(client, tenant, evolution)
-    token = (await db.whatsapp_connections.find_one({"_id": conn["id"]}))["webhook_token"]
+    tenant, conn = quiet
     phone, key_id = unique_phone(), f"3EB0{unique_phone()}"
     sent_from_phone = _upsert(phone, key_id, "mandei do celular")
     sent_from_phone["data"]["key"]["fromMe"] = True
-    r = await client.post(f"{HOOK}/{conn['id']}", json=sent_from_phone, headers={"X-Webhook-Token": token})
-    raw_id_of(r)
-    await WebhookProcessor(db, settings).run_once()  # it, and anything else pending
+    await _deliver(client, db, conn["id"], sent_from_phone)
+    await WebhookProcessor(db, settings).run_once()
     message_id = message_id_for(conn["id"], key_id)
     assert (await db.messages.find_one({"_id": message_id}))["status"] == "sent"
 
@@ -353,8 +349,7 @@ async def test_a_retry_announces_a_receipt_that_a_killed_attempt_applied_silentl
         "event": "messages.update",
         "data": {"keyId": key_id, "remoteJid": f"{phone}@s.whatsapp.net", "fromMe": True, "status": "DELIVERY_ACK"},
     }
-    r = await client.post(f"{HOOK}/{conn['id']}", json=receipt, headers={"X-Webhook-Token": token})
-    raw_id = raw_id_of(r)
+    raw_id = await _deliver(client, db, conn["id"], receipt)
     lane = int(raw_id.split(":")[1])
 
     monkeypatch.setattr(outbound, "announce_status", _killed)  # dies after the move, before telling anyone
