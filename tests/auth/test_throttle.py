@@ -209,3 +209,28 @@ async def test_a_successful_login_forgives_earlier_failures(
         assert (await post(LOGIN, json={"email": agent["email"], "password": "typo-typo"})).status_code == 401
         for _ in range(limit + 1):  # and successes never add up to a lock either
             assert (await post(LOGIN, json={"email": agent["email"], "password": "agent-pass-1"})).status_code == 200
+
+
+async def test_lost_hint_updates_never_loosen_the_limit(
+    app: Any, client: httpx.AsyncClient, admin_headers: dict[str, str], settings: Any, monkeypatch: Any
+) -> None:
+    """The per-window hint is a plain update, which FerretDB may lose to a concurrent one (read,
+    modify, write back). With every hint update lost, the unique slot inserts alone still hold
+    the limit, and a success still forgives."""
+    from backend.auth import throttle
+
+    async def lost(*args: Any, **kwargs: Any) -> None:
+        return None
+
+    monkeypatch.setattr(throttle, "_raise_hint", lost)
+    tenant = await make_tenant(client, admin_headers, departments=0, agents=0)
+    owner = (await client.get(f"{API}/auth/me", headers=tenant.headers)).json()
+    limit = settings.LOGIN_MAX_FAILURES
+    async with from_address(app) as c:
+        for _ in range(limit - 1):
+            assert (await c.post(LOGIN, json={"email": owner["email"], "password": "bad-one"})).status_code == 401
+        assert (await c.post(LOGIN, json={"email": owner["email"], "password": "owner-pass-1"})).status_code == 200
+        answers = await asyncio.gather(
+            *(c.post(LOGIN, json={"email": owner["email"], "password": "bad-two"}) for _ in range(limit + 3))
+        )
+    assert sorted(r.status_code for r in answers) == [401] * limit + [429] * 3
