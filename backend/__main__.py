@@ -31,6 +31,9 @@ def main() -> int:
             host=settings.HOST,
             port=settings.PORT,
             workers=settings.WORKERS,
+            # The client address is decided by TRUSTED_PROXIES alone (backend/auth/address.py);
+            # uvicorn's own rewrite would trust X-Forwarded-For from any loopback peer.
+            proxy_headers=False,
             log_config=None,
             # Realtime frames are small JSON texts sent to many sockets: compressing each copy per
             # socket cost more CPU than anything else in the fan-out, and a zlib context per

@@ -1,6 +1,7 @@
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 
 from backend.auth import service
+from backend.auth.address import client_address
 from backend.auth.schemas import LoginRequest, TokenRead
 from backend.core.deps import AppSettings, CurrentActor, Db
 from backend.users import service as users
@@ -10,8 +11,9 @@ router = APIRouter(prefix="/auth", tags=["auth"])
 
 
 @router.post("/login", operation_id="auth-login")
-async def login(db: Db, settings: AppSettings, body: LoginRequest) -> TokenRead:
-    return await service.login(db, settings, email=body.email, password=body.password)
+async def login(request: Request, db: Db, settings: AppSettings, body: LoginRequest) -> TokenRead:
+    address = client_address(request, settings)
+    return await service.login(db, settings, email=body.email, password=body.password, address=address)
 
 
 @router.get("/me", operation_id="auth-me")

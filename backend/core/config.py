@@ -1,5 +1,6 @@
 """All runtime configuration, read once from the environment (see .env.example)."""
 
+import ipaddress
 from functools import lru_cache
 from typing import Literal
 
@@ -28,15 +29,42 @@ class Settings(BaseSettings):
 
     JWT_SECRET: str = DEV_JWT_SECRET
     JWT_ALGORITHM: str = "HS256"
-    ACCESS_TOKEN_MINUTES: int = Field(default=12 * 60, ge=1)
+    ACCESS_TOKEN_MINUTES: float = Field(default=12 * 60, gt=0)
 
     ADMIN_EMAIL: str = ""
     ADMIN_PASSWORD: str = ""
     ADMIN_NAME: str = "Administrador"
 
-    # Failed logins per email inside LOGIN_WINDOW_SECONDS before further tries get 429.
-    LOGIN_MAX_FAILURES: int = 5
-    LOGIN_WINDOW_SECONDS: int = 300
+    # --- Login throttle, client addresses, token revocation across processes (backend/auth) ---
+    # Failed logins per account AND client address inside one window of LOGIN_WINDOW_SECONDS
+    # before further tries get 429 (a success forgives the earlier ones). Per pair, so whoever
+    # guesses from elsewhere cannot lock the real user out.
+    LOGIN_MAX_FAILURES: int = Field(default=5, ge=1)
+    LOGIN_WINDOW_SECONDS: int = Field(default=300, ge=1)
+    # Failed logins per client address across all accounts inside one window (password spraying).
+    LOGIN_MAX_FAILURES_PER_ADDRESS: int = Field(default=20, ge=1)
+    # Comma-separated addresses or networks (CIDR) of the reverse proxies in front of the backend
+    # (nginx). Only a request whose peer is one of them has its client address taken from
+    # X-Forwarded-For (or X-Real-IP); from anyone else those headers are ignored.
+    TRUSTED_PROXIES: str = ""
+
+    @model_validator(mode="after")
+    def _check_auth_settings(self) -> "Settings":
+        for proxy in self.TRUSTED_PROXIES.split(","):
+            if proxy.strip():
+                try:
+                    ipaddress.ip_network(proxy.strip(), strict=False)
+                except ValueError as exc:
+                    raise ValueError(f"TRUSTED_PROXIES: {proxy.strip()!r} is not an address or network") from exc
+        # A revoked token (deactivation, password change) closes open sockets on other processes
+        # only through Redis; without it they would learn at their next periodic re-check, minutes
+        # later. Several workers need REDIS_URL.
+        if self.WORKERS > 1 and not self.REDIS_URL:
+            raise ValueError(
+                f"WORKERS={self.WORKERS} needs REDIS_URL: without it, revoking a user's access (deactivation,"
+                " password change) would not reach open websockets served by the other worker processes"
+            )
+        return self
 
     LOG_LEVEL: str = "INFO"
     LOG_JSON: bool = True
