@@ -22,7 +22,7 @@ from backend.core.errors import AppError, TooManyRequests
 from backend.core.indexes import ensure_indexes
 from backend.core.logging import configure_logging, get_logger
 from backend.core.metrics import render as render_metrics
-from backend.core.middleware import ReadinessGate, RequestContextMiddleware
+from backend.core.middleware import BodyLimit, ReadinessGate, RequestContextMiddleware
 from backend.departments.routes import router as departments_router
 from backend.outbound import worker as outbound_worker_loop
 from backend.realtime.routes import router as realtime_router
@@ -116,6 +116,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     _install_error_handlers(app)
     # Added innermost first: the request id wraps everything, including the not-ready 503.
     app.add_middleware(ReadinessGate)
+    app.add_middleware(
+        BodyLimit,
+        default=settings.MAX_BODY_BYTES,
+        limits={"/api/v1/webhooks/": settings.WEBHOOK_MAX_BODY_BYTES},
+    )
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

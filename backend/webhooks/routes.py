@@ -23,16 +23,11 @@ async def _receive(
     t: str | None,
     header: str | None,
 ) -> WebhookAck:
-    body = await request.body()
     try:
-        outcome, raw_id = await service.receive(
-            db,
-            connection_id=connection_id,
-            token=header or t,
-            event_hint=event,
-            body=body,
-            lanes=settings.WEBHOOK_LANES,
-        )
+        # The token first: an unauthenticated sender never gets its body read.
+        conn = await service.authenticate(db, connection_id, header or t)
+        body = await request.body()
+        outcome, raw_id = await service.store(db, conn, event_hint=event, body=body, lanes=settings.WEBHOOK_LANES)
     except PyMongoError as exc:
         raise ServiceUnavailable("could not store the event; retry") from exc
     return WebhookAck(status=outcome, raw_id=raw_id)
