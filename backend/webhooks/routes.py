@@ -4,11 +4,13 @@ from fastapi import APIRouter, Header, Query, Request
 from pymongo.errors import PyMongoError
 
 from backend.core.deps import AppSettings, Db
-from backend.core.errors import ServiceUnavailable
+from backend.core.errors import API, ServiceUnavailable, responses
 from backend.webhooks import service
 from backend.webhooks.schemas import WebhookAck
 
-router = APIRouter(prefix="/webhooks/whatsapp", tags=["webhooks"])
+# No body validation (the route reads the raw body): 401 before anything is read, 413 past the
+# webhook's limit, 503 when the delivery could not be stored (the provider retries).
+router = APIRouter(prefix="/webhooks/whatsapp", tags=["webhooks"], responses=API | responses(401, 413))
 
 Token = Annotated[str | None, Query(alias="t", description="the connection's webhook token")]
 TokenHeader = Annotated[str | None, Header(alias="X-Webhook-Token")]
