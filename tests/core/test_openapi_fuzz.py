@@ -5,6 +5,7 @@ The app runs whole (lifespan, start-up checks, the real FerretDB of the suite); 
 as a signed-in admin on the admin routes and as a reseller everywhere else, so they get past
 authentication into validation and the services' rules."""
 
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -54,15 +55,39 @@ def _post(client: Any, path: str, body: dict[str, Any], headers: dict[str, str] 
     return result
 
 
+class World:
+    """Signed-in users and real documents, so generated requests also reach existing things."""
+
+    def __init__(self, tokens: dict[str, str], ids: dict[str, str]) -> None:
+        self.tokens = tokens
+        self.ids = ids  # path parameter name → the id of a real document of the reseller's tenant
+
+
 @pytest.fixture(scope="module")
-def tokens(fuzz_app: Any, api_schema: Any) -> dict[str, str]:
+def world(fuzz_app: Any, api_schema: Any) -> World:
     del api_schema  # loaded first: that starts the app's lifespan
     with asgi.get_client(fuzz_app) as client:
         admin = _post(client, "/auth/login", {"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD})["access_token"]
         owner = {"name": "Fuzz", "email": "fuzz-owner@example.com", "password": "owner-pass-1"}
-        _post(client, "/resellers", owner, {"Authorization": f"Bearer {admin}"})
-        reseller = _post(client, "/auth/login", {"email": owner["email"], "password": owner["password"]})
-    return {"admin": admin, "reseller": reseller["access_token"]}
+        reseller = _post(client, "/resellers", owner, {"Authorization": f"Bearer {admin}"})
+        token = _post(client, "/auth/login", {"email": owner["email"], "password": owner["password"]})["access_token"]
+        auth = {"Authorization": f"Bearer {token}"}
+        department = _post(client, "/departments", {"name": "Vendas"}, auth)
+        customer = _post(client, "/clients", {"name": "Maria", "phone": "5511999990000"}, auth)
+        ticket = _post(
+            client,
+            "/tickets",
+            {"client_id": customer["id"], "department_id": department["id"], "message": "oi"},
+            auth,
+        )
+    ids = {
+        "reseller_id": reseller["id"],
+        "department_id": department["id"],
+        "client_id": customer["id"],
+        "ticket_id": ticket["id"],
+        "user_id": reseller["owner_id"],
+    }
+    return World({"admin": admin, "reseller": token}, ids)
 
 
 @pytest.fixture(scope="module")
@@ -82,15 +107,17 @@ OPERATIONS = _operations()
 
 
 @pytest.mark.parametrize(("path", "method"), OPERATIONS, ids=[f"{m.upper()} {p}" for p, m in OPERATIONS])
-def test_every_answer_is_one_the_document_declares(
-    api_schema: Any, tokens: dict[str, str], path: str, method: str
-) -> None:
+def test_every_answer_is_one_the_document_declares(api_schema: Any, world: World, path: str, method: str) -> None:
     operation = api_schema[path][method]
-    token = tokens["admin"] if path.startswith("/api/v1/resellers") else tokens["reseller"]
-    # Valid requests reach the services' rules; invalid ones must be refused as declared.
-    cases = st.one_of(operation.as_strategy(GenerationMode.POSITIVE), operation.as_strategy(GenerationMode.NEGATIVE))
+    token = world.tokens["admin"] if path.startswith("/api/v1/resellers") else world.tokens["reseller"]
+    # Valid requests reach the services' rules; invalid ones must be refused as declared; valid
+    # ones on real documents (where the path names one) reach past the lookups.
+    strategies = [operation.as_strategy(GenerationMode.POSITIVE), operation.as_strategy(GenerationMode.NEGATIVE)]
+    real = {name: world.ids[name] for name in re.findall(r"{(\w+)}", path) if name in world.ids}
+    if real:
+        strategies.append(operation.as_strategy(GenerationMode.POSITIVE, path_parameters=real))
 
-    @given(case=cases)
+    @given(case=st.one_of(strategies))
     @settings(max_examples=MAX_EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), database=None)
     def check(case: Any) -> None:
         case.call_and_validate(headers={"Authorization": f"Bearer {token}"}, checks=CHECKS)
