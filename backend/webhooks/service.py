@@ -168,7 +168,7 @@ async def process(
         raise
     except Exception as exc:  # unknown shape or a bug: keep it
         log.warning("webhook event failed", raw_id=raw["_id"], error=str(exc), kind=type(exc).__name__)
-        error = f"{type(exc).__name__}: {exc}"[:ERROR_MAX_CHARS]
+        error = sanitize.text(f"{type(exc).__name__}: {exc}")[:ERROR_MAX_CHARS]
         changes = {"status": "failed", "error": error, "failed_at": utcnow(), "retry_at": None, **counted}
         await repository.mark(db, raw["_id"], changes, inc_attempts=inc)
         return "failed"
