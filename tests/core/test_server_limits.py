@@ -87,6 +87,31 @@ def test_the_connection_settings_reach_uvicorns_config() -> None:
     assert ConnectionLimits.of(settings) == ConnectionLimits(header_timeout=7, body_timeout=33, max_header_bytes=9000)
 
 
+def test_python_m_backend_hands_those_settings_to_uvicorn(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The entry point itself (not only the options function) passes them on."""
+    import backend.__main__ as entry
+    from backend.core.config import get_settings
+
+    captured: list[uvicorn.Config] = []
+    monkeypatch.setattr(entry.uvicorn, "run", lambda app, **kw: captured.append(uvicorn.Config(app, **kw)))
+    for name, value in {
+        "ENV": "test",
+        "MONGO_URL": "mongodb://127.0.0.1:1/",  # set: no local store is started
+        "JWT_SECRET": "s" * 40,
+        "HTTP_KEEP_ALIVE_SECONDS": "3",
+        "HTTP_MAX_HEADER_BYTES": "4096",
+    }.items():
+        monkeypatch.setenv(name, value)
+    get_settings.cache_clear()
+    try:
+        assert entry.main() == 0
+    finally:
+        get_settings.cache_clear()
+    [config] = captured
+    assert config.timeout_keep_alive == 3 and config.h11_max_incomplete_event_size == 4096
+    assert import_from_string(config.http) is GuardedHttpProtocol
+
+
 async def test_a_request_is_served_and_the_connection_kept_alive(port: int) -> None:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     for body in (b"hello", b"again"):
