@@ -71,6 +71,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self._deadline: asyncio.TimerHandle | None = None
         self._header_bytes = 0  # received while the current request's headers are incomplete
         self._awaiting_headers = True
+        self._request_boundary = False  # headers or a request ended within the current chunk
         self._refused = False
 
     def _arm(self, seconds: float) -> None:
@@ -98,8 +99,11 @@ class GuardedHttpProtocol(HttpToolsProtocol):
     def data_received(self, data: bytes) -> None:
         if self._refused:
             return
+        self._request_boundary = False
         super().data_received(data)
-        if self._awaiting_headers:
+        # Only a chunk that lies wholly within a request's headers counts: one that also ended
+        # headers or a request holds bytes of a body or of a request already answered.
+        if self._awaiting_headers and not self._request_boundary:
             # Counted here rather than per parsed header: the parser keeps a header's value
             # until the next one starts, so an endless value would never reach on_header.
             self._header_bytes += len(data)
@@ -124,6 +128,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self._awaiting_headers = False
+        self._request_boundary = True
         self._header_bytes = 0
         self._arm(self._limits.body_timeout)
         super().on_headers_complete()
@@ -135,5 +140,6 @@ class GuardedHttpProtocol(HttpToolsProtocol):
     def on_message_complete(self) -> None:
         self._disarm()
         self._awaiting_headers = True  # the next request on this connection, if any
+        self._request_boundary = True
         if not self._refused:
             super().on_message_complete()

@@ -122,6 +122,18 @@ async def test_a_request_is_served_and_the_connection_kept_alive(port: int) -> N
     writer.close()
 
 
+async def test_a_body_larger_than_the_header_limit_in_one_write_is_served(port: int) -> None:
+    """Bytes of a body (or of a request already answered) never count as header bytes."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    body = b"b" * (20 * _Quick.limits.max_header_bytes)  # type: ignore[union-attr]
+    for _ in range(2):
+        writer.write(b"POST / HTTP/1.1\r\nhost: x\r\ncontent-length: %d\r\n\r\n" % len(body) + body)
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), BOUND)
+        assert head.startswith(b"HTTP/1.1 200"), head
+        assert await asyncio.wait_for(reader.readexactly(len(body)), BOUND) == body
+    writer.close()
+
+
 @pytest.mark.parametrize(
     "sent",
     [
