@@ -6,6 +6,7 @@ from pathlib import Path
 
 import uvicorn
 
+from backend.core import server
 from backend.core.config import get_settings
 from backend.devtools import ferretdb
 
@@ -25,21 +26,7 @@ def main() -> int:
         data_dir.mkdir(parents=True, exist_ok=True)
         local_db = ferretdb.start(settings.FERRETDB_LISTEN, data_dir, log_path=data_dir.parent / "ferretdb.log")
     try:
-        uvicorn.run(
-            "backend.app:create_app",
-            factory=True,
-            host=settings.HOST,
-            port=settings.PORT,
-            workers=settings.WORKERS,
-            # The client address is decided by TRUSTED_PROXIES alone (backend/auth/address.py);
-            # uvicorn's own rewrite would trust X-Forwarded-For from any loopback peer.
-            proxy_headers=False,
-            log_config=None,
-            # Realtime frames are small JSON texts sent to many sockets: compressing each copy per
-            # socket cost more CPU than anything else in the fan-out, and a zlib context per
-            # socket is memory, for a bandwidth saving nobody notices.
-            ws_per_message_deflate=False,
-        )
+        uvicorn.run("backend.app:create_app", factory=True, **server.uvicorn_options(settings))
     finally:
         if local_db is not None:
             ferretdb.stop(local_db)

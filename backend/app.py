@@ -3,12 +3,13 @@
 import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import backend.ledger.steps  # noqa: F401 - registers the persistence start-up steps, which must run first
@@ -22,7 +23,7 @@ from backend.core.errors import AppError, TooManyRequests
 from backend.core.indexes import ensure_indexes
 from backend.core.logging import configure_logging, get_logger
 from backend.core.metrics import render as render_metrics
-from backend.core.middleware import ReadinessGate, RequestContextMiddleware
+from backend.core.middleware import BodyLimit, ReadinessGate, RequestContextMiddleware
 from backend.departments.routes import router as departments_router
 from backend.outbound import worker as outbound_worker_loop
 from backend.realtime.routes import router as realtime_router
@@ -37,6 +38,16 @@ log = get_logger("app")
 
 
 GC_THRESHOLDS = (10_000, 20, 10)  # young, middle, old: see the lifespan
+
+
+class Ready(BaseModel):
+    status: Literal["ready"]
+    version: str
+
+
+class NotReady(BaseModel):
+    status: Literal["not ready"]
+    errors: list[str]
 
 
 @startup.register("indexes")
@@ -116,6 +127,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     _install_error_handlers(app)
     # Added innermost first: the request id wraps everything, including the not-ready 503.
     app.add_middleware(ReadinessGate)
+    app.add_middleware(
+        BodyLimit,
+        default=settings.MAX_BODY_BYTES,
+        limits={"/api/v1/webhooks/": settings.WEBHOOK_MAX_BODY_BYTES},
+    )
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -130,7 +146,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def health() -> dict[str, str]:
         return {"status": "ok", "version": settings.APP_VERSION}
 
-    @app.get("/health/ready", tags=["health"], operation_id="health-ready")
+    @app.get(
+        "/health/ready",
+        tags=["health"],
+        operation_id="health-ready",
+        responses={
+            200: {"model": Ready},
+            503: {"model": NotReady, "description": "start-up checks or database failed"},
+        },
+    )
     async def ready(request: Request) -> JSONResponse:
         state: startup.StartupState = request.app.state.startup
         if not state.ready:

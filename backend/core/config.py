@@ -71,6 +71,20 @@ class Settings(BaseSettings):
     APP_VERSION: str = "dev"
     CORS_ORIGINS: str = ""
 
+    # Request bodies (backend/core/middleware.BodyLimit): larger ones get 413, refused from their
+    # Content-Length or, for chunked bodies, as soon as the count passes the limit. The webhook's
+    # limit is above the raw store's 15 MB so a larger delivery is still kept (truncated, failed).
+    MAX_BODY_BYTES: int = Field(default=1024 * 1024, ge=1024)
+    WEBHOOK_MAX_BODY_BYTES: int = Field(default=16 * 1024 * 1024, ge=1024)
+    # Connections (uvicorn, backend/core/server.py): a request's headers must arrive within
+    # HTTP_HEADER_TIMEOUT_SECONDS of its first byte (or of the connection), its body within
+    # HTTP_BODY_TIMEOUT_SECONDS of the headers, and an idle keep-alive connection is closed after
+    # HTTP_KEEP_ALIVE_SECONDS. HTTP_MAX_HEADER_BYTES bounds request line plus headers (431 past it).
+    HTTP_HEADER_TIMEOUT_SECONDS: float = Field(default=10.0, gt=0)
+    HTTP_BODY_TIMEOUT_SECONDS: float = Field(default=60.0, gt=0)
+    HTTP_KEEP_ALIVE_SECONDS: int = Field(default=5, ge=1)
+    HTTP_MAX_HEADER_BYTES: int = Field(default=16 * 1024, ge=1024)
+
     # Deploy ledger (backend/ledger): a copy of every start's counts outside the database, on a
     # persistent volume, so an emptied or swapped database is noticed. Unset: on in production
     # (PRODUCTION_LEDGER_FILE), off in development/test, whose stores are routinely fresh. "" = off.

@@ -1,15 +1,14 @@
 """A ticket's thread: appending (idempotent when the caller supplies the id) and reading."""
 
-from datetime import datetime
 from typing import Any
 
 from pymongo.errors import DuplicateKeyError
 
 from backend.core.clock import as_utc, utcnow
 from backend.core.db import Database
-from backend.core.errors import Conflict, Forbidden, Unprocessable
+from backend.core.errors import Conflict, Forbidden
 from backend.core.ids import new_id
-from backend.core.pagination import decode_cursor, encode_cursor
+from backend.core.pagination import decode_time_cursor, encode_cursor
 from backend.core.tenancy import Actor
 from backend.messages import repository
 from backend.messages.schemas import MessagePage, MessageRead
@@ -124,11 +123,7 @@ async def list_page(db: Database, actor: Actor, *, ticket_id: str, cursor: str |
     await tickets.get_visible_or_404(db, actor, ticket_id=ticket_id)
     after = None
     if cursor:
-        at_raw, last_id = decode_cursor(cursor, 2)
-        try:
-            after = (datetime.fromisoformat(str(at_raw)), str(last_id))
-        except ValueError as exc:
-            raise Unprocessable("invalid cursor") from exc
+        after = decode_time_cursor(cursor)
     docs = await repository.list_for_ticket(db, ticket_id, after=after, limit=limit + 1)
     nxt = None
     if len(docs) > limit:

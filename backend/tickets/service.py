@@ -14,7 +14,7 @@ from backend.core.clock import utcnow
 from backend.core.db import Database
 from backend.core.errors import Conflict, NotFound, Unprocessable
 from backend.core.ids import is_valid_id, new_id
-from backend.core.pagination import decode_cursor, encode_cursor
+from backend.core.pagination import decode_cursor, decode_time_cursor, encode_cursor
 from backend.core.tenancy import Actor
 from backend.departments import repository as departments
 from backend.realtime import feed
@@ -356,11 +356,7 @@ async def list_page(
 ) -> TicketPage:
     after = None
     if cursor:
-        at_raw, last_id = decode_cursor(cursor, 2)
-        try:
-            after = (datetime.fromisoformat(str(at_raw)), str(last_id))
-        except ValueError as exc:
-            raise Unprocessable("invalid cursor") from exc
+        after = decode_time_cursor(cursor)
     query = _list_query(actor, status=status, department_id=department_id)
     if q and q.strip():
         query = {"$and": [query, _search_filter(q)]}

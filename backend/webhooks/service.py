@@ -40,12 +40,14 @@ from backend.messages import service as message_rules
 from backend.outbound import service as outbound
 from backend.tickets import intake
 from backend.users import repository as users
-from backend.webhooks import repository, signals
+from backend.webhooks import repository, sanitize, signals
 from backend.webhooks.schemas import Outcome
 
 log = get_logger("webhooks")
 
 MAX_RAW_BYTES = 15 * 1024 * 1024  # under MongoDB's 16 MB document limit
+SNIFF_MAX_CHARS = 256  # event names and chat ids are short; the raw body keeps the rest
+ERROR_MAX_CHARS = 2000
 _DUMMY_TOKEN = "x" * 43  # compared against when the connection does not exist: same work either way
 
 
@@ -82,12 +84,14 @@ def _sniff(body: str, hint: str | None) -> tuple[str | None, str]:
     """(event name, chat) for the raw record and its lane; never fails (bad bodies fail later)."""
     try:
         payload = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):  # nested past the parser's depth: kept, and fails later
         return hint, ""
     if not isinstance(payload, dict):
         return hint, ""
     event = payload.get("event")
-    return (str(event) if isinstance(event, str) else hint), _chat_of(payload)
+    name = str(event) if isinstance(event, str) else hint
+    # Both are stored with the raw event: what the store refuses must not refuse the delivery.
+    return (sanitize.text(name)[:SNIFF_MAX_CHARS] if name else name), sanitize.text(_chat_of(payload))[:SNIFF_MAX_CHARS]
 
 
 def lane_of(connection_id: str, chat: str, lanes: int) -> int:
@@ -101,6 +105,13 @@ async def receive(
     """Authenticates and stores the delivery durably (w=majority, j=true) in its chat's lane.
     Returns ("received", raw id); a database error propagates (the route answers 503)."""
     conn = await authenticate(db, connection_id, token)
+    return await store(db, conn, event_hint=event_hint, body=body, lanes=lanes)
+
+
+async def store(
+    db: Database, conn: dict[str, Any], *, event_hint: str | None, body: bytes, lanes: int
+) -> tuple[Outcome, str]:
+    """Stores an authenticated delivery (the route authenticates before it reads the body)."""
     text = body[:MAX_RAW_BYTES].decode("utf-8", errors="replace")
     event, chat = _sniff(text, event_hint)
     lane = lane_of(conn["_id"], chat, lanes)
@@ -143,7 +154,10 @@ async def process(
             payload = json.loads(raw["body"])
         except ValueError as exc:
             raise WebhookParseError(f"body is not JSON: {exc}") from exc
-        events = registry.parse_webhook(conn["provider"], payload, event_hint=raw.get("event_hint"))
+        except RecursionError as exc:
+            raise WebhookParseError("body is JSON nested deeper than the parser reads") from exc
+        parsed = registry.parse_webhook(conn["provider"], payload, event_hint=raw.get("event_hint"))
+        events = [sanitize.event(event) for event in parsed]
         if not conn.get("active"):
             outcome: Outcome = "ignored"
             results = ["connection inactive"]
@@ -154,7 +168,7 @@ async def process(
         raise
     except Exception as exc:  # unknown shape or a bug: keep it
         log.warning("webhook event failed", raw_id=raw["_id"], error=str(exc), kind=type(exc).__name__)
-        error = f"{type(exc).__name__}: {exc}"
+        error = sanitize.text(f"{type(exc).__name__}: {exc}")[:ERROR_MAX_CHARS]
         changes = {"status": "failed", "error": error, "failed_at": utcnow(), "retry_at": None, **counted}
         await repository.mark(db, raw["_id"], changes, inc_attempts=inc)
         return "failed"
@@ -195,6 +209,7 @@ async def _known_client(db: Database, reseller_id: str, phone: str) -> dict[str,
 
 
 async def _ingest_message(db: Database, conn: dict[str, Any], event: InboundMessage, *, retry: bool) -> str:
+    sanitize.check_storable(event)  # before the client and ticket writes: never a ticket without it
     message_id = message_id_for(conn["_id"], event.provider_message_id)
     stored = await messages.get(db, message_id)
     if stored is not None:
@@ -243,6 +258,7 @@ async def _ingest_message(db: Database, conn: dict[str, Any], event: InboundMess
             "connection_id": conn["_id"],
             "provider_message_id": event.provider_message_id,
             "provider_sent_at": event.sent_at,
+            **({"truncated": list(event.cut)} if event.cut else {}),
         },
         from_me=event.from_me,
     )
