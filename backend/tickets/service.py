@@ -190,9 +190,12 @@ async def open_for_client(
 
     A client has one open ticket per channel. Its slot is a natural key "<client>:<channel>:<n>":
     slot n is claimed once (so two first messages at the same moment open one ticket), and once
-    its ticket is finalized the next message moves on to slot n+1.
+    its ticket is finalized the next message moves on to slot n+1. Slot n+1 is only ever claimed
+    by someone who saw slot n's ticket finalized, so every slot below the first open one is
+    finalized, and the walk may start at any slot at or below it: the client's per-channel hint
+    (`ticket_slots.<channel>`, see users.raise_ticket_slot). A hint that lags only costs reads.
     """
-    slot = int(client.get("ticket_slot", 0))
+    slot = slot_hint(client, channel)
     for _ in range(MAX_RACE_RETRIES * 50):
         # Most messages find their slot bound already: a read, not an insert that loses.
         bound = await natural_keys.lookup(db, OPEN_SLOT_KEY, reseller_id, client["_id"], channel, str(slot))
@@ -218,6 +221,14 @@ async def open_for_client(
             return ticket, False
         slot += 1
     raise Conflict("could not open a ticket; retry")
+
+
+def slot_hint(client: dict[str, Any], channel: str) -> int:
+    """Where the walk over the client's slots on `channel` may start. Per channel, because slots
+    are: a hint raised by another channel's finalize would skip this channel's open ticket. The
+    per-client `ticket_slot` of earlier versions is ignored for that reason."""
+    hints = client.get("ticket_slots")
+    return int(hints.get(channel, 0)) if isinstance(hints, dict) else 0
 
 
 async def _transition(
@@ -265,7 +276,9 @@ async def _transition(
             db, ticket_id, from_version=ticket["version"], version=version, state=state, at=now
         )
         if transition.target is Status.FINALIZADO:
-            await users.raise_ticket_slot(db, ticket["client_id"], int(ticket.get("open_slot", 0)) + 1)
+            await users.raise_ticket_slot(
+                db, ticket["client_id"], channel=ticket["channel"], slot=int(ticket.get("open_slot", 0)) + 1
+            )
         updated = {**ticket, **state, "version": version, "updated_at": now}
         await feed.publish(
             db, reseller_id=ticket["reseller_id"], type_=f"ticket.{transition.event}", ticket=updated, previous=ticket
