@@ -185,6 +185,7 @@ async def open_for_client(
     channel: str,
     actor_id: str | None,
     actor_role: str | None,
+    after_slot: int = -1,
 ) -> tuple[dict[str, Any], bool]:
     """The client's open ticket on this channel, or a new one in espera. Returns (ticket, created).
 
@@ -193,9 +194,10 @@ async def open_for_client(
     its ticket is finalized the next message moves on to slot n+1. Slot n+1 is only ever claimed
     by someone who saw slot n's ticket finalized, so every slot below the first open one is
     finalized, and the walk may start at any slot at or below it: the client's per-channel hint
-    (`ticket_slots.<channel>`, see users.raise_ticket_slot). A hint that lags only costs reads.
+    (`ticket_slots.<channel>`, see users.raise_ticket_slot) or `after_slot` + 1 when the caller
+    knows slot `after_slot` is finalized. A hint that lags only costs reads.
     """
-    slot = slot_hint(client, channel)
+    slot = max(after_slot + 1, slot_hint(client, channel))
     for _ in range(MAX_RACE_RETRIES * 50):
         # Most messages find their slot bound already: a read, not an insert that loses.
         bound = await natural_keys.lookup(db, OPEN_SLOT_KEY, reseller_id, client["_id"], channel, str(slot))
@@ -229,6 +231,31 @@ def slot_hint(client: dict[str, Any], channel: str) -> int:
     per-client `ticket_slot` of earlier versions is ignored for that reason."""
     hints = client.get("ticket_slots")
     return int(hints.get(channel, 0)) if isinstance(hints, dict) else 0
+
+
+async def open_after(db: Database, finalized: dict[str, Any]) -> dict[str, Any]:
+    """The ticket a client message that raced `finalized`'s finalize belongs in: the client's
+    open ticket on the same channel in a later slot, opened in espera (in the finalized ticket's
+    department) when there is none. Every caller asking about one finalized ticket walks the
+    same slots from the same start, so they agree on the answer."""
+    client = await users.get(db, finalized["client_id"])
+    if client is None:  # never deleted; a ticket's own copy of the client serves all the same
+        client = {
+            "_id": finalized["client_id"],
+            "name": finalized.get("client_name", ""),
+            "phone": finalized.get("client_phone", ""),
+        }
+    ticket, _ = await open_for_client(
+        db,
+        reseller_id=finalized["reseller_id"],
+        client=client,
+        department_id=finalized["department_id"],
+        channel=finalized["channel"],
+        actor_id=None,
+        actor_role=None,
+        after_slot=int(finalized.get("open_slot", 0)),
+    )
+    return ticket
 
 
 async def _transition(
@@ -283,6 +310,11 @@ async def _transition(
         await feed.publish(
             db, reseller_id=ticket["reseller_id"], type_=f"ticket.{transition.event}", ticket=updated, previous=ticket
         )
+        if transition.target is Status.FINALIZADO:
+            # The finalize's half of the handshake with inbound messages (messages.service).
+            from backend.messages import service as messages  # messages builds on this module
+
+            await messages.refile_after_finalize(db, updated)
         return updated
     raise Conflict("ticket is changing too fast; retry")
 
