@@ -197,7 +197,7 @@ async def open_for_client(
     (`ticket_slots.<channel>`, see users.raise_ticket_slot) or `after_slot` + 1 when the caller
     knows slot `after_slot` is finalized. A hint that lags only costs reads.
     """
-    slot = max(after_slot + 1, slot_hint(client, channel))
+    slot = max(after_slot + 1, await _walk_start(db, reseller_id=reseller_id, client=client, channel=channel))
     for _ in range(MAX_RACE_RETRIES * 50):
         # Most messages find their slot bound already: a read, not an insert that loses.
         bound = await natural_keys.lookup(db, OPEN_SLOT_KEY, reseller_id, client["_id"], channel, str(slot))
@@ -225,12 +225,32 @@ async def open_for_client(
     raise Conflict("could not open a ticket; retry")
 
 
-def slot_hint(client: dict[str, Any], channel: str) -> int:
-    """Where the walk over the client's slots on `channel` may start. Per channel, because slots
-    are: a hint raised by another channel's finalize would skip this channel's open ticket. The
-    per-client `ticket_slot` of earlier versions is ignored for that reason."""
+async def _walk_start(db: Database, *, reseller_id: str, client: dict[str, Any], channel: str) -> int:
+    """Where the walk over the client's slots on `channel` may start: the per-channel hint. Per
+    channel, because slots are: a hint raised by another channel's finalize would skip this
+    channel's open ticket."""
     hints = client.get("ticket_slots")
-    return int(hints.get(channel, 0)) if isinstance(hints, dict) else 0
+    if isinstance(hints, dict) and channel in hints:
+        return int(hints[channel])
+    if "ticket_slot" not in client:
+        return 0
+    # A client from before per-channel hints has the per-client `ticket_slot`, which may have
+    # started this channel's claims above free slots: slot 0 can be free while a later one is
+    # open. Find where this channel's slots really are, once, and keep it as its hint.
+    start = 0
+    for doc in await repository.for_client_on_channel(db, reseller_id, client["_id"], channel):
+        ticket = await load(db, doc["_id"])
+        assert ticket is not None
+        slot = int(ticket.get("open_slot", 0))
+        if is_open(ticket["status"]):
+            return await _keep_hint(db, client["_id"], channel, slot)
+        start = max(start, slot + 1)
+    return await _keep_hint(db, client["_id"], channel, start)
+
+
+async def _keep_hint(db: Database, client_id: str, channel: str, slot: int) -> int:
+    await users.raise_ticket_slot(db, client_id, channel=channel, slot=slot)
+    return slot
 
 
 async def open_after(db: Database, finalized: dict[str, Any]) -> dict[str, Any]:

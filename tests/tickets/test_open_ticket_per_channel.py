@@ -143,3 +143,37 @@ async def test_a_random_mix_of_channels_keeps_one_open_ticket_per_client_and_cha
         if not is_open(ticket["status"]):
             assert as_utc(m["created_at"]) <= as_utc(ticket["finalized_at"])
     assert codes["message"] and codes["finalize 200"] and codes["create 201"], codes
+
+
+async def test_a_client_from_before_per_channel_hints_keeps_its_open_ticket(
+    client: httpx.AsyncClient, db: Any, tenant: Tenant
+) -> None:
+    """Under the old per-client hint, finalizing an API ticket at slot 0 left `ticket_slot: 1`,
+    and the client's first WhatsApp message then claimed slot 1 of that number, leaving its
+    slot 0 free. The per-channel walk must find that ticket, not claim the free slot 0."""
+    customer = await make_client(client, tenant)
+    number = new_id()
+    doc = await users.get(db, customer["id"])
+    assert doc is not None
+    legacy, created = await tickets.open_for_client(
+        db,
+        reseller_id=tenant.id,
+        client={**doc, "ticket_slots": {number: 1}},  # where the old per-client hint started it
+        department_id=tenant.departments[0]["id"],
+        channel=number,
+        actor_id=None,
+        actor_role=None,
+    )
+    assert created and legacy["open_slot"] == 1
+    await db.users.update_one({"_id": customer["id"]}, {"$set": {"ticket_slot": 1}})  # as stored then
+
+    ticket, _ = await _say(db, tenant, customer["id"], number, "oi de novo")
+    assert ticket["_id"] == legacy["_id"]
+    assert await _open_per_channel(db, [customer["id"]]) == Counter({(customer["id"], number): 1})
+    # Found once, then kept as that number's hint.
+    stored = await users.get(db, customer["id"])
+    assert stored is not None and stored["ticket_slots"][number] == 1
+    # After its finalize the next message opens the next slot's ticket.
+    assert (await _finalize(client, tenant, legacy["_id"])).status_code == 200
+    after, _ = await _say(db, tenant, customer["id"], number, "voltei")
+    assert after["_id"] != legacy["_id"] and after["open_slot"] == 2
