@@ -160,6 +160,10 @@ async def refile_after_finalize(db: Database, ticket: dict[str, Any]) -> None:
 async def _after_stored(db: Database, ticket: dict[str, Any], message: dict[str, Any]) -> None:
     """What follows a stored message: the ticket's activity moves, then the announcement."""
     at, direction = as_utc(message["created_at"]), message["direction"]
+    if ticket.get("created_at") is not None:
+        # A message moved on from a finalized ticket can predate the ticket it moved to, which
+        # was opened for it: its activity is then the opening, or the queue shows no preview.
+        at = max(at, as_utc(ticket["created_at"]))
     preview = message["body"][:PREVIEW_CHARS] if message.get("body") else f"[{message.get('type', 'text')}]"
     await tickets_repo.touch_activity(db, ticket, at=at, preview=preview, direction=direction)
     activity: dict[str, Any] = {}

@@ -75,6 +75,8 @@ async def _assert_moved_to_new_espera_ticket(
     old = await get_ticket(client, tenant.headers, finalized_id)
     assert old["status"] == "finalizado"
     assert new["status"] == "espera" and new["client_id"] == old["client_id"]
+    # The queue shows it with the message as its activity.
+    assert (new["last_message_preview"], new["last_message_direction"]) == (stored["body"], "in")
     r = await client.get(f"{API}/tickets/{new['id']}/messages", headers=tenant.headers)
     assert r.status_code == 200, r.text
     shown = {m["id"]: m for m in r.json()["items"]}
