@@ -56,7 +56,7 @@ async def update(db: Database, actor: Actor, user_id: str, changes: dict[str, An
 
 async def raise_ticket_slot(db: Database, client_id: str, *, channel: str, slot: int) -> None:
     """A hint of where the client's open-ticket slots on `channel` start (tickets.service
-    open_for_client): `slot` is one past a finalized slot, so it never points beyond the first
-    open one. Moves forward only; FerretDB's whole-document write-back can put back an older,
+    open_for_client): `slot` is one past a finalized slot, or an open slot, so it never points
+    beyond the first open one. Moves forward only; FerretDB's whole-document write-back can put back an older,
     lower value, which costs the next walk a few reads and nothing else."""
     await db[COLLECTION].update_one({"_id": client_id}, {"$max": {f"ticket_slots.{channel}": slot}})
