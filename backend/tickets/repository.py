@@ -90,6 +90,14 @@ async def touch_activity(db: Database, ticket: dict[str, Any], *, at: datetime, 
     )
 
 
+async def for_client_on_channel(db: Database, reseller_id: str, client_id: str, channel: str) -> list[dict[str, Any]]:
+    """A client's tickets on one channel, oldest slot first (a rare look-up: clients from before
+    the per-channel slot hint, see tickets.service)."""
+    query = {"reseller_id": reseller_id, "client_id": client_id, "channel": channel}
+    docs = await db[COLLECTION].find(query).to_list(length=None)
+    return sorted(docs, key=lambda d: int(d.get("open_slot", 0)))
+
+
 async def list_page(
     db: Database, query: dict[str, Any], *, after: tuple[datetime, str] | None, limit: int
 ) -> list[dict[str, Any]]:

@@ -185,14 +185,19 @@ async def open_for_client(
     channel: str,
     actor_id: str | None,
     actor_role: str | None,
+    after_slot: int = -1,
 ) -> tuple[dict[str, Any], bool]:
     """The client's open ticket on this channel, or a new one in espera. Returns (ticket, created).
 
     A client has one open ticket per channel. Its slot is a natural key "<client>:<channel>:<n>":
     slot n is claimed once (so two first messages at the same moment open one ticket), and once
-    its ticket is finalized the next message moves on to slot n+1.
+    its ticket is finalized the next message moves on to slot n+1. Slot n+1 is only ever claimed
+    by someone who saw slot n's ticket finalized, so every slot below the first open one is
+    finalized, and the walk may start at any slot at or below it: the client's per-channel hint
+    (`ticket_slots.<channel>`, see users.raise_ticket_slot) or `after_slot` + 1 when the caller
+    knows slot `after_slot` is finalized. A hint that lags only costs reads.
     """
-    slot = int(client.get("ticket_slot", 0))
+    slot = max(after_slot + 1, await _walk_start(db, reseller_id=reseller_id, client=client, channel=channel))
     for _ in range(MAX_RACE_RETRIES * 50):
         # Most messages find their slot bound already: a read, not an insert that loses.
         bound = await natural_keys.lookup(db, OPEN_SLOT_KEY, reseller_id, client["_id"], channel, str(slot))
@@ -218,6 +223,59 @@ async def open_for_client(
             return ticket, False
         slot += 1
     raise Conflict("could not open a ticket; retry")
+
+
+async def _walk_start(db: Database, *, reseller_id: str, client: dict[str, Any], channel: str) -> int:
+    """Where the walk over the client's slots on `channel` may start: the per-channel hint. Per
+    channel, because slots are: a hint raised by another channel's finalize would skip this
+    channel's open ticket."""
+    hints = client.get("ticket_slots")
+    if isinstance(hints, dict) and channel in hints:
+        return int(hints[channel])
+    if "ticket_slot" not in client:
+        return 0
+    # A client from before per-channel hints has the per-client `ticket_slot`, which may have
+    # started this channel's claims above free slots: slot 0 can be free while a later one is
+    # open. Find where this channel's slots really are, once, and keep it as its hint.
+    start = 0
+    for doc in await repository.for_client_on_channel(db, reseller_id, client["_id"], channel):
+        ticket = await load(db, doc["_id"])
+        assert ticket is not None
+        slot = int(ticket.get("open_slot", 0))
+        if is_open(ticket["status"]):
+            return await _keep_hint(db, client["_id"], channel, slot)
+        start = max(start, slot + 1)
+    return await _keep_hint(db, client["_id"], channel, start)
+
+
+async def _keep_hint(db: Database, client_id: str, channel: str, slot: int) -> int:
+    await users.raise_ticket_slot(db, client_id, channel=channel, slot=slot)
+    return slot
+
+
+async def open_after(db: Database, finalized: dict[str, Any]) -> dict[str, Any]:
+    """The ticket a client message that raced `finalized`'s finalize belongs in: the client's
+    open ticket on the same channel in a later slot, opened in espera (in the finalized ticket's
+    department) when there is none. Every caller asking about one finalized ticket walks the
+    same slots from the same start, so they agree on the answer."""
+    client = await users.get(db, finalized["client_id"])
+    if client is None:  # never deleted; a ticket's own copy of the client serves all the same
+        client = {
+            "_id": finalized["client_id"],
+            "name": finalized.get("client_name", ""),
+            "phone": finalized.get("client_phone", ""),
+        }
+    ticket, _ = await open_for_client(
+        db,
+        reseller_id=finalized["reseller_id"],
+        client=client,
+        department_id=finalized["department_id"],
+        channel=finalized["channel"],
+        actor_id=None,
+        actor_role=None,
+        after_slot=int(finalized.get("open_slot", 0)),
+    )
+    return ticket
 
 
 async def _transition(
@@ -265,11 +323,18 @@ async def _transition(
             db, ticket_id, from_version=ticket["version"], version=version, state=state, at=now
         )
         if transition.target is Status.FINALIZADO:
-            await users.raise_ticket_slot(db, ticket["client_id"], int(ticket.get("open_slot", 0)) + 1)
+            await users.raise_ticket_slot(
+                db, ticket["client_id"], channel=ticket["channel"], slot=int(ticket.get("open_slot", 0)) + 1
+            )
         updated = {**ticket, **state, "version": version, "updated_at": now}
         await feed.publish(
             db, reseller_id=ticket["reseller_id"], type_=f"ticket.{transition.event}", ticket=updated, previous=ticket
         )
+        if transition.target is Status.FINALIZADO:
+            # The finalize's half of the handshake with inbound messages (messages.service).
+            from backend.messages import service as messages  # messages builds on this module
+
+            await messages.refile_after_finalize(db, updated)
         return updated
     raise Conflict("ticket is changing too fast; retry")
 

@@ -64,6 +64,9 @@ async def update(
     return await db[COLLECTION].find_one({"_id": user_id})
 
 
-async def raise_ticket_slot(db: Database, client_id: str, slot: int) -> None:
-    """A hint of the client's next free open-ticket slot; only ever moves forward."""
-    await db[COLLECTION].update_one({"_id": client_id}, {"$max": {"ticket_slot": slot}})
+async def raise_ticket_slot(db: Database, client_id: str, *, channel: str, slot: int) -> None:
+    """A hint of where the client's open-ticket slots on `channel` start (tickets.service
+    open_for_client): `slot` is one past a finalized slot, or an open slot, so it never points
+    beyond the first open one. Moves forward only; FerretDB's whole-document write-back can put back an older,
+    lower value, which costs the next walk a few reads and nothing else."""
+    await db[COLLECTION].update_one({"_id": client_id}, {"$max": {f"ticket_slots.{channel}": slot}})
