@@ -4,6 +4,11 @@ FerretDB pushes down only `_id` equality, so every read here is one:
 - `outbox`: entry n is `_id` "q:<n>" (backend/core/seqlog.py, plain append: a writer only tries
   n after seeing n-1 stored, so entries are exactly 1..head — no holes). The worker walks them
   from a cursor, which is only a hint.
+- `outbox_chats`: the replies of one WhatsApp chat (connection + client number) in the order
+  they were queued: entry k of chat c is `_id` "c:<c>:<k>", taken like the queue's (plain append,
+  1..k with no holes). A queue entry records its chat and k, so a worker of any process finds
+  the reply before it in its chat with one `_id` read; `outbox_state` "chat:<c>" holds a hint
+  of the chat's last k.
 - `outbox_attempts`: attempt k of message m is `_id` "<m>:<k>". Inserting it is the claim that
   lets exactly one worker (of any process) make that attempt.
 - `receipts_parked`: status receipts that arrived before their message was known, `_id`
@@ -24,12 +29,14 @@ from backend.core.db import Database
 from backend.core.seqlog import SeqLog
 
 QUEUE = "outbox"
+CHATS = "outbox_chats"
 SENDING = "outbox_sending"
 PARKED = "receipts_parked"
 STATE = "outbox_state"
 ATTEMPTS = "outbox_attempts"
 MESSAGES = "messages"
 CURSOR_ID = "cursor"
+MAX_CHAT_CLAIM_TRIES = 1_000
 
 # Delivery statuses only move forward; `failed` only from before the provider took it.
 RANK = {"pending": 0, "sent": 1, "delivered": 2, "read": 3}
@@ -57,6 +64,56 @@ async def head(db: Database) -> int:
 async def enqueue(db: Database, body: dict[str, Any]) -> int:
     seq, _ = await _queue.append(db, body)
     return seq
+
+
+def chat_key(connection_id: str, phone: str) -> str:
+    """One WhatsApp chat: the connection's number talking to the client's number."""
+    return f"{connection_id}:{''.join(ch for ch in phone if ch.isdigit())}"
+
+
+def chat_entry_id(chat: str, k: int) -> str:
+    return f"c:{chat}:{k}"
+
+
+async def get_chat_entry(db: Database, chat: str, k: int) -> dict[str, Any] | None:
+    return await db[CHATS].find_one({"_id": chat_entry_id(chat, k)})
+
+
+async def _chat_head(db: Database, chat: str) -> int:
+    """The chat's last entry: from the stored hint, galloping past what it missed."""
+    hint = await db[STATE].find_one({"_id": f"chat:{chat}"})
+    lo = int(hint["head"]) if hint else 0
+    if lo and await get_chat_entry(db, chat, lo) is None:
+        lo = 0  # a hint is never trusted past what is stored
+    step = 1
+    while await get_chat_entry(db, chat, lo + step) is not None:
+        lo, step = lo + step, step * 2
+    hi = lo + step
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if await get_chat_entry(db, chat, mid) is not None:
+            lo = mid
+        else:
+            hi = mid
+    return lo
+
+
+async def append_to_chat(db: Database, chat: str, body: dict[str, Any]) -> int:
+    """Takes the chat's next position (a unique `_id` insert: exactly one writer gets each k)."""
+    k = await _chat_head(db, chat) + 1
+    for _ in range(MAX_CHAT_CLAIM_TRIES):
+        try:
+            await db[CHATS].insert_one({**body, "_id": chat_entry_id(chat, k), "chat": chat, "k": k})
+            break
+        except DuplicateKeyError:  # another reply of the chat took k: move past what is stored
+            k = max(k, await _chat_head(db, chat)) + 1
+    else:
+        raise RuntimeError(f"could not take a position in chat {chat!r}")
+    try:  # a hint: two writers may set it in either order, which only costs a few reads
+        await db[STATE].update_one({"_id": f"chat:{chat}"}, {"$max": {"head": k}}, upsert=True)
+    except DuplicateKeyError:  # two first upserts racing: the other one created it
+        await db[STATE].update_one({"_id": f"chat:{chat}"}, {"$max": {"head": k}})
+    return k
 
 
 async def get_cursor(db: Database) -> int:

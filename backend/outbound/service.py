@@ -18,15 +18,28 @@ PROVIDER_KEY = "wa-out"
 
 async def enqueue(db: Database, *, message_id: str, ticket: dict[str, Any]) -> int:
     """Called before the message itself is stored: an entry whose message never got stored
-    (the request died in between) is skipped by the worker, never sent."""
+    (the request died in between) is skipped by the worker, never sent.
+
+    The reply first takes its place in its chat (connection + client number, across tickets:
+    the client sees one conversation), then its queue entry, which records that place. The
+    worker sends a reply only once the one before it in the chat is sent or failed for good
+    (backend/outbound/worker.py). A request that dies between the two writes leaves a chat
+    position whose message never gets stored; the worker passes it once it is older than the
+    lease, as it passes the orphan queue entry."""
+    connection_id = ticket.get("channel")
+    now = utcnow()
+    chat = repository.chat_key(str(connection_id), str(ticket.get("client_phone") or ""))
+    k = await repository.append_to_chat(db, chat, {"message_id": message_id, "enqueued_at": now})
     return await repository.enqueue(
         db,
         {
             "message_id": message_id,
             "ticket_id": ticket["_id"],
             "reseller_id": ticket["reseller_id"],
-            "connection_id": ticket.get("channel"),
-            "enqueued_at": utcnow(),
+            "connection_id": connection_id,
+            "chat": chat,
+            "chat_seq": k,
+            "enqueued_at": now,
         },
     )
 

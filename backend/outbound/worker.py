@@ -6,13 +6,22 @@ findAndModify (not atomic on FerretDB). Crash-safe: the queue entry is written b
 message, and the worker walks the queue from its cursor, so a reply stored before a crash is
 sent after the restart. An attempt whose process died mid-call is retried once its lease
 expires — the one case that can deliver twice, as Evolution offers no idempotency key.
+
+Order per chat: the client reads the replies in the order the agent wrote them. Only the oldest
+unfinished reply of a chat (connection + client number, `outbox_chats`) is ever attempted: a
+reply waits while the one before it in its chat is pending — queued, in flight, or waiting out
+a backoff — in this worker or any other, since the rule is read from the stored message, not
+from a worker's memory. Different chats go concurrently. A reply that fails for good does not
+hold its chat: it shows as failed (the agent sees it and can write it again), and the replies
+after it go on. A chat position whose message was never stored (the request died) is passed
+once older than the lease, like its orphan queue entry.
 """
 
 import asyncio
 import contextlib
 import os
 import socket
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
@@ -64,8 +73,13 @@ class OutboundWorker:
             start = cursor + 1
         seqs = [s for s in range(start, last + 1) if s not in self._finished][: self.settings.OUTBOUND_SCAN_LIMIT]
         entries = [e for s in seqs if (e := await repository.get_entry(self.db, s))]
-        done = await asyncio.gather(*(self._guarded(e) for e in entries))
-        self._finished.update(e["seq"] for e, finished in zip(entries, done, strict=True) if finished)
+        chats: dict[str, list[dict[str, Any]]] = {}
+        for e in entries:  # entries queued before chats were recorded are a chat of their own
+            chats.setdefault(str(e.get("chat") or f"seq:{e['seq']}"), []).append(e)
+        for chat in chats.values():
+            chat.sort(key=lambda e: int(e.get("chat_seq") or 0))
+        for finished in await asyncio.gather(*(self._chat_in_order(chat) for chat in chats.values())):
+            self._finished.update(finished)
         self._pos = seqs[-1] if seqs and seqs[-1] < last else cursor
         new_cursor = cursor
         while new_cursor + 1 in self._finished:
@@ -84,6 +98,35 @@ class OutboundWorker:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=self.settings.OUTBOUND_POLL_SECONDS)
         log.info("outbound worker stopped", worker=self.worker_id)
+
+    async def _chat_in_order(self, entries: list[dict[str, Any]]) -> list[int]:
+        """One chat's entries of this pass, one after the other; stops at the first that is not
+        finished, as everything after it in the chat waits for it anyway."""
+        finished: list[int] = []
+        for entry in entries:
+            if not await self._guarded(entry):
+                break
+            finished.append(int(entry["seq"]))
+        return finished
+
+    async def _waits_for_earlier(self, entry: dict[str, Any], now: datetime) -> bool:
+        """Whether an earlier reply of the entry's chat is still pending. Walks back past chat
+        positions whose message was never stored (orphans older than the lease); the first stored
+        one decides: every reply was attempted only after the one before it finished, so one
+        finished reply means all before it are."""
+        chat, k = entry.get("chat"), int(entry.get("chat_seq") or 0)
+        for j in range(k - 1, 0, -1):
+            earlier = await repository.get_chat_entry(self.db, str(chat), j)
+            if earlier is None:  # positions are 1..k without holes; nothing to wait for here
+                continue
+            message = await repository.get_message(self.db, str(earlier["message_id"]))
+            if message is None:
+                age = (now - as_utc(earlier["enqueued_at"])).total_seconds()
+                if age > self.settings.OUTBOUND_LEASE_SECONDS:
+                    continue
+                return True  # its request may still be storing it
+            return bool(message["status"] == "pending")
+        return False
 
     async def _guarded(self, entry: dict[str, Any]) -> bool:
         async with self._sem:
@@ -104,6 +147,8 @@ class OutboundWorker:
             return age > self.settings.OUTBOUND_LEASE_SECONDS
         if message["status"] != "pending":
             return True
+        if await self._waits_for_earlier(entry, now):
+            return False
         tried = await repository.attempts(self.db, message_id)
         max_attempts = self.settings.OUTBOUND_MAX_ATTEMPTS
         if tried:

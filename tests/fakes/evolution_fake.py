@@ -7,7 +7,8 @@ It speaks the documented REST shapes the adapter uses (POST /instance/create, GE
 `apikey` header) and posts webhooks back to the URL and headers set at instance creation, in
 Evolution's envelope ({event, instance, data, destination, date_time, sender, server_url, apikey}).
 
-Test controls under /_control: switch modes (ok, slow, 5xx, malformed), read what was sent, and
+Test controls under /_control: switch modes (ok, slow, 5xx, malformed), fail or hold just the
+next sends (`fail_next`, `hold_next`, then POST /_control/release), read what was sent, and
 make the "phone" do things (connect, new QR code, inbound message, delivery receipt, raw post).
 "down" is the real thing: the test stops this process.
 """
@@ -56,6 +57,11 @@ class FakeState:
     echo_first_seconds: float = 0.0
     # The key id the next send gets, so a test can post its receipts before the send exists.
     next_key_id: str | None = None
+    # The next this-many sends answer 500 (nothing sent), whatever the mode.
+    fail_next: int = 0
+    # The next this-many sends wait, before anything happens, until POST /_control/release.
+    hold_next: int = 0
+    released: asyncio.Event = field(default_factory=asyncio.Event)
     instances: dict[str, Instance] = field(default_factory=dict)
     sent: list[dict[str, Any]] = field(default_factory=list)
     calls: list[dict[str, Any]] = field(default_factory=list)
@@ -209,6 +215,14 @@ def create_app(api_key: str) -> FastAPI:
     async def send_text(name: str, request: Request, apikey: str | None = Header(default=None)) -> Response:
         if (denied := unauthorized(apikey)) is not None:
             return denied
+        if state.hold_next > 0:
+            state.hold_next -= 1
+            state.calls.append({"path": f"/message/sendText/{name}", "mode": "held", "at": _now_iso()})
+            await state.released.wait()
+        if state.fail_next > 0:
+            state.fail_next -= 1
+            state.calls.append({"path": f"/message/sendText/{name}", "mode": "fail_next", "at": _now_iso()})
+            return JSONResponse({"status": 500, "error": "Internal Server Error"}, 500)
         if (bad := await misbehave(f"/message/sendText/{name}")) is not None:
             return bad
         inst = instance_or_404(name)
@@ -270,13 +284,25 @@ def create_app(api_key: str) -> FastAPI:
         state.echo = bool(body.get("echo", state.echo))
         state.echo_first_seconds = float(body.get("echo_first_seconds", state.echo_first_seconds))
         state.next_key_id = body.get("next_key_id", state.next_key_id)
+        state.fail_next = int(body.get("fail_next", state.fail_next))
+        state.hold_next = int(body.get("hold_next", state.hold_next))
+        if state.hold_next:
+            state.released.clear()
         return {
             "mode": state.mode,
             "slow_seconds": state.slow_seconds,
             "echo": state.echo,
             "echo_first_seconds": state.echo_first_seconds,
             "next_key_id": state.next_key_id,
+            "fail_next": state.fail_next,
+            "hold_next": state.hold_next,
         }
+
+    @app.post("/_control/release")
+    async def release() -> dict[str, bool]:
+        """Lets every held send go on."""
+        state.released.set()
+        return {"released": True}
 
     @app.get("/_control/sent")
     async def sent() -> list[dict[str, Any]]:
