@@ -13,6 +13,11 @@ FerretDB pushes down only `_id` equality, so every read here is one:
   lets exactly one worker (of any process) make that attempt.
 - `receipts_parked`: status receipts that arrived before their message was known, `_id`
   "<connection>:<provider message id>", applied by whoever makes the message known.
+- `outbox_sending`: per (connection, client number, text), the latest attempt that sends it;
+  what a fromMe upsert of that text is checked against before the attempt is answered.
+- `outbox_echoes`: fromMe upserts held as the probable echo of an unanswered attempt a, `_id`
+  "<a>#<n>" (n = 1, 2, ... in arrival order, no holes), settled by provider id once the
+  attempt is answered (backend/outbound/service.py, `from_me_verdict`).
 Entries and attempts are never removed (persistence rule 1); the cursor keeps reads small.
 """
 
@@ -34,6 +39,8 @@ SENDING = "outbox_sending"
 PARKED = "receipts_parked"
 STATE = "outbox_state"
 ATTEMPTS = "outbox_attempts"
+ECHOES = "outbox_echoes"
+MAX_HELD_PER_ATTEMPT = 100
 MESSAGES = "messages"
 CURSOR_ID = "cursor"
 MAX_CHAT_CLAIM_TRIES = 1_000
@@ -142,6 +149,10 @@ async def claim_attempt(db: Database, doc: dict[str, Any]) -> bool:
     return True
 
 
+async def get_attempt(db: Database, _id: str) -> dict[str, Any] | None:
+    return await db[ATTEMPTS].find_one({"_id": _id})
+
+
 async def finish_attempt(db: Database, _id: str, changes: dict[str, Any]) -> None:
     await db[ATTEMPTS].update_one({"_id": _id}, {"$set": changes})
 
@@ -172,9 +183,11 @@ def sending_id(connection_id: str, phone: str, text: str) -> str:
     return f"{connection_id}:{digits}:{hashlib.sha256(text.encode()).hexdigest()[:32]}"
 
 
-async def mark_sending(db: Database, *, connection_id: str, phone: str, text: str, message_id: str) -> None:
-    """Records that `message_id` is about to be sent (the latest send of this text to this phone)."""
-    doc = {"message_id": message_id, "at": utcnow()}
+async def mark_sending(
+    db: Database, *, connection_id: str, phone: str, text: str, message_id: str, attempt_id: str
+) -> None:
+    """Records that attempt `attempt_id` of `message_id` is about to send this text to this phone."""
+    doc = {"message_id": message_id, "attempt_id": attempt_id, "at": utcnow()}
     _id = sending_id(connection_id, phone, text)
     try:
         await db[SENDING].update_one({"_id": _id}, {"$set": doc}, upsert=True)
@@ -184,6 +197,49 @@ async def mark_sending(db: Database, *, connection_id: str, phone: str, text: st
 
 async def get_sending(db: Database, *, connection_id: str, phone: str, text: str) -> dict[str, Any] | None:
     return await db[SENDING].find_one({"_id": sending_id(connection_id, phone, text)})
+
+
+def hold_id(attempt_id: str, n: int) -> str:
+    return f"{attempt_id}#{n}"
+
+
+async def hold_echo(
+    db: Database, *, attempt_id: str, message_id: str, connection_id: str, provider_message_id: str, raw_id: str
+) -> dict[str, Any]:
+    """Holds a fromMe upsert as a probable echo of the attempt (the next free n; an upsert held
+    already, e.g. a redelivery, keeps its hold). Returns the hold."""
+    doc = {
+        "attempt_id": attempt_id,
+        "message_id": message_id,
+        "connection_id": connection_id,
+        "provider_message_id": provider_message_id,
+        "raw_id": raw_id,
+        "held_at": utcnow(),
+        "resolution": None,
+    }
+    for n in range(1, MAX_HELD_PER_ATTEMPT + 1):
+        try:
+            await db[ECHOES].insert_one({**doc, "_id": hold_id(attempt_id, n)})
+            return {**doc, "_id": hold_id(attempt_id, n)}
+        except DuplicateKeyError:
+            taken = await db[ECHOES].find_one({"_id": hold_id(attempt_id, n)})
+            if taken is not None and taken["provider_message_id"] == provider_message_id:
+                return taken
+    raise RuntimeError(f"more than {MAX_HELD_PER_ATTEMPT} upserts held for attempt {attempt_id}")
+
+
+async def held_echoes(db: Database, attempt_id: str) -> list[dict[str, Any]]:
+    """The attempt's holds in arrival order (taken 1..n, so the first miss ends them)."""
+    found: list[dict[str, Any]] = []
+    while (doc := await db[ECHOES].find_one({"_id": hold_id(attempt_id, len(found) + 1)})) is not None:
+        found.append(doc)
+    return found
+
+
+async def resolve_hold(db: Database, _id: str, resolution: str) -> None:
+    """ "echo" (it was the attempt's echo) or "released" (stored as a message of its own). Both
+    sides that may settle a hold reach the same resolution, so the order of writes is moot."""
+    await db[ECHOES].update_one({"_id": _id}, {"$set": {"resolution": resolution, "resolved_at": utcnow()}})
 
 
 def parked_id(connection_id: str, provider_message_id: str) -> str:

@@ -37,6 +37,7 @@ from backend.core.ids import new_id
 from backend.core.logging import get_logger
 from backend.outbound import repository, service
 from backend.tickets import repository as tickets
+from backend.webhooks import service as webhooks
 
 log = get_logger("outbound")
 
@@ -146,6 +147,10 @@ class OutboundWorker:
             age = (now - as_utc(entry["enqueued_at"])).total_seconds()
             return age > self.settings.OUTBOUND_LEASE_SECONDS
         if message["status"] != "pending":
+            # Settled before the status moved, unless something else moved it (a receipt for an
+            # id the processor bound while this worker died): settle now, or a held phone
+            # message would never be stored.
+            await self._settle_echoes(message, answered=message.get("provider_message_id"))
             return True
         if await self._waits_for_earlier(entry, now):
             return False
@@ -181,7 +186,7 @@ class OutboundWorker:
         if not await repository.claim_attempt(self.db, claim):
             return False  # another worker claimed this attempt first
         try:
-            provider_message_id = await self._send(message, entry)
+            provider_message_id = await self._send(message, entry, _id)
         except ProviderError as exc:
             retry_at = utcnow() + timedelta(seconds=backoff_seconds(self.settings, attempt))
             await repository.finish_attempt(
@@ -206,7 +211,7 @@ class OutboundWorker:
         await self._sent(message, entry, provider_message_id)
         return True
 
-    async def _send(self, message: dict[str, Any], entry: dict[str, Any]) -> str:
+    async def _send(self, message: dict[str, Any], entry: dict[str, Any], attempt_id: str) -> str:
         conn = await connections.get(self.db, str(entry.get("connection_id")))
         if conn is None or not conn.get("active"):
             raise ProviderError("connection missing or inactive", retryable=False)
@@ -217,12 +222,31 @@ class OutboundWorker:
         provider = registry.build(conn["provider"], self.settings, self.http)
         # Before the call: the provider may post the fromMe echo of this send before answering.
         await repository.mark_sending(
-            self.db, connection_id=conn["_id"], phone=str(phone), text=message["body"], message_id=message["_id"]
+            self.db,
+            connection_id=conn["_id"],
+            phone=str(phone),
+            text=message["body"],
+            message_id=message["_id"],
+            attempt_id=attempt_id,
         )
         sent = await provider.send_text(
             instance_name=conn["instance_name"], to=str(phone), text=message["body"], idempotency_key=message["_id"]
         )
         return sent.provider_message_id
+
+    async def _settle_echoes(self, message: dict[str, Any], *, answered: str | None) -> None:
+        """fromMe upserts held while the message's attempts were unanswered (outbound/service.py,
+        `from_me_verdict`): the one with the answered id was the echo; every other one was typed
+        on the phone and becomes a message of its own now."""
+        for attempt in await repository.attempts(self.db, message["_id"]):
+            for hold in await service.settle_held_echoes(self.db, attempt, answered=answered):
+                await webhooks.release_held_echo(
+                    self.db,
+                    connection_id=str(hold["connection_id"]),
+                    provider_message_id=str(hold["provider_message_id"]),
+                    raw_id=str(hold["raw_id"]),
+                )
+                await service.mark_released(self.db, hold)
 
     async def _sent(self, message: dict[str, Any], entry: dict[str, Any], provider_message_id: str) -> None:
         await service.bind_provider_id(
@@ -231,6 +255,8 @@ class OutboundWorker:
             provider_message_id=provider_message_id,
             message_id=message["_id"],
         )
+        # Before the status moves: a message no longer pending is never looked at again.
+        await self._settle_echoes(message, answered=provider_message_id)
         await service.move(self.db, message["_id"], to="sent", extra={"provider_message_id": provider_message_id})
         # Receipts the provider posted before we knew this id (it often answers the send after them).
         await service.apply_parked(
@@ -241,6 +267,7 @@ class OutboundWorker:
         )
 
     async def _fail(self, message: dict[str, Any], reason: str) -> None:
+        await self._settle_echoes(message, answered=None)
         await service.move(self.db, message["_id"], to="failed", extra={"failure_reason": reason})
 
 

@@ -8,7 +8,8 @@ It speaks the documented REST shapes the adapter uses (POST /instance/create, GE
 Evolution's envelope ({event, instance, data, destination, date_time, sender, server_url, apikey}).
 
 Test controls under /_control: switch modes (ok, slow, 5xx, malformed), fail or hold just the
-next sends (`fail_next`, `hold_next`, then POST /_control/release), read what was sent, and
+next sends (`fail_next`; `hold_next` before anything, `hold_answer_next` after posting the echo,
+both until POST /_control/release), read what was sent, and
 make the "phone" do things (connect, new QR code, inbound message, delivery receipt, raw post).
 "down" is the real thing: the test stops this process.
 """
@@ -61,6 +62,8 @@ class FakeState:
     fail_next: int = 0
     # The next this-many sends wait, before anything happens, until POST /_control/release.
     hold_next: int = 0
+    # The next this-many sends post their echo first, then hold the answer until released.
+    hold_answer_next: int = 0
     released: asyncio.Event = field(default_factory=asyncio.Event)
     instances: dict[str, Instance] = field(default_factory=dict)
     sent: list[dict[str, Any]] = field(default_factory=list)
@@ -252,7 +255,12 @@ def create_app(api_key: str) -> FastAPI:
                 await asyncio.sleep(0.05)
                 await post_webhook(inst, "MESSAGES_UPSERT", echo)
 
-            if state.echo_first_seconds > 0:
+            if state.hold_answer_next > 0:
+                state.hold_answer_next -= 1
+                await post_webhook(inst, "MESSAGES_UPSERT", echo)
+                state.calls.append({"path": f"/message/sendText/{name}", "mode": "answer_held", "at": _now_iso()})
+                await state.released.wait()
+            elif state.echo_first_seconds > 0:
                 await post_webhook(inst, "MESSAGES_UPSERT", echo)
                 await asyncio.sleep(state.echo_first_seconds)
             else:
@@ -286,7 +294,8 @@ def create_app(api_key: str) -> FastAPI:
         state.next_key_id = body.get("next_key_id", state.next_key_id)
         state.fail_next = int(body.get("fail_next", state.fail_next))
         state.hold_next = int(body.get("hold_next", state.hold_next))
-        if state.hold_next:
+        state.hold_answer_next = int(body.get("hold_answer_next", state.hold_answer_next))
+        if state.hold_next or state.hold_answer_next:
             state.released.clear()
         return {
             "mode": state.mode,
@@ -296,6 +305,7 @@ def create_app(api_key: str) -> FastAPI:
             "next_key_id": state.next_key_id,
             "fail_next": state.fail_next,
             "hold_next": state.hold_next,
+            "hold_answer_next": state.hold_answer_next,
         }
 
     @app.post("/_control/release")
