@@ -38,9 +38,14 @@ async def evolution_reset(evolution: FakeEvolution) -> AsyncIterator[FakeEvoluti
     await evolution.mode("ok", fail_next=0, hold_next=0, hold_answer_next=0, echo_first_seconds=0.0, echo=True)
 
 
-async def _held(evolution: FakeEvolution) -> bool:
+async def _held_sends(evolution: FakeEvolution) -> int:
+    """How many sends the fake has held so far (the module's tests share the fake)."""
     calls = await evolution.control("GET", "calls")
-    return any(c["mode"] == "held" for c in calls)
+    return sum(c["mode"] == "held" for c in calls)
+
+
+async def _one_more_held(evolution: FakeEvolution, before: int) -> bool:
+    return await _held_sends(evolution) > before
 
 
 async def _outgoing(db: Any, ticket_id: str) -> list[dict[str, Any]]:
@@ -75,11 +80,12 @@ async def test_the_same_text_typed_on_the_phone_while_the_reply_is_in_flight_sta
     ticket_id, phone, agent = await held_ticket(client, tenant, evolution, conn, db)
     r = await client.post(f"/api/v1/tickets/{ticket_id}/messages", json={"body": "ok"}, headers=agent)
     reply = r.json()["id"]
+    before = await _held_sends(evolution)
     await evolution.mode("ok", hold_next=1)  # the provider has not answered the send yet
     worker = OutboundWorker(db, settings, http)
     in_flight = asyncio.create_task(worker.run_once())
     try:
-        await wait_for(lambda: _held(evolution))
+        await wait_for(lambda: _one_more_held(evolution, before))
         typed = await evolution.inbound(conn["instance_name"], phone, "ok", from_me=True)
         raw = await settled(db, typed)
         assert raw["status"] == "processed"  # held as a probable echo: the send is unanswered
@@ -174,6 +180,7 @@ async def test_a_hold_the_worker_settles_before_it_lands_is_settled_by_the_proce
     ticket_id, phone, agent = await held_ticket(client, tenant, evolution, conn, db)
     r = await client.post(f"/api/v1/tickets/{ticket_id}/messages", json={"body": "ok"}, headers=agent)
     reply = r.json()["id"]
+    before = await _held_sends(evolution)
     await evolution.mode("ok", hold_next=1, echo=False)
     worker = OutboundWorker(db, settings, http)
     in_flight = asyncio.create_task(worker.run_once())
@@ -187,7 +194,7 @@ async def test_a_hold_the_worker_settles_before_it_lands_is_settled_by_the_proce
         return await real_hold(db_, **kw)
 
     try:
-        await wait_for(lambda: _held(evolution))
+        await wait_for(lambda: _one_more_held(evolution, before))
         monkeypatch.setattr(repository, "hold_echo", hold_after_the_answer)
         typed = await evolution.inbound(conn["instance_name"], phone, "ok", from_me=True)
         assert (await settled(db, typed))["status"] == "processed"

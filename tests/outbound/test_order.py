@@ -61,6 +61,12 @@ async def _received(evolution: FakeEvolution, phone: str) -> list[str]:
     return [s["text"] for s in await evolution.sent() if s["number"] == phone]
 
 
+async def _held_sends(evolution: FakeEvolution) -> int:
+    """How many sends the fake has held so far (the module's tests share the fake)."""
+    calls = await evolution.control("GET", "calls")
+    return sum(c["mode"] == "held" for c in calls)
+
+
 async def _passes_until(workers: list[OutboundWorker], done: Any) -> None:
     """Steps the workers' passes (together) until `done()` holds."""
 
@@ -141,14 +147,14 @@ async def test_a_delayed_first_send_holds_its_chat_in_every_worker_but_not_other
     ticket_b, phone_b, _ = await held_ticket(client, tenant, evolution, conn, db)
     texts = ["um", "dois", "três"]
     ids = [await _reply(client, ticket_a, agent, t) for t in texts]
+    held_before = await _held_sends(evolution)
     await evolution.mode("ok", hold_next=1)  # the provider takes its time over the first send
     first, second = OutboundWorker(db, settings, http), OutboundWorker(db, settings, http)
     held_pass = asyncio.create_task(first.run_once())
     try:
 
         async def held() -> bool:
-            calls = await evolution.control("GET", "calls")
-            return any(c["mode"] == "held" for c in calls)
+            return await _held_sends(evolution) > held_before
 
         await wait_for(held)
         other = await _reply(client, ticket_b, agent, "outro chat")
