@@ -7,8 +7,7 @@ FerretDB pushes down only `_id` equality, so every read here is one:
 - `outbox_chats`: the replies of one WhatsApp chat (connection + client number) in the order
   they were queued: entry k of chat c is `_id` "c:<c>:<k>", taken like the queue's (plain append,
   1..k with no holes). A queue entry records its chat and k, so a worker of any process finds
-  the reply before it in its chat with one `_id` read; `outbox_state` "chat:<c>" holds a hint
-  of the chat's last k.
+  the reply before it in its chat with one `_id` read.
 - `outbox_attempts`: attempt k of message m is `_id` "<m>:<k>". Inserting it is the claim that
   lets exactly one worker (of any process) make that attempt.
 - `receipts_parked`: status receipts that arrived before their message was known, `_id`
@@ -22,6 +21,7 @@ Entries and attempts are never removed (persistence rule 1); the cursor keeps re
 """
 
 import hashlib
+from collections import OrderedDict
 from datetime import datetime
 from typing import Any
 
@@ -44,6 +44,9 @@ MAX_HELD_PER_ATTEMPT = 100
 MESSAGES = "messages"
 CURSOR_ID = "cursor"
 MAX_CHAT_CLAIM_TRIES = 1_000
+CHAT_HINTS = 10_000  # chats whose last position a process remembers
+
+_chat_heads: OrderedDict[tuple[str, str], int] = OrderedDict()
 
 # Delivery statuses only move forward; `failed` only from before the provider took it.
 RANK = {"pending": 0, "sent": 1, "delivered": 2, "read": 3}
@@ -86,13 +89,22 @@ async def get_chat_entry(db: Database, chat: str, k: int) -> dict[str, Any] | No
     return await db[CHATS].find_one({"_id": chat_entry_id(chat, k)})
 
 
+def _chat_hint(db: Database, chat: str) -> int:
+    return _chat_heads.get((db.name, chat), 0)
+
+
+def _remember_chat_head(db: Database, chat: str, k: int) -> None:
+    """A bounded, process-local hint: a chat's position seen stored here (entries are never
+    removed, so it stays true). Forgotten for the least recent chats past the bound."""
+    key = (db.name, chat)
+    _chat_heads[key] = max(k, _chat_heads.pop(key, 0))
+    while len(_chat_heads) > CHAT_HINTS:
+        _chat_heads.popitem(last=False)
+
+
 async def _chat_head(db: Database, chat: str) -> int:
-    """The chat's last entry: from the stored hint, galloping past what it missed."""
-    hint = await db[STATE].find_one({"_id": f"chat:{chat}"})
-    lo = int(hint["head"]) if hint else 0
-    if lo and await get_chat_entry(db, chat, lo) is None:
-        lo = 0  # a hint is never trusted past what is stored
-    step = 1
+    """The chat's last entry: galloping from the hint past what it missed."""
+    lo, step = _chat_hint(db, chat), 1
     while await get_chat_entry(db, chat, lo + step) is not None:
         lo, step = lo + step, step * 2
     hi = lo + step
@@ -102,6 +114,7 @@ async def _chat_head(db: Database, chat: str) -> int:
             lo = mid
         else:
             hi = mid
+    _remember_chat_head(db, chat, lo)
     return lo
 
 
@@ -116,10 +129,7 @@ async def append_to_chat(db: Database, chat: str, body: dict[str, Any]) -> int:
             k = max(k, await _chat_head(db, chat)) + 1
     else:
         raise RuntimeError(f"could not take a position in chat {chat!r}")
-    try:  # a hint: two writers may set it in either order, which only costs a few reads
-        await db[STATE].update_one({"_id": f"chat:{chat}"}, {"$max": {"head": k}}, upsert=True)
-    except DuplicateKeyError:  # two first upserts racing: the other one created it
-        await db[STATE].update_one({"_id": f"chat:{chat}"}, {"$max": {"head": k}})
+    _remember_chat_head(db, chat, k)
     return k
 
 
