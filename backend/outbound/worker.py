@@ -150,7 +150,7 @@ class OutboundWorker:
             # Settled before the status moved, unless something else moved it (a receipt for an
             # id the processor bound while this worker died): settle now, or a held phone
             # message would never be stored.
-            await self._settle_echoes(message, answered=message.get("provider_message_id"))
+            await self._settle_echoes(message)
             return True
         if await self._waits_for_earlier(entry, now):
             return False
@@ -234,11 +234,14 @@ class OutboundWorker:
         )
         return sent.provider_message_id
 
-    async def _settle_echoes(self, message: dict[str, Any], *, answered: str | None) -> None:
+    async def _settle_echoes(self, message: dict[str, Any]) -> None:
         """fromMe upserts held while the message's attempts were unanswered (outbound/service.py,
-        `from_me_verdict`): the one with the answered id was the echo; every other one was typed
-        on the phone and becomes a message of its own now."""
-        for attempt in await repository.attempts(self.db, message["_id"]):
+        `from_me_verdict`): the one with the id an attempt was answered with (recorded on the
+        attempt before this runs) was the echo; every other one was typed on the phone and
+        becomes a message of its own now."""
+        tried = await repository.attempts(self.db, message["_id"])
+        answered = next((str(a["provider_message_id"]) for a in tried if a.get("result") == "sent"), None)
+        for attempt in tried:
             for hold in await service.settle_held_echoes(self.db, attempt, answered=answered):
                 await webhooks.release_held_echo(
                     self.db,
@@ -256,7 +259,7 @@ class OutboundWorker:
             message_id=message["_id"],
         )
         # Before the status moves: a message no longer pending is never looked at again.
-        await self._settle_echoes(message, answered=provider_message_id)
+        await self._settle_echoes(message)
         await service.move(self.db, message["_id"], to="sent", extra={"provider_message_id": provider_message_id})
         # Receipts the provider posted before we knew this id (it often answers the send after them).
         await service.apply_parked(
@@ -267,7 +270,7 @@ class OutboundWorker:
         )
 
     async def _fail(self, message: dict[str, Any], reason: str) -> None:
-        await self._settle_echoes(message, answered=None)
+        await self._settle_echoes(message)
         await service.move(self.db, message["_id"], to="failed", extra={"failure_reason": reason})
 
 

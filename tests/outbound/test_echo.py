@@ -208,3 +208,51 @@ async def test_a_hold_the_worker_settles_before_it_lands_is_settled_by_the_proce
     hold = await db.outbox_echoes.find_one({"message_id": reply})
     assert hold["resolution"] == "released"
     assert webhooks.message_id_for(conn["id"], typed["key_id"]) == outgoing[typed["key_id"]]["_id"]
+
+
+async def test_a_held_phone_message_is_stored_even_when_the_worker_dies_before_settling_it(
+    client: httpx.AsyncClient,
+    admin_headers: dict[str, str],
+    evolution_reset: FakeEvolution,
+    db: Any,
+    settings: Settings,
+    http: httpx.AsyncClient,
+) -> None:
+    """The worker records the answer and binds its id, then dies before settling the holds; a
+    delivery receipt then moves the reply on, so the next worker finds it no longer pending —
+    and still settles the holds from the recorded answer."""
+    evolution = evolution_reset
+    tenant = await make_tenant(client, admin_headers, agents=1)
+    conn = await make_connection(client, tenant, evolution)
+    ticket_id, phone, agent = await held_ticket(client, tenant, evolution, conn, db)
+    r = await client.post(f"/api/v1/tickets/{ticket_id}/messages", json={"body": "ok"}, headers=agent)
+    reply = r.json()["id"]
+    before = await _held_sends(evolution)
+    await evolution.mode("ok", hold_next=1)
+    dying = OutboundWorker(db, settings, http)
+
+    async def killed(*_: Any, **__: Any) -> None:
+        raise RuntimeError("worker killed")
+
+    dying._settle_echoes = killed  # type: ignore[method-assign]
+    in_flight = asyncio.create_task(dying.run_once())
+    try:
+        await wait_for(lambda: _one_more_held(evolution, before))
+        typed = await evolution.inbound(conn["instance_name"], phone, "ok", from_me=True)
+        assert (await settled(db, typed))["status"] == "processed"
+    finally:
+        await evolution.control("POST", "release")
+        await in_flight
+    key_id = next(s for s in await evolution.sent() if s["number"] == phone)["key_id"]
+    receipt = await evolution.control(
+        "POST", "receipt", {"instance": conn["instance_name"], "key_id": key_id, "status": "DELIVERY_ACK"}
+    )
+    assert (await settled(db, receipt))["status"] == "processed"
+    assert await _status(db, reply) == "delivered"
+    assert len(await _outgoing(db, ticket_id)) == 1  # the typed "ok" is still held
+
+    await OutboundWorker(db, settings, http).run_once()
+    outgoing = {m["_id"]: m for m in await _outgoing(db, ticket_id)}
+    mine = outgoing.get(webhooks.message_id_for(conn["id"], typed["key_id"]))
+    assert len(outgoing) == 2 and reply in outgoing
+    assert mine is not None and mine["body"] == "ok" and mine["sender_type"] == "system"
