@@ -162,7 +162,8 @@ async def process(
             outcome: Outcome = "ignored"
             results = ["connection inactive"]
         else:
-            results = [await _apply(db, conn, event, retry=attempt is not None and attempt > 1) for event in events]
+            retry = attempt is not None and attempt > 1
+            results = [await _apply(db, conn, event, retry=retry, raw_id=raw["_id"]) for event in events]
             outcome = "ignored" if results and all(r.startswith("ignored") for r in results) else "processed"
     except PyMongoError:
         raise
@@ -177,10 +178,13 @@ async def process(
     return outcome
 
 
-async def _apply(db: Database, conn: dict[str, Any], event: InboundEvent, *, retry: bool = False) -> str:
-    """`retry`: an earlier attempt at this same delivery was claimed and did not finish."""
+async def _apply(
+    db: Database, conn: dict[str, Any], event: InboundEvent, *, retry: bool = False, raw_id: str = ""
+) -> str:
+    """`retry`: an earlier attempt at this same delivery was claimed and did not finish.
+    `raw_id`: the delivery, for a fromMe upsert held as a probable echo (released from it)."""
     if isinstance(event, InboundMessage):
-        return await _ingest_message(db, conn, event, retry=retry)
+        return await _ingest_message(db, conn, event, retry=retry, raw_id=raw_id)
     if isinstance(event, StatusUpdate):
         return await outbound.apply_receipt(
             db,
@@ -208,7 +212,9 @@ async def _known_client(db: Database, reseller_id: str, phone: str) -> dict[str,
     return await users.get(db, client_id) if client_id else None
 
 
-async def _ingest_message(db: Database, conn: dict[str, Any], event: InboundMessage, *, retry: bool) -> str:
+async def _ingest_message(
+    db: Database, conn: dict[str, Any], event: InboundMessage, *, retry: bool, raw_id: str
+) -> str:
     sanitize.check_storable(event)  # before the client and ticket writes: never a ticket without it
     message_id = message_id_for(conn["_id"], event.provider_message_id)
     stored = await messages.get(db, message_id)
@@ -222,20 +228,19 @@ async def _ingest_message(db: Database, conn: dict[str, Any], event: InboundMess
             return f"message {message_id} completed after an unfinished attempt"
         return "duplicate"
     if event.from_me:
-        # Our own reply echoed back by the provider: the worker bound its provider id to the
-        # agent's message. Otherwise the phone sent it outside IAZE; bind the id to it.
-        own = await outbound.own_send_for_echo(
+        # Our own reply echoed back by the provider, or a message the phone sent outside IAZE:
+        # told apart by provider id (the rule and its one text-matched window: from_me_verdict).
+        verdict = await outbound.from_me_verdict(
             db,
             connection_id=conn["_id"],
             phone=event.phone,
             text=event.body or "",
             provider_message_id=event.provider_message_id,
+            own_message_id=message_id,
+            raw_id=raw_id,
         )
-        bound = await outbound.bind_provider_id(
-            db, connection_id=conn["_id"], provider_message_id=event.provider_message_id, message_id=own or message_id
-        )
-        if bound != message_id:
-            return "echo of an IAZE reply"
+        if verdict is not outbound.FromMe.OWN:
+            return "echo of an IAZE reply"  # held ones too: settled when the send is answered
     client = await _known_client(db, conn["reseller_id"], event.phone)
     if client is None:
         client, _ = await clients.upsert_by_phone(
@@ -267,3 +272,20 @@ async def _ingest_message(db: Database, conn: dict[str, Any], event: InboundMess
             db, connection_id=conn["_id"], provider_message_id=event.provider_message_id, message_id=message["_id"]
         )
     return f"message {message['_id']} in ticket {ticket['_id']}" + (" (new ticket)" if created else "")
+
+
+async def release_held_echo(db: Database, *, connection_id: str, provider_message_id: str, raw_id: str) -> None:
+    """A fromMe upsert held as the probable echo of an agent's reply turned out, once the send was
+    answered with another id, to be typed on the phone (backend/outbound/service.py,
+    `from_me_verdict`). Its id is bound to its own message, then its stored delivery is processed
+    again, which now stores it as a message of its own. Safe to repeat: run as a retry, a repeat
+    that finds the message stored completes what a killed run may have left undone."""
+    await outbound.bind_provider_id(
+        db,
+        connection_id=connection_id,
+        provider_message_id=provider_message_id,
+        message_id=message_id_for(connection_id, provider_message_id),
+    )
+    raw = await repository.get(db, raw_id)
+    if raw is not None:
+        await process(db, raw, attempt=int(raw.get("attempts") or 0) + 1)
