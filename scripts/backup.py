@@ -1,9 +1,14 @@
 """`python -m scripts.backup [run|verify|prune|list|schedule]`: mongodump archives that count.
 
 run      writes <BACKUP_DIR>/iaze-<db>-<UTC time>.archive.gz (+ .sha256) and a .manifest.json with
-         the documents per collection read back from the archive, then applies retention.
+         the documents per collection read back from the archive; with BACKUP_EVOLUTION_INSTANCES_DIR
+         set, also <base>.sessions.tar.gz (+ .sha256) of the WhatsApp sessions, every file's path,
+         size and sha256 in the same manifest. Then applies retention.
 verify   restores the newest archive into the scratch database, compares its counts with the
-         manifest, drops the scratch database, and records the result next to the archive.
+         manifest, drops the scratch database; checks the sessions tar's checksum and extracts it
+         into a scratch directory, comparing every file with the manifest; records the result.
+restore-sessions  puts a checked sessions archive back into the instances directory (Evolution
+         stopped); keeps an archive of what the directory held before.
 prune    keeps the newest backup, the newest of each of the last BACKUP_KEEP_DAILY days and of the
          last BACKUP_KEEP_WEEKLY ISO weeks; deletes only backups this script made (their manifest
          says so), never any other file.
@@ -25,7 +30,7 @@ from pymongo import AsyncMongoClient
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from scripts import archive, dumptools, retention
+from scripts import archive, dumptools, retention, sessions
 from scripts.common import Exit, OpsSettings, connect, console, database, fail, load_settings, out, run
 from scripts.restore import database_counts, drop_scratch_database, restore_archive, sha256_of
 
@@ -102,6 +107,10 @@ async def make_backup(
     """Writes archive, checksum and manifest; returns the manifest. A half-written archive keeps
     its .partial name, so it can never be taken for a backup."""
     out_dir.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 - a CLI, nothing else runs on this loop
+    sessions_dir = Path(settings.BACKUP_EVOLUTION_INSTANCES_DIR) if settings.BACKUP_EVOLUTION_INSTANCES_DIR else None
+    if sessions_dir is not None and not sessions_dir.is_dir():
+        # Before anything is written: a misconfigured path must not yield a backup without sessions.
+        fail(Exit.FILE, f"BACKUP_EVOLUTION_INSTANCES_DIR={sessions_dir} is not a directory")
     at = datetime.now(UTC)
     base = f"iaze-{settings.MONGO_DB}-{_stamp(at)}"
     final = out_dir / f"{base}.archive.gz"
@@ -117,6 +126,11 @@ async def make_backup(
     digest = sha256_of(partial)
     partial.rename(final)
     final.with_name(final.name + ".sha256").write_text(f"{digest}  {final.name}\n")
+    sessions_manifest = None
+    if sessions_dir is not None:
+        written = sessions.write(sessions_dir, out_dir / f"{base}{sessions.SUFFIX}")
+        sessions_manifest = written.manifest(sessions_dir)
+    # The manifest is written last: it is what makes the files above a backup.
     manifest = {
         "format": FORMAT,
         "made_by": MADE_BY,
@@ -129,6 +143,7 @@ async def make_backup(
         "tool": tool_used,
         "counts": counts,
         "source_counts_before": source_counts,
+        "sessions": sessions_manifest,
     }
     (out_dir / f"{base}.manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     return manifest
@@ -179,11 +194,39 @@ async def verify_newest(
         m, r = diffs[name]
         table.add_row(name, str(m), str(r), "ok" if m == r else "DIFFERENT")
     out.print(table)
-    record = {"at": datetime.now(UTC).isoformat(), "ok": not bad, "restored_counts": counts, "tool": restored.tool}
+    record: dict[str, Any] = {
+        "at": datetime.now(UTC).isoformat(),
+        "ok": not bad,
+        "restored_counts": counts,
+        "tool": restored.tool,
+    }
+    checked = _verify_sessions(out_dir, manifest)
+    if checked is not None:
+        record["sessions"] = {"ok": checked.ok, "files": checked.files, "problems": checked.problems}
+        record["ok"] = record["ok"] and checked.ok
     manifest_path.with_name(manifest_path.name.replace(".manifest.json", ".verified.json")).write_text(
         json.dumps(record, indent=2, sort_keys=True) + "\n"
     )
-    return not bad
+    if checked is not None and checked.corrupt:
+        fail(Exit.FILE, "; ".join(checked.problems))
+    return bool(record["ok"])
+
+
+def _verify_sessions(out_dir: Path, manifest: dict[str, Any]) -> sessions.Checked | None:
+    """The sessions archive of this backup, when it has one: checksum, extraction, every file."""
+    sm = manifest.get("sessions")
+    if not sm:
+        out.print("sessions: this backup has none (BACKUP_EVOLUTION_INSTANCES_DIR was empty)")
+        return None
+    checked = sessions.check(out_dir, sm)
+    table = Table(title=f"backup verify: {sm['archive']} extracted into a scratch directory")
+    for col in ("", "manifest", "extracted", ""):
+        table.add_column(col)
+    table.add_row("files", str(len(sm["files"])), str(checked.files), "ok" if checked.ok else "DIFFERENT")
+    out.print(table)
+    for problem in checked.problems:
+        out.print(f"  - {problem}")
+    return checked
 
 
 def prune(out_dir: Path, db_name: str, *, keep_daily: int, keep_weekly: int, dry_run: bool = False) -> list[str]:
@@ -197,6 +240,7 @@ def prune(out_dir: Path, db_name: str, *, keep_daily: int, keep_weekly: int, dry
         files = [
             out_dir / archive_name,
             out_dir / f"{archive_name}.sha256",
+            *_sessions_files(out_dir, m),
             manifest_path.with_name(manifest_path.name.replace(".manifest.json", ".verified.json")),
             manifest_path,  # last: a crash midway leaves the manifest, so the next prune finishes the job
         ]
@@ -205,6 +249,13 @@ def prune(out_dir: Path, db_name: str, *, keep_daily: int, keep_weekly: int, dry
                 f.unlink(missing_ok=True)
         removed.append(archive_name)
     return removed
+
+
+def _sessions_files(out_dir: Path, manifest: dict[str, Any]) -> list[Path]:
+    sm = manifest.get("sessions")
+    if not sm:
+        return []
+    return [out_dir / sm["archive"], out_dir / f"{sm['archive']}.sha256"]
 
 
 def _settings(mongo_url: str | None, db: str | None, env_file: Path | None) -> OpsSettings:
@@ -226,6 +277,9 @@ def _do_run(settings: OpsSettings, out_dir: Path, tool: str, *, keep: bool) -> d
     out.print(f"backup {out_dir / manifest['archive']} ({manifest['bytes']} bytes, {manifest['tool']})")
     for name, n in sorted(manifest["counts"].items()):
         out.print(f"  {name}: {n}")
+    sm = manifest["sessions"]
+    if sm:
+        out.print(f"sessions {out_dir / sm['archive']} ({sm['file_count']} files, {sm['total_bytes']} bytes)")
     if keep:
         for name in prune(
             out_dir, settings.MONGO_DB, keep_daily=settings.BACKUP_KEEP_DAILY, keep_weekly=settings.BACKUP_KEEP_WEEKLY
@@ -279,7 +333,7 @@ def verify(
     if _do_verify(s, out_dir or Path(s.BACKUP_DIR), tool or s.BACKUP_TOOL):
         out.print("[bold green]OK[/]: the newest backup restores with the counts its manifest records")
         return
-    out.print("[bold red]FAILED[/]: restored counts differ from the manifest")
+    out.print("[bold red]FAILED[/]: restored counts or session files differ from the manifest")
     raise typer.Exit(int(Exit.VIOLATIONS))
 
 
@@ -313,7 +367,7 @@ def list_cmd(out_dir: Dir = None, db: DbName = None, env_file: EnvFile = None) -
     s = _settings(None, db, env_file)
     d = out_dir or Path(s.BACKUP_DIR)
     table = Table(title=f"backups of {s.MONGO_DB} in {d}")
-    for col in ("archive", "tickets", "messages", "bytes", "verified"):
+    for col in ("archive", "tickets", "messages", "bytes", "session files", "verified"):
         table.add_column(col)
     for path, m in manifests(d, s.MONGO_DB):
         vpath = path.with_name(path.name.replace(".manifest.json", ".verified.json"))
@@ -321,8 +375,50 @@ def list_cmd(out_dir: Dir = None, db: DbName = None, env_file: EnvFile = None) -
         if vpath.is_file():
             verified = "ok" if json.loads(vpath.read_text()).get("ok") else "FAILED"
         c = m["counts"]
-        table.add_row(m["archive"], str(c.get("tickets", 0)), str(c.get("messages", 0)), str(m["bytes"]), verified)
+        sm = m.get("sessions")
+        files = str(sm["file_count"]) if sm else "-"
+        table.add_row(
+            m["archive"], str(c.get("tickets", 0)), str(c.get("messages", 0)), str(m["bytes"]), files, verified
+        )
     out.print(table)
+
+
+@app.command("restore-sessions")
+def restore_sessions_cmd(
+    into: Annotated[Path, typer.Option("--into", help="The instances directory (Evolution stopped).")],
+    out_dir: Dir = None,
+    manifest_file: Annotated[
+        Path | None, typer.Option("--manifest", help="A .manifest.json (default: the newest with sessions).")
+    ] = None,
+    db: DbName = None,
+    env_file: EnvFile = None,
+) -> None:
+    """Put the WhatsApp sessions of a backup back: checked first, previous content archived, nothing deleted."""
+    s = _settings(None, db, env_file)
+    d = out_dir or Path(s.BACKUP_DIR)
+    if manifest_file is not None:
+        try:
+            chosen = json.loads(manifest_file.read_text())
+        except (OSError, ValueError) as exc:
+            fail(Exit.FILE, f"cannot read {manifest_file}: {exc}")
+        d = manifest_file.parent
+    else:
+        with_sessions = [m for _, m in manifests(d, s.MONGO_DB) if m.get("sessions")]
+        if not with_sessions:
+            fail(Exit.FILE, f"no backups of {s.MONGO_DB} with sessions in {d}")
+        chosen = with_sessions[0]
+    sm = chosen.get("sessions")
+    if not sm:
+        fail(Exit.FILE, "that manifest has no sessions archive")
+    checked, before = sessions.restore(d, sm, into, stamp=_stamp(datetime.now(UTC)))
+    if before is not None:
+        out.print(f"previous content of {into} kept in {d / before}")
+    for problem in checked.problems:
+        out.print(f"  - {problem}")
+    if not checked.ok:
+        out.print(f"[bold red]FAILED[/]: {sm['archive']} was not restored")
+        raise typer.Exit(int(Exit.FILE))
+    out.print(f"[bold green]OK[/]: {checked.files} session files from {sm['archive']} restored into {into}")
 
 
 @app.command()

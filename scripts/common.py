@@ -43,6 +43,12 @@ class OpsSettings(Settings):
     # auto: real mongodump/mongorestore when found (var/bin or PATH), else the built-in writer.
     BACKUP_TOOL: str = "auto"
     BACKUP_INTERVAL_SECONDS: int = 24 * 3600
+    # Evolution's instances directory (WhatsApp sessions), archived with every backup; empty: not.
+    BACKUP_EVOLUTION_INSTANCES_DIR: str = ""
+    # deploy_check after a restart: the backend whose /health/ready is asked (empty: not asked),
+    # and how long a connection that was open may take to be open again.
+    DEPLOY_CHECK_BACKEND_URL: str = ""
+    DEPLOY_CHECK_WHATSAPP_WAIT_SECONDS: float = 90.0
 
     @property
     def verify_db(self) -> str:
