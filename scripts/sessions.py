@@ -14,6 +14,7 @@ left as they are, and the directory's previous content is archived first.
 
 import hashlib
 import io
+import json
 import os
 import stat
 import tarfile
@@ -178,8 +179,12 @@ def restore(backup_dir: Path, manifest: dict[str, Any], target: Path, *, stamp: 
         target.mkdir(parents=True, exist_ok=True)
         before: str | None = None
         if any(target.iterdir()):
-            copy = backup_dir / f"pre-restore-{stamp}{SUFFIX}"
-            before = write(target, copy).archive
+            copy = write(target, backup_dir / f"pre-restore-{stamp}{SUFFIX}")
+            # Restorable like any backup's sessions: restore-sessions --manifest <this file>.
+            (backup_dir / f"pre-restore-{stamp}.sessions.manifest.json").write_text(
+                json.dumps({"made_by": "iaze-restore-sessions", "sessions": copy.manifest(target)}, indent=2) + "\n"
+            )
+            before = copy.archive
         for rel in manifest["dirs"]:
             (target / rel).mkdir(parents=True, exist_ok=True)
         for f in manifest["files"]:

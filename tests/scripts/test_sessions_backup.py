@@ -154,6 +154,7 @@ def test_restore_keeps_what_the_directory_held_and_deletes_nothing(tmp_path: Pat
     (target / "cm1abc" / "creds.json").write_bytes(b"damaged")
     (target / "cm9new" / "creds.json").parent.mkdir()
     (target / "cm9new" / "creds.json").write_bytes(b"an instance created after the backup")
+    tree_before = _tree(target)
     result, before = sessions.restore(out, manifest, target, stamp="t2")
     assert result.ok and before == f"pre-restore-t2{sessions.SUFFIX}"
     tree = _tree(target)
@@ -161,6 +162,10 @@ def test_restore_keeps_what_the_directory_held_and_deletes_nothing(tmp_path: Pat
     assert tree["cm9new/creds.json"] == b"an instance created after the backup"
     with tarfile.open(out / before, "r:gz") as tar:
         assert tar.extractfile("cm1abc/creds.json").read() == b"damaged"  # type: ignore[union-attr]
+    # That copy restores like a backup (an operator who restored the wrong archive can go back).
+    copy = json.loads((out / "pre-restore-t2.sessions.manifest.json").read_text())["sessions"]
+    undo, _ = sessions.restore(out, copy, tmp_path / "undo", stamp="t3")
+    assert undo.ok and _tree(tmp_path / "undo") == {**files, **tree_before}
 
 
 # ---- the CLI: backup run / verify / list / restore-sessions with BACKUP_EVOLUTION_INSTANCES_DIR ----
@@ -231,3 +236,36 @@ async def test_a_missing_sessions_directory_fails_before_writing_anything(
     res = await run_cli("scripts.backup", "run", env=env, cwd=tmp_path)
     assert res.code == 4 and "is not a directory" in res.stderr, res.output
     assert not out.exists() or not any(out.iterdir())
+
+
+@ASYNC
+async def test_retention_deletes_a_backups_sessions_with_it_and_nothing_else(
+    tenant: Tenant, mongo_url: str, db_name: str, tmp_path: Path
+) -> None:
+    src, out = tmp_path / "instances", tmp_path / "backups"
+    src.mkdir()
+    _instances(src)
+    env = env_for(
+        mongo_url, db_name, BACKUP_DIR=str(out), BACKUP_TOOL="python", BACKUP_EVOLUTION_INSTANCES_DIR=str(src)
+    )
+    for _ in range(2):
+        res = await run_cli("scripts.backup", "run", "--no-prune", env=env, cwd=tmp_path)
+        assert res.code == 0, res.output
+    # The copy a restore keeps of the volume's previous content is not a backup: never pruned.
+    res = await run_cli("scripts.backup", "restore-sessions", "--into", str(src), env=env, cwd=tmp_path)
+    assert res.code == 0, res.output
+    [kept_copy] = out.glob(f"pre-restore-*{sessions.SUFFIX}")
+    newest = json.loads(sorted(out.glob("iaze-*.manifest.json"))[-1].read_text())
+    res = await run_cli("scripts.backup", "prune", "--keep-daily", "0", "--keep-weekly", "0", env=env, cwd=tmp_path)
+    assert res.code == 0, res.output
+    assert sorted(p.name for p in out.glob(f"iaze-*{sessions.SUFFIX}")) == [newest["sessions"]["archive"]]
+    assert sorted(p.name for p in out.glob(f"iaze-*{sessions.SUFFIX}.sha256")) == [
+        newest["sessions"]["archive"] + ".sha256"
+    ]
+    assert kept_copy.exists()
+    copy_manifest = kept_copy.with_name(kept_copy.name.replace(".tar.gz", ".manifest.json"))
+    back = tmp_path / "from-the-copy"
+    args = ("restore-sessions", "--manifest", str(copy_manifest), "--into", str(back))
+    res = await run_cli("scripts.backup", *args, env=env, cwd=tmp_path)
+    assert res.code == 0, res.output
+    assert _tree(back) == _tree(src)
