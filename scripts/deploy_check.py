@@ -373,6 +373,13 @@ def snapshot(
     if wa["asked"]:
         for e in wa["instances"]:
             out.print(f"  {post_restart.label(e)}: {e['state']}")
+        unknown = [e for e in wa["instances"] if e["state"] in ("unreachable", "missing")]
+        if unknown:
+            # Only connections seen open here are checked after the restart: say what is not covered.
+            console.print(
+                f"[yellow]warning:[/] the provider gave no state for {len(unknown)} connection(s); "
+                "they will not be checked after the restart"
+            )
     elif wa["connections"]:
         out.print(
             f"  [yellow]WhatsApp: {wa['connections']} connection(s), provider not asked (EVOLUTION_BASE_URL empty)[/]"

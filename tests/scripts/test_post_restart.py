@@ -207,3 +207,7 @@ async def test_backend_not_ready_and_provider_down_or_emptied_fail(
     res = await _verify(env, tmp_path, path, "--wait", "0")
     assert res.code == 1, res.output
     assert f"instance {instances['a']}): was open, the provider no longer has this instance" in res.stdout
+    # A snapshot taken while the provider cannot tell says which connections it cannot cover.
+    res = await run_cli("scripts.deploy_check", "snapshot", "--out", str(tmp_path / "b2.json"), env=env, cwd=tmp_path)
+    assert res.code == 0, res.output
+    assert "they will not be checked after the restart" in res.stderr
