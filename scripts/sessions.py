@@ -1,10 +1,12 @@
 """The WhatsApp sessions (Evolution's instances directory) as a tar.gz with a manifest.
 
-Evolution keeps each instance's Baileys signal keys as small files under /evolution/instances and
-rewrites them while it runs. Each file is read once, hashed and written into the tar from those
-same bytes, so the manifest (path, size, sha256 of every file) always describes what the tar holds,
-even when Evolution changes a file in the middle of the backup. A file that disappears between
-listing and reading was being replaced by Evolution; it is left out and counted.
+Evolution keeps one folder per instance under /evolution/instances; with its Redis cache off the
+Baileys signal keys are small files there, rewritten while it runs (with the cache on they live in
+Redis and the credentials, in every mode, in Evolution's PostgreSQL: DEPLOY_RULES.md §8).
+Each file is read once, hashed and written into the tar from those same bytes, so the manifest
+(path, size, sha256 of every file) always describes what the tar holds, even when Evolution
+changes a file in the middle of the backup. A file that disappears between listing and reading
+was being replaced by Evolution; it is left out and counted.
 
 check() is the verify step: the tar's own checksum, then a full extraction into a scratch
 directory compared file by file with the manifest. restore() puts a checked archive back into a
