@@ -449,7 +449,7 @@ def verify(
     if report.ok:
         out.print(
             "[bold green]OK[/]: every count equal or greater, no ticket lost, no ticket moved by the deploy, "
-            "every WhatsApp connection that was open is open again"
+            "every WhatsApp connection checked is open again"
         )
         return
     out.print(f"[bold red]FAILED[/]: {report.violation_count} violation(s)")
