@@ -3,12 +3,16 @@
 run      writes <BACKUP_DIR>/iaze-<db>-<UTC time>.archive.gz (+ .sha256) and a .manifest.json with
          the documents per collection read back from the archive; with BACKUP_EVOLUTION_INSTANCES_DIR
          set, also <base>.sessions.tar.gz (+ .sha256) of the WhatsApp sessions, every file's path,
-         size and sha256 in the same manifest. Then applies retention.
+         size and sha256 in the same manifest; with BACKUP_EVOLUTION_DATABASE_URL set, also
+         <base>.evolution.pgdump (+ .sha256), Evolution's PostgreSQL (the Baileys credentials), its
+         rows per table counted back from the archive. Then applies retention.
 verify   restores the newest archive into the scratch database, compares its counts with the
          manifest, drops the scratch database; checks the sessions tar's checksum and extracts it
          into a scratch directory, comparing every file with the manifest; records the result.
 restore-sessions  puts a checked sessions archive back into the instances directory (Evolution
          stopped); keeps an archive of what the directory held before.
+restore-evolution-db  puts a checked Evolution database dump into a database with no Evolution
+         rows yet (a recreated volume); refuses any other target.
 prune    keeps the newest backup, the newest of each of the last BACKUP_KEEP_DAILY days and of the
          last BACKUP_KEEP_WEEKLY ISO weeks; deletes only backups this script made (their manifest
          says so), never any other file.
@@ -30,7 +34,7 @@ from pymongo import AsyncMongoClient
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from scripts import archive, dumptools, retention, sessions
+from scripts import archive, dumptools, evolution_db, retention, sessions
 from scripts.common import Exit, OpsSettings, connect, console, database, fail, load_settings, out, run
 from scripts.restore import database_counts, drop_scratch_database, restore_archive, sha256_of
 
@@ -111,6 +115,9 @@ async def make_backup(
     if sessions_dir is not None and not sessions_dir.is_dir():
         # Before anything is written: a misconfigured path must not yield a backup without sessions.
         fail(Exit.FILE, f"BACKUP_EVOLUTION_INSTANCES_DIR={sessions_dir} is not a directory")
+    evolution_url = settings.BACKUP_EVOLUTION_DATABASE_URL
+    if evolution_url and (missing := evolution_db.missing_tools()):
+        fail(Exit.USAGE, f"BACKUP_EVOLUTION_DATABASE_URL is set but {', '.join(missing)} is not installed")
     at = datetime.now(UTC)
     base = f"iaze-{settings.MONGO_DB}-{_stamp(at)}"
     final = out_dir / f"{base}.archive.gz"
@@ -130,6 +137,12 @@ async def make_backup(
     if sessions_dir is not None:
         written = sessions.write(sessions_dir, out_dir / f"{base}{sessions.SUFFIX}")
         sessions_manifest = written.manifest(sessions_dir)
+    evolution_manifest = None
+    if evolution_url:
+        try:
+            evolution_manifest = evolution_db.dump(evolution_url, out_dir / f"{base}{evolution_db.SUFFIX}")
+        except evolution_db.EvolutionDbError as exc:
+            fail(Exit.DATABASE, f"Evolution's database: {exc}")
     # The manifest is written last: it is what makes the files above a backup.
     manifest = {
         "format": FORMAT,
@@ -144,6 +157,7 @@ async def make_backup(
         "counts": counts,
         "source_counts_before": source_counts,
         "sessions": sessions_manifest,
+        "evolution_db": evolution_manifest,
     }
     (out_dir / f"{base}.manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     return manifest
@@ -200,16 +214,43 @@ async def verify_newest(
         "restored_counts": counts,
         "tool": restored.tool,
     }
+    corrupt: list[str] = []
     checked = _verify_sessions(out_dir, manifest)
     if checked is not None:
         record["sessions"] = {"ok": checked.ok, "files": checked.files, "problems": checked.problems}
         record["ok"] = record["ok"] and checked.ok
+        corrupt += checked.problems if checked.corrupt else []
+    evo = _verify_evolution_db(out_dir, manifest)
+    if evo is not None:
+        record["evolution_db"] = {"ok": evo.ok, "counts": evo.counts, "problems": evo.problems}
+        record["ok"] = record["ok"] and evo.ok
+        corrupt += evo.problems if evo.corrupt else []
     manifest_path.with_name(manifest_path.name.replace(".manifest.json", ".verified.json")).write_text(
         json.dumps(record, indent=2, sort_keys=True) + "\n"
     )
-    if checked is not None and checked.corrupt:
-        fail(Exit.FILE, "; ".join(checked.problems))
+    if corrupt:
+        fail(Exit.FILE, "; ".join(corrupt))
     return bool(record["ok"])
+
+
+def _verify_evolution_db(out_dir: Path, manifest: dict[str, Any]) -> evolution_db.Checked | None:
+    """Evolution's database dump of this backup, when it has one: checksum and a full read-back."""
+    em = manifest.get("evolution_db")
+    if not em:
+        return None
+    if missing := evolution_db.missing_tools():
+        fail(Exit.USAGE, f"{em['archive']} needs {', '.join(missing)} to be verified")
+    checked = evolution_db.check(out_dir, em)
+    table = Table(title=f"backup verify: {em['archive']} read back with pg_restore")
+    for col in ("table", "manifest", "archive", ""):
+        table.add_column(col)
+    for name in sorted(set(em["counts"]) | set(checked.counts)):
+        m, a = em["counts"].get(name, 0), checked.counts.get(name, 0)
+        table.add_row(name, str(m), str(a) if checked.counts else "-", "ok" if m == a else "DIFFERENT")
+    out.print(table)
+    for problem in checked.problems:
+        out.print(f"  - {problem}")
+    return checked
 
 
 def _verify_sessions(out_dir: Path, manifest: dict[str, Any]) -> sessions.Checked | None:
@@ -252,10 +293,13 @@ def prune(out_dir: Path, db_name: str, *, keep_daily: int, keep_weekly: int, dry
 
 
 def _sessions_files(out_dir: Path, manifest: dict[str, Any]) -> list[Path]:
-    sm = manifest.get("sessions")
-    if not sm:
-        return []
-    return [out_dir / sm["archive"], out_dir / f"{sm['archive']}.sha256"]
+    """The WhatsApp session parts of a backup: instances tar and Evolution database dump."""
+    files = []
+    for key in ("sessions", "evolution_db"):
+        part = manifest.get(key)
+        if part:
+            files += [out_dir / part["archive"], out_dir / f"{part['archive']}.sha256"]
+    return files
 
 
 def _settings(mongo_url: str | None, db: str | None, env_file: Path | None) -> OpsSettings:
@@ -280,6 +324,10 @@ def _do_run(settings: OpsSettings, out_dir: Path, tool: str, *, keep: bool) -> d
     sm = manifest["sessions"]
     if sm:
         out.print(f"sessions {out_dir / sm['archive']} ({sm['file_count']} files, {sm['total_bytes']} bytes)")
+    em = manifest["evolution_db"]
+    if em:
+        rows = ", ".join(f"{t} {n}" for t, n in sorted(em["counts"].items()))
+        out.print(f"evolution db {out_dir / em['archive']} ({rows})")
     if keep:
         for name in prune(
             out_dir, settings.MONGO_DB, keep_daily=settings.BACKUP_KEEP_DAILY, keep_weekly=settings.BACKUP_KEEP_WEEKLY
@@ -419,6 +467,56 @@ def restore_sessions_cmd(
         out.print(f"[bold red]FAILED[/]: {sm['archive']} was not restored")
         raise typer.Exit(int(Exit.FILE))
     out.print(f"[bold green]OK[/]: {checked.files} session files from {sm['archive']} restored into {into}")
+
+
+@app.command("restore-evolution-db")
+def restore_evolution_db_cmd(
+    into_url: Annotated[
+        str | None,
+        typer.Option("--into-url", help="Target database (default BACKUP_EVOLUTION_DATABASE_URL).", show_default=False),
+    ] = None,
+    out_dir: Dir = None,
+    manifest_file: Annotated[
+        Path | None, typer.Option("--manifest", help="A .manifest.json (default: the newest with a database dump).")
+    ] = None,
+    db: DbName = None,
+    env_file: EnvFile = None,
+) -> None:
+    """Put Evolution's database back (Baileys credentials): checked first, only into an empty database."""
+    s = _settings(None, db, env_file)
+    url = into_url or s.BACKUP_EVOLUTION_DATABASE_URL
+    if not url:
+        fail(Exit.USAGE, "no target: --into-url or BACKUP_EVOLUTION_DATABASE_URL")
+    if missing := evolution_db.missing_tools():
+        fail(Exit.USAGE, f"{', '.join(missing)} is not installed")
+    d = out_dir or Path(s.BACKUP_DIR)
+    if manifest_file is not None:
+        try:
+            chosen = json.loads(manifest_file.read_text())
+        except (OSError, ValueError) as exc:
+            fail(Exit.FILE, f"cannot read {manifest_file}: {exc}")
+        d = manifest_file.parent
+    else:
+        found = [m for _, m in manifests(d, s.MONGO_DB) if m.get("evolution_db")]
+        if not found:
+            fail(Exit.FILE, f"no backups of {s.MONGO_DB} with Evolution's database in {d}")
+        chosen = found[0]
+    em = chosen.get("evolution_db")
+    if not em:
+        fail(Exit.FILE, "that manifest has no Evolution database dump")
+    try:
+        result = evolution_db.restore(d, em, url)
+    except evolution_db.Refused as exc:
+        fail(Exit.USAGE, str(exc))
+    except evolution_db.EvolutionDbError as exc:
+        fail(Exit.DATABASE, str(exc))
+    for problem in result.problems:
+        out.print(f"  - {problem}")
+    if not result.ok:
+        out.print(f"[bold red]FAILED[/]: {em['archive']} was not restored")
+        raise typer.Exit(int(Exit.FILE))
+    rows = ", ".join(f"{t} {n}" for t, n in sorted(result.counts.items()))
+    out.print(f"[bold green]OK[/]: {em['archive']} restored ({rows})")
 
 
 @app.command()

@@ -45,6 +45,8 @@ class OpsSettings(Settings):
     BACKUP_INTERVAL_SECONDS: int = 24 * 3600
     # Evolution's instances directory (WhatsApp sessions), archived with every backup; empty: not.
     BACKUP_EVOLUTION_INSTANCES_DIR: str = ""
+    # Evolution's PostgreSQL (its DATABASE_CONNECTION_URI), dumped with every backup; empty: not.
+    BACKUP_EVOLUTION_DATABASE_URL: str = ""
     # deploy_check after a restart: the backend whose /health/ready is asked (empty: not asked),
     # and how long a connection that was open may take to be open again.
     DEPLOY_CHECK_BACKEND_URL: str = ""

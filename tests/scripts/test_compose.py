@@ -176,6 +176,20 @@ def test_backup_service_reads_the_sessions_volume_and_only_restore_writes_it() -
     assert restore["command"][:4] == ["python", "-m", "scripts.backup", "restore-sessions"]
 
 
+def test_backup_dumps_evolutions_database_with_a_matching_client() -> None:
+    services = _compose()["services"]
+    evolution_uri = services["evolution"]["environment"]["DATABASE_CONNECTION_URI"]
+    for name in ("backup", "sessions-restore"):
+        # The very database Evolution uses, same schema, reached over the internal network.
+        assert services[name]["environment"]["BACKUP_EVOLUTION_DATABASE_URL"] == evolution_uri
+        assert "evolution" in services[name]["networks"]
+    assert services["backup"]["depends_on"]["evolution-postgres"]["condition"] == "service_healthy"
+    # pg_dump must not be older than the server: bookworm ships client 15, the server image is 15.
+    dockerfile = (ROOT / "docker" / "backend.Dockerfile").read_text()
+    assert "postgresql-client" in dockerfile and "FROM python:3.11-slim-bookworm" in dockerfile
+    assert services["evolution-postgres"]["image"].startswith("postgres:15")
+
+
 def _make_n(*args: str) -> str:
     import subprocess
 
