@@ -12,6 +12,7 @@ import os
 import re
 import shlex
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ import pytest
 import yaml
 
 from tests.factories import Tenant, assume, make_tenant, make_ticket
+from tests.scripts import pg
 from tests.scripts.cli import ROOT, Result, env_for, run_shell
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -49,8 +51,14 @@ async def tenant(client: httpx.AsyncClient, admin_headers: dict[str, str]) -> Te
     return t
 
 
+@pytest.fixture(scope="module")
+def evolution_pg() -> Iterator[pg.Cluster]:
+    """Evolution's PostgreSQL, with the sessions' credentials the backups must carry."""
+    yield from pg.cluster()
+
+
 class Operator:
-    def __init__(self, mongo_url: str, db_name: str, workdir: Path) -> None:
+    def __init__(self, mongo_url: str, db_name: str, workdir: Path, evolution_db_url: str) -> None:
         self.db_name = db_name
         self.workdir = workdir
         self.instances = workdir / "instances"
@@ -61,6 +69,7 @@ class Operator:
             BACKUP_TOOL="python",
             BACKUP_DIR=str(workdir / "backups"),
             BACKUP_EVOLUTION_INSTANCES_DIR=str(self.instances),
+            BACKUP_EVOLUTION_DATABASE_URL=evolution_db_url,
             PATH=path,
         )
 
@@ -95,9 +104,10 @@ class Operator:
 
 
 async def test_every_command_in_deploy_rules_works(
-    tenant: Tenant, mongo_url: str, db_name: str, db: Any, raw_mongo: Any, tmp_path: Path
+    tenant: Tenant, mongo_url: str, db_name: str, db: Any, raw_mongo: Any, tmp_path: Path, evolution_pg: pg.Cluster
 ) -> None:
-    op = Operator(mongo_url, db_name, tmp_path)
+    creds = pg.seed_sessions(evolution_pg, "evolution")
+    op = Operator(mongo_url, db_name, tmp_path, evolution_pg.url("evolution"))
     for rel, data in SESSION_FILES.items():
         (op.instances / rel).parent.mkdir(parents=True, exist_ok=True)
         (op.instances / rel).write_bytes(data)
@@ -140,7 +150,7 @@ async def test_every_command_in_deploy_rules_works(
             assert await op.compose(command, services) is None, (line, command)
 
     compose = [line for b in blocks("compose") for line in b]
-    assert len(compose) == 14
+    assert len(compose) == 15
     ran = 0
     for line in compose:
         res = await op.compose(line, services)
@@ -151,7 +161,10 @@ async def test_every_command_in_deploy_rules_works(
             # While Evolution is stopped its sessions turn out lost: one file gone, one damaged.
             (op.instances / "cm1abc" / "pre-key-1.json").unlink()
             (op.instances / "cm2def" / "session-5511977776666.0.json").write_bytes(b"")
-    assert ran == 7
+            # ... and Evolution's database volume was recreated: an empty database.
+            evolution_pg.sql("evolution", f"drop schema {pg.SCHEMA} cascade")
+    assert ran == 8
+    assert pg.sessions_in(evolution_pg, "evolution") == creds
     # The restore section put every session file back, byte for byte, and kept what it replaced.
     assert _tree(op.instances) == SESSION_FILES
     assert list((tmp_path / "backups").glob("pre-restore-*.sessions.tar.gz"))
