@@ -5,7 +5,9 @@ run      writes <BACKUP_DIR>/iaze-<db>-<UTC time>.archive.gz (+ .sha256) and a .
          set, also <base>.sessions.tar.gz (+ .sha256) of the WhatsApp sessions, every file's path,
          size and sha256 in the same manifest; with BACKUP_EVOLUTION_DATABASE_URL set, also
          <base>.evolution.pgdump (+ .sha256), Evolution's PostgreSQL (the Baileys credentials), its
-         rows per table counted back from the archive. Then applies retention.
+         rows per table counted back from the archive; with BACKUP_EVOLUTION_REDIS_URL set, also
+         <base>.evolution-redis.jsonl.gz (+ .sha256), the Baileys signal keys kept in Evolution's
+         Redis, each key's content hashed in the manifest. Then applies retention.
 verify   restores the newest archive into the scratch database, compares its counts with the
          manifest, drops the scratch database; checks the sessions tar's checksum and extracts it
          into a scratch directory, comparing every file with the manifest; records the result.
@@ -13,6 +15,7 @@ restore-sessions  puts a checked sessions archive back into the instances direct
          stopped); keeps an archive of what the directory held before.
 restore-evolution-db  puts a checked Evolution database dump into a database with no Evolution
          rows yet (a recreated volume); refuses any other target.
+restore-evolution-redis  puts the checked signal keys back, only keys the Redis does not have.
 prune    keeps the newest backup, the newest of each of the last BACKUP_KEEP_DAILY days and of the
          last BACKUP_KEEP_WEEKLY ISO weeks; deletes only backups this script made (their manifest
          says so), never any other file.
@@ -31,10 +34,11 @@ import typer
 from bson.codec_options import CodecOptions
 from bson.raw_bson import RawBSONDocument
 from pymongo import AsyncMongoClient
+from redis import exceptions as redis_errors
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from scripts import archive, dumptools, evolution_db, retention, sessions
+from scripts import archive, dumptools, evolution_db, evolution_redis, retention, sessions
 from scripts.common import Exit, OpsSettings, connect, console, database, fail, load_settings, out, run
 from scripts.restore import database_counts, drop_scratch_database, restore_archive, sha256_of
 
@@ -143,6 +147,16 @@ async def make_backup(
             evolution_manifest = evolution_db.dump(evolution_url, out_dir / f"{base}{evolution_db.SUFFIX}")
         except evolution_db.EvolutionDbError as exc:
             fail(Exit.DATABASE, f"Evolution's database: {exc}")
+    redis_manifest = None
+    if settings.BACKUP_EVOLUTION_REDIS_URL:
+        try:
+            redis_manifest = evolution_redis.dump(
+                settings.BACKUP_EVOLUTION_REDIS_URL,
+                settings.BACKUP_EVOLUTION_REDIS_PATTERN,
+                out_dir / f"{base}{evolution_redis.SUFFIX}",
+            )
+        except redis_errors.RedisError as exc:
+            fail(Exit.DATABASE, f"Evolution's Redis: {exc}")
     # The manifest is written last: it is what makes the files above a backup.
     manifest = {
         "format": FORMAT,
@@ -158,6 +172,7 @@ async def make_backup(
         "source_counts_before": source_counts,
         "sessions": sessions_manifest,
         "evolution_db": evolution_manifest,
+        "evolution_redis": redis_manifest,
     }
     (out_dir / f"{base}.manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     return manifest
@@ -225,12 +240,33 @@ async def verify_newest(
         record["evolution_db"] = {"ok": evo.ok, "counts": evo.counts, "problems": evo.problems}
         record["ok"] = record["ok"] and evo.ok
         corrupt += evo.problems if evo.corrupt else []
+    keys = _verify_evolution_redis(out_dir, manifest)
+    if keys is not None:
+        record["evolution_redis"] = {"ok": keys.ok, "keys": keys.keys, "problems": keys.problems}
+        record["ok"] = record["ok"] and keys.ok
+        corrupt += keys.problems if keys.corrupt else []
     manifest_path.with_name(manifest_path.name.replace(".manifest.json", ".verified.json")).write_text(
         json.dumps(record, indent=2, sort_keys=True) + "\n"
     )
     if corrupt:
         fail(Exit.FILE, "; ".join(corrupt))
     return bool(record["ok"])
+
+
+def _verify_evolution_redis(out_dir: Path, manifest: dict[str, Any]) -> evolution_redis.Checked | None:
+    """The signal keys of this backup, when it has them: checksum, read back, every key compared."""
+    rm = manifest.get("evolution_redis")
+    if not rm:
+        return None
+    checked, _ = evolution_redis.check(out_dir, rm)
+    table = Table(title=f"backup verify: {rm['archive']} read back")
+    for col in ("", "manifest", "archive", ""):
+        table.add_column(col)
+    table.add_row("keys", str(rm["key_count"]), str(checked.keys), "ok" if checked.ok else "DIFFERENT")
+    out.print(table)
+    for problem in checked.problems:
+        out.print(f"  - {problem}")
+    return checked
 
 
 def _verify_evolution_db(out_dir: Path, manifest: dict[str, Any]) -> evolution_db.Checked | None:
@@ -295,7 +331,7 @@ def prune(out_dir: Path, db_name: str, *, keep_daily: int, keep_weekly: int, dry
 def _sessions_files(out_dir: Path, manifest: dict[str, Any]) -> list[Path]:
     """The WhatsApp session parts of a backup: instances tar and Evolution database dump."""
     files = []
-    for key in ("sessions", "evolution_db"):
+    for key in ("sessions", "evolution_db", "evolution_redis"):
         part = manifest.get(key)
         if part:
             files += [out_dir / part["archive"], out_dir / f"{part['archive']}.sha256"]
@@ -328,6 +364,9 @@ def _do_run(settings: OpsSettings, out_dir: Path, tool: str, *, keep: bool) -> d
     if em:
         rows = ", ".join(f"{t} {n}" for t, n in sorted(em["counts"].items()))
         out.print(f"evolution db {out_dir / em['archive']} ({rows})")
+    rm = manifest["evolution_redis"]
+    if rm:
+        out.print(f"evolution redis {out_dir / rm['archive']} ({rm['key_count']} keys)")
     if keep:
         for name in prune(
             out_dir, settings.MONGO_DB, keep_daily=settings.BACKUP_KEEP_DAILY, keep_weekly=settings.BACKUP_KEEP_WEEKLY
@@ -517,6 +556,53 @@ def restore_evolution_db_cmd(
         raise typer.Exit(int(Exit.FILE))
     rows = ", ".join(f"{t} {n}" for t, n in sorted(result.counts.items()))
     out.print(f"[bold green]OK[/]: {em['archive']} restored ({rows})")
+
+
+@app.command("restore-evolution-redis")
+def restore_evolution_redis_cmd(
+    into_url: Annotated[
+        str | None,
+        typer.Option("--into-url", help="Target Redis (default BACKUP_EVOLUTION_REDIS_URL).", show_default=False),
+    ] = None,
+    out_dir: Dir = None,
+    manifest_file: Annotated[
+        Path | None, typer.Option("--manifest", help="A .manifest.json (default: the newest with Redis keys).")
+    ] = None,
+    db: DbName = None,
+    env_file: EnvFile = None,
+) -> None:
+    """Put the Baileys signal keys back into Evolution's Redis: checked first, existing keys untouched."""
+    s = _settings(None, db, env_file)
+    url = into_url or s.BACKUP_EVOLUTION_REDIS_URL
+    if not url:
+        fail(Exit.USAGE, "no target: --into-url or BACKUP_EVOLUTION_REDIS_URL")
+    d = out_dir or Path(s.BACKUP_DIR)
+    if manifest_file is not None:
+        try:
+            chosen = json.loads(manifest_file.read_text())
+        except (OSError, ValueError) as exc:
+            fail(Exit.FILE, f"cannot read {manifest_file}: {exc}")
+        d = manifest_file.parent
+    else:
+        found = [m for _, m in manifests(d, s.MONGO_DB) if m.get("evolution_redis")]
+        if not found:
+            fail(Exit.FILE, f"no backups of {s.MONGO_DB} with Evolution's Redis keys in {d}")
+        chosen = found[0]
+    rm = chosen.get("evolution_redis")
+    if not rm:
+        fail(Exit.FILE, "that manifest has no Evolution Redis keys")
+    try:
+        result = evolution_redis.restore(d, rm, url)
+    except redis_errors.RedisError as exc:
+        fail(Exit.DATABASE, f"Evolution's Redis: {exc}")
+    for problem in result.problems:
+        out.print(f"  - {problem}")
+    if not result.ok:
+        out.print(f"[bold red]FAILED[/]: {rm['archive']} was not restored")
+        raise typer.Exit(int(Exit.FILE))
+    for key in result.kept:
+        out.print(f"  kept as it is (already there): {key}")
+    out.print(f"[bold green]OK[/]: {result.keys} keys restored from {rm['archive']}, {len(result.kept)} already there")
 
 
 @app.command()

@@ -11,6 +11,7 @@ import yaml
 import backend.app  # noqa: F401 - imports every repository, so declared() is complete
 from backend.core.indexes import declared
 from scripts import gen_mongo_init
+from scripts.common import OpsSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -184,6 +185,13 @@ def test_backup_dumps_evolutions_database_with_a_matching_client() -> None:
         assert services[name]["environment"]["BACKUP_EVOLUTION_DATABASE_URL"] == evolution_uri
         assert "evolution" in services[name]["networks"]
     assert services["backup"]["depends_on"]["evolution-postgres"]["condition"] == "service_healthy"
+    # And its Redis: the same database Evolution's cache uses, keys under its prefix.
+    env = services["evolution"]["environment"]
+    for name in ("backup", "sessions-restore"):
+        assert services[name]["environment"]["BACKUP_EVOLUTION_REDIS_URL"] == env["CACHE_REDIS_URI"]
+    assert OpsSettings.model_fields["BACKUP_EVOLUTION_REDIS_PATTERN"].default == (
+        f"{env['CACHE_REDIS_PREFIX_KEY']}:instance:*"
+    )
     # pg_dump must not be older than the server: bookworm ships client 15, the server image is 15.
     dockerfile = (ROOT / "docker" / "backend.Dockerfile").read_text()
     assert "postgresql-client" in dockerfile and "FROM python:3.11-slim-bookworm" in dockerfile

@@ -23,6 +23,7 @@ import yaml
 from tests.factories import Tenant, assume, make_tenant, make_ticket
 from tests.scripts import pg
 from tests.scripts.cli import ROOT, Result, env_for, run_shell
+from tests.scripts.redis_server import keys_in, redis_server, seed_keys
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -57,8 +58,14 @@ def evolution_pg() -> Iterator[pg.Cluster]:
     yield from pg.cluster()
 
 
+@pytest.fixture(scope="module")
+def evolution_redis_url() -> Iterator[str]:
+    """Evolution's Redis, with the sessions' signal keys the backups must carry."""
+    yield from redis_server()
+
+
 class Operator:
-    def __init__(self, mongo_url: str, db_name: str, workdir: Path, evolution_db_url: str) -> None:
+    def __init__(self, mongo_url: str, db_name: str, workdir: Path, evolution_db_url: str, redis_url: str) -> None:
         self.db_name = db_name
         self.workdir = workdir
         self.instances = workdir / "instances"
@@ -70,6 +77,7 @@ class Operator:
             BACKUP_DIR=str(workdir / "backups"),
             BACKUP_EVOLUTION_INSTANCES_DIR=str(self.instances),
             BACKUP_EVOLUTION_DATABASE_URL=evolution_db_url,
+            BACKUP_EVOLUTION_REDIS_URL=redis_url,
             PATH=path,
         )
 
@@ -104,10 +112,18 @@ class Operator:
 
 
 async def test_every_command_in_deploy_rules_works(
-    tenant: Tenant, mongo_url: str, db_name: str, db: Any, raw_mongo: Any, tmp_path: Path, evolution_pg: pg.Cluster
+    tenant: Tenant,
+    mongo_url: str,
+    db_name: str,
+    db: Any,
+    raw_mongo: Any,
+    tmp_path: Path,
+    evolution_pg: pg.Cluster,
+    evolution_redis_url: str,
 ) -> None:
     creds = pg.seed_sessions(evolution_pg, "evolution")
-    op = Operator(mongo_url, db_name, tmp_path, evolution_pg.url("evolution"))
+    signal_keys = seed_keys(evolution_redis_url)
+    op = Operator(mongo_url, db_name, tmp_path, evolution_pg.url("evolution"), evolution_redis_url)
     for rel, data in SESSION_FILES.items():
         (op.instances / rel).parent.mkdir(parents=True, exist_ok=True)
         (op.instances / rel).write_bytes(data)
@@ -150,7 +166,7 @@ async def test_every_command_in_deploy_rules_works(
             assert await op.compose(command, services) is None, (line, command)
 
     compose = [line for b in blocks("compose") for line in b]
-    assert len(compose) == 15
+    assert len(compose) == 16
     ran = 0
     for line in compose:
         res = await op.compose(line, services)
@@ -163,11 +179,24 @@ async def test_every_command_in_deploy_rules_works(
             (op.instances / "cm2def" / "session-5511977776666.0.json").write_bytes(b"")
             # ... and Evolution's database volume was recreated: an empty database.
             evolution_pg.sql("evolution", f"drop schema {pg.SCHEMA} cascade")
-    assert ran == 8
+            # ... and so was its Redis volume.
+            assert keys_in(evolution_redis_url) and _flush(evolution_redis_url)
+    assert ran == 9
     assert pg.sessions_in(evolution_pg, "evolution") == creds
+    assert keys_in(evolution_redis_url) == signal_keys
     # The restore section put every session file back, byte for byte, and kept what it replaced.
     assert _tree(op.instances) == SESSION_FILES
     assert list((tmp_path / "backups").glob("pre-restore-*.sessions.tar.gz"))
+
+
+def _flush(url: str) -> bool:
+    import redis
+
+    client = redis.Redis.from_url(url)
+    try:
+        return bool(client.flushdb())
+    finally:
+        client.close()
 
 
 def _tree(root: Path) -> dict[str, bytes]:
