@@ -96,3 +96,24 @@ async def test_verify_detects_damaged_truncated_or_tampered_keys(
     path.write_bytes(gzip.compress(("\n".join([json.dumps(first), *lines[1:]]) + "\n").encode()))
     checked, _ = evolution_redis.check(out, {**rm, "sha256": evolution_redis.sha256_of(path)})
     assert not checked.corrupt and checked.problems == [f"evolution redis: {first['key']} differs from the manifest"]
+
+
+async def test_retention_deletes_the_keys_of_a_pruned_backup_with_it(
+    tenant: Tenant, evolution_redis_url: str, mongo_url: str, db_name: str, tmp_path: Path
+) -> None:
+    seed_keys(evolution_redis_url)
+    out = tmp_path / "backups"
+    env = env_for(
+        mongo_url, db_name, BACKUP_DIR=str(out), BACKUP_TOOL="python", BACKUP_EVOLUTION_REDIS_URL=evolution_redis_url
+    )
+    for _ in range(2):
+        res = await run_cli("scripts.backup", "run", "--no-prune", env=env, cwd=tmp_path)
+        assert res.code == 0, res.output
+    assert len(list(out.glob(f"*{evolution_redis.SUFFIX}"))) == 2
+    res = await run_cli("scripts.backup", "prune", "--keep-daily", "0", "--keep-weekly", "0", env=env, cwd=tmp_path)
+    assert res.code == 0, res.output
+    newest = _newest(out)["evolution_redis"]["archive"]
+    assert [p.name for p in out.glob(f"*{evolution_redis.SUFFIX}*")] in (
+        [newest, f"{newest}.sha256"],
+        [f"{newest}.sha256", newest],
+    )
