@@ -4,7 +4,8 @@
 
 It speaks the documented REST shapes the adapter uses (POST /instance/create, GET
 /instance/connect/{name}, GET /instance/connectionState/{name}, POST /message/sendText/{name},
-`apikey` header) and posts webhooks back to the URL and headers set at instance creation, in
+`apikey` header; GET /instance/fetchInstances for scripts/post_restart.py) and posts webhooks back
+to the URL and headers set at instance creation, in
 Evolution's envelope ({event, instance, data, destination, date_time, sender, server_url, apikey}).
 
 Test controls under /_control: switch modes (ok, slow, 5xx, malformed), fail or hold just the
@@ -45,6 +46,7 @@ class Instance:
     state: str = "connecting"
     qr_count: int = 1
     owner: str = "5511900000000"
+    paired: bool = False  # Evolution fills ownerJid once a phone has scanned the QR code
 
 
 @dataclass
@@ -214,6 +216,38 @@ def create_app(api_key: str) -> FastAPI:
             return inst
         return JSONResponse({"instance": {"instanceName": name, "state": inst.state}})
 
+    @app.get("/instance/fetchInstances")
+    async def fetch_instances(
+        instanceName: str | None = None,  # Evolution's query parameter name
+        apikey: str | None = Header(default=None),
+    ) -> Response:
+        if (denied := unauthorized(apikey)) is not None:
+            return denied
+        if (bad := await misbehave("/instance/fetchInstances")) is not None:
+            return bad
+        if instanceName is not None:
+            found = instance_or_404(instanceName)
+            if isinstance(found, JSONResponse):
+                return found
+        chosen = [i for i in state.instances.values() if instanceName in (None, i.name)]
+        # Evolution v2 answers its Instance rows (prisma), not the connectionState shape.
+        return JSONResponse(
+            [
+                {
+                    "id": i.instance_id,
+                    "name": i.name,
+                    "connectionStatus": i.state,
+                    "ownerJid": f"{i.owner}@s.whatsapp.net" if i.paired else None,
+                    "profileName": "Loja Fake" if i.paired else None,
+                    "integration": "WHATSAPP-BAILEYS",
+                    "number": None,
+                    "token": i.token,
+                    "disconnectionReasonCode": None,
+                }
+                for i in chosen
+            ]
+        )
+
     @app.post("/message/sendText/{name}")
     async def send_text(name: str, request: Request, apikey: str | None = Header(default=None)) -> Response:
         if (denied := unauthorized(apikey)) is not None:
@@ -340,8 +374,10 @@ def create_app(api_key: str) -> FastAPI:
     async def set_state(body: dict[str, Any]) -> dict[str, Any]:
         inst = await _inst(body)
         inst.state = body["state"]
+        inst.owner = body.get("owner", inst.owner)  # another phone scanning the QR code
         data = {"instance": inst.name, "state": inst.state, "statusReason": 200}
         if inst.state == "open":
+            inst.paired = True
             data.update(wuid=f"{inst.owner}@s.whatsapp.net", profileName="Loja Fake")
         return await post_webhook(inst, "CONNECTION_UPDATE", data)
 
