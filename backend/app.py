@@ -11,7 +11,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-import backend.ledger.steps  # noqa: F401 - registers the persistence start-up steps, which must run first
+from backend import gates  # registers the shared start-up gate's steps, which must run first
 from backend.auth.routes import router as auth_router
 from backend.clients.routes import router as clients_router
 from backend.connections.routes import router as connections_router
@@ -19,7 +19,6 @@ from backend.core import startup
 from backend.core.config import Settings, get_settings
 from backend.core.db import Database, durable_database, make_client
 from backend.core.errors import AppError, TooManyRequests
-from backend.core.indexes import ensure_indexes
 from backend.core.logging import configure_logging, get_logger
 from backend.core.metrics import render as render_metrics
 from backend.core.middleware import ReadinessGate, RequestContextMiddleware
@@ -37,11 +36,6 @@ log = get_logger("app")
 
 
 GC_THRESHOLDS = (10_000, 20, 10)  # young, middle, old: see the lifespan
-
-
-@startup.register("indexes")
-async def _indexes(db: Database, settings: Settings) -> None:
-    await ensure_indexes(db)
 
 
 @startup.register("first-admin")
@@ -81,7 +75,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         client = make_client(settings)
         app.state.mongo = client
         app.state.db = durable_database(client, settings.MONGO_DB)
-        app.state.startup = await startup.run(app.state.db, settings)
+        app.state.startup = await gates.open_gate(app.state.db, settings)
         log.info("started", version=settings.APP_VERSION, ready=app.state.startup.ready, db=settings.MONGO_DB)
         # The outbound sending worker (OUTBOUND_WORKER_ENABLED), only once start-up checks pass.
         outbound_worker = outbound_worker_loop.background(app.state.db, settings, enabled=app.state.startup.ready)
