@@ -1,5 +1,6 @@
 """All runtime configuration, read once from the environment (see .env.example)."""
 
+import json
 import os
 import secrets
 from functools import lru_cache
@@ -16,6 +17,8 @@ EXAMPLE_ADMIN_PASSWORD = "change-me-now"  # the value .env.example ships with
 DEFAULT_LEDGER_FILE = "./var/deploy-ledger.jsonl"
 PRODUCTION_LEDGER_FILE = DEFAULT_LEDGER_FILE
 JWT_SECRET_FILE_NAME = "jwt-secret"
+STORE_MARKER = "iaze-store.json"  # in the local store's data directory: its id and address
+LEGACY_FERRETDB_LISTEN = "127.0.0.1:27117"  # the fixed address before it was chosen per data directory
 
 
 class Settings(BaseSettings):
@@ -108,13 +111,17 @@ class Settings(BaseSettings):
     REALTIME_REPLAY_MAX: int = Field(default=5000, ge=0)
     REALTIME_POLL_SECONDS: float = Field(default=2.0, gt=0)
 
-    # Local FerretDB used when MONGO_URL is empty.
-    FERRETDB_LISTEN: str = "127.0.0.1:27117"
+    # Local FerretDB used when MONGO_URL is empty (backend/devtools/ferretdb.py). Empty listen
+    # address: a free loopback port chosen per data directory and recorded in it, so checkouts
+    # run side by side.
+    FERRETDB_LISTEN: str = ""
     FERRETDB_DATA_DIR: str = "./var/ferretdb"
 
     @property
     def mongo_url(self) -> str:
-        return self.MONGO_URL or f"mongodb://{self.FERRETDB_LISTEN}/"
+        if self.MONGO_URL:
+            return self.MONGO_URL
+        return f"mongodb://{self.FERRETDB_LISTEN or recorded_listen(Path(self.FERRETDB_DATA_DIR))}/"
 
     @property
     def ledger_file(self) -> str:
@@ -183,6 +190,17 @@ def _read_secret(path: Path) -> str:
     if len(secret) < 32:
         raise ValueError(f"{path} holds a JWT secret shorter than 32 characters; delete it to get a new one")
     return secret
+
+
+def recorded_listen(data_dir: Path) -> str:
+    """Where the data directory's local store listens, as it recorded (backend/devtools/ferretdb.py
+    writes it); scripts run beside `python -m backend` without MONGO_URL find it there."""
+    try:
+        marker = json.loads((data_dir / STORE_MARKER).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return LEGACY_FERRETDB_LISTEN
+    listen = marker.get("listen") if isinstance(marker, dict) else None
+    return str(listen) if listen else LEGACY_FERRETDB_LISTEN
 
 
 @lru_cache
