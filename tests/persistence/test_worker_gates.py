@@ -128,3 +128,15 @@ async def test_webhook_processor_refuses_an_unrecognised_database(settings: Sett
     returncode, stderr = await run_worker("backend.webhooks.processor", worker_env(settings, foreign_ledger))
     assert returncode == EXIT_REFUSED, stderr
     assert "refusing to start: ledger-guard:" in stderr and "guards database 'gate_known_" in stderr
+
+
+async def test_the_reprocess_script_refuses_an_unrecognised_database(
+    settings: Settings, foreign_ledger: str, db: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from scripts.reprocess_webhooks import GATE_REFUSED, _run
+
+    before = await db.webhook_events_raw.count_documents({"status": "processed"})
+    refused = settings.model_copy(update={"LEDGER_FILE": foreign_ledger})
+    assert await _run(refused, None, 100, False, None) == GATE_REFUSED
+    assert "refusing to start: ledger-guard:" in capsys.readouterr().err
+    assert await db.webhook_events_raw.count_documents({"status": "processed"}) == before
