@@ -149,7 +149,12 @@ class Settings(BaseSettings):
                     "in ./var) or set your own (openssl rand -hex 32)"
                 )
             if not self.JWT_SECRET:
-                self.JWT_SECRET = local_jwt_secret(self.jwt_secret_file)
+                try:
+                    self.JWT_SECRET = local_jwt_secret(self.jwt_secret_file)
+                except OSError:
+                    # A read-only checkout (an operator's script run elsewhere): still random, only
+                    # not kept, so tokens last as long as this process.
+                    self.JWT_SECRET = secrets.token_hex(32)
         if self.ENV == "production":
             if self.JWT_SECRET == DEV_JWT_SECRET or len(self.JWT_SECRET) < 32:
                 raise ValueError("JWT_SECRET must be set to a random value of 32+ chars in production")

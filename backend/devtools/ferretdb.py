@@ -136,7 +136,10 @@ class LocalStore:
 
 
 def port_is_free(host: str, port: int) -> bool:
+    """Nothing listens there. SO_REUSEADDR as FerretDB (Go) binds with it: connections of a
+    stopped store still in TIME_WAIT do not make the address taken."""
     with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((host, port))
         except OSError:
