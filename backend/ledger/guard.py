@@ -31,6 +31,7 @@ class Evaluation:
     identity: str | None  # this database's, None before its first recorded start
     server: str
     foreign: Mapping[str, Any] | None = None  # the file's newest entry, when about another database
+    seen: frozenset[str] = frozenset()  # ids of the accepted entries this evaluation read
 
     def message(self, settings: Settings) -> str:
         here = model.describe_database(settings.MONGO_DB, self.server, self.identity)
@@ -40,9 +41,9 @@ class Evaluation:
 
 
 async def count(db: Database, baseline: Mapping[str, int] | None = None) -> dict[str, int]:
-    """Counts from the store's bookkeeping (no collection is read: start-up time stays flat as
-    data grows). Such a count can lag the truth, so a collection that looks smaller than the
-    baseline is counted exactly before anyone is refused: only a suspected loss costs a scan."""
+    """Counts from the store's bookkeeping, without reading documents (conditional.collection_size).
+    Such a count can lag the truth, so a collection that looks smaller than the baseline is
+    counted exactly before anyone is refused: only a suspected loss costs a scan."""
     counts = {name: await collection_size(db, name) for name in model.GUARDED}
     for name, recorded in (baseline or {}).items():
         if name in counts and counts[name] < recorded:
@@ -50,7 +51,11 @@ async def count(db: Database, baseline: Mapping[str, int] | None = None) -> dict
     return counts
 
 
-async def evaluate(db: Database, settings: Settings) -> Evaluation:
+async def evaluate(db: Database, settings: Settings, *, earlier: Evaluation | None = None) -> Evaluation:
+    """`earlier`: this start's evaluation by the guard step. Its counts are reused when the ledger
+    still holds exactly the entries it read (and the identity is the same): they were taken after
+    reading those entries, so they are still at least every count those entries recorded, and a
+    start counts once instead of twice."""
     from_db = await store.read_db(db)
     # The file before the identity: an instance that wrote the file's newest entry had already
     # stored the identity it names, so we can never see that entry without its identity.
@@ -62,8 +67,13 @@ async def evaluate(db: Database, settings: Settings) -> Evaluation:
     mine = [e for e in from_file if model.same_database(e, identity=identity, db_name=settings.MONGO_DB)]
     where = "database" + (f" + file {settings.ledger_file}" if settings.ledger_file else "")
     base = model.baseline([*from_db, *mine[: store.RECENT]])
-    verdict = model.judge(base, await count(db, base.counts))
-    ev = Evaluation(verdict, model.OK, where, identity, server, foreign)
+    seen = frozenset(str(e["_id"]) for e in [*from_db, *from_file])
+    if earlier is not None and earlier.seen == seen and earlier.identity == identity:
+        counts = earlier.verdict.counts
+    else:
+        counts = await count(db, base.counts)
+    verdict = model.judge(base, counts)
+    ev = Evaluation(verdict, model.OK, where, identity, server, foreign, seen)
     if verdict.ok and foreign is None:
         return ev
     if model.override_applies(
@@ -72,8 +82,8 @@ async def evaluate(db: Database, settings: Settings) -> Evaluation:
         reason=settings.LEDGER_OVERRIDE_REASON,
         foreign=foreign,
     ):
-        return Evaluation(verdict, model.OVERRIDE, where, identity, server, foreign)
-    return Evaluation(verdict, model.REFUSED, where, identity, server, foreign)
+        return Evaluation(verdict, model.OVERRIDE, where, identity, server, foreign, seen)
+    return Evaluation(verdict, model.REFUSED, where, identity, server, foreign, seen)
 
 
 async def record(db: Database, settings: Settings, ev: Evaluation, *, schema_version: int | None) -> dict[str, Any]:
@@ -109,7 +119,7 @@ def _log_shrinks(ev: model.Verdict, settings: Settings, *, level: str) -> None:
     )
 
 
-async def check(db: Database, settings: Settings) -> None:
+async def check(db: Database, settings: Settings) -> Evaluation:
     """Start-up step before anything writes: refuse (recording the refusal) or let start-up go on."""
     ev = await evaluate(db, settings)
     if ev.outcome == model.REFUSED:
@@ -133,14 +143,17 @@ async def check(db: Database, settings: Settings) -> None:
         log.warning("deploy ledger: LEDGER_FILE is empty; an emptied or swapped database would go unnoticed")
     if ev.outcome == model.OK and (settings.LEDGER_OVERRIDE_REASON or settings.LEDGER_OVERRIDE_BASELINE):
         log.warning("deploy ledger: LEDGER_OVERRIDE_* is set but nothing needs overriding; remove it")
+    return ev
 
 
-async def check_and_record(db: Database, settings: Settings, *, schema_version: int | None) -> dict[str, Any]:
+async def check_and_record(
+    db: Database, settings: Settings, *, schema_version: int | None, earlier: Evaluation | None = None
+) -> dict[str, Any]:
     """Start-up step after migrations: judge again (other instances may have recorded meanwhile)
     and write this start down, with the database's identity (created now if this is its first
     recorded start). Raises like `check` if the data shrank in between."""
     await store.ensure_identity(db)
-    ev = await evaluate(db, settings)
+    ev = await evaluate(db, settings, earlier=earlier)
     if ev.outcome == model.REFUSED:
         message = ev.message(settings)
         log.error(message)

@@ -15,7 +15,8 @@ from pymongo import AsyncMongoClient
 
 from backend.app import create_app
 from backend.core.config import Settings
-from backend.ledger import model
+from backend.ledger import guard, model
+from backend.migrations import runner
 from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, make_settings
 from tests.factories import login, make_tenant, make_ticket
 from tests.persistence.procs import Ferret
@@ -303,3 +304,46 @@ async def test_lost_natural_keys_counters_and_events_are_refused(
             f"counters {before['counters']} -> 0",
             f"ticket_events {before['ticket_events']} -> 0",
         )
+
+
+async def test_a_start_counts_once_unless_another_start_recorded_in_between(
+    mongo_url: str, raw_mongo: AsyncMongoClient[dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    name = "ledger_count_once"
+    await raw_mongo.drop_database(name)
+    settings = make_settings(mongo_url, name)
+    calls: list[str] = []
+    original_count = guard.count
+
+    async def counting(db: Any, baseline: Any = None) -> dict[str, int]:
+        calls.append(db.name)
+        return await original_count(db, baseline)
+
+    async with running(settings) as (app, _):  # the first start also gives the database its identity
+        assert app.state.startup.ready
+    monkeypatch.setattr(guard, "count", counting)
+    async with running(settings) as (app, _):
+        assert app.state.startup.ready
+    assert calls == [name]  # the record step reused the guard step's counts
+
+    # Another instance records its start while this one migrates: the ledger changed under us,
+    # so the record step counts again (its counts must postdate every entry it compares with).
+    original_run = runner.run
+
+    nested: list[bool] = []
+
+    async def migrate_while_another_records(db: Any, *args: Any, **kwargs: Any) -> Any:
+        if not nested:  # the other instance migrates normally
+            nested.append(True)
+            other = create_app(settings)
+            async with other.router.lifespan_context(other):
+                assert other.state.startup.ready
+        return await original_run(db, *args, **kwargs)
+
+    monkeypatch.setattr(runner, "run", migrate_while_another_records)
+    calls.clear()
+    async with running(settings) as (app, _):
+        assert app.state.startup.ready
+    assert calls == [name, name, name]  # ours, the other instance's one, ours again
+    entries = await raw_mongo[name].deploy_ledger.find({}).to_list(length=None)
+    assert len(entries) == 4 and {e["outcome"] for e in entries} == {model.OK}
