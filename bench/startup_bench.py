@@ -30,6 +30,7 @@ from typing import Any
 import backend.app  # noqa: F401 - registers every start-up step, as in a real backend process
 from backend.core import startup
 from backend.core.clock import utcnow
+from backend.core.conditional import collection_size
 from backend.core.config import Settings
 from backend.core.db import Database, durable_database, make_client
 from backend.core.logging import configure_logging
@@ -97,41 +98,68 @@ async def _timed(fn: Callable[[], Awaitable[Any]]) -> tuple[float, Any]:
     return time.perf_counter() - began, result
 
 
+_step_times: dict[str, list[float]] = {}
+
+
+def _time_steps() -> None:
+    """Wraps every registered start-up step to record how long each takes."""
+
+    def timed(name: str, fn: startup.Check) -> startup.Check:
+        async def run(db: Database, settings: Settings) -> None:
+            began = time.perf_counter()
+            try:
+                await fn(db, settings)
+            finally:
+                _step_times.setdefault(name, []).append(time.perf_counter() - began)
+
+        return run
+
+    startup._CHECKS[:] = [(name, timed(name, fn)) for name, fn in startup._CHECKS]
+
+
 async def _gate(db: Database, settings: Settings) -> None:
     state = await startup.run(db, settings)
     if not state.ready:
         raise RuntimeError(f"gate refused: {state.errors}")
 
 
-async def _measure(db: Database, settings: Settings, repeat: int) -> dict[str, Any]:
+async def _measure(db: Database, settings: Settings, repeat: int, baseline: str) -> dict[str, Any]:
     await _gate(db, settings)  # first start on this data: builds the indexes
     counts = [(await _timed(lambda: guard.count(db)))[0] for _ in range(repeat)]
+    _step_times.clear()
     gates = [(await _timed(lambda: _gate(db, settings)))[0] for _ in range(repeat)]
-    old_count_s, exact = await _timed(lambda: _old_count(db))
+    steps = {name: statistics.median(times) for name, times in _step_times.items()}
+    old_count_s, exact, old_gate_s = None, None, None
+    if baseline in ("count", "gate"):
+        old_count_s, exact = await _timed(lambda: _old_count(db))
     new_counts = await guard.count(db)
-    original = guard.count
-    guard.count = _old_count  # type: ignore[assignment]
-    try:
-        old_gate_s, _ = await _timed(lambda: _gate(db, settings))
-    finally:
-        guard.count = original  # type: ignore[assignment]
+    if baseline == "gate":
+        original = guard.count
+        guard.count = _old_count  # type: ignore[assignment]
+        try:
+            old_gate_s, _ = await _timed(lambda: _gate(db, settings))
+        finally:
+            guard.count = original  # type: ignore[assignment]
     return {
+        "steps_s": steps,
         "ledger_count_s": statistics.median(counts),
         "ledger_count_all_s": counts,
         "gate_s": statistics.median(gates),
         "gate_all_s": gates,
         "old_count_s": old_count_s,
         "old_gate_s": old_gate_s,
-        "counts_match": new_counts == exact,
-        "counts": exact,
+        "counts_match": new_counts == exact if exact is not None else None,
+        "counts": new_counts,
     }
 
 
 async def main(args: argparse.Namespace) -> None:
     configure_logging("WARNING", False)
+    _time_steps()
     sizes = [int(s) for s in args.sizes.split(",")]
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    work = Path(tempfile.mkdtemp(prefix="startup-bench-"))
+    prefix = args.db_prefix or f"startup_{stamp.replace('-', '_')}"
+    work = Path(args.data_dir) if args.data_dir else Path(tempfile.mkdtemp(prefix="startup-bench-"))
     proc = None
     url = os.environ.get("MONGO_URL", "")
     if not url:
@@ -141,7 +169,7 @@ async def main(args: argparse.Namespace) -> None:
     results: list[dict[str, Any]] = []
     try:
         for size in sizes:
-            name = f"startup_{stamp.replace('-', '_')}_{size}"
+            name = f"{prefix}_{size}"
             settings = Settings(
                 _env_file=None,  # type: ignore[call-arg]
                 ENV="test",
@@ -156,20 +184,24 @@ async def main(args: argparse.Namespace) -> None:
             client = make_client(settings)
             db = durable_database(client, name)
             try:
-                print(f"size {size:,}: seeding", flush=True)
-                seed_s = await _seed(db, size)
+                present = await collection_size(db, "messages") if size else 0
+                seed_s = None
+                if present < size:  # a database left by an earlier run (--data-dir, --db-prefix) is reused
+                    print(f"size {size:,}: seeding", flush=True)
+                    seed_s = await _seed(db, size)
                 print(f"size {size:,}: measuring", flush=True)
-                row = {"messages": size, "seed_s": seed_s, **await _measure(db, settings, args.repeat)}
+                row = {"messages": size, "seed_s": seed_s, **await _measure(db, settings, args.repeat, args.baseline)}
             finally:
                 await client.close()
             results.append(row)
-            ms = {k: row[k] * 1000 for k in ("ledger_count_s", "old_count_s", "gate_s", "old_gate_s")}
+            ms = {k: (row[k] or 0) * 1000 for k in ("ledger_count_s", "old_count_s", "gate_s", "old_gate_s")}
             print(
                 f"size {size:>9,}: ledger count {ms['ledger_count_s']:8.1f} ms (old {ms['old_count_s']:9.1f} ms)"
                 f"  gate {ms['gate_s']:8.1f} ms (old {ms['old_gate_s']:9.1f} ms)"
                 f"  counts match: {row['counts_match']}",
                 flush=True,
             )
+            print("    steps: " + ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in row["steps_s"].items()), flush=True)
     finally:
         if proc is not None:
             ferretdb.stop(proc)
@@ -183,6 +215,14 @@ def cli() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="0,100000,1000000", help="messages per database, comma-separated")
     parser.add_argument("--repeat", type=int, default=3, help="measurements per size (median reported)")
+    parser.add_argument(
+        "--baseline",
+        choices=("gate", "count", "none"),
+        default="gate",
+        help="old way measured too: the count and the whole gate with it (default), the count only, or nothing",
+    )
+    parser.add_argument("--data-dir", help="FerretDB data directory to use (and keep); default: a new temporary one")
+    parser.add_argument("--db-prefix", help="database names <prefix>_<size>; an existing one with the data is reused")
     asyncio.run(main(parser.parse_args()))
 
 
