@@ -101,15 +101,17 @@ def _compare(op: str, value: Any, arg: Any) -> bool:
 
 async def collection_size(db: Database, collection: str) -> int:
     """How many documents a collection holds, from the store's own bookkeeping rather than by
-    reading them, so it costs about the same at 1M documents as at none (the deploy ledger counts
-    its guarded collections at every start of every instance).
+    reading the documents (the deploy ledger counts its guarded collections at every start of
+    every instance and worker).
 
     MongoDB: the collection's metadata count (`count` without a filter, what
-    estimated_document_count sends). FerretDB v1 would answer that by reading and decoding every
-    document; its `$collStats` count instead sums the cells of the table's SQLite leaf pages
-    (dbstat), one per row, without decoding a document. Either can drift from the truth (MongoDB
-    after an unclean shutdown, until the next checkpoint), so callers that act on a smaller number
-    confirm it with an exact count first.
+    estimated_document_count sends): constant whatever the size. FerretDB v1 would answer that
+    by reading and decoding every document; its `$collStats` count instead sums the cells of the
+    table's SQLite leaf pages (dbstat), one per row, without decoding a document: still a walk
+    over the pages, but ~100x cheaper (docs/BENCHMARKS.md, "Start-up gate"), and the cheapest
+    count FerretDB offers. Either can drift from the truth (MongoDB after an unclean shutdown,
+    until the next checkpoint), so callers that act on a smaller number confirm it with an exact
+    count first.
     """
     if await filters_push_down(db):
         return int(await db[collection].estimated_document_count())
