@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-import backend.ledger.steps  # noqa: F401 - registers the persistence start-up steps, which must run first
+from backend import gates  # registers the shared start-up gate's steps, which must run first
 from backend.auth.routes import router as auth_router
 from backend.clients.routes import router as clients_router
 from backend.connections.routes import router as connections_router
@@ -20,7 +20,6 @@ from backend.core import startup
 from backend.core.config import Settings, get_settings
 from backend.core.db import Database, durable_database, make_client
 from backend.core.errors import AppError, TooManyRequests
-from backend.core.indexes import ensure_indexes
 from backend.core.logging import configure_logging, get_logger
 from backend.core.metrics import render as render_metrics
 from backend.core.middleware import BodyLimit, ReadinessGate, RequestContextMiddleware
@@ -48,11 +47,6 @@ class Ready(BaseModel):
 class NotReady(BaseModel):
     status: Literal["not ready"]
     errors: list[str]
-
-
-@startup.register("indexes")
-async def _indexes(db: Database, settings: Settings) -> None:
-    await ensure_indexes(db)
 
 
 @startup.register("first-admin")
@@ -92,7 +86,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         client = make_client(settings)
         app.state.mongo = client
         app.state.db = durable_database(client, settings.MONGO_DB)
-        app.state.startup = await startup.run(app.state.db, settings)
+        app.state.startup = await gates.open_gate(app.state.db, settings)
         log.info("started", version=settings.APP_VERSION, ready=app.state.startup.ready, db=settings.MONGO_DB)
         # The outbound sending worker (OUTBOUND_WORKER_ENABLED), only once start-up checks pass.
         outbound_worker = outbound_worker_loop.background(app.state.db, settings, enabled=app.state.startup.ready)
