@@ -77,12 +77,14 @@ def test_the_connection_settings_reach_uvicorns_config() -> None:
         HTTP_KEEP_ALIVE_SECONDS=4,
         HTTP_MAX_HEADER_BYTES=9000,
         WORKERS=3,
+        REDIS_URL="redis://127.0.0.1:1/0",  # several workers need it (revocation across processes)
         PORT=8123,
     )
     config = uvicorn.Config("backend.app:create_app", factory=True, **server.uvicorn_options(settings))
     assert config.timeout_keep_alive == 4
     assert config.h11_max_incomplete_event_size == 9000
     assert (config.workers, config.port, config.ws_per_message_deflate) == (3, 8123, False)
+    assert config.proxy_headers is False  # the client address is TRUSTED_PROXIES' decision alone
     assert import_from_string(config.http) is GuardedHttpProtocol
     assert ConnectionLimits.of(settings) == ConnectionLimits(header_timeout=7, body_timeout=33, max_header_bytes=9000)
 
