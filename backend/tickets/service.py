@@ -220,6 +220,18 @@ async def open_for_client(
     raise Conflict("could not open a ticket; retry")
 
 
+def _refusal(actor: Actor, ticket: dict[str, Any], exc: Conflict) -> dict[str, Any]:
+    """The 409 body of a refused move: why, and the ticket as it is now — but the ticket only to
+    someone who may see it. An agent of the department who lost an Assumir race may act on the
+    ticket (so it gets a 409, not a 404) yet no longer see it: it learns the status, not the
+    client's phone, the last message or who holds it."""
+    detail = exc.detail if isinstance(exc.detail, dict) else {"message": str(exc.detail)}
+    detail = {**detail, "status": ticket["status"]}
+    if can_see(actor, ticket):
+        detail["ticket"] = TicketRead.from_doc(ticket).model_dump(mode="json")
+    return detail
+
+
 async def _transition(
     db: Database,
     actor: Actor,
@@ -238,8 +250,7 @@ async def _transition(
                 action, status=ticket["status"], role=actor.role, actor_id=actor.id, holder_id=ticket.get("agent_id")
             )
         except Conflict as exc:
-            detail = exc.detail if isinstance(exc.detail, dict) else {"message": str(exc.detail)}
-            raise Conflict({**detail, "ticket": TicketRead.from_doc(ticket).model_dump(mode="json")}) from exc
+            raise Conflict(_refusal(actor, ticket, exc)) from exc
         now = utcnow()
         state = {**_state(ticket), **changes, "status": transition.target.value}
         if transition.target is Status.FINALIZADO:
