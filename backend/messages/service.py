@@ -5,7 +5,7 @@ from typing import Any
 
 from pymongo.errors import DuplicateKeyError
 
-from backend.core.clock import as_utc, utcnow
+from backend.core.clock import utcnow
 from backend.core.db import Database
 from backend.core.errors import Conflict, Forbidden, Unprocessable
 from backend.core.ids import new_id
@@ -15,11 +15,11 @@ from backend.messages import repository
 from backend.messages.schemas import MessagePage, MessageRead
 from backend.outbound import service as outbound
 from backend.realtime import feed
+from backend.tickets import projection
 from backend.tickets import repository as tickets_repo
 from backend.tickets import service as tickets
+from backend.tickets.projection import Activity
 from backend.tickets.states import Status
-
-PREVIEW_CHARS = 120
 
 
 async def append(
@@ -69,16 +69,17 @@ async def append(
 
 
 async def _after_stored(db: Database, ticket: dict[str, Any], message: dict[str, Any]) -> None:
-    """What follows a stored message: the ticket's activity moves, then the announcement."""
-    at, direction = as_utc(message["created_at"]), message["direction"]
-    preview = message["body"][:PREVIEW_CHARS] if message.get("body") else f"[{message.get('type', 'text')}]"
-    await tickets_repo.touch_activity(db, ticket, at=at, preview=preview, direction=direction)
-    activity: dict[str, Any] = {}
-    if ticket.get("last_message_at") is None or as_utc(ticket["last_message_at"]) <= at:
-        activity = {"last_message_at": at, "last_message_preview": preview, "last_message_direction": direction}
-    await feed.publish(
-        db, reseller_id=ticket["reseller_id"], type_="message.created", ticket={**ticket, **activity}, message=message
+    """What follows a stored message: the ticket's activity moves, then the announcement. The
+    activity write is read back (projection.settle): on FerretDB a concurrent transition can
+    write back the older activity, and our write can put back an older status."""
+    activity = Activity.of(message)
+    await tickets_repo.touch_activity(
+        db, ticket, at=activity.at, preview=activity.preview, direction=activity.direction
     )
+    settled = await projection.settle(db, ticket["_id"], activity=activity)
+    # Announced as the ticket now is (log and activity), not as it was when this message arrived.
+    current = settled if settled is not None else {**ticket, **activity.fields()}
+    await feed.publish(db, reseller_id=ticket["reseller_id"], type_="message.created", ticket=current, message=message)
 
 
 async def complete_stored(db: Database, message: dict[str, Any]) -> None:
