@@ -19,7 +19,9 @@ of processes may sweep at once: settling is idempotent.
 import asyncio
 import contextlib
 import time
+from collections.abc import Coroutine
 from datetime import datetime, timedelta
+from typing import Any
 
 from backend.audit import repository as events
 from backend.core.background import BackgroundLoop
@@ -61,7 +63,9 @@ async def run_until(db: Database, settings: Settings, stop: asyncio.Event) -> No
     while not stop.is_set():
         started, clock = utcnow(), time.monotonic()
         try:
-            repaired = await sweep_once(db, since=since)
+            repaired = await _unless_stopped(sweep_once(db, since=since), stop)
+            if repaired is None:
+                return
         except Exception as exc:  # a database hiccup: the next sweep covers the same span again
             log.warning("ticket projection sweep failed; retrying", error=str(exc))
         else:
@@ -71,6 +75,22 @@ async def run_until(db: Database, settings: Settings, stop: asyncio.Event) -> No
         wait = max(settings.TICKET_SWEEP_SECONDS, IDLE_FACTOR * (time.monotonic() - clock))
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), timeout=wait)
+
+
+async def _unless_stopped(work: Coroutine[Any, Any, int], stop: asyncio.Event) -> int | None:
+    """`work`'s result, or None once `stop` is set first: a sweep over a large FerretDB can take
+    minutes, and a process shutting down must not wait for it. Cutting one short is safe: every
+    repair it makes is a whole settle or nothing that matters, and the next process sweeps again."""
+    task, stopped = asyncio.ensure_future(work), asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({task, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopped.cancel()
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+    return None if task.cancelled() else task.result()
 
 
 def background(db: Database, settings: Settings, *, enabled: bool = True) -> BackgroundLoop:
