@@ -16,7 +16,8 @@ after it, so the document it leaves is rolled forward to the end of the log and 
 writer's activity; an event logged later is followed by its own writer's write and settle. So a
 status or version undone by a concurrent write is back within one settle (a few round trips on
 `_id`) as long as the writers live. Settle cannot see two things, and the sweep
-(`backend/tickets/sweep.py`) repairs both within TICKET_SWEEP_SECONDS (plus one sweep's duration):
+(`backend/tickets/sweep.py`) repairs both within one sweep period (its docstring states the bound:
+TICKET_SWEEP_SECONDS on MongoDB; on FerretDB also at most ten sweep durations):
   * a writer that died, or whose write failed, between its event or message and the document;
   * on FerretDB, one activity undone by a concurrent writer whose read came before that
     activity's write and whose write came after that activity writer's settle read (the last

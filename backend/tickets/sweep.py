@@ -6,14 +6,16 @@ an event or a message and writing the ticket (or whose write failed), and on Fer
 activity lost to a concurrent whole-document write-back after its writer had checked it. Every
 TICKET_SWEEP_SECONDS the sweep settles each ticket that has an event or a message written since
 the previous sweep began (minus TICKET_SWEEP_LOOKBACK_SECONDS, longer than any write takes to
-land), giving the newest such message as the activity the document must show. So lists and
-counts converge to the log within about TICKET_SWEEP_SECONDS plus one sweep, with no reader.
+land), giving the newest such message as the activity the document must show.
 
-Cheap by construction: two range reads of recent entries (the `at` and `created` indexes on
-MongoDB; a scan on FerretDB, which pushes only `_id` equality down), then reads by `_id`, and a
-write only where something is behind. Between sweeps it waits at least IDLE_FACTOR times the
-last sweep's duration, so a slow store is never swept more than a tenth of the time. Any number
-of processes may sweep at once: settling is idempotent.
+The bound, with no reader: a ticket converges within one sweep period plus one sweep, the period
+being max(TICKET_SWEEP_SECONDS, IDLE_FACTOR x the last sweep's duration). Each sweep is two range
+reads of recent entries, then reads by `_id`, and a write only where something is behind. On
+MongoDB the reads use the `at` and `created` indexes (milliseconds: period = TICKET_SWEEP_SECONDS).
+FerretDB pushes only `_id` equality down, so there they are scans of ticket_events and messages,
+and the pacing keeps the sweep under a tenth of the time: measured on this 2-core machine under
+load, 11-16 s per sweep at 100k messages + 30k events (period ~2 min), about a tenth of that at
+10k messages. Any number of processes may sweep at once: settling is idempotent.
 """
 
 import asyncio
