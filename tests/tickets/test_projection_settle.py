@@ -12,7 +12,7 @@ from backend.core.config import Settings
 from backend.messages import service as messages
 from backend.tickets import service as tickets
 from tests.conftest import make_settings
-from tests.factories import API, Tenant, make_tenant, make_ticket
+from tests.factories import API, Tenant, assume, make_tenant, make_ticket
 from tests.tickets.projection_support import assert_lists_agree, divergences, write_back_with
 
 
@@ -41,7 +41,7 @@ async def _client_message(db: Any, ticket: dict[str, Any], body: str) -> dict[st
     return message
 
 
-@pytest.mark.parametrize("action", ["finalize", "assume"])
+@pytest.mark.parametrize("action", ["finalize", "assume", "transfer"])
 async def test_activity_write_back_cannot_undo_a_transition(
     client: httpx.AsyncClient, tenant: Tenant, db: Any, monkeypatch: pytest.MonkeyPatch, action: str
 ) -> None:
@@ -49,12 +49,15 @@ async def test_activity_write_back_cannot_undo_a_transition(
     then the update writes the whole document back — espera and the old version again."""
     ticket = await make_ticket(client, tenant)
     tid = ticket["id"]
+    if action == "transfer":
+        await assume(client, tenant.agents[0]["headers"], tid)
     before = await tickets.load(db, tid)
     assert before is not None
-    headers = tenant.headers if action == "finalize" else tenant.agents[0]["headers"]
+    headers = tenant.agents[0]["headers"] if action == "assume" else tenant.headers
+    body = {"department_id": tenant.departments[1]["id"]} if action == "transfer" else None
 
     async def move() -> None:
-        r = await client.post(f"{API}/tickets/{tid}/{action}", headers=headers)
+        r = await client.post(f"{API}/tickets/{tid}/{action}", json=body, headers=headers)
         assert r.status_code == 200, r.text
 
     fired = write_back_with(monkeypatch, ticket_id=tid, field="last_message_at", competitor=move)
@@ -64,7 +67,7 @@ async def test_activity_write_back_cannot_undo_a_transition(
     # Right away, with nobody opening the ticket: the stored ticket is what its log says.
     assert await divergences(db, tenant.id) == []
     stored = await db.tickets.find_one({"_id": tid})
-    assert stored["status"] == ("finalizado" if action == "finalize" else "atendendo")
+    assert stored["status"] == {"finalize": "finalizado", "assume": "atendendo", "transfer": "espera"}[action]
     # The message's announcement shows the ticket as the log has it, not as it was read.
     record = await db.tenant_events.find_one({"type": "message.created", "message.id": message["_id"]})
     assert record is not None and record["ticket"]["status"] == stored["status"], record
