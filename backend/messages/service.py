@@ -21,6 +21,8 @@ from backend.tickets import service as tickets
 from backend.tickets.projection import Activity
 from backend.tickets.states import Status
 
+PREVIEW_CHARS = projection.PREVIEW_CHARS  # how much of a message its ticket's preview shows
+
 
 async def append(
     db: Database,
