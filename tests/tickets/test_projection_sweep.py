@@ -17,7 +17,7 @@ from backend.core.clock import utcnow
 from backend.core.config import Settings
 from backend.core.ids import new_id
 from backend.messages import repository as messages_repo
-from backend.tickets import intake
+from backend.tickets import intake, sweep
 from backend.tickets import service as tickets
 from backend.tickets.states import Status
 from tests.conftest import make_settings
@@ -208,3 +208,23 @@ async def test_writes_of_a_dead_writer_converge_with_no_reader(
     listed = await assert_lists_agree(client, tenant)
     assert (listed[moved["id"]], listed[quiet["id"]], listed[orphan_id]) == ("atendendo", "espera", "espera")
     assert (await db.tickets.find_one({"_id": quiet["id"]}))["last_message_preview"] == "já verifico"
+
+
+async def test_a_stopping_process_does_not_wait_for_a_sweep_in_progress(
+    db: Any, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A sweep over a large FerretDB can take minutes; shutdown cuts it short instead."""
+    started, never = asyncio.Event(), asyncio.Event()
+
+    async def endless_sweep(db: Any, *, since: Any) -> int:
+        started.set()
+        await never.wait()
+        return 0
+
+    monkeypatch.setattr(sweep, "sweep_once", endless_sweep)
+    stop = asyncio.Event()
+    loop = asyncio.create_task(sweep.run_until(db, settings, stop))
+    await started.wait()
+    stop.set()
+    await asyncio.wait_for(loop, timeout=60)  # a bound on waiting: without the cut it never ends
+    assert loop.done() and loop.exception() is None
