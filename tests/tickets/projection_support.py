@@ -8,9 +8,12 @@ from typing import Any
 import httpx
 import pytest
 
+from backend.audit import repository as events
 from backend.core import conditional
-from backend.core.clock import as_utc
+from backend.core.clock import as_utc, utcnow
 from backend.tickets import repository as tickets_repo
+from backend.tickets import service as tickets
+from backend.tickets.states import Status
 from tests.factories import API, Tenant, collect_pages, get_ticket
 
 STATUSES = ("espera", "atendendo", "finalizado")
@@ -118,3 +121,30 @@ def write_back_with(
 
     monkeypatch.setattr(tickets_repo, "update_if", update_if)
     return fired
+
+
+async def log_assume_without_projecting(db: Any, ticket_id: str, agent: dict[str, Any]) -> None:
+    """What a writer killed between its event and the ticket leaves: `agent`'s assume logged as
+    the next event, the stored ticket never moved."""
+    current = await db.tickets.find_one({"_id": ticket_id})
+    state = {
+        **{k: current[k] for k in tickets_repo.STATE_FIELDS},
+        "status": Status.ATENDENDO.value,
+        "agent_id": agent["id"],
+        "agent_name": agent["name"],
+    }
+    await events.insert(
+        db,
+        tickets._event(
+            ticket_id,
+            current["reseller_id"],
+            version=current["version"] + 1,
+            type_="assumed",
+            actor_id=agent["id"],
+            actor_role="agent",
+            from_status=current["status"],
+            state=state,
+            at=utcnow(),
+            data={"action": "assume"},
+        ),
+    )

@@ -10,10 +10,16 @@ import pytest
 
 from backend.core.config import Settings
 from backend.messages import service as messages
+from backend.outbound import service as outbound
 from backend.tickets import service as tickets
 from tests.conftest import make_settings
 from tests.factories import API, Tenant, assume, make_tenant, make_ticket
-from tests.tickets.projection_support import assert_lists_agree, divergences, write_back_with
+from tests.tickets.projection_support import (
+    assert_lists_agree,
+    divergences,
+    log_assume_without_projecting,
+    write_back_with,
+)
 
 
 @pytest.fixture(scope="module")
@@ -98,3 +104,17 @@ async def test_transition_write_back_cannot_undo_a_later_transition(
     monkeypatch.undo()
     listed = await assert_lists_agree(client, tenant)
     assert listed[tid] == "finalizado"
+
+
+async def test_a_status_announcement_shows_the_ticket_as_its_log_says(
+    client: httpx.AsyncClient, tenant: Tenant, db: Any
+) -> None:
+    """A delivery receipt announces its message with the ticket: as the log has it, even while the
+    stored ticket is behind (its last mover died after logging)."""
+    ticket = await make_ticket(client, tenant)
+    await log_assume_without_projecting(db, ticket["id"], tenant.agents[0])
+    message = await db.messages.find_one({"ticket_id": ticket["id"]})
+    await outbound.announce_status(db, message)
+    record = await db.tenant_events.find_one({"type": "message.status", "message.id": message["_id"]})
+    assert record is not None
+    assert (record["ticket"]["status"], record["ticket"]["version"]) == ("atendendo", 2), record["ticket"]

@@ -18,14 +18,14 @@ from backend.core.config import Settings
 from backend.core.ids import new_id
 from backend.messages import repository as messages_repo
 from backend.tickets import intake, sweep
-from backend.tickets import service as tickets
-from backend.tickets.states import Status
+from backend.tickets import repository as tickets_repo
 from tests.conftest import make_settings
 from tests.factories import API, Tenant, make_tenant, make_ticket
 from tests.tickets.projection_support import (
     assert_lists_agree,
     client_doc,
     divergences,
+    log_assume_without_projecting,
     wait_converged,
     write_back_with,
 )
@@ -147,31 +147,8 @@ async def test_writes_of_a_dead_writer_converge_with_no_reader(
     assert await divergences(db, tenant.id) == []
 
     # 1. assume logged as event v2, projection never written.
-    current = await db.tickets.find_one({"_id": moved["id"]})
     agent = tenant.agents[0]
-    state = {
-        **{
-            k: current[k] for k in ("status", "agent_id", "agent_name", "department_id", "finalized_at", "finalized_by")
-        },
-        "status": Status.ATENDENDO.value,
-        "agent_id": agent["id"],
-        "agent_name": agent["name"],
-    }
-    await events.insert(
-        db,
-        tickets._event(
-            moved["id"],
-            tenant.id,
-            version=2,
-            type_="assumed",
-            actor_id=agent["id"],
-            actor_role="agent",
-            from_status="espera",
-            state=state,
-            at=utcnow(),
-            data={"action": "assume"},
-        ),
-    )
+    await log_assume_without_projecting(db, moved["id"], agent)
     # 2. a reply stored, the ticket's activity never moved.
     reply = {
         "_id": new_id(),
@@ -198,7 +175,7 @@ async def test_writes_of_a_dead_writer_converge_with_no_reader(
             **created,
             "_id": events.event_id(orphan_id, 1),
             "ticket_id": orphan_id,
-            "state": {k: orphan.get(k) for k in state},
+            "state": {k: orphan.get(k) for k in tickets_repo.STATE_FIELDS},
             "data": {"ticket": orphan},
             "at": utcnow(),
         },
