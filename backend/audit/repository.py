@@ -43,7 +43,11 @@ async def list_for_ticket(db: Database, ticket_id: str, *, after_version: int, l
     return await db[COLLECTION].find(query).sort("version", ASC).limit(limit).to_list(length=limit)
 
 
-async def ticket_ids_since(db: Database, since: datetime) -> set[str]:
-    """Tickets with an event at or after `since` (the `at` index on MongoDB; a scan on FerretDB)."""
-    cursor = db[COLLECTION].find({"at": {"$gte": since}}, {"ticket_id": 1, "_id": 0})
-    return {str(doc["ticket_id"]) async for doc in cursor}
+async def versions_since(db: Database, since: datetime) -> dict[str, int]:
+    """For each ticket with an event at or after `since`: its highest such version (the `at`
+    index on MongoDB; a scan on FerretDB). Only those two fields travel."""
+    newest: dict[str, int] = {}
+    async for doc in db[COLLECTION].find({"at": {"$gte": since}}, {"ticket_id": 1, "version": 1, "_id": 0}):
+        key = str(doc["ticket_id"])
+        newest[key] = max(int(doc["version"]), newest.get(key, 0))
+    return newest

@@ -193,10 +193,10 @@ async def test_a_stopping_process_does_not_wait_for_a_sweep_in_progress(
     """A sweep over a large FerretDB can take minutes; shutdown cuts it short instead."""
     started, never = asyncio.Event(), asyncio.Event()
 
-    async def endless_sweep(db: Any, *, since: Any) -> int:
+    async def endless_sweep(db: Any, *, since: Any) -> sweep.Swept:
         started.set()
         await never.wait()
-        return 0
+        return sweep.Swept(0, 0.0)
 
     monkeypatch.setattr(sweep, "sweep_once", endless_sweep)
     stop = asyncio.Event()
