@@ -27,6 +27,7 @@ from backend.departments.routes import router as departments_router
 from backend.outbound import worker as outbound_worker_loop
 from backend.realtime.routes import router as realtime_router
 from backend.resellers.routes import router as resellers_router
+from backend.tickets import sweep as ticket_sweep_loop
 from backend.tickets.routes import router as tickets_router
 from backend.users.routes import router as users_router
 from backend.users.service import ensure_first_admin
@@ -92,6 +93,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         outbound_worker = outbound_worker_loop.background(app.state.db, settings, enabled=app.state.startup.ready)
         # The inbound webhook processor (WEBHOOK_PROCESSOR_ENABLED): the webhook only stores.
         webhook_processor = webhook_processor_loop.background(app.state.db, settings, enabled=app.state.startup.ready)
+        # Repairs ticket projections a dead writer left behind (TICKET_SWEEP_ENABLED).
+        ticket_sweep = ticket_sweep_loop.background(app.state.db, settings, enabled=app.state.startup.ready)
         # What start-up allocated (modules, routes, schemas) lives as long as the process; frozen,
         # full garbage collections stop walking it again and again (pauses delay every socket).
         gc.freeze()
@@ -105,6 +108,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
+            await ticket_sweep.close()
             await webhook_processor.close()
             await outbound_worker.close()
             await client.close()

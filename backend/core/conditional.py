@@ -7,7 +7,9 @@ version: 3}` makes it read and decode the whole collection (measured: 22 updates
 documents), and it runs a filtered update as read, check, write-by-`_id` anyway, without
 atomicity. So on FerretDB we do those same three steps ourselves with `_id`-only commands: the
 same semantics, without the scan. Every race that matters is arbitrated elsewhere by a unique
-`_id` insert (ticket_events, claims), which is atomic on both stores.
+`_id` insert (ticket_events, claims), which is atomic on both stores. What a non-atomic update
+can still do on FerretDB — write back fields a concurrent update had just changed — is repaired
+by the writer reading the document back (backend/tickets/projection.py `settle`).
 """
 
 import weakref

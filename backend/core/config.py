@@ -142,6 +142,14 @@ class Settings(BaseSettings):
     WEBHOOK_BACKOFF_MAX_SECONDS: float = Field(default=60.0, gt=0)
     WEBHOOK_LEASE_SECONDS: float = Field(default=60.0, gt=0)
     WEBHOOK_HOLE_GRACE_SECONDS: float = Field(default=10.0, gt=0)
+    # Ticket projection sweep (backend/tickets/sweep.py): the backstop that makes lists and counts
+    # converge to ticket_events and messages when a writer died between its write and the ticket.
+    TICKET_SWEEP_ENABLED: bool = True
+    TICKET_SWEEP_SECONDS: float = Field(default=5.0, gt=0)
+    # Each sweep re-reads what was written since the previous one started minus this margin
+    # (longer than any write takes to land); the first sweep of a process looks back STARTUP.
+    TICKET_SWEEP_LOOKBACK_SECONDS: float = Field(default=60.0, gt=0)
+    TICKET_SWEEP_STARTUP_LOOKBACK_SECONDS: float = Field(default=900.0, gt=0)
 
     # Realtime (/api/v1/ws). REDIS_URL empty = single-process fan-out (no cross-process delivery
     # except through the tail poll); set it whenever more than one backend process serves sockets.

@@ -18,6 +18,7 @@ declare(
     purpose="a ticket's thread in chronological order",
 )
 declare(COLLECTION, [("reseller_id", ASC), ("created_at", ASC)], name="tenant_created", purpose="tenant exports")
+declare(COLLECTION, [("created_at", ASC)], name="created", purpose="the projection sweep: every ticket active recently")
 
 
 async def insert(db: Database, doc: dict[str, Any]) -> None:
@@ -53,3 +54,15 @@ async def move_to_ticket(
     whether it moved. An update, never a delete: `moved_from_ticket_id` keeps where it was."""
     changes = {"ticket_id": to_ticket_id, "moved_from_ticket_id": from_ticket_id, "moved_at": at}
     return await update_if(db, COLLECTION, message_id, {"ticket_id": from_ticket_id}, {"$set": changes})
+
+
+async def latest_per_ticket_since(db: Database, since: datetime) -> dict[str, tuple[datetime, str]]:
+    """For each ticket with a message created at or after `since`: (created_at, _id) of its newest
+    such message. Only those two fields travel (the `created` index on MongoDB; a scan on FerretDB)."""
+    latest: dict[str, tuple[datetime, str]] = {}
+    cursor = db[COLLECTION].find({"created_at": {"$gte": since}}, {"ticket_id": 1, "created_at": 1})
+    async for doc in cursor:
+        key, seen = str(doc["ticket_id"]), (doc["created_at"], str(doc["_id"]))
+        if key not in latest or seen > latest[key]:
+            latest[key] = seen
+    return latest

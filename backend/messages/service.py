@@ -43,6 +43,7 @@ acknowledged. A finalize request killed between its event and its scan leaves a 
 after `finalized_at` but stored and announced while the ticket was open where it is.
 """
 
+from dataclasses import replace
 from typing import Any
 
 from pymongo.errors import DuplicateKeyError
@@ -57,11 +58,13 @@ from backend.messages import repository
 from backend.messages.schemas import MessagePage, MessageRead
 from backend.outbound import service as outbound
 from backend.realtime import feed
+from backend.tickets import projection
 from backend.tickets import repository as tickets_repo
 from backend.tickets import service as tickets
+from backend.tickets.projection import Activity
 from backend.tickets.states import Status, is_open
 
-PREVIEW_CHARS = 120
+PREVIEW_CHARS = projection.PREVIEW_CHARS  # how much of a message its ticket's preview shows
 CLIENT = "client"
 # Each move files a message one finalized ticket further; only a finalize storm on one client's
 # channel could need more.
@@ -157,20 +160,21 @@ async def refile_after_finalize(db: Database, ticket: dict[str, Any]) -> None:
 
 
 async def _after_stored(db: Database, ticket: dict[str, Any], message: dict[str, Any]) -> None:
-    """What follows a stored message: the ticket's activity moves, then the announcement."""
-    at, direction = as_utc(message["created_at"]), message["direction"]
-    if ticket.get("created_at") is not None:
+    """What follows a stored message: the ticket's activity moves, then the announcement. The
+    activity write is read back (projection.settle): on FerretDB a concurrent transition can
+    write back the older activity, and our write can put back an older status."""
+    activity = Activity.of(message)
+    if ticket.get("created_at") is not None and as_utc(ticket["created_at"]) > activity.at:
         # A message moved on from a finalized ticket can predate the ticket it moved to, which
         # was opened for it: its activity is then the opening, or the queue shows no preview.
-        at = max(at, as_utc(ticket["created_at"]))
-    preview = message["body"][:PREVIEW_CHARS] if message.get("body") else f"[{message.get('type', 'text')}]"
-    await tickets_repo.touch_activity(db, ticket, at=at, preview=preview, direction=direction)
-    activity: dict[str, Any] = {}
-    if ticket.get("last_message_at") is None or as_utc(ticket["last_message_at"]) <= at:
-        activity = {"last_message_at": at, "last_message_preview": preview, "last_message_direction": direction}
-    await feed.publish(
-        db, reseller_id=ticket["reseller_id"], type_="message.created", ticket={**ticket, **activity}, message=message
+        activity = replace(activity, at=as_utc(ticket["created_at"]))
+    await tickets_repo.touch_activity(
+        db, ticket, at=activity.at, preview=activity.preview, direction=activity.direction
     )
+    settled = await projection.settle(db, ticket["_id"], activity=activity)
+    # Announced as the ticket now is (log and activity), not as it was when this message arrived.
+    current = settled if settled is not None else {**ticket, **activity.fields()}
+    await feed.publish(db, reseller_id=ticket["reseller_id"], type_="message.created", ticket=current, message=message)
 
 
 async def complete_stored(db: Database, message: dict[str, Any]) -> None:

@@ -10,7 +10,7 @@ from backend.core.clock import as_utc, utcnow
 from backend.core.db import Database
 from backend.outbound import repository
 from backend.realtime import feed
-from backend.tickets import repository as tickets
+from backend.tickets import projection
 
 # Provider message id -> our message id, per connection. Claimed once, so the echo of our own
 # send (fromMe upsert) and status receipts find the message the agent wrote.
@@ -150,7 +150,8 @@ async def lookup_provider_id(db: Database, *, connection_id: str, provider_messa
 
 
 async def announce_status(db: Database, message: dict[str, Any]) -> None:
-    ticket = await tickets.get(db, message["ticket_id"])
+    # The ticket as its log says, not the stored projection, which can be a moment behind it.
+    ticket = await projection.settle(db, str(message["ticket_id"]))
     if ticket is None:
         return
     await feed.publish(

@@ -18,7 +18,7 @@ from backend.core.pagination import decode_cursor, decode_time_cursor, encode_cu
 from backend.core.tenancy import Actor
 from backend.departments import repository as departments
 from backend.realtime import feed
-from backend.tickets import repository
+from backend.tickets import projection, repository
 from backend.tickets.schemas import TicketCounts, TicketPage, TicketRead
 from backend.tickets.states import CREATED_EVENT, Action, Status, authorize, is_open
 from backend.tickets.visibility import can_act_on, can_see, visible_query
@@ -65,27 +65,9 @@ def _event(
 
 
 async def load(db: Database, ticket_id: str) -> dict[str, Any] | None:
-    """The ticket as its event log says it is. Rolls the projection forward over any event a
-    crashed or concurrent writer logged but did not project, so the log always wins."""
-    doc = await repository.get(db, ticket_id)
-    if doc is None:
-        created = await events.get(db, ticket_id, 1)
-        if created is None:
-            return None
-        doc = dict(created["data"]["ticket"])
-        try:
-            await repository.insert(db, doc)
-        except DuplicateKeyError:
-            doc = await repository.get(db, ticket_id)
-            assert doc is not None
-    while True:
-        nxt = await events.get(db, ticket_id, doc["version"] + 1)
-        if nxt is None:
-            return doc
-        await repository.apply_state(
-            db, ticket_id, from_version=doc["version"], version=nxt["version"], state=nxt["state"], at=nxt["at"]
-        )
-        doc = {**doc, **nxt["state"], "version": nxt["version"], "updated_at": nxt["at"]}
+    """The ticket as its event log says it is; the stored projection is rolled forward over any
+    event a crashed or concurrent writer logged but did not project, so the log always wins."""
+    return await projection.settle(db, ticket_id)
 
 
 async def get_visible_or_404(db: Database, actor: Actor, *, ticket_id: str) -> dict[str, Any]:
@@ -278,6 +260,18 @@ async def open_after(db: Database, finalized: dict[str, Any]) -> dict[str, Any]:
     return ticket
 
 
+def _refusal(actor: Actor, ticket: dict[str, Any], exc: Conflict) -> dict[str, Any]:
+    """The 409 body of a refused move: why, and the ticket as it is now — but the ticket only to
+    someone who may see it. An agent of the department who lost an Assumir race may act on the
+    ticket (so it gets a 409, not a 404) yet no longer see it: it learns the status, not the
+    client's phone, the last message or who holds it."""
+    detail = exc.detail if isinstance(exc.detail, dict) else {"message": str(exc.detail)}
+    detail = {**detail, "status": ticket["status"]}
+    if can_see(actor, ticket):
+        detail["ticket"] = TicketRead.from_doc(ticket).model_dump(mode="json")
+    return detail
+
+
 async def _transition(
     db: Database,
     actor: Actor,
@@ -296,8 +290,7 @@ async def _transition(
                 action, status=ticket["status"], role=actor.role, actor_id=actor.id, holder_id=ticket.get("agent_id")
             )
         except Conflict as exc:
-            detail = exc.detail if isinstance(exc.detail, dict) else {"message": str(exc.detail)}
-            raise Conflict({**detail, "ticket": TicketRead.from_doc(ticket).model_dump(mode="json")}) from exc
+            raise Conflict(_refusal(actor, ticket, exc)) from exc
         now = utcnow()
         state = {**_state(ticket), **changes, "status": transition.target.value}
         if transition.target is Status.FINALIZADO:
@@ -319,9 +312,12 @@ async def _transition(
             await events.insert(db, event)
         except DuplicateKeyError:
             continue  # someone moved it first: re-read and judge again against the new state
+        # Project it, then read back until the stored ticket shows it: on FerretDB a concurrent
+        # activity update can write back the version it read before ours (projection.py).
         await repository.apply_state(
             db, ticket_id, from_version=ticket["version"], version=version, state=state, at=now
         )
+        await projection.settle(db, ticket_id)
         if transition.target is Status.FINALIZADO:
             await users.raise_ticket_slot(
                 db, ticket["client_id"], channel=ticket["channel"], slot=int(ticket.get("open_slot", 0)) + 1
