@@ -680,6 +680,8 @@ export interface components {
              * Format: date-time
              */
             created_at: string;
+            /** Moved From Ticket Id */
+            moved_from_ticket_id?: string | null;
         };
         /** NotReady */
         NotReady: {
