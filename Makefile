@@ -7,6 +7,7 @@ STAMP := $(VENV)/.installed
 .PHONY: help setup run test test-backend test-frontend lint ferretdb
 
 help:
+	@echo "make up / ps / logs [S=service] - docker compose: start or update the stack, status, follow logs"
 	@echo "make run     - start the backend (local FerretDB under ./var when MONGO_URL is unset)"
 	@echo "make test    - install what is missing, then run the whole test suite"
 	@echo "make lint    - ruff and mypy"
@@ -47,6 +48,23 @@ test: test-backend test-frontend
 lint: setup compose-lint
 	$(BIN)/ruff check backend tests scripts bench
 	$(BIN)/mypy
+
+# --- the production stack (docker-compose.yml), as the operators' runbook names the commands.
+# There is deliberately no target that stops the stack with its volumes or removes a volume.
+COMPOSE ?= docker compose
+S ?=
+
+.PHONY: up ps logs
+
+up:
+	$(COMPOSE) up -d --build
+
+ps:
+	$(COMPOSE) ps
+
+# `make logs S=backend` follows one service.
+logs:
+	$(COMPOSE) logs -f --tail=200 $(S)
 
 # --- deploy safety and backups (DEPLOY_RULES.md). None of these removes data or volumes. ---
 SNAPSHOT ?= var/deploy/before.json

@@ -1,11 +1,13 @@
-"""`python -m backend`: read settings, start a local FerretDB when no MONGO_URL is given
-(development only), then serve the API with uvicorn."""
+"""`python -m backend`: read settings, start this checkout's local FerretDB when no MONGO_URL is
+given (development only), then serve the API with uvicorn."""
 
+import os
 import sys
 from pathlib import Path
 
 import uvicorn
 
+from backend.core import server
 from backend.core.config import get_settings
 from backend.devtools import ferretdb
 
@@ -19,27 +21,25 @@ def main() -> int:
     local_db = None
     if not settings.MONGO_URL:
         data_dir = Path(settings.FERRETDB_DATA_DIR)
+        try:
+            local_db = ferretdb.start_local(
+                data_dir, listen=settings.FERRETDB_LISTEN, log_path=data_dir.parent / "ferretdb.log"
+            )
+        except ferretdb.StoreUnavailable as exc:
+            print(f"refusing to start: {exc}", file=sys.stderr)
+            return 2
         print(
-            f"no MONGO_URL: starting local FerretDB on {settings.FERRETDB_LISTEN}, data in {data_dir}", file=sys.stderr
+            f"no MONGO_URL: local FerretDB (pid {local_db.proc.pid}) on {local_db.listen}, data in {data_dir}",
+            file=sys.stderr,
         )
-        data_dir.mkdir(parents=True, exist_ok=True)
-        local_db = ferretdb.start(settings.FERRETDB_LISTEN, data_dir, log_path=data_dir.parent / "ferretdb.log")
+        # The app (and every uvicorn worker process) connects to the address chosen here.
+        os.environ["FERRETDB_LISTEN"] = local_db.listen
+        get_settings.cache_clear()
     try:
-        uvicorn.run(
-            "backend.app:create_app",
-            factory=True,
-            host=settings.HOST,
-            port=settings.PORT,
-            workers=settings.WORKERS,
-            log_config=None,
-            # Realtime frames are small JSON texts sent to many sockets: compressing each copy per
-            # socket cost more CPU than anything else in the fan-out, and a zlib context per
-            # socket is memory, for a bandwidth saving nobody notices.
-            ws_per_message_deflate=False,
-        )
+        uvicorn.run("backend.app:create_app", factory=True, **server.uvicorn_options(settings))
     finally:
         if local_db is not None:
-            ferretdb.stop(local_db)
+            ferretdb.stop(local_db.proc)
     return 0
 
 

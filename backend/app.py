@@ -3,15 +3,16 @@
 import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-import backend.ledger.steps  # noqa: F401 - registers the persistence start-up steps, which must run first
+from backend import gates  # registers the shared start-up gate's steps, which must run first
 from backend.auth.routes import router as auth_router
 from backend.clients.routes import router as clients_router
 from backend.connections.routes import router as connections_router
@@ -19,14 +20,14 @@ from backend.core import startup
 from backend.core.config import Settings, get_settings
 from backend.core.db import Database, durable_database, make_client
 from backend.core.errors import AppError, TooManyRequests
-from backend.core.indexes import ensure_indexes
 from backend.core.logging import configure_logging, get_logger
 from backend.core.metrics import render as render_metrics
-from backend.core.middleware import ReadinessGate, RequestContextMiddleware
+from backend.core.middleware import BodyLimit, ReadinessGate, RequestContextMiddleware
 from backend.departments.routes import router as departments_router
 from backend.outbound import worker as outbound_worker_loop
 from backend.realtime.routes import router as realtime_router
 from backend.resellers.routes import router as resellers_router
+from backend.tickets import sweep as ticket_sweep_loop
 from backend.tickets.routes import router as tickets_router
 from backend.users.routes import router as users_router
 from backend.users.service import ensure_first_admin
@@ -39,9 +40,14 @@ log = get_logger("app")
 GC_THRESHOLDS = (10_000, 20, 10)  # young, middle, old: see the lifespan
 
 
-@startup.register("indexes")
-async def _indexes(db: Database, settings: Settings) -> None:
-    await ensure_indexes(db)
+class Ready(BaseModel):
+    status: Literal["ready"]
+    version: str
+
+
+class NotReady(BaseModel):
+    status: Literal["not ready"]
+    errors: list[str]
 
 
 @startup.register("first-admin")
@@ -81,12 +87,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         client = make_client(settings)
         app.state.mongo = client
         app.state.db = durable_database(client, settings.MONGO_DB)
-        app.state.startup = await startup.run(app.state.db, settings)
+        app.state.startup = await gates.open_gate(app.state.db, settings)
         log.info("started", version=settings.APP_VERSION, ready=app.state.startup.ready, db=settings.MONGO_DB)
         # The outbound sending worker (OUTBOUND_WORKER_ENABLED), only once start-up checks pass.
         outbound_worker = outbound_worker_loop.background(app.state.db, settings, enabled=app.state.startup.ready)
         # The inbound webhook processor (WEBHOOK_PROCESSOR_ENABLED): the webhook only stores.
         webhook_processor = webhook_processor_loop.background(app.state.db, settings, enabled=app.state.startup.ready)
+        # Repairs ticket projections a dead writer left behind (TICKET_SWEEP_ENABLED).
+        ticket_sweep = ticket_sweep_loop.background(app.state.db, settings, enabled=app.state.startup.ready)
         # What start-up allocated (modules, routes, schemas) lives as long as the process; frozen,
         # full garbage collections stop walking it again and again (pauses delay every socket).
         gc.freeze()
@@ -100,6 +108,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
+            await ticket_sweep.close()
             await webhook_processor.close()
             await outbound_worker.close()
             await client.close()
@@ -116,6 +125,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     _install_error_handlers(app)
     # Added innermost first: the request id wraps everything, including the not-ready 503.
     app.add_middleware(ReadinessGate)
+    app.add_middleware(
+        BodyLimit,
+        default=settings.MAX_BODY_BYTES,
+        limits={"/api/v1/webhooks/": settings.WEBHOOK_MAX_BODY_BYTES},
+    )
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -130,7 +144,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def health() -> dict[str, str]:
         return {"status": "ok", "version": settings.APP_VERSION}
 
-    @app.get("/health/ready", tags=["health"], operation_id="health-ready")
+    @app.get(
+        "/health/ready",
+        tags=["health"],
+        operation_id="health-ready",
+        responses={
+            200: {"model": Ready},
+            503: {"model": NotReady, "description": "start-up checks or database failed"},
+        },
+    )
     async def ready(request: Request) -> JSONResponse:
         state: startup.StartupState = request.app.state.startup
         if not state.ready:

@@ -178,6 +178,7 @@ def _start_backend(mongo_url: str, db_name: str, redis_url: str, workdir: Path, 
         "MONGO_URL": mongo_url,
         "MONGO_DB": db_name,
         "JWT_SECRET": JWT_SECRET,
+        "LEDGER_FILE": "",  # a fresh store every run: the checkout's ledger file would refuse it
         "REDIS_URL": redis_url,
         "REALTIME_HEARTBEAT_SECONDS": "25",
         "LOG_LEVEL": "WARNING",

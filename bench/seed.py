@@ -129,7 +129,7 @@ class Generator:
         tenant = self.tenants[ti]
         local = c // len(self.tenants)
         phone = _phone(ti, local)
-        # users.raise_ticket_slot leaves ticket_slot = (highest finalized slot) + 1, or no field at all
+        # users.raise_ticket_slot leaves ticket_slots = {channel: (highest finalized slot) + 1}, or no field
         finalized_slots = [0] if self._has_second(c) else []
         last_slot = 1 if self._has_second(c) else 0
         if last_status(c) is Status.FINALIZADO:
@@ -145,7 +145,7 @@ class Generator:
             "updated_at": at,
         }
         if finalized_slots:
-            doc["ticket_slot"] = max(finalized_slots) + 1
+            doc["ticket_slots"] = {API_CHANNEL: max(finalized_slots) + 1}
         out["users"].append(doc)
         out["natural_keys"].append(_key(PHONE_KEY, tenant.reseller_id, phone, target=doc["_id"], at=at))
         self.pools.phones.append((ti, phone))

@@ -60,7 +60,7 @@ async def _live_path(db: Database, tenant: Tenant) -> None:
 
 async def _seed(db: Database, tenant: Tenant) -> None:
     # An odd count whose one-ticket client is still open, so every variant (incl. a client that
-    # never had a ticket finalized, hence no `ticket_slot`) is present on the seeded side too.
+    # never had a ticket finalized, hence no `ticket_slots`) is present on the seeded side too.
     n = 41
     while last_status((n + 1) // 2 - 1) is Status.FINALIZADO:
         n += 2
@@ -76,7 +76,7 @@ async def _shapes(db: Database, rid: str) -> dict[str, set[str]]:
         ("tickets", {"reseller_id": rid}, lambda d: str(d["status"])),
         ("ticket_events", {"reseller_id": rid}, lambda d: str(d["type"])),
         ("messages", {"reseller_id": rid}, lambda d: str(d["direction"])),
-        ("users", {"reseller_id": rid, "role": "client"}, lambda d: "slot" if "ticket_slot" in d else "no-slot"),
+        ("users", {"reseller_id": rid, "role": "client"}, lambda d: "slot" if "ticket_slots" in d else "no-slot"),
         ("counters", {"_id": f"ticket-number:{rid}"}, lambda d: "ticket-number"),
     ]
     out: dict[str, set[str]] = {}

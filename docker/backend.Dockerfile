@@ -1,6 +1,6 @@
 # The backend image: API (`python -m backend`) and the operations scripts (backup service).
 # Build from the repository root: docker build -f docker/backend.Dockerfile .
-FROM python:3.11-slim
+FROM python:3.11-slim-bookworm
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
@@ -10,6 +10,11 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PORT=8000
 
 WORKDIR /app
+# pg_dump/pg_restore/psql for the backup of Evolution's PostgreSQL, same major as evolution-postgres
+# (Debian 12 "bookworm", pinned above, ships client 15; upgrade the two together).
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends postgresql-client \
+    && rm -rf /var/lib/apt/lists/*
 COPY requirements.txt ./
 RUN pip install -r requirements.txt
 

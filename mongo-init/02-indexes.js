@@ -5,8 +5,10 @@ const target = db.getSiblingDB(process.env.MONGO_DB || "support_chat");
 const indexes = [
   {"collection": "departments", "keys": {"reseller_id": 1, "_id": -1}, "options": {"name": "tenant_id"}},
   {"collection": "departments", "keys": {"reseller_id": 1, "name_key": 1}, "options": {"name": "tenant_name_unique", "unique": true}},
+  {"collection": "messages", "keys": {"created_at": 1}, "options": {"name": "created"}},
   {"collection": "messages", "keys": {"reseller_id": 1, "created_at": 1}, "options": {"name": "tenant_created"}},
   {"collection": "messages", "keys": {"ticket_id": 1, "created_at": 1, "_id": 1}, "options": {"name": "ticket_created"}},
+  {"collection": "ticket_events", "keys": {"at": 1}, "options": {"name": "at"}},
   {"collection": "ticket_events", "keys": {"reseller_id": 1, "at": 1}, "options": {"name": "tenant_at"}},
   {"collection": "ticket_events", "keys": {"ticket_id": 1, "version": 1}, "options": {"name": "ticket_version_unique", "unique": true}},
   {"collection": "tickets", "keys": {"reseller_id": 1, "agent_id": 1, "status": 1, "last_message_at": -1, "_id": -1}, "options": {"name": "inbox_agent_status_activity"}},

@@ -1,9 +1,21 @@
 """`python -m scripts.backup [run|verify|prune|list|schedule]`: mongodump archives that count.
 
 run      writes <BACKUP_DIR>/iaze-<db>-<UTC time>.archive.gz (+ .sha256) and a .manifest.json with
-         the documents per collection read back from the archive, then applies retention.
+         the documents per collection read back from the archive; with BACKUP_EVOLUTION_INSTANCES_DIR
+         set, also <base>.sessions.tar.gz (+ .sha256) of the WhatsApp sessions, every file's path,
+         size and sha256 in the same manifest; with BACKUP_EVOLUTION_DATABASE_URL set, also
+         <base>.evolution.pgdump (+ .sha256), Evolution's PostgreSQL (the Baileys credentials), its
+         rows per table counted back from the archive; with BACKUP_EVOLUTION_REDIS_URL set, also
+         <base>.evolution-redis.jsonl.gz (+ .sha256), the Baileys signal keys kept in Evolution's
+         Redis, each key's content hashed in the manifest. Then applies retention.
 verify   restores the newest archive into the scratch database, compares its counts with the
-         manifest, drops the scratch database, and records the result next to the archive.
+         manifest, drops the scratch database; checks the sessions tar's checksum and extracts it
+         into a scratch directory, comparing every file with the manifest; records the result.
+restore-sessions  puts a checked sessions archive back into the instances directory (Evolution
+         stopped); keeps an archive of what the directory held before.
+restore-evolution-db  puts a checked Evolution database dump into a database with no Evolution
+         rows yet (a recreated volume); refuses any other target.
+restore-evolution-redis  puts the checked signal keys back, only keys the Redis does not have.
 prune    keeps the newest backup, the newest of each of the last BACKUP_KEEP_DAILY days and of the
          last BACKUP_KEEP_WEEKLY ISO weeks; deletes only backups this script made (their manifest
          says so), never any other file.
@@ -22,10 +34,11 @@ import typer
 from bson.codec_options import CodecOptions
 from bson.raw_bson import RawBSONDocument
 from pymongo import AsyncMongoClient
+from redis import exceptions as redis_errors
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from scripts import archive, dumptools, retention
+from scripts import archive, dumptools, evolution_db, evolution_redis, retention, sessions
 from scripts.common import Exit, OpsSettings, connect, console, database, fail, load_settings, out, run
 from scripts.restore import database_counts, drop_scratch_database, restore_archive, sha256_of
 
@@ -102,6 +115,13 @@ async def make_backup(
     """Writes archive, checksum and manifest; returns the manifest. A half-written archive keeps
     its .partial name, so it can never be taken for a backup."""
     out_dir.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 - a CLI, nothing else runs on this loop
+    sessions_dir = Path(settings.BACKUP_EVOLUTION_INSTANCES_DIR) if settings.BACKUP_EVOLUTION_INSTANCES_DIR else None
+    if sessions_dir is not None and not sessions_dir.is_dir():
+        # Before anything is written: a misconfigured path must not yield a backup without sessions.
+        fail(Exit.FILE, f"BACKUP_EVOLUTION_INSTANCES_DIR={sessions_dir} is not a directory")
+    evolution_url = settings.BACKUP_EVOLUTION_DATABASE_URL
+    if evolution_url and (missing := evolution_db.missing_tools()):
+        fail(Exit.USAGE, f"BACKUP_EVOLUTION_DATABASE_URL is set but {', '.join(missing)} is not installed")
     at = datetime.now(UTC)
     base = f"iaze-{settings.MONGO_DB}-{_stamp(at)}"
     final = out_dir / f"{base}.archive.gz"
@@ -117,6 +137,27 @@ async def make_backup(
     digest = sha256_of(partial)
     partial.rename(final)
     final.with_name(final.name + ".sha256").write_text(f"{digest}  {final.name}\n")
+    sessions_manifest = None
+    if sessions_dir is not None:
+        written = sessions.write(sessions_dir, out_dir / f"{base}{sessions.SUFFIX}")
+        sessions_manifest = written.manifest(sessions_dir)
+    evolution_manifest = None
+    if evolution_url:
+        try:
+            evolution_manifest = evolution_db.dump(evolution_url, out_dir / f"{base}{evolution_db.SUFFIX}")
+        except evolution_db.EvolutionDbError as exc:
+            fail(Exit.DATABASE, f"Evolution's database: {exc}")
+    redis_manifest = None
+    if settings.BACKUP_EVOLUTION_REDIS_URL:
+        try:
+            redis_manifest = evolution_redis.dump(
+                settings.BACKUP_EVOLUTION_REDIS_URL,
+                settings.BACKUP_EVOLUTION_REDIS_PATTERN,
+                out_dir / f"{base}{evolution_redis.SUFFIX}",
+            )
+        except redis_errors.RedisError as exc:
+            fail(Exit.DATABASE, f"Evolution's Redis: {exc}")
+    # The manifest is written last: it is what makes the files above a backup.
     manifest = {
         "format": FORMAT,
         "made_by": MADE_BY,
@@ -129,6 +170,9 @@ async def make_backup(
         "tool": tool_used,
         "counts": counts,
         "source_counts_before": source_counts,
+        "sessions": sessions_manifest,
+        "evolution_db": evolution_manifest,
+        "evolution_redis": redis_manifest,
     }
     (out_dir / f"{base}.manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     return manifest
@@ -179,11 +223,87 @@ async def verify_newest(
         m, r = diffs[name]
         table.add_row(name, str(m), str(r), "ok" if m == r else "DIFFERENT")
     out.print(table)
-    record = {"at": datetime.now(UTC).isoformat(), "ok": not bad, "restored_counts": counts, "tool": restored.tool}
+    record: dict[str, Any] = {
+        "at": datetime.now(UTC).isoformat(),
+        "ok": not bad,
+        "restored_counts": counts,
+        "tool": restored.tool,
+    }
+    corrupt: list[str] = []
+    checked = _verify_sessions(out_dir, manifest)
+    if checked is not None:
+        record["sessions"] = {"ok": checked.ok, "files": checked.files, "problems": checked.problems}
+        record["ok"] = record["ok"] and checked.ok
+        corrupt += checked.problems if checked.corrupt else []
+    evo = _verify_evolution_db(out_dir, manifest)
+    if evo is not None:
+        record["evolution_db"] = {"ok": evo.ok, "counts": evo.counts, "problems": evo.problems}
+        record["ok"] = record["ok"] and evo.ok
+        corrupt += evo.problems if evo.corrupt else []
+    keys = _verify_evolution_redis(out_dir, manifest)
+    if keys is not None:
+        record["evolution_redis"] = {"ok": keys.ok, "keys": keys.keys, "problems": keys.problems}
+        record["ok"] = record["ok"] and keys.ok
+        corrupt += keys.problems if keys.corrupt else []
     manifest_path.with_name(manifest_path.name.replace(".manifest.json", ".verified.json")).write_text(
         json.dumps(record, indent=2, sort_keys=True) + "\n"
     )
-    return not bad
+    if corrupt:
+        fail(Exit.FILE, "; ".join(corrupt))
+    return bool(record["ok"])
+
+
+def _verify_evolution_redis(out_dir: Path, manifest: dict[str, Any]) -> evolution_redis.Checked | None:
+    """The signal keys of this backup, when it has them: checksum, read back, every key compared."""
+    rm = manifest.get("evolution_redis")
+    if not rm:
+        return None
+    checked, _ = evolution_redis.check(out_dir, rm)
+    table = Table(title=f"backup verify: {rm['archive']} read back")
+    for col in ("", "manifest", "archive", ""):
+        table.add_column(col)
+    table.add_row("keys", str(rm["key_count"]), str(checked.keys), "ok" if checked.ok else "DIFFERENT")
+    out.print(table)
+    for problem in checked.problems:
+        out.print(f"  - {problem}")
+    return checked
+
+
+def _verify_evolution_db(out_dir: Path, manifest: dict[str, Any]) -> evolution_db.Checked | None:
+    """Evolution's database dump of this backup, when it has one: checksum and a full read-back."""
+    em = manifest.get("evolution_db")
+    if not em:
+        return None
+    if missing := evolution_db.missing_tools():
+        fail(Exit.USAGE, f"{em['archive']} needs {', '.join(missing)} to be verified")
+    checked = evolution_db.check(out_dir, em)
+    table = Table(title=f"backup verify: {em['archive']} read back with pg_restore")
+    for col in ("table", "manifest", "archive", ""):
+        table.add_column(col)
+    for name in sorted(set(em["counts"]) | set(checked.counts)):
+        m, a = em["counts"].get(name, 0), checked.counts.get(name, 0)
+        table.add_row(name, str(m), str(a) if checked.counts else "-", "ok" if m == a else "DIFFERENT")
+    out.print(table)
+    for problem in checked.problems:
+        out.print(f"  - {problem}")
+    return checked
+
+
+def _verify_sessions(out_dir: Path, manifest: dict[str, Any]) -> sessions.Checked | None:
+    """The sessions archive of this backup, when it has one: checksum, extraction, every file."""
+    sm = manifest.get("sessions")
+    if not sm:
+        out.print("sessions: this backup has none (BACKUP_EVOLUTION_INSTANCES_DIR was empty)")
+        return None
+    checked = sessions.check(out_dir, sm)
+    table = Table(title=f"backup verify: {sm['archive']} extracted into a scratch directory")
+    for col in ("", "manifest", "extracted", ""):
+        table.add_column(col)
+    table.add_row("files", str(len(sm["files"])), str(checked.files), "ok" if checked.ok else "DIFFERENT")
+    out.print(table)
+    for problem in checked.problems:
+        out.print(f"  - {problem}")
+    return checked
 
 
 def prune(out_dir: Path, db_name: str, *, keep_daily: int, keep_weekly: int, dry_run: bool = False) -> list[str]:
@@ -197,6 +317,7 @@ def prune(out_dir: Path, db_name: str, *, keep_daily: int, keep_weekly: int, dry
         files = [
             out_dir / archive_name,
             out_dir / f"{archive_name}.sha256",
+            *_sessions_files(out_dir, m),
             manifest_path.with_name(manifest_path.name.replace(".manifest.json", ".verified.json")),
             manifest_path,  # last: a crash midway leaves the manifest, so the next prune finishes the job
         ]
@@ -205,6 +326,16 @@ def prune(out_dir: Path, db_name: str, *, keep_daily: int, keep_weekly: int, dry
                 f.unlink(missing_ok=True)
         removed.append(archive_name)
     return removed
+
+
+def _sessions_files(out_dir: Path, manifest: dict[str, Any]) -> list[Path]:
+    """The WhatsApp session parts of a backup: instances tar and Evolution database dump."""
+    files = []
+    for key in ("sessions", "evolution_db", "evolution_redis"):
+        part = manifest.get(key)
+        if part:
+            files += [out_dir / part["archive"], out_dir / f"{part['archive']}.sha256"]
+    return files
 
 
 def _settings(mongo_url: str | None, db: str | None, env_file: Path | None) -> OpsSettings:
@@ -226,6 +357,16 @@ def _do_run(settings: OpsSettings, out_dir: Path, tool: str, *, keep: bool) -> d
     out.print(f"backup {out_dir / manifest['archive']} ({manifest['bytes']} bytes, {manifest['tool']})")
     for name, n in sorted(manifest["counts"].items()):
         out.print(f"  {name}: {n}")
+    sm = manifest["sessions"]
+    if sm:
+        out.print(f"sessions {out_dir / sm['archive']} ({sm['file_count']} files, {sm['total_bytes']} bytes)")
+    em = manifest["evolution_db"]
+    if em:
+        rows = ", ".join(f"{t} {n}" for t, n in sorted(em["counts"].items()))
+        out.print(f"evolution db {out_dir / em['archive']} ({rows})")
+    rm = manifest["evolution_redis"]
+    if rm:
+        out.print(f"evolution redis {out_dir / rm['archive']} ({rm['key_count']} keys)")
     if keep:
         for name in prune(
             out_dir, settings.MONGO_DB, keep_daily=settings.BACKUP_KEEP_DAILY, keep_weekly=settings.BACKUP_KEEP_WEEKLY
@@ -279,7 +420,7 @@ def verify(
     if _do_verify(s, out_dir or Path(s.BACKUP_DIR), tool or s.BACKUP_TOOL):
         out.print("[bold green]OK[/]: the newest backup restores with the counts its manifest records")
         return
-    out.print("[bold red]FAILED[/]: restored counts differ from the manifest")
+    out.print("[bold red]FAILED[/]: restored counts or session files differ from the manifest")
     raise typer.Exit(int(Exit.VIOLATIONS))
 
 
@@ -313,7 +454,7 @@ def list_cmd(out_dir: Dir = None, db: DbName = None, env_file: EnvFile = None) -
     s = _settings(None, db, env_file)
     d = out_dir or Path(s.BACKUP_DIR)
     table = Table(title=f"backups of {s.MONGO_DB} in {d}")
-    for col in ("archive", "tickets", "messages", "bytes", "verified"):
+    for col in ("archive", "tickets", "messages", "bytes", "session files", "verified"):
         table.add_column(col)
     for path, m in manifests(d, s.MONGO_DB):
         vpath = path.with_name(path.name.replace(".manifest.json", ".verified.json"))
@@ -321,8 +462,147 @@ def list_cmd(out_dir: Dir = None, db: DbName = None, env_file: EnvFile = None) -
         if vpath.is_file():
             verified = "ok" if json.loads(vpath.read_text()).get("ok") else "FAILED"
         c = m["counts"]
-        table.add_row(m["archive"], str(c.get("tickets", 0)), str(c.get("messages", 0)), str(m["bytes"]), verified)
+        sm = m.get("sessions")
+        files = str(sm["file_count"]) if sm else "-"
+        table.add_row(
+            m["archive"], str(c.get("tickets", 0)), str(c.get("messages", 0)), str(m["bytes"]), files, verified
+        )
     out.print(table)
+
+
+@app.command("restore-sessions")
+def restore_sessions_cmd(
+    into: Annotated[Path, typer.Option("--into", help="The instances directory (Evolution stopped).")],
+    out_dir: Dir = None,
+    manifest_file: Annotated[
+        Path | None, typer.Option("--manifest", help="A .manifest.json (default: the newest with sessions).")
+    ] = None,
+    db: DbName = None,
+    env_file: EnvFile = None,
+) -> None:
+    """Put the WhatsApp sessions of a backup back: checked first, previous content archived, nothing deleted."""
+    s = _settings(None, db, env_file)
+    d = out_dir or Path(s.BACKUP_DIR)
+    if manifest_file is not None:
+        try:
+            chosen = json.loads(manifest_file.read_text())
+        except (OSError, ValueError) as exc:
+            fail(Exit.FILE, f"cannot read {manifest_file}: {exc}")
+        d = manifest_file.parent
+    else:
+        with_sessions = [m for _, m in manifests(d, s.MONGO_DB) if m.get("sessions")]
+        if not with_sessions:
+            fail(Exit.FILE, f"no backups of {s.MONGO_DB} with sessions in {d}")
+        chosen = with_sessions[0]
+    sm = chosen.get("sessions")
+    if not sm:
+        fail(Exit.FILE, "that manifest has no sessions archive")
+    checked, before = sessions.restore(d, sm, into, stamp=_stamp(datetime.now(UTC)))
+    if before is not None:
+        out.print(f"previous content of {into} kept in {d / before}")
+    for problem in checked.problems:
+        out.print(f"  - {problem}")
+    if not checked.ok:
+        out.print(f"[bold red]FAILED[/]: {sm['archive']} was not restored")
+        raise typer.Exit(int(Exit.FILE))
+    out.print(f"[bold green]OK[/]: {checked.files} session files from {sm['archive']} restored into {into}")
+
+
+@app.command("restore-evolution-db")
+def restore_evolution_db_cmd(
+    into_url: Annotated[
+        str | None,
+        typer.Option("--into-url", help="Target database (default BACKUP_EVOLUTION_DATABASE_URL).", show_default=False),
+    ] = None,
+    out_dir: Dir = None,
+    manifest_file: Annotated[
+        Path | None, typer.Option("--manifest", help="A .manifest.json (default: the newest with a database dump).")
+    ] = None,
+    db: DbName = None,
+    env_file: EnvFile = None,
+) -> None:
+    """Put Evolution's database back (Baileys credentials): checked first, only into an empty database."""
+    s = _settings(None, db, env_file)
+    url = into_url or s.BACKUP_EVOLUTION_DATABASE_URL
+    if not url:
+        fail(Exit.USAGE, "no target: --into-url or BACKUP_EVOLUTION_DATABASE_URL")
+    if missing := evolution_db.missing_tools():
+        fail(Exit.USAGE, f"{', '.join(missing)} is not installed")
+    d = out_dir or Path(s.BACKUP_DIR)
+    if manifest_file is not None:
+        try:
+            chosen = json.loads(manifest_file.read_text())
+        except (OSError, ValueError) as exc:
+            fail(Exit.FILE, f"cannot read {manifest_file}: {exc}")
+        d = manifest_file.parent
+    else:
+        found = [m for _, m in manifests(d, s.MONGO_DB) if m.get("evolution_db")]
+        if not found:
+            fail(Exit.FILE, f"no backups of {s.MONGO_DB} with Evolution's database in {d}")
+        chosen = found[0]
+    em = chosen.get("evolution_db")
+    if not em:
+        fail(Exit.FILE, "that manifest has no Evolution database dump")
+    try:
+        result = evolution_db.restore(d, em, url)
+    except evolution_db.Refused as exc:
+        fail(Exit.USAGE, str(exc))
+    except evolution_db.EvolutionDbError as exc:
+        fail(Exit.DATABASE, str(exc))
+    for problem in result.problems:
+        out.print(f"  - {problem}")
+    if not result.ok:
+        out.print(f"[bold red]FAILED[/]: {em['archive']} was not restored")
+        raise typer.Exit(int(Exit.FILE))
+    rows = ", ".join(f"{t} {n}" for t, n in sorted(result.counts.items()))
+    out.print(f"[bold green]OK[/]: {em['archive']} restored ({rows})")
+
+
+@app.command("restore-evolution-redis")
+def restore_evolution_redis_cmd(
+    into_url: Annotated[
+        str | None,
+        typer.Option("--into-url", help="Target Redis (default BACKUP_EVOLUTION_REDIS_URL).", show_default=False),
+    ] = None,
+    out_dir: Dir = None,
+    manifest_file: Annotated[
+        Path | None, typer.Option("--manifest", help="A .manifest.json (default: the newest with Redis keys).")
+    ] = None,
+    db: DbName = None,
+    env_file: EnvFile = None,
+) -> None:
+    """Put the Baileys signal keys back into Evolution's Redis: checked first, existing keys untouched."""
+    s = _settings(None, db, env_file)
+    url = into_url or s.BACKUP_EVOLUTION_REDIS_URL
+    if not url:
+        fail(Exit.USAGE, "no target: --into-url or BACKUP_EVOLUTION_REDIS_URL")
+    d = out_dir or Path(s.BACKUP_DIR)
+    if manifest_file is not None:
+        try:
+            chosen = json.loads(manifest_file.read_text())
+        except (OSError, ValueError) as exc:
+            fail(Exit.FILE, f"cannot read {manifest_file}: {exc}")
+        d = manifest_file.parent
+    else:
+        found = [m for _, m in manifests(d, s.MONGO_DB) if m.get("evolution_redis")]
+        if not found:
+            fail(Exit.FILE, f"no backups of {s.MONGO_DB} with Evolution's Redis keys in {d}")
+        chosen = found[0]
+    rm = chosen.get("evolution_redis")
+    if not rm:
+        fail(Exit.FILE, "that manifest has no Evolution Redis keys")
+    try:
+        result = evolution_redis.restore(d, rm, url)
+    except redis_errors.RedisError as exc:
+        fail(Exit.DATABASE, f"Evolution's Redis: {exc}")
+    for problem in result.problems:
+        out.print(f"  - {problem}")
+    if not result.ok:
+        out.print(f"[bold red]FAILED[/]: {rm['archive']} was not restored")
+        raise typer.Exit(int(Exit.FILE))
+    for key in result.kept:
+        out.print(f"  kept as it is (already there): {key}")
+    out.print(f"[bold green]OK[/]: {result.keys} keys restored from {rm['archive']}, {len(result.kept)} already there")
 
 
 @app.command()

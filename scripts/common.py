@@ -43,6 +43,17 @@ class OpsSettings(Settings):
     # auto: real mongodump/mongorestore when found (var/bin or PATH), else the built-in writer.
     BACKUP_TOOL: str = "auto"
     BACKUP_INTERVAL_SECONDS: int = 24 * 3600
+    # Evolution's instances directory (WhatsApp sessions), archived with every backup; empty: not.
+    BACKUP_EVOLUTION_INSTANCES_DIR: str = ""
+    # Evolution's PostgreSQL (its DATABASE_CONNECTION_URI), dumped with every backup; empty: not.
+    BACKUP_EVOLUTION_DATABASE_URL: str = ""
+    # Evolution's Redis (its CACHE_REDIS_URI) and the keys holding the Baileys signal keys; empty: not.
+    BACKUP_EVOLUTION_REDIS_URL: str = ""
+    BACKUP_EVOLUTION_REDIS_PATTERN: str = "evolution:instance:*"
+    # deploy_check after a restart: the backend whose /health/ready is asked (empty: not asked),
+    # and how long a connection that was open may take to be open again.
+    DEPLOY_CHECK_BACKEND_URL: str = ""
+    DEPLOY_CHECK_WHATSAPP_WAIT_SECONDS: float = 90.0
 
     @property
     def verify_db(self) -> str:

@@ -4,6 +4,15 @@ snapshot: counts per collection, tickets per state, a streamed fingerprint of ev
 state and version, the database's identity, and a `deploy_ledger` entry naming the snapshot.
 verify --against FILE: every count equal or greater, every ticket still there, no finalizado ticket
 reopened, and any other ticket that moved explained by `ticket_events` newer than the snapshot.
+
+After a restart the same verify also checks what lives outside the database (scripts/post_restart.py):
+every WhatsApp connection the provider reported `open` at the snapshot is `open` again, asked from the
+provider, on the same number and without a new QR code; and the backend's /health/ready answers ready
+(--backend-url or DEPLOY_CHECK_BACKEND_URL). Stored attachments: the product has no media yet, so
+that line reads "n/a (sem mídia)".
+
+A ticket is judged as its `ticket_events` say it is: the stored ticket is their projection and can
+be a moment behind them (see `_as_logged`).
 """
 
 import json
@@ -14,6 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
+import httpx
 import typer
 from pymongo import AsyncMongoClient
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -21,8 +31,19 @@ from rich.table import Table
 
 from backend.audit.repository import event_id
 from backend.core.db import Database
-from scripts import fingerprint
-from scripts.common import Exit, connect, console, database, fail, load_settings, out, run, user_collections
+from scripts import fingerprint, post_restart
+from scripts.common import (
+    Exit,
+    OpsSettings,
+    connect,
+    console,
+    database,
+    fail,
+    load_settings,
+    out,
+    run,
+    user_collections,
+)
 
 FORMAT = "iaze-deploy-snapshot/1"
 LEDGER = "deploy_checks"
@@ -39,6 +60,26 @@ app = typer.Typer(
 MongoUrl = Annotated[str | None, typer.Option("--mongo-url", help="Overrides MONGO_URL.", show_default=False)]
 DbName = Annotated[str | None, typer.Option("--db", help="Overrides MONGO_DB.", show_default=False)]
 EnvFile = Annotated[Path | None, typer.Option("--env-file", help="Settings file (default ./.env).")]
+BackendUrl = Annotated[
+    str | None,
+    typer.Option(
+        "--backend-url",
+        help="Backend whose /health/ready is asked (default DEPLOY_CHECK_BACKEND_URL).",
+        show_default=False,
+    ),
+]
+NO_MEDIA = "n/a (sem mídia)"
+
+
+def _http(settings: OpsSettings) -> httpx.AsyncClient:
+    t = settings.EVOLUTION_TIMEOUT_SECONDS
+    return httpx.AsyncClient(timeout=httpx.Timeout(t, connect=min(5.0, t)))
+
+
+def _evolution(settings: OpsSettings, http: httpx.AsyncClient) -> post_restart.Evolution | None:
+    if not settings.EVOLUTION_BASE_URL:
+        return None
+    return post_restart.Evolution(http, settings.EVOLUTION_BASE_URL, settings.EVOLUTION_API_KEY)
 
 
 def _progress() -> Progress:
@@ -68,7 +109,13 @@ async def _counts(db: Database) -> dict[str, int]:
 
 
 async def take_snapshot(
-    client: AsyncMongoClient[dict[str, Any]], db: Database, out_path: Path, *, ledger: bool = True
+    client: AsyncMongoClient[dict[str, Any]],
+    db: Database,
+    out_path: Path,
+    *,
+    ledger: bool = True,
+    settings: OpsSettings | None = None,
+    backend_url: str = "",
 ) -> dict[str, Any]:
     snapshot_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(4)
     taken_at = datetime.now(UTC)
@@ -93,7 +140,14 @@ async def take_snapshot(
         "tickets_by_state": {s: states.get(s, 0) for s in sorted(set(STATES) | set(states))},
         "fingerprint": {"file": fp_path.name, "sha256": digest, "tickets": writer.count},
         "ledger": ledger,
+        "whatsapp": {"asked": False, "connections": None, "instances": []},
+        "backend_ready": None,
     }
+    if settings is not None:
+        async with _http(settings) as http:
+            snap["whatsapp"] = await post_restart.snapshot_whatsapp(db, _evolution(settings, http))
+            if backend_url:
+                snap["backend_ready"] = (await post_restart.ready(http, backend_url, 0))[0]
     if ledger:
         # The database itself remembers the snapshot, so verify can tell this database from a
         # swapped, emptied or restored-from-elsewhere one even when the counts look plausible.
@@ -115,6 +169,9 @@ class Report:
     states_after: Counter[str] = field(default_factory=Counter)
     moved_with_events: int = 0
     new_tickets: int = 0
+    # The ANTES/APÓS lines of what lives outside the database: (label, before, after, note).
+    outside: list[tuple[str, str, str, str]] = field(default_factory=list)
+    behind_log: int = 0
 
     def add(self, message: str) -> None:
         self.violation_count += 1
@@ -124,6 +181,21 @@ class Report:
     @property
     def ok(self) -> bool:
         return self.violation_count == 0
+
+
+async def _as_logged(db: Database, live: fingerprint.Entry, report: Report) -> fingerprint.Entry:
+    """The ticket as its event log says it is. The stored ticket is a projection of the log that
+    writers and the sweep keep up (backend/tickets/projection.py); a moment behind it — a writer
+    that died between its event and the ticket, or on FerretDB a concurrent whole-document
+    write-back — is no data lost, and must not read as "version went back" or "reopened"."""
+    version, last = live.version, None
+    while (nxt := await db.ticket_events.find_one({"_id": event_id(live.id, version + 1)}, {"state": 1})) is not None:
+        version, last = version + 1, nxt
+    if last is None:
+        return live
+    report.behind_log += 1
+    state = last.get("state") or {}
+    return fingerprint.Entry(live.id, str(state.get("status")), version, fingerprint.state_hash(state))
 
 
 async def _explained(db: Database, old: fingerprint.Entry, live: fingerprint.Entry) -> str | None:
@@ -190,11 +262,12 @@ async def verify_against(db: Database, snap: dict[str, Any], snap_dir: Path) -> 
                 old = next(old_entries, None)
             elif old is None or live.id < old.id:
                 report.new_tickets += 1
-                report.states_after[live.status] += 1
+                report.states_after[(await _as_logged(db, live, report)).status] += 1
                 live = await anext(live_stream, None)
             else:
-                report.states_after[live.status] += 1
-                await _compare(db, old, live, report)
+                logged = live if live == old else await _as_logged(db, live, report)
+                report.states_after[logged.status] += 1
+                await _compare(db, old, logged, report)
                 old, live = next(old_entries, None), await anext(live_stream, None)
             progress.advance(task)
     return report
@@ -215,7 +288,67 @@ def _table(snap: dict[str, Any], report: Report) -> Table:
         b, a = snap["collections"].get(name, 0), after.get(name, 0)
         note = "✅ MANTIDO" if a == b else "✅ MAIOR" if a > b else "❌ MENOR"
         table.add_row(name, str(b), str(a), f"{a - b:+d}", note)
+    if report.outside:
+        table.add_section()
+        for label, was, now, remark in report.outside:
+            table.add_row(label, was, now, "", remark)
     return table
+
+
+async def check_outside(
+    db: Database, snap: dict[str, Any], settings: OpsSettings, report: Report, *, backend_url: str, wait: float
+) -> None:
+    """The post-restart lines: backend readiness, every WhatsApp connection, attachments."""
+    async with _http(settings) as http:
+        if backend_url:
+            ok, said = await post_restart.ready(http, backend_url, wait)
+            before = {True: "ready", False: "not ready", None: "—"}[snap.get("backend_ready")]
+            report.outside.append(
+                ("Backend /health/ready", before, "ready" if ok else "NOT READY", "✅" if ok else "❌")
+            )
+            if not ok:
+                report.add(f"backend {backend_url.rstrip('/')}/health/ready: not ready ({said})")
+        else:
+            report.outside.append(("Backend /health/ready", "—", "não verificado", "sem --backend-url"))
+        await _check_whatsapp(db, snap, settings, http, report, wait)
+    # The product stores no media yet: nothing to download, the seed's line is kept visible.
+    report.outside.append(("Anexo baixa idêntico", NO_MEDIA, NO_MEDIA, "mídia ainda não existe no produto"))
+
+
+async def _check_whatsapp(
+    db: Database, snap: dict[str, Any], settings: OpsSettings, http: httpx.AsyncClient, report: Report, wait: float
+) -> None:
+    wa = snap.get("whatsapp") or {}
+    evo = _evolution(settings, http)
+    if not wa.get("asked"):
+        known = len(await post_restart.connections(db))
+        note = "provedor não consultado no snapshot (EVOLUTION_BASE_URL vazio)" if known else "nenhuma conexão"
+        report.outside.append(("Conexões WhatsApp", "não consultado", str(known), note))
+        return
+    entries: list[dict[str, Any]] = wa.get("instances") or []
+    if not entries:
+        report.outside.append(("Conexões WhatsApp", "0", "—", "nenhuma conexão no snapshot"))
+        return
+    was_open = [e for e in entries if e["state"] == post_restart.OPEN]
+    if evo is None:
+        for e in was_open:
+            report.add(f"{post_restart.label(e)}: was open; EVOLUTION_BASE_URL is empty, the provider cannot be asked")
+        return
+    seen, waited = await post_restart.wait_open(evo, [e["instance"] for e in was_open], wait)
+    for e in entries:
+        after = seen.get(e["instance"]) or await evo.seen(e["instance"])
+        why = post_restart.problem(e, after, waited) if e in was_open else None
+        if why is not None:
+            report.add(why)
+        if e not in was_open:
+            note = "não estava open antes"
+        elif why is None:
+            note = "✅ open, mesmo número, sem novo QR"
+        else:
+            note = "❌ " + (
+                "novo QR" if after.state in ("connecting", "close", "refused") or after.number else after.state
+            )
+        report.outside.append((post_restart.label(e), e["state"], after.state, note))
 
 
 @app.command()
@@ -226,18 +359,26 @@ def snapshot(
     no_ledger: Annotated[
         bool, typer.Option("--no-ledger", help=f"Do not record the snapshot in {LEDGER} (read-only users).")
     ] = False,
+    backend_url: BackendUrl = None,
     mongo_url: MongoUrl = None,
     db: DbName = None,
     env_file: EnvFile = None,
 ) -> None:
-    """Record counts, tickets per state and a ticket fingerprint before a deploy."""
+    """Record counts, tickets per state, a ticket fingerprint and every WhatsApp connection's state."""
     settings = load_settings(mongo_url, db, env_file)
     path = out_file or Path("var/deploy") / f"snapshot-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"
 
     async def body() -> dict[str, Any]:
         client = connect(settings)
         try:
-            return await take_snapshot(client, database(client, settings.MONGO_DB), path, ledger=not no_ledger)
+            return await take_snapshot(
+                client,
+                database(client, settings.MONGO_DB),
+                path,
+                ledger=not no_ledger,
+                settings=settings,
+                backend_url=backend_url if backend_url is not None else settings.DEPLOY_CHECK_BACKEND_URL,
+            )
         finally:
             await client.close()
 
@@ -248,17 +389,42 @@ def snapshot(
         out.print(f"  Tickets em {state}: {n}")
     for name, n in snap["collections"].items():
         out.print(f"  {name}: {n}")
+    wa = snap["whatsapp"]
+    if wa["asked"]:
+        for e in wa["instances"]:
+            out.print(f"  {post_restart.label(e)}: {e['state']}")
+        unknown = [e for e in wa["instances"] if e["state"] in ("unreachable", "missing")]
+        if unknown:
+            # Only connections seen open here are checked after the restart: say what is not covered.
+            console.print(
+                f"[yellow]warning:[/] the provider gave no state for {len(unknown)} connection(s); "
+                "they will not be checked after the restart"
+            )
+    elif wa["connections"]:
+        out.print(
+            f"  [yellow]WhatsApp: {wa['connections']} connection(s), provider not asked (EVOLUTION_BASE_URL empty)[/]"
+        )
     out.print(f"written {path}")
 
 
 @app.command()
 def verify(
     against: Annotated[Path, typer.Option("--against", help="Snapshot JSON written by `snapshot` before the deploy.")],
+    backend_url: BackendUrl = None,
+    wait: Annotated[
+        float | None,
+        typer.Option(
+            "--wait",
+            help="Seconds a connection that was open (and the backend) may take to be ready again "
+            "(default DEPLOY_CHECK_WHATSAPP_WAIT_SECONDS).",
+            show_default=False,
+        ),
+    ] = None,
     mongo_url: MongoUrl = None,
     db: DbName = None,
     env_file: EnvFile = None,
 ) -> None:
-    """Compare the live database with a snapshot; exit 0 when nothing was lost or moved, 1 otherwise."""
+    """Compare the live database, WhatsApp connections and readiness with a snapshot; exit 1 on any problem."""
     settings = load_settings(mongo_url, db, env_file)
     try:
         snap = json.loads(against.read_text())
@@ -272,6 +438,14 @@ def verify(
         try:
             d = database(client, settings.MONGO_DB)
             report = await verify_against(d, snap, against.parent)
+            await check_outside(
+                d,
+                snap,
+                settings,
+                report,
+                backend_url=backend_url if backend_url is not None else settings.DEPLOY_CHECK_BACKEND_URL,
+                wait=settings.DEPLOY_CHECK_WHATSAPP_WAIT_SECONDS if wait is None else wait,
+            )
             await d[LEDGER].insert_one(
                 {
                     "_id": f"verify:{snap['id']}:{secrets.token_hex(6)}",
@@ -292,8 +466,16 @@ def verify(
         fail(Exit.FILE, str(exc))
     out.print(_table(snap, report))
     out.print(f"{report.new_tickets} new tickets; {report.moved_with_events} moved by events after the snapshot")
+    if report.behind_log:
+        out.print(
+            f"{report.behind_log} ticket(s) stored a moment behind their ticket_events (a write in flight or "
+            "a writer that died); read as the log says, which the backend repairs within seconds"
+        )
     if report.ok:
-        out.print("[bold green]OK[/]: every count equal or greater, no ticket lost, no ticket moved by the deploy")
+        out.print(
+            "[bold green]OK[/]: every count equal or greater, no ticket lost, no ticket moved by the deploy, "
+            "every WhatsApp connection checked is open again"
+        )
         return
     out.print(f"[bold red]FAILED[/]: {report.violation_count} violation(s)")
     for line in report.violations:

@@ -7,8 +7,10 @@ hiccup, a bug since fixed).
 
 Runs the same processing the webhook route runs (backend.webhooks.service.process), which is
 idempotent: messages already stored are not stored again. Raw events are never changed except
-for their outcome fields. Exit code 0 when every event processed, 1 when some still fail,
-3 when the database is unreachable.
+for their outcome fields. Like every process that writes, it first passes the backend's start-up
+gate (backend/gates.py: production store, deploy ledger, migrations) and refuses a database the
+API would refuse. Exit code 0 when every event processed, 1 when some still fail, 3 when the
+database is unreachable, 4 when the start-up gate refused (the reason on stderr).
 """
 
 import asyncio
@@ -19,9 +21,12 @@ from pymongo.errors import PyMongoError
 from rich.console import Console
 from rich.table import Table
 
+from backend import gates
 from backend.core.config import Settings
 from backend.core.db import Database, durable_database, make_client
 from backend.webhooks import repository, service
+
+GATE_REFUSED = 4
 
 app = typer.Typer(help=__doc__, no_args_is_help=True, add_completion=False)
 console = Console(highlight=False)
@@ -60,6 +65,11 @@ async def _run(settings: Settings, connection_id: str | None, limit: int, dry_ru
     client = make_client(settings)
     try:
         db = durable_database(client, settings.MONGO_DB)
+        if not dry_run:
+            state = await gates.open_gate(db, settings)
+            if not state.ready:
+                gates.report_refusal(state)
+                return GATE_REFUSED
         if raw_id is not None:
             raw = await repository.get(db, raw_id)
             if raw is None:

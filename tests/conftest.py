@@ -17,6 +17,12 @@ from backend.app import create_app
 from backend.core.config import Settings
 from backend.devtools import ferretdb
 
+# The deploy ledger's file copy is on by default in every mode (./var/deploy-ledger.jsonl). Test
+# stores are fresh on every run under reused database names, which that file would rightly take
+# for a swapped database: off for this process and every backend or worker process a test starts
+# with its environment, unless a test asks for one (tests/persistence).
+os.environ["LEDGER_FILE"] = ""
+
 ADMIN_EMAIL = "admin@test.iaze"
 ADMIN_PASSWORD = "admin-pass-123"
 JWT_SECRET = "test-secret-" + "x" * 40

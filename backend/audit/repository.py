@@ -5,6 +5,7 @@ ticket: exactly one writer can insert it (a unique `_id` on every store), so the
 in-memory or read-modify-write check, decides concurrent assumes, transfers and finalizes.
 """
 
+from datetime import datetime
 from typing import Any
 
 from backend.core import group_commit
@@ -21,6 +22,7 @@ declare(
     purpose="a ticket's history in order; one event per version",
 )
 declare(COLLECTION, [("reseller_id", ASC), ("at", ASC)], name="tenant_at", purpose="tenant activity feed")
+declare(COLLECTION, [("at", ASC)], name="at", purpose="the projection sweep: every ticket moved recently")
 
 
 def event_id(ticket_id: str, version: int) -> str:
@@ -39,3 +41,13 @@ async def get(db: Database, ticket_id: str, version: int) -> dict[str, Any] | No
 async def list_for_ticket(db: Database, ticket_id: str, *, after_version: int, limit: int) -> list[dict[str, Any]]:
     query = {"ticket_id": ticket_id, "version": {"$gt": after_version}}
     return await db[COLLECTION].find(query).sort("version", ASC).limit(limit).to_list(length=limit)
+
+
+async def versions_since(db: Database, since: datetime) -> dict[str, int]:
+    """For each ticket with an event at or after `since`: its highest such version (the `at`
+    index on MongoDB; a scan on FerretDB). Only those two fields travel."""
+    newest: dict[str, int] = {}
+    async for doc in db[COLLECTION].find({"at": {"$gte": since}}, {"ticket_id": 1, "version": 1, "_id": 0}):
+        key = str(doc["ticket_id"])
+        newest[key] = max(int(doc["version"]), newest.get(key, 0))
+    return newest

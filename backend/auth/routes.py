@@ -1,19 +1,22 @@
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 
 from backend.auth import service
+from backend.auth.address import client_address
 from backend.auth.schemas import LoginRequest, TokenRead
 from backend.core.deps import AppSettings, CurrentActor, Db
+from backend.core.errors import API, AUTHENTICATED, WITH_BODY, responses
 from backend.users import service as users
 from backend.users.schemas import UserRead
 
 router = APIRouter(prefix="/auth", tags=["auth"])
 
 
-@router.post("/login", operation_id="auth-login")
-async def login(db: Db, settings: AppSettings, body: LoginRequest) -> TokenRead:
-    return await service.login(db, settings, email=body.email, password=body.password)
+@router.post("/login", operation_id="auth-login", responses=API | WITH_BODY | responses(401, 429))
+async def login(request: Request, db: Db, settings: AppSettings, body: LoginRequest) -> TokenRead:
+    address = client_address(request, settings)
+    return await service.login(db, settings, email=body.email, password=body.password, address=address)
 
 
-@router.get("/me", operation_id="auth-me")
+@router.get("/me", operation_id="auth-me", responses=AUTHENTICATED)
 async def me(db: Db, actor: CurrentActor) -> UserRead:
     return UserRead.from_doc(await users.get_or_404(db, actor, user_id=actor.id))

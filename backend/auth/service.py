@@ -15,6 +15,7 @@ from backend.users.schemas import UserRead
 from backend.users.service import EMAIL_KEY, normalize_email
 
 INVALID = "invalid email or password"
+NO_USER = "-"  # not an id any user can have
 
 
 async def _usable(db: Database, user: dict[str, Any] | None) -> bool:
@@ -26,28 +27,34 @@ async def _usable(db: Database, user: dict[str, Any] | None) -> bool:
     return True
 
 
-async def login(db: Database, settings: Settings, *, email: str, password: str) -> TokenRead:
+async def login(db: Database, settings: Settings, *, email: str, password: str, address: str) -> TokenRead:
     email = normalize_email(email)
-    earlier_failures = await throttle.check(db, settings, email)
+    # Counted before the password is checked: concurrent guesses cannot all slip under the limit.
+    attempt = await throttle.begin(db, settings, email=email, address=address)
     user_id = await natural_keys.lookup(db, EMAIL_KEY, email)
-    user = await users.get(db, user_id) if user_id else None
+    # The same reads for an unknown email as for a known one (an `_id` that cannot exist), and
+    # below the same Argon2 work (a dummy hash): the answer's timing does not tell them apart.
+    user = await users.get(db, user_id or NO_USER)
     # Argon2 is deliberately slow CPU work: off the event loop, so one login never stalls the process.
     ok = await asyncio.to_thread(verify_password, password, user.get("password_hash") if user else None)
     if not ok or not await _usable(db, user):
-        await throttle.record_failure(db, settings, email)
         raise Unauthorized(INVALID)
     assert user is not None
-    if earlier_failures:
-        await throttle.clear(db, settings, email)
-    token, ttl = create_access_token(settings, user_id=user["_id"], role=user["role"])
+    await attempt.succeeded(db)
+    token, ttl = create_access_token(
+        settings, user_id=user["_id"], role=user["role"], version=int(user.get(users.TOKEN_VERSION, 0))
+    )
     return TokenRead(access_token=token, expires_in=ttl, user=UserRead.from_doc(user))
 
 
-async def load_active_actor(db: Database, user_id: str) -> Actor:
+async def load_active_actor(db: Database, user_id: str, *, token_version: int) -> Actor:
+    """The user behind a token, while it is usable and the token is of its current version."""
     user = await users.get(db, user_id)
     if not await _usable(db, user):
         raise Unauthorized("invalid or expired token")
     assert user is not None
+    if int(user.get(users.TOKEN_VERSION, 0)) != token_version:
+        raise Unauthorized("invalid or expired token")
     return Actor(
         id=user["_id"],
         role=user["role"],

@@ -7,7 +7,9 @@ version: 3}` makes it read and decode the whole collection (measured: 22 updates
 documents), and it runs a filtered update as read, check, write-by-`_id` anyway, without
 atomicity. So on FerretDB we do those same three steps ourselves with `_id`-only commands: the
 same semantics, without the scan. Every race that matters is arbitrated elsewhere by a unique
-`_id` insert (ticket_events, claims), which is atomic on both stores.
+`_id` insert (ticket_events, claims), which is atomic on both stores. What a non-atomic update
+can still do on FerretDB — write back fields a concurrent update had just changed — is repaired
+by the writer reading the document back (backend/tickets/projection.py `settle`).
 """
 
 import weakref
@@ -15,8 +17,11 @@ from collections.abc import Mapping
 from typing import Any
 
 from pymongo import AsyncMongoClient
+from pymongo.errors import OperationFailure
 
 from backend.core.db import Database, is_ferretdb
+
+NAMESPACE_NOT_FOUND = 26
 
 _pushes_down: "weakref.WeakKeyDictionary[AsyncMongoClient[Any], bool]" = weakref.WeakKeyDictionary()
 
@@ -94,3 +99,28 @@ def _compare(op: str, value: Any, arg: Any) -> bool:
         return bool(value >= arg)
     except TypeError:  # different BSON types: a range operator does not match them
         return False
+
+
+async def collection_size(db: Database, collection: str) -> int:
+    """How many documents a collection holds, from the store's own bookkeeping rather than by
+    reading the documents (the deploy ledger counts its guarded collections at every start of
+    every instance and worker).
+
+    MongoDB: the collection's metadata count (`count` without a filter, what
+    estimated_document_count sends): constant whatever the size. FerretDB v1 would answer that
+    by reading and decoding every document; its `$collStats` count instead sums the cells of the
+    table's SQLite leaf pages (dbstat), one per row, without decoding a document: still a walk
+    over the pages, but ~100x cheaper (docs/BENCHMARKS.md, "Start-up gate"), and the cheapest
+    count FerretDB offers. Either can drift from the truth (MongoDB after an unclean shutdown,
+    until the next checkpoint), so callers that act on a smaller number confirm it with an exact
+    count first.
+    """
+    if await filters_push_down(db):
+        return int(await db[collection].estimated_document_count())
+    try:
+        stats = await (await db[collection].aggregate([{"$collStats": {"count": {}}}])).to_list(length=1)
+    except OperationFailure as exc:
+        if exc.code == NAMESPACE_NOT_FOUND:
+            return 0
+        raise
+    return int(stats[0]["count"]) if stats else 0

@@ -1,14 +1,25 @@
 """All runtime configuration, read once from the environment (see .env.example)."""
 
+import ipaddress
+import json
+import os
+import secrets
 from functools import lru_cache
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+# In the repository, so anyone can sign tokens with it: accepted only with ENV=test, or in
+# development against the checkout's own local store (no MONGO_URL), where no one else's data is.
 DEV_JWT_SECRET = "dev-only-change-me-please-0123456789abcdef"
 EXAMPLE_ADMIN_PASSWORD = "change-me-now"  # the value .env.example ships with
-PRODUCTION_LEDGER_FILE = "./var/deploy-ledger.jsonl"
+DEFAULT_LEDGER_FILE = "./var/deploy-ledger.jsonl"
+PRODUCTION_LEDGER_FILE = DEFAULT_LEDGER_FILE
+JWT_SECRET_FILE_NAME = "jwt-secret"
+STORE_MARKER = "iaze-store.json"  # in the local store's data directory: its id and address
+LEGACY_FERRETDB_LISTEN = "127.0.0.1:27117"  # the fixed address before it was chosen per data directory
 
 
 class Settings(BaseSettings):
@@ -26,26 +37,69 @@ class Settings(BaseSettings):
     MONGO_DB: str = "support_chat"
     MONGO_TIMEOUT_MS: int = 5000
 
-    JWT_SECRET: str = DEV_JWT_SECRET
+    # Empty in development: a random secret generated once per checkout and kept in
+    # <FERRETDB_DATA_DIR>/../jwt-secret (./var/jwt-secret), so no two checkouts share one.
+    JWT_SECRET: str = ""
     JWT_ALGORITHM: str = "HS256"
-    ACCESS_TOKEN_MINUTES: int = Field(default=12 * 60, ge=1)
+    ACCESS_TOKEN_MINUTES: float = Field(default=12 * 60, gt=0)
 
     ADMIN_EMAIL: str = ""
     ADMIN_PASSWORD: str = ""
     ADMIN_NAME: str = "Administrador"
 
-    # Failed logins per email inside LOGIN_WINDOW_SECONDS before further tries get 429.
-    LOGIN_MAX_FAILURES: int = 5
-    LOGIN_WINDOW_SECONDS: int = 300
+    # --- Login throttle, client addresses, token revocation across processes (backend/auth) ---
+    # Failed logins per account AND client address inside one window of LOGIN_WINDOW_SECONDS
+    # before further tries get 429 (a success forgives the earlier ones). Per pair, so whoever
+    # guesses from elsewhere cannot lock the real user out.
+    LOGIN_MAX_FAILURES: int = Field(default=5, ge=1)
+    LOGIN_WINDOW_SECONDS: int = Field(default=300, ge=1)
+    # Failed logins per client address across all accounts inside one window (password spraying).
+    LOGIN_MAX_FAILURES_PER_ADDRESS: int = Field(default=20, ge=1)
+    # Comma-separated addresses or networks (CIDR) of the reverse proxies in front of the backend
+    # (nginx). Only a request whose peer is one of them has its client address taken from
+    # X-Forwarded-For (or X-Real-IP); from anyone else those headers are ignored.
+    TRUSTED_PROXIES: str = ""
+
+    @model_validator(mode="after")
+    def _check_auth_settings(self) -> "Settings":
+        for proxy in self.TRUSTED_PROXIES.split(","):
+            if proxy.strip():
+                try:
+                    ipaddress.ip_network(proxy.strip(), strict=False)
+                except ValueError as exc:
+                    raise ValueError(f"TRUSTED_PROXIES: {proxy.strip()!r} is not an address or network") from exc
+        # A revoked token (deactivation, password change) closes open sockets on other processes
+        # only through Redis; without it they would learn at their next periodic re-check, minutes
+        # later. Several workers need REDIS_URL.
+        if self.WORKERS > 1 and not self.REDIS_URL:
+            raise ValueError(
+                f"WORKERS={self.WORKERS} needs REDIS_URL: without it, revoking a user's access (deactivation,"
+                " password change) would not reach open websockets served by the other worker processes"
+            )
+        return self
 
     LOG_LEVEL: str = "INFO"
     LOG_JSON: bool = True
     APP_VERSION: str = "dev"
     CORS_ORIGINS: str = ""
 
-    # Deploy ledger (backend/ledger): a copy of every start's counts outside the database, on a
-    # persistent volume, so an emptied or swapped database is noticed. Unset: on in production
-    # (PRODUCTION_LEDGER_FILE), off in development/test, whose stores are routinely fresh. "" = off.
+    # Request bodies (backend/core/middleware.BodyLimit): larger ones get 413, refused from their
+    # Content-Length or, for chunked bodies, as soon as the count passes the limit. The webhook's
+    # limit is above the raw store's 15 MB so a larger delivery is still kept (truncated, failed).
+    MAX_BODY_BYTES: int = Field(default=1024 * 1024, ge=1024)
+    WEBHOOK_MAX_BODY_BYTES: int = Field(default=16 * 1024 * 1024, ge=1024)
+    # Connections (uvicorn, backend/core/server.py): a request's headers must arrive within
+    # HTTP_HEADER_TIMEOUT_SECONDS of its first byte (or of the connection), its body within
+    # HTTP_BODY_TIMEOUT_SECONDS of the headers, and an idle keep-alive connection is closed after
+    # HTTP_KEEP_ALIVE_SECONDS. HTTP_MAX_HEADER_BYTES bounds request line plus headers (431 past it).
+    HTTP_HEADER_TIMEOUT_SECONDS: float = Field(default=10.0, gt=0)
+    HTTP_BODY_TIMEOUT_SECONDS: float = Field(default=60.0, gt=0)
+    HTTP_KEEP_ALIVE_SECONDS: int = Field(default=5, ge=1)
+    HTTP_MAX_HEADER_BYTES: int = Field(default=16 * 1024, ge=1024)
+
+    # Deploy ledger (backend/ledger): a copy of every start's counts and of the database's
+    # identity outside the database, on a persistent volume, so an emptied or swapped database is
+    # noticed. Unset: ./var/deploy-ledger.jsonl in every mode. "" = off (test harnesses).
     LEDGER_FILE: str | None = None
     # Operator override of a refused start: both the baseline id the refusal names and a reason.
     LEDGER_OVERRIDE_BASELINE: str = ""
@@ -88,6 +142,14 @@ class Settings(BaseSettings):
     WEBHOOK_BACKOFF_MAX_SECONDS: float = Field(default=60.0, gt=0)
     WEBHOOK_LEASE_SECONDS: float = Field(default=60.0, gt=0)
     WEBHOOK_HOLE_GRACE_SECONDS: float = Field(default=10.0, gt=0)
+    # Ticket projection sweep (backend/tickets/sweep.py): the backstop that makes lists and counts
+    # converge to ticket_events and messages when a writer died between its write and the ticket.
+    TICKET_SWEEP_ENABLED: bool = True
+    TICKET_SWEEP_SECONDS: float = Field(default=5.0, gt=0)
+    # Each sweep re-reads what was written since the previous one started minus this margin
+    # (longer than any write takes to land); the first sweep of a process looks back STARTUP.
+    TICKET_SWEEP_LOOKBACK_SECONDS: float = Field(default=60.0, gt=0)
+    TICKET_SWEEP_STARTUP_LOOKBACK_SECONDS: float = Field(default=900.0, gt=0)
 
     # Realtime (/api/v1/ws). REDIS_URL empty = single-process fan-out (no cross-process delivery
     # except through the tail poll); set it whenever more than one backend process serves sockets.
@@ -99,19 +161,27 @@ class Settings(BaseSettings):
     REALTIME_REPLAY_MAX: int = Field(default=5000, ge=0)
     REALTIME_POLL_SECONDS: float = Field(default=2.0, gt=0)
 
-    # Local FerretDB used when MONGO_URL is empty.
-    FERRETDB_LISTEN: str = "127.0.0.1:27117"
+    # Local FerretDB used when MONGO_URL is empty (backend/devtools/ferretdb.py). Empty listen
+    # address: a free loopback port chosen per data directory and recorded in it, so checkouts
+    # run side by side.
+    FERRETDB_LISTEN: str = ""
     FERRETDB_DATA_DIR: str = "./var/ferretdb"
 
     @property
     def mongo_url(self) -> str:
-        return self.MONGO_URL or f"mongodb://{self.FERRETDB_LISTEN}/"
+        if self.MONGO_URL:
+            return self.MONGO_URL
+        return f"mongodb://{self.FERRETDB_LISTEN or recorded_listen(Path(self.FERRETDB_DATA_DIR))}/"
 
     @property
     def ledger_file(self) -> str:
         if self.LEDGER_FILE is not None:
             return self.LEDGER_FILE
-        return PRODUCTION_LEDGER_FILE if self.ENV == "production" else ""
+        return DEFAULT_LEDGER_FILE
+
+    @property
+    def jwt_secret_file(self) -> Path:
+        return Path(self.FERRETDB_DATA_DIR).parent / JWT_SECRET_FILE_NAME
 
     @property
     def cors_origins(self) -> list[str]:
@@ -119,8 +189,22 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _refuse_unsafe_production(self) -> "Settings":
-        if not self.JWT_SECRET and self.ENV != "production":
-            self.JWT_SECRET = DEV_JWT_SECRET  # an empty line copied from .env.example
+        if self.ENV == "test" and not self.JWT_SECRET:
+            self.JWT_SECRET = DEV_JWT_SECRET
+        if self.ENV == "development":
+            if self.JWT_SECRET == DEV_JWT_SECRET and self.MONGO_URL:
+                raise ValueError(
+                    "JWT_SECRET is the repository's development constant, which anyone can sign tokens with, "
+                    "and MONGO_URL points at a real database; leave JWT_SECRET empty (a random secret is kept "
+                    "in ./var) or set your own (openssl rand -hex 32)"
+                )
+            if not self.JWT_SECRET:
+                try:
+                    self.JWT_SECRET = local_jwt_secret(self.jwt_secret_file)
+                except OSError:
+                    # A read-only checkout (an operator's script run elsewhere): still random, only
+                    # not kept, so tokens last as long as this process.
+                    self.JWT_SECRET = secrets.token_hex(32)
         if self.ENV == "production":
             if self.JWT_SECRET == DEV_JWT_SECRET or len(self.JWT_SECRET) < 32:
                 raise ValueError("JWT_SECRET must be set to a random value of 32+ chars in production")
@@ -129,6 +213,49 @@ class Settings(BaseSettings):
             if self.ADMIN_PASSWORD == EXAMPLE_ADMIN_PASSWORD:
                 raise ValueError("ADMIN_PASSWORD is the .env.example default; set a real one in production")
         return self
+
+
+def local_jwt_secret(path: Path) -> str:
+    """The checkout's own random signing key, created on first use. Written to a temporary file
+    and linked into place, so processes starting at once (uvicorn workers) all end up reading
+    the one that won."""
+    try:
+        return _read_secret(path)
+    except FileNotFoundError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.write(fd, secrets.token_hex(32).encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        pass  # another process created it first; use theirs
+    finally:
+        tmp.unlink()
+    return _read_secret(path)
+
+
+def _read_secret(path: Path) -> str:
+    secret = path.read_text(encoding="ascii").strip()
+    if len(secret) < 32:
+        raise ValueError(f"{path} holds a JWT secret shorter than 32 characters; delete it to get a new one")
+    return secret
+
+
+def recorded_listen(data_dir: Path) -> str:
+    """Where the data directory's local store listens, as it recorded (backend/devtools/ferretdb.py
+    writes it); scripts run beside `python -m backend` without MONGO_URL find it there."""
+    try:
+        marker = json.loads((data_dir / STORE_MARKER).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return LEGACY_FERRETDB_LISTEN
+    listen = marker.get("listen") if isinstance(marker, dict) else None
+    return str(listen) if listen else LEGACY_FERRETDB_LISTEN
 
 
 @lru_cache

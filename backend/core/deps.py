@@ -8,7 +8,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from backend.core.config import Settings
 from backend.core.db import Database
 from backend.core.errors import Forbidden, Unauthorized
-from backend.core.security import decode_access_token
+from backend.core.security import VERSION_CLAIM, decode_access_token
 from backend.core.tenancy import Actor
 
 _bearer = HTTPBearer(auto_error=False)
@@ -30,12 +30,16 @@ Db = Annotated[Database, Depends(get_db)]
 AppSettings = Annotated[Settings, Depends(get_app_settings)]
 
 
-async def actor_from_token(db: Database, settings: Settings, token: str) -> Actor:
-    """Every request re-reads the user, so deactivation takes effect on old tokens at once."""
+async def actor_from_claims(db: Database, claims: dict[str, Any]) -> Actor:
+    """Every request re-reads the user, so deactivation or a password change (which bump the
+    user's token version) takes effect on old tokens at once."""
     from backend.auth.service import load_active_actor  # auth depends on core, not the reverse
 
-    claims = decode_access_token(settings, token)
-    return await load_active_actor(db, claims["sub"])
+    return await load_active_actor(db, claims["sub"], token_version=claims[VERSION_CLAIM])
+
+
+async def actor_from_token(db: Database, settings: Settings, token: str) -> Actor:
+    return await actor_from_claims(db, decode_access_token(settings, token))
 
 
 async def get_current_actor(

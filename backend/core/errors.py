@@ -1,6 +1,13 @@
-"""Domain errors raised by services; one handler renders them as {"detail": ...}."""
+"""Domain errors raised by services; one handler renders them as {"detail": ...}.
+
+Also what the OpenAPI document says about those answers: the bodies' shapes (the models below,
+exactly what backend/app.py's handlers send) and one responses map per kind of route, so every
+route declares each error it can answer and the generated client is typed against real answers.
+"""
 
 from typing import Any
+
+from pydantic import BaseModel, Field
 
 
 class AppError(Exception):
@@ -45,3 +52,58 @@ class TooManyRequests(AppError):
 
 class ServiceUnavailable(AppError):
     status_code = 503
+
+
+class ErrorBody(BaseModel):
+    detail: str = Field(description="what was refused, in a sentence")
+
+
+class ConflictBody(BaseModel):
+    detail: str | dict[str, Any] = Field(
+        description="a sentence, or an object: `message` and what the conflict is about (`ticket_id`, `status`, …)"
+    )
+
+
+class ValidationIssue(BaseModel):
+    type: str
+    loc: list[str | int]
+    msg: str
+
+
+class UnprocessableBody(BaseModel):
+    detail: list[ValidationIssue] | str = Field(
+        description="the request's validation issues, or a sentence when a rule refused a well-formed value"
+    )
+
+
+_HEADER = {"schema": {"type": "string"}}
+_ANSWERS: dict[int, dict[str, Any]] = {
+    400: {"model": ErrorBody, "description": "The body is not readable JSON."},
+    401: {
+        "model": ErrorBody,
+        "description": "Missing, invalid or expired credentials.",
+        "headers": {"WWW-Authenticate": {**_HEADER, "description": "Bearer"}},
+    },
+    403: {"model": ErrorBody, "description": "The caller's role may not do this."},
+    404: {"model": ErrorBody, "description": "Not found, or not visible to the caller (another tenant's)."},
+    409: {"model": ConflictBody, "description": "The current state does not allow it."},
+    413: {"model": ErrorBody, "description": "The body is larger than this route accepts."},
+    422: {"model": UnprocessableBody, "description": "A parameter or the body is invalid."},
+    429: {
+        "model": ErrorBody,
+        "description": "Too many attempts.",
+        "headers": {"Retry-After": {**_HEADER, "description": "seconds to wait"}},
+    },
+    503: {"model": ErrorBody, "description": "Not ready yet, or a dependency is unavailable; retry."},
+}
+
+
+def responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    return {code: _ANSWERS[code] for code in codes}
+
+
+# Per kind of route (combine with `|`, add what a route's rules answer: 404, 409, …).
+API = responses(422, 503)  # every /api route: the readiness gate, parameter validation
+AUTHENTICATED = API | responses(401)  # any signed-in user
+ROLE = AUTHENTICATED | responses(403)  # restricted to some roles
+WITH_BODY = responses(400, 413)  # routes that read a JSON body

@@ -1,4 +1,4 @@
-"""Per-request id, access log, metrics, and the not-ready gate.
+"""Per-request id, access log, metrics, the not-ready gate and the request body limit.
 
 Plain ASGI middleware rather than Starlette's BaseHTTPMiddleware: the latter runs every request
 through an extra task and stream, a measurable cost on the webhook path.
@@ -9,6 +9,7 @@ import uuid
 
 import structlog
 from starlette.datastructures import Headers, MutableHeaders
+from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -68,3 +69,63 @@ class ReadinessGate:
             await JSONResponse({"detail": "service not ready"}, status_code=503)(scope, receive, send)
             return
         await self.app(scope, receive, send)
+
+
+class BodyTooLarge(HTTPException):
+    """An HTTPException, so that FastAPI's body parsing passes it on (it turns other errors
+    raised while reading a body into a 400) and the app's handler renders it."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"request body larger than {limit} bytes", headers={"Connection": "close"})
+
+
+class BodyLimit:
+    """Refuses bodies over the route's limit with 413: at once when Content-Length says so, and
+    while reading for chunked bodies, which declare no length. `limits`: path prefix → bytes, the
+    longest matching prefix wins; `default` for the rest. Whatever is refused is never held whole."""
+
+    def __init__(self, app: ASGIApp, *, default: int, limits: dict[str, int]) -> None:
+        self.app = app
+        self.default = default
+        self.limits = sorted(limits.items(), key=lambda item: -len(item[0]))
+
+    def limit_for(self, path: str) -> int:
+        return next((limit for prefix, limit in self.limits if path.startswith(prefix)), self.default)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limit = self.limit_for(scope["path"])
+        declared = Headers(scope=scope).get("content-length", "")
+        if declared.isdigit() and int(declared) > limit:
+            await self._refuse(limit, scope, receive, send)
+            return
+        received = 0
+        started = False
+
+        async def counting_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise BodyTooLarge(limit)
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, counting_receive, tracking_send)
+        except BodyTooLarge:
+            if started:
+                raise
+            await self._refuse(limit, scope, receive, send)
+
+    @staticmethod
+    async def _refuse(limit: int, scope: Scope, receive: Receive, send: Send) -> None:
+        exc = BodyTooLarge(limit)
+        await JSONResponse({"detail": exc.detail}, status_code=413, headers=exc.headers)(scope, receive, send)

@@ -2,6 +2,7 @@
 
 import base64
 import json
+from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel
@@ -47,6 +48,21 @@ def decode_id_cursor(cursor: str) -> str:
     if not isinstance(value, str) or not is_valid_id(value):
         raise Unprocessable("invalid cursor")
     return value
+
+
+def decode_time_cursor(cursor: str) -> tuple[datetime, str]:
+    """Cursor of the lists keyed by (a date, `_id`): an ISO date and a document id. The date is
+    made UTC here, where an offset that pushes it out of Python's range (year 9999 at -14:00)
+    is still a 422 rather than an OverflowError in the driver."""
+    at_raw, last_id = decode_cursor(cursor, 2)
+    if not isinstance(at_raw, str) or not isinstance(last_id, str) or not is_valid_id(last_id):
+        raise Unprocessable("invalid cursor")
+    try:
+        at = datetime.fromisoformat(at_raw)
+        at = at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
+    except (ValueError, OverflowError) as exc:
+        raise Unprocessable("invalid cursor") from exc
+    return at, last_id
 
 
 def next_id_cursor(docs: list[dict[str, Any]], limit: int) -> str | None:

@@ -29,10 +29,16 @@ def verify_password(password: str, password_hash: str | None) -> bool:
         return False
 
 
-def create_access_token(settings: Settings, *, user_id: str, role: str) -> tuple[str, int]:
+# The user's token version when the token was issued: a password change, a deactivation and a
+# reactivation bump the user's version, and a token carrying another one is refused (revocation
+# without a list of revoked tokens). Tokens from before versions existed have none: version 0.
+VERSION_CLAIM = "ver"
+
+
+def create_access_token(settings: Settings, *, user_id: str, role: str, version: int = 0) -> tuple[str, int]:
     now = utcnow()
     ttl = timedelta(minutes=settings.ACCESS_TOKEN_MINUTES)
-    claims = {"sub": user_id, "role": role, "iat": now, "exp": now + ttl}
+    claims = {"sub": user_id, "role": role, "iat": now, "exp": now + ttl, VERSION_CLAIM: version}
     token = jwt.encode(claims, settings.JWT_SECRET, algorithm=settings.JWT_ALGORITHM)
     return token, int(ttl.total_seconds())
 
@@ -47,6 +53,7 @@ def decode_access_token(settings: Settings, token: str) -> dict[str, Any]:
         )
     except jwt.PyJWTError as exc:
         raise Unauthorized("invalid or expired token") from exc
-    if not isinstance(claims.get("sub"), str):
+    version = claims.setdefault(VERSION_CLAIM, 0)
+    if not isinstance(claims.get("sub"), str) or type(version) is not int:
         raise Unauthorized("invalid or expired token")
     return claims

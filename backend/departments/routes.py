@@ -3,14 +3,15 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from backend.core.deps import Db, ResellerActor, StaffActor
+from backend.core.errors import ROLE, WITH_BODY, responses
 from backend.core.pagination import DEFAULT_LIMIT, MAX_LIMIT
 from backend.departments import service
 from backend.departments.schemas import DepartmentCreate, DepartmentPage, DepartmentRead, DepartmentUpdate
 
-router = APIRouter(prefix="/departments", tags=["departments"])
+router = APIRouter(prefix="/departments", tags=["departments"], responses=ROLE)
 
 
-@router.post("", status_code=201, operation_id="departments-create")
+@router.post("", status_code=201, operation_id="departments-create", responses=WITH_BODY | responses(409))
 async def create_department(db: Db, actor: ResellerActor, body: DepartmentCreate) -> DepartmentRead:
     return await service.create(db, actor, data=body)
 
@@ -26,11 +27,11 @@ async def list_departments(
     return await service.list_page(db, actor, cursor=cursor, limit=limit, active=active)
 
 
-@router.get("/{department_id}", operation_id="departments-get")
+@router.get("/{department_id}", operation_id="departments-get", responses=responses(404))
 async def get_department(db: Db, actor: StaffActor, department_id: str) -> DepartmentRead:
     return DepartmentRead.from_doc(await service.get_or_404(db, actor, department_id=department_id))
 
 
-@router.patch("/{department_id}", operation_id="departments-update")
+@router.patch("/{department_id}", operation_id="departments-update", responses=WITH_BODY | responses(404, 409))
 async def update_department(db: Db, actor: ResellerActor, department_id: str, body: DepartmentUpdate) -> DepartmentRead:
     return await service.update(db, actor, department_id=department_id, data=body)

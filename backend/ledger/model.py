@@ -7,8 +7,24 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-# The six collections the persistence rules name (DOMAIN.md). None of them may ever shrink.
-GUARDED = ("tickets", "messages", "users", "departments", "reseller_configs", "whatsapp_connections")
+# The six collections the persistence rules name (DOMAIN.md), and the sources of truth the
+# guarantees rest on: the audit log, the natural keys that map a client's message to its open
+# ticket (lost, every next message opens a duplicate ticket), the raw inbound deliveries, the
+# outbound queue and the per-tenant counters (reset, every new ticket number collides). None of
+# them may ever shrink.
+GUARDED = (
+    "tickets",
+    "messages",
+    "users",
+    "departments",
+    "reseller_configs",
+    "whatsapp_connections",
+    "ticket_events",
+    "natural_keys",
+    "webhook_events_raw",
+    "outbox",
+    "counters",
+)
 
 OK = "ok"
 OVERRIDE = "override"
@@ -99,22 +115,82 @@ def judge(base: Baseline, counts: Mapping[str, int]) -> Verdict:
     return Verdict(baseline=base, counts=dict(counts), shrinks=shrinks)
 
 
-def override_applies(verdict: Verdict, *, baseline_id: str, reason: str) -> bool:
+def same_database(entry: Mapping[str, Any], *, identity: str | None, db_name: str) -> bool:
+    """Is this ledger entry about the database we are connected to?
+
+    A database's identity is a random id stored in it at its first recorded start (store.py), so
+    it travels with the data (backups, a move to another server) and is gone with it (an emptied
+    database, a fresh server behind the same URL, another MONGO_DB). Entries written before
+    identities existed are matched by database name.
+    """
+    recorded = entry.get("identity")
+    if recorded is None or identity is None:
+        return entry.get("db") == db_name
+    return bool(recorded == identity)
+
+
+def guards_another_database(bound: Mapping[str, Any] | None, *, identity: str | None, db_name: str) -> bool:
+    """`bound` is the file's newest accepted entry: the database the file guards today. Another
+    name, another identity, or no identity at all while the file holds one (an emptied or new
+    database) is another database."""
+    if bound is None:
+        return False
+    recorded = bound.get("identity")
+    if recorded is None:
+        return bound.get("db") != db_name
+    return bool(recorded != identity)
+
+
+def override_applies(
+    verdict: Verdict, *, baseline_id: str, reason: str, foreign: Mapping[str, Any] | None = None
+) -> bool:
     """An override must name the exact baseline it accepts, so a flag left in the environment
-    cannot silently accept a later, different loss."""
-    return bool(reason.strip()) and bool(baseline_id) and baseline_id == verdict.baseline.latest_id
+    cannot silently accept a later, different loss. Against another database that is the entry
+    of the database the file guards: the operator accepts this one in its place, as it is."""
+    expected = str(foreign["_id"]) if foreign is not None else verdict.baseline.latest_id
+    return bool(reason.strip()) and bool(baseline_id) and baseline_id == expected
 
 
-def refusal_message(verdict: Verdict, *, db_name: str, where: str) -> str:
+def describe_database(db_name: Any, server: Any, identity: Any) -> str:
+    where = f" at {server}" if server else ""
+    ident = f"identity {identity}" if identity else "no identity: a new or emptied database"
+    return f"database {db_name!r}{where} ({ident})"
+
+
+def refusal_message(
+    verdict: Verdict,
+    *,
+    db_name: str,
+    where: str,
+    foreign: Mapping[str, Any] | None = None,
+    here: str = "",
+) -> str:
     b = verdict.baseline
-    head = (
-        f"database {db_name!r} is EMPTY although the deploy ledger recorded data"
-        if verdict.empty_database
-        else f"database {db_name!r} has fewer documents than the deploy ledger recorded"
-    )
-    detail = ", ".join(s.describe() for s in verdict.shrinks)
+    parts: list[str] = []
+    if foreign is not None:
+        guarded = describe_database(foreign.get("db"), foreign.get("server"), foreign.get("identity"))
+        parts.append(
+            f"the deploy ledger file guards {guarded}, last accepted start {foreign['_id']} "
+            f"(version {foreign.get('version')}), but this is {here}"
+        )
+    if verdict.shrinks:
+        head = (
+            f"database {db_name!r} is EMPTY although the deploy ledger recorded data"
+            if verdict.empty_database
+            else f"database {db_name!r} has fewer documents than the deploy ledger recorded"
+        )
+        detail = ", ".join(s.describe() for s in verdict.shrinks)
+        parts.append(
+            f"{head}: {detail} (recorded -> now; last accepted start {b.latest_id}, version {b.latest_version})"
+        )
+    text = "; ".join(parts) + f" (ledger read from {where}). Refusing to serve."
+    if foreign is not None:
+        return (
+            f"{text} If this database is meant to replace the one the file guards, restart with "
+            f"LEDGER_OVERRIDE_BASELINE={foreign['_id']} and LEDGER_OVERRIDE_REASON='<why>' (recorded in the "
+            "ledger); to keep two databases, give each its own LEDGER_FILE."
+        )
     return (
-        f"{head}: {detail} (recorded -> now; last accepted start {b.latest_id}, version {b.latest_version}; "
-        f"ledger read from {where}). Refusing to serve. If the loss is understood and accepted, restart with "
+        f"{text} If the loss is understood and accepted, restart with "
         f"LEDGER_OVERRIDE_BASELINE={b.latest_id} and LEDGER_OVERRIDE_REASON='<why>' (recorded in the ledger)."
     )

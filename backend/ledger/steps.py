@@ -28,9 +28,18 @@ async def _production_store(db: Database, settings: Settings) -> None:
     await store.check(db, settings)
 
 
+# The guard step's evaluation, handed to the record step of the same start (same client and
+# database) so that a start counts its collections once when nobody recorded in between.
+_evaluated: dict[tuple[int, str], guard.Evaluation] = {}
+
+
+def _key(db: Database) -> tuple[int, str]:
+    return (id(db.client), db.name)
+
+
 @startup.register("ledger-guard")
 async def _ledger_guard(db: Database, settings: Settings) -> None:
-    await guard.check(db, settings)
+    _evaluated[_key(db)] = await guard.check(db, settings)
 
 
 @startup.register("migrations")
@@ -45,4 +54,5 @@ async def _migrations(db: Database, settings: Settings) -> None:
 
 @startup.register("ledger-record")
 async def _ledger_record(db: Database, settings: Settings) -> None:
-    await guard.check_and_record(db, settings, schema_version=await runner.schema_version(db))
+    earlier = _evaluated.pop(_key(db), None)
+    await guard.check_and_record(db, settings, schema_version=await runner.schema_version(db), earlier=earlier)

@@ -1,9 +1,11 @@
-"""Queries on `messages`: append-only; a message is never updated except for its delivery status."""
+"""Queries on `messages`: append-only; a message is never updated except for its delivery status
+and, for a client message that raced a finalize, its ticket (`move_to_ticket`)."""
 
 from datetime import datetime
 from typing import Any
 
 from backend.core import group_commit
+from backend.core.conditional import update_if
 from backend.core.db import Database
 from backend.core.indexes import ASC, declare
 
@@ -16,6 +18,7 @@ declare(
     purpose="a ticket's thread in chronological order",
 )
 declare(COLLECTION, [("reseller_id", ASC), ("created_at", ASC)], name="tenant_created", purpose="tenant exports")
+declare(COLLECTION, [("created_at", ASC)], name="created", purpose="the projection sweep: every ticket active recently")
 
 
 async def insert(db: Database, doc: dict[str, Any]) -> None:
@@ -36,3 +39,30 @@ async def list_for_ticket(
         query = {"$and": [query, {"$or": [{"created_at": {"$gt": at}}, {"created_at": at, "_id": {"$gt": last_id}}]}]}
     cursor = db[COLLECTION].find(query).sort([("created_at", ASC), ("_id", ASC)]).limit(limit)
     return await cursor.to_list(length=limit)
+
+
+async def client_messages_after(db: Database, ticket_id: str, at: datetime) -> list[dict[str, Any]]:
+    """The client messages of a ticket stamped later than `at`, oldest first."""
+    query = {"ticket_id": ticket_id, "created_at": {"$gt": at}, "sender_type": "client"}
+    return await db[COLLECTION].find(query).sort([("created_at", ASC), ("_id", ASC)]).to_list(length=None)
+
+
+async def move_to_ticket(
+    db: Database, message_id: str, *, from_ticket_id: str, to_ticket_id: str, at: datetime
+) -> bool:
+    """Files the message under another ticket if it is still under `from_ticket_id`. Returns
+    whether it moved. An update, never a delete: `moved_from_ticket_id` keeps where it was."""
+    changes = {"ticket_id": to_ticket_id, "moved_from_ticket_id": from_ticket_id, "moved_at": at}
+    return await update_if(db, COLLECTION, message_id, {"ticket_id": from_ticket_id}, {"$set": changes})
+
+
+async def latest_per_ticket_since(db: Database, since: datetime) -> dict[str, tuple[datetime, str]]:
+    """For each ticket with a message created at or after `since`: (created_at, _id) of its newest
+    such message. Only those two fields travel (the `created` index on MongoDB; a scan on FerretDB)."""
+    latest: dict[str, tuple[datetime, str]] = {}
+    cursor = db[COLLECTION].find({"created_at": {"$gte": since}}, {"ticket_id": 1, "created_at": 1})
+    async for doc in cursor:
+        key, seen = str(doc["ticket_id"]), (doc["created_at"], str(doc["_id"]))
+        if key not in latest or seen > latest[key]:
+            latest[key] = seen
+    return latest

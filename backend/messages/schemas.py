@@ -21,6 +21,8 @@ class MessageRead(ReadModel):
     media: dict[str, Any] | None = None
     status: str
     created_at: Timestamp
+    # Set when the message raced a finalize and was moved on from that ticket (messages.service).
+    moved_from_ticket_id: str | None = None
 
 
 MessagePage = Page[MessageRead]

@@ -1,25 +1,74 @@
-"""A ticket's thread: appending (idempotent when the caller supplies the id) and reading."""
+"""A ticket's thread: appending (idempotent when the caller supplies the id) and reading.
 
-from datetime import datetime
+A client message is never left in a ticket finalized under it. Intake looks up the client's
+open ticket and then stores the message; an agent can press Finalizar in between. No store
+offers a write conditional on another document, so both sides write first and then read the
+other's write (the Dekker handshake):
+
+- the message side (`append`, and `complete_stored` for a retried delivery): after storing the
+  message, re-load its ticket (`tickets.load` folds the event log); if it is finalizado, move the
+  message on to the client's next open ticket on the channel (`tickets.open_after`);
+- the finalize side (`refile_after_finalize`, called by the finalize once its event is stored):
+  read the ticket's client messages stamped after `finalized_at` and move them the same way.
+
+Why no client message ends in a finalizado ticket X stamped after X's `finalized_at`, in every
+interleaving. Let W be the last write that filed the message under X (its insert or a move), P
+the caller that made it, F the insert of X's finalize event (nothing else makes X finalizado,
+and `load` reads it by `_id`), S the finalize's read of X's messages, which starts once F is
+acknowledged. P re-loads X once W is acknowledged.
+- W before S: S sees the message under X; stamped after `finalized_at`, the finalize moves it
+  (or finds it already moved by someone else, so X is not where it ends).
+- W after S: then W is after F, P's re-load sees X finalizado and P moves it, whatever the times.
+A move only ever files a message under a later slot's ticket, never back under X, and each mover
+re-checks its own write the same way, so a chain of finalizes is covered step by step. Moves go
+through a write conditional on the message still being under the ticket the mover judged; a
+mover that finds it moved leaves it to whoever moved it (FerretDB runs that condition as read,
+check, write: two movers may both write, and then both re-check their own target, which the
+slot walk makes the same ticket). So a message stays under a finalized X only if it was stored
+and re-checked while X was open (so announced under X before the finalize was stored) and its
+`created_at` is not after `finalized_at`.
+
+Clocks: `finalized_at` is taken before the event insert and `created_at` before the message
+insert, so neither orders the two writes: a message stamped before `finalized_at` can still be
+stored after the finalize (one process pausing between stamp and insert, or two processes'
+clocks apart). That is why the message side compares no times and trusts only the order of its
+own write and re-read. The finalize side cannot tell which earlier messages its agent saw, so it
+moves only those its `finalized_at` precedes.
+
+Where it ends: a process killed between its write and its re-check. For a webhook delivery the
+processor retries it and `complete_stored` re-checks (it cannot tell whether the killed attempt
+got past its re-check, so it moves a message whose ticket is finalizado now: a message shown in
+a second ticket, never one shown nowhere); a message posted through the API was not
+acknowledged. A finalize request killed between its event and its scan leaves a message stamped
+after `finalized_at` but stored and announced while the ticket was open where it is.
+"""
+
+from dataclasses import replace
 from typing import Any
 
 from pymongo.errors import DuplicateKeyError
 
 from backend.core.clock import as_utc, utcnow
 from backend.core.db import Database
-from backend.core.errors import Conflict, Forbidden, Unprocessable
+from backend.core.errors import Conflict, Forbidden
 from backend.core.ids import new_id
-from backend.core.pagination import decode_cursor, encode_cursor
+from backend.core.pagination import decode_time_cursor, encode_cursor
 from backend.core.tenancy import Actor
 from backend.messages import repository
 from backend.messages.schemas import MessagePage, MessageRead
 from backend.outbound import service as outbound
 from backend.realtime import feed
+from backend.tickets import projection
 from backend.tickets import repository as tickets_repo
 from backend.tickets import service as tickets
-from backend.tickets.states import Status
+from backend.tickets.projection import Activity
+from backend.tickets.states import Status, is_open
 
-PREVIEW_CHARS = 120
+PREVIEW_CHARS = projection.PREVIEW_CHARS  # how much of a message its ticket's preview shows
+CLIENT = "client"
+# Each move files a message one finalized ticket further; only a finalize storm on one client's
+# channel could need more.
+MAX_MOVES = 100
 
 
 async def append(
@@ -64,21 +113,68 @@ async def append(
         existing = await repository.get(db, doc["_id"])
         assert existing is not None
         return existing, False
+    if sender_type == CLIENT:
+        filed, doc = await _keep_out_of_finalized(db, doc, stamped_after_only=False)
+        if filed is None:  # a finalize moved it meanwhile, and announces it where it went
+            moved = await repository.get(db, doc["_id"])
+            return moved or doc, True
+        ticket = filed
     await _after_stored(db, ticket, doc)
     return doc, True
 
 
+async def _keep_out_of_finalized(
+    db: Database, message: dict[str, Any], *, stamped_after_only: bool
+) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+    """Re-loads the ticket the client message is filed under and, while it is finalizado, moves
+    the message on to the client's next open ticket on the channel (see the module docstring).
+    Returns (the ticket it is in, message), or (None, message) when another mover moved it first
+    (that mover re-checks and announces it). `stamped_after_only`: the finalize's side, which
+    moves a message only if it is stamped after `finalized_at`."""
+    for _ in range(MAX_MOVES):
+        ticket = await tickets.load(db, str(message["ticket_id"]))
+        assert ticket is not None  # a message is only ever filed under a ticket that exists
+        if is_open(ticket["status"]):
+            return ticket, message
+        if stamped_after_only and as_utc(message["created_at"]) <= as_utc(ticket["finalized_at"]):
+            return ticket, message
+        target = await tickets.open_after(db, ticket)
+        now = utcnow()
+        if not await repository.move_to_ticket(
+            db, message["_id"], from_ticket_id=ticket["_id"], to_ticket_id=target["_id"], at=now
+        ):
+            return None, message
+        message = {**message, "ticket_id": target["_id"], "moved_from_ticket_id": ticket["_id"], "moved_at": now}
+        # Our own move may have landed after the target's finalize: judged like an insert.
+        stamped_after_only = False
+    raise Conflict("the client's tickets are being finalized too fast; retry")
+
+
+async def refile_after_finalize(db: Database, ticket: dict[str, Any]) -> None:
+    """The finalize's half of the handshake: `ticket` was just finalized (event stored and
+    projected); its client messages stamped after `finalized_at` raced it and move on."""
+    for message in await repository.client_messages_after(db, ticket["_id"], as_utc(ticket["finalized_at"])):
+        filed, moved = await _keep_out_of_finalized(db, message, stamped_after_only=True)
+        if filed is not None and filed["_id"] != ticket["_id"]:
+            await _after_stored(db, filed, moved)
+
+
 async def _after_stored(db: Database, ticket: dict[str, Any], message: dict[str, Any]) -> None:
-    """What follows a stored message: the ticket's activity moves, then the announcement."""
-    at, direction = as_utc(message["created_at"]), message["direction"]
-    preview = message["body"][:PREVIEW_CHARS] if message.get("body") else f"[{message.get('type', 'text')}]"
-    await tickets_repo.touch_activity(db, ticket, at=at, preview=preview, direction=direction)
-    activity: dict[str, Any] = {}
-    if ticket.get("last_message_at") is None or as_utc(ticket["last_message_at"]) <= at:
-        activity = {"last_message_at": at, "last_message_preview": preview, "last_message_direction": direction}
-    await feed.publish(
-        db, reseller_id=ticket["reseller_id"], type_="message.created", ticket={**ticket, **activity}, message=message
+    """What follows a stored message: the ticket's activity moves, then the announcement. The
+    activity write is read back (projection.settle): on FerretDB a concurrent transition can
+    write back the older activity, and our write can put back an older status."""
+    activity = Activity.of(message)
+    if ticket.get("created_at") is not None and as_utc(ticket["created_at"]) > activity.at:
+        # A message moved on from a finalized ticket can predate the ticket it moved to, which
+        # was opened for it: its activity is then the opening, or the queue shows no preview.
+        activity = replace(activity, at=as_utc(ticket["created_at"]))
+    await tickets_repo.touch_activity(
+        db, ticket, at=activity.at, preview=activity.preview, direction=activity.direction
     )
+    settled = await projection.settle(db, ticket["_id"], activity=activity)
+    # Announced as the ticket now is (log and activity), not as it was when this message arrived.
+    current = settled if settled is not None else {**ticket, **activity.fields()}
+    await feed.publish(db, reseller_id=ticket["reseller_id"], type_="message.created", ticket=current, message=message)
 
 
 async def complete_stored(db: Database, message: dict[str, Any]) -> None:
@@ -87,6 +183,12 @@ async def complete_stored(db: Database, message: dict[str, Any]) -> None:
     the ticket's activity behind and every open screen without the message until a reload.
     Both steps are safe to repeat — activity only moves forward, and a second announcement is a
     later feed seq that clients apply by message id — so the retry simply does them again."""
+    if message.get("sender_type") == CLIENT:
+        # The killed attempt may have stopped before its re-check (module docstring).
+        filed, message = await _keep_out_of_finalized(db, message, stamped_after_only=False)
+        if filed is not None:
+            await _after_stored(db, filed, message)
+        return
     ticket = await tickets.load(db, str(message["ticket_id"]))
     if ticket is not None:
         await _after_stored(db, ticket, message)
@@ -124,11 +226,7 @@ async def list_page(db: Database, actor: Actor, *, ticket_id: str, cursor: str |
     await tickets.get_visible_or_404(db, actor, ticket_id=ticket_id)
     after = None
     if cursor:
-        at_raw, last_id = decode_cursor(cursor, 2)
-        try:
-            after = (datetime.fromisoformat(str(at_raw)), str(last_id))
-        except ValueError as exc:
-            raise Unprocessable("invalid cursor") from exc
+        after = decode_time_cursor(cursor)
     docs = await repository.list_for_ticket(db, ticket_id, after=after, limit=limit + 1)
     nxt = None
     if len(docs) > limit:

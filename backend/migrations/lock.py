@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import DuplicateKeyError, PyMongoError
 
 from backend.core.clock import as_utc, utcnow
 from backend.core.db import Database
@@ -72,12 +72,19 @@ async def acquire(db: Database, owner: str, *, lease_seconds: int, wait_seconds:
 
 
 async def _renew(db: Database, generation: int, owner: str, lease_seconds: int) -> None:
+    """Runs until cancelled. A failed renewal is logged and retried at the next tick: it must
+    neither stop the renewals nor surface as the migration's failure (the lease is only a guard
+    against a dead holder, and every migration is idempotent, so a lapsed lease costs at most a
+    second run of an idempotent step)."""
     while True:
         await asyncio.sleep(max(lease_seconds / 3, 1))
-        await db[COLLECTION].update_one(
-            {"_id": _lock_id(generation), "owner": owner},
-            {"$set": {"expires_at": utcnow() + timedelta(seconds=lease_seconds)}},
-        )
+        try:
+            await db[COLLECTION].update_one(
+                {"_id": _lock_id(generation), "owner": owner},
+                {"$set": {"expires_at": utcnow() + timedelta(seconds=lease_seconds)}},
+            )
+        except PyMongoError as exc:
+            log.warning("migration lock renewal failed; retrying", generation=generation, error=str(exc))
 
 
 async def release(db: Database, generation: int, owner: str) -> None:
@@ -96,6 +103,11 @@ async def held(db: Database, *, lease_seconds: int, wait_seconds: float) -> Asyn
         yield owner
     finally:
         renewer.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
+        # Whatever the renewer ended with, the release below must run and the migrations' own
+        # outcome (success, or their error) is the one that propagates.
+        with contextlib.suppress(asyncio.CancelledError, Exception):
             await renewer
-        await release(db, generation, owner)
+        try:
+            await release(db, generation, owner)
+        except PyMongoError as exc:  # the lease then simply expires; the work itself is done
+            log.error("migration lock release failed; it expires with its lease", generation=generation, error=str(exc))

@@ -4,14 +4,24 @@ FerretDB pushes down only `_id` equality, so every read here is one:
 - `outbox`: entry n is `_id` "q:<n>" (backend/core/seqlog.py, plain append: a writer only tries
   n after seeing n-1 stored, so entries are exactly 1..head — no holes). The worker walks them
   from a cursor, which is only a hint.
+- `outbox_chats`: the replies of one WhatsApp chat (connection + client number) in the order
+  they were queued: entry k of chat c is `_id` "c:<c>:<k>", taken like the queue's (plain append,
+  1..k with no holes). A queue entry records its chat and k, so a worker of any process finds
+  the reply before it in its chat with one `_id` read.
 - `outbox_attempts`: attempt k of message m is `_id` "<m>:<k>". Inserting it is the claim that
   lets exactly one worker (of any process) make that attempt.
 - `receipts_parked`: status receipts that arrived before their message was known, `_id`
   "<connection>:<provider message id>", applied by whoever makes the message known.
+- `outbox_sending`: per (connection, client number, text), the latest attempt that sends it;
+  what a fromMe upsert of that text is checked against before the attempt is answered.
+- `outbox_echoes`: fromMe upserts held as the probable echo of an unanswered attempt a, `_id`
+  "<a>#<n>" (n = 1, 2, ... in arrival order, no holes), settled by provider id once the
+  attempt is answered (backend/outbound/service.py, `from_me_verdict`).
 Entries and attempts are never removed (persistence rule 1); the cursor keeps reads small.
 """
 
 import hashlib
+from collections import OrderedDict
 from datetime import datetime
 from typing import Any
 
@@ -24,12 +34,19 @@ from backend.core.db import Database
 from backend.core.seqlog import SeqLog
 
 QUEUE = "outbox"
+CHATS = "outbox_chats"
 SENDING = "outbox_sending"
 PARKED = "receipts_parked"
 STATE = "outbox_state"
 ATTEMPTS = "outbox_attempts"
+ECHOES = "outbox_echoes"
+MAX_HELD_PER_ATTEMPT = 100
 MESSAGES = "messages"
 CURSOR_ID = "cursor"
+MAX_CHAT_CLAIM_TRIES = 1_000
+CHAT_HINTS = 10_000  # chats whose last position a process remembers
+
+_chat_heads: OrderedDict[tuple[str, str], int] = OrderedDict()
 
 # Delivery statuses only move forward; `failed` only from before the provider took it.
 RANK = {"pending": 0, "sent": 1, "delivered": 2, "read": 3}
@@ -59,6 +76,63 @@ async def enqueue(db: Database, body: dict[str, Any]) -> int:
     return seq
 
 
+def chat_key(connection_id: str, phone: str) -> str:
+    """One WhatsApp chat: the connection's number talking to the client's number."""
+    return f"{connection_id}:{''.join(ch for ch in phone if ch.isdigit())}"
+
+
+def chat_entry_id(chat: str, k: int) -> str:
+    return f"c:{chat}:{k}"
+
+
+async def get_chat_entry(db: Database, chat: str, k: int) -> dict[str, Any] | None:
+    return await db[CHATS].find_one({"_id": chat_entry_id(chat, k)})
+
+
+def _chat_hint(db: Database, chat: str) -> int:
+    return _chat_heads.get((db.name, chat), 0)
+
+
+def _remember_chat_head(db: Database, chat: str, k: int) -> None:
+    """A bounded, process-local hint: a chat's position seen stored here (entries are never
+    removed, so it stays true). Forgotten for the least recent chats past the bound."""
+    key = (db.name, chat)
+    _chat_heads[key] = max(k, _chat_heads.pop(key, 0))
+    while len(_chat_heads) > CHAT_HINTS:
+        _chat_heads.popitem(last=False)
+
+
+async def _chat_head(db: Database, chat: str) -> int:
+    """The chat's last entry: galloping from the hint past what it missed."""
+    lo, step = _chat_hint(db, chat), 1
+    while await get_chat_entry(db, chat, lo + step) is not None:
+        lo, step = lo + step, step * 2
+    hi = lo + step
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if await get_chat_entry(db, chat, mid) is not None:
+            lo = mid
+        else:
+            hi = mid
+    _remember_chat_head(db, chat, lo)
+    return lo
+
+
+async def append_to_chat(db: Database, chat: str, body: dict[str, Any]) -> int:
+    """Takes the chat's next position (a unique `_id` insert: exactly one writer gets each k)."""
+    k = await _chat_head(db, chat) + 1
+    for _ in range(MAX_CHAT_CLAIM_TRIES):
+        try:
+            await db[CHATS].insert_one({**body, "_id": chat_entry_id(chat, k), "chat": chat, "k": k})
+            break
+        except DuplicateKeyError:  # another reply of the chat took k: move past what is stored
+            k = max(k, await _chat_head(db, chat)) + 1
+    else:
+        raise RuntimeError(f"could not take a position in chat {chat!r}")
+    _remember_chat_head(db, chat, k)
+    return k
+
+
 async def get_cursor(db: Database) -> int:
     return await _queue.get_cursor(db)
 
@@ -83,6 +157,10 @@ async def claim_attempt(db: Database, doc: dict[str, Any]) -> bool:
     except DuplicateKeyError:
         return False
     return True
+
+
+async def get_attempt(db: Database, _id: str) -> dict[str, Any] | None:
+    return await db[ATTEMPTS].find_one({"_id": _id})
 
 
 async def finish_attempt(db: Database, _id: str, changes: dict[str, Any]) -> None:
@@ -115,9 +193,11 @@ def sending_id(connection_id: str, phone: str, text: str) -> str:
     return f"{connection_id}:{digits}:{hashlib.sha256(text.encode()).hexdigest()[:32]}"
 
 
-async def mark_sending(db: Database, *, connection_id: str, phone: str, text: str, message_id: str) -> None:
-    """Records that `message_id` is about to be sent (the latest send of this text to this phone)."""
-    doc = {"message_id": message_id, "at": utcnow()}
+async def mark_sending(
+    db: Database, *, connection_id: str, phone: str, text: str, message_id: str, attempt_id: str
+) -> None:
+    """Records that attempt `attempt_id` of `message_id` is about to send this text to this phone."""
+    doc = {"message_id": message_id, "attempt_id": attempt_id, "at": utcnow()}
     _id = sending_id(connection_id, phone, text)
     try:
         await db[SENDING].update_one({"_id": _id}, {"$set": doc}, upsert=True)
@@ -127,6 +207,49 @@ async def mark_sending(db: Database, *, connection_id: str, phone: str, text: st
 
 async def get_sending(db: Database, *, connection_id: str, phone: str, text: str) -> dict[str, Any] | None:
     return await db[SENDING].find_one({"_id": sending_id(connection_id, phone, text)})
+
+
+def hold_id(attempt_id: str, n: int) -> str:
+    return f"{attempt_id}#{n}"
+
+
+async def hold_echo(
+    db: Database, *, attempt_id: str, message_id: str, connection_id: str, provider_message_id: str, raw_id: str
+) -> dict[str, Any]:
+    """Holds a fromMe upsert as a probable echo of the attempt (the next free n; an upsert held
+    already, e.g. a redelivery, keeps its hold). Returns the hold."""
+    doc = {
+        "attempt_id": attempt_id,
+        "message_id": message_id,
+        "connection_id": connection_id,
+        "provider_message_id": provider_message_id,
+        "raw_id": raw_id,
+        "held_at": utcnow(),
+        "resolution": None,
+    }
+    for n in range(1, MAX_HELD_PER_ATTEMPT + 1):
+        try:
+            await db[ECHOES].insert_one({**doc, "_id": hold_id(attempt_id, n)})
+            return {**doc, "_id": hold_id(attempt_id, n)}
+        except DuplicateKeyError:
+            taken = await db[ECHOES].find_one({"_id": hold_id(attempt_id, n)})
+            if taken is not None and taken["provider_message_id"] == provider_message_id:
+                return taken
+    raise RuntimeError(f"more than {MAX_HELD_PER_ATTEMPT} upserts held for attempt {attempt_id}")
+
+
+async def held_echoes(db: Database, attempt_id: str) -> list[dict[str, Any]]:
+    """The attempt's holds in arrival order (taken 1..n, so the first miss ends them)."""
+    found: list[dict[str, Any]] = []
+    while (doc := await db[ECHOES].find_one({"_id": hold_id(attempt_id, len(found) + 1)})) is not None:
+        found.append(doc)
+    return found
+
+
+async def resolve_hold(db: Database, _id: str, resolution: str) -> None:
+    """ "echo" (it was the attempt's echo) or "released" (stored as a message of its own). Both
+    sides that may settle a hold reach the same resolution, so the order of writes is moot."""
+    await db[ECHOES].update_one({"_id": _id}, {"$set": {"resolution": resolution, "resolved_at": utcnow()}})
 
 
 def parked_id(connection_id: str, provider_message_id: str) -> str:

@@ -1,6 +1,7 @@
 """Outbound rules shared by the API (enqueue), the worker (sent/failed) and inbound webhooks
 (provider status receipts)."""
 
+from enum import StrEnum
 from typing import Any
 
 from backend.connections.providers.base import StatusUpdate
@@ -9,7 +10,7 @@ from backend.core.clock import as_utc, utcnow
 from backend.core.db import Database
 from backend.outbound import repository
 from backend.realtime import feed
-from backend.tickets import repository as tickets
+from backend.tickets import projection
 
 # Provider message id -> our message id, per connection. Claimed once, so the echo of our own
 # send (fromMe upsert) and status receipts find the message the agent wrote.
@@ -18,15 +19,28 @@ PROVIDER_KEY = "wa-out"
 
 async def enqueue(db: Database, *, message_id: str, ticket: dict[str, Any]) -> int:
     """Called before the message itself is stored: an entry whose message never got stored
-    (the request died in between) is skipped by the worker, never sent."""
+    (the request died in between) is skipped by the worker, never sent.
+
+    The reply first takes its place in its chat (connection + client number, across tickets:
+    the client sees one conversation), then its queue entry, which records that place. The
+    worker sends a reply only once the one before it in the chat is sent or failed for good
+    (backend/outbound/worker.py). A request that dies between the two writes leaves a chat
+    position whose message never gets stored; the worker passes it once it is older than the
+    lease, as it passes the orphan queue entry."""
+    connection_id = ticket.get("channel")
+    now = utcnow()
+    chat = repository.chat_key(str(connection_id), str(ticket.get("client_phone") or ""))
+    k = await repository.append_to_chat(db, chat, {"message_id": message_id, "enqueued_at": now})
     return await repository.enqueue(
         db,
         {
             "message_id": message_id,
             "ticket_id": ticket["_id"],
             "reseller_id": ticket["reseller_id"],
-            "connection_id": ticket.get("channel"),
-            "enqueued_at": utcnow(),
+            "connection_id": connection_id,
+            "chat": chat,
+            "chat_seq": k,
+            "enqueued_at": now,
         },
     )
 
@@ -37,24 +51,98 @@ async def bind_provider_id(db: Database, *, connection_id: str, provider_message
     return bound
 
 
-ECHO_WINDOW_SECONDS = 120.0  # how long after a send a fromMe upsert of its text counts as its echo
+class FromMe(StrEnum):
+    """What a fromMe upsert (a message the connection's own number sent) is."""
+
+    OWN = "own"  # typed on the phone (or WhatsApp Web): a message of its own, stored
+    ECHO = "echo"  # the provider reporting our own reply back: already stored as the agent's
+    HELD = "held"  # probably that echo, but the send is not answered yet: settled when it is
 
 
-async def own_send_for_echo(
-    db: Database, *, connection_id: str, phone: str, text: str, provider_message_id: str
-) -> str | None:
-    """Our message a fromMe upsert echoes when the echo outran the worker (the provider posts it
-    while, or just after, answering the send, before the worker has recorded the provider id).
-    Matched on the latest send of the same text to the same phone, recent, whose message has no
-    other provider id yet; anything else is a message typed on the phone itself."""
+async def from_me_verdict(
+    db: Database,
+    *,
+    connection_id: str,
+    phone: str,
+    text: str,
+    provider_message_id: str,
+    own_message_id: str,
+    raw_id: str,
+) -> FromMe:
+    """Tells the echo of an agent's reply from a message typed on the phone. On OWN the provider
+    id is bound to `own_message_id`.
+
+    By provider id, always first: the worker binds the id Evolution answers a send with to the
+    agent's message, so an upsert with a bound id is that reply's echo, and one with an id bound
+    to nothing, once the send is answered, is not — whatever its text.
+
+    Text is the last resort, for one window only: Evolution may post the echo before it answers
+    the send, when no id is known yet. An upsert is held (not stored, not bound) only when the
+    latest attempt sending this very text to this very number (`outbox_sending`) is still
+    unanswered and its lease alive. Held upserts are not decided by their text: when the attempt
+    is answered, the worker settles every upsert held for it by provider id — the one with the
+    answered id was the echo; any other (the operator typed the same "ok" on the phone) is
+    processed again from its raw delivery and stored as a message of its own
+    (backend/webhooks/service.py, `release_held_echo`). A failed attempt releases them all.
+
+    Limits: a released message is stored when the send is answered (seconds later), so it may
+    come after messages that arrived in between. When a send's answer is lost (timeout, worker
+    killed) its echo cannot be told by id: it is released and shown as a phone-typed copy of the
+    reply — which the client did receive; never a message lost, at worst one shown twice.
+    """
+    bound = await lookup_provider_id(db, connection_id=connection_id, provider_message_id=provider_message_id)
+    if bound is not None:
+        return FromMe.OWN if bound == own_message_id else FromMe.ECHO
     marker = await repository.get_sending(db, connection_id=connection_id, phone=phone, text=text)
-    if marker is None or (utcnow() - as_utc(marker["at"])).total_seconds() > ECHO_WINDOW_SECONDS:
-        return None
-    message = await repository.get_message(db, str(marker["message_id"]))
-    if message is None:
-        return None
-    known = message.get("provider_message_id")
-    return str(message["_id"]) if known in (None, provider_message_id) else None
+    attempt = await repository.get_attempt(db, str(marker["attempt_id"])) if marker and "attempt_id" in marker else None
+    if attempt is not None and attempt.get("result") is None and as_utc(attempt["lease_until"]) > utcnow():
+        hold = await repository.hold_echo(
+            db,
+            attempt_id=attempt["_id"],
+            message_id=attempt["message_id"],
+            connection_id=connection_id,
+            provider_message_id=provider_message_id,
+            raw_id=raw_id,
+        )
+        if hold.get("resolution") is None:
+            # Look again after our own write: the worker may have settled this attempt's holds
+            # before ours landed. Both sides look after their write, so one sees the other's.
+            attempt = await repository.get_attempt(db, attempt["_id"])
+            if attempt is None or attempt.get("result") is None:
+                return FromMe.HELD
+            resolution = "echo" if _answered(attempt) == provider_message_id else "released"
+            await repository.resolve_hold(db, hold["_id"], resolution)
+    # Answered with this very id but not bound by the worker yet: the echo, by its id.
+    echoed = attempt is not None and _answered(attempt) == provider_message_id
+    target = str(attempt["message_id"]) if attempt is not None and echoed else own_message_id
+    bound = await bind_provider_id(
+        db, connection_id=connection_id, provider_message_id=provider_message_id, message_id=target
+    )
+    return FromMe.OWN if bound == own_message_id else FromMe.ECHO
+
+
+def _answered(attempt: dict[str, Any]) -> str | None:
+    """The provider id a finished attempt was answered with (None: no answer, or an error)."""
+    return str(attempt["provider_message_id"]) if attempt.get("result") == "sent" else None
+
+
+async def settle_held_echoes(db: Database, attempt: dict[str, Any], *, answered: str | None) -> list[dict[str, Any]]:
+    """Once `attempt` is answered with provider id `answered` (None: it failed), resolves the
+    upserts held for it: the one with that id was its echo. Returns the others, which the
+    caller releases as messages of their own."""
+    release: list[dict[str, Any]] = []
+    for hold in await repository.held_echoes(db, attempt["_id"]):
+        if hold.get("resolution") is not None:  # the processor saw the answer and settled it
+            continue
+        if answered is not None and hold["provider_message_id"] == answered:
+            await repository.resolve_hold(db, hold["_id"], "echo")
+        else:
+            release.append(hold)
+    return release
+
+
+async def mark_released(db: Database, hold: dict[str, Any]) -> None:
+    await repository.resolve_hold(db, hold["_id"], "released")
 
 
 async def lookup_provider_id(db: Database, *, connection_id: str, provider_message_id: str) -> str | None:
@@ -62,7 +150,8 @@ async def lookup_provider_id(db: Database, *, connection_id: str, provider_messa
 
 
 async def announce_status(db: Database, message: dict[str, Any]) -> None:
-    ticket = await tickets.get(db, message["ticket_id"])
+    # The ticket as its log says, not the stored projection, which can be a moment behind it.
+    ticket = await projection.settle(db, str(message["ticket_id"]))
     if ticket is None:
         return
     await feed.publish(

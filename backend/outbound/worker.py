@@ -6,13 +6,22 @@ findAndModify (not atomic on FerretDB). Crash-safe: the queue entry is written b
 message, and the worker walks the queue from its cursor, so a reply stored before a crash is
 sent after the restart. An attempt whose process died mid-call is retried once its lease
 expires — the one case that can deliver twice, as Evolution offers no idempotency key.
+
+Order per chat: the client reads the replies in the order the agent wrote them. Only the oldest
+unfinished reply of a chat (connection + client number, `outbox_chats`) is ever attempted: a
+reply waits while the one before it in its chat is pending — queued, in flight, or waiting out
+a backoff — in this worker or any other, since the rule is read from the stored message, not
+from a worker's memory. Different chats go concurrently. A reply that fails for good does not
+hold its chat: it shows as failed (the agent sees it and can write it again), and the replies
+after it go on. A chat position whose message was never stored (the request died) is passed
+once older than the lease, like its orphan queue entry.
 """
 
 import asyncio
 import contextlib
 import os
 import socket
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
@@ -28,6 +37,7 @@ from backend.core.ids import new_id
 from backend.core.logging import get_logger
 from backend.outbound import repository, service
 from backend.tickets import repository as tickets
+from backend.webhooks import service as webhooks
 
 log = get_logger("outbound")
 
@@ -64,8 +74,13 @@ class OutboundWorker:
             start = cursor + 1
         seqs = [s for s in range(start, last + 1) if s not in self._finished][: self.settings.OUTBOUND_SCAN_LIMIT]
         entries = [e for s in seqs if (e := await repository.get_entry(self.db, s))]
-        done = await asyncio.gather(*(self._guarded(e) for e in entries))
-        self._finished.update(e["seq"] for e, finished in zip(entries, done, strict=True) if finished)
+        chats: dict[str, list[dict[str, Any]]] = {}
+        for e in entries:  # entries queued before chats were recorded are a chat of their own
+            chats.setdefault(str(e.get("chat") or f"seq:{e['seq']}"), []).append(e)
+        for chat in chats.values():
+            chat.sort(key=lambda e: int(e.get("chat_seq") or 0))
+        for finished in await asyncio.gather(*(self._chat_in_order(chat) for chat in chats.values())):
+            self._finished.update(finished)
         self._pos = seqs[-1] if seqs and seqs[-1] < last else cursor
         new_cursor = cursor
         while new_cursor + 1 in self._finished:
@@ -85,6 +100,35 @@ class OutboundWorker:
                 await asyncio.wait_for(stop.wait(), timeout=self.settings.OUTBOUND_POLL_SECONDS)
         log.info("outbound worker stopped", worker=self.worker_id)
 
+    async def _chat_in_order(self, entries: list[dict[str, Any]]) -> list[int]:
+        """One chat's entries of this pass, one after the other; stops at the first that is not
+        finished, as everything after it in the chat waits for it anyway."""
+        finished: list[int] = []
+        for entry in entries:
+            if not await self._guarded(entry):
+                break
+            finished.append(int(entry["seq"]))
+        return finished
+
+    async def _waits_for_earlier(self, entry: dict[str, Any], now: datetime) -> bool:
+        """Whether an earlier reply of the entry's chat is still pending. Walks back past chat
+        positions whose message was never stored (orphans older than the lease); the first stored
+        one decides: every reply was attempted only after the one before it finished, so one
+        finished reply means all before it are."""
+        chat, k = entry.get("chat"), int(entry.get("chat_seq") or 0)
+        for j in range(k - 1, 0, -1):
+            earlier = await repository.get_chat_entry(self.db, str(chat), j)
+            if earlier is None:  # positions are 1..k without holes; nothing to wait for here
+                continue
+            message = await repository.get_message(self.db, str(earlier["message_id"]))
+            if message is None:
+                age = (now - as_utc(earlier["enqueued_at"])).total_seconds()
+                if age > self.settings.OUTBOUND_LEASE_SECONDS:
+                    continue
+                return True  # its request may still be storing it
+            return bool(message["status"] == "pending")
+        return False
+
     async def _guarded(self, entry: dict[str, Any]) -> bool:
         async with self._sem:
             try:
@@ -103,7 +147,13 @@ class OutboundWorker:
             age = (now - as_utc(entry["enqueued_at"])).total_seconds()
             return age > self.settings.OUTBOUND_LEASE_SECONDS
         if message["status"] != "pending":
+            # Settled before the status moved, unless something else moved it (a receipt for an
+            # id the processor bound while this worker died): settle now, or a held phone
+            # message would never be stored.
+            await self._settle_echoes(message)
             return True
+        if await self._waits_for_earlier(entry, now):
+            return False
         tried = await repository.attempts(self.db, message_id)
         max_attempts = self.settings.OUTBOUND_MAX_ATTEMPTS
         if tried:
@@ -136,7 +186,7 @@ class OutboundWorker:
         if not await repository.claim_attempt(self.db, claim):
             return False  # another worker claimed this attempt first
         try:
-            provider_message_id = await self._send(message, entry)
+            provider_message_id = await self._send(message, entry, _id)
         except ProviderError as exc:
             retry_at = utcnow() + timedelta(seconds=backoff_seconds(self.settings, attempt))
             await repository.finish_attempt(
@@ -161,7 +211,7 @@ class OutboundWorker:
         await self._sent(message, entry, provider_message_id)
         return True
 
-    async def _send(self, message: dict[str, Any], entry: dict[str, Any]) -> str:
+    async def _send(self, message: dict[str, Any], entry: dict[str, Any], attempt_id: str) -> str:
         conn = await connections.get(self.db, str(entry.get("connection_id")))
         if conn is None or not conn.get("active"):
             raise ProviderError("connection missing or inactive", retryable=False)
@@ -172,12 +222,34 @@ class OutboundWorker:
         provider = registry.build(conn["provider"], self.settings, self.http)
         # Before the call: the provider may post the fromMe echo of this send before answering.
         await repository.mark_sending(
-            self.db, connection_id=conn["_id"], phone=str(phone), text=message["body"], message_id=message["_id"]
+            self.db,
+            connection_id=conn["_id"],
+            phone=str(phone),
+            text=message["body"],
+            message_id=message["_id"],
+            attempt_id=attempt_id,
         )
         sent = await provider.send_text(
             instance_name=conn["instance_name"], to=str(phone), text=message["body"], idempotency_key=message["_id"]
         )
         return sent.provider_message_id
+
+    async def _settle_echoes(self, message: dict[str, Any]) -> None:
+        """fromMe upserts held while the message's attempts were unanswered (outbound/service.py,
+        `from_me_verdict`): the one with the id an attempt was answered with (recorded on the
+        attempt before this runs) was the echo; every other one was typed on the phone and
+        becomes a message of its own now."""
+        tried = await repository.attempts(self.db, message["_id"])
+        answered = next((str(a["provider_message_id"]) for a in tried if a.get("result") == "sent"), None)
+        for attempt in tried:
+            for hold in await service.settle_held_echoes(self.db, attempt, answered=answered):
+                await webhooks.release_held_echo(
+                    self.db,
+                    connection_id=str(hold["connection_id"]),
+                    provider_message_id=str(hold["provider_message_id"]),
+                    raw_id=str(hold["raw_id"]),
+                )
+                await service.mark_released(self.db, hold)
 
     async def _sent(self, message: dict[str, Any], entry: dict[str, Any], provider_message_id: str) -> None:
         await service.bind_provider_id(
@@ -186,6 +258,8 @@ class OutboundWorker:
             provider_message_id=provider_message_id,
             message_id=message["_id"],
         )
+        # Before the status moves: a message no longer pending is never looked at again.
+        await self._settle_echoes(message)
         await service.move(self.db, message["_id"], to="sent", extra={"provider_message_id": provider_message_id})
         # Receipts the provider posted before we knew this id (it often answers the send after them).
         await service.apply_parked(
@@ -196,6 +270,7 @@ class OutboundWorker:
         )
 
     async def _fail(self, message: dict[str, Any], reason: str) -> None:
+        await self._settle_echoes(message)
         await service.move(self.db, message["_id"], to="failed", extra={"failure_reason": reason})
 
 

@@ -191,6 +191,14 @@ class Hub:
         tenant.pending += 1
         try:
             await asyncio.shield(tenant.ready)
+        except BaseException:
+            # A failed start (a database hiccup on the first read) must not stay cached: every
+            # later socket of the tenant would get the same error until the process restarts.
+            # Forget it, so the next attach starts the feed afresh.
+            failed = tenant.ready.done() and (tenant.ready.cancelled() or tenant.ready.exception() is not None)
+            if failed and self.tenants.get(tenant.reseller_id) is tenant:
+                del self.tenants[tenant.reseller_id]
+            raise
         finally:
             tenant.pending -= 1
         sub = Subscriber(actor, asyncio.Queue(maxsize=self.queue_size), cursor=tenant.delivered)

@@ -6,22 +6,27 @@ server → {"type":"hello","seq":<tenant's latest seq>,"heartbeat":<seconds>}
          {"type":"resync","reason":...}  `since` is outside the replay window, or the user's
                                            departments changed: refetch, then go on live
          {"type":"ping"}                   every heartbeat; the client may answer {"type":"pong"}
-close    4401 bad/expired token or inactive user · 4403 no tenant (admin) ·
-         4408 too slow (queue full): reconnect with since=<last seq> · 1001 server shutting down
+close    4401 bad/expired token (also when it expires while open), revoked token (password
+         changed, user deactivated) or inactive user · 4403 no tenant (admin) ·
+         4408 too slow (queue full): reconnect with since=<last seq> · 1001 server shutting down ·
+         1013 not ready, or the tenant's feed could not start (a database error): reconnect
 """
 
 import asyncio
 import json
 import random
+import time
 from contextlib import suppress
+from typing import Any
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
 from backend.core.config import Settings
 from backend.core.db import Database
-from backend.core.deps import actor_from_token
+from backend.core.deps import actor_from_claims
 from backend.core.errors import AppError
 from backend.core.logging import get_logger
+from backend.core.security import VERSION_CLAIM, decode_access_token
 from backend.core.tenancy import Actor
 from backend.realtime import records, runtime
 from backend.realtime.audience import allows
@@ -33,6 +38,7 @@ router = APIRouter(tags=["realtime"], lifespan=runtime.lifespan)
 
 UNAUTHORIZED = 4401
 FORBIDDEN = 4403
+TRY_AGAIN_LATER = 1013
 CLOSE_TIMEOUT_SECONDS = 30.0  # a stalled client gets this long to read up to its close frame
 
 
@@ -62,32 +68,44 @@ async def realtime_socket(websocket: WebSocket) -> None:
         await websocket.close(1013, "service not ready")
         return
     try:
-        actor = await actor_from_token(db, settings, websocket.query_params.get("token", ""))
+        claims = decode_access_token(settings, websocket.query_params.get("token", ""))
+        actor = await actor_from_claims(db, claims)
     except AppError:
         await websocket.close(UNAUTHORIZED, "invalid or expired token")
         return
     if actor.is_admin or not actor.reseller_id:
         await websocket.close(FORBIDDEN, "no tenant feed for this user")
         return
-    session = Session(websocket, db, settings, hub, actor)
+    session = Session(websocket, db, settings, hub, actor, claims)
     await session.run(_parse_since(websocket.query_params.get("since")))
 
 
 class Session:
-    def __init__(self, websocket: WebSocket, db: Database, settings: Settings, hub: Hub, actor: Actor) -> None:
+    def __init__(
+        self, websocket: WebSocket, db: Database, settings: Settings, hub: Hub, actor: Actor, claims: dict[str, Any]
+    ) -> None:
         self.ws = websocket
         self.db = db
         self.settings = settings
         self.hub = hub
         self.actor = actor
+        self.token_version: int = claims[VERSION_CLAIM]
+        self.expires_at = float(claims["exp"])  # epoch seconds (PyJWT checked it is a number)
         self.heartbeat = settings.REALTIME_HEARTBEAT_SECONDS
 
     async def run(self, since: int | None) -> None:
-        sub, head = await self.hub.attach(self.actor)
+        try:
+            sub, head = await self.hub.attach(self.actor)
+        except Exception as exc:  # the tenant's feed could not start (a database error): the hub
+            # keeps no failed start, so the client's reconnect tries afresh
+            log.warning("realtime feed unavailable", tenant=self.actor.reseller_id, error=str(exc))
+            await self._close(TRY_AGAIN_LATER)
+            return
         tasks = [
             asyncio.create_task(self._send(sub, head, since)),
             asyncio.create_task(self._receive()),
             asyncio.create_task(sub.stopped.wait()),
+            asyncio.create_task(self._expire(sub)),
         ]
         try:
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
@@ -101,6 +119,12 @@ class Session:
                 await cancel_quietly(task)
         if code is not None:
             await self._close(code)
+
+    async def _expire(self, sub: Subscriber) -> None:
+        """The token's lifetime bounds the socket's: at `exp` it is closed like a bad token, and
+        the client reconnects with a fresh one (and since=)."""
+        await asyncio.sleep(max(0.0, self.expires_at - time.time()))
+        sub.stop(UNAUTHORIZED)
 
     async def _close(self, code: int) -> None:
         # A slow client may not be reading at all: bound the wait for its buffer to drain.
@@ -157,7 +181,7 @@ class Session:
         from backend.auth.service import load_active_actor
 
         try:
-            fresh = await load_active_actor(self.db, self.actor.id)
+            fresh = await load_active_actor(self.db, self.actor.id, token_version=self.token_version)
         except AppError:
             sub.stop(UNAUTHORIZED)
             return

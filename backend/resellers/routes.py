@@ -3,6 +3,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from backend.core.deps import AdminActor, Db, ResellerActor
+from backend.core.errors import ROLE, WITH_BODY, responses
 from backend.core.pagination import DEFAULT_LIMIT, MAX_LIMIT
 from backend.resellers import service
 from backend.resellers.schemas import (
@@ -14,10 +15,10 @@ from backend.resellers.schemas import (
     ResellerUpdate,
 )
 
-router = APIRouter(tags=["resellers"])
+router = APIRouter(tags=["resellers"], responses=ROLE)
 
 
-@router.post("/resellers", status_code=201, operation_id="resellers-create")
+@router.post("/resellers", status_code=201, operation_id="resellers-create", responses=WITH_BODY | responses(409))
 async def create_reseller(db: Db, actor: AdminActor, body: ResellerCreate) -> ResellerRead:
     return await service.create(db, actor, data=body)
 
@@ -32,21 +33,21 @@ async def list_resellers(
     return await service.list_page(db, cursor=cursor, limit=limit)
 
 
-@router.get("/resellers/{reseller_id}", operation_id="resellers-get")
+@router.get("/resellers/{reseller_id}", operation_id="resellers-get", responses=responses(404))
 async def get_reseller(db: Db, actor: AdminActor, reseller_id: str) -> ResellerRead:
     return ResellerRead.from_doc(await service.get_or_404(db, reseller_id=reseller_id))
 
 
-@router.patch("/resellers/{reseller_id}", operation_id="resellers-update")
+@router.patch("/resellers/{reseller_id}", operation_id="resellers-update", responses=WITH_BODY | responses(404))
 async def update_reseller(db: Db, actor: AdminActor, reseller_id: str, body: ResellerUpdate) -> ResellerRead:
     return await service.update(db, reseller_id=reseller_id, data=body)
 
 
-@router.get("/reseller-config", operation_id="reseller_config-get")
+@router.get("/reseller-config", operation_id="reseller_config-get", responses=responses(404))
 async def get_config(db: Db, actor: ResellerActor) -> ResellerConfigRead:
     return await service.get_config(db, actor)
 
 
-@router.patch("/reseller-config", operation_id="reseller_config-update")
+@router.patch("/reseller-config", operation_id="reseller_config-update", responses=WITH_BODY | responses(404))
 async def update_config(db: Db, actor: ResellerActor, body: ResellerConfigUpdate) -> ResellerConfigRead:
     return await service.update_config(db, actor, data=body)

@@ -31,7 +31,9 @@ async def receive_client_message(
     from_me: bool = False,
 ) -> tuple[dict[str, Any], dict[str, Any], bool]:
     """Appends an incoming client message to the client's open ticket on `channel`, opening one
-    in espera when there is none. Returns (ticket, message, ticket_created).
+    in espera when there is none. Returns (ticket, message, ticket_created), `ticket` being the
+    one the message is filed under: when a finalize came between the look-up and the append,
+    messages.append moved it on to the client's next ticket (see backend/messages/service.py).
 
     `from_me`: a message sent from the connection's own phone, outside IAZE (WhatsApp fromMe).
     It is recorded in the client's conversation as outgoing, sender_type "system" (no IAZE agent
@@ -59,6 +61,10 @@ async def receive_client_message(
         media=media,
         extra=extra,
     )
+    if message["ticket_id"] != ticket["_id"]:
+        filed = await tickets.load(db, str(message["ticket_id"]))
+        assert filed is not None
+        ticket = filed
     return ticket, message, created
 
 

@@ -72,14 +72,16 @@ async def insert(db: Database, doc: dict[str, Any]) -> None:
 async def apply_state(
     db: Database, ticket_id: str, *, from_version: int, version: int, state: dict[str, Any], at: datetime
 ) -> None:
-    """Move the projection to `version`; a no-op when another writer already applied it."""
+    """Move the projection to `version`; a no-op when another writer already applied it. Callers
+    then settle (projection.py): on FerretDB this write can put back a concurrent activity."""
     changes = {k: state.get(k) for k in STATE_FIELDS}
     update = {"$set": {**changes, "version": version, "updated_at": at}}
     await update_if(db, COLLECTION, ticket_id, {"version": from_version}, update)
 
 
 async def touch_activity(db: Database, ticket: dict[str, Any], *, at: datetime, preview: str, direction: str) -> None:
-    """Moves the ticket's last-message fields forward (never back). `ticket`: as just loaded."""
+    """Moves the ticket's last-message fields forward (never back). `ticket`: as just loaded.
+    Callers then settle (projection.py): on FerretDB this write can put back an older status."""
     await update_if(
         db,
         COLLECTION,
@@ -88,6 +90,14 @@ async def touch_activity(db: Database, ticket: dict[str, Any], *, at: datetime, 
         {"$set": {"last_message_at": at, "last_message_preview": preview, "last_message_direction": direction}},
         current=ticket,
     )
+
+
+async def for_client_on_channel(db: Database, reseller_id: str, client_id: str, channel: str) -> list[dict[str, Any]]:
+    """A client's tickets on one channel, oldest slot first (a rare look-up: clients from before
+    the per-channel slot hint, see tickets.service)."""
+    query = {"reseller_id": reseller_id, "client_id": client_id, "channel": channel}
+    docs = await db[COLLECTION].find(query).to_list(length=None)
+    return sorted(docs, key=lambda d: int(d.get("open_slot", 0)))
 
 
 async def list_page(

@@ -4,6 +4,7 @@ from fastapi import APIRouter, Query
 
 from backend.audit.schemas import TicketEventPage
 from backend.core.deps import Db, StaffActor, TenantStaffActor
+from backend.core.errors import ROLE, WITH_BODY, responses
 from backend.core.pagination import DEFAULT_LIMIT, MAX_LIMIT
 from backend.messages import service as messages
 from backend.messages.schemas import MessageCreate, MessagePage, MessageRead
@@ -11,13 +12,13 @@ from backend.tickets import intake, service
 from backend.tickets.schemas import TicketCounts, TicketCreate, TicketPage, TicketRead, TicketTransfer
 from backend.tickets.states import Status
 
-router = APIRouter(prefix="/tickets", tags=["tickets"])
+router = APIRouter(prefix="/tickets", tags=["tickets"], responses=ROLE)
 
 Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT)]
 OptionalId = Annotated[str | None, Query(pattern=r"^[0-9a-f]{24}$")]
 
 
-@router.post("", status_code=201, operation_id="tickets-create")
+@router.post("", status_code=201, operation_id="tickets-create", responses=WITH_BODY | responses(404, 409))
 async def create_ticket(db: Db, actor: TenantStaffActor, body: TicketCreate) -> TicketRead:
     return await intake.create_from_api(db, actor, data=body)
 
@@ -42,41 +43,46 @@ async def ticket_counts(db: Db, actor: StaffActor, department_id: OptionalId = N
     return await service.counts(db, actor, department_id=department_id)
 
 
-@router.get("/{ticket_id}", operation_id="tickets-get")
+@router.get("/{ticket_id}", operation_id="tickets-get", responses=responses(404))
 async def get_ticket(db: Db, actor: StaffActor, ticket_id: str) -> TicketRead:
     return TicketRead.from_doc(await service.get_visible_or_404(db, actor, ticket_id=ticket_id))
 
 
-@router.post("/{ticket_id}/assume", operation_id="tickets-assume")
+@router.post("/{ticket_id}/assume", operation_id="tickets-assume", responses=responses(404, 409))
 async def assume_ticket(db: Db, actor: StaffActor, ticket_id: str) -> TicketRead:
     return await service.assume(db, actor, ticket_id=ticket_id)
 
 
-@router.post("/{ticket_id}/transfer", operation_id="tickets-transfer")
+@router.post("/{ticket_id}/transfer", operation_id="tickets-transfer", responses=WITH_BODY | responses(404, 409))
 async def transfer_ticket(db: Db, actor: TenantStaffActor, ticket_id: str, body: TicketTransfer) -> TicketRead:
     return await service.transfer(
         db, actor, ticket_id=ticket_id, agent_id=body.agent_id, department_id=body.department_id
     )
 
 
-@router.post("/{ticket_id}/finalize", operation_id="tickets-finalize")
+@router.post("/{ticket_id}/finalize", operation_id="tickets-finalize", responses=responses(404, 409))
 async def finalize_ticket(db: Db, actor: StaffActor, ticket_id: str) -> TicketRead:
     return await service.finalize(db, actor, ticket_id=ticket_id)
 
 
-@router.get("/{ticket_id}/messages", operation_id="tickets-list_messages")
+@router.get("/{ticket_id}/messages", operation_id="tickets-list_messages", responses=responses(404))
 async def list_messages(
     db: Db, actor: StaffActor, ticket_id: str, cursor: str | None = None, limit: Limit = DEFAULT_LIMIT
 ) -> MessagePage:
     return await messages.list_page(db, actor, ticket_id=ticket_id, cursor=cursor, limit=limit)
 
 
-@router.post("/{ticket_id}/messages", status_code=201, operation_id="tickets-post_message")
+@router.post(
+    "/{ticket_id}/messages",
+    status_code=201,
+    operation_id="tickets-post_message",
+    responses=WITH_BODY | responses(404, 409),
+)
 async def post_message(db: Db, actor: StaffActor, ticket_id: str, body: MessageCreate) -> MessageRead:
     return await messages.reply(db, actor, ticket_id=ticket_id, body=body.body)
 
 
-@router.get("/{ticket_id}/events", operation_id="tickets-list_events")
+@router.get("/{ticket_id}/events", operation_id="tickets-list_events", responses=responses(404))
 async def list_events(
     db: Db, actor: StaffActor, ticket_id: str, cursor: str | None = None, limit: Limit = DEFAULT_LIMIT
 ) -> TicketEventPage:

@@ -14,11 +14,11 @@ from backend.core.clock import utcnow
 from backend.core.db import Database
 from backend.core.errors import Conflict, NotFound, Unprocessable
 from backend.core.ids import is_valid_id, new_id
-from backend.core.pagination import decode_cursor, encode_cursor
+from backend.core.pagination import decode_cursor, decode_time_cursor, encode_cursor
 from backend.core.tenancy import Actor
 from backend.departments import repository as departments
 from backend.realtime import feed
-from backend.tickets import repository
+from backend.tickets import projection, repository
 from backend.tickets.schemas import TicketCounts, TicketPage, TicketRead
 from backend.tickets.states import CREATED_EVENT, Action, Status, authorize, is_open
 from backend.tickets.visibility import can_act_on, can_see, visible_query
@@ -65,27 +65,9 @@ def _event(
 
 
 async def load(db: Database, ticket_id: str) -> dict[str, Any] | None:
-    """The ticket as its event log says it is. Rolls the projection forward over any event a
-    crashed or concurrent writer logged but did not project, so the log always wins."""
-    doc = await repository.get(db, ticket_id)
-    if doc is None:
-        created = await events.get(db, ticket_id, 1)
-        if created is None:
-            return None
-        doc = dict(created["data"]["ticket"])
-        try:
-            await repository.insert(db, doc)
-        except DuplicateKeyError:
-            doc = await repository.get(db, ticket_id)
-            assert doc is not None
-    while True:
-        nxt = await events.get(db, ticket_id, doc["version"] + 1)
-        if nxt is None:
-            return doc
-        await repository.apply_state(
-            db, ticket_id, from_version=doc["version"], version=nxt["version"], state=nxt["state"], at=nxt["at"]
-        )
-        doc = {**doc, **nxt["state"], "version": nxt["version"], "updated_at": nxt["at"]}
+    """The ticket as its event log says it is; the stored projection is rolled forward over any
+    event a crashed or concurrent writer logged but did not project, so the log always wins."""
+    return await projection.settle(db, ticket_id)
 
 
 async def get_visible_or_404(db: Database, actor: Actor, *, ticket_id: str) -> dict[str, Any]:
@@ -185,14 +167,19 @@ async def open_for_client(
     channel: str,
     actor_id: str | None,
     actor_role: str | None,
+    after_slot: int = -1,
 ) -> tuple[dict[str, Any], bool]:
     """The client's open ticket on this channel, or a new one in espera. Returns (ticket, created).
 
     A client has one open ticket per channel. Its slot is a natural key "<client>:<channel>:<n>":
     slot n is claimed once (so two first messages at the same moment open one ticket), and once
-    its ticket is finalized the next message moves on to slot n+1.
+    its ticket is finalized the next message moves on to slot n+1. Slot n+1 is only ever claimed
+    by someone who saw slot n's ticket finalized, so every slot below the first open one is
+    finalized, and the walk may start at any slot at or below it: the client's per-channel hint
+    (`ticket_slots.<channel>`, see users.raise_ticket_slot) or `after_slot` + 1 when the caller
+    knows slot `after_slot` is finalized. A hint that lags only costs reads.
     """
-    slot = int(client.get("ticket_slot", 0))
+    slot = max(after_slot + 1, await _walk_start(db, reseller_id=reseller_id, client=client, channel=channel))
     for _ in range(MAX_RACE_RETRIES * 50):
         # Most messages find their slot bound already: a read, not an insert that loses.
         bound = await natural_keys.lookup(db, OPEN_SLOT_KEY, reseller_id, client["_id"], channel, str(slot))
@@ -220,6 +207,71 @@ async def open_for_client(
     raise Conflict("could not open a ticket; retry")
 
 
+async def _walk_start(db: Database, *, reseller_id: str, client: dict[str, Any], channel: str) -> int:
+    """Where the walk over the client's slots on `channel` may start: the per-channel hint. Per
+    channel, because slots are: a hint raised by another channel's finalize would skip this
+    channel's open ticket."""
+    hints = client.get("ticket_slots")
+    if isinstance(hints, dict) and channel in hints:
+        return int(hints[channel])
+    if "ticket_slot" not in client:
+        return 0
+    # A client from before per-channel hints has the per-client `ticket_slot`, which may have
+    # started this channel's claims above free slots: slot 0 can be free while a later one is
+    # open. Find where this channel's slots really are, once, and keep it as its hint.
+    start = 0
+    for doc in await repository.for_client_on_channel(db, reseller_id, client["_id"], channel):
+        ticket = await load(db, doc["_id"])
+        assert ticket is not None
+        slot = int(ticket.get("open_slot", 0))
+        if is_open(ticket["status"]):
+            return await _keep_hint(db, client["_id"], channel, slot)
+        start = max(start, slot + 1)
+    return await _keep_hint(db, client["_id"], channel, start)
+
+
+async def _keep_hint(db: Database, client_id: str, channel: str, slot: int) -> int:
+    await users.raise_ticket_slot(db, client_id, channel=channel, slot=slot)
+    return slot
+
+
+async def open_after(db: Database, finalized: dict[str, Any]) -> dict[str, Any]:
+    """The ticket a client message that raced `finalized`'s finalize belongs in: the client's
+    open ticket on the same channel in a later slot, opened in espera (in the finalized ticket's
+    department) when there is none. Every caller asking about one finalized ticket walks the
+    same slots from the same start, so they agree on the answer."""
+    client = await users.get(db, finalized["client_id"])
+    if client is None:  # never deleted; a ticket's own copy of the client serves all the same
+        client = {
+            "_id": finalized["client_id"],
+            "name": finalized.get("client_name", ""),
+            "phone": finalized.get("client_phone", ""),
+        }
+    ticket, _ = await open_for_client(
+        db,
+        reseller_id=finalized["reseller_id"],
+        client=client,
+        department_id=finalized["department_id"],
+        channel=finalized["channel"],
+        actor_id=None,
+        actor_role=None,
+        after_slot=int(finalized.get("open_slot", 0)),
+    )
+    return ticket
+
+
+def _refusal(actor: Actor, ticket: dict[str, Any], exc: Conflict) -> dict[str, Any]:
+    """The 409 body of a refused move: why, and the ticket as it is now — but the ticket only to
+    someone who may see it. An agent of the department who lost an Assumir race may act on the
+    ticket (so it gets a 409, not a 404) yet no longer see it: it learns the status, not the
+    client's phone, the last message or who holds it."""
+    detail = exc.detail if isinstance(exc.detail, dict) else {"message": str(exc.detail)}
+    detail = {**detail, "status": ticket["status"]}
+    if can_see(actor, ticket):
+        detail["ticket"] = TicketRead.from_doc(ticket).model_dump(mode="json")
+    return detail
+
+
 async def _transition(
     db: Database,
     actor: Actor,
@@ -238,8 +290,7 @@ async def _transition(
                 action, status=ticket["status"], role=actor.role, actor_id=actor.id, holder_id=ticket.get("agent_id")
             )
         except Conflict as exc:
-            detail = exc.detail if isinstance(exc.detail, dict) else {"message": str(exc.detail)}
-            raise Conflict({**detail, "ticket": TicketRead.from_doc(ticket).model_dump(mode="json")}) from exc
+            raise Conflict(_refusal(actor, ticket, exc)) from exc
         now = utcnow()
         state = {**_state(ticket), **changes, "status": transition.target.value}
         if transition.target is Status.FINALIZADO:
@@ -261,15 +312,25 @@ async def _transition(
             await events.insert(db, event)
         except DuplicateKeyError:
             continue  # someone moved it first: re-read and judge again against the new state
+        # Project it, then read back until the stored ticket shows it: on FerretDB a concurrent
+        # activity update can write back the version it read before ours (projection.py).
         await repository.apply_state(
             db, ticket_id, from_version=ticket["version"], version=version, state=state, at=now
         )
+        await projection.settle(db, ticket_id)
         if transition.target is Status.FINALIZADO:
-            await users.raise_ticket_slot(db, ticket["client_id"], int(ticket.get("open_slot", 0)) + 1)
+            await users.raise_ticket_slot(
+                db, ticket["client_id"], channel=ticket["channel"], slot=int(ticket.get("open_slot", 0)) + 1
+            )
         updated = {**ticket, **state, "version": version, "updated_at": now}
         await feed.publish(
             db, reseller_id=ticket["reseller_id"], type_=f"ticket.{transition.event}", ticket=updated, previous=ticket
         )
+        if transition.target is Status.FINALIZADO:
+            # The finalize's half of the handshake with inbound messages (messages.service).
+            from backend.messages import service as messages  # messages builds on this module
+
+            await messages.refile_after_finalize(db, updated)
         return updated
     raise Conflict("ticket is changing too fast; retry")
 
@@ -356,11 +417,7 @@ async def list_page(
 ) -> TicketPage:
     after = None
     if cursor:
-        at_raw, last_id = decode_cursor(cursor, 2)
-        try:
-            after = (datetime.fromisoformat(str(at_raw)), str(last_id))
-        except ValueError as exc:
-            raise Unprocessable("invalid cursor") from exc
+        after = decode_time_cursor(cursor)
     query = _list_query(actor, status=status, department_id=department_id)
     if q and q.strip():
         query = {"$and": [query, _search_filter(q)]}

@@ -7,6 +7,9 @@ from backend.core.indexes import ASC, DESC, declare
 from backend.core.tenancy import Actor, get_in_scope, scoped
 
 COLLECTION = "users"
+# Bumped by every change that must end the user's sessions; access tokens carry the value they
+# were issued under (backend/core/security.py). Absent on users never bumped: 0.
+TOKEN_VERSION = "token_version"
 
 IX_TENANT_ROLE = declare(
     COLLECTION,
@@ -49,11 +52,21 @@ async def list_page(
     return await cursor.to_list(length=limit)
 
 
-async def update(db: Database, actor: Actor, user_id: str, changes: dict[str, Any]) -> dict[str, Any] | None:
-    await db[COLLECTION].update_one(scoped(actor, {"_id": user_id}), {"$set": changes})
+async def update(
+    db: Database, actor: Actor, user_id: str, changes: dict[str, Any], *, revoke_tokens: bool = False
+) -> dict[str, Any] | None:
+    update: dict[str, Any] = {"$set": changes}
+    if revoke_tokens:
+        # In the same write as the change itself: no moment where the new password (or the
+        # reactivated user) is in place and the old tokens still count.
+        update["$inc"] = {TOKEN_VERSION: 1}
+    await db[COLLECTION].update_one(scoped(actor, {"_id": user_id}), update)
     return await db[COLLECTION].find_one({"_id": user_id})
 
 
-async def raise_ticket_slot(db: Database, client_id: str, slot: int) -> None:
-    """A hint of the client's next free open-ticket slot; only ever moves forward."""
-    await db[COLLECTION].update_one({"_id": client_id}, {"$max": {"ticket_slot": slot}})
+async def raise_ticket_slot(db: Database, client_id: str, *, channel: str, slot: int) -> None:
+    """A hint of where the client's open-ticket slots on `channel` start (tickets.service
+    open_for_client): `slot` is one past a finalized slot, or an open slot, so it never points
+    beyond the first open one. Moves forward only; FerretDB's whole-document write-back can put back an older,
+    lower value, which costs the next walk a few reads and nothing else."""
+    await db[COLLECTION].update_one({"_id": client_id}, {"$max": {f"ticket_slots.{channel}": slot}})

@@ -3,14 +3,15 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from backend.core.deps import Db, ResellerActor, ResellerOrAdminActor, StaffActor
+from backend.core.errors import ROLE, WITH_BODY, responses
 from backend.core.pagination import DEFAULT_LIMIT, MAX_LIMIT
 from backend.users import service
 from backend.users.schemas import UserCreate, UserPage, UserRead, UserUpdate
 
-router = APIRouter(prefix="/users", tags=["users"])
+router = APIRouter(prefix="/users", tags=["users"], responses=ROLE)
 
 
-@router.post("", status_code=201, operation_id="users-create")
+@router.post("", status_code=201, operation_id="users-create", responses=WITH_BODY | responses(409))
 async def create_user(db: Db, actor: ResellerActor, body: UserCreate) -> UserRead:
     return await service.create_agent(db, actor, data=body)
 
@@ -27,11 +28,11 @@ async def list_users(
     return await service.list_page(db, actor, cursor=cursor, limit=limit, department_id=department_id, active=active)
 
 
-@router.get("/{user_id}", operation_id="users-get")
+@router.get("/{user_id}", operation_id="users-get", responses=responses(404))
 async def get_user(db: Db, actor: StaffActor, user_id: str) -> UserRead:
     return UserRead.from_doc(await service.get_or_404(db, actor, user_id=user_id))
 
 
-@router.patch("/{user_id}", operation_id="users-update")
+@router.patch("/{user_id}", operation_id="users-update", responses=WITH_BODY | responses(404, 409))
 async def update_user(db: Db, actor: ResellerOrAdminActor, user_id: str, body: UserUpdate) -> UserRead:
     return await service.update(db, actor, user_id=user_id, data=body)

@@ -140,8 +140,11 @@ async def update(db: Database, actor: Actor, *, user_id: str, data: UserUpdate) 
             db, target["reseller_id"], changes["department_ids"]
         )
     changes["updated_at"] = utcnow()
-    doc = await repository.update(db, actor, user_id, changes)
+    # A new password ends every session of the old one; so do deactivation and reactivation (a
+    # token issued before a deactivation must not come back to life with the user).
+    revoke = "password_hash" in changes or ("active" in changes and changes["active"] != target.get("active"))
+    doc = await repository.update(db, actor, user_id, changes, revoke_tokens=revoke)
     assert doc is not None
-    if doc.get("reseller_id") and ("active" in changes or "department_ids" in changes):
+    if doc.get("reseller_id") and (revoke or "active" in changes or "department_ids" in changes):
         feed.access_changed(db, reseller_id=doc["reseller_id"], user_id=doc["_id"])
     return UserRead.from_doc(doc)

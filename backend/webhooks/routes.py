@@ -4,11 +4,13 @@ from fastapi import APIRouter, Header, Query, Request
 from pymongo.errors import PyMongoError
 
 from backend.core.deps import AppSettings, Db
-from backend.core.errors import ServiceUnavailable
+from backend.core.errors import API, ServiceUnavailable, responses
 from backend.webhooks import service
 from backend.webhooks.schemas import WebhookAck
 
-router = APIRouter(prefix="/webhooks/whatsapp", tags=["webhooks"])
+# No body validation (the route reads the raw body): 401 before anything is read, 413 past the
+# webhook's limit, 503 when the delivery could not be stored (the provider retries).
+router = APIRouter(prefix="/webhooks/whatsapp", tags=["webhooks"], responses=API | responses(401, 413))
 
 Token = Annotated[str | None, Query(alias="t", description="the connection's webhook token")]
 TokenHeader = Annotated[str | None, Header(alias="X-Webhook-Token")]
@@ -23,16 +25,11 @@ async def _receive(
     t: str | None,
     header: str | None,
 ) -> WebhookAck:
-    body = await request.body()
     try:
-        outcome, raw_id = await service.receive(
-            db,
-            connection_id=connection_id,
-            token=header or t,
-            event_hint=event,
-            body=body,
-            lanes=settings.WEBHOOK_LANES,
-        )
+        # The token first: an unauthenticated sender never gets its body read.
+        conn = await service.authenticate(db, connection_id, header or t)
+        body = await request.body()
+        outcome, raw_id = await service.store(db, conn, event_hint=event, body=body, lanes=settings.WEBHOOK_LANES)
     except PyMongoError as exc:
         raise ServiceUnavailable("could not store the event; retry") from exc
     return WebhookAck(status=outcome, raw_id=raw_id)

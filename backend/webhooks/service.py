@@ -40,12 +40,14 @@ from backend.messages import service as message_rules
 from backend.outbound import service as outbound
 from backend.tickets import intake
 from backend.users import repository as users
-from backend.webhooks import repository, signals
+from backend.webhooks import repository, sanitize, signals
 from backend.webhooks.schemas import Outcome
 
 log = get_logger("webhooks")
 
 MAX_RAW_BYTES = 15 * 1024 * 1024  # under MongoDB's 16 MB document limit
+SNIFF_MAX_CHARS = 256  # event names and chat ids are short; the raw body keeps the rest
+ERROR_MAX_CHARS = 2000
 _DUMMY_TOKEN = "x" * 43  # compared against when the connection does not exist: same work either way
 
 
@@ -82,12 +84,14 @@ def _sniff(body: str, hint: str | None) -> tuple[str | None, str]:
     """(event name, chat) for the raw record and its lane; never fails (bad bodies fail later)."""
     try:
         payload = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):  # nested past the parser's depth: kept, and fails later
         return hint, ""
     if not isinstance(payload, dict):
         return hint, ""
     event = payload.get("event")
-    return (str(event) if isinstance(event, str) else hint), _chat_of(payload)
+    name = str(event) if isinstance(event, str) else hint
+    # Both are stored with the raw event: what the store refuses must not refuse the delivery.
+    return (sanitize.text(name)[:SNIFF_MAX_CHARS] if name else name), sanitize.text(_chat_of(payload))[:SNIFF_MAX_CHARS]
 
 
 def lane_of(connection_id: str, chat: str, lanes: int) -> int:
@@ -101,6 +105,13 @@ async def receive(
     """Authenticates and stores the delivery durably (w=majority, j=true) in its chat's lane.
     Returns ("received", raw id); a database error propagates (the route answers 503)."""
     conn = await authenticate(db, connection_id, token)
+    return await store(db, conn, event_hint=event_hint, body=body, lanes=lanes)
+
+
+async def store(
+    db: Database, conn: dict[str, Any], *, event_hint: str | None, body: bytes, lanes: int
+) -> tuple[Outcome, str]:
+    """Stores an authenticated delivery (the route authenticates before it reads the body)."""
     text = body[:MAX_RAW_BYTES].decode("utf-8", errors="replace")
     event, chat = _sniff(text, event_hint)
     lane = lane_of(conn["_id"], chat, lanes)
@@ -143,18 +154,22 @@ async def process(
             payload = json.loads(raw["body"])
         except ValueError as exc:
             raise WebhookParseError(f"body is not JSON: {exc}") from exc
-        events = registry.parse_webhook(conn["provider"], payload, event_hint=raw.get("event_hint"))
+        except RecursionError as exc:
+            raise WebhookParseError("body is JSON nested deeper than the parser reads") from exc
+        parsed = registry.parse_webhook(conn["provider"], payload, event_hint=raw.get("event_hint"))
+        events = [sanitize.event(event) for event in parsed]
         if not conn.get("active"):
             outcome: Outcome = "ignored"
             results = ["connection inactive"]
         else:
-            results = [await _apply(db, conn, event, retry=attempt is not None and attempt > 1) for event in events]
+            retry = attempt is not None and attempt > 1
+            results = [await _apply(db, conn, event, retry=retry, raw_id=raw["_id"]) for event in events]
             outcome = "ignored" if results and all(r.startswith("ignored") for r in results) else "processed"
     except PyMongoError:
         raise
     except Exception as exc:  # unknown shape or a bug: keep it
         log.warning("webhook event failed", raw_id=raw["_id"], error=str(exc), kind=type(exc).__name__)
-        error = f"{type(exc).__name__}: {exc}"
+        error = sanitize.text(f"{type(exc).__name__}: {exc}")[:ERROR_MAX_CHARS]
         changes = {"status": "failed", "error": error, "failed_at": utcnow(), "retry_at": None, **counted}
         await repository.mark(db, raw["_id"], changes, inc_attempts=inc)
         return "failed"
@@ -163,10 +178,13 @@ async def process(
     return outcome
 
 
-async def _apply(db: Database, conn: dict[str, Any], event: InboundEvent, *, retry: bool = False) -> str:
-    """`retry`: an earlier attempt at this same delivery was claimed and did not finish."""
+async def _apply(
+    db: Database, conn: dict[str, Any], event: InboundEvent, *, retry: bool = False, raw_id: str = ""
+) -> str:
+    """`retry`: an earlier attempt at this same delivery was claimed and did not finish.
+    `raw_id`: the delivery, for a fromMe upsert held as a probable echo (released from it)."""
     if isinstance(event, InboundMessage):
-        return await _ingest_message(db, conn, event, retry=retry)
+        return await _ingest_message(db, conn, event, retry=retry, raw_id=raw_id)
     if isinstance(event, StatusUpdate):
         return await outbound.apply_receipt(
             db,
@@ -194,7 +212,10 @@ async def _known_client(db: Database, reseller_id: str, phone: str) -> dict[str,
     return await users.get(db, client_id) if client_id else None
 
 
-async def _ingest_message(db: Database, conn: dict[str, Any], event: InboundMessage, *, retry: bool) -> str:
+async def _ingest_message(
+    db: Database, conn: dict[str, Any], event: InboundMessage, *, retry: bool, raw_id: str
+) -> str:
+    sanitize.check_storable(event)  # before the client and ticket writes: never a ticket without it
     message_id = message_id_for(conn["_id"], event.provider_message_id)
     stored = await messages.get(db, message_id)
     if stored is not None:
@@ -207,20 +228,19 @@ async def _ingest_message(db: Database, conn: dict[str, Any], event: InboundMess
             return f"message {message_id} completed after an unfinished attempt"
         return "duplicate"
     if event.from_me:
-        # Our own reply echoed back by the provider: the worker bound its provider id to the
-        # agent's message. Otherwise the phone sent it outside IAZE; bind the id to it.
-        own = await outbound.own_send_for_echo(
+        # Our own reply echoed back by the provider, or a message the phone sent outside IAZE:
+        # told apart by provider id (the rule and its one text-matched window: from_me_verdict).
+        verdict = await outbound.from_me_verdict(
             db,
             connection_id=conn["_id"],
             phone=event.phone,
             text=event.body or "",
             provider_message_id=event.provider_message_id,
+            own_message_id=message_id,
+            raw_id=raw_id,
         )
-        bound = await outbound.bind_provider_id(
-            db, connection_id=conn["_id"], provider_message_id=event.provider_message_id, message_id=own or message_id
-        )
-        if bound != message_id:
-            return "echo of an IAZE reply"
+        if verdict is not outbound.FromMe.OWN:
+            return "echo of an IAZE reply"  # held ones too: settled when the send is answered
     client = await _known_client(db, conn["reseller_id"], event.phone)
     if client is None:
         client, _ = await clients.upsert_by_phone(
@@ -243,6 +263,7 @@ async def _ingest_message(db: Database, conn: dict[str, Any], event: InboundMess
             "connection_id": conn["_id"],
             "provider_message_id": event.provider_message_id,
             "provider_sent_at": event.sent_at,
+            **({"truncated": list(event.cut)} if event.cut else {}),
         },
         from_me=event.from_me,
     )
@@ -251,3 +272,20 @@ async def _ingest_message(db: Database, conn: dict[str, Any], event: InboundMess
             db, connection_id=conn["_id"], provider_message_id=event.provider_message_id, message_id=message["_id"]
         )
     return f"message {message['_id']} in ticket {ticket['_id']}" + (" (new ticket)" if created else "")
+
+
+async def release_held_echo(db: Database, *, connection_id: str, provider_message_id: str, raw_id: str) -> None:
+    """A fromMe upsert held as the probable echo of an agent's reply turned out, once the send was
+    answered with another id, to be typed on the phone (backend/outbound/service.py,
+    `from_me_verdict`). Its id is bound to its own message, then its stored delivery is processed
+    again, which now stores it as a message of its own. Safe to repeat: run as a retry, a repeat
+    that finds the message stored completes what a killed run may have left undone."""
+    await outbound.bind_provider_id(
+        db,
+        connection_id=connection_id,
+        provider_message_id=provider_message_id,
+        message_id=message_id_for(connection_id, provider_message_id),
+    )
+    raw = await repository.get(db, raw_id)
+    if raw is not None:
+        await process(db, raw, attempt=int(raw.get("attempts") or 0) + 1)

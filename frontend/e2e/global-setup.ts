@@ -135,6 +135,8 @@ export default async function setup(project: TestProject) {
       PORT: String(apiPort),
       MONGO_URL: `mongodb://127.0.0.1:${mongoPort}/`,
       MONGO_DB: 'iaze_e2e',
+      // A fresh store every run: the checkout's deploy-ledger file (on by default) would refuse it.
+      LEDGER_FILE: '',
       JWT_SECRET: 'e2e-secret-'.padEnd(48, 'x'),
       ADMIN_EMAIL: ADMIN.email,
       ADMIN_PASSWORD: ADMIN.password,

@@ -37,7 +37,10 @@ async def test_deactivated_agent_cannot_log_in_and_its_old_token_stops_working(
 
     r = await client.patch(f"{API}/users/{agent['id']}", json={"active": True}, headers=tenant.headers)
     assert r.status_code == 200
-    assert (await client.get(f"{API}/auth/me", headers=old)).status_code == 200
+    # Reactivation does not bring the tokens of before back to life: the user logs in again.
+    assert (await client.get(f"{API}/auth/me", headers=old)).status_code == 401
+    fresh = bearer(await _login_token(client, agent["email"], "agent-pass-1"))
+    assert (await client.get(f"{API}/auth/me", headers=fresh)).status_code == 200
 
 
 async def test_deactivated_reseller_locks_out_its_owner_and_agents(
@@ -70,3 +73,24 @@ async def test_nobody_can_deactivate_themselves(client: httpx.AsyncClient, admin
     r = await client.patch(f"{API}/users/{me['id']}", json={"active": False}, headers=admin_headers)
     assert r.status_code == 409
     assert (await client.get(f"{API}/auth/me", headers=admin_headers)).status_code == 200
+
+
+async def test_a_token_issued_before_a_deactivation_stays_dead_after_reactivation(
+    client: httpx.AsyncClient, admin_headers: dict[str, str]
+) -> None:
+    """Each step bumps the user's token version: a token from any earlier step is refused."""
+    tenant = await make_tenant(client, admin_headers, agents=0)
+    agent = await make_agent(client, tenant, [tenant.departments[0]["id"]])
+    before = agent["headers"]
+    url = f"{API}/users/{agent['id']}"
+    assert (await client.patch(url, json={"active": False}, headers=tenant.headers)).status_code == 200
+    assert (await client.patch(url, json={"active": True}, headers=tenant.headers)).status_code == 200
+    between = bearer(await _login_token(client, agent["email"], "agent-pass-1"))
+    assert (await client.patch(url, json={"active": False}, headers=tenant.headers)).status_code == 200
+    assert (await client.patch(url, json={"active": True}, headers=tenant.headers)).status_code == 200
+    for old in (before, between):
+        assert (await client.get(f"{API}/auth/me", headers=old)).status_code == 401
+    # A change that revokes nothing (a name) leaves the current token alone.
+    current = bearer(await _login_token(client, agent["email"], "agent-pass-1"))
+    assert (await client.patch(url, json={"name": "Novo Nome"}, headers=tenant.headers)).status_code == 200
+    assert (await client.get(f"{API}/auth/me", headers=current)).status_code == 200

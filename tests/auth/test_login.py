@@ -11,7 +11,7 @@ import pytest
 
 from backend.core.clock import utcnow
 from tests.conftest import ADMIN_EMAIL, JWT_SECRET
-from tests.factories import API, Tenant, bearer, make_agent, make_tenant
+from tests.factories import API, Tenant, bearer, login, make_agent, make_tenant
 
 LOGIN = f"{API}/auth/login"
 
@@ -65,6 +65,28 @@ async def test_password_change_takes_effect(client: httpx.AsyncClient, tenant: T
     assert (await db.users.find_one({"_id": agent["id"]}))["password_hash"] not in (old_hash, "brand-new-pass")
     assert (await client.post(LOGIN, json={"email": agent["email"], "password": "agent-pass-1"})).status_code == 401
     assert (await client.post(LOGIN, json={"email": agent["email"], "password": "brand-new-pass"})).status_code == 200
+
+
+async def test_password_change_revokes_the_tokens_issued_before(
+    client: httpx.AsyncClient, admin_headers: dict[str, str]
+) -> None:
+    tenant = await make_tenant(client, admin_headers, agents=0)  # its owner's tokens get revoked
+    agent = await make_agent(client, tenant, [tenant.departments[0]["id"]])
+    old = agent["headers"]
+    assert (await client.get(f"{API}/auth/me", headers=old)).status_code == 200
+    r = await client.patch(f"{API}/users/{agent['id']}", json={"password": "brand-new-pass"}, headers=tenant.headers)
+    assert r.status_code == 200
+    for path in ("/auth/me", "/tickets"):
+        assert (await client.get(f"{API}{path}", headers=old)).status_code == 401
+    new = await login(client, agent["email"], "brand-new-pass")
+    assert (await client.get(f"{API}/auth/me", headers=new)).status_code == 200
+    # The owner changing their own password ends their own old sessions too.
+    owner_old = tenant.headers
+    r = await client.patch(f"{API}/users/{tenant.owner_id}", json={"password": "owner-pass-2"}, headers=owner_old)
+    assert r.status_code == 200
+    assert (await client.get(f"{API}/auth/me", headers=owner_old)).status_code == 401
+    owner_new = await login(client, r.json()["email"], "owner-pass-2")
+    assert (await client.get(f"{API}/auth/me", headers=owner_new)).status_code == 200
 
 
 async def test_me_answers_for_every_staff_role(
@@ -121,6 +143,15 @@ async def test_tampered_forged_and_malformed_tokens_are_401(
         _token(str(client_user["_id"]), minutes=5),  # clients never hold a staff token
         jwt.encode({"sub": admin["_id"], "iat": utcnow()}, JWT_SECRET, algorithm="HS256"),  # no exp
         jwt.encode({"sub": 7, "exp": utcnow() + timedelta(minutes=5), "iat": utcnow()}, JWT_SECRET, algorithm="HS256"),
+        # A token version that is not the user's (0 until first bumped), or not a number.
+        *(
+            jwt.encode(
+                {"sub": admin["_id"], "exp": utcnow() + timedelta(minutes=5), "iat": utcnow(), "ver": ver},
+                JWT_SECRET,
+                algorithm="HS256",
+            )
+            for ver in (1, -1, "0", None, 0.0)
+        ),
         "not-a-jwt",
         "a.b.c",
     ]

@@ -1,5 +1,6 @@
 """Bad input on every write endpoint: a clear 4xx, never a 500, and nothing written."""
 
+import base64
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -226,3 +227,39 @@ async def test_bad_query_parameters_are_422(client: httpx.AsyncClient, world: Wo
         r = await client.get(f"{API}{path}", params=params, headers=h)
         assert r.status_code == 422, (path, params, r.text)
         assert isinstance(r.json()["detail"], list)
+
+
+def _cursor(values: object) -> str:
+    return base64.urlsafe_b64encode(json.dumps(values).encode()).decode().rstrip("=")
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        ["9999-12-31T23:59:59-14:00", "0" * 24],  # past year 9999 once made UTC: OverflowError
+        ["0001-01-01T00:00:00+14:00", "0" * 24],  # before year 1 once made UTC
+        ["2024-01-01T00:00:00+00:00", "not-an-id"],
+        ["2024-01-01T00:00:00+00:00", 12345],
+        [20240101, "0" * 24],
+    ],
+)
+async def test_cursor_dates_out_of_range_or_malformed_are_422(
+    client: httpx.AsyncClient, world: World, values: list[Any]
+) -> None:
+    for path in ("/tickets", f"/tickets/{world.held['id']}/messages"):
+        r = await client.get(f"{API}{path}", params={"cursor": _cursor(values)}, headers=world.tenant.headers)
+        assert r.status_code == 422, (path, values, r.status_code, r.text[:300])
+        assert r.json()["detail"] == "invalid cursor"
+
+
+async def test_cursor_dates_in_range_with_any_offset_are_read(client: httpx.AsyncClient, world: World) -> None:
+    """The same instant written with an offset, in UTC, or naive (taken as UTC) is one cursor:
+    the inbox (newest first) has nothing older than 2024, the thread (oldest first) is whole."""
+    h = world.tenant.headers
+    thread = (await client.get(f"{API}/tickets/{world.held['id']}/messages", headers=h)).json()["items"]
+    assert thread
+    for at in ("2024-01-01T09:00:00-03:00", "2024-01-01T12:00:00+00:00", "2024-01-01T12:00:00"):
+        for path, expected in (("/tickets", []), (f"/tickets/{world.held['id']}/messages", thread)):
+            r = await client.get(f"{API}{path}", params={"cursor": _cursor([at, "f" * 24])}, headers=h)
+            assert r.status_code == 200, (path, at, r.text[:300])
+            assert r.json()["items"] == expected, (path, at)

@@ -1,5 +1,6 @@
 """WORKERS: `python -m backend` serves from several processes (one per core), each a full
-stateless backend sharing only the database; all of them answer, and SIGTERM stops them all."""
+stateless backend sharing only the database and Redis; all of them answer, and SIGTERM stops them
+all. Without Redis that configuration is refused."""
 
 import subprocess
 import time
@@ -10,6 +11,7 @@ import httpx
 
 from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD
 from tests.persistence.procs import Backend
+from tests.realtime.conftest import redis_url  # noqa: F401  (the fixture: a real redis-server)
 
 
 def _children(pid: int) -> list[int]:
@@ -22,9 +24,9 @@ def _serving(pid: int) -> list[int]:
     return [c for c in _children(pid) if "python" in Path(f"/proc/{c}/cmdline").read_bytes().decode(errors="replace")]
 
 
-def test_two_workers_serve_and_stop_together(mongo_url: str, tmp_path: Path) -> None:
+def test_two_workers_serve_and_stop_together(mongo_url: str, redis_url: str, tmp_path: Path) -> None:  # noqa: F811
     name = f"t_workers_{uuid.uuid4().hex[:8]}"
-    backend = Backend(mongo_url, name, tmp_path / "backend.log", extra_env={"WORKERS": "2"})
+    backend = Backend(mongo_url, name, tmp_path / "backend.log", extra_env={"WORKERS": "2", "REDIS_URL": redis_url})
     backend.start(timeout=90)
     try:
         assert backend.proc is not None
@@ -58,3 +60,16 @@ def _gone(pid: int) -> bool:
     except FileNotFoundError:
         return True
     return "\nState:\tZ" in status  # exited, waiting to be reaped by whoever inherited it
+
+
+def test_several_workers_without_redis_are_refused_at_start(mongo_url: str, tmp_path: Path) -> None:
+    """Revoking a user's access reaches open sockets on other worker processes only through
+    Redis: without REDIS_URL, WORKERS>1 refuses to start, saying why, before serving anything."""
+    backend = Backend(
+        mongo_url, f"t_workers_{uuid.uuid4().hex[:8]}", tmp_path / "backend.log", extra_env={"WORKERS": "2"}
+    )
+    backend.start(wait_ready=False)
+    assert backend.proc is not None
+    assert backend.proc.wait(timeout=60) == 2
+    assert "WORKERS=2 needs REDIS_URL" in backend.log_tail()
+    backend.proc = None

@@ -4,10 +4,13 @@
 
 It speaks the documented REST shapes the adapter uses (POST /instance/create, GET
 /instance/connect/{name}, GET /instance/connectionState/{name}, POST /message/sendText/{name},
-`apikey` header) and posts webhooks back to the URL and headers set at instance creation, in
+`apikey` header; GET /instance/fetchInstances for scripts/post_restart.py) and posts webhooks back
+to the URL and headers set at instance creation, in
 Evolution's envelope ({event, instance, data, destination, date_time, sender, server_url, apikey}).
 
-Test controls under /_control: switch modes (ok, slow, 5xx, malformed), read what was sent, and
+Test controls under /_control: switch modes (ok, slow, 5xx, malformed), fail or hold just the
+next sends (`fail_next`; `hold_next` before anything, `hold_answer_next` after posting the echo,
+both until POST /_control/release), read what was sent, and
 make the "phone" do things (connect, new QR code, inbound message, delivery receipt, raw post).
 "down" is the real thing: the test stops this process.
 """
@@ -43,6 +46,7 @@ class Instance:
     state: str = "connecting"
     qr_count: int = 1
     owner: str = "5511900000000"
+    paired: bool = False  # Evolution fills ownerJid once a phone has scanned the QR code
 
 
 @dataclass
@@ -56,6 +60,13 @@ class FakeState:
     echo_first_seconds: float = 0.0
     # The key id the next send gets, so a test can post its receipts before the send exists.
     next_key_id: str | None = None
+    # The next this-many sends answer 500 (nothing sent), whatever the mode.
+    fail_next: int = 0
+    # The next this-many sends wait, before anything happens, until POST /_control/release.
+    hold_next: int = 0
+    # The next this-many sends post their echo first, then hold the answer until released.
+    hold_answer_next: int = 0
+    released: asyncio.Event = field(default_factory=asyncio.Event)
     instances: dict[str, Instance] = field(default_factory=dict)
     sent: list[dict[str, Any]] = field(default_factory=list)
     calls: list[dict[str, Any]] = field(default_factory=list)
@@ -205,10 +216,50 @@ def create_app(api_key: str) -> FastAPI:
             return inst
         return JSONResponse({"instance": {"instanceName": name, "state": inst.state}})
 
+    @app.get("/instance/fetchInstances")
+    async def fetch_instances(
+        instanceName: str | None = None,  # Evolution's query parameter name
+        apikey: str | None = Header(default=None),
+    ) -> Response:
+        if (denied := unauthorized(apikey)) is not None:
+            return denied
+        if (bad := await misbehave("/instance/fetchInstances")) is not None:
+            return bad
+        if instanceName is not None:
+            found = instance_or_404(instanceName)
+            if isinstance(found, JSONResponse):
+                return found
+        chosen = [i for i in state.instances.values() if instanceName in (None, i.name)]
+        # Evolution v2 answers its Instance rows (prisma), not the connectionState shape.
+        return JSONResponse(
+            [
+                {
+                    "id": i.instance_id,
+                    "name": i.name,
+                    "connectionStatus": i.state,
+                    "ownerJid": f"{i.owner}@s.whatsapp.net" if i.paired else None,
+                    "profileName": "Loja Fake" if i.paired else None,
+                    "integration": "WHATSAPP-BAILEYS",
+                    "number": None,
+                    "token": i.token,
+                    "disconnectionReasonCode": None,
+                }
+                for i in chosen
+            ]
+        )
+
     @app.post("/message/sendText/{name}")
     async def send_text(name: str, request: Request, apikey: str | None = Header(default=None)) -> Response:
         if (denied := unauthorized(apikey)) is not None:
             return denied
+        if state.hold_next > 0:
+            state.hold_next -= 1
+            state.calls.append({"path": f"/message/sendText/{name}", "mode": "held", "at": _now_iso()})
+            await state.released.wait()
+        if state.fail_next > 0:
+            state.fail_next -= 1
+            state.calls.append({"path": f"/message/sendText/{name}", "mode": "fail_next", "at": _now_iso()})
+            return JSONResponse({"status": 500, "error": "Internal Server Error"}, 500)
         if (bad := await misbehave(f"/message/sendText/{name}")) is not None:
             return bad
         inst = instance_or_404(name)
@@ -238,7 +289,12 @@ def create_app(api_key: str) -> FastAPI:
                 await asyncio.sleep(0.05)
                 await post_webhook(inst, "MESSAGES_UPSERT", echo)
 
-            if state.echo_first_seconds > 0:
+            if state.hold_answer_next > 0:
+                state.hold_answer_next -= 1
+                await post_webhook(inst, "MESSAGES_UPSERT", echo)
+                state.calls.append({"path": f"/message/sendText/{name}", "mode": "answer_held", "at": _now_iso()})
+                await state.released.wait()
+            elif state.echo_first_seconds > 0:
                 await post_webhook(inst, "MESSAGES_UPSERT", echo)
                 await asyncio.sleep(state.echo_first_seconds)
             else:
@@ -270,13 +326,27 @@ def create_app(api_key: str) -> FastAPI:
         state.echo = bool(body.get("echo", state.echo))
         state.echo_first_seconds = float(body.get("echo_first_seconds", state.echo_first_seconds))
         state.next_key_id = body.get("next_key_id", state.next_key_id)
+        state.fail_next = int(body.get("fail_next", state.fail_next))
+        state.hold_next = int(body.get("hold_next", state.hold_next))
+        state.hold_answer_next = int(body.get("hold_answer_next", state.hold_answer_next))
+        if state.hold_next or state.hold_answer_next:
+            state.released.clear()
         return {
             "mode": state.mode,
             "slow_seconds": state.slow_seconds,
             "echo": state.echo,
             "echo_first_seconds": state.echo_first_seconds,
             "next_key_id": state.next_key_id,
+            "fail_next": state.fail_next,
+            "hold_next": state.hold_next,
+            "hold_answer_next": state.hold_answer_next,
         }
+
+    @app.post("/_control/release")
+    async def release() -> dict[str, bool]:
+        """Lets every held send go on."""
+        state.released.set()
+        return {"released": True}
 
     @app.get("/_control/sent")
     async def sent() -> list[dict[str, Any]]:
@@ -304,8 +374,10 @@ def create_app(api_key: str) -> FastAPI:
     async def set_state(body: dict[str, Any]) -> dict[str, Any]:
         inst = await _inst(body)
         inst.state = body["state"]
+        inst.owner = body.get("owner", inst.owner)  # another phone scanning the QR code
         data = {"instance": inst.name, "state": inst.state, "statusReason": 200}
         if inst.state == "open":
+            inst.paired = True
             data.update(wuid=f"{inst.owner}@s.whatsapp.net", profileName="Loja Fake")
         return await post_webhook(inst, "CONNECTION_UPDATE", data)
 

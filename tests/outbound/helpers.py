@@ -1,9 +1,14 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import httpx
 
+from backend.core.config import Settings
 from tests.factories import Tenant, unique_phone
-from tests.fakes.harness import FakeEvolution
+from tests.fakes.harness import ROOT, FakeEvolution
 from tests.webhooks.helpers import settled
 
 
@@ -21,3 +26,23 @@ async def held_ticket(
     r = await client.post(f"/api/v1/tickets/{ticket['_id']}/assume", headers=agent)
     assert r.status_code == 200, r.text
     return str(ticket["_id"]), phone, agent
+
+
+def start_worker(settings: Settings, log: Path, **extra_env: str) -> subprocess.Popen[bytes]:
+    """A real `python -m backend.outbound` process on the test's database and fake provider."""
+    env = {
+        **os.environ,
+        "ENV": "test",
+        "MONGO_URL": settings.MONGO_URL,
+        "MONGO_DB": settings.MONGO_DB,
+        "JWT_SECRET": settings.JWT_SECRET,
+        "EVOLUTION_BASE_URL": settings.EVOLUTION_BASE_URL,
+        "EVOLUTION_API_KEY": settings.EVOLUTION_API_KEY,
+        "OUTBOUND_POLL_SECONDS": "0.1",
+        "OUTBOUND_LEASE_SECONDS": "10",
+        "OUTBOUND_WORKER_ENABLED": "true",
+        "LOG_LEVEL": "WARNING",
+        **extra_env,
+    }
+    out = open(log, "ab")  # noqa: SIM115 - owned by the child
+    return subprocess.Popen([sys.executable, "-m", "backend.outbound"], cwd=ROOT, env=env, stdout=out, stderr=out)

@@ -3,10 +3,7 @@ running (OUTBOUND_WORKER_ENABLED=false stands for "the process died right after 
 real `python -m backend.outbound` processes are started, killed and restarted."""
 
 import asyncio
-import os
 import signal
-import subprocess
-import sys
 from collections import Counter
 from datetime import timedelta
 from pathlib import Path
@@ -18,31 +15,13 @@ import pytest
 from backend.core.clock import utcnow
 from backend.core.config import Settings
 from tests.factories import make_tenant
-from tests.fakes.harness import ROOT, FakeEvolution, make_connection, wait_for
-from tests.outbound.helpers import held_ticket
+from tests.fakes.harness import FakeEvolution, make_connection, wait_for
+from tests.outbound.helpers import held_ticket, start_worker
 
 
 @pytest.fixture(scope="module")
 def settings_overrides() -> dict[str, Any]:
     return {"OUTBOUND_WORKER_ENABLED": False}
-
-
-def _start_worker(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
-    env = {
-        **os.environ,
-        "ENV": "test",
-        "MONGO_URL": settings.MONGO_URL,
-        "MONGO_DB": settings.MONGO_DB,
-        "JWT_SECRET": settings.JWT_SECRET,
-        "EVOLUTION_BASE_URL": settings.EVOLUTION_BASE_URL,
-        "EVOLUTION_API_KEY": settings.EVOLUTION_API_KEY,
-        "OUTBOUND_POLL_SECONDS": "0.1",
-        "OUTBOUND_LEASE_SECONDS": "10",
-        "OUTBOUND_WORKER_ENABLED": "true",
-        "LOG_LEVEL": "WARNING",
-    }
-    out = open(log, "ab")  # noqa: SIM115 - owned by the child
-    return subprocess.Popen([sys.executable, "-m", "backend.outbound"], cwd=ROOT, env=env, stdout=out, stderr=out)
 
 
 async def test_replies_stored_before_a_crash_are_sent_exactly_once_after_restart(
@@ -80,7 +59,7 @@ async def test_replies_stored_before_a_crash_are_sent_exactly_once_after_restart
     assert [s for s in await evolution.sent() if s["number"] == phone] == []
 
     # Two worker processes at once, as several backend replicas would run.
-    workers = [_start_worker(settings, tmp_path / f"worker{i}.log") for i in range(2)]
+    workers = [start_worker(settings, tmp_path / f"worker{i}.log") for i in range(2)]
     try:
 
         async def all_sent() -> bool:
@@ -106,7 +85,7 @@ async def test_replies_stored_before_a_crash_are_sent_exactly_once_after_restart
     # Stored while every worker is down; a fresh worker sends it, and nothing before it again.
     r = await client.post(f"/api/v1/tickets/{ticket_id}/messages", json={"body": "depois do deploy"}, headers=agent)
     late = r.json()["id"]
-    worker = _start_worker(settings, tmp_path / "worker-late.log")
+    worker = start_worker(settings, tmp_path / "worker-late.log")
     try:
         await wait_for(lambda: db.messages.find_one({"_id": late, "status": "sent"}), timeout=60)
         await asyncio.sleep(0.5)  # several more polls over the whole queue: still nothing resent

@@ -15,7 +15,8 @@ from pymongo import AsyncMongoClient
 
 from backend.app import create_app
 from backend.core.config import Settings
-from backend.ledger import model
+from backend.ledger import guard, model
+from backend.migrations import runner
 from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, make_settings
 from tests.factories import login, make_tenant, make_ticket
 from tests.persistence.procs import Ferret
@@ -207,3 +208,142 @@ async def test_many_refused_restarts_do_not_push_the_baseline_out(
     await raw_mongo[name].deploy_ledger.insert_many(refused)  # a long crash loop of refused starts
     async with running(settings) as (app, http):
         await assert_refused(app, http, "tickets 3 -> 2")
+
+
+def development(mongo_url: str, name: str, **overrides: Any) -> Settings:
+    """Development mode with the default ledger file (./var/deploy-ledger.jsonl under the test's
+    working directory): what `python -m backend` does on a developer's machine."""
+    return make_settings(mongo_url, name, ENV="development", **overrides).model_copy(update={"LEDGER_FILE": None})
+
+
+@pytest.fixture
+def in_tmp_checkout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+async def test_development_refuses_another_mongo_db_while_the_ledger_holds_history(
+    mongo_url: str, raw_mongo: AsyncMongoClient[dict[str, Any]], in_tmp_checkout: Path
+) -> None:
+    first, other = "ledger_dev_a", "ledger_dev_b"
+    for name in (first, other):
+        await raw_mongo.drop_database(name)
+    settings = development(mongo_url, first)
+    assert settings.ledger_file == "./var/deploy-ledger.jsonl"
+    async with running(settings) as (app, http):
+        assert app.state.startup.ready, app.state.startup.errors
+        await seed(http)
+    async with running(settings) as (app, _):
+        assert app.state.startup.ready
+    recorded = file_entries(str(in_tmp_checkout / "var" / "deploy-ledger.jsonl"))
+    identity = (await raw_mongo[first].database_identity.find_one({"_id": "identity"}) or {})["id"]
+    assert {e["identity"] for e in recorded} == {identity} and {e["db"] for e in recorded} == {first}
+    assert recorded[-1]["server"] == mongo_url.split("//")[1].split("/")[0]
+
+    # MONGO_DB changed (a typo, another .env): refused before anything is written to it.
+    switched = settings.model_copy(update={"MONGO_DB": other})
+    async with running(switched) as (app, http):
+        errors = await assert_refused(app, http, f"guards database '{first}'", f"this is database '{other}'")
+    assert await raw_mongo[other].users.count_documents({}) == 0
+    # The documented override names the start the file guards; the other database then takes over.
+    baseline = errors.split("LEDGER_OVERRIDE_BASELINE=")[1].split()[0]
+    assert baseline == recorded[-1]["_id"]
+    moved = switched.model_copy(
+        update={"LEDGER_OVERRIDE_BASELINE": baseline, "LEDGER_OVERRIDE_REASON": "new database for the demo"}
+    )
+    async with running(moved) as (app, _):
+        assert app.state.startup.ready, app.state.startup.errors
+    assert file_entries(settings.ledger_file)[-1]["outcome"] == model.OVERRIDE
+    async with running(switched) as (app, _):
+        assert app.state.startup.ready
+    # ...and going back to the first one unannounced is a swap like any other.
+    async with running(settings) as (app, http):
+        await assert_refused(app, http, f"guards database '{other}'")
+
+
+async def test_development_refuses_an_emptied_store_at_the_same_url(
+    mongo_url: str, raw_mongo: AsyncMongoClient[dict[str, Any]], in_tmp_checkout: Path
+) -> None:
+    name = "ledger_dev_emptied"
+    await raw_mongo.drop_database(name)
+    settings = development(mongo_url, name)
+    async with running(settings) as (_, http):
+        await seed(http)
+    async with running(settings) as (app, _):
+        assert app.state.startup.ready
+    await raw_mongo.drop_database(name)
+    async with running(settings) as (app, http):
+        await assert_refused(
+            app, http, "no identity: a new or emptied database", "is EMPTY although the deploy ledger recorded data"
+        )
+    assert await raw_mongo[name].users.count_documents({}) == 0
+
+
+async def test_lost_natural_keys_counters_and_events_are_refused(
+    mongo_url: str, raw_mongo: AsyncMongoClient[dict[str, Any]], ledger_file: str
+) -> None:
+    name = "ledger_sources"
+    await raw_mongo.drop_database(name)
+    settings = make_settings(mongo_url, name, LEDGER_FILE=ledger_file)
+    async with running(settings) as (_, http):
+        await seed(http)
+    async with running(settings) as (app, _):
+        assert app.state.startup.ready
+    db = raw_mongo[name]
+    before = {c: await db[c].count_documents({}) for c in ("natural_keys", "counters", "ticket_events")}
+    assert all(n > 0 for n in before.values()), before
+    # What a partial restore or a hand-made "cleanup" leaves: the tickets are all there, but the
+    # keys, the ticket counter and the audit log are not.
+    for collection in before:
+        await db[collection].delete_many({})
+    async with running(settings) as (app, http):
+        await assert_refused(
+            app,
+            http,
+            f"natural_keys {before['natural_keys']} -> 0",
+            f"counters {before['counters']} -> 0",
+            f"ticket_events {before['ticket_events']} -> 0",
+        )
+
+
+async def test_a_start_counts_once_unless_another_start_recorded_in_between(
+    mongo_url: str, raw_mongo: AsyncMongoClient[dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    name = "ledger_count_once"
+    await raw_mongo.drop_database(name)
+    settings = make_settings(mongo_url, name)
+    calls: list[str] = []
+    original_count = guard.count
+
+    async def counting(db: Any, baseline: Any = None) -> dict[str, int]:
+        calls.append(db.name)
+        return await original_count(db, baseline)
+
+    async with running(settings) as (app, _):  # the first start also gives the database its identity
+        assert app.state.startup.ready
+    monkeypatch.setattr(guard, "count", counting)
+    async with running(settings) as (app, _):
+        assert app.state.startup.ready
+    assert calls == [name]  # the record step reused the guard step's counts
+
+    # Another instance records its start while this one migrates: the ledger changed under us,
+    # so the record step counts again (its counts must postdate every entry it compares with).
+    original_run = runner.run
+
+    nested: list[bool] = []
+
+    async def migrate_while_another_records(db: Any, *args: Any, **kwargs: Any) -> Any:
+        if not nested:  # the other instance migrates normally
+            nested.append(True)
+            other = create_app(settings)
+            async with other.router.lifespan_context(other):
+                assert other.state.startup.ready
+        return await original_run(db, *args, **kwargs)
+
+    monkeypatch.setattr(runner, "run", migrate_while_another_records)
+    calls.clear()
+    async with running(settings) as (app, _):
+        assert app.state.startup.ready
+    assert calls == [name, name, name]  # ours, the other instance's one, ours again
+    entries = await raw_mongo[name].deploy_ledger.find({}).to_list(length=None)
+    assert len(entries) == 4 and {e["outcome"] for e in entries} == {model.OK}

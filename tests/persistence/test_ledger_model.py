@@ -1,5 +1,9 @@
 """The guard's decision rules on plain entries (no database): baseline, shrink, override."""
 
+from pathlib import Path
+
+import pytest
+
 from backend.ledger import model
 
 
@@ -52,15 +56,45 @@ def test_override_must_name_the_baseline_and_give_a_reason() -> None:
     assert not model.override_applies(v, baseline_id="0", reason="stale flag from an older incident")
 
 
-def test_file_copy_is_on_by_default_in_production_only() -> None:
-    from backend.core.config import PRODUCTION_LEDGER_FILE, Settings
+def test_file_copy_is_on_by_default_in_every_mode(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from backend.core.config import DEFAULT_LEDGER_FILE, Settings
+
+    monkeypatch.delenv("LEDGER_FILE")  # tests/conftest.py turns it off for the suite
 
     def settings(**values: object) -> Settings:
-        return Settings(_env_file=None, **values)  # type: ignore[arg-type]
+        return Settings(_env_file=None, JWT_SECRET="s" * 40, FERRETDB_DATA_DIR=str(tmp_path / "db"), **values)  # type: ignore[arg-type]
 
-    prod = {"ENV": "production", "JWT_SECRET": "s" * 40, "MONGO_URL": "mongodb://db/?replicaSet=rs0"}
-    assert settings(**prod).ledger_file == PRODUCTION_LEDGER_FILE
+    prod = {"ENV": "production", "MONGO_URL": "mongodb://db/?replicaSet=rs0"}
+    assert settings(**prod).ledger_file == DEFAULT_LEDGER_FILE == "./var/deploy-ledger.jsonl"
     assert settings(**prod, LEDGER_FILE="/srv/l.jsonl").ledger_file == "/srv/l.jsonl"
     assert settings(**prod, LEDGER_FILE="").ledger_file == ""
-    # Development and test stores are routinely fresh: a file copy there is opt-in.
-    assert settings(ENV="development").ledger_file == "" and settings(ENV="test").ledger_file == ""
+    assert settings(ENV="development").ledger_file == DEFAULT_LEDGER_FILE
+    assert settings(ENV="development", MONGO_URL="mongodb://db/").ledger_file == DEFAULT_LEDGER_FILE
+    assert settings(ENV="test").ledger_file == DEFAULT_LEDGER_FILE
+    assert settings(ENV="test", LEDGER_FILE="").ledger_file == ""
+
+
+def test_an_entry_belongs_to_the_database_with_its_identity_or_legacy_name() -> None:
+    mine = {"_id": "1", "db": "support_chat", "identity": "abc"}
+    legacy = {"_id": "0", "db": "support_chat"}
+    assert model.same_database(mine, identity="abc", db_name="support_chat")
+    assert not model.same_database(mine, identity="zzz", db_name="support_chat")
+    # No identity yet (new or emptied database): by name, so its history still counts against it.
+    assert model.same_database(mine, identity=None, db_name="support_chat")
+    assert model.same_database(legacy, identity="abc", db_name="support_chat")
+    assert not model.same_database(legacy, identity="abc", db_name="other")
+
+
+def test_the_file_guards_another_database_when_name_or_identity_differ() -> None:
+    bound = {"_id": "1", "db": "support_chat", "identity": "abc"}
+    assert not model.guards_another_database(None, identity=None, db_name="x")
+    assert not model.guards_another_database(bound, identity="abc", db_name="support_chat")
+    assert model.guards_another_database(bound, identity=None, db_name="support_chat")  # emptied
+    assert model.guards_another_database(bound, identity="zzz", db_name="support_chat")  # another server
+    assert model.guards_another_database(bound, identity=None, db_name="other")  # another MONGO_DB
+    legacy = {"_id": "0", "db": "support_chat"}
+    assert not model.guards_another_database(legacy, identity=None, db_name="support_chat")
+    assert model.guards_another_database(legacy, identity=None, db_name="other")
+    v = model.judge(model.baseline([]), {})
+    assert model.override_applies(v, baseline_id="1", reason="moved to the new cluster", foreign=bound)
+    assert not model.override_applies(v, baseline_id="0", reason="moved to the new cluster", foreign=bound)

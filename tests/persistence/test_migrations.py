@@ -8,6 +8,8 @@ from typing import Any
 import httpx
 import pytest
 from pymongo import AsyncMongoClient
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.errors import AutoReconnect
 
 from backend.app import create_app
 from backend.core.clock import utcnow
@@ -142,3 +144,29 @@ async def test_a_live_lock_makes_the_other_instance_wait_then_give_up(fresh: Dat
         await runner.run(fresh, [Migration(1, "baseline", apply=ops_nothing)], wait_seconds=0.5)
     await lock.release(fresh, generation, "holder")
     assert await runner.run(fresh, [Migration(1, "baseline", apply=ops_nothing)], wait_seconds=1) == [1]
+
+
+async def test_a_failed_lock_renewal_neither_fails_the_migration_nor_skips_the_release(
+    fresh: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    renewals_failed = asyncio.Event()
+    original = AsyncCollection.update_one
+
+    async def flaky_update_one(self: AsyncCollection[Any], filter: Any, update: Any, *a: Any, **kw: Any) -> Any:
+        if self.name == lock.COLLECTION and "expires_at" in update.get("$set", {}):
+            renewals_failed.set()
+            raise AutoReconnect("primary stepped down (injected)")
+        return await original(self, filter, update, *a, **kw)
+
+    monkeypatch.setattr(AsyncCollection, "update_one", flaky_update_one)
+
+    async def apply(db: Database) -> None:
+        # Still migrating when the renewal fails: the failure lands inside the held lock.
+        await asyncio.wait_for(renewals_failed.wait(), timeout=60)
+        await db.probe.insert_one({"_id": "migrated"})
+
+    assert await runner.run(fresh, [Migration(1, "slow", apply)], lease_seconds=3, wait_seconds=5) == [1]
+    assert await fresh.probe.find_one({"_id": "migrated"}) is not None
+    assert await fresh[runner.COLLECTION].find_one({"_id": runner.applied_id(1)}) is not None
+    newest = (await fresh[lock.COLLECTION].find({}).sort("_id", -1).to_list(1))[0]
+    assert newest["released"] is True

@@ -40,9 +40,44 @@ def test_settings_refuse_defaults_in_production(values: dict[str, Any], message:
         production(**values)
 
 
-def test_sound_production_settings_and_development_defaults_pass() -> None:
+def test_sound_production_settings_pass() -> None:
     assert production().ENV == "production"
-    assert Settings(_env_file=None).JWT_SECRET == DEV_JWT_SECRET  # type: ignore[call-arg]
+
+
+def development(data_dir: Path, **values: Any) -> Settings:
+    return Settings(_env_file=None, ENV="development", FERRETDB_DATA_DIR=str(data_dir), **values)  # type: ignore[call-arg]
+
+
+def test_development_signs_with_a_random_secret_kept_per_data_directory(tmp_path: Path) -> None:
+    first = development(tmp_path / "a" / "ferretdb")
+    assert first.JWT_SECRET != DEV_JWT_SECRET and len(first.JWT_SECRET) >= 32
+    kept = tmp_path / "a" / "jwt-secret"
+    assert kept.read_text() == first.JWT_SECRET and kept.stat().st_mode & 0o077 == 0
+    # Kept: the next start (or another worker process) signs with the same one, so tokens survive
+    # a restart; another checkout's data directory gets its own.
+    assert development(tmp_path / "a" / "ferretdb").JWT_SECRET == first.JWT_SECRET
+    assert development(tmp_path / "b" / "ferretdb").JWT_SECRET != first.JWT_SECRET
+    # With a real database it is generated the same way when none is given.
+    assert development(tmp_path / "a" / "ferretdb", MONGO_URL="mongodb://db/").JWT_SECRET == first.JWT_SECRET
+
+
+def test_the_repository_secret_is_refused_whenever_mongo_url_is_set(tmp_path: Path) -> None:
+    with pytest.raises(ValidationError, match="repository's development constant"):
+        development(tmp_path / "ferretdb", MONGO_URL="mongodb://db/", JWT_SECRET=DEV_JWT_SECRET)
+    # Against the checkout's own local store it harms no one; test harnesses use fixed secrets.
+    assert development(tmp_path / "ferretdb", JWT_SECRET=DEV_JWT_SECRET).JWT_SECRET == DEV_JWT_SECRET
+    test = Settings(_env_file=None, ENV="test", MONGO_URL="mongodb://db/", JWT_SECRET=DEV_JWT_SECRET)  # type: ignore[call-arg]
+    assert test.JWT_SECRET == DEV_JWT_SECRET
+    assert not (tmp_path / "jwt-secret").exists()
+
+
+def test_python_m_backend_refuses_the_repository_secret_with_a_database(tmp_path: Path) -> None:
+    env = {"PATH": "/usr/bin:/bin", "MONGO_URL": "mongodb://127.0.0.1:1/", "JWT_SECRET": DEV_JWT_SECRET}
+    done = subprocess.run(
+        [sys.executable, "-m", "backend"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 2
+    assert "refusing to start" in done.stderr and "repository's development constant" in done.stderr
 
 
 def test_python_m_backend_exits_with_the_reason() -> None:

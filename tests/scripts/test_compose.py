@@ -11,6 +11,7 @@ import yaml
 import backend.app  # noqa: F401 - imports every repository, so declared() is complete
 from backend.core.indexes import declared
 from scripts import gen_mongo_init
+from scripts.common import OpsSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -93,3 +94,129 @@ def test_thin_wrappers_run_the_clis() -> None:
     for name, word in (("deploy_check", "snapshot"), ("backup", "schedule"), ("restore", "--over-live")):
         res = subprocess.run([str(ROOT / "scripts" / name), "--help"], capture_output=True, text=True, check=False)
         assert res.returncode == 0 and word in res.stdout, res.stderr
+
+
+EVOLUTION_SERVICES = ("evolution", "evolution-postgres", "evolution-redis")
+
+
+def test_evolution_api_v2_is_pinned_with_its_postgres_and_redis_on_named_volumes() -> None:
+    compose = _compose()
+    services, volumes = compose["services"], compose["volumes"]
+    evo = services["evolution"]
+    assert re.fullmatch(r"evoapicloud/evolution-api:v2\.\d+\.\d+", evo["image"]), "official image, exact v2 version"
+    env = evo["environment"]
+    assert env["DATABASE_PROVIDER"] == "postgresql"
+    assert env["DATABASE_CONNECTION_URI"].startswith("postgresql://evolution:${EVOLUTION_DB_PASSWORD:?")
+    assert "@evolution-postgres:5432/evolution" in env["DATABASE_CONNECTION_URI"]
+    assert env["CACHE_REDIS_ENABLED"] == "true" and env["CACHE_REDIS_URI"].startswith("redis://evolution-redis:6379/")
+    assert env["DATABASE_SAVE_DATA_INSTANCE"] == "true"  # the Baileys credentials row survives restarts
+    assert env["DEL_INSTANCE"] == "false"  # a disconnected instance is never deleted by Evolution
+    # The key is this installation's secret from .env, never a value written in the file.
+    assert env["AUTHENTICATION_API_KEY"].startswith("${EVOLUTION_API_KEY:?")
+    assert "evolution_instances:/evolution/instances" in evo["volumes"]
+    assert set(evo["depends_on"]) == {"evolution-postgres", "evolution-redis"}
+    assert all(d["condition"] == "service_healthy" for d in evo["depends_on"].values())
+
+    pg = services["evolution-postgres"]
+    assert re.fullmatch(r"postgres:\d+(\.\d+)?(-alpine)?", pg["image"])
+    assert "evolution_postgres:/var/lib/postgresql/data" in pg["volumes"]
+    assert pg["environment"]["POSTGRES_PASSWORD"].startswith("${EVOLUTION_DB_PASSWORD:?")
+    redis = services["evolution-redis"]
+    assert "evolution_redis:/data" in redis["volumes"]
+    # AOF on (the seed's "appendonly yes"), and no flag later on the line turning it off again.
+    cmd = redis["command"]
+    assert cmd[cmd.index("--appendonly") + 1] == "yes" and cmd.count("--appendonly") == 1
+    for name in EVOLUTION_SERVICES:
+        assert "healthcheck" in services[name] and services[name]["restart"] == "unless-stopped"
+    for volume in ("evolution_instances", "evolution_postgres", "evolution_redis"):
+        assert volumes[volume] == {"name": f"iaze_{volume}"}, "named volumes with fixed names"
+
+
+def test_evolution_is_reachable_only_inside_the_stack() -> None:
+    compose = _compose()
+    services = compose["services"]
+    for name in EVOLUTION_SERVICES:
+        assert "ports" not in services[name], f"{name} publishes a port"
+    assert services["evolution"]["expose"] == ["8080"]
+    # Its database and cache sit on a network with no way in or out of the host.
+    assert compose["networks"]["evolution"] == {"internal": True}
+    for name in ("evolution-postgres", "evolution-redis"):
+        assert services[name]["networks"] == ["evolution"]
+    assert set(services["evolution"]["networks"]) == {"default", "evolution"}
+    published = {name for name, s in services.items() if "ports" in s}
+    assert published == {"frontend"}, "only nginx is published"
+
+
+def test_backend_uses_the_stacks_evolution_and_the_installation_key() -> None:
+    services = _compose()["services"]
+    for name in ("backend", "backup"):
+        env = services[name]["environment"]
+        assert env["EVOLUTION_BASE_URL"] == "${EVOLUTION_BASE_URL:-http://evolution:8080}"
+        assert env["EVOLUTION_API_KEY"].startswith("${EVOLUTION_API_KEY:?")
+    assert services["backend"]["environment"]["PUBLIC_BASE_URL"] == "http://backend:8000"
+    example = (ROOT / ".env.example").read_text()
+    assert re.search(r"^EVOLUTION_API_KEY=$", example, re.M) and "openssl rand -hex 32" in example
+    assert re.search(r"^EVOLUTION_DB_PASSWORD=$", example, re.M)
+
+
+def test_backup_service_reads_the_sessions_volume_and_only_restore_writes_it() -> None:
+    services = _compose()["services"]
+    backup = services["backup"]
+    assert "evolution_instances:/evolution/instances:ro" in backup["volumes"]
+    assert backup["environment"]["BACKUP_EVOLUTION_INSTANCES_DIR"] == "/evolution/instances"
+    assert backup["environment"]["DEPLOY_CHECK_BACKEND_URL"] == "http://backend:8000"
+    writers = {
+        name
+        for name, s in services.items()
+        for v in s.get("volumes", [])
+        if v.split(":")[0] == "evolution_instances" and not v.endswith(":ro")
+    }
+    assert writers == {"evolution", "sessions-restore"}
+    restore = services["sessions-restore"]
+    assert restore["profiles"] == ["restore"], "never started by `docker compose up`"
+    assert restore["command"][:4] == ["python", "-m", "scripts.backup", "restore-sessions"]
+
+
+def test_backup_dumps_evolutions_database_with_a_matching_client() -> None:
+    services = _compose()["services"]
+    evolution_uri = services["evolution"]["environment"]["DATABASE_CONNECTION_URI"]
+    for name in ("backup", "sessions-restore"):
+        # The very database Evolution uses, same schema, reached over the internal network.
+        assert services[name]["environment"]["BACKUP_EVOLUTION_DATABASE_URL"] == evolution_uri
+        assert "evolution" in services[name]["networks"]
+    assert services["backup"]["depends_on"]["evolution-postgres"]["condition"] == "service_healthy"
+    # And its Redis: the same database Evolution's cache uses, keys under its prefix.
+    env = services["evolution"]["environment"]
+    for name in ("backup", "sessions-restore"):
+        assert services[name]["environment"]["BACKUP_EVOLUTION_REDIS_URL"] == env["CACHE_REDIS_URI"]
+    assert OpsSettings.model_fields["BACKUP_EVOLUTION_REDIS_PATTERN"].default == (
+        f"{env['CACHE_REDIS_PREFIX_KEY']}:instance:*"
+    )
+    # pg_dump must not be older than the server: bookworm ships client 15, the server image is 15.
+    dockerfile = (ROOT / "docker" / "backend.Dockerfile").read_text()
+    assert "postgresql-client" in dockerfile and "FROM python:3.11-slim-bookworm" in dockerfile
+    assert services["evolution-postgres"]["image"].startswith("postgres:15")
+
+
+def _make_n(*args: str) -> str:
+    import subprocess
+
+    res = subprocess.run(["make", "-n", *args], cwd=ROOT, capture_output=True, text=True, check=False)
+    assert res.returncode == 0, res.stderr
+    return res.stdout.strip()
+
+
+def test_make_operator_targets_run_docker_compose() -> None:
+    assert _make_n("up") == "docker compose up -d --build"
+    assert _make_n("ps") == "docker compose ps"
+    assert _make_n("logs") == "docker compose logs -f --tail=200"
+    assert _make_n("logs", "S=backend") == "docker compose logs -f --tail=200 backend"
+
+
+def test_no_make_target_removes_volumes() -> None:
+    """Every recipe line of every target: no `down`, no -v/--volumes, no volume rm/prune."""
+    recipes = [line for line in _commands(ROOT / "Makefile").splitlines() if line.startswith("\t")]
+    for line in recipes:
+        tokens = line.split()
+        assert not {"-v", "--volumes", "down"} & set(tokens), line
+        assert not re.search(r"volume\s+(rm|prune)|system\s+prune|\brm\b.*(volume|data|db)", line), line

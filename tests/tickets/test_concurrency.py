@@ -24,11 +24,16 @@ async def _race_assume(client: httpx.AsyncClient, tenant: Tenant, n: int, db: An
     codes = [r.status_code for r in results]
     assert codes.count(200) == 1 and codes.count(409) == n - 1, codes
     winner = next(r.json() for r in results if r.status_code == 200)
-    # Every loser is told who won: the 409 shows the ticket held by the winner.
-    for r in results:
+    # Every loser is told the ticket is taken; the ticket itself (phone, last message, holder)
+    # only when the loser may still see it, which another agent's ticket it may not.
+    for r, a in zip(results, agents, strict=True):
         if r.status_code == 409:
-            shown = r.json()["detail"]["ticket"]
-            assert (shown["status"], shown["agent_id"]) == ("atendendo", winner["agent_id"]), r.text
+            detail = r.json()["detail"]
+            assert detail["status"] == "atendendo", r.text
+            if a["id"] == winner["agent_id"]:
+                assert detail["ticket"]["agent_id"] == winner["agent_id"], r.text
+            else:
+                assert "ticket" not in detail, r.text
     stored = await get_ticket(client, tenant.headers, ticket["id"])
     assert (stored["status"], stored["agent_id"], stored["version"]) == ("atendendo", winner["agent_id"], 2)
     events = await ticket_events(client, tenant.headers, ticket["id"])

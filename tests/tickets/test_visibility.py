@@ -156,3 +156,35 @@ async def test_counts_per_role(client: httpx.AsyncClient, world: World, admin_he
         c = await counts(headers)
         for status, n in c.items():
             assert len(await _visible(client, headers, status=status)) == n
+
+
+async def test_refused_action_shows_the_ticket_only_to_who_may_see_it(
+    client: httpx.AsyncClient, admin_headers: dict[str, str]
+) -> None:
+    """A 409 names the ticket's status to an agent who may act on it, but shows the ticket (the
+    client's phone, the last message, the holder) only to someone who may see it."""
+    t = await make_tenant(client, admin_headers, departments=1, agents=2)
+    first, second = t.agents
+    ticket = await make_ticket(client, t, message="meu cartão final 4321")
+    await assume(client, first["headers"], ticket["id"])
+
+    for action in ("assume", "finalize"):
+        r = await client.post(f"{API}/tickets/{ticket['id']}/{action}", headers=second["headers"])
+        assert r.status_code == 409, r.text
+        detail = r.json()["detail"]
+        assert detail["status"] == "atendendo" and detail["message"], detail
+        assert "ticket" not in detail, detail
+        for secret in (ticket["client_phone"], "4321", first["id"], first["name"]):
+            assert secret not in r.text, (secret, r.text)
+        # It really may not see it: the same ticket is a 404 to read.
+        assert (await client.get(f"{API}/tickets/{ticket['id']}", headers=second["headers"])).status_code == 404
+
+    # The holder, who may see it, still gets the ticket as it is.
+    r = await client.post(f"{API}/tickets/{ticket['id']}/assume", headers=first["headers"])
+    assert r.status_code == 409, r.text
+    shown = r.json()["detail"]["ticket"]
+    assert (shown["status"], shown["agent_id"], shown["client_phone"]) == (
+        "atendendo",
+        first["id"],
+        ticket["client_phone"],
+    )

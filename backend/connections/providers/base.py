@@ -51,6 +51,7 @@ class InboundMessage:
     body: str
     media: dict[str, Any] | None = None
     sent_at: datetime | None = None
+    cut: tuple[str, ...] = ()  # fields backend/webhooks/sanitize.py cut to the API's limits
 
 
 @dataclass(frozen=True)

@@ -99,9 +99,9 @@ def _phone_from_jid(key: dict[str, Any]) -> str | None:
 def _timestamp(value: Any) -> datetime | None:
     try:
         seconds = int(value)
-    except (TypeError, ValueError):
+        return datetime.fromtimestamp(seconds, UTC) if seconds > 0 else None
+    except (TypeError, ValueError, OverflowError, OSError):  # not a number, NaN, ±inf, past year 9999
         return None
-    return datetime.fromtimestamp(seconds, UTC) if seconds > 0 else None
 
 
 def _content(message: dict[str, Any], message_type: str) -> tuple[str, str, dict[str, Any] | None]:

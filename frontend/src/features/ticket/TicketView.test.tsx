@@ -112,6 +112,7 @@ describe('allowedActions', () => {
   it('words a 409 by what its body carries', () => {
     expect(assumeConflictMessage(new ApiError(409, { message: 'x', ticket: { ...base, agent_name: 'Bia' } }))).toBe('Este atendimento já foi assumido por Bia.');
     expect(assumeConflictMessage(new ApiError(409, { message: 'x', ticket: base }))).toBe('Este atendimento já foi assumido por outro agente.');
+    expect(assumeConflictMessage(new ApiError(409, { message: 'x', status: 'atendendo' }))).toBe('Este atendimento já foi assumido por outro agente.');
     expect(assumeConflictMessage(new ApiError(409, 'busy'))).toMatch(/mudou/);
   });
 });

@@ -17,7 +17,8 @@ export function allowedActions(ticket: Ticket, me: User) {
   };
 }
 
-/** From a 409 body {"detail": {"message", "status", "ticket": {...}}}: the ticket as it is now. */
+/** From a 409 body {"detail": {"message", "status", "ticket"?: {...}}}: the ticket as it is now.
+ * The backend includes the ticket only when the user may still see it. */
 export function conflictTicket(error: unknown): Ticket | null {
   if (!(error instanceof ApiError) || error.status !== 409) return null;
   const detail = error.detail;
@@ -32,5 +33,13 @@ export function assumeConflictMessage(error: unknown): string {
   const current = conflictTicket(error);
   if (current?.agent_name) return t.ticket.takenBy(current.agent_name);
   if (current) return t.ticket.takenBySomeone;
+  // Taken by another agent: the answer names the status, not the ticket, which we may no longer see.
+  if (error instanceof ApiError && error.status === 409 && conflictStatus(error.detail) === 'atendendo') {
+    return t.ticket.takenBySomeone;
+  }
   return t.ticket.conflict;
+}
+
+function conflictStatus(detail: unknown): unknown {
+  return detail && typeof detail === 'object' && 'status' in detail ? detail.status : undefined;
 }

@@ -1,0 +1,124 @@
+"""The ticket document is a projection of two sources of truth: its `ticket_events` (status,
+holder, department, version) and its `messages` (last_message_at, preview, direction). Lists,
+`/tickets/counts` and announcements read the projection, so it must converge to those sources on
+its own, without anyone opening the ticket.
+
+Why every writer *settles* after its write. On MongoDB an update of one document is atomic. On
+FerretDB v1 every update is read → modify → write the whole document back, non-atomically: an
+activity update can put back the status and version it read just before a transition landed,
+and a transition can put back an older `last_message_at`. No update can be made atomic there.
+So every writer of a ticket document, after its write, calls `settle`: read the document, roll
+it forward over the log (events v+1, v+2, … read by `_id`), check its own activity is there,
+repair what is missing, and read again, until a read needs no repair.
+
+Why that converges. Take the last write that lands on a document: its writer's settle reads
+after it, so the document it leaves is rolled forward to the end of the log and carries that
+writer's activity; an event logged later is followed by its own writer's write and settle. So a
+status or version undone by a concurrent write is back within one settle (a few round trips on
+`_id`) as long as the writers live. Settle cannot see two things, and the sweep
+(`backend/tickets/sweep.py`) repairs both within one sweep period (its docstring states the bound:
+TICKET_SWEEP_SECONDS on MongoDB; on FerretDB also at most ten sweep durations):
+  * a writer that died, or whose write failed, between its event or message and the document;
+  * on FerretDB, one activity undone by a concurrent writer whose read came before that
+    activity's write and whose write came after that activity writer's settle read (the last
+    writer checks only its own contribution; it cannot know the other one).
+"""
+
+import contextlib
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from pymongo.errors import DuplicateKeyError
+
+from backend.audit import repository as events
+from backend.core.clock import as_utc
+from backend.core.db import Database
+from backend.core.logging import get_logger
+from backend.tickets import repository
+
+log = get_logger("tickets.projection")
+
+PREVIEW_CHARS = 120
+# Each round is a read plus at most two writes; two settlers repairing at once agree in a couple
+# of rounds. Past this the sweep finishes the job.
+MAX_SETTLE_ROUNDS = 20
+
+
+@dataclass(frozen=True)
+class Activity:
+    """What one stored message contributes to its ticket: the last-message fields, moved forward only."""
+
+    at: datetime
+    preview: str
+    direction: str
+
+    @classmethod
+    def of(cls, message: dict[str, Any]) -> "Activity":
+        body = message.get("body")
+        preview = body[:PREVIEW_CHARS] if body else f"[{message.get('type', 'text')}]"
+        return cls(as_utc(message["created_at"]), preview, str(message["direction"]))
+
+    def fields(self) -> dict[str, Any]:
+        return {
+            "last_message_at": self.at,
+            "last_message_preview": self.preview,
+            "last_message_direction": self.direction,
+        }
+
+    def shown_by(self, doc: dict[str, Any]) -> bool:
+        shown = doc.get("last_message_at")
+        return shown is not None and as_utc(shown) >= self.at
+
+
+async def _log_tail(db: Database, ticket_id: str, version: int) -> dict[str, Any] | None:
+    """The newest event after `version`, or None when the projection is at the log's end. Each
+    event carries the ticket's whole state, so the newest one is all a roll-forward needs."""
+    last = None
+    while (nxt := await events.get(db, ticket_id, version + 1)) is not None:
+        last, version = nxt, version + 1
+    return last
+
+
+async def settle(db: Database, ticket_id: str, *, activity: Activity | None = None) -> dict[str, Any] | None:
+    """The ticket as its sources say it is, written back until a read of the stored document
+    shows it (see the module docstring for why a writer calls this after writing). `activity`:
+    the caller's own message, which the document must show (or something newer). Returns None
+    for a ticket that has no creation event."""
+    view: dict[str, Any] | None = None
+    for _ in range(MAX_SETTLE_ROUNDS):
+        doc = await repository.get(db, ticket_id)
+        if doc is None:
+            created = await events.get(db, ticket_id, 1)
+            if created is None:
+                return None
+            # Its creator logged event v1 and died (or is inserting it right now): complete it.
+            with contextlib.suppress(DuplicateKeyError):
+                await repository.insert(db, dict(created["data"]["ticket"]))
+            continue
+        tail = await _log_tail(db, ticket_id, int(doc["version"]))
+        behind = activity is not None and not activity.shown_by(doc)
+        view = doc
+        if tail is not None:
+            view = {**view, **tail["state"], "version": tail["version"], "updated_at": tail["at"]}
+        if behind:
+            assert activity is not None
+            view = {**view, **activity.fields()}
+        if tail is None and not behind:
+            return doc
+        if tail is not None:
+            await repository.apply_state(
+                db,
+                ticket_id,
+                from_version=int(doc["version"]),
+                version=tail["version"],
+                state=tail["state"],
+                at=tail["at"],
+            )
+        if behind:
+            assert activity is not None
+            await repository.touch_activity(
+                db, doc, at=activity.at, preview=activity.preview, direction=activity.direction
+            )
+    log.warning("ticket projection still moving after settling; the sweep will finish it", ticket_id=ticket_id)
+    return view

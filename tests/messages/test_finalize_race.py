@@ -1,0 +1,254 @@
+"""A client message that races a finalize is never left in the finalized ticket: it moves on to
+the client's next ticket (espera), and its announcement names that ticket. Each test puts the
+finalize at one exact point of the inbound path (backend/messages/service.py explains the
+handshake), then the 200-round test lets the two run against each other freely."""
+
+import asyncio
+import random
+from collections.abc import Awaitable
+from datetime import datetime
+from typing import Any
+
+import httpx
+import pytest
+
+from backend.audit import repository as events_repo
+from backend.core.clock import as_utc
+from backend.core.ids import new_id
+from backend.messages import repository as messages_repo
+from backend.messages import service as messages
+from backend.tickets import intake
+from backend.tickets import service as tickets
+from backend.users import repository as users
+from tests.factories import API, Tenant, get_ticket, make_client, make_tenant
+
+
+@pytest.fixture(scope="module")
+async def tenant(client: httpx.AsyncClient, admin_headers: dict[str, str]) -> Tenant:
+    return await make_tenant(client, admin_headers, agents=1)
+
+
+class Chat:
+    """One client writing on one WhatsApp number, as the webhook processor feeds intake."""
+
+    def __init__(self, db: Any, tenant: Tenant, client_id: str) -> None:
+        self.db, self.tenant, self.client_id, self.channel = db, tenant, client_id, new_id()
+
+    async def say(self, body: str) -> tuple[dict[str, Any], dict[str, Any]]:
+        fresh = await users.get(self.db, self.client_id)  # loaded per message, as ingestion does
+        assert fresh is not None
+        ticket, message, _ = await intake.receive_client_message(
+            self.db,
+            reseller_id=self.tenant.id,
+            client=fresh,
+            department_id=self.tenant.departments[0]["id"],
+            channel=self.channel,
+            body=body,
+            message_id=new_id(),
+        )
+        return ticket, message
+
+
+async def _chat(client: httpx.AsyncClient, db: Any, tenant: Tenant) -> Chat:
+    customer = await make_client(client, tenant)
+    return Chat(db, tenant, customer["id"])
+
+
+async def _finalize(client: httpx.AsyncClient, tenant: Tenant, ticket_id: str) -> httpx.Response:
+    return await client.post(f"{API}/tickets/{ticket_id}/finalize", headers=tenant.headers)
+
+
+async def _announcements(db: Any, message_id: str) -> list[dict[str, Any]]:
+    """The realtime feed records announcing this message, in feed order."""
+    records = await db.tenant_events.find({"type": "message.created", "message.id": message_id}).to_list(None)
+    return sorted(records, key=lambda r: r["seq"])
+
+
+async def _assert_moved_to_new_espera_ticket(
+    client: httpx.AsyncClient, db: Any, tenant: Tenant, message_id: str, finalized_id: str
+) -> dict[str, Any]:
+    stored = await db.messages.find_one({"_id": message_id})
+    assert stored is not None
+    assert stored["ticket_id"] != finalized_id, "the message stayed in the finalized ticket"
+    assert stored["moved_from_ticket_id"] == finalized_id
+    new = await get_ticket(client, tenant.headers, stored["ticket_id"])
+    old = await get_ticket(client, tenant.headers, finalized_id)
+    assert old["status"] == "finalizado"
+    assert new["status"] == "espera" and new["client_id"] == old["client_id"]
+    # The queue shows it with the message as its activity.
+    assert (new["last_message_preview"], new["last_message_direction"]) == (stored["body"], "in")
+    r = await client.get(f"{API}/tickets/{new['id']}/messages", headers=tenant.headers)
+    assert r.status_code == 200, r.text
+    shown = {m["id"]: m for m in r.json()["items"]}
+    assert shown[message_id]["moved_from_ticket_id"] == finalized_id
+    r = await client.get(f"{API}/tickets/{finalized_id}/messages", headers=tenant.headers)
+    assert message_id not in [m["id"] for m in r.json()["items"]]
+    # The realtime feed tells every screen where the message really is.
+    last = (await _announcements(db, message_id))[-1]
+    assert last["ticket"]["id"] == new["id"] and last["message"]["ticket_id"] == new["id"]
+    return new
+
+
+async def test_a_finalize_between_lookup_and_append_files_the_message_in_a_new_espera_ticket(
+    client: httpx.AsyncClient, db: Any, tenant: Tenant, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    chat = await _chat(client, db, tenant)
+    first, _ = await chat.say("oi, preciso de ajuda")
+    original = messages.append
+
+    async def finalize_then_append(db_: Any, ticket: dict[str, Any], **kwargs: Any) -> Any:
+        # intake found `first` open and is about to append to it: the agent presses Finalizar now.
+        assert ticket["_id"] == first["_id"] and ticket["status"] == "espera"
+        assert (await _finalize(client, tenant, first["_id"])).status_code == 200
+        return await original(db_, ticket, **kwargs)
+
+    monkeypatch.setattr(messages, "append", finalize_then_append)
+    ticket, message = await chat.say("espera, mais uma coisa")
+    monkeypatch.undo()
+
+    new = await _assert_moved_to_new_espera_ticket(client, db, tenant, message["_id"], first["_id"])
+    assert ticket["_id"] == new["id"] == message["ticket_id"]
+    # Never announced under the finalized ticket: every announcement names the new one.
+    assert {r["ticket"]["id"] for r in await _announcements(db, message["_id"])} == {new["id"]}
+    # The client's next message goes to the same new ticket: one open ticket on the channel.
+    again, _ = await chat.say("alô?")
+    assert again["_id"] == new["id"]
+
+
+async def test_a_finalize_between_the_message_insert_and_its_recheck_moves_the_message(
+    client: httpx.AsyncClient, db: Any, tenant: Tenant, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Stored first, finalized next: stamped before `finalized_at`, but stored while nobody had
+    seen it yet (it is announced only after the re-check), so it moves on too."""
+    chat = await _chat(client, db, tenant)
+    first, _ = await chat.say("bom dia")
+    original = messages_repo.insert
+
+    async def insert_then_finalize(db_: Any, doc: dict[str, Any]) -> None:
+        await original(db_, doc)
+        if doc["ticket_id"] == first["_id"] and doc["body"] == "e outra coisa":
+            assert (await _finalize(client, tenant, first["_id"])).status_code == 200
+
+    monkeypatch.setattr(messages_repo, "insert", insert_then_finalize)
+    ticket, message = await chat.say("e outra coisa")
+    monkeypatch.undo()
+
+    new = await _assert_moved_to_new_espera_ticket(client, db, tenant, message["_id"], first["_id"])
+    assert ticket["_id"] == new["id"]
+    assert {r["ticket"]["id"] for r in await _announcements(db, message["_id"])} == {new["id"]}
+
+
+async def test_a_message_stored_while_the_finalize_was_under_way_is_moved_by_the_finalize(
+    client: httpx.AsyncClient, db: Any, tenant: Tenant, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The finalize took its time, then the whole message went through (found the ticket open,
+    stored, re-checked, announced), then the finalize stored its event: the message is stamped
+    after `finalized_at`, and only the finalize's own look can catch it."""
+    chat = await _chat(client, db, tenant)
+    first, _ = await chat.say("olá")
+    original = events_repo.insert
+    raced: dict[str, Any] = {}
+
+    async def message_then_event(db_: Any, event: dict[str, Any]) -> None:
+        if event["ticket_id"] == first["_id"] and event["type"] == "finalized":
+            # Past the finalize's millisecond, so the message is stamped after `finalized_at`.
+            await asyncio.sleep(0.005)
+            ticket, message = await chat.say("só mais uma pergunta")
+            assert ticket["_id"] == first["_id"]  # still open: filed there and announced there
+            raced["message"] = message
+        await original(db_, event)
+
+    monkeypatch.setattr(events_repo, "insert", message_then_event)
+    assert (await _finalize(client, tenant, first["_id"])).status_code == 200
+    monkeypatch.undo()
+
+    message = raced["message"]
+    new = await _assert_moved_to_new_espera_ticket(client, db, tenant, message["_id"], first["_id"])
+    announced = [r["ticket"]["id"] for r in await _announcements(db, message["_id"])]
+    assert announced == [first["_id"], new["id"]]
+
+
+async def test_a_retry_of_an_attempt_killed_before_its_recheck_moves_the_message(
+    client: httpx.AsyncClient, db: Any, tenant: Tenant, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The processor's attempt died right after storing the message; the agent finalized; the
+    retry finds the message stored (webhooks' complete_stored) and must not announce it under
+    the finalized ticket."""
+    chat = await _chat(client, db, tenant)
+    first, _ = await chat.say("oi")
+    original = messages_repo.insert
+
+    class Killed(Exception):
+        pass
+
+    async def insert_then_die(db_: Any, doc: dict[str, Any]) -> None:
+        await original(db_, doc)
+        raise Killed
+
+    monkeypatch.setattr(messages_repo, "insert", insert_then_die)
+    with pytest.raises(Killed):
+        await chat.say("ainda aí?")
+    monkeypatch.undo()
+    stored = await db.messages.find_one({"ticket_id": first["_id"], "body": "ainda aí?"})
+    assert stored is not None
+    assert (await _finalize(client, tenant, first["_id"])).status_code == 200
+
+    await messages.complete_stored(db, stored)
+
+    await _assert_moved_to_new_espera_ticket(client, db, tenant, stored["_id"], first["_id"])
+
+
+async def _race(finalize: Awaitable[Any], message: Awaitable[Any], rng: random.Random) -> tuple[Any, Any]:
+    async def later(step: Awaitable[Any]) -> Any:
+        for _ in range(rng.randrange(4)):  # shifts where the two interleave, round by round
+            await asyncio.sleep(0)
+        return await step
+
+    finalized, received = await asyncio.gather(later(finalize), later(message))
+    return finalized, received
+
+
+async def test_two_hundred_rounds_of_finalize_against_an_inbound_message(
+    client: httpx.AsyncClient, db: Any, tenant: Tenant
+) -> None:
+    rng = random.Random(13)
+    chats = [await _chat(client, db, tenant) for _ in range(4)]
+    sent: dict[str, Chat] = {}
+    outcomes = {"kept": 0, "moved": 0}
+    for round_ in range(200):
+        chat = chats[round_ % len(chats)]
+        # The chat's open ticket (its first message opens one when the last round left none).
+        current, opener = await chat.say(f"abre {round_}")
+        sent[opener["_id"]] = chat
+        response, (_, message) = await _race(
+            _finalize(client, tenant, current["_id"]), chat.say(f"corrida {round_}"), rng
+        )
+        assert response.status_code == 200, response.text
+        sent[message["_id"]] = chat
+        stored = await db.messages.find_one({"_id": message["_id"]})
+        outcomes["kept" if stored["ticket_id"] == current["_id"] else "moved"] += 1
+
+    # Every message stored once, under one ticket of its own client and channel ...
+    stored_all = await db.messages.find({"_id": {"$in": list(sent)}}).to_list(None)
+    assert sorted(m["_id"] for m in stored_all) == sorted(sent)
+    loaded: dict[str, dict[str, Any]] = {}
+    for m in stored_all:
+        if m["ticket_id"] not in loaded:
+            ticket = await tickets.load(db, m["ticket_id"])
+            assert ticket is not None
+            loaded[m["ticket_id"]] = ticket
+        ticket = loaded[m["ticket_id"]]
+        assert (ticket["client_id"], ticket["channel"]) == (sent[m["_id"]].client_id, sent[m["_id"]].channel)
+    # ... and none in a finalizado ticket stamped after its finalized_at.
+    for m in stored_all:
+        ticket = loaded[m["ticket_id"]]
+        if ticket["status"] == "finalizado":
+            finalized_at: datetime = as_utc(ticket["finalized_at"])
+            assert as_utc(m["created_at"]) <= finalized_at, (m["_id"], m["created_at"], finalized_at)
+    # At most one open ticket per chat, as the event log says.
+    for chat in chats:
+        mine = await db.tickets.find({"client_id": chat.client_id}).to_list(None)
+        states = [(await tickets.load(db, t["_id"]) or {}).get("status") for t in mine]
+        assert sum(s in ("espera", "atendendo") for s in states) <= 1, states
+    # Both outcomes happened, so the race was real on both sides of the line.
+    assert outcomes["kept"] and outcomes["moved"], outcomes

@@ -1,0 +1,260 @@
+"""Replies reach the client in the order the agent wrote them, per chat (connection + client
+number), whatever the provider does to the first one and however many workers run. The API's own
+worker is off: the tests drive workers themselves (in-process `OutboundWorker`s, whose passes
+they step, and real `python -m backend.outbound` processes)."""
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from backend.connections.providers import registry
+from backend.core.clock import utcnow
+from backend.core.config import Settings
+from backend.outbound import repository
+from backend.outbound.worker import OutboundWorker
+from tests.factories import Tenant, make_tenant
+from tests.fakes.harness import FakeEvolution, make_connection, wait_for
+from tests.outbound.helpers import held_ticket, start_worker
+
+
+@pytest.fixture(scope="module")
+def settings_overrides() -> dict[str, Any]:
+    # A held send must outlast the test's steps, and its lease must not expire meanwhile.
+    return {"OUTBOUND_WORKER_ENABLED": False, "EVOLUTION_TIMEOUT_SECONDS": 60.0, "OUTBOUND_LEASE_SECONDS": 60.0}
+
+
+@pytest.fixture
+async def http(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    async with registry.http_client(settings) as c:
+        yield c
+
+
+@pytest.fixture
+async def evolution_reset(evolution: FakeEvolution) -> AsyncIterator[FakeEvolution]:
+    yield evolution
+    await evolution.control("POST", "release")
+    await evolution.mode("ok", fail_next=0, hold_next=0)
+
+
+async def _chat(
+    client: httpx.AsyncClient, admin_headers: dict[str, str], evolution: FakeEvolution, db: Any
+) -> tuple[Tenant, dict[str, Any], str, str, dict[str, str]]:
+    tenant = await make_tenant(client, admin_headers, agents=1)
+    conn = await make_connection(client, tenant, evolution)
+    ticket_id, phone, agent = await held_ticket(client, tenant, evolution, conn, db)
+    return tenant, conn, ticket_id, phone, agent
+
+
+async def _reply(client: httpx.AsyncClient, ticket_id: str, agent: dict[str, str], text: str) -> str:
+    r = await client.post(f"/api/v1/tickets/{ticket_id}/messages", json={"body": text}, headers=agent)
+    assert r.status_code == 201 and r.json()["status"] == "pending", r.text
+    return str(r.json()["id"])
+
+
+async def _received(evolution: FakeEvolution, phone: str) -> list[str]:
+    """What the client got, in the order the provider took it."""
+    return [s["text"] for s in await evolution.sent() if s["number"] == phone]
+
+
+async def _held_sends(evolution: FakeEvolution) -> int:
+    """How many sends the fake has held so far (the module's tests share the fake)."""
+    calls = await evolution.control("GET", "calls")
+    return sum(c["mode"] == "held" for c in calls)
+
+
+async def _passes_until(workers: list[OutboundWorker], done: Any) -> None:
+    """Steps the workers' passes (together) until `done()` holds."""
+
+    async def step() -> Any:
+        await asyncio.gather(*(w.run_once() for w in workers))
+        return await done()
+
+    await wait_for(step, timeout=60)
+
+
+async def _status(db: Any, message_id: str) -> str:
+    return str((await db.messages.find_one({"_id": message_id}))["status"])
+
+
+async def test_a_reply_retried_after_a_5xx_still_reaches_the_client_before_the_next_ones(
+    client: httpx.AsyncClient,
+    admin_headers: dict[str, str],
+    evolution_reset: FakeEvolution,
+    db: Any,
+    settings: Settings,
+    http: httpx.AsyncClient,
+) -> None:
+    evolution = evolution_reset
+    _, _, ticket_id, phone, agent = await _chat(client, admin_headers, evolution, db)
+    texts = ["primeira", "segunda", "terceira"]
+    ids = [await _reply(client, ticket_id, agent, t) for t in texts]
+    await evolution.mode("ok", fail_next=1)  # the first send answers 500 and is retried
+    worker = OutboundWorker(db, settings, http)
+    await worker.run_once()
+    assert await _received(evolution, phone) == []  # the later ones waited for the first
+    first = await db.outbox_attempts.find_one({"_id": f"{ids[0]}:1"})
+    assert first["result"] == "error" and first["retryable"]
+    assert await db.outbox_attempts.find_one({"_id": f"{ids[1]}:1"}) is None
+
+    async def all_sent() -> bool:
+        return [await _status(db, i) for i in ids] == ["sent"] * 3
+
+    await _passes_until([worker], all_sent)
+    assert await _received(evolution, phone) == texts
+
+
+async def test_a_reply_failed_for_good_does_not_hold_its_chat(
+    client: httpx.AsyncClient,
+    admin_headers: dict[str, str],
+    evolution_reset: FakeEvolution,
+    db: Any,
+    settings: Settings,
+    http: httpx.AsyncClient,
+) -> None:
+    """The failed reply shows as failed (the agent can write it again); the next ones go on."""
+    evolution = evolution_reset
+    _, _, ticket_id, phone, agent = await _chat(client, admin_headers, evolution, db)
+    ids = [await _reply(client, ticket_id, agent, t) for t in ("perdida", "depois 1", "depois 2")]
+    await evolution.mode("ok", fail_next=settings.OUTBOUND_MAX_ATTEMPTS)
+    worker = OutboundWorker(db, settings, http)
+
+    async def settled() -> bool:
+        return all([await _status(db, i) != "pending" for i in ids])
+
+    await _passes_until([worker], settled)
+    assert [await _status(db, i) for i in ids] == ["failed", "sent", "sent"]
+    assert await _received(evolution, phone) == ["depois 1", "depois 2"]
+    last_failure = await db.outbox_attempts.find_one({"_id": f"{ids[0]}:{settings.OUTBOUND_MAX_ATTEMPTS}"})
+    first_sent = await db.outbox_attempts.find_one({"_id": f"{ids[1]}:1"})
+    assert first_sent["claimed_at"] >= last_failure["finished_at"]
+
+
+async def test_a_delayed_first_send_holds_its_chat_in_every_worker_but_not_other_chats(
+    client: httpx.AsyncClient,
+    admin_headers: dict[str, str],
+    evolution_reset: FakeEvolution,
+    db: Any,
+    settings: Settings,
+    http: httpx.AsyncClient,
+) -> None:
+    evolution = evolution_reset
+    tenant, conn, ticket_a, phone_a, agent = await _chat(client, admin_headers, evolution, db)
+    ticket_b, phone_b, _ = await held_ticket(client, tenant, evolution, conn, db)
+    texts = ["um", "dois", "três"]
+    ids = [await _reply(client, ticket_a, agent, t) for t in texts]
+    held_before = await _held_sends(evolution)
+    await evolution.mode("ok", hold_next=1)  # the provider takes its time over the first send
+    first, second = OutboundWorker(db, settings, http), OutboundWorker(db, settings, http)
+    held_pass = asyncio.create_task(first.run_once())
+    try:
+
+        async def held() -> bool:
+            return await _held_sends(evolution) > held_before
+
+        await wait_for(held)
+        other = await _reply(client, ticket_b, agent, "outro chat")
+
+        # The second worker, pass after pass: the other chat goes, this chat's next replies wait.
+        async def other_sent() -> bool:
+            return await _status(db, other) == "sent"
+
+        await _passes_until([second], other_sent)
+        await second.run_once()
+        assert await _received(evolution, phone_b) == ["outro chat"]
+        assert await _received(evolution, phone_a) == []
+        assert await _status(db, ids[0]) == "pending"
+        for later in ids[1:]:
+            assert await db.outbox_attempts.find_one({"_id": f"{later}:1"}) is None
+    finally:
+        await evolution.control("POST", "release")
+        await held_pass
+
+    async def all_sent() -> bool:
+        return [await _status(db, i) for i in ids] == ["sent"] * 3
+
+    await _passes_until([first, second], all_sent)
+    assert await _received(evolution, phone_a) == texts
+    assert await db.outbox_attempts.count_documents({"message_id": {"$in": ids}}) == 3
+
+
+async def test_a_chat_position_whose_request_died_holds_the_chat_only_for_the_lease(
+    client: httpx.AsyncClient,
+    admin_headers: dict[str, str],
+    evolution_reset: FakeEvolution,
+    db: Any,
+    settings: Settings,
+    http: httpx.AsyncClient,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The request dies between taking its place in the chat and queueing: no message is ever
+    stored for that place. The next reply waits while the request might still be storing it
+    (younger than the lease), then goes."""
+    evolution = evolution_reset
+    _, conn, ticket_id, phone, agent = await _chat(client, admin_headers, evolution, db)
+
+    async def dies(*_: Any, **__: Any) -> int:
+        raise RuntimeError("process killed")
+
+    with monkeypatch.context() as m:
+        m.setattr(repository, "enqueue", dies)
+        with pytest.raises(RuntimeError):
+            await client.post(f"/api/v1/tickets/{ticket_id}/messages", json={"body": "nunca"}, headers=agent)
+    after = await _reply(client, ticket_id, agent, "depois")
+    worker = OutboundWorker(db, settings, http)
+    await worker.run_once()
+    assert await _status(db, after) == "pending"  # the dead request's place is young
+    chat = repository.chat_key(conn["id"], phone)
+    await db.outbox_chats.update_one(
+        {"_id": repository.chat_entry_id(chat, 1)},
+        {"$set": {"enqueued_at": utcnow() - timedelta(seconds=settings.OUTBOUND_LEASE_SECONDS + 1)}},
+    )
+
+    async def sent() -> bool:
+        return await _status(db, after) == "sent"
+
+    await _passes_until([worker], sent)
+    assert await _received(evolution, phone) == ["depois"]
+
+
+async def test_two_worker_processes_keep_every_chat_in_order(
+    client: httpx.AsyncClient,
+    admin_headers: dict[str, str],
+    evolution_reset: FakeEvolution,
+    db: Any,
+    settings: Settings,
+    tmp_path: Path,
+) -> None:
+    evolution = evolution_reset
+    tenant, conn, ticket, phone, agent = await _chat(client, admin_headers, evolution, db)
+    chats = [(ticket, phone)]
+    for _ in range(2):
+        more_ticket, more_phone, _ = await held_ticket(client, tenant, evolution, conn, db)
+        chats.append((more_ticket, more_phone))
+    written: dict[str, list[str]] = {p: [] for _, p in chats}
+    ids = []
+    for i in range(6):  # interleaved across the chats, as agents type
+        for ticket_id, chat_phone in chats:
+            text = f"{chat_phone[-4:]} resposta {i}"
+            ids.append(await _reply(client, ticket_id, agent, text))
+            written[chat_phone].append(text)
+    await evolution.mode("ok", fail_next=3)  # the first sends the workers make answer 500
+    workers = [
+        start_worker(settings, tmp_path / f"worker{i}.log", OUTBOUND_BACKOFF_BASE_SECONDS="0.2") for i in range(2)
+    ]
+    try:
+
+        async def all_sent() -> bool:
+            return await db.messages.count_documents({"_id": {"$in": ids}, "status": "sent"}) == len(ids)
+
+        await wait_for(all_sent, timeout=120)
+    finally:
+        for w in workers:
+            w.terminate()
+            w.wait(10)
+    for _, chat_phone in chats:
+        assert await _received(evolution, chat_phone) == written[chat_phone]
