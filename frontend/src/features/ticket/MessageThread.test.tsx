@@ -162,7 +162,7 @@ describe('MessageThread', () => {
       'mensagem 5',
       'Dona devolveu à fila Financeiro',
     ]);
-    const noteBubble = screen.getByRole('generic', { name: 'Nota interna da equipe' });
+    const noteBubble = screen.getByRole('note', { name: 'Nota interna da equipe' });
     expect(noteBubble).toHaveAttribute('data-direction', 'note');
     expect(noteBubble).toHaveTextContent('cliente VIP');
   });
@@ -190,7 +190,7 @@ describe('internal notes', () => {
     await userEvent.click(screen.getByRole('button', { name: 'Salvar nota' }));
     await waitFor(() => expect(calls.some((c) => c.method === 'POST' && c.path.endsWith('/notes'))).toBe(true));
     expect(calls.some((c) => c.method === 'POST' && c.path.endsWith('/messages'))).toBe(false);
-    const bubble = await screen.findByRole('generic', { name: 'Nota interna da equipe' });
+    const bubble = await screen.findByRole('note', { name: 'Nota interna da equipe' });
     expect(bubble).toHaveTextContent('ligar amanhã');
   });
 

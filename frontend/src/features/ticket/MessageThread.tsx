@@ -101,7 +101,7 @@ export function MessageBubble({ message }: { message: Message }) {
 /** Staff-only: set apart from the conversation with the client (yellow, centred, labelled). */
 function NoteBubble({ message }: { message: Message }) {
   return (
-    <div className="bubble" data-direction="note" data-testid="message" aria-label={t.ticket.noteLabel}>
+    <div className="bubble" data-direction="note" data-testid="message" role="note" aria-label={t.ticket.noteLabel}>
       <Text size="xs" fw={600} c="yellow.9">
         {t.ticket.note}
         {message.sender_name ? ` · ${message.sender_name}` : ''}
@@ -132,7 +132,7 @@ export function timelineText(event: TicketEvent): string {
 
 function TimelineRow({ event }: { event: TicketEvent }) {
   return (
-    <Text size="xs" c="dimmed" ta="center" data-testid="timeline-event" data-type={event.type} role="note">
+    <Text size="xs" c="dimmed" ta="center" data-testid="timeline-event" data-type={event.type}>
       {timelineText(event)} · <time dateTime={event.at}>{formatWhen(event.at)}</time>
     </Text>
   );
