@@ -39,6 +39,4 @@ async def client_history_messages(
     cursor: str | None = None,
     limit: Limit = DEFAULT_LIMIT,
 ) -> MessagePage:
-    return await service.other_messages(
-        db, actor, ticket_id=ticket_id, other_id=other_id, cursor=cursor, limit=limit
-    )
+    return await service.other_messages(db, actor, ticket_id=ticket_id, other_id=other_id, cursor=cursor, limit=limit)

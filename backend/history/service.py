@@ -43,11 +43,7 @@ async def other_tickets(db: Database, actor: Actor, *, ticket_id: str, cursor: s
 async def _sibling_or_404(db: Database, actor: Actor, *, ticket_id: str, other_id: str) -> dict[str, Any]:
     current = await tickets.get_visible_or_404(db, actor, ticket_id=ticket_id)
     other = await tickets.load(db, other_id) if is_valid_id(other_id) else None
-    if (
-        other is None
-        or other["reseller_id"] != current["reseller_id"]
-        or other["client_id"] != current["client_id"]
-    ):
+    if other is None or other["reseller_id"] != current["reseller_id"] or other["client_id"] != current["client_id"]:
         raise NotFound("ticket not found")
     return other
 
