@@ -24,6 +24,8 @@ from backend.core.logging import configure_logging, get_logger
 from backend.core.metrics import render as render_metrics
 from backend.core.middleware import BodyLimit, ReadinessGate, RequestContextMiddleware
 from backend.departments.routes import router as departments_router
+from backend.history.routes import router as history_router
+from backend.messages.routes import router as notes_router
 from backend.outbound import worker as outbound_worker_loop
 from backend.realtime.routes import router as realtime_router
 from backend.resellers.routes import router as resellers_router
@@ -176,6 +178,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         users_router,
         clients_router,
         tickets_router,
+        notes_router,
+        history_router,
         connections_router,
         webhooks_router,
         realtime_router,

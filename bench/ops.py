@@ -188,7 +188,7 @@ def build_ops(
             "GET /tickets/{id}/messages",
             (*by_id, "messages.ticket_created"),
             message_list,
-            note=f"first page (limit {page_size}) of a random ticket's {messages_per_ticket} messages",
+            note=f"newest page (limit {page_size}) of a random ticket's {messages_per_ticket} messages",
         ),
         Op(
             "inbox_first",

@@ -15,6 +15,10 @@ class TicketEventRead(ReadModel):
     to_status: str
     at: Timestamp
     data: dict[str, Any] = {}
+    # Read-time names (backend/audit/names.py): who acted, and the agent or department a
+    # transfer went to. None when unknown (a system actor, or a record since removed).
+    actor_name: str | None = None
+    target_name: str | None = None
 
 
 TicketEventPage = Page[TicketEventRead]

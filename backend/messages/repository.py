@@ -7,7 +7,7 @@ from typing import Any
 from backend.core import group_commit
 from backend.core.conditional import update_if
 from backend.core.db import Database
-from backend.core.indexes import ASC, declare
+from backend.core.indexes import ASC, DESC, declare
 
 COLLECTION = "messages"
 
@@ -30,14 +30,16 @@ async def get(db: Database, message_id: str) -> dict[str, Any] | None:
     return await db[COLLECTION].find_one({"_id": message_id})
 
 
-async def list_for_ticket(
-    db: Database, ticket_id: str, *, after: tuple[datetime, str] | None, limit: int
+async def newest_for_ticket(
+    db: Database, ticket_id: str, *, before: tuple[datetime, str] | None, limit: int
 ) -> list[dict[str, Any]]:
+    """Up to `limit` messages of a ticket, newest first, older than `before` (created_at, _id)
+    when given: a thread opens at its end and pages back towards its first message."""
     query: dict[str, Any] = {"ticket_id": ticket_id}
-    if after is not None:
-        at, last_id = after
-        query = {"$and": [query, {"$or": [{"created_at": {"$gt": at}}, {"created_at": at, "_id": {"$gt": last_id}}]}]}
-    cursor = db[COLLECTION].find(query).sort([("created_at", ASC), ("_id", ASC)]).limit(limit)
+    if before is not None:
+        at, last_id = before
+        query = {"$and": [query, {"$or": [{"created_at": {"$lt": at}}, {"created_at": at, "_id": {"$lt": last_id}}]}]}
+    cursor = db[COLLECTION].find(query).sort([("created_at", DESC), ("_id", DESC)]).limit(limit)
     return await cursor.to_list(length=limit)
 
 

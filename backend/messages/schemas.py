@@ -12,8 +12,9 @@ class MessageCreate(InputModel):
 class MessageRead(ReadModel):
     id: str
     ticket_id: str
-    direction: Literal["in", "out"]
-    sender_type: Literal["client", "agent", "system"]
+    # "note": an internal note, staff only, never sent (backend/messages/notes.py).
+    direction: Literal["in", "out", "note"]
+    sender_type: Literal["client", "agent", "system", "reseller"]
     sender_id: str | None = None
     sender_name: str = ""
     type: str = "text"

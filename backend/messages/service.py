@@ -224,12 +224,17 @@ async def reply(db: Database, actor: Actor, *, ticket_id: str, body: str) -> Mes
 
 async def list_page(db: Database, actor: Actor, *, ticket_id: str, cursor: str | None, limit: int) -> MessagePage:
     await tickets.get_visible_or_404(db, actor, ticket_id=ticket_id)
-    after = None
-    if cursor:
-        after = decode_time_cursor(cursor)
-    docs = await repository.list_for_ticket(db, ticket_id, after=after, limit=limit + 1)
+    return await thread_page(db, ticket_id, cursor=cursor, limit=limit)
+
+
+async def thread_page(db: Database, ticket_id: str, *, cursor: str | None, limit: int) -> MessagePage:
+    """One page of a ticket's thread, for a caller that has authorized the read. Without a cursor
+    the newest page (an agent opens a ticket to answer its latest message); `next_cursor` leads
+    to the page before it. Items are oldest first within every page, so a screen prepends pages."""
+    before = decode_time_cursor(cursor) if cursor else None
+    docs = await repository.newest_for_ticket(db, ticket_id, before=before, limit=limit + 1)
     nxt = None
     if len(docs) > limit:
-        last = docs[limit - 1]
-        nxt = encode_cursor([last["created_at"].isoformat(), last["_id"]])
-    return MessagePage(items=[MessageRead.from_doc(d) for d in docs[:limit]], next_cursor=nxt)
+        oldest = docs[limit - 1]
+        nxt = encode_cursor([oldest["created_at"].isoformat(), oldest["_id"]])
+    return MessagePage(items=[MessageRead.from_doc(d) for d in reversed(docs[:limit])], next_cursor=nxt)

@@ -8,7 +8,8 @@ from typing import Any
 from pymongo.errors import DuplicateKeyError
 
 from backend.audit import repository as events
-from backend.audit.schemas import TicketEventPage, TicketEventRead
+from backend.audit.names import with_names
+from backend.audit.schemas import TicketEventPage
 from backend.core import natural_keys
 from backend.core.clock import utcnow
 from backend.core.db import Database
@@ -448,4 +449,4 @@ async def list_events(db: Database, actor: Actor, *, ticket_id: str, cursor: str
         after = raw
     docs = await events.list_for_ticket(db, ticket_id, after_version=after, limit=limit + 1)
     nxt = encode_cursor([docs[limit - 1]["version"]]) if len(docs) > limit else None
-    return TicketEventPage(items=[TicketEventRead.from_doc(d) for d in docs[:limit]], next_cursor=nxt)
+    return TicketEventPage(items=await with_names(db, docs[:limit]), next_cursor=nxt)

@@ -5,7 +5,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.factories import API, Tenant, assume, collect_pages, get_ticket, make_tenant, make_ticket
+from tests.factories import API, Tenant, assume, get_ticket, make_tenant, make_ticket
+from tests.messages.helpers import walk_thread
 
 
 @pytest.fixture(scope="module")
@@ -37,21 +38,11 @@ async def test_holding_agent_replies_and_thread_is_chronological_and_paginated(
             agent["name"],
         )
         assert msg["ticket_id"] == ticket["id"] and msg["status"] == "sent"
-    pages: list[list[str]] = []
-    cursor = None
-    while True:
-        params: dict[str, Any] = {"limit": 3, **({"cursor": cursor} if cursor else {})}
-        r = await client.get(f"{API}/tickets/{ticket['id']}/messages", params=params, headers=agent["headers"])
-        assert r.status_code == 200
-        pages.append([m["body"] for m in r.json()["items"]])
-        cursor = r.json()["next_cursor"]
-        if not cursor:
-            break
-    assert [len(p) for p in pages] == [3, 3, 2]
-    assert [body for page in pages for body in page] == [f"mensagem {i}" for i in range(8)]
-    items = await collect_pages(client, tenant.headers, f"{API}/tickets/{ticket['id']}/messages")
-    stamps = [(m["created_at"], m["id"]) for m in items]
-    assert stamps == sorted(stamps)
+    thread, sizes = await walk_thread(client, agent["headers"], f"{API}/tickets/{ticket['id']}/messages", limit=3)
+    assert sizes == [3, 3, 2]  # the newest page first, back to the first message
+    assert [m["body"] for m in thread] == [f"mensagem {i}" for i in range(8)]
+    r = await client.get(f"{API}/tickets/{ticket['id']}/messages", params={"limit": 3}, headers=tenant.headers)
+    assert [m["body"] for m in r.json()["items"]] == ["mensagem 5", "mensagem 6", "mensagem 7"]
 
 
 async def test_reply_updates_preview_and_last_message_at(client: httpx.AsyncClient, tenant: Tenant) -> None:
@@ -107,7 +98,7 @@ async def test_messages_are_append_only_no_delete_or_edit_route(client: httpx.As
         assert r.status_code == 405, (method, r.status_code)
         r = await client.request(method, f"{API}/tickets/{ticket['id']}/messages/{msg_id}", headers=agent["headers"])
         assert r.status_code in (404, 405), (method, r.status_code)
-    items = await collect_pages(client, tenant.headers, f"{API}/tickets/{ticket['id']}/messages")
+    items, _ = await walk_thread(client, tenant.headers, f"{API}/tickets/{ticket['id']}/messages")
     assert [m["body"] for m in items][-1] == "fica"
 
 

@@ -109,6 +109,7 @@ async def test_garbage_cursor_is_422_on_every_list(
         "/tickets",
         f"/tickets/{ticket['id']}/messages",
         f"/tickets/{ticket['id']}/events",
+        f"/tickets/{ticket['id']}/history",
         "/users",
         "/departments",
         "/clients",

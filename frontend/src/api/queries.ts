@@ -5,6 +5,7 @@ import type {
   Department,
   ResellerConfigUpdate,
   Ticket,
+  TicketEvent,
   TicketStatus,
   User,
   WhatsAppConnection,
@@ -38,6 +39,8 @@ export function useTicket(id: string) {
   });
 }
 
+/** A ticket's thread: pages[0] is the newest page (the API answers it without a cursor), each
+ * next page is older. Screens show the pages reversed; refetches start again from the newest. */
 export function useMessages(ticketId: string) {
   return useInfiniteQuery({
     queryKey: keys.messages(ticketId),
@@ -45,7 +48,58 @@ export function useMessages(ticketId: string) {
     queryFn: ({ pageParam }) =>
       unwrap(
         api.GET('/api/v1/tickets/{ticket_id}/messages', {
-          params: { path: { ticket_id: ticketId }, query: { limit: 200, cursor: pageParam ?? undefined } },
+          params: { path: { ticket_id: ticketId }, query: { limit: THREAD_PAGE, cursor: pageParam ?? undefined } },
+        }),
+      ),
+    getNextPageParam: (last) => last.next_cursor ?? null,
+  });
+}
+
+const THREAD_PAGE = 50;
+
+/** The ticket's timeline (assumed, transferred, finalized): a handful per ticket, all loaded. */
+export function useTicketEvents(ticketId: string) {
+  return useQuery({
+    queryKey: keys.events(ticketId),
+    queryFn: () =>
+      allPages<TicketEvent>((cursor) =>
+        unwrap(
+          api.GET('/api/v1/tickets/{ticket_id}/events', {
+            params: { path: { ticket_id: ticketId }, query: { limit: 200, cursor } },
+          }),
+        ),
+      ),
+  });
+}
+
+/** The client's other tickets, seen through this one (newest opened first). */
+export function useClientHistory(ticketId: string) {
+  return useInfiniteQuery({
+    queryKey: keys.history(ticketId),
+    initialPageParam: null as string | null,
+    queryFn: ({ pageParam }) =>
+      unwrap(
+        api.GET('/api/v1/tickets/{ticket_id}/history', {
+          params: { path: { ticket_id: ticketId }, query: { limit: 20, cursor: pageParam ?? undefined } },
+        }),
+      ),
+    getNextPageParam: (last) => last.next_cursor ?? null,
+  });
+}
+
+/** One earlier ticket's thread, read through the current ticket; paged like useMessages. */
+export function useHistoryMessages(ticketId: string, otherId: string | null) {
+  return useInfiniteQuery({
+    queryKey: keys.historyMessages(ticketId, otherId ?? ''),
+    enabled: otherId !== null,
+    initialPageParam: null as string | null,
+    queryFn: ({ pageParam }) =>
+      unwrap(
+        api.GET('/api/v1/tickets/{ticket_id}/history/{other_id}/messages', {
+          params: {
+            path: { ticket_id: ticketId, other_id: otherId ?? '' },
+            query: { limit: THREAD_PAGE, cursor: pageParam ?? undefined },
+          },
         }),
       ),
     getNextPageParam: (last) => last.next_cursor ?? null,

@@ -5,6 +5,7 @@ export type Ticket = S['TicketRead'];
 export type TicketStatus = Ticket['status'];
 export type TicketCounts = S['TicketCounts'];
 export type Message = S['MessageRead'];
+export type TicketEvent = S['TicketEventRead'];
 export type User = S['UserRead'];
 export type Department = S['DepartmentRead'];
 export type Reseller = S['ResellerRead'];

@@ -74,6 +74,20 @@ describe('applyEvent', () => {
     expect(client.getQueryData<Pages<Message>>(keys.messages(t3.id))?.pages[0].items[0].status).toBe('read');
   });
 
+  it('adds a live message to the newest page of a thread whose older pages are still unloaded', () => {
+    const client = seeded();
+    const older: Message = {
+      id: 'a'.repeat(24), ticket_id: t3.id, direction: 'in', sender_type: 'client', sender_name: 'Maria',
+      type: 'text', body: 'antes', status: 'received', created_at: '2025-01-01T12:00:00Z',
+    };
+    client.setQueryData(keys.messages(t3.id), { pages: [{ items: [older], next_cursor: 'older-page' }], pageParams: [null] });
+    const message: Message = { ...older, id: 'b'.repeat(24), body: 'agora', created_at: '2025-01-01T12:10:00Z' };
+    applyEvent(client, ev('message.created', { ticket: t3, message }), me);
+    const loaded = client.getQueryData<Pages<Message>>(keys.messages(t3.id));
+    expect(loaded?.pages[0].items.map((m) => m.body)).toEqual(['antes', 'agora']);
+    expect(loaded?.pages[0].next_cursor).toBe('older-page');
+  });
+
   it('never rolls a ticket back to an older version', () => {
     const client = seeded();
     client.setQueryData(keys.ticket(t1.id), { ...t1, status: 'finalizado', version: 3 });

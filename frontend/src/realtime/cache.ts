@@ -8,6 +8,9 @@ export const keys = {
   counts: ['tickets', 'counts'] as const,
   ticket: (id: string) => ['ticket', id] as const,
   messages: (id: string) => ['ticket', id, 'messages'] as const,
+  events: (id: string) => ['ticket', id, 'events'] as const,
+  history: (id: string) => ['ticket', id, 'history'] as const,
+  historyMessages: (id: string, otherId: string) => ['ticket', id, 'history', otherId, 'messages'] as const,
   departments: ['departments'] as const,
   agents: ['agents'] as const,
   connections: ['connections'] as const,
@@ -65,7 +68,14 @@ function applyTicket(client: QueryClient, ticket: Ticket, user: User): void {
   }
 }
 
-function applyMessage(client: QueryClient, message: Message): void {
+function chronological(a: Message, b: Message): number {
+  const byTime = a.created_at.localeCompare(b.created_at);
+  return byTime !== 0 ? byTime : a.id.localeCompare(b.id);
+}
+
+/** A thread's pages run newest first (pages[0] is the newest page, the next ones older), so a
+ * live message always belongs to pages[0]: it is loaded from the first fetch on. */
+export function applyMessage(client: QueryClient, message: Message): void {
   client.setQueryData<MessagePages>(keys.messages(message.ticket_id), (data) => {
     if (!data || data.pages.length === 0) return data;
     const exists = data.pages.some((p) => p.items.some((m) => m.id === message.id));
@@ -73,9 +83,7 @@ function applyMessage(client: QueryClient, message: Message): void {
       ...p,
       items: p.items.map((m) => (m.id === message.id ? { ...m, ...message } : m)),
     }));
-    const last = pages[pages.length - 1];
-    // Appended only when the thread is loaded up to its end; otherwise the next page brings it.
-    if (!exists && !last.next_cursor) pages[pages.length - 1] = { ...last, items: [...last.items, message] };
+    if (!exists) pages[0] = { ...pages[0], items: [...pages[0].items, message].sort(chronological) };
     return { ...data, pages };
   });
 }
@@ -95,6 +103,7 @@ export function applyEvent(client: QueryClient, event: RealtimeEvent, user: User
   if (event.connection) applyConnection(client, event.connection);
   if (event.event.startsWith('ticket.')) {
     void client.invalidateQueries({ queryKey: keys.counts });
+    if (event.ticket) void client.invalidateQueries({ queryKey: keys.events(event.ticket.id) });
   }
 }
 

@@ -1,8 +1,9 @@
 import { Alert, Button, Center, Group, Loader, Stack, Text } from '@mantine/core';
-import { useEffect, useRef } from 'react';
+import { useLayoutEffect, useMemo, useRef, useState } from 'react';
 import { errorMessage } from '../../api/client';
-import { useMessages } from '../../api/queries';
-import type { Message } from '../../api/types';
+import { useMessages, useTicketEvents } from '../../api/queries';
+import type { Message, TicketEvent } from '../../api/types';
+import { useMe } from '../../auth/session';
 import { t } from '../../i18n/pt-BR';
 import { formatWhen } from '../../lib/format';
 
@@ -71,6 +72,7 @@ function MediaPlaceholder({ message }: { message: Message }) {
 }
 
 export function MessageBubble({ message }: { message: Message }) {
+  if (message.direction === 'note') return <NoteBubble message={message} />;
   const isMedia = message.type !== 'text' && message.type !== 'chat';
   return (
     <div
@@ -96,38 +98,186 @@ export function MessageBubble({ message }: { message: Message }) {
   );
 }
 
-export function MessageThread({ ticketId }: { ticketId: string }) {
-  const query = useMessages(ticketId);
-  const bottom = useRef<HTMLDivElement>(null);
-  const messages = query.data?.pages.flatMap((p) => p.items) ?? [];
-  const lastId = messages[messages.length - 1]?.id;
+/** Staff-only: set apart from the conversation with the client (yellow, centred, labelled). */
+function NoteBubble({ message }: { message: Message }) {
+  return (
+    <div className="bubble" data-direction="note" data-testid="message" role="note" aria-label={t.ticket.noteLabel}>
+      <Text size="xs" fw={600} c="yellow.9">
+        {t.ticket.note}
+        {message.sender_name ? ` · ${message.sender_name}` : ''}
+      </Text>
+      <Text size="sm">{message.body}</Text>
+      <Group gap={4} justify="flex-end">
+        <Text size="xs" c="dimmed">
+          <time dateTime={message.created_at}>{formatWhen(message.created_at)}</time>
+        </Text>
+      </Group>
+    </div>
+  );
+}
 
-  useEffect(() => {
-    bottom.current?.scrollIntoView?.({ block: 'end' });
-  }, [lastId]);
+export function timelineText(event: TicketEvent): string {
+  const who = event.actor_name || t.ticket.timeline.someone;
+  const to = event.target_name || '—';
+  if (event.type === 'created') return t.ticket.timeline.created(who);
+  if (event.type === 'assumed') return t.ticket.timeline.assumed(who);
+  if (event.type === 'finalized') return t.ticket.timeline.finalized(who);
+  if (event.type === 'transferred') {
+    return event.data && 'to_department_id' in event.data
+      ? t.ticket.timeline.transferredToDepartment(who, to)
+      : t.ticket.timeline.transferredToAgent(who, to);
+  }
+  return t.ticket.timeline.other(who);
+}
+
+function TimelineRow({ event }: { event: TicketEvent }) {
+  return (
+    <Text size="xs" c="dimmed" ta="center" data-testid="timeline-event" data-type={event.type}>
+      {timelineText(event)} · <time dateTime={event.at}>{formatWhen(event.at)}</time>
+    </Text>
+  );
+}
+
+type Item = { key: string; at: string; message?: Message; event?: TicketEvent };
+
+/** Messages and the ticket's events in one line of time. An event older than the oldest loaded
+ * message waits for that older page (when there is one), so it never shows out of place. */
+export function mergeTimeline(messages: Message[], events: TicketEvent[], complete: boolean): Item[] {
+  const oldest = messages[0]?.created_at;
+  const items: Item[] = messages.map((m) => ({ key: m.id, at: m.created_at, message: m }));
+  for (const event of events) {
+    if (event.type === 'created') continue; // the first message already opens the thread
+    if (!complete && oldest !== undefined && event.at < oldest) continue;
+    items.push({ key: `event-${event.id}`, at: event.at, event });
+  }
+  // Stable: a message and an event at the same instant keep messages first.
+  return items
+    .map((item, index) => ({ item, index }))
+    .sort((a, b) => a.item.at.localeCompare(b.item.at) || a.index - b.index)
+    .map(({ item }) => item);
+}
+
+const NEAR_BOTTOM = 48;
+const NEAR_TOP = 120;
+
+/** A ticket's thread. Opens at its newest message; scrolling up loads older pages and keeps what
+ * the reader was looking at in place; new messages are followed only when the reader is at the
+ * bottom (or wrote them), otherwise a pill says how many arrived below. */
+export function MessageThread({ ticketId, showTimeline = true }: { ticketId: string; showTimeline?: boolean }) {
+  const me = useMe();
+  const query = useMessages(ticketId);
+  const events = useTicketEvents(ticketId);
+  const box = useRef<HTMLDivElement>(null);
+  const atBottom = useRef(true);
+  const anchor = useRef<{ height: number; top: number } | null>(null);
+  const seen = useRef<{ oldest?: string; newest?: string }>({});
+  // The newest message the reader had seen when more arrived below it; null when up to date.
+  const [seenUpTo, setSeenUpTo] = useState<string | null>(null);
+
+  const messages = useMemo(() => [...(query.data?.pages ?? [])].reverse().flatMap((p) => p.items), [query.data]);
+  const items = useMemo(
+    () => mergeTimeline(messages, showTimeline ? events.data ?? [] : [], !query.hasNextPage),
+    [messages, events.data, showTimeline, query.hasNextPage],
+  );
+  const oldest = messages[0]?.id;
+  const newest = messages[messages.length - 1];
+  const seenIndex = seenUpTo === null ? -1 : messages.findIndex((m) => m.id === seenUpTo);
+  const unseen = seenIndex < 0 ? 0 : messages.length - 1 - seenIndex;
+
+  const toBottom = () => {
+    const el = box.current;
+    if (el) el.scrollTop = el.scrollHeight;
+    atBottom.current = true;
+    setSeenUpTo(null);
+  };
+
+  useLayoutEffect(() => {
+    const el = box.current;
+    const before = seen.current;
+    seen.current = { oldest, newest: newest?.id };
+    if (!el || newest === undefined) return;
+    if (anchor.current && oldest !== before.oldest) {
+      // An older page went in above: keep the reader's place (distance from the bottom).
+      el.scrollTop = el.scrollHeight - anchor.current.height + anchor.current.top;
+      anchor.current = null;
+    }
+    if (newest.id === before.newest) return;
+    if (before.newest === undefined || atBottom.current || (newest.sender_id === me.id && newest.direction !== 'in')) {
+      toBottom();
+    } else {
+      const previous = before.newest;
+      setSeenUpTo((current) => current ?? previous);
+    }
+  }, [oldest, newest, me.id]);
+
+  useLayoutEffect(() => {
+    // Timeline rows arriving after the messages must not push the newest message out of view.
+    if (atBottom.current && box.current) box.current.scrollTop = box.current.scrollHeight;
+  }, [items.length]);
+
+  const loadOlder = () => {
+    const el = box.current;
+    if (!query.hasNextPage || query.isFetchingNextPage) return;
+    if (el) anchor.current = { height: el.scrollHeight, top: el.scrollTop };
+    void query.fetchNextPage();
+  };
+
+  const onScroll = () => {
+    const el = box.current;
+    if (!el) return;
+    atBottom.current = el.scrollHeight - el.scrollTop - el.clientHeight < NEAR_BOTTOM;
+    if (atBottom.current && seenUpTo !== null) setSeenUpTo(null);
+    if (el.scrollTop < NEAR_TOP) loadOlder();
+  };
 
   return (
-    <Stack gap="xs" p="sm" style={{ flex: 1, overflowY: 'auto', minHeight: 200 }} role="log" aria-label={t.ticket.thread} aria-live="polite" data-testid="thread">
-      {query.isPending && (
-        <Center>
-          <Loader size="sm" aria-label={t.app.loading} />
-        </Center>
-      )}
-      {query.isError && (
-        <Alert color="red" role="alert">
-          {errorMessage(query.error)}
-        </Alert>
-      )}
-      {query.isSuccess && messages.length === 0 && <Text c="dimmed">{t.ticket.noMessages}</Text>}
-      {messages.map((message) => (
-        <MessageBubble key={message.id} message={message} />
-      ))}
-      {query.hasNextPage && (
-        <Button variant="subtle" onClick={() => query.fetchNextPage()} loading={query.isFetchingNextPage}>
-          {t.ticket.olderMessages}
+    <div style={{ position: 'relative', flex: 1, minHeight: 200, display: 'flex', flexDirection: 'column' }}>
+      <Stack
+        ref={box}
+        onScroll={onScroll}
+        gap="xs"
+        p="sm"
+        style={{ flex: 1, overflowY: 'auto', minHeight: 0, overflowAnchor: 'none' }}
+        role="log"
+        aria-label={t.ticket.thread}
+        aria-live="polite"
+        data-testid="thread"
+      >
+        {query.hasNextPage && (
+          <Button variant="subtle" onClick={loadOlder} loading={query.isFetchingNextPage} data-testid="older-messages">
+            {t.ticket.olderMessages}
+          </Button>
+        )}
+        {query.isPending && (
+          <Center>
+            <Loader size="sm" aria-label={t.app.loading} />
+          </Center>
+        )}
+        {query.isError && (
+          <Alert color="red" role="alert">
+            {errorMessage(query.error)}
+          </Alert>
+        )}
+        {query.isSuccess && messages.length === 0 && <Text c="dimmed">{t.ticket.noMessages}</Text>}
+        {items.map((item) =>
+          item.message ? (
+            <MessageBubble key={item.key} message={item.message} />
+          ) : (
+            <TimelineRow key={item.key} event={item.event as TicketEvent} />
+          ),
+        )}
+      </Stack>
+      {unseen > 0 && (
+        <Button
+          size="compact-sm"
+          radius="xl"
+          onClick={toBottom}
+          data-testid="new-messages"
+          style={{ position: 'absolute', bottom: 12, left: '50%', transform: 'translateX(-50%)', boxShadow: 'var(--mantine-shadow-sm)' }}
+        >
+          {t.ticket.newMessages(unseen)} ↓
         </Button>
       )}
-      <div ref={bottom} />
-    </Stack>
+    </div>
   );
 }

@@ -19,6 +19,7 @@ function common(path: string) {
   if (path === '/api/v1/auth/me') return { body: me };
   if (path === '/api/v1/departments') return { body: { items: [{ id: base.department_id, name: 'Suporte', active: true, reseller_id: 'r', description: '', created_at: '' }], next_cursor: null } };
   if (path === `/api/v1/tickets/${base.id}/messages`) return { body: { items: [message, outgoing, image], next_cursor: null } };
+  if (path === `/api/v1/tickets/${base.id}/events` || path === `/api/v1/tickets/${base.id}/history`) return { body: { items: [], next_cursor: null } };
   return undefined;
 }
 
@@ -98,16 +99,16 @@ describe('TicketView', () => {
 describe('allowedActions', () => {
   const reseller = agentUser({ id: 'o'.repeat(24), role: 'reseller', department_ids: [] });
   it('lets an agent assume from espera but only the holder answer, transfer or finalize', () => {
-    expect(allowedActions(base, me)).toEqual({ assume: true, transfer: false, finalize: true, reply: false });
+    expect(allowedActions(base, me)).toEqual({ assume: true, transfer: false, finalize: true, reply: false, note: true });
     const held = { ...base, status: 'atendendo' as const, agent_id: me.id };
-    expect(allowedActions(held, me)).toEqual({ assume: false, transfer: true, finalize: true, reply: true });
+    expect(allowedActions(held, me)).toEqual({ assume: false, transfer: true, finalize: true, reply: true, note: true });
     const others = { ...held, agent_id: 'b'.repeat(24) };
-    expect(allowedActions(others, me)).toEqual({ assume: false, transfer: false, finalize: false, reply: false });
+    expect(allowedActions(others, me)).toEqual({ assume: false, transfer: false, finalize: false, reply: false, note: true });
   });
   it('lets a reseller transfer and finalize but never assume or answer', () => {
     const held = { ...base, status: 'atendendo' as const, agent_id: me.id };
-    expect(allowedActions(held, reseller)).toEqual({ assume: false, transfer: true, finalize: true, reply: false });
-    expect(allowedActions({ ...base, status: 'finalizado' }, reseller)).toEqual({ assume: false, transfer: false, finalize: false, reply: false });
+    expect(allowedActions(held, reseller)).toEqual({ assume: false, transfer: true, finalize: true, reply: false, note: true });
+    expect(allowedActions({ ...base, status: 'finalizado' }, reseller)).toEqual({ assume: false, transfer: false, finalize: false, reply: false, note: true });
   });
   it('words a 409 by what its body carries', () => {
     expect(assumeConflictMessage(new ApiError(409, { message: 'x', ticket: { ...base, agent_name: 'Bia' } }))).toBe('Este atendimento já foi assumido por Bia.');

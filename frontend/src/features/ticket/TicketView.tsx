@@ -12,6 +12,7 @@ import { t } from '../../i18n/pt-BR';
 import { formatPhone, formatWhen } from '../../lib/format';
 import { keys } from '../../realtime/cache';
 import { allowedActions, assumeConflictMessage, conflictTicket } from './actions';
+import { ClientHistory } from './ClientHistory';
 import { Composer } from './Composer';
 import { MessageThread } from './MessageThread';
 import { TransferModal } from './TransferModal';
@@ -100,6 +101,7 @@ function LoadedTicket({ ticket, backTo }: { ticket: Ticket; backTo: { pathname: 
             </Badge>
           </Group>
           <Group gap="xs">
+            {me.role !== 'admin' && <ClientHistory key={ticket.id} ticket={ticket} />}
             {can.assume && (
               <Button onClick={() => assume.mutate()} loading={assume.isPending}>
                 {t.ticket.assume}
@@ -123,8 +125,8 @@ function LoadedTicket({ ticket, backTo }: { ticket: Ticket; backTo: { pathname: 
           {formatWhen(ticket.created_at)}
         </Text>
       </Stack>
-      <MessageThread ticketId={ticket.id} />
-      <Composer ticket={ticket} canReply={can.reply} />
+      <MessageThread key={ticket.id} ticketId={ticket.id} />
+      <Composer key={ticket.id} ticket={ticket} canReply={can.reply} canNote={can.note} />
       <TransferModal ticket={ticket} opened={transferOpen} onClose={() => setTransferOpen(false)} onConflict={(e) => onConflict(e, false)} />
     </Paper>
   );

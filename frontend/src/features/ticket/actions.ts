@@ -14,6 +14,8 @@ export function allowedActions(ticket: Ticket, me: User) {
       (ticket.status === 'espera' && (isReseller || isAgent)) ||
       (ticket.status === 'atendendo' && (isReseller || (isAgent && holds))),
     reply: isAgent && ticket.status === 'atendendo' && holds,
+    // Internal notes: the tenant's staff who can see the ticket, whatever its status.
+    note: isAgent || isReseller,
   };
 }
 

@@ -1,0 +1,60 @@
+"""A client's history, seen from one of its tickets.
+
+Ticket visibility is per ticket (an agent sees its department's queue and its own tickets), so
+an agent answering a client used to get 404 on that client's earlier tickets. Here the ticket the
+user can see is the key: whoever may see ticket T may read, without changing anything, the other
+tickets of T's client in T's tenant and their threads (notes included: the reader is staff).
+A ticket of another client or tenant is a 404, exactly like a ticket that does not exist.
+"""
+
+from typing import Any
+
+from backend.core.db import Database
+from backend.core.errors import NotFound
+from backend.core.ids import is_valid_id
+from backend.core.pagination import decode_time_cursor, encode_cursor
+from backend.core.tenancy import Actor
+from backend.history import repository
+from backend.messages import service as messages
+from backend.messages.schemas import MessagePage
+from backend.tickets import service as tickets
+from backend.tickets.schemas import TicketPage, TicketRead
+
+
+async def other_tickets(db: Database, actor: Actor, *, ticket_id: str, cursor: str | None, limit: int) -> TicketPage:
+    """The client's other tickets in the tenant, newest opened first."""
+    current = await tickets.get_visible_or_404(db, actor, ticket_id=ticket_id)
+    before = decode_time_cursor(cursor) if cursor else None
+    docs = await repository.client_tickets(
+        db,
+        reseller_id=current["reseller_id"],
+        client_id=current["client_id"],
+        exclude_id=current["_id"],
+        before=before,
+        limit=limit + 1,
+    )
+    nxt = None
+    if len(docs) > limit:
+        oldest = docs[limit - 1]
+        nxt = encode_cursor([oldest["created_at"].isoformat(), oldest["_id"]])
+    return TicketPage(items=[TicketRead.from_doc(d) for d in docs[:limit]], next_cursor=nxt)
+
+
+async def _sibling_or_404(db: Database, actor: Actor, *, ticket_id: str, other_id: str) -> dict[str, Any]:
+    current = await tickets.get_visible_or_404(db, actor, ticket_id=ticket_id)
+    other = await tickets.load(db, other_id) if is_valid_id(other_id) else None
+    if other is None or other["reseller_id"] != current["reseller_id"] or other["client_id"] != current["client_id"]:
+        raise NotFound("ticket not found")
+    return other
+
+
+async def other_ticket(db: Database, actor: Actor, *, ticket_id: str, other_id: str) -> TicketRead:
+    return TicketRead.from_doc(await _sibling_or_404(db, actor, ticket_id=ticket_id, other_id=other_id))
+
+
+async def other_messages(
+    db: Database, actor: Actor, *, ticket_id: str, other_id: str, cursor: str | None, limit: int
+) -> MessagePage:
+    """The thread of one of the client's tickets, paged like the ticket's own (newest page first)."""
+    other = await _sibling_or_404(db, actor, ticket_id=ticket_id, other_id=other_id)
+    return await messages.thread_page(db, other["_id"], cursor=cursor, limit=limit)

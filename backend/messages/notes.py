@@ -1,0 +1,56 @@
+"""Internal notes: staff-only remarks in a ticket's thread.
+
+A note is stored in `messages` as a message with `type: "note"` and `direction: "note"`, not in
+a collection of its own. Why:
+- one thread query: the thread pages by (created_at, _id) over `messages`, so notes fall between
+  the messages they comment on, with the same keyset cursor and index, and no merge of two paged
+  lists in the API or the screen;
+- the guarantees already cover `messages`: append-only, never deleted, counted by the deploy
+  ledger guard and kept by every backup (scripts/backup.py), with no new collection to register;
+- the realtime feed already carries messages to exactly the staff who can see the ticket
+  (`message.created`, audience rule), and the screen's cache applies it by id.
+What keeps a note from acting like a message is its direction, which nothing on the client path
+matches: the outbox is fed only by `messages.service.reply` (a note is never enqueued, so no
+provider call exists for it), client-message rules select `sender_type: "client"`, and a reply is
+`direction: "out"`. A note also leaves the ticket's activity (`last_message_*`) alone: the inbox
+preview and order show what the client and the agents said to each other, not staff remarks.
+Clients have no API session; if they get one, their thread must filter `direction: "note"` out.
+"""
+
+from backend.core.clock import utcnow
+from backend.core.db import Database
+from backend.core.errors import Forbidden
+from backend.core.ids import new_id
+from backend.core.tenancy import Actor
+from backend.messages import repository
+from backend.messages.schemas import MessageRead
+from backend.realtime import feed
+from backend.tickets import service as tickets
+
+NOTE = "note"
+STAFF_ROLES = frozenset({"agent", "reseller"})
+
+
+async def add(db: Database, actor: Actor, *, ticket_id: str, body: str) -> MessageRead:
+    """Any of the tenant's staff who can see the ticket adds a note, whatever its status (a queued
+    ticket or a closed one can need a remark as much as one being handled)."""
+    if actor.role not in STAFF_ROLES:
+        raise Forbidden("notes are written by the tenant's staff")
+    ticket = await tickets.get_visible_or_404(db, actor, ticket_id=ticket_id)
+    doc = {
+        "_id": new_id(),
+        "ticket_id": ticket["_id"],
+        "reseller_id": ticket["reseller_id"],
+        "direction": NOTE,
+        "sender_type": actor.role,
+        "sender_id": actor.id,
+        "sender_name": actor.name,
+        "type": NOTE,
+        "body": body,
+        "media": None,
+        "status": "internal",
+        "created_at": utcnow(),
+    }
+    await repository.insert(db, doc)
+    await feed.publish(db, reseller_id=ticket["reseller_id"], type_="message.created", ticket=ticket, message=doc)
+    return MessageRead.from_doc(doc)
