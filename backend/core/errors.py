@@ -45,3 +45,9 @@ class TooManyRequests(AppError):
 
 class ServiceUnavailable(AppError):
     status_code = 503
+
+
+class NotYetVisible(ServiceUnavailable):
+    """A document that a unique key says exists cannot be read yet: on a MongoDB replica set the
+    writer that won the key may not be majority-visible for a moment. Retryable: the same request
+    a little later finds it (the webhook processor retries it with backoff; clients get a 503)."""

@@ -10,6 +10,7 @@ from backend.core.db import Database
 from backend.core.errors import Conflict, Forbidden, Unprocessable
 from backend.core.ids import new_id
 from backend.core.pagination import decode_cursor, encode_cursor
+from backend.core.retry import read_winner
 from backend.core.tenancy import Actor
 from backend.messages import repository
 from backend.messages.schemas import MessagePage, MessageRead
@@ -61,8 +62,7 @@ async def append(
     try:
         await repository.insert(db, doc)
     except DuplicateKeyError:
-        existing = await repository.get(db, doc["_id"])
-        assert existing is not None
+        existing = await read_winner(lambda: repository.get(db, doc["_id"]), what=f"message {doc['_id']}")
         return existing, False
     await _after_stored(db, ticket, doc)
     return doc, True

@@ -15,6 +15,7 @@ from backend.core.db import Database
 from backend.core.errors import Conflict, NotFound, Unprocessable
 from backend.core.ids import is_valid_id, new_id
 from backend.core.pagination import decode_cursor, encode_cursor
+from backend.core.retry import read_winner
 from backend.core.tenancy import Actor
 from backend.departments import repository as departments
 from backend.realtime import feed
@@ -76,8 +77,7 @@ async def load(db: Database, ticket_id: str) -> dict[str, Any] | None:
         try:
             await repository.insert(db, doc)
         except DuplicateKeyError:
-            doc = await repository.get(db, ticket_id)
-            assert doc is not None
+            doc = await read_winner(lambda: repository.get(db, ticket_id), what=f"ticket {ticket_id}")
     while True:
         nxt = await events.get(db, ticket_id, doc["version"] + 1)
         if nxt is None:
@@ -169,8 +169,7 @@ async def _create(
         won = True
     except DuplicateKeyError:
         won = False
-    found = await load(db, ticket_id)
-    assert found is not None
+    found = await read_winner(lambda: load(db, ticket_id), what=f"ticket {ticket_id}")
     if won:
         await feed.publish(db, reseller_id=reseller_id, type_="ticket.created", ticket=found)
     return found, won
