@@ -125,6 +125,7 @@ class WebhookProcessor:
             await asyncio.gather(*loops.values(), return_exceptions=True)
             signals.unsubscribe(wakeup)
             self._wakeup = None
+            self._halt = asyncio.Event()
         log.info("webhook processor stopped", worker=self.worker_id)
 
     async def _lane_loop(self, lane: int, halt: asyncio.Event) -> None:
