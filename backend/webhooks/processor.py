@@ -88,7 +88,7 @@ class WebhookProcessor:
         self._pos: dict[int, int] = {}
         self._saved: dict[int, int] = {}
         self._probed_at: dict[int, float] = {}
-        self._retired_checked_at = -math.inf
+        self._retired_checked = False
         self._halt = asyncio.Event()  # set when run() stops: walks end at their next batch
         self._wakeup: signals.Wakeup | None = None  # deliveries this process stored, handed over
         self._sem = asyncio.Semaphore(settings.WEBHOOK_PROCESSOR_CONCURRENCY)
@@ -97,7 +97,7 @@ class WebhookProcessor:
         """Walks `lanes` once as a wake-up would (each up to what was handed over), or by default
         polls every lane, retired ones included: looks past holes and saves cursors. Returns how
         many events it processed."""
-        if lanes is None:
+        if lanes is None and not self._retired_checked:
             await self._adopt_retired()
         walks = [self._guarded(n, poll=lanes is None) for n in sorted(self.lanes if lanes is None else lanes)]
         return sum(await asyncio.gather(*walks))
@@ -107,17 +107,21 @@ class WebhookProcessor:
         wakeup = self._wakeup = signals.subscribe()
         halt = self._halt = asyncio.Event()
         loops: dict[int, asyncio.Task[None]] = {}
+        next_check = time.monotonic()  # retired lanes: right after the lanes' loops start
         try:
-            while not stop.is_set():
-                try:
-                    await self._adopt_retired()
-                except Exception as exc:  # looked for again at the next check
-                    log.error("webhook retired lane check failed", error=str(exc))
+            while True:
                 for lane in self.lanes:
                     if lane not in loops:
                         loops[lane] = asyncio.create_task(self._lane_loop(lane, halt))
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), timeout=RETIRED_CHECK_SECONDS)
+                    await asyncio.wait_for(stop.wait(), timeout=max(0.0, next_check - time.monotonic()))
+                if stop.is_set():
+                    break
+                next_check = time.monotonic() + RETIRED_CHECK_SECONDS
+                try:
+                    await self._adopt_retired()
+                except Exception as exc:  # looked for again at the next check
+                    log.error("webhook retired lane check failed", error=str(exc))
         finally:
             halt.set()
             for lane in loops:
@@ -150,15 +154,13 @@ class WebhookProcessor:
     async def _adopt_retired(self) -> None:
         """Lanes at or above WEBHOOK_LANES that an earlier, larger setting wrote to: walked like
         the others (no new delivery goes there) so that nothing stored in them is stranded."""
-        if time.monotonic() - self._retired_checked_at < RETIRED_CHECK_SECONDS:
-            return
         candidates = [n for n in range(self.settings.WEBHOOK_LANES, MAX_LANES) if n not in self.lanes]
         written = await asyncio.gather(*(repository.lane(n).ever_written(self.db) for n in candidates))
         for n, used in zip(candidates, written, strict=True):
             if used:
                 self.lanes[n] = repository.lane(n)
                 log.warning("walking a lane beyond WEBHOOK_LANES that holds deliveries", lane=n)
-        self._retired_checked_at = time.monotonic()
+        self._retired_checked = True
 
     async def _guarded(self, lane: int, *, poll: bool) -> int:
         try:

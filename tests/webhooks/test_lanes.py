@@ -218,16 +218,28 @@ async def test_a_thousand_message_burst_of_one_tenant_does_not_hold_up_another_t
     assert before + during < 1000
 
 
+@pytest.mark.parametrize("loop", [False, True])
 async def test_deliveries_in_lanes_beyond_a_lowered_webhook_lanes_are_still_processed(
-    db: Any, hook: Hook, settings: Settings
+    db: Any, hook: Hook, settings: Settings, loop: bool
 ) -> None:
     retired = [await hook.deliver(_phone_in_lane(hook, {2, 3})) for _ in range(4)]
-    fewer = settings.model_copy(update={"WEBHOOK_LANES": 2})
+    fewer = settings.model_copy(update={"WEBHOOK_LANES": 2, "WEBHOOK_POLL_SECONDS": 0.1})
 
-    await WebhookProcessor(db, fewer).run_once()
+    async def all_processed() -> bool:
+        raws = await db.webhook_events_raw.find({"_id": {"$in": retired}}).to_list(None)
+        return [r["status"] for r in raws] == ["processed"] * len(retired)
 
-    raws = await db.webhook_events_raw.find({"_id": {"$in": retired}}).to_list(None)
-    assert [r["status"] for r in raws] == ["processed"] * len(retired)
+    if loop:  # a processor process started with the new setting
+        stop = asyncio.Event()
+        running = asyncio.create_task(WebhookProcessor(db, fewer).run(stop))
+        try:
+            await wait_for(all_processed, timeout=60)
+        finally:
+            stop.set()
+            await running
+    else:  # one poll of every lane
+        await WebhookProcessor(db, fewer).run_once()
+        assert await all_processed()
 
 
 @pytest.mark.parametrize(
