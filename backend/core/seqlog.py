@@ -24,6 +24,13 @@ holes of any length costs at most one read per number to look past, and a quiet 
 at most MARK_EVERY reads. One marker insert per MARK_EVERY entries per writing process, sent in
 the same group-commit batches as the entries.
 
+Order: a writer never takes a number below one stored when it last synced (`top`, at its first
+append and after any collision), and a number's block marker is stored before it. Where that
+ends: a writer in another process whose hint is older than a hole (a number a dead writer took,
+with entries stored past it) can still store into that hole before a reader tombstones it, below
+those entries. Only a run of holes makes this possible, and the processor tombstones it within
+the grace.
+
 Process-local hints (head, reservations, markers, cursors) only make reads short; every rule is
 decided by the stored `_id`s. Entries are never removed (persistence rule 1).
 """
