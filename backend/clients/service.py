@@ -11,6 +11,7 @@ from backend.core.db import Database
 from backend.core.errors import Conflict, NotFound, Unprocessable
 from backend.core.ids import is_valid_id, new_id
 from backend.core.pagination import decode_id_cursor, next_id_cursor
+from backend.core.retry import read_winner
 from backend.core.tenancy import Actor
 from backend.users import repository as users
 
@@ -38,8 +39,7 @@ async def upsert_by_phone(db: Database, *, reseller_id: str, phone: str, name: s
     try:
         await users.insert(db, doc)
     except DuplicateKeyError:  # the concurrent caller wrote the same claimed client
-        found = await users.get(db, bound)
-        assert found is not None
+        found = await read_winner(lambda: users.get(db, bound), what=f"client {bound}")
         return found, False
     return doc, True
 

@@ -134,7 +134,8 @@ class Settings(BaseSettings):
     WEBHOOK_PROCESSOR_ENABLED: bool = True
     WEBHOOK_POLL_SECONDS: float = Field(default=1.0, gt=0)
     # Raw events are spread over this many ordered lanes by chat (one chat = one lane, processed in
-    # order; lanes in parallel). Change it only while no event is pending.
+    # order; lanes in parallel). May be lowered at any time: lanes above it that still hold events
+    # are walked until drained (backend/webhooks/processor.py).
     WEBHOOK_LANES: int = Field(default=32, ge=1, le=256)
     WEBHOOK_PROCESSOR_CONCURRENCY: int = Field(default=16, ge=1)
     WEBHOOK_MAX_ATTEMPTS: int = Field(default=8, ge=1)

@@ -107,3 +107,9 @@ API = responses(422, 503)  # every /api route: the readiness gate, parameter val
 AUTHENTICATED = API | responses(401)  # any signed-in user
 ROLE = AUTHENTICATED | responses(403)  # restricted to some roles
 WITH_BODY = responses(400, 413)  # routes that read a JSON body
+
+
+class NotYetVisible(ServiceUnavailable):
+    """A document that a unique key says exists cannot be read yet: on a MongoDB replica set the
+    writer that won the key may not be majority-visible for a moment. Retryable: the same request
+    a little later finds it (the webhook processor retries it with backoff; clients get a 503)."""

@@ -10,6 +10,7 @@ from pymongo.errors import DuplicateKeyError
 from backend.core import group_commit
 from backend.core.clock import utcnow
 from backend.core.db import Database
+from backend.core.retry import read_winner
 
 COLLECTION = "natural_keys"
 
@@ -25,8 +26,7 @@ async def claim(db: Database, kind: str, *parts: str, target: str) -> tuple[str,
         await group_commit.insert_one(db[COLLECTION], {"_id": _id, "target": target, "created_at": utcnow()})
         return target, True
     except DuplicateKeyError:
-        existing = await db[COLLECTION].find_one({"_id": _id})
-        assert existing is not None  # a duplicate key means the document exists
+        existing = await read_winner(lambda: db[COLLECTION].find_one({"_id": _id}), what=f"key {_id}")
         return str(existing["target"]), False
 
 

@@ -10,12 +10,29 @@ Two ways to take a number:
   Cheap when writers are few (the outbound queue).
 - `append(reserve=True)`: this process hands out consecutive numbers from a local counter and
   inserts them concurrently — one insert per entry even at high concurrency. A writer that dies
-  (or whose insert fails) between taking a number and storing it leaves a hole; the reader fills
-  a hole that outlived a grace period with a tombstone (`fill`), and a late writer whose number
-  was filled gets DuplicateKeyError and simply takes another. Nothing stored is ever skipped.
+  (or whose insert fails) between taking a number and storing it leaves a hole; `after` finds
+  what was stored past a hole, a reader fills a hole that outlived a grace period with a
+  tombstone (`fill`), and a late writer whose number was filled gets DuplicateKeyError and simply
+  takes another. Nothing stored is ever skipped.
 
-Process-local hints (head, reservations, cursors) only make reads short; every rule is decided
-by the stored `_id`s. Entries are never removed (persistence rule 1).
+Reserving writers leave a trail that makes "is anything stored past this hole?" cheap to answer
+with `_id` reads alone: before storing any number of block k (numbers k*MARK_EVERY+1 ..
+(k+1)*MARK_EVERY) a writer makes sure marker "<prefix>m<k>" is stored, in block order. So markers
+have no holes (galloping over them is exact), every stored entry has its block's marker, and past
+a hole only the numbers up to the end of the highest marked block can hold entries: a run of
+holes of any length costs at most one read per number to look past, and a quiet log's end costs
+at most MARK_EVERY reads. One marker insert per MARK_EVERY entries per writing process, sent in
+the same group-commit batches as the entries.
+
+Order: a writer never takes a number below one stored when it last synced (`top`, at its first
+append and after any collision), and a number's block marker is stored before it. Where that
+ends: a writer in another process whose hint is older than a hole (a number a dead writer took,
+with entries stored past it) can still store into that hole before a reader tombstones it, below
+those entries. Only a run of holes makes this possible, and the processor tombstones it within
+the grace.
+
+Process-local hints (head, reservations, markers, cursors) only make reads short; every rule is
+decided by the stored `_id`s. Entries are never removed (persistence rule 1).
 """
 
 import contextlib
@@ -28,11 +45,16 @@ from backend.core.clock import utcnow
 from backend.core.db import Database
 
 MAX_CLAIM_TRIES = 10_000
-PROBE_FAR = 1024  # widest run of holes looked past (bounded by writers in flight at a crash)
+MARK_EVERY = 8  # entries per marker block: a log end costs at most this many reads to look past
 HOLE = "hole"  # field set on a tombstone entry
 
 _head_hint: dict[tuple[str, str, str], int] = {}
 _reserved: dict[tuple[str, str, str], int] = {}
+_marked: dict[tuple[str, str, str], int] = {}  # highest block whose marker this process knows stored
+
+
+def block_of(seq: int) -> int:
+    return (seq - 1) // MARK_EVERY
 
 
 class SeqLog:
@@ -48,6 +70,9 @@ class SeqLog:
     def entry_id(self, seq: int) -> str:
         return f"{self.prefix}{seq}"
 
+    def marker_id(self, block: int) -> str:
+        return f"{self.prefix}m{block}"
+
     def hint(self, db: Database) -> int:
         """Highest entry this process knows is stored (or reserved); a hint, never a rule."""
         key = self._key(db)
@@ -61,6 +86,16 @@ class SeqLog:
             return True
         found = await db[self.collection].find_one({"_id": self.entry_id(seq)}, projection={"_id": 1})
         return found is not None
+
+    async def _marker_exists(self, db: Database, block: int) -> bool:
+        if block < 0:
+            return True
+        found = await db[self.collection].find_one({"_id": self.marker_id(block)}, projection={"_id": 1})
+        return found is not None
+
+    async def ever_written(self, db: Database) -> bool:
+        """Whether a writer ever took a number here (marker 0; entry 1 for logs older than markers)."""
+        return await self._marker_exists(db, 0) or await self.exists(db, 1)
 
     async def head(self, db: Database) -> int:
         """Highest stored entry below the first hole at or after the hint: galloping search.
@@ -82,28 +117,64 @@ class SeqLog:
         _head_hint[key] = max(hint, lo)
         return lo
 
+    async def _last_marked(self, db: Database, block: int) -> int:
+        """Highest marked block at or after `block`, or block-1 when `block` has no marker.
+        Markers have no holes, so this is a galloping search."""
+        if not await self._marker_exists(db, block):
+            return block - 1
+        lo, step = block, 1
+        while await self._marker_exists(db, lo + step):
+            lo, step = lo + step, step * 2
+        hi = lo + step
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            if await self._marker_exists(db, mid):
+                lo = mid
+            else:
+                hi = mid
+        return lo
+
+    async def after(self, db: Database, seq: int) -> dict[str, Any] | None:
+        """The first entry stored after `seq` (a missing number), or None when nothing is stored
+        past it. Looks up to the end of the highest marked block and to this process's own
+        reservations: one read per number at most, however long the run of holes."""
+        limit = max((await self._last_marked(db, block_of(seq)) + 1) * MARK_EVERY, self.hint(db))
+        for n in range(seq + 1, limit + 1):
+            doc = await self.get(db, n)
+            if doc is not None:
+                return doc
+        return None
+
     async def top(self, db: Database) -> int:
         """Highest stored entry even past holes (reserved numbers whose writers are still in
-        flight or died), probing up to PROBE_FAR beyond each: a writer that re-syncs here never
-        takes a number below one already stored, so a later delivery is not filed earlier."""
+        flight or died): a writer that syncs here never takes a number below one already stored,
+        so a later delivery is not filed before an earlier one."""
         key = self._key(db)
         top = await self.head(db)
-        while True:
-            step, beyond = 2, 0
-            while step <= PROBE_FAR:
-                if await self.exists(db, top + step):
-                    beyond = top + step
-                    break
-                step *= 2
-            if not beyond:
-                return top
-            _head_hint[key] = max(_head_hint.get(key, 0), beyond)
-            top = await self.head(db)
+        last = await self._last_marked(db, block_of(top + 1))
+        for n in range((last + 1) * MARK_EVERY, top + 1, -1):  # from the end of the last block down
+            if await self.exists(db, n):
+                top = n
+                break
+        _head_hint[key] = max(_head_hint.get(key, 0), top)
+        _marked[key] = max(_marked.get(key, -1), last)
+        return top
+
+    async def _mark(self, db: Database, block: int) -> None:
+        """Stores the markers up to `block`, in order, before any entry of `block` is stored."""
+        key = self._key(db)
+        while _marked.get(key, -1) < block:
+            nxt = _marked.get(key, -1) + 1
+            with contextlib.suppress(DuplicateKeyError):
+                await group_commit.insert_one(db[self.collection], {"_id": self.marker_id(nxt), "at": utcnow()})
+            _marked[key] = max(_marked.get(key, -1), nxt)
 
     async def append(self, db: Database, body: dict[str, Any], *, reserve: bool = False) -> tuple[int, str]:
         """Stores `body` as the next entry. Returns (seq, `_id`)."""
         key = self._key(db)
         if reserve:
+            if key not in _marked:  # first write here since this process started: sync first
+                await self.top(db)
             seq = self.hint(db) + 1
             _reserved[key] = seq
         else:
@@ -113,6 +184,7 @@ class SeqLog:
             try:
                 doc = {**body, "_id": _id, "seq": seq}
                 if reserve:  # distinct numbers: concurrent appends can share one command
+                    await self._mark(db, block_of(seq))
                     await group_commit.insert_one(db[self.collection], doc)
                 else:  # all would try head+1 together, and a batch of them would have one winner
                     await db[self.collection].insert_one(doc)

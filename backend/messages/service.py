@@ -53,6 +53,7 @@ from backend.core.db import Database
 from backend.core.errors import Conflict, Forbidden
 from backend.core.ids import new_id
 from backend.core.pagination import decode_time_cursor, encode_cursor
+from backend.core.retry import read_winner
 from backend.core.tenancy import Actor
 from backend.messages import repository
 from backend.messages.schemas import MessagePage, MessageRead
@@ -110,8 +111,7 @@ async def append(
     try:
         await repository.insert(db, doc)
     except DuplicateKeyError:
-        existing = await repository.get(db, doc["_id"])
-        assert existing is not None
+        existing = await read_winner(lambda: repository.get(db, doc["_id"]), what=f"message {doc['_id']}")
         return existing, False
     if sender_type == CLIENT:
         filed, doc = await _keep_out_of_finalized(db, doc, stamped_after_only=False)

@@ -16,6 +16,7 @@ from backend.core.db import Database
 from backend.core.errors import Conflict, NotFound, Unprocessable
 from backend.core.ids import is_valid_id, new_id
 from backend.core.pagination import decode_cursor, decode_time_cursor, encode_cursor
+from backend.core.retry import read_winner
 from backend.core.tenancy import Actor
 from backend.departments import repository as departments
 from backend.realtime import feed
@@ -152,8 +153,7 @@ async def _create(
         won = True
     except DuplicateKeyError:
         won = False
-    found = await load(db, ticket_id)
-    assert found is not None
+    found = await read_winner(lambda: load(db, ticket_id), what=f"ticket {ticket_id}")
     if won:
         await feed.publish(db, reseller_id=reseller_id, type_="ticket.created", ticket=found)
     return found, won

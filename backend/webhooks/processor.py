@@ -5,15 +5,39 @@ lifespan (WEBHOOK_PROCESSOR_ENABLED). Several at once, in any number of processe
 
 - Work is found by `_id` reads only: lane L's entries are "w:<L>:<n>" (backend/core/seqlog.py),
   walked from a cursor. A delivery's chat picks its lane, so one chat's events are processed in
-  the order they were stored; different lanes run in parallel.
+  the order they were stored.
+- Lanes progress independently: each has its own walk, woken when this process stores a delivery
+  in it and polled every WEBHOOK_POLL_SECONDS (each lane at its own phase) for other processes'
+  deliveries. A walk holds one of WEBHOOK_PROCESSOR_CONCURRENCY processing slots for at most
+  BATCH entries, then queues for a slot again behind the lanes waiting for one, so a lane with a
+  long backlog delays a message of another lane by at most BATCH of its entries per lane ahead of
+  it in that queue (none while slots are free), not by its whole backlog.
 - Attempt k of an event is claimed by inserting `webhook_attempts` "<raw id>:<k>" (unique `_id`;
   never a filtered findAndModify, which FerretDB does not make atomic). A processor that loses
   the claim stops walking that lane, so it never overtakes the event; the winner moves on.
 - A claim whose processor died (crash, SIGKILL) expires after WEBHOOK_LEASE_SECONDS and attempt
   k+1 is claimed; processing is idempotent (deterministic message ids), so nothing doubles.
-- A database error is retried with exponential backoff (the lane waits: order first) up to
-  WEBHOOK_MAX_ATTEMPTS, then kept failed for scripts/reprocess_webhooks.py, like every
-  non-database error (unknown event, malformed payload), which is final at once.
+- A retryable error (database, a lost race's winner not visible yet, a service's "…; retry"
+  conflict: backend/core/retry.py) is retried with exponential backoff (the lane waits: order
+  first) up to WEBHOOK_MAX_ATTEMPTS, then kept failed for scripts/reprocess_webhooks.py, like
+  every other error (unknown event, malformed payload), which is final at once.
+
+Bounds (defaults in brackets):
+- Holes (numbers reserved whose insert never landed: the writer died): a polled walk stuck at a
+  missing entry looks past it (`SeqLog.after`, at most one read per number up to the highest
+  marked block) at most every WEBHOOK_HOLE_GRACE_SECONDS / 2; once the first entry stored past
+  the hole is older than WEBHOOK_HOLE_GRACE_SECONDS, the whole run of holes before it is
+  tombstoned at once. Any pattern of holes is passed within 1.5 × WEBHOOK_HOLE_GRACE_SECONDS +
+  WEBHOOK_POLL_SECONDS of the entry after it being stored [16 s]. Holes whose writer failed in
+  this process are tombstoned by the writer at once (SeqLog._abandon).
+- Cursors: a lane's saved cursor trails its walk by fewer than CURSOR_EVERY entries while it
+  works, and equals its processed position within WEBHOOK_POLL_SECONDS after the lane goes quiet
+  (its next poll saves it), however the entries were processed [1 s]. So a restart re-reads at
+  most CURSOR_EVERY processed entries per lane before new work (a little more only when two
+  processors' cursor writes cross on FerretDB, which may put back the older of the two).
+- Lanes retired by lowering WEBHOOK_LANES: at start (and every RETIRED_CHECK_SECONDS) the
+  processor looks for lanes at or above WEBHOOK_LANES that were ever written and walks them like
+  the others, so nothing stored there is stranded; no new delivery goes to them.
 """
 
 import asyncio
@@ -35,15 +59,17 @@ from backend.core.config import Settings
 from backend.core.db import Database
 from backend.core.ids import new_id
 from backend.core.logging import get_logger
-from backend.core.seqlog import HOLE, PROBE_FAR, SeqLog
+from backend.core.retry import is_retryable
+from backend.core.seqlog import HOLE, SeqLog
 from backend.webhooks import repository, service, signals
 
 log = get_logger("webhooks.processor")
 
 PENDING = "received"
-CURSOR_EVERY = 100  # entries between cursor saves within one lane pass
-FAR_PROBE_GRACES = 3  # a lane looks past a run of holes at most once per this many hole graces
-POLL_SLICES = 8  # the poll walks the lanes in this many slices, one after the other
+CURSOR_EVERY = 100  # entries between cursor saves within a walk
+BATCH = 20  # entries a walk handles per processing slot before queueing for one again
+MAX_LANES = 256  # WEBHOOK_LANES' ceiling (backend/core/config.py): retired lanes lie below it
+RETIRED_CHECK_SECONDS = 300.0  # how often a running processor looks for retired lanes again
 
 
 def backoff_seconds(settings: Settings, attempt: int) -> float:
@@ -56,144 +82,167 @@ class WebhookProcessor:
         self.db = db
         self.settings = settings
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{new_id()[-6:]}"
-        self.lanes = [repository.lane(n) for n in range(settings.WEBHOOK_LANES)]
-        # Speed hints only (every rule is decided by stored `_id`s): last finished entry per
-        # lane, and when each lane last looked for entries behind a hole (near and far).
+        self.lanes = {n: repository.lane(n) for n in range(settings.WEBHOOK_LANES)}
+        # Speed hints only (every rule is decided by stored `_id`s): last finished entry and
+        # cursor last stored per lane, and when each lane last looked past a missing entry.
         self._pos: dict[int, int] = {}
+        self._saved: dict[int, int] = {}
         self._probed_at: dict[int, float] = {}
-        self._probed_far_at: dict[int, float] = {}
-        self._saved: dict[int, int] = {}  # cursor last stored per lane
+        self._retired_checked = False
+        self._halt = asyncio.Event()  # set when run() stops: walks end at their next batch
         self._wakeup: signals.Wakeup | None = None  # deliveries this process stored, handed over
         self._sem = asyncio.Semaphore(settings.WEBHOOK_PROCESSOR_CONCURRENCY)
 
     async def run_once(self, lanes: set[int] | None = None) -> int:
-        """One pass over `lanes` (default: a full pass over every lane). Returns how many events
-        it processed. Only a full pass looks for holes left by dead writers: a wake-up names a
-        lane that just got an entry."""
-        if lanes is None:
-            return await self._pass(full=set(range(len(self.lanes))), woken=set())
-        return await self._pass(full=set(), woken=lanes)
-
-    async def _pass(self, *, full: set[int], woken: set[int]) -> int:
-        done = await asyncio.gather(*(self._guarded(n, n in full) for n in sorted(full | woken)))
-        return sum(done)
+        """Walks `lanes` once as a wake-up would (each up to what was handed over), or by default
+        polls every lane, retired ones included: looks past holes and saves cursors. Returns how
+        many events it processed."""
+        if lanes is None and not self._retired_checked:
+            await self._adopt_retired()
+        walks = [self._guarded(n, poll=lanes is None) for n in sorted(self.lanes if lanes is None else lanes)]
+        return sum(await asyncio.gather(*walks))
 
     async def run(self, stop: asyncio.Event) -> None:
         log.info("webhook processor started", worker=self.worker_id, lanes=len(self.lanes))
-        woken = self._wakeup = signals.subscribe()
-        # Every lane gets a full walk once per WEBHOOK_POLL_SECONDS, but a slice of the lanes at
-        # a time, spread over the interval: all 32 at once (and their hole probes, ~10 reads a
-        # lane) was a burst of database reads each second, in every process at the same moment,
-        # which stalled whatever else shared the cores — realtime deliveries 50–150 ms late.
-        slices = [set(range(k, len(self.lanes), POLL_SLICES)) for k in range(min(POLL_SLICES, len(self.lanes)))]
-        step = self.settings.WEBHOOK_POLL_SECONDS / len(slices)
-        turn = random.randrange(len(slices))  # processes started together stay out of step
-        next_slice = time.monotonic()
-        try:
-            while not stop.is_set():
-                lanes = woken.take()
-                due = time.monotonic() >= next_slice
-                try:
-                    await self._pass(full=slices[turn] if due else set(), woken=lanes)
-                except Exception as exc:  # the loop must survive a database hiccup
-                    log.error("webhook pass failed", error=str(exc))
-                if due:
-                    turn = (turn + 1) % len(slices)
-                    next_slice = max(next_slice + step, time.monotonic())
-                waiters = {asyncio.ensure_future(stop.wait()), asyncio.ensure_future(woken.event.wait())}
-                _, pending = await asyncio.wait(
-                    waiters, timeout=max(0.0, next_slice - time.monotonic()), return_when=asyncio.FIRST_COMPLETED
-                )
-                for task in pending:
-                    task.cancel()
-        finally:
-            signals.unsubscribe(woken)
-            self._wakeup = None
-        log.info("webhook processor stopped", worker=self.worker_id)
-
-    async def _guarded(self, lane: int, full: bool = True) -> int:
-        async with self._sem:
-            try:
-                return await self._walk(lane, probe_holes=full)
-            except Exception as exc:
-                log.error("webhook lane failed", lane=lane, error=str(exc))
-                return 0
-
-    async def _walk(self, lane: int, *, probe_holes: bool = True) -> int:
-        """Processes a lane's entries in order from its position until the lane ends or must
-        wait (an event in backoff, or being processed by another processor)."""
-        seqlog = self.lanes[lane]
-        if lane not in self._pos:
-            self._pos[lane] = await seqlog.get_cursor(self.db)
-        pos = self._pos[lane]
-        start = self._saved.get(lane, pos)
-        processed = 0
-        conns: dict[str, dict[str, Any] | None] = {}  # read once per pass
-        handed = self._wakeup
-        if handed is not None:
-            handed.forget_up_to(lane, pos)
-        last_handed = handed.highest(lane) if handed is not None else 0
+        wakeup = self._wakeup = signals.subscribe()
+        halt = self._halt = asyncio.Event()
+        loops: dict[int, asyncio.Task[None]] = {}
+        next_check = time.monotonic()  # retired lanes: right after the lanes' loops start
         try:
             while True:
-                seq = pos + 1
-                entry = handed.pop(lane, seq) if handed is not None else None
-                if entry is None and not probe_holes and 0 < last_handed < seq:
-                    break  # a woken walk's job ends with what was handed; the poll reads on
-                if entry is None:
-                    entry = await seqlog.get(self.db, seq)
-                if entry is None:
-                    if not probe_holes or not await self._fill_dead_hole(lane, seqlog, seq):
-                        break
-                    continue  # filled: read it again (a tombstone, or a writer that just won)
-                if not entry.get(HOLE) and entry.get("status") == PENDING:
-                    if not await self._handle(entry, conns):
-                        break
-                    processed += 1
-                pos = seq
-                self._pos[lane] = pos
-                if pos - start >= CURSOR_EVERY:
-                    await seqlog.advance_cursor(self.db, pos)
-                    start = self._saved[lane] = pos
+                for lane in self.lanes:
+                    if lane not in loops:
+                        loops[lane] = asyncio.create_task(self._lane_loop(lane, halt))
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), timeout=max(0.0, next_check - time.monotonic()))
+                if stop.is_set():
+                    break
+                next_check = time.monotonic() + RETIRED_CHECK_SECONDS
+                try:
+                    await self._adopt_retired()
+                except Exception as exc:  # looked for again at the next check
+                    log.error("webhook retired lane check failed", error=str(exc))
         finally:
-            # The cursor only shortens the walk after a restart; a woken walk of a few entries
-            # leaves it to the next full pass rather than spend a write on it.
-            if pos > start and probe_holes:
-                await seqlog.advance_cursor(self.db, pos)
-                self._saved[lane] = pos
+            halt.set()
+            for lane in loops:
+                wakeup.event(lane).set()
+            await asyncio.gather(*loops.values(), return_exceptions=True)
+            signals.unsubscribe(wakeup)
+            self._wakeup = None
+            self._halt = asyncio.Event()
+        log.info("webhook processor stopped", worker=self.worker_id)
+
+    async def _lane_loop(self, lane: int, halt: asyncio.Event) -> None:
+        """One lane's walks: at once when this process stores a delivery in it, and a polled walk
+        every WEBHOOK_POLL_SECONDS, at a phase of its own so that the lanes (and processes
+        started together) do not all read at the same moment."""
+        assert self._wakeup is not None
+        woken = self._wakeup.event(lane)
+        period = self.settings.WEBHOOK_POLL_SECONDS
+        next_poll = time.monotonic() + random.uniform(0, period)
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(woken.wait(), timeout=max(0.0, next_poll - time.monotonic()))
+            if halt.is_set():
+                return
+            woken.clear()
+            poll = time.monotonic() >= next_poll
+            if poll:
+                next_poll = max(next_poll + period, time.monotonic())
+            await self._guarded(lane, poll=poll)
+
+    async def _adopt_retired(self) -> None:
+        """Lanes at or above WEBHOOK_LANES that an earlier, larger setting wrote to: walked like
+        the others (no new delivery goes there) so that nothing stored in them is stranded."""
+        candidates = [n for n in range(self.settings.WEBHOOK_LANES, MAX_LANES) if n not in self.lanes]
+        written = await asyncio.gather(*(repository.lane(n).ever_written(self.db) for n in candidates))
+        for n, used in zip(candidates, written, strict=True):
+            if used:
+                self.lanes[n] = repository.lane(n)
+                log.warning("walking a lane beyond WEBHOOK_LANES that holds deliveries", lane=n)
+        self._retired_checked = True
+
+    async def _guarded(self, lane: int, *, poll: bool) -> int:
+        try:
+            return await self._walk(lane, poll=poll)
+        except Exception as exc:  # the lane's loop must survive a database hiccup
+            log.error("webhook lane failed", lane=lane, error=str(exc))
+            return 0
+
+    async def _walk(self, lane: int, *, poll: bool) -> int:
+        """Processes the lane's entries in order from its position until the lane ends or must
+        wait (an event in backoff, or being processed by another processor), BATCH entries per
+        processing slot. A polled walk also looks past holes and saves the cursor at its end; a
+        woken walk goes as far as what was handed over."""
+        seqlog = self.lanes[lane]
+        if lane not in self._pos:
+            self._pos[lane] = self._saved[lane] = await seqlog.get_cursor(self.db)
+        handed = self._wakeup
+        if handed is not None:
+            handed.forget_up_to(lane, self._pos[lane])
+        last_handed = handed.highest(lane) if handed is not None else 0
+        conns: dict[str, dict[str, Any] | None] = {}  # read once per walk
+        processed, going = 0, True
+        while going and not self._halt.is_set():
+            async with self._sem:
+                going, done = await self._batch(lane, seqlog, poll=poll, last_handed=last_handed, conns=conns)
+            processed += done
+            if going:
+                await asyncio.sleep(0)  # lanes queued for a slot take it before our next batch
+        if poll and self._pos[lane] > self._saved[lane]:  # quiet (or waiting): the cursor catches up
+            await self._save(lane)
         return processed
 
-    async def _fill_dead_hole(self, lane: int, seqlog: SeqLog, seq: int) -> bool:
-        """Entry `seq` is missing. When an entry after it was stored longer than the grace ago,
-        `seq`'s writer has died or given up (reservations are inserted in order, concurrently):
-        tombstone it. A writer still in flight then fails on the duplicate and takes another
-        number, so nothing is lost. Returns True when it filled the hole."""
-        # A hole may only be filled once the entries after it are older than the grace, so looking
-        # more often than twice per grace finds nothing sooner; a run of several holes (writers
-        # that died together) is rarer still, and looking past one costs ~10 reads. Looking at
-        # every full pass (each second, on every lane of every process) was most of an idle
-        # backend's database reads.
+    async def _batch(
+        self, lane: int, seqlog: SeqLog, *, poll: bool, last_handed: int, conns: dict[str, dict[str, Any] | None]
+    ) -> tuple[bool, int]:
+        """Up to BATCH entries of the walk. Returns (more to walk, events processed)."""
+        handed = self._wakeup
+        done = 0
+        for _ in range(BATCH):
+            seq = self._pos[lane] + 1
+            entry = handed.pop(lane, seq) if handed is not None else None
+            if entry is None and not poll and 0 < last_handed < seq:
+                return False, done  # a woken walk's job ends with what was handed; the poll reads on
+            if entry is None:
+                entry = await seqlog.get(self.db, seq)
+            if entry is None:
+                if not poll or not await self._pass_holes(lane, seqlog, seq):
+                    return False, done
+                continue  # filled: read it again (a tombstone, or a writer that just won)
+            if not entry.get(HOLE) and entry.get("status") == PENDING:
+                if not await self._handle(entry, conns):
+                    return False, done
+                done += 1
+            self._pos[lane] = seq
+            if seq - self._saved[lane] >= CURSOR_EVERY:
+                await self._save(lane)
+        return True, done
+
+    async def _save(self, lane: int) -> None:
+        pos = self._pos[lane]
+        await self.lanes[lane].advance_cursor(self.db, pos)
+        self._saved[lane] = pos
+
+    async def _pass_holes(self, lane: int, seqlog: SeqLog, seq: int) -> bool:
+        """Entry `seq` is missing. When an entry stored past it is older than the grace, the
+        numbers before that entry lost their writers (reservations are inserted within moments
+        of each other): tombstone the whole run at once. A writer still in flight then fails on
+        the duplicate and takes another number, so nothing is lost. Returns True when it filled.
+        A look that finds nothing to fill is not repeated for half a grace: a lane's end looks
+        like a hole, and looking sooner would find nothing older than the grace sooner."""
         grace = self.settings.WEBHOOK_HOLE_GRACE_SECONDS
         now = time.monotonic()
         if now - self._probed_at.get(lane, -math.inf) < grace / 2:
             return False
-        self._probed_at[lane] = now
-        after = await self.db[seqlog.collection].find_one({"_id": seqlog.entry_id(seq + 1)})
-        if after is None:
-            if now - self._probed_far_at.get(lane, -math.inf) < grace * FAR_PROBE_GRACES:
-                return False
-            self._probed_far_at[lane] = now
-            step = 2
-            while after is None and step <= PROBE_FAR:
-                after = await self.db[seqlog.collection].find_one({"_id": seqlog.entry_id(seq + step)})
-                step *= 2
-            if after is None:
-                return False  # the lane ends here
-        stored_at = after.get("received_at") or after.get("at")
-        age = (utcnow() - as_utc(stored_at)).total_seconds() if stored_at else 0.0
-        if age < self.settings.WEBHOOK_HOLE_GRACE_SECONDS:
-            return False  # probably still being inserted: wait
-        if await seqlog.fill(self.db, seq):
-            log.warning("webhook lane hole filled", lane=lane, seq=seq)
+        after = await seqlog.after(self.db, seq)
+        stored_at = after.get("received_at") or after.get("at") if after is not None else None
+        if after is None or stored_at is None or (utcnow() - as_utc(stored_at)).total_seconds() < grace:
+            self._probed_at[lane] = now  # the lane ends here, or the numbers before it may still be being inserted
+            return False
+        for n in range(seq, int(after["seq"])):
+            if await seqlog.fill(self.db, n):
+                log.warning("webhook lane hole filled", lane=lane, seq=n)
         return True
 
     async def _claim(self, raw: dict[str, Any]) -> int | None:
@@ -243,9 +292,11 @@ class WebhookProcessor:
             if connection_id not in conns:
                 conns[connection_id] = await connections.get(self.db, connection_id)
             await service.process(self.db, raw, conn=conns[connection_id], attempt=attempt)
-        except PyMongoError as exc:
+        except Exception as exc:
+            if not is_retryable(exc):
+                raise
             final = attempt >= max_attempts
-            changes: dict[str, Any] = {"error": f"database: {exc}", "attempts": attempt}
+            changes: dict[str, Any] = {"error": f"{type(exc).__name__}: {exc}", "attempts": attempt}
             if final:
                 changes.update(status="failed", failed_at=utcnow(), retry_at=None)
             else:

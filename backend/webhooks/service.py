@@ -14,8 +14,6 @@ import hmac
 import json
 from typing import Any
 
-from pymongo.errors import PyMongoError
-
 from backend.clients import service as clients
 from backend.connections import repository as connections
 from backend.connections import service as connection_rules
@@ -35,6 +33,7 @@ from backend.core.db import Database
 from backend.core.errors import Unauthorized
 from backend.core.ids import is_valid_id
 from backend.core.logging import get_logger
+from backend.core.retry import is_retryable
 from backend.messages import repository as messages
 from backend.messages import service as message_rules
 from backend.outbound import service as outbound
@@ -139,8 +138,9 @@ async def store(
 async def process(
     db: Database, raw: dict[str, Any], *, conn: dict[str, Any] | None = None, attempt: int | None = None
 ) -> Outcome:
-    """Runs one stored delivery and records the outcome on it. Database errors propagate (the
-    processor retries with backoff); anything else is kept as the event's error, final.
+    """Runs one stored delivery and records the outcome on it. Retryable errors (database,
+    backend/core/retry.py) propagate: the processor retries with backoff; anything else is kept as
+    the event's error, final.
     `attempt`: the processor's claimed attempt number, recorded as `attempts`."""
     conn = conn or await connections.get(db, raw["connection_id"])
     counted: dict[str, Any] = {"attempts": attempt} if attempt is not None else {}
@@ -165,9 +165,9 @@ async def process(
             retry = attempt is not None and attempt > 1
             results = [await _apply(db, conn, event, retry=retry, raw_id=raw["_id"]) for event in events]
             outcome = "ignored" if results and all(r.startswith("ignored") for r in results) else "processed"
-    except PyMongoError:
-        raise
     except Exception as exc:  # unknown shape or a bug: keep it
+        if is_retryable(exc):
+            raise
         log.warning("webhook event failed", raw_id=raw["_id"], error=str(exc), kind=type(exc).__name__)
         error = sanitize.text(f"{type(exc).__name__}: {exc}")[:ERROR_MAX_CHARS]
         changes = {"status": "failed", "error": error, "failed_at": utcnow(), "retry_at": None, **counted}

@@ -1,6 +1,6 @@
-"""Process-local wake-up of the webhook processors when this process stores a delivery: names
-the lane it went to, so a woken processor walks that lane rather than all of them, and hands
-over the stored document, so the processor need not read back what was just written.
+"""Process-local wake-up of the webhook processors when this process stores a delivery: wakes
+the lane it went to, so that lane's walk runs at once, and hands over the stored document, so
+the processor need not read back what was just written.
 Only a latency hint: processors also poll every lane, which is what finds other processes'
 deliveries (and anything a lost wake-up or a skipped hand-over would have missed)."""
 
@@ -13,17 +13,16 @@ MAX_HANDED_BYTES = 64 * 1024  # larger bodies are read back rather than held
 
 class Wakeup:
     def __init__(self) -> None:
-        self.event = asyncio.Event()
-        self.lanes: set[int] = set()
+        self.events: dict[int, asyncio.Event] = {}  # one per lane: its walk waits on it
         # lane -> seq -> the stored raw document, exactly as inserted
         self.handed: dict[int, dict[int, dict[str, Any]]] = {}
         self.held = 0
 
-    def take(self) -> set[int]:
-        """The lanes woken since the last call (and clears the event)."""
-        self.event.clear()
-        lanes, self.lanes = self.lanes, set()
-        return lanes
+    def event(self, lane: int) -> asyncio.Event:
+        found = self.events.get(lane)
+        if found is None:
+            found = self.events[lane] = asyncio.Event()
+        return found
 
     def pop(self, lane: int, seq: int) -> dict[str, Any] | None:
         doc = self.handed.get(lane, {}).pop(seq, None)
@@ -36,7 +35,7 @@ class Wakeup:
         return max(docs) if docs else 0
 
     def forget_up_to(self, lane: int, seq: int) -> None:
-        """Drops what a pass already got from the database instead."""
+        """Drops what a walk already got from the database instead."""
         docs = self.handed.get(lane)
         if docs:
             for old in [s for s in docs if s <= seq]:
@@ -64,5 +63,4 @@ def wake(lane: int, seq: int | None = None, doc: dict[str, Any] | None = None) -
             assert doc is not None and seq is not None
             wakeup.handed.setdefault(lane, {})[seq] = doc
             wakeup.held += 1
-        wakeup.lanes.add(lane)
-        wakeup.event.set()
+        wakeup.event(lane).set()

@@ -1,0 +1,272 @@
+"""The inbound lanes under the processor (backend/webhooks/processor.py): holes left by writers
+that died, cursors after bursts, one lane's backlog beside another lane's message, lanes retired
+by lowering WEBHOOK_LANES, and failures worth retrying. As in test_processor, the API process
+runs no processor: deliveries are stored by `service.receive` (what the route runs) and the
+tests drive processors themselves."""
+
+import asyncio
+import json
+from collections import Counter
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any
+
+import httpx
+import pytest
+from pymongo import AsyncMongoClient
+
+from backend.core import group_commit
+from backend.core.clock import as_utc, utcnow
+from backend.core.config import Settings
+from backend.core.db import durable_database
+from backend.core.errors import Conflict, NotYetVisible
+from backend.tickets import intake
+from backend.webhooks import repository, service
+from backend.webhooks.processor import BATCH, CURSOR_EVERY, WebhookProcessor
+from tests.factories import make_tenant, unique_phone
+from tests.fakes.harness import FakeEvolution, make_connection, wait_for
+from tests.monitoring import CommandRecorder
+
+
+@pytest.fixture(scope="module")
+def settings_overrides() -> dict[str, Any]:
+    return {"WEBHOOK_PROCESSOR_ENABLED": False, "WEBHOOK_LANES": 4, "WEBHOOK_HOLE_GRACE_SECONDS": 1.0}
+
+
+def _upsert(phone: str, key_id: str) -> bytes:
+    payload = {
+        "event": "messages.upsert",
+        "data": {
+            "key": {"remoteJid": f"{phone}@s.whatsapp.net", "fromMe": False, "id": key_id},
+            "pushName": "Cliente",
+            "message": {"conversation": key_id},
+            "messageType": "conversation",
+        },
+    }
+    return json.dumps(payload).encode()
+
+
+class Hook:
+    """Stores deliveries for one connection as the webhook route does."""
+
+    def __init__(self, db: Any, settings: Settings, conn: dict[str, Any], token: str) -> None:
+        self.db, self.settings, self.conn_id, self.token = db, settings, conn["id"], token
+        self.sent = 0
+
+    def lane(self, phone: str) -> int:
+        return service.lane_of(self.conn_id, f"{phone}@s.whatsapp.net", self.settings.WEBHOOK_LANES)
+
+    async def deliver(self, phone: str) -> str:
+        self.sent += 1
+        _, raw_id = await service.receive(
+            self.db,
+            connection_id=self.conn_id,
+            token=self.token,
+            event_hint=None,
+            body=_upsert(phone, f"3EB0{phone}-{self.sent}"),
+            lanes=self.settings.WEBHOOK_LANES,
+        )
+        return raw_id
+
+
+@pytest.fixture
+async def hook(
+    client: httpx.AsyncClient, admin_headers: dict[str, str], evolution: FakeEvolution, db: Any, settings: Settings
+) -> Hook:
+    """A tenant with an open connection, and nothing pending in any lane."""
+    tenant = await make_tenant(client, admin_headers, agents=0)
+    conn = await make_connection(client, tenant, evolution)
+    await WebhookProcessor(db, settings).run_once()
+    token = (await db.whatsapp_connections.find_one({"_id": conn["id"]}))["webhook_token"]
+    return Hook(db, settings, conn, token)
+
+
+def _phone_in_lane(hook: Hook, wanted: set[int]) -> str:
+    while True:
+        phone = unique_phone()
+        if hook.lane(phone) in wanted:
+            return phone
+
+
+@pytest.fixture
+def dying(monkeypatch: pytest.MonkeyPatch) -> Iterator[set[str]]:
+    """Raw entries whose `_id` is put here are never stored: their writer hangs in the insert
+    until it is cancelled — a process killed between taking a lane number and storing it."""
+    doomed: set[str] = set()
+    real = group_commit.insert_one
+
+    async def insert_one(collection: Any, doc: dict[str, Any]) -> None:
+        if doc["_id"] in doomed:
+            await asyncio.Event().wait()
+        await real(collection, doc)
+
+    monkeypatch.setattr(group_commit, "insert_one", insert_one)
+    yield doomed
+
+
+async def test_any_pattern_of_holes_is_passed_in_one_poll_once_the_entries_after_it_outlived_the_grace(
+    db: Any, hook: Hook, dying: set[str]
+) -> None:
+    phone = unique_phone()
+    seqlog = repository.lane(hook.lane(phone))
+    first = await hook.deliver(phone)
+    base = int(first.rsplit(":", 1)[1])
+    dead = {2, 5, 6, 11, 17} | set(range(20, 35)) | {37, 38, 45}  # offsets; a run of 15 among them
+    dying.update(seqlog.entry_id(base + k) for k in dead)
+    hung: list[asyncio.Task[str]] = []
+    stored = [first]
+    for k in range(1, 47):
+        writer = asyncio.create_task(hook.deliver(phone))
+        if k in dead:
+            await wait_for(lambda k=k: _reserved(seqlog, db, base + k))  # it took its number and hangs
+            hung.append(writer)
+        else:
+            stored.append(await writer)
+    for writer in hung:
+        writer.cancel()
+    await asyncio.gather(*hung, return_exceptions=True)
+    # ... a while ago: the grace for those writers has run out
+    chat = {"connection_id": hook.conn_id, "chat": f"{phone}@s.whatsapp.net"}
+    await db.webhook_events_raw.update_many(chat, {"$set": {"received_at": utcnow() - timedelta(seconds=5)}})
+
+    assert await WebhookProcessor(db, hook.settings).run_once() == len(stored)
+
+    raws = {r["_id"]: r for r in await db.webhook_events_raw.find({"_id": {"$in": stored}}).to_list(None)}
+    assert {r["status"] for r in raws.values()} == {"processed"}
+    holes = await db.webhook_events_raw.find({"_id": {"$in": sorted(dying)}}).to_list(None)
+    assert len(holes) == len(dead) and all(h["hole"] for h in holes)
+    # one chat, processed in the order stored
+    messages = await db.messages.find({"connection_id": hook.conn_id}).to_list(None)
+    by_key = {m["provider_message_id"]: m for m in messages}
+    order = [json.loads(raws[r]["body"])["data"]["key"]["id"] for r in sorted(stored, key=lambda r: raws[r]["seq"])]
+    stamps = [by_key[key]["created_at"] for key in order]
+    assert stamps == sorted(stamps)
+
+
+async def _reserved(seqlog: Any, db: Any, seq: int) -> bool:
+    return bool(seqlog.hint(db) >= seq)
+
+
+async def test_a_burst_worked_off_by_woken_walks_has_every_cursor_at_its_top_after_one_poll(
+    db: Any, hook: Hook, mongo_url: str
+) -> None:
+    """Issue 21: woken walks never saved a cursor, so a restart re-read whole lanes."""
+    lanes = range(hook.settings.WEBHOOK_LANES)
+    busy = unique_phone()
+    phones = [busy] * (CURSOR_EVERY + 30) + [unique_phone() for _ in range(12)]
+    for phone in phones:
+        await hook.deliver(phone)
+    processor = WebhookProcessor(db, hook.settings)
+    assert await processor.run_once(set(lanes)) == len(phones)  # wake-ups did all the work
+
+    await processor.run_once()  # each lane's next poll
+    tops = {lane: await repository.lane(lane).top(db) for lane in lanes}
+    assert {lane: await repository.lane(lane).get_cursor(db) for lane in lanes} == tops
+
+    recorder = CommandRecorder()
+    other: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_url, tz_aware=True, event_listeners=[recorder])
+    try:
+        await WebhookProcessor(durable_database(other, db.name), hook.settings).run_once()  # a restart
+    finally:
+        await other.close()
+    reread: Counter[int] = Counter()
+    for command in recorder.named("find"):
+        _id = command.get("filter", {}).get("_id")
+        if isinstance(_id, str) and _id.startswith("w:") and _id.rsplit(":", 1)[1].isdigit():
+            lane, seq = (int(part) for part in _id.split(":")[1:])
+            reread[lane] += seq <= tops.get(lane, 0)
+    assert all(count <= CURSOR_EVERY for count in reread.values()), reread
+
+
+async def test_a_thousand_message_burst_of_one_tenant_does_not_hold_up_another_tenants_message(
+    client: httpx.AsyncClient, admin_headers: dict[str, str], evolution: FakeEvolution, db: Any, hook: Hook
+) -> None:
+    burst_phone = unique_phone()
+    for _ in range(20):  # one chat: stored in whatever order they arrive
+        await asyncio.gather(*(hook.deliver(burst_phone) for _n in range(50)))
+    tenant_b = await make_tenant(client, admin_headers, agents=0)
+    conn_b = await make_connection(client, tenant_b, evolution)
+    token_b = (await db.whatsapp_connections.find_one({"_id": conn_b["id"]}))["webhook_token"]
+    other = Hook(db, hook.settings, conn_b, token_b)
+    phone_b = _phone_in_lane(other, set(range(hook.settings.WEBHOOK_LANES)) - {hook.lane(burst_phone)})
+    burst = {"connection_id": hook.conn_id, "chat": f"{burst_phone}@s.whatsapp.net"}
+
+    async def burst_done(until: Any) -> int:
+        n: int = await db.webhook_events_raw.count_documents({**burst, "processed_at": {"$lte": until}})
+        return n
+
+    # one processing slot: the single message must get it between two batches of the burst
+    settings = hook.settings.model_copy(update={"WEBHOOK_PROCESSOR_CONCURRENCY": 1})
+    stop = asyncio.Event()
+    running = asyncio.create_task(WebhookProcessor(db, settings).run(stop))
+    try:
+        await wait_for(lambda: burst_done(utcnow()), timeout=120)  # the burst is being worked off
+        raw_id = await other.deliver(phone_b)
+        raw_b = await db.webhook_events_raw.find_one({"_id": raw_id})
+
+        async def single_done() -> dict[str, Any] | None:
+            found: dict[str, Any] | None = await db.webhook_events_raw.find_one({"_id": raw_id, "status": "processed"})
+            return found
+
+        done_b = await wait_for(single_done, timeout=600)
+    finally:
+        stop.set()
+        await running
+    before = await burst_done(as_utc(raw_b["received_at"]))
+    during = await burst_done(as_utc(done_b["processed_at"])) - before
+    assert during <= 2 * BATCH, during  # entries of the burst processed while the message waited
+    assert before + during < 1000
+
+
+@pytest.mark.parametrize("loop", [False, True])
+async def test_deliveries_in_lanes_beyond_a_lowered_webhook_lanes_are_still_processed(
+    db: Any, hook: Hook, settings: Settings, loop: bool
+) -> None:
+    retired = [await hook.deliver(_phone_in_lane(hook, {2, 3})) for _ in range(4)]
+    fewer = settings.model_copy(update={"WEBHOOK_LANES": 2, "WEBHOOK_POLL_SECONDS": 0.1})
+
+    async def all_processed() -> bool:
+        raws = await db.webhook_events_raw.find({"_id": {"$in": retired}}).to_list(None)
+        return [r["status"] for r in raws] == ["processed"] * len(retired)
+
+    if loop:  # a processor process started with the new setting
+        stop = asyncio.Event()
+        running = asyncio.create_task(WebhookProcessor(db, fewer).run(stop))
+        try:
+            await wait_for(all_processed, timeout=60)
+        finally:
+            stop.set()
+            await running
+    else:  # one poll of every lane
+        await WebhookProcessor(db, fewer).run_once()
+        assert await all_processed()
+
+
+@pytest.mark.parametrize(
+    "failure", [Conflict("could not open a ticket; retry"), NotYetVisible("ticket t exists but is not visible yet")]
+)
+async def test_a_retryable_failure_is_retried_with_backoff_not_failed_for_good(
+    db: Any, hook: Hook, monkeypatch: pytest.MonkeyPatch, failure: Exception
+) -> None:
+    phone = unique_phone()
+    raw_id = await hook.deliver(phone)
+    real = intake.receive_client_message
+    calls: list[int] = []
+
+    async def flaky(*args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        if len(calls) == 1:
+            raise failure
+        return await real(*args, **kwargs)
+
+    monkeypatch.setattr(intake, "receive_client_message", flaky)
+    processor = WebhookProcessor(db, hook.settings)
+    await processor.run_once({hook.lane(phone)})
+    raw = await db.webhook_events_raw.find_one({"_id": raw_id})
+    assert (raw["status"], raw["attempts"]) == ("received", 1), raw
+    assert raw["retry_at"] is not None and type(failure).__name__ in raw["error"]
+
+    await db.webhook_events_raw.update_one({"_id": raw_id}, {"$set": {"retry_at": utcnow()}})  # backoff over
+    await processor.run_once({hook.lane(phone)})
+    raw = await db.webhook_events_raw.find_one({"_id": raw_id})
+    assert (raw["status"], raw["attempts"]) == ("processed", 2), raw
