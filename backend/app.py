@@ -26,6 +26,7 @@ from backend.core.metrics import render as render_metrics
 from backend.core.middleware import BodyLimit, ReadinessGate, RequestContextMiddleware
 from backend.departments.routes import router as departments_router
 from backend.outbound import worker as outbound_worker_loop
+from backend.quick_replies.routes import router as quick_replies_router
 from backend.realtime.routes import router as realtime_router
 from backend.resellers.routes import router as resellers_router
 from backend.tickets.routes import router as tickets_router
@@ -177,6 +178,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         departments_router,
         users_router,
         clients_router,
+        quick_replies_router,
         tickets_router,
         connections_router,
         webhooks_router,
