@@ -29,6 +29,7 @@ from backend.outbound import worker as outbound_worker_loop
 from backend.quick_replies.routes import router as quick_replies_router
 from backend.realtime.routes import router as realtime_router
 from backend.resellers.routes import router as resellers_router
+from backend.tags.routes import router as tags_router
 from backend.tickets.routes import router as tickets_router
 from backend.users.routes import router as users_router
 from backend.users.service import ensure_first_admin
@@ -179,6 +180,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         users_router,
         clients_router,
         quick_replies_router,
+        tags_router,
         tickets_router,
         connections_router,
         webhooks_router,
