@@ -277,27 +277,21 @@ def _cell(value: str) -> str:
     return "'" + value if value[:1] in ("=", "+", "-", "@") else value
 
 
-async def export_csv(db: Database, actor: Actor) -> AsyncIterator[str]:
-    """The tenant's clients as CSV (UTF-8 with BOM, `;`), produced as it is read."""
-    assert actor.reseller_id
+def _csv_lines(rows: list[list[str]]) -> str:
     buffer = io.StringIO()
-    writer = csv.writer(buffer, delimiter=";", lineterminator="\r\n")
-    writer.writerow(EXPORT_HEADER)
-    yield "\ufeff" + _drain(buffer)
-    count = 0
+    csv.writer(buffer, delimiter=";", lineterminator="\r\n").writerows(rows)
+    return buffer.getvalue()
+
+
+async def export_csv(db: Database, actor: Actor) -> AsyncIterator[str]:
+    """The tenant's clients as CSV (UTF-8 with BOM, `;`), sent in chunks as they are read."""
+    assert actor.reseller_id
+    yield "\ufeff" + _csv_lines([EXPORT_HEADER])
+    chunk: list[list[str]] = []
     async for doc in users.iter_in_tenant(db, actor.reseller_id, role="client"):
-        row = [doc.get("name", ""), doc.get("phone", ""), doc.get("email") or "", doc.get("notes", "")]
-        row = [_cell(str(v)) for v in row]
-        row += [", ".join(doc.get("tags") or []), iso_ms(doc["created_at"])]
-        writer.writerow(row)
-        count += 1
-        if count % 200 == 0:
-            yield _drain(buffer)
-    yield _drain(buffer)
-
-
-def _drain(buffer: io.StringIO) -> str:
-    text = buffer.getvalue()
-    buffer.seek(0)
-    buffer.truncate()
-    return text
+        row = [_cell(str(doc.get(k) or "")) for k in ("name", "phone", "email", "notes")]
+        chunk.append([*row, ", ".join(doc.get("tags") or []), iso_ms(doc["created_at"])])
+        if len(chunk) == 200:
+            yield _csv_lines(chunk)
+            chunk = []
+    yield _csv_lines(chunk)
