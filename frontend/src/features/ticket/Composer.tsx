@@ -1,11 +1,15 @@
-import { Button, Group, Text, Textarea } from '@mantine/core';
+import { Badge, Button, Combobox, Group, Text, Textarea, useCombobox } from '@mantine/core';
 import { notifications } from '@mantine/notifications';
 import { useMutation, useQueryClient } from '@tanstack/react-query';
-import { useState, type FormEvent, type KeyboardEvent } from 'react';
+import { useEffect, useRef, useState, type FormEvent, type KeyboardEvent } from 'react';
 import { api, errorMessage, unwrap } from '../../api/client';
+import { useQuickReplies } from '../../api/queries';
 import type { Ticket } from '../../api/types';
+import { useMe } from '../../auth/session';
 import { t } from '../../i18n/pt-BR';
+import { formatPhone } from '../../lib/format';
 import { keys } from '../../realtime/cache';
+import { fillTemplate, matchReplies, slashToken } from './quickReplies';
 
 function hint(ticket: Ticket): string {
   if (ticket.status === 'finalizado') return t.ticket.readOnly;
@@ -14,8 +18,16 @@ function hint(ticket: Ticket): string {
 }
 
 export function Composer({ ticket, canReply }: { ticket: Ticket; canReply: boolean }) {
+  const me = useMe();
   const [body, setBody] = useState('');
+  const [caret, setCaret] = useState(0);
+  // The "/" token the agent closed with Escape: the list stays closed until another one is typed.
+  const [dismissedAt, setDismissedAt] = useState<number | null>(null);
+  const area = useRef<HTMLTextAreaElement>(null);
+  const pendingCaret = useRef<number | null>(null);
   const client = useQueryClient();
+  const replies = useQuickReplies(canReply);
+  const combobox = useCombobox();
   const send = useMutation({
     mutationFn: (text: string) =>
       unwrap(api.POST('/api/v1/tickets/{ticket_id}/messages', { params: { path: { ticket_id: ticket.id } }, body: { body: text } })),
@@ -27,6 +39,27 @@ export function Composer({ ticket, canReply }: { ticket: Ticket; canReply: boole
     onError: (error) => notifications.show({ color: 'red', message: errorMessage(error) }),
   });
 
+  const token = slashToken(body, caret);
+  const matches = token ? matchReplies(replies.data ?? [], token.query) : [];
+  const open = !!token && token.start !== dismissedAt && (replies.data?.length ?? 0) > 0;
+
+  useEffect(() => {
+    if (open) {
+      combobox.openDropdown();
+      combobox.selectFirstOption();
+    } else combobox.closeDropdown();
+    // eslint-disable-next-line react-hooks/exhaustive-deps
+  }, [open, token?.query, matches.length]);
+
+  useEffect(() => {
+    // Puts the caret after an inserted reply once React has rendered the new text.
+    if (pendingCaret.current !== null && area.current) {
+      area.current.focus();
+      area.current.setSelectionRange(pendingCaret.current, pendingCaret.current);
+      pendingCaret.current = null;
+    }
+  }, [body]);
+
   if (!canReply) {
     return (
       <Text size="sm" c="dimmed" p="sm" style={{ borderTop: '1px solid var(--mantine-color-gray-3)' }} data-testid="composer-hint">
@@ -35,30 +68,81 @@ export function Composer({ ticket, canReply }: { ticket: Ticket; canReply: boole
     );
   }
 
+  const insert = (replyId: string) => {
+    const reply = replies.data?.find((r) => r.id === replyId);
+    if (!reply || !token) return;
+    const text = fillTemplate(reply.text, {
+      cliente: ticket.client_name || formatPhone(ticket.client_phone),
+      agente: me.name,
+      protocolo: String(ticket.number),
+    });
+    const next = body.slice(0, token.start) + text + body.slice(caret);
+    pendingCaret.current = token.start + text.length;
+    setCaret(token.start + text.length);
+    setBody(next);
+    combobox.closeDropdown();
+  };
+
   const submit = (event?: FormEvent) => {
     event?.preventDefault();
     const text = body.trim();
     if (text && !send.isPending) send.mutate(text);
   };
   const onKeyDown = (event: KeyboardEvent<HTMLTextAreaElement>) => {
+    if (event.key === 'Escape' && open) {
+      setDismissedAt(token?.start ?? null);
+      return;
+    }
     if (event.key === 'Enter' && (event.ctrlKey || event.metaKey)) submit();
   };
+  const track = (el: HTMLTextAreaElement) => setCaret(el.selectionStart ?? el.value.length);
 
   return (
     <form onSubmit={submit} style={{ borderTop: '1px solid var(--mantine-color-gray-3)' }}>
       <Group p="sm" align="flex-end" wrap="nowrap" gap="xs">
-        <Textarea
-          aria-label={t.ticket.composer}
-          placeholder={t.ticket.composerPlaceholder}
-          autosize
-          minRows={1}
-          maxRows={6}
-          maxLength={4096}
-          value={body}
-          onChange={(e) => setBody(e.currentTarget.value)}
-          onKeyDown={onKeyDown}
-          style={{ flex: 1 }}
-        />
+        <Combobox store={combobox} onOptionSubmit={insert} position="top-start" width="target" transitionProps={{ duration: 0 }}>
+          <Combobox.Target>
+            <Textarea
+              ref={area}
+              aria-label={t.ticket.composer}
+              placeholder={t.ticket.composerPlaceholder}
+              autosize
+              minRows={1}
+              maxRows={6}
+              maxLength={4096}
+              value={body}
+              onChange={(e) => {
+                setBody(e.currentTarget.value);
+                track(e.currentTarget);
+              }}
+              onSelect={(e) => track(e.currentTarget)}
+              onKeyDown={onKeyDown}
+              style={{ flex: 1 }}
+            />
+          </Combobox.Target>
+          <Combobox.Dropdown aria-label={t.quickReplies.picker} data-testid="quick-reply-picker">
+            <Combobox.Options mah={240} style={{ overflowY: 'auto' }}>
+              {matches.length === 0 && <Combobox.Empty>{t.quickReplies.noMatch}</Combobox.Empty>}
+              {matches.map((reply) => (
+                <Combobox.Option value={reply.id} key={reply.id} data-testid="quick-reply-option">
+                  <Group gap="xs" wrap="nowrap">
+                    <Text size="sm" fw={600}>
+                      /{reply.shortcut}
+                    </Text>
+                    {reply.scope === 'personal' && (
+                      <Badge size="xs" variant="light">
+                        {t.quickReplies.personal}
+                      </Badge>
+                    )}
+                  </Group>
+                  <Text size="xs" c="dimmed" lineClamp={2}>
+                    {reply.text}
+                  </Text>
+                </Combobox.Option>
+              ))}
+            </Combobox.Options>
+          </Combobox.Dropdown>
+        </Combobox>
         <Button type="submit" loading={send.isPending} disabled={!body.trim()}>
           {t.ticket.send}
         </Button>
