@@ -126,9 +126,10 @@ export function useTicketUpdated() {
   };
 }
 
-export function useConnections() {
+export function useConnections(enabled = true) {
   return useQuery({
     queryKey: keys.connections,
+    enabled,
     queryFn: () =>
       allPages<WhatsAppConnection>((cursor) =>
         unwrap(api.GET('/api/v1/whatsapp-connections', { params: { query: { limit: 200, cursor } } })),

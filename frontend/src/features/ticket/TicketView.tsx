@@ -13,6 +13,7 @@ import { formatPhone, formatWhen } from '../../lib/format';
 import { keys } from '../../realtime/cache';
 import { allowedActions, assumeConflictMessage, conflictTicket } from './actions';
 import { Composer } from './Composer';
+import { TicketTags } from './TicketTags';
 import { MessageThread } from './MessageThread';
 import { TransferModal } from './TransferModal';
 
@@ -122,6 +123,7 @@ function LoadedTicket({ ticket, backTo }: { ticket: Ticket; backTo: { pathname: 
           {department?.name ?? '—'} · {t.ticket.agent}: {ticket.agent_name ?? t.ticket.noAgent} · {t.ticket.opened}{' '}
           {formatWhen(ticket.created_at)}
         </Text>
+        <TicketTags ticket={ticket} />
       </Stack>
       <MessageThread ticketId={ticket.id} />
       <Composer ticket={ticket} canReply={can.reply} />
