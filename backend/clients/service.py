@@ -191,6 +191,8 @@ def _parse_csv(text: str) -> tuple[list[tuple[int, dict[str, Any]]], list[Import
         header = next(reader)
     except StopIteration:
         return [], [ImportLineError(line=1, field="header", message="the file is empty")]
+    except csv.Error as exc:
+        return [], [ImportLineError(line=1, field="header", message=str(exc))]
     fields = [_COLUMNS.get(h.strip().casefold()) for h in header]
     missing = [name for name in ("name", "phone") if name not in fields]
     if missing:

@@ -138,7 +138,14 @@ async def test_csv_preview_reports_every_bad_line_and_import_of_a_bad_file_write
     assert r.status_code == 422
     assert [issue["loc"][1] for issue in r.json()["detail"]] == [3, 4, 5, 7]
     assert await collection_counts(db) == before
-    for bad in ("", "nome,email\nX,x@y.z\n", 'nome;telefone\n"aberto;1\n'):
+    oversized = "x" * 140_000  # past the csv module's field limit: a csv.Error, never a 500
+    for bad in (
+        "",
+        "nome,email\nX,x@y.z\n",
+        'nome;telefone\n"aberto;1\n',
+        oversized,
+        f"nome;telefone\n{oversized};1\n",
+    ):
         r = await client.post(f"{API}/clients/import", json={"csv": bad, "dry_run": False}, headers=tenant.headers)
         assert r.status_code == 422, bad
     assert await collection_counts(db) == before

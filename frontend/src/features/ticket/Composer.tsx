@@ -135,7 +135,7 @@ export function Composer({ ticket, canReply }: { ticket: Ticket; canReply: boole
                       </Badge>
                     )}
                   </Group>
-                  <Text size="xs" c="dimmed" lineClamp={2}>
+                  <Text size="xs" opacity={0.8} lineClamp={2}>
                     {reply.text}
                   </Text>
                 </Combobox.Option>
