@@ -276,6 +276,7 @@ export const t = {
     next: 'Nova senha (mínimo 8 caracteres)',
     confirm: 'Confirme a nova senha',
     mismatch: 'As senhas não conferem',
+    wrongCurrent: 'Senha atual incorreta.',
     change: 'Trocar senha',
     changed: 'Senha alterada. Suas outras sessões foram encerradas.',
   },

@@ -2,7 +2,7 @@ import { Button, Paper, PasswordInput, Stack, Text, TextInput, Title } from '@ma
 import { notifications } from '@mantine/notifications';
 import { useMutation } from '@tanstack/react-query';
 import { useState } from 'react';
-import { api, errorMessage, fieldErrors, unwrap } from '../../api/client';
+import { ApiError, api, errorMessage, fieldErrors, unwrap } from '../../api/client';
 import { useAuth, useMe } from '../../auth/session';
 import { t } from '../../i18n/pt-BR';
 import { PageHeader } from '../../layout/PageHeader';
@@ -58,6 +58,8 @@ function PasswordForm() {
     },
   });
   const errors = fieldErrors(change.error);
+  // A 422 with a sentence (not field issues) is the rule refusing the current password.
+  const wrongCurrent = change.error instanceof ApiError && change.error.status === 422 && typeof change.error.detail === 'string';
   const mismatch = again.length > 0 && again !== next;
   return (
     <form
@@ -72,7 +74,7 @@ function PasswordForm() {
         <PasswordInput label={t.profile.confirm} required value={again} onChange={(e) => setAgain(e.currentTarget.value)} error={mismatch ? t.profile.mismatch : undefined} autoComplete="new-password" />
         {change.isError && !Object.keys(errors).length && (
           <Text c="red" size="sm" role="alert">
-            {errorMessage(change.error)}
+            {wrongCurrent ? t.profile.wrongCurrent : errorMessage(change.error)}
           </Text>
         )}
         <Button type="submit" loading={change.isPending} disabled={!current || next.length < 8 || next !== again} style={{ alignSelf: 'flex-start' }}>
