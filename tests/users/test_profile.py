@@ -7,7 +7,7 @@ import httpx
 import pytest
 
 from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD
-from tests.factories import API, Tenant, bearer, create_reseller, make_tenant
+from tests.factories import API, Tenant, bearer, create_reseller, make_tenant, make_ticket
 
 LOGIN = f"{API}/auth/login"
 
@@ -32,6 +32,20 @@ async def test_every_role_renames_itself(
     r = await client.patch(f"{API}/auth/me", json={"name": "Admin"}, headers=admin_headers)
     assert r.status_code == 200
     await client.patch(f"{API}/auth/me", json={"name": "Administrador"}, headers=admin_headers)
+
+
+async def test_an_agents_new_name_shows_on_the_tickets_it_holds(client: httpx.AsyncClient, tenant: Tenant) -> None:
+    agent = tenant.agents[0]
+    ticket = await make_ticket(client, tenant)
+    r = await client.post(f"{API}/tickets/{ticket['id']}/assume", headers=agent["headers"])
+    assert r.status_code == 200
+    r = await client.patch(f"{API}/auth/me", json={"name": "Ana Renomeada"}, headers=agent["headers"])
+    assert r.status_code == 200
+    assert (await client.get(f"{API}/tickets/{ticket['id']}", headers=tenant.headers)).json()[
+        "agent_name"
+    ] == "Ana Renomeada"
+    r = await client.get(f"{API}/tickets", params={"status": "atendendo"}, headers=agent["headers"])
+    assert [t["agent_name"] for t in r.json()["items"] if t["id"] == ticket["id"]] == ["Ana Renomeada"]
 
 
 async def test_bad_profile_input_changes_nothing(client: httpx.AsyncClient, tenant: Tenant, db: Any) -> None:
