@@ -116,5 +116,8 @@ describe('withReadSide', () => {
     const event = ticketFixture({ client_name: 'Nome Antigo', tags: [], version: 2, status: 'atendendo' });
     expect(withReadSide(event, known)).toMatchObject({ client_name: 'Nome Novo', tags: ['vip'], version: 2, status: 'atendendo' });
     expect(withReadSide(event, undefined)).toBe(event);
+    const held = ticketFixture({ agent_id: 'a'.repeat(24), agent_name: 'Ana Renomeada', version: 3 });
+    expect(withReadSide({ ...held, agent_name: 'Ana', version: 4 }, held).agent_name).toBe('Ana Renomeada');
+    expect(withReadSide({ ...held, agent_id: 'b'.repeat(24), agent_name: 'Bruno', version: 4 }, held).agent_name).toBe('Bruno');
   });
 });

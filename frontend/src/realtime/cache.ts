@@ -53,10 +53,13 @@ export function placeTicket(data: TicketPages, ticket: Ticket, keep: boolean): T
   return { ...data, pages };
 }
 
-/** Events carry the ticket as stored; the API joins the client's current name and the ticket's
- * tags when it reads one, so an event keeps those from the copy already read. */
+/** Events carry the ticket as stored; the API joins the client's and agent's current names and the
+ * ticket's tags when it reads one, so an event keeps those from the copy already read (the agent's
+ * name only while it is the same agent: a transfer names the new one). */
 export function withReadSide(ticket: Ticket, known: Ticket | undefined): Ticket {
-  return known ? { ...ticket, client_name: known.client_name, tags: known.tags } : ticket;
+  if (!known) return ticket;
+  const agentName = known.agent_id === ticket.agent_id ? known.agent_name : ticket.agent_name;
+  return { ...ticket, client_name: known.client_name, tags: known.tags, agent_name: agentName };
 }
 
 function knownCopy(client: QueryClient, id: string): Ticket | undefined {
