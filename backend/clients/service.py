@@ -29,6 +29,7 @@ from backend.core.ids import is_valid_id, new_id
 from backend.core.pagination import decode_id_cursor, next_id_cursor
 from backend.core.schemas import iso_ms
 from backend.core.tenancy import Actor
+from backend.tags.schemas import normalize_tag
 from backend.users import repository as users
 
 PHONE_KEY = "client-phone"
@@ -132,7 +133,7 @@ async def list_page(
     if q and q.strip():
         extra.update(search_filter(q))
     if tag:
-        extra["tags"] = tag
+        extra["tags"] = normalize_tag(tag)
     docs = await users.list_page(db, actor, roles=ROLES, before_id=before, limit=limit + 1, extra=extra)
     nxt = next_id_cursor(docs, limit)
     return ClientPage(items=[ClientRead.from_doc(d) for d in docs[:limit]], next_cursor=nxt)

@@ -58,6 +58,7 @@ async def test_email_notes_and_tags_are_kept_and_tags_filter(
     carla = r.json()
     assert (carla["email"], carla["notes"], carla["tags"]) == ("carla@example.com", "prefere manhã", ["atacado", tag])
     assert await _names(client, tenant.headers, tag=tag) == ["Carla"]
+    assert await _names(client, tenant.headers, tag=f" {tag.upper()} ") == ["Carla"]
     assert await _names(client, other.headers, tag=tag) == []
     r = await client.patch(
         f"{API}/clients/{carla['id']}", json={"email": None, "tags": ["novo"]}, headers=tenant.agents[0]["headers"]
