@@ -27,8 +27,10 @@ from backend.departments.routes import router as departments_router
 from backend.history.routes import router as history_router
 from backend.messages.routes import router as notes_router
 from backend.outbound import worker as outbound_worker_loop
+from backend.quick_replies.routes import router as quick_replies_router
 from backend.realtime.routes import router as realtime_router
 from backend.resellers.routes import router as resellers_router
+from backend.tags.routes import router as tags_router
 from backend.tickets import sweep as ticket_sweep_loop
 from backend.tickets.routes import router as tickets_router
 from backend.users.routes import router as users_router
@@ -177,6 +179,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         departments_router,
         users_router,
         clients_router,
+        quick_replies_router,
+        tags_router,
         tickets_router,
         notes_router,
         history_router,

@@ -6,7 +6,7 @@ from backend.auth.schemas import LoginRequest, TokenRead
 from backend.core.deps import AppSettings, CurrentActor, Db
 from backend.core.errors import API, AUTHENTICATED, WITH_BODY, responses
 from backend.users import service as users
-from backend.users.schemas import UserRead
+from backend.users.schemas import PasswordChange, ProfileUpdate, UserRead
 
 router = APIRouter(prefix="/auth", tags=["auth"])
 
@@ -20,3 +20,15 @@ async def login(request: Request, db: Db, settings: AppSettings, body: LoginRequ
 @router.get("/me", operation_id="auth-me", responses=AUTHENTICATED)
 async def me(db: Db, actor: CurrentActor) -> UserRead:
     return UserRead.from_doc(await users.get_or_404(db, actor, user_id=actor.id))
+
+
+@router.patch("/me", operation_id="auth-update_me", responses=AUTHENTICATED | WITH_BODY)
+async def update_me(db: Db, actor: CurrentActor, body: ProfileUpdate) -> UserRead:
+    return await users.update_profile(db, actor, data=body)
+
+
+@router.post("/me/password", operation_id="auth-change_password", responses=AUTHENTICATED | WITH_BODY)
+async def change_password(db: Db, settings: AppSettings, actor: CurrentActor, body: PasswordChange) -> TokenRead:
+    """Answers a fresh token: the change ends every session of the old password, this one's too."""
+    user = await users.change_own_password(db, actor, data=body)
+    return service.issue_token(settings, user)

@@ -41,6 +41,11 @@ async def login(db: Database, settings: Settings, *, email: str, password: str, 
         raise Unauthorized(INVALID)
     assert user is not None
     await attempt.succeeded(db)
+    return issue_token(settings, user)
+
+
+def issue_token(settings: Settings, user: dict[str, Any]) -> TokenRead:
+    """A token for the user at its current token version."""
     token, ttl = create_access_token(
         settings, user_id=user["_id"], role=user["role"], version=int(user.get(users.TOKEN_VERSION, 0))
     )

@@ -1,9 +1,17 @@
 from typing import Annotated
 
 from fastapi import APIRouter, Query
+from fastapi.responses import StreamingResponse
 
 from backend.clients import service
-from backend.clients.schemas import ClientCreate, ClientPage, ClientRead, ClientUpdate
+from backend.clients.schemas import (
+    ClientCreate,
+    ClientImport,
+    ClientImportResult,
+    ClientPage,
+    ClientRead,
+    ClientUpdate,
+)
 from backend.core.deps import Db, StaffActor, TenantStaffActor
 from backend.core.errors import ROLE, WITH_BODY, responses
 from backend.core.pagination import DEFAULT_LIMIT, MAX_LIMIT
@@ -23,8 +31,31 @@ async def list_clients(
     cursor: str | None = None,
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
     phone: Annotated[str | None, Query(max_length=32)] = None,
+    q: Annotated[str | None, Query(min_length=1, max_length=64, description="part of the name or number")] = None,
+    tag: Annotated[str | None, Query(min_length=1, max_length=32)] = None,
 ) -> ClientPage:
-    return await service.list_page(db, actor, cursor=cursor, limit=limit, phone=phone)
+    return await service.list_page(db, actor, cursor=cursor, limit=limit, phone=phone, q=q, tag=tag)
+
+
+@router.post("/import", operation_id="clients-import", responses=WITH_BODY)
+async def import_clients(db: Db, actor: TenantStaffActor, body: ClientImport) -> ClientImportResult:
+    """CSV with a header naming `nome` and `telefone` (optional `email`, `notas`, `tags`), `;` or
+    `,` separated. `dry_run` (the default) previews; otherwise any bad line refuses the whole file."""
+    return await service.import_csv(db, actor, data=body)
+
+
+@router.get(
+    "/export.csv",
+    operation_id="clients-export",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/csv": {"schema": {"type": "string"}}}, "description": "UTF-8 with BOM, `;`"}},
+)
+async def export_clients(db: Db, actor: TenantStaffActor) -> StreamingResponse:
+    return StreamingResponse(
+        service.export_csv(db, actor),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": 'attachment; filename="contatos.csv"'},
+    )
 
 
 @router.get("/{client_id}", operation_id="clients-get", responses=responses(404))

@@ -1,10 +1,11 @@
 import re
 from typing import Annotated
 
-from pydantic import AfterValidator
+from pydantic import AfterValidator, BaseModel, EmailStr, StringConstraints
 
 from backend.core.pagination import Page
 from backend.core.schemas import InputModel, Name, ReadModel, Timestamp
+from backend.tags.schemas import Tags
 
 _PHONE = re.compile(r"^\d{8,15}$")
 
@@ -18,15 +19,24 @@ def normalize_phone(value: str) -> str:
 
 
 Phone = Annotated[str, AfterValidator(normalize_phone)]
+Notes = Annotated[str, StringConstraints(strip_whitespace=True, max_length=2000)]
 
 
 class ClientCreate(InputModel):
     name: Name
     phone: Phone
+    email: EmailStr | None = None
+    notes: Notes = ""
+    tags: Tags = []
 
 
 class ClientUpdate(InputModel):
+    """The phone is the client's key (WhatsApp delivers by it) and does not change."""
+
     name: Name | None = None
+    email: EmailStr | None = None
+    notes: Notes | None = None
+    tags: Tags | None = None
 
 
 class ClientRead(ReadModel):
@@ -34,7 +44,44 @@ class ClientRead(ReadModel):
     reseller_id: str
     name: str
     phone: str
+    email: str | None = None
+    notes: str = ""
+    tags: list[str] = []
     created_at: Timestamp
 
 
 ClientPage = Page[ClientRead]
+
+# CSV import: the whole file in one JSON body (within the API's body limit), checked as a whole
+# before anything is written.
+MAX_IMPORT_LINES = 5000
+CsvText = Annotated[str, StringConstraints(min_length=1, max_length=1_000_000)]
+
+
+class ClientImport(InputModel):
+    csv: CsvText
+    dry_run: bool = True
+
+
+class ImportLineError(BaseModel):
+    line: int
+    field: str
+    message: str
+
+
+class ImportRow(BaseModel):
+    line: int
+    name: str
+    phone: str
+    email: str | None = None
+    notes: str = ""
+    tags: list[str] = []
+    exists: bool
+
+
+class ClientImportResult(BaseModel):
+    dry_run: bool
+    rows: list[ImportRow]
+    errors: list[ImportLineError]
+    created: int = 0
+    updated: int = 0

@@ -1,10 +1,26 @@
 """Clients (end customers) live in `users` with role "client", keyed by phone per tenant."""
 
+import csv
+import io
+import re
+from collections.abc import AsyncIterator
 from typing import Any
 
+from pydantic import ValidationError
 from pymongo.errors import DuplicateKeyError
 
-from backend.clients.schemas import ClientCreate, ClientPage, ClientRead, ClientUpdate, normalize_phone
+from backend.clients.schemas import (
+    MAX_IMPORT_LINES,
+    ClientCreate,
+    ClientImport,
+    ClientImportResult,
+    ClientPage,
+    ClientRead,
+    ClientUpdate,
+    ImportLineError,
+    ImportRow,
+    normalize_phone,
+)
 from backend.core import natural_keys
 from backend.core.clock import utcnow
 from backend.core.db import Database
@@ -12,21 +28,29 @@ from backend.core.errors import Conflict, NotFound, Unprocessable
 from backend.core.ids import is_valid_id, new_id
 from backend.core.pagination import decode_id_cursor, next_id_cursor
 from backend.core.retry import read_winner
+from backend.core.schemas import iso_ms
 from backend.core.tenancy import Actor
+from backend.tags.schemas import normalize_tag
 from backend.users import repository as users
 
 PHONE_KEY = "client-phone"
 ROLES = ("client",)
+# Search by name or phone matches at most this many clients when it narrows tickets by client.
+MAX_MATCHED_CLIENTS = 1000
 
 
-async def upsert_by_phone(db: Database, *, reseller_id: str, phone: str, name: str) -> tuple[dict[str, Any], bool]:
-    """The one way a client comes to exist: race-safe, so two first messages make one client."""
+async def upsert_by_phone(
+    db: Database, *, reseller_id: str, phone: str, name: str, extra: dict[str, Any] | None = None
+) -> tuple[dict[str, Any], bool]:
+    """The one way a client comes to exist: race-safe, so two first messages make one client.
+    `extra`: fields a new client starts with (e-mail, notes, tags); an existing one is returned as is."""
     bound, _ = await natural_keys.claim(db, PHONE_KEY, reseller_id, phone, target=new_id())
     existing = await users.get(db, bound)
     if existing is not None:
         return existing, False
     now = utcnow()
     doc: dict[str, Any] = {
+        **(extra or {}),
         "_id": bound,
         "role": "client",
         "reseller_id": reseller_id,
@@ -44,9 +68,15 @@ async def upsert_by_phone(db: Database, *, reseller_id: str, phone: str, name: s
     return doc, True
 
 
+def _extra(data: ClientCreate) -> dict[str, Any]:
+    return {"email": str(data.email) if data.email else None, "notes": data.notes, "tags": data.tags}
+
+
 async def create(db: Database, actor: Actor, *, data: ClientCreate) -> ClientRead:
     assert actor.reseller_id
-    doc, created = await upsert_by_phone(db, reseller_id=actor.reseller_id, phone=data.phone, name=data.name)
+    doc, created = await upsert_by_phone(
+        db, reseller_id=actor.reseller_id, phone=data.phone, name=data.name, extra=_extra(data)
+    )
     if not created:
         raise Conflict({"message": "a client with this phone already exists", "client_id": doc["_id"]})
     return ClientRead.from_doc(doc)
@@ -66,7 +96,31 @@ async def get_by_phone(db: Database, actor: Actor, *, phone: str) -> dict[str, A
     return await users.get_scoped(db, actor, client_id, roles=ROLES) if client_id else None
 
 
-async def list_page(db: Database, actor: Actor, *, cursor: str | None, limit: int, phone: str | None) -> ClientPage:
+def search_filter(q: str) -> dict[str, Any]:
+    """Part of the name (any case, literal) or part of the number."""
+    text = q.strip()
+    ors: list[dict[str, Any]] = [{"name": {"$regex": re.escape(text), "$options": "i"}}]
+    digits = re.sub(r"[\s\-().+]", "", text)
+    if digits.isdigit():
+        ors.append({"phone": {"$regex": re.escape(digits)}})
+    return {"$or": ors}
+
+
+async def ids_matching(db: Database, reseller_id: str, q: str) -> list[str]:
+    """Ids of the tenant's clients whose current name or number matches `q` (ticket search)."""
+    return await users.ids_matching(db, reseller_id, search_filter(q), role="client", limit=MAX_MATCHED_CLIENTS)
+
+
+async def list_page(
+    db: Database,
+    actor: Actor,
+    *,
+    cursor: str | None,
+    limit: int,
+    phone: str | None,
+    q: str | None = None,
+    tag: str | None = None,
+) -> ClientPage:
     if phone is not None:
         try:
             normalized = normalize_phone(phone)
@@ -75,15 +129,172 @@ async def list_page(db: Database, actor: Actor, *, cursor: str | None, limit: in
         doc = await get_by_phone(db, actor, phone=normalized)
         return ClientPage(items=[ClientRead.from_doc(doc)] if doc else [])
     before = decode_id_cursor(cursor) if cursor else None
-    docs = await users.list_page(db, actor, roles=ROLES, before_id=before, limit=limit + 1)
+    extra: dict[str, Any] = {}
+    if q and q.strip():
+        extra.update(search_filter(q))
+    if tag:
+        extra["tags"] = normalize_tag(tag)
+    docs = await users.list_page(db, actor, roles=ROLES, before_id=before, limit=limit + 1, extra=extra)
     nxt = next_id_cursor(docs, limit)
     return ClientPage(items=[ClientRead.from_doc(d) for d in docs[:limit]], next_cursor=nxt)
 
 
 async def update(db: Database, actor: Actor, *, client_id: str, data: ClientUpdate) -> ClientRead:
     await get_doc_or_404(db, actor, client_id=client_id)
-    changes = data.model_dump(exclude_unset=True, exclude_none=True)
+    changes = data.model_dump(exclude_unset=True)
+    if changes.get("name") is None:
+        changes.pop("name", None)
+    for field in ("notes", "tags"):
+        if field in changes and changes[field] is None:
+            changes.pop(field)
+    if changes.get("email") is not None:
+        changes["email"] = str(changes["email"])
     changes["updated_at"] = utcnow()
     doc = await users.update(db, actor, client_id, changes)
     assert doc is not None
     return ClientRead.from_doc(doc)
+
+
+async def distinct_tags(db: Database, actor: Actor) -> list[str]:
+    if actor.reseller_id is None:
+        return []
+    return [str(t) for t in await users.distinct_in_tenant(db, actor.reseller_id, "tags", role="client")]
+
+
+# --- CSV import and export -------------------------------------------------------------------
+
+_COLUMNS = {
+    "nome": "name",
+    "name": "name",
+    "telefone": "phone",
+    "phone": "phone",
+    "celular": "phone",
+    "whatsapp": "phone",
+    "email": "email",
+    "e-mail": "email",
+    "notas": "notes",
+    "notes": "notes",
+    "observacoes": "notes",
+    "observações": "notes",
+    "tags": "tags",
+    "etiquetas": "tags",
+}
+EXPORT_HEADER = ["nome", "telefone", "email", "notas", "tags", "criado_em"]
+
+
+def _parse_csv(text: str) -> tuple[list[tuple[int, dict[str, Any]]], list[ImportLineError]]:
+    """(line number, raw fields) for each non-empty line after the header, or the header's errors."""
+    text = text.removeprefix("\ufeff")
+    first = text.split("\n", 1)[0]
+    delimiter = ";" if first.count(";") >= first.count(",") else ","
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    try:
+        header = next(reader)
+    except StopIteration:
+        return [], [ImportLineError(line=1, field="header", message="the file is empty")]
+    except csv.Error as exc:
+        return [], [ImportLineError(line=1, field="header", message=str(exc))]
+    fields = [_COLUMNS.get(h.strip().casefold()) for h in header]
+    missing = [name for name in ("name", "phone") if name not in fields]
+    if missing:
+        message = "the header must name the columns nome and telefone"
+        return [], [ImportLineError(line=1, field="header", message=message)]
+    rows: list[tuple[int, dict[str, Any]]] = []
+    try:
+        for cells in reader:
+            if not any(c.strip() for c in cells):
+                continue
+            raw: dict[str, Any] = {}
+            for field, cell in zip(fields, cells, strict=False):
+                if field is not None and cell.strip():
+                    raw[field] = [t for t in re.split(r"[|,]", cell) if t.strip()] if field == "tags" else cell
+            rows.append((reader.line_num, raw))
+    except csv.Error as exc:
+        return [], [ImportLineError(line=reader.line_num, field="csv", message=str(exc))]
+    return rows, []
+
+
+def _validate(rows: list[tuple[int, dict[str, Any]]]) -> tuple[list[tuple[int, ClientCreate]], list[ImportLineError]]:
+    valid: list[tuple[int, ClientCreate]] = []
+    errors: list[ImportLineError] = []
+    seen: dict[str, int] = {}
+    for line, raw in rows:
+        try:
+            data = ClientCreate.model_validate(raw)
+        except ValidationError as exc:
+            for issue in exc.errors():
+                field = str(issue["loc"][0]) if issue["loc"] else "line"
+                errors.append(
+                    ImportLineError(line=line, field=field, message=issue["msg"].removeprefix("Value error, "))
+                )
+            continue
+        if data.phone in seen:
+            message = f"the same phone is on line {seen[data.phone]}"
+            errors.append(ImportLineError(line=line, field="phone", message=message))
+            continue
+        seen[data.phone] = line
+        valid.append((line, data))
+    return valid, errors
+
+
+async def import_csv(db: Database, actor: Actor, *, data: ClientImport) -> ClientImportResult:
+    """Checks every line before writing any: a file with an error imports nothing (422 naming each
+    bad line). Then writes line by line keyed by phone, so a retry after a crash part-way finishes
+    the same import without duplicates: new phones become clients, known ones take the file's
+    name, e-mail and notes and add its tags."""
+    assert actor.reseller_id
+    rows, errors = _parse_csv(data.csv)
+    if len(rows) > MAX_IMPORT_LINES:
+        errors.append(ImportLineError(line=0, field="csv", message=f"at most {MAX_IMPORT_LINES} lines per file"))
+    valid, line_errors = _validate(rows) if not errors else ([], [])
+    errors += line_errors
+    if errors and not data.dry_run:
+        raise Unprocessable([{"type": "csv_line", "loc": ["csv", e.line, e.field], "msg": e.message} for e in errors])
+    existing = {line: await get_by_phone(db, actor, phone=item.phone) for line, item in valid}
+    preview = [
+        ImportRow(line=line, **item.model_dump(mode="json"), exists=existing[line] is not None) for line, item in valid
+    ]
+    result = ClientImportResult(dry_run=data.dry_run, rows=preview, errors=errors)
+    if data.dry_run:
+        return result
+    for _line, item in valid:
+        doc, created = await upsert_by_phone(
+            db, reseller_id=actor.reseller_id, phone=item.phone, name=item.name, extra=_extra(item)
+        )
+        if created:
+            result.created += 1
+            continue
+        changes: dict[str, Any] = {"name": item.name, "tags": sorted(set(doc.get("tags") or []) | set(item.tags))}
+        if item.email:
+            changes["email"] = str(item.email)
+        if item.notes:
+            changes["notes"] = item.notes
+        if any(doc.get(k) != v for k, v in changes.items()):
+            await users.update(db, actor, doc["_id"], {**changes, "updated_at": utcnow()})
+        result.updated += 1
+    return result
+
+
+def _cell(value: str) -> str:
+    """A spreadsheet runs a cell starting with = + - @ as a formula: quote it as text."""
+    return "'" + value if value[:1] in ("=", "+", "-", "@") else value
+
+
+def _csv_lines(rows: list[list[str]]) -> str:
+    buffer = io.StringIO()
+    csv.writer(buffer, delimiter=";", lineterminator="\r\n").writerows(rows)
+    return buffer.getvalue()
+
+
+async def export_csv(db: Database, actor: Actor) -> AsyncIterator[str]:
+    """The tenant's clients as CSV (UTF-8 with BOM, `;`), sent in chunks as they are read."""
+    assert actor.reseller_id
+    yield "\ufeff" + _csv_lines([EXPORT_HEADER])
+    chunk: list[list[str]] = []
+    async for doc in users.iter_in_tenant(db, actor.reseller_id, role="client"):
+        row = [_cell(str(doc.get(k) or "")) for k in ("name", "phone", "email", "notes")]
+        chunk.append([*row, ", ".join(doc.get("tags") or []), iso_ms(doc["created_at"])])
+        if len(chunk) == 200:
+            yield _csv_lines(chunk)
+            chunk = []
+    yield _csv_lines(chunk)

@@ -1,3 +1,4 @@
+from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query
@@ -8,8 +9,9 @@ from backend.core.errors import ROLE, WITH_BODY, responses
 from backend.core.pagination import DEFAULT_LIMIT, MAX_LIMIT
 from backend.messages import service as messages
 from backend.messages.schemas import MessageCreate, MessagePage, MessageRead
-from backend.tickets import intake, service
-from backend.tickets.schemas import TicketCounts, TicketCreate, TicketPage, TicketRead, TicketTransfer
+from backend.tags.schemas import normalize_tag
+from backend.tickets import intake, presenter, service
+from backend.tickets.schemas import TicketCounts, TicketCreate, TicketFilters, TicketPage, TicketRead, TicketTransfer
 from backend.tickets.states import Status
 
 router = APIRouter(prefix="/tickets", tags=["tickets"], responses=ROLE)
@@ -31,10 +33,24 @@ async def list_tickets(
     department_id: OptionalId = None,
     cursor: str | None = None,
     limit: Limit = DEFAULT_LIMIT,
-    q: Annotated[str | None, Query(min_length=1, max_length=64, description="client name, phone or #number")] = None,
+    q: Annotated[
+        str | None, Query(min_length=1, max_length=64, description="#number, client name or phone, message text")
+    ] = None,
+    agent_id: OptionalId = None,
+    connection_id: OptionalId = None,
+    tag: Annotated[str | None, Query(min_length=1, max_length=32)] = None,
+    created_from: Annotated[datetime | None, Query(description="opened at or after")] = None,
+    created_to: Annotated[datetime | None, Query(description="opened before")] = None,
 ) -> TicketPage:
+    filters = TicketFilters(
+        agent_id=agent_id,
+        connection_id=connection_id,
+        tag=normalize_tag(tag) if tag else None,
+        created_from=created_from,
+        created_to=created_to,
+    )
     return await service.list_page(
-        db, actor, status=status, department_id=department_id, cursor=cursor, limit=limit, q=q
+        db, actor, status=status, department_id=department_id, cursor=cursor, limit=limit, q=q, filters=filters
     )
 
 
@@ -45,7 +61,7 @@ async def ticket_counts(db: Db, actor: StaffActor, department_id: OptionalId = N
 
 @router.get("/{ticket_id}", operation_id="tickets-get", responses=responses(404))
 async def get_ticket(db: Db, actor: StaffActor, ticket_id: str) -> TicketRead:
-    return TicketRead.from_doc(await service.get_visible_or_404(db, actor, ticket_id=ticket_id))
+    return await presenter.read_one(db, await service.get_visible_or_404(db, actor, ticket_id=ticket_id))
 
 
 @router.post("/{ticket_id}/assume", operation_id="tickets-assume", responses=responses(404, 409))

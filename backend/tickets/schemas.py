@@ -1,3 +1,5 @@
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Annotated, Literal
 
 from pydantic import StringConstraints, model_validator
@@ -46,9 +48,21 @@ class TicketRead(ReadModel):
     created_at: Timestamp
     updated_at: Timestamp
     finalized_at: Timestamp | None = None
+    tags: list[str] = []
 
 
 TicketPage = Page[TicketRead]
+
+
+@dataclass(frozen=True)
+class TicketFilters:
+    """The inbox's filters beyond status and department (GET /tickets)."""
+
+    agent_id: str | None = None
+    connection_id: str | None = None
+    tag: str | None = None
+    created_from: datetime | None = None
+    created_to: datetime | None = None
 
 
 class TicketCounts(ReadModel):

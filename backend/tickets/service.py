@@ -1,7 +1,6 @@
 """Ticket lifecycle. Every change is first appended to `ticket_events` under the next version
 (the unique `_id` decides races on every store), then projected onto the ticket document."""
 
-import re
 from datetime import datetime
 from typing import Any
 
@@ -20,8 +19,8 @@ from backend.core.retry import read_winner
 from backend.core.tenancy import Actor
 from backend.departments import repository as departments
 from backend.realtime import feed
-from backend.tickets import projection, repository
-from backend.tickets.schemas import TicketCounts, TicketPage, TicketRead
+from backend.tickets import presenter, projection, repository, search
+from backend.tickets.schemas import TicketCounts, TicketFilters, TicketPage, TicketRead
 from backend.tickets.states import CREATED_EVENT, Action, Status, authorize, is_open
 from backend.tickets.visibility import can_act_on, can_see, visible_query
 from backend.users import repository as users
@@ -384,26 +383,29 @@ async def finalize(db: Database, actor: Actor, *, ticket_id: str) -> TicketRead:
     return TicketRead.from_doc(await _transition(db, actor, ticket_id=ticket_id, action=Action.FINALIZE, changes={}))
 
 
-def _list_query(actor: Actor, *, status: Status | None, department_id: str | None) -> dict[str, Any]:
+def _list_query(
+    actor: Actor,
+    *,
+    status: Status | None,
+    department_id: str | None,
+    agent_id: str | None = None,
+    connection_id: str | None = None,
+) -> dict[str, Any]:
     query = visible_query(actor)
     if status is not None:
         query["status"] = status.value
     if department_id is not None:
         query["department_id"] = department_id
+    if agent_id is not None:
+        query["agent_id"] = agent_id
+    if connection_id is not None:
+        query["channel"] = connection_id  # a WhatsApp ticket's channel is its connection's id
     return query
 
 
-def _search_filter(q: str) -> dict[str, Any]:
-    """Inbox search: part of the client's name (any case), part of its number, or `#<ticket number>`.
-    A scan inside the already-scoped query, which is what FerretDB does for any non-_id filter anyway."""
-    text = q.strip()
-    ors: list[dict[str, Any]] = [{"client_name": {"$regex": re.escape(text), "$options": "i"}}]
-    digits = re.sub(r"[\s\-().+#]", "", text)
-    if digits.isdigit():
-        ors.append({"client_phone": {"$regex": re.escape(digits)}})
-        if len(digits) <= 12:
-            ors.append({"number": int(digits)})
-    return {"$or": ors}
+async def _search_filter(db: Database, actor: Actor, q: str) -> dict[str, Any]:
+    """Inbox search (tickets.search): `#<number>` exactly, else the client's name or number, or a message's text."""
+    return await search.text_filter(db, actor, q)
 
 
 async def list_page(
@@ -415,19 +417,30 @@ async def list_page(
     cursor: str | None,
     limit: int,
     q: str | None = None,
+    filters: TicketFilters | None = None,
 ) -> TicketPage:
     after = None
     if cursor:
         after = decode_time_cursor(cursor)
-    query = _list_query(actor, status=status, department_id=department_id)
+    f = filters or TicketFilters()
+    parts = [
+        _list_query(
+            actor, status=status, department_id=department_id, agent_id=f.agent_id, connection_id=f.connection_id
+        )
+    ]
     if q and q.strip():
-        query = {"$and": [query, _search_filter(q)]}
+        parts.append(await _search_filter(db, actor, q))
+    if f.tag:
+        parts.append(await search.tag_filter(db, actor, f.tag))
+    if f.created_from is not None or f.created_to is not None:
+        parts.append(search.period_filter(f.created_from, f.created_to))
+    query = parts[0] if len(parts) == 1 else {"$and": parts}
     docs = await repository.list_page(db, query, after=after, limit=limit + 1)
     nxt = None
     if len(docs) > limit:
         last = docs[limit - 1]
         nxt = encode_cursor([last["last_message_at"].isoformat(), last["_id"]])
-    return TicketPage(items=[TicketRead.from_doc(d) for d in docs[:limit]], next_cursor=nxt)
+    return TicketPage(items=await presenter.read_many(db, docs[:limit]), next_cursor=nxt)
 
 
 async def counts(db: Database, actor: Actor, *, department_id: str | None) -> TicketCounts:

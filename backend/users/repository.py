@@ -1,5 +1,6 @@
 """Queries on `users` (admins, resellers' owners, agents and clients)."""
 
+from collections.abc import AsyncIterator
 from typing import Any
 
 from backend.core.db import Database
@@ -70,3 +71,30 @@ async def raise_ticket_slot(db: Database, client_id: str, *, channel: str, slot:
     beyond the first open one. Moves forward only; FerretDB's whole-document write-back can put back an older,
     lower value, which costs the next walk a few reads and nothing else."""
     await db[COLLECTION].update_one({"_id": client_id}, {"$max": {f"ticket_slots.{channel}": slot}})
+
+
+async def iter_in_tenant(
+    db: Database, reseller_id: str, *, role: str, batch: int = 500
+) -> AsyncIterator[dict[str, Any]]:
+    """Every user of one role in a tenant, oldest first, read in keyset batches (exports)."""
+    last: str | None = None
+    while True:
+        query: dict[str, Any] = {"reseller_id": reseller_id, "role": role}
+        if last is not None:
+            query["_id"] = {"$gt": last}
+        docs = await db[COLLECTION].find(query).sort("_id", ASC).limit(batch).to_list(length=batch)
+        for doc in docs:
+            yield doc
+        if len(docs) < batch:
+            return
+        last = docs[-1]["_id"]
+
+
+async def distinct_in_tenant(db: Database, reseller_id: str, field: str, *, role: str) -> list[Any]:
+    return list(await db[COLLECTION].distinct(field, {"reseller_id": reseller_id, "role": role}))
+
+
+async def ids_matching(db: Database, reseller_id: str, query: dict[str, Any], *, role: str, limit: int) -> list[str]:
+    scoped_query = {**query, "reseller_id": reseller_id, "role": role}
+    docs = await db[COLLECTION].find(scoped_query, projection={"_id": 1}).limit(limit).to_list(length=limit)
+    return [d["_id"] for d in docs]

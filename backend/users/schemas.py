@@ -1,6 +1,6 @@
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import EmailStr
+from pydantic import EmailStr, StringConstraints
 
 from backend.core.pagination import Page
 from backend.core.schemas import InputModel, Name, ObjectIdStr, Password, ReadModel, Timestamp
@@ -33,3 +33,14 @@ class UserRead(ReadModel):
 
 
 UserPage = Page[UserRead]
+
+
+class ProfileUpdate(InputModel):
+    """What every user changes about itself (the password has its own route: it needs the current one)."""
+
+    name: Name
+
+
+class PasswordChange(InputModel):
+    current_password: Annotated[str, StringConstraints(min_length=1, max_length=128)]
+    new_password: Password

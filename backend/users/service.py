@@ -9,15 +9,15 @@ from backend.core import natural_keys
 from backend.core.clock import utcnow
 from backend.core.config import Settings
 from backend.core.db import Database
-from backend.core.errors import Conflict, Forbidden, NotFound
+from backend.core.errors import Conflict, Forbidden, NotFound, Unprocessable
 from backend.core.ids import is_valid_id, new_id
 from backend.core.pagination import decode_id_cursor, next_id_cursor
-from backend.core.security import hash_password
+from backend.core.security import hash_password, verify_password
 from backend.core.tenancy import Actor
 from backend.departments import service as departments
 from backend.realtime import feed
 from backend.users import repository
-from backend.users.schemas import UserCreate, UserPage, UserRead, UserUpdate
+from backend.users.schemas import PasswordChange, ProfileUpdate, UserCreate, UserPage, UserRead, UserUpdate
 
 STAFF_ROLES = ("admin", "reseller", "agent")
 EMAIL_KEY = "email"
@@ -148,3 +148,26 @@ async def update(db: Database, actor: Actor, *, user_id: str, data: UserUpdate) 
     if doc.get("reseller_id") and (revoke or "active" in changes or "department_ids" in changes):
         feed.access_changed(db, reseller_id=doc["reseller_id"], user_id=doc["_id"])
     return UserRead.from_doc(doc)
+
+
+async def update_profile(db: Database, actor: Actor, *, data: ProfileUpdate) -> UserRead:
+    doc = await repository.update(db, actor, actor.id, {"name": data.name, "updated_at": utcnow()})
+    assert doc is not None  # the actor was read from the store for this very request
+    return UserRead.from_doc(doc)
+
+
+async def change_own_password(db: Database, actor: Actor, *, data: PasswordChange) -> dict[str, Any]:
+    """Checks the current password, stores the new one and ends every session of the old one
+    (this request's token included: the caller issues a fresh one from the returned user)."""
+    user = await repository.get(db, actor.id)
+    assert user is not None
+    if not await asyncio.to_thread(verify_password, data.current_password, user.get("password_hash")):
+        raise Unprocessable("current password is incorrect")
+    new_hash = await asyncio.to_thread(hash_password, data.new_password)
+    doc = await repository.update(
+        db, actor, actor.id, {"password_hash": new_hash, "updated_at": utcnow()}, revoke_tokens=True
+    )
+    assert doc is not None
+    if doc.get("reseller_id"):
+        feed.access_changed(db, reseller_id=doc["reseller_id"], user_id=doc["_id"])
+    return doc

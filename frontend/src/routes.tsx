@@ -9,6 +9,9 @@ import { ConnectionsPage } from './features/reseller/ConnectionsPage';
 import { CompanyPage } from './features/reseller/CompanyPage';
 import { ResellersPage } from './features/admin/ResellersPage';
 import { NotFound } from './layout/NotFound';
+import { ContactsPage } from './features/contacts/ContactsPage';
+import { QuickRepliesPage } from './features/quickReplies/QuickRepliesPage';
+import { ProfilePage } from './features/profile/ProfilePage';
 
 function RequireAuth({ roles }: { roles?: string[] }) {
   const { session } = useAuth();
@@ -33,6 +36,8 @@ export function AppRoutes() {
           <Route element={<RequireAuth roles={['agent', 'reseller']} />}>
             <Route path="atendimento" element={<InboxPage />} />
             <Route path="atendimento/:ticketId" element={<InboxPage />} />
+            <Route path="contatos" element={<ContactsPage />} />
+            <Route path="respostas" element={<QuickRepliesPage />} />
           </Route>
           <Route path="revenda" element={<RequireAuth roles={['reseller']} />}>
             <Route path="departamentos" element={<DepartmentsPage />} />
@@ -43,6 +48,7 @@ export function AppRoutes() {
           <Route path="admin" element={<RequireAuth roles={['admin']} />}>
             <Route path="revendas" element={<ResellersPage />} />
           </Route>
+          <Route path="perfil" element={<ProfilePage />} />
           <Route path="*" element={<NotFound />} />
         </Route>
       </Route>

@@ -14,14 +14,46 @@ import type {
 
 const PAGE = 50;
 
-export function useTicketList(status: TicketStatus, q: string) {
+/** The inbox's filters beyond status and search (GET /tickets); dates as yyyy-mm-dd, local. */
+export type TicketFilters = {
+  department_id?: string;
+  agent_id?: string;
+  connection_id?: string;
+  tag?: string;
+  from?: string;
+  to?: string;
+};
+
+/** A local calendar day's start as an ISO instant; `to` is inclusive, so its next day's start. */
+function dayStart(day: string | undefined, plusDays = 0): string | undefined {
+  if (!day) return undefined;
+  const [y, m, d] = day.split('-').map(Number);
+  return new Date(y, m - 1, d + plusDays).toISOString();
+}
+
+export function useTicketList(status: TicketStatus, q: string, filters: TicketFilters = {}) {
+  const active = Object.fromEntries(Object.entries(filters).filter(([, v]) => v)) as TicketFilters;
+  const filterKey = q || Object.keys(active).length ? JSON.stringify({ q, ...active }) : '';
   return useInfiniteQuery({
-    queryKey: keys.ticketList(status, q),
+    queryKey: keys.ticketList(status, filterKey),
     initialPageParam: null as string | null,
     queryFn: ({ pageParam }) =>
       unwrap(
         api.GET('/api/v1/tickets', {
-          params: { query: { status, limit: PAGE, cursor: pageParam ?? undefined, q: q || undefined } },
+          params: {
+            query: {
+              status,
+              limit: PAGE,
+              cursor: pageParam ?? undefined,
+              q: q || undefined,
+              department_id: active.department_id,
+              agent_id: active.agent_id,
+              connection_id: active.connection_id,
+              tag: active.tag,
+              created_from: dayStart(active.from),
+              created_to: dayStart(active.to, 1),
+            },
+          },
         }),
       ),
     getNextPageParam: (last) => last.next_cursor ?? null,
@@ -148,9 +180,10 @@ export function useTicketUpdated() {
   };
 }
 
-export function useConnections() {
+export function useConnections(enabled = true) {
   return useQuery({
     queryKey: keys.connections,
+    enabled,
     queryFn: () =>
       allPages<WhatsAppConnection>((cursor) =>
         unwrap(api.GET('/api/v1/whatsapp-connections', { params: { query: { limit: 200, cursor } } })),
@@ -199,5 +232,31 @@ export function useUpdateResellerConfig() {
   return useMutation({
     mutationFn: (body: ResellerConfigUpdate) => unwrap(api.PATCH('/api/v1/reseller-config', { body })),
     onSuccess: (data) => client.setQueryData(keys.config, data),
+  });
+}
+
+export function useQuickReplies(enabled = true) {
+  return useQuery({
+    queryKey: keys.quickReplies,
+    enabled,
+    queryFn: async () => (await unwrap(api.GET('/api/v1/quick-replies'))).items,
+  });
+}
+
+export function useTags() {
+  return useQuery({ queryKey: keys.tags, queryFn: async () => (await unwrap(api.GET('/api/v1/tags'))).items });
+}
+
+export function useClients(q: string, tag: string) {
+  return useInfiniteQuery({
+    queryKey: [...keys.clients, q, tag],
+    initialPageParam: null as string | null,
+    queryFn: ({ pageParam }) =>
+      unwrap(
+        api.GET('/api/v1/clients', {
+          params: { query: { limit: PAGE, cursor: pageParam ?? undefined, q: q || undefined, tag: tag || undefined } },
+        }),
+      ),
+    getNextPageParam: (last) => last.next_cursor ?? null,
   });
 }

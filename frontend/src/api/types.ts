@@ -13,6 +13,9 @@ export type ResellerConfig = S['ResellerConfigRead'];
 export type ResellerConfigUpdate = S['ResellerConfigUpdate'];
 export type BusinessHours = S['BusinessHours'];
 export type TokenRead = S['TokenRead'];
+export type QuickReply = S['QuickReplyRead'];
+export type Client = S['ClientRead'];
+export type ClientImportResult = S['ClientImportResult'];
 export type Page<T> = { items: T[]; next_cursor?: string | null };
 
 export const STATUSES = ['espera', 'atendendo', 'finalizado'] as const satisfies readonly TicketStatus[];

@@ -33,6 +33,8 @@ type AuthState = {
   endedBecause: 'expired' | null;
   login: (email: string, password: string) => Promise<User>;
   logout: () => void;
+  /** After the user changed itself (name, or password with its fresh token). */
+  updateSession: (change: Partial<Session>) => void;
 };
 
 const AuthContext = createContext<AuthState | null>(null);
@@ -88,7 +90,19 @@ export function AuthProvider({ children }: { children: ReactNode }) {
 
   const logout = useCallback(() => end(null), [end]);
 
-  const value = useMemo(() => ({ session, endedBecause, login, logout }), [session, endedBecause, login, logout]);
+  const updateSession = useCallback((change: Partial<Session>) => {
+    // Stored at once, not in a state updater: the next request must already carry a new token.
+    const current = loadSession();
+    if (!current) return;
+    const next = { ...current, ...change };
+    saveSession(next);
+    setSession(next);
+  }, []);
+
+  const value = useMemo(
+    () => ({ session, endedBecause, login, logout, updateSession }),
+    [session, endedBecause, login, logout, updateSession],
+  );
   return <AuthContext.Provider value={value}>{children}</AuthContext.Provider>;
 }
 

@@ -9,8 +9,13 @@ import { useRealtimeStatus } from '../realtime/RealtimeProvider';
 type Item = { to: string; label: string };
 
 function itemsFor(role: string): Item[] {
-  if (role === 'admin') return [{ to: '/admin/revendas', label: t.nav.resellers }];
-  const items: Item[] = [{ to: '/atendimento', label: t.nav.inbox }];
+  const profile = { to: '/perfil', label: t.nav.profile };
+  if (role === 'admin') return [{ to: '/admin/revendas', label: t.nav.resellers }, profile];
+  const items: Item[] = [
+    { to: '/atendimento', label: t.nav.inbox },
+    { to: '/contatos', label: t.nav.contacts },
+    { to: '/respostas', label: t.nav.quickReplies },
+  ];
   if (role === 'reseller') {
     items.push(
       { to: '/revenda/departamentos', label: t.nav.departments },
@@ -19,6 +24,7 @@ function itemsFor(role: string): Item[] {
       { to: '/revenda/empresa', label: t.nav.company },
     );
   }
+  items.push(profile);
   return items;
 }
 

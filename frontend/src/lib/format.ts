@@ -21,3 +21,13 @@ export function formatPhone(phone: string): string {
   const m = /^55(\d{2})(\d{4,5})(\d{4})$/.exec(phone);
   return m ? `+55 (${m[1]}) ${m[2]}-${m[3]}` : phone ? `+${phone}` : '';
 }
+
+/** How long since `iso`, short: "agora", "12 min", "2 h 05 min", "3 d 4 h". */
+export function formatDuration(iso: string, now: Date = new Date()): string {
+  const minutes = Math.max(0, Math.floor((now.getTime() - new Date(iso).getTime()) / 60_000));
+  if (minutes < 1) return 'menos de 1 min';
+  if (minutes < 60) return `${minutes} min`;
+  const hours = Math.floor(minutes / 60);
+  if (hours < 24) return `${hours} h ${String(minutes % 60).padStart(2, '0')} min`;
+  return `${Math.floor(hours / 24)} d ${hours % 24} h`;
+}

@@ -2,7 +2,7 @@ import { QueryClient, type InfiniteData } from '@tanstack/react-query';
 import { describe, expect, it } from 'vitest';
 import type { Message, Page, RealtimeEvent, Ticket } from '../api/types';
 import { agentUser, ticketFixture } from '../test/utils';
-import { applyEvent, keys } from './cache';
+import { applyEvent, keys, withReadSide } from './cache';
 
 type Pages<T> = InfiniteData<Page<T>, string | null>;
 const pages = <T,>(...lists: T[][]): Pages<T> => ({
@@ -121,5 +121,17 @@ describe('applyEvent', () => {
     client.setQueryData(keys.connections, [{ id: 'x', name: 'Loja', status: 'connecting' }]);
     applyEvent(client, ev('connection.status', { connection: { id: 'x', status: 'open' } }), me);
     expect(client.getQueryData<{ status: string }[]>(keys.connections)?.[0].status).toBe('open');
+  });
+});
+
+describe('withReadSide', () => {
+  it('keeps the client name and tags already read over an event’s stored copy', () => {
+    const known = ticketFixture({ client_name: 'Nome Novo', tags: ['vip'], version: 1 });
+    const event = ticketFixture({ client_name: 'Nome Antigo', tags: [], version: 2, status: 'atendendo' });
+    expect(withReadSide(event, known)).toMatchObject({ client_name: 'Nome Novo', tags: ['vip'], version: 2, status: 'atendendo' });
+    expect(withReadSide(event, undefined)).toBe(event);
+    const held = ticketFixture({ agent_id: 'a'.repeat(24), agent_name: 'Ana Renomeada', version: 3 });
+    expect(withReadSide({ ...held, agent_name: 'Ana', version: 4 }, held).agent_name).toBe('Ana Renomeada');
+    expect(withReadSide({ ...held, agent_id: 'b'.repeat(24), agent_name: 'Bruno', version: 4 }, held).agent_name).toBe('Bruno');
   });
 });

@@ -4,7 +4,8 @@ import type { Message, Page, RealtimeEvent, Ticket, TicketStatus, User, WhatsApp
 /** Every cache key the app uses, in one place, so live events know what to touch. */
 export const keys = {
   tickets: ['tickets'] as const,
-  ticketList: (status: TicketStatus, q: string) => ['tickets', 'list', status, q] as const,
+  ticketList: (status: TicketStatus, q: string) => // q: the search and filters, '' for none
+    ['tickets', 'list', status, q] as const,
   counts: ['tickets', 'counts'] as const,
   ticket: (id: string) => ['ticket', id] as const,
   messages: (id: string) => ['ticket', id, 'messages'] as const,
@@ -16,6 +17,9 @@ export const keys = {
   connections: ['connections'] as const,
   config: ['reseller-config'] as const,
   resellers: ['resellers'] as const,
+  quickReplies: ['quick-replies'] as const,
+  clients: ['clients'] as const,
+  tags: ['tags'] as const,
 };
 
 type TicketPages = InfiniteData<Page<Ticket>, string | null>;
@@ -52,10 +56,30 @@ export function placeTicket(data: TicketPages, ticket: Ticket, keep: boolean): T
   return { ...data, pages };
 }
 
-function applyTicket(client: QueryClient, ticket: Ticket, user: User): void {
-  const previous = client.getQueryData<Ticket>(keys.ticket(ticket.id));
+/** Events carry the ticket as stored; the API joins the client's and agent's current names and the
+ * ticket's tags when it reads one, so an event keeps those from the copy already read (the agent's
+ * name only while it is the same agent: a transfer names the new one). */
+export function withReadSide(ticket: Ticket, known: Ticket | undefined): Ticket {
+  if (!known) return ticket;
+  const agentName = known.agent_id === ticket.agent_id ? known.agent_name : ticket.agent_name;
+  return { ...ticket, client_name: known.client_name, tags: known.tags, agent_name: agentName };
+}
+
+function knownCopy(client: QueryClient, id: string): Ticket | undefined {
+  const single = client.getQueryData<Ticket>(keys.ticket(id));
+  if (single) return single;
+  for (const [, data] of client.getQueriesData<TicketPages>({ queryKey: ['tickets', 'list'] })) {
+    const found = data?.pages.flatMap((p) => p.items).find((item) => item.id === id);
+    if (found) return found;
+  }
+  return undefined;
+}
+
+function applyTicket(client: QueryClient, event: Ticket, user: User): void {
+  const previous = client.getQueryData<Ticket>(keys.ticket(event.id));
   // Events can arrive after a fresher read (e.g. our own mutation's answer): never go back in version.
-  if (previous && previous.version > ticket.version) return;
+  if (previous && previous.version > event.version) return;
+  const ticket = withReadSide(event, knownCopy(client, event.id));
   client.setQueryData(keys.ticket(ticket.id), ticket);
   for (const [key, data] of client.getQueriesData<TicketPages>({ queryKey: ['tickets', 'list'] })) {
     if (!data) continue;

@@ -92,5 +92,6 @@ export const ticketFixture = (over: Partial<Ticket> = {}): Ticket => ({
   created_at: '2025-01-01T12:00:00Z',
   updated_at: '2025-01-01T12:00:00Z',
   finalized_at: null,
+  tags: [],
   ...over,
 });

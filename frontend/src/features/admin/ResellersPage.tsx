@@ -7,6 +7,7 @@ import { ApiError, api, errorMessage, fieldErrors, unwrap } from '../../api/clie
 import type { Reseller } from '../../api/types';
 import { t } from '../../i18n/pt-BR';
 import { formatDate } from '../../lib/format';
+import { PasswordReset } from '../../layout/PasswordReset';
 import { ActiveToggle } from '../../layout/ActiveToggle';
 import { PageHeader } from '../../layout/PageHeader';
 import { QueryState } from '../../layout/QueryState';
@@ -124,7 +125,8 @@ export function ResellersPage() {
                     <Badge color={r.active ? 'teal' : 'gray'}>{r.active ? t.app.active : t.app.inactive}</Badge>
                   </Table.Td>
                   <Table.Td>
-                    <Group justify="flex-end">
+                    <Group justify="flex-end" wrap="nowrap">
+                      <PasswordReset userId={r.owner_id} name={r.owner_email} />
                       <ActiveToggle
                         active={r.active}
                         onDeactivate={() => confirmDeactivate(r)}

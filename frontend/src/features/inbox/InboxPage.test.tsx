@@ -65,4 +65,32 @@ describe('InboxPage', () => {
     expect(screen.getAllByRole('tab')[1]).toHaveAttribute('aria-selected', 'true');
     expect(await screen.findByText('Maria Silva')).toBeInTheDocument();
   });
+
+  it('sends the filters from the address and shows how long each espera ticket has waited', async () => {
+    const sent: URLSearchParams[] = [];
+    const tenMinutesAgo = new Date(Date.now() - 10 * 60_000 - 5_000).toISOString();
+    mockApi(({ path, url }) => {
+      if (path === '/api/v1/auth/me') return { body: me };
+      if (path === '/api/v1/tickets/counts') return { body: { espera: 1, atendendo: 0, finalizado: 0 } };
+      if (path === '/api/v1/departments') return { body: { items: [], next_cursor: null } };
+      if (path === '/api/v1/users') return { body: { items: [], next_cursor: null } };
+      if (path === '/api/v1/tags') return { body: { items: ['vip'] } };
+      if (path === '/api/v1/tickets') {
+        sent.push(url.searchParams);
+        return { body: { items: [ticketFixture({ updated_at: tenMinutesAgo })], next_cursor: null } };
+      }
+      return undefined;
+    });
+    renderApp(<InboxPage />, { path: '/atendimento', route: '/atendimento?etiqueta=vip&agente=' + 'b'.repeat(24) + '&de=2025-03-01&ate=2025-03-31&busca=%232' });
+    expect(await screen.findByTestId('waiting-for')).toHaveTextContent('esperando há 10 min');
+    await waitFor(() => expect(sent.length).toBeGreaterThan(0));
+    const last = sent[sent.length - 1];
+    expect(last.get('tag')).toBe('vip');
+    expect(last.get('agent_id')).toBe('b'.repeat(24));
+    expect(last.get('q')).toBe('#2');
+    // Whole local days: from the first day's start to the start of the day after the last.
+    expect(new Date(last.get('created_from')!).getTime()).toBe(new Date(2025, 2, 1).getTime());
+    expect(new Date(last.get('created_to')!).getTime()).toBe(new Date(2025, 3, 1).getTime());
+    expect(screen.getByTestId('inbox-filters')).toBeInTheDocument();
+  });
 });

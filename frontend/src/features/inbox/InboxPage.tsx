@@ -1,11 +1,13 @@
-import { Badge, Box, Paper, Tabs, Text, TextInput } from '@mantine/core';
+import { Badge, Box, Button, Collapse, Group, Paper, Tabs, Text, TextInput } from '@mantine/core';
 import { useDebouncedValue } from '@mantine/hooks';
+import { useState } from 'react';
 import { useParams, useSearchParams } from 'react-router';
-import { useTicketCounts } from '../../api/queries';
+import { useTicketCounts, type TicketFilters } from '../../api/queries';
 import { STATUSES, type TicketStatus } from '../../api/types';
 import { t } from '../../i18n/pt-BR';
 import { TicketView } from '../ticket/TicketView';
 import { TicketList } from './TicketList';
+import { FILTER_PARAMS, InboxFilters, filtersFrom } from './InboxFilters';
 
 function isStatus(value: string | null): value is TicketStatus {
   return !!value && (STATUSES as readonly string[]).includes(value);
@@ -18,8 +20,15 @@ export function InboxPage() {
   const search = params.get('busca') ?? '';
   const [debounced] = useDebouncedValue(search.trim(), 300);
   const counts = useTicketCounts();
+  const filters = filtersFrom(params);
+  const filterCount = Object.keys(filters).length;
+  const [showFilters, setShowFilters] = useState(filterCount > 0);
 
-  function update(next: { aba?: string; busca?: string }) {
+  function setFilters(next: TicketFilters) {
+    update(Object.fromEntries(Object.entries(FILTER_PARAMS).map(([field, param]) => [param, next[field as keyof TicketFilters] ?? ''])));
+  }
+
+  function update(next: Record<string, string>) {
     const merged = new URLSearchParams(params);
     for (const [k, v] of Object.entries(next)) {
       if (v) merged.set(k, v);
@@ -31,14 +40,27 @@ export function InboxPage() {
   return (
     <div className="inbox-layout" data-has-ticket={ticketId ? 'true' : 'false'}>
       <Paper withBorder p="xs" className="inbox-list">
-        <TextInput
-          type="search"
-          aria-label={t.inbox.searchLabel}
-          placeholder={t.inbox.search}
-          value={search}
-          onChange={(e) => update({ busca: e.currentTarget.value })}
-          mb="xs"
-        />
+        <Group gap="xs" wrap="nowrap" mb="xs">
+          <TextInput
+            type="search"
+            aria-label={t.inbox.searchLabel}
+            placeholder={t.inbox.search}
+            value={search}
+            onChange={(e) => update({ busca: e.currentTarget.value })}
+            style={{ flex: 1 }}
+          />
+          <Button
+            variant={filterCount ? 'light' : 'default'}
+            onClick={() => setShowFilters((v) => !v)}
+            aria-expanded={showFilters}
+            rightSection={filterCount ? <Badge size="xs">{filterCount}</Badge> : undefined}
+          >
+            {t.inbox.filters}
+          </Button>
+        </Group>
+        <Collapse in={showFilters} mb="xs">
+          {showFilters && <InboxFilters value={filters} onChange={setFilters} />}
+        </Collapse>
         <Tabs
           value={tab}
           onChange={(v) => update({ aba: v ?? 'espera' })}
@@ -64,7 +86,7 @@ export function InboxPage() {
           </Tabs.List>
           {STATUSES.map((status) => (
             <Tabs.Panel key={status} value={status} className="inbox-panel" pt="xs">
-              <TicketList status={status} q={debounced} selectedId={ticketId} />
+              <TicketList status={status} q={debounced} filters={filters} selectedId={ticketId} />
             </Tabs.Panel>
           ))}
         </Tabs>

@@ -1,12 +1,13 @@
 import { Alert, Button, Center, Group, Loader, Stack, Text } from '@mantine/core';
 import { Link, useLocation } from 'react-router';
 import { errorMessage } from '../../api/client';
-import { useTicketList } from '../../api/queries';
+import { useTicketList, type TicketFilters } from '../../api/queries';
 import type { Ticket, TicketStatus } from '../../api/types';
 import { t } from '../../i18n/pt-BR';
-import { formatPhone, formatWhen } from '../../lib/format';
+import { formatDuration, formatPhone, formatWhen } from '../../lib/format';
+import { useNow } from '../../lib/useNow';
 
-function TicketRow({ ticket, selected }: { ticket: Ticket; selected: boolean }) {
+function TicketRow({ ticket, selected, now }: { ticket: Ticket; selected: boolean; now: Date }) {
   const location = useLocation();
   return (
     <Link
@@ -33,6 +34,12 @@ function TicketRow({ ticket, selected }: { ticket: Ticket; selected: boolean }) 
           {t.inbox.ticketNumber(ticket.number)}
         </Text>
       </Group>
+      {ticket.status === 'espera' && (
+        // In espera since its last state change: opened, or sent back to the queue.
+        <Text size="xs" c="orange.8" data-testid="waiting-for">
+          {t.inbox.waiting(formatDuration(ticket.updated_at, now))}
+        </Text>
+      )}
       {ticket.status === 'atendendo' && ticket.agent_name && (
         <Text size="xs" c="teal.8">
           {t.inbox.assignedTo(ticket.agent_name)}
@@ -42,8 +49,19 @@ function TicketRow({ ticket, selected }: { ticket: Ticket; selected: boolean }) 
   );
 }
 
-export function TicketList({ status, q, selectedId }: { status: TicketStatus; q: string; selectedId?: string }) {
-  const query = useTicketList(status, q);
+export function TicketList({
+  status,
+  q,
+  filters = {},
+  selectedId,
+}: {
+  status: TicketStatus;
+  q: string;
+  filters?: TicketFilters;
+  selectedId?: string;
+}) {
+  const query = useTicketList(status, q, filters);
+  const now = useNow();
   if (query.isPending) {
     return (
       <Center p="md">
@@ -62,7 +80,7 @@ export function TicketList({ status, q, selectedId }: { status: TicketStatus; q:
   if (tickets.length === 0) {
     return (
       <Text c="dimmed" size="sm" p="sm">
-        {q ? t.inbox.emptySearch : t.inbox.empty}
+        {q || Object.keys(filters).length ? t.inbox.emptySearch : t.inbox.empty}
       </Text>
     );
   }
@@ -70,7 +88,7 @@ export function TicketList({ status, q, selectedId }: { status: TicketStatus; q:
     <Stack gap={2} component="ul" style={{ listStyle: 'none', margin: 0, padding: 0 }} data-testid={`list-${status}`}>
       {tickets.map((ticket) => (
         <li key={ticket.id}>
-          <TicketRow ticket={ticket} selected={ticket.id === selectedId} />
+          <TicketRow ticket={ticket} selected={ticket.id === selectedId} now={now} />
         </li>
       ))}
       {query.hasNextPage && (

@@ -7,6 +7,7 @@ import { ApiError, api, errorMessage, fieldErrors, unwrap } from '../../api/clie
 import { useAgents, useDepartments } from '../../api/queries';
 import type { User } from '../../api/types';
 import { t } from '../../i18n/pt-BR';
+import { PasswordReset } from '../../layout/PasswordReset';
 import { ActiveToggle } from '../../layout/ActiveToggle';
 import { PageHeader } from '../../layout/PageHeader';
 import { QueryState } from '../../layout/QueryState';
@@ -59,7 +60,7 @@ function AgentForm({ agent, onDone }: { agent: User | null; onDone: () => void }
           error={errors.email ?? (conflict ? t.agents.emailTaken : undefined)}
         />
         <PasswordInput
-          label={t.agents.password}
+          label={agent ? t.agents.newPassword : t.agents.password}
           required={!agent}
           value={password}
           onChange={(e) => setPassword(e.currentTarget.value)}
@@ -148,6 +149,7 @@ export function AgentsPage() {
                       <Button size="compact-sm" variant="default" onClick={() => setEditing(u)}>
                         {t.app.edit}
                       </Button>
+                      <PasswordReset userId={u.id} name={u.name} />
                       <ActiveToggle
                         active={u.active}
                         onDeactivate={() => confirmDeactivate(u)}

@@ -14,6 +14,7 @@ import { keys } from '../../realtime/cache';
 import { allowedActions, assumeConflictMessage, conflictTicket } from './actions';
 import { ClientHistory } from './ClientHistory';
 import { Composer } from './Composer';
+import { TicketTags } from './TicketTags';
 import { MessageThread } from './MessageThread';
 import { TransferModal } from './TransferModal';
 
@@ -124,6 +125,7 @@ function LoadedTicket({ ticket, backTo }: { ticket: Ticket; backTo: { pathname: 
           {department?.name ?? '—'} · {t.ticket.agent}: {ticket.agent_name ?? t.ticket.noAgent} · {t.ticket.opened}{' '}
           {formatWhen(ticket.created_at)}
         </Text>
+        <TicketTags ticket={ticket} />
       </Stack>
       <MessageThread key={ticket.id} ticketId={ticket.id} />
       <Composer key={ticket.id} ticket={ticket} canReply={can.reply} canNote={can.note} />

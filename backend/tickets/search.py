@@ -1,0 +1,65 @@
+"""Inbox search: which tickets a search text and the inbox filters name. Each part is a scan
+within one tenant (FerretDB scans any non-`_id` filter anyway) that yields ticket or client ids,
+bounded, then joined into the ticket list's query."""
+
+import re
+from datetime import datetime
+from typing import Any
+
+from backend.clients import service as clients
+from backend.core.clock import as_utc
+from backend.core.db import Database
+from backend.core.tenancy import Actor
+from backend.tags import repository as ticket_tags
+
+MESSAGES = "messages"
+# Bounds of the id lists a search builds; past them the newest matches are what the inbox needs.
+MAX_MESSAGE_MATCHES = 2000
+MAX_TAGGED = 5000
+MIN_TEXT_CHARS = 3  # message-text search starts at three characters: one letter matches everything
+TICKET_NUMBER = re.compile(r"^#\s*(\d{1,9})$")
+
+
+async def _ticket_ids_with_text(db: Database, reseller_id: str, text: str) -> list[str]:
+    query = {"reseller_id": reseller_id, "body": {"$regex": re.escape(text), "$options": "i"}}
+    cursor = db[MESSAGES].find(query, projection={"ticket_id": 1}).sort("created_at", -1).limit(MAX_MESSAGE_MATCHES)
+    return list(dict.fromkeys(d["ticket_id"] for d in await cursor.to_list(length=MAX_MESSAGE_MATCHES)))
+
+
+async def text_filter(db: Database, actor: Actor, q: str) -> dict[str, Any]:
+    """`#12`: ticket 12 and nothing else. Otherwise: the client's current name (any case) or part
+    of its number, or the text of any message in the ticket."""
+    text = q.strip()
+    number = TICKET_NUMBER.match(text)
+    if number:
+        return {"number": int(number.group(1))}
+    literal = {"$regex": re.escape(text), "$options": "i"}
+    ors: list[dict[str, Any]] = [{"client_name": literal}]
+    digits = re.sub(r"[\s\-().+]", "", text)
+    if digits.isdigit():
+        ors.append({"client_phone": {"$regex": re.escape(digits)}})
+    if actor.reseller_id is not None:
+        client_ids = await clients.ids_matching(db, actor.reseller_id, text)
+        if client_ids:
+            ors.append({"client_id": {"$in": client_ids}})
+        if len(text) >= MIN_TEXT_CHARS:
+            ticket_ids = await _ticket_ids_with_text(db, actor.reseller_id, text)
+            if ticket_ids:
+                ors.append({"_id": {"$in": ticket_ids}})
+    return {"$or": ors}
+
+
+async def tag_filter(db: Database, actor: Actor, tag: str) -> dict[str, Any]:
+    if actor.reseller_id is None:
+        return {"_id": {"$in": []}}
+    return {"_id": {"$in": await ticket_tags.ticket_ids_with(db, actor.reseller_id, tag, limit=MAX_TAGGED)}}
+
+
+def period_filter(created_from: datetime | None, created_to: datetime | None) -> dict[str, Any]:
+    """Tickets opened in [created_from, created_to); a time without an offset is UTC."""
+    bounds: dict[str, Any] = {}
+    if created_from is not None:
+        bounds["$gte"] = as_utc(created_from)
+    if created_to is not None:
+        bounds["$lt"] = as_utc(created_to)
+    return {"created_at": bounds} if bounds else {}

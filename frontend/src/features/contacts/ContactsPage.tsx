@@ -1,0 +1,282 @@
+import { Alert, Badge, Button, FileInput, Group, Modal, Select, Stack, Table, TagsInput, Text, TextInput, Textarea } from '@mantine/core';
+import { useDebouncedValue } from '@mantine/hooks';
+import { notifications } from '@mantine/notifications';
+import { useMutation, useQueryClient } from '@tanstack/react-query';
+import { useState } from 'react';
+import { ApiError, api, errorMessage, fieldErrors, unwrap } from '../../api/client';
+import { useClients, useTags } from '../../api/queries';
+import type { Client, ClientImportResult } from '../../api/types';
+import { t } from '../../i18n/pt-BR';
+import { formatDate, formatPhone } from '../../lib/format';
+import { PageHeader } from '../../layout/PageHeader';
+import { QueryState } from '../../layout/QueryState';
+import { keys } from '../../realtime/cache';
+
+/** A contact's name shows in its tickets and in the tag lists: refresh them all. */
+function useContactsChanged() {
+  const client = useQueryClient();
+  return () => {
+    for (const key of [keys.clients, keys.tags, keys.tickets, ['ticket']]) void client.invalidateQueries({ queryKey: key });
+  };
+}
+
+function ContactForm({ contact, onDone }: { contact: Client | null; onDone: () => void }) {
+  const changed = useContactsChanged();
+  const tags = useTags();
+  const [name, setName] = useState(contact?.name ?? '');
+  const [phone, setPhone] = useState(contact?.phone ?? '');
+  const [email, setEmail] = useState(contact?.email ?? '');
+  const [notes, setNotes] = useState(contact?.notes ?? '');
+  const [tagList, setTagList] = useState<string[]>(contact?.tags ?? []);
+  const save = useMutation({
+    mutationFn: () => {
+      const common = { name, email: email.trim() || null, notes, tags: tagList };
+      return contact
+        ? unwrap(api.PATCH('/api/v1/clients/{client_id}', { params: { path: { client_id: contact.id } }, body: common }))
+        : unwrap(api.POST('/api/v1/clients', { body: { ...common, phone } }));
+    },
+    onSuccess: () => {
+      changed();
+      notifications.show({ color: 'teal', message: contact ? t.contacts.updated : t.contacts.created });
+      onDone();
+    },
+  });
+  const errors = fieldErrors(save.error);
+  const taken = save.error instanceof ApiError && save.error.status === 409;
+  return (
+    <form
+      onSubmit={(e) => {
+        e.preventDefault();
+        save.mutate();
+      }}
+    >
+      <Stack>
+        <TextInput label={t.contacts.name} required maxLength={120} value={name} onChange={(e) => setName(e.currentTarget.value)} error={errors.name} data-autofocus />
+        <TextInput
+          label={t.contacts.phone}
+          required
+          disabled={!!contact}
+          value={contact ? formatPhone(phone) : phone}
+          onChange={(e) => setPhone(e.currentTarget.value)}
+          error={errors.phone ?? (taken ? t.contacts.phoneTaken : undefined)}
+          inputMode="tel"
+        />
+        <TextInput label={t.contacts.email} type="email" value={email} onChange={(e) => setEmail(e.currentTarget.value)} error={errors.email} />
+        <Textarea label={t.contacts.notes} autosize minRows={2} maxLength={2000} value={notes} onChange={(e) => setNotes(e.currentTarget.value)} error={errors.notes} />
+        <TagsInput
+          label={t.contacts.tags}
+          description={t.contacts.tagsHelp}
+          data={tags.data ?? []}
+          value={tagList}
+          onChange={setTagList}
+          maxTags={20}
+          clearable
+          error={errors.tags}
+        />
+        {save.isError && !taken && !Object.keys(errors).length && (
+          <Text c="red" size="sm" role="alert">
+            {errorMessage(save.error)}
+          </Text>
+        )}
+        <Group justify="flex-end">
+          <Button variant="default" onClick={onDone}>
+            {t.app.cancel}
+          </Button>
+          <Button type="submit" loading={save.isPending} disabled={!name.trim() || (!contact && !phone.trim())}>
+            {t.app.save}
+          </Button>
+        </Group>
+      </Stack>
+    </form>
+  );
+}
+
+function ImportForm({ onDone }: { onDone: () => void }) {
+  const changed = useContactsChanged();
+  const [csv, setCsv] = useState('');
+  const [preview, setPreview] = useState<ClientImportResult | null>(null);
+  const check = useMutation({
+    mutationFn: (dryRun: boolean) => unwrap(api.POST('/api/v1/clients/import', { body: { csv, dry_run: dryRun } })),
+    onSuccess: (result) => {
+      if (result.dry_run) {
+        setPreview(result);
+        return;
+      }
+      changed();
+      notifications.show({ color: 'teal', message: t.contacts.imported(result.created ?? 0, result.updated ?? 0) });
+      onDone();
+    },
+  });
+  const load = async (file: File | null) => {
+    setPreview(null);
+    setCsv(file ? await file.text() : '');
+  };
+  const ok = preview && preview.errors.length === 0 && preview.rows.length > 0;
+  return (
+    <Stack>
+      <Text size="sm">{t.contacts.importHelp}</Text>
+      <FileInput label={t.contacts.importFile} accept=".csv,text/csv" onChange={(file) => void load(file)} clearable />
+      {check.isError && (
+        <Alert color="red" role="alert">
+          {errorMessage(check.error)}
+        </Alert>
+      )}
+      {preview && preview.errors.length > 0 && (
+        <>
+          <Alert color="red" role="alert">
+            {t.contacts.errorsFound(preview.errors.length)}
+          </Alert>
+          <Table data-testid="import-errors">
+            <Table.Thead>
+              <Table.Tr>
+                <Table.Th>{t.contacts.line}</Table.Th>
+                <Table.Th>{t.contacts.field}</Table.Th>
+                <Table.Th>{t.contacts.problem}</Table.Th>
+              </Table.Tr>
+            </Table.Thead>
+            <Table.Tbody>
+              {preview.errors.map((e, i) => (
+                <Table.Tr key={i}>
+                  <Table.Td>{e.line}</Table.Td>
+                  <Table.Td>{e.field}</Table.Td>
+                  <Table.Td>{e.message}</Table.Td>
+                </Table.Tr>
+              ))}
+            </Table.Tbody>
+          </Table>
+        </>
+      )}
+      {ok && (
+        <Table.ScrollContainer minWidth={480} mah={280}>
+          <Table data-testid="import-preview">
+            <Table.Tbody>
+              {preview.rows.map((row) => (
+                <Table.Tr key={row.line}>
+                  <Table.Td>{row.name}</Table.Td>
+                  <Table.Td>{formatPhone(row.phone)}</Table.Td>
+                  <Table.Td>
+                    <Badge variant="light" color={row.exists ? 'gray' : 'teal'}>
+                      {row.exists ? t.contacts.exists : t.contacts.isNew}
+                    </Badge>
+                  </Table.Td>
+                </Table.Tr>
+              ))}
+            </Table.Tbody>
+          </Table>
+        </Table.ScrollContainer>
+      )}
+      <Group justify="flex-end">
+        <Button variant="default" onClick={onDone}>
+          {t.app.cancel}
+        </Button>
+        {ok ? (
+          <Button onClick={() => check.mutate(false)} loading={check.isPending}>
+            {t.contacts.confirmImport(preview.rows.length)}
+          </Button>
+        ) : (
+          <Button onClick={() => check.mutate(true)} loading={check.isPending} disabled={!csv}>
+            {t.contacts.preview}
+          </Button>
+        )}
+      </Group>
+    </Stack>
+  );
+}
+
+async function downloadExport() {
+  const result = await api.GET('/api/v1/clients/export.csv', { parseAs: 'blob' });
+  if (!result.response.ok || !result.data) throw new ApiError(result.response.status, null);
+  const url = URL.createObjectURL(result.data as Blob);
+  const link = document.createElement('a');
+  link.href = url;
+  link.download = 'contatos.csv';
+  link.click();
+  URL.revokeObjectURL(url);
+}
+
+export function ContactsPage() {
+  const [search, setSearch] = useState('');
+  const [tag, setTag] = useState<string | null>(null);
+  const [q] = useDebouncedValue(search.trim(), 300);
+  const clients = useClients(q, tag ?? '');
+  const tags = useTags();
+  const [editing, setEditing] = useState<Client | 'new' | null>(null);
+  const [importing, setImporting] = useState(false);
+  const exporting = useMutation({
+    mutationFn: downloadExport,
+    onError: (error) => notifications.show({ color: 'red', message: errorMessage(error) }),
+  });
+  const list = clients.data?.pages.flatMap((p) => p.items) ?? [];
+  return (
+    <>
+      <PageHeader title={t.contacts.title}>
+        <Group gap="xs">
+          <Button variant="default" onClick={() => exporting.mutate()} loading={exporting.isPending}>
+            {t.contacts.export}
+          </Button>
+          <Button variant="default" onClick={() => setImporting(true)}>
+            {t.contacts.import}
+          </Button>
+          <Button onClick={() => setEditing('new')}>{t.contacts.new}</Button>
+        </Group>
+      </PageHeader>
+      <Group mb="md" gap="xs" align="flex-end">
+        <TextInput type="search" aria-label={t.contacts.search} placeholder={t.contacts.search} value={search} onChange={(e) => setSearch(e.currentTarget.value)} style={{ flex: 1, minWidth: 200 }} />
+        <Select aria-label={t.contacts.filterTag} placeholder={t.contacts.filterTag} data={tags.data ?? []} value={tag} onChange={setTag} clearable searchable w={220} />
+      </Group>
+      <QueryState query={clients} />
+      {clients.data && list.length === 0 && <Text c="dimmed">{t.contacts.empty}</Text>}
+      {list.length > 0 && (
+        <Table.ScrollContainer minWidth={720}>
+          <Table striped highlightOnHover>
+            <Table.Thead>
+              <Table.Tr>
+                <Table.Th>{t.contacts.name}</Table.Th>
+                <Table.Th>{t.contacts.phone}</Table.Th>
+                <Table.Th>{t.contacts.email}</Table.Th>
+                <Table.Th>{t.contacts.tags}</Table.Th>
+                <Table.Th>{t.contacts.since}</Table.Th>
+                <Table.Th />
+              </Table.Tr>
+            </Table.Thead>
+            <Table.Tbody>
+              {list.map((c) => (
+                <Table.Tr key={c.id} data-testid="contact-row">
+                  <Table.Td>{c.name}</Table.Td>
+                  <Table.Td>{formatPhone(c.phone)}</Table.Td>
+                  <Table.Td>{c.email}</Table.Td>
+                  <Table.Td>
+                    <Group gap={4}>
+                      {(c.tags ?? []).map((tagName) => (
+                        <Badge key={tagName} variant="light" size="sm">
+                          {tagName}
+                        </Badge>
+                      ))}
+                    </Group>
+                  </Table.Td>
+                  <Table.Td>{formatDate(c.created_at)}</Table.Td>
+                  <Table.Td>
+                    <Button size="compact-sm" variant="default" onClick={() => setEditing(c)}>
+                      {t.app.edit}
+                    </Button>
+                  </Table.Td>
+                </Table.Tr>
+              ))}
+            </Table.Tbody>
+          </Table>
+        </Table.ScrollContainer>
+      )}
+      {clients.hasNextPage && (
+        <Button variant="subtle" mt="sm" onClick={() => clients.fetchNextPage()} loading={clients.isFetchingNextPage}>
+          {t.app.loadMore}
+        </Button>
+      )}
+      <Modal opened={editing !== null} onClose={() => setEditing(null)} title={editing === 'new' ? t.contacts.new : t.app.edit}>
+        {editing !== null && <ContactForm contact={editing === 'new' ? null : editing} onDone={() => setEditing(null)} />}
+      </Modal>
+      <Modal opened={importing} onClose={() => setImporting(false)} title={t.contacts.importTitle} size="lg">
+        {importing && <ImportForm onDone={() => setImporting(false)} />}
+      </Modal>
+    </>
+  );
+}

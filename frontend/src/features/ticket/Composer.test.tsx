@@ -1,0 +1,87 @@
+import { screen, waitFor } from '@testing-library/react';
+import userEvent from '@testing-library/user-event';
+import { beforeEach, describe, expect, it } from 'vitest';
+import type { QuickReply } from '../../api/types';
+import { agentUser, mockApi, renderApp, signIn, stubWebSocket, ticketFixture } from '../../test/utils';
+import { Composer } from './Composer';
+import { fillTemplate, matchReplies, slashToken } from './quickReplies';
+
+const me = agentUser({ name: 'Ana Agente' });
+const reply = (over: Partial<QuickReply>): QuickReply => ({
+  id: 'q'.repeat(24),
+  reseller_id: 'r'.repeat(24),
+  scope: 'reseller',
+  owner_id: null,
+  shortcut: 'ola',
+  text: 'Olá {{cliente}}',
+  active: true,
+  created_at: '2025-01-01T00:00:00Z',
+  updated_at: '2025-01-01T00:00:00Z',
+  ...over,
+});
+const replies = [
+  reply({ id: '1'.repeat(24), shortcut: 'pix', text: 'Oi {{cliente}}, sou {{agente}}. Protocolo {{ protocolo }}: PIX 123' }),
+  reply({ id: '2'.repeat(24), shortcut: 'prazo', text: 'Entrega em 3 dias' }),
+  reply({ id: '3'.repeat(24), shortcut: 'velho', text: 'inativa', active: false }),
+];
+
+beforeEach(() => {
+  stubWebSocket();
+  signIn(me);
+});
+
+describe('Composer quick replies', () => {
+  it('opens the list on "/", narrows it while typing, and inserts the filled text for editing', async () => {
+    const calls = mockApi(({ path }) => {
+      if (path === '/api/v1/auth/me') return { body: me };
+      if (path === '/api/v1/quick-replies') return { body: { items: replies, next_cursor: null } };
+      return undefined;
+    });
+    renderApp(<Composer ticket={ticketFixture({ number: 42, client_name: 'Maria' })} canReply canNote />);
+    const box = screen.getByLabelText('Mensagem');
+    await userEvent.type(box, 'Bom dia! /');
+    expect(await screen.findAllByTestId('quick-reply-option')).toHaveLength(2);
+    await userEvent.type(box, 'pi');
+    await waitFor(() => expect(screen.getAllByTestId('quick-reply-option')).toHaveLength(1));
+    await userEvent.keyboard('{Enter}');
+    await waitFor(() => expect(box).toHaveValue('Bom dia! Oi Maria, sou Ana Agente. Protocolo 42: PIX 123'));
+    // Inserted, not sent: the agent edits before sending.
+    expect(calls.some((c) => c.method === 'POST')).toBe(false);
+    await userEvent.type(box, ' obrigado');
+    expect(box).toHaveValue('Bom dia! Oi Maria, sou Ana Agente. Protocolo 42: PIX 123 obrigado');
+  });
+
+  it('leaves a slash inside a word alone and closes on Escape', async () => {
+    mockApi(({ path }) => {
+      if (path === '/api/v1/auth/me') return { body: me };
+      if (path === '/api/v1/quick-replies') return { body: { items: replies, next_cursor: null } };
+      return undefined;
+    });
+    renderApp(<Composer ticket={ticketFixture()} canReply canNote />);
+    const box = screen.getByLabelText('Mensagem');
+    await userEvent.type(box, 'e/ou');
+    expect(screen.queryAllByTestId('quick-reply-option').filter((el) => el.checkVisibility?.() ?? true)).toHaveLength(0);
+    await userEvent.type(box, ' /');
+    await screen.findAllByTestId('quick-reply-option');
+    await userEvent.keyboard('{Escape}');
+    await waitFor(() => expect(screen.getByTestId('quick-reply-picker')).not.toBeVisible());
+    expect(box).toHaveValue('e/ou /');
+  });
+});
+
+describe('quick reply helpers', () => {
+  it('fills every variable and keeps unknown ones', () => {
+    expect(fillTemplate('{{Cliente}} {{agente}} {{protocolo}} {{outro}}', { cliente: 'M', agente: 'A', protocolo: '7' })).toBe('M A 7 {{outro}}');
+  });
+  it('finds the slash token only at a word start before the caret', () => {
+    expect(slashToken('oi /pi', 6)).toEqual({ start: 3, query: 'pi' });
+    expect(slashToken('/', 1)).toEqual({ start: 0, query: '' });
+    expect(slashToken('a/b', 3)).toBeNull();
+    expect(slashToken('oi /pi x', 8)).toBeNull();
+  });
+  it('ranks shortcut prefixes first and hides inactive replies', () => {
+    expect(matchReplies(replies, 'p').map((r) => r.shortcut)).toEqual(['pix', 'prazo']);
+    expect(matchReplies(replies, 'entrega').map((r) => r.shortcut)).toEqual(['prazo']);
+    expect(matchReplies(replies, 'velho')).toEqual([]);
+  });
+});

@@ -1,0 +1,37 @@
+import { TagsInput } from '@mantine/core';
+import { notifications } from '@mantine/notifications';
+import { useMutation, useQueryClient } from '@tanstack/react-query';
+import { api, errorMessage, unwrap } from '../../api/client';
+import { useTags, useTicketUpdated } from '../../api/queries';
+import type { Ticket } from '../../api/types';
+import { t } from '../../i18n/pt-BR';
+import { keys } from '../../realtime/cache';
+
+/** The ticket's tags, saved as the agent adds or removes one. */
+export function TicketTags({ ticket }: { ticket: Ticket }) {
+  const tags = useTags();
+  const updated = useTicketUpdated();
+  const client = useQueryClient();
+  const save = useMutation({
+    mutationFn: (next: string[]) =>
+      unwrap(api.PUT('/api/v1/tickets/{ticket_id}/tags', { params: { path: { ticket_id: ticket.id } }, body: { tags: next } })),
+    onSuccess: (fresh) => {
+      updated(fresh);
+      void client.invalidateQueries({ queryKey: keys.tags });
+    },
+    onError: (error) => notifications.show({ color: 'red', message: errorMessage(error) }),
+  });
+  return (
+    <TagsInput
+      size="xs"
+      aria-label={t.tags.label}
+      placeholder={t.tags.placeholder}
+      data={tags.data ?? []}
+      value={ticket.tags ?? []}
+      onChange={(next) => save.mutate(next)}
+      maxTags={20}
+      disabled={save.isPending}
+      data-testid="ticket-tags"
+    />
+  );
+}

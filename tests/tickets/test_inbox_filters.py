@@ -1,0 +1,140 @@
+"""GET /api/v1/tickets: the inbox filters (department, agent, connection, tag, period) and search
+(#number exactly, client name or phone, message text); PUT /tickets/{id}/tags."""
+
+from datetime import timedelta
+from typing import Any
+
+import httpx
+import pytest
+
+from backend.core.clock import utcnow
+from backend.core.ids import new_id
+from backend.tickets import intake
+from tests.factories import API, Tenant, assume, make_client, make_department, make_tenant, open_ticket, unique
+
+URL = f"{API}/tickets"
+
+
+@pytest.fixture(scope="module")
+async def tenant(client: httpx.AsyncClient, admin_headers: dict[str, str]) -> Tenant:
+    t = await make_tenant(client, admin_headers, departments=1, agents=2)
+    t.departments.append(await make_department(client, t))
+    return t
+
+
+@pytest.fixture(scope="module")
+async def other(client: httpx.AsyncClient, admin_headers: dict[str, str]) -> Tenant:
+    return await make_tenant(client, admin_headers, agents=1)
+
+
+async def _ids(client: httpx.AsyncClient, headers: dict[str, str], **params: Any) -> list[str]:
+    r = await client.get(URL, params={"limit": 200, **params}, headers=headers)
+    assert r.status_code == 200, r.text
+    return [t["id"] for t in r.json()["items"]]
+
+
+async def _ticket(client: httpx.AsyncClient, tenant: Tenant, *, dept: int = 0, message: str = "Oi") -> dict[str, Any]:
+    customer = await make_client(client, tenant)
+    return await open_ticket(
+        client, tenant.headers, client_id=customer["id"], department_id=tenant.departments[dept]["id"], message=message
+    )
+
+
+async def test_hash_number_finds_exactly_that_ticket_not_phones_containing_it(
+    client: httpx.AsyncClient, admin_headers: dict[str, str]
+) -> None:
+    tenant = await make_tenant(client, admin_headers, agents=0)
+    tickets = [await _ticket(client, tenant) for _ in range(3)]
+    second = tickets[1]
+    assert second["number"] == 2
+    # Every client's phone contains a 2 (unique_phone starts with 55 119…): none of them matches "#2".
+    assert await _ids(client, tenant.headers, q="#2") == [second["id"]]
+    assert await _ids(client, tenant.headers, q="# 2") == [second["id"]]
+    assert await _ids(client, tenant.headers, q="#99") == []
+
+
+async def test_search_by_message_text_within_what_the_actor_sees(
+    client: httpx.AsyncClient, tenant: Tenant, other: Tenant
+) -> None:
+    word = unique("boleto-")
+    mine = await _ticket(client, tenant, message=f"Não recebi o {word.upper()} deste mês")
+    theirs = await _ticket(client, other, message=f"Meu {word}")
+    assert await _ids(client, tenant.headers, q=word) == [mine["id"]]
+    assert await _ids(client, other.headers, q=word) == [theirs["id"]]
+    second_dept_ticket = await _ticket(client, tenant, dept=1, message=f"Também {word}")
+    first_agent = tenant.agents[0]
+    r = await client.patch(
+        f"{API}/users/{first_agent['id']}",
+        json={"department_ids": [tenant.departments[0]["id"]]},
+        headers=tenant.headers,
+    )
+    assert r.status_code == 200
+    # The agent's token is still valid (departments do not end sessions) and it sees department 0 only.
+    assert await _ids(client, first_agent["headers"], q=word) == [mine["id"]]
+    assert second_dept_ticket["id"] in await _ids(client, tenant.headers, q=word)
+
+
+async def test_filters_by_department_agent_and_connection(client: httpx.AsyncClient, tenant: Tenant, db: Any) -> None:
+    a = await _ticket(client, tenant, dept=1)
+    b = await _ticket(client, tenant, dept=0)
+    agent = tenant.agents[1]
+    await assume(client, agent["headers"], b["id"])
+    connection_id = new_id()
+    customer = await make_client(client, tenant)
+    whatsapp, _, _ = await intake.receive_client_message(
+        db,
+        reseller_id=tenant.id,
+        client={"_id": customer["id"], "name": customer["name"], "phone": customer["phone"]},
+        department_id=tenant.departments[0]["id"],
+        channel=connection_id,
+        body="pelo WhatsApp",
+    )
+    dept1 = await _ids(client, tenant.headers, department_id=tenant.departments[1]["id"])
+    assert a["id"] in dept1 and b["id"] not in dept1
+    assert await _ids(client, tenant.headers, agent_id=agent["id"]) == [b["id"]]
+    assert await _ids(client, tenant.headers, connection_id=connection_id) == [whatsapp["_id"]]
+    assert await _ids(client, tenant.headers, connection_id=new_id()) == []
+    r = await client.get(URL, params={"agent_id": "not-an-id"}, headers=tenant.headers)
+    assert r.status_code == 422
+
+
+async def test_period_filter_on_opening_time(client: httpx.AsyncClient, tenant: Tenant) -> None:
+    start = utcnow()
+    t1 = await _ticket(client, tenant)
+    now = utcnow()
+    found = await _ids(client, tenant.headers, created_from=(start - timedelta(seconds=1)).isoformat())
+    assert t1["id"] in found
+    assert t1["id"] not in await _ids(client, tenant.headers, created_to=(start - timedelta(seconds=1)).isoformat())
+    assert t1["id"] not in await _ids(client, tenant.headers, created_from=(now + timedelta(days=1)).isoformat())
+    r = await client.get(URL, params={"created_from": "ontem"}, headers=tenant.headers)
+    assert r.status_code == 422
+
+
+async def test_ticket_tags_filter_and_stay_out_of_the_ticket_document(
+    client: httpx.AsyncClient, tenant: Tenant, other: Tenant, db: Any
+) -> None:
+    tag = unique("urgente").lower()
+    t1 = await _ticket(client, tenant)
+    t2 = await _ticket(client, tenant)
+    stored = await db.tickets.find_one({"_id": t1["id"]})
+    r = await client.put(
+        f"{URL}/{t1['id']}/tags", json={"tags": [tag.upper(), "cobrança"]}, headers=tenant.agents[0]["headers"]
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["tags"] == ["cobrança", tag]
+    assert await db.tickets.find_one({"_id": t1["id"]}) == stored
+    assert await _ids(client, tenant.headers, tag=tag) == [t1["id"]]
+    assert await _ids(client, tenant.headers, tag=tag.upper()) == [t1["id"]]
+    assert (await client.get(f"{URL}/{t1['id']}", headers=tenant.headers)).json()["tags"] == ["cobrança", tag]
+    assert t2["id"] not in await _ids(client, tenant.headers, tag=tag)
+    assert await _ids(client, other.headers, tag=tag) == []
+    # Another tenant cannot tag it, nor learn it exists; bad tags change nothing.
+    r = await client.put(f"{URL}/{t1['id']}/tags", json={"tags": ["x"]}, headers=other.headers)
+    assert r.status_code == 404
+    for bad in ({"tags": ["x" * 33]}, {"tags": "x"}, {"tags": [""]}, {}):
+        r = await client.put(f"{URL}/{t1['id']}/tags", json=bad, headers=tenant.headers)
+        assert r.status_code == 422, bad
+    assert (await client.get(f"{URL}/{t1['id']}", headers=tenant.headers)).json()["tags"] == ["cobrança", tag]
+    r = await client.put(f"{URL}/{t1['id']}/tags", json={"tags": []}, headers=tenant.headers)
+    assert r.json()["tags"] == []
+    assert await _ids(client, tenant.headers, tag=tag) == []
