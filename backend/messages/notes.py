@@ -27,7 +27,7 @@ from backend.messages.schemas import MessageRead
 from backend.realtime import feed
 from backend.tickets import service as tickets
 
-NOTE = "note"
+NOTE = repository.NOTE_DIRECTION
 STAFF_ROLES = frozenset({"agent", "reseller"})
 
 

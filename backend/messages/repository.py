@@ -9,6 +9,8 @@ from backend.core.conditional import update_if
 from backend.core.db import Database
 from backend.core.indexes import ASC, DESC, declare
 
+NOTE_DIRECTION = "note"  # an internal note's direction and type (messages/notes.py)
+
 COLLECTION = "messages"
 
 declare(
@@ -60,9 +62,11 @@ async def move_to_ticket(
 
 async def latest_per_ticket_since(db: Database, since: datetime) -> dict[str, tuple[datetime, str]]:
     """For each ticket with a message created at or after `since`: (created_at, _id) of its newest
-    such message. Only those two fields travel (the `created` index on MongoDB; a scan on FerretDB)."""
+    such message. Only those two fields travel (the `created` index on MongoDB; a scan on FerretDB).
+    Internal notes are not messages of the conversation: they never make a ticket's activity."""
     latest: dict[str, tuple[datetime, str]] = {}
-    cursor = db[COLLECTION].find({"created_at": {"$gte": since}}, {"ticket_id": 1, "created_at": 1})
+    query = {"created_at": {"$gte": since}, "direction": {"$ne": NOTE_DIRECTION}}
+    cursor = db[COLLECTION].find(query, {"ticket_id": 1, "created_at": 1})
     async for doc in cursor:
         key, seen = str(doc["ticket_id"]), (doc["created_at"], str(doc["_id"]))
         if key not in latest or seen > latest[key]:

@@ -6,7 +6,9 @@ an event or a message and writing the ticket (or whose write failed), and on Fer
 activity lost to a concurrent whole-document write-back after its writer had checked it. Every
 TICKET_SWEEP_SECONDS the sweep settles each ticket that has an event or a message written since
 the previous sweep began (minus TICKET_SWEEP_LOOKBACK_SECONDS, longer than any write takes to
-land), giving the newest such message as the activity the document must show.
+land), giving the newest such message as the activity the document must show. A finalized ticket with a
+message stamped after its `finalized_at` gets the finalize's refile scan again (a finalize request
+killed between its event and that scan would otherwise leave a message that raced it behind).
 
 The bound, with no reader: a ticket converges within one sweep period plus one sweep, the period
 being max(TICKET_SWEEP_SECONDS, IDLE_FACTOR x the last sweep's scan time). Each sweep is two range
@@ -35,6 +37,7 @@ from backend.core.db import Database
 from backend.core.logging import get_logger
 from backend.messages import repository as messages
 from backend.tickets import projection, repository
+from backend.tickets.states import Status
 
 log = get_logger("tickets.sweep")
 
@@ -67,9 +70,29 @@ async def sweep_once(db: Database, *, since: datetime) -> Swept:
                 message = await messages.get(db, message_id)
                 activity = projection.Activity.of(message) if message is not None else None
         if behind or activity is not None:
-            await projection.settle(db, ticket_id, activity=activity)
+            settled = await projection.settle(db, ticket_id, activity=activity)
             repaired += 1
+            doc = settled if settled is not None else doc
+        if doc is not None and ticket_id in latest and _messaged_after_finalize(doc, latest[ticket_id][0]):
+            # A finalize whose process died between its event and its scan for the client
+            # messages that raced it (messages.service): that scan, run again, is idempotent.
+            await _refile(db, doc)
     return Swept(repaired, scan_seconds)
+
+
+def _messaged_after_finalize(doc: dict[str, Any], newest_message_at: datetime) -> bool:
+    finalized_at = doc.get("finalized_at")
+    return (
+        doc.get("status") == Status.FINALIZADO.value
+        and finalized_at is not None
+        and (as_utc(newest_message_at) > as_utc(finalized_at))
+    )
+
+
+async def _refile(db: Database, ticket: dict[str, Any]) -> None:
+    from backend.messages import service as messages_service  # messages builds on tickets
+
+    await messages_service.refile_after_finalize(db, ticket)
 
 
 async def run_until(db: Database, settings: Settings, stop: asyncio.Event) -> None:
