@@ -201,7 +201,9 @@ def test_backup_dumps_evolutions_database_with_a_matching_client() -> None:
 def _make_n(*args: str) -> str:
     import subprocess
 
-    res = subprocess.run(["make", "-n", *args], cwd=ROOT, capture_output=True, text=True, check=False)
+    res = subprocess.run(
+        ["make", "-n", "--no-print-directory", *args], cwd=ROOT, capture_output=True, text=True, check=False
+    )
     assert res.returncode == 0, res.stderr
     return res.stdout.strip()
 

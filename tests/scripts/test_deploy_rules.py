@@ -158,7 +158,7 @@ async def test_every_command_in_deploy_rules_works(
     make = [line for b in blocks("make") for line in b]
     assert len(make) == 3
     for line in make:
-        dry = await run_shell(f"make -n {shlex.join(shlex.split(line)[1:])}", env=op.env, cwd=ROOT)
+        dry = await run_shell(f"make -n --no-print-directory {shlex.join(shlex.split(line)[1:])}", env=op.env, cwd=ROOT)
         assert dry.code == 0, (line, dry.output)
         expanded = dry.stdout.splitlines()
         assert expanded and all(e.startswith("docker compose ") for e in expanded), (line, expanded)

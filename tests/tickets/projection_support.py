@@ -35,9 +35,15 @@ async def divergences(db: Any, reseller_id: str) -> list[str]:
         events.setdefault(str(e["ticket_id"]), []).append(e)
     docs = {str(d["_id"]): d for d in await db.tickets.find(scope).to_list(None)}
     newest: dict[str, Any] = {}
-    for m in await db.messages.find(scope, {"ticket_id": 1, "created_at": 1}).to_list(None):
+    moved_away: dict[str, set[Any]] = {}
+    fields = {"ticket_id": 1, "created_at": 1, "direction": 1, "moved_from_ticket_id": 1}
+    for m in await db.messages.find(scope, fields).to_list(None):
         at = as_utc(m["created_at"])
+        if m.get("direction") == "note":
+            continue  # internal notes never make a ticket's activity
         newest[str(m["ticket_id"])] = max(at, newest.get(str(m["ticket_id"]), at))
+        if m.get("moved_from_ticket_id"):
+            moved_away.setdefault(str(m["moved_from_ticket_id"]), set()).add(at)
     out: list[str] = []
     for tid, evs in sorted(events.items()):
         assert [e["version"] for e in evs] == list(range(1, len(evs) + 1)), tid
@@ -52,7 +58,11 @@ async def divergences(db: Any, reseller_id: str) -> list[str]:
         # A ticket opened for a message that raced a finalize (messages.service) is younger than
         # that message: its activity is then its opening.
         shown = max(newest[tid], as_utc(doc["created_at"])) if tid in newest else None
-        if shown is not None and as_utc(doc["last_message_at"]) != shown:
+        # A message that raced the finalize may have been shown by this ticket (its writer saw it
+        # open) before the finalize moved it on: the finalized ticket keeps that preview.
+        raced = {a for a in moved_away.get(tid, set()) if shown is None or a > shown}
+        have_at = as_utc(doc["last_message_at"])
+        if shown is not None and have_at != shown and not (doc["status"] == "finalizado" and have_at in raced):
             out.append(f"{tid}: last_message_at {doc['last_message_at']} != newest message {shown}")
     return out
 
