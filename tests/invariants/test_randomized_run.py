@@ -17,7 +17,7 @@ import subprocess
 import sys
 import time
 from collections import Counter, defaultdict
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,10 +30,11 @@ from backend.core.clock import as_utc
 from backend.webhooks.service import message_id_for
 from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD
 from tests.factories import API, Tenant, collect_pages, login, make_client, make_tenant, unique_phone
-from tests.fakes.harness import ROOT, FakeEvolution, make_connection, wait_for
+from tests.fakes.harness import ROOT, FakeEvolution, evolution, make_connection, wait_for
 from tests.persistence.procs import Backend
 
 pytestmark = pytest.mark.slow
+__all__ = ["evolution"]  # the fake provider as its own process (tests/fakes/harness.py)
 
 HOOK = f"{API}/webhooks/whatsapp"
 ROUNDS = int(os.environ.get("PROOF_ROUNDS", "5"))
@@ -41,16 +42,6 @@ ROUND_SECONDS = float(os.environ.get("PROOF_ROUND_SECONDS", "5"))
 SEED = int(os.environ.get("PROOF_SEED", str(random.randrange(2**31))))
 OPEN = ("espera", "atendendo")
 STATE_FIELDS = ("status", "agent_id", "department_id", "finalized_at", "finalized_by")
-
-
-@pytest.fixture(scope="module")
-def evolution(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FakeEvolution]:
-    fake = FakeEvolution(tmp_path_factory.mktemp("evolution") / "fake.log")
-    fake.start()
-    try:
-        yield fake
-    finally:
-        fake.stop()
 
 
 @dataclass
