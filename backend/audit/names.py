@@ -7,8 +7,8 @@ from typing import Any
 
 from backend.audit.schemas import TicketEventRead
 from backend.core.db import Database
-from backend.departments import repository as departments
-from backend.users import repository as users
+from backend.departments import service as departments
+from backend.users import service as users
 
 
 async def with_names(db: Database, docs: list[dict[str, Any]]) -> list[TicketEventRead]:
@@ -17,16 +17,12 @@ async def with_names(db: Database, docs: list[dict[str, Any]]) -> list[TicketEve
 
     async def person(reseller_id: str, user_id: str) -> str | None:
         if user_id not in people:
-            user = await users.get(db, user_id)
-            # Admins act across tenants and have no reseller_id; never another tenant's user.
-            visible = user is not None and user.get("reseller_id") in (reseller_id, None)
-            people[user_id] = str(user.get("name", "")) if user is not None and visible else None
+            people[user_id] = await users.name_in_tenant(db, reseller_id, user_id)
         return people[user_id]
 
     async def queue(reseller_id: str, department_id: str) -> str | None:
         if department_id not in queues:
-            dept = await departments.get_in_tenant(db, reseller_id, department_id)
-            queues[department_id] = str(dept.get("name", "")) if dept is not None else None
+            queues[department_id] = await departments.name_in_tenant(db, reseller_id, department_id)
         return queues[department_id]
 
     out: list[TicketEventRead] = []

@@ -74,3 +74,8 @@ async def require_active_ids(db: Database, reseller_id: str, ids: list[str]) -> 
     if unique and await repository.count_active_in(db, reseller_id, unique) != len(unique):
         raise Unprocessable("unknown or inactive department")
     return unique
+
+
+async def name_in_tenant(db: Database, reseller_id: str, department_id: str) -> str | None:
+    dept = await repository.get_in_tenant(db, reseller_id, department_id)
+    return str(dept.get("name", "")) if dept is not None else None

@@ -171,3 +171,12 @@ async def change_own_password(db: Database, actor: Actor, *, data: PasswordChang
     if doc.get("reseller_id"):
         feed.access_changed(db, reseller_id=doc["reseller_id"], user_id=doc["_id"])
     return doc
+
+
+async def name_in_tenant(db: Database, reseller_id: str, user_id: str) -> str | None:
+    """A user's name as shown to `reseller_id`'s staff: its own users and the platform admins
+    (who act across tenants and belong to none); never another tenant's user."""
+    user = await repository.get(db, user_id)
+    if user is None or user.get("reseller_id") not in (reseller_id, None):
+        return None
+    return str(user.get("name", ""))
