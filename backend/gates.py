@@ -1,7 +1,7 @@
-"""The start-up gate: one function every process that writes runs before its first write — the
-API (backend/app.py), the standalone workers (backend/core/background.py) and the scripts that
-write — so a restored, emptied or swapped database is refused by all of them alike, with the
-same message.
+"""The start-up gate: one ordered list of steps every process that writes runs before its first
+write — the API (backend/app.py), the standalone workers (backend/core/background.py) and the
+scripts that write — so a restored, emptied or swapped database is refused by all of them alike,
+with the same message.
 
 The steps, in order (each refuses before the next one writes; docs/PERSISTENCE.md):
 production-store, ledger-guard, migrations, ledger-record (backend/ledger/steps.py), then
@@ -9,24 +9,28 @@ indexes. The API adds its own steps after these (first-admin).
 """
 
 import sys
+from collections.abc import Sequence
 
-import backend.ledger.steps  # noqa: F401 - registers the persistence steps, which must run first
 from backend.core import startup
 from backend.core.config import Settings
 from backend.core.db import Database
 from backend.core.indexes import ensure_indexes
+from backend.ledger import steps as ledger_steps
 
 EXIT_REFUSED = 3  # a worker or script whose gate refused: not a crash, nothing was done
 
 
-@startup.register("indexes")
 async def _indexes(db: Database, settings: Settings) -> None:
     await ensure_indexes(db)
 
 
-async def open_gate(db: Database, settings: Settings) -> startup.StartupState:
-    """Runs every registered start-up step; `ready` is False with the reasons when one refused."""
-    return await startup.run(db, settings)
+STEPS: tuple[startup.Step, ...] = (*ledger_steps.STEPS, ("indexes", _indexes))
+
+
+async def open_gate(db: Database, settings: Settings, then: Sequence[startup.Step] = ()) -> startup.StartupState:
+    """Runs the gate's steps, then `then` (a process's own); `ready` is False with the reasons
+    when one refused."""
+    return await startup.run(db, settings, (*STEPS, *then))
 
 
 def refusal(state: startup.StartupState) -> str:

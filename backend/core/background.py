@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 from backend.core.config import Settings, get_settings
 from backend.core.db import Database, durable_database, make_client
 from backend.core.logging import configure_logging
+from backend.core.runtime import open_runtime
 
 RunUntil = Callable[[Database, Settings, asyncio.Event], Awaitable[None]]
 
@@ -42,6 +43,7 @@ async def _standalone(run_until: RunUntil) -> int:
         return 2
     configure_logging(settings.LOG_LEVEL, settings.LOG_JSON)
     client = make_client(settings)
+    runtime = open_runtime(client)  # this process's state (backend/core/runtime.py)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -56,6 +58,7 @@ async def _standalone(run_until: RunUntil) -> int:
             return gates.EXIT_REFUSED
         await run_until(db, settings, stop)
     finally:
+        await runtime.close()
         await client.close()
     return 0
 

@@ -22,9 +22,10 @@ from typing import Any
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError, WriteConcernError, WriteError
 
-MAX_BATCH = 500  # documents per command; the driver splits further by size (16/48 MB limits)
-MAX_IN_FLIGHT = 1  # commands per collection at once: the next batch fills while one commits
-# (one: SQLite has a single writer, and concurrent commits there wait on each other in sleeps)
+from backend.core.runtime import Runtime, runtime_of
+from backend.core.tuning import INSERT_BATCH as MAX_BATCH
+from backend.core.tuning import INSERTS_IN_FLIGHT as MAX_IN_FLIGHT
+
 DUPLICATE_CODES = frozenset({11000, 11001, 12582})
 
 
@@ -41,17 +42,14 @@ class _Queue:
     writers: int = 0
 
 
-_queues: dict[tuple[int, str, str], _Queue] = {}
-_writers: set["asyncio.Task[None]"] = set()  # the loop keeps only weak references to tasks
-
-
 async def insert_one(collection: AsyncCollection[dict[str, Any]], doc: dict[str, Any]) -> None:
     """Inserts `doc` (which must carry its `_id`), possibly together with concurrent callers'
     documents. Raises what a lone insert_one would for this document."""
-    key = (id(collection.database.client), collection.database.name, collection.name)
-    queue = _queues.get(key)
+    runtime = runtime_of(collection.database)
+    key = (collection.database.name, collection.name)
+    queue = runtime.insert_queues.get(key)
     if queue is None:
-        queue = _queues[key] = _Queue(collection)
+        queue = runtime.insert_queues[key] = _Queue(collection)
     loop = asyncio.get_running_loop()
     pending = _Pending(doc, loop.create_future())
     # A caller cancelled while waiting never reads its outcome; read it here so it is not
@@ -60,21 +58,21 @@ async def insert_one(collection: AsyncCollection[dict[str, Any]], doc: dict[str,
     queue.waiting.append(pending)
     if queue.writers < MAX_IN_FLIGHT:
         queue.writers += 1
-        task = loop.create_task(_write_until_empty(key, queue))
-        _writers.add(task)
-        task.add_done_callback(_writers.discard)
+        task = loop.create_task(_write_until_empty(runtime, key, queue))
+        runtime.insert_writers.add(task)
+        task.add_done_callback(runtime.insert_writers.discard)
     await asyncio.shield(pending.done)
 
 
-async def _write_until_empty(key: tuple[int, str, str], queue: _Queue) -> None:
+async def _write_until_empty(runtime: Runtime, key: tuple[str, str], queue: _Queue) -> None:
     try:
         while queue.waiting:
             batch, queue.waiting = queue.waiting[:MAX_BATCH], queue.waiting[MAX_BATCH:]
             await _write(queue.collection, batch)
     finally:
         queue.writers -= 1
-        if queue.writers == 0 and not queue.waiting and _queues.get(key) is queue:
-            del _queues[key]
+        if queue.writers == 0 and not queue.waiting and runtime.insert_queues.get(key) is queue:
+            del runtime.insert_queues[key]
 
 
 async def _write(collection: AsyncCollection[dict[str, Any]], batch: list[_Pending]) -> None:

@@ -4,6 +4,8 @@ FerretDB v1 on SQLite only pushes `_id` equality down, so these matter for Mongo
 store); their unique ones, though, are enforced on both stores and arbitrate races.
 """
 
+import importlib
+import sys
 from dataclasses import dataclass, field
 
 from pymongo import ASCENDING, DESCENDING, IndexModel
@@ -26,12 +28,21 @@ class IndexSpec:
         return IndexModel(list(self.keys), name=self.name, unique=self.unique)
 
 
+# Every module that declares indexes. `declared()` imports them all, so the list is complete
+# whichever entry point asks (the API, a standalone worker, a script), never "what happened to be
+# imported"; `declare` refuses a module missing here. Declarations are constants: the registry is
+# filled once, by these imports, and never changes afterwards.
+_DOMAINS = ("audit", "connections", "departments", "messages", "quick_replies", "tags", "tickets", "users", "webhooks")
+DECLARED_IN = tuple(f"backend.{domain}.repository" for domain in _DOMAINS)
 _REGISTRY: list[IndexSpec] = []
 
 
 def declare(
     collection: str, keys: list[tuple[str, int]], *, name: str, unique: bool = False, purpose: str = ""
 ) -> IndexSpec:
+    module = sys._getframe(1).f_globals["__name__"]
+    if module not in DECLARED_IN:
+        raise RuntimeError(f"{module} declares an index: add it to backend.core.indexes.DECLARED_IN")
     spec = IndexSpec(collection, tuple(keys), name, unique, purpose)
     if spec not in _REGISTRY:
         _REGISTRY.append(spec)
@@ -39,13 +50,15 @@ def declare(
 
 
 def declared() -> list[IndexSpec]:
+    for module in DECLARED_IN:
+        importlib.import_module(module)
     return list(_REGISTRY)
 
 
 async def ensure_indexes(db: Database) -> None:
     """Idempotent: create_indexes with identical specs is a no-op on both stores."""
     by_collection: dict[str, list[IndexModel]] = {}
-    for spec in _REGISTRY:
+    for spec in declared():
         by_collection.setdefault(spec.collection, []).append(spec.model())
     for collection, models in by_collection.items():
         # One index per command: FerretDB v1.24.2 panics (connection closed) on a createIndexes

@@ -21,7 +21,6 @@ Entries and attempts are never removed (persistence rule 1); the cursor keeps re
 """
 
 import hashlib
-from collections import OrderedDict
 from datetime import datetime
 from typing import Any
 
@@ -31,7 +30,9 @@ from backend.core import group_commit
 from backend.core.clock import utcnow
 from backend.core.conditional import update_if
 from backend.core.db import Database
+from backend.core.runtime import runtime_of
 from backend.core.seqlog import SeqLog
+from backend.core.tuning import OUTBOUND_CHAT_HINTS as CHAT_HINTS
 
 QUEUE = "outbox"
 CHATS = "outbox_chats"
@@ -44,9 +45,6 @@ MAX_HELD_PER_ATTEMPT = 100
 MESSAGES = "messages"
 CURSOR_ID = "cursor"
 MAX_CHAT_CLAIM_TRIES = 1_000
-CHAT_HINTS = 10_000  # chats whose last position a process remembers
-
-_chat_heads: OrderedDict[tuple[str, str], int] = OrderedDict()
 
 # Delivery statuses only move forward; `failed` only from before the provider took it.
 RANK = {"pending": 0, "sent": 1, "delivered": 2, "read": 3}
@@ -90,16 +88,16 @@ async def get_chat_entry(db: Database, chat: str, k: int) -> dict[str, Any] | No
 
 
 def _chat_hint(db: Database, chat: str) -> int:
-    return _chat_heads.get((db.name, chat), 0)
+    return runtime_of(db).outbound_chat_heads.get((db.name, chat), 0)
 
 
 def _remember_chat_head(db: Database, chat: str, k: int) -> None:
     """A bounded, process-local hint: a chat's position seen stored here (entries are never
     removed, so it stays true). Forgotten for the least recent chats past the bound."""
-    key = (db.name, chat)
-    _chat_heads[key] = max(k, _chat_heads.pop(key, 0))
-    while len(_chat_heads) > CHAT_HINTS:
-        _chat_heads.popitem(last=False)
+    heads, key = runtime_of(db).outbound_chat_heads, (db.name, chat)
+    heads[key] = max(k, heads.pop(key, 0))
+    while len(heads) > CHAT_HINTS:
+        heads.popitem(last=False)
 
 
 async def _chat_head(db: Database, chat: str) -> int:
