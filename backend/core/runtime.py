@@ -64,18 +64,20 @@ class Runtime:
         self.webhook_wakeups.clear()
 
 
-_runtimes: "weakref.WeakKeyDictionary[AsyncMongoClient[Any], Runtime]" = weakref.WeakKeyDictionary()
+# By identity: clients to the same server compare equal, and each is still its own process's.
+_runtimes: dict[int, tuple["weakref.ref[AsyncMongoClient[Any]]", Runtime]] = {}
 
 
 def open_runtime(client: AsyncMongoClient[Any]) -> Runtime:
     """A fresh runtime for `client` (the lifespan's and each worker's first step)."""
-    runtime = _runtimes[client] = Runtime()
-    return runtime
+    key = id(client)
+    _runtimes[key] = (weakref.ref(client, lambda _: _runtimes.pop(key, None)), Runtime())
+    return _runtimes[key][1]
 
 
 def runtime_of(db: Database) -> Runtime:
     """The one accessor: the runtime of the client `db` belongs to."""
-    runtime = _runtimes.get(db.client)
-    if runtime is None:
-        runtime = open_runtime(db.client)
-    return runtime
+    found = _runtimes.get(id(db.client))
+    if found is None or found[0]() is not db.client:
+        return open_runtime(db.client)
+    return found[1]
