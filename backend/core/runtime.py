@@ -1,17 +1,12 @@
-"""This process's mutable state, in one object: every queue, hint, in-flight map and sink that
-used to be a module global lives in the `Runtime` of the database client it serves.
+"""This process's mutable state — every queue, hint, in-flight map and sink that would otherwise
+be a module global — in one `Runtime` per database client, reached with `runtime_of(db)`.
 
-Why per client: a process owns one client (the API's lifespan and each worker's entry point make
-one), and every function that needs a piece of this state already takes a database or a
-collection, so `runtime_of(db)` reaches it with no new parameter through the services. The
-lifespan and `core.background` open the runtime with their client (`open_runtime`) and close it
-before the client. Two clients in one Python process — a test playing two processes, or two apps
-side by side — get two runtimes, exactly as two processes would. A client nobody opened (a script,
-a test's raw client) gets one on first use; a runtime goes when its client is collected.
-
-Every piece is process-local by design: only a hint, a batch in memory or a wake-up; every rule is
-decided by what the database stores (docs/ARCHITECTURE.md §5). Dropping a runtime loses speed,
-never data. Not here yet: backend/core/seqlog.py's hints (being rewritten separately).
+Why per client: a process owns one client (made by the lifespan or a worker's entry point, which
+open its runtime and close it before the client), and every function needing a piece already has
+a database or collection, so no parameter is threaded through the services. Two clients in one
+interpreter (tests playing two processes, apps side by side) get two runtimes, as two processes
+would; a client nobody opened (a script) gets one on first use. Every piece is a hint, a batch in
+memory or a wake-up: losing it costs speed, never data. Not here yet: core/seqlog.py's hints.
 """
 
 import asyncio
@@ -24,7 +19,7 @@ from pymongo import AsyncMongoClient
 
 from backend.core.db import Database
 
-if TYPE_CHECKING:  # the pieces' own types; their modules import this one
+if TYPE_CHECKING:  # the pieces' types; their modules import this one
     from backend.core.group_commit import _Queue as InsertQueue
     from backend.ledger.guard import Evaluation
     from backend.realtime.feed import Sink
@@ -34,16 +29,15 @@ if TYPE_CHECKING:  # the pieces' own types; their modules import this one
 
 @dataclass(eq=False)
 class Runtime:
-    # core/group_commit: inserts waiting per (database, collection), and the tasks writing them
-    # (the loop keeps only weak references to tasks).
+    # core/group_commit: inserts waiting per (database, collection); the tasks writing them (held
+    # here: the loop keeps only weak references to tasks).
     insert_queues: "dict[tuple[str, str], InsertQueue]" = field(default_factory=dict)
     insert_writers: "set[asyncio.Task[None]]" = field(default_factory=set)
     # core/single_flight: the `_id` reads in flight per (database, collection, _id).
     reads_in_flight: "dict[tuple[str, str, Any], asyncio.Future[dict[str, Any] | None]]" = field(default_factory=dict)
     # core/conditional: whether the server pushes filters down (MongoDB) or not (FerretDB).
     filters_push_down: bool | None = None
-    # realtime/records: per (database, tenant) the highest feed seq seen stored; the feed's
-    # append queue per database and the tasks writing them.
+    # realtime/records: per (database, tenant) the highest seq seen stored; append queues, writers.
     feed_tails: dict[tuple[str, str], int] = field(default_factory=dict)
     feed_queues: "dict[str, FeedQueue]" = field(default_factory=dict)
     feed_writers: "set[asyncio.Task[None]]" = field(default_factory=set)
