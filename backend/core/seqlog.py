@@ -231,7 +231,7 @@ class SeqLog:
                 # Not group-committed: all would try head+1 together, and a batch of them would
                 # have one winner.
                 await db[self.collection].insert_one({**body, "_id": _id, "seq": seq})
-            except DuplicateKeyError:  # another writer has it: move past what is stored
+            except PyMongoError:  # another writer has it: move past what is stored
                 seq = max(seq, await self.head(db)) + 1
                 continue
             _head_hint[key] = max(_head_hint.get(key, 0), seq)
