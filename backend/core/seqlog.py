@@ -29,15 +29,15 @@ Order. If delivery A was acknowledged before delivery B arrived (in any process)
 seq(A) < seq(B). Let A be in block a and B in block b. m<a> was stored before A (its owner won
 it before taking A's number), so before B arrived. If b < a, then m<b+1> (b+1 <= a) was stored
 before B arrived (1), yet by (2) B's writer saw m<b+1> absent in a read started after B arrived,
-or won m<b> after B arrived although it was stored before: impossible either way. If b = a, one
+or won m<b> after B arrived although (1) it was stored before: impossible either way. If b = a, one
 process owns the block (the marker's one winner) and took A's number before B's (3). So b > a
 and every number of block b lies above every number of block a. An append whose number a reader
 tombstoned keeps its arrival and takes another number under the same rules, so this holds for
 the number it finally stores; a restarted process holds no block and opens a new one above every
 marker, so it never stores below an entry stored before it started. Deliveries in flight at the
 same time may be stored in either order. This relies on a read seeing every write acknowledged
-before the read started (FerretDB: one SQLite database; MongoDB: the primary's majority snapshot
-after a w=majority acknowledgement).
+before the read started: so on FerretDB (one SQLite database), and on MongoDB for majority reads
+on the primary that acknowledged the w=majority writes (a failover in between is the one gap).
 
 Passing holes (what a reader does at a missing number n of block k):
 - The owner left block k for a new one: in the same command as its new marker it stored a
@@ -51,8 +51,9 @@ Passing holes (what a reader does at a missing number n of block k):
   n (only block k and this process's own reservations can hold it: at most MARK_EVERY reads),
   and a reader fills the run before it once that entry outlived a grace (the processor:
   backend/webhooks/processor.py). A quiet log's end costs at most MARK_EVERY reads to look past.
-So alternating writers (several processes behind a balancer) cost the reader one tombstone read
-per block switch, and only the newest block ever waits for a grace.
+So writers alternating between processes (behind a balancer) cost the reader one tombstone read
+per block switch (a marker read and one fill command when the left block's owner went idle),
+and only the newest block ever waits for a grace.
 
 Cost of a reserved append (database commands): the entry insert (group-committed), plus at most
 one `_id` read of the next block's marker, shared by the appends that arrived while the previous
@@ -60,8 +61,10 @@ one was in flight; plus, once per block (every MARK_EVERY entries, or at each sw
 processes), one insert command carrying the new marker and the left block's `rest` tombstone; a
 process's first append to a log also finds the highest marker (a few `_id` reads).
 
-Process-local hints (head, reservations, markers, cursors) only make reads short; every rule is
-decided by the stored `_id`s. Entries are never removed (persistence rule 1).
+Process-local state (head, reservations, known markers, the block this process owns) only makes
+reads short and remembers which marker this process won: every rule is decided by the stored
+`_id`s, and losing that state is a restart (the next append opens a new block). Entries are never
+removed (persistence rule 1).
 """
 
 import asyncio

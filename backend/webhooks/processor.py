@@ -27,7 +27,8 @@ Bounds (defaults in brackets):
   or is still inserting; backend/core/seqlog.py): a walk (woken or polled) at a missing entry
   whose block is no longer the newest passes it at once — the block's owner left a `rest`
   tombstone, or the walk tombstones what is left of the block in one command
-  (`SeqLog.pass_superseded`). So writes alternating between processes cost no wait. In the
+  (`SeqLog.pass_superseded`; one `_id` read of the next block's marker, also at a quiet lane's
+  end on each poll). So writes alternating between processes cost no wait. In the
   newest block, a polled walk looks past the hole (`SeqLog.after`, at most MARK_EVERY reads) at
   most every WEBHOOK_HOLE_GRACE_SECONDS / 2; once the first entry stored past it is older than
   WEBHOOK_HOLE_GRACE_SECONDS, the whole run of holes before it is tombstoned in one command. Any
