@@ -203,3 +203,44 @@ async def test_an_append_costs_its_insert_and_at_most_one_id_read_plus_a_marker_
         assert len(recorder.named("find")) <= 2 + 100 // seqlog.MARK_EVERY
     finally:
         await client.close()
+
+
+async def test_an_entry_whose_number_a_reader_tombstoned_first_is_stored_once_in_a_newer_block(
+    db: Any, log: SeqLog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The competitor between P1's check and its insert: P2 opens a newer block, and a reader at
+    P1's number passes P1's block at once by tombstoning it. P1's insert then loses to the
+    tombstone; the delivery is stored once, in a block above, and the reader hands it on."""
+    processes = SimulatedProcesses()
+    processes.become("P1")
+    await log.append(db, {"n": 1}, reserve=True)
+    gate = asyncio.Event()
+    held: list[int] = []
+    real = group_commit.insert_one
+
+    async def insert_one(collection: Any, doc: dict[str, Any]) -> None:
+        if doc.get("n") == 2 and not held:
+            held.append(doc["seq"])
+            await gate.wait()
+        await real(collection, doc)
+
+    monkeypatch.setattr(group_commit, "insert_one", insert_one)
+    slow = asyncio.create_task(log.append(db, {"n": 2}, reserve=True))
+
+    async def took_its_number() -> bool:
+        return bool(held)
+
+    await wait_for(took_its_number)
+    processes.become("P2")
+    newer, _ = await log.append(db, {"n": 3}, reserve=True)
+    assert seqlog.block_of(newer) > seqlog.block_of(held[0])
+    assert await log.pass_superseded(db, held[0]) == seqlog.block_of(held[0]) * seqlog.MARK_EVERY + seqlog.MARK_EVERY
+
+    processes.become("P1")
+    gate.set()
+    seq, _ = await slow
+    assert seqlog.block_of(seq) > seqlog.block_of(newer)
+    assert (await log.get(db, held[0]) or {}).get(HOLE) is True
+    assert [e["n"] for e in await _read_all(db, log)] == [1, 3, 2]  # concurrent: either order is allowed
+    stored = await db["log"].find({"_id": {"$regex": f"^{log.prefix}"}, "n": 2}).to_list(None)
+    assert len(stored) == 1
