@@ -45,23 +45,41 @@ class _Queue:
 async def insert_one(collection: AsyncCollection[dict[str, Any]], doc: dict[str, Any]) -> None:
     """Inserts `doc` (which must carry its `_id`), possibly together with concurrent callers'
     documents. Raises what a lone insert_one would for this document."""
+    (pending,) = _enqueue(collection, [doc])
+    await asyncio.shield(pending.done)
+
+
+async def insert_each(
+    collection: AsyncCollection[dict[str, Any]], docs: list[dict[str, Any]]
+) -> list[BaseException | None]:
+    """Inserts `docs` in one command (with concurrent callers' documents, if any): for each, None
+    when stored, or the exception a lone insert_one of it would raise. Unordered: one document's
+    failure never stops the others."""
+    pendings = _enqueue(collection, docs)
+    await asyncio.shield(asyncio.gather(*(p.done for p in pendings), return_exceptions=True))
+    return [p.done.exception() for p in pendings]
+
+
+def _enqueue(collection: AsyncCollection[dict[str, Any]], docs: list[dict[str, Any]]) -> list[_Pending]:
+    """Queues `docs` together: a writer started here sends them in the same command."""
     runtime = runtime_of(collection.database)
     key = (collection.database.name, collection.name)
     queue = runtime.insert_queues.get(key)
     if queue is None:
         queue = runtime.insert_queues[key] = _Queue(collection)
     loop = asyncio.get_running_loop()
-    pending = _Pending(doc, loop.create_future())
-    # A caller cancelled while waiting never reads its outcome; read it here so it is not
-    # reported as "never retrieved".
-    pending.done.add_done_callback(lambda f: f.cancelled() or f.exception())
-    queue.waiting.append(pending)
+    pendings = [_Pending(doc, loop.create_future()) for doc in docs]
+    for pending in pendings:
+        # A caller cancelled while waiting never reads its outcome; read it here so it is not
+        # reported as "never retrieved".
+        pending.done.add_done_callback(lambda f: f.cancelled() or f.exception())
+    queue.waiting.extend(pendings)
     if queue.writers < MAX_IN_FLIGHT:
         queue.writers += 1
         task = loop.create_task(_write_until_empty(runtime, key, queue))
         runtime.insert_writers.add(task)
         task.add_done_callback(runtime.insert_writers.discard)
-    await asyncio.shield(pending.done)
+    return pendings
 
 
 async def _write_until_empty(runtime: Runtime, key: tuple[str, str], queue: _Queue) -> None:

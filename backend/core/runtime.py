@@ -6,7 +6,7 @@ open its runtime and close it before the client), and every function needing a p
 a database or collection, so no parameter is threaded through the services. Two clients in one
 interpreter (tests playing two processes, apps side by side) get two runtimes, as two processes
 would; a client nobody opened (a script) gets one on first use. Every piece is a hint, a batch in
-memory or a wake-up: losing it costs speed, never data. Not here yet: core/seqlog.py's hints.
+memory or a wake-up: losing it costs speed, never data. Not here yet: core/seqlog.py's state.
 """
 
 import asyncio

@@ -7,35 +7,73 @@ it. Used by the outbound queue ("q:<n>") and the inbound webhook lanes ("w:<lane
 
 Two ways to take a number:
 - `append`: tries head+1 after seeing head stored, so entries are exactly 1..head, no holes.
-  Cheap when writers are few (the outbound queue).
-- `append(reserve=True)`: this process hands out consecutive numbers from a local counter and
-  inserts them concurrently — one insert per entry even at high concurrency. A writer that dies
-  (or whose insert fails) between taking a number and storing it leaves a hole; `after` finds
-  what was stored past a hole, a reader fills a hole that outlived a grace period with a
-  tombstone (`fill`), and a late writer whose number was filled gets DuplicateKeyError and simply
-  takes another. Nothing stored is ever skipped.
+  Cheap when writers are few (the outbound queue). A log uses one way or the other, never both.
+- `append(reserve=True)`: numbers are taken in blocks of MARK_EVERY (block k: k*MARK_EVERY+1 ..
+  (k+1)*MARK_EVERY), each owned by one writing process, which hands its numbers out from a local
+  counter and inserts them concurrently — one insert per entry even at high concurrency, batched
+  by group commit. A writer that dies (or whose insert fails) between taking a number and storing
+  it leaves a hole; a reader fills a hole with a tombstone (`fill`), and a late writer whose
+  number was filled gets DuplicateKeyError and simply takes another. Nothing stored is skipped.
 
-Reserving writers leave a trail that makes "is anything stored past this hole?" cheap to answer
-with `_id` reads alone: before storing any number of block k (numbers k*MARK_EVERY+1 ..
-(k+1)*MARK_EVERY) a writer makes sure marker "<prefix>m<k>" is stored, in block order. So markers
-have no holes (galloping over them is exact), every stored entry has its block's marker, and past
-a hole only the numbers up to the end of the highest marked block can hold entries: a run of
-holes of any length costs at most one read per number to look past, and a quiet log's end costs
-at most MARK_EVERY reads. One marker insert per MARK_EVERY entries per writing process, sent in
-the same group-commit batches as the entries.
+Blocks (reserving writers). A process opens block k by inserting its marker "<prefix>m<k>"
+(unique `_id`: exactly one process wins it; the marker names it, `by`), and only the winner
+stores entries in block k; readers store tombstones there. Rules:
+  (1) markers have no holes: a writer inserts m<j> only once it knows m<j-1> stored (it read it,
+      won it, or lost an insert of it);
+  (2) before handing a number of its block k to an append that arrived at time t, the writer has
+      seen m<k+1> absent in a read started after t, or won m<k> itself after t (one read serves
+      every append that arrived before it started, so concurrent appends share it). When m<k+1>
+      is stored, the writer leaves block k and opens the block above the highest marker;
+  (3) within a block the owner hands numbers out in increasing order.
+Order. If delivery A was acknowledged before delivery B arrived (in any process), then
+seq(A) < seq(B). Let A be in block a and B in block b. m<a> was stored before A (its owner won
+it before taking A's number), so before B arrived. If b < a, then m<b+1> (b+1 <= a) was stored
+before B arrived (1), yet by (2) B's writer saw m<b+1> absent in a read started after B arrived,
+or won m<b> after B arrived although (1) it was stored before: impossible either way. If b = a, one
+process owns the block (the marker's one winner) and took A's number before B's (3). So b > a
+and every number of block b lies above every number of block a. An append whose number a reader
+tombstoned keeps its arrival and takes another number under the same rules, so this holds for
+the number it finally stores; a restarted process holds no block and opens a new one above every
+marker, so it never stores below an entry stored before it started. Deliveries in flight at the
+same time may be stored in either order. This relies on a read seeing every write acknowledged
+before the read started: so on FerretDB (one SQLite database), and on MongoDB for majority reads
+on the primary that acknowledged the w=majority writes (a failover in between is the one gap).
 
-Order: a writer never takes a number below one stored when it last synced (`top`, at its first
-append and after any collision), and a number's block marker is stored before it. Where that
-ends: a writer in another process whose hint is older than a hole (a number a dead writer took,
-with entries stored past it) can still store into that hole before a reader tombstones it, below
-those entries. Only a run of holes makes this possible, and the processor tombstones it within
-the grace.
+Passing holes (what a reader does at a missing number n of block k):
+- The owner left block k for a new one: in the same command as its new marker it stored a
+  tombstone at its first number never handed out, with `rest` = the block's last number; the
+  reader reads it and jumps to the next block. No wait.
+- m<k+1> is stored, and n is still missing (the owner is idle, dead, or its insert in flight):
+  `pass_superseded` tombstones what is left of block k at once, one command. An owner still
+  inserting one of those numbers gets DuplicateKeyError, leaves the block and stores its entry
+  in a new one, in order by the proof above. No wait.
+- n is in the newest block: a writer may still be inserting it. `after` finds what is stored past
+  n (only block k and this process's own reservations can hold it: at most MARK_EVERY reads),
+  and a reader fills the run before it once that entry outlived a grace (the processor:
+  backend/webhooks/processor.py). A quiet log's end costs at most MARK_EVERY reads to look past.
+So writers alternating between processes (behind a balancer) cost the reader one tombstone read
+per block switch (a marker read and one fill command when the left block's owner went idle),
+and only the newest block ever waits for a grace.
 
-Process-local hints (head, reservations, markers, cursors) only make reads short; every rule is
-decided by the stored `_id`s. Entries are never removed (persistence rule 1).
+Cost of a reserved append (database commands): the entry insert (group-committed), plus at most
+one `_id` read of the next block's marker, shared by the appends that arrived while the previous
+one was in flight; plus, once per block (every MARK_EVERY entries, or at each switch between
+processes), one insert command carrying the new marker and the left block's `rest` tombstone; a
+process's first append to a log also finds the highest marker (a few `_id` reads).
+
+Process-local state (head, reservations, known markers, the block this process owns) only makes
+reads short and remembers which marker this process won: every rule is decided by the stored
+`_id`s, and losing that state is a restart (the next append opens a new block). Entries are never
+removed (persistence rule 1).
 """
 
+import asyncio
 import contextlib
+import itertools
+import os
+import socket
+import uuid
+from dataclasses import dataclass
 from typing import Any
 
 from pymongo.errors import DuplicateKeyError, PyMongoError
@@ -45,12 +83,34 @@ from backend.core.clock import utcnow
 from backend.core.db import Database
 
 MAX_CLAIM_TRIES = 10_000
-MARK_EVERY = 8  # entries per marker block: a log end costs at most this many reads to look past
+MARK_EVERY = 8  # numbers per block: a log end costs at most this many reads to look past
 HOLE = "hole"  # field set on a tombstone entry
+REST = "rest"  # on a tombstone: the numbers up to this one will never be stored either
+WRITER = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"  # named on the markers it wins
 
-_head_hint: dict[tuple[str, str, str], int] = {}
-_reserved: dict[tuple[str, str, str], int] = {}
-_marked: dict[tuple[str, str, str], int] = {}  # highest block whose marker this process knows stored
+Key = tuple[str, str, str]
+
+
+@dataclass
+class _Block:
+    """The block this process writes into, and what it knows of it."""
+
+    block: int
+    next: int  # the next number to hand out
+    checked: int  # tick at which m<block+1> was last seen absent (or m<block> won)
+    open: bool = True
+
+    @property
+    def end(self) -> int:
+        return (self.block + 1) * MARK_EVERY
+
+
+_head_hint: dict[Key, int] = {}
+_reserved: dict[Key, int] = {}  # highest number this process handed out
+_marked: dict[Key, int] = {}  # highest block whose marker this process knows stored
+_blocks: dict[Key, _Block] = {}
+_locks: dict[Key, tuple[asyncio.AbstractEventLoop, asyncio.Lock]] = {}  # one block decision at a time
+_ticks = itertools.count(1)  # orders an append's arrival against the marker reads
 
 
 def block_of(seq: int) -> int:
@@ -64,7 +124,7 @@ class SeqLog:
         self.state_collection = state_collection
         self.cursor_id = cursor_id
 
-    def _key(self, db: Database) -> tuple[str, str, str]:
+    def _key(self, db: Database) -> Key:
         return (db.name, self.collection, self.prefix)
 
     def entry_id(self, seq: int) -> str:
@@ -118,11 +178,15 @@ class SeqLog:
         return lo
 
     async def _last_marked(self, db: Database, block: int) -> int:
-        """Highest marked block at or after `block`, or block-1 when `block` has no marker.
-        Markers have no holes, so this is a galloping search."""
+        """Highest marked block at or after `block`, or block-1 when `block` has no marker."""
         if not await self._marker_exists(db, block):
             return block - 1
-        lo, step = block, 1
+        return await self._highest_marked(db, block)
+
+    async def _highest_marked(self, db: Database, known: int) -> int:
+        """Highest marked block, given that `known`'s marker is stored (or -1). Markers have no
+        holes, so this is a galloping search."""
+        lo, step = known, 1
         while await self._marker_exists(db, lo + step):
             lo, step = lo + step, step * 2
         hi = lo + step
@@ -146,9 +210,7 @@ class SeqLog:
         return None
 
     async def top(self, db: Database) -> int:
-        """Highest stored entry even past holes (reserved numbers whose writers are still in
-        flight or died): a writer that syncs here never takes a number below one already stored,
-        so a later delivery is not filed before an earlier one."""
+        """Highest stored entry (tombstones included) even past holes."""
         key = self._key(db)
         top = await self.head(db)
         last = await self._last_marked(db, block_of(top + 1))
@@ -160,47 +222,98 @@ class SeqLog:
         _marked[key] = max(_marked.get(key, -1), last)
         return top
 
-    async def _mark(self, db: Database, block: int) -> None:
-        """Stores the markers up to `block`, in order, before any entry of `block` is stored."""
-        key = self._key(db)
-        while _marked.get(key, -1) < block:
-            nxt = _marked.get(key, -1) + 1
-            with contextlib.suppress(DuplicateKeyError):
-                await group_commit.insert_one(db[self.collection], {"_id": self.marker_id(nxt), "at": utcnow()})
-            _marked[key] = max(_marked.get(key, -1), nxt)
-
     async def append(self, db: Database, body: dict[str, Any], *, reserve: bool = False) -> tuple[int, str]:
         """Stores `body` as the next entry. Returns (seq, `_id`)."""
-        key = self._key(db)
         if reserve:
-            if key not in _marked:  # first write here since this process started: sync first
-                await self.top(db)
-            seq = self.hint(db) + 1
-            _reserved[key] = seq
-        else:
-            seq = await self.head(db) + 1
+            return await self._append_reserved(db, body)
+        key = self._key(db)
+        seq = await self.head(db) + 1
         for _ in range(MAX_CLAIM_TRIES):
             _id = self.entry_id(seq)
             try:
-                doc = {**body, "_id": _id, "seq": seq}
-                if reserve:  # distinct numbers: concurrent appends can share one command
-                    await self._mark(db, block_of(seq))
-                    await group_commit.insert_one(db[self.collection], doc)
-                else:  # all would try head+1 together, and a batch of them would have one winner
-                    await db[self.collection].insert_one(doc)
-            except PyMongoError as exc:
-                if reserve and not isinstance(exc, DuplicateKeyError):
-                    await self._abandon(db, seq)
-                    raise
-                # Another writer (or a tombstone) has it: move past what is stored.
-                seq = max(seq, await (self.top(db) if reserve else self.head(db))) + 1
-                if reserve:
-                    seq = max(seq, self.hint(db) + 1)
-                    _reserved[key] = seq
+                # Not group-committed: all would try head+1 together, and a batch of them would
+                # have one winner.
+                await db[self.collection].insert_one({**body, "_id": _id, "seq": seq})
+            except PyMongoError:  # another writer has it: move past what is stored
+                seq = max(seq, await self.head(db)) + 1
                 continue
             _head_hint[key] = max(_head_hint.get(key, 0), seq)
             return seq, _id
         raise RuntimeError(f"could not claim an entry of {self.prefix!r}")
+
+    async def _append_reserved(self, db: Database, body: dict[str, Any]) -> tuple[int, str]:
+        key = self._key(db)
+        arrived = next(_ticks)
+        for _ in range(MAX_CLAIM_TRIES):
+            seq = await self._take(db, arrived)
+            _id = self.entry_id(seq)
+            try:
+                await group_commit.insert_one(db[self.collection], {**body, "_id": _id, "seq": seq})
+            except DuplicateKeyError:
+                # A reader tombstoned it: it is passing this block (a later one is open, or the
+                # number outlived the grace). Leave the block; the next number comes from a new one.
+                current = _blocks.get(key)
+                if current is not None and current.block == block_of(seq):
+                    current.open = False
+                continue
+            except PyMongoError:
+                await self._abandon(db, seq)
+                raise
+            _head_hint[key] = max(_head_hint.get(key, 0), seq)
+            return seq, _id
+        raise RuntimeError(f"could not claim an entry of {self.prefix!r}")
+
+    def _lock(self, key: Key) -> asyncio.Lock:
+        loop = asyncio.get_running_loop()
+        held = _locks.get(key)
+        if held is None or held[0] is not loop:
+            held = _locks[key] = (loop, asyncio.Lock())
+        return held[1]
+
+    async def _take(self, db: Database, arrived: int) -> int:
+        """A number for an append that arrived at tick `arrived`, under rule (2) of the module
+        docstring: from this process's block once m<block+1> was seen absent after the arrival,
+        else from a block opened after it."""
+        key = self._key(db)
+        async with self._lock(key):
+            while True:
+                current = _blocks.get(key)
+                if current is not None and current.open and current.next <= current.end:
+                    if current.checked > arrived:
+                        seq = current.next
+                        current.next += 1
+                        _reserved[key] = max(_reserved.get(key, 0), seq)
+                        return seq
+                    tick = next(_ticks)
+                    if not await self._marker_exists(db, current.block + 1):
+                        current.checked = tick
+                        continue
+                    _marked[key] = max(_marked.get(key, -1), current.block + 1)
+                    current.open = False
+                tick = next(_ticks)
+                block = await self._open(db, current)
+                _blocks[key] = _Block(block, block * MARK_EVERY + 1, tick)
+
+    async def _open(self, db: Database, left: _Block | None) -> int:
+        """Wins the marker of a new block above every stored marker; returns its number. The
+        `rest` tombstone of the block left behind goes in the same command as the first try."""
+        key = self._key(db)
+        known = max(_marked.get(key, -1), left.block if left is not None else -1)
+        rest = []
+        if left is not None and left.next <= left.end:
+            rest = [{"_id": self.entry_id(left.next), "seq": left.next, HOLE: True, REST: left.end, "at": utcnow()}]
+        block = known + 1  # usually free: tried without a read
+        for _ in range(MAX_CLAIM_TRIES):
+            marker = {"_id": self.marker_id(block), "by": WRITER, "at": utcnow()}
+            outcome = (await group_commit.insert_each(db[self.collection], [marker, *rest]))[0]
+            rest = []  # a lost `rest` insert only means a reader filled those numbers first
+            if outcome is None:
+                _marked[key] = max(_marked.get(key, -1), block)
+                return block
+            if not isinstance(outcome, DuplicateKeyError):
+                raise outcome
+            block = await self._highest_marked(db, block) + 1
+        raise RuntimeError(f"could not open a block of {self.prefix!r}")
 
     async def _abandon(self, db: Database, seq: int) -> None:
         """Our insert failed (and may yet land): tombstone the number now rather than leave the
@@ -215,6 +328,34 @@ class SeqLog:
         except DuplicateKeyError:
             return False
         return True
+
+    async def fill_range(self, db: Database, first: int, last: int) -> list[int]:
+        """Tombstones every missing number of first..last in one command (unordered, so a
+        number an entry won does not stop the others). Returns the numbers it filled."""
+        now = utcnow()
+        docs = [{"_id": self.entry_id(n), "seq": n, HOLE: True, "at": now} for n in range(first, last + 1)]
+        outcomes = await group_commit.insert_each(db[self.collection], docs)
+        filled = []
+        for n, outcome in zip(range(first, last + 1), outcomes, strict=True):
+            if outcome is None:
+                filled.append(n)
+            elif not isinstance(outcome, DuplicateKeyError):
+                raise outcome
+        return filled
+
+    async def pass_superseded(self, db: Database, seq: int) -> int | None:
+        """Entry `seq` is missing. None while its block is the newest (a writer may still store
+        it). Otherwise the next block is open and the owner of this one has moved on, or will at
+        its next append: what is left of the block is tombstoned at once, and the answer is the
+        highest h such that seq..h are tombstones now (seq - 1 when an entry won seq: read it)."""
+        block = block_of(seq)
+        if not await self._marker_exists(db, block + 1):
+            return None
+        filled = set(await self.fill_range(db, seq, (block + 1) * MARK_EVERY))
+        h = seq - 1
+        while h + 1 in filled:
+            h += 1
+        return h
 
     async def get_cursor(self, db: Database) -> int:
         doc = await db[self.state_collection].find_one({"_id": self.cursor_id})

@@ -23,13 +23,19 @@ lifespan (WEBHOOK_PROCESSOR_ENABLED). Several at once, in any number of processe
   every other error (unknown event, malformed payload), which is final at once.
 
 Bounds (defaults in brackets):
-- Holes (numbers reserved whose insert never landed: the writer died): a polled walk stuck at a
-  missing entry looks past it (`SeqLog.after`, at most one read per number up to the highest
-  marked block) at most every WEBHOOK_HOLE_GRACE_SECONDS / 2; once the first entry stored past
-  the hole is older than WEBHOOK_HOLE_GRACE_SECONDS, the whole run of holes before it is
-  tombstoned at once. Any pattern of holes is passed within 1.5 × WEBHOOK_HOLE_GRACE_SECONDS +
-  WEBHOOK_POLL_SECONDS of the entry after it being stored [16 s]. Holes whose writer failed in
-  this process are tombstoned by the writer at once (SeqLog._abandon).
+- Holes (numbers of a lane's block that no entry took: its writer moved to a newer block, died,
+  or is still inserting; backend/core/seqlog.py): a walk (woken or polled) at a missing entry
+  whose block is no longer the newest passes it at once — the block's owner left a `rest`
+  tombstone, or the walk tombstones what is left of the block in one command
+  (`SeqLog.pass_superseded`; one `_id` read of the next block's marker, also at a quiet lane's
+  end on each poll). So writes alternating between processes cost no wait. In the
+  newest block, a polled walk looks past the hole (`SeqLog.after`, at most MARK_EVERY reads) at
+  most every WEBHOOK_HOLE_GRACE_SECONDS / 2; once the first entry stored past it is older than
+  WEBHOOK_HOLE_GRACE_SECONDS, the whole run of holes before it is tombstoned in one command. Any
+  pattern of holes is passed within 1.5 × WEBHOOK_HOLE_GRACE_SECONDS + WEBHOOK_POLL_SECONDS of
+  the entry after it being stored [16 s], and within WEBHOOK_POLL_SECONDS once a newer block is
+  open. Holes whose writer failed in this process are tombstoned by the writer at once
+  (SeqLog._abandon).
 - Cursors: a lane's saved cursor trails its walk by fewer than CURSOR_EVERY entries while it
   works, and equals its processed position within WEBHOOK_POLL_SECONDS after the lane goes quiet
   (its next poll saves it), however the entries were processed [1 s]. So a restart re-reads at
@@ -60,7 +66,7 @@ from backend.core.db import Database
 from backend.core.ids import new_id
 from backend.core.logging import get_logger
 from backend.core.retry import is_retryable
-from backend.core.seqlog import HOLE, SeqLog
+from backend.core.seqlog import HOLE, REST, SeqLog
 from backend.core.tuning import LANE_BATCH as BATCH
 from backend.core.tuning import LANE_CURSOR_EVERY as CURSOR_EVERY
 from backend.core.tuning import RETIRED_CHECK_SECONDS
@@ -207,6 +213,10 @@ class WebhookProcessor:
             if entry is None:
                 entry = await seqlog.get(self.db, seq)
             if entry is None:
+                passed = await seqlog.pass_superseded(self.db, seq)
+                if passed is not None:  # a later block is open: what is left of this one is tombstoned
+                    self._pos[lane] = passed
+                    continue
                 if not poll or not await self._pass_holes(lane, seqlog, seq):
                     return False, done
                 continue  # filled: read it again (a tombstone, or a writer that just won)
@@ -214,7 +224,8 @@ class WebhookProcessor:
                 if not await self._handle(entry, conns):
                     return False, done
                 done += 1
-            self._pos[lane] = seq
+            # a writer's `rest` tombstone: it left its block, the numbers up to `rest` stay empty
+            self._pos[lane] = max(seq, int(entry.get(REST) or seq)) if entry.get(HOLE) else seq
             if seq - self._saved[lane] >= CURSOR_EVERY:
                 await self._save(lane)
         return True, done
@@ -240,9 +251,8 @@ class WebhookProcessor:
         if after is None or stored_at is None or (utcnow() - as_utc(stored_at)).total_seconds() < grace:
             self._probed_at[lane] = now  # the lane ends here, or the numbers before it may still be being inserted
             return False
-        for n in range(seq, int(after["seq"])):
-            if await seqlog.fill(self.db, n):
-                log.warning("webhook lane hole filled", lane=lane, seq=n)
+        for n in await seqlog.fill_range(self.db, seq, int(after["seq"]) - 1):
+            log.warning("webhook lane hole filled", lane=lane, seq=n)
         return True
 
     async def _claim(self, raw: dict[str, Any]) -> int | None:

@@ -1,6 +1,7 @@
 """Reserved-number logs (backend/core/seqlog.py) on the real store, with writers that die between
-taking a number and storing it: what is stored past any pattern of holes is found, and a writer
-that starts afresh never takes a number below one already stored."""
+taking a number and storing it and writers in several (simulated) processes: what is stored past
+any pattern of holes is found, a writer never stores a delivery below one acknowledged before it
+arrived, and a reader passes the numbers writers left behind without waiting."""
 
 import asyncio
 import uuid
@@ -12,7 +13,10 @@ from pymongo import AsyncMongoClient
 
 from backend.core import group_commit, seqlog
 from backend.core.db import durable_database
-from backend.core.seqlog import SeqLog
+from backend.core.seqlog import HOLE, REST, SeqLog
+from tests.fakes.harness import wait_for
+from tests.monitoring import CommandRecorder
+from tests.simulated_processes import SimulatedProcesses
 
 
 @pytest.fixture
@@ -30,7 +34,7 @@ def log() -> SeqLog:
 def _restart(db: Any, log: SeqLog) -> None:
     """The writing process is gone: a new one knows nothing of this log but what is stored."""
     key = (db.name, log.collection, log.prefix)
-    for hints in (seqlog._head_hint, seqlog._reserved, seqlog._marked):
+    for hints in (seqlog._head_hint, seqlog._reserved, seqlog._marked, seqlog._blocks):
         hints.pop(key, None)
 
 
@@ -63,11 +67,33 @@ async def _store(db: Any, log: SeqLog, count: int, holes: set[int], doomed: set[
     doomed.clear()
 
 
-async def test_a_restarted_writer_over_stored_1_to_9_and_12_takes_13(db: Any, log: SeqLog, dying: set[str]) -> None:
+async def _read_all(db: Any, log: SeqLog) -> list[dict[str, Any]]:
+    """The entries a reader hands on, in order, passing holes the way the processor does before
+    any grace: it stops where it would have to wait for one."""
+    seen: list[dict[str, Any]] = []
+    n = 0
+    while True:
+        entry = await log.get(db, n + 1)
+        if entry is None:
+            passed = await log.pass_superseded(db, n + 1)
+            if passed is None:
+                return seen
+            n = passed
+            continue
+        n = max(n + 1, int(entry.get(REST) or 0))
+        if not entry.get(HOLE):
+            seen.append(entry)
+
+
+async def test_a_restarted_writer_over_stored_1_to_9_and_12_stores_above_12(
+    db: Any, log: SeqLog, dying: set[str]
+) -> None:
     await _store(db, log, 12, {10, 11}, dying)
     _restart(db, log)
     assert await log.top(db) == 12
-    assert (await log.append(db, {"n": 13}, reserve=True))[0] == 13
+    seq, _ = await log.append(db, {"n": 13}, reserve=True)
+    assert seq > 12
+    assert [e["n"] for e in await _read_all(db, log)] == [*range(1, 10), 12, 13]
 
 
 async def test_what_is_stored_past_any_pattern_of_holes_is_found(db: Any, log: SeqLog, dying: set[str]) -> None:
@@ -79,14 +105,142 @@ async def test_what_is_stored_past_any_pattern_of_holes_is_found(db: Any, log: S
         assert after is not None and after["seq"] == min(n for n in range(hole + 1, 102) if n not in holes)
     assert await log.after(db, 102) is None  # the log's end
     assert await log.top(db) == 101
-    assert (await log.append(db, {"n": 102}, reserve=True))[0] == 102
+    assert (await log.append(db, {"n": 102}, reserve=True))[0] > 101
 
 
-async def test_a_writer_that_died_last_leaves_no_trace_a_new_writer_trips_over(
+async def test_a_writer_that_died_last_leaves_nothing_a_reader_waits_for_once_a_new_writer_stored(
     db: Any, log: SeqLog, dying: set[str]
 ) -> None:
     await _store(db, log, 20, set(range(12, 21)), dying)  # the last nine died
     _restart(db, log)
     assert await log.top(db) == 11
     assert await log.after(db, 12) is None
-    assert (await log.append(db, {"n": 12}, reserve=True))[0] == 12
+    seq, _ = await log.append(db, {"n": 12}, reserve=True)
+    assert seq > 11
+    assert [e["n"] for e in await _read_all(db, log)] == list(range(1, 13))
+
+
+async def test_a_writer_whose_hint_predates_a_dead_writers_holes_stores_above_the_entry_it_acknowledged(
+    db: Any, log: SeqLog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 13 item 4: P1 took three numbers, stored (and acknowledged) the third, and was
+    killed before storing the first two. P2, which synced earlier and has not collided since,
+    then receives a newer delivery of the same chat: it must be stored above P1's, not in the
+    holes below it (where a reader would hand it on first)."""
+    processes = SimulatedProcesses()
+    processes.become("P2")
+    for n in range(1, 10):
+        await log.append(db, {"n": n}, reserve=True)
+
+    processes.become("P1")
+    hung: list[int] = []
+    real = group_commit.insert_one
+
+    async def insert_one(collection: Any, doc: dict[str, Any]) -> None:
+        if processes.current == "P1" and "n" in doc and len(hung) < 2:
+            hung.append(doc["seq"])
+            await asyncio.Event().wait()  # killed in the insert: never stored
+        await real(collection, doc)
+
+    monkeypatch.setattr(group_commit, "insert_one", insert_one)
+    dead = []
+    for n in (10, 11):
+        dead.append(asyncio.create_task(log.append(db, {"n": n}, reserve=True)))
+
+        async def took_its_number(n: int = n) -> bool:
+            return len(hung) == n - 9
+
+        await wait_for(took_its_number)
+    older, _ = await log.append(db, {"n": 12}, reserve=True)  # acknowledged
+    assert hung == sorted(hung) and hung[-1] < older
+    for task in dead:  # SIGKILL
+        task.cancel()
+    await asyncio.gather(*dead, return_exceptions=True)
+    processes.become("P2")
+    processes.kill("P1")
+
+    newer, _ = await log.append(db, {"n": 13}, reserve=True)
+
+    assert newer > older, f"the newer delivery took {newer}, below the older one's {older}"
+    assert [e["n"] for e in await _read_all(db, log)] == [*range(1, 10), 12, 13]
+
+
+@pytest.mark.parametrize("pattern", ["ABABABABAB", "AABBBABBBBBBBBBAAB", "ABBBBBBBBBBBBBBBBA"])
+async def test_writers_alternating_between_processes_keep_order_and_leave_nothing_to_wait_for(
+    db: Any, log: SeqLog, pattern: str
+) -> None:
+    """Deliveries sent one after the other to two processes in turn (a balancer): each is stored
+    above the one acknowledged before it, whichever process took it, and a reader hands on all of
+    them at once, passing the numbers each process left in its block (an idle process's too)."""
+    processes = SimulatedProcesses()
+    seqs = []
+    for n, name in enumerate(pattern, start=1):
+        processes.become(name)
+        seqs.append((await log.append(db, {"n": n, "by": name}, reserve=True))[0])
+    assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
+    assert [e["n"] for e in await _read_all(db, log)] == list(range(1, len(pattern) + 1))
+
+
+async def test_an_append_costs_its_insert_and_at_most_one_id_read_plus_a_marker_per_block(
+    mongo_url: str, log: SeqLog
+) -> None:
+    """Issue 20 counts commands per inbound message: one process appending one at a time pays
+    the insert and one `_id` read of the next block's marker, plus one marker insert per block;
+    concurrent appends share the read."""
+    recorder = CommandRecorder()
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_url, tz_aware=True, event_listeners=[recorder])
+    try:
+        db = durable_database(client, f"t_seqlog_{uuid.uuid4().hex[:8]}")
+        await log.append(db, {"n": 0}, reserve=True)  # the first append finds the highest marker
+        recorder.commands.clear()
+        for n in range(1, 4 * seqlog.MARK_EVERY + 1):
+            await log.append(db, {"n": n}, reserve=True)
+        inserts, finds = len(recorder.named("insert")), len(recorder.named("find"))
+        assert (inserts, finds) == (4 * seqlog.MARK_EVERY + 4, 4 * seqlog.MARK_EVERY - 4), recorder.commands
+
+        recorder.commands.clear()
+        await asyncio.gather(*(log.append(db, {"n": n}, reserve=True) for n in range(100)))
+        assert len(recorder.named("find")) <= 2 + 100 // seqlog.MARK_EVERY
+    finally:
+        await client.close()
+
+
+async def test_an_entry_whose_number_a_reader_tombstoned_first_is_stored_once_in_a_newer_block(
+    db: Any, log: SeqLog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The competitor between P1's check and its insert: P2 opens a newer block, and a reader at
+    P1's number passes P1's block at once by tombstoning it. P1's insert then loses to the
+    tombstone; the delivery is stored once, in a block above, and the reader hands it on."""
+    processes = SimulatedProcesses()
+    processes.become("P1")
+    await log.append(db, {"n": 1}, reserve=True)
+    gate = asyncio.Event()
+    held: list[int] = []
+    real = group_commit.insert_one
+
+    async def insert_one(collection: Any, doc: dict[str, Any]) -> None:
+        if doc.get("n") == 2 and not held:
+            held.append(doc["seq"])
+            await gate.wait()
+        await real(collection, doc)
+
+    monkeypatch.setattr(group_commit, "insert_one", insert_one)
+    slow = asyncio.create_task(log.append(db, {"n": 2}, reserve=True))
+
+    async def took_its_number() -> bool:
+        return bool(held)
+
+    await wait_for(took_its_number)
+    processes.become("P2")
+    newer, _ = await log.append(db, {"n": 3}, reserve=True)
+    assert seqlog.block_of(newer) > seqlog.block_of(held[0])
+    assert await log.pass_superseded(db, held[0]) == seqlog.block_of(held[0]) * seqlog.MARK_EVERY + seqlog.MARK_EVERY
+
+    processes.become("P1")
+    gate.set()
+    seq, _ = await slow
+    assert seqlog.block_of(seq) > seqlog.block_of(newer)
+    assert (await log.get(db, held[0]) or {}).get(HOLE) is True
+    assert [e["n"] for e in await _read_all(db, log)] == [1, 3, 2]  # concurrent: either order is allowed
+    stored = await db["log"].find({"_id": {"$regex": f"^{log.prefix}"}, "n": 2}).to_list(None)
+    assert len(stored) == 1

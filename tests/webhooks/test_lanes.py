@@ -26,6 +26,7 @@ from backend.webhooks.processor import BATCH, CURSOR_EVERY, WebhookProcessor
 from tests.factories import make_tenant, unique_phone
 from tests.fakes.harness import FakeEvolution, make_connection, wait_for
 from tests.monitoring import CommandRecorder
+from tests.simulated_processes import SimulatedProcesses
 
 
 @pytest.fixture(scope="module")
@@ -141,6 +142,87 @@ async def test_any_pattern_of_holes_is_passed_in_one_poll_once_the_entries_after
     order = [json.loads(raws[r]["body"])["data"]["key"]["id"] for r in sorted(stored, key=lambda r: raws[r]["seq"])]
     stamps = [by_key[key]["created_at"] for key in order]
     assert stamps == sorted(stamps)
+
+
+async def _processed_in_delivery_order(db: Any, hook: Hook, phone: str, delivered: list[str]) -> None:
+    """Every delivery of `delivered` (raw ids, in the order they were acknowledged) processed, and
+    their messages created in that order."""
+    raws = {r["_id"]: r for r in await db.webhook_events_raw.find({"_id": {"$in": delivered}}).to_list(None)}
+    assert [raws[r]["status"] for r in delivered] == ["processed"] * len(delivered)
+    assert [raws[r]["seq"] for r in delivered] == sorted(raws[r]["seq"] for r in delivered)
+    keys = [json.loads(raws[r]["body"])["data"]["key"]["id"] for r in delivered]
+    messages = await db.messages.find({"connection_id": hook.conn_id, "provider_message_id": {"$in": keys}}).to_list(
+        None
+    )
+    by_key = {m["provider_message_id"]: m for m in messages}
+    stamps = [by_key[key]["created_at"] for key in keys]
+    assert stamps == sorted(stamps)
+
+
+async def test_a_newer_delivery_to_a_process_that_synced_before_a_dead_writers_holes_is_processed_after_the_older(
+    db: Any, hook: Hook, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 13 item 4: process P1 took three numbers of a chat's lane, stored (and acknowledged)
+    the third and was SIGKILLed before storing the first two. P2 synced earlier and has not
+    collided since; it receives a newer delivery of the same chat. The processor must handle the
+    older one first, and pass the dead numbers without waiting for the grace."""
+    phone = unique_phone()
+    chat = f"{phone}@s.whatsapp.net"
+    processes = SimulatedProcesses()
+    processes.become("P2")
+    delivered = [await hook.deliver(phone) for _ in range(9)]
+
+    processes.become("P1")
+    hung: list[int] = []
+    real = group_commit.insert_one
+
+    async def insert_one(collection: Any, doc: dict[str, Any]) -> None:
+        if processes.current == "P1" and doc.get("chat") == chat and len(hung) < 2:
+            hung.append(doc["seq"])
+            await asyncio.Event().wait()  # killed in the insert: never stored
+        await real(collection, doc)
+
+    monkeypatch.setattr(group_commit, "insert_one", insert_one)
+    dead = []
+    for k in (1, 2):
+        dead.append(asyncio.create_task(hook.deliver(phone)))
+
+        async def took_its_number(k: int = k) -> bool:
+            return len(hung) == k
+
+        await wait_for(took_its_number)
+    delivered.append(await hook.deliver(phone))  # the older delivery, acknowledged
+    for task in dead:  # SIGKILL
+        task.cancel()
+    await asyncio.gather(*dead, return_exceptions=True)
+    processes.become("P2")
+    processes.kill("P1")
+    delivered.append(await hook.deliver(phone))  # the newer one
+
+    patient = hook.settings.model_copy(update={"WEBHOOK_HOLE_GRACE_SECONDS": 600.0})
+    assert await WebhookProcessor(db, patient).run_once() == len(delivered)  # one poll, no grace waited
+    await _processed_in_delivery_order(db, hook, phone, delivered)
+
+
+@pytest.mark.parametrize("poll", [True, False])
+async def test_deliveries_alternating_between_two_processes_are_processed_in_order_without_waiting_a_grace(
+    db: Any, hook: Hook, poll: bool
+) -> None:
+    """WORKERS=2 behind a round-robin balancer: one chat's deliveries reach the two processes in
+    turn (and sometimes one process gets a run, leaving the other idle with an open block). Each
+    process leaves numbers of its block behind at every switch; one walk passes all of them."""
+    phone = unique_phone()
+    processes = SimulatedProcesses()
+    delivered = []
+    for name in "ABABBBAABABBBBBBBBBBAB":
+        processes.become(name)
+        delivered.append(await hook.deliver(phone))
+    processes.become("A")
+
+    patient = hook.settings.model_copy(update={"WEBHOOK_HOLE_GRACE_SECONDS": 600.0})
+    lanes = None if poll else {hook.lane(phone)}  # a poll, or a walk woken by the last delivery
+    assert await WebhookProcessor(db, patient).run_once(lanes) == len(delivered)
+    await _processed_in_delivery_order(db, hook, phone, delivered)
 
 
 async def _reserved(seqlog: Any, db: Any, seq: int) -> bool:
