@@ -21,7 +21,8 @@ export function AlertsToggle() {
       setProblem(t.alerts.unsupported);
       return;
     }
-    const permission = Notification.permission === 'default' ? await Notification.requestPermission() : Notification.permission;
+    // Asked on every turn-on: answers at once when already decided, prompts only while undecided.
+    const permission = await Notification.requestPermission();
     if (permission !== 'granted') setProblem(t.alerts.denied);
   };
 
