@@ -163,7 +163,7 @@ export function applyEvent(client: QueryClient, event: RealtimeEvent, user: User
     if (countOnce(client, event.message.id)) setUnread(client, event.message.ticket_id, (n) => n + 1);
   }
   if (event.connection) applyConnection(client, event.connection);
-  if (event.event.startsWith('ticket.')) {
+  if (event.event.startsWith('ticket.') && event.event !== 'ticket.read') {  // a read moves no ticket
     void client.invalidateQueries({ queryKey: keys.counts });
     if (event.ticket) void client.invalidateQueries({ queryKey: keys.events(event.ticket.id) });
   }
