@@ -49,25 +49,26 @@ async def _get(db: Database, collection: str, _id: str) -> dict[str, Any] | None
     return await db[collection].find_one({"_id": _id})
 
 
-async def _hint(db: Database, hint_id: str) -> int:
-    doc = await _get(db, HINTS, hint_id)
-    return int(doc["n"]) if doc else 0
+async def _hint(db: Database, hint_id: str) -> dict[str, Any]:
+    return await _get(db, HINTS, hint_id) or {}
 
 
-async def raise_hint(db: Database, hint_id: str, n: int) -> None:
+async def raise_hint(db: Database, hint_id: str, values: dict[str, int]) -> None:
+    """Only ever raised to an entry that is stored, so a hint names a stored entry (never removed).
+    A marker's hint carries (n, seq) of one entry: both grow together along the chain, so `$max`
+    keeps them a pair on MongoDB, and FerretDB's whole-document write-back writes a pair back."""
     try:
-        await db[HINTS].update_one({"_id": hint_id}, {"$max": {"n": n}}, upsert=True)
+        await db[HINTS].update_one({"_id": hint_id}, {"$max": values}, upsert=True)
     except DuplicateKeyError:  # two first upserts racing: the other one created it
-        await db[HINTS].update_one({"_id": hint_id}, {"$max": {"n": n}})
+        await db[HINTS].update_one({"_id": hint_id}, {"$max": values})
 
 
-async def _chain_end(db: Database, collection: str, prefix: str, hint_id: str) -> tuple[int, dict[str, Any] | None]:
-    """(n, entry n) for the highest stored entry of a hole-free chain; (0, None) when empty.
-    Galloping from the hint, then bisecting: O(log distance) `_id` reads."""
-    lo = await _hint(db, hint_id)
-    lo_doc = await _get(db, collection, f"{prefix}:{lo}") if lo > 0 else None
-    if lo_doc is None:
-        lo = 0
+async def _chain_end(
+    db: Database, collection: str, prefix: str, lo: int, lo_doc: dict[str, Any] | None
+) -> tuple[int, dict[str, Any] | None]:
+    """(n, entry n or the caller's stand-in) for the highest stored entry of a hole-free chain,
+    starting from entry `lo`, known stored. Galloping, then bisecting: O(log distance) reads;
+    one read when nothing was added past `lo`."""
     step = 1
     while (doc := await _get(db, collection, f"{prefix}:{lo + step}")) is not None:
         lo, lo_doc = lo + step, doc
@@ -84,8 +85,9 @@ async def _chain_end(db: Database, collection: str, prefix: str, hint_id: str) -
 
 
 async def inbound_head(db: Database, ticket_id: str) -> int:
-    """How many client messages the ticket has recorded."""
-    n, _ = await _chain_end(db, INBOUND, ticket_id, f"in:{ticket_id}")
+    """How many client messages the ticket has recorded: its hint, and a read past it."""
+    hint = int((await _hint(db, f"in:{ticket_id}")).get("n", 0))
+    n, _ = await _chain_end(db, INBOUND, ticket_id, hint, None)
     return n
 
 
@@ -110,14 +112,20 @@ async def claim_inbound(db: Database, ticket: dict[str, Any], message: dict[str,
         # visible to us yet (replica set): tell them apart by the message key itself (rare path).
         mine = await db[INBOUND].find_one({"ticket_id": ticket["_id"], "message_id": message["_id"]}, {"_id": 1})
         return None if mine is not None else False
-    await raise_hint(db, f"in:{ticket['_id']}", n)
+    await raise_hint(db, f"in:{ticket['_id']}", {"n": n})
     return True
 
 
-async def marker(db: Database, user_id: str, ticket_id: str) -> tuple[int, int]:
+async def marker_hint(db: Database, user_id: str, ticket_id: str) -> tuple[int, int]:
+    """(k, seq) of a stored marker entry at or before the chain's end (one read)."""
+    hint = await _hint(db, f"rd:{marker_prefix(user_id, ticket_id)}")
+    return int(hint.get("n", 0)), int(hint.get("seq", 0))
+
+
+async def marker(db: Database, user_id: str, ticket_id: str, *, hint: tuple[int, int] | None = None) -> tuple[int, int]:
     """(k, seq): the user's marker chain ends at entry k, which says "read up to inbound seq"."""
-    prefix = marker_prefix(user_id, ticket_id)
-    k, doc = await _chain_end(db, MARKERS, prefix, f"rd:{prefix}")
+    k, seq = hint if hint is not None else await marker_hint(db, user_id, ticket_id)
+    k, doc = await _chain_end(db, MARKERS, marker_prefix(user_id, ticket_id), k, {"seq": seq})
     return k, int(doc["seq"]) if doc else 0
 
 
@@ -137,5 +145,5 @@ async def insert_marker(db: Database, *, user_id: str, ticket: dict[str, Any], k
         await db[MARKERS].insert_one(doc)
     except DuplicateKeyError:
         return False
-    await raise_hint(db, f"rd:{prefix}", k)
+    await raise_hint(db, f"rd:{prefix}", {"n": k, "seq": seq})
     return True

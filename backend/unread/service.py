@@ -53,10 +53,14 @@ async def record_inbound(db: Database, ticket: dict[str, Any], message: dict[str
 
 
 async def unread_for(db: Database, user_id: str, ticket_id: str) -> int:
-    head = await repository.inbound_head(db, ticket_id)
-    if head == 0:
+    """Two reads when nothing changed (the count's hint and the read past it, the marker's hint),
+    a third only when the marker's hint is behind the count (is there a later marker?)."""
+    head, hint = await asyncio.gather(
+        repository.inbound_head(db, ticket_id), repository.marker_hint(db, user_id, ticket_id)
+    )
+    if hint[1] >= head:  # later markers only read further, never past the count
         return 0
-    _, read = await repository.marker(db, user_id, ticket_id)
+    _, read = await repository.marker(db, user_id, ticket_id, hint=hint)
     return max(0, head - read)
 
 
