@@ -211,3 +211,27 @@ async def test_history_carries_the_readers_counts(client: httpx.AsyncClient, ten
     assert (await _read(client, agent["headers"], first["id"])).status_code == 200  # it finalized it: sees it
     r = await client.get(f"{API}/tickets/{current['id']}/history/{first['id']}", headers=agent["headers"])
     assert r.json()["unread_count"] == 0
+
+
+async def test_a_message_that_raced_a_finalize_counts_in_the_ticket_it_moved_to(
+    client: httpx.AsyncClient, tenant: Tenant, db: Any
+) -> None:
+    agent, peer = tenant.agents
+    ticket = await make_ticket(client, tenant)
+    await assume(client, agent["headers"], ticket["id"])
+    stale = await db.tickets.find_one({"_id": ticket["id"]})  # as intake loaded it, still open
+    assert (await client.post(f"{API}/tickets/{ticket['id']}/finalize", headers=agent["headers"])).status_code == 200
+    message, _ = await messages.append(
+        db,
+        stale,
+        direction="in",
+        sender_type="client",
+        sender_id=ticket["client_id"],
+        sender_name="Cliente",
+        body="ainda estou aqui",
+        status="received",
+    )
+    moved_to = str(message["ticket_id"])
+    assert moved_to != ticket["id"]
+    assert await repository.inbound_head(db, ticket["id"]) == 1  # the finalized ticket keeps its count
+    assert await _unread(client, peer["headers"], moved_to) == 1  # counted where the client now is
