@@ -17,6 +17,7 @@ from backend.core.tenancy import Actor
 from backend.history import repository
 from backend.messages import service as messages
 from backend.messages.schemas import MessagePage
+from backend.tickets import presenter
 from backend.tickets import service as tickets
 from backend.tickets.schemas import TicketPage, TicketRead
 
@@ -37,7 +38,7 @@ async def other_tickets(db: Database, actor: Actor, *, ticket_id: str, cursor: s
     if len(docs) > limit:
         oldest = docs[limit - 1]
         nxt = encode_cursor([oldest["created_at"].isoformat(), oldest["_id"]])
-    return TicketPage(items=[TicketRead.from_doc(d) for d in docs[:limit]], next_cursor=nxt)
+    return TicketPage(items=await presenter.read_many(db, docs[:limit], reader=actor), next_cursor=nxt)
 
 
 async def _sibling_or_404(db: Database, actor: Actor, *, ticket_id: str, other_id: str) -> dict[str, Any]:
@@ -49,7 +50,8 @@ async def _sibling_or_404(db: Database, actor: Actor, *, ticket_id: str, other_i
 
 
 async def other_ticket(db: Database, actor: Actor, *, ticket_id: str, other_id: str) -> TicketRead:
-    return TicketRead.from_doc(await _sibling_or_404(db, actor, ticket_id=ticket_id, other_id=other_id))
+    other = await _sibling_or_404(db, actor, ticket_id=ticket_id, other_id=other_id)
+    return await presenter.read_one(db, other, reader=actor)
 
 
 async def other_messages(

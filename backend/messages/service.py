@@ -64,6 +64,7 @@ from backend.tickets import repository as tickets_repo
 from backend.tickets import service as tickets
 from backend.tickets.projection import Activity
 from backend.tickets.states import Status, is_open
+from backend.unread import service as unread
 
 PREVIEW_CHARS = projection.PREVIEW_CHARS  # how much of a message its ticket's preview shows
 CLIENT = "client"
@@ -160,9 +161,11 @@ async def refile_after_finalize(db: Database, ticket: dict[str, Any]) -> None:
 
 
 async def _after_stored(db: Database, ticket: dict[str, Any], message: dict[str, Any]) -> None:
-    """What follows a stored message: the ticket's activity moves, then the announcement. The
-    activity write is read back (projection.settle): on FerretDB a concurrent transition can
-    write back the older activity, and our write can put back an older status."""
+    """What follows a stored message: a client message takes its number in the ticket's unread
+    count, the ticket's activity moves, then the announcement. The activity write is read back
+    (projection.settle): on FerretDB a concurrent transition can write back the older activity,
+    and our write can put back an older status."""
+    await unread.record_inbound(db, ticket, message)
     activity = Activity.of(message)
     if ticket.get("created_at") is not None and as_utc(ticket["created_at"]) > activity.at:
         # A message moved on from a finalized ticket can predate the ticket it moved to, which

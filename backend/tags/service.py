@@ -24,7 +24,7 @@ async def set_ticket_tags(db: Database, actor: Actor, *, ticket_id: str, tags: l
         except DuplicateKeyError:  # two first taggings both upserted; the document exists now
             if attempt:
                 raise
-    return await presenter.read_one(db, ticket)
+    return await presenter.read_one(db, ticket, reader=actor)
 
 
 async def tenant_tags(db: Database, actor: Actor) -> TagList:

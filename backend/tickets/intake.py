@@ -8,8 +8,10 @@ from backend.core.errors import Conflict, NotFound, Unprocessable
 from backend.core.tenancy import Actor
 from backend.departments import repository as departments
 from backend.messages import service as messages
+from backend.tickets import presenter
 from backend.tickets import service as tickets
 from backend.tickets.schemas import TicketCreate, TicketRead
+from backend.unread import service as unread
 
 API_CHANNEL = "api"
 
@@ -97,4 +99,6 @@ async def create_from_api(db: Database, actor: Actor, *, data: TicketCreate) -> 
     )
     fresh = await tickets.load(db, ticket["_id"])
     assert fresh is not None
-    return TicketRead.from_doc(fresh)
+    # The creator typed the first message itself: it is not news to it.
+    await unread.mark_read(db, actor.id, fresh)
+    return await presenter.read_one(db, fresh, reader=actor)

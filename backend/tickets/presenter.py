@@ -1,14 +1,16 @@
 """Tickets as the API answers them: the stored projection plus what lives elsewhere and must read
 current — the client's and the agent's names as they are now (a rename shows at once, without
 rewriting ticket documents, which on FerretDB would race the projection writers) and the
-ticket's tags."""
+ticket's tags — and what is the reader's own: its unread count (backend/unread)."""
 
 import asyncio
 from typing import Any
 
 from backend.core.db import Database
+from backend.core.tenancy import Actor
 from backend.tags import repository as ticket_tags
 from backend.tickets.schemas import TicketRead
+from backend.unread import service as unread
 from backend.users import repository as users
 
 
@@ -19,17 +21,25 @@ async def _names(db: Database, user_ids: list[str]) -> dict[str, str]:
     return {uid: doc["name"] for uid, doc in zip(unique, docs, strict=True) if doc is not None}
 
 
-async def read_many(db: Database, docs: list[dict[str, Any]]) -> list[TicketRead]:
+async def read_many(db: Database, docs: list[dict[str, Any]], *, reader: Actor) -> list[TicketRead]:
+    """`reader`: the user the tickets are shown to (whose unread counts they carry)."""
     people = [d["client_id"] for d in docs] + [d["agent_id"] for d in docs if d.get("agent_id")]
-    names, tags = await asyncio.gather(_names(db, people), ticket_tags.tags_of(db, [d["_id"] for d in docs]))
+    ids = [d["_id"] for d in docs]
+    names, tags, unread_counts = await asyncio.gather(
+        _names(db, people), ticket_tags.tags_of(db, ids), unread.counts(db, reader.id, ids)
+    )
     out = []
     for d in docs:
-        current = {"client_name": names.get(d["client_id"], d.get("client_name", "")), "tags": tags.get(d["_id"], [])}
+        current = {
+            "client_name": names.get(d["client_id"], d.get("client_name", "")),
+            "tags": tags.get(d["_id"], []),
+            "unread_count": unread_counts.get(d["_id"], 0),
+        }
         if d.get("agent_id"):
             current["agent_name"] = names.get(d["agent_id"], d.get("agent_name"))
         out.append(TicketRead.from_doc({**d, **current}))
     return out
 
 
-async def read_one(db: Database, doc: dict[str, Any]) -> TicketRead:
-    return (await read_many(db, [doc]))[0]
+async def read_one(db: Database, doc: dict[str, Any], *, reader: Actor) -> TicketRead:
+    return (await read_many(db, [doc], reader=reader))[0]

@@ -339,7 +339,7 @@ async def assume(db: Database, actor: Actor, *, ticket_id: str) -> TicketRead:
     doc = await _transition(
         db, actor, ticket_id=ticket_id, action=Action.ASSUME, changes={"agent_id": actor.id, "agent_name": actor.name}
     )
-    return TicketRead.from_doc(doc)
+    return await presenter.read_one(db, doc, reader=actor)
 
 
 async def transfer(
@@ -376,11 +376,12 @@ async def transfer(
             changes={"agent_id": None, "agent_name": None, "department_id": department_id},
             data={"to_department_id": department_id},
         )
-    return TicketRead.from_doc(doc)
+    return await presenter.read_one(db, doc, reader=actor)
 
 
 async def finalize(db: Database, actor: Actor, *, ticket_id: str) -> TicketRead:
-    return TicketRead.from_doc(await _transition(db, actor, ticket_id=ticket_id, action=Action.FINALIZE, changes={}))
+    doc = await _transition(db, actor, ticket_id=ticket_id, action=Action.FINALIZE, changes={})
+    return await presenter.read_one(db, doc, reader=actor)
 
 
 def _list_query(
@@ -440,7 +441,7 @@ async def list_page(
     if len(docs) > limit:
         last = docs[limit - 1]
         nxt = encode_cursor([last["last_message_at"].isoformat(), last["_id"]])
-    return TicketPage(items=await presenter.read_many(db, docs[:limit]), next_cursor=nxt)
+    return TicketPage(items=await presenter.read_many(db, docs[:limit], reader=actor), next_cursor=nxt)
 
 
 async def counts(db: Database, actor: Actor, *, department_id: str | None) -> TicketCounts:

@@ -2,7 +2,7 @@ import { QueryClient, type InfiniteData } from '@tanstack/react-query';
 import { describe, expect, it } from 'vitest';
 import type { Message, Page, RealtimeEvent, Ticket } from '../api/types';
 import { agentUser, ticketFixture } from '../test/utils';
-import { applyEvent, keys, withReadSide } from './cache';
+import { applyEvent, keys, setUnread, withReadSide } from './cache';
 
 type Pages<T> = InfiniteData<Page<T>, string | null>;
 const pages = <T,>(...lists: T[][]): Pages<T> => ({
@@ -133,5 +133,45 @@ describe('withReadSide', () => {
     const held = ticketFixture({ agent_id: 'a'.repeat(24), agent_name: 'Ana Renomeada', version: 3 });
     expect(withReadSide({ ...held, agent_name: 'Ana', version: 4 }, held).agent_name).toBe('Ana Renomeada');
     expect(withReadSide({ ...held, agent_id: 'b'.repeat(24), agent_name: 'Bruno', version: 4 }, held).agent_name).toBe('Bruno');
+  });
+});
+
+describe('unread counts', () => {
+  const inbound = (id: string, ticketId: string, over: Partial<Message> = {}): Message => ({
+    id, ticket_id: ticketId, direction: 'in', sender_type: 'client', sender_name: 'Maria', type: 'text', body: 'oi',
+    status: 'received', created_at: '2025-01-01T12:05:00Z', ...over,
+  });
+  const unreadIn = (client: QueryClient, id: string) =>
+    client.getQueryData<Pages<Ticket>>(keys.ticketList('espera', ''))?.pages.flatMap((p) => p.items).find((t) => t.id === id)?.unread_count;
+  // A frame's ticket has no count (it is per user): what the server sends for everyone else.
+  const framed = (ticket: Ticket) => {
+    const { unread_count: _, ...rest } = ticket;
+    return rest;
+  };
+
+  it('adds a client message once, however often the feed repeats it, and never a reply or a note', () => {
+    const client = seeded();
+    const moved = { ...t2, last_message_at: '2025-01-01T12:05:00Z' };
+    const m1 = inbound('m'.repeat(24), t2.id);
+    applyEvent(client, ev('message.created', { ticket: framed(moved), message: m1 }), me);
+    applyEvent(client, ev('message.created', { ticket: framed(moved), message: m1 }), me); // replayed
+    expect(unreadIn(client, t2.id)).toBe(1);
+    const reply = inbound('n'.repeat(24), t2.id, { direction: 'out', sender_type: 'agent' });
+    const note = inbound('o'.repeat(24), t2.id, { direction: 'note', sender_type: 'agent', type: 'note' });
+    applyEvent(client, ev('message.created', { ticket: framed(moved), message: reply }), me);
+    applyEvent(client, ev('message.created', { ticket: framed(moved), message: note }), me);
+    expect(unreadIn(client, t2.id)).toBe(1);
+    // Another event about the ticket keeps the count it carries none of.
+    applyEvent(client, ev('ticket.transferred', { ticket: framed({ ...moved, version: 2 }) }), me);
+    expect(unreadIn(client, t2.id)).toBe(1);
+  });
+
+  it('takes the reader\'s own count from its ticket.read (read on another device) and from a read answer', () => {
+    const client = seeded();
+    setUnread(client, t1.id, () => 4);
+    expect(unreadIn(client, t1.id)).toBe(4);
+    applyEvent(client, ev('ticket.read', { ticket: { ...t1, unread_count: 0 } }), me);
+    expect(unreadIn(client, t1.id)).toBe(0);
+    expect(client.getQueryData<Ticket>(keys.ticket(t1.id))?.unread_count).toBe(0);
   });
 });
