@@ -38,6 +38,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -322,7 +323,7 @@ async def ws_phase(
     received: dict[str, float] = {}
     acked: dict[str, float] = {}
     n = int(rate * seconds)
-    phones = [f"55ws{i:07d}" for i in range(conversations)]
+    phones = [f"5598{i:07d}" for i in range(conversations)]  # digits: a phone number
     pool = [http_load.Connection(*base) for _ in range(concurrency)]
     free = list(pool)
     gate = asyncio.Semaphore(concurrency)
@@ -331,10 +332,13 @@ async def ws_phase(
     async with connect(f"ws://{base[0]}:{base[1]}/api/v1/ws?token={agent_token}", max_size=None) as ws:
         json.loads(await ws.recv())  # hello
 
+        frames: Counter[str] = Counter()
+
         async def reader() -> None:
             async for frame in ws:
                 now = time.perf_counter()
                 event = json.loads(frame)
+                frames[f"{event.get('type')} {event.get('event') or event.get('reason') or ''}".strip()] += 1
                 if event.get("type") == "event" and event.get("event") == "message.created" and event.get("message"):
                     received.setdefault(event["message"]["id"], now)
 
@@ -367,6 +371,7 @@ async def ws_phase(
         reading.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await reading
+        closed = ws.close_code
     for conn in pool:
         await conn.close()
     lat = [received[m] - t for m, t in acked.items() if m in received]
@@ -383,6 +388,8 @@ async def ws_phase(
         "p90": _pct(lat, 0.9),
         "p99": _pct(lat, 0.99),
         "max": max(lat) if lat else float("nan"),
+        "frames": dict(frames),
+        "socket_closed": closed,
     }
 
 
