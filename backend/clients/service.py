@@ -44,8 +44,9 @@ async def upsert_by_phone(
 ) -> tuple[dict[str, Any], bool]:
     """The one way a client comes to exist: race-safe, so two first messages make one client.
     `extra`: fields a new client starts with (e-mail, notes, tags); an existing one is returned as is."""
-    bound, _ = await natural_keys.claim(db, PHONE_KEY, reseller_id, phone, target=new_id())
-    existing = await users.get(db, bound)
+    bound, won = await natural_keys.claim(db, PHONE_KEY, reseller_id, phone, target=new_id())
+    # Having just bound the phone to a new id, nobody else can have written that id: no read.
+    existing = None if won else await users.get(db, bound)
     if existing is not None:
         return existing, False
     now = utcnow()

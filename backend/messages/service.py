@@ -6,8 +6,10 @@ offers a write conditional on another document, so both sides write first and th
 other's write (the Dekker handshake):
 
 - the message side (`append`, and `complete_stored` for a retried delivery): after storing the
-  message, re-load its ticket (`tickets.load` folds the event log); if it is finalizado, move the
-  message on to the client's next open ticket on the channel (`tickets.open_after`);
+  message, re-load its ticket folding the event log (in `append`, the read-back of its activity
+  write, `projection.settle`, is that re-load; `complete_stored` uses `tickets.load`); if it is
+  finalizado, move the message on to the client's next open ticket on the channel
+  (`tickets.open_after`);
 - the finalize side (`refile_after_finalize`, called by the finalize once its event is stored):
   read the ticket's client messages stamped after `finalized_at` and move them the same way.
 
@@ -115,13 +117,39 @@ async def append(
         existing = await read_winner(lambda: repository.get(db, doc["_id"]), what=f"message {doc['_id']}")
         return existing, False
     if sender_type == CLIENT:
-        filed, doc = await _keep_out_of_finalized(db, doc, stamped_after_only=False)
-        if filed is None:  # a finalize moved it meanwhile, and announces it where it went
-            moved = await repository.get(db, doc["_id"])
-            return moved or doc, True
-        ticket = filed
+        return await _file_client_message(db, ticket, doc), True
     await _after_stored(db, ticket, doc)
     return doc, True
+
+
+async def _file_client_message(db: Database, ticket: dict[str, Any], message: dict[str, Any]) -> dict[str, Any]:
+    """A client message just stored under `ticket` (as its caller read it, open, before the
+    insert): its activity is written, then read back by `projection.settle` — and that read-back,
+    which folds the event log (events v+1, v+2, … by `_id`) after our insert was acknowledged, is
+    also the message side's re-load of the handshake (module docstring): one read serves both, so
+    no separate `tickets.load` is made before the activity write. When the settled ticket is
+    finalizado, a finalize came between the caller's read and now: the message moves on as
+    `_keep_out_of_finalized` moves it, and is announced only where it ends. The activity written
+    to the finalized ticket meanwhile is that of a message that raced its finalize and moved on,
+    which a finalized ticket may keep (the same as when its writer saw it open). Its number in
+    the unread count is taken first, as `_after_stored` does."""
+    await unread.record_inbound(db, ticket, message)
+    activity = _activity(ticket, message)
+    await tickets_repo.touch_activity(
+        db, ticket, at=activity.at, preview=activity.preview, direction=activity.direction
+    )
+    settled = await projection.settle(db, ticket["_id"], activity=activity)
+    if settled is not None and is_open(settled["status"]):
+        await feed.publish(
+            db, reseller_id=ticket["reseller_id"], type_="message.created", ticket=settled, message=message
+        )
+        return message
+    filed, message = await _keep_out_of_finalized(db, message, stamped_after_only=False)
+    if filed is None:  # a finalize moved it meanwhile, and announces it where it went
+        moved = await repository.get(db, message["_id"])
+        return moved or message
+    await _after_stored(db, filed, message)
+    return message
 
 
 async def _keep_out_of_finalized(
@@ -160,17 +188,22 @@ async def refile_after_finalize(db: Database, ticket: dict[str, Any]) -> None:
             await _after_stored(db, filed, moved)
 
 
+def _activity(ticket: dict[str, Any], message: dict[str, Any]) -> Activity:
+    activity = Activity.of(message)
+    if ticket.get("created_at") is not None and as_utc(ticket["created_at"]) > activity.at:
+        # A message moved on from a finalized ticket can predate the ticket it moved to, which
+        # was opened for it: its activity is then the opening, or the queue shows no preview.
+        activity = replace(activity, at=as_utc(ticket["created_at"]))
+    return activity
+
+
 async def _after_stored(db: Database, ticket: dict[str, Any], message: dict[str, Any]) -> None:
     """What follows a stored message: a client message takes its number in the ticket's unread
     count, the ticket's activity moves, then the announcement. The activity write is read back
     (projection.settle): on FerretDB a concurrent transition can write back the older activity,
     and our write can put back an older status."""
     await unread.record_inbound(db, ticket, message)
-    activity = Activity.of(message)
-    if ticket.get("created_at") is not None and as_utc(ticket["created_at"]) > activity.at:
-        # A message moved on from a finalized ticket can predate the ticket it moved to, which
-        # was opened for it: its activity is then the opening, or the queue shows no preview.
-        activity = replace(activity, at=as_utc(ticket["created_at"]))
+    activity = _activity(ticket, message)
     await tickets_repo.touch_activity(
         db, ticket, at=activity.at, preview=activity.preview, direction=activity.direction
     )

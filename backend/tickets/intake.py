@@ -1,5 +1,6 @@
 """How a conversation enters: the one function the API and inbound WhatsApp ingestion call."""
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from backend.clients import service as clients
@@ -14,6 +15,14 @@ from backend.tickets.schemas import TicketCreate, TicketRead
 from backend.unread import service as unread
 
 API_CHANNEL = "api"
+
+
+class AlreadyStored(Exception):
+    """The message (by its deterministic id) is stored already: a redelivery."""
+
+    def __init__(self, message: dict[str, Any]) -> None:
+        super().__init__(f"message {message['_id']} is stored already")
+        self.message = message
 
 
 async def receive_client_message(
@@ -31,6 +40,9 @@ async def receive_client_message(
     actor_id: str | None = None,
     actor_role: str | None = None,
     from_me: bool = False,
+    before_create: Callable[[], Awaitable[None]] | None = None,
+    ticket_hint: str | None = None,
+    new_client: bool = False,
 ) -> tuple[dict[str, Any], dict[str, Any], bool]:
     """Appends an incoming client message to the client's open ticket on `channel`, opening one
     in espera when there is none. Returns (ticket, message, ticket_created), `ticket` being the
@@ -39,7 +51,14 @@ async def receive_client_message(
 
     `from_me`: a message sent from the connection's own phone, outside IAZE (WhatsApp fromMe).
     It is recorded in the client's conversation as outgoing, sender_type "system" (no IAZE agent
-    wrote it), status "sent" (it already left the phone)."""
+    wrote it), status "sent" (it already left the phone).
+
+    Raises AlreadyStored when a message with `message_id` is stored already (nothing is written);
+    `before_create` (see tickets.open_for_client) lets a caller with deterministic ids look for it
+    before a ticket is opened for it. The ticket is judged by its stored document
+    (`projection_only`): append reads the log back after storing the message. `ticket_hint`: the
+    ticket the caller last filed this client's message on this channel under; `new_client`: the
+    caller has just created the client (both: tickets.open_for_client)."""
     ticket, created = await tickets.open_for_client(
         db,
         reseller_id=reseller_id,
@@ -48,8 +67,12 @@ async def receive_client_message(
         channel=channel,
         actor_id=actor_id,
         actor_role=actor_role,
+        projection_only=True,
+        before_create=before_create,
+        ticket_hint=ticket_hint,
+        new_client=new_client,
     )
-    message, _ = await messages.append(
+    message, stored = await messages.append(
         db,
         ticket,
         direction="out" if from_me else "in",
@@ -63,6 +86,8 @@ async def receive_client_message(
         media=media,
         extra=extra,
     )
+    if not stored:
+        raise AlreadyStored(message)
     if message["ticket_id"] != ticket["_id"]:
         filed = await tickets.load(db, str(message["ticket_id"]))
         assert filed is not None

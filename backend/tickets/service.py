@@ -1,6 +1,7 @@
 """Ticket lifecycle. Every change is first appended to `ticket_events` under the next version
 (the unique `_id` decides races on every store), then projected onto the ticket document."""
 
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
@@ -104,12 +105,15 @@ async def _create(
     slot: int,
     actor_id: str | None,
     actor_role: str | None,
+    fresh: bool = False,
 ) -> tuple[dict[str, Any], bool]:
     """Writes event v1 (the creation claim) and the ticket. Safe to race with itself: returns
-    (ticket, created), and only the caller whose event v1 landed gets created=True."""
-    existing = await load(db, ticket_id)
-    if existing is not None:
-        return existing, False
+    (ticket, created), and only the caller whose event v1 landed gets created=True.
+    `fresh`: `ticket_id` was just bound to its slot by this caller, so no ticket or event exists."""
+    if not fresh:
+        existing = await load(db, ticket_id)
+        if existing is not None:
+            return existing, False
     now = utcnow()
     number = await _allocate_number(db, reseller_id, ticket_id)
     doc: dict[str, Any] = {
@@ -152,7 +156,21 @@ async def _create(
         won = True
     except DuplicateKeyError:
         won = False
-    found = await read_winner(lambda: load(db, ticket_id), what=f"ticket {ticket_id}")
+    found: dict[str, Any] | None = None
+    if won:
+        # Our event v1 landed: the document is ours to insert, with no read before or after. An
+        # insert of a new `_id` is atomic and overwrites nothing, so unlike an update it cannot
+        # undo a concurrent write (projection.py); whoever wants the ticket meanwhile finds event
+        # v1 without its document and inserts that copy itself (settle), and the loser of the two
+        # inserts changes nothing. A later event (an assume right after) is rolled forward by its
+        # own writer's settle, and the caller's own read-back (messages.append) reads the log too.
+        try:
+            await repository.insert(db, doc)
+            found = doc
+        except DuplicateKeyError:
+            pass
+    if found is None:
+        found = await read_winner(lambda: load(db, ticket_id), what=f"ticket {ticket_id}")
     if won:
         await feed.publish(db, reseller_id=reseller_id, type_="ticket.created", ticket=found)
     return found, won
@@ -168,8 +186,24 @@ async def open_for_client(
     actor_id: str | None,
     actor_role: str | None,
     after_slot: int = -1,
+    projection_only: bool = False,
+    before_create: Callable[[], Awaitable[None]] | None = None,
+    ticket_hint: str | None = None,
+    new_client: bool = False,
 ) -> tuple[dict[str, Any], bool]:
     """The client's open ticket on this channel, or a new one in espera. Returns (ticket, created).
+
+    `projection_only`: an existing ticket is judged by its stored document alone (one read), not
+    rolled forward over its log (`load`). For a caller that re-reads the log after its own write
+    anyway (intake → messages.append, whose read-back after storing the message folds the log):
+    the projection only ever lags the log, and a finalizado projection means a finalizado log
+    (finalizado is final), so a ticket this returns as open may at worst have been finalized a
+    moment ago — exactly the race that read-back already handles. `before_create`: awaited before
+    a slot is claimed or a ticket created (it may raise to stop that). `ticket_hint`: a ticket the
+    caller found open for this client and channel a moment ago; with `projection_only`, when its
+    document still shows it open it is the answer (a client has one open ticket per channel), with
+    no slot look-up. `new_client`: the caller has just created the client (won its phone key), so
+    none of its slots is bound and nothing was ever filed for it: no look-up, no `before_create`.
 
     A client has one open ticket per channel. Its slot is a natural key "<client>:<channel>:<n>":
     slot n is claimed once (so two first messages at the same moment open one ticket), and once
@@ -179,16 +213,35 @@ async def open_for_client(
     (`ticket_slots.<channel>`, see users.raise_ticket_slot) or `after_slot` + 1 when the caller
     knows slot `after_slot` is finalized. A hint that lags only costs reads.
     """
+    if ticket_hint is not None and projection_only:
+        hinted = await repository.get(db, ticket_hint)
+        if hinted is not None and is_open(hinted["status"]):
+            return hinted, False
     slot = max(after_slot + 1, await _walk_start(db, reseller_id=reseller_id, client=client, channel=channel))
     for _ in range(MAX_RACE_RETRIES * 50):
         # Most messages find their slot bound already: a read, not an insert that loses.
-        bound = await natural_keys.lookup(db, OPEN_SLOT_KEY, reseller_id, client["_id"], channel, str(slot))
+        first = new_client and slot == 0
+        bound = (
+            None
+            if first
+            else await natural_keys.lookup(db, OPEN_SLOT_KEY, reseller_id, client["_id"], channel, str(slot))
+        )
+        fresh = False
         if bound is None:
-            bound, _ = await natural_keys.claim(
-                db, OPEN_SLOT_KEY, reseller_id, client["_id"], channel, str(slot), target=new_id()
+            if before_create is not None and not first:
+                await before_create()
+            target = new_id()
+            bound, fresh = await natural_keys.claim(
+                db, OPEN_SLOT_KEY, reseller_id, client["_id"], channel, str(slot), target=target
             )
-        ticket = await load(db, bound)
+        # A slot we just bound to a new id has no ticket yet: nobody else knows that id, so
+        # there is nothing to read.
+        ticket = None if fresh else (await repository.get(db, bound) if projection_only else None)
+        if ticket is None and not fresh:
+            ticket = await load(db, bound)  # no document: a creator that died (load completes it) or none
         if ticket is None:  # ours, or a claimer that died before writing: complete it
+            if before_create is not None and not fresh:
+                await before_create()
             # Two first messages can both reach here for one slot; only the event v1 writer created it.
             return await _create(
                 db,
@@ -200,6 +253,7 @@ async def open_for_client(
                 slot=slot,
                 actor_id=actor_id,
                 actor_role=actor_role,
+                fresh=fresh,
             )
         if is_open(ticket["status"]):
             return ticket, False

@@ -188,10 +188,13 @@ class WebhookProcessor:
             handed.forget_up_to(lane, self._pos[lane])
         last_handed = handed.highest(lane) if handed is not None else 0
         conns: dict[str, dict[str, Any] | None] = {}  # read once per walk
+        chats: dict[str, Any] = {}  # per chat: what its last message of this walk found (service.process)
         processed, going = 0, True
         while going and not self._halt.is_set():
             async with self._sem:
-                going, done = await self._batch(lane, seqlog, poll=poll, last_handed=last_handed, conns=conns)
+                going, done = await self._batch(
+                    lane, seqlog, poll=poll, last_handed=last_handed, conns=conns, chats=chats
+                )
             processed += done
             if going:
                 await asyncio.sleep(0)  # lanes queued for a slot take it before our next batch
@@ -200,7 +203,14 @@ class WebhookProcessor:
         return processed
 
     async def _batch(
-        self, lane: int, seqlog: SeqLog, *, poll: bool, last_handed: int, conns: dict[str, dict[str, Any] | None]
+        self,
+        lane: int,
+        seqlog: SeqLog,
+        *,
+        poll: bool,
+        last_handed: int,
+        conns: dict[str, dict[str, Any] | None],
+        chats: dict[str, Any],
     ) -> tuple[bool, int]:
         """Up to BATCH entries of the walk. Returns (more to walk, events processed)."""
         handed = self._wakeup
@@ -221,7 +231,7 @@ class WebhookProcessor:
                     return False, done
                 continue  # filled: read it again (a tombstone, or a writer that just won)
             if not entry.get(HOLE) and entry.get("status") == PENDING:
-                if not await self._handle(entry, conns):
+                if not await self._handle(entry, conns, chats):
                     return False, done
                 done += 1
             # a writer's `rest` tombstone: it left its block, the numbers up to `rest` stay empty
@@ -282,7 +292,9 @@ class WebhookProcessor:
                 return None  # finished meanwhile; the walk reads it again next time
             attempt += 1  # its processor died: the next attempt
 
-    async def _handle(self, raw: dict[str, Any], conns: dict[str, dict[str, Any] | None]) -> bool:
+    async def _handle(
+        self, raw: dict[str, Any], conns: dict[str, dict[str, Any] | None], chats: dict[str, Any] | None = None
+    ) -> bool:
         """Processes one pending event. Returns True when the lane may move past it."""
         attempt = await self._claim(raw)
         if attempt is None:
@@ -300,8 +312,12 @@ class WebhookProcessor:
         connection_id = str(raw["connection_id"])
         try:
             if connection_id not in conns:
-                conns[connection_id] = await connections.get(self.db, connection_id)
-            await service.process(self.db, raw, conn=conns[connection_id], attempt=attempt)
+                # The webhook's own read, handed over with the delivery, serves like the walk's
+                # one read of it: it was taken when the delivery was acknowledged, so it is no
+                # older than a read at the start of a walk over a backlog.
+                handed = raw.get(signals.CONNECTION)
+                conns[connection_id] = handed if handed is not None else await connections.get(self.db, connection_id)
+            await service.process(self.db, raw, conn=conns[connection_id], attempt=attempt, chats=chats)
         except Exception as exc:
             if not is_retryable(exc):
                 raise

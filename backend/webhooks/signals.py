@@ -9,6 +9,9 @@ from typing import Any
 
 MAX_HANDED = 20_000  # documents held per subscriber; past that the processor reads them back
 MAX_HANDED_BYTES = 64 * 1024  # larger bodies are read back rather than held
+# Key of a handed document carrying the connection the webhook authenticated it with (never
+# stored): the processor uses that read instead of reading the connection again.
+CONNECTION = "_handed_connection"
 
 
 class Wakeup:
@@ -56,7 +59,12 @@ def unsubscribe(wakeup: Wakeup) -> None:
     _subscribers.discard(wakeup)
 
 
-def wake(lane: int, seq: int | None = None, doc: dict[str, Any] | None = None) -> None:
+def wake(
+    lane: int, seq: int | None = None, doc: dict[str, Any] | None = None, *, connection: dict[str, Any] | None = None
+) -> None:
+    """`connection`: the connection document the delivery was authenticated with, handed along."""
+    if doc is not None and connection is not None:
+        doc = {**doc, CONNECTION: connection}
     small = doc is not None and seq is not None and len(str(doc.get("body") or "")) <= MAX_HANDED_BYTES
     for wakeup in _subscribers:
         if small and wakeup.held < MAX_HANDED:

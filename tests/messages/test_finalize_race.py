@@ -18,6 +18,7 @@ from backend.core.ids import new_id
 from backend.messages import repository as messages_repo
 from backend.messages import service as messages
 from backend.tickets import intake
+from backend.tickets import repository as tickets_repo
 from backend.tickets import service as tickets
 from backend.users import repository as users
 from tests.factories import API, Tenant, get_ticket, make_client, make_tenant
@@ -133,6 +134,34 @@ async def test_a_finalize_between_the_message_insert_and_its_recheck_moves_the_m
     ticket, message = await chat.say("e outra coisa")
     monkeypatch.undo()
 
+    new = await _assert_moved_to_new_espera_ticket(client, db, tenant, message["_id"], first["_id"])
+    assert ticket["_id"] == new["id"]
+    assert {r["ticket"]["id"] for r in await _announcements(db, message["_id"])} == {new["id"]}
+
+
+async def test_a_finalize_between_the_activity_write_and_its_read_back_moves_the_message(
+    client: httpx.AsyncClient, db: Any, tenant: Tenant, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """append reads the ticket back once, after writing the message's activity, and that read is
+    also its re-check: a finalize landing between the activity write and the read-back (after
+    the finalize's own scan, which found the message stamped before `finalized_at`) is seen
+    there, and the message moves on, announced only where it ends."""
+    chat = await _chat(client, db, tenant)
+    first, _ = await chat.say("boa tarde")
+    original = tickets_repo.touch_activity
+    raced: list[str] = []
+
+    async def touch_then_finalize(db_: Any, ticket: dict[str, Any], **kwargs: Any) -> None:
+        await original(db_, ticket, **kwargs)
+        if ticket["_id"] == first["_id"] and not raced:
+            raced.append(ticket["_id"])
+            assert (await _finalize(client, tenant, first["_id"])).status_code == 200
+
+    monkeypatch.setattr(tickets_repo, "touch_activity", touch_then_finalize)
+    ticket, message = await chat.say("mais uma coisa")
+    monkeypatch.undo()
+
+    assert raced == [first["_id"]]
     new = await _assert_moved_to_new_espera_ticket(client, db, tenant, message["_id"], first["_id"])
     assert ticket["_id"] == new["id"]
     assert {r["ticket"]["id"] for r in await _announcements(db, message["_id"])} == {new["id"]}
