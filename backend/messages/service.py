@@ -132,14 +132,14 @@ async def _file_client_message(db: Database, ticket: dict[str, Any], message: di
     `_keep_out_of_finalized` moves it, and is announced only where it ends. The activity written
     to the finalized ticket meanwhile is that of a message that raced its finalize and moved on,
     which a finalized ticket may keep (the same as when its writer saw it open). Its number in
-    the unread count is taken first, as `_after_stored` does."""
-    await unread.record_inbound(db, ticket, message)
+    the unread count is taken only in the ticket it ends in."""
     activity = _activity(ticket, message)
     await tickets_repo.touch_activity(
         db, ticket, at=activity.at, preview=activity.preview, direction=activity.direction
     )
     settled = await projection.settle(db, ticket["_id"], activity=activity)
     if settled is not None and is_open(settled["status"]):
+        await unread.record_inbound(db, ticket, message)
         await feed.publish(
             db, reseller_id=ticket["reseller_id"], type_="message.created", ticket=settled, message=message
         )
