@@ -40,7 +40,7 @@ async def create(db: Database, actor: Actor, *, data: ResellerCreate) -> Reselle
     if not won:
         from backend.users import repository as user_repo
 
-        if await user_repo.get(db, bound) is not None:
+        if await user_repo.get_internal(db, bound) is not None:
             raise Conflict("email already in use")
         owner_id = bound
     # One tenant per owner: racing or retried creations for the same email get the same reseller

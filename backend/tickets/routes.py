@@ -61,7 +61,7 @@ async def ticket_counts(db: Db, actor: StaffActor, department_id: OptionalId = N
 
 @router.get("/{ticket_id}", operation_id="tickets-get", responses=responses(404))
 async def get_ticket(db: Db, actor: StaffActor, ticket_id: str) -> TicketRead:
-    return await presenter.read_one(db, await service.get_visible_or_404(db, actor, ticket_id=ticket_id))
+    return await presenter.read_one(db, actor.scope, await service.get_visible_or_404(db, actor, ticket_id=ticket_id))
 
 
 @router.post("/{ticket_id}/assume", operation_id="tickets-assume", responses=responses(404, 409))

@@ -290,7 +290,7 @@ class WebhookProcessor:
         connection_id = str(raw["connection_id"])
         try:
             if connection_id not in conns:
-                conns[connection_id] = await connections.get(self.db, connection_id)
+                conns[connection_id] = await connections.get_internal(self.db, connection_id)
             await service.process(self.db, raw, conn=conns[connection_id], attempt=attempt)
         except Exception as exc:
             if not is_retryable(exc):

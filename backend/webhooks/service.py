@@ -57,7 +57,7 @@ def message_id_for(connection_id: str, provider_message_id: str) -> str:
 
 async def authenticate(db: Database, connection_id: str, token: str | None) -> dict[str, Any]:
     """One answer for "no such connection" and "wrong token", so callers learn nothing."""
-    conn = await connections.get_shared(db, connection_id) if is_valid_id(connection_id) else None
+    conn = await connections.get_shared_internal(db, connection_id) if is_valid_id(connection_id) else None
     expected = str(conn["webhook_token"]) if conn else _DUMMY_TOKEN
     if not hmac.compare_digest(expected.encode(), (token or "").encode()) or conn is None:
         raise Unauthorized("invalid webhook credentials")
@@ -142,7 +142,7 @@ async def process(
     backend/core/retry.py) propagate: the processor retries with backoff; anything else is kept as
     the event's error, final.
     `attempt`: the processor's claimed attempt number, recorded as `attempts`."""
-    conn = conn or await connections.get(db, raw["connection_id"])
+    conn = conn or await connections.get_internal(db, raw["connection_id"])
     counted: dict[str, Any] = {"attempts": attempt} if attempt is not None else {}
     inc = attempt is None
     try:
@@ -209,7 +209,7 @@ async def _known_client(db: Database, reseller_id: str, phone: str) -> dict[str,
     (inserts are what a FerretDB under load queues on). New clients go through the race-safe
     upsert_by_phone."""
     client_id = await natural_keys.lookup(db, clients.PHONE_KEY, reseller_id, phone)
-    return await users.get(db, client_id) if client_id else None
+    return await users.get_internal(db, client_id) if client_id else None
 
 
 async def _ingest_message(
@@ -217,7 +217,7 @@ async def _ingest_message(
 ) -> str:
     sanitize.check_storable(event)  # before the client and ticket writes: never a ticket without it
     message_id = message_id_for(conn["_id"], event.provider_message_id)
-    stored = await messages.get(db, message_id)
+    stored = await messages.get_internal(db, message_id)
     if stored is not None:
         # Redelivery: stop before the ticket step, which could open a new ticket for an old
         # message once the old one is finalized. Concurrent redeliveries get past this check
