@@ -11,9 +11,12 @@ from pymongo.asynchronous.collection import AsyncCollection
 
 Role = Literal["admin", "reseller", "agent", "client"]
 
-# Collections whose documents carry the owning reseller's id.
+# Collections whose documents carry the owning reseller's id. Not here: `resellers` (the tenants
+# themselves, the admin's), and the provider-side logs (webhook_events_raw, outbox*), which only
+# the workers and operator scripts read.
 TENANT_OWNED = frozenset(
     {
+        "reseller_configs",
         "tickets",
         "messages",
         "users",
