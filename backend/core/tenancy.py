@@ -44,8 +44,11 @@ class TenantScope:
     def filter(self, query: dict[str, Any] | None = None) -> dict[str, Any]:
         return {**(query or {})} if self.every else {**(query or {}), "reseller_id": self.reseller_id}
 
+    def owns(self, reseller_id: str | None) -> bool:
+        return self.every or reseller_id == self.reseller_id
+
     def allows(self, doc: dict[str, Any]) -> bool:
-        return self.every or doc.get("reseller_id") == self.reseller_id
+        return self.owns(doc.get("reseller_id"))
 
     async def get(self, collection: AsyncCollection[dict[str, Any]], doc_id: str) -> dict[str, Any] | None:
         """One document by `_id` alone, the tenant checked here rather than in the filter: `{_id}`
