@@ -83,7 +83,7 @@ async def create(db: Database, actor: Actor, *, data: ClientCreate) -> ClientRea
 
 
 async def get_doc_or_404(db: Database, actor: Actor, *, client_id: str) -> dict[str, Any]:
-    doc = await users.get_scoped(db, actor.scope, client_id, roles=ROLES) if is_valid_id(client_id) else None
+    doc = await users.get(db, actor.scope, client_id, roles=ROLES) if is_valid_id(client_id) else None
     if doc is None:
         raise NotFound("client not found")
     return doc
@@ -93,7 +93,7 @@ async def get_by_phone(db: Database, actor: Actor, *, phone: str) -> dict[str, A
     if actor.reseller_id is None:
         return None
     client_id = await natural_keys.lookup(db, PHONE_KEY, actor.reseller_id, phone)
-    return await users.get_scoped(db, actor.scope, client_id, roles=ROLES) if client_id else None
+    return await users.get(db, actor.scope, client_id, roles=ROLES) if client_id else None
 
 
 def search_filter(q: str) -> dict[str, Any]:
@@ -109,7 +109,7 @@ def search_filter(q: str) -> dict[str, Any]:
 async def ids_matching(db: Database, reseller_id: str, q: str) -> list[str]:
     """Ids of the tenant's clients whose current name or number matches `q` (ticket search)."""
     return await users.ids_matching(
-        db, TenantScope.tenant(reseller_id), search_filter(q), role="client", limit=MAX_MATCHED_CLIENTS
+        db, TenantScope(reseller_id), search_filter(q), role="client", limit=MAX_MATCHED_CLIENTS
     )
 
 

@@ -31,15 +31,11 @@ async def insert(db: Database, doc: dict[str, Any]) -> None:
 
 
 async def list_page(db: Database, scope: TenantScope, *, before_id: str | None, limit: int) -> list[dict[str, Any]]:
-    query = scope.filter()
-    if before_id:
-        query["_id"] = {"$lt": before_id}
-    return await db[COLLECTION].find(query).sort("_id", DESC).limit(limit).to_list(length=limit)
+    return await scope.page_by_id(db[COLLECTION], {}, before_id=before_id, limit=limit)
 
 
 async def update(
     db: Database, scope: TenantScope, connection_id: str, changes: dict[str, Any]
 ) -> dict[str, Any] | None:
-    """By `_id` alone (FerretDB's one indexed filter): callers read the connection in scope first."""
     await db[COLLECTION].update_one({"_id": connection_id}, {"$set": changes})
     return await get(db, scope, connection_id)

@@ -34,7 +34,7 @@ def webhook_url(settings: Settings, connection_id: str) -> str:
 
 
 async def _require_department(db: Database, reseller_id: str, department_id: str) -> None:
-    dept = await departments.get(db, TenantScope.tenant(reseller_id), department_id)
+    dept = await departments.get(db, TenantScope(reseller_id), department_id)
     if dept is None or not dept.get("active"):
         raise Unprocessable("unknown or inactive department")
 
@@ -76,7 +76,7 @@ async def _bind_instance(db: Database, settings: Settings, conn: dict[str, Any])
                 "last_error": None,
                 "updated_at": utcnow(),
             }
-    updated = await repository.update(db, TenantScope.tenant(conn["reseller_id"]), conn["_id"], changes)
+    updated = await repository.update(db, TenantScope(conn["reseller_id"]), conn["_id"], changes)
     assert updated is not None
     return updated
 
@@ -168,7 +168,7 @@ async def record_status(
         if retry:
             await announce(db, conn)
         return conn
-    scope = TenantScope.tenant(conn["reseller_id"])
+    scope = TenantScope(conn["reseller_id"])
     updated = await repository.update(db, scope, conn["_id"], {"status": status, "qr_code": qr, "updated_at": utcnow()})
     assert updated is not None
     await announce(db, updated)

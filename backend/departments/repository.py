@@ -27,12 +27,8 @@ async def insert(db: Database, doc: dict[str, Any]) -> None:
 async def list_page(
     db: Database, scope: TenantScope, *, before_id: str | None, limit: int, active: bool | None
 ) -> list[dict[str, Any]]:
-    query = scope.filter()
-    if active is not None:
-        query["active"] = active
-    if before_id:
-        query["_id"] = {"$lt": before_id}
-    return await db[COLLECTION].find(query).sort("_id", DESC).limit(limit).to_list(length=limit)
+    query = {"active": active} if active is not None else {}
+    return await scope.page_by_id(db[COLLECTION], query, before_id=before_id, limit=limit)
 
 
 async def count_active_in(db: Database, scope: TenantScope, ids: list[str]) -> int:

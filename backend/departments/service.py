@@ -71,11 +71,11 @@ async def update(db: Database, actor: Actor, *, department_id: str, data: Depart
 async def require_active_ids(db: Database, reseller_id: str, ids: list[str]) -> list[str]:
     """Department ids given in input must all be active departments of the tenant."""
     unique = sorted(set(ids))
-    if unique and await repository.count_active_in(db, TenantScope.tenant(reseller_id), unique) != len(unique):
+    if unique and await repository.count_active_in(db, TenantScope(reseller_id), unique) != len(unique):
         raise Unprocessable("unknown or inactive department")
     return unique
 
 
 async def name_in_tenant(db: Database, reseller_id: str, department_id: str) -> str | None:
-    dept = await repository.get(db, TenantScope.tenant(reseller_id), department_id)
+    dept = await repository.get(db, TenantScope(reseller_id), department_id)
     return str(dept.get("name", "")) if dept is not None else None

@@ -27,7 +27,7 @@ async def other_tickets(db: Database, actor: Actor, *, ticket_id: str, cursor: s
     before = decode_time_cursor(cursor) if cursor else None
     docs = await repository.client_tickets(
         db,
-        TenantScope.tenant(current["reseller_id"]),
+        TenantScope(current["reseller_id"]),
         client_id=current["client_id"],
         exclude_id=current["_id"],
         before=before,
@@ -43,8 +43,7 @@ async def other_tickets(db: Database, actor: Actor, *, ticket_id: str, cursor: s
 async def _sibling_or_404(db: Database, actor: Actor, *, ticket_id: str, other_id: str) -> dict[str, Any]:
     current = await tickets.get_visible_or_404(db, actor, ticket_id=ticket_id)
     other = await tickets.load(db, other_id) if is_valid_id(other_id) else None
-    same_client = other is not None and other["client_id"] == current["client_id"]
-    if other is None or not same_client or not TenantScope.tenant(current["reseller_id"]).allows(other):
+    if other is None or other["reseller_id"] != current["reseller_id"] or other["client_id"] != current["client_id"]:
         raise NotFound("ticket not found")
     return other
 

@@ -39,12 +39,7 @@ async def newest_for_ticket(
 ) -> list[dict[str, Any]]:
     """Up to `limit` messages of a ticket, newest first, older than `before` (created_at, _id)
     when given: a thread opens at its end and pages back towards its first message."""
-    query: dict[str, Any] = scope.filter({"ticket_id": ticket_id})
-    if before is not None:
-        at, last_id = before
-        query = {"$and": [query, {"$or": [{"created_at": {"$lt": at}}, {"created_at": at, "_id": {"$lt": last_id}}]}]}
-    cursor = db[COLLECTION].find(query).sort([("created_at", DESC), ("_id", DESC)]).limit(limit)
-    return await cursor.to_list(length=limit)
+    return await scope.page_by_time(db[COLLECTION], {"ticket_id": ticket_id}, "created_at", before=before, limit=limit)
 
 
 async def ticket_ids_with_text(db: Database, scope: TenantScope, text: str, *, limit: int) -> list[str]:

@@ -35,6 +35,5 @@ async def list_for(db: Database, scope: TenantScope, *, owners: list[str], activ
 
 
 async def update(db: Database, scope: TenantScope, reply_id: str, changes: dict[str, Any]) -> dict[str, Any] | None:
-    """By `_id` alone (FerretDB's one indexed filter): callers read the reply in scope first."""
     await db[COLLECTION].update_one({"_id": reply_id}, {"$set": changes})
     return await scope.get(db[COLLECTION], reply_id)

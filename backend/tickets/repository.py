@@ -106,17 +106,7 @@ async def list_page(
     db: Database, scope: TenantScope, query: dict[str, Any], *, after: tuple[datetime, str] | None, limit: int
 ) -> list[dict[str, Any]]:
     """`query`: what is finer than the tenant (tickets.visibility, the inbox filters)."""
-    query = scope.filter(query)
-    if after is not None:
-        at, last_id = after
-        query = {
-            "$and": [
-                query,
-                {"$or": [{"last_message_at": {"$lt": at}}, {"last_message_at": at, "_id": {"$lt": last_id}}]},
-            ]
-        }
-    cursor = db[COLLECTION].find(query).sort([("last_message_at", DESC), ("_id", DESC)]).limit(limit)
-    return await cursor.to_list(length=limit)
+    return await scope.page_by_time(db[COLLECTION], query, "last_message_at", before=after, limit=limit)
 
 
 async def count(db: Database, scope: TenantScope, query: dict[str, Any]) -> int:

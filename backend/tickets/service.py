@@ -220,7 +220,7 @@ async def _walk_start(db: Database, *, reseller_id: str, client: dict[str, Any],
     # started this channel's claims above free slots: slot 0 can be free while a later one is
     # open. Find where this channel's slots really are, once, and keep it as its hint.
     start = 0
-    for doc in await repository.for_client_on_channel(db, TenantScope.tenant(reseller_id), client["_id"], channel):
+    for doc in await repository.for_client_on_channel(db, TenantScope(reseller_id), client["_id"], channel):
         ticket = await load(db, doc["_id"])
         assert ticket is not None
         slot = int(ticket.get("open_slot", 0))
@@ -240,7 +240,7 @@ async def open_after(db: Database, finalized: dict[str, Any]) -> dict[str, Any]:
     open ticket on the same channel in a later slot, opened in espera (in the finalized ticket's
     department) when there is none. Every caller asking about one finalized ticket walks the
     same slots from the same start, so they agree on the answer."""
-    client = await users.get(db, TenantScope.tenant(finalized["reseller_id"]), finalized["client_id"])
+    client = await users.get(db, TenantScope(finalized["reseller_id"]), finalized["client_id"])
     if client is None:  # never deleted; a ticket's own copy of the client serves all the same
         client = {
             "_id": finalized["client_id"],
@@ -347,7 +347,7 @@ async def transfer(
 ) -> TicketRead:
     assert actor.reseller_id
     if agent_id is not None:
-        target = await users.get_scoped(db, actor.scope, agent_id, roles=("agent",))
+        target = await users.get(db, actor.scope, agent_id, roles=("agent",))
         if target is None:
             raise Unprocessable("unknown agent")
         if not target.get("active"):

@@ -21,19 +21,14 @@ IX_TENANT_ROLE = declare(
 
 
 async def get_internal(db: Database, user_id: str) -> dict[str, Any] | None:
-    """For sign-in and token checks (no scope before the principal is known) and the workers."""
     return await db[COLLECTION].find_one({"_id": user_id})
 
 
-async def get(db: Database, scope: TenantScope, user_id: str) -> dict[str, Any] | None:
-    return await scope.get(db[COLLECTION], user_id)
-
-
-async def get_scoped(
-    db: Database, scope: TenantScope, user_id: str, *, roles: tuple[str, ...]
+async def get(
+    db: Database, scope: TenantScope, user_id: str, *, roles: tuple[str, ...] | None = None
 ) -> dict[str, Any] | None:
     doc = await scope.get(db[COLLECTION], user_id)
-    return doc if doc is not None and doc.get("role") in roles else None
+    return doc if doc is not None and (roles is None or doc.get("role") in roles) else None
 
 
 async def insert(db: Database, doc: dict[str, Any]) -> None:
@@ -41,7 +36,6 @@ async def insert(db: Database, doc: dict[str, Any]) -> None:
 
 
 async def exists_with_role_internal(db: Database, role: str) -> bool:
-    """Across every tenant: whether the platform has a user of this role (the first admin)."""
     return await db[COLLECTION].find_one({"role": role}, projection={"_id": 1}) is not None
 
 
@@ -54,11 +48,8 @@ async def list_page(
     limit: int,
     extra: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
-    query = scope.filter({"role": {"$in": list(roles)}, **(extra or {})})
-    if before_id:
-        query["_id"] = {"$lt": before_id}
-    cursor = db[COLLECTION].find(query).sort("_id", DESC).limit(limit)
-    return await cursor.to_list(length=limit)
+    query = {"role": {"$in": list(roles)}, **(extra or {})}
+    return await scope.page_by_id(db[COLLECTION], query, before_id=before_id, limit=limit)
 
 
 async def update(

@@ -104,7 +104,7 @@ async def create_agent(db: Database, actor: Actor, *, data: UserCreate) -> UserR
 
 
 async def get_or_404(db: Database, actor: Actor, *, user_id: str) -> dict[str, Any]:
-    doc = await repository.get_scoped(db, actor.scope, user_id, roles=STAFF_ROLES) if is_valid_id(user_id) else None
+    doc = await repository.get(db, actor.scope, user_id, roles=STAFF_ROLES) if is_valid_id(user_id) else None
     if doc is None:
         raise NotFound("user not found")
     return doc
@@ -179,6 +179,6 @@ async def name_in_tenant(db: Database, reseller_id: str, user_id: str) -> str | 
     """A user's name as shown to `reseller_id`'s staff: its own users and the platform admins
     (who act across tenants and belong to none); never another tenant's user."""
     user = await repository.get_internal(db, user_id)
-    if user is None or not (TenantScope.tenant(reseller_id).allows(user) or user.get("reseller_id") is None):
+    if user is None or not (TenantScope(reseller_id).allows(user) or user.get("reseller_id") is None):
         return None
     return str(user.get("name", ""))

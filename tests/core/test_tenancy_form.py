@@ -10,7 +10,8 @@ a tenant-owned collection (`backend.core.tenancy.TENANT_OWNED`) either
 "Reads", decided from the function's own source (AST), with nothing listed by hand:
 1. a call `X[NAME].<m>(...)` where `m` is a read method of a collection (READ_METHODS) and NAME is
    a constant of the module whose value is a tenant-owned collection's name;
-2. a call that passes such an `X[NAME]` to a read helper (`single_flight.find_by_id`, `scope.get`);
+2. a call that passes such an `X[NAME]` to a read helper (`single_flight.find_by_id`, and the
+   scope's own coroutine methods: `scope.get`, `scope.page_by_id`, `scope.page_by_time`);
 3. a call to another function of the same module that reads (`update` re-reading through `get`).
 Writes (`insert_one`, `update_one`, `update_if`) are not reads: callers write what they read in scope.
 """
@@ -42,7 +43,8 @@ READ_METHODS = frozenset(
         "estimated_document_count",
     }
 )
-READ_HELPERS = frozenset({"find_by_id", "get"})
+# Helpers handed a collection to read: the scope's own (its get and pages) and the shared reads.
+READ_HELPERS = frozenset({"find_by_id", *(n for n, f in vars(TenantScope).items() if inspect.iscoroutinefunction(f))})
 INTERNAL_SUFFIX = "_internal"
 
 
