@@ -34,7 +34,7 @@ async def login(db: Database, settings: Settings, *, email: str, password: str, 
     user_id = await natural_keys.lookup(db, EMAIL_KEY, email)
     # The same reads for an unknown email as for a known one (an `_id` that cannot exist), and
     # below the same Argon2 work (a dummy hash): the answer's timing does not tell them apart.
-    user = await users.get(db, user_id or NO_USER)
+    user = await users.get_internal(db, user_id or NO_USER)
     # Argon2 is deliberately slow CPU work: off the event loop, so one login never stalls the process.
     ok = await asyncio.to_thread(verify_password, password, user.get("password_hash") if user else None)
     if not ok or not await _usable(db, user):
@@ -54,7 +54,7 @@ def issue_token(settings: Settings, user: dict[str, Any]) -> TokenRead:
 
 async def load_active_actor(db: Database, user_id: str, *, token_version: int) -> Actor:
     """The user behind a token, while it is usable and the token is of its current version."""
-    user = await users.get(db, user_id)
+    user = await users.get_internal(db, user_id)
     if not await _usable(db, user):
         raise Unauthorized("invalid or expired token")
     assert user is not None

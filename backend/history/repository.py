@@ -5,23 +5,19 @@ from datetime import datetime
 from typing import Any
 
 from backend.core.db import Database
-from backend.core.indexes import DESC
+from backend.core.tenancy import TenantScope
 
 TICKETS = "tickets"
 
 
 async def client_tickets(
     db: Database,
+    scope: TenantScope,
     *,
-    reseller_id: str,
     client_id: str,
     exclude_id: str,
     before: tuple[datetime, str] | None,
     limit: int,
 ) -> list[dict[str, Any]]:
-    query: dict[str, Any] = {"reseller_id": reseller_id, "client_id": client_id, "_id": {"$ne": exclude_id}}
-    if before is not None:
-        at, last_id = before
-        query = {"$and": [query, {"$or": [{"created_at": {"$lt": at}}, {"created_at": at, "_id": {"$lt": last_id}}]}]}
-    cursor = db[TICKETS].find(query).sort([("created_at", DESC), ("_id", DESC)]).limit(limit)
-    return await cursor.to_list(length=limit)
+    query = {"client_id": client_id, "_id": {"$ne": exclude_id}}
+    return await scope.page_by_time(db[TICKETS], query, "created_at", before=before, limit=limit)

@@ -13,7 +13,7 @@ from backend.core.db import Database
 from backend.core.errors import NotFound
 from backend.core.ids import is_valid_id
 from backend.core.pagination import decode_time_cursor, encode_cursor
-from backend.core.tenancy import Actor
+from backend.core.tenancy import Actor, TenantScope
 from backend.history import repository
 from backend.messages import service as messages
 from backend.messages.schemas import MessagePage
@@ -28,7 +28,7 @@ async def other_tickets(db: Database, actor: Actor, *, ticket_id: str, cursor: s
     before = decode_time_cursor(cursor) if cursor else None
     docs = await repository.client_tickets(
         db,
-        reseller_id=current["reseller_id"],
+        TenantScope(current["reseller_id"]),
         client_id=current["client_id"],
         exclude_id=current["_id"],
         before=before,
@@ -59,4 +59,4 @@ async def other_messages(
 ) -> MessagePage:
     """The thread of one of the client's tickets, paged like the ticket's own (newest page first)."""
     other = await _sibling_or_404(db, actor, ticket_id=ticket_id, other_id=other_id)
-    return await messages.thread_page(db, other["_id"], cursor=cursor, limit=limit)
+    return await messages.thread_page(db, actor.scope, other["_id"], cursor=cursor, limit=limit)

@@ -56,7 +56,7 @@ from backend.core.errors import Conflict, Forbidden
 from backend.core.ids import new_id
 from backend.core.pagination import decode_time_cursor, encode_cursor
 from backend.core.retry import read_winner
-from backend.core.tenancy import Actor
+from backend.core.tenancy import Actor, TenantScope
 from backend.messages import repository
 from backend.messages.schemas import MessagePage, MessageRead
 from backend.outbound import service as outbound
@@ -114,7 +114,7 @@ async def append(
     try:
         await repository.insert(db, doc)
     except DuplicateKeyError:
-        existing = await read_winner(lambda: repository.get(db, doc["_id"]), what=f"message {doc['_id']}")
+        existing = await read_winner(lambda: repository.get_internal(db, doc["_id"]), what=f"message {doc['_id']}")
         return existing, False
     if sender_type == CLIENT:
         return await _file_client_message(db, ticket, doc), True
@@ -146,7 +146,7 @@ async def _file_client_message(db: Database, ticket: dict[str, Any], message: di
         return message
     filed, message = await _keep_out_of_finalized(db, message, stamped_after_only=False)
     if filed is None:  # a finalize moved it meanwhile, and announces it where it went
-        moved = await repository.get(db, message["_id"])
+        moved = await repository.get_internal(db, message["_id"])
         return moved or message
     await _after_stored(db, filed, message)
     return message
@@ -182,7 +182,7 @@ async def _keep_out_of_finalized(
 async def refile_after_finalize(db: Database, ticket: dict[str, Any]) -> None:
     """The finalize's half of the handshake: `ticket` was just finalized (event stored and
     projected); its client messages stamped after `finalized_at` raced it and move on."""
-    for message in await repository.client_messages_after(db, ticket["_id"], as_utc(ticket["finalized_at"])):
+    for message in await repository.client_messages_after_internal(db, ticket["_id"], as_utc(ticket["finalized_at"])):
         filed, moved = await _keep_out_of_finalized(db, message, stamped_after_only=True)
         if filed is not None and filed["_id"] != ticket["_id"]:
             await _after_stored(db, filed, moved)
@@ -260,15 +260,17 @@ async def reply(db: Database, actor: Actor, *, ticket_id: str, body: str) -> Mes
 
 async def list_page(db: Database, actor: Actor, *, ticket_id: str, cursor: str | None, limit: int) -> MessagePage:
     await tickets.get_visible_or_404(db, actor, ticket_id=ticket_id)
-    return await thread_page(db, ticket_id, cursor=cursor, limit=limit)
+    return await thread_page(db, actor.scope, ticket_id, cursor=cursor, limit=limit)
 
 
-async def thread_page(db: Database, ticket_id: str, *, cursor: str | None, limit: int) -> MessagePage:
+async def thread_page(
+    db: Database, scope: TenantScope, ticket_id: str, *, cursor: str | None, limit: int
+) -> MessagePage:
     """One page of a ticket's thread, for a caller that has authorized the read. Without a cursor
     the newest page (an agent opens a ticket to answer its latest message); `next_cursor` leads
     to the page before it. Items are oldest first within every page, so a screen prepends pages."""
     before = decode_time_cursor(cursor) if cursor else None
-    docs = await repository.newest_for_ticket(db, ticket_id, before=before, limit=limit + 1)
+    docs = await repository.newest_for_ticket(db, scope, ticket_id, before=before, limit=limit + 1)
     nxt = None
     if len(docs) > limit:
         oldest = docs[limit - 1]

@@ -167,11 +167,11 @@ async def finish_attempt(db: Database, _id: str, changes: dict[str, Any]) -> Non
     await db[ATTEMPTS].update_one({"_id": _id}, {"$set": changes})
 
 
-async def get_message(db: Database, message_id: str) -> dict[str, Any] | None:
+async def get_message_internal(db: Database, message_id: str) -> dict[str, Any] | None:
     return await db[MESSAGES].find_one({"_id": message_id})
 
 
-async def move_status(
+async def move_status_internal(
     db: Database, message_id: str, *, to: str, at: datetime, extra: dict[str, Any] | None = None
 ) -> dict[str, Any] | None:
     """Moves a message's delivery status forward only; returns the message when it moved.
@@ -184,7 +184,7 @@ async def move_status(
     changes: dict[str, Any] = {"status": to, f"{to}_at": at, **(extra or {})}
     if not await update_if(db, MESSAGES, message_id, {"status": {"$in": allowed}}, {"$set": changes}):
         return None
-    return await get_message(db, message_id)
+    return await get_message_internal(db, message_id)
 
 
 def sending_id(connection_id: str, phone: str, text: str) -> str:

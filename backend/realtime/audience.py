@@ -44,7 +44,7 @@ def may_receive(actor: Actor, record: dict[str, Any]) -> bool:
 
 
 def allows(actor: Actor, tenant: str | None, after: Side | None, before: Side | None) -> bool:
-    if actor.is_admin or actor.reseller_id != tenant:
+    if actor.is_admin or not actor.scope.owns(tenant):
         return False  # never another tenant; admins have no tenant feed
     sides = [s for s in (after, before) if s is not None]
     if not sides:

@@ -40,7 +40,7 @@ async def create(db: Database, actor: Actor, *, data: ResellerCreate) -> Reselle
     if not won:
         from backend.users import repository as user_repo
 
-        if await user_repo.get(db, bound) is not None:
+        if await user_repo.get_internal(db, bound) is not None:
             raise Conflict("email already in use")
         owner_id = bound
     # One tenant per owner: racing or retried creations for the same email get the same reseller
@@ -118,7 +118,7 @@ async def update(db: Database, *, reseller_id: str, data: ResellerUpdate) -> Res
 
 async def get_config(db: Database, actor: Actor) -> ResellerConfigRead:
     assert actor.reseller_id
-    doc = await repository.get_config(db, actor.reseller_id)
+    doc = await repository.get_config(db, actor.scope, actor.reseller_id)
     if doc is None:
         raise NotFound("config not found")
     return ResellerConfigRead.from_doc(doc)
@@ -128,7 +128,7 @@ async def update_config(db: Database, actor: Actor, *, data: ResellerConfigUpdat
     assert actor.reseller_id
     changes = data.model_dump(exclude_unset=True, exclude_none=True)
     changes["updated_at"] = utcnow()
-    doc = await repository.update_config(db, actor.reseller_id, changes)
+    doc = await repository.update_config(db, actor.scope, actor.reseller_id, changes)
     if doc is None:
         raise NotFound("config not found")
     return ResellerConfigRead.from_doc(doc)

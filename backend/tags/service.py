@@ -31,6 +31,6 @@ async def tenant_tags(db: Database, actor: Actor) -> TagList:
     """Every tag in use in the tenant, on clients or tickets, for suggestions and filters."""
     if actor.reseller_id is None:
         return TagList(items=[])
-    on_tickets = await repository.distinct_tags(db, actor.reseller_id)
+    on_tickets = await repository.distinct_tags(db, actor.scope)
     on_clients = await clients.distinct_tags(db, actor)
     return TagList(items=sorted(set(on_tickets) | set(on_clients)))

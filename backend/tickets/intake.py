@@ -98,7 +98,7 @@ async def receive_client_message(
 async def create_from_api(db: Database, actor: Actor, *, data: TicketCreate) -> TicketRead:
     assert actor.reseller_id
     client = await clients.get_doc_or_404(db, actor, client_id=data.client_id)
-    dept = await departments.get_in_tenant(db, actor.reseller_id, data.department_id)
+    dept = await departments.get(db, actor.scope, data.department_id)
     if dept is None:
         raise NotFound("department not found")
     if not dept.get("active"):

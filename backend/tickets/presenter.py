@@ -1,32 +1,32 @@
 """Tickets as the API answers them: the stored projection plus what lives elsewhere and must read
 current — the client's and the agent's names as they are now (a rename shows at once, without
 rewriting ticket documents, which on FerretDB would race the projection writers) and the
-ticket's tags — and what is the reader's own: its unread count (backend/unread)."""
+ticket's tags."""
 
 import asyncio
 from typing import Any
 
 from backend.core.db import Database
-from backend.core.tenancy import Actor
+from backend.core.tenancy import Actor, TenantScope
 from backend.tags import repository as ticket_tags
 from backend.tickets.schemas import TicketRead
 from backend.unread import service as unread
 from backend.users import repository as users
 
 
-async def _names(db: Database, user_ids: list[str]) -> dict[str, str]:
+async def _names(db: Database, scope: TenantScope, user_ids: list[str]) -> dict[str, str]:
     """Current names by `_id` look-ups, the one query FerretDB serves from an index."""
     unique = list(dict.fromkeys(user_ids))
-    docs = await asyncio.gather(*(users.get(db, uid) for uid in unique))
+    docs = await asyncio.gather(*(users.get(db, scope, uid) for uid in unique))
     return {uid: doc["name"] for uid, doc in zip(unique, docs, strict=True) if doc is not None}
 
 
 async def read_many(db: Database, docs: list[dict[str, Any]], *, reader: Actor) -> list[TicketRead]:
-    """`reader`: the user the tickets are shown to (whose unread counts they carry)."""
+    """`reader`: the user the tickets are shown to (read in their scope, with their unread counts)."""
     people = [d["client_id"] for d in docs] + [d["agent_id"] for d in docs if d.get("agent_id")]
     ids = [d["_id"] for d in docs]
     names, tags, unread_counts = await asyncio.gather(
-        _names(db, people), ticket_tags.tags_of(db, ids), unread.counts(db, reader.id, ids)
+        _names(db, reader.scope, people), ticket_tags.tags_of(db, reader.scope, ids), unread.counts(db, reader.id, ids)
     )
     out = []
     for d in docs:

@@ -75,7 +75,7 @@ async def _log_tail(db: Database, ticket_id: str, version: int) -> dict[str, Any
     """The newest event after `version`, or None when the projection is at the log's end. Each
     event carries the ticket's whole state, so the newest one is all a roll-forward needs."""
     last = None
-    while (nxt := await events.get(db, ticket_id, version + 1)) is not None:
+    while (nxt := await events.get_internal(db, ticket_id, version + 1)) is not None:
         last, version = nxt, version + 1
     return last
 
@@ -87,9 +87,9 @@ async def settle(db: Database, ticket_id: str, *, activity: Activity | None = No
     for a ticket that has no creation event."""
     view: dict[str, Any] | None = None
     for _ in range(MAX_SETTLE_ROUNDS):
-        doc = await repository.get(db, ticket_id)
+        doc = await repository.get_internal(db, ticket_id)
         if doc is None:
-            created = await events.get(db, ticket_id, 1)
+            created = await events.get_internal(db, ticket_id, 1)
             if created is None:
                 return None
             # Its creator logged event v1 and died (or is inserting it right now): complete it.

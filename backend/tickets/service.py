@@ -17,7 +17,7 @@ from backend.core.errors import Conflict, NotFound, Unprocessable
 from backend.core.ids import is_valid_id, new_id
 from backend.core.pagination import decode_cursor, decode_time_cursor, encode_cursor
 from backend.core.retry import read_winner
-from backend.core.tenancy import Actor
+from backend.core.tenancy import Actor, TenantScope
 from backend.departments import repository as departments
 from backend.realtime import feed
 from backend.tickets import presenter, projection, repository, search
@@ -214,7 +214,7 @@ async def open_for_client(
     knows slot `after_slot` is finalized. A hint that lags only costs reads.
     """
     if ticket_hint is not None and projection_only:
-        hinted = await repository.get(db, ticket_hint)
+        hinted = await repository.get_internal(db, ticket_hint)
         if hinted is not None and is_open(hinted["status"]):
             return hinted, False
     slot = max(after_slot + 1, await _walk_start(db, reseller_id=reseller_id, client=client, channel=channel))
@@ -236,7 +236,7 @@ async def open_for_client(
             )
         # A slot we just bound to a new id has no ticket yet: nobody else knows that id, so
         # there is nothing to read.
-        ticket = None if fresh else (await repository.get(db, bound) if projection_only else None)
+        ticket = None if fresh else (await repository.get_internal(db, bound) if projection_only else None)
         if ticket is None and not fresh:
             ticket = await load(db, bound)  # no document: a creator that died (load completes it) or none
         if ticket is None:  # ours, or a claimer that died before writing: complete it
@@ -274,7 +274,7 @@ async def _walk_start(db: Database, *, reseller_id: str, client: dict[str, Any],
     # started this channel's claims above free slots: slot 0 can be free while a later one is
     # open. Find where this channel's slots really are, once, and keep it as its hint.
     start = 0
-    for doc in await repository.for_client_on_channel(db, reseller_id, client["_id"], channel):
+    for doc in await repository.for_client_on_channel(db, TenantScope(reseller_id), client["_id"], channel):
         ticket = await load(db, doc["_id"])
         assert ticket is not None
         slot = int(ticket.get("open_slot", 0))
@@ -294,7 +294,7 @@ async def open_after(db: Database, finalized: dict[str, Any]) -> dict[str, Any]:
     open ticket on the same channel in a later slot, opened in espera (in the finalized ticket's
     department) when there is none. Every caller asking about one finalized ticket walks the
     same slots from the same start, so they agree on the answer."""
-    client = await users.get(db, finalized["client_id"])
+    client = await users.get(db, TenantScope(finalized["reseller_id"]), finalized["client_id"])
     if client is None:  # never deleted; a ticket's own copy of the client serves all the same
         client = {
             "_id": finalized["client_id"],
@@ -401,8 +401,8 @@ async def transfer(
 ) -> TicketRead:
     assert actor.reseller_id
     if agent_id is not None:
-        target = await users.get(db, agent_id)
-        if target is None or target.get("reseller_id") != actor.reseller_id or target.get("role") != "agent":
+        target = await users.get(db, actor.scope, agent_id, roles=("agent",))
+        if target is None:
             raise Unprocessable("unknown agent")
         if not target.get("active"):
             raise Unprocessable("agent is inactive")
@@ -419,7 +419,7 @@ async def transfer(
         )
     else:
         assert department_id is not None
-        dept = await departments.get_in_tenant(db, actor.reseller_id, department_id)
+        dept = await departments.get(db, actor.scope, department_id)
         if dept is None or not dept.get("active"):
             raise Unprocessable("unknown or inactive department")
         doc = await _transition(
@@ -490,7 +490,7 @@ async def list_page(
     if f.created_from is not None or f.created_to is not None:
         parts.append(search.period_filter(f.created_from, f.created_to))
     query = parts[0] if len(parts) == 1 else {"$and": parts}
-    docs = await repository.list_page(db, query, after=after, limit=limit + 1)
+    docs = await repository.list_page(db, actor.scope, query, after=after, limit=limit + 1)
     nxt = None
     if len(docs) > limit:
         last = docs[limit - 1]
@@ -500,7 +500,9 @@ async def list_page(
 
 async def counts(db: Database, actor: Actor, *, department_id: str | None) -> TicketCounts:
     values = {
-        status.value: await repository.count(db, _list_query(actor, status=status, department_id=department_id))
+        status.value: await repository.count(
+            db, actor.scope, _list_query(actor, status=status, department_id=department_id)
+        )
         for status in Status
     }
     return TicketCounts(**values)
@@ -515,6 +517,6 @@ async def list_events(db: Database, actor: Actor, *, ticket_id: str, cursor: str
         if not isinstance(raw, int) or isinstance(raw, bool) or not 0 <= raw < 2**31:
             raise Unprocessable("invalid cursor")
         after = raw
-    docs = await events.list_for_ticket(db, ticket_id, after_version=after, limit=limit + 1)
+    docs = await events.list_for_ticket(db, actor.scope, ticket_id, after_version=after, limit=limit + 1)
     nxt = encode_cursor([docs[limit - 1]["version"]]) if len(docs) > limit else None
     return TicketEventPage(items=await with_names(db, docs[:limit]), next_cursor=nxt)

@@ -55,19 +55,19 @@ async def sweep_once(db: Database, *, since: datetime) -> Swept:
     (a lower version than its newest event, or an older last message). A ticket that is not
     costs one read by `_id`."""
     clock = time.monotonic()
-    versions = await events.versions_since(db, since)
-    latest = await messages.latest_per_ticket_since(db, since)
+    versions = await events.versions_since_internal(db, since)
+    latest = await messages.latest_per_ticket_since_internal(db, since)
     scan_seconds = time.monotonic() - clock
     repaired = 0
     for ticket_id in sorted(set(versions) | set(latest)):
-        doc = await repository.get(db, ticket_id)
+        doc = await repository.get_internal(db, ticket_id)
         behind = doc is None or int(doc["version"]) < versions.get(ticket_id, 0)
         activity = None
         if ticket_id in latest:
             at, message_id = latest[ticket_id]
             shown = doc.get("last_message_at") if doc is not None else None
             if shown is None or as_utc(shown) < as_utc(at):
-                message = await messages.get(db, message_id)
+                message = await messages.get_internal(db, message_id)
                 activity = projection.Activity.of(message) if message is not None else None
         if behind or activity is not None:
             settled = await projection.settle(db, ticket_id, activity=activity)

@@ -316,7 +316,9 @@ class WebhookProcessor:
                 # one read of it: it was taken when the delivery was acknowledged, so it is no
                 # older than a read at the start of a walk over a backlog.
                 handed = raw.get(signals.CONNECTION)
-                conns[connection_id] = handed if handed is not None else await connections.get(self.db, connection_id)
+                if handed is None:
+                    handed = await connections.get_internal(self.db, connection_id)
+                conns[connection_id] = handed
             await service.process(self.db, raw, conn=conns[connection_id], attempt=attempt, chats=chats)
         except Exception as exc:
             if not is_retryable(exc):

@@ -58,7 +58,7 @@ def message_id_for(connection_id: str, provider_message_id: str) -> str:
 
 async def authenticate(db: Database, connection_id: str, token: str | None) -> dict[str, Any]:
     """One answer for "no such connection" and "wrong token", so callers learn nothing."""
-    conn = await connections.get_shared(db, connection_id) if is_valid_id(connection_id) else None
+    conn = await connections.get_shared_internal(db, connection_id) if is_valid_id(connection_id) else None
     expected = str(conn["webhook_token"]) if conn else _DUMMY_TOKEN
     if not hmac.compare_digest(expected.encode(), (token or "").encode()) or conn is None:
         raise Unauthorized("invalid webhook credentials")
@@ -150,7 +150,7 @@ async def process(
     `attempt`: the processor's claimed attempt number, recorded as `attempts`.
     `chats`: kept by the caller across the deliveries of one lane walk; per chat, the client and
     the ticket its last message was filed under (see `_ingest_message`)."""
-    conn = conn or await connections.get(db, raw["connection_id"])
+    conn = conn or await connections.get_internal(db, raw["connection_id"])
     counted: dict[str, Any] = {"attempts": attempt} if attempt is not None else {}
     inc = attempt is None
     try:
@@ -223,7 +223,7 @@ async def _known_client(db: Database, reseller_id: str, phone: str) -> dict[str,
     (inserts are what a FerretDB under load queues on). New clients go through the race-safe
     upsert_by_phone."""
     client_id = await natural_keys.lookup(db, clients.PHONE_KEY, reseller_id, phone)
-    return await users.get(db, client_id) if client_id else None
+    return await users.get_internal(db, client_id) if client_id else None
 
 
 async def _ingest_message(
@@ -244,7 +244,7 @@ async def _ingest_message(
     # ticket would be opened (`not_stored_yet`), and up front only for a retry (which completes
     # what its killed attempt left) and for fromMe messages (whose echo check comes first).
     if retry or event.from_me:
-        stored = await messages.get(db, message_id)
+        stored = await messages.get_internal(db, message_id)
         if stored is not None:
             return await _redelivered(db, stored, retry=retry)
     if event.from_me:
@@ -277,7 +277,7 @@ async def _ingest_message(
         )
 
     async def not_stored_yet() -> None:
-        stored = await messages.get(db, message_id)
+        stored = await messages.get_internal(db, message_id)
         if stored is not None:
             raise intake.AlreadyStored(stored)
 

@@ -36,7 +36,7 @@ class Chat:
         self.db, self.tenant, self.client_id, self.channel = db, tenant, client_id, new_id()
 
     async def say(self, body: str) -> tuple[dict[str, Any], dict[str, Any]]:
-        fresh = await users.get(self.db, self.client_id)  # loaded per message, as ingestion does
+        fresh = await users.get_internal(self.db, self.client_id)  # loaded per message, as ingestion does
         assert fresh is not None
         ticket, message, _ = await intake.receive_client_message(
             self.db,

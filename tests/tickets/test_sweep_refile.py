@@ -32,7 +32,7 @@ async def tenant(client: httpx.AsyncClient, admin_headers: dict[str, str]) -> Te
 
 async def _open_ticket(client: httpx.AsyncClient, db: Any, tenant: Tenant) -> tuple[dict[str, Any], str]:
     customer = await make_client(client, tenant)
-    fresh = await users.get(db, customer["id"])
+    fresh = await users.get_internal(db, customer["id"])
     assert fresh is not None
     ticket, _, _ = await intake.receive_client_message(
         db,
