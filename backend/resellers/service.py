@@ -69,6 +69,7 @@ async def create(db: Database, actor: Actor, *, data: ResellerCreate) -> Reselle
                 "away_message": "",
                 "timezone": "America/Sao_Paulo",
                 "business_hours": [],
+                "signature_enabled": True,
                 "created_at": now,
                 "updated_at": now,
             },
@@ -132,3 +133,10 @@ async def update_config(db: Database, actor: Actor, *, data: ResellerConfigUpdat
     if doc is None:
         raise NotFound("config not found")
     return ResellerConfigRead.from_doc(doc)
+
+
+async def signature_enabled(db: Database, reseller_id: str) -> bool:
+    """Whether agents' WhatsApp replies carry their name (on unless the reseller turned it off;
+    configs from before the setting have no field and keep it on)."""
+    doc = await repository.get_config(db, reseller_id)
+    return bool(doc.get("signature_enabled", True)) if doc is not None else True

@@ -1158,6 +1158,11 @@ export interface components {
                 [key: string]: unknown;
             }[];
             /**
+             * Signature Enabled
+             * @default true
+             */
+            signature_enabled: boolean;
+            /**
              * Updated At
              * Format: date-time
              */
@@ -1175,6 +1180,8 @@ export interface components {
             timezone?: string | null;
             /** Business Hours */
             business_hours?: components["schemas"]["BusinessHours"][] | null;
+            /** Signature Enabled */
+            signature_enabled?: boolean | null;
         };
         /**
          * ResellerCreate
