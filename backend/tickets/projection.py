@@ -1,7 +1,8 @@
 """The ticket document is a projection of two sources of truth: its `ticket_events` (status,
-holder, department, version) and its `messages` (last_message_at, preview, direction). Lists,
-`/tickets/counts` and announcements read the projection, so it must converge to those sources on
-its own, without anyone opening the ticket.
+holder, department, version) and its `messages` (last_message_at, preview, direction). Lists
+and announcements read the projection, so it must converge to those sources on its own, without
+anyone opening the ticket. `/tickets/counts` reads counters folded from the same log
+(tickets/counters.py); settle appends their deltas for the events it rolls forward.
 
 Why every writer *settles* after its write. On MongoDB an update of one document is atomic. On
 FerretDB v1 every update is read → modify → write the whole document back, non-atomically: an
