@@ -7,6 +7,8 @@ filter FerretDB pushes down, except the operator script's full reads.
 - `ticket_counts`: one document per tenant, `_id` the tenant id: `{watermark, counts}`.
 """
 
+import asyncio
+import weakref
 from typing import Any
 
 from pymongo.errors import DuplicateKeyError
@@ -26,8 +28,24 @@ def log_of(reseller_id: str) -> SeqLog:
     return SeqLog(DELTAS, f"{reseller_id}:", state_collection=TOTALS, cursor_id=f"unused:{reseller_id}")
 
 
+# Per event loop, per (database, tenant): this process's appends to one log, one at a time.
+_append_locks: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[str, str], asyncio.Lock]]" = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _append_lock(db: Database, reseller_id: str) -> asyncio.Lock:
+    locks = _append_locks.setdefault(asyncio.get_running_loop(), {})
+    return locks.setdefault((db.name, reseller_id), asyncio.Lock())
+
+
 async def append(db: Database, reseller_id: str, body: dict[str, Any]) -> int:
-    seq, _ = await log_of(reseller_id).append(db, {**body, "reseller_id": reseller_id, "at": utcnow()})
+    """Why one at a time: a plain seqlog append tries head+1, so N concurrent appenders of one
+    tenant all try the same number, one wins and the others read and retry — N^2 inserts for a
+    burst of N new tickets. Queued in the process, each append is two reads and one insert;
+    only appenders in different processes still race (and the unique `_id` settles it)."""
+    async with _append_lock(db, reseller_id):
+        seq, _ = await log_of(reseller_id).append(db, {**body, "reseller_id": reseller_id, "at": utcnow()})
     return seq
 
 
