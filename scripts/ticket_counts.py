@@ -46,10 +46,12 @@ def _report(found: counters.Audit) -> None:
         out.print(f"tenant {found.reseller_id}: {len(found.unrecorded)} event(s) without a counts delta")
     if found.totals_corrupt:
         out.print(f"tenant {found.reseller_id}: totals differ from their entries 1..{found.watermark}")
+    if not found.complete:
+        out.print(f"tenant {found.reseller_id}: not backfilled (counts are counted from the tickets)")
 
 
 def _clean(found: counters.Audit) -> bool:
-    return not found.differences and not found.unrecorded and not found.totals_corrupt
+    return not found.differences and not found.unrecorded and not found.totals_corrupt and found.complete
 
 
 async def check(db: Database, *, tenant: str | None, fix: bool) -> list[counters.Audit]:

@@ -21,6 +21,7 @@ from backend.resellers.schemas import (
     ResellerRead,
     ResellerUpdate,
 )
+from backend.tickets import counters
 from backend.users import service as users
 
 OWNER_KEY = "reseller-owner"
@@ -57,6 +58,8 @@ async def create(db: Database, actor: Actor, *, data: ResellerCreate) -> Reselle
         "created_at": now,
         "updated_at": now,
     }
+    # Before the tenant exists, so its counters cover every ticket it will have.
+    await counters.start_tenant(db, reseller_id)
     await _insert_once(repository.insert(db, doc))
     await _insert_once(
         repository.insert_config(

@@ -46,6 +46,8 @@ Where the guarantee ends: between an event and its delta (a writer in flight or 
 the log by that event until it is settled — at most one sweep period with nobody reading.
 `scripts/ticket_counts.py` recounts from the log, reports any difference and, with --fix,
 appends the missing deltas and rewrites a corrupted totals document (it never deletes).
+A tenant whose totals are not marked `complete` — one with tickets from before the counters, until
+that --fix backfills it — is still counted from its ticket documents (`tickets.service.counts`).
 """
 
 from collections import Counter
@@ -158,8 +160,19 @@ async def compact(db: Database, reseller_id: str) -> int:
     return n
 
 
+async def start_tenant(db: Database, reseller_id: str) -> None:
+    """Called before a tenant exists: its counters cover it from its first ticket on."""
+    await repo.start_totals(db, reseller_id)
+
+
 async def tenant_counts(db: Database, reseller_id: str) -> dict[str, int]:
     """Every counter of a tenant as of now: totals plus the tail past their watermark (point 4)."""
+    return (await _tenant_state(db, reseller_id))[0]
+
+
+async def _tenant_state(db: Database, reseller_id: str) -> tuple[dict[str, int], bool]:
+    """(counters, complete): complete when the totals cover the tenant's whole log — a tenant
+    created with the counters, or one backfilled by scripts/ticket_counts.py --fix."""
     doc = await repo.totals(db, reseller_id)
     watermark = int(doc["watermark"]) if doc else 0
     counts: dict[str, int] = dict(doc["counts"]) if doc else {}
@@ -179,7 +192,7 @@ async def tenant_counts(db: Database, reseller_id: str) -> dict[str, int]:
             await compact(db, reseller_id)
         except PyMongoError as exc:
             log.warning("ticket counts compaction failed", reseller_id=reseller_id, error=str(exc))
-    return counts
+    return counts, bool(doc and doc.get("complete"))
 
 
 def _sum(counts: Mapping[str, int], prefix: str, suffix: str) -> int:
@@ -206,12 +219,17 @@ def view(counts: Mapping[str, int], actor: Actor, *, department_id: str | None) 
     return out
 
 
-async def for_actor(db: Database, actor: Actor, *, department_id: str | None) -> dict[str, int]:
+async def for_actor(db: Database, actor: Actor, *, department_id: str | None) -> dict[str, int] | None:
+    """None while a tenant's counters do not cover its whole log (tickets from before the
+    counters, not backfilled yet): the caller then counts the tickets themselves."""
     tenants = [actor.reseller_id] if not actor.is_admin else await repo.tenant_ids(db)
     total: Counter[str] = Counter()
     for tenant in tenants:
         if tenant:
-            total.update(view(await tenant_counts(db, tenant), actor, department_id=department_id))
+            counts, complete = await _tenant_state(db, tenant)
+            if not complete:
+                return None
+            total.update(view(counts, actor, department_id=department_id))
     return {status.value: total[status.value] for status in Status}
 
 
@@ -226,6 +244,7 @@ class Audit:
     watermark: int
     stored_totals: dict[str, int]
     folded_totals: dict[str, int]  # the canonical entries 1..watermark, summed afresh
+    complete: bool  # whether /tickets/counts uses the counters yet (else it counts the tickets)
 
     @property
     def differences(self) -> dict[str, tuple[int, int]]:
@@ -274,6 +293,7 @@ async def audit(db: Database, reseller_id: str, *, claims: Mapping[str, int] | N
         watermark=watermark,
         stored_totals=dict(doc["counts"]) if doc else {},
         folded_totals=folded,
+        complete=bool(doc and doc.get("complete")),
     )
 
 
@@ -283,6 +303,9 @@ async def repair(db: Database, found: Audit) -> None:
     the same watermark. Appends and rewrites only: nothing is deleted."""
     for event in found.unrecorded:
         await record(db, event)
-    if found.totals_corrupt:
-        await repo.write_totals(db, found.reseller_id, watermark=found.watermark, counts=found.folded_totals)
+    if found.totals_corrupt or not found.complete:
+        # Every event of the log now has its entry: the totals cover the whole log from here on.
+        await repo.write_totals(
+            db, found.reseller_id, watermark=found.watermark, counts=found.folded_totals, complete=True
+        )
     await compact(db, found.reseller_id)

@@ -8,6 +8,7 @@ filter FerretDB pushes down, except the operator script's full reads.
 """
 
 import asyncio
+import contextlib
 import weakref
 from typing import Any
 
@@ -69,10 +70,21 @@ async def totals(db: Database, reseller_id: str) -> dict[str, Any] | None:
     return await db[TOTALS].find_one({"_id": reseller_id})
 
 
-async def write_totals(db: Database, reseller_id: str, *, watermark: int, counts: dict[str, int]) -> None:
+async def start_totals(db: Database, reseller_id: str) -> None:
+    """A new tenant's totals: nothing to count yet, so every event it will ever have is covered."""
+    doc = {"_id": reseller_id, "watermark": 0, "counts": {}, "complete": True, "updated_at": utcnow()}
+    with contextlib.suppress(DuplicateKeyError):  # a retried creation
+        await db[TOTALS].insert_one(doc)
+
+
+async def write_totals(
+    db: Database, reseller_id: str, *, watermark: int, counts: dict[str, int], complete: bool | None = None
+) -> None:
     """One write of the whole pair: whatever interleaves, the stored (watermark, counts) is one
-    writer's consistent snapshot (see counters.py)."""
-    fields = {"watermark": watermark, "counts": counts, "updated_at": utcnow()}
+    writer's consistent snapshot (see counters.py). `complete`: set only by the backfill."""
+    fields: dict[str, Any] = {"watermark": watermark, "counts": counts, "updated_at": utcnow()}
+    if complete is not None:
+        fields["complete"] = complete
     try:
         await db[TOTALS].update_one({"_id": reseller_id}, {"$set": fields}, upsert=True)
     except DuplicateKeyError:  # two first upserts of a tenant: the document exists now

@@ -449,8 +449,12 @@ async def list_page(
 
 
 async def counts(db: Database, actor: Actor, *, department_id: str | None) -> TicketCounts:
-    """What the lists would show, from the counters (tickets/counters.py): constant in the number of tickets."""
-    return TicketCounts(**await counters.for_actor(db, actor, department_id=department_id))
+    """What the lists would show, from the counters (tickets/counters.py): constant in the number
+    of tickets. Counted from the tickets while a tenant's counters are not backfilled yet."""
+    values = await counters.for_actor(db, actor, department_id=department_id)
+    if values is None:
+        return await recount(db, actor, department_id=department_id)
+    return TicketCounts(**values)
 
 
 async def recount(db: Database, actor: Actor, *, department_id: str | None) -> TicketCounts:

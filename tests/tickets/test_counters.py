@@ -245,9 +245,12 @@ async def test_the_script_reports_nothing_after_a_run_and_fixes_corrupted_totals
 async def test_the_script_backfills_tickets_older_than_the_counters(
     client: httpx.AsyncClient, tenant: Tenant, db: Any
 ) -> None:
-    """A ticket from before the counters has its events and no delta: the check reports it and
-    --fix appends its delta (the log and the tickets are not written)."""
+    """A tenant from before the counters: its totals are not complete and a ticket has its events
+    and no delta. Counts are counted from the tickets meanwhile (still right); the check reports
+    it and --fix appends the delta and marks the totals complete (the log and the tickets are not
+    written), after which the counters answer."""
     ticket = await make_ticket(client, tenant)
+    await db[counters_repo.TOTALS].update_one({"_id": tenant.id}, {"$set": {"complete": False}})
     created = await db.ticket_events.find_one({"_id": events.event_id(ticket["id"], 1)})
     old_id = new_id()
     old = {**created["data"]["ticket"], "_id": old_id, "number": 10**9 + 11, "open_slot": 77}
@@ -256,11 +259,16 @@ async def test_the_script_backfills_tickets_older_than_the_counters(
     await db.tickets.insert_one(old)
     stored = (await db.ticket_events.count_documents({}), await db.tickets.count_documents({}))
 
+    owner = _actors(tenant)[0]
+    assert await counters.for_actor(db, owner, department_id=None) is None  # not backfilled: not used
+    assert await tickets.counts(db, owner, department_id=None) == await tickets.recount(db, owner, department_id=None)
     [found] = await ticket_counts.check(db, tenant=tenant.id, fix=False)
+    assert not found.complete
     assert [e["_id"] for e in found.unrecorded] == [event["_id"]]
     key = f"d|{old['department_id']}|espera"
     assert found.differences[key][0] == found.differences[key][1] + 1
     [fixed] = await ticket_counts.check(db, tenant=tenant.id, fix=True)
-    assert (fixed.differences, fixed.unrecorded, fixed.totals_corrupt) == ({}, [], False)
+    assert (fixed.differences, fixed.unrecorded, fixed.totals_corrupt, fixed.complete) == ({}, [], False, True)
     assert (await db.ticket_events.count_documents({}), await db.tickets.count_documents({})) == stored
+    assert await counters.for_actor(db, owner, department_id=None) is not None
     await assert_counts_equal_recount(db, tenant)
