@@ -61,6 +61,7 @@ from backend.messages import repository
 from backend.messages.schemas import MessagePage, MessageRead
 from backend.outbound import service as outbound
 from backend.realtime import feed
+from backend.resellers import service as resellers
 from backend.tickets import projection
 from backend.tickets import repository as tickets_repo
 from backend.tickets import service as tickets
@@ -230,6 +231,16 @@ async def complete_stored(db: Database, message: dict[str, Any]) -> None:
         await _after_stored(db, ticket, message)
 
 
+def signed(agent_name: str, body: str) -> str:
+    """The reply as WhatsApp shows an agent's message in shared-number helpdesks: the name in
+    bold (WhatsApp's `*bold*` markup) with a colon, then the text on the next line: "*Ana:*",
+    a line break, "Bom dia!". Stored exactly so: the thread shows what the client received, and the
+    echo of the send matches the stored body. Asterisks in the name would break the bold markup,
+    so they are left out of it."""
+    name = " ".join(agent_name.replace("*", "").split())
+    return f"*{name}:*\n{body}" if name else body
+
+
 async def reply(db: Database, actor: Actor, *, ticket_id: str, body: str) -> MessageRead:
     """An agent answers in a ticket it holds."""
     if actor.role != "agent":
@@ -241,6 +252,8 @@ async def reply(db: Database, actor: Actor, *, ticket_id: str, body: str) -> Mes
     status = "sent" if ticket.get("channel") == "api" else "pending"
     message_id = new_id()
     if status == "pending":
+        if await resellers.signature_enabled(db, ticket["reseller_id"]):
+            body = signed(actor.name, body)
         # Queued before the message is stored and before any network call: a crash anywhere
         # after this leaves the worker something to pick up (backend/outbound).
         await outbound.enqueue(db, message_id=message_id, ticket=ticket)

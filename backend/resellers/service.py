@@ -10,7 +10,7 @@ from backend.core.db import Database
 from backend.core.errors import Conflict, NotFound
 from backend.core.ids import is_valid_id, new_id
 from backend.core.pagination import decode_id_cursor, next_id_cursor
-from backend.core.tenancy import Actor
+from backend.core.tenancy import Actor, TenantScope
 from backend.realtime import feed
 from backend.resellers import repository
 from backend.resellers.schemas import (
@@ -21,6 +21,7 @@ from backend.resellers.schemas import (
     ResellerRead,
     ResellerUpdate,
 )
+from backend.tickets import counters
 from backend.users import service as users
 
 OWNER_KEY = "reseller-owner"
@@ -57,6 +58,8 @@ async def create(db: Database, actor: Actor, *, data: ResellerCreate) -> Reselle
         "created_at": now,
         "updated_at": now,
     }
+    # Before the tenant exists, so its counters cover every ticket it will have.
+    await counters.start_tenant(db, reseller_id)
     await _insert_once(repository.insert(db, doc))
     await _insert_once(
         repository.insert_config(
@@ -69,6 +72,7 @@ async def create(db: Database, actor: Actor, *, data: ResellerCreate) -> Reselle
                 "away_message": "",
                 "timezone": "America/Sao_Paulo",
                 "business_hours": [],
+                "signature_enabled": True,
                 "created_at": now,
                 "updated_at": now,
             },
@@ -132,3 +136,10 @@ async def update_config(db: Database, actor: Actor, *, data: ResellerConfigUpdat
     if doc is None:
         raise NotFound("config not found")
     return ResellerConfigRead.from_doc(doc)
+
+
+async def signature_enabled(db: Database, reseller_id: str) -> bool:
+    """Whether agents' WhatsApp replies carry their name (on unless the reseller turned it off;
+    configs from before the setting have no field and keep it on)."""
+    doc = await repository.get_config(db, TenantScope(reseller_id), reseller_id)
+    return bool(doc.get("signature_enabled", True)) if doc is not None else True

@@ -26,7 +26,7 @@ from tests.fakes.harness import (
     settings,
     wait_for,
 )
-from tests.outbound.helpers import held_ticket
+from tests.outbound.helpers import held_ticket, unsigned
 
 __all__ = ["app", "backend_port", "evolution", "settings"]
 
@@ -121,7 +121,7 @@ async def test_outbound_worker_refuses_an_unrecognised_database_and_sends_nothin
     finally:
         worker.terminate()
         assert await asyncio.wait_for(worker.wait(), 30) == 0
-    assert [s["text"] for s in await evolution.sent() if s["number"] == phone] == ["já recebida?"]
+    assert [unsigned(s["text"]) for s in await evolution.sent() if s["number"] == phone] == ["já recebida?"]
 
 
 async def test_webhook_processor_refuses_an_unrecognised_database(settings: Settings, foreign_ledger: str) -> None:

@@ -1180,6 +1180,11 @@ export interface components {
                 [key: string]: unknown;
             }[];
             /**
+             * Signature Enabled
+             * @default true
+             */
+            signature_enabled: boolean;
+            /**
              * Updated At
              * Format: date-time
              */
@@ -1197,6 +1202,8 @@ export interface components {
             timezone?: string | null;
             /** Business Hours */
             business_hours?: components["schemas"]["BusinessHours"][] | null;
+            /** Signature Enabled */
+            signature_enabled?: boolean | null;
         };
         /**
          * ResellerCreate

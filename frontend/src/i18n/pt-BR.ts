@@ -236,6 +236,8 @@ export const t = {
     open: 'Abre',
     close: 'Fecha',
     closeAfterOpen: 'O fechamento deve ser depois da abertura',
+    signature: 'Assinar as mensagens com o nome do agente',
+    signatureHint: 'As respostas pelo WhatsApp começam com o nome do agente em negrito (*Ana:*) e uma quebra de linha.',
     weekdays: ['Segunda', 'Terça', 'Quarta', 'Quinta', 'Sexta', 'Sábado', 'Domingo'],
   },
   resellers: {

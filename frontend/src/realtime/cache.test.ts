@@ -1,8 +1,8 @@
-import { QueryClient, type InfiniteData } from '@tanstack/react-query';
-import { describe, expect, it } from 'vitest';
+import { QueryClient, QueryObserver, type InfiniteData } from '@tanstack/react-query';
+import { describe, expect, it, vi } from 'vitest';
 import type { Message, Page, RealtimeEvent, Ticket } from '../api/types';
 import { agentUser, ticketFixture } from '../test/utils';
-import { applyEvent, keys, setUnread, withReadSide } from './cache';
+import { COUNTS_REFRESH_MS, applyEvent, keys, setUnread, withReadSide } from './cache';
 
 type Pages<T> = InfiniteData<Page<T>, string | null>;
 const pages = <T,>(...lists: T[][]): Pages<T> => ({
@@ -107,13 +107,39 @@ describe('applyEvent', () => {
   });
 
   it('marks counts and search results stale instead of guessing them', () => {
+    vi.useFakeTimers();
     const client = seeded();
     client.setQueryData(keys.counts, { espera: 3, atendendo: 0, finalizado: 0 });
     client.setQueryData(keys.ticketList('espera', 'maria'), pages([t1]));
     applyEvent(client, ev('ticket.finalized', { ticket: { ...t1, status: 'finalizado', version: 2 } }), me);
+    vi.advanceTimersByTime(COUNTS_REFRESH_MS);
+    vi.useRealTimers();
     expect(client.getQueryState(keys.counts)?.isInvalidated).toBe(true);
     expect(client.getQueryState(keys.ticketList('espera', 'maria'))?.isInvalidated).toBe(true);
     expect(ids(client.getQueryData(keys.ticketList('espera', '')))).toEqual([t2.id, t3.id]);
+  });
+
+  it('refetches the counts once per window for a burst of moves, and not for a ticket that did not move', async () => {
+    vi.useFakeTimers();
+    const client = seeded();
+    const fetches = vi.fn(async () => ({ espera: 0, atendendo: 0, finalizado: 0 }));
+    const observer = new QueryObserver(client, { queryKey: keys.counts, queryFn: fetches });
+    const stop = observer.subscribe(() => undefined);
+    await vi.advanceTimersByTimeAsync(0);
+    expect(fetches).toHaveBeenCalledTimes(1);
+    applyEvent(client, ev('ticket.assumed', { ticket: { ...t1, status: 'atendendo', agent_id: me.id, version: 2 } }), me);
+    applyEvent(client, ev('ticket.assumed', { ticket: { ...t2, status: 'atendendo', agent_id: me.id, version: 2 } }), me);
+    applyEvent(client, ev('ticket.finalized', { ticket: { ...t3, status: 'finalizado', version: 2 } }), me);
+    await vi.advanceTimersByTimeAsync(COUNTS_REFRESH_MS - 1);
+    expect(fetches).toHaveBeenCalledTimes(1); // not yet: the window is still open
+    await vi.advanceTimersByTimeAsync(1);
+    expect(fetches).toHaveBeenCalledTimes(2); // three moves, one refetch
+    // The same move delivered again (a replay after a reconnect): nothing moved, no refetch.
+    applyEvent(client, ev('ticket.assumed', { ticket: { ...t1, status: 'atendendo', agent_id: me.id, version: 2 } }), me);
+    await vi.advanceTimersByTimeAsync(COUNTS_REFRESH_MS * 2);
+    expect(fetches).toHaveBeenCalledTimes(2);
+    stop();
+    vi.useRealTimers();
   });
 
   it('updates a connection status in the connections list', () => {

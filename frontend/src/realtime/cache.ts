@@ -151,8 +151,34 @@ function applyConnection(client: QueryClient, connection: Partial<WhatsAppConnec
   );
 }
 
+/** At most one counts refetch per this many ms, however many tickets move (a busy queue sends a
+ * burst of events; every open screen used to refetch the counts for each one). */
+export const COUNTS_REFRESH_MS = 1000;
+const countsDue = new WeakMap<QueryClient, ReturnType<typeof setTimeout>>();
+
+/** Marks the counts stale once the window closes: the first move opens it, the later ones ride along. */
+function countsMoved(client: QueryClient): void {
+  if (countsDue.has(client)) return;
+  countsDue.set(
+    client,
+    setTimeout(() => {
+      countsDue.delete(client);
+      void client.invalidateQueries({ queryKey: keys.counts });
+    }, COUNTS_REFRESH_MS),
+  );
+}
+
+/** Whether an event can change the counts: a new ticket, or a ticket whose status, department or
+ * agent differs from the copy already known (an event about an unknown ticket may). */
+function movesCounts(known: Ticket | undefined, event: RealtimeEvent): boolean {
+  if (event.event === 'ticket.created' || !event.ticket || !known) return true;
+  const t = event.ticket;
+  return known.status !== t.status || known.department_id !== t.department_id || known.agent_id !== t.agent_id;
+}
+
 /** Applies one websocket event to the cache: the screens re-render from it, no refetch needed. */
 export function applyEvent(client: QueryClient, event: RealtimeEvent, user: User): void {
+  const known = event.ticket ? knownCopy(client, event.ticket.id) : undefined;
   if (event.ticket) applyTicket(client, event.ticket, user);
   if (event.message && (event.event === 'message.created' || event.event === 'message.status')) {
     applyMessage(client, event.message);
@@ -164,7 +190,7 @@ export function applyEvent(client: QueryClient, event: RealtimeEvent, user: User
   }
   if (event.connection) applyConnection(client, event.connection);
   if (event.event.startsWith('ticket.') && event.event !== 'ticket.read') {  // a read moves no ticket
-    void client.invalidateQueries({ queryKey: keys.counts });
+    if (movesCounts(known, event)) countsMoved(client);
     if (event.ticket) void client.invalidateQueries({ queryKey: keys.events(event.ticket.id) });
   }
 }
