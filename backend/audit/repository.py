@@ -56,6 +56,6 @@ async def versions_since_internal(db: Database, since: datetime) -> dict[str, in
     return newest
 
 
-async def all_for_tenant(db: Database, reseller_id: str) -> list[dict[str, Any]]:
+async def all_for_tenant_internal(db: Database, reseller_id: str) -> list[dict[str, Any]]:
     """A tenant's whole log (the counters check, scripts/ticket_counts.py): a scan, never on a request path."""
     return await db[COLLECTION].find({"reseller_id": reseller_id}).to_list(None)

@@ -268,7 +268,7 @@ async def audit(db: Database, reseller_id: str, *, claims: Mapping[str, int] | N
     truth: Counter[str] = Counter()
     unrecorded: list[dict[str, Any]] = []
     by_ticket: dict[str, list[dict[str, Any]]] = {}
-    for event in await events.all_for_tenant(db, reseller_id):
+    for event in await events.all_for_tenant_internal(db, reseller_id):
         by_ticket.setdefault(str(event["ticket_id"]), []).append(event)
     for chain in by_ticket.values():
         chain.sort(key=lambda e: int(e["version"]))
