@@ -191,7 +191,7 @@ def _start_backend(mongo_url: str, db_name: str, redis_url: str, workdir: Path, 
     proc = subprocess.Popen(  # started the way a deployment starts it
         [sys.executable, "-m", "backend"], cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT
     )
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + getattr(args, "ready_seconds", 120)
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"backend exited; see {workdir}")

@@ -144,6 +144,8 @@ async def _client_main(spec_path: str, out_path: str) -> None:
                 return
             dropping[i] = False
             await asyncio.sleep(delays[i])
+            if stop.is_set():
+                return
 
     tasks = [asyncio.create_task(run(i)) for i in range(n)]
     while connected < n:
@@ -171,6 +173,10 @@ async def _client_main(spec_path: str, out_path: str) -> None:
             print("dropped", flush=True)
     stop.set()
     await asyncio.gather(*(ws.close() for ws in sockets if ws is not None), return_exceptions=True)
+    # A reconnect still under way (a loaded machine) would open a socket nobody closes: bounded.
+    _, late = await asyncio.wait(tasks, timeout=30)
+    for task in late:
+        task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
     Path(out_path).write_text(  # noqa: ASYNC240 - once, at the end
         json.dumps(
@@ -555,12 +561,13 @@ async def _main(args: argparse.Namespace) -> dict[str, Any]:
             extra["ferretdb"] = fdb.pid
         phases = []
         for target in (
-            Target("baseline", baselines, base_urls, False, publish_baseline),
             Target("iaze", backends, iaze_urls, True, publish_iaze),
+            Target("baseline", baselines, base_urls, False, publish_baseline),
         ):
             if args.only and target.name != args.only:
                 continue
             phases.append(await _phase(target, people, keys, extra, workdir, args))
+            print(json.dumps(phases[-1]), file=sys.stderr, flush=True)  # kept even if a later phase fails
         feed.unregister_sink(bus)
         await bus.close()
         await raw.aclose()
@@ -653,6 +660,7 @@ def main() -> None:
     parser.add_argument("--settle", type=float, default=5.0, help="idle seconds before reading RSS")
     parser.add_argument("--drain", type=float, default=5.0)
     parser.add_argument("--only", choices=("baseline", "iaze"), help="one phase only")
+    parser.add_argument("--ready-seconds", type=float, default=600, help="wait this long for a backend to start")
     args = parser.parse_args()
     result = _run(_main(args))
     results_dir = ROOT / "bench" / "results"
