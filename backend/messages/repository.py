@@ -1,6 +1,7 @@
 """Queries on `messages`: append-only; a message is never updated except for its delivery status
 and, for a client message that raced a finalize, its ticket (`move_to_ticket`)."""
 
+import re
 from datetime import datetime
 from typing import Any
 
@@ -12,6 +13,8 @@ from backend.core.indexes import ASC, DESC, declare
 NOTE_DIRECTION = "note"  # an internal note's direction and type (messages/notes.py)
 
 COLLECTION = "messages"
+# Delivery statuses only move forward; `failed` only from before the provider took it.
+RANK = {"pending": 0, "sent": 1, "delivered": 2, "read": 3}
 
 declare(
     COLLECTION,
@@ -72,3 +75,26 @@ async def latest_per_ticket_since(db: Database, since: datetime) -> dict[str, tu
         if key not in latest or seen > latest[key]:
             latest[key] = seen
     return latest
+
+
+async def move_status(
+    db: Database, message_id: str, *, to: str, at: datetime, extra: dict[str, Any] | None = None
+) -> dict[str, Any] | None:
+    """Moves a message's delivery status forward only; returns the message when it moved.
+
+    On MongoDB the filtered update is atomic. On FerretDB two different concurrent moves of one
+    message (say delivered and read arriving together) can both pass the filter and the slower
+    one win; the next status event or a redelivery heals it. Sends are never repeated by it.
+    """
+    allowed = ["pending", "sent"] if to == "failed" else [s for s, r in RANK.items() if r < RANK[to]]
+    changes: dict[str, Any] = {"status": to, f"{to}_at": at, **(extra or {})}
+    if not await update_if(db, COLLECTION, message_id, {"status": {"$in": allowed}}, {"$set": changes}):
+        return None
+    return await get(db, message_id)
+
+
+async def ticket_ids_with_text(db: Database, reseller_id: str, text: str, *, limit: int) -> list[str]:
+    """The tickets whose messages contain `text` (any case), newest message first (inbox search)."""
+    query = {"reseller_id": reseller_id, "body": {"$regex": re.escape(text), "$options": "i"}}
+    cursor = db[COLLECTION].find(query, projection={"ticket_id": 1}).sort("created_at", -1).limit(limit)
+    return list(dict.fromkeys(d["ticket_id"] for d in await cursor.to_list(length=limit)))

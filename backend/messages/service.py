@@ -60,7 +60,6 @@ from backend.messages.schemas import MessagePage, MessageRead
 from backend.outbound import service as outbound
 from backend.realtime import feed
 from backend.tickets import projection
-from backend.tickets import repository as tickets_repo
 from backend.tickets import service as tickets
 from backend.tickets.projection import Activity
 from backend.tickets.states import Status, is_open
@@ -168,9 +167,7 @@ async def _after_stored(db: Database, ticket: dict[str, Any], message: dict[str,
         # A message moved on from a finalized ticket can predate the ticket it moved to, which
         # was opened for it: its activity is then the opening, or the queue shows no preview.
         activity = replace(activity, at=as_utc(ticket["created_at"]))
-    await tickets_repo.touch_activity(
-        db, ticket, at=activity.at, preview=activity.preview, direction=activity.direction
-    )
+    await tickets.touch_activity(db, ticket, at=activity.at, preview=activity.preview, direction=activity.direction)
     settled = await projection.settle(db, ticket["_id"], activity=activity)
     # Announced as the ticket now is (log and activity), not as it was when this message arrived.
     current = settled if settled is not None else {**ticket, **activity.fields()}

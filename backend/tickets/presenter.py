@@ -7,9 +7,9 @@ import asyncio
 from typing import Any
 
 from backend.core.db import Database
-from backend.tags import repository as ticket_tags
+from backend.tags import service as ticket_tags
 from backend.tickets.schemas import TicketRead
-from backend.users import repository as users
+from backend.users import service as users
 
 
 async def _names(db: Database, user_ids: list[str]) -> dict[str, str]:

@@ -143,3 +143,21 @@ async def raise_counter(db: Database, reseller_id: str, number: int) -> None:
     """Keep the counter at or past a number claimed by probing, so later candidates start there.
     Only a hint: a lost update here costs a later creator a few extra probes, never a duplicate."""
     await db[COUNTERS].update_one({"_id": f"ticket-number:{reseller_id}"}, {"$max": {"seq": number}})
+
+
+async def client_tickets(
+    db: Database,
+    *,
+    reseller_id: str,
+    client_id: str,
+    exclude_id: str,
+    before: tuple[datetime, str] | None,
+    limit: int,
+) -> list[dict[str, Any]]:
+    """A client's tickets in one tenant but `exclude_id`, newest first (index tenant_client_created)."""
+    query: dict[str, Any] = {"reseller_id": reseller_id, "client_id": client_id, "_id": {"$ne": exclude_id}}
+    if before is not None:
+        at, last_id = before
+        query = {"$and": [query, {"$or": [{"created_at": {"$lt": at}}, {"created_at": at, "_id": {"$lt": last_id}}]}]}
+    cursor = db[COLLECTION].find(query).sort([("created_at", DESC), ("_id", DESC)]).limit(limit)
+    return await cursor.to_list(length=limit)

@@ -52,8 +52,8 @@ from typing import Any
 
 from pymongo.errors import PyMongoError
 
-from backend.connections import repository as connections
-from backend.core.background import BackgroundLoop, run_standalone
+from backend.connections import service as connections
+from backend.core.background import BackgroundLoop
 from backend.core.clock import as_utc, utcnow
 from backend.core.config import Settings
 from backend.core.db import Database
@@ -61,6 +61,7 @@ from backend.core.ids import new_id
 from backend.core.logging import get_logger
 from backend.core.retry import is_retryable
 from backend.core.seqlog import HOLE, SeqLog
+from backend.gates import run_standalone
 from backend.webhooks import repository, service, signals
 
 log = get_logger("webhooks.processor")

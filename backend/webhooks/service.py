@@ -15,8 +15,7 @@ import json
 from typing import Any
 
 from backend.clients import service as clients
-from backend.connections import repository as connections
-from backend.connections import service as connection_rules
+from backend.connections import service as connections
 from backend.connections.providers import registry
 from backend.connections.providers.base import (
     ConnectionChange,
@@ -34,11 +33,11 @@ from backend.core.errors import Unauthorized
 from backend.core.ids import is_valid_id
 from backend.core.logging import get_logger
 from backend.core.retry import is_retryable
-from backend.messages import repository as messages
-from backend.messages import service as message_rules
+from backend.messages import public as message_store
+from backend.messages import service as messages
 from backend.outbound import service as outbound
 from backend.tickets import intake
-from backend.users import repository as users
+from backend.users import service as users
 from backend.webhooks import repository, sanitize, signals
 from backend.webhooks.schemas import Outcome
 
@@ -195,10 +194,10 @@ async def _apply(
         )
     if isinstance(event, ConnectionChange):
         keep_qr = conn.get("qr_code") if event.status == "connecting" else None
-        await connection_rules.record_status(db, conn, status=event.status, qr_code=keep_qr, retry=retry)
+        await connections.record_status(db, conn, status=event.status, qr_code=keep_qr, retry=retry)
         return f"connection {event.status}"
     if isinstance(event, QrChange):
-        await connection_rules.record_status(db, conn, status="connecting", qr_code=event.qr_code, retry=retry)
+        await connections.record_status(db, conn, status="connecting", qr_code=event.qr_code, retry=retry)
         return "qrcode updated"
     assert isinstance(event, Ignored)
     return f"ignored: {event.reason}"
@@ -217,14 +216,14 @@ async def _ingest_message(
 ) -> str:
     sanitize.check_storable(event)  # before the client and ticket writes: never a ticket without it
     message_id = message_id_for(conn["_id"], event.provider_message_id)
-    stored = await messages.get(db, message_id)
+    stored = await message_store.get(db, message_id)
     if stored is not None:
         # Redelivery: stop before the ticket step, which could open a new ticket for an old
         # message once the old one is finalized. Concurrent redeliveries get past this check
         # together; the unique message `_id` stores them once.
         if retry:
             # Our own earlier attempt stored it, maybe without what follows (killed in between).
-            await message_rules.complete_stored(db, stored)
+            await messages.complete_stored(db, stored)
             return f"message {message_id} completed after an unfinished attempt"
         return "duplicate"
     if event.from_me:
