@@ -1,6 +1,6 @@
 """The webhook processor: turns stored raw deliveries into clients, tickets and messages.
 
-`python -m backend.webhooks.processor` runs it alone; each backend process also runs one in its
+`python -m backend.webhooks` runs it alone (backend/webhooks/__main__.py); each backend process also runs one in its
 lifespan (WEBHOOK_PROCESSOR_ENABLED). Several at once, in any number of processes, are safe:
 
 - Work is found by `_id` reads only: lane L's entries are "w:<L>:<n>" (backend/core/seqlog.py),
@@ -61,7 +61,6 @@ from backend.core.ids import new_id
 from backend.core.logging import get_logger
 from backend.core.retry import is_retryable
 from backend.core.seqlog import HOLE, SeqLog
-from backend.gates import run_standalone
 from backend.webhooks import repository, service, signals
 
 log = get_logger("webhooks.processor")
@@ -318,7 +317,3 @@ def background(db: Database, settings: Settings, *, enabled: bool = True) -> Bac
     return BackgroundLoop(
         "webhook-processor", run_until, db, settings, enabled=enabled and settings.WEBHOOK_PROCESSOR_ENABLED
     )
-
-
-if __name__ == "__main__":
-    run_standalone(run_until)

@@ -1,7 +1,7 @@
 """The webhook processor on its own: the API process here runs none (WEBHOOK_PROCESSOR_ENABLED
 false stands for "the process died right after acknowledging"), so deliveries pile up stored and
 unprocessed; then processors — several in this process, or real `python -m
-backend.webhooks.processor` processes killed with SIGKILL — work them off."""
+backend.webhooks` processes killed with SIGKILL — work them off."""
 
 import asyncio
 import contextlib
@@ -156,9 +156,7 @@ def _start_processor(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
         "LOG_LEVEL": "WARNING",
     }
     out = open(log, "ab")  # noqa: SIM115 - owned by the child
-    return subprocess.Popen(
-        [sys.executable, "-m", "backend.webhooks.processor"], cwd=ROOT, env=env, stdout=out, stderr=out
-    )
+    return subprocess.Popen([sys.executable, "-m", "backend.webhooks"], cwd=ROOT, env=env, stdout=out, stderr=out)
 
 
 async def test_acknowledged_events_survive_processor_crashes_and_are_processed_exactly_once(
