@@ -227,7 +227,7 @@ def _start_backend(
         "LEDGER_FILE": str(log.parent / "ledger.jsonl"),
     }
     out = open(log, "ab")  # noqa: SIM115 - owned by the child
-    if module != "uvicorn":  # the processor alone: python -m backend.webhooks.processor
+    if module != "uvicorn":  # the processor alone: python -m backend.webhooks
         env["WEBHOOK_PROCESSOR_ENABLED"] = "true"
         return subprocess.Popen([sys.executable, "-m", module], cwd=ROOT, env=env, stdout=out, stderr=out)
     return subprocess.Popen(
@@ -423,7 +423,7 @@ async def main(args: argparse.Namespace) -> None:
     separate = None
     if args.processor == "separate":
         separate = _start_backend(
-            mongo_url, db_name, bport, tmp / "processor.log", args.processor, module="backend.webhooks.processor"
+            mongo_url, db_name, bport, tmp / "processor.log", args.processor, module="backend.webhooks"
         )
     client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_url, tz_aware=True)
     db = client[db_name]

@@ -31,7 +31,7 @@ from backend.core.retry import read_winner
 from backend.core.schemas import iso_ms
 from backend.core.tenancy import Actor, TenantScope
 from backend.tags.schemas import normalize_tag
-from backend.users import repository as users
+from backend.users import service as users
 
 PHONE_KEY = "client-phone"
 ROLES = ("client",)
@@ -137,7 +137,7 @@ async def list_page(
         extra.update(search_filter(q))
     if tag:
         extra["tags"] = normalize_tag(tag)
-    docs = await users.list_page(db, actor.scope, roles=ROLES, before_id=before, limit=limit + 1, extra=extra)
+    docs = await users.list_docs(db, actor.scope, roles=ROLES, before_id=before, limit=limit + 1, extra=extra)
     nxt = next_id_cursor(docs, limit)
     return ClientPage(items=[ClientRead.from_doc(d) for d in docs[:limit]], next_cursor=nxt)
 
@@ -153,7 +153,7 @@ async def update(db: Database, actor: Actor, *, client_id: str, data: ClientUpda
     if changes.get("email") is not None:
         changes["email"] = str(changes["email"])
     changes["updated_at"] = utcnow()
-    doc = await users.update(db, actor.scope, client_id, changes)
+    doc = await users.update_doc(db, actor.scope, client_id, changes)
     assert doc is not None
     return ClientRead.from_doc(doc)
 
@@ -273,7 +273,7 @@ async def import_csv(db: Database, actor: Actor, *, data: ClientImport) -> Clien
         if item.notes:
             changes["notes"] = item.notes
         if any(doc.get(k) != v for k, v in changes.items()):
-            await users.update(db, actor.scope, doc["_id"], {**changes, "updated_at": utcnow()})
+            await users.update_doc(db, actor.scope, doc["_id"], {**changes, "updated_at": utcnow()})
         result.updated += 1
     return result
 

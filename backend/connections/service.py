@@ -9,6 +9,11 @@ from pymongo.errors import DuplicateKeyError
 from backend.connections import repository
 from backend.connections.providers import registry
 from backend.connections.providers.base import ConnectionStatus, ProviderError
+
+# Published to other domains (they never import a repository: docs/ARCHITECTURE.md §2): a connection by id.
+from backend.connections.repository import get as get
+from backend.connections.repository import get_internal as get_internal
+from backend.connections.repository import get_shared_internal as get_shared_internal
 from backend.connections.schemas import ConnectionCreate, ConnectionPage, ConnectionRead, ConnectionUpdate, QrCodeRead
 from backend.core import natural_keys
 from backend.core.clock import utcnow
@@ -19,7 +24,7 @@ from backend.core.ids import is_valid_id, new_id
 from backend.core.logging import get_logger
 from backend.core.pagination import decode_id_cursor, next_id_cursor
 from backend.core.tenancy import Actor, TenantScope
-from backend.departments import repository as departments
+from backend.departments import service as departments
 from backend.realtime import feed
 
 log = get_logger("connections")

@@ -9,6 +9,7 @@ from backend.core.ids import is_valid_id, new_id
 from backend.core.pagination import decode_id_cursor, next_id_cursor
 from backend.core.tenancy import Actor, TenantScope
 from backend.departments import repository
+from backend.departments.repository import get as get  # published: by id in a tenant's scope
 from backend.departments.schemas import DepartmentCreate, DepartmentPage, DepartmentRead, DepartmentUpdate
 
 

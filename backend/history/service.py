@@ -14,7 +14,6 @@ from backend.core.errors import NotFound
 from backend.core.ids import is_valid_id
 from backend.core.pagination import decode_time_cursor, encode_cursor
 from backend.core.tenancy import Actor, TenantScope
-from backend.history import repository
 from backend.messages import service as messages
 from backend.messages.schemas import MessagePage
 from backend.tickets import presenter
@@ -26,7 +25,7 @@ async def other_tickets(db: Database, actor: Actor, *, ticket_id: str, cursor: s
     """The client's other tickets in the tenant, newest opened first."""
     current = await tickets.get_visible_or_404(db, actor, ticket_id=ticket_id)
     before = decode_time_cursor(cursor) if cursor else None
-    docs = await repository.client_tickets(
+    docs = await tickets.client_tickets(
         db,
         TenantScope(current["reseller_id"]),
         client_id=current["client_id"],

@@ -14,6 +14,8 @@ from backend.core.tenancy import TenantScope
 NOTE_DIRECTION = "note"  # an internal note's direction and type (messages/notes.py)
 
 COLLECTION = "messages"
+# Delivery statuses only move forward; `failed` only from before the provider took it.
+RANK = {"pending": 0, "sent": 1, "delivered": 2, "read": 3}
 
 declare(
     COLLECTION,
@@ -76,3 +78,19 @@ async def latest_per_ticket_since_internal(db: Database, since: datetime) -> dic
         if key not in latest or seen > latest[key]:
             latest[key] = seen
     return latest
+
+
+async def move_status_internal(
+    db: Database, message_id: str, *, to: str, at: datetime, extra: dict[str, Any] | None = None
+) -> dict[str, Any] | None:
+    """Moves a message's delivery status forward only; returns the message when it moved.
+
+    On MongoDB the filtered update is atomic. On FerretDB two different concurrent moves of one
+    message (say delivered and read arriving together) can both pass the filter and the slower
+    one win; the next status event or a redelivery heals it. Sends are never repeated by it.
+    """
+    allowed = ["pending", "sent"] if to == "failed" else [s for s, r in RANK.items() if r < RANK[to]]
+    changes: dict[str, Any] = {"status": to, f"{to}_at": at, **(extra or {})}
+    if not await update_if(db, COLLECTION, message_id, {"status": {"$in": allowed}}, {"$set": changes}):
+        return None
+    return await get_internal(db, message_id)

@@ -63,7 +63,6 @@ from backend.outbound import service as outbound
 from backend.realtime import feed
 from backend.resellers import service as resellers
 from backend.tickets import projection
-from backend.tickets import repository as tickets_repo
 from backend.tickets import service as tickets
 from backend.tickets.projection import Activity
 from backend.tickets.states import Status, is_open
@@ -135,9 +134,7 @@ async def _file_client_message(db: Database, ticket: dict[str, Any], message: di
     which a finalized ticket may keep (the same as when its writer saw it open). Its number in
     the unread count is taken only in the ticket it ends in."""
     activity = _activity(ticket, message)
-    await tickets_repo.touch_activity(
-        db, ticket, at=activity.at, preview=activity.preview, direction=activity.direction
-    )
+    await tickets.touch_activity(db, ticket, at=activity.at, preview=activity.preview, direction=activity.direction)
     settled = await projection.settle(db, ticket["_id"], activity=activity)
     if settled is not None and is_open(settled["status"]):
         await unread.record_inbound(db, ticket, message)
@@ -205,9 +202,7 @@ async def _after_stored(db: Database, ticket: dict[str, Any], message: dict[str,
     and our write can put back an older status."""
     await unread.record_inbound(db, ticket, message)
     activity = _activity(ticket, message)
-    await tickets_repo.touch_activity(
-        db, ticket, at=activity.at, preview=activity.preview, direction=activity.direction
-    )
+    await tickets.touch_activity(db, ticket, at=activity.at, preview=activity.preview, direction=activity.direction)
     settled = await projection.settle(db, ticket["_id"], activity=activity)
     # Announced as the ticket now is (log and activity), not as it was when this message arrived.
     current = settled if settled is not None else {**ticket, **activity.fields()}

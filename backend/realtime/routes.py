@@ -21,9 +21,10 @@ from typing import Any
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
+from backend.auth.deps import actor_from_claims
+from backend.auth.service import load_active_actor
 from backend.core.config import Settings
 from backend.core.db import Database
-from backend.core.deps import actor_from_claims
 from backend.core.errors import AppError
 from backend.core.logging import get_logger
 from backend.core.security import VERSION_CLAIM, decode_access_token
@@ -181,8 +182,6 @@ class Session:
     async def _recheck(self, sub: Subscriber) -> None:
         """Deactivation, a moved tenant or new departments take effect on open sockets too."""
         assert self.actor.reseller_id
-        from backend.auth.service import load_active_actor
-
         try:
             fresh = await load_active_actor(self.db, self.actor.id, token_version=self.token_version)
         except AppError:

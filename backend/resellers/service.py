@@ -13,6 +13,7 @@ from backend.core.pagination import decode_id_cursor, next_id_cursor
 from backend.core.tenancy import Actor, TenantScope
 from backend.realtime import feed
 from backend.resellers import repository
+from backend.resellers.repository import get as get  # published: a tenant by id (auth)
 from backend.resellers.schemas import (
     ResellerConfigRead,
     ResellerConfigUpdate,
@@ -39,9 +40,7 @@ async def create(db: Database, actor: Actor, *, data: ResellerCreate) -> Reselle
     # Reserve the email before writing anything, so a taken email leaves nothing half-written.
     bound, won = await natural_keys.claim(db, users.EMAIL_KEY, email, target=owner_id)
     if not won:
-        from backend.users import repository as user_repo
-
-        if await user_repo.get_internal(db, bound) is not None:
+        if await users.get_internal(db, bound) is not None:
             raise Conflict("email already in use")
         owner_id = bound
     # One tenant per owner: racing or retried creations for the same email get the same reseller

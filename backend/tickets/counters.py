@@ -57,7 +57,7 @@ from typing import Any
 
 from pymongo.errors import PyMongoError
 
-from backend.audit import repository as events
+from backend.audit import service as events
 from backend.core.db import Database
 from backend.core.logging import get_logger
 from backend.core.tenancy import Actor

@@ -7,7 +7,7 @@ from backend.clients import service as clients
 from backend.core.db import Database
 from backend.core.errors import Conflict, NotFound, Unprocessable
 from backend.core.tenancy import Actor
-from backend.departments import repository as departments
+from backend.departments import service as departments
 from backend.messages import service as messages
 from backend.tickets import presenter
 from backend.tickets import service as tickets

@@ -8,10 +8,10 @@ from typing import Any
 
 from backend.core.db import Database
 from backend.core.tenancy import Actor, TenantScope
-from backend.tags import repository as ticket_tags
+from backend.tags import service as ticket_tags
 from backend.tickets.schemas import TicketRead
 from backend.unread import service as unread
-from backend.users import repository as users
+from backend.users import service as users
 
 
 async def _names(db: Database, scope: TenantScope, user_ids: list[str]) -> dict[str, str]:

@@ -32,7 +32,7 @@ from typing import Any
 
 from pymongo.errors import DuplicateKeyError
 
-from backend.audit import repository as events
+from backend.audit import service as events
 from backend.core.clock import as_utc
 from backend.core.db import Database
 from backend.core.logging import get_logger

@@ -137,3 +137,17 @@ async def raise_counter(db: Database, reseller_id: str, number: int) -> None:
     """Keep the counter at or past a number claimed by probing, so later candidates start there.
     Only a hint: a lost update here costs a later creator a few extra probes, never a duplicate."""
     await db[COUNTERS].update_one({"_id": f"ticket-number:{reseller_id}"}, {"$max": {"seq": number}})
+
+
+async def client_tickets(
+    db: Database,
+    scope: TenantScope,
+    *,
+    client_id: str,
+    exclude_id: str,
+    before: tuple[datetime, str] | None,
+    limit: int,
+) -> list[dict[str, Any]]:
+    """A client's tickets in the scope but `exclude_id`, newest first (index tenant_client_created)."""
+    query = {"client_id": client_id, "_id": {"$ne": exclude_id}}
+    return await scope.page_by_time(db[COLLECTION], query, "created_at", before=before, limit=limit)

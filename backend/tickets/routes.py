@@ -4,7 +4,8 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from backend.audit.schemas import TicketEventPage
-from backend.core.deps import Db, StaffActor, TenantStaffActor
+from backend.auth.deps import StaffActor, TenantStaffActor
+from backend.core.deps import Db
 from backend.core.errors import ROLE, WITH_BODY, responses
 from backend.core.pagination import DEFAULT_LIMIT, MAX_LIMIT
 from backend.messages import service as messages

@@ -10,8 +10,8 @@ from backend.clients import service as clients
 from backend.core.clock import as_utc
 from backend.core.db import Database
 from backend.core.tenancy import Actor
-from backend.messages import repository as messages
-from backend.tags import repository as ticket_tags
+from backend.messages import public as messages
+from backend.tags import service as ticket_tags
 
 # Bounds of the id lists a search builds; past them the newest matches are what the inbox needs.
 MAX_MESSAGE_MATCHES = 2000

@@ -7,7 +7,7 @@ from typing import Any
 
 from pymongo.errors import DuplicateKeyError
 
-from backend.audit import repository as events
+from backend.audit import service as events
 from backend.audit.names import with_names
 from backend.audit.schemas import TicketEventPage
 from backend.core import natural_keys
@@ -18,13 +18,20 @@ from backend.core.ids import is_valid_id, new_id
 from backend.core.pagination import decode_cursor, decode_time_cursor, encode_cursor
 from backend.core.retry import read_winner
 from backend.core.tenancy import Actor, TenantScope
-from backend.departments import repository as departments
+from backend.departments import service as departments
 from backend.realtime import feed
+from backend.tags import service as ticket_tags
 from backend.tickets import counters, presenter, projection, repository, search
+
+# Published to other domains (they never import a repository: docs/ARCHITECTURE.md §2): the stored
+# ticket by id, and moving its activity (messages), a client's tickets (history).
+from backend.tickets.repository import client_tickets as client_tickets
+from backend.tickets.repository import get_internal as get_internal
+from backend.tickets.repository import touch_activity as touch_activity
 from backend.tickets.schemas import TicketCounts, TicketFilters, TicketPage, TicketRead
 from backend.tickets.states import CREATED_EVENT, Action, Status, authorize, is_open
 from backend.tickets.visibility import can_act_on, can_see, visible_query
-from backend.users import repository as users
+from backend.users import service as users
 
 NUMBER_KEY = "ticket-number"
 OPEN_SLOT_KEY = "open-ticket"
@@ -77,6 +84,34 @@ async def get_visible_or_404(db: Database, actor: Actor, *, ticket_id: str) -> d
     if doc is None or not can_see(actor, doc):
         raise NotFound("ticket not found")
     return doc
+
+
+FinalizeHook = Callable[[Database, dict[str, Any]], Awaitable[None]]
+_finalize_hooks: list[FinalizeHook] = []
+
+
+def on_finalized(hook: FinalizeHook) -> None:
+    """Registers what must follow every finalize; start-up does it (backend/gates.py
+    `connect_domains`): the messages domain's refile of the client messages that raced the
+    finalize (messages.service). A hook rather than an import: messages builds on tickets."""
+    if hook not in _finalize_hooks:
+        _finalize_hooks.append(hook)
+
+
+async def after_finalize(db: Database, ticket: dict[str, Any]) -> None:
+    """The finalize's half of the handshake with inbound messages, for a ticket just finalized
+    (event stored and projected); the sweep runs it again for a finalize that died before it."""
+    if not _finalize_hooks:  # a process that skipped start-up would leave raced messages behind
+        raise RuntimeError("finalize hooks not registered: run backend.gates.connect_domains at start-up")
+    for hook in _finalize_hooks:
+        await hook(db, ticket)
+
+
+async def set_tags(db: Database, actor: Actor, *, ticket_id: str, tags: list[str]) -> TicketRead:
+    """Anyone who can see the ticket tags it; the set given replaces the ticket's tags."""
+    ticket = await get_visible_or_404(db, actor, ticket_id=ticket_id)
+    await ticket_tags.put_ticket_tags(db, ticket, actor=actor, tags=tags)
+    return await presenter.read_one(db, ticket, reader=actor)
 
 
 async def _allocate_number(db: Database, reseller_id: str, ticket_id: str) -> int:
@@ -385,10 +420,7 @@ async def _transition(
             db, reseller_id=ticket["reseller_id"], type_=f"ticket.{transition.event}", ticket=updated, previous=ticket
         )
         if transition.target is Status.FINALIZADO:
-            # The finalize's half of the handshake with inbound messages (messages.service).
-            from backend.messages import service as messages  # messages builds on this module
-
-            await messages.refile_after_finalize(db, updated)
+            await after_finalize(db, updated)
         return updated
     raise Conflict("ticket is changing too fast; retry")
 

@@ -29,14 +29,15 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from backend.audit import repository as events
+from backend.audit import service as events
 from backend.core.background import BackgroundLoop
 from backend.core.clock import as_utc, utcnow
 from backend.core.config import Settings
 from backend.core.db import Database
 from backend.core.logging import get_logger
-from backend.messages import repository as messages
+from backend.messages import public as messages
 from backend.tickets import projection, repository
+from backend.tickets import service as tickets
 from backend.tickets.states import Status
 
 log = get_logger("tickets.sweep")
@@ -76,7 +77,7 @@ async def sweep_once(db: Database, *, since: datetime) -> Swept:
         if doc is not None and ticket_id in latest and _messaged_after_finalize(doc, latest[ticket_id][0]):
             # A finalize whose process died between its event and its scan for the client
             # messages that raced it (messages.service): that scan, run again, is idempotent.
-            await _refile(db, doc)
+            await tickets.after_finalize(db, doc)
     return Swept(repaired, scan_seconds)
 
 
@@ -87,12 +88,6 @@ def _messaged_after_finalize(doc: dict[str, Any], newest_message_at: datetime) -
         and finalized_at is not None
         and (as_utc(newest_message_at) > as_utc(finalized_at))
     )
-
-
-async def _refile(db: Database, ticket: dict[str, Any]) -> None:
-    from backend.messages import service as messages_service  # messages builds on tickets
-
-    await messages_service.refile_after_finalize(db, ticket)
 
 
 async def run_until(db: Database, settings: Settings, stop: asyncio.Event) -> None:

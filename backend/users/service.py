@@ -17,10 +17,25 @@ from backend.core.tenancy import Actor, TenantScope
 from backend.departments import service as departments
 from backend.realtime import feed
 from backend.users import repository
+
+# Published to other domains (they never import a repository: docs/ARCHITECTURE.md §2): a user by
+# id in any tenant (the caller scopes it), a client's ticket slots (tickets), and the storage of
+# client documents, which are users with role "client" (backend/clients).
+from backend.users.repository import TOKEN_VERSION as TOKEN_VERSION
+from backend.users.repository import distinct_with_role as distinct_with_role
+from backend.users.repository import get as get
+from backend.users.repository import get_internal as get_internal
+from backend.users.repository import ids_matching as ids_matching
+from backend.users.repository import insert as insert
+from backend.users.repository import iter_with_role as iter_with_role
+from backend.users.repository import raise_ticket_slot as raise_ticket_slot
 from backend.users.schemas import PasswordChange, ProfileUpdate, UserCreate, UserPage, UserRead, UserUpdate
 
 STAFF_ROLES = ("admin", "reseller", "agent")
 EMAIL_KEY = "email"
+# Published for clients too, named apart from this module's staff-only list_page and update.
+list_docs = repository.list_page
+update_doc = repository.update
 
 
 def normalize_email(email: str) -> str:

@@ -1,6 +1,6 @@
 """The webhook processor: turns stored raw deliveries into clients, tickets and messages.
 
-`python -m backend.webhooks.processor` runs it alone; each backend process also runs one in its
+`python -m backend.webhooks` runs it alone (backend/webhooks/__main__.py); each backend process also runs one in its
 lifespan (WEBHOOK_PROCESSOR_ENABLED). Several at once, in any number of processes, are safe:
 
 - Work is found by `_id` reads only: lane L's entries are "w:<L>:<n>" (backend/core/seqlog.py),
@@ -58,8 +58,8 @@ from typing import Any
 
 from pymongo.errors import PyMongoError
 
-from backend.connections import repository as connections
-from backend.core.background import BackgroundLoop, run_standalone
+from backend.connections import service as connections
+from backend.core.background import BackgroundLoop
 from backend.core.clock import as_utc, utcnow
 from backend.core.config import Settings
 from backend.core.db import Database
@@ -345,7 +345,3 @@ def background(db: Database, settings: Settings, *, enabled: bool = True) -> Bac
     return BackgroundLoop(
         "webhook-processor", run_until, db, settings, enabled=enabled and settings.WEBHOOK_PROCESSOR_ENABLED
     )
-
-
-if __name__ == "__main__":
-    run_standalone(run_until)

@@ -16,8 +16,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from backend.clients import service as clients
-from backend.connections import repository as connections
-from backend.connections import service as connection_rules
+from backend.connections import service as connections
 from backend.connections.providers import registry
 from backend.connections.providers.base import (
     ConnectionChange,
@@ -35,11 +34,11 @@ from backend.core.errors import Unauthorized
 from backend.core.ids import is_valid_id
 from backend.core.logging import get_logger
 from backend.core.retry import is_retryable
-from backend.messages import repository as messages
-from backend.messages import service as message_rules
+from backend.messages import public as message_store
+from backend.messages import service as messages
 from backend.outbound import service as outbound
 from backend.tickets import intake
-from backend.users import repository as users
+from backend.users import service as users
 from backend.webhooks import repository, sanitize, signals
 from backend.webhooks.schemas import Outcome
 
@@ -209,10 +208,10 @@ async def _apply(
         )
     if isinstance(event, ConnectionChange):
         keep_qr = conn.get("qr_code") if event.status == "connecting" else None
-        await connection_rules.record_status(db, conn, status=event.status, qr_code=keep_qr, retry=retry)
+        await connections.record_status(db, conn, status=event.status, qr_code=keep_qr, retry=retry)
         return f"connection {event.status}"
     if isinstance(event, QrChange):
-        await connection_rules.record_status(db, conn, status="connecting", qr_code=event.qr_code, retry=retry)
+        await connections.record_status(db, conn, status="connecting", qr_code=event.qr_code, retry=retry)
         return "qrcode updated"
     assert isinstance(event, Ignored)
     return f"ignored: {event.reason}"
@@ -244,7 +243,7 @@ async def _ingest_message(
     # ticket would be opened (`not_stored_yet`), and up front only for a retry (which completes
     # what its killed attempt left) and for fromMe messages (whose echo check comes first).
     if retry or event.from_me:
-        stored = await messages.get_internal(db, message_id)
+        stored = await message_store.get_internal(db, message_id)
         if stored is not None:
             return await _redelivered(db, stored, retry=retry)
     if event.from_me:
@@ -277,7 +276,7 @@ async def _ingest_message(
         )
 
     async def not_stored_yet() -> None:
-        stored = await messages.get_internal(db, message_id)
+        stored = await message_store.get_internal(db, message_id)
         if stored is not None:
             raise intake.AlreadyStored(stored)
 
@@ -308,7 +307,7 @@ async def _redelivered(db: Database, stored: dict[str, Any], *, retry: bool) -> 
     message `_id` stores them once."""
     if retry:
         # Our own earlier attempt stored it, maybe without what follows (killed in between).
-        await message_rules.complete_stored(db, stored)
+        await messages.complete_stored(db, stored)
         return f"message {stored['_id']} completed after an unfinished attempt"
     return "duplicate"
 

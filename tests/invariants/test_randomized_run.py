@@ -57,7 +57,7 @@ class Stack:
     def start_processor(self) -> None:
         out = (self.log_dir / "processor.log").open("ab")
         self.processor = subprocess.Popen(
-            [sys.executable, "-m", "backend.webhooks.processor"],
+            [sys.executable, "-m", "backend.webhooks"],
             cwd=ROOT,
             env={**self.backend.env(), "WEBHOOK_PROCESSOR_ENABLED": "true"},
             stdout=out,

@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from backend.audit import repository as events_repo
+from backend.audit import service as events  # what tickets.service writes the log through
 from backend.core.clock import as_utc
 from backend.core.ids import new_id
 from backend.messages import repository as messages_repo
@@ -175,7 +175,7 @@ async def test_a_message_stored_while_the_finalize_was_under_way_is_moved_by_the
     after `finalized_at`, and only the finalize's own look can catch it."""
     chat = await _chat(client, db, tenant)
     first, _ = await chat.say("olá")
-    original = events_repo.insert
+    original = events.insert
     raced: dict[str, Any] = {}
 
     async def message_then_event(db_: Any, event: dict[str, Any]) -> None:
@@ -187,7 +187,7 @@ async def test_a_message_stored_while_the_finalize_was_under_way_is_moved_by_the
             raced["message"] = message
         await original(db_, event)
 
-    monkeypatch.setattr(events_repo, "insert", message_then_event)
+    monkeypatch.setattr(events, "insert", message_then_event)
     assert (await _finalize(client, tenant, first["_id"])).status_code == 200
     monkeypatch.undo()
 
