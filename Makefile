@@ -10,7 +10,7 @@ help:
 	@echo "make up / ps / logs [S=service] - docker compose: start or update the stack, status, follow logs"
 	@echo "make run     - start the backend (local FerretDB under ./var when MONGO_URL is unset)"
 	@echo "make test    - install what is missing, then run the whole test suite"
-	@echo "make lint    - ruff and mypy"
+	@echo "make lint    - ruff, mypy and the import contracts (lint-imports)"
 	@echo "make test-frontend - API types up to date, typecheck, Vitest, build, e2e in Chromium (frontend/)"
 	@echo "make snapshot / verify              - deploy check before / after a deploy (DEPLOY_RULES.md)"
 	@echo "make backup / backup-verify         - archive + checksum + manifest; restore newest into scratch DB"
@@ -48,6 +48,7 @@ test: test-backend test-frontend
 lint: setup compose-lint
 	$(BIN)/ruff check backend tests scripts bench
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 # --- the production stack (docker-compose.yml), as the operators' runbook names the commands.
 # There is deliberately no target that stops the stack with its volumes or removes a volume.

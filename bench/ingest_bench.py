@@ -16,10 +16,20 @@ connection through the API, then:
   4. preload: up to `--preload` message documents bulk-inserted as history (stopping after
      `--preload-seconds`), then 1-3 again with fresh conversations;
 and counts afterwards: every delivery stored exactly once (messages by connection, raw events).
+
+Also, in the same run:
+  - commands per message (bench/ingest_commands.py, `--count-clients`, 0 to skip): database
+    commands per inbound message by phase (ack / processing) and by command name, counted with
+    PyMongo's command monitoring on the backend's own client, for a new client's first message and
+    for a message in an existing conversation;
+  - realtime latency (`--ws-rate`, `--ws-seconds`, 0 to skip): an agent of the tenant connected to
+    /api/v1/ws while deliveries are posted at a steady rate; per message, the time from the
+    webhook's acknowledgement to the `message.created` frame reaching the agent's socket.
 """
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import shutil
@@ -28,6 +38,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +49,7 @@ from backend.core.clock import utcnow
 from backend.core.ids import new_id
 from backend.devtools import ferretdb
 from backend.webhooks.service import message_id_for
-from bench import http_load
+from bench import http_load, ingest_commands
 
 ROOT = Path(__file__).resolve().parents[1]
 ADMIN = ("bench-admin@example.com", "bench-admin-pass-1")
@@ -216,7 +227,7 @@ def _start_backend(
         "LEDGER_FILE": str(log.parent / "ledger.jsonl"),
     }
     out = open(log, "ab")  # noqa: SIM115 - owned by the child
-    if module != "uvicorn":  # the processor alone: python -m backend.webhooks.processor
+    if module != "uvicorn":  # the processor alone: python -m backend.webhooks
         env["WEBHOOK_PROCESSOR_ENABLED"] = "true"
         return subprocess.Popen([sys.executable, "-m", module], cwd=ROOT, env=env, stdout=out, stderr=out)
     return subprocess.Popen(
@@ -252,7 +263,7 @@ async def _wait_ready(http: httpx.AsyncClient) -> None:
     raise RuntimeError("backend not ready")
 
 
-async def _setup(http: httpx.AsyncClient, db: Any) -> tuple[str, str, str]:
+async def _setup(http: httpx.AsyncClient, db: Any) -> tuple[str, str, str, dict[str, str], str]:
     r = await http.post("/api/v1/auth/login", json={"email": ADMIN[0], "password": ADMIN[1]})
     admin = {"Authorization": f"Bearer {r.json()['access_token']}"}
     email = f"bench-{uuid.uuid4().hex[:6]}@example.com"
@@ -277,7 +288,109 @@ async def _setup(http: httpx.AsyncClient, db: Any) -> tuple[str, str, str]:
     r.raise_for_status()
     conn_id = r.json()["id"]
     token = (await db.whatsapp_connections.find_one({"_id": conn_id}))["webhook_token"]
-    return reseller_id, conn_id, token
+    return reseller_id, conn_id, token, owner, dept["id"]
+
+
+async def ws_phase(
+    base: tuple[str, int],
+    http: httpx.AsyncClient,
+    owner: dict[str, str],
+    dept_id: str,
+    conn_id: str,
+    token: str,
+    *,
+    rate: float,
+    seconds: float,
+    conversations: int,
+    concurrency: int,
+    limit: float,
+) -> dict[str, Any]:
+    """Deliveries posted at `rate`/s for `seconds` (open loop: each at its scheduled time) while an
+    agent of the connection's department listens on the websocket; latency per message = the
+    `message.created` frame's arrival − the webhook's 2xx arriving at the poster (one clock)."""
+    from websockets.asyncio.client import connect
+
+    email = f"bench-agent-{uuid.uuid4().hex[:6]}@example.com"
+    r = await http.post(
+        "/api/v1/users",
+        json={"name": "Agente", "email": email, "password": "agent-pass-1", "department_ids": [dept_id]},
+        headers=owner,
+    )
+    r.raise_for_status()
+    r = await http.post("/api/v1/auth/login", json={"email": email, "password": "agent-pass-1"})
+    r.raise_for_status()
+    agent_token = r.json()["access_token"]
+    received: dict[str, float] = {}
+    acked: dict[str, float] = {}
+    n = int(rate * seconds)
+    phones = [f"5598{i:07d}" for i in range(conversations)]  # digits: a phone number
+    pool = [http_load.Connection(*base) for _ in range(concurrency)]
+    free = list(pool)
+    gate = asyncio.Semaphore(concurrency)
+    errors: list[str] = []
+    lag: list[float] = []
+    async with connect(f"ws://{base[0]}:{base[1]}/api/v1/ws?token={agent_token}", max_size=None) as ws:
+        json.loads(await ws.recv())  # hello
+
+        frames: Counter[str] = Counter()
+
+        async def reader() -> None:
+            async for frame in ws:
+                now = time.perf_counter()
+                event = json.loads(frame)
+                frames[f"{event.get('type')} {event.get('event') or event.get('reason') or ''}".strip()] += 1
+                if event.get("type") == "event" and event.get("event") == "message.created" and event.get("message"):
+                    received.setdefault(event["message"]["id"], now)
+
+        reading = asyncio.create_task(reader())
+        start = time.perf_counter()
+
+        async def job(i: int) -> None:
+            delay = start + i / rate - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            async with gate:
+                lag.append(time.perf_counter() - (start + i / rate))
+                key = f"ws-{i}"
+                body = json.dumps(_payload(phones[i % conversations], key, i)).encode()
+                conn = free.pop()
+                try:
+                    answer = await conn.post(f"/api/v1/webhooks/whatsapp/{conn_id}", body, {"X-Webhook-Token": token})
+                finally:
+                    free.append(conn)
+                if answer.status != 200:
+                    errors.append(f"{answer.status} {answer.body[:200]!r}")
+                    return
+                acked[message_id_for(conn_id, key)] = time.perf_counter()
+
+        await asyncio.gather(*(job(i) for i in range(n)))
+        posted = time.perf_counter() - start
+        deadline = time.perf_counter() + limit
+        while any(m not in received for m in acked) and time.perf_counter() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(0.2)
+        reading.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await reading
+        closed = ws.close_code
+    for conn in pool:
+        await conn.close()
+    lat = [received[m] - t for m, t in acked.items() if m in received]
+    return {
+        "offered": rate,
+        "sustained": len(acked) / posted if posted else 0.0,
+        "messages": n,
+        "acked": len(acked),
+        "errors": len(errors),
+        "received": len(lat),
+        "missing": len(acked) - len(lat),
+        "poster_lag_p99": _pct(lag, 0.99),
+        "p50": _pct(lat, 0.5),
+        "p90": _pct(lat, 0.9),
+        "p99": _pct(lat, 0.99),
+        "max": max(lat) if lat else float("nan"),
+        "frames": dict(frames),
+        "socket_closed": closed,
+    }
 
 
 async def _verify(db: Any, conn_id: str, tag: str, messages: int, *, scan: bool) -> dict[str, int]:
@@ -310,7 +423,7 @@ async def main(args: argparse.Namespace) -> None:
     separate = None
     if args.processor == "separate":
         separate = _start_backend(
-            mongo_url, db_name, bport, tmp / "processor.log", args.processor, module="backend.webhooks.processor"
+            mongo_url, db_name, bport, tmp / "processor.log", args.processor, module="backend.webhooks"
         )
     client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_url, tz_aware=True)
     db = client[db_name]
@@ -319,7 +432,14 @@ async def main(args: argparse.Namespace) -> None:
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{bport}", timeout=900, limits=limits) as http:
             await _wait_ready(http)
-            _, conn_id, token = await _setup(http, db)
+            _, conn_id, token, owner, dept_id = await _setup(http, db)
+            if args.count_clients:
+                counted = await ingest_commands.count_commands(
+                    mongo_url, db_name, conn_id, token, clients=args.count_clients, backlog=args.count_backlog
+                )
+                results["commands"] = counted
+                print(ingest_commands.render(counted), flush=True)
+                print(ingest_commands.render_traces(counted), flush=True)
             common = {"messages": args.messages, "conversations": args.conversations, "concurrency": args.concurrency}
             for label, tag in (("empty", "1"), ("history", "2")):
                 if label == "history":
@@ -346,6 +466,21 @@ async def main(args: argparse.Namespace) -> None:
                     "counts": counts,
                 }
                 print(label, results[label], flush=True)
+                if label == "empty" and args.ws_rate and args.processor != "off":
+                    results["ws"] = await ws_phase(
+                        ("127.0.0.1", bport),
+                        http,
+                        owner,
+                        dept_id,
+                        conn_id,
+                        token,
+                        rate=args.ws_rate,
+                        seconds=args.ws_seconds,
+                        conversations=args.conversations,
+                        concurrency=args.concurrency,
+                        limit=args.drain_limit,
+                    )
+                    print("ws", results["ws"], flush=True)
     finally:
         for proc in (backend, separate):
             if proc is not None:
@@ -360,17 +495,28 @@ async def main(args: argparse.Namespace) -> None:
             ferretdb.stop(fdb)
         if not args.keep:
             shutil.rmtree(tmp, ignore_errors=True)
-    print("\n| database | webhook ack msg/s | ack p50 / p99 (ms) | drain (s) | processed msg/s | driver msg/s ", end="")
-    print("| driver p99 (ms) | ratio ack/driver | lost | duplicated |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    if "commands" in results:
+        print("\n" + ingest_commands.render(results["commands"]))
+    print("\n| database | webhook ack msg/s | ack p50 / p99 (ms) | drain (s) | processed msg/s | drain ÷ ack ", end="")
+    print("| driver msg/s | driver p99 (ms) | ratio ack/driver | lost | duplicated |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for label, res in results.items():
-        if label == "preloaded":
+        if label not in ("empty", "history"):
             continue
         h, w, d, c = res["webhook"], res["drain"], res["driver"], res["counts"]
         print(
             f"| {label} | {h['rate']:.0f} | {h['p50'] * 1000:.0f} / {h['p99'] * 1000:.0f} | {w['elapsed']:.0f} | "
-            f"{w['rate']:.1f} | {d['rate']:.0f} | {d['p99'] * 1000:.0f} | {res['ratio']:.2f} | {c['lost']} | "
-            f"{c['duplicated']} |"
+            f"{w['rate']:.1f} | {w['rate'] / h['rate']:.2f} | {d['rate']:.0f} | {d['p99'] * 1000:.0f} | "
+            f"{res['ratio']:.2f} | {c['lost']} | {c['duplicated']} |"
+        )
+    if "ws" in results:
+        w = results["ws"]
+        print(
+            f"\nack → agent websocket at {w['offered']:.0f} msg/s offered ({w['sustained']:.1f} acked/s, "
+            f"{w['acked']}/{w['messages']} acked, {w['errors']} errors, "
+            f"poster lag p99 {w['poster_lag_p99'] * 1000:.0f} ms): "
+            f"p50 {w['p50'] * 1000:.0f} ms, p90 {w['p90'] * 1000:.0f} ms, p99 {w['p99'] * 1000:.0f} ms, "
+            f"max {w['max'] * 1000:.0f} ms; {w['received']} received, {w['missing']} not received"
         )
     print(
         f"\nmessages={args.messages} conversations={args.conversations} concurrency={args.concurrency} "
@@ -394,5 +540,9 @@ if __name__ == "__main__":
         help="webhook processor in the backend process, in its own process, or none (ack only, no drain)",
     )
     parser.add_argument("--scan-history", action="store_true", help="also count duplicates by a scan with history")
+    parser.add_argument("--count-clients", type=int, default=40, help="clients in the command count (0: skip)")
+    parser.add_argument("--count-backlog", type=int, default=400, help="messages in the counted backlog drain")
+    parser.add_argument("--ws-rate", type=float, default=200.0, help="msg/s for the websocket latency (0: skip)")
+    parser.add_argument("--ws-seconds", type=float, default=30.0)
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory (logs)")
     asyncio.run(main(parser.parse_args()))

@@ -191,7 +191,7 @@ def _start_backend(mongo_url: str, db_name: str, redis_url: str, workdir: Path, 
     proc = subprocess.Popen(  # started the way a deployment starts it
         [sys.executable, "-m", "backend"], cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT
     )
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + getattr(args, "ready_seconds", 120)
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"backend exited; see {workdir}")
@@ -204,8 +204,11 @@ def _start_backend(mongo_url: str, db_name: str, redis_url: str, workdir: Path, 
     raise RuntimeError("backend not ready")
 
 
-async def _seed(db: Any, tenants: int, agents: int) -> tuple[list[dict[str, Any]], dict[tuple[str, str], Any]]:
-    """Resellers, departments and agents in the shape the services store them."""
+async def _seed(
+    db: Any, tenants: int, agents: int, departments: int = 2
+) -> tuple[list[dict[str, Any]], dict[tuple[str, str], Any]]:
+    """Resellers, departments and agents in the shape the services store them. Agents alternate
+    departments; `rank` is an agent's place within its department."""
     from backend.core.clock import utcnow
     from backend.core.ids import new_id
 
@@ -215,7 +218,7 @@ async def _seed(db: Any, tenants: int, agents: int) -> tuple[list[dict[str, Any]
     for t in range(tenants):
         rid = new_id()
         await db.resellers.insert_one({"_id": rid, "name": f"Bench {t}", "active": True, "created_at": now})
-        depts = [new_id(), new_id()]
+        depts = [new_id() for _ in range(departments)]
         for d in depts:
             await db.departments.insert_one(
                 {"_id": d, "reseller_id": rid, "name": f"D{d[-4:]}", "active": True, "created_at": now}
@@ -228,12 +231,12 @@ async def _seed(db: Any, tenants: int, agents: int) -> tuple[list[dict[str, Any]
         share = agents // tenants + (1 if t < agents % tenants else 0)
         for a in range(share):
             uid = new_id()
-            dept = depts[a % 2]
+            dept = depts[a % departments]
             await db.users.insert_one(
                 {"_id": uid, "role": "agent", "name": f"Agente {t}-{a}", "email": f"{uid}@bench.local",
                  "reseller_id": rid, "department_ids": [dept], "active": True, "created_at": now}
             )  # fmt: skip
-            people.append({"id": uid, "reseller_id": rid, "department_id": dept})
+            people.append({"id": uid, "reseller_id": rid, "department_id": dept, "rank": a // departments})
     return people, tickets
 
 

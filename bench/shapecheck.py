@@ -34,7 +34,7 @@ async def _live_path(db: Database, tenant: Tenant) -> None:
     rid, dept, agent = tenant.reseller_id, tenant.department_ids[0], tenant.agents[0]
 
     async def say(client: dict[str, Any], body: str) -> dict[str, Any]:
-        fresh = await users_repo.get(db, client["_id"])  # as ingestion would load it
+        fresh = await users_repo.get_internal(db, client["_id"])  # as ingestion would load it
         assert fresh is not None
         ticket, _, _ = await intake.receive_client_message(
             db, reseller_id=rid, client=fresh, department_id=dept, channel=intake.API_CHANNEL, body=body

@@ -5,6 +5,7 @@ const target = db.getSiblingDB(process.env.MONGO_DB || "support_chat");
 const indexes = [
   {"collection": "departments", "keys": {"reseller_id": 1, "_id": -1}, "options": {"name": "tenant_id"}},
   {"collection": "departments", "keys": {"reseller_id": 1, "name_key": 1}, "options": {"name": "tenant_name_unique", "unique": true}},
+  {"collection": "inbound_seq", "keys": {"ticket_id": 1, "message_id": 1}, "options": {"name": "ticket_message_unique", "unique": true}},
   {"collection": "messages", "keys": {"created_at": 1}, "options": {"name": "created"}},
   {"collection": "messages", "keys": {"reseller_id": 1, "created_at": 1}, "options": {"name": "tenant_created"}},
   {"collection": "messages", "keys": {"ticket_id": 1, "created_at": 1, "_id": 1}, "options": {"name": "ticket_created"}},

@@ -11,6 +11,7 @@ from typing import Any
 from backend.core import group_commit
 from backend.core.db import Database
 from backend.core.indexes import ASC, declare
+from backend.core.tenancy import TenantScope
 
 COLLECTION = "ticket_events"
 
@@ -34,16 +35,18 @@ async def insert(db: Database, doc: dict[str, Any]) -> None:
     await group_commit.insert_one(db[COLLECTION], doc)
 
 
-async def get(db: Database, ticket_id: str, version: int) -> dict[str, Any] | None:
+async def get_internal(db: Database, ticket_id: str, version: int) -> dict[str, Any] | None:
     return await db[COLLECTION].find_one({"_id": event_id(ticket_id, version)})
 
 
-async def list_for_ticket(db: Database, ticket_id: str, *, after_version: int, limit: int) -> list[dict[str, Any]]:
-    query = {"ticket_id": ticket_id, "version": {"$gt": after_version}}
+async def list_for_ticket(
+    db: Database, scope: TenantScope, ticket_id: str, *, after_version: int, limit: int
+) -> list[dict[str, Any]]:
+    query = scope.filter({"ticket_id": ticket_id, "version": {"$gt": after_version}})
     return await db[COLLECTION].find(query).sort("version", ASC).limit(limit).to_list(length=limit)
 
 
-async def versions_since(db: Database, since: datetime) -> dict[str, int]:
+async def versions_since_internal(db: Database, since: datetime) -> dict[str, int]:
     """For each ticket with an event at or after `since`: its highest such version (the `at`
     index on MongoDB; a scan on FerretDB). Only those two fields travel."""
     newest: dict[str, int] = {}
@@ -51,3 +54,8 @@ async def versions_since(db: Database, since: datetime) -> dict[str, int]:
         key = str(doc["ticket_id"])
         newest[key] = max(int(doc["version"]), newest.get(key, 0))
     return newest
+
+
+async def all_for_tenant_internal(db: Database, reseller_id: str) -> list[dict[str, Any]]:
+    """A tenant's whole log (the counters check, scripts/ticket_counts.py): a scan, never on a request path."""
+    return await db[COLLECTION].find({"reseller_id": reseller_id}).to_list(None)

@@ -2,8 +2,9 @@ from fastapi import APIRouter, Request
 
 from backend.auth import service
 from backend.auth.address import client_address
+from backend.auth.deps import CurrentActor
 from backend.auth.schemas import LoginRequest, TokenRead
-from backend.core.deps import AppSettings, CurrentActor, Db
+from backend.core.deps import AppSettings, Db
 from backend.core.errors import API, AUTHENTICATED, WITH_BODY, responses
 from backend.users import service as users
 from backend.users.schemas import PasswordChange, ProfileUpdate, UserRead

@@ -9,10 +9,9 @@ from backend.core.db import Database
 from backend.core.errors import Unauthorized
 from backend.core.security import create_access_token, verify_password
 from backend.core.tenancy import Actor
-from backend.resellers import repository as resellers
-from backend.users import repository as users
+from backend.resellers import service as resellers
+from backend.users import service as users
 from backend.users.schemas import UserRead
-from backend.users.service import EMAIL_KEY, normalize_email
 
 INVALID = "invalid email or password"
 NO_USER = "-"  # not an id any user can have
@@ -28,13 +27,13 @@ async def _usable(db: Database, user: dict[str, Any] | None) -> bool:
 
 
 async def login(db: Database, settings: Settings, *, email: str, password: str, address: str) -> TokenRead:
-    email = normalize_email(email)
+    email = users.normalize_email(email)
     # Counted before the password is checked: concurrent guesses cannot all slip under the limit.
     attempt = await throttle.begin(db, settings, email=email, address=address)
-    user_id = await natural_keys.lookup(db, EMAIL_KEY, email)
+    user_id = await natural_keys.lookup(db, users.EMAIL_KEY, email)
     # The same reads for an unknown email as for a known one (an `_id` that cannot exist), and
     # below the same Argon2 work (a dummy hash): the answer's timing does not tell them apart.
-    user = await users.get(db, user_id or NO_USER)
+    user = await users.get_internal(db, user_id or NO_USER)
     # Argon2 is deliberately slow CPU work: off the event loop, so one login never stalls the process.
     ok = await asyncio.to_thread(verify_password, password, user.get("password_hash") if user else None)
     if not ok or not await _usable(db, user):
@@ -54,7 +53,7 @@ def issue_token(settings: Settings, user: dict[str, Any]) -> TokenRead:
 
 async def load_active_actor(db: Database, user_id: str, *, token_version: int) -> Actor:
     """The user behind a token, while it is usable and the token is of its current version."""
-    user = await users.get(db, user_id)
+    user = await users.get_internal(db, user_id)
     if not await _usable(db, user):
         raise Unauthorized("invalid or expired token")
     assert user is not None

@@ -3,6 +3,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
 
+from backend.auth.deps import StaffActor, TenantStaffActor
 from backend.clients import service
 from backend.clients.schemas import (
     ClientCreate,
@@ -12,7 +13,7 @@ from backend.clients.schemas import (
     ClientRead,
     ClientUpdate,
 )
-from backend.core.deps import Db, StaffActor, TenantStaffActor
+from backend.core.deps import Db
 from backend.core.errors import ROLE, WITH_BODY, responses
 from backend.core.pagination import DEFAULT_LIMIT, MAX_LIMIT
 

@@ -29,9 +29,9 @@ from backend.core.ids import is_valid_id, new_id
 from backend.core.pagination import decode_id_cursor, next_id_cursor
 from backend.core.retry import read_winner
 from backend.core.schemas import iso_ms
-from backend.core.tenancy import Actor
+from backend.core.tenancy import Actor, TenantScope
 from backend.tags.schemas import normalize_tag
-from backend.users import repository as users
+from backend.users import service as users
 
 PHONE_KEY = "client-phone"
 ROLES = ("client",)
@@ -44,8 +44,9 @@ async def upsert_by_phone(
 ) -> tuple[dict[str, Any], bool]:
     """The one way a client comes to exist: race-safe, so two first messages make one client.
     `extra`: fields a new client starts with (e-mail, notes, tags); an existing one is returned as is."""
-    bound, _ = await natural_keys.claim(db, PHONE_KEY, reseller_id, phone, target=new_id())
-    existing = await users.get(db, bound)
+    bound, won = await natural_keys.claim(db, PHONE_KEY, reseller_id, phone, target=new_id())
+    # Having just bound the phone to a new id, nobody else can have written that id: no read.
+    existing = None if won else await users.get_internal(db, bound)
     if existing is not None:
         return existing, False
     now = utcnow()
@@ -63,7 +64,7 @@ async def upsert_by_phone(
     try:
         await users.insert(db, doc)
     except DuplicateKeyError:  # the concurrent caller wrote the same claimed client
-        found = await read_winner(lambda: users.get(db, bound), what=f"client {bound}")
+        found = await read_winner(lambda: users.get_internal(db, bound), what=f"client {bound}")
         return found, False
     return doc, True
 
@@ -83,7 +84,7 @@ async def create(db: Database, actor: Actor, *, data: ClientCreate) -> ClientRea
 
 
 async def get_doc_or_404(db: Database, actor: Actor, *, client_id: str) -> dict[str, Any]:
-    doc = await users.get_scoped(db, actor, client_id, roles=ROLES) if is_valid_id(client_id) else None
+    doc = await users.get(db, actor.scope, client_id, roles=ROLES) if is_valid_id(client_id) else None
     if doc is None:
         raise NotFound("client not found")
     return doc
@@ -93,7 +94,7 @@ async def get_by_phone(db: Database, actor: Actor, *, phone: str) -> dict[str, A
     if actor.reseller_id is None:
         return None
     client_id = await natural_keys.lookup(db, PHONE_KEY, actor.reseller_id, phone)
-    return await users.get_scoped(db, actor, client_id, roles=ROLES) if client_id else None
+    return await users.get(db, actor.scope, client_id, roles=ROLES) if client_id else None
 
 
 def search_filter(q: str) -> dict[str, Any]:
@@ -108,7 +109,9 @@ def search_filter(q: str) -> dict[str, Any]:
 
 async def ids_matching(db: Database, reseller_id: str, q: str) -> list[str]:
     """Ids of the tenant's clients whose current name or number matches `q` (ticket search)."""
-    return await users.ids_matching(db, reseller_id, search_filter(q), role="client", limit=MAX_MATCHED_CLIENTS)
+    return await users.ids_matching(
+        db, TenantScope(reseller_id), search_filter(q), role="client", limit=MAX_MATCHED_CLIENTS
+    )
 
 
 async def list_page(
@@ -134,7 +137,7 @@ async def list_page(
         extra.update(search_filter(q))
     if tag:
         extra["tags"] = normalize_tag(tag)
-    docs = await users.list_page(db, actor, roles=ROLES, before_id=before, limit=limit + 1, extra=extra)
+    docs = await users.list_docs(db, actor.scope, roles=ROLES, before_id=before, limit=limit + 1, extra=extra)
     nxt = next_id_cursor(docs, limit)
     return ClientPage(items=[ClientRead.from_doc(d) for d in docs[:limit]], next_cursor=nxt)
 
@@ -150,7 +153,7 @@ async def update(db: Database, actor: Actor, *, client_id: str, data: ClientUpda
     if changes.get("email") is not None:
         changes["email"] = str(changes["email"])
     changes["updated_at"] = utcnow()
-    doc = await users.update(db, actor, client_id, changes)
+    doc = await users.update_doc(db, actor.scope, client_id, changes)
     assert doc is not None
     return ClientRead.from_doc(doc)
 
@@ -158,7 +161,7 @@ async def update(db: Database, actor: Actor, *, client_id: str, data: ClientUpda
 async def distinct_tags(db: Database, actor: Actor) -> list[str]:
     if actor.reseller_id is None:
         return []
-    return [str(t) for t in await users.distinct_in_tenant(db, actor.reseller_id, "tags", role="client")]
+    return [str(t) for t in await users.distinct_with_role(db, actor.scope, "tags", role="client")]
 
 
 # --- CSV import and export -------------------------------------------------------------------
@@ -270,7 +273,7 @@ async def import_csv(db: Database, actor: Actor, *, data: ClientImport) -> Clien
         if item.notes:
             changes["notes"] = item.notes
         if any(doc.get(k) != v for k, v in changes.items()):
-            await users.update(db, actor, doc["_id"], {**changes, "updated_at": utcnow()})
+            await users.update_doc(db, actor.scope, doc["_id"], {**changes, "updated_at": utcnow()})
         result.updated += 1
     return result
 
@@ -291,7 +294,7 @@ async def export_csv(db: Database, actor: Actor) -> AsyncIterator[str]:
     assert actor.reseller_id
     yield "\ufeff" + _csv_lines([EXPORT_HEADER])
     chunk: list[list[str]] = []
-    async for doc in users.iter_in_tenant(db, actor.reseller_id, role="client"):
+    async for doc in users.iter_with_role(db, actor.scope, role="client"):
         row = [_cell(str(doc.get(k) or "")) for k in ("name", "phone", "email", "notes")]
         chunk.append([*row, ", ".join(doc.get("tags") or []), iso_ms(doc["created_at"])])
         if len(chunk) == 200:

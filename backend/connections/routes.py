@@ -2,9 +2,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
+from backend.auth.deps import ResellerActor, ResellerOrAdminActor
 from backend.connections import service
 from backend.connections.schemas import ConnectionCreate, ConnectionPage, ConnectionRead, ConnectionUpdate, QrCodeRead
-from backend.core.deps import AppSettings, Db, ResellerActor, ResellerOrAdminActor
+from backend.core.deps import AppSettings, Db
 from backend.core.errors import ROLE, WITH_BODY, responses
 from backend.core.pagination import DEFAULT_LIMIT, MAX_LIMIT
 

@@ -9,6 +9,11 @@ from pymongo.errors import DuplicateKeyError
 from backend.connections import repository
 from backend.connections.providers import registry
 from backend.connections.providers.base import ConnectionStatus, ProviderError
+
+# Published to other domains (they never import a repository: docs/ARCHITECTURE.md §2): a connection by id.
+from backend.connections.repository import get as get
+from backend.connections.repository import get_internal as get_internal
+from backend.connections.repository import get_shared_internal as get_shared_internal
 from backend.connections.schemas import ConnectionCreate, ConnectionPage, ConnectionRead, ConnectionUpdate, QrCodeRead
 from backend.core import natural_keys
 from backend.core.clock import utcnow
@@ -18,8 +23,8 @@ from backend.core.errors import Conflict, NotFound, ServiceUnavailable, Unproces
 from backend.core.ids import is_valid_id, new_id
 from backend.core.logging import get_logger
 from backend.core.pagination import decode_id_cursor, next_id_cursor
-from backend.core.tenancy import Actor
-from backend.departments import repository as departments
+from backend.core.tenancy import Actor, TenantScope
+from backend.departments import service as departments
 from backend.realtime import feed
 
 log = get_logger("connections")
@@ -34,7 +39,7 @@ def webhook_url(settings: Settings, connection_id: str) -> str:
 
 
 async def _require_department(db: Database, reseller_id: str, department_id: str) -> None:
-    dept = await departments.get_in_tenant(db, reseller_id, department_id)
+    dept = await departments.get(db, TenantScope(reseller_id), department_id)
     if dept is None or not dept.get("active"):
         raise Unprocessable("unknown or inactive department")
 
@@ -76,7 +81,7 @@ async def _bind_instance(db: Database, settings: Settings, conn: dict[str, Any])
                 "last_error": None,
                 "updated_at": utcnow(),
             }
-    updated = await repository.update(db, conn["_id"], changes)
+    updated = await repository.update(db, TenantScope(conn["reseller_id"]), conn["_id"], changes)
     assert updated is not None
     return updated
 
@@ -86,7 +91,7 @@ async def create(db: Database, actor: Actor, settings: Settings, *, data: Connec
     await _require_department(db, actor.reseller_id, data.default_department_id)
     # Instance names are global on a provider server: the natural key arbitrates concurrent creates.
     bound, won = await natural_keys.claim(db, INSTANCE_KEY, data.provider, data.instance_name, target=new_id())
-    if not won and await repository.get(db, bound) is not None:
+    if not won and await repository.get_internal(db, bound) is not None:
         raise Conflict("instance name already in use")
     now = utcnow()
     doc: dict[str, Any] = {
@@ -115,7 +120,7 @@ async def create(db: Database, actor: Actor, settings: Settings, *, data: Connec
 
 
 async def get_doc_or_404(db: Database, actor: Actor, *, connection_id: str) -> dict[str, Any]:
-    doc = await repository.get_scoped(db, actor, connection_id) if is_valid_id(connection_id) else None
+    doc = await repository.get(db, actor.scope, connection_id) if is_valid_id(connection_id) else None
     if doc is None:
         raise NotFound("connection not found")
     return doc
@@ -123,7 +128,7 @@ async def get_doc_or_404(db: Database, actor: Actor, *, connection_id: str) -> d
 
 async def list_page(db: Database, actor: Actor, *, cursor: str | None, limit: int) -> ConnectionPage:
     before = decode_id_cursor(cursor) if cursor else None
-    docs = await repository.list_page(db, actor, before_id=before, limit=limit + 1)
+    docs = await repository.list_page(db, actor.scope, before_id=before, limit=limit + 1)
     nxt = next_id_cursor(docs, limit)
     return ConnectionPage(items=[ConnectionRead.from_doc(d) for d in docs[:limit]], next_cursor=nxt)
 
@@ -134,7 +139,7 @@ async def update(db: Database, actor: Actor, *, connection_id: str, data: Connec
     if "default_department_id" in changes:
         await _require_department(db, conn["reseller_id"], changes["default_department_id"])
     changes["updated_at"] = utcnow()
-    doc = await repository.update(db, connection_id, changes)
+    doc = await repository.update(db, actor.scope, connection_id, changes)
     assert doc is not None
     return ConnectionRead.from_doc(doc)
 
@@ -168,7 +173,8 @@ async def record_status(
         if retry:
             await announce(db, conn)
         return conn
-    updated = await repository.update(db, conn["_id"], {"status": status, "qr_code": qr, "updated_at": utcnow()})
+    scope = TenantScope(conn["reseller_id"])
+    updated = await repository.update(db, scope, conn["_id"], {"status": status, "qr_code": qr, "updated_at": utcnow()})
     assert updated is not None
     await announce(db, updated)
     return updated

@@ -130,7 +130,7 @@ class Settings(BaseSettings):
     OUTBOUND_SCAN_LIMIT: int = Field(default=200, ge=1)
     # Inbound webhook processor (backend/webhooks/processor.py): the webhook answers once the raw
     # delivery is stored; this processes it. Runs in each backend process when enabled, or alone
-    # with `python -m backend.webhooks.processor`. Safe with several processes at once.
+    # with `python -m backend.webhooks`. Safe with several processes at once.
     WEBHOOK_PROCESSOR_ENABLED: bool = True
     WEBHOOK_POLL_SECONDS: float = Field(default=1.0, gt=0)
     # Raw events are spread over this many ordered lanes by chat (one chat = one lane, processed in

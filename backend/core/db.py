@@ -1,11 +1,12 @@
 """The MongoDB client: one per process, durable write concern for everything."""
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError, PyMongoError
+from pymongo.monitoring import CommandListener
 from pymongo.read_concern import ReadConcern
 from pymongo.write_concern import WriteConcern
 
@@ -14,7 +15,11 @@ from backend.core.config import Settings
 Database = AsyncDatabase[dict[str, Any]]
 
 
-def make_client(settings: Settings) -> AsyncMongoClient[dict[str, Any]]:
+def make_client(
+    settings: Settings, *, command_listeners: Sequence[CommandListener] = ()
+) -> AsyncMongoClient[dict[str, Any]]:
+    """`command_listeners`: PyMongo command monitoring (bench/ingest_bench.py counts the commands
+    an inbound message costs with the very client the backend uses)."""
     # w=majority + j=true: an acknowledged write survives the crash of the node that took it
     # (DOMAIN.md persistence rule 3). Reads use majority so they never see a write that a
     # failover could roll back; on a single process that also gives read-your-own-writes.
@@ -27,6 +32,7 @@ def make_client(settings: Settings) -> AsyncMongoClient[dict[str, Any]]:
         serverSelectionTimeoutMS=settings.MONGO_TIMEOUT_MS,
         connectTimeoutMS=settings.MONGO_TIMEOUT_MS,
         appname=f"iaze-backend/{settings.APP_VERSION}",
+        event_listeners=list(command_listeners),
     )
 
 

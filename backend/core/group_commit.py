@@ -19,6 +19,7 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import Any
 
+from pymongo import UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError, WriteConcernError, WriteError
 
@@ -32,6 +33,14 @@ DUPLICATE_CODES = frozenset({11000, 11001, 12582})
 @dataclass
 class _Pending:
     doc: dict[str, Any]
+    done: "asyncio.Future[None]"
+
+
+@dataclass
+class _PendingUpdate:
+    op: UpdateOne
+    filter: dict[str, Any]
+    update: dict[str, Any]
     done: "asyncio.Future[None]"
 
 
@@ -132,6 +141,82 @@ def _settle_bulk(batch: list[_Pending], exc: BulkWriteError) -> None:
             p.done.set_result(None)
 
 
-def _fail(p: _Pending, exc: BaseException) -> None:
+def _fail(p: "_Pending | _PendingUpdate", exc: BaseException) -> None:
     if not p.done.done():
         p.done.set_exception(exc)
+
+
+# --- Updates by `_id` -------------------------------------------------------------------------
+# The same for updates whose outcome no caller branches on (the webhook processor's outcome
+# writes): concurrent ones of a collection go out as one `update` command of several statements
+# (bulk_write, unordered), each statement still `{_id: …}` alone — the filter FerretDB pushes down.
+# Each caller returns once its own statement is acknowledged, or gets its own error.
+
+
+@dataclass
+class _UpdateQueue:
+    collection: AsyncCollection[dict[str, Any]]
+    waiting: list[_PendingUpdate] = field(default_factory=list)
+    writers: int = 0
+
+
+async def update_by_id(collection: AsyncCollection[dict[str, Any]], _id: Any, update: dict[str, Any]) -> None:
+    """`collection.update_one({"_id": _id}, update)`, possibly in one command with concurrent callers'."""
+    runtime = runtime_of(collection.database)
+    key = (collection.database.name, collection.name)
+    queue = runtime.update_queues.get(key)
+    if queue is None:
+        queue = runtime.update_queues[key] = _UpdateQueue(collection)
+    loop = asyncio.get_running_loop()
+    pending = _PendingUpdate(UpdateOne({"_id": _id}, update), {"_id": _id}, update, loop.create_future())
+    pending.done.add_done_callback(lambda f: f.cancelled() or f.exception())
+    queue.waiting.append(pending)
+    if queue.writers < MAX_IN_FLIGHT:
+        queue.writers += 1
+        task = loop.create_task(_update_until_empty(runtime, key, queue))
+        runtime.update_writers.add(task)
+        task.add_done_callback(runtime.update_writers.discard)
+    await asyncio.shield(pending.done)
+
+
+async def _update_until_empty(runtime: Runtime, key: tuple[str, str], queue: _UpdateQueue) -> None:
+    try:
+        while queue.waiting:
+            batch, queue.waiting = queue.waiting[:MAX_BATCH], queue.waiting[MAX_BATCH:]
+            await _update(queue.collection, batch)
+    finally:
+        queue.writers -= 1
+        if queue.writers == 0 and not queue.waiting and runtime.update_queues.get(key) is queue:
+            del runtime.update_queues[key]
+
+
+async def _update(collection: AsyncCollection[dict[str, Any]], batch: list[_PendingUpdate]) -> None:
+    try:
+        if len(batch) == 1:
+            await collection.update_one(batch[0].filter, batch[0].update)
+        else:
+            await collection.bulk_write([p.op for p in batch], ordered=False)
+    except BulkWriteError as exc:
+        details = exc.details or {}
+        by_index = {int(e["index"]): e for e in details.get("writeErrors", [])}
+        concern = details.get("writeConcernErrors") or []
+        for i, p in enumerate(batch):
+            error = by_index.get(i)
+            if error is not None:
+                _fail(p, WriteError(str(error.get("errmsg", "write error")), int(error.get("code", 0)), error))
+            elif concern:
+                first = concern[0]
+                _fail(p, WriteConcernError(str(first.get("errmsg", "write concern error")), first.get("code"), first))
+            elif not p.done.done():
+                p.done.set_result(None)
+    except PyMongoError as exc:
+        for p in batch:
+            _fail(p, exc)
+    except BaseException as exc:
+        for p in batch:
+            _fail(p, PyMongoError(f"update not completed: {type(exc).__name__}: {exc}"))
+        raise
+    else:
+        for p in batch:
+            if not p.done.done():
+                p.done.set_result(None)

@@ -48,6 +48,12 @@ MISSING_RETRIES = 50  # 10 ms waits for an announced seq not readable yet; then 
 QUIET_POLL_FACTOR = 10  # with Redis connected a lost notice shows at the next event: a rarer tail poll
 NOTICE_GRACE_SECONDS = 0.05  # an out-of-order notice (n+1 before n) is waited for this long, then read
 BUS_TIMEOUT_SECONDS = 2.0  # a Redis publish or connect taking longer is given up (the poll delivers)
+# How long a tenant's feed (its pump and replay cache) outlives its last socket in a process. After
+# a network blip or a proxy restart every socket of the tenant drops and reconnects with since=
+# within seconds: with the feed kept, each replay comes from memory; dropped at once, each socket
+# would read its whole gap from the store (the reconnect storm's cost; BENCHMARKS.md "Realtime at
+# scale").
+FEED_LINGER_SECONDS = 60.0
 
 # --- Inbound webhook lanes (webhooks/processor.py, signals.py) --------------------------------------
 LANE_CURSOR_EVERY = 100  # entries between cursor saves within a walk (a restart re-reads fewer)

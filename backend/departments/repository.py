@@ -2,7 +2,7 @@ from typing import Any
 
 from backend.core.db import Database
 from backend.core.indexes import ASC, DESC, declare
-from backend.core.tenancy import Actor, get_in_scope, scoped
+from backend.core.tenancy import TenantScope
 
 COLLECTION = "departments"
 
@@ -16,13 +16,8 @@ declare(
 declare(COLLECTION, [("reseller_id", ASC), ("_id", DESC)], name="tenant_id", purpose="department list")
 
 
-async def get(db: Database, actor: Actor, department_id: str) -> dict[str, Any] | None:
-    return await get_in_scope(db[COLLECTION], actor, department_id)
-
-
-async def get_in_tenant(db: Database, reseller_id: str, department_id: str) -> dict[str, Any] | None:
-    doc = await db[COLLECTION].find_one({"_id": department_id})
-    return doc if doc is not None and doc.get("reseller_id") == reseller_id else None
+async def get(db: Database, scope: TenantScope, department_id: str) -> dict[str, Any] | None:
+    return await scope.get(db[COLLECTION], department_id)
 
 
 async def insert(db: Database, doc: dict[str, Any]) -> None:
@@ -30,20 +25,18 @@ async def insert(db: Database, doc: dict[str, Any]) -> None:
 
 
 async def list_page(
-    db: Database, actor: Actor, *, before_id: str | None, limit: int, active: bool | None
+    db: Database, scope: TenantScope, *, before_id: str | None, limit: int, active: bool | None
 ) -> list[dict[str, Any]]:
-    query = scoped(actor)
-    if active is not None:
-        query["active"] = active
-    if before_id:
-        query["_id"] = {"$lt": before_id}
-    return await db[COLLECTION].find(query).sort("_id", DESC).limit(limit).to_list(length=limit)
+    query = {"active": active} if active is not None else {}
+    return await scope.page_by_id(db[COLLECTION], query, before_id=before_id, limit=limit)
 
 
-async def count_active_in(db: Database, reseller_id: str, ids: list[str]) -> int:
-    return await db[COLLECTION].count_documents({"_id": {"$in": ids}, "reseller_id": reseller_id, "active": True})
+async def count_active_in(db: Database, scope: TenantScope, ids: list[str]) -> int:
+    return await db[COLLECTION].count_documents(scope.filter({"_id": {"$in": ids}, "active": True}))
 
 
-async def update(db: Database, actor: Actor, department_id: str, changes: dict[str, Any]) -> dict[str, Any] | None:
-    await db[COLLECTION].update_one(scoped(actor, {"_id": department_id}), {"$set": changes})
-    return await db[COLLECTION].find_one({"_id": department_id})
+async def update(
+    db: Database, scope: TenantScope, department_id: str, changes: dict[str, Any]
+) -> dict[str, Any] | None:
+    await db[COLLECTION].update_one(scope.filter({"_id": department_id}), {"$set": changes})
+    return await scope.get(db[COLLECTION], department_id)

@@ -7,8 +7,9 @@ from backend.core.db import Database, is_duplicate_key
 from backend.core.errors import Conflict, NotFound, Unprocessable
 from backend.core.ids import is_valid_id, new_id
 from backend.core.pagination import decode_id_cursor, next_id_cursor
-from backend.core.tenancy import Actor
+from backend.core.tenancy import Actor, TenantScope
 from backend.departments import repository
+from backend.departments.repository import get as get  # published: by id in a tenant's scope
 from backend.departments.schemas import DepartmentCreate, DepartmentPage, DepartmentRead, DepartmentUpdate
 
 
@@ -37,7 +38,7 @@ async def create(db: Database, actor: Actor, *, data: DepartmentCreate) -> Depar
 
 
 async def get_or_404(db: Database, actor: Actor, *, department_id: str) -> dict[str, Any]:
-    doc = await repository.get(db, actor, department_id) if is_valid_id(department_id) else None
+    doc = await repository.get(db, actor.scope, department_id) if is_valid_id(department_id) else None
     if doc is None:
         raise NotFound("department not found")
     return doc
@@ -47,7 +48,7 @@ async def list_page(
     db: Database, actor: Actor, *, cursor: str | None, limit: int, active: bool | None
 ) -> DepartmentPage:
     before = decode_id_cursor(cursor) if cursor else None
-    docs = await repository.list_page(db, actor, before_id=before, limit=limit + 1, active=active)
+    docs = await repository.list_page(db, actor.scope, before_id=before, limit=limit + 1, active=active)
     nxt = next_id_cursor(docs, limit)
     return DepartmentPage(items=[DepartmentRead.from_doc(d) for d in docs[:limit]], next_cursor=nxt)
 
@@ -59,7 +60,7 @@ async def update(db: Database, actor: Actor, *, department_id: str, data: Depart
         changes["name_key"] = _name_key(changes["name"])
     changes["updated_at"] = utcnow()
     try:
-        doc = await repository.update(db, actor, department_id, changes)
+        doc = await repository.update(db, actor.scope, department_id, changes)
     except PyMongoError as exc:
         if not is_duplicate_key(exc):
             raise
@@ -71,11 +72,11 @@ async def update(db: Database, actor: Actor, *, department_id: str, data: Depart
 async def require_active_ids(db: Database, reseller_id: str, ids: list[str]) -> list[str]:
     """Department ids given in input must all be active departments of the tenant."""
     unique = sorted(set(ids))
-    if unique and await repository.count_active_in(db, reseller_id, unique) != len(unique):
+    if unique and await repository.count_active_in(db, TenantScope(reseller_id), unique) != len(unique):
         raise Unprocessable("unknown or inactive department")
     return unique
 
 
 async def name_in_tenant(db: Database, reseller_id: str, department_id: str) -> str | None:
-    dept = await repository.get_in_tenant(db, reseller_id, department_id)
+    dept = await repository.get(db, TenantScope(reseller_id), department_id)
     return str(dept.get("name", "")) if dept is not None else None

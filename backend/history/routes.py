@@ -4,7 +4,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from backend.core.deps import Db, TenantStaffActor
+from backend.auth.deps import TenantStaffActor
+from backend.core.deps import Db
 from backend.core.errors import ROLE, responses
 from backend.core.pagination import DEFAULT_LIMIT, MAX_LIMIT
 from backend.history import service

@@ -13,10 +13,10 @@ from backend.core.db import Database
 from backend.core.errors import NotFound
 from backend.core.ids import is_valid_id
 from backend.core.pagination import decode_time_cursor, encode_cursor
-from backend.core.tenancy import Actor
-from backend.history import repository
+from backend.core.tenancy import Actor, TenantScope
 from backend.messages import service as messages
 from backend.messages.schemas import MessagePage
+from backend.tickets import presenter
 from backend.tickets import service as tickets
 from backend.tickets.schemas import TicketPage, TicketRead
 
@@ -25,9 +25,9 @@ async def other_tickets(db: Database, actor: Actor, *, ticket_id: str, cursor: s
     """The client's other tickets in the tenant, newest opened first."""
     current = await tickets.get_visible_or_404(db, actor, ticket_id=ticket_id)
     before = decode_time_cursor(cursor) if cursor else None
-    docs = await repository.client_tickets(
+    docs = await tickets.client_tickets(
         db,
-        reseller_id=current["reseller_id"],
+        TenantScope(current["reseller_id"]),
         client_id=current["client_id"],
         exclude_id=current["_id"],
         before=before,
@@ -37,7 +37,7 @@ async def other_tickets(db: Database, actor: Actor, *, ticket_id: str, cursor: s
     if len(docs) > limit:
         oldest = docs[limit - 1]
         nxt = encode_cursor([oldest["created_at"].isoformat(), oldest["_id"]])
-    return TicketPage(items=[TicketRead.from_doc(d) for d in docs[:limit]], next_cursor=nxt)
+    return TicketPage(items=await presenter.read_many(db, docs[:limit], reader=actor), next_cursor=nxt)
 
 
 async def _sibling_or_404(db: Database, actor: Actor, *, ticket_id: str, other_id: str) -> dict[str, Any]:
@@ -49,7 +49,8 @@ async def _sibling_or_404(db: Database, actor: Actor, *, ticket_id: str, other_i
 
 
 async def other_ticket(db: Database, actor: Actor, *, ticket_id: str, other_id: str) -> TicketRead:
-    return TicketRead.from_doc(await _sibling_or_404(db, actor, ticket_id=ticket_id, other_id=other_id))
+    other = await _sibling_or_404(db, actor, ticket_id=ticket_id, other_id=other_id)
+    return await presenter.read_one(db, other, reader=actor)
 
 
 async def other_messages(
@@ -57,4 +58,4 @@ async def other_messages(
 ) -> MessagePage:
     """The thread of one of the client's tickets, paged like the ticket's own (newest page first)."""
     other = await _sibling_or_404(db, actor, ticket_id=ticket_id, other_id=other_id)
-    return await messages.thread_page(db, other["_id"], cursor=cursor, limit=limit)
+    return await messages.thread_page(db, actor.scope, other["_id"], cursor=cursor, limit=limit)

@@ -1,6 +1,7 @@
 """Queries on `messages`: append-only; a message is never updated except for its delivery status
 and, for a client message that raced a finalize, its ticket (`move_to_ticket`)."""
 
+import re
 from datetime import datetime
 from typing import Any
 
@@ -8,10 +9,13 @@ from backend.core import group_commit
 from backend.core.conditional import update_if
 from backend.core.db import Database
 from backend.core.indexes import ASC, DESC, declare
+from backend.core.tenancy import TenantScope
 
 NOTE_DIRECTION = "note"  # an internal note's direction and type (messages/notes.py)
 
 COLLECTION = "messages"
+# Delivery statuses only move forward; `failed` only from before the provider took it.
+RANK = {"pending": 0, "sent": 1, "delivered": 2, "read": 3}
 
 declare(
     COLLECTION,
@@ -28,24 +32,26 @@ async def insert(db: Database, doc: dict[str, Any]) -> None:
     await group_commit.insert_one(db[COLLECTION], doc)
 
 
-async def get(db: Database, message_id: str) -> dict[str, Any] | None:
+async def get_internal(db: Database, message_id: str) -> dict[str, Any] | None:
     return await db[COLLECTION].find_one({"_id": message_id})
 
 
 async def newest_for_ticket(
-    db: Database, ticket_id: str, *, before: tuple[datetime, str] | None, limit: int
+    db: Database, scope: TenantScope, ticket_id: str, *, before: tuple[datetime, str] | None, limit: int
 ) -> list[dict[str, Any]]:
     """Up to `limit` messages of a ticket, newest first, older than `before` (created_at, _id)
     when given: a thread opens at its end and pages back towards its first message."""
-    query: dict[str, Any] = {"ticket_id": ticket_id}
-    if before is not None:
-        at, last_id = before
-        query = {"$and": [query, {"$or": [{"created_at": {"$lt": at}}, {"created_at": at, "_id": {"$lt": last_id}}]}]}
-    cursor = db[COLLECTION].find(query).sort([("created_at", DESC), ("_id", DESC)]).limit(limit)
-    return await cursor.to_list(length=limit)
+    return await scope.page_by_time(db[COLLECTION], {"ticket_id": ticket_id}, "created_at", before=before, limit=limit)
 
 
-async def client_messages_after(db: Database, ticket_id: str, at: datetime) -> list[dict[str, Any]]:
+async def ticket_ids_with_text(db: Database, scope: TenantScope, text: str, *, limit: int) -> list[str]:
+    """The tickets whose messages contain `text` (any case), newest message first (inbox search)."""
+    query = scope.filter({"body": {"$regex": re.escape(text), "$options": "i"}})
+    cursor = db[COLLECTION].find(query, projection={"ticket_id": 1}).sort("created_at", DESC).limit(limit)
+    return list(dict.fromkeys(d["ticket_id"] for d in await cursor.to_list(length=limit)))
+
+
+async def client_messages_after_internal(db: Database, ticket_id: str, at: datetime) -> list[dict[str, Any]]:
     """The client messages of a ticket stamped later than `at`, oldest first."""
     query = {"ticket_id": ticket_id, "created_at": {"$gt": at}, "sender_type": "client"}
     return await db[COLLECTION].find(query).sort([("created_at", ASC), ("_id", ASC)]).to_list(length=None)
@@ -60,7 +66,7 @@ async def move_to_ticket(
     return await update_if(db, COLLECTION, message_id, {"ticket_id": from_ticket_id}, {"$set": changes})
 
 
-async def latest_per_ticket_since(db: Database, since: datetime) -> dict[str, tuple[datetime, str]]:
+async def latest_per_ticket_since_internal(db: Database, since: datetime) -> dict[str, tuple[datetime, str]]:
     """For each ticket with a message created at or after `since`: (created_at, _id) of its newest
     such message. Only those two fields travel (the `created` index on MongoDB; a scan on FerretDB).
     Internal notes are not messages of the conversation: they never make a ticket's activity."""
@@ -72,3 +78,19 @@ async def latest_per_ticket_since(db: Database, since: datetime) -> dict[str, tu
         if key not in latest or seen > latest[key]:
             latest[key] = seen
     return latest
+
+
+async def move_status_internal(
+    db: Database, message_id: str, *, to: str, at: datetime, extra: dict[str, Any] | None = None
+) -> dict[str, Any] | None:
+    """Moves a message's delivery status forward only; returns the message when it moved.
+
+    On MongoDB the filtered update is atomic. On FerretDB two different concurrent moves of one
+    message (say delivered and read arriving together) can both pass the filter and the slower
+    one win; the next status event or a redelivery heals it. Sends are never repeated by it.
+    """
+    allowed = ["pending", "sent"] if to == "failed" else [s for s, r in RANK.items() if r < RANK[to]]
+    changes: dict[str, Any] = {"status": to, f"{to}_at": at, **(extra or {})}
+    if not await update_if(db, COLLECTION, message_id, {"status": {"$in": allowed}}, {"$set": changes}):
+        return None
+    return await get_internal(db, message_id)

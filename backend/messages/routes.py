@@ -2,7 +2,8 @@
 
 from fastapi import APIRouter
 
-from backend.core.deps import Db, TenantStaffActor
+from backend.auth.deps import TenantStaffActor
+from backend.core.deps import Db
 from backend.core.errors import ROLE, WITH_BODY, responses
 from backend.messages import notes
 from backend.messages.schemas import MessageCreate, MessageRead

@@ -6,8 +6,10 @@ offers a write conditional on another document, so both sides write first and th
 other's write (the Dekker handshake):
 
 - the message side (`append`, and `complete_stored` for a retried delivery): after storing the
-  message, re-load its ticket (`tickets.load` folds the event log); if it is finalizado, move the
-  message on to the client's next open ticket on the channel (`tickets.open_after`);
+  message, re-load its ticket folding the event log (in `append`, the read-back of its activity
+  write, `projection.settle`, is that re-load; `complete_stored` uses `tickets.load`); if it is
+  finalizado, move the message on to the client's next open ticket on the channel
+  (`tickets.open_after`);
 - the finalize side (`refile_after_finalize`, called by the finalize once its event is stored):
   read the ticket's client messages stamped after `finalized_at` and move them the same way.
 
@@ -54,16 +56,17 @@ from backend.core.errors import Conflict, Forbidden
 from backend.core.ids import new_id
 from backend.core.pagination import decode_time_cursor, encode_cursor
 from backend.core.retry import read_winner
-from backend.core.tenancy import Actor
+from backend.core.tenancy import Actor, TenantScope
 from backend.messages import repository
 from backend.messages.schemas import MessagePage, MessageRead
 from backend.outbound import service as outbound
 from backend.realtime import feed
+from backend.resellers import service as resellers
 from backend.tickets import projection
-from backend.tickets import repository as tickets_repo
 from backend.tickets import service as tickets
 from backend.tickets.projection import Activity
 from backend.tickets.states import Status, is_open
+from backend.unread import service as unread
 
 PREVIEW_CHARS = projection.PREVIEW_CHARS  # how much of a message its ticket's preview shows
 CLIENT = "client"
@@ -111,16 +114,40 @@ async def append(
     try:
         await repository.insert(db, doc)
     except DuplicateKeyError:
-        existing = await read_winner(lambda: repository.get(db, doc["_id"]), what=f"message {doc['_id']}")
+        existing = await read_winner(lambda: repository.get_internal(db, doc["_id"]), what=f"message {doc['_id']}")
         return existing, False
     if sender_type == CLIENT:
-        filed, doc = await _keep_out_of_finalized(db, doc, stamped_after_only=False)
-        if filed is None:  # a finalize moved it meanwhile, and announces it where it went
-            moved = await repository.get(db, doc["_id"])
-            return moved or doc, True
-        ticket = filed
+        return await _file_client_message(db, ticket, doc), True
     await _after_stored(db, ticket, doc)
     return doc, True
+
+
+async def _file_client_message(db: Database, ticket: dict[str, Any], message: dict[str, Any]) -> dict[str, Any]:
+    """A client message just stored under `ticket` (as its caller read it, open, before the
+    insert): its activity is written, then read back by `projection.settle` — and that read-back,
+    which folds the event log (events v+1, v+2, … by `_id`) after our insert was acknowledged, is
+    also the message side's re-load of the handshake (module docstring): one read serves both, so
+    no separate `tickets.load` is made before the activity write. When the settled ticket is
+    finalizado, a finalize came between the caller's read and now: the message moves on as
+    `_keep_out_of_finalized` moves it, and is announced only where it ends. The activity written
+    to the finalized ticket meanwhile is that of a message that raced its finalize and moved on,
+    which a finalized ticket may keep (the same as when its writer saw it open). Its number in
+    the unread count is taken only in the ticket it ends in."""
+    activity = _activity(ticket, message)
+    await tickets.touch_activity(db, ticket, at=activity.at, preview=activity.preview, direction=activity.direction)
+    settled = await projection.settle(db, ticket["_id"], activity=activity)
+    if settled is not None and is_open(settled["status"]):
+        await unread.record_inbound(db, ticket, message)
+        await feed.publish(
+            db, reseller_id=ticket["reseller_id"], type_="message.created", ticket=settled, message=message
+        )
+        return message
+    filed, message = await _keep_out_of_finalized(db, message, stamped_after_only=False)
+    if filed is None:  # a finalize moved it meanwhile, and announces it where it went
+        moved = await repository.get_internal(db, message["_id"])
+        return moved or message
+    await _after_stored(db, filed, message)
+    return message
 
 
 async def _keep_out_of_finalized(
@@ -153,24 +180,29 @@ async def _keep_out_of_finalized(
 async def refile_after_finalize(db: Database, ticket: dict[str, Any]) -> None:
     """The finalize's half of the handshake: `ticket` was just finalized (event stored and
     projected); its client messages stamped after `finalized_at` raced it and move on."""
-    for message in await repository.client_messages_after(db, ticket["_id"], as_utc(ticket["finalized_at"])):
+    for message in await repository.client_messages_after_internal(db, ticket["_id"], as_utc(ticket["finalized_at"])):
         filed, moved = await _keep_out_of_finalized(db, message, stamped_after_only=True)
         if filed is not None and filed["_id"] != ticket["_id"]:
             await _after_stored(db, filed, moved)
 
 
-async def _after_stored(db: Database, ticket: dict[str, Any], message: dict[str, Any]) -> None:
-    """What follows a stored message: the ticket's activity moves, then the announcement. The
-    activity write is read back (projection.settle): on FerretDB a concurrent transition can
-    write back the older activity, and our write can put back an older status."""
+def _activity(ticket: dict[str, Any], message: dict[str, Any]) -> Activity:
     activity = Activity.of(message)
     if ticket.get("created_at") is not None and as_utc(ticket["created_at"]) > activity.at:
         # A message moved on from a finalized ticket can predate the ticket it moved to, which
         # was opened for it: its activity is then the opening, or the queue shows no preview.
         activity = replace(activity, at=as_utc(ticket["created_at"]))
-    await tickets_repo.touch_activity(
-        db, ticket, at=activity.at, preview=activity.preview, direction=activity.direction
-    )
+    return activity
+
+
+async def _after_stored(db: Database, ticket: dict[str, Any], message: dict[str, Any]) -> None:
+    """What follows a stored message: a client message takes its number in the ticket's unread
+    count, the ticket's activity moves, then the announcement. The activity write is read back
+    (projection.settle): on FerretDB a concurrent transition can write back the older activity,
+    and our write can put back an older status."""
+    await unread.record_inbound(db, ticket, message)
+    activity = _activity(ticket, message)
+    await tickets.touch_activity(db, ticket, at=activity.at, preview=activity.preview, direction=activity.direction)
     settled = await projection.settle(db, ticket["_id"], activity=activity)
     # Announced as the ticket now is (log and activity), not as it was when this message arrived.
     current = settled if settled is not None else {**ticket, **activity.fields()}
@@ -194,6 +226,16 @@ async def complete_stored(db: Database, message: dict[str, Any]) -> None:
         await _after_stored(db, ticket, message)
 
 
+def signed(agent_name: str, body: str) -> str:
+    """The reply as WhatsApp shows an agent's message in shared-number helpdesks: the name in
+    bold (WhatsApp's `*bold*` markup) with a colon, then the text on the next line: "*Ana:*",
+    a line break, "Bom dia!". Stored exactly so: the thread shows what the client received, and the
+    echo of the send matches the stored body. Asterisks in the name would break the bold markup,
+    so they are left out of it."""
+    name = " ".join(agent_name.replace("*", "").split())
+    return f"*{name}:*\n{body}" if name else body
+
+
 async def reply(db: Database, actor: Actor, *, ticket_id: str, body: str) -> MessageRead:
     """An agent answers in a ticket it holds."""
     if actor.role != "agent":
@@ -205,6 +247,8 @@ async def reply(db: Database, actor: Actor, *, ticket_id: str, body: str) -> Mes
     status = "sent" if ticket.get("channel") == "api" else "pending"
     message_id = new_id()
     if status == "pending":
+        if await resellers.signature_enabled(db, ticket["reseller_id"]):
+            body = signed(actor.name, body)
         # Queued before the message is stored and before any network call: a crash anywhere
         # after this leaves the worker something to pick up (backend/outbound).
         await outbound.enqueue(db, message_id=message_id, ticket=ticket)
@@ -224,15 +268,17 @@ async def reply(db: Database, actor: Actor, *, ticket_id: str, body: str) -> Mes
 
 async def list_page(db: Database, actor: Actor, *, ticket_id: str, cursor: str | None, limit: int) -> MessagePage:
     await tickets.get_visible_or_404(db, actor, ticket_id=ticket_id)
-    return await thread_page(db, ticket_id, cursor=cursor, limit=limit)
+    return await thread_page(db, actor.scope, ticket_id, cursor=cursor, limit=limit)
 
 
-async def thread_page(db: Database, ticket_id: str, *, cursor: str | None, limit: int) -> MessagePage:
+async def thread_page(
+    db: Database, scope: TenantScope, ticket_id: str, *, cursor: str | None, limit: int
+) -> MessagePage:
     """One page of a ticket's thread, for a caller that has authorized the read. Without a cursor
     the newest page (an agent opens a ticket to answer its latest message); `next_cursor` leads
     to the page before it. Items are oldest first within every page, so a screen prepends pages."""
     before = decode_time_cursor(cursor) if cursor else None
-    docs = await repository.newest_for_ticket(db, ticket_id, before=before, limit=limit + 1)
+    docs = await repository.newest_for_ticket(db, scope, ticket_id, before=before, limit=limit + 1)
     nxt = None
     if len(docs) > limit:
         oldest = docs[limit - 1]

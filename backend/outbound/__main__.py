@@ -1,6 +1,7 @@
-"""`python -m backend.outbound`: the outbound worker alone (no HTTP). Stops on SIGTERM/SIGINT."""
+"""`python -m backend.outbound`: the outbound worker alone (no HTTP), behind the API's start-up
+gate (backend/gates.py `run_standalone`). Stops on SIGTERM/SIGINT."""
 
-from backend.core.background import run_standalone
+from backend.gates import run_standalone
 from backend.outbound.worker import run_until
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""The outbound queue, its attempts, and delivery-status moves on `messages`.
+"""The outbound queue and its attempts (delivery statuses move on `messages`: messages/repository.py).
 
 FerretDB pushes down only `_id` equality, so every read here is one:
 - `outbox`: entry n is `_id` "q:<n>" (backend/core/seqlog.py, plain append: a writer only tries
@@ -21,14 +21,12 @@ Entries and attempts are never removed (persistence rule 1); the cursor keeps re
 """
 
 import hashlib
-from datetime import datetime
 from typing import Any
 
 from pymongo.errors import DuplicateKeyError
 
 from backend.core import group_commit
 from backend.core.clock import utcnow
-from backend.core.conditional import update_if
 from backend.core.db import Database
 from backend.core.runtime import runtime_of
 from backend.core.seqlog import SeqLog
@@ -42,12 +40,8 @@ STATE = "outbox_state"
 ATTEMPTS = "outbox_attempts"
 ECHOES = "outbox_echoes"
 MAX_HELD_PER_ATTEMPT = 100
-MESSAGES = "messages"
 CURSOR_ID = "cursor"
 MAX_CHAT_CLAIM_TRIES = 1_000
-
-# Delivery statuses only move forward; `failed` only from before the provider took it.
-RANK = {"pending": 0, "sent": 1, "delivered": 2, "read": 3}
 
 _queue = SeqLog(QUEUE, "q:", state_collection=STATE, cursor_id=CURSOR_ID)
 
@@ -163,26 +157,6 @@ async def get_attempt(db: Database, _id: str) -> dict[str, Any] | None:
 
 async def finish_attempt(db: Database, _id: str, changes: dict[str, Any]) -> None:
     await db[ATTEMPTS].update_one({"_id": _id}, {"$set": changes})
-
-
-async def get_message(db: Database, message_id: str) -> dict[str, Any] | None:
-    return await db[MESSAGES].find_one({"_id": message_id})
-
-
-async def move_status(
-    db: Database, message_id: str, *, to: str, at: datetime, extra: dict[str, Any] | None = None
-) -> dict[str, Any] | None:
-    """Moves a message's delivery status forward only; returns the message when it moved.
-
-    On MongoDB the filtered update is atomic. On FerretDB two different concurrent moves of one
-    message (say delivered and read arriving together) can both pass the filter and the slower
-    one win; the next status event or a redelivery heals it. Sends are never repeated by it.
-    """
-    allowed = ["pending", "sent"] if to == "failed" else [s for s, r in RANK.items() if r < RANK[to]]
-    changes: dict[str, Any] = {"status": to, f"{to}_at": at, **(extra or {})}
-    if not await update_if(db, MESSAGES, message_id, {"status": {"$in": allowed}}, {"$set": changes}):
-        return None
-    return await get_message(db, message_id)
 
 
 def sending_id(connection_id: str, phone: str, text: str) -> str:

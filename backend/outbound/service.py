@@ -8,6 +8,7 @@ from backend.connections.providers.base import StatusUpdate
 from backend.core import natural_keys
 from backend.core.clock import as_utc, utcnow
 from backend.core.db import Database
+from backend.messages import public as messages
 from backend.outbound import repository
 from backend.realtime import feed
 from backend.tickets import projection
@@ -165,7 +166,7 @@ async def announce_status(db: Database, message: dict[str, Any]) -> None:
 
 
 async def move(db: Database, message_id: str, *, to: str, extra: dict[str, Any] | None = None) -> dict[str, Any] | None:
-    moved = await repository.move_status(db, message_id, to=to, at=utcnow(), extra=extra)
+    moved = await messages.move_status_internal(db, message_id, to=to, at=utcnow(), extra=extra)
     if moved is not None:
         await announce_status(db, moved)
     return moved
@@ -206,14 +207,14 @@ async def _receipt_target(
 ) -> str | None:
     message_id = await lookup_provider_id(db, connection_id=connection_id, provider_message_id=provider_message_id)
     message_id = message_id or fallback_id  # a message sent from the phone, stored by its id
-    return message_id if await repository.get_message(db, message_id) is not None else None
+    return message_id if await messages.get_internal(db, message_id) is not None else None
 
 
 async def _apply_status(db: Database, message_id: str, status: str, reason: str, *, retry: bool = False) -> str:
     extra = {"failure_reason": reason or "provider reported an error"} if status == "failed" else None
     moved = await move(db, message_id, to=status, extra=extra)
     if moved is None and retry:
-        current = await repository.get_message(db, message_id)
+        current = await messages.get_internal(db, message_id)
         if current is not None:
             await announce_status(db, current)
     return f"status {status}" if moved else f"status {status} (no change)"

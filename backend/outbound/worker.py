@@ -26,7 +26,7 @@ from typing import Any
 
 import httpx
 
-from backend.connections import repository as connections
+from backend.connections import service as connections
 from backend.connections.providers import registry
 from backend.connections.providers.base import ProviderError
 from backend.core.background import BackgroundLoop
@@ -35,8 +35,9 @@ from backend.core.config import Settings
 from backend.core.db import Database
 from backend.core.ids import new_id
 from backend.core.logging import get_logger
+from backend.messages import public as messages
 from backend.outbound import repository, service
-from backend.tickets import repository as tickets
+from backend.tickets import service as tickets
 from backend.webhooks import service as webhooks
 
 log = get_logger("outbound")
@@ -120,7 +121,7 @@ class OutboundWorker:
             earlier = await repository.get_chat_entry(self.db, str(chat), j)
             if earlier is None:  # positions are 1..k without holes; nothing to wait for here
                 continue
-            message = await repository.get_message(self.db, str(earlier["message_id"]))
+            message = await messages.get_internal(self.db, str(earlier["message_id"]))
             if message is None:
                 age = (now - as_utc(earlier["enqueued_at"])).total_seconds()
                 if age > self.settings.OUTBOUND_LEASE_SECONDS:
@@ -141,7 +142,7 @@ class OutboundWorker:
         """Moves one entry on. Returns True when it needs nothing more (sent, failed, orphan)."""
         now = utcnow()
         message_id = entry["message_id"]
-        message = await repository.get_message(self.db, message_id)
+        message = await messages.get_internal(self.db, message_id)
         if message is None:
             # The request died between queueing and storing: the API never acknowledged it.
             age = (now - as_utc(entry["enqueued_at"])).total_seconds()
@@ -212,10 +213,10 @@ class OutboundWorker:
         return True
 
     async def _send(self, message: dict[str, Any], entry: dict[str, Any], attempt_id: str) -> str:
-        conn = await connections.get(self.db, str(entry.get("connection_id")))
+        conn = await connections.get_internal(self.db, str(entry.get("connection_id")))
         if conn is None or not conn.get("active"):
             raise ProviderError("connection missing or inactive", retryable=False)
-        ticket = await tickets.get(self.db, message["ticket_id"])
+        ticket = await tickets.get_internal(self.db, message["ticket_id"])
         phone = (ticket or {}).get("client_phone")
         if not phone:
             raise ProviderError("ticket has no client phone", retryable=False)

@@ -1,6 +1,7 @@
 from fastapi import APIRouter
 
-from backend.core.deps import Db, TenantStaffActor
+from backend.auth.deps import TenantStaffActor
+from backend.core.deps import Db
 from backend.core.errors import ROLE, WITH_BODY, responses
 from backend.quick_replies import service
 from backend.quick_replies.schemas import QuickReplyCreate, QuickReplyPage, QuickReplyRead, QuickReplyUpdate

@@ -68,12 +68,12 @@ async def create(db: Database, actor: Actor, *, data: QuickReplyCreate) -> Quick
 async def list_visible(db: Database, actor: Actor, *, active: bool | None) -> QuickReplyPage:
     """The reseller sees the tenant's replies; an agent sees those and its own."""
     owners = [RESELLER_OWNER] if actor.role == "reseller" else [RESELLER_OWNER, actor.id]
-    docs = await repository.list_for(db, actor, owners=owners, active=active)
+    docs = await repository.list_for(db, actor.scope, owners=owners, active=active)
     return QuickReplyPage(items=[_read(d) for d in docs])
 
 
 async def _get_visible_or_404(db: Database, actor: Actor, reply_id: str) -> dict[str, Any]:
-    doc = await repository.get(db, actor, reply_id) if is_valid_id(reply_id) else None
+    doc = await repository.get(db, actor.scope, reply_id) if is_valid_id(reply_id) else None
     if doc is None or doc["owner"] not in (RESELLER_OWNER, actor.id):
         raise NotFound("quick reply not found")
     return doc
@@ -92,7 +92,7 @@ async def update(db: Database, actor: Actor, *, reply_id: str, data: QuickReplyU
     changes["shortcut_key"] = _key(shortcut) if active else _retired_key(after)
     changes["updated_at"] = utcnow()
     try:
-        updated = await repository.update(db, reply_id, changes)
+        updated = await repository.update(db, actor.scope, reply_id, changes)
     except PyMongoError as exc:
         if not is_duplicate_key(exc):
             raise

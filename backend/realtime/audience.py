@@ -13,7 +13,8 @@ from backend.core.tenancy import Actor
 from backend.tickets.visibility import can_see
 
 AUDIENCE_FIELDS = ("status", "department_id", "agent_id", "finalized_by", "client_id")
-SIDE_KEYS = ("reseller_id", *AUDIENCE_FIELDS)
+# `reader_id`: set on a record meant for one user only (its own `ticket.read`, with its unread count).
+SIDE_KEYS = ("reseller_id", *AUDIENCE_FIELDS, "reader_id")
 
 # A record's audience in compact form, (tenant, after, before), each side the SIDE_KEYS values:
 # tuples of strings and None, which the collector stops tracking (core/tuning.py, "Tuple tracking").
@@ -21,10 +22,11 @@ Side = tuple[Any, ...]
 Audience = tuple[str | None, Side | None, Side | None]
 
 
-def snapshot(reseller_id: str, ticket: dict[str, Any] | None) -> dict[str, Any] | None:
+def snapshot(reseller_id: str, ticket: dict[str, Any] | None, *, reader_id: str | None = None) -> dict[str, Any] | None:
     if ticket is None:
         return None
-    return {"reseller_id": reseller_id, **{f: ticket.get(f) for f in AUDIENCE_FIELDS}}
+    side = {"reseller_id": reseller_id, **{f: ticket.get(f) for f in AUDIENCE_FIELDS}}
+    return {**side, "reader_id": reader_id} if reader_id is not None else side
 
 
 def compact(record: dict[str, Any]) -> Audience:
@@ -41,10 +43,15 @@ def may_receive(actor: Actor, record: dict[str, Any]) -> bool:
 
 
 def allows(actor: Actor, tenant: str | None, after: Side | None, before: Side | None) -> bool:
-    if actor.is_admin or actor.reseller_id != tenant:
+    if actor.is_admin or not actor.scope.owns(tenant):
         return False  # never another tenant; admins have no tenant feed
     sides = [s for s in (after, before) if s is not None]
     if not sides:
         # Not about a ticket (e.g. connection status): tenant-level news, for the reseller only.
         return actor.role == "reseller"
-    return any(can_see(actor, dict(zip(SIDE_KEYS, side, strict=True))) for side in sides)
+    return any(_sees(actor, dict(zip(SIDE_KEYS, side, strict=True))) for side in sides)
+
+
+def _sees(actor: Actor, side: dict[str, Any]) -> bool:
+    reader = side.get("reader_id")
+    return (reader is None or reader == actor.id) and can_see(actor, side)

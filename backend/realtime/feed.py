@@ -36,6 +36,7 @@ EVENT_TYPES = frozenset(
         "ticket.transferred",
         "ticket.finalized",
         "message.created",
+        "ticket.read",  # one user's own: its unread count of a ticket changed (backend/unread)
         "message.status",
         "connection.status",
     }
@@ -75,19 +76,30 @@ def build(
     message: dict[str, Any] | None,
     connection: dict[str, Any] | None,
     data: dict[str, Any] | None,
+    reader_id: str | None = None,
 ) -> dict[str, Any]:
     if type_ not in EVENT_TYPES:
         raise ValueError(f"unknown realtime event type {type_!r}")
     return {
         "type": type_,
         "at": utcnow(),
-        "ticket": TicketRead.from_doc(ticket).model_dump(mode="json") if ticket is not None else None,
+        "ticket": _ticket_json(ticket) if ticket is not None else None,
         "message": MessageRead.from_doc(message).model_dump(mode="json") if message is not None else None,
         "connection": _connection_json(connection) if connection is not None else None,
         "data": data,
         # What the audience rule needs, frozen at the moment of the change (audience.py).
-        "audience": {"after": snapshot(reseller_id, ticket), "before": snapshot(reseller_id, previous)},
+        "audience": {
+            "after": snapshot(reseller_id, ticket, reader_id=reader_id),
+            "before": snapshot(reseller_id, previous, reader_id=reader_id),
+        },
     }
+
+
+def _ticket_json(ticket: dict[str, Any]) -> dict[str, Any]:
+    """An unread count is one user's: a record shared by everyone who sees the ticket leaves it
+    out (screens keep the count they have), and only a reader's own record carries it."""
+    exclude = None if "unread_count" in ticket else {"unread_count"}
+    return TicketRead.from_doc(ticket).model_dump(mode="json", exclude=exclude)
 
 
 async def publish(
@@ -100,10 +112,12 @@ async def publish(
     message: dict[str, Any] | None = None,
     data: dict[str, Any] | None = None,
     connection: dict[str, Any] | None = None,
+    reader_id: str | None = None,
 ) -> dict[str, Any] | None:
     """Announce a change. `ticket` is the ticket after it; `previous` the ticket before it (for
     transitions), so that whoever loses sight of the ticket is told too. `message` for message
-    events; `connection` (a whatsapp connection) for connection.status. Returns the stored record,
+    events; `connection` (a whatsapp connection) for connection.status; `reader_id` for a record
+    only that user receives (and only while it sees the ticket). Returns the stored record,
     or None when realtime failed (already logged and counted)."""
     try:
         body = build(
@@ -114,6 +128,7 @@ async def publish(
             message=message,
             connection=connection,
             data=data,
+            reader_id=reader_id,
         )
         record = await records.append(db, reseller_id, body)
     except Exception as exc:

@@ -9,6 +9,7 @@ was lost. So a missed or late pub/sub message costs latency, never a gap.
 
 import asyncio
 import json
+from collections import deque
 from collections.abc import AsyncIterator
 from contextlib import suppress
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from backend.core.logging import get_logger
 from backend.core.schemas import iso_ms
 from backend.core.tenancy import Actor
 from backend.core.tuning import CATCH_UP_BATCH, MISSING_RETRIES, NOTICE_GRACE_SECONDS, QUIET_POLL_FACTOR
+from backend.core.tuning import FEED_LINGER_SECONDS as LINGER_SECONDS
 from backend.core.tuning import REPLAY_PER_TENANT as RECENT_PER_TENANT
 from backend.realtime import metrics, records
 from backend.realtime.audience import Side, allows, compact
@@ -64,10 +66,42 @@ def entry_of(record: dict[str, Any]) -> Entry:
     return (int(record["seq"]), frame_of(record), *compact(record))
 
 
+class Inbox:
+    """A socket's queue: the part of asyncio.Queue a session uses (one reader, `put_nowait`
+    raising QueueFull, `get`), in one deque. An asyncio.Queue is four deques and an Event, ~3 KB
+    per idle socket; with thousands of sockets per process that was a tenth of their memory."""
+
+    __slots__ = ("_items", "_maxsize", "_waiter")
+
+    def __init__(self, maxsize: int) -> None:
+        self._items: deque[Entry] = deque()
+        self._maxsize = maxsize
+        self._waiter: asyncio.Future[None] | None = None
+
+    def qsize(self) -> int:
+        return len(self._items)
+
+    def put_nowait(self, entry: Entry) -> None:
+        if len(self._items) >= self._maxsize:
+            raise asyncio.QueueFull
+        self._items.append(entry)
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    async def get(self) -> Entry:
+        while not self._items:
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        return self._items.popleft()
+
+
 @dataclass(eq=False)
 class Subscriber:
     actor: Actor
-    queue: asyncio.Queue[Entry]
+    queue: Inbox
     cursor: int  # highest tenant seq already handled for this socket (sent or not for it)
     stopped: asyncio.Event = field(default_factory=asyncio.Event)
     detached: asyncio.Event = field(default_factory=asyncio.Event)
@@ -112,11 +146,17 @@ class TenantFeed:
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     ready: asyncio.Future[None] | None = None
     pump: asyncio.Task[None] | None = None
+    linger: asyncio.TimerHandle | None = None  # set while the tenant has no socket here
+    # Replay reads in flight, shared by every socket replaying the same gap at the same time.
+    fetching: dict[int, asyncio.Future[Entry]] = field(default_factory=dict)
 
 
 class Hub:
-    def __init__(self, db: Database, *, queue_size: int, poll_seconds: float) -> None:
+    def __init__(
+        self, db: Database, *, queue_size: int, poll_seconds: float, linger_seconds: float = LINGER_SECONDS
+    ) -> None:
         self.db = db
+        self.linger_seconds = linger_seconds
         self.queue_size = queue_size
         self.poll_seconds = poll_seconds
         self.tenants: dict[str, TenantFeed] = {}
@@ -181,6 +221,9 @@ class Hub:
             self.tenants[actor.reseller_id] = tenant
             tenant.ready = asyncio.ensure_future(self._start(tenant))
         assert tenant.ready is not None
+        if tenant.linger is not None:
+            tenant.linger.cancel()
+            tenant.linger = None
         tenant.pending += 1
         try:
             await asyncio.shield(tenant.ready)
@@ -191,10 +234,12 @@ class Hub:
             failed = tenant.ready.done() and (tenant.ready.cancelled() or tenant.ready.exception() is not None)
             if failed and self.tenants.get(tenant.reseller_id) is tenant:
                 del self.tenants[tenant.reseller_id]
+            elif tenant.pending == 1:
+                self._linger(tenant)  # this socket gave up waiting and no other is here
             raise
         finally:
             tenant.pending -= 1
-        sub = Subscriber(actor, asyncio.Queue(maxsize=self.queue_size), cursor=tenant.delivered)
+        sub = Subscriber(actor, Inbox(self.queue_size), cursor=tenant.delivered)
         tenant.subs.add(sub)
         metrics.CONNECTIONS.inc()
         return sub, tenant.delivered
@@ -207,27 +252,63 @@ class Hub:
         tenant.subs.discard(sub)
         sub.detached.set()
         metrics.CONNECTIONS.dec()
-        if not tenant.subs and tenant.pending == 0:
-            del self.tenants[tenant.reseller_id]
-            if tenant.pump is not None:
-                tenant.pump.cancel()
+        if tenant.pending == 0:
+            self._linger(tenant)
+
+    def _linger(self, tenant: TenantFeed) -> None:
+        if not tenant.subs and tenant.linger is None:
+            tenant.linger = asyncio.get_running_loop().call_later(self.linger_seconds, self._drop_if_idle, tenant)
+
+    def _drop_if_idle(self, tenant: TenantFeed) -> None:
+        tenant.linger = None
+        if tenant.subs or tenant.pending or self.tenants.get(tenant.reseller_id) is not tenant:
+            return
+        del self.tenants[tenant.reseller_id]
+        if tenant.ready is not None and not tenant.ready.done():
+            tenant.ready.cancel()
+        if tenant.pump is not None:
+            tenant.pump.cancel()
 
     async def replay(self, reseller_id: str, first: int, last: int) -> AsyncIterator[Entry]:
-        """Records first..last in order, from memory when still held, else by `_id` lookups."""
+        """Records first..last in order, from memory when still held, else by `_id` lookups —
+        one per record however many sockets replay it at once, and kept for the next ones."""
         tenant = self.tenants.get(reseller_id)
         seq = first
         while seq <= last:
             batch = list(range(seq, min(last, seq + CATCH_UP_BATCH - 1) + 1))
             held = {s: tenant.recent[s] for s in batch if tenant is not None and s in tenant.recent}
             missing = [s for s in batch if s not in held]
-            found = await asyncio.gather(*(records.get(self.db, reseller_id, s) for s in missing))
-            for s, record in zip(missing, found, strict=True):
-                if record is None:
-                    raise RuntimeError(f"feed record {reseller_id}:{s} missing below the tail")
-                held[s] = entry_of(record)
+            found = await asyncio.gather(*(self._fetch(reseller_id, tenant, s) for s in missing))
+            held.update(zip(missing, found, strict=True))
             for s in batch:
                 yield held[s]
             seq = batch[-1] + 1
+
+    async def _fetch(self, reseller_id: str, tenant: TenantFeed | None, seq: int) -> Entry:
+        if tenant is None:
+            return await self._read_entry(reseller_id, seq)
+        future = tenant.fetching.get(seq)
+        if future is None:
+            future = tenant.fetching[seq] = asyncio.ensure_future(self._read_entry(reseller_id, seq))
+
+            def settle(done: asyncio.Future[Entry]) -> None:
+                tenant.fetching.pop(seq, None)
+                if done.cancelled() or done.exception() is not None:
+                    return
+                # Kept like a delivered record (seq <= delivered, pruned RECENT_PER_TENANT seqs
+                # later by the pump), unless older than what the pump will ever prune.
+                if tenant.delivered - RECENT_PER_TENANT < seq <= tenant.delivered:
+                    tenant.recent.setdefault(seq, done.result())
+
+            future.add_done_callback(settle)
+        # Shielded: one replaying socket going away must not cancel the read the others await.
+        return await asyncio.shield(future)
+
+    async def _read_entry(self, reseller_id: str, seq: int) -> Entry:
+        record = await records.get(self.db, reseller_id, seq)
+        if record is None:
+            raise RuntimeError(f"feed record {reseller_id}:{seq} missing below the tail")
+        return entry_of(record)
 
     async def close_sockets(self, code: int, *, wait_seconds: float = 2.0) -> None:
         """Tells every open socket to close with `code` and waits (bounded) until they did."""
@@ -243,6 +324,8 @@ class Hub:
     async def close(self) -> None:
         self.closing.set()
         for tenant in list(self.tenants.values()):
+            if tenant.linger is not None:
+                tenant.linger.cancel()
             if tenant.pump is not None:
                 tenant.pump.cancel()
             if tenant.ready is not None and not tenant.ready.done():

@@ -21,9 +21,10 @@ from typing import Any
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
+from backend.auth.deps import actor_from_claims
+from backend.auth.service import load_active_actor
 from backend.core.config import Settings
 from backend.core.db import Database
-from backend.core.deps import actor_from_claims
 from backend.core.errors import AppError
 from backend.core.logging import get_logger
 from backend.core.security import VERSION_CLAIM, decode_access_token
@@ -104,8 +105,7 @@ class Session:
         tasks = [
             asyncio.create_task(self._send(sub, head, since)),
             asyncio.create_task(self._receive()),
-            asyncio.create_task(sub.stopped.wait()),
-            asyncio.create_task(self._expire(sub)),
+            asyncio.create_task(self._until_stopped(sub)),
         ]
         try:
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
@@ -120,11 +120,15 @@ class Session:
         if code is not None:
             await self._close(code)
 
-    async def _expire(self, sub: Subscriber) -> None:
-        """The token's lifetime bounds the socket's: at `exp` it is closed like a bad token, and
-        the client reconnects with a fresh one (and since=)."""
-        await asyncio.sleep(max(0.0, self.expires_at - time.time()))
-        sub.stop(UNAUTHORIZED)
+    async def _until_stopped(self, sub: Subscriber) -> None:
+        """Returns once the socket is asked to stop (slow consumer, shutdown, access lost) — or
+        its token expires: the token's lifetime bounds the socket's, so at `exp` it is closed
+        like a bad token and the client reconnects with a fresh one (and since=). One task for
+        both: every task is memory held by every idle socket."""
+        with suppress(TimeoutError):
+            async with asyncio.timeout(max(0.0, self.expires_at - time.time())):
+                await sub.stopped.wait()
+        sub.stop(UNAUTHORIZED)  # a no-op when it was stopped for another reason
 
     async def _close(self, code: int) -> None:
         # A slow client may not be reading at all: bound the wait for its buffer to drain.
@@ -178,8 +182,6 @@ class Session:
     async def _recheck(self, sub: Subscriber) -> None:
         """Deactivation, a moved tenant or new departments take effect on open sockets too."""
         assert self.actor.reseller_id
-        from backend.auth.service import load_active_actor
-
         try:
             fresh = await load_active_actor(self.db, self.actor.id, token_version=self.token_version)
         except AppError:

@@ -4,6 +4,7 @@ from typing import Any
 
 from backend.core.db import Database
 from backend.core.indexes import DESC
+from backend.core.tenancy import TenantScope
 
 COLLECTION = "resellers"
 CONFIGS = "reseller_configs"
@@ -31,10 +32,12 @@ async def insert_config(db: Database, doc: dict[str, Any]) -> None:
     await db[CONFIGS].insert_one(doc)
 
 
-async def get_config(db: Database, reseller_id: str) -> dict[str, Any] | None:
-    return await db[CONFIGS].find_one({"_id": reseller_id})
+async def get_config(db: Database, scope: TenantScope, reseller_id: str) -> dict[str, Any] | None:
+    return await scope.get(db[CONFIGS], reseller_id)
 
 
-async def update_config(db: Database, reseller_id: str, changes: dict[str, Any]) -> dict[str, Any] | None:
+async def update_config(
+    db: Database, scope: TenantScope, reseller_id: str, changes: dict[str, Any]
+) -> dict[str, Any] | None:
     await db[CONFIGS].update_one({"_id": reseller_id}, {"$set": changes})
-    return await get_config(db, reseller_id)
+    return await get_config(db, scope, reseller_id)

@@ -60,6 +60,7 @@ class ResellerConfigUpdate(InputModel):
     away_message: LongText | None = None
     timezone: Annotated[str, StringConstraints(max_length=64)] | None = None
     business_hours: Annotated[list[BusinessHours], "at most 21 ranges"] | None = None
+    signature_enabled: bool | None = None
 
     @field_validator("business_hours")
     @classmethod
@@ -77,4 +78,6 @@ class ResellerConfigRead(ReadModel):
     away_message: str = ""
     timezone: str = "America/Sao_Paulo"
     business_hours: list[dict[str, object]] = []
+    # Agents' WhatsApp replies start with "*<agent name>:*" and a line break (messages.service).
+    signature_enabled: bool = True
     updated_at: Timestamp

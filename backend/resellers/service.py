@@ -10,9 +10,10 @@ from backend.core.db import Database
 from backend.core.errors import Conflict, NotFound
 from backend.core.ids import is_valid_id, new_id
 from backend.core.pagination import decode_id_cursor, next_id_cursor
-from backend.core.tenancy import Actor
+from backend.core.tenancy import Actor, TenantScope
 from backend.realtime import feed
 from backend.resellers import repository
+from backend.resellers.repository import get as get  # published: a tenant by id (auth)
 from backend.resellers.schemas import (
     ResellerConfigRead,
     ResellerConfigUpdate,
@@ -21,6 +22,7 @@ from backend.resellers.schemas import (
     ResellerRead,
     ResellerUpdate,
 )
+from backend.tickets import counters
 from backend.users import service as users
 
 OWNER_KEY = "reseller-owner"
@@ -38,9 +40,7 @@ async def create(db: Database, actor: Actor, *, data: ResellerCreate) -> Reselle
     # Reserve the email before writing anything, so a taken email leaves nothing half-written.
     bound, won = await natural_keys.claim(db, users.EMAIL_KEY, email, target=owner_id)
     if not won:
-        from backend.users import repository as user_repo
-
-        if await user_repo.get(db, bound) is not None:
+        if await users.get_internal(db, bound) is not None:
             raise Conflict("email already in use")
         owner_id = bound
     # One tenant per owner: racing or retried creations for the same email get the same reseller
@@ -57,6 +57,8 @@ async def create(db: Database, actor: Actor, *, data: ResellerCreate) -> Reselle
         "created_at": now,
         "updated_at": now,
     }
+    # Before the tenant exists, so its counters cover every ticket it will have.
+    await counters.start_tenant(db, reseller_id)
     await _insert_once(repository.insert(db, doc))
     await _insert_once(
         repository.insert_config(
@@ -69,6 +71,7 @@ async def create(db: Database, actor: Actor, *, data: ResellerCreate) -> Reselle
                 "away_message": "",
                 "timezone": "America/Sao_Paulo",
                 "business_hours": [],
+                "signature_enabled": True,
                 "created_at": now,
                 "updated_at": now,
             },
@@ -118,7 +121,7 @@ async def update(db: Database, *, reseller_id: str, data: ResellerUpdate) -> Res
 
 async def get_config(db: Database, actor: Actor) -> ResellerConfigRead:
     assert actor.reseller_id
-    doc = await repository.get_config(db, actor.reseller_id)
+    doc = await repository.get_config(db, actor.scope, actor.reseller_id)
     if doc is None:
         raise NotFound("config not found")
     return ResellerConfigRead.from_doc(doc)
@@ -128,7 +131,14 @@ async def update_config(db: Database, actor: Actor, *, data: ResellerConfigUpdat
     assert actor.reseller_id
     changes = data.model_dump(exclude_unset=True, exclude_none=True)
     changes["updated_at"] = utcnow()
-    doc = await repository.update_config(db, actor.reseller_id, changes)
+    doc = await repository.update_config(db, actor.scope, actor.reseller_id, changes)
     if doc is None:
         raise NotFound("config not found")
     return ResellerConfigRead.from_doc(doc)
+
+
+async def signature_enabled(db: Database, reseller_id: str) -> bool:
+    """Whether agents' WhatsApp replies carry their name (on unless the reseller turned it off;
+    configs from before the setting have no field and keep it on)."""
+    doc = await repository.get_config(db, TenantScope(reseller_id), reseller_id)
+    return bool(doc.get("signature_enabled", True)) if doc is not None else True

@@ -7,14 +7,11 @@ from typing import Any
 
 from backend.core.db import Database
 from backend.core.indexes import ASC, declare
+from backend.core.tenancy import TenantScope
 
 COLLECTION = "ticket_tags"
 
 declare(COLLECTION, [("reseller_id", ASC), ("tags", ASC)], name="tenant_tags", purpose="tickets with a tag")
-
-
-async def get(db: Database, ticket_id: str) -> dict[str, Any] | None:
-    return await db[COLLECTION].find_one({"_id": ticket_id})
 
 
 async def put(db: Database, *, ticket_id: str, reseller_id: str, tags: list[str], changes: dict[str, Any]) -> None:
@@ -25,17 +22,18 @@ async def put(db: Database, *, ticket_id: str, reseller_id: str, tags: list[str]
     )
 
 
-async def tags_of(db: Database, ticket_ids: list[str]) -> dict[str, list[str]]:
+async def tags_of(db: Database, scope: TenantScope, ticket_ids: list[str]) -> dict[str, list[str]]:
     """One `_id` look-up per ticket: the one query FerretDB serves from an index."""
     ids = list(dict.fromkeys(ticket_ids))
-    docs = await asyncio.gather(*(db[COLLECTION].find_one({"_id": i}, projection={"tags": 1}) for i in ids))
-    return {i: list(d["tags"]) for i, d in zip(ids, docs, strict=True) if d and d.get("tags")}
+    projection = {"tags": 1, "reseller_id": 1}
+    docs = await asyncio.gather(*(db[COLLECTION].find_one({"_id": i}, projection=projection) for i in ids))
+    return {i: list(d["tags"]) for i, d in zip(ids, docs, strict=True) if d and d.get("tags") and scope.allows(d)}
 
 
-async def ticket_ids_with(db: Database, reseller_id: str, tag: str, *, limit: int) -> list[str]:
-    docs = await db[COLLECTION].find({"reseller_id": reseller_id, "tags": tag}, projection={"_id": 1}).to_list(limit)
+async def ticket_ids_with(db: Database, scope: TenantScope, tag: str, *, limit: int) -> list[str]:
+    docs = await db[COLLECTION].find(scope.filter({"tags": tag}), projection={"_id": 1}).to_list(limit)
     return [d["_id"] for d in docs]
 
 
-async def distinct_tags(db: Database, reseller_id: str) -> list[str]:
-    return [str(t) for t in await db[COLLECTION].distinct("tags", {"reseller_id": reseller_id})]
+async def distinct_tags(db: Database, scope: TenantScope) -> list[str]:
+    return [str(t) for t in await db[COLLECTION].distinct("tags", scope.filter())]

@@ -1,9 +1,11 @@
 from fastapi import APIRouter
 
-from backend.core.deps import Db, StaffActor
+from backend.auth.deps import StaffActor
+from backend.core.deps import Db
 from backend.core.errors import ROLE, WITH_BODY, responses
 from backend.tags import service
 from backend.tags.schemas import TagList, TagsUpdate
+from backend.tickets import service as tickets
 from backend.tickets.schemas import TicketRead
 
 router = APIRouter(tags=["tags"], responses=ROLE)
@@ -16,4 +18,4 @@ async def list_tags(db: Db, actor: StaffActor) -> TagList:
 
 @router.put("/tickets/{ticket_id}/tags", operation_id="tags-set_ticket_tags", responses=WITH_BODY | responses(404))
 async def set_ticket_tags(db: Db, actor: StaffActor, ticket_id: str, body: TagsUpdate) -> TicketRead:
-    return await service.set_ticket_tags(db, actor, ticket_id=ticket_id, tags=body.tags)
+    return await tickets.set_tags(db, actor, ticket_id=ticket_id, tags=body.tags)

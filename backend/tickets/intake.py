@@ -1,17 +1,28 @@
 """How a conversation enters: the one function the API and inbound WhatsApp ingestion call."""
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from backend.clients import service as clients
 from backend.core.db import Database
 from backend.core.errors import Conflict, NotFound, Unprocessable
 from backend.core.tenancy import Actor
-from backend.departments import repository as departments
+from backend.departments import service as departments
 from backend.messages import service as messages
+from backend.tickets import presenter
 from backend.tickets import service as tickets
 from backend.tickets.schemas import TicketCreate, TicketRead
+from backend.unread import service as unread
 
 API_CHANNEL = "api"
+
+
+class AlreadyStored(Exception):
+    """The message (by its deterministic id) is stored already: a redelivery."""
+
+    def __init__(self, message: dict[str, Any]) -> None:
+        super().__init__(f"message {message['_id']} is stored already")
+        self.message = message
 
 
 async def receive_client_message(
@@ -29,6 +40,9 @@ async def receive_client_message(
     actor_id: str | None = None,
     actor_role: str | None = None,
     from_me: bool = False,
+    before_create: Callable[[], Awaitable[None]] | None = None,
+    ticket_hint: str | None = None,
+    new_client: bool = False,
 ) -> tuple[dict[str, Any], dict[str, Any], bool]:
     """Appends an incoming client message to the client's open ticket on `channel`, opening one
     in espera when there is none. Returns (ticket, message, ticket_created), `ticket` being the
@@ -37,7 +51,14 @@ async def receive_client_message(
 
     `from_me`: a message sent from the connection's own phone, outside IAZE (WhatsApp fromMe).
     It is recorded in the client's conversation as outgoing, sender_type "system" (no IAZE agent
-    wrote it), status "sent" (it already left the phone)."""
+    wrote it), status "sent" (it already left the phone).
+
+    Raises AlreadyStored when a message with `message_id` is stored already (nothing is written);
+    `before_create` (see tickets.open_for_client) lets a caller with deterministic ids look for it
+    before a ticket is opened for it. The ticket is judged by its stored document
+    (`projection_only`): append reads the log back after storing the message. `ticket_hint`: the
+    ticket the caller last filed this client's message on this channel under; `new_client`: the
+    caller has just created the client (both: tickets.open_for_client)."""
     ticket, created = await tickets.open_for_client(
         db,
         reseller_id=reseller_id,
@@ -46,8 +67,12 @@ async def receive_client_message(
         channel=channel,
         actor_id=actor_id,
         actor_role=actor_role,
+        projection_only=True,
+        before_create=before_create,
+        ticket_hint=ticket_hint,
+        new_client=new_client,
     )
-    message, _ = await messages.append(
+    message, stored = await messages.append(
         db,
         ticket,
         direction="out" if from_me else "in",
@@ -61,6 +86,8 @@ async def receive_client_message(
         media=media,
         extra=extra,
     )
+    if not stored:
+        raise AlreadyStored(message)
     if message["ticket_id"] != ticket["_id"]:
         filed = await tickets.load(db, str(message["ticket_id"]))
         assert filed is not None
@@ -71,7 +98,7 @@ async def receive_client_message(
 async def create_from_api(db: Database, actor: Actor, *, data: TicketCreate) -> TicketRead:
     assert actor.reseller_id
     client = await clients.get_doc_or_404(db, actor, client_id=data.client_id)
-    dept = await departments.get_in_tenant(db, actor.reseller_id, data.department_id)
+    dept = await departments.get(db, actor.scope, data.department_id)
     if dept is None:
         raise NotFound("department not found")
     if not dept.get("active"):
@@ -97,4 +124,6 @@ async def create_from_api(db: Database, actor: Actor, *, data: TicketCreate) -> 
     )
     fresh = await tickets.load(db, ticket["_id"])
     assert fresh is not None
-    return TicketRead.from_doc(fresh)
+    # The creator typed the first message itself: it is not news to it.
+    await unread.mark_read(db, actor.id, fresh)
+    return await presenter.read_one(db, fresh, reader=actor)

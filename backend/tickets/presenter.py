@@ -7,29 +7,39 @@ import asyncio
 from typing import Any
 
 from backend.core.db import Database
-from backend.tags import repository as ticket_tags
+from backend.core.tenancy import Actor, TenantScope
+from backend.tags import service as ticket_tags
 from backend.tickets.schemas import TicketRead
-from backend.users import repository as users
+from backend.unread import service as unread
+from backend.users import service as users
 
 
-async def _names(db: Database, user_ids: list[str]) -> dict[str, str]:
+async def _names(db: Database, scope: TenantScope, user_ids: list[str]) -> dict[str, str]:
     """Current names by `_id` look-ups, the one query FerretDB serves from an index."""
     unique = list(dict.fromkeys(user_ids))
-    docs = await asyncio.gather(*(users.get(db, uid) for uid in unique))
+    docs = await asyncio.gather(*(users.get(db, scope, uid) for uid in unique))
     return {uid: doc["name"] for uid, doc in zip(unique, docs, strict=True) if doc is not None}
 
 
-async def read_many(db: Database, docs: list[dict[str, Any]]) -> list[TicketRead]:
+async def read_many(db: Database, docs: list[dict[str, Any]], *, reader: Actor) -> list[TicketRead]:
+    """`reader`: the user the tickets are shown to (read in their scope, with their unread counts)."""
     people = [d["client_id"] for d in docs] + [d["agent_id"] for d in docs if d.get("agent_id")]
-    names, tags = await asyncio.gather(_names(db, people), ticket_tags.tags_of(db, [d["_id"] for d in docs]))
+    ids = [d["_id"] for d in docs]
+    names, tags, unread_counts = await asyncio.gather(
+        _names(db, reader.scope, people), ticket_tags.tags_of(db, reader.scope, ids), unread.counts(db, reader.id, ids)
+    )
     out = []
     for d in docs:
-        current = {"client_name": names.get(d["client_id"], d.get("client_name", "")), "tags": tags.get(d["_id"], [])}
+        current = {
+            "client_name": names.get(d["client_id"], d.get("client_name", "")),
+            "tags": tags.get(d["_id"], []),
+            "unread_count": unread_counts.get(d["_id"], 0),
+        }
         if d.get("agent_id"):
             current["agent_name"] = names.get(d["agent_id"], d.get("agent_name"))
         out.append(TicketRead.from_doc({**d, **current}))
     return out
 
 
-async def read_one(db: Database, doc: dict[str, Any]) -> TicketRead:
-    return (await read_many(db, [doc]))[0]
+async def read_one(db: Database, doc: dict[str, Any], *, reader: Actor) -> TicketRead:
+    return (await read_many(db, [doc], reader=reader))[0]

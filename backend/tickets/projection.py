@@ -1,7 +1,8 @@
 """The ticket document is a projection of two sources of truth: its `ticket_events` (status,
-holder, department, version) and its `messages` (last_message_at, preview, direction). Lists,
-`/tickets/counts` and announcements read the projection, so it must converge to those sources on
-its own, without anyone opening the ticket.
+holder, department, version) and its `messages` (last_message_at, preview, direction). Lists
+and announcements read the projection, so it must converge to those sources on its own, without
+anyone opening the ticket. `/tickets/counts` reads counters folded from the same log
+(tickets/counters.py); settle appends their deltas for the events it rolls forward.
 
 Why every writer *settles* after its write. On MongoDB an update of one document is atomic. On
 FerretDB v1 every update is read → modify → write the whole document back, non-atomically: an
@@ -31,11 +32,11 @@ from typing import Any
 
 from pymongo.errors import DuplicateKeyError
 
-from backend.audit import repository as events
+from backend.audit import service as events
 from backend.core.clock import as_utc
 from backend.core.db import Database
 from backend.core.logging import get_logger
-from backend.tickets import repository
+from backend.tickets import counters, repository
 
 log = get_logger("tickets.projection")
 
@@ -71,13 +72,24 @@ class Activity:
         return shown is not None and as_utc(shown) >= self.at
 
 
-async def _log_tail(db: Database, ticket_id: str, version: int) -> dict[str, Any] | None:
-    """The newest event after `version`, or None when the projection is at the log's end. Each
-    event carries the ticket's whole state, so the newest one is all a roll-forward needs."""
-    last = None
-    while (nxt := await events.get(db, ticket_id, version + 1)) is not None:
-        last, version = nxt, version + 1
-    return last
+async def _log_tail(db: Database, ticket_id: str, version: int) -> list[dict[str, Any]]:
+    """The events after `version` (none when the projection is at the log's end). Each event
+    carries the ticket's whole state, so the newest one is all a roll-forward needs; the others
+    are for their counts deltas."""
+    tail: list[dict[str, Any]] = []
+    while (nxt := await events.get_internal(db, ticket_id, version + 1)) is not None:
+        tail.append(nxt)
+        version += 1
+    return tail
+
+
+async def _count(db: Database, rolled: list[dict[str, Any]]) -> None:
+    """The counts deltas of events whose writer has not projected them (tickets/counters.py):
+    appended before this settle projects them, so a projected version always has its deltas."""
+    previous: dict[str, Any] | None = None
+    for event in rolled:
+        await counters.record(db, event, previous_state=previous)
+        previous = event["state"]
 
 
 async def settle(db: Database, ticket_id: str, *, activity: Activity | None = None) -> dict[str, Any] | None:
@@ -87,16 +99,18 @@ async def settle(db: Database, ticket_id: str, *, activity: Activity | None = No
     for a ticket that has no creation event."""
     view: dict[str, Any] | None = None
     for _ in range(MAX_SETTLE_ROUNDS):
-        doc = await repository.get(db, ticket_id)
+        doc = await repository.get_internal(db, ticket_id)
         if doc is None:
-            created = await events.get(db, ticket_id, 1)
+            created = await events.get_internal(db, ticket_id, 1)
             if created is None:
                 return None
             # Its creator logged event v1 and died (or is inserting it right now): complete it.
+            await _count(db, [created])
             with contextlib.suppress(DuplicateKeyError):
                 await repository.insert(db, dict(created["data"]["ticket"]))
             continue
-        tail = await _log_tail(db, ticket_id, int(doc["version"]))
+        rolled = await _log_tail(db, ticket_id, int(doc["version"]))
+        tail = rolled[-1] if rolled else None
         behind = activity is not None and not activity.shown_by(doc)
         view = doc
         if tail is not None:
@@ -107,6 +121,7 @@ async def settle(db: Database, ticket_id: str, *, activity: Activity | None = No
         if tail is None and not behind:
             return doc
         if tail is not None:
+            await _count(db, rolled)
             await repository.apply_state(
                 db,
                 ticket_id,

@@ -10,6 +10,7 @@ from backend.core import group_commit
 from backend.core.conditional import update_if
 from backend.core.db import Database
 from backend.core.indexes import ASC, DESC, declare
+from backend.core.tenancy import TenantScope
 
 COLLECTION = "tickets"
 COUNTERS = "counters"
@@ -61,7 +62,8 @@ declare(
 STATE_FIELDS = ("status", "agent_id", "agent_name", "department_id", "finalized_at", "finalized_by")
 
 
-async def get(db: Database, ticket_id: str) -> dict[str, Any] | None:
+async def get_internal(db: Database, ticket_id: str) -> dict[str, Any] | None:
+    """The projection as stored, for projection.settle: users' reads go through tickets.visibility."""
     return await db[COLLECTION].find_one({"_id": ticket_id})
 
 
@@ -92,31 +94,23 @@ async def touch_activity(db: Database, ticket: dict[str, Any], *, at: datetime, 
     )
 
 
-async def for_client_on_channel(db: Database, reseller_id: str, client_id: str, channel: str) -> list[dict[str, Any]]:
+async def for_client_on_channel(db: Database, scope: TenantScope, client_id: str, channel: str) -> list[dict[str, Any]]:
     """A client's tickets on one channel, oldest slot first (a rare look-up: clients from before
     the per-channel slot hint, see tickets.service)."""
-    query = {"reseller_id": reseller_id, "client_id": client_id, "channel": channel}
+    query = scope.filter({"client_id": client_id, "channel": channel})
     docs = await db[COLLECTION].find(query).to_list(length=None)
     return sorted(docs, key=lambda d: int(d.get("open_slot", 0)))
 
 
 async def list_page(
-    db: Database, query: dict[str, Any], *, after: tuple[datetime, str] | None, limit: int
+    db: Database, scope: TenantScope, query: dict[str, Any], *, after: tuple[datetime, str] | None, limit: int
 ) -> list[dict[str, Any]]:
-    if after is not None:
-        at, last_id = after
-        query = {
-            "$and": [
-                query,
-                {"$or": [{"last_message_at": {"$lt": at}}, {"last_message_at": at, "_id": {"$lt": last_id}}]},
-            ]
-        }
-    cursor = db[COLLECTION].find(query).sort([("last_message_at", DESC), ("_id", DESC)]).limit(limit)
-    return await cursor.to_list(length=limit)
+    """`query`: what is finer than the tenant (tickets.visibility, the inbox filters)."""
+    return await scope.page_by_time(db[COLLECTION], query, "last_message_at", before=after, limit=limit)
 
 
-async def count(db: Database, query: dict[str, Any]) -> int:
-    return await db[COLLECTION].count_documents(query)
+async def count(db: Database, scope: TenantScope, query: dict[str, Any]) -> int:
+    return await db[COLLECTION].count_documents(scope.filter(query))
 
 
 async def next_number(db: Database, reseller_id: str) -> int:
@@ -143,3 +137,17 @@ async def raise_counter(db: Database, reseller_id: str, number: int) -> None:
     """Keep the counter at or past a number claimed by probing, so later candidates start there.
     Only a hint: a lost update here costs a later creator a few extra probes, never a duplicate."""
     await db[COUNTERS].update_one({"_id": f"ticket-number:{reseller_id}"}, {"$max": {"seq": number}})
+
+
+async def client_tickets(
+    db: Database,
+    scope: TenantScope,
+    *,
+    client_id: str,
+    exclude_id: str,
+    before: tuple[datetime, str] | None,
+    limit: int,
+) -> list[dict[str, Any]]:
+    """A client's tickets in the scope but `exclude_id`, newest first (index tenant_client_created)."""
+    query = {"client_id": client_id, "_id": {"$ne": exclude_id}}
+    return await scope.page_by_time(db[COLLECTION], query, "created_at", before=before, limit=limit)

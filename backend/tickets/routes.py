@@ -4,13 +4,14 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from backend.audit.schemas import TicketEventPage
-from backend.core.deps import Db, StaffActor, TenantStaffActor
+from backend.auth.deps import StaffActor, TenantStaffActor
+from backend.core.deps import Db
 from backend.core.errors import ROLE, WITH_BODY, responses
 from backend.core.pagination import DEFAULT_LIMIT, MAX_LIMIT
 from backend.messages import service as messages
 from backend.messages.schemas import MessageCreate, MessagePage, MessageRead
 from backend.tags.schemas import normalize_tag
-from backend.tickets import intake, presenter, service
+from backend.tickets import intake, presenter, reads, service
 from backend.tickets.schemas import TicketCounts, TicketCreate, TicketFilters, TicketPage, TicketRead, TicketTransfer
 from backend.tickets.states import Status
 
@@ -61,7 +62,16 @@ async def ticket_counts(db: Db, actor: StaffActor, department_id: OptionalId = N
 
 @router.get("/{ticket_id}", operation_id="tickets-get", responses=responses(404))
 async def get_ticket(db: Db, actor: StaffActor, ticket_id: str) -> TicketRead:
-    return await presenter.read_one(db, await service.get_visible_or_404(db, actor, ticket_id=ticket_id))
+    ticket = await service.get_visible_or_404(db, actor, ticket_id=ticket_id)
+    return await presenter.read_one(db, ticket, reader=actor)
+
+
+@router.post("/{ticket_id}/read", operation_id="tickets-mark_read", responses=responses(404))
+async def mark_ticket_read(db: Db, actor: StaffActor, ticket_id: str) -> TicketRead:
+    """The caller has seen the ticket's thread up to now: its `unread_count` for the caller
+    clears (the screen calls this when it shows the thread, and when a client message arrives
+    in the thread it shows). Announced to the caller's other sockets as `ticket.read`."""
+    return await reads.mark_read(db, actor, ticket_id=ticket_id)
 
 
 @router.post("/{ticket_id}/assume", operation_id="tickets-assume", responses=responses(404, 409))

@@ -49,6 +49,9 @@ class TicketRead(ReadModel):
     updated_at: Timestamp
     finalized_at: Timestamp | None = None
     tags: list[str] = []
+    # For the user the API answers (client messages since that user last read the ticket,
+    # backend/unread); realtime frames carry it only in that user's own `ticket.read`.
+    unread_count: int = 0
 
 
 TicketPage = Page[TicketRead]

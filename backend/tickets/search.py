@@ -10,20 +10,14 @@ from backend.clients import service as clients
 from backend.core.clock import as_utc
 from backend.core.db import Database
 from backend.core.tenancy import Actor
-from backend.tags import repository as ticket_tags
+from backend.messages import public as messages
+from backend.tags import service as ticket_tags
 
-MESSAGES = "messages"
 # Bounds of the id lists a search builds; past them the newest matches are what the inbox needs.
 MAX_MESSAGE_MATCHES = 2000
 MAX_TAGGED = 5000
 MIN_TEXT_CHARS = 3  # message-text search starts at three characters: one letter matches everything
 TICKET_NUMBER = re.compile(r"^#\s*(\d{1,9})$")
-
-
-async def _ticket_ids_with_text(db: Database, reseller_id: str, text: str) -> list[str]:
-    query = {"reseller_id": reseller_id, "body": {"$regex": re.escape(text), "$options": "i"}}
-    cursor = db[MESSAGES].find(query, projection={"ticket_id": 1}).sort("created_at", -1).limit(MAX_MESSAGE_MATCHES)
-    return list(dict.fromkeys(d["ticket_id"] for d in await cursor.to_list(length=MAX_MESSAGE_MATCHES)))
 
 
 async def text_filter(db: Database, actor: Actor, q: str) -> dict[str, Any]:
@@ -43,7 +37,7 @@ async def text_filter(db: Database, actor: Actor, q: str) -> dict[str, Any]:
         if client_ids:
             ors.append({"client_id": {"$in": client_ids}})
         if len(text) >= MIN_TEXT_CHARS:
-            ticket_ids = await _ticket_ids_with_text(db, actor.reseller_id, text)
+            ticket_ids = await messages.ticket_ids_with_text(db, actor.scope, text, limit=MAX_MESSAGE_MATCHES)
             if ticket_ids:
                 ors.append({"_id": {"$in": ticket_ids}})
     return {"$or": ors}
@@ -52,7 +46,7 @@ async def text_filter(db: Database, actor: Actor, q: str) -> dict[str, Any]:
 async def tag_filter(db: Database, actor: Actor, tag: str) -> dict[str, Any]:
     if actor.reseller_id is None:
         return {"_id": {"$in": []}}
-    return {"_id": {"$in": await ticket_tags.ticket_ids_with(db, actor.reseller_id, tag, limit=MAX_TAGGED)}}
+    return {"_id": {"$in": await ticket_tags.ticket_ids_with(db, actor.scope, tag, limit=MAX_TAGGED)}}
 
 
 def period_filter(created_from: datetime | None, created_to: datetime | None) -> dict[str, Any]:

@@ -1,12 +1,13 @@
 """Ticket lifecycle. Every change is first appended to `ticket_events` under the next version
 (the unique `_id` decides races on every store), then projected onto the ticket document."""
 
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
 from pymongo.errors import DuplicateKeyError
 
-from backend.audit import repository as events
+from backend.audit import service as events
 from backend.audit.names import with_names
 from backend.audit.schemas import TicketEventPage
 from backend.core import natural_keys
@@ -16,14 +17,22 @@ from backend.core.errors import Conflict, NotFound, Unprocessable
 from backend.core.ids import is_valid_id, new_id
 from backend.core.pagination import decode_cursor, decode_time_cursor, encode_cursor
 from backend.core.retry import read_winner
-from backend.core.tenancy import Actor
-from backend.departments import repository as departments
+from backend.core.runtime import FinalizeHook, runtime_of
+from backend.core.tenancy import Actor, TenantScope
+from backend.departments import service as departments
 from backend.realtime import feed
-from backend.tickets import presenter, projection, repository, search
+from backend.tags import service as ticket_tags
+from backend.tickets import counters, presenter, projection, repository, search
+
+# Published to other domains (they never import a repository: docs/ARCHITECTURE.md §2): the stored
+# ticket by id, and moving its activity (messages), a client's tickets (history).
+from backend.tickets.repository import client_tickets as client_tickets
+from backend.tickets.repository import get_internal as get_internal
+from backend.tickets.repository import touch_activity as touch_activity
 from backend.tickets.schemas import TicketCounts, TicketFilters, TicketPage, TicketRead
 from backend.tickets.states import CREATED_EVENT, Action, Status, authorize, is_open
 from backend.tickets.visibility import can_act_on, can_see, visible_query
-from backend.users import repository as users
+from backend.users import service as users
 
 NUMBER_KEY = "ticket-number"
 OPEN_SLOT_KEY = "open-ticket"
@@ -78,6 +87,33 @@ async def get_visible_or_404(db: Database, actor: Actor, *, ticket_id: str) -> d
     return doc
 
 
+def on_finalized(db: Database, hook: FinalizeHook) -> None:
+    """Registers, in this process's runtime, what must follow every finalize; start-up does it
+    (backend/gates.py `connect_domains`): the messages domain's refile of the client messages
+    that raced the finalize (messages.service). A hook rather than an import: messages builds on
+    tickets."""
+    hooks = runtime_of(db).finalize_hooks
+    if hook not in hooks:
+        hooks.append(hook)
+
+
+async def after_finalize(db: Database, ticket: dict[str, Any]) -> None:
+    """The finalize's half of the handshake with inbound messages, for a ticket just finalized
+    (event stored and projected); the sweep runs it again for a finalize that died before it."""
+    hooks = runtime_of(db).finalize_hooks
+    if not hooks:  # a process that skipped start-up would leave raced messages behind
+        raise RuntimeError("finalize hooks not registered: run backend.gates.connect_domains at start-up")
+    for hook in hooks:
+        await hook(db, ticket)
+
+
+async def set_tags(db: Database, actor: Actor, *, ticket_id: str, tags: list[str]) -> TicketRead:
+    """Anyone who can see the ticket tags it; the set given replaces the ticket's tags."""
+    ticket = await get_visible_or_404(db, actor, ticket_id=ticket_id)
+    await ticket_tags.put_ticket_tags(db, ticket, actor=actor, tags=tags)
+    return await presenter.read_one(db, ticket, reader=actor)
+
+
 async def _allocate_number(db: Database, reseller_id: str, ticket_id: str) -> int:
     """The counter only proposes a number; the unique number key decides. On FerretDB concurrent
     $inc's can hand the same candidate to many creators, so a loser walks forward claiming the
@@ -104,12 +140,15 @@ async def _create(
     slot: int,
     actor_id: str | None,
     actor_role: str | None,
+    fresh: bool = False,
 ) -> tuple[dict[str, Any], bool]:
     """Writes event v1 (the creation claim) and the ticket. Safe to race with itself: returns
-    (ticket, created), and only the caller whose event v1 landed gets created=True."""
-    existing = await load(db, ticket_id)
-    if existing is not None:
-        return existing, False
+    (ticket, created), and only the caller whose event v1 landed gets created=True.
+    `fresh`: `ticket_id` was just bound to its slot by this caller, so no ticket or event exists."""
+    if not fresh:
+        existing = await load(db, ticket_id)
+        if existing is not None:
+            return existing, False
     now = utcnow()
     number = await _allocate_number(db, reseller_id, ticket_id)
     doc: dict[str, Any] = {
@@ -152,7 +191,22 @@ async def _create(
         won = True
     except DuplicateKeyError:
         won = False
-    found = await read_winner(lambda: load(db, ticket_id), what=f"ticket {ticket_id}")
+    found: dict[str, Any] | None = None
+    if won:
+        await counters.record(db, event, check=False)  # before the document: a projected version has its delta
+        # Our event v1 landed: the document is ours to insert, with no read before or after. An
+        # insert of a new `_id` is atomic and overwrites nothing, so unlike an update it cannot
+        # undo a concurrent write (projection.py); whoever wants the ticket meanwhile finds event
+        # v1 without its document and inserts that copy itself (settle), and the loser of the two
+        # inserts changes nothing. A later event (an assume right after) is rolled forward by its
+        # own writer's settle, and the caller's own read-back (messages.append) reads the log too.
+        try:
+            await repository.insert(db, doc)
+            found = doc
+        except DuplicateKeyError:
+            pass
+    if found is None:
+        found = await read_winner(lambda: load(db, ticket_id), what=f"ticket {ticket_id}")
     if won:
         await feed.publish(db, reseller_id=reseller_id, type_="ticket.created", ticket=found)
     return found, won
@@ -168,8 +222,24 @@ async def open_for_client(
     actor_id: str | None,
     actor_role: str | None,
     after_slot: int = -1,
+    projection_only: bool = False,
+    before_create: Callable[[], Awaitable[None]] | None = None,
+    ticket_hint: str | None = None,
+    new_client: bool = False,
 ) -> tuple[dict[str, Any], bool]:
     """The client's open ticket on this channel, or a new one in espera. Returns (ticket, created).
+
+    `projection_only`: an existing ticket is judged by its stored document alone (one read), not
+    rolled forward over its log (`load`). For a caller that re-reads the log after its own write
+    anyway (intake → messages.append, whose read-back after storing the message folds the log):
+    the projection only ever lags the log, and a finalizado projection means a finalizado log
+    (finalizado is final), so a ticket this returns as open may at worst have been finalized a
+    moment ago — exactly the race that read-back already handles. `before_create`: awaited before
+    a slot is claimed or a ticket created (it may raise to stop that). `ticket_hint`: a ticket the
+    caller found open for this client and channel a moment ago; with `projection_only`, when its
+    document still shows it open it is the answer (a client has one open ticket per channel), with
+    no slot look-up. `new_client`: the caller has just created the client (won its phone key), so
+    none of its slots is bound and nothing was ever filed for it: no look-up, no `before_create`.
 
     A client has one open ticket per channel. Its slot is a natural key "<client>:<channel>:<n>":
     slot n is claimed once (so two first messages at the same moment open one ticket), and once
@@ -179,16 +249,35 @@ async def open_for_client(
     (`ticket_slots.<channel>`, see users.raise_ticket_slot) or `after_slot` + 1 when the caller
     knows slot `after_slot` is finalized. A hint that lags only costs reads.
     """
+    if ticket_hint is not None and projection_only:
+        hinted = await repository.get_internal(db, ticket_hint)
+        if hinted is not None and is_open(hinted["status"]):
+            return hinted, False
     slot = max(after_slot + 1, await _walk_start(db, reseller_id=reseller_id, client=client, channel=channel))
     for _ in range(MAX_RACE_RETRIES * 50):
         # Most messages find their slot bound already: a read, not an insert that loses.
-        bound = await natural_keys.lookup(db, OPEN_SLOT_KEY, reseller_id, client["_id"], channel, str(slot))
+        first = new_client and slot == 0
+        bound = (
+            None
+            if first
+            else await natural_keys.lookup(db, OPEN_SLOT_KEY, reseller_id, client["_id"], channel, str(slot))
+        )
+        fresh = False
         if bound is None:
-            bound, _ = await natural_keys.claim(
-                db, OPEN_SLOT_KEY, reseller_id, client["_id"], channel, str(slot), target=new_id()
+            if before_create is not None and not first:
+                await before_create()
+            target = new_id()
+            bound, fresh = await natural_keys.claim(
+                db, OPEN_SLOT_KEY, reseller_id, client["_id"], channel, str(slot), target=target
             )
-        ticket = await load(db, bound)
+        # A slot we just bound to a new id has no ticket yet: nobody else knows that id, so
+        # there is nothing to read.
+        ticket = None if fresh else (await repository.get_internal(db, bound) if projection_only else None)
+        if ticket is None and not fresh:
+            ticket = await load(db, bound)  # no document: a creator that died (load completes it) or none
         if ticket is None:  # ours, or a claimer that died before writing: complete it
+            if before_create is not None and not fresh:
+                await before_create()
             # Two first messages can both reach here for one slot; only the event v1 writer created it.
             return await _create(
                 db,
@@ -200,6 +289,7 @@ async def open_for_client(
                 slot=slot,
                 actor_id=actor_id,
                 actor_role=actor_role,
+                fresh=fresh,
             )
         if is_open(ticket["status"]):
             return ticket, False
@@ -220,7 +310,7 @@ async def _walk_start(db: Database, *, reseller_id: str, client: dict[str, Any],
     # started this channel's claims above free slots: slot 0 can be free while a later one is
     # open. Find where this channel's slots really are, once, and keep it as its hint.
     start = 0
-    for doc in await repository.for_client_on_channel(db, reseller_id, client["_id"], channel):
+    for doc in await repository.for_client_on_channel(db, TenantScope(reseller_id), client["_id"], channel):
         ticket = await load(db, doc["_id"])
         assert ticket is not None
         slot = int(ticket.get("open_slot", 0))
@@ -240,7 +330,7 @@ async def open_after(db: Database, finalized: dict[str, Any]) -> dict[str, Any]:
     open ticket on the same channel in a later slot, opened in espera (in the finalized ticket's
     department) when there is none. Every caller asking about one finalized ticket walks the
     same slots from the same start, so they agree on the answer."""
-    client = await users.get(db, finalized["client_id"])
+    client = await users.get(db, TenantScope(finalized["reseller_id"]), finalized["client_id"])
     if client is None:  # never deleted; a ticket's own copy of the client serves all the same
         client = {
             "_id": finalized["client_id"],
@@ -312,6 +402,9 @@ async def _transition(
             await events.insert(db, event)
         except DuplicateKeyError:
             continue  # someone moved it first: re-read and judge again against the new state
+        # Its counts delta before its projection (counters.py): a crash here leaves the ticket
+        # behind its log, and whoever settles it next appends the delta.
+        await counters.record(db, event, previous_state=_state(ticket), check=False)
         # Project it, then read back until the stored ticket shows it: on FerretDB a concurrent
         # activity update can write back the version it read before ours (projection.py).
         await repository.apply_state(
@@ -327,10 +420,7 @@ async def _transition(
             db, reseller_id=ticket["reseller_id"], type_=f"ticket.{transition.event}", ticket=updated, previous=ticket
         )
         if transition.target is Status.FINALIZADO:
-            # The finalize's half of the handshake with inbound messages (messages.service).
-            from backend.messages import service as messages  # messages builds on this module
-
-            await messages.refile_after_finalize(db, updated)
+            await after_finalize(db, updated)
         return updated
     raise Conflict("ticket is changing too fast; retry")
 
@@ -339,7 +429,7 @@ async def assume(db: Database, actor: Actor, *, ticket_id: str) -> TicketRead:
     doc = await _transition(
         db, actor, ticket_id=ticket_id, action=Action.ASSUME, changes={"agent_id": actor.id, "agent_name": actor.name}
     )
-    return TicketRead.from_doc(doc)
+    return await presenter.read_one(db, doc, reader=actor)
 
 
 async def transfer(
@@ -347,8 +437,8 @@ async def transfer(
 ) -> TicketRead:
     assert actor.reseller_id
     if agent_id is not None:
-        target = await users.get(db, agent_id)
-        if target is None or target.get("reseller_id") != actor.reseller_id or target.get("role") != "agent":
+        target = await users.get(db, actor.scope, agent_id, roles=("agent",))
+        if target is None:
             raise Unprocessable("unknown agent")
         if not target.get("active"):
             raise Unprocessable("agent is inactive")
@@ -365,7 +455,7 @@ async def transfer(
         )
     else:
         assert department_id is not None
-        dept = await departments.get_in_tenant(db, actor.reseller_id, department_id)
+        dept = await departments.get(db, actor.scope, department_id)
         if dept is None or not dept.get("active"):
             raise Unprocessable("unknown or inactive department")
         doc = await _transition(
@@ -376,11 +466,12 @@ async def transfer(
             changes={"agent_id": None, "agent_name": None, "department_id": department_id},
             data={"to_department_id": department_id},
         )
-    return TicketRead.from_doc(doc)
+    return await presenter.read_one(db, doc, reader=actor)
 
 
 async def finalize(db: Database, actor: Actor, *, ticket_id: str) -> TicketRead:
-    return TicketRead.from_doc(await _transition(db, actor, ticket_id=ticket_id, action=Action.FINALIZE, changes={}))
+    doc = await _transition(db, actor, ticket_id=ticket_id, action=Action.FINALIZE, changes={})
+    return await presenter.read_one(db, doc, reader=actor)
 
 
 def _list_query(
@@ -435,17 +526,30 @@ async def list_page(
     if f.created_from is not None or f.created_to is not None:
         parts.append(search.period_filter(f.created_from, f.created_to))
     query = parts[0] if len(parts) == 1 else {"$and": parts}
-    docs = await repository.list_page(db, query, after=after, limit=limit + 1)
+    docs = await repository.list_page(db, actor.scope, query, after=after, limit=limit + 1)
     nxt = None
     if len(docs) > limit:
         last = docs[limit - 1]
         nxt = encode_cursor([last["last_message_at"].isoformat(), last["_id"]])
-    return TicketPage(items=await presenter.read_many(db, docs[:limit]), next_cursor=nxt)
+    return TicketPage(items=await presenter.read_many(db, docs[:limit], reader=actor), next_cursor=nxt)
 
 
 async def counts(db: Database, actor: Actor, *, department_id: str | None) -> TicketCounts:
+    """What the lists would show, from the counters (tickets/counters.py): constant in the number
+    of tickets. Counted from the tickets while a tenant's counters are not backfilled yet."""
+    values = await counters.for_actor(db, actor, department_id=department_id)
+    if values is None:
+        return await recount(db, actor, department_id=department_id)
+    return TicketCounts(**values)
+
+
+async def recount(db: Database, actor: Actor, *, department_id: str | None) -> TicketCounts:
+    """The same numbers counted from the ticket documents (a scan on FerretDB): what `counts`
+    replaced, kept for the operator check (scripts/ticket_counts.py) and the benchmark."""
     values = {
-        status.value: await repository.count(db, _list_query(actor, status=status, department_id=department_id))
+        status.value: await repository.count(
+            db, actor.scope, _list_query(actor, status=status, department_id=department_id)
+        )
         for status in Status
     }
     return TicketCounts(**values)
@@ -460,6 +564,6 @@ async def list_events(db: Database, actor: Actor, *, ticket_id: str, cursor: str
         if not isinstance(raw, int) or isinstance(raw, bool) or not 0 <= raw < 2**31:
             raise Unprocessable("invalid cursor")
         after = raw
-    docs = await events.list_for_ticket(db, ticket_id, after_version=after, limit=limit + 1)
+    docs = await events.list_for_ticket(db, actor.scope, ticket_id, after_version=after, limit=limit + 1)
     nxt = encode_cursor([docs[limit - 1]["version"]]) if len(docs) > limit else None
     return TicketEventPage(items=await with_names(db, docs[:limit]), next_cursor=nxt)

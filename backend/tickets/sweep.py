@@ -29,15 +29,16 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from backend.audit import repository as events
+from backend.audit import service as events
 from backend.core.background import BackgroundLoop
 from backend.core.clock import as_utc, utcnow
 from backend.core.config import Settings
 from backend.core.db import Database
 from backend.core.logging import get_logger
 from backend.core.tuning import SWEEP_IDLE_FACTOR as IDLE_FACTOR
-from backend.messages import repository as messages
+from backend.messages import public as messages
 from backend.tickets import projection, repository
+from backend.tickets import service as tickets
 from backend.tickets.states import Status
 
 log = get_logger("tickets.sweep")
@@ -54,19 +55,19 @@ async def sweep_once(db: Database, *, since: datetime) -> Swept:
     (a lower version than its newest event, or an older last message). A ticket that is not
     costs one read by `_id`."""
     clock = time.monotonic()
-    versions = await events.versions_since(db, since)
-    latest = await messages.latest_per_ticket_since(db, since)
+    versions = await events.versions_since_internal(db, since)
+    latest = await messages.latest_per_ticket_since_internal(db, since)
     scan_seconds = time.monotonic() - clock
     repaired = 0
     for ticket_id in sorted(set(versions) | set(latest)):
-        doc = await repository.get(db, ticket_id)
+        doc = await repository.get_internal(db, ticket_id)
         behind = doc is None or int(doc["version"]) < versions.get(ticket_id, 0)
         activity = None
         if ticket_id in latest:
             at, message_id = latest[ticket_id]
             shown = doc.get("last_message_at") if doc is not None else None
             if shown is None or as_utc(shown) < as_utc(at):
-                message = await messages.get(db, message_id)
+                message = await messages.get_internal(db, message_id)
                 activity = projection.Activity.of(message) if message is not None else None
         if behind or activity is not None:
             settled = await projection.settle(db, ticket_id, activity=activity)
@@ -75,7 +76,7 @@ async def sweep_once(db: Database, *, since: datetime) -> Swept:
         if doc is not None and ticket_id in latest and _messaged_after_finalize(doc, latest[ticket_id][0]):
             # A finalize whose process died between its event and its scan for the client
             # messages that raced it (messages.service): that scan, run again, is idempotent.
-            await _refile(db, doc)
+            await tickets.after_finalize(db, doc)
     return Swept(repaired, scan_seconds)
 
 
@@ -86,12 +87,6 @@ def _messaged_after_finalize(doc: dict[str, Any], newest_message_at: datetime) -
         and finalized_at is not None
         and (as_utc(newest_message_at) > as_utc(finalized_at))
     )
-
-
-async def _refile(db: Database, ticket: dict[str, Any]) -> None:
-    from backend.messages import service as messages_service  # messages builds on tickets
-
-    await messages_service.refile_after_finalize(db, ticket)
 
 
 async def run_until(db: Database, settings: Settings, stop: asyncio.Event) -> None:

@@ -1,14 +1,16 @@
-"""Who may see which tickets: the query form (lists, counts) and the document form (one ticket)
-side by side, so the two can never drift apart."""
+"""Who may see which tickets, finer than the tenant: the query form (lists, counts) and the
+document form (one ticket) side by side, so the two can never drift apart. Both start from the
+actor's TenantScope (backend/core/tenancy.py): the repository applies it to the query form."""
 
 from typing import Any
 
-from backend.core.tenancy import Actor, in_tenant, tenant_filter
+from backend.core.tenancy import Actor
 from backend.tickets.states import Status
 
 
 def visible_query(actor: Actor) -> dict[str, Any]:
-    query = tenant_filter(actor)
+    """The part of the filter finer than the tenant; tickets.repository adds `actor.scope`."""
+    query: dict[str, Any] = {}
     if actor.role == "agent":
         query["$or"] = [
             {"status": Status.ESPERA.value, "department_id": {"$in": list(actor.department_ids)}},
@@ -21,7 +23,7 @@ def visible_query(actor: Actor) -> dict[str, Any]:
 
 
 def can_see(actor: Actor, ticket: dict[str, Any]) -> bool:
-    if not in_tenant(actor, ticket):
+    if not actor.scope.allows(ticket):
         return False
     if actor.role == "agent":
         return (
@@ -39,8 +41,4 @@ def can_act_on(actor: Actor, ticket: dict[str, Any]) -> bool:
     naming the winner when it was assumed a moment earlier, not a 404."""
     if can_see(actor, ticket):
         return True
-    return (
-        actor.role == "agent"
-        and ticket.get("reseller_id") == actor.reseller_id
-        and ticket["department_id"] in actor.department_ids
-    )
+    return actor.role == "agent" and actor.scope.allows(ticket) and ticket["department_id"] in actor.department_ids

@@ -5,7 +5,7 @@ from typing import Any
 
 from backend.core.db import Database
 from backend.core.indexes import ASC, DESC, declare
-from backend.core.tenancy import Actor, get_in_scope, scoped
+from backend.core.tenancy import TenantScope
 
 COLLECTION = "users"
 # Bumped by every change that must end the user's sessions; access tokens carry the value they
@@ -20,49 +20,48 @@ IX_TENANT_ROLE = declare(
 )
 
 
-async def get(db: Database, user_id: str) -> dict[str, Any] | None:
+async def get_internal(db: Database, user_id: str) -> dict[str, Any] | None:
     return await db[COLLECTION].find_one({"_id": user_id})
 
 
-async def get_scoped(db: Database, actor: Actor, user_id: str, *, roles: tuple[str, ...]) -> dict[str, Any] | None:
-    doc = await get_in_scope(db[COLLECTION], actor, user_id)
-    return doc if doc is not None and doc.get("role") in roles else None
+async def get(
+    db: Database, scope: TenantScope, user_id: str, *, roles: tuple[str, ...] | None = None
+) -> dict[str, Any] | None:
+    doc = await scope.get(db[COLLECTION], user_id)
+    return doc if doc is not None and (roles is None or doc.get("role") in roles) else None
 
 
 async def insert(db: Database, doc: dict[str, Any]) -> None:
     await db[COLLECTION].insert_one(doc)
 
 
-async def exists_with_role(db: Database, role: str) -> bool:
+async def exists_with_role_internal(db: Database, role: str) -> bool:
     return await db[COLLECTION].find_one({"role": role}, projection={"_id": 1}) is not None
 
 
 async def list_page(
     db: Database,
-    actor: Actor,
+    scope: TenantScope,
     *,
     roles: tuple[str, ...],
     before_id: str | None,
     limit: int,
     extra: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
-    query = scoped(actor, {"role": {"$in": list(roles)}, **(extra or {})})
-    if before_id:
-        query["_id"] = {"$lt": before_id}
-    cursor = db[COLLECTION].find(query).sort("_id", DESC).limit(limit)
-    return await cursor.to_list(length=limit)
+    query = {"role": {"$in": list(roles)}, **(extra or {})}
+    return await scope.page_by_id(db[COLLECTION], query, before_id=before_id, limit=limit)
 
 
 async def update(
-    db: Database, actor: Actor, user_id: str, changes: dict[str, Any], *, revoke_tokens: bool = False
+    db: Database, scope: TenantScope, user_id: str, changes: dict[str, Any], *, revoke_tokens: bool = False
 ) -> dict[str, Any] | None:
     update: dict[str, Any] = {"$set": changes}
     if revoke_tokens:
         # In the same write as the change itself: no moment where the new password (or the
         # reactivated user) is in place and the old tokens still count.
         update["$inc"] = {TOKEN_VERSION: 1}
-    await db[COLLECTION].update_one(scoped(actor, {"_id": user_id}), update)
-    return await db[COLLECTION].find_one({"_id": user_id})
+    await db[COLLECTION].update_one(scope.filter({"_id": user_id}), update)
+    return await scope.get(db[COLLECTION], user_id)
 
 
 async def raise_ticket_slot(db: Database, client_id: str, *, channel: str, slot: int) -> None:
@@ -73,13 +72,13 @@ async def raise_ticket_slot(db: Database, client_id: str, *, channel: str, slot:
     await db[COLLECTION].update_one({"_id": client_id}, {"$max": {f"ticket_slots.{channel}": slot}})
 
 
-async def iter_in_tenant(
-    db: Database, reseller_id: str, *, role: str, batch: int = 500
+async def iter_with_role(
+    db: Database, scope: TenantScope, *, role: str, batch: int = 500
 ) -> AsyncIterator[dict[str, Any]]:
-    """Every user of one role in a tenant, oldest first, read in keyset batches (exports)."""
+    """Every user of one role in scope, oldest first, read in keyset batches (exports)."""
     last: str | None = None
     while True:
-        query: dict[str, Any] = {"reseller_id": reseller_id, "role": role}
+        query: dict[str, Any] = scope.filter({"role": role})
         if last is not None:
             query["_id"] = {"$gt": last}
         docs = await db[COLLECTION].find(query).sort("_id", ASC).limit(batch).to_list(length=batch)
@@ -90,11 +89,11 @@ async def iter_in_tenant(
         last = docs[-1]["_id"]
 
 
-async def distinct_in_tenant(db: Database, reseller_id: str, field: str, *, role: str) -> list[Any]:
-    return list(await db[COLLECTION].distinct(field, {"reseller_id": reseller_id, "role": role}))
+async def distinct_with_role(db: Database, scope: TenantScope, field: str, *, role: str) -> list[Any]:
+    return list(await db[COLLECTION].distinct(field, scope.filter({"role": role})))
 
 
-async def ids_matching(db: Database, reseller_id: str, query: dict[str, Any], *, role: str, limit: int) -> list[str]:
-    scoped_query = {**query, "reseller_id": reseller_id, "role": role}
+async def ids_matching(db: Database, scope: TenantScope, query: dict[str, Any], *, role: str, limit: int) -> list[str]:
+    scoped_query = scope.filter({**query, "role": role})
     docs = await db[COLLECTION].find(scoped_query, projection={"_id": 1}).limit(limit).to_list(length=limit)
     return [d["_id"] for d in docs]

@@ -2,7 +2,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from backend.core.deps import Db, ResellerActor, ResellerOrAdminActor, StaffActor
+from backend.auth.deps import ResellerActor, ResellerOrAdminActor, StaffActor
+from backend.core.deps import Db
 from backend.core.errors import ROLE, WITH_BODY, responses
 from backend.core.pagination import DEFAULT_LIMIT, MAX_LIMIT
 from backend.users import service

@@ -13,14 +13,29 @@ from backend.core.errors import Conflict, Forbidden, NotFound, Unprocessable
 from backend.core.ids import is_valid_id, new_id
 from backend.core.pagination import decode_id_cursor, next_id_cursor
 from backend.core.security import hash_password, verify_password
-from backend.core.tenancy import Actor
+from backend.core.tenancy import Actor, TenantScope
 from backend.departments import service as departments
 from backend.realtime import feed
 from backend.users import repository
+
+# Published to other domains (they never import a repository: docs/ARCHITECTURE.md §2): a user by
+# id in any tenant (the caller scopes it), a client's ticket slots (tickets), and the storage of
+# client documents, which are users with role "client" (backend/clients).
+from backend.users.repository import TOKEN_VERSION as TOKEN_VERSION
+from backend.users.repository import distinct_with_role as distinct_with_role
+from backend.users.repository import get as get
+from backend.users.repository import get_internal as get_internal
+from backend.users.repository import ids_matching as ids_matching
+from backend.users.repository import insert as insert
+from backend.users.repository import iter_with_role as iter_with_role
+from backend.users.repository import raise_ticket_slot as raise_ticket_slot
 from backend.users.schemas import PasswordChange, ProfileUpdate, UserCreate, UserPage, UserRead, UserUpdate
 
 STAFF_ROLES = ("admin", "reseller", "agent")
 EMAIL_KEY = "email"
+# Published for clients too, named apart from this module's staff-only list_page and update.
+list_docs = repository.list_page
+update_doc = repository.update
 
 
 def normalize_email(email: str) -> str:
@@ -46,7 +61,7 @@ async def create_login_user(
     email = normalize_email(email)
     candidate = user_id or new_id()
     bound, won = await natural_keys.claim(db, EMAIL_KEY, email, target=candidate)
-    if not won and await repository.get(db, bound) is not None:
+    if not won and await repository.get_internal(db, bound) is not None:
         raise Conflict("email already in use")
     now = utcnow()
     doc: dict[str, Any] = {
@@ -72,7 +87,7 @@ async def ensure_first_admin(db: Database, settings: Settings) -> bool:
     """Creates the admin from ADMIN_EMAIL/ADMIN_PASSWORD when none exists; never overwrites."""
     if not settings.ADMIN_EMAIL or not settings.ADMIN_PASSWORD:
         return False
-    if await repository.exists_with_role(db, "admin"):
+    if await repository.exists_with_role_internal(db, "admin"):
         return False
     try:
         await create_login_user(
@@ -104,7 +119,7 @@ async def create_agent(db: Database, actor: Actor, *, data: UserCreate) -> UserR
 
 
 async def get_or_404(db: Database, actor: Actor, *, user_id: str) -> dict[str, Any]:
-    doc = await repository.get_scoped(db, actor, user_id, roles=STAFF_ROLES) if is_valid_id(user_id) else None
+    doc = await repository.get(db, actor.scope, user_id, roles=STAFF_ROLES) if is_valid_id(user_id) else None
     if doc is None:
         raise NotFound("user not found")
     return doc
@@ -119,7 +134,9 @@ async def list_page(
         extra["department_ids"] = department_id
     if active is not None:
         extra["active"] = active
-    docs = await repository.list_page(db, actor, roles=STAFF_ROLES, before_id=before, limit=limit + 1, extra=extra)
+    docs = await repository.list_page(
+        db, actor.scope, roles=STAFF_ROLES, before_id=before, limit=limit + 1, extra=extra
+    )
     nxt = next_id_cursor(docs, limit)
     return UserPage(items=[UserRead.from_doc(d) for d in docs[:limit]], next_cursor=nxt)
 
@@ -143,7 +160,7 @@ async def update(db: Database, actor: Actor, *, user_id: str, data: UserUpdate) 
     # A new password ends every session of the old one; so do deactivation and reactivation (a
     # token issued before a deactivation must not come back to life with the user).
     revoke = "password_hash" in changes or ("active" in changes and changes["active"] != target.get("active"))
-    doc = await repository.update(db, actor, user_id, changes, revoke_tokens=revoke)
+    doc = await repository.update(db, actor.scope, user_id, changes, revoke_tokens=revoke)
     assert doc is not None
     if doc.get("reseller_id") and (revoke or "active" in changes or "department_ids" in changes):
         feed.access_changed(db, reseller_id=doc["reseller_id"], user_id=doc["_id"])
@@ -151,7 +168,7 @@ async def update(db: Database, actor: Actor, *, user_id: str, data: UserUpdate) 
 
 
 async def update_profile(db: Database, actor: Actor, *, data: ProfileUpdate) -> UserRead:
-    doc = await repository.update(db, actor, actor.id, {"name": data.name, "updated_at": utcnow()})
+    doc = await repository.update(db, actor.scope, actor.id, {"name": data.name, "updated_at": utcnow()})
     assert doc is not None  # the actor was read from the store for this very request
     return UserRead.from_doc(doc)
 
@@ -159,13 +176,13 @@ async def update_profile(db: Database, actor: Actor, *, data: ProfileUpdate) -> 
 async def change_own_password(db: Database, actor: Actor, *, data: PasswordChange) -> dict[str, Any]:
     """Checks the current password, stores the new one and ends every session of the old one
     (this request's token included: the caller issues a fresh one from the returned user)."""
-    user = await repository.get(db, actor.id)
+    user = await repository.get_internal(db, actor.id)  # the actor's own user
     assert user is not None
     if not await asyncio.to_thread(verify_password, data.current_password, user.get("password_hash")):
         raise Unprocessable("current password is incorrect")
     new_hash = await asyncio.to_thread(hash_password, data.new_password)
     doc = await repository.update(
-        db, actor, actor.id, {"password_hash": new_hash, "updated_at": utcnow()}, revoke_tokens=True
+        db, actor.scope, actor.id, {"password_hash": new_hash, "updated_at": utcnow()}, revoke_tokens=True
     )
     assert doc is not None
     if doc.get("reseller_id"):
@@ -176,7 +193,7 @@ async def change_own_password(db: Database, actor: Actor, *, data: PasswordChang
 async def name_in_tenant(db: Database, reseller_id: str, user_id: str) -> str | None:
     """A user's name as shown to `reseller_id`'s staff: its own users and the platform admins
     (who act across tenants and belong to none); never another tenant's user."""
-    user = await repository.get(db, user_id)
-    if user is None or user.get("reseller_id") not in (reseller_id, None):
+    user = await repository.get_internal(db, user_id)
+    if user is None or not (TenantScope(reseller_id).allows(user) or user.get("reseller_id") is None):
         return None
     return str(user.get("name", ""))

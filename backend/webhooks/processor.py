@@ -1,6 +1,6 @@
 """The webhook processor: turns stored raw deliveries into clients, tickets and messages.
 
-`python -m backend.webhooks.processor` runs it alone; each backend process also runs one in its
+`python -m backend.webhooks` runs it alone (backend/webhooks/__main__.py); each backend process also runs one in its
 lifespan (WEBHOOK_PROCESSOR_ENABLED). Several at once, in any number of processes, are safe:
 
 - Work is found by `_id` reads only: lane L's entries are "w:<L>:<n>" (backend/core/seqlog.py),
@@ -58,8 +58,8 @@ from typing import Any
 
 from pymongo.errors import PyMongoError
 
-from backend.connections import repository as connections
-from backend.core.background import BackgroundLoop, run_standalone
+from backend.connections import service as connections
+from backend.core.background import BackgroundLoop
 from backend.core.clock import as_utc, utcnow
 from backend.core.config import Settings
 from backend.core.db import Database
@@ -188,10 +188,13 @@ class WebhookProcessor:
             handed.forget_up_to(lane, self._pos[lane])
         last_handed = handed.highest(lane) if handed is not None else 0
         conns: dict[str, dict[str, Any] | None] = {}  # read once per walk
+        chats: dict[str, Any] = {}  # per chat: what its last message of this walk found (service.process)
         processed, going = 0, True
         while going and not self._halt.is_set():
             async with self._sem:
-                going, done = await self._batch(lane, seqlog, poll=poll, last_handed=last_handed, conns=conns)
+                going, done = await self._batch(
+                    lane, seqlog, poll=poll, last_handed=last_handed, conns=conns, chats=chats
+                )
             processed += done
             if going:
                 await asyncio.sleep(0)  # lanes queued for a slot take it before our next batch
@@ -200,7 +203,14 @@ class WebhookProcessor:
         return processed
 
     async def _batch(
-        self, lane: int, seqlog: SeqLog, *, poll: bool, last_handed: int, conns: dict[str, dict[str, Any] | None]
+        self,
+        lane: int,
+        seqlog: SeqLog,
+        *,
+        poll: bool,
+        last_handed: int,
+        conns: dict[str, dict[str, Any] | None],
+        chats: dict[str, Any],
     ) -> tuple[bool, int]:
         """Up to BATCH entries of the walk. Returns (more to walk, events processed)."""
         handed = self._wakeup
@@ -221,7 +231,7 @@ class WebhookProcessor:
                     return False, done
                 continue  # filled: read it again (a tombstone, or a writer that just won)
             if not entry.get(HOLE) and entry.get("status") == PENDING:
-                if not await self._handle(entry, conns):
+                if not await self._handle(entry, conns, chats):
                     return False, done
                 done += 1
             # a writer's `rest` tombstone: it left its block, the numbers up to `rest` stay empty
@@ -282,7 +292,9 @@ class WebhookProcessor:
                 return None  # finished meanwhile; the walk reads it again next time
             attempt += 1  # its processor died: the next attempt
 
-    async def _handle(self, raw: dict[str, Any], conns: dict[str, dict[str, Any] | None]) -> bool:
+    async def _handle(
+        self, raw: dict[str, Any], conns: dict[str, dict[str, Any] | None], chats: dict[str, Any] | None = None
+    ) -> bool:
         """Processes one pending event. Returns True when the lane may move past it."""
         attempt = await self._claim(raw)
         if attempt is None:
@@ -300,8 +312,14 @@ class WebhookProcessor:
         connection_id = str(raw["connection_id"])
         try:
             if connection_id not in conns:
-                conns[connection_id] = await connections.get(self.db, connection_id)
-            await service.process(self.db, raw, conn=conns[connection_id], attempt=attempt)
+                # The webhook's own read, handed over with the delivery, serves like the walk's
+                # one read of it: it was taken when the delivery was acknowledged, so it is no
+                # older than a read at the start of a walk over a backlog.
+                handed = raw.get(signals.CONNECTION)
+                if handed is None:
+                    handed = await connections.get_internal(self.db, connection_id)
+                conns[connection_id] = handed
+            await service.process(self.db, raw, conn=conns[connection_id], attempt=attempt, chats=chats)
         except Exception as exc:
             if not is_retryable(exc):
                 raise
@@ -327,7 +345,3 @@ def background(db: Database, settings: Settings, *, enabled: bool = True) -> Bac
     return BackgroundLoop(
         "webhook-processor", run_until, db, settings, enabled=enabled and settings.WEBHOOK_PROCESSOR_ENABLED
     )
-
-
-if __name__ == "__main__":
-    run_standalone(run_until)

@@ -41,10 +41,13 @@ async def get(db: Database, raw_id: str) -> dict[str, Any] | None:
 
 
 async def mark(db: Database, raw_id: str, changes: dict[str, Any], *, inc_attempts: bool = True) -> None:
+    """The outcome of a delivery. Concurrent outcomes (lanes processed side by side) share one
+    command (group commit): each is still its own `{_id}` statement, acknowledged before this
+    returns, so a walk moves past an entry only once its outcome is stored, as before."""
     update: dict[str, Any] = {"$set": changes}
     if inc_attempts:
         update["$inc"] = {"attempts": 1}
-    await db[COLLECTION].update_one({"_id": raw_id}, update)
+    await group_commit.update_by_id(db[COLLECTION], raw_id, update)
 
 
 async def claim_attempt(db: Database, doc: dict[str, Any]) -> bool:

@@ -12,11 +12,11 @@ redelivery stores nothing new.
 import hashlib
 import hmac
 import json
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from backend.clients import service as clients
-from backend.connections import repository as connections
-from backend.connections import service as connection_rules
+from backend.connections import service as connections
 from backend.connections.providers import registry
 from backend.connections.providers.base import (
     ConnectionChange,
@@ -34,11 +34,11 @@ from backend.core.errors import Unauthorized
 from backend.core.ids import is_valid_id
 from backend.core.logging import get_logger
 from backend.core.retry import is_retryable
-from backend.messages import repository as messages
-from backend.messages import service as message_rules
+from backend.messages import public as message_store
+from backend.messages import service as messages
 from backend.outbound import service as outbound
 from backend.tickets import intake
-from backend.users import repository as users
+from backend.users import service as users
 from backend.webhooks import repository, sanitize, signals
 from backend.webhooks.schemas import Outcome
 
@@ -57,7 +57,7 @@ def message_id_for(connection_id: str, provider_message_id: str) -> str:
 
 async def authenticate(db: Database, connection_id: str, token: str | None) -> dict[str, Any]:
     """One answer for "no such connection" and "wrong token", so callers learn nothing."""
-    conn = await connections.get_shared(db, connection_id) if is_valid_id(connection_id) else None
+    conn = await connections.get_shared_internal(db, connection_id) if is_valid_id(connection_id) else None
     expected = str(conn["webhook_token"]) if conn else _DUMMY_TOKEN
     if not hmac.compare_digest(expected.encode(), (token or "").encode()) or conn is None:
         raise Unauthorized("invalid webhook credentials")
@@ -131,18 +131,25 @@ async def store(
         "result": None,
     }
     seq, raw_id = await repository.lane(lane).append(db, raw, reserve=True)
-    signals.wake(db, lane, seq, {**raw, "_id": raw_id, "seq": seq})
+    signals.wake(db, lane, seq, {**raw, "_id": raw_id, "seq": seq}, connection=conn)
     return "received", raw_id
 
 
 async def process(
-    db: Database, raw: dict[str, Any], *, conn: dict[str, Any] | None = None, attempt: int | None = None
+    db: Database,
+    raw: dict[str, Any],
+    *,
+    conn: dict[str, Any] | None = None,
+    attempt: int | None = None,
+    chats: dict[str, Any] | None = None,
 ) -> Outcome:
     """Runs one stored delivery and records the outcome on it. Retryable errors (database,
     backend/core/retry.py) propagate: the processor retries with backoff; anything else is kept as
     the event's error, final.
-    `attempt`: the processor's claimed attempt number, recorded as `attempts`."""
-    conn = conn or await connections.get(db, raw["connection_id"])
+    `attempt`: the processor's claimed attempt number, recorded as `attempts`.
+    `chats`: kept by the caller across the deliveries of one lane walk; per chat, the client and
+    the ticket its last message was filed under (see `_ingest_message`)."""
+    conn = conn or await connections.get_internal(db, raw["connection_id"])
     counted: dict[str, Any] = {"attempts": attempt} if attempt is not None else {}
     inc = attempt is None
     try:
@@ -163,7 +170,7 @@ async def process(
             results = ["connection inactive"]
         else:
             retry = attempt is not None and attempt > 1
-            results = [await _apply(db, conn, event, retry=retry, raw_id=raw["_id"]) for event in events]
+            results = [await _apply(db, conn, event, retry=retry, raw_id=raw["_id"], chats=chats) for event in events]
             outcome = "ignored" if results and all(r.startswith("ignored") for r in results) else "processed"
     except Exception as exc:  # unknown shape or a bug: keep it
         if is_retryable(exc):
@@ -179,12 +186,18 @@ async def process(
 
 
 async def _apply(
-    db: Database, conn: dict[str, Any], event: InboundEvent, *, retry: bool = False, raw_id: str = ""
+    db: Database,
+    conn: dict[str, Any],
+    event: InboundEvent,
+    *,
+    retry: bool = False,
+    raw_id: str = "",
+    chats: dict[str, Any] | None = None,
 ) -> str:
     """`retry`: an earlier attempt at this same delivery was claimed and did not finish.
     `raw_id`: the delivery, for a fromMe upsert held as a probable echo (released from it)."""
     if isinstance(event, InboundMessage):
-        return await _ingest_message(db, conn, event, retry=retry, raw_id=raw_id)
+        return await _ingest_message(db, conn, event, retry=retry, raw_id=raw_id, chats=chats)
     if isinstance(event, StatusUpdate):
         return await outbound.apply_receipt(
             db,
@@ -195,10 +208,10 @@ async def _apply(
         )
     if isinstance(event, ConnectionChange):
         keep_qr = conn.get("qr_code") if event.status == "connecting" else None
-        await connection_rules.record_status(db, conn, status=event.status, qr_code=keep_qr, retry=retry)
+        await connections.record_status(db, conn, status=event.status, qr_code=keep_qr, retry=retry)
         return f"connection {event.status}"
     if isinstance(event, QrChange):
-        await connection_rules.record_status(db, conn, status="connecting", qr_code=event.qr_code, retry=retry)
+        await connections.record_status(db, conn, status="connecting", qr_code=event.qr_code, retry=retry)
         return "qrcode updated"
     assert isinstance(event, Ignored)
     return f"ignored: {event.reason}"
@@ -209,24 +222,30 @@ async def _known_client(db: Database, reseller_id: str, phone: str) -> dict[str,
     (inserts are what a FerretDB under load queues on). New clients go through the race-safe
     upsert_by_phone."""
     client_id = await natural_keys.lookup(db, clients.PHONE_KEY, reseller_id, phone)
-    return await users.get(db, client_id) if client_id else None
+    return await users.get_internal(db, client_id) if client_id else None
 
 
 async def _ingest_message(
-    db: Database, conn: dict[str, Any], event: InboundMessage, *, retry: bool, raw_id: str
+    db: Database,
+    conn: dict[str, Any],
+    event: InboundMessage,
+    *,
+    retry: bool,
+    raw_id: str,
+    chats: dict[str, Any] | None = None,
 ) -> str:
     sanitize.check_storable(event)  # before the client and ticket writes: never a ticket without it
     message_id = message_id_for(conn["_id"], event.provider_message_id)
-    stored = await messages.get(db, message_id)
-    if stored is not None:
-        # Redelivery: stop before the ticket step, which could open a new ticket for an old
-        # message once the old one is finalized. Concurrent redeliveries get past this check
-        # together; the unique message `_id` stores them once.
-        if retry:
-            # Our own earlier attempt stored it, maybe without what follows (killed in between).
-            await message_rules.complete_stored(db, stored)
-            return f"message {message_id} completed after an unfinished attempt"
-        return "duplicate"
+    # A redelivery (the message stored already) must stop before the ticket step opens a ticket
+    # for an old message whose ticket was finalized since. A first delivery of a message into its
+    # client's open ticket writes nothing before the message insert, whose unique `_id` stops a
+    # redelivery there (intake raises AlreadyStored): so the look for it is made only before a
+    # ticket would be opened (`not_stored_yet`), and up front only for a retry (which completes
+    # what its killed attempt left) and for fromMe messages (whose echo check comes first).
+    if retry or event.from_me:
+        stored = await message_store.get_internal(db, message_id)
+        if stored is not None:
+            return await _redelivered(db, stored, retry=retry)
     if event.from_me:
         # Our own reply echoed back by the provider, or a message the phone sent outside IAZE:
         # told apart by provider id (the rule and its one text-matched window: from_me_verdict).
@@ -241,15 +260,70 @@ async def _ingest_message(
         )
         if verdict is not outbound.FromMe.OWN:
             return "echo of an IAZE reply"  # held ones too: settled when the send is answered
-    client = await _known_client(db, conn["reseller_id"], event.phone)
+    # A chat's earlier message in this walk found its client (the phone key never changes its
+    # target; the client document is as fresh as the walk, like the connection) and its open
+    # ticket, which intake then only re-reads (tickets.open_for_client `ticket_hint`).
+    chat = f"{conn['_id']}:{event.phone}"
+    seen = chats.get(chat) if chats is not None else None
+    client = seen[0] if seen is not None else await _known_client(db, conn["reseller_id"], event.phone)
+    new_client = False
     if client is None:
-        client, _ = await clients.upsert_by_phone(
+        client, new_client = await clients.upsert_by_phone(
             db,
             reseller_id=conn["reseller_id"],
             phone=event.phone,
             name=(event.push_name if not event.from_me else "") or event.phone,
         )
-    ticket, message, created = await intake.receive_client_message(
+
+    async def not_stored_yet() -> None:
+        stored = await message_store.get_internal(db, message_id)
+        if stored is not None:
+            raise intake.AlreadyStored(stored)
+
+    try:
+        ticket, message, created = await _receive(
+            db,
+            conn,
+            event,
+            client=client,
+            message_id=message_id,
+            before_create=not_stored_yet,
+            ticket_hint=seen[1] if seen is not None else None,
+            new_client=new_client,
+        )
+    except intake.AlreadyStored as exc:
+        return await _redelivered(db, exc.message, retry=retry)
+    if chats is not None:
+        chats[chat] = (client, str(ticket["_id"]))
+    if event.from_me:  # sent from the phone: its receipts may have come first
+        await outbound.apply_parked(
+            db, connection_id=conn["_id"], provider_message_id=event.provider_message_id, message_id=message["_id"]
+        )
+    return f"message {message['_id']} in ticket {ticket['_id']}" + (" (new ticket)" if created else "")
+
+
+async def _redelivered(db: Database, stored: dict[str, Any], *, retry: bool) -> str:
+    """Concurrent redeliveries can both get past the looks for a stored message; the unique
+    message `_id` stores them once."""
+    if retry:
+        # Our own earlier attempt stored it, maybe without what follows (killed in between).
+        await messages.complete_stored(db, stored)
+        return f"message {stored['_id']} completed after an unfinished attempt"
+    return "duplicate"
+
+
+async def _receive(
+    db: Database,
+    conn: dict[str, Any],
+    event: InboundMessage,
+    *,
+    client: dict[str, Any],
+    message_id: str,
+    before_create: Callable[[], Awaitable[None]],
+    ticket_hint: str | None,
+    new_client: bool,
+) -> tuple[dict[str, Any], dict[str, Any], bool]:
+    return await intake.receive_client_message(
         db,
         reseller_id=conn["reseller_id"],
         client=client,
@@ -266,12 +340,10 @@ async def _ingest_message(
             **({"truncated": list(event.cut)} if event.cut else {}),
         },
         from_me=event.from_me,
+        before_create=before_create,
+        ticket_hint=ticket_hint,
+        new_client=new_client,
     )
-    if event.from_me:  # sent from the phone: its receipts may have come first
-        await outbound.apply_parked(
-            db, connection_id=conn["_id"], provider_message_id=event.provider_message_id, message_id=message["_id"]
-        )
-    return f"message {message['_id']} in ticket {ticket['_id']}" + (" (new ticket)" if created else "")
 
 
 async def release_held_echo(db: Database, *, connection_id: str, provider_message_id: str, raw_id: str) -> None:

@@ -12,6 +12,10 @@ from backend.core.runtime import runtime_of
 from backend.core.tuning import HANDED_MAX as MAX_HANDED
 from backend.core.tuning import HANDED_MAX_BYTES as MAX_HANDED_BYTES
 
+# Key of a handed document carrying the connection the webhook authenticated it with (never
+# stored): the processor uses that read instead of reading the connection again.
+CONNECTION = "_handed_connection"
+
 
 class Wakeup:
     def __init__(self) -> None:
@@ -55,7 +59,17 @@ def unsubscribe(db: Database, wakeup: Wakeup) -> None:
     runtime_of(db).webhook_wakeups.discard(wakeup)
 
 
-def wake(db: Database, lane: int, seq: int | None = None, doc: dict[str, Any] | None = None) -> None:
+def wake(
+    db: Database,
+    lane: int,
+    seq: int | None = None,
+    doc: dict[str, Any] | None = None,
+    *,
+    connection: dict[str, Any] | None = None,
+) -> None:
+    """`connection`: the connection document the delivery was authenticated with, handed along."""
+    if doc is not None and connection is not None:
+        doc = {**doc, CONNECTION: connection}
     small = doc is not None and seq is not None and len(str(doc.get("body") or "")) <= MAX_HANDED_BYTES
     for wakeup in runtime_of(db).webhook_wakeups:
         if small and wakeup.held < MAX_HANDED:

@@ -131,7 +131,7 @@ describe('internal notes', () => {
       const sent = (await response.json()) as Record<string, unknown>[];
       return sent.filter((s) => s.number === number);
     };
-    await expect.poll(async () => (await sentTo()).map((s) => s.text), { timeout: 15_000 }).toEqual(['Claro! Pode trazer o produto.']);
+    await expect.poll(async () => (await sentTo()).map((s) => s.text), { timeout: 15_000 }).toEqual([`*${ana.name}:*\nClaro! Pode trazer o produto.`]); // signed (reseller default)
     const everything = JSON.stringify(await (await fetch(`${inject('evolutionUrl')}/_control/sent`)).json());
     expect(everything).not.toContain('verificar política');
     expect(everything).not.toContain('vale-troca');

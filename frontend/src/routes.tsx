@@ -2,6 +2,7 @@ import { Navigate, Outlet, Route, Routes, useLocation } from 'react-router';
 import { homeFor, useAuth } from './auth/session';
 import { LoginPage } from './auth/LoginPage';
 import { Shell } from './layout/Shell';
+import { AlertsProvider } from './features/alerts/AlertsProvider';
 import { InboxPage } from './features/inbox/InboxPage';
 import { DepartmentsPage } from './features/reseller/DepartmentsPage';
 import { AgentsPage } from './features/reseller/AgentsPage';
@@ -31,7 +32,13 @@ export function AppRoutes() {
     <Routes>
       <Route path="/login" element={<LoginPage />} />
       <Route element={<RequireAuth />}>
-        <Route element={<Shell />}>
+        <Route
+          element={
+            <AlertsProvider>
+              <Shell />
+            </AlertsProvider>
+          }
+        >
           <Route index element={<Home />} />
           <Route element={<RequireAuth roles={['agent', 'reseller']} />}>
             <Route path="atendimento" element={<InboxPage />} />

@@ -24,6 +24,7 @@ class Victim:
     client: dict[str, Any]
     espera: dict[str, Any]
     held: dict[str, Any]
+    reply: dict[str, Any]
 
 
 @pytest.fixture(scope="module")
@@ -34,6 +35,9 @@ async def victim(client: httpx.AsyncClient, admin_headers: dict[str, str]) -> Vi
     v.espera = await make_ticket(client, v.tenant)
     v.held = await make_ticket(client, v.tenant)
     await assume(client, v.tenant.agents[0]["headers"], v.held["id"])
+    r = await client.post(f"{API}/quick-replies", json={"shortcut": "ola", "text": "Olá"}, headers=v.tenant.headers)
+    assert r.status_code == 201, r.text
+    v.reply = r.json()
     return v
 
 
@@ -56,8 +60,9 @@ def _probes(v: Victim, intruder: Tenant) -> list[tuple[str, str, dict[str, Any] 
         ("PATCH", f"/users/{owner}", {"name": "x"}),
         ("GET", f"/clients/{v.client['id']}", None),
         ("PATCH", f"/clients/{v.client['id']}", {"name": "x"}),
+        ("PATCH", f"/quick-replies/{v.reply['id']}", {"text": "x"}),
     ]
-    for ticket in (v.espera, v.held):
+    for ticket, sibling in ((v.espera, v.held), (v.held, v.espera)):
         tid = ticket["id"]
         probes += [
             ("GET", f"/tickets/{tid}", None),
@@ -68,6 +73,10 @@ def _probes(v: Victim, intruder: Tenant) -> list[tuple[str, str, dict[str, Any] 
             ("GET", f"/tickets/{tid}/messages", None),
             ("POST", f"/tickets/{tid}/messages", {"body": "oi"}),
             ("GET", f"/tickets/{tid}/events", None),
+            ("POST", f"/tickets/{tid}/notes", {"body": "x"}),
+            ("PUT", f"/tickets/{tid}/tags", {"tags": ["x"]}),
+            ("GET", f"/tickets/{tid}/history", None),
+            ("GET", f"/tickets/{tid}/history/{sibling['id']}", None),
         ]
     return probes
 
@@ -82,6 +91,7 @@ async def _state(client: httpx.AsyncClient, v: Victim, db: Any) -> Any:
         (await client.get(f"{API}/users/{t.agents[0]['id']}", headers=t.headers)).json(),
         (await client.get(f"{API}/users/{t.owner_id}", headers=t.headers)).json(),
         (await client.get(f"{API}/clients/{v.client['id']}", headers=t.headers)).json(),
+        (await client.get(f"{API}/quick-replies", headers=t.headers)).json(),
     )
 
 

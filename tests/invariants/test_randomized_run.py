@@ -31,6 +31,7 @@ from backend.webhooks.service import message_id_for
 from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD
 from tests.factories import API, Tenant, collect_pages, login, make_client, make_tenant, unique_phone
 from tests.fakes.harness import ROOT, FakeEvolution, evolution, make_connection, wait_for
+from tests.outbound.helpers import unsigned
 from tests.persistence.procs import Backend
 
 pytestmark = pytest.mark.slow
@@ -56,7 +57,7 @@ class Stack:
     def start_processor(self) -> None:
         out = (self.log_dir / "processor.log").open("ab")
         self.processor = subprocess.Popen(
-            [sys.executable, "-m", "backend.webhooks.processor"],
+            [sys.executable, "-m", "backend.webhooks"],
             cwd=ROOT,
             env={**self.backend.env(), "WEBHOOK_PROCESSOR_ENABLED": "true"},
             stdout=out,
@@ -397,11 +398,11 @@ async def _check(
     #    show as a second claimed attempt of that reply.
     sent = await evolution.sent()
     instance_of = {c["id"]: c["instance_name"] for c in (chat.conn for chat in run.chats)}
-    by_text = Counter(s["text"] for s in sent)
+    by_text = Counter(unsigned(s["text"]) for s in sent)
     repeats = 0
     for chat_key, texts in run.replies.items():
         conn_id, phone = chat_key.split(":", 1)
-        order = [s["text"] for s in sent if s["instance"] == instance_of[conn_id] and s["number"] == phone]
+        order = [unsigned(s["text"]) for s in sent if s["instance"] == instance_of[conn_id] and s["number"] == phone]
         firsts = list(dict.fromkeys(t for t in order if t in set(texts)))
         assert firsts == texts, f"replies of {chat_key} reached the client out of order"
         for text in texts:

@@ -12,12 +12,13 @@ from typing import Any
 import httpx
 import pytest
 
-from backend.audit import repository as events_repo
+from backend.audit import service as events  # what tickets.service writes the log through
 from backend.core.clock import as_utc
 from backend.core.ids import new_id
 from backend.messages import repository as messages_repo
 from backend.messages import service as messages
 from backend.tickets import intake
+from backend.tickets import repository as tickets_repo
 from backend.tickets import service as tickets
 from backend.users import repository as users
 from tests.factories import API, Tenant, get_ticket, make_client, make_tenant
@@ -35,7 +36,7 @@ class Chat:
         self.db, self.tenant, self.client_id, self.channel = db, tenant, client_id, new_id()
 
     async def say(self, body: str) -> tuple[dict[str, Any], dict[str, Any]]:
-        fresh = await users.get(self.db, self.client_id)  # loaded per message, as ingestion does
+        fresh = await users.get_internal(self.db, self.client_id)  # loaded per message, as ingestion does
         assert fresh is not None
         ticket, message, _ = await intake.receive_client_message(
             self.db,
@@ -138,6 +139,34 @@ async def test_a_finalize_between_the_message_insert_and_its_recheck_moves_the_m
     assert {r["ticket"]["id"] for r in await _announcements(db, message["_id"])} == {new["id"]}
 
 
+async def test_a_finalize_between_the_activity_write_and_its_read_back_moves_the_message(
+    client: httpx.AsyncClient, db: Any, tenant: Tenant, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """append reads the ticket back once, after writing the message's activity, and that read is
+    also its re-check: a finalize landing between the activity write and the read-back (after
+    the finalize's own scan, which found the message stamped before `finalized_at`) is seen
+    there, and the message moves on, announced only where it ends."""
+    chat = await _chat(client, db, tenant)
+    first, _ = await chat.say("boa tarde")
+    original = tickets_repo.touch_activity
+    raced: list[str] = []
+
+    async def touch_then_finalize(db_: Any, ticket: dict[str, Any], **kwargs: Any) -> None:
+        await original(db_, ticket, **kwargs)
+        if ticket["_id"] == first["_id"] and not raced:
+            raced.append(ticket["_id"])
+            assert (await _finalize(client, tenant, first["_id"])).status_code == 200
+
+    monkeypatch.setattr(tickets_repo, "touch_activity", touch_then_finalize)
+    ticket, message = await chat.say("mais uma coisa")
+    monkeypatch.undo()
+
+    assert raced == [first["_id"]]
+    new = await _assert_moved_to_new_espera_ticket(client, db, tenant, message["_id"], first["_id"])
+    assert ticket["_id"] == new["id"]
+    assert {r["ticket"]["id"] for r in await _announcements(db, message["_id"])} == {new["id"]}
+
+
 async def test_a_message_stored_while_the_finalize_was_under_way_is_moved_by_the_finalize(
     client: httpx.AsyncClient, db: Any, tenant: Tenant, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -146,7 +175,7 @@ async def test_a_message_stored_while_the_finalize_was_under_way_is_moved_by_the
     after `finalized_at`, and only the finalize's own look can catch it."""
     chat = await _chat(client, db, tenant)
     first, _ = await chat.say("olá")
-    original = events_repo.insert
+    original = events.insert
     raced: dict[str, Any] = {}
 
     async def message_then_event(db_: Any, event: dict[str, Any]) -> None:
@@ -158,7 +187,7 @@ async def test_a_message_stored_while_the_finalize_was_under_way_is_moved_by_the
             raced["message"] = message
         await original(db_, event)
 
-    monkeypatch.setattr(events_repo, "insert", message_then_event)
+    monkeypatch.setattr(events, "insert", message_then_event)
     assert (await _finalize(client, tenant, first["_id"])).status_code == 200
     monkeypatch.undo()
 

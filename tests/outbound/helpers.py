@@ -1,4 +1,5 @@
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -46,3 +47,12 @@ def start_worker(settings: Settings, log: Path, **extra_env: str) -> subprocess.
     }
     out = open(log, "ab")  # noqa: SIM115 - owned by the child
     return subprocess.Popen([sys.executable, "-m", "backend.outbound"], cwd=ROOT, env=env, stdout=out, stderr=out)
+
+
+SIGNATURE = re.compile(r"^\*[^*\n]+:\*\n")
+
+
+def unsigned(text: str) -> str:
+    """A sent text without the agent's signature line (messages.service.signed), for tests about
+    which replies were sent, and in what order, rather than how they are signed."""
+    return SIGNATURE.sub("", text, count=1)

@@ -16,7 +16,7 @@ from backend.core.clock import utcnow
 from backend.core.config import Settings
 from tests.factories import make_tenant
 from tests.fakes.harness import FakeEvolution, make_connection, wait_for
-from tests.outbound.helpers import held_ticket, start_worker
+from tests.outbound.helpers import held_ticket, start_worker, unsigned
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +77,7 @@ async def test_replies_stored_before_a_crash_are_sent_exactly_once_after_restart
                 w.kill()
                 w.wait()
 
-    counts = Counter(s["text"] for s in await evolution.sent() if s["number"] == phone)
+    counts = Counter(unsigned(s["text"]) for s in await evolution.sent() if s["number"] == phone)
     assert counts == Counter({**{t: 1 for t in texts}, "órfã": 1}), counts
     attempt2 = await db.outbox_attempts.find_one({"_id": f"{orphan}:2"})
     assert attempt2["result"] == "sent"
@@ -92,6 +92,6 @@ async def test_replies_stored_before_a_crash_are_sent_exactly_once_after_restart
     finally:
         worker.terminate()
         worker.wait(10)
-    counts = Counter(s["text"] for s in await evolution.sent() if s["number"] == phone)
+    counts = Counter(unsigned(s["text"]) for s in await evolution.sent() if s["number"] == phone)
     assert counts == Counter({**{t: 1 for t in texts}, "órfã": 1, "depois do deploy": 1}), counts
     assert await db.outbox_state.find_one({"_id": "cursor"}) is not None

@@ -19,7 +19,7 @@ from backend.outbound import repository
 from backend.outbound.worker import OutboundWorker
 from tests.factories import Tenant, make_tenant
 from tests.fakes.harness import FakeEvolution, make_connection, wait_for
-from tests.outbound.helpers import held_ticket, start_worker
+from tests.outbound.helpers import held_ticket, start_worker, unsigned
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +58,7 @@ async def _reply(client: httpx.AsyncClient, ticket_id: str, agent: dict[str, str
 
 async def _received(evolution: FakeEvolution, phone: str) -> list[str]:
     """What the client got, in the order the provider took it."""
-    return [s["text"] for s in await evolution.sent() if s["number"] == phone]
+    return [unsigned(s["text"]) for s in await evolution.sent() if s["number"] == phone]
 
 
 async def _held_sends(evolution: FakeEvolution) -> int:

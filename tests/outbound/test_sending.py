@@ -7,7 +7,7 @@ import pytest
 
 from tests.factories import make_tenant
 from tests.fakes.harness import FakeEvolution, make_connection, wait_for
-from tests.outbound.helpers import held_ticket
+from tests.outbound.helpers import held_ticket, unsigned
 from tests.webhooks.helpers import settled
 
 
@@ -54,7 +54,8 @@ async def test_happy_path_end_to_end(
 
     # the worker sends it once; the fake's fromMe echo does not store a second copy
     sent = await wait_for(lambda: _sent_to(evolution, phone))
-    assert [(s["number"], s["text"]) for s in sent] == [(phone, "Bom dia! Como posso ajudar?")]
+    signed = f"*{tenant.agents[0]['name']}:*\nBom dia! Como posso ajudar?"
+    assert [(s["number"], s["text"]) for s in sent] == [(phone, signed)]
     doc = await wait_for(lambda: _settled(db, reply["id"]))
     assert doc["status"] == "sent" and doc["provider_message_id"] == sent[0]["key_id"]
     await wait_for(lambda: _echo_seen(db, conn["id"]))
@@ -201,7 +202,7 @@ async def test_slow_provider_within_the_timeout_sends_once_beyond_it_retries(
     assert doc["status"] == "sent"
     # A timeout is ambiguous: the slow fake still took the first request, and Evolution has no
     # idempotency key, so the client may get it twice. This is the documented at-least-once case.
-    texts = [s["text"] for s in await _sent_to(evolution, phone)]
+    texts = [unsigned(s["text"]) for s in await _sent_to(evolution, phone)]
     assert texts.count("devagar demais") in (1, 2)
 
 

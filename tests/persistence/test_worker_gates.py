@@ -1,5 +1,5 @@
 """The standalone workers pass the API's start-up gate: pointed at a database the deploy ledger
-does not recognise, `python -m backend.outbound` and `python -m backend.webhooks.processor` exit
+does not recognise, `python -m backend.outbound` and `python -m backend.webhooks` exit
 non-zero with the API's message and send or process nothing."""
 
 import asyncio
@@ -26,7 +26,7 @@ from tests.fakes.harness import (
     settings,
     wait_for,
 )
-from tests.outbound.helpers import held_ticket
+from tests.outbound.helpers import held_ticket, unsigned
 
 __all__ = ["app", "backend_port", "evolution", "settings"]
 
@@ -121,11 +121,11 @@ async def test_outbound_worker_refuses_an_unrecognised_database_and_sends_nothin
     finally:
         worker.terminate()
         assert await asyncio.wait_for(worker.wait(), 30) == 0
-    assert [s["text"] for s in await evolution.sent() if s["number"] == phone] == ["já recebida?"]
+    assert [unsigned(s["text"]) for s in await evolution.sent() if s["number"] == phone] == ["já recebida?"]
 
 
 async def test_webhook_processor_refuses_an_unrecognised_database(settings: Settings, foreign_ledger: str) -> None:
-    returncode, stderr = await run_worker("backend.webhooks.processor", worker_env(settings, foreign_ledger))
+    returncode, stderr = await run_worker("backend.webhooks", worker_env(settings, foreign_ledger))
     assert returncode == EXIT_REFUSED, stderr
     assert "refusing to start: ledger-guard:" in stderr and "guards database 'gate_known_" in stderr
 

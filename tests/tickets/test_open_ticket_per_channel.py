@@ -26,7 +26,7 @@ async def tenant(client: httpx.AsyncClient, admin_headers: dict[str, str]) -> Te
 async def _say(
     db: Any, tenant: Tenant, client_id: str, channel: str, body: str
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    fresh = await users.get(db, client_id)  # loaded per message, as ingestion does
+    fresh = await users.get_internal(db, client_id)  # loaded per message, as ingestion does
     assert fresh is not None
     ticket, message, _ = await intake.receive_client_message(
         db,
@@ -153,7 +153,7 @@ async def test_a_client_from_before_per_channel_hints_keeps_its_open_ticket(
     slot 0 free. The per-channel walk must find that ticket, not claim the free slot 0."""
     customer = await make_client(client, tenant)
     number = new_id()
-    doc = await users.get(db, customer["id"])
+    doc = await users.get_internal(db, customer["id"])
     assert doc is not None
     legacy, created = await tickets.open_for_client(
         db,
@@ -171,7 +171,7 @@ async def test_a_client_from_before_per_channel_hints_keeps_its_open_ticket(
     assert ticket["_id"] == legacy["_id"]
     assert await _open_per_channel(db, [customer["id"]]) == Counter({(customer["id"], number): 1})
     # Found once, then kept as that number's hint.
-    stored = await users.get(db, customer["id"])
+    stored = await users.get_internal(db, customer["id"])
     assert stored is not None and stored["ticket_slots"][number] == 1
     # After its finalize the next message opens the next slot's ticket.
     assert (await _finalize(client, tenant, legacy["_id"])).status_code == 200

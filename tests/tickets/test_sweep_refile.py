@@ -11,8 +11,8 @@ import pytest
 from backend.core.clock import utcnow
 from backend.core.config import Settings
 from backend.core.ids import new_id
+from backend.core.runtime import runtime_of
 from backend.messages import repository as messages_repo
-from backend.messages import service as messages
 from backend.tickets import intake, sweep
 from backend.users import repository as users
 from tests.conftest import make_settings
@@ -32,7 +32,7 @@ async def tenant(client: httpx.AsyncClient, admin_headers: dict[str, str]) -> Te
 
 async def _open_ticket(client: httpx.AsyncClient, db: Any, tenant: Tenant) -> tuple[dict[str, Any], str]:
     customer = await make_client(client, tenant)
-    fresh = await users.get(db, customer["id"])
+    fresh = await users.get_internal(db, customer["id"])
     assert fresh is not None
     ticket, _, _ = await intake.receive_client_message(
         db,
@@ -72,7 +72,7 @@ async def test_a_finalize_killed_before_its_scan_has_its_racing_message_moved_by
     async def killed(*_: Any, **__: Any) -> None:  # the finalize's process dies before its scan
         return None
 
-    monkeypatch.setattr(messages, "refile_after_finalize", killed)
+    monkeypatch.setattr(runtime_of(db), "finalize_hooks", [killed])  # the finalize's own scan
     r = await client.post(f"{API}/tickets/{ticket['_id']}/finalize", headers=tenant.headers)
     assert r.status_code == 200, r.text
     assert (await db.messages.find_one({"_id": late["_id"]}))["ticket_id"] == ticket["_id"]

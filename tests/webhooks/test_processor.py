@@ -1,7 +1,7 @@
 """The webhook processor on its own: the API process here runs none (WEBHOOK_PROCESSOR_ENABLED
 false stands for "the process died right after acknowledging"), so deliveries pile up stored and
 unprocessed; then processors — several in this process, or real `python -m
-backend.webhooks.processor` processes killed with SIGKILL — work them off."""
+backend.webhooks` processes killed with SIGKILL — work them off."""
 
 import asyncio
 import contextlib
@@ -156,9 +156,7 @@ def _start_processor(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
         "LOG_LEVEL": "WARNING",
     }
     out = open(log, "ab")  # noqa: SIM115 - owned by the child
-    return subprocess.Popen(
-        [sys.executable, "-m", "backend.webhooks.processor"], cwd=ROOT, env=env, stdout=out, stderr=out
-    )
+    return subprocess.Popen([sys.executable, "-m", "backend.webhooks"], cwd=ROOT, env=env, stdout=out, stderr=out)
 
 
 async def test_acknowledged_events_survive_processor_crashes_and_are_processed_exactly_once(
@@ -294,7 +292,7 @@ async def _announced(db: Any, reseller_id: str, message_id: str) -> list[dict[st
 async def test_a_retry_finishes_a_message_that_a_killed_attempt_stored_but_never_announced(
     client: httpx.AsyncClient, db: Any, settings: Settings, quiet: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from backend.tickets import repository as tickets_repo
+    from backend.tickets import service as tickets  # what messages.service moves the activity through
 
     tenant, conn = quiet
     phone, key_id = unique_phone(), f"3EB0{unique_phone()}"
@@ -304,7 +302,7 @@ async def test_a_retry_finishes_a_message_that_a_killed_attempt_stored_but_never
 
     # Attempt 1 dies right after the message is stored: before the ticket's activity and the
     # announcement, the two steps that only the message's first writer used to do.
-    monkeypatch.setattr(tickets_repo, "touch_activity", _killed)
+    monkeypatch.setattr(tickets, "touch_activity", _killed)
     with pytest.raises(_Killed):
         await WebhookProcessor(db, settings).run_once({lane})
     monkeypatch.undo()

@@ -1,6 +1,6 @@
 import { useInfiniteQuery, useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
 import { api, unwrap } from './client';
-import { keys } from '../realtime/cache';
+import { keys, setUnread } from '../realtime/cache';
 import type {
   Department,
   ResellerConfigUpdate,
@@ -172,6 +172,15 @@ export function useAgents(enabled = true) {
 }
 
 /** After a mutation answered with the fresh ticket: the cache takes it, lists and counts refresh. */
+/** The thread is on screen: the user's unread count of the ticket clears (POST /tickets/{id}/read). */
+export function useMarkRead(ticketId: string) {
+  const client = useQueryClient();
+  return useMutation({
+    mutationFn: () => unwrap(api.POST('/api/v1/tickets/{ticket_id}/read', { params: { path: { ticket_id: ticketId } } })),
+    onSuccess: (ticket) => setUnread(client, ticket.id, () => ticket.unread_count),
+  });
+}
+
 export function useTicketUpdated() {
   const client = useQueryClient();
   return (ticket: Ticket) => {

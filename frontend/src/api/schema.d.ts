@@ -410,6 +410,28 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/tickets/{ticket_id}/read": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Mark Ticket Read
+         * @description The caller has seen the ticket's thread up to now: its `unread_count` for the caller
+         *     clears (the screen calls this when it shows the thread, and when a client message arrives
+         *     in the thread it shows). Announced to the caller's other sockets as `ticket.read`.
+         */
+        post: operations["tickets-mark_read"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/tickets/{ticket_id}/assume": {
         parameters: {
             query?: never;
@@ -1158,6 +1180,11 @@ export interface components {
                 [key: string]: unknown;
             }[];
             /**
+             * Signature Enabled
+             * @default true
+             */
+            signature_enabled: boolean;
+            /**
              * Updated At
              * Format: date-time
              */
@@ -1175,6 +1202,8 @@ export interface components {
             timezone?: string | null;
             /** Business Hours */
             business_hours?: components["schemas"]["BusinessHours"][] | null;
+            /** Signature Enabled */
+            signature_enabled?: boolean | null;
         };
         /**
          * ResellerCreate
@@ -1350,6 +1379,11 @@ export interface components {
              * @default []
              */
             tags: string[];
+            /**
+             * Unread Count
+             * @default 0
+             */
+            unread_count: number;
         };
         /**
          * TicketTransfer
@@ -3994,6 +4028,75 @@ export interface operations {
         };
     };
     "tickets-get": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                ticket_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["TicketRead"];
+                };
+            };
+            /** @description Missing, invalid or expired credentials. */
+            401: {
+                headers: {
+                    /** @description Bearer */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The caller's role may not do this. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not found, or not visible to the caller (another tenant's). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description A parameter or the body is invalid. */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["UnprocessableBody"];
+                };
+            };
+            /** @description Not ready yet, or a dependency is unavailable; retry. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    "tickets-mark_read": {
         parameters: {
             query?: never;
             header?: never;

@@ -33,13 +33,16 @@ export type RealtimeEventName =
   | 'ticket.finalized'
   | 'message.created'
   | 'message.status'
+  | 'ticket.read'
   | 'connection.status';
+/** A ticket in a frame: the unread count is per user, so only the reader's own `ticket.read` has one. */
+export type EventTicket = Omit<Ticket, 'unread_count'> & { unread_count?: number };
 export type RealtimeEvent = {
   type: 'event';
   seq: number;
   event: RealtimeEventName;
   at: string;
-  ticket: Ticket | null;
+  ticket: EventTicket | null;
   message: Message | null;
   connection: Partial<WhatsAppConnection> & { id: string } | null;
 };

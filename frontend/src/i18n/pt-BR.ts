@@ -81,6 +81,18 @@ export const t = {
     filterFrom: 'Aberto a partir de',
     filterTo: 'Aberto até',
     waiting: (duration: string) => `esperando há ${duration}`,
+    unread: (n: number) => (n === 1 ? '1 mensagem não lida' : `${n} mensagens não lidas`),
+  },
+  alerts: {
+    newTicket: (who: string) => `Novo atendimento: ${who}`,
+    newTicketBody: (n: number) => `#${n} aguardando na fila`,
+    newMessage: (who: string) => `Nova mensagem de ${who}`,
+    media: 'Anexo recebido',
+    toggle: 'Alertas de novos atendimentos e mensagens',
+    toggleHint: 'Som e notificação na área de trabalho quando um cliente entra na fila dos seus departamentos ou escreve num atendimento seu.',
+    title: 'Alertas',
+    denied: 'O navegador bloqueou as notificações deste site. Libere-as nas configurações do navegador; o som continua ativo.',
+    unsupported: 'Este navegador não mostra notificações na área de trabalho; o som continua ativo.',
   },
   ticket: {
     back: 'Voltar à lista',
@@ -224,6 +236,8 @@ export const t = {
     open: 'Abre',
     close: 'Fecha',
     closeAfterOpen: 'O fechamento deve ser depois da abertura',
+    signature: 'Assinar as mensagens com o nome do agente',
+    signatureHint: 'As respostas pelo WhatsApp começam com o nome do agente em negrito (*Ana:*) e uma quebra de linha.',
     weekdays: ['Segunda', 'Terça', 'Quarta', 'Quinta', 'Sexta', 'Sábado', 'Domingo'],
   },
   resellers: {

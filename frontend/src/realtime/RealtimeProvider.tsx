@@ -1,16 +1,20 @@
 import { createContext, useContext, useEffect, useRef, useState, type ReactNode } from 'react';
 import { useQueryClient } from '@tanstack/react-query';
+import type { RealtimeEvent } from '../api/types';
 import { useAuth } from '../auth/session';
 import { applyEvent, resyncAll } from './cache';
 import { RealtimeClient, wsUrl, type SocketStatus } from './socket';
 
 const StatusContext = createContext<SocketStatus>('closed');
+type Listener = (event: RealtimeEvent) => void;
+const ListenersContext = createContext<Set<Listener>>(new Set());
 
 /** Keeps one websocket open while signed in and feeds its events into the query cache. */
 export function RealtimeProvider({ children }: { children: ReactNode }) {
   const { session, logout } = useAuth();
   const queryClient = useQueryClient();
   const [status, setStatus] = useState<SocketStatus>('closed');
+  const [listeners] = useState(() => new Set<Listener>());
   const userRef = useRef(session?.user);
   userRef.current = session?.user;
   const token = session?.token;
@@ -23,6 +27,7 @@ export function RealtimeProvider({ children }: { children: ReactNode }) {
       url: (since) => wsUrl(token, since),
       onEvent: (event) => {
         if (userRef.current) applyEvent(queryClient, event, userRef.current);
+        for (const listener of listeners) listener(event);
       },
       onResync: () => resyncAll(queryClient),
       onAuthFailed: () => logout(),
@@ -36,9 +41,27 @@ export function RealtimeProvider({ children }: { children: ReactNode }) {
     });
     client.start();
     return () => client.stop();
-  }, [token, isAdmin, queryClient, logout]);
+  }, [token, isAdmin, queryClient, logout, listeners]);
 
-  return <StatusContext.Provider value={status}>{children}</StatusContext.Provider>;
+  return (
+    <ListenersContext.Provider value={listeners}>
+      <StatusContext.Provider value={status}>{children}</StatusContext.Provider>
+    </ListenersContext.Provider>
+  );
+}
+
+/** Calls `listener` with every live event, after the cache has applied it. */
+export function useRealtimeEvents(listener: Listener): void {
+  const listeners = useContext(ListenersContext);
+  const ref = useRef(listener);
+  ref.current = listener;
+  useEffect(() => {
+    const call: Listener = (event) => ref.current(event);
+    listeners.add(call);
+    return () => {
+      listeners.delete(call);
+    };
+  }, [listeners]);
 }
 
 export function useRealtimeStatus(): SocketStatus {

@@ -1,8 +1,8 @@
-import { QueryClient, type InfiniteData } from '@tanstack/react-query';
-import { describe, expect, it } from 'vitest';
+import { QueryClient, QueryObserver, type InfiniteData } from '@tanstack/react-query';
+import { describe, expect, it, vi } from 'vitest';
 import type { Message, Page, RealtimeEvent, Ticket } from '../api/types';
 import { agentUser, ticketFixture } from '../test/utils';
-import { applyEvent, keys, withReadSide } from './cache';
+import { COUNTS_REFRESH_MS, applyEvent, keys, setUnread, withReadSide } from './cache';
 
 type Pages<T> = InfiniteData<Page<T>, string | null>;
 const pages = <T,>(...lists: T[][]): Pages<T> => ({
@@ -107,13 +107,39 @@ describe('applyEvent', () => {
   });
 
   it('marks counts and search results stale instead of guessing them', () => {
+    vi.useFakeTimers();
     const client = seeded();
     client.setQueryData(keys.counts, { espera: 3, atendendo: 0, finalizado: 0 });
     client.setQueryData(keys.ticketList('espera', 'maria'), pages([t1]));
     applyEvent(client, ev('ticket.finalized', { ticket: { ...t1, status: 'finalizado', version: 2 } }), me);
+    vi.advanceTimersByTime(COUNTS_REFRESH_MS);
+    vi.useRealTimers();
     expect(client.getQueryState(keys.counts)?.isInvalidated).toBe(true);
     expect(client.getQueryState(keys.ticketList('espera', 'maria'))?.isInvalidated).toBe(true);
     expect(ids(client.getQueryData(keys.ticketList('espera', '')))).toEqual([t2.id, t3.id]);
+  });
+
+  it('refetches the counts once per window for a burst of moves, and not for a ticket that did not move', async () => {
+    vi.useFakeTimers();
+    const client = seeded();
+    const fetches = vi.fn(async () => ({ espera: 0, atendendo: 0, finalizado: 0 }));
+    const observer = new QueryObserver(client, { queryKey: keys.counts, queryFn: fetches });
+    const stop = observer.subscribe(() => undefined);
+    await vi.advanceTimersByTimeAsync(0);
+    expect(fetches).toHaveBeenCalledTimes(1);
+    applyEvent(client, ev('ticket.assumed', { ticket: { ...t1, status: 'atendendo', agent_id: me.id, version: 2 } }), me);
+    applyEvent(client, ev('ticket.assumed', { ticket: { ...t2, status: 'atendendo', agent_id: me.id, version: 2 } }), me);
+    applyEvent(client, ev('ticket.finalized', { ticket: { ...t3, status: 'finalizado', version: 2 } }), me);
+    await vi.advanceTimersByTimeAsync(COUNTS_REFRESH_MS - 1);
+    expect(fetches).toHaveBeenCalledTimes(1); // not yet: the window is still open
+    await vi.advanceTimersByTimeAsync(1);
+    expect(fetches).toHaveBeenCalledTimes(2); // three moves, one refetch
+    // The same move delivered again (a replay after a reconnect): nothing moved, no refetch.
+    applyEvent(client, ev('ticket.assumed', { ticket: { ...t1, status: 'atendendo', agent_id: me.id, version: 2 } }), me);
+    await vi.advanceTimersByTimeAsync(COUNTS_REFRESH_MS * 2);
+    expect(fetches).toHaveBeenCalledTimes(2);
+    stop();
+    vi.useRealTimers();
   });
 
   it('updates a connection status in the connections list', () => {
@@ -133,5 +159,45 @@ describe('withReadSide', () => {
     const held = ticketFixture({ agent_id: 'a'.repeat(24), agent_name: 'Ana Renomeada', version: 3 });
     expect(withReadSide({ ...held, agent_name: 'Ana', version: 4 }, held).agent_name).toBe('Ana Renomeada');
     expect(withReadSide({ ...held, agent_id: 'b'.repeat(24), agent_name: 'Bruno', version: 4 }, held).agent_name).toBe('Bruno');
+  });
+});
+
+describe('unread counts', () => {
+  const inbound = (id: string, ticketId: string, over: Partial<Message> = {}): Message => ({
+    id, ticket_id: ticketId, direction: 'in', sender_type: 'client', sender_name: 'Maria', type: 'text', body: 'oi',
+    status: 'received', created_at: '2025-01-01T12:05:00Z', ...over,
+  });
+  const unreadIn = (client: QueryClient, id: string) =>
+    client.getQueryData<Pages<Ticket>>(keys.ticketList('espera', ''))?.pages.flatMap((p) => p.items).find((t) => t.id === id)?.unread_count;
+  // A frame's ticket has no count (it is per user): what the server sends for everyone else.
+  const framed = (ticket: Ticket) => {
+    const { unread_count: _, ...rest } = ticket;
+    return rest;
+  };
+
+  it('adds a client message once, however often the feed repeats it, and never a reply or a note', () => {
+    const client = seeded();
+    const moved = { ...t2, last_message_at: '2025-01-01T12:05:00Z' };
+    const m1 = inbound('m'.repeat(24), t2.id);
+    applyEvent(client, ev('message.created', { ticket: framed(moved), message: m1 }), me);
+    applyEvent(client, ev('message.created', { ticket: framed(moved), message: m1 }), me); // replayed
+    expect(unreadIn(client, t2.id)).toBe(1);
+    const reply = inbound('n'.repeat(24), t2.id, { direction: 'out', sender_type: 'agent' });
+    const note = inbound('o'.repeat(24), t2.id, { direction: 'note', sender_type: 'agent', type: 'note' });
+    applyEvent(client, ev('message.created', { ticket: framed(moved), message: reply }), me);
+    applyEvent(client, ev('message.created', { ticket: framed(moved), message: note }), me);
+    expect(unreadIn(client, t2.id)).toBe(1);
+    // Another event about the ticket keeps the count it carries none of.
+    applyEvent(client, ev('ticket.transferred', { ticket: framed({ ...moved, version: 2 }) }), me);
+    expect(unreadIn(client, t2.id)).toBe(1);
+  });
+
+  it('takes the reader\'s own count from its ticket.read (read on another device) and from a read answer', () => {
+    const client = seeded();
+    setUnread(client, t1.id, () => 4);
+    expect(unreadIn(client, t1.id)).toBe(4);
+    applyEvent(client, ev('ticket.read', { ticket: { ...t1, unread_count: 0 } }), me);
+    expect(unreadIn(client, t1.id)).toBe(0);
+    expect(client.getQueryData<Ticket>(keys.ticket(t1.id))?.unread_count).toBe(0);
   });
 });

@@ -1,5 +1,5 @@
 import type { InfiniteData, QueryClient } from '@tanstack/react-query';
-import type { Message, Page, RealtimeEvent, Ticket, TicketStatus, User, WhatsAppConnection } from '../api/types';
+import type { EventTicket, Message, Page, RealtimeEvent, Ticket, TicketStatus, User, WhatsAppConnection } from '../api/types';
 
 /** Every cache key the app uses, in one place, so live events know what to touch. */
 export const keys = {
@@ -58,11 +58,44 @@ export function placeTicket(data: TicketPages, ticket: Ticket, keep: boolean): T
 
 /** Events carry the ticket as stored; the API joins the client's and agent's current names and the
  * ticket's tags when it reads one, so an event keeps those from the copy already read (the agent's
- * name only while it is the same agent: a transfer names the new one). */
-export function withReadSide(ticket: Ticket, known: Ticket | undefined): Ticket {
-  if (!known) return ticket;
+ * name only while it is the same agent: a transfer names the new one). The unread count is the
+ * reader's own: only the reader's `ticket.read` carries one, every other event keeps ours. */
+export function withReadSide(ticket: EventTicket, known: Ticket | undefined): Ticket {
+  if (!known) return ticket.unread_count === undefined ? { ...ticket, unread_count: 0 } : (ticket as Ticket);
+  const unread = ticket.unread_count ?? known.unread_count;
   const agentName = known.agent_id === ticket.agent_id ? known.agent_name : ticket.agent_name;
-  return { ...ticket, client_name: known.client_name, tags: known.tags, agent_name: agentName };
+  return { ...ticket, client_name: known.client_name, tags: known.tags, agent_name: agentName, unread_count: unread };
+}
+
+/** Sets the unread count of every cached copy of a ticket (its own query and the loaded lists). */
+export function setUnread(client: QueryClient, id: string, count: (current: number) => number): void {
+  const change = (ticket: Ticket): Ticket => ({ ...ticket, unread_count: count(ticket.unread_count ?? 0) });
+  client.setQueryData<Ticket>(keys.ticket(id), (ticket) => (ticket ? change(ticket) : ticket));
+  for (const [key, data] of client.getQueriesData<TicketPages>({ queryKey: ['tickets', 'list'] })) {
+    if (!data?.pages.some((p) => p.items.some((item) => item.id === id))) continue;
+    client.setQueryData<TicketPages>(key, {
+      ...data,
+      pages: data.pages.map((p) => ({ ...p, items: p.items.map((item) => (item.id === id ? change(item) : item)) })),
+    });
+  }
+}
+
+/** A client's message counts as unread (backend/unread: client messages, never notes or replies). */
+export function isClientMessage(message: Message): boolean {
+  return message.direction === 'in' && message.sender_type === 'client';
+}
+
+// Messages already counted, per cache: the feed is at-least-once (a replay repeats an event).
+const counted = new WeakMap<QueryClient, Set<string>>();
+const COUNTED_KEEP = 2000;
+
+function countOnce(client: QueryClient, messageId: string): boolean {
+  let seen = counted.get(client);
+  if (!seen) counted.set(client, (seen = new Set()));
+  if (seen.has(messageId)) return false;
+  seen.add(messageId);
+  if (seen.size > COUNTED_KEEP) seen.delete(seen.values().next().value as string);
+  return true;
 }
 
 function knownCopy(client: QueryClient, id: string): Ticket | undefined {
@@ -75,7 +108,7 @@ function knownCopy(client: QueryClient, id: string): Ticket | undefined {
   return undefined;
 }
 
-function applyTicket(client: QueryClient, event: Ticket, user: User): void {
+function applyTicket(client: QueryClient, event: EventTicket, user: User): void {
   const previous = client.getQueryData<Ticket>(keys.ticket(event.id));
   // Events can arrive after a fresher read (e.g. our own mutation's answer): never go back in version.
   if (previous && previous.version > event.version) return;
@@ -118,15 +151,46 @@ function applyConnection(client: QueryClient, connection: Partial<WhatsAppConnec
   );
 }
 
+/** At most one counts refetch per this many ms, however many tickets move (a busy queue sends a
+ * burst of events; every open screen used to refetch the counts for each one). */
+export const COUNTS_REFRESH_MS = 1000;
+const countsDue = new WeakMap<QueryClient, ReturnType<typeof setTimeout>>();
+
+/** Marks the counts stale once the window closes: the first move opens it, the later ones ride along. */
+function countsMoved(client: QueryClient): void {
+  if (countsDue.has(client)) return;
+  countsDue.set(
+    client,
+    setTimeout(() => {
+      countsDue.delete(client);
+      void client.invalidateQueries({ queryKey: keys.counts });
+    }, COUNTS_REFRESH_MS),
+  );
+}
+
+/** Whether an event can change the counts: a new ticket, or a ticket whose status, department or
+ * agent differs from the copy already known (an event about an unknown ticket may). */
+function movesCounts(known: Ticket | undefined, event: RealtimeEvent): boolean {
+  if (event.event === 'ticket.created' || !event.ticket || !known) return true;
+  const t = event.ticket;
+  return known.status !== t.status || known.department_id !== t.department_id || known.agent_id !== t.agent_id;
+}
+
 /** Applies one websocket event to the cache: the screens re-render from it, no refetch needed. */
 export function applyEvent(client: QueryClient, event: RealtimeEvent, user: User): void {
+  const known = event.ticket ? knownCopy(client, event.ticket.id) : undefined;
   if (event.ticket) applyTicket(client, event.ticket, user);
   if (event.message && (event.event === 'message.created' || event.event === 'message.status')) {
     applyMessage(client, event.message);
   }
+  if (event.event === 'message.created' && event.message && isClientMessage(event.message)) {
+    // The server counted it too (its count reads the same on the next fetch); the open thread
+    // marks it read at once (TicketView).
+    if (countOnce(client, event.message.id)) setUnread(client, event.message.ticket_id, (n) => n + 1);
+  }
   if (event.connection) applyConnection(client, event.connection);
-  if (event.event.startsWith('ticket.')) {
-    void client.invalidateQueries({ queryKey: keys.counts });
+  if (event.event.startsWith('ticket.') && event.event !== 'ticket.read') {  // a read moves no ticket
+    if (movesCounts(known, event)) countsMoved(client);
     if (event.ticket) void client.invalidateQueries({ queryKey: keys.events(event.ticket.id) });
   }
 }

@@ -93,5 +93,6 @@ export const ticketFixture = (over: Partial<Ticket> = {}): Ticket => ({
   updated_at: '2025-01-01T12:00:00Z',
   finalized_at: null,
   tags: [],
+  unread_count: 0,
   ...over,
 });

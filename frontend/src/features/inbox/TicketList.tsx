@@ -1,4 +1,4 @@
-import { Alert, Button, Center, Group, Loader, Stack, Text } from '@mantine/core';
+import { Alert, Badge, Button, Center, Group, Loader, Stack, Text } from '@mantine/core';
 import { Link, useLocation } from 'react-router';
 import { errorMessage } from '../../api/client';
 import { useTicketList, type TicketFilters } from '../../api/queries';
@@ -9,6 +9,7 @@ import { useNow } from '../../lib/useNow';
 
 function TicketRow({ ticket, selected, now }: { ticket: Ticket; selected: boolean; now: Date }) {
   const location = useLocation();
+  const unread = ticket.unread_count ?? 0;
   return (
     <Link
       to={{ pathname: `/atendimento/${ticket.id}`, search: location.search }}
@@ -16,17 +17,25 @@ function TicketRow({ ticket, selected, now }: { ticket: Ticket; selected: boolea
       aria-current={selected ? 'page' : undefined}
       data-testid="ticket-row"
       data-ticket-id={ticket.id}
+      data-unread={unread > 0 ? unread : undefined}
     >
       <Group justify="space-between" wrap="nowrap" gap="xs">
-        <Text fw={600} size="sm" truncate>
+        <Text fw={unread > 0 ? 800 : 600} size="sm" truncate>
           {ticket.client_name || formatPhone(ticket.client_phone)}
         </Text>
-        <Text size="xs" c="dimmed" style={{ flexShrink: 0 }}>
-          {formatWhen(ticket.last_message_at)}
-        </Text>
+        <Group gap={6} wrap="nowrap" style={{ flexShrink: 0 }}>
+          <Text size="xs" c={unread > 0 ? 'teal.8' : 'dimmed'} fw={unread > 0 ? 700 : undefined}>
+            {formatWhen(ticket.last_message_at)}
+          </Text>
+          {unread > 0 && (
+            <Badge size="sm" circle color="teal" data-testid="unread-badge" aria-label={t.inbox.unread(unread)} title={t.inbox.unread(unread)}>
+              {unread > 99 ? '99+' : unread}
+            </Badge>
+          )}
+        </Group>
       </Group>
       <Group justify="space-between" wrap="nowrap" gap="xs">
-        <Text size="xs" c="dimmed" truncate>
+        <Text size="xs" c={unread > 0 ? undefined : 'dimmed'} fw={unread > 0 ? 600 : undefined} truncate>
           {ticket.last_message_direction === 'out' ? `${t.ticket.you}: ` : ''}
           {ticket.last_message_preview || t.inbox.noPreview}
         </Text>

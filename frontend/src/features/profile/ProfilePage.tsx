@@ -6,6 +6,7 @@ import { ApiError, api, errorMessage, fieldErrors, unwrap } from '../../api/clie
 import { useAuth, useMe } from '../../auth/session';
 import { t } from '../../i18n/pt-BR';
 import { PageHeader } from '../../layout/PageHeader';
+import { AlertsToggle } from '../alerts/AlertsToggle';
 
 function NameForm() {
   const me = useMe();
@@ -86,6 +87,7 @@ function PasswordForm() {
 }
 
 export function ProfilePage() {
+  const me = useMe();
   return (
     <>
       <PageHeader title={t.profile.title} />
@@ -99,6 +101,14 @@ export function ProfilePage() {
           </Title>
           <PasswordForm />
         </Paper>
+        {me.role === 'agent' && (
+          <Paper withBorder p="md">
+            <Title order={3} size="h5" mb="sm">
+              {t.alerts.title}
+            </Title>
+            <AlertsToggle />
+          </Paper>
+        )}
       </Stack>
     </>
   );

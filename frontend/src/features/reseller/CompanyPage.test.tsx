@@ -39,6 +39,23 @@ describe('CompanyPage', () => {
     });
   });
 
+  it('shows the signature setting on by default and saves it turned off', async () => {
+    const calls = mockApi(({ method, path, body }) => {
+      if (path === '/api/v1/auth/me') return { body: owner };
+      if (path === '/api/v1/reseller-config' && method === 'GET') return { body: { ...config, signature_enabled: true } };
+      if (path === '/api/v1/reseller-config' && method === 'PATCH') return { body: { ...config, ...(body as object), updated_at: '2025-01-02T00:00:00Z' } };
+      return undefined;
+    });
+    renderApp(<CompanyPage />, { path: '/', route: '/' });
+    await screen.findByLabelText('Fecha');
+    const toggle = screen.getByRole('switch', { name: /Assinar as mensagens com o nome do agente/ });
+    expect(toggle).toBeChecked();
+    await userEvent.click(toggle);
+    await userEvent.click(screen.getByRole('button', { name: 'Salvar' }));
+    await waitFor(() => expect(calls.some((c) => c.method === 'PATCH')).toBe(true));
+    expect(calls.find((c) => c.method === 'PATCH')?.body).toMatchObject({ signature_enabled: false });
+  });
+
   it('invalidRanges flags only ranges whose close is not after open', () => {
     expect([...invalidRanges([{ weekday: 0, open: '08:00', close: '08:00' }, { weekday: 1, open: '08:00', close: '12:00' }])]).toEqual([0]);
   });

@@ -1,4 +1,4 @@
-import { ActionIcon, Button, Group, Paper, Select, Stack, Text, TextInput, Textarea, Title } from '@mantine/core';
+import { ActionIcon, Button, Group, Paper, Select, Stack, Switch, Text, TextInput, Textarea, Title } from '@mantine/core';
 import { notifications } from '@mantine/notifications';
 import { useEffect, useState } from 'react';
 import { errorMessage, fieldErrors } from '../../api/client';
@@ -26,6 +26,7 @@ function CompanyForm({ config }: { config: ResellerConfig }) {
   const [away, setAway] = useState(config.away_message ?? '');
   const [timezone, setTimezone] = useState<string | null>(config.timezone ?? 'America/Sao_Paulo');
   const [hours, setHours] = useState<BusinessHours[]>(() => hoursFromConfig(config));
+  const [signature, setSignature] = useState(config.signature_enabled ?? true);
   const bad = invalidRanges(hours);
   const errors = fieldErrors(save.error);
   const weekdays = t.company.weekdays.map((label, value) => ({ value: String(value), label }));
@@ -38,7 +39,7 @@ function CompanyForm({ config }: { config: ResellerConfig }) {
       onSubmit={(e) => {
         e.preventDefault();
         save.mutate(
-          { company_name: companyName, welcome_message: welcome, away_message: away, timezone: timezone ?? undefined, business_hours: hours },
+          { company_name: companyName, welcome_message: welcome, away_message: away, timezone: timezone ?? undefined, business_hours: hours, signature_enabled: signature },
           {
             onSuccess: () => notifications.show({ color: 'teal', message: t.app.saved }),
             onError: (error) => notifications.show({ color: 'red', message: errorMessage(error) }),
@@ -50,6 +51,7 @@ function CompanyForm({ config }: { config: ResellerConfig }) {
         <TextInput label={t.company.companyName} required value={companyName} onChange={(e) => setCompanyName(e.currentTarget.value)} error={errors.company_name} />
         <Textarea label={t.company.welcome} autosize minRows={2} maxLength={1000} value={welcome} onChange={(e) => setWelcome(e.currentTarget.value)} />
         <Textarea label={t.company.away} autosize minRows={2} maxLength={1000} value={away} onChange={(e) => setAway(e.currentTarget.value)} />
+        <Switch label={t.company.signature} description={t.company.signatureHint} checked={signature} onChange={(e) => setSignature(e.currentTarget.checked)} />
         <Select label={t.company.timezone} data={Array.from(new Set([...(timezone ? [timezone] : []), ...TIMEZONES]))} value={timezone} onChange={setTimezone} searchable />
         <Paper withBorder p="sm">
           <Stack gap="xs">

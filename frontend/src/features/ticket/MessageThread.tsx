@@ -71,6 +71,14 @@ function MediaPlaceholder({ message }: { message: Message }) {
   );
 }
 
+/** An agent's signed WhatsApp reply ("*Ana:*", a line break, the text: backend messages.service
+ * `signed`) split into the name WhatsApp shows in bold and the text. The stored body is what the
+ * client received; only its markup is rendered. */
+export function splitSignature(body: string): { signature: string | null; text: string } {
+  const match = /^\*([^*\n]+):\*\n/.exec(body);
+  return match ? { signature: `${match[1]}:`, text: body.slice(match[0].length) } : { signature: null, text: body };
+}
+
 export function MessageBubble({ message }: { message: Message }) {
   if (message.direction === 'note') return <NoteBubble message={message} />;
   const isMedia = message.type !== 'text' && message.type !== 'chat';
@@ -87,7 +95,7 @@ export function MessageBubble({ message }: { message: Message }) {
         </Text>
       )}
       {isMedia && <MediaPlaceholder message={message} />}
-      {message.body && <Text size="sm">{message.body}</Text>}
+      {message.body && <Body body={message.body} signed={message.direction === 'out'} />}
       <Group gap={4} justify="flex-end">
         <Text size="xs" c="dimmed">
           <time dateTime={message.created_at}>{formatWhen(message.created_at)}</time>
@@ -95,6 +103,20 @@ export function MessageBubble({ message }: { message: Message }) {
         {message.direction === 'out' && <DeliveryTicks status={message.status} />}
       </Group>
     </div>
+  );
+}
+
+function Body({ body, signed }: { body: string; signed: boolean }) {
+  const { signature, text } = signed ? splitSignature(body) : { signature: null, text: body };
+  return (
+    <>
+      {signature && (
+        <Text size="sm" fw={700} data-testid="signature">
+          {signature}
+        </Text>
+      )}
+      <Text size="sm">{text}</Text>
+    </>
   );
 }
 

@@ -94,6 +94,22 @@ describe('TicketView', () => {
     expect(calls.find((c) => c.method === 'POST')?.body).toEqual({ body: 'Pode deixar' });
     await waitFor(() => expect(box).toHaveValue(''));
   });
+
+  it('marks the thread read when it opens with unread client messages, and not when there are none', async () => {
+    let unread = 2;
+    const calls = mockApi(({ method, path }) => {
+      if (path === `/api/v1/tickets/${base.id}/read` && method === 'POST') {
+        unread = 0;
+        return { body: { ...base, unread_count: 0 } };
+      }
+      if (path === `/api/v1/tickets/${base.id}`) return { body: { ...base, unread_count: unread } };
+      return common(path);
+    });
+    const { client } = renderApp(<TicketView ticketId={base.id} />);
+    await waitFor(() => expect(calls.filter((c) => c.method === 'POST' && c.path.endsWith('/read'))).toHaveLength(1));
+    await waitFor(() => expect(client.getQueryData<{ unread_count: number }>(['ticket', base.id])?.unread_count).toBe(0));
+    expect(calls.filter((c) => c.path.endsWith('/read'))).toHaveLength(1); // cleared: no second call
+  });
 });
 
 describe('allowedActions', () => {

@@ -2,15 +2,16 @@ import { Alert, Badge, Button, Center, Group, Loader, Paper, Stack, Text, Title 
 import { modals } from '@mantine/modals';
 import { notifications } from '@mantine/notifications';
 import { useMutation, useQueryClient } from '@tanstack/react-query';
-import { useState } from 'react';
+import { useEffect, useState } from 'react';
 import { Link, useLocation } from 'react-router';
 import { api, errorMessage, unwrap } from '../../api/client';
-import { useDepartments, useTicket, useTicketUpdated } from '../../api/queries';
+import { useDepartments, useMarkRead, useTicket, useTicketUpdated } from '../../api/queries';
 import type { Ticket } from '../../api/types';
 import { useMe } from '../../auth/session';
 import { t } from '../../i18n/pt-BR';
 import { formatPhone, formatWhen } from '../../lib/format';
 import { keys } from '../../realtime/cache';
+import { useAlerts } from '../alerts/AlertsProvider';
 import { allowedActions, assumeConflictMessage, conflictTicket } from './actions';
 import { ClientHistory } from './ClientHistory';
 import { Composer } from './Composer';
@@ -48,6 +49,16 @@ function LoadedTicket({ ticket, backTo }: { ticket: Ticket; backTo: { pathname: 
   const [transferOpen, setTransferOpen] = useState(false);
   const can = allowedActions(ticket, me);
   const department = departments.data?.find((d) => d.id === ticket.department_id);
+  const markRead = useMarkRead(ticket.id);
+  const { clearTicket } = useAlerts();
+  const unread = ticket.unread_count ?? 0;
+  // The thread is on screen: its client messages are read, on this device and (through the
+  // server's ticket.read) on the user's others; so are the alerts about it.
+  useEffect(() => clearTicket(ticket.id), [ticket.id, clearTicket]);
+  const { mutate: read, isPending: reading } = markRead;
+  useEffect(() => {
+    if (unread > 0 && !reading) read();
+  }, [ticket.id, unread, reading, read]);
 
   const onConflict = (error: unknown, assume: boolean) => {
     const current = conflictTicket(error);

@@ -1,0 +1,149 @@
+"""Queries for unread counts: two kinds of numbered entries, read and written by `_id` only.
+
+- `inbound_seq`: a ticket's client messages numbered 1, 2, 3, ... without holes, entry n being
+  `_id` "<ticket>:<n>". Taking n is inserting that `_id`, and a writer only tries n after it saw
+  n-1 stored, so "entry n exists" is monotone in n and the ticket's count is found by a galloping
+  search of `_id` look-ups (the one query FerretDB pushes down). A unique (ticket, message) key
+  makes a message take one number however often its delivery is retried.
+- `read_markers`: a user's read position in a ticket as a chain "<user>:<ticket>:<k>", k = 1, 2,
+  ..., each entry holding `seq` (read up to that inbound number), strictly increasing along the
+  chain: a marker moves by inserting entry k+1 after reading entry k, so two devices marking at
+  once race on a unique `_id` insert, which is atomic on every store, and the loser re-reads.
+  An update of one marker document would not do on FerretDB, where every update is a
+  read-modify-write of the whole document: a slower device could write an older position back.
+
+`unread_hints` keeps where each chain ended when last written (`$max`, a hint only: a lost update
+on FerretDB only makes a reader look a few entries further). Nothing here is ever removed.
+"""
+
+from datetime import datetime
+from typing import Any
+
+from pymongo.errors import DuplicateKeyError
+
+from backend.core.db import Database
+from backend.core.indexes import ASC, declare
+
+INBOUND = "inbound_seq"
+MARKERS = "read_markers"
+HINTS = "unread_hints"
+
+declare(
+    INBOUND,
+    [("ticket_id", ASC), ("message_id", ASC)],
+    name="ticket_message_unique",
+    unique=True,
+    purpose="a client message takes one inbound number per ticket, however often it is recorded",
+)
+
+
+def inbound_id(ticket_id: str, n: int) -> str:
+    return f"{ticket_id}:{n}"
+
+
+def marker_prefix(user_id: str, ticket_id: str) -> str:
+    return f"{user_id}:{ticket_id}"
+
+
+async def _get(db: Database, collection: str, _id: str) -> dict[str, Any] | None:
+    return await db[collection].find_one({"_id": _id})
+
+
+async def _hint(db: Database, hint_id: str) -> dict[str, Any]:
+    return await _get(db, HINTS, hint_id) or {}
+
+
+async def raise_hint(db: Database, hint_id: str, values: dict[str, int]) -> None:
+    """Only ever raised to an entry that is stored, so a hint names a stored entry (never removed).
+    A marker's hint carries (n, seq) of one entry: both grow together along the chain, so `$max`
+    keeps them a pair on MongoDB, and FerretDB's whole-document write-back writes a pair back."""
+    try:
+        await db[HINTS].update_one({"_id": hint_id}, {"$max": values}, upsert=True)
+    except DuplicateKeyError:  # two first upserts racing: the other one created it
+        await db[HINTS].update_one({"_id": hint_id}, {"$max": values})
+
+
+async def _chain_end(
+    db: Database, collection: str, prefix: str, lo: int, lo_doc: dict[str, Any] | None
+) -> tuple[int, dict[str, Any] | None]:
+    """(n, entry n or the caller's stand-in) for the highest stored entry of a hole-free chain,
+    starting from entry `lo`, known stored. Galloping, then bisecting: O(log distance) reads;
+    one read when nothing was added past `lo`."""
+    step = 1
+    while (doc := await _get(db, collection, f"{prefix}:{lo + step}")) is not None:
+        lo, lo_doc = lo + step, doc
+        step *= 2
+    hi = lo + step
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        doc = await _get(db, collection, f"{prefix}:{mid}")
+        if doc is not None:
+            lo, lo_doc = mid, doc
+        else:
+            hi = mid
+    return lo, lo_doc
+
+
+async def inbound_head(db: Database, ticket_id: str) -> int:
+    """How many client messages the ticket has recorded: its hint, and a read past it."""
+    hint = int((await _hint(db, f"in:{ticket_id}")).get("n", 0))
+    n, _ = await _chain_end(db, INBOUND, ticket_id, hint, None)
+    return n
+
+
+async def claim_inbound(db: Database, ticket: dict[str, Any], message: dict[str, Any], *, n: int) -> bool | None:
+    """Tries to file the message as inbound number n. True: it is n now. False: n is taken by
+    another message (try n+1). None: this message already has its number."""
+    doc = {
+        "_id": inbound_id(ticket["_id"], n),
+        "ticket_id": ticket["_id"],
+        "reseller_id": ticket["reseller_id"],
+        "message_id": message["_id"],
+        "n": n,
+        "created_at": message["created_at"],
+    }
+    try:
+        await db[INBOUND].insert_one(doc)
+    except DuplicateKeyError:
+        holder = await _get(db, INBOUND, doc["_id"])
+        if holder is not None:
+            return None if holder["message_id"] == message["_id"] else False
+        # n is free as far as we can read, so the message key refused us — or n's winner is not
+        # visible to us yet (replica set): tell them apart by the message key itself (rare path).
+        mine = await db[INBOUND].find_one({"ticket_id": ticket["_id"], "message_id": message["_id"]}, {"_id": 1})
+        return None if mine is not None else False
+    await raise_hint(db, f"in:{ticket['_id']}", {"n": n})
+    return True
+
+
+async def marker_hint(db: Database, user_id: str, ticket_id: str) -> tuple[int, int]:
+    """(k, seq) of a stored marker entry at or before the chain's end (one read)."""
+    hint = await _hint(db, f"rd:{marker_prefix(user_id, ticket_id)}")
+    return int(hint.get("n", 0)), int(hint.get("seq", 0))
+
+
+async def marker(db: Database, user_id: str, ticket_id: str, *, hint: tuple[int, int] | None = None) -> tuple[int, int]:
+    """(k, seq): the user's marker chain ends at entry k, which says "read up to inbound seq"."""
+    k, seq = hint if hint is not None else await marker_hint(db, user_id, ticket_id)
+    k, doc = await _chain_end(db, MARKERS, marker_prefix(user_id, ticket_id), k, {"seq": seq})
+    return k, int(doc["seq"]) if doc else 0
+
+
+async def insert_marker(db: Database, *, user_id: str, ticket: dict[str, Any], k: int, seq: int, at: datetime) -> bool:
+    """Stores marker entry k; False when another device stored it first."""
+    prefix = marker_prefix(user_id, ticket["_id"])
+    doc = {
+        "_id": f"{prefix}:{k}",
+        "user_id": user_id,
+        "ticket_id": ticket["_id"],
+        "reseller_id": ticket["reseller_id"],
+        "k": k,
+        "seq": seq,
+        "at": at,
+    }
+    try:
+        await db[MARKERS].insert_one(doc)
+    except DuplicateKeyError:
+        return False
+    await raise_hint(db, f"rd:{prefix}", {"n": k, "seq": seq})
+    return True

@@ -1,0 +1,84 @@
+"""Unread counts: per user and ticket, the client messages since that user last read the ticket.
+
+The rule: a ticket's client messages (sender "client", direction "in") are numbered in the order
+they are recorded (`record_inbound`, from the message path once a message is settled in its
+ticket); internal notes, agent replies and messages sent from the connection's phone never are.
+A user's read marker says "read up to number s"; unread = the ticket's count - s. Both are found
+by `_id` look-ups (repository docstring), so a list of tickets costs a few reads per row, never a
+scan of `messages`.
+
+Reading: `mark_read` (POST /tickets/{id}/read, which the screen calls when it shows a thread and
+again when a client message arrives in the thread it shows) moves the caller's marker to the
+ticket's current count. A marker only ever moves forward, also when two devices mark at once.
+
+Where it ends:
+- a client message that raced a finalize and was moved on (messages.service) may be counted in
+  the finalized ticket and in the one it moved to: unread until read there, never missed;
+- a message whose process died after storing it and before recording it: a webhook delivery is
+  retried and records it then (`complete_stored`); a ticket created through the API by a request
+  that died was not acknowledged, and its first message is not counted.
+- counts start with this feature: messages stored before it are not counted.
+"""
+
+import asyncio
+from collections.abc import Iterable
+from typing import Any
+
+from backend.core.clock import utcnow
+from backend.core.db import Database
+from backend.core.errors import Conflict
+from backend.unread import repository
+
+CLIENT = "client"
+INBOUND = "in"
+MAX_CLAIMS = 10_000  # numbers a recorder walks past; only a burst that size on one ticket needs more
+MAX_MARKS = 100  # marker races lost in a row; each loss means another device moved it meanwhile
+
+
+def counts_toward_unread(message: dict[str, Any]) -> bool:
+    return message.get("sender_type") == CLIENT and message.get("direction") == INBOUND
+
+
+async def record_inbound(db: Database, ticket: dict[str, Any], message: dict[str, Any]) -> None:
+    """Numbers a client message in `ticket`, once (safe to repeat; a no-op for other messages)."""
+    if not counts_toward_unread(message):
+        return
+    n = await repository.inbound_head(db, ticket["_id"]) + 1
+    for _ in range(MAX_CLAIMS):
+        outcome = await repository.claim_inbound(db, ticket, message, n=n)
+        if outcome is not False:
+            return
+        n += 1
+    raise Conflict("the ticket is receiving too many messages at once; retry")
+
+
+async def unread_for(db: Database, user_id: str, ticket_id: str) -> int:
+    """Two reads when nothing changed (the count's hint and the read past it, the marker's hint),
+    a third only when the marker's hint is behind the count (is there a later marker?)."""
+    head, hint = await asyncio.gather(
+        repository.inbound_head(db, ticket_id), repository.marker_hint(db, user_id, ticket_id)
+    )
+    if hint[1] >= head:  # later markers only read further, never past the count
+        return 0
+    _, read = await repository.marker(db, user_id, ticket_id, hint=hint)
+    return max(0, head - read)
+
+
+async def counts(db: Database, user_id: str, ticket_ids: Iterable[str]) -> dict[str, int]:
+    """Unread per ticket for one user (callers run this for the tickets they return)."""
+    ids = list(dict.fromkeys(ticket_ids))
+    values = await asyncio.gather(*(unread_for(db, user_id, t) for t in ids))
+    return dict(zip(ids, values, strict=True))
+
+
+async def mark_read(db: Database, user_id: str, ticket: dict[str, Any]) -> bool:
+    """Moves the user's marker forward to the ticket's current count. Returns whether it moved
+    (False: already there, or another device moved it at least as far meanwhile)."""
+    head = await repository.inbound_head(db, ticket["_id"])
+    for _ in range(MAX_MARKS):
+        k, read = await repository.marker(db, user_id, ticket["_id"])
+        if read >= head:
+            return False
+        if await repository.insert_marker(db, user_id=user_id, ticket=ticket, k=k + 1, seq=head, at=utcnow()):
+            return True
+    raise Conflict("the ticket is being marked read too often at once; retry")

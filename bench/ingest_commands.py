@@ -1,0 +1,226 @@
+"""Database commands per inbound message, counted with PyMongo's command monitoring
+(`pymongo.monitoring.CommandListener`) on the client the webhook and the processor use.
+
+Runs in the bench's own process, on a database of its own in the bench's store, with the
+backend's code: the client is `backend.core.db.make_client` with a listener, the webhook's
+acknowledgement is `webhooks.service.receive` (what the route runs: authenticate, then store),
+and processing is a `WebhookProcessor` woken by that store with the stored document handed over,
+exactly as in a backend process. Two counts, each split by phase (ack / processing) and by
+command name:
+
+- **isolated**: one message at a time, so every command belongs to that message and the figure
+  does not depend on the machine: first the first message of `clients` new clients, then a
+  second message from each of them (a message in an existing conversation, the ticket open);
+- **backlog**: `backlog` messages (half first messages, half follow-ups) acknowledged at once with
+  the processor stopped, then drained by one polled pass over every lane, as after a burst:
+  what group commit and per-walk reuse amortize.
+
+Before counting, one message per lane warms what a running process has already done once (the
+lane's cursor read, seqlog's top sync, the server's buildInfo); those are not per message.
+"""
+
+import asyncio
+import contextlib
+import json
+import time
+from collections import Counter
+from typing import Any
+
+from pymongo import AsyncMongoClient
+from pymongo.monitoring import CommandFailedEvent, CommandListener, CommandStartedEvent, CommandSucceededEvent
+
+from backend.core.config import Settings
+from backend.core.db import durable_database, make_client
+from backend.core.indexes import ensure_indexes
+from backend.webhooks import service
+from backend.webhooks.processor import WebhookProcessor
+
+IGNORED = frozenset({"hello", "ismaster", "isMaster", "endSessions", "ping"})  # connection upkeep
+
+
+class Counting(CommandListener):
+    """Counts started commands under the current phase (None: not counted)."""
+
+    def __init__(self) -> None:
+        self.phase: str | None = None
+        self.counts: Counter[tuple[str, str]] = Counter()
+        self.trace: list[str] = []  # "<phase> <command> <collection>" of the commands since take()
+
+    def started(self, event: CommandStartedEvent) -> None:
+        if self.phase is not None and event.command_name not in IGNORED:
+            self.counts[(self.phase, event.command_name)] += 1
+            target = event.command.get(event.command_name)
+            self.trace.append(f"{self.phase} {event.command_name} {target if isinstance(target, str) else ''}")
+
+    def succeeded(self, event: CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: CommandFailedEvent) -> None:
+        pass
+
+    def take(self) -> Counter[tuple[str, str]]:
+        out, self.counts, self.trace = self.counts, Counter(), []
+        return out
+
+
+def _payload(phone: str, key_id: str, text: str) -> bytes:
+    return json.dumps(
+        {
+            "event": "messages.upsert",
+            "instance": "bench",
+            "data": {
+                "key": {"remoteJid": f"{phone}@s.whatsapp.net", "fromMe": False, "id": key_id},
+                "pushName": f"Cliente {phone[-4:]}",
+                "message": {"conversation": text},
+                "messageType": "conversation",
+                "messageTimestamp": int(time.time()),
+            },
+        }
+    ).encode()
+
+
+def _summary(counts: Counter[tuple[str, str]], messages: int) -> dict[str, Any]:
+    """Per message: total, per phase, and per phase and command name."""
+    per: dict[str, Any] = {"messages": messages, "total": sum(counts.values()) / messages, "phases": {}}
+    for (phase, name), n in sorted(counts.items()):
+        entry = per["phases"].setdefault(phase, {"total": 0.0, "commands": {}})
+        entry["total"] += n / messages
+        entry["commands"][name] = n / messages
+    return per
+
+
+async def _settled(watch: Any, raw_ids: list[str], limit: float = 600.0) -> None:
+    """Until every delivery has an outcome (read with a client that is not counted)."""
+    deadline = time.monotonic() + limit
+    pending = list(raw_ids)
+    while pending:
+        doc = await watch.webhook_events_raw.find_one({"_id": pending[-1]}, {"status": 1})
+        if doc is not None and doc.get("status") != "received":
+            pending.pop()
+            continue
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{len(pending)} deliveries not processed within {limit:.0f}s")
+        await asyncio.sleep(0.002)
+
+
+async def count_commands(
+    mongo_url: str, source_db: str, conn_id: str, token: str, *, clients: int = 40, backlog: int = 400
+) -> dict[str, Any]:
+    db_name = f"{source_db}_count"
+    settings = Settings(
+        ENV="test",
+        MONGO_URL=mongo_url,
+        MONGO_DB=db_name,
+        JWT_SECRET="bench-" + "x" * 40,
+        WEBHOOK_POLL_SECONDS=10**6,  # no polled walks while counting: only the woken ones
+        OUTBOUND_WORKER_ENABLED=False,
+    )
+    counting = Counting()
+    client = make_client(settings, command_listeners=[counting])
+    db = durable_database(client, db_name)
+    watch_client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_url, tz_aware=True)
+    watch = watch_client[db_name]
+    try:
+        conn = await watch_client[source_db].whatsapp_connections.find_one({"_id": conn_id})
+        assert conn is not None
+        await watch.whatsapp_connections.insert_one(conn)
+        await ensure_indexes(db)
+        lanes = settings.WEBHOOK_LANES
+
+        async def ack(phone: str, key: str) -> str:
+            _, raw_id = await service.receive(
+                db, connection_id=conn_id, token=token, event_hint=None, body=_payload(phone, key, key), lanes=lanes
+            )
+            return raw_id
+
+        processor = WebhookProcessor(db, settings)
+        stop = asyncio.Event()
+        running = asyncio.create_task(processor.run(stop))
+        await asyncio.sleep(0.5)  # lane loops subscribed, retired-lane check done
+        # Warm-up: one first message per lane.
+        warm: dict[int, str] = {}
+        i = 0
+        while len(warm) < lanes:
+            phone = f"5511{9_000_000 + i:07d}"
+            lane = service.lane_of(conn_id, f"{phone}@s.whatsapp.net", lanes)
+            warm.setdefault(lane, phone)
+            i += 1
+        await _settled(watch, [await ack(phone, f"warm-{n}") for n, phone in warm.items()])
+
+        result: dict[str, Any] = {}
+        phones = [f"5521{i:07d}" for i in range(clients)]
+        for label, suffix in (("new client's first message", "a"), ("existing conversation", "b")):
+            total: Counter[tuple[str, str]] = Counter()
+            for phone in phones:
+                counting.take()
+                counting.phase = "ack"
+                raw_id = await ack(phone, f"iso-{suffix}-{phone}")
+                counting.phase = "processing"
+                await _settled(watch, [raw_id])
+                counting.phase = None
+                trace = list(counting.trace)
+                total += counting.take()
+            result[f"isolated: {label}"] = _summary(total, len(phones))
+            result[f"isolated: {label}"]["last_message_trace"] = trace
+
+        stop.set()
+        await running
+        # Backlog: half new clients, half follow-ups of the isolated clients, acknowledged together.
+        burst = [(f"5531{i:07d}", f"bl-{i}") for i in range(backlog // 2)]
+        burst += [(phones[i % len(phones)], f"bl-x-{i}") for i in range(backlog - backlog // 2)]
+        drained = WebhookProcessor(db, settings)
+        every = set(range(lanes))
+        await drained.run_once(every)  # its lane cursors read once, as a running process has
+        counting.take()
+        counting.phase = "ack"
+        sem = asyncio.Semaphore(64)
+
+        async def bounded(phone: str, key: str) -> str:
+            async with sem:
+                return await ack(phone, key)
+
+        raw_ids = await asyncio.gather(*(bounded(p, k) for p, k in burst))
+        counting.phase = "processing"
+        processed = 0
+        for _ in range(20):  # passes over every lane until all are processed (one normally does)
+            processed += await drained.run_once(every)
+            with contextlib.suppress(RuntimeError):
+                await _settled(watch, list(raw_ids), limit=0.0)
+                break
+        counting.phase = None
+        result["backlog: half first messages, half follow-ups"] = _summary(counting.take(), len(burst))
+        result["backlog processed"] = processed
+        return result
+    finally:
+        await client.close()
+        await watch_client.close()
+
+
+def render_traces(result: dict[str, Any]) -> str:
+    """The commands of the last message of each isolated scenario, in order."""
+    out = []
+    for label, per in result.items():
+        if isinstance(per, dict) and "last_message_trace" in per:
+            out.append(f"{label}: " + "; ".join(per["last_message_trace"]))
+    return "\n".join(out)
+
+
+def render(result: dict[str, Any]) -> str:
+    """A markdown table: per message, total and per phase, with the commands by name."""
+    lines = [
+        "| scenario | messages | commands per message | ack | processing |",
+        "|---|---:|---:|---|---|",
+    ]
+    for label, per in result.items():
+        if not isinstance(per, dict):
+            continue
+        cells = []
+        for phase in ("ack", "processing"):
+            entry = per["phases"].get(phase)
+            if entry is None:
+                cells.append("0")
+                continue
+            names = ", ".join(f"{name} {n:.2f}" for name, n in sorted(entry["commands"].items()))
+            cells.append(f"**{entry['total']:.2f}** ({names})")
+        lines.append(f"| {label} | {per['messages']} | **{per['total']:.2f}** | {cells[0]} | {cells[1]} |")
+    return "\n".join(lines)

@@ -1,0 +1,84 @@
+import { createContext, useCallback, useContext, useEffect, useMemo, useRef, useState, type ReactNode } from 'react';
+import { useLocation, useNavigate } from 'react-router';
+import type { RealtimeEvent } from '../../api/types';
+import { useMe } from '../../auth/session';
+import { useRealtimeEvents } from '../../realtime/RealtimeProvider';
+import { alertFor, alertsEnabled, canNotify, pendingCount, titleWith, withAlert, withoutTicket, type Pending } from './alerts';
+import { playChime } from './sound';
+
+type AlertsApi = { clearTicket: (ticketId: string) => void; pending: number };
+const AlertsContext = createContext<AlertsApi>({ clearTicket: () => undefined, pending: 0 });
+const SEEN_KEEP = 500;
+
+function openTicketId(pathname: string): string | undefined {
+  return /^\/atendimento\/([0-9a-f]{24})/.exec(pathname)?.[1];
+}
+
+function looking(): boolean {
+  return document.visibilityState === 'visible' && document.hasFocus();
+}
+
+/** The agent's alerts: sound and desktop notification (when its toggle is on), and the tab title
+ * counting what waits for it. Opening a ticket clears its alerts. */
+export function AlertsProvider({ children }: { children: ReactNode }) {
+  const me = useMe();
+  const navigate = useNavigate();
+  const location = useLocation();
+  const [pending, setPending] = useState<Pending>(new Map());
+  const seen = useRef(new Set<string>());
+  const baseTitle = useRef(document.title);
+  const openId = openTicketId(location.pathname);
+  const openRef = useRef(openId);
+  openRef.current = openId;
+
+  const clearTicket = useCallback((ticketId: string) => setPending((p) => withoutTicket(p, ticketId)), []);
+
+  useRealtimeEvents((event: RealtimeEvent) => {
+    const alert = alertFor(event, me);
+    if (!alert || seen.current.has(alert.key)) return;
+    seen.current.add(alert.key);
+    if (seen.current.size > SEEN_KEEP) seen.current.delete(seen.current.values().next().value as string);
+    if (alert.ticketId === openRef.current && looking()) return; // already in front of the agent
+    setPending((p) => withAlert(p, alert.ticketId));
+    if (!alertsEnabled(me.id)) return;
+    playChime();
+    if (!canNotify()) return;
+    const notification = new Notification(alert.title, { body: alert.body, tag: alert.key });
+    notification.onclick = () => {
+      window.focus();
+      navigate(`/atendimento/${alert.ticketId}`);
+      notification.close();
+    };
+  });
+
+  useEffect(() => {
+    // Back at the window: what the open ticket alerted about is in front of the agent now.
+    const back = () => {
+      if (openRef.current && looking()) clearTicket(openRef.current);
+    };
+    window.addEventListener('focus', back);
+    document.addEventListener('visibilitychange', back);
+    return () => {
+      window.removeEventListener('focus', back);
+      document.removeEventListener('visibilitychange', back);
+    };
+  }, [clearTicket]);
+
+  const count = pendingCount(pending);
+  useEffect(() => {
+    document.title = titleWith(baseTitle.current, count);
+  }, [count]);
+  useEffect(() => {
+    const base = baseTitle.current;
+    return () => {
+      document.title = base;
+    };
+  }, []);
+
+  const api = useMemo(() => ({ clearTicket, pending: count }), [clearTicket, count]);
+  return <AlertsContext.Provider value={api}>{children}</AlertsContext.Provider>;
+}
+
+export function useAlerts(): AlertsApi {
+  return useContext(AlertsContext);
+}

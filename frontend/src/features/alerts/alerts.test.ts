@@ -1,0 +1,73 @@
+import { describe, expect, it } from 'vitest';
+import type { Message, RealtimeEvent } from '../../api/types';
+import { agentUser, ticketFixture } from '../../test/utils';
+import { alertFor, alertsEnabled, pendingCount, setAlertsEnabled, titleWith, withAlert, withoutTicket } from './alerts';
+
+const me = agentUser();
+const ev = (event: RealtimeEvent['event'], over: Partial<RealtimeEvent>): RealtimeEvent => ({
+  type: 'event', seq: 1, event, at: '2025-01-01T12:00:00Z', ticket: null, message: null, connection: null, ...over,
+});
+const message = (over: Partial<Message> = {}): Message => ({
+  id: 'm'.repeat(24), ticket_id: '1'.repeat(24), direction: 'in', sender_type: 'client', sender_name: 'Maria', type: 'text',
+  body: 'Ainda não chegou', status: 'received', created_at: '2025-01-01T12:00:00Z', ...over,
+});
+const held = ticketFixture({ status: 'atendendo', agent_id: me.id, agent_name: me.name, version: 2 });
+
+describe('alertFor', () => {
+  it('alerts an agent of a new espera ticket in its departments, and of nothing elsewhere', () => {
+    const fresh = ticketFixture({ number: 12 });
+    expect(alertFor(ev('ticket.created', { ticket: fresh }), me)).toMatchObject({
+      ticketId: fresh.id,
+      title: 'Novo atendimento: Maria Cliente',
+      body: 'Oi',
+    });
+    const elsewhere = ticketFixture({ department_id: 'e'.repeat(24) });
+    expect(alertFor(ev('ticket.created', { ticket: elsewhere }), me)).toBeNull();
+    // Sent back to the queue of its department: waiting again.
+    const back = ticketFixture({ version: 3 });
+    expect(alertFor(ev('ticket.transferred', { ticket: back }), me)?.key).toBe(`queued:${back.id}:3`);
+    // A reseller has no queue of its own: badges, not alerts.
+    expect(alertFor(ev('ticket.created', { ticket: fresh }), agentUser({ role: 'reseller', department_ids: [] }))).toBeNull();
+  });
+
+  it('alerts the holder of a client message, never of its own replies, notes or others\' tickets', () => {
+    expect(alertFor(ev('message.created', { ticket: held, message: message() }), me)).toMatchObject({
+      key: `message:${'m'.repeat(24)}`,
+      title: 'Nova mensagem de Maria Cliente',
+      body: 'Ainda não chegou',
+    });
+    const reply = message({ direction: 'out', sender_type: 'agent' });
+    expect(alertFor(ev('message.created', { ticket: held, message: reply }), me)).toBeNull();
+    const note = message({ direction: 'note', sender_type: 'agent', type: 'note' });
+    expect(alertFor(ev('message.created', { ticket: held, message: note }), me)).toBeNull();
+    const theirs = { ...held, agent_id: 'b'.repeat(24) };
+    expect(alertFor(ev('message.created', { ticket: theirs, message: message() }), me)).toBeNull();
+    const queued = ticketFixture();
+    expect(alertFor(ev('message.created', { ticket: queued, message: message() }), me)).toBeNull();
+    const photo = message({ body: '', type: 'image' });
+    expect(alertFor(ev('message.created', { ticket: held, message: photo }), me)?.body).toBe('Anexo recebido');
+  });
+});
+
+describe('pending alerts and the tab title', () => {
+  it('counts alerts per ticket and clears a ticket when it is opened', () => {
+    let pending = withAlert(withAlert(withAlert(new Map(), 'a'), 'a'), 'b');
+    expect(pendingCount(pending)).toBe(3);
+    expect(titleWith('IAZE', pendingCount(pending))).toBe('(3) IAZE');
+    pending = withoutTicket(pending, 'a');
+    expect(pendingCount(pending)).toBe(1);
+    const same = withoutTicket(pending, 'zzz');
+    expect(same).toBe(pending);
+    expect(titleWith('IAZE', pendingCount(withoutTicket(pending, 'b')))).toBe('IAZE');
+  });
+
+  it('keeps the toggle per user, off until the user turns it on', () => {
+    localStorage.clear();
+    expect(alertsEnabled('u1')).toBe(false);
+    setAlertsEnabled('u1', true);
+    expect(alertsEnabled('u1')).toBe(true);
+    expect(alertsEnabled('u2')).toBe(false);
+    setAlertsEnabled('u1', false);
+    expect(alertsEnabled('u1')).toBe(false);
+  });
+});

@@ -1,0 +1,274 @@
+"""`/tickets/counts` from the counters (backend/tickets/counters.py) equals a recount of the ticket
+documents — for the reseller, for each agent, with and without a department — after randomized
+concurrent moves, a competitor injected between an event and its delta, and writers that died
+between the two; and scripts/ticket_counts.py finds and repairs what is wrong."""
+
+import asyncio
+import random
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from typing import Any
+
+import httpx
+import pytest
+
+from backend.audit import repository as events
+from backend.core.clock import utcnow
+from backend.core.config import Settings
+from backend.core.ids import new_id
+from backend.core.tenancy import Actor
+from backend.tickets import counters, sweep
+from backend.tickets import counters_repository as counters_repo
+from backend.tickets import service as tickets
+from scripts import ticket_counts
+from tests.conftest import make_settings
+from tests.factories import API, Tenant, make_agent, make_tenant, make_ticket
+from tests.tickets.projection_support import log_assume_without_projecting
+
+SEED = 20261202
+
+
+@pytest.fixture(scope="module")
+def settings(mongo_url: str, db_name: str) -> Settings:
+    # No background sweep: the crash tests run the sweep themselves, with nobody reading.
+    return make_settings(mongo_url, db_name, TICKET_SWEEP_ENABLED=False)
+
+
+@pytest.fixture
+async def tenant(client: httpx.AsyncClient, admin_headers: dict[str, str]) -> Tenant:
+    tenant = await make_tenant(client, admin_headers, departments=2, agents=2)
+    # One agent in the second department only: its espera counts differ from the others'.
+    tenant.agents.append(await make_agent(client, tenant, [tenant.departments[1]["id"]]))
+    return tenant
+
+
+def _actors(tenant: Tenant) -> list[Actor]:
+    owner = Actor(id=tenant.owner_id, role="reseller", name="owner", reseller_id=tenant.id)
+    agents = [
+        Actor(
+            id=a["id"],
+            role="agent",
+            name=a["name"],
+            reseller_id=tenant.id,
+            department_ids=tuple(a["department_ids"]),
+        )
+        for a in tenant.agents
+    ]
+    return [owner, *agents]
+
+
+async def assert_counts_equal_recount(db: Any, tenant: Tenant) -> dict[str, int]:
+    """Every actor, every department filter: counters == count_documents over the tickets."""
+    owner_counts: dict[str, int] = {}
+    for actor in _actors(tenant):
+        for dept in [None, *(d["id"] for d in tenant.departments)]:
+            have = await tickets.counts(db, actor, department_id=dept)
+            want = await tickets.recount(db, actor, department_id=dept)
+            assert have == want, (actor.role, actor.id, dept)
+            if actor.role == "reseller" and dept is None:
+                owner_counts = have.model_dump()
+    return owner_counts
+
+
+async def _gather(calls: list[Callable[[], Awaitable[httpx.Response]]]) -> list[httpx.Response]:
+    return await asyncio.gather(*(c() for c in calls))
+
+
+async def _random_run(client: httpx.AsyncClient, tenant: Tenant, rng: random.Random, *, rounds: int) -> None:
+    """Creates, assumes, transfers (to an agent, to a department) and finalizes at random, in
+    concurrent batches where two moves often race for one ticket (the loser gets a 409)."""
+    made = [t["id"] for t in await asyncio.gather(*(make_ticket(client, tenant) for _ in range(6)))]
+    agents, depts = tenant.agents, tenant.departments
+    for _ in range(rounds):
+        calls: list[Callable[[], Awaitable[httpx.Response]]] = []
+        for _ in range(8):
+            tid = rng.choice(made)
+            kind = rng.choice(["assume", "assume", "to_agent", "to_dept", "finalize", "create"])
+            agent = rng.choice(agents)
+            if kind == "assume":
+                calls.append(lambda t=tid, h=agent["headers"]: client.post(f"{API}/tickets/{t}/assume", headers=h))
+            elif kind == "to_agent":
+                body = {"agent_id": agent["id"]}
+                calls.append(
+                    lambda t=tid, b=body: client.post(f"{API}/tickets/{t}/transfer", json=b, headers=tenant.headers)
+                )
+            elif kind == "to_dept":
+                body = {"department_id": rng.choice(depts)["id"]}
+                calls.append(
+                    lambda t=tid, b=body: client.post(f"{API}/tickets/{t}/transfer", json=b, headers=tenant.headers)
+                )
+            elif kind == "finalize":
+                h = rng.choice([tenant.headers, agent["headers"]])
+                calls.append(lambda t=tid, h=h: client.post(f"{API}/tickets/{t}/finalize", headers=h))
+            else:
+                dept = rng.choice(depts)["id"]
+
+                async def create(d: str = dept) -> httpx.Response:
+                    made.append((await make_ticket(client, tenant, department_id=d))["id"])
+                    return httpx.Response(201)
+
+                calls.append(create)
+        for r in await _gather(calls):
+            # 404: an agent acting on a ticket it cannot see; 409: it lost a race or the state forbids it;
+            # 422: e.g. a transfer to an agent who already holds it.
+            assert r.status_code in (200, 201, 404, 409, 422), r.text
+
+
+async def test_counts_equal_a_recount_after_random_concurrent_moves(
+    client: httpx.AsyncClient, tenant: Tenant, db: Any
+) -> None:
+    await _random_run(client, tenant, random.Random(SEED), rounds=8)
+    counts = await assert_counts_equal_recount(db, tenant)
+    assert sum(counts.values()) > 0
+    r = await client.get(f"{API}/tickets/counts", headers=tenant.headers)
+    assert r.status_code == 200 and r.json() == counts
+    # The same numbers once everything is folded into the totals (no tail left).
+    await counters.compact(db, tenant.id)
+    await assert_counts_equal_recount(db, tenant)
+
+
+async def test_counts_read_a_bounded_tail_past_the_totals(client: httpx.AsyncClient, tenant: Tenant, db: Any) -> None:
+    """Writers fold the deltas into the totals as they go: what a read walks stays short."""
+    made = [await make_ticket(client, tenant) for _ in range(3 * counters.COMPACT_EVERY)]
+    doc = await counters_repo.totals(db, tenant.id)
+    assert doc is not None
+    head = await counters_repo.log_of(tenant.id).head(db)
+    assert head == len(made) and head - int(doc["watermark"]) < counters.COMPACT_EVERY
+    await assert_counts_equal_recount(db, tenant)
+
+
+async def test_a_competitor_between_an_event_and_its_delta(
+    client: httpx.AsyncClient, tenant: Tenant, db: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The assume's event is logged; before its writer appends the delta, a reader settles the
+    ticket (appending the delta itself) and another agent finalizes it. The event is counted
+    once, the finalize once."""
+    ticket = await make_ticket(client, tenant)
+    tid = ticket["id"]
+    real = counters.record
+    fired: list[str] = []
+
+    async def record(db_: Any, event: Any, **kwargs: Any) -> None:
+        if event.get("ticket_id") == tid and event["type"] == "assumed" and not fired:
+            fired.append(str(event["_id"]))
+            assert await tickets.load(db, tid) is not None  # settles: rolls forward, appends the delta
+            r = await client.post(f"{API}/tickets/{tid}/finalize", headers=tenant.headers)
+            assert r.status_code == 200, r.text
+        await real(db_, event, **kwargs)
+
+    monkeypatch.setattr(counters, "record", record)
+    r = await client.post(f"{API}/tickets/{tid}/assume", headers=tenant.agents[0]["headers"])
+    assert r.status_code == 200, r.text
+    monkeypatch.undo()
+    assert fired
+    # Two entries for the assume (the settle's and its writer's), one of them canonical.
+    entries = [e for e in await counters_repo.all_entries(db, tenant.id) if e["event_id"] == fired[0]]
+    assert len(entries) == 2
+    assert await counters_repo.canonical(db, fired[0]) in {int(e["seq"]) for e in entries}
+    counts = await assert_counts_equal_recount(db, tenant)
+    assert counts["finalizado"] >= 1
+    await counters.compact(db, tenant.id)
+    await assert_counts_equal_recount(db, tenant)
+
+
+async def test_an_entry_appended_but_not_yet_claimed_counts_once(
+    client: httpx.AsyncClient, tenant: Tenant, db: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A writer stopped between its entry and its claim, while a compaction runs and a second
+    writer (a settle) appends the same event again: still counted exactly once."""
+    ticket = await make_ticket(client, tenant)
+    real_claim = counters_repo.claim
+    held: list[tuple[str, int]] = []
+
+    async def claim(db_: Any, event_id: str, seq: int) -> int:
+        if not held and event_id.startswith(ticket["id"]) and event_id.endswith("2"):
+            held.append((event_id, seq))
+            # Unclaimed, and the ticket not projected yet: the reader already counts the move.
+            owner = _actors(tenant)[0]
+            have = await tickets.counts(db, owner, department_id=None)
+            projected = await tickets.recount(db, owner, department_id=None)
+            assert (have.espera, have.atendendo) == (projected.espera - 1, projected.atendendo + 1)
+            await counters.compact(db, tenant.id)  # the compactor claims it first
+            event = await db.ticket_events.find_one({"_id": event_id})
+            await counters.record(db, event)  # a settle that finds the claim: appends nothing
+        return await real_claim(db_, event_id, seq)
+
+    monkeypatch.setattr(counters_repo, "claim", claim)
+    r = await client.post(f"{API}/tickets/{ticket['id']}/assume", headers=tenant.agents[0]["headers"])
+    assert r.status_code == 200, r.text
+    monkeypatch.undo()
+    assert held
+    assert await counters_repo.canonical(db, held[0][0]) == held[0][1]
+    await assert_counts_equal_recount(db, tenant)
+
+
+async def test_a_writer_dead_after_its_event_converges_by_the_sweep_with_no_reader(
+    client: httpx.AsyncClient, tenant: Tenant, db: Any
+) -> None:
+    """The assume's event is logged, then its process dies: no delta, no projection. Nobody opens
+    the ticket; the sweep settles it, appending the delta before projecting it."""
+    start = utcnow() - timedelta(seconds=1)
+    ticket = await make_ticket(client, tenant)
+    before = await tickets.counts(db, _actors(tenant)[0], department_id=None)
+    await log_assume_without_projecting(db, ticket["id"], tenant.agents[0])
+    # Counts follow the projection, which is behind too: the same numbers as before.
+    assert await tickets.counts(db, _actors(tenant)[0], department_id=None) == before
+    swept = await sweep.sweep_once(db, since=start)
+    assert swept.repaired >= 1
+    counts = await assert_counts_equal_recount(db, tenant)
+    assert counts["atendendo"] == before.atendendo + 1 and counts["espera"] == before.espera - 1
+
+
+async def test_the_script_reports_nothing_after_a_run_and_fixes_corrupted_totals(
+    client: httpx.AsyncClient, tenant: Tenant, db: Any
+) -> None:
+    await _random_run(client, tenant, random.Random(SEED + 1), rounds=4)
+    [found] = await ticket_counts.check(db, tenant=tenant.id, fix=False)
+    assert (found.differences, found.unrecorded, found.totals_corrupt) == ({}, [], False)
+
+    await counters.compact(db, tenant.id)
+    doc = await counters_repo.totals(db, tenant.id)
+    assert doc is not None and doc["watermark"] > 0
+    key = f"d|{tenant.departments[0]['id']}|espera"
+    corrupted = {**doc["counts"], key: int(doc["counts"].get(key, 0)) + 5}
+    await counters_repo.write_totals(db, tenant.id, watermark=int(doc["watermark"]), counts=corrupted)
+
+    [found] = await ticket_counts.check(db, tenant=tenant.id, fix=False)
+    assert found.totals_corrupt
+    want, have = found.differences[key]
+    assert have == want + 5
+    [fixed] = await ticket_counts.check(db, tenant=tenant.id, fix=True)
+    assert (fixed.differences, fixed.unrecorded, fixed.totals_corrupt) == ({}, [], False)
+    await assert_counts_equal_recount(db, tenant)
+
+
+async def test_the_script_backfills_tickets_older_than_the_counters(
+    client: httpx.AsyncClient, tenant: Tenant, db: Any
+) -> None:
+    """A tenant from before the counters: its totals are not complete and a ticket has its events
+    and no delta. Counts are counted from the tickets meanwhile (still right); the check reports
+    it and --fix appends the delta and marks the totals complete (the log and the tickets are not
+    written), after which the counters answer."""
+    ticket = await make_ticket(client, tenant)
+    await db[counters_repo.TOTALS].update_one({"_id": tenant.id}, {"$set": {"complete": False}})
+    created = await db.ticket_events.find_one({"_id": events.event_id(ticket["id"], 1)})
+    old_id = new_id()
+    old = {**created["data"]["ticket"], "_id": old_id, "number": 10**9 + 11, "open_slot": 77}
+    event = {**created, "_id": events.event_id(old_id, 1), "ticket_id": old_id, "data": {"ticket": old}}
+    await db.ticket_events.insert_one(event)
+    await db.tickets.insert_one(old)
+    stored = (await db.ticket_events.count_documents({}), await db.tickets.count_documents({}))
+
+    owner = _actors(tenant)[0]
+    assert await counters.for_actor(db, owner, department_id=None) is None  # not backfilled: not used
+    assert await tickets.counts(db, owner, department_id=None) == await tickets.recount(db, owner, department_id=None)
+    [found] = await ticket_counts.check(db, tenant=tenant.id, fix=False)
+    assert not found.complete
+    assert [e["_id"] for e in found.unrecorded] == [event["_id"]]
+    key = f"d|{old['department_id']}|espera"
+    assert found.differences[key][0] == found.differences[key][1] + 1
+    [fixed] = await ticket_counts.check(db, tenant=tenant.id, fix=True)
+    assert (fixed.differences, fixed.unrecorded, fixed.totals_corrupt, fixed.complete) == ({}, [], False, True)
+    assert (await db.ticket_events.count_documents({}), await db.tickets.count_documents({})) == stored
+    assert await counters.for_actor(db, owner, department_id=None) is not None
+    await assert_counts_equal_recount(db, tenant)
