@@ -30,7 +30,18 @@ class IndexSpec:
 # Every module that declares indexes (tests/core/test_runtime.py checks none is missing), imported by
 # `declared()`: every entry point gets the whole list, not what it happened to import. Filled once
 # by these imports, the registry never changes afterwards.
-_DOMAINS = "audit connections departments messages quick_replies tags tickets unread users webhooks".split()
+_DOMAINS = (
+    "audit",
+    "connections",
+    "departments",
+    "messages",
+    "quick_replies",
+    "tags",
+    "tickets",
+    "unread",
+    "users",
+    "webhooks",
+)
 DECLARED_IN = tuple(f"backend.{domain}.repository" for domain in _DOMAINS)
 _REGISTRY: list[IndexSpec] = []
 

@@ -64,6 +64,13 @@ RETIRED_CHECK_SECONDS = 300.0  # how often a running processor looks for retired
 HANDED_MAX = 20_000  # stored deliveries held per processor; past that it reads them back
 HANDED_MAX_BYTES = 64 * 1024  # larger bodies are read back rather than held
 
+# --- Ticket counters (tickets/counters.py; BENCHMARKS.md "Ticket counts") ---------------------------
+COUNTS_COMPACT_EVERY = 8  # a writer folds the delta log into the totals at every 8th entry
+COUNTS_READER_COMPACTS_AT = 4 * COUNTS_COMPACT_EVERY  # a reader walking a longer tail folds it (a folder died)
+# One compaction folds at most this many entries (a tenant idle for long, or the first run after
+# the backfill); the next compaction goes on from there.
+COUNTS_MAX_FOLD = 5_000
+
 # --- Elsewhere -----------------------------------------------------------------------------------------
 OUTBOUND_CHAT_HINTS = 10_000  # chats whose last queue position a process remembers
 # The ticket sweep rests this many times its last scan: under a tenth of the time on FerretDB, where
