@@ -9,11 +9,14 @@ import pytest
 from pymongo import AsyncMongoClient
 
 import backend.app  # noqa: F401 - this process has imported everything; the subprocess has not
+from backend import gates
 from backend.core.db import durable_database
 from backend.core.ids import new_id
 from backend.core.indexes import declared
 from backend.core.runtime import open_runtime, runtime_of
+from backend.core.seqlog import SeqLog, block_of
 from backend.realtime import feed
+from backend.tickets import service as tickets
 
 
 class Recorder:
@@ -50,6 +53,24 @@ async def test_two_clients_in_one_process_have_separate_runtimes(two_processes: 
     await runtime_a.close()
     await feed.publish(a, reseller_id=tenant, type_="connection.status", connection={"_id": "c"})
     assert sink.seqs == [2]  # a closed runtime has no sinks left
+
+
+async def test_two_clients_are_two_seqlog_writers_and_only_the_gated_one_may_finalize(
+    two_processes: list[Any],
+) -> None:
+    a, b = two_processes
+    log = SeqLog("log", f"{new_id()}:", state_collection="state", cursor_id="cursor")
+    first, _ = await log.append(a, {}, reserve=True)
+    second, _ = await log.append(b, {}, reserve=True)
+    third, _ = await log.append(a, {}, reserve=True)
+    # Each owns its own block (shared state would hand b the number after a's): b opens the block
+    # above a's, and a, seeing it stored, leaves its block for one above b's.
+    assert block_of(first) < block_of(second) < block_of(third)
+
+    gates.connect_domains(a)
+    assert runtime_of(a).finalize_hooks and not runtime_of(b).finalize_hooks
+    with pytest.raises(RuntimeError, match="finalize hooks not registered"):
+        await tickets.after_finalize(b, {"_id": new_id()})
 
 
 def test_a_process_that_imports_no_route_still_knows_every_index() -> None:
