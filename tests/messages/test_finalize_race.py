@@ -157,7 +157,7 @@ async def test_a_finalize_between_the_activity_write_and_its_read_back_moves_the
             raced.append(ticket["_id"])
             assert (await _finalize(client, tenant, first["_id"])).status_code == 200
 
-    monkeypatch.setattr(tickets_repo, "touch_activity", touch_then_finalize)
+    monkeypatch.setattr(tickets, "touch_activity", touch_then_finalize)  # the name messages calls
     ticket, message = await chat.say("mais uma coisa")
     monkeypatch.undo()
 

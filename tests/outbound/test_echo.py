@@ -14,7 +14,7 @@ from backend.connections.providers import registry
 from backend.core.config import Settings
 from backend.outbound.worker import OutboundWorker
 from backend.webhooks import service as webhooks
-from tests.factories import make_tenant
+from tests.factories import Tenant, make_tenant
 from tests.fakes.harness import FakeEvolution, make_connection, wait_for
 from tests.outbound.helpers import held_ticket
 from tests.webhooks.helpers import settled
@@ -23,6 +23,15 @@ from tests.webhooks.helpers import settled
 @pytest.fixture(scope="module")
 def settings_overrides() -> dict[str, Any]:
     return {"OUTBOUND_WORKER_ENABLED": False, "EVOLUTION_TIMEOUT_SECONDS": 60.0, "OUTBOUND_LEASE_SECONDS": 60.0}
+
+
+async def _unsigned_tenant(client: httpx.AsyncClient, admin_headers: dict[str, str]) -> Tenant:
+    """A tenant whose replies go out as typed (no signature line): these tests are about a phone
+    copy of the very text the agent sent, which the signature would make differ."""
+    tenant = await make_tenant(client, admin_headers, agents=1)
+    r = await client.patch("/api/v1/reseller-config", json={"signature_enabled": False}, headers=tenant.headers)
+    assert r.status_code == 200, r.text
+    return tenant
 
 
 @pytest.fixture
@@ -75,7 +84,7 @@ async def test_the_same_text_typed_on_the_phone_while_the_reply_is_in_flight_sta
     http: httpx.AsyncClient,
 ) -> None:
     evolution = evolution_reset
-    tenant = await make_tenant(client, admin_headers, agents=1)
+    tenant = await _unsigned_tenant(client, admin_headers)
     conn = await make_connection(client, tenant, evolution)
     ticket_id, phone, agent = await held_ticket(client, tenant, evolution, conn, db)
     r = await client.post(f"/api/v1/tickets/{ticket_id}/messages", json={"body": "ok"}, headers=agent)
@@ -125,7 +134,7 @@ async def test_the_echo_and_a_phone_copy_both_ahead_of_the_answer_are_told_apart
     """The real echo and then the typed "ok" both arrive before the send is answered (the fake
     posts the echo, then holds its answer): both are held, and the answered id decides."""
     evolution = evolution_reset
-    tenant = await make_tenant(client, admin_headers, agents=1)
+    tenant = await _unsigned_tenant(client, admin_headers)
     conn = await make_connection(client, tenant, evolution)
     ticket_id, phone, agent = await held_ticket(client, tenant, evolution, conn, db)
     r = await client.post(f"/api/v1/tickets/{ticket_id}/messages", json={"body": "ok"}, headers=agent)
@@ -175,7 +184,7 @@ async def test_a_hold_the_worker_settles_before_it_lands_is_settled_by_the_proce
     """The processor reads the attempt as unanswered, then the answer is recorded and the worker
     settles (finding no hold), then the hold lands: the processor's second look decides it."""
     evolution = evolution_reset
-    tenant = await make_tenant(client, admin_headers, agents=1)
+    tenant = await _unsigned_tenant(client, admin_headers)
     conn = await make_connection(client, tenant, evolution)
     ticket_id, phone, agent = await held_ticket(client, tenant, evolution, conn, db)
     r = await client.post(f"/api/v1/tickets/{ticket_id}/messages", json={"body": "ok"}, headers=agent)
@@ -222,7 +231,7 @@ async def test_a_held_phone_message_is_stored_even_when_the_worker_dies_before_s
     delivery receipt then moves the reply on, so the next worker finds it no longer pending —
     and still settles the holds from the recorded answer."""
     evolution = evolution_reset
-    tenant = await make_tenant(client, admin_headers, agents=1)
+    tenant = await _unsigned_tenant(client, admin_headers)
     conn = await make_connection(client, tenant, evolution)
     ticket_id, phone, agent = await held_ticket(client, tenant, evolution, conn, db)
     r = await client.post(f"/api/v1/tickets/{ticket_id}/messages", json={"body": "ok"}, headers=agent)

@@ -248,7 +248,10 @@ async def test_receipts_ahead_of_our_send_are_parked_and_applied_when_it_is_reco
     doc = await wait_for(lambda: _read(db, reply["id"]))
     assert doc["provider_message_id"] == key_id and doc["delivered_at"] and doc["read_at"]
     assert (await _sent_to(evolution, phone))[0]["key_id"] == key_id
-    parked = await db.receipts_parked.find_one({"_id": f"{conn['id']}:{key_id}"})
+    # The parked receipts are marked applied after they are applied: wait for that write too.
+    parked = await wait_for(
+        lambda: db.receipts_parked.find_one({"_id": f"{conn['id']}:{key_id}", "applied_at": {"$ne": None}})
+    )
     assert [r["status"] for r in parked["receipts"]] == ["delivered", "read"]
     assert parked["message_id"] == reply["id"] and parked["applied_at"] is not None
 
