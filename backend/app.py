@@ -1,8 +1,7 @@
 """create_app(): wiring only — database client, start-up checks, routers, error rendering."""
 
-import gc
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any, Literal
 
 from fastapi import APIRouter, FastAPI, Request
@@ -12,22 +11,24 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from backend import gates  # registers the shared start-up gate's steps, which must run first
+from backend import gates
 from backend.auth.routes import router as auth_router
 from backend.clients.routes import router as clients_router
 from backend.connections.routes import router as connections_router
-from backend.core import startup
+from backend.core import startup, tuning
 from backend.core.config import Settings, get_settings
 from backend.core.db import Database, durable_database, make_client
 from backend.core.errors import AppError, TooManyRequests
 from backend.core.logging import configure_logging, get_logger
 from backend.core.metrics import render as render_metrics
 from backend.core.middleware import BodyLimit, ReadinessGate, RequestContextMiddleware
+from backend.core.runtime import open_runtime
 from backend.departments.routes import router as departments_router
 from backend.history.routes import router as history_router
 from backend.messages.routes import router as notes_router
 from backend.outbound import worker as outbound_worker_loop
 from backend.quick_replies.routes import router as quick_replies_router
+from backend.realtime import lifecycle as realtime
 from backend.realtime.routes import router as realtime_router
 from backend.resellers.routes import router as resellers_router
 from backend.tags.routes import router as tags_router
@@ -41,9 +42,6 @@ from backend.webhooks.routes import router as webhooks_router
 log = get_logger("app")
 
 
-GC_THRESHOLDS = (10_000, 20, 10)  # young, middle, old: see the lifespan
-
-
 class Ready(BaseModel):
     status: Literal["ready"]
     version: str
@@ -54,10 +52,12 @@ class NotReady(BaseModel):
     errors: list[str]
 
 
-@startup.register("first-admin")
 async def _first_admin(db: Database, settings: Settings) -> None:
     if await ensure_first_admin(db, settings):
         log.info("first admin created", email=settings.ADMIN_EMAIL)
+
+
+API_STEPS: tuple[startup.Step, ...] = (("first-admin", _first_admin),)  # after the gate's
 
 
 def _error_body(detail: Any) -> dict[str, Any]:
@@ -88,35 +88,32 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        client = make_client(settings)
-        app.state.mongo = client
-        app.state.db = durable_database(client, settings.MONGO_DB)
-        app.state.startup = await gates.open_gate(app.state.db, settings)
-        log.info("started", version=settings.APP_VERSION, ready=app.state.startup.ready, db=settings.MONGO_DB)
-        # The outbound sending worker (OUTBOUND_WORKER_ENABLED), only once start-up checks pass.
-        outbound_worker = outbound_worker_loop.background(app.state.db, settings, enabled=app.state.startup.ready)
-        # The inbound webhook processor (WEBHOOK_PROCESSOR_ENABLED): the webhook only stores.
-        webhook_processor = webhook_processor_loop.background(app.state.db, settings, enabled=app.state.startup.ready)
-        # Repairs ticket projections a dead writer left behind (TICKET_SWEEP_ENABLED).
-        ticket_sweep = ticket_sweep_loop.background(app.state.db, settings, enabled=app.state.startup.ready)
-        # What start-up allocated (modules, routes, schemas) lives as long as the process; frozen,
-        # full garbage collections stop walking it again and again (pauses delay every socket).
-        gc.freeze()
-        # A young collection every 700 allocations (the default) promoted whatever was in flight
-        # at that instant (a pending read, a queued frame) to the old generation, which then set
-        # off a full collection every ~20–40 s: a walk over every socket's objects, 100–500 ms
-        # during which no socket of the process is served. Every 10,000, in-flight objects
-        # mostly die young: in the realtime benchmark no full collection ran in a minute and no
-        # young one took over ~16 ms.
-        gc.set_threshold(*GC_THRESHOLDS)
-        try:
+        # Start-up, in order; shut down in reverse as the stack unwinds.
+        async with AsyncExitStack() as stack:
+            # 1. This process's database client and its runtime (every process-local queue,
+            #    hint and sink: backend/core/runtime.py), closed last.
+            client = make_client(settings)
+            stack.push_async_callback(client.close)
+            runtime = open_runtime(client)
+            stack.push_async_callback(runtime.close)
+            app.state.mongo, app.state.runtime = client, runtime
+            db = app.state.db = durable_database(client, settings.MONGO_DB)
+            # 2. The start-up gate every writing process shares (backend/gates.py), then ours.
+            app.state.startup = await gates.open_gate(db, settings, then=API_STEPS)
+            log.info("started", version=settings.APP_VERSION, ready=app.state.startup.ready, db=settings.MONGO_DB)
+            # 3. Realtime (hub, Redis bus, feed sinks, websockets closed on SIGTERM) before anything
+            #    publishes in the background.
+            app.state.realtime = await stack.enter_async_context(realtime.running(db, settings))
+            # 4. The background loops, only once the gate passed: the outbound sending worker
+            #    (OUTBOUND_WORKER_ENABLED), the inbound webhook processor (WEBHOOK_PROCESSOR_ENABLED;
+            #    the webhook only stores), the repair of projections a dead writer left behind
+            #    (TICKET_SWEEP_ENABLED).
+            for loop in (outbound_worker_loop, webhook_processor_loop, ticket_sweep_loop):
+                stack.push_async_callback(loop.background(db, settings, enabled=app.state.startup.ready).close)
+            # 5. The garbage collector, once start-up allocated what lives as long as the process.
+            tuning.tune_gc()
             yield
-        finally:
-            await ticket_sweep.close()
-            await webhook_processor.close()
-            await outbound_worker.close()
-            await client.close()
-            log.info("stopped")
+        log.info("stopped")
 
     app = FastAPI(
         title="IAZE helpdesk API",

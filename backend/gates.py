@@ -1,7 +1,7 @@
-"""The start-up gate: one function every process that writes runs before its first write — the
-API (backend/app.py), the standalone workers (`run_standalone` below) and the scripts that
-write — so a restored, emptied or swapped database is refused by all of them alike, with the
-same message.
+"""The start-up gate: one ordered list of steps every process that writes runs before its first
+write — the API (backend/app.py), the standalone workers (`run_standalone` below) and the
+scripts that write — so a restored, emptied or swapped database is refused by all of them alike,
+with the same message.
 
 The steps, in order (each refuses before the next one writes; docs/PERSISTENCE.md):
 production-store, ledger-guard, migrations, ledger-record (backend/ledger/steps.py), then
@@ -11,37 +11,41 @@ indexes. The API adds its own steps after these (first-admin).
 import asyncio
 import signal
 import sys
+from collections.abc import Sequence
 
-import backend.ledger.steps  # noqa: F401 - registers the persistence steps, which must run first
 from backend.core import startup
 from backend.core.background import RunUntil
 from backend.core.config import Settings, get_settings
 from backend.core.db import Database, durable_database, make_client
 from backend.core.indexes import ensure_indexes
 from backend.core.logging import configure_logging
+from backend.core.runtime import open_runtime
+from backend.ledger import steps as ledger_steps
 from backend.messages import service as messages
 from backend.tickets import service as tickets
 
 EXIT_REFUSED = 3  # a worker or script whose gate refused: not a crash, nothing was done
 
 
-@startup.register("indexes")
 async def _indexes(db: Database, settings: Settings) -> None:
     await ensure_indexes(db)
 
 
-def connect_domains() -> None:
-    """The one hook between domains, registered here rather than by an import's side effect: a
-    finalize hands its ticket to the messages domain, which moves on the client messages that
-    raced it (messages builds on tickets, so tickets cannot name it)."""
-    tickets.on_finalized(messages.refile_after_finalize)
+STEPS: tuple[startup.Step, ...] = (*ledger_steps.STEPS, ("indexes", _indexes))
 
 
-async def open_gate(db: Database, settings: Settings) -> startup.StartupState:
-    """Connects the domains, then runs every registered start-up step; `ready` is False with the
-    reasons when one refused."""
-    connect_domains()
-    return await startup.run(db, settings)
+def connect_domains(db: Database) -> None:
+    """The one hook between domains, registered in the runtime of `db`'s process rather than by
+    an import's side effect: a finalize hands its ticket to the messages domain, which moves on
+    the client messages that raced it (messages builds on tickets, so tickets cannot name it)."""
+    tickets.on_finalized(db, messages.refile_after_finalize)
+
+
+async def open_gate(db: Database, settings: Settings, then: Sequence[startup.Step] = ()) -> startup.StartupState:
+    """Connects the domains, then runs the gate's steps, then `then` (a process's own); `ready`
+    is False with the reasons when one refused."""
+    connect_domains(db)
+    return await startup.run(db, settings, (*STEPS, *then))
 
 
 def refusal(state: startup.StartupState) -> str:
@@ -61,6 +65,7 @@ async def _standalone(run_until: RunUntil) -> int:
         return 2
     configure_logging(settings.LOG_LEVEL, settings.LOG_JSON)
     client = make_client(settings)
+    runtime = open_runtime(client)  # this process's state (backend/core/runtime.py)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -75,6 +80,7 @@ async def _standalone(run_until: RunUntil) -> int:
             return EXIT_REFUSED
         await run_until(db, settings, stop)
     finally:
+        await runtime.close()
         await client.close()
     return 0
 

@@ -295,7 +295,7 @@ async def _produce(
     while inflight:
         print(f"  waiting for {len(inflight)} publishes in flight", file=sys.stderr)
         await asyncio.wait(list(inflight), timeout=5)
-    feed.unregister_sink(bus)
+    feed.unregister_sink(db, bus)
     await bus.close()
     for k in published:
         published[k].sort()

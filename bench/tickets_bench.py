@@ -25,7 +25,6 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-import backend.app  # noqa: F401 - imports every repository, so every index is declared
 from backend.core.clock import utcnow
 from backend.core.config import Settings
 from backend.core.db import Database, durable_database, make_client

@@ -8,7 +8,6 @@ from typing import Annotated
 
 import typer
 
-import backend.app  # noqa: F401 - importing the app imports every repository, which declares its indexes
 from backend.core.indexes import IndexSpec, declared
 from scripts.common import Exit, out
 

@@ -1,30 +1,34 @@
 """Several writing processes simulated in one: each has its own copy of backend/core/seqlog.py's
-process-local state (its module-level dicts), swapped in by `become`. A process never seen
-before starts with nothing, as a freshly started (or restarted) one does; a killed process's
-state is simply never swapped in again."""
+process-local state (the `seqlog_*` maps of the client's runtime, backend/core/runtime.py),
+swapped in by `become`. A process never seen before starts with nothing, as a freshly started (or
+restarted) one does; a killed process's state is simply never swapped in again."""
 
+from dataclasses import fields
 from typing import Any
 
-from backend.core import seqlog
+from backend.core.db import Database
+from backend.core.runtime import runtime_of
 
 
-def _state() -> dict[str, dict[Any, Any]]:
+def _state(db: Database) -> dict[str, dict[Any, Any]]:
+    runtime = runtime_of(db)
     return {
-        name: value
-        for name, value in vars(seqlog).items()
-        if name.startswith("_") and not name.startswith("__") and isinstance(value, dict)
+        f.name: value
+        for f in fields(runtime)
+        if f.name.startswith("seqlog_") and isinstance(value := getattr(runtime, f.name), dict)
     }
 
 
 class SimulatedProcesses:
-    def __init__(self) -> None:
+    def __init__(self, db: Database) -> None:
+        self.db = db
         self.saved: dict[str, dict[str, dict[Any, Any]]] = {}
         self.current: str | None = None
 
     def become(self, name: str) -> None:
         if self.current is not None:
-            self.saved[self.current] = {field: dict(value) for field, value in _state().items()}
-        for field, value in _state().items():
+            self.saved[self.current] = {field: dict(value) for field, value in _state(self.db).items()}
+        for field, value in _state(self.db).items():
             value.clear()
             value.update(self.saved.get(name, {}).get(field, {}))
         self.current = name

@@ -12,29 +12,24 @@ can still do on FerretDB — write back fields a concurrent update had just chan
 by the writer reading the document back (backend/tickets/projection.py `settle`).
 """
 
-import weakref
 from collections.abc import Mapping
 from typing import Any
 
-from pymongo import AsyncMongoClient
 from pymongo.errors import OperationFailure
 
 from backend.core.db import Database, is_ferretdb
+from backend.core.runtime import runtime_of
 
 NAMESPACE_NOT_FOUND = 26
-
-_pushes_down: "weakref.WeakKeyDictionary[AsyncMongoClient[Any], bool]" = weakref.WeakKeyDictionary()
 
 
 async def filters_push_down(db: Database) -> bool:
     """False on FerretDB (buildInfo carries `ferretdbVersion`), True on MongoDB. A property of
     the server, so it is asked once per client."""
-    client = db.client
-    known = _pushes_down.get(client)
-    if known is None:
-        known = not is_ferretdb(await db.command("buildInfo"))
-        _pushes_down[client] = known
-    return known
+    runtime = runtime_of(db)
+    if runtime.filters_push_down is None:
+        runtime.filters_push_down = not is_ferretdb(await db.command("buildInfo"))
+    return runtime.filters_push_down
 
 
 async def update_if(

@@ -23,9 +23,10 @@ from pymongo import UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError, WriteConcernError, WriteError
 
-MAX_BATCH = 500  # documents per command; the driver splits further by size (16/48 MB limits)
-MAX_IN_FLIGHT = 1  # commands per collection at once: the next batch fills while one commits
-# (one: SQLite has a single writer, and concurrent commits there wait on each other in sleeps)
+from backend.core.runtime import Runtime, runtime_of
+from backend.core.tuning import INSERT_BATCH as MAX_BATCH
+from backend.core.tuning import INSERTS_IN_FLIGHT as MAX_IN_FLIGHT
+
 DUPLICATE_CODES = frozenset({11000, 11001, 12582})
 
 
@@ -50,10 +51,6 @@ class _Queue:
     writers: int = 0
 
 
-_queues: dict[tuple[int, str, str], _Queue] = {}
-_writers: set["asyncio.Task[None]"] = set()  # the loop keeps only weak references to tasks
-
-
 async def insert_one(collection: AsyncCollection[dict[str, Any]], doc: dict[str, Any]) -> None:
     """Inserts `doc` (which must carry its `_id`), possibly together with concurrent callers'
     documents. Raises what a lone insert_one would for this document."""
@@ -74,10 +71,11 @@ async def insert_each(
 
 def _enqueue(collection: AsyncCollection[dict[str, Any]], docs: list[dict[str, Any]]) -> list[_Pending]:
     """Queues `docs` together: a writer started here sends them in the same command."""
-    key = (id(collection.database.client), collection.database.name, collection.name)
-    queue = _queues.get(key)
+    runtime = runtime_of(collection.database)
+    key = (collection.database.name, collection.name)
+    queue = runtime.insert_queues.get(key)
     if queue is None:
-        queue = _queues[key] = _Queue(collection)
+        queue = runtime.insert_queues[key] = _Queue(collection)
     loop = asyncio.get_running_loop()
     pendings = [_Pending(doc, loop.create_future()) for doc in docs]
     for pending in pendings:
@@ -87,21 +85,21 @@ def _enqueue(collection: AsyncCollection[dict[str, Any]], docs: list[dict[str, A
     queue.waiting.extend(pendings)
     if queue.writers < MAX_IN_FLIGHT:
         queue.writers += 1
-        task = loop.create_task(_write_until_empty(key, queue))
-        _writers.add(task)
-        task.add_done_callback(_writers.discard)
+        task = loop.create_task(_write_until_empty(runtime, key, queue))
+        runtime.insert_writers.add(task)
+        task.add_done_callback(runtime.insert_writers.discard)
     return pendings
 
 
-async def _write_until_empty(key: tuple[int, str, str], queue: _Queue) -> None:
+async def _write_until_empty(runtime: Runtime, key: tuple[str, str], queue: _Queue) -> None:
     try:
         while queue.waiting:
             batch, queue.waiting = queue.waiting[:MAX_BATCH], queue.waiting[MAX_BATCH:]
             await _write(queue.collection, batch)
     finally:
         queue.writers -= 1
-        if queue.writers == 0 and not queue.waiting and _queues.get(key) is queue:
-            del _queues[key]
+        if queue.writers == 0 and not queue.waiting and runtime.insert_queues.get(key) is queue:
+            del runtime.insert_queues[key]
 
 
 async def _write(collection: AsyncCollection[dict[str, Any]], batch: list[_Pending]) -> None:
@@ -162,36 +160,34 @@ class _UpdateQueue:
     writers: int = 0
 
 
-_update_queues: dict[tuple[int, str, str], _UpdateQueue] = {}
-
-
 async def update_by_id(collection: AsyncCollection[dict[str, Any]], _id: Any, update: dict[str, Any]) -> None:
     """`collection.update_one({"_id": _id}, update)`, possibly in one command with concurrent callers'."""
-    key = (id(collection.database.client), collection.database.name, collection.name)
-    queue = _update_queues.get(key)
+    runtime = runtime_of(collection.database)
+    key = (collection.database.name, collection.name)
+    queue = runtime.update_queues.get(key)
     if queue is None:
-        queue = _update_queues[key] = _UpdateQueue(collection)
+        queue = runtime.update_queues[key] = _UpdateQueue(collection)
     loop = asyncio.get_running_loop()
     pending = _PendingUpdate(UpdateOne({"_id": _id}, update), {"_id": _id}, update, loop.create_future())
     pending.done.add_done_callback(lambda f: f.cancelled() or f.exception())
     queue.waiting.append(pending)
     if queue.writers < MAX_IN_FLIGHT:
         queue.writers += 1
-        task = loop.create_task(_update_until_empty(key, queue))
-        _writers.add(task)
-        task.add_done_callback(_writers.discard)
+        task = loop.create_task(_update_until_empty(runtime, key, queue))
+        runtime.update_writers.add(task)
+        task.add_done_callback(runtime.update_writers.discard)
     await asyncio.shield(pending.done)
 
 
-async def _update_until_empty(key: tuple[int, str, str], queue: _UpdateQueue) -> None:
+async def _update_until_empty(runtime: Runtime, key: tuple[str, str], queue: _UpdateQueue) -> None:
     try:
         while queue.waiting:
             batch, queue.waiting = queue.waiting[:MAX_BATCH], queue.waiting[MAX_BATCH:]
             await _update(queue.collection, batch)
     finally:
         queue.writers -= 1
-        if queue.writers == 0 and not queue.waiting and _update_queues.get(key) is queue:
-            del _update_queues[key]
+        if queue.writers == 0 and not queue.waiting and runtime.update_queues.get(key) is queue:
+            del runtime.update_queues[key]
 
 
 async def _update(collection: AsyncCollection[dict[str, Any]], batch: list[_PendingUpdate]) -> None:

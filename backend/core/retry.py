@@ -15,11 +15,10 @@ from typing import TypeVar
 from pymongo.errors import PyMongoError
 
 from backend.core.errors import Conflict, NotYetVisible
+from backend.core.tuning import WINNER_FIRST_WAIT, WINNER_READS
 
 T = TypeVar("T")
 
-WINNER_READS = 5  # reads of a lost race's winner before giving up for now
-WINNER_FIRST_WAIT = 0.02  # seconds before the second read, doubled each time (0.3 s in all)
 RETRY_SUFFIX = "; retry"  # how the services' conflicts say "the same call later may succeed"
 
 

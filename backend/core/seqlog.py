@@ -61,7 +61,8 @@ one was in flight; plus, once per block (every MARK_EVERY entries, or at each sw
 processes), one insert command carrying the new marker and the left block's `rest` tombstone; a
 process's first append to a log also finds the highest marker (a few `_id` reads).
 
-Process-local state (head, reservations, known markers, the block this process owns) only makes
+Process-local state (head, reservations, known markers, the block this process owns: the
+process's runtime, backend/core/runtime.py) only makes
 reads short and remembers which marker this process won: every rule is decided by the stored
 `_id`s, and losing that state is a restart (the next append opens a new block). Entries are never
 removed (persistence rule 1).
@@ -69,7 +70,6 @@ removed (persistence rule 1).
 
 import asyncio
 import contextlib
-import itertools
 import os
 import socket
 import uuid
@@ -81,14 +81,14 @@ from pymongo.errors import DuplicateKeyError, PyMongoError
 from backend.core import group_commit
 from backend.core.clock import utcnow
 from backend.core.db import Database
+from backend.core.runtime import LogKey as Key
+from backend.core.runtime import Runtime, runtime_of
 
 MAX_CLAIM_TRIES = 10_000
 MARK_EVERY = 8  # numbers per block: a log end costs at most this many reads to look past
 HOLE = "hole"  # field set on a tombstone entry
 REST = "rest"  # on a tombstone: the numbers up to this one will never be stored either
 WRITER = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"  # named on the markers it wins
-
-Key = tuple[str, str, str]
 
 
 @dataclass
@@ -103,14 +103,6 @@ class _Block:
     @property
     def end(self) -> int:
         return (self.block + 1) * MARK_EVERY
-
-
-_head_hint: dict[Key, int] = {}
-_reserved: dict[Key, int] = {}  # highest number this process handed out
-_marked: dict[Key, int] = {}  # highest block whose marker this process knows stored
-_blocks: dict[Key, _Block] = {}
-_locks: dict[Key, tuple[asyncio.AbstractEventLoop, asyncio.Lock]] = {}  # one block decision at a time
-_ticks = itertools.count(1)  # orders an append's arrival against the marker reads
 
 
 def block_of(seq: int) -> int:
@@ -135,8 +127,8 @@ class SeqLog:
 
     def hint(self, db: Database) -> int:
         """Highest entry this process knows is stored (or reserved); a hint, never a rule."""
-        key = self._key(db)
-        return max(_head_hint.get(key, 0), _reserved.get(key, 0))
+        key, rt = self._key(db), runtime_of(db)
+        return max(rt.seqlog_heads.get(key, 0), rt.seqlog_reserved.get(key, 0))
 
     async def get(self, db: Database, seq: int) -> dict[str, Any] | None:
         return await db[self.collection].find_one({"_id": self.entry_id(seq)})
@@ -160,8 +152,8 @@ class SeqLog:
     async def head(self, db: Database) -> int:
         """Highest stored entry below the first hole at or after the hint: galloping search.
         Without holes (plain `append`) that is the highest stored entry."""
-        key = self._key(db)
-        hint = _head_hint.get(key, 0)
+        key, rt = self._key(db), runtime_of(db)
+        hint = rt.seqlog_heads.get(key, 0)
         lo = hint if await self.exists(db, hint) else 0
         step = 1
         hi = lo + step
@@ -174,7 +166,7 @@ class SeqLog:
                 lo = mid
             else:
                 hi = mid
-        _head_hint[key] = max(hint, lo)
+        rt.seqlog_heads[key] = max(hint, lo)
         return lo
 
     async def _last_marked(self, db: Database, block: int) -> int:
@@ -211,22 +203,22 @@ class SeqLog:
 
     async def top(self, db: Database) -> int:
         """Highest stored entry (tombstones included) even past holes."""
-        key = self._key(db)
+        key, rt = self._key(db), runtime_of(db)
         top = await self.head(db)
         last = await self._last_marked(db, block_of(top + 1))
         for n in range((last + 1) * MARK_EVERY, top + 1, -1):  # from the end of the last block down
             if await self.exists(db, n):
                 top = n
                 break
-        _head_hint[key] = max(_head_hint.get(key, 0), top)
-        _marked[key] = max(_marked.get(key, -1), last)
+        rt.seqlog_heads[key] = max(rt.seqlog_heads.get(key, 0), top)
+        rt.seqlog_marked[key] = max(rt.seqlog_marked.get(key, -1), last)
         return top
 
     async def append(self, db: Database, body: dict[str, Any], *, reserve: bool = False) -> tuple[int, str]:
         """Stores `body` as the next entry. Returns (seq, `_id`)."""
         if reserve:
             return await self._append_reserved(db, body)
-        key = self._key(db)
+        key, rt = self._key(db), runtime_of(db)
         seq = await self.head(db) + 1
         for _ in range(MAX_CLAIM_TRIES):
             _id = self.entry_id(seq)
@@ -237,13 +229,13 @@ class SeqLog:
             except PyMongoError:  # another writer has it: move past what is stored
                 seq = max(seq, await self.head(db)) + 1
                 continue
-            _head_hint[key] = max(_head_hint.get(key, 0), seq)
+            rt.seqlog_heads[key] = max(rt.seqlog_heads.get(key, 0), seq)
             return seq, _id
         raise RuntimeError(f"could not claim an entry of {self.prefix!r}")
 
     async def _append_reserved(self, db: Database, body: dict[str, Any]) -> tuple[int, str]:
-        key = self._key(db)
-        arrived = next(_ticks)
+        key, rt = self._key(db), runtime_of(db)
+        arrived = next(rt.seqlog_ticks)
         for _ in range(MAX_CLAIM_TRIES):
             seq = await self._take(db, arrived)
             _id = self.entry_id(seq)
@@ -252,53 +244,54 @@ class SeqLog:
             except DuplicateKeyError:
                 # A reader tombstoned it: it is passing this block (a later one is open, or the
                 # number outlived the grace). Leave the block; the next number comes from a new one.
-                current = _blocks.get(key)
+                current = rt.seqlog_blocks.get(key)
                 if current is not None and current.block == block_of(seq):
                     current.open = False
                 continue
             except PyMongoError:
                 await self._abandon(db, seq)
                 raise
-            _head_hint[key] = max(_head_hint.get(key, 0), seq)
+            rt.seqlog_heads[key] = max(rt.seqlog_heads.get(key, 0), seq)
             return seq, _id
         raise RuntimeError(f"could not claim an entry of {self.prefix!r}")
 
-    def _lock(self, key: Key) -> asyncio.Lock:
+    @staticmethod
+    def _lock(rt: Runtime, key: Key) -> asyncio.Lock:
         loop = asyncio.get_running_loop()
-        held = _locks.get(key)
+        held = rt.seqlog_locks.get(key)
         if held is None or held[0] is not loop:
-            held = _locks[key] = (loop, asyncio.Lock())
+            held = rt.seqlog_locks[key] = (loop, asyncio.Lock())
         return held[1]
 
     async def _take(self, db: Database, arrived: int) -> int:
         """A number for an append that arrived at tick `arrived`, under rule (2) of the module
         docstring: from this process's block once m<block+1> was seen absent after the arrival,
         else from a block opened after it."""
-        key = self._key(db)
-        async with self._lock(key):
+        key, rt = self._key(db), runtime_of(db)
+        async with self._lock(rt, key):
             while True:
-                current = _blocks.get(key)
+                current = rt.seqlog_blocks.get(key)
                 if current is not None and current.open and current.next <= current.end:
                     if current.checked > arrived:
                         seq = current.next
                         current.next += 1
-                        _reserved[key] = max(_reserved.get(key, 0), seq)
+                        rt.seqlog_reserved[key] = max(rt.seqlog_reserved.get(key, 0), seq)
                         return seq
-                    tick = next(_ticks)
+                    tick = next(rt.seqlog_ticks)
                     if not await self._marker_exists(db, current.block + 1):
                         current.checked = tick
                         continue
-                    _marked[key] = max(_marked.get(key, -1), current.block + 1)
+                    rt.seqlog_marked[key] = max(rt.seqlog_marked.get(key, -1), current.block + 1)
                     current.open = False
-                tick = next(_ticks)
+                tick = next(rt.seqlog_ticks)
                 block = await self._open(db, current)
-                _blocks[key] = _Block(block, block * MARK_EVERY + 1, tick)
+                rt.seqlog_blocks[key] = _Block(block, block * MARK_EVERY + 1, tick)
 
     async def _open(self, db: Database, left: _Block | None) -> int:
         """Wins the marker of a new block above every stored marker; returns its number. The
         `rest` tombstone of the block left behind goes in the same command as the first try."""
-        key = self._key(db)
-        known = max(_marked.get(key, -1), left.block if left is not None else -1)
+        key, rt = self._key(db), runtime_of(db)
+        known = max(rt.seqlog_marked.get(key, -1), left.block if left is not None else -1)
         rest = []
         if left is not None and left.next <= left.end:
             rest = [{"_id": self.entry_id(left.next), "seq": left.next, HOLE: True, REST: left.end, "at": utcnow()}]
@@ -308,7 +301,7 @@ class SeqLog:
             outcome = (await group_commit.insert_each(db[self.collection], [marker, *rest]))[0]
             rest = []  # a lost `rest` insert only means a reader filled those numbers first
             if outcome is None:
-                _marked[key] = max(_marked.get(key, -1), block)
+                rt.seqlog_marked[key] = max(rt.seqlog_marked.get(key, -1), block)
                 return block
             if not isinstance(outcome, DuplicateKeyError):
                 raise outcome

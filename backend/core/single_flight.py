@@ -14,17 +14,18 @@ from typing import Any
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import PyMongoError
 
-_inflight: dict[tuple[int, str, str, Any], "asyncio.Future[dict[str, Any] | None]"] = {}
+from backend.core.runtime import runtime_of
 
 
 async def find_by_id(collection: AsyncCollection[dict[str, Any]], _id: Any) -> dict[str, Any] | None:
     """`find_one({"_id": _id})`, shared with concurrent callers. Each caller gets its own copy."""
-    key = (id(collection.database.client), collection.database.name, collection.name, _id)
-    shared = _inflight.get(key)
+    inflight = runtime_of(collection.database).reads_in_flight
+    key = (collection.database.name, collection.name, _id)
+    shared = inflight.get(key)
     if shared is None:
         shared = asyncio.get_running_loop().create_future()
         shared.add_done_callback(lambda f: f.cancelled() or f.exception())
-        _inflight[key] = shared
+        inflight[key] = shared
         try:
             doc = await collection.find_one({"_id": _id})
         except BaseException as exc:
@@ -34,8 +35,8 @@ async def find_by_id(collection: AsyncCollection[dict[str, Any]], _id: Any) -> d
             )
             raise
         finally:
-            if _inflight.get(key) is shared:
-                del _inflight[key]
+            if inflight.get(key) is shared:
+                del inflight[key]
         shared.set_result(doc)
         return doc
     found = await asyncio.shield(shared)

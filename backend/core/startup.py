@@ -2,7 +2,7 @@
 API traffic, so an orchestrator never routes requests to an instance that should not serve."""
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 from backend.core.config import Settings
@@ -20,18 +20,7 @@ class StartupState:
     errors: list[str] = field(default_factory=list)
 
 
-_CHECKS: list[tuple[str, Check]] = []
-
-
-def register(name: str) -> Callable[[Check], Check]:
-    """Domains add their start-up steps (indexes, admin, ledger, migrations) in import order."""
-
-    def wrap(fn: Check) -> Check:
-        if all(existing != name for existing, _ in _CHECKS):
-            _CHECKS.append((name, fn))
-        return fn
-
-    return wrap
+Step = tuple[str, Check]  # a name (for the log and the not-ready reasons) and its check
 
 
 async def wait_for_database(db: Database, settings: Settings, attempts: int = 30) -> None:
@@ -46,7 +35,8 @@ async def wait_for_database(db: Database, settings: Settings, attempts: int = 30
             await asyncio.sleep(min(0.2 * attempt, 2.0))
 
 
-async def run(db: Database, settings: Settings) -> StartupState:
+async def run(db: Database, settings: Settings, steps: Sequence[Step]) -> StartupState:
+    """Runs `steps` in order after the database answers; stops at the first that refuses."""
     state = StartupState()
     try:
         await wait_for_database(db, settings)
@@ -54,7 +44,7 @@ async def run(db: Database, settings: Settings) -> StartupState:
         state.errors.append(f"database unreachable: {exc}")
         log.error("startup failed", step="database", error=str(exc))
         return state
-    for name, check in _CHECKS:
+    for name, check in steps:
         try:
             await check(db, settings)
         except Exception as exc:

@@ -1,5 +1,4 @@
-"""The persistence start-up sequence, registered in this order (backend/app.py imports this
-module before it registers its own steps, so these run first):
+"""The persistence start-up sequence, in this order (`STEPS`; backend/gates.py runs them first):
 
 1. production-store  ENV=production only: refuse a dev store / a non-replica-set server before
                      anything is written to it.
@@ -9,40 +8,31 @@ module before it registers its own steps, so these run first):
 3. migrations        versioned, under the database lock; additive only.
 4. ledger-record     judge again and write this start down (database + file), with the schema
                      version it ran on.
-then app.py's own steps: indexes (built on the migrated shape), first-admin.
+then the gate's indexes (built on the migrated shape) and the API's first-admin.
 
 Recording before indexes and first-admin is safe: a ledger entry is a lower bound of what
 existed, and those steps only add.
 """
 
-from backend.core import startup
 from backend.core.config import Settings
 from backend.core.db import Database
+from backend.core.runtime import runtime_of
+from backend.core.startup import Step
 from backend.ledger import guard
 from backend.migrations import runner, versions
 from backend.production import store
 
 
-@startup.register("production-store")
 async def _production_store(db: Database, settings: Settings) -> None:
     await store.check(db, settings)
 
 
-# The guard step's evaluation, handed to the record step of the same start (same client and
-# database) so that a start counts its collections once when nobody recorded in between.
-_evaluated: dict[tuple[int, str], guard.Evaluation] = {}
-
-
-def _key(db: Database) -> tuple[int, str]:
-    return (id(db.client), db.name)
-
-
-@startup.register("ledger-guard")
 async def _ledger_guard(db: Database, settings: Settings) -> None:
-    _evaluated[_key(db)] = await guard.check(db, settings)
+    # Handed to the record step of the same start (same client and database), so that a start
+    # counts its collections once when nobody recorded in between.
+    runtime_of(db).ledger_evaluations[db.name] = await guard.check(db, settings)
 
 
-@startup.register("migrations")
 async def _migrations(db: Database, settings: Settings) -> None:
     await runner.run(
         db,
@@ -52,7 +42,14 @@ async def _migrations(db: Database, settings: Settings) -> None:
     )
 
 
-@startup.register("ledger-record")
 async def _ledger_record(db: Database, settings: Settings) -> None:
-    earlier = _evaluated.pop(_key(db), None)
+    earlier = runtime_of(db).ledger_evaluations.pop(db.name, None)
     await guard.check_and_record(db, settings, schema_version=await runner.schema_version(db), earlier=earlier)
+
+
+STEPS: tuple[Step, ...] = (
+    ("production-store", _production_store),
+    ("ledger-guard", _ledger_guard),
+    ("migrations", _migrations),
+    ("ledger-record", _ledger_record),
+)

@@ -21,7 +21,6 @@ Entries and attempts are never removed (persistence rule 1); the cursor keeps re
 """
 
 import hashlib
-from collections import OrderedDict
 from typing import Any
 
 from pymongo.errors import DuplicateKeyError
@@ -29,7 +28,9 @@ from pymongo.errors import DuplicateKeyError
 from backend.core import group_commit
 from backend.core.clock import utcnow
 from backend.core.db import Database
+from backend.core.runtime import runtime_of
 from backend.core.seqlog import SeqLog
+from backend.core.tuning import OUTBOUND_CHAT_HINTS as CHAT_HINTS
 
 QUEUE = "outbox"
 CHATS = "outbox_chats"
@@ -41,9 +42,6 @@ ECHOES = "outbox_echoes"
 MAX_HELD_PER_ATTEMPT = 100
 CURSOR_ID = "cursor"
 MAX_CHAT_CLAIM_TRIES = 1_000
-CHAT_HINTS = 10_000  # chats whose last position a process remembers
-
-_chat_heads: OrderedDict[tuple[str, str], int] = OrderedDict()
 
 _queue = SeqLog(QUEUE, "q:", state_collection=STATE, cursor_id=CURSOR_ID)
 
@@ -84,16 +82,16 @@ async def get_chat_entry(db: Database, chat: str, k: int) -> dict[str, Any] | No
 
 
 def _chat_hint(db: Database, chat: str) -> int:
-    return _chat_heads.get((db.name, chat), 0)
+    return runtime_of(db).outbound_chat_heads.get((db.name, chat), 0)
 
 
 def _remember_chat_head(db: Database, chat: str, k: int) -> None:
     """A bounded, process-local hint: a chat's position seen stored here (entries are never
     removed, so it stays true). Forgotten for the least recent chats past the bound."""
-    key = (db.name, chat)
-    _chat_heads[key] = max(k, _chat_heads.pop(key, 0))
-    while len(_chat_heads) > CHAT_HINTS:
-        _chat_heads.popitem(last=False)
+    heads, key = runtime_of(db).outbound_chat_heads, (db.name, chat)
+    heads[key] = max(k, heads.pop(key, 0))
+    while len(heads) > CHAT_HINTS:
+        heads.popitem(last=False)
 
 
 async def _chat_head(db: Database, chat: str) -> int:

@@ -17,8 +17,7 @@ AUDIENCE_FIELDS = ("status", "department_id", "agent_id", "finalized_by", "clien
 SIDE_KEYS = ("reseller_id", *AUDIENCE_FIELDS, "reader_id")
 
 # A record's audience in compact form, (tenant, after, before), each side the SIDE_KEYS values:
-# tuples of strings and None, which CPython's garbage collector stops tracking (one nesting level
-# per collection), so the thousands the hub keeps for replays never reach a full collection.
+# tuples of strings and None, which the collector stops tracking (core/tuning.py, "Tuple tracking").
 Side = tuple[Any, ...]
 Audience = tuple[str | None, Side | None, Side | None]
 

@@ -14,12 +14,11 @@ from typing import Any
 import redis.asyncio as redis
 
 from backend.core.logging import get_logger
+from backend.core.tuning import BUS_TIMEOUT_SECONDS as PUBLISH_TIMEOUT_SECONDS
 from backend.realtime import metrics
 from backend.realtime.hub import Hub, cancel_quietly
 
 log = get_logger("realtime.bus")
-
-PUBLISH_TIMEOUT_SECONDS = 2.0
 
 
 def encode(origin: str, record: dict[str, Any]) -> str:

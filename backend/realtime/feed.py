@@ -16,12 +16,12 @@ change to the same ticket carries its full current state. The feed is a notifica
 the source of truth.
 """
 
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 from backend.core.clock import utcnow
 from backend.core.db import Database
 from backend.core.logging import get_logger
+from backend.core.runtime import runtime_of
 from backend.messages.schemas import MessageRead
 from backend.realtime import metrics, records
 from backend.realtime.audience import snapshot
@@ -51,21 +51,13 @@ class Sink(Protocol):
     def access_changed(self, reseller_id: str, user_id: str | None) -> None: ...
 
 
-@dataclass(eq=False)
-class _Registration:
-    db_name: str
-    sink: Sink
-
-
-_sinks: list[_Registration] = []
-
-
 def register_sink(db: Database, sink: Sink) -> None:
-    _sinks.append(_Registration(db.name, sink))
+    runtime_of(db).feed_sinks.append((db.name, sink))
 
 
-def unregister_sink(sink: Sink) -> None:
-    _sinks[:] = [r for r in _sinks if r.sink is not sink]
+def unregister_sink(db: Database, sink: Sink) -> None:
+    sinks = runtime_of(db).feed_sinks
+    sinks[:] = [(name, s) for name, s in sinks if s is not sink]
 
 
 def _connection_json(connection: dict[str, Any]) -> dict[str, Any]:
@@ -144,11 +136,11 @@ async def publish(
         log.error("realtime feed write failed; change is stored but not announced", type=type_, error=str(exc))
         return None
     metrics.PUBLISHED.labels(type_).inc()
-    for registration in list(_sinks):
-        if registration.db_name != db.name:
+    for db_name, sink in list(runtime_of(db).feed_sinks):
+        if db_name != db.name:
             continue
         try:
-            registration.sink.announce(record)
+            sink.announce(record)
         except Exception as exc:
             metrics.ERRORS.labels("announce").inc()
             log.warning("realtime announce failed; the tail poll will deliver it", error=str(exc))
@@ -160,11 +152,11 @@ def access_changed(db: Database, *, reseller_id: str, user_id: str | None = None
     reseller was deactivated): their open sockets, on every process, re-read it now rather than
     at their next periodic check (REALTIME_RECHECK_SECONDS), which stays the safety net for a
     lost notice. Call after the change is stored; never raises."""
-    for registration in list(_sinks):
-        if registration.db_name != db.name:
+    for db_name, sink in list(runtime_of(db).feed_sinks):
+        if db_name != db.name:
             continue
         try:
-            registration.sink.access_changed(reseller_id, user_id)
+            sink.access_changed(reseller_id, user_id)
         except Exception as exc:
             metrics.ERRORS.labels("announce").inc()
             log.warning("access change not announced; sockets re-check at their next period", error=str(exc))

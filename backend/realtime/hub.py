@@ -20,32 +20,21 @@ from backend.core.db import Database
 from backend.core.logging import get_logger
 from backend.core.schemas import iso_ms
 from backend.core.tenancy import Actor
+from backend.core.tuning import CATCH_UP_BATCH, MISSING_RETRIES, NOTICE_GRACE_SECONDS, QUIET_POLL_FACTOR
+from backend.core.tuning import FEED_LINGER_SECONDS as LINGER_SECONDS
+from backend.core.tuning import REPLAY_PER_TENANT as RECENT_PER_TENANT
 from backend.realtime import metrics, records
 from backend.realtime.audience import Side, allows, compact
 
 log = get_logger("realtime.hub")
 
-RECENT_PER_TENANT = 4096
-CATCH_UP_BATCH = 64
-MISSING_RETRIES = 50
 SLOW_CONSUMER_CODE = 4408
-QUIET_POLL_FACTOR = 10
-NOTICE_GRACE_SECONDS = 0.05
-# How long a tenant's feed (its pump and replay cache) outlives its last socket here. After a
-# network blip or a proxy restart every socket of the tenant drops and reconnects with since=
-# within seconds: with the feed kept, each replay comes from memory; dropped at once, each
-# socket would read its whole gap from the store (the reconnect storm's cost).
-LINGER_SECONDS = 60.0
 
 
 # What the hub holds per feed record: (seq, frame, tenant, after, before) — the frame is the
 # JSON text sent to clients, serialized once for every socket; the rest is the record's audience
-# (audience.compact). Flat tuples of ints, strings and None on purpose: CPython's collector stops
-# tracking such tuples within the first two young collections, so the replay cache
-# (RECENT_PER_TENANT entries per tenant) never enters a full collection. As dataclass instances
-# with dicts they were the bulk of what got promoted to the old generation, triggering a full
-# collection every ~40 s at 200 events/s that walked every socket's objects too: 100–150 ms
-# pauses in delivery.
+# (audience.compact). Flat tuples of ints, strings and None on purpose, so the collector stops
+# tracking them (backend/core/tuning.py, "Tuple tracking").
 Entry = tuple[int, str, str | None, Side | None, Side | None]
 
 

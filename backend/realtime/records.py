@@ -15,20 +15,13 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError
 
 from backend.core.db import Database
 from backend.core.group_commit import DUPLICATE_CODES
+from backend.core.runtime import runtime_of
+from backend.core.tuning import FEED_BATCH as MAX_BATCH  # at most 100: see there
+from backend.core.tuning import FEED_LOSSES_BEFORE_SEARCH as LOSSES_BEFORE_SEARCH
+from backend.core.tuning import FEED_TRANSIENT_RETRIES as TRANSIENT_RETRIES
 
 COLLECTION = "tenant_events"
 MAX_CLAIM_ATTEMPTS = 10_000
-LOSSES_BEFORE_SEARCH = 4
-TRANSIENT_RETRIES = 4
-# Events per insert, at most 100: FerretDB v1.24.2 inserts in internal batches of 100 and, after a
-# duplicate in one of them, goes on with the next one even for an ordered insert (msg_insert.go),
-# which would leave a hole; within one internal batch it stops where MongoDB does.
-MAX_BATCH = 100
-
-# Process-local "this seq is stored" facts per (database, tenant): a speed hint only. It is only
-# ever set to a seq seen stored, so hint+1 is always a valid next claim; a stale hint costs a few
-# duplicate-key retries, never correctness.
-_tail_hint: dict[tuple[str, str], int] = {}
 
 
 def key(reseller_id: str, seq: int) -> str:
@@ -50,7 +43,7 @@ async def exists(db: Database, reseller_id: str, seq: int) -> bool:
 async def latest(db: Database, reseller_id: str, *, start: int = 0) -> int:
     """The tenant's highest stored seq. Stored seqs are 1..latest, so "exists" is monotone and a
     galloping search from a known-stored `start` needs O(log gap) lookups."""
-    lo = max(start, _tail_hint.get((db.name, reseller_id), 0))
+    lo = max(start, runtime_of(db).feed_tails.get((db.name, reseller_id), 0))
     if not await exists(db, reseller_id, lo):
         lo = 0
     step = 1
@@ -71,9 +64,11 @@ async def latest(db: Database, reseller_id: str, *, start: int = 0) -> int:
 
 
 def _remember(db: Database, reseller_id: str, seq: int) -> None:
-    hint = (db.name, reseller_id)
-    if seq > _tail_hint.get(hint, 0):
-        _tail_hint[hint] = seq
+    """The tenant's tail hint (runtime.feed_tails): only ever set to a seq seen stored, so hint+1
+    is always a valid next claim; a stale hint costs a few duplicate-key retries, never correctness."""
+    tails, hint = runtime_of(db).feed_tails, (db.name, reseller_id)
+    if seq > tails.get(hint, 0):
+        tails[hint] = seq
 
 
 @dataclass
@@ -89,10 +84,6 @@ class _Queue:
     writing: bool = False
 
 
-_queues: dict[tuple[int, str], _Queue] = {}
-_writers: set["asyncio.Task[None]"] = set()  # the loop keeps only weak references to tasks
-
-
 async def append(db: Database, reseller_id: str, body: dict[str, Any]) -> dict[str, Any]:
     """Stores `body` under the tenant's next seq and returns the stored record.
 
@@ -102,23 +93,23 @@ async def append(db: Database, reseller_id: str, body: dict[str, Any]) -> dict[s
     went in before it is, per tenant, exactly hint+1..k, no holes — and the rest claim again
     (that tenant after its new tail). One commit per batch instead of one per event, and no two
     of this process's writers ever fight over one seq."""
-    qkey = (id(db.client), db.name)
-    queue = _queues.get(qkey)
+    runtime = runtime_of(db)
+    queue = runtime.feed_queues.get(db.name)
     if queue is None:
-        queue = _queues[qkey] = _Queue()
+        queue = runtime.feed_queues[db.name] = _Queue()
     loop = asyncio.get_running_loop()
     waiting = _Waiting(reseller_id, body, loop.create_future())
     waiting.done.add_done_callback(lambda f: f.cancelled() or f.exception())
     queue.waiting.append(waiting)
     if not queue.writing:
         queue.writing = True
-        task = loop.create_task(_write_until_empty(db, qkey, queue))
-        _writers.add(task)
-        task.add_done_callback(_writers.discard)
+        task = loop.create_task(_write_until_empty(db, queue))
+        runtime.feed_writers.add(task)
+        task.add_done_callback(runtime.feed_writers.discard)
     return await asyncio.shield(waiting.done)
 
 
-async def _write_until_empty(db: Database, qkey: tuple[int, str], queue: _Queue) -> None:
+async def _write_until_empty(db: Database, queue: _Queue) -> None:
     try:
         while queue.waiting:
             batch, queue.waiting = queue.waiting[:MAX_BATCH], queue.waiting[MAX_BATCH:]
@@ -132,8 +123,9 @@ async def _write_until_empty(db: Database, qkey: tuple[int, str], queue: _Queue)
                     raise
     finally:
         queue.writing = False
-        if not queue.waiting and _queues.get(qkey) is queue:
-            del _queues[qkey]
+        queues = runtime_of(db).feed_queues
+        if not queue.waiting and queues.get(db.name) is queue:
+            del queues[db.name]
 
 
 async def _append_batch(db: Database, batch: list[_Waiting]) -> None:
@@ -144,7 +136,7 @@ async def _append_batch(db: Database, batch: list[_Waiting]) -> None:
         records: list[dict[str, Any]] = []
         for w in pending:
             if w.reseller_id not in tails:
-                known = _tail_hint.get((db.name, w.reseller_id))
+                known = runtime_of(db).feed_tails.get((db.name, w.reseller_id))
                 tails[w.reseller_id] = known if known is not None else await latest(db, w.reseller_id)
             tails[w.reseller_id] += 1
             seq = tails[w.reseller_id]

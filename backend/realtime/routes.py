@@ -29,13 +29,13 @@ from backend.core.errors import AppError
 from backend.core.logging import get_logger
 from backend.core.security import VERSION_CLAIM, decode_access_token
 from backend.core.tenancy import Actor
-from backend.realtime import records, runtime
+from backend.realtime import records
 from backend.realtime.audience import allows
 from backend.realtime.hub import RECHECK, Hub, Subscriber, cancel_quietly
 
 log = get_logger("realtime.ws")
 
-router = APIRouter(tags=["realtime"], lifespan=runtime.lifespan)
+router = APIRouter(tags=["realtime"])
 
 UNAUTHORIZED = 4401
 FORBIDDEN = 4403

@@ -61,16 +61,14 @@ from backend.audit import service as events
 from backend.core.db import Database
 from backend.core.logging import get_logger
 from backend.core.tenancy import Actor
+from backend.core.tuning import COUNTS_COMPACT_EVERY as COMPACT_EVERY
+from backend.core.tuning import COUNTS_MAX_FOLD as MAX_FOLD
+from backend.core.tuning import COUNTS_READER_COMPACTS_AT as READER_COMPACTS_AT
 from backend.tickets import counters_repository as repo
 from backend.tickets.states import Status
 
 log = get_logger("tickets.counters")
 
-COMPACT_EVERY = 8
-READER_COMPACTS_AT = 4 * COMPACT_EVERY
-# One compaction folds at most this many entries (a tenant idle for long, or the first run after
-# the backfill); the next compaction goes on from there.
-MAX_FOLD = 5_000
 
 # Counter keys:
 #   d|<department>|<status>           a department's tickets in a status (resellers and admins;

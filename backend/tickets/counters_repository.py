@@ -9,7 +9,6 @@ filter FerretDB pushes down, except the operator script's full reads.
 
 import asyncio
 import contextlib
-import weakref
 from typing import Any
 
 from pymongo.errors import DuplicateKeyError
@@ -17,6 +16,7 @@ from pymongo.errors import DuplicateKeyError
 from backend.core import natural_keys
 from backend.core.clock import utcnow
 from backend.core.db import Database
+from backend.core.runtime import runtime_of
 from backend.core.seqlog import SeqLog
 
 DELTAS = "ticket_count_deltas"
@@ -29,14 +29,8 @@ def log_of(reseller_id: str) -> SeqLog:
     return SeqLog(DELTAS, f"{reseller_id}:", state_collection=TOTALS, cursor_id=f"unused:{reseller_id}")
 
 
-# Per event loop, per (database, tenant): this process's appends to one log, one at a time.
-_append_locks: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[str, str], asyncio.Lock]]" = (
-    weakref.WeakKeyDictionary()
-)
-
-
 def _append_lock(db: Database, reseller_id: str) -> asyncio.Lock:
-    locks = _append_locks.setdefault(asyncio.get_running_loop(), {})
+    locks = runtime_of(db).counter_append_locks
     return locks.setdefault((db.name, reseller_id), asyncio.Lock())
 
 

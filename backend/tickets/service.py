@@ -17,6 +17,7 @@ from backend.core.errors import Conflict, NotFound, Unprocessable
 from backend.core.ids import is_valid_id, new_id
 from backend.core.pagination import decode_cursor, decode_time_cursor, encode_cursor
 from backend.core.retry import read_winner
+from backend.core.runtime import FinalizeHook, runtime_of
 from backend.core.tenancy import Actor, TenantScope
 from backend.departments import service as departments
 from backend.realtime import feed
@@ -86,24 +87,23 @@ async def get_visible_or_404(db: Database, actor: Actor, *, ticket_id: str) -> d
     return doc
 
 
-FinalizeHook = Callable[[Database, dict[str, Any]], Awaitable[None]]
-_finalize_hooks: list[FinalizeHook] = []
-
-
-def on_finalized(hook: FinalizeHook) -> None:
-    """Registers what must follow every finalize; start-up does it (backend/gates.py
-    `connect_domains`): the messages domain's refile of the client messages that raced the
-    finalize (messages.service). A hook rather than an import: messages builds on tickets."""
-    if hook not in _finalize_hooks:
-        _finalize_hooks.append(hook)
+def on_finalized(db: Database, hook: FinalizeHook) -> None:
+    """Registers, in this process's runtime, what must follow every finalize; start-up does it
+    (backend/gates.py `connect_domains`): the messages domain's refile of the client messages
+    that raced the finalize (messages.service). A hook rather than an import: messages builds on
+    tickets."""
+    hooks = runtime_of(db).finalize_hooks
+    if hook not in hooks:
+        hooks.append(hook)
 
 
 async def after_finalize(db: Database, ticket: dict[str, Any]) -> None:
     """The finalize's half of the handshake with inbound messages, for a ticket just finalized
     (event stored and projected); the sweep runs it again for a finalize that died before it."""
-    if not _finalize_hooks:  # a process that skipped start-up would leave raced messages behind
+    hooks = runtime_of(db).finalize_hooks
+    if not hooks:  # a process that skipped start-up would leave raced messages behind
         raise RuntimeError("finalize hooks not registered: run backend.gates.connect_domains at start-up")
-    for hook in _finalize_hooks:
+    for hook in hooks:
         await hook(db, ticket)
 
 

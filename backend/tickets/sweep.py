@@ -35,14 +35,13 @@ from backend.core.clock import as_utc, utcnow
 from backend.core.config import Settings
 from backend.core.db import Database
 from backend.core.logging import get_logger
+from backend.core.tuning import SWEEP_IDLE_FACTOR as IDLE_FACTOR
 from backend.messages import public as messages
 from backend.tickets import projection, repository
 from backend.tickets import service as tickets
 from backend.tickets.states import Status
 
 log = get_logger("tickets.sweep")
-
-IDLE_FACTOR = 9
 
 
 @dataclass(frozen=True)

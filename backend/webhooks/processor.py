@@ -67,15 +67,15 @@ from backend.core.ids import new_id
 from backend.core.logging import get_logger
 from backend.core.retry import is_retryable
 from backend.core.seqlog import HOLE, REST, SeqLog
+from backend.core.tuning import LANE_BATCH as BATCH
+from backend.core.tuning import LANE_CURSOR_EVERY as CURSOR_EVERY
+from backend.core.tuning import RETIRED_CHECK_SECONDS
 from backend.webhooks import repository, service, signals
 
 log = get_logger("webhooks.processor")
 
 PENDING = "received"
-CURSOR_EVERY = 100  # entries between cursor saves within a walk
-BATCH = 20  # entries a walk handles per processing slot before queueing for one again
 MAX_LANES = 256  # WEBHOOK_LANES' ceiling (backend/core/config.py): retired lanes lie below it
-RETIRED_CHECK_SECONDS = 300.0  # how often a running processor looks for retired lanes again
 
 
 def backoff_seconds(settings: Settings, attempt: int) -> float:
@@ -110,7 +110,7 @@ class WebhookProcessor:
 
     async def run(self, stop: asyncio.Event) -> None:
         log.info("webhook processor started", worker=self.worker_id, lanes=len(self.lanes))
-        wakeup = self._wakeup = signals.subscribe()
+        wakeup = self._wakeup = signals.subscribe(self.db)
         halt = self._halt = asyncio.Event()
         loops: dict[int, asyncio.Task[None]] = {}
         next_check = time.monotonic()  # retired lanes: right after the lanes' loops start
@@ -133,7 +133,7 @@ class WebhookProcessor:
             for lane in loops:
                 wakeup.event(lane).set()
             await asyncio.gather(*loops.values(), return_exceptions=True)
-            signals.unsubscribe(wakeup)
+            signals.unsubscribe(self.db, wakeup)
             self._wakeup = None
             self._halt = asyncio.Event()
         log.info("webhook processor stopped", worker=self.worker_id)

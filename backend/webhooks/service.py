@@ -131,7 +131,7 @@ async def store(
         "result": None,
     }
     seq, raw_id = await repository.lane(lane).append(db, raw, reserve=True)
-    signals.wake(lane, seq, {**raw, "_id": raw_id, "seq": seq}, connection=conn)
+    signals.wake(db, lane, seq, {**raw, "_id": raw_id, "seq": seq}, connection=conn)
     return "received", raw_id
 
 

@@ -7,8 +7,11 @@ deliveries (and anything a lost wake-up or a skipped hand-over would have missed
 import asyncio
 from typing import Any
 
-MAX_HANDED = 20_000  # documents held per subscriber; past that the processor reads them back
-MAX_HANDED_BYTES = 64 * 1024  # larger bodies are read back rather than held
+from backend.core.db import Database
+from backend.core.runtime import runtime_of
+from backend.core.tuning import HANDED_MAX as MAX_HANDED
+from backend.core.tuning import HANDED_MAX_BYTES as MAX_HANDED_BYTES
+
 # Key of a handed document carrying the connection the webhook authenticated it with (never
 # stored): the processor uses that read instead of reading the connection again.
 CONNECTION = "_handed_connection"
@@ -46,27 +49,29 @@ class Wakeup:
                 self.held -= 1
 
 
-_subscribers: set[Wakeup] = set()
-
-
-def subscribe() -> Wakeup:
+def subscribe(db: Database) -> Wakeup:
     wakeup = Wakeup()
-    _subscribers.add(wakeup)
+    runtime_of(db).webhook_wakeups.add(wakeup)
     return wakeup
 
 
-def unsubscribe(wakeup: Wakeup) -> None:
-    _subscribers.discard(wakeup)
+def unsubscribe(db: Database, wakeup: Wakeup) -> None:
+    runtime_of(db).webhook_wakeups.discard(wakeup)
 
 
 def wake(
-    lane: int, seq: int | None = None, doc: dict[str, Any] | None = None, *, connection: dict[str, Any] | None = None
+    db: Database,
+    lane: int,
+    seq: int | None = None,
+    doc: dict[str, Any] | None = None,
+    *,
+    connection: dict[str, Any] | None = None,
 ) -> None:
     """`connection`: the connection document the delivery was authenticated with, handed along."""
     if doc is not None and connection is not None:
         doc = {**doc, CONNECTION: connection}
     small = doc is not None and seq is not None and len(str(doc.get("body") or "")) <= MAX_HANDED_BYTES
-    for wakeup in _subscribers:
+    for wakeup in runtime_of(db).webhook_wakeups:
         if small and wakeup.held < MAX_HANDED:
             assert doc is not None and seq is not None
             wakeup.handed.setdefault(lane, {})[seq] = doc

@@ -13,6 +13,7 @@ from pymongo.errors import DuplicateKeyError
 
 from backend.core import group_commit
 from backend.core.db import durable_database
+from backend.core.runtime import runtime_of
 from tests.monitoring import CommandRecorder
 
 
@@ -75,4 +76,4 @@ async def test_a_lone_insert_is_sent_at_once_as_a_plain_insert(store: Any) -> No
     assert await db["lone"].find_one({"_id": "only"}) == {"_id": "only"}
     with pytest.raises(DuplicateKeyError):
         await group_commit.insert_one(db["lone"], {"_id": "only"})
-    assert not group_commit._queues  # nothing left behind once idle
+    assert not runtime_of(db).insert_queues  # nothing left behind once idle

@@ -13,6 +13,7 @@ from pymongo import AsyncMongoClient
 
 from backend.core import group_commit, seqlog
 from backend.core.db import durable_database
+from backend.core.runtime import runtime_of
 from backend.core.seqlog import HOLE, REST, SeqLog
 from tests.fakes.harness import wait_for
 from tests.monitoring import CommandRecorder
@@ -33,8 +34,8 @@ def log() -> SeqLog:
 
 def _restart(db: Any, log: SeqLog) -> None:
     """The writing process is gone: a new one knows nothing of this log but what is stored."""
-    key = (db.name, log.collection, log.prefix)
-    for hints in (seqlog._head_hint, seqlog._reserved, seqlog._marked, seqlog._blocks):
+    key, runtime = (db.name, log.collection, log.prefix), runtime_of(db)
+    for hints in (runtime.seqlog_heads, runtime.seqlog_reserved, runtime.seqlog_marked, runtime.seqlog_blocks):
         hints.pop(key, None)
 
 
@@ -127,7 +128,7 @@ async def test_a_writer_whose_hint_predates_a_dead_writers_holes_stores_above_th
     killed before storing the first two. P2, which synced earlier and has not collided since,
     then receives a newer delivery of the same chat: it must be stored above P1's, not in the
     holes below it (where a reader would hand it on first)."""
-    processes = SimulatedProcesses()
+    processes = SimulatedProcesses(db)
     processes.become("P2")
     for n in range(1, 10):
         await log.append(db, {"n": n}, reserve=True)
@@ -172,7 +173,7 @@ async def test_writers_alternating_between_processes_keep_order_and_leave_nothin
     """Deliveries sent one after the other to two processes in turn (a balancer): each is stored
     above the one acknowledged before it, whichever process took it, and a reader hands on all of
     them at once, passing the numbers each process left in its block (an idle process's too)."""
-    processes = SimulatedProcesses()
+    processes = SimulatedProcesses(db)
     seqs = []
     for n, name in enumerate(pattern, start=1):
         processes.become(name)
@@ -211,7 +212,7 @@ async def test_an_entry_whose_number_a_reader_tombstoned_first_is_stored_once_in
     """The competitor between P1's check and its insert: P2 opens a newer block, and a reader at
     P1's number passes P1's block at once by tombstoning it. P1's insert then loses to the
     tombstone; the delivery is stored once, in a block above, and the reader hands it on."""
-    processes = SimulatedProcesses()
+    processes = SimulatedProcesses(db)
     processes.become("P1")
     await log.append(db, {"n": 1}, reserve=True)
     gate = asyncio.Event()

@@ -10,6 +10,7 @@ from pymongo import AsyncMongoClient
 
 from backend.core.db import durable_database
 from backend.core.ids import new_id
+from backend.core.runtime import runtime_of
 from backend.core.tenancy import Actor
 from backend.realtime import feed, records
 from backend.realtime.audience import allows, may_receive
@@ -117,11 +118,10 @@ async def test_concurrent_writers_take_every_seq_exactly_once(mongo_url: str, db
     try:
         dbs = [durable_database(c, db_name) for c in clients]
         tenant = new_id()
-        records._tail_hint.pop((db_name, tenant), None)
 
         async def write(i: int) -> int:
             if i % 7 == 0:
-                records._tail_hint.pop((db_name, tenant), None)  # a cold process: must find the tail by itself
+                runtime_of(dbs[i % 2]).feed_tails.pop((db_name, tenant), None)  # a cold process: finds the tail itself
             rec = await records.append(dbs[i % 2], tenant, {"type": "connection.status", "n": i})
             return int(rec["seq"])
 
@@ -130,7 +130,7 @@ async def test_concurrent_writers_take_every_seq_exactly_once(mongo_url: str, db
         stored = await dbs[0][records.COLLECTION].find({"reseller_id": tenant}).to_list(None)
         assert sorted(d["seq"] for d in stored) == list(range(1, 61))
         assert sorted(d["n"] for d in stored) == list(range(60))
-        records._tail_hint.pop((db_name, tenant), None)
+        runtime_of(dbs[1]).feed_tails.clear()
         assert await records.latest(dbs[1], tenant) == 60
     finally:
         for c in clients:

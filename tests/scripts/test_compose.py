@@ -8,7 +8,6 @@ from typing import Any
 
 import yaml
 
-import backend.app  # noqa: F401 - imports every repository, so declared() is complete
 from backend.core.indexes import declared
 from scripts import gen_mongo_init
 from scripts.common import OpsSettings

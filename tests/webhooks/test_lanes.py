@@ -168,7 +168,7 @@ async def test_a_newer_delivery_to_a_process_that_synced_before_a_dead_writers_h
     older one first, and pass the dead numbers without waiting for the grace."""
     phone = unique_phone()
     chat = f"{phone}@s.whatsapp.net"
-    processes = SimulatedProcesses()
+    processes = SimulatedProcesses(db)
     processes.become("P2")
     delivered = [await hook.deliver(phone) for _ in range(9)]
 
@@ -212,7 +212,7 @@ async def test_deliveries_alternating_between_two_processes_are_processed_in_ord
     turn (and sometimes one process gets a run, leaving the other idle with an open block). Each
     process leaves numbers of its block behind at every switch; one walk passes all of them."""
     phone = unique_phone()
-    processes = SimulatedProcesses()
+    processes = SimulatedProcesses(db)
     delivered = []
     for name in "ABABBBAABABBBBBBBBBBAB":
         processes.become(name)

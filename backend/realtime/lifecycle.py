@@ -1,4 +1,4 @@
-"""Starts and stops this process's realtime machinery with the app (a router lifespan)."""
+"""Starts and stops this process's realtime machinery: one step of the app's lifespan."""
 
 import asyncio
 import signal
@@ -8,9 +8,8 @@ from contextlib import asynccontextmanager, suppress
 from types import FrameType
 from typing import Any
 
-from fastapi import FastAPI
-
 from backend.core.config import Settings
+from backend.core.db import Database
 from backend.core.logging import get_logger
 from backend.realtime import feed
 from backend.realtime.bus import RedisBus
@@ -22,11 +21,10 @@ SHUTDOWN_CODE = 1001  # "going away": clients reconnect with since= to another i
 
 
 @asynccontextmanager
-async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    settings: Settings = app.state.settings
-    db = app.state.db
+async def running(db: Database, settings: Settings) -> AsyncIterator[Hub]:
+    """The hub, the Redis bus when configured, both as the feed's sinks, and websockets closed
+    with 1001 on SIGTERM/SIGINT; all undone, in reverse, on exit."""
     hub = Hub(db, queue_size=settings.REALTIME_QUEUE_SIZE, poll_seconds=settings.REALTIME_POLL_SECONDS)
-    app.state.realtime = hub
     feed.register_sink(db, hub)
     bus = None
     if settings.REDIS_URL:
@@ -36,13 +34,13 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     restore = _close_sockets_on_signal(hub)
     log.info("realtime started", redis=bool(bus))
     try:
-        yield
+        yield hub
     finally:
         restore()
-        feed.unregister_sink(hub)
+        feed.unregister_sink(db, hub)
         await hub.close_sockets(SHUTDOWN_CODE)
         if bus is not None:
-            feed.unregister_sink(bus)
+            feed.unregister_sink(db, bus)
             await bus.close()
         await hub.close()
 

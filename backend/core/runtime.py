@@ -1,0 +1,102 @@
+"""This process's mutable state — every queue, hint, in-flight map and sink that would otherwise
+be a module global — in one `Runtime` per database client, reached with `runtime_of(db)`.
+
+Why per client: a process owns one client (made by the lifespan or a worker's entry point, which
+open its runtime and close it before the client), and every function needing a piece already has
+a database or collection, so no parameter is threaded through the services. Two clients in one
+interpreter (tests playing two processes, apps side by side) get two runtimes, as two processes
+would; a client nobody opened (a script) gets one on first use. Every piece is a hint, a batch in
+memory or a wake-up (or, for the finalize hooks, wiring start-up redoes): losing it costs speed,
+never data.
+"""
+
+import asyncio
+import itertools
+import weakref
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from pymongo import AsyncMongoClient
+
+from backend.core.db import Database
+
+if TYPE_CHECKING:  # the pieces' types; their modules import this one
+    from backend.core.group_commit import _Queue as InsertQueue
+    from backend.core.group_commit import _UpdateQueue as UpdateQueue
+    from backend.core.seqlog import _Block as SeqBlock
+    from backend.ledger.guard import Evaluation
+    from backend.realtime.feed import Sink
+    from backend.realtime.records import _Queue as FeedQueue
+    from backend.webhooks.signals import Wakeup
+
+FinalizeHook = Callable[[Database, dict[str, Any]], Awaitable[None]]
+LogKey = tuple[str, str, str]  # a seqlog: (database, collection, prefix)
+
+
+@dataclass(eq=False)
+class Runtime:
+    # core/group_commit: inserts waiting per (database, collection); the tasks writing them (held
+    # here: the loop keeps only weak references to tasks).
+    insert_queues: "dict[tuple[str, str], InsertQueue]" = field(default_factory=dict)
+    insert_writers: "set[asyncio.Task[None]]" = field(default_factory=set)
+    # core/group_commit: the same for updates by `_id`.
+    update_queues: "dict[tuple[str, str], UpdateQueue]" = field(default_factory=dict)
+    update_writers: "set[asyncio.Task[None]]" = field(default_factory=set)
+    # core/seqlog, per log: the highest entry seen stored, the highest number this process handed
+    # out, the highest block whose marker it knows stored, the block it owns, one block decision
+    # at a time; ticks order an append's arrival against the marker reads.
+    seqlog_heads: dict[LogKey, int] = field(default_factory=dict)
+    seqlog_reserved: dict[LogKey, int] = field(default_factory=dict)
+    seqlog_marked: dict[LogKey, int] = field(default_factory=dict)
+    seqlog_blocks: "dict[LogKey, SeqBlock]" = field(default_factory=dict)
+    seqlog_locks: dict[LogKey, tuple[asyncio.AbstractEventLoop, asyncio.Lock]] = field(default_factory=dict)
+    seqlog_ticks: Iterator[int] = field(default_factory=lambda: itertools.count(1))
+    # core/single_flight: the `_id` reads in flight per (database, collection, _id).
+    reads_in_flight: "dict[tuple[str, str, Any], asyncio.Future[dict[str, Any] | None]]" = field(default_factory=dict)
+    # core/conditional: whether the server pushes filters down (MongoDB) or not (FerretDB).
+    filters_push_down: bool | None = None
+    # realtime/records: per (database, tenant) the highest seq seen stored; append queues, writers.
+    feed_tails: dict[tuple[str, str], int] = field(default_factory=dict)
+    feed_queues: "dict[str, FeedQueue]" = field(default_factory=dict)
+    feed_writers: "set[asyncio.Task[None]]" = field(default_factory=set)
+    # realtime/feed: who gets this process's stored records (the hub, the Redis bus), per database.
+    feed_sinks: "list[tuple[str, Sink]]" = field(default_factory=list)
+    # webhooks/signals: the processors to wake when this process stores a delivery.
+    webhook_wakeups: "set[Wakeup]" = field(default_factory=set)
+    # outbound/repository: per (database, chat) the last chat position seen stored, bounded LRU.
+    outbound_chat_heads: OrderedDict[tuple[str, str], int] = field(default_factory=OrderedDict)
+    # ledger/steps: the guard step's evaluation, handed to the record step of the same start.
+    ledger_evaluations: "dict[str, Evaluation]" = field(default_factory=dict)
+    # tickets/service: what follows every finalize (backend/gates.py `connect_domains`).
+    finalize_hooks: list[FinalizeHook] = field(default_factory=list)
+    # tickets/counters_repository: per (database, tenant), this process's appends to the tenant's
+    # count-delta log, one at a time.
+    counter_append_locks: dict[tuple[str, str], asyncio.Lock] = field(default_factory=dict)
+
+    async def close(self) -> None:
+        """Lets batches already handed to a writer finish (their callers are waiting on them)."""
+        writers = [*self.insert_writers, *self.update_writers, *self.feed_writers]
+        await asyncio.gather(*writers, return_exceptions=True)
+        self.feed_sinks.clear()
+        self.webhook_wakeups.clear()
+
+
+# By identity: clients to the same server compare equal, and each is still its own process's.
+_runtimes: dict[int, tuple["weakref.ref[AsyncMongoClient[Any]]", Runtime]] = {}
+
+
+def open_runtime(client: AsyncMongoClient[Any]) -> Runtime:
+    """A fresh runtime for `client` (the lifespan's and each worker's first step)."""
+    key = id(client)
+    _runtimes[key] = (weakref.ref(client, lambda _: _runtimes.pop(key, None)), Runtime())
+    return _runtimes[key][1]
+
+
+def runtime_of(db: Database) -> Runtime:
+    """The one accessor: the runtime of the client `db` belongs to."""
+    found = _runtimes.get(id(db.client))
+    if found is None or found[0]() is not db.client:
+        return open_runtime(db.client)
+    return found[1]
