@@ -574,7 +574,7 @@ async def _main(args: argparse.Namespace) -> dict[str, Any]:
                 continue
             phases.append(await _phase(target, people, keys, extra, workdir, args))
             print(json.dumps(phases[-1]), file=sys.stderr, flush=True)  # kept even if a later phase fails
-        feed.unregister_sink(bus)
+        feed.unregister_sink(db, bus)
         await bus.close()
         await raw.aclose()
         await client.close()
