@@ -32,6 +32,7 @@ from backend.core.db import Database, durable_database, make_client
 from backend.core.ids import new_id
 from backend.core.tenancy import Actor
 from backend.devtools import ferretdb
+from backend.gates import connect_domains
 from backend.tickets import counters
 from backend.tickets import counters_repository as counters_repo
 from backend.tickets import service as tickets
@@ -229,6 +230,7 @@ async def main(args: argparse.Namespace) -> None:
         for size in [int(s) for s in args.sizes.split(",") if s.strip()]:
             settings = Settings(MONGO_URL=url, MONGO_DB=f"counts_{stamp}_{size}", ENV="test")
             client = make_client(settings)
+            connect_domains(durable_database(client, settings.MONGO_DB))  # what a process's gate does
             try:
                 rows += await run_size(durable_database(client, settings.MONGO_DB), size, args)
             finally:

@@ -30,6 +30,7 @@ from backend.core.config import Settings
 from backend.core.db import Database, durable_database, make_client
 from backend.core.indexes import declared, ensure_indexes
 from backend.devtools import ferretdb
+from backend.gates import connect_domains
 from bench import report
 from bench.ops import Op, build_ops, deep_cursor, describe_index
 from bench.seed import COLLECTIONS, Generator, Tenant
@@ -238,6 +239,7 @@ async def run(args: argparse.Namespace, console: Console) -> dict[str, Any]:
     settings = Settings(_env_file=None, ENV="test", MONGO_URL=url, LOG_JSON=True)
     client = make_client(settings)
     prefix = f"bench_{stamp.replace('-', '_')}"
+    connect_domains(durable_database(client, prefix))  # what a process's gate does: finalize's hook
     results: dict[str, Any] = {
         "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "command": "python -m bench.tickets_bench " + " ".join(sys.argv[1:]),
