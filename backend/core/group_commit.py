@@ -16,10 +16,11 @@ lose a single in-flight insert — none of its callers had an answer, so none to
 """
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from pymongo import UpdateOne
+from pymongo import InsertOne, UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError, WriteConcernError, WriteError
 
@@ -29,55 +30,73 @@ from backend.core.tuning import INSERTS_IN_FLIGHT as MAX_IN_FLIGHT
 
 DUPLICATE_CODES = frozenset({11000, 11001, 12582})
 
+Op = InsertOne[dict[str, Any]] | UpdateOne
+Collection = AsyncCollection[dict[str, Any]]
+
 
 @dataclass
 class _Pending:
-    doc: dict[str, Any]
-    done: "asyncio.Future[None]"
-
-
-@dataclass
-class _PendingUpdate:
-    op: UpdateOne
-    filter: dict[str, Any]
-    update: dict[str, Any]
+    op: Op  # its statement in a batch
+    alone: Callable[[Collection], Awaitable[Any]]  # the same write sent by itself
     done: "asyncio.Future[None]"
 
 
 @dataclass
 class _Queue:
-    collection: AsyncCollection[dict[str, Any]]
+    """The waiting writes of one collection and one kind (the runtime keeps inserts and updates
+    apart: an update must never overtake the insert it follows within one batch)."""
+
+    collection: Collection
     waiting: list[_Pending] = field(default_factory=list)
     writers: int = 0
 
 
-async def insert_one(collection: AsyncCollection[dict[str, Any]], doc: dict[str, Any]) -> None:
+async def insert_one(collection: Collection, doc: dict[str, Any]) -> None:
     """Inserts `doc` (which must carry its `_id`), possibly together with concurrent callers'
     documents. Raises what a lone insert_one would for this document."""
-    (pending,) = _enqueue(collection, [doc])
+    (pending,) = _enqueue(collection, [_insert(doc)])
     await asyncio.shield(pending.done)
 
 
-async def insert_each(
-    collection: AsyncCollection[dict[str, Any]], docs: list[dict[str, Any]]
-) -> list[BaseException | None]:
+async def insert_each(collection: Collection, docs: list[dict[str, Any]]) -> list[BaseException | None]:
     """Inserts `docs` in one command (with concurrent callers' documents, if any): for each, None
     when stored, or the exception a lone insert_one of it would raise. Unordered: one document's
     failure never stops the others."""
-    pendings = _enqueue(collection, docs)
+    pendings = _enqueue(collection, [_insert(doc) for doc in docs])
     await asyncio.shield(asyncio.gather(*(p.done for p in pendings), return_exceptions=True))
     return [p.done.exception() for p in pendings]
 
 
-def _enqueue(collection: AsyncCollection[dict[str, Any]], docs: list[dict[str, Any]]) -> list[_Pending]:
-    """Queues `docs` together: a writer started here sends them in the same command."""
+# Updates by `_id`: the same for updates whose outcome no caller branches on (the webhook
+# processor's outcome writes): concurrent ones of a collection go out as one `update` command of
+# several statements, each still `{_id: …}` alone — the filter FerretDB pushes down. Each caller
+# returns once its own statement is acknowledged, or gets its own error.
+
+
+async def update_by_id(collection: Collection, _id: Any, update: dict[str, Any]) -> None:
+    """`collection.update_one({"_id": _id}, update)`, possibly in one command with concurrent callers'."""
+    op = UpdateOne({"_id": _id}, update)
+    (pending,) = _enqueue(collection, [(op, lambda c: c.update_one({"_id": _id}, update))])
+    await asyncio.shield(pending.done)
+
+
+def _insert(doc: dict[str, Any]) -> tuple[Op, Callable[[Collection], Awaitable[Any]]]:
+    return InsertOne(doc), lambda c: c.insert_one(doc)
+
+
+def _enqueue(collection: Collection, ops: list[tuple[Op, Callable[[Collection], Awaitable[Any]]]]) -> list[_Pending]:
+    """Queues `ops` (all of one kind) together: a writer started here sends them in one command."""
     runtime = runtime_of(collection.database)
+    inserts = isinstance(ops[0][0], InsertOne)
+    queues, writers = (
+        (runtime.insert_queues, runtime.insert_writers) if inserts else (runtime.update_queues, runtime.update_writers)
+    )
     key = (collection.database.name, collection.name)
-    queue = runtime.insert_queues.get(key)
+    queue = queues.get(key)
     if queue is None:
-        queue = runtime.insert_queues[key] = _Queue(collection)
+        queue = queues[key] = _Queue(collection)
     loop = asyncio.get_running_loop()
-    pendings = [_Pending(doc, loop.create_future()) for doc in docs]
+    pendings = [_Pending(op, alone, loop.create_future()) for op, alone in ops]
     for pending in pendings:
         # A caller cancelled while waiting never reads its outcome; read it here so it is not
         # reported as "never retrieved".
@@ -85,29 +104,31 @@ def _enqueue(collection: AsyncCollection[dict[str, Any]], docs: list[dict[str, A
     queue.waiting.extend(pendings)
     if queue.writers < MAX_IN_FLIGHT:
         queue.writers += 1
-        task = loop.create_task(_write_until_empty(runtime, key, queue))
-        runtime.insert_writers.add(task)
-        task.add_done_callback(runtime.insert_writers.discard)
+        task = loop.create_task(_write_until_empty(runtime, queues, key, queue))
+        writers.add(task)
+        task.add_done_callback(writers.discard)
     return pendings
 
 
-async def _write_until_empty(runtime: Runtime, key: tuple[str, str], queue: _Queue) -> None:
+async def _write_until_empty(
+    runtime: Runtime, queues: dict[tuple[str, str], _Queue], key: tuple[str, str], queue: _Queue
+) -> None:
     try:
         while queue.waiting:
             batch, queue.waiting = queue.waiting[:MAX_BATCH], queue.waiting[MAX_BATCH:]
-            await _write(queue.collection, batch)
+            await _write(queue, batch)
     finally:
         queue.writers -= 1
-        if queue.writers == 0 and not queue.waiting and runtime.insert_queues.get(key) is queue:
-            del runtime.insert_queues[key]
+        if queue.writers == 0 and not queue.waiting and queues.get(key) is queue:
+            del queues[key]
 
 
-async def _write(collection: AsyncCollection[dict[str, Any]], batch: list[_Pending]) -> None:
+async def _write(queue: _Queue, batch: list[_Pending]) -> None:
     try:
-        if len(batch) == 1:
-            await collection.insert_one(batch[0].doc)
+        if len(batch) == 1:  # a lone write goes out as itself (insert_one / update_one)
+            await batch[0].alone(queue.collection)
         else:
-            await collection.insert_many([p.doc for p in batch], ordered=False)
+            await queue.collection.bulk_write([p.op for p in batch], ordered=False)
     except BulkWriteError as exc:
         _settle_bulk(batch, exc)
     except PyMongoError as exc:
@@ -115,7 +136,7 @@ async def _write(collection: AsyncCollection[dict[str, Any]], batch: list[_Pendi
             _fail(p, exc)
     except BaseException as exc:  # cancelled or a bug: no caller may wait forever
         for p in batch:
-            _fail(p, PyMongoError(f"insert not completed: {type(exc).__name__}: {exc}"))
+            _fail(p, PyMongoError(f"write not completed: {type(exc).__name__}: {exc}"))
         raise
     else:
         for p in batch:
@@ -141,82 +162,6 @@ def _settle_bulk(batch: list[_Pending], exc: BulkWriteError) -> None:
             p.done.set_result(None)
 
 
-def _fail(p: "_Pending | _PendingUpdate", exc: BaseException) -> None:
+def _fail(p: _Pending, exc: BaseException) -> None:
     if not p.done.done():
         p.done.set_exception(exc)
-
-
-# --- Updates by `_id` -------------------------------------------------------------------------
-# The same for updates whose outcome no caller branches on (the webhook processor's outcome
-# writes): concurrent ones of a collection go out as one `update` command of several statements
-# (bulk_write, unordered), each statement still `{_id: …}` alone — the filter FerretDB pushes down.
-# Each caller returns once its own statement is acknowledged, or gets its own error.
-
-
-@dataclass
-class _UpdateQueue:
-    collection: AsyncCollection[dict[str, Any]]
-    waiting: list[_PendingUpdate] = field(default_factory=list)
-    writers: int = 0
-
-
-async def update_by_id(collection: AsyncCollection[dict[str, Any]], _id: Any, update: dict[str, Any]) -> None:
-    """`collection.update_one({"_id": _id}, update)`, possibly in one command with concurrent callers'."""
-    runtime = runtime_of(collection.database)
-    key = (collection.database.name, collection.name)
-    queue = runtime.update_queues.get(key)
-    if queue is None:
-        queue = runtime.update_queues[key] = _UpdateQueue(collection)
-    loop = asyncio.get_running_loop()
-    pending = _PendingUpdate(UpdateOne({"_id": _id}, update), {"_id": _id}, update, loop.create_future())
-    pending.done.add_done_callback(lambda f: f.cancelled() or f.exception())
-    queue.waiting.append(pending)
-    if queue.writers < MAX_IN_FLIGHT:
-        queue.writers += 1
-        task = loop.create_task(_update_until_empty(runtime, key, queue))
-        runtime.update_writers.add(task)
-        task.add_done_callback(runtime.update_writers.discard)
-    await asyncio.shield(pending.done)
-
-
-async def _update_until_empty(runtime: Runtime, key: tuple[str, str], queue: _UpdateQueue) -> None:
-    try:
-        while queue.waiting:
-            batch, queue.waiting = queue.waiting[:MAX_BATCH], queue.waiting[MAX_BATCH:]
-            await _update(queue.collection, batch)
-    finally:
-        queue.writers -= 1
-        if queue.writers == 0 and not queue.waiting and runtime.update_queues.get(key) is queue:
-            del runtime.update_queues[key]
-
-
-async def _update(collection: AsyncCollection[dict[str, Any]], batch: list[_PendingUpdate]) -> None:
-    try:
-        if len(batch) == 1:
-            await collection.update_one(batch[0].filter, batch[0].update)
-        else:
-            await collection.bulk_write([p.op for p in batch], ordered=False)
-    except BulkWriteError as exc:
-        details = exc.details or {}
-        by_index = {int(e["index"]): e for e in details.get("writeErrors", [])}
-        concern = details.get("writeConcernErrors") or []
-        for i, p in enumerate(batch):
-            error = by_index.get(i)
-            if error is not None:
-                _fail(p, WriteError(str(error.get("errmsg", "write error")), int(error.get("code", 0)), error))
-            elif concern:
-                first = concern[0]
-                _fail(p, WriteConcernError(str(first.get("errmsg", "write concern error")), first.get("code"), first))
-            elif not p.done.done():
-                p.done.set_result(None)
-    except PyMongoError as exc:
-        for p in batch:
-            _fail(p, exc)
-    except BaseException as exc:
-        for p in batch:
-            _fail(p, PyMongoError(f"update not completed: {type(exc).__name__}: {exc}"))
-        raise
-    else:
-        for p in batch:
-            if not p.done.done():
-                p.done.set_result(None)

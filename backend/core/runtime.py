@@ -23,8 +23,7 @@ from pymongo import AsyncMongoClient
 from backend.core.db import Database
 
 if TYPE_CHECKING:  # the pieces' types; their modules import this one
-    from backend.core.group_commit import _Queue as InsertQueue
-    from backend.core.group_commit import _UpdateQueue as UpdateQueue
+    from backend.core.group_commit import _Queue as WriteQueue
     from backend.core.seqlog import _Block as SeqBlock
     from backend.ledger.guard import Evaluation
     from backend.realtime.feed import Sink
@@ -39,10 +38,10 @@ LogKey = tuple[str, str, str]  # a seqlog: (database, collection, prefix)
 class Runtime:
     # core/group_commit: inserts waiting per (database, collection); the tasks writing them (held
     # here: the loop keeps only weak references to tasks).
-    insert_queues: "dict[tuple[str, str], InsertQueue]" = field(default_factory=dict)
+    insert_queues: "dict[tuple[str, str], WriteQueue]" = field(default_factory=dict)
     insert_writers: "set[asyncio.Task[None]]" = field(default_factory=set)
     # core/group_commit: the same for updates by `_id`.
-    update_queues: "dict[tuple[str, str], UpdateQueue]" = field(default_factory=dict)
+    update_queues: "dict[tuple[str, str], WriteQueue]" = field(default_factory=dict)
     update_writers: "set[asyncio.Task[None]]" = field(default_factory=set)
     # core/seqlog, per log: the highest entry seen stored, the highest number this process handed
     # out, the highest block whose marker it knows stored, the block it owns, one block decision
