@@ -19,6 +19,7 @@ export class ApiError extends Error {
     if (status === 403) return t.errors.forbidden;
     if (status === 404) return t.errors.notFound;
     if (status === 409) return t.errors.conflict;
+    if (status === 413) return t.errors.tooLarge;
     if (status === 422) return t.errors.validation;
     if (status === 503) return t.errors.unavailable;
     return t.app.genericError;
@@ -53,6 +54,65 @@ export const api = createClient<paths>({
 api.use(authMiddleware);
 
 type Result<T> = { data?: T; error?: unknown; response: Response };
+
+function authorized(headers: Headers): Headers {
+  const token = auth.token();
+  if (token) headers.set('Authorization', `Bearer ${token}`);
+  return headers;
+}
+
+function detailOf(status: number, text: string): ApiError {
+  let detail: unknown = null;
+  try {
+    const parsed: unknown = text ? JSON.parse(text) : null;
+    detail = parsed && typeof parsed === 'object' && 'detail' in parsed ? parsed.detail : parsed;
+  } catch {
+    // not JSON (a proxy's error page): the status decides the message
+  }
+  return new ApiError(status, detail);
+}
+
+/** The bytes behind an API path (a message's media): an <img src> cannot send the bearer token,
+ * so the page fetches them with it and shows them through an object URL. */
+export async function fetchBlob(path: string, signal?: AbortSignal): Promise<Blob> {
+  let response: Response;
+  try {
+    response = await globalThis.fetch(new Request(new URL(path, window.location.origin), { headers: authorized(new Headers()), signal }));
+  } catch (error) {
+    if (signal?.aborted) throw error;
+    throw new ApiError(0, null);
+  }
+  if (response.status === 401) auth.onUnauthorized();
+  if (!response.ok) throw detailOf(response.status, await response.text());
+  return response.blob();
+}
+
+/** POSTs a multipart form, reporting the upload's progress (0..1): fetch cannot, XMLHttpRequest can.
+ * Resolves with the JSON answer of a 2xx, rejects with ApiError otherwise. */
+export function postForm<T>(path: string, form: FormData, onProgress?: (fraction: number) => void, signal?: AbortSignal): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const xhr = new XMLHttpRequest();
+    xhr.open('POST', new URL(path, window.location.origin).toString());
+    authorized(new Headers()).forEach((value, name) => xhr.setRequestHeader(name, value));
+    xhr.upload.onprogress = (event) => {
+      if (event.lengthComputable && onProgress) onProgress(event.loaded / event.total);
+    };
+    xhr.onload = () => {
+      if (xhr.status === 401) auth.onUnauthorized();
+      if (xhr.status >= 200 && xhr.status < 300) {
+        try {
+          resolve((xhr.responseText ? JSON.parse(xhr.responseText) : null) as T);
+        } catch {
+          reject(new ApiError(xhr.status, null));
+        }
+      } else reject(detailOf(xhr.status, xhr.responseText));
+    };
+    xhr.onerror = () => reject(new ApiError(0, null));
+    xhr.onabort = () => reject(new DOMException('aborted', 'AbortError'));
+    signal?.addEventListener('abort', () => xhr.abort());
+    xhr.send(form);
+  });
+}
 
 /** Returns the body of a 2xx answer or throws ApiError with the backend's detail. */
 export async function unwrap<T>(pending: Promise<Result<T>>): Promise<T> {

@@ -25,6 +25,10 @@ class ResizeObserverStub {
 window.ResizeObserver = window.ResizeObserver ?? ResizeObserverStub;
 Element.prototype.scrollIntoView = Element.prototype.scrollIntoView ?? function scrollIntoView() {};
 window.HTMLElement.prototype.scrollTo = window.HTMLElement.prototype.scrollTo ?? function scrollTo() {};
+// jsdom has no object URLs: media is shown through them (features/ticket/useMedia.ts).
+let objectUrls = 0;
+URL.createObjectURL = URL.createObjectURL ?? (() => `blob:test/${(objectUrls += 1)}`);
+URL.revokeObjectURL = URL.revokeObjectURL ?? (() => undefined);
 
 afterEach(() => {
   cleanup();

@@ -16,10 +16,16 @@ export function mockApi(handler: Handler) {
     const request = input instanceof Request ? input : new Request(String(input), init);
     const url = new URL(request.url);
     const text = await request.text();
-    const body = text ? JSON.parse(text) : undefined;
+    let body: unknown;
+    try {
+      body = text ? JSON.parse(text) : undefined;
+    } catch {
+      body = text; // not JSON (a form)
+    }
     calls.push({ method: request.method, path: url.pathname, body });
     const answer = handler({ method: request.method, path: url.pathname, body, url });
     if (!answer) return new Response(JSON.stringify({ detail: `unmocked ${request.method} ${url.pathname}` }), { status: 599 });
+    if (answer.body instanceof Blob) return new Response(answer.body, { status: answer.status ?? 200, headers: { 'Content-Type': answer.body.type } });
     return new Response(answer.body === undefined ? null : JSON.stringify(answer.body), {
       status: answer.status ?? 200,
       headers: { 'Content-Type': 'application/json' },

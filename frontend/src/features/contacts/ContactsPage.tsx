@@ -3,6 +3,7 @@ import { useDebouncedValue } from '@mantine/hooks';
 import { notifications } from '@mantine/notifications';
 import { useMutation, useQueryClient } from '@tanstack/react-query';
 import { useState } from 'react';
+import { useSearchParams } from 'react-router';
 import { ApiError, api, errorMessage, fieldErrors, unwrap } from '../../api/client';
 import { useClients, useTags } from '../../api/queries';
 import type { Client, ClientImportResult } from '../../api/types';
@@ -20,11 +21,13 @@ function useContactsChanged() {
   };
 }
 
-function ContactForm({ contact, onDone }: { contact: Client | null; onDone: () => void }) {
+type Prefill = { name: string; phone: string };
+
+function ContactForm({ contact, prefill, onDone }: { contact: Client | null; prefill?: Prefill | null; onDone: () => void }) {
   const changed = useContactsChanged();
   const tags = useTags();
-  const [name, setName] = useState(contact?.name ?? '');
-  const [phone, setPhone] = useState(contact?.phone ?? '');
+  const [name, setName] = useState(contact?.name ?? prefill?.name ?? '');
+  const [phone, setPhone] = useState(contact?.phone ?? prefill?.phone ?? '');
   const [email, setEmail] = useState(contact?.email ?? '');
   const [notes, setNotes] = useState(contact?.notes ?? '');
   const [tagList, setTagList] = useState<string[]>(contact?.tags ?? []);
@@ -195,12 +198,19 @@ async function downloadExport() {
 }
 
 export function ContactsPage() {
-  const [search, setSearch] = useState('');
+  // "Iniciar conversa" on a contact card shared in a chat (?novo=<number>&nome=<name>): the new
+  // contact form comes filled in, and the list shows whoever already has that number.
+  const [params] = useSearchParams();
+  const [prefill, setPrefill] = useState<Prefill | null>(() => {
+    const phone = (params.get('novo') ?? '').replace(/\D/g, '');
+    return phone ? { phone, name: params.get('nome') ?? '' } : null;
+  });
+  const [search, setSearch] = useState(prefill?.phone ?? '');
   const [tag, setTag] = useState<string | null>(null);
   const [q] = useDebouncedValue(search.trim(), 300);
   const clients = useClients(q, tag ?? '');
   const tags = useTags();
-  const [editing, setEditing] = useState<Client | 'new' | null>(null);
+  const [editing, setEditing] = useState<Client | 'new' | null>(prefill ? 'new' : null);
   const [importing, setImporting] = useState(false);
   const exporting = useMutation({
     mutationFn: downloadExport,
@@ -271,8 +281,11 @@ export function ContactsPage() {
           {t.app.loadMore}
         </Button>
       )}
-      <Modal opened={editing !== null} onClose={() => setEditing(null)} title={editing === 'new' ? t.contacts.new : t.app.edit}>
-        {editing !== null && <ContactForm contact={editing === 'new' ? null : editing} onDone={() => setEditing(null)} />}
+      <Modal opened={editing !== null} onClose={() => { setEditing(null); setPrefill(null); }} title={editing === 'new' ? t.contacts.new : t.app.edit}>
+        {editing !== null && <ContactForm contact={editing === 'new' ? null : editing} prefill={prefill} onDone={() => {
+          setEditing(null);
+          setPrefill(null);
+        }} />}
       </Modal>
       <Modal opened={importing} onClose={() => setImporting(false)} title={t.contacts.importTitle} size="lg">
         {importing && <ImportForm onDone={() => setImporting(false)} />}

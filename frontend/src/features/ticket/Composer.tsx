@@ -1,15 +1,18 @@
-import { Badge, Button, Combobox, Group, SegmentedControl, Stack, Text, Textarea, useCombobox } from '@mantine/core';
+import { ActionIcon, Alert, Badge, Button, CloseButton, Combobox, FileButton, Group, Paper, Progress, SegmentedControl, Stack, Text, Textarea, useCombobox } from '@mantine/core';
 import { notifications } from '@mantine/notifications';
 import { useMutation, useQueryClient } from '@tanstack/react-query';
-import { useEffect, useRef, useState, type FormEvent, type KeyboardEvent } from 'react';
-import { api, errorMessage, unwrap } from '../../api/client';
+import { useEffect, useRef, useState, type ClipboardEvent, type DragEvent, type FormEvent, type KeyboardEvent } from 'react';
+import { api, errorMessage, postForm, unwrap } from '../../api/client';
 import { useQuickReplies } from '../../api/queries';
-import type { Ticket } from '../../api/types';
+import type { Message, Ticket } from '../../api/types';
 import { useMe } from '../../auth/session';
 import { t } from '../../i18n/pt-BR';
-import { formatPhone } from '../../lib/format';
+import { formatClock, formatPhone, formatSize } from '../../lib/format';
 import { applyMessage } from '../../realtime/cache';
+import { QuoteBlock } from './MessageMedia';
 import { fillTemplate, matchReplies, slashToken } from './quickReplies';
+import { useNow } from '../../lib/useNow';
+import { useVoiceRecorder } from './voice';
 
 function hint(ticket: Ticket): string {
   if (ticket.status === 'finalizado') return t.ticket.readOnly;
@@ -18,10 +21,65 @@ function hint(ticket: Ticket): string {
 }
 
 type Mode = 'reply' | 'note';
+type Sending = { text: string; as: Mode; file: File | null; quotedId: string | null; voice?: boolean };
+
+/** The chosen file before it is sent: a thumbnail for images, its name and size otherwise. */
+function AttachmentPreview({ file, onRemove }: { file: File; onRemove: () => void }) {
+  const [thumb, setThumb] = useState<string | null>(null);
+  useEffect(() => {
+    if (!file.type.startsWith('image/')) return undefined;
+    const url = URL.createObjectURL(file);
+    setThumb(url);
+    return () => {
+      URL.revokeObjectURL(url);
+      setThumb(null);
+    };
+  }, [file]);
+  return (
+    <Paper withBorder p={6} radius="sm" data-testid="attachment-preview">
+      <Group gap="xs" wrap="nowrap">
+        {thumb ? (
+          <img src={thumb} alt={file.name} style={{ width: 56, height: 56, objectFit: 'cover', borderRadius: 4 }} />
+        ) : (
+          <Text size="xl" aria-hidden>
+            📄
+          </Text>
+        )}
+        <Stack gap={0} style={{ flex: 1, minWidth: 0 }}>
+          <Text size="sm" fw={600} lineClamp={1}>
+            {file.name}
+          </Text>
+          <Text size="xs" c="dimmed">
+            {formatSize(file.size)}
+          </Text>
+        </Stack>
+        <CloseButton aria-label={t.media.removeAttachment} onClick={onRemove} />
+      </Group>
+    </Paper>
+  );
+}
+
+function quoteAuthor(message: Message): string {
+  if (message.direction === 'in') return message.sender_name || t.media.client;
+  return message.sender_name || t.media.you;
+}
 
 /** Replies go to the client (only the holding agent); internal notes stay with the staff who can
  * see the ticket, in any status. Typing "/" in a reply opens the quick replies. */
-export function Composer({ ticket, canReply, canNote }: { ticket: Ticket; canReply: boolean; canNote: boolean }) {
+export function Composer({
+  ticket,
+  canReply,
+  canNote,
+  quoting = null,
+  onQuoteDone,
+}: {
+  ticket: Ticket;
+  canReply: boolean;
+  canNote: boolean;
+  /** The message this reply answers, chosen with "Responder" in the thread. */
+  quoting?: Message | null;
+  onQuoteDone?: () => void;
+}) {
   const me = useMe();
   const [body, setBody] = useState('');
   const [chosen, setChosen] = useState<Mode>('reply');
@@ -35,21 +93,61 @@ export function Composer({ ticket, canReply, canNote }: { ticket: Ticket; canRep
   const client = useQueryClient();
   const replies = useQuickReplies(canReply);
   const combobox = useCombobox();
+  const [file, setFile] = useState<File | null>(null);
+  const [dragging, setDragging] = useState(false);
+  // Upload progress 0..1 while a file goes up; the error of the last attachment, shown in place.
+  const [progress, setProgress] = useState<number | null>(null);
+  const [attachError, setAttachError] = useState<string | null>(null);
   const send = useMutation({
-    mutationFn: ({ text, as }: { text: string; as: Mode }) => {
+    mutationFn: ({ text, as, file: attached, quotedId }: Sending) => {
       const params = { path: { ticket_id: ticket.id } };
-      return as === 'note'
-        ? unwrap(api.POST('/api/v1/tickets/{ticket_id}/notes', { params, body: { body: text } }))
-        : unwrap(api.POST('/api/v1/tickets/{ticket_id}/messages', { params, body: { body: text } }));
+      if (as === 'note') return unwrap(api.POST('/api/v1/tickets/{ticket_id}/notes', { params, body: { body: text } }));
+      if (attached) {
+        const form = new FormData();
+        form.append('file', attached, attached.name);
+        if (text) form.append('body', text);
+        if (quotedId) form.append('quoted_message_id', quotedId);
+        setProgress(0);
+        return postForm<Message>(`/api/v1/tickets/${ticket.id}/messages`, form, setProgress);
+      }
+      const payload = quotedId ? { body: text, quoted_message_id: quotedId } : { body: text };
+      return unwrap(api.POST('/api/v1/tickets/{ticket_id}/messages', { params, body: payload }));
     },
-    onSuccess: (message, { as }) => {
-      setBody('');
+    onSuccess: (message, { as, voice }) => {
+      setProgress(null);
+      if (!voice) {
+        // A voice note goes on its own: whatever was being written or attached stays.
+        setFile(null);
+        setBody('');
+      }
+      if (as === 'reply') onQuoteDone?.();
       // Shown at once; the websocket's copy of it is applied by id, so it stays one.
       applyMessage(client, message);
       if (as === 'reply') void client.invalidateQueries({ queryKey: ['tickets', 'list'] });
     },
-    onError: (error) => notifications.show({ color: 'red', message: errorMessage(error) }),
+    onError: (error, { file: attached }) => {
+      setProgress(null);
+      // An attachment's refusal (too large: 413, a type WhatsApp does not take) stays beside it.
+      if (attached) setAttachError(errorMessage(error));
+      else notifications.show({ color: 'red', message: errorMessage(error) });
+    },
   });
+  const recorder = useVoiceRecorder((voice) => {
+    setAttachError(null);
+    send.mutate({ text: '', as: 'reply', file: voice, quotedId: quoting?.id ?? null, voice: true });
+  });
+  const recording = recorder.state.phase === 'recording';
+  const now = useNow(recording ? 500 : 60_000);
+  const attach = (chosen: File | null) => {
+    if (!chosen) return;
+    if (!canReply) {
+      notifications.show({ color: 'orange', message: t.media.notesNoAttachment });
+      return;
+    }
+    setChosen('reply');
+    setAttachError(null);
+    setFile(chosen);
+  };
 
   const token = note ? null : slashToken(body, caret);
   const matches = token ? matchReplies(replies.data ?? [], token.query) : [];
@@ -98,7 +196,36 @@ export function Composer({ ticket, canReply, canNote }: { ticket: Ticket; canRep
   const submit = (event?: FormEvent) => {
     event?.preventDefault();
     const text = body.trim();
-    if (text && !send.isPending) send.mutate({ text, as: mode });
+    if (send.isPending || (!text && !file)) return;
+    const attached = note ? null : file;
+    if (note && !text) return;
+    send.mutate({ text, as: mode, file: attached, quotedId: note ? null : quoting?.id ?? null });
+  };
+  const onPaste = (event: ClipboardEvent<HTMLTextAreaElement>) => {
+    const image = Array.from(event.clipboardData.files).find((f) => f.type.startsWith('image/'));
+    if (image && canReply) {
+      event.preventDefault();
+      attach(image);
+    }
+  };
+  const hasFiles = (event: DragEvent) => Array.from(event.dataTransfer.types).includes('Files');
+  const onDragOver = (event: DragEvent<HTMLFormElement>) => {
+    if (!canReply || !hasFiles(event)) return;
+    event.preventDefault();
+    event.dataTransfer.dropEffect = 'copy';
+    if (!dragging) setDragging(true);
+  };
+  const onDragLeave = (event: DragEvent<HTMLFormElement>) => {
+    if (!event.currentTarget.contains(event.relatedTarget as Node | null)) setDragging(false);
+  };
+  const onDrop = (event: DragEvent<HTMLFormElement>) => {
+    setDragging(false);
+    if (!canReply) return;
+    const dropped = event.dataTransfer.files[0];
+    if (dropped) {
+      event.preventDefault();
+      attach(dropped);
+    }
   };
   const onKeyDown = (event: KeyboardEvent<HTMLTextAreaElement>) => {
     if (event.key === 'Escape' && open) {
@@ -110,7 +237,34 @@ export function Composer({ ticket, canReply, canNote }: { ticket: Ticket; canRep
   const track = (el: HTMLTextAreaElement) => setCaret(el.selectionStart ?? el.value.length);
 
   return (
-    <form onSubmit={submit} style={{ borderTop: '1px solid var(--mantine-color-gray-3)' }}>
+    <form
+      onSubmit={submit}
+      onDragOver={onDragOver}
+      onDragLeave={onDragLeave}
+      onDrop={onDrop}
+      data-testid="composer"
+      style={{ borderTop: '1px solid var(--mantine-color-gray-3)', position: 'relative' }}
+    >
+      {dragging && (
+        <Text
+          data-testid="drop-zone"
+          fw={600}
+          c="teal.8"
+          style={{
+            position: 'absolute',
+            inset: 0,
+            display: 'flex',
+            alignItems: 'center',
+            justifyContent: 'center',
+            background: 'rgba(230, 252, 245, 0.92)',
+            border: '2px dashed var(--mantine-color-teal-6)',
+            zIndex: 2,
+            pointerEvents: 'none',
+          }}
+        >
+          {t.media.dropHere}
+        </Text>
+      )}
       <Stack gap={6} p="sm">
         {!canReply && (
           <Text size="sm" c="dimmed" data-testid="composer-hint">
@@ -130,13 +284,65 @@ export function Composer({ ticket, canReply, canNote }: { ticket: Ticket; canRep
             ]}
           />
         )}
+        {!note && quoting && (
+          <Group gap="xs" wrap="nowrap" align="flex-start" data-testid="composer-quote">
+            <Stack gap={0} style={{ flex: 1, minWidth: 0 }}>
+              <Text size="xs" fw={600}>
+                {t.media.replyTo(quoteAuthor(quoting))}
+              </Text>
+              <QuoteBlock quoted={{ message_id: quoting.id, body: quoting.body, type: quoting.type }} />
+            </Stack>
+            <CloseButton size="sm" aria-label={t.media.cancelReply} onClick={onQuoteDone} />
+          </Group>
+        )}
+        {!note && file && <AttachmentPreview file={file} onRemove={() => { setFile(null); setAttachError(null); }} />}
+        {progress !== null && (
+          <Stack gap={2} data-testid="upload-progress">
+            <Progress value={Math.round(progress * 100)} size="sm" aria-label={t.media.uploading(Math.round(progress * 100))} />
+            <Text size="xs" c="dimmed">
+              {t.media.uploading(Math.round(progress * 100))}
+            </Text>
+          </Stack>
+        )}
+        {attachError && (
+          <Alert color="red" role="alert" data-testid="attach-error" withCloseButton onClose={() => setAttachError(null)} closeButtonLabel={t.media.close}>
+            {attachError}
+          </Alert>
+        )}
+        {recorder.state.phase === 'error' && (
+          <Alert color="orange" role="alert" withCloseButton onClose={recorder.reset} closeButtonLabel={t.media.close}>
+            {recorder.state.reason === 'denied' ? t.media.micDenied : t.media.recordUnsupported}
+          </Alert>
+        )}
+        {recording && recorder.state.phase === 'recording' && (
+          <Group gap="xs" data-testid="recording">
+            <Text size="sm" c="red.7" fw={600}>
+              ● {t.media.recording(formatClock((now.getTime() - recorder.state.startedAt) / 1000))}
+            </Text>
+            <Button size="compact-sm" color="red" onClick={recorder.stop}>
+              {t.media.stopRecording}
+            </Button>
+            <Button size="compact-sm" variant="default" onClick={recorder.cancel}>
+              {t.media.cancelRecording}
+            </Button>
+          </Group>
+        )}
         <Group align="flex-end" wrap="nowrap" gap="xs">
+          {!note && canReply && (
+            <FileButton onChange={attach}>
+              {(props) => (
+                <ActionIcon {...props} variant="default" size={36} aria-label={t.media.attach} title={t.media.attach} disabled={send.isPending || recording}>
+                  📎
+                </ActionIcon>
+              )}
+            </FileButton>
+          )}
           <Combobox store={combobox} onOptionSubmit={insert} position="top-start" width="target" transitionProps={{ duration: 0 }}>
             <Combobox.Target>
               <Textarea
                 ref={area}
                 aria-label={note ? t.ticket.note : t.ticket.composer}
-                placeholder={note ? t.ticket.notePlaceholder : t.ticket.composerPlaceholder}
+                placeholder={note ? t.ticket.notePlaceholder : file ? t.media.caption : t.ticket.composerPlaceholder}
                 autosize
                 minRows={1}
                 maxRows={6}
@@ -148,6 +354,7 @@ export function Composer({ ticket, canReply, canNote }: { ticket: Ticket; canRep
                 }}
                 onSelect={(e) => track(e.currentTarget)}
                 onKeyDown={onKeyDown}
+                onPaste={onPaste}
                 style={{ flex: 1 }}
                 styles={note ? { input: { background: 'var(--mantine-color-yellow-0)' } } : undefined}
               />
@@ -175,7 +382,20 @@ export function Composer({ ticket, canReply, canNote }: { ticket: Ticket; canRep
               </Combobox.Options>
             </Combobox.Dropdown>
           </Combobox>
-          <Button type="submit" color={note ? 'yellow.8' : undefined} loading={send.isPending} disabled={!body.trim()}>
+          {!note && canReply && !file && !body.trim() && !recording && (
+            <ActionIcon
+              variant="default"
+              size={36}
+              aria-label={t.media.record}
+              title={t.media.record}
+              onClick={() => void recorder.start()}
+              disabled={send.isPending}
+              data-testid="record-voice"
+            >
+              🎤
+            </ActionIcon>
+          )}
+          <Button type="submit" color={note ? 'yellow.8' : undefined} loading={send.isPending} disabled={note || !file ? !body.trim() : false}>
             {note ? t.ticket.saveNote : t.ticket.send}
           </Button>
         </Group>

@@ -6,6 +6,8 @@ import type { Message, TicketEvent } from '../../api/types';
 import { useMe } from '../../auth/session';
 import { t } from '../../i18n/pt-BR';
 import { formatWhen } from '../../lib/format';
+import { quotedOf } from './media';
+import { MessageContent, QuoteBlock } from './MessageMedia';
 
 function TickIcon({ status }: { status: string }) {
   const common = { width: 16, height: 12, viewBox: '0 0 16 12', fill: 'none', stroke: 'currentColor', strokeWidth: 1.6, 'aria-hidden': true } as const;
@@ -60,17 +62,6 @@ export function DeliveryTicks({ status }: { status: string }) {
   );
 }
 
-function MediaPlaceholder({ message }: { message: Message }) {
-  const kind = message.type in t.ticket.media ? message.type : 'other';
-  const name = typeof message.media?.file_name === 'string' ? ` · ${message.media.file_name}` : '';
-  return (
-    <Text size="sm" fs="italic" data-testid="media-placeholder">
-      [{t.ticket.media[kind]}
-      {name}]
-    </Text>
-  );
-}
-
 /** An agent's signed WhatsApp reply ("*Ana:*", a line break, the text: backend messages.service
  * `signed`) split into the name WhatsApp shows in bold and the text. The stored body is what the
  * client received; only its markup is rendered. */
@@ -79,9 +70,10 @@ export function splitSignature(body: string): { signature: string | null; text: 
   return match ? { signature: `${match[1]}:`, text: body.slice(match[0].length) } : { signature: null, text: body };
 }
 
-export function MessageBubble({ message }: { message: Message }) {
+/** `onReply`: the agent may answer quoting this message (only where a reply can be sent). */
+export function MessageBubble({ message, onReply }: { message: Message; onReply?: (message: Message) => void }) {
   if (message.direction === 'note') return <NoteBubble message={message} />;
-  const isMedia = message.type !== 'text' && message.type !== 'chat';
+  const quoted = quotedOf(message);
   return (
     <div
       className="bubble"
@@ -94,9 +86,23 @@ export function MessageBubble({ message }: { message: Message }) {
           {message.sender_name}
         </Text>
       )}
-      {isMedia && <MediaPlaceholder message={message} />}
+      {quoted && <QuoteBlock quoted={quoted} />}
+      <MessageContent message={message} />
       {message.body && <Body body={message.body} signed={message.direction === 'out'} />}
       <Group gap={4} justify="flex-end">
+        {onReply && (
+          <Button
+            size="compact-xs"
+            variant="subtle"
+            color="gray"
+            onClick={() => onReply(message)}
+            aria-label={t.media.replyThis}
+            data-testid="reply-to"
+            mr="auto"
+          >
+            ↩ {t.media.reply}
+          </Button>
+        )}
         <Text size="xs" c="dimmed">
           <time dateTime={message.created_at}>{formatWhen(message.created_at)}</time>
         </Text>
@@ -185,7 +191,15 @@ const NEAR_TOP = 120;
 /** A ticket's thread. Opens at its newest message; scrolling up loads older pages and keeps what
  * the reader was looking at in place; new messages are followed only when the reader is at the
  * bottom (or wrote them), otherwise a pill says how many arrived below. */
-export function MessageThread({ ticketId, showTimeline = true }: { ticketId: string; showTimeline?: boolean }) {
+export function MessageThread({
+  ticketId,
+  showTimeline = true,
+  onReply,
+}: {
+  ticketId: string;
+  showTimeline?: boolean;
+  onReply?: (message: Message) => void;
+}) {
   const me = useMe();
   const query = useMessages(ticketId);
   const events = useTicketEvents(ticketId);
@@ -283,7 +297,7 @@ export function MessageThread({ ticketId, showTimeline = true }: { ticketId: str
         {query.isSuccess && messages.length === 0 && <Text c="dimmed">{t.ticket.noMessages}</Text>}
         {items.map((item) =>
           item.message ? (
-            <MessageBubble key={item.key} message={item.message} />
+            <MessageBubble key={item.key} message={item.message} onReply={onReply} />
           ) : (
             <TimelineRow key={item.key} event={item.event as TicketEvent} />
           ),

@@ -6,7 +6,7 @@ import { useEffect, useState } from 'react';
 import { Link, useLocation } from 'react-router';
 import { api, errorMessage, unwrap } from '../../api/client';
 import { useDepartments, useMarkRead, useTicket, useTicketUpdated } from '../../api/queries';
-import type { Ticket } from '../../api/types';
+import type { Message, Ticket } from '../../api/types';
 import { useMe } from '../../auth/session';
 import { t } from '../../i18n/pt-BR';
 import { formatPhone, formatWhen } from '../../lib/format';
@@ -47,6 +47,8 @@ function LoadedTicket({ ticket, backTo }: { ticket: Ticket; backTo: { pathname: 
   const updated = useTicketUpdated();
   const departments = useDepartments();
   const [transferOpen, setTransferOpen] = useState(false);
+  // The message the agent chose to answer quoting it ("Responder" on a bubble).
+  const [quoting, setQuoting] = useState<Message | null>(null);
   const can = allowedActions(ticket, me);
   const department = departments.data?.find((d) => d.id === ticket.department_id);
   const markRead = useMarkRead(ticket.id);
@@ -138,8 +140,15 @@ function LoadedTicket({ ticket, backTo }: { ticket: Ticket; backTo: { pathname: 
         </Text>
         <TicketTags ticket={ticket} />
       </Stack>
-      <MessageThread key={ticket.id} ticketId={ticket.id} />
-      <Composer key={ticket.id} ticket={ticket} canReply={can.reply} canNote={can.note} />
+      <MessageThread key={ticket.id} ticketId={ticket.id} onReply={can.reply ? setQuoting : undefined} />
+      <Composer
+        key={`composer-${ticket.id}`}
+        ticket={ticket}
+        canReply={can.reply}
+        canNote={can.note}
+        quoting={can.reply ? quoting : null}
+        onQuoteDone={() => setQuoting(null)}
+      />
       <TransferModal ticket={ticket} opened={transferOpen} onClose={() => setTransferOpen(false)} onConflict={(e) => onConflict(e, false)} />
     </Paper>
   );

@@ -1,0 +1,206 @@
+import { fireEvent, screen, waitFor, within } from '@testing-library/react';
+import userEvent from '@testing-library/user-event';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import type { Message } from '../../api/types';
+import { agentUser, mockApi, renderApp, signIn, stubWebSocket } from '../../test/utils';
+import { formatClock, formatSize } from '../../lib/format';
+import type { MediaInfo } from './media';
+import { MessageBubble } from './MessageThread';
+
+const me = agentUser();
+const PNG = new Uint8Array([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
+
+const message = (over: Partial<Message> & Record<string, unknown> = {}): Message =>
+  ({
+    id: '5'.repeat(24),
+    ticket_id: '1'.repeat(24),
+    direction: 'in',
+    sender_type: 'client',
+    sender_name: 'Maria',
+    type: 'text',
+    body: '',
+    status: 'received',
+    created_at: '2025-01-01T12:00:00Z',
+    ...over,
+  }) as Message;
+
+const media = (over: Partial<MediaInfo> = {}): MediaInfo => ({
+  url: `/api/v1/messages/${'5'.repeat(24)}/media`,
+  mime: 'image/png',
+  size: 12_800,
+  name: 'foto.png',
+  sha256: 'a'.repeat(64),
+  status: 'ready',
+  ...over,
+});
+
+beforeEach(() => {
+  stubWebSocket();
+  signIn(me, 'token-da-ana');
+});
+
+afterEach(() => {
+  vi.restoreAllMocks();
+});
+
+/** Serves the attachment's bytes and records with which Authorization they were asked for (the
+ * session's own check of /auth/me gets the signed-in user). */
+function serveMedia(blob: Blob, status = 200) {
+  const seen: string[] = [];
+  const fetchSpy = vi.fn(async (input: RequestInfo | URL) => {
+    const request = input as Request;
+    if (new URL(request.url).pathname === '/api/v1/auth/me') return new Response(JSON.stringify(me), { headers: { 'Content-Type': 'application/json' } });
+    seen.push(request.headers.get('Authorization') ?? '');
+    return status === 200 ? new Response(blob, { headers: { 'Content-Type': blob.type } }) : new Response(JSON.stringify({ detail: 'Não encontrado.' }), { status });
+  });
+  vi.stubGlobal('fetch', fetchSpy);
+  return seen;
+}
+
+describe('media in the thread', () => {
+  it('shows a received image fetched with the bearer token, opens it full size and closes on Escape', async () => {
+    const seen = serveMedia(new Blob([PNG], { type: 'image/png' }));
+    const created = vi.spyOn(URL, 'createObjectURL');
+    const revoked = vi.spyOn(URL, 'revokeObjectURL');
+    const { unmount } = renderApp(<MessageBubble message={message({ type: 'image', media: media(), body: 'olha o erro' })} />);
+    const image = await screen.findByTestId('image');
+    expect(seen).toEqual(['Bearer token-da-ana']);
+    const objectUrl = created.mock.results[0].value as string;
+    expect(image).toHaveAttribute('src', objectUrl);
+    expect(screen.getByText('olha o erro')).toBeInTheDocument();
+
+    await userEvent.click(screen.getByRole('button', { name: 'Ampliar imagem' }));
+    expect(await screen.findByTestId('image-viewer')).toHaveAttribute('src', objectUrl);
+    await userEvent.keyboard('{Escape}');
+    await waitFor(() => expect(screen.queryByTestId('image-viewer')).not.toBeInTheDocument());
+
+    unmount();
+    expect(revoked).toHaveBeenCalledWith(objectUrl);
+  });
+
+  it('says "carregando…" while the bytes are on their way, and never asks for them', () => {
+    const seen = serveMedia(new Blob([PNG]));
+    renderApp(<MessageBubble message={message({ type: 'image', media: media({ status: 'pending' }) })} />);
+    expect(screen.getByTestId('media-pending')).toHaveTextContent('carregando…');
+    expect(seen).toEqual([]);
+  });
+
+  it('shows why a fetch failed and retries it through the API', async () => {
+    const failed = message({ type: 'document', media: media({ status: 'failed', error: 'O provedor não entregou o arquivo (HTTP 500).' }) });
+    const calls = mockApi(({ method, path }) => {
+      if (method === 'POST' && path === `/api/v1/messages/${failed.id}/media/retry`) {
+        return { status: 202, body: { ...failed, media: media({ status: 'pending' }) } };
+      }
+      return undefined;
+    });
+    renderApp(<MessageBubble message={failed} />);
+    expect(screen.getByTestId('media-failed')).toHaveTextContent('O provedor não entregou o arquivo (HTTP 500).');
+    await userEvent.click(screen.getByRole('button', { name: 'Tentar novamente' }));
+    await waitFor(() => expect(calls.filter((c) => c.method === 'POST')).toHaveLength(1));
+  });
+
+  it('plays audio with its duration', async () => {
+    serveMedia(new Blob([new Uint8Array([0x4f, 0x67, 0x67, 0x53])], { type: 'audio/ogg' }));
+    renderApp(<MessageBubble message={message({ type: 'audio', media: media({ mime: 'audio/ogg', name: 'voice.ogg', duration: 75 }) })} />);
+    const player = await screen.findByTestId('audio-player');
+    expect(player.tagName).toBe('AUDIO');
+    expect(player).toHaveAttribute('controls');
+    expect(player).toHaveAccessibleName('Mensagem de voz');
+    expect(screen.getByTestId('audio-duration')).toHaveTextContent('Duração 1:15');
+  });
+
+  it('loads a video only when asked', async () => {
+    const seen = serveMedia(new Blob([new Uint8Array([0])], { type: 'video/mp4' }));
+    renderApp(<MessageBubble message={message({ type: 'video', media: media({ mime: 'video/mp4', size: 3 * 1024 * 1024, name: 'v.mp4' }) })} />);
+    const load = screen.getByTestId('video-load');
+    expect(load).toHaveTextContent('3 MB');
+    expect(seen).toEqual([]);
+    await userEvent.click(load);
+    expect((await screen.findByTestId('video-player')).tagName).toBe('VIDEO');
+    expect(seen).toHaveLength(1);
+  });
+
+  it('shows a document with its name and pt-BR size, and downloads it under that name', async () => {
+    const seen = serveMedia(new Blob(['%PDF-1.4'], { type: 'application/pdf' }));
+    const clicks: { download: string; href: string }[] = [];
+    vi.spyOn(HTMLAnchorElement.prototype, 'click').mockImplementation(function (this: HTMLAnchorElement) {
+      clicks.push({ download: this.download, href: this.href });
+    });
+    renderApp(<MessageBubble message={message({ type: 'document', media: media({ mime: 'application/pdf', name: 'boleto.pdf', size: 1_536_000 }) })} />);
+    const card = screen.getByTestId('document-card');
+    expect(within(card).getByTestId('document-name')).toHaveTextContent('boleto.pdf');
+    expect(within(card).getByTestId('document-size')).toHaveTextContent('PDF · 1,5 MB');
+    expect(seen).toEqual([]); // nothing fetched until asked
+    await userEvent.click(within(card).getByRole('button', { name: 'Baixar boleto.pdf' }));
+    await waitFor(() => expect(clicks).toHaveLength(1));
+    expect(clicks[0].download).toBe('boleto.pdf');
+    expect(clicks[0].href).toMatch(/^blob:/);
+    expect(seen).toEqual(['Bearer token-da-ana']);
+  });
+
+  it('never renders an HTML or SVG file as an image: it is a document to download', () => {
+    serveMedia(new Blob(['<svg/>'], { type: 'image/svg+xml' }));
+    renderApp(<MessageBubble message={message({ type: 'image', media: media({ mime: 'image/svg+xml', name: 'x.svg' }) })} />);
+    expect(screen.getByTestId('document-card')).toHaveTextContent('x.svg');
+    expect(screen.queryByTestId('image')).not.toBeInTheDocument();
+  });
+
+  it('shows a location with a map link', () => {
+    renderApp(
+      <MessageBubble
+        message={message({ type: 'location', location: { latitude: -23.55052, longitude: -46.633308, name: 'Loja Centro', address: 'Praça da Sé, São Paulo' } })}
+      />,
+    );
+    const card = screen.getByTestId('location');
+    expect(card).toHaveTextContent('Loja Centro');
+    expect(card).toHaveTextContent('Praça da Sé, São Paulo');
+    const link = within(card).getByRole('link', { name: 'Abrir no mapa' });
+    expect(link).toHaveAttribute('href', 'https://www.openstreetmap.org/?mlat=-23.550520&mlon=-46.633308#map=17/-23.550520/-46.633308');
+    expect(link).toHaveAttribute('target', '_blank');
+    expect(link).toHaveAttribute('rel', 'noopener noreferrer');
+  });
+
+  it('shows a contact card whose "Iniciar conversa" opens the new contact filled in', () => {
+    renderApp(<MessageBubble message={message({ type: 'contact', contacts: [{ name: 'João Silva', phones: ['+55 11 98765-4321'] }, { name: 'Sem Fone', phones: [] }] })} />);
+    const [joao, nobody] = screen.getAllByTestId('contact-card');
+    expect(joao).toHaveTextContent('João Silva');
+    expect(joao).toHaveTextContent('+55 (11) 98765-4321');
+    expect(within(joao).getByRole('link', { name: 'Iniciar conversa' })).toHaveAttribute('href', '/contatos?novo=5511987654321&nome=Jo%C3%A3o+Silva');
+    // No number: no button that would lead nowhere.
+    expect(within(nobody).queryByRole('link')).not.toBeInTheDocument();
+    expect(nobody).toHaveTextContent('Sem número');
+  });
+
+  it('shows the quoted message above a reply', () => {
+    renderApp(<MessageBubble message={message({ body: 'sim, esse mesmo', quoted: { message_id: '6'.repeat(24), body: 'É o boleto de março?', type: 'text' } })} />);
+    const quote = screen.getByTestId('quote');
+    expect(quote).toHaveTextContent('É o boleto de março?');
+    const bubble = screen.getByTestId('message');
+    expect(bubble.textContent?.indexOf('É o boleto')).toBeLessThan(bubble.textContent?.indexOf('sim, esse mesmo') ?? -1);
+  });
+
+  it('keeps the original name of a message stored before media was kept', () => {
+    renderApp(<MessageBubble message={message({ type: 'document', media: { fileName: 'nota-fiscal.pdf', mimetype: 'application/pdf' } })} />);
+    expect(screen.getByTestId('media-placeholder')).toHaveTextContent('[Documento · nota-fiscal.pdf]');
+  });
+
+  it('says so when the bytes cannot be fetched, and fetches again on request', async () => {
+    serveMedia(new Blob([PNG]), 404);
+    renderApp(<MessageBubble message={message({ type: 'image', media: media() })} />);
+    expect(await screen.findByTestId('media-fetch-error')).toHaveTextContent('Não encontrado.');
+    const seen = serveMedia(new Blob([PNG], { type: 'image/png' }));
+    fireEvent.click(screen.getByRole('button', { name: 'Tentar novamente' }));
+    await screen.findByTestId('image');
+    expect(seen).toHaveLength(1);
+  });
+});
+
+describe('media formatting', () => {
+  it('formats sizes and lengths the Brazilian way', () => {
+    expect(formatSize(512)).toBe('512 B');
+    expect(formatSize(12_800)).toBe('12,5 KB');
+    expect(formatSize(1_536_000)).toBe('1,5 MB');
+    expect(formatClock(7.4)).toBe('0:07');
+    expect(formatClock(3723)).toBe('1:02:03');
+  });
+});

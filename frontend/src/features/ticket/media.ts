@@ -1,0 +1,90 @@
+import type { Message } from '../../api/types';
+
+/** A message's attachment as the API describes it (backend/media): the bytes live behind `url`, a
+ * path under /api/v1 that needs the bearer token. */
+export type MediaInfo = {
+  url: string;
+  mime: string;
+  size: number;
+  name: string;
+  sha256: string;
+  status: 'pending' | 'ready' | 'failed';
+  duration?: number | null;
+  width?: number | null;
+  height?: number | null;
+  error?: string | null;
+};
+export type LocationInfo = { latitude: number; longitude: number; name?: string | null; address?: string | null };
+export type ContactCard = { name: string; phones: string[] };
+export type QuotedInfo = { message_id: string; body: string; type: string };
+
+/** The optional media-era fields of a message, read defensively: messages stored before media was
+ * kept carry a provider's raw dict (no url), and the generated schema may still type them loosely. */
+type Extras = { media?: unknown; location?: unknown; contacts?: unknown; quoted?: unknown };
+
+const isObject = (value: unknown): value is Record<string, unknown> => typeof value === 'object' && value !== null;
+
+export function mediaOf(message: Message): MediaInfo | null {
+  const media = (message as Extras).media;
+  if (!isObject(media) || typeof media.url !== 'string' || typeof media.status !== 'string') return null;
+  return media as unknown as MediaInfo;
+}
+
+/** The original name of a legacy attachment (no bytes kept): the backend stored Baileys' `fileName`. */
+export function legacyName(message: Message): string | null {
+  const media = (message as Extras).media;
+  if (!isObject(media)) return null;
+  const name = media.name ?? media.fileName ?? media.file_name;
+  return typeof name === 'string' && name ? name : null;
+}
+
+export function locationOf(message: Message): LocationInfo | null {
+  const location = (message as Extras).location;
+  if (!isObject(location) || typeof location.latitude !== 'number' || typeof location.longitude !== 'number') return null;
+  return location as unknown as LocationInfo;
+}
+
+export function contactsOf(message: Message): ContactCard[] {
+  const contacts = (message as Extras).contacts;
+  if (!Array.isArray(contacts)) return [];
+  return contacts
+    .filter(isObject)
+    .map((c) => ({
+      name: typeof c.name === 'string' ? c.name : '',
+      phones: Array.isArray(c.phones) ? c.phones.filter((p): p is string => typeof p === 'string') : [],
+    }));
+}
+
+export function quotedOf(message: Message): QuotedInfo | null {
+  const quoted = (message as Extras).quoted;
+  if (!isObject(quoted) || typeof quoted.message_id !== 'string') return null;
+  return { message_id: quoted.message_id, body: typeof quoted.body === 'string' ? quoted.body : '', type: typeof quoted.type === 'string' ? quoted.type : 'text' };
+}
+
+export type MediaKind = 'image' | 'sticker' | 'audio' | 'video' | 'document';
+
+/** How to show an attachment: by the message's type first, then by the bytes' mime type. */
+export function mediaKind(message: Message, media: MediaInfo): MediaKind {
+  if (message.type === 'sticker') return 'sticker';
+  if (message.type === 'document') return 'document';
+  const [major] = media.mime.split('/');
+  if (message.type === 'image' || message.type === 'audio' || message.type === 'video') {
+    return major === message.type && media.mime !== 'image/svg+xml' ? message.type : 'document';
+  }
+  if (major === 'image' && media.mime !== 'image/svg+xml') return 'image';
+  if (major === 'audio') return 'audio';
+  if (major === 'video') return 'video';
+  return 'document';
+}
+
+/** A map for the point, in a new tab (OpenStreetMap: no account, no key). */
+export function mapUrl(location: LocationInfo): string {
+  const lat = location.latitude.toFixed(6);
+  const lon = location.longitude.toFixed(6);
+  return `https://www.openstreetmap.org/?mlat=${lat}&mlon=${lon}#map=17/${lat}/${lon}`;
+}
+
+/** Just the digits of a vCard number ("+55 11 98765-4321" → "5511987654321"). */
+export function phoneDigits(phone: string): string {
+  return phone.replace(/\D/g, '');
+}
