@@ -218,6 +218,8 @@ export const t = {
     recording: (time: string) => `Gravando ${time}`,
     micDenied: 'O navegador não liberou o microfone. Permita o acesso ao microfone para gravar.',
     recordUnsupported: 'Este navegador não grava áudio.',
+    encodingFailed: 'Não foi possível preparar a gravação. Tente gravar de novo.',
+    encoding: 'Preparando a mensagem de voz…',
     notesNoAttachment: 'Notas internas não levam anexos.',
     voiceName: 'mensagem-de-voz',
   },

@@ -136,7 +136,7 @@ export function Composer({
     setAttachError(null);
     send.mutate({ text: '', as: 'reply', file: voice, quotedId: quoting?.id ?? null, voice: true });
   });
-  const recording = recorder.state.phase === 'recording';
+  const recording = recorder.state.phase === 'recording' || recorder.state.phase === 'encoding';
   const now = useNow(recording ? 500 : 60_000);
   const attach = (chosen: File | null) => {
     if (!chosen) return;
@@ -311,10 +311,19 @@ export function Composer({
         )}
         {recorder.state.phase === 'error' && (
           <Alert color="orange" role="alert" withCloseButton onClose={recorder.reset} closeButtonLabel={t.media.close}>
-            {recorder.state.reason === 'denied' ? t.media.micDenied : t.media.recordUnsupported}
+            {recorder.state.reason === 'denied'
+              ? t.media.micDenied
+              : recorder.state.reason === 'encoding'
+                ? t.media.encodingFailed
+                : t.media.recordUnsupported}
           </Alert>
         )}
-        {recording && recorder.state.phase === 'recording' && (
+        {recorder.state.phase === 'encoding' && (
+          <Text size="sm" c="dimmed" data-testid="encoding">
+            {t.media.encoding}
+          </Text>
+        )}
+        {recorder.state.phase === 'recording' && (
           <Group gap="xs" data-testid="recording">
             <Text size="sm" c="red.7" fw={600}>
               ● {t.media.recording(formatClock((now.getTime() - recorder.state.startedAt) / 1000))}

@@ -5,7 +5,7 @@ import type { Message } from '../../api/types';
 import { agentUser, mockApi, renderApp, signIn, stubWebSocket, ticketFixture } from '../../test/utils';
 import { Composer } from './Composer';
 import { TicketView } from './TicketView';
-import { pickRecordingType, recordingFileName } from './voice';
+import { pickRecordingType, recordingFileName, toOggOpus } from './voice';
 
 const me = agentUser({ name: 'Ana Agente' });
 const held = ticketFixture({ status: 'atendendo', agent_id: me.id, agent_name: me.name, version: 2 });
@@ -201,15 +201,19 @@ describe('voice notes', () => {
     expect(pickRecordingType(() => true)).toBe('audio/ogg;codecs=opus');
     expect(pickRecordingType((type) => type.startsWith('audio/webm'))).toBe('audio/webm;codecs=opus');
     expect(pickRecordingType(() => false)).toBeNull();
-    expect(recordingFileName('audio/ogg', new Date('2025-03-04T05:06:07Z'))).toBe('mensagem-de-voz-20250304-050607.ogg');
-    expect(recordingFileName('audio/webm', new Date('2025-03-04T05:06:07Z'))).toBe('mensagem-de-voz-20250304-050607.webm');
+    expect(recordingFileName(new Date('2025-03-04T05:06:07Z'))).toBe('mensagem-de-voz-20250304-050607.ogg');
+  });
+
+  it('keeps an OGG recording as it is (Chromium\'s WebM is rewrapped: see e2e/media.e2e.ts)', async () => {
+    const ogg = new Blob(['OggS'], { type: 'audio/ogg' });
+    expect(await toOggOpus(ogg)).toBe(ogg);
   });
 
   it('records from the microphone, sends the recording as the file and releases the microphone', async () => {
     const stopped = vi.fn();
     const stream = { getTracks: () => [{ stop: stopped }] };
     class FakeRecorder {
-      static isTypeSupported = (type: string) => type.startsWith('audio/webm');
+      static isTypeSupported = (type: string) => type.startsWith('audio/ogg'); // Firefox
       static last: FakeRecorder;
       state = 'inactive';
       ondataavailable: ((event: { data: Blob }) => void) | null = null;
@@ -225,7 +229,7 @@ describe('voice notes', () => {
       }
       stop() {
         this.state = 'inactive';
-        this.ondataavailable?.({ data: new Blob(['opus-bytes'], { type: 'audio/webm' }) });
+        this.ondataavailable?.({ data: new Blob(['opus-bytes'], { type: 'audio/ogg' }) });
         this.onstop?.();
       }
     }
@@ -235,12 +239,12 @@ describe('voice notes', () => {
     renderApp(<Composer ticket={held} canReply canNote />);
     await userEvent.click(screen.getByRole('button', { name: 'Gravar mensagem de voz' }));
     expect(await screen.findByTestId('recording')).toHaveTextContent('Gravando 0:00');
-    expect(FakeRecorder.last.options.mimeType).toBe('audio/webm;codecs=opus');
+    expect(FakeRecorder.last.options.mimeType).toBe('audio/ogg;codecs=opus');
     await userEvent.click(screen.getByRole('button', { name: 'Parar e enviar' }));
     await waitFor(() => expect(FakeXhr.sent).toHaveLength(1));
     const file = FakeXhr.sent[0].body?.get('file') as File;
-    expect(file.type).toBe('audio/webm');
-    expect(file.name).toMatch(/^mensagem-de-voz-\d{8}-\d{6}\.webm$/);
+    expect(file.type).toBe('audio/ogg');
+    expect(file.name).toMatch(/^mensagem-de-voz-\d{8}-\d{6}\.ogg$/);
     expect(await readText(file)).toBe('opus-bytes');
     expect(stopped).toHaveBeenCalled();
     expect(screen.queryByTestId('recording')).not.toBeInTheDocument();

@@ -1,27 +1,44 @@
 import { useEffect, useRef, useState } from 'react';
 
-/** WhatsApp's voice notes are OGG/Opus. Firefox records that directly; Chromium's MediaRecorder
- * does not offer OGG and records Opus in WebM (the backend and Evolution's sendWhatsAppAudio take
- * either: the provider re-encodes to a voice note). */
-export const VOICE_TYPES = ['audio/ogg;codecs=opus', 'audio/webm;codecs=opus', 'audio/webm'] as const;
+/** WhatsApp's voice notes are OGG/Opus, and the backend sends an upload as a voice note when its
+ * bytes are OGG/Opus (backend/messages/uploads.py). Firefox records that directly; Chromium's
+ * MediaRecorder offers no OGG (checked in Chromium 156: audio/webm;codecs=opus only), so its WebM
+ * recording is rewrapped into OGG: the same Opus packets, no re-encoding. */
+export const VOICE_TYPES = ['audio/ogg;codecs=opus', 'audio/webm;codecs=opus'] as const;
+
+/** The recording as OGG/Opus: as it is when it already is, else its Opus packets moved into an
+ * OGG container (mediabunny, loaded only when a voice note is recorded). */
+export async function toOggOpus(recording: Blob): Promise<Blob> {
+  if (recording.type.startsWith('audio/ogg')) return recording;
+  const { ALL_FORMATS, BlobSource, BufferTarget, Conversion, Input, OggOutputFormat, Output } = await import('mediabunny');
+  const input = new Input({ source: new BlobSource(recording), formats: ALL_FORMATS });
+  const target = new BufferTarget();
+  const output = new Output({ format: new OggOutputFormat(), target });
+  const conversion = await Conversion.init({ input, output });
+  if (!conversion.isValid) throw new Error('recording cannot be rewrapped as OGG/Opus');
+  await conversion.execute();
+  if (!target.buffer) throw new Error('empty OGG output');
+  return new Blob([target.buffer], { type: 'audio/ogg' });
+}
 
 export function pickRecordingType(supports: (type: string) => boolean = (type) => MediaRecorder.isTypeSupported(type)): string | null {
   return VOICE_TYPES.find((type) => supports(type)) ?? null;
 }
 
-export function recordingFileName(mime: string, at: Date = new Date()): string {
+export function recordingFileName(at: Date = new Date()): string {
   const stamp = at.toISOString().slice(0, 19).replace(/[-:]/g, '').replace('T', '-');
-  return `mensagem-de-voz-${stamp}.${mime.startsWith('audio/ogg') ? 'ogg' : 'webm'}`;
+  return `mensagem-de-voz-${stamp}.ogg`;
 }
 
 export type RecorderState =
   | { phase: 'idle' }
+  | { phase: 'encoding' }
   | { phase: 'recording'; startedAt: number }
-  | { phase: 'error'; reason: 'denied' | 'unsupported' };
+  | { phase: 'error'; reason: 'denied' | 'unsupported' | 'encoding' };
 
 /** Records from the microphone; `stop` hands the recording to `onDone` as a file, `cancel` drops it.
  * The microphone is released as soon as the recording ends (and if the component goes away). */
-export function useVoiceRecorder(onDone: (file: File) => void) {
+export function useVoiceRecorder(onDone: (file: File) => void, convert: (recording: Blob) => Promise<Blob> = toOggOpus) {
   const [state, setState] = useState<RecorderState>({ phase: 'idle' });
   const recorder = useRef<MediaRecorder | null>(null);
   const keep = useRef(false);
@@ -61,12 +78,18 @@ export function useVoiceRecorder(onDone: (file: File) => void) {
     };
     rec.onstop = () => {
       release();
-      setState({ phase: 'idle' });
-      if (keep.current && chunks.length > 0) {
-        // The container without its codec parameter: what a file's type looks like on upload.
-        const mime = type.split(';')[0];
-        done.current(new File(chunks, recordingFileName(mime), { type: mime }));
+      if (!keep.current || chunks.length === 0) {
+        setState({ phase: 'idle' });
+        return;
       }
+      setState({ phase: 'encoding' });
+      convert(new Blob(chunks, { type: type.split(';')[0] })).then(
+        (ogg) => {
+          setState({ phase: 'idle' });
+          done.current(new File([ogg], recordingFileName(), { type: 'audio/ogg' }));
+        },
+        () => setState({ phase: 'error', reason: 'encoding' }),
+      );
     };
     recorder.current = rec;
     keep.current = false;
