@@ -25,6 +25,7 @@ from backend.core.middleware import BodyLimit, ReadinessGate, RequestContextMidd
 from backend.core.runtime import open_runtime
 from backend.departments.routes import router as departments_router
 from backend.history.routes import router as history_router
+from backend.messages import uploads
 from backend.messages.routes import router as notes_router
 from backend.outbound import worker as outbound_worker_loop
 from backend.quick_replies.routes import router as quick_replies_router
@@ -130,6 +131,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         BodyLimit,
         default=settings.MAX_BODY_BYTES,
         limits={"/api/v1/webhooks/": settings.WEBHOOK_MAX_BODY_BYTES},
+        uploads={uploads.UPLOAD_PATH: uploads.MAX_UPLOAD_BYTES},
     )
     if settings.cors_origins:
         app.add_middleware(

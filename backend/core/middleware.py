@@ -4,6 +4,7 @@ Plain ASGI middleware rather than Starlette's BaseHTTPMiddleware: the latter run
 through an extra task and stream, a measurable cost on the webhook path.
 """
 
+import re
 import time
 import uuid
 
@@ -82,22 +83,32 @@ class BodyTooLarge(HTTPException):
 class BodyLimit:
     """Refuses bodies over the route's limit with 413: at once when Content-Length says so, and
     while reading for chunked bodies, which declare no length. `limits`: path prefix → bytes, the
-    longest matching prefix wins; `default` for the rest. Whatever is refused is never held whole."""
+    longest matching prefix wins; `default` for the rest. `uploads`: path pattern → bytes for
+    `multipart/form-data` bodies only (file uploads; the route checks its own, finer limits while
+    reading). Whatever is refused is never held whole."""
 
-    def __init__(self, app: ASGIApp, *, default: int, limits: dict[str, int]) -> None:
+    def __init__(
+        self, app: ASGIApp, *, default: int, limits: dict[str, int], uploads: dict[str, int] | None = None
+    ) -> None:
         self.app = app
         self.default = default
         self.limits = sorted(limits.items(), key=lambda item: -len(item[0]))
+        self.uploads = [(re.compile(pattern), limit) for pattern, limit in (uploads or {}).items()]
 
-    def limit_for(self, path: str) -> int:
+    def limit_for(self, path: str, content_type: str = "") -> int:
+        if content_type.lower().startswith("multipart/form-data"):
+            for pattern, limit in self.uploads:
+                if pattern.fullmatch(path):
+                    return limit
         return next((limit for prefix, limit in self.limits if path.startswith(prefix)), self.default)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        limit = self.limit_for(scope["path"])
-        declared = Headers(scope=scope).get("content-length", "")
+        headers = Headers(scope=scope)
+        limit = self.limit_for(scope["path"], headers.get("content-type", ""))
+        declared = headers.get("content-length", "")
         if declared.isdigit() and int(declared) > limit:
             await self._refuse(limit, scope, receive, send)
             return

@@ -45,20 +45,23 @@ acknowledged. A finalize request killed between its event and its scan leaves a 
 after `finalized_at` but stored and announced while the ticket was open where it is.
 """
 
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Any
 
+from pydantic import ValidationError
 from pymongo.errors import DuplicateKeyError
 
 from backend.core.clock import as_utc, utcnow
 from backend.core.db import Database
-from backend.core.errors import Conflict, Forbidden
+from backend.core.errors import Conflict, Forbidden, NotFound, Unprocessable
 from backend.core.ids import new_id
 from backend.core.pagination import decode_time_cursor, encode_cursor
 from backend.core.retry import read_winner
 from backend.core.tenancy import Actor, TenantScope
-from backend.messages import repository
-from backend.messages.schemas import MessagePage, MessageRead
+from backend.media import service as media
+from backend.messages import repository, uploads
+from backend.messages.schemas import MessagePage, MessageRead, MessageUploadFields
 from backend.outbound import service as outbound
 from backend.realtime import feed
 from backend.resellers import service as resellers
@@ -73,6 +76,8 @@ CLIENT = "client"
 # Each move files a message one finalized ticket further; only a finalize storm on one client's
 # channel could need more.
 MAX_MOVES = 100
+QUOTE_PREVIEW_CHARS = 300  # how much of a quoted message a reply keeps (the quote bubble)
+MEDIA_READY = "ready"  # a file agents sent is stored before its message: ready from the start
 
 
 async def append(
@@ -236,19 +241,47 @@ def signed(agent_name: str, body: str) -> str:
     return f"*{name}:*\n{body}" if name else body
 
 
-async def reply(db: Database, actor: Actor, *, ticket_id: str, body: str) -> MessageRead:
-    """An agent answers in a ticket it holds."""
+async def _held_or_refuse(db: Database, actor: Actor, ticket_id: str) -> dict[str, Any]:
     if actor.role != "agent":
         raise Forbidden("only the agent holding the ticket can reply")
     ticket = await tickets.get_visible_or_404(db, actor, ticket_id=ticket_id)
     if ticket["status"] != Status.ATENDENDO.value or ticket.get("agent_id") != actor.id:
         raise Conflict({"message": "assume the ticket before replying", "status": ticket["status"]})
+    return ticket
+
+
+async def _quote(db: Database, ticket: dict[str, Any], quoted_message_id: str | None) -> dict[str, Any] | None:
+    """What a reply quotes: a message of the same ticket, as it reads now (internal notes are never
+    sent, so never quoted). 404 for anything else, other tenants' messages included."""
+    if quoted_message_id is None:
+        return None
+    quoted = await repository.get_internal(db, quoted_message_id)
+    if quoted is None or quoted["ticket_id"] != ticket["_id"] or quoted.get("direction") == repository.NOTE_DIRECTION:
+        raise NotFound("quoted message not found in this ticket")
+    return {
+        "message_id": quoted["_id"],
+        "body": str(quoted.get("body") or "")[:QUOTE_PREVIEW_CHARS],
+        "type": str(quoted.get("type") or "text"),
+    }
+
+
+async def _store_reply(
+    db: Database,
+    actor: Actor,
+    ticket: dict[str, Any],
+    *,
+    message_id: str,
+    body: str,
+    sign: bool = True,
+    type_: str = "text",
+    media: dict[str, Any] | None = None,
+    quoted: dict[str, Any] | None = None,
+) -> MessageRead:
     # Tickets opened through the API have no provider to deliver to; WhatsApp ones start pending.
     status = "sent" if ticket.get("channel") == "api" else "pending"
-    message_id = new_id()
     if status == "pending":
-        if await resellers.signature_enabled(db, ticket["reseller_id"]):
-            body = signed(actor.name, body)
+        if sign and await resellers.signature_enabled(db, ticket["reseller_id"]):
+            body = signed(actor.name, body) if body else signed(actor.name, "").rstrip("\n")
         # Queued before the message is stored and before any network call: a crash anywhere
         # after this leaves the worker something to pick up (backend/outbound).
         await outbound.enqueue(db, message_id=message_id, ticket=ticket)
@@ -262,8 +295,84 @@ async def reply(db: Database, actor: Actor, *, ticket_id: str, body: str) -> Mes
         body=body,
         status=status,
         message_id=message_id,
+        type_=type_,
+        media=media,
+        extra={"quoted": quoted} if quoted is not None else None,
     )
     return MessageRead.from_doc(doc)
+
+
+async def reply(
+    db: Database, actor: Actor, *, ticket_id: str, body: str, quoted_message_id: str | None = None
+) -> MessageRead:
+    """An agent answers in a ticket it holds, optionally quoting one of its messages."""
+    ticket = await _held_or_refuse(db, actor, ticket_id)
+    quoted = await _quote(db, ticket, quoted_message_id)
+    return await _store_reply(db, actor, ticket, message_id=new_id(), body=body, quoted=quoted)
+
+
+async def reply_with_file(
+    db: Database, actor: Actor, *, ticket_id: str, read: Callable[[], Awaitable[uploads.Upload]]
+) -> MessageRead:
+    """An agent sends a file (and a caption) in a ticket it holds. Who may reply is checked before
+    the upload is read (`read`, backend/messages/uploads.py, which refuses what is too large while
+    it streams). Then, in this order: the form's fields are checked (nothing stored yet), the bytes
+    are stored (backend/media), the reply is queued and stored like a text reply. A crash between
+    the bytes and the message leaves stored bytes no message points to (kept, like every stored
+    file), never a message without its bytes."""
+    ticket = await _held_or_refuse(db, actor, ticket_id)
+    upload = await read()
+    try:
+        form = _upload_fields(upload)
+        quoted = await _quote(db, ticket, form.quoted_message_id)
+        record = await media.store_bytes(
+            db,
+            reseller_id=ticket["reseller_id"],
+            data=upload.pieces(),
+            mime=upload.mime,
+            name=upload.name,
+            max_size=uploads.LIMITS[upload.kind],
+        )
+    finally:
+        await upload.close()
+    message_id = new_id()
+    voice = upload.kind is uploads.Kind.VOICE
+    stored = {
+        "sha256": record["sha256"],
+        "mime": upload.mime,  # ours, from the bytes: the record keeps its first storer's
+        "size": record["size"],
+        "name": upload.name,
+        "status": MEDIA_READY,
+        "url": media_url(message_id),
+        **({"voice": True} if voice else {}),
+    }
+    type_ = uploads.Kind.AUDIO.value if voice else upload.kind.value
+    return await _store_reply(
+        db,
+        actor,
+        ticket,
+        message_id=message_id,
+        body=form.body or "",
+        sign=type_ != uploads.Kind.AUDIO.value,  # no caption to sign on audio
+        type_=type_,
+        media=stored,
+        quoted=quoted,
+    )
+
+
+def _upload_fields(upload: uploads.Upload) -> MessageUploadFields:
+    try:
+        form = MessageUploadFields.model_validate(upload.fields)
+    except ValidationError as exc:
+        raise Unprocessable(str(exc.errors(include_url=False)[0]["msg"])) from exc
+    if form.body and upload.kind in (uploads.Kind.AUDIO, uploads.Kind.VOICE):
+        raise Unprocessable("WhatsApp não envia legenda com áudio; envie o texto numa mensagem separada.")
+    return form
+
+
+def media_url(message_id: str) -> str:
+    """Where the API serves a message's file (backend/media's route), relative to the host."""
+    return f"/api/v1/messages/{message_id}/media"
 
 
 async def list_page(db: Database, actor: Actor, *, ticket_id: str, cursor: str | None, limit: int) -> MessagePage:

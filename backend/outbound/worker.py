@@ -28,13 +28,15 @@ import httpx
 
 from backend.connections import service as connections
 from backend.connections.providers import registry
-from backend.connections.providers.base import ProviderError
+from backend.connections.providers.base import OutboundMedia, ProviderError, Quote
 from backend.core.background import BackgroundLoop
 from backend.core.clock import as_utc, utcnow
 from backend.core.config import Settings
 from backend.core.db import Database
+from backend.core.errors import NotFound
 from backend.core.ids import new_id
 from backend.core.logging import get_logger
+from backend.media import service as media
 from backend.messages import public as messages
 from backend.outbound import repository, service
 from backend.tickets import service as tickets
@@ -230,10 +232,48 @@ class OutboundWorker:
             message_id=message["_id"],
             attempt_id=attempt_id,
         )
-        sent = await provider.send_text(
-            instance_name=conn["instance_name"], to=str(phone), text=message["body"], idempotency_key=message["_id"]
-        )
+        quoted = await self._quote(message)
+        stored = message.get("media")
+        if stored:
+            # Read at each attempt, never kept in the queue: the store holds the one copy.
+            try:
+                data = await media.read_bytes(self.db, reseller_id=message["reseller_id"], sha256=stored["sha256"])
+            except NotFound as exc:  # never stored without its bytes; if it were, say so on the message
+                raise ProviderError("the message's file is not in the media store", retryable=False) from exc
+            kind = "voice" if stored.get("voice") else str(message.get("type") or "document")
+            sent = await provider.send_media(
+                instance_name=conn["instance_name"],
+                to=str(phone),
+                media=OutboundMedia(kind=kind, mime=str(stored["mime"]), name=str(stored.get("name") or ""), data=data),
+                caption=message["body"],
+                idempotency_key=message["_id"],
+                quoted=quoted,
+            )
+        else:
+            sent = await provider.send_text(
+                instance_name=conn["instance_name"],
+                to=str(phone),
+                text=message["body"],
+                idempotency_key=message["_id"],
+                quoted=quoted,
+            )
         return sent.provider_message_id
+
+    async def _quote(self, message: dict[str, Any]) -> Quote | None:
+        """The provider's id of the message a reply quotes, once it has one (a client's message
+        always; a reply once sent). Without one the reply goes out unquoted rather than not at all."""
+        quoted = message.get("quoted")
+        if not quoted or not quoted.get("message_id"):
+            return None
+        target = await messages.get_internal(self.db, str(quoted["message_id"]))
+        if target is None or not target.get("provider_message_id"):
+            return None
+        return Quote(
+            provider_message_id=str(target["provider_message_id"]),
+            body=str(quoted.get("body") or ""),
+            type=str(quoted.get("type") or "text"),
+            from_me=target.get("sender_type") != "client",
+        )
 
     async def _settle_echoes(self, message: dict[str, Any]) -> None:
         """fromMe upserts held while the message's attempts were unanswered (outbound/service.py,

@@ -1,7 +1,7 @@
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 
 from backend.audit.schemas import TicketEventPage
 from backend.auth.deps import StaffActor, TenantStaffActor
@@ -9,6 +9,7 @@ from backend.core.deps import Db
 from backend.core.errors import ROLE, WITH_BODY, responses
 from backend.core.pagination import DEFAULT_LIMIT, MAX_LIMIT
 from backend.messages import service as messages
+from backend.messages import uploads
 from backend.messages.schemas import MessageCreate, MessagePage, MessageRead
 from backend.tags.schemas import normalize_tag
 from backend.tickets import intake, presenter, reads, service
@@ -103,9 +104,17 @@ async def list_messages(
     status_code=201,
     operation_id="tickets-post_message",
     responses=WITH_BODY | responses(404, 409),
+    openapi_extra={"requestBody": uploads.REPLY_REQUEST_BODY},
 )
-async def post_message(db: Db, actor: StaffActor, ticket_id: str, body: MessageCreate) -> MessageRead:
-    return await messages.reply(db, actor, ticket_id=ticket_id, body=body.body)
+async def post_message(db: Db, actor: StaffActor, ticket_id: str, request: Request) -> MessageRead:
+    """A text reply (JSON `{"body", "quoted_message_id"?}`), or a file with an optional caption
+    (`multipart/form-data`: `file`, `body`, `quoted_message_id`; 413 past WhatsApp's limit)."""
+    if uploads.is_multipart(request):
+        return await messages.reply_with_file(db, actor, ticket_id=ticket_id, read=lambda: uploads.read_form(request))
+    body = await uploads.json_body(request, MessageCreate)
+    return await messages.reply(
+        db, actor, ticket_id=ticket_id, body=body.body, quoted_message_id=body.quoted_message_id
+    )
 
 
 @router.get("/{ticket_id}/events", operation_id="tickets-list_events", responses=responses(404))

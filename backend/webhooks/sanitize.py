@@ -17,7 +17,14 @@ from typing import Any
 
 import bson
 
-from backend.connections.providers.base import InboundEvent, InboundMessage, QrChange, StatusUpdate, WebhookParseError
+from backend.connections.providers.base import (
+    InboundEvent,
+    InboundMessage,
+    QrChange,
+    Quote,
+    StatusUpdate,
+    WebhookParseError,
+)
 from backend.core.clock import utcnow
 
 # The API's own limits (backend/tickets/schemas.MessageBody, backend/core/schemas.Name).
@@ -27,6 +34,7 @@ PROVIDER_ID_MAX_CHARS = 128
 TYPE_MAX_CHARS = 64
 MEDIA_FIELD_MAX_CHARS = 2048
 QR_MAX_CHARS = 64 * 1024
+QUOTE_MAX_CHARS = 300  # a quote shows the start of what it quotes (backend/messages/service.py)
 TRUNCATED_MARKER = "\n[IAZE: {dropped} more characters not shown; the raw webhook event keeps the whole text]"
 # WhatsApp did not exist before 2009; a clock a day ahead is the most a phone can be off by.
 EARLIEST = datetime(2009, 1, 1, tzinfo=UTC)
@@ -92,6 +100,14 @@ def media(value: dict[str, Any] | None) -> dict[str, Any] | None:
     return out
 
 
+def quote(value: Quote | None) -> Quote | None:
+    if value is None:
+        return None
+    kind = text(value.type) if len(value.type) <= TYPE_MAX_CHARS else "unknown"
+    body = bounded(value.body, QUOTE_MAX_CHARS)[0]
+    return dataclasses.replace(value, provider_message_id=provider_id(value.provider_message_id), body=body, type=kind)
+
+
 def sent_at(value: datetime | None) -> datetime | None:
     if value is None or not EARLIEST <= value <= utcnow() + timedelta(days=1):
         return None
@@ -110,6 +126,7 @@ def message(event: InboundMessage) -> InboundMessage:
         body=body,
         media=media(event.media),
         sent_at=sent_at(event.sent_at),
+        quoted=quote(event.quoted),
         cut=tuple(field for field, was_cut in (("body", body_cut), ("push_name", name_cut)) if was_cut),
     )
 

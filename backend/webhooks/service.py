@@ -24,6 +24,7 @@ from backend.connections.providers.base import (
     InboundEvent,
     InboundMessage,
     QrChange,
+    Quote,
     StatusUpdate,
     WebhookParseError,
 )
@@ -337,6 +338,7 @@ async def _receive(
             "connection_id": conn["_id"],
             "provider_message_id": event.provider_message_id,
             "provider_sent_at": event.sent_at,
+            **({"quoted": await _quoted(db, conn, event.quoted)} if event.quoted is not None else {}),
             **({"truncated": list(event.cut)} if event.cut else {}),
         },
         from_me=event.from_me,
@@ -344,6 +346,17 @@ async def _receive(
         ticket_hint=ticket_hint,
         new_client=new_client,
     )
+
+
+async def _quoted(db: Database, conn: dict[str, Any], quoted: Quote) -> dict[str, Any]:
+    """What a client's message quotes, by our id when we hold it: an agent's reply (bound to its
+    provider id when sent) or an earlier message of the chat (stored under an id derived from its
+    provider id). Its text as the provider quoted it; unknown ones keep only that."""
+    pid = quoted.provider_message_id
+    message_id = await outbound.lookup_provider_id(db, connection_id=conn["_id"], provider_message_id=pid)
+    if message_id is None and await message_store.get_internal(db, message_id_for(conn["_id"], pid)) is not None:
+        message_id = message_id_for(conn["_id"], pid)
+    return {"message_id": message_id, "body": quoted.body, "type": quoted.type, "provider_message_id": pid}
 
 
 async def release_held_echo(db: Database, *, connection_id: str, provider_message_id: str, raw_id: str) -> None:

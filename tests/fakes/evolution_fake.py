@@ -4,6 +4,8 @@
 
 It speaks the documented REST shapes the adapter uses (POST /instance/create, GET
 /instance/connect/{name}, GET /instance/connectionState/{name}, POST /message/sendText/{name},
+POST /message/sendMedia/{name} and /message/sendWhatsAppAudio/{name} (base64 media, decoded and kept:
+GET /_control/media/{key id} answers the exact bytes),
 `apikey` header; GET /instance/fetchInstances for scripts/post_restart.py) and posts webhooks back
 to the URL and headers set at instance creation, in
 Evolution's envelope ({event, instance, data, destination, date_time, sender, server_url, apikey}).
@@ -17,6 +19,8 @@ make the "phone" do things (connect, new QR code, inbound message, delivery rece
 
 import argparse
 import asyncio
+import base64
+import hashlib
 import secrets
 import uuid
 from dataclasses import dataclass, field
@@ -69,6 +73,7 @@ class FakeState:
     released: asyncio.Event = field(default_factory=asyncio.Event)
     instances: dict[str, Instance] = field(default_factory=dict)
     sent: list[dict[str, Any]] = field(default_factory=list)
+    media: dict[str, bytes] = field(default_factory=dict)  # key id -> the bytes a media send carried
     calls: list[dict[str, Any]] = field(default_factory=list)
     webhook_results: list[dict[str, Any]] = field(default_factory=list)
 
@@ -248,38 +253,42 @@ def create_app(api_key: str) -> FastAPI:
             ]
         )
 
-    @app.post("/message/sendText/{name}")
-    async def send_text(name: str, request: Request, apikey: str | None = Header(default=None)) -> Response:
+    async def accept_send(name: str, path: str, request: Request, apikey: str | None, content: Any) -> Response:
+        """Every send route: the test controls, then `content(body)` -> (number, echo message,
+        its messageType, what to record) or an error response."""
         if (denied := unauthorized(apikey)) is not None:
             return denied
+        route = f"/message/{path}/{name}"
         if state.hold_next > 0:
             state.hold_next -= 1
-            state.calls.append({"path": f"/message/sendText/{name}", "mode": "held", "at": _now_iso()})
+            state.calls.append({"path": route, "mode": "held", "at": _now_iso()})
             await state.released.wait()
         if state.fail_next > 0:
             state.fail_next -= 1
-            state.calls.append({"path": f"/message/sendText/{name}", "mode": "fail_next", "at": _now_iso()})
+            state.calls.append({"path": route, "mode": "fail_next", "at": _now_iso()})
             return JSONResponse({"status": 500, "error": "Internal Server Error"}, 500)
-        if (bad := await misbehave(f"/message/sendText/{name}")) is not None:
+        if (bad := await misbehave(route)) is not None:
             return bad
         inst = instance_or_404(name)
         if isinstance(inst, JSONResponse):
             return inst
-        body = await request.json()
-        number, text = body.get("number"), body.get("text")
-        if not number or not isinstance(text, str):
-            return JSONResponse({"status": 400, "error": "Bad Request", "response": {"message": ["number/text"]}}, 400)
+        parsed = content(await request.json())
+        if isinstance(parsed, JSONResponse):
+            return parsed
+        number, message, message_type, record = parsed
         key = {"remoteJid": f"{number}@s.whatsapp.net", "fromMe": True, "id": state.next_key_id or _key_id()}
         state.next_key_id = None
         ts = int(datetime.now(UTC).timestamp())
-        state.sent.append({"instance": name, "number": number, "text": text, "key_id": key["id"], "at": _now_iso()})
+        if isinstance(record.get("data"), bytes):
+            state.media[key["id"]] = record.pop("data")
+        state.sent.append({"instance": name, "number": number, **record, "key_id": key["id"], "at": _now_iso()})
         if state.echo:
             # Evolution also reports our own send as a fromMe upsert, a moment after answering.
             echo = {
                 "key": key,
                 "pushName": "",
-                "message": {"conversation": text},
-                "messageType": "conversation",
+                "message": message,
+                "messageType": message_type,
                 "messageTimestamp": ts,
                 "instanceId": inst.instance_id,
                 "source": "unknown",
@@ -292,7 +301,7 @@ def create_app(api_key: str) -> FastAPI:
             if state.hold_answer_next > 0:
                 state.hold_answer_next -= 1
                 await post_webhook(inst, "MESSAGES_UPSERT", echo)
-                state.calls.append({"path": f"/message/sendText/{name}", "mode": "answer_held", "at": _now_iso()})
+                state.calls.append({"path": route, "mode": "answer_held", "at": _now_iso()})
                 await state.released.wait()
             elif state.echo_first_seconds > 0:
                 await post_webhook(inst, "MESSAGES_UPSERT", echo)
@@ -304,14 +313,77 @@ def create_app(api_key: str) -> FastAPI:
                 "key": key,
                 "pushName": "",
                 "status": "PENDING",
-                "message": {"conversation": text},
-                "messageType": "conversation",
+                "message": message,
+                "messageType": message_type,
                 "messageTimestamp": ts,
                 "instanceId": inst.instance_id,
                 "source": "unknown",
             },
             201,
         )
+
+    def bad_request(*fields: str) -> JSONResponse:
+        return JSONResponse({"status": 400, "error": "Bad Request", "response": {"message": list(fields)}}, 400)
+
+    def text_content(body: dict[str, Any]) -> Any:
+        number, text = body.get("number"), body.get("text")
+        if not number or not isinstance(text, str):
+            return bad_request("number/text")
+        record = {"text": text, **({"quoted": body["quoted"]} if body.get("quoted") else {})}
+        return number, {"conversation": text}, "conversation", record
+
+    def decoded(value: Any) -> bytes | None:
+        try:
+            return base64.b64decode(value, validate=True) if isinstance(value, str) and value else None
+        except ValueError:
+            return None
+
+    def media_record(body: dict[str, Any], data: bytes, kind: str, mime: str, name: str) -> dict[str, Any]:
+        caption = str(body.get("caption") or "")
+        return {
+            "text": caption,
+            "media": {
+                "kind": kind,
+                "mimetype": mime,
+                "fileName": name,
+                "size": len(data),
+                "sha256": hashlib.sha256(data).hexdigest(),
+            },
+            "data": data,
+            **({"quoted": body["quoted"]} if body.get("quoted") else {}),
+        }
+
+    def media_content(body: dict[str, Any]) -> Any:
+        number, kind, data = body.get("number"), body.get("mediatype"), decoded(body.get("media"))
+        if not number or kind not in ("image", "video", "audio", "document") or data is None:
+            return bad_request("number/mediatype/media")
+        mime, name = str(body.get("mimetype") or ""), str(body.get("fileName") or "")
+        part: dict[str, Any] = {"url": "https://mmg.whatsapp.net/fake.enc", "mimetype": mime, "fileLength": len(data)}
+        if kind != "audio":
+            part["caption"] = str(body.get("caption") or "")
+        if kind == "document":
+            part["fileName"] = name
+        return number, {f"{kind}Message": part}, f"{kind}Message", media_record(body, data, kind, mime, name)
+
+    def audio_content(body: dict[str, Any]) -> Any:
+        number, data = body.get("number"), decoded(body.get("audio"))
+        if not number or data is None:
+            return bad_request("number/audio")
+        mime = "audio/ogg; codecs=opus"
+        part = {"url": "https://mmg.whatsapp.net/fake.enc", "mimetype": mime, "ptt": True, "fileLength": len(data)}
+        return number, {"audioMessage": part}, "audioMessage", media_record(body, data, "voice", mime, "")
+
+    @app.post("/message/sendText/{name}")
+    async def send_text(name: str, request: Request, apikey: str | None = Header(default=None)) -> Response:
+        return await accept_send(name, "sendText", request, apikey, text_content)
+
+    @app.post("/message/sendMedia/{name}")
+    async def send_media(name: str, request: Request, apikey: str | None = Header(default=None)) -> Response:
+        return await accept_send(name, "sendMedia", request, apikey, media_content)
+
+    @app.post("/message/sendWhatsAppAudio/{name}")
+    async def send_audio(name: str, request: Request, apikey: str | None = Header(default=None)) -> Response:
+        return await accept_send(name, "sendWhatsAppAudio", request, apikey, audio_content)
 
     # ---- test controls -------------------------------------------------------------------
 
@@ -352,6 +424,14 @@ def create_app(api_key: str) -> FastAPI:
     async def sent() -> list[dict[str, Any]]:
         return state.sent
 
+    @app.get("/_control/media/{key_id}")
+    async def sent_media(key_id: str) -> Response:
+        """The bytes a sendMedia/sendWhatsAppAudio carried, decoded, exactly as received."""
+        data = state.media.get(key_id)
+        if data is None:
+            return JSONResponse({"detail": "no media sent with that key id"}, 404)
+        return Response(data, media_type="application/octet-stream")
+
     @app.get("/_control/calls")
     async def calls() -> list[dict[str, Any]]:
         return state.calls
@@ -388,6 +468,18 @@ def create_app(api_key: str) -> FastAPI:
         qr = {"instance": inst.name, "pairingCode": None, "code": f"2@fake-{inst.qr_count}", "base64": QR_PNG}
         return await post_webhook(inst, "QRCODE_UPDATED", {"qrcode": qr})
 
+    def quoting(message: dict[str, Any], message_type: str, body: dict[str, Any]) -> tuple[dict[str, Any], str]:
+        context = {
+            "stanzaId": body["quoted_key_id"],
+            "participant": f"{body['phone']}@s.whatsapp.net",
+            "quotedMessage": {"conversation": body.get("quoted_text", "")},
+        }
+        if message_type == "conversation":  # a plain text cannot carry context: WhatsApp sends an extended one
+            return {"extendedTextMessage": {"text": message["conversation"], "contextInfo": context}}, (
+                "extendedTextMessage"
+            )
+        return {**message, message_type: {**message[message_type], "contextInfo": context}}, message_type
+
     @app.post("/_control/inbound")
     async def inbound(body: dict[str, Any]) -> dict[str, Any]:
         inst = await _inst(body)
@@ -406,6 +498,8 @@ def create_app(api_key: str) -> FastAPI:
         else:
             message = {"conversation": body.get("text", "")}
             message_type = "conversation"
+        if body.get("quoted_key_id"):  # the client replies quoting an earlier message (Baileys' contextInfo)
+            message, message_type = quoting(message, message_type, body)
         data = {
             "key": key,
             "pushName": body.get("push_name", "Cliente Fake"),

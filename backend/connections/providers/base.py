@@ -42,6 +42,27 @@ class SentMessage:
 
 
 @dataclass(frozen=True)
+class Quote:
+    """A message being quoted. Outbound: the provider's id of the quoted message and its text.
+    Inbound: what the client's message quotes, as the provider reported it."""
+
+    provider_message_id: str
+    body: str = ""
+    type: str = "text"
+    from_me: bool = False
+
+
+@dataclass(frozen=True)
+class OutboundMedia:
+    """A file to send. `kind`: image, video, audio, document, or voice (a voice note)."""
+
+    kind: str
+    mime: str
+    name: str
+    data: bytes
+
+
+@dataclass(frozen=True)
 class InboundMessage:
     provider_message_id: str
     phone: str
@@ -51,6 +72,7 @@ class InboundMessage:
     body: str
     media: dict[str, Any] | None = None
     sent_at: datetime | None = None
+    quoted: Quote | None = None
     cut: tuple[str, ...] = ()  # fields backend/webhooks/sanitize.py cut to the API's limits
 
 
@@ -92,8 +114,23 @@ class WhatsAppProvider(Protocol):
 
     async def connection_state(self, *, instance_name: str) -> ConnectionStatus: ...
 
-    async def send_text(self, *, instance_name: str, to: str, text: str, idempotency_key: str) -> SentMessage:
+    async def send_text(
+        self, *, instance_name: str, to: str, text: str, idempotency_key: str, quoted: Quote | None = None
+    ) -> SentMessage:
         """`idempotency_key` is our message id; adapters pass it on where the provider honours one."""
+        ...
+
+    async def send_media(
+        self,
+        *,
+        instance_name: str,
+        to: str,
+        media: OutboundMedia,
+        caption: str,
+        idempotency_key: str,
+        quoted: Quote | None = None,
+    ) -> SentMessage:
+        """A file with its caption; a voice note (`media.kind == "voice"`) as one, without caption."""
         ...
 
     def parse_webhook(self, payload: Any, *, event_hint: str | None) -> list[InboundEvent]: ...

@@ -6,6 +6,7 @@ failure (timeout after the request left) can deliver twice; the outbound worker 
 window to "the process died or the call timed out mid-send" (see backend/outbound/worker.py).
 """
 
+import base64
 import re
 from datetime import UTC, datetime
 from typing import Any
@@ -20,9 +21,11 @@ from backend.connections.providers.base import (
     InboundEvent,
     InboundMessage,
     InstanceCreated,
+    OutboundMedia,
     ProviderError,
     QrChange,
     QrCode,
+    Quote,
     SentMessage,
     StatusUpdate,
     WebhookParseError,
@@ -59,8 +62,24 @@ _TYPES = {
     "locationMessage": "location",
     "contactMessage": "contact",
 }
+_MEDIA_TYPES = ("image", "video", "audio", "document")  # sendMedia's `mediatype`
 _MEDIA_FIELDS = ("url", "mimetype", "fileName", "fileLength", "seconds", "caption", "mediaKey", "directPath")
 _DIGITS = re.compile(r"^\d{8,15}$")
+
+
+def _quoted_payload(quoted: Quote, *, to: str) -> dict[str, Any]:
+    """Evolution's `quoted`: the quoted message's key, and its content so that Evolution need not
+    look it up in its own store (which may not hold it)."""
+    return {
+        "key": {"id": quoted.provider_message_id, "remoteJid": f"{to}@s.whatsapp.net", "fromMe": quoted.from_me},
+        "message": {"conversation": quoted.body},
+    }
+
+
+def _default_name(media: OutboundMedia) -> str:
+    """WhatsApp shows a document's file name; one without a name gets its type's extension."""
+    extension = media.mime.rsplit("/", 1)[-1].split("+", 1)[0] if "/" in media.mime else "bin"
+    return f"arquivo.{extension}"
 
 
 def event_name(value: str) -> str:
@@ -126,6 +145,22 @@ def _content(message: dict[str, Any], message_type: str) -> tuple[str, str, dict
     return kind, body, media
 
 
+def _quoted(message: dict[str, Any], message_type: str, item: dict[str, Any]) -> Quote | None:
+    """What a client's message quotes: Baileys puts `contextInfo` (`stanzaId`: the quoted message's
+    id, `quotedMessage`: its content) on the message's part; some Evolution versions repeat it on
+    the upsert itself."""
+    part = message.get(message_type) if message_type else None
+    if not isinstance(part, dict):
+        part = next((v for k, v in message.items() if k.endswith("Message") and isinstance(v, dict)), {})
+    context = part.get("contextInfo") if isinstance(part.get("contextInfo"), dict) else item.get("contextInfo")
+    if not isinstance(context, dict) or not isinstance(context.get("stanzaId"), str) or not context["stanzaId"]:
+        return None
+    quoted = _obj(context.get("quotedMessage"))
+    quoted_type = next((k for k in quoted if k in _TYPES), next(iter(quoted), "")) if quoted else ""
+    kind, body, _ = _content(quoted, quoted_type) if quoted else ("text", "", None)
+    return Quote(provider_message_id=context["stanzaId"], body=body, type=kind)
+
+
 def _parse_upsert(data: Any) -> list[InboundEvent]:
     items = data.get("messages") if isinstance(data, dict) and "messages" in data else data
     items = items if isinstance(items, list) else [items]
@@ -162,6 +197,7 @@ def _parse_upsert(data: Any) -> list[InboundEvent]:
                 body=body,
                 media=media,
                 sent_at=_timestamp(item.get("messageTimestamp")),
+                quoted=_quoted(message, message_type, item),
             )
         )
     return events
@@ -298,17 +334,50 @@ class EvolutionProvider:
         except WebhookParseError as exc:
             raise ProviderError(str(exc), retryable=True) from exc
 
-    async def send_text(self, *, instance_name: str, to: str, text: str, idempotency_key: str) -> SentMessage:
-        # No idempotency key in Evolution's sendText (see module docstring).
-        body = await self._call(
-            "POST", f"/message/sendText/{instance_name}", {"number": to, "text": text}, accepted_is_final=True
-        )
-        key = body.get("key")
+    async def _send(self, path: str, body: dict[str, Any], quoted: Quote | None, *, to: str) -> SentMessage:
+        if quoted is not None:
+            body["quoted"] = _quoted_payload(quoted, to=to)
+        answer = await self._call("POST", path, body, accepted_is_final=True)
+        key = answer.get("key")
         if not isinstance(key, dict) or not isinstance(key.get("id"), str) or not key["id"]:
             # The request was accepted, so the message probably left: not retryable, or we would
             # send it twice. The reason is kept on the message.
-            raise ProviderError("sendText answered without key.id", retryable=False)
+            raise ProviderError(f"{path.split('/')[2]} answered without key.id", retryable=False)
         return SentMessage(provider_message_id=key["id"])
+
+    async def send_text(
+        self, *, instance_name: str, to: str, text: str, idempotency_key: str, quoted: Quote | None = None
+    ) -> SentMessage:
+        # No idempotency key in Evolution's sendText (see module docstring).
+        return await self._send(f"/message/sendText/{instance_name}", {"number": to, "text": text}, quoted, to=to)
+
+    async def send_media(
+        self,
+        *,
+        instance_name: str,
+        to: str,
+        media: OutboundMedia,
+        caption: str,
+        idempotency_key: str,
+        quoted: Quote | None = None,
+    ) -> SentMessage:
+        """Inline base64 (Evolution also takes a URL, which would have to be public: ours are not).
+        A voice note goes to sendWhatsAppAudio, which WhatsApp shows as recorded (push-to-talk);
+        other files to sendMedia with their type. No idempotency key here either."""
+        data = base64.b64encode(media.data).decode("ascii")
+        if media.kind == "voice":
+            return await self._send(
+                f"/message/sendWhatsAppAudio/{instance_name}", {"number": to, "audio": data}, quoted, to=to
+            )
+        body = {
+            "number": to,
+            "mediatype": media.kind if media.kind in _MEDIA_TYPES else "document",
+            "mimetype": media.mime,
+            "caption": caption,
+            "media": data,
+            "fileName": media.name or _default_name(media),
+        }
+        return await self._send(f"/message/sendMedia/{instance_name}", body, quoted, to=to)
 
     def parse_webhook(self, payload: Any, *, event_hint: str | None) -> list[InboundEvent]:
         return parse_webhook(payload, event_hint=event_hint)

@@ -1,0 +1,334 @@
+"""Files agents attach to a reply: WhatsApp's size limits, what kind each file is sent as, and
+reading a `multipart/form-data` upload without ever holding more than a limit allows.
+
+The one home of the per-type limits (WhatsApp Business API's documented media limits; Evolution
+relays through the same servers): image 5 MB, video and audio 16 MB, document 100 MB, sticker
+500 KB (animated; 100 KB static). Agents never send stickers (a WebP they attach goes as an image);
+the sticker limit is listed for the inbound side and the UI.
+
+The kind decides the limit and how the provider sends the file, and it comes from the bytes, not
+from what the browser declared: a file whose first bytes are a PNG is an image whatever its
+Content-Type, and a file claiming to be an image whose bytes are not one is a document (sent and
+served as an attachment; its declared type is kept only when it is not an inline type). An
+OGG/Opus file is a voice note (what the browser records), sent as WhatsApp's voice note.
+
+Reading: the body is parsed as it streams in (python-multipart); the file part goes to a spooled
+temporary file (memory up to SPOOL_MEMORY_BYTES, then disk), and its size is checked on every
+piece against its kind's limit, known after its first SNIFF_BYTES. Past the limit the read stops
+with 413 and nothing reaches the database; a body that ends early (the client went away, fewer
+bytes than declared) stops it the same way. Only a complete, valid upload is handed on.
+"""
+
+import re
+from dataclasses import dataclass, field
+from enum import StrEnum
+from tempfile import SpooledTemporaryFile
+from typing import Any, BinaryIO, TypeVar, cast
+
+import filetype
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, ValidationError
+from python_multipart.exceptions import MultipartParseError
+from python_multipart.multipart import MultipartParser, parse_options_header
+from starlette.datastructures import UploadFile
+from starlette.requests import ClientDisconnect, Request
+
+from backend.core.errors import BadRequest, Unprocessable
+from backend.media.service import TooLarge
+
+M = TypeVar("M", bound=BaseModel)
+MB = 1024 * 1024
+KB = 1024
+
+
+class Kind(StrEnum):
+    IMAGE = "image"
+    VIDEO = "video"
+    AUDIO = "audio"
+    VOICE = "voice"  # OGG/Opus: sent as a WhatsApp voice note (push-to-talk)
+    DOCUMENT = "document"
+    STICKER = "sticker"
+
+
+LIMITS: dict[Kind, int] = {
+    Kind.IMAGE: 5 * MB,
+    Kind.VIDEO: 16 * MB,
+    Kind.AUDIO: 16 * MB,
+    Kind.VOICE: 16 * MB,
+    Kind.DOCUMENT: 100 * MB,
+    Kind.STICKER: 500 * KB,
+}
+LABELS_PT: dict[Kind, str] = {
+    Kind.IMAGE: "Imagens",
+    Kind.VIDEO: "Vídeos",
+    Kind.AUDIO: "Áudios",
+    Kind.VOICE: "Mensagens de voz",
+    Kind.DOCUMENT: "Documentos",
+    Kind.STICKER: "Figurinhas",
+}
+# Types WhatsApp shows inline as an image / plays as a video / as audio; anything else is a document.
+IMAGE_MIMES = frozenset({"image/jpeg", "image/png", "image/webp"})
+VIDEO_MIMES = frozenset({"video/mp4", "video/3gpp"})
+AUDIO_MIMES = frozenset({"audio/ogg", "audio/mpeg", "audio/mp4", "audio/aac", "audio/amr", "audio/x-m4a"})
+GENERIC_MIME = "application/octet-stream"
+INLINE_PREFIXES = ("image/", "video/", "audio/", "text/html", "image/svg")
+
+SNIFF_BYTES = 262  # what `filetype` reads to recognise a format
+SPOOL_MEMORY_BYTES = 1 * MB
+FIELD_MAX_BYTES = 64 * KB  # a caption is at most 4096 characters: 16 KB of UTF-8
+MAX_PARTS = 8
+FIELDS = frozenset({"body", "quoted_message_id"})
+NAME_MAX_CHARS = 255
+# Room for the form's boundaries, part headers and fields around the largest file.
+FORM_OVERHEAD_BYTES = 256 * KB
+MAX_UPLOAD_BYTES = max(LIMITS.values()) + FORM_OVERHEAD_BYTES
+UPLOAD_PATH = r"/api/v1/tickets/[^/]+/messages"  # where BodyLimit lets a form this large in
+
+_MIME = re.compile(r"^[a-z0-9][a-z0-9!#$&^_.+-]{0,63}/[a-z0-9][a-z0-9!#$&^_.+-]{0,126}$")
+
+
+def _mb(limit: int) -> str:
+    return f"{limit // MB} MB" if limit >= MB else f"{limit // KB} KB"
+
+
+def too_large(kind: Kind) -> TooLarge:
+    limit = LIMITS[kind]
+    return TooLarge(f"Arquivo grande demais: {LABELS_PT[kind].lower()} podem ter no máximo {_mb(limit)} no WhatsApp.")
+
+
+@dataclass(frozen=True)
+class Sniffed:
+    kind: Kind
+    mime: str
+
+
+def classify(head: bytes, declared: str) -> Sniffed:
+    """What the file is, from its first bytes; `declared` (the part's Content-Type) only names
+    a document's type, and never an inline one the bytes do not prove."""
+    guess = filetype.guess(head) if head else None
+    sniffed = str(guess.mime) if guess is not None else None
+    if sniffed == "audio/ogg" and head[28:36] == b"OpusHead":
+        return Sniffed(Kind.VOICE, "audio/ogg")
+    if sniffed in IMAGE_MIMES:
+        return Sniffed(Kind.IMAGE, sniffed)
+    if sniffed in VIDEO_MIMES:
+        return Sniffed(Kind.VIDEO, sniffed)
+    if sniffed in AUDIO_MIMES:
+        return Sniffed(Kind.AUDIO, sniffed)
+    if sniffed is not None:
+        return Sniffed(Kind.DOCUMENT, sniffed)
+    mime = declared.split(";", 1)[0].strip().lower()
+    if not _MIME.match(mime) or mime.startswith(INLINE_PREFIXES):
+        mime = GENERIC_MIME
+    return Sniffed(Kind.DOCUMENT, mime)
+
+
+def clean_name(raw: str) -> str:
+    """The file name as the client will see it: no path, no control characters, bounded."""
+    name = raw.replace("\\", "/").rsplit("/", 1)[-1]
+    name = "".join(ch for ch in name if ch.isprintable()).strip()
+    if len(name) > NAME_MAX_CHARS:
+        _, dot, ext = name.rpartition(".")
+        keep = ext if dot and len(ext) <= 16 else ""
+        name = name[: NAME_MAX_CHARS - len(keep) - 1] + ("." + keep if keep else "")
+    return name
+
+
+@dataclass
+class Upload:
+    """A complete upload: the file (spooled, rewound), what it is, and the form's other fields."""
+
+    file: UploadFile
+    name: str
+    kind: Kind
+    mime: str
+    size: int
+    fields: dict[str, str] = field(default_factory=dict)
+
+    async def pieces(self, size: int = 256 * KB) -> Any:
+        await self.file.seek(0)
+        while piece := await self.file.read(size):
+            yield piece
+
+    async def close(self) -> None:
+        await self.file.close()
+
+
+@dataclass
+class _Part:
+    headers: dict[bytes, bytes] = field(default_factory=dict)
+    name: str = ""
+    filename: str | None = None
+    data: bytearray = field(default_factory=bytearray)
+
+
+class _FormReader:
+    """python-multipart's callbacks only record events; the async side applies them after each
+    write, so spool writes (a thread once the spool is on disk) never run inside the parser."""
+
+    def __init__(self, boundary: bytes) -> None:
+        self.events: list[tuple[str, bytes]] = []
+        self.header_field = bytearray()
+        self.header_value = bytearray()
+        self.parser = MultipartParser(
+            boundary,
+            callbacks={
+                "on_part_begin": lambda: self.events.append(("begin", b"")),
+                "on_part_data": lambda d, s, e: self.events.append(("data", bytes(d[s:e]))),
+                "on_part_end": lambda: self.events.append(("end", b"")),
+                "on_header_field": lambda d, s, e: self.header_field.extend(d[s:e]),
+                "on_header_value": lambda d, s, e: self.header_value.extend(d[s:e]),
+                "on_header_end": self._header_end,
+                "on_headers_finished": lambda: self.events.append(("headers", b"")),
+                "on_end": lambda: self.events.append(("done", b"")),
+            },
+        )
+        self.headers: dict[bytes, bytes] = {}
+
+    def _header_end(self) -> None:
+        self.headers[bytes(self.header_field).lower()] = bytes(self.header_value)
+        self.header_field.clear()
+        self.header_value.clear()
+
+
+async def read_form(request: Request) -> Upload:
+    """Reads a multipart reply: exactly one `file` part, optional `body` and `quoted_message_id`
+    fields. Raises 413 (`TooLarge`) past the file's limit, 400 for a body that ends early or is
+    not a readable form, 422 for a form without a file or with unknown fields."""
+    content_type, options = parse_options_header(request.headers.get("content-type", ""))
+    boundary = options.get(b"boundary")
+    if content_type != b"multipart/form-data" or not boundary:
+        raise BadRequest("multipart/form-data with a boundary is expected")
+    reader = _FormReader(boundary)
+    fields: dict[str, str] = {}
+    upload: Upload | None = None
+    spool: UploadFile | None = None
+    part: _Part | None = None
+    head = bytearray()
+    sniffed: Sniffed | None = None
+    size = 0
+    parts = 0
+    done = False
+
+    async def feed_file(data: bytes) -> None:
+        nonlocal size, sniffed
+        assert spool is not None and part is not None
+        size += len(data)
+        if sniffed is None:
+            head.extend(data[: SNIFF_BYTES - len(head)])
+            if len(head) >= SNIFF_BYTES:
+                sniffed = classify(bytes(head), part.headers.get(b"content-type", b"").decode("latin-1"))
+        if sniffed is not None and size > LIMITS[sniffed.kind]:
+            raise too_large(sniffed.kind)
+        await spool.write(data)
+
+    try:
+        async for chunk in request.stream():
+            if done:
+                continue  # epilogue after the closing boundary
+            try:
+                reader.parser.write(chunk)
+            except MultipartParseError as exc:
+                raise BadRequest("the multipart body is not readable") from exc
+            events, reader.events = reader.events, []
+            for kind, data in events:
+                if kind == "begin":
+                    parts += 1
+                    if parts > MAX_PARTS:
+                        raise Unprocessable("too many parts in the form")
+                    part, reader.headers = _Part(), {}
+                elif kind == "headers":
+                    assert part is not None
+                    part.headers = reader.headers
+                    _, disposition = parse_options_header(part.headers.get(b"content-disposition", b""))
+                    part.name = disposition.get(b"name", b"").decode("utf-8", "replace")
+                    raw_filename = disposition.get(b"filename")
+                    part.filename = raw_filename.decode("utf-8", "replace") if raw_filename is not None else None
+                    if part.name == "file":
+                        if spool is not None:
+                            raise Unprocessable("one file per message")
+                        spool = UploadFile(cast(BinaryIO, SpooledTemporaryFile(max_size=SPOOL_MEMORY_BYTES)))  # noqa: SIM115
+                    elif part.name not in FIELDS:
+                        raise Unprocessable(f"unknown form field {part.name[:40]!r}")
+                elif kind == "data":
+                    assert part is not None
+                    if part.name == "file":
+                        await feed_file(data)
+                    else:
+                        part.data.extend(data)
+                        if len(part.data) > FIELD_MAX_BYTES:
+                            raise Unprocessable(f"the field {part.name!r} is too long")
+                elif kind == "end":
+                    assert part is not None
+                    if part.name != "file":
+                        try:
+                            fields[part.name] = part.data.decode("utf-8")
+                        except UnicodeDecodeError as exc:
+                            raise Unprocessable(f"the field {part.name!r} is not UTF-8") from exc
+                    elif spool is not None:
+                        if sniffed is None:
+                            sniffed = classify(bytes(head), part.headers.get(b"content-type", b"").decode("latin-1"))
+                            if size > LIMITS[sniffed.kind]:
+                                raise too_large(sniffed.kind)
+                        upload = Upload(
+                            file=spool,
+                            name=clean_name(part.filename or ""),
+                            kind=sniffed.kind,
+                            mime=sniffed.mime,
+                            size=size,
+                        )
+                    part = None
+                elif kind == "done":
+                    done = True
+        if not done:
+            raise BadRequest("the upload ended before the form did")
+        if upload is None:
+            raise Unprocessable("the form has no file")
+        if upload.size == 0:
+            raise Unprocessable("the file is empty")
+        upload.fields = fields
+        await upload.file.seek(0)
+        return upload
+    except ClientDisconnect as exc:
+        if spool is not None:
+            await spool.close()
+        raise BadRequest("the upload ended before the form did") from exc
+    except BaseException:
+        if spool is not None:
+            await spool.close()
+        raise
+
+
+def is_multipart(request: Request) -> bool:
+    return request.headers.get("content-type", "").lower().startswith("multipart/form-data")
+
+
+async def json_body(request: Request, model: type[M]) -> M:
+    """A JSON body validated as FastAPI would for a body parameter (422 with the issues), for a
+    route that also takes a form and so reads its body itself."""
+    raw = await request.body()
+    try:
+        return model.model_validate_json(raw or b"null")
+    except ValidationError as exc:
+        issues = [{**e, "loc": ("body", *e["loc"])} for e in exc.errors(include_url=False)]
+        raise RequestValidationError(issues) from exc
+
+
+# The OpenAPI document's request body for the reply route: JSON, or a form with the file.
+REPLY_REQUEST_BODY: dict[str, Any] = {
+    "required": True,
+    "content": {
+        "application/json": {"schema": {"$ref": "#/components/schemas/MessageCreate"}},
+        "multipart/form-data": {
+            "schema": {
+                "type": "object",
+                "required": ["file"],
+                "properties": {
+                    "file": {"type": "string", "format": "binary"},
+                    "body": {"type": "string", "maxLength": 4096, "description": "caption"},
+                    "quoted_message_id": {"type": "string", "pattern": "^[0-9a-f]{24}$"},
+                },
+            }
+        },
+    },
+}
