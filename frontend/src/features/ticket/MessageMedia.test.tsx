@@ -101,7 +101,7 @@ describe('media in the thread', () => {
 
   it('plays audio with its duration', async () => {
     serveMedia(new Blob([new Uint8Array([0x4f, 0x67, 0x67, 0x53])], { type: 'audio/ogg' }));
-    renderApp(<MessageBubble message={message({ type: 'audio', media: media({ mime: 'audio/ogg', name: 'voice.ogg', duration: 75 }) })} />);
+    renderApp(<MessageBubble message={message({ type: 'audio', media: media({ mime: 'audio/ogg', name: 'voice.ogg', duration: 75, voice: true }) })} />);
     const player = await screen.findByTestId('audio-player');
     expect(player.tagName).toBe('AUDIO');
     expect(player).toHaveAttribute('controls');

@@ -13,10 +13,12 @@ export type MediaInfo = {
   width?: number | null;
   height?: number | null;
   error?: string | null;
+  /** Recorded as a voice note (push-to-talk), not an audio file. */
+  voice?: boolean;
 };
 export type LocationInfo = { latitude: number; longitude: number; name?: string | null; address?: string | null };
 export type ContactCard = { name: string; phones: string[] };
-export type QuotedInfo = { message_id: string; body: string; type: string };
+export type QuotedInfo = { message_id: string | null; body: string; type: string };
 
 /** The optional media-era fields of a message, read defensively: messages stored before media was
  * kept carry a provider's raw dict (no url), and the generated schema may still type them loosely. */
@@ -57,8 +59,9 @@ export function contactsOf(message: Message): ContactCard[] {
 
 export function quotedOf(message: Message): QuotedInfo | null {
   const quoted = (message as Extras).quoted;
-  if (!isObject(quoted) || typeof quoted.message_id !== 'string') return null;
-  return { message_id: quoted.message_id, body: typeof quoted.body === 'string' ? quoted.body : '', type: typeof quoted.type === 'string' ? quoted.type : 'text' };
+  // message_id is null when the quoted message is not one we have (older than the ticket).
+  if (!isObject(quoted)) return null;
+  return { message_id: typeof quoted.message_id === 'string' ? quoted.message_id : null, body: typeof quoted.body === 'string' ? quoted.body : '', type: typeof quoted.type === 'string' ? quoted.type : 'text' };
 }
 
 export type MediaKind = 'image' | 'sticker' | 'audio' | 'video' | 'document';
