@@ -84,9 +84,14 @@ export function useMessages(ticketId: string) {
         }),
       ),
     getNextPageParam: (last) => last.next_cursor ?? null,
+    // A received attachment is stored at once and its bytes fetched after it; no event says when
+    // they are in, so the thread looks again while one of its messages still waits for them.
+    refetchInterval: (query) =>
+      query.state.data?.pages.some((page) => page.items.some((m) => m.media?.status === 'pending')) ? MEDIA_POLL_MS : false,
   });
 }
 
+export const MEDIA_POLL_MS = 3000;
 const THREAD_PAGE = 50;
 
 /** The ticket's timeline (assumed, transferred, finalized): a handful per ticket, all loaded. */

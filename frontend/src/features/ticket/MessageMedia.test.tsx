@@ -179,9 +179,9 @@ describe('media in the thread', () => {
     expect(bubble.textContent?.indexOf('É o boleto')).toBeLessThan(bubble.textContent?.indexOf('sim, esse mesmo') ?? -1);
   });
 
-  it('keeps the original name of a message stored before media was kept', () => {
-    renderApp(<MessageBubble message={message({ type: 'document', media: { fileName: 'nota-fiscal.pdf', mimetype: 'application/pdf' } })} />);
-    expect(screen.getByTestId('media-placeholder')).toHaveTextContent('[Documento · nota-fiscal.pdf]');
+  it('names the kind of a message that has nothing to show', () => {
+    renderApp(<MessageBubble message={message({ type: 'location', location: { latitude: null, longitude: null, name: '', address: '' } })} />);
+    expect(screen.getByTestId('media-placeholder')).toHaveTextContent('[Localização]');
   });
 
   it('says so when the bytes cannot be fetched, and fetches again on request', async () => {

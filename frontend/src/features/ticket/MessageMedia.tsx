@@ -10,7 +10,6 @@ import { formatClock, formatPhone, formatSize } from '../../lib/format';
 import { applyMessage } from '../../realtime/cache';
 import {
   contactsOf,
-  legacyName,
   locationOf,
   mapUrl,
   mediaKind,
@@ -43,14 +42,12 @@ export function MessageContent({ message }: { message: Message }) {
   return <MediaPlaceholder message={message} />;
 }
 
-/** A message from before media was kept (or of a kind not kept): its kind and original name. */
+/** A kind of message with nothing to show (a location without its point, a type not kept). */
 function MediaPlaceholder({ message }: { message: Message }) {
   const kind = message.type in t.ticket.media ? message.type : 'other';
-  const name = legacyName(message);
   return (
     <Text size="sm" fs="italic" data-testid="media-placeholder">
-      [{t.ticket.media[kind]}
-      {name ? ` · ${name}` : ''}]
+      [{t.ticket.media[kind]}]
     </Text>
   );
 }
@@ -80,10 +77,8 @@ function FailedMedia({ message, media }: { message: Message; media: MediaInfo })
   const retry = useMutation({
     mutationFn: () =>
       unwrap(api.POST('/api/v1/messages/{message_id}/media/retry', { params: { path: { message_id: message.id } } })),
-    onSuccess: (answer) => {
-      if (answer && typeof answer === 'object' && 'ticket_id' in answer) applyMessage(client, answer as Message);
-      else void client.invalidateQueries({ queryKey: ['ticket', message.ticket_id, 'messages'] });
-    },
+    // Pending again: the thread shows "carregando…" and looks again until the bytes are in.
+    onSuccess: (answer) => applyMessage(client, answer),
     onError: (error) => notifications.show({ color: 'red', message: errorMessage(error) }),
   });
   return (
@@ -212,7 +207,8 @@ function VideoMedia({ media }: { media: MediaInfo }) {
   return (
     <Button variant="default" size="sm" loading={isLoading} onClick={() => setWanted(true)} data-testid="video-load">
       ▶ {t.media.playVideo}
-      {media.duration ? ` · ${formatClock(media.duration)}` : ''} · {formatSize(media.size)}
+      {media.duration ? ` · ${formatClock(media.duration)}` : ''}
+      {media.size == null ? '' : ` · ${formatSize(media.size)}`}
     </Button>
   );
 }
@@ -232,7 +228,7 @@ function DocumentCard({ media }: { media: MediaInfo }) {
             📄 {media.name || t.media.document}
           </Text>
           <Text size="xs" c="dimmed" data-testid="document-size">
-            {[extension, formatSize(media.size)].filter(Boolean).join(' · ')}
+            {[extension, media.size == null ? null : formatSize(media.size)].filter(Boolean).join(' · ')}
           </Text>
         </Stack>
         <Button size="compact-sm" variant="light" loading={save.isPending} onClick={() => save.mutate()} aria-label={`${t.media.download} ${media.name}`}>

@@ -1,19 +1,10 @@
+import type { components } from '../../api/schema';
 import type { Message } from '../../api/types';
 
-/** A message's attachment as the API describes it (backend/media): the bytes live behind `url`, a
- * path under /api/v1 that needs the bearer token. */
-export type MediaInfo = {
-  url: string;
-  mime: string;
-  size: number;
-  name: string;
-  sha256: string;
-  status: 'pending' | 'ready' | 'failed';
-  duration?: number | null;
-  width?: number | null;
-  height?: number | null;
-  error?: string | null;
-  /** Recorded as a voice note (push-to-talk), not an audio file. */
+/** A message's attachment as the API describes it (backend/messages/schemas.py MediaRead): the
+ * bytes live behind `url`, a path under /api/v1 that needs the bearer token. */
+export type MediaInfo = components['schemas']['MediaRead'] & {
+  /** Recorded as a voice note (push-to-talk), not an audio file, where the API says so. */
   voice?: boolean;
 };
 export type LocationInfo = { latitude: number; longitude: number; name?: string | null; address?: string | null };
@@ -30,14 +21,6 @@ export function mediaOf(message: Message): MediaInfo | null {
   const media = (message as Extras).media;
   if (!isObject(media) || typeof media.url !== 'string' || typeof media.status !== 'string') return null;
   return media as unknown as MediaInfo;
-}
-
-/** The original name of a legacy attachment (no bytes kept): the backend stored Baileys' `fileName`. */
-export function legacyName(message: Message): string | null {
-  const media = (message as Extras).media;
-  if (!isObject(media)) return null;
-  const name = media.name ?? media.fileName ?? media.file_name;
-  return typeof name === 'string' && name ? name : null;
 }
 
 export function locationOf(message: Message): LocationInfo | null {
