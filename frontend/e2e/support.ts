@@ -14,9 +14,10 @@ const FLAGS = [
   '--no-first-run',
 ];
 
-/** Debian's Chromium; playwright-core gives every launch a fresh temporary --user-data-dir. */
-export function launch(): Promise<Browser> {
-  return chromium.launch({ executablePath: CHROMIUM, headless: true, args: FLAGS });
+/** Debian's Chromium; playwright-core gives every launch a fresh temporary --user-data-dir.
+ * `extraArgs`: e.g. a fake microphone for recording voice notes. */
+export function launch(extraArgs: string[] = []): Promise<Browser> {
+  return chromium.launch({ executablePath: CHROMIUM, headless: true, args: [...FLAGS, ...extraArgs] });
 }
 
 export type Watched = { page: Page; errors: string[] };
