@@ -167,23 +167,27 @@ class _FormReader:
     write, so spool writes (a thread once the spool is on disk) never run inside the parser."""
 
     def __init__(self, boundary: bytes) -> None:
-        self.events: list[tuple[str, bytes]] = []
+        self.events: list[tuple[str, Any]] = []
         self.header_field = bytearray()
         self.header_value = bytearray()
         self.parser = MultipartParser(
             boundary,
             callbacks={
-                "on_part_begin": lambda: self.events.append(("begin", b"")),
+                "on_part_begin": self._part_begin,
                 "on_part_data": lambda d, s, e: self.events.append(("data", bytes(d[s:e]))),
                 "on_part_end": lambda: self.events.append(("end", b"")),
                 "on_header_field": lambda d, s, e: self.header_field.extend(d[s:e]),
                 "on_header_value": lambda d, s, e: self.header_value.extend(d[s:e]),
                 "on_header_end": self._header_end,
-                "on_headers_finished": lambda: self.events.append(("headers", b"")),
+                "on_headers_finished": lambda: self.events.append(("headers", self.headers)),
                 "on_end": lambda: self.events.append(("done", b"")),
             },
         )
         self.headers: dict[bytes, bytes] = {}
+
+    def _part_begin(self) -> None:
+        self.headers = {}  # a fresh dict: the previous part's event keeps its own
+        self.events.append(("begin", b""))
 
     def _header_end(self) -> None:
         self.headers[bytes(self.header_field).lower()] = bytes(self.header_value)
@@ -236,10 +240,10 @@ async def read_form(request: Request) -> Upload:
                     parts += 1
                     if parts > MAX_PARTS:
                         raise Unprocessable("too many parts in the form")
-                    part, reader.headers = _Part(), {}
+                    part = _Part()
                 elif kind == "headers":
                     assert part is not None
-                    part.headers = reader.headers
+                    part.headers = data
                     _, disposition = parse_options_header(part.headers.get(b"content-disposition", b""))
                     part.name = disposition.get(b"name", b"").decode("utf-8", "replace")
                     raw_filename = disposition.get(b"filename")

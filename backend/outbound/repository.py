@@ -186,7 +186,14 @@ def hold_id(attempt_id: str, n: int) -> str:
 
 
 async def hold_echo(
-    db: Database, *, attempt_id: str, message_id: str, connection_id: str, provider_message_id: str, raw_id: str
+    db: Database,
+    *,
+    attempt_id: str,
+    message_id: str,
+    connection_id: str,
+    provider_message_id: str,
+    raw_id: str,
+    type_: str = "text",
 ) -> dict[str, Any]:
     """Holds a fromMe upsert as a probable echo of the attempt (the next free n; an upsert held
     already, e.g. a redelivery, keeps its hold). Returns the hold."""
@@ -196,6 +203,7 @@ async def hold_echo(
         "connection_id": connection_id,
         "provider_message_id": provider_message_id,
         "raw_id": raw_id,
+        "type": type_,  # the upsert's message type: text, image, audio, ...
         "held_at": utcnow(),
         "resolution": None,
     }

@@ -69,6 +69,7 @@ async def from_me_verdict(
     provider_message_id: str,
     own_message_id: str,
     raw_id: str,
+    type_: str = "text",
 ) -> FromMe:
     """Tells the echo of an agent's reply from a message typed on the phone. On OWN the provider
     id is bound to `own_message_id`.
@@ -104,6 +105,7 @@ async def from_me_verdict(
             connection_id=connection_id,
             provider_message_id=provider_message_id,
             raw_id=raw_id,
+            type_=type_,
         )
         if hold.get("resolution") is None:
             # Look again after our own write: the worker may have settled this attempt's holds
@@ -140,6 +142,22 @@ async def settle_held_echoes(db: Database, attempt: dict[str, Any], *, answered:
         else:
             release.append(hold)
     return release
+
+
+async def echo_of_unanswered(db: Database, attempt: dict[str, Any], *, type_: str) -> str | None:
+    """The provider id of the probable echo of an attempt that was never answered (its worker died
+    between the provider's answer and recording it, and its lease ran out): the first upsert held
+    for it, of the reply's own type, still unsettled. Held means it came from the connection's
+    number, with the reply's text (a file's caption) to the reply's client, while the attempt was
+    in flight; so the provider took the send, and sending again would deliver it twice.
+
+    Where it ends: an operator who, in that very window, sends from the phone the same text (or a
+    file of the same type with the same caption) while our request never reached the provider makes
+    that message stand for the reply: the client got that content once, shown as the agent's."""
+    for hold in await repository.held_echoes(db, attempt["_id"]):
+        if hold.get("resolution") is None and hold.get("type", "text") == type_:
+            return str(hold["provider_message_id"])
+    return None
 
 
 async def mark_released(db: Database, hold: dict[str, Any]) -> None:

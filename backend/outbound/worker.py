@@ -164,6 +164,15 @@ class OutboundWorker:
             if last.get("result") is None:
                 if as_utc(last["lease_until"]) > now:
                     return False  # another worker is on it
+                echoed = await service.echo_of_unanswered(self.db, last, type_=str(message.get("type") or "text"))
+                if echoed is not None:  # its worker died after the provider took it: sent, once
+                    await repository.finish_attempt(
+                        self.db,
+                        last["_id"],
+                        {"result": "sent", "provider_message_id": echoed, "answered_by": "echo", "finished_at": now},
+                    )
+                    await self._sent(message, entry, echoed)
+                    return True
                 if last["attempt"] >= max_attempts:
                     await self._fail(message, f"attempt {last['attempt']} did not finish (worker died?)")
                     return True

@@ -259,6 +259,7 @@ async def _ingest_message(
             provider_message_id=event.provider_message_id,
             own_message_id=message_id,
             raw_id=raw_id,
+            type_=event.type,
         )
         if verdict is not outbound.FromMe.OWN:
             return "echo of an IAZE reply"  # held ones too: settled when the send is answered

@@ -1,0 +1,47 @@
+"""Helpers for the tests of files agents send (tests/media/test_outbound_*.py)."""
+
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from tests.fakes.harness import FakeEvolution
+
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "media"
+# Every collection an upload may write to: none of them may change when one is refused.
+UPLOAD_COLLECTIONS = ("messages", "media", "media.files", "media.chunks", "outbox", "outbox_chats")
+
+
+def fixture(name: str) -> bytes:
+    return (FIXTURES / name).read_bytes()
+
+
+async def post_file(
+    client: httpx.AsyncClient,
+    ticket_id: str,
+    headers: dict[str, str],
+    *,
+    name: str,
+    data: bytes,
+    mime: str,
+    **fields: str,
+) -> httpx.Response:
+    return await client.post(
+        f"/api/v1/tickets/{ticket_id}/messages", files={"file": (name, data, mime)}, data=fields, headers=headers
+    )
+
+
+async def counts(db: Any) -> dict[str, int]:
+    return {name: await db[name].count_documents({}) for name in UPLOAD_COLLECTIONS}
+
+
+async def sent_to(evolution: FakeEvolution, phone: str) -> list[dict[str, Any]]:
+    return [s for s in await evolution.sent() if s["number"] == phone]
+
+
+async def media_bytes(evolution: FakeEvolution, key_id: str) -> bytes:
+    """The bytes the fake provider decoded from the send with this key id."""
+    async with httpx.AsyncClient(base_url=evolution.url, timeout=30) as c:
+        r = await c.get(f"/_control/media/{key_id}")
+        r.raise_for_status()
+        return r.content
