@@ -173,3 +173,38 @@ describe('sent media', () => {
     await watched.context.close();
   });
 });
+
+describe('quoted replies', () => {
+  it('a client\'s quoting reply shows the quote; the agent answers quoting a message and the provider gets it', async () => {
+    const number = uniquePhone();
+    const pushName = unique('Cliente Cita ');
+    const first = await phone<{ key_id: string }>('inbound', { instance, phone: number, push_name: pushName, text: 'Qual o valor do plano?' });
+    await phone('inbound', { instance, phone: number, push_name: pushName, text: 'Esse aqui, do anúncio', quoted_key_id: first.key_id, quoted_text: 'Qual o valor do plano?' });
+    const watched = await openAsAgent(pushName);
+    const { page } = watched;
+    const reply = page.getByTestId('message').filter({ hasText: 'Esse aqui, do anúncio' });
+    await reply.getByTestId('quote').filter({ hasText: 'Qual o valor do plano?' }).waitFor();
+
+    await page.getByRole('button', { name: 'Assumir' }).click();
+    await page.getByTestId('ticket-status').filter({ hasText: 'Atendendo' }).waitFor();
+    const question = page
+      .getByTestId('message')
+      .filter({ hasNot: page.getByTestId('quote') })
+      .filter({ has: page.getByText('Qual o valor do plano?', { exact: true }) });
+    await question.getByRole('button', { name: 'Responder citando esta mensagem' }).click();
+    await page.getByTestId('composer-quote').filter({ hasText: 'Qual o valor do plano?' }).waitFor();
+    await page.getByRole('textbox', { name: 'Mensagem' }).fill('R$ 49,90 por mês');
+    await page.getByRole('button', { name: 'Enviar' }).click();
+    await page.getByTestId('composer-quote').waitFor({ state: 'detached' });
+    const answer = page.locator('[data-testid=message][data-direction=out]').filter({ hasText: 'R$ 49,90 por mês' });
+    await answer.getByTestId('quote').filter({ hasText: 'Qual o valor do plano?' }).waitFor();
+
+    await expect.poll(async () => (await sentTo(number)).length, { timeout: 20_000 }).toBe(1);
+    const [sent] = (await sentTo(number)) as (Sent & { quoted?: { key?: { id?: string } } })[];
+    expect(sent.text).toContain('R$ 49,90 por mês');
+    expect(sent.quoted?.key?.id).toBe(first.key_id);
+    await screenshot(page, 'media-quoted-reply');
+    expectNoConsoleErrors(watched);
+    await watched.context.close();
+  });
+});

@@ -10,8 +10,8 @@ export const VOICE_TYPES = ['audio/ogg;codecs=opus', 'audio/webm;codecs=opus'] a
  * OGG container (mediabunny, loaded only when a voice note is recorded). */
 export async function toOggOpus(recording: Blob): Promise<Blob> {
   if (recording.type.startsWith('audio/ogg')) return recording;
-  const { ALL_FORMATS, BlobSource, BufferTarget, Conversion, Input, OggOutputFormat, Output } = await import('mediabunny');
-  const input = new Input({ source: new BlobSource(recording), formats: ALL_FORMATS });
+  const { BlobSource, BufferTarget, Conversion, Input, OggOutputFormat, Output, WEBM } = await import('mediabunny');
+  const input = new Input({ source: new BlobSource(recording), formats: [WEBM] });
   const target = new BufferTarget();
   const output = new Output({ format: new OggOutputFormat(), target });
   const conversion = await Conversion.init({ input, output });
