@@ -493,7 +493,11 @@ export interface paths {
         /** List Messages */
         get: operations["tickets-list_messages"];
         put?: never;
-        /** Post Message */
+        /**
+         * Post Message
+         * @description A text reply (JSON `{"body", "quoted_message_id"?}`), or a file with an optional caption
+         *     (`multipart/form-data`: `file`, `body`, `quoted_message_id`; 413 past WhatsApp's limit).
+         */
         post: operations["tickets-post_message"];
         delete?: never;
         options?: never;
@@ -947,6 +951,26 @@ export interface components {
         MessageCreate: {
             /** Body */
             body: string;
+            /** Quoted Message Id */
+            quoted_message_id?: string | null;
+        };
+        /**
+         * MessageQuote
+         * @description The message a message quotes: our id when we know it, and what it said when quoted.
+         */
+        MessageQuote: {
+            /** Message Id */
+            message_id?: string | null;
+            /**
+             * Body
+             * @default
+             */
+            body: string;
+            /**
+             * Type
+             * @default text
+             */
+            type: string;
         };
         /** MessageRead */
         MessageRead: {
@@ -985,6 +1009,7 @@ export interface components {
             media?: {
                 [key: string]: unknown;
             } | null;
+            quoted?: components["schemas"]["MessageQuote"] | null;
             /** Status */
             status: string;
             /**
@@ -4505,6 +4530,13 @@ export interface operations {
         requestBody: {
             content: {
                 "application/json": components["schemas"]["MessageCreate"];
+                "multipart/form-data": {
+                    /** Format: binary */
+                    file: string;
+                    /** @description caption */
+                    body?: string;
+                    quoted_message_id?: string;
+                };
             };
         };
         responses: {
