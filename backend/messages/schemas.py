@@ -93,7 +93,6 @@ class MessageRead(ReadModel):
     # Set when the message raced a finalize and was moved on from that ticket (messages.service).
     moved_from_ticket_id: str | None = None
 
-
     @classmethod
     def from_doc(cls, doc: dict[str, Any]) -> Self:
         media = doc.get("media")

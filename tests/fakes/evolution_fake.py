@@ -391,6 +391,13 @@ def create_app(api_key: str) -> FastAPI:
     async def sent() -> list[dict[str, Any]]:
         return state.sent
 
+    @app.post("/_control/media")
+    async def register_media(body: dict[str, Any]) -> dict[str, int]:
+        """Media the phone holds under a key id (what a fake restarted after being down forgot)."""
+        media = {k: v for k, v in body.items() if k != "key_id"}
+        state.media[body["key_id"]] = {**media, "size": len(base64.b64decode(media["base64"]))}
+        return {"size": state.media[body["key_id"]]["size"]}
+
     @app.post("/_control/media_gone")
     async def media_gone(body: dict[str, Any]) -> dict[str, bool]:
         state.media[body["key_id"]]["gone"] = bool(body.get("gone", True))

@@ -155,7 +155,7 @@ def _media(part: dict[str, Any], kind: str) -> dict[str, Any]:
     """What the message shows before the bytes arrive; `status` moves on when they do."""
     media: dict[str, Any] = {"status": "pending", "mime": str(part.get("mimetype") or "").split(";")[0].strip()}
     name = part.get("fileName") or part.get("title")
-    if kind == "document" and isinstance(name, str) and name:
+    if isinstance(name, str) and name:
         media["name"] = name
     for field, key in (("size", "fileLength"), ("duration", "seconds"), ("width", "width"), ("height", "height")):
         value = _number(part.get(key))
