@@ -25,6 +25,8 @@ from backend.core.middleware import BodyLimit, ReadinessGate, RequestContextMidd
 from backend.core.runtime import open_runtime
 from backend.departments.routes import router as departments_router
 from backend.history.routes import router as history_router
+from backend.media import worker as media_fetch_loop
+from backend.media.routes import router as media_router
 from backend.messages import uploads
 from backend.messages.routes import router as notes_router
 from backend.outbound import worker as outbound_worker_loop
@@ -109,7 +111,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             #    (OUTBOUND_WORKER_ENABLED), the inbound webhook processor (WEBHOOK_PROCESSOR_ENABLED;
             #    the webhook only stores), the repair of projections a dead writer left behind
             #    (TICKET_SWEEP_ENABLED).
-            for loop in (outbound_worker_loop, webhook_processor_loop, ticket_sweep_loop):
+            for loop in (outbound_worker_loop, webhook_processor_loop, ticket_sweep_loop, media_fetch_loop):
                 stack.push_async_callback(loop.background(db, settings, enabled=app.state.startup.ready).close)
             # 5. The garbage collector, once start-up allocated what lives as long as the process.
             tuning.tune_gc()
@@ -182,6 +184,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         tags_router,
         tickets_router,
         notes_router,
+        media_router,
         history_router,
         connections_router,
         webhooks_router,

@@ -6,6 +6,8 @@ const indexes = [
   {"collection": "departments", "keys": {"reseller_id": 1, "_id": -1}, "options": {"name": "tenant_id"}},
   {"collection": "departments", "keys": {"reseller_id": 1, "name_key": 1}, "options": {"name": "tenant_name_unique", "unique": true}},
   {"collection": "inbound_seq", "keys": {"ticket_id": 1, "message_id": 1}, "options": {"name": "ticket_message_unique", "unique": true}},
+  {"collection": "media.chunks", "keys": {"files_id": 1, "n": 1}, "options": {"name": "files_id_1_n_1", "unique": true}},
+  {"collection": "media.files", "keys": {"filename": 1, "uploadDate": 1}, "options": {"name": "filename_1_uploadDate_1"}},
   {"collection": "messages", "keys": {"created_at": 1}, "options": {"name": "created"}},
   {"collection": "messages", "keys": {"reseller_id": 1, "created_at": 1}, "options": {"name": "tenant_created"}},
   {"collection": "messages", "keys": {"ticket_id": 1, "created_at": 1, "_id": 1}, "options": {"name": "ticket_created"}},

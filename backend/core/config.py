@@ -143,6 +143,19 @@ class Settings(BaseSettings):
     WEBHOOK_BACKOFF_MAX_SECONDS: float = Field(default=60.0, gt=0)
     WEBHOOK_LEASE_SECONDS: float = Field(default=60.0, gt=0)
     WEBHOOK_HOLE_GRACE_SECONDS: float = Field(default=10.0, gt=0)
+    # Inbound media fetch (backend/media/worker.py): a media message is stored at once, its bytes
+    # are fetched after it (from the webhook's inline base64, else the provider), retried with
+    # backoff. Runs in each backend process when enabled. Safe with several processes at once.
+    MEDIA_FETCH_ENABLED: bool = True
+    MEDIA_FETCH_POLL_SECONDS: float = Field(default=1.0, gt=0)
+    MEDIA_FETCH_MAX_ATTEMPTS: int = Field(default=6, ge=1)
+    MEDIA_FETCH_BACKOFF_BASE_SECONDS: float = Field(default=2.0, gt=0)
+    MEDIA_FETCH_BACKOFF_MAX_SECONDS: float = Field(default=300.0, gt=0)
+    # A fetch not finished within the lease is taken to have died with its process; must exceed
+    # EVOLUTION_TIMEOUT_SECONDS plus the time to store the largest file.
+    MEDIA_FETCH_LEASE_SECONDS: float = Field(default=120.0, gt=0)
+    MEDIA_FETCH_CONCURRENCY: int = Field(default=4, ge=1)
+    MEDIA_FETCH_SCAN_LIMIT: int = Field(default=200, ge=1)
     # Ticket projection sweep (backend/tickets/sweep.py): the backstop that makes lists and counts
     # converge to ticket_events and messages when a writer died between its write and the ticket.
     TICKET_SWEEP_ENABLED: bool = True

@@ -34,6 +34,7 @@ _DOMAINS = (
     "audit",
     "connections",
     "departments",
+    "media",
     "messages",
     "quick_replies",
     "tags",

@@ -64,6 +64,8 @@ class Runtime:
     feed_sinks: "list[tuple[str, Sink]]" = field(default_factory=list)
     # webhooks/signals: the processors to wake when this process stores a delivery.
     webhook_wakeups: "set[Wakeup]" = field(default_factory=set)
+    # media/worker: the fetch loops to wake when this process queues a media fetch.
+    media_fetch_wakeups: set[asyncio.Event] = field(default_factory=set)
     # outbound/repository: per (database, chat) the last chat position seen stored, bounded LRU.
     outbound_chat_heads: OrderedDict[tuple[str, str], int] = field(default_factory=OrderedDict)
     # ledger/steps: the guard step's evaluation, handed to the record step of the same start.

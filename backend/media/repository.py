@@ -1,10 +1,18 @@
-"""Queries on the media store: a GridFS bucket for the bytes, `media` for the records.
+"""Queries on the media store: a GridFS bucket for the bytes, `media` for the records, and the
+inbound fetch queue.
 
 The bucket (`media.files` + `media.chunks`) is PyMongo's standard GridFS layout, so mongodump,
 mongofiles and any driver read it. A record's `_id` is `{reseller_id}:{sha256}`: one copy per
 tenant per content, arbitrated by the atomic unique `_id` insert (FerretDB's updates are not
 atomic, its unique `_id` inserts are) and read by `_id` alone, the one filter FerretDB pushes down.
-Nothing here deletes: the application never removes media.
+
+The fetch queue, read by `_id` alone like the outbound queue (backend/outbound/repository.py):
+- `media_fetches`: entry n is `_id` "f:<n>" (backend/core/seqlog.py, plain append, no holes),
+  one per message whose bytes are to be fetched (and one more per retry action), walked from a
+  cursor in `media_fetch_state`.
+- `media_fetch_attempts`: attempt k of message m is `_id` "<m>:<k>"; inserting it is the claim
+  that lets exactly one worker of any process make that attempt.
+Nothing here deletes: the application never removes media, entries or attempts.
 """
 
 from collections.abc import AsyncIterator
@@ -13,14 +21,33 @@ from typing import Any
 from gridfs import AsyncGridFSBucket
 from gridfs.asynchronous.grid_file import AsyncGridIn
 from gridfs.errors import NoFile
+from pymongo.errors import DuplicateKeyError
 
+from backend.core import group_commit
 from backend.core.db import Database
+from backend.core.indexes import ASC, declare
+from backend.core.seqlog import SeqLog
 from backend.core.tenancy import TenantScope
 
 COLLECTION = "media"
 BUCKET = "media"
 FILES = f"{BUCKET}.files"
 CHUNKS = f"{BUCKET}.chunks"
+FETCHES = "media_fetches"
+FETCH_STATE = "media_fetch_state"
+FETCH_ATTEMPTS = "media_fetch_attempts"
+# Every collection the media keep, for the deploy ledger, deploy_check and backup verify.
+COLLECTIONS = (COLLECTION, FILES, CHUNKS)
+# The indexes GridFS drivers create on a bucket's first write, declared so that start-up and
+# mongo-init make them too, with the same names (a driver finding them skips its own).
+declare(
+    CHUNKS,
+    [("files_id", ASC), ("n", ASC)],
+    name="files_id_1_n_1",
+    unique=True,
+    purpose="GridFS: a file's chunks in order; one chunk per position",
+)
+declare(FILES, [("filename", ASC), ("uploadDate", ASC)], name="filename_1_uploadDate_1", purpose="GridFS")
 # 255 KiB, GridFS's default: one chunk is one document well below the 16 MB limit.
 CHUNK_SIZE = 255 * 1024
 
@@ -71,3 +98,61 @@ async def read_range(db: Database, file_id: str, start: int, end: int) -> AsyncI
             yield piece
     finally:
         await stream.close()
+
+
+_fetches = SeqLog(FETCHES, "f:", state_collection=FETCH_STATE, cursor_id="cursor")
+
+
+async def enqueue_fetch(db: Database, body: dict[str, Any]) -> int:
+    seq, _ = await _fetches.append(db, body)
+    return seq
+
+
+async def get_fetch(db: Database, seq: int) -> dict[str, Any] | None:
+    return await _fetches.get(db, seq)
+
+
+async def fetches_head(db: Database) -> int:
+    return await _fetches.head(db)
+
+
+async def fetches_cursor(db: Database) -> int:
+    return await _fetches.get_cursor(db)
+
+
+async def advance_fetches_cursor(db: Database, seq: int) -> None:
+    await _fetches.advance_cursor(db, seq)
+
+
+def attempt_id(message_id: str, attempt: int) -> str:
+    return f"{message_id}:{attempt}"
+
+
+async def fetch_attempts(db: Database, message_id: str) -> list[dict[str, Any]]:
+    """A message's fetch attempts in order (1..k, claimed in order, so the first miss ends them)."""
+    found: list[dict[str, Any]] = []
+    while True:
+        doc = await db[FETCH_ATTEMPTS].find_one({"_id": attempt_id(message_id, len(found) + 1)})
+        if doc is None:
+            return found
+        found.append(doc)
+
+
+async def claim_fetch_attempt(db: Database, doc: dict[str, Any]) -> bool:
+    try:
+        await group_commit.insert_one(db[FETCH_ATTEMPTS], doc)
+    except DuplicateKeyError:
+        return False
+    return True
+
+
+async def finish_fetch_attempt(db: Database, _id: str, changes: dict[str, Any]) -> None:
+    await db[FETCH_ATTEMPTS].update_one({"_id": _id}, {"$set": changes})
+
+
+async def records_internal(db: Database, *, limit: int | None = None) -> list[dict[str, Any]]:
+    """Media records by `_id` (operator checks: backup verify, deploy check)."""
+    cursor = db[COLLECTION].find({}).sort("_id", 1)
+    if limit is not None:
+        cursor = cursor.limit(limit)
+    return await cursor.to_list(length=limit)

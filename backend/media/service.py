@@ -15,6 +15,11 @@ The stable API other domains call (outbound sending, uploads, the inbound fetch)
   tenant holds no such content.
 - `read_bytes(db, *, reseller_id, sha256) -> bytes` — all of it at once (the outbound sender's
   base64; fine for WhatsApp-sized files, never used to serve downloads).
+  Usage: `async for piece in await open_bytes(db, reseller_id=r, sha256=s): ...`.
+
+Inbound media (the rest of this module and backend/media/worker.py): a media message is stored at
+once with `media.status` "pending" and a fetch queued (`enqueue_fetch`); the worker stores the
+bytes and moves it to "ready", or "failed" with `error`; `retry_fetch` queues it again.
 
 Crash windows: the bytes are written first (GridFS writes its `files` document after the last
 chunk), the record last. A crash before the record leaves an unreferenced GridFS file that no
@@ -25,15 +30,22 @@ file stays unreferenced (never deleted: the application deletes nothing).
 
 import hashlib
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 from pymongo.errors import PyMongoError
 
 from backend.core.clock import utcnow
 from backend.core.db import Database, is_duplicate_key
-from backend.core.errors import AppError, NotFound
-from backend.core.ids import new_id
+from backend.core.errors import AppError, Conflict, NotFound
+from backend.core.ids import is_valid_id, new_id
+from backend.core.runtime import runtime_of
+from backend.core.tenancy import Actor
 from backend.media import repository
+from backend.messages import public as message_store
+from backend.messages import service as messages
+from backend.messages.schemas import MessageRead
+from backend.tickets import service as tickets
 
 DEFAULT_MIME = "application/octet-stream"
 
@@ -139,3 +151,151 @@ async def open_bytes(
 
 async def read_bytes(db: Database, *, reseller_id: str, sha256: str) -> bytes:
     return b"".join([piece async for piece in await open_bytes(db, reseller_id=reseller_id, sha256=sha256)])
+
+
+def remote_jid(phone: str) -> str:
+    return f"{''.join(ch for ch in phone if ch.isdigit())}@s.whatsapp.net"
+
+
+async def enqueue_fetch(
+    db: Database,
+    *,
+    message: dict[str, Any],
+    connection_id: str,
+    provider_message_id: str,
+    phone: str,
+    from_me: bool,
+    raw_id: str | None,
+) -> None:
+    """Queues the fetch of a stored media message's bytes. `raw_id`: the stored webhook delivery
+    that carries them inline (Evolution's webhook base64), else they come from the provider."""
+    media = message.get("media") or {}
+    await repository.enqueue_fetch(
+        db,
+        {
+            "message_id": message["_id"],
+            "reseller_id": message["reseller_id"],
+            "round": int(media.get("round") or 0),
+            "connection_id": connection_id,
+            "provider_message_id": provider_message_id,
+            "remote_jid": remote_jid(phone),
+            "from_me": from_me,
+            "raw_id": raw_id,
+            "enqueued_at": utcnow(),
+        },
+    )
+    _wake(db)
+
+
+def _wake(db: Database) -> None:
+    """This process's fetch loops look at the queue now rather than at their next poll."""
+    for event in runtime_of(db).media_fetch_wakeups:
+        event.set()
+
+
+def needs_fetch(message: dict[str, Any]) -> bool:
+    media = message.get("media")
+    return isinstance(media, dict) and media.get("status") == "pending"
+
+
+async def visible_message_or_404(db: Database, actor: Actor, *, message_id: str) -> dict[str, Any]:
+    """A message of a ticket the caller can see (the thread's rule); 404 for anything else,
+    another tenant's included."""
+    message = await message_store.get_internal(db, message_id) if is_valid_id(message_id) else None
+    if message is None or not actor.scope.allows(message):
+        raise NotFound("message not found")
+    await tickets.get_visible_or_404(db, actor, ticket_id=str(message["ticket_id"]))
+    if message.get("direction") == "note" and actor.role == "client":
+        raise NotFound("message not found")
+    return message
+
+
+async def retry_fetch(db: Database, actor: Actor, *, message_id: str) -> MessageRead:
+    """Queues a failed fetch again (a new round: attempts counted afresh). The entry is queued
+    before the status moves, so a crash in between leaves it failed, never pending with no fetch."""
+    message = await visible_message_or_404(db, actor, message_id=message_id)
+    media = message.get("media")
+    if not isinstance(media, dict):
+        raise NotFound("the message has no media")
+    legacy = media.get("status") not in ("pending", "ready", "failed")
+    if not legacy and media.get("status") != "failed":
+        raise Conflict({"message": "only a failed media fetch can be retried", "status": media.get("status")})
+    if not message.get("connection_id") or not message.get("provider_message_id"):
+        raise Conflict({"message": "the media did not come from a provider", "status": "failed"})
+    ticket = await tickets.get_internal(db, str(message["ticket_id"]))
+    round_ = int(media.get("round") or 0) + 1
+    await repository.enqueue_fetch(
+        db,
+        {
+            "message_id": message["_id"],
+            "reseller_id": message["reseller_id"],
+            "round": round_,
+            "connection_id": message["connection_id"],
+            "provider_message_id": message["provider_message_id"],
+            "remote_jid": remote_jid(str((ticket or {}).get("client_phone") or "")),
+            "from_me": message.get("direction") == "out",
+            "raw_id": None,
+            "enqueued_at": utcnow(),
+        },
+    )
+    changes: dict[str, Any] = {"status": "pending", "round": round_, "error": None}
+    if legacy:  # the provider's fields, in the shape the fetch fills in
+        changes.update(mime=str(media.get("mimetype") or "").split(";")[0].strip(), name=media.get("fileName") or "")
+    updated = await messages.set_media(db, message["_id"], changes)
+    _wake(db)
+    return MessageRead.from_doc(updated or message)
+
+
+async def servable(db: Database, actor: Actor, *, message_id: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(the message's media as stored on it, the media record) for a download."""
+    message = await visible_message_or_404(db, actor, message_id=message_id)
+    media = message.get("media")
+    if not isinstance(media, dict):
+        raise NotFound("the message has no media")
+    if media.get("status") != "ready" or not media.get("sha256"):
+        raise Conflict({"message": "the media is not stored yet", "status": media.get("status") or "failed"})
+    record = await repository.get_internal(db, str(message["reseller_id"]), str(media["sha256"]))
+    if record is None:
+        raise NotFound("media not found")
+    return {**media, "kind": str(message.get("type") or "")}, _public(record)
+
+
+@dataclass(frozen=True)
+class Checked:
+    """Stored media read back: each record's bytes hashed again against its sha256."""
+
+    records: int
+    bytes: int
+    problems: list[str]
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+async def check_stored(db: Database, *, records: list[dict[str, Any]] | None = None) -> Checked:
+    """Reads every media record's bytes (or those of `records`: `{reseller_id, sha256}` each),
+    streamed, and compares their sha256 and size with the record (backup verify, deploy check)."""
+    wanted = records if records is not None else await repository.records_internal(db)
+    problems: list[str] = []
+    total = 0
+    for want in wanted:
+        reseller_id, sha256 = str(want["reseller_id"]), str(want["sha256"])
+        found = await repository.get_internal(db, reseller_id, sha256)
+        if found is None:
+            problems.append(f"media {reseller_id}:{sha256}: record missing")
+            continue
+        digest, size = hashlib.sha256(), 0
+        async for piece in repository.read_range(db, found["file_id"], 0, int(found["size"])):
+            digest.update(piece)
+            size += len(piece)
+        total += size
+        if size != int(found["size"]) or digest.hexdigest() != sha256:
+            problems.append(f"media {reseller_id}:{sha256}: bytes differ ({size} of {found['size']} read)")
+    return Checked(records=len(wanted), bytes=total, problems=problems)
+
+
+async def sample(db: Database, *, limit: int) -> list[dict[str, Any]]:
+    """Up to `limit` media records as `{reseller_id, sha256, size}` (the deploy check's snapshot)."""
+    found = await repository.records_internal(db, limit=limit)
+    return [{"reseller_id": r["reseller_id"], "sha256": r["sha256"], "size": r["size"]} for r in found]

@@ -94,3 +94,16 @@ async def move_status_internal(
     if not await update_if(db, COLLECTION, message_id, {"status": {"$in": allowed}}, {"$set": changes}):
         return None
     return await get_internal(db, message_id)
+
+
+async def set_media_internal(
+    db: Database, message_id: str, media: dict[str, Any], *, ticket_id: str
+) -> dict[str, Any] | None:
+    """Writes a message's `media` while it is still filed under `ticket_id` (as the caller read
+    it). Returns the message, or None when it moved meanwhile (the caller reads it again). On
+    FerretDB an update writes the whole document back: conditioning on the ticket keeps a media
+    write from putting back a ticket a concurrent move had just changed (the window left is
+    update_if's read-to-write, see backend/core/conditional.py)."""
+    if not await update_if(db, COLLECTION, message_id, {"ticket_id": ticket_id}, {"$set": {"media": media}}):
+        return None
+    return await get_internal(db, message_id)

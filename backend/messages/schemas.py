@@ -1,6 +1,6 @@
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Self
 
-from pydantic import StringConstraints
+from pydantic import BaseModel, StringConstraints
 
 from backend.core.pagination import Page
 from backend.core.schemas import InputModel, ObjectIdStr, ReadModel, Timestamp
@@ -29,6 +29,72 @@ class MessageQuote(ReadModel):
     type: str = "text"
 
 
+MEDIA_STATUSES = ("pending", "ready", "failed")
+
+
+class MediaRead(BaseModel):
+    """A message's attachment. `url` (relative, under /api/v1) serves the bytes with the caller's
+    bearer token once `status` is "ready"; "pending" while they are fetched, "failed" with `error`."""
+
+    url: str
+    mime: str
+    size: int | None = None
+    name: str
+    sha256: str | None = None
+    status: Literal["pending", "ready", "failed"]
+    duration: float | None = None
+    width: int | None = None
+    height: int | None = None
+    error: str | None = None
+    voice: bool = False  # a voice note (WhatsApp's push-to-talk audio), received or sent
+
+
+class LocationRead(BaseModel):
+    latitude: float | None = None
+    longitude: float | None = None
+    name: str = ""
+    address: str = ""
+
+
+class ContactRead(BaseModel):
+    name: str = ""
+    phones: list[str] = []
+
+
+def media_url(message_id: str) -> str:
+    return f"/api/v1/messages/{message_id}/media"
+
+
+def _number(value: Any) -> Any:
+    return value if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def media_read(message_id: str, media: dict[str, Any]) -> MediaRead:
+    """From the stored shape. Messages stored before media were fetched kept the provider's
+    fields (`mimetype`, `fileName`, `fileLength`) and no status: their bytes were never fetched."""
+    status = media.get("status")
+    legacy = status not in MEDIA_STATUSES
+    size = _number(media.get("size"))
+    if size is None and legacy:
+        try:
+            size = int(media.get("fileLength"))  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            size = None
+    return MediaRead(
+        url=media_url(message_id),
+        mime=str(media.get("mime") or media.get("mimetype") or "application/octet-stream").split(";")[0].strip(),
+        size=size,
+        name=str(media.get("name") or media.get("fileName") or ""),
+        sha256=media.get("sha256") if isinstance(media.get("sha256"), str) else None,
+        status="failed" if legacy else status,
+        duration=_number(media.get("duration", media.get("seconds"))),
+        width=_number(media.get("width")),
+        height=_number(media.get("height")),
+        error="received before media were kept; retry to fetch" if legacy else media.get("error"),
+        voice=media.get("voice") is True,
+    )
+
+
 class MessageRead(ReadModel):
     id: str
     ticket_id: str
@@ -39,12 +105,21 @@ class MessageRead(ReadModel):
     sender_name: str = ""
     type: str = "text"
     body: str = ""
-    media: dict[str, Any] | None = None
+    media: MediaRead | None = None
+    location: LocationRead | None = None
+    contacts: list[ContactRead] | None = None
     quoted: MessageQuote | None = None
     status: str
     created_at: Timestamp
     # Set when the message raced a finalize and was moved on from that ticket (messages.service).
     moved_from_ticket_id: str | None = None
+
+    @classmethod
+    def from_doc(cls, doc: dict[str, Any]) -> Self:
+        media = doc.get("media")
+        fields = {**doc, "id": str(doc["_id"])}
+        fields["media"] = media_read(str(doc["_id"]), media) if isinstance(media, dict) else None
+        return cls.model_validate(fields)
 
 
 MessagePage = Page[MessageRead]

@@ -231,6 +231,22 @@ async def complete_stored(db: Database, message: dict[str, Any]) -> None:
         await _after_stored(db, ticket, message)
 
 
+async def set_media(db: Database, message_id: str, changes: dict[str, Any]) -> dict[str, Any] | None:
+    """Merges `changes` into a message's `media` (the media fetch: pending → ready or failed, and
+    back to pending on a retry) and announces the message again, as delivery status changes are
+    (`message.status`, carrying the whole message). None when there is no such message."""
+    for _ in range(MAX_MOVES):
+        message = await repository.get_internal(db, message_id)
+        if message is None:
+            return None
+        media = {**(message.get("media") or {}), **changes}
+        updated = await repository.set_media_internal(db, message_id, media, ticket_id=str(message["ticket_id"]))
+        if updated is not None:
+            await outbound.announce_status(db, updated)
+            return updated
+    raise Conflict("the message is being moved too fast; retry")
+
+
 def signed(agent_name: str, body: str) -> str:
     """The reply as WhatsApp shows an agent's message in shared-number helpdesks: the name in
     bold (WhatsApp's `*bold*` markup) with a colon, then the text on the next line: "*Ana:*",
@@ -343,7 +359,6 @@ async def reply_with_file(
         "size": record["size"],
         "name": upload.name,
         "status": MEDIA_READY,
-        "url": media_url(message_id),
         **({"voice": True} if voice else {}),
     }
     type_ = uploads.Kind.AUDIO.value if voice else upload.kind.value
@@ -368,11 +383,6 @@ def _upload_fields(upload: uploads.Upload) -> MessageUploadFields:
     if form.body and upload.kind in (uploads.Kind.AUDIO, uploads.Kind.VOICE):
         raise Unprocessable("WhatsApp não envia legenda com áudio; envie o texto numa mensagem separada.")
     return form
-
-
-def media_url(message_id: str) -> str:
-    """Where the API serves a message's file (backend/media's route), relative to the host."""
-    return f"/api/v1/messages/{message_id}/media"
 
 
 async def list_page(db: Database, actor: Actor, *, ticket_id: str, cursor: str | None, limit: int) -> MessagePage:

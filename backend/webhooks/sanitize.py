@@ -108,6 +108,29 @@ def quote(value: Quote | None) -> Quote | None:
     return dataclasses.replace(value, provider_message_id=provider_id(value.provider_message_id), body=body, type=kind)
 
 
+def location(value: dict[str, Any] | None) -> dict[str, Any] | None:
+    if value is None:
+        return None
+    fields = ("latitude", "longitude", "name", "address")
+    return {key: _media_value(value.get(key), MEDIA_FIELD_MAX_CHARS) for key in fields}
+
+
+MAX_CONTACTS = 50  # a WhatsApp contacts message carries a handful; more is not a person's card
+MAX_PHONES = 10
+
+
+def contacts(value: list[dict[str, Any]] | None) -> list[dict[str, Any]] | None:
+    if value is None:
+        return None
+    return [
+        {
+            "name": name(str(card.get("name") or ""))[0],
+            "phones": [text(str(p))[:32] for p in list(card.get("phones") or [])[:MAX_PHONES]],
+        }
+        for card in value[:MAX_CONTACTS]
+    ]
+
+
 def sent_at(value: datetime | None) -> datetime | None:
     if value is None or not EARLIEST <= value <= utcnow() + timedelta(days=1):
         return None
@@ -127,6 +150,9 @@ def message(event: InboundMessage) -> InboundMessage:
         media=media(event.media),
         sent_at=sent_at(event.sent_at),
         quoted=quote(event.quoted),
+        location=location(event.location),
+        contacts=contacts(event.contacts),
+        inline_base64=text(event.inline_base64) if event.inline_base64 is not None else None,
         cut=tuple(field for field, was_cut in (("body", body_cut), ("push_name", name_cut)) if was_cut),
     )
 

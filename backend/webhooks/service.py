@@ -35,6 +35,7 @@ from backend.core.errors import Unauthorized
 from backend.core.ids import is_valid_id
 from backend.core.logging import get_logger
 from backend.core.retry import is_retryable
+from backend.media import service as media
 from backend.messages import public as message_store
 from backend.messages import service as messages
 from backend.outbound import service as outbound
@@ -246,7 +247,7 @@ async def _ingest_message(
     if retry or event.from_me:
         stored = await message_store.get_internal(db, message_id)
         if stored is not None:
-            return await _redelivered(db, stored, retry=retry)
+            return await _redelivered(db, stored, retry=retry, conn=conn, event=event, raw_id=raw_id)
     if event.from_me:
         # Our own reply echoed back by the provider, or a message the phone sent outside IAZE:
         # told apart by provider id (the rule and its one text-matched window: from_me_verdict).
@@ -294,7 +295,8 @@ async def _ingest_message(
             new_client=new_client,
         )
     except intake.AlreadyStored as exc:
-        return await _redelivered(db, exc.message, retry=retry)
+        return await _redelivered(db, exc.message, retry=retry, conn=conn, event=event, raw_id=raw_id)
+    await _fetch_media(db, conn, event, message, raw_id=raw_id)
     if chats is not None:
         chats[chat] = (client, str(ticket["_id"]))
     if event.from_me:  # sent from the phone: its receipts may have come first
@@ -304,12 +306,57 @@ async def _ingest_message(
     return f"message {message['_id']} in ticket {ticket['_id']}" + (" (new ticket)" if created else "")
 
 
-async def _redelivered(db: Database, stored: dict[str, Any], *, retry: bool) -> str:
+async def _fetch_media(
+    db: Database, conn: dict[str, Any], event: InboundMessage, message: dict[str, Any], *, raw_id: str
+) -> None:
+    """Queues the fetch of a media message's bytes, after the message is stored: the lane goes on
+    at once and the message shows as pending meanwhile (backend/media/worker.py)."""
+    if media.needs_fetch(message):
+        await media.enqueue_fetch(
+            db,
+            message=message,
+            connection_id=conn["_id"],
+            provider_message_id=event.provider_message_id,
+            phone=event.phone,
+            from_me=event.from_me,
+            raw_id=raw_id if event.inline_base64 else None,
+        )
+
+
+async def inline_media(db: Database, *, raw_id: str, provider_message_id: str) -> str | None:
+    """The base64 bytes a stored delivery carried inline for that message, if it did."""
+    raw = await repository.get(db, raw_id)
+    conn = await connections.get_internal(db, str(raw["connection_id"])) if raw is not None else None
+    if raw is None or conn is None:
+        return None
+    try:
+        parsed = registry.parse_webhook(conn["provider"], json.loads(raw["body"]), event_hint=raw.get("event_hint"))
+    except (ValueError, RecursionError):
+        return None
+    for event in parsed:
+        if isinstance(event, InboundMessage) and sanitize.provider_id(event.provider_message_id) == provider_message_id:
+            return event.inline_base64
+    return None
+
+
+async def _redelivered(
+    db: Database,
+    stored: dict[str, Any],
+    *,
+    retry: bool,
+    conn: dict[str, Any] | None = None,
+    event: InboundMessage | None = None,
+    raw_id: str = "",
+) -> str:
     """Concurrent redeliveries can both get past the looks for a stored message; the unique
-    message `_id` stores them once."""
+    message `_id` stores them once, and the media fetch is queued by the delivery that stored it
+    (a retry of it queues it again: the killed attempt may have stopped before; a second entry
+    for one message is harmless, its attempts are claimed once)."""
     if retry:
         # Our own earlier attempt stored it, maybe without what follows (killed in between).
         await messages.complete_stored(db, stored)
+        if conn is not None and event is not None:
+            await _fetch_media(db, conn, event, stored, raw_id=raw_id)
         return f"message {stored['_id']} completed after an unfinished attempt"
     return "duplicate"
 
@@ -340,6 +387,8 @@ async def _receive(
             "provider_message_id": event.provider_message_id,
             "provider_sent_at": event.sent_at,
             **({"quoted": await _quoted(db, conn, event.quoted)} if event.quoted is not None else {}),
+            **({"location": event.location} if event.location is not None else {}),
+            **({"contacts": event.contacts} if event.contacts is not None else {}),
             **({"truncated": list(event.cut)} if event.cut else {}),
         },
         from_me=event.from_me,

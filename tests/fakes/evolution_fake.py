@@ -4,9 +4,10 @@
 
 It speaks the documented REST shapes the adapter uses (POST /instance/create, GET
 /instance/connect/{name}, GET /instance/connectionState/{name}, POST /message/sendText/{name},
-POST /message/sendMedia/{name} and /message/sendWhatsAppAudio/{name} (base64 media, decoded and kept:
-GET /_control/media/{key id} answers the exact bytes),
-`apikey` header; GET /instance/fetchInstances for scripts/post_restart.py) and posts webhooks back
+`apikey` header; GET /instance/fetchInstances for scripts/post_restart.py; POST
+/chat/getBase64FromMediaMessage/{name} for media a test registered with an inbound message;
+POST /message/sendMedia/{name} and /message/sendWhatsAppAudio/{name}, whose base64 media are
+decoded and kept: GET /_control/sent_media/{key id} answers the exact bytes) and posts webhooks back
 to the URL and headers set at instance creation, in
 Evolution's envelope ({event, instance, data, destination, date_time, sender, server_url, apikey}).
 
@@ -73,9 +74,14 @@ class FakeState:
     released: asyncio.Event = field(default_factory=asyncio.Event)
     instances: dict[str, Instance] = field(default_factory=dict)
     sent: list[dict[str, Any]] = field(default_factory=list)
-    media: dict[str, bytes] = field(default_factory=dict)  # key id -> the bytes a media send carried
+    sent_media: dict[str, bytes] = field(default_factory=dict)  # key id -> the bytes a media send carried
     calls: list[dict[str, Any]] = field(default_factory=list)
     webhook_results: list[dict[str, Any]] = field(default_factory=list)
+    # Media the "phone" received, by key id, served by /chat/getBase64FromMediaMessage; its next
+    # this-many fetches answer 500; `media_gone` fetches answer 400 (WhatsApp no longer has it).
+    media: dict[str, dict[str, Any]] = field(default_factory=dict)
+    media_fail_next: int = 0
+    media_fetches: list[dict[str, Any]] = field(default_factory=list)
 
 
 def _now_iso() -> str:
@@ -280,7 +286,7 @@ def create_app(api_key: str) -> FastAPI:
         state.next_key_id = None
         ts = int(datetime.now(UTC).timestamp())
         if isinstance(record.get("data"), bytes):
-            state.media[key["id"]] = record.pop("data")
+            state.sent_media[key["id"]] = record.pop("data")
         state.sent.append({"instance": name, "number": number, **record, "key_id": key["id"], "at": _now_iso()})
         if state.echo:
             # Evolution also reports our own send as a fromMe upsert, a moment after answering.
@@ -385,6 +391,36 @@ def create_app(api_key: str) -> FastAPI:
     async def send_audio(name: str, request: Request, apikey: str | None = Header(default=None)) -> Response:
         return await accept_send(name, "sendWhatsAppAudio", request, apikey, audio_content)
 
+    @app.post("/chat/getBase64FromMediaMessage/{name}")
+    async def get_base64(name: str, request: Request, apikey: str | None = Header(default=None)) -> Response:
+        if (denied := unauthorized(apikey)) is not None:
+            return denied
+        body = await request.json()
+        key_id = ((body.get("message") or {}).get("key") or {}).get("id")
+        state.media_fetches.append({"instance": name, "body": body, "at": _now_iso()})
+        if state.media_fail_next > 0:
+            state.media_fail_next -= 1
+            return JSONResponse({"status": 500, "error": "Internal Server Error"}, 500)
+        if (bad := await misbehave(f"/chat/getBase64FromMediaMessage/{name}")) is not None:
+            return bad
+        inst = instance_or_404(name)
+        if isinstance(inst, JSONResponse):
+            return inst
+        found = state.media.get(str(key_id))
+        if found is None or found.get("gone"):
+            message = "Message not found" if found is None else "media no longer on WhatsApp's servers"
+            return JSONResponse({"status": 400, "error": "Bad Request", "response": {"message": [message]}}, 400)
+        return JSONResponse(
+            {
+                "mediaType": found["type"],
+                "fileName": found.get("fileName"),
+                "caption": found.get("caption"),
+                "size": {"fileLength": found["size"], "height": None, "width": None},
+                "mimetype": found["mimetype"],
+                "base64": found["base64"],
+            }
+        )
+
     # ---- test controls -------------------------------------------------------------------
 
     @app.get("/_control/health")
@@ -401,6 +437,7 @@ def create_app(api_key: str) -> FastAPI:
         state.fail_next = int(body.get("fail_next", state.fail_next))
         state.hold_next = int(body.get("hold_next", state.hold_next))
         state.hold_answer_next = int(body.get("hold_answer_next", state.hold_answer_next))
+        state.media_fail_next = int(body.get("media_fail_next", state.media_fail_next))
         if state.hold_next or state.hold_answer_next:
             state.released.clear()
         return {
@@ -424,13 +461,29 @@ def create_app(api_key: str) -> FastAPI:
     async def sent() -> list[dict[str, Any]]:
         return state.sent
 
-    @app.get("/_control/media/{key_id}")
+    @app.get("/_control/sent_media/{key_id}")
     async def sent_media(key_id: str) -> Response:
         """The bytes a sendMedia/sendWhatsAppAudio carried, decoded, exactly as received."""
-        data = state.media.get(key_id)
+        data = state.sent_media.get(key_id)
         if data is None:
             return JSONResponse({"detail": "no media sent with that key id"}, 404)
         return Response(data, media_type="application/octet-stream")
+
+    @app.post("/_control/media")
+    async def register_media(body: dict[str, Any]) -> dict[str, int]:
+        """Media the phone holds under a key id (what a fake restarted after being down forgot)."""
+        media = {k: v for k, v in body.items() if k != "key_id"}
+        state.media[body["key_id"]] = {**media, "size": len(base64.b64decode(media["base64"]))}
+        return {"size": state.media[body["key_id"]]["size"]}
+
+    @app.post("/_control/media_gone")
+    async def media_gone(body: dict[str, Any]) -> dict[str, bool]:
+        state.media[body["key_id"]]["gone"] = bool(body.get("gone", True))
+        return {"gone": bool(body.get("gone", True))}
+
+    @app.get("/_control/media_fetches")
+    async def media_fetches() -> list[dict[str, Any]]:
+        return state.media_fetches
 
     @app.get("/_control/calls")
     async def calls() -> list[dict[str, Any]]:
@@ -486,7 +539,27 @@ def create_app(api_key: str) -> FastAPI:
         key_id = body.get("key_id") or _key_id()
         key = {"remoteJid": f"{body['phone']}@s.whatsapp.net", "fromMe": bool(body.get("from_me")), "id": key_id}
         message: dict[str, Any]
-        if body.get("image"):
+        if body.get("media"):
+            # {type: image|audio|video|document|sticker, base64, mimetype, fileName?, seconds?, ptt?,
+            #  inline?}: registered for the media endpoint; `inline` also sends it in the webhook.
+            media = body["media"]
+            state.media[key_id] = {**media, "size": len(base64.b64decode(media["base64"]))}
+            message_type = f"{media['type']}Message"
+            part: dict[str, Any] = {
+                "url": "https://mmg.whatsapp.net/x.enc",
+                "mimetype": media["mimetype"],
+                "fileLength": str(state.media[key_id]["size"]),
+                "fileSha256": base64.b64encode(hashlib.sha256(base64.b64decode(media["base64"])).digest()).decode(),
+            }
+            for field_name in ("fileName", "seconds", "ptt", "width", "height"):
+                if field_name in media:
+                    part[field_name] = media[field_name]
+            if body.get("text"):
+                part["caption"] = body["text"]
+            message = {message_type: part}
+            if media.get("inline"):
+                message["base64"] = media["base64"]
+        elif body.get("image"):
             message = {
                 "imageMessage": {
                     "url": "https://mmg.whatsapp.net/x.enc",

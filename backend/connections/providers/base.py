@@ -73,7 +73,20 @@ class InboundMessage:
     media: dict[str, Any] | None = None
     sent_at: datetime | None = None
     quoted: Quote | None = None
+    # A shared location {latitude, longitude, name, address}; contact cards [{name, phones}].
+    location: dict[str, Any] | None = None
+    contacts: list[dict[str, Any]] | None = None
+    # The media's bytes when the provider sent them inline (Evolution's webhook base64). Never
+    # stored on the message: the raw event keeps them, the media fetch reads them from there.
+    inline_base64: str | None = None
     cut: tuple[str, ...] = ()  # fields backend/webhooks/sanitize.py cut to the API's limits
+
+
+@dataclass(frozen=True)
+class FetchedMedia:
+    data: bytes
+    mime: str
+    name: str
 
 
 @dataclass(frozen=True)
@@ -134,3 +147,9 @@ class WhatsAppProvider(Protocol):
         ...
 
     def parse_webhook(self, payload: Any, *, event_hint: str | None) -> list[InboundEvent]: ...
+
+    async def fetch_media(
+        self, *, instance_name: str, provider_message_id: str, remote_jid: str, from_me: bool
+    ) -> FetchedMedia:
+        """The bytes of a received media message (ProviderError when the provider cannot give them)."""
+        ...

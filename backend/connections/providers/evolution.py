@@ -7,7 +7,9 @@ window to "the process died or the call timed out mid-send" (see backend/outboun
 """
 
 import base64
+import binascii
 import re
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -17,6 +19,7 @@ from backend.connections.providers.base import (
     ConnectionChange,
     ConnectionStatus,
     DeliveryStatus,
+    FetchedMedia,
     Ignored,
     InboundEvent,
     InboundMessage,
@@ -61,9 +64,16 @@ _TYPES = {
     "stickerMessage": "sticker",
     "locationMessage": "location",
     "contactMessage": "contact",
+    "contactsArrayMessage": "contact",
+    "liveLocationMessage": "location",
+    "ptvMessage": "video",
 }
-_MEDIA_TYPES = ("image", "video", "audio", "document")  # sendMedia's `mediatype`
-_MEDIA_FIELDS = ("url", "mimetype", "fileName", "fileLength", "seconds", "caption", "mediaKey", "directPath")
+_SEND_MEDIA_TYPES = ("image", "video", "audio", "document")  # sendMedia's `mediatype`
+# Baileys' media message types (whose bytes are fetched) and the types that carry no bytes.
+_MEDIA_TYPES = {"image", "video", "audio", "document", "sticker"}
+_LOCATION_TYPES = ("locationMessage", "liveLocationMessage")
+_VCARD_TEL = re.compile(r"^(?:item\d+\.)?TEL(?P<params>[^:]*):(?P<value>.*)$", re.IGNORECASE)
+_VCARD_WAID = re.compile(r"waid=(\d+)", re.IGNORECASE)
 _DIGITS = re.compile(r"^\d{8,15}$")
 
 
@@ -123,26 +133,144 @@ def _timestamp(value: Any) -> datetime | None:
         return None
 
 
-def _content(message: dict[str, Any], message_type: str) -> tuple[str, str, dict[str, Any] | None]:
-    """(type, body, media) from Baileys' message object."""
+@dataclass(frozen=True)
+class _Content:
+    kind: str
+    body: str
+    media: dict[str, Any] | None = None
+    location: dict[str, Any] | None = None
+    contacts: list[dict[str, Any]] | None = None
+
+
+def _number(value: Any) -> int | None:
+    """Baileys' lengths and sizes: a number, a numeric string, or a protobuf Long {low, high}."""
+    if isinstance(value, dict) and "low" in value:
+        try:
+            return (int(value.get("high") or 0) << 32) + (int(value["low"]) & 0xFFFFFFFF)
+        except (TypeError, ValueError):
+            return None
+    if isinstance(value, bool):
+        return None
+    try:
+        number = int(value)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return number if number >= 0 else None
+
+
+def _sha256_hex(value: Any) -> str | None:
+    """WhatsApp's fileSha256 (of the decrypted file), base64 in the webhook's JSON."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        raw = base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    return raw.hex() if len(raw) == 32 else None
+
+
+def _media(part: dict[str, Any], kind: str) -> dict[str, Any]:
+    """What the message shows before the bytes arrive; `status` moves on when they do."""
+    media: dict[str, Any] = {"status": "pending", "mime": str(part.get("mimetype") or "").split(";")[0].strip()}
+    name = part.get("fileName") or part.get("title")
+    if isinstance(name, str) and name:
+        media["name"] = name
+    for field, key in (("size", "fileLength"), ("duration", "seconds"), ("width", "width"), ("height", "height")):
+        value = _number(part.get(key))
+        if value is not None and (value > 0 or field == "size"):
+            media[field] = value
+    if (digest := _sha256_hex(part.get("fileSha256"))) is not None:
+        media["sha256"] = digest
+    if part.get("ptt") is True:
+        media["voice"] = True
+    return media
+
+
+def _float(value: Any) -> float | None:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if number == number and abs(number) != float("inf") else None
+
+
+def _location(part: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "latitude": _float(part.get("degreesLatitude")),
+        "longitude": _float(part.get("degreesLongitude")),
+        "name": str(part.get("name") or ""),
+        "address": str(part.get("address") or ""),
+    }
+
+
+def parse_vcard(vcard: str, display_name: str = "") -> dict[str, Any]:
+    """{name, phones} of one vCard: the FN line (else the display name) and every TEL, as the
+    WhatsApp id (`waid`) when the card carries one, else the number's digits."""
+    name, phones = "", []
+    for line in vcard.replace("\r\n", "\n").split("\n"):
+        line = line.strip()
+        if line.upper().startswith("FN:") or line.upper().startswith("FN;"):
+            name = line.split(":", 1)[1].strip()
+        elif match := _VCARD_TEL.match(line):
+            waid = _VCARD_WAID.search(match["params"])
+            digits = waid.group(1) if waid else "".join(ch for ch in match["value"] if ch.isdigit())
+            if digits and digits not in phones:
+                phones.append(digits)
+    return {"name": name or display_name, "phones": phones}
+
+
+def _contacts(message_type: str, part: dict[str, Any]) -> list[dict[str, Any]]:
+    cards = part.get("contacts") if message_type == "contactsArrayMessage" else [part]
+    out = []
+    for card in cards if isinstance(cards, list) else []:
+        if isinstance(card, dict):
+            out.append(parse_vcard(str(card.get("vcard") or ""), str(card.get("displayName") or "")))
+    return out
+
+
+def _content(message: dict[str, Any], message_type: str) -> _Content:
+    """Type, body and what else the message carries, from Baileys' message object."""
     if "conversation" in message:
-        return "text", str(message.get("conversation") or ""), None
+        return _Content("text", str(message.get("conversation") or ""))
     ext = message.get("extendedTextMessage")
     if isinstance(ext, dict):
-        return "text", str(ext.get("text") or ""), None
-    if message_type == "documentWithCaptionMessage":
+        return _Content("text", str(ext.get("text") or ""))
+    if message_type == "documentWithCaptionMessage" or (
+        not message_type and isinstance(message.get("documentWithCaptionMessage"), dict)
+    ):
         inner = message.get("documentWithCaptionMessage", {})
         message = (inner.get("message") or {}) if isinstance(inner, dict) else {}
         message_type = "documentMessage"
     part = message.get(message_type)
     if not isinstance(part, dict):
-        part = next((v for k, v in message.items() if k.endswith("Message") and isinstance(v, dict)), {})
-    media = {k: part[k] for k in _MEDIA_FIELDS if k in part} or None
-    if media is not None and "base64" in message:  # webhook_base64 on: media travels inline
-        media["base64"] = message["base64"]
-    body = str(part.get("caption") or part.get("text") or "")
+        message_type, part = next(
+            ((k, v) for k, v in message.items() if k.endswith("Message") and isinstance(v, dict)), (message_type, {})
+        )
     kind = _TYPES.get(message_type, message_type or "unknown")
-    return kind, body, media
+    body = str(part.get("caption") or part.get("text") or "")
+    if kind in _MEDIA_TYPES:
+        return _Content(kind, body, media=_media(part, kind))
+    if message_type in _LOCATION_TYPES:
+        return _Content("location", body, location=_location(part))
+    if message_type in ("contactMessage", "contactsArrayMessage"):
+        return _Content("contact", body, contacts=_contacts(message_type, part))
+    return _Content(kind, body)
+
+
+def _inline_base64(item: dict[str, Any], message: dict[str, Any]) -> str | None:
+    """Evolution with webhook base64 on sends the media's bytes in `message.base64`."""
+    value = message.get("base64") or item.get("base64")
+    return value if isinstance(value, str) and value else None
+
+
+def decode_base64(value: str) -> bytes:
+    """Plain base64 or a data URL ("data:image/png;base64,...")."""
+    if value.startswith("data:") and "," in value:
+        value = value.split(",", 1)[1]
+    try:
+        return base64.b64decode("".join(value.split()), validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise ValueError(str(exc)) from exc
 
 
 def _quoted(message: dict[str, Any], message_type: str, item: dict[str, Any]) -> Quote | None:
@@ -157,8 +285,12 @@ def _quoted(message: dict[str, Any], message_type: str, item: dict[str, Any]) ->
         return None
     quoted = _obj(context.get("quotedMessage"))
     quoted_type = next((k for k in quoted if k in _TYPES), next(iter(quoted), "")) if quoted else ""
-    kind, body, _ = _content(quoted, quoted_type) if quoted else ("text", "", None)
-    return Quote(provider_message_id=context["stanzaId"], body=body, type=kind)
+    content = _content(quoted, quoted_type) if quoted else None
+    return Quote(
+        provider_message_id=context["stanzaId"],
+        body=content.body if content is not None else "",
+        type=content.kind if content is not None else "text",
+    )
 
 
 def _parse_upsert(data: Any) -> list[InboundEvent]:
@@ -186,18 +318,21 @@ def _parse_upsert(data: Any) -> list[InboundEvent]:
         if message_type in ("protocolMessage", "reactionMessage", "senderKeyDistributionMessage"):
             events.append(Ignored(f"{message_type} is not a conversation message"))
             continue
-        kind, body, media = _content(message, message_type)
+        content = _content(message, message_type)
         events.append(
             InboundMessage(
                 provider_message_id=key_id,
                 phone=phone,
                 from_me=bool(key.get("fromMe")),
                 push_name=str(item.get("pushName") or ""),
-                type=kind,
-                body=body,
-                media=media,
+                type=content.kind,
+                body=content.body,
+                media=content.media,
                 sent_at=_timestamp(item.get("messageTimestamp")),
                 quoted=_quoted(message, message_type, item),
+                location=content.location,
+                contacts=content.contacts,
+                inline_base64=_inline_base64(item, message) if content.media is not None else None,
             )
         )
     return events
@@ -371,7 +506,7 @@ class EvolutionProvider:
             )
         body = {
             "number": to,
-            "mediatype": media.kind if media.kind in _MEDIA_TYPES else "document",
+            "mediatype": media.kind if media.kind in _SEND_MEDIA_TYPES else "document",
             "mimetype": media.mime,
             "caption": caption,
             "media": data,
@@ -381,3 +516,23 @@ class EvolutionProvider:
 
     def parse_webhook(self, payload: Any, *, event_hint: str | None) -> list[InboundEvent]:
         return parse_webhook(payload, event_hint=event_hint)
+
+    async def fetch_media(
+        self, *, instance_name: str, provider_message_id: str, remote_jid: str, from_me: bool
+    ) -> FetchedMedia:
+        """Evolution v2 `POST /chat/getBase64FromMediaMessage/{instance}`: given the message's key
+        it downloads and decrypts the media from WhatsApp and answers
+        `{mediaType, fileName, size, mimetype, base64}`. A 4xx (message unknown to the instance,
+        not a media message) cannot get better by retrying; 5xx and timeouts can."""
+        key = {"id": provider_message_id, "remoteJid": remote_jid, "fromMe": from_me}
+        body = await self._call(
+            "POST", f"/chat/getBase64FromMediaMessage/{instance_name}", {"message": {"key": key}, "convertToMp4": False}
+        )
+        encoded = body.get("base64")
+        if not isinstance(encoded, str) or not encoded:
+            raise ProviderError("getBase64FromMediaMessage answered without base64", retryable=True)
+        try:
+            data = decode_base64(encoded)
+        except ValueError as exc:
+            raise ProviderError(f"getBase64FromMediaMessage answered bad base64: {exc}", retryable=True) from exc
+        return FetchedMedia(data=data, mime=str(body.get("mimetype") or ""), name=str(body.get("fileName") or ""))
