@@ -9,7 +9,8 @@ run      writes <BACKUP_DIR>/iaze-<db>-<UTC time>.archive.gz (+ .sha256) and a .
          <base>.evolution-redis.jsonl.gz (+ .sha256), the Baileys signal keys kept in Evolution's
          Redis, each key's content hashed in the manifest. Then applies retention.
 verify   restores the newest archive into the scratch database, compares its counts with the
-         manifest, drops the scratch database; checks the sessions tar's checksum and extracts it
+         manifest, reads every media file (GridFS) back and hashes it against its record's sha256,
+         drops the scratch database; checks the sessions tar's checksum and extracts it
          into a scratch directory, comparing every file with the manifest; records the result.
 restore-sessions  puts a checked sessions archive back into the instances directory (Evolution
          stopped); keeps an archive of what the directory held before.
@@ -38,6 +39,7 @@ from redis import exceptions as redis_errors
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from backend.media import service as media
 from scripts import archive, dumptools, evolution_db, evolution_redis, retention, sessions
 from scripts.common import Exit, OpsSettings, connect, console, database, fail, load_settings, out, run
 from scripts.restore import database_counts, drop_scratch_database, restore_archive, sha256_of
@@ -211,6 +213,8 @@ async def verify_newest(
     try:
         restored = await restore_archive(client, settings, path, scratch, tool=tool)
         counts = await database_counts(database(client, scratch))
+        # Every restored media file read back and hashed against its record's sha256.
+        media_checked = await media.check_stored(database(client, scratch))
     finally:
         await drop_scratch_database(client, settings, scratch)
     expected: dict[str, int] = manifest["counts"]
@@ -223,13 +227,18 @@ async def verify_newest(
         m, r = diffs[name]
         table.add_row(name, str(m), str(r), "ok" if m == r else "DIFFERENT")
     out.print(table)
+    out.print(
+        f"media: {media_checked.records} files, {media_checked.bytes} bytes read back, "
+        + ("every sha256 matches" if media_checked.ok else f"{len(media_checked.problems)} DIFFERENT")
+    )
     record: dict[str, Any] = {
         "at": datetime.now(UTC).isoformat(),
-        "ok": not bad,
+        "ok": not bad and media_checked.ok,
         "restored_counts": counts,
         "tool": restored.tool,
+        "media": {"files": media_checked.records, "bytes": media_checked.bytes, "problems": media_checked.problems},
     }
-    corrupt: list[str] = []
+    corrupt: list[str] = list(media_checked.problems)
     checked = _verify_sessions(out_dir, manifest)
     if checked is not None:
         record["sessions"] = {"ok": checked.ok, "files": checked.files, "problems": checked.problems}

@@ -8,8 +8,10 @@ reopened, and any other ticket that moved explained by `ticket_events` newer tha
 After a restart the same verify also checks what lives outside the database (scripts/post_restart.py):
 every WhatsApp connection the provider reported `open` at the snapshot is `open` again, asked from the
 provider, on the same number and without a new QR code; and the backend's /health/ready answers ready
-(--backend-url or DEPLOY_CHECK_BACKEND_URL). Stored attachments: the product has no media yet, so
-that line reads "n/a (sem mídia)".
+(--backend-url or DEPLOY_CHECK_BACKEND_URL). Stored attachments: the snapshot names up to
+MEDIA_SAMPLE media records with their sha256; verify reads their bytes back from GridFS and hashes
+them again ("Anexo baixa idêntico"); "n/a (sem mídia)" when the snapshot had none. Media counts
+(`media`, `media.files`, `media.chunks`) are compared like every other collection.
 
 A ticket is judged as its `ticket_events` say it is: the stored ticket is their projection and can
 be a moment behind them (see `_as_logged`).
@@ -31,6 +33,7 @@ from rich.table import Table
 
 from backend.audit.repository import event_id
 from backend.core.db import Database
+from backend.media import service as media
 from scripts import fingerprint, post_restart
 from scripts.common import (
     Exit,
@@ -69,6 +72,7 @@ BackendUrl = Annotated[
     ),
 ]
 NO_MEDIA = "n/a (sem mídia)"
+MEDIA_SAMPLE = 20
 
 
 def _http(settings: OpsSettings) -> httpx.AsyncClient:
@@ -142,6 +146,7 @@ async def take_snapshot(
         "ledger": ledger,
         "whatsapp": {"asked": False, "connections": None, "instances": []},
         "backend_ready": None,
+        "media": await media.sample(db, limit=MEDIA_SAMPLE),
     }
     if settings is not None:
         async with _http(settings) as http:
@@ -151,8 +156,11 @@ async def take_snapshot(
     if ledger:
         # The database itself remembers the snapshot, so verify can tell this database from a
         # swapped, emptied or restored-from-elsewhere one even when the counts look plausible.
+        # Counts as a list: collection names such as GridFS's `media.files` are not valid keys
+        # of a stored document on FerretDB.
+        listed = [{"collection": name, "count": n} for name, n in sorted(counts.items())]
         await db[LEDGER].insert_one(
-            {"_id": f"snapshot:{snapshot_id}", "kind": "snapshot", "at": taken_at, "counts": counts, "sha256": digest}
+            {"_id": f"snapshot:{snapshot_id}", "kind": "snapshot", "at": taken_at, "counts": listed, "sha256": digest}
         )
     return snap
 
@@ -311,8 +319,21 @@ async def check_outside(
         else:
             report.outside.append(("Backend /health/ready", "—", "não verificado", "sem --backend-url"))
         await _check_whatsapp(db, snap, settings, http, report, wait)
-    # The product stores no media yet: nothing to download, the seed's line is kept visible.
-    report.outside.append(("Anexo baixa idêntico", NO_MEDIA, NO_MEDIA, "mídia ainda não existe no produto"))
+    await _check_media(db, snap, report)
+
+
+async def _check_media(db: Database, snap: dict[str, Any], report: Report) -> None:
+    """The snapshot's sample of stored media, read back from GridFS and hashed again."""
+    sample: list[dict[str, Any]] = snap.get("media") or []
+    if not sample:
+        report.outside.append(("Anexo baixa idêntico", NO_MEDIA, NO_MEDIA, "nenhuma mídia no snapshot"))
+        return
+    checked = await media.check_stored(db, records=sample)
+    for problem in checked.problems:
+        report.add(problem)
+    same = checked.records - len(checked.problems)
+    note = "✅ sha256 conferido" if checked.ok else "❌ bytes diferentes ou ausentes"
+    report.outside.append(("Anexo baixa idêntico", f"{checked.records} arquivos", f"{same} idênticos", note))
 
 
 async def _check_whatsapp(

@@ -148,3 +148,11 @@ async def claim_fetch_attempt(db: Database, doc: dict[str, Any]) -> bool:
 
 async def finish_fetch_attempt(db: Database, _id: str, changes: dict[str, Any]) -> None:
     await db[FETCH_ATTEMPTS].update_one({"_id": _id}, {"$set": changes})
+
+
+async def records_internal(db: Database, *, limit: int | None = None) -> list[dict[str, Any]]:
+    """Media records by `_id` (operator checks: backup verify, deploy check)."""
+    cursor = db[COLLECTION].find({}).sort("_id", 1)
+    if limit is not None:
+        cursor = cursor.limit(limit)
+    return await cursor.to_list(length=limit)

@@ -15,6 +15,7 @@ The stable API other domains call (outbound sending, uploads, the inbound fetch)
   tenant holds no such content.
 - `read_bytes(db, *, reseller_id, sha256) -> bytes` — all of it at once (the outbound sender's
   base64; fine for WhatsApp-sized files, never used to serve downloads).
+  Usage: `async for piece in await open_bytes(db, reseller_id=r, sha256=s): ...`.
 
 Inbound media (the rest of this module and backend/media/worker.py): a media message is stored at
 once with `media.status` "pending" and a fetch queued (`enqueue_fetch`); the worker stores the
@@ -29,6 +30,7 @@ file stays unreferenced (never deleted: the application deletes nothing).
 
 import hashlib
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 from pymongo.errors import PyMongoError
@@ -256,3 +258,44 @@ async def servable(db: Database, actor: Actor, *, message_id: str) -> tuple[dict
     if record is None:
         raise NotFound("media not found")
     return {**media, "kind": str(message.get("type") or "")}, _public(record)
+
+
+@dataclass(frozen=True)
+class Checked:
+    """Stored media read back: each record's bytes hashed again against its sha256."""
+
+    records: int
+    bytes: int
+    problems: list[str]
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+async def check_stored(db: Database, *, records: list[dict[str, Any]] | None = None) -> Checked:
+    """Reads every media record's bytes (or those of `records`: `{reseller_id, sha256}` each),
+    streamed, and compares their sha256 and size with the record (backup verify, deploy check)."""
+    wanted = records if records is not None else await repository.records_internal(db)
+    problems: list[str] = []
+    total = 0
+    for want in wanted:
+        reseller_id, sha256 = str(want["reseller_id"]), str(want["sha256"])
+        found = await repository.get_internal(db, reseller_id, sha256)
+        if found is None:
+            problems.append(f"media {reseller_id}:{sha256}: record missing")
+            continue
+        digest, size = hashlib.sha256(), 0
+        async for piece in repository.read_range(db, found["file_id"], 0, int(found["size"])):
+            digest.update(piece)
+            size += len(piece)
+        total += size
+        if size != int(found["size"]) or digest.hexdigest() != sha256:
+            problems.append(f"media {reseller_id}:{sha256}: bytes differ ({size} of {found['size']} read)")
+    return Checked(records=len(wanted), bytes=total, problems=problems)
+
+
+async def sample(db: Database, *, limit: int) -> list[dict[str, Any]]:
+    """Up to `limit` media records as `{reseller_id, sha256, size}` (the deploy check's snapshot)."""
+    found = await repository.records_internal(db, limit=limit)
+    return [{"reseller_id": r["reseller_id"], "sha256": r["sha256"], "size": r["size"]} for r in found]

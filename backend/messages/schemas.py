@@ -46,6 +46,7 @@ class MediaRead(BaseModel):
     width: int | None = None
     height: int | None = None
     error: str | None = None
+    voice: bool = False  # a voice note (WhatsApp's push-to-talk audio), received or sent
 
 
 class LocationRead(BaseModel):
@@ -90,6 +91,7 @@ def media_read(message_id: str, media: dict[str, Any]) -> MediaRead:
         width=_number(media.get("width")),
         height=_number(media.get("height")),
         error="received before media were kept; retry to fetch" if legacy else media.get("error"),
+        voice=media.get("voice") is True,
     )
 
 
@@ -104,9 +106,9 @@ class MessageRead(ReadModel):
     type: str = "text"
     body: str = ""
     media: MediaRead | None = None
-    quoted: MessageQuote | None = None
     location: LocationRead | None = None
     contacts: list[ContactRead] | None = None
+    quoted: MessageQuote | None = None
     status: str
     created_at: Timestamp
     # Set when the message raced a finalize and was moved on from that ticket (messages.service).

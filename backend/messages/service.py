@@ -359,7 +359,6 @@ async def reply_with_file(
         "size": record["size"],
         "name": upload.name,
         "status": MEDIA_READY,
-        "url": media_url(message_id),
         **({"voice": True} if voice else {}),
     }
     type_ = uploads.Kind.AUDIO.value if voice else upload.kind.value
@@ -384,11 +383,6 @@ def _upload_fields(upload: uploads.Upload) -> MessageUploadFields:
     if form.body and upload.kind in (uploads.Kind.AUDIO, uploads.Kind.VOICE):
         raise Unprocessable("WhatsApp não envia legenda com áudio; envie o texto numa mensagem separada.")
     return form
-
-
-def media_url(message_id: str) -> str:
-    """Where the API serves a message's file (backend/media's route), relative to the host."""
-    return f"/api/v1/messages/{message_id}/media"
 
 
 async def list_page(db: Database, actor: Actor, *, ticket_id: str, cursor: str | None, limit: int) -> MessagePage:

@@ -5,7 +5,10 @@ inserting `outbox_attempts` "<message_id>:<n>" (unique `_id`), never by a filter
 findAndModify (not atomic on FerretDB). Crash-safe: the queue entry is written before the
 message, and the worker walks the queue from its cursor, so a reply stored before a crash is
 sent after the restart. An attempt whose process died mid-call is retried once its lease
-expires — the one case that can deliver twice, as Evolution offers no idempotency key.
+expires, unless the provider's fromMe echo of it was held meanwhile (the provider took it: the
+echo's id is recorded as the answer, `service.echo_of_unanswered`). Retrying is the one case that
+can deliver twice (a send taken but never echoed), as Evolution offers no idempotency key.
+Files (media replies) go the same way: their bytes are read from the media store at each attempt.
 
 Order per chat: the client reads the replies in the order the agent wrote them. Only the oldest
 unfinished reply of a chat (connection + client number, `outbox_chats`) is ever attempted: a

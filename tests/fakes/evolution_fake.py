@@ -6,8 +6,8 @@ It speaks the documented REST shapes the adapter uses (POST /instance/create, GE
 /instance/connect/{name}, GET /instance/connectionState/{name}, POST /message/sendText/{name},
 `apikey` header; GET /instance/fetchInstances for scripts/post_restart.py; POST
 /chat/getBase64FromMediaMessage/{name} for media a test registered with an inbound message;
-POST /message/sendMedia/{name} and /message/sendWhatsAppAudio/{name} (base64 media, decoded and kept:
-GET /_control/media/{key id} answers the exact bytes)) and posts webhooks back
+POST /message/sendMedia/{name} and /message/sendWhatsAppAudio/{name}, whose base64 media are
+decoded and kept: GET /_control/sent_media/{key id} answers the exact bytes) and posts webhooks back
 to the URL and headers set at instance creation, in
 Evolution's envelope ({event, instance, data, destination, date_time, sender, server_url, apikey}).
 
@@ -461,13 +461,20 @@ def create_app(api_key: str) -> FastAPI:
     async def sent() -> list[dict[str, Any]]:
         return state.sent
 
-    @app.get("/_control/media/{key_id}")
+    @app.get("/_control/sent_media/{key_id}")
     async def sent_media(key_id: str) -> Response:
         """The bytes a sendMedia/sendWhatsAppAudio carried, decoded, exactly as received."""
         data = state.sent_media.get(key_id)
         if data is None:
             return JSONResponse({"detail": "no media sent with that key id"}, 404)
         return Response(data, media_type="application/octet-stream")
+
+    @app.post("/_control/media")
+    async def register_media(body: dict[str, Any]) -> dict[str, int]:
+        """Media the phone holds under a key id (what a fake restarted after being down forgot)."""
+        media = {k: v for k, v in body.items() if k != "key_id"}
+        state.media[body["key_id"]] = {**media, "size": len(base64.b64decode(media["base64"]))}
+        return {"size": state.media[body["key_id"]]["size"]}
 
     @app.post("/_control/media_gone")
     async def media_gone(body: dict[str, Any]) -> dict[str, bool]:

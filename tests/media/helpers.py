@@ -6,6 +6,7 @@ from typing import Any
 
 import httpx
 
+from backend.webhooks.service import message_id_for
 from tests.factories import unique_phone
 from tests.fakes.harness import FakeEvolution, wait_for
 from tests.webhooks.helpers import settled
@@ -49,7 +50,7 @@ async def send_media(
     result = await evolution.inbound(conn["instance_name"], phone or unique_phone(), caption, **body)
     raw = await settled(db, result)
     assert raw["status"] == "processed", raw
-    message_id = raw["result"][0].split()[1]
+    message_id = message_id_for(conn["id"], result["key_id"])
     message: dict[str, Any] = await db.messages.find_one({"_id": message_id})
     return {**message, "key_id": result["key_id"], "raw_id": raw["_id"]}
 

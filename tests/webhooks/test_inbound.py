@@ -265,4 +265,6 @@ async def test_media_message_keeps_type_caption_and_media(
     await settled(db, result)
     msg = await db.messages.find_one({"_id": message_id_for(conn["id"], result["key_id"])})
     assert msg["type"] == "image" and msg["body"] == "foto do produto"
-    assert msg["media"]["mimetype"] == "image/jpeg"
+    # The message is stored at once; its bytes are fetched after it (this fake image has none
+    # registered, so the fetch fails: tests/media covers the bytes).
+    assert msg["media"]["mime"] == "image/jpeg" and msg["media"]["status"] in ("pending", "failed")

@@ -173,7 +173,7 @@ def _media(part: dict[str, Any], kind: str) -> dict[str, Any]:
     """What the message shows before the bytes arrive; `status` moves on when they do."""
     media: dict[str, Any] = {"status": "pending", "mime": str(part.get("mimetype") or "").split(";")[0].strip()}
     name = part.get("fileName") or part.get("title")
-    if kind == "document" and isinstance(name, str) and name:
+    if isinstance(name, str) and name:
         media["name"] = name
     for field, key in (("size", "fileLength"), ("duration", "seconds"), ("width", "width"), ("height", "height")):
         value = _number(part.get(key))
@@ -285,8 +285,12 @@ def _quoted(message: dict[str, Any], message_type: str, item: dict[str, Any]) ->
         return None
     quoted = _obj(context.get("quotedMessage"))
     quoted_type = next((k for k in quoted if k in _TYPES), next(iter(quoted), "")) if quoted else ""
-    content = _content(quoted, quoted_type) if quoted else _Content(kind="text", body="")
-    return Quote(provider_message_id=context["stanzaId"], body=content.body, type=content.kind)
+    content = _content(quoted, quoted_type) if quoted else None
+    return Quote(
+        provider_message_id=context["stanzaId"],
+        body=content.body if content is not None else "",
+        type=content.kind if content is not None else "text",
+    )
 
 
 def _parse_upsert(data: Any) -> list[InboundEvent]:

@@ -1040,6 +1040,11 @@ export interface components {
             height?: number | null;
             /** Error */
             error?: string | null;
+            /**
+             * Voice
+             * @default false
+             */
+            voice: boolean;
         };
         /** MessageCreate */
         MessageCreate: {
@@ -1100,10 +1105,10 @@ export interface components {
              */
             body: string;
             media?: components["schemas"]["MediaRead"] | null;
-            quoted?: components["schemas"]["MessageQuote"] | null;
             location?: components["schemas"]["LocationRead"] | null;
             /** Contacts */
             contacts?: components["schemas"]["ContactRead"][] | null;
+            quoted?: components["schemas"]["MessageQuote"] | null;
             /** Status */
             status: string;
             /**

@@ -42,6 +42,6 @@ async def sent_to(evolution: FakeEvolution, phone: str) -> list[dict[str, Any]]:
 async def media_bytes(evolution: FakeEvolution, key_id: str) -> bytes:
     """The bytes the fake provider decoded from the send with this key id."""
     async with httpx.AsyncClient(base_url=evolution.url, timeout=30) as c:
-        r = await c.get(f"/_control/media/{key_id}")
+        r = await c.get(f"/_control/sent_media/{key_id}")
         r.raise_for_status()
         return r.content

@@ -31,6 +31,7 @@ const media = (over: Partial<MediaInfo> = {}): MediaInfo => ({
   name: 'foto.png',
   sha256: 'a'.repeat(64),
   status: 'ready',
+  voice: false,
   ...over,
 });
 

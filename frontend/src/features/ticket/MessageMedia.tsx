@@ -66,7 +66,7 @@ function Attachment({ message, media }: { message: Message; media: MediaInfo }) 
   if (media.status === 'failed') return <FailedMedia message={message} media={media} />;
   const kind = mediaKind(message, media);
   if (kind === 'image' || kind === 'sticker') return <ImageMedia media={media} sticker={kind === 'sticker'} />;
-  if (kind === 'audio') return <AudioMedia media={media} voice={media.voice === true || message.type === 'ptt'} />;
+  if (kind === 'audio') return <AudioMedia media={media} voice={media.voice} />;
   if (kind === 'video') return <VideoMedia media={media} />;
   return <DocumentCard media={media} />;
 }

@@ -3,10 +3,7 @@ import type { Message } from '../../api/types';
 
 /** A message's attachment as the API describes it (backend/messages/schemas.py MediaRead): the
  * bytes live behind `url`, a path under /api/v1 that needs the bearer token. */
-export type MediaInfo = components['schemas']['MediaRead'] & {
-  /** Recorded as a voice note (push-to-talk), not an audio file, where the API says so. */
-  voice?: boolean;
-};
+export type MediaInfo = components['schemas']['MediaRead'];
 export type LocationInfo = { latitude: number; longitude: number; name?: string | null; address?: string | null };
 export type ContactCard = { name: string; phones: string[] };
 export type QuotedInfo = { message_id: string | null; body: string; type: string };

@@ -1,0 +1,136 @@
+"""Interleavings around the media fetch: competitors injected between storing a media message
+and its fetch completing (a finalize of its ticket, a second fetcher on the same entry)."""
+
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+
+from backend.connections.providers.base import FetchedMedia
+from backend.media import worker
+from backend.webhooks.service import message_id_for
+from tests.factories import Tenant, make_tenant
+from tests.fakes.harness import FakeEvolution, make_connection
+from tests.media.helpers import fixture, send_media, until_media
+
+
+@pytest.fixture(scope="module")
+def settings_overrides() -> dict[str, Any]:
+    return {"MEDIA_FETCH_POLL_SECONDS": 0.1, "MEDIA_FETCH_BACKOFF_BASE_SECONDS": 0.2, "MEDIA_FETCH_LEASE_SECONDS": 30.0}
+
+
+@pytest.fixture(scope="module")
+async def tenant(client: httpx.AsyncClient, admin_headers: dict[str, str]) -> Tenant:
+    return await make_tenant(client, admin_headers)
+
+
+@pytest.fixture(scope="module")
+async def conn(client: httpx.AsyncClient, tenant: Tenant, evolution: FakeEvolution) -> dict[str, Any]:
+    return await make_connection(client, tenant, evolution)
+
+
+Competitor = Callable[[worker.MediaFetcher, dict[str, Any]], Awaitable[None]]
+
+
+def inject(monkeypatch: pytest.MonkeyPatch, competitor: Competitor) -> list[dict[str, Any]]:
+    """Runs `competitor` once, inside the first fetch, after the attempt is claimed and the bytes
+    obtained, before they are stored and the message moves to ready."""
+    original = worker.MediaFetcher._bytes
+    seen: list[dict[str, Any]] = []
+
+    async def wrapped(self: worker.MediaFetcher, entry: dict[str, Any]) -> FetchedMedia:
+        fetched = await original(self, entry)
+        if not seen:
+            seen.append(entry)
+            await competitor(self, entry)
+        return fetched
+
+    monkeypatch.setattr(worker.MediaFetcher, "_bytes", wrapped)
+    return seen
+
+
+async def test_finalize_between_the_message_and_its_bytes(
+    client: httpx.AsyncClient,
+    db: Any,
+    tenant: Tenant,
+    conn: dict[str, Any],
+    evolution: FakeEvolution,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    finalized: list[int] = []
+
+    async def finalize(fetcher: worker.MediaFetcher, entry: dict[str, Any]) -> None:
+        message = await db.messages.find_one({"_id": entry["message_id"]})
+        r = await client.post(f"/api/v1/tickets/{message['ticket_id']}/finalize", headers=tenant.headers)
+        finalized.append(r.status_code)
+
+    seen = inject(monkeypatch, finalize)
+    phone = "5511955550001"
+    message = await send_media(evolution, db, conn, "photo.png", phone=phone)
+    ready = await until_media(db, message["_id"], "ready")
+    assert seen and finalized == [200]
+    # Stored before the finalize: it stays in its ticket, which stays finalized; no ticket opened.
+    assert ready["ticket_id"] == message["ticket_id"]
+    ticket = await db.tickets.find_one({"_id": message["ticket_id"]})
+    assert ticket["status"] == "finalizado"
+    client_id = ticket["client_id"]
+    assert await db.tickets.count_documents({"client_id": client_id}) == 1
+    r = await client.get(f"/api/v1/messages/{message['_id']}/media", headers=tenant.headers)
+    assert r.status_code == 200 and r.content == fixture("photo.png")
+    announced = await db.tenant_events.find({"type": "message.status", "message.id": message["_id"]}).to_list(None)
+    assert any(a["message"]["media"]["status"] == "ready" for a in announced)
+
+
+async def test_a_second_fetcher_on_the_same_entry_does_not_fetch_again(
+    client: httpx.AsyncClient,
+    db: Any,
+    tenant: Tenant,
+    conn: dict[str, Any],
+    evolution: FakeEvolution,
+    monkeypatch: pytest.MonkeyPatch,
+    settings: Any,
+) -> None:
+    answers: list[bool] = []
+
+    async def second_fetcher(fetcher: worker.MediaFetcher, entry: dict[str, Any]) -> None:
+        other = worker.MediaFetcher(db, settings, fetcher.http)  # as another process's worker
+        answers.append(await other.handle(entry))
+
+    inject(monkeypatch, second_fetcher)
+    message = await send_media(evolution, db, conn, "voice.ogg")
+    await until_media(db, message["_id"], "ready")
+    assert answers == [False]  # it found the attempt claimed, under its lease, and left it
+    fetches = await evolution.control("GET", "media_fetches")
+    assert [f["body"]["message"]["key"]["id"] for f in fetches].count(message["key_id"]) == 1
+    attempts = await db.media_fetch_attempts.find({"message_id": message["_id"]}).to_list(None)
+    assert [a["result"] for a in attempts] == ["stored"]
+
+
+async def test_a_fetcher_that_died_mid_attempt_is_taken_over_after_its_lease(
+    client: httpx.AsyncClient, db: Any, tenant: Tenant, conn: dict[str, Any], evolution: FakeEvolution
+) -> None:
+    # A worker of another process claimed attempt 1 of this message and died: its claim stays
+    # unfinished, under a lease that ends shortly.
+    key_id = "3EB0DEADWORKER0001"
+    message_id = message_id_for(conn["id"], key_id)
+    now = datetime.now(UTC)
+    await db.media_fetch_attempts.insert_one(
+        {
+            "_id": f"{message_id}:1",
+            "message_id": message_id,
+            "attempt": 1,
+            "round": 0,
+            "worker": "dead",
+            "claimed_at": now,
+            "lease_until": now + timedelta(seconds=2),
+            "result": None,
+        }
+    )
+    message = await send_media(evolution, db, conn, "boleto.pdf", key_id=key_id)
+    assert message["_id"] == message_id
+    await until_media(db, message_id, "ready")
+    attempts = await db.media_fetch_attempts.find({"message_id": message_id}).sort("attempt", 1).to_list(None)
+    assert [a["result"] for a in attempts] == [None, "stored"]
+    assert attempts[1]["claimed_at"] >= attempts[0]["lease_until"]  # taken over only once the lease ended
