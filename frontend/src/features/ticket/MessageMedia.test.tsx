@@ -2,10 +2,11 @@ import { fireEvent, screen, waitFor, within } from '@testing-library/react';
 import userEvent from '@testing-library/user-event';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import type { Message } from '../../api/types';
-import { agentUser, mockApi, renderApp, signIn, stubWebSocket } from '../../test/utils';
+import { agentUser, mockApi, renderApp, signIn, stubWebSocket, ticketFixture } from '../../test/utils';
 import { formatClock, formatSize } from '../../lib/format';
 import type { MediaInfo } from './media';
-import { MessageBubble } from './MessageThread';
+import { MEDIA_POLL_MS } from '../../api/queries';
+import { MessageBubble, MessageThread } from './MessageThread';
 
 const me = agentUser();
 const PNG = new Uint8Array([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
@@ -193,6 +194,27 @@ describe('media in the thread', () => {
     fireEvent.click(screen.getByRole('button', { name: 'Tentar novamente' }));
     await screen.findByTestId('image');
     expect(seen).toHaveLength(1);
+  });
+});
+
+describe('pending attachments in the thread', () => {
+  it('looks again while an attachment is pending and shows it once its bytes are in', async () => {
+    const ticket = ticketFixture();
+    const pending = message({ ticket_id: ticket.id, type: 'image', media: media({ status: 'pending' }) });
+    let reads = 0;
+    mockApi(({ path }) => {
+      if (path === '/api/v1/auth/me') return { body: me };
+      if (path === `/api/v1/tickets/${ticket.id}/messages`) {
+        reads += 1;
+        return { body: { items: [reads === 1 ? pending : { ...pending, media: media() }], next_cursor: null } };
+      }
+      if (path === pending.media?.url) return { body: new Blob([PNG], { type: 'image/png' }) };
+      return undefined;
+    });
+    renderApp(<MessageThread ticketId={ticket.id} showTimeline={false} />);
+    expect(await screen.findByTestId('media-pending')).toHaveTextContent('carregando…');
+    expect(await screen.findByTestId('image', {}, { timeout: MEDIA_POLL_MS * 3 })).toBeInTheDocument();
+    expect(reads).toBe(2);
   });
 });
 
