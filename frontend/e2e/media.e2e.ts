@@ -43,7 +43,7 @@ async function sentTo(number: string): Promise<Sent[]> {
 }
 
 async function sentBytes(keyId: string): Promise<Buffer> {
-  const response = await fetch(`${inject('evolutionUrl')}/_control/media/${keyId}`);
+  const response = await fetch(`${inject('evolutionUrl')}/_control/sent_media/${keyId}`);
   expect(response.status).toBe(200);
   return Buffer.from(await response.arrayBuffer());
 }
