@@ -150,6 +150,26 @@ describe('sent media', () => {
     await watched.context.close();
   });
 
+  it('an image past WhatsApp\'s limit is refused with a clear message, and nothing is sent', async () => {
+    const { number, pushName } = await clientSends({ type: 'image', base64: PHOTO.toString('base64'), mimetype: 'image/png', inline: true }, 'mande a foto');
+    const watched = await openAsAgent(pushName);
+    const { page } = watched;
+    await page.getByRole('button', { name: 'Assumir' }).click();
+    await page.getByTestId('ticket-status').filter({ hasText: 'Atendendo' }).waitFor();
+    // A PNG (by its first bytes) of 6 MB: images may have at most 5 MB.
+    const big = Buffer.concat([PHOTO, Buffer.alloc(6 * 1024 * 1024)]);
+    await page.getByTestId('composer').locator('input[type=file]').setInputFiles({ name: 'grande.png', mimeType: 'image/png', buffer: big });
+    await page.getByRole('button', { name: 'Enviar' }).click();
+    await page.getByTestId('attach-error').filter({ hasText: 'imagens podem ter no máximo 5 MB' }).waitFor({ timeout: 20_000 });
+    await page.getByTestId('attachment-preview').filter({ hasText: 'grande.png' }).waitFor();
+    await screenshot(page, 'media-too-large');
+    expect(await page.locator('[data-testid=message][data-direction=out]').count()).toBe(0);
+    expect(await sentTo(number)).toEqual([]);
+    // The browser logs the refused request itself; nothing else went wrong.
+    expect(watched.errors.filter((e) => !e.includes('413'))).toEqual([]);
+    await watched.context.close();
+  });
+
   it('a voice note recorded in Chromium goes out as an OGG/Opus voice note', async () => {
     const { number, pushName } = await clientSends({ type: 'image', base64: PHOTO.toString('base64'), mimetype: 'image/png', inline: true }, 'pode mandar áudio');
     const watched = await openAsAgent(pushName);

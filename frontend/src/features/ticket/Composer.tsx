@@ -12,6 +12,7 @@ import { applyMessage } from '../../realtime/cache';
 import { QuoteBlock } from './MessageMedia';
 import { fillTemplate, matchReplies, slashToken } from './quickReplies';
 import { useNow } from '../../lib/useNow';
+import { FileIcon, MicIcon, PaperclipIcon } from './icons';
 import { useVoiceRecorder } from './voice';
 
 function hint(ticket: Ticket): string {
@@ -41,9 +42,7 @@ function AttachmentPreview({ file, onRemove }: { file: File; onRemove: () => voi
         {thumb ? (
           <img src={thumb} alt={file.name} style={{ width: 56, height: 56, objectFit: 'cover', borderRadius: 4 }} />
         ) : (
-          <Text size="xl" aria-hidden>
-            📄
-          </Text>
+          <FileIcon size={32} />
         )}
         <Stack gap={0} style={{ flex: 1, minWidth: 0 }}>
           <Text size="sm" fw={600} lineClamp={1}>
@@ -341,7 +340,7 @@ export function Composer({
             <FileButton onChange={attach}>
               {(props) => (
                 <ActionIcon {...props} variant="default" size={36} aria-label={t.media.attach} title={t.media.attach} disabled={send.isPending || recording}>
-                  📎
+                  <PaperclipIcon />
                 </ActionIcon>
               )}
             </FileButton>
@@ -401,7 +400,7 @@ export function Composer({
               disabled={send.isPending}
               data-testid="record-voice"
             >
-              🎤
+              <MicIcon />
             </ActionIcon>
           )}
           <Button type="submit" color={note ? 'yellow.8' : undefined} loading={send.isPending} disabled={note || !file ? !body.trim() : false}>

@@ -20,6 +20,7 @@ import {
   type MediaInfo,
   type QuotedInfo,
 } from './media';
+import { FileIcon } from './icons';
 import { useDownload, useMediaUrl } from './useMedia';
 
 /** What a message carries besides its text: an attachment, a location or contact cards. */
@@ -206,7 +207,7 @@ function VideoMedia({ media }: { media: MediaInfo }) {
   }
   return (
     <Button variant="default" size="sm" loading={isLoading} onClick={() => setWanted(true)} data-testid="video-load">
-      ▶ {t.media.playVideo}
+      {t.media.playVideo}
       {media.duration ? ` · ${formatClock(media.duration)}` : ''}
       {media.size == null ? '' : ` · ${formatSize(media.size)}`}
     </Button>
@@ -223,9 +224,10 @@ function DocumentCard({ media }: { media: MediaInfo }) {
   return (
     <Paper withBorder p="xs" radius="sm" data-testid="document-card" style={{ background: 'var(--mantine-color-body)' }}>
       <Group gap="sm" wrap="nowrap" justify="space-between">
-        <Stack gap={0} style={{ minWidth: 0 }}>
+        <FileIcon />
+        <Stack gap={0} style={{ minWidth: 0, flex: 1 }}>
           <Text size="sm" fw={600} lineClamp={1} title={media.name} data-testid="document-name">
-            📄 {media.name || t.media.document}
+            {media.name || t.media.document}
           </Text>
           <Text size="xs" c="dimmed" data-testid="document-size">
             {[extension, media.size == null ? null : formatSize(media.size)].filter(Boolean).join(' · ')}
@@ -243,7 +245,7 @@ function LocationCard({ location }: { location: LocationInfo }) {
   return (
     <Stack gap={2} data-testid="location">
       <Text size="sm" fw={600}>
-        📍 {location.name || t.media.location}
+        {location.name || t.media.location}
       </Text>
       {location.address && <Text size="xs">{location.address}</Text>}
       <Text size="xs" c="dimmed">
@@ -264,7 +266,7 @@ function ContactCardView({ contact }: { contact: ContactCard }) {
   return (
     <Paper withBorder p="xs" radius="sm" data-testid="contact-card" style={{ background: 'var(--mantine-color-body)' }}>
       <Text size="sm" fw={600}>
-        👤 {contact.name || t.media.contact}
+        {contact.name || t.media.contact}
       </Text>
       {contact.phones.length === 0 && (
         <Text size="xs" c="dimmed">
