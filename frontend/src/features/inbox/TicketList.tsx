@@ -5,6 +5,7 @@ import { useTicketList, type TicketFilters } from '../../api/queries';
 import type { Ticket, TicketStatus } from '../../api/types';
 import { t } from '../../i18n/pt-BR';
 import { formatDuration, formatPhone, formatWhen } from '../../lib/format';
+import { previewText } from '../ticket/media';
 import { useNow } from '../../lib/useNow';
 
 function TicketRow({ ticket, selected, now }: { ticket: Ticket; selected: boolean; now: Date }) {
@@ -37,7 +38,7 @@ function TicketRow({ ticket, selected, now }: { ticket: Ticket; selected: boolea
       <Group justify="space-between" wrap="nowrap" gap="xs">
         <Text size="xs" c={unread > 0 ? undefined : 'dimmed'} fw={unread > 0 ? 600 : undefined} truncate>
           {ticket.last_message_direction === 'out' ? `${t.ticket.you}: ` : ''}
-          {ticket.last_message_preview || t.inbox.noPreview}
+          {previewText(ticket.last_message_preview) || t.inbox.noPreview}
         </Text>
         <Text size="xs" c="dimmed" style={{ flexShrink: 0 }}>
           {t.inbox.ticketNumber(ticket.number)}

@@ -5,6 +5,7 @@ import { useClientHistory, useHistoryMessages } from '../../api/queries';
 import type { Ticket } from '../../api/types';
 import { t } from '../../i18n/pt-BR';
 import { formatWhen } from '../../lib/format';
+import { previewText } from './media';
 import { MessageBubble } from './MessageThread';
 
 const STATUS_COLOR: Record<string, string> = { espera: 'yellow', atendendo: 'teal', finalizado: 'gray' };
@@ -69,7 +70,7 @@ export function ClientHistory({ ticket }: { ticket: Ticket }) {
                   </Text>
                   {other.last_message_preview && (
                     <Text size="sm" lineClamp={1}>
-                      {other.last_message_preview}
+                      {previewText(other.last_message_preview)}
                     </Text>
                   )}
                 </Paper>

@@ -4,7 +4,7 @@ import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import type { Message } from '../../api/types';
 import { agentUser, mockApi, renderApp, signIn, stubWebSocket, ticketFixture } from '../../test/utils';
 import { formatClock, formatSize } from '../../lib/format';
-import type { MediaInfo } from './media';
+import { previewText, type MediaInfo } from './media';
 import { MEDIA_POLL_MS } from '../../api/queries';
 import { MessageBubble, MessageThread } from './MessageThread';
 
@@ -225,5 +225,11 @@ describe('media formatting', () => {
     expect(formatSize(1_536_000)).toBe('1,5 MB');
     expect(formatClock(7.4)).toBe('0:07');
     expect(formatClock(3723)).toBe('1:02:03');
+  });
+  it('names a preview without text in Portuguese', () => {
+    expect(previewText('[document]')).toBe('[Documento]');
+    expect(previewText('[audio]')).toBe('[Áudio]');
+    expect(previewText('[reaction]')).toBe('[Anexo]');
+    expect(previewText('[sic] texto do cliente')).toBe('[sic] texto do cliente');
   });
 });

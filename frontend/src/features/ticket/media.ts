@@ -1,5 +1,6 @@
 import type { components } from '../../api/schema';
 import type { Message } from '../../api/types';
+import { t } from '../../i18n/pt-BR';
 
 /** A message's attachment as the API describes it (backend/messages/schemas.py MediaRead): the
  * bytes live behind `url`, a path under /api/v1 that needs the bearer token. */
@@ -70,4 +71,12 @@ export function mapUrl(location: LocationInfo): string {
 /** Just the digits of a vCard number ("+55 11 98765-4321" → "5511987654321"). */
 export function phoneDigits(phone: string): string {
   return phone.replace(/\D/g, '');
+}
+
+/** A ticket's preview of a message without text is its type in brackets (backend
+ * tickets/projection.py: "[image]"); shown in Portuguese. */
+export function previewText(preview: string): string {
+  const match = /^\[([a-z_]+)\]$/.exec(preview);
+  if (!match) return preview;
+  return `[${t.ticket.media[match[1]] ?? t.ticket.media.other}]`;
 }
