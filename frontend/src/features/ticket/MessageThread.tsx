@@ -62,7 +62,7 @@ export function DeliveryTicks({ status }: { status: string }) {
 
 function MediaPlaceholder({ message }: { message: Message }) {
   const kind = message.type in t.ticket.media ? message.type : 'other';
-  const name = typeof message.media?.file_name === 'string' ? ` · ${message.media.file_name}` : '';
+  const name = message.media?.name ? ` · ${message.media.name}` : '';
   return (
     <Text size="sm" fs="italic" data-testid="media-placeholder">
       [{t.ticket.media[kind]}
