@@ -19,11 +19,11 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from gridfs import AsyncGridFSBucket
-from gridfs.asynchronous.grid_file import AsyncGridIn
 from gridfs.errors import NoFile
 from pymongo.errors import DuplicateKeyError
 
 from backend.core import group_commit
+from backend.core.clock import utcnow
 from backend.core.db import Database
 from backend.core.indexes import ASC, declare
 from backend.core.seqlog import SeqLog
@@ -50,6 +50,9 @@ declare(
 declare(FILES, [("filename", ASC), ("uploadDate", ASC)], name="filename_1_uploadDate_1", purpose="GridFS")
 # 255 KiB, GridFS's default: one chunk is one document well below the 16 MB limit.
 CHUNK_SIZE = 255 * 1024
+CHUNK_BATCH_BYTES = 4 * 1024 * 1024  # chunks per insert command: a few MB
+# Marks files whose chunks this module wrote, with `_id` "<file_id>:<n>" (see `write_file`).
+CHUNK_IDS = "file_id:n"
 
 
 def record_id(reseller_id: str, sha256: str) -> str:
@@ -73,14 +76,66 @@ async def insert(db: Database, doc: dict[str, Any]) -> None:
     await db[COLLECTION].insert_one(doc)
 
 
-def open_upload(db: Database, file_id: str, name: str, metadata: dict[str, Any]) -> AsyncGridIn:
-    """A GridFS file being written: chunks go out as they fill, the `files` document only on
-    `close()`, so a write cut midway is never a readable file (`abort()` takes its chunks back)."""
-    return _bucket(db).open_upload_stream_with_id(file_id, name, metadata=metadata)
+def chunk_id(file_id: str, n: int) -> str:
+    return f"{file_id}:{n}"
+
+
+async def write_file(
+    db: Database, file_id: str, name: str, metadata: dict[str, Any], chunks: AsyncIterator[bytes], length: int
+) -> None:
+    """Writes a GridFS file: its chunks (each CHUNK_SIZE bytes but the last), then its `files`
+    document, so a write cut midway is never a readable file. Chunk `_id`s are "<file_id>:<n>"
+    rather than driver-made ObjectIds: any GridFS reader still finds them by `files_id` and `n`,
+    and ours reads each by `_id`, the one query FerretDB does not answer by scanning every chunk
+    of every file."""
+    batch: list[dict[str, Any]] = []
+    batch_bytes, n = 0, 0
+    async for data in chunks:
+        batch.append({"_id": chunk_id(file_id, n), "files_id": file_id, "n": n, "data": data})
+        batch_bytes += len(data)
+        n += 1
+        if batch_bytes >= CHUNK_BATCH_BYTES:
+            await db[CHUNKS].insert_many(batch)
+            batch, batch_bytes = [], 0
+    if batch:
+        await db[CHUNKS].insert_many(batch)
+    await db[FILES].insert_one(
+        {
+            "_id": file_id,
+            "length": length,
+            "chunkSize": CHUNK_SIZE,
+            "uploadDate": utcnow(),
+            "filename": name,
+            "metadata": {**metadata, "chunk_ids": CHUNK_IDS},
+        }
+    )
 
 
 async def read_range(db: Database, file_id: str, start: int, end: int) -> AsyncIterator[bytes]:
-    """Bytes `start`..`end` (exclusive) of a stored file, chunk by chunk: never the whole file in memory."""
+    """Bytes `start`..`end` (exclusive) of a stored file, chunk by chunk: never the whole file in
+    memory. Stops early at a missing chunk (the caller sees fewer bytes than asked)."""
+    meta = await db[FILES].find_one({"_id": file_id})
+    if meta is None:
+        return
+    if (meta.get("metadata") or {}).get("chunk_ids") != CHUNK_IDS:
+        async for piece in _read_range_by_driver(db, file_id, start, end):  # a file another writer made
+            yield piece
+        return
+    size = int(meta["chunkSize"])
+    n, offset, pos = start // size, start % size, start
+    while pos < end:
+        chunk = await db[CHUNKS].find_one({"_id": chunk_id(file_id, n)})
+        if chunk is None:
+            return
+        piece = bytes(chunk["data"])[offset : offset + (end - pos)]
+        if not piece:
+            return
+        pos += len(piece)
+        n, offset = n + 1, 0
+        yield piece
+
+
+async def _read_range_by_driver(db: Database, file_id: str, start: int, end: int) -> AsyncIterator[bytes]:
     try:
         stream = await _bucket(db).open_download_stream(file_id)
     except NoFile:

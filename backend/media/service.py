@@ -21,17 +21,20 @@ Inbound media (the rest of this module and backend/media/worker.py): a media mes
 once with `media.status` "pending" and a fetch queued (`enqueue_fetch`); the worker stores the
 bytes and moves it to "ready", or "failed" with `error`; `retry_fetch` queues it again.
 
-Crash windows: the bytes are written first (GridFS writes its `files` document after the last
-chunk), the record last. A crash before the record leaves an unreferenced GridFS file that no
-message points to, and the next store of that content writes a fresh copy. Two concurrent stores
-of new identical content both write their bytes; the record's unique `_id` picks one, the loser's
-file stays unreferenced (never deleted: the application deletes nothing).
+Crash windows: a streamed store is received whole (spooled) before anything is written; then the
+chunks, the GridFS `files` document after the last chunk, the record last. A crash before the
+`files` document leaves chunks no file names; before the record, a file no message points to; the
+next store of that content writes a fresh copy. Two concurrent stores of new identical content
+both write their bytes; the record's unique `_id` picks one, the loser's file stays unreferenced
+(never deleted: the application deletes nothing).
 """
 
+import asyncio
 import hashlib
+import tempfile
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, BinaryIO
 
 from pymongo.errors import PyMongoError
 
@@ -48,19 +51,22 @@ from backend.messages.schemas import MessageRead
 from backend.tickets import service as tickets
 
 DEFAULT_MIME = "application/octet-stream"
+SPOOL_IN_MEMORY_BYTES = 8 * 1024 * 1024  # a streamed store is held in memory up to this, then on disk
 
 
 class TooLarge(AppError):
     status_code = 413
 
 
-async def _pieces(data: bytes | AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-    if isinstance(data, bytes | bytearray | memoryview):
-        yield bytes(data)
+async def _chunks(data: bytes | BinaryIO) -> AsyncIterator[bytes]:
+    """The content in GridFS-sized chunks, from memory or from the spool file."""
+    if isinstance(data, bytes):
+        for i in range(0, len(data), repository.CHUNK_SIZE):
+            yield data[i : i + repository.CHUNK_SIZE]
         return
-    async for piece in data:
-        if piece:
-            yield piece
+    data.seek(0)
+    while piece := await asyncio.to_thread(data.read, repository.CHUNK_SIZE):
+        yield piece
 
 
 def _public(doc: dict[str, Any]) -> dict[str, Any]:
@@ -81,34 +87,36 @@ async def store_bytes(
     height: int | None = None,
     max_size: int | None = None,
 ) -> dict[str, Any]:
-    if isinstance(data, bytes | bytearray | memoryview):
-        # Known content: a tenant that holds it already costs one `_id` read, no write.
-        found = await repository.get_internal(db, reseller_id, hashlib.sha256(data).hexdigest())
-        if found is not None:
-            return _public(found)
-        if max_size is not None and len(data) > max_size:
-            raise TooLarge(f"the file is larger than {max_size} bytes")
-    file_id = new_id()
-    digest = hashlib.sha256()
-    size = 0
-    upload = repository.open_upload(db, file_id, name or "", {"reseller_id": reseller_id, "mime": mime})
+    spool: tempfile.SpooledTemporaryFile[bytes] | None = None
+    content: bytes | BinaryIO
     try:
-        async for piece in _pieces(data):
-            size += len(piece)
+        if isinstance(data, bytes | bytearray | memoryview):
+            content = raw = bytes(data)
+            size, sha256 = len(raw), hashlib.sha256(raw).hexdigest()
             if max_size is not None and size > max_size:
                 raise TooLarge(f"the file is larger than {max_size} bytes")
-            digest.update(piece)
-            await upload.write(piece)
-        sha256 = digest.hexdigest()
+        else:
+            # Received whole before anything is written: an upload cut midway, or over its limit,
+            # leaves nothing in the store, and content the tenant holds already is never written.
+            spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY_BYTES)  # noqa: SIM115
+            content = spool  # type: ignore[assignment]  # a SpooledTemporaryFile is a binary file
+            digest, size = hashlib.sha256(), 0
+            async for piece in data:
+                size += len(piece)
+                if max_size is not None and size > max_size:
+                    raise TooLarge(f"the file is larger than {max_size} bytes")
+                digest.update(piece)
+                await asyncio.to_thread(spool.write, piece)
+            sha256 = digest.hexdigest()
         found = await repository.get_internal(db, reseller_id, sha256)
         if found is not None:
-            await upload.abort()  # our unfinished copy of content the tenant holds already
             return _public(found)
-        await upload.close()
-    except BaseException:
-        if not upload.closed:
-            await upload.abort()
-        raise
+        file_id = new_id()
+        metadata = {"reseller_id": reseller_id, "mime": mime, "sha256": sha256}
+        await repository.write_file(db, file_id, name or "", metadata, _chunks(content), size)
+    finally:
+        if spool is not None:
+            spool.close()
     doc: dict[str, Any] = {
         "_id": repository.record_id(reseller_id, sha256),
         "reseller_id": reseller_id,

@@ -45,23 +45,20 @@ acknowledged. A finalize request killed between its event and its scan leaves a 
 after `finalized_at` but stored and announced while the ticket was open where it is.
 """
 
-from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Any
 
-from pydantic import ValidationError
 from pymongo.errors import DuplicateKeyError
 
 from backend.core.clock import as_utc, utcnow
 from backend.core.db import Database
-from backend.core.errors import Conflict, Forbidden, NotFound, Unprocessable
+from backend.core.errors import Conflict, Forbidden, NotFound
 from backend.core.ids import new_id
 from backend.core.pagination import decode_time_cursor, encode_cursor
 from backend.core.retry import read_winner
 from backend.core.tenancy import Actor, TenantScope
-from backend.media import service as media
-from backend.messages import repository, uploads
-from backend.messages.schemas import MessagePage, MessageRead, MessageUploadFields
+from backend.messages import repository
+from backend.messages.schemas import MessagePage, MessageRead
 from backend.outbound import service as outbound
 from backend.realtime import feed
 from backend.resellers import service as resellers
@@ -77,7 +74,6 @@ CLIENT = "client"
 # channel could need more.
 MAX_MOVES = 100
 QUOTE_PREVIEW_CHARS = 300  # how much of a quoted message a reply keeps (the quote bubble)
-MEDIA_READY = "ready"  # a file agents sent is stored before its message: ready from the start
 
 
 async def append(
@@ -257,7 +253,8 @@ def signed(agent_name: str, body: str) -> str:
     return f"*{name}:*\n{body}" if name else body
 
 
-async def _held_or_refuse(db: Database, actor: Actor, ticket_id: str) -> dict[str, Any]:
+async def held_for_reply(db: Database, actor: Actor, ticket_id: str) -> dict[str, Any]:
+    """The ticket, when the actor may reply in it: its agent, holding it (403, 404, 409 otherwise)."""
     if actor.role != "agent":
         raise Forbidden("only the agent holding the ticket can reply")
     ticket = await tickets.get_visible_or_404(db, actor, ticket_id=ticket_id)
@@ -266,7 +263,7 @@ async def _held_or_refuse(db: Database, actor: Actor, ticket_id: str) -> dict[st
     return ticket
 
 
-async def _quote(db: Database, ticket: dict[str, Any], quoted_message_id: str | None) -> dict[str, Any] | None:
+async def quote_of(db: Database, ticket: dict[str, Any], quoted_message_id: str | None) -> dict[str, Any] | None:
     """What a reply quotes: a message of the same ticket, as it reads now (internal notes are never
     sent, so never quoted). 404 for anything else, other tenants' messages included."""
     if quoted_message_id is None:
@@ -281,7 +278,7 @@ async def _quote(db: Database, ticket: dict[str, Any], quoted_message_id: str | 
     }
 
 
-async def _store_reply(
+async def store_reply(
     db: Database,
     actor: Actor,
     ticket: dict[str, Any],
@@ -322,67 +319,9 @@ async def reply(
     db: Database, actor: Actor, *, ticket_id: str, body: str, quoted_message_id: str | None = None
 ) -> MessageRead:
     """An agent answers in a ticket it holds, optionally quoting one of its messages."""
-    ticket = await _held_or_refuse(db, actor, ticket_id)
-    quoted = await _quote(db, ticket, quoted_message_id)
-    return await _store_reply(db, actor, ticket, message_id=new_id(), body=body, quoted=quoted)
-
-
-async def reply_with_file(
-    db: Database, actor: Actor, *, ticket_id: str, read: Callable[[], Awaitable[uploads.Upload]]
-) -> MessageRead:
-    """An agent sends a file (and a caption) in a ticket it holds. Who may reply is checked before
-    the upload is read (`read`, backend/messages/uploads.py, which refuses what is too large while
-    it streams). Then, in this order: the form's fields are checked (nothing stored yet), the bytes
-    are stored (backend/media), the reply is queued and stored like a text reply. A crash between
-    the bytes and the message leaves stored bytes no message points to (kept, like every stored
-    file), never a message without its bytes."""
-    ticket = await _held_or_refuse(db, actor, ticket_id)
-    upload = await read()
-    try:
-        form = _upload_fields(upload)
-        quoted = await _quote(db, ticket, form.quoted_message_id)
-        record = await media.store_bytes(
-            db,
-            reseller_id=ticket["reseller_id"],
-            data=upload.pieces(),
-            mime=upload.mime,
-            name=upload.name,
-            max_size=uploads.LIMITS[upload.kind],
-        )
-    finally:
-        await upload.close()
-    message_id = new_id()
-    voice = upload.kind is uploads.Kind.VOICE
-    stored = {
-        "sha256": record["sha256"],
-        "mime": upload.mime,  # ours, from the bytes: the record keeps its first storer's
-        "size": record["size"],
-        "name": upload.name,
-        "status": MEDIA_READY,
-        **({"voice": True} if voice else {}),
-    }
-    type_ = uploads.Kind.AUDIO.value if voice else upload.kind.value
-    return await _store_reply(
-        db,
-        actor,
-        ticket,
-        message_id=message_id,
-        body=form.body or "",
-        sign=type_ != uploads.Kind.AUDIO.value,  # no caption to sign on audio
-        type_=type_,
-        media=stored,
-        quoted=quoted,
-    )
-
-
-def _upload_fields(upload: uploads.Upload) -> MessageUploadFields:
-    try:
-        form = MessageUploadFields.model_validate(upload.fields)
-    except ValidationError as exc:
-        raise Unprocessable(str(exc.errors(include_url=False)[0]["msg"])) from exc
-    if form.body and upload.kind in (uploads.Kind.AUDIO, uploads.Kind.VOICE):
-        raise Unprocessable("WhatsApp não envia legenda com áudio; envie o texto numa mensagem separada.")
-    return form
+    ticket = await held_for_reply(db, actor, ticket_id)
+    quoted = await quote_of(db, ticket, quoted_message_id)
+    return await store_reply(db, actor, ticket, message_id=new_id(), body=body, quoted=quoted)
 
 
 async def list_page(db: Database, actor: Actor, *, ticket_id: str, cursor: str | None, limit: int) -> MessagePage:

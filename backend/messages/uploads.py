@@ -12,6 +12,12 @@ Content-Type, and a file claiming to be an image whose bytes are not one is a do
 served as an attachment; its declared type is kept only when it is not an inline type). An
 OGG/Opus file is a voice note (what the browser records), sent as WhatsApp's voice note.
 
+Order (`reply_with_file`): who may reply is checked before the body is read; then the upload is
+read and its fields checked (nothing stored yet); then the bytes are stored (backend/media), and
+only then the reply is queued and stored like a text reply (backend/messages/service.py). A crash
+between the bytes and the message leaves stored bytes no message points to (kept, as every stored
+file is), never a message without its bytes.
+
 Reading: the body is parsed as it streams in (python-multipart); the file part goes to a spooled
 temporary file (memory up to SPOOL_MEMORY_BYTES, then disk), and its size is checked on every
 piece against its kind's limit, known after its first SNIFF_BYTES. Past the limit the read stops
@@ -33,8 +39,13 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.datastructures import UploadFile
 from starlette.requests import ClientDisconnect, Request
 
-from backend.core.errors import BadRequest, Unprocessable
-from backend.media.service import TooLarge
+from backend.core.db import Database
+from backend.core.errors import AppError, BadRequest, Unprocessable
+from backend.core.ids import new_id
+from backend.core.tenancy import Actor
+from backend.media import service as media
+from backend.messages import service as messages
+from backend.messages.schemas import MessageRead, MessageUploadFields
 
 M = TypeVar("M", bound=BaseModel)
 MB = 1024 * 1024
@@ -85,6 +96,13 @@ MAX_UPLOAD_BYTES = max(LIMITS.values()) + FORM_OVERHEAD_BYTES
 UPLOAD_PATH = r"/api/v1/tickets/[^/]+/messages"  # where BodyLimit lets a form this large in
 
 _MIME = re.compile(r"^[a-z0-9][a-z0-9!#$&^_.+-]{0,63}/[a-z0-9][a-z0-9!#$&^_.+-]{0,126}$")
+
+
+MEDIA_READY = "ready"  # a file an agent sends is stored before its message: ready from the start
+
+
+class TooLarge(AppError):
+    status_code = 413
 
 
 def _mb(limit: int) -> str:
@@ -336,3 +354,53 @@ REPLY_REQUEST_BODY: dict[str, Any] = {
         },
     },
 }
+
+
+async def reply_with_file(db: Database, actor: Actor, *, ticket_id: str, request: Request) -> MessageRead:
+    """An agent sends a file (and a caption) in a ticket it holds (see the module docstring)."""
+    ticket = await messages.held_for_reply(db, actor, ticket_id)
+    upload = await read_form(request)
+    try:
+        form = _fields(upload)
+        quoted = await messages.quote_of(db, ticket, form.quoted_message_id)
+        record = await media.store_bytes(
+            db,
+            reseller_id=ticket["reseller_id"],
+            data=upload.pieces(),
+            mime=upload.mime,
+            name=upload.name,
+            max_size=LIMITS[upload.kind],
+        )
+    finally:
+        await upload.close()
+    voice = upload.kind is Kind.VOICE
+    stored = {
+        "sha256": record["sha256"],
+        "mime": upload.mime,  # ours, from the bytes: the record keeps its first storer's
+        "size": record["size"],
+        "name": upload.name,
+        "status": MEDIA_READY,
+        **({"voice": True} if voice else {}),
+    }
+    type_ = Kind.AUDIO.value if voice else upload.kind.value
+    return await messages.store_reply(
+        db,
+        actor,
+        ticket,
+        message_id=new_id(),
+        body=form.body,
+        sign=type_ != Kind.AUDIO.value,  # audio carries no caption to sign
+        type_=type_,
+        media=stored,
+        quoted=quoted,
+    )
+
+
+def _fields(upload: Upload) -> MessageUploadFields:
+    try:
+        form = MessageUploadFields.model_validate(upload.fields)
+    except ValidationError as exc:
+        raise Unprocessable(str(exc.errors(include_url=False)[0]["msg"])) from exc
+    if form.body and upload.kind in (Kind.AUDIO, Kind.VOICE):
+        raise Unprocessable("WhatsApp não envia legenda com áudio; envie o texto numa mensagem separada.")
+    return form

@@ -110,7 +110,7 @@ async def post_message(db: Db, actor: StaffActor, ticket_id: str, request: Reque
     """A text reply (JSON `{"body", "quoted_message_id"?}`), or a file with an optional caption
     (`multipart/form-data`: `file`, `body`, `quoted_message_id`; 413 past WhatsApp's limit)."""
     if uploads.is_multipart(request):
-        return await messages.reply_with_file(db, actor, ticket_id=ticket_id, read=lambda: uploads.read_form(request))
+        return await uploads.reply_with_file(db, actor, ticket_id=ticket_id, request=request)
     body = await uploads.json_body(request, MessageCreate)
     return await messages.reply(
         db, actor, ticket_id=ticket_id, body=body.body, quoted_message_id=body.quoted_message_id

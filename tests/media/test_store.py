@@ -75,3 +75,16 @@ async def test_too_large_leaves_nothing_behind(db: Any) -> None:
 async def _chunks_of_files(db: Any) -> int:
     files = await db[repository.FILES].find({}).to_list(None)
     return sum(-(-f["length"] // f["chunkSize"]) for f in files)
+
+
+async def test_the_bucket_is_plain_gridfs_both_ways(db: Any) -> None:
+    from gridfs import AsyncGridFSBucket
+
+    data = bytes(range(256)) * 2100  # three chunks
+    record = await service.store_bytes(db, reseller_id="r7", data=data, mime="x/y", name="ours.bin")
+    bucket = AsyncGridFSBucket(db, bucket_name=repository.BUCKET)
+    stream = await bucket.open_download_stream(record["file_id"])
+    assert await stream.read() == data  # a standard driver reads what we wrote
+    theirs = await bucket.upload_from_stream("theirs.bin", data[::-1])
+    pieces = [p async for p in repository.read_range(db, theirs, 1000, 600_000)]
+    assert b"".join(pieces) == data[::-1][1000:600_000]  # and we read what a driver wrote

@@ -36,7 +36,7 @@ async def test_a_png_a_voice_note_and_a_pdf_reach_the_provider_byte_identical_an
     assert image["type"] == "image" and image["status"] == "pending" and image["body"] == f"*{name}:*\nVeja o erro"
     assert image["media"]["mime"] == "image/png" and image["media"]["size"] == len(png)
     assert image["media"]["sha256"] == hashlib.sha256(png).hexdigest() and image["media"]["name"] == "print.png"
-    assert image["media"]["url"] == f"/api/v1/messages/{image['id']}/media"
+    assert image["media"]["url"] == f"/api/v1/messages/{image['id']}/media" and image["media"]["status"] == "ready"
 
     r = await post_file(client, ticket_id, agent, name="voz.ogg", data=ogg, mime="audio/ogg; codecs=opus")
     assert r.status_code == 201, r.text
@@ -75,6 +75,11 @@ async def test_a_png_a_voice_note_and_a_pdf_reach_the_provider_byte_identical_an
             )
             assert (await settled(db, receipt))["status"] == "processed"
         assert await _status(db, message["id"], "read") is not None
+
+    # What the agent sent downloads again byte for byte from the API.
+    for message, data in ((image, png), (voice, ogg), (document, pdf)):
+        r = await client.get(message["media"]["url"], headers=agent)
+        assert r.status_code == 200 and r.content == data, r.text[:200]
 
     # One copy of each file in the tenant's store, and the echoes stored nothing more.
     for data in (png, ogg, pdf):
