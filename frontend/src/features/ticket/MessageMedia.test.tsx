@@ -80,6 +80,16 @@ describe('media in the thread', () => {
     expect(revoked).toHaveBeenCalledWith(objectUrl);
   });
 
+  it('shows a sticker inline, smaller, with the same viewer', async () => {
+    serveMedia(new Blob([PNG], { type: 'image/webp' }));
+    renderApp(<MessageBubble message={message({ type: 'sticker', media: media({ mime: 'image/webp', name: '' }) })} />);
+    const sticker = await screen.findByTestId('sticker');
+    expect(sticker).toHaveAttribute('alt', 'Figurinha');
+    expect(sticker.style.maxWidth).toBe('140px');
+    await userEvent.click(screen.getByRole('button', { name: 'Ampliar imagem' }));
+    expect(await screen.findByTestId('image-viewer')).toBeInTheDocument();
+  });
+
   it('says "carregando…" while the bytes are on their way, and never asks for them', () => {
     const seen = serveMedia(new Blob([PNG]));
     renderApp(<MessageBubble message={message({ type: 'image', media: media({ status: 'pending' }) })} />);
