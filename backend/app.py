@@ -133,7 +133,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         BodyLimit,
         default=settings.MAX_BODY_BYTES,
         limits={"/api/v1/webhooks/": settings.WEBHOOK_MAX_BODY_BYTES},
-        uploads={uploads.UPLOAD_PATH: uploads.MAX_UPLOAD_BYTES},
+        uploads={uploads.UPLOAD_PATH: (uploads.MAX_UPLOAD_BYTES, uploads.FORM_TOO_LARGE)},
     )
     if settings.cors_origins:
         app.add_middleware(

@@ -76,41 +76,47 @@ class BodyTooLarge(HTTPException):
     """An HTTPException, so that FastAPI's body parsing passes it on (it turns other errors
     raised while reading a body into a 400) and the app's handler renders it."""
 
-    def __init__(self, limit: int) -> None:
-        super().__init__(413, f"request body larger than {limit} bytes", headers={"Connection": "close"})
+    def __init__(self, limit: int, detail: str | None = None) -> None:
+        super().__init__(413, detail or f"request body larger than {limit} bytes", headers={"Connection": "close"})
 
 
 class BodyLimit:
     """Refuses bodies over the route's limit with 413: at once when Content-Length says so, and
     while reading for chunked bodies, which declare no length. `limits`: path prefix → bytes, the
-    longest matching prefix wins; `default` for the rest. `uploads`: path pattern → bytes for
-    `multipart/form-data` bodies only (file uploads; the route checks its own, finer limits while
-    reading). Whatever is refused is never held whole."""
+    longest matching prefix wins; `default` for the rest. `uploads`: path pattern → (bytes, the
+    refusal's text) for `multipart/form-data` bodies only (file uploads; the route checks its own,
+    finer limits while reading). Whatever is refused is never held whole."""
 
     def __init__(
-        self, app: ASGIApp, *, default: int, limits: dict[str, int], uploads: dict[str, int] | None = None
+        self,
+        app: ASGIApp,
+        *,
+        default: int,
+        limits: dict[str, int],
+        uploads: dict[str, tuple[int, str]] | None = None,
     ) -> None:
         self.app = app
         self.default = default
         self.limits = sorted(limits.items(), key=lambda item: -len(item[0]))
         self.uploads = [(re.compile(pattern), limit) for pattern, limit in (uploads or {}).items()]
 
-    def limit_for(self, path: str, content_type: str = "") -> int:
+    def limit_for(self, path: str, content_type: str = "") -> tuple[int, str | None]:
+        """(bytes, the refusal's text when not the default one)."""
         if content_type.lower().startswith("multipart/form-data"):
-            for pattern, limit in self.uploads:
+            for pattern, (limit, detail) in self.uploads:
                 if pattern.fullmatch(path):
-                    return limit
-        return next((limit for prefix, limit in self.limits if path.startswith(prefix)), self.default)
+                    return limit, detail
+        return next((limit for prefix, limit in self.limits if path.startswith(prefix)), self.default), None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         headers = Headers(scope=scope)
-        limit = self.limit_for(scope["path"], headers.get("content-type", ""))
+        limit, detail = self.limit_for(scope["path"], headers.get("content-type", ""))
         declared = headers.get("content-length", "")
         if declared.isdigit() and int(declared) > limit:
-            await self._refuse(limit, scope, receive, send)
+            await self._refuse(limit, detail, scope, receive, send)
             return
         received = 0
         started = False
@@ -121,7 +127,7 @@ class BodyLimit:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > limit:
-                    raise BodyTooLarge(limit)
+                    raise BodyTooLarge(limit, detail)
             return message
 
         async def tracking_send(message: Message) -> None:
@@ -134,9 +140,9 @@ class BodyLimit:
         except BodyTooLarge:
             if started:
                 raise
-            await self._refuse(limit, scope, receive, send)
+            await self._refuse(limit, detail, scope, receive, send)
 
     @staticmethod
-    async def _refuse(limit: int, scope: Scope, receive: Receive, send: Send) -> None:
-        exc = BodyTooLarge(limit)
+    async def _refuse(limit: int, detail: str | None, scope: Scope, receive: Receive, send: Send) -> None:
+        exc = BodyTooLarge(limit, detail)
         await JSONResponse({"detail": exc.detail}, status_code=413, headers=exc.headers)(scope, receive, send)

@@ -94,6 +94,9 @@ NAME_MAX_CHARS = 255
 FORM_OVERHEAD_BYTES = 256 * KB
 MAX_UPLOAD_BYTES = max(LIMITS.values()) + FORM_OVERHEAD_BYTES
 UPLOAD_PATH = r"/api/v1/tickets/[^/]+/messages"  # where BodyLimit lets a form this large in
+FORM_TOO_LARGE = (
+    "Arquivo grande demais: o WhatsApp aceita no máximo 100 MB (documentos; imagens 5 MB, vídeos e áudios 16 MB)."
+)
 
 _MIME = re.compile(r"^[a-z0-9][a-z0-9!#$&^_.+-]{0,63}/[a-z0-9][a-z0-9!#$&^_.+-]{0,126}$")
 

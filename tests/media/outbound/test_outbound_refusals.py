@@ -175,3 +175,31 @@ async def test_a_form_without_a_file_or_with_unknown_fields_is_422(
     r = await post_file(client, ticket_id, agent, name="a.png", data=png, mime="image/png", body="x" * 5000)
     assert r.status_code == 422, r.text
     assert await counts(db) == before
+
+
+async def test_a_form_declared_larger_than_any_file_is_refused_before_its_body_is_read(
+    client: httpx.AsyncClient, admin_headers: dict[str, str], evolution: FakeEvolution, db: Any, backend_port: int
+) -> None:
+    """Content-Length past the largest limit: 413 in pt-BR at once, before a byte of body is sent."""
+    tenant = await make_tenant(client, admin_headers, agents=1)
+    conn = await make_connection(client, tenant, evolution)
+    ticket_id, _, agent = await held_ticket(client, tenant, evolution, conn, db)
+    before = await counts(db)
+    reader, writer = await asyncio.open_connection("127.0.0.1", backend_port)
+    try:
+        writer.write(
+            (
+                f"POST /api/v1/tickets/{ticket_id}/messages HTTP/1.1\r\n"
+                f"Host: 127.0.0.1:{backend_port}\r\n"
+                f"Authorization: {agent['Authorization']}\r\n"
+                "Content-Type: multipart/form-data; boundary=x\r\n"
+                f"Content-Length: {uploads.MAX_UPLOAD_BYTES + 1}\r\n\r\n"
+            ).encode()
+        )
+        await writer.drain()
+        answer = (await asyncio.wait_for(reader.read(), timeout=30)).decode()  # the server closes after it
+    finally:
+        writer.close()
+    assert answer.startswith("HTTP/1.1 413"), answer[:200]
+    assert "Arquivo grande demais" in answer, answer[-300:]
+    assert await counts(db) == before
