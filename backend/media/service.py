@@ -3,8 +3,9 @@
 The stable API other domains call (outbound sending, uploads, the inbound fetch):
 
 - `store_bytes(db, *, reseller_id, data, mime, name, duration=None, width=None, height=None,
-  max_size=None) -> dict` — stores `data` (bytes, or an async iterator of byte pieces, streamed:
-  never held whole) and returns the media record:
+  max_size=None) -> dict` — stores `data` (bytes, or an async iterator of byte pieces, received
+  whole into a spool file — memory up to 8 MB, then disk — before anything is written) and
+  returns the media record:
   `{"id", "reseller_id", "sha256", "size", "mime", "name", "file_id", "created_at"}` plus
   `duration`/`width`/`height` when known. The same content stored twice by one tenant returns
   the first record (its mime and name are the first storer's; keep your own on your document).
@@ -13,9 +14,9 @@ The stable API other domains call (outbound sending, uploads, the inbound fetch)
 - `open_bytes(db, *, reseller_id, sha256, start=0, end=None) -> AsyncIterator[bytes]` — the
   stored bytes (or the `start`..`end` slice, end exclusive), chunk by chunk. `NotFound` when the
   tenant holds no such content.
+  Usage: `async for piece in await open_bytes(db, reseller_id=r, sha256=s): ...`.
 - `read_bytes(db, *, reseller_id, sha256) -> bytes` — all of it at once (the outbound sender's
   base64; fine for WhatsApp-sized files, never used to serve downloads).
-  Usage: `async for piece in await open_bytes(db, reseller_id=r, sha256=s): ...`.
 
 Inbound media (the rest of this module and backend/media/worker.py): a media message is stored at
 once with `media.status` "pending" and a fetch queued (`enqueue_fetch`); the worker stores the
