@@ -24,6 +24,7 @@ from backend.core.metrics import render as render_metrics
 from backend.core.middleware import BodyLimit, ReadinessGate, RequestContextMiddleware
 from backend.core.runtime import open_runtime
 from backend.departments.routes import router as departments_router
+from backend.exports.routes import router as exports_router
 from backend.history.routes import router as history_router
 from backend.messages.routes import router as notes_router
 from backend.outbound import worker as outbound_worker_loop
@@ -184,6 +185,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         connections_router,
         webhooks_router,
         realtime_router,
+        exports_router,
     ):
         api.include_router(router)
     app.include_router(api)

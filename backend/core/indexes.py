@@ -34,6 +34,7 @@ _DOMAINS = (
     "audit",
     "connections",
     "departments",
+    "exports",
     "messages",
     "quick_replies",
     "tags",

@@ -142,3 +142,9 @@ async def signature_enabled(db: Database, reseller_id: str) -> bool:
     configs from before the setting have no field and keep it on)."""
     doc = await repository.get_config(db, TenantScope(reseller_id), reseller_id)
     return bool(doc.get("signature_enabled", True)) if doc is not None else True
+
+
+async def timezone_name(db: Database, reseller_id: str) -> str | None:
+    """The tenant's configured timezone (IANA name), for figures by local day (exports, reports)."""
+    doc = await repository.get_config(db, TenantScope(reseller_id), reseller_id)
+    return str(doc["timezone"]) if doc is not None and doc.get("timezone") else None
