@@ -27,6 +27,7 @@ from backend.departments.routes import router as departments_router
 from backend.exports.routes import router as exports_router
 from backend.history.routes import router as history_router
 from backend.messages.routes import router as notes_router
+from backend.monitoring import service as monitoring
 from backend.outbound import worker as outbound_worker_loop
 from backend.quick_replies.routes import router as quick_replies_router
 from backend.realtime import lifecycle as realtime
@@ -165,8 +166,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             return JSONResponse({"status": "not ready", "errors": [f"database: {exc}"]}, status_code=503)
         return JSONResponse({"status": "ready", "version": settings.APP_VERSION})
 
+    app.state.metrics_refresher = monitoring.Refresher(settings)
+
     @app.get("/metrics", tags=["health"], operation_id="health-metrics", include_in_schema=False)
-    async def metrics() -> Response:
+    async def metrics(request: Request) -> Response:
+        if request.app.state.startup.ready:  # the gauges read from the database (README, Metrics)
+            await request.app.state.metrics_refresher.refresh(request.app.state.db)
         body, content_type = render_metrics()
         return Response(body, media_type=content_type)
 

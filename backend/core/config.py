@@ -158,6 +158,12 @@ class Settings(BaseSettings):
     EXPORT_BATCH_ROWS: int = Field(default=500, ge=1, le=10_000)
     EXPORT_MAX_DAYS: int = Field(default=366, ge=1)
 
+    # /metrics: the gauges read from the database (tickets by state, outbox backlog, webhook lane
+    # lag; backend/monitoring) are refreshed on scrape at most this often, looking at most
+    # METRICS_LOOK_AHEAD entries past each queue's cursor for its oldest waiting one.
+    METRICS_REFRESH_SECONDS: float = Field(default=10.0, ge=0)
+    METRICS_LOOK_AHEAD: int = Field(default=100, ge=1)
+
     # Realtime (/api/v1/ws). REDIS_URL empty = single-process fan-out (no cross-process delivery
     # except through the tail poll); set it whenever more than one backend process serves sockets.
     REDIS_URL: str = ""

@@ -127,9 +127,9 @@ async def scope_for(db: Database, actor: Actor, *, reseller_id: str | None) -> t
 
 
 async def timezone_of(db: Database, reseller_id: str) -> ZoneInfo:
-    name = await resellers.timezone_name(db, reseller_id)
+    name = await resellers.timezone_of(db, reseller_id)
     try:
-        return ZoneInfo(name or DEFAULT_TIMEZONE)
+        return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
         return ZoneInfo(DEFAULT_TIMEZONE)
 

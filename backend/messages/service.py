@@ -50,6 +50,7 @@ from typing import Any
 
 from pymongo.errors import DuplicateKeyError
 
+from backend.core import metrics
 from backend.core.clock import as_utc, utcnow
 from backend.core.db import Database
 from backend.core.errors import Conflict, Forbidden
@@ -70,6 +71,7 @@ from backend.unread import service as unread
 
 PREVIEW_CHARS = projection.PREVIEW_CHARS  # how much of a message its ticket's preview shows
 CLIENT = "client"
+COUNTED_DIRECTIONS = ("in", "out")  # iaze_messages_total: the conversation, not internal notes
 # Each move files a message one finalized ticket further; only a finalize storm on one client's
 # channel could need more.
 MAX_MOVES = 100
@@ -116,6 +118,8 @@ async def append(
     except DuplicateKeyError:
         existing = await read_winner(lambda: repository.get_internal(db, doc["_id"]), what=f"message {doc['_id']}")
         return existing, False
+    if direction in COUNTED_DIRECTIONS:
+        metrics.MESSAGES.labels(reseller_id=str(ticket["reseller_id"]), direction=direction).inc()
     if sender_type == CLIENT:
         return await _file_client_message(db, ticket, doc), True
     await _after_stored(db, ticket, doc)

@@ -144,7 +144,8 @@ async def signature_enabled(db: Database, reseller_id: str) -> bool:
     return bool(doc.get("signature_enabled", True)) if doc is not None else True
 
 
-async def timezone_name(db: Database, reseller_id: str) -> str | None:
-    """The tenant's configured timezone (IANA name), for figures by local day (exports, reports)."""
+async def timezone_of(db: Database, reseller_id: str) -> str:
+    """The reseller's configured timezone name (the reports' local days); São Paulo for a
+    config without one."""
     doc = await repository.get_config(db, TenantScope(reseller_id), reseller_id)
-    return str(doc["timezone"]) if doc is not None and doc.get("timezone") else None
+    return str((doc or {}).get("timezone") or "America/Sao_Paulo")
