@@ -12,6 +12,7 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from backend import gates
+from backend.admin.routes import router as admin_router
 from backend.auth.routes import router as auth_router
 from backend.clients.routes import router as clients_router
 from backend.connections.routes import router as connections_router
@@ -191,6 +192,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         webhooks_router,
         realtime_router,
         exports_router,
+        admin_router,
     ):
         api.include_router(router)
     app.include_router(api)

@@ -307,3 +307,9 @@ async def repair(db: Database, found: Audit) -> None:
             db, found.reseller_id, watermark=found.watermark, counts=found.folded_totals, complete=True
         )
     await compact(db, found.reseller_id)
+
+
+async def tenant_by_status(db: Database, reseller_id: str) -> dict[str, int]:
+    """A tenant's tickets per status as its owner counts them (the metrics, the admin overview)."""
+    owner = Actor(id="", role="reseller", name="", reseller_id=reseller_id)
+    return view(await tenant_counts(db, reseller_id), owner, department_id=None)
