@@ -33,6 +33,7 @@ from backend.outbound import worker as outbound_worker_loop
 from backend.quick_replies.routes import router as quick_replies_router
 from backend.realtime import lifecycle as realtime
 from backend.realtime.routes import router as realtime_router
+from backend.reports.routes import router as reports_router
 from backend.resellers.routes import router as resellers_router
 from backend.tags.routes import router as tags_router
 from backend.tickets import sweep as ticket_sweep_loop
@@ -186,6 +187,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         quick_replies_router,
         tags_router,
         tickets_router,
+        reports_router,
         notes_router,
         history_router,
         connections_router,
