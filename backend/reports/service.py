@@ -27,6 +27,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from backend.audit import service as events
+from backend.core import metrics
 from backend.core.clock import as_utc, utcnow
 from backend.core.db import Database
 from backend.core.errors import Forbidden, NotFound, Unprocessable
@@ -126,6 +127,7 @@ async def record_message(db: Database, message: Mapping[str, Any], ticket: Mappi
             and await repository.claim_first_reply(db, ticket_id, message_id) == message_id
         ):
             first_response = at_ms - first_in
+            metrics.FIRST_RESPONSE.observe(first_response / 1000)  # README, Metrics
     _, tz = await _tz(db, tenant)
     p = aggregates.message_part(message, tz=tz, dims=message_dims(message, ticket), first_response_ms=first_response)
     if p is not None:

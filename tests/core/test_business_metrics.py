@@ -9,6 +9,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from backend.core import clock
 from backend.core.config import Settings
 from backend.core.ids import new_id
 from backend.outbound import backlog
@@ -116,3 +117,33 @@ async def test_webhook_lane_backlog_and_lag(
     others = [str(n) for n in range(settings.WEBHOOK_LANES) if str(n) != lane]
     assert {value(samples, "iaze_webhook_lane_lag_seconds", lane=n) for n in others} == {0}
     assert {value(samples, "iaze_webhook_lane_backlog", lane=n) for n in others} == {0}
+
+
+async def test_first_response_is_observed_once_at_the_first_agent_reply(
+    client: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    """Client writes at t, the agent assumes at t+60 and replies at t+200 and t+500: one
+    observation, of 200 s (a scripted clock; the reports' first-response claims decide "first")."""
+    agent = tenant.agents[0]
+    before = await scrape(client)
+    start = datetime.now(UTC)
+    now = [start]
+    with clock.override(lambda: now[0]):
+        ticket = await make_ticket(client, tenant)
+        now[0] = start + timedelta(seconds=60)
+        await assume(client, agent["headers"], ticket["id"])
+        for at in (200, 500):
+            now[0] = start + timedelta(seconds=at)
+            r = await client.post(
+                f"{API}/tickets/{ticket['id']}/messages", json={"body": "Oi"}, headers=agent["headers"]
+            )
+            assert r.status_code == 201
+    after = await scrape(client)
+
+    def delta(name: str, **labels: str) -> float:
+        return value(after, name, **labels) - value(before, name, **labels)
+
+    assert delta("iaze_first_response_seconds_count") == 1
+    assert delta("iaze_first_response_seconds_sum") == 200
+    assert delta("iaze_first_response_seconds_bucket", le="120.0") == 0
+    assert delta("iaze_first_response_seconds_bucket", le="300.0") == 1

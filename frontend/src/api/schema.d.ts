@@ -518,6 +518,40 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/reports/summary": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Report Summary */
+        get: operations["reports-summary"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/reports/agents": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Report Agents */
+        get: operations["reports-agents"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/tickets/{ticket_id}/notes": {
         parameters: {
             query?: never;
@@ -680,10 +714,140 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/exports/tickets.csv": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Export Tickets
+         * @description Tickets opened in the period (one row each), streamed as they are read.
+         */
+        get: operations["exports-tickets"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/exports/messages.csv": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Export Messages
+         * @description Conversation messages written in the period (internal notes left out), streamed as they are read.
+         */
+        get: operations["exports-messages"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/admin/overview": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Admin Overview
+         * @description Every reseller: tickets by status now, messages in/out over the period (default: the last 7
+         *     days), and its WhatsApp connections' status.
+         */
+        get: operations["admin-overview"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
 }
 export type webhooks = Record<string, never>;
 export interface components {
     schemas: {
+        /** AdminOverview */
+        AdminOverview: {
+            /**
+             * Period From
+             * Format: date
+             */
+            period_from: string;
+            /**
+             * Period To
+             * Format: date
+             */
+            period_to: string;
+            /** Items */
+            items: components["schemas"]["ResellerOverview"][];
+        };
+        /** AgentReport */
+        AgentReport: {
+            /**
+             * Opened
+             * @default 0
+             */
+            opened: number;
+            /**
+             * Assumed
+             * @default 0
+             */
+            assumed: number;
+            /**
+             * Transferred
+             * @default 0
+             */
+            transferred: number;
+            /**
+             * Finalized
+             * @default 0
+             */
+            finalized: number;
+            /**
+             * Waiting Now
+             * @default 0
+             */
+            waiting_now: number;
+            /**
+             * Oldest Wait Seconds
+             * @description now minus the oldest waiting ticket's queue entry
+             */
+            oldest_wait_seconds?: number | null;
+            first_response_seconds?: components["schemas"]["Quantiles"];
+            resolution_seconds?: components["schemas"]["Quantiles"];
+            /**
+             * Messages In
+             * @default 0
+             */
+            messages_in: number;
+            /**
+             * Messages Out
+             * @default 0
+             */
+            messages_out: number;
+            /** Agent Id */
+            agent_id: string;
+            /** Agent Name */
+            agent_name: string;
+        };
+        /** AgentReportList */
+        AgentReportList: {
+            /** Items */
+            items: components["schemas"]["AgentReport"][];
+        };
         /** BusinessHours */
         BusinessHours: {
             /** Weekday */
@@ -847,6 +1011,22 @@ export interface components {
              */
             updated_at: string;
         };
+        /** ConnectionSummary */
+        ConnectionSummary: {
+            /** Id */
+            id: string;
+            /** Name */
+            name: string;
+            /**
+             * Status
+             * @enum {string}
+             */
+            status: "connecting" | "open" | "close";
+            /** Active */
+            active: boolean;
+            /** Last Error */
+            last_error?: string | null;
+        };
         /** ConnectionUpdate */
         ConnectionUpdate: {
             /** Name */
@@ -855,6 +1035,34 @@ export interface components {
             default_department_id?: string | null;
             /** Active */
             active?: boolean | null;
+        };
+        /** DayVolume */
+        DayVolume: {
+            /**
+             * Date
+             * Format: date
+             */
+            date: string;
+            /**
+             * Opened
+             * @default 0
+             */
+            opened: number;
+            /**
+             * Finalized
+             * @default 0
+             */
+            finalized: number;
+            /**
+             * Messages In
+             * @default 0
+             */
+            messages_in: number;
+            /**
+             * Messages Out
+             * @default 0
+             */
+            messages_out: number;
         };
         /** DepartmentCreate */
         DepartmentCreate: {
@@ -1093,6 +1301,16 @@ export interface components {
              */
             status: "connecting" | "open" | "close";
         };
+        /**
+         * Quantiles
+         * @description Exact over the period and filters; null when there is no value.
+         */
+        Quantiles: {
+            /** Median */
+            median?: number | null;
+            /** P90 */
+            p90?: number | null;
+        };
         /** QuickReplyCreate */
         QuickReplyCreate: {
             /** Shortcut */
@@ -1148,6 +1366,78 @@ export interface components {
             status: "ready";
             /** Version */
             version: string;
+        };
+        /** ReportSummary */
+        ReportSummary: {
+            /**
+             * Opened
+             * @default 0
+             */
+            opened: number;
+            /**
+             * Assumed
+             * @default 0
+             */
+            assumed: number;
+            /**
+             * Transferred
+             * @default 0
+             */
+            transferred: number;
+            /**
+             * Finalized
+             * @default 0
+             */
+            finalized: number;
+            /**
+             * Waiting Now
+             * @default 0
+             */
+            waiting_now: number;
+            /**
+             * Oldest Wait Seconds
+             * @description now minus the oldest waiting ticket's queue entry
+             */
+            oldest_wait_seconds?: number | null;
+            first_response_seconds?: components["schemas"]["Quantiles"];
+            resolution_seconds?: components["schemas"]["Quantiles"];
+            /**
+             * Messages In
+             * @default 0
+             */
+            messages_in: number;
+            /**
+             * Messages Out
+             * @default 0
+             */
+            messages_out: number;
+            /**
+             * Period From
+             * Format: date
+             */
+            period_from: string;
+            /**
+             * Period To
+             * Format: date
+             */
+            period_to: string;
+            /** Timezone */
+            timezone: string;
+            /**
+             * Per Day
+             * @description every local day of the period, in order
+             */
+            per_day: components["schemas"]["DayVolume"][];
+            /**
+             * Per Hour
+             * @description tickets opened per local hour of day, 0-23
+             */
+            per_hour: number[];
+            /**
+             * Per Hour Messages In
+             * @description client messages per local hour of day, 0-23
+             */
+            per_hour_messages_in: number[];
         };
         /** ResellerConfigRead */
         ResellerConfigRead: {
@@ -1221,6 +1511,31 @@ export interface components {
             password: string;
             /** Owner Name */
             owner_name?: string | null;
+        };
+        /** ResellerOverview */
+        ResellerOverview: {
+            /** Id */
+            id: string;
+            /** Name */
+            name: string;
+            /** Active */
+            active: boolean;
+            /** Timezone */
+            timezone: string;
+            /** @description now, per status */
+            tickets: components["schemas"]["TicketsByStatus"];
+            /**
+             * Messages In
+             * @description client messages in the period (the reseller's local days)
+             */
+            messages_in: number;
+            /**
+             * Messages Out
+             * @description messages to the client in the period
+             */
+            messages_out: number;
+            /** Connections */
+            connections: components["schemas"]["ConnectionSummary"][];
         };
         /** ResellerRead */
         ResellerRead: {
@@ -1394,6 +1709,15 @@ export interface components {
             agent_id?: string | null;
             /** Department Id */
             department_id?: string | null;
+        };
+        /** TicketsByStatus */
+        TicketsByStatus: {
+            /** Espera */
+            espera: number;
+            /** Atendendo */
+            atendendo: number;
+            /** Finalizado */
+            finalizado: number;
         };
         /** TokenRead */
         TokenRead: {
@@ -4665,6 +4989,157 @@ export interface operations {
             };
         };
     };
+    "reports-summary": {
+        parameters: {
+            query?: {
+                /** @description first local day (YYYY-MM-DD), inclusive */
+                from?: string | null;
+                /** @description last local day (YYYY-MM-DD), inclusive */
+                to?: string | null;
+                department_id?: string | null;
+                agent_id?: string | null;
+                connection_id?: string | null;
+                /** @description the platform admin's tenant */
+                reseller_id?: string | null;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ReportSummary"];
+                };
+            };
+            /** @description Missing, invalid or expired credentials. */
+            401: {
+                headers: {
+                    /** @description Bearer */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The caller's role may not do this. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not found, or not visible to the caller (another tenant's). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description A parameter or the body is invalid. */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["UnprocessableBody"];
+                };
+            };
+            /** @description Not ready yet, or a dependency is unavailable; retry. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    "reports-agents": {
+        parameters: {
+            query?: {
+                /** @description first local day (YYYY-MM-DD), inclusive */
+                from?: string | null;
+                /** @description last local day (YYYY-MM-DD), inclusive */
+                to?: string | null;
+                /** @description the platform admin's tenant */
+                reseller_id?: string | null;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AgentReportList"];
+                };
+            };
+            /** @description Missing, invalid or expired credentials. */
+            401: {
+                headers: {
+                    /** @description Bearer */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The caller's role may not do this. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not found, or not visible to the caller (another tenant's). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description A parameter or the body is invalid. */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["UnprocessableBody"];
+                };
+            };
+            /** @description Not ready yet, or a dependency is unavailable; retry. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
     "tickets-post_note": {
         parameters: {
             query?: never;
@@ -5454,6 +5929,239 @@ export interface operations {
             };
             /** @description The body is larger than this route accepts. */
             413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description A parameter or the body is invalid. */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["UnprocessableBody"];
+                };
+            };
+            /** @description Not ready yet, or a dependency is unavailable; retry. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    "exports-tickets": {
+        parameters: {
+            query: {
+                /** @description first day (YYYY-MM-DD, the reseller's timezone) */
+                from: string;
+                /** @description last day, inclusive */
+                to: string;
+                /** @description the reseller to export (platform admin only) */
+                reseller_id?: string | null;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description UTF-8 with BOM, `;` */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/csv": string;
+                };
+            };
+            /** @description Missing, invalid or expired credentials. */
+            401: {
+                headers: {
+                    /** @description Bearer */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The caller's role may not do this. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not found, or not visible to the caller (another tenant's). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description A parameter or the body is invalid. */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["UnprocessableBody"];
+                };
+            };
+            /** @description Too many attempts. */
+            429: {
+                headers: {
+                    /** @description seconds to wait */
+                    "Retry-After"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not ready yet, or a dependency is unavailable; retry. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    "exports-messages": {
+        parameters: {
+            query: {
+                /** @description first day (YYYY-MM-DD, the reseller's timezone) */
+                from: string;
+                /** @description last day, inclusive */
+                to: string;
+                /** @description the reseller to export (platform admin only) */
+                reseller_id?: string | null;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description UTF-8 with BOM, `;` */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/csv": string;
+                };
+            };
+            /** @description Missing, invalid or expired credentials. */
+            401: {
+                headers: {
+                    /** @description Bearer */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The caller's role may not do this. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not found, or not visible to the caller (another tenant's). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description A parameter or the body is invalid. */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["UnprocessableBody"];
+                };
+            };
+            /** @description Too many attempts. */
+            429: {
+                headers: {
+                    /** @description seconds to wait */
+                    "Retry-After"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not ready yet, or a dependency is unavailable; retry. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    "admin-overview": {
+        parameters: {
+            query?: {
+                /** @description first day (YYYY-MM-DD) */
+                from?: string | null;
+                /** @description last day, inclusive */
+                to?: string | null;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AdminOverview"];
+                };
+            };
+            /** @description Missing, invalid or expired credentials. */
+            401: {
+                headers: {
+                    /** @description Bearer */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The caller's role may not do this. */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };
