@@ -9,6 +9,8 @@ import { AgentsPage } from './features/reseller/AgentsPage';
 import { ConnectionsPage } from './features/reseller/ConnectionsPage';
 import { CompanyPage } from './features/reseller/CompanyPage';
 import { ResellersPage } from './features/admin/ResellersPage';
+import { OverviewPage } from './features/admin/OverviewPage';
+import { ReportsPage } from './features/reports/ReportsPage';
 import { NotFound } from './layout/NotFound';
 import { ContactsPage } from './features/contacts/ContactsPage';
 import { QuickRepliesPage } from './features/quickReplies/QuickRepliesPage';
@@ -54,7 +56,9 @@ export function AppRoutes() {
           </Route>
           <Route path="admin" element={<RequireAuth roles={['admin']} />}>
             <Route path="revendas" element={<ResellersPage />} />
+            <Route path="visao-geral" element={<OverviewPage />} />
           </Route>
+          <Route path="relatorios" element={<ReportsPage />} />
           <Route path="perfil" element={<ProfilePage />} />
           <Route path="*" element={<NotFound />} />
         </Route>
