@@ -150,13 +150,15 @@ def unpack(blob: bytes | None) -> "array[int]":
 
 
 def _dim_index(state: dict[str, Any], dims: list[Any]) -> int:
-    known: list[list[Any]] = state.setdefault("dims", [])
+    """The bucket's index of `dims`, added when new. Stored as objects: FerretDB v1 stores no
+    array directly inside an array."""
+    known: list[dict[str, Any]] = state.setdefault("dims", [])
     index: dict[tuple[Any, ...], int] | None = state.get("_index")
     if index is None or len(index) != len(known):
-        index = {tuple(d): i for i, d in enumerate(known)}
-    key = tuple(dims)
+        index = {(d.get("d"), d.get("a"), d.get("c")): i for i, d in enumerate(known)}
+    key = (dims[0], dims[1], dims[2])
     if key not in index:
-        known.append(list(dims))
+        known.append({"d": dims[0], "a": dims[1], "c": dims[2]})
         index[key] = len(known) - 1
     state["_index"] = index
     return index[key]
@@ -206,27 +208,26 @@ def month_cells(state: Mapping[str, Any]) -> Iterable[tuple[str, Dims, Mapping[s
     for key, cell in (state.get("cells") or {}).items():
         day, index = key.split("|")
         d = dims[int(index)]
-        yield day, (d[0], d[1], d[2]), cell
+        yield day, (d.get("d"), d.get("a"), d.get("c")), cell
 
 
-def comparable(state: Mapping[str, Any]) -> dict[str, Any]:
-    """A month state keyed by dims rather than by index, values sorted, zeros dropped: two states
-    (incremental and rebuilt) with the same figures compare equal."""
-    out: dict[str, Any] = {}
-    for day, dims, cell in month_cells(state):
-        key = f"{day}|{dims[0]}|{dims[1]}|{dims[2]}"
-        row: dict[str, Any] = {}
-        for name in COUNTS:
-            if int(cell.get(name, 0)):
-                row[name] = int(cell[name])
-        for name in HOURS:
-            hours = {h: int(n) for h, n in (cell.get(name) or {}).items() if int(n)}
-            if hours:
-                row[name] = hours
-        for name in VALUES:
-            values = sorted(unpack(cell.get(name)))
-            if values:
-                row[name] = values
-        if row:
-            out[key] = row
+def by_month(parts: Iterable[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """Parts grouped by the local month bucket they go to."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    for p in parts:
+        out.setdefault(str(p["m"]), []).append(p)
     return out
+
+
+def message_dims(message: Mapping[str, Any], ticket: Mapping[str, Any] | None) -> Dims:
+    """Department and agent as stamped on the message when it was stored (messages.append);
+    the ticket's current ones for a message from before the stamps. An agent's reply counts
+    for the agent who sent it."""
+    t = ticket or {}
+    dept = message["department_id"] if "department_id" in message else t.get("department_id")
+    if message.get("direction") == "out" and message.get("sender_type") == "agent":
+        agent = message.get("sender_id")
+    else:
+        agent = message["agent_id"] if "agent_id" in message else t.get("agent_id")
+    conn = message.get("channel") or t.get("channel")
+    return (dept, agent, conn)

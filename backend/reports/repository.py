@@ -89,3 +89,8 @@ async def known_months(db: Database, reseller_id: str) -> list[str]:
     async for doc in db[ENTRIES].find({"bucket": {"$regex": f"^{prefix}"}}, {"bucket": 1}):
         out.add(str(doc["bucket"])[len(prefix) :])
     return sorted(out)
+
+
+async def tenant_ids(db: Database) -> list[str]:
+    """Every tenant, for the rebuild (a small collection)."""
+    return [str(d["_id"]) async for d in db["resellers"].find({}, {"_id": 1})]

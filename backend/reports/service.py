@@ -19,7 +19,7 @@ import asyncio
 import math
 from array import array
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from functools import lru_cache
@@ -80,31 +80,11 @@ async def record_ticket_event(db: Database, event: Mapping[str, Any], previous_s
     _, tz = await _tz(db, tenant)
     key = f"ev:{event['_id']}"
     parts = aggregates.event_parts(event, previous, tz=tz, connection_id=connection, opened_at=first["at"])
-    for month, month_parts in _by_month(parts).items():
+    for month, month_parts in aggregates.by_month(parts).items():
         await repository.record_month(db, tenant, month, key, month_parts)
     change = aggregates.waiting_change(event, previous, connection_id=connection)
     if change is not None:
         await repository.record_live(db, tenant, key, change)
-
-
-def _by_month(parts: Iterable[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
-    out: dict[str, list[dict[str, Any]]] = {}
-    for p in parts:
-        out.setdefault(str(p["m"]), []).append(p)
-    return out
-
-
-def message_dims(message: Mapping[str, Any], ticket: Mapping[str, Any] | None) -> Dims:
-    """Department and agent as stamped on the message when it was stored (messages.append);
-    the ticket's current ones for a message from before the stamps."""
-    t = ticket or {}
-    dept = message["department_id"] if "department_id" in message else t.get("department_id")
-    if message.get("direction") == "out" and message.get("sender_type") == "agent":
-        agent = message.get("sender_id")
-    else:
-        agent = message["agent_id"] if "agent_id" in message else t.get("agent_id")
-    conn = message.get("channel") or t.get("channel")
-    return (dept, agent, conn)
 
 
 async def record_message(db: Database, message: Mapping[str, Any], ticket: Mapping[str, Any]) -> None:
@@ -127,7 +107,9 @@ async def record_message(db: Database, message: Mapping[str, Any], ticket: Mappi
         ):
             first_response = at_ms - first_in
     _, tz = await _tz(db, tenant)
-    p = aggregates.message_part(message, tz=tz, dims=message_dims(message, ticket), first_response_ms=first_response)
+    p = aggregates.message_part(
+        message, tz=tz, dims=aggregates.message_dims(message, ticket), first_response_ms=first_response
+    )
     if p is not None:
         await repository.record_month(db, tenant, str(p["m"]), f"msg:{message_id}", [p])
 
@@ -358,3 +340,8 @@ async def agents(
 def figures_of(report: ReportFigures) -> dict[str, Any]:
     """The figures alone (what the rebuild and the tests compare)."""
     return report.model_dump(include=set(ReportFigures.model_fields))
+
+
+async def tenant_ids(db: Database) -> list[str]:
+    """Every tenant (the rebuild script's loop)."""
+    return await repository.tenant_ids(db)
