@@ -42,9 +42,11 @@ appended in version order.
 
 from array import array
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, tzinfo
 from typing import Any
+
+import bson
 
 from backend.core.clock import as_utc
 
@@ -164,11 +166,41 @@ def _dim_index(state: dict[str, Any], dims: list[Any]) -> int:
     return index[key]
 
 
-def fold_month(state: dict[str, Any], entry: Mapping[str, Any]) -> None:
-    """Adds one entry's parts to a month bucket's cells. Counts may be negative and values may be
-    removed (`fr_del`/`rs_del`): the rebuild's corrections are entries like any other."""
+ANY = "*"  # a projected dim: every department (agent, connection)
+
+# The month views (backend/core/foldlog.py): each keeps the cells of one projection of the dims,
+# so a request reads the one whose cells it sums — a year without filter 365 day cells, one
+# department's 365 x departments — and never the full cross product unless it filters by two
+# dims at once ("cells").
+PROJECTIONS: dict[str, Callable[[list[Any]], list[Any]]] = {
+    "all": lambda d: [ANY, ANY, ANY],
+    "dept": lambda d: [d[0], ANY, ANY],
+    "agent": lambda d: [ANY, d[1], ANY],
+    "conn": lambda d: [ANY, ANY, d[2]],
+    "cells": lambda d: list(d),
+}
+
+
+def view_for(department_id: str | None, agent_id: str | None, connection_id: str | None) -> str:
+    """The smallest view that answers a filter."""
+    given = [x is not None for x in (department_id, agent_id, connection_id)]
+    if sum(given) > 1:
+        return "cells"
+    if given[0]:
+        return "dept"
+    if given[1]:
+        return "agent"
+    return "conn" if given[2] else "all"
+
+
+def fold_month(state: dict[str, Any], entry: Mapping[str, Any], *, view: str = "cells") -> None:
+    """Adds one entry's parts to a month view's cells. Counts may be negative and values may be
+    removed (`fr_del`/`rs_del`): the rebuild's corrections are entries like any other. Each
+    cell's values stay sorted, so a request selects quantiles across cells without sorting."""
+    project = PROJECTIONS[view]
     for p in entry.get("parts", ()):
-        cell: dict[str, Any] = state.setdefault("cells", {}).setdefault(f"{p['d']}|{_dim_index(state, p['dim'])}", {})
+        dims = project(p["dim"])
+        cell: dict[str, Any] = state.setdefault("cells", {}).setdefault(f"{p['d']}|{_dim_index(state, dims)}", {})
         for name in COUNTS:
             if p.get(name):
                 cell[name] = int(cell.get(name, 0)) + int(p[name])
@@ -183,7 +215,26 @@ def fold_month(state: dict[str, Any], entry: Mapping[str, Any]) -> None:
                 values = list(unpack(cell.get(name)))
                 if removed:
                     values = list((Counter(values) - Counter(int(v) for v in removed)).elements())
-                cell[name] = _pack([*values, *(int(v) for v in added)])
+                cell[name] = _pack(sorted([*values, *(int(v) for v in added)]))
+
+
+def month_view(view: str) -> Callable[[dict[str, Any], Mapping[str, Any]], None]:
+    def fold(state: dict[str, Any], entry: Mapping[str, Any]) -> None:
+        fold_month(state, entry, view=view)
+
+    return fold
+
+
+def encode(state: dict[str, Any]) -> dict[str, Any]:
+    """A month view as stored: one BSON blob. FerretDB v1 converts every field of a document
+    between its storage and BSON, which for thousands of cells costs far more than the bytes;
+    one binary field crosses as a block, and the client decodes it in C."""
+    return {"blob": bson.encode(clean(state))}
+
+
+def decode(stored: dict[str, Any]) -> dict[str, Any]:
+    blob = stored.get("blob")
+    return dict(bson.decode(bytes(blob))) if blob else {}
 
 
 def fold_live(state: dict[str, Any], entry: Mapping[str, Any]) -> None:

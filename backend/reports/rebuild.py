@@ -92,7 +92,7 @@ class Audit:
     truth_waiting: dict[str, tuple[int, Any, Any]]
     current_waiting: dict[str, tuple[int, Any, Any]]
     truth_live: dict[str, Any]
-    corrupt: list[str] = field(default_factory=list)  # buckets whose totals are not their entries' fold
+    corrupt: list[str] = field(default_factory=list)  # bucket views whose totals are not their entries' fold
 
     @property
     def month_differences(self) -> dict[str, list[CellKey]]:
@@ -185,9 +185,10 @@ async def audit(db: Database, reseller_id: str) -> Audit:
         truth_live=live,
     )
     for month in names:
-        _, stored, folded = await repository.month_totals(db, reseller_id, month)
-        if comparable(stored) != comparable(folded):
-            found.corrupt.append(aggregates.month_bucket(reseller_id, month))
+        for view in aggregates.PROJECTIONS:
+            _, stored, folded = await repository.month_totals(db, reseller_id, month, view)
+            if comparable(stored) != comparable(folded):
+                found.corrupt.append(f"{aggregates.month_bucket(reseller_id, month)}|{view}")
     _, stored_live, folded_live = await repository.live_totals(db, reseller_id)
     if waiting_of(stored_live) != waiting_of(folded_live):
         found.corrupt.append(aggregates.live_bucket(reseller_id))
@@ -233,11 +234,9 @@ async def repair(db: Database, found: Audit) -> None:
             watermark, _, folded = await repository.live_totals(db, found.reseller_id)
             await repository.write_live(db, found.reseller_id, watermark=watermark, state=folded)
         else:
-            month = bucket.rsplit(":", 1)[1]
-            watermark, _, folded = await repository.month_totals(db, found.reseller_id, month)
-            await repository.write_month(
-                db, found.reseller_id, month, watermark=watermark, state=aggregates.clean(folded)
-            )
+            month, view = bucket.rsplit(":", 1)[1].split("|")
+            watermark, _, folded = await repository.month_totals(db, found.reseller_id, month, view)
+            await repository.write_month(db, found.reseller_id, month, view, watermark=watermark, state=folded)
     if found.corrupt:
         found = await audit(db, found.reseller_id)
     for month in found.month_differences:

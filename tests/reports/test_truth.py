@@ -237,14 +237,15 @@ async def test_the_rebuild_finds_and_fixes_what_was_never_recorded_or_is_corrupt
     month = now.astimezone(reports.zone("America/Sao_Paulo")).strftime("%Y-%m")
     bucket = f"{tenant.id}:m:{month}"
     await repository.MONTHS.compact(db, bucket)
-    doc = await db[repository.TOTALS].find_one({"_id": bucket})
-    cells = doc["state"]["cells"]
-    first = next(iter(cells))
-    cells[first]["a"] = int(cells[first].get("a", 0)) + 1
-    await db[repository.TOTALS].update_one({"_id": bucket}, {"$set": {"state.cells": cells}})
+    # The "all" view (what an unfiltered summary reads) and the cells (the rebuild's comparison).
+    for view in ("all", "cells"):
+        watermark, state = await repository.MONTHS._totals(db, bucket, view)
+        cell = next(iter(state["cells"].values()))
+        cell["a"] = int(cell.get("a", 0)) + 1
+        await repository.MONTHS.write_totals(db, bucket, view, watermark=watermark, state=state)
     wrong = await _today(db, tenant)
     found = await rebuild.audit(db, tenant.id)
-    assert found.corrupt == [bucket] and found.month_differences
+    assert found.corrupt == [f"{bucket}|all", f"{bucket}|cells"] and found.month_differences
     assert [a.clean for a in await reports_rebuild.check(db, tenant=tenant.id, fix=False)] == [False]
 
     fixed = await reports_rebuild.check(db, tenant=tenant.id, fix=True)
