@@ -42,9 +42,11 @@ appended in version order.
 
 from array import array
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, tzinfo
 from typing import Any
+
+import bson
 
 from backend.core.clock import as_utc
 
@@ -150,23 +152,55 @@ def unpack(blob: bytes | None) -> "array[int]":
 
 
 def _dim_index(state: dict[str, Any], dims: list[Any]) -> int:
-    known: list[list[Any]] = state.setdefault("dims", [])
+    """The bucket's index of `dims`, added when new. Stored as objects: FerretDB v1 stores no
+    array directly inside an array."""
+    known: list[dict[str, Any]] = state.setdefault("dims", [])
     index: dict[tuple[Any, ...], int] | None = state.get("_index")
     if index is None or len(index) != len(known):
-        index = {tuple(d): i for i, d in enumerate(known)}
-    key = tuple(dims)
+        index = {(d.get("d"), d.get("a"), d.get("c")): i for i, d in enumerate(known)}
+    key = (dims[0], dims[1], dims[2])
     if key not in index:
-        known.append(list(dims))
+        known.append({"d": dims[0], "a": dims[1], "c": dims[2]})
         index[key] = len(known) - 1
     state["_index"] = index
     return index[key]
 
 
-def fold_month(state: dict[str, Any], entry: Mapping[str, Any]) -> None:
-    """Adds one entry's parts to a month bucket's cells. Counts may be negative and values may be
-    removed (`fr_del`/`rs_del`): the rebuild's corrections are entries like any other."""
+ANY = "*"  # a projected dim: every department (agent, connection)
+
+# The month views (backend/core/foldlog.py): each keeps the cells of one projection of the dims,
+# so a request reads the one whose cells it sums — a year without filter 365 day cells, one
+# department's 365 x departments — and never the full cross product unless it filters by two
+# dims at once ("cells").
+PROJECTIONS: dict[str, Callable[[list[Any]], list[Any]]] = {
+    "all": lambda d: [ANY, ANY, ANY],
+    "dept": lambda d: [d[0], ANY, ANY],
+    "agent": lambda d: [ANY, d[1], ANY],
+    "conn": lambda d: [ANY, ANY, d[2]],
+    "cells": lambda d: list(d),
+}
+
+
+def view_for(department_id: str | None, agent_id: str | None, connection_id: str | None) -> str:
+    """The smallest view that answers a filter."""
+    given = [x is not None for x in (department_id, agent_id, connection_id)]
+    if sum(given) > 1:
+        return "cells"
+    if given[0]:
+        return "dept"
+    if given[1]:
+        return "agent"
+    return "conn" if given[2] else "all"
+
+
+def fold_month(state: dict[str, Any], entry: Mapping[str, Any], *, view: str = "cells") -> None:
+    """Adds one entry's parts to a month view's cells. Counts may be negative and values may be
+    removed (`fr_del`/`rs_del`): the rebuild's corrections are entries like any other. Each
+    cell's values stay sorted, so a request selects quantiles across cells without sorting."""
+    project = PROJECTIONS[view]
     for p in entry.get("parts", ()):
-        cell: dict[str, Any] = state.setdefault("cells", {}).setdefault(f"{p['d']}|{_dim_index(state, p['dim'])}", {})
+        dims = project(p["dim"])
+        cell: dict[str, Any] = state.setdefault("cells", {}).setdefault(f"{p['d']}|{_dim_index(state, dims)}", {})
         for name in COUNTS:
             if p.get(name):
                 cell[name] = int(cell.get(name, 0)) + int(p[name])
@@ -181,7 +215,26 @@ def fold_month(state: dict[str, Any], entry: Mapping[str, Any]) -> None:
                 values = list(unpack(cell.get(name)))
                 if removed:
                     values = list((Counter(values) - Counter(int(v) for v in removed)).elements())
-                cell[name] = _pack([*values, *(int(v) for v in added)])
+                cell[name] = _pack(sorted([*values, *(int(v) for v in added)]))
+
+
+def month_view(view: str) -> Callable[[dict[str, Any], Mapping[str, Any]], None]:
+    def fold(state: dict[str, Any], entry: Mapping[str, Any]) -> None:
+        fold_month(state, entry, view=view)
+
+    return fold
+
+
+def encode(state: dict[str, Any]) -> dict[str, Any]:
+    """A month view as stored: one BSON blob. FerretDB v1 converts every field of a document
+    between its storage and BSON, which for thousands of cells costs far more than the bytes;
+    one binary field crosses as a block, and the client decodes it in C."""
+    return {"blob": bson.encode(clean(state))}
+
+
+def decode(stored: dict[str, Any]) -> dict[str, Any]:
+    blob = stored.get("blob")
+    return dict(bson.decode(bytes(blob))) if blob else {}
 
 
 def fold_live(state: dict[str, Any], entry: Mapping[str, Any]) -> None:
@@ -206,27 +259,26 @@ def month_cells(state: Mapping[str, Any]) -> Iterable[tuple[str, Dims, Mapping[s
     for key, cell in (state.get("cells") or {}).items():
         day, index = key.split("|")
         d = dims[int(index)]
-        yield day, (d[0], d[1], d[2]), cell
+        yield day, (d.get("d"), d.get("a"), d.get("c")), cell
 
 
-def comparable(state: Mapping[str, Any]) -> dict[str, Any]:
-    """A month state keyed by dims rather than by index, values sorted, zeros dropped: two states
-    (incremental and rebuilt) with the same figures compare equal."""
-    out: dict[str, Any] = {}
-    for day, dims, cell in month_cells(state):
-        key = f"{day}|{dims[0]}|{dims[1]}|{dims[2]}"
-        row: dict[str, Any] = {}
-        for name in COUNTS:
-            if int(cell.get(name, 0)):
-                row[name] = int(cell[name])
-        for name in HOURS:
-            hours = {h: int(n) for h, n in (cell.get(name) or {}).items() if int(n)}
-            if hours:
-                row[name] = hours
-        for name in VALUES:
-            values = sorted(unpack(cell.get(name)))
-            if values:
-                row[name] = values
-        if row:
-            out[key] = row
+def by_month(parts: Iterable[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """Parts grouped by the local month bucket they go to."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    for p in parts:
+        out.setdefault(str(p["m"]), []).append(p)
     return out
+
+
+def message_dims(message: Mapping[str, Any], ticket: Mapping[str, Any] | None) -> Dims:
+    """Department and agent as stamped on the message when it was stored (messages.append);
+    the ticket's current ones for a message from before the stamps. An agent's reply counts
+    for the agent who sent it."""
+    t = ticket or {}
+    dept = message["department_id"] if "department_id" in message else t.get("department_id")
+    if message.get("direction") == "out" and message.get("sender_type") == "agent":
+        agent = message.get("sender_id")
+    else:
+        agent = message["agent_id"] if "agent_id" in message else t.get("agent_id")
+    conn = message.get("channel") or t.get("channel")
+    return (dept, agent, conn)

@@ -2,7 +2,9 @@
 collections, every query by `_id`.
 
 - `report_entries`: contribution entry n of bucket B is `_id` "<B>:<n>".
-- `report_totals`: one document per bucket, `_id` the bucket: `{watermark, state}`.
+- `report_totals`: one document per bucket view, `_id` "<bucket>|<view>" (a month's views:
+  reports/aggregates.py PROJECTIONS; the live bucket has one, `_id` the bucket):
+  `{watermark, state}`, a month view's state one BSON blob.
 - `natural_keys` kinds "report" (contribution key -> its counting entry), "report-first-in"
   (ticket -> its first client message's time) and "report-first-reply" (ticket -> the reply that
   answered it first).
@@ -13,7 +15,7 @@ from typing import Any
 
 from backend.core import natural_keys
 from backend.core.db import Database
-from backend.core.foldlog import FoldLog
+from backend.core.foldlog import FoldLog, View
 from backend.reports import aggregates
 
 ENTRIES = "report_entries"
@@ -22,9 +24,14 @@ FIRST_IN = "report-first-in"
 FIRST_REPLY = "report-first-reply"
 
 MONTHS = FoldLog(
-    entries=ENTRIES, totals=TOTALS, claim_kind="report", fold=aggregates.fold_month, stored=aggregates.clean
+    entries=ENTRIES,
+    totals=TOTALS,
+    claim_kind="report",
+    views={v: View(aggregates.month_view(v), aggregates.encode, aggregates.decode) for v in aggregates.PROJECTIONS},
+    compact_every=32,
+    reader_compacts_at=96,
 )
-LIVE = FoldLog(entries=ENTRIES, totals=TOTALS, claim_kind="report", fold=aggregates.fold_live)
+LIVE = FoldLog(entries=ENTRIES, totals=TOTALS, claim_kind="report", views={"": View(aggregates.fold_live)})
 
 
 async def record_month(db: Database, reseller_id: str, month: str, key: str, parts: list[dict[str, Any]]) -> bool:
@@ -35,9 +42,10 @@ async def record_live(db: Database, reseller_id: str, key: str, change: dict[str
     return await LIVE.record(db, aggregates.live_bucket(reseller_id), key, change)
 
 
-async def months(db: Database, reseller_id: str, names: list[str]) -> list[dict[str, Any]]:
-    """The month buckets' states, read concurrently (each is a couple of `_id` reads)."""
-    return list(await asyncio.gather(*(MONTHS.read(db, aggregates.month_bucket(reseller_id, m)) for m in names)))
+async def months(db: Database, reseller_id: str, names: list[str], view: str = "cells") -> list[dict[str, Any]]:
+    """One view of the month buckets, read concurrently (each is a few `_id` reads)."""
+    buckets = [aggregates.month_bucket(reseller_id, m) for m in names]
+    return list(await asyncio.gather(*(MONTHS.read(db, b, view) for b in buckets)))
 
 
 async def live(db: Database, reseller_id: str) -> dict[str, Any]:
@@ -64,20 +72,24 @@ async def first_reply(db: Database, ticket_id: str) -> str | None:
     return await natural_keys.lookup(db, FIRST_REPLY, ticket_id)
 
 
-async def month_totals(db: Database, reseller_id: str, month: str) -> tuple[int, dict[str, Any], dict[str, Any]]:
-    return await MONTHS.refold(db, aggregates.month_bucket(reseller_id, month))
+async def month_totals(
+    db: Database, reseller_id: str, month: str, view: str
+) -> tuple[int, dict[str, Any], dict[str, Any]]:
+    return await MONTHS.refold(db, aggregates.month_bucket(reseller_id, month), view)
 
 
-async def write_month(db: Database, reseller_id: str, month: str, *, watermark: int, state: dict[str, Any]) -> None:
-    await MONTHS.write_totals(db, aggregates.month_bucket(reseller_id, month), watermark=watermark, state=state)
+async def write_month(
+    db: Database, reseller_id: str, month: str, view: str, *, watermark: int, state: dict[str, Any]
+) -> None:
+    await MONTHS.write_totals(db, aggregates.month_bucket(reseller_id, month), view, watermark=watermark, state=state)
 
 
 async def live_totals(db: Database, reseller_id: str) -> tuple[int, dict[str, Any], dict[str, Any]]:
-    return await LIVE.refold(db, aggregates.live_bucket(reseller_id))
+    return await LIVE.refold(db, aggregates.live_bucket(reseller_id), "")
 
 
 async def write_live(db: Database, reseller_id: str, *, watermark: int, state: dict[str, Any]) -> None:
-    await LIVE.write_totals(db, aggregates.live_bucket(reseller_id), watermark=watermark, state=state)
+    await LIVE.write_totals(db, aggregates.live_bucket(reseller_id), "", watermark=watermark, state=state)
 
 
 async def known_months(db: Database, reseller_id: str) -> list[str]:
@@ -85,7 +97,12 @@ async def known_months(db: Database, reseller_id: str) -> list[str]:
     prefix = aggregates.month_bucket(reseller_id, "")
     out: set[str] = set()
     async for doc in db[TOTALS].find({"_id": {"$regex": f"^{prefix}"}}, {"_id": 1}):
-        out.add(str(doc["_id"])[len(prefix) :])
+        out.add(str(doc["_id"])[len(prefix) :].split("|")[0])
     async for doc in db[ENTRIES].find({"bucket": {"$regex": f"^{prefix}"}}, {"bucket": 1}):
         out.add(str(doc["bucket"])[len(prefix) :])
     return sorted(out)
+
+
+async def tenant_ids(db: Database) -> list[str]:
+    """Every tenant, for the rebuild (a small collection)."""
+    return [str(d["_id"]) async for d in db["resellers"].find({}, {"_id": 1})]

@@ -18,8 +18,9 @@ its retry (a webhook redelivery runs `complete_stored`, which records it) or the
 import asyncio
 import math
 from array import array
+from bisect import bisect_right
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from functools import lru_cache
@@ -42,6 +43,7 @@ from backend.users import service as users
 MAX_DAYS = 400  # a year and a bit: 14 month buckets at most
 DEFAULT_DAYS = 30
 DEFAULT_TIMEZONE = "America/Sao_Paulo"
+SORT_BELOW = 20_000  # values: below this a quantile sorts the union, above it searches the runs
 
 
 @lru_cache(maxsize=256)
@@ -81,31 +83,11 @@ async def record_ticket_event(db: Database, event: Mapping[str, Any], previous_s
     _, tz = await _tz(db, tenant)
     key = f"ev:{event['_id']}"
     parts = aggregates.event_parts(event, previous, tz=tz, connection_id=connection, opened_at=first["at"])
-    for month, month_parts in _by_month(parts).items():
+    for month, month_parts in aggregates.by_month(parts).items():
         await repository.record_month(db, tenant, month, key, month_parts)
     change = aggregates.waiting_change(event, previous, connection_id=connection)
     if change is not None:
         await repository.record_live(db, tenant, key, change)
-
-
-def _by_month(parts: Iterable[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
-    out: dict[str, list[dict[str, Any]]] = {}
-    for p in parts:
-        out.setdefault(str(p["m"]), []).append(p)
-    return out
-
-
-def message_dims(message: Mapping[str, Any], ticket: Mapping[str, Any] | None) -> Dims:
-    """Department and agent as stamped on the message when it was stored (messages.append);
-    the ticket's current ones for a message from before the stamps."""
-    t = ticket or {}
-    dept = message["department_id"] if "department_id" in message else t.get("department_id")
-    if message.get("direction") == "out" and message.get("sender_type") == "agent":
-        agent = message.get("sender_id")
-    else:
-        agent = message["agent_id"] if "agent_id" in message else t.get("agent_id")
-    conn = message.get("channel") or t.get("channel")
-    return (dept, agent, conn)
 
 
 async def record_message(db: Database, message: Mapping[str, Any], ticket: Mapping[str, Any]) -> None:
@@ -129,7 +111,9 @@ async def record_message(db: Database, message: Mapping[str, Any], ticket: Mappi
             first_response = at_ms - first_in
             metrics.FIRST_RESPONSE.observe(first_response / 1000)  # README, Metrics
     _, tz = await _tz(db, tenant)
-    p = aggregates.message_part(message, tz=tz, dims=message_dims(message, ticket), first_response_ms=first_response)
+    p = aggregates.message_part(
+        message, tz=tz, dims=aggregates.message_dims(message, ticket), first_response_ms=first_response
+    )
     if p is not None:
         await repository.record_month(db, tenant, str(p["m"]), f"msg:{message_id}", [p])
 
@@ -141,8 +125,8 @@ async def record_message(db: Database, message: Mapping[str, Any], ticket: Mappi
 @dataclass
 class _Acc:
     counts: Counter[str] = field(default_factory=Counter)
-    fr: "array[int]" = field(default_factory=lambda: array("q"))
-    rs: "array[int]" = field(default_factory=lambda: array("q"))
+    fr: list["array[int]"] = field(default_factory=list)  # sorted runs, one per cell
+    rs: list["array[int]"] = field(default_factory=list)
     days: dict[str, Counter[str]] = field(default_factory=dict)
     hours_opened: list[int] = field(default_factory=lambda: [0] * 24)
     hours_in: list[int] = field(default_factory=lambda: [0] * 24)
@@ -158,20 +142,36 @@ class _Acc:
             for hour, n in (cell.get(name) or {}).items():
                 hours[int(hour)] += int(n)
         if cell.get("fr"):
-            self.fr.frombytes(bytes(cell["fr"]))
+            self.fr.append(aggregates.unpack(cell["fr"]))
         if cell.get("rs"):
-            self.rs.frombytes(bytes(cell["rs"]))
+            self.rs.append(aggregates.unpack(cell["rs"]))
 
 
-def quantiles(values: "array[int]") -> Quantiles:
+def kth(runs: list["array[int]"], k: int) -> int:
+    """The k-th smallest (0-based) value of the union of sorted runs, exactly: a binary search
+    over the values counting, per run, those at or below a candidate (a bisect per run) — no
+    merge, no sort of the union."""
+    lo, hi = min(r[0] for r in runs), max(r[-1] for r in runs)
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if sum(bisect_right(r, mid) for r in runs) >= k + 1:
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
+
+
+def quantiles(runs: list["array[int]"]) -> Quantiles:
     """Median (the mean of the two middle values for an even count) and p90 (nearest rank:
     the smallest value with at least 90% of the values at or below it), in seconds."""
-    if not values:
+    n = sum(len(r) for r in runs)
+    if not n:
         return Quantiles()
-    ordered = sorted(values)
-    n = len(ordered)
-    median = ordered[n // 2] if n % 2 else (ordered[n // 2 - 1] + ordered[n // 2]) / 2
-    p90 = ordered[max(0, math.ceil(0.9 * n) - 1)]
+    runs = [r for r in runs if r]
+    if n <= SORT_BELOW:  # a small union sorts faster than the search walks its runs
+        runs = [array("q", sorted(v for r in runs for v in r))]
+    median = kth(runs, n // 2) if n % 2 else (kth(runs, n // 2 - 1) + kth(runs, n // 2)) / 2
+    p90 = kth(runs, max(0, math.ceil(0.9 * n) - 1))
     return Quantiles(median=median / 1000, p90=p90 / 1000)
 
 
@@ -287,7 +287,9 @@ async def summary(
     p = await period(db, actor, start=start, end=end, reseller_id=reseller_id)
     months = _months(p.start, p.end)
 
-    def match(dims: Dims) -> bool:
+    view = aggregates.view_for(department_id, agent_id, connection_id)
+
+    def match(dims: Dims) -> bool:  # the view's dims: the ones it does not keep are "*"
         return (
             (department_id is None or dims[0] == department_id)
             and (agent_id is None or dims[1] == agent_id)
@@ -298,7 +300,7 @@ async def summary(
     if agent_id is not None:
         depts = actor.department_ids if actor.id == agent_id else await _agent_departments(db, p.reseller_id, agent_id)
     states, live = await asyncio.gather(
-        repository.months(db, p.reseller_id, months), repository.live(db, p.reseller_id)
+        repository.months(db, p.reseller_id, months, view), repository.live(db, p.reseller_id)
     )
     acc = _collect(states, months, start=p.start, end=p.end, match=match).get(None) or _Acc()
 
@@ -336,10 +338,10 @@ async def agents(
     only = actor.id if actor.role == "agent" else None
 
     def match(dims: Dims) -> bool:
-        return dims[1] is not None and (only is None or dims[1] == only)
+        return dims[1] is not None and (only is None or dims[1] == only)  # the "agent" view
 
     states, live = await asyncio.gather(
-        repository.months(db, p.reseller_id, months), repository.live(db, p.reseller_id)
+        repository.months(db, p.reseller_id, months, "agent"), repository.live(db, p.reseller_id)
     )
     groups = _collect(states, months, start=p.start, end=p.end, match=match, group=lambda d: d[1])
     ids = sorted({str(k) for k in groups if k is not None} | ({only} if only else set()))
@@ -360,3 +362,8 @@ async def agents(
 def figures_of(report: ReportFigures) -> dict[str, Any]:
     """The figures alone (what the rebuild and the tests compare)."""
     return report.model_dump(include=set(ReportFigures.model_fields))
+
+
+async def tenant_ids(db: Database) -> list[str]:
+    """Every tenant (the rebuild script's loop)."""
+    return await repository.tenant_ids(db)
