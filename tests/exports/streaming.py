@@ -14,6 +14,7 @@ async def stream_get(
     headers: dict[str, str],
     params: dict[str, str],
     on_chunk: Callable[[bytes], Awaitable[None]],
+    spec_version: str = "2.0",
 ) -> tuple[int, dict[str, str]]:
     """(status, headers) once the response ended; `on_chunk` gets every body chunk as it is sent."""
     answer: dict[str, Any] = {}
@@ -36,7 +37,7 @@ async def stream_get(
 
     scope = {
         "type": "http",
-        "asgi": {"version": "3.0"},
+        "asgi": {"version": "3.0", "spec_version": spec_version},
         "http_version": "1.1",
         "method": "GET",
         "scheme": "http",
