@@ -1,28 +1,22 @@
-"""The admin overview: per reseller, its tickets by status now, its messages in and out over a
-period of its own local days, and its WhatsApp connections' status."""
+"""The admin overview: per reseller, its tickets by status now (the ticket counters), its messages
+in and out over a period of its own local days (the reports' aggregates: a few `_id` reads per
+reseller, never a scan of its messages), and its WhatsApp connections' status."""
 
-from datetime import date, datetime, time, timedelta
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo
 
-from backend.admin import repository
 from backend.admin.schemas import AdminOverview, ConnectionSummary, ResellerOverview, TicketsByStatus
 from backend.connections import service as connections
 from backend.core.db import Database
 from backend.core.errors import Unprocessable
-from backend.core.tenancy import Actor, TenantScope
+from backend.core.tenancy import Actor
+from backend.reports import service as reports
 from backend.resellers import service as resellers
 from backend.tickets import counters
 
 PAGE = 200
 DEFAULT_DAYS = 7
 MAX_DAYS = 366
-
-
-def _zone(name: str) -> ZoneInfo:
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        return ZoneInfo("America/Sao_Paulo")
 
 
 async def _connections_by_tenant(db: Database, actor: Actor) -> dict[str, list[ConnectionSummary]]:
@@ -53,20 +47,16 @@ async def overview(db: Database, actor: Actor, *, first: date | None, last: date
     while True:
         page = await resellers.list_page(db, cursor=cursor, limit=PAGE)
         for r in page.items:
-            tz_name = await resellers.timezone_of(db, r.id)
-            tz = _zone(tz_name)
-            start = datetime.combine(first, time.min, tzinfo=tz)
-            end = datetime.combine(last + timedelta(days=1), time.min, tzinfo=tz)
-            scope = TenantScope(r.id)
+            figures = await reports.summary(db, actor, start=first, end=last, reseller_id=r.id)
             items.append(
                 ResellerOverview(
                     id=r.id,
                     name=r.name,
                     active=r.active,
-                    timezone=tz_name,
+                    timezone=figures.timezone,
                     tickets=TicketsByStatus(**await counters.tenant_by_status(db, r.id)),
-                    messages_in=await repository.count_messages(db, scope, start=start, end=end, direction="in"),
-                    messages_out=await repository.count_messages(db, scope, start=start, end=end, direction="out"),
+                    messages_in=figures.messages_in,
+                    messages_out=figures.messages_out,
                     connections=links.get(r.id, []),
                 )
             )

@@ -8,6 +8,7 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 
+from backend.core import clock
 from backend.core.clock import utcnow
 from backend.core.ids import new_id
 from tests.factories import API, Tenant, assume, make_tenant, make_ticket
@@ -58,9 +59,10 @@ async def test_admin_sees_each_resellers_tickets_messages_and_connections(
         assert r.status_code == 201
     r = await client.post(f"{API}/tickets/{first['id']}/notes", json={"body": "nota"}, headers=busy.headers)
     assert r.status_code == 201
-    # A message of last month is outside the default period (the last 7 days).
-    old = {"_id": new_id(), "ticket_id": first["id"], "reseller_id": busy.id, "direction": "in"}
-    await db.messages.insert_one({**old, "created_at": datetime.now(UTC) - timedelta(days=40)})
+    # A ticket opened last month (a scripted clock): its message is outside the default period.
+    month_ago = datetime.now(UTC) - timedelta(days=40)
+    with clock.override(lambda: month_ago):
+        await make_ticket(client, busy)
     up = await _connection(db, busy, status="open")
     down = await _connection(db, busy, status="close")
 
@@ -69,7 +71,7 @@ async def test_admin_sees_each_resellers_tickets_messages_and_connections(
     body = r.json()
     rows = {row["id"]: row for row in body["items"]}
     row = rows[busy.id]
-    assert row["tickets"] == {"espera": 1, "atendendo": 1, "finalizado": 0}
+    assert row["tickets"] == {"espera": 2, "atendendo": 1, "finalizado": 0}
     assert (row["messages_in"], row["messages_out"]) == (2, 2)
     assert row["timezone"] == "America/Sao_Paulo"
     assert {(c["id"], c["status"], c["last_error"]) for c in row["connections"]} == {
@@ -87,7 +89,7 @@ async def test_admin_sees_each_resellers_tickets_messages_and_connections(
     assert (body["period_from"], body["period_to"]) == ((today - timedelta(days=6)).isoformat(), today.isoformat())
 
     # A period that holds only last month's message.
-    day = (datetime.now(ZoneInfo("America/Sao_Paulo")) - timedelta(days=40)).date()
+    day = month_ago.astimezone(ZoneInfo("America/Sao_Paulo")).date()
     r = await client.get(
         f"{API}/admin/overview", params={"from": day.isoformat(), "to": day.isoformat()}, headers=admin_headers
     )
