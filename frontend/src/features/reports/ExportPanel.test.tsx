@@ -55,7 +55,7 @@ describe('ExportPanel', () => {
     await waitFor(() => expect(csv.urls).toHaveLength(1));
     expect(csv.urls[0]).toBe('/api/v1/exports/messages.csv?from=2025-03-01&to=2025-03-07');
     csv.next();
-    expect(await screen.findByText('1 linhas · 13 B recebidos')).toBeInTheDocument();
+    expect(await screen.findByText('1 linha · 13 B recebidos')).toBeInTheDocument();
     expect(screen.getByRole('button', { name: 'Exportar tickets' })).toBeDisabled();
     csv.next();
     expect(await screen.findByText('3 linhas · 23 B recebidos')).toBeInTheDocument();
@@ -73,7 +73,7 @@ describe('ExportPanel', () => {
     await waitFor(() => expect(csv.urls).toHaveLength(1));
     expect(csv.urls[0]).toContain(`reseller_id=${'r'.repeat(24)}`);
     csv.next();
-    await screen.findByText('1 linhas · 13 B recebidos');
+    await screen.findByText('1 linha · 13 B recebidos');
     await userEvent.click(screen.getByRole('button', { name: 'Cancelar exportação' }));
     expect(await screen.findByText('Exportação cancelada.')).toBeInTheDocument();
     expect(URL.createObjectURL).not.toHaveBeenCalled();
