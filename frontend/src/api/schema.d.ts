@@ -518,6 +518,40 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/reports/summary": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Report Summary */
+        get: operations["reports-summary"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/reports/agents": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Report Agents */
+        get: operations["reports-agents"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/tickets/{ticket_id}/notes": {
         parameters: {
             query?: never;
@@ -684,6 +718,60 @@ export interface paths {
 export type webhooks = Record<string, never>;
 export interface components {
     schemas: {
+        /** AgentReport */
+        AgentReport: {
+            /**
+             * Opened
+             * @default 0
+             */
+            opened: number;
+            /**
+             * Assumed
+             * @default 0
+             */
+            assumed: number;
+            /**
+             * Transferred
+             * @default 0
+             */
+            transferred: number;
+            /**
+             * Finalized
+             * @default 0
+             */
+            finalized: number;
+            /**
+             * Waiting Now
+             * @default 0
+             */
+            waiting_now: number;
+            /**
+             * Oldest Wait Seconds
+             * @description now minus the oldest waiting ticket's queue entry
+             */
+            oldest_wait_seconds?: number | null;
+            first_response_seconds?: components["schemas"]["Quantiles"];
+            resolution_seconds?: components["schemas"]["Quantiles"];
+            /**
+             * Messages In
+             * @default 0
+             */
+            messages_in: number;
+            /**
+             * Messages Out
+             * @default 0
+             */
+            messages_out: number;
+            /** Agent Id */
+            agent_id: string;
+            /** Agent Name */
+            agent_name: string;
+        };
+        /** AgentReportList */
+        AgentReportList: {
+            /** Items */
+            items: components["schemas"]["AgentReport"][];
+        };
         /** BusinessHours */
         BusinessHours: {
             /** Weekday */
@@ -855,6 +943,34 @@ export interface components {
             default_department_id?: string | null;
             /** Active */
             active?: boolean | null;
+        };
+        /** DayVolume */
+        DayVolume: {
+            /**
+             * Date
+             * Format: date
+             */
+            date: string;
+            /**
+             * Opened
+             * @default 0
+             */
+            opened: number;
+            /**
+             * Finalized
+             * @default 0
+             */
+            finalized: number;
+            /**
+             * Messages In
+             * @default 0
+             */
+            messages_in: number;
+            /**
+             * Messages Out
+             * @default 0
+             */
+            messages_out: number;
         };
         /** DepartmentCreate */
         DepartmentCreate: {
@@ -1093,6 +1209,16 @@ export interface components {
              */
             status: "connecting" | "open" | "close";
         };
+        /**
+         * Quantiles
+         * @description Exact over the period and filters; null when there is no value.
+         */
+        Quantiles: {
+            /** Median */
+            median?: number | null;
+            /** P90 */
+            p90?: number | null;
+        };
         /** QuickReplyCreate */
         QuickReplyCreate: {
             /** Shortcut */
@@ -1148,6 +1274,78 @@ export interface components {
             status: "ready";
             /** Version */
             version: string;
+        };
+        /** ReportSummary */
+        ReportSummary: {
+            /**
+             * Opened
+             * @default 0
+             */
+            opened: number;
+            /**
+             * Assumed
+             * @default 0
+             */
+            assumed: number;
+            /**
+             * Transferred
+             * @default 0
+             */
+            transferred: number;
+            /**
+             * Finalized
+             * @default 0
+             */
+            finalized: number;
+            /**
+             * Waiting Now
+             * @default 0
+             */
+            waiting_now: number;
+            /**
+             * Oldest Wait Seconds
+             * @description now minus the oldest waiting ticket's queue entry
+             */
+            oldest_wait_seconds?: number | null;
+            first_response_seconds?: components["schemas"]["Quantiles"];
+            resolution_seconds?: components["schemas"]["Quantiles"];
+            /**
+             * Messages In
+             * @default 0
+             */
+            messages_in: number;
+            /**
+             * Messages Out
+             * @default 0
+             */
+            messages_out: number;
+            /**
+             * Period From
+             * Format: date
+             */
+            period_from: string;
+            /**
+             * Period To
+             * Format: date
+             */
+            period_to: string;
+            /** Timezone */
+            timezone: string;
+            /**
+             * Per Day
+             * @description every local day of the period, in order
+             */
+            per_day: components["schemas"]["DayVolume"][];
+            /**
+             * Per Hour
+             * @description tickets opened per local hour of day, 0-23
+             */
+            per_hour: number[];
+            /**
+             * Per Hour Messages In
+             * @description client messages per local hour of day, 0-23
+             */
+            per_hour_messages_in: number[];
         };
         /** ResellerConfigRead */
         ResellerConfigRead: {
@@ -4614,6 +4812,157 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["Page_TicketEventRead_"];
+                };
+            };
+            /** @description Missing, invalid or expired credentials. */
+            401: {
+                headers: {
+                    /** @description Bearer */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The caller's role may not do this. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not found, or not visible to the caller (another tenant's). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description A parameter or the body is invalid. */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["UnprocessableBody"];
+                };
+            };
+            /** @description Not ready yet, or a dependency is unavailable; retry. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    "reports-summary": {
+        parameters: {
+            query?: {
+                /** @description first local day (YYYY-MM-DD), inclusive */
+                from?: string | null;
+                /** @description last local day (YYYY-MM-DD), inclusive */
+                to?: string | null;
+                department_id?: string | null;
+                agent_id?: string | null;
+                connection_id?: string | null;
+                /** @description the platform admin's tenant */
+                reseller_id?: string | null;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ReportSummary"];
+                };
+            };
+            /** @description Missing, invalid or expired credentials. */
+            401: {
+                headers: {
+                    /** @description Bearer */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The caller's role may not do this. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not found, or not visible to the caller (another tenant's). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description A parameter or the body is invalid. */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["UnprocessableBody"];
+                };
+            };
+            /** @description Not ready yet, or a dependency is unavailable; retry. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    "reports-agents": {
+        parameters: {
+            query?: {
+                /** @description first local day (YYYY-MM-DD), inclusive */
+                from?: string | null;
+                /** @description last local day (YYYY-MM-DD), inclusive */
+                to?: string | null;
+                /** @description the platform admin's tenant */
+                reseller_id?: string | null;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AgentReportList"];
                 };
             };
             /** @description Missing, invalid or expired credentials. */
