@@ -28,10 +28,14 @@ MONTHS = FoldLog(
     totals=TOTALS,
     claim_kind="report",
     views={v: View(aggregates.month_view(v), aggregates.encode, aggregates.decode) for v in aggregates.PROJECTIONS},
-    compact_every=32,
-    reader_compacts_at=96,
+    # Small tails: a reader walks at most COMPACT_EVERY - 1 entries past a view's watermark (each an
+    # entry and a claim read); a compaction rewrites the month's views every 8 contributions.
+    compact_every=8,
+    reader_compacts_at=32,
 )
-LIVE = FoldLog(entries=ENTRIES, totals=TOTALS, claim_kind="report", views={"": View(aggregates.fold_live)})
+LIVE = FoldLog(
+    entries=ENTRIES, totals=TOTALS, claim_kind="report", views={"": View(aggregates.fold_live)}, compact_every=8
+)
 
 
 async def record_month(db: Database, reseller_id: str, month: str, key: str, parts: list[dict[str, Any]]) -> bool:
