@@ -12,6 +12,7 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from backend import gates
+from backend.admin.routes import router as admin_router
 from backend.auth.routes import router as auth_router
 from backend.clients.routes import router as clients_router
 from backend.connections.routes import router as connections_router
@@ -24,15 +25,18 @@ from backend.core.metrics import render as render_metrics
 from backend.core.middleware import BodyLimit, ReadinessGate, RequestContextMiddleware
 from backend.core.runtime import open_runtime
 from backend.departments.routes import router as departments_router
+from backend.exports.routes import router as exports_router
 from backend.history.routes import router as history_router
 from backend.media import worker as media_fetch_loop
 from backend.media.routes import router as media_router
 from backend.messages import uploads
 from backend.messages.routes import router as notes_router
+from backend.monitoring import service as monitoring
 from backend.outbound import worker as outbound_worker_loop
 from backend.quick_replies.routes import router as quick_replies_router
 from backend.realtime import lifecycle as realtime
 from backend.realtime.routes import router as realtime_router
+from backend.reports.routes import router as reports_router
 from backend.resellers.routes import router as resellers_router
 from backend.tags.routes import router as tags_router
 from backend.tickets import sweep as ticket_sweep_loop
@@ -168,8 +172,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             return JSONResponse({"status": "not ready", "errors": [f"database: {exc}"]}, status_code=503)
         return JSONResponse({"status": "ready", "version": settings.APP_VERSION})
 
+    app.state.metrics_refresher = monitoring.Refresher(settings)
+
     @app.get("/metrics", tags=["health"], operation_id="health-metrics", include_in_schema=False)
-    async def metrics() -> Response:
+    async def metrics(request: Request) -> Response:
+        if request.app.state.startup.ready:  # the gauges read from the database (README, Metrics)
+            await request.app.state.metrics_refresher.refresh(request.app.state.db)
         body, content_type = render_metrics()
         return Response(body, media_type=content_type)
 
@@ -183,12 +191,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         quick_replies_router,
         tags_router,
         tickets_router,
+        reports_router,
         notes_router,
         media_router,
         history_router,
         connections_router,
         webhooks_router,
         realtime_router,
+        exports_router,
+        admin_router,
     ):
         api.include_router(router)
     app.include_router(api)

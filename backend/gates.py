@@ -22,6 +22,7 @@ from backend.core.logging import configure_logging
 from backend.core.runtime import open_runtime
 from backend.ledger import steps as ledger_steps
 from backend.messages import service as messages
+from backend.reports import service as reports
 from backend.tickets import service as tickets
 
 EXIT_REFUSED = 3  # a worker or script whose gate refused: not a crash, nothing was done
@@ -39,6 +40,9 @@ def connect_domains(db: Database) -> None:
     an import's side effect: a finalize hands its ticket to the messages domain, which moves on
     the client messages that raced it (messages builds on tickets, so tickets cannot name it)."""
     tickets.on_finalized(db, messages.refile_after_finalize)
+    # The reports' aggregates see every ticket event and stored message (backend/reports).
+    tickets.on_event(db, reports.record_ticket_event)
+    messages.on_stored(db, reports.record_message)
 
 
 async def open_gate(db: Database, settings: Settings, then: Sequence[startup.Step] = ()) -> startup.StartupState:

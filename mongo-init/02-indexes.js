@@ -22,6 +22,7 @@ const indexes = [
   {"collection": "tickets", "keys": {"reseller_id": 1, "last_message_at": -1, "_id": -1}, "options": {"name": "inbox_tenant_activity"}},
   {"collection": "tickets", "keys": {"reseller_id": 1, "status": 1, "last_message_at": -1, "_id": -1}, "options": {"name": "inbox_tenant_status_activity"}},
   {"collection": "tickets", "keys": {"reseller_id": 1, "client_id": 1, "created_at": -1}, "options": {"name": "tenant_client_created"}},
+  {"collection": "tickets", "keys": {"reseller_id": 1, "created_at": 1}, "options": {"name": "tenant_created"}},
   {"collection": "tickets", "keys": {"reseller_id": 1, "number": 1}, "options": {"name": "tenant_number_unique", "unique": true}},
   {"collection": "users", "keys": {"reseller_id": 1, "role": 1, "_id": -1}, "options": {"name": "tenant_role_id"}},
   {"collection": "webhook_events_raw", "keys": {"status": 1, "_id": 1}, "options": {"name": "status_id"}},

@@ -1,10 +1,26 @@
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
+
+# What `utcnow` reads: the system clock, unless a test replaced it (`override`).
+_source: Callable[[], datetime] | None = None
 
 
 def utcnow() -> datetime:
     """Millisecond precision, because that is what BSON dates keep."""
-    now = datetime.now(UTC)
+    now = _source() if _source is not None else datetime.now(UTC)
     return now.replace(microsecond=now.microsecond // 1000 * 1000)
+
+
+@contextmanager
+def override(source: Callable[[], datetime]) -> Iterator[None]:
+    """Every `utcnow` in this process reads `source` meanwhile (a test's scripted clock)."""
+    global _source
+    previous, _source = _source, source
+    try:
+        yield
+    finally:
+        _source = previous
 
 
 def as_utc(value: datetime) -> datetime:

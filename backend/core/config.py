@@ -165,6 +165,18 @@ class Settings(BaseSettings):
     TICKET_SWEEP_LOOKBACK_SECONDS: float = Field(default=60.0, gt=0)
     TICKET_SWEEP_STARTUP_LOOKBACK_SECONDS: float = Field(default=900.0, gt=0)
 
+    # CSV exports (backend/exports): exports running at once per process (more get 429), rows
+    # read and sent per batch (the memory one export holds), and the longest period in days.
+    EXPORT_MAX_CONCURRENT: int = Field(default=2, ge=1)
+    EXPORT_BATCH_ROWS: int = Field(default=500, ge=1, le=10_000)
+    EXPORT_MAX_DAYS: int = Field(default=366, ge=1)
+
+    # /metrics: the gauges read from the database (tickets by state, outbox backlog, webhook lane
+    # lag; backend/monitoring) are refreshed on scrape at most this often, looking at most
+    # METRICS_LOOK_AHEAD entries past each queue's cursor for its oldest waiting one.
+    METRICS_REFRESH_SECONDS: float = Field(default=10.0, ge=0)
+    METRICS_LOOK_AHEAD: int = Field(default=100, ge=1)
+
     # Realtime (/api/v1/ws). REDIS_URL empty = single-process fan-out (no cross-process delivery
     # except through the tail poll); set it whenever more than one backend process serves sockets.
     REDIS_URL: str = ""

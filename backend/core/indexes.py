@@ -35,6 +35,7 @@ _DOMAINS = (
     "connections",
     "departments",
     "media",
+    "exports",
     "messages",
     "quick_replies",
     "tags",

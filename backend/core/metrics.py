@@ -1,6 +1,8 @@
-"""Prometheus metrics for HTTP traffic, labelled by route template (bounded cardinality)."""
+"""Prometheus metrics: HTTP traffic, labelled by route template (bounded cardinality), and the
+business figures (README, Metrics). Defined here, where every domain may reach them; incremented
+where the thing happens, or refreshed from the database on scrape (backend/monitoring)."""
 
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
 
 REQUESTS = Counter("iaze_http_requests_total", "HTTP requests", ["method", "route", "status"])
 LATENCY = Histogram(
@@ -8,6 +10,40 @@ LATENCY = Histogram(
     "HTTP request latency",
     ["method", "route"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+
+# --- Business: counted where it happens (per process; sum() across processes) ---
+MESSAGES = Counter(
+    "iaze_messages_total",
+    "Conversation messages stored by this process, per tenant; direction in = from the client, out = to the client",
+    ["reseller_id", "direction"],
+)
+FIRST_RESPONSE = Histogram(
+    "iaze_first_response_seconds",
+    "From a ticket's first client message to the first agent reply after it, observed at that reply",
+    buckets=(15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 14400, 28800, 86400),
+)
+# Incremented by inbound media fetching (backend/media, issue 15): one per download that failed
+# for good or for now. `reason`: a short fixed word (timeout, http_4xx, http_5xx, too_large,
+# refused, error), never a message text, so the label stays bounded.
+MEDIA_FETCH_FAILURES = Counter(
+    "iaze_media_fetch_failures_total", "Inbound media downloads that failed, by reason", ["reason"]
+)
+
+# --- Business: read from the database on scrape (backend/monitoring); the same in every process ---
+TICKETS = Gauge("iaze_tickets", "Tickets per tenant and state (the ticket counters)", ["reseller_id", "status"])
+OUTBOX_BACKLOG = Gauge("iaze_outbox_backlog", "Outbound queue entries past the worker's cursor (not yet all settled)")
+OUTBOX_OLDEST_PENDING = Gauge(
+    "iaze_outbox_oldest_pending_seconds", "Age of the oldest reply still waiting to be sent (0 when none)"
+)
+WEBHOOK_BACKLOG = Gauge("iaze_webhook_lane_backlog", "Stored deliveries past the lane's saved cursor", ["lane"])
+WEBHOOK_LAG = Gauge(
+    "iaze_webhook_lane_lag_seconds",
+    "Age of the lane's oldest stored delivery not processed yet (0 when none)",
+    ["lane"],
+)
+REFRESH_ERRORS = Counter(
+    "iaze_metrics_refresh_errors_total", "Scrapes whose database-read gauges could not be refreshed (kept as before)"
 )
 
 

@@ -31,6 +31,10 @@ if TYPE_CHECKING:  # the pieces' types; their modules import this one
     from backend.webhooks.signals import Wakeup
 
 FinalizeHook = Callable[[Database, dict[str, Any]], Awaitable[None]]
+# (db, event, the ticket's state before it or None when the hook must read it)
+EventHook = Callable[[Database, dict[str, Any], dict[str, Any] | None], Awaitable[None]]
+# (db, stored message, the ticket it is filed under)
+MessageHook = Callable[[Database, dict[str, Any], dict[str, Any]], Awaitable[None]]
 LogKey = tuple[str, str, str]  # a seqlog: (database, collection, prefix)
 
 
@@ -72,6 +76,10 @@ class Runtime:
     ledger_evaluations: "dict[str, Evaluation]" = field(default_factory=dict)
     # tickets/service: what follows every finalize (backend/gates.py `connect_domains`).
     finalize_hooks: list[FinalizeHook] = field(default_factory=list)
+    # tickets/projection: what records every ticket event before it is projected (the reports'
+    # aggregates); messages/service: what records every stored message (gates.connect_domains).
+    event_hooks: list[EventHook] = field(default_factory=list)
+    message_hooks: list[MessageHook] = field(default_factory=list)
     # tickets/counters_repository: per (database, tenant), this process's appends to the tenant's
     # count-delta log, one at a time.
     counter_append_locks: dict[tuple[str, str], asyncio.Lock] = field(default_factory=dict)

@@ -107,3 +107,8 @@ async def set_media_internal(
     if not await update_if(db, COLLECTION, message_id, {"ticket_id": ticket_id}, {"$set": {"media": media}}):
         return None
     return await get_internal(db, message_id)
+
+
+async def all_for_tenant_internal(db: Database, reseller_id: str) -> list[dict[str, Any]]:
+    """Every message of a tenant: the reports rebuild's read (a scan; an operator's tool, never a request's)."""
+    return await db[COLLECTION].find({"reseller_id": reseller_id}).to_list(None)

@@ -50,12 +50,14 @@ from typing import Any
 
 from pymongo.errors import DuplicateKeyError
 
+from backend.core import metrics
 from backend.core.clock import as_utc, utcnow
 from backend.core.db import Database
 from backend.core.errors import Conflict, Forbidden, NotFound
 from backend.core.ids import new_id
 from backend.core.pagination import decode_time_cursor, encode_cursor
 from backend.core.retry import read_winner
+from backend.core.runtime import MessageHook, runtime_of
 from backend.core.tenancy import Actor, TenantScope
 from backend.messages import repository
 from backend.messages.schemas import MessagePage, MessageRead
@@ -70,6 +72,7 @@ from backend.unread import service as unread
 
 PREVIEW_CHARS = projection.PREVIEW_CHARS  # how much of a message its ticket's preview shows
 CLIENT = "client"
+COUNTED_DIRECTIONS = ("in", "out")  # iaze_messages_total: the conversation, not internal notes
 # Each move files a message one finalized ticket further; only a finalize storm on one client's
 # channel could need more.
 MAX_MOVES = 100
@@ -101,6 +104,11 @@ async def append(
         "_id": message_id or new_id(),
         "ticket_id": ticket["_id"],
         "reseller_id": ticket["reseller_id"],
+        # Who the message was for when it came (the reports attribute it so, backend/reports):
+        # the ticket's department, holder and connection at its store, fixed on the message.
+        "department_id": ticket.get("department_id"),
+        "agent_id": ticket.get("agent_id"),
+        "channel": ticket.get("channel"),
         "direction": direction,
         "sender_type": sender_type,
         "sender_id": sender_id,
@@ -117,10 +125,29 @@ async def append(
     except DuplicateKeyError:
         existing = await read_winner(lambda: repository.get_internal(db, doc["_id"]), what=f"message {doc['_id']}")
         return existing, False
+    if direction in COUNTED_DIRECTIONS:
+        metrics.MESSAGES.labels(reseller_id=str(ticket["reseller_id"]), direction=direction).inc()
     if sender_type == CLIENT:
-        return await _file_client_message(db, ticket, doc), True
+        filed = await _file_client_message(db, ticket, doc)
+        await _recorded(db, filed, ticket)
+        return filed, True
     await _after_stored(db, ticket, doc)
+    await _recorded(db, doc, ticket)
     return doc, True
+
+
+def on_stored(db: Database, hook: MessageHook) -> None:
+    """Registers what records every stored message (the reports; backend/gates.py)."""
+    hooks = runtime_of(db).message_hooks
+    if hook not in hooks:
+        hooks.append(hook)
+
+
+async def _recorded(db: Database, message: dict[str, Any], ticket: dict[str, Any]) -> None:
+    """Runs the message hooks once the message is filed where it stays (after any move); each
+    hook is idempotent, and a retried delivery runs them again (`complete_stored`)."""
+    for hook in runtime_of(db).message_hooks:
+        await hook(db, message, ticket)
 
 
 async def _file_client_message(db: Database, ticket: dict[str, Any], message: dict[str, Any]) -> dict[str, Any]:
@@ -178,6 +205,11 @@ async def _keep_out_of_finalized(
     raise Conflict("the client's tickets are being finalized too fast; retry")
 
 
+async def all_for_tenant_internal(db: Database, reseller_id: str) -> list[dict[str, Any]]:
+    """Every message of a tenant, for the reports rebuild (a scan: an operator's tool)."""
+    return await repository.all_for_tenant_internal(db, reseller_id)
+
+
 async def refile_after_finalize(db: Database, ticket: dict[str, Any]) -> None:
     """The finalize's half of the handshake: `ticket` was just finalized (event stored and
     projected); its client messages stamped after `finalized_at` raced it and move on."""
@@ -221,10 +253,12 @@ async def complete_stored(db: Database, message: dict[str, Any]) -> None:
         filed, message = await _keep_out_of_finalized(db, message, stamped_after_only=False)
         if filed is not None:
             await _after_stored(db, filed, message)
+            await _recorded(db, message, filed)
         return
     ticket = await tickets.load(db, str(message["ticket_id"]))
     if ticket is not None:
         await _after_stored(db, ticket, message)
+        await _recorded(db, message, ticket)
 
 
 async def set_media(db: Database, message_id: str, changes: dict[str, Any]) -> dict[str, Any] | None:

@@ -142,3 +142,10 @@ async def signature_enabled(db: Database, reseller_id: str) -> bool:
     configs from before the setting have no field and keep it on)."""
     doc = await repository.get_config(db, TenantScope(reseller_id), reseller_id)
     return bool(doc.get("signature_enabled", True)) if doc is not None else True
+
+
+async def timezone_of(db: Database, reseller_id: str) -> str:
+    """The reseller's configured timezone name (the reports' local days); São Paulo for a
+    config without one."""
+    doc = await repository.get_config(db, TenantScope(reseller_id), reseller_id)
+    return str((doc or {}).get("timezone") or "America/Sao_Paulo")

@@ -60,6 +60,7 @@ from pymongo.errors import PyMongoError
 from backend.audit import service as events
 from backend.core.db import Database
 from backend.core.logging import get_logger
+from backend.core.runtime import EventHook, runtime_of
 from backend.core.tenancy import Actor
 from backend.core.tuning import COUNTS_COMPACT_EVERY as COMPACT_EVERY
 from backend.core.tuning import COUNTS_MAX_FOLD as MAX_FOLD
@@ -75,6 +76,14 @@ log = get_logger("tickets.counters")
 #                                     agents for espera, per their departments)
 #   a|<agent>|<status>                what an agent sees in atendendo/finalizado (tickets it holds
 #   a|<agent>|<department>|<status>   or finalized), without and with the department filter
+
+
+def on_event(db: Database, hook: EventHook) -> None:
+    """Registers, in this process's runtime, what must see every ticket event before it is
+    projected (a hook rather than an import: the reports domain builds on tickets)."""
+    hooks = runtime_of(db).event_hooks
+    if hook not in hooks:
+        hooks.append(hook)
 
 
 def contribution(state: Mapping[str, Any]) -> Counter[str]:
@@ -105,7 +114,13 @@ async def record(
 ) -> None:
     """Appends `event`'s delta. `previous_state`: the state of the event before it when the caller
     has it (read from the log otherwise). `check`: skip when the event already has an entry (a
-    settle rolling forward); the event's own writer passes False — it just created the event."""
+    settle rolling forward); the event's own writer passes False — it just created the event.
+
+    Every ticket event passes here before it is projected (its writer, or the settle rolling
+    forward over it), so this is also where the event hooks run (`on_event`: the reports'
+    aggregates, registered by backend/gates.py); each hook is idempotent on its own."""
+    for hook in runtime_of(db).event_hooks:
+        await hook(db, dict(event), dict(previous_state) if previous_state is not None else None)
     event_id = str(event["_id"])
     if check and await repo.canonical(db, event_id) is not None:
         return
@@ -307,3 +322,9 @@ async def repair(db: Database, found: Audit) -> None:
             db, found.reseller_id, watermark=found.watermark, counts=found.folded_totals, complete=True
         )
     await compact(db, found.reseller_id)
+
+
+async def tenant_by_status(db: Database, reseller_id: str) -> dict[str, int]:
+    """A tenant's tickets per status as its owner counts them (the metrics, the admin overview)."""
+    owner = Actor(id="", role="reseller", name="", reseller_id=reseller_id)
+    return view(await tenant_counts(db, reseller_id), owner, department_id=None)

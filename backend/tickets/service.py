@@ -17,7 +17,7 @@ from backend.core.errors import Conflict, NotFound, Unprocessable
 from backend.core.ids import is_valid_id, new_id
 from backend.core.pagination import decode_cursor, decode_time_cursor, encode_cursor
 from backend.core.retry import read_winner
-from backend.core.runtime import FinalizeHook, runtime_of
+from backend.core.runtime import EventHook, FinalizeHook, runtime_of
 from backend.core.tenancy import Actor, TenantScope
 from backend.departments import service as departments
 from backend.realtime import feed
@@ -85,6 +85,11 @@ async def get_visible_or_404(db: Database, actor: Actor, *, ticket_id: str) -> d
     if doc is None or not can_see(actor, doc):
         raise NotFound("ticket not found")
     return doc
+
+
+def on_event(db: Database, hook: EventHook) -> None:
+    """What sees every ticket event before its projection (tickets/counters.py `record`)."""
+    counters.on_event(db, hook)
 
 
 def on_finalized(db: Database, hook: FinalizeHook) -> None:

@@ -1,3 +1,4 @@
+import { lazy, Suspense } from 'react';
 import { Navigate, Outlet, Route, Routes, useLocation } from 'react-router';
 import { homeFor, useAuth } from './auth/session';
 import { LoginPage } from './auth/LoginPage';
@@ -9,10 +10,14 @@ import { AgentsPage } from './features/reseller/AgentsPage';
 import { ConnectionsPage } from './features/reseller/ConnectionsPage';
 import { CompanyPage } from './features/reseller/CompanyPage';
 import { ResellersPage } from './features/admin/ResellersPage';
+import { OverviewPage } from './features/admin/OverviewPage';
 import { NotFound } from './layout/NotFound';
 import { ContactsPage } from './features/contacts/ContactsPage';
 import { QuickRepliesPage } from './features/quickReplies/QuickRepliesPage';
 import { ProfilePage } from './features/profile/ProfilePage';
+
+// The dashboard's chart library is only loaded by those who open it.
+const ReportsPage = lazy(() => import('./features/reports/ReportsPage').then((m) => ({ default: m.ReportsPage })));
 
 function RequireAuth({ roles }: { roles?: string[] }) {
   const { session } = useAuth();
@@ -54,7 +59,16 @@ export function AppRoutes() {
           </Route>
           <Route path="admin" element={<RequireAuth roles={['admin']} />}>
             <Route path="revendas" element={<ResellersPage />} />
+            <Route path="visao-geral" element={<OverviewPage />} />
           </Route>
+          <Route
+            path="relatorios"
+            element={
+              <Suspense fallback={null}>
+                <ReportsPage />
+              </Suspense>
+            }
+          />
           <Route path="perfil" element={<ProfilePage />} />
           <Route path="*" element={<NotFound />} />
         </Route>

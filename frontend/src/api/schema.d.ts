@@ -493,11 +493,7 @@ export interface paths {
         /** List Messages */
         get: operations["tickets-list_messages"];
         put?: never;
-        /**
-         * Post Message
-         * @description A text reply (JSON `{"body", "quoted_message_id"?}`), or a file with an optional caption
-         *     (`multipart/form-data`: `file`, `body`, `quoted_message_id`; 413 past WhatsApp's limit).
-         */
+        /** Post Message */
         post: operations["tickets-post_message"];
         delete?: never;
         options?: never;
@@ -522,6 +518,40 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/reports/summary": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Report Summary */
+        get: operations["reports-summary"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/reports/agents": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Report Agents */
+        get: operations["reports-agents"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/tickets/{ticket_id}/notes": {
         parameters: {
             query?: never;
@@ -533,40 +563,6 @@ export interface paths {
         put?: never;
         /** Post Note */
         post: operations["tickets-post_note"];
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
-    "/api/v1/messages/{message_id}/media": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        /** Get Media */
-        get: operations["messages-get_media"];
-        put?: never;
-        post?: never;
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
-    "/api/v1/messages/{message_id}/media/retry": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        get?: never;
-        put?: never;
-        /** Retry Media */
-        post: operations["messages-retry_media"];
         delete?: never;
         options?: never;
         head?: never;
@@ -718,10 +714,140 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/exports/tickets.csv": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Export Tickets
+         * @description Tickets opened in the period (one row each), streamed as they are read.
+         */
+        get: operations["exports-tickets"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/exports/messages.csv": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Export Messages
+         * @description Conversation messages written in the period (internal notes left out), streamed as they are read.
+         */
+        get: operations["exports-messages"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/admin/overview": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Admin Overview
+         * @description Every reseller: tickets by status now, messages in/out over the period (default: the last 7
+         *     days), and its WhatsApp connections' status.
+         */
+        get: operations["admin-overview"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
 }
 export type webhooks = Record<string, never>;
 export interface components {
     schemas: {
+        /** AdminOverview */
+        AdminOverview: {
+            /**
+             * Period From
+             * Format: date
+             */
+            period_from: string;
+            /**
+             * Period To
+             * Format: date
+             */
+            period_to: string;
+            /** Items */
+            items: components["schemas"]["ResellerOverview"][];
+        };
+        /** AgentReport */
+        AgentReport: {
+            /**
+             * Opened
+             * @default 0
+             */
+            opened: number;
+            /**
+             * Assumed
+             * @default 0
+             */
+            assumed: number;
+            /**
+             * Transferred
+             * @default 0
+             */
+            transferred: number;
+            /**
+             * Finalized
+             * @default 0
+             */
+            finalized: number;
+            /**
+             * Waiting Now
+             * @default 0
+             */
+            waiting_now: number;
+            /**
+             * Oldest Wait Seconds
+             * @description now minus the oldest waiting ticket's queue entry
+             */
+            oldest_wait_seconds?: number | null;
+            first_response_seconds?: components["schemas"]["Quantiles"];
+            resolution_seconds?: components["schemas"]["Quantiles"];
+            /**
+             * Messages In
+             * @default 0
+             */
+            messages_in: number;
+            /**
+             * Messages Out
+             * @default 0
+             */
+            messages_out: number;
+            /** Agent Id */
+            agent_id: string;
+            /** Agent Name */
+            agent_name: string;
+        };
+        /** AgentReportList */
+        AgentReportList: {
+            /** Items */
+            items: components["schemas"]["AgentReport"][];
+        };
         /** BusinessHours */
         BusinessHours: {
             /** Weekday */
@@ -885,6 +1011,22 @@ export interface components {
              */
             updated_at: string;
         };
+        /** ConnectionSummary */
+        ConnectionSummary: {
+            /** Id */
+            id: string;
+            /** Name */
+            name: string;
+            /**
+             * Status
+             * @enum {string}
+             */
+            status: "connecting" | "open" | "close";
+            /** Active */
+            active: boolean;
+            /** Last Error */
+            last_error?: string | null;
+        };
         /** ConnectionUpdate */
         ConnectionUpdate: {
             /** Name */
@@ -894,18 +1036,33 @@ export interface components {
             /** Active */
             active?: boolean | null;
         };
-        /** ContactRead */
-        ContactRead: {
+        /** DayVolume */
+        DayVolume: {
             /**
-             * Name
-             * @default
+             * Date
+             * Format: date
              */
-            name: string;
+            date: string;
             /**
-             * Phones
-             * @default []
+             * Opened
+             * @default 0
              */
-            phones: string[];
+            opened: number;
+            /**
+             * Finalized
+             * @default 0
+             */
+            finalized: number;
+            /**
+             * Messages In
+             * @default 0
+             */
+            messages_in: number;
+            /**
+             * Messages Out
+             * @default 0
+             */
+            messages_out: number;
         };
         /** DepartmentCreate */
         DepartmentCreate: {
@@ -987,23 +1144,6 @@ export interface components {
             /** Exists */
             exists: boolean;
         };
-        /** LocationRead */
-        LocationRead: {
-            /** Latitude */
-            latitude?: number | null;
-            /** Longitude */
-            longitude?: number | null;
-            /**
-             * Name
-             * @default
-             */
-            name: string;
-            /**
-             * Address
-             * @default
-             */
-            address: string;
-        };
         /** LoginRequest */
         LoginRequest: {
             /** Email */
@@ -1011,65 +1151,10 @@ export interface components {
             /** Password */
             password: string;
         };
-        /**
-         * MediaRead
-         * @description A message's attachment. `url` (relative, under /api/v1) serves the bytes with the caller's
-         *     bearer token once `status` is "ready"; "pending" while they are fetched, "failed" with `error`.
-         */
-        MediaRead: {
-            /** Url */
-            url: string;
-            /** Mime */
-            mime: string;
-            /** Size */
-            size?: number | null;
-            /** Name */
-            name: string;
-            /** Sha256 */
-            sha256?: string | null;
-            /**
-             * Status
-             * @enum {string}
-             */
-            status: "pending" | "ready" | "failed";
-            /** Duration */
-            duration?: number | null;
-            /** Width */
-            width?: number | null;
-            /** Height */
-            height?: number | null;
-            /** Error */
-            error?: string | null;
-            /**
-             * Voice
-             * @default false
-             */
-            voice: boolean;
-        };
         /** MessageCreate */
         MessageCreate: {
             /** Body */
             body: string;
-            /** Quoted Message Id */
-            quoted_message_id?: string | null;
-        };
-        /**
-         * MessageQuote
-         * @description The message a message quotes: our id when we know it, and what it said when quoted.
-         */
-        MessageQuote: {
-            /** Message Id */
-            message_id?: string | null;
-            /**
-             * Body
-             * @default
-             */
-            body: string;
-            /**
-             * Type
-             * @default text
-             */
-            type: string;
         };
         /** MessageRead */
         MessageRead: {
@@ -1104,11 +1189,10 @@ export interface components {
              * @default
              */
             body: string;
-            media?: components["schemas"]["MediaRead"] | null;
-            location?: components["schemas"]["LocationRead"] | null;
-            /** Contacts */
-            contacts?: components["schemas"]["ContactRead"][] | null;
-            quoted?: components["schemas"]["MessageQuote"] | null;
+            /** Media */
+            media?: {
+                [key: string]: unknown;
+            } | null;
             /** Status */
             status: string;
             /**
@@ -1217,6 +1301,16 @@ export interface components {
              */
             status: "connecting" | "open" | "close";
         };
+        /**
+         * Quantiles
+         * @description Exact over the period and filters; null when there is no value.
+         */
+        Quantiles: {
+            /** Median */
+            median?: number | null;
+            /** P90 */
+            p90?: number | null;
+        };
         /** QuickReplyCreate */
         QuickReplyCreate: {
             /** Shortcut */
@@ -1272,6 +1366,78 @@ export interface components {
             status: "ready";
             /** Version */
             version: string;
+        };
+        /** ReportSummary */
+        ReportSummary: {
+            /**
+             * Opened
+             * @default 0
+             */
+            opened: number;
+            /**
+             * Assumed
+             * @default 0
+             */
+            assumed: number;
+            /**
+             * Transferred
+             * @default 0
+             */
+            transferred: number;
+            /**
+             * Finalized
+             * @default 0
+             */
+            finalized: number;
+            /**
+             * Waiting Now
+             * @default 0
+             */
+            waiting_now: number;
+            /**
+             * Oldest Wait Seconds
+             * @description now minus the oldest waiting ticket's queue entry
+             */
+            oldest_wait_seconds?: number | null;
+            first_response_seconds?: components["schemas"]["Quantiles"];
+            resolution_seconds?: components["schemas"]["Quantiles"];
+            /**
+             * Messages In
+             * @default 0
+             */
+            messages_in: number;
+            /**
+             * Messages Out
+             * @default 0
+             */
+            messages_out: number;
+            /**
+             * Period From
+             * Format: date
+             */
+            period_from: string;
+            /**
+             * Period To
+             * Format: date
+             */
+            period_to: string;
+            /** Timezone */
+            timezone: string;
+            /**
+             * Per Day
+             * @description every local day of the period, in order
+             */
+            per_day: components["schemas"]["DayVolume"][];
+            /**
+             * Per Hour
+             * @description tickets opened per local hour of day, 0-23
+             */
+            per_hour: number[];
+            /**
+             * Per Hour Messages In
+             * @description client messages per local hour of day, 0-23
+             */
+            per_hour_messages_in: number[];
         };
         /** ResellerConfigRead */
         ResellerConfigRead: {
@@ -1345,6 +1511,31 @@ export interface components {
             password: string;
             /** Owner Name */
             owner_name?: string | null;
+        };
+        /** ResellerOverview */
+        ResellerOverview: {
+            /** Id */
+            id: string;
+            /** Name */
+            name: string;
+            /** Active */
+            active: boolean;
+            /** Timezone */
+            timezone: string;
+            /** @description now, per status */
+            tickets: components["schemas"]["TicketsByStatus"];
+            /**
+             * Messages In
+             * @description client messages in the period (the reseller's local days)
+             */
+            messages_in: number;
+            /**
+             * Messages Out
+             * @description messages to the client in the period
+             */
+            messages_out: number;
+            /** Connections */
+            connections: components["schemas"]["ConnectionSummary"][];
         };
         /** ResellerRead */
         ResellerRead: {
@@ -1518,6 +1709,15 @@ export interface components {
             agent_id?: string | null;
             /** Department Id */
             department_id?: string | null;
+        };
+        /** TicketsByStatus */
+        TicketsByStatus: {
+            /** Espera */
+            espera: number;
+            /** Atendendo */
+            atendendo: number;
+            /** Finalizado */
+            finalizado: number;
         };
         /** TokenRead */
         TokenRead: {
@@ -4629,13 +4829,6 @@ export interface operations {
         requestBody: {
             content: {
                 "application/json": components["schemas"]["MessageCreate"];
-                "multipart/form-data": {
-                    /** Format: binary */
-                    file: string;
-                    /** @description caption */
-                    body?: string;
-                    quoted_message_id?: string;
-                };
             };
         };
         responses: {
@@ -4796,6 +4989,157 @@ export interface operations {
             };
         };
     };
+    "reports-summary": {
+        parameters: {
+            query?: {
+                /** @description first local day (YYYY-MM-DD), inclusive */
+                from?: string | null;
+                /** @description last local day (YYYY-MM-DD), inclusive */
+                to?: string | null;
+                department_id?: string | null;
+                agent_id?: string | null;
+                connection_id?: string | null;
+                /** @description the platform admin's tenant */
+                reseller_id?: string | null;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ReportSummary"];
+                };
+            };
+            /** @description Missing, invalid or expired credentials. */
+            401: {
+                headers: {
+                    /** @description Bearer */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The caller's role may not do this. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not found, or not visible to the caller (another tenant's). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description A parameter or the body is invalid. */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["UnprocessableBody"];
+                };
+            };
+            /** @description Not ready yet, or a dependency is unavailable; retry. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    "reports-agents": {
+        parameters: {
+            query?: {
+                /** @description first local day (YYYY-MM-DD), inclusive */
+                from?: string | null;
+                /** @description last local day (YYYY-MM-DD), inclusive */
+                to?: string | null;
+                /** @description the platform admin's tenant */
+                reseller_id?: string | null;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AgentReportList"];
+                };
+            };
+            /** @description Missing, invalid or expired credentials. */
+            401: {
+                headers: {
+                    /** @description Bearer */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The caller's role may not do this. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not found, or not visible to the caller (another tenant's). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description A parameter or the body is invalid. */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["UnprocessableBody"];
+                };
+            };
+            /** @description Not ready yet, or a dependency is unavailable; retry. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
     "tickets-post_note": {
         parameters: {
             query?: never;
@@ -4865,186 +5209,6 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-            /** @description A parameter or the body is invalid. */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["UnprocessableBody"];
-                };
-            };
-            /** @description Not ready yet, or a dependency is unavailable; retry. */
-            503: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-        };
-    };
-    "messages-get_media": {
-        parameters: {
-            query?: never;
-            header?: {
-                Range?: string | null;
-                "if-none-match"?: string | null;
-            };
-            path: {
-                message_id: string;
-            };
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            /** @description The bytes. */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/octet-stream": unknown;
-                };
-            };
-            /** @description The requested byte range. */
-            206: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content?: never;
-            };
-            /** @description Not modified (If-None-Match). */
-            304: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content?: never;
-            };
-            /** @description Missing, invalid or expired credentials. */
-            401: {
-                headers: {
-                    /** @description Bearer */
-                    "WWW-Authenticate"?: string;
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-            /** @description The caller's role may not do this. */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-            /** @description Not found, or not visible to the caller (another tenant's). */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-            /** @description The current state does not allow it. */
-            409: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ConflictBody"];
-                };
-            };
-            /** @description The range lies outside the file. */
-            416: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content?: never;
-            };
-            /** @description A parameter or the body is invalid. */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["UnprocessableBody"];
-                };
-            };
-            /** @description Not ready yet, or a dependency is unavailable; retry. */
-            503: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-        };
-    };
-    "messages-retry_media": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path: {
-                message_id: string;
-            };
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            /** @description Successful Response */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["MessageRead"];
-                };
-            };
-            /** @description Missing, invalid or expired credentials. */
-            401: {
-                headers: {
-                    /** @description Bearer */
-                    "WWW-Authenticate"?: string;
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-            /** @description The caller's role may not do this. */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-            /** @description Not found, or not visible to the caller (another tenant's). */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-            /** @description The current state does not allow it. */
-            409: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ConflictBody"];
                 };
             };
             /** @description A parameter or the body is invalid. */
@@ -5765,6 +5929,239 @@ export interface operations {
             };
             /** @description The body is larger than this route accepts. */
             413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description A parameter or the body is invalid. */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["UnprocessableBody"];
+                };
+            };
+            /** @description Not ready yet, or a dependency is unavailable; retry. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    "exports-tickets": {
+        parameters: {
+            query: {
+                /** @description first day (YYYY-MM-DD, the reseller's timezone) */
+                from: string;
+                /** @description last day, inclusive */
+                to: string;
+                /** @description the reseller to export (platform admin only) */
+                reseller_id?: string | null;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description UTF-8 with BOM, `;` */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/csv": string;
+                };
+            };
+            /** @description Missing, invalid or expired credentials. */
+            401: {
+                headers: {
+                    /** @description Bearer */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The caller's role may not do this. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not found, or not visible to the caller (another tenant's). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description A parameter or the body is invalid. */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["UnprocessableBody"];
+                };
+            };
+            /** @description Too many attempts. */
+            429: {
+                headers: {
+                    /** @description seconds to wait */
+                    "Retry-After"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not ready yet, or a dependency is unavailable; retry. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    "exports-messages": {
+        parameters: {
+            query: {
+                /** @description first day (YYYY-MM-DD, the reseller's timezone) */
+                from: string;
+                /** @description last day, inclusive */
+                to: string;
+                /** @description the reseller to export (platform admin only) */
+                reseller_id?: string | null;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description UTF-8 with BOM, `;` */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/csv": string;
+                };
+            };
+            /** @description Missing, invalid or expired credentials. */
+            401: {
+                headers: {
+                    /** @description Bearer */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The caller's role may not do this. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not found, or not visible to the caller (another tenant's). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description A parameter or the body is invalid. */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["UnprocessableBody"];
+                };
+            };
+            /** @description Too many attempts. */
+            429: {
+                headers: {
+                    /** @description seconds to wait */
+                    "Retry-After"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not ready yet, or a dependency is unavailable; retry. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    "admin-overview": {
+        parameters: {
+            query?: {
+                /** @description first day (YYYY-MM-DD) */
+                from?: string | null;
+                /** @description last day, inclusive */
+                to?: string | null;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AdminOverview"];
+                };
+            };
+            /** @description Missing, invalid or expired credentials. */
+            401: {
+                headers: {
+                    /** @description Bearer */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The caller's role may not do this. */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };

@@ -51,3 +51,8 @@ export type ServerFrame =
   | RealtimeEvent
   | { type: 'resync' }
   | { type: 'ping' };
+
+export type ReportSummary = S['ReportSummary'];
+export type AgentReport = S['AgentReport'];
+export type AdminOverview = S['AdminOverview'];
+export type ResellerOverview = S['ResellerOverview'];

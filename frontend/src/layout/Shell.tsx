@@ -10,7 +10,9 @@ type Item = { to: string; label: string };
 
 function itemsFor(role: string): Item[] {
   const profile = { to: '/perfil', label: t.nav.profile };
-  if (role === 'admin') return [{ to: '/admin/revendas', label: t.nav.resellers }, profile];
+  const reports = { to: '/relatorios', label: t.nav.reports };
+  if (role === 'admin')
+    return [{ to: '/admin/revendas', label: t.nav.resellers }, { to: '/admin/visao-geral', label: t.nav.overview }, reports, profile];
   const items: Item[] = [
     { to: '/atendimento', label: t.nav.inbox },
     { to: '/contatos', label: t.nav.contacts },
@@ -24,7 +26,7 @@ function itemsFor(role: string): Item[] {
       { to: '/revenda/empresa', label: t.nav.company },
     );
   }
-  items.push(profile);
+  items.push(reports, profile);
   return items;
 }
 

@@ -1,0 +1,212 @@
+"""Exactly-once contributions folded into a compacted state, on a store whose every update is
+read → modify → write the whole document (FerretDB v1): the design of the ticket counters
+(backend/tickets/counters.py, docs/ARCHITECTURE.md), as a primitive any aggregate can use.
+
+A *bucket* (any string: a tenant, a tenant's month) has
+- a contribution log: entry n is `_id` "<bucket>:<n>" of `entries` (backend/core/seqlog.py, plain
+  append: entries exactly 1..head, no holes). Entries are appended, never updated or removed;
+- a claim per contribution key (backend/core/natural_keys.py, kind `claim_kind`): key -> the
+  entry that counts it, first insert wins and never changes. A retried or concurrent writer may
+  append one contribution twice; only its canonical entry counts, so it counts exactly once;
+- a totals document per *view* (`totals/<bucket>|<view>`): `{watermark: w, state}` = the view's
+  fold of the canonical entries 1..w, written as one pair by a compactor. A view is a shape a
+  reader needs (a rollup, a breakdown); each is its own consistent snapshot, so views never
+  need to agree on a watermark. Every stored pair is some compactor's
+  consistent snapshot, so two compactors at once (or a FerretDB write-back of an older pair)
+  can only move the watermark back: a longer tail for the next reader, never a wrong figure.
+
+Reading a view: its totals, then the tail past the watermark (read a window at a time), where an entry counts when its
+key is not yet counted in this tail and its claim points to it or does not exist yet (its writer
+is between append and claim). Cost: 2 + 2 x tail `_id` reads, whatever the history.
+A writer compacts at every `compact_every`-th entry, a reader past a tail of `reader_compacts_at`.
+
+`fold(state, body)` must be deterministic; it may be applied in any order to contributions that
+commute (counts, multisets), and callers that need order (a set of open items) rely on each key's
+canonical entries being appended in the order their events happened (see reports/aggregates.py).
+"""
+
+import asyncio
+import contextlib
+import copy
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from pymongo.errors import DuplicateKeyError, PyMongoError
+
+from backend.core import natural_keys
+from backend.core.clock import utcnow
+from backend.core.db import Database
+from backend.core.logging import get_logger
+from backend.core.runtime import runtime_of
+from backend.core.seqlog import SeqLog
+
+log = get_logger("core.foldlog")
+
+Fold = Callable[[dict[str, Any], Mapping[str, Any]], None]
+READ_WINDOW = 8  # tail entries (and their claims) read concurrently past the first: a tail costs ~3 round trips
+
+
+@dataclass(frozen=True)
+class View:
+    """One folded shape of a bucket's entries, stored as its own totals document (`_id`
+    "<bucket>" for the view named "", "<bucket>|<name>" otherwise) with its own watermark:
+    a reader reads the one view it needs. `encode`/`decode`: the state as stored and back."""
+
+    fold: Fold
+    encode: Callable[[dict[str, Any]], dict[str, Any]] = dict
+    decode: Callable[[dict[str, Any]], dict[str, Any]] = dict
+
+
+class FoldLog:
+    def __init__(
+        self,
+        *,
+        entries: str,
+        totals: str,
+        claim_kind: str,
+        views: Mapping[str, View],
+        compact_every: int = 16,
+        reader_compacts_at: int = 64,
+        max_fold: int = 5_000,
+    ) -> None:
+        self.entries = entries
+        self.totals = totals
+        self.claim_kind = claim_kind
+        self.views = dict(views)
+        self.compact_every = compact_every
+        self.reader_compacts_at = reader_compacts_at
+        self.max_fold = max_fold
+
+    def _log(self, bucket: str) -> SeqLog:
+        # The seqlog's cursor is unused: the watermark lives in the totals documents.
+        return SeqLog(self.entries, f"{bucket}:", state_collection=self.totals, cursor_id=f"unused:{bucket}")
+
+    @staticmethod
+    def _doc_id(bucket: str, view: str) -> str:
+        return f"{bucket}|{view}" if view else bucket
+
+    def _lock(self, db: Database, bucket: str) -> asyncio.Lock:
+        # One append at a time per bucket in this process: concurrent plain appends all try
+        # head+1 and retry (tickets/counters_repository.py says why).
+        locks = runtime_of(db).counter_append_locks
+        return locks.setdefault((db.name, f"{self.entries}/{bucket}"), asyncio.Lock())
+
+    async def canonical(self, db: Database, bucket: str, key: str) -> int | None:
+        bound = await natural_keys.lookup(db, self.claim_kind, bucket, key)
+        return int(bound) if bound is not None else None
+
+    async def _claim(self, db: Database, bucket: str, key: str, seq: int) -> int:
+        bound, _ = await natural_keys.claim(db, self.claim_kind, bucket, key, target=str(seq))
+        return int(bound)
+
+    async def record(self, db: Database, bucket: str, key: str, body: Mapping[str, Any]) -> bool:
+        """Appends `body` as contribution `key` of `bucket` unless it is counted already.
+        Returns False when it was. Safe to repeat and to race with itself."""
+        if await self.canonical(db, bucket, key) is not None:
+            return False
+        async with self._lock(db, bucket):
+            seq, _ = await self._log(bucket).append(db, {**body, "key": key, "bucket": bucket, "at": utcnow()})
+        await self._claim(db, bucket, key, seq)
+        if seq % self.compact_every == 0:
+            try:
+                await self.compact(db, bucket)
+            except PyMongoError as exc:  # the entry is stored; the next compaction folds it
+                log.warning("compaction failed", bucket=bucket, error=str(exc))
+        return True
+
+    async def _totals(self, db: Database, bucket: str, view: str) -> tuple[int, dict[str, Any]]:
+        doc = await db[self.totals].find_one({"_id": self._doc_id(bucket, view)})
+        if not doc:
+            return 0, {}
+        return int(doc["watermark"]), self.views[view].decode(dict(doc["state"] or {}))
+
+    async def _tail(self, db: Database, bucket: str, after: int, limit: int | None = None) -> list[dict[str, Any]]:
+        """The entries after `after` (at most `limit`), each with `_canonical` (its claim, or None
+        while its writer is between append and claim), read READ_WINDOW at a time."""
+        log_ = self._log(bucket)
+        out: list[dict[str, Any]] = []
+        n = after
+        first = await log_.get(db, n + 1)  # most tails are empty: one read says so
+        if first is None or limit == 0:
+            return out
+        while limit is None or len(out) < limit:
+            window = 1 if first is not None else READ_WINDOW
+            got = (
+                [first]
+                if first is not None
+                else await asyncio.gather(*(log_.get(db, n + i) for i in range(1, READ_WINDOW + 1)))
+            )
+            first = None
+            run: list[dict[str, Any]] = []
+            for entry in got:
+                if entry is None:
+                    break
+                run.append(entry)
+            claims = await asyncio.gather(*(self.canonical(db, bucket, str(e["key"])) for e in run))
+            for entry, claim in zip(run, claims, strict=True):
+                out.append({**entry, "_canonical": claim})
+            n += len(run)
+            if len(run) < window:
+                break
+        return out
+
+    async def compact(self, db: Database, bucket: str) -> int:
+        """Folds the entries past each view's watermark into its totals; returns the highest
+        watermark written. Safe to run concurrently with itself and with writers."""
+        states = {v: await self._totals(db, bucket, v) for v in self.views}
+        start = min(w for w, _ in states.values())
+        n = start
+        for entry in await self._tail(db, bucket, start, self.max_fold):
+            n = int(entry["seq"])
+            canonical = entry["_canonical"]
+            if canonical is None:  # fix it before folding, so no reader counts another copy
+                canonical = await self._claim(db, bucket, str(entry["key"]), n)
+            if canonical != n:
+                continue
+            for name, (watermark, state) in states.items():
+                if n > watermark:
+                    self.views[name].fold(state, entry)
+        for name, (watermark, state) in states.items():
+            if n > watermark:
+                await self.write_totals(db, bucket, name, watermark=n, state=state)
+        return n
+
+    async def write_totals(
+        self, db: Database, bucket: str, view: str, *, watermark: int, state: dict[str, Any]
+    ) -> None:
+        """One write of the whole pair (module docstring)."""
+        fields = {"watermark": watermark, "state": self.views[view].encode(state), "updated_at": utcnow()}
+        _id = self._doc_id(bucket, view)
+        try:
+            await db[self.totals].update_one({"_id": _id}, {"$set": fields}, upsert=True)
+        except DuplicateKeyError:  # two first upserts: the document exists now
+            await db[self.totals].update_one({"_id": _id}, {"$set": fields})
+
+    async def read(self, db: Database, bucket: str, view: str = "") -> dict[str, Any]:
+        """The view's state as of now: its totals plus the tail past their watermark."""
+        watermark, state = await self._totals(db, bucket, view)
+        counted: set[str] = set()
+        tail = await self._tail(db, bucket, watermark)
+        for entry in tail:
+            key = str(entry["key"])
+            if key in counted:
+                continue
+            canonical = entry["_canonical"]
+            if canonical is None or canonical == int(entry["seq"]):
+                counted.add(key)
+                self.views[view].fold(state, entry)
+        if len(tail) >= self.reader_compacts_at:
+            with contextlib.suppress(PyMongoError):  # a faster read next time, nothing more
+                await self.compact(db, bucket)
+        return state
+
+    async def refold(self, db: Database, bucket: str, view: str = "") -> tuple[int, dict[str, Any], dict[str, Any]]:
+        """(watermark, stored state, the canonical entries 1..watermark folded afresh): whether
+        the stored totals are their own entries' fold (an operator's check; reads the log)."""
+        watermark, stored = await self._totals(db, bucket, view)
+        state: dict[str, Any] = {}
+        for entry in await self._tail(db, bucket, 0, watermark):
+            if int(entry["seq"]) <= watermark and entry["_canonical"] == int(entry["seq"]):
+                self.views[view].fold(state, entry)
+        return watermark, copy.deepcopy(stored), state

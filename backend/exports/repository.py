@@ -1,0 +1,119 @@
+"""The reads behind the CSV exports: a tenant's tickets opened, and messages written, in a period,
+each walked by one server-side cursor in batches; and, per batch of tickets, what the rows need
+from their threads and logs.
+
+One cursor per export, not a keyset query per page: FerretDB pushes down no filter but `_id`
+equality and no sort, so each page query would rescan and resort the whole collection (an export
+of n rows would cost n / batch scans); one cursor costs one. On MongoDB the `tenant_created`
+indexes serve the filter and the order, and the cursor hands out `batch` documents per getMore,
+so this process holds one batch at a time whatever the period's size. Where it ends: a client
+that stops reading for longer than the server's idle-cursor timeout (10 minutes on MongoDB) gets
+the connection closed mid-file, never a silently shortened one.
+"""
+
+from collections.abc import AsyncIterator
+from datetime import datetime
+from typing import Any
+
+from backend.core.db import Database
+from backend.core.indexes import ASC, declare
+from backend.core.tenancy import TenantScope
+
+TICKETS = "tickets"
+MESSAGES = "messages"
+EVENTS = "ticket_events"
+DEPARTMENTS = "departments"
+NOTE_DIRECTION = "note"
+
+declare(
+    TICKETS,
+    [("reseller_id", ASC), ("created_at", ASC)],
+    name="tenant_created",
+    purpose="exports: a tenant's tickets opened in a period, oldest first",
+)
+
+Doc = dict[str, Any]
+_TICKET_FIELDS = (
+    "number",
+    "status",
+    "client_name",
+    "client_phone",
+    "department_id",
+    "agent_id",
+    "agent_name",
+    "channel",
+    "created_at",
+    "finalized_at",
+    "rating",
+)
+_MESSAGE_FIELDS = (
+    "ticket_id",
+    "direction",
+    "sender_type",
+    "sender_name",
+    "type",
+    "body",
+    "status",
+    "created_at",
+    "media",
+)
+
+
+async def _batches(
+    db: Database, collection: str, query: Doc, fields: tuple[str, ...], *, batch: int
+) -> AsyncIterator[list[Doc]]:
+    cursor = db[collection].find(query, {f: 1 for f in fields}, batch_size=batch).sort("created_at", ASC)
+    page: list[Doc] = []
+    try:
+        async for doc in cursor:
+            page.append(doc)
+            if len(page) == batch:
+                yield page
+                page = []
+        if page:
+            yield page
+    finally:
+        await cursor.close()
+
+
+def tickets_opened(
+    db: Database, scope: TenantScope, *, start: datetime, end: datetime, batch: int
+) -> AsyncIterator[list[Doc]]:
+    """The tenant's tickets opened in [start, end), oldest first, `batch` at a time."""
+    query = scope.filter({"created_at": {"$gte": start, "$lt": end}})
+    return _batches(db, TICKETS, query, _TICKET_FIELDS, batch=batch)
+
+
+def messages_written(
+    db: Database, scope: TenantScope, *, start: datetime, end: datetime, batch: int
+) -> AsyncIterator[list[Doc]]:
+    """The tenant's conversation messages written in [start, end), oldest first; internal notes
+    are not part of it (staff remarks, never shown to the client)."""
+    query = scope.filter({"created_at": {"$gte": start, "$lt": end}, "direction": {"$ne": NOTE_DIRECTION}})
+    return _batches(db, MESSAGES, query, _MESSAGE_FIELDS, batch=batch)
+
+
+async def thread_marks(db: Database, scope: TenantScope, ticket_ids: list[str]) -> list[Doc]:
+    """Who wrote what when in these tickets (no bodies): enough for first-response times. The
+    `ticket_created` index on MongoDB; a scan on FerretDB."""
+    query = scope.filter({"ticket_id": {"$in": ticket_ids}, "direction": {"$ne": NOTE_DIRECTION}})
+    fields = {"ticket_id": 1, "sender_type": 1, "direction": 1, "created_at": 1}
+    return await db[MESSAGES].find(query, fields).to_list(length=None)
+
+
+async def assume_events(db: Database, scope: TenantScope, ticket_ids: list[str]) -> list[Doc]:
+    """The assume events of these tickets (the `ticket_version_unique` index on MongoDB)."""
+    query = scope.filter({"ticket_id": {"$in": ticket_ids}, "data.action": "assume"})
+    return await db[EVENTS].find(query, {"ticket_id": 1, "at": 1}).to_list(length=None)
+
+
+async def tickets_by_id(db: Database, scope: TenantScope, ticket_ids: list[str]) -> list[Doc]:
+    """By `_id` one at a time (the lookup FerretDB pushes down), other tenants' left out."""
+    found = [await scope.get(db[TICKETS], ticket_id) for ticket_id in ticket_ids]
+    return [doc for doc in found if doc is not None]
+
+
+async def department_names(db: Database, scope: TenantScope) -> dict[str, str]:
+    """Every department of the tenant, inactive ones too (old tickets name them)."""
+    docs = await db[DEPARTMENTS].find(scope.filter({}), {"name": 1}).to_list(length=None)
+    return {str(d["_id"]): str(d.get("name", "")) for d in docs}

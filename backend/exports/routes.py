@@ -1,0 +1,74 @@
+from datetime import date
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import StreamingResponse
+
+from backend.auth.deps import StaffActor
+from backend.core.deps import AppSettings, Db
+from backend.core.errors import ROLE, responses
+from backend.exports import service
+
+router = APIRouter(prefix="/exports", tags=["exports"], responses=ROLE | responses(404, 429))
+
+From = Annotated[date, Query(alias="from", description="first day (YYYY-MM-DD, the reseller's timezone)")]
+To = Annotated[date, Query(alias="to", description="last day, inclusive")]
+ResellerId = Annotated[
+    str | None, Query(pattern=r"^[0-9a-f]{24}$", description="the reseller to export (platform admin only)")
+]
+CSV_ANSWER: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"text/csv": {"schema": {"type": "string"}}}, "description": "UTF-8 with BOM, `;`"}
+}
+
+
+def _gate(request: Request, settings: AppSettings) -> service.ExportGate:
+    gate: service.ExportGate | None = getattr(request.app.state, "export_gate", None)
+    if gate is None:
+        gate = request.app.state.export_gate = service.ExportGate(settings.EXPORT_MAX_CONCURRENT)
+    return gate
+
+
+def _attachment(body: StreamingResponse, name: str) -> StreamingResponse:
+    body.headers["Content-Disposition"] = f'attachment; filename="{name}"'
+    body.headers["Cache-Control"] = "no-store"
+    return body
+
+
+@router.get("/tickets.csv", operation_id="exports-tickets", response_class=StreamingResponse, responses=CSV_ANSWER)
+async def export_tickets(
+    request: Request,
+    db: Db,
+    settings: AppSettings,
+    actor: StaffActor,
+    first: From,
+    last: To,
+    reseller_id: ResellerId = None,
+) -> StreamingResponse:
+    """Tickets opened in the period (one row each), streamed as they are read."""
+    scope, tz = await service.scope_for(db, actor, reseller_id=reseller_id)
+    when = service.period(first, last, tz, max_days=settings.EXPORT_MAX_DAYS)
+    gate = _gate(request, settings)
+    gate.admit()
+    body = gate.run(service.tickets_csv(db, scope, when, batch=settings.EXPORT_BATCH_ROWS))
+    response = StreamingResponse(body, media_type="text/csv; charset=utf-8")
+    return _attachment(response, f"tickets_{first.isoformat()}_{last.isoformat()}.csv")
+
+
+@router.get("/messages.csv", operation_id="exports-messages", response_class=StreamingResponse, responses=CSV_ANSWER)
+async def export_messages(
+    request: Request,
+    db: Db,
+    settings: AppSettings,
+    actor: StaffActor,
+    first: From,
+    last: To,
+    reseller_id: ResellerId = None,
+) -> StreamingResponse:
+    """Conversation messages written in the period (internal notes left out), streamed as they are read."""
+    scope, tz = await service.scope_for(db, actor, reseller_id=reseller_id)
+    when = service.period(first, last, tz, max_days=settings.EXPORT_MAX_DAYS)
+    gate = _gate(request, settings)
+    gate.admit()
+    body = gate.run(service.messages_csv(db, scope, when, batch=settings.EXPORT_BATCH_ROWS))
+    response = StreamingResponse(body, media_type="text/csv; charset=utf-8")
+    return _attachment(response, f"mensagens_{first.isoformat()}_{last.isoformat()}.csv")

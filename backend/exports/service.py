@@ -1,0 +1,252 @@
+"""CSV exports: who may export what, the period in the tenant's timezone, the rows, and the bound
+on exports running at once.
+
+Decisions (README, Exports):
+- Who: the reseller owner exports its tenant; the platform admin exports one reseller it names
+  (`reseller_id`). Agents get 403: a file of every client's phone and every conversation is more
+  than an agent's inbox shows, and an agent's own figures are on the dashboard.
+- What: tickets *opened* in the period; messages *written* in it. Internal notes are left out of
+  the messages file: they are staff remarks, and an export is often handed to someone outside.
+- Cells a spreadsheet would run as a formula (starting with = + - @, tab or carriage return) are
+  prefixed with an apostrophe.
+- Never slowing the API for others: at most EXPORT_MAX_CONCURRENT exports run per process (more
+  are refused with 429 and Retry-After before any byte is sent); each reads one cursor in batches
+  of EXPORT_BATCH_ROWS and hands the event loop back between batches, so other requests are
+  served between two batches; the rows are sent as they are made, so memory holds one batch.
+"""
+
+import asyncio
+import csv
+import io
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from backend.core.clock import as_utc
+from backend.core.db import Database
+from backend.core.errors import Forbidden, TooManyRequests, Unprocessable
+from backend.core.tenancy import Actor, TenantScope
+from backend.exports import repository
+from backend.resellers import service as resellers
+
+BOM = "\ufeff"
+DEFAULT_TIMEZONE = "America/Sao_Paulo"
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+TICKET_HEADER = [
+    "numero",
+    "cliente",
+    "telefone",
+    "departamento",
+    "agente",
+    "status",
+    "aberto_em",
+    "assumido_em",
+    "finalizado_em",
+    "primeira_resposta_segundos",
+    "resolucao_segundos",
+    "avaliacao",
+]
+MESSAGE_HEADER = [
+    "data_hora",
+    "ticket",
+    "cliente",
+    "telefone",
+    "direcao",
+    "remetente_tipo",
+    "remetente",
+    "tipo",
+    "texto",
+    "status",
+]
+DIRECTIONS = {"in": "recebida", "out": "enviada"}
+TICKET_CACHE = 1000  # tickets remembered while writing messages (most batches share a few)
+
+
+@dataclass(frozen=True)
+class Period:
+    """[start, end) in UTC for the days `first`..`last` (inclusive) in `tz`."""
+
+    start: datetime
+    end: datetime
+    tz: ZoneInfo
+
+
+class ExportGate:
+    """The per-process bound on exports running at once. `admit` refuses (429) when every slot is
+    taken; the export takes its slot when its body starts and gives it back when the body ends,
+    however it ends (finished, client gone, error), so a response that never started holds none.
+    Two requests admitted together may find one slot: the second then waits for it."""
+
+    def __init__(self, slots: int) -> None:
+        self.slots = slots
+        self.running = 0
+        self._sem = asyncio.Semaphore(slots)
+
+    def admit(self) -> None:
+        if self.running >= self.slots:
+            raise TooManyRequests("too many exports running; try again in a minute", retry_after=30)
+
+    async def run(self, body: AsyncIterator[str]) -> AsyncIterator[bytes]:
+        async with self._sem:
+            self.running += 1
+            try:
+                async for chunk in body:
+                    yield chunk.encode("utf-8")
+                    await asyncio.sleep(0)  # let other requests in between two batches
+            finally:
+                self.running -= 1
+
+
+def cell(value: Any) -> str:
+    """A spreadsheet runs a cell starting with = + - @ (or a tab, a CR) as a formula: quote it as text."""
+    text = "" if value is None else str(value)
+    return "'" + text if text.startswith(FORMULA_STARTS) else text
+
+
+def csv_lines(rows: Iterable[list[str]]) -> str:
+    buffer = io.StringIO()
+    csv.writer(buffer, delimiter=";", lineterminator="\r\n").writerows(rows)
+    return buffer.getvalue()
+
+
+async def scope_for(db: Database, actor: Actor, *, reseller_id: str | None) -> tuple[TenantScope, ZoneInfo]:
+    """The tenant an export reads and its timezone. 404 for an unknown reseller (the admin's)."""
+    if actor.role == "agent":
+        raise Forbidden("exports are for the reseller owner")
+    if actor.is_admin:
+        if reseller_id is None:
+            raise Unprocessable("reseller_id is required for the platform admin")
+        tenant = reseller_id
+        await resellers.get_or_404(db, reseller_id=tenant)
+    else:
+        assert actor.reseller_id
+        tenant = actor.reseller_id
+    return TenantScope(tenant), await timezone_of(db, tenant)
+
+
+async def timezone_of(db: Database, reseller_id: str) -> ZoneInfo:
+    name = await resellers.timezone_of(db, reseller_id)
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return ZoneInfo(DEFAULT_TIMEZONE)
+
+
+def period(first: date, last: date, tz: ZoneInfo, *, max_days: int) -> Period:
+    """The days `first`..`last`, both inclusive, as local midnights in the tenant's timezone."""
+    if last < first:
+        raise Unprocessable("`to` is before `from`")
+    if (last - first).days + 1 > max_days:
+        raise Unprocessable(f"a period of at most {max_days} days")
+    start = datetime.combine(first, time.min, tzinfo=tz)
+    end = datetime.combine(last + timedelta(days=1), time.min, tzinfo=tz)
+    return Period(start=start, end=end, tz=tz)
+
+
+def _local(value: datetime | None, tz: ZoneInfo) -> str:
+    return as_utc(value).astimezone(tz).strftime("%Y-%m-%d %H:%M:%S") if value else ""
+
+
+def _seconds(later: datetime | None, earlier: datetime | None) -> str:
+    if later is None or earlier is None:
+        return ""
+    return str(max(0, round((as_utc(later) - as_utc(earlier)).total_seconds())))
+
+
+def first_response(marks: list[dict[str, Any]]) -> tuple[datetime | None, datetime | None]:
+    """(the client's first message, the first agent reply after it) in one ticket's thread."""
+    marks = sorted(marks, key=lambda m: as_utc(m["created_at"]))
+    asked = next((as_utc(m["created_at"]) for m in marks if m.get("sender_type") == "client"), None)
+    if asked is None:
+        return None, None
+    replied = next(
+        (
+            as_utc(m["created_at"])
+            for m in marks
+            if m.get("sender_type") == "agent" and m.get("direction") == "out" and as_utc(m["created_at"]) >= asked
+        ),
+        None,
+    )
+    return asked, replied
+
+
+async def _ticket_rows(
+    db: Database, scope: TenantScope, page: list[dict[str, Any]], tz: ZoneInfo, departments: dict[str, str]
+) -> list[list[str]]:
+    ids = [str(t["_id"]) for t in page]
+    assumed: dict[str, datetime] = {}
+    for event in await repository.assume_events(db, scope, ids):
+        key, at = str(event["ticket_id"]), as_utc(event["at"])
+        if key not in assumed or at < assumed[key]:
+            assumed[key] = at
+    threads: dict[str, list[dict[str, Any]]] = {}
+    for mark in await repository.thread_marks(db, scope, ids):
+        threads.setdefault(str(mark["ticket_id"]), []).append(mark)
+    rows = []
+    for t in page:
+        key = str(t["_id"])
+        asked, replied = first_response(threads.get(key, []))
+        finalized = t.get("finalized_at")
+        rows.append(
+            [
+                cell(t.get("number")),
+                cell(t.get("client_name")),
+                cell(t.get("client_phone")),
+                cell(departments.get(str(t.get("department_id")), "")),
+                cell(t.get("agent_name")),
+                cell(t.get("status")),
+                _local(t.get("created_at"), tz),
+                _local(assumed.get(key), tz),
+                _local(finalized, tz),
+                _seconds(replied, asked),
+                _seconds(finalized, t.get("created_at")),
+                cell(t.get("rating")),
+            ]
+        )
+    return rows
+
+
+async def tickets_csv(db: Database, scope: TenantScope, when: Period, *, batch: int) -> AsyncIterator[str]:
+    """Every ticket opened in the period, oldest first: the header (with the BOM), then one chunk
+    per batch, each made and sent before the next batch is read."""
+    yield BOM + csv_lines([TICKET_HEADER])
+    departments = await repository.department_names(db, scope)
+    async for page in repository.tickets_opened(db, scope, start=when.start, end=when.end, batch=batch):
+        yield csv_lines(await _ticket_rows(db, scope, page, when.tz, departments))
+
+
+async def messages_csv(db: Database, scope: TenantScope, when: Period, *, batch: int) -> AsyncIterator[str]:
+    """Every conversation message written in the period, oldest first, with its ticket's number and
+    client (tickets read by `_id`, the last TICKET_CACHE kept)."""
+    yield BOM + csv_lines([MESSAGE_HEADER])
+    tickets: dict[str, dict[str, Any]] = {}
+    async for page in repository.messages_written(db, scope, start=when.start, end=when.end, batch=batch):
+        missing = list(dict.fromkeys(str(m["ticket_id"]) for m in page if str(m["ticket_id"]) not in tickets))
+        for doc in await repository.tickets_by_id(db, scope, missing):
+            tickets[str(doc["_id"])] = doc
+        rows = []
+        for m in page:
+            t = tickets.get(str(m["ticket_id"]), {})
+            media = m.get("media") or {}
+            body = m.get("body") or ""
+            if not body and media:
+                body = media.get("name") or ""
+            rows.append(
+                [
+                    _local(m.get("created_at"), when.tz),
+                    cell(t.get("number")),
+                    cell(t.get("client_name")),
+                    cell(t.get("client_phone")),
+                    DIRECTIONS.get(str(m.get("direction")), cell(m.get("direction"))),
+                    cell(m.get("sender_type")),
+                    cell(m.get("sender_name")),
+                    cell(m.get("type")),
+                    cell(body),
+                    cell(m.get("status")),
+                ]
+            )
+        while len(tickets) > TICKET_CACHE:
+            del tickets[next(iter(tickets))]
+        yield csv_lines(rows)

@@ -1,0 +1,1 @@
+"""Business metrics read from the database when /metrics is scraped (README, Metrics)."""

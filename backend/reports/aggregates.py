@@ -1,0 +1,284 @@
+"""What one ticket event or one message contributes to the reports, and how contributions fold.
+Pure functions: the service (reports/service.py) and the rebuild (scripts/reports_rebuild.py)
+compute contributions with the same code, so the incremental figures and the rebuild agree by
+construction wherever they see the same log.
+
+Shape. Two kinds of bucket per tenant, each a backend/core/foldlog.py bucket:
+- a *month* bucket (the reseller's local month): cells keyed by local day and *dims*
+  (department, agent, connection) — the cross product the filters need — holding counts
+  (`o`pened, `a`ssumed, `t`ransferred, `f`inalized, `mi`/`mo` messages in/out), opened tickets
+  and messages in per local hour (`ho`, `hi`), and the exact first-response (`fr`) and
+  resolution (`rs`) values in milliseconds, packed as 8-byte integers. Dims are interned per
+  bucket (`dims`), so a cell key is "<day>|<index>" rather than three ids.
+  Why exact value lists and not a histogram: the median and p90 must be exact for any period and
+  filter, so every value has to be kept; a value costs 8 bytes, 100k tickets a year are ~1.6 MB
+  of values over 12 buckets, read and sorted in a few ms — a request reads at most 13 bucket
+  documents and their short tails, whatever the history. Why months and not days: a year is then
+  13 documents to read instead of 366 (a FerretDB read is a round trip), and a month of one
+  tenant stays far below the document size limit (a day's cell is small; values dominate).
+- the *live* bucket: the tickets waiting now (in espera), each with since when, its department
+  and connection — small (the queue), and what `waiting_now` and the oldest wait read.
+
+Attribution (each contribution names its local day and dims when it is recorded):
+- opened: event v1, at its time, in the ticket's department, agent (an agent-started ticket) and
+  connection; assumed: an event moving espera -> atendendo, to the agent now holding it;
+  transferred: a `transferred` event, to the department and agent it left; finalized: an event
+  reaching finalizado, to the agent holding it (none for a queue ticket), with the resolution
+  time opened -> finalized.
+- messages in/out: a message's `department_id`/`agent_id` stamped at its store (the ticket's
+  department and holder then; an agent's reply counts for the agent who sent it); notes (and
+  any direction other than in/out) are not messages in/out. First response: the ticket's first
+  client message (the first one stored claims "report-first-in") -> the first agent reply stored
+  after it (claims "report-first-reply"), counted on the reply's day for the replying agent.
+- Local day and hour use the reseller's timezone when the contribution is recorded; the rebuild
+  uses the timezone configured when it runs, so a changed timezone shows as a difference that
+  `--fix` moves.
+The live bucket needs order (a ticket enters and leaves the queue): each event's contribution is
+recorded before its event is projected onto the ticket (by its writer, or by the settle that
+rolls it forward — the points where the ticket counters record theirs), and the next event is
+only written after a load that settled the previous one, so a ticket's canonical entries are
+appended in version order.
+"""
+
+from array import array
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
+from datetime import datetime, tzinfo
+from typing import Any
+
+import bson
+
+from backend.core.clock import as_utc
+
+COUNTS = ("o", "a", "t", "f", "mi", "mo")
+VALUES = ("fr", "rs")
+HOURS = ("ho", "hi")
+ESPERA = "espera"
+ATENDENDO = "atendendo"
+FINALIZADO = "finalizado"
+
+Dims = tuple[str | None, str | None, str | None]  # department, agent, connection
+
+
+def month_bucket(reseller_id: str, month: str) -> str:
+    return f"{reseller_id}:m:{month}"
+
+
+def live_bucket(reseller_id: str) -> str:
+    return f"{reseller_id}:live"
+
+
+def ms_between(start: datetime, end: datetime) -> int:
+    return max(0, round((end - start).total_seconds() * 1000))
+
+
+def part(at_local: datetime, dims: Dims, **figures: Any) -> dict[str, Any]:
+    """One cell's contribution: the local month it belongs to, day, hour, dims and figures."""
+    return {
+        "m": at_local.strftime("%Y-%m"),
+        "d": at_local.strftime("%d"),
+        "h": at_local.hour,
+        "dim": list(dims),
+        **figures,
+    }
+
+
+def event_parts(
+    event: Mapping[str, Any],
+    previous: Mapping[str, Any] | None,
+    *,
+    tz: tzinfo,
+    connection_id: str | None,
+    opened_at: datetime,
+) -> list[dict[str, Any]]:
+    """The month-bucket contributions of one ticket event (`previous`: the state before it)."""
+    state = event["state"]
+    at = as_utc(event["at"])
+    local = at.astimezone(tz)
+    status, before = state["status"], (previous or {}).get("status")
+    dims: Dims = (state.get("department_id"), state.get("agent_id"), connection_id)
+    parts: list[dict[str, Any]] = []
+    if int(event["version"]) == 1:
+        parts.append(part(local, dims, o=1))
+    if before == ESPERA and status == ATENDENDO:
+        parts.append(part(local, dims, a=1))
+    if event.get("type") == "transferred" and previous is not None:
+        left: Dims = (previous.get("department_id"), previous.get("agent_id"), connection_id)
+        parts.append(part(local, left, t=1))
+    if status == FINALIZADO and before not in (None, FINALIZADO):
+        parts.append(part(local, dims, f=1, rs=[ms_between(as_utc(opened_at), at)]))
+    return parts
+
+
+def waiting_change(
+    event: Mapping[str, Any], previous: Mapping[str, Any] | None, *, connection_id: str | None
+) -> dict[str, Any] | None:
+    """The live-bucket contribution of one ticket event: entering, moving within or leaving the queue."""
+    state, ticket_id = event["state"], str(event["ticket_id"])
+    status, before = state["status"], (previous or {}).get("status")
+    if status == ESPERA and before != ESPERA:
+        item = {"s": event["at"], "d": state.get("department_id"), "c": connection_id}
+        return {"wset": {ticket_id: item}}
+    if status == ESPERA and (previous or {}).get("department_id") != state.get("department_id"):
+        return {"wmove": {ticket_id: state.get("department_id")}}
+    if status != ESPERA and before == ESPERA:
+        return {"wdel": [ticket_id]}
+    return None
+
+
+def message_part(
+    message: Mapping[str, Any], *, tz: tzinfo, dims: Dims, first_response_ms: int | None
+) -> dict[str, Any] | None:
+    direction = message.get("direction")
+    if direction not in ("in", "out"):
+        return None
+    at = message["created_at"]
+    local = as_utc(at).astimezone(tz)
+    figures: dict[str, Any] = {"mi": 1} if direction == "in" else {"mo": 1}
+    if first_response_ms is not None:
+        figures["fr"] = [first_response_ms]
+    return part(local, dims, **figures)
+
+
+def _pack(values: Iterable[int]) -> bytes:
+    return array("q", values).tobytes()
+
+
+def unpack(blob: bytes | None) -> "array[int]":
+    out = array("q")
+    if blob:
+        out.frombytes(bytes(blob))
+    return out
+
+
+def _dim_index(state: dict[str, Any], dims: list[Any]) -> int:
+    """The bucket's index of `dims`, added when new. Stored as objects: FerretDB v1 stores no
+    array directly inside an array."""
+    known: list[dict[str, Any]] = state.setdefault("dims", [])
+    index: dict[tuple[Any, ...], int] | None = state.get("_index")
+    if index is None or len(index) != len(known):
+        index = {(d.get("d"), d.get("a"), d.get("c")): i for i, d in enumerate(known)}
+    key = (dims[0], dims[1], dims[2])
+    if key not in index:
+        known.append({"d": dims[0], "a": dims[1], "c": dims[2]})
+        index[key] = len(known) - 1
+    state["_index"] = index
+    return index[key]
+
+
+ANY = "*"  # a projected dim: every department (agent, connection)
+
+# The month views (backend/core/foldlog.py): each keeps the cells of one projection of the dims,
+# so a request reads the one whose cells it sums — a year without filter 365 day cells, one
+# department's 365 x departments — and never the full cross product unless it filters by two
+# dims at once ("cells").
+PROJECTIONS: dict[str, Callable[[list[Any]], list[Any]]] = {
+    "all": lambda d: [ANY, ANY, ANY],
+    "dept": lambda d: [d[0], ANY, ANY],
+    "agent": lambda d: [ANY, d[1], ANY],
+    "conn": lambda d: [ANY, ANY, d[2]],
+    "cells": lambda d: list(d),
+}
+
+
+def view_for(department_id: str | None, agent_id: str | None, connection_id: str | None) -> str:
+    """The smallest view that answers a filter."""
+    given = [x is not None for x in (department_id, agent_id, connection_id)]
+    if sum(given) > 1:
+        return "cells"
+    if given[0]:
+        return "dept"
+    if given[1]:
+        return "agent"
+    return "conn" if given[2] else "all"
+
+
+def fold_month(state: dict[str, Any], entry: Mapping[str, Any], *, view: str = "cells") -> None:
+    """Adds one entry's parts to a month view's cells. Counts may be negative and values may be
+    removed (`fr_del`/`rs_del`): the rebuild's corrections are entries like any other. Each
+    cell's values stay sorted, so a request selects quantiles across cells without sorting."""
+    project = PROJECTIONS[view]
+    for p in entry.get("parts", ()):
+        dims = project(p["dim"])
+        cell: dict[str, Any] = state.setdefault("cells", {}).setdefault(f"{p['d']}|{_dim_index(state, dims)}", {})
+        for name in COUNTS:
+            if p.get(name):
+                cell[name] = int(cell.get(name, 0)) + int(p[name])
+        hour = str(p["h"])
+        for name, source in (("ho", "o"), ("hi", "mi")):
+            if p.get(source):
+                hours = cell.setdefault(name, {})
+                hours[hour] = int(hours.get(hour, 0)) + int(p[source])
+        for name in VALUES:
+            added, removed = p.get(name) or [], p.get(f"{name}_del") or []
+            if added or removed:
+                values = list(unpack(cell.get(name)))
+                if removed:
+                    values = list((Counter(values) - Counter(int(v) for v in removed)).elements())
+                cell[name] = _pack(sorted([*values, *(int(v) for v in added)]))
+
+
+def month_view(view: str) -> Callable[[dict[str, Any], Mapping[str, Any]], None]:
+    def fold(state: dict[str, Any], entry: Mapping[str, Any]) -> None:
+        fold_month(state, entry, view=view)
+
+    return fold
+
+
+def encode(state: dict[str, Any]) -> dict[str, Any]:
+    """A month view as stored: one BSON blob. FerretDB v1 converts every field of a document
+    between its storage and BSON, which for thousands of cells costs far more than the bytes;
+    one binary field crosses as a block, and the client decodes it in C."""
+    return {"blob": bson.encode(clean(state))}
+
+
+def decode(stored: dict[str, Any]) -> dict[str, Any]:
+    blob = stored.get("blob")
+    return dict(bson.decode(bytes(blob))) if blob else {}
+
+
+def fold_live(state: dict[str, Any], entry: Mapping[str, Any]) -> None:
+    waiting: dict[str, Any] = state.setdefault("waiting", {})
+    for ticket_id, item in (entry.get("wset") or {}).items():
+        waiting[ticket_id] = dict(item)
+    for ticket_id, dept in (entry.get("wmove") or {}).items():
+        if ticket_id in waiting:
+            waiting[ticket_id] = {**waiting[ticket_id], "d": dept}
+    for ticket_id in entry.get("wdel") or ():
+        waiting.pop(ticket_id, None)
+
+
+def clean(state: dict[str, Any]) -> dict[str, Any]:
+    """The state as stored: without the fold's in-memory index."""
+    return {k: v for k, v in state.items() if not k.startswith("_")}
+
+
+def month_cells(state: Mapping[str, Any]) -> Iterable[tuple[str, Dims, Mapping[str, Any]]]:
+    """(day "DD", dims, cell) for every cell of a month bucket."""
+    dims = state.get("dims") or []
+    for key, cell in (state.get("cells") or {}).items():
+        day, index = key.split("|")
+        d = dims[int(index)]
+        yield day, (d.get("d"), d.get("a"), d.get("c")), cell
+
+
+def by_month(parts: Iterable[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """Parts grouped by the local month bucket they go to."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    for p in parts:
+        out.setdefault(str(p["m"]), []).append(p)
+    return out
+
+
+def message_dims(message: Mapping[str, Any], ticket: Mapping[str, Any] | None) -> Dims:
+    """Department and agent as stamped on the message when it was stored (messages.append);
+    the ticket's current ones for a message from before the stamps. An agent's reply counts
+    for the agent who sent it."""
+    t = ticket or {}
+    dept = message["department_id"] if "department_id" in message else t.get("department_id")
+    if message.get("direction") == "out" and message.get("sender_type") == "agent":
+        agent = message.get("sender_id")
+    else:
+        agent = message["agent_id"] if "agent_id" in message else t.get("agent_id")
+    conn = message.get("channel") or t.get("channel")
+    return (dept, agent, conn)

@@ -1,0 +1,112 @@
+"""Where the reports' aggregates live: two backend/core/foldlog.py logs over one pair of
+collections, every query by `_id`.
+
+- `report_entries`: contribution entry n of bucket B is `_id` "<B>:<n>".
+- `report_totals`: one document per bucket view, `_id` "<bucket>|<view>" (a month's views:
+  reports/aggregates.py PROJECTIONS; the live bucket has one, `_id` the bucket):
+  `{watermark, state}`, a month view's state one BSON blob.
+- `natural_keys` kinds "report" (contribution key -> its counting entry), "report-first-in"
+  (ticket -> its first client message's time) and "report-first-reply" (ticket -> the reply that
+  answered it first).
+"""
+
+import asyncio
+from typing import Any
+
+from backend.core import natural_keys
+from backend.core.db import Database
+from backend.core.foldlog import FoldLog, View
+from backend.reports import aggregates
+
+ENTRIES = "report_entries"
+TOTALS = "report_totals"
+FIRST_IN = "report-first-in"
+FIRST_REPLY = "report-first-reply"
+
+MONTHS = FoldLog(
+    entries=ENTRIES,
+    totals=TOTALS,
+    claim_kind="report",
+    views={v: View(aggregates.month_view(v), aggregates.encode, aggregates.decode) for v in aggregates.PROJECTIONS},
+    # Small tails: a reader walks at most COMPACT_EVERY - 1 entries past a view's watermark (each an
+    # entry and a claim read); a compaction rewrites the month's views every 8 contributions.
+    compact_every=8,
+    reader_compacts_at=32,
+)
+LIVE = FoldLog(
+    entries=ENTRIES, totals=TOTALS, claim_kind="report", views={"": View(aggregates.fold_live)}, compact_every=8
+)
+
+
+async def record_month(db: Database, reseller_id: str, month: str, key: str, parts: list[dict[str, Any]]) -> bool:
+    return await MONTHS.record(db, aggregates.month_bucket(reseller_id, month), key, {"parts": parts})
+
+
+async def record_live(db: Database, reseller_id: str, key: str, change: dict[str, Any]) -> bool:
+    return await LIVE.record(db, aggregates.live_bucket(reseller_id), key, change)
+
+
+async def months(db: Database, reseller_id: str, names: list[str], view: str = "cells") -> list[dict[str, Any]]:
+    """One view of the month buckets, read concurrently (each is a few `_id` reads)."""
+    buckets = [aggregates.month_bucket(reseller_id, m) for m in names]
+    return list(await asyncio.gather(*(MONTHS.read(db, b, view) for b in buckets)))
+
+
+async def live(db: Database, reseller_id: str) -> dict[str, Any]:
+    return await LIVE.read(db, aggregates.live_bucket(reseller_id))
+
+
+async def claim_first_in(db: Database, ticket_id: str, at_ms: int) -> int:
+    """The ticket's first client message time: the first stored claims it, once."""
+    bound, _ = await natural_keys.claim(db, FIRST_IN, ticket_id, target=str(at_ms))
+    return int(bound)
+
+
+async def first_in(db: Database, ticket_id: str) -> int | None:
+    bound = await natural_keys.lookup(db, FIRST_IN, ticket_id)
+    return int(bound) if bound is not None else None
+
+
+async def claim_first_reply(db: Database, ticket_id: str, message_id: str) -> str:
+    bound, _ = await natural_keys.claim(db, FIRST_REPLY, ticket_id, target=message_id)
+    return bound
+
+
+async def first_reply(db: Database, ticket_id: str) -> str | None:
+    return await natural_keys.lookup(db, FIRST_REPLY, ticket_id)
+
+
+async def month_totals(
+    db: Database, reseller_id: str, month: str, view: str
+) -> tuple[int, dict[str, Any], dict[str, Any]]:
+    return await MONTHS.refold(db, aggregates.month_bucket(reseller_id, month), view)
+
+
+async def write_month(
+    db: Database, reseller_id: str, month: str, view: str, *, watermark: int, state: dict[str, Any]
+) -> None:
+    await MONTHS.write_totals(db, aggregates.month_bucket(reseller_id, month), view, watermark=watermark, state=state)
+
+
+async def live_totals(db: Database, reseller_id: str) -> tuple[int, dict[str, Any], dict[str, Any]]:
+    return await LIVE.refold(db, aggregates.live_bucket(reseller_id), "")
+
+
+async def write_live(db: Database, reseller_id: str, *, watermark: int, state: dict[str, Any]) -> None:
+    await LIVE.write_totals(db, aggregates.live_bucket(reseller_id), "", watermark=watermark, state=state)
+
+
+async def known_months(db: Database, reseller_id: str) -> list[str]:
+    """The months a tenant has totals for (the rebuild's scan of the totals; never a request's)."""
+    prefix = aggregates.month_bucket(reseller_id, "")
+    out: set[str] = set()
+    async for doc in db[TOTALS].find({"_id": {"$regex": f"^{prefix}"}}, {"_id": 1}):
+        out.add(str(doc["_id"])[len(prefix) :].split("|")[0])
+    async for doc in db[ENTRIES].find({"bucket": {"$regex": f"^{prefix}"}}, {"bucket": 1}):
+        out.add(str(doc["bucket"])[len(prefix) :])
+    return sorted(out)
+
+
+async def tenant_ids(db: Database) -> list[str]:
+    """Every tenant, for the rebuild (a small collection)."""
+    return [str(d["_id"]) async for d in db["resellers"].find({}, {"_id": 1})]

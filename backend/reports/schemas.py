@@ -1,0 +1,51 @@
+"""The reports API's shapes: figures for a period in the reseller's timezone."""
+
+from datetime import date
+
+from pydantic import BaseModel, Field
+
+
+class Quantiles(BaseModel):
+    """Exact over the period and filters; null when there is no value."""
+
+    median: float | None = None
+    p90: float | None = None
+
+
+class ReportFigures(BaseModel):
+    opened: int = 0
+    assumed: int = 0
+    transferred: int = 0
+    finalized: int = 0
+    waiting_now: int = 0
+    oldest_wait_seconds: float | None = Field(None, description="now minus the oldest waiting ticket's queue entry")
+    first_response_seconds: Quantiles = Field(default_factory=Quantiles)
+    resolution_seconds: Quantiles = Field(default_factory=Quantiles)
+    messages_in: int = 0
+    messages_out: int = 0
+
+
+class DayVolume(BaseModel):
+    date: date
+    opened: int = 0
+    finalized: int = 0
+    messages_in: int = 0
+    messages_out: int = 0
+
+
+class ReportSummary(ReportFigures):
+    period_from: date
+    period_to: date
+    timezone: str
+    per_day: list[DayVolume] = Field(description="every local day of the period, in order")
+    per_hour: list[int] = Field(description="tickets opened per local hour of day, 0-23")
+    per_hour_messages_in: list[int] = Field(description="client messages per local hour of day, 0-23")
+
+
+class AgentReport(ReportFigures):
+    agent_id: str
+    agent_name: str
+
+
+class AgentReportList(BaseModel):
+    items: list[AgentReport]

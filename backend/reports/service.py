@@ -1,0 +1,369 @@
+"""Reports: what the team did and how fast, for a period in the reseller's timezone.
+
+The log is the truth (`ticket_events`, `messages`); the figures are read from per-month
+aggregates maintained as events happen (reports/aggregates.py says what each event contributes
+and why the shape is what it is; backend/core/foldlog.py why each contribution counts exactly
+once on FerretDB). A request reads at most 13 month buckets and the live bucket — a couple of
+`_id` reads each — and never the history. `scripts/reports_rebuild.py` recomputes every figure
+from the log and reports (and with --fix appends corrections for) any difference.
+
+Where the guarantee ends: a ticket event's contribution is recorded before the event is
+projected onto the ticket, by its writer or by whoever settles the ticket next (the ticket
+counters' points, tickets/projection.py), so a writer that died in between is caught up by the
+next settle or the sweep. A message's contribution is recorded once the message is filed; a
+process killed between storing a message and recording it leaves the message uncounted until
+its retry (a webhook redelivery runs `complete_stored`, which records it) or the rebuild.
+"""
+
+import asyncio
+import math
+from array import array
+from bisect import bisect_right
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from functools import lru_cache
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from backend.audit import service as events
+from backend.core import metrics
+from backend.core.clock import as_utc, utcnow
+from backend.core.db import Database
+from backend.core.errors import Forbidden, NotFound, Unprocessable
+from backend.core.ids import is_valid_id
+from backend.core.tenancy import Actor, TenantScope
+from backend.reports import aggregates, repository
+from backend.reports.aggregates import Dims
+from backend.reports.schemas import AgentReport, AgentReportList, DayVolume, Quantiles, ReportFigures, ReportSummary
+from backend.resellers import service as resellers
+from backend.users import service as users
+
+MAX_DAYS = 400  # a year and a bit: 14 month buckets at most
+DEFAULT_DAYS = 30
+DEFAULT_TIMEZONE = "America/Sao_Paulo"
+SORT_BELOW = 20_000  # values: below this a quantile sorts the union, above it searches the runs
+
+
+@lru_cache(maxsize=256)
+def zone(name: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return ZoneInfo(DEFAULT_TIMEZONE)
+
+
+async def _tz(db: Database, reseller_id: str) -> tuple[str, ZoneInfo]:
+    name = await resellers.timezone_of(db, reseller_id)
+    return name, zone(name)
+
+
+def _epoch_ms(at: datetime) -> int:
+    return round(as_utc(at).timestamp() * 1000)
+
+
+# ---------------------------------------------------------------------------------------------
+# Recording (the hooks: tickets and messages call these through their runtime hooks)
+
+
+async def record_ticket_event(db: Database, event: Mapping[str, Any], previous_state: Mapping[str, Any] | None) -> None:
+    """Records what `event` contributes. Called by the event's writer and by every settle that
+    rolls a ticket forward over it, before it is projected; safe to repeat."""
+    tenant, ticket_id, version = str(event["reseller_id"]), str(event["ticket_id"]), int(event["version"])
+    previous = previous_state
+    if previous is None and version > 1:
+        before = await events.get_internal(db, ticket_id, version - 1)
+        assert before is not None, f"event {event['_id']} follows no event"  # versions have no holes
+        previous = before["state"]
+    first = event if version == 1 else await events.get_internal(db, ticket_id, 1)
+    assert first is not None
+    opened = first.get("data", {}).get("ticket") or {}
+    connection = opened.get("channel")
+    _, tz = await _tz(db, tenant)
+    key = f"ev:{event['_id']}"
+    parts = aggregates.event_parts(event, previous, tz=tz, connection_id=connection, opened_at=first["at"])
+    for month, month_parts in aggregates.by_month(parts).items():
+        await repository.record_month(db, tenant, month, key, month_parts)
+    change = aggregates.waiting_change(event, previous, connection_id=connection)
+    if change is not None:
+        await repository.record_live(db, tenant, key, change)
+
+
+async def record_message(db: Database, message: Mapping[str, Any], ticket: Mapping[str, Any]) -> None:
+    """Records a stored message (in/out; notes are not messages in or out) and, for the ticket's
+    first client message and the first agent reply after it, the first response. Safe to repeat:
+    both claims and the entry are keyed by the message."""
+    if message.get("direction") not in ("in", "out"):
+        return
+    tenant, ticket_id, message_id = str(message["reseller_id"]), str(message["ticket_id"]), str(message["_id"])
+    at_ms = _epoch_ms(message["created_at"])
+    first_response: int | None = None
+    if message["direction"] == "in" and message.get("sender_type") == "client":
+        await repository.claim_first_in(db, ticket_id, at_ms)
+    elif message["direction"] == "out" and message.get("sender_type") == "agent":
+        first_in = await repository.first_in(db, ticket_id)
+        if (
+            first_in is not None
+            and at_ms >= first_in
+            and await repository.claim_first_reply(db, ticket_id, message_id) == message_id
+        ):
+            first_response = at_ms - first_in
+            metrics.FIRST_RESPONSE.observe(first_response / 1000)  # README, Metrics
+    _, tz = await _tz(db, tenant)
+    p = aggregates.message_part(
+        message, tz=tz, dims=aggregates.message_dims(message, ticket), first_response_ms=first_response
+    )
+    if p is not None:
+        await repository.record_month(db, tenant, str(p["m"]), f"msg:{message_id}", [p])
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading
+
+
+@dataclass
+class _Acc:
+    counts: Counter[str] = field(default_factory=Counter)
+    fr: list["array[int]"] = field(default_factory=list)  # sorted runs, one per cell
+    rs: list["array[int]"] = field(default_factory=list)
+    days: dict[str, Counter[str]] = field(default_factory=dict)
+    hours_opened: list[int] = field(default_factory=lambda: [0] * 24)
+    hours_in: list[int] = field(default_factory=lambda: [0] * 24)
+
+    def add(self, day: str, cell: Mapping[str, Any]) -> None:
+        per_day = self.days.setdefault(day, Counter())
+        for name in aggregates.COUNTS:
+            n = int(cell.get(name, 0))
+            if n:
+                self.counts[name] += n
+                per_day[name] += n
+        for name, hours in (("ho", self.hours_opened), ("hi", self.hours_in)):
+            for hour, n in (cell.get(name) or {}).items():
+                hours[int(hour)] += int(n)
+        if cell.get("fr"):
+            self.fr.append(aggregates.unpack(cell["fr"]))
+        if cell.get("rs"):
+            self.rs.append(aggregates.unpack(cell["rs"]))
+
+
+def kth(runs: list["array[int]"], k: int) -> int:
+    """The k-th smallest (0-based) value of the union of sorted runs, exactly: a binary search
+    over the values counting, per run, those at or below a candidate (a bisect per run) — no
+    merge, no sort of the union."""
+    lo, hi = min(r[0] for r in runs), max(r[-1] for r in runs)
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if sum(bisect_right(r, mid) for r in runs) >= k + 1:
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
+
+
+def quantiles(runs: list["array[int]"]) -> Quantiles:
+    """Median (the mean of the two middle values for an even count) and p90 (nearest rank:
+    the smallest value with at least 90% of the values at or below it), in seconds."""
+    n = sum(len(r) for r in runs)
+    if not n:
+        return Quantiles()
+    runs = [r for r in runs if r]
+    if n <= SORT_BELOW:  # a small union sorts faster than the search walks its runs
+        runs = [array("q", sorted(v for r in runs for v in r))]
+    median = kth(runs, n // 2) if n % 2 else (kth(runs, n // 2 - 1) + kth(runs, n // 2)) / 2
+    p90 = kth(runs, max(0, math.ceil(0.9 * n) - 1))
+    return Quantiles(median=median / 1000, p90=p90 / 1000)
+
+
+def _months(start: date, end: date) -> list[str]:
+    out, y, m = [], start.year, start.month
+    while (y, m) <= (end.year, end.month):
+        out.append(f"{y:04d}-{m:02d}")
+        y, m = (y + 1, 1) if m == 12 else (y, m + 1)
+    return out
+
+
+def _collect(
+    states: list[dict[str, Any]],
+    months: list[str],
+    *,
+    start: date,
+    end: date,
+    match: Callable[[Dims], bool],
+    group: Callable[[Dims], str | None] | None = None,
+) -> dict[str | None, _Acc]:
+    lo, hi = start.isoformat(), end.isoformat()
+    out: dict[str | None, _Acc] = {}
+    for month, state in zip(months, states, strict=True):
+        for day, dims, cell in aggregates.month_cells(state):
+            iso = f"{month}-{day}"
+            if lo <= iso <= hi and match(dims):
+                key = group(dims) if group else None
+                acc = out.get(key)
+                if acc is None:
+                    acc = out[key] = _Acc()
+                acc.add(iso, cell)
+    return out
+
+
+@dataclass(frozen=True)
+class Period:
+    reseller_id: str
+    start: date
+    end: date
+    timezone: str
+
+
+async def _tenant_of(db: Database, actor: Actor, reseller_id: str | None) -> str:
+    if actor.is_admin:
+        if not reseller_id:
+            raise Unprocessable("reseller_id is required for the platform admin")
+        await resellers.get_or_404(db, reseller_id=reseller_id)
+        return reseller_id
+    assert actor.reseller_id
+    if reseller_id is not None and reseller_id != actor.reseller_id:
+        raise NotFound("reseller not found")  # never confirm another tenant exists
+    return actor.reseller_id
+
+
+async def period(
+    db: Database, actor: Actor, *, start: date | None, end: date | None, reseller_id: str | None = None
+) -> Period:
+    tenant = await _tenant_of(db, actor, reseller_id)
+    name, tz = await _tz(db, tenant)
+    today = utcnow().astimezone(tz).date()
+    end = end or (today if start is None else min(today, start + timedelta(days=DEFAULT_DAYS - 1)))
+    start = start or end - timedelta(days=DEFAULT_DAYS - 1)
+    if start > end:
+        raise Unprocessable("`from` is after `to`")
+    if (end - start).days + 1 > MAX_DAYS:
+        raise Unprocessable(f"a period spans at most {MAX_DAYS} days")
+    return Period(tenant, start, end, name)
+
+
+def _figures(acc: _Acc | None) -> dict[str, Any]:
+    acc = acc or _Acc()
+    c = acc.counts
+    return {
+        "opened": c["o"],
+        "assumed": c["a"],
+        "transferred": c["t"],
+        "finalized": c["f"],
+        "messages_in": c["mi"],
+        "messages_out": c["mo"],
+        "first_response_seconds": quantiles(acc.fr),
+        "resolution_seconds": quantiles(acc.rs),
+    }
+
+
+def _waiting(live: Mapping[str, Any], match: Callable[[str | None, str | None], bool]) -> dict[str, Any]:
+    """waiting_now and oldest_wait_seconds from the live bucket (the tickets in espera now)."""
+    since = [as_utc(item["s"]) for item in (live.get("waiting") or {}).values() if match(item.get("d"), item.get("c"))]
+    oldest = (utcnow() - min(since)).total_seconds() if since else None
+    return {"waiting_now": len(since), "oldest_wait_seconds": round(oldest, 3) if oldest is not None else None}
+
+
+async def _agent_departments(db: Database, reseller_id: str, agent_id: str) -> tuple[str, ...]:
+    doc = await users.get(db, TenantScope(reseller_id), agent_id, roles=("agent",)) if is_valid_id(agent_id) else None
+    return tuple(doc.get("department_ids") or ()) if doc else ()
+
+
+async def summary(
+    db: Database,
+    actor: Actor,
+    *,
+    start: date | None,
+    end: date | None,
+    department_id: str | None = None,
+    agent_id: str | None = None,
+    connection_id: str | None = None,
+    reseller_id: str | None = None,
+) -> ReportSummary:
+    """The dashboard's figures. An agent gets its own: `agent_id` is itself (another is 403)."""
+    if actor.role == "agent":
+        if agent_id is not None and agent_id != actor.id:
+            raise Forbidden("agents see their own figures only")
+        agent_id = actor.id
+    p = await period(db, actor, start=start, end=end, reseller_id=reseller_id)
+    months = _months(p.start, p.end)
+
+    view = aggregates.view_for(department_id, agent_id, connection_id)
+
+    def match(dims: Dims) -> bool:  # the view's dims: the ones it does not keep are "*"
+        return (
+            (department_id is None or dims[0] == department_id)
+            and (agent_id is None or dims[1] == agent_id)
+            and (connection_id is None or dims[2] == connection_id)
+        )
+
+    depts: tuple[str, ...] | None = None
+    if agent_id is not None:
+        depts = actor.department_ids if actor.id == agent_id else await _agent_departments(db, p.reseller_id, agent_id)
+    states, live = await asyncio.gather(
+        repository.months(db, p.reseller_id, months, view), repository.live(db, p.reseller_id)
+    )
+    acc = _collect(states, months, start=p.start, end=p.end, match=match).get(None) or _Acc()
+
+    def waits(dept: str | None, conn: str | None) -> bool:
+        return (
+            (department_id is None or dept == department_id)
+            and (connection_id is None or conn == connection_id)
+            and (depts is None or dept in depts)
+        )
+
+    per_day: list[DayVolume] = []
+    day = p.start
+    while day <= p.end:
+        c = acc.days.get(day.isoformat(), Counter())
+        per_day.append(DayVolume(date=day, opened=c["o"], finalized=c["f"], messages_in=c["mi"], messages_out=c["mo"]))
+        day += timedelta(days=1)
+    return ReportSummary(
+        **_figures(acc),
+        **_waiting(live, waits),
+        period_from=p.start,
+        period_to=p.end,
+        timezone=p.timezone,
+        per_day=per_day,
+        per_hour=acc.hours_opened,
+        per_hour_messages_in=acc.hours_in,
+    )
+
+
+async def agents(
+    db: Database, actor: Actor, *, start: date | None, end: date | None, reseller_id: str | None = None
+) -> AgentReportList:
+    """One row per agent with activity in the period (an agent: its own row only, always)."""
+    p = await period(db, actor, start=start, end=end, reseller_id=reseller_id)
+    months = _months(p.start, p.end)
+    only = actor.id if actor.role == "agent" else None
+
+    def match(dims: Dims) -> bool:
+        return dims[1] is not None and (only is None or dims[1] == only)  # the "agent" view
+
+    states, live = await asyncio.gather(
+        repository.months(db, p.reseller_id, months, "agent"), repository.live(db, p.reseller_id)
+    )
+    groups = _collect(states, months, start=p.start, end=p.end, match=match, group=lambda d: d[1])
+    ids = sorted({str(k) for k in groups if k is not None} | ({only} if only else set()))
+
+    async def row(agent: str) -> AgentReport | None:
+        name = await users.name_in_tenant(db, p.reseller_id, agent)
+        if name is None:
+            return None
+        depts = actor.department_ids if agent == actor.id else await _agent_departments(db, p.reseller_id, agent)
+        waiting = _waiting(live, lambda dept, _conn: dept in depts)
+        return AgentReport(agent_id=agent, agent_name=name, **_figures(groups.get(agent)), **waiting)
+
+    rows = [r for r in await asyncio.gather(*(row(a) for a in ids)) if r is not None]
+    rows.sort(key=lambda r: (r.agent_name.casefold(), r.agent_id))
+    return AgentReportList(items=rows)
+
+
+def figures_of(report: ReportFigures) -> dict[str, Any]:
+    """The figures alone (what the rebuild and the tests compare)."""
+    return report.model_dump(include=set(ReportFigures.model_fields))
+
+
+async def tenant_ids(db: Database) -> list[str]:
+    """Every tenant (the rebuild script's loop)."""
+    return await repository.tenant_ids(db)

@@ -1,0 +1,154 @@
+import { fireEvent, screen, waitFor, within } from '@testing-library/react';
+import userEvent from '@testing-library/user-event';
+import { beforeEach, describe, expect, it, vi } from 'vitest';
+import type { ReportSummary } from '../../api/types';
+import { agentUser, mockApi, renderApp, signIn, stubWebSocket } from '../../test/utils';
+import { formatSeconds, lastDays } from './format';
+import { ReportsPage } from './ReportsPage';
+
+const owner = agentUser({ role: 'reseller', department_ids: [], name: 'Dona Revenda' });
+const agent = agentUser();
+const admin = agentUser({ role: 'admin', reseller_id: null, department_ids: [] });
+const R = 'r'.repeat(24);
+const D1 = '1'.repeat(24);
+const D2 = '2'.repeat(24);
+
+const summary = (over: Partial<ReportSummary> = {}): ReportSummary => ({
+  opened: 12,
+  assumed: 10,
+  transferred: 3,
+  finalized: 9,
+  waiting_now: 2,
+  oldest_wait_seconds: 754,
+  first_response_seconds: { median: 90, p90: 600 },
+  resolution_seconds: { median: 3700, p90: 90000 },
+  messages_in: 140,
+  messages_out: 121,
+  period_from: '2025-03-01',
+  period_to: '2025-03-07',
+  timezone: 'America/Sao_Paulo',
+  per_day: [{ date: '2025-03-01', opened: 12, finalized: 9, messages_in: 140, messages_out: 121 }],
+  per_hour: Array.from({ length: 24 }, (_, h) => (h === 9 ? 12 : 0)),
+  per_hour_messages_in: Array.from({ length: 24 }, (_, h) => (h === 9 ? 140 : 0)),
+  ...over,
+});
+const agentRow = {
+  agent_id: agent.id,
+  agent_name: 'Ana Agente',
+  ...summary({ assumed: 4, transferred: 1, finalized: 3, messages_out: 55 }),
+};
+
+function api(user: typeof owner) {
+  return mockApi(({ path }) => {
+    if (path === '/api/v1/auth/me') return { body: user };
+    if (path === '/api/v1/reports/summary') return { body: summary() };
+    if (path === '/api/v1/reports/agents') return { body: { items: [agentRow] } };
+    if (path === '/api/v1/departments')
+      return {
+        body: {
+          items: [
+            { id: D1, reseller_id: R, name: 'Vendas', active: true, created_at: '2025-01-01T00:00:00Z' },
+            { id: D2, reseller_id: 'x'.repeat(24), name: 'De outra', active: true, created_at: '2025-01-01T00:00:00Z' },
+          ],
+          next_cursor: null,
+        },
+      };
+    if (path === '/api/v1/users') return { body: { items: [{ ...agent, name: 'Ana Agente' }], next_cursor: null } };
+    if (path === '/api/v1/whatsapp-connections') return { body: { items: [], next_cursor: null } };
+    if (path === '/api/v1/resellers')
+      return { body: { items: [{ id: R, name: 'Loja Azul', owner_id: 'o', owner_email: 'o@x', active: true, created_at: '2025-01-01T00:00:00Z' }], next_cursor: null } };
+    return undefined;
+  });
+}
+
+function card(label: string) {
+  return within(screen.getByRole('group', { name: label }));
+}
+
+beforeEach(() => stubWebSocket());
+
+describe('ReportsPage', () => {
+  it("shows the reseller's cards, the agents' table and asks again with a filter", async () => {
+    signIn(owner);
+    const calls = api(owner);
+    renderApp(<ReportsPage />);
+    await screen.findByRole('group', { name: 'Abertos' });
+    expect(card('Abertos').getByText('12')).toBeInTheDocument();
+    expect(card('Transferidos').getByText('3')).toBeInTheDocument();
+    expect(card('Em espera agora').getByText('2')).toBeInTheDocument();
+    expect(card('Espera mais antiga').getByText('12 min 34 s')).toBeInTheDocument();
+    expect(card('Primeira resposta').getByText('mediana 1 min 30 s · p90 10 min')).toBeInTheDocument();
+    expect(card('Resolução').getByText('mediana 1 h 01 min · p90 1 d 1 h')).toBeInTheDocument();
+    expect(card('Mensagens recebidas').getByText('140')).toBeInTheDocument();
+    expect(screen.queryByRole('group', { name: 'Satisfação' })).not.toBeInTheDocument();
+    const table = await screen.findByRole('table', { name: 'Por agente' });
+    const row = within(table).getByText('Ana Agente').closest('tr')!;
+    expect(within(row).getAllByRole('cell').map((c) => c.textContent)).toEqual([
+      'Ana Agente', '4', '1', '3', 'mediana 1 min 30 s · p90 10 min', 'mediana 1 h 01 min · p90 1 d 1 h', '55',
+    ]);
+    const period = lastDays(7);
+    const first = calls.find((c) => c.path === '/api/v1/reports/summary');
+    expect(first).toBeTruthy();
+
+    await userEvent.click(screen.getByRole('textbox', { name: 'Departamento' }));
+    fireEvent.click(await screen.findByRole('option', { name: 'Vendas', hidden: true }));
+    await waitFor(() => expect(lastSummaryQuery()?.get('department_id')).toBe(D1));
+    const query = lastSummaryQuery()!;
+    expect([query.get('from'), query.get('to'), query.get('reseller_id')]).toEqual([period.from, period.to, null]);
+    expect(screen.getByRole('button', { name: 'Exportar tickets' })).toBeEnabled();
+  });
+
+  it('refuses a period that ends before it starts without asking the server', async () => {
+    signIn(owner);
+    const calls = api(owner);
+    renderApp(<ReportsPage />);
+    await screen.findByRole('group', { name: 'Abertos' });
+    const asked = calls.filter((c) => c.path === '/api/v1/reports/summary').length;
+    fireEvent.change(screen.getByLabelText('Até'), { target: { value: '2000-01-01' } });
+    expect(await screen.findByText('A data final deve ser igual ou posterior à inicial.')).toBeInTheDocument();
+    expect(calls.filter((c) => c.path === '/api/v1/reports/summary').length).toBe(asked);
+  });
+
+  it('gives an agent its own figures, without filters or exports', async () => {
+    signIn(agent);
+    api(agent);
+    renderApp(<ReportsPage />);
+    await screen.findByRole('group', { name: 'Abertos' });
+    expect(screen.getByText('Seus números no período.')).toBeInTheDocument();
+    expect(screen.queryByRole('textbox', { name: 'Departamento' })).not.toBeInTheDocument();
+    expect(screen.queryByRole('button', { name: 'Exportar tickets' })).not.toBeInTheDocument();
+  });
+
+  it('has the admin pick a reseller, then asks for that reseller only', async () => {
+    signIn(admin);
+    const calls = api(admin);
+    renderApp(<ReportsPage />);
+    expect(await screen.findByText('Escolha uma revenda para ver os relatórios.')).toBeInTheDocument();
+    expect(calls.some((c) => c.path === '/api/v1/reports/summary')).toBe(false);
+    await userEvent.click(screen.getByRole('textbox', { name: 'Revenda' }));
+    fireEvent.click(await screen.findByRole('option', { name: 'Loja Azul', hidden: true }));
+    await screen.findByRole('group', { name: 'Abertos' });
+    expect(lastSummaryQuery()?.get('reseller_id')).toBe(R);
+    // Only the picked reseller's departments are offered.
+    await userEvent.click(screen.getByRole('textbox', { name: 'Departamento' }));
+    expect(await screen.findByRole('option', { name: 'Vendas', hidden: true })).toBeInTheDocument();
+    expect(screen.queryByRole('option', { name: 'De outra', hidden: true })).not.toBeInTheDocument();
+  });
+});
+
+/** The query of the last summary request sent. */
+function lastSummaryQuery(): URLSearchParams | undefined {
+  const fetchMock = globalThis.fetch as unknown as ReturnType<typeof vi.fn>;
+  const urls = fetchMock.mock.calls
+    .map(([input]) => new URL(input instanceof Request ? input.url : String(input)))
+    .filter((u) => u.pathname === '/api/v1/reports/summary');
+  return urls.at(-1)?.searchParams;
+}
+
+describe('formatSeconds', () => {
+  it('reads like a wait', () => {
+    expect([null, 0, 45, 60, 200, 3600, 3700, 90000].map(formatSeconds)).toEqual([
+      '—', '0 s', '45 s', '1 min', '3 min 20 s', '1 h 00 min', '1 h 01 min', '1 d 1 h',
+    ]);
+  });
+});

@@ -1,0 +1,71 @@
+"""Redelivered webhooks count once in the reports: the same provider message delivered again,
+sequentially and concurrently, through the real webhook route, processor and fake Evolution
+provider, is one message in and one ticket opened; the rebuild agrees."""
+
+import asyncio
+from datetime import date, timedelta
+from typing import Any
+
+import httpx
+
+from backend.reports import rebuild
+from tests.factories import API, make_tenant, unique_phone
+from tests.fakes.harness import (
+    FakeEvolution,
+    app,
+    backend_port,
+    evolution,
+    make_connection,
+    settings,
+    settings_overrides,
+)
+from tests.webhooks.helpers import settled
+
+__all__ = ["app", "backend_port", "evolution", "settings", "settings_overrides"]  # the harness's fixtures
+
+HOOK = f"{API}/webhooks/whatsapp"
+
+
+def _upsert(phone: str, key_id: str, text: str) -> dict[str, Any]:
+    return {
+        "event": "messages.upsert",
+        "instance": "x",
+        "data": {
+            "key": {"remoteJid": f"{phone}@s.whatsapp.net", "fromMe": False, "id": key_id},
+            "pushName": "Maria",
+            "message": {"conversation": text},
+            "messageType": "conversation",
+            "messageTimestamp": 1_700_000_000,
+        },
+    }
+
+
+async def test_a_redelivered_webhook_counts_once(
+    client: httpx.AsyncClient, admin_headers: dict[str, str], evolution: FakeEvolution, db: Any
+) -> None:
+    tenant = await make_tenant(client, admin_headers, agents=1)
+    conn = await make_connection(client, tenant, evolution)
+    token = (await db.whatsapp_connections.find_one({"_id": conn["id"]}))["webhook_token"]
+    headers = {"X-Webhook-Token": token}
+    phone = unique_phone()
+    first, second = _upsert(phone, "3EB0REPORT1" + phone, "oi"), _upsert(phone, "3EB0REPORT2" + phone, "alô")
+    for payload in (first, first, second):
+        await settled(db, await client.post(f"{HOOK}/{conn['id']}", json=payload, headers=headers))
+    acks = await asyncio.gather(
+        *(client.post(f"{HOOK}/{conn['id']}", json=p, headers=headers) for p in [first, second] * 4)
+    )
+    for ack in acks:
+        await settled(db, ack)
+
+    today = date.today()
+    params = {"from": str(today - timedelta(days=1)), "to": str(today + timedelta(days=1))}
+    r = await client.get(f"{API}/reports/summary", params=params, headers=tenant.headers)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert (body["opened"], body["messages_in"], body["messages_out"], body["waiting_now"]) == (1, 2, 0, 1)
+    r = await client.get(
+        f"{API}/reports/summary", params={**params, "connection_id": conn["id"]}, headers=tenant.headers
+    )
+    assert (r.json()["opened"], r.json()["messages_in"]) == (1, 2)
+    found = await rebuild.audit(db, tenant.id)
+    assert found.clean, (found.month_differences, found.waiting_differences, found.corrupt)
