@@ -8,14 +8,21 @@ Shape. Two kinds of bucket per tenant, each a backend/core/foldlog.py bucket:
   (department, agent, connection) — the cross product the filters need — holding counts
   (`o`pened, `a`ssumed, `t`ransferred, `f`inalized, `mi`/`mo` messages in/out), opened tickets
   and messages in per local hour (`ho`, `hi`), and the exact first-response (`fr`) and
-  resolution (`rs`) values in milliseconds, packed as 8-byte integers. Dims are interned per
-  bucket (`dims`), so a cell key is "<day>|<index>" rather than three ids.
+  resolution (`rs`) values in milliseconds, packed as 8-byte integers and kept sorted. Dims are
+  interned per bucket (`dims`), so a cell key is "<day>|<index>" rather than three ids.
+  The bucket has five *views* (PROJECTIONS), each its own totals document holding one BSON blob:
+  the cells with every dim ("cells", for two filters at once) and the cells with all dims but one
+  (or all) projected to "*" ("dept", "agent", "conn", "all"). A request reads the one view its
+  filter needs: an unfiltered year sums 365 day cells, not the cross product.
   Why exact value lists and not a histogram: the median and p90 must be exact for any period and
-  filter, so every value has to be kept; a value costs 8 bytes, 100k tickets a year are ~1.6 MB
-  of values over 12 buckets, read and sorted in a few ms — a request reads at most 13 bucket
-  documents and their short tails, whatever the history. Why months and not days: a year is then
-  13 documents to read instead of 366 (a FerretDB read is a round trip), and a month of one
-  tenant stays far below the document size limit (a day's cell is small; values dominate).
+  filter, so every value has to be kept (to the millisecond, as BSON dates are); a value costs 8
+  bytes, 100k tickets a year are ~1.7 MB per view over 12 buckets. Each cell's values are sorted,
+  so a quantile is selected across the day runs by a binary search over the values counting with
+  a bisect per run (service.kth) — exact, without merging or sorting the union. Why months and
+  not days: a year is 13 documents to read instead of 366 (a FerretDB read is a round trip), and
+  a view of one tenant's month stays far below the document size limit. Why a blob: FerretDB v1
+  converts every field of a document between its storage and BSON, which for thousands of cells
+  costs far more than the bytes, and it stores no array directly inside an array.
 - the *live* bucket: the tickets waiting now (in espera), each with since when, its department
   and connection — small (the queue), and what `waiting_now` and the oldest wait read.
 

@@ -232,8 +232,11 @@ async def period(
     tenant = await _tenant_of(db, actor, reseller_id)
     name, tz = await _tz(db, tenant)
     today = utcnow().astimezone(tz).date()
-    end = end or (today if start is None else min(today, start + timedelta(days=DEFAULT_DAYS - 1)))
-    start = start or end - timedelta(days=DEFAULT_DAYS - 1)
+    try:
+        end = end or (today if start is None else min(today, start + timedelta(days=DEFAULT_DAYS - 1)))
+        start = start or end - timedelta(days=DEFAULT_DAYS - 1)
+    except OverflowError:  # a period at the edge of the calendar (year 1 or 9999)
+        raise Unprocessable("dates out of range") from None
     if start > end:
         raise Unprocessable("`from` is after `to`")
     if (end - start).days + 1 > MAX_DAYS:
@@ -312,11 +315,10 @@ async def summary(
         )
 
     per_day: list[DayVolume] = []
-    day = p.start
-    while day <= p.end:
+    for offset in range((p.end - p.start).days + 1):  # no date past `to`: 9999-12-31 has no next day
+        day = p.start + timedelta(days=offset)
         c = acc.days.get(day.isoformat(), Counter())
         per_day.append(DayVolume(date=day, opened=c["o"], finalized=c["f"], messages_in=c["mi"], messages_out=c["mo"]))
-        day += timedelta(days=1)
     return ReportSummary(
         **_figures(acc),
         **_waiting(live, waits),

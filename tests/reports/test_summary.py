@@ -222,8 +222,11 @@ async def test_tenancy_admin_and_bad_input(
         {"from": "2026-03-11", "to": "2026-03-10"},
         {"from": "2024-01-01", "to": "2026-03-10"},
         {"department_id": "nope"},
+        {"to": "0001-01-05"},  # its default start would be before the calendar's first day
     ):
         r = await client.get(f"{API}/reports/summary", params=params, headers=scenario.headers)
         assert r.status_code == 422, (params, r.text)
     r = await client.get(f"{API}/reports/agents", params={"to": "2026-02-30"}, headers=scenario.headers)
     assert r.status_code == 422
+    edge = await _summary(client, scenario.headers, **{"from": "9999-12-25", "to": "9999-12-31"})
+    assert (len(edge["per_day"]), edge["opened"]) == (7, 0)
