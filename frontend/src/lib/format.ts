@@ -31,3 +31,9 @@ export function formatDuration(iso: string, now: Date = new Date()): string {
   if (hours < 24) return `${hours} h ${String(minutes % 60).padStart(2, '0')} min`;
   return `${Math.floor(hours / 24)} d ${hours % 24} h`;
 }
+
+/** A calendar day as stored ("2025-12-25") → "25/12/2025", with no time zone to shift it. */
+export function formatDay(day: string): string {
+  const m = /^(\d{4})-(\d{2})-(\d{2})$/.exec(day);
+  return m ? `${m[3]}/${m[2]}/${m[1]}` : day;
+}

@@ -1,0 +1,57 @@
+import { Paper, Stack, Text } from '@mantine/core';
+import { t } from '../../i18n/pt-BR';
+
+/** The variables the backend fills in automatic messages (issue 16: greeting, away, closing). */
+export const VARIABLES = ['cliente', 'empresa', 'protocolo'] as const;
+export type Variable = (typeof VARIABLES)[number];
+
+/** A message as the client would read it: each known {{variable}} replaced; anything else, an
+ * unknown or misspelt variable included, stays as written so the preview shows the mistake. */
+export function renderTemplate(text: string, values: Record<Variable, string>): string {
+  return text.replace(/\{\{\s*(\w+)\s*\}\}/g, (whole, name: string) =>
+    (VARIABLES as readonly string[]).includes(name) ? values[name as Variable] : whole,
+  );
+}
+
+/** Sample values for the previews; the company name is the one being edited. */
+export function sampleValues(company: string): Record<Variable, string> {
+  return { cliente: t.automation.sample.client, empresa: company || t.automation.sample.company, protocolo: t.automation.sample.protocol };
+}
+
+/** The numbered list of a connection's menu, as the client receives it under the menu text. */
+export function menuList(names: string[]): string {
+  return names.map((name, i) => `${i + 1} - ${name}`).join('\n');
+}
+
+export function menuMessage(text: string, names: string[]): string {
+  const list = menuList(names);
+  return text.trim() ? `${text.trim()}\n\n${list}` : list;
+}
+
+/** One WhatsApp-like bubble with the text the client would receive. */
+export function MessagePreview({ text, label, testId }: { text: string; label: string; testId?: string }) {
+  return (
+    <Stack gap={2}>
+      <Text size="xs" c="dimmed">
+        {label}
+      </Text>
+      <Paper className="bubble preview-bubble" data-direction="out" data-testid={testId} aria-label={label}>
+        {text.trim() ? <Text size="sm">{text}</Text> : <Text size="sm" c="dimmed" fs="italic">{t.automation.emptyPreview}</Text>}
+      </Paper>
+    </Stack>
+  );
+}
+
+export function VariablesHelp() {
+  return (
+    <Text size="xs" c="dimmed" data-testid="variables-help">
+      {t.automation.variables}{' '}
+      {VARIABLES.map((v, i) => (
+        <span key={v}>
+          {i > 0 && ', '}
+          <code>{`{{${v}}}`}</code> ({t.automation.variableHelp[v]})
+        </span>
+      ))}
+    </Text>
+  );
+}
