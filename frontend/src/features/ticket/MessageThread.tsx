@@ -1,4 +1,4 @@
-import { Alert, Button, Center, Group, Loader, Stack, Text } from '@mantine/core';
+import { Alert, Badge, Button, Center, Group, Loader, Stack, Text } from '@mantine/core';
 import { useLayoutEffect, useMemo, useRef, useState } from 'react';
 import { errorMessage } from '../../api/client';
 import { useMessages, useTicketEvents } from '../../api/queries';
@@ -87,12 +87,20 @@ export function MessageBubble({ message }: { message: Message }) {
       className="bubble"
       data-direction={message.direction}
       data-testid="message"
-      aria-label={message.direction === 'in' ? t.ticket.incoming : t.ticket.outgoing}
+      aria-label={message.direction === 'in' ? t.ticket.incoming : message.automatic ? t.automation.labelHint : t.ticket.outgoing}
+      data-automatic={message.automatic ? 'true' : undefined}
     >
-      {message.direction === 'out' && message.sender_name && (
-        <Text size="xs" c="dimmed">
-          {message.sender_name}
-        </Text>
+      {message.automatic ? (
+        <Badge size="xs" variant="light" color="gray" data-testid="automatic" title={t.automation.labelHint}>
+          {t.automation.label}
+        </Badge>
+      ) : (
+        message.direction === 'out' &&
+        message.sender_name && (
+          <Text size="xs" c="dimmed">
+            {message.sender_name}
+          </Text>
+        )
       )}
       {isMedia && <MediaPlaceholder message={message} />}
       {message.body && <Body body={message.body} signed={message.direction === 'out'} />}
@@ -144,7 +152,13 @@ export function timelineText(event: TicketEvent): string {
   if (event.type === 'created') return t.ticket.timeline.created(who);
   if (event.type === 'assumed') return t.ticket.timeline.assumed(who);
   if (event.type === 'finalized') return t.ticket.timeline.finalized(who);
+  if (event.type === 'rated') {
+    const rating = Number(event.data?.rating);
+    return t.ticket.timeline.rated(who, Number.isFinite(rating) ? t.ticket.ratingValue(rating) : '—');
+  }
   if (event.type === 'transferred') {
+    // The client's answer to the connection's department menu (issue 16) is recorded as a transfer.
+    if (event.actor_role === 'client') return t.ticket.timeline.menuChosen(who, to);
     return event.data && 'to_department_id' in event.data
       ? t.ticket.timeline.transferredToDepartment(who, to)
       : t.ticket.timeline.transferredToAgent(who, to);
