@@ -52,6 +52,12 @@ class TicketRead(ReadModel):
     # For the user the API answers (client messages since that user last read the ticket,
     # backend/unread); realtime frames carry it only in that user's own `ticket.read`.
     unread_count: int = 0
+    # Automatic messages (backend/automation): the client wrote outside business hours when the
+    # ticket opened; the connection's department menu awaits the client's answer (the ticket waits
+    # in espera of the connection's default department meanwhile); the 1-5 satisfaction rating.
+    out_of_hours: bool = False
+    menu_pending: bool = False
+    rating: int | None = None
 
 
 TicketPage = Page[TicketRead]
