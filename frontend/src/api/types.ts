@@ -1,20 +1,16 @@
 import type { components } from './schema';
 
 type S = components['schemas'];
-// Issue 16 fields, written here until the backend's schemas (h/auto) are generated into schema.d.ts.
-type Pending16Ticket = { out_of_hours?: boolean; menu_pending?: boolean; rating?: number | null };
-type Pending16Config = { closing_message?: string; closed_dates?: string[]; csat_enabled?: boolean; csat_window_hours?: number };
-type Pending16Connection = { menu_enabled?: boolean; menu_department_ids?: string[]; menu_text?: string };
-export type Ticket = S['TicketRead'] & Pending16Ticket;
+export type Ticket = S['TicketRead'];
 export type TicketStatus = Ticket['status'];
 export type TicketCounts = S['TicketCounts'];
-export type Message = S['MessageRead'] & { automatic?: boolean };
+export type Message = S['MessageRead'];
 export type TicketEvent = S['TicketEventRead'];
 export type User = S['UserRead'];
 export type Department = S['DepartmentRead'];
 export type Reseller = S['ResellerRead'];
-export type ResellerConfig = S['ResellerConfigRead'] & Pending16Config;
-export type ResellerConfigUpdate = S['ResellerConfigUpdate'] & Pending16Config;
+export type ResellerConfig = S['ResellerConfigRead'];
+export type ResellerConfigUpdate = S['ResellerConfigUpdate'];
 export type BusinessHours = S['BusinessHours'];
 export type TokenRead = S['TokenRead'];
 export type QuickReply = S['QuickReplyRead'];
@@ -24,8 +20,8 @@ export type Page<T> = { items: T[]; next_cursor?: string | null };
 
 export const STATUSES = ['espera', 'atendendo', 'finalizado'] as const satisfies readonly TicketStatus[];
 
-export type WhatsAppConnection = S['ConnectionRead'] & Pending16Connection;
-export type WhatsAppConnectionUpdate = S['ConnectionUpdate'] & Pending16Connection;
+export type WhatsAppConnection = S['ConnectionRead'];
+export type WhatsAppConnectionUpdate = S['ConnectionUpdate'];
 export type WhatsAppConnectionCreate = S['ConnectionCreate'];
 export type ConnectionState = WhatsAppConnection['status'];
 export type QrCodeRead = S['QrCodeRead'];

@@ -105,6 +105,10 @@ describe('CompanyPage', () => {
     expect(window).toBeEnabled();
     await userEvent.clear(window);
     await userEvent.type(window, '48');
+    // The survey question: left empty, the preview shows the built-in one the backend sends.
+    expect(screen.getByLabelText('Prévia: Pergunta da pesquisa')).toHaveTextContent('Como você avalia este atendimento?');
+    fireEvent.change(screen.getByRole('textbox', { name: 'Pergunta da pesquisa' }), { target: { value: 'De 1 a 5, {{cliente}}?' } });
+    expect(screen.getByLabelText('Prévia: Pergunta da pesquisa')).toHaveTextContent('De 1 a 5, Maria Silva?');
     fireEvent.change(screen.getByRole('textbox', { name: 'Mensagem de encerramento' }), { target: { value: 'Até logo!' } });
     await userEvent.click(screen.getByRole('button', { name: 'Salvar' }));
     await waitFor(() => expect(patched(calls)).toBeDefined());
@@ -112,6 +116,7 @@ describe('CompanyPage', () => {
       closed_dates: ['2025-11-20', '2026-01-01'],
       csat_enabled: true,
       csat_window_hours: 48,
+      csat_message: 'De 1 a 5, {{cliente}}?',
       closing_message: 'Até logo!',
     });
   });
@@ -147,6 +152,8 @@ describe('CompanyPage', () => {
 
   it('renderTemplate leaves unknown variables as written; menuMessage numbers the departments in order', () => {
     expect(renderTemplate('{{cliente}}/{{x}}/{{empresa}}', { cliente: 'A', empresa: 'B', protocolo: '1' })).toBe('A/{{x}}/B');
-    expect(menuMessage('Escolha:', ['Suporte', 'Financeiro'])).toBe('Escolha:\n\n1 - Suporte\n2 - Financeiro');
+    expect(menuMessage('Escolha:', ['Suporte', 'Financeiro'])).toBe('Escolha:\n1 - Suporte\n2 - Financeiro');
+    // Left empty, the backend's built-in line heads the list (backend/automation/texts.py).
+    expect(menuMessage('  ', ['Suporte'])).toBe('Para agilizar seu atendimento, responda com o número do departamento:\n1 - Suporte');
   });
 });

@@ -61,6 +61,7 @@ function MessageField({
   onChange,
   company,
   error,
+  fallback,
 }: {
   label: string;
   hint: string;
@@ -68,11 +69,13 @@ function MessageField({
   onChange: (v: string) => void;
   company: string;
   error?: string;
+  /** What the backend sends when this is left empty (nothing, when absent). */
+  fallback?: string;
 }) {
   return (
     <SimpleGrid cols={{ base: 1, sm: 2 }} spacing="sm">
-      <Textarea label={label} description={hint} autosize minRows={3} maxLength={1000} value={value} onChange={(e) => onChange(e.currentTarget.value)} error={error} />
-      <MessagePreview label={t.automation.previewOf(label)} text={renderTemplate(value, sampleValues(company))} />
+      <Textarea label={label} description={hint} placeholder={fallback} autosize minRows={3} maxLength={1000} value={value} onChange={(e) => onChange(e.currentTarget.value)} error={error} />
+      <MessagePreview label={t.automation.previewOf(label)} text={renderTemplate(value.trim() ? value : fallback ?? '', sampleValues(company))} />
     </SimpleGrid>
   );
 }
@@ -183,6 +186,7 @@ function CompanyForm({ config }: { config: ResellerConfig }) {
   const [closedDates, setClosedDates] = useState<string[]>(() => [...(config.closed_dates ?? [])].sort());
   const [signature, setSignature] = useState(config.signature_enabled ?? true);
   const [csat, setCsat] = useState(config.csat_enabled ?? false);
+  const [csatMessage, setCsatMessage] = useState(config.csat_message ?? '');
   const [csatHours, setCsatHours] = useState<number>(config.csat_window_hours ?? CSAT_DEFAULT_HOURS);
   const bad = invalidRanges(hours);
   const errors = fieldErrors(save.error);
@@ -204,6 +208,7 @@ function CompanyForm({ config }: { config: ResellerConfig }) {
             signature_enabled: signature,
             csat_enabled: csat,
             csat_window_hours: csatHours,
+            csat_message: csatMessage,
           },
           {
             onSuccess: () => notifications.show({ color: 'teal', message: t.app.saved }),
@@ -258,6 +263,17 @@ function CompanyForm({ config }: { config: ResellerConfig }) {
             maw={240}
             error={errors.csat_window_hours}
           />
+          {csat && (
+            <MessageField
+              label={t.company.csatMessage}
+              hint={t.company.csatMessageHint}
+              value={csatMessage}
+              onChange={setCsatMessage}
+              company={companyName}
+              error={errors.csat_message}
+              fallback={t.automation.defaultSurveyText}
+            />
+          )}
         </Section>
         {save.isError && Object.keys(errors).length > 0 && (
           <Text c="red" size="sm" role="alert">

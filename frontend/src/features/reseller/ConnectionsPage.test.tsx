@@ -17,7 +17,7 @@ const connection = {
   id: 'e'.repeat(24), reseller_id: 'r'.repeat(24), name: 'Loja Centro', provider: 'evolution', instance_name: 'loja',
   default_department_id: suporte.id, status: 'open', qr_code: null, active: true, last_error: null,
   created_at: '2025-01-01T00:00:00Z', updated_at: '2025-01-01T00:00:00Z',
-  menu_enabled: false, menu_department_ids: [], menu_text: '',
+  menu_enabled: false, menu_department_ids: [], menu_text: '', menu_max_invalid: 2,
 } as WhatsAppConnection;
 
 function serve(stored: WhatsAppConnection = connection) {
@@ -65,8 +65,11 @@ describe('ConnectionsPage · department menu', () => {
     await userEvent.click(within(dialog).getByRole('button', { name: 'Tirar Vendas do menu' }));
     await userEvent.type(within(dialog).getByRole('textbox', { name: 'Texto do menu' }), 'Escolha um número:');
 
+    const tolerance = within(dialog).getByRole('textbox', { name: 'Respostas inválidas aceitas' });
+    await userEvent.clear(tolerance);
+    await userEvent.type(tolerance, '3');
     const preview = within(dialog).getByTestId('menu-preview');
-    expect(preview.textContent).toBe('Escolha um número:\n\n1 - Suporte\n2 - Financeiro');
+    expect(preview.textContent).toBe('Escolha um número:\n1 - Suporte\n2 - Financeiro');
     expect(dialog).toHaveTextContent('espera em Suporte');
 
     await userEvent.click(save);
@@ -75,6 +78,7 @@ describe('ConnectionsPage · department menu', () => {
       menu_enabled: true,
       menu_department_ids: [suporte.id, financeiro.id],
       menu_text: 'Escolha um número:',
+      menu_max_invalid: 3,
     });
   });
 
@@ -85,7 +89,7 @@ describe('ConnectionsPage · department menu', () => {
     await userEvent.click(screen.getByRole('button', { name: 'Menu de departamentos · Loja Centro' }));
     const dialog = await screen.findByRole('dialog');
     expect(within(dialog).getAllByTestId('menu-department').map((li) => li.textContent)).toEqual(['1 - Financeiro↑↓✕', '2 - Suporte↑↓✕']);
-    expect(within(dialog).getByTestId('menu-preview').textContent).toBe('Oi!\n\n1 - Financeiro\n2 - Suporte');
+    expect(within(dialog).getByTestId('menu-preview').textContent).toBe('Oi!\n1 - Financeiro\n2 - Suporte');
   });
 
   it('move swaps neighbours and ignores moves past either end', () => {

@@ -1,4 +1,4 @@
-import { ActionIcon, Alert, Button, Group, Select, SimpleGrid, Stack, Switch, Text, Textarea } from '@mantine/core';
+import { ActionIcon, Alert, Button, Group, NumberInput, Select, SimpleGrid, Stack, Switch, Text, Textarea } from '@mantine/core';
 import { notifications } from '@mantine/notifications';
 import { useState } from 'react';
 import { errorMessage, fieldErrors } from '../../api/client';
@@ -6,6 +6,9 @@ import { useUpdateConnection } from '../../api/queries';
 import type { Department, WhatsAppConnection } from '../../api/types';
 import { t } from '../../i18n/pt-BR';
 import { MessagePreview, menuMessage } from './automation';
+
+// The client answers with one digit (backend/connections/schemas.py MAX_MENU_OPTIONS).
+export const MAX_MENU_OPTIONS = 9;
 
 /** Moves the item at `index` one place up (-1) or down (+1); out-of-range moves change nothing. */
 export function move<T>(list: T[], index: number, step: -1 | 1): T[] {
@@ -23,7 +26,9 @@ export function MenuForm({ connection, departments, onDone }: { connection: What
   const [enabled, setEnabled] = useState(connection.menu_enabled ?? false);
   const [ids, setIds] = useState<string[]>(() => connection.menu_department_ids ?? []);
   const [text, setText] = useState(connection.menu_text ?? '');
+  const [maxInvalid, setMaxInvalid] = useState<number>(connection.menu_max_invalid ?? 2);
   const [adding, setAdding] = useState<string | null>(null);
+  const full = ids.length >= MAX_MENU_OPTIONS;
   const byId = new Map(departments.map((d) => [d.id, d]));
   const name = (id: string) => byId.get(id)?.name ?? '—';
   const addable = departments.filter((d) => d.active && !ids.includes(d.id)).map((d) => ({ value: d.id, label: d.name }));
@@ -35,7 +40,7 @@ export function MenuForm({ connection, departments, onDone }: { connection: What
       onSubmit={(e) => {
         e.preventDefault();
         update.mutate(
-          { id: connection.id, menu_enabled: enabled, menu_department_ids: ids, menu_text: text },
+          { id: connection.id, menu_enabled: enabled, menu_department_ids: ids, menu_text: text, menu_max_invalid: maxInvalid },
           {
             onSuccess: () => {
               notifications.show({ color: 'teal', message: t.connections.updated });
@@ -51,7 +56,8 @@ export function MenuForm({ connection, departments, onDone }: { connection: What
           <Stack gap="xs">
             <Textarea
               label={t.connections.menuText}
-              placeholder={t.connections.menuTextPlaceholder}
+              placeholder={t.automation.defaultMenuText}
+              description={t.connections.menuTextHint}
               autosize
               minRows={2}
               maxLength={1000}
@@ -86,10 +92,19 @@ export function MenuForm({ connection, departments, onDone }: { connection: What
               ))}
             </Stack>
             <Group align="flex-end" gap="xs">
-              <Select label={t.connections.menuAdd} data={addable} value={adding} onChange={setAdding} style={{ flex: 1 }} error={errors.menu_department_ids} />
+              <Select
+                label={t.connections.menuAdd}
+                data={addable}
+                value={adding}
+                onChange={setAdding}
+                style={{ flex: 1 }}
+                disabled={full}
+                description={full ? t.connections.menuFull(MAX_MENU_OPTIONS) : undefined}
+                error={errors.menu_department_ids}
+              />
               <Button
                 variant="light"
-                disabled={!adding}
+                disabled={!adding || full}
                 onClick={() => {
                   if (adding) setIds((list) => [...list, adding]);
                   setAdding(null);
@@ -98,6 +113,16 @@ export function MenuForm({ connection, departments, onDone }: { connection: What
                 {t.app.add}
               </Button>
             </Group>
+            <NumberInput
+              label={t.connections.menuMaxInvalid}
+              description={t.connections.menuMaxInvalidHint}
+              min={0}
+              max={10}
+              allowDecimal={false}
+              value={maxInvalid}
+              onChange={(v) => setMaxInvalid(typeof v === 'number' ? v : Number(v) || 0)}
+              error={errors.menu_max_invalid}
+            />
           </Stack>
           <Stack gap="xs">
             <MessagePreview label={t.connections.menuPreview} text={ids.length ? menuMessage(text, ids.map(name)) : ''} testId="menu-preview" />

@@ -8,7 +8,8 @@ export type Variable = (typeof VARIABLES)[number];
 /** A message as the client would read it: each known {{variable}} replaced; anything else, an
  * unknown or misspelt variable included, stays as written so the preview shows the mistake. */
 export function renderTemplate(text: string, values: Record<Variable, string>): string {
-  return text.replace(/\{\{\s*(\w+)\s*\}\}/g, (whole, name: string) =>
+  // Trimmed like the backend's render (backend/automation/texts.py).
+  return text.trim().replace(/\{\{\s*(\w+)\s*\}\}/g, (whole, name: string) =>
     (VARIABLES as readonly string[]).includes(name) ? values[name as Variable] : whole,
   );
 }
@@ -23,9 +24,10 @@ export function menuList(names: string[]): string {
   return names.map((name, i) => `${i + 1} - ${name}`).join('\n');
 }
 
+/** The menu message as backend/automation/texts.py `menu` writes it: the text (or the built-in
+ * one when left empty) and the numbered list under it. */
 export function menuMessage(text: string, names: string[]): string {
-  const list = menuList(names);
-  return text.trim() ? `${text.trim()}\n\n${list}` : list;
+  return [text.trim() || t.automation.defaultMenuText, menuList(names)].filter(Boolean).join('\n');
 }
 
 /** One WhatsApp-like bubble with the text the client would receive. */

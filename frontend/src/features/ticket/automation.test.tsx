@@ -12,7 +12,7 @@ const me = agentUser();
 const base = ticketFixture();
 const msg = (over: Partial<Message>): Message => ({
   id: 'm'.repeat(24), ticket_id: base.id, direction: 'in', sender_type: 'client', sender_name: 'Maria', type: 'text',
-  body: 'Oi', status: 'received', created_at: '2025-01-01T12:00:00Z', ...over,
+  body: 'Oi', status: 'received', created_at: '2025-01-01T12:00:00Z', automatic: false, ...over,
 });
 const event = (over: Partial<TicketEvent>): TicketEvent => ({
   id: `${base.id}:2`, ticket_id: base.id, version: 2, type: 'transferred', actor_id: base.client_id, actor_role: 'client',
