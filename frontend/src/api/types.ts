@@ -32,6 +32,8 @@ export type RealtimeEventName =
   | 'ticket.assumed'
   | 'ticket.transferred'
   | 'ticket.finalized'
+  | 'ticket.routed'
+  | 'ticket.rated'
   | 'message.created'
   | 'message.status'
   | 'ticket.read'

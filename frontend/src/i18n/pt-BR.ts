@@ -149,6 +149,8 @@ export const t = {
       finalized: (who: string) => `${who} finalizou o atendimento`,
       rated: (who: string, rating: string) => `${who} avaliou o atendimento: ${rating}`,
       menuChosen: (who: string, to: string) => `${who} escolheu ${to} no menu`,
+      menuFallback: (to: string) => `Sem resposta válida ao menu: ficou em ${to}`,
+      theClient: 'O cliente',
       other: (who: string) => `${who} alterou o atendimento`,
     },
     history: {

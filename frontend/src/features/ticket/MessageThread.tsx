@@ -147,21 +147,23 @@ function NoteBubble({ message }: { message: Message }) {
 }
 
 export function timelineText(event: TicketEvent): string {
-  const who = event.actor_name || t.ticket.timeline.someone;
+  // Events store ids; a client acting (its menu choice, its rating) has no user name to resolve.
+  const who = event.actor_name || (event.actor_role === 'client' ? t.ticket.timeline.theClient : t.ticket.timeline.someone);
   const to = event.target_name || '—';
   if (event.type === 'created') return t.ticket.timeline.created(who);
   if (event.type === 'assumed') return t.ticket.timeline.assumed(who);
   if (event.type === 'finalized') return t.ticket.timeline.finalized(who);
-  if (event.type === 'rated') {
-    const rating = Number(event.data?.rating);
-    return t.ticket.timeline.rated(who, Number.isFinite(rating) ? t.ticket.ratingValue(rating) : '—');
-  }
   if (event.type === 'transferred') {
-    // The client's answer to the connection's department menu (issue 16) is recorded as a transfer.
-    if (event.actor_role === 'client') return t.ticket.timeline.menuChosen(who, to);
     return event.data && 'to_department_id' in event.data
       ? t.ticket.timeline.transferredToDepartment(who, to)
       : t.ticket.timeline.transferredToAgent(who, to);
+  }
+  // Issue 16 (backend/automation): the client's answer to the department menu, or the menu giving
+  // up after too many invalid answers; the client's satisfaction rating.
+  if (event.type === 'routed') return event.data?.fallback ? t.ticket.timeline.menuFallback(to) : t.ticket.timeline.menuChosen(who, to);
+  if (event.type === 'rated') {
+    const rating = Number(event.data?.rating);
+    return t.ticket.timeline.rated(who, Number.isFinite(rating) ? t.ticket.ratingValue(rating) : '—');
   }
   return t.ticket.timeline.other(who);
 }

@@ -3,6 +3,7 @@
 import { screen, within } from '@testing-library/react';
 import { beforeEach, describe, expect, it } from 'vitest';
 import type { Message, TicketEvent } from '../../api/types';
+import { alertFor } from '../alerts/alerts';
 import { InboxPage } from '../inbox/InboxPage';
 import { agentUser, mockApi, renderApp, signIn, stubWebSocket, ticketFixture } from '../../test/utils';
 import { timelineText } from './MessageThread';
@@ -15,8 +16,8 @@ const msg = (over: Partial<Message>): Message => ({
   body: 'Oi', status: 'received', created_at: '2025-01-01T12:00:00Z', automatic: false, ...over,
 });
 const event = (over: Partial<TicketEvent>): TicketEvent => ({
-  id: `${base.id}:2`, ticket_id: base.id, version: 2, type: 'transferred', actor_id: base.client_id, actor_role: 'client',
-  from_status: 'espera', to_status: 'espera', at: '2025-01-01T12:00:05Z', data: { to_department_id: 'f'.repeat(24) },
+  id: `${base.id}:2`, ticket_id: base.id, version: 2, type: 'routed', actor_id: base.client_id, actor_role: 'client',
+  from_status: 'espera', to_status: 'espera', at: '2025-01-01T12:00:05Z', data: { to_department_id: 'f'.repeat(24), fallback: false },
   actor_name: 'Maria Cliente', target_name: 'Financeiro', ...over,
 });
 
@@ -81,9 +82,11 @@ describe('automatic messages and ratings', () => {
     expect(screen.queryByTestId('ticket-rating')).not.toBeInTheDocument();
   });
 
-  it('tells a client\'s menu choice apart from a person returning the ticket to a queue', () => {
+  it('tells the client\'s menu choice from the menu giving up, and names an unnamed client "O cliente"', () => {
     expect(timelineText(event({}))).toBe('Maria Cliente escolheu Financeiro no menu');
-    expect(timelineText(event({ actor_role: 'agent', actor_name: 'Ana' }))).toBe('Ana devolveu à fila Financeiro');
+    expect(timelineText(event({ actor_name: null }))).toBe('O cliente escolheu Financeiro no menu');
+    expect(timelineText(event({ data: { to_department_id: 'f'.repeat(24), fallback: true }, target_name: 'Suporte' }))).toBe('Sem resposta válida ao menu: ficou em Suporte');
+    expect(timelineText(event({ type: 'transferred', actor_role: 'agent', actor_name: 'Ana' }))).toBe('Ana devolveu à fila Financeiro');
   });
 });
 
@@ -97,5 +100,15 @@ describe('inbox markers', () => {
     expect(within(rows[1]).getByTestId('menu-pending')).toHaveTextContent('Aguardando menu');
     expect(within(rows[2]).queryByTestId('out-of-hours')).not.toBeInTheDocument();
     expect(within(rows[2]).queryByTestId('menu-pending')).not.toBeInTheDocument();
+  });
+});
+
+describe('alerts', () => {
+  it('alerts the agents of the department the client chose in the menu, and no one else', () => {
+    const financeiro = 'f'.repeat(24);
+    const routed = { ...base, department_id: financeiro, version: 2 };
+    const frame = { type: 'event' as const, seq: 1, event: 'ticket.routed' as const, at: '2025-01-01T12:00:05Z', ticket: routed, message: null, connection: null };
+    expect(alertFor(frame, agentUser({ department_ids: [financeiro] }))?.ticketId).toBe(base.id);
+    expect(alertFor(frame, agentUser({ department_ids: ['d'.repeat(24)] }))).toBeNull();
   });
 });
