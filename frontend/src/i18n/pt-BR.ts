@@ -276,6 +276,8 @@ export const t = {
     closingHint: 'Enviada ao cliente quando o atendimento é finalizado. Deixe em branco para não enviar.',
     hoursHint: 'Faixas semanais no fuso horário da empresa; um dia pode ter várias faixas. Dia sem faixa é fechado.',
     closedDay: 'Fechado',
+    openAllDay: 'Aberto o dia todo',
+    noHours: 'Nenhum horário cadastrado: a empresa atende 24 horas todos os dias, exceto nas datas fechadas. Ao cadastrar um horário, os dias sem faixa passam a ser fechados.',
     rangeLabel: (day: string, n: number) => `${day}, faixa ${n}`,
     addRangeTo: (day: string) => `Adicionar horário na ${day}`,
     timezoneHint: 'Os horários e feriados valem neste fuso.',

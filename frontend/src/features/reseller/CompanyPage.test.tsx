@@ -121,6 +121,16 @@ describe('CompanyPage', () => {
     });
   });
 
+  it('says that without any range the company is open all day, and that one range closes the other days', async () => {
+    serve({ ...config, business_hours: [] });
+    renderApp(<CompanyPage />, { path: '/', route: '/' });
+    expect(await screen.findByTestId('no-hours')).toHaveTextContent('24 horas');
+    expect(screen.getAllByTestId('hours-day').map((d) => d.textContent)).toEqual(expect.arrayContaining([expect.stringContaining('Aberto o dia todo')]));
+    await userEvent.click(screen.getByRole('button', { name: 'Adicionar horário na Segunda' }));
+    expect(screen.queryByTestId('no-hours')).not.toBeInTheDocument();
+    expect(screen.getAllByTestId('hours-day')[1]).toHaveTextContent('Fechado');
+  });
+
   it('offers every IANA zone the browser knows, keeping a stored one first', () => {
     const zones = timezones('America/Sao_Paulo');
     expect(zones[0]).toBe('America/Sao_Paulo');

@@ -85,6 +85,11 @@ function HoursEditor({ hours, setHours }: { hours: BusinessHours[]; setHours: (u
   const setRange = (index: number, patch: Partial<BusinessHours>) => setHours((list) => list.map((h, i) => (i === index ? { ...h, ...patch } : h)));
   return (
     <Stack gap={6}>
+      {hours.length === 0 && (
+        <Text size="sm" c="blue.8" data-testid="no-hours">
+          {t.company.noHours}
+        </Text>
+      )}
       {t.company.weekdays.map((day, weekday) => {
         const ranges = hours.map((h, index) => ({ h, index })).filter(({ h }) => h.weekday === weekday);
         return (
@@ -94,8 +99,9 @@ function HoursEditor({ hours, setHours }: { hours: BusinessHours[]; setHours: (u
             </Text>
             <Stack gap={4} style={{ flex: 1 }}>
               {ranges.length === 0 && (
+                // With no range on any day, hours are not set: open all day (backend/automation/hours.py).
                 <Text size="sm" c="dimmed" pt={6}>
-                  {t.company.closedDay}
+                  {hours.length === 0 ? t.company.openAllDay : t.company.closedDay}
                 </Text>
               )}
               {ranges.map(({ h, index }, n) => (
