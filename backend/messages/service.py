@@ -89,11 +89,14 @@ async def append(
     type_: str = "text",
     media: dict[str, Any] | None = None,
     extra: dict[str, Any] | None = None,
+    keep_in_finalized: bool = False,
 ) -> tuple[dict[str, Any], bool]:
     """Stores the message, then moves the ticket's activity. Returns (message, created).
 
     With a deterministic `message_id` (e.g. derived from a provider's message id) a redelivery
-    finds the stored message and changes nothing.
+    finds the stored message and changes nothing. `keep_in_finalized`: a client's rating of its
+    finalized ticket (backend/automation), which belongs to that ticket and is marked `rating`:
+    the handshake below and the finalize's refile leave it there.
     """
     now = utcnow()
     doc: dict[str, Any] = {
@@ -116,7 +119,7 @@ async def append(
     except DuplicateKeyError:
         existing = await read_winner(lambda: repository.get_internal(db, doc["_id"]), what=f"message {doc['_id']}")
         return existing, False
-    if sender_type == CLIENT:
+    if sender_type == CLIENT and not keep_in_finalized:
         return await _file_client_message(db, ticket, doc), True
     await _after_stored(db, ticket, doc)
     return doc, True
@@ -215,7 +218,7 @@ async def complete_stored(db: Database, message: dict[str, Any]) -> None:
     the ticket's activity behind and every open screen without the message until a reload.
     Both steps are safe to repeat — activity only moves forward, and a second announcement is a
     later feed seq that clients apply by message id — so the retry simply does them again."""
-    if message.get("sender_type") == CLIENT:
+    if message.get("sender_type") == CLIENT and message.get("rating") is None:
         # The killed attempt may have stopped before its re-check (module docstring).
         filed, message = await _keep_out_of_finalized(db, message, stamped_after_only=False)
         if filed is not None:
