@@ -25,6 +25,7 @@ async function receivedBy(number: string): Promise<string[]> {
 }
 
 const row = (page: Page, text: string) => page.getByTestId('ticket-row').filter({ hasText: text });
+const espera = (page: Page) => page.getByTestId('count-espera').textContent();
 
 describe('greeting and department menu', () => {
   it("a new client is greeted, chooses '2' and lands in Financeiro's Espera", async () => {
@@ -79,6 +80,9 @@ describe('greeting and department menu', () => {
     await row(dona.page, client).getByTestId('menu-pending').waitFor();
     await row(sara.page, client).getByTestId('menu-pending').waitFor();
     expect(await row(fabio.page, client).count()).toBe(0);
+    await expect.poll(() => espera(dona.page)).toBe('1');
+    await expect.poll(() => espera(sara.page)).toBe('1');
+    expect(await espera(fabio.page)).toBe('0');
     await screenshot(dona.page, 'automation-menu-pending');
 
     await phone('inbound', { instance, phone: number, text: '2', push_name: client });
@@ -87,6 +91,8 @@ describe('greeting and department menu', () => {
     await row(fabio.page, client).waitFor({ timeout: 10_000 });
     await row(sara.page, client).waitFor({ state: 'detached', timeout: 10_000 });
     await row(dona.page, client).getByTestId('menu-pending').waitFor({ state: 'detached' });
+    await expect.poll(() => espera(fabio.page)).toBe('1');
+    await expect.poll(() => espera(sara.page)).toBe('0');
     expect(await row(fabio.page, client).getByTestId('menu-pending').count()).toBe(0);
 
     await row(fabio.page, client).click();
