@@ -92,7 +92,14 @@ export function MessageBubble({ message }: { message: Message }) {
     >
       {message.automatic ? (
         <Group gap={6} wrap="nowrap">
-          <Badge size="xs" variant="light" color="gray" data-testid="automatic" title={t.automation.labelHint}>
+          <Badge
+            size="xs"
+            variant="light"
+            color="gray"
+            data-testid="automatic"
+            data-purpose={message.automatic_purpose ?? undefined}
+            title={[t.automation.labelHint, t.automation.purpose[message.automatic_purpose ?? '']].filter(Boolean).join(': ')}
+          >
             {t.automation.label}
           </Badge>
           {message.sender_name && (

@@ -55,13 +55,14 @@ describe('automatic messages and ratings', () => {
   it('labels automatic messages "automática", and only those', async () => {
     serve(base, [
       msg({ id: '1'.repeat(24) }),
-      msg({ id: '2'.repeat(24), direction: 'out', sender_type: 'system', sender_name: 'IAZE', automatic: true, body: 'Bem-vinda, Maria!', status: 'delivered' }),
+      msg({ id: '2'.repeat(24), direction: 'out', sender_type: 'system', sender_name: 'IAZE', automatic: true, automatic_purpose: 'greeting', body: 'Bem-vinda, Maria!', status: 'delivered' }),
       msg({ id: '3'.repeat(24), direction: 'out', sender_type: 'agent', sender_name: 'Ana', body: 'Posso ajudar?', status: 'sent' }),
     ]);
     renderApp(<TicketView ticketId={base.id} />);
     await screen.findByText('Bem-vinda, Maria!');
     const bubbles = screen.getAllByTestId('message');
     expect(within(bubbles[1]).getByTestId('automatic')).toHaveTextContent('automática');
+    expect(within(bubbles[1]).getByTestId('automatic')).toHaveAttribute('title', 'Mensagem automática enviada pelo sistema: boas-vindas');
     expect(bubbles[1]).toHaveTextContent('IAZE'); // the company's name, as the backend stores it
     expect(within(bubbles[2]).queryByTestId('automatic')).not.toBeInTheDocument();
     expect(bubbles[2]).toHaveTextContent('Ana');
