@@ -9,6 +9,7 @@ import httpx
 import pytest
 
 from backend.core.clock import utcnow
+from backend.tickets import service as tickets_service
 from tests.automation.helpers import all_sent, at, automatic, company, open_ticket, sent_counts, tickets_of, write
 from tests.factories import API, Tenant, make_client, unique_phone
 from tests.fakes.harness import FakeEvolution
@@ -123,3 +124,27 @@ async def test_a_ticket_nobody_held_gets_the_closing_message_but_no_survey_and_a
     assert r.status_code == 201, r.text
     assert (await client.post(f"{API}/tickets/{r.json()['id']}/finalize", headers=tenant.headers)).status_code == 200
     assert await automatic(db, r.json()["id"]) == []
+
+
+async def test_a_digit_while_another_conversation_is_open_on_the_number_is_not_a_rating(
+    client: httpx.AsyncClient, admin_headers: dict[str, str], evolution: FakeEvolution, db: Any
+) -> None:
+    tenant, conn = await company(client, admin_headers, evolution, config=CONFIG)
+    phone = unique_phone()
+    ticket = await _attended_and_finalized(client, db, evolution, tenant, conn, phone)
+    # A conversation opened on the same number by someone else than the client's own message
+    # (as an agent starting one does): the survey was not closed by a client's new ticket.
+    customer = await db.users.find_one({"reseller_id": tenant.id, "phone": phone})
+    started, created = await tickets_service.open_for_client(
+        db,
+        reseller_id=tenant.id,
+        client=customer,
+        department_id=conn["default_department_id"],
+        channel=conn["id"],
+        actor_id=tenant.owner_id,
+        actor_role="reseller",
+    )
+    assert created
+    await write(evolution, db, conn, phone, "5")
+    assert await db.messages.find_one({"ticket_id": started["_id"], "body": "5"}) is not None
+    assert (await db.tickets.find_one({"_id": ticket["_id"]})).get("rating") is None

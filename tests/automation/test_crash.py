@@ -18,6 +18,7 @@ from backend.automation import service as automation
 from backend.core.clock import utcnow
 from backend.core.config import Settings
 from backend.core.tenancy import Actor
+from backend.messages import repository as messages_repo
 from backend.messages import service as messages
 from backend.outbound import service as outbound
 from backend.tickets import service as tickets
@@ -157,7 +158,16 @@ async def test_every_automatic_step_survives_webhook_redeliveries_and_is_sent_on
     assert (await client.post(f"{API}/tickets/{ticket['_id']}/finalize", headers=agent)).status_code == 200
     finalized = await tickets.load(db, ticket["_id"])
     assert finalized is not None
+    scans: list[str] = []
+    scan = messages_repo.client_messages_after_internal
+
+    async def counted_scan(db_: Any, ticket_id: str, at_: Any) -> Any:
+        scans.append(ticket_id)
+        return await scan(db_, ticket_id, at_)
+
+    monkeypatch.setattr(messages_repo, "client_messages_after_internal", counted_scan)
     await tickets.after_finalize(db, finalized)  # the sweep re-running a finalize's hooks
+    assert scans == []  # the finalize's scan ran to its end once: a re-run skips it (a full read on FerretDB)
     for _ in range(2):  # the rating twice
         await _process(db, settings, await _deliver(client, db, conn, phone, f"C{phone}", "4"))
     await tickets.after_finalize(db, finalized)  # and again: the rating stays where it is
