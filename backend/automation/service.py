@@ -336,6 +336,10 @@ async def take_rating(
     ticket = await tickets.load(db, str(survey["ticket_id"]))
     if ticket is None or ticket["client_id"] != client["_id"] or ticket["status"] != Status.FINALIZADO.value:
         return None
+    if not again and await tickets.open_ticket_of(
+        db, reseller_id=str(conn["reseller_id"]), client=client, channel=str(conn["_id"])
+    ):
+        return None  # a conversation is open on this number (an agent started one): the digit is its
     if ticket.get("rating") is not None and not again and not await _rated_by(db, message_id):
         return None
     message, _ = await messages.append(

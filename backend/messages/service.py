@@ -50,6 +50,7 @@ from typing import Any
 
 from pymongo.errors import DuplicateKeyError
 
+from backend.core import natural_keys
 from backend.core.clock import as_utc, utcnow
 from backend.core.db import Database
 from backend.core.errors import Conflict, Forbidden
@@ -73,6 +74,7 @@ CLIENT = "client"
 # Each move files a message one finalized ticket further; only a finalize storm on one client's
 # channel could need more.
 MAX_MOVES = 100
+REFILED_KEY = "refiled"  # "refiled:<ticket>": the finalize's scan of `ticket` ran to its end
 
 
 async def append(
@@ -182,11 +184,20 @@ async def _keep_out_of_finalized(
 
 async def refile_after_finalize(db: Database, ticket: dict[str, Any]) -> None:
     """The finalize's half of the handshake: `ticket` was just finalized (event stored and
-    projected); its client messages stamped after `finalized_at` raced it and move on."""
+    projected); its client messages stamped after `finalized_at` raced it and move on.
+
+    Once a scan has run to its end after the finalize, any later client message is re-checked by
+    its own writer (module docstring), so the scan is marked done (a natural key) and a re-run
+    skips it: the sweep re-runs the finalize's hooks for every finalized ticket with a message
+    after its finalize, which the automatic closing message makes the usual case, and on FerretDB
+    this scan reads the whole collection."""
+    if await natural_keys.lookup(db, REFILED_KEY, str(ticket["_id"])) is not None:
+        return
     for message in await repository.client_messages_after_internal(db, ticket["_id"], as_utc(ticket["finalized_at"])):
         filed, moved = await _keep_out_of_finalized(db, message, stamped_after_only=True)
         if filed is not None and filed["_id"] != ticket["_id"]:
             await _after_stored(db, filed, moved)
+    await natural_keys.claim(db, REFILED_KEY, str(ticket["_id"]), target=str(ticket["_id"]))
 
 
 def _activity(ticket: dict[str, Any], message: dict[str, Any]) -> Activity:

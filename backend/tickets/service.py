@@ -316,6 +316,23 @@ async def open_for_client(
     raise Conflict("could not open a ticket; retry")
 
 
+async def open_ticket_of(
+    db: Database, *, reseller_id: str, client: dict[str, Any], channel: str
+) -> dict[str, Any] | None:
+    """The client's open ticket on `channel`, or None; opens nothing (the same slot walk as
+    `open_for_client`, stopping at the first unbound slot)."""
+    slot = await _walk_start(db, reseller_id=reseller_id, client=client, channel=channel)
+    for _ in range(MAX_RACE_RETRIES * 50):
+        bound = await natural_keys.lookup(db, OPEN_SLOT_KEY, reseller_id, client["_id"], channel, str(slot))
+        ticket = await load(db, bound) if bound is not None else None
+        if ticket is None:
+            return None
+        if is_open(ticket["status"]):
+            return ticket
+        slot += 1
+    raise Conflict("could not find the client's ticket; retry")
+
+
 async def _walk_start(db: Database, *, reseller_id: str, client: dict[str, Any], channel: str) -> int:
     """Where the walk over the client's slots on `channel` may start: the per-channel hint. Per
     channel, because slots are: a hint raised by another channel's finalize would skip this
