@@ -180,3 +180,82 @@ describe('greeting and department menu', () => {
     await w.context.close();
   });
 });
+
+/** A fresh company with one agent and an open WhatsApp connection into its department. */
+async function companyWithConnection(config: Record<string, unknown>) {
+  const company = await makeTenant(1);
+  await call('PATCH', '/api/v1/reseller-config', company.owner.token, config);
+  const instance = unique('auto-');
+  await call('POST', '/api/v1/whatsapp-connections', company.owner.token, {
+    name: 'Loja', provider: 'evolution', instance_name: instance, default_department_id: company.department.id,
+  });
+  await phone('state', { instance, state: 'open' });
+  return { company, instance };
+}
+
+/** A calendar day in São Paulo, `shift` days from today, as the backend stores closed dates. */
+function spDay(shift: number): string {
+  return new Intl.DateTimeFormat('en-CA', { timeZone: 'America/Sao_Paulo' }).format(new Date(Date.now() + shift * 86_400_000));
+}
+
+describe('closed dates, closing message and rating', () => {
+  it('on a closed date the client gets the away message and the ticket is marked out of hours in the inbox', async () => {
+    const { company, instance } = await companyWithConnection({
+      timezone: 'America/Sao_Paulo',
+      closed_dates: [spDay(-1), spDay(0), spDay(1)],
+      away_message: 'Estamos fechados hoje, {{cliente}}. Responderemos no próximo dia útil.',
+    });
+    const number = uniquePhone();
+    const client = unique('Rita Feriado ');
+    await phone('inbound', { instance, phone: number, text: 'Vocês abrem hoje?', push_name: client });
+    await expect.poll(() => receivedBy(number), { timeout: 20_000 }).toEqual([`Estamos fechados hoje, ${client}. Responderemos no próximo dia útil.`]);
+
+    const w = await openPage(browser);
+    await login(w.page, company.agents[0].email, company.agents[0].password);
+    await row(w.page, client).getByTestId('out-of-hours').filter({ hasText: 'Fora do horário' }).waitFor();
+    await row(w.page, client).click();
+    await w.page.getByTestId('thread').locator('[data-automatic="true"]').filter({ hasText: 'Estamos fechados hoje' }).getByTestId('automatic').waitFor();
+    await screenshot(w.page, 'automation-out-of-hours');
+    expectNoConsoleErrors(w);
+    await w.context.close();
+  });
+
+  it('Finalizar sends the closing message and the survey; the client\'s "5" shows as the rating of the finalized ticket', async () => {
+    const { company, instance } = await companyWithConnection({
+      closing_message: 'Obrigado pelo contato, {{cliente}}!',
+      csat_enabled: true,
+      csat_window_hours: 24,
+    });
+    const agent = company.agents[0];
+    const number = uniquePhone();
+    const client = unique('Paulo Nota ');
+    await phone('inbound', { instance, phone: number, text: 'Preciso de ajuda', push_name: client });
+    let ticketId = '';
+    await expect.poll(async () => {
+      const page = await call<{ items: { id: string }[] }>('GET', `/api/v1/tickets?status=espera&q=${encodeURIComponent(client)}`, agent.token);
+      ticketId = page.items[0]?.id ?? '';
+      return ticketId;
+    }).not.toBe('');
+    await call('POST', `/api/v1/tickets/${ticketId}/assume`, agent.token);
+    await call('POST', `/api/v1/tickets/${ticketId}/finalize`, agent.token);
+    await expect.poll(() => receivedBy(number), { timeout: 20_000 }).toEqual([
+      `Obrigado pelo contato, ${client}!`,
+      'Como você avalia este atendimento? Responda com uma nota de 1 (ruim) a 5 (ótimo).',
+    ]);
+
+    const w = await openPage(browser);
+    await login(w.page, agent.email, agent.password);
+    await w.page.goto(`${inject('appUrl')}/atendimento/${ticketId}`);
+    await w.page.getByTestId('ticket-status').filter({ hasText: 'Finalizado' }).waitFor();
+    await phone('inbound', { instance, phone: number, text: '5', push_name: client });
+    // Live: the rating lands on the open finalized ticket; no new ticket opens for the digit.
+    await w.page.getByTestId('ticket-rating').filter({ hasText: '5 de 5' }).waitFor({ timeout: 10_000 });
+    await w.page.getByTestId('timeline-event').filter({ hasText: 'avaliou o atendimento: 5 de 5' }).waitFor();
+    await expect.poll(() => w.page.getByTestId('thread').locator('[data-automatic="true"]').count()).toBe(2);
+    const open = await call<{ items: unknown[] }>('GET', `/api/v1/tickets?status=espera&q=${encodeURIComponent(client)}`, agent.token);
+    expect(open.items).toEqual([]);
+    await screenshot(w.page, 'automation-rating');
+    expectNoConsoleErrors(w);
+    await w.context.close();
+  });
+});
