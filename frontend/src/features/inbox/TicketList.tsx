@@ -74,6 +74,11 @@ function TicketRow({ ticket, selected, now }: { ticket: Ticket; selected: boolea
         </Group>
       )}
       {ticket.status !== 'espera' && ticket.out_of_hours && <TicketMarkers ticket={ticket} />}
+      {ticket.status === 'finalizado' && typeof ticket.rating === 'number' && (
+        <Text size="xs" c="yellow.8" data-testid="row-rating" aria-label={`${t.ticket.rating}: ${t.ticket.ratingValue(ticket.rating)}`}>
+          ★ {ticket.rating}/5
+        </Text>
+      )}
       {ticket.status === 'atendendo' && ticket.agent_name && (
         <Text size="xs" c="teal.8">
           {t.inbox.assignedTo(ticket.agent_name)}

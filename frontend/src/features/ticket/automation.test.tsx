@@ -1,6 +1,7 @@
 // Issue 16 in the agent's screens: automatic messages labelled, the menu choice and the rating
 // in the timeline, the rating on a finalized ticket, and the inbox's out-of-hours / menu markers.
 import { screen, within } from '@testing-library/react';
+import userEvent from '@testing-library/user-event';
 import { beforeEach, describe, expect, it } from 'vitest';
 import type { Message, TicketEvent } from '../../api/types';
 import { alertFor } from '../alerts/alerts';
@@ -30,6 +31,9 @@ function serve(ticket = base, messages: Message[] = [], events: TicketEvent[] = 
     if (path === `/api/v1/tickets/${ticket.id}/events`) return { body: { items: events, next_cursor: null } };
     if (path === `/api/v1/tickets/${ticket.id}/history`) return { body: { items: [], next_cursor: null } };
     if (path === '/api/v1/tickets/counts') return { body: { espera: 3, atendendo: 0, finalizado: 0 } };
+    if (path === '/api/v1/tickets' && url.searchParams.get('status') === 'finalizado') {
+      return { body: { items: [ticketFixture({ id: '4'.repeat(24), status: 'finalizado', client_name: 'Avaliou', rating: 4 }), ticketFixture({ id: '5'.repeat(24), status: 'finalizado', client_name: 'Calado' })], next_cursor: null } };
+    }
     if (path === '/api/v1/tickets' && url.searchParams.get('status') === 'espera') {
       return {
         body: {
@@ -101,6 +105,18 @@ describe('inbox markers', () => {
     expect(within(rows[1]).getByTestId('menu-pending')).toHaveTextContent('Aguardando menu');
     expect(within(rows[2]).queryByTestId('out-of-hours')).not.toBeInTheDocument();
     expect(within(rows[2]).queryByTestId('menu-pending')).not.toBeInTheDocument();
+  });
+});
+
+describe('finalized list', () => {
+  it('shows the rating of the finalized tickets that have one', async () => {
+    serve();
+    renderApp(<InboxPage />, { path: '/atendimento', route: '/atendimento' });
+    await userEvent.click(await screen.findByTestId('tab-finalizado'));
+    const rows = await screen.findAllByTestId('ticket-row');
+    expect(rows.map((r) => r.textContent)).toEqual([expect.stringContaining('Avaliou'), expect.stringContaining('Calado')]);
+    expect(within(rows[0]).getByTestId('row-rating')).toHaveAccessibleName('Avaliação do cliente: 4 de 5');
+    expect(within(rows[1]).queryByTestId('row-rating')).not.toBeInTheDocument();
   });
 });
 
