@@ -13,6 +13,7 @@ import { formatPhone, formatWhen } from '../../lib/format';
 import { keys } from '../../realtime/cache';
 import { useAlerts } from '../alerts/AlertsProvider';
 import { allowedActions, assumeConflictMessage, conflictTicket } from './actions';
+import { TicketMarkers } from '../inbox/TicketList';
 import { ClientHistory } from './ClientHistory';
 import { Composer } from './Composer';
 import { TicketTags } from './TicketTags';
@@ -130,6 +131,7 @@ function LoadedTicket({ ticket, backTo }: { ticket: Ticket; backTo: { pathname: 
             <Badge color={STATUS_COLOR[ticket.status]} data-testid="ticket-status" style={{ flexShrink: 0 }}>
               {t.status[ticket.status]}
             </Badge>
+            <TicketMarkers ticket={ticket} />
           </Group>
           <Group gap="xs">
             {me.role !== 'admin' && <ClientHistory key={ticket.id} ticket={ticket} />}

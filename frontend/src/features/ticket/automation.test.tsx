@@ -80,6 +80,13 @@ describe('automatic messages and ratings', () => {
     expect(await screen.findByTestId('timeline-event')).toHaveTextContent('Maria Cliente avaliou o atendimento: 4 de 5');
   });
 
+  it('the ticket header repeats the inbox markers while they hold', async () => {
+    serve({ ...base, out_of_hours: true, menu_pending: true }, [msg({})]);
+    renderApp(<TicketView ticketId={base.id} />);
+    expect(await screen.findByTestId('menu-pending')).toHaveTextContent('Aguardando menu');
+    expect(screen.getByTestId('out-of-hours')).toHaveTextContent('Fora do horário');
+  });
+
   it('a ticket without a rating shows none', async () => {
     serve({ ...base, status: 'finalizado', finalized_at: '2025-01-01T12:10:00Z' }, [msg({})]);
     renderApp(<TicketView ticketId={base.id} />);
