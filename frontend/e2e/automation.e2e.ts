@@ -25,6 +25,7 @@ async function receivedBy(number: string): Promise<string[]> {
 }
 
 const row = (page: Page, text: string) => page.getByTestId('ticket-row').filter({ hasText: text });
+// The counts refetch at most once a second after tickets move (realtime/cache.ts COUNTS_REFRESH_MS).
 const espera = (page: Page) => page.getByTestId('count-espera').textContent();
 
 describe('greeting and department menu', () => {
@@ -80,8 +81,8 @@ describe('greeting and department menu', () => {
     await row(dona.page, client).getByTestId('menu-pending').waitFor();
     await row(sara.page, client).getByTestId('menu-pending').waitFor();
     expect(await row(fabio.page, client).count()).toBe(0);
-    await expect.poll(() => espera(dona.page)).toBe('1');
-    await expect.poll(() => espera(sara.page)).toBe('1');
+    await expect.poll(() => espera(dona.page), { timeout: 10_000 }).toBe('1');
+    await expect.poll(() => espera(sara.page), { timeout: 10_000 }).toBe('1');
     expect(await espera(fabio.page)).toBe('0');
     await screenshot(dona.page, 'automation-menu-pending');
 
@@ -91,8 +92,8 @@ describe('greeting and department menu', () => {
     await row(fabio.page, client).waitFor({ timeout: 10_000 });
     await row(sara.page, client).waitFor({ state: 'detached', timeout: 10_000 });
     await row(dona.page, client).getByTestId('menu-pending').waitFor({ state: 'detached' });
-    await expect.poll(() => espera(fabio.page)).toBe('1');
-    await expect.poll(() => espera(sara.page)).toBe('0');
+    await expect.poll(() => espera(fabio.page), { timeout: 10_000 }).toBe('1');
+    await expect.poll(() => espera(sara.page), { timeout: 10_000 }).toBe('0');
     expect(await row(fabio.page, client).getByTestId('menu-pending').count()).toBe(0);
 
     await row(fabio.page, client).click();
@@ -139,6 +140,7 @@ describe('greeting and department menu', () => {
     await page.getByLabel(/Nome da empresa/).fill(company);
     await page.getByRole('textbox', { name: 'Mensagem de boas-vindas' }).fill('Oi {{cliente}}, aqui é a {{empresa}} (#{{protocolo}}).');
     await expect.poll(() => page.getByLabel('Prévia: Mensagem de boas-vindas').textContent()).toBe(`Oi Maria Silva, aqui é a ${company} (#1234).`);
+    await screenshot(page, 'automation-empresa-messages');
     await page.getByLabel('Data').fill('2031-12-25');
     await page.getByRole('button', { name: 'Adicionar data' }).click();
     await page.getByRole('switch', { name: /Pedir uma nota de 1 a 5/ }).check({ force: true });
