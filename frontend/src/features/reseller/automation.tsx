@@ -37,9 +37,15 @@ export function MessagePreview({ text, label, testId }: { text: string; label: s
       <Text size="xs" c="dimmed">
         {label}
       </Text>
-      <Paper className="bubble preview-bubble" data-direction="out" data-testid={testId} aria-label={label}>
-        {text.trim() ? <Text size="sm">{text}</Text> : <Text size="sm" c="dimmed" fs="italic">{t.automation.emptyPreview}</Text>}
-      </Paper>
+      {text.trim() ? (
+        <Paper className="bubble" data-direction="out" data-testid={testId} aria-label={label} style={{ alignSelf: 'flex-start' }}>
+          <Text size="sm">{text}</Text>
+        </Paper>
+      ) : (
+        <Text size="sm" c="dimmed" fs="italic" data-testid={testId} aria-label={label}>
+          {t.automation.emptyPreview}
+        </Text>
+      )}
     </Stack>
   );
 }
