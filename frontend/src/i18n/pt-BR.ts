@@ -240,6 +240,7 @@ export const t = {
     menuDown: (name: string) => `Descer ${name}`,
     menuRemove: (name: string) => `Tirar ${name} do menu`,
     menuNone: 'Nenhum departamento no menu.',
+    menuInactive: 'Departamento inativo: fica fora do menu enviado ao cliente.',
     menuFull: (n: number) => `No máximo ${n} departamentos (o cliente responde com um dígito).`,
     menuMaxInvalid: 'Respostas inválidas aceitas',
     menuMaxInvalidHint: 'Cada resposta inválida repete o menu; depois disso o atendimento fica no departamento padrão.',

@@ -92,6 +92,15 @@ describe('ConnectionsPage · department menu', () => {
     expect(within(dialog).getByTestId('menu-preview').textContent).toBe('Oi!\n1 - Financeiro\n2 - Suporte');
   });
 
+  it('keeps an inactive department listed but out of the menu the client is sent', async () => {
+    serve({ ...connection, menu_enabled: true, menu_department_ids: [antigo.id, financeiro.id], menu_text: '' });
+    renderApp(<ConnectionsPage />, { path: '/', route: '/' });
+    await userEvent.click(await screen.findByRole('button', { name: 'Menu de departamentos · Loja Centro' }));
+    const dialog = await screen.findByRole('dialog');
+    expect(within(dialog).getAllByTestId('menu-department')[0]).toHaveTextContent('AntigoInativo');
+    expect(within(dialog).getByTestId('menu-preview').textContent).toBe('Para agilizar seu atendimento, responda com o número do departamento:\n1 - Financeiro');
+  });
+
   it('move swaps neighbours and ignores moves past either end', () => {
     expect(move(['a', 'b', 'c'], 2, -1)).toEqual(['a', 'c', 'b']);
     expect(move(['a', 'b'], 0, -1)).toEqual(['a', 'b']);

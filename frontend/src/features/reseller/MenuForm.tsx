@@ -1,4 +1,4 @@
-import { ActionIcon, Alert, Button, Group, NumberInput, Select, SimpleGrid, Stack, Switch, Text, Textarea } from '@mantine/core';
+import { ActionIcon, Alert, Badge, Button, Group, NumberInput, Select, SimpleGrid, Stack, Switch, Text, Textarea } from '@mantine/core';
 import { notifications } from '@mantine/notifications';
 import { useState } from 'react';
 import { errorMessage, fieldErrors } from '../../api/client';
@@ -31,6 +31,8 @@ export function MenuForm({ connection, departments, onDone }: { connection: What
   const full = ids.length >= MAX_MENU_OPTIONS;
   const byId = new Map(departments.map((d) => [d.id, d]));
   const name = (id: string) => byId.get(id)?.name ?? '—';
+  // What the client is shown: the listed departments that are active, in order.
+  const sent = ids.filter((id) => byId.get(id)?.active !== false);
   const addable = departments.filter((d) => d.active && !ids.includes(d.id)).map((d) => ({ value: d.id, label: d.name }));
   const errors = fieldErrors(update.error);
   const fallback = name(connection.default_department_id);
@@ -78,6 +80,12 @@ export function MenuForm({ connection, departments, onDone }: { connection: What
                 <Group key={id} component="li" gap="xs" wrap="nowrap" data-testid="menu-department">
                   <Text size="sm" style={{ flex: 1 }}>
                     {i + 1} - {name(id)}
+                    {byId.get(id)?.active === false && (
+                      // backend/automation leaves inactive departments out of the menu it sends.
+                      <Badge size="xs" color="gray" ml={6} title={t.connections.menuInactive}>
+                        {t.app.inactive}
+                      </Badge>
+                    )}
                   </Text>
                   <ActionIcon variant="subtle" aria-label={t.connections.menuUp(name(id))} disabled={i === 0} onClick={() => setIds((list) => move(list, i, -1))}>
                     ↑
@@ -125,7 +133,7 @@ export function MenuForm({ connection, departments, onDone }: { connection: What
             />
           </Stack>
           <Stack gap="xs">
-            <MessagePreview label={t.connections.menuPreview} text={ids.length ? menuMessage(text, ids.map(name)) : ''} testId="menu-preview" />
+            <MessagePreview label={t.connections.menuPreview} text={sent.length ? menuMessage(text, sent.map(name)) : ''} testId="menu-preview" />
             <Text size="xs" c="dimmed">
               {t.connections.menuWaiting(fallback)}
             </Text>
