@@ -54,8 +54,8 @@ describe('CompanyPage', () => {
     await screen.findByLabelText('Segunda, faixa 1: Fecha');
     const saturday = screen.getAllByTestId('hours-day')[5];
     expect(saturday).toHaveTextContent('Fechado');
-    await userEvent.click(screen.getByRole('button', { name: 'Adicionar horário na Sábado' }));
-    await userEvent.click(screen.getByRole('button', { name: 'Adicionar horário na Segunda' }));
+    await userEvent.click(screen.getByRole('button', { name: 'Adicionar horário (Sábado)' }));
+    await userEvent.click(screen.getByRole('button', { name: 'Adicionar horário (Segunda)' }));
     expect(screen.getByLabelText('Segunda, faixa 2: Abre')).toHaveValue('19:00');
     fireEvent.change(screen.getByLabelText('Segunda, faixa 1: Fecha'), { target: { value: '12:00' } });
     fireEvent.change(screen.getByLabelText('Segunda, faixa 2: Abre'), { target: { value: '13:00' } });
@@ -126,7 +126,7 @@ describe('CompanyPage', () => {
     renderApp(<CompanyPage />, { path: '/', route: '/' });
     expect(await screen.findByTestId('no-hours')).toHaveTextContent('24 horas');
     expect(screen.getAllByTestId('hours-day').map((d) => d.textContent)).toEqual(expect.arrayContaining([expect.stringContaining('Aberto o dia todo')]));
-    await userEvent.click(screen.getByRole('button', { name: 'Adicionar horário na Segunda' }));
+    await userEvent.click(screen.getByRole('button', { name: 'Adicionar horário (Segunda)' }));
     expect(screen.queryByTestId('no-hours')).not.toBeInTheDocument();
     expect(screen.getAllByTestId('hours-day')[1]).toHaveTextContent('Fechado');
   });
