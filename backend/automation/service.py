@@ -115,7 +115,7 @@ async def _menu_options(db: Database, conn: dict[str, Any]) -> list[dict[str, An
     return [d for d in found if d is not None and d.get("active")]
 
 
-def opening(db: Database, conn: dict[str, Any], *, message_id: str) -> tickets.Opening:
+def born_with(db: Database, conn: dict[str, Any], *, message_id: str) -> tickets.BornWith:
     """What a ticket opened by this WhatsApp message is born with (tickets.open_for_client awaits
     it only when it creates the ticket): the message that opened it, whether the company was
     closed, whether the department menu now awaits the client's answer."""

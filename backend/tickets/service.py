@@ -34,10 +34,10 @@ from backend.tickets.states import CREATED_EVENT, Action, Status, authorize, is_
 from backend.tickets.visibility import can_act_on, can_see, visible_query
 from backend.users import service as users
 
-# Fields a ticket may be born with (`open_for_client`'s `opening`): the message that opened it,
+# Fields a ticket may be born with (`open_for_client`'s `born_with`): the message that opened it,
 # whether it opened outside business hours, whether the department menu awaits the client's answer.
-OPENING_FIELDS = ("opening_message_id", "out_of_hours", "menu_pending")
-Opening = Callable[[], Awaitable[dict[str, Any]]]
+BORN_WITH_FIELDS = ("opening_message_id", "out_of_hours", "menu_pending")
+BornWith = Callable[[], Awaitable[dict[str, Any]]]
 NUMBER_KEY = "ticket-number"
 OPEN_SLOT_KEY = "open-ticket"
 MAX_RACE_RETRIES = 20
@@ -145,18 +145,18 @@ async def _create(
     actor_id: str | None,
     actor_role: str | None,
     fresh: bool = False,
-    opening: Opening | None = None,
+    born_with: BornWith | None = None,
 ) -> tuple[dict[str, Any], bool]:
     """Writes event v1 (the creation claim) and the ticket. Safe to race with itself: returns
     (ticket, created), and only the caller whose event v1 landed gets created=True.
     `fresh`: `ticket_id` was just bound to its slot by this caller, so no ticket or event exists.
-    `opening`: what the ticket is born with besides its client (`open_for_client`)."""
+    `born_with`: what the ticket is born with besides its client (`open_for_client`)."""
     if not fresh:
         existing = await load(db, ticket_id)
         if existing is not None:
             return existing, False
-    born = await opening() if opening is not None else {}
-    unknown = set(born) - set(OPENING_FIELDS)
+    born = await born_with() if born_with is not None else {}
+    unknown = set(born) - set(BORN_WITH_FIELDS)
     if unknown:
         raise ValueError(f"a ticket is not opened with {sorted(unknown)}")
     now = utcnow()
@@ -239,7 +239,7 @@ async def open_for_client(
     before_create: Callable[[], Awaitable[None]] | None = None,
     ticket_hint: str | None = None,
     new_client: bool = False,
-    opening: Opening | None = None,
+    born_with: BornWith | None = None,
 ) -> tuple[dict[str, Any], bool]:
     """The client's open ticket on this channel, or a new one in espera. Returns (ticket, created).
 
@@ -263,8 +263,8 @@ async def open_for_client(
     (`ticket_slots.<channel>`, see users.raise_ticket_slot) or `after_slot` + 1 when the caller
     knows slot `after_slot` is finalized. A hint that lags only costs reads.
 
-    `opening`: awaited only when a ticket is about to be created, for the fields it is born with
-    (OPENING_FIELDS: the automatic messages' markers, backend/automation), stored in its event v1
+    `born_with`: awaited only when a ticket is about to be created, for the fields it is born with
+    (BORN_WITH_FIELDS: the automatic messages' markers, backend/automation), stored in its event v1
     so a crash cannot leave a ticket without them.
     """
     if ticket_hint is not None and projection_only:
@@ -308,7 +308,7 @@ async def open_for_client(
                 actor_id=actor_id,
                 actor_role=actor_role,
                 fresh=fresh,
-                opening=opening,
+                born_with=born_with,
             )
         if is_open(ticket["status"]):
             return ticket, False
