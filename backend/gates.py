@@ -13,6 +13,7 @@ import signal
 import sys
 from collections.abc import Sequence
 
+from backend.automation import service as automation
 from backend.core import startup
 from backend.core.background import RunUntil
 from backend.core.config import Settings, get_settings
@@ -38,11 +39,14 @@ STEPS: tuple[startup.Step, ...] = (*ledger_steps.STEPS, ("indexes", _indexes))
 def connect_domains(db: Database) -> None:
     """The one hook between domains, registered in the runtime of `db`'s process rather than by
     an import's side effect: a finalize hands its ticket to the messages domain, which moves on
-    the client messages that raced it (messages builds on tickets, so tickets cannot name it)."""
+    the client messages that raced it (messages builds on tickets, so tickets cannot name it),
+    then to the automatic messages, which send the closing message and the survey question."""
     tickets.on_finalized(db, messages.refile_after_finalize)
     # The reports' aggregates see every ticket event and stored message (backend/reports).
     tickets.on_event(db, reports.record_ticket_event)
     messages.on_stored(db, reports.record_message)
+    # After the refile: the closing message and the survey question (backend/automation).
+    tickets.on_finalized(db, automation.after_finalize)
 
 
 async def open_gate(db: Database, settings: Settings, then: Sequence[startup.Step] = ()) -> startup.StartupState:

@@ -1,6 +1,6 @@
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, StringConstraints
+from pydantic import BaseModel, Field, StringConstraints, field_validator
 
 from backend.connections.providers.base import ConnectionStatus
 from backend.core.pagination import Page
@@ -8,6 +8,10 @@ from backend.core.schemas import InputModel, Name, ObjectIdStr, ReadModel, Times
 
 # Evolution instance names end up in URL paths: keep them to a safe alphabet.
 InstanceName = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
+# The department menu answers with one digit, 1-9 (backend/automation).
+MAX_MENU_OPTIONS = 9
+MENU_MAX_INVALID_DEFAULT = 2
+MenuText = Annotated[str, StringConstraints(strip_whitespace=True, max_length=1000)]
 
 
 class ConnectionCreate(InputModel):
@@ -21,6 +25,25 @@ class ConnectionUpdate(InputModel):
     name: Name | None = None
     default_department_id: ObjectIdStr | None = None
     active: bool | None = None
+    # The department menu a new WhatsApp ticket answers with (backend/automation/__init__.py).
+    menu_enabled: bool | None = None
+    menu_department_ids: list[ObjectIdStr] | None = None
+    # The line above the numbered list; empty: the built-in one.
+    menu_text: MenuText | None = None
+    # Invalid answers tolerated (each repeats the menu); the next one leaves the ticket to the
+    # connection's default department.
+    menu_max_invalid: Annotated[int, Field(ge=0, le=10)] | None = None
+
+    @field_validator("menu_department_ids")
+    @classmethod
+    def _options(cls, v: list[str] | None) -> list[str] | None:
+        if v is None:
+            return v
+        if len(v) > MAX_MENU_OPTIONS:
+            raise ValueError(f"at most {MAX_MENU_OPTIONS} departments (answered with one digit)")
+        if len(set(v)) != len(v):
+            raise ValueError("a department appears twice")
+        return v
 
 
 class ConnectionRead(ReadModel):
@@ -36,6 +59,10 @@ class ConnectionRead(ReadModel):
     qr_code: str | None = None
     active: bool
     last_error: str | None = None
+    menu_enabled: bool = False
+    menu_department_ids: list[str] = []
+    menu_text: str = ""
+    menu_max_invalid: int = MENU_MAX_INVALID_DEFAULT
     created_at: Timestamp
     updated_at: Timestamp
 

@@ -138,6 +138,10 @@ async def update(db: Database, actor: Actor, *, connection_id: str, data: Connec
     changes = data.model_dump(exclude_unset=True, exclude_none=True)
     if "default_department_id" in changes:
         await _require_department(db, conn["reseller_id"], changes["default_department_id"])
+    for department_id in changes.get("menu_department_ids", []):
+        await _require_department(db, conn["reseller_id"], department_id)
+    if {**conn, **changes}.get("menu_enabled") and not {**conn, **changes}.get("menu_department_ids"):
+        raise Unprocessable("a menu needs at least one department")
     changes["updated_at"] = utcnow()
     doc = await repository.update(db, actor.scope, connection_id, changes)
     assert doc is not None

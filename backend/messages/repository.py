@@ -52,8 +52,9 @@ async def ticket_ids_with_text(db: Database, scope: TenantScope, text: str, *, l
 
 
 async def client_messages_after_internal(db: Database, ticket_id: str, at: datetime) -> list[dict[str, Any]]:
-    """The client messages of a ticket stamped later than `at`, oldest first."""
-    query = {"ticket_id": ticket_id, "created_at": {"$gt": at}, "sender_type": "client"}
+    """The client messages of a ticket stamped later than `at`, oldest first; not its rating
+    (a client's answer to the survey after the finalize, which belongs to it: backend/automation)."""
+    query = {"ticket_id": ticket_id, "created_at": {"$gt": at}, "sender_type": "client", "rating": None}
     return await db[COLLECTION].find(query).sort([("created_at", ASC), ("_id", ASC)]).to_list(length=None)
 
 

@@ -113,6 +113,10 @@ class MessageRead(ReadModel):
     created_at: Timestamp
     # Set when the message raced a finalize and was moved on from that ticket (messages.service).
     moved_from_ticket_id: str | None = None
+    # Sent by the helpdesk itself (backend/automation), labelled "automática" in the thread;
+    # `automatic_purpose`: greeting, away, menu, closing or survey.
+    automatic: bool = False
+    automatic_purpose: str | None = None
 
     @classmethod
     def from_doc(cls, doc: dict[str, Any]) -> Self:

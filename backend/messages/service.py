@@ -51,6 +51,7 @@ from typing import Any
 from pymongo.errors import DuplicateKeyError
 
 from backend.core import metrics
+from backend.core import natural_keys
 from backend.core.clock import as_utc, utcnow
 from backend.core.db import Database
 from backend.core.errors import Conflict, Forbidden, NotFound
@@ -77,6 +78,7 @@ COUNTED_DIRECTIONS = ("in", "out")  # iaze_messages_total: the conversation, not
 # channel could need more.
 MAX_MOVES = 100
 QUOTE_PREVIEW_CHARS = 300  # how much of a quoted message a reply keeps (the quote bubble)
+REFILED_KEY = "refiled"  # "refiled:<ticket>": the finalize's scan of `ticket` ran to its end
 
 
 async def append(
@@ -93,11 +95,14 @@ async def append(
     type_: str = "text",
     media: dict[str, Any] | None = None,
     extra: dict[str, Any] | None = None,
+    keep_in_finalized: bool = False,
 ) -> tuple[dict[str, Any], bool]:
     """Stores the message, then moves the ticket's activity. Returns (message, created).
 
     With a deterministic `message_id` (e.g. derived from a provider's message id) a redelivery
-    finds the stored message and changes nothing.
+    finds the stored message and changes nothing. `keep_in_finalized`: a client's rating of its
+    finalized ticket (backend/automation), which belongs to that ticket and is marked `rating`:
+    the handshake below and the finalize's refile leave it there.
     """
     now = utcnow()
     doc: dict[str, Any] = {
@@ -127,7 +132,7 @@ async def append(
         return existing, False
     if direction in COUNTED_DIRECTIONS:
         metrics.MESSAGES.labels(reseller_id=str(ticket["reseller_id"]), direction=direction).inc()
-    if sender_type == CLIENT:
+    if sender_type == CLIENT and not keep_in_finalized:
         filed = await _file_client_message(db, ticket, doc)
         await _recorded(db, filed, ticket)
         return filed, True
@@ -212,11 +217,20 @@ async def all_for_tenant_internal(db: Database, reseller_id: str) -> list[dict[s
 
 async def refile_after_finalize(db: Database, ticket: dict[str, Any]) -> None:
     """The finalize's half of the handshake: `ticket` was just finalized (event stored and
-    projected); its client messages stamped after `finalized_at` raced it and move on."""
+    projected); its client messages stamped after `finalized_at` raced it and move on.
+
+    Once a scan has run to its end after the finalize, any later client message is re-checked by
+    its own writer (module docstring), so the scan is marked done (a natural key) and a re-run
+    skips it: the sweep re-runs the finalize's hooks for every finalized ticket with a message
+    after its finalize, which the automatic closing message makes the usual case, and on FerretDB
+    this scan reads the whole collection."""
+    if await natural_keys.lookup(db, REFILED_KEY, str(ticket["_id"])) is not None:
+        return
     for message in await repository.client_messages_after_internal(db, ticket["_id"], as_utc(ticket["finalized_at"])):
         filed, moved = await _keep_out_of_finalized(db, message, stamped_after_only=True)
         if filed is not None and filed["_id"] != ticket["_id"]:
             await _after_stored(db, filed, moved)
+    await natural_keys.claim(db, REFILED_KEY, str(ticket["_id"]), target=str(ticket["_id"]))
 
 
 def _activity(ticket: dict[str, Any], message: dict[str, Any]) -> Activity:
@@ -248,7 +262,7 @@ async def complete_stored(db: Database, message: dict[str, Any]) -> None:
     the ticket's activity behind and every open screen without the message until a reload.
     Both steps are safe to repeat — activity only moves forward, and a second announcement is a
     later feed seq that clients apply by message id — so the retry simply does them again."""
-    if message.get("sender_type") == CLIENT:
+    if message.get("sender_type") == CLIENT and message.get("rating") is None:
         # The killed attempt may have stopped before its re-check (module docstring).
         filed, message = await _keep_out_of_finalized(db, message, stamped_after_only=False)
         if filed is not None:

@@ -35,6 +35,8 @@ EVENT_TYPES = frozenset(
         "ticket.assumed",
         "ticket.transferred",
         "ticket.finalized",
+        "ticket.routed",  # the client's answer to the department menu (backend/automation)
+        "ticket.rated",  # the client's 1-5 rating of its finalized ticket
         "message.created",
         "ticket.read",  # one user's own: its unread count of a ticket changed (backend/unread)
         "message.status",

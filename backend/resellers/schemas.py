@@ -1,12 +1,18 @@
+from datetime import date
 from typing import Annotated
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import EmailStr, StringConstraints, field_validator, model_validator
+from pydantic import EmailStr, Field, StringConstraints, field_validator, model_validator
 
 from backend.core.pagination import Page
 from backend.core.schemas import InputModel, Name, Password, ReadModel, Timestamp
 
 HHMM = Annotated[str, StringConstraints(pattern=r"^([01]\d|2[0-3]):[0-5]\d$")]
 LongText = Annotated[str, StringConstraints(strip_whitespace=True, max_length=1000)]
+# A year of holidays and then some; each a local calendar day (YYYY-MM-DD) in the reseller's timezone.
+MAX_CLOSED_DATES = 400
+CSAT_WINDOW_DEFAULT_HOURS = 24
+CSAT_WINDOW_MAX_HOURS = 24 * 30
 
 
 class ResellerCreate(InputModel):
@@ -61,6 +67,15 @@ class ResellerConfigUpdate(InputModel):
     timezone: Annotated[str, StringConstraints(max_length=64)] | None = None
     business_hours: Annotated[list[BusinessHours], "at most 21 ranges"] | None = None
     signature_enabled: bool | None = None
+    # Sent on Finalizar (backend/automation); empty: none.
+    closing_message: LongText | None = None
+    # Holidays: whole local days closed whatever `business_hours` says.
+    closed_dates: list[date] | None = None
+    # After Finalizar the client is asked for a 1-5 rating, answered by a lone digit within the window.
+    csat_enabled: bool | None = None
+    csat_window_hours: Annotated[int, Field(ge=1, le=CSAT_WINDOW_MAX_HOURS)] | None = None
+    # The survey question; empty: the built-in one (backend/automation/texts.py).
+    csat_message: LongText | None = None
 
     @field_validator("business_hours")
     @classmethod
@@ -68,6 +83,24 @@ class ResellerConfigUpdate(InputModel):
         if v is not None and len(v) > 21:
             raise ValueError("at most 21 ranges")
         return v
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError("unknown timezone (an IANA name such as America/Sao_Paulo)") from exc
+        return v
+
+    @field_validator("closed_dates")
+    @classmethod
+    def _dates(cls, v: list[date] | None) -> list[date] | None:
+        if v is not None and len(v) > MAX_CLOSED_DATES:
+            raise ValueError(f"at most {MAX_CLOSED_DATES} closed dates")
+        return sorted(set(v)) if v is not None else v
 
 
 class ResellerConfigRead(ReadModel):
@@ -80,4 +113,9 @@ class ResellerConfigRead(ReadModel):
     business_hours: list[dict[str, object]] = []
     # Agents' WhatsApp replies start with "*<agent name>:*" and a line break (messages.service).
     signature_enabled: bool = True
+    closing_message: str = ""
+    closed_dates: list[date] = []
+    csat_enabled: bool = False
+    csat_window_hours: int = CSAT_WINDOW_DEFAULT_HOURS
+    csat_message: str = ""
     updated_at: Timestamp

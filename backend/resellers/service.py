@@ -15,6 +15,7 @@ from backend.realtime import feed
 from backend.resellers import repository
 from backend.resellers.repository import get as get  # published: a tenant by id (auth)
 from backend.resellers.schemas import (
+    CSAT_WINDOW_DEFAULT_HOURS,
     ResellerConfigRead,
     ResellerConfigUpdate,
     ResellerCreate,
@@ -72,6 +73,11 @@ async def create(db: Database, actor: Actor, *, data: ResellerCreate) -> Reselle
                 "timezone": "America/Sao_Paulo",
                 "business_hours": [],
                 "signature_enabled": True,
+                "closing_message": "",
+                "closed_dates": [],
+                "csat_enabled": False,
+                "csat_window_hours": CSAT_WINDOW_DEFAULT_HOURS,
+                "csat_message": "",
                 "created_at": now,
                 "updated_at": now,
             },
@@ -129,7 +135,8 @@ async def get_config(db: Database, actor: Actor) -> ResellerConfigRead:
 
 async def update_config(db: Database, actor: Actor, *, data: ResellerConfigUpdate) -> ResellerConfigRead:
     assert actor.reseller_id
-    changes = data.model_dump(exclude_unset=True, exclude_none=True)
+    # JSON mode: closed dates are stored as "YYYY-MM-DD" strings (BSON has no date-only type).
+    changes = data.model_dump(mode="json", exclude_unset=True, exclude_none=True)
     changes["updated_at"] = utcnow()
     doc = await repository.update_config(db, actor.scope, actor.reseller_id, changes)
     if doc is None:
@@ -149,3 +156,8 @@ async def timezone_of(db: Database, reseller_id: str) -> str:
     config without one."""
     doc = await repository.get_config(db, TenantScope(reseller_id), reseller_id)
     return str((doc or {}).get("timezone") or "America/Sao_Paulo")
+
+
+async def config_internal(db: Database, reseller_id: str) -> dict[str, Any] | None:
+    """The stored config, for work done for no user (automatic messages, backend/automation)."""
+    return await repository.get_config(db, TenantScope(reseller_id), reseller_id)

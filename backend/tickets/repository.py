@@ -59,7 +59,17 @@ declare(
     purpose="a client's ticket history",
 )
 
-STATE_FIELDS = ("status", "agent_id", "agent_name", "department_id", "finalized_at", "finalized_by")
+# `menu_pending` and `rating`: set by the client through the automatic messages (backend/automation).
+STATE_FIELDS = (
+    "status",
+    "agent_id",
+    "agent_name",
+    "department_id",
+    "finalized_at",
+    "finalized_by",
+    "menu_pending",
+    "rating",
+)
 
 
 async def get_internal(db: Database, ticket_id: str) -> dict[str, Any] | None:

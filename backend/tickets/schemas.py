@@ -2,7 +2,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import StringConstraints, model_validator
+from pydantic import StringConstraints, field_validator, model_validator
 
 from backend.core.pagination import Page
 from backend.core.schemas import InputModel, ObjectIdStr, ReadModel, Timestamp
@@ -52,6 +52,18 @@ class TicketRead(ReadModel):
     # For the user the API answers (client messages since that user last read the ticket,
     # backend/unread); realtime frames carry it only in that user's own `ticket.read`.
     unread_count: int = 0
+    # Automatic messages (backend/automation): the client wrote outside business hours when the
+    # ticket opened; the connection's department menu awaits the client's answer (the ticket waits
+    # in espera of the connection's default department meanwhile); the 1-5 satisfaction rating.
+    out_of_hours: bool = False
+    menu_pending: bool = False
+    rating: int | None = None
+
+    @field_validator("out_of_hours", "menu_pending", mode="before")
+    @classmethod
+    def _unset_is_false(cls, v: object) -> bool:
+        # Events logged before these fields carry no value for them: projected, that is null.
+        return bool(v)
 
 
 TicketPage = Page[TicketRead]

@@ -34,6 +34,10 @@ from backend.tickets.states import CREATED_EVENT, Action, Status, authorize, is_
 from backend.tickets.visibility import can_act_on, can_see, visible_query
 from backend.users import service as users
 
+# Fields a ticket may be born with (`open_for_client`'s `born_with`): the message that opened it,
+# whether it opened outside business hours, whether the department menu awaits the client's answer.
+BORN_WITH_FIELDS = ("opening_message_id", "out_of_hours", "menu_pending")
+BornWith = Callable[[], Awaitable[dict[str, Any]]]
 NUMBER_KEY = "ticket-number"
 OPEN_SLOT_KEY = "open-ticket"
 MAX_RACE_RETRIES = 20
@@ -146,14 +150,20 @@ async def _create(
     actor_id: str | None,
     actor_role: str | None,
     fresh: bool = False,
+    born_with: BornWith | None = None,
 ) -> tuple[dict[str, Any], bool]:
     """Writes event v1 (the creation claim) and the ticket. Safe to race with itself: returns
     (ticket, created), and only the caller whose event v1 landed gets created=True.
-    `fresh`: `ticket_id` was just bound to its slot by this caller, so no ticket or event exists."""
+    `fresh`: `ticket_id` was just bound to its slot by this caller, so no ticket or event exists.
+    `born_with`: what the ticket is born with besides its client (`open_for_client`)."""
     if not fresh:
         existing = await load(db, ticket_id)
         if existing is not None:
             return existing, False
+    born = await born_with() if born_with is not None else {}
+    unknown = set(born) - set(BORN_WITH_FIELDS)
+    if unknown:
+        raise ValueError(f"a ticket is not opened with {sorted(unknown)}")
     now = utcnow()
     number = await _allocate_number(db, reseller_id, ticket_id)
     doc: dict[str, Any] = {
@@ -177,6 +187,9 @@ async def _create(
         "last_message_at": now,
         "last_message_preview": "",
         "last_message_direction": None,
+        "menu_pending": False,
+        "rating": None,
+        **born,
     }
     event = _event(
         ticket_id,
@@ -231,6 +244,7 @@ async def open_for_client(
     before_create: Callable[[], Awaitable[None]] | None = None,
     ticket_hint: str | None = None,
     new_client: bool = False,
+    born_with: BornWith | None = None,
 ) -> tuple[dict[str, Any], bool]:
     """The client's open ticket on this channel, or a new one in espera. Returns (ticket, created).
 
@@ -253,6 +267,10 @@ async def open_for_client(
     finalized, and the walk may start at any slot at or below it: the client's per-channel hint
     (`ticket_slots.<channel>`, see users.raise_ticket_slot) or `after_slot` + 1 when the caller
     knows slot `after_slot` is finalized. A hint that lags only costs reads.
+
+    `born_with`: awaited only when a ticket is about to be created, for the fields it is born with
+    (BORN_WITH_FIELDS: the automatic messages' markers, backend/automation), stored in its event v1
+    so a crash cannot leave a ticket without them.
     """
     if ticket_hint is not None and projection_only:
         hinted = await repository.get_internal(db, ticket_hint)
@@ -295,11 +313,29 @@ async def open_for_client(
                 actor_id=actor_id,
                 actor_role=actor_role,
                 fresh=fresh,
+                born_with=born_with,
             )
         if is_open(ticket["status"]):
             return ticket, False
         slot += 1
     raise Conflict("could not open a ticket; retry")
+
+
+async def open_ticket_of(
+    db: Database, *, reseller_id: str, client: dict[str, Any], channel: str
+) -> dict[str, Any] | None:
+    """The client's open ticket on `channel`, or None; opens nothing (the same slot walk as
+    `open_for_client`, stopping at the first unbound slot)."""
+    slot = await _walk_start(db, reseller_id=reseller_id, client=client, channel=channel)
+    for _ in range(MAX_RACE_RETRIES * 50):
+        bound = await natural_keys.lookup(db, OPEN_SLOT_KEY, reseller_id, client["_id"], channel, str(slot))
+        ticket = await load(db, bound) if bound is not None else None
+        if ticket is None:
+            return None
+        if is_open(ticket["status"]):
+            return ticket
+        slot += 1
+    raise Conflict("could not find the client's ticket; retry")
 
 
 async def _walk_start(db: Database, *, reseller_id: str, client: dict[str, Any], channel: str) -> int:
@@ -375,7 +411,9 @@ async def _transition(
     action: Action,
     changes: dict[str, Any],
     data: dict[str, Any] | None = None,
+    unless: Callable[[dict[str, Any]], str | None] | None = None,
 ) -> dict[str, Any]:
+    """`unless`: judged on the ticket as it is at each try; a reason refuses the move (409)."""
     for _ in range(MAX_RACE_RETRIES):
         ticket = await load(db, ticket_id) if is_valid_id(ticket_id) else None
         if ticket is None or not can_act_on(actor, ticket):
@@ -384,11 +422,17 @@ async def _transition(
             transition = authorize(
                 action, status=ticket["status"], role=actor.role, actor_id=actor.id, holder_id=ticket.get("agent_id")
             )
+            refused = unless(ticket) if unless is not None else None
+            if refused is not None:
+                raise Conflict({"message": refused, "status": ticket["status"]})
         except Conflict as exc:
             raise Conflict(_refusal(actor, ticket, exc)) from exc
         now = utcnow()
         state = {**_state(ticket), **changes, "status": transition.target.value}
-        if transition.target is Status.FINALIZADO:
+        if actor.role != "client":
+            # A person acting on the ticket ends the department menu: the ticket is theirs now.
+            state["menu_pending"] = False
+        if action is Action.FINALIZE:
             state.update(finalized_at=now, finalized_by=actor.id)
         version = ticket["version"] + 1
         event = _event(
@@ -416,7 +460,7 @@ async def _transition(
             db, ticket_id, from_version=ticket["version"], version=version, state=state, at=now
         )
         await projection.settle(db, ticket_id)
-        if transition.target is Status.FINALIZADO:
+        if action is Action.FINALIZE:
             await users.raise_ticket_slot(
                 db, ticket["client_id"], channel=ticket["channel"], slot=int(ticket.get("open_slot", 0)) + 1
             )
@@ -424,7 +468,7 @@ async def _transition(
         await feed.publish(
             db, reseller_id=ticket["reseller_id"], type_=f"ticket.{transition.event}", ticket=updated, previous=ticket
         )
-        if transition.target is Status.FINALIZADO:
+        if action is Action.FINALIZE:
             await after_finalize(db, updated)
         return updated
     raise Conflict("ticket is changing too fast; retry")
@@ -477,6 +521,60 @@ async def transfer(
 async def finalize(db: Database, actor: Actor, *, ticket_id: str) -> TicketRead:
     doc = await _transition(db, actor, ticket_id=ticket_id, action=Action.FINALIZE, changes={})
     return await presenter.read_one(db, doc, reader=actor)
+
+
+def client_actor(ticket: dict[str, Any]) -> Actor:
+    """The ticket's client as the actor of its own moves (menu choice, rating)."""
+    return Actor(
+        id=str(ticket["client_id"]),
+        role="client",
+        name=str(ticket.get("client_name") or ""),
+        reseller_id=str(ticket["reseller_id"]),
+    )
+
+
+def _menu_open(ticket: dict[str, Any]) -> str | None:
+    return None if ticket.get("menu_pending") else "the department menu is no longer pending"
+
+
+async def choose_department(
+    db: Database, ticket: dict[str, Any], *, department_id: str, message_id: str, fallback: bool = False
+) -> dict[str, Any]:
+    """The client's answer to the department menu (backend/automation) moves the ticket, still in
+    espera, to that department's queue and ends the menu; `fallback`: the menu gave up on invalid
+    answers and the ticket stays where it waits (the connection's default department). Recorded as
+    a `routed` event with the client as actor. Conflict when the menu is over (a person assumed
+    or finalized the ticket, or an earlier answer chose already): the move is judged on the ticket
+    as its log is at each try, so a racing Assumir or Finalizar either wins or comes after."""
+    return await _transition(
+        db,
+        client_actor(ticket),
+        ticket_id=str(ticket["_id"]),
+        action=Action.MENU_CHOICE,
+        changes={"department_id": department_id, "menu_pending": False},
+        data={"to_department_id": department_id, "message_id": message_id, "fallback": fallback},
+        unless=_menu_open,
+    )
+
+
+def _not_rated(ticket: dict[str, Any]) -> str | None:
+    return None if ticket.get("rating") is None else "the ticket is rated already"
+
+
+async def rate(db: Database, ticket: dict[str, Any], *, rating: int, message_id: str) -> dict[str, Any]:
+    """The client's 1-5 satisfaction rating of its finalized ticket: a `rated` event; the ticket
+    stays finalizado. Once per ticket (Conflict after)."""
+    if not 1 <= rating <= 5:
+        raise Unprocessable("a rating is 1 to 5")
+    return await _transition(
+        db,
+        client_actor(ticket),
+        ticket_id=str(ticket["_id"]),
+        action=Action.RATE,
+        changes={"rating": rating},
+        data={"rating": rating, "message_id": message_id},
+        unless=_not_rated,
+    )
 
 
 def _list_query(

@@ -17,6 +17,11 @@ class Action(StrEnum):
     TRANSFER_TO_AGENT = "transfer_to_agent"
     TRANSFER_TO_DEPARTMENT = "transfer_to_department"
     FINALIZE = "finalize"
+    # The client's own moves, through the automatic messages (backend/automation): its answer to
+    # the department menu, and its 1-5 rating of a finalized ticket (a fact recorded on it; the
+    # ticket stays finalizado).
+    MENU_CHOICE = "menu_choice"
+    RATE = "rate"
 
 
 @dataclass(frozen=True)
@@ -53,6 +58,12 @@ TRANSITIONS: dict[Action, Transition] = {
         frozenset({"agent", "reseller"}),
         "finalized",
         agent_must_hold=True,
+    ),
+    Action.MENU_CHOICE: Transition(
+        frozenset({Status.ESPERA}), Status.ESPERA, frozenset({"client"}), "routed", agent_must_hold=False
+    ),
+    Action.RATE: Transition(
+        frozenset({Status.FINALIZADO}), Status.FINALIZADO, frozenset({"client"}), "rated", agent_must_hold=False
     ),
 }
 

@@ -15,6 +15,7 @@ import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from backend.automation import service as automation
 from backend.clients import service as clients
 from backend.connections import service as connections
 from backend.connections.providers import registry
@@ -40,6 +41,7 @@ from backend.messages import public as message_store
 from backend.messages import service as messages
 from backend.outbound import service as outbound
 from backend.tickets import intake
+from backend.tickets import service as tickets
 from backend.users import service as users
 from backend.webhooks import repository, sanitize, signals
 from backend.webhooks.schemas import Outcome
@@ -247,7 +249,7 @@ async def _ingest_message(
     if retry or event.from_me:
         stored = await message_store.get_internal(db, message_id)
         if stored is not None:
-            return await _redelivered(db, stored, retry=retry, conn=conn, event=event, raw_id=raw_id)
+            return await _redelivered(db, conn, stored, retry=retry, event=event, raw_id=raw_id)
     if event.from_me:
         # Our own reply echoed back by the provider, or a message the phone sent outside IAZE:
         # told apart by provider id (the rule and its one text-matched window: from_me_verdict).
@@ -283,6 +285,20 @@ async def _ingest_message(
         if stored is not None:
             raise intake.AlreadyStored(stored)
 
+    if not event.from_me and event.type == "text" and automation.rating_of(event.body) is not None:
+        # A lone digit may answer the satisfaction survey of the client's finalized ticket: then
+        # it is filed there as its rating instead of opening a new ticket (backend/automation).
+        rated = await automation.take_rating(
+            db,
+            conn,
+            client=client,
+            phone=event.phone,
+            message_id=message_id,
+            body=event.body or "",
+            extra=_message_extra(conn, event),
+        )
+        if rated is not None:
+            return rated
     try:
         ticket, message, created = await _receive(
             db,
@@ -295,7 +311,7 @@ async def _ingest_message(
             new_client=new_client,
         )
     except intake.AlreadyStored as exc:
-        return await _redelivered(db, exc.message, retry=retry, conn=conn, event=event, raw_id=raw_id)
+        return await _redelivered(db, conn, exc.message, retry=retry, event=event, raw_id=raw_id)
     await _fetch_media(db, conn, event, message, raw_id=raw_id)
     if chats is not None:
         chats[chat] = (client, str(ticket["_id"]))
@@ -303,7 +319,14 @@ async def _ingest_message(
         await outbound.apply_parked(
             db, connection_id=conn["_id"], provider_message_id=event.provider_message_id, message_id=message["_id"]
         )
-    return f"message {message['_id']} in ticket {ticket['_id']}" + (" (new ticket)" if created else "")
+    # Inside the delivery's processing: an attempt killed before or during the automatic messages
+    # is retried by the processor, which finds the message stored and runs them again (_redelivered).
+    automatic = await automation.after_client_message(db, conn, ticket=ticket, message=message)
+    return (
+        f"message {message['_id']} in ticket {ticket['_id']}"
+        + (" (new ticket)" if created else "")
+        + (f"; automatic: {', '.join(automatic)}" if automatic else "")
+    )
 
 
 async def _fetch_media(
@@ -341,24 +364,37 @@ async def inline_media(db: Database, *, raw_id: str, provider_message_id: str) -
 
 async def _redelivered(
     db: Database,
+    conn: dict[str, Any],
     stored: dict[str, Any],
     *,
     retry: bool,
-    conn: dict[str, Any] | None = None,
     event: InboundMessage | None = None,
     raw_id: str = "",
 ) -> str:
     """Concurrent redeliveries can both get past the looks for a stored message; the unique
-    message `_id` stores them once, and the media fetch is queued by the delivery that stored it
-    (a retry of it queues it again: the killed attempt may have stopped before; a second entry
-    for one message is harmless, its attempts are claimed once)."""
+    message `_id` stores them once. The media fetch is queued by the delivery that stored it (a
+    retry of it queues it again: the killed attempt may have stopped before; a second entry for
+    one message is harmless, its attempts are claimed once). The automatic messages the first
+    processing sent or should have sent are looked for again: each is stored once, by its
+    deterministic id."""
+    if stored.get("rating") is not None:  # a survey answer, filed under its finalized ticket
+        return await automation.complete_rating(db, stored)
     if retry:
         # Our own earlier attempt stored it, maybe without what follows (killed in between).
         await messages.complete_stored(db, stored)
-        if conn is not None and event is not None:
+        if event is not None:
             await _fetch_media(db, conn, event, stored, raw_id=raw_id)
-        return f"message {stored['_id']} completed after an unfinished attempt"
-    return "duplicate"
+    current = await message_store.get_internal(db, str(stored["_id"])) if retry else stored
+    ticket = await tickets.load(db, str((current or stored)["ticket_id"]))
+    automatic = (
+        await automation.after_client_message(db, conn, ticket=ticket, message=current or stored, retry=retry)
+        if ticket is not None
+        else []
+    )
+    suffix = f"; automatic: {', '.join(automatic)}" if automatic else ""
+    if retry:
+        return f"message {stored['_id']} completed after an unfinished attempt{suffix}"
+    return f"duplicate{suffix}"
 
 
 async def _receive(
@@ -383,18 +419,17 @@ async def _receive(
         type_=event.type,
         media=event.media,
         extra={
-            "connection_id": conn["_id"],
-            "provider_message_id": event.provider_message_id,
-            "provider_sent_at": event.sent_at,
+            **_message_extra(conn, event),
             **({"quoted": await _quoted(db, conn, event.quoted)} if event.quoted is not None else {}),
             **({"location": event.location} if event.location is not None else {}),
             **({"contacts": event.contacts} if event.contacts is not None else {}),
-            **({"truncated": list(event.cut)} if event.cut else {}),
         },
         from_me=event.from_me,
         before_create=before_create,
         ticket_hint=ticket_hint,
         new_client=new_client,
+        # A ticket the client's own message opens gets the automatic messages' markers.
+        born_with=None if event.from_me else automation.born_with(db, conn, message_id=message_id),
     )
 
 
@@ -407,6 +442,15 @@ async def _quoted(db: Database, conn: dict[str, Any], quoted: Quote) -> dict[str
     if message_id is None and await message_store.get_internal(db, message_id_for(conn["_id"], pid)) is not None:
         message_id = message_id_for(conn["_id"], pid)
     return {"message_id": message_id, "body": quoted.body, "type": quoted.type, "provider_message_id": pid}
+
+
+def _message_extra(conn: dict[str, Any], event: InboundMessage) -> dict[str, Any]:
+    return {
+        "connection_id": conn["_id"],
+        "provider_message_id": event.provider_message_id,
+        "provider_sent_at": event.sent_at,
+        **({"truncated": list(event.cut)} if event.cut else {}),
+    }
 
 
 async def release_held_echo(db: Database, *, connection_id: str, provider_message_id: str, raw_id: str) -> None:

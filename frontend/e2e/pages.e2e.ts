@@ -113,8 +113,8 @@ describe('reseller', () => {
     const company = w.page.getByLabel('Nome da empresa');
     await company.waitFor();
     await company.fill('Loja Exemplo LTDA');
-    await w.page.getByLabel('Mensagem de boas-vindas').fill('Olá! Em que podemos ajudar?');
-    await w.page.getByRole('button', { name: 'Adicionar horário' }).click();
+    await w.page.getByRole('textbox', { name: 'Mensagem de boas-vindas', exact: true }).fill('Olá! Em que podemos ajudar?');
+    await w.page.getByRole('button', { name: 'Adicionar horário (Segunda)' }).click();
     await w.page.getByRole('button', { name: 'Salvar' }).click();
     await w.page.getByText('Alterações salvas').waitFor();
     const config = await call<{ company_name: string; business_hours: unknown[] }>('GET', '/api/v1/reseller-config', tenant.owner.token);

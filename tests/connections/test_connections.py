@@ -167,3 +167,34 @@ async def test_provider_5xx_and_malformed_answers_are_503_not_500(
             assert r.status_code == 503, (mode, r.text)
     finally:
         await evolution.mode("ok")
+
+
+async def test_department_menu_settings_on_a_connection(
+    client: httpx.AsyncClient, admin_headers: dict[str, str], evolution: FakeEvolution
+) -> None:
+    tenant = await make_tenant(client, admin_headers, departments=2, agents=0)
+    other = await make_tenant(client, admin_headers, agents=0)
+    conn = await make_connection(client, tenant, evolution, open_=False)
+    assert conn["menu_enabled"] is False and conn["menu_department_ids"] == [] and conn["menu_max_invalid"] == 2
+    dept_ids = [d["id"] for d in tenant.departments]
+    url = f"{BASE}/{conn['id']}"
+    for bad in (
+        {"menu_enabled": True},  # no departments to offer
+        {"menu_department_ids": [dept_ids[0], dept_ids[0]]},
+        {"menu_department_ids": [other.departments[0]["id"]]},  # another tenant's: unknown
+        {"menu_department_ids": ["0" * 24]},
+        {"menu_department_ids": [dept_ids[0]] * 10},
+        {"menu_max_invalid": -1},
+        {"menu_text": "x" * 1001},
+    ):
+        r = await client.patch(url, json=bad, headers=tenant.headers)
+        assert r.status_code == 422, (bad, r.text)
+    body = {"menu_enabled": True, "menu_department_ids": dept_ids[::-1], "menu_text": "Escolha:", "menu_max_invalid": 1}
+    r = await client.patch(url, json=body, headers=tenant.headers)
+    assert r.status_code == 200, r.text
+    got = (await client.get(url, headers=tenant.headers)).json()
+    assert {k: got[k] for k in body} == body
+    r = await client.patch(url, json={"menu_department_ids": []}, headers=tenant.headers)
+    assert r.status_code == 422  # still enabled: it needs departments
+    r = await client.patch(url, json={"menu_enabled": True}, headers=other.headers)
+    assert r.status_code == 404

@@ -138,3 +138,36 @@ async def test_concurrent_creations_with_one_email_make_exactly_one_tenant(
         owner = await db.users.find_one({"_id": created["owner_id"]})
         assert owner["reseller_id"] == created["id"]
         assert await login(client, body["email"], "owner-pass-1")
+
+
+async def test_company_settings_for_automatic_messages_are_read_and_validated(
+    client: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    fresh = (await client.get(f"{API}/reseller-config", headers=tenant.headers)).json()
+    assert fresh["closing_message"] == "" and fresh["closed_dates"] == []
+    assert fresh["csat_enabled"] is False and fresh["csat_window_hours"] == 24
+    body = {
+        "closing_message": "Obrigado, {{cliente}}!",
+        "closed_dates": ["2026-12-25", "2026-01-01", "2026-12-25"],
+        "csat_enabled": True,
+        "csat_window_hours": 48,
+        "csat_message": "Nota de 1 a 5?",
+        "timezone": "Asia/Tokyo",
+    }
+    r = await client.patch(f"{API}/reseller-config", json=body, headers=tenant.headers)
+    assert r.status_code == 200, r.text
+    got = (await client.get(f"{API}/reseller-config", headers=tenant.headers)).json()
+    assert got["closed_dates"] == ["2026-01-01", "2026-12-25"]  # sorted, once each
+    kept = ("closing_message", "csat_enabled", "csat_window_hours", "csat_message", "timezone")
+    assert {k: got[k] for k in kept} == {k: body[k] for k in kept}
+    for bad in (
+        {"closed_dates": ["2026-02-30"]},
+        {"closed_dates": ["25/12/2026"]},
+        {"csat_window_hours": 0},
+        {"csat_window_hours": 24 * 31},
+        {"timezone": "Mars/Olympus"},
+        {"closing_message": "x" * 1001},
+    ):
+        r = await client.patch(f"{API}/reseller-config", json=bad, headers=tenant.headers)
+        assert r.status_code == 422, (bad, r.text)
+    assert (await client.get(f"{API}/reseller-config", headers=tenant.headers)).json() == got

@@ -10,6 +10,7 @@ import type {
   User,
   WhatsAppConnection,
   WhatsAppConnectionCreate,
+  WhatsAppConnectionUpdate,
 } from './types';
 
 const PAGE = 50;
@@ -216,7 +217,7 @@ export function useCreateConnection() {
 export function useUpdateConnection() {
   const client = useQueryClient();
   return useMutation({
-    mutationFn: ({ id, ...body }: { id: string; name?: string; default_department_id?: string; active?: boolean }) =>
+    mutationFn: ({ id, ...body }: WhatsAppConnectionUpdate & { id: string }) =>
       unwrap(
         api.PATCH('/api/v1/whatsapp-connections/{connection_id}', { params: { path: { connection_id: id } }, body }),
       ),

@@ -1001,6 +1001,26 @@ export interface components {
             /** Last Error */
             last_error?: string | null;
             /**
+             * Menu Enabled
+             * @default false
+             */
+            menu_enabled: boolean;
+            /**
+             * Menu Department Ids
+             * @default []
+             */
+            menu_department_ids: string[];
+            /**
+             * Menu Text
+             * @default
+             */
+            menu_text: string;
+            /**
+             * Menu Max Invalid
+             * @default 2
+             */
+            menu_max_invalid: number;
+            /**
              * Created At
              * Format: date-time
              */
@@ -1035,6 +1055,14 @@ export interface components {
             default_department_id?: string | null;
             /** Active */
             active?: boolean | null;
+            /** Menu Enabled */
+            menu_enabled?: boolean | null;
+            /** Menu Department Ids */
+            menu_department_ids?: string[] | null;
+            /** Menu Text */
+            menu_text?: string | null;
+            /** Menu Max Invalid */
+            menu_max_invalid?: number | null;
         };
         /** DayVolume */
         DayVolume: {
@@ -1202,6 +1230,13 @@ export interface components {
             created_at: string;
             /** Moved From Ticket Id */
             moved_from_ticket_id?: string | null;
+            /**
+             * Automatic
+             * @default false
+             */
+            automatic: boolean;
+            /** Automatic Purpose */
+            automatic_purpose?: string | null;
         };
         /** NotReady */
         NotReady: {
@@ -1475,6 +1510,31 @@ export interface components {
              */
             signature_enabled: boolean;
             /**
+             * Closing Message
+             * @default
+             */
+            closing_message: string;
+            /**
+             * Closed Dates
+             * @default []
+             */
+            closed_dates: string[];
+            /**
+             * Csat Enabled
+             * @default false
+             */
+            csat_enabled: boolean;
+            /**
+             * Csat Window Hours
+             * @default 24
+             */
+            csat_window_hours: number;
+            /**
+             * Csat Message
+             * @default
+             */
+            csat_message: string;
+            /**
              * Updated At
              * Format: date-time
              */
@@ -1494,6 +1554,16 @@ export interface components {
             business_hours?: components["schemas"]["BusinessHours"][] | null;
             /** Signature Enabled */
             signature_enabled?: boolean | null;
+            /** Closing Message */
+            closing_message?: string | null;
+            /** Closed Dates */
+            closed_dates?: string[] | null;
+            /** Csat Enabled */
+            csat_enabled?: boolean | null;
+            /** Csat Window Hours */
+            csat_window_hours?: number | null;
+            /** Csat Message */
+            csat_message?: string | null;
         };
         /**
          * ResellerCreate
@@ -1699,6 +1769,18 @@ export interface components {
              * @default 0
              */
             unread_count: number;
+            /**
+             * Out Of Hours
+             * @default false
+             */
+            out_of_hours: boolean;
+            /**
+             * Menu Pending
+             * @default false
+             */
+            menu_pending: boolean;
+            /** Rating */
+            rating?: number | null;
         };
         /**
          * TicketTransfer

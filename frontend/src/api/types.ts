@@ -21,6 +21,7 @@ export type Page<T> = { items: T[]; next_cursor?: string | null };
 export const STATUSES = ['espera', 'atendendo', 'finalizado'] as const satisfies readonly TicketStatus[];
 
 export type WhatsAppConnection = S['ConnectionRead'];
+export type WhatsAppConnectionUpdate = S['ConnectionUpdate'];
 export type WhatsAppConnectionCreate = S['ConnectionCreate'];
 export type ConnectionState = WhatsAppConnection['status'];
 export type QrCodeRead = S['QrCodeRead'];
@@ -31,6 +32,8 @@ export type RealtimeEventName =
   | 'ticket.assumed'
   | 'ticket.transferred'
   | 'ticket.finalized'
+  | 'ticket.routed'
+  | 'ticket.rated'
   | 'message.created'
   | 'message.status'
   | 'ticket.read'

@@ -61,7 +61,7 @@ describe('applyEvent', () => {
     client.setQueryData(keys.messages(t3.id), thread);
     const message: Message = {
       id: 'm'.repeat(24), ticket_id: t3.id, direction: 'in', sender_type: 'client', sender_name: 'Maria',
-      type: 'text', body: 'Oi de novo', status: 'received', created_at: '2025-01-01T12:10:00Z',
+      type: 'text', body: 'Oi de novo', status: 'received', automatic: false, created_at: '2025-01-01T12:10:00Z',
     };
     const touched = { ...t3, last_message_at: '2025-01-01T12:10:00Z', last_message_preview: 'Oi de novo' };
     applyEvent(client, ev('message.created', { ticket: touched, message }), me);
@@ -78,7 +78,7 @@ describe('applyEvent', () => {
     const client = seeded();
     const older: Message = {
       id: 'a'.repeat(24), ticket_id: t3.id, direction: 'in', sender_type: 'client', sender_name: 'Maria',
-      type: 'text', body: 'antes', status: 'received', created_at: '2025-01-01T12:00:00Z',
+      type: 'text', body: 'antes', status: 'received', automatic: false, created_at: '2025-01-01T12:00:00Z',
     };
     client.setQueryData(keys.messages(t3.id), { pages: [{ items: [older], next_cursor: 'older-page' }], pageParams: [null] });
     const message: Message = { ...older, id: 'b'.repeat(24), body: 'agora', created_at: '2025-01-01T12:10:00Z' };
@@ -165,7 +165,7 @@ describe('withReadSide', () => {
 describe('unread counts', () => {
   const inbound = (id: string, ticketId: string, over: Partial<Message> = {}): Message => ({
     id, ticket_id: ticketId, direction: 'in', sender_type: 'client', sender_name: 'Maria', type: 'text', body: 'oi',
-    status: 'received', created_at: '2025-01-01T12:05:00Z', ...over,
+    status: 'received', created_at: '2025-01-01T12:05:00Z', automatic: false, ...over,
   });
   const unreadIn = (client: QueryClient, id: string) =>
     client.getQueryData<Pages<Ticket>>(keys.ticketList('espera', ''))?.pages.flatMap((p) => p.items).find((t) => t.id === id)?.unread_count;

@@ -100,5 +100,7 @@ export const ticketFixture = (over: Partial<Ticket> = {}): Ticket => ({
   finalized_at: null,
   tags: [],
   unread_count: 0,
+  out_of_hours: false,
+  menu_pending: false,
   ...over,
 });

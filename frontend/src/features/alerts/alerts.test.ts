@@ -8,7 +8,7 @@ const ev = (event: RealtimeEvent['event'], over: Partial<RealtimeEvent>): Realti
   type: 'event', seq: 1, event, at: '2025-01-01T12:00:00Z', ticket: null, message: null, connection: null, ...over,
 });
 const message = (over: Partial<Message> = {}): Message => ({
-  id: 'm'.repeat(24), ticket_id: '1'.repeat(24), direction: 'in', sender_type: 'client', sender_name: 'Maria', type: 'text',
+  id: 'm'.repeat(24), ticket_id: '1'.repeat(24), direction: 'in', sender_type: 'client', sender_name: 'Maria', type: 'text', automatic: false,
   body: 'Ainda não chegou', status: 'received', created_at: '2025-01-01T12:00:00Z', ...over,
 });
 const held = ticketFixture({ status: 'atendendo', agent_id: me.id, agent_name: me.name, version: 2 });

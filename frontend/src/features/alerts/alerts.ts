@@ -6,13 +6,13 @@ import { isClientMessage } from '../../realtime/cache';
 /** What deserves the agent's attention right now: a sound, a desktop notification, the tab title. */
 export type Alert = { key: string; ticketId: string; title: string; body: string };
 
-/** Alerts are the agent's: a new ticket waiting in one of its departments' queues (opened, or sent
- * back to the queue), and a new client message in a ticket it holds. */
+/** Alerts are the agent's: a new ticket waiting in one of its departments' queues (opened, sent
+ * back to the queue, or routed there by the client's menu choice), and a new client message in a ticket it holds. */
 export function alertFor(event: RealtimeEvent, user: User): Alert | null {
   const ticket = event.ticket;
   if (user.role !== 'agent' || !ticket) return null;
   const who = ticket.client_name || formatPhone(ticket.client_phone);
-  const queued = event.event === 'ticket.created' || event.event === 'ticket.transferred';
+  const queued = event.event === 'ticket.created' || event.event === 'ticket.transferred' || event.event === 'ticket.routed';
   if (queued && ticket.status === 'espera' && user.department_ids.includes(ticket.department_id)) {
     return {
       key: `queued:${ticket.id}:${ticket.version}`,

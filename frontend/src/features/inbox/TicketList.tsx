@@ -8,6 +8,27 @@ import { formatDuration, formatPhone, formatWhen } from '../../lib/format';
 import { previewText } from '../ticket/media';
 import { useNow } from '../../lib/useNow';
 
+/** Issue 16: a ticket that arrived outside business hours, and one whose client has not yet
+ * chosen a department in the connection's menu (it waits in the connection's default department). */
+export function TicketMarkers({ ticket }: { ticket: Ticket }) {
+  const pending = ticket.status === 'espera' && ticket.menu_pending;
+  if (!ticket.out_of_hours && !pending) return null;
+  return (
+    <Group gap={4} wrap="wrap">
+      {ticket.out_of_hours && (
+        <Badge size="xs" variant="light" color="grape" data-testid="out-of-hours" title={t.inbox.outOfHoursHint}>
+          {t.inbox.outOfHours}
+        </Badge>
+      )}
+      {pending && (
+        <Badge size="xs" variant="light" color="blue" data-testid="menu-pending" title={t.inbox.menuPendingHint}>
+          {t.inbox.menuPending}
+        </Badge>
+      )}
+    </Group>
+  );
+}
+
 function TicketRow({ ticket, selected, now }: { ticket: Ticket; selected: boolean; now: Date }) {
   const location = useLocation();
   const unread = ticket.unread_count ?? 0;
@@ -45,9 +66,18 @@ function TicketRow({ ticket, selected, now }: { ticket: Ticket; selected: boolea
         </Text>
       </Group>
       {ticket.status === 'espera' && (
-        // In espera since its last state change: opened, or sent back to the queue.
-        <Text size="xs" c="orange.8" data-testid="waiting-for">
-          {t.inbox.waiting(formatDuration(ticket.updated_at, now))}
+        <Group gap={6} wrap="wrap">
+          {/* In espera since its last state change: opened, or sent back to the queue. */}
+          <Text size="xs" c="orange.8" data-testid="waiting-for">
+            {t.inbox.waiting(formatDuration(ticket.updated_at, now))}
+          </Text>
+          <TicketMarkers ticket={ticket} />
+        </Group>
+      )}
+      {ticket.status !== 'espera' && ticket.out_of_hours && <TicketMarkers ticket={ticket} />}
+      {ticket.status === 'finalizado' && typeof ticket.rating === 'number' && (
+        <Text size="xs" c="yellow.8" data-testid="row-rating" aria-label={`${t.ticket.rating}: ${t.ticket.ratingValue(ticket.rating)}`}>
+          ★ {ticket.rating}/5
         </Text>
       )}
       {ticket.status === 'atendendo' && ticket.agent_name && (

@@ -1,14 +1,27 @@
-import { fireEvent, screen, waitFor } from '@testing-library/react';
+import { fireEvent, screen, waitFor, within } from '@testing-library/react';
 import userEvent from '@testing-library/user-event';
 import { beforeEach, describe, expect, it } from 'vitest';
 import { agentUser, mockApi, renderApp, signIn, stubWebSocket } from '../../test/utils';
-import { CompanyPage, invalidRanges } from './CompanyPage';
+import { menuMessage, renderTemplate } from './automation';
+import { CompanyPage, invalidRanges, nextRange, timezones } from './CompanyPage';
 
 const owner = agentUser({ role: 'reseller', department_ids: [] });
 const config = {
   id: 'c', reseller_id: 'r', company_name: 'Loja', welcome_message: 'Oi', away_message: '', timezone: 'America/Sao_Paulo',
   business_hours: [{ weekday: 0, open: '08:00', close: '18:00' }], updated_at: '2025-01-01T00:00:00Z',
+  closing_message: '', closed_dates: ['2025-12-25'], csat_enabled: false, csat_window_hours: 24,
 };
+
+function serve(stored: object = config) {
+  return mockApi(({ method, path, body }) => {
+    if (path === '/api/v1/auth/me') return { body: owner };
+    if (path === '/api/v1/reseller-config' && method === 'GET') return { body: stored };
+    if (path === '/api/v1/reseller-config' && method === 'PATCH') return { body: { ...stored, ...(body as object), updated_at: '2025-01-02T00:00:00Z' } };
+    return undefined;
+  });
+}
+
+const patched = (calls: { method: string; body: unknown }[]) => calls.find((c) => c.method === 'PATCH')?.body;
 
 beforeEach(() => {
   stubWebSocket();
@@ -17,14 +30,9 @@ beforeEach(() => {
 
 describe('CompanyPage', () => {
   it('refuses a range that closes before it opens, and saves the whole config otherwise', async () => {
-    const calls = mockApi(({ method, path, body }) => {
-      if (path === '/api/v1/auth/me') return { body: owner };
-      if (path === '/api/v1/reseller-config' && method === 'GET') return { body: config };
-      if (path === '/api/v1/reseller-config' && method === 'PATCH') return { body: { ...config, ...(body as object), updated_at: '2025-01-02T00:00:00Z' } };
-      return undefined;
-    });
+    const calls = serve();
     renderApp(<CompanyPage />, { path: '/', route: '/' });
-    const close = await screen.findByLabelText('Fecha');
+    const close = await screen.findByLabelText('Segunda, faixa 1: Fecha');
     fireEvent.change(close, { target: { value: '07:00' } });
     expect(await screen.findByText('O fechamento deve ser depois da abertura')).toBeInTheDocument();
     expect(screen.getByRole('button', { name: 'Salvar' })).toBeDisabled();
@@ -33,30 +41,129 @@ describe('CompanyPage', () => {
     fireEvent.change(screen.getByLabelText(/Nome da empresa/), { target: { value: 'Loja Nova' } });
     await userEvent.click(screen.getByRole('button', { name: 'Salvar' }));
     await waitFor(() => expect(calls.some((c) => c.method === 'PATCH')).toBe(true));
-    expect(calls.find((c) => c.method === 'PATCH')?.body).toMatchObject({
+    expect(patched(calls)).toMatchObject({
       company_name: 'Loja Nova',
       business_hours: [{ weekday: 0, open: '08:00', close: '17:30' }],
+      closed_dates: ['2025-12-25'],
     });
   });
 
-  it('shows the signature setting on by default and saves it turned off', async () => {
-    const calls = mockApi(({ method, path, body }) => {
-      if (path === '/api/v1/auth/me') return { body: owner };
-      if (path === '/api/v1/reseller-config' && method === 'GET') return { body: { ...config, signature_enabled: true } };
-      if (path === '/api/v1/reseller-config' && method === 'PATCH') return { body: { ...config, ...(body as object), updated_at: '2025-01-02T00:00:00Z' } };
-      return undefined;
-    });
+  it('gives a weekday several ranges and removes one; a day without ranges reads Fechado', async () => {
+    const calls = serve();
     renderApp(<CompanyPage />, { path: '/', route: '/' });
-    await screen.findByLabelText('Fecha');
+    await screen.findByLabelText('Segunda, faixa 1: Fecha');
+    const saturday = screen.getAllByTestId('hours-day')[5];
+    expect(saturday).toHaveTextContent('Fechado');
+    await userEvent.click(screen.getByRole('button', { name: 'Adicionar horário (Sábado)' }));
+    await userEvent.click(screen.getByRole('button', { name: 'Adicionar horário (Segunda)' }));
+    expect(screen.getByLabelText('Segunda, faixa 2: Abre')).toHaveValue('19:00');
+    fireEvent.change(screen.getByLabelText('Segunda, faixa 1: Fecha'), { target: { value: '12:00' } });
+    fireEvent.change(screen.getByLabelText('Segunda, faixa 2: Abre'), { target: { value: '13:00' } });
+    fireEvent.change(screen.getByLabelText('Segunda, faixa 2: Fecha'), { target: { value: '18:00' } });
+    await userEvent.click(screen.getByRole('button', { name: 'Remover horário: Sábado, faixa 1' }));
+    expect(within(screen.getAllByTestId('hours-day')[5]).getByText('Fechado')).toBeInTheDocument();
+    await userEvent.click(screen.getByRole('button', { name: 'Salvar' }));
+    await waitFor(() => expect(patched(calls)).toBeDefined());
+    expect(patched(calls)).toMatchObject({
+      business_hours: [
+        { weekday: 0, open: '08:00', close: '12:00' },
+        { weekday: 0, open: '13:00', close: '18:00' },
+      ],
+    });
+  });
+
+  it('previews each message with sample values for the variables, as the client reads it', async () => {
+    serve();
+    renderApp(<CompanyPage />, { path: '/', route: '/' });
+    const welcome = await screen.findByRole('textbox', { name: 'Mensagem de boas-vindas' });
+    fireEvent.change(welcome, { target: { value: 'Olá {{cliente}}! Aqui é a {{ empresa }}. Protocolo {{protocolo}}. {{outra}}' } });
+    expect(screen.getByLabelText('Prévia: Mensagem de boas-vindas')).toHaveTextContent('Olá Maria Silva! Aqui é a Loja. Protocolo 1234. {{outra}}');
+    fireEvent.change(screen.getByLabelText(/Nome da empresa/), { target: { value: 'Loja Centro' } });
+    expect(screen.getByLabelText('Prévia: Mensagem de boas-vindas')).toHaveTextContent('Aqui é a Loja Centro.');
+    fireEvent.change(screen.getByRole('textbox', { name: 'Mensagem de encerramento' }), { target: { value: 'Obrigado, {{cliente}}!' } });
+    expect(screen.getByLabelText('Prévia: Mensagem de encerramento')).toHaveTextContent('Obrigado, Maria Silva!');
+    // An empty away message sends nothing, and says so.
+    expect(screen.getByLabelText('Prévia: Mensagem fora do horário')).toHaveTextContent('Nada será enviado.');
+    const help = screen.getByTestId('variables-help');
+    for (const v of ['{{cliente}}', '{{empresa}}', '{{protocolo}}']) expect(help).toHaveTextContent(v);
+  });
+
+  it('adds and removes closed dates, and saves the closing message and the survey with its window', async () => {
+    const calls = serve();
+    renderApp(<CompanyPage />, { path: '/', route: '/' });
+    await screen.findByText('25/12/2025');
+    fireEvent.change(screen.getByLabelText('Data'), { target: { value: '2026-01-01' } });
+    await userEvent.click(screen.getByRole('button', { name: 'Adicionar data' }));
+    fireEvent.change(screen.getByLabelText('Data'), { target: { value: '2025-11-20' } });
+    await userEvent.click(screen.getByRole('button', { name: 'Adicionar data' }));
+    expect(screen.getAllByTestId('closed-date').map((b) => b.textContent?.replace('✕', ''))).toEqual(['20/11/2025', '25/12/2025', '01/01/2026']);
+    await userEvent.click(screen.getByRole('button', { name: 'Remover 25/12/2025' }));
+
+    const window = screen.getByLabelText('Prazo para responder (horas)');
+    expect(window).toBeDisabled();
+    await userEvent.click(screen.getByRole('switch', { name: /Pedir uma nota de 1 a 5/ }));
+    expect(window).toBeEnabled();
+    await userEvent.clear(window);
+    await userEvent.type(window, '48');
+    // The survey question: left empty, the preview shows the built-in one the backend sends.
+    expect(screen.getByLabelText('Prévia: Pergunta da pesquisa')).toHaveTextContent('Como você avalia este atendimento?');
+    fireEvent.change(screen.getByRole('textbox', { name: 'Pergunta da pesquisa' }), { target: { value: 'De 1 a 5, {{cliente}}?' } });
+    expect(screen.getByLabelText('Prévia: Pergunta da pesquisa')).toHaveTextContent('De 1 a 5, Maria Silva?');
+    fireEvent.change(screen.getByRole('textbox', { name: 'Mensagem de encerramento' }), { target: { value: 'Até logo!' } });
+    await userEvent.click(screen.getByRole('button', { name: 'Salvar' }));
+    await waitFor(() => expect(patched(calls)).toBeDefined());
+    expect(patched(calls)).toMatchObject({
+      closed_dates: ['2025-11-20', '2026-01-01'],
+      csat_enabled: true,
+      csat_window_hours: 48,
+      csat_message: 'De 1 a 5, {{cliente}}?',
+      closing_message: 'Até logo!',
+    });
+  });
+
+  it('says that without any range the company is open all day, and that one range closes the other days', async () => {
+    serve({ ...config, business_hours: [] });
+    renderApp(<CompanyPage />, { path: '/', route: '/' });
+    expect(await screen.findByTestId('no-hours')).toHaveTextContent('24 horas');
+    expect(screen.getAllByTestId('hours-day').map((d) => d.textContent)).toEqual(expect.arrayContaining([expect.stringContaining('Aberto o dia todo')]));
+    await userEvent.click(screen.getByRole('button', { name: 'Adicionar horário (Segunda)' }));
+    expect(screen.queryByTestId('no-hours')).not.toBeInTheDocument();
+    expect(screen.getAllByTestId('hours-day')[1]).toHaveTextContent('Fechado');
+  });
+
+  it('offers every IANA zone the browser knows, keeping a stored one first', () => {
+    const zones = timezones('America/Sao_Paulo');
+    expect(zones[0]).toBe('America/Sao_Paulo');
+    expect(zones).toContain('Europe/Lisbon');
+    expect(new Set(zones).size).toBe(zones.length);
+  });
+
+  it('shows the signature setting on by default and saves it turned off', async () => {
+    const calls = serve({ ...config, signature_enabled: true });
+    renderApp(<CompanyPage />, { path: '/', route: '/' });
+    await screen.findByLabelText('Segunda, faixa 1: Fecha');
     const toggle = screen.getByRole('switch', { name: /Assinar as mensagens com o nome do agente/ });
     expect(toggle).toBeChecked();
     await userEvent.click(toggle);
     await userEvent.click(screen.getByRole('button', { name: 'Salvar' }));
     await waitFor(() => expect(calls.some((c) => c.method === 'PATCH')).toBe(true));
-    expect(calls.find((c) => c.method === 'PATCH')?.body).toMatchObject({ signature_enabled: false });
+    expect(patched(calls)).toMatchObject({ signature_enabled: false });
   });
 
   it('invalidRanges flags only ranges whose close is not after open', () => {
     expect([...invalidRanges([{ weekday: 0, open: '08:00', close: '08:00' }, { weekday: 1, open: '08:00', close: '12:00' }])]).toEqual([0]);
+  });
+
+  it('nextRange starts an empty day at 08:00 and a busy one an hour after its last close', () => {
+    expect(nextRange([], 3)).toEqual({ weekday: 3, open: '08:00', close: '18:00' });
+    expect(nextRange([{ weekday: 3, open: '08:00', close: '12:00' }], 3)).toEqual({ weekday: 3, open: '13:00', close: '18:00' });
+    expect(nextRange([{ weekday: 3, open: '08:00', close: '22:30' }], 3)).toEqual({ weekday: 3, open: '08:00', close: '18:00' });
+  });
+
+  it('renderTemplate leaves unknown variables as written; menuMessage numbers the departments in order', () => {
+    expect(renderTemplate('{{cliente}}/{{x}}/{{empresa}}', { cliente: 'A', empresa: 'B', protocolo: '1' })).toBe('A/{{x}}/B');
+    expect(menuMessage('Escolha:', ['Suporte', 'Financeiro'])).toBe('Escolha:\n1 - Suporte\n2 - Financeiro');
+    // Left empty, the backend's built-in line heads the list (backend/automation/texts.py).
+    expect(menuMessage('  ', ['Suporte'])).toBe('Para agilizar seu atendimento, responda com o número do departamento:\n1 - Suporte');
   });
 });

@@ -1,14 +1,25 @@
-import { ActionIcon, Button, Group, Paper, Select, Stack, Switch, Text, TextInput, Textarea, Title } from '@mantine/core';
+import { ActionIcon, Badge, Button, Group, NumberInput, Paper, Select, SimpleGrid, Stack, Switch, Text, TextInput, Textarea, Title } from '@mantine/core';
 import { notifications } from '@mantine/notifications';
-import { useEffect, useState } from 'react';
+import { useEffect, useState, type ReactNode } from 'react';
 import { errorMessage, fieldErrors } from '../../api/client';
 import { useResellerConfig, useUpdateResellerConfig } from '../../api/queries';
 import type { BusinessHours, ResellerConfig } from '../../api/types';
 import { t } from '../../i18n/pt-BR';
+import { formatDay } from '../../lib/format';
 import { PageHeader } from '../../layout/PageHeader';
 import { QueryState } from '../../layout/QueryState';
+import { MessagePreview, VariablesHelp, renderTemplate, sampleValues } from './automation';
 
-const TIMEZONES = ['America/Sao_Paulo', 'America/Manaus', 'America/Belem', 'America/Fortaleza', 'America/Recife', 'America/Cuiaba', 'America/Porto_Velho', 'America/Rio_Branco', 'America/Noronha'];
+const FALLBACK_ZONES = ['America/Sao_Paulo', 'America/Manaus', 'America/Belem', 'America/Fortaleza', 'America/Recife', 'America/Cuiaba', 'America/Porto_Velho', 'America/Rio_Branco', 'America/Noronha'];
+const MAX_RANGES = 21;
+const CSAT_DEFAULT_HOURS = 24;
+const CSAT_MAX_HOURS = 24 * 30; // backend/resellers/schemas.py
+
+/** Every IANA zone the browser knows (the backend checks the name against the tz database). */
+export function timezones(current: string | null): string[] {
+  const known = typeof Intl.supportedValuesOf === 'function' ? Intl.supportedValuesOf('timeZone') : FALLBACK_ZONES;
+  return Array.from(new Set([...(current ? [current] : []), ...known]));
+}
 
 export function hoursFromConfig(config: ResellerConfig): BusinessHours[] {
   return (config.business_hours ?? []).map((h) => ({ weekday: Number(h.weekday), open: String(h.open), close: String(h.close) }));
@@ -19,27 +30,192 @@ export function invalidRanges(hours: BusinessHours[]): Set<number> {
   return new Set(hours.flatMap((h, i) => (h.close <= h.open ? [i] : [])));
 }
 
+/** A new range for a weekday: after its last range when there is room, else a working day. */
+export function nextRange(hours: BusinessHours[], weekday: number): BusinessHours {
+  const last = hours.filter((h) => h.weekday === weekday).sort((a, b) => a.close.localeCompare(b.close)).pop();
+  if (last && last.close < '22:00') {
+    const [hh, mm] = last.close.split(':').map(Number);
+    const open = `${String(hh + 1).padStart(2, '0')}:${String(mm).padStart(2, '0')}`;
+    return { weekday, open, close: open < '18:00' ? '18:00' : '23:00' };
+  }
+  return { weekday, open: '08:00', close: '18:00' };
+}
+
+function Section({ title, children, testId }: { title: string; children: ReactNode; testId?: string }) {
+  return (
+    <Paper withBorder p="sm" data-testid={testId}>
+      <Stack gap="xs">
+        <Title order={3} size="h5">
+          {title}
+        </Title>
+        {children}
+      </Stack>
+    </Paper>
+  );
+}
+
+function MessageField({
+  label,
+  hint,
+  value,
+  onChange,
+  company,
+  error,
+  fallback,
+}: {
+  label: string;
+  hint: string;
+  value: string;
+  onChange: (v: string) => void;
+  company: string;
+  error?: string;
+  /** What the backend sends when this is left empty (nothing, when absent). */
+  fallback?: string;
+}) {
+  return (
+    <SimpleGrid cols={{ base: 1, sm: 2 }} spacing="sm">
+      <Textarea label={label} description={hint} placeholder={fallback} autosize minRows={3} maxLength={1000} value={value} onChange={(e) => onChange(e.currentTarget.value)} error={error} />
+      <MessagePreview label={t.automation.previewOf(label)} text={renderTemplate(value.trim() ? value : fallback ?? '', sampleValues(company))} />
+    </SimpleGrid>
+  );
+}
+
+function HoursEditor({ hours, setHours }: { hours: BusinessHours[]; setHours: (update: (list: BusinessHours[]) => BusinessHours[]) => void }) {
+  const bad = invalidRanges(hours);
+  const setRange = (index: number, patch: Partial<BusinessHours>) => setHours((list) => list.map((h, i) => (i === index ? { ...h, ...patch } : h)));
+  return (
+    <Stack gap={6}>
+      {hours.length === 0 && (
+        <Text size="sm" c="blue.8" data-testid="no-hours">
+          {t.company.noHours}
+        </Text>
+      )}
+      {t.company.weekdays.map((day, weekday) => {
+        const ranges = hours.map((h, index) => ({ h, index })).filter(({ h }) => h.weekday === weekday);
+        return (
+          <Group key={day} align="flex-start" gap="xs" wrap="nowrap" data-testid="hours-day" data-weekday={weekday}>
+            <Text size="sm" fw={600} w={80} pt={6} style={{ flexShrink: 0 }}>
+              {day}
+            </Text>
+            <Stack gap={4} style={{ flex: 1 }}>
+              {ranges.length === 0 && (
+                // With no range on any day, hours are not set: open all day (backend/automation/hours.py).
+                <Text size="sm" c="dimmed" pt={6}>
+                  {hours.length === 0 ? t.company.openAllDay : t.company.closedDay}
+                </Text>
+              )}
+              {ranges.map(({ h, index }, n) => (
+                <Group key={index} gap="xs" wrap="wrap" align="flex-start" data-testid="hours-row" role="group" aria-label={t.company.rangeLabel(day, n + 1)}>
+                  <TextInput aria-label={`${t.company.rangeLabel(day, n + 1)}: ${t.company.open}`} placeholder={t.company.open} type="time" value={h.open} onChange={(e) => setRange(index, { open: e.currentTarget.value })} w={120} />
+                  <TextInput
+                    aria-label={`${t.company.rangeLabel(day, n + 1)}: ${t.company.close}`}
+                    placeholder={t.company.close}
+                    type="time"
+                    value={h.close}
+                    onChange={(e) => setRange(index, { close: e.currentTarget.value })}
+                    w={120}
+                    error={bad.has(index) ? t.company.closeAfterOpen : undefined}
+                  />
+                  <ActionIcon variant="subtle" color="red" size="lg" aria-label={`${t.company.removeRange}: ${t.company.rangeLabel(day, n + 1)}`} onClick={() => setHours((list) => list.filter((_, j) => j !== index))}>
+                    ✕
+                  </ActionIcon>
+                </Group>
+              ))}
+            </Stack>
+            <Button
+              variant="subtle"
+              size="compact-sm"
+              mt={4}
+              disabled={hours.length >= MAX_RANGES}
+              aria-label={t.company.addRangeTo(day)}
+              onClick={() => setHours((list) => [...list, nextRange(list, weekday)])}
+            >
+              +
+            </Button>
+          </Group>
+        );
+      })}
+    </Stack>
+  );
+}
+
+function ClosedDatesEditor({ dates, setDates }: { dates: string[]; setDates: (dates: string[]) => void }) {
+  const [day, setDay] = useState('');
+  const add = () => {
+    if (!/^\d{4}-\d{2}-\d{2}$/.test(day)) return;
+    setDates(Array.from(new Set([...dates, day])).sort());
+    setDay('');
+  };
+  return (
+    <Stack gap="xs">
+      <Group align="flex-end" gap="xs">
+        <TextInput label={t.company.closedDate} type="date" value={day} onChange={(e) => setDay(e.currentTarget.value)} w={180} />
+        <Button variant="light" onClick={add} disabled={!day || dates.includes(day)}>
+          {t.company.addClosedDate}
+        </Button>
+      </Group>
+      {dates.length === 0 ? (
+        <Text size="sm" c="dimmed">
+          {t.company.noClosedDates}
+        </Text>
+      ) : (
+        <Group gap="xs" data-testid="closed-dates">
+          {dates.map((d) => (
+            <Badge
+              key={d}
+              variant="light"
+              size="lg"
+              data-testid="closed-date"
+              rightSection={
+                <ActionIcon size="xs" variant="transparent" aria-label={t.company.removeClosedDate(formatDay(d))} onClick={() => setDates(dates.filter((x) => x !== d))}>
+                  ✕
+                </ActionIcon>
+              }
+            >
+              {formatDay(d)}
+            </Badge>
+          ))}
+        </Group>
+      )}
+    </Stack>
+  );
+}
+
 function CompanyForm({ config }: { config: ResellerConfig }) {
   const save = useUpdateResellerConfig();
   const [companyName, setCompanyName] = useState(config.company_name);
   const [welcome, setWelcome] = useState(config.welcome_message ?? '');
   const [away, setAway] = useState(config.away_message ?? '');
+  const [closing, setClosing] = useState(config.closing_message ?? '');
   const [timezone, setTimezone] = useState<string | null>(config.timezone ?? 'America/Sao_Paulo');
   const [hours, setHours] = useState<BusinessHours[]>(() => hoursFromConfig(config));
+  const [closedDates, setClosedDates] = useState<string[]>(() => [...(config.closed_dates ?? [])].sort());
   const [signature, setSignature] = useState(config.signature_enabled ?? true);
+  const [csat, setCsat] = useState(config.csat_enabled ?? false);
+  const [csatMessage, setCsatMessage] = useState(config.csat_message ?? '');
+  const [csatHours, setCsatHours] = useState<number>(config.csat_window_hours ?? CSAT_DEFAULT_HOURS);
   const bad = invalidRanges(hours);
   const errors = fieldErrors(save.error);
-  const weekdays = t.company.weekdays.map((label, value) => ({ value: String(value), label }));
-
-  const setRange = (index: number, patch: Partial<BusinessHours>) =>
-    setHours((list) => list.map((h, i) => (i === index ? { ...h, ...patch } : h)));
+  const [zones] = useState(() => timezones(config.timezone ?? null));
 
   return (
     <form
       onSubmit={(e) => {
         e.preventDefault();
         save.mutate(
-          { company_name: companyName, welcome_message: welcome, away_message: away, timezone: timezone ?? undefined, business_hours: hours, signature_enabled: signature },
+          {
+            company_name: companyName,
+            welcome_message: welcome,
+            away_message: away,
+            closing_message: closing,
+            timezone: timezone ?? undefined,
+            business_hours: hours,
+            closed_dates: closedDates,
+            signature_enabled: signature,
+            csat_enabled: csat,
+            csat_window_hours: csatHours,
+            csat_message: csatMessage,
+          },
           {
             onSuccess: () => notifications.show({ color: 'teal', message: t.app.saved }),
             onError: (error) => notifications.show({ color: 'red', message: errorMessage(error) }),
@@ -47,41 +223,64 @@ function CompanyForm({ config }: { config: ResellerConfig }) {
         );
       }}
     >
-      <Stack maw={720}>
-        <TextInput label={t.company.companyName} required value={companyName} onChange={(e) => setCompanyName(e.currentTarget.value)} error={errors.company_name} />
-        <Textarea label={t.company.welcome} autosize minRows={2} maxLength={1000} value={welcome} onChange={(e) => setWelcome(e.currentTarget.value)} />
-        <Textarea label={t.company.away} autosize minRows={2} maxLength={1000} value={away} onChange={(e) => setAway(e.currentTarget.value)} />
+      <Stack maw={960}>
+        <TextInput label={t.company.companyName} required value={companyName} onChange={(e) => setCompanyName(e.currentTarget.value)} error={errors.company_name} maw={480} />
         <Switch label={t.company.signature} description={t.company.signatureHint} checked={signature} onChange={(e) => setSignature(e.currentTarget.checked)} />
-        <Select label={t.company.timezone} data={Array.from(new Set([...(timezone ? [timezone] : []), ...TIMEZONES]))} value={timezone} onChange={setTimezone} searchable />
-        <Paper withBorder p="sm">
-          <Stack gap="xs">
-            <Title order={3} size="h5">
-              {t.company.hours}
-            </Title>
-            {hours.map((h, i) => (
-              <Group key={i} align="flex-end" gap="xs" wrap="wrap" data-testid="hours-row">
-                <Select label={t.company.weekday} data={weekdays} value={String(h.weekday)} onChange={(v) => setRange(i, { weekday: Number(v ?? 0) })} w={140} allowDeselect={false} />
-                <TextInput label={t.company.open} type="time" value={h.open} onChange={(e) => setRange(i, { open: e.currentTarget.value })} w={120} />
-                <TextInput
-                  label={t.company.close}
-                  type="time"
-                  value={h.close}
-                  onChange={(e) => setRange(i, { close: e.currentTarget.value })}
-                  w={120}
-                  error={bad.has(i) ? t.company.closeAfterOpen : undefined}
-                />
-                <ActionIcon variant="subtle" color="red" size="lg" aria-label={t.company.removeRange} onClick={() => setHours((list) => list.filter((_, j) => j !== i))}>
-                  ✕
-                </ActionIcon>
-              </Group>
-            ))}
-            <Group>
-              <Button variant="light" size="compact-sm" disabled={hours.length >= 21} onClick={() => setHours((list) => [...list, { weekday: 0, open: '08:00', close: '18:00' }])}>
-                {t.company.addRange}
-              </Button>
-            </Group>
-          </Stack>
-        </Paper>
+        <Section title={t.company.messagesTitle} testId="messages-section">
+          <VariablesHelp />
+          <MessageField label={t.company.welcome} hint={t.company.welcomeHint} value={welcome} onChange={setWelcome} company={companyName} error={errors.welcome_message} />
+          <MessageField label={t.company.away} hint={t.company.awayHint} value={away} onChange={setAway} company={companyName} error={errors.away_message} />
+          <MessageField label={t.company.closing} hint={t.company.closingHint} value={closing} onChange={setClosing} company={companyName} error={errors.closing_message} />
+        </Section>
+        <Section title={t.company.hours} testId="hours-section">
+          <Select
+            label={t.company.timezone}
+            description={t.company.timezoneHint}
+            data={zones}
+            value={timezone}
+            onChange={setTimezone}
+            searchable
+            allowDeselect={false}
+            limit={60}
+            maw={320}
+            error={errors.timezone}
+          />
+          <Text size="xs" c="dimmed">
+            {t.company.hoursHint}
+          </Text>
+          <HoursEditor hours={hours} setHours={setHours} />
+        </Section>
+        <Section title={t.company.closedDates} testId="closed-dates-section">
+          <Text size="xs" c="dimmed">
+            {t.company.closedDatesHint}
+          </Text>
+          <ClosedDatesEditor dates={closedDates} setDates={setClosedDates} />
+        </Section>
+        <Section title={t.company.csatTitle} testId="csat-section">
+          <Switch label={t.company.csat} description={t.company.csatHint} checked={csat} onChange={(e) => setCsat(e.currentTarget.checked)} />
+          <NumberInput
+            label={t.company.csatWindow}
+            min={1}
+            max={CSAT_MAX_HOURS}
+            allowDecimal={false}
+            value={csatHours}
+            onChange={(v) => setCsatHours(typeof v === 'number' ? v : Number(v) || CSAT_DEFAULT_HOURS)}
+            disabled={!csat}
+            maw={240}
+            error={errors.csat_window_hours}
+          />
+          {csat && (
+            <MessageField
+              label={t.company.csatMessage}
+              hint={t.company.csatMessageHint}
+              value={csatMessage}
+              onChange={setCsatMessage}
+              company={companyName}
+              error={errors.csat_message}
+              fallback={t.automation.defaultSurveyText}
+            />
+          )}
+        </Section>
         {save.isError && Object.keys(errors).length > 0 && (
           <Text c="red" size="sm" role="alert">
             {t.errors.validation}

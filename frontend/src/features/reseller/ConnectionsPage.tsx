@@ -7,6 +7,7 @@ import type { ConnectionState, WhatsAppConnection } from '../../api/types';
 import { t } from '../../i18n/pt-BR';
 import { PageHeader } from '../../layout/PageHeader';
 import { QueryState } from '../../layout/QueryState';
+import { MenuForm } from './MenuForm';
 
 const STATE_COLOR: Record<ConnectionState, string> = { open: 'teal', connecting: 'yellow', close: 'gray' };
 
@@ -100,8 +101,10 @@ export function ConnectionsPage() {
   const update = useUpdateConnection();
   const [creating, setCreating] = useState(false);
   const [qrFor, setQrFor] = useState<string | null>(null);
+  const [menuFor, setMenuFor] = useState<string | null>(null);
   const names = new Map((departments.data ?? []).map((d) => [d.id, d.name]));
   const shown = query.data?.find((c) => c.id === qrFor);
+  const menuOf = query.data?.find((c) => c.id === menuFor);
 
   return (
     <>
@@ -118,6 +121,7 @@ export function ConnectionsPage() {
                 <Table.Th>{t.connections.name}</Table.Th>
                 <Table.Th>{t.connections.instance}</Table.Th>
                 <Table.Th>{t.connections.department}</Table.Th>
+                <Table.Th>{t.connections.menu}</Table.Th>
                 <Table.Th>{t.connections.status}</Table.Th>
                 <Table.Th />
               </Table.Tr>
@@ -130,6 +134,15 @@ export function ConnectionsPage() {
                   </Table.Td>
                   <Table.Td>{c.instance_name}</Table.Td>
                   <Table.Td>{(c.default_department_id && names.get(c.default_department_id)) || '—'}</Table.Td>
+                  <Table.Td data-testid="connection-menu">
+                    {c.menu_enabled ? (
+                      <Badge color="blue" variant="light">
+                        {t.connections.menuOn} ({(c.menu_department_ids ?? []).length})
+                      </Badge>
+                    ) : (
+                      '—'
+                    )}
+                  </Table.Td>
                   <Table.Td>
                     <ConnectionStatus status={c.status} />
                   </Table.Td>
@@ -140,6 +153,9 @@ export function ConnectionsPage() {
                           {t.connections.showQr}
                         </Button>
                       )}
+                      <Button size="compact-sm" variant="default" onClick={() => setMenuFor(c.id)} aria-label={t.connections.menuTitle(c.name)}>
+                        {t.connections.menu}
+                      </Button>
                       <Button
                         size="compact-sm"
                         variant="subtle"
@@ -173,6 +189,9 @@ export function ConnectionsPage() {
             }}
           />
         )}
+      </Modal>
+      <Modal opened={!!menuOf} onClose={() => setMenuFor(null)} title={menuOf ? t.connections.menuTitle(menuOf.name) : t.connections.menu} size="xl">
+        {menuOf && <MenuForm key={menuOf.id} connection={menuOf} departments={departments.data ?? []} onDone={() => setMenuFor(null)} />}
       </Modal>
       <Modal opened={!!shown} onClose={() => setQrFor(null)} title={shown ? `${t.connections.qr} · ${shown.name}` : t.connections.qr}>
         {shown && <QrPanel connection={shown} />}

@@ -23,6 +23,7 @@ const msg = (n: number, over: Partial<Message> = {}): Message => ({
   body: `mensagem ${n}`,
   status: 'received',
   created_at: at(n),
+  automatic: false,
   ...over,
 });
 const range = (from: number, to: number) => Array.from({ length: to - from }, (_, i) => msg(from + i));

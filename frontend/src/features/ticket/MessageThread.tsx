@@ -1,4 +1,4 @@
-import { Alert, Button, Center, Group, Loader, Stack, Text } from '@mantine/core';
+import { Alert, Badge, Button, Center, Group, Loader, Stack, Text } from '@mantine/core';
 import { useLayoutEffect, useMemo, useRef, useState } from 'react';
 import { errorMessage } from '../../api/client';
 import { useMessages, useTicketEvents } from '../../api/queries';
@@ -79,12 +79,34 @@ export function MessageBubble({ message, onReply }: { message: Message; onReply?
       className="bubble"
       data-direction={message.direction}
       data-testid="message"
-      aria-label={message.direction === 'in' ? t.ticket.incoming : t.ticket.outgoing}
+      aria-label={message.direction === 'in' ? t.ticket.incoming : message.automatic ? t.automation.labelHint : t.ticket.outgoing}
+      data-automatic={message.automatic ? 'true' : undefined}
     >
-      {message.direction === 'out' && message.sender_name && (
-        <Text size="xs" c="dimmed">
-          {message.sender_name}
-        </Text>
+      {message.automatic ? (
+        <Group gap={6} wrap="nowrap">
+          <Badge
+            size="xs"
+            variant="light"
+            color="gray"
+            data-testid="automatic"
+            data-purpose={message.automatic_purpose ?? undefined}
+            title={[t.automation.labelHint, t.automation.purpose[message.automatic_purpose ?? '']].filter(Boolean).join(': ')}
+          >
+            {t.automation.label}
+          </Badge>
+          {message.sender_name && (
+            <Text size="xs" c="dimmed">
+              {message.sender_name}
+            </Text>
+          )}
+        </Group>
+      ) : (
+        message.direction === 'out' &&
+        message.sender_name && (
+          <Text size="xs" c="dimmed">
+            {message.sender_name}
+          </Text>
+        )
       )}
       {quoted && <QuoteBlock quoted={quoted} />}
       <MessageContent message={message} />
@@ -145,7 +167,8 @@ function NoteBubble({ message }: { message: Message }) {
 }
 
 export function timelineText(event: TicketEvent): string {
-  const who = event.actor_name || t.ticket.timeline.someone;
+  // Events store ids; a client acting (its menu choice, its rating) has no user name to resolve.
+  const who = event.actor_name || (event.actor_role === 'client' ? t.ticket.timeline.theClient : t.ticket.timeline.someone);
   const to = event.target_name || '—';
   if (event.type === 'created') return t.ticket.timeline.created(who);
   if (event.type === 'assumed') return t.ticket.timeline.assumed(who);
@@ -154,6 +177,13 @@ export function timelineText(event: TicketEvent): string {
     return event.data && 'to_department_id' in event.data
       ? t.ticket.timeline.transferredToDepartment(who, to)
       : t.ticket.timeline.transferredToAgent(who, to);
+  }
+  // Issue 16 (backend/automation): the client's answer to the department menu, or the menu giving
+  // up after too many invalid answers; the client's satisfaction rating.
+  if (event.type === 'routed') return event.data?.fallback ? t.ticket.timeline.menuFallback(to) : t.ticket.timeline.menuChosen(who, to);
+  if (event.type === 'rated') {
+    const rating = Number(event.data?.rating);
+    return t.ticket.timeline.rated(who, Number.isFinite(rating) ? t.ticket.ratingValue(rating) : '—');
   }
   return t.ticket.timeline.other(who);
 }

@@ -13,6 +13,7 @@ import { formatPhone, formatWhen } from '../../lib/format';
 import { keys } from '../../realtime/cache';
 import { useAlerts } from '../alerts/AlertsProvider';
 import { allowedActions, assumeConflictMessage, conflictTicket } from './actions';
+import { TicketMarkers } from '../inbox/TicketList';
 import { ClientHistory } from './ClientHistory';
 import { Composer } from './Composer';
 import { TicketTags } from './TicketTags';
@@ -20,6 +21,25 @@ import { MessageThread } from './MessageThread';
 import { TransferModal } from './TransferModal';
 
 const STATUS_COLOR: Record<string, string> = { espera: 'yellow', atendendo: 'teal', finalizado: 'gray' };
+
+/** The client's answer to the satisfaction survey (issue 16), on the finalized ticket. */
+export function Rating({ value }: { value: number }) {
+  const stars = Math.max(0, Math.min(5, Math.round(value)));
+  return (
+    <Group gap={6} data-testid="ticket-rating">
+      <Text size="xs" c="dimmed">
+        {t.ticket.rating}:
+      </Text>
+      <Text size="sm" c="yellow.7" aria-hidden>
+        {'★'.repeat(stars)}
+        {'☆'.repeat(5 - stars)}
+      </Text>
+      <Text size="xs" fw={600}>
+        {t.ticket.ratingValue(value)}
+      </Text>
+    </Group>
+  );
+}
 
 export function TicketView({ ticketId }: { ticketId: string }) {
   const query = useTicket(ticketId);
@@ -113,6 +133,7 @@ function LoadedTicket({ ticket, backTo }: { ticket: Ticket; backTo: { pathname: 
             <Badge color={STATUS_COLOR[ticket.status]} data-testid="ticket-status" style={{ flexShrink: 0 }}>
               {t.status[ticket.status]}
             </Badge>
+            <TicketMarkers ticket={ticket} />
           </Group>
           <Group gap="xs">
             {me.role !== 'admin' && <ClientHistory key={ticket.id} ticket={ticket} />}
@@ -138,6 +159,7 @@ function LoadedTicket({ ticket, backTo }: { ticket: Ticket; backTo: { pathname: 
           {department?.name ?? '—'} · {t.ticket.agent}: {ticket.agent_name ?? t.ticket.noAgent} · {t.ticket.opened}{' '}
           {formatWhen(ticket.created_at)}
         </Text>
+        {ticket.status === 'finalizado' && typeof ticket.rating === 'number' && <Rating value={ticket.rating} />}
         <TicketTags ticket={ticket} />
       </Stack>
       <MessageThread key={ticket.id} ticketId={ticket.id} onReply={can.reply ? setQuoting : undefined} />

@@ -1,0 +1,46 @@
+"""Automatic messages: the company settings that act (issue 16).
+
+What reacts, and when (backend/automation/service.py):
+- A client's WhatsApp message that opens a ticket: the welcome message (`welcome_message`), then
+  the away message when the company is closed, then the department menu when the connection has
+  one — each at most once per ticket.
+- A later client message in a ticket still in espera: while the menu is pending, its answer; and
+  the away message once per ticket per closed period (an espera ticket is waiting for someone; a
+  ticket a person holds, or a finalized one, gets no automatic message from its client's words).
+- Finalizar of a WhatsApp ticket (the finalize hook, backend/gates.py): the closing message
+  (`closing_message`), then — with `csat_enabled`, for a ticket a person held — the survey
+  question. A lone digit 1-5 from that chat within `csat_window_hours` (and before the client
+  starts a new conversation) records the rating on the finalized ticket: the message is filed
+  there (marked `rating`), a `rated` event is logged, the ticket stays finalizado, no ticket
+  opens. Any other message opens a new ticket as it always did.
+Messages marked `direction: "note"` (internal notes) and messages from the connection's own phone
+never reach these reactions: only inbound client messages do.
+
+Texts take `{{cliente}}`, `{{empresa}}` and `{{protocolo}}` (the ticket number), one renderer
+(texts.py). Business hours (hours.py): weekly ranges in the reseller's timezone, `closed_dates`
+(local YYYY-MM-DD days) closed all day; no ranges at all means open every day but those dates.
+The ticket still opens in espera out of hours and is born with `out_of_hours: true` (the inbox
+marks it).
+
+The department menu — where a ticket waits, decided: in espera of the connection's default
+department, born with `menu_pending: true` (in its event v1, so no crash leaves it unmarked), so
+nothing is hidden: that department's agents see it, marked in the inbox, and may assume it, which
+ends the menu (every transition made by a person sets `menu_pending: false`). The client's answer
+moves it through the tickets state machine (`tickets.choose_department`: action menu_choice,
+espera -> espera, a `routed` event with the client as actor and the chosen department), judged on
+the ticket's log at that moment: a racing Assumir or Finalizar wins or comes after, never both.
+The digit maps to the list the client was shown (stored on the menu message). An invalid answer
+repeats the menu, up to the connection's `menu_max_invalid` (N) times; the next one ends the menu
+with the ticket left where it waits (a `routed` event, `fallback: true`). Nothing else moves a
+ticket: every other automatic message only sends.
+
+Delivery and crashes: every automatic message is queued in the durable outbox before it is stored
+(as an agent's reply), labelled `automatic: true` with its `automatic_purpose`, never signed, and
+its `_id` derived from (ticket, purpose, period) — so it is stored, and sent, once. The reactions
+to a client message run inside the webhook delivery's processing; a process killed anywhere in
+them leaves the delivery unfinished, the processor retries it, finds the client message stored,
+and runs the reactions again (each finds what is already stored). Where that ends: the finalize
+hook runs in the request that finalized; a process killed between the finalize event and the
+hook leaves the closing message and survey unsent unless the sweep re-runs the hooks (it does for
+a finalized ticket with a message stamped after its finalize).
+"""

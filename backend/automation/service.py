@@ -1,0 +1,378 @@
+"""The automatic messages' reactions (the rules: backend/automation/__init__.py).
+
+Every automatic message goes out as an agent reply does: queued in the durable outbox, then
+stored as an outgoing message (`sender_type: "system"`, `automatic: true`, never signed). Its id
+is derived from (ticket, purpose, period), so whoever runs a step again — a webhook redelivery,
+the processor retrying a delivery whose attempt was killed, the sweep re-running a finalize's
+hooks — finds it stored and queues nothing: the unique `_id` insert decides, and the outbox
+worker sends a message once whatever number of queue entries point at it (attempts are claimed
+per message id, backend/outbound/worker.py).
+"""
+
+import contextlib
+import hashlib
+from datetime import datetime, timedelta
+from typing import Any
+
+from backend.automation import hours, repository, texts
+from backend.connections import service as connections
+from backend.core import natural_keys
+from backend.core.clock import as_utc, utcnow
+from backend.core.db import Database
+from backend.core.errors import Conflict
+from backend.core.logging import get_logger
+from backend.core.tenancy import TenantScope
+from backend.departments import service as departments
+from backend.messages import public as message_store
+from backend.messages import service as messages
+from backend.outbound import service as outbound
+from backend.resellers import service as resellers
+from backend.resellers.schemas import CSAT_WINDOW_DEFAULT_HOURS
+from backend.tickets import service as tickets
+from backend.tickets.states import Status
+
+log = get_logger("automation")
+
+GREETING, AWAY, MENU, CLOSING, SURVEY = "greeting", "away", "menu", "closing", "survey"
+MENU_ANSWER_KEY = "menu-answer"
+FIRST_MENU = "0"
+HIGHEST_RATING = 5
+
+
+def now() -> datetime:
+    """The instant business hours and the survey window are judged at: when the message is
+    processed (seconds after it arrived). A function of this module so tests can move it."""
+    return utcnow()
+
+
+def automatic_id(ticket_id: str, purpose: str, period: str = "") -> str:
+    """Deterministic and id-shaped: one automatic message per (ticket, purpose, period)."""
+    return hashlib.sha256(f"auto:{ticket_id}:{purpose}:{period}".encode()).hexdigest()[:24]
+
+
+async def _config(db: Database, reseller_id: str) -> dict[str, Any]:
+    return await resellers.config_internal(db, reseller_id) or {}
+
+
+async def _send(
+    db: Database,
+    ticket: dict[str, Any],
+    config: dict[str, Any],
+    *,
+    purpose: str,
+    body: str,
+    period: str = "",
+    extra: dict[str, Any] | None = None,
+    retry: bool = False,
+) -> bool:
+    """Queues and stores one automatic message unless it is stored already. Returns whether this
+    call stored it. Queued first, as an agent's reply is (messages.reply): a crash between the
+    two leaves a queue entry whose message never got stored, which the worker passes.
+    `retry`: an earlier run of this step may have been killed after storing the message and
+    before moving the ticket's activity and announcing it; found stored, those are done again."""
+    message_id = automatic_id(str(ticket["_id"]), purpose, period)
+    stored = await message_store.get_internal(db, message_id)
+    if stored is not None:
+        if retry:
+            await messages.complete_stored(db, stored)
+        return False
+    await outbound.enqueue(db, message_id=message_id, ticket=ticket)
+    _, created = await messages.append(
+        db,
+        ticket,
+        direction="out",
+        sender_type="system",
+        sender_id=None,
+        sender_name=str(config.get("company_name") or ""),
+        body=body,
+        status="pending",
+        message_id=message_id,
+        extra={"automatic": True, "automatic_purpose": purpose, **(extra or {})},
+    )
+    if created:
+        log.info("automatic message queued", ticket_id=ticket["_id"], purpose=purpose, message_id=message_id)
+    return created
+
+
+def _render(template: str, ticket: dict[str, Any], config: dict[str, Any]) -> str:
+    return texts.render(
+        template,
+        client=str(ticket.get("client_name") or ""),
+        company=str(config.get("company_name") or ""),
+        protocol=ticket.get("number", ""),
+    )
+
+
+# --- a WhatsApp message opens a ticket -------------------------------------------------------
+
+
+async def _menu_options(db: Database, conn: dict[str, Any]) -> list[dict[str, Any]]:
+    """The connection's menu departments that are still active, in the configured order."""
+    if not conn.get("menu_enabled"):
+        return []
+    scope = TenantScope(str(conn["reseller_id"]))
+    found = [await departments.get(db, scope, str(d)) for d in conn.get("menu_department_ids") or []]
+    return [d for d in found if d is not None and d.get("active")]
+
+
+def born_with(db: Database, conn: dict[str, Any], *, message_id: str) -> tickets.BornWith:
+    """What a ticket opened by this WhatsApp message is born with (tickets.open_for_client awaits
+    it only when it creates the ticket): the message that opened it, whether the company was
+    closed, whether the department menu now awaits the client's answer."""
+
+    async def fields() -> dict[str, Any]:
+        config = await _config(db, str(conn["reseller_id"]))
+        return {
+            "opening_message_id": message_id,
+            "out_of_hours": not hours.Schedule.of(config).is_open(now()),
+            "menu_pending": bool(await _menu_options(db, conn)),
+        }
+
+    return fields
+
+
+async def after_client_message(
+    db: Database, conn: dict[str, Any], *, ticket: dict[str, Any], message: dict[str, Any], retry: bool = False
+) -> list[str]:
+    """Runs after a client's WhatsApp message is filed under `ticket` (and again, finding done
+    what was done, for a redelivery or a retried delivery: `retry`). Returns what it sent or moved."""
+    if message.get("sender_type") != "client" or message.get("direction") != "in":
+        return []  # a message from the connection's own phone, or anything else: nothing reacts
+    if message.get("ticket_id") != ticket["_id"]:
+        loaded = await tickets.load(db, str(message["ticket_id"]))
+        if loaded is None:
+            return []
+        ticket = loaded
+    if ticket["status"] != Status.ESPERA.value:
+        return []  # a person has it (atendendo) or it is closed: the helpdesk itself stays quiet
+    config = await _config(db, str(ticket["reseller_id"]))
+    if ticket.get("opening_message_id") == message["_id"]:
+        return await _opened(db, conn, ticket, config, retry=retry)
+    done: list[str] = []
+    if ticket.get("menu_pending"):
+        done += await _menu_answer(db, conn, ticket, message, config, retry=retry)
+    if await _away(db, ticket, config, retry=retry):
+        done.append(AWAY)
+    return done
+
+
+async def _opened(
+    db: Database, conn: dict[str, Any], ticket: dict[str, Any], config: dict[str, Any], *, retry: bool
+) -> list[str]:
+    done: list[str] = []
+    # A new conversation ends the chat's pending survey: a digit now belongs to this ticket.
+    chat = repository.chat_id(str(conn["_id"]), str(ticket.get("client_phone") or ""))
+    survey = await repository.get_survey_internal(db, chat)
+    if survey is not None and survey.get("answered_by") is None and survey.get("closed_at") is None:
+        await repository.mark_survey(db, chat, ticket_id=survey["ticket_id"], changes={"closed_at": now()})
+    welcome = _render(str(config.get("welcome_message") or ""), ticket, config)
+    if welcome and await _send(db, ticket, config, purpose=GREETING, body=welcome, retry=retry):
+        done.append(GREETING)
+    # The away message after the greeting, the menu last of all: a client reads "hello", "we are
+    # closed", then the question to answer.
+    if await _away(db, ticket, config, retry=retry):
+        done.append(AWAY)
+    if ticket.get("menu_pending"):
+        options = await _menu_options(db, conn)
+        if not options:  # the menu's departments were deactivated since the ticket opened
+            await _route(db, ticket, department_id=str(conn["default_department_id"]), message_id="", fallback=True)
+            return [*done, "menu fallback"]
+        body = texts.menu(str(conn.get("menu_text") or ""), [str(d["name"]) for d in options])
+        extra = {"menu_options": [str(d["_id"]) for d in options]}
+        if await _send(db, ticket, config, purpose=MENU, period=FIRST_MENU, body=body, extra=extra, retry=retry):
+            done.append(MENU)
+    return done
+
+
+async def _away(db: Database, ticket: dict[str, Any], config: dict[str, Any], *, retry: bool) -> bool:
+    """Once per ticket per closed period, while the ticket waits in espera."""
+    since = hours.Schedule.of(config).closed_since(now())
+    template = str(config.get("away_message") or "")
+    if since is None or not template:
+        return False
+    period = since.isoformat()
+    body = _render(template, ticket, config)
+    return await _send(db, ticket, config, purpose=AWAY, period=period, body=body, retry=retry)
+
+
+async def _menu_answer(
+    db: Database,
+    conn: dict[str, Any],
+    ticket: dict[str, Any],
+    message: dict[str, Any],
+    config: dict[str, Any],
+    *,
+    retry: bool,
+) -> list[str]:
+    """The client's answer while the menu is pending: a listed digit moves the ticket to that
+    department's espera; anything else repeats the menu, up to `menu_max_invalid` times, then the
+    ticket stays with the connection's default department."""
+    menu = await message_store.get_internal(db, automatic_id(str(ticket["_id"]), MENU, FIRST_MENU))
+    options: list[str] = list(menu.get("menu_options") or []) if menu is not None else []
+    if not options:  # no menu was ever sent (its departments went away): nothing to choose from
+        await _route(db, ticket, department_id=str(conn["default_department_id"]), message_id="", fallback=True)
+        return ["menu fallback"]
+    choice = texts.digit(message.get("body") if message.get("type", "text") == "text" else None, highest=len(options))
+    if choice is not None:
+        department_id = options[choice - 1]
+        dept = await departments.get(db, TenantScope(str(ticket["reseller_id"])), department_id)
+        if dept is not None and dept.get("active"):
+            moved = await _route(db, ticket, department_id=department_id, message_id=str(message["_id"]))
+            return [f"menu choice {choice}"] if moved else []
+    k = await _invalid_answer_number(db, str(ticket["_id"]), str(message["_id"]))
+    limit = int(conn.get("menu_max_invalid", 2))
+    if k > limit:
+        moved = await _route(
+            db, ticket, department_id=str(conn["default_department_id"]), message_id=str(message["_id"]), fallback=True
+        )
+        return ["menu fallback"] if moved else []
+    names = []
+    scope = TenantScope(str(ticket["reseller_id"]))
+    for department_id in options:
+        dept = await departments.get(db, scope, department_id)
+        names.append(str(dept["name"]) if dept is not None else "")
+    body = texts.menu(str(conn.get("menu_text") or ""), names, repeat=True)
+    extra = {"menu_options": options}
+    sent = await _send(db, ticket, config, purpose=MENU, period=str(k), body=body, extra=extra, retry=retry)
+    return ["menu repeated"] if sent else []
+
+
+async def _invalid_answer_number(db: Database, ticket_id: str, message_id: str) -> int:
+    """k for the k-th invalid answer to the ticket's menu, the same k for the same message
+    however often it is processed: position k is a natural key claimed once."""
+    k = 1
+    while True:
+        bound, _ = await natural_keys.claim(db, MENU_ANSWER_KEY, ticket_id, str(k), target=message_id)
+        if bound == message_id:
+            return k
+        k += 1
+
+
+async def _route(
+    db: Database, ticket: dict[str, Any], *, department_id: str, message_id: str, fallback: bool = False
+) -> bool:
+    try:
+        await tickets.choose_department(
+            db, ticket, department_id=department_id, message_id=message_id, fallback=fallback
+        )
+    except Conflict:
+        # A person assumed or finalized it first, or an earlier answer chose: the menu is over,
+        # and the answer stays a message of the conversation.
+        return False
+    return True
+
+
+# --- Finalizar -------------------------------------------------------------------------------
+
+
+async def after_finalize(db: Database, ticket: dict[str, Any]) -> None:
+    """The finalize hook (backend/gates.py): the closing message, then the survey question. Runs
+    again when the sweep re-runs a finalize's hooks; finding both stored, it sends nothing."""
+    channel = str(ticket.get("channel") or "")
+    conn = await connections.get_internal(db, channel) if channel and channel != "api" else None
+    if conn is None or conn.get("reseller_id") != ticket["reseller_id"]:
+        return  # not a WhatsApp conversation: nobody to send to
+    config = await _config(db, str(ticket["reseller_id"]))
+    closing = _render(str(config.get("closing_message") or ""), ticket, config)
+    if closing:
+        await _send(db, ticket, config, purpose=CLOSING, body=closing)
+    # Asked about an attendance: a ticket finalized while nobody held it (spam, a duplicate) is not.
+    if not config.get("csat_enabled") or not ticket.get("agent_id"):
+        return
+    question = _render(str(config.get("csat_message") or "") or texts.DEFAULT_SURVEY_TEXT, ticket, config)
+    await _send(db, ticket, config, purpose=SURVEY, body=question)
+    asked = await message_store.get_internal(db, automatic_id(str(ticket["_id"]), SURVEY))
+    if asked is None:
+        return
+    chat = repository.chat_id(str(conn["_id"]), str(ticket.get("client_phone") or ""))
+    current = await repository.get_survey_internal(db, chat)
+    asked_at = as_utc(asked["created_at"])
+    # Written after the question is stored (a digit is a rating only once it was asked); the
+    # chat's newest question wins, so a re-run for an older ticket changes nothing.
+    if current is None or (current["ticket_id"] != ticket["_id"] and as_utc(current["asked_at"]) < asked_at):
+        window = timedelta(hours=int(config.get("csat_window_hours") or CSAT_WINDOW_DEFAULT_HOURS))
+        await repository.put_survey(
+            db,
+            chat,
+            ticket_id=str(ticket["_id"]),
+            reseller_id=str(ticket["reseller_id"]),
+            asked_at=asked_at,
+            expires_at=asked_at + window,
+        )
+
+
+# --- the client's rating ---------------------------------------------------------------------
+
+
+def rating_of(body: str | None) -> int | None:
+    return texts.digit(body, highest=HIGHEST_RATING)
+
+
+async def take_rating(
+    db: Database,
+    conn: dict[str, Any],
+    *,
+    client: dict[str, Any],
+    phone: str,
+    message_id: str,
+    body: str,
+    extra: dict[str, Any],
+) -> str | None:
+    """A lone digit 1-5 from a chat whose survey is open: stored under the finalized ticket and
+    recorded as its rating (a `rated` event). None when it is not a rating — no survey, asked
+    for another client, answered or closed already, out of the window — and the message then
+    goes where any message goes. Safe to repeat for the same message (redelivery, retry)."""
+    rating = rating_of(body)
+    if rating is None:
+        return None
+    chat = repository.chat_id(str(conn["_id"]), phone)
+    survey = await repository.get_survey_internal(db, chat)
+    if survey is None:
+        return None
+    again = survey.get("answered_by") == message_id
+    over = survey.get("answered_by") is not None or survey.get("closed_at") is not None
+    if not again and (over or now() > as_utc(survey["expires_at"])):
+        return None
+    ticket = await tickets.load(db, str(survey["ticket_id"]))
+    if ticket is None or ticket["client_id"] != client["_id"] or ticket["status"] != Status.FINALIZADO.value:
+        return None
+    if not again and await tickets.open_ticket_of(
+        db, reseller_id=str(conn["reseller_id"]), client=client, channel=str(conn["_id"])
+    ):
+        return None  # a conversation is open on this number (an agent started one): the digit is its
+    if ticket.get("rating") is not None and not again and not await _rated_by(db, message_id):
+        return None
+    message, _ = await messages.append(
+        db,
+        ticket,
+        keep_in_finalized=True,
+        direction="in",
+        sender_type="client",
+        sender_id=client["_id"],
+        sender_name=str(client.get("name") or ""),
+        body=body,
+        status="received",
+        message_id=message_id,
+        extra={**extra, "rating": rating},
+    )
+    return await complete_rating(db, message)
+
+
+async def _rated_by(db: Database, message_id: str) -> bool:
+    stored = await message_store.get_internal(db, message_id)
+    return stored is not None and stored.get("rating") is not None
+
+
+async def complete_rating(db: Database, message: dict[str, Any]) -> str:
+    """The rating's steps after its message is stored, each safe to repeat: the `rated` event,
+    then the survey marked answered (a retried delivery whose attempt died between them)."""
+    ticket = await tickets.load(db, str(message["ticket_id"]))
+    assert ticket is not None
+    if ticket.get("rating") is None:
+        with contextlib.suppress(Conflict):  # rated by this very message in a concurrent run
+            await tickets.rate(db, ticket, rating=int(message["rating"]), message_id=str(message["_id"]))
+    chat = repository.chat_id(str(message.get("connection_id") or ticket["channel"]), str(ticket.get("client_phone")))
+    await repository.mark_survey(
+        db, chat, ticket_id=str(ticket["_id"]), changes={"answered_by": message["_id"], "answered_at": now()}
+    )
+    return f"rating {message['rating']} of ticket {ticket['_id']} (message {message['_id']})"

@@ -1,0 +1,295 @@
+"""Each automatic step sent exactly once across webhook redeliveries and crashes. No processor and
+no outbox worker run in the API process here (both disabled: "the process died right after
+storing"): this module runs the webhook processor's passes itself, killing one mid-step (a
+BaseException nothing catches, as SIGKILL leaves a claimed attempt behind), and real `python -m
+backend.outbound` processes send, one of them SIGKILLed."""
+
+import asyncio
+import signal
+from collections import Counter
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from backend.automation import service as automation
+from backend.core.clock import utcnow
+from backend.core.config import Settings
+from backend.core.tenancy import Actor
+from backend.messages import repository as messages_repo
+from backend.messages import service as messages
+from backend.outbound import service as outbound
+from backend.tickets import service as tickets
+from backend.tickets.sweep import sweep_once
+from backend.webhooks.processor import WebhookProcessor
+from backend.webhooks.service import message_id_for
+from tests.automation.helpers import TOKYO_HOURS, TUESDAY_NIGHT, at, automatic, company, open_ticket, tickets_of
+from tests.factories import API, Tenant, unique_phone
+from tests.fakes.harness import FakeEvolution, wait_for
+from tests.outbound.helpers import start_worker
+from tests.webhooks.helpers import raw_id_of
+
+HOOK = "/api/v1/webhooks/whatsapp"
+CONFIG = {
+    "welcome_message": "Olá {{cliente}}!",
+    "away_message": "Fechados agora; protocolo {{protocolo}}.",
+    "closing_message": "Encerrado: {{protocolo}}.",
+    "csat_enabled": True,
+    "timezone": "Asia/Tokyo",
+    "business_hours": TOKYO_HOURS,
+}
+
+
+@pytest.fixture(scope="module")
+def settings_overrides() -> dict[str, Any]:
+    return {"WEBHOOK_PROCESSOR_ENABLED": False, "OUTBOUND_WORKER_ENABLED": False, "WEBHOOK_LANES": 4}
+
+
+class _Killed(BaseException):
+    """The process dying mid-step: nothing after the raise runs, no handler catches it."""
+
+
+def _upsert(phone: str, key_id: str, text: str) -> dict[str, Any]:
+    return {
+        "event": "messages.upsert",
+        "data": {
+            "key": {"remoteJid": f"{phone}@s.whatsapp.net", "fromMe": False, "id": key_id},
+            "pushName": "Maria",
+            "message": {"conversation": text},
+            "messageType": "conversation",
+        },
+    }
+
+
+async def _deliver(client: httpx.AsyncClient, db: Any, conn: dict[str, Any], phone: str, key_id: str, text: str) -> str:
+    """The provider posts the message (again, when called again with the same key id)."""
+    token = (await db.whatsapp_connections.find_one({"_id": conn["id"]}))["webhook_token"]
+    r = await client.post(f"{HOOK}/{conn['id']}", json=_upsert(phone, key_id, text), headers={"X-Webhook-Token": token})
+    assert r.status_code == 200, r.text
+    return raw_id_of(r)
+
+
+async def _process(db: Any, settings: Settings, raw_id: str) -> dict[str, Any]:
+    await WebhookProcessor(db, settings).run_once({int(raw_id.split(":")[1])})
+    raw: dict[str, Any] = await db.webhook_events_raw.find_one({"_id": raw_id})
+    assert raw["status"] == "processed", raw
+    return raw
+
+
+async def _process_killed(db: Any, settings: Settings, raw_id: str) -> dict[str, Any]:
+    """Attempt 1 dies where the test's patch raises; its lease runs out; attempt 2 runs."""
+    with pytest.raises(_Killed):
+        await WebhookProcessor(db, settings).run_once({int(raw_id.split(":")[1])})
+    assert (await db.webhook_events_raw.find_one({"_id": raw_id}))["status"] == "received"
+    past = utcnow() - timedelta(seconds=1)
+    await db.webhook_attempts.update_one({"_id": f"{raw_id}:1"}, {"$set": {"lease_until": past}})
+    raw = await _process(db, settings, raw_id)
+    assert raw["attempts"] == 2, raw
+    return raw
+
+
+async def _menu_company(
+    client: httpx.AsyncClient, admin_headers: dict[str, str], evolution: FakeEvolution
+) -> tuple[Tenant, dict[str, Any]]:
+    tenant, conn = await company(client, admin_headers, evolution, config=CONFIG)
+    menu = {"menu_enabled": True, "menu_department_ids": [d["id"] for d in tenant.departments], "menu_text": "Menu:"}
+    r = await client.patch(f"{API}/whatsapp-connections/{conn['id']}", json=menu, headers=tenant.headers)
+    assert r.status_code == 200, r.text
+    return tenant, r.json()
+
+
+async def _sent_exactly_once(
+    evolution: FakeEvolution, settings: Settings, tmp_path: Path, phone: str, texts: list[str]
+) -> None:
+    """Two worker processes send what is queued; one is SIGKILLed, the other stopped; a third
+    started afterwards finds nothing left to send. Every text went out once."""
+    workers = [start_worker(settings, tmp_path / f"worker{i}.log") for i in range(2)]
+    try:
+
+        async def all_out() -> bool:
+            sent = Counter(s["text"] for s in await evolution.sent() if s["number"] == phone)
+            return all(sent[t] >= 1 for t in texts)
+
+        await wait_for(all_out, timeout=90)
+        workers[0].send_signal(signal.SIGKILL)
+        workers[1].send_signal(signal.SIGTERM)
+        assert workers[1].wait(10) == 0
+        workers[0].wait(10)
+        late = start_worker(settings, tmp_path / "worker-late.log")
+        workers.append(late)
+        await asyncio.sleep(1.0)  # several polls over the whole queue: nothing is sent again
+        late.terminate()
+        late.wait(10)
+    finally:
+        for w in workers:
+            if w.poll() is None:
+                w.kill()
+                w.wait()
+    sent = Counter(s["text"] for s in await evolution.sent() if s["number"] == phone)
+    assert {t: sent[t] for t in texts} == {t: 1 for t in texts}, sent
+    assert sum(sent.values()) == len(texts), sent
+
+
+async def test_every_automatic_step_survives_webhook_redeliveries_and_is_sent_once(
+    client: httpx.AsyncClient,
+    admin_headers: dict[str, str],
+    evolution: FakeEvolution,
+    db: Any,
+    settings: Settings,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    tenant, conn = await _menu_company(client, admin_headers, evolution)
+    phone = unique_phone()
+    at(monkeypatch, TUESDAY_NIGHT)
+    first = f"A{phone}"
+    for _ in range(2):  # the provider posts the opening message twice
+        await _process(db, settings, await _deliver(client, db, conn, phone, first, "oi"))
+    ticket = await open_ticket(db, tenant, phone)
+    assert [m["automatic_purpose"] for m in await automatic(db, ticket["_id"])] == ["greeting", "away", "menu"]
+    for _ in range(2):  # and the answer twice
+        await _process(db, settings, await _deliver(client, db, conn, phone, f"B{phone}", "2"))
+    events = await db.ticket_events.find({"ticket_id": ticket["_id"]}).to_list(None)
+    assert sorted(e["type"] for e in events) == ["created", "routed"]
+    agent = tenant.agents[1]["headers"]  # Financeiro's
+    assert (await client.post(f"{API}/tickets/{ticket['_id']}/assume", headers=agent)).status_code == 200
+    assert (await client.post(f"{API}/tickets/{ticket['_id']}/finalize", headers=agent)).status_code == 200
+    finalized = await tickets.load(db, ticket["_id"])
+    assert finalized is not None
+    scans: list[str] = []
+    scan = messages_repo.client_messages_after_internal
+
+    async def counted_scan(db_: Any, ticket_id: str, at_: Any) -> Any:
+        scans.append(ticket_id)
+        return await scan(db_, ticket_id, at_)
+
+    monkeypatch.setattr(messages_repo, "client_messages_after_internal", counted_scan)
+    await tickets.after_finalize(db, finalized)  # the sweep re-running a finalize's hooks
+    assert scans == []  # the finalize's scan ran to its end once: a re-run skips it (a full read on FerretDB)
+    for _ in range(2):  # the rating twice
+        await _process(db, settings, await _deliver(client, db, conn, phone, f"C{phone}", "4"))
+    await tickets.after_finalize(db, finalized)  # and again: the rating stays where it is
+    rating = await db.messages.find_one({"_id": message_id_for(conn["id"], f"C{phone}")})
+    assert rating["ticket_id"] == ticket["_id"] and rating["rating"] == 4
+    events = await db.ticket_events.find({"ticket_id": ticket["_id"]}).to_list(None)
+    assert sorted(e["type"] for e in events) == ["assumed", "created", "finalized", "rated", "routed"]
+    stored = await automatic(db, ticket["_id"])
+    assert [m["automatic_purpose"] for m in stored] == ["greeting", "away", "menu", "closing", "survey"]
+    assert len(await tickets_of(db, tenant, phone)) == 1
+    await _sent_exactly_once(evolution, settings, tmp_path, phone, [m["body"] for m in stored])
+
+
+def _kill_after(target: Any, name: str, *, when: Any) -> Any:
+    """`target.name` runs, then the process dies when `when(*args)` says so."""
+    original = getattr(target, name)
+
+    async def run_then_die(*args: Any, **kwargs: Any) -> Any:
+        result = await original(*args, **kwargs)
+        if when(*args):
+            raise _Killed
+        return result
+
+    return run_then_die
+
+
+async def _killed(*args: Any, **kwargs: Any) -> None:
+    raise _Killed
+
+
+@pytest.mark.parametrize("where", ["before any automatic message", "queued, not stored", "stored, not announced"])
+async def test_a_crash_between_storing_and_sending_sends_each_automatic_message_once(
+    client: httpx.AsyncClient,
+    admin_headers: dict[str, str],
+    evolution: FakeEvolution,
+    db: Any,
+    settings: Settings,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    where: str,
+) -> None:
+    """The client's message is stored, then the process dies: before the automatic messages; or
+    after the away message (the second) was queued in the outbox but before it was stored; or
+    after the greeting was stored but before the ticket's activity and its announcement."""
+    tenant, conn = await _menu_company(client, admin_headers, evolution)
+    phone = unique_phone()
+    raw_id = await _deliver(client, db, conn, phone, f"K{phone}", "oi")
+    at(monkeypatch, TUESDAY_NIGHT)
+    if where == "before any automatic message":
+        monkeypatch.setattr(automation, "after_client_message", _killed)
+    elif where == "queued, not stored":
+        queued: list[str] = []
+
+        def second(*args: Any) -> bool:
+            queued.append("x")
+            return len(queued) == 2
+
+        monkeypatch.setattr(outbound, "enqueue", _kill_after(outbound, "enqueue", when=second))
+    else:
+        original = messages._after_stored
+
+        async def dies_on_automatic(db_: Any, ticket: dict[str, Any], message: dict[str, Any]) -> None:
+            if message.get("automatic"):
+                raise _Killed
+            await original(db_, ticket, message)
+
+        monkeypatch.setattr(messages, "_after_stored", dies_on_automatic)
+    with pytest.raises(_Killed):
+        await WebhookProcessor(db, settings).run_once({int(raw_id.split(":")[1])})
+    monkeypatch.undo()
+    at(monkeypatch, TUESDAY_NIGHT)
+    ticket = await open_ticket(db, tenant, phone)
+    before = [m["automatic_purpose"] for m in await automatic(db, ticket["_id"])]
+    assert before == {"before any automatic message": [], "queued, not stored": ["greeting"]}.get(where, ["greeting"])
+
+    past = utcnow() - timedelta(seconds=1)
+    await db.webhook_attempts.update_one({"_id": f"{raw_id}:1"}, {"$set": {"lease_until": past}})
+    raw = await _process(db, settings, raw_id)
+    assert raw["attempts"] == 2
+    stored = await automatic(db, ticket["_id"])
+    assert [m["automatic_purpose"] for m in stored] == ["greeting", "away", "menu"]
+    records = await db.tenant_events.find({"reseller_id": tenant.id, "type": "message.created"}).to_list(None)
+    announced = {r["message"]["id"] for r in records}
+    assert {m["_id"] for m in stored} <= announced  # each shown on open screens, wherever the kill fell
+    await _sent_exactly_once(evolution, settings, tmp_path, phone, [m["body"] for m in stored])
+
+
+async def test_a_finalize_killed_between_the_closing_message_and_the_survey_is_completed_by_the_sweep(
+    client: httpx.AsyncClient,
+    admin_headers: dict[str, str],
+    evolution: FakeEvolution,
+    db: Any,
+    settings: Settings,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    tenant, conn = await company(client, admin_headers, evolution, config={**CONFIG, "business_hours": []})
+    phone = unique_phone()
+    await _process(db, settings, await _deliver(client, db, conn, phone, f"F{phone}", "oi"))
+    ticket = await open_ticket(db, tenant, phone)
+    agent = tenant.agents[0]
+    assert (await client.post(f"{API}/tickets/{ticket['_id']}/assume", headers=agent["headers"])).status_code == 200
+    since: datetime = utcnow() - timedelta(seconds=5)
+    monkeypatch.setattr(
+        messages,
+        "_after_stored",
+        _kill_after(messages, "_after_stored", when=lambda db_, t, m: m.get("automatic_purpose") == "closing"),
+    )
+    actor = Actor(
+        id=agent["id"],
+        role="agent",
+        name=agent["name"],
+        reseller_id=tenant.id,
+        department_ids=(conn["default_department_id"],),
+    )
+    with pytest.raises(_Killed):
+        await tickets.finalize(db, actor, ticket_id=ticket["_id"])
+    monkeypatch.undo()
+    assert [m["automatic_purpose"] for m in await automatic(db, ticket["_id"])] == ["greeting", "closing"]
+    await sweep_once(db, since=since)
+    stored = await automatic(db, ticket["_id"])
+    assert [m["automatic_purpose"] for m in stored] == ["greeting", "closing", "survey"]
+    await sweep_once(db, since=since)
+    assert len(await automatic(db, ticket["_id"])) == 3
+    await _sent_exactly_once(evolution, settings, tmp_path, phone, [m["body"] for m in stored])

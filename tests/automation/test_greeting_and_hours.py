@@ -1,0 +1,123 @@
+"""Greeting and business hours through the real path: the fake Evolution (its own process) posts
+the client's message, the webhook processor files it and reacts, the outbox worker sends."""
+
+from collections import Counter
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.automation.helpers import (
+    THURSDAY_MORNING,
+    THURSDAY_NIGHT,
+    TOKYO_HOURS,
+    TUESDAY_NIGHT,
+    WEDNESDAY_MORNING,
+    all_sent,
+    at,
+    automatic,
+    company,
+    open_ticket,
+    sent_counts,
+    tickets_of,
+    write,
+)
+from tests.factories import API, unique_phone
+from tests.fakes.harness import FakeEvolution
+
+WELCOME = "Olá {{cliente}}! Bem-vindo à {{empresa}}. Protocolo {{protocolo}}."
+AWAY = "Estamos fechados, {{cliente}}. Seu protocolo é {{protocolo}}; respondemos na abertura."
+
+
+async def test_a_new_ticket_is_greeted_once_with_its_variables_unsigned_and_labelled(
+    client: httpx.AsyncClient, admin_headers: dict[str, str], evolution: FakeEvolution, db: Any
+) -> None:
+    tenant, conn = await company(client, admin_headers, evolution, config={"welcome_message": WELCOME})
+    phone = unique_phone()
+    await write(evolution, db, conn, phone, "oi")
+    await write(evolution, db, conn, phone, "tudo bem?")
+    ticket = await open_ticket(db, tenant, phone)
+    greeting = f"Olá Maria! Bem-vindo à Loja Azul. Protocolo {ticket['number']}."
+    assert [(m["automatic_purpose"], m["body"]) for m in await automatic(db, ticket["_id"])] == [("greeting", greeting)]
+
+    r = await client.get(f"{API}/tickets/{ticket['_id']}/messages", headers=tenant.headers)
+    shown = [(m["direction"], m["sender_type"], m["automatic"], m["body"]) for m in r.json()["items"]]
+    assert shown == [
+        ("in", "client", False, "oi"),
+        ("out", "system", True, greeting),
+        ("in", "client", False, "tudo bem?"),
+    ]
+    r = await client.get(f"{API}/tickets/{ticket['_id']}", headers=tenant.headers)
+    assert r.json()["status"] == "espera" and r.json()["out_of_hours"] is False and r.json()["menu_pending"] is False
+    # Sent as written (no agent's signature line), once.
+    assert Counter(await all_sent(evolution, phone, [greeting])) == Counter({greeting: 1})
+
+    # The next ticket of the same client is greeted with its own number.
+    agent = tenant.agents[0]["headers"]
+    assert (await client.post(f"{API}/tickets/{ticket['_id']}/assume", headers=agent)).status_code == 200
+    assert (await client.post(f"{API}/tickets/{ticket['_id']}/finalize", headers=agent)).status_code == 200
+    await write(evolution, db, conn, phone, "voltei")
+    second = await open_ticket(db, tenant, phone)
+    again = f"Olá Maria! Bem-vindo à Loja Azul. Protocolo {second['number']}."
+    assert [m["body"] for m in await automatic(db, second["_id"])] == [again]
+    assert Counter(await all_sent(evolution, phone, [again])) == Counter({greeting: 1, again: 1})
+
+
+async def test_out_of_hours_in_the_resellers_zone_once_per_closed_period_and_ticket(
+    client: httpx.AsyncClient,
+    admin_headers: dict[str, str],
+    evolution: FakeEvolution,
+    db: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    config = {
+        "welcome_message": WELCOME,
+        "away_message": AWAY,
+        "timezone": "Asia/Tokyo",
+        "business_hours": TOKYO_HOURS,
+        "closed_dates": ["2026-12-02"],
+    }
+    tenant, conn = await company(client, admin_headers, evolution, config=config)
+    phone = unique_phone()
+    at(monkeypatch, TUESDAY_NIGHT)  # 12:00 UTC: inside 09-18 by the server's clock, closed in Tokyo
+    await write(evolution, db, conn, phone, "oi, alguém?")
+    await write(evolution, db, conn, phone, "alô?")
+    ticket = await open_ticket(db, tenant, phone)
+    away = f"Estamos fechados, Maria. Seu protocolo é {ticket['number']}; respondemos na abertura."
+    greeting = f"Olá Maria! Bem-vindo à Loja Azul. Protocolo {ticket['number']}."
+    assert [m["automatic_purpose"] for m in await automatic(db, ticket["_id"])] == ["greeting", "away"]
+    r = await client.get(f"{API}/tickets/{ticket['_id']}", headers=tenant.headers)
+    assert r.json()["status"] == "espera" and r.json()["out_of_hours"] is True  # nothing dropped, marked
+
+    at(monkeypatch, WEDNESDAY_MORNING)  # a closed date: the same closed period, since Tuesday 18:00
+    await write(evolution, db, conn, phone, "feriado?")
+    assert [m["automatic_purpose"] for m in await automatic(db, ticket["_id"])] == ["greeting", "away"]
+    at(monkeypatch, THURSDAY_MORNING)  # open
+    await write(evolution, db, conn, phone, "bom dia")
+    assert len(await automatic(db, ticket["_id"])) == 2
+    at(monkeypatch, THURSDAY_NIGHT)  # a new closed period: the waiting ticket is told again
+    await write(evolution, db, conn, phone, "ainda esperando")
+    assert [m["automatic_purpose"] for m in await automatic(db, ticket["_id"])] == ["greeting", "away", "away"]
+    assert (await open_ticket(db, tenant, phone))["_id"] == ticket["_id"]
+    sent = await all_sent(evolution, phone, [greeting, away])
+    assert sent.index(greeting) < sent.index(away)  # greeted, then told the company is closed
+
+    # A ticket someone holds gets no away message: a person is answering.
+    agent = tenant.agents[0]["headers"]
+    assert (await client.post(f"{API}/tickets/{ticket['_id']}/assume", headers=agent)).status_code == 200
+    at(monkeypatch, THURSDAY_NIGHT.replace(day=4))
+    await write(evolution, db, conn, phone, "obrigado")
+    assert len(await automatic(db, ticket["_id"])) == 3
+
+    # Another client on the holiday: marked and told; one in hours: neither.
+    holiday, open_ = unique_phone(), unique_phone()
+    at(monkeypatch, WEDNESDAY_MORNING)
+    await write(evolution, db, conn, holiday, "oi")
+    at(monkeypatch, THURSDAY_MORNING)
+    await write(evolution, db, conn, open_, "oi")
+    marked = {p: (await tickets_of(db, tenant, p))[0] for p in (holiday, open_)}
+    assert marked[holiday]["out_of_hours"] is True and marked[open_]["out_of_hours"] is False
+    assert [m["automatic_purpose"] for m in await automatic(db, marked[holiday]["_id"])] == ["greeting", "away"]
+    assert [m["automatic_purpose"] for m in await automatic(db, marked[open_]["_id"])] == ["greeting"]
+    counts = await sent_counts(evolution, phone, {greeting: 1, away: 2})
+    assert counts[greeting] == 1 and counts[away] == 2
