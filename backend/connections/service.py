@@ -178,3 +178,18 @@ async def record_status(
     assert updated is not None
     await announce(db, updated)
     return updated
+
+
+async def reply_blocked(db: Database, ticket: dict[str, Any]) -> str | None:
+    """Why nothing typed in `ticket` can reach its client now, or None when it can: the ticket
+    has no WhatsApp connection (opened through the API without one), or its connection was
+    deactivated, or it is not connected. A WhatsApp ticket's channel is its connection's id."""
+    channel = str(ticket.get("channel") or "")
+    conn = await repository.get_internal(db, channel) if is_valid_id(channel) else None
+    if conn is None or conn.get("reseller_id") != ticket.get("reseller_id"):
+        return "no_connection"
+    if not conn.get("active"):
+        return "connection_inactive"
+    if conn.get("status") != "open":
+        return "connection_disconnected"
+    return None

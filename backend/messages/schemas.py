@@ -24,6 +24,8 @@ class MessageRead(ReadModel):
     created_at: Timestamp
     # Set when the message raced a finalize and was moved on from that ticket (messages.service).
     moved_from_ticket_id: str | None = None
+    # Why a message to the client was not sent ("failed"), e.g. the number is not on WhatsApp.
+    failure_reason: str | None = None
 
 
 MessagePage = Page[MessageRead]

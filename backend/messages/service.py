@@ -50,6 +50,7 @@ from typing import Any
 
 from pymongo.errors import DuplicateKeyError
 
+from backend.connections import service as connections
 from backend.core.clock import as_utc, utcnow
 from backend.core.db import Database
 from backend.core.errors import Conflict, Forbidden
@@ -237,21 +238,29 @@ def signed(agent_name: str, body: str) -> str:
 
 
 async def reply(db: Database, actor: Actor, *, ticket_id: str, body: str) -> MessageRead:
-    """An agent answers in a ticket it holds."""
-    if actor.role != "agent":
-        raise Forbidden("only the agent holding the ticket can reply")
+    """The person holding the ticket answers: an agent, or the reseller owner acting as one."""
+    if actor.role not in ("agent", "reseller"):
+        raise Forbidden("only the person holding the ticket can reply")
     ticket = await tickets.get_visible_or_404(db, actor, ticket_id=ticket_id)
     if ticket["status"] != Status.ATENDENDO.value or ticket.get("agent_id") != actor.id:
         raise Conflict({"message": "assume the ticket before replying", "status": ticket["status"]})
-    # Tickets opened through the API have no provider to deliver to; WhatsApp ones start pending.
-    status = "sent" if ticket.get("channel") == "api" else "pending"
+    return MessageRead.from_doc(await send_as_agent(db, actor, ticket, body=body))
+
+
+async def send_as_agent(db: Database, actor: Actor, ticket: dict[str, Any], *, body: str) -> dict[str, Any]:
+    """Stores `body` as `actor`'s message to the client and queues it for sending, signed as the
+    reseller's settings say. Refuses (409, `reason`) when nothing can reach the client — no
+    connection, or one deactivated or not connected — rather than store a message that would
+    show as sent, or wait forever, without ever leaving."""
+    blocked = await connections.reply_blocked(db, ticket)
+    if blocked is not None:
+        raise Conflict({"message": "the client cannot be reached from this ticket", "reason": blocked})
     message_id = new_id()
-    if status == "pending":
-        if await resellers.signature_enabled(db, ticket["reseller_id"]):
-            body = signed(actor.name, body)
-        # Queued before the message is stored and before any network call: a crash anywhere
-        # after this leaves the worker something to pick up (backend/outbound).
-        await outbound.enqueue(db, message_id=message_id, ticket=ticket)
+    if await resellers.signature_enabled(db, ticket["reseller_id"]):
+        body = signed(actor.name, body)
+    # Queued before the message is stored and before any network call: a crash anywhere
+    # after this leaves the worker something to pick up (backend/outbound).
+    await outbound.enqueue(db, message_id=message_id, ticket=ticket)
     doc, _ = await append(
         db,
         ticket,
@@ -260,10 +269,10 @@ async def reply(db: Database, actor: Actor, *, ticket_id: str, body: str) -> Mes
         sender_id=actor.id,
         sender_name=actor.name,
         body=body,
-        status=status,
+        status="pending",
         message_id=message_id,
     )
-    return MessageRead.from_doc(doc)
+    return doc
 
 
 async def list_page(db: Database, actor: Actor, *, ticket_id: str, cursor: str | None, limit: int) -> MessagePage:
