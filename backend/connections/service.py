@@ -130,7 +130,12 @@ async def list_page(db: Database, actor: Actor, *, cursor: str | None, limit: in
     before = decode_id_cursor(cursor) if cursor else None
     docs = await repository.list_page(db, actor.scope, before_id=before, limit=limit + 1)
     nxt = next_id_cursor(docs, limit)
-    return ConnectionPage(items=[ConnectionRead.from_doc(d) for d in docs[:limit]], next_cursor=nxt)
+    items = [ConnectionRead.from_doc(d) for d in docs[:limit]]
+    if actor.role == "agent":
+        # Agents list them to start a conversation on one: which exist and whether they can
+        # send, never the pairing QR code (scanning it binds a phone to the tenant's number).
+        items = [c.model_copy(update={"qr_code": None, "last_error": None}) for c in items]
+    return ConnectionPage(items=items, next_cursor=nxt)
 
 
 async def update(db: Database, actor: Actor, *, connection_id: str, data: ConnectionUpdate) -> ConnectionRead:

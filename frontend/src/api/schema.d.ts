@@ -483,6 +483,29 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/tickets/{ticket_id}/reopen": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Reopen Ticket
+         * @description "Reabrir" a finalized ticket: a new ticket for the same client and channel, atendendo
+         *     with the caller, linked both ways (`reopened_from_ticket_id` / `reopened_as_ticket_id`).
+         *     409 when the ticket is open, was reopened already, or the client has an open ticket on the
+         *     channel (`detail.ticket_id` names it).
+         */
+        post: operations["tickets-reopen"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/tickets/{ticket_id}/messages": {
         parameters: {
             query?: never;
@@ -994,6 +1017,8 @@ export interface components {
             created_at: string;
             /** Moved From Ticket Id */
             moved_from_ticket_id?: string | null;
+            /** Failure Reason */
+            failure_reason?: string | null;
         };
         /** NotReady */
         NotReady: {
@@ -1279,6 +1304,8 @@ export interface components {
             department_id: string;
             /** Message */
             message: string;
+            /** Connection Id */
+            connection_id?: string | null;
         };
         /** TicketEventRead */
         TicketEventRead: {
@@ -1379,6 +1406,12 @@ export interface components {
              * @default []
              */
             tags: string[];
+            /** Reopened From Ticket Id */
+            reopened_from_ticket_id?: string | null;
+            /** Reopened As Ticket Id */
+            reopened_as_ticket_id?: string | null;
+            /** Reply Blocked */
+            reply_blocked?: ("no_connection" | "connection_inactive" | "connection_disconnected") | null;
             /**
              * Unread Count
              * @default 0
@@ -4356,6 +4389,84 @@ export interface operations {
         responses: {
             /** @description Successful Response */
             200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["TicketRead"];
+                };
+            };
+            /** @description Missing, invalid or expired credentials. */
+            401: {
+                headers: {
+                    /** @description Bearer */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The caller's role may not do this. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not found, or not visible to the caller (another tenant's). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The current state does not allow it. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ConflictBody"];
+                };
+            };
+            /** @description A parameter or the body is invalid. */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["UnprocessableBody"];
+                };
+            };
+            /** @description Not ready yet, or a dependency is unavailable; retry. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    "tickets-reopen": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                ticket_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            201: {
                 headers: {
                     [name: string]: unknown;
                 };

@@ -11,6 +11,7 @@ import { formatDate, formatPhone } from '../../lib/format';
 import { PageHeader } from '../../layout/PageHeader';
 import { QueryState } from '../../layout/QueryState';
 import { keys } from '../../realtime/cache';
+import { StartConversation } from './StartConversation';
 
 /** A contact's name shows in its tickets and in the tag lists: refresh them all. */
 function useContactsChanged() {
@@ -202,6 +203,7 @@ export function ContactsPage() {
   const tags = useTags();
   const [editing, setEditing] = useState<Client | 'new' | null>(null);
   const [importing, setImporting] = useState(false);
+  const [starting, setStarting] = useState<Client | null>(null);
   const exporting = useMutation({
     mutationFn: downloadExport,
     onError: (error) => notifications.show({ color: 'red', message: errorMessage(error) }),
@@ -256,9 +258,14 @@ export function ContactsPage() {
                   </Table.Td>
                   <Table.Td>{formatDate(c.created_at)}</Table.Td>
                   <Table.Td>
-                    <Button size="compact-sm" variant="default" onClick={() => setEditing(c)}>
-                      {t.app.edit}
-                    </Button>
+                    <Group gap={4} wrap="nowrap">
+                      <Button size="compact-sm" variant="light" onClick={() => setStarting(c)}>
+                        {t.contacts.startConversation}
+                      </Button>
+                      <Button size="compact-sm" variant="default" onClick={() => setEditing(c)}>
+                        {t.app.edit}
+                      </Button>
+                    </Group>
                   </Table.Td>
                 </Table.Tr>
               ))}
@@ -273,6 +280,9 @@ export function ContactsPage() {
       )}
       <Modal opened={editing !== null} onClose={() => setEditing(null)} title={editing === 'new' ? t.contacts.new : t.app.edit}>
         {editing !== null && <ContactForm contact={editing === 'new' ? null : editing} onDone={() => setEditing(null)} />}
+      </Modal>
+      <Modal opened={starting !== null} onClose={() => setStarting(null)} title={t.contacts.startTitle}>
+        {starting !== null && <StartConversation contact={starting} onDone={() => setStarting(null)} />}
       </Modal>
       <Modal opened={importing} onClose={() => setImporting(false)} title={t.contacts.importTitle} size="lg">
         {importing && <ImportForm onDone={() => setImporting(false)} />}

@@ -1,4 +1,4 @@
-import { Badge, Button, Combobox, Group, SegmentedControl, Stack, Text, Textarea, useCombobox } from '@mantine/core';
+import { Alert, Badge, Button, Combobox, Group, SegmentedControl, Stack, Text, Textarea, useCombobox } from '@mantine/core';
 import { notifications } from '@mantine/notifications';
 import { useMutation, useQueryClient } from '@tanstack/react-query';
 import { useEffect, useRef, useState, type FormEvent, type KeyboardEvent } from 'react';
@@ -21,10 +21,14 @@ type Mode = 'reply' | 'note';
 
 /** Replies go to the client (only the holding agent); internal notes stay with the staff who can
  * see the ticket, in any status. Typing "/" in a reply opens the quick replies. */
-export function Composer({ ticket, canReply, canNote }: { ticket: Ticket; canReply: boolean; canNote: boolean }) {
+export function Composer({ ticket, canReply: mayReply, canNote }: { ticket: Ticket; canReply: boolean; canNote: boolean }) {
   const me = useMe();
   const [body, setBody] = useState('');
   const [chosen, setChosen] = useState<Mode>('reply');
+  // The holder may answer, but nothing reaches the client (no connection, or it is off): replying
+  // is disabled with the reason, so no message ever shows as sent that never left.
+  const blocked = mayReply && ticket.reply_blocked ? ticket.reply_blocked : null;
+  const canReply = mayReply && !blocked;
   const mode: Mode = canReply ? chosen : 'note';
   const note = mode === 'note';
   const [caret, setCaret] = useState(0);
@@ -72,7 +76,14 @@ export function Composer({ ticket, canReply, canNote }: { ticket: Ticket; canRep
     }
   }, [body]);
 
+  const blockedHint = blocked ? (
+    <Alert color="orange" p="xs" data-testid="reply-blocked" role="status">
+      {t.ticket.replyBlocked[blocked] ?? blocked}
+    </Alert>
+  ) : null;
+
   if (!canReply && !canNote) {
+    if (blockedHint) return <Stack p="sm">{blockedHint}</Stack>;
     return (
       <Text size="sm" c="dimmed" p="sm" style={{ borderTop: '1px solid var(--mantine-color-gray-3)' }} data-testid="composer-hint">
         {hint(ticket)}
@@ -112,7 +123,8 @@ export function Composer({ ticket, canReply, canNote }: { ticket: Ticket; canRep
   return (
     <form onSubmit={submit} style={{ borderTop: '1px solid var(--mantine-color-gray-3)' }}>
       <Stack gap={6} p="sm">
-        {!canReply && (
+        {blockedHint}
+        {!canReply && !blocked && (
           <Text size="sm" c="dimmed" data-testid="composer-hint">
             {hint(ticket)}
           </Text>

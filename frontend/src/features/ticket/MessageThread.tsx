@@ -102,6 +102,11 @@ export function MessageBubble({ message }: { message: Message }) {
         </Text>
         {message.direction === 'out' && <DeliveryTicks status={message.status} />}
       </Group>
+      {message.status === 'failed' && message.failure_reason && (
+        <Text size="xs" c="red.7" data-testid="failure-reason">
+          {t.ticket.failureReason(message.failure_reason)}
+        </Text>
+      )}
     </div>
   );
 }
