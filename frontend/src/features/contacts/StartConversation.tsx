@@ -1,4 +1,4 @@
-import { Alert, Button, Group, Select, Stack, Text, Textarea } from '@mantine/core';
+import { Alert, Button, Group, NativeSelect, Stack, Text, Textarea } from '@mantine/core';
 import { notifications } from '@mantine/notifications';
 import { useMutation, useQueryClient } from '@tanstack/react-query';
 import { useState } from 'react';
@@ -74,8 +74,20 @@ export function StartConversation({ contact, onDone }: { contact: Client; onDone
             {t.contacts.noConnections}
           </Alert>
         )}
-        <Select label={t.contacts.connection} data={connectionOptions} value={connectionId} onChange={setConnectionId} required />
-        <Select label={t.contacts.department} data={departmentOptions} value={department} onChange={setDepartmentId} required />
+        <NativeSelect
+          label={t.contacts.connection}
+          data={[{ value: '', label: '—' }, ...connectionOptions]}
+          value={connectionId ?? ''}
+          onChange={(e) => setConnectionId(e.currentTarget.value || null)}
+          required
+        />
+        <NativeSelect
+          label={t.contacts.department}
+          data={[{ value: '', label: '—' }, ...departmentOptions]}
+          value={department ?? ''}
+          onChange={(e) => setDepartmentId(e.currentTarget.value || null)}
+          required
+        />
         <Textarea
           label={t.contacts.firstMessage}
           autosize
