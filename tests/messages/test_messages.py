@@ -79,7 +79,7 @@ async def test_only_the_holding_agent_can_post(
         (closed, holder["headers"], 409),  # finalized: the thread is closed, even for its last holder
         (held, tenant.headers, 409),  # the owner answers only what it assumed itself
         (held, other.agents[0]["headers"], 404),  # another tenant
-        (held, other.headers, 403),
+        (held, other.headers, 404),  # another tenant's owner: the ticket does not exist for it
     ]
     for ticket, headers, status in cases:
         r = await client.post(f"{API}/tickets/{ticket['id']}/messages", json={"body": "olá"}, headers=headers)

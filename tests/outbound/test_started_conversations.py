@@ -227,3 +227,19 @@ async def test_owner_answers_a_ticket_it_assumed(
         return [s for s in await evolution.sent() if s["number"] == phone]
 
     assert (await wait_for(sent))[0]["text"].endswith("\nJá vejo")
+
+
+async def test_agents_list_their_tenants_connections_without_the_qr_code(
+    client: httpx.AsyncClient, tenant: Tenant, evolution: FakeEvolution, admin_headers: dict[str, str]
+) -> None:
+    pending = await make_connection(client, tenant, evolution, open_=False)
+    r = await client.get(f"{API}/whatsapp-connections", headers=tenant.agents[0]["headers"])
+    assert r.status_code == 200, r.text
+    listed = {c["id"]: c for c in r.json()["items"]}
+    assert pending["id"] in listed and listed[pending["id"]]["qr_code"] is None
+    # The owner still sees the QR code to pair the phone; another tenant's agent sees none of these.
+    owner = (await client.get(f"{API}/whatsapp-connections", headers=tenant.headers)).json()["items"]
+    assert next(c for c in owner if c["id"] == pending["id"])["qr_code"]
+    other = await make_tenant(client, admin_headers, agents=1)
+    r = await client.get(f"{API}/whatsapp-connections", headers=other.agents[0]["headers"])
+    assert r.status_code == 200 and r.json()["items"] == []
