@@ -66,18 +66,18 @@ export function TransferModal({
       >
         <Stack>
           {!onlyQueues && (
-          <SegmentedControl
-            aria-label={t.ticket.transferTo}
-            value={target}
-            onChange={(v) => {
-              setTarget(v as Target);
-              setChoice(null);
-            }}
-            data={[
-              { value: 'agent', label: t.ticket.toAgent },
-              { value: 'department', label: t.ticket.toDepartment },
-            ]}
-          />
+            <SegmentedControl
+              aria-label={t.ticket.transferTo}
+              value={target}
+              onChange={(v) => {
+                setTarget(v as Target);
+                setChoice(null);
+              }}
+              data={[
+                { value: 'agent', label: t.ticket.toAgent },
+                { value: 'department', label: t.ticket.toDepartment },
+              ]}
+            />
           )}
           <Select
             label={target === 'agent' ? t.ticket.chooseAgent : t.ticket.chooseDepartment}
