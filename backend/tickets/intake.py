@@ -103,7 +103,11 @@ async def create_from_api(db: Database, actor: Actor, *, data: TicketCreate) -> 
     client's answer arrives on, so the answer finds this ticket as the client's open one — and
     the message goes out through the outbox as the creator's, signed like any reply. Without it
     nothing can reach the client: the message is kept as the creator's internal note (never as
-    the client's) and the ticket waits in espera."""
+    the client's) and the ticket waits in espera.
+
+    Where it ends: a request killed (or a connection lost) between the ticket and its message
+    leaves the ticket open with its creator and no message; the request was not acknowledged, and
+    a retry gets 409 naming that ticket, where the creator writes again."""
     assert actor.reseller_id
     client = await clients.get_doc_or_404(db, actor, client_id=data.client_id)
     dept = await departments.get(db, actor.scope, data.department_id)
