@@ -207,3 +207,58 @@ COLLECTIONS = (
 async def collection_counts(db: Any) -> dict[str, int]:
     """Document counts of every collection the API writes, to prove a refused request wrote nothing."""
     return {name: await db[name].count_documents({}) for name in COLLECTIONS}
+
+
+async def make_open_connection(client: httpx.AsyncClient, tenant: Tenant, db: Any) -> dict[str, Any]:
+    """A WhatsApp connection through the API, then reported connected as a provider webhook would
+    (tests without the fake Evolution process: sends from it fail and show as failed)."""
+    from backend.connections import service as connections
+
+    r = await client.post(
+        "/api/v1/whatsapp-connections",
+        json={
+            "name": unique("Loja "),
+            "provider": "evolution",
+            "instance_name": unique("inst-"),
+            "default_department_id": tenant.departments[0]["id"],
+        },
+        headers=tenant.headers,
+    )
+    assert r.status_code == 201, r.text
+    stored = await db.whatsapp_connections.find_one({"_id": r.json()["id"]})
+    conn: dict[str, Any] = await connections.record_status(db, stored, status="open", qr_code=None)
+    return conn
+
+
+async def make_client_ticket(
+    client: httpx.AsyncClient,
+    tenant: Tenant,
+    db: Any,
+    *,
+    message: str = "Olá, preciso de ajuda",
+    department_id: str | None = None,
+    connection: dict[str, Any] | None = None,
+    signed: bool = False,
+    customer: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """A ticket the client opened by writing in on WhatsApp (espera, the client's message first),
+    filed by the same intake webhook deliveries use: one its holder can answer (replies are only
+    accepted where they can reach the client). Unless `signed`, the tenant's replies are
+    stored unsigned, as the text typed (tests about threads, not signatures)."""
+    from backend.tickets import intake
+
+    conn = connection or await make_open_connection(client, tenant, db)
+    if not signed:
+        r = await client.patch("/api/v1/reseller-config", json={"signature_enabled": False}, headers=tenant.headers)
+        assert r.status_code == 200, r.text
+    customer = customer or await make_client(client, tenant)
+    stored = await db.users.find_one({"_id": customer["id"]})
+    ticket, _, _ = await intake.receive_client_message(
+        db,
+        reseller_id=tenant.id,
+        client=stored,
+        department_id=department_id or tenant.departments[0]["id"],
+        channel=conn["_id"],
+        body=message,
+    )
+    return await get_ticket(client, tenant.headers, ticket["_id"])

@@ -2,7 +2,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from backend.auth.deps import ResellerActor, ResellerOrAdminActor
+from backend.auth.deps import ResellerActor, ResellerOrAdminActor, StaffActor
 from backend.connections import service
 from backend.connections.schemas import ConnectionCreate, ConnectionPage, ConnectionRead, ConnectionUpdate, QrCodeRead
 from backend.core.deps import AppSettings, Db
@@ -22,7 +22,7 @@ async def create_connection(
 @router.get("", operation_id="whatsapp_connections-list")
 async def list_connections(
     db: Db,
-    actor: ResellerOrAdminActor,
+    actor: StaffActor,
     cursor: str | None = None,
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
 ) -> ConnectionPage:

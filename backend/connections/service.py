@@ -130,7 +130,12 @@ async def list_page(db: Database, actor: Actor, *, cursor: str | None, limit: in
     before = decode_id_cursor(cursor) if cursor else None
     docs = await repository.list_page(db, actor.scope, before_id=before, limit=limit + 1)
     nxt = next_id_cursor(docs, limit)
-    return ConnectionPage(items=[ConnectionRead.from_doc(d) for d in docs[:limit]], next_cursor=nxt)
+    items = [ConnectionRead.from_doc(d) for d in docs[:limit]]
+    if actor.role == "agent":
+        # Agents list them to start a conversation on one: which exist and whether they can
+        # send, never the pairing QR code (scanning it binds a phone to the tenant's number).
+        items = [c.model_copy(update={"qr_code": None, "last_error": None}) for c in items]
+    return ConnectionPage(items=items, next_cursor=nxt)
 
 
 async def update(db: Database, actor: Actor, *, connection_id: str, data: ConnectionUpdate) -> ConnectionRead:
@@ -182,3 +187,18 @@ async def record_status(
     assert updated is not None
     await announce(db, updated)
     return updated
+
+
+async def reply_blocked(db: Database, ticket: dict[str, Any]) -> str | None:
+    """Why nothing typed in `ticket` can reach its client now, or None when it can: the ticket
+    has no WhatsApp connection (opened through the API without one), or its connection was
+    deactivated, or it is not connected. A WhatsApp ticket's channel is its connection's id."""
+    channel = str(ticket.get("channel") or "")
+    conn = await repository.get_internal(db, channel) if is_valid_id(channel) else None
+    if conn is None or conn.get("reseller_id") != ticket.get("reseller_id"):
+        return "no_connection"
+    if not conn.get("active"):
+        return "connection_inactive"
+    if conn.get("status") != "open":
+        return "connection_disconnected"
+    return None

@@ -17,6 +17,8 @@ preview and order show what the client and the agents said to each other, not st
 Clients have no API session; if they get one, their thread must filter `direction: "note"` out.
 """
 
+from typing import Any
+
 from backend.core.clock import utcnow
 from backend.core.db import Database
 from backend.core.errors import Forbidden
@@ -25,7 +27,9 @@ from backend.core.tenancy import Actor
 from backend.messages import repository
 from backend.messages.schemas import MessageRead
 from backend.realtime import feed
+from backend.tickets import projection
 from backend.tickets import service as tickets
+from backend.tickets.projection import Activity
 
 NOTE = repository.NOTE_DIRECTION
 STAFF_ROLES = frozenset({"agent", "reseller"})
@@ -37,6 +41,15 @@ async def add(db: Database, actor: Actor, *, ticket_id: str, body: str) -> Messa
     if actor.role not in STAFF_ROLES:
         raise Forbidden("notes are written by the tenant's staff")
     ticket = await tickets.get_visible_or_404(db, actor, ticket_id=ticket_id)
+    return MessageRead.from_doc(await store(db, actor, ticket, body=body))
+
+
+async def store(
+    db: Database, actor: Actor, ticket: dict[str, Any], *, body: str, opening: bool = False
+) -> dict[str, Any]:
+    """Stores and announces `actor`'s note in `ticket` (authorized by the caller). `opening`: the
+    first words of a ticket staff opened with no way to reach the client — all it says, so it is
+    also the ticket's activity (preview), unlike a remark on a conversation."""
     doc = {
         "_id": new_id(),
         "ticket_id": ticket["_id"],
@@ -52,5 +65,9 @@ async def add(db: Database, actor: Actor, *, ticket_id: str, body: str) -> Messa
         "created_at": utcnow(),
     }
     await repository.insert(db, doc)
+    if opening:
+        activity = Activity.of(doc)
+        await tickets.touch_activity(db, ticket, at=activity.at, preview=activity.preview, direction=activity.direction)
+        ticket = await projection.settle(db, ticket["_id"], activity=activity) or ticket
     await feed.publish(db, reseller_id=ticket["reseller_id"], type_="message.created", ticket=ticket, message=doc)
-    return MessageRead.from_doc(doc)
+    return doc

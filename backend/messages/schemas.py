@@ -117,6 +117,8 @@ class MessageRead(ReadModel):
     # `automatic_purpose`: greeting, away, menu, closing or survey.
     automatic: bool = False
     automatic_purpose: str | None = None
+    # Why a message to the client was not sent ("failed"), e.g. the number is not on WhatsApp.
+    failure_reason: str | None = None
 
     @classmethod
     def from_doc(cls, doc: dict[str, Any]) -> Self:

@@ -50,8 +50,8 @@ from typing import Any
 
 from pymongo.errors import DuplicateKeyError
 
-from backend.core import metrics
-from backend.core import natural_keys
+from backend.connections import service as connections
+from backend.core import metrics, natural_keys
 from backend.core.clock import as_utc, utcnow
 from backend.core.db import Database
 from backend.core.errors import Conflict, Forbidden, NotFound
@@ -302,12 +302,19 @@ def signed(agent_name: str, body: str) -> str:
 
 
 async def held_for_reply(db: Database, actor: Actor, ticket_id: str) -> dict[str, Any]:
-    """The ticket, when the actor may reply in it: its agent, holding it (403, 404, 409 otherwise)."""
-    if actor.role != "agent":
-        raise Forbidden("only the agent holding the ticket can reply")
+    """The ticket, when the actor may reply in it: the person holding it — an agent, or the
+    reseller owner acting as one (403, 404, 409 otherwise). Refused too (409 with `reason`) when
+    nothing can reach the client — no connection, or one deactivated or not connected — rather
+    than store a message that would show as sent, or wait forever, without ever leaving; checked
+    before any upload is read."""
+    if actor.role not in ("agent", "reseller"):
+        raise Forbidden("only the person holding the ticket can reply")
     ticket = await tickets.get_visible_or_404(db, actor, ticket_id=ticket_id)
     if ticket["status"] != Status.ATENDENDO.value or ticket.get("agent_id") != actor.id:
         raise Conflict({"message": "assume the ticket before replying", "status": ticket["status"]})
+    blocked = await connections.reply_blocked(db, ticket)
+    if blocked is not None:
+        raise Conflict({"message": "the client cannot be reached from this ticket", "reason": blocked})
     return ticket
 
 
@@ -326,26 +333,27 @@ async def quote_of(db: Database, ticket: dict[str, Any], quoted_message_id: str 
     }
 
 
-async def store_reply(
+async def send_as_agent(
     db: Database,
     actor: Actor,
     ticket: dict[str, Any],
     *,
-    message_id: str,
     body: str,
+    message_id: str | None = None,
     sign: bool = True,
     type_: str = "text",
     media: dict[str, Any] | None = None,
     quoted: dict[str, Any] | None = None,
-) -> MessageRead:
-    # Tickets opened through the API have no provider to deliver to; WhatsApp ones start pending.
-    status = "sent" if ticket.get("channel") == "api" else "pending"
-    if status == "pending":
-        if sign and await resellers.signature_enabled(db, ticket["reseller_id"]):
-            body = signed(actor.name, body) if body else signed(actor.name, "").rstrip("\n")
-        # Queued before the message is stored and before any network call: a crash anywhere
-        # after this leaves the worker something to pick up (backend/outbound).
-        await outbound.enqueue(db, message_id=message_id, ticket=ticket)
+) -> dict[str, Any]:
+    """Stores `body` (and a file's media, a quote) as `actor`'s message to the client and queues
+    it for sending, signed as the reseller's settings say. The caller checked that the client can
+    be reached (held_for_reply, or the start of a conversation in tickets.intake)."""
+    message_id = message_id or new_id()
+    if sign and await resellers.signature_enabled(db, ticket["reseller_id"]):
+        body = signed(actor.name, body) if body else signed(actor.name, "").rstrip("\n")
+    # Queued before the message is stored and before any network call: a crash anywhere
+    # after this leaves the worker something to pick up (backend/outbound).
+    await outbound.enqueue(db, message_id=message_id, ticket=ticket)
     doc, _ = await append(
         db,
         ticket,
@@ -354,22 +362,22 @@ async def store_reply(
         sender_id=actor.id,
         sender_name=actor.name,
         body=body,
-        status=status,
+        status="pending",
         message_id=message_id,
         type_=type_,
         media=media,
         extra={"quoted": quoted} if quoted is not None else None,
     )
-    return MessageRead.from_doc(doc)
+    return doc
 
 
 async def reply(
     db: Database, actor: Actor, *, ticket_id: str, body: str, quoted_message_id: str | None = None
 ) -> MessageRead:
-    """An agent answers in a ticket it holds, optionally quoting one of its messages."""
+    """The person holding the ticket answers, optionally quoting one of its messages."""
     ticket = await held_for_reply(db, actor, ticket_id)
     quoted = await quote_of(db, ticket, quoted_message_id)
-    return await store_reply(db, actor, ticket, message_id=new_id(), body=body, quoted=quoted)
+    return MessageRead.from_doc(await send_as_agent(db, actor, ticket, body=body, quoted=quoted))
 
 
 async def list_page(db: Database, actor: Actor, *, ticket_id: str, cursor: str | None, limit: int) -> MessagePage:

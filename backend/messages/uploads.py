@@ -41,7 +41,6 @@ from starlette.requests import ClientDisconnect, Request
 
 from backend.core.db import Database
 from backend.core.errors import AppError, BadRequest, Unprocessable
-from backend.core.ids import new_id
 from backend.core.tenancy import Actor
 from backend.media import service as media
 from backend.messages import service as messages
@@ -386,17 +385,17 @@ async def reply_with_file(db: Database, actor: Actor, *, ticket_id: str, request
         **({"voice": True} if voice else {}),
     }
     type_ = Kind.AUDIO.value if voice else upload.kind.value
-    return await messages.store_reply(
+    doc = await messages.send_as_agent(
         db,
         actor,
         ticket,
-        message_id=new_id(),
         body=form.body,
         sign=type_ != Kind.AUDIO.value,  # audio carries no caption to sign
         type_=type_,
         media=stored,
         quoted=quoted,
     )
+    return MessageRead.from_doc(doc)
 
 
 def _fields(upload: Upload) -> MessageUploadFields:

@@ -4,10 +4,12 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from backend.clients import service as clients
+from backend.connections import service as connections
 from backend.core.db import Database
 from backend.core.errors import Conflict, NotFound, Unprocessable
 from backend.core.tenancy import Actor
 from backend.departments import service as departments
+from backend.messages import notes
 from backend.messages import service as messages
 from backend.tickets import presenter
 from backend.tickets import service as tickets
@@ -99,6 +101,16 @@ async def receive_client_message(
 
 
 async def create_from_api(db: Database, actor: Actor, *, data: TicketCreate) -> TicketRead:
+    """A ticket staff open. With `connection_id` a conversation the creator starts on WhatsApp:
+    the ticket opens atendendo with the creator on that connection's channel — the channel the
+    client's answer arrives on, so the answer finds this ticket as the client's open one — and
+    the message goes out through the outbox as the creator's, signed like any reply. Without it
+    nothing can reach the client: the message is kept as the creator's internal note (never as
+    the client's) and the ticket waits in espera.
+
+    Where it ends: a request killed (or a connection lost) between the ticket and its message
+    leaves the ticket open with its creator and no message; the request was not acknowledged, and
+    a retry gets 409 naming that ticket, where the creator writes again."""
     assert actor.reseller_id
     client = await clients.get_doc_or_404(db, actor, client_id=data.client_id)
     dept = await departments.get(db, actor.scope, data.department_id)
@@ -106,25 +118,31 @@ async def create_from_api(db: Database, actor: Actor, *, data: TicketCreate) -> 
         raise NotFound("department not found")
     if not dept.get("active"):
         raise Unprocessable("department is inactive")
-    existing, created = await tickets.open_for_client(
+    channel, opening = API_CHANNEL, None
+    if data.connection_id is not None:
+        conn = await connections.get_doc_or_404(db, actor, connection_id=data.connection_id)
+        if not client.get("phone"):
+            raise Unprocessable("the client has no phone number to write to")
+        blocked = await connections.reply_blocked(db, {"channel": conn["_id"], "reseller_id": actor.reseller_id})
+        if blocked is not None:
+            raise Conflict({"message": "the connection cannot send now", "reason": blocked})
+        channel, opening = conn["_id"], tickets.Opening(agent_id=actor.id, agent_name=actor.name)
+    ticket, created = await tickets.open_for_client(
         db,
         reseller_id=actor.reseller_id,
         client=client,
         department_id=data.department_id,
-        channel=API_CHANNEL,
+        channel=channel,
         actor_id=actor.id,
         actor_role=actor.role,
+        opening=opening,
     )
     if not created:
-        raise Conflict({"message": "client already has an open ticket", "ticket_id": existing["_id"]})
-    ticket, _, _ = await receive_client_message(
-        db,
-        reseller_id=actor.reseller_id,
-        client=client,
-        department_id=data.department_id,
-        channel=API_CHANNEL,
-        body=data.message,
-    )
+        raise Conflict({"message": "client already has an open ticket", "ticket_id": ticket["_id"]})
+    if opening is not None:
+        await messages.send_as_agent(db, actor, ticket, body=data.message)
+    else:
+        await notes.store(db, actor, ticket, body=data.message, opening=True)
     fresh = await tickets.load(db, ticket["_id"])
     assert fresh is not None
     # The creator typed the first message itself: it is not news to it.

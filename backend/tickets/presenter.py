@@ -6,10 +6,13 @@ ticket's tags."""
 import asyncio
 from typing import Any
 
+from backend.connections import service as connections
+from backend.core import natural_keys
 from backend.core.db import Database
 from backend.core.tenancy import Actor, TenantScope
 from backend.tags import service as ticket_tags
 from backend.tickets.schemas import TicketRead
+from backend.tickets.states import REOPENED_KEY
 from backend.unread import service as unread
 from backend.users import service as users
 
@@ -42,4 +45,11 @@ async def read_many(db: Database, docs: list[dict[str, Any]], *, reader: Actor) 
 
 
 async def read_one(db: Database, doc: dict[str, Any], *, reader: Actor) -> TicketRead:
-    return (await read_many(db, [doc], reader=reader))[0]
+    """One ticket, as its screen needs it: also why a reply cannot reach the client now, and
+    the ticket "Reabrir" opened for it (two `_id` reads lists do without)."""
+    read = (await read_many(db, [doc], reader=reader))[0]
+    blocked, reopened = await asyncio.gather(
+        connections.reply_blocked(db, doc),
+        natural_keys.lookup(db, REOPENED_KEY, doc["reseller_id"], doc["_id"]),
+    )
+    return read.model_copy(update={"reply_blocked": blocked, "reopened_as_ticket_id": reopened})

@@ -92,6 +92,15 @@ async def finalize_ticket(db: Db, actor: StaffActor, ticket_id: str) -> TicketRe
     return await service.finalize(db, actor, ticket_id=ticket_id)
 
 
+@router.post("/{ticket_id}/reopen", status_code=201, operation_id="tickets-reopen", responses=responses(404, 409))
+async def reopen_ticket(db: Db, actor: TenantStaffActor, ticket_id: str) -> TicketRead:
+    """ "Reabrir" a finalized ticket: a new ticket for the same client and channel, atendendo
+    with the caller, linked both ways (`reopened_from_ticket_id` / `reopened_as_ticket_id`).
+    409 when the ticket is open, was reopened already, or the client has an open ticket on the
+    channel (`detail.ticket_id` names it)."""
+    return await service.reopen(db, actor, ticket_id=ticket_id)
+
+
 @router.get("/{ticket_id}/messages", operation_id="tickets-list_messages", responses=responses(404))
 async def list_messages(
     db: Db, actor: StaffActor, ticket_id: str, cursor: str | None = None, limit: Limit = DEFAULT_LIMIT

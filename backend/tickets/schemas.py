@@ -14,6 +14,10 @@ class TicketCreate(InputModel):
     client_id: ObjectIdStr
     department_id: ObjectIdStr
     message: MessageBody
+    # A WhatsApp connection: the message is sent to the client on it as the creator's message,
+    # and the ticket opens atendendo with the creator. Without it the message is an internal
+    # note (nothing can reach the client) and the ticket waits in espera.
+    connection_id: ObjectIdStr | None = None
 
 
 class TicketTransfer(InputModel):
@@ -49,6 +53,13 @@ class TicketRead(ReadModel):
     updated_at: Timestamp
     finalized_at: Timestamp | None = None
     tags: list[str] = []
+    # "Reabrir" (tickets.service.reopen): the ticket this one reopens, and the one reopening it
+    # (the latter only on a single ticket's read).
+    reopened_from_ticket_id: str | None = None
+    reopened_as_ticket_id: str | None = None
+    # Why a reply cannot reach the client now, None when it can (single ticket's read only):
+    # "no_connection", "connection_inactive", "connection_disconnected".
+    reply_blocked: Literal["no_connection", "connection_inactive", "connection_disconnected"] | None = None
     # For the user the API answers (client messages since that user last read the ticket,
     # backend/unread); realtime frames carry it only in that user's own `ticket.read`.
     unread_count: int = 0

@@ -2,6 +2,7 @@
 (the unique `_id` decides races on every store), then projected onto the ticket document."""
 
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -13,7 +14,7 @@ from backend.audit.schemas import TicketEventPage
 from backend.core import natural_keys
 from backend.core.clock import utcnow
 from backend.core.db import Database
-from backend.core.errors import Conflict, NotFound, Unprocessable
+from backend.core.errors import Conflict, Forbidden, NotFound, Unprocessable
 from backend.core.ids import is_valid_id, new_id
 from backend.core.pagination import decode_cursor, decode_time_cursor, encode_cursor
 from backend.core.retry import read_winner
@@ -30,7 +31,7 @@ from backend.tickets.repository import client_tickets as client_tickets
 from backend.tickets.repository import get_internal as get_internal
 from backend.tickets.repository import touch_activity as touch_activity
 from backend.tickets.schemas import TicketCounts, TicketFilters, TicketPage, TicketRead
-from backend.tickets.states import CREATED_EVENT, Action, Status, authorize, is_open
+from backend.tickets.states import CREATED_EVENT, REOPENED_KEY, Action, Status, authorize, is_open
 from backend.tickets.visibility import can_act_on, can_see, visible_query
 from backend.users import service as users
 
@@ -40,9 +41,20 @@ BORN_WITH_FIELDS = ("opening_message_id", "out_of_hours", "menu_pending")
 BornWith = Callable[[], Awaitable[dict[str, Any]]]
 NUMBER_KEY = "ticket-number"
 OPEN_SLOT_KEY = "open-ticket"
+
 MAX_RACE_RETRIES = 20
 # A creator probes past numbers taken by concurrent creators; bounded by any realistic burst.
 MAX_NUMBER_PROBES = 1000
+
+
+@dataclass(frozen=True)
+class Opening:
+    """A ticket a person opens for themselves (an agent starting a conversation, "Reabrir"): it is
+    created atendendo with that person in event v1, so nobody can assume it in between."""
+
+    agent_id: str
+    agent_name: str
+    reopened_from_ticket_id: str | None = None
 
 
 def _state(ticket: dict[str, Any]) -> dict[str, Any]:
@@ -151,6 +163,7 @@ async def _create(
     actor_role: str | None,
     fresh: bool = False,
     born_with: BornWith | None = None,
+    opening: Opening | None = None,
 ) -> tuple[dict[str, Any], bool]:
     """Writes event v1 (the creation claim) and the ticket. Safe to race with itself: returns
     (ticket, created), and only the caller whose event v1 landed gets created=True.
@@ -191,6 +204,10 @@ async def _create(
         "rating": None,
         **born,
     }
+    if opening is not None:
+        doc.update(status=Status.ATENDENDO.value, agent_id=opening.agent_id, agent_name=opening.agent_name)
+        if opening.reopened_from_ticket_id is not None:
+            doc["reopened_from_ticket_id"] = opening.reopened_from_ticket_id
     event = _event(
         ticket_id,
         reseller_id,
@@ -245,8 +262,10 @@ async def open_for_client(
     ticket_hint: str | None = None,
     new_client: bool = False,
     born_with: BornWith | None = None,
+    opening: Opening | None = None,
 ) -> tuple[dict[str, Any], bool]:
-    """The client's open ticket on this channel, or a new one in espera. Returns (ticket, created).
+    """The client's open ticket on this channel, or a new one in espera (atendendo with
+    `opening`'s agent when given). Returns (ticket, created).
 
     `projection_only`: an existing ticket is judged by its stored document alone (one read), not
     rolled forward over its log (`load`). For a caller that re-reads the log after its own write
@@ -314,6 +333,7 @@ async def open_for_client(
                 actor_role=actor_role,
                 fresh=fresh,
                 born_with=born_with,
+                opening=opening,
             )
         if is_open(ticket["status"]):
             return ticket, False
@@ -371,6 +391,14 @@ async def open_after(db: Database, finalized: dict[str, Any]) -> dict[str, Any]:
     open ticket on the same channel in a later slot, opened in espera (in the finalized ticket's
     department) when there is none. Every caller asking about one finalized ticket walks the
     same slots from the same start, so they agree on the answer."""
+    ticket, _ = await open_next(db, finalized)
+    return ticket
+
+
+async def open_next(
+    db: Database, finalized: dict[str, Any], *, opening: Opening | None = None, actor: Actor | None = None
+) -> tuple[dict[str, Any], bool]:
+    """`open_after` with its (ticket, created), and the `opening` a new ticket gets (Reabrir)."""
     client = await users.get(db, TenantScope(finalized["reseller_id"]), finalized["client_id"])
     if client is None:  # never deleted; a ticket's own copy of the client serves all the same
         client = {
@@ -378,17 +406,17 @@ async def open_after(db: Database, finalized: dict[str, Any]) -> dict[str, Any]:
             "name": finalized.get("client_name", ""),
             "phone": finalized.get("client_phone", ""),
         }
-    ticket, _ = await open_for_client(
+    return await open_for_client(
         db,
         reseller_id=finalized["reseller_id"],
         client=client,
         department_id=finalized["department_id"],
         channel=finalized["channel"],
-        actor_id=None,
-        actor_role=None,
+        actor_id=actor.id if actor is not None else None,
+        actor_role=actor.role if actor is not None else None,
         after_slot=int(finalized.get("open_slot", 0)),
+        opening=opening,
     )
-    return ticket
 
 
 def _refusal(actor: Actor, ticket: dict[str, Any], exc: Conflict) -> dict[str, Any]:
@@ -507,6 +535,14 @@ async def transfer(
         dept = await departments.get(db, actor.scope, department_id)
         if dept is None or not dept.get("active"):
             raise Unprocessable("unknown or inactive department")
+        current = await load(db, ticket_id) if is_valid_id(ticket_id) else None
+        if (
+            current is not None
+            and current["status"] == Status.ESPERA.value
+            and current["department_id"] == department_id
+            and can_act_on(actor, current)
+        ):
+            raise Conflict({"message": "the ticket already waits in this department", "status": current["status"]})
         doc = await _transition(
             db,
             actor,
@@ -575,6 +611,41 @@ async def rate(db: Database, ticket: dict[str, Any], *, rating: int, message_id:
         data={"rating": rating, "message_id": message_id},
         unless=_not_rated,
     )
+
+
+async def reopen(db: Database, actor: Actor, *, ticket_id: str) -> TicketRead:
+    """ "Reabrir": finalizado stays terminal; a new ticket for the same client and channel opens
+    atendendo with the person who pressed it, linked both ways (`reopened_from_ticket_id` stored
+    on the new ticket, the old one's `reopened_as` natural key).
+
+    Races: the new ticket takes the client's next slot on the channel through the same slot key
+    every intake claims, so against another Reabrir or a client message opening a ticket at the
+    same moment exactly one open ticket results; whoever lost gets 409 naming it. Where it ends:
+    a process killed between the new ticket and the link claim leaves the new ticket pointing
+    back, the old one not pointing forward (no message or ticket lost; a second Reabrir is then
+    refused by the open ticket itself)."""
+    if actor.role not in ("agent", "reseller"):
+        raise Forbidden(f"role {actor.role} cannot reopen")
+    old = await get_visible_or_404(db, actor, ticket_id=ticket_id)
+    if is_open(old["status"]):
+        raise Conflict({"message": "only a finalized ticket can be reopened", "status": old["status"]})
+    already = await natural_keys.lookup(db, REOPENED_KEY, old["reseller_id"], old["_id"])
+    if already is not None:
+        raise Conflict({"message": "ticket was reopened already", "ticket_id": already, "status": old["status"]})
+    ticket, created = await open_next(
+        db,
+        old,
+        opening=Opening(agent_id=actor.id, agent_name=actor.name, reopened_from_ticket_id=old["_id"]),
+        actor=actor,
+    )
+    if not created:
+        raise Conflict(
+            {"message": "client already has an open ticket", "ticket_id": ticket["_id"], "status": old["status"]}
+        )
+    bound, _ = await natural_keys.claim(db, REOPENED_KEY, old["reseller_id"], old["_id"], target=ticket["_id"])
+    if bound != ticket["_id"]:  # a reopen of this ticket on an earlier slot, finalized since
+        raise Conflict({"message": "ticket was reopened already", "ticket_id": bound, "status": old["status"]})
+    return await presenter.read_one(db, ticket, reader=actor)
 
 
 def _list_query(

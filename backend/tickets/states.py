@@ -35,8 +35,9 @@ class Transition:
 
 
 TRANSITIONS: dict[Action, Transition] = {
+    # The reseller owner may act as an agent when it chooses to (issue 16 item 6).
     Action.ASSUME: Transition(
-        frozenset({Status.ESPERA}), Status.ATENDENDO, frozenset({"agent"}), "assumed", agent_must_hold=False
+        frozenset({Status.ESPERA}), Status.ATENDENDO, frozenset({"agent", "reseller"}), "assumed", agent_must_hold=False
     ),
     Action.TRANSFER_TO_AGENT: Transition(
         frozenset({Status.ATENDENDO}),
@@ -45,8 +46,10 @@ TRANSITIONS: dict[Action, Transition] = {
         "transferred",
         agent_must_hold=True,
     ),
+    # From espera too: routing a waiting ticket to the right queue (an agent of its department,
+    # or the owner), no assume first.
     Action.TRANSFER_TO_DEPARTMENT: Transition(
-        frozenset({Status.ATENDENDO}),
+        frozenset({Status.ESPERA, Status.ATENDENDO}),
         Status.ESPERA,
         frozenset({"agent", "reseller"}),
         "transferred",
@@ -69,6 +72,9 @@ TRANSITIONS: dict[Action, Transition] = {
 
 OPEN_STATES = frozenset({Status.ESPERA, Status.ATENDENDO})
 CREATED_EVENT = "created"
+# Finalized ticket -> the ticket "Reabrir" opened for it (a natural key, claimed once:
+# tickets.service.reopen).
+REOPENED_KEY = "reopened-as"
 
 
 def is_open(status: str) -> bool:

@@ -30,7 +30,17 @@ afterAll(async () => {
 describe('two agents, live', () => {
   it('a new ticket appears for both; when one assumes it, it leaves the other\'s Espera within a second', async () => {
     const name = unique('Cliente Disputado ');
-    await makeTicket(tenant, name, 'Meu pedido não chegou');
+    // The client writes in on WhatsApp, so the ticket can be answered (a ticket without a
+    // connection refuses replies: nothing would reach the client).
+    const instance = unique('disputa-');
+    await call('POST', '/api/v1/whatsapp-connections', tenant.owner.token, {
+      name: 'Loja Disputa',
+      provider: 'evolution',
+      instance_name: instance,
+      default_department_id: tenant.department.id,
+    });
+    await phone('state', { instance, state: 'open' });
+    await phone('inbound', { instance, phone: uniquePhone(), text: 'Meu pedido não chegou', push_name: name });
     await Promise.all([row(ana.page, name).waitFor(), row(bruno.page, name).waitFor()]);
     await expect.poll(() => count(bruno.page, 'espera').textContent()).toBe('1');
 

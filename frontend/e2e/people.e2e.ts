@@ -2,7 +2,7 @@
 // in the inbox, a CSV with a bad line imports nothing) and the user's own profile.
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import type { Browser } from 'playwright-core';
-import { call, expectNoConsoleErrors, launch, login, makeTenant, makeTicket, openPage, screenshot, unique, uniquePhone, type TenantSetup } from './support';
+import { call, expectNoConsoleErrors, launch, login, makeTenant, makeTicket, makeWhatsAppTicket, openPage, screenshot, unique, uniquePhone, type TenantSetup } from './support';
 
 let browser: Browser;
 let tenant: TenantSetup;
@@ -26,7 +26,7 @@ describe('quick replies', () => {
     const agent = tenant.agents[0];
     await call('POST', '/api/v1/quick-replies', agent.token, { shortcut: unique('pessoal').replace(/-/g, ''), text: 'Minha resposta' });
     const clientName = unique('Cliente Rápida ');
-    const ticket = await makeTicket(tenant, clientName, 'Bom dia');
+    const ticket = await makeWhatsAppTicket(tenant, clientName, 'Bom dia');
     await call('POST', `/api/v1/tickets/${ticket.id}/assume`, agent.token);
 
     const w = await openPage(browser);

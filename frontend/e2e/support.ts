@@ -158,3 +158,24 @@ export async function phone<T = Record<string, unknown>>(path: string, body: unk
   if (!response.ok) throw new Error(`fake Evolution ${path} → ${response.status}: ${text}`);
   return JSON.parse(text) as T;
 }
+
+/** A ticket the client opens by writing in on WhatsApp (through the fake Evolution and the real
+ * webhook): one an agent can answer, unlike a ticket opened without a connection. */
+export async function makeWhatsAppTicket(tenant: TenantSetup, clientName = unique('Cliente '), message = 'Olá, preciso de ajuda'): Promise<TicketInfo> {
+  const instance = unique('zap-');
+  await call('POST', '/api/v1/whatsapp-connections', tenant.owner.token, {
+    name: unique('Loja '),
+    provider: 'evolution',
+    instance_name: instance,
+    default_department_id: tenant.department.id,
+  });
+  await phone('state', { instance, state: 'open' });
+  await phone('inbound', { instance, phone: uniquePhone(), text: message, push_name: clientName });
+  const deadline = Date.now() + 15_000;
+  while (Date.now() < deadline) {
+    const found = await call<{ items: TicketInfo[] }>('GET', `/api/v1/tickets?q=${encodeURIComponent(clientName)}`, tenant.owner.token);
+    if (found.items.length > 0) return found.items[0];
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`no ticket for ${clientName}`);
+}

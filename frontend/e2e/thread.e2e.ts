@@ -41,8 +41,9 @@ describe('a long thread', () => {
     const ana = tenant.agents[0];
     const ticket = await makeTicket(tenant, unique('Cliente Longo '), 'mensagem 0');
     await call('POST', `/api/v1/tickets/${ticket.id}/assume`, ana.token);
+    // Notes: a ticket opened without a WhatsApp connection refuses replies (nothing reaches the client).
     for (let i = 1; i < 250; i += 1) {
-      await call('POST', `/api/v1/tickets/${ticket.id}/messages`, ana.token, { body: `mensagem ${i}` });
+      await call('POST', `/api/v1/tickets/${ticket.id}/notes`, ana.token, { body: `mensagem ${i}` });
     }
     const watched = await openPage(browser);
     const { page } = watched;
@@ -151,7 +152,7 @@ describe('client history', () => {
       message: 'Meu pedido 4471 veio errado',
     });
     await call('POST', `/api/v1/tickets/${first.id}/assume`, ana.token);
-    await call('POST', `/api/v1/tickets/${first.id}/messages`, ana.token, { body: 'Vamos reenviar o pedido 4471' });
+    await call('POST', `/api/v1/tickets/${first.id}/notes`, ana.token, { body: 'Vamos reenviar o pedido 4471' });
     await call('POST', `/api/v1/tickets/${first.id}/finalize`, ana.token);
     const current = await call<{ id: string }>('POST', '/api/v1/tickets', tenant.owner.token, {
       client_id: customer.id,

@@ -11,7 +11,8 @@ decoded and kept: GET /_control/sent_media/{key id} answers the exact bytes) and
 to the URL and headers set at instance creation, in
 Evolution's envelope ({event, instance, data, destination, date_time, sender, server_url, apikey}).
 
-Test controls under /_control: switch modes (ok, slow, 5xx, malformed), fail or hold just the
+Test controls under /_control: switch modes (ok, slow, 5xx, malformed), numbers not on WhatsApp
+(`not-on-whatsapp`: sends to them answer 400 as Evolution does), fail or hold just the
 next sends (`fail_next`; `hold_next` before anything, `hold_answer_next` after posting the echo,
 both until POST /_control/release), read what was sent, and
 make the "phone" do things (connect, new QR code, inbound message, delivery receipt, raw post).
@@ -72,6 +73,8 @@ class FakeState:
     # The next this-many sends post their echo first, then hold the answer until released.
     hold_answer_next: int = 0
     released: asyncio.Event = field(default_factory=asyncio.Event)
+    # Numbers with no WhatsApp account: a send to one is refused as Evolution refuses it.
+    not_on_whatsapp: set[str] = field(default_factory=set)
     instances: dict[str, Instance] = field(default_factory=dict)
     sent: list[dict[str, Any]] = field(default_factory=list)
     sent_media: dict[str, bytes] = field(default_factory=dict)  # key id -> the bytes a media send carried
@@ -282,6 +285,11 @@ def create_app(api_key: str) -> FastAPI:
         if isinstance(parsed, JSONResponse):
             return parsed
         number, message, message_type, record = parsed
+        if str(number).split("@")[0] in state.not_on_whatsapp:
+            # Evolution checks the number first and answers 400 with that check (exists false).
+            jid = f"{str(number).split('@')[0]}@s.whatsapp.net"
+            check = {"exists": False, "jid": jid, "number": number}
+            return JSONResponse({"status": 400, "error": "Bad Request", "response": {"message": [check]}}, 400)
         key = {"remoteJid": f"{number}@s.whatsapp.net", "fromMe": True, "id": state.next_key_id or _key_id()}
         state.next_key_id = None
         ts = int(datetime.now(UTC).timestamp())
@@ -450,6 +458,12 @@ def create_app(api_key: str) -> FastAPI:
             "hold_next": state.hold_next,
             "hold_answer_next": state.hold_answer_next,
         }
+
+    @app.post("/_control/not-on-whatsapp")
+    async def mark_not_on_whatsapp(body: dict[str, Any]) -> dict[str, list[str]]:
+        """Numbers that have no WhatsApp account from now on (`{"numbers": [...]}`)."""
+        state.not_on_whatsapp.update(str(n) for n in body.get("numbers") or [])
+        return {"not_on_whatsapp": sorted(state.not_on_whatsapp)}
 
     @app.post("/_control/release")
     async def release() -> dict[str, bool]:

@@ -5,7 +5,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.factories import API, Tenant, assume, get_ticket, make_tenant, make_ticket
+from tests.factories import API, Tenant, assume, get_ticket, make_client_ticket, make_tenant, make_ticket
 from tests.messages.helpers import walk_thread
 
 
@@ -20,10 +20,10 @@ async def other(client: httpx.AsyncClient, admin_headers: dict[str, str]) -> Ten
 
 
 async def test_holding_agent_replies_and_thread_is_chronological_and_paginated(
-    client: httpx.AsyncClient, tenant: Tenant
+    client: httpx.AsyncClient, tenant: Tenant, db: Any
 ) -> None:
     agent = tenant.agents[0]
-    ticket = await make_ticket(client, tenant, message="mensagem 0")
+    ticket = await make_client_ticket(client, tenant, db, message="mensagem 0")
     await assume(client, agent["headers"], ticket["id"])
     for i in range(1, 8):
         r = await client.post(
@@ -37,7 +37,7 @@ async def test_holding_agent_replies_and_thread_is_chronological_and_paginated(
             agent["id"],
             agent["name"],
         )
-        assert msg["ticket_id"] == ticket["id"] and msg["status"] == "sent"
+        assert msg["ticket_id"] == ticket["id"] and msg["status"] == "pending"  # queued for WhatsApp
     thread, sizes = await walk_thread(client, agent["headers"], f"{API}/tickets/{ticket['id']}/messages", limit=3)
     assert sizes == [3, 3, 2]  # the newest page first, back to the first message
     assert [m["body"] for m in thread] == [f"mensagem {i}" for i in range(8)]
@@ -45,9 +45,9 @@ async def test_holding_agent_replies_and_thread_is_chronological_and_paginated(
     assert [m["body"] for m in r.json()["items"]] == ["mensagem 5", "mensagem 6", "mensagem 7"]
 
 
-async def test_reply_updates_preview_and_last_message_at(client: httpx.AsyncClient, tenant: Tenant) -> None:
+async def test_reply_updates_preview_and_last_message_at(client: httpx.AsyncClient, tenant: Tenant, db: Any) -> None:
     agent = tenant.agents[0]
-    ticket = await make_ticket(client, tenant, message="pergunta do cliente")
+    ticket = await make_client_ticket(client, tenant, db, message="pergunta do cliente")
     assert ticket["last_message_preview"] == "pergunta do cliente"
     assert ticket["last_message_direction"] == "in"
     await assume(client, agent["headers"], ticket["id"])
@@ -65,10 +65,10 @@ async def test_only_the_holding_agent_can_post(
     client: httpx.AsyncClient, tenant: Tenant, other: Tenant, db: Any
 ) -> None:
     holder, peer = tenant.agents
-    espera = await make_ticket(client, tenant)
-    held = await make_ticket(client, tenant)
+    espera = await make_client_ticket(client, tenant, db)
+    held = await make_client_ticket(client, tenant, db)
     await assume(client, holder["headers"], held["id"])
-    closed = await make_ticket(client, tenant)
+    closed = await make_client_ticket(client, tenant, db)
     await assume(client, holder["headers"], closed["id"])
     assert (await client.post(f"{API}/tickets/{closed['id']}/finalize", headers=holder["headers"])).status_code == 200
     before = await db.messages.count_documents({})
@@ -77,9 +77,9 @@ async def test_only_the_holding_agent_can_post(
         (espera, holder["headers"], 409),
         (held, peer["headers"], 404),  # held by someone else: the peer cannot see it at all
         (closed, holder["headers"], 409),  # finalized: the thread is closed, even for its last holder
-        (held, tenant.headers, 403),  # resellers supervise; replies come from agents
+        (held, tenant.headers, 409),  # the owner answers only what it assumed itself
         (held, other.agents[0]["headers"], 404),  # another tenant
-        (held, other.headers, 403),
+        (held, other.headers, 404),  # another tenant's owner: the ticket does not exist for it
     ]
     for ticket, headers, status in cases:
         r = await client.post(f"{API}/tickets/{ticket['id']}/messages", json={"body": "olá"}, headers=headers)
@@ -87,9 +87,11 @@ async def test_only_the_holding_agent_can_post(
     assert await db.messages.count_documents({}) == before
 
 
-async def test_messages_are_append_only_no_delete_or_edit_route(client: httpx.AsyncClient, tenant: Tenant) -> None:
+async def test_messages_are_append_only_no_delete_or_edit_route(
+    client: httpx.AsyncClient, tenant: Tenant, db: Any
+) -> None:
     agent = tenant.agents[0]
-    ticket = await make_ticket(client, tenant)
+    ticket = await make_client_ticket(client, tenant, db)
     await assume(client, agent["headers"], ticket["id"])
     r = await client.post(f"{API}/tickets/{ticket['id']}/messages", json={"body": "fica"}, headers=agent["headers"])
     msg_id = r.json()["id"]

@@ -7,7 +7,17 @@ import pytest
 
 from backend.core.tenancy import Actor, Role
 from backend.realtime.audience import may_receive
-from tests.factories import API, Tenant, assume, get_ticket, make_agent, make_department, make_tenant, make_ticket
+from tests.factories import (
+    API,
+    Tenant,
+    assume,
+    get_ticket,
+    make_agent,
+    make_client_ticket,
+    make_department,
+    make_tenant,
+    make_ticket,
+)
 from tests.fakes.harness import FakeEvolution, app, backend_port, evolution, make_connection, settings, wait_for
 from tests.fakes.harness import settings_overrides as settings_overrides
 from tests.messages.helpers import walk_thread
@@ -56,8 +66,8 @@ async def test_a_note_on_a_whatsapp_ticket_never_reaches_the_provider(
     assert [m["direction"] for m in thread] == ["in", "note", "out"]
 
 
-async def test_notes_leave_the_ticket_activity_alone(client: httpx.AsyncClient, tenant: Tenant) -> None:
-    ticket = await make_ticket(client, tenant, message="pergunta")
+async def test_notes_leave_the_ticket_activity_alone(client: httpx.AsyncClient, tenant: Tenant, db: Any) -> None:
+    ticket = await make_client_ticket(client, tenant, db, message="pergunta")
     r = await _note(client, ticket["id"], tenant.headers, "nota do dono")
     assert r.status_code == 201 and r.json()["sender_type"] == "reseller"
     after = await get_ticket(client, tenant.headers, ticket["id"])
@@ -75,7 +85,7 @@ async def test_who_may_write_and_read_notes(
     outsider_dept = await make_department(client, tenant)
     outsider = await make_agent(client, tenant, [outsider_dept["id"]])
     espera = await make_ticket(client, tenant)
-    held = await make_ticket(client, tenant)
+    held = await make_client_ticket(client, tenant, db)
     await assume(client, holder["headers"], held["id"])
     closed = await make_ticket(client, tenant)
     await assume(client, holder["headers"], closed["id"])

@@ -7,7 +7,7 @@ import httpx
 import pytest
 
 from backend.core.ids import new_id
-from tests.factories import API, Tenant, assume, make_tenant, make_ticket
+from tests.factories import API, Tenant, assume, make_client_ticket, make_tenant, make_ticket
 from tests.messages.helpers import walk_thread
 
 
@@ -16,9 +16,9 @@ async def tenant(client: httpx.AsyncClient, admin_headers: dict[str, str]) -> Te
     return await make_tenant(client, admin_headers, agents=1)
 
 
-async def _held_with_replies(client: httpx.AsyncClient, tenant: Tenant, replies: int) -> dict[str, Any]:
+async def _held_with_replies(client: httpx.AsyncClient, tenant: Tenant, db: Any, replies: int) -> dict[str, Any]:
     agent = tenant.agents[0]
-    ticket = await make_ticket(client, tenant, message="mensagem 0")
+    ticket = await make_client_ticket(client, tenant, db, message="mensagem 0")
     await assume(client, agent["headers"], ticket["id"])
     for i in range(1, replies + 1):
         r = await client.post(
@@ -29,9 +29,9 @@ async def _held_with_replies(client: httpx.AsyncClient, tenant: Tenant, replies:
 
 
 async def test_250_messages_open_at_the_newest_and_walk_back_to_the_first(
-    client: httpx.AsyncClient, tenant: Tenant
+    client: httpx.AsyncClient, tenant: Tenant, db: Any
 ) -> None:
-    ticket = await _held_with_replies(client, tenant, 249)
+    ticket = await _held_with_replies(client, tenant, db, 249)
     path = f"{API}/tickets/{ticket['id']}/messages"
     first = (await client.get(path, headers=tenant.headers)).json()
     assert [m["body"] for m in first["items"]] == [f"mensagem {i}" for i in range(200, 250)]  # default 50
@@ -43,10 +43,10 @@ async def test_250_messages_open_at_the_newest_and_walk_back_to_the_first(
 
 
 async def test_a_message_arriving_mid_walk_is_neither_repeated_nor_lost(
-    client: httpx.AsyncClient, tenant: Tenant
+    client: httpx.AsyncClient, tenant: Tenant, db: Any
 ) -> None:
     agent = tenant.agents[0]
-    ticket = await _held_with_replies(client, tenant, 5)
+    ticket = await _held_with_replies(client, tenant, db, 5)
     path = f"{API}/tickets/{ticket['id']}/messages"
     newest = (await client.get(path, params={"limit": 2}, headers=agent["headers"])).json()
     assert [m["body"] for m in newest["items"]] == ["mensagem 4", "mensagem 5"]

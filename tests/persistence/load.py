@@ -65,8 +65,9 @@ async def _one_cycle(http: httpx.AsyncClient, tenant: Tenant, acks: Acks, rnd: r
     if winner is None:
         return
     for i in range(rnd.randint(1, 3)):
+        # Notes: these tickets have no WhatsApp connection, where replies are refused.
         r = await http.post(
-            f"/api/v1/tickets/{ticket_id}/messages", json={"body": f"resposta {i}"}, headers=winner["headers"]
+            f"/api/v1/tickets/{ticket_id}/notes", json={"body": f"resposta {i}"}, headers=winner["headers"]
         )
         if not acks.ok(r):
             return

@@ -71,8 +71,9 @@ async def seed(http: httpx.AsyncClient) -> list[Tenant]:
             agent = tenant.agents[i % 3]
             assert (await http.post(f"/api/v1/tickets/{tid}/assume", headers=agent["headers"])).status_code == 200
             for j in range(i % 3 + 1):
+                # Notes: these tickets have no WhatsApp connection, where replies are refused.
                 r = await http.post(
-                    f"/api/v1/tickets/{tid}/messages", json={"body": f"resposta {j}"}, headers=agent["headers"]
+                    f"/api/v1/tickets/{tid}/notes", json={"body": f"resposta {j}"}, headers=agent["headers"]
                 )
                 assert r.status_code == 201, r.text
             if i % 3 == 2:

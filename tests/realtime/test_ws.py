@@ -108,7 +108,9 @@ async def test_each_role_receives_exactly_its_audience(
     ticket = await make_ticket(client, tenant, department_id=d1)  # 1 created, 2 message (espera in d1)
     tid = ticket["id"]
     assert (await client.post(f"/api/v1/tickets/{tid}/assume", headers=a["headers"])).status_code == 200  # 3
-    r = await client.post(f"/api/v1/tickets/{tid}/messages", json={"body": "oi"}, headers=a["headers"])  # 4
+    # A note, not a reply: this ticket has no WhatsApp connection, so replies are refused (409);
+    # a note reaches the same audience (the staff who see the ticket).
+    r = await client.post(f"/api/v1/tickets/{tid}/notes", json={"body": "oi"}, headers=a["headers"])  # 4
     assert r.status_code in (200, 201), r.text
     r = await client.post(f"/api/v1/tickets/{tid}/transfer", json={"agent_id": b["id"]}, headers=a["headers"])  # 5
     assert r.status_code == 200, r.text
@@ -176,7 +178,7 @@ async def test_reconnect_with_since_gets_every_missed_event_in_order_once(
         (4, "message.created"),
         (7, "ticket.assumed"),
     ]
-    r = await client.post(f"/api/v1/tickets/{visible['id']}/messages", json={"body": "live"}, headers=agent["headers"])
+    r = await client.post(f"/api/v1/tickets/{visible['id']}/notes", json={"body": "live"}, headers=agent["headers"])
     assert r.status_code in (200, 201)
     await again.until_seq(8)
     await again.drain()

@@ -6,7 +6,18 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.factories import API, Tenant, assume, make_agent, make_client, make_department, make_tenant, make_ticket
+from tests.factories import (
+    API,
+    Tenant,
+    assume,
+    make_agent,
+    make_client,
+    make_client_ticket,
+    make_department,
+    make_open_connection,
+    make_tenant,
+    make_ticket,
+)
 from tests.messages.helpers import walk_thread
 
 
@@ -40,9 +51,10 @@ async def test_an_agent_reads_the_clients_earlier_tickets_through_the_current_on
     sales = await make_department(client, tenant)
     seller = await make_agent(client, tenant, [sales["id"]])
     customer = await make_client(client, tenant)
+    conn = await make_open_connection(client, tenant, db)
     earlier: list[dict[str, Any]] = []
     for i in range(3):
-        ticket = await _open(client, tenant, customer, tenant.departments[0]["id"], f"antigo {i}")
+        ticket = await make_client_ticket(client, tenant, db, message=f"antigo {i}", customer=customer, connection=conn)
         await assume(client, first_agent["headers"], ticket["id"])
         r = await client.post(
             f"{API}/tickets/{ticket['id']}/messages", json={"body": f"resposta {i}"}, headers=first_agent["headers"]

@@ -9,7 +9,15 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.factories import API, Tenant, collect_pages, make_tenant, make_ticket
+from tests.factories import (
+    API,
+    Tenant,
+    collect_pages,
+    make_client_ticket,
+    make_open_connection,
+    make_tenant,
+    make_ticket,
+)
 
 
 @pytest.fixture(scope="module")
@@ -17,8 +25,9 @@ async def tenant(client: httpx.AsyncClient, admin_headers: dict[str, str]) -> Te
     return await make_tenant(client, admin_headers, agents=1)
 
 
-async def test_list_orders_by_newest_activity_first(client: httpx.AsyncClient, tenant: Tenant) -> None:
-    created = [await make_ticket(client, tenant) for _ in range(4)]
+async def test_list_orders_by_newest_activity_first(client: httpx.AsyncClient, tenant: Tenant, db: Any) -> None:
+    conn = await make_open_connection(client, tenant, db)
+    created = [await make_client_ticket(client, tenant, db, connection=conn) for _ in range(4)]
     items = await collect_pages(client, tenant.headers, f"{API}/tickets")
     keys = [(i["last_message_at"], i["id"]) for i in items]
     assert keys == sorted(keys, reverse=True)

@@ -62,7 +62,11 @@ async def test_create_opens_ticket_in_espera_with_first_message_and_created_even
     r = await client.get(f"{API}/tickets/{ticket['id']}/messages", headers=tenant.headers)
     assert r.status_code == 200
     msgs = r.json()["items"]
-    assert [(m["body"], m["direction"], m["sender_type"]) for m in msgs] == [("Oi!", "in", "client")]
+    # Staff typed it and nothing can reach the client: the creator's internal note, never the
+    # client's words (issue 16 item 5).
+    assert [(m["body"], m["direction"], m["sender_type"], m["sender_id"]) for m in msgs] == [
+        ("Oi!", "note", "reseller", tenant.owner_id)
+    ]
 
     events = await ticket_events(client, tenant.headers, ticket["id"])
     assert len(events) == 1
@@ -206,9 +210,7 @@ async def _ticket_in(client: httpx.AsyncClient, tenant: Tenant, state: str) -> d
 # who: "holder" = agents[0] (holds atendendo tickets), "peer" = agents[1] (same departments), "reseller".
 FORBIDDEN: list[tuple[str, str, str, str | None]] = [
     ("espera", "peer", "transfer", "agent"),
-    ("espera", "peer", "transfer", "department"),
     ("espera", "reseller", "transfer", "agent"),
-    ("espera", "reseller", "transfer", "department"),
     ("atendendo", "holder", "assume", None),
     ("atendendo", "peer", "assume", None),
     ("atendendo", "peer", "transfer", "agent"),
@@ -255,7 +257,6 @@ async def test_forbidden_transition_is_409_and_changes_nothing(
 
 # Roles that may never make a move: 403, whatever the state.
 ROLE_FORBIDDEN = [
-    ("reseller", "assume", None),
     ("admin", "assume", None),
     ("admin", "finalize", None),
     ("admin", "transfer", "agent"),

@@ -13,7 +13,7 @@ from backend.realtime import records
 from backend.realtime.audience import may_receive
 from backend.tickets import intake
 from backend.unread import repository, service
-from tests.factories import API, Tenant, assume, get_ticket, make_tenant, make_ticket
+from tests.factories import API, Tenant, assume, get_ticket, make_client_ticket, make_tenant, make_ticket
 
 
 @pytest.fixture(scope="module")
@@ -54,8 +54,8 @@ async def test_client_messages_count_until_the_user_reads_the_ticket(
     client: httpx.AsyncClient, tenant: Tenant, db: Any
 ) -> None:
     agent, peer = tenant.agents
-    ticket = await make_ticket(client, tenant, message="primeira")
-    assert ticket["unread_count"] == 0  # the creator answers as the creator: what it typed is not news to it
+    ticket = await make_client_ticket(client, tenant, db, message="primeira")
+    assert ticket["unread_count"] == 1  # the client wrote it; nobody has read it yet
     for text in ("segunda", "terceira"):
         await _client_says(db, ticket, text)
     assert await _unread(client, agent["headers"], ticket["id"]) == 3
@@ -70,9 +70,9 @@ async def test_client_messages_count_until_the_user_reads_the_ticket(
     assert r.status_code == 200, r.text
     assert r.json()["unread_count"] == 0
     assert await _unread(client, agent["headers"], ticket["id"]) == 0
-    # Another user's count is its own: the peer agent never read it; the owner created the ticket.
+    # Another user's count is its own: neither the peer agent nor the owner read it.
     assert await _unread(client, peer["headers"], ticket["id"]) == 3
-    assert await _unread(client, tenant.headers, ticket["id"]) == 2
+    assert await _unread(client, tenant.headers, ticket["id"]) == 3
 
     await _client_says(db, ticket, "quarta")
     assert await _unread(client, agent["headers"], ticket["id"]) == 1
@@ -81,7 +81,7 @@ async def test_client_messages_count_until_the_user_reads_the_ticket(
 
 async def test_replies_notes_and_transitions_never_count(client: httpx.AsyncClient, tenant: Tenant, db: Any) -> None:
     agent = tenant.agents[0]
-    ticket = await make_ticket(client, tenant)
+    ticket = await make_client_ticket(client, tenant, db)
     held = await assume(client, agent["headers"], ticket["id"])
     assert held["unread_count"] == 1  # the answer of a transition carries the count as well
     r = await client.post(f"{API}/tickets/{ticket['id']}/messages", json={"body": "resposta"}, headers=agent["headers"])
@@ -91,14 +91,14 @@ async def test_replies_notes_and_transitions_never_count(client: httpx.AsyncClie
     r = await client.post(f"{API}/tickets/{ticket['id']}/notes", json={"body": "nota"}, headers=tenant.headers)
     assert r.status_code == 201, r.text
     assert await _unread(client, agent["headers"], ticket["id"]) == 1
-    assert await _unread(client, tenant.headers, ticket["id"]) == 0
+    assert await _unread(client, tenant.headers, ticket["id"]) == 1  # the client's first message only
     assert await repository.inbound_head(db, ticket["id"]) == 1
 
 
 async def test_a_redelivered_message_counts_once_and_concurrent_messages_each_once(
     client: httpx.AsyncClient, tenant: Tenant, db: Any
 ) -> None:
-    ticket = await make_ticket(client, tenant)
+    ticket = await make_client_ticket(client, tenant, db)
     message = await _client_says(db, ticket, "uma vez")
     await messages.complete_stored(db, message)  # a retried delivery that finds it stored
     await service.record_inbound(db, {**ticket, "_id": ticket["id"]}, message)
@@ -115,7 +115,7 @@ async def test_the_marker_only_moves_forward_when_two_devices_read_at_once(
     client: httpx.AsyncClient, tenant: Tenant, db: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     agent = tenant.agents[0]
-    ticket = await make_ticket(client, tenant)
+    ticket = await make_client_ticket(client, tenant, db)
     user_id = agent["id"]
     stale = {**ticket, "_id": ticket["id"]}
     original = repository.marker
@@ -178,9 +178,9 @@ async def test_reading_is_announced_to_the_reader_only(client: httpx.AsyncClient
 
 
 async def test_read_is_scoped_like_the_ticket(
-    client: httpx.AsyncClient, tenant: Tenant, other: Tenant, admin_headers: dict[str, str]
+    client: httpx.AsyncClient, tenant: Tenant, other: Tenant, admin_headers: dict[str, str], db: Any
 ) -> None:
-    ticket = await make_ticket(client, tenant)
+    ticket = await make_client_ticket(client, tenant, db)
     outsider = other.agents[0]["headers"]
     for headers in (other.headers, outsider):
         r = await _read(client, headers, ticket["id"])
@@ -196,7 +196,7 @@ async def test_read_is_scoped_like_the_ticket(
 
 async def test_history_carries_the_readers_counts(client: httpx.AsyncClient, tenant: Tenant, db: Any) -> None:
     agent = tenant.agents[0]
-    first = await make_ticket(client, tenant)
+    first = await make_client_ticket(client, tenant, db)
     await assume(client, agent["headers"], first["id"])
     assert (await client.post(f"{API}/tickets/{first['id']}/finalize", headers=agent["headers"])).status_code == 200
     r = await client.post(
@@ -217,7 +217,7 @@ async def test_a_message_that_raced_a_finalize_counts_in_the_ticket_it_moved_to(
     client: httpx.AsyncClient, tenant: Tenant, db: Any
 ) -> None:
     agent, peer = tenant.agents
-    ticket = await make_ticket(client, tenant)
+    ticket = await make_client_ticket(client, tenant, db)
     await assume(client, agent["headers"], ticket["id"])
     stale = await db.tickets.find_one({"_id": ticket["id"]})  # as intake loaded it, still open
     assert (await client.post(f"{API}/tickets/{ticket['id']}/finalize", headers=agent["headers"])).status_code == 200

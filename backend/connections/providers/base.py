@@ -18,6 +18,10 @@ class ProviderError(Exception):
         self.retryable = retryable
 
 
+# The failure reason of a send to a number that has no WhatsApp account (shown on the message).
+NOT_ON_WHATSAPP = "number is not on WhatsApp"
+
+
 class WebhookParseError(ValueError):
     """The payload is not something this provider sends (kept raw, reported, answered 2xx)."""
 

@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 
 from backend.connections.providers.base import (
+    NOT_ON_WHATSAPP,
     ConnectionChange,
     ConnectionStatus,
     DeliveryStatus,
@@ -102,6 +103,19 @@ def _state(value: Any) -> ConnectionStatus:
     if state is None:
         raise WebhookParseError(f"unknown connection state {value!r}")
     return state
+
+
+def _not_on_whatsapp(response: httpx.Response) -> bool:
+    """Evolution refuses a send to a number WhatsApp does not know with 400 and that number's
+    check in `response.message`: [{"exists": false, "jid": "...@s.whatsapp.net", "number": ...}]."""
+    if response.status_code != 400:
+        return False
+    try:
+        body = response.json()
+    except ValueError:
+        return False
+    found = _obj(_obj(body).get("response")).get("message")
+    return isinstance(found, list) and any(isinstance(m, dict) and m.get("exists") is False for m in found)
 
 
 def _obj(value: Any) -> dict[str, Any]:
@@ -406,6 +420,8 @@ class EvolutionProvider:
         except httpx.HTTPError as exc:
             raise ProviderError(f"provider unreachable: {type(exc).__name__}: {exc}", retryable=True) from exc
         if response.status_code >= 400:
+            if _not_on_whatsapp(response):
+                raise ProviderError(NOT_ON_WHATSAPP, retryable=False)
             retryable = response.status_code >= 500 or response.status_code in (408, 429)
             raise ProviderError(f"provider answered {response.status_code}: {response.text[:300]}", retryable=retryable)
         try:

@@ -483,6 +483,29 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/tickets/{ticket_id}/reopen": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Reopen Ticket
+         * @description "Reabrir" a finalized ticket: a new ticket for the same client and channel, atendendo
+         *     with the caller, linked both ways (`reopened_from_ticket_id` / `reopened_as_ticket_id`).
+         *     409 when the ticket is open, was reopened already, or the client has an open ticket on the
+         *     channel (`detail.ticket_id` names it).
+         */
+        post: operations["tickets-reopen"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/tickets/{ticket_id}/messages": {
         parameters: {
             query?: never;
@@ -493,7 +516,11 @@ export interface paths {
         /** List Messages */
         get: operations["tickets-list_messages"];
         put?: never;
-        /** Post Message */
+        /**
+         * Post Message
+         * @description A text reply (JSON `{"body", "quoted_message_id"?}`), or a file with an optional caption
+         *     (`multipart/form-data`: `file`, `body`, `quoted_message_id`; 413 past WhatsApp's limit).
+         */
         post: operations["tickets-post_message"];
         delete?: never;
         options?: never;
@@ -563,6 +590,40 @@ export interface paths {
         put?: never;
         /** Post Note */
         post: operations["tickets-post_note"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/messages/{message_id}/media": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Get Media */
+        get: operations["messages-get_media"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/messages/{message_id}/media/retry": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Retry Media */
+        post: operations["messages-retry_media"];
         delete?: never;
         options?: never;
         head?: never;
@@ -1064,6 +1125,19 @@ export interface components {
             /** Menu Max Invalid */
             menu_max_invalid?: number | null;
         };
+        /** ContactRead */
+        ContactRead: {
+            /**
+             * Name
+             * @default
+             */
+            name: string;
+            /**
+             * Phones
+             * @default []
+             */
+            phones: string[];
+        };
         /** DayVolume */
         DayVolume: {
             /**
@@ -1172,6 +1246,23 @@ export interface components {
             /** Exists */
             exists: boolean;
         };
+        /** LocationRead */
+        LocationRead: {
+            /** Latitude */
+            latitude?: number | null;
+            /** Longitude */
+            longitude?: number | null;
+            /**
+             * Name
+             * @default
+             */
+            name: string;
+            /**
+             * Address
+             * @default
+             */
+            address: string;
+        };
         /** LoginRequest */
         LoginRequest: {
             /** Email */
@@ -1179,10 +1270,65 @@ export interface components {
             /** Password */
             password: string;
         };
+        /**
+         * MediaRead
+         * @description A message's attachment. `url` (relative, under /api/v1) serves the bytes with the caller's
+         *     bearer token once `status` is "ready"; "pending" while they are fetched, "failed" with `error`.
+         */
+        MediaRead: {
+            /** Url */
+            url: string;
+            /** Mime */
+            mime: string;
+            /** Size */
+            size?: number | null;
+            /** Name */
+            name: string;
+            /** Sha256 */
+            sha256?: string | null;
+            /**
+             * Status
+             * @enum {string}
+             */
+            status: "pending" | "ready" | "failed";
+            /** Duration */
+            duration?: number | null;
+            /** Width */
+            width?: number | null;
+            /** Height */
+            height?: number | null;
+            /** Error */
+            error?: string | null;
+            /**
+             * Voice
+             * @default false
+             */
+            voice: boolean;
+        };
         /** MessageCreate */
         MessageCreate: {
             /** Body */
             body: string;
+            /** Quoted Message Id */
+            quoted_message_id?: string | null;
+        };
+        /**
+         * MessageQuote
+         * @description The message a message quotes: our id when we know it, and what it said when quoted.
+         */
+        MessageQuote: {
+            /** Message Id */
+            message_id?: string | null;
+            /**
+             * Body
+             * @default
+             */
+            body: string;
+            /**
+             * Type
+             * @default text
+             */
+            type: string;
         };
         /** MessageRead */
         MessageRead: {
@@ -1217,10 +1363,11 @@ export interface components {
              * @default
              */
             body: string;
-            /** Media */
-            media?: {
-                [key: string]: unknown;
-            } | null;
+            media?: components["schemas"]["MediaRead"] | null;
+            location?: components["schemas"]["LocationRead"] | null;
+            /** Contacts */
+            contacts?: components["schemas"]["ContactRead"][] | null;
+            quoted?: components["schemas"]["MessageQuote"] | null;
             /** Status */
             status: string;
             /**
@@ -1237,6 +1384,8 @@ export interface components {
             automatic: boolean;
             /** Automatic Purpose */
             automatic_purpose?: string | null;
+            /** Failure Reason */
+            failure_reason?: string | null;
         };
         /** NotReady */
         NotReady: {
@@ -1664,6 +1813,8 @@ export interface components {
             department_id: string;
             /** Message */
             message: string;
+            /** Connection Id */
+            connection_id?: string | null;
         };
         /** TicketEventRead */
         TicketEventRead: {
@@ -1764,6 +1915,12 @@ export interface components {
              * @default []
              */
             tags: string[];
+            /** Reopened From Ticket Id */
+            reopened_from_ticket_id?: string | null;
+            /** Reopened As Ticket Id */
+            reopened_as_ticket_id?: string | null;
+            /** Reply Blocked */
+            reply_blocked?: ("no_connection" | "connection_inactive" | "connection_disconnected") | null;
             /**
              * Unread Count
              * @default 0
@@ -4827,6 +4984,84 @@ export interface operations {
             };
         };
     };
+    "tickets-reopen": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                ticket_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["TicketRead"];
+                };
+            };
+            /** @description Missing, invalid or expired credentials. */
+            401: {
+                headers: {
+                    /** @description Bearer */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The caller's role may not do this. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not found, or not visible to the caller (another tenant's). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The current state does not allow it. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ConflictBody"];
+                };
+            };
+            /** @description A parameter or the body is invalid. */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["UnprocessableBody"];
+                };
+            };
+            /** @description Not ready yet, or a dependency is unavailable; retry. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
     "tickets-list_messages": {
         parameters: {
             query?: {
@@ -4911,6 +5146,13 @@ export interface operations {
         requestBody: {
             content: {
                 "application/json": components["schemas"]["MessageCreate"];
+                "multipart/form-data": {
+                    /** Format: binary */
+                    file: string;
+                    /** @description caption */
+                    body?: string;
+                    quoted_message_id?: string;
+                };
             };
         };
         responses: {
@@ -5291,6 +5533,186 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description A parameter or the body is invalid. */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["UnprocessableBody"];
+                };
+            };
+            /** @description Not ready yet, or a dependency is unavailable; retry. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    "messages-get_media": {
+        parameters: {
+            query?: never;
+            header?: {
+                Range?: string | null;
+                "if-none-match"?: string | null;
+            };
+            path: {
+                message_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The bytes. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/octet-stream": unknown;
+                };
+            };
+            /** @description The requested byte range. */
+            206: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Not modified (If-None-Match). */
+            304: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Missing, invalid or expired credentials. */
+            401: {
+                headers: {
+                    /** @description Bearer */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The caller's role may not do this. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not found, or not visible to the caller (another tenant's). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The current state does not allow it. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ConflictBody"];
+                };
+            };
+            /** @description The range lies outside the file. */
+            416: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description A parameter or the body is invalid. */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["UnprocessableBody"];
+                };
+            };
+            /** @description Not ready yet, or a dependency is unavailable; retry. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    "messages-retry_media": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                message_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["MessageRead"];
+                };
+            };
+            /** @description Missing, invalid or expired credentials. */
+            401: {
+                headers: {
+                    /** @description Bearer */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The caller's role may not do this. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not found, or not visible to the caller (another tenant's). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The current state does not allow it. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ConflictBody"];
                 };
             };
             /** @description A parameter or the body is invalid. */

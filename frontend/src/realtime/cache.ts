@@ -64,7 +64,13 @@ export function withReadSide(ticket: EventTicket, known: Ticket | undefined): Ti
   if (!known) return ticket.unread_count === undefined ? { ...ticket, unread_count: 0 } : (ticket as Ticket);
   const unread = ticket.unread_count ?? known.unread_count;
   const agentName = known.agent_id === ticket.agent_id ? known.agent_name : ticket.agent_name;
-  return { ...ticket, client_name: known.client_name, tags: known.tags, agent_name: agentName, unread_count: unread };
+  // Frames carry the stored ticket; what only a single ticket's read answers (why replies cannot
+  // reach the client, the ticket Reabrir opened for it) stays as last read.
+  const readOnly = {
+    reply_blocked: known.reply_blocked,
+    reopened_as_ticket_id: ticket.reopened_as_ticket_id ?? known.reopened_as_ticket_id,
+  };
+  return { ...ticket, client_name: known.client_name, tags: known.tags, agent_name: agentName, unread_count: unread, ...readOnly };
 }
 
 /** Sets the unread count of every cached copy of a ticket (its own query and the loaded lists). */

@@ -12,6 +12,7 @@ import { formatDate, formatPhone } from '../../lib/format';
 import { PageHeader } from '../../layout/PageHeader';
 import { QueryState } from '../../layout/QueryState';
 import { keys } from '../../realtime/cache';
+import { StartConversation } from './StartConversation';
 
 /** A contact's name shows in its tickets and in the tag lists: refresh them all. */
 function useContactsChanged() {
@@ -212,6 +213,7 @@ export function ContactsPage() {
   const tags = useTags();
   const [editing, setEditing] = useState<Client | 'new' | null>(prefill ? 'new' : null);
   const [importing, setImporting] = useState(false);
+  const [starting, setStarting] = useState<Client | null>(null);
   const exporting = useMutation({
     mutationFn: downloadExport,
     onError: (error) => notifications.show({ color: 'red', message: errorMessage(error) }),
@@ -266,9 +268,14 @@ export function ContactsPage() {
                   </Table.Td>
                   <Table.Td>{formatDate(c.created_at)}</Table.Td>
                   <Table.Td>
-                    <Button size="compact-sm" variant="default" onClick={() => setEditing(c)}>
-                      {t.app.edit}
-                    </Button>
+                    <Group gap={4} wrap="nowrap">
+                      <Button size="compact-sm" variant="light" onClick={() => setStarting(c)}>
+                        {t.contacts.startConversation}
+                      </Button>
+                      <Button size="compact-sm" variant="default" onClick={() => setEditing(c)}>
+                        {t.app.edit}
+                      </Button>
+                    </Group>
                   </Table.Td>
                 </Table.Tr>
               ))}
@@ -286,6 +293,9 @@ export function ContactsPage() {
           setEditing(null);
           setPrefill(null);
         }} />}
+      </Modal>
+      <Modal opened={starting !== null} onClose={() => setStarting(null)} title={t.contacts.startTitle}>
+        {starting !== null && <StartConversation contact={starting} onDone={() => setStarting(null)} />}
       </Modal>
       <Modal opened={importing} onClose={() => setImporting(false)} title={t.contacts.importTitle} size="lg">
         {importing && <ImportForm onDone={() => setImporting(false)} />}

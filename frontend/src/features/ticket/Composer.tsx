@@ -67,7 +67,7 @@ function quoteAuthor(message: Message): string {
  * see the ticket, in any status. Typing "/" in a reply opens the quick replies. */
 export function Composer({
   ticket,
-  canReply,
+  canReply: mayReply,
   canNote,
   quoting = null,
   onQuoteDone,
@@ -82,6 +82,10 @@ export function Composer({
   const me = useMe();
   const [body, setBody] = useState('');
   const [chosen, setChosen] = useState<Mode>('reply');
+  // The holder may answer, but nothing reaches the client (no connection, or it is off): replying
+  // is disabled with the reason, so no message ever shows as sent that never left.
+  const blocked = mayReply && ticket.reply_blocked ? ticket.reply_blocked : null;
+  const canReply = mayReply && !blocked;
   const mode: Mode = canReply ? chosen : 'note';
   const note = mode === 'note';
   const [caret, setCaret] = useState(0);
@@ -169,7 +173,14 @@ export function Composer({
     }
   }, [body]);
 
+  const blockedHint = blocked ? (
+    <Alert color="orange" p="xs" data-testid="reply-blocked" role="status">
+      {t.ticket.replyBlocked[blocked] ?? blocked}
+    </Alert>
+  ) : null;
+
   if (!canReply && !canNote) {
+    if (blockedHint) return <Stack p="sm">{blockedHint}</Stack>;
     return (
       <Text size="sm" c="dimmed" p="sm" style={{ borderTop: '1px solid var(--mantine-color-gray-3)' }} data-testid="composer-hint">
         {hint(ticket)}
@@ -265,7 +276,8 @@ export function Composer({
         </Text>
       )}
       <Stack gap={6} p="sm">
-        {!canReply && (
+        {blockedHint}
+        {!canReply && !blocked && (
           <Text size="sm" c="dimmed" data-testid="composer-hint">
             {hint(ticket)}
           </Text>

@@ -57,6 +57,7 @@ const sentMessage = (over: Partial<Message> = {}): Message => ({
   body: '',
   status: 'pending',
   created_at: '2025-01-01T12:30:00Z',
+  automatic: false,
   ...over,
 });
 
@@ -167,7 +168,7 @@ describe('quoted replies', () => {
   it('"Responder" on a message shows it in the composer and the reply carries quoted_message_id', async () => {
     const question: Message = {
       id: '4'.repeat(24), ticket_id: held.id, direction: 'in', sender_type: 'client', sender_name: 'Maria',
-      type: 'text', body: 'Qual o prazo de entrega?', status: 'received', created_at: '2025-01-01T12:00:00Z',
+      type: 'text', body: 'Qual o prazo de entrega?', status: 'received', created_at: '2025-01-01T12:00:00Z', automatic: false,
     };
     const calls = api(({ method, path }) => {
       if (path === `/api/v1/tickets/${held.id}`) return { body: held };

@@ -130,6 +130,11 @@ export function MessageBubble({ message, onReply }: { message: Message; onReply?
         </Text>
         {message.direction === 'out' && <DeliveryTicks status={message.status} />}
       </Group>
+      {message.status === 'failed' && message.failure_reason && (
+        <Text size="xs" c="red.7" data-testid="failure-reason">
+          {t.ticket.failureReason(message.failure_reason)}
+        </Text>
+      )}
     </div>
   );
 }

@@ -5,6 +5,7 @@ import { agentUser, mockApi, renderApp, signIn, stubWebSocket, ticketFixture } f
 import { allowedActions, assumeConflictMessage } from './actions';
 import { ApiError } from '../../api/client';
 import { TicketView } from './TicketView';
+import { useParams } from 'react-router';
 
 const me = agentUser();
 const base = ticketFixture();
@@ -112,19 +113,77 @@ describe('TicketView', () => {
   });
 });
 
+describe('Reabrir and unreachable clients', () => {
+  it('reopens a finalized ticket and goes to the new one, which links back', async () => {
+    const closed = { ...base, status: 'finalizado' as const, agent_id: me.id, agent_name: me.name, version: 3 };
+    const next = { ...base, id: '2'.repeat(24), number: 8, status: 'atendendo' as const, agent_id: me.id, agent_name: me.name, reopened_from_ticket_id: base.id };
+    const calls = mockApi(({ method, path }) => {
+      if (path === `/api/v1/tickets/${base.id}/reopen` && method === 'POST') return { status: 201, body: next };
+      if (path === `/api/v1/tickets/${base.id}`) return { body: closed };
+      if (path === `/api/v1/tickets/${next.id}`) return { body: next };
+      if (path === `/api/v1/tickets/${next.id}/messages` || path === `/api/v1/tickets/${next.id}/history`) return { body: { items: [], next_cursor: null } };
+      if (path === '/api/v1/tickets') return { body: { items: [], next_cursor: null } };
+      return common(path);
+    });
+    renderApp(<TicketRoute />, { path: '/atendimento/:ticketId', route: `/atendimento/${base.id}` });
+    await userEvent.click(await screen.findByRole('button', { name: 'Reabrir' }));
+    expect(await screen.findByTestId('reopened-from')).toHaveTextContent('reabre um atendimento finalizado');
+    expect(calls.filter((c) => c.method === 'POST' && c.path.endsWith('/reopen'))).toHaveLength(1);
+    expect(screen.getByRole('link', { name: 'Ver atendimento anterior' })).toHaveAttribute('href', `/atendimento/${base.id}`);
+  });
+
+  it('shows on the finalized ticket the one that reopened it, and no Reabrir', async () => {
+    const closed = { ...base, status: 'finalizado' as const, reopened_as_ticket_id: '2'.repeat(24) };
+    mockApi(({ path }) => (path === `/api/v1/tickets/${base.id}` ? { body: closed } : common(path)));
+    renderApp(<TicketView ticketId={base.id} />);
+    expect(await screen.findByTestId('reopened-as')).toBeInTheDocument();
+    expect(screen.getByRole('link', { name: 'Ver novo atendimento' })).toHaveAttribute('href', `/atendimento/${'2'.repeat(24)}`);
+    expect(screen.queryByRole('button', { name: 'Reabrir' })).not.toBeInTheDocument();
+  });
+
+  it('disables replying with the reason when nothing reaches the client, leaving internal notes', async () => {
+    const mine = { ...base, status: 'atendendo' as const, agent_id: me.id, agent_name: me.name, version: 2, reply_blocked: 'connection_disconnected' as const };
+    mockApi(({ path }) => (path === `/api/v1/tickets/${base.id}` ? { body: mine } : common(path)));
+    renderApp(<TicketView ticketId={base.id} />);
+    expect(await screen.findByTestId('reply-blocked')).toHaveTextContent('desconectada');
+    expect(screen.queryByRole('textbox', { name: 'Mensagem' })).not.toBeInTheDocument();
+    expect(screen.getByRole('textbox', { name: 'Nota interna' })).toBeInTheDocument();
+  });
+
+  it('shows why a message failed', async () => {
+    const failed = { ...outgoing, status: 'failed', failure_reason: 'number is not on WhatsApp' };
+    mockApi(({ path }) => {
+      if (path === `/api/v1/tickets/${base.id}`) return { body: base };
+      if (path === `/api/v1/tickets/${base.id}/messages`) return { body: { items: [failed], next_cursor: null } };
+      return common(path);
+    });
+    renderApp(<TicketView ticketId={base.id} />);
+    expect(await screen.findByTestId('failure-reason')).toHaveTextContent('Este número não tem WhatsApp.');
+  });
+});
+
+function TicketRoute() {
+  const { ticketId } = useParams();
+  return <TicketView ticketId={ticketId ?? ''} />;
+}
+
 describe('allowedActions', () => {
   const reseller = agentUser({ id: 'o'.repeat(24), role: 'reseller', department_ids: [] });
-  it('lets an agent assume from espera but only the holder answer, transfer or finalize', () => {
-    expect(allowedActions(base, me)).toEqual({ assume: true, transfer: false, finalize: true, reply: false, note: true });
+  it('lets an agent assume or route from espera but only the holder answer, transfer or finalize', () => {
+    expect(allowedActions(base, me)).toEqual({ assume: true, transfer: true, finalize: true, reply: false, note: true, reopen: false });
     const held = { ...base, status: 'atendendo' as const, agent_id: me.id };
-    expect(allowedActions(held, me)).toEqual({ assume: false, transfer: true, finalize: true, reply: true, note: true });
+    expect(allowedActions(held, me)).toEqual({ assume: false, transfer: true, finalize: true, reply: true, note: true, reopen: false });
     const others = { ...held, agent_id: 'b'.repeat(24) };
-    expect(allowedActions(others, me)).toEqual({ assume: false, transfer: false, finalize: false, reply: false, note: true });
+    expect(allowedActions(others, me)).toEqual({ assume: false, transfer: false, finalize: false, reply: false, note: true, reopen: false });
   });
-  it('lets a reseller transfer and finalize but never assume or answer', () => {
+  it('lets the owner act as an agent: assume from espera, answer what it holds, reopen a finalized ticket', () => {
     const held = { ...base, status: 'atendendo' as const, agent_id: me.id };
-    expect(allowedActions(held, reseller)).toEqual({ assume: false, transfer: true, finalize: true, reply: false, note: true });
-    expect(allowedActions({ ...base, status: 'finalizado' }, reseller)).toEqual({ assume: false, transfer: false, finalize: false, reply: false, note: true });
+    expect(allowedActions(held, reseller)).toEqual({ assume: false, transfer: true, finalize: true, reply: false, note: true, reopen: false });
+    expect(allowedActions(base, reseller)).toEqual({ assume: true, transfer: true, finalize: true, reply: false, note: true, reopen: false });
+    expect(allowedActions({ ...held, agent_id: reseller.id }, reseller).reply).toBe(true);
+    const closed = { ...base, status: 'finalizado' as const };
+    expect(allowedActions(closed, reseller)).toEqual({ assume: false, transfer: false, finalize: false, reply: false, note: true, reopen: true });
+    expect(allowedActions({ ...closed, reopened_as_ticket_id: '9'.repeat(24) }, reseller).reopen).toBe(false);
   });
   it('words a 409 by what its body carries', () => {
     expect(assumeConflictMessage(new ApiError(409, { message: 'x', ticket: { ...base, agent_name: 'Bia' } }))).toBe('Este atendimento já foi assumido por Bia.');

@@ -3,8 +3,8 @@ import { modals } from '@mantine/modals';
 import { notifications } from '@mantine/notifications';
 import { useMutation, useQueryClient } from '@tanstack/react-query';
 import { useEffect, useState } from 'react';
-import { Link, useLocation } from 'react-router';
-import { api, errorMessage, unwrap } from '../../api/client';
+import { Link, useLocation, useNavigate } from 'react-router';
+import { ApiError, api, errorMessage, unwrap } from '../../api/client';
 import { useDepartments, useMarkRead, useTicket, useTicketUpdated } from '../../api/queries';
 import type { Message, Ticket } from '../../api/types';
 import { useMe } from '../../auth/session';
@@ -110,6 +110,25 @@ function LoadedTicket({ ticket, backTo }: { ticket: Ticket; backTo: { pathname: 
     onError: (error) => onConflict(error, false),
   });
 
+  const navigate = useNavigate();
+  const reopen = useMutation({
+    mutationFn: () =>
+      unwrap(api.POST('/api/v1/tickets/{ticket_id}/reopen', { params: { path: { ticket_id: ticket.id } } })),
+    onSuccess: (data) => {
+      updated(data);
+      void client.invalidateQueries({ queryKey: keys.ticket(ticket.id) });
+      notifications.show({ color: 'teal', message: t.ticket.reopened });
+      navigate({ pathname: `/atendimento/${data.id}`, search: backTo.search });
+    },
+    onError: (error) => {
+      // Another Reabrir, or the client writing in, opened the client's ticket first: go there.
+      const open = openTicketOf(error);
+      void client.invalidateQueries({ queryKey: keys.ticket(ticket.id) });
+      notifications.show({ color: 'orange', message: errorMessage(error) });
+      if (open) navigate({ pathname: `/atendimento/${open}`, search: backTo.search });
+    },
+  });
+
   const confirmFinalize = () =>
     modals.openConfirmModal({
       title: t.ticket.finalizeTitle,
@@ -147,6 +166,11 @@ function LoadedTicket({ ticket, backTo }: { ticket: Ticket; backTo: { pathname: 
                 {t.ticket.transfer}
               </Button>
             )}
+            {can.reopen && (
+              <Button variant="light" onClick={() => reopen.mutate()} loading={reopen.isPending}>
+                {t.ticket.reopen}
+              </Button>
+            )}
             {can.finalize && (
               <Button variant="light" color="red" onClick={confirmFinalize} loading={finalize.isPending}>
                 {t.ticket.finalize}
@@ -161,6 +185,12 @@ function LoadedTicket({ ticket, backTo }: { ticket: Ticket; backTo: { pathname: 
         </Text>
         {ticket.status === 'finalizado' && typeof ticket.rating === 'number' && <Rating value={ticket.rating} />}
         <TicketTags ticket={ticket} />
+        {ticket.reopened_from_ticket_id && (
+          <LinkBanner testId="reopened-from" text={t.ticket.reopenedFrom} label={t.ticket.openPrevious} to={{ pathname: `/atendimento/${ticket.reopened_from_ticket_id}`, search: backTo.search }} />
+        )}
+        {ticket.reopened_as_ticket_id && (
+          <LinkBanner testId="reopened-as" text={t.ticket.reopenedAs} label={t.ticket.openNext} to={{ pathname: `/atendimento/${ticket.reopened_as_ticket_id}`, search: backTo.search }} />
+        )}
       </Stack>
       <MessageThread key={ticket.id} ticketId={ticket.id} onReply={can.reply ? setQuoting : undefined} />
       <Composer
@@ -174,4 +204,27 @@ function LoadedTicket({ ticket, backTo }: { ticket: Ticket; backTo: { pathname: 
       <TransferModal ticket={ticket} opened={transferOpen} onClose={() => setTransferOpen(false)} onConflict={(e) => onConflict(e, false)} />
     </Paper>
   );
+}
+
+function LinkBanner({ testId, text, label, to }: { testId: string; text: string; label: string; to: { pathname: string; search: string } }) {
+  return (
+    <Alert color="blue" p="xs" data-testid={testId}>
+      <Group gap="xs" justify="space-between">
+        <Text size="sm">{text}</Text>
+        <Button component={Link} to={to} size="compact-sm" variant="light">
+          {label}
+        </Button>
+      </Group>
+    </Alert>
+  );
+}
+
+/** From a 409 of Reabrir: the client's ticket that is open now, when the answer names it. */
+function openTicketOf(error: unknown): string | null {
+  if (!(error instanceof ApiError) || error.status !== 409) return null;
+  const detail = error.detail;
+  if (detail && typeof detail === 'object' && 'ticket_id' in detail && typeof detail.ticket_id === 'string') {
+    return detail.ticket_id;
+  }
+  return null;
 }

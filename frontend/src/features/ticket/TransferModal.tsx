@@ -20,7 +20,10 @@ export function TransferModal({
   onClose: () => void;
   onConflict: (error: unknown) => void;
 }) {
-  const [target, setTarget] = useState<Target>('agent');
+  const [chosenTarget, setTarget] = useState<Target>('agent');
+  // A waiting ticket only moves between queues: handing it to an agent is assuming it.
+  const onlyQueues = ticket.status === 'espera';
+  const target: Target = onlyQueues ? 'department' : chosenTarget;
   const [choice, setChoice] = useState<string | null>(null);
   const agents = useAgents(opened);
   const departments = useDepartments(opened);
@@ -30,7 +33,7 @@ export function TransferModal({
     .filter((a) => a.role === 'agent' && a.active && a.id !== ticket.agent_id)
     .map((a) => ({ value: a.id, label: a.name }));
   const departmentOptions = (departments.data ?? [])
-    .filter((d) => d.active)
+    .filter((d) => d.active && !(onlyQueues && d.id === ticket.department_id))
     .map((d) => ({ value: d.id, label: d.name }));
 
   const transfer = useMutation({
@@ -62,18 +65,20 @@ export function TransferModal({
         }}
       >
         <Stack>
-          <SegmentedControl
-            aria-label={t.ticket.transferTo}
-            value={target}
-            onChange={(v) => {
-              setTarget(v as Target);
-              setChoice(null);
-            }}
-            data={[
-              { value: 'agent', label: t.ticket.toAgent },
-              { value: 'department', label: t.ticket.toDepartment },
-            ]}
-          />
+          {!onlyQueues && (
+            <SegmentedControl
+              aria-label={t.ticket.transferTo}
+              value={target}
+              onChange={(v) => {
+                setTarget(v as Target);
+                setChoice(null);
+              }}
+              data={[
+                { value: 'agent', label: t.ticket.toAgent },
+                { value: 'department', label: t.ticket.toDepartment },
+              ]}
+            />
+          )}
           <Select
             label={target === 'agent' ? t.ticket.chooseAgent : t.ticket.chooseDepartment}
             data={target === 'agent' ? agentOptions : departmentOptions}

@@ -7,15 +7,20 @@ export function allowedActions(ticket: Ticket, me: User) {
   const holds = ticket.agent_id === me.id;
   const isAgent = me.role === 'agent';
   const isReseller = me.role === 'reseller';
+  // The reseller owner may act as an agent when it chooses to: assume, answer, finalize.
+  const staff = isAgent || isReseller;
   return {
-    assume: isAgent && ticket.status === 'espera',
-    transfer: ticket.status === 'atendendo' && (isReseller || (isAgent && holds)),
+    assume: staff && ticket.status === 'espera',
+    // A waiting ticket is routed to another department's queue by its department's agents or
+    // the owner; one being handled, by its holder or the owner.
+    transfer: (ticket.status === 'espera' && staff) || (ticket.status === 'atendendo' && (isReseller || (isAgent && holds))),
     finalize:
-      (ticket.status === 'espera' && (isReseller || isAgent)) ||
-      (ticket.status === 'atendendo' && (isReseller || (isAgent && holds))),
-    reply: isAgent && ticket.status === 'atendendo' && holds,
+      (ticket.status === 'espera' && staff) || (ticket.status === 'atendendo' && (isReseller || (isAgent && holds))),
+    reply: staff && ticket.status === 'atendendo' && holds,
     // Internal notes: the tenant's staff who can see the ticket, whatever its status.
-    note: isAgent || isReseller,
+    note: staff,
+    // "Reabrir": a new ticket for the same client and channel (finalizado stays terminal).
+    reopen: staff && ticket.status === 'finalizado' && !ticket.reopened_as_ticket_id,
   };
 }
 
