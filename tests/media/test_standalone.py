@@ -6,7 +6,7 @@ import asyncio
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import httpx
 import pytest
@@ -39,8 +39,12 @@ def fetcher_env(settings: Settings, **extra: str) -> dict[str, str]:
     }
 
 
+def log_file(log: Path) -> IO[bytes]:
+    return open(log, "ab")
+
+
 async def start_fetcher(env: dict[str, str], log: Path) -> asyncio.subprocess.Process:
-    out = open(log, "ab")  # noqa: SIM115 - owned by the child
+    out = log_file(log)
     return await asyncio.create_subprocess_exec(
         sys.executable, "-m", "backend.media", cwd=ROOT, env=env, stdout=out, stderr=out
     )
