@@ -85,14 +85,15 @@ export function useMessages(ticketId: string) {
         }),
       ),
     getNextPageParam: (last) => last.next_cursor ?? null,
-    // A received attachment is stored at once and its bytes fetched after it; no event says when
-    // they are in, so the thread looks again while one of its messages still waits for them.
+    // A received attachment is stored at once and its bytes fetched after it; the fetch announces
+    // the message again (`message.status`, with its media) and the realtime cache applies it. This
+    // slow look is the fallback for a process that died between storing the bytes and announcing.
     refetchInterval: (query) =>
       query.state.data?.pages.some((page) => page.items.some((m) => m.media?.status === 'pending')) ? MEDIA_POLL_MS : false,
   });
 }
 
-export const MEDIA_POLL_MS = 3000;
+export const MEDIA_POLL_MS = 15_000;
 const THREAD_PAGE = 50;
 
 /** The ticket's timeline (assumed, transferred, finalized): a handful per ticket, all loaded. */

@@ -1,12 +1,12 @@
-import { fireEvent, screen, waitFor, within } from '@testing-library/react';
+import { act, fireEvent, screen, waitFor, within } from '@testing-library/react';
 import userEvent from '@testing-library/user-event';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import type { Message } from '../../api/types';
 import { agentUser, mockApi, renderApp, signIn, stubWebSocket, ticketFixture } from '../../test/utils';
 import { formatClock, formatSize } from '../../lib/format';
 import { previewText, type MediaInfo } from './media';
-import { MEDIA_POLL_MS } from '../../api/queries';
 import { MessageBubble, MessageThread } from './MessageThread';
+import { applyEvent } from '../../realtime/cache';
 
 const me = agentUser();
 const PNG = new Uint8Array([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
@@ -208,7 +208,7 @@ describe('media in the thread', () => {
 });
 
 describe('pending attachments in the thread', () => {
-  it('looks again while an attachment is pending and shows it once its bytes are in', async () => {
+  it('shows an attachment once the realtime event says its bytes are in, without reading the thread again', async () => {
     const ticket = ticketFixture();
     const pending = message({ ticket_id: ticket.id, type: 'image', media: media({ status: 'pending' }) });
     let reads = 0;
@@ -216,15 +216,17 @@ describe('pending attachments in the thread', () => {
       if (path === '/api/v1/auth/me') return { body: me };
       if (path === `/api/v1/tickets/${ticket.id}/messages`) {
         reads += 1;
-        return { body: { items: [reads === 1 ? pending : { ...pending, media: media() }], next_cursor: null } };
+        return { body: { items: [pending], next_cursor: null } };
       }
       if (path === pending.media?.url) return { body: new Blob([PNG], { type: 'image/png' }) };
       return undefined;
     });
-    renderApp(<MessageThread ticketId={ticket.id} showTimeline={false} />);
+    const { client } = renderApp(<MessageThread ticketId={ticket.id} showTimeline={false} />);
     expect(await screen.findByTestId('media-pending')).toHaveTextContent('carregando…');
-    expect(await screen.findByTestId('image', {}, { timeout: MEDIA_POLL_MS * 3 })).toBeInTheDocument();
-    expect(reads).toBe(2);
+    const ready = { ...pending, media: media() } as Message;
+    act(() => applyEvent(client, { type: 'event', seq: 2, event: 'message.status', at: ready.created_at, ticket: null, message: ready, connection: null }, me));
+    expect(await screen.findByTestId('image')).toBeInTheDocument();
+    expect(reads).toBe(1);
   });
 });
 
