@@ -103,6 +103,15 @@ async def get_visible_or_404(db: Database, actor: Actor, *, ticket_id: str) -> d
     return doc
 
 
+async def sees_a_ticket_of_client(db: Database, actor: Actor, *, reseller_id: str, client_id: str) -> bool:
+    """Whether the actor sees at least one of the client's tickets in that tenant (the client
+    history's key, backend/history): the query form of the visibility rule, one count."""
+    if not actor.scope.owns(reseller_id):
+        return False
+    query = {"client_id": client_id, "reseller_id": reseller_id, **visible_query(actor)}
+    return await repository.count(db, actor.scope, query) > 0
+
+
 def on_event(db: Database, hook: EventHook) -> None:
     """What sees every ticket event before its projection (tickets/counters.py `record`)."""
     counters.on_event(db, hook)
