@@ -7,6 +7,8 @@ import { formatClock, formatSize } from '../../lib/format';
 import { previewText, type MediaInfo } from './media';
 import { MessageBubble, MessageThread } from './MessageThread';
 import { applyEvent } from '../../realtime/cache';
+import { ContactsPage } from '../contacts/ContactsPage';
+import { Route, Routes } from 'react-router';
 
 const me = agentUser();
 const PNG = new Uint8Array([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
@@ -172,7 +174,7 @@ describe('media in the thread', () => {
     expect(link).toHaveAttribute('rel', 'noopener noreferrer');
   });
 
-  it('shows a contact card whose "Iniciar conversa" opens the new contact filled in', () => {
+  it('shows a contact card whose "Iniciar conversa" leads to the contacts page with its number', () => {
     renderApp(<MessageBubble message={message({ type: 'contact', contacts: [{ name: 'João Silva', phones: ['+55 11 98765-4321'] }, { name: 'Sem Fone', phones: [] }] })} />);
     const [joao, nobody] = screen.getAllByTestId('contact-card');
     expect(joao).toHaveTextContent('João Silva');
@@ -181,6 +183,31 @@ describe('media in the thread', () => {
     // No number: no button that would lead nowhere.
     expect(within(nobody).queryByRole('link')).not.toBeInTheDocument();
     expect(nobody).toHaveTextContent('Sem número');
+  });
+
+  it('opens the conversation flow for the card\'s number from the thread', async () => {
+    const calls = mockApi(({ method, path }) => {
+      if (path === '/api/v1/auth/me') return { body: me };
+      if (path === '/api/v1/clients' && method === 'POST') {
+        return { status: 201, body: { id: 'n'.repeat(24), name: 'João Silva', phone: '5511987654321', tags: [], notes: '', email: null, created_at: '2025-01-01T00:00:00Z' } };
+      }
+      if (path === '/api/v1/clients') return { body: { items: [], next_cursor: null } };
+      if (path === '/api/v1/tags') return { body: { items: [] } };
+      if (path === '/api/v1/whatsapp-connections' || path === '/api/v1/departments') return { body: { items: [], next_cursor: null } };
+      return undefined;
+    });
+    const card = message({ type: 'contact', contacts: [{ name: 'João Silva', phones: ['+55 11 98765-4321'] }] });
+    renderApp(
+      <Routes>
+        <Route index element={<MessageBubble message={card} />} />
+        <Route path="contatos" element={<ContactsPage />} />
+      </Routes>,
+      { path: '/*' },
+    );
+    await userEvent.click(within(screen.getByTestId('contact-card')).getByRole('link', { name: 'Iniciar conversa' }));
+    const dialog = await screen.findByRole('dialog', { name: 'Iniciar conversa no WhatsApp' });
+    expect(dialog).toHaveTextContent('João Silva');
+    expect(calls.filter((c) => c.method === 'POST').map((c) => c.body)).toEqual([{ name: 'João Silva', phone: '5511987654321', notes: '', tags: [] }]);
   });
 
   it('shows the quoted message above a reply', () => {
