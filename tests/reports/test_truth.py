@@ -158,13 +158,16 @@ async def test_rebuild_agrees_with_the_incremental_figures_after_a_randomized_co
 async def test_recording_again_counts_nothing_twice(client: httpx.AsyncClient, db: Any, tenant: Tenant) -> None:
     """Every ticket event and message recorded again (a retried request, a settle, a redelivered
     delivery run their hooks again), concurrently with itself: no figure moves."""
-    for _ in range(3):
+    for grade in (5, 4, 4):
         ticket = await make_ticket(client, tenant, db=db)
         a = tenant.agents[0]["headers"]
         assert (await client.post(f"{API}/tickets/{ticket['id']}/assume", headers=a)).status_code == 200
         r = await client.post(f"{API}/tickets/{ticket['id']}/messages", headers=a, json={"body": "oi"})
         assert r.status_code == 201
         assert (await client.post(f"{API}/tickets/{ticket['id']}/finalize", headers=a)).status_code == 200
+        finalized = await tickets.load(db, ticket["id"])
+        assert finalized is not None
+        await tickets.rate(db, finalized, rating=grade, message_id=new_id())
     before, rows = await _today(db, tenant), await _agents(db, tenant)
     evs = await db.ticket_events.find({"reseller_id": tenant.id}).to_list(None)
     msgs = await db.messages.find({"reseller_id": tenant.id}).to_list(None)
@@ -174,6 +177,11 @@ async def test_recording_again_counts_nothing_twice(client: httpx.AsyncClient, d
     await asyncio.gather(*again)
     assert await _today(db, tenant) == before and await _agents(db, tenant) == rows
     assert before["finalized"] == 3 and before["messages_out"] == 3
+    assert before["satisfaction"] == {
+        "average": 4.33,
+        "count": 3,
+        "distribution": {"1": 0, "2": 0, "3": 0, "4": 2, "5": 1},
+    }
     await _clean(db, tenant)
 
 
@@ -274,4 +282,33 @@ async def test_the_rebuild_finds_and_fixes_what_was_never_recorded_or_is_corrupt
     figures = await _today(db, tenant)
     assert figures["messages_in"] == wrong["messages_in"] + 1
     assert figures["assumed"] == wrong["assumed"] - 1 == 1
+    await _clean(db, tenant)
+
+
+async def test_the_rebuild_finds_and_fixes_a_rating_the_figures_lack(
+    client: httpx.AsyncClient, db: Any, tenant: Tenant
+) -> None:
+    ticket = await make_ticket(client, tenant, db=db)
+    a = tenant.agents[0]["headers"]
+    for action in ("assume", "finalize"):
+        assert (await client.post(f"{API}/tickets/{ticket['id']}/{action}", headers=a)).status_code == 200
+    finalized = await tickets.load(db, ticket["id"])
+    assert finalized is not None
+    await tickets.rate(db, finalized, rating=3, message_id=new_id())
+    assert (await _today(db, tenant))["satisfaction"]["count"] == 1
+    # The figures lose the rating (as if its contribution had never been recorded): an entry
+    # taking it back out, in the rating's cell.
+    rated = await db.ticket_events.find_one({"_id": events.event_id(ticket["id"], 4)})
+    assert rated["type"] == "rated"
+    local = rated["at"].astimezone(reports.zone("America/Sao_Paulo"))
+    dims = [finalized["department_id"], tenant.agents[0]["id"], CONNECTIONS[tenant.id]["_id"]]
+    lost = {"d": local.strftime("%d"), "h": local.hour, "dim": dims, "s3": -1}
+    await repository.record_month(db, tenant.id, local.strftime("%Y-%m"), f"lost:{new_id()}", [lost])
+    assert (await _today(db, tenant))["satisfaction"]["count"] == 0
+    found = await rebuild.audit(db, tenant.id)
+    assert list(found.month_differences) == [local.strftime("%Y-%m")]
+
+    assert [f.clean for f in await reports_rebuild.check(db, tenant=tenant.id, fix=True)] == [True]
+    satisfaction = (await _today(db, tenant))["satisfaction"]
+    assert satisfaction == {"average": 3.0, "count": 1, "distribution": {"1": 0, "2": 0, "3": 1, "4": 0, "5": 0}}
     await _clean(db, tenant)
