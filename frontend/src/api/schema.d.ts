@@ -899,6 +899,7 @@ export interface components {
              * @default 0
              */
             messages_out: number;
+            satisfaction?: components["schemas"]["Satisfaction"];
             /** Agent Id */
             agent_id: string;
             /** Agent Name */
@@ -1595,6 +1596,7 @@ export interface components {
              * @default 0
              */
             messages_out: number;
+            satisfaction?: components["schemas"]["Satisfaction"];
             /**
              * Period From
              * Format: date
@@ -1780,6 +1782,29 @@ export interface components {
             name?: string | null;
             /** Active */
             active?: boolean | null;
+        };
+        /**
+         * Satisfaction
+         * @description The clients' 1-5 ratings given in the period (counted on the day the client rated).
+         */
+        Satisfaction: {
+            /**
+             * Average
+             * @description mean grade, 2 decimals; null without ratings
+             */
+            average?: number | null;
+            /**
+             * Count
+             * @default 0
+             */
+            count: number;
+            /**
+             * Distribution
+             * @description ratings per grade, keys "1" to "5"
+             */
+            distribution?: {
+                [key: string]: number;
+            };
         };
         /**
          * Status
