@@ -293,3 +293,54 @@ async def test_a_finalize_killed_between_the_closing_message_and_the_survey_is_c
     await sweep_once(db, since=since)
     assert len(await automatic(db, ticket["_id"])) == 3
     await _sent_exactly_once(evolution, settings, tmp_path, phone, [m["body"] for m in stored])
+
+
+async def test_a_finalize_killed_before_its_hooks_has_its_closing_message_and_survey_sent_by_the_sweep(
+    client: httpx.AsyncClient,
+    admin_headers: dict[str, str],
+    evolution: FakeEvolution,
+    db: Any,
+    settings: Settings,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The finalize event is stored and projected, then the process dies before any finalize hook
+    (nothing is stored after the finalize, so nothing but the finalize itself brings the ticket to
+    the sweep)."""
+    tenant, conn = await company(client, admin_headers, evolution, config={**CONFIG, "business_hours": []})
+    phone = unique_phone()
+    await _process(db, settings, await _deliver(client, db, conn, phone, f"H{phone}", "oi"))
+    ticket = await open_ticket(db, tenant, phone)
+    agent = tenant.agents[0]
+    assert (await client.post(f"{API}/tickets/{ticket['_id']}/assume", headers=agent["headers"])).status_code == 200
+    since: datetime = utcnow() - timedelta(seconds=5)
+    monkeypatch.setattr(tickets, "after_finalize", _killed)
+    actor = Actor(
+        id=agent["id"],
+        role="agent",
+        name=agent["name"],
+        reseller_id=tenant.id,
+        department_ids=(conn["default_department_id"],),
+    )
+    with pytest.raises(_Killed):
+        await tickets.finalize(db, actor, ticket_id=ticket["_id"])
+    monkeypatch.undo()
+    assert (await tickets.load(db, ticket["_id"]) or {})["status"] == "finalizado"
+    assert [m["automatic_purpose"] for m in await automatic(db, ticket["_id"])] == ["greeting"]
+    await sweep_once(db, since=since)
+    stored = await automatic(db, ticket["_id"])
+    assert [m["automatic_purpose"] for m in stored] == ["greeting", "closing", "survey"]
+    runs: list[str] = []
+    monkeypatch.setattr(automation, "_send", _counting(runs, automation._send))
+    await sweep_once(db, since=since)  # the hooks ran to their end: the next sweep leaves them
+    assert runs == []
+    assert len(await automatic(db, ticket["_id"])) == 3
+    await _sent_exactly_once(evolution, settings, tmp_path, phone, [m["body"] for m in stored])
+
+
+def _counting(runs: list[str], original: Any) -> Any:
+    async def counted(*args: Any, **kwargs: Any) -> Any:
+        runs.append(str(kwargs.get("purpose")))
+        return await original(*args, **kwargs)
+
+    return counted
