@@ -117,7 +117,9 @@ async def _sent_exactly_once(
         await wait_for(all_out, timeout=90)
         workers[0].send_signal(signal.SIGKILL)
         workers[1].send_signal(signal.SIGTERM)
-        assert workers[1].wait(10) == 0
+        # A clean stop; or, on a loaded machine where the first worker sent everything before the
+        # second finished starting, the default SIGTERM death of one that had no handler yet.
+        assert workers[1].wait(10) in (0, -signal.SIGTERM)
         workers[0].wait(10)
         late = start_worker(settings, tmp_path / "worker-late.log")
         workers.append(late)
