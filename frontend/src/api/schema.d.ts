@@ -1924,6 +1924,11 @@ export interface components {
             /** Last Message Direction */
             last_message_direction?: string | null;
             /**
+             * Last Message Automatic
+             * @default false
+             */
+            last_message_automatic: boolean;
+            /**
              * Created At
              * Format: date-time
              */

@@ -74,6 +74,8 @@ export const t = {
     ticketNumber: (n: number) => `#${n}`,
     assignedTo: (name: string) => `com ${name}`,
     noPreview: 'Sem mensagens',
+    // Prefix of a row's preview whose last message the helpdesk sent by itself (greeting, menu...).
+    automaticPreview: 'Automática',
     search: 'Buscar: nome, número, #protocolo ou texto',
     filters: 'Filtros',
     clearFilters: 'Limpar filtros',
