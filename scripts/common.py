@@ -2,7 +2,7 @@
 
 import asyncio
 import sys
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from enum import IntEnum
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
@@ -100,3 +100,37 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
 async def user_collections(db: Database) -> list[str]:
     names = await db.list_collection_names()
     return sorted(n for n in names if not n.startswith("system."))
+
+
+GATE_REFUSED = 4  # an audit's --fix refused by the start-up gate (its scripts' documented code)
+
+
+async def run_audit(
+    settings: Settings,
+    check: Callable[[Database], Awaitable[Sequence[Any]]],
+    clean: Callable[[Any], bool],
+    *,
+    fix: bool,
+) -> int:
+    """The shared run of an operator's audit of derived figures against the log
+    (scripts/ticket_counts.py, scripts/reports_rebuild.py): `check` reports and, with `fix`,
+    repairs, after the backend's start-up gate let this process write, like every writer."""
+    from backend import gates  # the whole backend, only for the scripts that write through it
+
+    client = make_client(settings)
+    try:
+        db = durable_database(client, settings.MONGO_DB)
+        if fix:
+            state = await gates.open_gate(db, settings)
+            if not state.ready:
+                gates.report_refusal(state)
+                return GATE_REFUSED
+        results = await check(db)
+    except PyMongoError as exc:
+        console.print(f"[red]database error: {exc}[/red]")
+        return Exit.DATABASE
+    finally:
+        await client.close()
+    bad = [r for r in results if not clean(r)]
+    out.print(f"{len(results)} tenant(s) checked; {len(bad)} with differences")
+    return Exit.VIOLATIONS if bad else Exit.OK

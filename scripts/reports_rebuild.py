@@ -17,20 +17,16 @@ an event between its two reads: run it again.
 """
 
 import asyncio
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
-from pymongo.errors import PyMongoError
 from rich.table import Table
 
-from backend import gates
-from backend.core.config import Settings
-from backend.core.db import Database, durable_database, make_client
+from backend.core.db import Database
 from backend.reports import rebuild
 from backend.reports import service as reports
-from scripts.common import Exit, console, out
+from scripts.common import load_settings, out, run_audit
 
-GATE_REFUSED = 4
 FIX_ROUNDS = 3  # a compaction racing a totals rewrite can undo it; check again
 
 app = typer.Typer(help=__doc__, add_completion=False)
@@ -69,35 +65,6 @@ async def check(db: Database, *, tenant: str | None, fix: bool) -> list[rebuild.
     return results
 
 
-def _settings(mongo_url: str | None, db_name: str | None) -> Settings:
-    overrides: dict[str, Any] = {}
-    if mongo_url:
-        overrides["MONGO_URL"] = mongo_url
-    if db_name:
-        overrides["MONGO_DB"] = db_name
-    return Settings(**overrides)
-
-
-async def _run(settings: Settings, tenant: str | None, fix: bool) -> int:
-    client = make_client(settings)
-    try:
-        db = durable_database(client, settings.MONGO_DB)
-        if fix:
-            state = await gates.open_gate(db, settings)
-            if not state.ready:
-                gates.report_refusal(state)
-                return GATE_REFUSED
-        results = await check(db, tenant=tenant, fix=fix)
-    except PyMongoError as exc:
-        console.print(f"[red]database error: {exc}[/red]")
-        return Exit.DATABASE
-    finally:
-        await client.close()
-    bad = [r.reseller_id for r in results if not r.clean]
-    out.print(f"{len(results)} tenant(s) checked; {len(bad)} with differences")
-    return Exit.VIOLATIONS if bad else Exit.OK
-
-
 @app.command()
 def main(
     tenant: Annotated[str | None, typer.Option(help="only this tenant (reseller id)")] = None,
@@ -106,7 +73,10 @@ def main(
     db: Annotated[str | None, typer.Option("--db", help="overrides MONGO_DB")] = None,
 ) -> None:
     """Compare the reports' aggregates with the log (and correct them with --fix)."""
-    raise typer.Exit(asyncio.run(_run(_settings(mongo_url, db), tenant, fix)))
+    settings = load_settings(mongo_url, db)
+    raise typer.Exit(
+        asyncio.run(run_audit(settings, lambda d: check(d, tenant=tenant, fix=fix), lambda found: found.clean, fix=fix))
+    )
 
 
 if __name__ == "__main__":
