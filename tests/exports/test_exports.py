@@ -14,7 +14,7 @@ import pytest
 from backend.core.ids import new_id
 from backend.exports import service as exports
 from tests.exports.streaming import stream_get
-from tests.factories import API, Tenant, assume, collection_counts, make_client_ticket, make_tenant, make_ticket
+from tests.factories import API, Tenant, assume, collection_counts, make_tenant, make_ticket
 
 SP = ZoneInfo("America/Sao_Paulo")
 
@@ -50,12 +50,9 @@ def _at(iso: str) -> datetime:
     return datetime.fromisoformat(iso.replace("Z", "+00:00"))
 
 
-async def test_tickets_csv_has_each_tickets_people_times_and_figures(
-    client: httpx.AsyncClient, db: Any, tenant: Tenant
-) -> None:
+async def test_tickets_csv_has_each_tickets_people_times_and_figures(client: httpx.AsyncClient, tenant: Tenant) -> None:
     agent = tenant.agents[0]
-    # The client wrote in on WhatsApp: the first response is measured from their message, and the reply reaches them.
-    handled = await make_client_ticket(client, tenant, db, message='Oi; preciso de "ajuda"')
+    handled = await make_ticket(client, tenant, message='Oi; preciso de "ajuda"')
     waiting = await make_ticket(client, tenant)
     await assume(client, agent["headers"], handled["id"])
     r = await client.post(f"{API}/tickets/{handled['id']}/messages", json={"body": "Olá!"}, headers=agent["headers"])
@@ -94,12 +91,9 @@ async def test_tickets_csv_has_each_tickets_people_times_and_figures(
     assert (row[4], row[5], row[7], row[8], row[9], row[10]) == ("", "espera", "", "", "", "")
 
 
-async def test_messages_csv_is_the_conversation_quoted_without_notes(
-    client: httpx.AsyncClient, db: Any, tenant: Tenant
-) -> None:
+async def test_messages_csv_is_the_conversation_quoted_without_notes(client: httpx.AsyncClient, tenant: Tenant) -> None:
     tricky = '=HYPERLINK("http://x";"clique")\n2ª linha; com "aspas"'
-    # The client's own message (a ticket opened through the API would store it as a note).
-    ticket = await make_client_ticket(client, tenant, db, message=tricky)
+    ticket = await make_ticket(client, tenant, message=tricky)
     r = await client.post(f"{API}/tickets/{ticket['id']}/notes", json={"body": "nota interna"}, headers=tenant.headers)
     assert r.status_code == 201, r.text
     rows = await _csv(client, "messages.csv", tenant.headers, **_around_today())
@@ -148,11 +142,10 @@ async def test_days_are_whole_local_days_both_inclusive(client: httpx.AsyncClien
 
 
 async def test_tenants_see_only_their_own_rows_and_roles_are_checked(
-    client: httpx.AsyncClient, db: Any, admin_headers: dict[str, str], tenant: Tenant, other: Tenant
+    client: httpx.AsyncClient, admin_headers: dict[str, str], tenant: Tenant, other: Tenant
 ) -> None:
-    # Clients' messages, which messages.csv carries (an API-opened ticket's opening message is a note).
-    theirs = await make_client_ticket(client, other, db, message="segredo da outra revenda")
-    mine = await make_client_ticket(client, tenant, db, message="da minha revenda")
+    theirs = await make_ticket(client, other, message="segredo da outra revenda")
+    mine = await make_ticket(client, tenant, message="da minha revenda")
     for path in ("tickets.csv", "messages.csv"):
         text = "\n".join(";".join(row) for row in await _csv(client, path, tenant.headers, **_around_today()))
         assert theirs["client_phone"] not in text and mine["client_phone"] in text
