@@ -13,6 +13,11 @@ What reacts, and when (backend/automation/service.py):
   starts a new conversation) records the rating on the finalized ticket: the message is filed
   there (marked `rating`), a `rated` event is logged, the ticket stays finalizado, no ticket
   opens. Any other message opens a new ticket as it always did.
+A client message that raced a Finalizar and moved on to a ticket opened for it
+(messages.service) opens that ticket as any message does: born with the same markers, the message
+as its opening one (`raced_born_with`), greeted and offered the menu — by the webhook delivery when
+it moved the message, by the finalize hook (after the closing message and the survey question,
+whose pending rating the new ticket ends) when the finalize's refile moved it.
 Messages marked `direction: "note"` (internal notes) and messages from the connection's own phone
 never reach these reactions: only inbound client messages do.
 
@@ -39,8 +44,9 @@ Delivery and crashes: every automatic message is queued in the durable outbox be
 its `_id` derived from (ticket, purpose, period) — so it is stored, and sent, once. The reactions
 to a client message run inside the webhook delivery's processing; a process killed anywhere in
 them leaves the delivery unfinished, the processor retries it, finds the client message stored,
-and runs the reactions again (each finds what is already stored). Where that ends: the finalize
-hook runs in the request that finalized; a process killed between the finalize event and the
-hook leaves the closing message and survey unsent unless the sweep re-runs the hooks (it does for
-a finalized ticket with a message stamped after its finalize).
+and runs the reactions again (each finds what is already stored). The finalize hook runs
+in the request that finalized; a process killed anywhere between the finalize event and the end of
+the finalize hooks leaves no `finalize-hooks` key for the ticket (tickets.after_finalize claims it
+last), and the projection sweep, which visits every ticket with a recent event, runs the hooks
+again until it exists (backend/tickets/sweep.py).
 """

@@ -30,6 +30,7 @@ from backend.resellers import service as resellers
 from backend.resellers.schemas import CSAT_WINDOW_DEFAULT_HOURS
 from backend.tickets import service as tickets
 from backend.tickets.states import Status
+from backend.users import service as users
 
 log = get_logger("automation")
 
@@ -127,6 +128,30 @@ def born_with(db: Database, conn: dict[str, Any], *, message_id: str) -> tickets
             "out_of_hours": not hours.Schedule.of(config).is_open(now()),
             "menu_pending": bool(await _menu_options(db, conn)),
         }
+
+    return fields
+
+
+async def _whatsapp_connection(db: Database, ticket: dict[str, Any]) -> dict[str, Any] | None:
+    """The tenant's WhatsApp connection the ticket's conversation runs on, or None (api channel)."""
+    channel = str(ticket.get("channel") or "")
+    conn = await connections.get_internal(db, channel) if channel and channel != "api" else None
+    return conn if conn is not None and conn.get("reseller_id") == ticket["reseller_id"] else None
+
+
+def raced_born_with(db: Database, finalized: dict[str, Any], message: dict[str, Any]) -> tickets.BornWith:
+    """What a ticket opened for a client message that raced `finalized`'s finalize is born with
+    (messages.service moves the message on): the same as a ticket the message would have opened
+    itself, the message as its opening one — so it is greeted, told when the company is closed,
+    and offered the menu, as any new ticket is. Run by whoever moved the message: the webhook
+    delivery (`after_client_message` finds the message filed under the new ticket) or the
+    finalize (`after_finalize` below)."""
+
+    async def fields() -> dict[str, Any]:
+        conn = await _whatsapp_connection(db, finalized)
+        if conn is None or message.get("sender_type") != "client" or message.get("direction") != "in":
+            return {}
+        return await born_with(db, conn, message_id=str(message["_id"]))()
 
     return fields
 
@@ -268,17 +293,41 @@ async def _route(
 async def after_finalize(db: Database, ticket: dict[str, Any]) -> None:
     """The finalize hook (backend/gates.py): the closing message, then the survey question. Runs
     again when the sweep re-runs a finalize's hooks; finding both stored, it sends nothing."""
-    channel = str(ticket.get("channel") or "")
-    conn = await connections.get_internal(db, channel) if channel and channel != "api" else None
-    if conn is None or conn.get("reseller_id") != ticket["reseller_id"]:
+    conn = await _whatsapp_connection(db, ticket)
+    if conn is None:
         return  # not a WhatsApp conversation: nobody to send to
     config = await _config(db, str(ticket["reseller_id"]))
     closing = _render(str(config.get("closing_message") or ""), ticket, config)
     if closing:
         await _send(db, ticket, config, purpose=CLOSING, body=closing)
     # Asked about an attendance: a ticket finalized while nobody held it (spam, a duplicate) is not.
-    if not config.get("csat_enabled") or not ticket.get("agent_id"):
+    if config.get("csat_enabled") and ticket.get("agent_id"):
+        await _ask_rating(db, conn, ticket, config)
+    await _greet_raced(db, conn, ticket)
+
+
+async def _greet_raced(db: Database, conn: dict[str, Any], finalized: dict[str, Any]) -> None:
+    """The new ticket the finalize's refile opened for a client message that raced it (before this
+    hook: backend/gates.py) reacts as any new ticket does — after the closing message and the
+    survey question, whose pending rating its opening ends. Found as the client's open ticket on
+    the channel, opened by a message moved on from `finalized`; the webhook delivery reacts the
+    same when it moved the message itself, and each automatic message is stored once."""
+    # Its slot hint (users.raise_ticket_slot) starts the walk at the finalized ticket's next slot.
+    client = await users.get(db, TenantScope(str(finalized["reseller_id"])), str(finalized["client_id"]))
+    if client is None:
         return
+    found = await tickets.open_ticket_of(
+        db, reseller_id=str(finalized["reseller_id"]), client=client, channel=str(finalized["channel"])
+    )
+    opening_id = found.get("opening_message_id") if found is not None else None
+    if found is None or not opening_id:
+        return
+    opening = await message_store.get_internal(db, str(opening_id))
+    if opening is not None and opening.get("moved_from_ticket_id") == finalized["_id"]:
+        await after_client_message(db, conn, ticket=found, message=opening, retry=True)
+
+
+async def _ask_rating(db: Database, conn: dict[str, Any], ticket: dict[str, Any], config: dict[str, Any]) -> None:
     question = _render(str(config.get("csat_message") or "") or texts.DEFAULT_SURVEY_TEXT, ticket, config)
     await _send(db, ticket, config, purpose=SURVEY, body=question)
     asked = await message_store.get_internal(db, automatic_id(str(ticket["_id"]), SURVEY))

@@ -145,7 +145,8 @@ class Settings(BaseSettings):
     WEBHOOK_HOLE_GRACE_SECONDS: float = Field(default=10.0, gt=0)
     # Inbound media fetch (backend/media/worker.py): a media message is stored at once, its bytes
     # are fetched after it (from the webhook's inline base64, else the provider), retried with
-    # backoff. Runs in each backend process when enabled. Safe with several processes at once.
+    # backoff. Runs in each backend process when enabled, or alone with `python -m backend.media`.
+    # Safe with several processes at once.
     MEDIA_FETCH_ENABLED: bool = True
     MEDIA_FETCH_POLL_SECONDS: float = Field(default=1.0, gt=0)
     MEDIA_FETCH_MAX_ATTEMPTS: int = Field(default=6, ge=1)

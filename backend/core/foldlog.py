@@ -102,18 +102,20 @@ class FoldLog:
 
     async def record(self, db: Database, bucket: str, key: str, body: Mapping[str, Any]) -> bool:
         """Appends `body` as contribution `key` of `bucket` unless it is counted already.
-        Returns False when it was. Safe to repeat and to race with itself."""
+        Returns True only to the one call whose entry counts (its claim's first insert, or a
+        compactor's on its behalf), False to every other: a repeat that found it counted, or a
+        racer whose copy lost the claim. Safe to repeat and to race with itself."""
         if await self.canonical(db, bucket, key) is not None:
             return False
         async with self._lock(db, bucket):
             seq, _ = await self._log(bucket).append(db, {**body, "key": key, "bucket": bucket, "at": utcnow()})
-        await self._claim(db, bucket, key, seq)
+        counts = await self._claim(db, bucket, key, seq) == seq
         if seq % self.compact_every == 0:
             try:
                 await self.compact(db, bucket)
             except PyMongoError as exc:  # the entry is stored; the next compaction folds it
                 log.warning("compaction failed", bucket=bucket, error=str(exc))
-        return True
+        return counts
 
     async def _totals(self, db: Database, bucket: str, view: str) -> tuple[int, dict[str, Any]]:
         doc = await db[self.totals].find_one({"_id": self._doc_id(bucket, view)})

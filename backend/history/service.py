@@ -19,6 +19,7 @@ from backend.messages.schemas import MessagePage
 from backend.tickets import presenter
 from backend.tickets import service as tickets
 from backend.tickets.schemas import TicketPage, TicketRead
+from backend.tickets.visibility import can_see
 
 
 async def other_tickets(db: Database, actor: Actor, *, ticket_id: str, cursor: str | None, limit: int) -> TicketPage:
@@ -46,6 +47,18 @@ async def _sibling_or_404(db: Database, actor: Actor, *, ticket_id: str, other_i
     if other is None or other["reseller_id"] != current["reseller_id"] or other["client_id"] != current["client_id"]:
         raise NotFound("ticket not found")
     return other
+
+
+async def readable(db: Database, actor: Actor, ticket: dict[str, Any]) -> bool:
+    """Whether `actor` may read `ticket`'s thread: it sees the ticket, or (staff) it sees another
+    ticket of the same client in the same tenant, whose history shows this one."""
+    if can_see(actor, ticket):
+        return True
+    if actor.role == "client":
+        return False
+    return await tickets.sees_a_ticket_of_client(
+        db, actor, reseller_id=str(ticket["reseller_id"]), client_id=str(ticket["client_id"])
+    )
 
 
 async def other_ticket(db: Database, actor: Actor, *, ticket_id: str, other_id: str) -> TicketRead:

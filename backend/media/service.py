@@ -45,6 +45,7 @@ from backend.core.errors import AppError, Conflict, NotFound
 from backend.core.ids import is_valid_id, new_id
 from backend.core.runtime import runtime_of
 from backend.core.tenancy import Actor
+from backend.history import service as history
 from backend.media import repository
 from backend.messages import public as message_store
 from backend.messages import service as messages
@@ -255,9 +256,23 @@ async def retry_fetch(db: Database, actor: Actor, *, message_id: str) -> Message
     return MessageRead.from_doc(updated or message)
 
 
+async def readable_message_or_404(db: Database, actor: Actor, *, message_id: str) -> dict[str, Any]:
+    """A message the caller can read: in a ticket it sees, or in one its client's history shows
+    it (backend/history), so whoever sees a history message sees its media; 404 otherwise."""
+    message = await message_store.get_internal(db, message_id) if is_valid_id(message_id) else None
+    if message is None or not actor.scope.allows(message):
+        raise NotFound("message not found")
+    ticket = await tickets.load(db, str(message["ticket_id"]))
+    if ticket is None or not await history.readable(db, actor, ticket):
+        raise NotFound("message not found")
+    if message.get("direction") == "note" and actor.role == "client":
+        raise NotFound("message not found")
+    return message
+
+
 async def servable(db: Database, actor: Actor, *, message_id: str) -> tuple[dict[str, Any], dict[str, Any]]:
     """(the message's media as stored on it, the media record) for a download."""
-    message = await visible_message_or_404(db, actor, message_id=message_id)
+    message = await readable_message_or_404(db, actor, message_id=message_id)
     media = message.get("media")
     if not isinstance(media, dict):
         raise NotFound("the message has no media")

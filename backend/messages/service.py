@@ -58,7 +58,7 @@ from backend.core.errors import Conflict, Forbidden, NotFound
 from backend.core.ids import new_id
 from backend.core.pagination import decode_time_cursor, encode_cursor
 from backend.core.retry import read_winner
-from backend.core.runtime import MessageHook, runtime_of
+from backend.core.runtime import MessageHook, RacedBornWith, runtime_of
 from backend.core.tenancy import Actor, TenantScope
 from backend.messages import repository
 from backend.messages.schemas import MessagePage, MessageRead
@@ -167,7 +167,14 @@ async def _file_client_message(db: Database, ticket: dict[str, Any], message: di
     which a finalized ticket may keep (the same as when its writer saw it open). Its number in
     the unread count is taken only in the ticket it ends in."""
     activity = _activity(ticket, message)
-    await tickets.touch_activity(db, ticket, at=activity.at, preview=activity.preview, direction=activity.direction)
+    await tickets.touch_activity(
+        db,
+        ticket,
+        at=activity.at,
+        preview=activity.preview,
+        direction=activity.direction,
+        automatic=activity.automatic,
+    )
     settled = await projection.settle(db, ticket["_id"], activity=activity)
     if settled is not None and is_open(settled["status"]):
         await unread.record_inbound(db, ticket, message)
@@ -198,7 +205,7 @@ async def _keep_out_of_finalized(
             return ticket, message
         if stamped_after_only and as_utc(message["created_at"]) <= as_utc(ticket["finalized_at"]):
             return ticket, message
-        target = await tickets.open_after(db, ticket)
+        target = await tickets.open_after(db, ticket, born_with=_raced_born_with(db, ticket, message))
         now = utcnow()
         if not await repository.move_to_ticket(
             db, message["_id"], from_ticket_id=ticket["_id"], to_ticket_id=target["_id"], at=now
@@ -208,6 +215,18 @@ async def _keep_out_of_finalized(
         # Our own move may have landed after the target's finalize: judged like an insert.
         stamped_after_only = False
     raise Conflict("the client's tickets are being finalized too fast; retry")
+
+
+def on_raced_open(db: Database, hook: RacedBornWith) -> None:
+    """Registers what a ticket opened for a client message that raced a finalize is born with (the
+    automatic messages' markers: it is greeted and offered the menu as any new ticket is,
+    backend/automation; gates.connect_domains)."""
+    runtime_of(db).raced_born_with = hook
+
+
+def _raced_born_with(db: Database, finalized: dict[str, Any], message: dict[str, Any]) -> tickets.BornWith | None:
+    hook = runtime_of(db).raced_born_with
+    return hook(db, finalized, message) if hook is not None else None
 
 
 async def all_for_tenant_internal(db: Database, reseller_id: str) -> list[dict[str, Any]]:
@@ -249,7 +268,14 @@ async def _after_stored(db: Database, ticket: dict[str, Any], message: dict[str,
     and our write can put back an older status."""
     await unread.record_inbound(db, ticket, message)
     activity = _activity(ticket, message)
-    await tickets.touch_activity(db, ticket, at=activity.at, preview=activity.preview, direction=activity.direction)
+    await tickets.touch_activity(
+        db,
+        ticket,
+        at=activity.at,
+        preview=activity.preview,
+        direction=activity.direction,
+        automatic=activity.automatic,
+    )
     settled = await projection.settle(db, ticket["_id"], activity=activity)
     # Announced as the ticket now is (log and activity), not as it was when this message arrived.
     current = settled if settled is not None else {**ticket, **activity.fields()}

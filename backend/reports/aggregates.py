@@ -6,7 +6,8 @@ construction wherever they see the same log.
 Shape. Two kinds of bucket per tenant, each a backend/core/foldlog.py bucket:
 - a *month* bucket (the reseller's local month): cells keyed by local day and *dims*
   (department, agent, connection) — the cross product the filters need — holding counts
-  (`o`pened, `a`ssumed, `t`ransferred, `f`inalized, `mi`/`mo` messages in/out), opened tickets
+  (`o`pened, `a`ssumed, `t`ransferred, `f`inalized, `mi`/`mo` messages in/out, `s1`..`s5` ratings
+  of each grade), opened tickets
   and messages in per local hour (`ho`, `hi`), and the exact first-response (`fr`) and
   resolution (`rs`) values in milliseconds, packed as 8-byte integers and kept sorted. Dims are
   interned per bucket (`dims`), so a cell key is "<day>|<index>" rather than three ids.
@@ -32,6 +33,15 @@ Attribution (each contribution names its local day and dims when it is recorded)
   transferred: a `transferred` event, to the department and agent it left; finalized: an event
   reaching finalizado, to the agent holding it (none for a queue ticket), with the resolution
   time opened -> finalized.
+- satisfaction: a `rated` event (the client's 1-5 rating of its finalized ticket,
+  backend/automation) counts one rating of its grade (`s1`..`s5`) on the local day the client
+  rated — not the day the ticket was finalized: a satisfaction figure answers "how satisfied were
+  the clients who answered in this period" — in the ticket's department, its agent (the one that
+  held it at finalize; the ticket keeps its holder) and its connection, as its state is at the
+  rating. Counts per grade rather than a sum: the distribution is a figure of its own, and the
+  average (sum of grade x count / count) follows exactly from it for any period and filter. A
+  ticket is rated once (tickets.service.rate refuses a second), and the contribution is keyed
+  by the event like every other one, so a redelivered rating or a retried record counts once.
 - messages in/out: a message's `department_id`/`agent_id` stamped at its store (the ticket's
   department and holder then; an agent's reply counts for the agent who sent it); notes (and
   any direction other than in/out) are not messages in/out. First response: the ticket's first
@@ -57,7 +67,8 @@ import bson
 
 from backend.core.clock import as_utc
 
-COUNTS = ("o", "a", "t", "f", "mi", "mo")
+RATINGS = ("s1", "s2", "s3", "s4", "s5")  # how many ratings of each grade, 1-5
+COUNTS = ("o", "a", "t", "f", "mi", "mo", *RATINGS)
 VALUES = ("fr", "rs")
 HOURS = ("ho", "hi")
 ESPERA = "espera"
@@ -114,7 +125,18 @@ def event_parts(
         parts.append(part(local, left, t=1))
     if status == FINALIZADO and before not in (None, FINALIZADO):
         parts.append(part(local, dims, f=1, rs=[ms_between(as_utc(opened_at), at)]))
+    grade = rating_of(event)
+    if grade is not None:
+        parts.append(part(local, dims, **{f"s{grade}": 1}))
     return parts
+
+
+def rating_of(event: Mapping[str, Any]) -> int | None:
+    """The grade a `rated` event records (its data, else the state it left), None for any other."""
+    if event.get("type") != "rated":
+        return None
+    value = (event.get("data") or {}).get("rating", event["state"].get("rating"))
+    return int(value) if isinstance(value, int) and 1 <= value <= 5 else None
 
 
 def waiting_change(

@@ -4,7 +4,8 @@ and the tests; it reads whole collections of a tenant, so it is an operator's to
 request's.
 
 The truth applies the same contribution functions (reports/aggregates.py) to the whole log:
-every ticket's events in version order, every message once. Where the two can differ:
+every ticket's events in version order (its `rated` event included: the satisfaction counts),
+every message once. Where the two can differ:
 - an event or message whose contribution was never recorded (a process killed between the write
   and its record, with no settle, sweep or retry since);
 - a totals document that is not the fold of its own entries (written by hand, or a bug);
@@ -213,7 +214,7 @@ def _correction(want: dict[CellKey, dict[str, Any]], have: dict[CellKey, dict[st
         for hour, figures in hourly.items():
             parts.append({"d": day, "h": hour, "dim": dims, **figures})
         rest: dict[str, Any] = {}
-        for name in ("a", "t", "f", "mo"):
+        for name in ("a", "t", "f", "mo", *aggregates.RATINGS):  # o and mi go with their hours
             d = w.get(name, 0) - h.get(name, 0)
             if d:
                 rest[name] = d

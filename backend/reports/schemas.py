@@ -12,6 +12,16 @@ class Quantiles(BaseModel):
     p90: float | None = None
 
 
+class Satisfaction(BaseModel):
+    """The clients' 1-5 ratings given in the period (counted on the day the client rated)."""
+
+    average: float | None = Field(None, description="mean grade, 2 decimals; null without ratings")
+    count: int = 0
+    distribution: dict[str, int] = Field(
+        default_factory=lambda: {str(g): 0 for g in range(1, 6)}, description='ratings per grade, keys "1" to "5"'
+    )
+
+
 class ReportFigures(BaseModel):
     opened: int = 0
     assumed: int = 0
@@ -23,6 +33,7 @@ class ReportFigures(BaseModel):
     resolution_seconds: Quantiles = Field(default_factory=Quantiles)
     messages_in: int = 0
     messages_out: int = 0
+    satisfaction: Satisfaction = Field(default_factory=Satisfaction)
 
 
 class DayVolume(BaseModel):

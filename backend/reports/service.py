@@ -4,8 +4,10 @@ The log is the truth (`ticket_events`, `messages`); the figures are read from pe
 aggregates maintained as events happen (reports/aggregates.py says what each event contributes
 and why the shape is what it is; backend/core/foldlog.py why each contribution counts exactly
 once on FerretDB). A request reads at most 13 month buckets and the live bucket — a couple of
-`_id` reads each — and never the history. `scripts/reports_rebuild.py` recomputes every figure
-from the log and reports (and with --fix appends corrections for) any difference.
+`_id` reads each — and never the history. Satisfaction (average, count, distribution) is the
+clients' `rated` events counted per grade on the local day of the rating, for the rated ticket's
+department, agent and connection (aggregates.py, Attribution). `scripts/reports_rebuild.py`
+recomputes every figure from the log and reports (and with --fix appends corrections for) any difference.
 
 Where the guarantee ends: a ticket event's contribution is recorded before the event is
 projected onto the ticket, by its writer or by whoever settles the ticket next (the ticket
@@ -36,7 +38,15 @@ from backend.core.ids import is_valid_id
 from backend.core.tenancy import Actor, TenantScope
 from backend.reports import aggregates, repository
 from backend.reports.aggregates import Dims
-from backend.reports.schemas import AgentReport, AgentReportList, DayVolume, Quantiles, ReportFigures, ReportSummary
+from backend.reports.schemas import (
+    AgentReport,
+    AgentReportList,
+    DayVolume,
+    Quantiles,
+    ReportFigures,
+    ReportSummary,
+    Satisfaction,
+)
 from backend.resellers import service as resellers
 from backend.users import service as users
 
@@ -93,7 +103,8 @@ async def record_ticket_event(db: Database, event: Mapping[str, Any], previous_s
 async def record_message(db: Database, message: Mapping[str, Any], ticket: Mapping[str, Any]) -> None:
     """Records a stored message (in/out; notes are not messages in or out) and, for the ticket's
     first client message and the first agent reply after it, the first response. Safe to repeat:
-    both claims and the entry are keyed by the message."""
+    both claims and the entry are keyed by the message, and the first-response histogram is
+    observed only by the call that recorded the entry."""
     if message.get("direction") not in ("in", "out"):
         return
     tenant, ticket_id, message_id = str(message["reseller_id"]), str(message["ticket_id"]), str(message["_id"])
@@ -109,13 +120,17 @@ async def record_message(db: Database, message: Mapping[str, Any], ticket: Mappi
             and await repository.claim_first_reply(db, ticket_id, message_id) == message_id
         ):
             first_response = at_ms - first_in
-            metrics.FIRST_RESPONSE.observe(first_response / 1000)  # README, Metrics
     _, tz = await _tz(db, tenant)
     p = aggregates.message_part(
         message, tz=tz, dims=aggregates.message_dims(message, ticket), first_response_ms=first_response
     )
-    if p is not None:
-        await repository.record_month(db, tenant, str(p["m"]), f"msg:{message_id}", [p])
+    if p is None:
+        return
+    recorded = await repository.record_month(db, tenant, str(p["m"]), f"msg:{message_id}", [p])
+    # Observed by the one call whose entry counts the message (the claim's first insert): a
+    # retried or concurrent record of the same reply finds it counted and observes nothing.
+    if recorded and first_response is not None:
+        metrics.FIRST_RESPONSE.observe(first_response / 1000)  # README, Metrics
 
 
 # ---------------------------------------------------------------------------------------------
@@ -244,6 +259,14 @@ async def period(
     return Period(tenant, start, end, name)
 
 
+def satisfaction(counts: Mapping[str, int]) -> Satisfaction:
+    """Average and distribution from the ratings counted per grade (aggregates.RATINGS)."""
+    distribution = {name[1:]: int(counts.get(name, 0)) for name in aggregates.RATINGS}
+    count = sum(distribution.values())
+    total = sum(int(grade) * n for grade, n in distribution.items())
+    return Satisfaction(average=round(total / count, 2) if count else None, count=count, distribution=distribution)
+
+
 def _figures(acc: _Acc | None) -> dict[str, Any]:
     acc = acc or _Acc()
     c = acc.counts
@@ -256,6 +279,7 @@ def _figures(acc: _Acc | None) -> dict[str, Any]:
         "messages_out": c["mo"],
         "first_response_seconds": quantiles(acc.fr),
         "resolution_seconds": quantiles(acc.rs),
+        "satisfaction": satisfaction(c),
     }
 
 

@@ -53,18 +53,20 @@ class Activity:
     at: datetime
     preview: str
     direction: str
+    automatic: bool = False  # sent by the helpdesk itself (backend/automation): the inbox says so
 
     @classmethod
     def of(cls, message: dict[str, Any]) -> "Activity":
         body = message.get("body")
         preview = body[:PREVIEW_CHARS] if body else f"[{message.get('type', 'text')}]"
-        return cls(as_utc(message["created_at"]), preview, str(message["direction"]))
+        return cls(as_utc(message["created_at"]), preview, str(message["direction"]), bool(message.get("automatic")))
 
     def fields(self) -> dict[str, Any]:
         return {
             "last_message_at": self.at,
             "last_message_preview": self.preview,
             "last_message_direction": self.direction,
+            "last_message_automatic": self.automatic,
         }
 
     def shown_by(self, doc: dict[str, Any]) -> bool:
@@ -133,7 +135,12 @@ async def settle(db: Database, ticket_id: str, *, activity: Activity | None = No
         if behind:
             assert activity is not None
             await repository.touch_activity(
-                db, doc, at=activity.at, preview=activity.preview, direction=activity.direction
+                db,
+                doc,
+                at=activity.at,
+                preview=activity.preview,
+                direction=activity.direction,
+                automatic=activity.automatic,
             )
     log.warning("ticket projection still moving after settling; the sweep will finish it", ticket_id=ticket_id)
     return view

@@ -91,7 +91,9 @@ async def apply_state(
     await update_if(db, COLLECTION, ticket_id, {"version": from_version}, update)
 
 
-async def touch_activity(db: Database, ticket: dict[str, Any], *, at: datetime, preview: str, direction: str) -> None:
+async def touch_activity(
+    db: Database, ticket: dict[str, Any], *, at: datetime, preview: str, direction: str, automatic: bool = False
+) -> None:
     """Moves the ticket's last-message fields forward (never back). `ticket`: as just loaded.
     Callers then settle (projection.py): on FerretDB this write can put back an older status."""
     await update_if(
@@ -99,7 +101,14 @@ async def touch_activity(db: Database, ticket: dict[str, Any], *, at: datetime, 
         COLLECTION,
         ticket["_id"],
         {"last_message_at": {"$lte": at}},
-        {"$set": {"last_message_at": at, "last_message_preview": preview, "last_message_direction": direction}},
+        {
+            "$set": {
+                "last_message_at": at,
+                "last_message_preview": preview,
+                "last_message_direction": direction,
+                "last_message_automatic": automatic,
+            }
+        },
         current=ticket,
     )
 

@@ -49,6 +49,8 @@ class TicketRead(ReadModel):
     last_message_at: Timestamp
     last_message_preview: str = ""
     last_message_direction: str | None = None
+    # The last message was sent by the helpdesk itself (greeting, menu, closing...: backend/automation).
+    last_message_automatic: bool = False
     created_at: Timestamp
     updated_at: Timestamp
     finalized_at: Timestamp | None = None

@@ -40,6 +40,9 @@ from backend.users import service as users
 BORN_WITH_FIELDS = ("opening_message_id", "out_of_hours", "menu_pending")
 BornWith = Callable[[], Awaitable[dict[str, Any]]]
 NUMBER_KEY = "ticket-number"
+# "finalize-hooks:<ticket>": every finalize hook ran to its end for the ticket (the sweep re-runs
+# them until it exists: a process killed in between would leave the closing message unsent).
+FINALIZE_HOOKS_KEY = "finalize-hooks"
 OPEN_SLOT_KEY = "open-ticket"
 
 MAX_RACE_RETRIES = 20
@@ -103,6 +106,15 @@ async def get_visible_or_404(db: Database, actor: Actor, *, ticket_id: str) -> d
     return doc
 
 
+async def sees_a_ticket_of_client(db: Database, actor: Actor, *, reseller_id: str, client_id: str) -> bool:
+    """Whether the actor sees at least one of the client's tickets in that tenant (the client
+    history's key, backend/history): the query form of the visibility rule, one count."""
+    if not actor.scope.owns(reseller_id):
+        return False
+    query = {"client_id": client_id, "reseller_id": reseller_id, **visible_query(actor)}
+    return await repository.count(db, actor.scope, query) > 0
+
+
 def on_event(db: Database, hook: EventHook) -> None:
     """What sees every ticket event before its projection (tickets/counters.py `record`)."""
     counters.on_event(db, hook)
@@ -126,6 +138,14 @@ async def after_finalize(db: Database, ticket: dict[str, Any]) -> None:
         raise RuntimeError("finalize hooks not registered: run backend.gates.connect_domains at start-up")
     for hook in hooks:
         await hook(db, ticket)
+    # Claimed only once all of them returned: each is idempotent, so running them again after a
+    # crash anywhere before this line finishes what the dead process left (sweep.py).
+    await natural_keys.claim(db, FINALIZE_HOOKS_KEY, str(ticket["_id"]), target=str(ticket["_id"]))
+
+
+async def finalize_hooks_done(db: Database, ticket_id: str) -> bool:
+    """Whether `after_finalize` ran to its end for the ticket (one read by `_id`)."""
+    return await natural_keys.lookup(db, FINALIZE_HOOKS_KEY, ticket_id) is not None
 
 
 async def set_tags(db: Database, actor: Actor, *, ticket_id: str, tags: list[str]) -> TicketRead:
@@ -386,17 +406,23 @@ async def _keep_hint(db: Database, client_id: str, channel: str, slot: int) -> i
     return slot
 
 
-async def open_after(db: Database, finalized: dict[str, Any]) -> dict[str, Any]:
+async def open_after(db: Database, finalized: dict[str, Any], *, born_with: BornWith | None = None) -> dict[str, Any]:
     """The ticket a client message that raced `finalized`'s finalize belongs in: the client's
     open ticket on the same channel in a later slot, opened in espera (in the finalized ticket's
-    department) when there is none. Every caller asking about one finalized ticket walks the
-    same slots from the same start, so they agree on the answer."""
-    ticket, _ = await open_next(db, finalized)
+    department, born with `born_with`, as any ticket a client message opens) when there is none.
+    Every caller asking about one finalized ticket walks the same slots from the same start, so
+    they agree on the answer."""
+    ticket, _ = await open_next(db, finalized, born_with=born_with)
     return ticket
 
 
 async def open_next(
-    db: Database, finalized: dict[str, Any], *, opening: Opening | None = None, actor: Actor | None = None
+    db: Database,
+    finalized: dict[str, Any],
+    *,
+    opening: Opening | None = None,
+    actor: Actor | None = None,
+    born_with: BornWith | None = None,
 ) -> tuple[dict[str, Any], bool]:
     """`open_after` with its (ticket, created), and the `opening` a new ticket gets (Reabrir)."""
     client = await users.get(db, TenantScope(finalized["reseller_id"]), finalized["client_id"])
@@ -416,6 +442,7 @@ async def open_next(
         actor_role=actor.role if actor is not None else None,
         after_slot=int(finalized.get("open_slot", 0)),
         opening=opening,
+        born_with=born_with,
     )
 
 

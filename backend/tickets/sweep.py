@@ -6,9 +6,11 @@ an event or a message and writing the ticket (or whose write failed), and on Fer
 activity lost to a concurrent whole-document write-back after its writer had checked it. Every
 TICKET_SWEEP_SECONDS the sweep settles each ticket that has an event or a message written since
 the previous sweep began (minus TICKET_SWEEP_LOOKBACK_SECONDS, longer than any write takes to
-land), giving the newest such message as the activity the document must show. A finalized ticket with a
-message stamped after its `finalized_at` gets the finalize's refile scan again (a finalize request
-killed between its event and that scan would otherwise leave a message that raced it behind).
+land), giving the newest such message as the activity the document must show. A ticket finalized
+in that span (or with a message stamped after its `finalized_at`) whose finalize hooks never ran to
+their end (no `finalize-hooks` key: one read by `_id`) gets them run again: a finalize request
+killed between its event and the end of its hooks would otherwise leave a message that raced it
+behind, or the closing message and the survey unsent.
 
 The bound, with no reader: a ticket converges within one sweep period plus one sweep, the period
 being max(TICKET_SWEEP_SECONDS, IDLE_FACTOR x the last sweep's scan time). Each sweep is two range
@@ -73,20 +75,24 @@ async def sweep_once(db: Database, *, since: datetime) -> Swept:
             settled = await projection.settle(db, ticket_id, activity=activity)
             repaired += 1
             doc = settled if settled is not None else doc
-        if doc is not None and ticket_id in latest and _messaged_after_finalize(doc, latest[ticket_id][0]):
-            # A finalize whose process died between its event and its scan for the client
-            # messages that raced it (messages.service): that scan, run again, is idempotent.
+        due = doc is not None and _hooks_may_be_due(doc, since, latest.get(ticket_id))
+        if doc is not None and due and not await tickets.finalize_hooks_done(db, ticket_id):
+            # A finalize whose process died before its hooks ran to their end: the scan for the
+            # client messages that raced it (messages.service), the closing message and the
+            # survey (backend/automation). Each is idempotent; run again, they finish.
             await tickets.after_finalize(db, doc)
     return Swept(repaired, scan_seconds)
 
 
-def _messaged_after_finalize(doc: dict[str, Any], newest_message_at: datetime) -> bool:
+def _hooks_may_be_due(doc: dict[str, Any], since: datetime, newest: tuple[datetime, str] | None) -> bool:
+    """A finalized ticket finalized within the swept span (its event is what brought it here), or
+    one with a message stamped after its finalize (a message that raced it, however long ago it
+    was finalized). Older finalized tickets, touched by a rating, are not re-run: their hooks ran
+    before the `finalize-hooks` key existed, or a sweep of their own span ran them."""
     finalized_at = doc.get("finalized_at")
-    return (
-        doc.get("status") == Status.FINALIZADO.value
-        and finalized_at is not None
-        and (as_utc(newest_message_at) > as_utc(finalized_at))
-    )
+    if doc.get("status") != Status.FINALIZADO.value or finalized_at is None:
+        return False
+    return as_utc(finalized_at) >= as_utc(since) or (newest is not None and as_utc(newest[0]) > as_utc(finalized_at))
 
 
 async def run_until(db: Database, settings: Settings, stop: asyncio.Event) -> None:

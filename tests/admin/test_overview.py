@@ -11,7 +11,7 @@ import pytest
 from backend.core import clock
 from backend.core.clock import utcnow
 from backend.core.ids import new_id
-from tests.factories import API, Tenant, assume, make_tenant, make_ticket
+from tests.factories import API, Tenant, assume, make_client_ticket, make_tenant
 
 
 @pytest.fixture(scope="module")
@@ -51,8 +51,12 @@ async def test_admin_sees_each_resellers_tickets_messages_and_connections(
     client: httpx.AsyncClient, db: Any, admin_headers: dict[str, str], busy: Tenant, quiet: Tenant
 ) -> None:
     agent = busy.agents[0]
-    first = await make_ticket(client, busy)
-    await make_ticket(client, busy)
+    up = await _connection(db, busy, status="open")
+    down = await _connection(db, busy, status="close")
+    # Tickets clients opened on WhatsApp: replies are only accepted where they reach the client.
+    whatsapp = {"_id": up}
+    first = await make_client_ticket(client, busy, db, connection=whatsapp, signed=True)
+    await make_client_ticket(client, busy, db, connection=whatsapp, signed=True)
     await assume(client, agent["headers"], first["id"])
     for body in ("Olá", "Como posso ajudar?"):
         r = await client.post(f"{API}/tickets/{first['id']}/messages", json={"body": body}, headers=agent["headers"])
@@ -62,9 +66,7 @@ async def test_admin_sees_each_resellers_tickets_messages_and_connections(
     # A ticket opened last month (a scripted clock): its message is outside the default period.
     month_ago = datetime.now(UTC) - timedelta(days=40)
     with clock.override(lambda: month_ago):
-        await make_ticket(client, busy)
-    up = await _connection(db, busy, status="open")
-    down = await _connection(db, busy, status="close")
+        await make_client_ticket(client, busy, db, connection=whatsapp, signed=True)
 
     r = await client.get(f"{API}/admin/overview", headers=admin_headers)
     assert r.status_code == 200, r.text

@@ -14,7 +14,16 @@ import pytest
 from backend.core.ids import new_id
 from backend.exports import service as exports
 from tests.exports.streaming import stream_get
-from tests.factories import API, Tenant, assume, collection_counts, make_tenant, make_ticket
+from tests.factories import (
+    API,
+    Tenant,
+    assume,
+    collection_counts,
+    make_client_ticket,
+    make_open_connection,
+    make_tenant,
+    make_ticket,
+)
 
 SP = ZoneInfo("America/Sao_Paulo")
 
@@ -27,6 +36,19 @@ async def tenant(client: httpx.AsyncClient, admin_headers: dict[str, str]) -> Te
 @pytest.fixture(scope="module")
 async def other(client: httpx.AsyncClient, admin_headers: dict[str, str]) -> Tenant:
     return await make_tenant(client, admin_headers, agents=1)
+
+
+CONNECTIONS: dict[str, dict[str, Any]] = {}  # tenant -> its WhatsApp connection
+
+
+async def _client_ticket(
+    client: httpx.AsyncClient, tenant: Tenant, db: Any, message: str = "Olá, preciso de ajuda"
+) -> dict[str, Any]:
+    """A ticket its client opened on WhatsApp: its first message is the client's (an API ticket's
+    opening text is a staff note), and its holder can reply."""
+    if tenant.id not in CONNECTIONS:
+        CONNECTIONS[tenant.id] = await make_open_connection(client, tenant, db)
+    return await make_client_ticket(client, tenant, db, message=message, connection=CONNECTIONS[tenant.id], signed=True)
 
 
 def _around_today() -> dict[str, str]:
@@ -50,10 +72,12 @@ def _at(iso: str) -> datetime:
     return datetime.fromisoformat(iso.replace("Z", "+00:00"))
 
 
-async def test_tickets_csv_has_each_tickets_people_times_and_figures(client: httpx.AsyncClient, tenant: Tenant) -> None:
+async def test_tickets_csv_has_each_tickets_people_times_and_figures(
+    client: httpx.AsyncClient, db: Any, tenant: Tenant
+) -> None:
     agent = tenant.agents[0]
-    handled = await make_ticket(client, tenant, message='Oi; preciso de "ajuda"')
-    waiting = await make_ticket(client, tenant)
+    handled = await _client_ticket(client, tenant, db, message='Oi; preciso de "ajuda"')
+    waiting = await _client_ticket(client, tenant, db)
     await assume(client, agent["headers"], handled["id"])
     r = await client.post(f"{API}/tickets/{handled['id']}/messages", json={"body": "Olá!"}, headers=agent["headers"])
     assert r.status_code == 201, r.text
@@ -91,9 +115,11 @@ async def test_tickets_csv_has_each_tickets_people_times_and_figures(client: htt
     assert (row[4], row[5], row[7], row[8], row[9], row[10]) == ("", "espera", "", "", "", "")
 
 
-async def test_messages_csv_is_the_conversation_quoted_without_notes(client: httpx.AsyncClient, tenant: Tenant) -> None:
+async def test_messages_csv_is_the_conversation_quoted_without_notes(
+    client: httpx.AsyncClient, db: Any, tenant: Tenant
+) -> None:
     tricky = '=HYPERLINK("http://x";"clique")\n2ª linha; com "aspas"'
-    ticket = await make_ticket(client, tenant, message=tricky)
+    ticket = await _client_ticket(client, tenant, db, message=tricky)
     r = await client.post(f"{API}/tickets/{ticket['id']}/notes", json={"body": "nota interna"}, headers=tenant.headers)
     assert r.status_code == 201, r.text
     rows = await _csv(client, "messages.csv", tenant.headers, **_around_today())
@@ -142,10 +168,10 @@ async def test_days_are_whole_local_days_both_inclusive(client: httpx.AsyncClien
 
 
 async def test_tenants_see_only_their_own_rows_and_roles_are_checked(
-    client: httpx.AsyncClient, admin_headers: dict[str, str], tenant: Tenant, other: Tenant
+    client: httpx.AsyncClient, admin_headers: dict[str, str], db: Any, tenant: Tenant, other: Tenant
 ) -> None:
-    theirs = await make_ticket(client, other, message="segredo da outra revenda")
-    mine = await make_ticket(client, tenant, message="da minha revenda")
+    theirs = await _client_ticket(client, other, db, message="segredo da outra revenda")
+    mine = await _client_ticket(client, tenant, db, message="da minha revenda")
     for path in ("tickets.csv", "messages.csv"):
         text = "\n".join(";".join(row) for row in await _csv(client, path, tenant.headers, **_around_today()))
         assert theirs["client_phone"] not in text and mine["client_phone"] in text

@@ -1,7 +1,8 @@
 """`/reports/summary` and `/reports/agents` over a scripted day with known timings (a scripted
-clock): every figure asserted, for the reseller, with each filter, for an agent and the admin;
+clock) and two clients' ratings: every figure asserted, for the reseller, with each filter, for an agent and the admin;
 local day boundaries; tenancy and bad input."""
 
+from collections import Counter
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -10,7 +11,9 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 
-from tests.factories import API, Tenant, make_client, make_tenant
+from backend.reports import rebuild
+from backend.tickets import service as tickets
+from tests.factories import API, Tenant, make_client_ticket, make_open_connection, make_tenant
 from tests.reports.support import scripted
 
 SP = ZoneInfo("America/Sao_Paulo")
@@ -25,10 +28,16 @@ async def _post(client: httpx.AsyncClient, url: str, headers: dict[str, str], js
     return body
 
 
-async def _open(client: httpx.AsyncClient, tenant: Tenant, department: int) -> str:
-    customer = await make_client(client, tenant)
-    body = {"client_id": customer["id"], "department_id": tenant.departments[department]["id"], "message": "oi"}
-    return str((await _post(client, "/tickets", tenant.headers, body))["id"])
+CONNECTIONS: dict[str, dict[str, Any]] = {}  # tenant -> its WhatsApp connection, made by the fixture
+
+
+async def _open(client: httpx.AsyncClient, db: Any, tenant: Tenant, department: int) -> str:
+    """A client writes in on WhatsApp (replies are only accepted where they reach the client)."""
+    dept = tenant.departments[department]["id"]
+    ticket = await make_client_ticket(
+        client, tenant, db, message="oi", department_id=dept, connection=CONNECTIONS[tenant.id], signed=True
+    )
+    return str(ticket["id"])
 
 
 async def _summary(client: httpx.AsyncClient, headers: dict[str, str], **params: str) -> dict[str, Any]:
@@ -49,6 +58,7 @@ FIGURES = (
     "resolution_seconds",
     "messages_in",
     "messages_out",
+    "satisfaction",
 )
 
 
@@ -60,19 +70,37 @@ def _q(median: float | None, p90: float | None) -> dict[str, float | None]:
     return {"median": median, "p90": p90}
 
 
+def _sat(average: float | None, **grades: int) -> dict[str, Any]:
+    """satisfaction with `average` and the given grades' counts (g5=1: one rating of 5)."""
+    distribution = {str(g): grades.get(f"g{g}", 0) for g in range(1, 6)}
+    return {"average": average, "count": sum(distribution.values()), "distribution": distribution}
+
+
+NO_RATINGS = _sat(None)
+
+
+async def _rate(db: Any, ticket_id: str, rating: int) -> None:
+    """The client's rating as backend/automation records it (its survey answer's last step)."""
+    ticket = await tickets.load(db, ticket_id)
+    assert ticket is not None
+    await tickets.rate(db, ticket, rating=rating, message_id=f"rating-of-{ticket_id}")
+
+
 @pytest.fixture(scope="module")
-async def scenario(client: httpx.AsyncClient, admin_headers: dict[str, str]) -> AsyncIterator[Tenant]:
+async def scenario(client: httpx.AsyncClient, admin_headers: dict[str, str], db: Any) -> AsyncIterator[Tenant]:
     """Ticket A: opened 13:00 in dept 0, assumed by agent 0 at +60 s, answered at +180 s,
     finalized at +600 s. Ticket B: opened +1000 s in dept 1, assumed by agent 1 at +1100 s,
     answered at +1400 s, transferred to agent 0 at +1500 s, finalized by agent 0 at +1600 s.
     Ticket C: opened +2000 s in dept 0, waiting. Ticket D: opened at 23:30 local in dept 1
-    (02:30 UTC the next day), waiting. The clock then stops at 23:40 local."""
+    (02:30 UTC the next day), waiting. A's client rates it 5 at +700 s; B's client rates it 2 at
+    23:35 local (the next day in UTC). The clock then stops at 23:40 local."""
     tenant = await make_tenant(client, admin_headers, departments=2, agents=2)
     # Logins before the clock is scripted: a token stamped in March would be expired in real time.
     OTHERS.append(await make_tenant(client, admin_headers, departments=1, agents=0))
+    CONNECTIONS[tenant.id] = await make_open_connection(client, tenant, db)
     a0, a1 = (a["headers"] for a in tenant.agents)
     with scripted(T0) as clock:
-        ticket_a = await _open(client, tenant, 0)
+        ticket_a = await _open(client, db, tenant, 0)
         clock.at(T0 + _s(60))
         await _post(client, f"/tickets/{ticket_a}/assume", a0)
         clock.at(T0 + _s(180))
@@ -80,9 +108,11 @@ async def scenario(client: httpx.AsyncClient, admin_headers: dict[str, str]) -> 
         await _post(client, f"/tickets/{ticket_a}/notes", a0, {"body": "a note is no message"})
         clock.at(T0 + _s(600))
         await _post(client, f"/tickets/{ticket_a}/finalize", a0)
+        clock.at(T0 + _s(700))
+        await _rate(db, ticket_a, 5)
 
         clock.at(T0 + _s(1000))
-        ticket_b = await _open(client, tenant, 1)
+        ticket_b = await _open(client, db, tenant, 1)
         clock.at(T0 + _s(1100))
         await _post(client, f"/tickets/{ticket_b}/assume", a1)
         clock.at(T0 + _s(1400))
@@ -93,9 +123,11 @@ async def scenario(client: httpx.AsyncClient, admin_headers: dict[str, str]) -> 
         await _post(client, f"/tickets/{ticket_b}/finalize", a0)
 
         clock.at(T0 + _s(2000))
-        await _open(client, tenant, 0)
+        await _open(client, db, tenant, 0)
         clock.at(datetime(2026, 3, 10, 23, 30, tzinfo=SP).astimezone(UTC))
-        await _open(client, tenant, 1)
+        await _open(client, db, tenant, 1)
+        clock.at(datetime(2026, 3, 10, 23, 35, tzinfo=SP).astimezone(UTC))
+        await _rate(db, ticket_b, 2)
         clock.at(datetime(2026, 3, 10, 23, 40, tzinfo=SP).astimezone(UTC))
         yield tenant
 
@@ -123,6 +155,7 @@ async def test_reseller_sees_every_figure_of_the_scripted_day(client: httpx.Asyn
         "resolution_seconds": _q(600.0, 600.0),
         "messages_in": 4,
         "messages_out": 2,
+        "satisfaction": _sat(3.5, g2=1, g5=1),
     }
     assert body["timezone"] == "America/Sao_Paulo"
     assert [d["date"] for d in body["per_day"]] == [DAY]
@@ -146,6 +179,7 @@ async def test_each_filter_narrows_every_figure(client: httpx.AsyncClient, scena
         "resolution_seconds": _q(600.0, 600.0),
         "messages_in": 2,
         "messages_out": 1,
+        "satisfaction": _sat(2.0, g2=1),  # B's
     }
     # Agent 0: assumed A, finalized A and B (B was transferred to it), answered A. Both agents are
     # in both departments, so the whole queue waits for either.
@@ -160,18 +194,23 @@ async def test_each_filter_narrows_every_figure(client: httpx.AsyncClient, scena
         "resolution_seconds": _q(600.0, 600.0),
         "messages_in": 0,
         "messages_out": 1,
+        "satisfaction": _sat(3.5, g2=1, g5=1),  # A's and B's: it held both when they were finalized
     }
+    assert (await _summary(client, scenario.headers, department_id=d0))["satisfaction"] == _sat(5.0, g5=1)
+    assert (await _summary(client, scenario.headers, agent_id=g1))["satisfaction"] == NO_RATINGS
+    assert (await _summary(client, scenario.headers, agent_id=g0, department_id=d1))["satisfaction"] == _sat(2.0, g2=1)
     both = await _summary(client, scenario.headers, agent_id=g1, department_id=d0)
     assert (both["assumed"], both["transferred"], both["messages_out"]) == (0, 0, 0)
-    api = await _summary(client, scenario.headers, connection_id="api")
-    assert _figures(api) == _figures(await _summary(client, scenario.headers))
+    conn = await _summary(client, scenario.headers, connection_id=CONNECTIONS[scenario.id]["_id"])
+    assert _figures(conn) == _figures(await _summary(client, scenario.headers))
     none = await _summary(client, scenario.headers, connection_id="f" * 24)
     assert (none["opened"], none["waiting_now"], none["first_response_seconds"]) == (0, 0, _q(None, None))
+    assert none["satisfaction"] == NO_RATINGS
 
 
 async def test_an_event_at_2330_local_counts_on_that_local_day(client: httpx.AsyncClient, scenario: Tenant) -> None:
     nxt = await _summary(client, scenario.headers, **{"from": "2026-03-11", "to": "2026-03-11"})
-    assert (nxt["opened"], nxt["messages_in"]) == (0, 0)
+    assert (nxt["opened"], nxt["messages_in"], nxt["satisfaction"]) == (0, 0, NO_RATINGS)  # B's 2 is on the 10th
     both = await _summary(client, scenario.headers, **{"from": "2026-03-09", "to": "2026-03-11"})
     assert [(d["date"], d["opened"]) for d in both["per_day"]] == [
         ("2026-03-09", 0),
@@ -190,6 +229,7 @@ async def test_agents_table_and_an_agent_sees_only_itself(client: httpx.AsyncCli
     assert _figures(rows[g0]) == _figures(await _summary(client, scenario.headers, agent_id=g0))
     assert (rows[g1]["assumed"], rows[g1]["transferred"], rows[g1]["finalized"]) == (1, 1, 0)
     assert rows[g1]["first_response_seconds"] == _q(400.0, 400.0)
+    assert (rows[g0]["satisfaction"], rows[g1]["satisfaction"]) == (_sat(3.5, g2=1, g5=1), NO_RATINGS)
 
     agent = scenario.agents[1]["headers"]
     r = await client.get(f"{API}/reports/agents", params={"from": DAY, "to": DAY}, headers=agent)
@@ -205,7 +245,7 @@ async def test_tenancy_admin_and_bad_input(
 ) -> None:
     other = OTHERS[0]
     theirs = await _summary(client, other.headers)
-    assert (theirs["opened"], theirs["waiting_now"]) == (0, 0)
+    assert (theirs["opened"], theirs["waiting_now"], theirs["satisfaction"]) == (0, 0, NO_RATINGS)
     r = await client.get(f"{API}/reports/summary", params={"reseller_id": scenario.id}, headers=other.headers)
     assert r.status_code == 404
     r = await client.get(f"{API}/reports/agents", params={"reseller_id": scenario.id}, headers=other.headers)
@@ -230,3 +270,12 @@ async def test_tenancy_admin_and_bad_input(
     assert r.status_code == 422
     edge = await _summary(client, scenario.headers, **{"from": "9999-12-25", "to": "9999-12-31"})
     assert (len(edge["per_day"]), edge["opened"]) == (7, 0)
+
+
+async def test_the_rebuild_counts_the_ratings_and_agrees(db: Any, scenario: Tenant) -> None:
+    _, months, _ = await rebuild.truth(db, scenario.id)
+    cells = rebuild.comparable(months["2026-03"])
+    grades = Counter({name: n for row in cells.values() for name, n in row.items() if name.startswith("s")})
+    assert grades == {"s5": 1, "s2": 1}  # the view with every dim: one cell per rating
+    found = await rebuild.audit(db, scenario.id)
+    assert found.clean, (found.month_differences, found.waiting_differences, found.corrupt)

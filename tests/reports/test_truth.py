@@ -24,7 +24,7 @@ from backend.tickets import intake
 from backend.tickets import service as tickets
 from scripts import reports_rebuild
 from tests.conftest import make_settings
-from tests.factories import API, Tenant, make_tenant, make_ticket
+from tests.factories import API, Tenant, make_client_ticket, make_open_connection, make_tenant
 from tests.tickets.projection_support import client_doc, log_assume_without_projecting
 
 SEED = 20261202
@@ -67,6 +67,21 @@ async def _clean(db: Any, tenant: Tenant) -> rebuild.Audit:
     return found
 
 
+CONNECTIONS: dict[str, dict[str, Any]] = {}  # tenant -> its WhatsApp connection
+
+
+async def make_ticket(
+    client: httpx.AsyncClient, tenant: Tenant, *, department_id: str | None = None, db: Any
+) -> dict[str, Any]:
+    """A ticket its client opened on WhatsApp: replies are only accepted where they reach the
+    client (an API ticket without a connection refuses them)."""
+    if tenant.id not in CONNECTIONS:
+        CONNECTIONS[tenant.id] = await make_open_connection(client, tenant, db)
+    return await make_client_ticket(
+        client, tenant, db, department_id=department_id, connection=CONNECTIONS[tenant.id], signed=True
+    )
+
+
 async def _client_message(db: Any, tenant: Tenant, ticket: dict[str, Any], text: str, message_id: str) -> None:
     customer = await client_doc(db, ticket["client_id"])
     await intake.receive_client_message(
@@ -74,7 +89,7 @@ async def _client_message(db: Any, tenant: Tenant, ticket: dict[str, Any], text:
         reseller_id=tenant.id,
         client=customer,
         department_id=ticket["department_id"],
-        channel="api",
+        channel=ticket["channel"],
         body=text,
         message_id=message_id,
     )
@@ -106,6 +121,9 @@ async def _random_step(db: Any, tenant: Tenant, rng: random.Random, ticket_ids: 
                 await _client_message(db, tenant, ticket, "mais uma", new_id())
             else:
                 await tickets.finalize(db, actor, ticket_id=ticket["_id"])
+        elif rng.random() < 0.5:
+            # The client rates its finalized ticket (once: a second rating is a Conflict).
+            await tickets.rate(db, ticket, rating=rng.randint(1, 5), message_id=new_id())
         else:
             # A client writing after the finalize opens a new ticket (its first message).
             await _client_message(db, tenant, ticket, "de novo", new_id())
@@ -120,14 +138,17 @@ async def test_rebuild_agrees_with_the_incremental_figures_after_a_randomized_co
     client: httpx.AsyncClient, db: Any, tenant: Tenant
 ) -> None:
     rng = random.Random(SEED)
-    ticket_ids = [(await make_ticket(client, tenant, department_id=rng.choice(tenant.departments)["id"]))["id"]]
+    ticket_ids = [(await make_ticket(client, tenant, department_id=rng.choice(tenant.departments)["id"], db=db))["id"]]
     for _ in range(7):
-        ticket_ids.append((await make_ticket(client, tenant, department_id=rng.choice(tenant.departments)["id"]))["id"])
+        ticket_ids.append(
+            (await make_ticket(client, tenant, department_id=rng.choice(tenant.departments)["id"], db=db))["id"]
+        )
     for _ in range(12):  # rounds of concurrent steps: races between agents are part of the run
         await asyncio.gather(*(_random_step(db, tenant, rng, ticket_ids) for _ in range(5)))
     found = await _clean(db, tenant)
     figures = await _today(db, tenant)
     assert figures["opened"] >= 8 and figures["messages_in"] >= 8  # the run did something
+    assert figures["messages_out"] >= 1 and figures["satisfaction"]["count"] >= 1
     # The script's own entry point, as an operator runs it: exit 0.
     assert [a.clean for a in await reports_rebuild.check(db, tenant=tenant.id, fix=False)] == [True]
     month = date.today().strftime("%Y-%m")
@@ -137,13 +158,16 @@ async def test_rebuild_agrees_with_the_incremental_figures_after_a_randomized_co
 async def test_recording_again_counts_nothing_twice(client: httpx.AsyncClient, db: Any, tenant: Tenant) -> None:
     """Every ticket event and message recorded again (a retried request, a settle, a redelivered
     delivery run their hooks again), concurrently with itself: no figure moves."""
-    for _ in range(3):
-        ticket = await make_ticket(client, tenant)
+    for grade in (5, 4, 4):
+        ticket = await make_ticket(client, tenant, db=db)
         a = tenant.agents[0]["headers"]
         assert (await client.post(f"{API}/tickets/{ticket['id']}/assume", headers=a)).status_code == 200
         r = await client.post(f"{API}/tickets/{ticket['id']}/messages", headers=a, json={"body": "oi"})
         assert r.status_code == 201
         assert (await client.post(f"{API}/tickets/{ticket['id']}/finalize", headers=a)).status_code == 200
+        finalized = await tickets.load(db, ticket["id"])
+        assert finalized is not None
+        await tickets.rate(db, finalized, rating=grade, message_id=new_id())
     before, rows = await _today(db, tenant), await _agents(db, tenant)
     evs = await db.ticket_events.find({"reseller_id": tenant.id}).to_list(None)
     msgs = await db.messages.find({"reseller_id": tenant.id}).to_list(None)
@@ -153,6 +177,11 @@ async def test_recording_again_counts_nothing_twice(client: httpx.AsyncClient, d
     await asyncio.gather(*again)
     assert await _today(db, tenant) == before and await _agents(db, tenant) == rows
     assert before["finalized"] == 3 and before["messages_out"] == 3
+    assert before["satisfaction"] == {
+        "average": 4.33,
+        "count": 3,
+        "distribution": {"1": 0, "2": 0, "3": 0, "4": 2, "5": 1},
+    }
     await _clean(db, tenant)
 
 
@@ -162,7 +191,7 @@ async def test_a_competitor_between_append_and_claim_counts_once(
     """The assume's own contribution write is interrupted between its entry and its claim by a
     second recording of the same event (a retry or a settle of another process), which appends
     its own entry and claims first; a reader reads in between, before any claim."""
-    ticket = await make_ticket(client, tenant)
+    ticket = await make_ticket(client, tenant, db=db)
     real_claim = repository.MONTHS._claim
     assume_event = events.event_id(ticket["id"], 2)
     seen: list[dict[str, Any]] = []
@@ -193,7 +222,7 @@ async def test_a_competitor_between_append_and_claim_counts_once(
 async def test_a_writer_killed_between_its_event_and_its_record_is_caught_up_by_the_next_settle(
     client: httpx.AsyncClient, db: Any, tenant: Tenant
 ) -> None:
-    ticket = await make_ticket(client, tenant)
+    ticket = await make_ticket(client, tenant, db=db)
     await log_assume_without_projecting(db, ticket["id"], tenant.agents[1])
     assert (await _today(db, tenant))["assumed"] == 0  # the log is ahead of everything
     found = await rebuild.audit(db, tenant.id)
@@ -208,7 +237,7 @@ async def test_a_writer_killed_between_its_event_and_its_record_is_caught_up_by_
 async def test_the_rebuild_finds_and_fixes_what_was_never_recorded_or_is_corrupt(
     client: httpx.AsyncClient, db: Any, tenant: Tenant
 ) -> None:
-    ticket = await make_ticket(client, tenant)
+    ticket = await make_ticket(client, tenant, db=db)
     a = tenant.agents[0]["headers"]
     assert (await client.post(f"{API}/tickets/{ticket['id']}/assume", headers=a)).status_code == 200
     r = await client.post(f"{API}/tickets/{ticket['id']}/messages", headers=a, json={"body": "oi"})
@@ -221,7 +250,7 @@ async def test_the_rebuild_finds_and_fixes_what_was_never_recorded_or_is_corrupt
         "reseller_id": tenant.id,
         "department_id": ticket["department_id"],
         "agent_id": tenant.agents[0]["id"],
-        "channel": "api",
+        "channel": CONNECTIONS[tenant.id]["_id"],
         "direction": "in",
         "sender_type": "client",
         "sender_id": ticket["client_id"],
@@ -253,4 +282,33 @@ async def test_the_rebuild_finds_and_fixes_what_was_never_recorded_or_is_corrupt
     figures = await _today(db, tenant)
     assert figures["messages_in"] == wrong["messages_in"] + 1
     assert figures["assumed"] == wrong["assumed"] - 1 == 1
+    await _clean(db, tenant)
+
+
+async def test_the_rebuild_finds_and_fixes_a_rating_the_figures_lack(
+    client: httpx.AsyncClient, db: Any, tenant: Tenant
+) -> None:
+    ticket = await make_ticket(client, tenant, db=db)
+    a = tenant.agents[0]["headers"]
+    for action in ("assume", "finalize"):
+        assert (await client.post(f"{API}/tickets/{ticket['id']}/{action}", headers=a)).status_code == 200
+    finalized = await tickets.load(db, ticket["id"])
+    assert finalized is not None
+    await tickets.rate(db, finalized, rating=3, message_id=new_id())
+    assert (await _today(db, tenant))["satisfaction"]["count"] == 1
+    # The figures lose the rating (as if its contribution had never been recorded): an entry
+    # taking it back out, in the rating's cell.
+    rated = await db.ticket_events.find_one({"_id": events.event_id(ticket["id"], 4)})
+    assert rated["type"] == "rated"
+    local = rated["at"].astimezone(reports.zone("America/Sao_Paulo"))
+    dims = [finalized["department_id"], tenant.agents[0]["id"], CONNECTIONS[tenant.id]["_id"]]
+    lost = {"d": local.strftime("%d"), "h": local.hour, "dim": dims, "s3": -1}
+    await repository.record_month(db, tenant.id, local.strftime("%Y-%m"), f"lost:{new_id()}", [lost])
+    assert (await _today(db, tenant))["satisfaction"]["count"] == 0
+    found = await rebuild.audit(db, tenant.id)
+    assert list(found.month_differences) == [local.strftime("%Y-%m")]
+
+    assert [f.clean for f in await reports_rebuild.check(db, tenant=tenant.id, fix=True)] == [True]
+    satisfaction = (await _today(db, tenant))["satisfaction"]
+    assert satisfaction == {"average": 3.0, "count": 1, "distribution": {"1": 0, "2": 0, "3": 1, "4": 0, "5": 0}}
     await _clean(db, tenant)

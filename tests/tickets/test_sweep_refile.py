@@ -11,9 +11,9 @@ import pytest
 from backend.core.clock import utcnow
 from backend.core.config import Settings
 from backend.core.ids import new_id
-from backend.core.runtime import runtime_of
 from backend.messages import repository as messages_repo
 from backend.tickets import intake, sweep
+from backend.tickets import service as tickets_service
 from backend.users import repository as users
 from tests.conftest import make_settings
 from tests.factories import API, Tenant, make_client, make_tenant
@@ -69,10 +69,11 @@ async def test_a_finalize_killed_before_its_scan_has_its_racing_message_moved_by
     }
     await messages_repo.insert(db, late)
 
-    async def killed(*_: Any, **__: Any) -> None:  # the finalize's process dies before its scan
+    async def killed(*_: Any, **__: Any) -> None:  # the finalize's process dies before its hooks
         return None
 
-    monkeypatch.setattr(runtime_of(db), "finalize_hooks", [killed])  # the finalize's own scan
+    # Before its own scan, and before the hooks' end is recorded (tickets.after_finalize).
+    monkeypatch.setattr(tickets_service, "after_finalize", killed)
     r = await client.post(f"{API}/tickets/{ticket['_id']}/finalize", headers=tenant.headers)
     assert r.status_code == 200, r.text
     assert (await db.messages.find_one({"_id": late["_id"]}))["ticket_id"] == ticket["_id"]

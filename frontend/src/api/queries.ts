@@ -1,8 +1,10 @@
-import { useInfiniteQuery, useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
+import { type InfiniteData, useInfiniteQuery, useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
 import { api, unwrap } from './client';
 import { keys, setUnread } from '../realtime/cache';
 import type {
   Department,
+  Message,
+  Page,
   ResellerConfigUpdate,
   Ticket,
   TicketEvent,
@@ -85,14 +87,19 @@ export function useMessages(ticketId: string) {
         }),
       ),
     getNextPageParam: (last) => last.next_cursor ?? null,
-    // A received attachment is stored at once and its bytes fetched after it; no event says when
-    // they are in, so the thread looks again while one of its messages still waits for them.
-    refetchInterval: (query) =>
-      query.state.data?.pages.some((page) => page.items.some((m) => m.media?.status === 'pending')) ? MEDIA_POLL_MS : false,
+    // A received attachment is stored at once and its bytes fetched after it; the fetch announces
+    // the message again (`message.status`, with its media) and the realtime cache applies it. This
+    // slow look is the fallback for a process that died between storing the bytes and announcing.
+    refetchInterval: (query) => pendingMediaPoll(query.state.data),
   });
 }
 
-export const MEDIA_POLL_MS = 3000;
+export const MEDIA_POLL_MS = 15_000;
+
+/** How soon a loaded thread looks again: while one of its attachments waits for its bytes, else never. */
+export function pendingMediaPoll(data: InfiniteData<Page<Message>, string | null> | undefined): number | false {
+  return data?.pages.some((page) => page.items.some((m) => m.media?.status === 'pending')) ? MEDIA_POLL_MS : false;
+}
 const THREAD_PAGE = 50;
 
 /** The ticket's timeline (assumed, transferred, finalized): a handful per ticket, all loaded. */
@@ -141,6 +148,9 @@ export function useHistoryMessages(ticketId: string, otherId: string | null) {
         }),
       ),
     getNextPageParam: (last) => last.next_cursor ?? null,
+    // Realtime events reach whoever sees a ticket, and a history reader may not see the earlier
+    // one: an attachment still being fetched there is looked at again, slowly.
+    refetchInterval: (query) => pendingMediaPoll(query.state.data),
   });
 }
 

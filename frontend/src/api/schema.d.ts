@@ -899,6 +899,7 @@ export interface components {
              * @default 0
              */
             messages_out: number;
+            satisfaction?: components["schemas"]["Satisfaction"];
             /** Agent Id */
             agent_id: string;
             /** Agent Name */
@@ -1595,6 +1596,7 @@ export interface components {
              * @default 0
              */
             messages_out: number;
+            satisfaction?: components["schemas"]["Satisfaction"];
             /**
              * Period From
              * Format: date
@@ -1782,6 +1784,29 @@ export interface components {
             active?: boolean | null;
         };
         /**
+         * Satisfaction
+         * @description The clients' 1-5 ratings given in the period (counted on the day the client rated).
+         */
+        Satisfaction: {
+            /**
+             * Average
+             * @description mean grade, 2 decimals; null without ratings
+             */
+            average?: number | null;
+            /**
+             * Count
+             * @default 0
+             */
+            count: number;
+            /**
+             * Distribution
+             * @description ratings per grade, keys "1" to "5"
+             */
+            distribution?: {
+                [key: string]: number;
+            };
+        };
+        /**
          * Status
          * @enum {string}
          */
@@ -1898,6 +1923,11 @@ export interface components {
             last_message_preview: string;
             /** Last Message Direction */
             last_message_direction?: string | null;
+            /**
+             * Last Message Automatic
+             * @default false
+             */
+            last_message_automatic: boolean;
             /**
              * Created At
              * Format: date-time

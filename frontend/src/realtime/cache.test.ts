@@ -3,6 +3,7 @@ import { describe, expect, it, vi } from 'vitest';
 import type { Message, Page, RealtimeEvent, Ticket } from '../api/types';
 import { agentUser, ticketFixture } from '../test/utils';
 import { COUNTS_REFRESH_MS, applyEvent, keys, setUnread, withReadSide } from './cache';
+import { MEDIA_POLL_MS, pendingMediaPoll } from '../api/queries';
 
 type Pages<T> = InfiniteData<Page<T>, string | null>;
 const pages = <T,>(...lists: T[][]): Pages<T> => ({
@@ -72,6 +73,47 @@ describe('applyEvent', () => {
 
     applyEvent(client, ev('message.status', { message: { ...message, status: 'read' } }), me);
     expect(client.getQueryData<Pages<Message>>(keys.messages(t3.id))?.pages[0].items[0].status).toBe('read');
+  });
+
+  it('applies the media-ready event to a loaded thread, and a late pending copy never hides the bytes again', () => {
+    const client = seeded();
+    const pendingMedia = {
+      url: `/api/v1/messages/${'p'.repeat(24)}/media`, mime: 'application/pdf', size: null, name: 'boleto.pdf',
+      sha256: null, status: 'pending' as const, voice: false,
+    };
+    const message: Message = {
+      id: 'p'.repeat(24), ticket_id: t3.id, direction: 'in', sender_type: 'client', sender_name: 'Maria',
+      type: 'document', body: '', status: 'received', automatic: false, created_at: '2025-01-01T12:10:00Z',
+      media: pendingMedia,
+    };
+    client.setQueryData(keys.messages(t3.id), pages([message]));
+    const readyMedia = { ...pendingMedia, status: 'ready' as const, size: 2048, sha256: 'f'.repeat(64) };
+    applyEvent(client, ev('message.status', { ticket: t3, message: { ...message, media: readyMedia } }), me);
+    const shown = () => client.getQueryData<Pages<Message>>(keys.messages(t3.id))?.pages[0].items[0];
+    expect(shown()?.media).toEqual(readyMedia);
+
+    // The creation replayed after a reconnect still carries "pending": the bytes stay shown.
+    applyEvent(client, ev('message.created', { ticket: t3, message }), me);
+    expect(shown()?.media).toEqual(readyMedia);
+    expect(client.getQueryData<Pages<Message>>(keys.messages(t3.id))?.pages[0].items).toHaveLength(1);
+
+    // A failure followed by a retry moves a never-ready attachment as the events say.
+    const other: Message = { ...message, id: 'q'.repeat(24), media: { ...pendingMedia, status: 'failed', error: 'gone' } };
+    client.setQueryData(keys.messages(t3.id), pages([other]));
+    applyEvent(client, ev('message.status', { ticket: t3, message: { ...other, media: pendingMedia } }), me);
+    expect(shown()?.media?.status).toBe('pending');
+  });
+
+  it('keeps a slow look at a thread only while one of its attachments is pending', () => {
+    const text: Message = {
+      id: 't'.repeat(24), ticket_id: t3.id, direction: 'in', sender_type: 'client', sender_name: 'Maria',
+      type: 'text', body: 'oi', status: 'received', automatic: false, created_at: '2025-01-01T12:00:00Z',
+    };
+    const media = { url: '/api/v1/messages/x/media', mime: 'image/png', size: null, name: '', sha256: null, voice: false };
+    const withMedia = (status: 'pending' | 'ready' | 'failed'): Message => ({ ...text, id: 'u'.repeat(24), type: 'image', media: { ...media, status } });
+    expect(pendingMediaPoll(pages([text], [withMedia('pending')]))).toBe(MEDIA_POLL_MS);
+    expect(pendingMediaPoll(pages([text, withMedia('ready')], [withMedia('failed')]))).toBe(false);
+    expect(pendingMediaPoll(undefined)).toBe(false);
   });
 
   it('adds a live message to the newest page of a thread whose older pages are still unloaded', () => {

@@ -136,6 +136,16 @@ function chronological(a: Message, b: Message): number {
   return byTime !== 0 ? byTime : a.id.localeCompare(b.id);
 }
 
+/** An event's copy of a message over the cached one. Bytes once in stay in (a fetch retry only
+ * starts from "failed"), so an older copy still "pending" (a creation replayed after a reconnect,
+ * once a read or the fetch's own event showed the bytes) never hides an attachment already shown. */
+function merged(known: Message, message: Message): Message {
+  if (known.media?.status === 'ready' && message.media && message.media.status !== 'ready') {
+    return { ...known, ...message, media: known.media };
+  }
+  return { ...known, ...message };
+}
+
 /** A thread's pages run newest first (pages[0] is the newest page, the next ones older), so a
  * live message always belongs to pages[0]: it is loaded from the first fetch on. */
 export function applyMessage(client: QueryClient, message: Message): void {
@@ -144,7 +154,7 @@ export function applyMessage(client: QueryClient, message: Message): void {
     const exists = data.pages.some((p) => p.items.some((m) => m.id === message.id));
     const pages = data.pages.map((p) => ({
       ...p,
-      items: p.items.map((m) => (m.id === message.id ? { ...m, ...message } : m)),
+      items: p.items.map((m) => (m.id === message.id ? merged(m, message) : m)),
     }));
     if (!exists) pages[0] = { ...pages[0], items: [...pages[0].items, message].sort(chronological) };
     return { ...data, pages };

@@ -95,6 +95,7 @@ export const ticketFixture = (over: Partial<Ticket> = {}): Ticket => ({
   last_message_at: '2025-01-01T12:00:00Z',
   last_message_preview: 'Oi',
   last_message_direction: 'in',
+  last_message_automatic: false,
   created_at: '2025-01-01T12:00:00Z',
   updated_at: '2025-01-01T12:00:00Z',
   finalized_at: null,

@@ -11,23 +11,59 @@ beforeEach(() => {
 });
 
 describe('ContactsPage', () => {
-  it('opens the new contact form filled in from a shared contact card ("Iniciar conversa")', async () => {
-    const searched: (string | null)[] = [];
-    mockApi(({ path, url }) => {
-      if (path === '/api/v1/auth/me') return { body: me };
-      if (path === '/api/v1/clients') {
-        searched.push(url.searchParams.get('q'));
-        return { body: { items: [], next_cursor: null } };
+  const maria = { id: 'c'.repeat(24), name: 'Maria Já Cadastrada', phone: '5511987654321', tags: [], notes: '', email: null, created_at: '2025-01-01T00:00:00Z' };
+  const common = (path: string) => {
+    if (path === '/api/v1/auth/me') return { body: me };
+    if (path === '/api/v1/clients') return { body: { items: [], next_cursor: null } };
+    if (path === '/api/v1/tags') return { body: { items: [] } };
+    if (path === '/api/v1/whatsapp-connections') return { body: { items: [], next_cursor: null } };
+    if (path === '/api/v1/departments') return { body: { items: [], next_cursor: null } };
+    return undefined;
+  };
+
+  it('opens "Iniciar conversa" for a shared card\'s number, creating the contact when there is none', async () => {
+    const calls = mockApi(({ method, path, body }) => {
+      if (path === '/api/v1/clients' && method === 'POST') {
+        const sent = body as { name: string; phone: string };
+        return { status: 201, body: { ...maria, id: 'n'.repeat(24), name: sent.name, phone: sent.phone } };
       }
-      if (path === '/api/v1/tags') return { body: { items: [] } };
-      return undefined;
+      return common(path);
+    });
+    renderApp(<ContactsPage />, { path: '/contatos', route: '/contatos?novo=5511987654321&nome=Jo%C3%A3o+Silva' });
+    const dialog = await screen.findByRole('dialog', { name: 'Iniciar conversa no WhatsApp' });
+    expect(dialog).toHaveTextContent('João Silva');
+    expect(within(dialog).getByRole('textbox', { name: 'Primeira mensagem' })).toBeInTheDocument();
+    const posts = calls.filter((c) => c.method === 'POST' && c.path === '/api/v1/clients');
+    expect(posts.map((c) => c.body)).toEqual([{ name: 'João Silva', phone: '5511987654321', notes: '', tags: [] }]);
+  });
+
+  it('opens the flow for the contact that already has the number', async () => {
+    const calls = mockApi(({ method, path }) => {
+      if (path === '/api/v1/clients' && method === 'POST') {
+        return { status: 409, body: { detail: { message: 'a client with this phone already exists', client_id: maria.id } } };
+      }
+      if (path === `/api/v1/clients/${maria.id}`) return { body: maria };
+      return common(path);
+    });
+    renderApp(<ContactsPage />, { path: '/contatos', route: '/contatos?novo=5511987654321&nome=Jo%C3%A3o' });
+    const dialog = await screen.findByRole('dialog', { name: 'Iniciar conversa no WhatsApp' });
+    expect(dialog).toHaveTextContent('Maria Já Cadastrada');
+    expect(calls.filter((c) => c.method === 'PATCH')).toEqual([]); // the existing contact is left as it is
+  });
+
+  it('falls back to the new contact form filled in when the number is refused', async () => {
+    const searched: (string | null)[] = [];
+    mockApi(({ method, path, url }) => {
+      if (path === '/api/v1/clients' && method === 'POST') {
+        return { status: 422, body: { detail: [{ loc: ['body', 'phone'], msg: 'invalid phone', type: 'value_error' }] } };
+      }
+      if (path === '/api/v1/clients') searched.push(url.searchParams.get('q'));
+      return common(path);
     });
     renderApp(<ContactsPage />, { path: '/contatos', route: '/contatos?novo=5511987654321&nome=Jo%C3%A3o+Silva' });
     const dialog = await screen.findByRole('dialog', { name: 'Novo contato' });
-    expect(dialog).toBeInTheDocument();
     expect(within(dialog).getByRole('textbox', { name: /^Nome/ })).toHaveValue('João Silva');
     expect(within(dialog).getByRole('textbox', { name: /^Telefone/ })).toHaveValue('5511987654321');
-    // Behind it, the list is searched for that number (the contact may already exist).
     await waitFor(() => expect(searched).toContain('5511987654321'));
   });
 });

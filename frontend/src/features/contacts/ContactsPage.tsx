@@ -2,7 +2,7 @@ import { Alert, Badge, Button, FileInput, Group, Modal, Select, Stack, Table, Ta
 import { useDebouncedValue } from '@mantine/hooks';
 import { notifications } from '@mantine/notifications';
 import { useMutation, useQueryClient } from '@tanstack/react-query';
-import { useState } from 'react';
+import { useEffect, useRef, useState } from 'react';
 import { useSearchParams } from 'react-router';
 import { ApiError, api, errorMessage, fieldErrors, unwrap } from '../../api/client';
 import { useClients, useTags } from '../../api/queries';
@@ -23,6 +23,18 @@ function useContactsChanged() {
 }
 
 type Prefill = { name: string; phone: string };
+
+/** The contact a shared card names, found or created: the phone is a contact's key, so creating
+ * it either makes it or answers 409 naming the one that already has the number. */
+async function contactFor(card: Prefill): Promise<Client> {
+  try {
+    return await unwrap(api.POST('/api/v1/clients', { body: { name: card.name.trim() || card.phone, phone: card.phone, notes: '', tags: [] } }));
+  } catch (error) {
+    const detail = error instanceof ApiError && error.status === 409 ? error.detail : null;
+    if (!detail || typeof detail !== 'object' || !('client_id' in detail) || typeof detail.client_id !== 'string') throw error;
+    return unwrap(api.GET('/api/v1/clients/{client_id}', { params: { path: { client_id: detail.client_id } } }));
+  }
+}
 
 function ContactForm({ contact, prefill, onDone }: { contact: Client | null; prefill?: Prefill | null; onDone: () => void }) {
   const changed = useContactsChanged();
@@ -199,8 +211,9 @@ async function downloadExport() {
 }
 
 export function ContactsPage() {
-  // "Iniciar conversa" on a contact card shared in a chat (?novo=<number>&nome=<name>): the new
-  // contact form comes filled in, and the list shows whoever already has that number.
+  // "Iniciar conversa" on a contact card shared in a chat (?novo=<number>&nome=<name>): the
+  // conversation flow opens for that number's contact, created first when there is none; if the
+  // number is refused, the new contact form comes filled in to correct it.
   const [params] = useSearchParams();
   const [prefill, setPrefill] = useState<Prefill | null>(() => {
     const phone = (params.get('novo') ?? '').replace(/\D/g, '');
@@ -211,9 +224,28 @@ export function ContactsPage() {
   const [q] = useDebouncedValue(search.trim(), 300);
   const clients = useClients(q, tag ?? '');
   const tags = useTags();
-  const [editing, setEditing] = useState<Client | 'new' | null>(prefill ? 'new' : null);
+  const [editing, setEditing] = useState<Client | 'new' | null>(null);
   const [importing, setImporting] = useState(false);
   const [starting, setStarting] = useState<Client | null>(null);
+  const changed = useContactsChanged();
+  const fromCard = useMutation({
+    mutationFn: contactFor,
+    onSuccess: (contact) => {
+      changed();
+      setPrefill(null);
+      setStarting(contact);
+    },
+    onError: (error) => {
+      notifications.show({ color: 'red', message: errorMessage(error) });
+      setEditing('new');
+    },
+  });
+  const cardHandled = useRef(false); // once per visit, StrictMode's second effect run included
+  useEffect(() => {
+    if (!prefill || cardHandled.current) return;
+    cardHandled.current = true;
+    fromCard.mutate(prefill);
+  }, [prefill, fromCard]);
   const exporting = useMutation({
     mutationFn: downloadExport,
     onError: (error) => notifications.show({ color: 'red', message: errorMessage(error) }),

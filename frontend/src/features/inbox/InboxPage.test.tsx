@@ -8,6 +8,14 @@ const me = agentUser();
 const waiting = [
   ticketFixture({ id: '1'.repeat(24), client_name: 'Maria Silva', number: 1 }),
   ticketFixture({ id: '2'.repeat(24), client_name: 'João Souza', number: 2, last_message_direction: 'out', last_message_preview: 'Já volto' }),
+  ticketFixture({
+    id: '3'.repeat(24),
+    client_name: 'Ana Lima',
+    number: 3,
+    last_message_direction: 'out',
+    last_message_automatic: true,
+    last_message_preview: 'Olá! Escolha o departamento',
+  }),
 ];
 
 beforeEach(() => {
@@ -29,8 +37,13 @@ describe('InboxPage', () => {
     await waitFor(() => expect(screen.getByTestId('count-atendendo')).toHaveTextContent('5'));
     expect(screen.getByTestId('count-finalizado')).toHaveTextContent('40');
     const rows = await screen.findAllByTestId('ticket-row');
-    expect(rows.map((r) => within(r).getAllByText(/Maria Silva|João Souza/)[0].textContent)).toEqual(['Maria Silva', 'João Souza']);
+    expect(rows.map((r) => within(r).getAllByText(/Maria Silva|João Souza|Ana Lima/)[0].textContent)).toEqual(['Maria Silva', 'João Souza', 'Ana Lima']);
+    expect(rows[0]).toHaveTextContent('Oi');
+    expect(rows[0]).not.toHaveTextContent(/Você:|Automática:/);
     expect(rows[1]).toHaveTextContent('Você: Já volto');
+    // The helpdesk's own message (greeting, menu) is not shown as the agent's.
+    expect(rows[2]).toHaveTextContent('Automática: Olá! Escolha o departamento');
+    expect(rows[2]).not.toHaveTextContent('Você:');
   });
 
   it('searches on the server with the typed text (q) and says when nothing matches', async () => {

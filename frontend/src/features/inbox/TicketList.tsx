@@ -29,6 +29,12 @@ export function TicketMarkers({ ticket }: { ticket: Ticket }) {
   );
 }
 
+/** Who wrote the previewed message, when not the client: the helpdesk itself, or the agents. */
+function previewPrefix(ticket: Ticket): string {
+  if (ticket.last_message_automatic) return `${t.inbox.automaticPreview}: `;
+  return ticket.last_message_direction === 'out' ? `${t.ticket.you}: ` : '';
+}
+
 function TicketRow({ ticket, selected, now }: { ticket: Ticket; selected: boolean; now: Date }) {
   const location = useLocation();
   const unread = ticket.unread_count ?? 0;
@@ -58,7 +64,7 @@ function TicketRow({ ticket, selected, now }: { ticket: Ticket; selected: boolea
       </Group>
       <Group justify="space-between" wrap="nowrap" gap="xs">
         <Text size="xs" c={unread > 0 ? undefined : 'dimmed'} fw={unread > 0 ? 600 : undefined} truncate>
-          {ticket.last_message_direction === 'out' ? `${t.ticket.you}: ` : ''}
+          {previewPrefix(ticket)}
           {previewText(ticket.last_message_preview) || t.inbox.noPreview}
         </Text>
         <Text size="xs" c="dimmed" style={{ flexShrink: 0 }}>

@@ -24,6 +24,7 @@ const summary = (over: Partial<ReportSummary> = {}): ReportSummary => ({
   resolution_seconds: { median: 3700, p90: 90000 },
   messages_in: 140,
   messages_out: 121,
+  satisfaction: { average: 4.33, count: 3, distribution: { '1': 0, '2': 0, '3': 1, '4': 0, '5': 2 } },
   period_from: '2025-03-01',
   period_to: '2025-03-07',
   timezone: 'America/Sao_Paulo',
@@ -35,13 +36,20 @@ const summary = (over: Partial<ReportSummary> = {}): ReportSummary => ({
 const agentRow = {
   agent_id: agent.id,
   agent_name: 'Ana Agente',
-  ...summary({ assumed: 4, transferred: 1, finalized: 3, messages_out: 55 }),
+  ...summary({
+    assumed: 4,
+    transferred: 1,
+    finalized: 3,
+    messages_out: 55,
+    satisfaction: { average: 5, count: 1, distribution: { '1': 0, '2': 0, '3': 0, '4': 0, '5': 1 } },
+  }),
 };
+const noRatings = { average: null, count: 0, distribution: { '1': 0, '2': 0, '3': 0, '4': 0, '5': 0 } };
 
-function api(user: typeof owner) {
+function api(user: typeof owner, over: Partial<ReportSummary> = {}) {
   return mockApi(({ path }) => {
     if (path === '/api/v1/auth/me') return { body: user };
-    if (path === '/api/v1/reports/summary') return { body: summary() };
+    if (path === '/api/v1/reports/summary') return { body: summary(over) };
     if (path === '/api/v1/reports/agents') return { body: { items: [agentRow] } };
     if (path === '/api/v1/departments')
       return {
@@ -80,11 +88,16 @@ describe('ReportsPage', () => {
     expect(card('Primeira resposta').getByText('mediana 1 min 30 s · p90 10 min')).toBeInTheDocument();
     expect(card('Resolução').getByText('mediana 1 h 01 min · p90 1 d 1 h')).toBeInTheDocument();
     expect(card('Mensagens recebidas').getByText('140')).toBeInTheDocument();
-    expect(screen.queryByRole('group', { name: 'Satisfação' })).not.toBeInTheDocument();
+    expect(card('Satisfação').getByText('4,3')).toBeInTheDocument();
+    expect(card('Satisfação').getByText('de 5 · 3 avaliações')).toBeInTheDocument();
+    const grades = screen.getByRole('list', { name: 'Avaliações por nota' });
+    expect(within(grades).getAllByRole('listitem').map((li) => li.textContent)).toEqual([
+      'Nota 1: 0', 'Nota 2: 0', 'Nota 3: 1', 'Nota 4: 0', 'Nota 5: 2',
+    ]);
     const table = await screen.findByRole('table', { name: 'Por agente' });
     const row = within(table).getByText('Ana Agente').closest('tr')!;
     expect(within(row).getAllByRole('cell').map((c) => c.textContent)).toEqual([
-      'Ana Agente', '4', '1', '3', 'mediana 1 min 30 s · p90 10 min', 'mediana 1 h 01 min · p90 1 d 1 h', '55',
+      'Ana Agente', '4', '1', '3', 'mediana 1 min 30 s · p90 10 min', 'mediana 1 h 01 min · p90 1 d 1 h', '55', '5 (1)',
     ]);
     const period = lastDays(7);
     const first = calls.find((c) => c.path === '/api/v1/reports/summary');
@@ -96,6 +109,19 @@ describe('ReportsPage', () => {
     const query = lastSummaryQuery()!;
     expect([query.get('from'), query.get('to'), query.get('reseller_id')]).toEqual([period.from, period.to, null]);
     expect(screen.getByRole('button', { name: 'Exportar tickets' })).toBeEnabled();
+  });
+
+  it('says when nobody rated in the period', async () => {
+    signIn(owner);
+    api(owner, { satisfaction: noRatings });
+    renderApp(<ReportsPage />);
+    await screen.findByRole('group', { name: 'Satisfação' });
+    expect(card('Satisfação').getByText('—')).toBeInTheDocument();
+    expect(card('Satisfação').getByText('Nenhuma avaliação no período')).toBeInTheDocument();
+    const grades = screen.getByRole('list', { name: 'Avaliações por nota' });
+    expect(within(grades).getAllByRole('listitem').map((li) => li.textContent)).toEqual([
+      'Nota 1: 0', 'Nota 2: 0', 'Nota 3: 0', 'Nota 4: 0', 'Nota 5: 0',
+    ]);
   });
 
   it('refuses a period that ends before it starts without asking the server', async () => {

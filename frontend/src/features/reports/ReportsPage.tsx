@@ -37,17 +37,20 @@ function quantiles(q: Quantiles | undefined): { value: string; hint: string } {
   return { value: formatSeconds(q?.median), hint: t.reports.medianP90(formatSeconds(q?.median), formatSeconds(q?.p90)) };
 }
 
-/** Satisfaction once the backend reports ratings (average 1-5 and how many). */
-function satisfaction(summary: ReportSummary): string | null {
-  const extra = summary as ReportSummary & { satisfaction_average?: number | null; ratings?: number | null };
-  if (extra.satisfaction_average === undefined || extra.satisfaction_average === null) return null;
-  return extra.satisfaction_average.toLocaleString('pt-BR', { maximumFractionDigits: 1 });
+type Satisfaction = NonNullable<ReportSummary['satisfaction']>;
+const GRADES = ['1', '2', '3', '4', '5'] as const;
+
+/** The clients' ratings (1-5) given in the period: average (one decimal, pt-BR) and how many. */
+function satisfaction(s: Satisfaction | undefined): { value: string; hint: string } {
+  const count = s?.count ?? 0;
+  if (!count || s?.average === undefined || s.average === null) return { value: t.reports.none, hint: t.reports.noRatings };
+  return { value: s.average.toLocaleString('pt-BR', { maximumFractionDigits: 1 }), hint: t.reports.satisfactionHint(count) };
 }
 
 export function SummaryCards({ summary }: { summary: ReportSummary }) {
   const first = quantiles(summary.first_response_seconds);
   const resolution = quantiles(summary.resolution_seconds);
-  const rating = satisfaction(summary);
+  const rating = satisfaction(summary.satisfaction);
   const n = (v: number) => v.toLocaleString('pt-BR');
   return (
     <SimpleGrid cols={{ base: 2, sm: 3, lg: 4 }}>
@@ -61,8 +64,37 @@ export function SummaryCards({ summary }: { summary: ReportSummary }) {
       <Card label={t.reports.resolution} value={resolution.value} hint={resolution.hint} />
       <Card label={t.reports.messagesIn} value={n(summary.messages_in)} />
       <Card label={t.reports.messagesOut} value={n(summary.messages_out)} />
-      {rating && <Card label={t.reports.satisfaction} value={rating} />}
+      <Card label={t.reports.satisfaction} value={rating.value} hint={rating.hint} />
     </SimpleGrid>
+  );
+}
+
+/** How many ratings of each grade: a bar chart, and the same counts as a list (readable without
+ * the chart). */
+function RatingsChart({ satisfaction: s }: { satisfaction: Satisfaction | undefined }) {
+  const grades = GRADES.map((grade) => ({ grade, label: t.reports.grade(grade), count: s?.distribution?.[grade] ?? 0 }));
+  return (
+    <Paper withBorder p="sm">
+      <Title order={3} size="h5" mb="xs">
+        {t.reports.ratingsChart}
+      </Title>
+      <ResponsiveContainer width="100%" height={180}>
+        <BarChart data={grades}>
+          <CartesianGrid strokeDasharray="3 3" />
+          <XAxis dataKey="grade" />
+          <YAxis allowDecimals={false} />
+          <Tooltip />
+          <Bar dataKey="count" name={t.reports.ratings} fill="#fab005" />
+        </BarChart>
+      </ResponsiveContainer>
+      <Group gap="md" component="ul" aria-label={t.reports.ratingsChart} style={{ listStyle: 'none', padding: 0, margin: 0 }}>
+        {grades.map((g) => (
+          <Text component="li" size="xs" key={g.grade}>
+            {`${g.label}: ${g.count.toLocaleString('pt-BR')}`}
+          </Text>
+        ))}
+      </Group>
+    </Paper>
   );
 }
 
@@ -109,8 +141,14 @@ function Charts({ summary }: { summary: ReportSummary }) {
           </LineChart>
         </ResponsiveContainer>
       </Paper>
+      <RatingsChart satisfaction={summary.satisfaction} />
     </SimpleGrid>
   );
+}
+
+function agentSatisfaction(s: Satisfaction | undefined): string {
+  const r = satisfaction(s);
+  return s?.count ? `${r.value} (${s.count.toLocaleString('pt-BR')})` : r.value;
 }
 
 export function AgentsTable({ items }: { items: AgentReport[] }) {
@@ -127,6 +165,7 @@ export function AgentsTable({ items }: { items: AgentReport[] }) {
             <Table.Th>{t.reports.firstResponse}</Table.Th>
             <Table.Th>{t.reports.resolution}</Table.Th>
             <Table.Th>{t.reports.messagesOut}</Table.Th>
+            <Table.Th>{t.reports.satisfaction}</Table.Th>
           </Table.Tr>
         </Table.Thead>
         <Table.Tbody>
@@ -139,6 +178,7 @@ export function AgentsTable({ items }: { items: AgentReport[] }) {
               <Table.Td>{quantiles(a.first_response_seconds).hint}</Table.Td>
               <Table.Td>{quantiles(a.resolution_seconds).hint}</Table.Td>
               <Table.Td>{a.messages_out}</Table.Td>
+              <Table.Td>{agentSatisfaction(a.satisfaction)}</Table.Td>
             </Table.Tr>
           ))}
         </Table.Tbody>

@@ -1,12 +1,14 @@
-import { fireEvent, screen, waitFor, within } from '@testing-library/react';
+import { act, fireEvent, screen, waitFor, within } from '@testing-library/react';
 import userEvent from '@testing-library/user-event';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import type { Message } from '../../api/types';
 import { agentUser, mockApi, renderApp, signIn, stubWebSocket, ticketFixture } from '../../test/utils';
 import { formatClock, formatSize } from '../../lib/format';
 import { previewText, type MediaInfo } from './media';
-import { MEDIA_POLL_MS } from '../../api/queries';
 import { MessageBubble, MessageThread } from './MessageThread';
+import { applyEvent } from '../../realtime/cache';
+import { ContactsPage } from '../contacts/ContactsPage';
+import { Route, Routes } from 'react-router';
 
 const me = agentUser();
 const PNG = new Uint8Array([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
@@ -172,7 +174,7 @@ describe('media in the thread', () => {
     expect(link).toHaveAttribute('rel', 'noopener noreferrer');
   });
 
-  it('shows a contact card whose "Iniciar conversa" opens the new contact filled in', () => {
+  it('shows a contact card whose "Iniciar conversa" leads to the contacts page with its number', () => {
     renderApp(<MessageBubble message={message({ type: 'contact', contacts: [{ name: 'João Silva', phones: ['+55 11 98765-4321'] }, { name: 'Sem Fone', phones: [] }] })} />);
     const [joao, nobody] = screen.getAllByTestId('contact-card');
     expect(joao).toHaveTextContent('João Silva');
@@ -181,6 +183,31 @@ describe('media in the thread', () => {
     // No number: no button that would lead nowhere.
     expect(within(nobody).queryByRole('link')).not.toBeInTheDocument();
     expect(nobody).toHaveTextContent('Sem número');
+  });
+
+  it('opens the conversation flow for the card\'s number from the thread', async () => {
+    const calls = mockApi(({ method, path }) => {
+      if (path === '/api/v1/auth/me') return { body: me };
+      if (path === '/api/v1/clients' && method === 'POST') {
+        return { status: 201, body: { id: 'n'.repeat(24), name: 'João Silva', phone: '5511987654321', tags: [], notes: '', email: null, created_at: '2025-01-01T00:00:00Z' } };
+      }
+      if (path === '/api/v1/clients') return { body: { items: [], next_cursor: null } };
+      if (path === '/api/v1/tags') return { body: { items: [] } };
+      if (path === '/api/v1/whatsapp-connections' || path === '/api/v1/departments') return { body: { items: [], next_cursor: null } };
+      return undefined;
+    });
+    const card = message({ type: 'contact', contacts: [{ name: 'João Silva', phones: ['+55 11 98765-4321'] }] });
+    renderApp(
+      <Routes>
+        <Route index element={<MessageBubble message={card} />} />
+        <Route path="contatos" element={<ContactsPage />} />
+      </Routes>,
+      { path: '/*' },
+    );
+    await userEvent.click(within(screen.getByTestId('contact-card')).getByRole('link', { name: 'Iniciar conversa' }));
+    const dialog = await screen.findByRole('dialog', { name: 'Iniciar conversa no WhatsApp' });
+    expect(dialog).toHaveTextContent('João Silva');
+    expect(calls.filter((c) => c.method === 'POST').map((c) => c.body)).toEqual([{ name: 'João Silva', phone: '5511987654321', notes: '', tags: [] }]);
   });
 
   it('shows the quoted message above a reply', () => {
@@ -208,7 +235,7 @@ describe('media in the thread', () => {
 });
 
 describe('pending attachments in the thread', () => {
-  it('looks again while an attachment is pending and shows it once its bytes are in', async () => {
+  it('shows an attachment once the realtime event says its bytes are in, without reading the thread again', async () => {
     const ticket = ticketFixture();
     const pending = message({ ticket_id: ticket.id, type: 'image', media: media({ status: 'pending' }) });
     let reads = 0;
@@ -216,15 +243,17 @@ describe('pending attachments in the thread', () => {
       if (path === '/api/v1/auth/me') return { body: me };
       if (path === `/api/v1/tickets/${ticket.id}/messages`) {
         reads += 1;
-        return { body: { items: [reads === 1 ? pending : { ...pending, media: media() }], next_cursor: null } };
+        return { body: { items: [pending], next_cursor: null } };
       }
       if (path === pending.media?.url) return { body: new Blob([PNG], { type: 'image/png' }) };
       return undefined;
     });
-    renderApp(<MessageThread ticketId={ticket.id} showTimeline={false} />);
+    const { client } = renderApp(<MessageThread ticketId={ticket.id} showTimeline={false} />);
     expect(await screen.findByTestId('media-pending')).toHaveTextContent('carregando…');
-    expect(await screen.findByTestId('image', {}, { timeout: MEDIA_POLL_MS * 3 })).toBeInTheDocument();
-    expect(reads).toBe(2);
+    const ready = { ...pending, media: media() } as Message;
+    act(() => applyEvent(client, { type: 'event', seq: 2, event: 'message.status', at: ready.created_at, ticket: null, message: ready, connection: null }, me));
+    expect(await screen.findByTestId('image')).toBeInTheDocument();
+    expect(reads).toBe(1);
   });
 });
 

@@ -258,8 +258,8 @@ function LocationCard({ location }: { location: LocationInfo }) {
   );
 }
 
-/** A shared contact: its numbers, and a way to talk to it (there is no flow yet that opens a
- * conversation from nothing, so it opens the new contact form filled in). */
+/** A shared contact: its numbers, and a way to talk to it: the contacts page opens its
+ * "Iniciar conversa" flow for the first number, creating the contact when there is none. */
 function ContactCardView({ contact }: { contact: ContactCard }) {
   const first = contact.phones.map(phoneDigits).find((p) => p.length >= 8);
   const to = first ? `/contatos?${new URLSearchParams({ novo: first, nome: contact.name }).toString()}` : null;
