@@ -17,7 +17,7 @@ from backend.outbound import service as outbound
 from backend.webhooks import lag
 from backend.webhooks import service as webhooks
 from tests.conftest import make_settings
-from tests.factories import API, Tenant, assume, make_tenant, make_ticket
+from tests.factories import API, Tenant, assume, make_client_ticket, make_open_connection, make_tenant
 
 T0 = datetime(2026, 5, 4, 12, 0, 0, tzinfo=UTC)
 
@@ -54,10 +54,33 @@ def value(samples: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: s
     return samples.get((name, tuple(sorted(labels.items()))), 0.0)
 
 
-async def test_messages_and_tickets_by_state_per_tenant(client: httpx.AsyncClient, tenant: Tenant) -> None:
+# First in this module: the replies of the tests below are queued too (their tickets reach their clients and
+# no worker here sends them), and the queue is read in order from its start.
+async def test_outbox_backlog_and_oldest_pending_reply(
+    client: httpx.AsyncClient, db: Any, tenant: Tenant, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ticket = {"_id": new_id(), "reseller_id": tenant.id, "channel": new_id(), "client_phone": "5511988887777"}
+    statuses = ["sent", "pending", "pending"]
+    for n, status in enumerate(statuses):
+        message_id = new_id()
+        monkeypatch.setattr(outbound, "utcnow", lambda n=n: T0 + timedelta(seconds=30 * n))
+        await outbound.enqueue(db, message_id=message_id, ticket=ticket)
+        await db.messages.insert_one(
+            {"_id": message_id, "ticket_id": ticket["_id"], "reseller_id": tenant.id, "status": status}
+        )
+    monkeypatch.setattr(backlog, "utcnow", lambda: T0 + timedelta(seconds=150))
+    samples = await scrape(client)
+    assert value(samples, "iaze_outbox_backlog") == 3
+    # The first entry is settled; the oldest pending was queued at T0 + 30 s.
+    assert value(samples, "iaze_outbox_oldest_pending_seconds") == 120
+
+
+async def test_messages_and_tickets_by_state_per_tenant(client: httpx.AsyncClient, db: Any, tenant: Tenant) -> None:
     agent = tenant.agents[0]
-    first = await make_ticket(client, tenant)
-    second = await make_ticket(client, tenant)
+    # Opened by the clients on WhatsApp: each opening message is the client's, and a reply can reach them.
+    number = await make_open_connection(client, tenant, db)
+    first = await make_client_ticket(client, tenant, db, connection=number)
+    second = await make_client_ticket(client, tenant, db, connection=number)
     await assume(client, agent["headers"], first["id"])
     r = await client.post(f"{API}/tickets/{first['id']}/messages", json={"body": "Olá"}, headers=agent["headers"])
     assert r.status_code == 201
@@ -83,25 +106,6 @@ async def test_messages_and_tickets_by_state_per_tenant(client: httpx.AsyncClien
     ]
 
 
-async def test_outbox_backlog_and_oldest_pending_reply(
-    client: httpx.AsyncClient, db: Any, tenant: Tenant, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    ticket = {"_id": new_id(), "reseller_id": tenant.id, "channel": new_id(), "client_phone": "5511988887777"}
-    statuses = ["sent", "pending", "pending"]
-    for n, status in enumerate(statuses):
-        message_id = new_id()
-        monkeypatch.setattr(outbound, "utcnow", lambda n=n: T0 + timedelta(seconds=30 * n))
-        await outbound.enqueue(db, message_id=message_id, ticket=ticket)
-        await db.messages.insert_one(
-            {"_id": message_id, "ticket_id": ticket["_id"], "reseller_id": tenant.id, "status": status}
-        )
-    monkeypatch.setattr(backlog, "utcnow", lambda: T0 + timedelta(seconds=150))
-    samples = await scrape(client)
-    assert value(samples, "iaze_outbox_backlog") == 3
-    # The first entry is settled; the oldest pending was queued at T0 + 30 s.
-    assert value(samples, "iaze_outbox_oldest_pending_seconds") == 120
-
-
 async def test_webhook_lane_backlog_and_lag(
     client: httpx.AsyncClient, db: Any, settings: Settings, tenant: Tenant, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -120,7 +124,7 @@ async def test_webhook_lane_backlog_and_lag(
 
 
 async def test_first_response_is_observed_once_at_the_first_agent_reply(
-    client: httpx.AsyncClient, tenant: Tenant
+    client: httpx.AsyncClient, db: Any, tenant: Tenant
 ) -> None:
     """Client writes at t, the agent assumes at t+60 and replies at t+200 and t+500: one
     observation, of 200 s (a scripted clock; the reports' first-response claims decide "first")."""
@@ -129,7 +133,7 @@ async def test_first_response_is_observed_once_at_the_first_agent_reply(
     start = datetime.now(UTC)
     now = [start]
     with clock.override(lambda: now[0]):
-        ticket = await make_ticket(client, tenant)
+        ticket = await make_client_ticket(client, tenant, db)  # the client's message, on a reachable number
         now[0] = start + timedelta(seconds=60)
         await assume(client, agent["headers"], ticket["id"])
         for at in (200, 500):

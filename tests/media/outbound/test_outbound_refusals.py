@@ -138,8 +138,13 @@ async def test_another_tenants_ticket_is_404_and_only_its_holder_may_send(
     r = await post_file(client, ticket_id, colleague, name="x.png", data=png, mime="image/png")
     text = await client.post(f"/api/v1/tickets/{ticket_id}/messages", json={"body": "oi"}, headers=colleague)
     assert r.status_code == text.status_code == 404, r.text
+    # The reseller owner may act as an agent (issue 16 item 6), but only on a ticket it holds: like a
+    # text reply, the file is refused with "assume the ticket first" (409, no longer 403).
     r = await post_file(client, ticket_id, tenant.headers, name="x.png", data=png, mime="image/png")
-    assert r.status_code == 403, r.text
+    text = await client.post(f"/api/v1/tickets/{ticket_id}/messages", json={"body": "oi"}, headers=tenant.headers)
+    assert r.status_code == text.status_code == 409, r.text
+    assert r.json() == text.json()
+    assert await counts(db) == before
 
     # Quoting another tenant's message: 404, whatever the form carries.
     other_conn = await make_connection(client, other, evolution)
