@@ -26,6 +26,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from functools import lru_cache
+from itertools import repeat
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -137,6 +138,9 @@ async def record_message(db: Database, message: Mapping[str, Any], ticket: Mappi
 # Reading
 
 
+_COUNTED = frozenset(aggregates.COUNTS)
+
+
 @dataclass
 class _Acc:
     counts: Counter[str] = field(default_factory=Counter)
@@ -145,21 +149,27 @@ class _Acc:
     days: dict[str, Counter[str]] = field(default_factory=dict)
     hours_opened: list[int] = field(default_factory=lambda: [0] * 24)
     hours_in: list[int] = field(default_factory=lambda: [0] * 24)
+    by_day: bool = True  # the agents table shows no days: it skips their counters
 
     def add(self, day: str, cell: Mapping[str, Any]) -> None:
-        per_day = self.days.setdefault(day, Counter())
-        for name in aggregates.COUNTS:
-            n = int(cell.get(name, 0))
-            if n:
-                self.counts[name] += n
-                per_day[name] += n
-        for name, hours in (("ho", self.hours_opened), ("hi", self.hours_in)):
-            for hour, n in (cell.get(name) or {}).items():
-                hours[int(hour)] += int(n)
-        if cell.get("fr"):
-            self.fr.append(aggregates.unpack(cell["fr"]))
-        if cell.get("rs"):
-            self.rs.append(aggregates.unpack(cell["rs"]))
+        # One pass over the cell's own fields (a cell holds a few of the counts): a year's
+        # agents table adds thousands of cells.
+        counts = self.counts
+        per_day = self.days.setdefault(day, Counter()) if self.by_day else None
+        for name, value in cell.items():
+            if name in _COUNTED:
+                n = int(value)
+                if n:
+                    counts[name] += n
+                    if per_day is not None:
+                        per_day[name] += n
+            elif name == "fr" or name == "rs":
+                if value:
+                    (self.fr if name == "fr" else self.rs).append(aggregates.unpack(value))
+            elif name == "ho" or name == "hi":
+                hours = self.hours_opened if name == "ho" else self.hours_in
+                for hour, n in (value or {}).items():
+                    hours[int(hour)] += int(n)
 
 
 def kth(runs: list["array[int]"], k: int) -> int:
@@ -169,7 +179,7 @@ def kth(runs: list["array[int]"], k: int) -> int:
     lo, hi = min(r[0] for r in runs), max(r[-1] for r in runs)
     while lo < hi:
         mid = (lo + hi) // 2
-        if sum(bisect_right(r, mid) for r in runs) >= k + 1:
+        if sum(map(bisect_right, runs, repeat(mid, len(runs)))) >= k + 1:
             hi = mid
         else:
             lo = mid + 1
@@ -206,6 +216,7 @@ def _collect(
     end: date,
     match: Callable[[Dims], bool],
     group: Callable[[Dims], str | None] | None = None,
+    by_day: bool = True,
 ) -> dict[str | None, _Acc]:
     lo, hi = start.isoformat(), end.isoformat()
     out: dict[str | None, _Acc] = {}
@@ -216,7 +227,7 @@ def _collect(
                 key = group(dims) if group else None
                 acc = out.get(key)
                 if acc is None:
-                    acc = out[key] = _Acc()
+                    acc = out[key] = _Acc(by_day=by_day)
                 acc.add(iso, cell)
     return out
 
@@ -369,7 +380,7 @@ async def agents(
     states, live = await asyncio.gather(
         repository.months(db, p.reseller_id, months, "agent"), repository.live(db, p.reseller_id)
     )
-    groups = _collect(states, months, start=p.start, end=p.end, match=match, group=lambda d: d[1])
+    groups = _collect(states, months, start=p.start, end=p.end, match=match, group=lambda d: d[1], by_day=False)
     ids = sorted({str(k) for k in groups if k is not None} | ({only} if only else set()))
 
     async def row(agent: str) -> AgentReport | None:
