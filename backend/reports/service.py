@@ -186,6 +186,15 @@ def kth(runs: list["array[int]"], k: int) -> int:
     return lo
 
 
+def _after(runs: list["array[int]"], k: int, below: int) -> int:
+    """The k-th smallest value given that the (k-1)-th is `below`: `below` again when more
+    than k values are at or below it, else the smallest value above it (no second search)."""
+    at_or_below = [bisect_right(r, below) for r in runs]
+    if sum(at_or_below) >= k + 1:
+        return below
+    return min(r[i] for r, i in zip(runs, at_or_below, strict=True) if i < len(r))
+
+
 def quantiles(runs: list["array[int]"]) -> Quantiles:
     """Median (the mean of the two middle values for an even count) and p90 (nearest rank:
     the smallest value with at least 90% of the values at or below it), in seconds."""
@@ -195,7 +204,11 @@ def quantiles(runs: list["array[int]"]) -> Quantiles:
     runs = [r for r in runs if r]
     if n <= SORT_BELOW:  # a small union sorts faster than the search walks its runs
         runs = [array("q", sorted(v for r in runs for v in r))]
-    median = kth(runs, n // 2) if n % 2 else (kth(runs, n // 2 - 1) + kth(runs, n // 2)) / 2
+    if n % 2:
+        median: float = kth(runs, n // 2)
+    else:
+        below = kth(runs, n // 2 - 1)
+        median = (below + _after(runs, n // 2, below)) / 2
     p90 = kth(runs, max(0, math.ceil(0.9 * n) - 1))
     return Quantiles(median=median / 1000, p90=p90 / 1000)
 
