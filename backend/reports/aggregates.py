@@ -288,13 +288,18 @@ def clean(state: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in state.items() if not k.startswith("_")}
 
 
-def month_cells(state: Mapping[str, Any]) -> Iterable[tuple[str, Dims, Mapping[str, Any]]]:
-    """(day "DD", dims, cell) for every cell of a month bucket."""
-    dims = state.get("dims") or []
+def month_cells(
+    state: Mapping[str, Any], where: Callable[[Dims], bool] | None = None
+) -> Iterable[tuple[str, Dims, Mapping[str, Any]]]:
+    """(day "DD", dims, cell) for every cell of a month bucket (whose dims satisfy `where`:
+    asked once per interned dims, not per cell — a year of the "agent" view is ~3,600 cells)."""
+    dims: list[Dims] = [(d.get("d"), d.get("a"), d.get("c")) for d in state.get("dims") or []]
+    wanted = {str(i): t for i, t in enumerate(dims) if where is None or where(t)}
     for key, cell in (state.get("cells") or {}).items():
         day, index = key.split("|")
-        d = dims[int(index)]
-        yield day, (d.get("d"), d.get("a"), d.get("c")), cell
+        t = wanted.get(index)
+        if t is not None:
+            yield day, t, cell
 
 
 def by_month(parts: Iterable[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:

@@ -234,9 +234,9 @@ def _collect(
     lo, hi = start.isoformat(), end.isoformat()
     out: dict[str | None, _Acc] = {}
     for month, state in zip(months, states, strict=True):
-        for day, dims, cell in aggregates.month_cells(state):
+        for day, dims, cell in aggregates.month_cells(state, match):
             iso = f"{month}-{day}"
-            if lo <= iso <= hi and match(dims):
+            if lo <= iso <= hi:
                 key = group(dims) if group else None
                 acc = out.get(key)
                 if acc is None:
