@@ -124,33 +124,32 @@ class FoldLog:
         return int(doc["watermark"]), self.views[view].decode(dict(doc["state"] or {}))
 
     async def _tail(self, db: Database, bucket: str, after: int, limit: int | None = None) -> list[dict[str, Any]]:
-        """The entries after `after` (at most `limit`), each with `_canonical` (its claim, or None
-        while its writer is between append and claim), read READ_WINDOW at a time."""
+        """The entries after `after` (at most `limit`, give or take a window), each with
+        `_canonical` (its claim, or None while its writer is between append and claim), read
+        READ_WINDOW at a time; a window's claims are read with the next window's entries (a
+        claim is still read after its entry), so a short tail costs the probe and one more round."""
         log_ = self._log(bucket)
         out: list[dict[str, Any]] = []
-        n = after
-        first = await log_.get(db, n + 1)  # most tails are empty: one read says so
+        first = await log_.get(db, after + 1)  # most tails are empty: one read says so
         if first is None or limit == 0:
             return out
-        while limit is None or len(out) < limit:
-            window = 1 if first is not None else READ_WINDOW
-            got = (
-                [first]
-                if first is not None
-                else await asyncio.gather(*(log_.get(db, n + i) for i in range(1, READ_WINDOW + 1)))
-            )
-            first = None
-            run: list[dict[str, Any]] = []
+        run, window, n = [first], 1, after + 1  # n: the last entry read
+        while run:
+            more = len(run) == window and (limit is None or len(out) + len(run) < limit)
+            claims_of = asyncio.gather(*(self.canonical(db, bucket, str(e["key"])) for e in run))
+            if more:
+                claims, got = await asyncio.gather(
+                    claims_of, asyncio.gather(*(log_.get(db, n + i) for i in range(1, READ_WINDOW + 1)))
+                )
+            else:
+                claims, got = await claims_of, []
+            out.extend({**entry, "_canonical": claim} for entry, claim in zip(run, claims, strict=True))
+            run, window = [], READ_WINDOW
             for entry in got:
                 if entry is None:
                     break
                 run.append(entry)
-            claims = await asyncio.gather(*(self.canonical(db, bucket, str(e["key"])) for e in run))
-            for entry, claim in zip(run, claims, strict=True):
-                out.append({**entry, "_canonical": claim})
             n += len(run)
-            if len(run) < window:
-                break
         return out
 
     async def compact(self, db: Database, bucket: str) -> int:

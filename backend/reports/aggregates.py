@@ -57,6 +57,7 @@ only written after a load that settled the previous one, so a ticket's canonical
 appended in version order.
 """
 
+import zlib
 from array import array
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
@@ -255,13 +256,18 @@ def month_view(view: str) -> Callable[[dict[str, Any], Mapping[str, Any]], None]
 
 
 def encode(state: dict[str, Any]) -> dict[str, Any]:
-    """A month view as stored: one BSON blob. FerretDB v1 converts every field of a document
-    between its storage and BSON, which for thousands of cells costs far more than the bytes;
-    one binary field crosses as a block, and the client decodes it in C."""
-    return {"blob": bson.encode(clean(state))}
+    """A month view as stored: one BSON blob, zlib-compressed. FerretDB v1 converts every field
+    of a document between its storage and BSON, which for thousands of cells costs far more
+    than the bytes; one binary field crosses as a block, and the client decodes it in C. The
+    compression (level 1: a compaction stays cheap) more than halves the bytes FerretDB moves
+    per read, which is what a year's read costs (docs/BENCHMARKS.md, Reports)."""
+    return {"z": zlib.compress(bson.encode(clean(state)), 1)}
 
 
 def decode(stored: dict[str, Any]) -> dict[str, Any]:
+    """A stored month view: compressed ("z"), or the uncompressed blob totals written before."""
+    if stored.get("z"):
+        return dict(bson.decode(zlib.decompress(stored["z"])))
     blob = stored.get("blob")
     return dict(bson.decode(bytes(blob))) if blob else {}
 
@@ -282,13 +288,18 @@ def clean(state: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in state.items() if not k.startswith("_")}
 
 
-def month_cells(state: Mapping[str, Any]) -> Iterable[tuple[str, Dims, Mapping[str, Any]]]:
-    """(day "DD", dims, cell) for every cell of a month bucket."""
-    dims = state.get("dims") or []
+def month_cells(
+    state: Mapping[str, Any], where: Callable[[Dims], bool] | None = None
+) -> Iterable[tuple[str, Dims, Mapping[str, Any]]]:
+    """(day "DD", dims, cell) for every cell of a month bucket (whose dims satisfy `where`:
+    asked once per interned dims, not per cell — a year of the "agent" view is ~3,600 cells)."""
+    dims: list[Dims] = [(d.get("d"), d.get("a"), d.get("c")) for d in state.get("dims") or []]
+    wanted = {str(i): t for i, t in enumerate(dims) if where is None or where(t)}
     for key, cell in (state.get("cells") or {}).items():
         day, index = key.split("|")
-        d = dims[int(index)]
-        yield day, (d.get("d"), d.get("a"), d.get("c")), cell
+        t = wanted.get(index)
+        if t is not None:
+            yield day, t, cell
 
 
 def by_month(parts: Iterable[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:

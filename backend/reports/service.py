@@ -26,6 +26,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from functools import lru_cache
+from itertools import repeat
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -137,6 +138,9 @@ async def record_message(db: Database, message: Mapping[str, Any], ticket: Mappi
 # Reading
 
 
+_COUNTED = frozenset(aggregates.COUNTS)
+
+
 @dataclass
 class _Acc:
     counts: Counter[str] = field(default_factory=Counter)
@@ -145,21 +149,27 @@ class _Acc:
     days: dict[str, Counter[str]] = field(default_factory=dict)
     hours_opened: list[int] = field(default_factory=lambda: [0] * 24)
     hours_in: list[int] = field(default_factory=lambda: [0] * 24)
+    by_day: bool = True  # the agents table shows no days: it skips their counters
 
     def add(self, day: str, cell: Mapping[str, Any]) -> None:
-        per_day = self.days.setdefault(day, Counter())
-        for name in aggregates.COUNTS:
-            n = int(cell.get(name, 0))
-            if n:
-                self.counts[name] += n
-                per_day[name] += n
-        for name, hours in (("ho", self.hours_opened), ("hi", self.hours_in)):
-            for hour, n in (cell.get(name) or {}).items():
-                hours[int(hour)] += int(n)
-        if cell.get("fr"):
-            self.fr.append(aggregates.unpack(cell["fr"]))
-        if cell.get("rs"):
-            self.rs.append(aggregates.unpack(cell["rs"]))
+        # One pass over the cell's own fields (a cell holds a few of the counts): a year's
+        # agents table adds thousands of cells.
+        counts = self.counts
+        per_day = self.days.setdefault(day, Counter()) if self.by_day else None
+        for name, value in cell.items():
+            if name in _COUNTED:
+                n = int(value)
+                if n:
+                    counts[name] += n
+                    if per_day is not None:
+                        per_day[name] += n
+            elif name == "fr" or name == "rs":
+                if value:
+                    (self.fr if name == "fr" else self.rs).append(aggregates.unpack(value))
+            elif name == "ho" or name == "hi":
+                hours = self.hours_opened if name == "ho" else self.hours_in
+                for hour, n in (value or {}).items():
+                    hours[int(hour)] += int(n)
 
 
 def kth(runs: list["array[int]"], k: int) -> int:
@@ -169,11 +179,20 @@ def kth(runs: list["array[int]"], k: int) -> int:
     lo, hi = min(r[0] for r in runs), max(r[-1] for r in runs)
     while lo < hi:
         mid = (lo + hi) // 2
-        if sum(bisect_right(r, mid) for r in runs) >= k + 1:
+        if sum(map(bisect_right, runs, repeat(mid, len(runs)))) >= k + 1:
             hi = mid
         else:
             lo = mid + 1
     return lo
+
+
+def _after(runs: list["array[int]"], k: int, below: int) -> int:
+    """The k-th smallest value given that the (k-1)-th is `below`: `below` again when more
+    than k values are at or below it, else the smallest value above it (no second search)."""
+    at_or_below = [bisect_right(r, below) for r in runs]
+    if sum(at_or_below) >= k + 1:
+        return below
+    return min(r[i] for r, i in zip(runs, at_or_below, strict=True) if i < len(r))
 
 
 def quantiles(runs: list["array[int]"]) -> Quantiles:
@@ -185,7 +204,11 @@ def quantiles(runs: list["array[int]"]) -> Quantiles:
     runs = [r for r in runs if r]
     if n <= SORT_BELOW:  # a small union sorts faster than the search walks its runs
         runs = [array("q", sorted(v for r in runs for v in r))]
-    median = kth(runs, n // 2) if n % 2 else (kth(runs, n // 2 - 1) + kth(runs, n // 2)) / 2
+    if n % 2:
+        median: float = kth(runs, n // 2)
+    else:
+        below = kth(runs, n // 2 - 1)
+        median = (below + _after(runs, n // 2, below)) / 2
     p90 = kth(runs, max(0, math.ceil(0.9 * n) - 1))
     return Quantiles(median=median / 1000, p90=p90 / 1000)
 
@@ -206,17 +229,18 @@ def _collect(
     end: date,
     match: Callable[[Dims], bool],
     group: Callable[[Dims], str | None] | None = None,
+    by_day: bool = True,
 ) -> dict[str | None, _Acc]:
     lo, hi = start.isoformat(), end.isoformat()
     out: dict[str | None, _Acc] = {}
     for month, state in zip(months, states, strict=True):
-        for day, dims, cell in aggregates.month_cells(state):
+        for day, dims, cell in aggregates.month_cells(state, match):
             iso = f"{month}-{day}"
-            if lo <= iso <= hi and match(dims):
+            if lo <= iso <= hi:
                 key = group(dims) if group else None
                 acc = out.get(key)
                 if acc is None:
-                    acc = out[key] = _Acc()
+                    acc = out[key] = _Acc(by_day=by_day)
                 acc.add(iso, cell)
     return out
 
@@ -369,7 +393,7 @@ async def agents(
     states, live = await asyncio.gather(
         repository.months(db, p.reseller_id, months, "agent"), repository.live(db, p.reseller_id)
     )
-    groups = _collect(states, months, start=p.start, end=p.end, match=match, group=lambda d: d[1])
+    groups = _collect(states, months, start=p.start, end=p.end, match=match, group=lambda d: d[1], by_day=False)
     ids = sorted({str(k) for k in groups if k is not None} | ({only} if only else set()))
 
     async def row(agent: str) -> AgentReport | None:
