@@ -37,21 +37,28 @@ console = Console(highlight=False)
 async def reprocess(
     db: Database, *, connection_id: str | None, limit: int, dry_run: bool
 ) -> list[tuple[dict[str, Any], str]]:
-    """Returns (raw event, outcome) pairs, oldest first. Pages by `_id` so that events failing
-    again are not picked up twice in one run."""
-    done: list[tuple[dict[str, Any], str]] = []
+    """Returns (raw event, outcome) pairs, each lane's in the order they were stored. Collects
+    the run's events first (paged by `_id`, so events failing again are not picked up twice in
+    one run), then processes them in stored order: `_id`s compare as text ("w:1:10" sorts before
+    "w:1:9"), and one chat's deliveries (a message, then its receipts) must run in its order."""
+    picked: list[dict[str, Any]] = []
     after: str | None = None
-    while len(done) < limit:
+    while len(picked) < limit:
         page = await repository.list_by_status(
-            db, "failed", connection_id=connection_id, after_id=after, limit=min(100, limit - len(done))
+            db, "failed", connection_id=connection_id, after_id=after, limit=min(100, limit - len(picked))
         )
         if not page:
             break
-        for raw in page:
-            outcome = "would retry" if dry_run else await _process(db, raw)
-            done.append((raw, outcome))
+        picked.extend(page)
         after = page[-1]["_id"]
-    return done
+    picked.sort(key=_stored_order)
+    return [(raw, "would retry" if dry_run else await _process(db, raw)) for raw in picked]
+
+
+def _stored_order(raw: dict[str, Any]) -> tuple[str, int, str]:
+    """(lane, number in the lane): a lane's entries are "w:<lane>:<n>" (backend/core/seqlog.py)."""
+    lane, _, n = str(raw["_id"]).rpartition(":")
+    return (lane, int(n), "") if n.isdigit() else (str(raw["_id"]), -1, str(raw["_id"]))
 
 
 async def _process(db: Database, raw: dict[str, Any]) -> str:

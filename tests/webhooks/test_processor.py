@@ -20,6 +20,7 @@ from pymongo.errors import DuplicateKeyError
 
 from backend.core.clock import utcnow
 from backend.core.config import Settings
+from backend.core.ids import new_id
 from backend.core.seqlog import block_of
 from backend.webhooks import repository
 from backend.webhooks.processor import WebhookProcessor
@@ -372,3 +373,17 @@ async def test_a_retry_announces_a_receipt_that_a_killed_attempt_applied_silentl
     raw = await db.webhook_events_raw.find_one({"_id": raw_id})
     assert (raw["status"], raw["attempts"]) == ("processed", 2), raw
     assert [rec["message"]["status"] for rec in await status_records()] == ["delivered"]
+
+
+async def test_the_reprocess_script_keeps_a_lanes_stored_order_past_a_tenth_entry(db: Any) -> None:
+    """`_id`s compare as text: "w:<lane>:10" sorts before "w:<lane>:9". A chat's failed deliveries
+    (a message, then its receipts) are run again in the order they were stored."""
+    from scripts.reprocess_webhooks import reprocess
+
+    connection_id = new_id()
+    for n in (10, 9, 100, 11):
+        await db.webhook_events_raw.insert_one(
+            {"_id": f"w:250:{n}", "seq": n, "connection_id": connection_id, "status": "failed", "attempts": 1}
+        )
+    results = await reprocess(db, connection_id=connection_id, limit=10, dry_run=True)
+    assert [raw["_id"] for raw, _ in results] == ["w:250:9", "w:250:10", "w:250:11", "w:250:100"]
