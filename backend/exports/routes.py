@@ -1,3 +1,4 @@
+from collections.abc import AsyncIterator, Callable
 from datetime import date
 from typing import Annotated, Any
 
@@ -28,10 +29,30 @@ def _gate(request: Request, settings: AppSettings) -> service.ExportGate:
     return gate
 
 
-def _attachment(body: StreamingResponse, name: str) -> StreamingResponse:
-    body.headers["Content-Disposition"] = f'attachment; filename="{name}"'
-    body.headers["Cache-Control"] = "no-store"
-    return body
+async def _export(
+    request: Request,
+    db: Db,
+    settings: AppSettings,
+    actor: StaffActor,
+    first: date,
+    last: date,
+    reseller_id: str | None,
+    *,
+    rows: Callable[..., AsyncIterator[str]],
+    name: str,
+) -> StreamingResponse:
+    """Both files' one path: who and which days, a free export slot, then the rows as they are read."""
+    scope, tz = await service.scope_for(db, actor, reseller_id=reseller_id)
+    when = service.period(first, last, tz, max_days=settings.EXPORT_MAX_DAYS)
+    gate = _gate(request, settings)
+    gate.admit()
+    body = gate.run(rows(db, scope, when, batch=settings.EXPORT_BATCH_ROWS))
+    response = StreamingResponse(body, media_type="text/csv; charset=utf-8")
+    response.headers["Content-Disposition"] = (
+        f'attachment; filename="{name}_{first.isoformat()}_{last.isoformat()}.csv"'
+    )
+    response.headers["Cache-Control"] = "no-store"
+    return response
 
 
 @router.get("/tickets.csv", operation_id="exports-tickets", response_class=StreamingResponse, responses=CSV_ANSWER)
@@ -45,13 +66,9 @@ async def export_tickets(
     reseller_id: ResellerId = None,
 ) -> StreamingResponse:
     """Tickets opened in the period (one row each), streamed as they are read."""
-    scope, tz = await service.scope_for(db, actor, reseller_id=reseller_id)
-    when = service.period(first, last, tz, max_days=settings.EXPORT_MAX_DAYS)
-    gate = _gate(request, settings)
-    gate.admit()
-    body = gate.run(service.tickets_csv(db, scope, when, batch=settings.EXPORT_BATCH_ROWS))
-    response = StreamingResponse(body, media_type="text/csv; charset=utf-8")
-    return _attachment(response, f"tickets_{first.isoformat()}_{last.isoformat()}.csv")
+    return await _export(
+        request, db, settings, actor, first, last, reseller_id, rows=service.tickets_csv, name="tickets"
+    )
 
 
 @router.get("/messages.csv", operation_id="exports-messages", response_class=StreamingResponse, responses=CSV_ANSWER)
@@ -65,10 +82,6 @@ async def export_messages(
     reseller_id: ResellerId = None,
 ) -> StreamingResponse:
     """Conversation messages written in the period (internal notes left out), streamed as they are read."""
-    scope, tz = await service.scope_for(db, actor, reseller_id=reseller_id)
-    when = service.period(first, last, tz, max_days=settings.EXPORT_MAX_DAYS)
-    gate = _gate(request, settings)
-    gate.admit()
-    body = gate.run(service.messages_csv(db, scope, when, batch=settings.EXPORT_BATCH_ROWS))
-    response = StreamingResponse(body, media_type="text/csv; charset=utf-8")
-    return _attachment(response, f"mensagens_{first.isoformat()}_{last.isoformat()}.csv")
+    return await _export(
+        request, db, settings, actor, first, last, reseller_id, rows=service.messages_csv, name="mensagens"
+    )
