@@ -23,9 +23,16 @@ temporary file (memory up to SPOOL_MEMORY_BYTES, then disk), and its size is che
 piece against its kind's limit, known after its first SNIFF_BYTES. Past the limit the read stops
 with 413 and nothing reaches the database; a body that ends early (the client went away, fewer
 bytes than declared) stops it the same way. Only a complete, valid upload is handed on.
+
+A refusal while the body still flows (413, a bad field) reads the rest and throws it away before
+it answers, for up to DRAIN_SECONDS (BodyLimit still caps the bytes): a browser writes the whole
+body before it reads the answer, and answered early, a proxy in between may reset the upload (Vite's
+did, one run in three), so the agent would see a network error instead of why the file was refused.
 """
 
+import asyncio
 import re
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from enum import StrEnum
 from tempfile import SpooledTemporaryFile
@@ -85,6 +92,7 @@ INLINE_PREFIXES = ("image/", "video/", "audio/", "text/html", "image/svg")
 
 SNIFF_BYTES = 262  # what `filetype` reads to recognise a format
 SPOOL_MEMORY_BYTES = 1 * MB
+DRAIN_SECONDS = 30.0
 FIELD_MAX_BYTES = 64 * KB  # a caption is at most 4096 characters: 16 KB of UTF-8
 MAX_PARTS = 8
 FIELDS = frozenset({"body", "quoted_message_id"})
@@ -233,6 +241,7 @@ async def read_form(request: Request) -> Upload:
     size = 0
     parts = 0
     done = False
+    stream = request.stream()
 
     async def feed_file(data: bytes) -> None:
         nonlocal size, sniffed
@@ -247,7 +256,7 @@ async def read_form(request: Request) -> Upload:
         await spool.write(data)
 
     try:
-        async for chunk in request.stream():
+        async for chunk in stream:
             if done:
                 continue  # epilogue after the closing boundary
             try:
@@ -317,10 +326,25 @@ async def read_form(request: Request) -> Upload:
         if spool is not None:
             await spool.close()
         raise BadRequest("the upload ended before the form did") from exc
+    except AppError:
+        if spool is not None:
+            await spool.close()
+        await _drain(stream)
+        raise
     except BaseException:
         if spool is not None:
             await spool.close()
         raise
+
+
+async def _drain(stream: AsyncIterator[bytes]) -> None:
+    """Reads what is left of a refused body (see the module's docstring)."""
+    try:
+        async with asyncio.timeout(DRAIN_SECONDS):
+            async for _ in stream:
+                pass
+    except (ClientDisconnect, TimeoutError):
+        pass
 
 
 def is_multipart(request: Request) -> bool:
