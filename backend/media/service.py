@@ -3,9 +3,10 @@
 The stable API other domains call (outbound sending, uploads, the inbound fetch):
 
 - `store_bytes(db, *, reseller_id, data, mime, name, duration=None, width=None, height=None,
-  max_size=None) -> dict` — stores `data` (bytes, or an async iterator of byte pieces, received
-  whole into a spool file — memory up to 8 MB, then disk — before anything is written) and
-  returns the media record:
+  max_size=None) -> dict` — stores `data` (bytes; or a `Received` file, taken whole and hashed
+  by its receiver, as an upload is, written from that file with no second copy; or an async
+  iterator of byte pieces, received whole into a spool file — memory up to 8 MB, then disk —
+  before anything is written) and returns the media record:
   `{"id", "reseller_id", "sha256", "size", "mime", "name", "file_id", "created_at"}` plus
   `duration`/`width`/`height` when known. The same content stored twice by one tenant returns
   the first record (its mime and name are the first storer's; keep your own on your document).
@@ -21,6 +22,10 @@ The stable API other domains call (outbound sending, uploads, the inbound fetch)
 Inbound media (the rest of this module and backend/media/worker.py): a media message is stored at
 once with `media.status` "pending" and a fetch queued (`enqueue_fetch`); the worker stores the
 bytes and moves it to "ready", or "failed" with `error`; `retry_fetch` queues it again.
+
+Every byte written is hashed on its way to the chunks and compared with the sha256 the record will
+carry before the `files` document names them (a file that changed under us is refused, its chunks
+left unnamed).
 
 Crash windows: a streamed store is received whole (spooled) before anything is written; then the
 chunks, the GridFS `files` document after the last chunk, the record last. A crash before the
@@ -60,15 +65,31 @@ class TooLarge(AppError):
     status_code = 413
 
 
-async def _chunks(data: bytes | BinaryIO) -> AsyncIterator[bytes]:
-    """The content in GridFS-sized chunks, from memory or from the spool file."""
-    if isinstance(data, bytes):
+@dataclass(frozen=True)
+class Received:
+    """Content its receiver already holds whole (an upload's spool file), with the size and
+    sha256 it counted as the bytes came in: stored from that file, without a second copy."""
+
+    file: BinaryIO
+    size: int
+    sha256: str
+
+
+async def _chunks(data: bytes | BinaryIO, *, sha256: str, size: int) -> AsyncIterator[bytes]:
+    """The content in GridFS-sized chunks, from memory or from a file, hashed as they go: past
+    the last one, anything but `size` bytes of `sha256` raises before the file is named."""
+    if isinstance(data, bytes):  # hashed from this very object a moment ago
         for i in range(0, len(data), repository.CHUNK_SIZE):
             yield data[i : i + repository.CHUNK_SIZE]
         return
-    data.seek(0)
+    digest, seen = hashlib.sha256(), 0
+    await asyncio.to_thread(data.seek, 0)
     while piece := await asyncio.to_thread(data.read, repository.CHUNK_SIZE):
+        digest.update(piece)
+        seen += len(piece)
         yield piece
+    if seen != size or digest.hexdigest() != sha256:
+        raise ValueError(f"the content changed while it was stored ({seen} of {size} bytes read)")
 
 
 def _public(doc: dict[str, Any]) -> dict[str, Any]:
@@ -81,7 +102,7 @@ async def store_bytes(
     db: Database,
     *,
     reseller_id: str,
-    data: bytes | AsyncIterator[bytes],
+    data: bytes | Received | AsyncIterator[bytes],
     mime: str,
     name: str | None,
     duration: float | None = None,
@@ -95,8 +116,8 @@ async def store_bytes(
         if isinstance(data, bytes | bytearray | memoryview):
             content = raw = bytes(data)
             size, sha256 = len(raw), hashlib.sha256(raw).hexdigest()
-            if max_size is not None and size > max_size:
-                raise TooLarge(f"the file is larger than {max_size} bytes")
+        elif isinstance(data, Received):
+            content, size, sha256 = data.file, data.size, data.sha256
         else:
             # Received whole before anything is written: an upload cut midway, or over its limit,
             # leaves nothing in the store, and content the tenant holds already is never written.
@@ -110,12 +131,15 @@ async def store_bytes(
                 digest.update(piece)
                 await asyncio.to_thread(spool.write, piece)
             sha256 = digest.hexdigest()
+        if max_size is not None and size > max_size:
+            raise TooLarge(f"the file is larger than {max_size} bytes")
         found = await repository.get_internal(db, reseller_id, sha256)
         if found is not None:
             return _public(found)
         file_id = new_id()
         metadata = {"reseller_id": reseller_id, "mime": mime, "sha256": sha256}
-        await repository.write_file(db, file_id, name or "", metadata, _chunks(content), size)
+        chunks = _chunks(content, sha256=sha256, size=size)
+        await repository.write_file(db, file_id, name or "", metadata, chunks, size)
     finally:
         if spool is not None:
             spool.close()

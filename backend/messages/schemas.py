@@ -19,6 +19,7 @@ class MessageUploadFields(InputModel):
 
     body: Caption = ""  # the caption
     quoted_message_id: ObjectIdStr | None = None
+    as_sticker: bool = False  # a WebP sent as a WhatsApp sticker rather than an image
 
 
 class MessageQuote(ReadModel):

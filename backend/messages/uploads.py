@@ -3,8 +3,9 @@ reading a `multipart/form-data` upload without ever holding more than a limit al
 
 The one home of the per-type limits (WhatsApp Business API's documented media limits; Evolution
 relays through the same servers): image 5 MB, video and audio 16 MB, document 100 MB, sticker
-500 KB (animated; 100 KB static). Agents never send stickers (a WebP they attach goes as an image);
-the sticker limit is listed for the inbound side and the UI.
+500 KB (animated; 100 KB static). A WebP goes as an image unless the agent asks for a sticker
+(the form's `as_sticker`, "Enviar como figurinha" in the composer): then it goes with Evolution's
+sendSticker, under the sticker limit and without a caption (WhatsApp shows none).
 
 The kind decides the limit and how the provider sends the file, and it comes from the bytes, not
 from what the browser declared: a file whose first bytes are a PNG is an image whatever its
@@ -19,7 +20,8 @@ between the bytes and the message leaves stored bytes no message points to (kept
 file is), never a message without its bytes.
 
 Reading: the body is parsed as it streams in (python-multipart); the file part goes to a spooled
-temporary file (memory up to SPOOL_MEMORY_BYTES, then disk), and its size is checked on every
+temporary file (memory up to SPOOL_MEMORY_BYTES, then disk), hashed as it goes, and the media store
+writes its chunks from that same file (`Upload.received`: one copy, not two); its size is checked on every
 piece against its kind's limit, known after its first SNIFF_BYTES. Past the limit the read stops
 with 413 and nothing reaches the database; a body that ends early (the client went away, fewer
 bytes than declared) stops it the same way. Only a complete, valid upload is handed on.
@@ -31,6 +33,7 @@ did, one run in three), so the agent would see a network error instead of why th
 """
 
 import asyncio
+import hashlib
 import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -95,7 +98,8 @@ SPOOL_MEMORY_BYTES = 1 * MB
 DRAIN_SECONDS = 30.0
 FIELD_MAX_BYTES = 64 * KB  # a caption is at most 4096 characters: 16 KB of UTF-8
 MAX_PARTS = 8
-FIELDS = frozenset({"body", "quoted_message_id"})
+FIELDS = frozenset({"body", "quoted_message_id", "as_sticker"})
+STICKER_MIME = "image/webp"
 NAME_MAX_CHARS = 255
 # Room for the form's boundaries, part headers and fields around the largest file.
 FORM_OVERHEAD_BYTES = 256 * KB
@@ -108,6 +112,7 @@ FORM_TOO_LARGE = (
 _MIME = re.compile(r"^[a-z0-9][a-z0-9!#$&^_.+-]{0,63}/[a-z0-9][a-z0-9!#$&^_.+-]{0,126}$")
 
 
+CAPTIONED = frozenset({Kind.IMAGE, Kind.VIDEO, Kind.DOCUMENT})  # the kinds WhatsApp shows a caption with
 MEDIA_READY = "ready"  # a file an agent sends is stored before its message: ready from the start
 
 
@@ -164,19 +169,20 @@ def clean_name(raw: str) -> str:
 
 @dataclass
 class Upload:
-    """A complete upload: the file (spooled, rewound), what it is, and the form's other fields."""
+    """A complete upload: the file (spooled, rewound), what it is, its sha256 (hashed as it came
+    in), and the form's other fields."""
 
     file: UploadFile
     name: str
     kind: Kind
     mime: str
     size: int
+    sha256: str
     fields: dict[str, str] = field(default_factory=dict)
 
-    async def pieces(self, size: int = 256 * KB) -> Any:
-        await self.file.seek(0)
-        while piece := await self.file.read(size):
-            yield piece
+    def received(self) -> media.Received:
+        """The spool itself, for the media store to write from (the upload's one copy on disk)."""
+        return media.Received(file=self.file.file, size=self.size, sha256=self.sha256)
 
     async def close(self) -> None:
         await self.file.close()
@@ -239,6 +245,7 @@ async def read_form(request: Request) -> Upload:
     head = bytearray()
     sniffed: Sniffed | None = None
     size = 0
+    digest = hashlib.sha256()
     parts = 0
     done = False
     stream = request.stream()
@@ -247,6 +254,7 @@ async def read_form(request: Request) -> Upload:
         nonlocal size, sniffed
         assert spool is not None and part is not None
         size += len(data)
+        digest.update(data)
         if sniffed is None:
             head.extend(data[: SNIFF_BYTES - len(head)])
             if len(head) >= SNIFF_BYTES:
@@ -309,6 +317,7 @@ async def read_form(request: Request) -> Upload:
                             kind=sniffed.kind,
                             mime=sniffed.mime,
                             size=size,
+                            sha256=digest.hexdigest(),
                         )
                     part = None
                 elif kind == "done":
@@ -388,18 +397,19 @@ async def reply_with_file(db: Database, actor: Actor, *, ticket_id: str, request
     upload = await read_form(request)
     try:
         form = _fields(upload)
+        kind = _sent_as(upload, form)
         quoted = await messages.quote_of(db, ticket, form.quoted_message_id)
         record = await media.store_bytes(
             db,
             reseller_id=ticket["reseller_id"],
-            data=upload.pieces(),
+            data=upload.received(),
             mime=upload.mime,
             name=upload.name,
-            max_size=LIMITS[upload.kind],
+            max_size=LIMITS[kind],
         )
     finally:
         await upload.close()
-    voice = upload.kind is Kind.VOICE
+    voice = kind is Kind.VOICE
     stored = {
         "sha256": record["sha256"],
         "mime": upload.mime,  # ours, from the bytes: the record keeps its first storer's
@@ -408,13 +418,13 @@ async def reply_with_file(db: Database, actor: Actor, *, ticket_id: str, request
         "status": MEDIA_READY,
         **({"voice": True} if voice else {}),
     }
-    type_ = Kind.AUDIO.value if voice else upload.kind.value
+    type_ = Kind.AUDIO.value if voice else kind.value
     doc = await messages.send_as_agent(
         db,
         actor,
         ticket,
         body=form.body,
-        sign=type_ != Kind.AUDIO.value,  # audio carries no caption to sign
+        sign=kind in CAPTIONED,  # audio and stickers carry no caption to sign
         type_=type_,
         media=stored,
         quoted=quoted,
@@ -430,3 +440,17 @@ def _fields(upload: Upload) -> MessageUploadFields:
     if form.body and upload.kind in (Kind.AUDIO, Kind.VOICE):
         raise Unprocessable("WhatsApp não envia legenda com áudio; envie o texto numa mensagem separada.")
     return form
+
+
+def _sent_as(upload: Upload, form: MessageUploadFields) -> Kind:
+    """The kind the file goes as: what its bytes are, or a sticker when asked for one (a WebP,
+    within the sticker limit, no caption)."""
+    if not form.as_sticker:
+        return upload.kind
+    if upload.mime != STICKER_MIME:
+        raise Unprocessable("Figurinhas são imagens WebP: envie um arquivo .webp como figurinha.")
+    if form.body:
+        raise Unprocessable("WhatsApp não envia legenda com figurinha; envie o texto numa mensagem separada.")
+    if upload.size > LIMITS[Kind.STICKER]:
+        raise too_large(Kind.STICKER)
+    return Kind.STICKER

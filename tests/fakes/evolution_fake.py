@@ -6,8 +6,9 @@ It speaks the documented REST shapes the adapter uses (POST /instance/create, GE
 /instance/connect/{name}, GET /instance/connectionState/{name}, POST /message/sendText/{name},
 `apikey` header; GET /instance/fetchInstances for scripts/post_restart.py; POST
 /chat/getBase64FromMediaMessage/{name} for media a test registered with an inbound message;
-POST /message/sendMedia/{name} and /message/sendWhatsAppAudio/{name}, whose base64 media are
-decoded and kept: GET /_control/sent_media/{key id} answers the exact bytes) and posts webhooks back
+POST /message/sendMedia/{name}, /message/sendWhatsAppAudio/{name} and /message/sendSticker/{name},
+whose base64 media are decoded and kept: GET /_control/sent_media/{key id} answers the exact bytes)
+and posts webhooks back
 to the URL and headers set at instance creation, in
 Evolution's envelope ({event, instance, data, destination, date_time, sender, server_url, apikey}).
 
@@ -387,6 +388,14 @@ def create_app(api_key: str) -> FastAPI:
         part = {"url": "https://mmg.whatsapp.net/fake.enc", "mimetype": mime, "ptt": True, "fileLength": len(data)}
         return number, {"audioMessage": part}, "audioMessage", media_record(body, data, "voice", mime, "")
 
+    def sticker_content(body: dict[str, Any]) -> Any:
+        number, data = body.get("number"), decoded(body.get("sticker"))
+        if not number or data is None:
+            return bad_request("number/sticker")
+        mime = "image/webp"
+        part = {"url": "https://mmg.whatsapp.net/fake.enc", "mimetype": mime, "fileLength": len(data)}
+        return number, {"stickerMessage": part}, "stickerMessage", media_record(body, data, "sticker", mime, "")
+
     @app.post("/message/sendText/{name}")
     async def send_text(name: str, request: Request, apikey: str | None = Header(default=None)) -> Response:
         return await accept_send(name, "sendText", request, apikey, text_content)
@@ -398,6 +407,10 @@ def create_app(api_key: str) -> FastAPI:
     @app.post("/message/sendWhatsAppAudio/{name}")
     async def send_audio(name: str, request: Request, apikey: str | None = Header(default=None)) -> Response:
         return await accept_send(name, "sendWhatsAppAudio", request, apikey, audio_content)
+
+    @app.post("/message/sendSticker/{name}")
+    async def send_sticker(name: str, request: Request, apikey: str | None = Header(default=None)) -> Response:
+        return await accept_send(name, "sendSticker", request, apikey, sticker_content)
 
     @app.post("/chat/getBase64FromMediaMessage/{name}")
     async def get_base64(name: str, request: Request, apikey: str | None = Header(default=None)) -> Response:
@@ -477,7 +490,7 @@ def create_app(api_key: str) -> FastAPI:
 
     @app.get("/_control/sent_media/{key_id}")
     async def sent_media(key_id: str) -> Response:
-        """The bytes a sendMedia/sendWhatsAppAudio carried, decoded, exactly as received."""
+        """The bytes a sendMedia/sendWhatsAppAudio/sendSticker carried, decoded, exactly as received."""
         data = state.sent_media.get(key_id)
         if data is None:
             return JSONResponse({"detail": "no media sent with that key id"}, 404)

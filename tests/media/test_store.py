@@ -88,3 +88,26 @@ async def test_the_bucket_is_plain_gridfs_both_ways(db: Any) -> None:
     theirs = await bucket.upload_from_stream("theirs.bin", data[::-1])
     pieces = [p async for p in repository.read_range(db, theirs, 1000, 600_000)]
     assert b"".join(pieces) == data[::-1][1000:600_000]  # and we read what a driver wrote
+
+
+async def test_a_received_file_is_stored_from_itself_and_checked_against_its_hash(db: Any, tmp_path: Path) -> None:
+    """An upload's spool is written straight to the chunks (no second copy), its bytes hashed on
+    the way: a file that no longer matches the sha256 its receiver counted is never named."""
+    data = (FIXTURES / "voice.ogg").read_bytes() * 200  # several chunks
+    path = tmp_path / "spool"
+    path.write_bytes(data)
+    sha256 = hashlib.sha256(data).hexdigest()
+    with path.open("rb") as file:
+        received = service.Received(file=file, size=len(data), sha256=sha256)
+        record = await service.store_bytes(db, reseller_id="r9", data=received, mime="audio/ogg", name="v.ogg")
+    assert record["sha256"] == sha256 and record["size"] == len(data)
+    assert await service.read_bytes(db, reseller_id="r9", sha256=sha256) == data
+
+    path.write_bytes(data[:-1] + b"!")  # changed under the store: same size, other bytes
+    files_before = await db[repository.FILES].count_documents({})
+    with path.open("rb") as file:
+        changed = service.Received(file=file, size=len(data), sha256=hashlib.sha256(b"other").hexdigest())
+        with pytest.raises(ValueError, match="changed"):
+            await service.store_bytes(db, reseller_id="r9", data=changed, mime="audio/ogg", name="v.ogg")
+    assert await db[repository.FILES].count_documents({}) == files_before
+    assert await service.get_record(db, reseller_id="r9", sha256=changed.sha256) is None

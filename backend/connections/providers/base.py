@@ -58,7 +58,7 @@ class Quote:
 
 @dataclass(frozen=True)
 class OutboundMedia:
-    """A file to send. `kind`: image, video, audio, document, or voice (a voice note)."""
+    """A file to send. `kind`: image, video, audio, document, voice (a voice note) or sticker."""
 
     kind: str
     mime: str

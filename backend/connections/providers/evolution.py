@@ -278,9 +278,15 @@ def _inline_base64(item: dict[str, Any], message: dict[str, Any]) -> str | None:
 
 
 def decode_base64(value: str) -> bytes:
-    """Plain base64 or a data URL ("data:image/png;base64,...")."""
+    """Plain base64 or a data URL ("data:image/png;base64,..."). Decoded in one pass (strict: only
+    the alphabet and its padding); only a value that fails that is read again without its
+    whitespace (line-wrapped base64), as strictly, rather than copying every value first."""
     if value.startswith("data:") and "," in value:
         value = value.split(",", 1)[1]
+    try:
+        return binascii.a2b_base64(value, strict_mode=True)
+    except (binascii.Error, ValueError):
+        pass
     try:
         return base64.b64decode("".join(value.split()), validate=True)
     except (binascii.Error, ValueError) as exc:
@@ -514,11 +520,15 @@ class EvolutionProvider:
     ) -> SentMessage:
         """Inline base64 (Evolution also takes a URL, which would have to be public: ours are not).
         A voice note goes to sendWhatsAppAudio, which WhatsApp shows as recorded (push-to-talk);
-        other files to sendMedia with their type. No idempotency key here either."""
+        a sticker to sendSticker; other files to sendMedia with their type. No idempotency key here either."""
         data = base64.b64encode(media.data).decode("ascii")
         if media.kind == "voice":
             return await self._send(
                 f"/message/sendWhatsAppAudio/{instance_name}", {"number": to, "audio": data}, quoted, to=to
+            )
+        if media.kind == "sticker":  # Evolution v2 sendSticker: a WebP, shown as a sticker, no caption
+            return await self._send(
+                f"/message/sendSticker/{instance_name}", {"number": to, "sticker": data}, quoted, to=to
             )
         body = {
             "number": to,
