@@ -384,6 +384,7 @@ REPLY_REQUEST_BODY: dict[str, Any] = {
                     "file": {"type": "string", "format": "binary"},
                     "body": {"type": "string", "maxLength": 4096, "description": "caption"},
                     "quoted_message_id": {"type": "string", "pattern": "^[0-9a-f]{24}$"},
+                    "as_sticker": {"type": "boolean", "description": "send a WebP as a WhatsApp sticker"},
                 },
             }
         },

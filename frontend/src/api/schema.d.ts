@@ -5182,6 +5182,8 @@ export interface operations {
                     /** @description caption */
                     body?: string;
                     quoted_message_id?: string;
+                    /** @description send a WebP as a WhatsApp sticker */
+                    as_sticker?: boolean;
                 };
             };
         };

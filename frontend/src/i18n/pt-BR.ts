@@ -234,6 +234,8 @@ export const t = {
     client: 'Cliente',
     you: 'Você',
     attach: 'Anexar arquivo',
+    asSticker: 'Enviar como figurinha',
+    stickerNoCaption: 'Figurinhas vão sem legenda.',
     dropHere: 'Solte o arquivo para anexar',
     caption: 'Legenda (opcional)',
     removeAttachment: 'Remover anexo',

@@ -1,4 +1,4 @@
-import { ActionIcon, Alert, Badge, Button, CloseButton, Combobox, FileButton, Group, Paper, Progress, SegmentedControl, Stack, Text, Textarea, useCombobox } from '@mantine/core';
+import { ActionIcon, Alert, Badge, Button, Checkbox, CloseButton, Combobox, FileButton, Group, Paper, Progress, SegmentedControl, Stack, Text, Textarea, useCombobox } from '@mantine/core';
 import { notifications } from '@mantine/notifications';
 import { useMutation, useQueryClient } from '@tanstack/react-query';
 import { useEffect, useRef, useState, type ClipboardEvent, type DragEvent, type FormEvent, type KeyboardEvent } from 'react';
@@ -22,10 +22,26 @@ function hint(ticket: Ticket): string {
 }
 
 type Mode = 'reply' | 'note';
-type Sending = { text: string; as: Mode; file: File | null; quotedId: string | null; voice?: boolean };
+type Sending = { text: string; as: Mode; file: File | null; quotedId: string | null; voice?: boolean; sticker?: boolean };
 
-/** The chosen file before it is sent: a thumbnail for images, its name and size otherwise. */
-function AttachmentPreview({ file, onRemove }: { file: File; onRemove: () => void }) {
+/** A WebP may go as a WhatsApp sticker, at the agent's choice (the backend checks the rest). */
+export function mayBeSticker(file: File): boolean {
+  return file.type === 'image/webp' || file.name.toLowerCase().endsWith('.webp');
+}
+
+/** The chosen file before it is sent: a thumbnail for images, its name and size otherwise; for a
+ * WebP, the choice to send it as a sticker. */
+function AttachmentPreview({
+  file,
+  onRemove,
+  sticker,
+  onSticker,
+}: {
+  file: File;
+  onRemove: () => void;
+  sticker: boolean;
+  onSticker: (sticker: boolean) => void;
+}) {
   const [thumb, setThumb] = useState<string | null>(null);
   useEffect(() => {
     if (!file.type.startsWith('image/')) return undefined;
@@ -51,6 +67,17 @@ function AttachmentPreview({ file, onRemove }: { file: File; onRemove: () => voi
           <Text size="xs" c="dimmed">
             {formatSize(file.size)}
           </Text>
+          {mayBeSticker(file) && (
+            <Checkbox
+              size="xs"
+              mt={4}
+              label={t.media.asSticker}
+              description={sticker ? t.media.stickerNoCaption : undefined}
+              checked={sticker}
+              onChange={(event) => onSticker(event.currentTarget.checked)}
+              data-testid="as-sticker"
+            />
+          )}
         </Stack>
         <CloseButton aria-label={t.media.removeAttachment} onClick={onRemove} />
       </Group>
@@ -97,12 +124,13 @@ export function Composer({
   const replies = useQuickReplies(canReply);
   const combobox = useCombobox();
   const [file, setFile] = useState<File | null>(null);
+  const [asSticker, setAsSticker] = useState(false);
   const [dragging, setDragging] = useState(false);
   // Upload progress 0..1 while a file goes up; the error of the last attachment, shown in place.
   const [progress, setProgress] = useState<number | null>(null);
   const [attachError, setAttachError] = useState<string | null>(null);
   const send = useMutation({
-    mutationFn: ({ text, as, file: attached, quotedId }: Sending) => {
+    mutationFn: ({ text, as, file: attached, quotedId, sticker }: Sending) => {
       const params = { path: { ticket_id: ticket.id } };
       if (as === 'note') return unwrap(api.POST('/api/v1/tickets/{ticket_id}/notes', { params, body: { body: text } }));
       if (attached) {
@@ -110,6 +138,7 @@ export function Composer({
         form.append('file', attached, attached.name);
         if (text) form.append('body', text);
         if (quotedId) form.append('quoted_message_id', quotedId);
+        if (sticker) form.append('as_sticker', 'true');
         setProgress(0);
         return postForm<Message>(`/api/v1/tickets/${ticket.id}/messages`, form, setProgress);
       }
@@ -121,6 +150,7 @@ export function Composer({
       if (!voice) {
         // A voice note goes on its own: whatever was being written or attached stays.
         setFile(null);
+        setAsSticker(false);
         setBody('');
       }
       if (as === 'reply') onQuoteDone?.();
@@ -149,6 +179,7 @@ export function Composer({
     }
     setChosen('reply');
     setAttachError(null);
+    setAsSticker(false);
     setFile(chosen);
   };
 
@@ -209,7 +240,7 @@ export function Composer({
     if (send.isPending || (!text && !file)) return;
     const attached = note ? null : file;
     if (note && !text) return;
-    send.mutate({ text, as: mode, file: attached, quotedId: note ? null : quoting?.id ?? null });
+    send.mutate({ text, as: mode, file: attached, quotedId: note ? null : quoting?.id ?? null, sticker: !!attached && asSticker });
   };
   const onPaste = (event: ClipboardEvent<HTMLTextAreaElement>) => {
     const image = Array.from(event.clipboardData.files).find((f) => f.type.startsWith('image/'));
@@ -306,7 +337,14 @@ export function Composer({
             <CloseButton size="sm" aria-label={t.media.cancelReply} onClick={onQuoteDone} />
           </Group>
         )}
-        {!note && file && <AttachmentPreview file={file} onRemove={() => { setFile(null); setAttachError(null); }} />}
+        {!note && file && (
+          <AttachmentPreview
+            file={file}
+            onRemove={() => { setFile(null); setAsSticker(false); setAttachError(null); }}
+            sticker={asSticker}
+            onSticker={setAsSticker}
+          />
+        )}
         {progress !== null && (
           <Stack gap={2} data-testid="upload-progress">
             <Progress value={Math.round(progress * 100)} size="sm" aria-label={t.media.uploading(Math.round(progress * 100))} />

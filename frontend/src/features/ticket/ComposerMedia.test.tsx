@@ -120,6 +120,26 @@ describe('Composer attachments', () => {
     expect(box).toHaveValue('');
   });
 
+  it('offers a WebP as a sticker and sends the choice with the file', async () => {
+    api();
+    renderApp(<Composer ticket={held} canReply canNote />);
+    const input = screen.getByLabelText('Anexar arquivo').parentElement?.querySelector('input[type=file]') as HTMLInputElement;
+    await userEvent.upload(input, png());
+    await screen.findByTestId('attachment-preview');
+    expect(screen.queryByLabelText('Enviar como figurinha')).not.toBeInTheDocument(); // only a WebP may be one
+    const webp = new File([new Uint8Array([0x52, 0x49, 0x46, 0x46])], 'fig.webp', { type: 'image/webp' });
+    await userEvent.upload(input, webp);
+    await userEvent.click(await screen.findByLabelText('Enviar como figurinha'));
+    expect(screen.getByTestId('attachment-preview')).toHaveTextContent('Figurinhas vão sem legenda.');
+    await userEvent.click(screen.getByRole('button', { name: 'Enviar' }));
+    await waitFor(() => expect(FakeXhr.sent).toHaveLength(1));
+    const xhr = FakeXhr.sent[0];
+    expect((xhr.body?.get('file') as File).name).toBe('fig.webp');
+    expect(xhr.body?.get('as_sticker')).toBe('true');
+    xhr.answer(201, sentMessage({ type: 'sticker' }));
+    await waitFor(() => expect(screen.queryByTestId('attachment-preview')).not.toBeInTheDocument());
+  });
+
   it('shows the 413 message beside the file and keeps both to change', async () => {
     api();
     renderApp(<Composer ticket={held} canReply canNote />);
