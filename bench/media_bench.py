@@ -25,6 +25,7 @@ import hashlib
 import os
 import random
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -53,6 +54,38 @@ def _rss_kb(pid: int) -> int:
     return 0
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process and its live descendants (FerretDB's launcher
+    runs the server as a child): what each side of a phase cost, whatever the machine's load."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total, todo = 0.0, [pid]
+    while todo:
+        current = todo.pop()
+        try:
+            fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick
+            for task in Path(f"/proc/{current}/task").iterdir():
+                todo.extend(int(c) for c in (task / "children").read_text().split())
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+    return total
+
+
+class _Cpu:
+    """CPU seconds spent by named processes between `start()` and `stop()`."""
+
+    def __init__(self, pids: dict[str, int]) -> None:
+        self.pids = pids
+        self.before: dict[str, float] = {}
+
+    def start(self) -> None:
+        self.before = {name: _cpu_seconds(pid) for name, pid in self.pids.items()}
+
+    def stop(self) -> str:
+        spent = {name: _cpu_seconds(pid) - self.before[name] for name, pid in self.pids.items()}
+        return ", ".join(f"{name} {seconds:.1f}" for name, seconds in spent.items())
+
+
 async def _pool(items: list[Any], concurrency: int, job: Any) -> float:
     queue = list(reversed(items))
     started = time.perf_counter()
@@ -78,7 +111,7 @@ async def _wait_http(url: str, path: str) -> None:
 
 
 def _backend(
-    mongo_url: str, db_name: str, port: int, fake_url: str, api_key: str, log: Path
+    mongo_url: str, db_name: str, port: int, fake_url: str, api_key: str, log: Path, profile: str = ""
 ) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
@@ -97,7 +130,9 @@ def _backend(
         "LEDGER_FILE": "",
     }
     out = open(log, "ab")  # noqa: SIM115 - owned by the child
-    cmd = [sys.executable, "-m", "uvicorn", "--factory", "backend.app:create_app", "--host", "127.0.0.1"]
+    # --profile: the backend under cProfile (written when it stops), to see where its CPU goes.
+    profiler = ["-m", "cProfile", "-o", profile] if profile else []
+    cmd = [sys.executable, *profiler, "-m", "uvicorn", "--factory", "backend.app:create_app", "--host", "127.0.0.1"]
     return subprocess.Popen(
         [*cmd, "--port", str(port), "--log-level", "warning", "--no-access-log"],
         cwd=ROOT,
@@ -160,7 +195,7 @@ async def main(args: argparse.Namespace) -> None:
         fake_url = f"http://127.0.0.1:{fake_port}"
         await _wait_http(fake_url, "/_control/health")
         backend_port = ferretdb.free_port()
-        backend = _backend(mongo_url, db_name, backend_port, fake_url, api_key, tmp / "backend.log")
+        backend = _backend(mongo_url, db_name, backend_port, fake_url, api_key, tmp / "backend.log", args.profile)
         procs.append(backend)
         base = f"http://127.0.0.1:{backend_port}"
         await _wait_http(base, "/health/ready")
@@ -195,7 +230,11 @@ async def main(args: argparse.Namespace) -> None:
             hook = f"/api/v1/webhooks/whatsapp/{conn['id']}?t={token}"
             ids = [message_id_for(conn["id"], k) for k in keys]
 
+            cpu = _Cpu(
+                {"backend": backend.pid, "fake": procs[0].pid, "store": fdb.pid if fdb else 0, "bench+all": os.getpid()}
+            )
             # 1. webhook + fetch
+            cpu.start()
             started = time.perf_counter()
 
             async def post(i: int) -> None:
@@ -203,20 +242,26 @@ async def main(args: argparse.Namespace) -> None:
                 (await http.post(hook, json=_upsert(conn, keys[i], phone, sizes[i]))).raise_for_status()
 
             ack_seconds = await _pool(list(range(args.messages)), args.concurrency, post)
-            pending = set(ids)
+            # Polled in posting order, each round stopping at the first message not ready yet:
+            # about one read per message in all, so the watcher does not load the store it measures.
+            pending = list(ids)
             while pending:
-                for mid in list(pending)[:200]:
-                    doc = await db.messages.find_one({"_id": mid}, {"media": 1})
+                while pending:
+                    doc = await db.messages.find_one({"_id": pending[0]}, {"media": 1})
                     status = ((doc or {}).get("media") or {}).get("status")
-                    if status == "ready":
-                        pending.discard(mid)
-                    elif status == "failed":
-                        raise RuntimeError(f"{mid} failed: {doc}")
+                    if status == "failed":
+                        raise RuntimeError(f"{pending[0]} failed: {doc}")
+                    if status != "ready":
+                        break
+                    pending.pop(0)
+                if not pending:
+                    break
                 if time.perf_counter() - started > args.limit_seconds:
                     raise RuntimeError(f"{len(pending)} media not ready after {args.limit_seconds}s")
-                await asyncio.sleep(0.5)
+                await asyncio.sleep(0.1)
             webhook_seconds = time.perf_counter() - started
             print(f"webhook acks: {ack_seconds:.1f} s; every media ready after {webhook_seconds:.1f} s")
+            print(f"  CPU seconds: {cpu.stop()}")
 
             # 2. raw GridFS put of the same files
             bucket = AsyncGridFSBucket(db, bucket_name="bench_raw")
@@ -225,11 +270,28 @@ async def main(args: argparse.Namespace) -> None:
             async def put(i: int) -> None:
                 await bucket.upload_from_stream(f"{i}.bin", files[i])
 
+            cpu.start()
             raw_seconds = await _pool(order, args.concurrency, put)
+            print(f"raw put: CPU seconds: {cpu.stop()}")
             wmbs, rmbs = total / MB / webhook_seconds, total / MB / raw_seconds
             print(
                 f"webhook+fetch {wmbs:.2f} MB/s ({args.messages / webhook_seconds:.1f} msg/s); "
                 f"raw GridFS put {rmbs:.2f} MB/s; ratio {wmbs / rmbs:.2f}"
+            )
+
+            # 2b. the product's store path alone (media.store_bytes: hash, dedupe look-up, chunks,
+            # file, record) for the same files under another tenant, same concurrency: what the
+            # store costs beside the raw put, apart from the webhook, ticket and fetch around it.
+            async def store(i: int) -> None:
+                await media.store_bytes(
+                    db, reseller_id="bench-store", data=files[i], mime="image/jpeg", name=f"{i}.jpg"
+                )
+
+            cpu.start()
+            store_seconds = await _pool(order, args.concurrency, store)
+            smbs = total / MB / store_seconds
+            print(
+                f"media.store_bytes alone {smbs:.2f} MB/s (ratio to raw {smbs / rmbs:.2f}); CPU seconds: {cpu.stop()}"
             )
 
             # 3. Range downloads, 256 KiB at a time, every file, compared
@@ -313,7 +375,8 @@ async def main(args: argparse.Namespace) -> None:
         await client.close()
     finally:
         for proc in reversed(procs):
-            proc.terminate()
+            # SIGINT: a profiled backend writes its stats on the KeyboardInterrupt uvicorn re-raises.
+            proc.send_signal(signal.SIGINT if args.profile else signal.SIGTERM)
             try:
                 proc.wait(15)
             except subprocess.TimeoutExpired:
@@ -333,4 +396,5 @@ if __name__ == "__main__":
     parser.add_argument("--big-mb", type=int, default=100)
     parser.add_argument("--seed", type=int, default=15)
     parser.add_argument("--limit-seconds", type=float, default=3600)
+    parser.add_argument("--profile", default="", help="write the backend's cProfile stats to this file")
     asyncio.run(main(parser.parse_args()))
