@@ -8,14 +8,9 @@ import httpx
 
 from tests.factories import make_tenant
 from tests.fakes.harness import FakeEvolution, make_connection, wait_for
-from tests.media.outbound.helpers import fixture, media_bytes, post_file, sent_to
+from tests.media.outbound.helpers import fixture, in_status, media_bytes, media_sent_to, post_file, sent_to
 from tests.outbound.helpers import held_ticket
 from tests.webhooks.helpers import settled
-
-
-async def _status(db: Any, message_id: str, wanted: str) -> dict[str, Any] | None:
-    doc: dict[str, Any] | None = await db.messages.find_one({"_id": message_id})
-    return doc if doc is not None and doc["status"] == wanted else None
 
 
 async def test_a_png_a_voice_note_and_a_pdf_reach_the_provider_byte_identical_and_get_their_ticks(
@@ -48,7 +43,7 @@ async def test_a_png_a_voice_note_and_a_pdf_reach_the_provider_byte_identical_an
     document = r.json()
     assert document["type"] == "document" and document["media"]["mime"] == "application/pdf"
 
-    sent = await wait_for(lambda: _all_three(evolution, phone), timeout=60)
+    sent = await wait_for(lambda: media_sent_to(evolution, phone, 3), timeout=60)
     by_kind = {s["media"]["kind"]: s for s in sent}
     assert [s["media"]["kind"] for s in sent] == ["image", "voice", "document"]  # in the order written
     assert await media_bytes(evolution, by_kind["image"]["key_id"]) == png
@@ -65,7 +60,7 @@ async def test_a_png_a_voice_note_and_a_pdf_reach_the_provider_byte_identical_an
 
     # The same ticks as text: sent with the provider's id, then delivered and read by receipts.
     for message, kind in ((image, "image"), (voice, "voice"), (document, "document")):
-        doc = await wait_for(lambda m=message: _status(db, m["id"], "sent"))
+        doc = await wait_for(lambda m=message: in_status(db, m["id"], "sent"))
         assert doc["provider_message_id"] == by_kind[kind]["key_id"]
         for status in ("DELIVERY_ACK", "READ"):
             receipt = await evolution.control(
@@ -74,7 +69,7 @@ async def test_a_png_a_voice_note_and_a_pdf_reach_the_provider_byte_identical_an
                 {"instance": conn["instance_name"], "key_id": doc["provider_message_id"], "status": status},
             )
             assert (await settled(db, receipt))["status"] == "processed"
-        assert await _status(db, message["id"], "read") is not None
+        assert await in_status(db, message["id"], "read") is not None
 
     # What the agent sent downloads again byte for byte from the API.
     for message, data in ((image, png), (voice, ogg), (document, pdf)):
@@ -87,11 +82,6 @@ async def test_a_png_a_voice_note_and_a_pdf_reach_the_provider_byte_identical_an
         assert record is not None and record["size"] == len(data)
     outgoing = await db.messages.count_documents({"ticket_id": ticket_id, "direction": "out"})
     assert outgoing == 3
-
-
-async def _all_three(evolution: FakeEvolution, phone: str) -> list[dict[str, Any]] | None:
-    sent = [s for s in await sent_to(evolution, phone) if "media" in s]
-    return sent if len(sent) == 3 else None
 
 
 async def test_a_file_claiming_to_be_an_image_whose_bytes_are_not_one_is_sent_as_a_document(

@@ -7,23 +7,22 @@ from typing import Any
 import httpx
 
 from backend.messages import uploads
-from tests.factories import make_tenant
-from tests.fakes.harness import FakeEvolution, make_connection, wait_for
-from tests.media.outbound.helpers import counts, fixture, media_bytes, post_file, sent_to
-from tests.outbound.helpers import held_ticket
-
-
-async def _sent(evolution: FakeEvolution, phone: str, n: int) -> list[dict[str, Any]] | None:
-    sent = [s for s in await sent_to(evolution, phone) if "media" in s]
-    return sent if len(sent) == n else None
+from tests.fakes.harness import FakeEvolution, wait_for
+from tests.media.outbound.helpers import (
+    agent_holding_a_ticket,
+    counts,
+    fixture,
+    in_status,
+    media_bytes,
+    media_sent_to,
+    post_file,
+)
 
 
 async def test_a_webp_sent_as_a_sticker_reaches_the_provider_as_one_byte_identical(
     client: httpx.AsyncClient, admin_headers: dict[str, str], evolution: FakeEvolution, db: Any
 ) -> None:
-    tenant = await make_tenant(client, admin_headers, agents=1)
-    conn = await make_connection(client, tenant, evolution)
-    ticket_id, phone, agent = await held_ticket(client, tenant, evolution, conn, db)
+    conn, ticket_id, phone, agent = await agent_holding_a_ticket(client, admin_headers, evolution, db)
     webp = fixture("sticker.webp")
 
     r = await post_file(client, ticket_id, agent, name="fig.webp", data=webp, mime="image/webp", as_sticker="true")
@@ -36,29 +35,22 @@ async def test_a_webp_sent_as_a_sticker_reaches_the_provider_as_one_byte_identic
     assert r.status_code == 201, r.text
     assert r.json()["type"] == "image"
 
-    sent = await wait_for(lambda: _sent(evolution, phone, 2), timeout=60)
+    sent = await wait_for(lambda: media_sent_to(evolution, phone, 2), timeout=60)
     assert [s["media"]["kind"] for s in sent] == ["sticker", "image"]
     assert sent[0]["media"]["mimetype"] == "image/webp" and sent[0]["text"] == ""
     assert await media_bytes(evolution, sent[0]["key_id"]) == webp
     calls = [c["path"] for c in await evolution.control("GET", "calls")]
     assert f"/message/sendSticker/{conn['instance_name']}" in calls
-    doc = await wait_for(lambda: _sent_status(db, sticker["id"]))
+    doc = await wait_for(lambda: in_status(db, sticker["id"], "sent"))
     assert doc["provider_message_id"] == sent[0]["key_id"]
     r = await client.get(sticker["media"]["url"], headers=agent)
     assert r.status_code == 200 and r.content == webp
 
 
-async def _sent_status(db: Any, message_id: str) -> dict[str, Any] | None:
-    doc: dict[str, Any] | None = await db.messages.find_one({"_id": message_id})
-    return doc if doc is not None and doc["status"] == "sent" else None
-
-
 async def test_a_sticker_must_be_a_small_webp_without_caption_and_a_refusal_stores_nothing(
     client: httpx.AsyncClient, admin_headers: dict[str, str], evolution: FakeEvolution, db: Any
 ) -> None:
-    tenant = await make_tenant(client, admin_headers, agents=1)
-    conn = await make_connection(client, tenant, evolution)
-    ticket_id, _, agent = await held_ticket(client, tenant, evolution, conn, db)
+    _, ticket_id, _, agent = await agent_holding_a_ticket(client, admin_headers, evolution, db)
     before = await counts(db)
     webp = fixture("sticker.webp")
     big = webp + b"\0" * uploads.LIMITS[uploads.Kind.STICKER]  # an image's size, past a sticker's
