@@ -13,9 +13,11 @@ fetcher on, outbound worker off), creates a tenant and a connection through the 
   2. raw: the same files put with PyMongo's AsyncGridFSBucket into another bucket of the same
      database, at the same concurrency; the ratio webhook/raw is what the product keeps of what
      the store can take;
+  2b. store path: the same files through media.store_bytes (another tenant), same concurrency;
   3. range: GET /api/v1/messages/{id}/media with 256 KiB Range requests over every file;
   4. memory: a 100 MB document streamed through GET .../media while the backend's RSS is sampled.
-Every download is compared with the bytes sent.
+Every download is compared with the bytes sent. Each phase prints the CPU seconds the backend,
+the fake and FerretDB spent in it; `--profile FILE` runs the backend under cProfile.
 """
 
 import argparse
