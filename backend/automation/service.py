@@ -107,13 +107,13 @@ def _render(template: str, ticket: dict[str, Any], config: dict[str, Any]) -> st
 # --- a WhatsApp message opens a ticket -------------------------------------------------------
 
 
-async def _menu_options(db: Database, conn: dict[str, Any]) -> list[dict[str, Any]]:
+async def _menu_options(db: Database, conn: dict[str, Any]) -> list[departments.Department]:
     """The connection's menu departments that are still active, in the configured order."""
     if not conn.get("menu_enabled"):
         return []
     scope = TenantScope(str(conn["reseller_id"]))
     found = [await departments.get(db, scope, str(d)) for d in conn.get("menu_department_ids") or []]
-    return [d for d in found if d is not None and d.get("active")]
+    return [d for d in found if d is not None and d.active]
 
 
 def born_with(db: Database, conn: dict[str, Any], *, message_id: str) -> tickets.BornWith:
@@ -202,8 +202,8 @@ async def _opened(
         if not options:  # the menu's departments were deactivated since the ticket opened
             await _route(db, ticket, department_id=str(conn["default_department_id"]), message_id="", fallback=True)
             return [*done, "menu fallback"]
-        body = texts.menu(str(conn.get("menu_text") or ""), [str(d["name"]) for d in options])
-        extra = {"menu_options": [str(d["_id"]) for d in options]}
+        body = texts.menu(str(conn.get("menu_text") or ""), [d.name for d in options])
+        extra = {"menu_options": [d.id for d in options]}
         if await _send(db, ticket, config, purpose=MENU, period=FIRST_MENU, body=body, extra=extra, retry=retry):
             done.append(MENU)
     return done
@@ -241,7 +241,7 @@ async def _menu_answer(
     if choice is not None:
         department_id = options[choice - 1]
         dept = await departments.get(db, TenantScope(str(ticket["reseller_id"])), department_id)
-        if dept is not None and dept.get("active"):
+        if dept is not None and dept.active:
             moved = await _route(db, ticket, department_id=department_id, message_id=str(message["_id"]))
             return [f"menu choice {choice}"] if moved else []
     k = await _invalid_answer_number(db, str(ticket["_id"]), str(message["_id"]))
@@ -255,7 +255,7 @@ async def _menu_answer(
     scope = TenantScope(str(ticket["reseller_id"]))
     for department_id in options:
         dept = await departments.get(db, scope, department_id)
-        names.append(str(dept["name"]) if dept is not None else "")
+        names.append(dept.name if dept is not None else "")
     body = texts.menu(str(conn.get("menu_text") or ""), names, repeat=True)
     extra = {"menu_options": options}
     sent = await _send(db, ticket, config, purpose=MENU, period=str(k), body=body, extra=extra, retry=retry)

@@ -116,7 +116,7 @@ async def create_from_api(db: Database, actor: Actor, *, data: TicketCreate) -> 
     dept = await departments.get(db, actor.scope, data.department_id)
     if dept is None:
         raise NotFound("department not found")
-    if not dept.get("active"):
+    if not dept.active:
         raise Unprocessable("department is inactive")
     channel, opening = API_CHANNEL, None
     if data.connection_id is not None:

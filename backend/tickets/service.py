@@ -560,7 +560,7 @@ async def transfer(
     else:
         assert department_id is not None
         dept = await departments.get(db, actor.scope, department_id)
-        if dept is None or not dept.get("active"):
+        if dept is None or not dept.active:
             raise Unprocessable("unknown or inactive department")
         current = await load(db, ticket_id) if is_valid_id(ticket_id) else None
         if (
