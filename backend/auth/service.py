@@ -22,7 +22,7 @@ async def _usable(db: Database, user: dict[str, Any] | None) -> bool:
         return False
     if user.get("reseller_id"):
         tenant = await resellers.get(db, user["reseller_id"])
-        return bool(tenant and tenant.get("active"))
+        return bool(tenant and tenant.active)
     return True
 
 

@@ -51,14 +51,14 @@ def automatic_id(ticket_id: str, purpose: str, period: str = "") -> str:
     return hashlib.sha256(f"auto:{ticket_id}:{purpose}:{period}".encode()).hexdigest()[:24]
 
 
-async def _config(db: Database, reseller_id: str) -> dict[str, Any]:
-    return await resellers.config_internal(db, reseller_id) or {}
+async def _config(db: Database, reseller_id: str) -> resellers.ResellerConfig:
+    return await resellers.config_internal(db, reseller_id)
 
 
 async def _send(
     db: Database,
     ticket: dict[str, Any],
-    config: dict[str, Any],
+    config: resellers.ResellerConfig,
     *,
     purpose: str,
     body: str,
@@ -84,7 +84,7 @@ async def _send(
         direction="out",
         sender_type="system",
         sender_id=None,
-        sender_name=str(config.get("company_name") or ""),
+        sender_name=config.company_name,
         body=body,
         status="pending",
         message_id=message_id,
@@ -95,11 +95,11 @@ async def _send(
     return created
 
 
-def _render(template: str, ticket: dict[str, Any], config: dict[str, Any]) -> str:
+def _render(template: str, ticket: dict[str, Any], config: resellers.ResellerConfig) -> str:
     return texts.render(
         template,
         client=str(ticket.get("client_name") or ""),
-        company=str(config.get("company_name") or ""),
+        company=config.company_name,
         protocol=ticket.get("number", ""),
     )
 
@@ -182,7 +182,7 @@ async def after_client_message(
 
 
 async def _opened(
-    db: Database, conn: dict[str, Any], ticket: dict[str, Any], config: dict[str, Any], *, retry: bool
+    db: Database, conn: dict[str, Any], ticket: dict[str, Any], config: resellers.ResellerConfig, *, retry: bool
 ) -> list[str]:
     done: list[str] = []
     # A new conversation ends the chat's pending survey: a digit now belongs to this ticket.
@@ -190,7 +190,7 @@ async def _opened(
     survey = await repository.get_survey_internal(db, chat)
     if survey is not None and survey.get("answered_by") is None and survey.get("closed_at") is None:
         await repository.mark_survey(db, chat, ticket_id=survey["ticket_id"], changes={"closed_at": now()})
-    welcome = _render(str(config.get("welcome_message") or ""), ticket, config)
+    welcome = _render(config.welcome_message, ticket, config)
     if welcome and await _send(db, ticket, config, purpose=GREETING, body=welcome, retry=retry):
         done.append(GREETING)
     # The away message after the greeting, the menu last of all: a client reads "hello", "we are
@@ -209,10 +209,10 @@ async def _opened(
     return done
 
 
-async def _away(db: Database, ticket: dict[str, Any], config: dict[str, Any], *, retry: bool) -> bool:
+async def _away(db: Database, ticket: dict[str, Any], config: resellers.ResellerConfig, *, retry: bool) -> bool:
     """Once per ticket per closed period, while the ticket waits in espera."""
     since = hours.Schedule.of(config).closed_since(now())
-    template = str(config.get("away_message") or "")
+    template = config.away_message
     if since is None or not template:
         return False
     period = since.isoformat()
@@ -225,7 +225,7 @@ async def _menu_answer(
     conn: dict[str, Any],
     ticket: dict[str, Any],
     message: dict[str, Any],
-    config: dict[str, Any],
+    config: resellers.ResellerConfig,
     *,
     retry: bool,
 ) -> list[str]:
@@ -297,11 +297,11 @@ async def after_finalize(db: Database, ticket: dict[str, Any]) -> None:
     if conn is None:
         return  # not a WhatsApp conversation: nobody to send to
     config = await _config(db, str(ticket["reseller_id"]))
-    closing = _render(str(config.get("closing_message") or ""), ticket, config)
+    closing = _render(config.closing_message, ticket, config)
     if closing:
         await _send(db, ticket, config, purpose=CLOSING, body=closing)
     # Asked about an attendance: a ticket finalized while nobody held it (spam, a duplicate) is not.
-    if config.get("csat_enabled") and ticket.get("agent_id"):
+    if config.csat_enabled and ticket.get("agent_id"):
         await _ask_rating(db, conn, ticket, config)
     await _greet_raced(db, conn, ticket)
 
@@ -327,8 +327,10 @@ async def _greet_raced(db: Database, conn: dict[str, Any], finalized: dict[str, 
         await after_client_message(db, conn, ticket=found, message=opening, retry=True)
 
 
-async def _ask_rating(db: Database, conn: dict[str, Any], ticket: dict[str, Any], config: dict[str, Any]) -> None:
-    question = _render(str(config.get("csat_message") or "") or texts.DEFAULT_SURVEY_TEXT, ticket, config)
+async def _ask_rating(
+    db: Database, conn: dict[str, Any], ticket: dict[str, Any], config: resellers.ResellerConfig
+) -> None:
+    question = _render(config.csat_message or texts.DEFAULT_SURVEY_TEXT, ticket, config)
     await _send(db, ticket, config, purpose=SURVEY, body=question)
     asked = await message_store.get_internal(db, automatic_id(str(ticket["_id"]), SURVEY))
     if asked is None:
@@ -339,7 +341,7 @@ async def _ask_rating(db: Database, conn: dict[str, Any], ticket: dict[str, Any]
     # Written after the question is stored (a digit is a rating only once it was asked); the
     # chat's newest question wins, so a re-run for an older ticket changes nothing.
     if current is None or (current["ticket_id"] != ticket["_id"] and as_utc(current["asked_at"]) < asked_at):
-        window = timedelta(hours=int(config.get("csat_window_hours") or CSAT_WINDOW_DEFAULT_HOURS))
+        window = timedelta(hours=config.csat_window_hours or CSAT_WINDOW_DEFAULT_HOURS)
         await repository.put_survey(
             db,
             chat,
