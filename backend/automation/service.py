@@ -363,7 +363,7 @@ async def take_rating(
     db: Database,
     conn: dict[str, Any],
     *,
-    client: dict[str, Any],
+    client: users.User,
     phone: str,
     message_id: str,
     body: str,
@@ -385,7 +385,7 @@ async def take_rating(
     if not again and (over or now() > as_utc(survey["expires_at"])):
         return None
     ticket = await tickets.load(db, str(survey["ticket_id"]))
-    if ticket is None or ticket["client_id"] != client["_id"] or ticket["status"] != Status.FINALIZADO.value:
+    if ticket is None or ticket["client_id"] != client.id or ticket["status"] != Status.FINALIZADO.value:
         return None
     if not again and await tickets.open_ticket_of(
         db, reseller_id=str(conn["reseller_id"]), client=client, channel=str(conn["_id"])
@@ -399,8 +399,8 @@ async def take_rating(
         keep_in_finalized=True,
         direction="in",
         sender_type="client",
-        sender_id=client["_id"],
-        sender_name=str(client.get("name") or ""),
+        sender_id=client.id,
+        sender_name=client.name,
         body=body,
         status="received",
         message_id=message_id,
