@@ -18,6 +18,7 @@ from backend.messages import service as messages
 from backend.tickets import intake
 from backend.tickets import service as tickets
 from backend.tickets.states import Status
+from backend.users.models import User
 from bench.seed import Pools, Tenant
 
 Call = Callable[[int], Awaitable[None]]
@@ -169,7 +170,7 @@ def build_ops(
         _, _, created = await intake.receive_client_message(
             db,
             reseller_id=tenant.reseller_id,
-            client=client,
+            client=User.model_validate(client),
             department_id=tenant.department_ids[di],
             channel=intake.API_CHANNEL,
             body=f"mensagem de benchmark {i}",

@@ -33,8 +33,8 @@ def shape(value: Any) -> Any:
 async def _live_path(db: Database, tenant: Tenant) -> None:
     rid, dept, agent = tenant.reseller_id, tenant.department_ids[0], tenant.agents[0]
 
-    async def say(client: dict[str, Any], body: str) -> dict[str, Any]:
-        fresh = await users_repo.get_internal(db, client["_id"])  # as ingestion would load it
+    async def say(client: clients.User, body: str) -> dict[str, Any]:
+        fresh = await users_repo.get_internal(db, client.id)  # as ingestion would load it
         assert fresh is not None
         ticket, _, _ = await intake.receive_client_message(
             db, reseller_id=rid, client=fresh, department_id=dept, channel=intake.API_CHANNEL, body=body

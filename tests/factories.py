@@ -246,13 +246,14 @@ async def make_client_ticket(
     accepted where they can reach the client). Unless `signed`, the tenant's replies are
     stored unsigned, as the text typed (tests about threads, not signatures)."""
     from backend.tickets import intake
+    from backend.users.models import User
 
     conn = connection or await make_open_connection(client, tenant, db)
     if not signed:
         r = await client.patch("/api/v1/reseller-config", json={"signature_enabled": False}, headers=tenant.headers)
         assert r.status_code == 200, r.text
     customer = customer or await make_client(client, tenant)
-    stored = await db.users.find_one({"_id": customer["id"]})
+    stored = User.model_validate(await db.users.find_one({"_id": customer["id"]}))
     ticket, _, _ = await intake.receive_client_message(
         db,
         reseller_id=tenant.id,

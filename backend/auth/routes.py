@@ -20,7 +20,7 @@ async def login(request: Request, db: Db, settings: AppSettings, body: LoginRequ
 
 @router.get("/me", operation_id="auth-me", responses=AUTHENTICATED)
 async def me(db: Db, actor: CurrentActor) -> UserRead:
-    return UserRead.from_doc(await users.get_or_404(db, actor, user_id=actor.id))
+    return UserRead.of(await users.get_or_404(db, actor, user_id=actor.id))
 
 
 @router.patch("/me", operation_id="auth-update_me", responses=AUTHENTICATED | WITH_BODY)

@@ -1,5 +1,4 @@
 import asyncio
-from typing import Any
 
 from backend.auth import throttle
 from backend.auth.schemas import TokenRead
@@ -17,12 +16,12 @@ INVALID = "invalid email or password"
 NO_USER = "-"  # not an id any user can have
 
 
-async def _usable(db: Database, user: dict[str, Any] | None) -> bool:
-    if user is None or not user.get("active") or user.get("role") == "client":
+async def _usable(db: Database, user: users.User | None) -> bool:
+    if user is None or not user.active or user.role == "client":
         return False
-    if user.get("reseller_id"):
-        tenant = await resellers.get(db, user["reseller_id"])
-        return bool(tenant and tenant.get("active"))
+    if user.reseller_id:
+        tenant = await resellers.get(db, user.reseller_id)
+        return bool(tenant and tenant.active)
     return True
 
 
@@ -35,7 +34,7 @@ async def login(db: Database, settings: Settings, *, email: str, password: str, 
     # below the same Argon2 work (a dummy hash): the answer's timing does not tell them apart.
     user = await users.get_internal(db, user_id or NO_USER)
     # Argon2 is deliberately slow CPU work: off the event loop, so one login never stalls the process.
-    ok = await asyncio.to_thread(verify_password, password, user.get("password_hash") if user else None)
+    ok = await asyncio.to_thread(verify_password, password, user.password_hash if user else None)
     if not ok or not await _usable(db, user):
         raise Unauthorized(INVALID)
     assert user is not None
@@ -43,12 +42,10 @@ async def login(db: Database, settings: Settings, *, email: str, password: str, 
     return issue_token(settings, user)
 
 
-def issue_token(settings: Settings, user: dict[str, Any]) -> TokenRead:
+def issue_token(settings: Settings, user: users.User) -> TokenRead:
     """A token for the user at its current token version."""
-    token, ttl = create_access_token(
-        settings, user_id=user["_id"], role=user["role"], version=int(user.get(users.TOKEN_VERSION, 0))
-    )
-    return TokenRead(access_token=token, expires_in=ttl, user=UserRead.from_doc(user))
+    token, ttl = create_access_token(settings, user_id=user.id, role=user.role, version=user.token_version)
+    return TokenRead(access_token=token, expires_in=ttl, user=UserRead.of(user))
 
 
 async def load_active_actor(db: Database, user_id: str, *, token_version: int) -> Actor:
@@ -57,12 +54,12 @@ async def load_active_actor(db: Database, user_id: str, *, token_version: int) -
     if not await _usable(db, user):
         raise Unauthorized("invalid or expired token")
     assert user is not None
-    if int(user.get(users.TOKEN_VERSION, 0)) != token_version:
+    if user.token_version != token_version:
         raise Unauthorized("invalid or expired token")
     return Actor(
-        id=user["_id"],
-        role=user["role"],
-        name=user["name"],
-        reseller_id=user.get("reseller_id"),
-        department_ids=tuple(user.get("department_ids") or ()),
+        id=user.id,
+        role=user.role,
+        name=user.name,
+        reseller_id=user.reseller_id,
+        department_ids=tuple(user.department_ids),
     )

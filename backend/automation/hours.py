@@ -14,10 +14,10 @@ per ticket per closed period" a deterministic message id (backend/automation/ser
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-DEFAULT_TIMEZONE = "America/Sao_Paulo"
+from backend.resellers.models import DEFAULT_TIMEZONE, ResellerConfig
+
 # How far back the start of a closed period is looked for: past a year of closed days, the
 # period is named by that horizon (still one name per period, as it never moves).
 LOOKBACK_DAYS = 400
@@ -32,17 +32,17 @@ class Schedule:
     always: bool  # no ranges set: open all day on every day that is not closed
 
     @classmethod
-    def of(cls, config: dict[str, Any]) -> "Schedule":
+    def of(cls, config: ResellerConfig) -> "Schedule":
         try:
-            zone = ZoneInfo(str(config.get("timezone") or DEFAULT_TIMEZONE))
+            zone = ZoneInfo(config.timezone or DEFAULT_TIMEZONE)
         except (ZoneInfoNotFoundError, ValueError):  # stored before the API validated it
             zone = ZoneInfo(DEFAULT_TIMEZONE)
         ranges: dict[int, list[tuple[time, time]]] = {}
-        for item in config.get("business_hours") or []:
+        for item in config.business_hours:
             ranges.setdefault(int(item["weekday"]), []).append(
                 (time.fromisoformat(str(item["open"])), time.fromisoformat(str(item["close"])))
             )
-        closed = frozenset(date.fromisoformat(str(d)) for d in config.get("closed_dates") or [])
+        closed = frozenset(date.fromisoformat(d) for d in config.closed_dates)
         return cls(zone=zone, ranges=ranges, closed=closed, always=not ranges)
 
     def intervals(self, day: date) -> Iterator[tuple[datetime, datetime]]:

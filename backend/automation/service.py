@@ -51,14 +51,14 @@ def automatic_id(ticket_id: str, purpose: str, period: str = "") -> str:
     return hashlib.sha256(f"auto:{ticket_id}:{purpose}:{period}".encode()).hexdigest()[:24]
 
 
-async def _config(db: Database, reseller_id: str) -> dict[str, Any]:
-    return await resellers.config_internal(db, reseller_id) or {}
+async def _config(db: Database, reseller_id: str) -> resellers.ResellerConfig:
+    return await resellers.config_internal(db, reseller_id)
 
 
 async def _send(
     db: Database,
     ticket: dict[str, Any],
-    config: dict[str, Any],
+    config: resellers.ResellerConfig,
     *,
     purpose: str,
     body: str,
@@ -84,7 +84,7 @@ async def _send(
         direction="out",
         sender_type="system",
         sender_id=None,
-        sender_name=str(config.get("company_name") or ""),
+        sender_name=config.company_name,
         body=body,
         status="pending",
         message_id=message_id,
@@ -95,11 +95,11 @@ async def _send(
     return created
 
 
-def _render(template: str, ticket: dict[str, Any], config: dict[str, Any]) -> str:
+def _render(template: str, ticket: dict[str, Any], config: resellers.ResellerConfig) -> str:
     return texts.render(
         template,
         client=str(ticket.get("client_name") or ""),
-        company=str(config.get("company_name") or ""),
+        company=config.company_name,
         protocol=ticket.get("number", ""),
     )
 
@@ -107,13 +107,13 @@ def _render(template: str, ticket: dict[str, Any], config: dict[str, Any]) -> st
 # --- a WhatsApp message opens a ticket -------------------------------------------------------
 
 
-async def _menu_options(db: Database, conn: dict[str, Any]) -> list[dict[str, Any]]:
+async def _menu_options(db: Database, conn: dict[str, Any]) -> list[departments.Department]:
     """The connection's menu departments that are still active, in the configured order."""
     if not conn.get("menu_enabled"):
         return []
     scope = TenantScope(str(conn["reseller_id"]))
     found = [await departments.get(db, scope, str(d)) for d in conn.get("menu_department_ids") or []]
-    return [d for d in found if d is not None and d.get("active")]
+    return [d for d in found if d is not None and d.active]
 
 
 def born_with(db: Database, conn: dict[str, Any], *, message_id: str) -> tickets.BornWith:
@@ -182,7 +182,7 @@ async def after_client_message(
 
 
 async def _opened(
-    db: Database, conn: dict[str, Any], ticket: dict[str, Any], config: dict[str, Any], *, retry: bool
+    db: Database, conn: dict[str, Any], ticket: dict[str, Any], config: resellers.ResellerConfig, *, retry: bool
 ) -> list[str]:
     done: list[str] = []
     # A new conversation ends the chat's pending survey: a digit now belongs to this ticket.
@@ -190,7 +190,7 @@ async def _opened(
     survey = await repository.get_survey_internal(db, chat)
     if survey is not None and survey.get("answered_by") is None and survey.get("closed_at") is None:
         await repository.mark_survey(db, chat, ticket_id=survey["ticket_id"], changes={"closed_at": now()})
-    welcome = _render(str(config.get("welcome_message") or ""), ticket, config)
+    welcome = _render(config.welcome_message, ticket, config)
     if welcome and await _send(db, ticket, config, purpose=GREETING, body=welcome, retry=retry):
         done.append(GREETING)
     # The away message after the greeting, the menu last of all: a client reads "hello", "we are
@@ -202,17 +202,17 @@ async def _opened(
         if not options:  # the menu's departments were deactivated since the ticket opened
             await _route(db, ticket, department_id=str(conn["default_department_id"]), message_id="", fallback=True)
             return [*done, "menu fallback"]
-        body = texts.menu(str(conn.get("menu_text") or ""), [str(d["name"]) for d in options])
-        extra = {"menu_options": [str(d["_id"]) for d in options]}
+        body = texts.menu(str(conn.get("menu_text") or ""), [d.name for d in options])
+        extra = {"menu_options": [d.id for d in options]}
         if await _send(db, ticket, config, purpose=MENU, period=FIRST_MENU, body=body, extra=extra, retry=retry):
             done.append(MENU)
     return done
 
 
-async def _away(db: Database, ticket: dict[str, Any], config: dict[str, Any], *, retry: bool) -> bool:
+async def _away(db: Database, ticket: dict[str, Any], config: resellers.ResellerConfig, *, retry: bool) -> bool:
     """Once per ticket per closed period, while the ticket waits in espera."""
     since = hours.Schedule.of(config).closed_since(now())
-    template = str(config.get("away_message") or "")
+    template = config.away_message
     if since is None or not template:
         return False
     period = since.isoformat()
@@ -225,7 +225,7 @@ async def _menu_answer(
     conn: dict[str, Any],
     ticket: dict[str, Any],
     message: dict[str, Any],
-    config: dict[str, Any],
+    config: resellers.ResellerConfig,
     *,
     retry: bool,
 ) -> list[str]:
@@ -241,7 +241,7 @@ async def _menu_answer(
     if choice is not None:
         department_id = options[choice - 1]
         dept = await departments.get(db, TenantScope(str(ticket["reseller_id"])), department_id)
-        if dept is not None and dept.get("active"):
+        if dept is not None and dept.active:
             moved = await _route(db, ticket, department_id=department_id, message_id=str(message["_id"]))
             return [f"menu choice {choice}"] if moved else []
     k = await _invalid_answer_number(db, str(ticket["_id"]), str(message["_id"]))
@@ -255,7 +255,7 @@ async def _menu_answer(
     scope = TenantScope(str(ticket["reseller_id"]))
     for department_id in options:
         dept = await departments.get(db, scope, department_id)
-        names.append(str(dept["name"]) if dept is not None else "")
+        names.append(dept.name if dept is not None else "")
     body = texts.menu(str(conn.get("menu_text") or ""), names, repeat=True)
     extra = {"menu_options": options}
     sent = await _send(db, ticket, config, purpose=MENU, period=str(k), body=body, extra=extra, retry=retry)
@@ -297,11 +297,11 @@ async def after_finalize(db: Database, ticket: dict[str, Any]) -> None:
     if conn is None:
         return  # not a WhatsApp conversation: nobody to send to
     config = await _config(db, str(ticket["reseller_id"]))
-    closing = _render(str(config.get("closing_message") or ""), ticket, config)
+    closing = _render(config.closing_message, ticket, config)
     if closing:
         await _send(db, ticket, config, purpose=CLOSING, body=closing)
     # Asked about an attendance: a ticket finalized while nobody held it (spam, a duplicate) is not.
-    if config.get("csat_enabled") and ticket.get("agent_id"):
+    if config.csat_enabled and ticket.get("agent_id"):
         await _ask_rating(db, conn, ticket, config)
     await _greet_raced(db, conn, ticket)
 
@@ -327,8 +327,10 @@ async def _greet_raced(db: Database, conn: dict[str, Any], finalized: dict[str, 
         await after_client_message(db, conn, ticket=found, message=opening, retry=True)
 
 
-async def _ask_rating(db: Database, conn: dict[str, Any], ticket: dict[str, Any], config: dict[str, Any]) -> None:
-    question = _render(str(config.get("csat_message") or "") or texts.DEFAULT_SURVEY_TEXT, ticket, config)
+async def _ask_rating(
+    db: Database, conn: dict[str, Any], ticket: dict[str, Any], config: resellers.ResellerConfig
+) -> None:
+    question = _render(config.csat_message or texts.DEFAULT_SURVEY_TEXT, ticket, config)
     await _send(db, ticket, config, purpose=SURVEY, body=question)
     asked = await message_store.get_internal(db, automatic_id(str(ticket["_id"]), SURVEY))
     if asked is None:
@@ -339,7 +341,7 @@ async def _ask_rating(db: Database, conn: dict[str, Any], ticket: dict[str, Any]
     # Written after the question is stored (a digit is a rating only once it was asked); the
     # chat's newest question wins, so a re-run for an older ticket changes nothing.
     if current is None or (current["ticket_id"] != ticket["_id"] and as_utc(current["asked_at"]) < asked_at):
-        window = timedelta(hours=int(config.get("csat_window_hours") or CSAT_WINDOW_DEFAULT_HOURS))
+        window = timedelta(hours=config.csat_window_hours or CSAT_WINDOW_DEFAULT_HOURS)
         await repository.put_survey(
             db,
             chat,
@@ -361,7 +363,7 @@ async def take_rating(
     db: Database,
     conn: dict[str, Any],
     *,
-    client: dict[str, Any],
+    client: users.User,
     phone: str,
     message_id: str,
     body: str,
@@ -383,7 +385,7 @@ async def take_rating(
     if not again and (over or now() > as_utc(survey["expires_at"])):
         return None
     ticket = await tickets.load(db, str(survey["ticket_id"]))
-    if ticket is None or ticket["client_id"] != client["_id"] or ticket["status"] != Status.FINALIZADO.value:
+    if ticket is None or ticket["client_id"] != client.id or ticket["status"] != Status.FINALIZADO.value:
         return None
     if not again and await tickets.open_ticket_of(
         db, reseller_id=str(conn["reseller_id"]), client=client, channel=str(conn["_id"])
@@ -397,8 +399,8 @@ async def take_rating(
         keep_in_finalized=True,
         direction="in",
         sender_type="client",
-        sender_id=client["_id"],
-        sender_name=str(client.get("name") or ""),
+        sender_id=client.id,
+        sender_name=client.name,
         body=body,
         status="received",
         message_id=message_id,

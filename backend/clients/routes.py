@@ -61,7 +61,7 @@ async def export_clients(db: Db, actor: TenantStaffActor) -> StreamingResponse:
 
 @router.get("/{client_id}", operation_id="clients-get", responses=responses(404))
 async def get_client(db: Db, actor: StaffActor, client_id: str) -> ClientRead:
-    return ClientRead.from_doc(await service.get_doc_or_404(db, actor, client_id=client_id))
+    return ClientRead.of(await service.get_doc_or_404(db, actor, client_id=client_id))
 
 
 @router.patch("/{client_id}", operation_id="clients-update", responses=WITH_BODY | responses(404, 409))

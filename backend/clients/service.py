@@ -32,6 +32,7 @@ from backend.core.schemas import iso_ms
 from backend.core.tenancy import Actor, TenantScope
 from backend.tags.schemas import normalize_tag
 from backend.users import service as users
+from backend.users.models import User as User  # published: a client is a user with role "client"
 
 PHONE_KEY = "client-phone"
 ROLES = ("client",)
@@ -41,7 +42,7 @@ MAX_MATCHED_CLIENTS = 1000
 
 async def upsert_by_phone(
     db: Database, *, reseller_id: str, phone: str, name: str, extra: dict[str, Any] | None = None
-) -> tuple[dict[str, Any], bool]:
+) -> tuple[User, bool]:
     """The one way a client comes to exist: race-safe, so two first messages make one client.
     `extra`: fields a new client starts with (e-mail, notes, tags); an existing one is returned as is."""
     bound, won = await natural_keys.claim(db, PHONE_KEY, reseller_id, phone, target=new_id())
@@ -50,23 +51,22 @@ async def upsert_by_phone(
     if existing is not None:
         return existing, False
     now = utcnow()
-    doc: dict[str, Any] = {
+    client = User(
         **(extra or {}),
-        "_id": bound,
-        "role": "client",
-        "reseller_id": reseller_id,
-        "name": name,
-        "phone": phone,
-        "active": True,
-        "created_at": now,
-        "updated_at": now,
-    }
+        id=bound,
+        role="client",
+        reseller_id=reseller_id,
+        name=name,
+        phone=phone,
+        created_at=now,
+        updated_at=now,
+    )
     try:
-        await users.insert(db, doc)
+        await users.insert(db, client)
     except DuplicateKeyError:  # the concurrent caller wrote the same claimed client
         found = await read_winner(lambda: users.get_internal(db, bound), what=f"client {bound}")
         return found, False
-    return doc, True
+    return client, True
 
 
 def _extra(data: ClientCreate) -> dict[str, Any]:
@@ -75,22 +75,22 @@ def _extra(data: ClientCreate) -> dict[str, Any]:
 
 async def create(db: Database, actor: Actor, *, data: ClientCreate) -> ClientRead:
     assert actor.reseller_id
-    doc, created = await upsert_by_phone(
+    client, created = await upsert_by_phone(
         db, reseller_id=actor.reseller_id, phone=data.phone, name=data.name, extra=_extra(data)
     )
     if not created:
-        raise Conflict({"message": "a client with this phone already exists", "client_id": doc["_id"]})
-    return ClientRead.from_doc(doc)
+        raise Conflict({"message": "a client with this phone already exists", "client_id": client.id})
+    return ClientRead.of(client)
 
 
-async def get_doc_or_404(db: Database, actor: Actor, *, client_id: str) -> dict[str, Any]:
-    doc = await users.get(db, actor.scope, client_id, roles=ROLES) if is_valid_id(client_id) else None
-    if doc is None:
+async def get_doc_or_404(db: Database, actor: Actor, *, client_id: str) -> User:
+    client = await users.get(db, actor.scope, client_id, roles=ROLES) if is_valid_id(client_id) else None
+    if client is None:
         raise NotFound("client not found")
-    return doc
+    return client
 
 
-async def get_by_phone(db: Database, actor: Actor, *, phone: str) -> dict[str, Any] | None:
+async def get_by_phone(db: Database, actor: Actor, *, phone: str) -> User | None:
     if actor.reseller_id is None:
         return None
     client_id = await natural_keys.lookup(db, PHONE_KEY, actor.reseller_id, phone)
@@ -129,17 +129,17 @@ async def list_page(
             normalized = normalize_phone(phone)
         except ValueError as exc:
             raise Unprocessable(str(exc)) from exc
-        doc = await get_by_phone(db, actor, phone=normalized)
-        return ClientPage(items=[ClientRead.from_doc(doc)] if doc else [])
+        client = await get_by_phone(db, actor, phone=normalized)
+        return ClientPage(items=[ClientRead.of(client)] if client else [])
     before = decode_id_cursor(cursor) if cursor else None
     extra: dict[str, Any] = {}
     if q and q.strip():
         extra.update(search_filter(q))
     if tag:
         extra["tags"] = normalize_tag(tag)
-    docs = await users.list_docs(db, actor.scope, roles=ROLES, before_id=before, limit=limit + 1, extra=extra)
-    nxt = next_id_cursor(docs, limit)
-    return ClientPage(items=[ClientRead.from_doc(d) for d in docs[:limit]], next_cursor=nxt)
+    found = await users.list_docs(db, actor.scope, roles=ROLES, before_id=before, limit=limit + 1, extra=extra)
+    nxt = next_id_cursor(found, limit)
+    return ClientPage(items=[ClientRead.of(c) for c in found[:limit]], next_cursor=nxt)
 
 
 async def update(db: Database, actor: Actor, *, client_id: str, data: ClientUpdate) -> ClientRead:
@@ -153,9 +153,9 @@ async def update(db: Database, actor: Actor, *, client_id: str, data: ClientUpda
     if changes.get("email") is not None:
         changes["email"] = str(changes["email"])
     changes["updated_at"] = utcnow()
-    doc = await users.update_doc(db, actor.scope, client_id, changes)
-    assert doc is not None
-    return ClientRead.from_doc(doc)
+    client = await users.update_doc(db, actor.scope, client_id, changes)
+    assert client is not None
+    return ClientRead.of(client)
 
 
 async def distinct_tags(db: Database, actor: Actor) -> list[str]:
@@ -261,19 +261,19 @@ async def import_csv(db: Database, actor: Actor, *, data: ClientImport) -> Clien
     if data.dry_run:
         return result
     for _line, item in valid:
-        doc, created = await upsert_by_phone(
+        client, created = await upsert_by_phone(
             db, reseller_id=actor.reseller_id, phone=item.phone, name=item.name, extra=_extra(item)
         )
         if created:
             result.created += 1
             continue
-        changes: dict[str, Any] = {"name": item.name, "tags": sorted(set(doc.get("tags") or []) | set(item.tags))}
+        changes: dict[str, Any] = {"name": item.name, "tags": sorted(set(client.tags) | set(item.tags))}
         if item.email:
             changes["email"] = str(item.email)
         if item.notes:
             changes["notes"] = item.notes
-        if any(doc.get(k) != v for k, v in changes.items()):
-            await users.update_doc(db, actor.scope, doc["_id"], {**changes, "updated_at": utcnow()})
+        if any(getattr(client, k) != v for k, v in changes.items()):
+            await users.update_doc(db, actor.scope, client.id, {**changes, "updated_at": utcnow()})
         result.updated += 1
     return result
 
@@ -294,9 +294,9 @@ async def export_csv(db: Database, actor: Actor) -> AsyncIterator[str]:
     assert actor.reseller_id
     yield "\ufeff" + _csv_lines([EXPORT_HEADER])
     chunk: list[list[str]] = []
-    async for doc in users.iter_with_role(db, actor.scope, role="client"):
-        row = [_cell(str(doc.get(k) or "")) for k in ("name", "phone", "email", "notes")]
-        chunk.append([*row, ", ".join(doc.get("tags") or []), iso_ms(doc["created_at"])])
+    async for client in users.iter_with_role(db, actor.scope, role="client"):
+        row = [_cell(c or "") for c in (client.name, client.phone, client.email, client.notes)]
+        chunk.append([*row, ", ".join(client.tags or []), iso_ms(client.created_at)])
         if len(chunk) == 200:
             yield _csv_lines(chunk)
             chunk = []

@@ -40,7 +40,7 @@ def webhook_url(settings: Settings, connection_id: str) -> str:
 
 async def _require_department(db: Database, reseller_id: str, department_id: str) -> None:
     dept = await departments.get(db, TenantScope(reseller_id), department_id)
-    if dept is None or not dept.get("active"):
+    if dept is None or not dept.active:
         raise Unprocessable("unknown or inactive department")
 
 

@@ -2,6 +2,7 @@
 
 import base64
 import json
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 
@@ -9,6 +10,7 @@ from pydantic import BaseModel
 
 from backend.core.errors import Unprocessable
 from backend.core.ids import is_valid_id
+from backend.core.schemas import StoredModel
 
 T = TypeVar("T")
 
@@ -65,7 +67,10 @@ def decode_time_cursor(cursor: str) -> tuple[datetime, str]:
     return at, last_id
 
 
-def next_id_cursor(docs: list[dict[str, Any]], limit: int) -> str | None:
+def next_id_cursor(docs: Sequence[dict[str, Any]] | Sequence[StoredModel], limit: int) -> str | None:
     """For lists read newest `_id` first with limit+1 rows: the cursor of the page's last row, if
     one more row exists."""
-    return encode_cursor([docs[limit - 1]["_id"]]) if len(docs) > limit else None
+    if len(docs) <= limit:
+        return None
+    last = docs[limit - 1]
+    return encode_cursor([last.id if isinstance(last, StoredModel) else last["_id"]])

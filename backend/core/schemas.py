@@ -3,7 +3,7 @@
 from datetime import UTC, datetime
 from typing import Annotated, Any, Self
 
-from pydantic import BaseModel, ConfigDict, PlainSerializer, StringConstraints, WithJsonSchema
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, StringConstraints, WithJsonSchema
 
 from backend.core.clock import as_utc
 from backend.core.ids import is_valid_id
@@ -33,12 +33,34 @@ class InputModel(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class StoredModel(BaseModel):
+    """A stored document, read as one (docs/ARCHITECTURE.md, Stored documents): `_id` is `id`, a
+    field an older document lacks takes its default. Writes name their fields (`$set`); `stored()`
+    is for inserting a new document only, never for writing a read one back."""
+
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+    id: str = Field(alias="_id")
+
+    @classmethod
+    def load(cls, doc: dict[str, Any] | None) -> Self | None:
+        return None if doc is None else cls.model_validate(doc)
+
+    def stored(self) -> dict[str, Any]:
+        return self.model_dump(by_alias=True)
+
+
 class ReadModel(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     @classmethod
     def from_doc(cls, doc: dict[str, Any]) -> Self:
         return cls.model_validate({**doc, "id": str(doc["_id"])})
+
+    @classmethod
+    def of(cls, stored: StoredModel) -> Self:
+        """The API's shape of a stored document: its fields (and properties) by name."""
+        return cls.model_validate(stored, from_attributes=True)
 
 
 def valid_id_or_none(value: str) -> str | None:

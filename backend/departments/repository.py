@@ -3,6 +3,7 @@ from typing import Any
 from backend.core.db import Database
 from backend.core.indexes import ASC, DESC, declare
 from backend.core.tenancy import TenantScope
+from backend.departments.models import Department
 
 COLLECTION = "departments"
 
@@ -16,27 +17,26 @@ declare(
 declare(COLLECTION, [("reseller_id", ASC), ("_id", DESC)], name="tenant_id", purpose="department list")
 
 
-async def get(db: Database, scope: TenantScope, department_id: str) -> dict[str, Any] | None:
-    return await scope.get(db[COLLECTION], department_id)
+async def get(db: Database, scope: TenantScope, department_id: str) -> Department | None:
+    return Department.load(await scope.get(db[COLLECTION], department_id))
 
 
-async def insert(db: Database, doc: dict[str, Any]) -> None:
-    await db[COLLECTION].insert_one(doc)
+async def insert(db: Database, department: Department) -> None:
+    await db[COLLECTION].insert_one(department.stored())
 
 
 async def list_page(
     db: Database, scope: TenantScope, *, before_id: str | None, limit: int, active: bool | None
-) -> list[dict[str, Any]]:
+) -> list[Department]:
     query = {"active": active} if active is not None else {}
-    return await scope.page_by_id(db[COLLECTION], query, before_id=before_id, limit=limit)
+    docs = await scope.page_by_id(db[COLLECTION], query, before_id=before_id, limit=limit)
+    return [Department.model_validate(d) for d in docs]
 
 
 async def count_active_in(db: Database, scope: TenantScope, ids: list[str]) -> int:
     return await db[COLLECTION].count_documents(scope.filter({"_id": {"$in": ids}, "active": True}))
 
 
-async def update(
-    db: Database, scope: TenantScope, department_id: str, changes: dict[str, Any]
-) -> dict[str, Any] | None:
+async def update(db: Database, scope: TenantScope, department_id: str, changes: dict[str, Any]) -> Department | None:
     await db[COLLECTION].update_one(scope.filter({"_id": department_id}), {"$set": changes})
-    return await scope.get(db[COLLECTION], department_id)
+    return await get(db, scope, department_id)

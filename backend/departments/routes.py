@@ -30,7 +30,7 @@ async def list_departments(
 
 @router.get("/{department_id}", operation_id="departments-get", responses=responses(404))
 async def get_department(db: Db, actor: StaffActor, department_id: str) -> DepartmentRead:
-    return DepartmentRead.from_doc(await service.get_or_404(db, actor, department_id=department_id))
+    return DepartmentRead.of(await service.get_or_404(db, actor, department_id=department_id))
 
 
 @router.patch("/{department_id}", operation_id="departments-update", responses=WITH_BODY | responses(404, 409))

@@ -9,6 +9,7 @@ from backend.core.ids import is_valid_id, new_id
 from backend.core.pagination import decode_id_cursor, next_id_cursor
 from backend.core.tenancy import Actor, TenantScope
 from backend.departments import repository
+from backend.departments.models import Department as Department  # published: the stored shape
 from backend.departments.repository import get as get  # published: by id in a tenant's scope
 from backend.departments.schemas import DepartmentCreate, DepartmentPage, DepartmentRead, DepartmentUpdate
 
@@ -20,53 +21,52 @@ def _name_key(name: str) -> str:
 async def create(db: Database, actor: Actor, *, data: DepartmentCreate) -> DepartmentRead:
     assert actor.reseller_id
     now = utcnow()
-    doc: dict[str, Any] = {
-        "_id": new_id(),
-        "reseller_id": actor.reseller_id,
-        "name": data.name,
-        "name_key": _name_key(data.name),
-        "description": data.description,
-        "active": True,
-        "created_at": now,
-        "updated_at": now,
-    }
+    department = Department(
+        id=new_id(),
+        reseller_id=actor.reseller_id,
+        name=data.name,
+        name_key=_name_key(data.name),
+        description=data.description,
+        created_at=now,
+        updated_at=now,
+    )
     try:
-        await repository.insert(db, doc)
+        await repository.insert(db, department)
     except DuplicateKeyError as exc:
         raise Conflict("a department with this name already exists") from exc
-    return DepartmentRead.from_doc(doc)
+    return DepartmentRead.of(department)
 
 
-async def get_or_404(db: Database, actor: Actor, *, department_id: str) -> dict[str, Any]:
-    doc = await repository.get(db, actor.scope, department_id) if is_valid_id(department_id) else None
-    if doc is None:
+async def get_or_404(db: Database, actor: Actor, *, department_id: str) -> Department:
+    department = await repository.get(db, actor.scope, department_id) if is_valid_id(department_id) else None
+    if department is None:
         raise NotFound("department not found")
-    return doc
+    return department
 
 
 async def list_page(
     db: Database, actor: Actor, *, cursor: str | None, limit: int, active: bool | None
 ) -> DepartmentPage:
     before = decode_id_cursor(cursor) if cursor else None
-    docs = await repository.list_page(db, actor.scope, before_id=before, limit=limit + 1, active=active)
-    nxt = next_id_cursor(docs, limit)
-    return DepartmentPage(items=[DepartmentRead.from_doc(d) for d in docs[:limit]], next_cursor=nxt)
+    found = await repository.list_page(db, actor.scope, before_id=before, limit=limit + 1, active=active)
+    nxt = next_id_cursor(found, limit)
+    return DepartmentPage(items=[DepartmentRead.of(d) for d in found[:limit]], next_cursor=nxt)
 
 
 async def update(db: Database, actor: Actor, *, department_id: str, data: DepartmentUpdate) -> DepartmentRead:
     await get_or_404(db, actor, department_id=department_id)
-    changes = data.model_dump(exclude_unset=True, exclude_none=True)
+    changes: dict[str, Any] = data.model_dump(exclude_unset=True, exclude_none=True)
     if "name" in changes:
         changes["name_key"] = _name_key(changes["name"])
     changes["updated_at"] = utcnow()
     try:
-        doc = await repository.update(db, actor.scope, department_id, changes)
+        department = await repository.update(db, actor.scope, department_id, changes)
     except PyMongoError as exc:
         if not is_duplicate_key(exc):
             raise
         raise Conflict("a department with this name already exists") from exc
-    assert doc is not None
-    return DepartmentRead.from_doc(doc)
+    assert department is not None
+    return DepartmentRead.of(department)
 
 
 async def require_active_ids(db: Database, reseller_id: str, ids: list[str]) -> list[str]:
@@ -78,5 +78,5 @@ async def require_active_ids(db: Database, reseller_id: str, ids: list[str]) -> 
 
 
 async def name_in_tenant(db: Database, reseller_id: str, department_id: str) -> str | None:
-    dept = await repository.get(db, TenantScope(reseller_id), department_id)
-    return str(dept.get("name", "")) if dept is not None else None
+    department = await repository.get(db, TenantScope(reseller_id), department_id)
+    return department.name if department is not None else None

@@ -1,13 +1,15 @@
 """The stored shape of a quick reply (collection `quick_replies`)."""
 
 from datetime import datetime
-from typing import Literal, TypedDict
+from typing import Literal
+
+from backend.core.schemas import StoredModel
 
 Scope = Literal["reseller", "personal"]
+RESELLER_OWNER = "reseller"
 
 
-class QuickReplyDoc(TypedDict):
-    _id: str
+class QuickReply(StoredModel):
     reseller_id: str
     scope: Scope
     # "reseller" for the tenant's shared replies, the agent's id for personal ones: the unit
@@ -23,5 +25,7 @@ class QuickReplyDoc(TypedDict):
     created_at: datetime
     updated_at: datetime
 
-
-RESELLER_OWNER = "reseller"
+    @property
+    def owner_id(self) -> str | None:
+        """The agent a personal reply belongs to (the API's shape); None for the tenant's."""
+        return None if self.owner == RESELLER_OWNER else self.owner

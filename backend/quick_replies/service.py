@@ -16,7 +16,7 @@ from backend.core.errors import Conflict, Forbidden, NotFound
 from backend.core.ids import is_valid_id, new_id
 from backend.core.tenancy import Actor
 from backend.quick_replies import repository
-from backend.quick_replies.models import RESELLER_OWNER
+from backend.quick_replies.models import RESELLER_OWNER, QuickReply
 from backend.quick_replies.schemas import QuickReplyCreate, QuickReplyPage, QuickReplyRead, QuickReplyUpdate
 
 TAKEN = "a quick reply with this shortcut already exists"
@@ -26,70 +26,64 @@ def _key(shortcut: str) -> str:
     return shortcut.casefold()
 
 
-def _retired_key(doc: dict[str, Any]) -> str:
-    return f"{_key(doc['shortcut'])}#{doc['_id']}"
+def _retired_key(shortcut: str, reply_id: str) -> str:
+    return f"{_key(shortcut)}#{reply_id}"
 
 
 def _owner_for(actor: Actor) -> str:
     return RESELLER_OWNER if actor.role == "reseller" else actor.id
 
 
-def _read(doc: dict[str, Any]) -> QuickReplyRead:
-    owner = doc["owner"]
-    return QuickReplyRead.from_doc({**doc, "owner_id": None if owner == RESELLER_OWNER else owner})
-
-
 async def create(db: Database, actor: Actor, *, data: QuickReplyCreate) -> QuickReplyRead:
     assert actor.reseller_id
     now = utcnow()
     owner = _owner_for(actor)
-    doc: dict[str, Any] = {
-        "_id": new_id(),
-        "reseller_id": actor.reseller_id,
-        "scope": "reseller" if owner == RESELLER_OWNER else "personal",
-        "owner": owner,
-        "shortcut": data.shortcut,
-        "shortcut_key": _key(data.shortcut),
-        "text": data.text,
-        "active": True,
-        "created_by": actor.id,
-        "created_at": now,
-        "updated_at": now,
-    }
+    reply = QuickReply(
+        id=new_id(),
+        reseller_id=actor.reseller_id,
+        scope="reseller" if owner == RESELLER_OWNER else "personal",
+        owner=owner,
+        shortcut=data.shortcut,
+        shortcut_key=_key(data.shortcut),
+        text=data.text,
+        active=True,
+        created_by=actor.id,
+        created_at=now,
+        updated_at=now,
+    )
     try:
-        await repository.insert(db, doc)
+        await repository.insert(db, reply)
     except PyMongoError as exc:
         if not is_duplicate_key(exc):
             raise
         raise Conflict(TAKEN) from exc
-    return _read(doc)
+    return QuickReplyRead.of(reply)
 
 
 async def list_visible(db: Database, actor: Actor, *, active: bool | None) -> QuickReplyPage:
     """The reseller sees the tenant's replies; an agent sees those and its own."""
     owners = [RESELLER_OWNER] if actor.role == "reseller" else [RESELLER_OWNER, actor.id]
-    docs = await repository.list_for(db, actor.scope, owners=owners, active=active)
-    return QuickReplyPage(items=[_read(d) for d in docs])
+    replies = await repository.list_for(db, actor.scope, owners=owners, active=active)
+    return QuickReplyPage(items=[QuickReplyRead.of(r) for r in replies])
 
 
-async def _get_visible_or_404(db: Database, actor: Actor, reply_id: str) -> dict[str, Any]:
-    doc = await repository.get(db, actor.scope, reply_id) if is_valid_id(reply_id) else None
-    if doc is None or doc["owner"] not in (RESELLER_OWNER, actor.id):
+async def _get_visible_or_404(db: Database, actor: Actor, reply_id: str) -> QuickReply:
+    reply = await repository.get(db, actor.scope, reply_id) if is_valid_id(reply_id) else None
+    if reply is None or reply.owner not in (RESELLER_OWNER, actor.id):
         raise NotFound("quick reply not found")
-    return doc
+    return reply
 
 
 async def update(db: Database, actor: Actor, *, reply_id: str, data: QuickReplyUpdate) -> QuickReplyRead:
-    doc = await _get_visible_or_404(db, actor, reply_id)
-    if doc["owner"] != _owner_for(actor):
+    reply = await _get_visible_or_404(db, actor, reply_id)
+    if reply.owner != _owner_for(actor):
         raise Forbidden("only the reseller edits the company's quick replies")
-    changes = data.model_dump(exclude_unset=True, exclude_none=True)
+    changes: dict[str, Any] = data.model_dump(exclude_unset=True, exclude_none=True)
     if not changes:
-        return _read(doc)
-    shortcut = changes.get("shortcut", doc["shortcut"])
-    active = changes.get("active", doc["active"])
-    after = {**doc, "shortcut": shortcut}
-    changes["shortcut_key"] = _key(shortcut) if active else _retired_key(after)
+        return QuickReplyRead.of(reply)
+    shortcut = changes.get("shortcut", reply.shortcut)
+    active = changes.get("active", reply.active)
+    changes["shortcut_key"] = _key(shortcut) if active else _retired_key(shortcut, reply.id)
     changes["updated_at"] = utcnow()
     try:
         updated = await repository.update(db, actor.scope, reply_id, changes)
@@ -98,4 +92,4 @@ async def update(db: Database, actor: Actor, *, reply_id: str, data: QuickReplyU
             raise
         raise Conflict(TAKEN) from exc
     assert updated is not None
-    return _read(updated)
+    return QuickReplyRead.of(updated)

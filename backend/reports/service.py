@@ -315,8 +315,8 @@ def _waiting(live: Mapping[str, Any], match: Callable[[str | None, str | None], 
 
 
 async def _agent_departments(db: Database, reseller_id: str, agent_id: str) -> tuple[str, ...]:
-    doc = await users.get(db, TenantScope(reseller_id), agent_id, roles=("agent",)) if is_valid_id(agent_id) else None
-    return tuple(doc.get("department_ids") or ()) if doc else ()
+    agent = await users.get(db, TenantScope(reseller_id), agent_id, roles=("agent",)) if is_valid_id(agent_id) else None
+    return tuple(agent.department_ids) if agent else ()
 
 
 async def summary(

@@ -5,39 +5,41 @@ from typing import Any
 from backend.core.db import Database
 from backend.core.indexes import DESC
 from backend.core.tenancy import TenantScope
+from backend.resellers.models import Reseller, ResellerConfig
 
 COLLECTION = "resellers"
 CONFIGS = "reseller_configs"
 
 
-async def get(db: Database, reseller_id: str) -> dict[str, Any] | None:
-    return await db[COLLECTION].find_one({"_id": reseller_id})
+async def get(db: Database, reseller_id: str) -> Reseller | None:
+    return Reseller.load(await db[COLLECTION].find_one({"_id": reseller_id}))
 
 
-async def insert(db: Database, doc: dict[str, Any]) -> None:
-    await db[COLLECTION].insert_one(doc)
+async def insert(db: Database, reseller: Reseller) -> None:
+    await db[COLLECTION].insert_one(reseller.stored())
 
 
-async def list_page(db: Database, *, before_id: str | None, limit: int) -> list[dict[str, Any]]:
+async def list_page(db: Database, *, before_id: str | None, limit: int) -> list[Reseller]:
     query: dict[str, Any] = {"_id": {"$lt": before_id}} if before_id else {}
-    return await db[COLLECTION].find(query).sort("_id", DESC).limit(limit).to_list(length=limit)
+    docs = await db[COLLECTION].find(query).sort("_id", DESC).limit(limit).to_list(length=limit)
+    return [Reseller.model_validate(d) for d in docs]
 
 
-async def update(db: Database, reseller_id: str, changes: dict[str, Any]) -> dict[str, Any] | None:
+async def update(db: Database, reseller_id: str, changes: dict[str, Any]) -> Reseller | None:
     await db[COLLECTION].update_one({"_id": reseller_id}, {"$set": changes})
     return await get(db, reseller_id)
 
 
-async def insert_config(db: Database, doc: dict[str, Any]) -> None:
-    await db[CONFIGS].insert_one(doc)
+async def insert_config(db: Database, config: ResellerConfig) -> None:
+    await db[CONFIGS].insert_one(config.stored())
 
 
-async def get_config(db: Database, scope: TenantScope, reseller_id: str) -> dict[str, Any] | None:
-    return await scope.get(db[CONFIGS], reseller_id)
+async def get_config(db: Database, scope: TenantScope, reseller_id: str) -> ResellerConfig | None:
+    return ResellerConfig.load(await scope.get(db[CONFIGS], reseller_id))
 
 
 async def update_config(
     db: Database, scope: TenantScope, reseller_id: str, changes: dict[str, Any]
-) -> dict[str, Any] | None:
+) -> ResellerConfig | None:
     await db[CONFIGS].update_one({"_id": reseller_id}, {"$set": changes})
     return await get_config(db, scope, reseller_id)

@@ -36,7 +36,7 @@ async def list_resellers(
 
 @router.get("/resellers/{reseller_id}", operation_id="resellers-get", responses=responses(404))
 async def get_reseller(db: Db, actor: AdminActor, reseller_id: str) -> ResellerRead:
-    return ResellerRead.from_doc(await service.get_or_404(db, reseller_id=reseller_id))
+    return ResellerRead.of(await service.get_or_404(db, reseller_id=reseller_id))
 
 
 @router.patch("/resellers/{reseller_id}", operation_id="resellers-update", responses=WITH_BODY | responses(404))

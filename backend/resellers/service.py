@@ -1,6 +1,5 @@
 import contextlib
 from collections.abc import Awaitable
-from typing import Any
 
 from pymongo.errors import DuplicateKeyError
 
@@ -13,9 +12,10 @@ from backend.core.pagination import decode_id_cursor, next_id_cursor
 from backend.core.tenancy import Actor, TenantScope
 from backend.realtime import feed
 from backend.resellers import repository
+from backend.resellers.models import DEFAULT_TIMEZONE, Reseller
+from backend.resellers.models import ResellerConfig as ResellerConfig  # published: the stored settings
 from backend.resellers.repository import get as get  # published: a tenant by id (auth)
 from backend.resellers.schemas import (
-    CSAT_WINDOW_DEFAULT_HOURS,
     ResellerConfigRead,
     ResellerConfigUpdate,
     ResellerCreate,
@@ -48,41 +48,22 @@ async def create(db: Database, actor: Actor, *, data: ResellerCreate) -> Reselle
     # id, so they converge on one reseller and config; the owner user's insert decides who gets 201.
     reseller_id, _ = await natural_keys.claim(db, OWNER_KEY, owner_id, target=new_id())
     now = utcnow()
-    doc: dict[str, Any] = {
-        "_id": reseller_id,
-        "name": data.name,
-        "owner_id": owner_id,
-        "owner_email": email,
-        "active": True,
-        "created_by": actor.id,
-        "created_at": now,
-        "updated_at": now,
-    }
+    reseller = Reseller(
+        id=reseller_id,
+        name=data.name,
+        owner_id=owner_id,
+        owner_email=email,
+        created_by=actor.id,
+        created_at=now,
+        updated_at=now,
+    )
     # Before the tenant exists, so its counters cover every ticket it will have.
     await counters.start_tenant(db, reseller_id)
-    await _insert_once(repository.insert(db, doc))
-    await _insert_once(
-        repository.insert_config(
-            db,
-            {
-                "_id": reseller_id,
-                "reseller_id": reseller_id,
-                "company_name": data.name,
-                "welcome_message": "",
-                "away_message": "",
-                "timezone": "America/Sao_Paulo",
-                "business_hours": [],
-                "signature_enabled": True,
-                "closing_message": "",
-                "closed_dates": [],
-                "csat_enabled": False,
-                "csat_window_hours": CSAT_WINDOW_DEFAULT_HOURS,
-                "csat_message": "",
-                "created_at": now,
-                "updated_at": now,
-            },
-        )
+    await _insert_once(repository.insert(db, reseller))
+    config = ResellerConfig(
+        id=reseller_id, reseller_id=reseller_id, company_name=data.name, created_at=now, updated_at=now
     )
+    await _insert_once(repository.insert_config(db, config))
     try:
         await users.create_login_user(
             db,
@@ -97,40 +78,40 @@ async def create(db: Database, actor: Actor, *, data: ResellerCreate) -> Reselle
         raise Conflict("email already in use") from exc
     stored = await repository.get(db, reseller_id)
     assert stored is not None
-    return ResellerRead.from_doc(stored)
+    return ResellerRead.of(stored)
 
 
-async def get_or_404(db: Database, *, reseller_id: str) -> dict[str, Any]:
-    doc = await repository.get(db, reseller_id) if is_valid_id(reseller_id) else None
-    if doc is None:
+async def get_or_404(db: Database, *, reseller_id: str) -> Reseller:
+    reseller = await repository.get(db, reseller_id) if is_valid_id(reseller_id) else None
+    if reseller is None:
         raise NotFound("reseller not found")
-    return doc
+    return reseller
 
 
 async def list_page(db: Database, *, cursor: str | None, limit: int) -> ResellerPage:
     before = decode_id_cursor(cursor) if cursor else None
-    docs = await repository.list_page(db, before_id=before, limit=limit + 1)
-    nxt = next_id_cursor(docs, limit)
-    return ResellerPage(items=[ResellerRead.from_doc(d) for d in docs[:limit]], next_cursor=nxt)
+    found = await repository.list_page(db, before_id=before, limit=limit + 1)
+    nxt = next_id_cursor(found, limit)
+    return ResellerPage(items=[ResellerRead.of(r) for r in found[:limit]], next_cursor=nxt)
 
 
 async def update(db: Database, *, reseller_id: str, data: ResellerUpdate) -> ResellerRead:
     await get_or_404(db, reseller_id=reseller_id)
     changes = data.model_dump(exclude_unset=True, exclude_none=True)
     changes["updated_at"] = utcnow()
-    doc = await repository.update(db, reseller_id, changes)
-    assert doc is not None
+    reseller = await repository.update(db, reseller_id, changes)
+    assert reseller is not None
     if "active" in changes:
         feed.access_changed(db, reseller_id=reseller_id)
-    return ResellerRead.from_doc(doc)
+    return ResellerRead.of(reseller)
 
 
 async def get_config(db: Database, actor: Actor) -> ResellerConfigRead:
     assert actor.reseller_id
-    doc = await repository.get_config(db, actor.scope, actor.reseller_id)
-    if doc is None:
+    config = await repository.get_config(db, actor.scope, actor.reseller_id)
+    if config is None:
         raise NotFound("config not found")
-    return ResellerConfigRead.from_doc(doc)
+    return ResellerConfigRead.of(config)
 
 
 async def update_config(db: Database, actor: Actor, *, data: ResellerConfigUpdate) -> ResellerConfigRead:
@@ -138,26 +119,24 @@ async def update_config(db: Database, actor: Actor, *, data: ResellerConfigUpdat
     # JSON mode: closed dates are stored as "YYYY-MM-DD" strings (BSON has no date-only type).
     changes = data.model_dump(mode="json", exclude_unset=True, exclude_none=True)
     changes["updated_at"] = utcnow()
-    doc = await repository.update_config(db, actor.scope, actor.reseller_id, changes)
-    if doc is None:
+    config = await repository.update_config(db, actor.scope, actor.reseller_id, changes)
+    if config is None:
         raise NotFound("config not found")
-    return ResellerConfigRead.from_doc(doc)
+    return ResellerConfigRead.of(config)
+
+
+async def config_internal(db: Database, reseller_id: str) -> ResellerConfig:
+    """The stored config, for work done for no user (automatic messages, reports, replies'
+    signature); a tenant without one reads the defaults."""
+    config = await repository.get_config(db, TenantScope(reseller_id), reseller_id)
+    return config or ResellerConfig(id=reseller_id, reseller_id=reseller_id)
 
 
 async def signature_enabled(db: Database, reseller_id: str) -> bool:
-    """Whether agents' WhatsApp replies carry their name (on unless the reseller turned it off;
-    configs from before the setting have no field and keep it on)."""
-    doc = await repository.get_config(db, TenantScope(reseller_id), reseller_id)
-    return bool(doc.get("signature_enabled", True)) if doc is not None else True
+    """Whether agents' WhatsApp replies carry their name."""
+    return (await config_internal(db, reseller_id)).signature_enabled
 
 
 async def timezone_of(db: Database, reseller_id: str) -> str:
-    """The reseller's configured timezone name (the reports' local days); São Paulo for a
-    config without one."""
-    doc = await repository.get_config(db, TenantScope(reseller_id), reseller_id)
-    return str((doc or {}).get("timezone") or "America/Sao_Paulo")
-
-
-async def config_internal(db: Database, reseller_id: str) -> dict[str, Any] | None:
-    """The stored config, for work done for no user (automatic messages, backend/automation)."""
-    return await repository.get_config(db, TenantScope(reseller_id), reseller_id)
+    """The reseller's configured timezone name (the reports' local days)."""
+    return (await config_internal(db, reseller_id)).timezone or DEFAULT_TIMEZONE

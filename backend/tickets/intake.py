@@ -31,7 +31,7 @@ async def receive_client_message(
     db: Database,
     *,
     reseller_id: str,
-    client: dict[str, Any],
+    client: clients.User,
     department_id: str,
     channel: str,
     body: str,
@@ -82,8 +82,8 @@ async def receive_client_message(
         ticket,
         direction="out" if from_me else "in",
         sender_type="system" if from_me else "client",
-        sender_id=None if from_me else client["_id"],
-        sender_name="WhatsApp" if from_me else client.get("name", ""),
+        sender_id=None if from_me else client.id,
+        sender_name="WhatsApp" if from_me else client.name,
         body=body,
         status="sent" if from_me else "received",
         message_id=message_id,
@@ -116,12 +116,12 @@ async def create_from_api(db: Database, actor: Actor, *, data: TicketCreate) -> 
     dept = await departments.get(db, actor.scope, data.department_id)
     if dept is None:
         raise NotFound("department not found")
-    if not dept.get("active"):
+    if not dept.active:
         raise Unprocessable("department is inactive")
     channel, opening = API_CHANNEL, None
     if data.connection_id is not None:
         conn = await connections.get_doc_or_404(db, actor, connection_id=data.connection_id)
-        if not client.get("phone"):
+        if not client.phone:
             raise Unprocessable("the client has no phone number to write to")
         blocked = await connections.reply_blocked(db, {"channel": conn["_id"], "reseller_id": actor.reseller_id})
         if blocked is not None:

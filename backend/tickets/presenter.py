@@ -20,8 +20,8 @@ from backend.users import service as users
 async def _names(db: Database, scope: TenantScope, user_ids: list[str]) -> dict[str, str]:
     """Current names by `_id` look-ups, the one query FerretDB serves from an index."""
     unique = list(dict.fromkeys(user_ids))
-    docs = await asyncio.gather(*(users.get(db, scope, uid) for uid in unique))
-    return {uid: doc["name"] for uid, doc in zip(unique, docs, strict=True) if doc is not None}
+    found = await asyncio.gather(*(users.get(db, scope, uid) for uid in unique))
+    return {uid: user.name for uid, user in zip(unique, found, strict=True) if user is not None}
 
 
 async def read_many(db: Database, docs: list[dict[str, Any]], *, reader: Actor) -> list[TicketRead]:

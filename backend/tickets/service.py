@@ -175,7 +175,7 @@ async def _create(
     ticket_id: str,
     *,
     reseller_id: str,
-    client: dict[str, Any],
+    client: users.User,
     department_id: str,
     channel: str,
     slot: int,
@@ -204,9 +204,9 @@ async def _create(
         "reseller_id": reseller_id,
         "number": number,
         "status": Status.ESPERA.value,
-        "client_id": client["_id"],
-        "client_name": client.get("name", ""),
-        "client_phone": client.get("phone", ""),
+        "client_id": client.id,
+        "client_name": client.name,
+        "client_phone": client.phone or "",
         "department_id": department_id,
         "agent_id": None,
         "agent_name": None,
@@ -271,7 +271,7 @@ async def open_for_client(
     db: Database,
     *,
     reseller_id: str,
-    client: dict[str, Any],
+    client: users.User,
     department_id: str,
     channel: str,
     actor_id: str | None,
@@ -320,9 +320,7 @@ async def open_for_client(
         # Most messages find their slot bound already: a read, not an insert that loses.
         first = new_client and slot == 0
         bound = (
-            None
-            if first
-            else await natural_keys.lookup(db, OPEN_SLOT_KEY, reseller_id, client["_id"], channel, str(slot))
+            None if first else await natural_keys.lookup(db, OPEN_SLOT_KEY, reseller_id, client.id, channel, str(slot))
         )
         fresh = False
         if bound is None:
@@ -330,7 +328,7 @@ async def open_for_client(
                 await before_create()
             target = new_id()
             bound, fresh = await natural_keys.claim(
-                db, OPEN_SLOT_KEY, reseller_id, client["_id"], channel, str(slot), target=target
+                db, OPEN_SLOT_KEY, reseller_id, client.id, channel, str(slot), target=target
             )
         # A slot we just bound to a new id has no ticket yet: nobody else knows that id, so
         # there is nothing to read.
@@ -361,14 +359,12 @@ async def open_for_client(
     raise Conflict("could not open a ticket; retry")
 
 
-async def open_ticket_of(
-    db: Database, *, reseller_id: str, client: dict[str, Any], channel: str
-) -> dict[str, Any] | None:
+async def open_ticket_of(db: Database, *, reseller_id: str, client: users.User, channel: str) -> dict[str, Any] | None:
     """The client's open ticket on `channel`, or None; opens nothing (the same slot walk as
     `open_for_client`, stopping at the first unbound slot)."""
     slot = await _walk_start(db, reseller_id=reseller_id, client=client, channel=channel)
     for _ in range(MAX_RACE_RETRIES * 50):
-        bound = await natural_keys.lookup(db, OPEN_SLOT_KEY, reseller_id, client["_id"], channel, str(slot))
+        bound = await natural_keys.lookup(db, OPEN_SLOT_KEY, reseller_id, client.id, channel, str(slot))
         ticket = await load(db, bound) if bound is not None else None
         if ticket is None:
             return None
@@ -378,27 +374,26 @@ async def open_ticket_of(
     raise Conflict("could not find the client's ticket; retry")
 
 
-async def _walk_start(db: Database, *, reseller_id: str, client: dict[str, Any], channel: str) -> int:
+async def _walk_start(db: Database, *, reseller_id: str, client: users.User, channel: str) -> int:
     """Where the walk over the client's slots on `channel` may start: the per-channel hint. Per
     channel, because slots are: a hint raised by another channel's finalize would skip this
     channel's open ticket."""
-    hints = client.get("ticket_slots")
-    if isinstance(hints, dict) and channel in hints:
-        return int(hints[channel])
-    if "ticket_slot" not in client:
+    if channel in client.ticket_slots:
+        return client.ticket_slots[channel]
+    if "ticket_slot" not in client.model_fields_set:
         return 0
     # A client from before per-channel hints has the per-client `ticket_slot`, which may have
     # started this channel's claims above free slots: slot 0 can be free while a later one is
     # open. Find where this channel's slots really are, once, and keep it as its hint.
     start = 0
-    for doc in await repository.for_client_on_channel(db, TenantScope(reseller_id), client["_id"], channel):
+    for doc in await repository.for_client_on_channel(db, TenantScope(reseller_id), client.id, channel):
         ticket = await load(db, doc["_id"])
         assert ticket is not None
         slot = int(ticket.get("open_slot", 0))
         if is_open(ticket["status"]):
-            return await _keep_hint(db, client["_id"], channel, slot)
+            return await _keep_hint(db, client.id, channel, slot)
         start = max(start, slot + 1)
-    return await _keep_hint(db, client["_id"], channel, start)
+    return await _keep_hint(db, client.id, channel, start)
 
 
 async def _keep_hint(db: Database, client_id: str, channel: str, slot: int) -> int:
@@ -427,11 +422,14 @@ async def open_next(
     """`open_after` with its (ticket, created), and the `opening` a new ticket gets (Reabrir)."""
     client = await users.get(db, TenantScope(finalized["reseller_id"]), finalized["client_id"])
     if client is None:  # never deleted; a ticket's own copy of the client serves all the same
-        client = {
-            "_id": finalized["client_id"],
-            "name": finalized.get("client_name", ""),
-            "phone": finalized.get("client_phone", ""),
-        }
+        client = users.User(
+            id=finalized["client_id"],
+            role="client",
+            reseller_id=finalized["reseller_id"],
+            name=finalized.get("client_name", ""),
+            phone=finalized.get("client_phone", ""),
+            created_at=finalized["created_at"],
+        )
     return await open_for_client(
         db,
         reseller_id=finalized["reseller_id"],
@@ -544,7 +542,7 @@ async def transfer(
         target = await users.get(db, actor.scope, agent_id, roles=("agent",))
         if target is None:
             raise Unprocessable("unknown agent")
-        if not target.get("active"):
+        if not target.active:
             raise Unprocessable("agent is inactive")
         current = await load(db, ticket_id) if is_valid_id(ticket_id) else None
         if current is not None and current.get("agent_id") == agent_id and can_act_on(actor, current):
@@ -554,13 +552,13 @@ async def transfer(
             actor,
             ticket_id=ticket_id,
             action=Action.TRANSFER_TO_AGENT,
-            changes={"agent_id": agent_id, "agent_name": target["name"]},
+            changes={"agent_id": agent_id, "agent_name": target.name},
             data={"to_agent_id": agent_id},
         )
     else:
         assert department_id is not None
         dept = await departments.get(db, actor.scope, department_id)
-        if dept is None or not dept.get("active"):
+        if dept is None or not dept.active:
             raise Unprocessable("unknown or inactive department")
         current = await load(db, ticket_id) if is_valid_id(ticket_id) else None
         if (

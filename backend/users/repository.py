@@ -6,11 +6,9 @@ from typing import Any
 from backend.core.db import Database
 from backend.core.indexes import ASC, DESC, declare
 from backend.core.tenancy import TenantScope
+from backend.users.models import User
 
 COLLECTION = "users"
-# Bumped by every change that must end the user's sessions; access tokens carry the value they
-# were issued under (backend/core/security.py). Absent on users never bumped: 0.
-TOKEN_VERSION = "token_version"
 
 IX_TENANT_ROLE = declare(
     COLLECTION,
@@ -20,19 +18,17 @@ IX_TENANT_ROLE = declare(
 )
 
 
-async def get_internal(db: Database, user_id: str) -> dict[str, Any] | None:
-    return await db[COLLECTION].find_one({"_id": user_id})
+async def get_internal(db: Database, user_id: str) -> User | None:
+    return User.load(await db[COLLECTION].find_one({"_id": user_id}))
 
 
-async def get(
-    db: Database, scope: TenantScope, user_id: str, *, roles: tuple[str, ...] | None = None
-) -> dict[str, Any] | None:
-    doc = await scope.get(db[COLLECTION], user_id)
-    return doc if doc is not None and (roles is None or doc.get("role") in roles) else None
+async def get(db: Database, scope: TenantScope, user_id: str, *, roles: tuple[str, ...] | None = None) -> User | None:
+    user = User.load(await scope.get(db[COLLECTION], user_id))
+    return user if user is not None and (roles is None or user.role in roles) else None
 
 
-async def insert(db: Database, doc: dict[str, Any]) -> None:
-    await db[COLLECTION].insert_one(doc)
+async def insert(db: Database, user: User) -> None:
+    await db[COLLECTION].insert_one(user.stored())
 
 
 async def exists_with_role_internal(db: Database, role: str) -> bool:
@@ -47,21 +43,23 @@ async def list_page(
     before_id: str | None,
     limit: int,
     extra: dict[str, Any] | None = None,
-) -> list[dict[str, Any]]:
+) -> list[User]:
     query = {"role": {"$in": list(roles)}, **(extra or {})}
-    return await scope.page_by_id(db[COLLECTION], query, before_id=before_id, limit=limit)
+    return [
+        User.model_validate(d) for d in await scope.page_by_id(db[COLLECTION], query, before_id=before_id, limit=limit)
+    ]
 
 
 async def update(
     db: Database, scope: TenantScope, user_id: str, changes: dict[str, Any], *, revoke_tokens: bool = False
-) -> dict[str, Any] | None:
+) -> User | None:
     update: dict[str, Any] = {"$set": changes}
     if revoke_tokens:
         # In the same write as the change itself: no moment where the new password (or the
         # reactivated user) is in place and the old tokens still count.
-        update["$inc"] = {TOKEN_VERSION: 1}
+        update["$inc"] = {"token_version": 1}  # User.token_version
     await db[COLLECTION].update_one(scope.filter({"_id": user_id}), update)
-    return await scope.get(db[COLLECTION], user_id)
+    return await get(db, scope, user_id)
 
 
 async def raise_ticket_slot(db: Database, client_id: str, *, channel: str, slot: int) -> None:
@@ -72,10 +70,9 @@ async def raise_ticket_slot(db: Database, client_id: str, *, channel: str, slot:
     await db[COLLECTION].update_one({"_id": client_id}, {"$max": {f"ticket_slots.{channel}": slot}})
 
 
-async def iter_with_role(
-    db: Database, scope: TenantScope, *, role: str, batch: int = 500
-) -> AsyncIterator[dict[str, Any]]:
-    """Every user of one role in scope, oldest first, read in keyset batches (exports)."""
+async def iter_with_role(db: Database, scope: TenantScope, *, role: str, batch: int = 500) -> AsyncIterator[User]:
+    """Every user of one role in scope, oldest first, read in keyset batches (exports). Thousands:
+    built without validation (`model_construct`), as the store's own documents."""
     last: str | None = None
     while True:
         query: dict[str, Any] = scope.filter({"role": role})
@@ -83,7 +80,7 @@ async def iter_with_role(
             query["_id"] = {"$gt": last}
         docs = await db[COLLECTION].find(query).sort("_id", ASC).limit(batch).to_list(length=batch)
         for doc in docs:
-            yield doc
+            yield User.model_construct(**doc)
         if len(docs) < batch:
             return
         last = docs[-1]["_id"]

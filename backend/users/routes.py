@@ -31,7 +31,7 @@ async def list_users(
 
 @router.get("/{user_id}", operation_id="users-get", responses=responses(404))
 async def get_user(db: Db, actor: StaffActor, user_id: str) -> UserRead:
-    return UserRead.from_doc(await service.get_or_404(db, actor, user_id=user_id))
+    return UserRead.of(await service.get_or_404(db, actor, user_id=user_id))
 
 
 @router.patch("/{user_id}", operation_id="users-update", responses=WITH_BODY | responses(404, 409))

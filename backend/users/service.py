@@ -13,15 +13,15 @@ from backend.core.errors import Conflict, Forbidden, NotFound, Unprocessable
 from backend.core.ids import is_valid_id, new_id
 from backend.core.pagination import decode_id_cursor, next_id_cursor
 from backend.core.security import hash_password, verify_password
-from backend.core.tenancy import Actor, TenantScope
+from backend.core.tenancy import Actor, Role, TenantScope
 from backend.departments import service as departments
 from backend.realtime import feed
 from backend.users import repository
+from backend.users.models import User as User  # published: the stored shape (clients are users too)
 
 # Published to other domains (they never import a repository: docs/ARCHITECTURE.md §2): a user by
 # id in any tenant (the caller scopes it), a client's ticket slots (tickets), and the storage of
 # client documents, which are users with role "client" (backend/clients).
-from backend.users.repository import TOKEN_VERSION as TOKEN_VERSION
 from backend.users.repository import distinct_with_role as distinct_with_role
 from backend.users.repository import get as get
 from backend.users.repository import get_internal as get_internal
@@ -45,14 +45,14 @@ def normalize_email(email: str) -> str:
 async def create_login_user(
     db: Database,
     *,
-    role: str,
+    role: Role,
     name: str,
     email: str,
     password: str,
     reseller_id: str | None,
     department_ids: list[str] | None = None,
     user_id: str | None = None,
-) -> dict[str, Any]:
+) -> User:
     """Claims the email first (atomic on every store), then writes the user under the claimed id.
 
     If an earlier attempt claimed the email and died before writing the user, the claim points to
@@ -64,23 +64,22 @@ async def create_login_user(
     if not won and await repository.get_internal(db, bound) is not None:
         raise Conflict("email already in use")
     now = utcnow()
-    doc: dict[str, Any] = {
-        "_id": bound,
-        "role": role,
-        "name": name,
-        "email": email,
-        "password_hash": await asyncio.to_thread(hash_password, password),
-        "reseller_id": reseller_id,
-        "department_ids": department_ids or [],
-        "active": True,
-        "created_at": now,
-        "updated_at": now,
-    }
+    user = User(
+        id=bound,
+        role=role,
+        name=name,
+        email=email,
+        password_hash=await asyncio.to_thread(hash_password, password),
+        reseller_id=reseller_id,
+        department_ids=department_ids or [],
+        created_at=now,
+        updated_at=now,
+    )
     try:
-        await repository.insert(db, doc)
+        await repository.insert(db, user)
     except DuplicateKeyError as exc:  # a concurrent completion of the same claim won
         raise Conflict("email already in use") from exc
-    return doc
+    return user
 
 
 async def ensure_first_admin(db: Database, settings: Settings) -> bool:
@@ -106,7 +105,7 @@ async def ensure_first_admin(db: Database, settings: Settings) -> bool:
 async def create_agent(db: Database, actor: Actor, *, data: UserCreate) -> UserRead:
     assert actor.reseller_id
     dept_ids = await departments.require_active_ids(db, actor.reseller_id, data.department_ids)
-    doc = await create_login_user(
+    user = await create_login_user(
         db,
         role=data.role,
         name=data.name,
@@ -115,14 +114,14 @@ async def create_agent(db: Database, actor: Actor, *, data: UserCreate) -> UserR
         reseller_id=actor.reseller_id,
         department_ids=dept_ids,
     )
-    return UserRead.from_doc(doc)
+    return UserRead.of(user)
 
 
-async def get_or_404(db: Database, actor: Actor, *, user_id: str) -> dict[str, Any]:
-    doc = await repository.get(db, actor.scope, user_id, roles=STAFF_ROLES) if is_valid_id(user_id) else None
-    if doc is None:
+async def get_or_404(db: Database, actor: Actor, *, user_id: str) -> User:
+    user = await repository.get(db, actor.scope, user_id, roles=STAFF_ROLES) if is_valid_id(user_id) else None
+    if user is None:
         raise NotFound("user not found")
-    return doc
+    return user
 
 
 async def list_page(
@@ -134,66 +133,66 @@ async def list_page(
         extra["department_ids"] = department_id
     if active is not None:
         extra["active"] = active
-    docs = await repository.list_page(
+    found = await repository.list_page(
         db, actor.scope, roles=STAFF_ROLES, before_id=before, limit=limit + 1, extra=extra
     )
-    nxt = next_id_cursor(docs, limit)
-    return UserPage(items=[UserRead.from_doc(d) for d in docs[:limit]], next_cursor=nxt)
+    nxt = next_id_cursor(found, limit)
+    return UserPage(items=[UserRead.of(u) for u in found[:limit]], next_cursor=nxt)
 
 
 async def update(db: Database, actor: Actor, *, user_id: str, data: UserUpdate) -> UserRead:
     target = await get_or_404(db, actor, user_id=user_id)
-    if actor.role == "reseller" and target["role"] != "agent" and target["_id"] != actor.id:
+    if actor.role == "reseller" and target.role != "agent" and target.id != actor.id:
         raise Forbidden("resellers manage their agents only")
-    if target["_id"] == actor.id and data.active is False:
+    if target.id == actor.id and data.active is False:
         raise Conflict("you cannot deactivate yourself")
-    changes = data.model_dump(exclude_unset=True, exclude_none=True)
+    changes: dict[str, Any] = data.model_dump(exclude_unset=True, exclude_none=True)
     if "password" in changes:
         changes["password_hash"] = await asyncio.to_thread(hash_password, changes.pop("password"))
     if "department_ids" in changes:
-        if target["role"] != "agent":
+        if target.role != "agent" or target.reseller_id is None:
             raise Conflict("only agents belong to departments")
         changes["department_ids"] = await departments.require_active_ids(
-            db, target["reseller_id"], changes["department_ids"]
+            db, target.reseller_id, changes["department_ids"]
         )
     changes["updated_at"] = utcnow()
     # A new password ends every session of the old one; so do deactivation and reactivation (a
     # token issued before a deactivation must not come back to life with the user).
-    revoke = "password_hash" in changes or ("active" in changes and changes["active"] != target.get("active"))
-    doc = await repository.update(db, actor.scope, user_id, changes, revoke_tokens=revoke)
-    assert doc is not None
-    if doc.get("reseller_id") and (revoke or "active" in changes or "department_ids" in changes):
-        feed.access_changed(db, reseller_id=doc["reseller_id"], user_id=doc["_id"])
-    return UserRead.from_doc(doc)
+    revoke = "password_hash" in changes or ("active" in changes and changes["active"] != target.active)
+    user = await repository.update(db, actor.scope, user_id, changes, revoke_tokens=revoke)
+    assert user is not None
+    if user.reseller_id and (revoke or "active" in changes or "department_ids" in changes):
+        feed.access_changed(db, reseller_id=user.reseller_id, user_id=user.id)
+    return UserRead.of(user)
 
 
 async def update_profile(db: Database, actor: Actor, *, data: ProfileUpdate) -> UserRead:
-    doc = await repository.update(db, actor.scope, actor.id, {"name": data.name, "updated_at": utcnow()})
-    assert doc is not None  # the actor was read from the store for this very request
-    return UserRead.from_doc(doc)
+    user = await repository.update(db, actor.scope, actor.id, {"name": data.name, "updated_at": utcnow()})
+    assert user is not None  # the actor was read from the store for this very request
+    return UserRead.of(user)
 
 
-async def change_own_password(db: Database, actor: Actor, *, data: PasswordChange) -> dict[str, Any]:
+async def change_own_password(db: Database, actor: Actor, *, data: PasswordChange) -> User:
     """Checks the current password, stores the new one and ends every session of the old one
     (this request's token included: the caller issues a fresh one from the returned user)."""
     user = await repository.get_internal(db, actor.id)  # the actor's own user
     assert user is not None
-    if not await asyncio.to_thread(verify_password, data.current_password, user.get("password_hash")):
+    if not await asyncio.to_thread(verify_password, data.current_password, user.password_hash):
         raise Unprocessable("current password is incorrect")
     new_hash = await asyncio.to_thread(hash_password, data.new_password)
-    doc = await repository.update(
+    user = await repository.update(
         db, actor.scope, actor.id, {"password_hash": new_hash, "updated_at": utcnow()}, revoke_tokens=True
     )
-    assert doc is not None
-    if doc.get("reseller_id"):
-        feed.access_changed(db, reseller_id=doc["reseller_id"], user_id=doc["_id"])
-    return doc
+    assert user is not None
+    if user.reseller_id:
+        feed.access_changed(db, reseller_id=user.reseller_id, user_id=user.id)
+    return user
 
 
 async def name_in_tenant(db: Database, reseller_id: str, user_id: str) -> str | None:
     """A user's name as shown to `reseller_id`'s staff: its own users and the platform admins
     (who act across tenants and belong to none); never another tenant's user."""
     user = await repository.get_internal(db, user_id)
-    if user is None or not (TenantScope(reseller_id).allows(user) or user.get("reseller_id") is None):
+    if user is None or not (TenantScope(reseller_id).owns(user.reseller_id) or user.reseller_id is None):
         return None
-    return str(user.get("name", ""))
+    return user.name

@@ -221,7 +221,7 @@ async def _apply(
     return f"ignored: {event.reason}"
 
 
-async def _known_client(db: Database, reseller_id: str, phone: str) -> dict[str, Any] | None:
+async def _known_client(db: Database, reseller_id: str, phone: str) -> clients.User | None:
     """Most messages come from known clients: two `_id` reads instead of a losing claim insert
     (inserts are what a FerretDB under load queues on). New clients go through the race-safe
     upsert_by_phone."""
@@ -402,7 +402,7 @@ async def _receive(
     conn: dict[str, Any],
     event: InboundMessage,
     *,
-    client: dict[str, Any],
+    client: clients.User,
     message_id: str,
     before_create: Callable[[], Awaitable[None]],
     ticket_hint: str | None,

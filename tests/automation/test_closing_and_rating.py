@@ -10,6 +10,7 @@ import pytest
 
 from backend.core.clock import utcnow
 from backend.tickets import service as tickets_service
+from backend.users.models import User
 from tests.automation.helpers import all_sent, at, automatic, company, open_ticket, sent_counts, tickets_of, write
 from tests.factories import API, Tenant, make_client, unique_phone
 from tests.fakes.harness import FakeEvolution
@@ -134,7 +135,7 @@ async def test_a_digit_while_another_conversation_is_open_on_the_number_is_not_a
     ticket = await _attended_and_finalized(client, db, evolution, tenant, conn, phone)
     # A conversation opened on the same number by someone else than the client's own message
     # (as an agent starting one does): the survey was not closed by a client's new ticket.
-    customer = await db.users.find_one({"reseller_id": tenant.id, "phone": phone})
+    customer = User.model_validate(await db.users.find_one({"reseller_id": tenant.id, "phone": phone}))
     started, created = await tickets_service.open_for_client(
         db,
         reseller_id=tenant.id,

@@ -2,17 +2,24 @@
 closed period's name, and the one renderer of the automatic messages' texts."""
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from backend.automation import texts
 from backend.automation.hours import NEVER_OPEN, Schedule
+from backend.resellers.models import ResellerConfig
 from tests.automation.helpers import THURSDAY_MORNING, THURSDAY_NIGHT, TOKYO, TOKYO_HOURS, TUESDAY_NIGHT
+
+
+def schedule_of(fields: dict[str, Any]) -> Schedule:
+    return Schedule.of(ResellerConfig(id="r", reseller_id="r", **fields))
+
 
 TOKYO_CONFIG = {"timezone": "Asia/Tokyo", "business_hours": TOKYO_HOURS, "closed_dates": ["2026-12-02"]}
 
 
 def test_hours_are_the_reseller_zone_not_the_servers() -> None:
-    schedule = Schedule.of(TOKYO_CONFIG)
+    schedule = schedule_of(TOKYO_CONFIG)
     tuesday_open = datetime(2026, 12, 1, 10, 0, tzinfo=TOKYO)
     assert tuesday_open.astimezone(UTC).hour == 1  # 01:00 UTC: closed by the server's own clock
     assert schedule.is_open(tuesday_open.astimezone(UTC))
@@ -24,7 +31,7 @@ def test_hours_are_the_reseller_zone_not_the_servers() -> None:
 
 
 def test_a_closed_date_is_closed_all_day_and_one_closed_period_spans_it() -> None:
-    schedule = Schedule.of(TOKYO_CONFIG)
+    schedule = schedule_of(TOKYO_CONFIG)
     holiday_morning = datetime(2026, 12, 2, 10, 0, tzinfo=TOKYO)
     assert not schedule.is_open(holiday_morning)
     tuesday_close = datetime(2026, 12, 1, 18, 0, tzinfo=TOKYO)
@@ -34,25 +41,25 @@ def test_a_closed_date_is_closed_all_day_and_one_closed_period_spans_it() -> Non
     assert schedule.closed_since(THURSDAY_MORNING) is None
     assert schedule.closed_since(THURSDAY_NIGHT) == datetime(2026, 12, 3, 18, 0, tzinfo=TOKYO)
     # Without the holiday, Wednesday morning is open.
-    assert Schedule.of({**TOKYO_CONFIG, "closed_dates": []}).is_open(holiday_morning)
+    assert schedule_of({**TOKYO_CONFIG, "closed_dates": []}).is_open(holiday_morning)
 
 
 def test_no_ranges_means_open_but_on_closed_dates_and_ranges_follow_daylight_saving() -> None:
-    always = Schedule.of({"timezone": "America/Sao_Paulo", "business_hours": [], "closed_dates": ["2026-12-25"]})
+    always = schedule_of({"timezone": "America/Sao_Paulo", "business_hours": [], "closed_dates": ["2026-12-25"]})
     assert always.is_open(datetime(2026, 12, 24, 23, 0, tzinfo=ZoneInfo("America/Sao_Paulo")))
     christmas = datetime(2026, 12, 25, 15, 0, tzinfo=ZoneInfo("America/Sao_Paulo"))
     assert not always.is_open(christmas)
     assert always.closed_since(christmas) == datetime(2026, 12, 25, 0, 0, tzinfo=ZoneInfo("America/Sao_Paulo"))
     everyday = [{"weekday": d, "open": "09:00", "close": "17:00"} for d in range(7)]
-    new_york = Schedule.of({"timezone": "America/New_York", "business_hours": everyday})
+    new_york = schedule_of({"timezone": "America/New_York", "business_hours": everyday})
     # 09:00 on the wall is 14:00 UTC in winter and 13:00 UTC in summer.
     assert new_york.is_open(datetime(2026, 1, 15, 14, 0, tzinfo=UTC))
     assert not new_york.is_open(datetime(2026, 1, 15, 13, 30, tzinfo=UTC))
     assert new_york.is_open(datetime(2026, 7, 15, 13, 30, tzinfo=UTC))
-    never = Schedule.of({"timezone": "UTC", "business_hours": [], "closed_dates": []})
+    never = schedule_of({"timezone": "UTC", "business_hours": [], "closed_dates": []})
     assert never.closed_since(datetime(2026, 1, 1, tzinfo=UTC)) is None
     monday_hour = [{"weekday": 0, "open": "09:00", "close": "10:00"}]
-    shut = Schedule.of({"timezone": "Asia/Tokyo", "business_hours": monday_hour})
+    shut = schedule_of({"timezone": "Asia/Tokyo", "business_hours": monday_hour})
     far = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
     assert shut.closed_since(far) == datetime(2026, 11, 30, 10, 0, tzinfo=TOKYO)
     assert shut.closed_since(far + timedelta(days=3)) == shut.closed_since(far)

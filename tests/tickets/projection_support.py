@@ -14,16 +14,15 @@ from backend.core.clock import as_utc, utcnow
 from backend.tickets import repository as tickets_repo
 from backend.tickets import service as tickets
 from backend.tickets.states import Status
+from backend.users.models import User
 from tests.factories import API, Tenant, collect_pages, get_ticket
 
 STATUSES = ("espera", "atendendo", "finalizado")
 CONVERGENCE_TIMEOUT = 120.0  # seconds; a bound on waiting, never an assertion about speed
 
 
-async def client_doc(db: Any, client_id: str) -> dict[str, Any]:
-    doc = await db.users.find_one({"_id": client_id})
-    assert doc is not None
-    return dict(doc)
+async def client_doc(db: Any, client_id: str) -> User:
+    return User.model_validate(await db.users.find_one({"_id": client_id}))
 
 
 async def divergences(db: Any, reseller_id: str) -> list[str]:

@@ -10,6 +10,7 @@ import pytest
 from backend.core.clock import utcnow
 from backend.core.ids import new_id
 from backend.tickets import intake
+from backend.users.models import User
 from tests.factories import API, Tenant, assume, make_client, make_department, make_tenant, open_ticket, unique
 
 URL = f"{API}/tickets"
@@ -84,7 +85,7 @@ async def test_filters_by_department_agent_and_connection(client: httpx.AsyncCli
     whatsapp, _, _ = await intake.receive_client_message(
         db,
         reseller_id=tenant.id,
-        client={"_id": customer["id"], "name": customer["name"], "phone": customer["phone"]},
+        client=User.model_validate(await db.users.find_one({"_id": customer["id"]})),
         department_id=tenant.departments[0]["id"],
         channel=connection_id,
         body="pelo WhatsApp",

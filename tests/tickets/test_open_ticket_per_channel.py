@@ -158,7 +158,7 @@ async def test_a_client_from_before_per_channel_hints_keeps_its_open_ticket(
     legacy, created = await tickets.open_for_client(
         db,
         reseller_id=tenant.id,
-        client={**doc, "ticket_slots": {number: 1}},  # where the old per-client hint started it
+        client=doc.model_copy(update={"ticket_slots": {number: 1}}),  # where the old per-client hint started it
         department_id=tenant.departments[0]["id"],
         channel=number,
         actor_id=None,
@@ -172,7 +172,7 @@ async def test_a_client_from_before_per_channel_hints_keeps_its_open_ticket(
     assert await _open_per_channel(db, [customer["id"]]) == Counter({(customer["id"], number): 1})
     # Found once, then kept as that number's hint.
     stored = await users.get_internal(db, customer["id"])
-    assert stored is not None and stored["ticket_slots"][number] == 1
+    assert stored is not None and stored.ticket_slots[number] == 1
     # After its finalize the next message opens the next slot's ticket.
     assert (await _finalize(client, tenant, legacy["_id"])).status_code == 200
     after, _ = await _say(db, tenant, customer["id"], number, "voltei")

@@ -11,6 +11,7 @@ import pytest
 
 from backend.tickets import intake
 from backend.tickets import service as tickets_service
+from backend.users.models import User
 from tests.factories import API, Tenant, assume, get_ticket, make_agent, make_tenant, make_ticket, ticket_events
 
 
@@ -180,7 +181,7 @@ async def test_two_people_pressing_reabrir_at_once_open_one_ticket(
 
 async def _client_writes(db: Any, old: dict[str, Any], body: str) -> tuple[dict[str, Any], dict[str, Any], bool]:
     """A client message on the old ticket's channel, as intake files it (the competitor)."""
-    customer = await db.users.find_one({"_id": old["client_id"]})
+    customer = User.model_validate(await db.users.find_one({"_id": old["client_id"]}))
     return await intake.receive_client_message(
         db,
         reseller_id=old["reseller_id"],

@@ -13,6 +13,7 @@ from backend.realtime import records
 from backend.realtime.audience import may_receive
 from backend.tickets import intake
 from backend.unread import repository, service
+from backend.users.models import User
 from tests.factories import API, Tenant, assume, get_ticket, make_client_ticket, make_tenant, make_ticket
 
 
@@ -28,7 +29,7 @@ async def other(client: httpx.AsyncClient, admin_headers: dict[str, str]) -> Ten
 
 async def _client_says(db: Any, ticket: dict[str, Any], body: str) -> dict[str, Any]:
     """A client message through the same intake WhatsApp deliveries use."""
-    customer = await db.users.find_one({"_id": ticket["client_id"]})
+    customer = User.model_validate(await db.users.find_one({"_id": ticket["client_id"]}))
     _, message, _ = await intake.receive_client_message(
         db,
         reseller_id=ticket["reseller_id"],

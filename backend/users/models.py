@@ -1,0 +1,30 @@
+"""The stored shape of a person (collection `users`): staff who sign in (admin, a reseller's
+owner, agents) and the tenant's clients (role "client", keyed by phone: backend/clients)."""
+
+from datetime import datetime
+
+from backend.core.schemas import StoredModel
+from backend.core.tenancy import Role
+
+
+class User(StoredModel):
+    role: Role
+    name: str = ""
+    reseller_id: str | None = None
+    active: bool = True
+    created_at: datetime
+    updated_at: datetime | None = None
+    # Staff.
+    email: str | None = None
+    password_hash: str | None = None
+    department_ids: list[str] = []
+    # Bumped by every change that must end the user's sessions; access tokens carry the value they
+    # were issued under (backend/core/security.py). Absent on users never bumped: 0.
+    token_version: int = 0
+    # Clients.
+    phone: str | None = None
+    notes: str = ""
+    tags: list[str] = []
+    # Where the client's open-ticket slots on each channel start (users.repository.raise_ticket_slot).
+    ticket_slots: dict[str, int] = {}
+    ticket_slot: int | None = None  # before per-channel hints: one per client (tickets.service._walk_start)
