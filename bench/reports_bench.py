@@ -26,6 +26,8 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import bson
+
 from backend.audit import repository as events
 from backend.core.config import Settings
 from backend.core.db import Database, durable_database, make_client
@@ -175,8 +177,7 @@ async def seed(db: Database, n: int, *, store_log: bool) -> tuple[str, Layout, d
             state: dict[str, Any] = {}
             for entry in entries:
                 aggregates.fold_month(state, entry, view=view)
-            encoded = aggregates.encode(state)
-            size += len(encoded["z"]) if view == "all" else 0
+            size += len(bson.encode(aggregates.encode(state))) if view == "all" else 0
             await repository.write_month(db, tenant, month, view, watermark=0, state=state)
     await repository.write_live(db, tenant, watermark=0, state=live)
     if store_log:

@@ -11,6 +11,8 @@ collections, every query by `_id`.
 """
 
 import asyncio
+import functools
+from collections.abc import Callable
 from typing import Any
 
 from backend.core import natural_keys
@@ -46,10 +48,18 @@ async def record_live(db: Database, reseller_id: str, key: str, change: dict[str
     return await LIVE.record(db, aggregates.live_bucket(reseller_id), key, change)
 
 
-async def months(db: Database, reseller_id: str, names: list[str], view: str = "cells") -> list[dict[str, Any]]:
-    """One view of the month buckets, read concurrently (each is a few `_id` reads)."""
+async def months(
+    db: Database,
+    reseller_id: str,
+    names: list[str],
+    view: str = "cells",
+    where: Callable[[aggregates.Dims], bool] | None = None,
+) -> list[dict[str, Any]]:
+    """One view of the month buckets, read concurrently (each is a few `_id` reads); with
+    `where`, only the cells of the dims it accepts are decoded (and maybe a tail's others)."""
     buckets = [aggregates.month_bucket(reseller_id, m) for m in names]
-    return list(await asyncio.gather(*(MONTHS.read(db, b, view) for b in buckets)))
+    decode = functools.partial(aggregates.decode, where=where)
+    return list(await asyncio.gather(*(MONTHS.read(db, b, view, decode=decode) for b in buckets)))
 
 
 async def live(db: Database, reseller_id: str) -> dict[str, Any]:

@@ -351,7 +351,7 @@ async def summary(
     if agent_id is not None:
         depts = actor.department_ids if actor.id == agent_id else await _agent_departments(db, p.reseller_id, agent_id)
     states, live = await asyncio.gather(
-        repository.months(db, p.reseller_id, months, view), repository.live(db, p.reseller_id)
+        repository.months(db, p.reseller_id, months, view, match), repository.live(db, p.reseller_id)
     )
     acc = _collect(states, months, start=p.start, end=p.end, match=match).get(None) or _Acc()
 
@@ -391,7 +391,7 @@ async def agents(
         return dims[1] is not None and (only is None or dims[1] == only)  # the "agent" view
 
     states, live = await asyncio.gather(
-        repository.months(db, p.reseller_id, months, "agent"), repository.live(db, p.reseller_id)
+        repository.months(db, p.reseller_id, months, "agent", match), repository.live(db, p.reseller_id)
     )
     groups = _collect(states, months, start=p.start, end=p.end, match=match, group=lambda d: d[1], by_day=False)
     ids = sorted({str(k) for k in groups if k is not None} | ({only} if only else set()))
