@@ -14,7 +14,8 @@ Shape. Two kinds of bucket per tenant, each a backend/core/foldlog.py bucket:
   The bucket has five *views* (PROJECTIONS), each its own totals document holding one BSON blob:
   the cells with every dim ("cells", for two filters at once) and the cells with all dims but one
   (or all) projected to "*" ("dept", "agent", "conn", "all"). A request reads the one view its
-  filter needs: an unfiltered year sums 365 day cells, not the cross product.
+  filter needs: an unfiltered year sums 365 day cells, not the cross product. The views of one
+  filter ("dept", "agent", "conn") hold a blob per dims, so such a filter decodes its own (encode).
   Why exact value lists and not a histogram: the median and p90 must be exact for any period and
   filter, so every value has to be kept (to the millisecond, as BSON dates are); a value costs 8
   bytes, 100k tickets a year are ~1.7 MB per view over 12 buckets. Each cell's values are sorted,
@@ -263,7 +264,8 @@ def encode(state: dict[str, Any]) -> dict[str, Any]:
     decodes them in C. The compression (level 1: a compaction stays cheap) more than halves the
     bytes FerretDB moves per read, which is what a year's read costs (docs/BENCHMARKS.md,
     Reports). One blob per dims: a filtered read decodes only the cells of the dims it wants
-    (one agent's of the "agent" view, a tenth of it with ten agents)."""
+    (one agent's of the "agent" view, a tenth of it with ten agents). The views a filter of one
+    dims reads (SPLIT); "all" (one dims) and "cells" (two filters) are stored whole."""
     clean_ = clean(state)
     dims = list(clean_.get("dims") or [])
     groups: list[dict[str, Any]] = [{} for _ in dims]
@@ -276,13 +278,26 @@ def encode(state: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def encode_whole(state: dict[str, Any]) -> dict[str, Any]:
+    """A month view as one compressed blob: for the "cells" view (two filters at once, rare),
+    whose many dims would cost a compaction a blob each, and for "all" (one dims)."""
+    return {"z": zlib.compress(bson.encode(clean(state)), 1)}
+
+
+SPLIT = frozenset({"dept", "agent", "conn"})  # the views stored a blob per dims (encode)
+
+
+def encoder(view: str) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    return encode if view in SPLIT else encode_whole
+
+
 def decode(stored: dict[str, Any], where: Callable[[Dims], bool] | None = None) -> dict[str, Any]:
     """A stored month view, with only the cells whose dims satisfy `where` when given (what a
     filtered read needs; month_cells filters again, so a reader that folds a tail onto the
-    part is still right). Totals written before (one compressed blob `z`, or an uncompressed
-    `blob`) still read, whole."""
+    part is still right). A view in one blob (`z`: encode_whole, and every view's totals
+    written before the blob per dims) and an uncompressed `blob` (older still) read whole."""
     parts = stored.get("p")
-    if parts is None:
+    if parts is None:  # one blob (encode_whole, or totals written before the blob per dims)
         if stored.get("z"):
             return dict(bson.decode(zlib.decompress(stored["z"])))
         blob = stored.get("blob")

@@ -29,7 +29,7 @@ MONTHS = FoldLog(
     entries=ENTRIES,
     totals=TOTALS,
     claim_kind="report",
-    views={v: View(aggregates.month_view(v), aggregates.encode, aggregates.decode) for v in aggregates.PROJECTIONS},
+    views={v: View(aggregates.month_view(v), aggregates.encoder(v), aggregates.decode) for v in aggregates.PROJECTIONS},
     # Small tails: a reader walks at most COMPACT_EVERY - 1 entries past a view's watermark (each an
     # entry and a claim read); a compaction rewrites the month's views every 8 contributions.
     compact_every=8,

@@ -54,6 +54,8 @@ def test_a_month_view_reads_back_compressed_and_as_written_before() -> None:
     assert aggregates.decode(before) == aggregates.clean(state)
     one_blob = {"z": zlib.compress(bson.encode(aggregates.clean(state)))}  # before the blob per dims
     assert aggregates.decode(one_blob) == aggregates.clean(state)
+    for view in aggregates.PROJECTIONS:  # each view's own encoding (one blob, or one per dims)
+        assert aggregates.decode(aggregates.encoder(view)(state)) == aggregates.clean(state)
     assert list(aggregates.unpack(aggregates.decode(before)["cells"]["05|0"]["rs"])) == [1000, 7000]
 
 
