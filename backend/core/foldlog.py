@@ -18,6 +18,14 @@ A *bucket* (any string: a tenant, a tenant's month) has
 Reading a view: its totals, then the tail past the watermark (read a window at a time), where an entry counts when its
 key is not yet counted in this tail and its claim points to it or does not exist yet (its writer
 is between append and claim). Cost: 2 + 2 x tail `_id` reads, whatever the history.
+Round trips: the reader remembers, per view, the watermark and the tail's end it last saw (a
+process-local *hint*) and reads the totals and the entries from that watermark up to one past
+that end in the same round. The entries count only if the totals carry that same watermark
+(entries are 1..head without holes and never change, so entries w+1.. are the tail of any totals
+at w, whoever wrote them); otherwise the tail is read after the totals as without a hint. A hint
+only chooses which `_id`s to read with the totals: a wrong or stale one costs the round it would
+have saved, never a figure. So a quiet bucket (a past month) costs one round, its totals and an
+absent entry read together; a bucket with a tail two (its entries, then their claims).
 A writer compacts at every `compact_every`-th entry, a reader past a tail of `reader_compacts_at`.
 
 `fold(state, body)` must be deterministic; it may be applied in any order to contributions that
@@ -45,6 +53,7 @@ log = get_logger("core.foldlog")
 
 Fold = Callable[[dict[str, Any], Mapping[str, Any]], None]
 READ_WINDOW = 8  # tail entries (and their claims) read concurrently past the first: a tail costs ~3 round trips
+HINTS = 20_000  # views whose last seen watermark and tail end a process remembers (module docstring)
 
 
 @dataclass(frozen=True)
@@ -56,6 +65,17 @@ class View:
     fold: Fold
     encode: Callable[[dict[str, Any]], dict[str, Any]] = dict
     decode: Callable[[dict[str, Any]], dict[str, Any]] = dict
+
+
+def _present(entries: list[dict[str, Any] | None]) -> list[dict[str, Any]]:
+    """The entries read up to the first absent one: a log has no holes, so an entry read past
+    an absent one was appended after that read (it belongs to a later reader)."""
+    out: list[dict[str, Any]] = []
+    for entry in entries:
+        if entry is None:
+            break
+        out.append(entry)
+    return out
 
 
 class FoldLog:
@@ -77,6 +97,7 @@ class FoldLog:
         self.compact_every = compact_every
         self.reader_compacts_at = reader_compacts_at
         self.max_fold = max_fold
+        self._hints: dict[tuple[str, str], tuple[int, int]] = {}  # (db, totals _id) -> (watermark, tail end)
 
     def _log(self, bucket: str) -> SeqLog:
         # The seqlog's cursor is unused: the watermark lives in the totals documents.
@@ -119,21 +140,38 @@ class FoldLog:
 
     async def _totals(self, db: Database, bucket: str, view: str) -> tuple[int, dict[str, Any]]:
         doc = await db[self.totals].find_one({"_id": self._doc_id(bucket, view)})
+        return self._decoded(doc, self.views[view].decode)
+
+    @staticmethod
+    def _decoded(
+        doc: Mapping[str, Any] | None, decode: Callable[[dict[str, Any]], dict[str, Any]]
+    ) -> tuple[int, dict[str, Any]]:
         if not doc:
             return 0, {}
-        return int(doc["watermark"]), self.views[view].decode(dict(doc["state"] or {}))
+        return int(doc["watermark"]), decode(dict(doc["state"] or {}))
 
-    async def _tail(self, db: Database, bucket: str, after: int, limit: int | None = None) -> list[dict[str, Any]]:
+    async def _tail(
+        self,
+        db: Database,
+        bucket: str,
+        after: int,
+        limit: int | None = None,
+        *,
+        ahead: list[dict[str, Any] | None] | None = None,
+    ) -> list[dict[str, Any]]:
         """The entries after `after` (at most `limit`, give or take a window), each with
         `_canonical` (its claim, or None while its writer is between append and claim), read
         READ_WINDOW at a time; a window's claims are read with the next window's entries (a
-        claim is still read after its entry), so a short tail costs the probe and one more round."""
+        claim is still read after its entry), so a short tail costs the probe and one more round.
+        `ahead`: entries after+1, after+2, ... already read (None where absent), for the probe."""
         log_ = self._log(bucket)
         out: list[dict[str, Any]] = []
-        first = await log_.get(db, after + 1)  # most tails are empty: one read says so
-        if first is None or limit == 0:
+        if ahead is None:
+            ahead = [await log_.get(db, after + 1)]  # most tails are empty: one read says so
+        run = _present(ahead)
+        if not run or limit == 0:
             return out
-        run, window, n = [first], 1, after + 1  # n: the last entry read
+        window, n = len(ahead), after + len(run)  # n: the last entry read
         while run:
             more = len(run) == window and (limit is None or len(out) + len(run) < limit)
             claims_of = asyncio.gather(*(self.canonical(db, bucket, str(e["key"])) for e in run))
@@ -144,11 +182,7 @@ class FoldLog:
             else:
                 claims, got = await claims_of, []
             out.extend({**entry, "_canonical": claim} for entry, claim in zip(run, claims, strict=True))
-            run, window = [], READ_WINDOW
-            for entry in got:
-                if entry is None:
-                    break
-                run.append(entry)
+            run, window = _present(got), READ_WINDOW
             n += len(run)
         return out
 
@@ -184,11 +218,36 @@ class FoldLog:
         except DuplicateKeyError:  # two first upserts: the document exists now
             await db[self.totals].update_one({"_id": _id}, {"$set": fields})
 
-    async def read(self, db: Database, bucket: str, view: str = "") -> dict[str, Any]:
-        """The view's state as of now: its totals plus the tail past their watermark."""
-        watermark, state = await self._totals(db, bucket, view)
+    async def read(
+        self,
+        db: Database,
+        bucket: str,
+        view: str = "",
+        *,
+        decode: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+    ) -> dict[str, Any]:
+        """The view's state as of now: its totals plus the tail past their watermark (with a
+        hint, read in the totals' round: module docstring). `decode`: the view's own unless
+        given (a reader that needs part of the state may decode only that part; the tail's
+        entries are folded onto it whole)."""
+        _id = self._doc_id(bucket, view)
+        hint = self._hints.get((db.name, _id))
+        totals = db[self.totals].find_one({"_id": _id})
+        ahead: list[dict[str, Any] | None] | None = None
+        if hint is None:
+            doc = await totals
+        else:
+            log_, (guess, end) = self._log(bucket), hint
+            seqs = range(guess + 1, min(end, guess + READ_WINDOW) + 2)  # past the end seen: one more
+            doc, ahead = await asyncio.gather(totals, asyncio.gather(*(log_.get(db, n) for n in seqs)))
+        watermark, state = self._decoded(doc, decode or self.views[view].decode)
+        if hint is not None and watermark != hint[0]:
+            ahead = None  # read for another watermark: not this tail
         counted: set[str] = set()
-        tail = await self._tail(db, bucket, watermark)
+        tail = await self._tail(db, bucket, watermark, ahead=ahead)
+        if len(self._hints) >= HINTS:
+            self._hints.clear()
+        self._hints[(db.name, _id)] = (watermark, int(tail[-1]["seq"]) if tail else watermark)
         for entry in tail:
             key = str(entry["key"])
             if key in counted:

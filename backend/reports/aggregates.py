@@ -14,7 +14,8 @@ Shape. Two kinds of bucket per tenant, each a backend/core/foldlog.py bucket:
   The bucket has five *views* (PROJECTIONS), each its own totals document holding one BSON blob:
   the cells with every dim ("cells", for two filters at once) and the cells with all dims but one
   (or all) projected to "*" ("dept", "agent", "conn", "all"). A request reads the one view its
-  filter needs: an unfiltered year sums 365 day cells, not the cross product.
+  filter needs: an unfiltered year sums 365 day cells, not the cross product. The views of one
+  filter ("dept", "agent", "conn") hold a blob per dims, so such a filter decodes its own (encode).
   Why exact value lists and not a histogram: the median and p90 must be exact for any period and
   filter, so every value has to be kept (to the millisecond, as BSON dates are); a value costs 8
   bytes, 100k tickets a year are ~1.7 MB per view over 12 buckets. Each cell's values are sorted,
@@ -256,20 +257,67 @@ def month_view(view: str) -> Callable[[dict[str, Any], Mapping[str, Any]], None]
 
 
 def encode(state: dict[str, Any]) -> dict[str, Any]:
-    """A month view as stored: one BSON blob, zlib-compressed. FerretDB v1 converts every field
-    of a document between its storage and BSON, which for thousands of cells costs far more
-    than the bytes; one binary field crosses as a block, and the client decodes it in C. The
-    compression (level 1: a compaction stays cheap) more than halves the bytes FerretDB moves
-    per read, which is what a year's read costs (docs/BENCHMARKS.md, Reports)."""
+    """A month view as stored: its interned dims (`d`, one BSON blob) and, per dims index, that
+    dims' cells as one zlib-compressed BSON blob (`p`, a list in index order). FerretDB v1
+    converts every field of a document between its storage and BSON, which for thousands of
+    cells costs far more than the bytes; a few binary fields cross as blocks, and the client
+    decodes them in C. The compression (level 1: a compaction stays cheap) more than halves the
+    bytes FerretDB moves per read, which is what a year's read costs (docs/BENCHMARKS.md,
+    Reports). One blob per dims: a filtered read decodes only the cells of the dims it wants
+    (one agent's of the "agent" view, a tenth of it with ten agents). The views a filter of one
+    dims reads (SPLIT); "all" (one dims) and "cells" (two filters) are stored whole."""
+    clean_ = clean(state)
+    dims = list(clean_.get("dims") or [])
+    groups: list[dict[str, Any]] = [{} for _ in dims]
+    for key, cell in (clean_.get("cells") or {}).items():
+        day, index = key.split("|")
+        groups[int(index)][day] = cell
+    return {
+        "d": bson.encode({"dims": dims}),
+        "p": [zlib.compress(bson.encode({"c": cells}), 1) if cells else b"" for cells in groups],
+    }
+
+
+def encode_whole(state: dict[str, Any]) -> dict[str, Any]:
+    """A month view as one compressed blob: for the "cells" view (two filters at once, rare),
+    whose many dims would cost a compaction a blob each, and for "all" (one dims)."""
     return {"z": zlib.compress(bson.encode(clean(state)), 1)}
 
 
-def decode(stored: dict[str, Any]) -> dict[str, Any]:
-    """A stored month view: compressed ("z"), or the uncompressed blob totals written before."""
-    if stored.get("z"):
-        return dict(bson.decode(zlib.decompress(stored["z"])))
-    blob = stored.get("blob")
-    return dict(bson.decode(bytes(blob))) if blob else {}
+SPLIT = frozenset({"dept", "agent", "conn"})  # the views stored a blob per dims (encode)
+
+
+def encoder(view: str) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    return encode if view in SPLIT else encode_whole
+
+
+def decode(stored: dict[str, Any], where: Callable[[Dims], bool] | None = None) -> dict[str, Any]:
+    """A stored month view, with only the cells whose dims satisfy `where` when given (what a
+    filtered read needs; month_cells filters again, so a reader that folds a tail onto the
+    part is still right). A view in one blob (`z`: encode_whole, and every view's totals
+    written before the blob per dims) and an uncompressed `blob` (older still) read whole."""
+    parts = stored.get("p")
+    if parts is None:  # one blob (encode_whole, or totals written before the blob per dims)
+        if stored.get("z"):
+            return dict(bson.decode(zlib.decompress(stored["z"])))
+        blob = stored.get("blob")
+        return dict(bson.decode(bytes(blob))) if blob else {}
+    dims: list[dict[str, Any]] = list(bson.decode(bytes(stored["d"]))["dims"])
+    cells: dict[str, Any] = {}
+    for i, blob in enumerate(parts):
+        if blob and (where is None or where(_dims(dims[i]))):
+            for day, cell in bson.decode(zlib.decompress(blob))["c"].items():
+                cells[f"{day}|{i}"] = cell
+    state: dict[str, Any] = {}
+    if dims:
+        state["dims"] = dims
+    if cells:
+        state["cells"] = cells
+    return state
+
+
+def _dims(stored: Mapping[str, Any]) -> Dims:
+    return (stored.get("d"), stored.get("a"), stored.get("c"))
 
 
 def fold_live(state: dict[str, Any], entry: Mapping[str, Any]) -> None:
@@ -293,7 +341,7 @@ def month_cells(
 ) -> Iterable[tuple[str, Dims, Mapping[str, Any]]]:
     """(day "DD", dims, cell) for every cell of a month bucket (whose dims satisfy `where`:
     asked once per interned dims, not per cell — a year of the "agent" view is ~3,600 cells)."""
-    dims: list[Dims] = [(d.get("d"), d.get("a"), d.get("c")) for d in state.get("dims") or []]
+    dims: list[Dims] = [_dims(d) for d in state.get("dims") or []]
     wanted = {str(i): t for i, t in enumerate(dims) if where is None or where(t)}
     for key, cell in (state.get("cells") or {}).items():
         day, index = key.split("|")

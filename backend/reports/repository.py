@@ -11,6 +11,8 @@ collections, every query by `_id`.
 """
 
 import asyncio
+import functools
+from collections.abc import Callable
 from typing import Any
 
 from backend.core import natural_keys
@@ -27,7 +29,7 @@ MONTHS = FoldLog(
     entries=ENTRIES,
     totals=TOTALS,
     claim_kind="report",
-    views={v: View(aggregates.month_view(v), aggregates.encode, aggregates.decode) for v in aggregates.PROJECTIONS},
+    views={v: View(aggregates.month_view(v), aggregates.encoder(v), aggregates.decode) for v in aggregates.PROJECTIONS},
     # Small tails: a reader walks at most COMPACT_EVERY - 1 entries past a view's watermark (each an
     # entry and a claim read); a compaction rewrites the month's views every 8 contributions.
     compact_every=8,
@@ -46,10 +48,18 @@ async def record_live(db: Database, reseller_id: str, key: str, change: dict[str
     return await LIVE.record(db, aggregates.live_bucket(reseller_id), key, change)
 
 
-async def months(db: Database, reseller_id: str, names: list[str], view: str = "cells") -> list[dict[str, Any]]:
-    """One view of the month buckets, read concurrently (each is a few `_id` reads)."""
+async def months(
+    db: Database,
+    reseller_id: str,
+    names: list[str],
+    view: str = "cells",
+    where: Callable[[aggregates.Dims], bool] | None = None,
+) -> list[dict[str, Any]]:
+    """One view of the month buckets, read concurrently (each is a few `_id` reads); with
+    `where`, only the cells of the dims it accepts are decoded (and maybe a tail's others)."""
     buckets = [aggregates.month_bucket(reseller_id, m) for m in names]
-    return list(await asyncio.gather(*(MONTHS.read(db, b, view) for b in buckets)))
+    decode = functools.partial(aggregates.decode, where=where)
+    return list(await asyncio.gather(*(MONTHS.read(db, b, view, decode=decode) for b in buckets)))
 
 
 async def live(db: Database, reseller_id: str) -> dict[str, Any]:

@@ -314,9 +314,16 @@ def _waiting(live: Mapping[str, Any], match: Callable[[str | None, str | None], 
     return {"waiting_now": len(since), "oldest_wait_seconds": round(oldest, 3) if oldest is not None else None}
 
 
-async def _agent_departments(db: Database, reseller_id: str, agent_id: str) -> tuple[str, ...]:
+async def _agent_departments(db: Database, actor: Actor, reseller_id: str, agent_id: str) -> tuple[str, ...]:
+    """The departments whose queue counts as the agent's waiting (the actor's own are at hand)."""
+    if agent_id == actor.id:
+        return actor.department_ids
     agent = await users.get(db, TenantScope(reseller_id), agent_id, roles=("agent",)) if is_valid_id(agent_id) else None
     return tuple(agent.department_ids) if agent else ()
+
+
+async def _no_departments() -> None:
+    return None
 
 
 async def summary(
@@ -347,11 +354,10 @@ async def summary(
             and (connection_id is None or dims[2] == connection_id)
         )
 
-    depts: tuple[str, ...] | None = None
-    if agent_id is not None:
-        depts = actor.department_ids if actor.id == agent_id else await _agent_departments(db, p.reseller_id, agent_id)
-    states, live = await asyncio.gather(
-        repository.months(db, p.reseller_id, months, view), repository.live(db, p.reseller_id)
+    states, live, depts = await asyncio.gather(  # one round: the agent's departments with the figures
+        repository.months(db, p.reseller_id, months, view, match),
+        repository.live(db, p.reseller_id),
+        _no_departments() if agent_id is None else _agent_departments(db, actor, p.reseller_id, agent_id),
     )
     acc = _collect(states, months, start=p.start, end=p.end, match=match).get(None) or _Acc()
 
@@ -391,16 +397,17 @@ async def agents(
         return dims[1] is not None and (only is None or dims[1] == only)  # the "agent" view
 
     states, live = await asyncio.gather(
-        repository.months(db, p.reseller_id, months, "agent"), repository.live(db, p.reseller_id)
+        repository.months(db, p.reseller_id, months, "agent", match), repository.live(db, p.reseller_id)
     )
     groups = _collect(states, months, start=p.start, end=p.end, match=match, group=lambda d: d[1], by_day=False)
     ids = sorted({str(k) for k in groups if k is not None} | ({only} if only else set()))
 
     async def row(agent: str) -> AgentReport | None:
-        name = await users.name_in_tenant(db, p.reseller_id, agent)
+        name, depts = await asyncio.gather(  # one round
+            users.name_in_tenant(db, p.reseller_id, agent), _agent_departments(db, actor, p.reseller_id, agent)
+        )
         if name is None:
             return None
-        depts = actor.department_ids if agent == actor.id else await _agent_departments(db, p.reseller_id, agent)
         waiting = _waiting(live, lambda dept, _conn: dept in depts)
         return AgentReport(agent_id=agent, agent_name=name, **_figures(groups.get(agent)), **waiting)
 

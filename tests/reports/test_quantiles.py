@@ -5,6 +5,7 @@ sorting the union gives, and totals written before the views were compressed mus
 import math
 import random
 import statistics
+import zlib
 from array import array
 
 import bson
@@ -51,4 +52,28 @@ def test_a_month_view_reads_back_compressed_and_as_written_before() -> None:
     assert aggregates.decode(stored) == aggregates.clean(state)
     before = {"blob": bson.encode(aggregates.clean(state))}  # totals written before the compression
     assert aggregates.decode(before) == aggregates.clean(state)
+    one_blob = {"z": zlib.compress(bson.encode(aggregates.clean(state)))}  # before the blob per dims
+    assert aggregates.decode(one_blob) == aggregates.clean(state)
+    for view in aggregates.PROJECTIONS:  # each view's own encoding (one blob, or one per dims)
+        assert aggregates.decode(aggregates.encoder(view)(state)) == aggregates.clean(state)
     assert list(aggregates.unpack(aggregates.decode(before)["cells"]["05|0"]["rs"])) == [1000, 7000]
+
+
+def test_a_month_view_decodes_only_the_dims_a_filter_wants() -> None:
+    """A view stores one blob per interned dims: a filtered read decodes the cells of its dims
+    alone, keeps every dims (a tail folded onto it interns as the totals did), and the cells it
+    decodes are the full decode's."""
+    state: dict[str, object] = {}
+    for i, agent in enumerate(("a1", "a2", "a1", None)):
+        part = {"d": f"0{i + 1}", "h": 9, "dim": ["d1", agent, "c1"], "o": 1, "fr": [1000 * i]}
+        aggregates.fold_month(state, {"parts": [part]}, view="agent")
+    stored = aggregates.encode(state)
+    full = aggregates.decode(stored)
+    assert full == aggregates.clean(state)
+    part_ = aggregates.decode(stored, where=lambda dims: dims[1] == "a1")
+    assert part_["dims"] == full["dims"]
+    assert part_["cells"] == {k: v for k, v in full["cells"].items() if k.endswith("|0")}
+    assert aggregates.decode(stored, where=lambda dims: dims[1] == "nobody") == {"dims": full["dims"]}
+    aggregates.fold_month(part_, {"parts": [{"d": "09", "h": 1, "dim": ["d1", "a2", "c1"], "o": 1}]}, view="agent")
+    assert "09|1" in part_["cells"]  # a2 keeps its index
+    assert aggregates.decode(aggregates.encode({})) == {}
