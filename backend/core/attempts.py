@@ -43,6 +43,7 @@ from pymongo.errors import DuplicateKeyError
 
 from backend.core import group_commit
 from backend.core.clock import as_utc, utcnow
+from backend.core.config import Settings
 from backend.core.db import Database
 from backend.core.ids import new_id
 from backend.core.logging import get_logger
@@ -54,10 +55,13 @@ Doc = dict[str, Any]
 
 
 class QueueWalk:
-    def __init__(self, queue: SeqLog, *, scan_limit: int, concurrency: int, what: str) -> None:
-        self.queue, self.scan_limit, self.what = queue, scan_limit, what
+    def __init__(self, queue: SeqLog, settings: Settings, prefix: str, *, what: str) -> None:
+        """Tuned by the worker's <prefix>_SCAN_LIMIT, _POLL_SECONDS and _CONCURRENCY (config.py)."""
+        self.queue, self.what = queue, what
+        self.scan_limit: int = getattr(settings, f"{prefix}_SCAN_LIMIT")
+        self.poll: float = getattr(settings, f"{prefix}_POLL_SECONDS")
+        self._sem = asyncio.Semaphore(getattr(settings, f"{prefix}_CONCURRENCY"))
         self.worker = f"{socket.gethostname()}:{os.getpid()}:{new_id()[-6:]}"  # names its claims
-        self._sem = asyncio.Semaphore(concurrency)
         self._pos = 0
         self._finished: set[int] = set()
 
@@ -82,7 +86,7 @@ class QueueWalk:
         return len(entries)
 
     async def run(
-        self, stop: asyncio.Event, run_once: Callable[[], Awaitable[int]], *, poll: float, wakeups: set[asyncio.Event]
+        self, stop: asyncio.Event, run_once: Callable[[], Awaitable[int]], wakeups: set[asyncio.Event]
     ) -> None:
         """Passes until `stop`: every `poll` seconds, and at once when the event this loop puts in
         `wakeups` is set. A failed pass (a database hiccup) is logged; the loop goes on."""
@@ -97,7 +101,7 @@ class QueueWalk:
                 except Exception as exc:
                     log.error(f"{self.what} pass failed", error=str(exc))
                 stopping, woken = asyncio.ensure_future(stop.wait()), asyncio.ensure_future(wakeup.wait())
-                await asyncio.wait({stopping, woken}, timeout=poll, return_when=asyncio.FIRST_COMPLETED)
+                await asyncio.wait({stopping, woken}, timeout=self.poll, return_when=asyncio.FIRST_COMPLETED)
                 for waiter in (stopping, woken):
                     waiter.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
@@ -116,6 +120,9 @@ class QueueWalk:
                 return False
 
 
+TUNED = ("max_attempts", "lease_seconds", "backoff_base_seconds", "backoff_max_seconds")  # Policy.of
+
+
 @dataclass(frozen=True)
 class Policy:
     max_attempts: int  # per round
@@ -128,6 +135,15 @@ class Policy:
     # Media fetch errors quote whatever the provider answered and are shown on the message, so
     # they are cut; the outbound worker keeps the provider's reason whole, as it always has.
     error_max_chars: int | None = None
+
+    @classmethod
+    def of(
+        cls, settings: Settings, prefix: str, *, errors: type[Exception], error_max_chars: int | None = None
+    ) -> "Policy":
+        """From the worker's <prefix>_MAX_ATTEMPTS, _LEASE_SECONDS, _BACKOFF_BASE_SECONDS and
+        _BACKOFF_MAX_SECONDS (config.py names them alike for every worker)."""
+        tuned = {name: getattr(settings, f"{prefix}_{name.upper()}") for name in TUNED}
+        return cls(**tuned, errors=errors, error_max_chars=error_max_chars)
 
     def outlived(self, since: datetime, now: datetime) -> bool:
         """Older than a lease: what a request or worker that died left (a queue entry without its

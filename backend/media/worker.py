@@ -45,20 +45,8 @@ class MediaFetcher:
         self.db = db
         self.settings = settings
         self.http = http
-        self.walk = attempts.QueueWalk(
-            repository.fetches,
-            scan_limit=settings.MEDIA_FETCH_SCAN_LIMIT,
-            concurrency=settings.MEDIA_FETCH_CONCURRENCY,
-            what="media fetch",
-        )
-        self.policy = attempts.Policy(
-            max_attempts=settings.MEDIA_FETCH_MAX_ATTEMPTS,
-            lease_seconds=settings.MEDIA_FETCH_LEASE_SECONDS,
-            backoff_base_seconds=settings.MEDIA_FETCH_BACKOFF_BASE_SECONDS,
-            backoff_max_seconds=settings.MEDIA_FETCH_BACKOFF_MAX_SECONDS,
-            errors=ProviderError,
-            error_max_chars=ERROR_MAX_CHARS,
-        )
+        self.walk = attempts.QueueWalk(repository.fetches, settings, "MEDIA_FETCH", what="media fetch")
+        self.policy = attempts.Policy.of(settings, "MEDIA_FETCH", errors=ProviderError, error_max_chars=ERROR_MAX_CHARS)
 
     async def run_once(self) -> int:
         """One pass over (part of) the open queue (core/attempts.py `QueueWalk`); entries go concurrently."""
@@ -70,7 +58,7 @@ class MediaFetcher:
 
     async def run(self, stop: asyncio.Event) -> None:
         wakeups = runtime_of(self.db).media_fetch_wakeups  # set when this process queues a fetch
-        await self.walk.run(stop, self.run_once, poll=self.settings.MEDIA_FETCH_POLL_SECONDS, wakeups=wakeups)
+        await self.walk.run(stop, self.run_once, wakeups)
 
     async def handle(self, entry: dict[str, Any]) -> bool:
         """Moves one entry on. Returns True when it needs nothing more."""

@@ -50,19 +50,8 @@ class OutboundWorker:
         self.db = db
         self.settings = settings
         self.http = http
-        self.walk = attempts.QueueWalk(
-            repository.queue,
-            scan_limit=settings.OUTBOUND_SCAN_LIMIT,
-            concurrency=settings.OUTBOUND_CONCURRENCY,
-            what="outbound",
-        )
-        self.policy = attempts.Policy(
-            max_attempts=settings.OUTBOUND_MAX_ATTEMPTS,
-            lease_seconds=settings.OUTBOUND_LEASE_SECONDS,
-            backoff_base_seconds=settings.OUTBOUND_BACKOFF_BASE_SECONDS,
-            backoff_max_seconds=settings.OUTBOUND_BACKOFF_MAX_SECONDS,
-            errors=ProviderError,
-        )
+        self.walk = attempts.QueueWalk(repository.queue, settings, "OUTBOUND", what="outbound")
+        self.policy = attempts.Policy.of(settings, "OUTBOUND", errors=ProviderError)
 
     async def run_once(self) -> int:
         """One pass over (part of) the open queue (core/attempts.py `QueueWalk`); chats go concurrently."""
@@ -77,7 +66,7 @@ class OutboundWorker:
         return [seq for done in await asyncio.gather(*map(self._chat_in_order, chats.values())) for seq in done]
 
     async def run(self, stop: asyncio.Event) -> None:
-        await self.walk.run(stop, self.run_once, poll=self.settings.OUTBOUND_POLL_SECONDS, wakeups=set())
+        await self.walk.run(stop, self.run_once, set())
 
     async def _chat_in_order(self, entries: list[dict[str, Any]]) -> list[int]:
         """One chat's entries of this pass, one after the other; stops at the first that is not

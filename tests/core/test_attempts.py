@@ -6,16 +6,18 @@ run out by writing them into the past, never by waiting."""
 
 import dataclasses
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
 import pytest
 from pymongo import AsyncMongoClient
 
-from backend.core.attempts import AttemptLedger, Doc, Policy
+from backend.core.attempts import AttemptLedger, Doc, Policy, QueueWalk
 from backend.core.clock import utcnow
 from backend.core.db import Database, durable_database
+from backend.core.seqlog import SeqLog
+from tests.conftest import make_settings
 
 
 class Refused(Exception):
@@ -28,10 +30,8 @@ POLICY = Policy(max_attempts=3, lease_seconds=600, backoff_base_seconds=600, bac
 
 
 @pytest.fixture
-async def db(mongo_url: str) -> AsyncIterator[Database]:
-    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_url, tz_aware=True)
-    yield durable_database(client, f"t_attempts_{uuid.uuid4().hex[:8]}")
-    await client.close()
+def db(raw_mongo: AsyncMongoClient[dict[str, Any]]) -> Database:
+    return durable_database(raw_mongo, f"t_attempts_{uuid.uuid4().hex[:8]}")
 
 
 @pytest.fixture
@@ -239,3 +239,12 @@ async def test_error_reasons_are_cut_where_the_policy_says(db: Database, ledger:
 
     assert await ledger.step(db, "m", policy=short, worker="w1", act=act, settle=settle, fail=fail) is True
     assert failed == ["xxxxx"] and (await ledger.list(db, "m"))[0]["error"] == "xxxxx"
+
+
+def test_each_worker_is_tuned_by_its_own_settings(mongo_url: str) -> None:
+    settings = make_settings(mongo_url, "t_attempts", OUTBOUND_MAX_ATTEMPTS=2, MEDIA_FETCH_LEASE_SECONDS=7.0)
+    outbound, media = (Policy.of(settings, p, errors=Refused) for p in ("OUTBOUND", "MEDIA_FETCH"))
+    assert (outbound.max_attempts, outbound.lease_seconds) == (2, settings.OUTBOUND_LEASE_SECONDS)
+    assert (media.max_attempts, media.lease_seconds) == (settings.MEDIA_FETCH_MAX_ATTEMPTS, 7.0)
+    walk = QueueWalk(SeqLog("q", "q:", state_collection="s", cursor_id="c"), settings, "MEDIA_FETCH", what="test")
+    assert (walk.scan_limit, walk.poll) == (settings.MEDIA_FETCH_SCAN_LIMIT, settings.MEDIA_FETCH_POLL_SECONDS)
