@@ -117,7 +117,8 @@ class Settings(BaseSettings):
     # Public base URL the provider calls back (webhooks): https://helpdesk.example.com
     PUBLIC_BASE_URL: str = "http://127.0.0.1:8000"
     # Outbound sending worker (backend/outbound): runs inside each backend process when enabled,
-    # or alone with `python -m backend.outbound`. Safe with several processes at once.
+    # or alone with `python -m backend.outbound`. Safe with several processes at once. Its tuning
+    # and MEDIA_FETCH_*'s are named alike: backend/core/attempts.py reads them by prefix.
     OUTBOUND_WORKER_ENABLED: bool = True
     OUTBOUND_POLL_SECONDS: float = Field(default=0.5, gt=0)
     OUTBOUND_MAX_ATTEMPTS: int = Field(default=6, ge=1)

@@ -11,7 +11,7 @@ The fetch queue, read by `_id` alone like the outbound queue (backend/outbound/r
   one per message whose bytes are to be fetched (and one more per retry action), walked from a
   cursor in `media_fetch_state`.
 - `media_fetch_attempts`: attempt k of message m is `_id` "<m>:<k>"; inserting it is the claim
-  that lets exactly one worker of any process make that attempt.
+  that lets exactly one worker of any process make that attempt (backend/core/attempts.py).
 Nothing here deletes: the application never removes media, entries or attempts.
 """
 
@@ -20,9 +20,8 @@ from typing import Any
 
 from gridfs import AsyncGridFSBucket
 from gridfs.errors import NoFile
-from pymongo.errors import DuplicateKeyError
 
-from backend.core import group_commit
+from backend.core.attempts import AttemptLedger
 from backend.core.clock import utcnow
 from backend.core.db import Database
 from backend.core.indexes import ASC, declare
@@ -155,54 +154,15 @@ async def _read_range_by_driver(db: Database, file_id: str, start: int, end: int
         await stream.close()
 
 
-_fetches = SeqLog(FETCHES, "f:", state_collection=FETCH_STATE, cursor_id="cursor")
+fetches = SeqLog(FETCHES, "f:", state_collection=FETCH_STATE, cursor_id="cursor")
 
 
 async def enqueue_fetch(db: Database, body: dict[str, Any]) -> int:
-    seq, _ = await _fetches.append(db, body)
+    seq, _ = await fetches.append(db, body)
     return seq
 
 
-async def get_fetch(db: Database, seq: int) -> dict[str, Any] | None:
-    return await _fetches.get(db, seq)
-
-
-async def fetches_head(db: Database) -> int:
-    return await _fetches.head(db)
-
-
-async def fetches_cursor(db: Database) -> int:
-    return await _fetches.get_cursor(db)
-
-
-async def advance_fetches_cursor(db: Database, seq: int) -> None:
-    await _fetches.advance_cursor(db, seq)
-
-
-def attempt_id(message_id: str, attempt: int) -> str:
-    return f"{message_id}:{attempt}"
-
-
-async def fetch_attempts(db: Database, message_id: str) -> list[dict[str, Any]]:
-    """A message's fetch attempts in order (1..k, claimed in order, so the first miss ends them)."""
-    found: list[dict[str, Any]] = []
-    while True:
-        doc = await db[FETCH_ATTEMPTS].find_one({"_id": attempt_id(message_id, len(found) + 1)})
-        if doc is None:
-            return found
-        found.append(doc)
-
-
-async def claim_fetch_attempt(db: Database, doc: dict[str, Any]) -> bool:
-    try:
-        await group_commit.insert_one(db[FETCH_ATTEMPTS], doc)
-    except DuplicateKeyError:
-        return False
-    return True
-
-
-async def finish_fetch_attempt(db: Database, _id: str, changes: dict[str, Any]) -> None:
-    await db[FETCH_ATTEMPTS].update_one({"_id": _id}, {"$set": changes})
+fetch_attempts = AttemptLedger(FETCH_ATTEMPTS, what="media fetch")
 
 
 async def records_internal(db: Database, *, limit: int | None = None) -> list[dict[str, Any]]:

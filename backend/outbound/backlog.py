@@ -17,10 +17,10 @@ class Backlog:
 async def measure(db: Database, *, look: int) -> Backlog:
     """Looks at most `look` entries past the cursor for the oldest pending reply: past that, the
     backlog itself is the alarm."""
-    cursor, head = await repository.get_cursor(db), await repository.head(db)
+    cursor, head = await repository.queue.get_cursor(db), await repository.queue.head(db)
     now = utcnow()
     for seq in range(cursor + 1, min(head, cursor + look) + 1):
-        entry = await repository.get_entry(db, seq)
+        entry = await repository.queue.get(db, seq)
         if entry is None:
             continue
         message = await messages.get_internal(db, str(entry["message_id"]))

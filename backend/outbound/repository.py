@@ -9,7 +9,7 @@ FerretDB pushes down only `_id` equality, so every read here is one:
   1..k with no holes). A queue entry records its chat and k, so a worker of any process finds
   the reply before it in its chat with one `_id` read.
 - `outbox_attempts`: attempt k of message m is `_id` "<m>:<k>". Inserting it is the claim that
-  lets exactly one worker (of any process) make that attempt.
+  lets exactly one worker (of any process) make that attempt (backend/core/attempts.py).
 - `receipts_parked`: status receipts that arrived before their message was known, `_id`
   "<connection>:<provider message id>", applied by whoever makes the message known.
 - `outbox_sending`: per (connection, client number, text), the latest attempt that sends it;
@@ -25,7 +25,7 @@ from typing import Any
 
 from pymongo.errors import DuplicateKeyError
 
-from backend.core import group_commit
+from backend.core.attempts import AttemptLedger
 from backend.core.clock import utcnow
 from backend.core.db import Database
 from backend.core.runtime import runtime_of
@@ -43,28 +43,12 @@ MAX_HELD_PER_ATTEMPT = 100
 CURSOR_ID = "cursor"
 MAX_CHAT_CLAIM_TRIES = 1_000
 
-_queue = SeqLog(QUEUE, "q:", state_collection=STATE, cursor_id=CURSOR_ID)
-
-
-def entry_id(seq: int) -> str:
-    return _queue.entry_id(seq)
-
-
-def attempt_id(message_id: str, attempt: int) -> str:
-    return f"{message_id}:{attempt}"
-
-
-async def get_entry(db: Database, seq: int) -> dict[str, Any] | None:
-    return await _queue.get(db, seq)
-
-
-async def head(db: Database) -> int:
-    """Highest stored entry (entries are 1..head, no holes)."""
-    return await _queue.head(db)
+queue = SeqLog(QUEUE, "q:", state_collection=STATE, cursor_id=CURSOR_ID)  # entries 1..head, no holes
+attempts = AttemptLedger(ATTEMPTS, what="send")
 
 
 async def enqueue(db: Database, body: dict[str, Any]) -> int:
-    seq, _ = await _queue.append(db, body)
+    seq, _ = await queue.append(db, body)
     return seq
 
 
@@ -123,40 +107,6 @@ async def append_to_chat(db: Database, chat: str, body: dict[str, Any]) -> int:
         raise RuntimeError(f"could not take a position in chat {chat!r}")
     _remember_chat_head(db, chat, k)
     return k
-
-
-async def get_cursor(db: Database) -> int:
-    return await _queue.get_cursor(db)
-
-
-async def advance_cursor(db: Database, seq: int) -> None:
-    await _queue.advance_cursor(db, seq)
-
-
-async def attempts(db: Database, message_id: str) -> list[dict[str, Any]]:
-    """A message's attempts in order (1..k, claimed in order, so the first miss ends them)."""
-    found: list[dict[str, Any]] = []
-    while True:
-        doc = await db[ATTEMPTS].find_one({"_id": attempt_id(message_id, len(found) + 1)})
-        if doc is None:
-            return found
-        found.append(doc)
-
-
-async def claim_attempt(db: Database, doc: dict[str, Any]) -> bool:
-    try:
-        await group_commit.insert_one(db[ATTEMPTS], doc)
-    except DuplicateKeyError:
-        return False
-    return True
-
-
-async def get_attempt(db: Database, _id: str) -> dict[str, Any] | None:
-    return await db[ATTEMPTS].find_one({"_id": _id})
-
-
-async def finish_attempt(db: Database, _id: str, changes: dict[str, Any]) -> None:
-    await db[ATTEMPTS].update_one({"_id": _id}, {"$set": changes})
 
 
 def sending_id(connection_id: str, phone: str, text: str) -> str:

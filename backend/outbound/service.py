@@ -96,7 +96,9 @@ async def from_me_verdict(
     if bound is not None:
         return FromMe.OWN if bound == own_message_id else FromMe.ECHO
     marker = await repository.get_sending(db, connection_id=connection_id, phone=phone, text=text)
-    attempt = await repository.get_attempt(db, str(marker["attempt_id"])) if marker and "attempt_id" in marker else None
+    attempt = (
+        await repository.attempts.get(db, str(marker["attempt_id"])) if marker and "attempt_id" in marker else None
+    )
     if attempt is not None and attempt.get("result") is None and as_utc(attempt["lease_until"]) > utcnow():
         hold = await repository.hold_echo(
             db,
@@ -110,7 +112,7 @@ async def from_me_verdict(
         if hold.get("resolution") is None:
             # Look again after our own write: the worker may have settled this attempt's holds
             # before ours landed. Both sides look after their write, so one sees the other's.
-            attempt = await repository.get_attempt(db, attempt["_id"])
+            attempt = await repository.attempts.get(db, attempt["_id"])
             if attempt is None or attempt.get("result") is None:
                 return FromMe.HELD
             resolution = "echo" if _answered(attempt) == provider_message_id else "released"

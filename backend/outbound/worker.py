@@ -1,10 +1,9 @@
 """The outbound worker: sends queued replies, with retries and exponential backoff.
 
-Safe with any number of workers in any number of processes: each attempt is claimed by
-inserting `outbox_attempts` "<message_id>:<n>" (unique `_id`), never by a filtered
-findAndModify (not atomic on FerretDB). Crash-safe: the queue entry is written before the
-message, and the worker walks the queue from its cursor, so a reply stored before a crash is
-sent after the restart. An attempt whose process died mid-call is retried once its lease
+Safe with any number of workers in any number of processes: each attempt is claimed in
+`outbox_attempts` (backend/core/attempts.py). Crash-safe: the queue entry is written before the
+message, and the worker walks the queue from its cursor, so a reply stored before a crash is sent
+after the restart. An attempt whose process died mid-call is retried once its lease
 expires, unless the provider's fromMe echo of it was held meanwhile (the provider took it: the
 echo's id is recorded as the answer, `service.echo_of_unanswered`). Retrying is the one case that
 can deliver twice (a send taken but never echoed), as Evolution offers no idempotency key.
@@ -21,10 +20,8 @@ once older than the lease, like its orphan queue entry.
 """
 
 import asyncio
-import contextlib
-import os
-import socket
-from datetime import datetime, timedelta
+import functools
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -32,12 +29,12 @@ import httpx
 from backend.connections import service as connections
 from backend.connections.providers import registry
 from backend.connections.providers.base import OutboundMedia, ProviderError, Quote
+from backend.core import attempts
 from backend.core.background import BackgroundLoop
-from backend.core.clock import as_utc, utcnow
+from backend.core.clock import utcnow
 from backend.core.config import Settings
 from backend.core.db import Database
 from backend.core.errors import NotFound
-from backend.core.ids import new_id
 from backend.core.logging import get_logger
 from backend.media import service as media
 from backend.messages import public as messages
@@ -48,70 +45,35 @@ from backend.webhooks import service as webhooks
 log = get_logger("outbound")
 
 
-def backoff_seconds(settings: Settings, attempt: int) -> float:
-    """Wait after failed attempt n before attempt n+1."""
-    return float(
-        min(settings.OUTBOUND_BACKOFF_BASE_SECONDS * 2 ** (attempt - 1), settings.OUTBOUND_BACKOFF_MAX_SECONDS)
-    )
-
-
 class OutboundWorker:
     def __init__(self, db: Database, settings: Settings, http: httpx.AsyncClient) -> None:
         self.db = db
         self.settings = settings
         self.http = http
-        self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{new_id()[-6:]}"
-        self._sem = asyncio.Semaphore(settings.OUTBOUND_CONCURRENCY)
-        self._pos = 0
-        self._finished: set[int] = set()
+        self.walk = attempts.QueueWalk(repository.queue, settings, "OUTBOUND", what="outbound")
+        self.policy = attempts.Policy.of(settings, "OUTBOUND", errors=ProviderError)
 
     async def run_once(self) -> int:
-        """One pass over (part of) the open queue. Returns how many entries it looked at.
+        """One pass over (part of) the open queue (core/attempts.py `QueueWalk`); chats go concurrently."""
+        return await self.walk.run_once(self.db, self._visit)
 
-        Entries from the cursor on are visited in pages that wrap around, so an entry waiting
-        out its backoff never hides the ones behind it. `_finished` remembers entries that need
-        nothing more; finished never turns back, so it is a speed hint, not a rule.
-        """
-        cursor = await repository.get_cursor(self.db)
-        last = await repository.head(self.db)
-        self._finished = {s for s in self._finished if s > cursor}
-        start = max(self._pos, cursor) + 1
-        if start > last:
-            start = cursor + 1
-        seqs = [s for s in range(start, last + 1) if s not in self._finished][: self.settings.OUTBOUND_SCAN_LIMIT]
-        entries = [e for s in seqs if (e := await repository.get_entry(self.db, s))]
+    async def _visit(self, entries: list[dict[str, Any]]) -> list[int]:
         chats: dict[str, list[dict[str, Any]]] = {}
         for e in entries:  # entries queued before chats were recorded are a chat of their own
             chats.setdefault(str(e.get("chat") or f"seq:{e['seq']}"), []).append(e)
         for chat in chats.values():
             chat.sort(key=lambda e: int(e.get("chat_seq") or 0))
-        for finished in await asyncio.gather(*(self._chat_in_order(chat) for chat in chats.values())):
-            self._finished.update(finished)
-        self._pos = seqs[-1] if seqs and seqs[-1] < last else cursor
-        new_cursor = cursor
-        while new_cursor + 1 in self._finished:
-            new_cursor += 1
-        if new_cursor > cursor:
-            await repository.advance_cursor(self.db, new_cursor)
-        return len(entries)
+        return [seq for done in await asyncio.gather(*map(self._chat_in_order, chats.values())) for seq in done]
 
     async def run(self, stop: asyncio.Event) -> None:
-        log.info("outbound worker started", worker=self.worker_id)
-        while not stop.is_set():
-            try:
-                await self.run_once()
-            except Exception as exc:  # the loop must survive a database hiccup
-                log.error("outbound pass failed", error=str(exc))
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=self.settings.OUTBOUND_POLL_SECONDS)
-        log.info("outbound worker stopped", worker=self.worker_id)
+        await self.walk.run(stop, self.run_once, set())
 
     async def _chat_in_order(self, entries: list[dict[str, Any]]) -> list[int]:
         """One chat's entries of this pass, one after the other; stops at the first that is not
         finished, as everything after it in the chat waits for it anyway."""
         finished: list[int] = []
         for entry in entries:
-            if not await self._guarded(entry):
+            if not await self.walk.guarded(self._handle, entry):
                 break
             finished.append(int(entry["seq"]))
         return finished
@@ -128,20 +90,11 @@ class OutboundWorker:
                 continue
             message = await messages.get_internal(self.db, str(earlier["message_id"]))
             if message is None:
-                age = (now - as_utc(earlier["enqueued_at"])).total_seconds()
-                if age > self.settings.OUTBOUND_LEASE_SECONDS:
+                if self.policy.outlived(earlier["enqueued_at"], now):
                     continue
                 return True  # its request may still be storing it
             return bool(message["status"] == "pending")
         return False
-
-    async def _guarded(self, entry: dict[str, Any]) -> bool:
-        async with self._sem:
-            try:
-                return await self._handle(entry)
-            except Exception as exc:
-                log.error("outbound entry failed", seq=entry.get("seq"), error=str(exc))
-                return False
 
     async def _handle(self, entry: dict[str, Any]) -> bool:
         """Moves one entry on. Returns True when it needs nothing more (sent, failed, orphan)."""
@@ -150,8 +103,7 @@ class OutboundWorker:
         message = await messages.get_internal(self.db, message_id)
         if message is None:
             # The request died between queueing and storing: the API never acknowledged it.
-            age = (now - as_utc(entry["enqueued_at"])).total_seconds()
-            return age > self.settings.OUTBOUND_LEASE_SECONDS
+            return self.policy.outlived(entry["enqueued_at"], now)
         if message["status"] != "pending":
             # Settled before the status moved, unless something else moved it (a receipt for an
             # id the processor bound while this worker died): settle now, or a held phone
@@ -160,73 +112,28 @@ class OutboundWorker:
             return True
         if await self._waits_for_earlier(entry, now):
             return False
-        tried = await repository.attempts(self.db, message_id)
-        max_attempts = self.settings.OUTBOUND_MAX_ATTEMPTS
-        if tried:
-            last = tried[-1]
-            if last.get("result") is None:
-                if as_utc(last["lease_until"]) > now:
-                    return False  # another worker is on it
-                echoed = await service.echo_of_unanswered(self.db, last, type_=str(message.get("type") or "text"))
-                if echoed is not None:  # its worker died after the provider took it: sent, once
-                    await repository.finish_attempt(
-                        self.db,
-                        last["_id"],
-                        {"result": "sent", "provider_message_id": echoed, "answered_by": "echo", "finished_at": now},
-                    )
-                    await self._sent(message, entry, echoed)
-                    return True
-                if last["attempt"] >= max_attempts:
-                    await self._fail(message, f"attempt {last['attempt']} did not finish (worker died?)")
-                    return True
-            elif last["result"] == "sent":  # sent, but its worker died before recording it
-                await self._sent(message, entry, last["provider_message_id"])
-                return True
-            elif not last.get("retryable") or last["attempt"] >= max_attempts:
-                await self._fail(message, str(last.get("error")))
-                return True
-            elif as_utc(last["retry_at"]) > now:
-                return False
-        attempt = len(tried) + 1
-        _id = repository.attempt_id(message_id, attempt)
-        claim = {
-            "_id": _id,
-            "message_id": message_id,
-            "attempt": attempt,
-            "worker": self.worker_id,
-            "claimed_at": now,
-            "lease_until": now + timedelta(seconds=self.settings.OUTBOUND_LEASE_SECONDS),
-            "result": None,
-        }
-        if not await repository.claim_attempt(self.db, claim):
-            return False  # another worker claimed this attempt first
-        try:
-            provider_message_id = await self._send(message, entry, _id)
-        except ProviderError as exc:
-            retry_at = utcnow() + timedelta(seconds=backoff_seconds(self.settings, attempt))
-            await repository.finish_attempt(
-                self.db,
-                _id,
-                {
-                    "result": "error",
-                    "error": str(exc),
-                    "retryable": exc.retryable,
-                    "retry_at": retry_at,
-                    "finished_at": utcnow(),
-                },
-            )
-            log.warning("send failed", message_id=message_id, attempt=attempt, error=str(exc), retryable=exc.retryable)
-            if not exc.retryable or attempt >= max_attempts:
-                await self._fail(message, str(exc))
-                return True
-            return False
-        await repository.finish_attempt(
-            self.db, _id, {"result": "sent", "provider_message_id": provider_message_id, "finished_at": utcnow()}
-        )
-        await self._sent(message, entry, provider_message_id)
-        return True
 
-    async def _send(self, message: dict[str, Any], entry: dict[str, Any], attempt_id: str) -> str:
+        async def echoed(attempt: dict[str, Any]) -> dict[str, Any] | None:
+            """Its worker died after the provider took it, if the echo was held meanwhile: sent, once."""
+            echo = await service.echo_of_unanswered(self.db, attempt, type_=str(message.get("type") or "text"))
+            return None if echo is None else {"result": "sent", "provider_message_id": echo, "answered_by": "echo"}
+
+        async def sent(attempt: dict[str, Any]) -> bool:  # a success is final, even if its worker died
+            await self._sent(message, entry, str(attempt["provider_message_id"]))
+            return True
+
+        return await repository.attempts.step(
+            self.db,
+            message_id,
+            policy=self.policy,
+            worker=self.walk.worker,
+            act=functools.partial(self._send, message, entry),
+            settle=sent,
+            fail=functools.partial(self._fail, message),
+            answered=echoed,
+        )
+
+    async def _send(self, message: dict[str, Any], entry: dict[str, Any], attempt_id: str) -> dict[str, Any]:
         conn = await connections.get_internal(self.db, str(entry.get("connection_id")))
         if conn is None or not conn.get("active"):
             raise ProviderError("connection missing or inactive", retryable=False)
@@ -269,7 +176,7 @@ class OutboundWorker:
                 idempotency_key=message["_id"],
                 quoted=quoted,
             )
-        return sent.provider_message_id
+        return {"result": "sent", "provider_message_id": sent.provider_message_id}
 
     async def _quote(self, message: dict[str, Any]) -> Quote | None:
         """The provider's id of the message a reply quotes, once it has one (a client's message
@@ -292,7 +199,7 @@ class OutboundWorker:
         `from_me_verdict`): the one with the id an attempt was answered with (recorded on the
         attempt before this runs) was the echo; every other one was typed on the phone and
         becomes a message of its own now."""
-        tried = await repository.attempts(self.db, message["_id"])
+        tried = await repository.attempts.list(self.db, message["_id"])
         answered = next((str(a["provider_message_id"]) for a in tried if a.get("result") == "sent"), None)
         for attempt in tried:
             for hold in await service.settle_held_echoes(self.db, attempt, answered=answered):

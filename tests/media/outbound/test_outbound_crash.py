@@ -1,7 +1,7 @@
 """A media reply whose worker dies between the provider's answer and recording it is sent once.
 
 No worker runs in the API process (OUTBOUND_WORKER_ENABLED=false); the test drives workers by
-hand and makes the first one die at that exact point: its `finish_attempt` raises, as a SIGKILL
+hand and makes the first one die at that exact point: its ledger's `finish` raises, as a SIGKILL
 after the provider call returned would leave it (attempt claimed, never finished). The provider's
 fromMe echo of the send arrives meanwhile and is held for the unanswered attempt. Once the lease
 has run out, the next worker must take that held echo as the answer instead of sending again."""
@@ -49,7 +49,7 @@ async def test_a_media_reply_is_sent_exactly_once_when_its_worker_dies_before_re
         raise RuntimeError("worker killed after the provider answered")
 
     async with httpx.AsyncClient(timeout=10) as http:
-        monkeypatch.setattr(repository, "finish_attempt", killed)
+        monkeypatch.setattr(repository.attempts, "finish", killed)
         await OutboundWorker(db, settings, http).run_once()
         monkeypatch.undo()
         sent = await sent_to(evolution, phone)

@@ -1,0 +1,255 @@
+"""What the durable workers share — the outbound send (backend/outbound/worker.py) and the inbound
+media fetch (backend/media/worker.py): a walk over their queue, and a ledger of attempts per message.
+
+The walk (`QueueWalk`) reads a plain-append queue (backend/core/seqlog.py) from its stored cursor
+in pages that wrap around, so an entry waiting out its backoff never hides the ones behind it. It
+remembers the entries that need nothing more (a hint: finished never turns back) and moves the
+cursor (a hint too) past the finished ones at the front.
+
+Attempt n of message m is the document `_id` "<m>:<n>", and inserting it is the claim: a unique
+`_id` insert is atomic on FerretDB as on MongoDB, where a filtered update is not (FerretDB v1
+reads, modifies and writes back by `_id`, outside any transaction), so exactly one worker of any
+process makes each attempt. Attempts are claimed in order (n once n-1 is stored), so the first
+missing number ends them. A claim holds a lease; the claimer then writes its verdict by `_id`:
+the work's own result word ("sent", "stored", ...) or "error" with the reason, whether it is
+`retryable`, and `retry_at` after an exponential backoff.
+
+What `step` decides from the last attempt of the current round (a round restarts the count: the
+media retry action):
+- unfinished, under its lease: another worker is on it; wait.
+- unfinished, lease over: its worker died. `answered` may find its answer another way (then it is
+  recorded and settled like a success); else, at the last attempt, fail ("did not finish"); else
+  claim the next attempt.
+- a success: `settle` applies it (its worker died before doing so). `settle` answers False when
+  it cannot (then the next attempt is claimed).
+- an error, final or the last attempt's: `fail` with its reason; retryable, before `retry_at`: wait.
+Crash windows: a worker killed between claim and verdict leaves its attempt unfinished until the
+lease ends, then the work is done again (twice, unless `answered` can tell it was done). A worker
+slower than its lease writes its verdict on its own attempt after the next one was claimed: the
+round then goes by the newest attempt, and the slow worker still settles its own success.
+Nothing here deletes an attempt (persistence rule 1).
+"""
+
+import asyncio
+import contextlib
+import os
+import socket
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from pymongo.errors import DuplicateKeyError
+
+from backend.core import group_commit
+from backend.core.clock import as_utc, utcnow
+from backend.core.config import Settings
+from backend.core.db import Database
+from backend.core.ids import new_id
+from backend.core.logging import get_logger
+from backend.core.seqlog import SeqLog
+
+log = get_logger("attempts")
+ERROR = "error"
+Doc = dict[str, Any]
+
+
+class QueueWalk:
+    def __init__(self, queue: SeqLog, settings: Settings, prefix: str, *, what: str) -> None:
+        """Tuned by the worker's <prefix>_SCAN_LIMIT, _POLL_SECONDS and _CONCURRENCY (config.py)."""
+        self.queue, self.what = queue, what
+        self.scan_limit: int = getattr(settings, f"{prefix}_SCAN_LIMIT")
+        self.poll: float = getattr(settings, f"{prefix}_POLL_SECONDS")
+        self._sem = asyncio.Semaphore(getattr(settings, f"{prefix}_CONCURRENCY"))
+        self.worker = f"{socket.gethostname()}:{os.getpid()}:{new_id()[-6:]}"  # names its claims
+        self._pos = 0
+        self._finished: set[int] = set()
+
+    async def run_once(self, db: Database, visit: Callable[[list[Doc]], Awaitable[Iterable[int]]]) -> int:
+        """One pass over (part of) the open queue: `visit` gets the page's entries and answers the
+        seqs of those finished. Returns how many entries it looked at."""
+        cursor = await self.queue.get_cursor(db)
+        last = await self.queue.head(db)
+        self._finished = {s for s in self._finished if s > cursor}
+        start = max(self._pos, cursor) + 1
+        if start > last:
+            start = cursor + 1
+        seqs = [s for s in range(start, last + 1) if s not in self._finished][: self.scan_limit]
+        entries = [e for s in seqs if (e := await self.queue.get(db, s))]
+        self._finished.update(await visit(entries))
+        self._pos = seqs[-1] if seqs and seqs[-1] < last else cursor
+        new_cursor = cursor
+        while new_cursor + 1 in self._finished:
+            new_cursor += 1
+        if new_cursor > cursor:
+            await self.queue.advance_cursor(db, new_cursor)
+        return len(entries)
+
+    async def run(
+        self, stop: asyncio.Event, run_once: Callable[[], Awaitable[int]], wakeups: set[asyncio.Event]
+    ) -> None:
+        """Passes until `stop`: every `poll` seconds, and at once when the event this loop puts in
+        `wakeups` is set. A failed pass (a database hiccup) is logged; the loop goes on."""
+        wakeup = asyncio.Event()
+        wakeups.add(wakeup)
+        log.info(f"{self.what} worker started", worker=self.worker)
+        try:
+            while not stop.is_set():
+                wakeup.clear()
+                try:
+                    await run_once()
+                except Exception as exc:
+                    log.error(f"{self.what} pass failed", error=str(exc))
+                stopping, woken = asyncio.ensure_future(stop.wait()), asyncio.ensure_future(wakeup.wait())
+                await asyncio.wait({stopping, woken}, timeout=self.poll, return_when=asyncio.FIRST_COMPLETED)
+                for waiter in (stopping, woken):
+                    waiter.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await waiter
+        finally:
+            wakeups.discard(wakeup)
+        log.info(f"{self.what} worker stopped", worker=self.worker)
+
+    async def guarded(self, handle: Callable[[Doc], Awaitable[bool]], entry: Doc) -> bool:
+        """`handle(entry)` within the walk's concurrency; an error leaves the entry for a later pass."""
+        async with self._sem:
+            try:
+                return await handle(entry)
+            except Exception as exc:
+                log.error(f"{self.what} entry failed", seq=entry.get("seq"), error=str(exc))
+                return False
+
+
+TUNED = ("max_attempts", "lease_seconds", "backoff_base_seconds", "backoff_max_seconds")  # Policy.of
+
+
+@dataclass(frozen=True)
+class Policy:
+    max_attempts: int  # per round
+    lease_seconds: float
+    backoff_base_seconds: float
+    backoff_max_seconds: float
+    # The exception type whose `retryable` says whether a failed attempt may be tried again; any
+    # other exception leaves the attempt unfinished (taken over once its lease ends).
+    errors: type[Exception]
+    # Media fetch errors quote whatever the provider answered and are shown on the message, so
+    # they are cut; the outbound worker keeps the provider's reason whole, as it always has.
+    error_max_chars: int | None = None
+
+    @classmethod
+    def of(
+        cls, settings: Settings, prefix: str, *, errors: type[Exception], error_max_chars: int | None = None
+    ) -> "Policy":
+        """From the worker's <prefix>_MAX_ATTEMPTS, _LEASE_SECONDS, _BACKOFF_BASE_SECONDS and
+        _BACKOFF_MAX_SECONDS (config.py names them alike for every worker)."""
+        tuned = {name: getattr(settings, f"{prefix}_{name.upper()}") for name in TUNED}
+        return cls(**tuned, errors=errors, error_max_chars=error_max_chars)
+
+    def outlived(self, since: datetime, now: datetime) -> bool:
+        """Older than a lease: what a request or worker that died left (a queue entry without its
+        message) is given up on."""
+        return (now - as_utc(since)).total_seconds() > self.lease_seconds
+
+    def backoff_seconds(self, attempt: int) -> float:
+        """Wait after failed attempt n (of a round) before attempt n+1."""
+        return float(min(self.backoff_base_seconds * 2 ** (attempt - 1), self.backoff_max_seconds))
+
+
+class AttemptLedger:
+    def __init__(self, collection: str, *, what: str) -> None:
+        self.collection = collection
+        self.what = what  # for the log: "send", "media fetch"
+
+    def attempt_id(self, message_id: str, attempt: int) -> str:
+        return f"{message_id}:{attempt}"
+
+    async def list(self, db: Database, message_id: str) -> list[Doc]:
+        """A message's attempts in order (1..k, claimed in order, so the first miss ends them)."""
+        found: list[Doc] = []
+        while (doc := await self.get(db, self.attempt_id(message_id, len(found) + 1))) is not None:
+            found.append(doc)
+        return found
+
+    async def get(self, db: Database, _id: str) -> Doc | None:
+        return await db[self.collection].find_one({"_id": _id})
+
+    async def claim(self, db: Database, doc: Doc) -> bool:
+        try:
+            await group_commit.insert_one(db[self.collection], doc)
+        except DuplicateKeyError:
+            return False
+        return True
+
+    async def finish(self, db: Database, _id: str, changes: Doc) -> None:
+        await db[self.collection].update_one({"_id": _id}, {"$set": changes})
+
+    async def step(
+        self,
+        db: Database,
+        message_id: str,
+        *,
+        policy: Policy,
+        worker: str,
+        act: Callable[[str], Awaitable[Doc]],
+        settle: Callable[[Doc], Awaitable[bool]],
+        fail: Callable[[str], Awaitable[None]],
+        answered: Callable[[Doc], Awaitable[Doc | None]] | None = None,
+        round_: int = 0,
+    ) -> bool:
+        """Moves the message's work on by one decision (see the module docstring); True when it
+        needs nothing more (settled or failed). `act(attempt_id)` does the work of a claimed
+        attempt and returns its verdict (with its `result`); `answered(attempt)` returns the
+        verdict of an unfinished attempt whose lease is over, if the work shows it was done."""
+        now = utcnow()
+        tried = await self.list(db, message_id)
+        mine = [a for a in tried if int(a.get("round") or 0) == round_]
+        if mine:
+            last = mine[-1]
+            if last.get("result") is None:
+                if as_utc(last["lease_until"]) > now:
+                    return False  # another worker is on it
+                if answered is not None and (verdict := await answered(last)) is not None:
+                    await self.finish(db, last["_id"], {**verdict, "finished_at": now})
+                    return await settle({**last, **verdict})
+                if len(mine) >= policy.max_attempts:
+                    await fail(f"attempt {len(mine)} did not finish (worker died?)")
+                    return True
+            elif last["result"] != ERROR:  # a success whose worker died before settling it
+                if await settle(last):
+                    return True
+            elif not last.get("retryable") or len(mine) >= policy.max_attempts:
+                await fail(str(last.get("error")))
+                return True
+            elif as_utc(last["retry_at"]) > now:
+                return False
+        _id = self.attempt_id(message_id, len(tried) + 1)
+        claim = {
+            "_id": _id,
+            "message_id": message_id,
+            "attempt": len(tried) + 1,
+            "round": round_,
+            "worker": worker,
+            "claimed_at": now,
+            "lease_until": now + timedelta(seconds=policy.lease_seconds),
+            "result": None,
+        }
+        if not await self.claim(db, claim):
+            return False  # another worker claimed this attempt first
+        try:
+            verdict = await act(_id)
+        except policy.errors as exc:
+            retryable = bool(getattr(exc, "retryable", False))
+            error = str(exc)[: policy.error_max_chars]
+            retry_at = utcnow() + timedelta(seconds=policy.backoff_seconds(len(mine) + 1))
+            changes = {"result": ERROR, "error": error, "retryable": retryable, "retry_at": retry_at}
+            await self.finish(db, _id, {**changes, "finished_at": utcnow()})
+            log.warning(
+                f"{self.what} failed", message_id=message_id, attempt=claim["attempt"], error=error, retryable=retryable
+            )
+            if not retryable or len(mine) + 1 >= policy.max_attempts:
+                await fail(error)
+                return True
+            return False
+        verdict = {**verdict, "finished_at": utcnow()}
+        await self.finish(db, _id, verdict)
+        return await settle({**claim, **verdict})
