@@ -35,8 +35,9 @@ FinalizeHook = Callable[[Database, dict[str, Any]], Awaitable[None]]
 EventHook = Callable[[Database, dict[str, Any], dict[str, Any] | None], Awaitable[None]]
 # (db, stored message, the ticket it is filed under)
 MessageHook = Callable[[Database, dict[str, Any], dict[str, Any]], Awaitable[None]]
-# (db, the finalized ticket, the client message moving on) -> what a ticket opened for it is born with
-RacedBornWith = Callable[[Database, dict[str, Any], dict[str, Any]], Callable[[], Awaitable[dict[str, Any]]] | None]
+# (db, the finalized ticket, the client message moving on) -> what a ticket opened for it starts
+# with (a tickets.LazyOpening)
+RacedOpening = Callable[[Database, dict[str, Any], dict[str, Any]], Callable[[], Awaitable[Any]] | None]
 LogKey = tuple[str, str, str]  # a seqlog: (database, collection, prefix)
 
 
@@ -84,7 +85,7 @@ class Runtime:
     message_hooks: list[MessageHook] = field(default_factory=list)
     # messages/service: what a ticket opened for a client message that raced a finalize is born
     # with (the automatic messages' markers, backend/automation; gates.connect_domains).
-    raced_born_with: RacedBornWith | None = None
+    raced_opening: RacedOpening | None = None
     # tickets/counters_repository: per (database, tenant), this process's appends to the tenant's
     # count-delta log, one at a time.
     counter_append_locks: dict[tuple[str, str], asyncio.Lock] = field(default_factory=dict)
