@@ -86,8 +86,8 @@ class Runtime:
     # messages/service: what a ticket opened for a client message that raced a finalize is born
     # with (the automatic messages' markers, backend/automation; gates.connect_domains).
     raced_opening: RacedOpening | None = None
-    # tickets/counters_repository: per (database, tenant), this process's appends to the tenant's
-    # count-delta log, one at a time.
+    # core/foldlog: per (database, log/bucket), this process's appends to the bucket's log, one
+    # at a time.
     counter_append_locks: dict[tuple[str, str], asyncio.Lock] = field(default_factory=dict)
 
     async def close(self) -> None:

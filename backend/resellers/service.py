@@ -161,3 +161,15 @@ async def timezone_of(db: Database, reseller_id: str) -> str:
 async def config_internal(db: Database, reseller_id: str) -> dict[str, Any] | None:
     """The stored config, for work done for no user (automatic messages, backend/automation)."""
     return await repository.get_config(db, TenantScope(reseller_id), reseller_id)
+
+
+async def all_ids(db: Database, *, page: int = 200) -> list[str]:
+    """Every tenant's id, a page of the list at a time (the admin's platform-wide figures)."""
+    ids: list[str] = []
+    cursor: str | None = None
+    while True:
+        found = await list_page(db, cursor=cursor, limit=page)
+        ids.extend(r.id for r in found.items)
+        if not found.next_cursor:
+            return ids
+        cursor = found.next_cursor

@@ -22,6 +22,7 @@ from backend.core.runtime import EventHook, FinalizeHook, runtime_of
 from backend.core.tenancy import Actor, TenantScope
 from backend.departments import service as departments
 from backend.realtime import feed
+from backend.resellers import service as resellers
 from backend.tags import service as ticket_tags
 from backend.tickets import counters, presenter, projection, repository, search
 
@@ -742,7 +743,8 @@ async def list_page(
 async def counts(db: Database, actor: Actor, *, department_id: str | None) -> TicketCounts:
     """What the lists would show, from the counters (tickets/counters.py): constant in the number
     of tickets. Counted from the tickets while a tenant's counters are not backfilled yet."""
-    values = await counters.for_actor(db, actor, department_id=department_id)
+    tenants = await resellers.all_ids(db) if actor.is_admin else None
+    values = await counters.for_actor(db, actor, department_id=department_id, tenants=tenants)
     if values is None:
         return await recount(db, actor, department_id=department_id)
     return TicketCounts(**values)
