@@ -48,7 +48,7 @@ def connect_domains(db: Database) -> None:
     # After the refile: the closing message and the survey question (backend/automation).
     tickets.on_finalized(db, automation.after_finalize)
     # A ticket opened for a client message that raced a finalize is greeted as any new ticket.
-    messages.on_raced_open(db, automation.raced_born_with)
+    messages.on_raced_open(db, automation.raced_opening)
 
 
 async def open_gate(db: Database, settings: Settings, then: Sequence[startup.Step] = ()) -> startup.StartupState:

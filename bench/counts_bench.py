@@ -34,7 +34,6 @@ from backend.core.tenancy import Actor
 from backend.devtools import ferretdb
 from backend.gates import connect_domains
 from backend.tickets import counters
-from backend.tickets import counters_repository as counters_repo
 from backend.tickets import service as tickets
 from backend.tickets.repository import STATE_FIELDS
 from bench.stats import Summary
@@ -131,7 +130,9 @@ async def load(db: Database, size: int, n_tenants: int, chunk: int) -> tuple[Act
         await db["tickets"].insert_many(docs, ordered=False)
         await db[events.COLLECTION].insert_many([_event(d, 1, "created") for d in docs], ordered=False)
     for tenant in tenants:  # what compaction leaves: every ticket folded, watermark at the log's head
-        await counters_repo.write_totals(db, tenant, watermark=0, counts=dict(totals[tenant]), complete=True)
+        await counters.COUNTS.write_totals(
+            db, tenant, "", watermark=0, state=dict(totals[tenant]), marks={"complete": True}
+        )
     depts, agents = layout[tenants[0]]
     # The longest tail a read meets: COMPACT_EVERY - 1 real assumes past the watermark.
     for doc in measured_espera[: counters.COMPACT_EVERY - 1]:

@@ -23,8 +23,8 @@ import typer
 from rich.table import Table
 
 from backend.core.db import Database
+from backend.resellers import service as resellers
 from backend.tickets import counters
-from backend.tickets import counters_repository as repo
 from scripts.common import load_settings, out, run_audit
 
 FIX_ROUNDS = 3  # a compaction racing the rewrite of corrupted totals can undo it; check again
@@ -52,7 +52,7 @@ def _clean(found: counters.Audit) -> bool:
 
 async def check(db: Database, *, tenant: str | None, fix: bool) -> list[counters.Audit]:
     """The audits left at the end (after repair rounds with `fix`), one per tenant checked."""
-    tenants = [tenant] if tenant else await repo.tenant_ids(db)
+    tenants = [tenant] if tenant else await resellers.all_ids(db)
     results: list[counters.Audit] = []
     for reseller_id in tenants:
         found = await counters.audit(db, reseller_id)

@@ -15,7 +15,7 @@ What reacts, and when (backend/automation/service.py):
   opens. Any other message opens a new ticket as it always did.
 A client message that raced a Finalizar and moved on to a ticket opened for it
 (messages.service) opens that ticket as any message does: born with the same markers, the message
-as its opening one (`raced_born_with`), greeted and offered the menu — by the webhook delivery when
+as its opening one (`raced_opening`), greeted and offered the menu — by the webhook delivery when
 it moved the message, by the finalize hook (after the closing message and the survey question,
 whose pending rating the new ticket ends) when the finalize's refile moved it.
 Messages marked `direction: "note"` (internal notes) and messages from the connection's own phone

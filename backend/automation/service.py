@@ -116,20 +116,20 @@ async def _menu_options(db: Database, conn: dict[str, Any]) -> list[departments.
     return [d for d in found if d is not None and d.active]
 
 
-def born_with(db: Database, conn: dict[str, Any], *, message_id: str) -> tickets.BornWith:
-    """What a ticket opened by this WhatsApp message is born with (tickets.open_for_client awaits
+def ticket_opening(db: Database, conn: dict[str, Any], *, message_id: str) -> tickets.LazyOpening:
+    """What a ticket opened by this WhatsApp message starts with (tickets.open_for_client awaits
     it only when it creates the ticket): the message that opened it, whether the company was
     closed, whether the department menu now awaits the client's answer."""
 
-    async def fields() -> dict[str, Any]:
+    async def starts() -> tickets.Opening:
         config = await _config(db, str(conn["reseller_id"]))
-        return {
-            "opening_message_id": message_id,
-            "out_of_hours": not hours.Schedule.of(config).is_open(now()),
-            "menu_pending": bool(await _menu_options(db, conn)),
-        }
+        return tickets.Opening(
+            opening_message_id=message_id,
+            out_of_hours=not hours.Schedule.of(config).is_open(now()),
+            menu_pending=bool(await _menu_options(db, conn)),
+        )
 
-    return fields
+    return starts
 
 
 async def _whatsapp_connection(db: Database, ticket: dict[str, Any]) -> dict[str, Any] | None:
@@ -139,21 +139,21 @@ async def _whatsapp_connection(db: Database, ticket: dict[str, Any]) -> dict[str
     return conn if conn is not None and conn.get("reseller_id") == ticket["reseller_id"] else None
 
 
-def raced_born_with(db: Database, finalized: dict[str, Any], message: dict[str, Any]) -> tickets.BornWith:
-    """What a ticket opened for a client message that raced `finalized`'s finalize is born with
+def raced_opening(db: Database, finalized: dict[str, Any], message: dict[str, Any]) -> tickets.LazyOpening:
+    """What a ticket opened for a client message that raced `finalized`'s finalize starts with
     (messages.service moves the message on): the same as a ticket the message would have opened
     itself, the message as its opening one — so it is greeted, told when the company is closed,
     and offered the menu, as any new ticket is. Run by whoever moved the message: the webhook
     delivery (`after_client_message` finds the message filed under the new ticket) or the
     finalize (`after_finalize` below)."""
 
-    async def fields() -> dict[str, Any]:
+    async def starts() -> tickets.Opening:
         conn = await _whatsapp_connection(db, finalized)
         if conn is None or message.get("sender_type") != "client" or message.get("direction") != "in":
-            return {}
-        return await born_with(db, conn, message_id=str(message["_id"]))()
+            return tickets.Opening()
+        return await ticket_opening(db, conn, message_id=str(message["_id"]))()
 
-    return fields
+    return starts
 
 
 async def after_client_message(

@@ -1,19 +1,23 @@
 """Exactly-once contributions folded into a compacted state, on a store whose every update is
-read → modify → write the whole document (FerretDB v1): the design of the ticket counters
-(backend/tickets/counters.py, docs/ARCHITECTURE.md), as a primitive any aggregate can use.
+read → modify → write the whole document (FerretDB v1), where concurrent $inc's on one document
+lose updates: the ticket counters (backend/tickets/counters.py) and the reports (backend/reports)
+build on it (docs/ARCHITECTURE.md).
 
 A *bucket* (any string: a tenant, a tenant's month) has
 - a contribution log: entry n is `_id` "<bucket>:<n>" of `entries` (backend/core/seqlog.py, plain
   append: entries exactly 1..head, no holes). Entries are appended, never updated or removed;
-- a claim per contribution key (backend/core/natural_keys.py, kind `claim_kind`): key -> the
-  entry that counts it, first insert wins and never changes. A retried or concurrent writer may
-  append one contribution twice; only its canonical entry counts, so it counts exactly once;
+- a claim per contribution key (backend/core/natural_keys.py, kind `claim_kind`, per bucket
+  unless `claims_by_bucket` is False for keys unique across buckets): key -> the entry that
+  counts it, first insert wins and never changes. A retried or concurrent writer may append one
+  contribution twice; only its canonical entry counts, so it counts exactly once;
 - a totals document per *view* (`totals/<bucket>|<view>`): `{watermark: w, state}` = the view's
   fold of the canonical entries 1..w, written as one pair by a compactor. A view is a shape a
   reader needs (a rollup, a breakdown); each is its own consistent snapshot, so views never
   need to agree on a watermark. Every stored pair is some compactor's
   consistent snapshot, so two compactors at once (or a FerretDB write-back of an older pair)
   can only move the watermark back: a longer tail for the next reader, never a wrong figure.
+  No lease is needed for correctness, so none is taken. A totals document may also carry a
+  caller's *marks* (`start`, `write_totals(marks=)`, `read_marked`), which compaction keeps.
 
 Reading a view: its totals, then the tail past the watermark (read a window at a time), where an entry counts when its
 key is not yet counted in this tail and its claim points to it or does not exist yet (its writer
@@ -36,6 +40,7 @@ canonical entries being appended in the order their events happened (see reports
 import asyncio
 import contextlib
 import copy
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -89,7 +94,12 @@ class FoldLog:
         compact_every: int = 16,
         reader_compacts_at: int = 64,
         max_fold: int = 5_000,
+        key_field: str = "key",
+        state_field: str = "state",
+        claims_by_bucket: bool = True,
     ) -> None:
+        """`key_field`, `state_field`, `claims_by_bucket`: where an entry keeps its key, a totals
+        document its state, and whether a claim's `_id` names the bucket (the stored layout)."""
         self.entries = entries
         self.totals = totals
         self.claim_kind = claim_kind
@@ -98,6 +108,9 @@ class FoldLog:
         self.reader_compacts_at = reader_compacts_at
         self.max_fold = max_fold
         self._hints: dict[tuple[str, str], tuple[int, int]] = {}  # (db, totals _id) -> (watermark, tail end)
+        self.key_field = key_field
+        self.state_field = state_field
+        self.claims_by_bucket = claims_by_bucket
 
     def _log(self, bucket: str) -> SeqLog:
         # The seqlog's cursor is unused: the watermark lives in the totals documents.
@@ -108,28 +121,35 @@ class FoldLog:
         return f"{bucket}|{view}" if view else bucket
 
     def _lock(self, db: Database, bucket: str) -> asyncio.Lock:
-        # One append at a time per bucket in this process: concurrent plain appends all try
-        # head+1 and retry (tickets/counters_repository.py says why).
+        # One append at a time per bucket in this process: N concurrent plain appends all try
+        # head+1, one wins and the others read and retry — N^2 inserts for a burst of N. Queued,
+        # each is two reads and one insert; only appenders in different processes still race
+        # (and the unique `_id` settles it).
         locks = runtime_of(db).counter_append_locks
         return locks.setdefault((db.name, f"{self.entries}/{bucket}"), asyncio.Lock())
 
+    def _claim_parts(self, bucket: str, key: str) -> tuple[str, ...]:
+        return (bucket, key) if self.claims_by_bucket else (key,)
+
     async def canonical(self, db: Database, bucket: str, key: str) -> int | None:
-        bound = await natural_keys.lookup(db, self.claim_kind, bucket, key)
+        bound = await natural_keys.lookup(db, self.claim_kind, *self._claim_parts(bucket, key))
         return int(bound) if bound is not None else None
 
     async def _claim(self, db: Database, bucket: str, key: str, seq: int) -> int:
-        bound, _ = await natural_keys.claim(db, self.claim_kind, bucket, key, target=str(seq))
+        bound, _ = await natural_keys.claim(db, self.claim_kind, *self._claim_parts(bucket, key), target=str(seq))
         return int(bound)
 
-    async def record(self, db: Database, bucket: str, key: str, body: Mapping[str, Any]) -> bool:
+    async def record(self, db: Database, bucket: str, key: str, body: Mapping[str, Any], *, check: bool = True) -> bool:
         """Appends `body` as contribution `key` of `bucket` unless it is counted already.
         Returns True only to the one call whose entry counts (its claim's first insert, or a
         compactor's on its behalf), False to every other: a repeat that found it counted, or a
-        racer whose copy lost the claim. Safe to repeat and to race with itself."""
-        if await self.canonical(db, bucket, key) is not None:
+        racer whose copy lost the claim. Safe to repeat and to race with itself. `check=False`
+        skips the look-up for a caller that knows no entry exists (it just wrote the event)."""
+        if check and await self.canonical(db, bucket, key) is not None:
             return False
         async with self._lock(db, bucket):
-            seq, _ = await self._log(bucket).append(db, {**body, "key": key, "bucket": bucket, "at": utcnow()})
+            entry = {**body, self.key_field: key, "bucket": bucket, "at": utcnow()}
+            seq, _ = await self._log(bucket).append(db, entry)
         counts = await self._claim(db, bucket, key, seq) == seq
         if seq % self.compact_every == 0:
             try:
@@ -139,16 +159,21 @@ class FoldLog:
         return counts
 
     async def _totals(self, db: Database, bucket: str, view: str) -> tuple[int, dict[str, Any]]:
+        watermark, state, _ = await self._totals_marked(db, bucket, view)
+        return watermark, state
+
+    async def _totals_marked(self, db: Database, bucket: str, view: str) -> tuple[int, dict[str, Any], dict[str, Any]]:
         doc = await db[self.totals].find_one({"_id": self._doc_id(bucket, view)})
-        return self._decoded(doc, self.views[view].decode)
+        return self._decoded(doc, self.views[view].decode, self.state_field)
 
     @staticmethod
     def _decoded(
-        doc: Mapping[str, Any] | None, decode: Callable[[dict[str, Any]], dict[str, Any]]
-    ) -> tuple[int, dict[str, Any]]:
+        doc: Mapping[str, Any] | None, decode: Callable[[dict[str, Any]], dict[str, Any]], state_field: str
+    ) -> tuple[int, dict[str, Any], dict[str, Any]]:
         if not doc:
-            return 0, {}
-        return int(doc["watermark"]), decode(dict(doc["state"] or {}))
+            return 0, {}, {}
+        marks = {k: v for k, v in doc.items() if k not in ("_id", "watermark", state_field, "updated_at")}
+        return int(doc["watermark"]), decode(dict(doc[state_field] or {})), marks
 
     async def _tail(
         self,
@@ -174,7 +199,7 @@ class FoldLog:
         window, n = len(ahead), after + len(run)  # n: the last entry read
         while run:
             more = len(run) == window and (limit is None or len(out) + len(run) < limit)
-            claims_of = asyncio.gather(*(self.canonical(db, bucket, str(e["key"])) for e in run))
+            claims_of = asyncio.gather(*(self.canonical(db, bucket, str(e[self.key_field])) for e in run))
             if more:
                 claims, got = await asyncio.gather(
                     claims_of, asyncio.gather(*(log_.get(db, n + i) for i in range(1, READ_WINDOW + 1)))
@@ -196,7 +221,7 @@ class FoldLog:
             n = int(entry["seq"])
             canonical = entry["_canonical"]
             if canonical is None:  # fix it before folding, so no reader counts another copy
-                canonical = await self._claim(db, bucket, str(entry["key"]), n)
+                canonical = await self._claim(db, bucket, str(entry[self.key_field]), n)
             if canonical != n:
                 continue
             for name, (watermark, state) in states.items():
@@ -208,15 +233,29 @@ class FoldLog:
         return n
 
     async def write_totals(
-        self, db: Database, bucket: str, view: str, *, watermark: int, state: dict[str, Any]
+        self,
+        db: Database,
+        bucket: str,
+        view: str,
+        *,
+        watermark: int,
+        state: dict[str, Any],
+        marks: Mapping[str, Any] | None = None,
     ) -> None:
-        """One write of the whole pair (module docstring)."""
-        fields = {"watermark": watermark, "state": self.views[view].encode(state), "updated_at": utcnow()}
+        """One write of the whole pair (module docstring), and of `marks` when given."""
+        fields = {"watermark": watermark, self.state_field: self.views[view].encode(state), "updated_at": utcnow()}
+        fields.update(marks or {})
         _id = self._doc_id(bucket, view)
         try:
             await db[self.totals].update_one({"_id": _id}, {"$set": fields}, upsert=True)
         except DuplicateKeyError:  # two first upserts: the document exists now
             await db[self.totals].update_one({"_id": _id}, {"$set": fields})
+
+    async def start(self, db: Database, bucket: str, view: str = "", *, marks: Mapping[str, Any]) -> None:
+        """A view's first totals (nothing folded yet) carrying `marks`, unless it has totals already."""
+        doc = {"_id": self._doc_id(bucket, view), "watermark": 0, self.state_field: self.views[view].encode({})}
+        with contextlib.suppress(DuplicateKeyError):  # a retry, or totals written already
+            await db[self.totals].insert_one({**doc, **marks, "updated_at": utcnow()})
 
     async def read(
         self,
@@ -226,10 +265,21 @@ class FoldLog:
         *,
         decode: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
     ) -> dict[str, Any]:
-        """The view's state as of now: its totals plus the tail past their watermark (with a
-        hint, read in the totals' round: module docstring). `decode`: the view's own unless
-        given (a reader that needs part of the state may decode only that part; the tail's
-        entries are folded onto it whole)."""
+        """The view's state as of now: its totals plus the tail past their watermark."""
+        return (await self.read_marked(db, bucket, view, decode=decode))[0]
+
+    async def read_marked(
+        self,
+        db: Database,
+        bucket: str,
+        view: str = "",
+        *,
+        decode: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """(`read`, the marks its totals document carries). The tail past the totals' watermark
+        is read, with a hint, in the totals' round (module docstring). `decode`: the view's own
+        unless given (a reader that needs part of the state may decode only that part; the
+        tail's entries are folded onto it whole)."""
         _id = self._doc_id(bucket, view)
         hint = self._hints.get((db.name, _id))
         totals = db[self.totals].find_one({"_id": _id})
@@ -240,7 +290,7 @@ class FoldLog:
             log_, (guess, end) = self._log(bucket), hint
             seqs = range(guess + 1, min(end, guess + READ_WINDOW) + 2)  # past the end seen: one more
             doc, ahead = await asyncio.gather(totals, asyncio.gather(*(log_.get(db, n) for n in seqs)))
-        watermark, state = self._decoded(doc, decode or self.views[view].decode)
+        watermark, state, marks = self._decoded(doc, decode or self.views[view].decode, self.state_field)
         if hint is not None and watermark != hint[0]:
             ahead = None  # read for another watermark: not this tail
         counted: set[str] = set()
@@ -249,7 +299,7 @@ class FoldLog:
             self._hints.clear()
         self._hints[(db.name, _id)] = (watermark, int(tail[-1]["seq"]) if tail else watermark)
         for entry in tail:
-            key = str(entry["key"])
+            key = str(entry[self.key_field])
             if key in counted:
                 continue
             canonical = entry["_canonical"]
@@ -259,7 +309,7 @@ class FoldLog:
         if len(tail) >= self.reader_compacts_at:
             with contextlib.suppress(PyMongoError):  # a faster read next time, nothing more
                 await self.compact(db, bucket)
-        return state
+        return state, marks
 
     async def refold(self, db: Database, bucket: str, view: str = "") -> tuple[int, dict[str, Any], dict[str, Any]]:
         """(watermark, stored state, the canonical entries 1..watermark folded afresh): whether
@@ -270,3 +320,12 @@ class FoldLog:
             if int(entry["seq"]) <= watermark and entry["_canonical"] == int(entry["seq"]):
                 self.views[view].fold(state, entry)
         return watermark, copy.deepcopy(stored), state
+
+    async def claims(self, db: Database, bucket: str) -> dict[str, int]:
+        """key -> its counting entry, for every claimed contribution of `bucket` (of every bucket
+        when claims do not name it): an operator's scan of one claim kind."""
+        prefix = natural_keys.key_id(self.claim_kind, *self._claim_parts(bucket, ""))
+        out: dict[str, int] = {}
+        async for doc in db[natural_keys.COLLECTION].find({"_id": {"$regex": f"^{re.escape(prefix)}"}}):
+            out[str(doc["_id"])[len(prefix) :]] = int(doc["target"])
+        return out

@@ -35,8 +35,9 @@ FinalizeHook = Callable[[Database, dict[str, Any]], Awaitable[None]]
 EventHook = Callable[[Database, dict[str, Any], dict[str, Any] | None], Awaitable[None]]
 # (db, stored message, the ticket it is filed under)
 MessageHook = Callable[[Database, dict[str, Any], dict[str, Any]], Awaitable[None]]
-# (db, the finalized ticket, the client message moving on) -> what a ticket opened for it is born with
-RacedBornWith = Callable[[Database, dict[str, Any], dict[str, Any]], Callable[[], Awaitable[dict[str, Any]]] | None]
+# (db, the finalized ticket, the client message moving on) -> what a ticket opened for it starts
+# with (a tickets.LazyOpening)
+RacedOpening = Callable[[Database, dict[str, Any], dict[str, Any]], Callable[[], Awaitable[Any]] | None]
 LogKey = tuple[str, str, str]  # a seqlog: (database, collection, prefix)
 
 
@@ -84,9 +85,9 @@ class Runtime:
     message_hooks: list[MessageHook] = field(default_factory=list)
     # messages/service: what a ticket opened for a client message that raced a finalize is born
     # with (the automatic messages' markers, backend/automation; gates.connect_domains).
-    raced_born_with: RacedBornWith | None = None
-    # tickets/counters_repository: per (database, tenant), this process's appends to the tenant's
-    # count-delta log, one at a time.
+    raced_opening: RacedOpening | None = None
+    # core/foldlog: per (database, log/bucket), this process's appends to the bucket's log, one
+    # at a time.
     counter_append_locks: dict[tuple[str, str], asyncio.Lock] = field(default_factory=dict)
 
     async def close(self) -> None:

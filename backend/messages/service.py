@@ -58,7 +58,7 @@ from backend.core.errors import Conflict, Forbidden, NotFound
 from backend.core.ids import new_id
 from backend.core.pagination import decode_time_cursor, encode_cursor
 from backend.core.retry import read_winner
-from backend.core.runtime import MessageHook, RacedBornWith, runtime_of
+from backend.core.runtime import MessageHook, RacedOpening, runtime_of
 from backend.core.tenancy import Actor, TenantScope
 from backend.messages import repository
 from backend.messages.schemas import MessagePage, MessageRead
@@ -205,7 +205,7 @@ async def _keep_out_of_finalized(
             return ticket, message
         if stamped_after_only and as_utc(message["created_at"]) <= as_utc(ticket["finalized_at"]):
             return ticket, message
-        target = await tickets.open_after(db, ticket, born_with=_raced_born_with(db, ticket, message))
+        target = await tickets.open_after(db, ticket, opening=_raced_opening(db, ticket, message))
         now = utcnow()
         if not await repository.move_to_ticket(
             db, message["_id"], from_ticket_id=ticket["_id"], to_ticket_id=target["_id"], at=now
@@ -217,15 +217,15 @@ async def _keep_out_of_finalized(
     raise Conflict("the client's tickets are being finalized too fast; retry")
 
 
-def on_raced_open(db: Database, hook: RacedBornWith) -> None:
-    """Registers what a ticket opened for a client message that raced a finalize is born with (the
+def on_raced_open(db: Database, hook: RacedOpening) -> None:
+    """Registers what a ticket opened for a client message that raced a finalize starts with (the
     automatic messages' markers: it is greeted and offered the menu as any new ticket is,
     backend/automation; gates.connect_domains)."""
-    runtime_of(db).raced_born_with = hook
+    runtime_of(db).raced_opening = hook
 
 
-def _raced_born_with(db: Database, finalized: dict[str, Any], message: dict[str, Any]) -> tickets.BornWith | None:
-    hook = runtime_of(db).raced_born_with
+def _raced_opening(db: Database, finalized: dict[str, Any], message: dict[str, Any]) -> tickets.LazyOpening | None:
+    hook = runtime_of(db).raced_opening
     return hook(db, finalized, message) if hook is not None else None
 
 

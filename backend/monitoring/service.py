@@ -25,7 +25,6 @@ from backend.tickets.states import Status
 from backend.webhooks import lag
 
 log = get_logger("monitoring")
-PAGE = 200
 
 
 class Refresher:
@@ -47,19 +46,8 @@ class Refresher:
             self._done_at = time.monotonic()
 
 
-async def tenant_ids(db: Database) -> list[str]:
-    ids: list[str] = []
-    cursor: str | None = None
-    while True:
-        page = await resellers.list_page(db, cursor=cursor, limit=PAGE)
-        ids.extend(r.id for r in page.items)
-        if not page.next_cursor:
-            return ids
-        cursor = page.next_cursor
-
-
 async def refresh(db: Database, settings: Settings) -> None:
-    for tenant in await tenant_ids(db):
+    for tenant in await resellers.all_ids(db):
         figures = await counters.tenant_by_status(db, tenant)
         for status in Status:
             metrics.TICKETS.labels(reseller_id=tenant, status=status.value).set(figures[status.value])

@@ -140,3 +140,15 @@ async def signature_enabled(db: Database, reseller_id: str) -> bool:
 async def timezone_of(db: Database, reseller_id: str) -> str:
     """The reseller's configured timezone name (the reports' local days)."""
     return (await config_internal(db, reseller_id)).timezone or DEFAULT_TIMEZONE
+
+
+async def all_ids(db: Database, *, page: int = 200) -> list[str]:
+    """Every tenant's id, a page of the list at a time (the admin's platform-wide figures)."""
+    ids: list[str] = []
+    cursor: str | None = None
+    while True:
+        found = await list_page(db, cursor=cursor, limit=page)
+        ids.extend(r.id for r in found.items)
+        if not found.next_cursor:
+            return ids
+        cursor = found.next_cursor

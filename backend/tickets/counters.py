@@ -5,38 +5,32 @@ not grow with the number of tickets.
 pushes down only `_id` equality, that read every ticket of every tenant, finalized ones included.
 The counts are now folded from the event log instead.
 
-The design, and why it is exact on FerretDB v1, where every update (an $inc too) is read →
-modify → write the whole document back, so concurrent $inc's on one counter lose updates:
+The design (backend/core/foldlog.py: why it is exact on FerretDB v1, where concurrent $inc's on
+one counter lose updates):
 
 1. Deltas, appended, never updated. Every event that moves a ticket (creation, assume, transfer,
    finalize) contributes `contribution(new state) - contribution(previous state)`: +1/-1 on
-   counter keys (the keys below). It is appended to the tenant's delta log (`ticket_count_deltas`,
-   entry n = `_id` "<tenant>:<n>", backend/core/seqlog.py plain append: a unique `_id` insert,
-   entries exactly 1..head with no holes). A retried or concurrent writer may append the same
-   event twice; the event's *canonical* entry is decided by a unique claim (natural key
-   "count-delta:<event _id>" -> n, first insert wins, never changes), and only the canonical entry
-   counts. So each event counts exactly once, whoever wrote it and however often.
+   counter keys (the keys below), appended to the tenant's log with the event's `_id` as its
+   contribution key. A retried or concurrent writer may append the same event twice; its
+   canonical entry is decided by a unique claim (first insert wins, never changes), and only the
+   canonical entry counts. So each event counts exactly once, whoever wrote it and however often.
 2. Who writes a delta. The writer of an event, right after inserting it and *before* projecting
    it onto the ticket; and `projection.settle`, for every event it rolls the ticket forward over
    (before projecting it too). So "the ticket document shows version v" implies "every event up
    to v has an entry": a writer that died between its event and its delta left the ticket behind
    its log, and the next settle — a reader's, a writer's, or the sweep's within one sweep period
    with no reader at all (backend/tickets/sweep.py) — appends the missing delta.
-3. Totals. One document per tenant, `ticket_counts/<tenant>`: `{watermark: w, counts}` = the sum
-   of the canonical entries 1..w. A compactor reads it, walks entries w+1, w+2, … (by `_id`,
-   claiming an entry that has no claim yet so that its canonical entry is fixed before it is
-   folded), and writes the pair (watermark, counts) back in one `$set` of both fields. Every
-   stored pair is therefore some compactor's consistent snapshot (an older snapshot plus
-   contiguous entries): two compactors at once (or a FerretDB write-back of an older pair) can
-   only move the watermark back, which costs the next reader a longer tail, never a wrong count.
-   No lease is needed for correctness, so none is taken: compaction is triggered by the writer
-   whose entry number is a multiple of COMPACT_EVERY (one writer in COMPACT_EVERY), and by a
-   reader that walked a tail longer than READER_COMPACTS_AT (a compacting writer died).
-4. Reading: the totals document, then the tail past its watermark (usually < COMPACT_EVERY
-   entries): an entry counts when its event is not yet counted in this tail and its claim points
-   to it or does not exist yet (its writer is between append and claim; a duplicate of an event
-   already folded always finds that event's claim, which the compactor wrote before folding).
-   Cost: 2 + 2 x tail reads by `_id` per tenant, whatever the number of tickets.
+3. Totals: one document per tenant, `{watermark: w, counts}` = the sum of the canonical entries
+   1..w, written as one pair by a compactor (a writer at every COMPACT_EVERY-th entry, a reader
+   past READER_COMPACTS_AT): two compactors at once can only move the watermark back.
+4. Reading: the totals, then the tail past their watermark (usually < COMPACT_EVERY entries), an
+   entry counting when its event is not counted yet in this tail and its claim points to it or
+   does not exist yet (its writer is between append and claim). Cost: 2 + 2 x tail `_id` reads
+   per tenant, whatever the number of tickets.
+
+Stored (the layout the counters had before foldlog, kept): entry n of tenant T is `_id` "<T>:<n>"
+of `ticket_count_deltas` (`event_id`, `inc`); claims are natural keys "count-delta:<event _id>";
+totals are `ticket_counts/<T>` `{watermark, counts, complete}`.
 
 Visibility is that of the lists (backend/tickets/visibility.py): a reseller counts its tenant's
 tickets per department; an agent counts espera in its departments (`d|<dept>|espera`) and the
@@ -51,24 +45,46 @@ that --fix backfills it — is still counted from its ticket documents (`tickets
 """
 
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pymongo.errors import PyMongoError
-
 from backend.audit import service as events
 from backend.core.db import Database
-from backend.core.logging import get_logger
+from backend.core.foldlog import FoldLog, View
 from backend.core.runtime import EventHook, runtime_of
 from backend.core.tenancy import Actor
 from backend.core.tuning import COUNTS_COMPACT_EVERY as COMPACT_EVERY
 from backend.core.tuning import COUNTS_MAX_FOLD as MAX_FOLD
 from backend.core.tuning import COUNTS_READER_COMPACTS_AT as READER_COMPACTS_AT
-from backend.tickets import counters_repository as repo
 from backend.tickets.states import Status
 
-log = get_logger("tickets.counters")
+DELTAS = "ticket_count_deltas"
+TOTALS = "ticket_counts"
+
+
+def _add(counts: dict[str, Any], entry: Mapping[str, Any]) -> None:
+    for key, n in entry["inc"].items():
+        value = counts.get(key, 0) + int(n)
+        if value:
+            counts[key] = value
+        else:
+            counts.pop(key, None)
+
+
+# One bucket per tenant (its id), one view (the counts); event ids are unique across tenants.
+COUNTS = FoldLog(
+    entries=DELTAS,
+    totals=TOTALS,
+    claim_kind="count-delta",
+    views={"": View(_add)},
+    compact_every=COMPACT_EVERY,
+    reader_compacts_at=READER_COMPACTS_AT,
+    max_fold=MAX_FOLD,
+    key_field="event_id",
+    state_field="counts",
+    claims_by_bucket=False,
+)
 
 
 # Counter keys:
@@ -121,8 +137,8 @@ async def record(
     aggregates, registered by backend/gates.py); each hook is idempotent on its own."""
     for hook in runtime_of(db).event_hooks:
         await hook(db, dict(event), dict(previous_state) if previous_state is not None else None)
-    event_id = str(event["_id"])
-    if check and await repo.canonical(db, event_id) is not None:
+    event_id, tenant = str(event["_id"]), str(event["reseller_id"])
+    if check and await COUNTS.canonical(db, tenant, event_id) is not None:
         return
     version = int(event["version"])
     previous = previous_state
@@ -131,81 +147,31 @@ async def record(
         assert before is not None, f"event {event_id} follows no event"  # versions have no holes
         previous = before["state"]
     change = delta(previous, event["state"])
-    if not change:
-        return  # nothing counted moved
-    tenant = str(event["reseller_id"])
-    body = {"event_id": event_id, "ticket_id": str(event["ticket_id"]), "version": version, "inc": change}
-    seq = await repo.append(db, tenant, body)
-    await repo.claim(db, event_id, seq)
-    if seq % COMPACT_EVERY == 0:
-        try:
-            await compact(db, tenant)
-        except PyMongoError as exc:  # the delta is stored; the next compaction folds it
-            log.warning("ticket counts compaction failed", reseller_id=tenant, error=str(exc))
-
-
-def _add(counts: dict[str, int], inc: Mapping[str, Any]) -> None:
-    for key, n in inc.items():
-        value = counts.get(key, 0) + int(n)
-        if value:
-            counts[key] = value
-        else:
-            counts.pop(key, None)
+    if change:  # else nothing counted moved
+        body = {"ticket_id": str(event["ticket_id"]), "version": version, "inc": change}
+        await COUNTS.record(db, tenant, event_id, body, check=False)
 
 
 async def compact(db: Database, reseller_id: str) -> int:
-    """Folds the entries past the tenant's watermark into its totals. Returns the new watermark.
-    Safe to run concurrently with itself and with writers (module docstring, point 3)."""
-    doc = await repo.totals(db, reseller_id)
-    watermark = int(doc["watermark"]) if doc else 0
-    counts: dict[str, int] = dict(doc["counts"]) if doc else {}
-    n = watermark
-    while n - watermark < MAX_FOLD and (entry := await repo.entry(db, reseller_id, n + 1)) is not None:
-        n += 1
-        event_id = str(entry["event_id"])
-        canonical = await repo.canonical(db, event_id)
-        if canonical is None:
-            canonical = await repo.claim(db, event_id, n)
-        if canonical == n:
-            _add(counts, entry["inc"])
-    if n > watermark:
-        await repo.write_totals(db, reseller_id, watermark=n, counts=counts)
-    return n
+    """Folds the entries past the tenant's watermark into its totals. Returns the new watermark."""
+    return await COUNTS.compact(db, reseller_id)
 
 
 async def start_tenant(db: Database, reseller_id: str) -> None:
     """Called before a tenant exists: its counters cover it from its first ticket on."""
-    await repo.start_totals(db, reseller_id)
+    await COUNTS.start(db, reseller_id, marks={"complete": True})
 
 
 async def tenant_counts(db: Database, reseller_id: str) -> dict[str, int]:
     """Every counter of a tenant as of now: totals plus the tail past their watermark (point 4)."""
-    return (await _tenant_state(db, reseller_id))[0]
+    return await COUNTS.read(db, reseller_id)
 
 
 async def _tenant_state(db: Database, reseller_id: str) -> tuple[dict[str, int], bool]:
     """(counters, complete): complete when the totals cover the tenant's whole log — a tenant
     created with the counters, or one backfilled by scripts/ticket_counts.py --fix."""
-    doc = await repo.totals(db, reseller_id)
-    watermark = int(doc["watermark"]) if doc else 0
-    counts: dict[str, int] = dict(doc["counts"]) if doc else {}
-    counted: set[str] = set()
-    n = watermark
-    while (entry := await repo.entry(db, reseller_id, n + 1)) is not None:
-        n += 1
-        event_id = str(entry["event_id"])
-        if event_id in counted:
-            continue
-        canonical = await repo.canonical(db, event_id)
-        if canonical is None or canonical == n:
-            counted.add(event_id)
-            _add(counts, entry["inc"])
-    if n - watermark >= READER_COMPACTS_AT:
-        try:
-            await compact(db, reseller_id)
-        except PyMongoError as exc:
-            log.warning("ticket counts compaction failed", reseller_id=reseller_id, error=str(exc))
-    return counts, bool(doc and doc.get("complete"))
+    counts, marks = await COUNTS.read_marked(db, reseller_id)
+    return counts, bool(marks.get("complete"))
 
 
 def _sum(counts: Mapping[str, int], prefix: str, suffix: str) -> int:
@@ -232,12 +198,14 @@ def view(counts: Mapping[str, int], actor: Actor, *, department_id: str | None) 
     return out
 
 
-async def for_actor(db: Database, actor: Actor, *, department_id: str | None) -> dict[str, int] | None:
-    """None while a tenant's counters do not cover its whole log (tickets from before the
-    counters, not backfilled yet): the caller then counts the tickets themselves."""
-    tenants = [actor.reseller_id] if not actor.is_admin else await repo.tenant_ids(db)
+async def for_actor(
+    db: Database, actor: Actor, *, department_id: str | None, tenants: Sequence[str] | None = None
+) -> dict[str, int] | None:
+    """Over `tenants` (the actor's own by default). None while a tenant's counters do not cover
+    its whole log (tickets from before the counters, not backfilled yet): the caller then counts
+    the tickets themselves."""
     total: Counter[str] = Counter()
-    for tenant in tenants:
+    for tenant in tenants if tenants is not None else [actor.reseller_id]:
         if tenant:
             counts, complete = await _tenant_state(db, tenant)
             if not complete:
@@ -274,10 +242,9 @@ class Audit:
         return self.stored_totals != self.folded_totals
 
 
-async def audit(db: Database, reseller_id: str, *, claims: Mapping[str, int] | None = None) -> Audit:
-    """Reads the tenant's whole log and delta entries (scans: an operator's tool, never a request's).
-    `claims`: all count claims, when the caller checks many tenants."""
-    claims = claims if claims is not None else await repo.all_claims(db)
+async def audit(db: Database, reseller_id: str) -> Audit:
+    """Reads the tenant's whole log and delta entries (scans: an operator's tool, never a request's)."""
+    claims = await COUNTS.claims(db, reseller_id)
     truth: Counter[str] = Counter()
     unrecorded: list[dict[str, Any]] = []
     by_ticket: dict[str, list[dict[str, Any]]] = {}
@@ -291,22 +258,17 @@ async def audit(db: Database, reseller_id: str, *, claims: Mapping[str, int] | N
                 unrecorded.append(event)
             previous = event["state"]
         truth.update(contribution(chain[-1]["state"]))
-    doc = await repo.totals(db, reseller_id)
-    watermark = int(doc["watermark"]) if doc else 0
-    folded: dict[str, int] = {}
-    for entry in await repo.all_entries(db, reseller_id):
-        seq = int(entry["seq"])
-        if seq <= watermark and claims.get(str(entry["event_id"])) == seq:
-            _add(folded, entry["inc"])
+    watermark, stored, folded = await COUNTS.refold(db, reseller_id)
+    current, marks = await COUNTS.read_marked(db, reseller_id)
     return Audit(
         reseller_id=reseller_id,
         truth={k: v for k, v in truth.items() if v},
-        current=await tenant_counts(db, reseller_id),
+        current=current,
         unrecorded=unrecorded,
         watermark=watermark,
-        stored_totals=dict(doc["counts"]) if doc else {},
+        stored_totals=stored,
         folded_totals=folded,
-        complete=bool(doc and doc.get("complete")),
+        complete=bool(marks.get("complete")),
     )
 
 
@@ -318,8 +280,8 @@ async def repair(db: Database, found: Audit) -> None:
         await record(db, event)
     if found.totals_corrupt or not found.complete:
         # Every event of the log now has its entry: the totals cover the whole log from here on.
-        await repo.write_totals(
-            db, found.reseller_id, watermark=found.watermark, counts=found.folded_totals, complete=True
+        await COUNTS.write_totals(
+            db, found.reseller_id, "", watermark=found.watermark, state=found.folded_totals, marks={"complete": True}
         )
     await compact(db, found.reseller_id)
 

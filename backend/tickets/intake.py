@@ -45,7 +45,7 @@ async def receive_client_message(
     before_create: Callable[[], Awaitable[None]] | None = None,
     ticket_hint: str | None = None,
     new_client: bool = False,
-    born_with: tickets.BornWith | None = None,
+    opening: tickets.LazyOpening | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any], bool]:
     """Appends an incoming client message to the client's open ticket on `channel`, opening one
     in espera when there is none. Returns (ticket, message, ticket_created), `ticket` being the
@@ -61,7 +61,7 @@ async def receive_client_message(
     before a ticket is opened for it. The ticket is judged by its stored document
     (`projection_only`): append reads the log back after storing the message. `ticket_hint`: the
     ticket the caller last filed this client's message on this channel under; `new_client`: the
-    caller has just created the client; `born_with`: what a ticket opened for it is born with (all
+    caller has just created the client; `opening`: what a ticket opened for it starts with (all
     three: tickets.open_for_client)."""
     ticket, created = await tickets.open_for_client(
         db,
@@ -75,7 +75,7 @@ async def receive_client_message(
         before_create=before_create,
         ticket_hint=ticket_hint,
         new_client=new_client,
-        born_with=born_with,
+        opening=opening,
     )
     message, stored = await messages.append(
         db,

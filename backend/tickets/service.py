@@ -22,6 +22,7 @@ from backend.core.runtime import EventHook, FinalizeHook, runtime_of
 from backend.core.tenancy import Actor, TenantScope
 from backend.departments import service as departments
 from backend.realtime import feed
+from backend.resellers import service as resellers
 from backend.tags import service as ticket_tags
 from backend.tickets import counters, presenter, projection, repository, search
 
@@ -35,10 +36,6 @@ from backend.tickets.states import CREATED_EVENT, REOPENED_KEY, Action, Status, 
 from backend.tickets.visibility import can_act_on, can_see, visible_query
 from backend.users import service as users
 
-# Fields a ticket may be born with (`open_for_client`'s `born_with`): the message that opened it,
-# whether it opened outside business hours, whether the department menu awaits the client's answer.
-BORN_WITH_FIELDS = ("opening_message_id", "out_of_hours", "menu_pending")
-BornWith = Callable[[], Awaitable[dict[str, Any]]]
 NUMBER_KEY = "ticket-number"
 # "finalize-hooks:<ticket>": every finalize hook ran to its end for the ticket (the sweep re-runs
 # them until it exists: a process killed in between would leave the closing message unsent).
@@ -52,12 +49,31 @@ MAX_NUMBER_PROBES = 1000
 
 @dataclass(frozen=True)
 class Opening:
-    """A ticket a person opens for themselves (an agent starting a conversation, "Reabrir"): it is
-    created atendendo with that person in event v1, so nobody can assume it in between."""
+    """What a ticket starts with besides its client, in its event v1 (no crash leaves a ticket
+    without it): a person opening it for themselves (an agent starting a conversation, "Reabrir")
+    makes it atendendo with them, so nobody can assume it in between; a client message opening it
+    gives the automatic messages' markers (backend/automation: the message, out of hours, menu
+    awaiting an answer). A `LazyOpening` is awaited only when a ticket is about to be created."""
 
-    agent_id: str
-    agent_name: str
+    agent_id: str | None = None
+    agent_name: str | None = None
     reopened_from_ticket_id: str | None = None
+    opening_message_id: str | None = None
+    out_of_hours: bool | None = None
+    menu_pending: bool = False
+
+    def fields(self) -> dict[str, Any]:
+        """The ticket document's fields it sets (unset markers stay absent, as before they existed)."""
+        out: dict[str, Any] = {"menu_pending": self.menu_pending}
+        if self.agent_id is not None:
+            out.update(status=Status.ATENDENDO.value, agent_id=self.agent_id, agent_name=self.agent_name)
+        for name in ("reopened_from_ticket_id", "opening_message_id", "out_of_hours"):
+            if (value := getattr(self, name)) is not None:
+                out[name] = value
+        return out
+
+
+LazyOpening = Callable[[], Awaitable[Opening]]
 
 
 def _state(ticket: dict[str, Any]) -> dict[str, Any]:
@@ -182,21 +198,17 @@ async def _create(
     actor_id: str | None,
     actor_role: str | None,
     fresh: bool = False,
-    born_with: BornWith | None = None,
-    opening: Opening | None = None,
+    opening: Opening | LazyOpening | None = None,
 ) -> tuple[dict[str, Any], bool]:
     """Writes event v1 (the creation claim) and the ticket. Safe to race with itself: returns
     (ticket, created), and only the caller whose event v1 landed gets created=True.
     `fresh`: `ticket_id` was just bound to its slot by this caller, so no ticket or event exists.
-    `born_with`: what the ticket is born with besides its client (`open_for_client`)."""
+    `opening`: what the ticket starts with besides its client (`Opening`)."""
     if not fresh:
         existing = await load(db, ticket_id)
         if existing is not None:
             return existing, False
-    born = await born_with() if born_with is not None else {}
-    unknown = set(born) - set(BORN_WITH_FIELDS)
-    if unknown:
-        raise ValueError(f"a ticket is not opened with {sorted(unknown)}")
+    starts = (await opening() if callable(opening) else opening or Opening()).fields()
     now = utcnow()
     number = await _allocate_number(db, reseller_id, ticket_id)
     doc: dict[str, Any] = {
@@ -222,12 +234,8 @@ async def _create(
         "last_message_direction": None,
         "menu_pending": False,
         "rating": None,
-        **born,
+        **starts,
     }
-    if opening is not None:
-        doc.update(status=Status.ATENDENDO.value, agent_id=opening.agent_id, agent_name=opening.agent_name)
-        if opening.reopened_from_ticket_id is not None:
-            doc["reopened_from_ticket_id"] = opening.reopened_from_ticket_id
     event = _event(
         ticket_id,
         reseller_id,
@@ -281,11 +289,10 @@ async def open_for_client(
     before_create: Callable[[], Awaitable[None]] | None = None,
     ticket_hint: str | None = None,
     new_client: bool = False,
-    born_with: BornWith | None = None,
-    opening: Opening | None = None,
+    opening: Opening | LazyOpening | None = None,
 ) -> tuple[dict[str, Any], bool]:
     """The client's open ticket on this channel, or a new one in espera (atendendo with
-    `opening`'s agent when given). Returns (ticket, created).
+    `opening`'s agent when it has one). Returns (ticket, created).
 
     `projection_only`: an existing ticket is judged by its stored document alone (one read), not
     rolled forward over its log (`load`). For a caller that re-reads the log after its own write
@@ -307,9 +314,8 @@ async def open_for_client(
     (`ticket_slots.<channel>`, see users.raise_ticket_slot) or `after_slot` + 1 when the caller
     knows slot `after_slot` is finalized. A hint that lags only costs reads.
 
-    `born_with`: awaited only when a ticket is about to be created, for the fields it is born with
-    (BORN_WITH_FIELDS: the automatic messages' markers, backend/automation), stored in its event v1
-    so a crash cannot leave a ticket without them.
+    `opening`: what a new ticket starts with (`Opening`); a `LazyOpening` is awaited only when a
+    ticket is about to be created.
     """
     if ticket_hint is not None and projection_only:
         hinted = await repository.get_internal(db, ticket_hint)
@@ -350,7 +356,6 @@ async def open_for_client(
                 actor_id=actor_id,
                 actor_role=actor_role,
                 fresh=fresh,
-                born_with=born_with,
                 opening=opening,
             )
         if is_open(ticket["status"]):
@@ -401,13 +406,15 @@ async def _keep_hint(db: Database, client_id: str, channel: str, slot: int) -> i
     return slot
 
 
-async def open_after(db: Database, finalized: dict[str, Any], *, born_with: BornWith | None = None) -> dict[str, Any]:
+async def open_after(
+    db: Database, finalized: dict[str, Any], *, opening: Opening | LazyOpening | None = None
+) -> dict[str, Any]:
     """The ticket a client message that raced `finalized`'s finalize belongs in: the client's
     open ticket on the same channel in a later slot, opened in espera (in the finalized ticket's
-    department, born with `born_with`, as any ticket a client message opens) when there is none.
+    department, starting with `opening`, as any ticket a client message opens) when there is none.
     Every caller asking about one finalized ticket walks the same slots from the same start, so
     they agree on the answer."""
-    ticket, _ = await open_next(db, finalized, born_with=born_with)
+    ticket, _ = await open_next(db, finalized, opening=opening)
     return ticket
 
 
@@ -415,9 +422,8 @@ async def open_next(
     db: Database,
     finalized: dict[str, Any],
     *,
-    opening: Opening | None = None,
+    opening: Opening | LazyOpening | None = None,
     actor: Actor | None = None,
-    born_with: BornWith | None = None,
 ) -> tuple[dict[str, Any], bool]:
     """`open_after` with its (ticket, created), and the `opening` a new ticket gets (Reabrir)."""
     client = await users.get(db, TenantScope(finalized["reseller_id"]), finalized["client_id"])
@@ -440,7 +446,6 @@ async def open_next(
         actor_role=actor.role if actor is not None else None,
         after_slot=int(finalized.get("open_slot", 0)),
         opening=opening,
-        born_with=born_with,
     )
 
 
@@ -736,7 +741,8 @@ async def list_page(
 async def counts(db: Database, actor: Actor, *, department_id: str | None) -> TicketCounts:
     """What the lists would show, from the counters (tickets/counters.py): constant in the number
     of tickets. Counted from the tickets while a tenant's counters are not backfilled yet."""
-    values = await counters.for_actor(db, actor, department_id=department_id)
+    tenants = await resellers.all_ids(db) if actor.is_admin else None
+    values = await counters.for_actor(db, actor, department_id=department_id, tenants=tenants)
     if values is None:
         return await recount(db, actor, department_id=department_id)
     return TicketCounts(**values)

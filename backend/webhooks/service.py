@@ -429,7 +429,7 @@ async def _receive(
         ticket_hint=ticket_hint,
         new_client=new_client,
         # A ticket the client's own message opens gets the automatic messages' markers.
-        born_with=None if event.from_me else automation.born_with(db, conn, message_id=message_id),
+        opening=None if event.from_me else automation.ticket_opening(db, conn, message_id=message_id),
     )
 
 

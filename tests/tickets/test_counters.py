@@ -18,7 +18,6 @@ from backend.core.config import Settings
 from backend.core.ids import new_id
 from backend.core.tenancy import Actor
 from backend.tickets import counters, sweep
-from backend.tickets import counters_repository as counters_repo
 from backend.tickets import service as tickets
 from scripts import ticket_counts
 from tests.conftest import make_settings
@@ -130,10 +129,26 @@ async def test_counts_equal_a_recount_after_random_concurrent_moves(
 async def test_counts_read_a_bounded_tail_past_the_totals(client: httpx.AsyncClient, tenant: Tenant, db: Any) -> None:
     """Writers fold the deltas into the totals as they go: what a read walks stays short."""
     made = [await make_ticket(client, tenant) for _ in range(3 * counters.COMPACT_EVERY)]
-    doc = await counters_repo.totals(db, tenant.id)
+    doc = await db[counters.TOTALS].find_one({"_id": tenant.id})
     assert doc is not None
-    head = await counters_repo.log_of(tenant.id).head(db)
+    head = await db[counters.DELTAS].count_documents({"bucket": tenant.id})
     assert head == len(made) and head - int(doc["watermark"]) < counters.COMPACT_EVERY
+    await assert_counts_equal_recount(db, tenant)
+
+
+async def test_counters_stored_before_foldlog_read_the_same(client: httpx.AsyncClient, tenant: Tenant, db: Any) -> None:
+    """Entries, claims and totals as the counters stored them before they moved onto
+    backend/core/foldlog.py (entries named by `reseller_id`, no `bucket`) count as before: in the
+    tail, once compacted, and in the operator's check."""
+    await _random_run(client, tenant, random.Random(SEED + 2), rounds=2)
+    await db[counters.DELTAS].update_many(
+        {"bucket": tenant.id}, {"$set": {"reseller_id": tenant.id}, "$unset": {"bucket": ""}}
+    )
+    await assert_counts_equal_recount(db, tenant)
+    [found] = await ticket_counts.check(db, tenant=tenant.id, fix=False)
+    assert (found.differences, found.unrecorded, found.totals_corrupt, found.complete) == ({}, [], False, True)
+    await _random_run(client, tenant, random.Random(SEED + 3), rounds=2)
+    await counters.compact(db, tenant.id)
     await assert_counts_equal_recount(db, tenant)
 
 
@@ -162,9 +177,9 @@ async def test_a_competitor_between_an_event_and_its_delta(
     monkeypatch.undo()
     assert fired
     # Two entries for the assume (the settle's and its writer's), one of them canonical.
-    entries = [e for e in await counters_repo.all_entries(db, tenant.id) if e["event_id"] == fired[0]]
+    entries = await db[counters.DELTAS].find({"event_id": fired[0]}).to_list(None)
     assert len(entries) == 2
-    assert await counters_repo.canonical(db, fired[0]) in {int(e["seq"]) for e in entries}
+    assert await counters.COUNTS.canonical(db, tenant.id, fired[0]) in {int(e["seq"]) for e in entries}
     counts = await assert_counts_equal_recount(db, tenant)
     assert counts["finalizado"] >= 1
     await counters.compact(db, tenant.id)
@@ -177,10 +192,10 @@ async def test_an_entry_appended_but_not_yet_claimed_counts_once(
     """A writer stopped between its entry and its claim, while a compaction runs and a second
     writer (a settle) appends the same event again: still counted exactly once."""
     ticket = await make_ticket(client, tenant)
-    real_claim = counters_repo.claim
+    real_claim = counters.COUNTS._claim
     held: list[tuple[str, int]] = []
 
-    async def claim(db_: Any, event_id: str, seq: int) -> int:
+    async def claim(db_: Any, bucket: str, event_id: str, seq: int) -> int:
         if not held and event_id.startswith(ticket["id"]) and event_id.endswith("2"):
             held.append((event_id, seq))
             # Unclaimed, and the ticket not projected yet: the reader already counts the move.
@@ -191,14 +206,14 @@ async def test_an_entry_appended_but_not_yet_claimed_counts_once(
             await counters.compact(db, tenant.id)  # the compactor claims it first
             event = await db.ticket_events.find_one({"_id": event_id})
             await counters.record(db, event)  # a settle that finds the claim: appends nothing
-        return await real_claim(db_, event_id, seq)
+        return await real_claim(db_, bucket, event_id, seq)
 
-    monkeypatch.setattr(counters_repo, "claim", claim)
+    monkeypatch.setattr(counters.COUNTS, "_claim", claim)
     r = await client.post(f"{API}/tickets/{ticket['id']}/assume", headers=tenant.agents[0]["headers"])
     assert r.status_code == 200, r.text
     monkeypatch.undo()
     assert held
-    assert await counters_repo.canonical(db, held[0][0]) == held[0][1]
+    assert await counters.COUNTS.canonical(db, tenant.id, held[0][0]) == held[0][1]
     await assert_counts_equal_recount(db, tenant)
 
 
@@ -227,11 +242,11 @@ async def test_the_script_reports_nothing_after_a_run_and_fixes_corrupted_totals
     assert (found.differences, found.unrecorded, found.totals_corrupt) == ({}, [], False)
 
     await counters.compact(db, tenant.id)
-    doc = await counters_repo.totals(db, tenant.id)
+    doc = await db[counters.TOTALS].find_one({"_id": tenant.id})
     assert doc is not None and doc["watermark"] > 0
     key = f"d|{tenant.departments[0]['id']}|espera"
     corrupted = {**doc["counts"], key: int(doc["counts"].get(key, 0)) + 5}
-    await counters_repo.write_totals(db, tenant.id, watermark=int(doc["watermark"]), counts=corrupted)
+    await counters.COUNTS.write_totals(db, tenant.id, "", watermark=int(doc["watermark"]), state=corrupted)
 
     [found] = await ticket_counts.check(db, tenant=tenant.id, fix=False)
     assert found.totals_corrupt
@@ -250,7 +265,7 @@ async def test_the_script_backfills_tickets_older_than_the_counters(
     it and --fix appends the delta and marks the totals complete (the log and the tickets are not
     written), after which the counters answer."""
     ticket = await make_ticket(client, tenant)
-    await db[counters_repo.TOTALS].update_one({"_id": tenant.id}, {"$set": {"complete": False}})
+    await db[counters.TOTALS].update_one({"_id": tenant.id}, {"$set": {"complete": False}})
     created = await db.ticket_events.find_one({"_id": events.event_id(ticket["id"], 1)})
     old_id = new_id()
     old = {**created["data"]["ticket"], "_id": old_id, "number": 10**9 + 11, "open_slot": 77}
