@@ -287,10 +287,11 @@ async def _reopened_pointing_back(db: Any, old: dict[str, Any]) -> list[str]:
     return [d["_id"] for d in docs]
 
 
-async def test_killed_between_the_new_ticket_and_the_link_both_threads_show_it(
+async def _reopen_killed_between_the_writes(
     client: httpx.AsyncClient, tenant: Tenant, db: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The old ticket's screen completes the forward link from the new ticket's back link."""
+) -> tuple[dict[str, Any], str]:
+    """A finalized ticket whose Reabrir died after writing the new ticket, before the link claim.
+    Returns (the old ticket, the new ticket's id)."""
     old = await _finalized(client, tenant)
 
     async def die(_: str) -> None:
@@ -301,6 +302,14 @@ async def test_killed_between_the_new_ticket_and_the_link_both_threads_show_it(
         await tickets_service.reopen(db, _owner(tenant), ticket_id=old["id"])
     monkeypatch.undo()
     [new_id] = seen
+    return old, new_id
+
+
+async def test_killed_between_the_new_ticket_and_the_link_both_threads_show_it(
+    client: httpx.AsyncClient, tenant: Tenant, db: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The old ticket's screen completes the forward link from the new ticket's back link."""
+    old, new_id = await _reopen_killed_between_the_writes(client, tenant, db, monkeypatch)
     assert await natural_keys.lookup(db, REOPENED_KEY, tenant.id, old["id"]) is None  # the crash's state
     assert (await get_ticket(client, tenant.headers, old["id"]))["reopened_as_ticket_id"] == new_id
     new = await get_ticket(client, tenant.headers, new_id)
@@ -315,16 +324,7 @@ async def test_killed_between_the_writes_then_finalized_a_second_reabrir_opens_n
 ) -> None:
     """Nobody read the old ticket before its new one was finalized: Reabrir of the old ticket
     completes the link itself and answers 409 naming it (the open-ticket slot no longer stops it)."""
-    old = await _finalized(client, tenant)
-
-    async def die(_: str) -> None:
-        raise _Killed
-
-    seen = _between_ticket_and_link(monkeypatch, die)
-    with pytest.raises(_Killed):
-        await tickets_service.reopen(db, _owner(tenant), ticket_id=old["id"])
-    monkeypatch.undo()
-    [new_id] = seen
+    old, new_id = await _reopen_killed_between_the_writes(client, tenant, db, monkeypatch)
     r = await client.post(f"{API}/tickets/{new_id}/finalize", headers=tenant.headers)
     assert r.status_code == 200, r.text
     r = await client.post(f"{API}/tickets/{old['id']}/reopen", headers=tenant.headers)
