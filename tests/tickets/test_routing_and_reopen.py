@@ -11,9 +11,8 @@ import pytest
 
 from backend.core import natural_keys
 from backend.core.tenancy import Actor
-from backend.tickets import intake
+from backend.tickets import intake, states
 from backend.tickets import service as tickets_service
-from backend.tickets.states import REOPENED_KEY
 from tests.factories import API, Tenant, assume, get_ticket, make_agent, make_tenant, make_ticket, ticket_events
 
 
@@ -269,7 +268,7 @@ def _between_ticket_and_link(monkeypatch: pytest.MonkeyPatch, step: Any) -> list
     seen: list[str] = []
 
     async def claim(db_: Any, kind: str, *parts: str, target: str) -> tuple[str, bool]:
-        if kind == REOPENED_KEY and not seen:
+        if kind == states.REOPENED_KEY and not seen:
             seen.append(target)
             await step(target)
         return await real(db_, kind, *parts, target=target)
@@ -310,11 +309,11 @@ async def test_killed_between_the_new_ticket_and_the_link_both_threads_show_it(
 ) -> None:
     """The old ticket's screen completes the forward link from the new ticket's back link."""
     old, new_id = await _reopen_killed_between_the_writes(client, tenant, db, monkeypatch)
-    assert await natural_keys.lookup(db, REOPENED_KEY, tenant.id, old["id"]) is None  # the crash's state
+    assert await natural_keys.lookup(db, states.REOPENED_KEY, tenant.id, old["id"]) is None  # the crash's state
     assert (await get_ticket(client, tenant.headers, old["id"]))["reopened_as_ticket_id"] == new_id
     new = await get_ticket(client, tenant.headers, new_id)
     assert new["reopened_from_ticket_id"] == old["id"] and new["status"] == "atendendo"
-    assert await natural_keys.lookup(db, REOPENED_KEY, tenant.id, old["id"]) == new_id  # stored, not just shown
+    assert await natural_keys.lookup(db, states.REOPENED_KEY, tenant.id, old["id"]) == new_id  # stored, not just shown
     r = await client.post(f"{API}/tickets/{old['id']}/reopen", headers=tenant.headers)
     assert r.status_code == 409 and r.json()["detail"]["ticket_id"] == new_id, r.text
 
