@@ -35,6 +35,9 @@ import tempfile
 import time
 import uuid
 from array import array
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -204,6 +207,74 @@ def _start_backend(mongo_url: str, db_name: str, redis_url: str, workdir: Path, 
     raise RuntimeError("backend not ready")
 
 
+@dataclass
+class Stack:
+    """What both realtime benches run against (this one and bench/realtime_scale.py): FerretDB
+    (unless MONGO_URL is set), redis-server and `--instances` backends on one fresh database.
+    Everything in `procs` is stopped on leaving `stack`, so a bench adds its own processes there."""
+
+    workdir: Path
+    data_dir: Path  # FerretDB's files (and realtime_bench's fsync probe beside them)
+    procs: list[subprocess.Popen[Any]]
+    mongo_url: str
+    redis_url: str
+    db_name: str
+    backends: list[tuple[Any, int]]
+    services: dict[str, int]  # redis's pid, and FerretDB's when started here
+
+
+@contextmanager
+def stack(args: Any, *, name: str, ferretdb_dir: Path | None = None) -> Iterator[Stack]:
+    """`name` prefixes the work directory and the database; `ferretdb_dir`: a parent directory for
+    FerretDB's files (a tmpfs, say) instead of the work directory."""
+    from backend.devtools import ferretdb
+
+    workdir = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=ROOT / "var" if (ROOT / "var").exists() else None))
+    data_dir = Path(tempfile.mkdtemp(prefix="ferretdb-", dir=ferretdb_dir)) if ferretdb_dir else workdir / "ferretdb"
+    procs: list[subprocess.Popen[Any]] = []
+    fdb = None
+    try:
+        services: dict[str, int] = {}
+        mongo_url = os.environ.get("MONGO_URL", "")
+        if not mongo_url:
+            ferretdb.ensure_built()
+            port = _free_port()
+            fdb = ferretdb.start(f"127.0.0.1:{port}", data_dir, log_path=workdir / "ferretdb.log")
+            mongo_url = f"mongodb://127.0.0.1:{port}/"
+        redis_proc, redis_url = _start_redis(workdir)
+        procs.append(redis_proc)
+        services["redis"] = redis_proc.pid
+        if fdb is not None:
+            services["ferretdb"] = fdb.pid
+        db_name = f"bench_{name.replace('-', '_')}_{uuid.uuid4().hex[:8]}"
+        backends = [_start_backend(mongo_url, db_name, redis_url, workdir, args) for _ in range(args.instances)]
+        procs.extend(p for p, _ in backends)
+        yield Stack(workdir, data_dir, procs, mongo_url, redis_url, db_name, backends, services)
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in procs:
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        if fdb is not None:
+            ferretdb.stop(fdb)
+        shutil.rmtree(workdir, ignore_errors=True)
+        if ferretdb_dir:
+            shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def save_result(result: dict[str, Any], stem: str) -> None:
+    """bench/results/<stem>-<UTC time>.json, and the same on stdout."""
+    results_dir = ROOT / "bench" / "results"
+    results_dir.mkdir(exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+    (results_dir / f"{stem}-{stamp}.json").write_text(json.dumps(result, indent=2))
+    print(json.dumps(result, indent=2))
+
+
 async def _seed(
     db: Any, tenants: int, agents: int, departments: int = 2
 ) -> tuple[list[dict[str, Any]], dict[tuple[str, str], Any]]:
@@ -306,28 +377,10 @@ async def _main(args: argparse.Namespace) -> dict[str, Any]:
     from backend.core.config import Settings
     from backend.core.db import durable_database, make_client
     from backend.core.security import create_access_token
-    from backend.devtools import ferretdb
 
-    workdir = Path(tempfile.mkdtemp(prefix="realtime-bench-", dir=ROOT / "var" if (ROOT / "var").exists() else None))
-    procs: list[subprocess.Popen[Any]] = []
-    fdb = None
-    # FerretDB's SQLite files, and the fsync probe beside them: on disk unless --ferretdb-dir
-    # says otherwise (e.g. a tmpfs, to tell the disk's stalls from the code's).
-    data_dir = (
-        Path(tempfile.mkdtemp(prefix="ferretdb-", dir=args.ferretdb_dir)) if args.ferretdb_dir else workdir / "ferretdb"
-    )
-    try:
-        mongo_url = os.environ.get("MONGO_URL", "")
-        if not mongo_url:
-            ferretdb.ensure_built()
-            port = _free_port()
-            fdb = ferretdb.start(f"127.0.0.1:{port}", data_dir, log_path=workdir / "ferretdb.log")
-            mongo_url = f"mongodb://127.0.0.1:{port}/"
-        redis_proc, redis_url = _start_redis(workdir)
-        procs.append(redis_proc)
-        db_name = f"bench_rt_{uuid.uuid4().hex[:8]}"
-        backends = [_start_backend(mongo_url, db_name, redis_url, workdir, args) for _ in range(args.instances)]
-        procs.extend(p for p, _ in backends)
+    with stack(args, name="realtime-bench", ferretdb_dir=args.ferretdb_dir) as st:
+        workdir, data_dir, procs, backends = st.workdir, st.data_dir, st.procs, st.backends
+        mongo_url, redis_url, db_name = st.mongo_url, st.redis_url, st.db_name
         settings = Settings(_env_file=None, ENV="test", MONGO_URL=mongo_url, MONGO_DB=db_name, JWT_SECRET=JWT_SECRET)
         client = make_client(settings)
         db = durable_database(client, db_name)
@@ -360,10 +413,7 @@ async def _main(args: argparse.Namespace) -> dict[str, Any]:
         connect_seconds = time.perf_counter() - t_connect
         print(f"{len(urls)} sockets connected in {connect_seconds:.1f}s; publishing", file=sys.stderr)
 
-        watched = {f"backend-{i + 1}": p.pid for i, (p, _) in enumerate(backends)}
-        watched["redis"] = redis_proc.pid
-        if fdb is not None:
-            watched["ferretdb"] = fdb.pid
+        watched = {f"backend-{i + 1}": p.pid for i, (p, _) in enumerate(backends)} | st.services
         watched["producer"] = os.getpid()
         for proc, _, c in clients:
             watched[f"clients-{c + 1}"] = proc.pid
@@ -488,20 +538,6 @@ async def _main(args: argparse.Namespace) -> dict[str, Any]:
         }
         await client.close()
         return result
-    finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.terminate()
-        for proc in procs:
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-        if fdb is not None:
-            ferretdb.stop(fdb)
-        shutil.rmtree(workdir, ignore_errors=True)
-        if args.ferretdb_dir:
-            shutil.rmtree(data_dir, ignore_errors=True)
 
 
 def _late_by_bucket(
@@ -599,11 +635,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, help="markdown file whose realtime_bench section is rewritten")
     args = parser.parse_args()
     result = _run(_main(args))
-    results_dir = ROOT / "bench" / "results"
-    results_dir.mkdir(exist_ok=True)
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
-    (results_dir / f"realtime-{stamp}.json").write_text(json.dumps(result, indent=2))
-    print(json.dumps(result, indent=2))
+    save_result(result, "realtime")
     if args.out:
         _write_section(args.out, _render(result))
 

@@ -41,13 +41,10 @@ import json
 import os
 import random
 import resource
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
-import uuid
 from array import array
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -65,8 +62,8 @@ from bench.realtime_bench import (
     _pct,
     _run,
     _seed,
-    _start_backend,
-    _start_redis,
+    save_result,
+    stack,
 )
 
 Key = tuple[str, str]  # (tenant, department)
@@ -495,27 +492,14 @@ async def _main(args: argparse.Namespace) -> dict[str, Any]:
     from backend.core.config import Settings
     from backend.core.db import durable_database, make_client
     from backend.core.security import create_access_token
-    from backend.devtools import ferretdb
     from backend.realtime import feed
     from backend.realtime.bus import RedisBus
     from backend.tickets.schemas import TicketRead
     from bench.fanout_baseline import CHANNEL
 
-    workdir = Path(tempfile.mkdtemp(prefix="realtime-scale-", dir=ROOT / "var" if (ROOT / "var").exists() else None))
-    procs: list[subprocess.Popen[Any]] = []
-    fdb = None
-    try:
-        mongo_url = os.environ.get("MONGO_URL", "")
-        if not mongo_url:
-            ferretdb.ensure_built()
-            port = _free_port()
-            fdb = ferretdb.start(f"127.0.0.1:{port}", workdir / "ferretdb", log_path=workdir / "ferretdb.log")
-            mongo_url = f"mongodb://127.0.0.1:{port}/"
-        redis_proc, redis_url = _start_redis(workdir)
-        procs.append(redis_proc)
-        db_name = f"bench_rts_{uuid.uuid4().hex[:8]}"
-        backends = [_start_backend(mongo_url, db_name, redis_url, workdir, args) for _ in range(args.instances)]
-        procs.extend(p for p, _ in backends)
+    with stack(args, name="realtime-scale") as st:
+        workdir, procs, backends = st.workdir, st.procs, st.backends
+        mongo_url, redis_url, db_name = st.mongo_url, st.redis_url, st.db_name
         baselines = [_start_baseline(redis_url, workdir) for _ in range(args.instances)]
         procs.extend(p for p, _ in baselines)
         settings = Settings(_env_file=None, ENV="test", MONGO_URL=mongo_url, MONGO_DB=db_name, JWT_SECRET=JWT_SECRET)
@@ -562,9 +546,7 @@ async def _main(args: argparse.Namespace) -> dict[str, Any]:
             rec = await feed.publish(db, reseller_id=k[0], type_="ticket.created", ticket=tickets[k])
             return None if rec is None else (int(rec["seq"]), rec["at"].timestamp())
 
-        extra = {"redis": redis_proc.pid}
-        if fdb is not None:
-            extra["ferretdb"] = fdb.pid
+        extra = st.services
         phases = []
         for target in (
             Target("iaze", backends, iaze_urls, True, publish_iaze),
@@ -585,18 +567,6 @@ async def _main(args: argparse.Namespace) -> dict[str, Any]:
             "machine": {"cpus": os.cpu_count(), "loadavg_at_end": os.getloadavg()},
             "phases": phases,
         }
-    finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.terminate()
-        for proc in procs:
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-        if fdb is not None:
-            ferretdb.stop(fdb)
-        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def render(r: dict[str, Any]) -> str:
@@ -670,11 +640,7 @@ def main() -> None:
     parser.add_argument("--ready-seconds", type=float, default=600, help="wait this long for a backend to start")
     args = parser.parse_args()
     result = _run(_main(args))
-    results_dir = ROOT / "bench" / "results"
-    results_dir.mkdir(exist_ok=True)
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
-    (results_dir / f"realtime-scale-{stamp}.json").write_text(json.dumps(result, indent=2))
-    print(json.dumps(result, indent=2))
+    save_result(result, "realtime-scale")
     print(render(result))
 
 

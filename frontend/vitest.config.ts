@@ -7,7 +7,7 @@ export default defineConfig({
     include: ['src/**/*.test.{ts,tsx}'],
     setupFiles: ['src/test/setup.ts'],
     css: false,
-    testTimeout: 20_000,
+    testTimeout: 60_000, // above asyncUtilTimeout (src/test/setup.ts): a failing wait reports its own message
     pool: 'forks',
     poolOptions: { forks: { singleFork: true } },
   },

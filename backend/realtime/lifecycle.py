@@ -47,17 +47,38 @@ async def running(db: Database, settings: Settings) -> AsyncIterator[Hub]:
 
 def _close_sockets_on_signal(hub: Hub) -> Any:
     """uvicorn, on SIGTERM/SIGINT, ends open websockets with 1012 before the lifespan shutdown
-    runs. Chaining its handler lets us send 1001 first; the server then goes on as usual."""
+    runs. Chaining its handler lets us send 1001 first; the server then goes on as usual.
+
+    uvicorn's handler is called once our sockets are closed (Hub.close_sockets: bounded), not at
+    once: its main loop notices the flag on its next 0.1 s tick and writes 1012 on every socket
+    still open, so calling it straight away raced our close frames (a loaded machine lost the
+    race). A second signal while the first is being handled goes straight through (Ctrl+C twice
+    still forces the exit)."""
     if threading.current_thread() is not threading.main_thread():
         return lambda: None
     loop = asyncio.get_running_loop()
     previous: dict[int, Any] = {}
+    closing: set[asyncio.Future[None]] = set()  # also holds the task: the loop keeps only a weak reference
 
-    def handler(signum: int, frame: FrameType | None) -> None:
-        loop.call_soon_threadsafe(lambda: asyncio.ensure_future(hub.close_sockets(SHUTDOWN_CODE)))
+    def go_on(signum: int, frame: FrameType | None) -> None:
         prior = previous.get(signum)
         if callable(prior):
             prior(signum, frame)
+
+    async def close_then_go_on(signum: int, frame: FrameType | None) -> None:
+        try:
+            await hub.close_sockets(SHUTDOWN_CODE)
+        finally:
+            go_on(signum, frame)
+
+    def start(signum: int, frame: FrameType | None) -> None:
+        closing.add(asyncio.ensure_future(close_then_go_on(signum, frame)))
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        if closing or loop.is_closed():
+            go_on(signum, frame)
+            return
+        loop.call_soon_threadsafe(start, signum, frame)
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         with suppress(ValueError, OSError):

@@ -113,12 +113,16 @@ class Session:
             for task in done:
                 if task.exception() is not None and not isinstance(task.exception(), WebSocketDisconnect):
                     log.warning("realtime socket failed", error=str(task.exception()))
+            for task in tasks:
+                await cancel_quietly(task)
+            # The close frame goes out before the detach: a shutdown waits for the detach
+            # (Hub.close_sockets) before uvicorn ends the remaining sockets with its own 1012.
+            if code is not None:
+                await self._close(code)
         finally:
             self.hub.detach(sub)
             for task in tasks:
                 await cancel_quietly(task)
-        if code is not None:
-            await self._close(code)
 
     async def _until_stopped(self, sub: Subscriber) -> None:
         """Returns once the socket is asked to stop (slow consumer, shutdown, access lost) — or

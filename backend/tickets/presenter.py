@@ -7,12 +7,11 @@ import asyncio
 from typing import Any
 
 from backend.connections import service as connections
-from backend.core import natural_keys
 from backend.core.db import Database
 from backend.core.tenancy import Actor, TenantScope
 from backend.tags import service as ticket_tags
+from backend.tickets import links
 from backend.tickets.schemas import TicketRead
-from backend.tickets.states import REOPENED_KEY
 from backend.unread import service as unread
 from backend.users import service as users
 
@@ -46,10 +45,11 @@ async def read_many(db: Database, docs: list[dict[str, Any]], *, reader: Actor) 
 
 async def read_one(db: Database, doc: dict[str, Any], *, reader: Actor) -> TicketRead:
     """One ticket, as its screen needs it: also why a reply cannot reach the client now, and
-    the ticket "Reabrir" opened for it (two `_id` reads lists do without)."""
+    the ticket "Reabrir" opened for it (`_id` reads lists do without; tickets.links completes a
+    link a crash left half-written)."""
     read = (await read_many(db, [doc], reader=reader))[0]
     blocked, reopened = await asyncio.gather(
         connections.reply_blocked(db, doc),
-        natural_keys.lookup(db, REOPENED_KEY, doc["reseller_id"], doc["_id"]),
+        links.reopened_as(db, doc),
     )
     return read.model_copy(update={"reply_blocked": blocked, "reopened_as_ticket_id": reopened})

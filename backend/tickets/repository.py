@@ -121,6 +121,16 @@ async def for_client_on_channel(db: Database, scope: TenantScope, client_id: str
     return sorted(docs, key=lambda d: int(d.get("open_slot", 0)))
 
 
+async def reopened_from(db: Database, scope: TenantScope, ticket: dict[str, Any]) -> list[dict[str, Any]]:
+    """The tickets "Reabrir" opened pointing back to `ticket`, earliest slot first: the same client
+    and channel (index tenant_client_created), born with `reopened_from_ticket_id` (tickets.links)."""
+    query = scope.filter(
+        {"client_id": ticket["client_id"], "channel": ticket["channel"], "reopened_from_ticket_id": ticket["_id"]}
+    )
+    docs = await db[COLLECTION].find(query).to_list(length=None)
+    return sorted(docs, key=lambda d: (int(d.get("open_slot", 0)), d["_id"]))
+
+
 async def list_page(
     db: Database, scope: TenantScope, query: dict[str, Any], *, after: tuple[datetime, str] | None, limit: int
 ) -> list[dict[str, Any]]:

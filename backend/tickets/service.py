@@ -24,7 +24,7 @@ from backend.departments import service as departments
 from backend.realtime import feed
 from backend.resellers import service as resellers
 from backend.tags import service as ticket_tags
-from backend.tickets import counters, presenter, projection, repository, search
+from backend.tickets import counters, links, presenter, projection, repository, search
 
 # Published to other domains (they never import a repository: docs/ARCHITECTURE.md §2): the stored
 # ticket by id, and moving its activity (messages), a client's tickets (history).
@@ -32,7 +32,7 @@ from backend.tickets.repository import client_tickets as client_tickets
 from backend.tickets.repository import get_internal as get_internal
 from backend.tickets.repository import touch_activity as touch_activity
 from backend.tickets.schemas import TicketCounts, TicketFilters, TicketPage, TicketRead
-from backend.tickets.states import CREATED_EVENT, REOPENED_KEY, Action, Status, authorize, is_open
+from backend.tickets.states import CREATED_EVENT, Action, Status, authorize, is_open
 from backend.tickets.visibility import can_act_on, can_see, visible_query
 from backend.users import service as users
 
@@ -650,16 +650,16 @@ async def reopen(db: Database, actor: Actor, *, ticket_id: str) -> TicketRead:
 
     Races: the new ticket takes the client's next slot on the channel through the same slot key
     every intake claims, so against another Reabrir or a client message opening a ticket at the
-    same moment exactly one open ticket results; whoever lost gets 409 naming it. Where it ends:
-    a process killed between the new ticket and the link claim leaves the new ticket pointing
-    back, the old one not pointing forward (no message or ticket lost; a second Reabrir is then
-    refused by the open ticket itself)."""
+    same moment exactly one open ticket results; whoever lost gets 409 naming it. A process
+    killed between the new ticket and the link claim leaves the new ticket pointing back and the
+    old one's forward key missing: the next read of the old ticket or Reabrir of it claims the key
+    from the back link (tickets.links), so both threads show the link and no second ticket opens."""
     if actor.role not in ("agent", "reseller"):
         raise Forbidden(f"role {actor.role} cannot reopen")
     old = await get_visible_or_404(db, actor, ticket_id=ticket_id)
     if is_open(old["status"]):
         raise Conflict({"message": "only a finalized ticket can be reopened", "status": old["status"]})
-    already = await natural_keys.lookup(db, REOPENED_KEY, old["reseller_id"], old["_id"])
+    already = await links.reopened_as(db, old)
     if already is not None:
         raise Conflict({"message": "ticket was reopened already", "ticket_id": already, "status": old["status"]})
     ticket, created = await open_next(
@@ -672,7 +672,7 @@ async def reopen(db: Database, actor: Actor, *, ticket_id: str) -> TicketRead:
         raise Conflict(
             {"message": "client already has an open ticket", "ticket_id": ticket["_id"], "status": old["status"]}
         )
-    bound, _ = await natural_keys.claim(db, REOPENED_KEY, old["reseller_id"], old["_id"], target=ticket["_id"])
+    bound = await links.link(db, old, ticket["_id"])
     if bound != ticket["_id"]:  # a reopen of this ticket on an earlier slot, finalized since
         raise Conflict({"message": "ticket was reopened already", "ticket_id": bound, "status": old["status"]})
     return await presenter.read_one(db, ticket, reader=actor)

@@ -73,7 +73,7 @@ TRANSITIONS: dict[Action, Transition] = {
 OPEN_STATES = frozenset({Status.ESPERA, Status.ATENDENDO})
 CREATED_EVENT = "created"
 # Finalized ticket -> the ticket "Reabrir" opened for it (a natural key, claimed once:
-# tickets.service.reopen).
+# tickets.service.reopen; tickets.links completes it from the new ticket's back link after a crash).
 REOPENED_KEY = "reopened-as"
 
 

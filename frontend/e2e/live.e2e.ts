@@ -28,7 +28,7 @@ afterAll(async () => {
 });
 
 describe('two agents, live', () => {
-  it('a new ticket appears for both; when one assumes it, it leaves the other\'s Espera within a second', async () => {
+  it('a new ticket appears for both; when one assumes it, it leaves the other\'s Espera live', async () => {
     const name = unique('Cliente Disputado ');
     // The client writes in on WhatsApp, so the ticket can be answered (a ticket without a
     // connection refuses replies: nothing would reach the client).
@@ -48,11 +48,10 @@ describe('two agents, live', () => {
     const assumed = ana.page.waitForResponse((r) => r.url().endsWith('/assume') && r.status() === 200);
     await ana.page.getByRole('button', { name: 'Assumir' }).click();
     await assumed;
-    const t0 = Date.now();
-    await row(bruno.page, name).waitFor({ state: 'detached', timeout: 1000 });
-    const elapsed = Date.now() - t0;
-    expect(elapsed).toBeLessThanOrEqual(1000);
-    await expect.poll(() => count(bruno.page, 'espera').textContent(), { timeout: 2000 }).toBe('0');
+    // Ticket lists never poll: only the websocket can take the row away without a reload. How
+    // fast is measured in bench/realtime_bench.py, not asserted here (a loaded CI machine).
+    await row(bruno.page, name).waitFor({ state: 'detached' });
+    await expect.poll(() => count(bruno.page, 'espera').textContent()).toBe('0');
 
     // Ana now holds it: it sits in her Atendendo tab and she can answer.
     await ana.page.getByTestId('tab-atendendo').click();
@@ -83,8 +82,8 @@ describe('WhatsApp, live', () => {
     const first = await phone<{ status_code: number }>('inbound', { instance, phone: number, text: 'Oi, vocês abrem sábado?', push_name: pushName });
     expect(first.status_code).toBe(200);
     await ana.page.getByTestId('tab-espera').click();
-    await row(ana.page, pushName).waitFor({ timeout: 3000 });
-    await row(bruno.page, pushName).waitFor({ timeout: 3000 });
+    await row(ana.page, pushName).waitFor();
+    await row(bruno.page, pushName).waitFor();
 
     await row(ana.page, pushName).click();
     await ana.page.getByRole('button', { name: 'Assumir' }).click();
@@ -92,10 +91,10 @@ describe('WhatsApp, live', () => {
     await ana.page.getByTestId('message').filter({ hasText: 'vocês abrem sábado' }).waitFor();
 
     await phone('inbound', { instance, phone: number, text: 'E no domingo?', push_name: pushName });
-    await ana.page.getByTestId('message').filter({ hasText: 'E no domingo?' }).waitFor({ timeout: 3000 });
+    await ana.page.getByTestId('message').filter({ hasText: 'E no domingo?' }).waitFor();
     await phone('inbound', { instance, phone: number, text: 'Segue a foto', push_name: pushName, image: true });
     // An attachment shows at once, before its bytes are in (media.e2e.ts follows them).
-    await ana.page.getByTestId('message').filter({ hasText: 'Segue a foto' }).waitFor({ timeout: 3000 });
+    await ana.page.getByTestId('message').filter({ hasText: 'Segue a foto' }).waitFor();
 
     await ana.page.getByRole('textbox', { name: 'Mensagem' }).fill('Abrimos sábado das 8h às 12h.');
     await ana.page.getByRole('button', { name: 'Enviar' }).click();
@@ -120,7 +119,8 @@ describe('WhatsApp, live', () => {
     await owner.page.getByRole('img', { name: 'QR Code' }).waitFor();
     await screenshot(owner.page, 'reseller-whatsapp-qr');
     await phone('state', { instance, state: 'open' });
-    await owner.page.getByText('Conectado! Você já pode receber mensagens.').waitFor({ timeout: 3000 });
+    // Live: the QR code's own refetch is 15 s away (api/queries.ts), the page's wait bound 10 s.
+    await owner.page.getByText('Conectado! Você já pode receber mensagens.').waitFor();
     await owner.page.keyboard.press('Escape');
     await owner.page.getByTestId('connection-row').filter({ hasText: 'Filial Norte' }).getByText('Conectado').waitFor();
     await screenshot(owner.page, 'reseller-whatsapp');

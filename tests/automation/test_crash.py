@@ -78,11 +78,8 @@ async def _process(db: Any, settings: Settings, raw_id: str) -> dict[str, Any]:
     return raw
 
 
-async def _process_killed(db: Any, settings: Settings, raw_id: str) -> dict[str, Any]:
-    """Attempt 1 dies where the test's patch raises; its lease runs out; attempt 2 runs."""
-    with pytest.raises(_Killed):
-        await WebhookProcessor(db, settings).run_once({int(raw_id.split(":")[1])})
-    assert (await db.webhook_events_raw.find_one({"_id": raw_id}))["status"] == "received"
+async def _process_again(db: Any, settings: Settings, raw_id: str) -> dict[str, Any]:
+    """Attempt 1 died; its lease runs out; attempt 2 runs."""
     past = utcnow() - timedelta(seconds=1)
     await db.webhook_attempts.update_one({"_id": f"{raw_id}:1"}, {"$set": {"lease_until": past}})
     raw = await _process(db, settings, raw_id)
@@ -91,9 +88,9 @@ async def _process_killed(db: Any, settings: Settings, raw_id: str) -> dict[str,
 
 
 async def _menu_company(
-    client: httpx.AsyncClient, admin_headers: dict[str, str], evolution: FakeEvolution
+    client: httpx.AsyncClient, admin_headers: dict[str, str], evolution: FakeEvolution, config: dict[str, Any] = CONFIG
 ) -> tuple[Tenant, dict[str, Any]]:
-    tenant, conn = await company(client, admin_headers, evolution, config=CONFIG)
+    tenant, conn = await company(client, admin_headers, evolution, config=config)
     menu = {"menu_enabled": True, "menu_department_ids": [d["id"] for d in tenant.departments], "menu_text": "Menu:"}
     r = await client.patch(f"{API}/whatsapp-connections/{conn['id']}", json=menu, headers=tenant.headers)
     assert r.status_code == 200, r.text
@@ -247,16 +244,47 @@ async def test_a_crash_between_storing_and_sending_sends_each_automatic_message_
     before = [m["automatic_purpose"] for m in await automatic(db, ticket["_id"])]
     assert before == {"before any automatic message": [], "queued, not stored": ["greeting"]}.get(where, ["greeting"])
 
-    past = utcnow() - timedelta(seconds=1)
-    await db.webhook_attempts.update_one({"_id": f"{raw_id}:1"}, {"$set": {"lease_until": past}})
-    raw = await _process(db, settings, raw_id)
-    assert raw["attempts"] == 2
+    await _process_again(db, settings, raw_id)
     stored = await automatic(db, ticket["_id"])
     assert [m["automatic_purpose"] for m in stored] == ["greeting", "away", "menu"]
     records = await db.tenant_events.find({"reseller_id": tenant.id, "type": "message.created"}).to_list(None)
     announced = {r["message"]["id"] for r in records}
     assert {m["_id"] for m in stored} <= announced  # each shown on open screens, wherever the kill fell
     await _sent_exactly_once(evolution, settings, tmp_path, phone, [m["body"] for m in stored])
+
+
+async def _held_ticket(
+    client: httpx.AsyncClient, db: Any, settings: Settings, tenant: Tenant, conn: dict[str, Any], key: str
+) -> tuple[str, dict[str, Any], dict[str, Any]]:
+    """A client's first message processed; its ticket assumed by the first agent. Returns (phone,
+    ticket, agent)."""
+    phone = unique_phone()
+    await _process(db, settings, await _deliver(client, db, conn, phone, f"{key}{phone}", "oi"))
+    ticket = await open_ticket(db, tenant, phone)
+    agent = tenant.agents[0]
+    assert (await client.post(f"{API}/tickets/{ticket['_id']}/assume", headers=agent["headers"])).status_code == 200
+    return phone, ticket, agent
+
+
+async def _finalize_killed(
+    db: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    tenant: Tenant,
+    conn: dict[str, Any],
+    agent: dict[str, Any],
+    ticket_id: str,
+) -> None:
+    """The agent's finalize dies where the test's patches raise; the patches are undone after."""
+    actor = Actor(
+        id=agent["id"],
+        role="agent",
+        name=agent["name"],
+        reseller_id=tenant.id,
+        department_ids=(conn["default_department_id"],),
+    )
+    with pytest.raises(_Killed):
+        await tickets.finalize(db, actor, ticket_id=ticket_id)
+    monkeypatch.undo()
 
 
 async def test_a_finalize_killed_between_the_closing_message_and_the_survey_is_completed_by_the_sweep(
@@ -269,27 +297,14 @@ async def test_a_finalize_killed_between_the_closing_message_and_the_survey_is_c
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     tenant, conn = await company(client, admin_headers, evolution, config={**CONFIG, "business_hours": []})
-    phone = unique_phone()
-    await _process(db, settings, await _deliver(client, db, conn, phone, f"F{phone}", "oi"))
-    ticket = await open_ticket(db, tenant, phone)
-    agent = tenant.agents[0]
-    assert (await client.post(f"{API}/tickets/{ticket['_id']}/assume", headers=agent["headers"])).status_code == 200
+    phone, ticket, agent = await _held_ticket(client, db, settings, tenant, conn, "F")
     since: datetime = utcnow() - timedelta(seconds=5)
     monkeypatch.setattr(
         messages,
         "_after_stored",
         _kill_after(messages, "_after_stored", when=lambda db_, t, m: m.get("automatic_purpose") == "closing"),
     )
-    actor = Actor(
-        id=agent["id"],
-        role="agent",
-        name=agent["name"],
-        reseller_id=tenant.id,
-        department_ids=(conn["default_department_id"],),
-    )
-    with pytest.raises(_Killed):
-        await tickets.finalize(db, actor, ticket_id=ticket["_id"])
-    monkeypatch.undo()
+    await _finalize_killed(db, monkeypatch, tenant, conn, agent, ticket["_id"])
     assert [m["automatic_purpose"] for m in await automatic(db, ticket["_id"])] == ["greeting", "closing"]
     await sweep_once(db, since=since)
     stored = await automatic(db, ticket["_id"])
@@ -312,23 +327,10 @@ async def test_a_finalize_killed_before_its_hooks_has_its_closing_message_and_su
     (nothing is stored after the finalize, so nothing but the finalize itself brings the ticket to
     the sweep)."""
     tenant, conn = await company(client, admin_headers, evolution, config={**CONFIG, "business_hours": []})
-    phone = unique_phone()
-    await _process(db, settings, await _deliver(client, db, conn, phone, f"H{phone}", "oi"))
-    ticket = await open_ticket(db, tenant, phone)
-    agent = tenant.agents[0]
-    assert (await client.post(f"{API}/tickets/{ticket['_id']}/assume", headers=agent["headers"])).status_code == 200
+    phone, ticket, agent = await _held_ticket(client, db, settings, tenant, conn, "H")
     since: datetime = utcnow() - timedelta(seconds=5)
     monkeypatch.setattr(tickets, "after_finalize", _killed)
-    actor = Actor(
-        id=agent["id"],
-        role="agent",
-        name=agent["name"],
-        reseller_id=tenant.id,
-        department_ids=(conn["default_department_id"],),
-    )
-    with pytest.raises(_Killed):
-        await tickets.finalize(db, actor, ticket_id=ticket["_id"])
-    monkeypatch.undo()
+    await _finalize_killed(db, monkeypatch, tenant, conn, agent, ticket["_id"])
     assert (await tickets.load(db, ticket["_id"]) or {})["status"] == "finalizado"
     assert [m["automatic_purpose"] for m in await automatic(db, ticket["_id"])] == ["greeting"]
     await sweep_once(db, since=since)
@@ -363,32 +365,15 @@ async def test_a_finalize_killed_after_moving_a_raced_message_on_has_the_new_tic
     ahead) is moved on by the finalize's refile to a new ticket; the process dies before the
     finalize hook greets that ticket. The sweep finishes: greeting and menu, each sent once."""
     config = {**CONFIG, "business_hours": [], "welcome_message": "Olá {{cliente}}, protocolo {{protocolo}}."}
-    tenant, conn = await company(client, admin_headers, evolution, config=config)
-    menu = {"menu_enabled": True, "menu_department_ids": [d["id"] for d in tenant.departments], "menu_text": "Menu:"}
-    r = await client.patch(f"{API}/whatsapp-connections/{conn['id']}", json=menu, headers=tenant.headers)
-    assert r.status_code == 200, r.text
-    conn = r.json()
-    phone = unique_phone()
-    await _process(db, settings, await _deliver(client, db, conn, phone, f"G{phone}", "oi"))
-    first = await open_ticket(db, tenant, phone)
-    agent = tenant.agents[0]
-    assert (await client.post(f"{API}/tickets/{first['_id']}/assume", headers=agent["headers"])).status_code == 200
+    tenant, conn = await _menu_company(client, admin_headers, evolution, config)
+    phone, first, agent = await _held_ticket(client, db, settings, tenant, conn, "G")
     ahead = utcnow() + timedelta(seconds=30)
     monkeypatch.setattr(messages, "utcnow", lambda: ahead)
     await _process(db, settings, await _deliver(client, db, conn, phone, f"R{phone}", "mais uma coisa"))
     monkeypatch.setattr(messages, "utcnow", utcnow)
     since: datetime = utcnow() - timedelta(seconds=5)
     monkeypatch.setattr(automation, "_greet_raced", _killed)
-    actor = Actor(
-        id=agent["id"],
-        role="agent",
-        name=agent["name"],
-        reseller_id=tenant.id,
-        department_ids=(conn["default_department_id"],),
-    )
-    with pytest.raises(_Killed):
-        await tickets.finalize(db, actor, ticket_id=first["_id"])
-    monkeypatch.undo()
+    await _finalize_killed(db, monkeypatch, tenant, conn, agent, first["_id"])
     raced = await db.messages.find_one({"_id": message_id_for(conn["id"], f"R{phone}")})
     second = await open_ticket(db, tenant, phone)
     assert raced["ticket_id"] == second["_id"] and second["opening_message_id"] == raced["_id"]

@@ -169,6 +169,13 @@ def bearer(headers: dict[str, str]) -> str:
     return headers["Authorization"].split(" ", 1)[1]
 
 
+# How long a test waits for what must come (a frame, a close). Only a bound: a wait ends as soon
+# as its frame arrives, and what these tests prove never hinges on its size (the mechanisms they
+# tell apart, a notice against the periodic re-check, are an hour apart), so it is sized for CI's
+# loaded 2-core machine, where a few seconds proved too short. Absence is judged by `drain`.
+WAIT = 30.0
+
+
 @dataclass
 class Socket:
     """A websocket client that records what it got; pings are kept apart from the rest."""
@@ -185,7 +192,7 @@ class Socket:
     def seqs(self) -> list[int]:
         return [f["seq"] for f in self.events]
 
-    async def next(self, within: float = 10) -> dict[str, Any]:
+    async def next(self, within: float = WAIT) -> dict[str, Any]:
         """The next frame that is not a ping; `within` bounds the whole wait, pings included."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + within
@@ -198,7 +205,7 @@ class Socket:
             self.frames.append(frame)
             return frame
 
-    async def until_seq(self, seq: int, within: float = 10) -> list[dict[str, Any]]:
+    async def until_seq(self, seq: int, within: float = WAIT) -> list[dict[str, Any]]:
         """Reads until an event with seq >= `seq` arrived; returns the events read."""
         start = len(self.events)
         deadline = asyncio.get_running_loop().time() + within
@@ -216,7 +223,17 @@ class Socket:
             pass
         return self.events[start:]
 
-    async def close_code(self, within: float = 10) -> int | None:
+    async def until_ping(self, within: float = WAIT) -> None:
+        """Reads until the next ping; the frames before it are kept."""
+        async with asyncio.timeout(within):
+            while True:
+                frame: dict[str, Any] = json.loads(await self.conn.recv())
+                if frame["type"] == "ping":
+                    self.pings += 1
+                    return
+                self.frames.append(frame)
+
+    async def close_code(self, within: float = WAIT) -> int | None:
         try:
             while True:
                 await self.next(within)

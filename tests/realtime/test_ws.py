@@ -63,7 +63,7 @@ async def test_bad_tokens_are_closed_with_4401_and_admins_with_4403(
     assert (await open_one.next())["type"] == "hello"
     r = await client.patch(f"/api/v1/users/{agent['id']}", json={"active": False}, headers=tenant.headers)
     assert r.status_code == 200, r.text
-    assert await open_one.close_code(within=3) == 4401
+    assert await open_one.close_code() == 4401
     s = await open_socket(server.ws_url(bearer(agent["headers"])))
     assert await s.close_code() == 4401
 
@@ -82,9 +82,9 @@ async def test_hello_live_events_and_heartbeat(
     assert created["message"] is None and created["connection"] is None
     assert message["message"]["body"] == "primeira mensagem" and message["ticket"]["id"] == ticket["id"]
     assert datetime.fromisoformat(message["at"]).tzinfo is not None
-    # Heartbeats: at least one ping within ~2 heartbeats of silence.
-    await owner.drain(quiet=2.5)
-    assert owner.pings >= 1
+    # Heartbeats: a silent socket is pinged (and nothing else arrives meanwhile).
+    await owner.until_ping()
+    assert owner.pings >= 1 and owner.seqs == [1, 2]
 
 
 async def test_each_role_receives_exactly_its_audience(
@@ -246,7 +246,7 @@ async def test_lost_notices_never_leave_gaps(
 
     silent = [await records.append(db, tenant.id, body()) for _ in range(2)]  # 3, 4: no notice at all
     assert [r["seq"] for r in silent] == [3, 4]
-    await on_a.until_seq(4, within=15)  # found by the tail poll (rare while Redis is up)
+    await on_a.until_seq(4)  # found by the tail poll (rare while Redis is up)
     n1 = await records.append(db, tenant.id, body())  # 5: never announced
     n2 = await records.append(db, tenant.id, body())  # 6: announced first
     r = redis.Redis.from_url(redis_url)
@@ -256,7 +256,7 @@ async def test_lost_notices_never_leave_gaps(
         await r.aclose()
     assert n1["seq"] == 5
     for sock in (on_a, on_b):
-        await sock.until_seq(6, within=5)
+        await sock.until_seq(6)
         await sock.drain(0.2)
         assert sock.seqs == [1, 2, 3, 4, 5, 6]
 
@@ -328,7 +328,7 @@ async def test_a_client_that_stops_reading_is_closed_with_4408_and_can_resume(
 
     # Publish until the server gives up on the stalled socket (its queue of 16 overflows).
     published = 0
-    metrics = httpx.AsyncClient(base_url=servers[0].http)
+    metrics = httpx.AsyncClient(base_url=servers[0].http, timeout=30)  # a flooded server on a loaded machine
     while "iaze_realtime_slow_consumers_total 1.0" not in (await metrics.get("/metrics")).text:
         assert published < 400, "the stalled socket was never cut off"
         for _ in range(10):
@@ -336,7 +336,7 @@ async def test_a_client_that_stops_reading_is_closed_with_4408_and_can_resume(
         published += 10
     await metrics.aclose()
     slow.conn.transport.resume_reading()
-    assert await slow.close_code(within=20) == 4408
+    assert await slow.close_code() == 4408
     last = 2 + published
     await healthy.until_seq(last, within=60)  # the others were not held up
     assert healthy.seqs == list(range(3, last + 1))
@@ -385,7 +385,7 @@ async def test_department_change_takes_effect_on_an_open_socket(
     )
     assert r.status_code == 200, r.text
     # Told at once (no periodic re-check in these servers): refetch what it now sees.
-    assert await s.next(within=3) == {"type": "resync", "reason": "access changed"}
+    assert await s.next() == {"type": "resync", "reason": "access changed"}
     await make_ticket(client, tenant, department_id=new_dept["id"])  # 3, 4
     await s.until_seq(4)
     assert s.seqs == [3, 4]
@@ -405,7 +405,7 @@ async def test_a_deactivated_reseller_loses_every_open_socket_on_every_process(
     r = await client.patch(f"/api/v1/resellers/{tenant.id}", json={"active": False}, headers=admin_headers)
     assert r.status_code == 200, r.text
     for s in mine:
-        assert await s.close_code(within=3) == 4401
+        assert await s.close_code() == 4401
     await make_ticket(client, other, department_id=other.departments[0]["id"])
     assert [e["event"] for e in await theirs.until_seq(1)] == ["ticket.created"]  # another tenant: untouched
 
@@ -430,6 +430,6 @@ async def test_without_the_notice_the_periodic_recheck_still_closes_a_deactivate
             f"/api/v1/users/{tenant.agents[0]['id']}", json={"active": False}, headers=tenant.headers
         )
         assert r.status_code == 200, r.text
-        assert await s.close_code(within=5) == 4401
+        assert await s.close_code() == 4401
     finally:
         server.stop()

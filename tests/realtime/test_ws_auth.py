@@ -33,7 +33,7 @@ async def test_a_password_change_closes_open_sockets_and_refuses_the_old_token(
     r = await client.patch(f"/api/v1/users/{agent['id']}", json={"password": "new-pass-123"}, headers=tenant.headers)
     assert r.status_code == 200, r.text
     for s in on_each:  # told at once through Redis (the periodic re-check is an hour away here)
-        assert await s.close_code(within=5) == 4401
+        assert await s.close_code() == 4401
     s = await open_socket(servers[1].ws_url(old))
     assert await s.close_code() == 4401
     r = await client.post("/api/v1/auth/login", json={"email": agent["email"], "password": "new-pass-123"})
@@ -64,16 +64,17 @@ async def test_a_socket_is_closed_with_4401_when_its_token_expires(
 ) -> None:
     tenant = await make_tenant(client, admin_headers, agents=1)
     agent = tenant.agents[0]
-    # Tokens of this server live 3 seconds; its sockets are otherwise never re-checked.
+    # Tokens of this server live 12 seconds (the login and the socket's hello must fit in them on a
+    # loaded machine; 3 s did not always); its sockets are otherwise never re-checked.
     server = start_server(
-        mongo_url, db_name, tmp_path, REDIS_URL=redis_url, **{**SERVER_OPTIONS, "ACCESS_TOKEN_MINUTES": 0.05}
+        mongo_url, db_name, tmp_path, REDIS_URL=redis_url, **{**SERVER_OPTIONS, "ACCESS_TOKEN_MINUTES": 0.2}
     )
     try:
         async with httpx.AsyncClient(base_url=server.http, timeout=30) as http:
             r = await http.post("/api/v1/auth/login", json={"email": agent["email"], "password": "agent-pass-1"})
-            assert r.status_code == 200 and r.json()["expires_in"] == 3, r.text
+            assert r.status_code == 200 and r.json()["expires_in"] == 12, r.text
         s = await _hello(server.ws_url(r.json()["access_token"]), sockets)
-        assert await s.close_code(within=20) == 4401
+        assert await s.close_code() == 4401
     finally:
         server.stop()
 

@@ -9,7 +9,9 @@ from typing import Any
 import httpx
 import pytest
 
-from backend.tickets import intake
+from backend.core import natural_keys
+from backend.core.tenancy import Actor
+from backend.tickets import intake, states
 from backend.tickets import service as tickets_service
 from backend.users.models import User
 from tests.factories import API, Tenant, assume, get_ticket, make_agent, make_tenant, make_ticket, ticket_events
@@ -251,3 +253,101 @@ async def test_client_message_after_reopen_lands_in_the_reopened_ticket(
     assert r.status_code == 201, r.text
     ticket, _, created = await _client_writes(db, old, "obrigado")
     assert not created and ticket["_id"] == r.json()["id"]
+
+
+# --- Reabrir's two writes: the new ticket (pointing back), then the old one's forward key -------
+
+
+class _Killed(BaseException):
+    """The process dying between the two writes: nothing after the raise runs, nothing catches it."""
+
+
+def _between_ticket_and_link(monkeypatch: pytest.MonkeyPatch, step: Any) -> list[str]:
+    """Runs `step(new_ticket_id)` in place of Reabrir's first forward-key claim, then goes on
+    with the real claim unless `step` raised. Returns the ids it was called with."""
+    real = natural_keys.claim
+    seen: list[str] = []
+
+    async def claim(db_: Any, kind: str, *parts: str, target: str) -> tuple[str, bool]:
+        if kind == states.REOPENED_KEY and not seen:
+            seen.append(target)
+            await step(target)
+        return await real(db_, kind, *parts, target=target)
+
+    monkeypatch.setattr(natural_keys, "claim", claim)
+    return seen
+
+
+def _owner(tenant: Tenant) -> Actor:
+    return Actor(id=tenant.owner_id, role="reseller", name="Dona", reseller_id=tenant.id)
+
+
+async def _reopened_pointing_back(db: Any, old: dict[str, Any]) -> list[str]:
+    docs = await db.tickets.find({"reopened_from_ticket_id": old["id"]}).to_list(length=None)
+    return [d["_id"] for d in docs]
+
+
+async def _reopen_killed_between_the_writes(
+    client: httpx.AsyncClient, tenant: Tenant, db: Any, monkeypatch: pytest.MonkeyPatch
+) -> tuple[dict[str, Any], str]:
+    """A finalized ticket whose Reabrir died after writing the new ticket, before the link claim.
+    Returns (the old ticket, the new ticket's id)."""
+    old = await _finalized(client, tenant)
+
+    async def die(_: str) -> None:
+        raise _Killed
+
+    seen = _between_ticket_and_link(monkeypatch, die)
+    with pytest.raises(_Killed):
+        await tickets_service.reopen(db, _owner(tenant), ticket_id=old["id"])
+    monkeypatch.undo()
+    [new_id] = seen
+    return old, new_id
+
+
+async def test_killed_between_the_new_ticket_and_the_link_both_threads_show_it(
+    client: httpx.AsyncClient, tenant: Tenant, db: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The old ticket's screen completes the forward link from the new ticket's back link."""
+    old, new_id = await _reopen_killed_between_the_writes(client, tenant, db, monkeypatch)
+    assert await natural_keys.lookup(db, states.REOPENED_KEY, tenant.id, old["id"]) is None  # the crash's state
+    assert (await get_ticket(client, tenant.headers, old["id"]))["reopened_as_ticket_id"] == new_id
+    new = await get_ticket(client, tenant.headers, new_id)
+    assert new["reopened_from_ticket_id"] == old["id"] and new["status"] == "atendendo"
+    assert await natural_keys.lookup(db, states.REOPENED_KEY, tenant.id, old["id"]) == new_id  # stored, not just shown
+    r = await client.post(f"{API}/tickets/{old['id']}/reopen", headers=tenant.headers)
+    assert r.status_code == 409 and r.json()["detail"]["ticket_id"] == new_id, r.text
+
+
+async def test_killed_between_the_writes_then_finalized_a_second_reabrir_opens_nothing(
+    client: httpx.AsyncClient, tenant: Tenant, db: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Nobody read the old ticket before its new one was finalized: Reabrir of the old ticket
+    completes the link itself and answers 409 naming it (the open-ticket slot no longer stops it)."""
+    old, new_id = await _reopen_killed_between_the_writes(client, tenant, db, monkeypatch)
+    r = await client.post(f"{API}/tickets/{new_id}/finalize", headers=tenant.headers)
+    assert r.status_code == 200, r.text
+    r = await client.post(f"{API}/tickets/{old['id']}/reopen", headers=tenant.headers)
+    assert r.status_code == 409 and r.json()["detail"]["ticket_id"] == new_id, r.text
+    assert await _reopened_pointing_back(db, old) == [new_id]
+    assert await _open_tickets(db, old["client_id"], old["channel"]) == []
+    assert (await get_ticket(client, tenant.headers, old["id"]))["reopened_as_ticket_id"] == new_id
+
+
+async def test_a_reader_between_the_writes_completes_the_link_and_reabrir_still_succeeds(
+    client: httpx.AsyncClient, tenant: Tenant, db: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The competitor: the old ticket's screen read between the new ticket and the link claim
+    claims the forward key first (for the same ticket); Reabrir's own claim then agrees: 201."""
+    old = await _finalized(client, tenant)
+    shown: list[Any] = []
+
+    async def read_old(_: str) -> None:
+        shown.append((await get_ticket(client, tenant.headers, old["id"]))["reopened_as_ticket_id"])
+
+    seen = _between_ticket_and_link(monkeypatch, read_old)
+    r = await client.post(f"{API}/tickets/{old['id']}/reopen", headers=tenant.headers)
+    assert r.status_code == 201, r.text
+    assert seen == shown == [r.json()["id"]]
+    assert (await get_ticket(client, tenant.headers, old["id"]))["reopened_as_ticket_id"] == r.json()["id"]
+    assert await _reopened_pointing_back(db, old) == [r.json()["id"]]

@@ -1,7 +1,15 @@
 import '@testing-library/jest-dom/vitest';
 import { notifications } from '@mantine/notifications';
+import { configure } from '@testing-library/dom';
 import { cleanup } from '@testing-library/react';
 import { afterEach, vi } from 'vitest';
+
+// findBy*/waitFor give up after asyncUtilTimeout (1 s by default). On CI's loaded 2-core machine a
+// first render (Mantine, React Query, the router) alone can take longer, and MessageThread, LoginPage
+// and TicketView tests failed there while asserting nothing about time. Waits still end as soon as
+// their condition holds; this only moves the point where a wait is declared a failure, kept under
+// the per-test budget (testTimeout in vitest.config.ts) so a failing wait reports its own message.
+configure({ asyncUtilTimeout: 15_000 });
 
 // jsdom lacks these browser APIs that Mantine uses.
 Object.defineProperty(window, 'matchMedia', {

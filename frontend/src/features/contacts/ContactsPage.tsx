@@ -9,8 +9,8 @@ import { useClients, useTags } from '../../api/queries';
 import type { Client, ClientImportResult } from '../../api/types';
 import { t } from '../../i18n/pt-BR';
 import { formatDate, formatPhone } from '../../lib/format';
+import { FormActions, FormFrame, ListTable, RowActions } from '../../layout/Crud';
 import { PageHeader } from '../../layout/PageHeader';
-import { QueryState } from '../../layout/QueryState';
 import { keys } from '../../realtime/cache';
 import { StartConversation } from './StartConversation';
 
@@ -60,50 +60,31 @@ function ContactForm({ contact, prefill, onDone }: { contact: Client | null; pre
   const errors = fieldErrors(save.error);
   const taken = save.error instanceof ApiError && save.error.status === 409;
   return (
-    <form
-      onSubmit={(e) => {
-        e.preventDefault();
-        save.mutate();
-      }}
-    >
-      <Stack>
-        <TextInput label={t.contacts.name} required maxLength={120} value={name} onChange={(e) => setName(e.currentTarget.value)} error={errors.name} data-autofocus />
-        <TextInput
-          label={t.contacts.phone}
-          required
-          disabled={!!contact}
-          value={contact ? formatPhone(phone) : phone}
-          onChange={(e) => setPhone(e.currentTarget.value)}
-          error={errors.phone ?? (taken ? t.contacts.phoneTaken : undefined)}
-          inputMode="tel"
-        />
-        <TextInput label={t.contacts.email} type="email" value={email} onChange={(e) => setEmail(e.currentTarget.value)} error={errors.email} />
-        <Textarea label={t.contacts.notes} autosize minRows={2} maxLength={2000} value={notes} onChange={(e) => setNotes(e.currentTarget.value)} error={errors.notes} />
-        <TagsInput
-          label={t.contacts.tags}
-          description={t.contacts.tagsHelp}
-          data={tags.data ?? []}
-          value={tagList}
-          onChange={setTagList}
-          maxTags={20}
-          clearable
-          error={errors.tags}
-        />
-        {save.isError && !taken && !Object.keys(errors).length && (
-          <Text c="red" size="sm" role="alert">
-            {errorMessage(save.error)}
-          </Text>
-        )}
-        <Group justify="flex-end">
-          <Button variant="default" onClick={onDone}>
-            {t.app.cancel}
-          </Button>
-          <Button type="submit" loading={save.isPending} disabled={!name.trim() || (!contact && !phone.trim())}>
-            {t.app.save}
-          </Button>
-        </Group>
-      </Stack>
-    </form>
+    <FormFrame onSubmit={() => save.mutate()}>
+      <TextInput label={t.contacts.name} required maxLength={120} value={name} onChange={(e) => setName(e.currentTarget.value)} error={errors.name} data-autofocus />
+      <TextInput
+        label={t.contacts.phone}
+        required
+        disabled={!!contact}
+        value={contact ? formatPhone(phone) : phone}
+        onChange={(e) => setPhone(e.currentTarget.value)}
+        error={errors.phone ?? (taken ? t.contacts.phoneTaken : undefined)}
+        inputMode="tel"
+      />
+      <TextInput label={t.contacts.email} type="email" value={email} onChange={(e) => setEmail(e.currentTarget.value)} error={errors.email} />
+      <Textarea label={t.contacts.notes} autosize minRows={2} maxLength={2000} value={notes} onChange={(e) => setNotes(e.currentTarget.value)} error={errors.notes} />
+      <TagsInput
+        label={t.contacts.tags}
+        description={t.contacts.tagsHelp}
+        data={tags.data ?? []}
+        value={tagList}
+        onChange={setTagList}
+        maxTags={20}
+        clearable
+        error={errors.tags}
+      />
+      <FormActions mutation={save} shownOnField={taken} onCancel={onDone} disabled={!name.trim() || (!contact && !phone.trim())} />
+    </FormFrame>
   );
 }
 
@@ -268,58 +249,41 @@ export function ContactsPage() {
         <TextInput type="search" aria-label={t.contacts.search} placeholder={t.contacts.search} value={search} onChange={(e) => setSearch(e.currentTarget.value)} style={{ flex: 1, minWidth: 200 }} />
         <Select aria-label={t.contacts.filterTag} placeholder={t.contacts.filterTag} data={tags.data ?? []} value={tag} onChange={setTag} clearable searchable w={220} />
       </Group>
-      <QueryState query={clients} />
-      {clients.data && list.length === 0 && <Text c="dimmed">{t.contacts.empty}</Text>}
-      {list.length > 0 && (
-        <Table.ScrollContainer minWidth={720}>
-          <Table striped highlightOnHover>
-            <Table.Thead>
-              <Table.Tr>
-                <Table.Th>{t.contacts.name}</Table.Th>
-                <Table.Th>{t.contacts.phone}</Table.Th>
-                <Table.Th>{t.contacts.email}</Table.Th>
-                <Table.Th>{t.contacts.tags}</Table.Th>
-                <Table.Th>{t.contacts.since}</Table.Th>
-                <Table.Th />
-              </Table.Tr>
-            </Table.Thead>
-            <Table.Tbody>
-              {list.map((c) => (
-                <Table.Tr key={c.id} data-testid="contact-row">
-                  <Table.Td>{c.name}</Table.Td>
-                  <Table.Td>{formatPhone(c.phone)}</Table.Td>
-                  <Table.Td>{c.email}</Table.Td>
-                  <Table.Td>
-                    <Group gap={4}>
-                      {(c.tags ?? []).map((tagName) => (
-                        <Badge key={tagName} variant="light" size="sm">
-                          {tagName}
-                        </Badge>
-                      ))}
-                    </Group>
-                  </Table.Td>
-                  <Table.Td>{formatDate(c.created_at)}</Table.Td>
-                  <Table.Td>
-                    <Group gap={4} wrap="nowrap">
-                      <Button size="compact-sm" variant="light" onClick={() => setStarting(c)}>
-                        {t.contacts.startConversation}
-                      </Button>
-                      <Button size="compact-sm" variant="default" onClick={() => setEditing(c)}>
-                        {t.app.edit}
-                      </Button>
-                    </Group>
-                  </Table.Td>
-                </Table.Tr>
-              ))}
-            </Table.Tbody>
-          </Table>
-        </Table.ScrollContainer>
-      )}
-      {clients.hasNextPage && (
-        <Button variant="subtle" mt="sm" onClick={() => clients.fetchNextPage()} loading={clients.isFetchingNextPage}>
-          {t.app.loadMore}
-        </Button>
-      )}
+      <ListTable
+        query={clients}
+        items={list}
+        empty={t.contacts.empty}
+        minWidth={720}
+        headers={[t.contacts.name, t.contacts.phone, t.contacts.email, t.contacts.tags, t.contacts.since]}
+        pager={clients}
+        row={(c) => (
+          <Table.Tr key={c.id} data-testid="contact-row">
+            <Table.Td>{c.name}</Table.Td>
+            <Table.Td>{formatPhone(c.phone)}</Table.Td>
+            <Table.Td>{c.email}</Table.Td>
+            <Table.Td>
+              <Group gap={4}>
+                {(c.tags ?? []).map((tagName) => (
+                  <Badge key={tagName} variant="light" size="sm">
+                    {tagName}
+                  </Badge>
+                ))}
+              </Group>
+            </Table.Td>
+            <Table.Td>{formatDate(c.created_at)}</Table.Td>
+            <Table.Td>
+              <RowActions>
+                <Button size="compact-sm" variant="light" onClick={() => setStarting(c)}>
+                  {t.contacts.startConversation}
+                </Button>
+                <Button size="compact-sm" variant="default" onClick={() => setEditing(c)}>
+                  {t.app.edit}
+                </Button>
+              </RowActions>
+            </Table.Td>
+          </Table.Tr>
+        )}
+      />
       <Modal opened={editing !== null} onClose={() => { setEditing(null); setPrefill(null); }} title={editing === 'new' ? t.contacts.new : t.app.edit}>
         {editing !== null && <ContactForm contact={editing === 'new' ? null : editing} prefill={prefill} onDone={() => {
           setEditing(null);

@@ -1,12 +1,12 @@
-import { Alert, Badge, Button, Center, Group, Image, Loader, Modal, Select, Stack, Table, Text, TextInput } from '@mantine/core';
+import { Alert, Badge, Button, Center, Image, Loader, Modal, Select, Stack, Table, Text, TextInput } from '@mantine/core';
 import { notifications } from '@mantine/notifications';
 import { useState } from 'react';
 import { errorMessage, fieldErrors } from '../../api/client';
 import { useConnections, useCreateConnection, useDepartments, useQrCode, useUpdateConnection } from '../../api/queries';
 import type { ConnectionState, WhatsAppConnection } from '../../api/types';
 import { t } from '../../i18n/pt-BR';
+import { FormActions, FormFrame, ListTable, RowActions } from '../../layout/Crud';
 import { PageHeader } from '../../layout/PageHeader';
-import { QueryState } from '../../layout/QueryState';
 import { MenuForm } from './MenuForm';
 
 const STATE_COLOR: Record<ConnectionState, string> = { open: 'teal', connecting: 'yellow', close: 'gray' };
@@ -61,9 +61,8 @@ function ConnectionForm({ onDone }: { onDone: (created: WhatsAppConnection) => v
   const errors = fieldErrors(create.error);
   const options = (departments.data ?? []).filter((d) => d.active).map((d) => ({ value: d.id, label: d.name }));
   return (
-    <form
-      onSubmit={(e) => {
-        e.preventDefault();
+    <FormFrame
+      onSubmit={() => {
         if (!department) return;
         create.mutate(
           { name, provider: 'evolution', instance_name: instance, default_department_id: department },
@@ -76,22 +75,11 @@ function ConnectionForm({ onDone }: { onDone: (created: WhatsAppConnection) => v
         );
       }}
     >
-      <Stack>
-        <TextInput label={t.connections.name} required value={name} onChange={(e) => setName(e.currentTarget.value)} error={errors.name} data-autofocus />
-        <TextInput label={t.connections.instance} required value={instance} onChange={(e) => setInstance(e.currentTarget.value)} error={errors.instance_name} />
-        <Select label={t.connections.department} required data={options} value={department} onChange={setDepartment} error={errors.default_department_id} />
-        {create.isError && !Object.keys(errors).length && (
-          <Text c="red" size="sm" role="alert">
-            {errorMessage(create.error)}
-          </Text>
-        )}
-        <Group justify="flex-end">
-          <Button type="submit" loading={create.isPending} disabled={!name.trim() || !instance.trim() || !department}>
-            {t.app.create}
-          </Button>
-        </Group>
-      </Stack>
-    </form>
+      <TextInput label={t.connections.name} required value={name} onChange={(e) => setName(e.currentTarget.value)} error={errors.name} data-autofocus />
+      <TextInput label={t.connections.instance} required value={instance} onChange={(e) => setInstance(e.currentTarget.value)} error={errors.instance_name} />
+      <Select label={t.connections.department} required data={options} value={department} onChange={setDepartment} error={errors.default_department_id} />
+      <FormActions mutation={create} disabled={!name.trim() || !instance.trim() || !department} label={t.app.create} />
+    </FormFrame>
   );
 }
 
@@ -111,75 +99,62 @@ export function ConnectionsPage() {
       <PageHeader title={t.connections.title}>
         <Button onClick={() => setCreating(true)}>{t.connections.new}</Button>
       </PageHeader>
-      <QueryState query={query} />
-      {query.data && query.data.length === 0 && <Text c="dimmed">{t.connections.empty}</Text>}
-      {query.data && query.data.length > 0 && (
-        <Table.ScrollContainer minWidth={640}>
-          <Table striped highlightOnHover>
-            <Table.Thead>
-              <Table.Tr>
-                <Table.Th>{t.connections.name}</Table.Th>
-                <Table.Th>{t.connections.instance}</Table.Th>
-                <Table.Th>{t.connections.department}</Table.Th>
-                <Table.Th>{t.connections.menu}</Table.Th>
-                <Table.Th>{t.connections.status}</Table.Th>
-                <Table.Th />
-              </Table.Tr>
-            </Table.Thead>
-            <Table.Tbody>
-              {query.data.map((c) => (
-                <Table.Tr key={c.id} data-testid="connection-row">
-                  <Table.Td>
-                    {c.name} {!c.active && <Badge color="gray">{t.app.inactive}</Badge>}
-                  </Table.Td>
-                  <Table.Td>{c.instance_name}</Table.Td>
-                  <Table.Td>{(c.default_department_id && names.get(c.default_department_id)) || '—'}</Table.Td>
-                  <Table.Td data-testid="connection-menu">
-                    {c.menu_enabled ? (
-                      <Badge color="blue" variant="light">
-                        {t.connections.menuOn} ({(c.menu_department_ids ?? []).length})
-                      </Badge>
-                    ) : (
-                      '—'
-                    )}
-                  </Table.Td>
-                  <Table.Td>
-                    <ConnectionStatus status={c.status} />
-                  </Table.Td>
-                  <Table.Td>
-                    <Group gap="xs" justify="flex-end" wrap="nowrap">
-                      {c.active && c.status !== 'open' && (
-                        <Button size="compact-sm" onClick={() => setQrFor(c.id)}>
-                          {t.connections.showQr}
-                        </Button>
-                      )}
-                      <Button size="compact-sm" variant="default" onClick={() => setMenuFor(c.id)} aria-label={t.connections.menuTitle(c.name)}>
-                        {t.connections.menu}
-                      </Button>
-                      <Button
-                        size="compact-sm"
-                        variant="subtle"
-                        color={c.active ? 'red' : 'teal'}
-                        onClick={() =>
-                          update.mutate(
-                            { id: c.id, active: !c.active },
-                            {
-                              onSuccess: () => notifications.show({ color: 'teal', message: t.connections.updated }),
-                              onError: (error) => notifications.show({ color: 'red', message: errorMessage(error) }),
-                            },
-                          )
-                        }
-                      >
-                        {c.active ? t.app.deactivate : t.app.reactivate}
-                      </Button>
-                    </Group>
-                  </Table.Td>
-                </Table.Tr>
-              ))}
-            </Table.Tbody>
-          </Table>
-        </Table.ScrollContainer>
-      )}
+      <ListTable
+        query={query}
+        items={query.data ?? []}
+        empty={t.connections.empty}
+        minWidth={640}
+        headers={[t.connections.name, t.connections.instance, t.connections.department, t.connections.menu, t.connections.status]}
+        row={(c) => (
+          <Table.Tr key={c.id} data-testid="connection-row">
+            <Table.Td>
+              {c.name} {!c.active && <Badge color="gray">{t.app.inactive}</Badge>}
+            </Table.Td>
+            <Table.Td>{c.instance_name}</Table.Td>
+            <Table.Td>{(c.default_department_id && names.get(c.default_department_id)) || '—'}</Table.Td>
+            <Table.Td data-testid="connection-menu">
+              {c.menu_enabled ? (
+                <Badge color="blue" variant="light">
+                  {t.connections.menuOn} ({(c.menu_department_ids ?? []).length})
+                </Badge>
+              ) : (
+                '—'
+              )}
+            </Table.Td>
+            <Table.Td>
+              <ConnectionStatus status={c.status} />
+            </Table.Td>
+            <Table.Td>
+              <RowActions>
+                {c.active && c.status !== 'open' && (
+                  <Button size="compact-sm" onClick={() => setQrFor(c.id)}>
+                    {t.connections.showQr}
+                  </Button>
+                )}
+                <Button size="compact-sm" variant="default" onClick={() => setMenuFor(c.id)} aria-label={t.connections.menuTitle(c.name)}>
+                  {t.connections.menu}
+                </Button>
+                <Button
+                  size="compact-sm"
+                  variant="subtle"
+                  color={c.active ? 'red' : 'teal'}
+                  onClick={() =>
+                    update.mutate(
+                      { id: c.id, active: !c.active },
+                      {
+                        onSuccess: () => notifications.show({ color: 'teal', message: t.connections.updated }),
+                        onError: (error) => notifications.show({ color: 'red', message: errorMessage(error) }),
+                      },
+                    )
+                  }
+                >
+                  {c.active ? t.app.deactivate : t.app.reactivate}
+                </Button>
+              </RowActions>
+            </Table.Td>
+          </Table.Tr>
+        )}
+      />
       <Modal opened={creating} onClose={() => setCreating(false)} title={t.connections.new}>
         {creating && (
           <ConnectionForm
