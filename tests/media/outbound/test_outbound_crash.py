@@ -100,7 +100,8 @@ async def test_a_voice_note_is_sent_once_when_its_worker_process_is_killed_mid_s
     await evolution.mode("ok", hold_answer_next=1)
     worker = start_worker(settings, tmp_path / "killed.log")
     try:
-        await wait_for(lambda: sent_to(evolution, phone), timeout=60)
+        # A fresh process imports the whole backend first: minutes on a loaded CI machine.
+        await wait_for(lambda: sent_to(evolution, phone), timeout=240)
         await wait_for(lambda: db.outbox_echoes.find_one({"_id": f"{reply}:1#1"}), timeout=30)
         worker.send_signal(signal.SIGKILL)
         worker.wait(10)
@@ -114,7 +115,7 @@ async def test_a_voice_note_is_sent_once_when_its_worker_process_is_killed_mid_s
 
     fresh = start_worker(settings, tmp_path / "fresh.log")
     try:
-        message = await wait_for(lambda: db.messages.find_one({"_id": reply, "status": "sent"}), timeout=60)
+        message = await wait_for(lambda: db.messages.find_one({"_id": reply, "status": "sent"}), timeout=240)
     finally:
         fresh.terminate()
         fresh.wait(10)
