@@ -150,7 +150,9 @@ async def test_client_message_racing_the_start_leaves_one_ticket_and_sends_nothi
     raced: list[str] = []
 
     async def client_first(*args: Any, **kwargs: Any) -> Any:
-        if kwargs.get("opening") is not None and not raced:
+        # The start's own call (an agent's opening), not the client message's inside it.
+        started = isinstance(kwargs.get("opening"), tickets_service.Opening) and kwargs["opening"].agent_id
+        if started and not raced:
             result = await evolution.inbound(conn["instance_name"], phone, "oi, alguém?")
             raced.append((await settled(db, result))["status"])
         return await real(*args, **kwargs)
