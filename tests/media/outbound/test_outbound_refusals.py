@@ -31,6 +31,17 @@ def _form(name: str, data: bytes, mime: str, boundary: str) -> tuple[bytes, byte
     return head, data, f"\r\n--{boundary}--\r\n".encode()
 
 
+def _request_head(ticket_id: str, port: int, agent: dict[str, str], boundary: str, length: int) -> bytes:
+    """A reply upload's request line and headers, for a client writing the body by hand."""
+    return (
+        f"POST /api/v1/tickets/{ticket_id}/messages HTTP/1.1\r\n"
+        f"Host: 127.0.0.1:{port}\r\n"
+        f"Authorization: {agent['Authorization']}\r\n"
+        f"Content-Type: multipart/form-data; boundary={boundary}\r\n"
+        f"Content-Length: {length}\r\n\r\n"
+    ).encode()
+
+
 async def _chunked(*parts: bytes, size: int = 64 * 1024) -> AsyncIterator[bytes]:
     for part in parts:
         for i in range(0, len(part), size):
@@ -79,15 +90,7 @@ async def test_a_refusal_midway_reads_the_rest_of_the_body_before_it_answers(
         return line
 
     try:
-        writer.write(
-            (
-                f"POST /api/v1/tickets/{ticket_id}/messages HTTP/1.1\r\n"
-                f"Host: 127.0.0.1:{backend_port}\r\n"
-                f"Authorization: {agent['Authorization']}\r\n"
-                f"Content-Type: multipart/form-data; boundary={boundary}\r\n"
-                f"Content-Length: {len(body)}\r\n\r\n"
-            ).encode()
-        )
+        writer.write(_request_head(ticket_id, backend_port, agent, boundary, len(body)))
         answered = asyncio.create_task(answer())
         for i in range(0, len(body), 256 * 1024):
             writer.write(body[i : i + 256 * 1024])
@@ -139,13 +142,7 @@ async def test_an_upload_cut_midway_leaves_nothing(
     refused = REGISTRY.get_sample_value("iaze_http_requests_total", labels) or 0.0
 
     _, writer = await asyncio.open_connection("127.0.0.1", backend_port)
-    request = (
-        f"POST /api/v1/tickets/{ticket_id}/messages HTTP/1.1\r\n"
-        f"Host: 127.0.0.1:{backend_port}\r\n"
-        f"Authorization: {agent['Authorization']}\r\n"
-        f"Content-Type: multipart/form-data; boundary={boundary}\r\n"
-        f"Content-Length: {len(body)}\r\n\r\n"
-    ).encode()
+    request = _request_head(ticket_id, backend_port, agent, boundary, len(body))
     writer.write(request + body[: len(body) // 2])
     await writer.drain()
     writer.close()  # the client goes away mid-file
