@@ -40,11 +40,28 @@ const authMiddleware: Middleware = {
     if (token) request.headers.set('Authorization', `Bearer ${token}`);
     return request;
   },
-  onResponse({ response, request }) {
-    if (response.status === 401 && !request.url.endsWith('/auth/login')) auth.onUnauthorized();
-    return response;
+  async onResponse({ response, request }) {
+    if (response.status !== 401 || request.url.endsWith('/auth/login')) return response;
+    if (!staleToken(request.headers)) {
+      auth.onUnauthorized();
+      return response;
+    }
+    // A read is safe to send again with the token the session holds now.
+    if (request.method !== 'GET') return response;
+    return globalThis.fetch(new Request(request, { headers: authorized(new Headers(request.headers)) }));
   },
 };
+
+/** A 401 answering a token the session has since replaced (a password change issues a new one and
+ * ends the old) says nothing about the current session: it must not sign the user out. */
+function staleToken(sent: Headers): boolean {
+  const current = auth.token();
+  return current !== null && sent.get('Authorization') !== `Bearer ${current}`;
+}
+
+function onUnauthorized(sent: Headers): void {
+  if (!staleToken(sent)) auth.onUnauthorized();
+}
 
 // Same origin as the page (nginx or the dev proxy forwards /api); fetch looked up per call so tests can stub it.
 export const api = createClient<paths>({
@@ -75,14 +92,15 @@ function detailOf(status: number, text: string): ApiError {
 /** The bytes behind an API path (a message's media): an <img src> cannot send the bearer token,
  * so the page fetches them with it and shows them through an object URL. */
 export async function fetchBlob(path: string, signal?: AbortSignal): Promise<Blob> {
+  const headers = authorized(new Headers());
   let response: Response;
   try {
-    response = await globalThis.fetch(new Request(new URL(path, window.location.origin), { headers: authorized(new Headers()), signal }));
+    response = await globalThis.fetch(new Request(new URL(path, window.location.origin), { headers, signal }));
   } catch (error) {
     if (signal?.aborted) throw error;
     throw new ApiError(0, null);
   }
-  if (response.status === 401) auth.onUnauthorized();
+  if (response.status === 401) onUnauthorized(headers);
   if (!response.ok) throw detailOf(response.status, await response.text());
   return response.blob();
 }
@@ -93,12 +111,13 @@ export function postForm<T>(path: string, form: FormData, onProgress?: (fraction
   return new Promise((resolve, reject) => {
     const xhr = new XMLHttpRequest();
     xhr.open('POST', new URL(path, window.location.origin).toString());
-    authorized(new Headers()).forEach((value, name) => xhr.setRequestHeader(name, value));
+    const headers = authorized(new Headers());
+    headers.forEach((value, name) => xhr.setRequestHeader(name, value));
     xhr.upload.onprogress = (event) => {
       if (event.lengthComputable && onProgress) onProgress(event.loaded / event.total);
     };
     xhr.onload = () => {
-      if (xhr.status === 401) auth.onUnauthorized();
+      if (xhr.status === 401) onUnauthorized(headers);
       if (xhr.status >= 200 && xhr.status < 300) {
         try {
           resolve((xhr.responseText ? JSON.parse(xhr.responseText) : null) as T);

@@ -1,13 +1,25 @@
 import { createContext, useContext, useEffect, useRef, useState, type ReactNode } from 'react';
-import { useQueryClient } from '@tanstack/react-query';
+import { useQueryClient, type QueryClient } from '@tanstack/react-query';
 import type { RealtimeEvent } from '../api/types';
-import { useAuth } from '../auth/session';
+import { loadSession, useAuth } from '../auth/session';
 import { applyEvent, resyncAll } from './cache';
 import { RealtimeClient, wsUrl, type SocketStatus } from './socket';
 
 const StatusContext = createContext<SocketStatus>('closed');
 type Listener = (event: RealtimeEvent) => void;
 const ListenersContext = createContext<Set<Listener>>(new Set());
+
+function mutationsSettled(queryClient: QueryClient): Promise<void> {
+  return new Promise((resolve) => {
+    const check = () => {
+      if (queryClient.isMutating() > 0) return;
+      unsubscribe();
+      resolve();
+    };
+    const unsubscribe = queryClient.getMutationCache().subscribe(check);
+    check();
+  });
+}
 
 /** Keeps one websocket open while signed in and feeds its events into the query cache. */
 export function RealtimeProvider({ children }: { children: ReactNode }) {
@@ -30,7 +42,13 @@ export function RealtimeProvider({ children }: { children: ReactNode }) {
         for (const listener of listeners) listener(event);
       },
       onResync: () => resyncAll(queryClient),
-      onAuthFailed: () => logout(),
+      onAuthFailed: () => {
+        // A password change ends this token and may close the socket before its own answer, with
+        // the session's new token, arrives: only a token still current after that means signed out.
+        void mutationsSettled(queryClient).then(() => {
+          if (loadSession()?.token === token) logout();
+        });
+      },
       onStatus: (next) => {
         // Whatever happened while the socket was down was replayed from `since`, or a resync
         // follows; lists are still refreshed once so a lost replay can never leave them stale.
