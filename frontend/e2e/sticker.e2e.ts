@@ -8,7 +8,7 @@ import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import type { Browser, Locator } from 'playwright-core';
-import { call, expectNoConsoleErrors, launch, login, makeTenant, openPage, phone, screenshot, unique, uniquePhone, type TenantSetup } from './support';
+import { connectWhatsApp, expectNoConsoleErrors, launch, login, makeTenant, openPage, phone, screenshot, unique, uniquePhone, type TenantSetup } from './support';
 
 const STICKER = readFileSync(resolve(__dirname, '..', '..', 'tests', 'fixtures', 'media', 'sticker-512.webp'));
 
@@ -19,14 +19,7 @@ let instance: string;
 beforeAll(async () => {
   browser = await launch();
   tenant = await makeTenant(1);
-  instance = unique('figurinha-');
-  await call('POST', '/api/v1/whatsapp-connections', tenant.owner.token, {
-    name: 'Loja Figurinhas',
-    provider: 'evolution',
-    instance_name: instance,
-    default_department_id: tenant.department.id,
-  });
-  await phone('state', { instance, state: 'open' });
+  instance = await connectWhatsApp(tenant, 'Loja Figurinhas', 'figurinha-');
 });
 
 afterAll(async () => {
