@@ -95,6 +95,13 @@ def _nginx(prefix: Path, main: Path, *args: str) -> list[str]:
     return [NGINX, "-p", str(prefix), "-c", str(main), *args]
 
 
+def test_the_image_puts_the_server_block_in_conf_d_of_nginx_1_27_alpine() -> None:
+    """What MAIN_CONF stands for: the image's own main nginx.conf, including this file."""
+    dockerfile = (ROOT / "frontend" / "Dockerfile").read_text()
+    assert "FROM nginx:1.27-alpine" in dockerfile
+    assert re.search(r"^COPY nginx\.conf /etc/nginx/conf\.d/default\.conf$", dockerfile, re.MULTILINE)
+
+
 def test_nginx_accepts_the_server_block_verbatim_as_the_image_includes_it(tmp_path: Path) -> None:
     main = _lay_out(tmp_path / "etc", SERVER_BLOCK.read_text())
     result = subprocess.run(_nginx(tmp_path / "etc", main, "-t"), capture_output=True, text=True, timeout=30)
@@ -196,21 +203,24 @@ def _run(base: Path) -> Iterator[Proxy]:
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 30
-        while True:
+        while not _answers(f"{url}/nginx-health"):
             if proc.poll() is not None:
                 pytest.fail(f"nginx exited: {proc.stderr.read() if proc.stderr else ''}")
-            try:
-                if httpx.get(f"{url}/nginx-health").status_code == 200:
-                    break
-            except httpx.TransportError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.1)
+            if time.monotonic() > deadline:
+                pytest.fail(f"nginx did not answer {url}/nginx-health within 30 s")
+            time.sleep(0.1)
         yield Proxy(url, stub)
     finally:
         proc.terminate()
         proc.wait(timeout=10)
         stub_server.shutdown()
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url).status_code == 200
+    except httpx.TransportError:
+        return False
 
 
 SECURITY_HEADERS = {"x-content-type-options": "nosniff", "referrer-policy": "same-origin", "x-frame-options": "DENY"}
