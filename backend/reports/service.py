@@ -18,6 +18,7 @@ its retry (a webhook redelivery runs `complete_stored`, which records it) or the
 """
 
 import asyncio
+import calendar
 import math
 from array import array
 from bisect import bisect_right
@@ -236,6 +237,12 @@ def quantiles(runs: list["array[int]"]) -> Quantiles:
     return Quantiles(median=median / 1000, p90=p90 / 1000)
 
 
+def _month_days(month: str) -> tuple[date, date]:
+    """The first and last day of `month` ("YYYY-MM")."""
+    y, m = int(month[:4]), int(month[5:7])
+    return date(y, m, 1), date(y, m, calendar.monthrange(y, m)[1])
+
+
 def _months(start: date, end: date) -> list[str]:
     out, y, m = [], start.year, start.month
     while (y, m) <= (end.year, end.month):
@@ -259,7 +266,7 @@ def _collect(
     for month, state in zip(months, states, strict=True):
         for day, dims, cell in aggregates.month_cells(state, match):
             iso = f"{month}-{day}"
-            if lo <= iso <= hi:
+            if day == aggregates.WHOLE or lo <= iso <= hi:  # a whole month's cell: read only when inside
                 key = group(dims) if group else None
                 acc = out.get(key)
                 if acc is None:
@@ -414,15 +421,28 @@ async def agents(
     """One row per agent with activity in the period (an agent: its own row only, always)."""
     p = await period(db, actor, start=start, end=end, reseller_id=reseller_id)
     months = _months(p.start, p.end)
+    whole = [m for m in months if p.start <= _month_days(m)[0] and _month_days(m)[1] <= p.end]
+    partial = [m for m in months if m not in whole]
     only = actor.id if actor.role == "agent" else None
 
     def match(dims: Dims) -> bool:
-        return dims[1] is not None and (only is None or dims[1] == only)  # the "agent" view
+        return dims[1] is not None and (only is None or dims[1] == only)  # the "agent" views
 
-    states, live = await asyncio.gather(
-        repository.months(db, p.reseller_id, months, "agent", match), repository.live(db, p.reseller_id)
+    # A month inside the period is one cell per agent ("agent-month"); the period's ends, a day each.
+    whole_states, partial_states, live = await asyncio.gather(
+        repository.months(db, p.reseller_id, whole, "agent-month", match),
+        repository.months(db, p.reseller_id, partial, "agent", match),
+        repository.live(db, p.reseller_id),
     )
-    groups = _collect(states, months, start=p.start, end=p.end, match=match, group=lambda d: d[1], by_day=False)
+    groups = _collect(
+        whole_states + partial_states,
+        whole + partial,
+        start=p.start,
+        end=p.end,
+        match=match,
+        group=lambda d: d[1],
+        by_day=False,
+    )
     ids = sorted({str(k) for k in groups if k is not None} | ({only} if only else set()))
 
     async def row(agent: str) -> AgentReport | None:
