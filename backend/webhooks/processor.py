@@ -188,7 +188,8 @@ class WebhookProcessor:
             handed.forget_up_to(lane, self._pos[lane])
         last_handed = handed.highest(lane) if handed is not None else 0
         conns: dict[str, dict[str, Any] | None] = {}  # read once per walk
-        chats: dict[str, Any] = {}  # per chat: what its last message of this walk found (service.process)
+        # Per chat: what its last message of this walk found; per tenant: its config (service.process).
+        chats: dict[str, Any] = {}
         processed, going = 0, True
         while going and not self._halt.is_set():
             async with self._sem:

@@ -154,7 +154,7 @@ async def process(
     the event's error, final.
     `attempt`: the processor's claimed attempt number, recorded as `attempts`.
     `chats`: kept by the caller across the deliveries of one lane walk; per chat, the client and
-    the ticket its last message was filed under (see `_ingest_message`)."""
+    the ticket its last message was filed under, and per tenant its config (see `_ingest_message`)."""
     conn = conn or await connections.get_internal(db, raw["connection_id"])
     counted: dict[str, Any] = {"attempts": attempt} if attempt is not None else {}
     inc = attempt is None
@@ -334,7 +334,14 @@ async def _ingest_message(
         )
         if rated is not None:
             return rated
-    config = automation.config_once(db, str(conn["reseller_id"]))  # read once for the opening and what follows
+    # The tenant's config is read once for the ticket's opening and the automatic messages after
+    # it, and, like the connection, once per lane walk: as fresh as the walk.
+    reseller_id = str(conn["reseller_id"])
+    config = (
+        chats.setdefault(f"config:{reseller_id}", automation.config_once(db, reseller_id))
+        if chats is not None
+        else automation.config_once(db, reseller_id)
+    )
     try:
         ticket, message, created = await _receive(
             db,

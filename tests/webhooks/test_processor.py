@@ -28,6 +28,7 @@ from backend.webhooks.service import message_id_for
 from tests.factories import make_tenant, unique_phone
 from tests.fakes.harness import ROOT, FakeEvolution, make_connection, wait_for
 from tests.webhooks.helpers import raw_id_of
+from tests.webhooks.helpers import text_upsert as _upsert
 
 HOOK = "/api/v1/webhooks/whatsapp"
 
@@ -35,18 +36,6 @@ HOOK = "/api/v1/webhooks/whatsapp"
 @pytest.fixture(scope="module")
 def settings_overrides() -> dict[str, Any]:
     return {"WEBHOOK_PROCESSOR_ENABLED": False, "WEBHOOK_LANES": 4, "WEBHOOK_HOLE_GRACE_SECONDS": 1.0}
-
-
-def _upsert(phone: str, key_id: str, text: str) -> dict[str, Any]:
-    return {
-        "event": "messages.upsert",
-        "data": {
-            "key": {"remoteJid": f"{phone}@s.whatsapp.net", "fromMe": False, "id": key_id},
-            "pushName": "Cliente",
-            "message": {"conversation": text},
-            "messageType": "conversation",
-        },
-    }
 
 
 async def _post_sequentially(
