@@ -22,7 +22,9 @@ lane's cursor read, seqlog's top sync, the server's buildInfo); those are not pe
 import asyncio
 import contextlib
 import json
+import os
 import time
+import traceback
 from collections import Counter
 from typing import Any
 
@@ -35,6 +37,8 @@ from backend.core.indexes import ensure_indexes
 from backend.webhooks import service
 from backend.webhooks.processor import WebhookProcessor
 
+# INGEST_COUNT_STACKS=1: each traced command also names the backend functions that sent it.
+STACKS = os.environ.get("INGEST_COUNT_STACKS") == "1"
 IGNORED = frozenset({"hello", "ismaster", "isMaster", "endSessions", "ping"})  # connection upkeep
 
 
@@ -50,7 +54,11 @@ class Counting(CommandListener):
         if self.phase is not None and event.command_name not in IGNORED:
             self.counts[(self.phase, event.command_name)] += 1
             target = event.command.get(event.command_name)
-            self.trace.append(f"{self.phase} {event.command_name} {target if isinstance(target, str) else ''}")
+            line = f"{self.phase} {event.command_name} {target if isinstance(target, str) else ''}"
+            if STACKS:
+                frames = [f for f in traceback.extract_stack() if "/backend/" in f.filename]
+                line += " <- " + " < ".join(f"{f.filename.split('/backend/')[1]}:{f.name}" for f in frames[::-1][:6])
+            self.trace.append(line)
 
     def succeeded(self, event: CommandSucceededEvent) -> None:
         pass

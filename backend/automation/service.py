@@ -11,6 +11,7 @@ per message id, backend/outbound/worker.py).
 
 import contextlib
 import hashlib
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -50,6 +51,24 @@ def now() -> datetime:
 def automatic_id(ticket_id: str, purpose: str, period: str = "") -> str:
     """Deterministic and id-shaped: one automatic message per (ticket, purpose, period)."""
     return hashlib.sha256(f"auto:{ticket_id}:{purpose}:{period}".encode()).hexdigest()[:24]
+
+
+ConfigSource = Callable[[], Awaitable[resellers.ResellerConfig]]
+
+
+def config_once(db: Database, reseller_id: str) -> ConfigSource:
+    """The tenant's config, read at most once however often asked: one inbound message's
+    processing passes it to the opening of its ticket and to the automatic messages after it,
+    which then see one read of it (taken moments apart before, either could see an edit the
+    other did not; now both see the same)."""
+    held: list[resellers.ResellerConfig] = []
+
+    async def get() -> resellers.ResellerConfig:
+        if not held:
+            held.append(await resellers.config_internal(db, reseller_id))
+        return held[0]
+
+    return get
 
 
 async def _send(
@@ -113,16 +132,19 @@ async def _menu_options(db: Database, conn: dict[str, Any]) -> list[departments.
     return [d for d in found if d is not None and d.active]
 
 
-def ticket_opening(db: Database, conn: dict[str, Any], *, message_id: str) -> tickets.LazyOpening:
+def ticket_opening(
+    db: Database, conn: dict[str, Any], *, message_id: str, config: ConfigSource | None = None
+) -> tickets.LazyOpening:
     """What a ticket opened by this WhatsApp message starts with (tickets.open_for_client awaits
     it only when it creates the ticket): the message that opened it, whether the company was
-    closed, whether the department menu now awaits the client's answer."""
+    closed, whether the department menu now awaits the client's answer. `config`: the message's
+    one read of the tenant's config (`config_once`)."""
 
     async def starts() -> tickets.Opening:
-        config = await resellers.config_internal(db, str(conn["reseller_id"]))
+        config_read = await (config or config_once(db, str(conn["reseller_id"])))()
         return tickets.Opening(
             opening_message_id=message_id,
-            out_of_hours=not hours.Schedule.of(config).is_open(now()),
+            out_of_hours=not hours.Schedule.of(config_read).is_open(now()),
             menu_pending=bool(await _menu_options(db, conn)),
         )
 
@@ -154,10 +176,20 @@ def raced_opening(db: Database, finalized: dict[str, Any], message: dict[str, An
 
 
 async def after_client_message(
-    db: Database, conn: dict[str, Any], *, ticket: dict[str, Any], message: dict[str, Any], retry: bool = False
+    db: Database,
+    conn: dict[str, Any],
+    *,
+    ticket: dict[str, Any],
+    message: dict[str, Any],
+    retry: bool = False,
+    config: ConfigSource | None = None,
+    new_client: bool = False,
 ) -> list[str]:
     """Runs after a client's WhatsApp message is filed under `ticket` (and again, finding done
-    what was done, for a redelivery or a retried delivery: `retry`). Returns what it sent or moved."""
+    what was done, for a redelivery or a retried delivery: `retry`). Returns what it sent or moved.
+    `config`: the message's one read of the tenant's config (`config_once`). `new_client`: the
+    message created its client (won the phone key), so the chat has no survey to close (surveys
+    are made for finalized tickets, and a client's phone is its key and never changes)."""
     if message.get("sender_type") != "client" or message.get("direction") != "in":
         return []  # a message from the connection's own phone, or anything else: nothing reacts
     if message.get("ticket_id") != ticket["_id"]:
@@ -167,24 +199,30 @@ async def after_client_message(
         ticket = loaded
     if ticket["status"] != Status.ESPERA.value:
         return []  # a person has it (atendendo) or it is closed: the helpdesk itself stays quiet
-    config = await resellers.config_internal(db, str(ticket["reseller_id"]))
+    config_read = await (config or config_once(db, str(ticket["reseller_id"])))()
     if ticket.get("opening_message_id") == message["_id"]:
-        return await _opened(db, conn, ticket, config, retry=retry)
+        return await _opened(db, conn, ticket, config_read, retry=retry, new_client=new_client)
     done: list[str] = []
     if ticket.get("menu_pending"):
-        done += await _menu_answer(db, conn, ticket, message, config, retry=retry)
-    if await _away(db, ticket, config, retry=retry):
+        done += await _menu_answer(db, conn, ticket, message, config_read, retry=retry)
+    if await _away(db, ticket, config_read, retry=retry):
         done.append(AWAY)
     return done
 
 
 async def _opened(
-    db: Database, conn: dict[str, Any], ticket: dict[str, Any], config: resellers.ResellerConfig, *, retry: bool
+    db: Database,
+    conn: dict[str, Any],
+    ticket: dict[str, Any],
+    config: resellers.ResellerConfig,
+    *,
+    retry: bool,
+    new_client: bool = False,
 ) -> list[str]:
     done: list[str] = []
     # A new conversation ends the chat's pending survey: a digit now belongs to this ticket.
     chat = repository.chat_id(str(conn["_id"]), str(ticket.get("client_phone") or ""))
-    survey = await repository.get_survey_internal(db, chat)
+    survey = None if new_client else await repository.get_survey_internal(db, chat)
     if survey is not None and survey.pending:
         await repository.mark_survey(db, chat, ticket_id=survey.ticket_id, changes={"closed_at": now()})
     welcome = _render(config.welcome_message, ticket, config)

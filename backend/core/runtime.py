@@ -75,6 +75,11 @@ class Runtime:
     media_fetch_wakeups: set[asyncio.Event] = field(default_factory=set)
     # outbound/repository: per (database, chat) the last chat position seen stored, bounded LRU.
     outbound_chat_heads: OrderedDict[tuple[str, str], int] = field(default_factory=OrderedDict)
+    # webhooks/service: per (database, connection, phone) the client the phone key names and the
+    # ticket its last message was filed under, bounded LRU (ids only: documents are read fresh).
+    ingest_chats: OrderedDict[tuple[str, str, str], tuple[str, str]] = field(default_factory=OrderedDict)
+    # unread/service: per (database, ticket) the highest inbound number seen stored, bounded LRU.
+    unread_inbound_heads: OrderedDict[tuple[str, str], int] = field(default_factory=OrderedDict)
     # ledger/steps: the guard step's evaluation, handed to the record step of the same start.
     ledger_evaluations: "dict[str, Evaluation]" = field(default_factory=dict)
     # tickets/service: what follows every finalize (backend/gates.py `connect_domains`).

@@ -55,6 +55,9 @@ So writers alternating between processes (behind a balancer) cost the reader one
 per block switch (a marker read and one fill command when the left block's owner went idle),
 and only the newest block ever waits for a grace.
 
+Cost of a plain append: one insert once this process has stored or seen an entry of the log
+(it tries the number after that entry first), else a galloping search for the head before it.
+
 Cost of a reserved append (database commands): the entry insert (group-committed), plus at most
 one `_id` read of the next block's marker, shared by the appends that arrived while the previous
 one was in flight; plus, once per block (every MARK_EVERY entries, or at each switch between
@@ -190,13 +193,25 @@ class SeqLog:
                 hi = mid
         return lo
 
-    async def after(self, db: Database, seq: int) -> dict[str, Any] | None:
+    async def after(self, db: Database, seq: int, *, projection: dict[str, int] | None = None) -> dict[str, Any] | None:
         """The first entry stored after `seq` (a missing number), or None when nothing is stored
         past it. Looks up to the end of the highest marked block and to this process's own
-        reservations: one read per number at most, however long the run of holes."""
-        limit = max((await self._last_marked(db, block_of(seq)) + 1) * MARK_EVERY, self.hint(db))
+        reservations: one read per number at most, however long the run of holes.
+        `projection`: the fields wanted of it (a caller that only needs its position).
+
+        When `seq` lies in the block this process owns and still writes into, only this process
+        stores entries there (readers store tombstones, and only below a stored entry or in a
+        block a newer one superseded), so nothing is stored there past the numbers it handed out:
+        those alone are read — none at a quiet log's end, which a polled reader looks past every
+        few seconds per log. A block opened above it meanwhile is not looked into; the reader's
+        `pass_superseded` passes the hole on its next look, so this can only delay, never skip."""
+        own = runtime_of(db).seqlog_blocks.get(self._key(db))
+        if own is not None and own.open and own.block == block_of(seq):
+            limit = own.next - 1
+        else:
+            limit = max((await self._last_marked(db, block_of(seq)) + 1) * MARK_EVERY, self.hint(db))
         for n in range(seq + 1, limit + 1):
-            doc = await self.get(db, n)
+            doc = await db[self.collection].find_one({"_id": self.entry_id(n)}, projection=projection)
             if doc is not None:
                 return doc
         return None
@@ -219,7 +234,13 @@ class SeqLog:
         if reserve:
             return await self._append_reserved(db, body)
         key, rt = self._key(db), runtime_of(db)
-        seq = await self.head(db) + 1
+        # An entry this process stored or saw stored is stored for good (entries are never
+        # removed), so the number after it may be tried at once: without holes the head is at
+        # least that entry, and inserting right after a stored entry leaves no hole. Only the
+        # first append of a process (no such entry) searches for the head first; a writer of
+        # another process ahead of us makes the insert fail, and the search runs then.
+        known = rt.seqlog_heads.get(key, 0)
+        seq = known + 1 if known > 0 else await self.head(db) + 1
         for _ in range(MAX_CLAIM_TRIES):
             _id = self.entry_id(seq)
             try:

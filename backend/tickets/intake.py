@@ -77,6 +77,8 @@ async def receive_client_message(
         new_client=new_client,
         opening=opening,
     )
+    if created:
+        unread.starts_empty(db, ticket["_id"])  # its first client message numbers without a read
     message, stored = await messages.append(
         db,
         ticket,

@@ -385,7 +385,10 @@ async def _walk_start(db: Database, *, reseller_id: str, client: users.User, cha
     channel's open ticket."""
     if channel in client.ticket_slots:
         return client.ticket_slots[channel]
-    if "ticket_slot" not in client.model_fields_set:
+    if client.ticket_slot is None:
+        # No per-client hint (a client created since per-channel hints: `User.stored()` writes
+        # `ticket_slot: None`, which must not send every such client's second message down the
+        # look-up below — a tickets query, a `load` per ticket and a hint write, 4 commands).
         return 0
     # A client from before per-channel hints has the per-client `ticket_slot`, which may have
     # started this channel's claims above free slots: slot 0 can be free while a later one is

@@ -27,11 +27,13 @@ from typing import Any
 from backend.core.clock import utcnow
 from backend.core.db import Database
 from backend.core.errors import Conflict
+from backend.core.runtime import runtime_of
 from backend.unread import repository
 
 CLIENT = "client"
 INBOUND = "in"
 MAX_CLAIMS = 10_000  # numbers a recorder walks past; only a burst that size on one ticket needs more
+KNOWN_HEADS = 20_000  # tickets whose inbound count this process remembers (bounded, LRU)
 MAX_MARKS = 100  # marker races lost in a row; each loss means another device moved it meanwhile
 
 
@@ -39,15 +41,51 @@ def counts_toward_unread(message: dict[str, Any]) -> bool:
     return message.get("sender_type") == CLIENT and message.get("direction") == INBOUND
 
 
+def _known_head(db: Database, ticket_id: str) -> int | None:
+    return runtime_of(db).unread_inbound_heads.get((db.name, ticket_id))
+
+
+def _remember_head(db: Database, ticket_id: str, n: int) -> None:
+    """A bounded, process-local hint: inbound numbers 1..n of the ticket are stored (this process
+    stored n, or created the ticket: n = 0). Entries are never removed, so it stays true;
+    forgotten for the least recent tickets past the bound."""
+    heads, key = runtime_of(db).unread_inbound_heads, (db.name, ticket_id)
+    heads[key] = max(n, heads.pop(key, 0))
+    while len(heads) > KNOWN_HEADS:
+        heads.popitem(last=False)
+
+
+def starts_empty(db: Database, ticket_id: str) -> None:
+    """The caller has just created the ticket (its event v1 won): its first client message may
+    try number 1 without reading (tickets/intake.py)."""
+    _remember_head(db, ticket_id, 0)
+
+
 async def record_inbound(db: Database, ticket: dict[str, Any], message: dict[str, Any]) -> None:
-    """Numbers a client message in `ticket`, once (safe to repeat; a no-op for other messages)."""
+    """Numbers a client message in `ticket`, once (safe to repeat; a no-op for other messages).
+
+    A number n is only ever tried by a writer that knows n-1 stored (the chain has no holes).
+    When this process knows the ticket's numbers up to h stored (`_remember_head`: it stored h,
+    or created the ticket, h = 0), h+1 is tried at once: one insert and the hint's raise instead
+    of also reading the hint and the chain past it. A guess that is behind (another process, or
+    a message moved in by a finalize race, took h+1) fails on the unique `_id`, and the usual
+    search of the stored end follows; a message already numbered is refused by its unique
+    (ticket, message) key whatever number it tries."""
     if not counts_toward_unread(message):
         return
-    n = await repository.inbound_head(db, ticket["_id"]) + 1
+    ticket_id = ticket["_id"]
+    known = _known_head(db, ticket_id)
+    n = known + 1 if known is not None else await repository.inbound_head(db, ticket_id) + 1
     for _ in range(MAX_CLAIMS):
         outcome = await repository.claim_inbound(db, ticket, message, n=n)
-        if outcome is not False:
+        if outcome is True:
+            _remember_head(db, ticket_id, n)
             return
+        if outcome is None:
+            return
+        if known is not None:  # the guess was behind: jump to the stored end instead of walking
+            known = None
+            n = max(n, await repository.inbound_head(db, ticket_id))
         n += 1
     raise Conflict("the ticket is receiving too many messages at once; retry")
 

@@ -188,7 +188,8 @@ class WebhookProcessor:
             handed.forget_up_to(lane, self._pos[lane])
         last_handed = handed.highest(lane) if handed is not None else 0
         conns: dict[str, dict[str, Any] | None] = {}  # read once per walk
-        chats: dict[str, Any] = {}  # per chat: what its last message of this walk found (service.process)
+        # Per chat: what its last message of this walk found; per tenant: its config (service.process).
+        chats: dict[str, Any] = {}
         processed, going = 0, True
         while going and not self._halt.is_set():
             async with self._sem:
@@ -256,7 +257,7 @@ class WebhookProcessor:
         now = time.monotonic()
         if now - self._probed_at.get(lane, -math.inf) < grace / 2:
             return False
-        after = await seqlog.after(self.db, seq)
+        after = await seqlog.after(self.db, seq, projection=repository.POSITION)  # the walk reads it whole after
         stored_at = after.get("received_at") or after.get("at") if after is not None else None
         if after is None or stored_at is None or (utcnow() - as_utc(stored_at)).total_seconds() < grace:
             self._probed_at[lane] = now  # the lane ends here, or the numbers before it may still be being inserted
@@ -287,8 +288,8 @@ class WebhookProcessor:
             held = await repository.get_attempt(self.db, raw["_id"], attempt)
             if held is not None and as_utc(held["lease_until"]) > now:
                 return None  # another processor is on it: do not overtake it
-            fresh = await repository.get(self.db, raw["_id"])
-            if fresh is None or fresh.get("status") != PENDING:
+            status = await repository.status_of(self.db, raw["_id"])
+            if status is None or status != PENDING:
                 return None  # finished meanwhile; the walk reads it again next time
             attempt += 1  # its processor died: the next attempt
 
@@ -297,9 +298,9 @@ class WebhookProcessor:
     ) -> bool:
         """Processes one pending event. Returns True when the lane may move past it."""
         attempt = await self._claim(raw)
-        if attempt is None:
-            fresh = await repository.get(self.db, raw["_id"])
-            return fresh is not None and fresh.get("status") != PENDING
+        if attempt is None:  # its outcome only: the payload may be megabytes of media
+            status = await repository.status_of(self.db, raw["_id"])
+            return status is not None and status != PENDING
         max_attempts = self.settings.WEBHOOK_MAX_ATTEMPTS
         if attempt > max_attempts:  # earlier attempts died with their processes
             await repository.mark(

@@ -40,6 +40,17 @@ async def get(db: Database, raw_id: str) -> dict[str, Any] | None:
     return await db[COLLECTION].find_one({"_id": raw_id})
 
 
+# What a walk needs of an entry it does not process (its outcome, or its place in the lane): the
+# payload (up to 15 MB of base64 media) is left out.
+POSITION = {"seq": 1, "status": 1, "received_at": 1, "at": 1, "hole": 1, "rest": 1}
+
+
+async def status_of(db: Database, raw_id: str) -> str | None:
+    """A delivery's outcome status (None: no such delivery), without its payload."""
+    doc = await db[COLLECTION].find_one({"_id": raw_id}, projection=POSITION)
+    return None if doc is None else str(doc.get("status"))
+
+
 async def mark(db: Database, raw_id: str, changes: dict[str, Any], *, inc_attempts: bool = True) -> None:
     """The outcome of a delivery. Concurrent outcomes (lanes processed side by side) share one
     command (group commit): each is still its own `{_id}` statement, acknowledged before this

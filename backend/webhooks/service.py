@@ -36,6 +36,8 @@ from backend.core.errors import Unauthorized
 from backend.core.ids import is_valid_id
 from backend.core.logging import get_logger
 from backend.core.retry import is_retryable
+from backend.core.runtime import runtime_of
+from backend.core.tuning import INGEST_CHAT_HINTS as CHAT_HINTS
 from backend.media import service as media
 from backend.messages import public as message_store
 from backend.messages import service as messages
@@ -152,7 +154,7 @@ async def process(
     the event's error, final.
     `attempt`: the processor's claimed attempt number, recorded as `attempts`.
     `chats`: kept by the caller across the deliveries of one lane walk; per chat, the client and
-    the ticket its last message was filed under (see `_ingest_message`)."""
+    the ticket its last message was filed under, and per tenant its config (see `_ingest_message`)."""
     conn = conn or await connections.get_internal(db, raw["connection_id"])
     counted: dict[str, Any] = {"attempts": attempt} if attempt is not None else {}
     inc = attempt is None
@@ -221,12 +223,33 @@ async def _apply(
     return f"ignored: {event.reason}"
 
 
-async def _known_client(db: Database, reseller_id: str, phone: str) -> clients.User | None:
+async def _known_client(db: Database, reseller_id: str, phone: str, *, client_id: str | None) -> clients.User | None:
     """Most messages come from known clients: two `_id` reads instead of a losing claim insert
     (inserts are what a FerretDB under load queues on). New clients go through the race-safe
-    upsert_by_phone."""
+    upsert_by_phone. `client_id`: the phone key's target as this process read it before (a key
+    never changes its target, so only the client document is read)."""
+    if client_id is not None:
+        client = await users.get_internal(db, client_id)
+        if client is not None:
+            return client
+        # Not there (a database restored from a backup older than the client): read the key.
     client_id = await natural_keys.lookup(db, clients.PHONE_KEY, reseller_id, phone)
     return await users.get_internal(db, client_id) if client_id else None
+
+
+def _chat_hint(db: Database, connection_id: str, phone: str) -> tuple[str, str] | None:
+    return runtime_of(db).ingest_chats.get((db.name, connection_id, phone))
+
+
+def _remember_chat(db: Database, connection_id: str, phone: str, client_id: str, ticket_id: str) -> None:
+    """A bounded, process-local hint of ids, never of documents: the client the chat's phone key
+    names (the key's target never changes) and the ticket its last message was filed under (used
+    only as `ticket_hint`: re-read, and the answer only while its document shows it open)."""
+    chats, key = runtime_of(db).ingest_chats, (db.name, connection_id, phone)
+    chats.pop(key, None)
+    chats[key] = (client_id, ticket_id)
+    while len(chats) > CHAT_HINTS:
+        chats.popitem(last=False)
 
 
 async def _ingest_message(
@@ -267,10 +290,22 @@ async def _ingest_message(
             return "echo of an IAZE reply"  # held ones too: settled when the send is answered
     # A chat's earlier message in this walk found its client (the phone key never changes its
     # target; the client document is as fresh as the walk, like the connection) and its open
-    # ticket, which intake then only re-reads (tickets.open_for_client `ticket_hint`).
+    # ticket, which intake then only re-reads (tickets.open_for_client `ticket_hint`). Past the
+    # walk, this process remembers the ids alone (`_remember_chat`): the client document is read
+    # by `_id` without the phone key, and the ticket is the hint intake re-reads, instead of the
+    # slot key and the ticket (one read less each).
     chat = f"{conn['_id']}:{event.phone}"
     seen = chats.get(chat) if chats is not None else None
-    client = seen[0] if seen is not None else await _known_client(db, conn["reseller_id"], event.phone)
+    known = _chat_hint(db, conn["_id"], event.phone) if seen is None else None
+    client = (
+        seen[0]
+        if seen is not None
+        else await _known_client(
+            db, conn["reseller_id"], event.phone, client_id=known[0] if known is not None else None
+        )
+    )
+    if known is not None and client is not None and client.id != known[0]:
+        known = None  # not the client the hint was for: its ticket hint says nothing of this one
     new_client = False
     if client is None:
         client, new_client = await clients.upsert_by_phone(
@@ -299,6 +334,14 @@ async def _ingest_message(
         )
         if rated is not None:
             return rated
+    # The tenant's config is read once for the ticket's opening and the automatic messages after
+    # it, and, like the connection, once per lane walk: as fresh as the walk.
+    reseller_id = str(conn["reseller_id"])
+    config = (
+        chats.setdefault(f"config:{reseller_id}", automation.config_once(db, reseller_id))
+        if chats is not None
+        else automation.config_once(db, reseller_id)
+    )
     try:
         ticket, message, created = await _receive(
             db,
@@ -307,21 +350,25 @@ async def _ingest_message(
             client=client,
             message_id=message_id,
             before_create=not_stored_yet,
-            ticket_hint=seen[1] if seen is not None else None,
+            ticket_hint=seen[1] if seen is not None else (known[1] if known is not None else None),
             new_client=new_client,
+            config=config,
         )
     except intake.AlreadyStored as exc:
         return await _redelivered(db, conn, exc.message, retry=retry, event=event, raw_id=raw_id)
     await _fetch_media(db, conn, event, message, raw_id=raw_id)
     if chats is not None:
         chats[chat] = (client, str(ticket["_id"]))
+    _remember_chat(db, conn["_id"], event.phone, client.id, str(ticket["_id"]))
     if event.from_me:  # sent from the phone: its receipts may have come first
         await outbound.apply_parked(
             db, connection_id=conn["_id"], provider_message_id=event.provider_message_id, message_id=message["_id"]
         )
     # Inside the delivery's processing: an attempt killed before or during the automatic messages
     # is retried by the processor, which finds the message stored and runs them again (_redelivered).
-    automatic = await automation.after_client_message(db, conn, ticket=ticket, message=message)
+    automatic = await automation.after_client_message(
+        db, conn, ticket=ticket, message=message, config=config, new_client=new_client
+    )
     return (
         f"message {message['_id']} in ticket {ticket['_id']}"
         + (" (new ticket)" if created else "")
@@ -407,6 +454,7 @@ async def _receive(
     before_create: Callable[[], Awaitable[None]],
     ticket_hint: str | None,
     new_client: bool,
+    config: automation.ConfigSource,
 ) -> tuple[dict[str, Any], dict[str, Any], bool]:
     return await intake.receive_client_message(
         db,
@@ -429,7 +477,7 @@ async def _receive(
         ticket_hint=ticket_hint,
         new_client=new_client,
         # A ticket the client's own message opens gets the automatic messages' markers.
-        opening=None if event.from_me else automation.ticket_opening(db, conn, message_id=message_id),
+        opening=None if event.from_me else automation.ticket_opening(db, conn, message_id=message_id, config=config),
     )
 
 

@@ -1,6 +1,7 @@
 """Process-local wake-up of the webhook processors when this process stores a delivery: wakes
 the lane it went to, so that lane's walk runs at once, and hands over the stored document, so
-the processor need not read back what was just written.
+the processor need not read back what was just written (a document too large to hold is only
+announced: the walk reads it back, once, and stops there rather than reading past it).
 Only a latency hint: processors also poll every lane, which is what finds other processes'
 deliveries (and anything a lost wake-up or a skipped hand-over would have missed)."""
 
@@ -22,6 +23,9 @@ class Wakeup:
         self.events: dict[int, asyncio.Event] = {}  # one per lane: its walk waits on it
         # lane -> seq -> the stored raw document, exactly as inserted
         self.handed: dict[int, dict[int, dict[str, Any]]] = {}
+        # lane -> the highest seq this process stored there whose document was too large to hand
+        # over: the woken walk reads it back, and its job still ends there (no read past it).
+        self.announced: dict[int, int] = {}
         self.held = 0
 
     def event(self, lane: int) -> asyncio.Event:
@@ -38,10 +42,12 @@ class Wakeup:
 
     def highest(self, lane: int) -> int:
         docs = self.handed.get(lane)
-        return max(docs) if docs else 0
+        return max(max(docs) if docs else 0, self.announced.get(lane, 0))
 
     def forget_up_to(self, lane: int, seq: int) -> None:
         """Drops what a walk already got from the database instead."""
+        if self.announced.get(lane, 0) <= seq:
+            self.announced.pop(lane, None)
         docs = self.handed.get(lane)
         if docs:
             for old in [s for s in docs if s <= seq]:
@@ -76,4 +82,6 @@ def wake(
             assert doc is not None and seq is not None
             wakeup.handed.setdefault(lane, {})[seq] = doc
             wakeup.held += 1
+        elif seq is not None:
+            wakeup.announced[lane] = max(seq, wakeup.announced.get(lane, 0))
         wakeup.event(lane).set()

@@ -245,3 +245,28 @@ async def test_an_entry_whose_number_a_reader_tombstoned_first_is_stored_once_in
     assert [e["n"] for e in await _read_all(db, log)] == [1, 3, 2]  # concurrent: either order is allowed
     stored = await db["log"].find({"_id": {"$regex": f"^{log.prefix}"}, "n": 2}).to_list(None)
     assert len(stored) == 1
+
+
+async def test_a_plain_append_tries_the_number_after_its_own_last_and_passes_other_processes_entries(
+    mongo_url: str, log: SeqLog
+) -> None:
+    """Issue 20: a plain append (no reservations) inserts right after the entry its process last
+    stored, without reading first; when another process stored there meanwhile, the insert fails
+    and the head is searched: every entry is stored once, numbers 1..n without holes."""
+    recorder = CommandRecorder()
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_url, tz_aware=True, event_listeners=[recorder])
+    try:
+        db = durable_database(client, f"t_seqlog_{uuid.uuid4().hex[:8]}")
+        processes = SimulatedProcesses(db)
+        processes.become("A")
+        assert (await log.append(db, {"by": "A"}))[0] == 1  # a process's first append searches
+        recorder.commands.clear()
+        assert (await log.append(db, {"by": "A"}))[0] == 2
+        assert (len(recorder.named("insert")), len(recorder.named("find"))) == (1, 0), recorder.commands
+        processes.become("B")  # a competitor between A's appends
+        assert [(await log.append(db, {"by": "B"}))[0] for _ in range(3)] == [3, 4, 5]
+        processes.become("A")
+        assert (await log.append(db, {"by": "A"}))[0] == 6  # its guess (3) lost: searched past B's
+        assert [e["by"] for e in await _read_all(db, log)] == ["A", "A", "B", "B", "B", "A"]
+    finally:
+        await client.close()

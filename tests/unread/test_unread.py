@@ -7,6 +7,7 @@ from typing import Any
 import httpx
 import pytest
 
+from backend.core.runtime import runtime_of
 from backend.core.tenancy import Actor
 from backend.messages import service as messages
 from backend.realtime import records
@@ -110,6 +111,37 @@ async def test_a_redelivered_message_counts_once_and_concurrent_messages_each_on
     entries = await db[repository.INBOUND].find({"ticket_id": ticket["id"]}).to_list(None)
     assert sorted(e["n"] for e in entries) == list(range(1, 11))  # numbered without holes
     assert len({e["message_id"] for e in entries}) == 10
+
+
+async def test_a_process_whose_remembered_count_is_behind_numbers_past_what_another_process_stored(
+    client: httpx.AsyncClient, tenant: Tenant, db: Any
+) -> None:
+    """Issue 20: a process numbers a ticket's next client message right after the number it
+    stored last, without reading. Competitors between its two messages — another process that
+    numbered messages meanwhile, a redelivery of a numbered message — leave it numbering past
+    them: numbers 1..n without holes, one per message."""
+    ticket = await make_client_ticket(client, tenant, db)  # the ticket's creator numbered its first
+    key = (db.name, ticket["id"])
+    heads = runtime_of(db).unread_inbound_heads
+    assert heads[key] == 1
+    heads.pop(key)  # another process, knowing nothing of the ticket, numbers two more
+    await _client_says(db, ticket, "de outro processo 1")
+    await _client_says(db, ticket, "de outro processo 2")
+    heads[key] = 1  # this process again: its memory is behind by two
+    late = await _client_says(db, ticket, "deste processo")
+    assert heads[key] == 4
+    heads[key] = 1
+    await service.record_inbound(db, {**ticket, "_id": ticket["id"]}, late)  # redelivered: no new number
+    entries = await db[repository.INBOUND].find({"ticket_id": ticket["id"]}).to_list(None)
+    assert sorted(e["n"] for e in entries) == [1, 2, 3, 4]
+    assert len({e["message_id"] for e in entries}) == 4
+    assert next(e["n"] for e in entries if e["message_id"] == late["_id"]) == 4
+    assert await repository.inbound_head(db, ticket["id"]) == 4
+    heads.pop(key)
+    service.starts_empty(db, ticket["id"])  # a wrong "just created" claim costs reads, never a number
+    await _client_says(db, ticket, "mais uma")
+    assert await repository.inbound_head(db, ticket["id"]) == 5
+    assert await _unread(client, tenant.agents[0]["headers"], ticket["id"]) == 5
 
 
 async def test_the_marker_only_moves_forward_when_two_devices_read_at_once(

@@ -23,3 +23,16 @@ async def settled(db: Any, ack: Any, *, within: float = 30.0) -> dict[str, Any]:
 
     result: dict[str, Any] = await wait_for(done, timeout=within)
     return result
+
+
+def text_upsert(phone: str, key_id: str, text: str) -> dict[str, Any]:
+    """An Evolution `messages.upsert` of a client's text message."""
+    return {
+        "event": "messages.upsert",
+        "data": {
+            "key": {"remoteJid": f"{phone}@s.whatsapp.net", "fromMe": False, "id": key_id},
+            "pushName": "Cliente",
+            "message": {"conversation": text},
+            "messageType": "conversation",
+        },
+    }

@@ -11,20 +11,9 @@ from backend.webhooks.service import message_id_for
 from tests.factories import API, make_tenant, unique_phone
 from tests.fakes.harness import FakeEvolution, make_connection
 from tests.webhooks.helpers import settled
+from tests.webhooks.helpers import text_upsert as _upsert
 
 HOOK = "/api/v1/webhooks/whatsapp"
-
-
-def _upsert(phone: str, key_id: str, text: str) -> dict[str, Any]:
-    return {
-        "event": "messages.upsert",
-        "data": {
-            "key": {"remoteJid": f"{phone}@s.whatsapp.net", "fromMe": False, "id": key_id},
-            "pushName": "Cliente",
-            "message": {"conversation": text},
-            "messageType": "conversation",
-        },
-    }
 
 
 async def test_a_whatsapp_message_racing_the_finalize_opens_the_next_ticket(

@@ -20,8 +20,9 @@ from backend.core.clock import as_utc, utcnow
 from backend.core.config import Settings
 from backend.core.db import durable_database
 from backend.core.errors import Conflict, NotYetVisible
+from backend.core.tuning import HANDED_MAX_BYTES
 from backend.tickets import intake
-from backend.webhooks import repository, service
+from backend.webhooks import repository, service, signals
 from backend.webhooks.processor import BATCH, CURSOR_EVERY, WebhookProcessor
 from tests.factories import make_tenant, unique_phone
 from tests.fakes.harness import FakeEvolution, make_connection, wait_for
@@ -352,3 +353,47 @@ async def test_a_retryable_failure_is_retried_with_backoff_not_failed_for_good(
     await processor.run_once({hook.lane(phone)})
     raw = await db.webhook_events_raw.find_one({"_id": raw_id})
     assert (raw["status"], raw["attempts"]) == ("processed", 2), raw
+
+
+async def test_a_delivery_too_large_to_hand_over_is_read_once_by_its_woken_walk_and_nothing_past_it(
+    db: Any, hook: Hook, mongo_url: str
+) -> None:
+    """Issue 20: a delivery whose body is too large to hold in memory (base64 media) is only
+    announced to the processor; its woken walk reads it back once, whole, and stops there
+    instead of reading past the lane's end (an entry read and a marker read per delivery)."""
+    recorder = CommandRecorder()
+    other: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_url, tz_aware=True, event_listeners=[recorder])
+    try:
+        own = durable_database(other, db.name)
+        processor = WebhookProcessor(own, hook.settings)
+        processor._wakeup = signals.subscribe(own)
+        phone = unique_phone()
+        lane = hook.lane(phone)
+        payload = json.loads(_upsert(phone, f"3EB0{phone}-big"))
+        payload["data"]["message"]["conversation"] = "a" * (HANDED_MAX_BYTES + 1)
+        await processor.run_once({lane})  # the lane's cursor read, as a running process has
+        _, raw_id = await service.receive(
+            own,
+            connection_id=hook.conn_id,
+            token=hook.token,
+            event_hint=None,
+            body=json.dumps(payload).encode(),
+            lanes=hook.settings.WEBHOOK_LANES,
+        )
+        assert not processor._wakeup.handed.get(lane) and processor._wakeup.announced[lane] > 0
+        recorder.commands.clear()
+        assert await processor.run_once({lane}) == 1
+        signals.unsubscribe(own, processor._wakeup)
+    finally:
+        await other.close()
+    assert (await db.webhook_events_raw.find_one({"_id": raw_id}))["status"] == "processed"
+    lane_reads = [c for c in recorder.named("find") if str(c.get("filter", {}).get("_id", "")).startswith(f"w:{lane}:")]
+    # (Numbers before it may be read too: this client opened a block of its own in the lane.)
+    seq = int(raw_id.rsplit(":", 1)[1])
+    assert [c.get("projection") for c in lane_reads if c["filter"]["_id"] == raw_id] == [None], lane_reads
+    past = [
+        c
+        for c in lane_reads
+        if c["filter"]["_id"].split(":")[2].isdigit() and int(c["filter"]["_id"].split(":")[2]) > seq
+    ]
+    assert not past, past
