@@ -36,19 +36,20 @@ class Transition:
 
 OPEN_STATES = frozenset({Status.ESPERA, Status.ATENDENDO})
 STAFF, CLIENT = frozenset({"agent", "reseller"}), frozenset({"client"})
-ESPERA, ATENDENDO, FINALIZADO = (frozenset({s}) for s in Status)
+_ESPERA, _ATENDENDO = frozenset({Status.ESPERA}), frozenset({Status.ATENDENDO})  # one-state sources
+_FINALIZADO = frozenset({Status.FINALIZADO})
 
 TRANSITIONS: dict[Action, Transition] = {
     # action: Transition(sources, target, roles, event, agent_must_hold)
     # The reseller owner may act as an agent when it chooses to (issue 16 item 6).
-    Action.ASSUME: Transition(ESPERA, Status.ATENDENDO, STAFF, "assumed", False),
-    Action.TRANSFER_TO_AGENT: Transition(ATENDENDO, Status.ATENDENDO, STAFF, "transferred", True),
+    Action.ASSUME: Transition(_ESPERA, Status.ATENDENDO, STAFF, "assumed", False),
+    Action.TRANSFER_TO_AGENT: Transition(_ATENDENDO, Status.ATENDENDO, STAFF, "transferred", True),
     # From espera too: routing a waiting ticket to the right queue (an agent of its department,
     # or the owner), no assume first.
     Action.TRANSFER_TO_DEPARTMENT: Transition(OPEN_STATES, Status.ESPERA, STAFF, "transferred", True),
     Action.FINALIZE: Transition(OPEN_STATES, Status.FINALIZADO, STAFF, "finalized", True),
-    Action.MENU_CHOICE: Transition(ESPERA, Status.ESPERA, CLIENT, "routed", False),
-    Action.RATE: Transition(FINALIZADO, Status.FINALIZADO, CLIENT, "rated", False),
+    Action.MENU_CHOICE: Transition(_ESPERA, Status.ESPERA, CLIENT, "routed", False),
+    Action.RATE: Transition(_FINALIZADO, Status.FINALIZADO, CLIENT, "rated", False),
 }
 CREATED_EVENT = "created"
 # Finalized ticket -> the ticket "Reabrir" opened for it (a natural key, claimed once:
