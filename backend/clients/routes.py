@@ -15,7 +15,7 @@ from backend.clients.schemas import (
 )
 from backend.core.deps import Db
 from backend.core.errors import ROLE, WITH_BODY, responses
-from backend.core.pagination import DEFAULT_LIMIT, MAX_LIMIT
+from backend.core.pagination import DEFAULT_LIMIT, Limit
 
 router = APIRouter(prefix="/clients", tags=["clients"], responses=ROLE)
 
@@ -30,7 +30,7 @@ async def list_clients(
     db: Db,
     actor: StaffActor,
     cursor: str | None = None,
-    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
+    limit: Limit = DEFAULT_LIMIT,
     phone: Annotated[str | None, Query(max_length=32)] = None,
     q: Annotated[str | None, Query(min_length=1, max_length=64, description="part of the name or number")] = None,
     tag: Annotated[str | None, Query(min_length=1, max_length=32)] = None,

@@ -43,7 +43,6 @@ from pymongo.errors import DuplicateKeyError
 
 from backend.core import group_commit
 from backend.core.clock import as_utc, utcnow
-from backend.core.config import Settings
 from backend.core.db import Database
 from backend.core.ids import new_id
 from backend.core.logging import get_logger
@@ -54,13 +53,38 @@ ERROR = "error"
 Doc = dict[str, Any]
 
 
+@dataclass(frozen=True)
+class Policy:
+    """A worker's tuning, which it builds from its own settings (config.py)."""
+
+    max_attempts: int  # per round
+    lease_seconds: float
+    backoff_base_seconds: float
+    backoff_max_seconds: float
+    poll_seconds: float  # between passes over the queue, unless woken
+    concurrency: int  # entries handled at once
+    scan_limit: int  # entries a pass looks at
+    # The exception type whose `retryable` says whether a failed attempt may be tried again; any
+    # other exception leaves the attempt unfinished (taken over once its lease ends).
+    errors: type[Exception]
+    # Media fetch errors quote whatever the provider answered and are shown on the message, so
+    # they are cut; the outbound worker keeps the provider's reason whole, as it always has.
+    error_max_chars: int | None = None
+
+    def outlived(self, since: datetime, now: datetime) -> bool:
+        """Older than a lease: what a request or worker that died left (a queue entry without its
+        message) is given up on."""
+        return (now - as_utc(since)).total_seconds() > self.lease_seconds
+
+    def backoff_seconds(self, attempt: int) -> float:
+        """Wait after failed attempt n (of a round) before attempt n+1."""
+        return float(min(self.backoff_base_seconds * 2 ** (attempt - 1), self.backoff_max_seconds))
+
+
 class QueueWalk:
-    def __init__(self, queue: SeqLog, settings: Settings, prefix: str, *, what: str) -> None:
-        """Tuned by the worker's <prefix>_SCAN_LIMIT, _POLL_SECONDS and _CONCURRENCY (config.py)."""
-        self.queue, self.what = queue, what
-        self.scan_limit: int = getattr(settings, f"{prefix}_SCAN_LIMIT")
-        self.poll: float = getattr(settings, f"{prefix}_POLL_SECONDS")
-        self._sem = asyncio.Semaphore(getattr(settings, f"{prefix}_CONCURRENCY"))
+    def __init__(self, queue: SeqLog, policy: Policy, *, what: str) -> None:
+        self.queue, self.policy, self.what = queue, policy, what
+        self._sem = asyncio.Semaphore(policy.concurrency)
         self.worker = f"{socket.gethostname()}:{os.getpid()}:{new_id()[-6:]}"  # names its claims
         self._pos = 0
         self._finished: set[int] = set()
@@ -74,7 +98,7 @@ class QueueWalk:
         start = max(self._pos, cursor) + 1
         if start > last:
             start = cursor + 1
-        seqs = [s for s in range(start, last + 1) if s not in self._finished][: self.scan_limit]
+        seqs = [s for s in range(start, last + 1) if s not in self._finished][: self.policy.scan_limit]
         entries = [e for s in seqs if (e := await self.queue.get(db, s))]
         self._finished.update(await visit(entries))
         self._pos = seqs[-1] if seqs and seqs[-1] < last else cursor
@@ -101,7 +125,8 @@ class QueueWalk:
                 except Exception as exc:
                     log.error(f"{self.what} pass failed", error=str(exc))
                 stopping, woken = asyncio.ensure_future(stop.wait()), asyncio.ensure_future(wakeup.wait())
-                await asyncio.wait({stopping, woken}, timeout=self.poll, return_when=asyncio.FIRST_COMPLETED)
+                poll = self.policy.poll_seconds
+                await asyncio.wait({stopping, woken}, timeout=poll, return_when=asyncio.FIRST_COMPLETED)
                 for waiter in (stopping, woken):
                     waiter.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
@@ -118,41 +143,6 @@ class QueueWalk:
             except Exception as exc:
                 log.error(f"{self.what} entry failed", seq=entry.get("seq"), error=str(exc))
                 return False
-
-
-TUNED = ("max_attempts", "lease_seconds", "backoff_base_seconds", "backoff_max_seconds")  # Policy.of
-
-
-@dataclass(frozen=True)
-class Policy:
-    max_attempts: int  # per round
-    lease_seconds: float
-    backoff_base_seconds: float
-    backoff_max_seconds: float
-    # The exception type whose `retryable` says whether a failed attempt may be tried again; any
-    # other exception leaves the attempt unfinished (taken over once its lease ends).
-    errors: type[Exception]
-    # Media fetch errors quote whatever the provider answered and are shown on the message, so
-    # they are cut; the outbound worker keeps the provider's reason whole, as it always has.
-    error_max_chars: int | None = None
-
-    @classmethod
-    def of(
-        cls, settings: Settings, prefix: str, *, errors: type[Exception], error_max_chars: int | None = None
-    ) -> "Policy":
-        """From the worker's <prefix>_MAX_ATTEMPTS, _LEASE_SECONDS, _BACKOFF_BASE_SECONDS and
-        _BACKOFF_MAX_SECONDS (config.py names them alike for every worker)."""
-        tuned = {name: getattr(settings, f"{prefix}_{name.upper()}") for name in TUNED}
-        return cls(**tuned, errors=errors, error_max_chars=error_max_chars)
-
-    def outlived(self, since: datetime, now: datetime) -> bool:
-        """Older than a lease: what a request or worker that died left (a queue entry without its
-        message) is given up on."""
-        return (now - as_utc(since)).total_seconds() > self.lease_seconds
-
-    def backoff_seconds(self, attempt: int) -> float:
-        """Wait after failed attempt n (of a round) before attempt n+1."""
-        return float(min(self.backoff_base_seconds * 2 ** (attempt - 1), self.backoff_max_seconds))
 
 
 class AttemptLedger:

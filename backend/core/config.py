@@ -16,7 +16,6 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 DEV_JWT_SECRET = "dev-only-change-me-please-0123456789abcdef"
 EXAMPLE_ADMIN_PASSWORD = "change-me-now"  # the value .env.example ships with
 DEFAULT_LEDGER_FILE = "./var/deploy-ledger.jsonl"
-PRODUCTION_LEDGER_FILE = DEFAULT_LEDGER_FILE
 JWT_SECRET_FILE_NAME = "jwt-secret"
 STORE_MARKER = "iaze-store.json"  # in the local store's data directory: its id and address
 LEGACY_FERRETDB_LISTEN = "127.0.0.1:27117"  # the fixed address before it was chosen per data directory
@@ -118,7 +117,7 @@ class Settings(BaseSettings):
     PUBLIC_BASE_URL: str = "http://127.0.0.1:8000"
     # Outbound sending worker (backend/outbound): runs inside each backend process when enabled,
     # or alone with `python -m backend.outbound`. Safe with several processes at once. Its tuning
-    # and MEDIA_FETCH_*'s are named alike: backend/core/attempts.py reads them by prefix.
+    # is its attempts.Policy (backend/outbound/worker.py `policy_of`).
     OUTBOUND_WORKER_ENABLED: bool = True
     OUTBOUND_POLL_SECONDS: float = Field(default=0.5, gt=0)
     OUTBOUND_MAX_ATTEMPTS: int = Field(default=6, ge=1)

@@ -1,6 +1,7 @@
 """The MongoDB client: one per process, durable write concern for everything."""
 
-from collections.abc import Mapping, Sequence
+import contextlib
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from pymongo import AsyncMongoClient
@@ -11,6 +12,7 @@ from pymongo.read_concern import ReadConcern
 from pymongo.write_concern import WriteConcern
 
 from backend.core.config import Settings
+from backend.core.errors import Conflict
 
 Database = AsyncDatabase[dict[str, Any]]
 
@@ -48,6 +50,18 @@ def is_duplicate_key(exc: PyMongoError) -> bool:
     """A unique-index violation. MongoDB always says so with DuplicateKeyError (code 11000);
     FerretDB v1 does on inserts, but on updates passes SQLite's error through as InternalError."""
     return isinstance(exc, DuplicateKeyError) or "UNIQUE constraint failed" in str(exc)
+
+
+@contextlib.contextmanager
+def unique_or_conflict(detail: str) -> Iterator[None]:
+    """The write inside taking a unique key already taken (an insert, or an update on FerretDB)
+    answers 409 with `detail`."""
+    try:
+        yield
+    except PyMongoError as exc:
+        if not is_duplicate_key(exc):
+            raise
+        raise Conflict(detail) from exc
 
 
 def is_ferretdb(build_info: Mapping[str, Any]) -> bool:

@@ -19,17 +19,18 @@ A *bucket* (any string: a tenant, a tenant's month) has
   No lease is needed for correctness, so none is taken. A totals document may also carry a
   caller's *marks* (`start`, `write_totals(marks=)`, `read_marked`), which compaction keeps.
 
-Reading a view: its totals, then the tail past the watermark (read a window at a time), where an entry counts when its
-key is not yet counted in this tail and its claim points to it or does not exist yet (its writer
-is between append and claim). Cost: 2 + 2 x tail `_id` reads, whatever the history.
-Round trips: the reader remembers, per view, the watermark and the tail's end it last saw (a
-process-local *hint*) and reads the totals and the entries from that watermark up to one past
-that end in the same round. The entries count only if the totals carry that same watermark
-(entries are 1..head without holes and never change, so entries w+1.. are the tail of any totals
-at w, whoever wrote them); otherwise the tail is read after the totals as without a hint. A hint
-only chooses which `_id`s to read with the totals: a wrong or stale one costs the round it would
-have saved, never a figure. So a quiet bucket (a past month) costs one round, its totals and an
-absent entry read together; a bucket with a tail two (its entries, then their claims).
+Reading a view: its totals, then the tail past the watermark (read a window at a time), where an
+entry counts when its key is not yet counted in this tail and its claim points to it or does not
+exist yet (its writer is between append and claim). Cost: 2 + 2 x tail `_id` reads, whatever the
+history. Round trips: the reader remembers, per view, the watermark and the tail's end it last
+saw (a *hint*, in this process's runtime: backend/core/runtime.py) and reads the totals and the
+entries from that watermark up to one past that end in the same round. The entries count only if
+the totals carry that same watermark (entries are 1..head without holes and never change, so
+entries w+1.. are the tail of any totals at w, whoever wrote them); otherwise the tail is read
+after the totals as without a hint. A hint only chooses which `_id`s to read with the totals: a
+wrong or stale one costs the round it would have saved, never a figure. So a quiet bucket (a
+past month) costs one round, its totals and an absent entry read together; a bucket with a tail
+two (its entries, then their claims).
 A writer compacts at every `compact_every`-th entry, a reader past a tail of `reader_compacts_at`.
 
 `fold(state, body)` must be deterministic; it may be applied in any order to contributions that
@@ -56,7 +57,10 @@ from backend.core.seqlog import SeqLog
 
 log = get_logger("core.foldlog")
 
-Fold = Callable[[dict[str, Any], Mapping[str, Any]], None]
+Doc = dict[str, Any]  # a stored entry
+State = dict[str, Any]  # a view's fold
+Fold = Callable[[State, Mapping[str, Any]], None]
+Codec = Callable[[State], State]
 READ_WINDOW = 8  # tail entries (and their claims) read concurrently past the first: a tail costs ~3 round trips
 HINTS = 20_000  # views whose last seen watermark and tail end a process remembers (module docstring)
 
@@ -68,14 +72,14 @@ class View:
     a reader reads the one view it needs. `encode`/`decode`: the state as stored and back."""
 
     fold: Fold
-    encode: Callable[[dict[str, Any]], dict[str, Any]] = dict
-    decode: Callable[[dict[str, Any]], dict[str, Any]] = dict
+    encode: Codec = dict
+    decode: Codec = dict
 
 
-def _present(entries: list[dict[str, Any] | None]) -> list[dict[str, Any]]:
+def _present(entries: list[Doc | None]) -> list[Doc]:
     """The entries read up to the first absent one: a log has no holes, so an entry read past
     an absent one was appended after that read (it belongs to a later reader)."""
-    out: list[dict[str, Any]] = []
+    out: list[Doc] = []
     for entry in entries:
         if entry is None:
             break
@@ -107,7 +111,6 @@ class FoldLog:
         self.compact_every = compact_every
         self.reader_compacts_at = reader_compacts_at
         self.max_fold = max_fold
-        self._hints: dict[tuple[str, str], tuple[int, int]] = {}  # (db, totals _id) -> (watermark, tail end)
         self.key_field = key_field
         self.state_field = state_field
         self.claims_by_bucket = claims_by_bucket
@@ -158,18 +161,12 @@ class FoldLog:
                 log.warning("compaction failed", bucket=bucket, error=str(exc))
         return counts
 
-    async def _totals(self, db: Database, bucket: str, view: str) -> tuple[int, dict[str, Any]]:
-        watermark, state, _ = await self._totals_marked(db, bucket, view)
-        return watermark, state
-
-    async def _totals_marked(self, db: Database, bucket: str, view: str) -> tuple[int, dict[str, Any], dict[str, Any]]:
+    async def _totals(self, db: Database, bucket: str, view: str) -> tuple[int, State]:
         doc = await db[self.totals].find_one({"_id": self._doc_id(bucket, view)})
-        return self._decoded(doc, self.views[view].decode, self.state_field)
+        return self._decoded(doc, self.views[view].decode, self.state_field)[:2]
 
     @staticmethod
-    def _decoded(
-        doc: Mapping[str, Any] | None, decode: Callable[[dict[str, Any]], dict[str, Any]], state_field: str
-    ) -> tuple[int, dict[str, Any], dict[str, Any]]:
+    def _decoded(doc: Mapping[str, Any] | None, decode: Codec, state_field: str) -> tuple[int, State, State]:
         if not doc:
             return 0, {}, {}
         marks = {k: v for k, v in doc.items() if k not in ("_id", "watermark", state_field, "updated_at")}
@@ -182,15 +179,15 @@ class FoldLog:
         after: int,
         limit: int | None = None,
         *,
-        ahead: list[dict[str, Any] | None] | None = None,
-    ) -> list[dict[str, Any]]:
+        ahead: list[Doc | None] | None = None,
+    ) -> list[Doc]:
         """The entries after `after` (at most `limit`, give or take a window), each with
         `_canonical` (its claim, or None while its writer is between append and claim), read
         READ_WINDOW at a time; a window's claims are read with the next window's entries (a
         claim is still read after its entry), so a short tail costs the probe and one more round.
         `ahead`: entries after+1, after+2, ... already read (None where absent), for the probe."""
         log_ = self._log(bucket)
-        out: list[dict[str, Any]] = []
+        out: list[Doc] = []
         if ahead is None:
             ahead = [await log_.get(db, after + 1)]  # most tails are empty: one read says so
         run = _present(ahead)
@@ -239,7 +236,7 @@ class FoldLog:
         view: str,
         *,
         watermark: int,
-        state: dict[str, Any],
+        state: State,
         marks: Mapping[str, Any] | None = None,
     ) -> None:
         """One write of the whole pair (module docstring), and of `marks` when given."""
@@ -257,33 +254,22 @@ class FoldLog:
         with contextlib.suppress(DuplicateKeyError):  # a retry, or totals written already
             await db[self.totals].insert_one({**doc, **marks, "updated_at": utcnow()})
 
-    async def read(
-        self,
-        db: Database,
-        bucket: str,
-        view: str = "",
-        *,
-        decode: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
-    ) -> dict[str, Any]:
-        """The view's state as of now: its totals plus the tail past their watermark."""
+    async def read(self, db: Database, bucket: str, view: str = "", *, decode: Codec | None = None) -> State:
+        """The view's state as of now: `read_marked` without the marks."""
         return (await self.read_marked(db, bucket, view, decode=decode))[0]
 
     async def read_marked(
-        self,
-        db: Database,
-        bucket: str,
-        view: str = "",
-        *,
-        decode: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
-    ) -> tuple[dict[str, Any], dict[str, Any]]:
-        """(`read`, the marks its totals document carries). The tail past the totals' watermark
-        is read, with a hint, in the totals' round (module docstring). `decode`: the view's own
-        unless given (a reader that needs part of the state may decode only that part; the
-        tail's entries are folded onto it whole)."""
+        self, db: Database, bucket: str, view: str = "", *, decode: Codec | None = None
+    ) -> tuple[State, State]:
+        """(the view's state as of now: its totals plus the tail past their watermark, the marks
+        its totals document carries). The tail is read, with a hint, in the totals' round (module
+        docstring). `decode`: the view's own unless given (a reader that needs part of the state
+        may decode only that part; the tail's entries are folded onto it whole)."""
         _id = self._doc_id(bucket, view)
-        hint = self._hints.get((db.name, _id))
+        hints = runtime_of(db).foldlog_hints
+        hint = hints.get((db.name, self.totals, _id))
         totals = db[self.totals].find_one({"_id": _id})
-        ahead: list[dict[str, Any] | None] | None = None
+        ahead: list[Doc | None] | None = None
         if hint is None:
             doc = await totals
         else:
@@ -295,9 +281,9 @@ class FoldLog:
             ahead = None  # read for another watermark: not this tail
         counted: set[str] = set()
         tail = await self._tail(db, bucket, watermark, ahead=ahead)
-        if len(self._hints) >= HINTS:
-            self._hints.clear()
-        self._hints[(db.name, _id)] = (watermark, int(tail[-1]["seq"]) if tail else watermark)
+        if len(hints) >= HINTS:
+            hints.clear()
+        hints[(db.name, self.totals, _id)] = (watermark, int(tail[-1]["seq"]) if tail else watermark)
         for entry in tail:
             key = str(entry[self.key_field])
             if key in counted:
@@ -311,11 +297,11 @@ class FoldLog:
                 await self.compact(db, bucket)
         return state, marks
 
-    async def refold(self, db: Database, bucket: str, view: str = "") -> tuple[int, dict[str, Any], dict[str, Any]]:
+    async def refold(self, db: Database, bucket: str, view: str = "") -> tuple[int, State, State]:
         """(watermark, stored state, the canonical entries 1..watermark folded afresh): whether
         the stored totals are their own entries' fold (an operator's check; reads the log)."""
         watermark, stored = await self._totals(db, bucket, view)
-        state: dict[str, Any] = {}
+        state: State = {}
         for entry in await self._tail(db, bucket, 0, watermark):
             if int(entry["seq"]) <= watermark and entry["_canonical"] == int(entry["seq"]):
                 self.views[view].fold(state, entry)

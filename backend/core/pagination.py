@@ -4,8 +4,9 @@ import base64
 import json
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any, Generic, TypeVar
+from typing import Annotated, Any, Generic, TypeVar
 
+from fastapi import Query
 from pydantic import BaseModel
 
 from backend.core.errors import Unprocessable
@@ -16,6 +17,7 @@ T = TypeVar("T")
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
+Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT)]  # a list route's page size
 
 
 class Page(BaseModel, Generic[T]):

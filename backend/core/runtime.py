@@ -94,6 +94,9 @@ class Runtime:
     # core/foldlog: per (database, log/bucket), this process's appends to the bucket's log, one
     # at a time.
     counter_append_locks: dict[tuple[str, str], asyncio.Lock] = field(default_factory=dict)
+    # core/foldlog: per (database, totals collection, totals `_id`), the watermark and tail end a
+    # reader last saw (its read hint, bounded by foldlog.HINTS).
+    foldlog_hints: dict[tuple[str, str, str], tuple[int, int]] = field(default_factory=dict)
 
     async def close(self) -> None:
         """Lets batches already handed to a writer finish (their callers are waiting on them)."""

@@ -6,7 +6,6 @@ from typing import Annotated, Any, Self
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, StringConstraints, WithJsonSchema
 
 from backend.core.clock import as_utc
-from backend.core.ids import is_valid_id
 
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=120)]
 Password = Annotated[str, StringConstraints(min_length=8, max_length=128)]
@@ -61,7 +60,3 @@ class ReadModel(BaseModel):
     def of(cls, stored: StoredModel) -> Self:
         """The API's shape of a stored document: its fields (and properties) by name."""
         return cls.model_validate(stored, from_attributes=True)
-
-
-def valid_id_or_none(value: str) -> str | None:
-    return value if is_valid_id(value) else None

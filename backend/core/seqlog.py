@@ -76,6 +76,7 @@ import contextlib
 import os
 import socket
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -112,6 +113,22 @@ def block_of(seq: int) -> int:
     return (seq - 1) // MARK_EVERY
 
 
+async def gallop(lo: int, present: Callable[[int], Awaitable[bool]]) -> int:
+    """The highest n with `present(n)`, given `present(lo)` and no holes above it (a log whose
+    numbers are taken in order): a galloping search, O(log gap) look-ups."""
+    step = 1
+    while await present(lo + step):
+        lo, step = lo + step, step * 2
+    hi = lo + step
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if await present(mid):
+            lo = mid
+        else:
+            hi = mid
+    return lo
+
+
 class SeqLog:
     def __init__(self, collection: str, prefix: str, *, state_collection: str, cursor_id: str) -> None:
         self.collection = collection
@@ -136,17 +153,14 @@ class SeqLog:
     async def get(self, db: Database, seq: int) -> dict[str, Any] | None:
         return await db[self.collection].find_one({"_id": self.entry_id(seq)})
 
+    async def _stored(self, db: Database, _id: str) -> bool:
+        return await db[self.collection].find_one({"_id": _id}, projection={"_id": 1}) is not None
+
     async def exists(self, db: Database, seq: int) -> bool:
-        if seq < 1:
-            return True
-        found = await db[self.collection].find_one({"_id": self.entry_id(seq)}, projection={"_id": 1})
-        return found is not None
+        return seq < 1 or await self._stored(db, self.entry_id(seq))
 
     async def _marker_exists(self, db: Database, block: int) -> bool:
-        if block < 0:
-            return True
-        found = await db[self.collection].find_one({"_id": self.marker_id(block)}, projection={"_id": 1})
-        return found is not None
+        return block < 0 or await self._stored(db, self.marker_id(block))
 
     async def ever_written(self, db: Database) -> bool:
         """Whether a writer ever took a number here (marker 0; entry 1 for logs older than markers)."""
@@ -157,18 +171,7 @@ class SeqLog:
         Without holes (plain `append`) that is the highest stored entry."""
         key, rt = self._key(db), runtime_of(db)
         hint = rt.seqlog_heads.get(key, 0)
-        lo = hint if await self.exists(db, hint) else 0
-        step = 1
-        hi = lo + step
-        while await self.exists(db, hi):
-            lo, step = hi, step * 2
-            hi = lo + step
-        while hi - lo > 1:
-            mid = (lo + hi) // 2
-            if await self.exists(db, mid):
-                lo = mid
-            else:
-                hi = mid
+        lo = await gallop(hint if await self.exists(db, hint) else 0, lambda n: self.exists(db, n))
         rt.seqlog_heads[key] = max(hint, lo)
         return lo
 
@@ -179,19 +182,8 @@ class SeqLog:
         return await self._highest_marked(db, block)
 
     async def _highest_marked(self, db: Database, known: int) -> int:
-        """Highest marked block, given that `known`'s marker is stored (or -1). Markers have no
-        holes, so this is a galloping search."""
-        lo, step = known, 1
-        while await self._marker_exists(db, lo + step):
-            lo, step = lo + step, step * 2
-        hi = lo + step
-        while hi - lo > 1:
-            mid = (lo + hi) // 2
-            if await self._marker_exists(db, mid):
-                lo = mid
-            else:
-                hi = mid
-        return lo
+        """Highest marked block, given that `known`'s marker is stored (or -1). Markers have no holes."""
+        return await gallop(known, lambda n: self._marker_exists(db, n))
 
     async def after(self, db: Database, seq: int, *, projection: dict[str, int] | None = None) -> dict[str, Any] | None:
         """The first entry stored after `seq` (a missing number), or None when nothing is stored

@@ -1,10 +1,8 @@
 from typing import Any
 
-from pymongo.errors import DuplicateKeyError, PyMongoError
-
 from backend.core.clock import utcnow
-from backend.core.db import Database, is_duplicate_key
-from backend.core.errors import Conflict, NotFound, Unprocessable
+from backend.core.db import Database, unique_or_conflict
+from backend.core.errors import NotFound, Unprocessable
 from backend.core.ids import is_valid_id, new_id
 from backend.core.pagination import decode_id_cursor, next_id_cursor
 from backend.core.tenancy import Actor, TenantScope
@@ -12,6 +10,8 @@ from backend.departments import repository
 from backend.departments.models import Department as Department  # published: the stored shape
 from backend.departments.repository import get as get  # published: by id in a tenant's scope
 from backend.departments.schemas import DepartmentCreate, DepartmentPage, DepartmentRead, DepartmentUpdate
+
+NAME_TAKEN = "a department with this name already exists"
 
 
 def _name_key(name: str) -> str:
@@ -30,10 +30,8 @@ async def create(db: Database, actor: Actor, *, data: DepartmentCreate) -> Depar
         created_at=now,
         updated_at=now,
     )
-    try:
+    with unique_or_conflict(NAME_TAKEN):
         await repository.insert(db, department)
-    except DuplicateKeyError as exc:
-        raise Conflict("a department with this name already exists") from exc
     return DepartmentRead.of(department)
 
 
@@ -59,12 +57,8 @@ async def update(db: Database, actor: Actor, *, department_id: str, data: Depart
     if "name" in changes:
         changes["name_key"] = _name_key(changes["name"])
     changes["updated_at"] = utcnow()
-    try:
+    with unique_or_conflict(NAME_TAKEN):
         department = await repository.update(db, actor.scope, department_id, changes)
-    except PyMongoError as exc:
-        if not is_duplicate_key(exc):
-            raise
-        raise Conflict("a department with this name already exists") from exc
     assert department is not None
     return DepartmentRead.of(department)
 

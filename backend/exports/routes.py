@@ -2,7 +2,7 @@ from collections.abc import AsyncIterator, Callable
 from datetime import date
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import StreamingResponse
 
 from backend.auth.deps import StaffActor
@@ -29,59 +29,46 @@ def _gate(request: Request, settings: AppSettings) -> service.ExportGate:
     return gate
 
 
-async def _export(
+Exporter = Callable[[Callable[..., AsyncIterator[str]], str], StreamingResponse]
+
+
+async def _exporter(
     request: Request,
     db: Db,
     settings: AppSettings,
     actor: StaffActor,
-    first: date,
-    last: date,
-    reseller_id: str | None,
-    *,
-    rows: Callable[..., AsyncIterator[str]],
-    name: str,
-) -> StreamingResponse:
+    first: From,
+    last: To,
+    reseller_id: ResellerId = None,
+) -> Exporter:
     """Both files' one path: who and which days, a free export slot, then the rows as they are read."""
     scope, tz = await service.scope_for(db, actor, reseller_id=reseller_id)
     when = service.period(first, last, tz, max_days=settings.EXPORT_MAX_DAYS)
-    gate = _gate(request, settings)
-    gate.admit()
-    body = gate.run(rows(db, scope, when, batch=settings.EXPORT_BATCH_ROWS))
-    response = StreamingResponse(body, media_type="text/csv; charset=utf-8")
-    response.headers["Content-Disposition"] = (
-        f'attachment; filename="{name}_{first.isoformat()}_{last.isoformat()}.csv"'
-    )
-    response.headers["Cache-Control"] = "no-store"
-    return response
+
+    def export(rows: Callable[..., AsyncIterator[str]], name: str) -> StreamingResponse:
+        gate = _gate(request, settings)
+        gate.admit()
+        body = gate.run(rows(db, scope, when, batch=settings.EXPORT_BATCH_ROWS))
+        response = StreamingResponse(body, media_type="text/csv; charset=utf-8")
+        response.headers["Content-Disposition"] = (
+            f'attachment; filename="{name}_{first.isoformat()}_{last.isoformat()}.csv"'
+        )
+        response.headers["Cache-Control"] = "no-store"
+        return response
+
+    return export
+
+
+Export = Annotated[Exporter, Depends(_exporter)]
 
 
 @router.get("/tickets.csv", operation_id="exports-tickets", response_class=StreamingResponse, responses=CSV_ANSWER)
-async def export_tickets(
-    request: Request,
-    db: Db,
-    settings: AppSettings,
-    actor: StaffActor,
-    first: From,
-    last: To,
-    reseller_id: ResellerId = None,
-) -> StreamingResponse:
+async def export_tickets(export: Export) -> StreamingResponse:
     """Tickets opened in the period (one row each), streamed as they are read."""
-    return await _export(
-        request, db, settings, actor, first, last, reseller_id, rows=service.tickets_csv, name="tickets"
-    )
+    return export(service.tickets_csv, "tickets")
 
 
 @router.get("/messages.csv", operation_id="exports-messages", response_class=StreamingResponse, responses=CSV_ANSWER)
-async def export_messages(
-    request: Request,
-    db: Db,
-    settings: AppSettings,
-    actor: StaffActor,
-    first: From,
-    last: To,
-    reseller_id: ResellerId = None,
-) -> StreamingResponse:
+async def export_messages(export: Export) -> StreamingResponse:
     """Conversation messages written in the period (internal notes left out), streamed as they are read."""
-    return await _export(
-        request, db, settings, actor, first, last, reseller_id, rows=service.messages_csv, name="mensagens"
-    )
+    return export(service.messages_csv, "mensagens")

@@ -1,20 +1,16 @@
 """Read-only views of a client's other tickets, authorized through the ticket in the URL."""
 
-from typing import Annotated
-
-from fastapi import APIRouter, Query
+from fastapi import APIRouter
 
 from backend.auth.deps import TenantStaffActor
 from backend.core.deps import Db
 from backend.core.errors import ROLE, responses
-from backend.core.pagination import DEFAULT_LIMIT, MAX_LIMIT
+from backend.core.pagination import DEFAULT_LIMIT, Limit
 from backend.history import service
 from backend.messages.schemas import MessagePage
 from backend.tickets.schemas import TicketPage, TicketRead
 
 router = APIRouter(prefix="/tickets", tags=["tickets"], responses=ROLE)
-
-Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT)]
 
 
 @router.get("/{ticket_id}/history", operation_id="tickets-history", responses=responses(404))

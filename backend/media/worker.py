@@ -41,13 +41,27 @@ log = get_logger("media")
 ERROR_MAX_CHARS = 500
 
 
+def policy_of(settings: Settings) -> attempts.Policy:
+    return attempts.Policy(
+        max_attempts=settings.MEDIA_FETCH_MAX_ATTEMPTS,
+        lease_seconds=settings.MEDIA_FETCH_LEASE_SECONDS,
+        backoff_base_seconds=settings.MEDIA_FETCH_BACKOFF_BASE_SECONDS,
+        backoff_max_seconds=settings.MEDIA_FETCH_BACKOFF_MAX_SECONDS,
+        poll_seconds=settings.MEDIA_FETCH_POLL_SECONDS,
+        concurrency=settings.MEDIA_FETCH_CONCURRENCY,
+        scan_limit=settings.MEDIA_FETCH_SCAN_LIMIT,
+        errors=ProviderError,
+        error_max_chars=ERROR_MAX_CHARS,
+    )
+
+
 class MediaFetcher:
     def __init__(self, db: Database, settings: Settings, http: httpx.AsyncClient) -> None:
         self.db = db
         self.settings = settings
         self.http = http
-        self.walk = attempts.QueueWalk(repository.fetches, settings, "MEDIA_FETCH", what="media fetch")
-        self.policy = attempts.Policy.of(settings, "MEDIA_FETCH", errors=ProviderError, error_max_chars=ERROR_MAX_CHARS)
+        self.policy = policy_of(settings)
+        self.walk = attempts.QueueWalk(repository.fetches, self.policy, what="media fetch")
 
     async def run_once(self) -> int:
         """One pass over (part of) the open queue (core/attempts.py `QueueWalk`); entries go concurrently."""

@@ -67,7 +67,7 @@ async def store(
     await repository.insert(db, doc)
     if opening:
         activity = Activity.of(doc)
-        await tickets.touch_activity(db, ticket, at=activity.at, preview=activity.preview, direction=activity.direction)
+        await tickets.touch_activity(db, ticket, activity=activity)
         ticket = await projection.settle(db, ticket["_id"], activity=activity) or ticket
     await feed.publish(db, reseller_id=ticket["reseller_id"], type_="message.created", ticket=ticket, message=doc)
     return doc

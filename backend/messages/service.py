@@ -167,14 +167,7 @@ async def _file_client_message(db: Database, ticket: dict[str, Any], message: di
     which a finalized ticket may keep (the same as when its writer saw it open). Its number in
     the unread count is taken only in the ticket it ends in."""
     activity = _activity(ticket, message)
-    await tickets.touch_activity(
-        db,
-        ticket,
-        at=activity.at,
-        preview=activity.preview,
-        direction=activity.direction,
-        automatic=activity.automatic,
-    )
+    await tickets.touch_activity(db, ticket, activity=activity)
     settled = await projection.settle(db, ticket["_id"], activity=activity)
     if settled is not None and is_open(settled["status"]):
         await unread.record_inbound(db, ticket, message)
@@ -272,14 +265,7 @@ async def _after_stored(db: Database, ticket: dict[str, Any], message: dict[str,
     and our write can put back an older status."""
     await unread.record_inbound(db, ticket, message)
     activity = _activity(ticket, message)
-    await tickets.touch_activity(
-        db,
-        ticket,
-        at=activity.at,
-        preview=activity.preview,
-        direction=activity.direction,
-        automatic=activity.automatic,
-    )
+    await tickets.touch_activity(db, ticket, activity=activity)
     settled = await projection.settle(db, ticket["_id"], activity=activity)
     # Announced as the ticket now is (log and activity), not as it was when this message arrived.
     current = settled if settled is not None else {**ticket, **activity.fields()}

@@ -30,7 +30,7 @@ from backend.core.attempts import AttemptLedger
 from backend.core.clock import utcnow
 from backend.core.db import Database
 from backend.core.runtime import runtime_of
-from backend.core.seqlog import SeqLog
+from backend.core.seqlog import SeqLog, gallop
 from backend.core.tuning import OUTBOUND_CHAT_HINTS as CHAT_HINTS
 from backend.outbound.models import ChatEntry, HeldEcho, ParkedReceipts, QueueEntry, Resolution, Sending
 
@@ -71,6 +71,10 @@ async def get_chat_entry(db: Database, chat: str, k: int) -> ChatEntry | None:
     return ChatEntry.load(await db[CHATS].find_one({"_id": chat_entry_id(chat, k)}))
 
 
+async def _chat_entry_stored(db: Database, chat: str, k: int) -> bool:
+    return await get_chat_entry(db, chat, k) is not None
+
+
 def _chat_hint(db: Database, chat: str) -> int:
     return runtime_of(db).outbound_chat_heads.get((db.name, chat), 0)
 
@@ -86,16 +90,7 @@ def _remember_chat_head(db: Database, chat: str, k: int) -> None:
 
 async def _chat_head(db: Database, chat: str) -> int:
     """The chat's last entry: galloping from the hint past what it missed."""
-    lo, step = _chat_hint(db, chat), 1
-    while await get_chat_entry(db, chat, lo + step) is not None:
-        lo, step = lo + step, step * 2
-    hi = lo + step
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        if await get_chat_entry(db, chat, mid) is not None:
-            lo = mid
-        else:
-            hi = mid
+    lo = await gallop(_chat_hint(db, chat), lambda k: _chat_entry_stored(db, chat, k))
     _remember_chat_head(db, chat, lo)
     return lo
 

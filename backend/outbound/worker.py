@@ -46,13 +46,26 @@ from backend.webhooks import service as webhooks
 log = get_logger("outbound")
 
 
+def policy_of(settings: Settings) -> attempts.Policy:
+    return attempts.Policy(
+        max_attempts=settings.OUTBOUND_MAX_ATTEMPTS,
+        lease_seconds=settings.OUTBOUND_LEASE_SECONDS,
+        backoff_base_seconds=settings.OUTBOUND_BACKOFF_BASE_SECONDS,
+        backoff_max_seconds=settings.OUTBOUND_BACKOFF_MAX_SECONDS,
+        poll_seconds=settings.OUTBOUND_POLL_SECONDS,
+        concurrency=settings.OUTBOUND_CONCURRENCY,
+        scan_limit=settings.OUTBOUND_SCAN_LIMIT,
+        errors=ProviderError,
+    )
+
+
 class OutboundWorker:
     def __init__(self, db: Database, settings: Settings, http: httpx.AsyncClient) -> None:
         self.db = db
         self.settings = settings
         self.http = http
-        self.walk = attempts.QueueWalk(repository.queue, settings, "OUTBOUND", what="outbound")
-        self.policy = attempts.Policy.of(settings, "OUTBOUND", errors=ProviderError)
+        self.policy = policy_of(settings)
+        self.walk = attempts.QueueWalk(repository.queue, self.policy, what="outbound")
 
     async def run_once(self) -> int:
         """One pass over (part of) the open queue (core/attempts.py `QueueWalk`); chats go concurrently."""

@@ -8,11 +8,9 @@ edits the text before sending; the server keeps the template as written.
 
 from typing import Any
 
-from pymongo.errors import PyMongoError
-
 from backend.core.clock import utcnow
-from backend.core.db import Database, is_duplicate_key
-from backend.core.errors import Conflict, Forbidden, NotFound
+from backend.core.db import Database, unique_or_conflict
+from backend.core.errors import Forbidden, NotFound
 from backend.core.ids import is_valid_id, new_id
 from backend.core.tenancy import Actor
 from backend.quick_replies import repository
@@ -51,12 +49,8 @@ async def create(db: Database, actor: Actor, *, data: QuickReplyCreate) -> Quick
         created_at=now,
         updated_at=now,
     )
-    try:
+    with unique_or_conflict(TAKEN):
         await repository.insert(db, reply)
-    except PyMongoError as exc:
-        if not is_duplicate_key(exc):
-            raise
-        raise Conflict(TAKEN) from exc
     return QuickReplyRead.of(reply)
 
 
@@ -85,11 +79,7 @@ async def update(db: Database, actor: Actor, *, reply_id: str, data: QuickReplyU
     active = changes.get("active", reply.active)
     changes["shortcut_key"] = _key(shortcut) if active else _retired_key(shortcut, reply.id)
     changes["updated_at"] = utcnow()
-    try:
+    with unique_or_conflict(TAKEN):
         updated = await repository.update(db, actor.scope, reply_id, changes)
-    except PyMongoError as exc:
-        if not is_duplicate_key(exc):
-            raise
-        raise Conflict(TAKEN) from exc
     assert updated is not None
     return QuickReplyRead.of(updated)

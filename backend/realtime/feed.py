@@ -16,6 +16,7 @@ change to the same ticket carries its full current state. The feed is a notifica
 the source of truth.
 """
 
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from backend.core.clock import utcnow
@@ -138,15 +139,20 @@ async def publish(
         log.error("realtime feed write failed; change is stored but not announced", type=type_, error=str(exc))
         return None
     metrics.PUBLISHED.labels(type_).inc()
+    _to_sinks(db, lambda sink: sink.announce(record), failed="realtime announce failed; the tail poll will deliver it")
+    return record
+
+
+def _to_sinks(db: Database, notify: Callable[[Sink], None], *, failed: str) -> None:
+    """`notify` each of this process's sinks of `db`; a sink that fails is logged and counted."""
     for db_name, sink in list(runtime_of(db).feed_sinks):
         if db_name != db.name:
             continue
         try:
-            sink.announce(record)
+            notify(sink)
         except Exception as exc:
             metrics.ERRORS.labels("announce").inc()
-            log.warning("realtime announce failed; the tail poll will deliver it", error=str(exc))
-    return record
+            log.warning(failed, error=str(exc))
 
 
 def access_changed(db: Database, *, reseller_id: str, user_id: str | None = None) -> None:
@@ -154,11 +160,5 @@ def access_changed(db: Database, *, reseller_id: str, user_id: str | None = None
     reseller was deactivated): their open sockets, on every process, re-read it now rather than
     at their next periodic check (REALTIME_RECHECK_SECONDS), which stays the safety net for a
     lost notice. Call after the change is stored; never raises."""
-    for db_name, sink in list(runtime_of(db).feed_sinks):
-        if db_name != db.name:
-            continue
-        try:
-            sink.access_changed(reseller_id, user_id)
-        except Exception as exc:
-            metrics.ERRORS.labels("announce").inc()
-            log.warning("access change not announced; sockets re-check at their next period", error=str(exc))
+    failed = "access change not announced; sockets re-check at their next period"
+    _to_sinks(db, lambda sink: sink.access_changed(reseller_id, user_id), failed=failed)

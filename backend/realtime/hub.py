@@ -78,9 +78,6 @@ class Inbox:
         self._maxsize = maxsize
         self._waiter: asyncio.Future[None] | None = None
 
-    def qsize(self) -> int:
-        return len(self._items)
-
     def put_nowait(self, entry: Entry) -> None:
         if len(self._items) >= self._maxsize:
             raise asyncio.QueueFull

@@ -16,6 +16,7 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError
 from backend.core.db import Database
 from backend.core.group_commit import DUPLICATE_CODES
 from backend.core.runtime import runtime_of
+from backend.core.seqlog import gallop
 from backend.core.tuning import FEED_BATCH as MAX_BATCH  # at most 100: see there
 from backend.core.tuning import FEED_LOSSES_BEFORE_SEARCH as LOSSES_BEFORE_SEARCH
 from backend.core.tuning import FEED_TRANSIENT_RETRIES as TRANSIENT_RETRIES
@@ -44,21 +45,7 @@ async def latest(db: Database, reseller_id: str, *, start: int = 0) -> int:
     """The tenant's highest stored seq. Stored seqs are 1..latest, so "exists" is monotone and a
     galloping search from a known-stored `start` needs O(log gap) lookups."""
     lo = max(start, runtime_of(db).feed_tails.get((db.name, reseller_id), 0))
-    if not await exists(db, reseller_id, lo):
-        lo = 0
-    step = 1
-    hi = lo + step
-    while await exists(db, reseller_id, hi):
-        lo = hi
-        step *= 2
-        hi = lo + step
-    # lo exists, hi does not: bisect between them.
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        if await exists(db, reseller_id, mid):
-            lo = mid
-        else:
-            hi = mid
+    lo = await gallop(lo if await exists(db, reseller_id, lo) else 0, lambda n: exists(db, reseller_id, n))
     _remember(db, reseller_id, lo)
     return lo
 

@@ -1,11 +1,9 @@
-from typing import Annotated
-
-from fastapi import APIRouter, Query
+from fastapi import APIRouter
 
 from backend.auth.deps import AdminActor, ResellerActor
 from backend.core.deps import Db
 from backend.core.errors import ROLE, WITH_BODY, responses
-from backend.core.pagination import DEFAULT_LIMIT, MAX_LIMIT
+from backend.core.pagination import DEFAULT_LIMIT, Limit
 from backend.resellers import service
 from backend.resellers.schemas import (
     ResellerConfigRead,
@@ -29,7 +27,7 @@ async def list_resellers(
     db: Db,
     actor: AdminActor,
     cursor: str | None = None,
-    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
+    limit: Limit = DEFAULT_LIMIT,
 ) -> ResellerPage:
     return await service.list_page(db, cursor=cursor, limit=limit)
 

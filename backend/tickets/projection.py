@@ -134,13 +134,6 @@ async def settle(db: Database, ticket_id: str, *, activity: Activity | None = No
             )
         if behind:
             assert activity is not None
-            await repository.touch_activity(
-                db,
-                doc,
-                at=activity.at,
-                preview=activity.preview,
-                direction=activity.direction,
-                automatic=activity.automatic,
-            )
+            await repository.touch_activity(db, doc, activity=activity)
     log.warning("ticket projection still moving after settling; the sweep will finish it", ticket_id=ticket_id)
     return view

@@ -1,7 +1,7 @@
 """Queries on `tickets`. The ticket document is a projection of its `ticket_events`."""
 
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError
@@ -11,6 +11,9 @@ from backend.core.conditional import update_if
 from backend.core.db import Database
 from backend.core.indexes import ASC, DESC, declare
 from backend.core.tenancy import TenantScope
+
+if TYPE_CHECKING:  # projection.py builds on this module
+    from backend.tickets.projection import Activity
 
 COLLECTION = "tickets"
 COUNTERS = "counters"
@@ -91,26 +94,11 @@ async def apply_state(
     await update_if(db, COLLECTION, ticket_id, {"version": from_version}, update)
 
 
-async def touch_activity(
-    db: Database, ticket: dict[str, Any], *, at: datetime, preview: str, direction: str, automatic: bool = False
-) -> None:
+async def touch_activity(db: Database, ticket: dict[str, Any], *, activity: "Activity") -> None:
     """Moves the ticket's last-message fields forward (never back). `ticket`: as just loaded.
     Callers then settle (projection.py): on FerretDB this write can put back an older status."""
-    await update_if(
-        db,
-        COLLECTION,
-        ticket["_id"],
-        {"last_message_at": {"$lte": at}},
-        {
-            "$set": {
-                "last_message_at": at,
-                "last_message_preview": preview,
-                "last_message_direction": direction,
-                "last_message_automatic": automatic,
-            }
-        },
-        current=ticket,
-    )
+    guard = {"last_message_at": {"$lte": activity.at}}
+    await update_if(db, COLLECTION, ticket["_id"], guard, {"$set": activity.fields()}, current=ticket)
 
 
 async def for_client_on_channel(db: Database, scope: TenantScope, client_id: str, channel: str) -> list[dict[str, Any]]:

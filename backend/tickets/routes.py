@@ -7,7 +7,7 @@ from backend.audit.schemas import TicketEventPage
 from backend.auth.deps import StaffActor, TenantStaffActor
 from backend.core.deps import Db
 from backend.core.errors import ROLE, WITH_BODY, responses
-from backend.core.pagination import DEFAULT_LIMIT, MAX_LIMIT
+from backend.core.pagination import DEFAULT_LIMIT, Limit
 from backend.messages import service as messages
 from backend.messages import uploads
 from backend.messages.schemas import MessageCreate, MessagePage, MessageRead
@@ -18,7 +18,6 @@ from backend.tickets.states import Status
 
 router = APIRouter(prefix="/tickets", tags=["tickets"], responses=ROLE)
 
-Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT)]
 OptionalId = Annotated[str | None, Query(pattern=r"^[0-9a-f]{24}$")]
 
 

@@ -34,43 +34,23 @@ class Transition:
     agent_must_hold: bool
 
 
+OPEN_STATES = frozenset({Status.ESPERA, Status.ATENDENDO})
+STAFF, CLIENT = frozenset({"agent", "reseller"}), frozenset({"client"})
+_ESPERA, _ATENDENDO = frozenset({Status.ESPERA}), frozenset({Status.ATENDENDO})  # one-state sources
+_FINALIZADO = frozenset({Status.FINALIZADO})
+
 TRANSITIONS: dict[Action, Transition] = {
+    # action: Transition(sources, target, roles, event, agent_must_hold)
     # The reseller owner may act as an agent when it chooses to (issue 16 item 6).
-    Action.ASSUME: Transition(
-        frozenset({Status.ESPERA}), Status.ATENDENDO, frozenset({"agent", "reseller"}), "assumed", agent_must_hold=False
-    ),
-    Action.TRANSFER_TO_AGENT: Transition(
-        frozenset({Status.ATENDENDO}),
-        Status.ATENDENDO,
-        frozenset({"agent", "reseller"}),
-        "transferred",
-        agent_must_hold=True,
-    ),
+    Action.ASSUME: Transition(_ESPERA, Status.ATENDENDO, STAFF, "assumed", False),
+    Action.TRANSFER_TO_AGENT: Transition(_ATENDENDO, Status.ATENDENDO, STAFF, "transferred", True),
     # From espera too: routing a waiting ticket to the right queue (an agent of its department,
     # or the owner), no assume first.
-    Action.TRANSFER_TO_DEPARTMENT: Transition(
-        frozenset({Status.ESPERA, Status.ATENDENDO}),
-        Status.ESPERA,
-        frozenset({"agent", "reseller"}),
-        "transferred",
-        agent_must_hold=True,
-    ),
-    Action.FINALIZE: Transition(
-        frozenset({Status.ESPERA, Status.ATENDENDO}),
-        Status.FINALIZADO,
-        frozenset({"agent", "reseller"}),
-        "finalized",
-        agent_must_hold=True,
-    ),
-    Action.MENU_CHOICE: Transition(
-        frozenset({Status.ESPERA}), Status.ESPERA, frozenset({"client"}), "routed", agent_must_hold=False
-    ),
-    Action.RATE: Transition(
-        frozenset({Status.FINALIZADO}), Status.FINALIZADO, frozenset({"client"}), "rated", agent_must_hold=False
-    ),
+    Action.TRANSFER_TO_DEPARTMENT: Transition(OPEN_STATES, Status.ESPERA, STAFF, "transferred", True),
+    Action.FINALIZE: Transition(OPEN_STATES, Status.FINALIZADO, STAFF, "finalized", True),
+    Action.MENU_CHOICE: Transition(_ESPERA, Status.ESPERA, CLIENT, "routed", False),
+    Action.RATE: Transition(_FINALIZADO, Status.FINALIZADO, CLIENT, "rated", False),
 }
-
-OPEN_STATES = frozenset({Status.ESPERA, Status.ATENDENDO})
 CREATED_EVENT = "created"
 # Finalized ticket -> the ticket "Reabrir" opened for it (a natural key, claimed once:
 # tickets.service.reopen; tickets.links completes it from the new ticket's back link after a crash).

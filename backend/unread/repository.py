@@ -23,6 +23,7 @@ from pymongo.errors import DuplicateKeyError
 
 from backend.core.db import Database
 from backend.core.indexes import ASC, declare
+from backend.core.seqlog import gallop
 
 INBOUND = "inbound_seq"
 MARKERS = "read_markers"
@@ -69,19 +70,15 @@ async def _chain_end(
     """(n, entry n or the caller's stand-in) for the highest stored entry of a hole-free chain,
     starting from entry `lo`, known stored. Galloping, then bisecting: O(log distance) reads;
     one read when nothing was added past `lo`."""
-    step = 1
-    while (doc := await _get(db, collection, f"{prefix}:{lo + step}")) is not None:
-        lo, lo_doc = lo + step, doc
-        step *= 2
-    hi = lo + step
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        doc = await _get(db, collection, f"{prefix}:{mid}")
-        if doc is not None:
-            lo, lo_doc = mid, doc
-        else:
-            hi = mid
-    return lo, lo_doc
+    seen = {lo: lo_doc}
+
+    async def stored(n: int) -> bool:
+        if (doc := await _get(db, collection, f"{prefix}:{n}")) is not None:
+            seen[n] = doc
+        return doc is not None
+
+    n = await gallop(lo, stored)
+    return n, seen[n]
 
 
 async def inbound_head(db: Database, ticket_id: str) -> int:

@@ -1,11 +1,9 @@
-from typing import Annotated
-
-from fastapi import APIRouter, Query
+from fastapi import APIRouter
 
 from backend.auth.deps import ResellerActor, ResellerOrAdminActor, StaffActor
 from backend.core.deps import Db
 from backend.core.errors import ROLE, WITH_BODY, responses
-from backend.core.pagination import DEFAULT_LIMIT, MAX_LIMIT
+from backend.core.pagination import DEFAULT_LIMIT, Limit
 from backend.users import service
 from backend.users.schemas import UserCreate, UserPage, UserRead, UserUpdate
 
@@ -22,7 +20,7 @@ async def list_users(
     db: Db,
     actor: StaffActor,
     cursor: str | None = None,
-    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
+    limit: Limit = DEFAULT_LIMIT,
     department_id: str | None = None,
     active: bool | None = None,
 ) -> UserPage:

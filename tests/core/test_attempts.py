@@ -13,10 +13,11 @@ from typing import Any
 import pytest
 from pymongo import AsyncMongoClient
 
-from backend.core.attempts import AttemptLedger, Doc, Policy, QueueWalk
+from backend.core.attempts import AttemptLedger, Doc, Policy
 from backend.core.clock import utcnow
 from backend.core.db import Database, durable_database
-from backend.core.seqlog import SeqLog
+from backend.media import worker as media_worker
+from backend.outbound import worker as outbound_worker
 from tests.conftest import make_settings
 
 
@@ -26,7 +27,16 @@ class Refused(Exception):
         self.retryable = retryable
 
 
-POLICY = Policy(max_attempts=3, lease_seconds=600, backoff_base_seconds=600, backoff_max_seconds=900, errors=Refused)
+POLICY = Policy(
+    max_attempts=3,
+    lease_seconds=600,
+    backoff_base_seconds=600,
+    backoff_max_seconds=900,
+    poll_seconds=1,
+    concurrency=1,
+    scan_limit=10,
+    errors=Refused,
+)
 
 
 @pytest.fixture
@@ -242,9 +252,10 @@ async def test_error_reasons_are_cut_where_the_policy_says(db: Database, ledger:
 
 
 def test_each_worker_is_tuned_by_its_own_settings(mongo_url: str) -> None:
-    settings = make_settings(mongo_url, "t_attempts", OUTBOUND_MAX_ATTEMPTS=2, MEDIA_FETCH_LEASE_SECONDS=7.0)
-    outbound, media = (Policy.of(settings, p, errors=Refused) for p in ("OUTBOUND", "MEDIA_FETCH"))
-    assert (outbound.max_attempts, outbound.lease_seconds) == (2, settings.OUTBOUND_LEASE_SECONDS)
-    assert (media.max_attempts, media.lease_seconds) == (settings.MEDIA_FETCH_MAX_ATTEMPTS, 7.0)
-    walk = QueueWalk(SeqLog("q", "q:", state_collection="s", cursor_id="c"), settings, "MEDIA_FETCH", what="test")
-    assert (walk.scan_limit, walk.poll) == (settings.MEDIA_FETCH_SCAN_LIMIT, settings.MEDIA_FETCH_POLL_SECONDS)
+    s = make_settings(mongo_url, "t_attempts", OUTBOUND_MAX_ATTEMPTS=2, MEDIA_FETCH_LEASE_SECONDS=7.0)
+    outbound, media = outbound_worker.policy_of(s), media_worker.policy_of(s)
+    assert (outbound.max_attempts, outbound.lease_seconds) == (2, s.OUTBOUND_LEASE_SECONDS)
+    assert (media.max_attempts, media.lease_seconds) == (s.MEDIA_FETCH_MAX_ATTEMPTS, 7.0)
+    assert (media.scan_limit, media.poll_seconds) == (s.MEDIA_FETCH_SCAN_LIMIT, s.MEDIA_FETCH_POLL_SECONDS)
+    assert (outbound.concurrency, media.concurrency) == (s.OUTBOUND_CONCURRENCY, s.MEDIA_FETCH_CONCURRENCY)
+    assert (outbound.error_max_chars, media.error_max_chars) == (None, media_worker.ERROR_MAX_CHARS)

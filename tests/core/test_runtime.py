@@ -11,12 +11,17 @@ from pymongo import AsyncMongoClient
 import backend.app  # noqa: F401 - this process has imported everything; the subprocess has not
 from backend import gates
 from backend.core.db import durable_database
+from backend.core.foldlog import FoldLog, View
 from backend.core.ids import new_id
 from backend.core.indexes import declared
 from backend.core.runtime import open_runtime, runtime_of
 from backend.core.seqlog import SeqLog, block_of
 from backend.realtime import feed
 from backend.tickets import service as tickets
+
+
+def _count(state: dict[str, Any], _: Any) -> None:
+    state["n"] = state.get("n", 0) + 1
 
 
 class Recorder:
@@ -71,6 +76,17 @@ async def test_two_clients_are_two_seqlog_writers_and_only_the_gated_one_may_fin
     assert runtime_of(a).finalize_hooks and not runtime_of(b).finalize_hooks
     with pytest.raises(RuntimeError, match="finalize hooks not registered"):
         await tickets.after_finalize(b, {"_id": new_id()})
+
+
+async def test_a_fold_log_read_hint_belongs_to_the_reading_process(two_processes: list[Any]) -> None:
+    a, b = two_processes
+    counts = FoldLog(entries="t_fold", totals="t_fold_totals", claim_kind="t_fold", views={"": View(_count)})
+    bucket = new_id()
+    await counts.record(a, bucket, "k1", {})
+    assert await counts.read(a, bucket) == {"n": 1}
+    assert runtime_of(a).foldlog_hints[(a.name, "t_fold_totals", bucket)] == (0, 1)
+    assert (b.name, "t_fold_totals", bucket) not in runtime_of(b).foldlog_hints
+    assert await counts.read(b, bucket) == {"n": 1}
 
 
 def test_a_process_that_imports_no_route_still_knows_every_index() -> None:

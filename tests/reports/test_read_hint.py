@@ -13,6 +13,7 @@ import pytest
 
 from backend.core.db import Database
 from backend.core.ids import new_id
+from backend.core.runtime import runtime_of
 from backend.core.seqlog import SeqLog
 from backend.reports import aggregates, repository
 
@@ -44,7 +45,7 @@ async def test_a_competitor_between_the_totals_read_and_the_tail_read_changes_no
     assert await _opened(db, tenant) == 3  # no totals yet: the hint remembers watermark 0, tail end 3
     await _record(db, tenant, range(4, 10))  # the 8th compacts: watermark 8, entry 9 past it
     assert await _opened(db, tenant) == 9
-    assert months._hints[(db.name, f"{_bucket(tenant)}|all")] == (8, 9)
+    assert runtime_of(db).foldlog_hints[(db.name, repository.TOTALS, f"{_bucket(tenant)}|all")] == (8, 9)
 
     real_log = months._log
     injected: list[int] = []
@@ -73,22 +74,22 @@ async def test_a_competitor_between_the_totals_read_and_the_tail_read_changes_no
     assert await _opened(db, tenant) == 16
     assert injected == [9]  # read with the totals, from the hint's watermark
     monkeypatch.setattr(months, "_log", real_log)
-    months._hints.clear()  # and read afresh, without any hint
+    runtime_of(db).foldlog_hints.clear()  # and read afresh, without any hint
     assert await _opened(db, tenant) == 16
 
 
 async def test_older_totals_written_back_over_the_hinted_ones_change_no_figure(db: Database) -> None:
-    tenant, months = new_id(), repository.MONTHS
+    tenant = new_id()
     await _record(db, tenant, range(1, 9))  # compacted at 8
     _id = f"{_bucket(tenant)}|agent"
     older = await db[repository.TOTALS].find_one({"_id": _id})
     assert older is not None and older["watermark"] == 8
     await _record(db, tenant, range(9, 19))  # compacted at 16, entries 17 and 18 past it
     assert await _opened(db, tenant, "agent") == 18
-    assert months._hints[(db.name, _id)] == (16, 18)
+    assert runtime_of(db).foldlog_hints[(db.name, repository.TOTALS, _id)] == (16, 18)
     # A write-back of the older pair (FerretDB, or a slow compactor): the watermark moves back.
     await db[repository.TOTALS].replace_one({"_id": _id}, older)
     assert await _opened(db, tenant, "agent") == 18
-    assert months._hints[(db.name, _id)] == (8, 18)
+    assert runtime_of(db).foldlog_hints[(db.name, repository.TOTALS, _id)] == (8, 18)
     await _record(db, tenant, range(19, 21))  # a tail longer than a window past the hint's end
     assert await _opened(db, tenant, "agent") == 20
