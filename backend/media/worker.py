@@ -16,6 +16,7 @@ per tenant per sha256), so a repeat costs a fetch, never a second copy.
 
 import asyncio
 import functools
+import re
 from typing import Any
 
 import httpx
@@ -24,7 +25,7 @@ from backend.connections import service as connections
 from backend.connections.providers import registry
 from backend.connections.providers.base import FetchedMedia, ProviderError
 from backend.connections.providers.evolution import decode_base64
-from backend.core import attempts
+from backend.core import attempts, metrics
 from backend.core.background import BackgroundLoop
 from backend.core.clock import utcnow
 from backend.core.config import Settings
@@ -93,7 +94,11 @@ class MediaFetcher:
             return True  # failed: only the retry action queues it again
 
         async def fetch(_: str) -> dict[str, Any]:
-            fetched = await self._bytes(entry)
+            try:
+                fetched = await self._bytes(entry)
+            except ProviderError as exc:
+                metrics.MEDIA_FETCH_FAILURES.labels(reason=failure_reason(exc)).inc()
+                raise
             record = await service.store_bytes(
                 self.db,
                 reseller_id=str(message["reseller_id"]),
@@ -153,6 +158,17 @@ class MediaFetcher:
 
     async def _fail(self, message_id: str, reason: str) -> None:
         await messages.set_media(self.db, message_id, {"status": "failed", "error": reason[:ERROR_MAX_CHARS]})
+
+
+def failure_reason(exc: ProviderError) -> str:
+    """The metric's label (README, Metrics) of a failed download, from the provider's error."""
+    text = str(exc)
+    if text.startswith("provider timeout"):
+        return "timeout"
+    answered = re.match(r"provider answered ([45])\d\d", text)
+    if answered:
+        return f"http_{answered.group(1)}xx"
+    return "error" if exc.retryable else "refused"
 
 
 async def run_until(db: Database, settings: Settings, stop: asyncio.Event) -> None:

@@ -6,6 +6,7 @@ from typing import Any
 
 import httpx
 import pytest
+from prometheus_client import REGISTRY
 
 from backend.webhooks.service import message_id_for
 from tests.factories import Tenant, make_tenant
@@ -164,15 +165,21 @@ async def test_a_redelivered_webhook_stores_one_message_one_copy_one_fetch(
     assert await db["media"].count_documents({"reseller_id": tenant.id, "sha256": sha}) == 1
 
 
+def _failures(reason: str) -> float:
+    return REGISTRY.get_sample_value("iaze_media_fetch_failures_total", {"reason": reason}) or 0.0
+
+
 async def test_provider_failing_then_recovering_is_retried_until_ready(
     client: httpx.AsyncClient, db: Any, tenant: Tenant, conn: dict[str, Any], evolution: FakeEvolution
 ) -> None:
+    failures = _failures("http_5xx")
     await evolution.mode("ok", media_fail_next=2)
     message = await send_media(evolution, db, conn, "photo.png")
     ready = await until_media(db, message["_id"], "ready")
     attempts = await db.media_fetch_attempts.find({"message_id": message["_id"]}).sort("attempt", 1).to_list(None)
     assert [a["result"] for a in attempts] == ["error", "error", "stored"]
     assert all("500" in a["error"] and a["retryable"] for a in attempts[:2])
+    assert _failures("http_5xx") == failures + 2  # README, Metrics: iaze_media_fetch_failures_total
     assert ready["media"]["sha256"] == hashlib.sha256(fixture("photo.png")).hexdigest()
     r = await client.get(f"/api/v1/messages/{message['_id']}/media", headers=tenant.headers)
     assert r.content == fixture("photo.png")
@@ -215,11 +222,13 @@ async def test_provider_down_during_the_fetch_then_back(
 async def test_permanent_failure_shows_its_reason_and_the_retry_action_works(
     client: httpx.AsyncClient, db: Any, tenant: Tenant, conn: dict[str, Any], evolution: FakeEvolution
 ) -> None:
+    refused = _failures("http_4xx")
     await evolution.mode("ok", media_fail_next=1)
     message = await send_media(evolution, db, conn, "boleto.pdf")
     await evolution.control("POST", "media_gone", {"key_id": message["key_id"]})
     failed = await until_media(db, message["_id"], "failed")
     assert "400" in failed["media"]["error"]
+    assert _failures("http_4xx") == refused + 1
     shown = await media_of(client, tenant.headers, message)
     assert shown["media"]["status"] == "failed" and "no longer" in shown["media"]["error"]
     url = f"/api/v1/messages/{message['_id']}/media"
