@@ -187,7 +187,7 @@ class WebhookProcessor:
         if handed is not None:
             handed.forget_up_to(lane, self._pos[lane])
         last_handed = handed.highest(lane) if handed is not None else 0
-        conns: dict[str, dict[str, Any] | None] = {}  # read once per walk
+        conns: dict[str, connections.Connection | None] = {}  # read once per walk
         chats: dict[str, Any] = {}  # per chat: what its last message of this walk found (service.process)
         processed, going = 0, True
         while going and not self._halt.is_set():
@@ -209,7 +209,7 @@ class WebhookProcessor:
         *,
         poll: bool,
         last_handed: int,
-        conns: dict[str, dict[str, Any] | None],
+        conns: dict[str, connections.Connection | None],
         chats: dict[str, Any],
     ) -> tuple[bool, int]:
         """Up to BATCH entries of the walk. Returns (more to walk, events processed)."""
@@ -293,7 +293,7 @@ class WebhookProcessor:
             attempt += 1  # its processor died: the next attempt
 
     async def _handle(
-        self, raw: dict[str, Any], conns: dict[str, dict[str, Any] | None], chats: dict[str, Any] | None = None
+        self, raw: dict[str, Any], conns: dict[str, connections.Connection | None], chats: dict[str, Any] | None = None
     ) -> bool:
         """Processes one pending event. Returns True when the lane may move past it."""
         attempt = await self._claim(raw)

@@ -59,10 +59,10 @@ def message_id_for(connection_id: str, provider_message_id: str) -> str:
     return hashlib.sha256(f"{connection_id}:{provider_message_id}".encode()).hexdigest()[:24]
 
 
-async def authenticate(db: Database, connection_id: str, token: str | None) -> dict[str, Any]:
+async def authenticate(db: Database, connection_id: str, token: str | None) -> connections.Connection:
     """One answer for "no such connection" and "wrong token", so callers learn nothing."""
     conn = await connections.get_shared_internal(db, connection_id) if is_valid_id(connection_id) else None
-    expected = str(conn["webhook_token"]) if conn else _DUMMY_TOKEN
+    expected = conn.webhook_token if conn else _DUMMY_TOKEN
     if not hmac.compare_digest(expected.encode(), (token or "").encode()) or conn is None:
         raise Unauthorized("invalid webhook credentials")
     return conn
@@ -112,18 +112,18 @@ async def receive(
 
 
 async def store(
-    db: Database, conn: dict[str, Any], *, event_hint: str | None, body: bytes, lanes: int
+    db: Database, conn: connections.Connection, *, event_hint: str | None, body: bytes, lanes: int
 ) -> tuple[Outcome, str]:
     """Stores an authenticated delivery (the route authenticates before it reads the body)."""
     text = body[:MAX_RAW_BYTES].decode("utf-8", errors="replace")
     event, chat = _sniff(text, event_hint)
-    lane = lane_of(conn["_id"], chat, lanes)
+    lane = lane_of(conn.id, chat, lanes)
     raw: dict[str, Any] = {
         "lane": lane,
         "chat": chat,
-        "connection_id": conn["_id"],
-        "reseller_id": conn["reseller_id"],
-        "provider": conn["provider"],
+        "connection_id": conn.id,
+        "reseller_id": conn.reseller_id,
+        "provider": conn.provider,
         "event_hint": event_hint,
         "event": event,
         "body": text,
@@ -143,7 +143,7 @@ async def process(
     db: Database,
     raw: dict[str, Any],
     *,
-    conn: dict[str, Any] | None = None,
+    conn: connections.Connection | None = None,
     attempt: int | None = None,
     chats: dict[str, Any] | None = None,
 ) -> Outcome:
@@ -167,9 +167,9 @@ async def process(
             raise WebhookParseError(f"body is not JSON: {exc}") from exc
         except RecursionError as exc:
             raise WebhookParseError("body is JSON nested deeper than the parser reads") from exc
-        parsed = registry.parse_webhook(conn["provider"], payload, event_hint=raw.get("event_hint"))
+        parsed = registry.parse_webhook(conn.provider, payload, event_hint=raw.get("event_hint"))
         events = [sanitize.event(event) for event in parsed]
-        if not conn.get("active"):
+        if not conn.active:
             outcome: Outcome = "ignored"
             results = ["connection inactive"]
         else:
@@ -191,7 +191,7 @@ async def process(
 
 async def _apply(
     db: Database,
-    conn: dict[str, Any],
+    conn: connections.Connection,
     event: InboundEvent,
     *,
     retry: bool = False,
@@ -205,13 +205,13 @@ async def _apply(
     if isinstance(event, StatusUpdate):
         return await outbound.apply_receipt(
             db,
-            connection_id=conn["_id"],
+            connection_id=conn.id,
             update=event,
-            fallback_id=message_id_for(conn["_id"], event.provider_message_id),
+            fallback_id=message_id_for(conn.id, event.provider_message_id),
             retry=retry,
         )
     if isinstance(event, ConnectionChange):
-        keep_qr = conn.get("qr_code") if event.status == "connecting" else None
+        keep_qr = conn.qr_code if event.status == "connecting" else None
         await connections.record_status(db, conn, status=event.status, qr_code=keep_qr, retry=retry)
         return f"connection {event.status}"
     if isinstance(event, QrChange):
@@ -231,7 +231,7 @@ async def _known_client(db: Database, reseller_id: str, phone: str) -> clients.U
 
 async def _ingest_message(
     db: Database,
-    conn: dict[str, Any],
+    conn: connections.Connection,
     event: InboundMessage,
     *,
     retry: bool,
@@ -239,7 +239,7 @@ async def _ingest_message(
     chats: dict[str, Any] | None = None,
 ) -> str:
     sanitize.check_storable(event)  # before the client and ticket writes: never a ticket without it
-    message_id = message_id_for(conn["_id"], event.provider_message_id)
+    message_id = message_id_for(conn.id, event.provider_message_id)
     # A redelivery (the message stored already) must stop before the ticket step opens a ticket
     # for an old message whose ticket was finalized since. A first delivery of a message into its
     # client's open ticket writes nothing before the message insert, whose unique `_id` stops a
@@ -255,7 +255,7 @@ async def _ingest_message(
         # told apart by provider id (the rule and its one text-matched window: from_me_verdict).
         verdict = await outbound.from_me_verdict(
             db,
-            connection_id=conn["_id"],
+            connection_id=conn.id,
             phone=event.phone,
             text=event.body or "",
             provider_message_id=event.provider_message_id,
@@ -268,14 +268,14 @@ async def _ingest_message(
     # A chat's earlier message in this walk found its client (the phone key never changes its
     # target; the client document is as fresh as the walk, like the connection) and its open
     # ticket, which intake then only re-reads (tickets.open_for_client `ticket_hint`).
-    chat = f"{conn['_id']}:{event.phone}"
+    chat = f"{conn.id}:{event.phone}"
     seen = chats.get(chat) if chats is not None else None
-    client = seen[0] if seen is not None else await _known_client(db, conn["reseller_id"], event.phone)
+    client = seen[0] if seen is not None else await _known_client(db, conn.reseller_id, event.phone)
     new_client = False
     if client is None:
         client, new_client = await clients.upsert_by_phone(
             db,
-            reseller_id=conn["reseller_id"],
+            reseller_id=conn.reseller_id,
             phone=event.phone,
             name=(event.push_name if not event.from_me else "") or event.phone,
         )
@@ -317,7 +317,7 @@ async def _ingest_message(
         chats[chat] = (client, str(ticket["_id"]))
     if event.from_me:  # sent from the phone: its receipts may have come first
         await outbound.apply_parked(
-            db, connection_id=conn["_id"], provider_message_id=event.provider_message_id, message_id=message["_id"]
+            db, connection_id=conn.id, provider_message_id=event.provider_message_id, message_id=message["_id"]
         )
     # Inside the delivery's processing: an attempt killed before or during the automatic messages
     # is retried by the processor, which finds the message stored and runs them again (_redelivered).
@@ -330,7 +330,7 @@ async def _ingest_message(
 
 
 async def _fetch_media(
-    db: Database, conn: dict[str, Any], event: InboundMessage, message: dict[str, Any], *, raw_id: str
+    db: Database, conn: connections.Connection, event: InboundMessage, message: dict[str, Any], *, raw_id: str
 ) -> None:
     """Queues the fetch of a media message's bytes, after the message is stored: the lane goes on
     at once and the message shows as pending meanwhile (backend/media/worker.py)."""
@@ -338,7 +338,7 @@ async def _fetch_media(
         await media.enqueue_fetch(
             db,
             message=message,
-            connection_id=conn["_id"],
+            connection_id=conn.id,
             provider_message_id=event.provider_message_id,
             phone=event.phone,
             from_me=event.from_me,
@@ -353,7 +353,7 @@ async def inline_media(db: Database, *, raw_id: str, provider_message_id: str) -
     if raw is None or conn is None:
         return None
     try:
-        parsed = registry.parse_webhook(conn["provider"], json.loads(raw["body"]), event_hint=raw.get("event_hint"))
+        parsed = registry.parse_webhook(conn.provider, json.loads(raw["body"]), event_hint=raw.get("event_hint"))
     except (ValueError, RecursionError):
         return None
     for event in parsed:
@@ -364,7 +364,7 @@ async def inline_media(db: Database, *, raw_id: str, provider_message_id: str) -
 
 async def _redelivered(
     db: Database,
-    conn: dict[str, Any],
+    conn: connections.Connection,
     stored: dict[str, Any],
     *,
     retry: bool,
@@ -399,7 +399,7 @@ async def _redelivered(
 
 async def _receive(
     db: Database,
-    conn: dict[str, Any],
+    conn: connections.Connection,
     event: InboundMessage,
     *,
     client: clients.User,
@@ -410,10 +410,10 @@ async def _receive(
 ) -> tuple[dict[str, Any], dict[str, Any], bool]:
     return await intake.receive_client_message(
         db,
-        reseller_id=conn["reseller_id"],
+        reseller_id=conn.reseller_id,
         client=client,
-        department_id=conn["default_department_id"],
-        channel=conn["_id"],
+        department_id=conn.default_department_id,
+        channel=conn.id,
         body=event.body,
         message_id=message_id,
         type_=event.type,
@@ -433,20 +433,20 @@ async def _receive(
     )
 
 
-async def _quoted(db: Database, conn: dict[str, Any], quoted: Quote) -> dict[str, Any]:
+async def _quoted(db: Database, conn: connections.Connection, quoted: Quote) -> dict[str, Any]:
     """What a client's message quotes, by our id when we hold it: an agent's reply (bound to its
     provider id when sent) or an earlier message of the chat (stored under an id derived from its
     provider id). Its text as the provider quoted it; unknown ones keep only that."""
     pid = quoted.provider_message_id
-    message_id = await outbound.lookup_provider_id(db, connection_id=conn["_id"], provider_message_id=pid)
-    if message_id is None and await message_store.get_internal(db, message_id_for(conn["_id"], pid)) is not None:
-        message_id = message_id_for(conn["_id"], pid)
+    message_id = await outbound.lookup_provider_id(db, connection_id=conn.id, provider_message_id=pid)
+    if message_id is None and await message_store.get_internal(db, message_id_for(conn.id, pid)) is not None:
+        message_id = message_id_for(conn.id, pid)
     return {"message_id": message_id, "body": quoted.body, "type": quoted.type, "provider_message_id": pid}
 
 
-def _message_extra(conn: dict[str, Any], event: InboundMessage) -> dict[str, Any]:
+def _message_extra(conn: connections.Connection, event: InboundMessage) -> dict[str, Any]:
     return {
-        "connection_id": conn["_id"],
+        "connection_id": conn.id,
         "provider_message_id": event.provider_message_id,
         "provider_sent_at": event.sent_at,
         **({"truncated": list(event.cut)} if event.cut else {}),
