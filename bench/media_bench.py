@@ -354,7 +354,7 @@ async def main(args: argparse.Namespace) -> None:
                     break
                 await asyncio.sleep(0.2)
             await db.messages.update_one(
-                {"_id": big_id}, {"$set": {"media.sha256": record["sha256"], "media.size": big_size}}
+                {"_id": big_id}, {"$set": {"media.sha256": record.sha256, "media.size": big_size}}
             )
             rss_before = _rss_kb(backend.pid)
             peak = rss_before
@@ -368,7 +368,7 @@ async def main(args: argparse.Namespace) -> None:
                     streamed += len(chunk)
                     peak = max(peak, _rss_kb(backend.pid))
             big_seconds = time.perf_counter() - t0
-            assert streamed == big_size and digest.hexdigest() == record["sha256"]
+            assert streamed == big_size and digest.hexdigest() == record.sha256
             print(
                 f"{args.big_mb} MB document: streamed in {big_seconds:.1f} s ({streamed / MB / big_seconds:.1f} MB/s); "
                 f"backend RSS {rss_before / 1024:.0f} MB before, peak {peak / 1024:.0f} MB while serving "

@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from backend.automation import hours, repository, texts
+from backend.automation.models import Survey
 from backend.connections import service as connections
 from backend.core import natural_keys
 from backend.core.clock import as_utc, utcnow
@@ -49,10 +50,6 @@ def now() -> datetime:
 def automatic_id(ticket_id: str, purpose: str, period: str = "") -> str:
     """Deterministic and id-shaped: one automatic message per (ticket, purpose, period)."""
     return hashlib.sha256(f"auto:{ticket_id}:{purpose}:{period}".encode()).hexdigest()[:24]
-
-
-async def _config(db: Database, reseller_id: str) -> resellers.ResellerConfig:
-    return await resellers.config_internal(db, reseller_id)
 
 
 async def _send(
@@ -121,7 +118,7 @@ def ticket_opening(db: Database, conn: connections.Connection, *, message_id: st
     closed, whether the department menu now awaits the client's answer."""
 
     async def starts() -> tickets.Opening:
-        config = await _config(db, conn.reseller_id)
+        config = await resellers.config_internal(db, conn.reseller_id)
         return tickets.Opening(
             opening_message_id=message_id,
             out_of_hours=not hours.Schedule.of(config).is_open(now()),
@@ -162,7 +159,7 @@ async def after_client_message(
         ticket = loaded
     if ticket["status"] != Status.ESPERA.value:
         return []  # a person has it (atendendo) or it is closed: the helpdesk itself stays quiet
-    config = await _config(db, str(ticket["reseller_id"]))
+    config = await resellers.config_internal(db, str(ticket["reseller_id"]))
     if ticket.get("opening_message_id") == message["_id"]:
         return await _opened(db, conn, ticket, config, retry=retry)
     done: list[str] = []
@@ -180,8 +177,8 @@ async def _opened(
     # A new conversation ends the chat's pending survey: a digit now belongs to this ticket.
     chat = repository.chat_id(conn.id, str(ticket.get("client_phone") or ""))
     survey = await repository.get_survey_internal(db, chat)
-    if survey is not None and survey.get("answered_by") is None and survey.get("closed_at") is None:
-        await repository.mark_survey(db, chat, ticket_id=survey["ticket_id"], changes={"closed_at": now()})
+    if survey is not None and survey.pending:
+        await repository.mark_survey(db, chat, ticket_id=survey.ticket_id, changes={"closed_at": now()})
     welcome = _render(config.welcome_message, ticket, config)
     if welcome and await _send(db, ticket, config, purpose=GREETING, body=welcome, retry=retry):
         done.append(GREETING)
@@ -242,12 +239,9 @@ async def _menu_answer(
             db, ticket, department_id=conn.default_department_id, message_id=str(message["_id"]), fallback=True
         )
         return ["menu fallback"] if moved else []
-    names = []
     scope = TenantScope(str(ticket["reseller_id"]))
-    for department_id in options:
-        dept = await departments.get(db, scope, department_id)
-        names.append(dept.name if dept is not None else "")
-    body = texts.menu(conn.menu_text, names, repeat=True)
+    found = [await departments.get(db, scope, department_id) for department_id in options]
+    body = texts.menu(conn.menu_text, [d.name if d is not None else "" for d in found], repeat=True)
     extra = {"menu_options": options}
     sent = await _send(db, ticket, config, purpose=MENU, period=str(k), body=body, extra=extra, retry=retry)
     return ["menu repeated"] if sent else []
@@ -287,7 +281,7 @@ async def after_finalize(db: Database, ticket: dict[str, Any]) -> None:
     conn = await connections.of_ticket(db, ticket)
     if conn is None:
         return  # not a WhatsApp conversation: nobody to send to
-    config = await _config(db, str(ticket["reseller_id"]))
+    config = await resellers.config_internal(db, str(ticket["reseller_id"]))
     closing = _render(config.closing_message, ticket, config)
     if closing:
         await _send(db, ticket, config, purpose=CLOSING, body=closing)
@@ -310,10 +304,9 @@ async def _greet_raced(db: Database, conn: connections.Connection, finalized: di
     found = await tickets.open_ticket_of(
         db, reseller_id=str(finalized["reseller_id"]), client=client, channel=str(finalized["channel"])
     )
-    opening_id = found.get("opening_message_id") if found is not None else None
-    if found is None or not opening_id:
+    if found is None or not found.get("opening_message_id"):
         return
-    opening = await message_store.get_internal(db, str(opening_id))
+    opening = await message_store.get_internal(db, str(found["opening_message_id"]))
     if opening is not None and opening.get("moved_from_ticket_id") == finalized["_id"]:
         await after_client_message(db, conn, ticket=found, message=opening, retry=True)
 
@@ -328,19 +321,15 @@ async def _ask_rating(
         return
     chat = repository.chat_id(conn.id, str(ticket.get("client_phone") or ""))
     current = await repository.get_survey_internal(db, chat)
-    asked_at = as_utc(asked["created_at"])
+    at = as_utc(asked["created_at"])
     # Written after the question is stored (a digit is a rating only once it was asked); the
     # chat's newest question wins, so a re-run for an older ticket changes nothing.
-    if current is None or (current["ticket_id"] != ticket["_id"] and as_utc(current["asked_at"]) < asked_at):
+    if current is None or (current.ticket_id != ticket["_id"] and as_utc(current.asked_at) < at):
         window = timedelta(hours=config.csat_window_hours or CSAT_WINDOW_DEFAULT_HOURS)
-        await repository.put_survey(
-            db,
-            chat,
-            ticket_id=str(ticket["_id"]),
-            reseller_id=str(ticket["reseller_id"]),
-            asked_at=asked_at,
-            expires_at=asked_at + window,
+        survey = Survey(
+            id=chat, ticket_id=ticket["_id"], reseller_id=ticket["reseller_id"], asked_at=at, expires_at=at + window
         )
+        await repository.put_survey(db, survey)
 
 
 # --- the client's rating ---------------------------------------------------------------------
@@ -371,17 +360,18 @@ async def take_rating(
     survey = await repository.get_survey_internal(db, chat)
     if survey is None:
         return None
-    again = survey.get("answered_by") == message_id
-    over = survey.get("answered_by") is not None or survey.get("closed_at") is not None
-    if not again and (over or now() > as_utc(survey["expires_at"])):
+    again = survey.answered_by == message_id
+    if not again and (not survey.pending or now() > as_utc(survey.expires_at)):
         return None
-    ticket = await tickets.load(db, str(survey["ticket_id"]))
+    ticket = await tickets.load(db, survey.ticket_id)
     if ticket is None or ticket["client_id"] != client.id or ticket["status"] != Status.FINALIZADO.value:
         return None
     if not again and await tickets.open_ticket_of(db, reseller_id=conn.reseller_id, client=client, channel=conn.id):
         return None  # a conversation is open on this number (an agent started one): the digit is its
-    if ticket.get("rating") is not None and not again and not await _rated_by(db, message_id):
-        return None
+    if ticket.get("rating") is not None and not again:
+        stored = await message_store.get_internal(db, message_id)
+        if stored is None or stored.get("rating") is None:
+            return None
     message, _ = await messages.append(
         db,
         ticket,
@@ -396,11 +386,6 @@ async def take_rating(
         extra={**extra, "rating": rating},
     )
     return await complete_rating(db, message)
-
-
-async def _rated_by(db: Database, message_id: str) -> bool:
-    stored = await message_store.get_internal(db, message_id)
-    return stored is not None and stored.get("rating") is not None
 
 
 async def complete_rating(db: Database, message: dict[str, Any]) -> str:

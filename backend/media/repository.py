@@ -26,7 +26,7 @@ from backend.core.clock import utcnow
 from backend.core.db import Database
 from backend.core.indexes import ASC, declare
 from backend.core.seqlog import SeqLog
-from backend.core.tenancy import TenantScope
+from backend.media.models import MediaRecord
 
 COLLECTION = "media"
 BUCKET = "media"
@@ -62,17 +62,13 @@ def _bucket(db: Database) -> AsyncGridFSBucket:
     return AsyncGridFSBucket(db, bucket_name=BUCKET, chunk_size_bytes=CHUNK_SIZE)
 
 
-async def get(db: Database, scope: TenantScope, reseller_id: str, sha256: str) -> dict[str, Any] | None:
-    return await scope.get(db[COLLECTION], record_id(reseller_id, sha256))
+async def get_internal(db: Database, reseller_id: str, sha256: str) -> MediaRecord | None:
+    return MediaRecord.load(await db[COLLECTION].find_one({"_id": record_id(reseller_id, sha256)}))
 
 
-async def get_internal(db: Database, reseller_id: str, sha256: str) -> dict[str, Any] | None:
-    return await db[COLLECTION].find_one({"_id": record_id(reseller_id, sha256)})
-
-
-async def insert(db: Database, doc: dict[str, Any]) -> None:
+async def insert(db: Database, record: MediaRecord) -> None:
     """Raises DuplicateKeyError when the tenant holds this content already."""
-    await db[COLLECTION].insert_one(doc)
+    await db[COLLECTION].insert_one(record.stored())
 
 
 def chunk_id(file_id: str, n: int) -> str:
@@ -165,9 +161,9 @@ async def enqueue_fetch(db: Database, body: dict[str, Any]) -> int:
 fetch_attempts = AttemptLedger(FETCH_ATTEMPTS, what="media fetch")
 
 
-async def records_internal(db: Database, *, limit: int | None = None) -> list[dict[str, Any]]:
+async def records_internal(db: Database, *, limit: int | None = None) -> list[MediaRecord]:
     """Media records by `_id` (operator checks: backup verify, deploy check)."""
     cursor = db[COLLECTION].find({}).sort("_id", 1)
     if limit is not None:
         cursor = cursor.limit(limit)
-    return await cursor.to_list(length=limit)
+    return [MediaRecord.model_validate(doc) async for doc in cursor]

@@ -37,9 +37,8 @@ async def get_media(
     if_none_match: Annotated[str | None, Header()] = None,
 ) -> Response:
     media, record = await service.servable(db, actor, message_id=message_id)
-    mime = str(media.get("mime") or record["mime"])
-    size = int(record["size"])
-    etag = serving.etag_of(record["sha256"])
+    mime, size = str(media.get("mime") or record.mime), record.size
+    etag = serving.etag_of(record.sha256)
     inline = serving.is_inline(serving.content_type(mime))
     name = serving.filename(str(media.get("name") or ""), serving.content_type(mime), str(media.get("kind") or ""))
     headers = {
@@ -59,9 +58,7 @@ async def get_media(
     if status == 206:
         headers["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
     headers["Content-Length"] = str(end - start)
-    body = await service.open_bytes(
-        db, reseller_id=record["reseller_id"], sha256=record["sha256"], start=start, end=end
-    )
+    body = await service.open_bytes(db, reseller_id=record.reseller_id, sha256=record.sha256, start=start, end=end)
     return StreamingResponse(body, status_code=status, media_type=serving.content_type(mime), headers=headers)
 
 

@@ -3,15 +3,14 @@
 The stable API other domains call (outbound sending, uploads, the inbound fetch):
 
 - `store_bytes(db, *, reseller_id, data, mime, name, duration=None, width=None, height=None,
-  max_size=None) -> dict` — stores `data` (bytes; or a `Received` file, taken whole and hashed
+  max_size=None) -> MediaRecord` — stores `data` (bytes; or a `Received` file, taken whole and hashed
   by its receiver, as an upload is, written from that file with no second copy; or an async
   iterator of byte pieces, received whole into a spool file — memory up to 8 MB, then disk —
-  before anything is written) and returns the media record:
-  `{"id", "reseller_id", "sha256", "size", "mime", "name", "file_id", "created_at"}` plus
-  `duration`/`width`/`height` when known. The same content stored twice by one tenant returns
+  before anything is written) and returns the media record (backend/media/models.py: `sha256`,
+  `size`, `mime`, `name`, `file_id`, ...). The same content stored twice by one tenant returns
   the first record (its mime and name are the first storer's; keep your own on your document).
   `max_size`: more bytes than that raise `TooLarge` and leave nothing behind.
-- `get_record(db, *, reseller_id, sha256) -> dict | None`.
+- `get_record(db, *, reseller_id, sha256) -> MediaRecord | None`.
 - `open_bytes(db, *, reseller_id, sha256, start=0, end=None) -> AsyncIterator[bytes]` — the
   stored bytes (or the `start`..`end` slice, end exclusive), chunk by chunk. `NotFound` when the
   tenant holds no such content.
@@ -52,6 +51,7 @@ from backend.core.runtime import runtime_of
 from backend.core.tenancy import Actor
 from backend.history import service as history
 from backend.media import repository
+from backend.media.models import MediaRecord
 from backend.messages import public as message_store
 from backend.messages import service as messages
 from backend.messages.schemas import MessageRead
@@ -92,12 +92,6 @@ async def _chunks(data: bytes | BinaryIO, *, sha256: str, size: int) -> AsyncIte
         raise ValueError(f"the content changed while it was stored ({seen} of {size} bytes read)")
 
 
-def _public(doc: dict[str, Any]) -> dict[str, Any]:
-    record = {k: v for k, v in doc.items() if k != "_id"}
-    record["id"] = doc["_id"]
-    return record
-
-
 async def store_bytes(
     db: Database,
     *,
@@ -109,7 +103,7 @@ async def store_bytes(
     width: int | None = None,
     height: int | None = None,
     max_size: int | None = None,
-) -> dict[str, Any]:
+) -> MediaRecord:
     spool: tempfile.SpooledTemporaryFile[bytes] | None = None
     content: bytes | BinaryIO
     try:
@@ -135,7 +129,7 @@ async def store_bytes(
             raise TooLarge(f"the file is larger than {max_size} bytes")
         found = await repository.get_internal(db, reseller_id, sha256)
         if found is not None:
-            return _public(found)
+            return found
         file_id = new_id()
         metadata = {"reseller_id": reseller_id, "mime": mime, "sha256": sha256}
         chunks = _chunks(content, sha256=sha256, size=size)
@@ -143,34 +137,33 @@ async def store_bytes(
     finally:
         if spool is not None:
             spool.close()
-    doc: dict[str, Any] = {
-        "_id": repository.record_id(reseller_id, sha256),
-        "reseller_id": reseller_id,
-        "sha256": sha256,
-        "size": size,
-        "mime": mime or DEFAULT_MIME,
-        "name": name or "",
-        "file_id": file_id,
-        "created_at": utcnow(),
-    }
-    for key, value in (("duration", duration), ("width", width), ("height", height)):
-        if value is not None:
-            doc[key] = value
+    record = MediaRecord(
+        id=repository.record_id(reseller_id, sha256),
+        reseller_id=reseller_id,
+        sha256=sha256,
+        size=size,
+        mime=mime or DEFAULT_MIME,
+        name=name or "",
+        file_id=file_id,
+        created_at=utcnow(),
+        duration=duration,
+        width=width,
+        height=height,
+    )
     try:
-        await repository.insert(db, doc)
+        await repository.insert(db, record)
     except PyMongoError as exc:
         if not is_duplicate_key(exc):
             raise
         found = await repository.get_internal(db, reseller_id, sha256)
         if found is None:
             raise
-        return _public(found)
-    return _public(doc)
+        return found
+    return record
 
 
-async def get_record(db: Database, *, reseller_id: str, sha256: str) -> dict[str, Any] | None:
-    found = await repository.get_internal(db, reseller_id, sha256)
-    return _public(found) if found is not None else None
+async def get_record(db: Database, *, reseller_id: str, sha256: str) -> MediaRecord | None:
+    return await repository.get_internal(db, reseller_id, sha256)
 
 
 async def open_bytes(
@@ -179,8 +172,8 @@ async def open_bytes(
     record = await repository.get_internal(db, reseller_id, sha256)
     if record is None:
         raise NotFound("media not found")
-    stop = record["size"] if end is None else min(end, record["size"])
-    return repository.read_range(db, record["file_id"], max(start, 0), stop)
+    stop = record.size if end is None else min(end, record.size)
+    return repository.read_range(db, record.file_id, max(start, 0), stop)
 
 
 async def read_bytes(db: Database, *, reseller_id: str, sha256: str) -> bytes:
@@ -294,7 +287,7 @@ async def readable_message_or_404(db: Database, actor: Actor, *, message_id: str
     return message
 
 
-async def servable(db: Database, actor: Actor, *, message_id: str) -> tuple[dict[str, Any], dict[str, Any]]:
+async def servable(db: Database, actor: Actor, *, message_id: str) -> tuple[dict[str, Any], MediaRecord]:
     """(the message's media as stored on it, the media record) for a download."""
     message = await readable_message_or_404(db, actor, message_id=message_id)
     media = message.get("media")
@@ -305,7 +298,7 @@ async def servable(db: Database, actor: Actor, *, message_id: str) -> tuple[dict
     record = await repository.get_internal(db, str(message["reseller_id"]), str(media["sha256"]))
     if record is None:
         raise NotFound("media not found")
-    return {**media, "kind": str(message.get("type") or "")}, _public(record)
+    return {**media, "kind": str(message.get("type") or "")}, record
 
 
 @dataclass(frozen=True)
@@ -324,7 +317,7 @@ class Checked:
 async def check_stored(db: Database, *, records: list[dict[str, Any]] | None = None) -> Checked:
     """Reads every media record's bytes (or those of `records`: `{reseller_id, sha256}` each),
     streamed, and compares their sha256 and size with the record (backup verify, deploy check)."""
-    wanted = records if records is not None else await repository.records_internal(db)
+    wanted = records if records is not None else await sample(db, limit=None)
     problems: list[str] = []
     total = 0
     for want in wanted:
@@ -334,16 +327,16 @@ async def check_stored(db: Database, *, records: list[dict[str, Any]] | None = N
             problems.append(f"media {reseller_id}:{sha256}: record missing")
             continue
         digest, size = hashlib.sha256(), 0
-        async for piece in repository.read_range(db, found["file_id"], 0, int(found["size"])):
+        async for piece in repository.read_range(db, found.file_id, 0, found.size):
             digest.update(piece)
             size += len(piece)
         total += size
-        if size != int(found["size"]) or digest.hexdigest() != sha256:
-            problems.append(f"media {reseller_id}:{sha256}: bytes differ ({size} of {found['size']} read)")
+        if size != found.size or digest.hexdigest() != sha256:
+            problems.append(f"media {reseller_id}:{sha256}: bytes differ ({size} of {found.size} read)")
     return Checked(records=len(wanted), bytes=total, problems=problems)
 
 
-async def sample(db: Database, *, limit: int) -> list[dict[str, Any]]:
+async def sample(db: Database, *, limit: int | None) -> list[dict[str, Any]]:
     """Up to `limit` media records as `{reseller_id, sha256, size}` (the deploy check's snapshot)."""
     found = await repository.records_internal(db, limit=limit)
-    return [{"reseller_id": r["reseller_id"], "sha256": r["sha256"], "size": r["size"]} for r in found]
+    return [r.model_dump(include={"reseller_id", "sha256", "size"}) for r in found]

@@ -32,6 +32,7 @@ from backend.core.db import Database
 from backend.core.logging import get_logger
 from backend.core.runtime import runtime_of
 from backend.media import repository, service
+from backend.media.models import FetchEntry, MediaRecord
 from backend.messages import public as message_store
 from backend.messages import service as messages
 from backend.webhooks import service as webhooks
@@ -60,20 +61,20 @@ class MediaFetcher:
         wakeups = runtime_of(self.db).media_fetch_wakeups  # set when this process queues a fetch
         await self.walk.run(stop, self.run_once, wakeups)
 
-    async def handle(self, entry: dict[str, Any]) -> bool:
+    async def handle(self, doc: dict[str, Any]) -> bool:
         """Moves one entry on. Returns True when it needs nothing more."""
-        now = utcnow()
-        message_id = str(entry["message_id"])
+        now, entry = utcnow(), FetchEntry.model_validate(doc)
+        message_id = entry.message_id
         message = await message_store.get_internal(self.db, message_id)
         if message is None:  # queued by a delivery whose message is not stored (yet)
-            return self.policy.outlived(entry["enqueued_at"], now)
+            return self.policy.outlived(entry.enqueued_at, now)
         media = message.get("media") or {}
         round_ = int(media.get("round") or 0)
-        if media.get("status") == "ready" or int(entry.get("round") or 0) < round_:
+        if media.get("status") == "ready" or entry.round < round_:
             return True  # done, or superseded by a retry's own entry
-        if int(entry.get("round") or 0) > round_:
+        if entry.round > round_:
             # A retry queued this before moving the status: wait for it (or for its lease, if it died).
-            return self.policy.outlived(entry["enqueued_at"], now)
+            return self.policy.outlived(entry.enqueued_at, now)
         if media.get("status") != "pending":
             return True  # failed: only the retry action queues it again
 
@@ -89,7 +90,7 @@ class MediaFetcher:
                 width=media.get("width"),
                 height=media.get("height"),
             )
-            return {"result": "stored", "sha256": record["sha256"]}
+            return {"result": "stored", "sha256": record.sha256}
 
         async def ready(attempt: dict[str, Any]) -> bool:
             """Stored: found as the same content even when its worker died before moving the status."""
@@ -109,31 +110,31 @@ class MediaFetcher:
             round_=round_,
         )
 
-    async def _bytes(self, entry: dict[str, Any]) -> FetchedMedia:
-        if entry.get("raw_id"):
+    async def _bytes(self, entry: FetchEntry) -> FetchedMedia:
+        if entry.raw_id:
             inline = await webhooks.inline_media(
-                self.db, raw_id=str(entry["raw_id"]), provider_message_id=str(entry["provider_message_id"])
+                self.db, raw_id=entry.raw_id, provider_message_id=entry.provider_message_id
             )
             if inline is not None:
                 try:
                     return FetchedMedia(data=decode_base64(inline), mime="", name="")
                 except ValueError:
                     pass  # unreadable inline bytes: the provider may still have them
-        conn = await connections.get_internal(self.db, str(entry["connection_id"]))
+        conn = await connections.get_internal(self.db, entry.connection_id)
         if conn is None or not conn.active:
             raise ProviderError("connection missing or inactive", retryable=False)
         provider = registry.build(conn.provider, self.settings, self.http)
         return await provider.fetch_media(
             instance_name=conn.instance_name,
-            provider_message_id=str(entry["provider_message_id"]),
-            remote_jid=str(entry["remote_jid"]),
-            from_me=bool(entry.get("from_me")),
+            provider_message_id=entry.provider_message_id,
+            remote_jid=entry.remote_jid,
+            from_me=entry.from_me,
         )
 
-    async def _ready(self, message_id: str, record: dict[str, Any]) -> None:
-        changes = {"status": "ready", "sha256": record["sha256"], "size": record["size"], "error": None}
+    async def _ready(self, message_id: str, record: MediaRecord) -> None:
+        changes = {"status": "ready", "sha256": record.sha256, "size": record.size, "error": None}
         if not (await message_store.get_internal(self.db, message_id) or {}).get("media", {}).get("mime"):
-            changes["mime"] = record["mime"]
+            changes["mime"] = record.mime
         await messages.set_media(self.db, message_id, changes)
 
     async def _fail(self, message_id: str, reason: str) -> None:

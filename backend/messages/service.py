@@ -229,6 +229,10 @@ def _raced_opening(db: Database, finalized: dict[str, Any], message: dict[str, A
     return hook(db, finalized, message) if hook is not None else None
 
 
+async def get_internal(db: Database, message_id: str) -> dict[str, Any] | None:
+    return await repository.get_internal(db, message_id)
+
+
 async def all_for_tenant_internal(db: Database, reseller_id: str) -> list[dict[str, Any]]:
     """Every message of a tenant, for the reports rebuild (a scan: an operator's tool)."""
     return await repository.all_for_tenant_internal(db, reseller_id)

@@ -412,9 +412,9 @@ async def reply_with_file(db: Database, actor: Actor, *, ticket_id: str, request
         await upload.close()
     voice = kind is Kind.VOICE
     stored = {
-        "sha256": record["sha256"],
+        "sha256": record.sha256,
         "mime": upload.mime,  # ours, from the bytes: the record keeps its first storer's
-        "size": record["size"],
+        "size": record.size,
         "name": upload.name,
         "status": MEDIA_READY,
         **({"voice": True} if voice else {}),

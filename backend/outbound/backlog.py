@@ -20,11 +20,11 @@ async def measure(db: Database, *, look: int) -> Backlog:
     cursor, head = await repository.queue.get_cursor(db), await repository.queue.head(db)
     now = utcnow()
     for seq in range(cursor + 1, min(head, cursor + look) + 1):
-        entry = await repository.queue.get(db, seq)
+        entry = await repository.get_entry(db, seq)
         if entry is None:
             continue
-        message = await messages.get_internal(db, str(entry["message_id"]))
+        message = await messages.get_internal(db, entry.message_id)
         if message is not None and message.get("status") == "pending":
-            age = (now - as_utc(entry["enqueued_at"])).total_seconds()
+            age = (now - as_utc(entry.enqueued_at)).total_seconds()
             return Backlog(entries=head - cursor, oldest_pending_seconds=max(0.0, age))
     return Backlog(entries=head - cursor, oldest_pending_seconds=0.0)

@@ -21,6 +21,7 @@ Entries and attempts are never removed (persistence rule 1); the cursor keeps re
 """
 
 import hashlib
+from datetime import datetime
 from typing import Any
 
 from pymongo.errors import DuplicateKeyError
@@ -31,6 +32,7 @@ from backend.core.db import Database
 from backend.core.runtime import runtime_of
 from backend.core.seqlog import SeqLog
 from backend.core.tuning import OUTBOUND_CHAT_HINTS as CHAT_HINTS
+from backend.outbound.models import ChatEntry, HeldEcho, ParkedReceipts, QueueEntry, Resolution, Sending
 
 QUEUE = "outbox"
 CHATS = "outbox_chats"
@@ -52,6 +54,10 @@ async def enqueue(db: Database, body: dict[str, Any]) -> int:
     return seq
 
 
+async def get_entry(db: Database, seq: int) -> QueueEntry | None:
+    return QueueEntry.load(await queue.get(db, seq))
+
+
 def chat_key(connection_id: str, phone: str) -> str:
     """One WhatsApp chat: the connection's number talking to the client's number."""
     return f"{connection_id}:{''.join(ch for ch in phone if ch.isdigit())}"
@@ -61,8 +67,8 @@ def chat_entry_id(chat: str, k: int) -> str:
     return f"c:{chat}:{k}"
 
 
-async def get_chat_entry(db: Database, chat: str, k: int) -> dict[str, Any] | None:
-    return await db[CHATS].find_one({"_id": chat_entry_id(chat, k)})
+async def get_chat_entry(db: Database, chat: str, k: int) -> ChatEntry | None:
+    return ChatEntry.load(await db[CHATS].find_one({"_id": chat_entry_id(chat, k)}))
 
 
 def _chat_hint(db: Database, chat: str) -> int:
@@ -94,12 +100,13 @@ async def _chat_head(db: Database, chat: str) -> int:
     return lo
 
 
-async def append_to_chat(db: Database, chat: str, body: dict[str, Any]) -> int:
+async def append_to_chat(db: Database, chat: str, *, message_id: str, enqueued_at: datetime) -> int:
     """Takes the chat's next position (a unique `_id` insert: exactly one writer gets each k)."""
     k = await _chat_head(db, chat) + 1
     for _ in range(MAX_CHAT_CLAIM_TRIES):
+        entry = ChatEntry(id=chat_entry_id(chat, k), chat=chat, k=k, message_id=message_id, enqueued_at=enqueued_at)
         try:
-            await db[CHATS].insert_one({**body, "_id": chat_entry_id(chat, k), "chat": chat, "k": k})
+            await db[CHATS].insert_one(entry.stored())
             break
         except DuplicateKeyError:  # another reply of the chat took k: move past what is stored
             k = max(k, await _chat_head(db, chat)) + 1
@@ -127,56 +134,38 @@ async def mark_sending(
         await db[SENDING].update_one({"_id": _id}, {"$set": doc})
 
 
-async def get_sending(db: Database, *, connection_id: str, phone: str, text: str) -> dict[str, Any] | None:
-    return await db[SENDING].find_one({"_id": sending_id(connection_id, phone, text)})
+async def get_sending(db: Database, *, connection_id: str, phone: str, text: str) -> Sending | None:
+    return Sending.load(await db[SENDING].find_one({"_id": sending_id(connection_id, phone, text)}))
 
 
 def hold_id(attempt_id: str, n: int) -> str:
     return f"{attempt_id}#{n}"
 
 
-async def hold_echo(
-    db: Database,
-    *,
-    attempt_id: str,
-    message_id: str,
-    connection_id: str,
-    provider_message_id: str,
-    raw_id: str,
-    type_: str = "text",
-) -> dict[str, Any]:
-    """Holds a fromMe upsert as a probable echo of the attempt (the next free n; an upsert held
-    already, e.g. a redelivery, keeps its hold). Returns the hold."""
-    doc = {
-        "attempt_id": attempt_id,
-        "message_id": message_id,
-        "connection_id": connection_id,
-        "provider_message_id": provider_message_id,
-        "raw_id": raw_id,
-        "type": type_,  # the upsert's message type: text, image, audio, ...
-        "held_at": utcnow(),
-        "resolution": None,
-    }
+async def hold_echo(db: Database, *, hold: HeldEcho) -> HeldEcho:
+    """Holds a fromMe upsert as a probable echo of its attempt, as the attempt's next free n (its
+    `_id`; an upsert held already, e.g. a redelivery, keeps its hold). Returns the hold."""
     for n in range(1, MAX_HELD_PER_ATTEMPT + 1):
+        hold = hold.model_copy(update={"id": hold_id(hold.attempt_id, n)})
         try:
-            await db[ECHOES].insert_one({**doc, "_id": hold_id(attempt_id, n)})
-            return {**doc, "_id": hold_id(attempt_id, n)}
+            await db[ECHOES].insert_one(hold.stored())
+            return hold
         except DuplicateKeyError:
-            taken = await db[ECHOES].find_one({"_id": hold_id(attempt_id, n)})
-            if taken is not None and taken["provider_message_id"] == provider_message_id:
+            taken = HeldEcho.load(await db[ECHOES].find_one({"_id": hold.id}))
+            if taken is not None and taken.provider_message_id == hold.provider_message_id:
                 return taken
-    raise RuntimeError(f"more than {MAX_HELD_PER_ATTEMPT} upserts held for attempt {attempt_id}")
+    raise RuntimeError(f"more than {MAX_HELD_PER_ATTEMPT} upserts held for attempt {hold.attempt_id}")
 
 
-async def held_echoes(db: Database, attempt_id: str) -> list[dict[str, Any]]:
+async def held_echoes(db: Database, attempt_id: str) -> list[HeldEcho]:
     """The attempt's holds in arrival order (taken 1..n, so the first miss ends them)."""
-    found: list[dict[str, Any]] = []
+    found: list[HeldEcho] = []
     while (doc := await db[ECHOES].find_one({"_id": hold_id(attempt_id, len(found) + 1)})) is not None:
-        found.append(doc)
+        found.append(HeldEcho.model_validate(doc))
     return found
 
 
-async def resolve_hold(db: Database, _id: str, resolution: str) -> None:
+async def resolve_hold(db: Database, _id: str, resolution: Resolution) -> None:
     """ "echo" (it was the attempt's echo) or "released" (stored as a message of its own). Both
     sides that may settle a hold reach the same resolution, so the order of writes is moot."""
     await db[ECHOES].update_one({"_id": _id}, {"$set": {"resolution": resolution, "resolved_at": utcnow()}})
@@ -201,10 +190,10 @@ async def park_receipt(db: Database, *, connection_id: str, provider_message_id:
         await db[PARKED].update_one({"_id": _id}, {k: v for k, v in update.items() if k != "$setOnInsert"})
 
 
-async def get_parked(db: Database, *, connection_id: str, provider_message_id: str) -> dict[str, Any] | None:
-    return await db[PARKED].find_one({"_id": parked_id(connection_id, provider_message_id)})
+async def get_parked(db: Database, *, connection_id: str, provider_message_id: str) -> ParkedReceipts | None:
+    return ParkedReceipts.load(await db[PARKED].find_one({"_id": parked_id(connection_id, provider_message_id)}))
 
 
-async def mark_parked_applied(db: Database, parked: dict[str, Any], *, message_id: str) -> None:
+async def mark_parked_applied(db: Database, parked: ParkedReceipts, *, message_id: str) -> None:
     # Kept, not removed (persistence rule 1): what was parked, and when it found its message.
-    await db[PARKED].update_one({"_id": parked["_id"]}, {"$set": {"applied_at": utcnow(), "message_id": message_id}})
+    await db[PARKED].update_one({"_id": parked.id}, {"$set": {"applied_at": utcnow(), "message_id": message_id}})

@@ -10,6 +10,7 @@ from backend.core.clock import as_utc, utcnow
 from backend.core.db import Database
 from backend.messages import public as messages
 from backend.outbound import repository
+from backend.outbound.models import HeldEcho
 from backend.realtime import feed
 from backend.tickets import projection
 
@@ -31,7 +32,7 @@ async def enqueue(db: Database, *, message_id: str, ticket: dict[str, Any]) -> i
     connection_id = ticket.get("channel")
     now = utcnow()
     chat = repository.chat_key(str(connection_id), str(ticket.get("client_phone") or ""))
-    k = await repository.append_to_chat(db, chat, {"message_id": message_id, "enqueued_at": now})
+    k = await repository.append_to_chat(db, chat, message_id=message_id, enqueued_at=now)
     return await repository.enqueue(
         db,
         {
@@ -96,27 +97,27 @@ async def from_me_verdict(
     if bound is not None:
         return FromMe.OWN if bound == own_message_id else FromMe.ECHO
     marker = await repository.get_sending(db, connection_id=connection_id, phone=phone, text=text)
-    attempt = (
-        await repository.attempts.get(db, str(marker["attempt_id"])) if marker and "attempt_id" in marker else None
-    )
+    attempt = await repository.attempts.get(db, marker.attempt_id) if marker and marker.attempt_id else None
     if attempt is not None and attempt.get("result") is None and as_utc(attempt["lease_until"]) > utcnow():
-        hold = await repository.hold_echo(
-            db,
+        echo = HeldEcho(
+            id=repository.hold_id(attempt["_id"], 1),
             attempt_id=attempt["_id"],
             message_id=attempt["message_id"],
             connection_id=connection_id,
             provider_message_id=provider_message_id,
             raw_id=raw_id,
-            type_=type_,
+            type=type_,
+            held_at=utcnow(),
         )
-        if hold.get("resolution") is None:
+        hold = await repository.hold_echo(db, hold=echo)
+        if hold.resolution is None:
             # Look again after our own write: the worker may have settled this attempt's holds
             # before ours landed. Both sides look after their write, so one sees the other's.
             attempt = await repository.attempts.get(db, attempt["_id"])
             if attempt is None or attempt.get("result") is None:
                 return FromMe.HELD
-            resolution = "echo" if _answered(attempt) == provider_message_id else "released"
-            await repository.resolve_hold(db, hold["_id"], resolution)
+            answered = _answered(attempt) == provider_message_id
+            await repository.resolve_hold(db, hold.id, "echo" if answered else "released")
     # Answered with this very id but not bound by the worker yet: the echo, by its id.
     echoed = attempt is not None and _answered(attempt) == provider_message_id
     target = str(attempt["message_id"]) if attempt is not None and echoed else own_message_id
@@ -131,16 +132,16 @@ def _answered(attempt: dict[str, Any]) -> str | None:
     return str(attempt["provider_message_id"]) if attempt.get("result") == "sent" else None
 
 
-async def settle_held_echoes(db: Database, attempt: dict[str, Any], *, answered: str | None) -> list[dict[str, Any]]:
+async def settle_held_echoes(db: Database, attempt: dict[str, Any], *, answered: str | None) -> list[HeldEcho]:
     """Once `attempt` is answered with provider id `answered` (None: it failed), resolves the
     upserts held for it: the one with that id was its echo. Returns the others, which the
     caller releases as messages of their own."""
-    release: list[dict[str, Any]] = []
+    release: list[HeldEcho] = []
     for hold in await repository.held_echoes(db, attempt["_id"]):
-        if hold.get("resolution") is not None:  # the processor saw the answer and settled it
+        if hold.resolution is not None:  # the processor saw the answer and settled it
             continue
-        if answered is not None and hold["provider_message_id"] == answered:
-            await repository.resolve_hold(db, hold["_id"], "echo")
+        if answered is not None and hold.provider_message_id == answered:
+            await repository.resolve_hold(db, hold.id, "echo")
         else:
             release.append(hold)
     return release
@@ -157,13 +158,13 @@ async def echo_of_unanswered(db: Database, attempt: dict[str, Any], *, type_: st
     file of the same type with the same caption) while our request never reached the provider makes
     that message stand for the reply: the client got that content once, shown as the agent's."""
     for hold in await repository.held_echoes(db, attempt["_id"]):
-        if hold.get("resolution") is None and hold.get("type", "text") == type_:
-            return str(hold["provider_message_id"])
+        if hold.resolution is None and hold.type == type_:
+            return hold.provider_message_id
     return None
 
 
-async def mark_released(db: Database, hold: dict[str, Any]) -> None:
-    await repository.resolve_hold(db, hold["_id"], "released")
+async def mark_released(db: Database, hold: HeldEcho) -> None:
+    await repository.resolve_hold(db, hold.id, "released")
 
 
 async def lookup_provider_id(db: Database, *, connection_id: str, provider_message_id: str) -> str | None:
@@ -244,8 +245,8 @@ async def apply_parked(db: Database, *, connection_id: str, provider_message_id:
     """Applies receipts that arrived before `message_id` was known by its provider id. Called once
     the message is stored and bound; applying twice changes nothing (statuses only move forward)."""
     parked = await repository.get_parked(db, connection_id=connection_id, provider_message_id=provider_message_id)
-    if parked is None or parked.get("applied_at") is not None:
+    if parked is None or parked.applied_at is not None:
         return
-    for receipt in parked.get("receipts") or []:
-        await _apply_status(db, message_id, receipt["status"], receipt.get("reason") or "")
+    for receipt in parked.receipts:
+        await _apply_status(db, message_id, receipt.status, receipt.reason)
     await repository.mark_parked_applied(db, parked, message_id=message_id)

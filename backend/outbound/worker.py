@@ -39,6 +39,7 @@ from backend.core.logging import get_logger
 from backend.media import service as media
 from backend.messages import public as messages
 from backend.outbound import repository, service
+from backend.outbound.models import QueueEntry
 from backend.tickets import service as tickets
 from backend.webhooks import service as webhooks
 
@@ -78,32 +79,31 @@ class OutboundWorker:
             finished.append(int(entry["seq"]))
         return finished
 
-    async def _waits_for_earlier(self, entry: dict[str, Any], now: datetime) -> bool:
+    async def _waits_for_earlier(self, entry: QueueEntry, now: datetime) -> bool:
         """Whether an earlier reply of the entry's chat is still pending. Walks back past chat
         positions whose message was never stored (orphans older than the lease); the first stored
         one decides: every reply was attempted only after the one before it finished, so one
         finished reply means all before it are."""
-        chat, k = entry.get("chat"), int(entry.get("chat_seq") or 0)
-        for j in range(k - 1, 0, -1):
-            earlier = await repository.get_chat_entry(self.db, str(chat), j)
+        for j in range(entry.chat_seq - 1, 0, -1):
+            earlier = await repository.get_chat_entry(self.db, str(entry.chat), j)
             if earlier is None:  # positions are 1..k without holes; nothing to wait for here
                 continue
-            message = await messages.get_internal(self.db, str(earlier["message_id"]))
+            message = await messages.get_internal(self.db, earlier.message_id)
             if message is None:
-                if self.policy.outlived(earlier["enqueued_at"], now):
+                if self.policy.outlived(earlier.enqueued_at, now):
                     continue
                 return True  # its request may still be storing it
             return bool(message["status"] == "pending")
         return False
 
-    async def _handle(self, entry: dict[str, Any]) -> bool:
+    async def _handle(self, doc: dict[str, Any]) -> bool:
         """Moves one entry on. Returns True when it needs nothing more (sent, failed, orphan)."""
-        now = utcnow()
-        message_id = entry["message_id"]
+        now, entry = utcnow(), QueueEntry.model_validate(doc)
+        message_id = entry.message_id
         message = await messages.get_internal(self.db, message_id)
         if message is None:
             # The request died between queueing and storing: the API never acknowledged it.
-            return self.policy.outlived(entry["enqueued_at"], now)
+            return self.policy.outlived(entry.enqueued_at, now)
         if message["status"] != "pending":
             # Settled before the status moved, unless something else moved it (a receipt for an
             # id the processor bound while this worker died): settle now, or a held phone
@@ -133,8 +133,8 @@ class OutboundWorker:
             answered=echoed,
         )
 
-    async def _send(self, message: dict[str, Any], entry: dict[str, Any], attempt_id: str) -> dict[str, Any]:
-        conn = await connections.get_internal(self.db, str(entry.get("connection_id")))
+    async def _send(self, message: dict[str, Any], entry: QueueEntry, attempt_id: str) -> dict[str, Any]:
+        conn = await connections.get_internal(self.db, str(entry.connection_id))
         if conn is None or not conn.active:
             raise ProviderError("connection missing or inactive", retryable=False)
         ticket = await tickets.get_internal(self.db, message["ticket_id"])
@@ -205,16 +205,16 @@ class OutboundWorker:
             for hold in await service.settle_held_echoes(self.db, attempt, answered=answered):
                 await webhooks.release_held_echo(
                     self.db,
-                    connection_id=str(hold["connection_id"]),
-                    provider_message_id=str(hold["provider_message_id"]),
-                    raw_id=str(hold["raw_id"]),
+                    connection_id=hold.connection_id,
+                    provider_message_id=hold.provider_message_id,
+                    raw_id=hold.raw_id,
                 )
                 await service.mark_released(self.db, hold)
 
-    async def _sent(self, message: dict[str, Any], entry: dict[str, Any], provider_message_id: str) -> None:
+    async def _sent(self, message: dict[str, Any], entry: QueueEntry, provider_message_id: str) -> None:
         await service.bind_provider_id(
             self.db,
-            connection_id=str(entry["connection_id"]),
+            connection_id=str(entry.connection_id),
             provider_message_id=provider_message_id,
             message_id=message["_id"],
         )
@@ -224,7 +224,7 @@ class OutboundWorker:
         # Receipts the provider posted before we knew this id (it often answers the send after them).
         await service.apply_parked(
             self.db,
-            connection_id=str(entry["connection_id"]),
+            connection_id=str(entry.connection_id),
             provider_message_id=provider_message_id,
             message_id=message["_id"],
         )

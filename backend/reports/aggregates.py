@@ -11,10 +11,12 @@ Shape. Two kinds of bucket per tenant, each a backend/core/foldlog.py bucket:
   and messages in per local hour (`ho`, `hi`), and the exact first-response (`fr`) and
   resolution (`rs`) values in milliseconds, packed as 8-byte integers and kept sorted. Dims are
   interned per bucket (`dims`), so a cell key is "<day>|<index>" rather than three ids.
-  The bucket has five *views* (PROJECTIONS), each its own totals document holding one BSON blob:
+  The bucket has six *views* (PROJECTIONS), each its own totals document holding one BSON blob:
   the cells with every dim ("cells", for two filters at once) and the cells with all dims but one
-  (or all) projected to "*" ("dept", "agent", "conn", "all"). A request reads the one view its
-  filter needs: an unfiltered year sums 365 day cells, not the cross product. The views of one
+  (or all) projected to "*" ("dept", "agent", "conn", "all"), and "agent-month": per agent, one
+  cell for the whole month (day WHOLE) — what the agents table reads for a month inside its
+  period. A request reads the one view its filter needs: an unfiltered year sums 365 day cells,
+  not the cross product; the agents table over a year 12 cells per agent, not 365. The views of one
   filter ("dept", "agent", "conn") hold a blob per dims, so such a filter decodes its own (encode).
   Why exact value lists and not a histogram: the median and p90 must be exact for any period and
   filter, so every value has to be kept (to the millisecond, as BSON dates are); a value costs 8
@@ -209,7 +211,12 @@ PROJECTIONS: dict[str, Callable[[list[Any]], list[Any]]] = {
     "agent": lambda d: [ANY, d[1], ANY],
     "conn": lambda d: [ANY, ANY, d[2]],
     "cells": lambda d: list(d),
+    "agent-month": lambda d: [ANY, d[1], ANY],
 }
+# Views whose cells hold the whole month (day WHOLE) rather than a day each: the agents table
+# over whole months sums one cell per agent and month, not one per agent and day.
+WHOLE = "*"
+WHOLE_MONTH = frozenset({"agent-month"})
 
 
 def view_for(department_id: str | None, agent_id: str | None, connection_id: str | None) -> str:
@@ -228,10 +235,11 @@ def fold_month(state: dict[str, Any], entry: Mapping[str, Any], *, view: str = "
     """Adds one entry's parts to a month view's cells. Counts may be negative and values may be
     removed (`fr_del`/`rs_del`): the rebuild's corrections are entries like any other. Each
     cell's values stay sorted, so a request selects quantiles across cells without sorting."""
-    project = PROJECTIONS[view]
+    project, whole = PROJECTIONS[view], view in WHOLE_MONTH
     for p in entry.get("parts", ()):
         dims = project(p["dim"])
-        cell: dict[str, Any] = state.setdefault("cells", {}).setdefault(f"{p['d']}|{_dim_index(state, dims)}", {})
+        day = WHOLE if whole else p["d"]
+        cell: dict[str, Any] = state.setdefault("cells", {}).setdefault(f"{day}|{_dim_index(state, dims)}", {})
         for name in COUNTS:
             if p.get(name):
                 cell[name] = int(cell.get(name, 0)) + int(p[name])

@@ -24,6 +24,7 @@ ENTRIES = "report_entries"
 TOTALS = "report_totals"
 FIRST_IN = "report-first-in"
 FIRST_REPLY = "report-first-reply"
+FIRST_REPLY_BEFORE = "report-first-reply-before"
 
 MONTHS = FoldLog(
     entries=ENTRIES,
@@ -77,13 +78,23 @@ async def first_in(db: Database, ticket_id: str) -> int | None:
     return int(bound) if bound is not None else None
 
 
-async def claim_first_reply(db: Database, ticket_id: str, message_id: str) -> str:
-    bound, _ = await natural_keys.claim(db, FIRST_REPLY, ticket_id, target=message_id)
-    return bound
-
-
-async def first_reply(db: Database, ticket_id: str) -> str | None:
-    return await natural_keys.lookup(db, FIRST_REPLY, ticket_id)
+async def claim_first_reply(db: Database, ticket_id: str, at_ms: int, message_id: str) -> tuple[bool, str | None]:
+    """Whether this reply is the ticket's first as far as replies are recorded (the earliest by
+    (time, id), as the log orders them), and the reply it displaced. Replies are not recorded in
+    the order they were sent (two at once, or one recorded late by a retry), so the first claim
+    may go to a later one: an earlier reply then claims the place *before* it, one unique key
+    per displaced reply, first insert wins, so the chain only moves to earlier replies and every
+    reply finds the same answer each time it asks (its entry is the same on a retry)."""
+    me = f"{at_ms}:{message_id}"
+    bound, _ = await natural_keys.claim(db, FIRST_REPLY, ticket_id, target=me)
+    displaced: str | None = None
+    while bound != me:
+        at, _, other = bound.partition(":")
+        if (at_ms, message_id) > (int(at), other):
+            return False, None
+        displaced = other
+        bound, _ = await natural_keys.claim(db, FIRST_REPLY_BEFORE, ticket_id, other, target=me)
+    return True, displaced
 
 
 async def month_totals(

@@ -18,13 +18,14 @@ its retry (a webhook redelivery runs `complete_stored`, which records it) or the
 """
 
 import asyncio
+import calendar
 import math
 from array import array
 from bisect import bisect_right
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, timedelta, tzinfo
 from functools import lru_cache
 from itertools import repeat
 from typing import Any
@@ -37,6 +38,7 @@ from backend.core.db import Database
 from backend.core.errors import Forbidden, NotFound, Unprocessable
 from backend.core.ids import is_valid_id
 from backend.core.tenancy import Actor, TenantScope
+from backend.messages import service as messages
 from backend.reports import aggregates, repository
 from backend.reports.aggregates import Dims
 from backend.reports.schemas import (
@@ -103,35 +105,57 @@ async def record_ticket_event(db: Database, event: Mapping[str, Any], previous_s
 
 async def record_message(db: Database, message: Mapping[str, Any], ticket: Mapping[str, Any]) -> None:
     """Records a stored message (in/out; notes are not messages in or out) and, for the ticket's
-    first client message and the first agent reply after it, the first response. Safe to repeat:
-    both claims and the entry are keyed by the message, and the first-response histogram is
-    observed only by the call that recorded the entry."""
+    first client message and the first agent reply after it, the first response. The first reply
+    is the earliest in the log, whatever order replies are recorded in: an earlier reply recorded
+    after a later one displaces it, its entry taking the later one's value back
+    (repository.claim_first_reply). Safe to repeat: the claims and the entry are keyed by the
+    message, and the first-response histogram is observed only by the call that recorded the
+    entry (a displaced value stays observed there: a histogram takes nothing back)."""
     if message.get("direction") not in ("in", "out"):
         return
     tenant, ticket_id, message_id = str(message["reseller_id"]), str(message["ticket_id"]), str(message["_id"])
     at_ms = _epoch_ms(message["created_at"])
     first_response: int | None = None
+    _, tz = await _tz(db, tenant)
+    taken_back: list[dict[str, Any]] = []
     if message["direction"] == "in" and message.get("sender_type") == "client":
         await repository.claim_first_in(db, ticket_id, at_ms)
     elif message["direction"] == "out" and message.get("sender_type") == "agent":
         first_in = await repository.first_in(db, ticket_id)
-        if (
-            first_in is not None
-            and at_ms >= first_in
-            and await repository.claim_first_reply(db, ticket_id, message_id) == message_id
-        ):
-            first_response = at_ms - first_in
-    _, tz = await _tz(db, tenant)
+        if first_in is not None and at_ms >= first_in:
+            first, displaced = await repository.claim_first_reply(db, ticket_id, at_ms, message_id)
+            if first:
+                first_response = at_ms - first_in
+            if first and displaced is not None:
+                taken_back = await _displaced_first_response(db, displaced, ticket, first_in, tz)
     p = aggregates.message_part(
         message, tz=tz, dims=aggregates.message_dims(message, ticket), first_response_ms=first_response
     )
     if p is None:
         return
-    recorded = await repository.record_month(db, tenant, str(p["m"]), f"msg:{message_id}", [p])
+    recorded = False
+    for month, parts in aggregates.by_month([p, *taken_back]).items():
+        counted = await repository.record_month(db, tenant, month, f"msg:{message_id}", parts)
+        recorded = recorded or (counted and month == p["m"])
     # Observed by the one call whose entry counts the message (the claim's first insert): a
     # retried or concurrent record of the same reply finds it counted and observes nothing.
     if recorded and first_response is not None:
         metrics.FIRST_RESPONSE.observe(first_response / 1000)  # README, Metrics
+
+
+async def _displaced_first_response(
+    db: Database, message_id: str, ticket: Mapping[str, Any], first_in: int, tz: tzinfo
+) -> list[dict[str, Any]]:
+    """The part that takes back the first response a later reply was counted with, once an
+    earlier reply displaced it. That reply's own entry is recorded first (a no-op when it is),
+    so no fold removes a value before the entry adding it is there."""
+    displaced = await messages.get_internal(db, message_id)
+    if displaced is None:  # a claim names a stored message; nothing to take back otherwise
+        return []
+    await record_message(db, displaced, ticket)
+    fr = _epoch_ms(displaced["created_at"]) - first_in
+    local = as_utc(displaced["created_at"]).astimezone(tz)
+    return [aggregates.part(local, aggregates.message_dims(displaced, ticket), fr_del=[fr])]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -213,6 +237,12 @@ def quantiles(runs: list["array[int]"]) -> Quantiles:
     return Quantiles(median=median / 1000, p90=p90 / 1000)
 
 
+def _month_days(month: str) -> tuple[date, date]:
+    """The first and last day of `month` ("YYYY-MM")."""
+    y, m = int(month[:4]), int(month[5:7])
+    return date(y, m, 1), date(y, m, calendar.monthrange(y, m)[1])
+
+
 def _months(start: date, end: date) -> list[str]:
     out, y, m = [], start.year, start.month
     while (y, m) <= (end.year, end.month):
@@ -236,7 +266,7 @@ def _collect(
     for month, state in zip(months, states, strict=True):
         for day, dims, cell in aggregates.month_cells(state, match):
             iso = f"{month}-{day}"
-            if lo <= iso <= hi:
+            if day == aggregates.WHOLE or lo <= iso <= hi:  # a whole month's cell: read only when inside
                 key = group(dims) if group else None
                 acc = out.get(key)
                 if acc is None:
@@ -391,15 +421,28 @@ async def agents(
     """One row per agent with activity in the period (an agent: its own row only, always)."""
     p = await period(db, actor, start=start, end=end, reseller_id=reseller_id)
     months = _months(p.start, p.end)
+    whole = [m for m in months if p.start <= _month_days(m)[0] and _month_days(m)[1] <= p.end]
+    partial = [m for m in months if m not in whole]
     only = actor.id if actor.role == "agent" else None
 
     def match(dims: Dims) -> bool:
-        return dims[1] is not None and (only is None or dims[1] == only)  # the "agent" view
+        return dims[1] is not None and (only is None or dims[1] == only)  # the "agent" views
 
-    states, live = await asyncio.gather(
-        repository.months(db, p.reseller_id, months, "agent", match), repository.live(db, p.reseller_id)
+    # A month inside the period is one cell per agent ("agent-month"); the period's ends, a day each.
+    whole_states, partial_states, live = await asyncio.gather(
+        repository.months(db, p.reseller_id, whole, "agent-month", match),
+        repository.months(db, p.reseller_id, partial, "agent", match),
+        repository.live(db, p.reseller_id),
     )
-    groups = _collect(states, months, start=p.start, end=p.end, match=match, group=lambda d: d[1], by_day=False)
+    groups = _collect(
+        whole_states + partial_states,
+        whole + partial,
+        start=p.start,
+        end=p.end,
+        match=match,
+        group=lambda d: d[1],
+        by_day=False,
+    )
     ids = sorted({str(k) for k in groups if k is not None} | ({only} if only else set()))
 
     async def row(agent: str) -> AgentReport | None:

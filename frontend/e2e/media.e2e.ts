@@ -6,7 +6,7 @@ import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import type { Browser, Page } from 'playwright-core';
-import { call, expectNoConsoleErrors, launch, login, makeTenant, openPage, phone, screenshot, unique, uniquePhone, type TenantSetup } from './support';
+import { connectWhatsApp, expectNoConsoleErrors, launch, login, makeTenant, openPage, phone, screenshot, unique, uniquePhone, type TenantSetup } from './support';
 
 const fixtures = resolve(__dirname, '..', '..', 'tests', 'fixtures', 'media');
 const PHOTO = readFileSync(resolve(fixtures, 'photo.png'));
@@ -21,14 +21,7 @@ beforeAll(async () => {
   // A fake microphone (a tone) that needs no permission prompt, for the recorded voice note.
   browser = await launch(['--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream']);
   tenant = await makeTenant(1);
-  instance = unique('midia-');
-  await call('POST', '/api/v1/whatsapp-connections', tenant.owner.token, {
-    name: 'Loja Mídia',
-    provider: 'evolution',
-    instance_name: instance,
-    default_department_id: tenant.department.id,
-  });
-  await phone('state', { instance, state: 'open' });
+  instance = await connectWhatsApp(tenant, 'Loja Mídia', 'midia-');
 });
 
 afterAll(async () => {

@@ -159,17 +159,24 @@ export async function phone<T = Record<string, unknown>>(path: string, body: unk
   return JSON.parse(text) as T;
 }
 
-/** A ticket the client opens by writing in on WhatsApp (through the fake Evolution and the real
- * webhook): one an agent can answer, unlike a ticket opened without a connection. */
-export async function makeWhatsAppTicket(tenant: TenantSetup, clientName = unique('Cliente '), message = 'Olá, preciso de ajuda'): Promise<TicketInfo> {
-  const instance = unique('zap-');
+/** A WhatsApp connection of the tenant on the fake Evolution, into its department, connected
+ * (state open): clients can write in on it. Answers its instance name (`prefix` + a unique tail). */
+export async function connectWhatsApp(tenant: TenantSetup, name = unique('Loja '), prefix = 'zap-'): Promise<string> {
+  const instance = unique(prefix);
   await call('POST', '/api/v1/whatsapp-connections', tenant.owner.token, {
-    name: unique('Loja '),
+    name,
     provider: 'evolution',
     instance_name: instance,
     default_department_id: tenant.department.id,
   });
   await phone('state', { instance, state: 'open' });
+  return instance;
+}
+
+/** A ticket the client opens by writing in on WhatsApp (through the fake Evolution and the real
+ * webhook): one an agent can answer, unlike a ticket opened without a connection. */
+export async function makeWhatsAppTicket(tenant: TenantSetup, clientName = unique('Cliente '), message = 'Olá, preciso de ajuda'): Promise<TicketInfo> {
+  const instance = await connectWhatsApp(tenant);
   await phone('inbound', { instance, phone: uniquePhone(), text: message, push_name: clientName });
   const deadline = Date.now() + 15_000;
   while (Date.now() < deadline) {

@@ -10,6 +10,7 @@ import pytest
 
 from backend.connections.providers.base import FetchedMedia
 from backend.media import worker
+from backend.media.models import FetchEntry
 from backend.webhooks.service import message_id_for
 from tests.factories import Tenant, make_tenant
 from tests.fakes.harness import FakeEvolution, make_connection
@@ -31,16 +32,16 @@ async def conn(client: httpx.AsyncClient, tenant: Tenant, evolution: FakeEvoluti
     return await make_connection(client, tenant, evolution)
 
 
-Competitor = Callable[[worker.MediaFetcher, dict[str, Any]], Awaitable[None]]
+Competitor = Callable[[worker.MediaFetcher, FetchEntry], Awaitable[None]]
 
 
 def inject(monkeypatch: pytest.MonkeyPatch, competitor: Competitor) -> list[dict[str, Any]]:
     """Runs `competitor` once, inside the first fetch, after the attempt is claimed and the bytes
     obtained, before they are stored and the message moves to ready."""
     original = worker.MediaFetcher._bytes
-    seen: list[dict[str, Any]] = []
+    seen: list[FetchEntry] = []
 
-    async def wrapped(self: worker.MediaFetcher, entry: dict[str, Any]) -> FetchedMedia:
+    async def wrapped(self: worker.MediaFetcher, entry: FetchEntry) -> FetchedMedia:
         fetched = await original(self, entry)
         if not seen:
             seen.append(entry)
@@ -61,8 +62,8 @@ async def test_finalize_between_the_message_and_its_bytes(
 ) -> None:
     finalized: list[int] = []
 
-    async def finalize(fetcher: worker.MediaFetcher, entry: dict[str, Any]) -> None:
-        message = await db.messages.find_one({"_id": entry["message_id"]})
+    async def finalize(fetcher: worker.MediaFetcher, entry: FetchEntry) -> None:
+        message = await db.messages.find_one({"_id": entry.message_id})
         r = await client.post(f"/api/v1/tickets/{message['ticket_id']}/finalize", headers=tenant.headers)
         finalized.append(r.status_code)
 
@@ -94,9 +95,9 @@ async def test_a_second_fetcher_on_the_same_entry_does_not_fetch_again(
 ) -> None:
     answers: list[bool] = []
 
-    async def second_fetcher(fetcher: worker.MediaFetcher, entry: dict[str, Any]) -> None:
+    async def second_fetcher(fetcher: worker.MediaFetcher, entry: FetchEntry) -> None:
         other = worker.MediaFetcher(db, settings, fetcher.http)  # as another process's worker
-        answers.append(await other.handle(entry))
+        answers.append(await other.handle(entry.stored()))
 
     inject(monkeypatch, second_fetcher)
     message = await send_media(evolution, db, conn, "voice.ogg")

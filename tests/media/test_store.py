@@ -21,9 +21,9 @@ async def _chunks(data: bytes, size: int) -> AsyncIterator[bytes]:
 async def test_store_then_read_back_byte_for_byte(db: Any) -> None:
     data = (FIXTURES / "photo.png").read_bytes()
     record = await service.store_bytes(db, reseller_id="r1", data=data, mime="image/png", name="photo.png")
-    assert record["sha256"] == hashlib.sha256(data).hexdigest()
-    assert record["size"] == len(data)
-    assert await service.read_bytes(db, reseller_id="r1", sha256=record["sha256"]) == data
+    assert record.sha256 == hashlib.sha256(data).hexdigest()
+    assert record.size == len(data)
+    assert await service.read_bytes(db, reseller_id="r1", sha256=record.sha256) == data
 
 
 async def test_same_content_is_stored_once_per_tenant(db: Any) -> None:
@@ -33,8 +33,8 @@ async def test_same_content_is_stored_once_per_tenant(db: Any) -> None:
         db, reseller_id="r2", data=_chunks(data, 100), mime="application/pdf", name="b.pdf"
     )
     other = await service.store_bytes(db, reseller_id="r3", data=data, mime="application/pdf", name="c.pdf")
-    assert again["file_id"] == first["file_id"] and again["name"] == "a.pdf"
-    assert other["file_id"] != first["file_id"]
+    assert again.file_id == first.file_id and again.name == "a.pdf"
+    assert other.file_id != first.file_id
     files = await db[repository.FILES].find({"metadata.reseller_id": {"$in": ["r2", "r3"]}}).to_list(None)
     assert len(files) == 2
 
@@ -47,8 +47,8 @@ async def test_concurrent_stores_of_new_content_agree_on_one_record(db: Any) -> 
             for _ in range(4)
         )
     )
-    assert len({r["file_id"] for r in records}) == 1
-    assert await service.read_bytes(db, reseller_id="r4", sha256=records[0]["sha256"]) == data
+    assert len({r.file_id for r in records}) == 1
+    assert await service.read_bytes(db, reseller_id="r4", sha256=records[0].sha256) == data
 
 
 async def test_ranges_stream_across_chunk_boundaries(db: Any) -> None:
@@ -56,8 +56,7 @@ async def test_ranges_stream_across_chunk_boundaries(db: Any) -> None:
     record = await service.store_bytes(db, reseller_id="r5", data=data, mime="video/mp4", name="v.mp4")
     for start, end in [(0, 1), (261_000, 262_000), (500_000, len(data)), (len(data) - 1, len(data) + 10)]:
         pieces = [
-            p
-            async for p in await service.open_bytes(db, reseller_id="r5", sha256=record["sha256"], start=start, end=end)
+            p async for p in await service.open_bytes(db, reseller_id="r5", sha256=record.sha256, start=start, end=end)
         ]
         assert b"".join(pieces) == data[start:end]
 
@@ -83,7 +82,7 @@ async def test_the_bucket_is_plain_gridfs_both_ways(db: Any) -> None:
     data = bytes(range(256)) * 2100  # three chunks
     record = await service.store_bytes(db, reseller_id="r7", data=data, mime="x/y", name="ours.bin")
     bucket = AsyncGridFSBucket(db, bucket_name=repository.BUCKET)
-    stream = await bucket.open_download_stream(record["file_id"])
+    stream = await bucket.open_download_stream(record.file_id)
     assert await stream.read() == data  # a standard driver reads what we wrote
     theirs = await bucket.upload_from_stream("theirs.bin", data[::-1])
     pieces = [p async for p in repository.read_range(db, theirs, 1000, 600_000)]
@@ -100,7 +99,7 @@ async def test_a_received_file_is_stored_from_itself_and_checked_against_its_has
     with path.open("rb") as file:
         received = service.Received(file=file, size=len(data), sha256=sha256)
         record = await service.store_bytes(db, reseller_id="r9", data=received, mime="audio/ogg", name="v.ogg")
-    assert record["sha256"] == sha256 and record["size"] == len(data)
+    assert record.sha256 == sha256 and record.size == len(data)
     assert await service.read_bytes(db, reseller_id="r9", sha256=sha256) == data
 
     path.write_bytes(data[:-1] + b"!")  # changed under the store: same size, other bytes

@@ -194,10 +194,11 @@ async def test_a_hold_the_worker_settles_before_it_lands_is_settled_by_the_proce
     worker = OutboundWorker(db, settings, http)
     in_flight = asyncio.create_task(worker.run_once())
     from backend.outbound import repository
+    from backend.outbound.models import HeldEcho
 
     real_hold = repository.hold_echo
 
-    async def hold_after_the_answer(db_: Any, **kw: Any) -> dict[str, Any]:
+    async def hold_after_the_answer(db_: Any, **kw: Any) -> HeldEcho:
         await evolution.control("POST", "release")
         await in_flight  # answered, recorded and settled before the hold is written
         return await real_hold(db_, **kw)

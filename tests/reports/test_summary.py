@@ -230,6 +230,13 @@ async def test_agents_table_and_an_agent_sees_only_itself(client: httpx.AsyncCli
     assert (rows[g1]["assumed"], rows[g1]["transferred"], rows[g1]["finalized"]) == (1, 1, 0)
     assert rows[g1]["first_response_seconds"] == _q(400.0, 400.0)
     assert (rows[g0]["satisfaction"], rows[g1]["satisfaction"]) == (_sat(3.5, g2=1, g5=1), NO_RATINGS)
+    # A month inside the period is read as one cell per agent (the "agent-month" view), the
+    # period's partial months a day each: the same figures either way.
+    for span in ({"from": "2026-03-01", "to": "2026-03-31"}, {"from": "2026-02-15", "to": "2026-04-15"}):
+        r = await client.get(f"{API}/reports/agents", params=span, headers=scenario.headers)
+        assert r.status_code == 200, r.text
+        wide = {row["agent_id"]: _figures(row) for row in r.json()["items"]}
+        assert wide == {agent: _figures(row) for agent, row in rows.items()}, span
 
     agent = scenario.agents[1]["headers"]
     r = await client.get(f"{API}/reports/agents", params={"from": DAY, "to": DAY}, headers=agent)

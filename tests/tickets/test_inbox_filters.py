@@ -1,6 +1,7 @@
 """GET /api/v1/tickets: the inbox filters (department, agent, connection, tag, period) and search
 (#number exactly, client name or phone, message text); PUT /tickets/{id}/tags."""
 
+import asyncio
 from datetime import timedelta
 from typing import Any
 
@@ -139,3 +140,15 @@ async def test_ticket_tags_filter_and_stay_out_of_the_ticket_document(
     r = await client.put(f"{URL}/{t1['id']}/tags", json={"tags": []}, headers=tenant.headers)
     assert r.json()["tags"] == []
     assert await _ids(client, tenant.headers, tag=tag) == []
+
+
+async def test_two_first_taggings_of_a_ticket_at_once_both_answer_and_one_set_stays(
+    client: httpx.AsyncClient, tenant: Tenant, db: Any
+) -> None:
+    t = await _ticket(client, tenant)
+    url = f"{URL}/{t['id']}/tags"
+    answers = await asyncio.gather(*(client.put(url, json={"tags": [x]}, headers=tenant.headers) for x in "ab"))
+    assert [r.status_code for r in answers] == [200, 200]
+    stored = await db.ticket_tags.find_one({"_id": t["id"]})
+    assert stored["reseller_id"] == tenant.id and stored["tags"] in (["a"], ["b"])
+    assert (await client.get(f"{URL}/{t['id']}", headers=tenant.headers)).json()["tags"] == stored["tags"]

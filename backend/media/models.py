@@ -1,0 +1,35 @@
+"""The stored shapes of the media records and the fetch queue; what each collection is for and its
+`_id`s: backend/media/repository.py. The GridFS bucket keeps the drivers' own layout."""
+
+from datetime import datetime
+
+from backend.core.schemas import StoredModel
+
+# As the message gave it, kept as is (backend/webhooks/sanitize.py keeps a number past int64 as text).
+Measure = int | float | str | None
+
+
+class MediaRecord(StoredModel):  # `media`: mime and name are the first storer's
+    reseller_id: str
+    sha256: str
+    size: int
+    mime: str
+    name: str = ""
+    file_id: str  # the GridFS file holding the bytes
+    created_at: datetime
+    duration: Measure = None
+    width: Measure = None
+    height: Measure = None
+
+
+class FetchEntry(StoredModel):  # `media_fetches`; `_id` and `seq` are the log's (core/seqlog)
+    seq: int
+    message_id: str
+    reseller_id: str
+    round: int = 0  # the media round it fetches for (the retry action starts a new one)
+    connection_id: str
+    provider_message_id: str
+    remote_jid: str
+    from_me: bool = False
+    raw_id: str | None = None  # the stored webhook delivery carrying the bytes inline, if it did
+    enqueued_at: datetime

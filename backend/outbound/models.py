@@ -1,0 +1,61 @@
+"""The stored shapes of the outbound queue; what each collection is for and its `_id`s:
+backend/outbound/repository.py. A field an older document lacks reads as its default."""
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel
+
+from backend.core.schemas import StoredModel
+
+Resolution = Literal["echo", "released"]
+
+
+class QueueEntry(StoredModel):  # `outbox`; `_id` and `seq` are the log's (core/seqlog)
+    seq: int
+    message_id: str
+    ticket_id: str
+    reseller_id: str
+    connection_id: str | None
+    chat: str | None = None  # absent on entries queued before chats: a chat of their own
+    chat_seq: int = 0
+    enqueued_at: datetime
+
+
+class ChatEntry(StoredModel):  # `outbox_chats`
+    chat: str
+    k: int
+    message_id: str
+    enqueued_at: datetime
+
+
+class Sending(StoredModel):  # `outbox_sending`
+    message_id: str
+    attempt_id: str | None = None
+    at: datetime
+
+
+class HeldEcho(StoredModel):  # `outbox_echoes`
+    attempt_id: str
+    message_id: str
+    connection_id: str
+    provider_message_id: str
+    raw_id: str
+    type: str = "text"  # the upsert's message type: text, image, audio, ...
+    held_at: datetime
+    resolution: Resolution | None = None
+    resolved_at: datetime | None = None
+
+
+class Receipt(BaseModel):
+    status: str
+    reason: str = ""
+    at: datetime
+
+
+class ParkedReceipts(StoredModel):  # `receipts_parked`
+    connection_id: str
+    provider_message_id: str
+    receipts: list[Receipt] = []  # in arrival order
+    applied_at: datetime | None = None
+    message_id: str | None = None  # the message they were applied to
