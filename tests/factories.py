@@ -225,8 +225,9 @@ async def make_open_connection(client: httpx.AsyncClient, tenant: Tenant, db: An
         headers=tenant.headers,
     )
     assert r.status_code == 201, r.text
-    stored = await db.whatsapp_connections.find_one({"_id": r.json()["id"]})
-    conn: dict[str, Any] = await connections.record_status(db, stored, status="open", qr_code=None)
+    stored = connections.Connection.model_validate(await db.whatsapp_connections.find_one({"_id": r.json()["id"]}))
+    await connections.record_status(db, stored, status="open", qr_code=None)
+    conn: dict[str, Any] = await db.whatsapp_connections.find_one({"_id": stored.id})
     return conn
 
 

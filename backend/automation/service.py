@@ -123,17 +123,16 @@ def _render(template: str, ticket: dict[str, Any], config: resellers.ResellerCon
 # --- a WhatsApp message opens a ticket -------------------------------------------------------
 
 
-async def _menu_options(db: Database, conn: dict[str, Any]) -> list[departments.Department]:
+async def _menu_options(db: Database, conn: connections.Connection) -> list[departments.Department]:
     """The connection's menu departments that are still active, in the configured order."""
-    if not conn.get("menu_enabled"):
+    if not conn.menu_enabled:
         return []
-    scope = TenantScope(str(conn["reseller_id"]))
-    found = [await departments.get(db, scope, str(d)) for d in conn.get("menu_department_ids") or []]
+    found = [await departments.get(db, TenantScope(conn.reseller_id), d) for d in conn.menu_department_ids]
     return [d for d in found if d is not None and d.active]
 
 
 def ticket_opening(
-    db: Database, conn: dict[str, Any], *, message_id: str, config: ConfigSource | None = None
+    db: Database, conn: connections.Connection, *, message_id: str, config: ConfigSource | None = None
 ) -> tickets.LazyOpening:
     """What a ticket opened by this WhatsApp message starts with (tickets.open_for_client awaits
     it only when it creates the ticket): the message that opened it, whether the company was
@@ -141,7 +140,7 @@ def ticket_opening(
     one read of the tenant's config (`config_once`)."""
 
     async def starts() -> tickets.Opening:
-        config_read = await (config or config_once(db, str(conn["reseller_id"])))()
+        config_read = await (config or config_once(db, conn.reseller_id))()
         return tickets.Opening(
             opening_message_id=message_id,
             out_of_hours=not hours.Schedule.of(config_read).is_open(now()),
@@ -149,13 +148,6 @@ def ticket_opening(
         )
 
     return starts
-
-
-async def _whatsapp_connection(db: Database, ticket: dict[str, Any]) -> dict[str, Any] | None:
-    """The tenant's WhatsApp connection the ticket's conversation runs on, or None (api channel)."""
-    channel = str(ticket.get("channel") or "")
-    conn = await connections.get_internal(db, channel) if channel and channel != "api" else None
-    return conn if conn is not None and conn.get("reseller_id") == ticket["reseller_id"] else None
 
 
 def raced_opening(db: Database, finalized: dict[str, Any], message: dict[str, Any]) -> tickets.LazyOpening:
@@ -167,7 +159,7 @@ def raced_opening(db: Database, finalized: dict[str, Any], message: dict[str, An
     finalize (`after_finalize` below)."""
 
     async def starts() -> tickets.Opening:
-        conn = await _whatsapp_connection(db, finalized)
+        conn = await connections.of_ticket(db, finalized)
         if conn is None or message.get("sender_type") != "client" or message.get("direction") != "in":
             return tickets.Opening()
         return await ticket_opening(db, conn, message_id=str(message["_id"]))()
@@ -177,7 +169,7 @@ def raced_opening(db: Database, finalized: dict[str, Any], message: dict[str, An
 
 async def after_client_message(
     db: Database,
-    conn: dict[str, Any],
+    conn: connections.Connection,
     *,
     ticket: dict[str, Any],
     message: dict[str, Any],
@@ -212,7 +204,7 @@ async def after_client_message(
 
 async def _opened(
     db: Database,
-    conn: dict[str, Any],
+    conn: connections.Connection,
     ticket: dict[str, Any],
     config: resellers.ResellerConfig,
     *,
@@ -221,7 +213,7 @@ async def _opened(
 ) -> list[str]:
     done: list[str] = []
     # A new conversation ends the chat's pending survey: a digit now belongs to this ticket.
-    chat = repository.chat_id(str(conn["_id"]), str(ticket.get("client_phone") or ""))
+    chat = repository.chat_id(conn.id, str(ticket.get("client_phone") or ""))
     survey = None if new_client else await repository.get_survey_internal(db, chat)
     if survey is not None and survey.pending:
         await repository.mark_survey(db, chat, ticket_id=survey.ticket_id, changes={"closed_at": now()})
@@ -235,9 +227,9 @@ async def _opened(
     if ticket.get("menu_pending"):
         options = await _menu_options(db, conn)
         if not options:  # the menu's departments were deactivated since the ticket opened
-            await _route(db, ticket, department_id=str(conn["default_department_id"]), message_id="", fallback=True)
+            await _route(db, ticket, department_id=conn.default_department_id, message_id="", fallback=True)
             return [*done, "menu fallback"]
-        body = texts.menu(str(conn.get("menu_text") or ""), [d.name for d in options])
+        body = texts.menu(conn.menu_text, [d.name for d in options])
         extra = {"menu_options": [d.id for d in options]}
         if await _send(db, ticket, config, purpose=MENU, period=FIRST_MENU, body=body, extra=extra, retry=retry):
             done.append(MENU)
@@ -257,7 +249,7 @@ async def _away(db: Database, ticket: dict[str, Any], config: resellers.Reseller
 
 async def _menu_answer(
     db: Database,
-    conn: dict[str, Any],
+    conn: connections.Connection,
     ticket: dict[str, Any],
     message: dict[str, Any],
     config: resellers.ResellerConfig,
@@ -270,7 +262,7 @@ async def _menu_answer(
     menu = await message_store.get_internal(db, automatic_id(str(ticket["_id"]), MENU, FIRST_MENU))
     options: list[str] = list(menu.get("menu_options") or []) if menu is not None else []
     if not options:  # no menu was ever sent (its departments went away): nothing to choose from
-        await _route(db, ticket, department_id=str(conn["default_department_id"]), message_id="", fallback=True)
+        await _route(db, ticket, department_id=conn.default_department_id, message_id="", fallback=True)
         return ["menu fallback"]
     choice = texts.digit(message.get("body") if message.get("type", "text") == "text" else None, highest=len(options))
     if choice is not None:
@@ -280,15 +272,14 @@ async def _menu_answer(
             moved = await _route(db, ticket, department_id=department_id, message_id=str(message["_id"]))
             return [f"menu choice {choice}"] if moved else []
     k = await _invalid_answer_number(db, str(ticket["_id"]), str(message["_id"]))
-    limit = int(conn.get("menu_max_invalid", 2))
-    if k > limit:
+    if k > conn.menu_max_invalid:
         moved = await _route(
-            db, ticket, department_id=str(conn["default_department_id"]), message_id=str(message["_id"]), fallback=True
+            db, ticket, department_id=conn.default_department_id, message_id=str(message["_id"]), fallback=True
         )
         return ["menu fallback"] if moved else []
     scope = TenantScope(str(ticket["reseller_id"]))
     found = [await departments.get(db, scope, department_id) for department_id in options]
-    body = texts.menu(str(conn.get("menu_text") or ""), [d.name if d is not None else "" for d in found], repeat=True)
+    body = texts.menu(conn.menu_text, [d.name if d is not None else "" for d in found], repeat=True)
     extra = {"menu_options": options}
     sent = await _send(db, ticket, config, purpose=MENU, period=str(k), body=body, extra=extra, retry=retry)
     return ["menu repeated"] if sent else []
@@ -325,7 +316,7 @@ async def _route(
 async def after_finalize(db: Database, ticket: dict[str, Any]) -> None:
     """The finalize hook (backend/gates.py): the closing message, then the survey question. Runs
     again when the sweep re-runs a finalize's hooks; finding both stored, it sends nothing."""
-    conn = await _whatsapp_connection(db, ticket)
+    conn = await connections.of_ticket(db, ticket)
     if conn is None:
         return  # not a WhatsApp conversation: nobody to send to
     config = await resellers.config_internal(db, str(ticket["reseller_id"]))
@@ -338,7 +329,7 @@ async def after_finalize(db: Database, ticket: dict[str, Any]) -> None:
     await _greet_raced(db, conn, ticket)
 
 
-async def _greet_raced(db: Database, conn: dict[str, Any], finalized: dict[str, Any]) -> None:
+async def _greet_raced(db: Database, conn: connections.Connection, finalized: dict[str, Any]) -> None:
     """The new ticket the finalize's refile opened for a client message that raced it (before this
     hook: backend/gates.py) reacts as any new ticket does — after the closing message and the
     survey question, whose pending rating its opening ends. Found as the client's open ticket on
@@ -359,14 +350,14 @@ async def _greet_raced(db: Database, conn: dict[str, Any], finalized: dict[str, 
 
 
 async def _ask_rating(
-    db: Database, conn: dict[str, Any], ticket: dict[str, Any], config: resellers.ResellerConfig
+    db: Database, conn: connections.Connection, ticket: dict[str, Any], config: resellers.ResellerConfig
 ) -> None:
     question = _render(config.csat_message or texts.DEFAULT_SURVEY_TEXT, ticket, config)
     await _send(db, ticket, config, purpose=SURVEY, body=question)
     asked = await message_store.get_internal(db, automatic_id(str(ticket["_id"]), SURVEY))
     if asked is None:
         return
-    chat = repository.chat_id(str(conn["_id"]), str(ticket.get("client_phone") or ""))
+    chat = repository.chat_id(conn.id, str(ticket.get("client_phone") or ""))
     current = await repository.get_survey_internal(db, chat)
     at = as_utc(asked["created_at"])
     # Written after the question is stored (a digit is a rating only once it was asked); the
@@ -388,7 +379,7 @@ def rating_of(body: str | None) -> int | None:
 
 async def take_rating(
     db: Database,
-    conn: dict[str, Any],
+    conn: connections.Connection,
     *,
     client: users.User,
     phone: str,
@@ -403,7 +394,7 @@ async def take_rating(
     rating = rating_of(body)
     if rating is None:
         return None
-    chat = repository.chat_id(str(conn["_id"]), phone)
+    chat = repository.chat_id(conn.id, phone)
     survey = await repository.get_survey_internal(db, chat)
     if survey is None:
         return None
@@ -413,9 +404,7 @@ async def take_rating(
     ticket = await tickets.load(db, survey.ticket_id)
     if ticket is None or ticket["client_id"] != client.id or ticket["status"] != Status.FINALIZADO.value:
         return None
-    if not again and await tickets.open_ticket_of(
-        db, reseller_id=str(conn["reseller_id"]), client=client, channel=str(conn["_id"])
-    ):
+    if not again and await tickets.open_ticket_of(db, reseller_id=conn.reseller_id, client=client, channel=conn.id):
         return None  # a conversation is open on this number (an agent started one): the digit is its
     if ticket.get("rating") is not None and not again:
         stored = await message_store.get_internal(db, message_id)

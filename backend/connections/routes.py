@@ -31,7 +31,7 @@ async def list_connections(
 
 @router.get("/{connection_id}", operation_id="whatsapp_connections-get", responses=responses(404))
 async def get_connection(db: Db, actor: ResellerOrAdminActor, connection_id: str) -> ConnectionRead:
-    return ConnectionRead.from_doc(await service.get_doc_or_404(db, actor, connection_id=connection_id))
+    return ConnectionRead.of(await service.get_doc_or_404(db, actor, connection_id=connection_id))
 
 
 @router.patch("/{connection_id}", operation_id="whatsapp_connections-update", responses=WITH_BODY | responses(404))

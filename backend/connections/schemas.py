@@ -2,6 +2,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field, StringConstraints, field_validator
 
+from backend.connections.models import MENU_MAX_INVALID_DEFAULT
 from backend.connections.providers.base import ConnectionStatus
 from backend.core.pagination import Page
 from backend.core.schemas import InputModel, Name, ObjectIdStr, ReadModel, Timestamp
@@ -10,7 +11,6 @@ from backend.core.schemas import InputModel, Name, ObjectIdStr, ReadModel, Times
 InstanceName = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
 # The department menu answers with one digit, 1-9 (backend/automation).
 MAX_MENU_OPTIONS = 9
-MENU_MAX_INVALID_DEFAULT = 2
 MenuText = Annotated[str, StringConstraints(strip_whitespace=True, max_length=1000)]
 
 
@@ -25,13 +25,9 @@ class ConnectionUpdate(InputModel):
     name: Name | None = None
     default_department_id: ObjectIdStr | None = None
     active: bool | None = None
-    # The department menu a new WhatsApp ticket answers with (backend/automation/__init__.py).
-    menu_enabled: bool | None = None
+    menu_enabled: bool | None = None  # the menu's fields: backend/connections/models.py
     menu_department_ids: list[ObjectIdStr] | None = None
-    # The line above the numbered list; empty: the built-in one.
     menu_text: MenuText | None = None
-    # Invalid answers tolerated (each repeats the menu); the next one leaves the ticket to the
-    # connection's default department.
     menu_max_invalid: Annotated[int, Field(ge=0, le=10)] | None = None
 
     @field_validator("menu_department_ids")

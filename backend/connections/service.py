@@ -7,11 +7,11 @@ from typing import Any
 from pymongo.errors import DuplicateKeyError
 
 from backend.connections import repository
+from backend.connections.models import Connection as Connection  # published: the stored shape
 from backend.connections.providers import registry
 from backend.connections.providers.base import ConnectionStatus, ProviderError
 
 # Published to other domains (they never import a repository: docs/ARCHITECTURE.md §2): a connection by id.
-from backend.connections.repository import get as get
 from backend.connections.repository import get_internal as get_internal
 from backend.connections.repository import get_shared_internal as get_shared_internal
 from backend.connections.schemas import ConnectionCreate, ConnectionPage, ConnectionRead, ConnectionUpdate, QrCodeRead
@@ -31,45 +31,34 @@ log = get_logger("connections")
 
 INSTANCE_KEY = "wa-instance"
 WEBHOOK_TOKEN_HEADER = "X-Webhook-Token"
-SECRET_FIELDS = ("webhook_token", "provider_token")
 
 
 def webhook_url(settings: Settings, connection_id: str) -> str:
     return f"{settings.PUBLIC_BASE_URL.rstrip('/')}/api/v1/webhooks/whatsapp/{connection_id}"
 
 
-async def _require_department(db: Database, reseller_id: str, department_id: str) -> None:
-    dept = await departments.get(db, TenantScope(reseller_id), department_id)
-    if dept is None or not dept.active:
-        raise Unprocessable("unknown or inactive department")
-
-
-async def announce(db: Database, conn: dict[str, Any]) -> None:
+async def announce(db: Database, conn: Connection) -> None:
     """Tell the tenant's screens (reseller level) that a connection's status or QR changed. Only
     the API shape goes out: secrets are not fields of ConnectionRead."""
-    safe = ConnectionRead.from_doc(conn).model_dump(mode="json")
+    shown = ConnectionRead.of(conn).model_dump(mode="json")
     await feed.publish(
-        db,
-        reseller_id=conn["reseller_id"],
-        type_="connection.status",
-        connection=safe,
-        data={"connection": safe},
+        db, reseller_id=conn.reseller_id, type_="connection.status", connection=shown, data={"connection": shown}
     )
 
 
-async def _bind_instance(db: Database, settings: Settings, conn: dict[str, Any]) -> dict[str, Any]:
+async def _bind_instance(db: Database, settings: Settings, conn: Connection) -> Connection:
     """Asks the provider to create the instance with our webhook. A provider failure is kept on
     the connection (`last_error`, status close) and retried by the next QR code request."""
     async with registry.http_client(settings) as http:
-        provider = registry.build(conn["provider"], settings, http)
+        provider = registry.build(conn.provider, settings, http)
         try:
             created = await provider.create_instance(
-                instance_name=conn["instance_name"],
-                webhook_url=webhook_url(settings, conn["_id"]),
-                webhook_headers={WEBHOOK_TOKEN_HEADER: conn["webhook_token"]},
+                instance_name=conn.instance_name,
+                webhook_url=webhook_url(settings, conn.id),
+                webhook_headers={WEBHOOK_TOKEN_HEADER: conn.webhook_token},
             )
         except ProviderError as exc:
-            log.warning("provider create_instance failed", connection_id=conn["_id"], error=str(exc))
+            log.warning("provider create_instance failed", connection_id=conn.id, error=str(exc))
             changes: dict[str, Any] = {"status": "close", "last_error": str(exc), "updated_at": utcnow()}
         else:
             changes = {
@@ -81,56 +70,46 @@ async def _bind_instance(db: Database, settings: Settings, conn: dict[str, Any])
                 "last_error": None,
                 "updated_at": utcnow(),
             }
-    updated = await repository.update(db, TenantScope(conn["reseller_id"]), conn["_id"], changes)
-    assert updated is not None
-    return updated
+    return await repository.update(db, TenantScope(conn.reseller_id), conn.id, changes)
 
 
 async def create(db: Database, actor: Actor, settings: Settings, *, data: ConnectionCreate) -> ConnectionRead:
     assert actor.reseller_id
-    await _require_department(db, actor.reseller_id, data.default_department_id)
+    await departments.require_active_ids(db, actor.reseller_id, [data.default_department_id])
     # Instance names are global on a provider server: the natural key arbitrates concurrent creates.
     bound, won = await natural_keys.claim(db, INSTANCE_KEY, data.provider, data.instance_name, target=new_id())
     if not won and await repository.get_internal(db, bound) is not None:
         raise Conflict("instance name already in use")
     now = utcnow()
-    doc: dict[str, Any] = {
-        "_id": bound,  # a claimer that died before inserting left the key: complete it
-        "reseller_id": actor.reseller_id,
-        "name": data.name,
-        "provider": data.provider,
-        "instance_name": data.instance_name,
-        "default_department_id": data.default_department_id,
-        "status": "connecting",
-        "qr_code": None,
-        "active": True,
-        "webhook_token": secrets.token_urlsafe(32),
-        "provider_created": False,
-        "provider_instance_id": None,
-        "provider_token": None,
-        "last_error": None,
-        "created_at": now,
-        "updated_at": now,
-    }
+    conn = Connection(
+        id=bound,  # a claimer that died before inserting left the key: complete it
+        reseller_id=actor.reseller_id,
+        **data.model_dump(),
+        status="connecting",
+        active=True,
+        webhook_token=secrets.token_urlsafe(32),
+        created_at=now,
+        updated_at=now,
+    )
     try:
-        await repository.insert(db, doc)
+        await repository.insert(db, conn)
     except DuplicateKeyError as exc:
         raise Conflict("instance name already in use") from exc
-    return ConnectionRead.from_doc(await _bind_instance(db, settings, doc))
+    return ConnectionRead.of(await _bind_instance(db, settings, conn))
 
 
-async def get_doc_or_404(db: Database, actor: Actor, *, connection_id: str) -> dict[str, Any]:
-    doc = await repository.get(db, actor.scope, connection_id) if is_valid_id(connection_id) else None
-    if doc is None:
+async def get_doc_or_404(db: Database, actor: Actor, *, connection_id: str) -> Connection:
+    conn = await repository.get(db, actor.scope, connection_id) if is_valid_id(connection_id) else None
+    if conn is None:
         raise NotFound("connection not found")
-    return doc
+    return conn
 
 
 async def list_page(db: Database, actor: Actor, *, cursor: str | None, limit: int) -> ConnectionPage:
     before = decode_id_cursor(cursor) if cursor else None
-    docs = await repository.list_page(db, actor.scope, before_id=before, limit=limit + 1)
-    nxt = next_id_cursor(docs, limit)
-    items = [ConnectionRead.from_doc(d) for d in docs[:limit]]
+    found = await repository.list_page(db, actor.scope, before_id=before, limit=limit + 1)
+    nxt = next_id_cursor(found, limit)
+    items = [ConnectionRead.of(c) for c in found[:limit]]
     if actor.role == "agent":
         # Agents list them to start a conversation on one: which exist and whether they can
         # send, never the pairing QR code (scanning it binds a phone to the tenant's number).
@@ -141,29 +120,26 @@ async def list_page(db: Database, actor: Actor, *, cursor: str | None, limit: in
 async def update(db: Database, actor: Actor, *, connection_id: str, data: ConnectionUpdate) -> ConnectionRead:
     conn = await get_doc_or_404(db, actor, connection_id=connection_id)
     changes = data.model_dump(exclude_unset=True, exclude_none=True)
-    if "default_department_id" in changes:
-        await _require_department(db, conn["reseller_id"], changes["default_department_id"])
-    for department_id in changes.get("menu_department_ids", []):
-        await _require_department(db, conn["reseller_id"], department_id)
-    if {**conn, **changes}.get("menu_enabled") and not {**conn, **changes}.get("menu_department_ids"):
+    named = [changes["default_department_id"]] if "default_department_id" in changes else []
+    await departments.require_active_ids(db, conn.reseller_id, named + changes.get("menu_department_ids", []))
+    after = conn.model_copy(update=changes)  # for the check only: the write sets `changes` alone
+    if after.menu_enabled and not after.menu_department_ids:
         raise Unprocessable("a menu needs at least one department")
     changes["updated_at"] = utcnow()
-    doc = await repository.update(db, actor.scope, connection_id, changes)
-    assert doc is not None
-    return ConnectionRead.from_doc(doc)
+    return ConnectionRead.of(await repository.update(db, actor.scope, connection_id, changes))
 
 
 async def qrcode(db: Database, actor: Actor, settings: Settings, *, connection_id: str) -> QrCodeRead:
     conn = await get_doc_or_404(db, actor, connection_id=connection_id)
-    if not conn.get("provider_created"):
+    if not conn.provider_created:
         conn = await _bind_instance(db, settings, conn)
-        if not conn.get("provider_created"):
-            raise ServiceUnavailable(f"provider unavailable: {conn.get('last_error')}")
-        return QrCodeRead(qr_code=conn.get("qr_code"), status=conn["status"])
+        if not conn.provider_created:
+            raise ServiceUnavailable(f"provider unavailable: {conn.last_error}")
+        return QrCodeRead(qr_code=conn.qr_code, status=conn.status)
     async with registry.http_client(settings) as http:
-        provider = registry.build(conn["provider"], settings, http)
+        provider = registry.build(conn.provider, settings, http)
         try:
-            qr = await provider.fetch_qr_code(instance_name=conn["instance_name"])
+            qr = await provider.fetch_qr_code(instance_name=conn.instance_name)
         except ProviderError as exc:
             raise ServiceUnavailable(f"provider unavailable: {exc}") from exc
     await record_status(db, conn, status=qr.status, qr_code=qr.qr_code)
@@ -171,34 +147,36 @@ async def qrcode(db: Database, actor: Actor, settings: Settings, *, connection_i
 
 
 async def record_status(
-    db: Database, conn: dict[str, Any], *, status: ConnectionStatus, qr_code: str | None, retry: bool = False
-) -> dict[str, Any]:
+    db: Database, conn: Connection, *, status: ConnectionStatus, qr_code: str | None, retry: bool = False
+) -> Connection:
     """Stores what the provider says (webhook or poll) and announces it when it changed. An open
     connection has no QR code to show. `retry`: an earlier attempt at the same delivery did not
     finish, and may have stored the change without announcing it; found unchanged, it is
     announced again (screens apply it idempotently)."""
     qr = None if status == "open" else qr_code
-    if conn.get("status") == status and conn.get("qr_code") == qr:
+    if conn.status == status and conn.qr_code == qr:
         if retry:
             await announce(db, conn)
         return conn
-    scope = TenantScope(conn["reseller_id"])
-    updated = await repository.update(db, scope, conn["_id"], {"status": status, "qr_code": qr, "updated_at": utcnow()})
-    assert updated is not None
+    scope = TenantScope(conn.reseller_id)
+    updated = await repository.update(db, scope, conn.id, {"status": status, "qr_code": qr, "updated_at": utcnow()})
     await announce(db, updated)
     return updated
 
 
-async def reply_blocked(db: Database, ticket: dict[str, Any]) -> str | None:
-    """Why nothing typed in `ticket` can reach its client now, or None when it can: the ticket
-    has no WhatsApp connection (opened through the API without one), or its connection was
-    deactivated, or it is not connected. A WhatsApp ticket's channel is its connection's id."""
+async def of_ticket(db: Database, ticket: dict[str, Any]) -> Connection | None:
+    """The tenant's WhatsApp connection the ticket runs on (its channel is the connection's id), or None."""
     channel = str(ticket.get("channel") or "")
     conn = await repository.get_internal(db, channel) if is_valid_id(channel) else None
-    if conn is None or conn.get("reseller_id") != ticket.get("reseller_id"):
+    return conn if conn is not None and conn.reseller_id == ticket.get("reseller_id") else None
+
+
+async def reply_blocked(db: Database, ticket: dict[str, Any]) -> str | None:
+    """Why nothing typed in `ticket` can reach its client now, or None when it can: no WhatsApp
+    connection (a ticket opened through the API without one), or one deactivated or not connected."""
+    conn = await of_ticket(db, ticket)
+    if conn is None:
         return "no_connection"
-    if not conn.get("active"):
+    if not conn.active:
         return "connection_inactive"
-    if conn.get("status") != "open":
-        return "connection_disconnected"
-    return None
+    return None if conn.status == "open" else "connection_disconnected"

@@ -140,11 +140,11 @@ class MediaFetcher:
                 except ValueError:
                     pass  # unreadable inline bytes: the provider may still have them
         conn = await connections.get_internal(self.db, entry.connection_id)
-        if conn is None or not conn.get("active"):
+        if conn is None or not conn.active:
             raise ProviderError("connection missing or inactive", retryable=False)
-        provider = registry.build(conn["provider"], self.settings, self.http)
+        provider = registry.build(conn.provider, self.settings, self.http)
         return await provider.fetch_media(
-            instance_name=conn["instance_name"],
+            instance_name=conn.instance_name,
             provider_message_id=entry.provider_message_id,
             remote_jid=entry.remote_jid,
             from_me=entry.from_me,

@@ -148,17 +148,17 @@ class OutboundWorker:
 
     async def _send(self, message: dict[str, Any], entry: QueueEntry, attempt_id: str) -> dict[str, Any]:
         conn = await connections.get_internal(self.db, str(entry.connection_id))
-        if conn is None or not conn.get("active"):
+        if conn is None or not conn.active:
             raise ProviderError("connection missing or inactive", retryable=False)
         ticket = await tickets.get_internal(self.db, message["ticket_id"])
         phone = (ticket or {}).get("client_phone")
         if not phone:
             raise ProviderError("ticket has no client phone", retryable=False)
-        provider = registry.build(conn["provider"], self.settings, self.http)
+        provider = registry.build(conn.provider, self.settings, self.http)
         # Before the call: the provider may post the fromMe echo of this send before answering.
         await repository.mark_sending(
             self.db,
-            connection_id=conn["_id"],
+            connection_id=conn.id,
             phone=str(phone),
             text=message["body"],
             message_id=message["_id"],
@@ -174,7 +174,7 @@ class OutboundWorker:
                 raise ProviderError("the message's file is not in the media store", retryable=False) from exc
             kind = "voice" if stored.get("voice") else str(message.get("type") or "document")
             sent = await provider.send_media(
-                instance_name=conn["instance_name"],
+                instance_name=conn.instance_name,
                 to=str(phone),
                 media=OutboundMedia(kind=kind, mime=str(stored["mime"]), name=str(stored.get("name") or ""), data=data),
                 caption=message["body"],
@@ -183,7 +183,7 @@ class OutboundWorker:
             )
         else:
             sent = await provider.send_text(
-                instance_name=conn["instance_name"],
+                instance_name=conn.instance_name,
                 to=str(phone),
                 text=message["body"],
                 idempotency_key=message["_id"],

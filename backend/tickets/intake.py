@@ -125,10 +125,10 @@ async def create_from_api(db: Database, actor: Actor, *, data: TicketCreate) -> 
         conn = await connections.get_doc_or_404(db, actor, connection_id=data.connection_id)
         if not client.phone:
             raise Unprocessable("the client has no phone number to write to")
-        blocked = await connections.reply_blocked(db, {"channel": conn["_id"], "reseller_id": actor.reseller_id})
+        blocked = await connections.reply_blocked(db, {"channel": conn.id, "reseller_id": actor.reseller_id})
         if blocked is not None:
             raise Conflict({"message": "the connection cannot send now", "reason": blocked})
-        channel, opening = conn["_id"], tickets.Opening(agent_id=actor.id, agent_name=actor.name)
+        channel, opening = conn.id, tickets.Opening(agent_id=actor.id, agent_name=actor.name)
     ticket, created = await tickets.open_for_client(
         db,
         reseller_id=actor.reseller_id,

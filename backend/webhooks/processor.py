@@ -187,7 +187,7 @@ class WebhookProcessor:
         if handed is not None:
             handed.forget_up_to(lane, self._pos[lane])
         last_handed = handed.highest(lane) if handed is not None else 0
-        conns: dict[str, dict[str, Any] | None] = {}  # read once per walk
+        conns: dict[str, connections.Connection | None] = {}  # read once per walk
         # Per chat: what its last message of this walk found; per tenant: its config (service.process).
         chats: dict[str, Any] = {}
         processed, going = 0, True
@@ -210,7 +210,7 @@ class WebhookProcessor:
         *,
         poll: bool,
         last_handed: int,
-        conns: dict[str, dict[str, Any] | None],
+        conns: dict[str, connections.Connection | None],
         chats: dict[str, Any],
     ) -> tuple[bool, int]:
         """Up to BATCH entries of the walk. Returns (more to walk, events processed)."""
@@ -294,7 +294,7 @@ class WebhookProcessor:
             attempt += 1  # its processor died: the next attempt
 
     async def _handle(
-        self, raw: dict[str, Any], conns: dict[str, dict[str, Any] | None], chats: dict[str, Any] | None = None
+        self, raw: dict[str, Any], conns: dict[str, connections.Connection | None], chats: dict[str, Any] | None = None
     ) -> bool:
         """Processes one pending event. Returns True when the lane may move past it."""
         attempt = await self._claim(raw)

@@ -61,10 +61,10 @@ def message_id_for(connection_id: str, provider_message_id: str) -> str:
     return hashlib.sha256(f"{connection_id}:{provider_message_id}".encode()).hexdigest()[:24]
 
 
-async def authenticate(db: Database, connection_id: str, token: str | None) -> dict[str, Any]:
+async def authenticate(db: Database, connection_id: str, token: str | None) -> connections.Connection:
     """One answer for "no such connection" and "wrong token", so callers learn nothing."""
     conn = await connections.get_shared_internal(db, connection_id) if is_valid_id(connection_id) else None
-    expected = str(conn["webhook_token"]) if conn else _DUMMY_TOKEN
+    expected = conn.webhook_token if conn else _DUMMY_TOKEN
     if not hmac.compare_digest(expected.encode(), (token or "").encode()) or conn is None:
         raise Unauthorized("invalid webhook credentials")
     return conn
@@ -114,18 +114,18 @@ async def receive(
 
 
 async def store(
-    db: Database, conn: dict[str, Any], *, event_hint: str | None, body: bytes, lanes: int
+    db: Database, conn: connections.Connection, *, event_hint: str | None, body: bytes, lanes: int
 ) -> tuple[Outcome, str]:
     """Stores an authenticated delivery (the route authenticates before it reads the body)."""
     text = body[:MAX_RAW_BYTES].decode("utf-8", errors="replace")
     event, chat = _sniff(text, event_hint)
-    lane = lane_of(conn["_id"], chat, lanes)
+    lane = lane_of(conn.id, chat, lanes)
     raw: dict[str, Any] = {
         "lane": lane,
         "chat": chat,
-        "connection_id": conn["_id"],
-        "reseller_id": conn["reseller_id"],
-        "provider": conn["provider"],
+        "connection_id": conn.id,
+        "reseller_id": conn.reseller_id,
+        "provider": conn.provider,
         "event_hint": event_hint,
         "event": event,
         "body": text,
@@ -145,7 +145,7 @@ async def process(
     db: Database,
     raw: dict[str, Any],
     *,
-    conn: dict[str, Any] | None = None,
+    conn: connections.Connection | None = None,
     attempt: int | None = None,
     chats: dict[str, Any] | None = None,
 ) -> Outcome:
@@ -169,9 +169,9 @@ async def process(
             raise WebhookParseError(f"body is not JSON: {exc}") from exc
         except RecursionError as exc:
             raise WebhookParseError("body is JSON nested deeper than the parser reads") from exc
-        parsed = registry.parse_webhook(conn["provider"], payload, event_hint=raw.get("event_hint"))
+        parsed = registry.parse_webhook(conn.provider, payload, event_hint=raw.get("event_hint"))
         events = [sanitize.event(event) for event in parsed]
-        if not conn.get("active"):
+        if not conn.active:
             outcome: Outcome = "ignored"
             results = ["connection inactive"]
         else:
@@ -193,7 +193,7 @@ async def process(
 
 async def _apply(
     db: Database,
-    conn: dict[str, Any],
+    conn: connections.Connection,
     event: InboundEvent,
     *,
     retry: bool = False,
@@ -207,13 +207,13 @@ async def _apply(
     if isinstance(event, StatusUpdate):
         return await outbound.apply_receipt(
             db,
-            connection_id=conn["_id"],
+            connection_id=conn.id,
             update=event,
-            fallback_id=message_id_for(conn["_id"], event.provider_message_id),
+            fallback_id=message_id_for(conn.id, event.provider_message_id),
             retry=retry,
         )
     if isinstance(event, ConnectionChange):
-        keep_qr = conn.get("qr_code") if event.status == "connecting" else None
+        keep_qr = conn.qr_code if event.status == "connecting" else None
         await connections.record_status(db, conn, status=event.status, qr_code=keep_qr, retry=retry)
         return f"connection {event.status}"
     if isinstance(event, QrChange):
@@ -254,7 +254,7 @@ def _remember_chat(db: Database, connection_id: str, phone: str, client_id: str,
 
 async def _ingest_message(
     db: Database,
-    conn: dict[str, Any],
+    conn: connections.Connection,
     event: InboundMessage,
     *,
     retry: bool,
@@ -262,7 +262,7 @@ async def _ingest_message(
     chats: dict[str, Any] | None = None,
 ) -> str:
     sanitize.check_storable(event)  # before the client and ticket writes: never a ticket without it
-    message_id = message_id_for(conn["_id"], event.provider_message_id)
+    message_id = message_id_for(conn.id, event.provider_message_id)
     # A redelivery (the message stored already) must stop before the ticket step opens a ticket
     # for an old message whose ticket was finalized since. A first delivery of a message into its
     # client's open ticket writes nothing before the message insert, whose unique `_id` stops a
@@ -278,7 +278,7 @@ async def _ingest_message(
         # told apart by provider id (the rule and its one text-matched window: from_me_verdict).
         verdict = await outbound.from_me_verdict(
             db,
-            connection_id=conn["_id"],
+            connection_id=conn.id,
             phone=event.phone,
             text=event.body or "",
             provider_message_id=event.provider_message_id,
@@ -294,15 +294,13 @@ async def _ingest_message(
     # walk, this process remembers the ids alone (`_remember_chat`): the client document is read
     # by `_id` without the phone key, and the ticket is the hint intake re-reads, instead of the
     # slot key and the ticket (one read less each).
-    chat = f"{conn['_id']}:{event.phone}"
+    chat = f"{conn.id}:{event.phone}"
     seen = chats.get(chat) if chats is not None else None
-    known = _chat_hint(db, conn["_id"], event.phone) if seen is None else None
+    known = _chat_hint(db, conn.id, event.phone) if seen is None else None
     client = (
         seen[0]
         if seen is not None
-        else await _known_client(
-            db, conn["reseller_id"], event.phone, client_id=known[0] if known is not None else None
-        )
+        else await _known_client(db, conn.reseller_id, event.phone, client_id=known[0] if known is not None else None)
     )
     if known is not None and client is not None and client.id != known[0]:
         known = None  # not the client the hint was for: its ticket hint says nothing of this one
@@ -310,7 +308,7 @@ async def _ingest_message(
     if client is None:
         client, new_client = await clients.upsert_by_phone(
             db,
-            reseller_id=conn["reseller_id"],
+            reseller_id=conn.reseller_id,
             phone=event.phone,
             name=(event.push_name if not event.from_me else "") or event.phone,
         )
@@ -336,7 +334,7 @@ async def _ingest_message(
             return rated
     # The tenant's config is read once for the ticket's opening and the automatic messages after
     # it, and, like the connection, once per lane walk: as fresh as the walk.
-    reseller_id = str(conn["reseller_id"])
+    reseller_id = conn.reseller_id
     config = (
         chats.setdefault(f"config:{reseller_id}", automation.config_once(db, reseller_id))
         if chats is not None
@@ -359,10 +357,10 @@ async def _ingest_message(
     await _fetch_media(db, conn, event, message, raw_id=raw_id)
     if chats is not None:
         chats[chat] = (client, str(ticket["_id"]))
-    _remember_chat(db, conn["_id"], event.phone, client.id, str(ticket["_id"]))
+    _remember_chat(db, conn.id, event.phone, client.id, str(ticket["_id"]))
     if event.from_me:  # sent from the phone: its receipts may have come first
         await outbound.apply_parked(
-            db, connection_id=conn["_id"], provider_message_id=event.provider_message_id, message_id=message["_id"]
+            db, connection_id=conn.id, provider_message_id=event.provider_message_id, message_id=message["_id"]
         )
     # Inside the delivery's processing: an attempt killed before or during the automatic messages
     # is retried by the processor, which finds the message stored and runs them again (_redelivered).
@@ -377,7 +375,7 @@ async def _ingest_message(
 
 
 async def _fetch_media(
-    db: Database, conn: dict[str, Any], event: InboundMessage, message: dict[str, Any], *, raw_id: str
+    db: Database, conn: connections.Connection, event: InboundMessage, message: dict[str, Any], *, raw_id: str
 ) -> None:
     """Queues the fetch of a media message's bytes, after the message is stored: the lane goes on
     at once and the message shows as pending meanwhile (backend/media/worker.py)."""
@@ -385,7 +383,7 @@ async def _fetch_media(
         await media.enqueue_fetch(
             db,
             message=message,
-            connection_id=conn["_id"],
+            connection_id=conn.id,
             provider_message_id=event.provider_message_id,
             phone=event.phone,
             from_me=event.from_me,
@@ -400,7 +398,7 @@ async def inline_media(db: Database, *, raw_id: str, provider_message_id: str) -
     if raw is None or conn is None:
         return None
     try:
-        parsed = registry.parse_webhook(conn["provider"], json.loads(raw["body"]), event_hint=raw.get("event_hint"))
+        parsed = registry.parse_webhook(conn.provider, json.loads(raw["body"]), event_hint=raw.get("event_hint"))
     except (ValueError, RecursionError):
         return None
     for event in parsed:
@@ -411,7 +409,7 @@ async def inline_media(db: Database, *, raw_id: str, provider_message_id: str) -
 
 async def _redelivered(
     db: Database,
-    conn: dict[str, Any],
+    conn: connections.Connection,
     stored: dict[str, Any],
     *,
     retry: bool,
@@ -446,7 +444,7 @@ async def _redelivered(
 
 async def _receive(
     db: Database,
-    conn: dict[str, Any],
+    conn: connections.Connection,
     event: InboundMessage,
     *,
     client: clients.User,
@@ -458,10 +456,10 @@ async def _receive(
 ) -> tuple[dict[str, Any], dict[str, Any], bool]:
     return await intake.receive_client_message(
         db,
-        reseller_id=conn["reseller_id"],
+        reseller_id=conn.reseller_id,
         client=client,
-        department_id=conn["default_department_id"],
-        channel=conn["_id"],
+        department_id=conn.default_department_id,
+        channel=conn.id,
         body=event.body,
         message_id=message_id,
         type_=event.type,
@@ -481,20 +479,20 @@ async def _receive(
     )
 
 
-async def _quoted(db: Database, conn: dict[str, Any], quoted: Quote) -> dict[str, Any]:
+async def _quoted(db: Database, conn: connections.Connection, quoted: Quote) -> dict[str, Any]:
     """What a client's message quotes, by our id when we hold it: an agent's reply (bound to its
     provider id when sent) or an earlier message of the chat (stored under an id derived from its
     provider id). Its text as the provider quoted it; unknown ones keep only that."""
     pid = quoted.provider_message_id
-    message_id = await outbound.lookup_provider_id(db, connection_id=conn["_id"], provider_message_id=pid)
-    if message_id is None and await message_store.get_internal(db, message_id_for(conn["_id"], pid)) is not None:
-        message_id = message_id_for(conn["_id"], pid)
+    message_id = await outbound.lookup_provider_id(db, connection_id=conn.id, provider_message_id=pid)
+    if message_id is None and await message_store.get_internal(db, message_id_for(conn.id, pid)) is not None:
+        message_id = message_id_for(conn.id, pid)
     return {"message_id": message_id, "body": quoted.body, "type": quoted.type, "provider_message_id": pid}
 
 
-def _message_extra(conn: dict[str, Any], event: InboundMessage) -> dict[str, Any]:
+def _message_extra(conn: connections.Connection, event: InboundMessage) -> dict[str, Any]:
     return {
-        "connection_id": conn["_id"],
+        "connection_id": conn.id,
         "provider_message_id": event.provider_message_id,
         "provider_sent_at": event.sent_at,
         **({"truncated": list(event.cut)} if event.cut else {}),

@@ -8,6 +8,7 @@ deliveries (and anything a lost wake-up or a skipped hand-over would have missed
 import asyncio
 from typing import Any
 
+from backend.connections.models import Connection
 from backend.core.db import Database
 from backend.core.runtime import runtime_of
 from backend.core.tuning import HANDED_MAX as MAX_HANDED
@@ -71,7 +72,7 @@ def wake(
     seq: int | None = None,
     doc: dict[str, Any] | None = None,
     *,
-    connection: dict[str, Any] | None = None,
+    connection: Connection | None = None,
 ) -> None:
     """`connection`: the connection document the delivery was authenticated with, handed along."""
     if doc is not None and connection is not None:

@@ -3,6 +3,8 @@ from typing import Any
 
 import httpx
 
+from backend.core.clock import utcnow
+from backend.core.ids import new_id
 from tests.factories import make_tenant, unique
 from tests.fakes.harness import FakeEvolution, make_connection
 from tests.webhooks.helpers import settled
@@ -198,3 +200,37 @@ async def test_department_menu_settings_on_a_connection(
     assert r.status_code == 422  # still enabled: it needs departments
     r = await client.patch(url, json={"menu_enabled": True}, headers=other.headers)
     assert r.status_code == 404
+
+
+async def test_a_connection_stored_before_the_menu_reads_with_defaults_and_a_change_writes_only_its_fields(
+    client: httpx.AsyncClient, admin_headers: dict[str, str], db: Any
+) -> None:
+    tenant = await make_tenant(client, admin_headers, agents=0)
+    now, conn_id = utcnow(), new_id()
+    older = {  # as created before the department menu and the provider's ids and tokens were kept
+        "_id": conn_id,
+        "reseller_id": tenant.id,
+        "name": "Antiga",
+        "provider": "evolution",
+        "instance_name": unique("old-"),
+        "default_department_id": tenant.departments[0]["id"],
+        "status": "open",
+        "active": True,
+        "webhook_token": "x" * 43,
+        "created_at": now,
+        "updated_at": now,
+    }
+    await db.whatsapp_connections.insert_one(older)
+    r = await client.get(f"{BASE}/{conn_id}", headers=tenant.headers)
+    assert r.status_code == 200, r.text
+    got = r.json()
+    assert got["qr_code"] is None and got["last_error"] is None
+    menu = {k: got[k] for k in ("menu_enabled", "menu_department_ids", "menu_text", "menu_max_invalid")}
+    assert menu == {"menu_enabled": False, "menu_department_ids": [], "menu_text": "", "menu_max_invalid": 2}
+    r = await client.patch(f"{BASE}/{conn_id}", json={"name": "Renomeada"}, headers=tenant.headers)
+    assert r.status_code == 200 and r.json()["name"] == "Renomeada", r.text
+    stored = await db.whatsapp_connections.find_one({"_id": conn_id})
+    # The defaults are read, never written back: the change set its field and updated_at only.
+    assert set(stored) == set(older)
+    same = set(older) - {"name", "created_at", "updated_at"}  # stored times lose their microseconds
+    assert {k: stored[k] for k in same} == {k: older[k] for k in same}

@@ -1,0 +1,33 @@
+"""The stored shape of a WhatsApp connection (collection `whatsapp_connections`)."""
+
+from datetime import datetime
+
+from backend.connections.providers.base import ConnectionStatus
+from backend.core.schemas import StoredModel
+
+MENU_MAX_INVALID_DEFAULT = 2
+
+
+class Connection(StoredModel):
+    reseller_id: str
+    name: str
+    active: bool
+    default_department_id: str
+    created_at: datetime
+    updated_at: datetime
+    provider: str
+    instance_name: str
+    webhook_token: str  # a secret, as is provider_token: never an API field (ConnectionRead)
+    provider_created: bool = False  # the provider has the instance, with our webhook
+    provider_instance_id: str | None = None
+    provider_token: str | None = None
+    status: ConnectionStatus  # as the provider last reported it, with the QR code to pair a phone
+    qr_code: str | None = None
+    last_error: str | None = None  # why the last binding failed
+    # The department menu a new WhatsApp ticket answers with (backend/automation), none on older
+    # connections: `menu_text` heads the list (empty: the built-in line); an invalid answer past
+    # `menu_max_invalid` (each one repeats the menu) leaves the ticket to the default department.
+    menu_enabled: bool = False
+    menu_department_ids: list[str] = []
+    menu_text: str = ""
+    menu_max_invalid: int = MENU_MAX_INVALID_DEFAULT
