@@ -8,6 +8,7 @@ from typing import Any
 
 import httpx
 
+from tests.auth.conftest import ThrottleClock
 from tests.factories import API, make_agent, make_tenant
 
 LOGIN = f"{API}/auth/login"
@@ -151,25 +152,15 @@ async def test_password_spraying_from_one_address_gets_429(
             assert (await elsewhere.post(LOGIN, json={"email": email, "password": "agent-pass-1"})).status_code == 200
 
 
-class _Clock:
-    def __init__(self, now: float) -> None:
-        self.now = now
-
-    def time(self) -> float:
-        return self.now
-
-
 async def test_retry_after_tells_when_the_lock_really_lifts(
-    app: Any, client: httpx.AsyncClient, admin_headers: dict[str, str], settings: Any, monkeypatch: Any
+    app: Any, client: httpx.AsyncClient, admin_headers: dict[str, str], settings: Any, throttle_clock: ThrottleClock
 ) -> None:
-    from backend.auth import throttle
-
     tenant = await make_tenant(client, admin_headers, departments=0, agents=0)
     owner = (await client.get(f"{API}/auth/me", headers=tenant.headers)).json()
     window, limit = settings.LOGIN_WINDOW_SECONDS, settings.LOGIN_MAX_FAILURES
     start = 10_000_000 * window  # a window far from the real clock's, so no other test shares it
-    clock = _Clock(start + 10)
-    monkeypatch.setattr(throttle, "time", clock)
+    clock = throttle_clock
+    clock.now = start + 10
     creds = {"email": owner["email"], "password": "owner-pass-1"}
     async with from_address(app) as c:
         for _ in range(limit):
