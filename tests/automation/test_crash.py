@@ -29,7 +29,7 @@ from tests.automation.helpers import TOKYO_HOURS, TUESDAY_NIGHT, at, automatic, 
 from tests.factories import API, Tenant, unique_phone
 from tests.fakes.harness import FakeEvolution, wait_for
 from tests.outbound.helpers import start_worker
-from tests.webhooks.helpers import raw_id_of
+from tests.webhooks.helpers import raw_id_of, text_upsert
 
 HOOK = "/api/v1/webhooks/whatsapp"
 CONFIG = {
@@ -52,15 +52,7 @@ class _Killed(BaseException):
 
 
 def _upsert(phone: str, key_id: str, text: str) -> dict[str, Any]:
-    return {
-        "event": "messages.upsert",
-        "data": {
-            "key": {"remoteJid": f"{phone}@s.whatsapp.net", "fromMe": False, "id": key_id},
-            "pushName": "Maria",
-            "message": {"conversation": text},
-            "messageType": "conversation",
-        },
-    }
+    return text_upsert(phone, key_id, text, name="Maria")
 
 
 async def _deliver(client: httpx.AsyncClient, db: Any, conn: dict[str, Any], phone: str, key_id: str, text: str) -> str:

@@ -33,6 +33,7 @@ from tests.factories import API, Tenant, collect_pages, login, make_client, make
 from tests.fakes.harness import ROOT, FakeEvolution, evolution, make_connection, wait_for
 from tests.outbound.helpers import unsigned
 from tests.persistence.procs import Backend
+from tests.webhooks.helpers import text_upsert
 
 pytestmark = pytest.mark.slow
 __all__ = ["evolution"]  # the fake provider as its own process (tests/fakes/harness.py)
@@ -114,15 +115,7 @@ async def stack(mongo_url: str, db_name: str, evolution: FakeEvolution, tmp_path
 
 
 def _upsert(phone: str, key_id: str, text: str) -> dict[str, Any]:
-    return {
-        "event": "messages.upsert",
-        "data": {
-            "key": {"remoteJid": f"{phone}@s.whatsapp.net", "fromMe": False, "id": key_id},
-            "pushName": "Cliente",
-            "message": {"conversation": text},
-            "messageType": "conversation",
-        },
-    }
+    return text_upsert(phone, key_id, text)
 
 
 @dataclass

@@ -20,7 +20,7 @@ from tests.fakes.harness import (
     settings,
     settings_overrides,
 )
-from tests.webhooks.helpers import settled
+from tests.webhooks.helpers import settled, text_upsert
 
 __all__ = ["app", "backend_port", "evolution", "settings", "settings_overrides"]  # the harness's fixtures
 
@@ -28,17 +28,7 @@ HOOK = f"{API}/webhooks/whatsapp"
 
 
 def _upsert(phone: str, key_id: str, text: str) -> dict[str, Any]:
-    return {
-        "event": "messages.upsert",
-        "instance": "x",
-        "data": {
-            "key": {"remoteJid": f"{phone}@s.whatsapp.net", "fromMe": False, "id": key_id},
-            "pushName": "Maria",
-            "message": {"conversation": text},
-            "messageType": "conversation",
-            "messageTimestamp": 1_700_000_000,
-        },
-    }
+    return text_upsert(phone, key_id, text, name="Maria", stamped=True)
 
 
 async def test_a_redelivered_webhook_counts_once(

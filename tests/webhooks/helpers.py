@@ -25,14 +25,17 @@ async def settled(db: Any, ack: Any, *, within: float = 30.0) -> dict[str, Any]:
     return result
 
 
-def text_upsert(phone: str, key_id: str, text: str) -> dict[str, Any]:
-    """An Evolution `messages.upsert` of a client's text message."""
-    return {
-        "event": "messages.upsert",
-        "data": {
-            "key": {"remoteJid": f"{phone}@s.whatsapp.net", "fromMe": False, "id": key_id},
-            "pushName": "Cliente",
-            "message": {"conversation": text},
-            "messageType": "conversation",
-        },
+def text_upsert(
+    phone: str, key_id: str, text: str, *, name: str = "Cliente", from_me: bool = False, stamped: bool = False
+) -> dict[str, Any]:
+    """An Evolution `messages.upsert` of a text message (`stamped`: with the instance's name and
+    the message's timestamp, as Evolution sends them)."""
+    data: dict[str, Any] = {
+        "key": {"remoteJid": f"{phone}@s.whatsapp.net", "fromMe": from_me, "id": key_id},
+        "pushName": name,
+        "message": {"conversation": text},
+        "messageType": "conversation",
     }
+    if stamped:
+        return {"event": "messages.upsert", "instance": "x", "data": {**data, "messageTimestamp": 1_700_000_000}}
+    return {"event": "messages.upsert", "data": data}

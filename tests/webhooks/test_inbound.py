@@ -7,7 +7,7 @@ import httpx
 from backend.webhooks.service import message_id_for
 from tests.factories import make_tenant, unique_phone
 from tests.fakes.harness import FakeEvolution, make_connection
-from tests.webhooks.helpers import settled
+from tests.webhooks.helpers import settled, text_upsert
 
 HOOK = "/api/v1/webhooks/whatsapp"
 
@@ -18,17 +18,7 @@ async def _token(db: Any, connection_id: str) -> str:
 
 
 def _upsert(phone: str, key_id: str, text: str = "oi", *, from_me: bool = False, name: str = "Maria") -> dict[str, Any]:
-    return {
-        "event": "messages.upsert",
-        "instance": "x",
-        "data": {
-            "key": {"remoteJid": f"{phone}@s.whatsapp.net", "fromMe": from_me, "id": key_id},
-            "pushName": name,
-            "message": {"conversation": text},
-            "messageType": "conversation",
-            "messageTimestamp": 1_700_000_000,
-        },
-    }
+    return text_upsert(phone, key_id, text, name=name, from_me=from_me, stamped=True)
 
 
 async def test_first_message_opens_an_espera_ticket_in_the_default_department(

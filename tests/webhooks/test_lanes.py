@@ -28,6 +28,7 @@ from tests.factories import make_tenant, unique_phone
 from tests.fakes.harness import FakeEvolution, make_connection, wait_for
 from tests.monitoring import CommandRecorder
 from tests.simulated_processes import SimulatedProcesses
+from tests.webhooks.helpers import text_upsert
 
 
 @pytest.fixture(scope="module")
@@ -36,16 +37,7 @@ def settings_overrides() -> dict[str, Any]:
 
 
 def _upsert(phone: str, key_id: str) -> bytes:
-    payload = {
-        "event": "messages.upsert",
-        "data": {
-            "key": {"remoteJid": f"{phone}@s.whatsapp.net", "fromMe": False, "id": key_id},
-            "pushName": "Cliente",
-            "message": {"conversation": key_id},
-            "messageType": "conversation",
-        },
-    }
-    return json.dumps(payload).encode()
+    return json.dumps(text_upsert(phone, key_id, key_id)).encode()
 
 
 class Hook:
