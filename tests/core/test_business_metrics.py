@@ -9,6 +9,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from backend.connections.models import Connection
 from backend.core import clock
 from backend.core.config import Settings
 from backend.core.ids import new_id
@@ -109,7 +110,7 @@ async def test_messages_and_tickets_by_state_per_tenant(client: httpx.AsyncClien
 async def test_webhook_lane_backlog_and_lag(
     client: httpx.AsyncClient, db: Any, settings: Settings, tenant: Tenant, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    conn = {"_id": new_id(), "reseller_id": tenant.id, "provider": "evolution"}
+    conn = Connection.model_construct(id=new_id(), reseller_id=tenant.id, provider="evolution")  # what store reads
     monkeypatch.setattr(webhooks, "utcnow", lambda: T0)
     _, raw_id = await webhooks.store(db, conn, event_hint="messages.upsert", body=b"{}", lanes=settings.WEBHOOK_LANES)
     raw = await db.webhook_events_raw.find_one({"_id": raw_id})
