@@ -312,14 +312,15 @@ class WebhookProcessor:
             return True
         connection_id = str(raw["connection_id"])
         try:
-            if connection_id not in conns:
-                # The webhook's own read, handed over with the delivery, serves like the walk's
-                # one read of it: it was taken when the delivery was acknowledged, so it is no
-                # older than a read at the start of a walk over a backlog.
-                handed = raw.get(signals.CONNECTION)
-                if handed is None:
-                    handed = await connections.get_internal(self.db, connection_id)
+            # The webhook's own read, handed over with the delivery, is the connection as it was
+            # when the delivery was acknowledged: it replaces the walk's read, which may predate
+            # a change made since (a menu just enabled). A delivery read from the log (a backlog,
+            # a restart) uses the walk's one read, taken after its acknowledgement.
+            handed = raw.get(signals.CONNECTION)
+            if handed is not None:
                 conns[connection_id] = handed
+            elif connection_id not in conns:
+                conns[connection_id] = await connections.get_internal(self.db, connection_id)
             await service.process(self.db, raw, conn=conns[connection_id], attempt=attempt, chats=chats)
         except Exception as exc:
             if not is_retryable(exc):
