@@ -18,12 +18,13 @@ import httpx
 import pytest
 from pymongo.errors import DuplicateKeyError
 
+from backend.connections.models import Connection
 from backend.core.clock import utcnow
 from backend.core.config import Settings
 from backend.core.ids import new_id
 from backend.core.runtime import runtime_of
 from backend.core.seqlog import block_of
-from backend.webhooks import repository
+from backend.webhooks import repository, service, signals
 from backend.webhooks.processor import WebhookProcessor
 from backend.webhooks.service import message_id_for
 from tests.factories import make_tenant, unique_phone
@@ -382,3 +383,27 @@ async def test_the_reprocess_script_keeps_a_lanes_stored_order_past_a_tenth_entr
         )
     results = await reprocess(db, connection_id=connection_id, limit=10, dry_run=True)
     assert [raw["_id"] for raw, _ in results] == ["w:250:9", "w:250:10", "w:250:11", "w:250:100"]
+
+
+async def test_a_handed_delivery_is_processed_with_its_own_connection_read(
+    db: Any, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The walk has processed a delivery with its connection as read then; the connection changes
+    (a menu enabled) and the next delivery arrives handed over with the webhook's read after the
+    change: it is processed with that read, not with the walk's older one. A delivery read from
+    the log (nothing handed) shares the walk's read."""
+    processor, conn_id, conns = WebhookProcessor(db, settings), new_id(), {}
+    before = Connection.model_construct(id=conn_id, menu_enabled=False)
+    after = Connection.model_construct(id=conn_id, menu_enabled=True)
+    seen: list[Connection | None] = []
+
+    async def process(db_: Any, raw: dict[str, Any], *, conn: Connection | None, **_: Any) -> None:
+        seen.append(conn)
+
+    monkeypatch.setattr(service, "process", process)
+    for handed in (before, after, None):
+        raw: dict[str, Any] = {"_id": new_id(), "connection_id": conn_id, "status": "pending"}
+        if handed is not None:
+            raw[signals.CONNECTION] = handed
+        assert await processor._handle(raw, conns)
+    assert [c.menu_enabled if c else None for c in seen] == [False, True, True]
