@@ -92,6 +92,15 @@ describe('media in the thread', () => {
     expect(await screen.findByTestId('image-viewer')).toBeInTheDocument();
   });
 
+  it('gives a 1×1 image a box the click can hit, scaled without distortion', async () => {
+    serveMedia(new Blob([PNG], { type: 'image/png' }));
+    renderApp(<MessageBubble message={message({ type: 'image', media: media({ width: 1, height: 1 }) })} />);
+    const image = await screen.findByTestId('image');
+    expect(image.style.minWidth).toBe('48px');
+    expect(image.style.minHeight).toBe('48px');
+    expect(image.style.objectFit).toBe('contain');
+  });
+
   it('says "carregando…" while the bytes are on their way, and never asks for them', () => {
     const seen = serveMedia(new Blob([PNG]));
     renderApp(<MessageBubble message={message({ type: 'image', media: media({ status: 'pending' }) })} />);

@@ -135,7 +135,18 @@ function ImageMedia({ media, sticker }: { media: MediaInfo; sticker: boolean }) 
           data-testid={sticker ? 'sticker' : 'image'}
           width={media.width ?? undefined}
           height={media.height ?? undefined}
-          style={{ display: 'block', maxWidth: box, maxHeight: box, width: 'auto', height: 'auto', borderRadius: sticker ? 0 : 6 }}
+          // A tiny image (a 1×1 tracking pixel, a small icon) still gets a box the click can hit.
+          style={{
+            display: 'block',
+            maxWidth: box,
+            maxHeight: box,
+            minWidth: 48,
+            minHeight: 48,
+            width: 'auto',
+            height: 'auto',
+            objectFit: 'contain',
+            borderRadius: sticker ? 0 : 6,
+          }}
         />
       </UnstyledButton>
       <Modal
