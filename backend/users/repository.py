@@ -10,7 +10,7 @@ from backend.users.models import User
 
 COLLECTION = "users"
 
-IX_TENANT_ROLE = declare(
+declare(
     COLLECTION,
     [("reseller_id", ASC), ("role", ASC), ("_id", DESC)],
     name="tenant_role_id",
