@@ -176,7 +176,7 @@ async def seed(db: Database, n: int, *, store_log: bool) -> tuple[str, Layout, d
         for view in aggregates.PROJECTIONS:
             state: dict[str, Any] = {}
             for entry in entries:
-                aggregates.fold_month(state, entry, view=view)
+                aggregates.fold_month(state, entry["parts"], view=view)
             size += len(bson.encode(aggregates.encoder(view)(state))) if view == "all" else 0
             await repository.write_month(db, tenant, month, view, watermark=0, state=state)
     await repository.write_live(db, tenant, watermark=0, state=live)

@@ -24,7 +24,7 @@ from rich.table import Table
 
 from backend.core.db import Database
 from backend.reports import rebuild
-from backend.reports import service as reports
+from backend.resellers import service as resellers
 from scripts.common import load_settings, out, run_audit
 
 FIX_ROUNDS = 3  # a compaction racing a totals rewrite can undo it; check again
@@ -49,7 +49,7 @@ def _report(found: rebuild.Audit) -> None:
 
 async def check(db: Database, *, tenant: str | None, fix: bool) -> list[rebuild.Audit]:
     """The audits left at the end (after repair rounds with `fix`), one per tenant checked."""
-    tenants = [tenant] if tenant else await reports.tenant_ids(db)
+    tenants = [tenant] if tenant else await resellers.all_ids(db)
     results: list[rebuild.Audit] = []
     for reseller_id in tenants:
         found = await rebuild.audit(db, reseller_id)

@@ -26,6 +26,7 @@ from backend.core.config import Settings
 from backend.core.db import Database, durable_database, make_client
 from backend.core.retry import is_retryable
 from backend.webhooks import repository, service
+from backend.webhooks.models import RawEvent
 
 GATE_REFUSED = 4
 FAILED = "failed"
@@ -36,12 +37,12 @@ console = Console(highlight=False)
 
 async def reprocess(
     db: Database, *, connection_id: str | None, limit: int, dry_run: bool
-) -> list[tuple[dict[str, Any], str]]:
+) -> list[tuple[RawEvent, str]]:
     """Returns (raw event, outcome) pairs, each lane's in the order they were stored. Collects
     the run's events first (paged by `_id`, so events failing again are not picked up twice in
     one run), then processes them in stored order: `_id`s compare as text ("w:1:10" sorts before
     "w:1:9"), and one chat's deliveries (a message, then its receipts) must run in its order."""
-    picked: list[dict[str, Any]] = []
+    picked: list[RawEvent] = []
     after: str | None = None
     while len(picked) < limit:
         page = await repository.list_by_status(
@@ -50,18 +51,18 @@ async def reprocess(
         if not page:
             break
         picked.extend(page)
-        after = page[-1]["_id"]
+        after = page[-1].id
     picked.sort(key=_stored_order)
     return [(raw, "would retry" if dry_run else await _process(db, raw)) for raw in picked]
 
 
-def _stored_order(raw: dict[str, Any]) -> tuple[str, int, str]:
+def _stored_order(raw: RawEvent) -> tuple[str, int, str]:
     """(lane, number in the lane): a lane's entries are "w:<lane>:<n>" (backend/core/seqlog.py)."""
-    lane, _, n = str(raw["_id"]).rpartition(":")
-    return (lane, int(n), "") if n.isdigit() else (str(raw["_id"]), -1, str(raw["_id"]))
+    lane, _, n = raw.id.rpartition(":")
+    return (lane, int(n), "") if n.isdigit() else (raw.id, -1, raw.id)
 
 
-async def _process(db: Database, raw: dict[str, Any]) -> str:
+async def _process(db: Database, raw: RawEvent) -> str:
     """One event's outcome. A race lost too often or a winner not yet visible (core/retry.py) is
     that event's outcome, reported like a failure so the run can be repeated; the others go on.
     A database error still stops the run (exit 3): the next events would meet it too."""
@@ -109,7 +110,7 @@ async def _run(settings: Settings, connection_id: str | None, limit: int, dry_ru
         await client.close()
     table = Table("raw id", "connection", "event", "received", "outcome")
     for raw, outcome in results:
-        table.add_row(raw["_id"], raw["connection_id"], str(raw.get("event")), str(raw["received_at"]), outcome)
+        table.add_row(raw.id, raw.connection_id, str(raw.event), str(raw.received_at), outcome)
     console.print(table)
     failed = sum(1 for _, outcome in results if outcome.startswith(FAILED))
     console.print(f"{len(results)} event(s); {failed} still failing")

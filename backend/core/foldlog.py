@@ -59,7 +59,7 @@ log = get_logger("core.foldlog")
 
 Doc = dict[str, Any]  # a stored entry
 State = dict[str, Any]  # a view's fold
-Fold = Callable[[State, Mapping[str, Any]], None]
+Fold = Callable[[State, Any], None]  # (state, an entry as its view loads it)
 Codec = Callable[[State], State]
 READ_WINDOW = 8  # tail entries (and their claims) read concurrently past the first: a tail costs ~3 round trips
 HINTS = 20_000  # views whose last seen watermark and tail end a process remembers (module docstring)
@@ -69,11 +69,16 @@ HINTS = 20_000  # views whose last seen watermark and tail end a process remembe
 class View:
     """One folded shape of a bucket's entries, stored as its own totals document (`_id`
     "<bucket>" for the view named "", "<bucket>|<name>" otherwise) with its own watermark:
-    a reader reads the one view it needs. `encode`/`decode`: the state as stored and back."""
+    a reader reads the one view it needs. `encode`/`decode`: the state as stored and back;
+    `load`: a stored entry as `fold` takes it (a caller's model; the document itself by default)."""
 
     fold: Fold
     encode: Codec = dict
     decode: Codec = dict
+    load: Callable[[Doc], Any] = lambda doc: doc
+
+    def add(self, state: State, entry: Doc) -> None:
+        self.fold(state, self.load(entry))
 
 
 def _present(entries: list[Doc | None]) -> list[Doc]:
@@ -223,7 +228,7 @@ class FoldLog:
                 continue
             for name, (watermark, state) in states.items():
                 if n > watermark:
-                    self.views[name].fold(state, entry)
+                    self.views[name].add(state, entry)
         for name, (watermark, state) in states.items():
             if n > watermark:
                 await self.write_totals(db, bucket, name, watermark=n, state=state)
@@ -291,7 +296,7 @@ class FoldLog:
             canonical = entry["_canonical"]
             if canonical is None or canonical == int(entry["seq"]):
                 counted.add(key)
-                self.views[view].fold(state, entry)
+                self.views[view].add(state, entry)
         if len(tail) >= self.reader_compacts_at:
             with contextlib.suppress(PyMongoError):  # a faster read next time, nothing more
                 await self.compact(db, bucket)
@@ -304,7 +309,7 @@ class FoldLog:
         state: State = {}
         for entry in await self._tail(db, bucket, 0, watermark):
             if int(entry["seq"]) <= watermark and entry["_canonical"] == int(entry["seq"]):
-                self.views[view].fold(state, entry)
+                self.views[view].add(state, entry)
         return watermark, copy.deepcopy(stored), state
 
     async def claims(self, db: Database, bucket: str) -> dict[str, int]:

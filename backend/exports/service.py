@@ -22,7 +22,7 @@ from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from backend.core.clock import as_utc
 from backend.core.db import Database
@@ -32,7 +32,6 @@ from backend.exports import repository
 from backend.resellers import service as resellers
 
 BOM = "\ufeff"
-DEFAULT_TIMEZONE = "America/Sao_Paulo"
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 TICKET_HEADER = [
     "numero",
@@ -123,15 +122,7 @@ async def scope_for(db: Database, actor: Actor, *, reseller_id: str | None) -> t
     else:
         assert actor.reseller_id
         tenant = actor.reseller_id
-    return TenantScope(tenant), await timezone_of(db, tenant)
-
-
-async def timezone_of(db: Database, reseller_id: str) -> ZoneInfo:
-    name = await resellers.timezone_of(db, reseller_id)
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        return ZoneInfo(DEFAULT_TIMEZONE)
+    return TenantScope(tenant), resellers.zone(await resellers.timezone_of(db, tenant))
 
 
 def period(first: date, last: date, tz: ZoneInfo, *, max_days: int) -> Period:

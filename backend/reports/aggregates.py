@@ -70,6 +70,7 @@ from typing import Any
 import bson
 
 from backend.core.clock import as_utc
+from backend.reports.models import LiveChange, MonthEntry
 
 RATINGS = ("s1", "s2", "s3", "s4", "s5")  # how many ratings of each grade, 1-5
 COUNTS = ("o", "a", "t", "f", "mi", "mo", *RATINGS)
@@ -145,17 +146,17 @@ def rating_of(event: Mapping[str, Any]) -> int | None:
 
 def waiting_change(
     event: Mapping[str, Any], previous: Mapping[str, Any] | None, *, connection_id: str | None
-) -> dict[str, Any] | None:
+) -> LiveChange | None:
     """The live-bucket contribution of one ticket event: entering, moving within or leaving the queue."""
     state, ticket_id = event["state"], str(event["ticket_id"])
     status, before = state["status"], (previous or {}).get("status")
     if status == ESPERA and before != ESPERA:
         item = {"s": event["at"], "d": state.get("department_id"), "c": connection_id}
-        return {"wset": {ticket_id: item}}
+        return LiveChange(wset={ticket_id: item})
     if status == ESPERA and (previous or {}).get("department_id") != state.get("department_id"):
-        return {"wmove": {ticket_id: state.get("department_id")}}
+        return LiveChange(wmove={ticket_id: state.get("department_id")})
     if status != ESPERA and before == ESPERA:
-        return {"wdel": [ticket_id]}
+        return LiveChange(wdel=[ticket_id])
     return None
 
 
@@ -231,12 +232,12 @@ def view_for(department_id: str | None, agent_id: str | None, connection_id: str
     return "conn" if given[2] else "all"
 
 
-def fold_month(state: dict[str, Any], entry: Mapping[str, Any], *, view: str = "cells") -> None:
+def fold_month(state: dict[str, Any], parts: Iterable[Mapping[str, Any]], *, view: str = "cells") -> None:
     """Adds one entry's parts to a month view's cells. Counts may be negative and values may be
     removed (`fr_del`/`rs_del`): the rebuild's corrections are entries like any other. Each
     cell's values stay sorted, so a request selects quantiles across cells without sorting."""
     project, whole = PROJECTIONS[view], view in WHOLE_MONTH
-    for p in entry.get("parts", ()):
+    for p in parts:
         dims = project(p["dim"])
         day = WHOLE if whole else p["d"]
         cell: dict[str, Any] = state.setdefault("cells", {}).setdefault(f"{day}|{_dim_index(state, dims)}", {})
@@ -257,9 +258,9 @@ def fold_month(state: dict[str, Any], entry: Mapping[str, Any], *, view: str = "
                 cell[name] = _pack(sorted([*values, *(int(v) for v in added)]))
 
 
-def month_view(view: str) -> Callable[[dict[str, Any], Mapping[str, Any]], None]:
-    def fold(state: dict[str, Any], entry: Mapping[str, Any]) -> None:
-        fold_month(state, entry, view=view)
+def month_view(view: str) -> Callable[[dict[str, Any], MonthEntry], None]:
+    def fold(state: dict[str, Any], entry: MonthEntry) -> None:
+        fold_month(state, entry.parts, view=view)
 
     return fold
 
@@ -328,14 +329,14 @@ def _dims(stored: Mapping[str, Any]) -> Dims:
     return (stored.get("d"), stored.get("a"), stored.get("c"))
 
 
-def fold_live(state: dict[str, Any], entry: Mapping[str, Any]) -> None:
+def fold_live(state: dict[str, Any], change: LiveChange) -> None:
     waiting: dict[str, Any] = state.setdefault("waiting", {})
-    for ticket_id, item in (entry.get("wset") or {}).items():
+    for ticket_id, item in change.wset.items():
         waiting[ticket_id] = dict(item)
-    for ticket_id, dept in (entry.get("wmove") or {}).items():
+    for ticket_id, dept in change.wmove.items():
         if ticket_id in waiting:
             waiting[ticket_id] = {**waiting[ticket_id], "d": dept}
-    for ticket_id in entry.get("wdel") or ():
+    for ticket_id in change.wdel:
         waiting.pop(ticket_id, None)
 
 

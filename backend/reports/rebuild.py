@@ -32,6 +32,7 @@ from backend.core.db import Database
 from backend.core.ids import new_id
 from backend.messages import service as messages
 from backend.reports import aggregates, repository
+from backend.reports.models import LiveChange
 from backend.reports.service import zone
 from backend.resellers import service as resellers
 
@@ -133,7 +134,7 @@ async def truth(db: Database, reseller_id: str) -> tuple[str, dict[str, dict[str
         for event in chain:
             parts = aggregates.event_parts(event, previous, tz=tz, connection_id=connection, opened_at=first["at"])
             for month, month_parts in aggregates.by_month(parts).items():
-                aggregates.fold_month(months.setdefault(month, {}), {"parts": month_parts})
+                aggregates.fold_month(months.setdefault(month, {}), month_parts)
             change = aggregates.waiting_change(event, previous, connection_id=connection)
             if change is not None:
                 aggregates.fold_live(live, change)
@@ -168,7 +169,7 @@ async def truth(db: Database, reseller_id: str) -> tuple[str, dict[str, dict[str
             m, tz=tz, dims=aggregates.message_dims(m, current.get(t)), first_response_ms=response
         )
         if p is not None:
-            aggregates.fold_month(months.setdefault(str(p["m"]), {}), {"parts": [p]})
+            aggregates.fold_month(months.setdefault(str(p["m"]), {}), [p])
     return tz_name, months, live
 
 
@@ -247,8 +248,5 @@ async def repair(db: Database, found: Audit) -> None:
     stale = found.waiting_differences
     if stale:
         want = found.truth_live.get("waiting") or {}
-        change: dict[str, Any] = {
-            "wset": {t: want[t] for t in stale if t in want},
-            "wdel": [t for t in stale if t not in want],
-        }
+        change = LiveChange(wset={t: want[t] for t in stale if t in want}, wdel=[t for t in stale if t not in want])
         await repository.record_live(db, found.reseller_id, f"fix:{new_id()}", change)

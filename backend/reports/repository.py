@@ -19,6 +19,7 @@ from backend.core import natural_keys
 from backend.core.db import Database
 from backend.core.foldlog import FoldLog, View
 from backend.reports import aggregates
+from backend.reports.models import LiveChange, LiveEntry, MonthEntry
 
 ENTRIES = "report_entries"
 TOTALS = "report_totals"
@@ -30,14 +31,21 @@ MONTHS = FoldLog(
     entries=ENTRIES,
     totals=TOTALS,
     claim_kind="report",
-    views={v: View(aggregates.month_view(v), aggregates.encoder(v), aggregates.decode) for v in aggregates.PROJECTIONS},
+    views={
+        v: View(aggregates.month_view(v), aggregates.encoder(v), aggregates.decode, MonthEntry.trusted)
+        for v in aggregates.PROJECTIONS
+    },
     # Small tails: a reader walks at most COMPACT_EVERY - 1 entries past a view's watermark (each an
     # entry and a claim read); a compaction rewrites the month's views every 8 contributions.
     compact_every=8,
     reader_compacts_at=32,
 )
 LIVE = FoldLog(
-    entries=ENTRIES, totals=TOTALS, claim_kind="report", views={"": View(aggregates.fold_live)}, compact_every=8
+    entries=ENTRIES,
+    totals=TOTALS,
+    claim_kind="report",
+    views={"": View(aggregates.fold_live, load=LiveEntry.trusted)},
+    compact_every=8,
 )
 
 
@@ -45,8 +53,9 @@ async def record_month(db: Database, reseller_id: str, month: str, key: str, par
     return await MONTHS.record(db, aggregates.month_bucket(reseller_id, month), key, {"parts": parts})
 
 
-async def record_live(db: Database, reseller_id: str, key: str, change: dict[str, Any]) -> bool:
-    return await LIVE.record(db, aggregates.live_bucket(reseller_id), key, change)
+async def record_live(db: Database, reseller_id: str, key: str, change: LiveChange) -> bool:
+    # Only the fields it changes: stored as before the model, one key per entry.
+    return await LIVE.record(db, aggregates.live_bucket(reseller_id), key, change.model_dump(exclude_defaults=True))
 
 
 async def months(
@@ -126,8 +135,3 @@ async def known_months(db: Database, reseller_id: str) -> list[str]:
     async for doc in db[ENTRIES].find({"bucket": {"$regex": f"^{prefix}"}}, {"bucket": 1}):
         out.add(str(doc["bucket"])[len(prefix) :])
     return sorted(out)
-
-
-async def tenant_ids(db: Database) -> list[str]:
-    """Every tenant, for the rebuild (a small collection)."""
-    return [str(d["_id"]) async for d in db["resellers"].find({}, {"_id": 1})]

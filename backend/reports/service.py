@@ -26,10 +26,9 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, tzinfo
-from functools import lru_cache
 from itertools import repeat
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from backend.audit import service as events
 from backend.core import metrics
@@ -46,25 +45,16 @@ from backend.reports.schemas import (
     AgentReportList,
     DayVolume,
     Quantiles,
-    ReportFigures,
     ReportSummary,
     Satisfaction,
 )
 from backend.resellers import service as resellers
+from backend.resellers.service import zone as zone  # published: the rebuild's and tests' zones
 from backend.users import service as users
 
 MAX_DAYS = 400  # a year and a bit: 14 month buckets at most
 DEFAULT_DAYS = 30
-DEFAULT_TIMEZONE = "America/Sao_Paulo"
 SORT_BELOW = 20_000  # values: below this a quantile sorts the union, above it searches the runs
-
-
-@lru_cache(maxsize=256)
-def zone(name: str) -> ZoneInfo:
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        return ZoneInfo(DEFAULT_TIMEZONE)
 
 
 async def _tz(db: Database, reseller_id: str) -> tuple[str, ZoneInfo]:
@@ -457,13 +447,3 @@ async def agents(
     rows = [r for r in await asyncio.gather(*(row(a) for a in ids)) if r is not None]
     rows.sort(key=lambda r: (r.agent_name.casefold(), r.agent_id))
     return AgentReportList(items=rows)
-
-
-def figures_of(report: ReportFigures) -> dict[str, Any]:
-    """The figures alone (what the rebuild and the tests compare)."""
-    return report.model_dump(include=set(ReportFigures.model_fields))
-
-
-async def tenant_ids(db: Database) -> list[str]:
-    """Every tenant (the rebuild script's loop)."""
-    return await repository.tenant_ids(db)

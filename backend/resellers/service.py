@@ -1,5 +1,7 @@
 import contextlib
 from collections.abc import Awaitable
+from functools import lru_cache
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pymongo.errors import DuplicateKeyError
 
@@ -138,8 +140,17 @@ async def signature_enabled(db: Database, reseller_id: str) -> bool:
 
 
 async def timezone_of(db: Database, reseller_id: str) -> str:
-    """The reseller's configured timezone name (the reports' local days)."""
+    """The reseller's configured timezone name (the reports' and exports' local days)."""
     return (await config_internal(db, reseller_id)).timezone or DEFAULT_TIMEZONE
+
+
+@lru_cache(maxsize=256)
+def zone(name: str) -> ZoneInfo:
+    """A timezone name as a zone; the default one for a name this machine does not know."""
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return ZoneInfo(DEFAULT_TIMEZONE)
 
 
 async def all_ids(db: Database, *, page: int = 200) -> list[str]:

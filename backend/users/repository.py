@@ -10,7 +10,7 @@ from backend.users.models import User
 
 COLLECTION = "users"
 
-IX_TENANT_ROLE = declare(
+declare(
     COLLECTION,
     [("reseller_id", ASC), ("role", ASC), ("_id", DESC)],
     name="tenant_role_id",
@@ -72,7 +72,7 @@ async def raise_ticket_slot(db: Database, client_id: str, *, channel: str, slot:
 
 async def iter_with_role(db: Database, scope: TenantScope, *, role: str, batch: int = 500) -> AsyncIterator[User]:
     """Every user of one role in scope, oldest first, read in keyset batches (exports). Thousands:
-    built without validation (`model_construct`), as the store's own documents."""
+    built without validation (`User.trusted`), as the store's own documents."""
     last: str | None = None
     while True:
         query: dict[str, Any] = scope.filter({"role": role})
@@ -80,7 +80,7 @@ async def iter_with_role(db: Database, scope: TenantScope, *, role: str, batch: 
             query["_id"] = {"$gt": last}
         docs = await db[COLLECTION].find(query).sort("_id", ASC).limit(batch).to_list(length=batch)
         for doc in docs:
-            yield User.model_construct(**doc)
+            yield User.trusted(doc)
         if len(docs) < batch:
             return
         last = docs[-1]["_id"]

@@ -71,6 +71,7 @@ from backend.core.tuning import LANE_BATCH as BATCH
 from backend.core.tuning import LANE_CURSOR_EVERY as CURSOR_EVERY
 from backend.core.tuning import RETIRED_CHECK_SECONDS
 from backend.webhooks import repository, service, signals
+from backend.webhooks.models import Attempt, RawEvent
 
 log = get_logger("webhooks.processor")
 
@@ -275,18 +276,18 @@ class WebhookProcessor:
             return None
         attempt = int(raw.get("attempts") or 0) + 1
         while True:
-            claim = {
-                "_id": repository.attempt_id(raw["_id"], attempt),
-                "raw_id": raw["_id"],
-                "attempt": attempt,
-                "worker": self.worker_id,
-                "claimed_at": now,
-                "lease_until": now + timedelta(seconds=self.settings.WEBHOOK_LEASE_SECONDS),
-            }
+            claim = Attempt(
+                id=repository.attempt_id(raw["_id"], attempt),
+                raw_id=raw["_id"],
+                attempt=attempt,
+                worker=self.worker_id,
+                claimed_at=now,
+                lease_until=now + timedelta(seconds=self.settings.WEBHOOK_LEASE_SECONDS),
+            )
             if await repository.claim_attempt(self.db, claim):
                 return attempt
             held = await repository.get_attempt(self.db, raw["_id"], attempt)
-            if held is not None and as_utc(held["lease_until"]) > now:
+            if held is not None and as_utc(held.lease_until) > now:
                 return None  # another processor is on it: do not overtake it
             status = await repository.status_of(self.db, raw["_id"])
             if status is None or status != PENDING:
@@ -321,7 +322,8 @@ class WebhookProcessor:
                 conns[connection_id] = handed
             elif connection_id not in conns:
                 conns[connection_id] = await connections.get_internal(self.db, connection_id)
-            await service.process(self.db, raw, conn=conns[connection_id], attempt=attempt, chats=chats)
+            event = RawEvent.trusted(raw)  # as stored, or as handed over
+            await service.process(self.db, event, conn=conns[connection_id], attempt=attempt, chats=chats)
         except Exception as exc:
             if not is_retryable(exc):
                 raise

@@ -15,6 +15,7 @@ from backend.core import group_commit
 from backend.core.db import Database
 from backend.core.indexes import ASC, declare
 from backend.core.seqlog import SeqLog
+from backend.webhooks.models import Attempt, RawEvent
 
 COLLECTION = "webhook_events_raw"
 STATE = "webhook_state"
@@ -36,8 +37,8 @@ def attempt_id(raw_id: str, attempt: int) -> str:
     return f"{raw_id}:{attempt}"
 
 
-async def get(db: Database, raw_id: str) -> dict[str, Any] | None:
-    return await db[COLLECTION].find_one({"_id": raw_id})
+async def get(db: Database, raw_id: str) -> RawEvent | None:
+    return RawEvent.load(await db[COLLECTION].find_one({"_id": raw_id}))
 
 
 # What a walk needs of an entry it does not process (its outcome, or its place in the lane): the
@@ -61,25 +62,25 @@ async def mark(db: Database, raw_id: str, changes: dict[str, Any], *, inc_attemp
     await group_commit.update_by_id(db[COLLECTION], raw_id, update)
 
 
-async def claim_attempt(db: Database, doc: dict[str, Any]) -> bool:
+async def claim_attempt(db: Database, claim: Attempt) -> bool:
     try:
-        await group_commit.insert_one(db[ATTEMPTS], doc)
+        await group_commit.insert_one(db[ATTEMPTS], claim.stored())
     except DuplicateKeyError:
         return False
     return True
 
 
-async def get_attempt(db: Database, raw_id: str, attempt: int) -> dict[str, Any] | None:
-    return await db[ATTEMPTS].find_one({"_id": attempt_id(raw_id, attempt)})
+async def get_attempt(db: Database, raw_id: str, attempt: int) -> Attempt | None:
+    return Attempt.load(await db[ATTEMPTS].find_one({"_id": attempt_id(raw_id, attempt)}))
 
 
 async def list_by_status(
     db: Database, status: str, *, connection_id: str | None, after_id: str | None, limit: int
-) -> list[dict[str, Any]]:
+) -> list[RawEvent]:
     """Operator tooling only (a scan on FerretDB; indexed on MongoDB)."""
     query: dict[str, Any] = {"status": status}
     if connection_id:
         query["connection_id"] = connection_id
     if after_id:
         query["_id"] = {"$gt": after_id}
-    return await db[COLLECTION].find(query).sort("_id", ASC).limit(limit).to_list(length=limit)
+    return [RawEvent.model_validate(doc) async for doc in db[COLLECTION].find(query).sort("_id", ASC).limit(limit)]

@@ -46,6 +46,7 @@ from backend.tickets import intake
 from backend.tickets import service as tickets
 from backend.users import service as users
 from backend.webhooks import repository, sanitize, signals
+from backend.webhooks.models import RawEvent
 from backend.webhooks.schemas import Outcome
 
 log = get_logger("webhooks")
@@ -143,7 +144,7 @@ async def store(
 
 async def process(
     db: Database,
-    raw: dict[str, Any],
+    raw: RawEvent,
     *,
     conn: connections.Connection | None = None,
     attempt: int | None = None,
@@ -155,39 +156,39 @@ async def process(
     `attempt`: the processor's claimed attempt number, recorded as `attempts`.
     `chats`: kept by the caller across the deliveries of one lane walk; per chat, the client and
     the ticket its last message was filed under, and per tenant its config (see `_ingest_message`)."""
-    conn = conn or await connections.get_internal(db, raw["connection_id"])
+    conn = conn or await connections.get_internal(db, raw.connection_id)
     counted: dict[str, Any] = {"attempts": attempt} if attempt is not None else {}
     inc = attempt is None
     try:
         if conn is None:
             raise LookupError("connection not found")
-        if raw.get("truncated"):
+        if raw.truncated:
             raise WebhookParseError("payload larger than the raw store keeps")
         try:
-            payload = json.loads(raw["body"])
+            payload = json.loads(raw.body)
         except ValueError as exc:
             raise WebhookParseError(f"body is not JSON: {exc}") from exc
         except RecursionError as exc:
             raise WebhookParseError("body is JSON nested deeper than the parser reads") from exc
-        parsed = registry.parse_webhook(conn.provider, payload, event_hint=raw.get("event_hint"))
+        parsed = registry.parse_webhook(conn.provider, payload, event_hint=raw.event_hint)
         events = [sanitize.event(event) for event in parsed]
         if not conn.active:
             outcome: Outcome = "ignored"
             results = ["connection inactive"]
         else:
             retry = attempt is not None and attempt > 1
-            results = [await _apply(db, conn, event, retry=retry, raw_id=raw["_id"], chats=chats) for event in events]
+            results = [await _apply(db, conn, event, retry=retry, raw_id=raw.id, chats=chats) for event in events]
             outcome = "ignored" if results and all(r.startswith("ignored") for r in results) else "processed"
     except Exception as exc:  # unknown shape or a bug: keep it
         if is_retryable(exc):
             raise
-        log.warning("webhook event failed", raw_id=raw["_id"], error=str(exc), kind=type(exc).__name__)
+        log.warning("webhook event failed", raw_id=raw.id, error=str(exc), kind=type(exc).__name__)
         error = sanitize.text(f"{type(exc).__name__}: {exc}")[:ERROR_MAX_CHARS]
         changes = {"status": "failed", "error": error, "failed_at": utcnow(), "retry_at": None, **counted}
-        await repository.mark(db, raw["_id"], changes, inc_attempts=inc)
+        await repository.mark(db, raw.id, changes, inc_attempts=inc)
         return "failed"
     changes = {"status": outcome, "error": None, "result": results, "processed_at": utcnow(), "retry_at": None}
-    await repository.mark(db, raw["_id"], {**changes, **counted}, inc_attempts=inc)
+    await repository.mark(db, raw.id, {**changes, **counted}, inc_attempts=inc)
     return outcome
 
 
@@ -394,11 +395,11 @@ async def _fetch_media(
 async def inline_media(db: Database, *, raw_id: str, provider_message_id: str) -> str | None:
     """The base64 bytes a stored delivery carried inline for that message, if it did."""
     raw = await repository.get(db, raw_id)
-    conn = await connections.get_internal(db, str(raw["connection_id"])) if raw is not None else None
+    conn = await connections.get_internal(db, raw.connection_id) if raw is not None else None
     if raw is None or conn is None:
         return None
     try:
-        parsed = registry.parse_webhook(conn.provider, json.loads(raw["body"]), event_hint=raw.get("event_hint"))
+        parsed = registry.parse_webhook(conn.provider, json.loads(raw.body), event_hint=raw.event_hint)
     except (ValueError, RecursionError):
         return None
     for event in parsed:
@@ -513,4 +514,4 @@ async def release_held_echo(db: Database, *, connection_id: str, provider_messag
     )
     raw = await repository.get(db, raw_id)
     if raw is not None:
-        await process(db, raw, attempt=int(raw.get("attempts") or 0) + 1)
+        await process(db, raw, attempt=raw.attempts + 1)

@@ -45,8 +45,8 @@ def test_quantiles_equal_those_of_the_sorted_union(monkeypatch: pytest.MonkeyPat
 
 def test_a_month_view_reads_back_compressed_and_as_written_before() -> None:
     state: dict[str, object] = {}
-    entry = {"parts": [{"d": "05", "h": 9, "dim": ["d1", "a1", "c1"], "o": 1, "f": 1, "rs": [7000, 1000]}]}
-    aggregates.fold_month(state, entry, view="all")
+    parts = [{"d": "05", "h": 9, "dim": ["d1", "a1", "c1"], "o": 1, "f": 1, "rs": [7000, 1000]}]
+    aggregates.fold_month(state, parts, view="all")
     stored = aggregates.encode(state)
     assert "blob" not in stored  # compressed: fewer bytes through the store
     assert aggregates.decode(stored) == aggregates.clean(state)
@@ -66,7 +66,7 @@ def test_a_month_view_decodes_only_the_dims_a_filter_wants() -> None:
     state: dict[str, object] = {}
     for i, agent in enumerate(("a1", "a2", "a1", None)):
         part = {"d": f"0{i + 1}", "h": 9, "dim": ["d1", agent, "c1"], "o": 1, "fr": [1000 * i]}
-        aggregates.fold_month(state, {"parts": [part]}, view="agent")
+        aggregates.fold_month(state, [part], view="agent")
     stored = aggregates.encode(state)
     full = aggregates.decode(stored)
     assert full == aggregates.clean(state)
@@ -74,6 +74,6 @@ def test_a_month_view_decodes_only_the_dims_a_filter_wants() -> None:
     assert part_["dims"] == full["dims"]
     assert part_["cells"] == {k: v for k, v in full["cells"].items() if k.endswith("|0")}
     assert aggregates.decode(stored, where=lambda dims: dims[1] == "nobody") == {"dims": full["dims"]}
-    aggregates.fold_month(part_, {"parts": [{"d": "09", "h": 1, "dim": ["d1", "a2", "c1"], "o": 1}]}, view="agent")
+    aggregates.fold_month(part_, [{"d": "09", "h": 1, "dim": ["d1", "a2", "c1"], "o": 1}], view="agent")
     assert "09|1" in part_["cells"]  # a2 keeps its index
     assert aggregates.decode(aggregates.encode({})) == {}

@@ -21,6 +21,7 @@ from backend.messages import repository as messages_repo
 from backend.messages import service as messages
 from backend.reports import rebuild, repository
 from backend.reports import service as reports
+from backend.reports.schemas import ReportFigures
 from backend.tickets import intake
 from backend.tickets import service as tickets
 from scripts import reports_rebuild
@@ -55,7 +56,7 @@ def _agent(tenant: Tenant, i: int) -> Actor:
 
 async def _today(db: Any, tenant: Tenant) -> dict[str, Any]:
     summary = await reports.summary(db, _owner(tenant), start=None, end=None)
-    return reports.figures_of(summary)
+    return summary.model_dump(include=set(ReportFigures.model_fields))  # the figures alone
 
 
 async def _agents(db: Any, tenant: Tenant) -> list[dict[str, Any]]:

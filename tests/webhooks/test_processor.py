@@ -25,6 +25,7 @@ from backend.core.ids import new_id
 from backend.core.runtime import runtime_of
 from backend.core.seqlog import block_of
 from backend.webhooks import repository, service, signals
+from backend.webhooks.models import RawEvent
 from backend.webhooks.processor import WebhookProcessor
 from backend.webhooks.service import message_id_for
 from tests.factories import make_tenant, unique_phone
@@ -173,7 +174,14 @@ async def test_acknowledged_events_survive_processor_crashes_and_are_processed_e
     orphan = await db.webhook_events_raw.find_one({"connection_id": conn["id"], "chat": f"{chats[0]}@s.whatsapp.net"})
     past = utcnow() - timedelta(seconds=60)
     await db.webhook_attempts.insert_one(
-        {"_id": f"{orphan['_id']}:1", "raw_id": orphan["_id"], "attempt": 1, "worker": "dead", "lease_until": past}
+        {
+            "_id": f"{orphan['_id']}:1",
+            "raw_id": orphan["_id"],
+            "attempt": 1,
+            "worker": "dead",
+            "claimed_at": past,
+            "lease_until": past,
+        }
     )
 
     async def processed() -> int:
@@ -240,7 +248,7 @@ async def test_the_reprocess_script_runs_failed_deliveries_again(
     assert await db.messages.count_documents({"connection_id": conn["id"]}) == 0  # a dry run changes nothing
 
     results = await reprocess(db, connection_id=conn["id"], limit=10, dry_run=False)
-    assert [(raw["_id"], outcome) for raw, outcome in results] == [(r["_id"], "processed") for r in raws]
+    assert [(raw.id, outcome) for raw, outcome in results] == [(r["_id"], "processed") for r in raws]
     for key_id in sent[phone]:
         assert await db.messages.find_one({"_id": message_id_for(conn["id"], key_id)}) is not None
     after = await db.webhook_events_raw.find(chat).to_list(None)
@@ -379,10 +387,19 @@ async def test_the_reprocess_script_keeps_a_lanes_stored_order_past_a_tenth_entr
     connection_id = new_id()
     for n in (10, 9, 100, 11):
         await db.webhook_events_raw.insert_one(
-            {"_id": f"w:250:{n}", "seq": n, "connection_id": connection_id, "status": "failed", "attempts": 1}
+            {
+                "_id": f"w:250:{n}",
+                "seq": n,
+                "connection_id": connection_id,
+                "reseller_id": new_id(),
+                "body": "{}",
+                "received_at": utcnow(),
+                "status": "failed",
+                "attempts": 1,
+            }
         )
     results = await reprocess(db, connection_id=connection_id, limit=10, dry_run=True)
-    assert [raw["_id"] for raw, _ in results] == ["w:250:9", "w:250:10", "w:250:11", "w:250:100"]
+    assert [raw.id for raw, _ in results] == ["w:250:9", "w:250:10", "w:250:11", "w:250:100"]
 
 
 async def test_a_handed_delivery_is_processed_with_its_own_connection_read(
@@ -397,7 +414,7 @@ async def test_a_handed_delivery_is_processed_with_its_own_connection_read(
     after = Connection.model_construct(id=conn_id, menu_enabled=True)
     seen: list[Connection | None] = []
 
-    async def process(db_: Any, raw: dict[str, Any], *, conn: Connection | None, **_: Any) -> None:
+    async def process(db_: Any, raw: RawEvent, *, conn: Connection | None, **_: Any) -> None:
         seen.append(conn)
 
     monkeypatch.setattr(service, "process", process)

@@ -1,0 +1,37 @@
+"""The stored shapes of the inbound webhooks: what each collection is for and its `_id`s:
+backend/webhooks/repository.py. A field an older document lacks reads as its default."""
+
+from datetime import datetime
+
+from backend.core.schemas import StoredModel
+from backend.webhooks.schemas import Outcome
+
+
+class RawEvent(StoredModel):  # `webhook_events_raw`; `_id` and `seq` are its lane's (core/seqlog)
+    seq: int = 0
+    lane: int = 0
+    chat: str = ""
+    connection_id: str
+    reseller_id: str
+    provider: str = ""
+    event_hint: str | None = None
+    event: str | None = None
+    body: str  # the delivery as received (decoded text), up to MAX_RAW_BYTES
+    truncated: bool = False
+    received_at: datetime
+    # The outcome: the only fields that change (repository.mark).
+    status: Outcome
+    attempts: int = 0
+    error: str | None = None
+    result: list[str] | None = None
+    processed_at: datetime | None = None
+    failed_at: datetime | None = None
+    retry_at: datetime | None = None
+
+
+class Attempt(StoredModel):  # `webhook_attempts`: "<raw id>:<k>", a processor's claim on attempt k
+    raw_id: str
+    attempt: int
+    worker: str
+    claimed_at: datetime
+    lease_until: datetime
