@@ -6,7 +6,9 @@ filed by who sent it and on what collection. A SIGUSR1 writes the counts so far 
 Who sent it, from the coroutine chain on the stack when the command starts: "media" when a frame
 of backend/media/ is on it (the fetcher, the store, the status move it asks for), "ingestion" when
 one of backend/webhooks/ is (the acknowledgement and the processor: delivery log, client, ticket,
-message, counters, reports), "other" for the rest (the background sweeps, connection upkeep).
+message, counters, reports), "other:<file>:<function>" for the rest, by the outermost backend
+frame: commands sent from a task of their own (group-commit writers, shared reads, sweeps), whose
+stack no longer shows who asked for them.
 """
 
 import json
@@ -23,6 +25,7 @@ from pymongo.monitoring import CommandFailedEvent, CommandListener, CommandStart
 import backend.app
 from backend.core import db as core_db
 
+CALLERS = os.environ.get("MEDIA_COUNT_CALLERS") == "1"
 IGNORED = frozenset({"hello", "ismaster", "isMaster", "endSessions", "ping", "buildInfo"})
 
 
@@ -32,7 +35,9 @@ def _owner(stack: list[traceback.FrameSummary]) -> str:
         return "media"
     if any("/backend/webhooks/" in f for f in files):
         return "ingestion"
-    return "other"
+    # A task of its own (a group-commit writer, a shared read, a sweep): named by its first frame.
+    ours = [f for f in stack if "/backend/" in f.filename]
+    return f"other:{ours[0].filename.split('/backend/')[1]}:{ours[0].name}" if ours else "other"
 
 
 class Filing(CommandListener):
@@ -44,8 +49,12 @@ class Filing(CommandListener):
             return
         target = event.command.get(event.command_name)
         collection = target if isinstance(target, str) else ""
-        owner = _owner(traceback.extract_stack())
-        self.counts[f"{owner} {event.command_name} {collection}"] += 1
+        stack = traceback.extract_stack()
+        owner = _owner(stack)
+        # MEDIA_COUNT_CALLERS=1: each line also names the backend function nearest the driver.
+        nearest = [f for f in stack if "/backend/" in f.filename][-1:] if CALLERS else []
+        at = "".join(f" @{f.filename.split('/backend/')[1]}:{f.name}" for f in nearest)
+        self.counts[f"{owner} {event.command_name} {collection}{at}"] += 1
 
     def succeeded(self, event: CommandSucceededEvent) -> None:
         pass
