@@ -17,7 +17,9 @@ fetcher on, outbound worker off), creates a tenant and a connection through the 
   3. range: GET /api/v1/messages/{id}/media with 256 KiB Range requests over every file;
   4. memory: a 100 MB document streamed through GET .../media while the backend's RSS is sampled.
 Every download is compared with the bytes sent. Each phase prints the CPU seconds the backend,
-the fake and FerretDB spent in it; `--profile FILE` runs the backend under cProfile.
+the fake and FerretDB spent in it; `--profile FILE` runs the backend under cProfile;
+`--count-commands` counts its database commands per message in phase 1, filed by who sent them
+(bench/media_commands.py).
 """
 
 import argparse
