@@ -17,13 +17,16 @@ fetcher on, outbound worker off), creates a tenant and a connection through the 
   3. range: GET /api/v1/messages/{id}/media with 256 KiB Range requests over every file;
   4. memory: a 100 MB document streamed through GET .../media while the backend's RSS is sampled.
 Every download is compared with the bytes sent. Each phase prints the CPU seconds the backend,
-the fake and FerretDB spent in it; `--profile FILE` runs the backend under cProfile.
+the fake and FerretDB spent in it; `--profile FILE` runs the backend under cProfile;
+`--count-commands` counts its database commands per message in phase 1, filed by who sent them
+(bench/media_commands.py).
 """
 
 import argparse
 import asyncio
 import base64
 import hashlib
+import json
 import os
 import random
 import shutil
@@ -43,6 +46,7 @@ from pymongo import AsyncMongoClient
 from backend.devtools import ferretdb
 from backend.media import service as media
 from backend.webhooks.service import message_id_for
+from bench import media_commands
 
 ROOT = Path(__file__).resolve().parents[1]
 ADMIN = ("bench-admin@example.com", "bench-admin-pass-1")
@@ -100,6 +104,24 @@ async def _pool(items: list[Any], concurrency: int, job: Any) -> float:
     return time.perf_counter() - started
 
 
+async def _counts(backend: subprocess.Popen[bytes], count_file: Path | None) -> dict[str, int]:
+    """The counted backend's commands so far (bench/media_commands.py), once the webhook + fetch
+    phase's stragglers are in: a snapshot it writes on SIGUSR1."""
+    if count_file is None:
+        return {}
+    await asyncio.sleep(1.0)
+    return await asyncio.to_thread(_snapshot, backend, count_file)
+
+
+def _snapshot(backend: subprocess.Popen[bytes], count_file: Path) -> dict[str, int]:
+    count_file.unlink(missing_ok=True)
+    backend.send_signal(signal.SIGUSR1)
+    while not count_file.exists():
+        time.sleep(0.05)
+    counts: dict[str, int] = json.loads(count_file.read_text())
+    return counts
+
+
 async def _wait_http(url: str, path: str) -> None:
     async with httpx.AsyncClient(base_url=url) as http:
         for _ in range(900):
@@ -113,7 +135,14 @@ async def _wait_http(url: str, path: str) -> None:
 
 
 def _backend(
-    mongo_url: str, db_name: str, port: int, fake_url: str, api_key: str, log: Path, profile: str = ""
+    mongo_url: str,
+    db_name: str,
+    port: int,
+    fake_url: str,
+    api_key: str,
+    log: Path,
+    profile: str = "",
+    count_file: Path | None = None,
 ) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
@@ -135,8 +164,12 @@ def _backend(
     # --profile: the backend under cProfile (written when it stops), to see where its CPU goes.
     profiler = ["-m", "cProfile", "-o", profile] if profile else []
     cmd = [sys.executable, *profiler, "-m", "uvicorn", "--factory", "backend.app:create_app", "--host", "127.0.0.1"]
+    cmd += ["--port", str(port), "--log-level", "warning", "--no-access-log"]
+    if count_file is not None:  # --count-commands: the same backend, its commands counted
+        env.update(MEDIA_COUNT_FILE=str(count_file), MEDIA_COUNT_PORT=str(port))
+        cmd = [sys.executable, "-m", "bench.media_commands"]
     return subprocess.Popen(
-        [*cmd, "--port", str(port), "--log-level", "warning", "--no-access-log"],
+        cmd,
         cwd=ROOT,
         env=env,
         stdout=out,
@@ -197,7 +230,10 @@ async def main(args: argparse.Namespace) -> None:
         fake_url = f"http://127.0.0.1:{fake_port}"
         await _wait_http(fake_url, "/_control/health")
         backend_port = ferretdb.free_port()
-        backend = _backend(mongo_url, db_name, backend_port, fake_url, api_key, tmp / "backend.log", args.profile)
+        count_file = tmp / "commands.json" if args.count_commands else None
+        backend = _backend(
+            mongo_url, db_name, backend_port, fake_url, api_key, tmp / "backend.log", args.profile, count_file
+        )
         procs.append(backend)
         base = f"http://127.0.0.1:{backend_port}"
         await _wait_http(base, "/health/ready")
@@ -236,6 +272,7 @@ async def main(args: argparse.Namespace) -> None:
                 {"backend": backend.pid, "fake": procs[0].pid, "store": fdb.pid if fdb else 0, "bench+all": os.getpid()}
             )
             # 1. webhook + fetch
+            counted = await _counts(backend, count_file)
             cpu.start()
             started = time.perf_counter()
 
@@ -264,6 +301,8 @@ async def main(args: argparse.Namespace) -> None:
             webhook_seconds = time.perf_counter() - started
             print(f"webhook acks: {ack_seconds:.1f} s; every media ready after {webhook_seconds:.1f} s")
             print(f"  CPU seconds: {cpu.stop()}")
+            if count_file is not None:
+                print(media_commands.summary(counted, await _counts(backend, count_file), args.messages))
 
             # 2. raw GridFS put of the same files
             bucket = AsyncGridFSBucket(db, bucket_name="bench_raw")
@@ -397,6 +436,7 @@ if __name__ == "__main__":
     parser.add_argument("--range-files", type=int, default=100)
     parser.add_argument("--big-mb", type=int, default=100)
     parser.add_argument("--seed", type=int, default=15)
+    parser.add_argument("--count-commands", action="store_true", help="count the backend's commands per message")
     parser.add_argument("--limit-seconds", type=float, default=3600)
     parser.add_argument("--profile", default="", help="write the backend's cProfile stats to this file")
     asyncio.run(main(parser.parse_args()))

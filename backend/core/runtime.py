@@ -73,6 +73,8 @@ class Runtime:
     webhook_wakeups: "set[Wakeup]" = field(default_factory=set)
     # media/worker: the fetch loops to wake when this process queues a media fetch.
     media_fetch_wakeups: set[asyncio.Event] = field(default_factory=set)
+    # media/repository: this process's appends to the fetch queue, one at a time (per loop).
+    media_fetch_appends: tuple[asyncio.AbstractEventLoop, asyncio.Lock] | None = None
     # outbound/repository: per (database, chat) the last chat position seen stored, bounded LRU.
     outbound_chat_heads: OrderedDict[tuple[str, str], int] = field(default_factory=OrderedDict)
     # webhooks/service: per (database, connection, phone) the client the phone key names and the

@@ -93,6 +93,8 @@ class MediaFetcher:
         if media.get("status") != "pending":
             return True  # failed: only the retry action queues it again
 
+        stored: list[MediaRecord] = []  # what this attempt stored, settled without reading it back
+
         async def fetch(_: str) -> dict[str, Any]:
             try:
                 fetched = await self._bytes(entry)
@@ -109,13 +111,18 @@ class MediaFetcher:
                 width=media.get("width"),
                 height=media.get("height"),
             )
+            stored.append(record)
             return {"result": "stored", "sha256": record.sha256}
 
         async def ready(attempt: dict[str, Any]) -> bool:
-            """Stored: found as the same content even when its worker died before moving the status."""
-            record = await service.get_record(self.db, reseller_id=message["reseller_id"], sha256=attempt["sha256"])
+            """Stored: the record this attempt's store returned (written, bytes first, before it
+            returned), or, when an earlier attempt's worker died before moving the status, the
+            record found as the same content."""
+            record = next((r for r in stored if r.sha256 == attempt["sha256"]), None)
+            if record is None:
+                record = await service.get_record(self.db, reseller_id=message["reseller_id"], sha256=attempt["sha256"])
             if record is not None:
-                await self._ready(message_id, record)
+                await self._ready(message_id, media, record)
             return record is not None
 
         return await repository.fetch_attempts.step(
@@ -139,7 +146,8 @@ class MediaFetcher:
                     return FetchedMedia(data=decode_base64(inline), mime="", name="")
                 except ValueError:
                     pass  # unreadable inline bytes: the provider may still have them
-        conn = await connections.get_internal(self.db, entry.connection_id)
+        # Shared with the fetches of this process reading it at the same moment (single flight).
+        conn = await connections.get_shared_internal(self.db, entry.connection_id)
         if conn is None or not conn.active:
             raise ProviderError("connection missing or inactive", retryable=False)
         provider = registry.build(conn.provider, self.settings, self.http)
@@ -150,9 +158,11 @@ class MediaFetcher:
             from_me=entry.from_me,
         )
 
-    async def _ready(self, message_id: str, record: MediaRecord) -> None:
+    async def _ready(self, message_id: str, media: dict[str, Any], record: MediaRecord) -> None:
+        """`media`: the message's as `handle` read it; its mime cannot have changed since, as only
+        the retry action writes one, and never while the fetch is pending."""
         changes = {"status": "ready", "sha256": record.sha256, "size": record.size, "error": None}
-        if not (await message_store.get_internal(self.db, message_id) or {}).get("media", {}).get("mime"):
+        if not media.get("mime"):
             changes["mime"] = record.mime
         await messages.set_media(self.db, message_id, changes)
 

@@ -34,11 +34,14 @@ async def send_media(
     phone: str | None = None,
     caption: str = "",
     key_id: str | None = None,
+    content: bytes | None = None,
     **extra: Any,
 ) -> dict[str, Any]:
-    """The fake phone sends fixture `name`; returns the stored message once the webhook is processed."""
+    """The fake phone sends fixture `name` (with `content` instead of its bytes, if given);
+    returns the stored message once the webhook is processed."""
     kind, mime = KINDS[name]
-    media: dict[str, Any] = {"type": kind, "mimetype": mime, "base64": base64.b64encode(fixture(name)).decode()}
+    data = fixture(name) if content is None else content
+    media: dict[str, Any] = {"type": kind, "mimetype": mime, "base64": base64.b64encode(data).decode()}
     if kind == "document":
         media["fileName"] = name
     if inline:

@@ -1,6 +1,8 @@
 """Interleavings around the media fetch: competitors injected between storing a media message
 and its fetch completing (a finalize of its ticket, a second fetcher on the same entry)."""
 
+import hashlib
+import os
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -10,7 +12,7 @@ import pytest
 
 from backend.connections.providers.base import FetchedMedia
 from backend.media import worker
-from backend.media.models import FetchEntry
+from backend.media.models import FetchEntry, MediaRecord
 from backend.webhooks.service import message_id_for
 from tests.factories import Tenant, make_tenant
 from tests.fakes.harness import FakeEvolution, make_connection
@@ -135,3 +137,74 @@ async def test_a_fetcher_that_died_mid_attempt_is_taken_over_after_its_lease(
     attempts = await db.media_fetch_attempts.find({"message_id": message_id}).sort("attempt", 1).to_list(None)
     assert [a["result"] for a in attempts] == [None, "stored"]
     assert attempts[1]["claimed_at"] >= attempts[0]["lease_until"]  # taken over only once the lease ended
+
+
+def count_record_reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The media record reads the fetcher makes (service.get_record), by sha256."""
+    original = worker.service.get_record
+    reads: list[str] = []
+
+    async def counted(db: Any, *, reseller_id: str, sha256: str) -> MediaRecord | None:
+        reads.append(sha256)
+        return await original(db, reseller_id=reseller_id, sha256=sha256)
+
+    monkeypatch.setattr(worker.service, "get_record", counted)
+    return reads
+
+
+async def test_a_fetch_moves_its_message_with_the_record_it_stored_without_reading_it_back(
+    client: httpx.AsyncClient,
+    db: Any,
+    tenant: Tenant,
+    conn: dict[str, Any],
+    evolution: FakeEvolution,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    reads = count_record_reads(monkeypatch)
+    content = os.urandom(300 * 1024)
+    message = await send_media(evolution, db, conn, "boleto.pdf", content=content)
+    ready = await until_media(db, message["_id"], "ready")
+    sha = hashlib.sha256(content).hexdigest()
+    assert ready["media"]["sha256"] == sha and ready["media"]["size"] == len(content)
+    assert reads == []  # the old code read back the record its own store had just returned
+    r = await client.get(f"/api/v1/messages/{message['_id']}/media", headers=tenant.headers)
+    assert r.status_code == 200 and r.content == content
+
+
+async def test_a_fetcher_that_dies_between_storing_the_bytes_and_moving_the_message(
+    client: httpx.AsyncClient,
+    db: Any,
+    tenant: Tenant,
+    conn: dict[str, Any],
+    evolution: FakeEvolution,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The first status move raises as a worker killed right there would stop: its attempt says
+    # "stored", the message still "pending". The next pass (no record in hand) must find the
+    # stored content and move the message, without fetching or storing it again.
+    reads = count_record_reads(monkeypatch)
+    original = worker.MediaFetcher._ready
+    died: list[str] = []
+
+    async def dies_once(self: worker.MediaFetcher, message_id: str, media: dict[str, Any], record: MediaRecord) -> None:
+        if not died:
+            pending = await db.messages.find_one({"_id": message_id})
+            died.append(pending["media"]["status"])
+            raise RuntimeError("worker killed before moving the message")
+        await original(self, message_id, media, record)
+
+    monkeypatch.setattr(worker.MediaFetcher, "_ready", dies_once)
+    content = os.urandom(200 * 1024)
+    message = await send_media(evolution, db, conn, "voice.ogg", content=content)
+    ready = await until_media(db, message["_id"], "ready")
+    sha = hashlib.sha256(content).hexdigest()
+    assert died == ["pending"]  # never shown ready before its bytes' record was there
+    assert ready["media"]["sha256"] == sha and reads == [sha]  # the takeover read it, once
+    attempts = await db.media_fetch_attempts.find({"message_id": message["_id"]}).to_list(None)
+    assert [a["result"] for a in attempts] == ["stored"]
+    fetches = await evolution.control("GET", "media_fetches")
+    assert [f["body"]["message"]["key"]["id"] for f in fetches].count(message["key_id"]) == 1
+    files = await db["media.files"].count_documents({"metadata.reseller_id": tenant.id, "metadata.sha256": sha})
+    assert files == 1  # one copy
+    r = await client.get(f"/api/v1/messages/{message['_id']}/media", headers=tenant.headers)
+    assert r.status_code == 200 and r.content == content
