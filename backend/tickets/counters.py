@@ -84,6 +84,10 @@ COUNTS = FoldLog(
     key_field="event_id",
     state_field="counts",
     claims_by_bucket=False,
+    # The writer appends its delta and leaves the claim to the compactor (one command for
+    # COMPACT_EVERY deltas instead of one per ticket transition): counts commute, and no caller
+    # needs to know whether its copy counts (see FoldLog's `claim_on_write`).
+    claim_on_write=False,
 )
 
 
@@ -243,7 +247,10 @@ class Audit:
 
 
 async def audit(db: Database, reseller_id: str) -> Audit:
-    """Reads the tenant's whole log and delta entries (scans: an operator's tool, never a request's)."""
+    """Reads the tenant's whole log and delta entries (scans: an operator's tool, never a request's).
+    Compacts first: deltas are claimed when compacted (`claim_on_write=False`), so an event whose
+    delta is in the tail would otherwise look unrecorded."""
+    await COUNTS.compact(db, reseller_id)
     claims = await COUNTS.claims(db, reseller_id)
     truth: Counter[str] = Counter()
     unrecorded: list[dict[str, Any]] = []
