@@ -244,8 +244,10 @@ async def count_commands(
         counting.phase = None
         cpu, store_cpu = time.process_time() - cpu, _cpu_seconds(store_pid) - store_cpu
         by_target = Counter(line.split(" <- ")[0] for line in counting.trace)
+        by_stack = Counter(counting.trace).most_common(40) if STACKS else []
         result["backlog: half first messages, half follow-ups"] = _summary(counting.take(), len(burst))
         result["backlog by collection"] = {k: n / len(burst) for k, n in by_target.most_common()}
+        result["backlog by stack"] = {k: n / len(burst) for k, n in by_stack}
         result["backlog bench-process CPU ms per message"] = 1000 * cpu / len(burst)
         if store_pid is not None:
             result["backlog store CPU ms per message"] = 1000 * store_cpu / len(burst)
@@ -263,6 +265,8 @@ def render_traces(result: dict[str, Any]) -> str:
     by_target = result.get("backlog by collection")
     if isinstance(by_target, dict):
         out.append("backlog per message: " + ", ".join(f"{k} {n:.2f}" for k, n in by_target.items()))
+    for stack, n in (result.get("backlog by stack") or {}).items():
+        out.append(f"backlog per message {n:.2f}: {stack}")
     if "backlog bench-process CPU ms per message" in result:
         own = result["backlog bench-process CPU ms per message"]
         out.append(f"backlog: bench-process CPU {own:.2f} ms per message")
