@@ -21,7 +21,8 @@ A *bucket* (any string: a tenant, a tenant's month) has
 
 Reading a view: its totals, then the tail past the watermark (read a window at a time), where an
 entry counts when its key is not yet counted in this tail and its claim points to it or does not
-exist yet (its writer is between append and claim). Cost: 2 + 2 x tail `_id` reads, whatever the
+exist yet (its writer is between append and claim, or leaves the claim to the compactor:
+`claim_on_write=False`). Cost: 2 + 2 x tail `_id` reads, whatever the
 history. Round trips: the reader remembers, per view, the watermark and the tail's end it last
 saw (a *hint*, in this process's runtime: backend/core/runtime.py) and reads the totals and the
 entries from that watermark up to one past that end in the same round. The entries count only if
@@ -85,6 +86,10 @@ def _present(entries: list[Doc | None]) -> list[Doc]:
             break
         out.append(entry)
     return out
+
+
+async def _unread_claim() -> int | None:
+    return None
 
 
 class FoldLog:
@@ -192,12 +197,14 @@ class FoldLog:
         limit: int | None = None,
         *,
         ahead: list[Doc | None] | None = None,
+        with_claims: bool = True,
     ) -> list[Doc]:
         """The entries after `after` (at most `limit`, give or take a window), each with
         `_canonical` (its claim, or None while its writer is between append and claim), read
         READ_WINDOW at a time; a window's claims are read with the next window's entries (a
         claim is still read after its entry), so a short tail costs the probe and one more round.
-        `ahead`: entries after+1, after+2, ... already read (None where absent), for the probe."""
+        `ahead`: entries after+1, after+2, ... already read (None where absent), for the probe.
+        `with_claims=False`: the claims are not read (`_canonical` None throughout: the caller claims)."""
         log_ = self._log(bucket)
         out: list[Doc] = []
         if ahead is None:
@@ -208,7 +215,9 @@ class FoldLog:
         window, n = len(ahead), after + len(run)  # n: the last entry read
         while run:
             more = len(run) == window and (limit is None or len(out) + len(run) < limit)
-            claims_of = asyncio.gather(*(self.canonical(db, bucket, str(e[self.key_field])) for e in run))
+            claims_of = asyncio.gather(
+                *(self.canonical(db, bucket, str(e[self.key_field])) if with_claims else _unread_claim() for e in run)
+            )
             if more:
                 claims, got = await asyncio.gather(
                     claims_of, asyncio.gather(*(log_.get(db, n + i) for i in range(1, READ_WINDOW + 1)))
@@ -227,10 +236,13 @@ class FoldLog:
         states = {v: (watermark, state) for v, (watermark, state, _) in read.items()}
         start = min(w for w, _ in states.values())
         n = start
-        tail = await self._tail(db, bucket, start, self.max_fold)
+        # Where writers leave the claims to compactors, the tail's claims are not read: the claim
+        # insert itself answers with the key's claim when one exists (an earlier or concurrent
+        # compactor's), one read for a lost insert instead of one per entry.
+        tail = await self._tail(db, bucket, start, self.max_fold, with_claims=self.claim_on_write)
         # Unclaimed entries are claimed before anything is folded, so no reader counts another
         # copy: all at once (one insert command through group commit), the first copy of a key
-        # in the log first (a later copy of a key claimed here is claimed after it, and loses).
+        # in the log first (a later copy of the key reads that claim, and loses).
         unclaimed: dict[str, int] = {}
         for entry in tail:
             if entry["_canonical"] is None:
