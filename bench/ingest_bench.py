@@ -435,7 +435,13 @@ async def main(args: argparse.Namespace) -> None:
             _, conn_id, token, owner, dept_id = await _setup(http, db)
             if args.count_clients:
                 counted = await ingest_commands.count_commands(
-                    mongo_url, db_name, conn_id, token, clients=args.count_clients, backlog=args.count_backlog
+                    mongo_url,
+                    db_name,
+                    conn_id,
+                    token,
+                    clients=args.count_clients,
+                    backlog=args.count_backlog,
+                    store_pid=fdb.pid if fdb is not None else None,
                 )
                 results["commands"] = counted
                 print(ingest_commands.render(counted), flush=True)

@@ -21,8 +21,10 @@ lane's cursor read, seqlog's top sync, the server's buildInfo); those are not pe
 
 import asyncio
 import contextlib
+import cProfile
 import json
 import os
+import pstats
 import time
 import traceback
 from collections import Counter
@@ -39,6 +41,9 @@ from backend.webhooks.processor import WebhookProcessor
 
 # INGEST_COUNT_STACKS=1: each traced command also names the backend functions that sent it.
 STACKS = os.environ.get("INGEST_COUNT_STACKS") == "1"
+# INGEST_COUNT_PROFILE=1: cProfile of the bench process while it drains the backlog (the backend's
+# Python: the processor runs in this process), printed by cumulative time.
+PROFILE = os.environ.get("INGEST_COUNT_PROFILE") == "1"
 IGNORED = frozenset({"hello", "ismaster", "isMaster", "endSessions", "ping"})  # connection upkeep
 
 
@@ -97,6 +102,30 @@ def _summary(counts: Counter[tuple[str, str]], messages: int) -> dict[str, Any]:
     return per
 
 
+def _cpu_seconds(pid: int | None) -> float:
+    """User + system CPU seconds of a process and its descendants (/proc; 0 without a pid)."""
+    if pid is None:
+        return 0.0
+    tick = os.sysconf("SC_CLK_TCK")
+    stats: dict[int, tuple[int, float]] = {}  # pid -> (parent, seconds)
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            with contextlib.suppress(OSError):
+                with open(f"/proc/{entry}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+                stats[int(entry)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / tick)
+    tree, total, grew = {pid}, 0.0, True
+    while grew:
+        grew = False
+        for child, (parent, _) in stats.items():
+            if parent in tree and child not in tree:
+                tree.add(child)
+                grew = True
+    for member in tree:
+        total += stats.get(member, (0, 0.0))[1]
+    return total
+
+
 async def _settled(watch: Any, raw_ids: list[str], limit: float = 600.0) -> None:
     """Until every delivery has an outcome (read with a client that is not counted)."""
     deadline = time.monotonic() + limit
@@ -112,8 +141,17 @@ async def _settled(watch: Any, raw_ids: list[str], limit: float = 600.0) -> None
 
 
 async def count_commands(
-    mongo_url: str, source_db: str, conn_id: str, token: str, *, clients: int = 40, backlog: int = 400
+    mongo_url: str,
+    source_db: str,
+    conn_id: str,
+    token: str,
+    *,
+    clients: int = 40,
+    backlog: int = 400,
+    store_pid: int | None = None,
 ) -> dict[str, Any]:
+    """`store_pid`: the store's process (the bench's own FerretDB), whose CPU seconds during the
+    backlog's drain are reported beside the bench process's (the backend's Python)."""
     db_name = f"{source_db}_count"
     settings = Settings(
         ENV="test",
@@ -190,13 +228,29 @@ async def count_commands(
         raw_ids = await asyncio.gather(*(bounded(p, k) for p, k in burst))
         counting.phase = "processing"
         processed = 0
+        profile = cProfile.Profile(time.process_time) if PROFILE else None  # CPU, not waits
+        cpu, store_cpu = time.process_time(), _cpu_seconds(store_pid)
+        if profile is not None:
+            profile.enable()
         for _ in range(20):  # passes over every lane until all are processed (one normally does)
             processed += await drained.run_once(every)
             with contextlib.suppress(RuntimeError):
                 await _settled(watch, list(raw_ids), limit=0.0)
                 break
+        if profile is not None:
+            profile.disable()
+            pstats.Stats(profile).sort_stats("tottime").print_stats(40)
+            pstats.Stats(profile).sort_stats("cumulative").print_stats("/backend/", 60)
         counting.phase = None
+        cpu, store_cpu = time.process_time() - cpu, _cpu_seconds(store_pid) - store_cpu
+        by_target = Counter(line.split(" <- ")[0] for line in counting.trace)
+        by_stack = Counter(counting.trace).most_common(40) if STACKS else []
         result["backlog: half first messages, half follow-ups"] = _summary(counting.take(), len(burst))
+        result["backlog by collection"] = {k: n / len(burst) for k, n in by_target.most_common()}
+        result["backlog by stack"] = {k: n / len(burst) for k, n in by_stack}
+        result["backlog bench-process CPU ms per message"] = 1000 * cpu / len(burst)
+        if store_pid is not None:
+            result["backlog store CPU ms per message"] = 1000 * store_cpu / len(burst)
         result["backlog processed"] = processed
         return result
     finally:
@@ -205,8 +259,19 @@ async def count_commands(
 
 
 def render_traces(result: dict[str, Any]) -> str:
-    """The commands of the last message of each isolated scenario, in order."""
+    """The commands of the last message of each isolated scenario, in order, then the backlog's
+    commands per message by collection."""
     out = []
+    by_target = result.get("backlog by collection")
+    if isinstance(by_target, dict):
+        out.append("backlog per message: " + ", ".join(f"{k} {n:.2f}" for k, n in by_target.items()))
+    for stack, n in (result.get("backlog by stack") or {}).items():
+        out.append(f"backlog per message {n:.2f}: {stack}")
+    if "backlog bench-process CPU ms per message" in result:
+        own = result["backlog bench-process CPU ms per message"]
+        out.append(f"backlog: bench-process CPU {own:.2f} ms per message")
+    if "backlog store CPU ms per message" in result:
+        out.append(f"backlog: store CPU {result['backlog store CPU ms per message']:.2f} ms per message")
     for label, per in result.items():
         if isinstance(per, dict) and "last_message_trace" in per:
             out.append(f"{label}: " + "; ".join(per["last_message_trace"]))
@@ -220,7 +285,7 @@ def render(result: dict[str, Any]) -> str:
         "|---|---:|---:|---|---|",
     ]
     for label, per in result.items():
-        if not isinstance(per, dict):
+        if not isinstance(per, dict) or "phases" not in per:
             continue
         cells = []
         for phase in ("ack", "processing"):

@@ -21,7 +21,8 @@ A *bucket* (any string: a tenant, a tenant's month) has
 
 Reading a view: its totals, then the tail past the watermark (read a window at a time), where an
 entry counts when its key is not yet counted in this tail and its claim points to it or does not
-exist yet (its writer is between append and claim). Cost: 2 + 2 x tail `_id` reads, whatever the
+exist yet (its writer is between append and claim, or leaves the claim to the compactor:
+`claim_on_write=False`). Cost: 2 + 2 x tail `_id` reads, whatever the
 history. Round trips: the reader remembers, per view, the watermark and the tail's end it last
 saw (a *hint*, in this process's runtime: backend/core/runtime.py) and reads the totals and the
 entries from that watermark up to one past that end in the same round. The entries count only if
@@ -92,6 +93,10 @@ def _present(entries: list[Doc | None]) -> list[Doc]:
     return out
 
 
+async def _unread_claim() -> int | None:
+    return None
+
+
 class FoldLog:
     def __init__(
         self,
@@ -106,9 +111,17 @@ class FoldLog:
         key_field: str = "key",
         state_field: str = "state",
         claims_by_bucket: bool = True,
+        claim_on_write: bool = True,
     ) -> None:
         """`key_field`, `state_field`, `claims_by_bucket`: where an entry keeps its key, a totals
-        document its state, and whether a claim's `_id` names the bucket (the stored layout)."""
+        document its state, and whether a claim's `_id` names the bucket (the stored layout).
+        `claim_on_write=False`: `record` appends without claiming, and the compactor claims the
+        entries it folds, together (`compact`); for views whose fold commutes (counts), whose
+        writers do not need to know whether their copy counts (`record` then answers True for an
+        append). Exactness is unchanged: a reader counts an unclaimed entry once per key in its
+        tail (the first copy; a later copy of the key is skipped, and a claimed key counts only at
+        its claim), and nothing is folded into totals before it is claimed, so each key counts
+        once whichever copy ends up canonical."""
         self.entries = entries
         self.totals = totals
         self.claim_kind = claim_kind
@@ -119,6 +132,7 @@ class FoldLog:
         self.key_field = key_field
         self.state_field = state_field
         self.claims_by_bucket = claims_by_bucket
+        self.claim_on_write = claim_on_write
 
     def _log(self, bucket: str) -> SeqLog:
         # The seqlog's cursor is unused: the watermark lives in the totals documents.
@@ -158,7 +172,7 @@ class FoldLog:
         async with self._lock(db, bucket):
             entry = {**body, self.key_field: key, "bucket": bucket, "at": utcnow()}
             seq, _ = await self._log(bucket).append(db, entry)
-        counts = await self._claim(db, bucket, key, seq) == seq
+        counts = await self._claim(db, bucket, key, seq) == seq if self.claim_on_write else True
         if seq % self.compact_every == 0:
             try:
                 await self.compact(db, bucket)
@@ -167,8 +181,11 @@ class FoldLog:
         return counts
 
     async def _totals(self, db: Database, bucket: str, view: str) -> tuple[int, State]:
+        return (await self._totals_marked(db, bucket, view))[:2]
+
+    async def _totals_marked(self, db: Database, bucket: str, view: str) -> tuple[int, State, State]:
         doc = await db[self.totals].find_one({"_id": self._doc_id(bucket, view)})
-        return self._decoded(doc, self.views[view].decode, self.state_field)[:2]
+        return self._decoded(doc, self.views[view].decode, self.state_field)
 
     @staticmethod
     def _decoded(doc: Mapping[str, Any] | None, decode: Codec, state_field: str) -> tuple[int, State, State]:
@@ -185,12 +202,14 @@ class FoldLog:
         limit: int | None = None,
         *,
         ahead: list[Doc | None] | None = None,
+        with_claims: bool = True,
     ) -> list[Doc]:
         """The entries after `after` (at most `limit`, give or take a window), each with
         `_canonical` (its claim, or None while its writer is between append and claim), read
         READ_WINDOW at a time; a window's claims are read with the next window's entries (a
         claim is still read after its entry), so a short tail costs the probe and one more round.
-        `ahead`: entries after+1, after+2, ... already read (None where absent), for the probe."""
+        `ahead`: entries after+1, after+2, ... already read (None where absent), for the probe.
+        `with_claims=False`: the claims are not read (`_canonical` None throughout: the caller claims)."""
         log_ = self._log(bucket)
         out: list[Doc] = []
         if ahead is None:
@@ -201,7 +220,9 @@ class FoldLog:
         window, n = len(ahead), after + len(run)  # n: the last entry read
         while run:
             more = len(run) == window and (limit is None or len(out) + len(run) < limit)
-            claims_of = asyncio.gather(*(self.canonical(db, bucket, str(e[self.key_field])) for e in run))
+            claims_of = asyncio.gather(
+                *(self.canonical(db, bucket, str(e[self.key_field])) if with_claims else _unread_claim() for e in run)
+            )
             if more:
                 claims, got = await asyncio.gather(
                     claims_of, asyncio.gather(*(log_.get(db, n + i) for i in range(1, READ_WINDOW + 1)))
@@ -216,22 +237,36 @@ class FoldLog:
     async def compact(self, db: Database, bucket: str) -> int:
         """Folds the entries past each view's watermark into its totals; returns the highest
         watermark written. Safe to run concurrently with itself and with writers."""
-        states = {v: await self._totals(db, bucket, v) for v in self.views}
+        read = {v: await self._totals_marked(db, bucket, v) for v in self.views}
+        states = {v: (watermark, state) for v, (watermark, state, _) in read.items()}
         start = min(w for w, _ in states.values())
         n = start
-        for entry in await self._tail(db, bucket, start, self.max_fold):
+        # Where writers leave the claims to compactors, the tail's claims are not read: the claim
+        # insert itself answers with the key's claim when one exists (an earlier or concurrent
+        # compactor's), one read for a lost insert instead of one per entry.
+        tail = await self._tail(db, bucket, start, self.max_fold, with_claims=self.claim_on_write)
+        # Unclaimed entries are claimed before anything is folded, so no reader counts another
+        # copy: all at once (one insert command through group commit), the first copy of a key
+        # in the log first (a later copy of the key reads that claim, and loses).
+        unclaimed: dict[str, int] = {}
+        for entry in tail:
+            if entry["_canonical"] is None:
+                unclaimed.setdefault(str(entry[self.key_field]), int(entry["seq"]))
+        bound = await asyncio.gather(*(self._claim(db, bucket, key, seq) for key, seq in unclaimed.items()))
+        claimed = dict(zip(unclaimed, bound, strict=True))
+        for entry in tail:
             n = int(entry["seq"])
             canonical = entry["_canonical"]
-            if canonical is None:  # fix it before folding, so no reader counts another copy
-                canonical = await self._claim(db, bucket, str(entry[self.key_field]), n)
+            if canonical is None:
+                canonical = claimed[str(entry[self.key_field])]
             if canonical != n:
                 continue
             for name, (watermark, state) in states.items():
                 if n > watermark:
                     self.views[name].add(state, entry)
         for name, (watermark, state) in states.items():
-            if n > watermark:
-                await self.write_totals(db, bucket, name, watermark=n, state=state)
+            if n > watermark:  # the marks as read with the totals (write_totals replaces the document)
+                await self.write_totals(db, bucket, name, watermark=n, state=state, marks=read[name][2])
         return n
 
     async def write_totals(
@@ -244,14 +279,24 @@ class FoldLog:
         state: State,
         marks: Mapping[str, Any] | None = None,
     ) -> None:
-        """One write of the whole pair (module docstring), and of `marks` when given."""
-        fields = {"watermark": watermark, self.state_field: self.views[view].encode(state), "updated_at": utcnow()}
-        fields.update(marks or {})
+        """One write of the whole pair (module docstring) with `marks`: the document is replaced,
+        so a caller passes every mark it keeps (compaction: those it read with the totals).
+
+        Not `$set`: FerretDB v1 skips a `$set` of a subdocument whose values equal the stored
+        one's in order, whatever its keys (measured: counts {a|…|atendendo: 1, …} then
+        {a|…|finalizado: 1, …}, three keys each, stored the old counts beside the new watermark —
+        a wrong figure for every reader). A replacement is stored as given. On FerretDB an update
+        is a read and a write-back of the whole document anyway, so a mark written between this
+        writer's read and its write could be lost either way; the one mark (`complete`, written
+        when a tenant starts or by scripts/ticket_counts.py --fix) then makes readers count from
+        the ticket documents until the next --fix: slower, never wrong."""
+        doc = {"watermark": watermark, self.state_field: self.views[view].encode(state), "updated_at": utcnow()}
+        doc.update(marks or {})
         _id = self._doc_id(bucket, view)
         try:
-            await db[self.totals].update_one({"_id": _id}, {"$set": fields}, upsert=True)
+            await db[self.totals].replace_one({"_id": _id}, doc, upsert=True)
         except DuplicateKeyError:  # two first upserts: the document exists now
-            await db[self.totals].update_one({"_id": _id}, {"$set": fields})
+            await db[self.totals].replace_one({"_id": _id}, doc)
 
     async def start(self, db: Database, bucket: str, view: str = "", *, marks: Mapping[str, Any]) -> None:
         """A view's first totals (nothing folded yet) carrying `marks`, unless it has totals already."""

@@ -73,10 +73,12 @@ async def insert_each(collection: Collection, docs: list[dict[str, Any]]) -> lis
 # returns once its own statement is acknowledged, or gets its own error.
 
 
-async def update_by_id(collection: Collection, _id: Any, update: dict[str, Any]) -> None:
-    """`collection.update_one({"_id": _id}, update)`, possibly in one command with concurrent callers'."""
-    op = UpdateOne({"_id": _id}, update)
-    (pending,) = _enqueue(collection, [(op, lambda c: c.update_one({"_id": _id}, update))])
+async def update_by_id(collection: Collection, _id: Any, update: dict[str, Any], *, upsert: bool = False) -> None:
+    """`collection.update_one({"_id": _id}, update, upsert=upsert)`, possibly in one command with
+    concurrent callers'. An upsert that loses a race to create the document gets its own
+    DuplicateKeyError, as a lone one would."""
+    op = UpdateOne({"_id": _id}, update, upsert=upsert)
+    (pending,) = _enqueue(collection, [(op, lambda c: c.update_one({"_id": _id}, update, upsert=upsert))])
     await asyncio.shield(pending.done)
 
 

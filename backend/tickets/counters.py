@@ -14,6 +14,7 @@ one counter lose updates):
    contribution key. A retried or concurrent writer may append the same event twice; its
    canonical entry is decided by a unique claim (first insert wins, never changes), and only the
    canonical entry counts. So each event counts exactly once, whoever wrote it and however often.
+   The claim is the compactor's (`claim_on_write=False` below): a writer appends only.
 2. Who writes a delta. The writer of an event, right after inserting it and *before* projecting
    it onto the ticket; and `projection.settle`, for every event it rolls the ticket forward over
    (before projecting it too). So "the ticket document shows version v" implies "every event up
@@ -25,7 +26,7 @@ one counter lose updates):
    past READER_COMPACTS_AT): two compactors at once can only move the watermark back.
 4. Reading: the totals, then the tail past their watermark (usually < COMPACT_EVERY entries), an
    entry counting when its event is not counted yet in this tail and its claim points to it or
-   does not exist yet (its writer is between append and claim). Cost: 2 + 2 x tail `_id` reads
+   does not exist yet (not compacted yet). Cost: 2 + 2 x tail `_id` reads
    per tenant, whatever the number of tickets.
 
 Stored (the layout the counters had before foldlog, kept): entry n of tenant T is `_id` "<T>:<n>"
@@ -84,6 +85,10 @@ COUNTS = FoldLog(
     key_field="event_id",
     state_field="counts",
     claims_by_bucket=False,
+    # The writer appends its delta and leaves the claim to the compactor (one command for
+    # COMPACT_EVERY deltas instead of one per ticket transition): counts commute, and no caller
+    # needs to know whether its copy counts (see FoldLog's `claim_on_write`).
+    claim_on_write=False,
 )
 
 
@@ -243,7 +248,10 @@ class Audit:
 
 
 async def audit(db: Database, reseller_id: str) -> Audit:
-    """Reads the tenant's whole log and delta entries (scans: an operator's tool, never a request's)."""
+    """Reads the tenant's whole log and delta entries (scans: an operator's tool, never a request's).
+    Compacts first: deltas are claimed when compacted (`claim_on_write=False`), so an event whose
+    delta is in the tail would otherwise look unrecorded."""
+    await COUNTS.compact(db, reseller_id)
     claims = await COUNTS.claims(db, reseller_id)
     truth: Counter[str] = Counter()
     unrecorded: list[dict[str, Any]] = []

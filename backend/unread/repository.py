@@ -13,17 +13,23 @@
   read-modify-write of the whole document: a slower device could write an older position back.
 
 `unread_hints` keeps where each chain ended when last written (`$max`, a hint only: a lost update
-on FerretDB only makes a reader look a few entries further). Nothing here is ever removed.
+on FerretDB only makes a reader look a few entries further). A ticket's inbound hint is raised at
+every INBOUND_HINT_EVERY-th number only (`claim_inbound`): it names a stored entry at most
+INBOUND_HINT_EVERY - 1 behind the end, and a reader's galloping read past it finds the rest.
+Nothing here is ever removed.
 """
 
+import asyncio
 from datetime import datetime
 from typing import Any
 
 from pymongo.errors import DuplicateKeyError
 
+from backend.core import group_commit
 from backend.core.db import Database
 from backend.core.indexes import ASC, declare
 from backend.core.seqlog import gallop
+from backend.core.tuning import UNREAD_INBOUND_HINT_EVERY as INBOUND_HINT_EVERY
 
 INBOUND = "inbound_seq"
 MARKERS = "read_markers"
@@ -58,10 +64,11 @@ async def raise_hint(db: Database, hint_id: str, values: dict[str, int]) -> None
     """Only ever raised to an entry that is stored, so a hint names a stored entry (never removed).
     A marker's hint carries (n, seq) of one entry: both grow together along the chain, so `$max`
     keeps them a pair on MongoDB, and FerretDB's whole-document write-back writes a pair back."""
+    # With concurrent raises (a backlog's lanes), in one `update` command (backend/core/group_commit.py).
     try:
-        await db[HINTS].update_one({"_id": hint_id}, {"$max": values}, upsert=True)
+        await group_commit.update_by_id(db[HINTS], hint_id, {"$max": values}, upsert=True)
     except DuplicateKeyError:  # two first upserts racing: the other one created it
-        await db[HINTS].update_one({"_id": hint_id}, {"$max": values})
+        await group_commit.update_by_id(db[HINTS], hint_id, {"$max": values})
 
 
 async def _chain_end(
@@ -81,16 +88,32 @@ async def _chain_end(
     return n, seen[n]
 
 
-async def inbound_head(db: Database, ticket_id: str) -> int:
-    """How many client messages the ticket has recorded: its hint, and a read past it."""
-    hint = int((await _hint(db, f"in:{ticket_id}")).get("n", 0))
-    n, _ = await _chain_end(db, INBOUND, ticket_id, hint, None)
+async def inbound_head(db: Database, ticket_id: str, *, known: int = 0) -> int:
+    """How many client messages the ticket has recorded: its hint, and a read past it.
+    `known`: a number the caller knows stored (numbers 1..known are: the chain has no holes).
+    The hint and the entry past `known` are read together, so when nothing was recorded past
+    what the caller knows (and the hint is not ahead of it) one round says so."""
+    hint_doc, past = await asyncio.gather(
+        _hint(db, f"in:{ticket_id}"), _get(db, INBOUND, inbound_id(ticket_id, known + 1))
+    )
+    hint = int(hint_doc.get("n", 0))
+    if past is None and hint <= known:
+        return known
+    n, _ = await _chain_end(db, INBOUND, ticket_id, max(hint, known + 1 if past is not None else known), None)
     return n
 
 
 async def claim_inbound(db: Database, ticket: dict[str, Any], message: dict[str, Any], *, n: int) -> bool | None:
     """Tries to file the message as inbound number n. True: it is n now. False: n is taken by
-    another message (try n+1). None: this message already has its number."""
+    another message (try n+1). None: this message already has its number.
+
+    The insert goes out with concurrent callers' (group commit: one command for a backlog's
+    lanes; each caller still gets its own DuplicateKeyError). The hint is raised only when n is
+    a multiple of INBOUND_HINT_EVERY (one write per that many messages instead of one each):
+    readers' cost of the lag is a galloping read of fewer than INBOUND_HINT_EVERY entries past
+    the hint, and a reader in the process that numbered them starts from what it remembers
+    (unread.service). Exactness does not depend on the hint: entry n exists is monotone in n
+    whoever wrote it, and the head is found by reading entries, never taken from the hint."""
     doc = {
         "_id": inbound_id(ticket["_id"], n),
         "ticket_id": ticket["_id"],
@@ -100,7 +123,7 @@ async def claim_inbound(db: Database, ticket: dict[str, Any], message: dict[str,
         "created_at": message["created_at"],
     }
     try:
-        await db[INBOUND].insert_one(doc)
+        await group_commit.insert_one(db[INBOUND], doc)
     except DuplicateKeyError:
         holder = await _get(db, INBOUND, doc["_id"])
         if holder is not None:
@@ -109,7 +132,8 @@ async def claim_inbound(db: Database, ticket: dict[str, Any], message: dict[str,
         # visible to us yet (replica set): tell them apart by the message key itself (rare path).
         mine = await db[INBOUND].find_one({"ticket_id": ticket["_id"], "message_id": message["_id"]}, {"_id": 1})
         return None if mine is not None else False
-    await raise_hint(db, f"in:{ticket['_id']}", {"n": n})
+    if n % INBOUND_HINT_EVERY == 0:
+        await raise_hint(db, f"in:{ticket['_id']}", {"n": n})
     return True
 
 

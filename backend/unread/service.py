@@ -47,8 +47,8 @@ def _known_head(db: Database, ticket_id: str) -> int | None:
 
 def _remember_head(db: Database, ticket_id: str, n: int) -> None:
     """A bounded, process-local hint: inbound numbers 1..n of the ticket are stored (this process
-    stored n, or created the ticket: n = 0). Entries are never removed, so it stays true;
-    forgotten for the least recent tickets past the bound."""
+    stored n, read the chain up to n, or created the ticket: n = 0). Entries are never removed,
+    so it stays true; forgotten for the least recent tickets past the bound."""
     heads, key = runtime_of(db).unread_inbound_heads, (db.name, ticket_id)
     heads[key] = max(n, heads.pop(key, 0))
     while len(heads) > KNOWN_HEADS:
@@ -75,7 +75,7 @@ async def record_inbound(db: Database, ticket: dict[str, Any], message: dict[str
         return
     ticket_id = ticket["_id"]
     known = _known_head(db, ticket_id)
-    n = known + 1 if known is not None else await repository.inbound_head(db, ticket_id) + 1
+    n = known + 1 if known is not None else await _head(db, ticket_id) + 1
     for _ in range(MAX_CLAIMS):
         outcome = await repository.claim_inbound(db, ticket, message, n=n)
         if outcome is True:
@@ -85,17 +85,24 @@ async def record_inbound(db: Database, ticket: dict[str, Any], message: dict[str
             return
         if known is not None:  # the guess was behind: jump to the stored end instead of walking
             known = None
-            n = max(n, await repository.inbound_head(db, ticket_id))
+            n = max(n, await _head(db, ticket_id))
         n += 1
     raise Conflict("the ticket is receiving too many messages at once; retry")
 
 
+async def _head(db: Database, ticket_id: str) -> int:
+    """The ticket's inbound count, read from past what this process knows stored (the stored
+    hint lags the count by up to INBOUND_HINT_EVERY - 1: repository.claim_inbound), remembered."""
+    head = await repository.inbound_head(db, ticket_id, known=_known_head(db, ticket_id) or 0)
+    _remember_head(db, ticket_id, head)
+    return head
+
+
 async def unread_for(db: Database, user_id: str, ticket_id: str) -> int:
-    """Two reads when nothing changed (the count's hint and the read past it, the marker's hint),
-    a third only when the marker's hint is behind the count (is there a later marker?)."""
-    head, hint = await asyncio.gather(
-        repository.inbound_head(db, ticket_id), repository.marker_hint(db, user_id, ticket_id)
-    )
+    """One round when nothing changed (the count's hint with the entry past what this process
+    knows, the marker's hint), more only when the count moved (a galloping read past it) or the
+    marker's hint is behind the count (is there a later marker?)."""
+    head, hint = await asyncio.gather(_head(db, ticket_id), repository.marker_hint(db, user_id, ticket_id))
     if hint[1] >= head:  # later markers only read further, never past the count
         return 0
     _, read = await repository.marker(db, user_id, ticket_id, hint=hint)
@@ -112,7 +119,7 @@ async def counts(db: Database, user_id: str, ticket_ids: Iterable[str]) -> dict[
 async def mark_read(db: Database, user_id: str, ticket: dict[str, Any]) -> bool:
     """Moves the user's marker forward to the ticket's current count. Returns whether it moved
     (False: already there, or another device moved it at least as far meanwhile)."""
-    head = await repository.inbound_head(db, ticket["_id"])
+    head = await _head(db, ticket["_id"])
     for _ in range(MAX_MARKS):
         k, read = await repository.marker(db, user_id, ticket["_id"])
         if read >= head:

@@ -176,45 +176,57 @@ async def test_a_competitor_between_an_event_and_its_delta(
     assert r.status_code == 200, r.text
     monkeypatch.undo()
     assert fired
-    # Two entries for the assume (the settle's and its writer's), one of them canonical.
+    # Two entries for the assume (the settle's and its writer's), one of them canonical once
+    # compacted (writers leave the claim to the compactor).
     entries = await db[counters.DELTAS].find({"event_id": fired[0]}).to_list(None)
     assert len(entries) == 2
-    assert await counters.COUNTS.canonical(db, tenant.id, fired[0]) in {int(e["seq"]) for e in entries}
     counts = await assert_counts_equal_recount(db, tenant)
     assert counts["finalizado"] >= 1
     await counters.compact(db, tenant.id)
+    assert await counters.COUNTS.canonical(db, tenant.id, fired[0]) in {int(e["seq"]) for e in entries}
     await assert_counts_equal_recount(db, tenant)
 
 
-async def test_an_entry_appended_but_not_yet_claimed_counts_once(
-    client: httpx.AsyncClient, tenant: Tenant, db: Any, monkeypatch: pytest.MonkeyPatch
+async def test_a_delta_left_unclaimed_by_its_writer_counts_once_before_and_after_the_compactor_claims_it(
+    client: httpx.AsyncClient, tenant: Tenant, db: Any
 ) -> None:
-    """A writer stopped between its entry and its claim, while a compaction runs and a second
-    writer (a settle) appends the same event again: still counted exactly once."""
+    """Issue 20: a transition's writer appends its delta and leaves the claim to the compactor
+    (one command less per transition). Competitors between the append and that claim — a reader,
+    a settle appending a second copy, another process claiming the later copy first — leave the
+    move counted exactly once, before and after the compaction."""
     ticket = await make_ticket(client, tenant)
-    real_claim = counters.COUNTS._claim
-    held: list[tuple[str, int]] = []
-
-    async def claim(db_: Any, bucket: str, event_id: str, seq: int) -> int:
-        if not held and event_id.startswith(ticket["id"]) and event_id.endswith("2"):
-            held.append((event_id, seq))
-            # Unclaimed, and the ticket not projected yet: the reader already counts the move.
-            owner = _actors(tenant)[0]
-            have = await tickets.counts(db, owner, department_id=None)
-            projected = await tickets.recount(db, owner, department_id=None)
-            assert (have.espera, have.atendendo) == (projected.espera - 1, projected.atendendo + 1)
-            await counters.compact(db, tenant.id)  # the compactor claims it first
-            event = await db.ticket_events.find_one({"_id": event_id})
-            await counters.record(db, event)  # a settle that finds the claim: appends nothing
-        return await real_claim(db_, bucket, event_id, seq)
-
-    monkeypatch.setattr(counters.COUNTS, "_claim", claim)
     r = await client.post(f"{API}/tickets/{ticket['id']}/assume", headers=tenant.agents[0]["headers"])
     assert r.status_code == 200, r.text
-    monkeypatch.undo()
-    assert held
-    assert await counters.COUNTS.canonical(db, tenant.id, held[0][0]) == held[0][1]
+    event = await db.ticket_events.find_one({"ticket_id": ticket["id"], "type": "assumed"})
+    assert event is not None
+    event_id = str(event["_id"])
+    [first] = await db[counters.DELTAS].find({"event_id": event_id}).to_list(None)
+    assert await counters.COUNTS.canonical(db, tenant.id, event_id) is None  # the writer claimed nothing
+    await assert_counts_equal_recount(db, tenant)  # a reader counts the unclaimed entry
+    # A settle in another process (which finds no claim) appends the event's delta again.
+    await counters.record(db, event)
+    entries = await db[counters.DELTAS].find({"event_id": event_id}).to_list(None)
+    assert len(entries) == 2
+    second = next(e for e in entries if e["_id"] != first["_id"])
+    await assert_counts_equal_recount(db, tenant)  # two unclaimed copies: the first one counts
+    # That process claims its own (later) copy before any compactor claims the first.
+    assert await counters.COUNTS._claim(db, tenant.id, event_id, int(second["seq"])) == int(second["seq"])
     await assert_counts_equal_recount(db, tenant)
+    await counters.compact(db, tenant.id)  # folds the second copy, not the first
+    assert await counters.COUNTS.canonical(db, tenant.id, event_id) == int(second["seq"])
+    await assert_counts_equal_recount(db, tenant)
+    # And a delta the compactor claims itself: the first copy of its key.
+    r = await client.post(f"{API}/tickets/{ticket['id']}/finalize", headers=tenant.agents[0]["headers"])
+    assert r.status_code == 200, r.text
+    finalized = await db.ticket_events.find_one({"ticket_id": ticket["id"], "type": "finalized"})
+    assert finalized is not None
+    [entry] = await db[counters.DELTAS].find({"event_id": str(finalized["_id"])}).to_list(None)
+    await counters.record(db, finalized)  # a second copy, appended after it
+    await counters.compact(db, tenant.id)
+    assert await counters.COUNTS.canonical(db, tenant.id, str(finalized["_id"])) == int(entry["seq"])
+    await assert_counts_equal_recount(db, tenant)
+    [found] = await ticket_counts.check(db, tenant=tenant.id, fix=False)
+    assert (found.differences, found.unrecorded, found.totals_corrupt) == ({}, [], False)
 
 
 async def test_a_writer_dead_after_its_event_converges_by_the_sweep_with_no_reader(
@@ -287,3 +299,17 @@ async def test_the_script_backfills_tickets_older_than_the_counters(
     assert (await db.ticket_events.count_documents({}), await db.tickets.count_documents({})) == stored
     assert await counters.for_actor(db, owner, department_id=None) is not None
     await assert_counts_equal_recount(db, tenant)
+
+
+async def test_totals_whose_counts_keep_their_values_under_other_keys_are_stored(db: Any) -> None:
+    """FerretDB v1 skipped a `$set` of a subdocument holding the stored one's values, in order,
+    under other keys: a compaction that moved one ticket atendendo -> finalizado stored the new
+    watermark beside the old counts. Totals are written as a replacement, marks kept."""
+    bucket = f"scratch-{new_id()}"
+    before = {"d|x|atendendo": 1, "a|y|atendendo": 1, "a|y|x|atendendo": 1}
+    after = {"d|x|finalizado": 1, "a|y|finalizado": 1, "a|y|x|finalizado": 1}
+    await counters.COUNTS.write_totals(db, bucket, "", watermark=3, state=before, marks={"complete": True})
+    await counters.COUNTS.write_totals(db, bucket, "", watermark=5, state=after, marks={"complete": True})
+    doc = await db[counters.TOTALS].find_one({"_id": bucket})
+    assert doc is not None
+    assert (doc["watermark"], doc["counts"], doc["complete"]) == (5, after, True)

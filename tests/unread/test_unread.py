@@ -144,6 +144,38 @@ async def test_a_process_whose_remembered_count_is_behind_numbers_past_what_anot
     assert await _unread(client, tenant.agents[0]["headers"], ticket["id"]) == 5
 
 
+async def test_the_stored_count_hint_is_raised_every_few_numbers_and_every_process_still_counts_exactly(
+    client: httpx.AsyncClient, tenant: Tenant, db: Any
+) -> None:
+    """Issue 20: a client message costs one write for its number; the stored hint of the count is
+    raised at every INBOUND_HINT_EVERY-th number only. A reader in another process (knowing
+    nothing of the ticket) gallops past the lagging hint; a process that remembers an older count
+    while another process numbered more (and raised the hint) between its two reads counts those
+    too. Unread stays exact for every reader."""
+    every = repository.INBOUND_HINT_EVERY
+    assert every == 4
+    ticket = await make_client_ticket(client, tenant, db)
+    key, hint_id = (db.name, ticket["id"]), f"in:{ticket['id']}"
+    heads = runtime_of(db).unread_inbound_heads
+    await _client_says(db, ticket, "dois")
+    await _client_says(db, ticket, "tres")
+    assert await db[repository.HINTS].find_one({"_id": hint_id}) is None  # numbers 1-3: no hint write
+    heads.pop(key)  # a reader in another process
+    assert await service.unread_for(db, tenant.agents[0]["id"], ticket["id"]) == 3
+    assert heads[key] == 3  # it remembers what it read
+    heads.pop(key)  # yet another process numbers the 4th: the hint is raised
+    await _client_says(db, ticket, "quatro")
+    assert (await db[repository.HINTS].find_one({"_id": hint_id}) or {}).get("n") == every
+    heads[key] = 3  # the first reader again: its memory is behind by one
+    assert await service.unread_for(db, tenant.agents[0]["id"], ticket["id"]) == 4
+    await _client_says(db, ticket, "cinco")  # this process numbers it after the count it read
+    heads.pop(key)
+    assert await _unread(client, tenant.agents[0]["headers"], ticket["id"]) == 5
+    entries = await db[repository.INBOUND].find({"ticket_id": ticket["id"]}).to_list(None)
+    assert sorted(e["n"] for e in entries) == [1, 2, 3, 4, 5]
+    assert (await db[repository.HINTS].find_one({"_id": hint_id}) or {}).get("n") == every
+
+
 async def test_the_marker_only_moves_forward_when_two_devices_read_at_once(
     client: httpx.AsyncClient, tenant: Tenant, db: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
