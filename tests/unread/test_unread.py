@@ -132,7 +132,8 @@ async def test_a_process_whose_remembered_count_is_behind_numbers_past_what_anot
     late = await _client_says(db, ticket, "deste processo")
     assert heads[key] == 4
     heads[key] = 1
-    await service.record_inbound(db, {**ticket, "_id": ticket["id"]}, late)  # redelivered: no new number
+    # Redelivered: no new number.
+    await service.record_inbound(db, Ticket.model_validate({**ticket, "_id": ticket["id"]}), late)
     entries = await db[repository.INBOUND].find({"ticket_id": ticket["id"]}).to_list(None)
     assert sorted(e["n"] for e in entries) == [1, 2, 3, 4]
     assert len({e["message_id"] for e in entries}) == 4
