@@ -323,7 +323,7 @@ async def test_the_rebuild_finds_and_fixes_a_rating_the_figures_lack(
     rated = await db.ticket_events.find_one({"_id": events.event_id(ticket["id"], 4)})
     assert rated["type"] == "rated"
     local = rated["at"].astimezone(reports.zone("America/Sao_Paulo"))
-    dims = [finalized["department_id"], tenant.agents[0]["id"], CONNECTIONS[tenant.id]["_id"]]
+    dims = [finalized.department_id, tenant.agents[0]["id"], CONNECTIONS[tenant.id]["_id"]]
     lost = {"d": local.strftime("%d"), "h": local.hour, "dim": dims, "s3": -1}
     await repository.record_month(db, tenant.id, local.strftime("%Y-%m"), f"lost:{new_id()}", [lost])
     assert (await _today(db, tenant))["satisfaction"]["count"] == 0
