@@ -157,7 +157,7 @@ def build_ops(
         if ticket_id is None:
             raise Check(f"ticket number {number} not found")
         doc = await tickets.get_visible_or_404(db, tenant.owner, ticket_id=ticket_id)
-        if doc["number"] != number:
+        if doc.number != number:
             raise Check("ticket-number key points at another ticket")
 
     async def ticket_get(i: int) -> None:

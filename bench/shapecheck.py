@@ -33,7 +33,7 @@ def shape(value: Any) -> Any:
 async def _live_path(db: Database, tenant: Tenant) -> None:
     rid, dept, agent = tenant.reseller_id, tenant.department_ids[0], tenant.agents[0]
 
-    async def say(client: clients.User, body: str) -> dict[str, Any]:
+    async def say(client: clients.User, body: str) -> tickets.Ticket:
         fresh = await users_repo.get_internal(db, client.id)  # as ingestion would load it
         assert fresh is not None
         ticket, _, _ = await intake.receive_client_message(
@@ -43,16 +43,16 @@ async def _live_path(db: Database, tenant: Tenant) -> None:
 
     a, _ = await clients.upsert_by_phone(db, reseller_id=rid, phone="5511900000001", name="Cliente A")
     first = await say(a, "Olá, preciso de ajuda")
-    await tickets.assume(db, agent, ticket_id=first["_id"])
-    await messages.reply(db, agent, ticket_id=first["_id"], body="Olá! Já estou verificando.")
+    await tickets.assume(db, agent, ticket_id=first.id)
+    await messages.reply(db, agent, ticket_id=first.id, body="Olá! Já estou verificando.")
     await say(a, "Obrigado")
-    await tickets.finalize(db, agent, ticket_id=first["_id"])
+    await tickets.finalize(db, agent, ticket_id=first.id)
     await say(a, "Voltei com outra dúvida")  # a new ticket (slot 1) in espera
 
     b, _ = await clients.upsert_by_phone(db, reseller_id=rid, phone="5511900000002", name="Cliente B")
     second = await say(b, "Boa tarde")
-    await tickets.assume(db, agent, ticket_id=second["_id"])
-    await messages.reply(db, agent, ticket_id=second["_id"], body="Boa tarde! Como posso ajudar?")
+    await tickets.assume(db, agent, ticket_id=second.id)
+    await messages.reply(db, agent, ticket_id=second.id, body="Boa tarde! Como posso ajudar?")
 
     c, _ = await clients.upsert_by_phone(db, reseller_id=rid, phone="5511900000003", name="Cliente C")
     await say(c, "Oi")

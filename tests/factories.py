@@ -263,4 +263,4 @@ async def make_client_ticket(
         channel=conn["_id"],
         body=message,
     )
-    return await get_ticket(client, tenant.headers, ticket["_id"])
+    return await get_ticket(client, tenant.headers, ticket.id)

@@ -31,6 +31,7 @@ from backend.outbound import service as outbound
 from backend.resellers import service as resellers
 from backend.resellers.schemas import CSAT_WINDOW_DEFAULT_HOURS
 from backend.tickets import service as tickets
+from backend.tickets.models import Ticket
 from backend.tickets.states import Status
 from backend.users import service as users
 
@@ -73,7 +74,7 @@ def config_once(db: Database, reseller_id: str) -> ConfigSource:
 
 async def _send(
     db: Database,
-    ticket: dict[str, Any],
+    ticket: Ticket,
     config: resellers.ResellerConfig,
     *,
     purpose: str,
@@ -87,7 +88,7 @@ async def _send(
     two leaves a queue entry whose message never got stored, which the worker passes.
     `retry`: an earlier run of this step may have been killed after storing the message and
     before moving the ticket's activity and announcing it; found stored, those are done again."""
-    message_id = automatic_id(str(ticket["_id"]), purpose, period)
+    message_id = automatic_id(ticket.id, purpose, period)
     stored = await message_store.get_internal(db, message_id)
     if stored is not None:
         if retry:
@@ -107,17 +108,12 @@ async def _send(
         extra={"automatic": True, "automatic_purpose": purpose, **(extra or {})},
     )
     if created:
-        log.info("automatic message queued", ticket_id=ticket["_id"], purpose=purpose, message_id=message_id)
+        log.info("automatic message queued", ticket_id=ticket.id, purpose=purpose, message_id=message_id)
     return created
 
 
-def _render(template: str, ticket: dict[str, Any], config: resellers.ResellerConfig) -> str:
-    return texts.render(
-        template,
-        client=str(ticket.get("client_name") or ""),
-        company=config.company_name,
-        protocol=ticket.get("number", ""),
-    )
+def _render(template: str, ticket: Ticket, config: resellers.ResellerConfig) -> str:
+    return texts.render(template, client=ticket.client_name, company=config.company_name, protocol=ticket.number)
 
 
 # --- a WhatsApp message opens a ticket -------------------------------------------------------
@@ -150,7 +146,7 @@ def ticket_opening(
     return starts
 
 
-def raced_opening(db: Database, finalized: dict[str, Any], message: dict[str, Any]) -> tickets.LazyOpening:
+def raced_opening(db: Database, finalized: Ticket, message: dict[str, Any]) -> tickets.LazyOpening:
     """What a ticket opened for a client message that raced `finalized`'s finalize starts with
     (messages.service moves the message on): the same as a ticket the message would have opened
     itself, the message as its opening one — so it is greeted, told when the company is closed,
@@ -171,7 +167,7 @@ async def after_client_message(
     db: Database,
     conn: connections.Connection,
     *,
-    ticket: dict[str, Any],
+    ticket: Ticket,
     message: dict[str, Any],
     retry: bool = False,
     config: ConfigSource | None = None,
@@ -184,18 +180,18 @@ async def after_client_message(
     are made for finalized tickets, and a client's phone is its key and never changes)."""
     if message.get("sender_type") != "client" or message.get("direction") != "in":
         return []  # a message from the connection's own phone, or anything else: nothing reacts
-    if message.get("ticket_id") != ticket["_id"]:
+    if message.get("ticket_id") != ticket.id:
         loaded = await tickets.load(db, str(message["ticket_id"]))
         if loaded is None:
             return []
         ticket = loaded
-    if ticket["status"] != Status.ESPERA.value:
+    if ticket.status != Status.ESPERA.value:
         return []  # a person has it (atendendo) or it is closed: the helpdesk itself stays quiet
-    config_read = await (config or config_once(db, str(ticket["reseller_id"])))()
-    if ticket.get("opening_message_id") == message["_id"]:
+    config_read = await (config or config_once(db, ticket.reseller_id))()
+    if ticket.opening_message_id == message["_id"]:
         return await _opened(db, conn, ticket, config_read, retry=retry, new_client=new_client)
     done: list[str] = []
-    if ticket.get("menu_pending"):
+    if ticket.menu_pending:
         done += await _menu_answer(db, conn, ticket, message, config_read, retry=retry)
     if await _away(db, ticket, config_read, retry=retry):
         done.append(AWAY)
@@ -205,7 +201,7 @@ async def after_client_message(
 async def _opened(
     db: Database,
     conn: connections.Connection,
-    ticket: dict[str, Any],
+    ticket: Ticket,
     config: resellers.ResellerConfig,
     *,
     retry: bool,
@@ -213,7 +209,7 @@ async def _opened(
 ) -> list[str]:
     done: list[str] = []
     # A new conversation ends the chat's pending survey: a digit now belongs to this ticket.
-    chat = repository.chat_id(conn.id, str(ticket.get("client_phone") or ""))
+    chat = repository.chat_id(conn.id, ticket.client_phone)
     survey = None if new_client else await repository.get_survey_internal(db, chat)
     if survey is not None and survey.pending:
         await repository.mark_survey(db, chat, ticket_id=survey.ticket_id, changes={"closed_at": now()})
@@ -224,7 +220,7 @@ async def _opened(
     # closed", then the question to answer.
     if await _away(db, ticket, config, retry=retry):
         done.append(AWAY)
-    if ticket.get("menu_pending"):
+    if ticket.menu_pending:
         options = await _menu_options(db, conn)
         if not options:  # the menu's departments were deactivated since the ticket opened
             await _route(db, ticket, department_id=conn.default_department_id, message_id="", fallback=True)
@@ -236,7 +232,7 @@ async def _opened(
     return done
 
 
-async def _away(db: Database, ticket: dict[str, Any], config: resellers.ResellerConfig, *, retry: bool) -> bool:
+async def _away(db: Database, ticket: Ticket, config: resellers.ResellerConfig, *, retry: bool) -> bool:
     """Once per ticket per closed period, while the ticket waits in espera."""
     since = hours.Schedule.of(config).closed_since(now())
     template = config.away_message
@@ -250,7 +246,7 @@ async def _away(db: Database, ticket: dict[str, Any], config: resellers.Reseller
 async def _menu_answer(
     db: Database,
     conn: connections.Connection,
-    ticket: dict[str, Any],
+    ticket: Ticket,
     message: dict[str, Any],
     config: resellers.ResellerConfig,
     *,
@@ -259,7 +255,7 @@ async def _menu_answer(
     """The client's answer while the menu is pending: a listed digit moves the ticket to that
     department's espera; anything else repeats the menu, up to `menu_max_invalid` times, then the
     ticket stays with the connection's default department."""
-    menu = await message_store.get_internal(db, automatic_id(str(ticket["_id"]), MENU, FIRST_MENU))
+    menu = await message_store.get_internal(db, automatic_id(ticket.id, MENU, FIRST_MENU))
     options: list[str] = list(menu.get("menu_options") or []) if menu is not None else []
     if not options:  # no menu was ever sent (its departments went away): nothing to choose from
         await _route(db, ticket, department_id=conn.default_department_id, message_id="", fallback=True)
@@ -267,17 +263,17 @@ async def _menu_answer(
     choice = texts.digit(message.get("body") if message.get("type", "text") == "text" else None, highest=len(options))
     if choice is not None:
         department_id = options[choice - 1]
-        dept = await departments.get(db, TenantScope(str(ticket["reseller_id"])), department_id)
+        dept = await departments.get(db, TenantScope(ticket.reseller_id), department_id)
         if dept is not None and dept.active:
             moved = await _route(db, ticket, department_id=department_id, message_id=str(message["_id"]))
             return [f"menu choice {choice}"] if moved else []
-    k = await _invalid_answer_number(db, str(ticket["_id"]), str(message["_id"]))
+    k = await _invalid_answer_number(db, ticket.id, str(message["_id"]))
     if k > conn.menu_max_invalid:
         moved = await _route(
             db, ticket, department_id=conn.default_department_id, message_id=str(message["_id"]), fallback=True
         )
         return ["menu fallback"] if moved else []
-    scope = TenantScope(str(ticket["reseller_id"]))
+    scope = TenantScope(ticket.reseller_id)
     found = [await departments.get(db, scope, department_id) for department_id in options]
     body = texts.menu(conn.menu_text, [d.name if d is not None else "" for d in found], repeat=True)
     extra = {"menu_options": options}
@@ -296,9 +292,7 @@ async def _invalid_answer_number(db: Database, ticket_id: str, message_id: str) 
         k += 1
 
 
-async def _route(
-    db: Database, ticket: dict[str, Any], *, department_id: str, message_id: str, fallback: bool = False
-) -> bool:
+async def _route(db: Database, ticket: Ticket, *, department_id: str, message_id: str, fallback: bool = False) -> bool:
     try:
         await tickets.choose_department(
             db, ticket, department_id=department_id, message_id=message_id, fallback=fallback
@@ -313,59 +307,59 @@ async def _route(
 # --- Finalizar -------------------------------------------------------------------------------
 
 
-async def after_finalize(db: Database, ticket: dict[str, Any]) -> None:
+async def after_finalize(db: Database, ticket: Ticket) -> None:
     """The finalize hook (backend/gates.py): the closing message, then the survey question. Runs
     again when the sweep re-runs a finalize's hooks; finding both stored, it sends nothing."""
     conn = await connections.of_ticket(db, ticket)
     if conn is None:
         return  # not a WhatsApp conversation: nobody to send to
-    config = await resellers.config_internal(db, str(ticket["reseller_id"]))
+    config = await resellers.config_internal(db, ticket.reseller_id)
     closing = _render(config.closing_message, ticket, config)
     if closing:
         await _send(db, ticket, config, purpose=CLOSING, body=closing)
     # Asked about an attendance: a ticket finalized while nobody held it (spam, a duplicate) is not.
-    if config.csat_enabled and ticket.get("agent_id"):
+    if config.csat_enabled and ticket.agent_id:
         await _ask_rating(db, conn, ticket, config)
     await _greet_raced(db, conn, ticket)
 
 
-async def _greet_raced(db: Database, conn: connections.Connection, finalized: dict[str, Any]) -> None:
+async def _greet_raced(db: Database, conn: connections.Connection, finalized: Ticket) -> None:
     """The new ticket the finalize's refile opened for a client message that raced it (before this
     hook: backend/gates.py) reacts as any new ticket does — after the closing message and the
     survey question, whose pending rating its opening ends. Found as the client's open ticket on
     the channel, opened by a message moved on from `finalized`; the webhook delivery reacts the
     same when it moved the message itself, and each automatic message is stored once."""
     # Its slot hint (users.raise_ticket_slot) starts the walk at the finalized ticket's next slot.
-    client = await users.get(db, TenantScope(str(finalized["reseller_id"])), str(finalized["client_id"]))
+    client = await users.get(db, TenantScope(finalized.reseller_id), finalized.client_id)
     if client is None:
         return
     found = await tickets.open_ticket_of(
-        db, reseller_id=str(finalized["reseller_id"]), client=client, channel=str(finalized["channel"])
+        db, reseller_id=finalized.reseller_id, client=client, channel=finalized.channel
     )
-    if found is None or not found.get("opening_message_id"):
+    if found is None or not found.opening_message_id:
         return
-    opening = await message_store.get_internal(db, str(found["opening_message_id"]))
-    if opening is not None and opening.get("moved_from_ticket_id") == finalized["_id"]:
+    opening = await message_store.get_internal(db, found.opening_message_id)
+    if opening is not None and opening.get("moved_from_ticket_id") == finalized.id:
         await after_client_message(db, conn, ticket=found, message=opening, retry=True)
 
 
 async def _ask_rating(
-    db: Database, conn: connections.Connection, ticket: dict[str, Any], config: resellers.ResellerConfig
+    db: Database, conn: connections.Connection, ticket: Ticket, config: resellers.ResellerConfig
 ) -> None:
     question = _render(config.csat_message or texts.DEFAULT_SURVEY_TEXT, ticket, config)
     await _send(db, ticket, config, purpose=SURVEY, body=question)
-    asked = await message_store.get_internal(db, automatic_id(str(ticket["_id"]), SURVEY))
+    asked = await message_store.get_internal(db, automatic_id(ticket.id, SURVEY))
     if asked is None:
         return
-    chat = repository.chat_id(conn.id, str(ticket.get("client_phone") or ""))
+    chat = repository.chat_id(conn.id, ticket.client_phone)
     current = await repository.get_survey_internal(db, chat)
     at = as_utc(asked["created_at"])
     # Written after the question is stored (a digit is a rating only once it was asked); the
     # chat's newest question wins, so a re-run for an older ticket changes nothing.
-    if current is None or (current.ticket_id != ticket["_id"] and as_utc(current.asked_at) < at):
+    if current is None or (current.ticket_id != ticket.id and as_utc(current.asked_at) < at):
         window = timedelta(hours=config.csat_window_hours or CSAT_WINDOW_DEFAULT_HOURS)
         survey = Survey(
-            id=chat, ticket_id=ticket["_id"], reseller_id=ticket["reseller_id"], asked_at=at, expires_at=at + window
+            id=chat, ticket_id=ticket.id, reseller_id=ticket.reseller_id, asked_at=at, expires_at=at + window
         )
         await repository.put_survey(db, survey)
 
@@ -402,11 +396,11 @@ async def take_rating(
     if not again and (not survey.pending or now() > as_utc(survey.expires_at)):
         return None
     ticket = await tickets.load(db, survey.ticket_id)
-    if ticket is None or ticket["client_id"] != client.id or ticket["status"] != Status.FINALIZADO.value:
+    if ticket is None or ticket.client_id != client.id or ticket.status != Status.FINALIZADO.value:
         return None
     if not again and await tickets.open_ticket_of(db, reseller_id=conn.reseller_id, client=client, channel=conn.id):
         return None  # a conversation is open on this number (an agent started one): the digit is its
-    if ticket.get("rating") is not None and not again:
+    if ticket.rating is not None and not again:
         stored = await message_store.get_internal(db, message_id)
         if stored is None or stored.get("rating") is None:
             return None
@@ -431,11 +425,11 @@ async def complete_rating(db: Database, message: dict[str, Any]) -> str:
     then the survey marked answered (a retried delivery whose attempt died between them)."""
     ticket = await tickets.load(db, str(message["ticket_id"]))
     assert ticket is not None
-    if ticket.get("rating") is None:
+    if ticket.rating is None:
         with contextlib.suppress(Conflict):  # rated by this very message in a concurrent run
             await tickets.rate(db, ticket, rating=int(message["rating"]), message_id=str(message["_id"]))
-    chat = repository.chat_id(str(message.get("connection_id") or ticket["channel"]), str(ticket.get("client_phone")))
+    chat = repository.chat_id(str(message.get("connection_id") or ticket.channel), ticket.client_phone)
     await repository.mark_survey(
-        db, chat, ticket_id=str(ticket["_id"]), changes={"answered_by": message["_id"], "answered_at": now()}
+        db, chat, ticket_id=ticket.id, changes={"answered_by": message["_id"], "answered_at": now()}
     )
-    return f"rating {message['rating']} of ticket {ticket['_id']} (message {message['_id']})"
+    return f"rating {message['rating']} of ticket {ticket.id} (message {message['_id']})"

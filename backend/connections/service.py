@@ -26,6 +26,7 @@ from backend.core.pagination import decode_id_cursor, next_id_cursor
 from backend.core.tenancy import Actor, TenantScope
 from backend.departments import service as departments
 from backend.realtime import feed
+from backend.tickets.models import Ticket
 
 log = get_logger("connections")
 
@@ -164,17 +165,16 @@ async def record_status(
     return updated
 
 
-async def of_ticket(db: Database, ticket: dict[str, Any]) -> Connection | None:
+async def of_ticket(db: Database, ticket: Ticket) -> Connection | None:
     """The tenant's WhatsApp connection the ticket runs on (its channel is the connection's id), or None."""
-    channel = str(ticket.get("channel") or "")
-    conn = await repository.get_internal(db, channel) if is_valid_id(channel) else None
-    return conn if conn is not None and conn.reseller_id == ticket.get("reseller_id") else None
+    conn = await repository.get_internal(db, ticket.channel) if is_valid_id(ticket.channel) else None
+    return conn if conn is not None and conn.reseller_id == ticket.reseller_id else None
 
 
-async def reply_blocked(db: Database, ticket: dict[str, Any]) -> str | None:
-    """Why nothing typed in `ticket` can reach its client now, or None when it can: no WhatsApp
-    connection (a ticket opened through the API without one), or one deactivated or not connected."""
-    conn = await of_ticket(db, ticket)
+def blocked(conn: Connection | None) -> str | None:
+    """Why nothing typed in a ticket on `conn` (`of_ticket`) can reach its client now, or None when
+    it can: no WhatsApp connection (a ticket opened through the API without one), or one
+    deactivated or not connected."""
     if conn is None:
         return "no_connection"
     if not conn.active:

@@ -1,13 +1,11 @@
 """A client's history, seen from one of its tickets.
 
-Ticket visibility is per ticket (an agent sees its department's queue and its own tickets), so
+tickets.Ticket visibility is per ticket (an agent sees its department's queue and its own tickets), so
 an agent answering a client used to get 404 on that client's earlier tickets. Here the ticket the
 user can see is the key: whoever may see ticket T may read, without changing anything, the other
 tickets of T's client in T's tenant and their threads (notes included: the reader is staff).
 A ticket of another client or tenant is a 404, exactly like a ticket that does not exist.
 """
-
-from typing import Any
 
 from backend.core.db import Database
 from backend.core.errors import NotFound
@@ -28,37 +26,35 @@ async def other_tickets(db: Database, actor: Actor, *, ticket_id: str, cursor: s
     before = decode_time_cursor(cursor) if cursor else None
     docs = await tickets.client_tickets(
         db,
-        TenantScope(current["reseller_id"]),
-        client_id=current["client_id"],
-        exclude_id=current["_id"],
+        TenantScope(current.reseller_id),
+        client_id=current.client_id,
+        exclude_id=current.id,
         before=before,
         limit=limit + 1,
     )
     nxt = None
     if len(docs) > limit:
         oldest = docs[limit - 1]
-        nxt = encode_cursor([oldest["created_at"].isoformat(), oldest["_id"]])
+        nxt = encode_cursor([oldest.created_at.isoformat(), oldest.id])
     return TicketPage(items=await presenter.read_many(db, docs[:limit], reader=actor), next_cursor=nxt)
 
 
-async def _sibling_or_404(db: Database, actor: Actor, *, ticket_id: str, other_id: str) -> dict[str, Any]:
+async def _sibling_or_404(db: Database, actor: Actor, *, ticket_id: str, other_id: str) -> tickets.Ticket:
     current = await tickets.get_visible_or_404(db, actor, ticket_id=ticket_id)
     other = await tickets.load(db, other_id) if is_valid_id(other_id) else None
-    if other is None or other["reseller_id"] != current["reseller_id"] or other["client_id"] != current["client_id"]:
+    if other is None or other.reseller_id != current.reseller_id or other.client_id != current.client_id:
         raise NotFound("ticket not found")
     return other
 
 
-async def readable(db: Database, actor: Actor, ticket: dict[str, Any]) -> bool:
+async def readable(db: Database, actor: Actor, ticket: tickets.Ticket) -> bool:
     """Whether `actor` may read `ticket`'s thread: it sees the ticket, or (staff) it sees another
     ticket of the same client in the same tenant, whose history shows this one."""
     if can_see(actor, ticket):
         return True
     if actor.role == "client":
         return False
-    return await tickets.sees_a_ticket_of_client(
-        db, actor, reseller_id=str(ticket["reseller_id"]), client_id=str(ticket["client_id"])
-    )
+    return await tickets.sees_a_ticket_of_client(db, actor, reseller_id=ticket.reseller_id, client_id=ticket.client_id)
 
 
 async def other_ticket(db: Database, actor: Actor, *, ticket_id: str, other_id: str) -> TicketRead:
@@ -71,4 +67,4 @@ async def other_messages(
 ) -> MessagePage:
     """The thread of one of the client's tickets, paged like the ticket's own (newest page first)."""
     other = await _sibling_or_404(db, actor, ticket_id=ticket_id, other_id=other_id)
-    return await messages.thread_page(db, actor.scope, other["_id"], cursor=cursor, limit=limit)
+    return await messages.thread_page(db, actor.scope, other.id, cursor=cursor, limit=limit)

@@ -259,7 +259,7 @@ async def retry_fetch(db: Database, actor: Actor, *, message_id: str) -> Message
             "round": round_,
             "connection_id": message["connection_id"],
             "provider_message_id": message["provider_message_id"],
-            "remote_jid": remote_jid(str((ticket or {}).get("client_phone") or "")),
+            "remote_jid": remote_jid(ticket.client_phone if ticket is not None else ""),
             "from_me": message.get("direction") == "out",
             "raw_id": None,
             "enqueued_at": utcnow(),

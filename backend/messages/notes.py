@@ -29,6 +29,7 @@ from backend.messages.schemas import MessageRead
 from backend.realtime import feed
 from backend.tickets import projection
 from backend.tickets import service as tickets
+from backend.tickets.models import Ticket
 from backend.tickets.projection import Activity
 
 NOTE = repository.NOTE_DIRECTION
@@ -44,16 +45,14 @@ async def add(db: Database, actor: Actor, *, ticket_id: str, body: str) -> Messa
     return MessageRead.from_doc(await store(db, actor, ticket, body=body))
 
 
-async def store(
-    db: Database, actor: Actor, ticket: dict[str, Any], *, body: str, opening: bool = False
-) -> dict[str, Any]:
+async def store(db: Database, actor: Actor, ticket: Ticket, *, body: str, opening: bool = False) -> dict[str, Any]:
     """Stores and announces `actor`'s note in `ticket` (authorized by the caller). `opening`: the
     first words of a ticket staff opened with no way to reach the client — all it says, so it is
     also the ticket's activity (preview), unlike a remark on a conversation."""
     doc = {
         "_id": new_id(),
-        "ticket_id": ticket["_id"],
-        "reseller_id": ticket["reseller_id"],
+        "ticket_id": ticket.id,
+        "reseller_id": ticket.reseller_id,
         "direction": NOTE,
         "sender_type": actor.role,
         "sender_id": actor.id,
@@ -68,6 +67,6 @@ async def store(
     if opening:
         activity = Activity.of(doc)
         await tickets.touch_activity(db, ticket, activity=activity)
-        ticket = await projection.settle(db, ticket["_id"], activity=activity) or ticket
-    await feed.publish(db, reseller_id=ticket["reseller_id"], type_="message.created", ticket=ticket, message=doc)
+        ticket = await projection.settle(db, ticket.id, activity=activity) or ticket
+    await feed.publish(db, reseller_id=ticket.reseller_id, type_="message.created", ticket=ticket, message=doc)
     return doc

@@ -83,7 +83,7 @@ REFILED_KEY = "refiled"  # "refiled:<ticket>": the finalize's scan of `ticket` r
 
 async def append(
     db: Database,
-    ticket: dict[str, Any],
+    ticket: tickets.Ticket,
     *,
     direction: str,
     sender_type: str,
@@ -107,13 +107,13 @@ async def append(
     now = utcnow()
     doc: dict[str, Any] = {
         "_id": message_id or new_id(),
-        "ticket_id": ticket["_id"],
-        "reseller_id": ticket["reseller_id"],
+        "ticket_id": ticket.id,
+        "reseller_id": ticket.reseller_id,
         # Who the message was for when it came (the reports attribute it so, backend/reports):
         # the ticket's department, holder and connection at its store, fixed on the message.
-        "department_id": ticket.get("department_id"),
-        "agent_id": ticket.get("agent_id"),
-        "channel": ticket.get("channel"),
+        "department_id": ticket.department_id,
+        "agent_id": ticket.agent_id,
+        "channel": ticket.channel,
         "direction": direction,
         "sender_type": sender_type,
         "sender_id": sender_id,
@@ -131,7 +131,7 @@ async def append(
         existing = await read_winner(lambda: repository.get_internal(db, doc["_id"]), what=f"message {doc['_id']}")
         return existing, False
     if direction in COUNTED_DIRECTIONS:
-        metrics.MESSAGES.labels(reseller_id=str(ticket["reseller_id"]), direction=direction).inc()
+        metrics.MESSAGES.labels(reseller_id=ticket.reseller_id, direction=direction).inc()
     if sender_type == CLIENT and not keep_in_finalized:
         filed = await _file_client_message(db, ticket, doc)
         await _recorded(db, filed, ticket)
@@ -148,14 +148,14 @@ def on_stored(db: Database, hook: MessageHook) -> None:
         hooks.append(hook)
 
 
-async def _recorded(db: Database, message: dict[str, Any], ticket: dict[str, Any]) -> None:
+async def _recorded(db: Database, message: dict[str, Any], ticket: tickets.Ticket) -> None:
     """Runs the message hooks once the message is filed where it stays (after any move); each
     hook is idempotent, and a retried delivery runs them again (`complete_stored`)."""
     for hook in runtime_of(db).message_hooks:
         await hook(db, message, ticket)
 
 
-async def _file_client_message(db: Database, ticket: dict[str, Any], message: dict[str, Any]) -> dict[str, Any]:
+async def _file_client_message(db: Database, ticket: tickets.Ticket, message: dict[str, Any]) -> dict[str, Any]:
     """A client message just stored under `ticket` (as its caller read it, open, before the
     insert): its activity is written, then read back by `projection.settle` — and that read-back,
     which folds the event log (events v+1, v+2, … by `_id`) after our insert was acknowledged, is
@@ -168,12 +168,10 @@ async def _file_client_message(db: Database, ticket: dict[str, Any], message: di
     the unread count is taken only in the ticket it ends in."""
     activity = _activity(ticket, message)
     await tickets.touch_activity(db, ticket, activity=activity)
-    settled = await projection.settle(db, ticket["_id"], activity=activity)
-    if settled is not None and is_open(settled["status"]):
+    settled = await projection.settle(db, ticket.id, activity=activity)
+    if settled is not None and is_open(settled.status):
         await unread.record_inbound(db, ticket, message)
-        await feed.publish(
-            db, reseller_id=ticket["reseller_id"], type_="message.created", ticket=settled, message=message
-        )
+        await feed.publish(db, reseller_id=ticket.reseller_id, type_="message.created", ticket=settled, message=message)
         return message
     filed, message = await _keep_out_of_finalized(db, message, stamped_after_only=False)
     if filed is None:  # a finalize moved it meanwhile, and announces it where it went
@@ -185,7 +183,7 @@ async def _file_client_message(db: Database, ticket: dict[str, Any], message: di
 
 async def _keep_out_of_finalized(
     db: Database, message: dict[str, Any], *, stamped_after_only: bool
-) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+) -> tuple[tickets.Ticket | None, dict[str, Any]]:
     """Re-loads the ticket the client message is filed under and, while it is finalizado, moves
     the message on to the client's next open ticket on the channel (see the module docstring).
     Returns (the ticket it is in, message), or (None, message) when another mover moved it first
@@ -194,17 +192,17 @@ async def _keep_out_of_finalized(
     for _ in range(MAX_MOVES):
         ticket = await tickets.load(db, str(message["ticket_id"]))
         assert ticket is not None  # a message is only ever filed under a ticket that exists
-        if is_open(ticket["status"]):
+        if is_open(ticket.status):
             return ticket, message
-        if stamped_after_only and as_utc(message["created_at"]) <= as_utc(ticket["finalized_at"]):
+        if stamped_after_only and ticket.finalized_at and as_utc(message["created_at"]) <= as_utc(ticket.finalized_at):
             return ticket, message
         target = await tickets.open_after(db, ticket, opening=_raced_opening(db, ticket, message))
         now = utcnow()
         if not await repository.move_to_ticket(
-            db, message["_id"], from_ticket_id=ticket["_id"], to_ticket_id=target["_id"], at=now
+            db, message["_id"], from_ticket_id=ticket.id, to_ticket_id=target.id, at=now
         ):
             return None, message
-        message = {**message, "ticket_id": target["_id"], "moved_from_ticket_id": ticket["_id"], "moved_at": now}
+        message = {**message, "ticket_id": target.id, "moved_from_ticket_id": ticket.id, "moved_at": now}
         # Our own move may have landed after the target's finalize: judged like an insert.
         stamped_after_only = False
     raise Conflict("the client's tickets are being finalized too fast; retry")
@@ -217,7 +215,7 @@ def on_raced_open(db: Database, hook: RacedOpening) -> None:
     runtime_of(db).raced_opening = hook
 
 
-def _raced_opening(db: Database, finalized: dict[str, Any], message: dict[str, Any]) -> tickets.LazyOpening | None:
+def _raced_opening(db: Database, finalized: tickets.Ticket, message: dict[str, Any]) -> tickets.LazyOpening | None:
     hook = runtime_of(db).raced_opening
     return hook(db, finalized, message) if hook is not None else None
 
@@ -231,7 +229,7 @@ async def all_for_tenant_internal(db: Database, reseller_id: str) -> list[dict[s
     return await repository.all_for_tenant_internal(db, reseller_id)
 
 
-async def refile_after_finalize(db: Database, ticket: dict[str, Any]) -> None:
+async def refile_after_finalize(db: Database, ticket: tickets.Ticket) -> None:
     """The finalize's half of the handshake: `ticket` was just finalized (event stored and
     projected); its client messages stamped after `finalized_at` raced it and move on.
 
@@ -240,25 +238,26 @@ async def refile_after_finalize(db: Database, ticket: dict[str, Any]) -> None:
     skips it: the sweep re-runs the finalize's hooks for every finalized ticket with a message
     after its finalize, which the automatic closing message makes the usual case, and on FerretDB
     this scan reads the whole collection."""
-    if await natural_keys.lookup(db, REFILED_KEY, str(ticket["_id"])) is not None:
+    if await natural_keys.lookup(db, REFILED_KEY, ticket.id) is not None:
         return
-    for message in await repository.client_messages_after_internal(db, ticket["_id"], as_utc(ticket["finalized_at"])):
+    assert ticket.finalized_at is not None  # just finalized
+    for message in await repository.client_messages_after_internal(db, ticket.id, as_utc(ticket.finalized_at)):
         filed, moved = await _keep_out_of_finalized(db, message, stamped_after_only=True)
-        if filed is not None and filed["_id"] != ticket["_id"]:
+        if filed is not None and filed.id != ticket.id:
             await _after_stored(db, filed, moved)
-    await natural_keys.claim(db, REFILED_KEY, str(ticket["_id"]), target=str(ticket["_id"]))
+    await natural_keys.claim(db, REFILED_KEY, ticket.id, target=ticket.id)
 
 
-def _activity(ticket: dict[str, Any], message: dict[str, Any]) -> Activity:
+def _activity(ticket: tickets.Ticket, message: dict[str, Any]) -> Activity:
     activity = Activity.of(message)
-    if ticket.get("created_at") is not None and as_utc(ticket["created_at"]) > activity.at:
+    if as_utc(ticket.created_at) > activity.at:
         # A message moved on from a finalized ticket can predate the ticket it moved to, which
         # was opened for it: its activity is then the opening, or the queue shows no preview.
-        activity = replace(activity, at=as_utc(ticket["created_at"]))
+        activity = replace(activity, at=as_utc(ticket.created_at))
     return activity
 
 
-async def _after_stored(db: Database, ticket: dict[str, Any], message: dict[str, Any]) -> None:
+async def _after_stored(db: Database, ticket: tickets.Ticket, message: dict[str, Any]) -> None:
     """What follows a stored message: a client message takes its number in the ticket's unread
     count, the ticket's activity moves, then the announcement. The activity write is read back
     (projection.settle): on FerretDB a concurrent transition can write back the older activity,
@@ -266,10 +265,10 @@ async def _after_stored(db: Database, ticket: dict[str, Any], message: dict[str,
     await unread.record_inbound(db, ticket, message)
     activity = _activity(ticket, message)
     await tickets.touch_activity(db, ticket, activity=activity)
-    settled = await projection.settle(db, ticket["_id"], activity=activity)
+    settled = await projection.settle(db, ticket.id, activity=activity)
     # Announced as the ticket now is (log and activity), not as it was when this message arrived.
-    current = settled if settled is not None else {**ticket, **activity.fields()}
-    await feed.publish(db, reseller_id=ticket["reseller_id"], type_="message.created", ticket=current, message=message)
+    current = settled if settled is not None else ticket.model_copy(update=activity.fields())
+    await feed.publish(db, reseller_id=ticket.reseller_id, type_="message.created", ticket=current, message=message)
 
 
 async def complete_stored(db: Database, message: dict[str, Any]) -> None:
@@ -317,7 +316,7 @@ def signed(agent_name: str, body: str) -> str:
     return f"*{name}:*\n{body}" if name else body
 
 
-async def held_for_reply(db: Database, actor: Actor, ticket_id: str) -> dict[str, Any]:
+async def held_for_reply(db: Database, actor: Actor, ticket_id: str) -> tickets.Ticket:
     """The ticket, when the actor may reply in it: the person holding it — an agent, or the
     reseller owner acting as one (403, 404, 409 otherwise). Refused too (409 with `reason`) when
     nothing can reach the client — no connection, or one deactivated or not connected — rather
@@ -326,21 +325,21 @@ async def held_for_reply(db: Database, actor: Actor, ticket_id: str) -> dict[str
     if actor.role not in ("agent", "reseller"):
         raise Forbidden("only the person holding the ticket can reply")
     ticket = await tickets.get_visible_or_404(db, actor, ticket_id=ticket_id)
-    if ticket["status"] != Status.ATENDENDO.value or ticket.get("agent_id") != actor.id:
-        raise Conflict({"message": "assume the ticket before replying", "status": ticket["status"]})
-    blocked = await connections.reply_blocked(db, ticket)
+    if ticket.status != Status.ATENDENDO.value or ticket.agent_id != actor.id:
+        raise Conflict({"message": "assume the ticket before replying", "status": ticket.status})
+    blocked = connections.blocked(await connections.of_ticket(db, ticket))
     if blocked is not None:
         raise Conflict({"message": "the client cannot be reached from this ticket", "reason": blocked})
     return ticket
 
 
-async def quote_of(db: Database, ticket: dict[str, Any], quoted_message_id: str | None) -> dict[str, Any] | None:
+async def quote_of(db: Database, ticket: tickets.Ticket, quoted_message_id: str | None) -> dict[str, Any] | None:
     """What a reply quotes: a message of the same ticket, as it reads now (internal notes are never
     sent, so never quoted). 404 for anything else, other tenants' messages included."""
     if quoted_message_id is None:
         return None
     quoted = await repository.get_internal(db, quoted_message_id)
-    if quoted is None or quoted["ticket_id"] != ticket["_id"] or quoted.get("direction") == repository.NOTE_DIRECTION:
+    if quoted is None or quoted["ticket_id"] != ticket.id or quoted.get("direction") == repository.NOTE_DIRECTION:
         raise NotFound("quoted message not found in this ticket")
     return {
         "message_id": quoted["_id"],
@@ -352,7 +351,7 @@ async def quote_of(db: Database, ticket: dict[str, Any], quoted_message_id: str 
 async def send_as_agent(
     db: Database,
     actor: Actor,
-    ticket: dict[str, Any],
+    ticket: tickets.Ticket,
     *,
     body: str,
     message_id: str | None = None,
@@ -365,7 +364,7 @@ async def send_as_agent(
     it for sending, signed as the reseller's settings say. The caller checked that the client can
     be reached (held_for_reply, or the start of a conversation in tickets.intake)."""
     message_id = message_id or new_id()
-    if sign and await resellers.signature_enabled(db, ticket["reseller_id"]):
+    if sign and await resellers.signature_enabled(db, ticket.reseller_id):
         body = signed(actor.name, body) if body else signed(actor.name, "").rstrip("\n")
     # Queued before the message is stored and before any network call: a crash anywhere
     # after this leaves the worker something to pick up (backend/outbound).

@@ -402,7 +402,7 @@ async def reply_with_file(db: Database, actor: Actor, *, ticket_id: str, request
         quoted = await messages.quote_of(db, ticket, form.quoted_message_id)
         record = await media.store_bytes(
             db,
-            reseller_id=ticket["reseller_id"],
+            reseller_id=ticket.reseller_id,
             data=upload.received(),
             mime=upload.mime,
             name=upload.name,

@@ -13,13 +13,14 @@ from backend.outbound import repository
 from backend.outbound.models import HeldEcho
 from backend.realtime import feed
 from backend.tickets import projection
+from backend.tickets.models import Ticket
 
 # Provider message id -> our message id, per connection. Claimed once, so the echo of our own
 # send (fromMe upsert) and status receipts find the message the agent wrote.
 PROVIDER_KEY = "wa-out"
 
 
-async def enqueue(db: Database, *, message_id: str, ticket: dict[str, Any]) -> int:
+async def enqueue(db: Database, *, message_id: str, ticket: Ticket) -> int:
     """Called before the message itself is stored: an entry whose message never got stored
     (the request died in between) is skipped by the worker, never sent.
 
@@ -29,16 +30,16 @@ async def enqueue(db: Database, *, message_id: str, ticket: dict[str, Any]) -> i
     (backend/outbound/worker.py). A request that dies between the two writes leaves a chat
     position whose message never gets stored; the worker passes it once it is older than the
     lease, as it passes the orphan queue entry."""
-    connection_id = ticket.get("channel")
+    connection_id = ticket.channel
     now = utcnow()
-    chat = repository.chat_key(str(connection_id), str(ticket.get("client_phone") or ""))
+    chat = repository.chat_key(connection_id, ticket.client_phone)
     k = await repository.append_to_chat(db, chat, message_id=message_id, enqueued_at=now)
     return await repository.enqueue(
         db,
         {
             "message_id": message_id,
-            "ticket_id": ticket["_id"],
-            "reseller_id": ticket["reseller_id"],
+            "ticket_id": ticket.id,
+            "reseller_id": ticket.reseller_id,
             "connection_id": connection_id,
             "chat": chat,
             "chat_seq": k,

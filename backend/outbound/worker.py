@@ -151,7 +151,7 @@ class OutboundWorker:
         if conn is None or not conn.active:
             raise ProviderError("connection missing or inactive", retryable=False)
         ticket = await tickets.get_internal(self.db, message["ticket_id"])
-        phone = (ticket or {}).get("client_phone")
+        phone = ticket.client_phone if ticket is not None else None
         if not phone:
             raise ProviderError("ticket has no client phone", retryable=False)
         provider = registry.build(conn.provider, self.settings, self.http)

@@ -10,7 +10,8 @@ side of the change — so an agent is told when a ticket enters its view and whe
 from typing import Any
 
 from backend.core.tenancy import Actor
-from backend.tickets.visibility import can_see
+from backend.tickets.models import Ticket
+from backend.tickets.visibility import Seen, can_see
 
 AUDIENCE_FIELDS = ("status", "department_id", "agent_id", "finalized_by", "client_id")
 # `reader_id`: set on a record meant for one user only (its own `ticket.read`, with its unread count).
@@ -22,10 +23,10 @@ Side = tuple[Any, ...]
 Audience = tuple[str | None, Side | None, Side | None]
 
 
-def snapshot(reseller_id: str, ticket: dict[str, Any] | None, *, reader_id: str | None = None) -> dict[str, Any] | None:
+def snapshot(reseller_id: str, ticket: Ticket | None, *, reader_id: str | None = None) -> dict[str, Any] | None:
     if ticket is None:
         return None
-    side = {"reseller_id": reseller_id, **{f: ticket.get(f) for f in AUDIENCE_FIELDS}}
+    side = {"reseller_id": reseller_id, **{f: getattr(ticket, f) for f in AUDIENCE_FIELDS}}
     return {**side, "reader_id": reader_id} if reader_id is not None else side
 
 
@@ -49,9 +50,9 @@ def allows(actor: Actor, tenant: str | None, after: Side | None, before: Side | 
     if not sides:
         # Not about a ticket (e.g. connection status): tenant-level news, for the reseller only.
         return actor.role == "reseller"
-    return any(_sees(actor, dict(zip(SIDE_KEYS, side, strict=True))) for side in sides)
+    return any(_sees(actor, side) for side in sides)
 
 
-def _sees(actor: Actor, side: dict[str, Any]) -> bool:
-    reader = side.get("reader_id")
-    return (reader is None or reader == actor.id) and can_see(actor, side)
+def _sees(actor: Actor, side: Side) -> bool:
+    *seen, reader = side  # SIDE_KEYS: the ticket's side, then the reader
+    return (reader is None or reader == actor.id) and can_see(actor, Seen(*seen))

@@ -26,6 +26,7 @@ from backend.core.runtime import runtime_of
 from backend.messages.schemas import MessageRead
 from backend.realtime import metrics, records
 from backend.realtime.audience import snapshot
+from backend.tickets.models import Ticket
 from backend.tickets.schemas import TicketRead
 
 log = get_logger("realtime.feed")
@@ -74,19 +75,20 @@ def build(
     *,
     reseller_id: str,
     type_: str,
-    ticket: dict[str, Any] | None,
-    previous: dict[str, Any] | None,
+    ticket: Ticket | None,
+    previous: Ticket | None,
     message: dict[str, Any] | None,
     connection: dict[str, Any] | None,
     data: dict[str, Any] | None,
     reader_id: str | None = None,
+    unread_count: int | None = None,
 ) -> dict[str, Any]:
     if type_ not in EVENT_TYPES:
         raise ValueError(f"unknown realtime event type {type_!r}")
     return {
         "type": type_,
         "at": utcnow(),
-        "ticket": _ticket_json(ticket) if ticket is not None else None,
+        "ticket": _ticket_json(ticket, unread_count) if ticket is not None else None,
         "message": MessageRead.from_doc(message).model_dump(mode="json") if message is not None else None,
         "connection": _connection_json(connection) if connection is not None else None,
         "data": data,
@@ -98,11 +100,11 @@ def build(
     }
 
 
-def _ticket_json(ticket: dict[str, Any]) -> dict[str, Any]:
+def _ticket_json(ticket: Ticket, unread_count: int | None) -> dict[str, Any]:
     """An unread count is one user's: a record shared by everyone who sees the ticket leaves it
     out (screens keep the count they have), and only a reader's own record carries it."""
-    exclude = None if "unread_count" in ticket else {"unread_count"}
-    return TicketRead.from_doc(ticket).model_dump(mode="json", exclude=exclude)
+    read = TicketRead.of(ticket).model_copy(update={"unread_count": unread_count or 0})
+    return read.model_dump(mode="json", exclude=None if unread_count is not None else {"unread_count"})
 
 
 async def publish(
@@ -110,17 +112,18 @@ async def publish(
     *,
     reseller_id: str,
     type_: str,
-    ticket: dict[str, Any] | None = None,
-    previous: dict[str, Any] | None = None,
+    ticket: Ticket | None = None,
+    previous: Ticket | None = None,
     message: dict[str, Any] | None = None,
     data: dict[str, Any] | None = None,
     connection: dict[str, Any] | None = None,
     reader_id: str | None = None,
+    unread_count: int | None = None,
 ) -> dict[str, Any] | None:
     """Announce a change. `ticket` is the ticket after it; `previous` the ticket before it (for
     transitions), so that whoever loses sight of the ticket is told too. `message` for message
     events; `connection` (a whatsapp connection) for connection.status; `reader_id` for a record
-    only that user receives (and only while it sees the ticket). Returns the stored record,
+    only that user receives (and only while it sees the ticket), with its `unread_count`. Returns the stored record,
     or None when realtime failed (already logged and counted)."""
     try:
         body = build(
@@ -132,6 +135,7 @@ async def publish(
             connection=connection,
             data=data,
             reader_id=reader_id,
+            unread_count=unread_count,
         )
         record = await records.append(db, reseller_id, body)
     except Exception as exc:

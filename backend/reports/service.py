@@ -50,6 +50,7 @@ from backend.reports.schemas import (
 )
 from backend.resellers import service as resellers
 from backend.resellers.service import zone as zone  # published: the rebuild's and tests' zones
+from backend.tickets.models import Ticket
 from backend.users import service as users
 
 MAX_DAYS = 400  # a year and a bit: 14 month buckets at most
@@ -93,7 +94,7 @@ async def record_ticket_event(db: Database, event: Mapping[str, Any], previous_s
         await repository.record_live(db, tenant, key, change)
 
 
-async def record_message(db: Database, message: Mapping[str, Any], ticket: Mapping[str, Any]) -> None:
+async def record_message(db: Database, message: Mapping[str, Any], ticket: Ticket) -> None:
     """Records a stored message (in/out; notes are not messages in or out) and, for the ticket's
     first client message and the first agent reply after it, the first response. The first reply
     is the earliest in the log, whatever order replies are recorded in: an earlier reply recorded
@@ -119,7 +120,7 @@ async def record_message(db: Database, message: Mapping[str, Any], ticket: Mappi
             if first and displaced is not None:
                 taken_back = await _displaced_first_response(db, displaced, ticket, first_in, tz)
     p = aggregates.message_part(
-        message, tz=tz, dims=aggregates.message_dims(message, ticket), first_response_ms=first_response
+        message, tz=tz, dims=aggregates.message_dims(message, dict(ticket)), first_response_ms=first_response
     )
     if p is None:
         return
@@ -134,7 +135,7 @@ async def record_message(db: Database, message: Mapping[str, Any], ticket: Mappi
 
 
 async def _displaced_first_response(
-    db: Database, message_id: str, ticket: Mapping[str, Any], first_in: int, tz: tzinfo
+    db: Database, message_id: str, ticket: Ticket, first_in: int, tz: tzinfo
 ) -> list[dict[str, Any]]:
     """The part that takes back the first response a later reply was counted with, once an
     earlier reply displaced it. That reply's own entry is recorded first (a no-op when it is),
@@ -145,7 +146,7 @@ async def _displaced_first_response(
     await record_message(db, displaced, ticket)
     fr = _epoch_ms(displaced["created_at"]) - first_in
     local = as_utc(displaced["created_at"]).astimezone(tz)
-    return [aggregates.part(local, aggregates.message_dims(displaced, ticket), fr_del=[fr])]
+    return [aggregates.part(local, aggregates.message_dims(displaced, dict(ticket)), fr_del=[fr])]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,5 +1,3 @@
-from typing import Any
-
 from backend.clients import service as clients
 from backend.core.clock import utcnow
 from backend.core.db import Database
@@ -12,12 +10,13 @@ from backend.tags.models import TicketTags
 from backend.tags.repository import tags_of as tags_of
 from backend.tags.repository import ticket_ids_with as ticket_ids_with
 from backend.tags.schemas import TagList
+from backend.tickets.models import Ticket
 
 
-async def put_ticket_tags(db: Database, ticket: dict[str, Any], *, actor: Actor, tags: list[str]) -> None:
+async def put_ticket_tags(db: Database, ticket: Ticket, *, actor: Actor, tags: list[str]) -> None:
     """The set given replaces the ticket's tags (tickets.service.set_tags checks who may)."""
     tagged = TicketTags(
-        id=ticket["_id"], reseller_id=ticket["reseller_id"], tags=tags, updated_at=utcnow(), updated_by=actor.id
+        id=ticket.id, reseller_id=ticket.reseller_id, tags=tags, updated_at=utcnow(), updated_by=actor.id
     )
     await repository.put(db, tagged)
 

@@ -46,7 +46,7 @@ async def receive_client_message(
     ticket_hint: str | None = None,
     new_client: bool = False,
     opening: tickets.LazyOpening | None = None,
-) -> tuple[dict[str, Any], dict[str, Any], bool]:
+) -> tuple[tickets.Ticket, dict[str, Any], bool]:
     """Appends an incoming client message to the client's open ticket on `channel`, opening one
     in espera when there is none. Returns (ticket, message, ticket_created), `ticket` being the
     one the message is filed under: when a finalize came between the look-up and the append,
@@ -78,7 +78,7 @@ async def receive_client_message(
         opening=opening,
     )
     if created:
-        unread.starts_empty(db, ticket["_id"])  # its first client message numbers without a read
+        unread.starts_empty(db, ticket.id)  # its first client message numbers without a read
     message, stored = await messages.append(
         db,
         ticket,
@@ -95,7 +95,7 @@ async def receive_client_message(
     )
     if not stored:
         raise AlreadyStored(message)
-    if message["ticket_id"] != ticket["_id"]:
+    if message["ticket_id"] != ticket.id:
         filed = await tickets.load(db, str(message["ticket_id"]))
         assert filed is not None
         ticket = filed
@@ -125,7 +125,7 @@ async def create_from_api(db: Database, actor: Actor, *, data: TicketCreate) -> 
         conn = await connections.get_doc_or_404(db, actor, connection_id=data.connection_id)
         if not client.phone:
             raise Unprocessable("the client has no phone number to write to")
-        blocked = await connections.reply_blocked(db, {"channel": conn.id, "reseller_id": actor.reseller_id})
+        blocked = connections.blocked(conn)
         if blocked is not None:
             raise Conflict({"message": "the connection cannot send now", "reason": blocked})
         channel, opening = conn.id, tickets.Opening(agent_id=actor.id, agent_name=actor.name)
@@ -140,12 +140,12 @@ async def create_from_api(db: Database, actor: Actor, *, data: TicketCreate) -> 
         opening=opening,
     )
     if not created:
-        raise Conflict({"message": "client already has an open ticket", "ticket_id": ticket["_id"]})
+        raise Conflict({"message": "client already has an open ticket", "ticket_id": ticket.id})
     if opening is not None:
         await messages.send_as_agent(db, actor, ticket, body=data.message)
     else:
         await notes.store(db, actor, ticket, body=data.message, opening=True)
-    fresh = await tickets.load(db, ticket["_id"])
+    fresh = await tickets.load(db, ticket.id)
     assert fresh is not None
     # The creator typed the first message itself: it is not news to it.
     await unread.mark_read(db, actor.id, fresh)

@@ -10,32 +10,30 @@ Where it ends: a new ticket whose document is not written yet (its creator kille
 is found once something completes its document (its slot's next reader, or the projection sweep).
 """
 
-from typing import Any
-
 from backend.core import natural_keys
 from backend.core.db import Database
 from backend.core.tenancy import TenantScope
 from backend.tickets import repository
+from backend.tickets.models import Ticket
 from backend.tickets.states import REOPENED_KEY, is_open
 
 
-async def reopened_as(db: Database, ticket: dict[str, Any]) -> str | None:
+async def reopened_as(db: Database, ticket: Ticket) -> str | None:
     """The id of the ticket "Reabrir" opened for `ticket`, or None. One `_id` read when the link
     is whole or `ticket` is open; for a finalized ticket without it, one query for a ticket pointing
     back, whose forward key is then claimed (the same claim `reopen` makes: whoever claims first,
     the key names one ticket)."""
-    rid = ticket["reseller_id"]
-    bound = await natural_keys.lookup(db, REOPENED_KEY, rid, ticket["_id"])
-    if bound is not None or is_open(ticket["status"]):
+    bound = await natural_keys.lookup(db, REOPENED_KEY, ticket.reseller_id, ticket.id)
+    if bound is not None or is_open(ticket.status):
         return bound
-    pointing_back = await repository.reopened_from(db, TenantScope(rid), ticket)
+    pointing_back = await repository.reopened_from(db, TenantScope(ticket.reseller_id), ticket)
     if not pointing_back:
         return None
-    return await link(db, ticket, pointing_back[0]["_id"])
+    return await link(db, ticket, pointing_back[0].id)
 
 
-async def link(db: Database, old: dict[str, Any], new_id: str) -> str:
+async def link(db: Database, old: Ticket, new_id: str) -> str:
     """Claims `old`'s forward key for `new_id`; returns the ticket it names (another one when an
     earlier "Reabrir" of `old` claimed it first)."""
-    bound, _ = await natural_keys.claim(db, REOPENED_KEY, old["reseller_id"], old["_id"], target=new_id)
+    bound, _ = await natural_keys.claim(db, REOPENED_KEY, old.reseller_id, old.id, target=new_id)
     return bound

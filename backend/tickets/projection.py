@@ -37,6 +37,7 @@ from backend.core.clock import as_utc
 from backend.core.db import Database
 from backend.core.logging import get_logger
 from backend.tickets import counters, repository
+from backend.tickets.models import Ticket
 
 log = get_logger("tickets.projection")
 
@@ -69,9 +70,8 @@ class Activity:
             "last_message_automatic": self.automatic,
         }
 
-    def shown_by(self, doc: dict[str, Any]) -> bool:
-        shown = doc.get("last_message_at")
-        return shown is not None and as_utc(shown) >= self.at
+    def shown_by(self, ticket: Ticket) -> bool:
+        return as_utc(ticket.last_message_at) >= self.at
 
 
 async def _log_tail(db: Database, ticket_id: str, version: int) -> list[dict[str, Any]]:
@@ -94,12 +94,12 @@ async def _count(db: Database, rolled: list[dict[str, Any]]) -> None:
         previous = event["state"]
 
 
-async def settle(db: Database, ticket_id: str, *, activity: Activity | None = None) -> dict[str, Any] | None:
+async def settle(db: Database, ticket_id: str, *, activity: Activity | None = None) -> Ticket | None:
     """The ticket as its sources say it is, written back until a read of the stored document
     shows it (see the module docstring for why a writer calls this after writing). `activity`:
     the caller's own message, which the document must show (or something newer). Returns None
     for a ticket that has no creation event."""
-    view: dict[str, Any] | None = None
+    view: Ticket | None = None
     for _ in range(MAX_SETTLE_ROUNDS):
         doc = await repository.get_internal(db, ticket_id)
         if doc is None:
@@ -109,28 +109,24 @@ async def settle(db: Database, ticket_id: str, *, activity: Activity | None = No
             # Its creator logged event v1 and died (or is inserting it right now): complete it.
             await _count(db, [created])
             with contextlib.suppress(DuplicateKeyError):
-                await repository.insert(db, dict(created["data"]["ticket"]))
+                await repository.insert(db, Ticket.model_validate(created["data"]["ticket"]))
             continue
-        rolled = await _log_tail(db, ticket_id, int(doc["version"]))
+        rolled = await _log_tail(db, ticket_id, doc.version)
         tail = rolled[-1] if rolled else None
         behind = activity is not None and not activity.shown_by(doc)
         view = doc
-        if tail is not None:
-            view = {**view, **tail["state"], "version": tail["version"], "updated_at": tail["at"]}
+        if tail is not None:  # validated: an event logged before a state field may carry it null
+            rolled_to = {**tail["state"], "version": tail["version"], "updated_at": tail["at"]}
+            view = Ticket.model_validate({**doc.model_dump(by_alias=True), **rolled_to})
         if behind:
             assert activity is not None
-            view = {**view, **activity.fields()}
+            view = view.model_copy(update=activity.fields())
         if tail is None and not behind:
             return doc
         if tail is not None:
             await _count(db, rolled)
             await repository.apply_state(
-                db,
-                ticket_id,
-                from_version=int(doc["version"]),
-                version=tail["version"],
-                state=tail["state"],
-                at=tail["at"],
+                db, ticket_id, from_version=doc.version, version=tail["version"], state=tail["state"], at=tail["at"]
             )
         if behind:
             assert activity is not None

@@ -18,9 +18,10 @@ async def mark_read(db: Database, actor: Actor, *, ticket_id: str) -> TicketRead
     if moved and not actor.is_admin:  # an admin has no tenant feed to be told on
         await feed.publish(
             db,
-            reseller_id=ticket["reseller_id"],
+            reseller_id=ticket.reseller_id,
             type_="ticket.read",
-            ticket={**ticket, "unread_count": read.unread_count},
+            ticket=ticket,
+            unread_count=read.unread_count,
             reader_id=actor.id,
         )
     return read

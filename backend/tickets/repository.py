@@ -11,6 +11,7 @@ from backend.core.conditional import update_if
 from backend.core.db import Database
 from backend.core.indexes import ASC, DESC, declare
 from backend.core.tenancy import TenantScope
+from backend.tickets.models import STATE_FIELDS, Ticket
 
 if TYPE_CHECKING:  # projection.py builds on this module
     from backend.tickets.projection import Activity
@@ -62,26 +63,14 @@ declare(
     purpose="a client's ticket history",
 )
 
-# `menu_pending` and `rating`: set by the client through the automatic messages (backend/automation).
-STATE_FIELDS = (
-    "status",
-    "agent_id",
-    "agent_name",
-    "department_id",
-    "finalized_at",
-    "finalized_by",
-    "menu_pending",
-    "rating",
-)
 
-
-async def get_internal(db: Database, ticket_id: str) -> dict[str, Any] | None:
+async def get_internal(db: Database, ticket_id: str) -> Ticket | None:
     """The projection as stored, for projection.settle: users' reads go through tickets.visibility."""
-    return await db[COLLECTION].find_one({"_id": ticket_id})
+    return Ticket.load(await db[COLLECTION].find_one({"_id": ticket_id}))
 
 
-async def insert(db: Database, doc: dict[str, Any]) -> None:
-    await group_commit.insert_one(db[COLLECTION], doc)
+async def insert(db: Database, ticket: Ticket) -> None:
+    await group_commit.insert_one(db[COLLECTION], ticket.stored())
 
 
 async def apply_state(
@@ -94,36 +83,37 @@ async def apply_state(
     await update_if(db, COLLECTION, ticket_id, {"version": from_version}, update)
 
 
-async def touch_activity(db: Database, ticket: dict[str, Any], *, activity: "Activity") -> None:
+async def touch_activity(db: Database, ticket: Ticket, *, activity: "Activity") -> None:
     """Moves the ticket's last-message fields forward (never back). `ticket`: as just loaded.
     Callers then settle (projection.py): on FerretDB this write can put back an older status."""
-    guard = {"last_message_at": {"$lte": activity.at}}
-    await update_if(db, COLLECTION, ticket["_id"], guard, {"$set": activity.fields()}, current=ticket)
+    guard, shown = {"last_message_at": {"$lte": activity.at}}, {"last_message_at": ticket.last_message_at}
+    await update_if(db, COLLECTION, ticket.id, guard, {"$set": activity.fields()}, current=shown)
 
 
-async def for_client_on_channel(db: Database, scope: TenantScope, client_id: str, channel: str) -> list[dict[str, Any]]:
+async def _find(db: Database, scope: TenantScope, query: dict[str, Any]) -> list[Ticket]:
+    return [Ticket.model_validate(d) for d in await db[COLLECTION].find(scope.filter(query)).to_list(length=None)]
+
+
+async def for_client_on_channel(db: Database, scope: TenantScope, client_id: str, channel: str) -> list[Ticket]:
     """A client's tickets on one channel, oldest slot first (a rare look-up: clients from before
     the per-channel slot hint, see tickets.service)."""
-    query = scope.filter({"client_id": client_id, "channel": channel})
-    docs = await db[COLLECTION].find(query).to_list(length=None)
-    return sorted(docs, key=lambda d: int(d.get("open_slot", 0)))
+    found = await _find(db, scope, {"client_id": client_id, "channel": channel})
+    return sorted(found, key=lambda t: t.open_slot)
 
 
-async def reopened_from(db: Database, scope: TenantScope, ticket: dict[str, Any]) -> list[dict[str, Any]]:
+async def reopened_from(db: Database, scope: TenantScope, ticket: Ticket) -> list[Ticket]:
     """The tickets "Reabrir" opened pointing back to `ticket`, earliest slot first: the same client
     and channel (index tenant_client_created), born with `reopened_from_ticket_id` (tickets.links)."""
-    query = scope.filter(
-        {"client_id": ticket["client_id"], "channel": ticket["channel"], "reopened_from_ticket_id": ticket["_id"]}
-    )
-    docs = await db[COLLECTION].find(query).to_list(length=None)
-    return sorted(docs, key=lambda d: (int(d.get("open_slot", 0)), d["_id"]))
+    query = {"client_id": ticket.client_id, "channel": ticket.channel, "reopened_from_ticket_id": ticket.id}
+    return sorted(await _find(db, scope, query), key=lambda t: (t.open_slot, t.id))
 
 
 async def list_page(
     db: Database, scope: TenantScope, query: dict[str, Any], *, after: tuple[datetime, str] | None, limit: int
-) -> list[dict[str, Any]]:
+) -> list[Ticket]:
     """`query`: what is finer than the tenant (tickets.visibility, the inbox filters)."""
-    return await scope.page_by_time(db[COLLECTION], query, "last_message_at", before=after, limit=limit)
+    docs = await scope.page_by_time(db[COLLECTION], query, "last_message_at", before=after, limit=limit)
+    return [Ticket.model_validate(d) for d in docs]
 
 
 async def count(db: Database, scope: TenantScope, query: dict[str, Any]) -> int:
@@ -164,7 +154,8 @@ async def client_tickets(
     exclude_id: str,
     before: tuple[datetime, str] | None,
     limit: int,
-) -> list[dict[str, Any]]:
+) -> list[Ticket]:
     """A client's tickets in the scope but `exclude_id`, newest first (index tenant_client_created)."""
     query = {"client_id": client_id, "_id": {"$ne": exclude_id}}
-    return await scope.page_by_time(db[COLLECTION], query, "created_at", before=before, limit=limit)
+    docs = await scope.page_by_time(db[COLLECTION], query, "created_at", before=before, limit=limit)
+    return [Ticket.model_validate(d) for d in docs]

@@ -2,7 +2,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import StringConstraints, field_validator, model_validator
+from pydantic import StringConstraints, model_validator
 
 from backend.core.pagination import Page
 from backend.core.schemas import InputModel, ObjectIdStr, ReadModel, Timestamp
@@ -71,12 +71,6 @@ class TicketRead(ReadModel):
     out_of_hours: bool = False
     menu_pending: bool = False
     rating: int | None = None
-
-    @field_validator("out_of_hours", "menu_pending", mode="before")
-    @classmethod
-    def _unset_is_false(cls, v: object) -> bool:
-        # Events logged before these fields carry no value for them: projected, that is null.
-        return bool(v)
 
 
 TicketPage = Page[TicketRead]

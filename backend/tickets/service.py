@@ -2,8 +2,7 @@
 (the unique `_id` decides races on every store), then projected onto the ticket document."""
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from pymongo.errors import DuplicateKeyError
@@ -25,6 +24,8 @@ from backend.realtime import feed
 from backend.resellers import service as resellers
 from backend.tags import service as ticket_tags
 from backend.tickets import counters, links, presenter, projection, repository, search
+from backend.tickets.models import Ticket as Ticket  # published: the stored ticket, handed to other domains
+from backend.tickets.models import TicketEvent
 
 # Published to other domains (they never import a repository: docs/ARCHITECTURE.md §2): the stored
 # ticket by id, and moving its activity (messages), a client's tickets (history).
@@ -63,59 +64,21 @@ class Opening:
     menu_pending: bool = False
 
     def fields(self) -> dict[str, Any]:
-        """The ticket document's fields it sets (unset markers stay absent, as before they existed)."""
-        out: dict[str, Any] = {"menu_pending": self.menu_pending}
-        if self.agent_id is not None:
-            out.update(status=Status.ATENDENDO.value, agent_id=self.agent_id, agent_name=self.agent_name)
-        for name in ("reopened_from_ticket_id", "opening_message_id", "out_of_hours"):
-            if (value := getattr(self, name)) is not None:
-                out[name] = value
-        return out
+        """The ticket's fields it sets: those given (a marker unset stays absent: Ticket.LATER)."""
+        given = {k: v for k, v in asdict(self).items() if v is not None}
+        return {**given, "status": Status.ATENDENDO.value} if self.agent_id is not None else given
 
 
 LazyOpening = Callable[[], Awaitable[Opening]]
 
 
-def _state(ticket: dict[str, Any]) -> dict[str, Any]:
-    return {k: ticket.get(k) for k in repository.STATE_FIELDS}
-
-
-def _event(
-    ticket_id: str,
-    reseller_id: str,
-    *,
-    version: int,
-    type_: str,
-    actor_id: str | None,
-    actor_role: str | None,
-    from_status: str | None,
-    state: dict[str, Any],
-    at: datetime,
-    data: dict[str, Any],
-) -> dict[str, Any]:
-    return {
-        "_id": events.event_id(ticket_id, version),
-        "ticket_id": ticket_id,
-        "reseller_id": reseller_id,
-        "version": version,
-        "type": type_,
-        "actor_id": actor_id,
-        "actor_role": actor_role,
-        "from_status": from_status,
-        "to_status": state["status"],
-        "state": state,
-        "at": at,
-        "data": data,
-    }
-
-
-async def load(db: Database, ticket_id: str) -> dict[str, Any] | None:
+async def load(db: Database, ticket_id: str) -> Ticket | None:
     """The ticket as its event log says it is; the stored projection is rolled forward over any
     event a crashed or concurrent writer logged but did not project, so the log always wins."""
     return await projection.settle(db, ticket_id)
 
 
-async def get_visible_or_404(db: Database, actor: Actor, *, ticket_id: str) -> dict[str, Any]:
+async def get_visible_or_404(db: Database, actor: Actor, *, ticket_id: str) -> Ticket:
     doc = await load(db, ticket_id) if is_valid_id(ticket_id) else None
     if doc is None or not can_see(actor, doc):
         raise NotFound("ticket not found")
@@ -146,7 +109,7 @@ def on_finalized(db: Database, hook: FinalizeHook) -> None:
         hooks.append(hook)
 
 
-async def after_finalize(db: Database, ticket: dict[str, Any]) -> None:
+async def after_finalize(db: Database, ticket: Ticket) -> None:
     """The finalize's half of the handshake with inbound messages, for a ticket just finalized
     (event stored and projected); the sweep runs it again for a finalize that died before it."""
     hooks = runtime_of(db).finalize_hooks
@@ -156,7 +119,7 @@ async def after_finalize(db: Database, ticket: dict[str, Any]) -> None:
         await hook(db, ticket)
     # Claimed only once all of them returned: each is idempotent, so running them again after a
     # crash anywhere before this line finishes what the dead process left (sweep.py).
-    await natural_keys.claim(db, FINALIZE_HOOKS_KEY, str(ticket["_id"]), target=str(ticket["_id"]))
+    await natural_keys.claim(db, FINALIZE_HOOKS_KEY, ticket.id, target=ticket.id)
 
 
 async def finalize_hooks_done(db: Database, ticket_id: str) -> bool:
@@ -199,7 +162,7 @@ async def _create(
     actor_role: str | None,
     fresh: bool = False,
     opening: Opening | LazyOpening | None = None,
-) -> tuple[dict[str, Any], bool]:
+) -> tuple[Ticket, bool]:
     """Writes event v1 (the creation claim) and the ticket. Safe to race with itself: returns
     (ticket, created), and only the caller whose event v1 landed gets created=True.
     `fresh`: `ticket_id` was just bound to its slot by this caller, so no ticket or event exists.
@@ -211,50 +174,46 @@ async def _create(
     starts = (await opening() if callable(opening) else opening or Opening()).fields()
     now = utcnow()
     number = await _allocate_number(db, reseller_id, ticket_id)
-    doc: dict[str, Any] = {
-        "_id": ticket_id,
-        "reseller_id": reseller_id,
-        "number": number,
-        "status": Status.ESPERA.value,
-        "client_id": client.id,
-        "client_name": client.name,
-        "client_phone": client.phone or "",
-        "department_id": department_id,
-        "agent_id": None,
-        "agent_name": None,
-        "finalized_at": None,
-        "finalized_by": None,
-        "channel": channel,
-        "open_slot": slot,
-        "version": 1,
-        "created_at": now,
-        "updated_at": now,
-        "last_message_at": now,
-        "last_message_preview": "",
-        "last_message_direction": None,
-        "menu_pending": False,
-        "rating": None,
-        **starts,
-    }
-    event = _event(
-        ticket_id,
-        reseller_id,
+    doc = Ticket.model_validate(
+        {
+            "_id": ticket_id,
+            "reseller_id": reseller_id,
+            "number": number,
+            "status": Status.ESPERA.value,
+            "client_id": client.id,
+            "client_name": client.name,
+            "client_phone": client.phone or "",
+            "department_id": department_id,
+            "channel": channel,
+            "open_slot": slot,
+            "version": 1,
+            "created_at": now,
+            "updated_at": now,
+            "last_message_at": now,
+            **starts,
+        }
+    )
+    event = TicketEvent(
+        id=events.event_id(ticket_id, 1),
+        ticket_id=ticket_id,
+        reseller_id=reseller_id,
         version=1,
-        type_=CREATED_EVENT,
+        type=CREATED_EVENT,
         actor_id=actor_id,
         actor_role=actor_role,
         from_status=None,
-        state=_state(doc),
+        to_status=doc.status,
+        state=doc.state(),
         at=now,
-        data={"ticket": doc},
-    )
+        data={"ticket": doc.stored()},
+    ).stored()
     # A concurrent creator of the same slot may win; load() then projects its event instead.
     try:
         await events.insert(db, event)
         won = True
     except DuplicateKeyError:
         won = False
-    found: dict[str, Any] | None = None
+    found: Ticket | None = None
     if won:
         await counters.record(db, event, check=False)  # before the document: a projected version has its delta
         # Our event v1 landed: the document is ours to insert, with no read before or after. An
@@ -290,7 +249,7 @@ async def open_for_client(
     ticket_hint: str | None = None,
     new_client: bool = False,
     opening: Opening | LazyOpening | None = None,
-) -> tuple[dict[str, Any], bool]:
+) -> tuple[Ticket, bool]:
     """The client's open ticket on this channel, or a new one in espera (atendendo with
     `opening`'s agent when it has one). Returns (ticket, created).
 
@@ -319,7 +278,7 @@ async def open_for_client(
     """
     if ticket_hint is not None and projection_only:
         hinted = await repository.get_internal(db, ticket_hint)
-        if hinted is not None and is_open(hinted["status"]):
+        if hinted is not None and is_open(hinted.status):
             return hinted, False
     slot = max(after_slot + 1, await _walk_start(db, reseller_id=reseller_id, client=client, channel=channel))
     for _ in range(MAX_RACE_RETRIES * 50):
@@ -358,13 +317,13 @@ async def open_for_client(
                 fresh=fresh,
                 opening=opening,
             )
-        if is_open(ticket["status"]):
+        if is_open(ticket.status):
             return ticket, False
         slot += 1
     raise Conflict("could not open a ticket; retry")
 
 
-async def open_ticket_of(db: Database, *, reseller_id: str, client: users.User, channel: str) -> dict[str, Any] | None:
+async def open_ticket_of(db: Database, *, reseller_id: str, client: users.User, channel: str) -> Ticket | None:
     """The client's open ticket on `channel`, or None; opens nothing (the same slot walk as
     `open_for_client`, stopping at the first unbound slot)."""
     slot = await _walk_start(db, reseller_id=reseller_id, client=client, channel=channel)
@@ -373,7 +332,7 @@ async def open_ticket_of(db: Database, *, reseller_id: str, client: users.User, 
         ticket = await load(db, bound) if bound is not None else None
         if ticket is None:
             return None
-        if is_open(ticket["status"]):
+        if is_open(ticket.status):
             return ticket
         slot += 1
     raise Conflict("could not find the client's ticket; retry")
@@ -395,10 +354,10 @@ async def _walk_start(db: Database, *, reseller_id: str, client: users.User, cha
     # open. Find where this channel's slots really are, once, and keep it as its hint.
     start = 0
     for doc in await repository.for_client_on_channel(db, TenantScope(reseller_id), client.id, channel):
-        ticket = await load(db, doc["_id"])
+        ticket = await load(db, doc.id)
         assert ticket is not None
-        slot = int(ticket.get("open_slot", 0))
-        if is_open(ticket["status"]):
+        slot = ticket.open_slot
+        if is_open(ticket.status):
             return await _keep_hint(db, client.id, channel, slot)
         start = max(start, slot + 1)
     return await _keep_hint(db, client.id, channel, start)
@@ -409,9 +368,7 @@ async def _keep_hint(db: Database, client_id: str, channel: str, slot: int) -> i
     return slot
 
 
-async def open_after(
-    db: Database, finalized: dict[str, Any], *, opening: Opening | LazyOpening | None = None
-) -> dict[str, Any]:
+async def open_after(db: Database, finalized: Ticket, *, opening: Opening | LazyOpening | None = None) -> Ticket:
     """The ticket a client message that raced `finalized`'s finalize belongs in: the client's
     open ticket on the same channel in a later slot, opened in espera (in the finalized ticket's
     department, starting with `opening`, as any ticket a client message opens) when there is none.
@@ -422,45 +379,41 @@ async def open_after(
 
 
 async def open_next(
-    db: Database,
-    finalized: dict[str, Any],
-    *,
-    opening: Opening | LazyOpening | None = None,
-    actor: Actor | None = None,
-) -> tuple[dict[str, Any], bool]:
+    db: Database, finalized: Ticket, *, opening: Opening | LazyOpening | None = None, actor: Actor | None = None
+) -> tuple[Ticket, bool]:
     """`open_after` with its (ticket, created), and the `opening` a new ticket gets (Reabrir)."""
-    client = await users.get(db, TenantScope(finalized["reseller_id"]), finalized["client_id"])
+    client = await users.get(db, TenantScope(finalized.reseller_id), finalized.client_id)
     if client is None:  # never deleted; a ticket's own copy of the client serves all the same
         client = users.User(
-            id=finalized["client_id"],
+            id=finalized.client_id,
             role="client",
-            reseller_id=finalized["reseller_id"],
-            name=finalized.get("client_name", ""),
-            phone=finalized.get("client_phone", ""),
-            created_at=finalized["created_at"],
+            reseller_id=finalized.reseller_id,
+            name=finalized.client_name,
+            phone=finalized.client_phone,
+            created_at=finalized.created_at,
         )
     return await open_for_client(
         db,
-        reseller_id=finalized["reseller_id"],
+        reseller_id=finalized.reseller_id,
         client=client,
-        department_id=finalized["department_id"],
-        channel=finalized["channel"],
+        department_id=finalized.department_id,
+        channel=finalized.channel,
         actor_id=actor.id if actor is not None else None,
         actor_role=actor.role if actor is not None else None,
-        after_slot=int(finalized.get("open_slot", 0)),
+        after_slot=finalized.open_slot,
         opening=opening,
     )
 
 
-def _refusal(actor: Actor, ticket: dict[str, Any], exc: Conflict) -> dict[str, Any]:
+def _refusal(actor: Actor, ticket: Ticket, exc: Conflict) -> dict[str, Any]:
     """The 409 body of a refused move: why, and the ticket as it is now — but the ticket only to
     someone who may see it. An agent of the department who lost an Assumir race may act on the
     ticket (so it gets a 409, not a 404) yet no longer see it: it learns the status, not the
     client's phone, the last message or who holds it."""
     detail = exc.detail if isinstance(exc.detail, dict) else {"message": str(exc.detail)}
-    detail = {**detail, "status": ticket["status"]}
+    detail = {**detail, "status": ticket.status}
     if can_see(actor, ticket):
-        detail["ticket"] = TicketRead.from_doc(ticket).model_dump(mode="json")
+        detail["ticket"] = TicketRead.of(ticket).model_dump(mode="json")
     return detail
 
 
@@ -472,8 +425,8 @@ async def _transition(
     action: Action,
     changes: dict[str, Any],
     data: dict[str, Any] | None = None,
-    unless: Callable[[dict[str, Any]], str | None] | None = None,
-) -> dict[str, Any]:
+    unless: Callable[[Ticket], str | None] | None = None,
+) -> Ticket:
     """`unless`: judged on the ticket as it is at each try; a reason refuses the move (409)."""
     for _ in range(MAX_RACE_RETRIES):
         ticket = await load(db, ticket_id) if is_valid_id(ticket_id) else None
@@ -481,53 +434,51 @@ async def _transition(
             raise NotFound("ticket not found")
         try:
             transition = authorize(
-                action, status=ticket["status"], role=actor.role, actor_id=actor.id, holder_id=ticket.get("agent_id")
+                action, status=ticket.status, role=actor.role, actor_id=actor.id, holder_id=ticket.agent_id
             )
             refused = unless(ticket) if unless is not None else None
             if refused is not None:
-                raise Conflict({"message": refused, "status": ticket["status"]})
+                raise Conflict({"message": refused, "status": ticket.status})
         except Conflict as exc:
             raise Conflict(_refusal(actor, ticket, exc)) from exc
         now = utcnow()
-        state = {**_state(ticket), **changes, "status": transition.target.value}
+        state = {**ticket.state(), **changes, "status": transition.target.value}
         if actor.role != "client":
             # A person acting on the ticket ends the department menu: the ticket is theirs now.
             state["menu_pending"] = False
         if action is Action.FINALIZE:
             state.update(finalized_at=now, finalized_by=actor.id)
-        version = ticket["version"] + 1
-        event = _event(
-            ticket_id,
-            ticket["reseller_id"],
+        version = ticket.version + 1
+        event = TicketEvent(
+            id=events.event_id(ticket_id, version),
+            ticket_id=ticket_id,
+            reseller_id=ticket.reseller_id,
             version=version,
-            type_=transition.event,
+            type=transition.event,
             actor_id=actor.id,
             actor_role=actor.role,
-            from_status=ticket["status"],
+            from_status=ticket.status,
+            to_status=transition.target.value,
             state=state,
             at=now,
             data={**(data or {}), "action": action.value},
-        )
+        ).stored()
         try:
             await events.insert(db, event)
         except DuplicateKeyError:
             continue  # someone moved it first: re-read and judge again against the new state
         # Its counts delta before its projection (counters.py): a crash here leaves the ticket
         # behind its log, and whoever settles it next appends the delta.
-        await counters.record(db, event, previous_state=_state(ticket), check=False)
+        await counters.record(db, event, previous_state=ticket.state(), check=False)
         # Project it, then read back until the stored ticket shows it: on FerretDB a concurrent
         # activity update can write back the version it read before ours (projection.py).
-        await repository.apply_state(
-            db, ticket_id, from_version=ticket["version"], version=version, state=state, at=now
-        )
+        await repository.apply_state(db, ticket_id, from_version=ticket.version, version=version, state=state, at=now)
         await projection.settle(db, ticket_id)
         if action is Action.FINALIZE:
-            await users.raise_ticket_slot(
-                db, ticket["client_id"], channel=ticket["channel"], slot=int(ticket.get("open_slot", 0)) + 1
-            )
-        updated = {**ticket, **state, "version": version, "updated_at": now}
+            await users.raise_ticket_slot(db, ticket.client_id, channel=ticket.channel, slot=ticket.open_slot + 1)
+        updated = ticket.model_copy(update={**state, "version": version, "updated_at": now})
         await feed.publish(
-            db, reseller_id=ticket["reseller_id"], type_=f"ticket.{transition.event}", ticket=updated, previous=ticket
+            db, reseller_id=ticket.reseller_id, type_=f"ticket.{transition.event}", ticket=updated, previous=ticket
         )
         if action is Action.FINALIZE:
             await after_finalize(db, updated)
@@ -546,14 +497,14 @@ async def transfer(
     db: Database, actor: Actor, *, ticket_id: str, agent_id: str | None, department_id: str | None
 ) -> TicketRead:
     assert actor.reseller_id
+    current = await load(db, ticket_id) if is_valid_id(ticket_id) else None
     if agent_id is not None:
         target = await users.get(db, actor.scope, agent_id, roles=("agent",))
         if target is None:
             raise Unprocessable("unknown agent")
         if not target.active:
             raise Unprocessable("agent is inactive")
-        current = await load(db, ticket_id) if is_valid_id(ticket_id) else None
-        if current is not None and current.get("agent_id") == agent_id and can_act_on(actor, current):
+        if current is not None and current.agent_id == agent_id and can_act_on(actor, current):
             raise Conflict({"message": "the agent already holds this ticket"})
         doc = await _transition(
             db,
@@ -568,14 +519,13 @@ async def transfer(
         dept = await departments.get(db, actor.scope, department_id)
         if dept is None or not dept.active:
             raise Unprocessable("unknown or inactive department")
-        current = await load(db, ticket_id) if is_valid_id(ticket_id) else None
         if (
             current is not None
-            and current["status"] == Status.ESPERA.value
-            and current["department_id"] == department_id
+            and current.status == Status.ESPERA.value
+            and current.department_id == department_id
             and can_act_on(actor, current)
         ):
-            raise Conflict({"message": "the ticket already waits in this department", "status": current["status"]})
+            raise Conflict({"message": "the ticket already waits in this department", "status": current.status})
         doc = await _transition(
             db,
             actor,
@@ -592,23 +542,14 @@ async def finalize(db: Database, actor: Actor, *, ticket_id: str) -> TicketRead:
     return await presenter.read_one(db, doc, reader=actor)
 
 
-def client_actor(ticket: dict[str, Any]) -> Actor:
+def client_actor(ticket: Ticket) -> Actor:
     """The ticket's client as the actor of its own moves (menu choice, rating)."""
-    return Actor(
-        id=str(ticket["client_id"]),
-        role="client",
-        name=str(ticket.get("client_name") or ""),
-        reseller_id=str(ticket["reseller_id"]),
-    )
-
-
-def _menu_open(ticket: dict[str, Any]) -> str | None:
-    return None if ticket.get("menu_pending") else "the department menu is no longer pending"
+    return Actor(id=ticket.client_id, role="client", name=ticket.client_name, reseller_id=ticket.reseller_id)
 
 
 async def choose_department(
-    db: Database, ticket: dict[str, Any], *, department_id: str, message_id: str, fallback: bool = False
-) -> dict[str, Any]:
+    db: Database, ticket: Ticket, *, department_id: str, message_id: str, fallback: bool = False
+) -> Ticket:
     """The client's answer to the department menu (backend/automation) moves the ticket, still in
     espera, to that department's queue and ends the menu; `fallback`: the menu gave up on invalid
     answers and the ticket stays where it waits (the connection's default department). Recorded as
@@ -618,19 +559,15 @@ async def choose_department(
     return await _transition(
         db,
         client_actor(ticket),
-        ticket_id=str(ticket["_id"]),
+        ticket_id=ticket.id,
         action=Action.MENU_CHOICE,
         changes={"department_id": department_id, "menu_pending": False},
         data={"to_department_id": department_id, "message_id": message_id, "fallback": fallback},
-        unless=_menu_open,
+        unless=lambda t: None if t.menu_pending else "the department menu is no longer pending",
     )
 
 
-def _not_rated(ticket: dict[str, Any]) -> str | None:
-    return None if ticket.get("rating") is None else "the ticket is rated already"
-
-
-async def rate(db: Database, ticket: dict[str, Any], *, rating: int, message_id: str) -> dict[str, Any]:
+async def rate(db: Database, ticket: Ticket, *, rating: int, message_id: str) -> Ticket:
     """The client's 1-5 satisfaction rating of its finalized ticket: a `rated` event; the ticket
     stays finalizado. Once per ticket (Conflict after)."""
     if not 1 <= rating <= 5:
@@ -638,11 +575,11 @@ async def rate(db: Database, ticket: dict[str, Any], *, rating: int, message_id:
     return await _transition(
         db,
         client_actor(ticket),
-        ticket_id=str(ticket["_id"]),
+        ticket_id=ticket.id,
         action=Action.RATE,
         changes={"rating": rating},
         data={"rating": rating, "message_id": message_id},
-        unless=_not_rated,
+        unless=lambda t: None if t.rating is None else "the ticket is rated already",
     )
 
 
@@ -660,24 +597,19 @@ async def reopen(db: Database, actor: Actor, *, ticket_id: str) -> TicketRead:
     if actor.role not in ("agent", "reseller"):
         raise Forbidden(f"role {actor.role} cannot reopen")
     old = await get_visible_or_404(db, actor, ticket_id=ticket_id)
-    if is_open(old["status"]):
-        raise Conflict({"message": "only a finalized ticket can be reopened", "status": old["status"]})
+    if is_open(old.status):
+        raise Conflict({"message": "only a finalized ticket can be reopened", "status": old.status})
     already = await links.reopened_as(db, old)
     if already is not None:
-        raise Conflict({"message": "ticket was reopened already", "ticket_id": already, "status": old["status"]})
+        raise Conflict({"message": "ticket was reopened already", "ticket_id": already, "status": old.status})
     ticket, created = await open_next(
-        db,
-        old,
-        opening=Opening(agent_id=actor.id, agent_name=actor.name, reopened_from_ticket_id=old["_id"]),
-        actor=actor,
+        db, old, opening=Opening(agent_id=actor.id, agent_name=actor.name, reopened_from_ticket_id=old.id), actor=actor
     )
     if not created:
-        raise Conflict(
-            {"message": "client already has an open ticket", "ticket_id": ticket["_id"], "status": old["status"]}
-        )
-    bound = await links.link(db, old, ticket["_id"])
-    if bound != ticket["_id"]:  # a reopen of this ticket on an earlier slot, finalized since
-        raise Conflict({"message": "ticket was reopened already", "ticket_id": bound, "status": old["status"]})
+        raise Conflict({"message": "client already has an open ticket", "ticket_id": ticket.id, "status": old.status})
+    bound = await links.link(db, old, ticket.id)
+    if bound != ticket.id:  # a reopen of this ticket on an earlier slot, finalized since
+        raise Conflict({"message": "ticket was reopened already", "ticket_id": bound, "status": old.status})
     return await presenter.read_one(db, ticket, reader=actor)
 
 
@@ -701,11 +633,6 @@ def _list_query(
     return query
 
 
-async def _search_filter(db: Database, actor: Actor, q: str) -> dict[str, Any]:
-    """Inbox search (tickets.search): `#<number>` exactly, else the client's name or number, or a message's text."""
-    return await search.text_filter(db, actor, q)
-
-
 async def list_page(
     db: Database,
     actor: Actor,
@@ -717,9 +644,7 @@ async def list_page(
     q: str | None = None,
     filters: TicketFilters | None = None,
 ) -> TicketPage:
-    after = None
-    if cursor:
-        after = decode_time_cursor(cursor)
+    after = decode_time_cursor(cursor) if cursor else None
     f = filters or TicketFilters()
     parts = [
         _list_query(
@@ -727,7 +652,7 @@ async def list_page(
         )
     ]
     if q and q.strip():
-        parts.append(await _search_filter(db, actor, q))
+        parts.append(await search.text_filter(db, actor, q))
     if f.tag:
         parts.append(await search.tag_filter(db, actor, f.tag))
     if f.created_from is not None or f.created_to is not None:
@@ -737,7 +662,7 @@ async def list_page(
     nxt = None
     if len(docs) > limit:
         last = docs[limit - 1]
-        nxt = encode_cursor([last["last_message_at"].isoformat(), last["_id"]])
+        nxt = encode_cursor([last.last_message_at.isoformat(), last.id])
     return TicketPage(items=await presenter.read_many(db, docs[:limit], reader=actor), next_cursor=nxt)
 
 

@@ -63,12 +63,11 @@ async def sweep_once(db: Database, *, since: datetime) -> Swept:
     repaired = 0
     for ticket_id in sorted(set(versions) | set(latest)):
         doc = await repository.get_internal(db, ticket_id)
-        behind = doc is None or int(doc["version"]) < versions.get(ticket_id, 0)
+        behind = doc is None or doc.version < versions.get(ticket_id, 0)
         activity = None
         if ticket_id in latest:
             at, message_id = latest[ticket_id]
-            shown = doc.get("last_message_at") if doc is not None else None
-            if shown is None or as_utc(shown) < as_utc(at):
+            if doc is None or as_utc(doc.last_message_at) < as_utc(at):
                 message = await messages.get_internal(db, message_id)
                 activity = projection.Activity.of(message) if message is not None else None
         if behind or activity is not None:
@@ -84,15 +83,15 @@ async def sweep_once(db: Database, *, since: datetime) -> Swept:
     return Swept(repaired, scan_seconds)
 
 
-def _hooks_may_be_due(doc: dict[str, Any], since: datetime, newest: tuple[datetime, str] | None) -> bool:
+def _hooks_may_be_due(doc: tickets.Ticket, since: datetime, newest: tuple[datetime, str] | None) -> bool:
     """A finalized ticket finalized within the swept span (its event is what brought it here), or
     one with a message stamped after its finalize (a message that raced it, however long ago it
     was finalized). Older finalized tickets, touched by a rating, are not re-run: their hooks ran
     before the `finalize-hooks` key existed, or a sweep of their own span ran them."""
-    finalized_at = doc.get("finalized_at")
-    if doc.get("status") != Status.FINALIZADO.value or finalized_at is None:
+    if doc.status != Status.FINALIZADO.value or doc.finalized_at is None:
         return False
-    return as_utc(finalized_at) >= as_utc(since) or (newest is not None and as_utc(newest[0]) > as_utc(finalized_at))
+    done = as_utc(doc.finalized_at)
+    return done >= as_utc(since) or (newest is not None and as_utc(newest[0]) > done)
 
 
 async def run_until(db: Database, settings: Settings, stop: asyncio.Event) -> None:

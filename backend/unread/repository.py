@@ -30,6 +30,7 @@ from backend.core.db import Database
 from backend.core.indexes import ASC, declare
 from backend.core.seqlog import gallop
 from backend.core.tuning import UNREAD_INBOUND_HINT_EVERY as INBOUND_HINT_EVERY
+from backend.tickets.models import Ticket
 
 INBOUND = "inbound_seq"
 MARKERS = "read_markers"
@@ -103,7 +104,7 @@ async def inbound_head(db: Database, ticket_id: str, *, known: int = 0) -> int:
     return n
 
 
-async def claim_inbound(db: Database, ticket: dict[str, Any], message: dict[str, Any], *, n: int) -> bool | None:
+async def claim_inbound(db: Database, ticket: Ticket, message: dict[str, Any], *, n: int) -> bool | None:
     """Tries to file the message as inbound number n. True: it is n now. False: n is taken by
     another message (try n+1). None: this message already has its number.
 
@@ -115,9 +116,9 @@ async def claim_inbound(db: Database, ticket: dict[str, Any], message: dict[str,
     (unread.service). Exactness does not depend on the hint: entry n exists is monotone in n
     whoever wrote it, and the head is found by reading entries, never taken from the hint."""
     doc = {
-        "_id": inbound_id(ticket["_id"], n),
-        "ticket_id": ticket["_id"],
-        "reseller_id": ticket["reseller_id"],
+        "_id": inbound_id(ticket.id, n),
+        "ticket_id": ticket.id,
+        "reseller_id": ticket.reseller_id,
         "message_id": message["_id"],
         "n": n,
         "created_at": message["created_at"],
@@ -130,10 +131,10 @@ async def claim_inbound(db: Database, ticket: dict[str, Any], message: dict[str,
             return None if holder["message_id"] == message["_id"] else False
         # n is free as far as we can read, so the message key refused us — or n's winner is not
         # visible to us yet (replica set): tell them apart by the message key itself (rare path).
-        mine = await db[INBOUND].find_one({"ticket_id": ticket["_id"], "message_id": message["_id"]}, {"_id": 1})
+        mine = await db[INBOUND].find_one({"ticket_id": ticket.id, "message_id": message["_id"]}, {"_id": 1})
         return None if mine is not None else False
     if n % INBOUND_HINT_EVERY == 0:
-        await raise_hint(db, f"in:{ticket['_id']}", {"n": n})
+        await raise_hint(db, f"in:{ticket.id}", {"n": n})
     return True
 
 
@@ -150,14 +151,14 @@ async def marker(db: Database, user_id: str, ticket_id: str, *, hint: tuple[int,
     return k, int(doc["seq"]) if doc else 0
 
 
-async def insert_marker(db: Database, *, user_id: str, ticket: dict[str, Any], k: int, seq: int, at: datetime) -> bool:
+async def insert_marker(db: Database, *, user_id: str, ticket: Ticket, k: int, seq: int, at: datetime) -> bool:
     """Stores marker entry k; False when another device stored it first."""
-    prefix = marker_prefix(user_id, ticket["_id"])
+    prefix = marker_prefix(user_id, ticket.id)
     doc = {
         "_id": f"{prefix}:{k}",
         "user_id": user_id,
-        "ticket_id": ticket["_id"],
-        "reseller_id": ticket["reseller_id"],
+        "ticket_id": ticket.id,
+        "reseller_id": ticket.reseller_id,
         "k": k,
         "seq": seq,
         "at": at,

@@ -28,6 +28,7 @@ from backend.core.clock import utcnow
 from backend.core.db import Database
 from backend.core.errors import Conflict
 from backend.core.runtime import runtime_of
+from backend.tickets.models import Ticket
 from backend.unread import repository
 
 CLIENT = "client"
@@ -61,7 +62,7 @@ def starts_empty(db: Database, ticket_id: str) -> None:
     _remember_head(db, ticket_id, 0)
 
 
-async def record_inbound(db: Database, ticket: dict[str, Any], message: dict[str, Any]) -> None:
+async def record_inbound(db: Database, ticket: Ticket, message: dict[str, Any]) -> None:
     """Numbers a client message in `ticket`, once (safe to repeat; a no-op for other messages).
 
     A number n is only ever tried by a writer that knows n-1 stored (the chain has no holes).
@@ -73,7 +74,7 @@ async def record_inbound(db: Database, ticket: dict[str, Any], message: dict[str
     (ticket, message) key whatever number it tries."""
     if not counts_toward_unread(message):
         return
-    ticket_id = ticket["_id"]
+    ticket_id = ticket.id
     known = _known_head(db, ticket_id)
     n = known + 1 if known is not None else await _head(db, ticket_id) + 1
     for _ in range(MAX_CLAIMS):
@@ -116,12 +117,12 @@ async def counts(db: Database, user_id: str, ticket_ids: Iterable[str]) -> dict[
     return dict(zip(ids, values, strict=True))
 
 
-async def mark_read(db: Database, user_id: str, ticket: dict[str, Any]) -> bool:
+async def mark_read(db: Database, user_id: str, ticket: Ticket) -> bool:
     """Moves the user's marker forward to the ticket's current count. Returns whether it moved
     (False: already there, or another device moved it at least as far meanwhile)."""
-    head = await _head(db, ticket["_id"])
+    head = await _head(db, ticket.id)
     for _ in range(MAX_MARKS):
-        k, read = await repository.marker(db, user_id, ticket["_id"])
+        k, read = await repository.marker(db, user_id, ticket.id)
         if read >= head:
             return False
         if await repository.insert_marker(db, user_id=user_id, ticket=ticket, k=k + 1, seq=head, at=utcnow()):

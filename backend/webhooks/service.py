@@ -357,8 +357,8 @@ async def _ingest_message(
         return await _redelivered(db, conn, exc.message, retry=retry, event=event, raw_id=raw_id)
     await _fetch_media(db, conn, event, message, raw_id=raw_id)
     if chats is not None:
-        chats[chat] = (client, str(ticket["_id"]))
-    _remember_chat(db, conn.id, event.phone, client.id, str(ticket["_id"]))
+        chats[chat] = (client, ticket.id)
+    _remember_chat(db, conn.id, event.phone, client.id, ticket.id)
     if event.from_me:  # sent from the phone: its receipts may have come first
         await outbound.apply_parked(
             db, connection_id=conn.id, provider_message_id=event.provider_message_id, message_id=message["_id"]
@@ -369,7 +369,7 @@ async def _ingest_message(
         db, conn, ticket=ticket, message=message, config=config, new_client=new_client
     )
     return (
-        f"message {message['_id']} in ticket {ticket['_id']}"
+        f"message {message['_id']} in ticket {ticket.id}"
         + (" (new ticket)" if created else "")
         + (f"; automatic: {', '.join(automatic)}" if automatic else "")
     )
@@ -454,7 +454,7 @@ async def _receive(
     ticket_hint: str | None,
     new_client: bool,
     config: automation.ConfigSource,
-) -> tuple[dict[str, Any], dict[str, Any], bool]:
+) -> tuple[tickets.Ticket, dict[str, Any], bool]:
     return await intake.receive_client_message(
         db,
         reseller_id=conn.reseller_id,

@@ -147,5 +147,5 @@ async def test_a_digit_while_another_conversation_is_open_on_the_number_is_not_a
     )
     assert created
     await write(evolution, db, conn, phone, "5")
-    assert await db.messages.find_one({"ticket_id": started["_id"], "body": "5"}) is not None
+    assert await db.messages.find_one({"ticket_id": started.id, "body": "5"}) is not None
     assert (await db.tickets.find_one({"_id": ticket["_id"]})).get("rating") is None

@@ -9,6 +9,7 @@ import httpx
 import pytest
 
 from backend.tickets import service as tickets_service
+from backend.tickets.models import Ticket
 from tests.automation.helpers import automatic, company, open_ticket, sent_counts, write
 from tests.factories import API, Tenant, unique_phone
 from tests.fakes.harness import FakeEvolution
@@ -129,10 +130,10 @@ def _competitor_before_choice(monkeypatch: pytest.MonkeyPatch, compete: Callable
     original = tickets_service.choose_department
     raced: list[str] = []
 
-    async def competitor_first(db_: Any, ticket: dict[str, Any], **kwargs: Any) -> Any:
+    async def competitor_first(db_: Any, ticket: Ticket, **kwargs: Any) -> Any:
         if not raced:
-            raced.append(str(ticket["_id"]))
-            await compete(str(ticket["_id"]))
+            raced.append(ticket.id)
+            await compete(ticket.id)
         return await original(db_, ticket, **kwargs)
 
     monkeypatch.setattr(tickets_service, "choose_department", competitor_first)

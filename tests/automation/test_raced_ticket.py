@@ -10,6 +10,7 @@ import pytest
 
 from backend.core.clock import utcnow
 from backend.messages import service as messages
+from backend.tickets.models import Ticket
 from backend.webhooks.service import message_id_for
 from tests.automation.helpers import automatic, company, open_ticket, sent_counts, tickets_of, write
 from tests.factories import API, unique_phone
@@ -49,8 +50,8 @@ async def test_a_ticket_opened_for_a_message_that_raced_the_finalize_is_greeted_
         # delivery's own re-check moves the message on.
         original = messages.append
 
-        async def finalize_then_append(db_: Any, ticket: dict[str, Any], **kwargs: Any) -> Any:
-            if ticket["_id"] == first["_id"] and kwargs.get("sender_type") == "client":
+        async def finalize_then_append(db_: Any, ticket: Ticket, **kwargs: Any) -> Any:
+            if ticket.id == first["_id"] and kwargs.get("sender_type") == "client":
                 await finalize()
             return await original(db_, ticket, **kwargs)
 

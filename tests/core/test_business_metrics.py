@@ -15,6 +15,7 @@ from backend.core.config import Settings
 from backend.core.ids import new_id
 from backend.outbound import backlog
 from backend.outbound import service as outbound
+from backend.tickets.models import Ticket
 from backend.webhooks import lag
 from backend.webhooks import service as webhooks
 from tests.conftest import make_settings
@@ -60,14 +61,15 @@ def value(samples: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: s
 async def test_outbox_backlog_and_oldest_pending_reply(
     client: httpx.AsyncClient, db: Any, tenant: Tenant, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    ticket = {"_id": new_id(), "reseller_id": tenant.id, "channel": new_id(), "client_phone": "5511988887777"}
+    # Only what the outbox reads of a ticket.
+    ticket = Ticket.model_construct(id=new_id(), reseller_id=tenant.id, channel=new_id(), client_phone="5511988887777")
     statuses = ["sent", "pending", "pending"]
     for n, status in enumerate(statuses):
         message_id = new_id()
         monkeypatch.setattr(outbound, "utcnow", lambda n=n: T0 + timedelta(seconds=30 * n))
         await outbound.enqueue(db, message_id=message_id, ticket=ticket)
         await db.messages.insert_one(
-            {"_id": message_id, "ticket_id": ticket["_id"], "reseller_id": tenant.id, "status": status}
+            {"_id": message_id, "ticket_id": ticket.id, "reseller_id": tenant.id, "status": status}
         )
     monkeypatch.setattr(backlog, "utcnow", lambda: T0 + timedelta(seconds=150))
     samples = await scrape(client)

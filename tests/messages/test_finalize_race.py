@@ -20,6 +20,7 @@ from backend.messages import service as messages
 from backend.tickets import intake
 from backend.tickets import repository as tickets_repo
 from backend.tickets import service as tickets
+from backend.tickets.models import Ticket
 from backend.users import repository as users
 from tests.factories import API, Tenant, get_ticket, make_client, make_tenant
 
@@ -35,7 +36,7 @@ class Chat:
     def __init__(self, db: Any, tenant: Tenant, client_id: str) -> None:
         self.db, self.tenant, self.client_id, self.channel = db, tenant, client_id, new_id()
 
-    async def say(self, body: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    async def say(self, body: str) -> tuple[Ticket, dict[str, Any]]:
         fresh = await users.get_internal(self.db, self.client_id)  # loaded per message, as ingestion does
         assert fresh is not None
         ticket, message, _ = await intake.receive_client_message(
@@ -97,23 +98,23 @@ async def test_a_finalize_between_lookup_and_append_files_the_message_in_a_new_e
     first, _ = await chat.say("oi, preciso de ajuda")
     original = messages.append
 
-    async def finalize_then_append(db_: Any, ticket: dict[str, Any], **kwargs: Any) -> Any:
+    async def finalize_then_append(db_: Any, ticket: Ticket, **kwargs: Any) -> Any:
         # intake found `first` open and is about to append to it: the agent presses Finalizar now.
-        assert ticket["_id"] == first["_id"] and ticket["status"] == "espera"
-        assert (await _finalize(client, tenant, first["_id"])).status_code == 200
+        assert ticket.id == first.id and ticket.status == "espera"
+        assert (await _finalize(client, tenant, first.id)).status_code == 200
         return await original(db_, ticket, **kwargs)
 
     monkeypatch.setattr(messages, "append", finalize_then_append)
     ticket, message = await chat.say("espera, mais uma coisa")
     monkeypatch.undo()
 
-    new = await _assert_moved_to_new_espera_ticket(client, db, tenant, message["_id"], first["_id"])
-    assert ticket["_id"] == new["id"] == message["ticket_id"]
+    new = await _assert_moved_to_new_espera_ticket(client, db, tenant, message["_id"], first.id)
+    assert ticket.id == new["id"] == message["ticket_id"]
     # Never announced under the finalized ticket: every announcement names the new one.
     assert {r["ticket"]["id"] for r in await _announcements(db, message["_id"])} == {new["id"]}
     # The client's next message goes to the same new ticket: one open ticket on the channel.
     again, _ = await chat.say("alô?")
-    assert again["_id"] == new["id"]
+    assert again.id == new["id"]
 
 
 async def test_a_finalize_between_the_message_insert_and_its_recheck_moves_the_message(
@@ -127,15 +128,15 @@ async def test_a_finalize_between_the_message_insert_and_its_recheck_moves_the_m
 
     async def insert_then_finalize(db_: Any, doc: dict[str, Any]) -> None:
         await original(db_, doc)
-        if doc["ticket_id"] == first["_id"] and doc["body"] == "e outra coisa":
-            assert (await _finalize(client, tenant, first["_id"])).status_code == 200
+        if doc["ticket_id"] == first.id and doc["body"] == "e outra coisa":
+            assert (await _finalize(client, tenant, first.id)).status_code == 200
 
     monkeypatch.setattr(messages_repo, "insert", insert_then_finalize)
     ticket, message = await chat.say("e outra coisa")
     monkeypatch.undo()
 
-    new = await _assert_moved_to_new_espera_ticket(client, db, tenant, message["_id"], first["_id"])
-    assert ticket["_id"] == new["id"]
+    new = await _assert_moved_to_new_espera_ticket(client, db, tenant, message["_id"], first.id)
+    assert ticket.id == new["id"]
     assert {r["ticket"]["id"] for r in await _announcements(db, message["_id"])} == {new["id"]}
 
 
@@ -151,19 +152,19 @@ async def test_a_finalize_between_the_activity_write_and_its_read_back_moves_the
     original = tickets_repo.touch_activity
     raced: list[str] = []
 
-    async def touch_then_finalize(db_: Any, ticket: dict[str, Any], **kwargs: Any) -> None:
+    async def touch_then_finalize(db_: Any, ticket: Ticket, **kwargs: Any) -> None:
         await original(db_, ticket, **kwargs)
-        if ticket["_id"] == first["_id"] and not raced:
-            raced.append(ticket["_id"])
-            assert (await _finalize(client, tenant, first["_id"])).status_code == 200
+        if ticket.id == first.id and not raced:
+            raced.append(ticket.id)
+            assert (await _finalize(client, tenant, first.id)).status_code == 200
 
     monkeypatch.setattr(tickets, "touch_activity", touch_then_finalize)  # the name messages calls
     ticket, message = await chat.say("mais uma coisa")
     monkeypatch.undo()
 
-    assert raced == [first["_id"]]
-    new = await _assert_moved_to_new_espera_ticket(client, db, tenant, message["_id"], first["_id"])
-    assert ticket["_id"] == new["id"]
+    assert raced == [first.id]
+    new = await _assert_moved_to_new_espera_ticket(client, db, tenant, message["_id"], first.id)
+    assert ticket.id == new["id"]
     assert {r["ticket"]["id"] for r in await _announcements(db, message["_id"])} == {new["id"]}
 
 
@@ -179,22 +180,22 @@ async def test_a_message_stored_while_the_finalize_was_under_way_is_moved_by_the
     raced: dict[str, Any] = {}
 
     async def message_then_event(db_: Any, event: dict[str, Any]) -> None:
-        if event["ticket_id"] == first["_id"] and event["type"] == "finalized":
+        if event["ticket_id"] == first.id and event["type"] == "finalized":
             # Past the finalize's millisecond, so the message is stamped after `finalized_at`.
             await asyncio.sleep(0.005)
             ticket, message = await chat.say("só mais uma pergunta")
-            assert ticket["_id"] == first["_id"]  # still open: filed there and announced there
+            assert ticket.id == first.id  # still open: filed there and announced there
             raced["message"] = message
         await original(db_, event)
 
     monkeypatch.setattr(events, "insert", message_then_event)
-    assert (await _finalize(client, tenant, first["_id"])).status_code == 200
+    assert (await _finalize(client, tenant, first.id)).status_code == 200
     monkeypatch.undo()
 
     message = raced["message"]
-    new = await _assert_moved_to_new_espera_ticket(client, db, tenant, message["_id"], first["_id"])
+    new = await _assert_moved_to_new_espera_ticket(client, db, tenant, message["_id"], first.id)
     announced = [r["ticket"]["id"] for r in await _announcements(db, message["_id"])]
-    assert announced == [first["_id"], new["id"]]
+    assert announced == [first.id, new["id"]]
 
 
 async def test_a_retry_of_an_attempt_killed_before_its_recheck_moves_the_message(
@@ -218,13 +219,13 @@ async def test_a_retry_of_an_attempt_killed_before_its_recheck_moves_the_message
     with pytest.raises(Killed):
         await chat.say("ainda aí?")
     monkeypatch.undo()
-    stored = await db.messages.find_one({"ticket_id": first["_id"], "body": "ainda aí?"})
+    stored = await db.messages.find_one({"ticket_id": first.id, "body": "ainda aí?"})
     assert stored is not None
-    assert (await _finalize(client, tenant, first["_id"])).status_code == 200
+    assert (await _finalize(client, tenant, first.id)).status_code == 200
 
     await messages.complete_stored(db, stored)
 
-    await _assert_moved_to_new_espera_ticket(client, db, tenant, stored["_id"], first["_id"])
+    await _assert_moved_to_new_espera_ticket(client, db, tenant, stored["_id"], first.id)
 
 
 async def _race(finalize: Awaitable[Any], message: Awaitable[Any], rng: random.Random) -> tuple[Any, Any]:
@@ -249,35 +250,33 @@ async def test_two_hundred_rounds_of_finalize_against_an_inbound_message(
         # The chat's open ticket (its first message opens one when the last round left none).
         current, opener = await chat.say(f"abre {round_}")
         sent[opener["_id"]] = chat
-        response, (_, message) = await _race(
-            _finalize(client, tenant, current["_id"]), chat.say(f"corrida {round_}"), rng
-        )
+        response, (_, message) = await _race(_finalize(client, tenant, current.id), chat.say(f"corrida {round_}"), rng)
         assert response.status_code == 200, response.text
         sent[message["_id"]] = chat
         stored = await db.messages.find_one({"_id": message["_id"]})
-        outcomes["kept" if stored["ticket_id"] == current["_id"] else "moved"] += 1
+        outcomes["kept" if stored["ticket_id"] == current.id else "moved"] += 1
 
     # Every message stored once, under one ticket of its own client and channel ...
     stored_all = await db.messages.find({"_id": {"$in": list(sent)}}).to_list(None)
     assert sorted(m["_id"] for m in stored_all) == sorted(sent)
-    loaded: dict[str, dict[str, Any]] = {}
+    loaded: dict[str, Ticket] = {}
     for m in stored_all:
         if m["ticket_id"] not in loaded:
             ticket = await tickets.load(db, m["ticket_id"])
             assert ticket is not None
             loaded[m["ticket_id"]] = ticket
         ticket = loaded[m["ticket_id"]]
-        assert (ticket["client_id"], ticket["channel"]) == (sent[m["_id"]].client_id, sent[m["_id"]].channel)
+        assert (ticket.client_id, ticket.channel) == (sent[m["_id"]].client_id, sent[m["_id"]].channel)
     # ... and none in a finalizado ticket stamped after its finalized_at.
     for m in stored_all:
         ticket = loaded[m["ticket_id"]]
-        if ticket["status"] == "finalizado":
-            finalized_at: datetime = as_utc(ticket["finalized_at"])
+        if ticket.status == "finalizado":
+            finalized_at: datetime = as_utc(ticket.finalized_at)
             assert as_utc(m["created_at"]) <= finalized_at, (m["_id"], m["created_at"], finalized_at)
     # At most one open ticket per chat, as the event log says.
     for chat in chats:
         mine = await db.tickets.find({"client_id": chat.client_id}).to_list(None)
-        states = [(await tickets.load(db, t["_id"]) or {}).get("status") for t in mine]
+        states = [getattr(await tickets.load(db, t["_id"]), "status", None) for t in mine]
         assert sum(s in ("espera", "atendendo") for s in states) <= 1, states
     # Both outcomes happened, so the race was real on both sides of the line.
     assert outcomes["kept"] and outcomes["moved"], outcomes

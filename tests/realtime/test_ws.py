@@ -9,6 +9,7 @@ import httpx
 import jwt
 
 from backend.realtime import records
+from backend.tickets.models import Ticket
 from tests.conftest import JWT_SECRET
 from tests.factories import make_agent, make_department, make_tenant, make_ticket
 from tests.realtime.conftest import Server, Socket, bearer, open_socket
@@ -231,7 +232,7 @@ async def test_lost_notices_never_leave_gaps(
     on_b = await _connect(servers[1], tenant.headers, sockets)
     ticket = await make_ticket(client, tenant)  # 1, 2 through the normal path
     await on_a.until_seq(2)
-    doc = await db.tickets.find_one({"_id": ticket["id"]})
+    doc = Ticket.model_validate(await db.tickets.find_one({"_id": ticket["id"]}))
 
     def body() -> dict[str, Any]:
         return feed.build(
@@ -303,7 +304,7 @@ async def test_a_client_that_stops_reading_is_closed_with_4408_and_can_resume(
 
     tenant = await make_tenant(client, admin_headers, agents=0)
     ticket = await make_ticket(client, tenant)  # 1, 2
-    doc = await db.tickets.find_one({"_id": ticket["id"]})
+    doc = Ticket.model_validate(await db.tickets.find_one({"_id": ticket["id"]}))
     fat = {
         "_id": "f" * 24,
         "ticket_id": ticket["id"],

@@ -24,6 +24,7 @@ from backend.reports import service as reports
 from backend.reports.schemas import ReportFigures
 from backend.tickets import intake
 from backend.tickets import service as tickets
+from backend.tickets.models import Ticket
 from scripts import reports_rebuild
 from tests.conftest import make_settings
 from tests.factories import API, Tenant, make_client_ticket, make_open_connection, make_tenant
@@ -87,17 +88,17 @@ async def make_ticket(
 CHATS: dict[str, asyncio.Lock] = {}
 
 
-async def _client_message(db: Any, tenant: Tenant, ticket: dict[str, Any], text: str, message_id: str) -> None:
+async def _client_message(db: Any, tenant: Tenant, ticket: Ticket, text: str, message_id: str) -> None:
     """One chat's messages one at a time, as its webhook lane files them (the only caller of the
     intake): the first client message is the first recorded. Agents' steps still race freely."""
-    customer = await client_doc(db, ticket["client_id"])
-    async with CHATS.setdefault(str(ticket["client_id"]), asyncio.Lock()):
+    customer = await client_doc(db, ticket.client_id)
+    async with CHATS.setdefault(ticket.client_id, asyncio.Lock()):
         await intake.receive_client_message(
             db,
             reseller_id=tenant.id,
             client=customer,
-            department_id=ticket["department_id"],
-            channel=ticket["channel"],
+            department_id=ticket.department_id,
+            channel=ticket.channel,
             body=text,
             message_id=message_id,
         )
@@ -109,24 +110,24 @@ async def _random_step(db: Any, tenant: Tenant, rng: random.Random, ticket_ids: 
     i = rng.randrange(len(tenant.agents))
     me = _agent(tenant, i)
     try:
-        if ticket["status"] == "espera":
-            await rng.choice([tickets.assume, tickets.assume, tickets.finalize])(db, me, ticket_id=ticket["_id"])
-        elif ticket["status"] == "atendendo":
-            holder = next(j for j, a in enumerate(tenant.agents) if a["id"] == ticket["agent_id"])
+        if ticket.status == "espera":
+            await rng.choice([tickets.assume, tickets.assume, tickets.finalize])(db, me, ticket_id=ticket.id)
+        elif ticket.status == "atendendo":
+            holder = next(j for j, a in enumerate(tenant.agents) if a["id"] == ticket.agent_id)
             actor = _agent(tenant, holder)
             roll = rng.random()
             if roll < 0.4:
-                await messages.reply(db, actor, ticket_id=ticket["_id"], body="resposta")
+                await messages.reply(db, actor, ticket_id=ticket.id, body="resposta")
             elif roll < 0.55:
                 other = tenant.agents[(holder + 1) % len(tenant.agents)]["id"]
-                await tickets.transfer(db, actor, ticket_id=ticket["_id"], agent_id=other, department_id=None)
+                await tickets.transfer(db, actor, ticket_id=ticket.id, agent_id=other, department_id=None)
             elif roll < 0.65:
                 dept = rng.choice(tenant.departments)["id"]
-                await tickets.transfer(db, actor, ticket_id=ticket["_id"], agent_id=None, department_id=dept)
+                await tickets.transfer(db, actor, ticket_id=ticket.id, agent_id=None, department_id=dept)
             elif roll < 0.8:
                 await _client_message(db, tenant, ticket, "mais uma", new_id())
             else:
-                await tickets.finalize(db, actor, ticket_id=ticket["_id"])
+                await tickets.finalize(db, actor, ticket_id=ticket.id)
         elif rng.random() < 0.5:
             # The client rates its finalized ticket (once: a second rating is a Conflict).
             await tickets.rate(db, ticket, rating=rng.randint(1, 5), message_id=new_id())
@@ -191,7 +192,9 @@ async def test_recording_again_counts_nothing_twice(client: httpx.AsyncClient, d
     before, rows = await _today(db, tenant), await _agents(db, tenant)
     evs = await db.ticket_events.find({"reseller_id": tenant.id}).to_list(None)
     msgs = await db.messages.find({"reseller_id": tenant.id}).to_list(None)
-    ticket_docs = {t["_id"]: t for t in await db.tickets.find({"reseller_id": tenant.id}).to_list(None)}
+    ticket_docs = {
+        t["_id"]: Ticket.model_validate(t) for t in await db.tickets.find({"reseller_id": tenant.id}).to_list(None)
+    }
     again = [reports.record_ticket_event(db, e, None) for e in evs for _ in range(2)]
     again += [reports.record_message(db, m, ticket_docs[m["ticket_id"]]) for m in msgs for _ in range(2)]
     await asyncio.gather(*again)
@@ -321,7 +324,7 @@ async def test_the_rebuild_finds_and_fixes_a_rating_the_figures_lack(
     rated = await db.ticket_events.find_one({"_id": events.event_id(ticket["id"], 4)})
     assert rated["type"] == "rated"
     local = rated["at"].astimezone(reports.zone("America/Sao_Paulo"))
-    dims = [finalized["department_id"], tenant.agents[0]["id"], CONNECTIONS[tenant.id]["_id"]]
+    dims = [finalized.department_id, tenant.agents[0]["id"], CONNECTIONS[tenant.id]["_id"]]
     lost = {"d": local.strftime("%d"), "h": local.hour, "dim": dims, "s3": -1}
     await repository.record_month(db, tenant.id, local.strftime("%Y-%m"), f"lost:{new_id()}", [lost])
     assert (await _today(db, tenant))["satisfaction"]["count"] == 0

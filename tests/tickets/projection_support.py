@@ -12,7 +12,7 @@ from backend.audit import repository as events
 from backend.core import conditional
 from backend.core.clock import as_utc, utcnow
 from backend.tickets import repository as tickets_repo
-from backend.tickets import service as tickets
+from backend.tickets.models import TicketEvent
 from backend.tickets.states import Status
 from backend.users.models import User
 from tests.factories import API, Tenant, collect_pages, get_ticket
@@ -147,16 +147,18 @@ async def log_assume_without_projecting(db: Any, ticket_id: str, agent: dict[str
     }
     await events.insert(
         db,
-        tickets._event(
-            ticket_id,
-            current["reseller_id"],
+        TicketEvent(
+            id=events.event_id(ticket_id, current["version"] + 1),
+            ticket_id=ticket_id,
+            reseller_id=current["reseller_id"],
             version=current["version"] + 1,
-            type_="assumed",
+            type="assumed",
             actor_id=agent["id"],
             actor_role="agent",
             from_status=current["status"],
+            to_status=state["status"],
             state=state,
             at=utcnow(),
             data={"action": "assume"},
-        ),
+        ).stored(),
     )

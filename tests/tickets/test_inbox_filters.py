@@ -94,7 +94,7 @@ async def test_filters_by_department_agent_and_connection(client: httpx.AsyncCli
     dept1 = await _ids(client, tenant.headers, department_id=tenant.departments[1]["id"])
     assert a["id"] in dept1 and b["id"] not in dept1
     assert await _ids(client, tenant.headers, agent_id=agent["id"]) == [b["id"]]
-    assert await _ids(client, tenant.headers, connection_id=connection_id) == [whatsapp["_id"]]
+    assert await _ids(client, tenant.headers, connection_id=connection_id) == [whatsapp.id]
     assert await _ids(client, tenant.headers, connection_id=new_id()) == []
     r = await client.get(URL, params={"agent_id": "not-an-id"}, headers=tenant.headers)
     assert r.status_code == 422

@@ -13,6 +13,7 @@ from backend.core.clock import as_utc
 from backend.core.ids import new_id
 from backend.tickets import intake
 from backend.tickets import service as tickets
+from backend.tickets.models import Ticket
 from backend.tickets.states import is_open
 from backend.users import repository as users
 from tests.factories import API, Tenant, make_client, make_tenant, open_ticket
@@ -23,9 +24,7 @@ async def tenant(client: httpx.AsyncClient, admin_headers: dict[str, str]) -> Te
     return await make_tenant(client, admin_headers, agents=1)
 
 
-async def _say(
-    db: Any, tenant: Tenant, client_id: str, channel: str, body: str
-) -> tuple[dict[str, Any], dict[str, Any]]:
+async def _say(db: Any, tenant: Tenant, client_id: str, channel: str, body: str) -> tuple[Ticket, dict[str, Any]]:
     fresh = await users.get_internal(db, client_id)  # loaded per message, as ingestion does
     assert fresh is not None
     ticket, message, _ = await intake.receive_client_message(
@@ -50,8 +49,8 @@ async def _open_per_channel(db: Any, client_ids: list[str]) -> Counter[tuple[str
     for doc in await db.tickets.find({"client_id": {"$in": client_ids}}).to_list(None):
         ticket = await tickets.load(db, doc["_id"])
         assert ticket is not None
-        if is_open(ticket["status"]):
-            found[(ticket["client_id"], ticket["channel"])] += 1
+        if is_open(ticket.status):
+            found[(ticket.client_id, ticket.channel)] += 1
     return found
 
 
@@ -65,16 +64,16 @@ async def test_finalizing_an_api_ticket_does_not_open_a_second_whatsapp_ticket(
     assert (await _finalize(client, tenant, api["id"])).status_code == 200
 
     again, _ = await _say(db, tenant, customer["id"], number_1, "continuo aqui")
-    assert again["_id"] == whatsapp["_id"]
+    assert again.id == whatsapp.id
 
     # The same for a ticket on the company's second WhatsApp number.
     second, _ = await _say(db, tenant, customer["id"], number_2, "oi pelo outro número")
-    assert (await _finalize(client, tenant, second["_id"])).status_code == 200
+    assert (await _finalize(client, tenant, second.id)).status_code == 200
     again, _ = await _say(db, tenant, customer["id"], number_1, "e agora?")
-    assert again["_id"] == whatsapp["_id"]
+    assert again.id == whatsapp.id
     # ... while that number's next message opens its next ticket, and the API channel too.
     after, _ = await _say(db, tenant, customer["id"], number_2, "voltei")
-    assert after["_id"] != second["_id"] and after["status"] == "espera"
+    assert after.id != second.id and after.status == "espera"
     reopened = await open_ticket(
         client, tenant.headers, client_id=customer["id"], department_id=tenant.departments[0]["id"]
     )
@@ -113,7 +112,9 @@ async def test_a_random_mix_of_channels_keeps_one_open_ticket_per_client_and_cha
 
     async def finalize(client_id: str) -> None:
         mine = await db.tickets.find({"client_id": client_id}).to_list(None)
-        candidates = [t["_id"] for t in mine if is_open((await tickets.load(db, t["_id"]) or {})["status"])]
+        candidates = [
+            t["_id"] for t in mine if is_open(getattr(await tickets.load(db, t["_id"]), "status", "finalizado"))
+        ]
         if not candidates:
             return
         r = await _finalize(client, tenant, rng.choice(candidates))
@@ -139,9 +140,9 @@ async def test_a_random_mix_of_channels_keeps_one_open_ticket_per_client_and_cha
     for m in stored:
         ticket = await tickets.load(db, m["ticket_id"])
         assert ticket is not None
-        assert (ticket["client_id"], ticket["channel"]) == sent[m["_id"]]
-        if not is_open(ticket["status"]):
-            assert as_utc(m["created_at"]) <= as_utc(ticket["finalized_at"])
+        assert (ticket.client_id, ticket.channel) == sent[m["_id"]]
+        if not is_open(ticket.status):
+            assert as_utc(m["created_at"]) <= as_utc(ticket.finalized_at)
     assert codes["message"] and codes["finalize 200"] and codes["create 201"] + codes["create 409"], codes
 
 
@@ -164,16 +165,16 @@ async def test_a_client_from_before_per_channel_hints_keeps_its_open_ticket(
         actor_id=None,
         actor_role=None,
     )
-    assert created and legacy["open_slot"] == 1
+    assert created and legacy.open_slot == 1
     await db.users.update_one({"_id": customer["id"]}, {"$set": {"ticket_slot": 1}})  # as stored then
 
     ticket, _ = await _say(db, tenant, customer["id"], number, "oi de novo")
-    assert ticket["_id"] == legacy["_id"]
+    assert ticket.id == legacy.id
     assert await _open_per_channel(db, [customer["id"]]) == Counter({(customer["id"], number): 1})
     # Found once, then kept as that number's hint.
     stored = await users.get_internal(db, customer["id"])
     assert stored is not None and stored.ticket_slots[number] == 1
     # After its finalize the next message opens the next slot's ticket.
-    assert (await _finalize(client, tenant, legacy["_id"])).status_code == 200
+    assert (await _finalize(client, tenant, legacy.id)).status_code == 200
     after, _ = await _say(db, tenant, customer["id"], number, "voltei")
-    assert after["_id"] != legacy["_id"] and after["open_slot"] == 2
+    assert after.id != legacy.id and after.open_slot == 2

@@ -12,6 +12,7 @@ from backend.core.config import Settings
 from backend.messages import service as messages
 from backend.outbound import service as outbound
 from backend.tickets import service as tickets
+from backend.tickets.models import Ticket
 from tests.conftest import make_settings
 from tests.factories import API, Tenant, assume, make_tenant, make_ticket
 from tests.tickets.projection_support import (
@@ -32,14 +33,14 @@ async def tenant(client: httpx.AsyncClient, admin_headers: dict[str, str]) -> Te
     return await make_tenant(client, admin_headers, departments=2, agents=2)
 
 
-async def _client_message(db: Any, ticket: dict[str, Any], body: str) -> dict[str, Any]:
+async def _client_message(db: Any, ticket: Ticket, body: str) -> dict[str, Any]:
     message, created = await messages.append(
         db,
         ticket,
         direction="in",
         sender_type="client",
-        sender_id=ticket["client_id"],
-        sender_name=ticket["client_name"],
+        sender_id=ticket.client_id,
+        sender_name=ticket.client_name,
         body=body,
         status="received",
     )

@@ -13,6 +13,7 @@ from backend.core import natural_keys
 from backend.core.tenancy import Actor
 from backend.tickets import intake, states
 from backend.tickets import service as tickets_service
+from backend.tickets.models import Ticket
 from backend.users.models import User
 from tests.factories import API, Tenant, assume, get_ticket, make_agent, make_tenant, make_ticket, ticket_events
 
@@ -181,7 +182,7 @@ async def test_two_people_pressing_reabrir_at_once_open_one_ticket(
     assert [t["_id"] for t in open_now] == [winner.json()["id"]]
 
 
-async def _client_writes(db: Any, old: dict[str, Any], body: str) -> tuple[dict[str, Any], dict[str, Any], bool]:
+async def _client_writes(db: Any, old: dict[str, Any], body: str) -> tuple[Ticket, dict[str, Any], bool]:
     """A client message on the old ticket's channel, as intake files it (the competitor)."""
     customer = User.model_validate(await db.users.find_one({"_id": old["client_id"]}))
     return await intake.receive_client_message(
@@ -202,7 +203,7 @@ async def test_client_message_between_reopen_check_and_slot_claim_leaves_one_ope
     Reabrir answers 409 naming it."""
     old = await _finalized(client, tenant)
     real = tickets_service.open_for_client
-    competitor: list[tuple[dict[str, Any], dict[str, Any], bool]] = []
+    competitor: list[tuple[Ticket, dict[str, Any], bool]] = []
 
     async def first_the_client(*args: Any, **kwargs: Any) -> Any:
         if kwargs.get("opening") is not None and not competitor:
@@ -213,10 +214,10 @@ async def test_client_message_between_reopen_check_and_slot_claim_leaves_one_ope
     r = await client.post(f"{API}/tickets/{old['id']}/reopen", headers=tenant.headers)
     assert r.status_code == 409, r.text
     ticket, message, created = competitor[0]
-    assert created and r.json()["detail"]["ticket_id"] == ticket["_id"]
+    assert created and r.json()["detail"]["ticket_id"] == ticket.id
     open_now = await _open_tickets(db, old["client_id"], old["channel"])
-    assert [t["_id"] for t in open_now] == [ticket["_id"]]
-    assert (await db.messages.find_one({"_id": message["_id"]}))["ticket_id"] == ticket["_id"]
+    assert [t["_id"] for t in open_now] == [ticket.id]
+    assert (await db.messages.find_one({"_id": message["_id"]}))["ticket_id"] == ticket.id
     assert (await get_ticket(client, tenant.headers, old["id"])).get("reopened_as_ticket_id") is None
 
 
@@ -228,7 +229,7 @@ async def test_client_message_between_slot_claim_and_ticket_write_leaves_one_ope
     itself (in espera); Reabrir's event v1 loses, so it answers 409 and nothing is doubled."""
     old = await _finalized(client, tenant)
     real = tickets_service._create
-    competitor: list[tuple[dict[str, Any], dict[str, Any], bool]] = []
+    competitor: list[tuple[Ticket, dict[str, Any], bool]] = []
 
     async def first_the_client(*args: Any, **kwargs: Any) -> Any:
         if kwargs.get("opening") is not None and not competitor:
@@ -240,9 +241,9 @@ async def test_client_message_between_slot_claim_and_ticket_write_leaves_one_ope
     assert r.status_code == 409, r.text
     ticket, message, _ = competitor[0]
     open_now = await _open_tickets(db, old["client_id"], old["channel"])
-    assert [t["_id"] for t in open_now] == [ticket["_id"]]
+    assert [t["_id"] for t in open_now] == [ticket.id]
     assert open_now[0]["status"] == "espera" and open_now[0]["agent_id"] is None
-    assert (await db.messages.find_one({"_id": message["_id"]}))["ticket_id"] == ticket["_id"]
+    assert (await db.messages.find_one({"_id": message["_id"]}))["ticket_id"] == ticket.id
 
 
 async def test_client_message_after_reopen_lands_in_the_reopened_ticket(
@@ -252,7 +253,7 @@ async def test_client_message_after_reopen_lands_in_the_reopened_ticket(
     r = await client.post(f"{API}/tickets/{old['id']}/reopen", headers=tenant.headers)
     assert r.status_code == 201, r.text
     ticket, _, created = await _client_writes(db, old, "obrigado")
-    assert not created and ticket["_id"] == r.json()["id"]
+    assert not created and ticket.id == r.json()["id"]
 
 
 # --- Reabrir's two writes: the new ticket (pointing back), then the old one's forward key -------

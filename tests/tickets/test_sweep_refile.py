@@ -14,6 +14,7 @@ from backend.core.ids import new_id
 from backend.messages import repository as messages_repo
 from backend.tickets import intake, sweep
 from backend.tickets import service as tickets_service
+from backend.tickets.models import Ticket
 from backend.users import repository as users
 from tests.conftest import make_settings
 from tests.factories import API, Tenant, make_client, make_tenant
@@ -30,7 +31,7 @@ async def tenant(client: httpx.AsyncClient, admin_headers: dict[str, str]) -> Te
     return await make_tenant(client, admin_headers, agents=1)
 
 
-async def _open_ticket(client: httpx.AsyncClient, db: Any, tenant: Tenant) -> tuple[dict[str, Any], str]:
+async def _open_ticket(client: httpx.AsyncClient, db: Any, tenant: Tenant) -> tuple[Ticket, str]:
     customer = await make_client(client, tenant)
     fresh = await users.get_internal(db, customer["id"])
     assert fresh is not None
@@ -55,7 +56,7 @@ async def test_a_finalize_killed_before_its_scan_has_its_racing_message_moved_by
     # whose clock runs ahead): only the finalize's own scan would move it.
     late = {
         "_id": new_id(),
-        "ticket_id": ticket["_id"],
+        "ticket_id": ticket.id,
         "reseller_id": tenant.id,
         "direction": "in",
         "sender_type": "client",
@@ -74,15 +75,15 @@ async def test_a_finalize_killed_before_its_scan_has_its_racing_message_moved_by
 
     # Before its own scan, and before the hooks' end is recorded (tickets.after_finalize).
     monkeypatch.setattr(tickets_service, "after_finalize", killed)
-    r = await client.post(f"{API}/tickets/{ticket['_id']}/finalize", headers=tenant.headers)
+    r = await client.post(f"{API}/tickets/{ticket.id}/finalize", headers=tenant.headers)
     assert r.status_code == 200, r.text
-    assert (await db.messages.find_one({"_id": late["_id"]}))["ticket_id"] == ticket["_id"]
+    assert (await db.messages.find_one({"_id": late["_id"]}))["ticket_id"] == ticket.id
     monkeypatch.undo()
 
     await sweep.sweep_once(db, since=since)
 
     moved = await db.messages.find_one({"_id": late["_id"]})
-    assert moved["ticket_id"] != ticket["_id"] and moved["moved_from_ticket_id"] == ticket["_id"]
+    assert moved["ticket_id"] != ticket.id and moved["moved_from_ticket_id"] == ticket.id
     new = await db.tickets.find_one({"_id": moved["ticket_id"]})
     assert new["status"] == "espera" and new["client_id"] == client_id
     # Run again: nothing left to move, nothing moved twice.
@@ -95,14 +96,14 @@ async def test_a_note_never_becomes_the_tickets_activity_through_the_sweep(
 ) -> None:
     since = utcnow() - timedelta(seconds=5)
     ticket, _ = await _open_ticket(client, db, tenant)
-    before = await db.tickets.find_one({"_id": ticket["_id"]})
+    before = await db.tickets.find_one({"_id": ticket.id})
     r = await client.post(
-        f"{API}/tickets/{ticket['_id']}/notes", json={"body": "cliente VIP, cuidado"}, headers=tenant.headers
+        f"{API}/tickets/{ticket.id}/notes", json={"body": "cliente VIP, cuidado"}, headers=tenant.headers
     )
     assert r.status_code == 201, r.text
 
     await sweep.sweep_once(db, since=since)
 
-    after = await db.tickets.find_one({"_id": ticket["_id"]})
+    after = await db.tickets.find_one({"_id": ticket.id})
     assert after["last_message_preview"] == before["last_message_preview"] == "oi"
     assert after["last_message_at"] == before["last_message_at"]

@@ -13,6 +13,7 @@ from backend.messages import service as messages
 from backend.realtime import records
 from backend.realtime.audience import may_receive
 from backend.tickets import intake
+from backend.tickets.models import Ticket
 from backend.unread import repository, service
 from backend.users.models import User
 from tests.factories import API, Tenant, assume, get_ticket, make_client_ticket, make_tenant, make_ticket
@@ -103,7 +104,7 @@ async def test_a_redelivered_message_counts_once_and_concurrent_messages_each_on
     ticket = await make_client_ticket(client, tenant, db)
     message = await _client_says(db, ticket, "uma vez")
     await messages.complete_stored(db, message)  # a retried delivery that finds it stored
-    await service.record_inbound(db, {**ticket, "_id": ticket["id"]}, message)
+    await service.record_inbound(db, Ticket.model_validate({**ticket, "_id": ticket["id"]}), message)
     assert await _unread(client, tenant.agents[0]["headers"], ticket["id"]) == 2
 
     await asyncio.gather(*(_client_says(db, ticket, f"rajada {i}") for i in range(8)))
@@ -131,7 +132,8 @@ async def test_a_process_whose_remembered_count_is_behind_numbers_past_what_anot
     late = await _client_says(db, ticket, "deste processo")
     assert heads[key] == 4
     heads[key] = 1
-    await service.record_inbound(db, {**ticket, "_id": ticket["id"]}, late)  # redelivered: no new number
+    # Redelivered: no new number.
+    await service.record_inbound(db, Ticket.model_validate({**ticket, "_id": ticket["id"]}), late)
     entries = await db[repository.INBOUND].find({"ticket_id": ticket["id"]}).to_list(None)
     assert sorted(e["n"] for e in entries) == [1, 2, 3, 4]
     assert len({e["message_id"] for e in entries}) == 4
@@ -182,7 +184,7 @@ async def test_the_marker_only_moves_forward_when_two_devices_read_at_once(
     agent = tenant.agents[0]
     ticket = await make_client_ticket(client, tenant, db)
     user_id = agent["id"]
-    stale = {**ticket, "_id": ticket["id"]}
+    stale = Ticket.model_validate({**ticket, "_id": ticket["id"]})
     original = repository.marker
     injected = False
 
@@ -284,7 +286,7 @@ async def test_a_message_that_raced_a_finalize_counts_in_the_ticket_it_moved_to(
     agent, peer = tenant.agents
     ticket = await make_client_ticket(client, tenant, db)
     await assume(client, agent["headers"], ticket["id"])
-    stale = await db.tickets.find_one({"_id": ticket["id"]})  # as intake loaded it, still open
+    stale = Ticket.model_validate(await db.tickets.find_one({"_id": ticket["id"]}))  # as intake loaded it, still open
     assert (await client.post(f"{API}/tickets/{ticket['id']}/finalize", headers=agent["headers"])).status_code == 200
     message, _ = await messages.append(
         db,

@@ -7,6 +7,7 @@ import httpx
 import pytest
 
 from backend.messages import service as messages
+from backend.tickets.models import Ticket
 from backend.webhooks.service import message_id_for
 from tests.factories import API, make_tenant, unique_phone
 from tests.fakes.harness import FakeEvolution, make_connection
@@ -38,8 +39,8 @@ async def test_a_whatsapp_message_racing_the_finalize_opens_the_next_ticket(
 
     original = messages.append
 
-    async def finalize_then_append(db_: Any, ticket: dict[str, Any], **kwargs: Any) -> Any:
-        if ticket["_id"] == ticket_id:  # the processor found the ticket open: Finalizar now
+    async def finalize_then_append(db_: Any, ticket: Ticket, **kwargs: Any) -> Any:
+        if ticket.id == ticket_id:  # the processor found the ticket open: Finalizar now
             r = await client.post(f"{API}/tickets/{ticket_id}/finalize", headers=agent["headers"])
             assert r.status_code == 200, r.text
         return await original(db_, ticket, **kwargs)

@@ -1,0 +1,85 @@
+"""The stored shapes of a ticket (collection `tickets`) and of the events it is a projection of
+(`ticket_events`, tickets/projection.py), each carrying a `state` of STATE_FIELDS."""
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import field_validator
+
+from backend.core.schemas import StoredModel
+
+# What an event moves; `menu_pending` and `rating` are the client's, through the automatic
+# messages (backend/automation).
+STATE_FIELDS = (
+    "status",
+    "agent_id",
+    "agent_name",
+    "department_id",
+    "finalized_at",
+    "finalized_by",
+    "menu_pending",
+    "rating",
+)
+# Set at creation only when known (tickets.service.Opening), or by a later write.
+LATER = {"reopened_from_ticket_id", "opening_message_id", "out_of_hours", "last_message_automatic"}
+
+
+class Ticket(StoredModel):
+    # In the order `stored()` writes them: event v1 carries the document, and the API shows it.
+    reseller_id: str
+    number: int
+    status: str  # a tickets.states.Status value
+    client_id: str
+    client_name: str = ""
+    client_phone: str = ""
+    department_id: str
+    agent_id: str | None = None
+    agent_name: str | None = None
+    finalized_at: datetime | None = None
+    finalized_by: str | None = None
+    channel: str  # "api", or the WhatsApp connection's id
+    open_slot: int = 0  # the client's slot on the channel (tickets.service.open_for_client)
+    version: int
+    created_at: datetime
+    updated_at: datetime
+    last_message_at: datetime
+    last_message_preview: str = ""
+    last_message_direction: str | None = None
+    menu_pending: bool = False
+    rating: int | None = None
+    # LATER
+    reopened_from_ticket_id: str | None = None
+    opening_message_id: str | None = None
+    out_of_hours: bool = False
+    last_message_automatic: bool = False  # the last message was the helpdesk's own (projection.Activity)
+
+    @field_validator("menu_pending", "out_of_hours", mode="before")
+    @classmethod
+    def _unset_is_false(cls, v: object) -> bool:
+        # A projection of an event logged before these fields stores them null.
+        return bool(v)
+
+    def stored(self) -> dict[str, Any]:
+        """The new document, whole but for the LATER fields its creator left unset (absent)."""
+        return self.model_dump(by_alias=True, exclude=LATER - self.model_fields_set)
+
+    def state(self) -> dict[str, Any]:
+        """What its newest event says (an event's `state`)."""
+        return {k: getattr(self, k) for k in STATE_FIELDS}
+
+
+class TicketEvent(StoredModel):
+    """As tickets.service logs it, under `_id` "<ticket>:<version>" (audit `event_id`: its uniqueness
+    decides races); its readers (projection, counters, reports, audit) take the stored `dict`."""
+
+    ticket_id: str
+    reseller_id: str
+    version: int
+    type: str
+    actor_id: str | None
+    actor_role: str | None
+    from_status: str | None
+    to_status: str
+    state: dict[str, Any]
+    at: datetime
+    data: dict[str, Any]
