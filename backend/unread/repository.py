@@ -24,6 +24,7 @@ from pymongo.errors import DuplicateKeyError
 from backend.core.db import Database
 from backend.core.indexes import ASC, declare
 from backend.core.seqlog import gallop
+from backend.messages.models import Message
 
 INBOUND = "inbound_seq"
 MARKERS = "read_markers"
@@ -88,26 +89,26 @@ async def inbound_head(db: Database, ticket_id: str) -> int:
     return n
 
 
-async def claim_inbound(db: Database, ticket: dict[str, Any], message: dict[str, Any], *, n: int) -> bool | None:
+async def claim_inbound(db: Database, ticket: dict[str, Any], message: Message, *, n: int) -> bool | None:
     """Tries to file the message as inbound number n. True: it is n now. False: n is taken by
     another message (try n+1). None: this message already has its number."""
     doc = {
         "_id": inbound_id(ticket["_id"], n),
         "ticket_id": ticket["_id"],
         "reseller_id": ticket["reseller_id"],
-        "message_id": message["_id"],
+        "message_id": message.id,
         "n": n,
-        "created_at": message["created_at"],
+        "created_at": message.created_at,
     }
     try:
         await db[INBOUND].insert_one(doc)
     except DuplicateKeyError:
         holder = await _get(db, INBOUND, doc["_id"])
         if holder is not None:
-            return None if holder["message_id"] == message["_id"] else False
+            return None if holder["message_id"] == message.id else False
         # n is free as far as we can read, so the message key refused us — or n's winner is not
         # visible to us yet (replica set): tell them apart by the message key itself (rare path).
-        mine = await db[INBOUND].find_one({"ticket_id": ticket["_id"], "message_id": message["_id"]}, {"_id": 1})
+        mine = await db[INBOUND].find_one({"ticket_id": ticket["_id"], "message_id": message.id}, {"_id": 1})
         return None if mine is not None else False
     await raise_hint(db, f"in:{ticket['_id']}", {"n": n})
     return True

@@ -10,6 +10,7 @@ import pytest
 
 from backend.core.config import Settings
 from backend.messages import service as messages
+from backend.messages.models import Message
 from backend.outbound import service as outbound
 from backend.tickets import service as tickets
 from tests.conftest import make_settings
@@ -121,8 +122,8 @@ async def test_a_status_announcement_shows_the_ticket_as_its_log_says(
     stored ticket is behind (its last mover died after logging)."""
     ticket = await make_ticket(client, tenant)
     await log_assume_without_projecting(db, ticket["id"], tenant.agents[0])
-    message = await db.messages.find_one({"ticket_id": ticket["id"]})
+    message = Message.model_validate(await db.messages.find_one({"ticket_id": ticket["id"]}))
     await outbound.announce_status(db, message)
-    record = await db.tenant_events.find_one({"type": "message.status", "message.id": message["_id"]})
+    record = await db.tenant_events.find_one({"type": "message.status", "message.id": message.id})
     assert record is not None
     assert (record["ticket"]["status"], record["ticket"]["version"]) == ("atendendo", 2), record["ticket"]
