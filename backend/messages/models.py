@@ -32,12 +32,15 @@ class MessageMedia(BaseModel):
     seconds: Measure = None
 
 
-class Quoted(BaseModel):
-    """What a message quotes: our id when we hold it, and what it said when quoted."""
+class MessageQuote(BaseModel):
+    """The message a message quotes: our id when we know it, and what it said when quoted."""
 
     message_id: str | None = None
     body: str = ""
     type: str = "text"
+
+
+class Quoted(MessageQuote):  # as stored; the API's MessageRead.quoted shows the fields above
     provider_message_id: str | None = None  # a client's quote, as the provider named it
 
 
@@ -60,12 +63,10 @@ class Message(StoredModel):
     # The provider's shared location and contact cards, kept as it parsed them.
     location: dict[str, Any] | None = None
     contacts: list[dict[str, Any]] | None = None
-    status: str  # delivery: pending → sent → delivered → read, or failed; received, internal
+    # Delivery: pending → sent → delivered → read, or failed; received, internal. Each move also
+    # sets `<status>_at` (repository.move_status_internal), as a move sets `moved_at`: unread here.
+    status: str
     created_at: datetime
-    sent_at: datetime | None = None
-    delivered_at: datetime | None = None
-    read_at: datetime | None = None
-    failed_at: datetime | None = None
     failure_reason: str | None = None
     # The provider's message (received ones, and a sent one once the provider took it).
     connection_id: str | None = None
@@ -74,7 +75,6 @@ class Message(StoredModel):
     truncated: list[str] | None = None  # the fields sanitize cut to store it
     # Set when it raced a finalize and was moved on from that ticket (messages.service).
     moved_from_ticket_id: str | None = None
-    moved_at: datetime | None = None
     # Sent by the helpdesk itself (backend/automation).
     automatic: bool = False
     automatic_purpose: str | None = None

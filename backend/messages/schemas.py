@@ -4,7 +4,7 @@ from pydantic import BaseModel, StringConstraints
 
 from backend.core.pagination import Page
 from backend.core.schemas import InputModel, ObjectIdStr, ReadModel, Timestamp
-from backend.messages.models import Message, MessageMedia
+from backend.messages.models import Message, MessageMedia, MessageQuote
 from backend.tickets.schemas import MessageBody
 
 Caption = Annotated[str, StringConstraints(strip_whitespace=True, max_length=4096)]
@@ -21,14 +21,6 @@ class MessageUploadFields(InputModel):
     body: Caption = ""  # the caption
     quoted_message_id: ObjectIdStr | None = None
     as_sticker: bool = False  # a WebP sent as a WhatsApp sticker rather than an image
-
-
-class MessageQuote(ReadModel):
-    """The message a message quotes: our id when we know it, and what it said when quoted."""
-
-    message_id: str | None = None
-    body: str = ""
-    type: str = "text"
 
 
 MEDIA_STATUSES = ("pending", "ready", "failed")

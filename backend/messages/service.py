@@ -197,13 +197,11 @@ async def _keep_out_of_finalized(
         if stamped_after_only and as_utc(message.created_at) <= as_utc(ticket["finalized_at"]):
             return ticket, message
         target = await tickets.open_after(db, ticket, opening=_raced_opening(db, ticket, message))
-        now = utcnow()
         if not await repository.move_to_ticket(
-            db, message.id, from_ticket_id=ticket["_id"], to_ticket_id=target["_id"], at=now
+            db, message.id, from_ticket_id=ticket["_id"], to_ticket_id=target["_id"], at=utcnow()
         ):
             return None, message
-        moved = {"ticket_id": target["_id"], "moved_from_ticket_id": ticket["_id"], "moved_at": now}
-        message = message.model_copy(update=moved)
+        message = message.model_copy(update={"ticket_id": target["_id"], "moved_from_ticket_id": ticket["_id"]})
         # Our own move may have landed after the target's finalize: judged like an insert.
         stamped_after_only = False
     raise Conflict("the client's tickets are being finalized too fast; retry")
