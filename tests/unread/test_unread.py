@@ -136,7 +136,7 @@ async def test_a_process_whose_remembered_count_is_behind_numbers_past_what_anot
     entries = await db[repository.INBOUND].find({"ticket_id": ticket["id"]}).to_list(None)
     assert sorted(e["n"] for e in entries) == [1, 2, 3, 4]
     assert len({e["message_id"] for e in entries}) == 4
-    assert next(e["n"] for e in entries if e["message_id"] == late["_id"]) == 4
+    assert next(e["n"] for e in entries if e["message_id"] == late.id) == 4
     assert await repository.inbound_head(db, ticket["id"]) == 4
     heads.pop(key)
     service.starts_empty(db, ticket["id"])  # a wrong "just created" claim costs reads, never a number
