@@ -295,7 +295,7 @@ async def test_a_finalize_killed_between_the_closing_message_and_the_survey_is_c
     monkeypatch.setattr(
         messages,
         "_after_stored",
-        _kill_after(messages, "_after_stored", when=lambda db_, t, m: m.get("automatic_purpose") == "closing"),
+        _kill_after(messages, "_after_stored", when=lambda db_, t, m: m.automatic_purpose == "closing"),
     )
     await _finalize_killed(db, monkeypatch, tenant, conn, agent, ticket["_id"])
     assert [m["automatic_purpose"] for m in await automatic(db, ticket["_id"])] == ["greeting", "closing"]
