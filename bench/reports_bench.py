@@ -35,6 +35,7 @@ from backend.core.ids import new_id
 from backend.core.tenancy import Actor
 from backend.devtools import ferretdb
 from backend.gates import connect_domains
+from backend.messages.models import Message
 from backend.reports import aggregates, rebuild, repository
 from backend.reports import service as reports
 from bench.counts_bench import sample
@@ -107,6 +108,7 @@ def _life(layout: Layout, tenant: str, opened: datetime) -> tuple[list[dict[str,
                 "direction": direction,
                 "sender_type": sender,
                 "sender_id": agent if sender == "agent" else None,
+                "status": "received" if direction == "in" else "sent",
                 "created_at": at,
             }
         )
@@ -143,8 +145,8 @@ def _fold(
             aggregates.fold_live(live, change)
         previous = e["state"]
     first_in = msgs[0]["created_at"]
-    for i, m in enumerate(msgs):
-        fr = aggregates.ms_between(first_in, m["created_at"]) if i == 1 else None
+    for i, m in enumerate(map(Message.model_validate, msgs)):
+        fr = aggregates.ms_between(first_in, m.created_at) if i == 1 else None
         p = aggregates.message_part(m, tz=TZ, dims=aggregates.message_dims(m, None), first_response_ms=fr)
         assert p is not None
         months.setdefault(str(p["m"]), []).append({"parts": [p]})

@@ -27,6 +27,7 @@ from backend.core.tenancy import TenantScope
 from backend.departments import service as departments
 from backend.messages import public as message_store
 from backend.messages import service as messages
+from backend.messages.models import Message
 from backend.outbound import service as outbound
 from backend.resellers import service as resellers
 from backend.resellers.schemas import CSAT_WINDOW_DEFAULT_HOURS
@@ -146,7 +147,7 @@ def ticket_opening(
     return starts
 
 
-def raced_opening(db: Database, finalized: Ticket, message: dict[str, Any]) -> tickets.LazyOpening:
+def raced_opening(db: Database, finalized: Ticket, message: Message) -> tickets.LazyOpening:
     """What a ticket opened for a client message that raced `finalized`'s finalize starts with
     (messages.service moves the message on): the same as a ticket the message would have opened
     itself, the message as its opening one — so it is greeted, told when the company is closed,
@@ -156,9 +157,9 @@ def raced_opening(db: Database, finalized: Ticket, message: dict[str, Any]) -> t
 
     async def starts() -> tickets.Opening:
         conn = await connections.of_ticket(db, finalized)
-        if conn is None or message.get("sender_type") != "client" or message.get("direction") != "in":
+        if conn is None or message.sender_type != "client" or message.direction != "in":
             return tickets.Opening()
-        return await ticket_opening(db, conn, message_id=str(message["_id"]))()
+        return await ticket_opening(db, conn, message_id=message.id)()
 
     return starts
 
@@ -168,7 +169,7 @@ async def after_client_message(
     conn: connections.Connection,
     *,
     ticket: Ticket,
-    message: dict[str, Any],
+    message: Message,
     retry: bool = False,
     config: ConfigSource | None = None,
     new_client: bool = False,
@@ -178,17 +179,17 @@ async def after_client_message(
     `config`: the message's one read of the tenant's config (`config_once`). `new_client`: the
     message created its client (won the phone key), so the chat has no survey to close (surveys
     are made for finalized tickets, and a client's phone is its key and never changes)."""
-    if message.get("sender_type") != "client" or message.get("direction") != "in":
+    if message.sender_type != "client" or message.direction != "in":
         return []  # a message from the connection's own phone, or anything else: nothing reacts
-    if message.get("ticket_id") != ticket.id:
-        loaded = await tickets.load(db, str(message["ticket_id"]))
+    if message.ticket_id != ticket.id:
+        loaded = await tickets.load(db, message.ticket_id)
         if loaded is None:
             return []
         ticket = loaded
     if ticket.status != Status.ESPERA.value:
         return []  # a person has it (atendendo) or it is closed: the helpdesk itself stays quiet
-    config_read = await (config or config_once(db, ticket.reseller_id))()
-    if ticket.opening_message_id == message["_id"]:
+    config_read = await (config or config_once(db, str(ticket.reseller_id)))()
+    if ticket.opening_message_id == message.id:
         return await _opened(db, conn, ticket, config_read, retry=retry, new_client=new_client)
     done: list[str] = []
     if ticket.menu_pending:
@@ -247,7 +248,7 @@ async def _menu_answer(
     db: Database,
     conn: connections.Connection,
     ticket: Ticket,
-    message: dict[str, Any],
+    message: Message,
     config: resellers.ResellerConfig,
     *,
     retry: bool,
@@ -256,22 +257,20 @@ async def _menu_answer(
     department's espera; anything else repeats the menu, up to `menu_max_invalid` times, then the
     ticket stays with the connection's default department."""
     menu = await message_store.get_internal(db, automatic_id(ticket.id, MENU, FIRST_MENU))
-    options: list[str] = list(menu.get("menu_options") or []) if menu is not None else []
+    options: list[str] = list(menu.menu_options or []) if menu is not None else []
     if not options:  # no menu was ever sent (its departments went away): nothing to choose from
         await _route(db, ticket, department_id=conn.default_department_id, message_id="", fallback=True)
         return ["menu fallback"]
-    choice = texts.digit(message.get("body") if message.get("type", "text") == "text" else None, highest=len(options))
+    choice = texts.digit(message.body if message.type == "text" else None, highest=len(options))
     if choice is not None:
         department_id = options[choice - 1]
         dept = await departments.get(db, TenantScope(ticket.reseller_id), department_id)
         if dept is not None and dept.active:
-            moved = await _route(db, ticket, department_id=department_id, message_id=str(message["_id"]))
+            moved = await _route(db, ticket, department_id=department_id, message_id=message.id)
             return [f"menu choice {choice}"] if moved else []
-    k = await _invalid_answer_number(db, ticket.id, str(message["_id"]))
+    k = await _invalid_answer_number(db, ticket.id, message.id)
     if k > conn.menu_max_invalid:
-        moved = await _route(
-            db, ticket, department_id=conn.default_department_id, message_id=str(message["_id"]), fallback=True
-        )
+        moved = await _route(db, ticket, department_id=conn.default_department_id, message_id=message.id, fallback=True)
         return ["menu fallback"] if moved else []
     scope = TenantScope(ticket.reseller_id)
     found = [await departments.get(db, scope, department_id) for department_id in options]
@@ -338,8 +337,8 @@ async def _greet_raced(db: Database, conn: connections.Connection, finalized: Ti
     )
     if found is None or not found.opening_message_id:
         return
-    opening = await message_store.get_internal(db, found.opening_message_id)
-    if opening is not None and opening.get("moved_from_ticket_id") == finalized.id:
+    opening = await message_store.get_internal(db, str(found.opening_message_id))
+    if opening is not None and opening.moved_from_ticket_id == finalized.id:
         await after_client_message(db, conn, ticket=found, message=opening, retry=True)
 
 
@@ -353,7 +352,7 @@ async def _ask_rating(
         return
     chat = repository.chat_id(conn.id, ticket.client_phone)
     current = await repository.get_survey_internal(db, chat)
-    at = as_utc(asked["created_at"])
+    at = as_utc(asked.created_at)
     # Written after the question is stored (a digit is a rating only once it was asked); the
     # chat's newest question wins, so a re-run for an older ticket changes nothing.
     if current is None or (current.ticket_id != ticket.id and as_utc(current.asked_at) < at):
@@ -402,7 +401,7 @@ async def take_rating(
         return None  # a conversation is open on this number (an agent started one): the digit is its
     if ticket.rating is not None and not again:
         stored = await message_store.get_internal(db, message_id)
-        if stored is None or stored.get("rating") is None:
+        if stored is None or stored.rating is None:
             return None
     message, _ = await messages.append(
         db,
@@ -420,16 +419,16 @@ async def take_rating(
     return await complete_rating(db, message)
 
 
-async def complete_rating(db: Database, message: dict[str, Any]) -> str:
+async def complete_rating(db: Database, message: Message) -> str:
     """The rating's steps after its message is stored, each safe to repeat: the `rated` event,
     then the survey marked answered (a retried delivery whose attempt died between them)."""
-    ticket = await tickets.load(db, str(message["ticket_id"]))
+    ticket = await tickets.load(db, message.ticket_id)
     assert ticket is not None
     if ticket.rating is None:
         with contextlib.suppress(Conflict):  # rated by this very message in a concurrent run
-            await tickets.rate(db, ticket, rating=int(message["rating"]), message_id=str(message["_id"]))
-    chat = repository.chat_id(str(message.get("connection_id") or ticket.channel), ticket.client_phone)
+            await tickets.rate(db, ticket, rating=int(message.rating or 0), message_id=message.id)
+    chat = repository.chat_id(str(message.connection_id or ticket.channel), str(ticket.client_phone))
     await repository.mark_survey(
-        db, chat, ticket_id=ticket.id, changes={"answered_by": message["_id"], "answered_at": now()}
+        db, chat, ticket_id=ticket.id, changes={"answered_by": message.id, "answered_at": now()}
     )
-    return f"rating {message['rating']} of ticket {ticket.id} (message {message['_id']})"
+    return f"rating {message.rating} of ticket {ticket.id} (message {message.id})"

@@ -26,6 +26,7 @@ if TYPE_CHECKING:  # the pieces' types; their modules import this one
     from backend.core.group_commit import _Queue as WriteQueue
     from backend.core.seqlog import _Block as SeqBlock
     from backend.ledger.guard import Evaluation
+    from backend.messages.models import Message
     from backend.realtime.feed import Sink
     from backend.realtime.records import _Queue as FeedQueue
     from backend.tickets.models import Ticket
@@ -35,10 +36,10 @@ FinalizeHook = Callable[[Database, "Ticket"], Awaitable[None]]
 # (db, event, the ticket's state before it or None when the hook must read it)
 EventHook = Callable[[Database, dict[str, Any], dict[str, Any] | None], Awaitable[None]]
 # (db, stored message, the ticket it is filed under)
-MessageHook = Callable[[Database, dict[str, Any], "Ticket"], Awaitable[None]]
+MessageHook = Callable[[Database, "Message", "Ticket"], Awaitable[None]]
 # (db, the finalized ticket, the client message moving on) -> what a ticket opened for it starts
 # with (a tickets.LazyOpening)
-RacedOpening = Callable[[Database, "Ticket", dict[str, Any]], Callable[[], Awaitable[Any]] | None]
+RacedOpening = Callable[[Database, "Ticket", "Message"], Callable[[], Awaitable[Any]] | None]
 LogKey = tuple[str, str, str]  # a seqlog: (database, collection, prefix)
 
 

@@ -51,9 +51,10 @@ from backend.core.runtime import runtime_of
 from backend.core.tenancy import Actor
 from backend.history import service as history
 from backend.media import repository
-from backend.media.models import MediaRecord
+from backend.media.models import Measure, MediaRecord
 from backend.messages import public as message_store
 from backend.messages import service as messages
+from backend.messages.models import Message, MessageMedia
 from backend.messages.schemas import MessageRead
 from backend.tickets import service as tickets
 
@@ -99,9 +100,9 @@ async def store_bytes(
     data: bytes | Received | AsyncIterator[bytes],
     mime: str,
     name: str | None,
-    duration: float | None = None,
-    width: int | None = None,
-    height: int | None = None,
+    duration: Measure = None,
+    width: Measure = None,
+    height: Measure = None,
     max_size: int | None = None,
 ) -> MediaRecord:
     spool: tempfile.SpooledTemporaryFile[bytes] | None = None
@@ -187,7 +188,7 @@ def remote_jid(phone: str) -> str:
 async def enqueue_fetch(
     db: Database,
     *,
-    message: dict[str, Any],
+    message: Message,
     connection_id: str,
     provider_message_id: str,
     phone: str,
@@ -196,13 +197,13 @@ async def enqueue_fetch(
 ) -> None:
     """Queues the fetch of a stored media message's bytes. `raw_id`: the stored webhook delivery
     that carries them inline (Evolution's webhook base64), else they come from the provider."""
-    media = message.get("media") or {}
+    media = message.media or MessageMedia()
     await repository.enqueue_fetch(
         db,
         {
-            "message_id": message["_id"],
-            "reseller_id": message["reseller_id"],
-            "round": int(media.get("round") or 0),
+            "message_id": message.id,
+            "reseller_id": message.reseller_id,
+            "round": media.round,
             "connection_id": connection_id,
             "provider_message_id": provider_message_id,
             "remote_jid": remote_jid(phone),
@@ -220,19 +221,18 @@ def _wake(db: Database) -> None:
         event.set()
 
 
-def needs_fetch(message: dict[str, Any]) -> bool:
-    media = message.get("media")
-    return isinstance(media, dict) and media.get("status") == "pending"
+def needs_fetch(message: Message) -> bool:
+    return message.media is not None and message.media.status == "pending"
 
 
-async def visible_message_or_404(db: Database, actor: Actor, *, message_id: str) -> dict[str, Any]:
+async def visible_message_or_404(db: Database, actor: Actor, *, message_id: str) -> Message:
     """A message of a ticket the caller can see (the thread's rule); 404 for anything else,
     another tenant's included."""
     message = await message_store.get_internal(db, message_id) if is_valid_id(message_id) else None
-    if message is None or not actor.scope.allows(message):
+    if message is None or not actor.scope.owns(message.reseller_id):
         raise NotFound("message not found")
-    await tickets.get_visible_or_404(db, actor, ticket_id=str(message["ticket_id"]))
-    if message.get("direction") == "note" and actor.role == "client":
+    await tickets.get_visible_or_404(db, actor, ticket_id=message.ticket_id)
+    if message.direction == "note" and actor.role == "client":
         raise NotFound("message not found")
     return message
 
@@ -241,48 +241,48 @@ async def retry_fetch(db: Database, actor: Actor, *, message_id: str) -> Message
     """Queues a failed fetch again (a new round: attempts counted afresh). The entry is queued
     before the status moves, so a crash in between leaves it failed, never pending with no fetch."""
     message = await visible_message_or_404(db, actor, message_id=message_id)
-    media = message.get("media")
-    if not isinstance(media, dict):
+    media = message.media
+    if media is None:
         raise NotFound("the message has no media")
-    legacy = media.get("status") not in ("pending", "ready", "failed")
-    if not legacy and media.get("status") != "failed":
-        raise Conflict({"message": "only a failed media fetch can be retried", "status": media.get("status")})
-    if not message.get("connection_id") or not message.get("provider_message_id"):
+    legacy = media.status not in ("pending", "ready", "failed")
+    if not legacy and media.status != "failed":
+        raise Conflict({"message": "only a failed media fetch can be retried", "status": media.status})
+    if not message.connection_id or not message.provider_message_id:
         raise Conflict({"message": "the media did not come from a provider", "status": "failed"})
-    ticket = await tickets.get_internal(db, str(message["ticket_id"]))
-    round_ = int(media.get("round") or 0) + 1
+    ticket = await tickets.get_internal(db, message.ticket_id)
+    round_ = media.round + 1
     await repository.enqueue_fetch(
         db,
         {
-            "message_id": message["_id"],
-            "reseller_id": message["reseller_id"],
+            "message_id": message.id,
+            "reseller_id": message.reseller_id,
             "round": round_,
-            "connection_id": message["connection_id"],
-            "provider_message_id": message["provider_message_id"],
+            "connection_id": message.connection_id,
+            "provider_message_id": message.provider_message_id,
             "remote_jid": remote_jid(ticket.client_phone if ticket is not None else ""),
-            "from_me": message.get("direction") == "out",
+            "from_me": message.direction == "out",
             "raw_id": None,
             "enqueued_at": utcnow(),
         },
     )
     changes: dict[str, Any] = {"status": "pending", "round": round_, "error": None}
     if legacy:  # the provider's fields, in the shape the fetch fills in
-        changes.update(mime=str(media.get("mimetype") or "").split(";")[0].strip(), name=media.get("fileName") or "")
-    updated = await messages.set_media(db, message["_id"], changes)
+        changes.update(mime=(media.mimetype or "").split(";")[0].strip(), name=media.fileName or "")
+    updated = await messages.set_media(db, message.id, changes)
     _wake(db)
-    return MessageRead.from_doc(updated or message)
+    return MessageRead.of_message(updated or message)
 
 
-async def readable_message_or_404(db: Database, actor: Actor, *, message_id: str) -> dict[str, Any]:
+async def readable_message_or_404(db: Database, actor: Actor, *, message_id: str) -> Message:
     """A message the caller can read: in a ticket it sees, or in one its client's history shows
     it (backend/history), so whoever sees a history message sees its media; 404 otherwise."""
     message = await message_store.get_internal(db, message_id) if is_valid_id(message_id) else None
-    if message is None or not actor.scope.allows(message):
+    if message is None or not actor.scope.owns(message.reseller_id):
         raise NotFound("message not found")
-    ticket = await tickets.load(db, str(message["ticket_id"]))
+    ticket = await tickets.load(db, message.ticket_id)
     if ticket is None or not await history.readable(db, actor, ticket):
         raise NotFound("message not found")
-    if message.get("direction") == "note" and actor.role == "client":
+    if message.direction == "note" and actor.role == "client":
         raise NotFound("message not found")
     return message
 
@@ -290,15 +290,15 @@ async def readable_message_or_404(db: Database, actor: Actor, *, message_id: str
 async def servable(db: Database, actor: Actor, *, message_id: str) -> tuple[dict[str, Any], MediaRecord]:
     """(the message's media as stored on it, the media record) for a download."""
     message = await readable_message_or_404(db, actor, message_id=message_id)
-    media = message.get("media")
-    if not isinstance(media, dict):
+    media = message.media
+    if media is None:
         raise NotFound("the message has no media")
-    if media.get("status") != "ready" or not media.get("sha256"):
-        raise Conflict({"message": "the media is not stored yet", "status": media.get("status") or "failed"})
-    record = await repository.get_internal(db, str(message["reseller_id"]), str(media["sha256"]))
+    if media.status != "ready" or not media.sha256:
+        raise Conflict({"message": "the media is not stored yet", "status": media.status or "failed"})
+    record = await repository.get_internal(db, message.reseller_id, media.sha256)
     if record is None:
         raise NotFound("media not found")
-    return {**media, "kind": str(message.get("type") or "")}, record
+    return {**media.model_dump(), "kind": message.type}, record
 
 
 @dataclass(frozen=True)

@@ -36,6 +36,7 @@ from backend.media import repository, service
 from backend.media.models import FetchEntry, MediaRecord
 from backend.messages import public as message_store
 from backend.messages import service as messages
+from backend.messages.models import MessageMedia
 from backend.webhooks import service as webhooks
 
 log = get_logger("media")
@@ -83,14 +84,14 @@ class MediaFetcher:
         message = await message_store.get_internal(self.db, message_id)
         if message is None:  # queued by a delivery whose message is not stored (yet)
             return self.policy.outlived(entry.enqueued_at, now)
-        media = message.get("media") or {}
-        round_ = int(media.get("round") or 0)
-        if media.get("status") == "ready" or entry.round < round_:
+        media = message.media or MessageMedia()
+        round_ = media.round
+        if media.status == "ready" or entry.round < round_:
             return True  # done, or superseded by a retry's own entry
         if entry.round > round_:
             # A retry queued this before moving the status: wait for it (or for its lease, if it died).
             return self.policy.outlived(entry.enqueued_at, now)
-        if media.get("status") != "pending":
+        if media.status != "pending":
             return True  # failed: only the retry action queues it again
 
         stored: list[MediaRecord] = []  # what this attempt stored, settled without reading it back
@@ -103,13 +104,13 @@ class MediaFetcher:
                 raise
             record = await service.store_bytes(
                 self.db,
-                reseller_id=str(message["reseller_id"]),
+                reseller_id=message.reseller_id,
                 data=fetched.data,
-                mime=str(media.get("mime") or fetched.mime or service.DEFAULT_MIME),
-                name=str(media.get("name") or fetched.name or ""),
-                duration=media.get("duration"),
-                width=media.get("width"),
-                height=media.get("height"),
+                mime=media.mime or fetched.mime or service.DEFAULT_MIME,
+                name=media.name or fetched.name or "",
+                duration=media.duration,
+                width=media.width,
+                height=media.height,
             )
             stored.append(record)
             return {"result": "stored", "sha256": record.sha256}
@@ -120,7 +121,7 @@ class MediaFetcher:
             record found as the same content."""
             record = next((r for r in stored if r.sha256 == attempt["sha256"]), None)
             if record is None:
-                record = await service.get_record(self.db, reseller_id=message["reseller_id"], sha256=attempt["sha256"])
+                record = await service.get_record(self.db, reseller_id=message.reseller_id, sha256=attempt["sha256"])
             if record is not None:
                 await self._ready(message_id, media, record)
             return record is not None
@@ -158,11 +159,11 @@ class MediaFetcher:
             from_me=entry.from_me,
         )
 
-    async def _ready(self, message_id: str, media: dict[str, Any], record: MediaRecord) -> None:
+    async def _ready(self, message_id: str, media: MessageMedia, record: MediaRecord) -> None:
         """`media`: the message's as `handle` read it; its mime cannot have changed since, as only
         the retry action writes one, and never while the fetch is pending."""
         changes = {"status": "ready", "sha256": record.sha256, "size": record.size, "error": None}
-        if not media.get("mime"):
+        if not media.mime:
             changes["mime"] = record.mime
         await messages.set_media(self.db, message_id, changes)
 

@@ -17,7 +17,6 @@ preview and order show what the client and the agents said to each other, not st
 Clients have no API session; if they get one, their thread must filter `direction: "note"` out.
 """
 
-from typing import Any
 
 from backend.core.clock import utcnow
 from backend.core.db import Database
@@ -25,6 +24,7 @@ from backend.core.errors import Forbidden
 from backend.core.ids import new_id
 from backend.core.tenancy import Actor
 from backend.messages import repository
+from backend.messages.models import Message
 from backend.messages.schemas import MessageRead
 from backend.realtime import feed
 from backend.tickets import projection
@@ -42,27 +42,27 @@ async def add(db: Database, actor: Actor, *, ticket_id: str, body: str) -> Messa
     if actor.role not in STAFF_ROLES:
         raise Forbidden("notes are written by the tenant's staff")
     ticket = await tickets.get_visible_or_404(db, actor, ticket_id=ticket_id)
-    return MessageRead.from_doc(await store(db, actor, ticket, body=body))
+    return MessageRead.of_message(await store(db, actor, ticket, body=body))
 
 
-async def store(db: Database, actor: Actor, ticket: Ticket, *, body: str, opening: bool = False) -> dict[str, Any]:
+async def store(db: Database, actor: Actor, ticket: Ticket, *, body: str, opening: bool = False) -> Message:
     """Stores and announces `actor`'s note in `ticket` (authorized by the caller). `opening`: the
     first words of a ticket staff opened with no way to reach the client — all it says, so it is
     also the ticket's activity (preview), unlike a remark on a conversation."""
-    doc = {
-        "_id": new_id(),
-        "ticket_id": ticket.id,
-        "reseller_id": ticket.reseller_id,
-        "direction": NOTE,
-        "sender_type": actor.role,
-        "sender_id": actor.id,
-        "sender_name": actor.name,
-        "type": NOTE,
-        "body": body,
-        "media": None,
-        "status": "internal",
-        "created_at": utcnow(),
-    }
+    doc = Message(
+        id=new_id(),
+        ticket_id=ticket.id,
+        reseller_id=ticket.reseller_id,
+        direction=NOTE,
+        sender_type=actor.role,
+        sender_id=actor.id,
+        sender_name=actor.name,
+        type=NOTE,
+        body=body,
+        media=None,
+        status="internal",
+        created_at=utcnow(),
+    )
     await repository.insert(db, doc)
     if opening:
         activity = Activity.of(doc)

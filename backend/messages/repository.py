@@ -10,6 +10,7 @@ from backend.core.conditional import update_if
 from backend.core.db import Database
 from backend.core.indexes import ASC, DESC, declare
 from backend.core.tenancy import TenantScope
+from backend.messages.models import Message
 
 NOTE_DIRECTION = "note"  # an internal note's direction and type (messages/notes.py)
 
@@ -27,21 +28,22 @@ declare(COLLECTION, [("reseller_id", ASC), ("created_at", ASC)], name="tenant_cr
 declare(COLLECTION, [("created_at", ASC)], name="created", purpose="the projection sweep: every ticket active recently")
 
 
-async def insert(db: Database, doc: dict[str, Any]) -> None:
+async def insert(db: Database, message: Message) -> None:
     """Raises DuplicateKeyError when a message with this `_id` is stored already (idempotent writes)."""
-    await group_commit.insert_one(db[COLLECTION], doc)
+    await group_commit.insert_one(db[COLLECTION], message.stored())
 
 
-async def get_internal(db: Database, message_id: str) -> dict[str, Any] | None:
-    return await db[COLLECTION].find_one({"_id": message_id})
+async def get_internal(db: Database, message_id: str) -> Message | None:
+    return Message.load(await db[COLLECTION].find_one({"_id": message_id}))
 
 
 async def newest_for_ticket(
     db: Database, scope: TenantScope, ticket_id: str, *, before: tuple[datetime, str] | None, limit: int
-) -> list[dict[str, Any]]:
+) -> list[Message]:
     """Up to `limit` messages of a ticket, newest first, older than `before` (created_at, _id)
     when given: a thread opens at its end and pages back towards its first message."""
-    return await scope.page_by_time(db[COLLECTION], {"ticket_id": ticket_id}, "created_at", before=before, limit=limit)
+    docs = await scope.page_by_time(db[COLLECTION], {"ticket_id": ticket_id}, "created_at", before=before, limit=limit)
+    return [Message.model_validate(d) for d in docs]
 
 
 async def ticket_ids_with_text(db: Database, scope: TenantScope, text: str, *, limit: int) -> list[str]:
@@ -51,11 +53,12 @@ async def ticket_ids_with_text(db: Database, scope: TenantScope, text: str, *, l
     return list(dict.fromkeys(d["ticket_id"] for d in await cursor.to_list(length=limit)))
 
 
-async def client_messages_after_internal(db: Database, ticket_id: str, at: datetime) -> list[dict[str, Any]]:
+async def client_messages_after_internal(db: Database, ticket_id: str, at: datetime) -> list[Message]:
     """The client messages of a ticket stamped later than `at`, oldest first; not its rating
     (a client's answer to the survey after the finalize, which belongs to it: backend/automation)."""
     query = {"ticket_id": ticket_id, "created_at": {"$gt": at}, "sender_type": "client", "rating": None}
-    return await db[COLLECTION].find(query).sort([("created_at", ASC), ("_id", ASC)]).to_list(length=None)
+    cursor = db[COLLECTION].find(query).sort([("created_at", ASC), ("_id", ASC)])
+    return [Message.model_validate(d) async for d in cursor]
 
 
 async def move_to_ticket(
@@ -83,7 +86,7 @@ async def latest_per_ticket_since_internal(db: Database, since: datetime) -> dic
 
 async def move_status_internal(
     db: Database, message_id: str, *, to: str, at: datetime, extra: dict[str, Any] | None = None
-) -> dict[str, Any] | None:
+) -> Message | None:
     """Moves a message's delivery status forward only; returns the message when it moved.
 
     On MongoDB the filtered update is atomic. On FerretDB two different concurrent moves of one
@@ -97,19 +100,18 @@ async def move_status_internal(
     return await get_internal(db, message_id)
 
 
-async def set_media_internal(
-    db: Database, message_id: str, media: dict[str, Any], *, ticket_id: str
-) -> dict[str, Any] | None:
-    """Writes a message's `media` while it is still filed under `ticket_id` (as the caller read
-    it). Returns the message, or None when it moved meanwhile (the caller reads it again). On
-    FerretDB an update writes the whole document back: conditioning on the ticket keeps a media
-    write from putting back a ticket a concurrent move had just changed (the window left is
-    update_if's read-to-write, see backend/core/conditional.py)."""
-    if not await update_if(db, COLLECTION, message_id, {"ticket_id": ticket_id}, {"$set": {"media": media}}):
+async def set_media_internal(db: Database, message: Message, changes: dict[str, Any]) -> Message | None:
+    """Writes the named fields of a message's `media` (all of it when it has none) while it is
+    still filed under its ticket as the caller read it. Returns the message, or None when it
+    moved meanwhile (the caller reads it again). On FerretDB an update writes the whole document
+    back: conditioning on the ticket keeps a media write from putting back a ticket a concurrent
+    move had just changed (the window left is update_if's read-to-write, see core/conditional.py)."""
+    fields = {f"media.{k}": v for k, v in changes.items()} if message.media is not None else {"media": changes}
+    if not await update_if(db, COLLECTION, message.id, {"ticket_id": message.ticket_id}, {"$set": fields}):
         return None
-    return await get_internal(db, message_id)
+    return await get_internal(db, message.id)
 
 
-async def all_for_tenant_internal(db: Database, reseller_id: str) -> list[dict[str, Any]]:
+async def all_for_tenant_internal(db: Database, reseller_id: str) -> list[Message]:
     """Every message of a tenant: the reports rebuild's read (a scan; an operator's tool, never a request's)."""
-    return await db[COLLECTION].find({"reseller_id": reseller_id}).to_list(None)
+    return [Message.model_validate(d) async for d in db[COLLECTION].find({"reseller_id": reseller_id})]

@@ -4,6 +4,7 @@ from pydantic import BaseModel, StringConstraints
 
 from backend.core.pagination import Page
 from backend.core.schemas import InputModel, ObjectIdStr, ReadModel, Timestamp
+from backend.messages.models import Message, MessageMedia, MessageQuote
 from backend.tickets.schemas import MessageBody
 
 Caption = Annotated[str, StringConstraints(strip_whitespace=True, max_length=4096)]
@@ -20,14 +21,6 @@ class MessageUploadFields(InputModel):
     body: Caption = ""  # the caption
     quoted_message_id: ObjectIdStr | None = None
     as_sticker: bool = False  # a WebP sent as a WhatsApp sticker rather than an image
-
-
-class MessageQuote(ReadModel):
-    """The message a message quotes: our id when we know it, and what it said when quoted."""
-
-    message_id: str | None = None
-    body: str = ""
-    type: str = "text"
 
 
 MEDIA_STATUSES = ("pending", "ready", "failed")
@@ -70,29 +63,28 @@ def _number(value: Any) -> Any:
     return value if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
-def media_read(message_id: str, media: dict[str, Any]) -> MediaRead:
+def media_read(message_id: str, media: MessageMedia) -> MediaRead:
     """From the stored shape. Messages stored before media were fetched kept the provider's
     fields (`mimetype`, `fileName`, `fileLength`) and no status: their bytes were never fetched."""
-    status = media.get("status")
-    legacy = status not in MEDIA_STATUSES
-    size = _number(media.get("size"))
+    legacy = media.status not in MEDIA_STATUSES
+    size = _number(media.size)
     if size is None and legacy:
         try:
-            size = int(media.get("fileLength"))  # type: ignore[arg-type]
+            size = int(media.fileLength)
         except (TypeError, ValueError):
             size = None
     return MediaRead(
         url=media_url(message_id),
-        mime=str(media.get("mime") or media.get("mimetype") or "application/octet-stream").split(";")[0].strip(),
+        mime=(media.mime or media.mimetype or "application/octet-stream").split(";")[0].strip(),
         size=size,
-        name=str(media.get("name") or media.get("fileName") or ""),
-        sha256=media.get("sha256") if isinstance(media.get("sha256"), str) else None,
-        status="failed" if legacy else status,
-        duration=_number(media.get("duration", media.get("seconds"))),
-        width=_number(media.get("width")),
-        height=_number(media.get("height")),
-        error="received before media were kept; retry to fetch" if legacy else media.get("error"),
-        voice=media.get("voice") is True,
+        name=media.name or media.fileName or "",
+        sha256=media.sha256,
+        status="failed" if legacy else media.status,
+        duration=_number(media.duration if "duration" in media.model_fields_set else media.seconds),
+        width=_number(media.width),
+        height=_number(media.height),
+        error="received before media were kept; retry to fetch" if legacy else media.error,
+        voice=media.voice,
     )
 
 
@@ -122,11 +114,9 @@ class MessageRead(ReadModel):
     failure_reason: str | None = None
 
     @classmethod
-    def from_doc(cls, doc: dict[str, Any]) -> Self:
-        media = doc.get("media")
-        fields = {**doc, "id": str(doc["_id"])}
-        fields["media"] = media_read(str(doc["_id"]), media) if isinstance(media, dict) else None
-        return cls.model_validate(fields)
+    def of_message(cls, message: Message) -> Self:
+        media = media_read(message.id, message.media) if message.media is not None else None
+        return cls.model_validate({**dict(message), "media": media}, from_attributes=True)
 
 
 MessagePage = Page[MessageRead]

@@ -61,6 +61,7 @@ from backend.core.retry import read_winner
 from backend.core.runtime import MessageHook, RacedOpening, runtime_of
 from backend.core.tenancy import Actor, TenantScope
 from backend.messages import repository
+from backend.messages.models import Message, Quoted
 from backend.messages.schemas import MessagePage, MessageRead
 from backend.outbound import service as outbound
 from backend.realtime import feed
@@ -96,7 +97,7 @@ async def append(
     media: dict[str, Any] | None = None,
     extra: dict[str, Any] | None = None,
     keep_in_finalized: bool = False,
-) -> tuple[dict[str, Any], bool]:
+) -> tuple[Message, bool]:
     """Stores the message, then moves the ticket's activity. Returns (message, created).
 
     With a deterministic `message_id` (e.g. derived from a provider's message id) a redelivery
@@ -104,31 +105,28 @@ async def append(
     finalized ticket (backend/automation), which belongs to that ticket and is marked `rating`:
     the handshake below and the finalize's refile leave it there.
     """
-    now = utcnow()
-    doc: dict[str, Any] = {
-        "_id": message_id or new_id(),
-        "ticket_id": ticket.id,
-        "reseller_id": ticket.reseller_id,
-        # Who the message was for when it came (the reports attribute it so, backend/reports):
-        # the ticket's department, holder and connection at its store, fixed on the message.
-        "department_id": ticket.department_id,
-        "agent_id": ticket.agent_id,
-        "channel": ticket.channel,
-        "direction": direction,
-        "sender_type": sender_type,
-        "sender_id": sender_id,
-        "sender_name": sender_name,
-        "type": type_,
-        "body": body,
-        "media": media,
-        "status": status,
-        "created_at": now,
+    doc = Message(
+        id=message_id or new_id(),
+        ticket_id=ticket.id,
+        reseller_id=ticket.reseller_id,
+        department_id=ticket.department_id,
+        agent_id=ticket.agent_id,
+        channel=ticket.channel,
+        direction=direction,
+        sender_type=sender_type,
+        sender_id=sender_id,
+        sender_name=sender_name,
+        type=type_,
+        body=body,
+        media=media,
+        status=status,
+        created_at=utcnow(),
         **(extra or {}),
-    }
+    )
     try:
         await repository.insert(db, doc)
     except DuplicateKeyError:
-        existing = await read_winner(lambda: repository.get_internal(db, doc["_id"]), what=f"message {doc['_id']}")
+        existing = await read_winner(lambda: repository.get_internal(db, doc.id), what=f"message {doc.id}")
         return existing, False
     if direction in COUNTED_DIRECTIONS:
         metrics.MESSAGES.labels(reseller_id=ticket.reseller_id, direction=direction).inc()
@@ -148,14 +146,14 @@ def on_stored(db: Database, hook: MessageHook) -> None:
         hooks.append(hook)
 
 
-async def _recorded(db: Database, message: dict[str, Any], ticket: tickets.Ticket) -> None:
+async def _recorded(db: Database, message: Message, ticket: tickets.Ticket) -> None:
     """Runs the message hooks once the message is filed where it stays (after any move); each
     hook is idempotent, and a retried delivery runs them again (`complete_stored`)."""
     for hook in runtime_of(db).message_hooks:
         await hook(db, message, ticket)
 
 
-async def _file_client_message(db: Database, ticket: tickets.Ticket, message: dict[str, Any]) -> dict[str, Any]:
+async def _file_client_message(db: Database, ticket: tickets.Ticket, message: Message) -> Message:
     """A client message just stored under `ticket` (as its caller read it, open, before the
     insert): its activity is written, then read back by `projection.settle` — and that read-back,
     which folds the event log (events v+1, v+2, … by `_id`) after our insert was acknowledged, is
@@ -175,34 +173,33 @@ async def _file_client_message(db: Database, ticket: tickets.Ticket, message: di
         return message
     filed, message = await _keep_out_of_finalized(db, message, stamped_after_only=False)
     if filed is None:  # a finalize moved it meanwhile, and announces it where it went
-        moved = await repository.get_internal(db, message["_id"])
+        moved = await repository.get_internal(db, message.id)
         return moved or message
     await _after_stored(db, filed, message)
     return message
 
 
 async def _keep_out_of_finalized(
-    db: Database, message: dict[str, Any], *, stamped_after_only: bool
-) -> tuple[tickets.Ticket | None, dict[str, Any]]:
+    db: Database, message: Message, *, stamped_after_only: bool
+) -> tuple[tickets.Ticket | None, Message]:
     """Re-loads the ticket the client message is filed under and, while it is finalizado, moves
     the message on to the client's next open ticket on the channel (see the module docstring).
     Returns (the ticket it is in, message), or (None, message) when another mover moved it first
     (that mover re-checks and announces it). `stamped_after_only`: the finalize's side, which
     moves a message only if it is stamped after `finalized_at`."""
     for _ in range(MAX_MOVES):
-        ticket = await tickets.load(db, str(message["ticket_id"]))
+        ticket = await tickets.load(db, message.ticket_id)
         assert ticket is not None  # a message is only ever filed under a ticket that exists
         if is_open(ticket.status):
             return ticket, message
-        if stamped_after_only and ticket.finalized_at and as_utc(message["created_at"]) <= as_utc(ticket.finalized_at):
+        if stamped_after_only and ticket.finalized_at and as_utc(message.created_at) <= as_utc(ticket.finalized_at):
             return ticket, message
         target = await tickets.open_after(db, ticket, opening=_raced_opening(db, ticket, message))
-        now = utcnow()
         if not await repository.move_to_ticket(
-            db, message["_id"], from_ticket_id=ticket.id, to_ticket_id=target.id, at=now
+            db, message.id, from_ticket_id=ticket.id, to_ticket_id=target.id, at=utcnow()
         ):
             return None, message
-        message = {**message, "ticket_id": target.id, "moved_from_ticket_id": ticket.id, "moved_at": now}
+        message = message.model_copy(update={"ticket_id": target.id, "moved_from_ticket_id": ticket.id})
         # Our own move may have landed after the target's finalize: judged like an insert.
         stamped_after_only = False
     raise Conflict("the client's tickets are being finalized too fast; retry")
@@ -215,16 +212,16 @@ def on_raced_open(db: Database, hook: RacedOpening) -> None:
     runtime_of(db).raced_opening = hook
 
 
-def _raced_opening(db: Database, finalized: tickets.Ticket, message: dict[str, Any]) -> tickets.LazyOpening | None:
+def _raced_opening(db: Database, finalized: tickets.Ticket, message: Message) -> tickets.LazyOpening | None:
     hook = runtime_of(db).raced_opening
     return hook(db, finalized, message) if hook is not None else None
 
 
-async def get_internal(db: Database, message_id: str) -> dict[str, Any] | None:
+async def get_internal(db: Database, message_id: str) -> Message | None:
     return await repository.get_internal(db, message_id)
 
 
-async def all_for_tenant_internal(db: Database, reseller_id: str) -> list[dict[str, Any]]:
+async def all_for_tenant_internal(db: Database, reseller_id: str) -> list[Message]:
     """Every message of a tenant, for the reports rebuild (a scan: an operator's tool)."""
     return await repository.all_for_tenant_internal(db, reseller_id)
 
@@ -248,7 +245,7 @@ async def refile_after_finalize(db: Database, ticket: tickets.Ticket) -> None:
     await natural_keys.claim(db, REFILED_KEY, ticket.id, target=ticket.id)
 
 
-def _activity(ticket: tickets.Ticket, message: dict[str, Any]) -> Activity:
+def _activity(ticket: tickets.Ticket, message: Message) -> Activity:
     activity = Activity.of(message)
     if as_utc(ticket.created_at) > activity.at:
         # A message moved on from a finalized ticket can predate the ticket it moved to, which
@@ -257,7 +254,7 @@ def _activity(ticket: tickets.Ticket, message: dict[str, Any]) -> Activity:
     return activity
 
 
-async def _after_stored(db: Database, ticket: tickets.Ticket, message: dict[str, Any]) -> None:
+async def _after_stored(db: Database, ticket: tickets.Ticket, message: Message) -> None:
     """What follows a stored message: a client message takes its number in the ticket's unread
     count, the ticket's activity moves, then the announcement. The activity write is read back
     (projection.settle): on FerretDB a concurrent transition can write back the older activity,
@@ -271,26 +268,26 @@ async def _after_stored(db: Database, ticket: tickets.Ticket, message: dict[str,
     await feed.publish(db, reseller_id=ticket.reseller_id, type_="message.created", ticket=current, message=message)
 
 
-async def complete_stored(db: Database, message: dict[str, Any]) -> None:
+async def complete_stored(db: Database, message: Message) -> None:
     """For a retry that finds its message already stored: the earlier attempt may have stopped
     (process killed, database error) between storing it and announcing it, which would leave
     the ticket's activity behind and every open screen without the message until a reload.
     Both steps are safe to repeat — activity only moves forward, and a second announcement is a
     later feed seq that clients apply by message id — so the retry simply does them again."""
-    if message.get("sender_type") == CLIENT and message.get("rating") is None:
+    if message.sender_type == CLIENT and message.rating is None:
         # The killed attempt may have stopped before its re-check (module docstring).
         filed, message = await _keep_out_of_finalized(db, message, stamped_after_only=False)
         if filed is not None:
             await _after_stored(db, filed, message)
             await _recorded(db, message, filed)
         return
-    ticket = await tickets.load(db, str(message["ticket_id"]))
+    ticket = await tickets.load(db, message.ticket_id)
     if ticket is not None:
         await _after_stored(db, ticket, message)
         await _recorded(db, message, ticket)
 
 
-async def set_media(db: Database, message_id: str, changes: dict[str, Any]) -> dict[str, Any] | None:
+async def set_media(db: Database, message_id: str, changes: dict[str, Any]) -> Message | None:
     """Merges `changes` into a message's `media` (the media fetch: pending → ready or failed, and
     back to pending on a retry) and announces the message again, as delivery status changes are
     (`message.status`, carrying the whole message). None when there is no such message."""
@@ -298,8 +295,7 @@ async def set_media(db: Database, message_id: str, changes: dict[str, Any]) -> d
         message = await repository.get_internal(db, message_id)
         if message is None:
             return None
-        media = {**(message.get("media") or {}), **changes}
-        updated = await repository.set_media_internal(db, message_id, media, ticket_id=str(message["ticket_id"]))
+        updated = await repository.set_media_internal(db, message, changes)
         if updated is not None:
             await outbound.announce_status(db, updated)
             return updated
@@ -333,19 +329,15 @@ async def held_for_reply(db: Database, actor: Actor, ticket_id: str) -> tickets.
     return ticket
 
 
-async def quote_of(db: Database, ticket: tickets.Ticket, quoted_message_id: str | None) -> dict[str, Any] | None:
+async def quote_of(db: Database, ticket: tickets.Ticket, quoted_message_id: str | None) -> Quoted | None:
     """What a reply quotes: a message of the same ticket, as it reads now (internal notes are never
     sent, so never quoted). 404 for anything else, other tenants' messages included."""
     if quoted_message_id is None:
         return None
     quoted = await repository.get_internal(db, quoted_message_id)
-    if quoted is None or quoted["ticket_id"] != ticket.id or quoted.get("direction") == repository.NOTE_DIRECTION:
+    if quoted is None or quoted.ticket_id != ticket.id or quoted.direction == repository.NOTE_DIRECTION:
         raise NotFound("quoted message not found in this ticket")
-    return {
-        "message_id": quoted["_id"],
-        "body": str(quoted.get("body") or "")[:QUOTE_PREVIEW_CHARS],
-        "type": str(quoted.get("type") or "text"),
-    }
+    return Quoted(message_id=quoted.id, body=quoted.body[:QUOTE_PREVIEW_CHARS], type=quoted.type)
 
 
 async def send_as_agent(
@@ -358,8 +350,8 @@ async def send_as_agent(
     sign: bool = True,
     type_: str = "text",
     media: dict[str, Any] | None = None,
-    quoted: dict[str, Any] | None = None,
-) -> dict[str, Any]:
+    quoted: Quoted | None = None,
+) -> Message:
     """Stores `body` (and a file's media, a quote) as `actor`'s message to the client and queues
     it for sending, signed as the reseller's settings say. The caller checked that the client can
     be reached (held_for_reply, or the start of a conversation in tickets.intake)."""
@@ -392,7 +384,7 @@ async def reply(
     """The person holding the ticket answers, optionally quoting one of its messages."""
     ticket = await held_for_reply(db, actor, ticket_id)
     quoted = await quote_of(db, ticket, quoted_message_id)
-    return MessageRead.from_doc(await send_as_agent(db, actor, ticket, body=body, quoted=quoted))
+    return MessageRead.of_message(await send_as_agent(db, actor, ticket, body=body, quoted=quoted))
 
 
 async def list_page(db: Database, actor: Actor, *, ticket_id: str, cursor: str | None, limit: int) -> MessagePage:
@@ -411,5 +403,5 @@ async def thread_page(
     nxt = None
     if len(docs) > limit:
         oldest = docs[limit - 1]
-        nxt = encode_cursor([oldest["created_at"].isoformat(), oldest["_id"]])
-    return MessagePage(items=[MessageRead.from_doc(d) for d in reversed(docs[:limit])], next_cursor=nxt)
+        nxt = encode_cursor([oldest.created_at.isoformat(), oldest.id])
+    return MessagePage(items=[MessageRead.of_message(m) for m in reversed(docs[:limit])], next_cursor=nxt)

@@ -430,7 +430,7 @@ async def reply_with_file(db: Database, actor: Actor, *, ticket_id: str, request
         media=stored,
         quoted=quoted,
     )
-    return MessageRead.from_doc(doc)
+    return MessageRead.of_message(doc)
 
 
 def _fields(upload: Upload) -> MessageUploadFields:

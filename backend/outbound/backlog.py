@@ -24,7 +24,7 @@ async def measure(db: Database, *, look: int) -> Backlog:
         if entry is None:
             continue
         message = await messages.get_internal(db, entry.message_id)
-        if message is not None and message.get("status") == "pending":
+        if message is not None and message.status == "pending":
             age = (now - as_utc(entry.enqueued_at)).total_seconds()
             return Backlog(entries=head - cursor, oldest_pending_seconds=max(0.0, age))
     return Backlog(entries=head - cursor, oldest_pending_seconds=0.0)

@@ -9,6 +9,7 @@ from backend.core import natural_keys
 from backend.core.clock import as_utc, utcnow
 from backend.core.db import Database
 from backend.messages import public as messages
+from backend.messages.models import Message
 from backend.outbound import repository
 from backend.outbound.models import HeldEcho
 from backend.realtime import feed
@@ -172,22 +173,22 @@ async def lookup_provider_id(db: Database, *, connection_id: str, provider_messa
     return await natural_keys.lookup(db, PROVIDER_KEY, connection_id, provider_message_id)
 
 
-async def announce_status(db: Database, message: dict[str, Any]) -> None:
+async def announce_status(db: Database, message: Message) -> None:
     # The ticket as its log says, not the stored projection, which can be a moment behind it.
-    ticket = await projection.settle(db, str(message["ticket_id"]))
+    ticket = await projection.settle(db, message.ticket_id)
     if ticket is None:
         return
     await feed.publish(
         db,
-        reseller_id=message["reseller_id"],
+        reseller_id=message.reseller_id,
         type_="message.status",
         ticket=ticket,
         message=message,
-        data={"message_id": message["_id"], "status": message["status"]},
+        data={"message_id": message.id, "status": message.status},
     )
 
 
-async def move(db: Database, message_id: str, *, to: str, extra: dict[str, Any] | None = None) -> dict[str, Any] | None:
+async def move(db: Database, message_id: str, *, to: str, extra: dict[str, Any] | None = None) -> Message | None:
     moved = await messages.move_status_internal(db, message_id, to=to, at=utcnow(), extra=extra)
     if moved is not None:
         await announce_status(db, moved)

@@ -38,6 +38,7 @@ from backend.core.errors import NotFound
 from backend.core.logging import get_logger
 from backend.media import service as media
 from backend.messages import public as messages
+from backend.messages.models import Message
 from backend.outbound import repository, service
 from backend.outbound.models import QueueEntry
 from backend.tickets import service as tickets
@@ -106,7 +107,7 @@ class OutboundWorker:
                 if self.policy.outlived(earlier.enqueued_at, now):
                     continue
                 return True  # its request may still be storing it
-            return bool(message["status"] == "pending")
+            return message.status == "pending"
         return False
 
     async def _handle(self, doc: dict[str, Any]) -> bool:
@@ -117,7 +118,7 @@ class OutboundWorker:
         if message is None:
             # The request died between queueing and storing: the API never acknowledged it.
             return self.policy.outlived(entry.enqueued_at, now)
-        if message["status"] != "pending":
+        if message.status != "pending":
             # Settled before the status moved, unless something else moved it (a receipt for an
             # id the processor bound while this worker died): settle now, or a held phone
             # message would never be stored.
@@ -128,7 +129,7 @@ class OutboundWorker:
 
         async def echoed(attempt: dict[str, Any]) -> dict[str, Any] | None:
             """Its worker died after the provider took it, if the echo was held meanwhile: sent, once."""
-            echo = await service.echo_of_unanswered(self.db, attempt, type_=str(message.get("type") or "text"))
+            echo = await service.echo_of_unanswered(self.db, attempt, type_=message.type or "text")
             return None if echo is None else {"result": "sent", "provider_message_id": echo, "answered_by": "echo"}
 
         async def sent(attempt: dict[str, Any]) -> bool:  # a success is final, even if its worker died
@@ -146,11 +147,11 @@ class OutboundWorker:
             answered=echoed,
         )
 
-    async def _send(self, message: dict[str, Any], entry: QueueEntry, attempt_id: str) -> dict[str, Any]:
+    async def _send(self, message: Message, entry: QueueEntry, attempt_id: str) -> dict[str, Any]:
         conn = await connections.get_internal(self.db, str(entry.connection_id))
         if conn is None or not conn.active:
             raise ProviderError("connection missing or inactive", retryable=False)
-        ticket = await tickets.get_internal(self.db, message["ticket_id"])
+        ticket = await tickets.get_internal(self.db, message.ticket_id)
         phone = ticket.client_phone if ticket is not None else None
         if not phone:
             raise ProviderError("ticket has no client phone", retryable=False)
@@ -160,59 +161,59 @@ class OutboundWorker:
             self.db,
             connection_id=conn.id,
             phone=str(phone),
-            text=message["body"],
-            message_id=message["_id"],
+            text=message.body,
+            message_id=message.id,
             attempt_id=attempt_id,
         )
         quoted = await self._quote(message)
-        stored = message.get("media")
-        if stored:
+        stored = message.media
+        if stored is not None:
             # Read at each attempt, never kept in the queue: the store holds the one copy.
             try:
-                data = await media.read_bytes(self.db, reseller_id=message["reseller_id"], sha256=stored["sha256"])
+                data = await media.read_bytes(self.db, reseller_id=message.reseller_id, sha256=str(stored.sha256))
             except NotFound as exc:  # never stored without its bytes; if it were, say so on the message
                 raise ProviderError("the message's file is not in the media store", retryable=False) from exc
-            kind = "voice" if stored.get("voice") else str(message.get("type") or "document")
+            kind = "voice" if stored.voice else message.type or "document"
             sent = await provider.send_media(
                 instance_name=conn.instance_name,
                 to=str(phone),
-                media=OutboundMedia(kind=kind, mime=str(stored["mime"]), name=str(stored.get("name") or ""), data=data),
-                caption=message["body"],
-                idempotency_key=message["_id"],
+                media=OutboundMedia(kind=kind, mime=stored.mime, name=stored.name, data=data),
+                caption=message.body,
+                idempotency_key=message.id,
                 quoted=quoted,
             )
         else:
             sent = await provider.send_text(
                 instance_name=conn.instance_name,
                 to=str(phone),
-                text=message["body"],
-                idempotency_key=message["_id"],
+                text=message.body,
+                idempotency_key=message.id,
                 quoted=quoted,
             )
         return {"result": "sent", "provider_message_id": sent.provider_message_id}
 
-    async def _quote(self, message: dict[str, Any]) -> Quote | None:
+    async def _quote(self, message: Message) -> Quote | None:
         """The provider's id of the message a reply quotes, once it has one (a client's message
         always; a reply once sent). Without one the reply goes out unquoted rather than not at all."""
-        quoted = message.get("quoted")
-        if not quoted or not quoted.get("message_id"):
+        quoted = message.quoted
+        if quoted is None or not quoted.message_id:
             return None
-        target = await messages.get_internal(self.db, str(quoted["message_id"]))
-        if target is None or not target.get("provider_message_id"):
+        target = await messages.get_internal(self.db, quoted.message_id)
+        if target is None or not target.provider_message_id:
             return None
         return Quote(
-            provider_message_id=str(target["provider_message_id"]),
-            body=str(quoted.get("body") or ""),
-            type=str(quoted.get("type") or "text"),
-            from_me=target.get("sender_type") != "client",
+            provider_message_id=target.provider_message_id,
+            body=quoted.body,
+            type=quoted.type or "text",
+            from_me=target.sender_type != "client",
         )
 
-    async def _settle_echoes(self, message: dict[str, Any]) -> None:
+    async def _settle_echoes(self, message: Message) -> None:
         """fromMe upserts held while the message's attempts were unanswered (outbound/service.py,
         `from_me_verdict`): the one with the id an attempt was answered with (recorded on the
         attempt before this runs) was the echo; every other one was typed on the phone and
         becomes a message of its own now."""
-        tried = await repository.attempts.list(self.db, message["_id"])
+        tried = await repository.attempts.list(self.db, message.id)
         answered = next((str(a["provider_message_id"]) for a in tried if a.get("result") == "sent"), None)
         for attempt in tried:
             for hold in await service.settle_held_echoes(self.db, attempt, answered=answered):
@@ -224,27 +225,27 @@ class OutboundWorker:
                 )
                 await service.mark_released(self.db, hold)
 
-    async def _sent(self, message: dict[str, Any], entry: QueueEntry, provider_message_id: str) -> None:
+    async def _sent(self, message: Message, entry: QueueEntry, provider_message_id: str) -> None:
         await service.bind_provider_id(
             self.db,
             connection_id=str(entry.connection_id),
             provider_message_id=provider_message_id,
-            message_id=message["_id"],
+            message_id=message.id,
         )
         # Before the status moves: a message no longer pending is never looked at again.
         await self._settle_echoes(message)
-        await service.move(self.db, message["_id"], to="sent", extra={"provider_message_id": provider_message_id})
+        await service.move(self.db, message.id, to="sent", extra={"provider_message_id": provider_message_id})
         # Receipts the provider posted before we knew this id (it often answers the send after them).
         await service.apply_parked(
             self.db,
             connection_id=str(entry.connection_id),
             provider_message_id=provider_message_id,
-            message_id=message["_id"],
+            message_id=message.id,
         )
 
-    async def _fail(self, message: dict[str, Any], reason: str) -> None:
+    async def _fail(self, message: Message, reason: str) -> None:
         await self._settle_echoes(message)
-        await service.move(self.db, message["_id"], to="failed", extra={"failure_reason": reason})
+        await service.move(self.db, message.id, to="failed", extra={"failure_reason": reason})
 
 
 async def run_until(db: Database, settings: Settings, stop: asyncio.Event) -> None:

@@ -23,6 +23,7 @@ from backend.core.clock import utcnow
 from backend.core.db import Database
 from backend.core.logging import get_logger
 from backend.core.runtime import runtime_of
+from backend.messages.models import Message
 from backend.messages.schemas import MessageRead
 from backend.realtime import metrics, records
 from backend.realtime.audience import snapshot
@@ -77,7 +78,7 @@ def build(
     type_: str,
     ticket: Ticket | None,
     previous: Ticket | None,
-    message: dict[str, Any] | None,
+    message: Message | None,
     connection: dict[str, Any] | None,
     data: dict[str, Any] | None,
     reader_id: str | None = None,
@@ -89,7 +90,7 @@ def build(
         "type": type_,
         "at": utcnow(),
         "ticket": _ticket_json(ticket, unread_count) if ticket is not None else None,
-        "message": MessageRead.from_doc(message).model_dump(mode="json") if message is not None else None,
+        "message": MessageRead.of_message(message).model_dump(mode="json") if message is not None else None,
         "connection": _connection_json(connection) if connection is not None else None,
         "data": data,
         # What the audience rule needs, frozen at the moment of the change (audience.py).
@@ -114,7 +115,7 @@ async def publish(
     type_: str,
     ticket: Ticket | None = None,
     previous: Ticket | None = None,
-    message: dict[str, Any] | None = None,
+    message: Message | None = None,
     data: dict[str, Any] | None = None,
     connection: dict[str, Any] | None = None,
     reader_id: str | None = None,

@@ -70,6 +70,7 @@ from typing import Any
 import bson
 
 from backend.core.clock import as_utc
+from backend.messages.models import Message
 from backend.reports.models import LiveChange, MonthEntry
 
 RATINGS = ("s1", "s2", "s3", "s4", "s5")  # how many ratings of each grade, 1-5
@@ -160,14 +161,11 @@ def waiting_change(
     return None
 
 
-def message_part(
-    message: Mapping[str, Any], *, tz: tzinfo, dims: Dims, first_response_ms: int | None
-) -> dict[str, Any] | None:
-    direction = message.get("direction")
+def message_part(message: Message, *, tz: tzinfo, dims: Dims, first_response_ms: int | None) -> dict[str, Any] | None:
+    direction = message.direction
     if direction not in ("in", "out"):
         return None
-    at = message["created_at"]
-    local = as_utc(at).astimezone(tz)
+    local = as_utc(message.created_at).astimezone(tz)
     figures: dict[str, Any] = {"mi": 1} if direction == "in" else {"mo": 1}
     if first_response_ms is not None:
         figures["fr"] = [first_response_ms]
@@ -367,15 +365,16 @@ def by_month(parts: Iterable[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]
     return out
 
 
-def message_dims(message: Mapping[str, Any], ticket: Mapping[str, Any] | None) -> Dims:
+def message_dims(message: Message, ticket: Mapping[str, Any] | None) -> Dims:
     """Department and agent as stamped on the message when it was stored (messages.append);
     the ticket's current ones for a message from before the stamps. An agent's reply counts
     for the agent who sent it."""
     t = ticket or {}
-    dept = message["department_id"] if "department_id" in message else t.get("department_id")
-    if message.get("direction") == "out" and message.get("sender_type") == "agent":
-        agent = message.get("sender_id")
+    stamped = message.model_fields_set
+    dept = message.department_id if "department_id" in stamped else t.get("department_id")
+    if message.direction == "out" and message.sender_type == "agent":
+        agent = message.sender_id
     else:
-        agent = message["agent_id"] if "agent_id" in message else t.get("agent_id")
-    conn = message.get("channel") or t.get("channel")
+        agent = message.agent_id if "agent_id" in stamped else t.get("agent_id")
+    conn = message.channel or t.get("channel")
     return (dept, agent, conn)

@@ -31,6 +31,7 @@ from backend.core.clock import as_utc
 from backend.core.db import Database
 from backend.core.ids import new_id
 from backend.messages import service as messages
+from backend.messages.models import Message
 from backend.reports import aggregates, repository
 from backend.reports.models import LiveChange
 from backend.reports.service import zone
@@ -143,28 +144,28 @@ async def truth(db: Database, reseller_id: str) -> tuple[str, dict[str, dict[str
 
     stored = await messages.all_for_tenant_internal(db, reseller_id)
 
-    def order(m: Mapping[str, Any]) -> tuple[datetime, str]:
-        return as_utc(m["created_at"]), str(m["_id"])
+    def order(m: Message) -> tuple[datetime, str]:
+        return as_utc(m.created_at), m.id
 
-    first_in: dict[str, Mapping[str, Any]] = {}
+    first_in: dict[str, Message] = {}
     for m in stored:
-        if m.get("direction") == "in" and m.get("sender_type") == "client":
-            t = str(m["ticket_id"])
+        if m.direction == "in" and m.sender_type == "client":
+            t = m.ticket_id
             if t not in first_in or order(m) < order(first_in[t]):
                 first_in[t] = m
-    first_reply: dict[str, Mapping[str, Any]] = {}
+    first_reply: dict[str, Message] = {}
     for m in stored:
-        t = str(m["ticket_id"])
-        reply = m.get("direction") == "out" and m.get("sender_type") == "agent"
-        if not reply or t not in first_in or as_utc(m["created_at"]) < as_utc(first_in[t]["created_at"]):
+        t = m.ticket_id
+        reply = m.direction == "out" and m.sender_type == "agent"
+        if not reply or t not in first_in or as_utc(m.created_at) < as_utc(first_in[t].created_at):
             continue
         if t not in first_reply or order(m) < order(first_reply[t]):
             first_reply[t] = m
     for m in stored:
-        t = str(m["ticket_id"])
+        t = m.ticket_id
         response = None
-        if t in first_reply and first_reply[t]["_id"] == m["_id"]:
-            response = aggregates.ms_between(as_utc(first_in[t]["created_at"]), as_utc(m["created_at"]))
+        if t in first_reply and first_reply[t].id == m.id:
+            response = aggregates.ms_between(as_utc(first_in[t].created_at), as_utc(m.created_at))
         p = aggregates.message_part(
             m, tz=tz, dims=aggregates.message_dims(m, current.get(t)), first_response_ms=response
         )

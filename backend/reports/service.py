@@ -38,6 +38,7 @@ from backend.core.errors import Forbidden, NotFound, Unprocessable
 from backend.core.ids import is_valid_id
 from backend.core.tenancy import Actor, TenantScope
 from backend.messages import service as messages
+from backend.messages.models import Message
 from backend.reports import aggregates, repository
 from backend.reports.aggregates import Dims
 from backend.reports.schemas import (
@@ -94,7 +95,7 @@ async def record_ticket_event(db: Database, event: Mapping[str, Any], previous_s
         await repository.record_live(db, tenant, key, change)
 
 
-async def record_message(db: Database, message: Mapping[str, Any], ticket: Ticket) -> None:
+async def record_message(db: Database, message: Message, ticket: Ticket) -> None:
     """Records a stored message (in/out; notes are not messages in or out) and, for the ticket's
     first client message and the first agent reply after it, the first response. The first reply
     is the earliest in the log, whatever order replies are recorded in: an earlier reply recorded
@@ -102,16 +103,16 @@ async def record_message(db: Database, message: Mapping[str, Any], ticket: Ticke
     (repository.claim_first_reply). Safe to repeat: the claims and the entry are keyed by the
     message, and the first-response histogram is observed only by the call that recorded the
     entry (a displaced value stays observed there: a histogram takes nothing back)."""
-    if message.get("direction") not in ("in", "out"):
+    if message.direction not in ("in", "out"):
         return
-    tenant, ticket_id, message_id = str(message["reseller_id"]), str(message["ticket_id"]), str(message["_id"])
-    at_ms = _epoch_ms(message["created_at"])
+    tenant, ticket_id, message_id = message.reseller_id, message.ticket_id, message.id
+    at_ms = _epoch_ms(message.created_at)
     first_response: int | None = None
     _, tz = await _tz(db, tenant)
     taken_back: list[dict[str, Any]] = []
-    if message["direction"] == "in" and message.get("sender_type") == "client":
+    if message.direction == "in" and message.sender_type == "client":
         await repository.claim_first_in(db, ticket_id, at_ms)
-    elif message["direction"] == "out" and message.get("sender_type") == "agent":
+    elif message.direction == "out" and message.sender_type == "agent":
         first_in = await repository.first_in(db, ticket_id)
         if first_in is not None and at_ms >= first_in:
             first, displaced = await repository.claim_first_reply(db, ticket_id, at_ms, message_id)
@@ -144,8 +145,8 @@ async def _displaced_first_response(
     if displaced is None:  # a claim names a stored message; nothing to take back otherwise
         return []
     await record_message(db, displaced, ticket)
-    fr = _epoch_ms(displaced["created_at"]) - first_in
-    local = as_utc(displaced["created_at"]).astimezone(tz)
+    fr = _epoch_ms(displaced.created_at) - first_in
+    local = as_utc(displaced.created_at).astimezone(tz)
     return [aggregates.part(local, aggregates.message_dims(displaced, dict(ticket)), fr_del=[fr])]
 
 

@@ -11,6 +11,7 @@ from backend.core.tenancy import Actor
 from backend.departments import service as departments
 from backend.messages import notes
 from backend.messages import service as messages
+from backend.messages.models import Message
 from backend.tickets import presenter
 from backend.tickets import service as tickets
 from backend.tickets.schemas import TicketCreate, TicketRead
@@ -22,8 +23,8 @@ API_CHANNEL = "api"
 class AlreadyStored(Exception):
     """The message (by its deterministic id) is stored already: a redelivery."""
 
-    def __init__(self, message: dict[str, Any]) -> None:
-        super().__init__(f"message {message['_id']} is stored already")
+    def __init__(self, message: Message) -> None:
+        super().__init__(f"message {message.id} is stored already")
         self.message = message
 
 
@@ -46,7 +47,7 @@ async def receive_client_message(
     ticket_hint: str | None = None,
     new_client: bool = False,
     opening: tickets.LazyOpening | None = None,
-) -> tuple[tickets.Ticket, dict[str, Any], bool]:
+) -> tuple[tickets.Ticket, Message, bool]:
     """Appends an incoming client message to the client's open ticket on `channel`, opening one
     in espera when there is none. Returns (ticket, message, ticket_created), `ticket` being the
     one the message is filed under: when a finalize came between the look-up and the append,
@@ -95,8 +96,8 @@ async def receive_client_message(
     )
     if not stored:
         raise AlreadyStored(message)
-    if message["ticket_id"] != ticket.id:
-        filed = await tickets.load(db, str(message["ticket_id"]))
+    if message.ticket_id != ticket.id:
+        filed = await tickets.load(db, message.ticket_id)
         assert filed is not None
         ticket = filed
     return ticket, message, created

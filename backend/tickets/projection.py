@@ -36,6 +36,7 @@ from backend.audit import service as events
 from backend.core.clock import as_utc
 from backend.core.db import Database
 from backend.core.logging import get_logger
+from backend.messages.models import Message
 from backend.tickets import counters, repository
 from backend.tickets.models import Ticket
 
@@ -57,10 +58,9 @@ class Activity:
     automatic: bool = False  # sent by the helpdesk itself (backend/automation): the inbox says so
 
     @classmethod
-    def of(cls, message: dict[str, Any]) -> "Activity":
-        body = message.get("body")
-        preview = body[:PREVIEW_CHARS] if body else f"[{message.get('type', 'text')}]"
-        return cls(as_utc(message["created_at"]), preview, str(message["direction"]), bool(message.get("automatic")))
+    def of(cls, message: Message) -> "Activity":
+        preview = message.body[:PREVIEW_CHARS] if message.body else f"[{message.type}]"
+        return cls(as_utc(message.created_at), preview, message.direction, message.automatic)
 
     def fields(self) -> dict[str, Any]:
         return {

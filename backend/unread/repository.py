@@ -30,6 +30,7 @@ from backend.core.db import Database
 from backend.core.indexes import ASC, declare
 from backend.core.seqlog import gallop
 from backend.core.tuning import UNREAD_INBOUND_HINT_EVERY as INBOUND_HINT_EVERY
+from backend.messages.models import Message
 from backend.tickets.models import Ticket
 
 INBOUND = "inbound_seq"
@@ -104,7 +105,7 @@ async def inbound_head(db: Database, ticket_id: str, *, known: int = 0) -> int:
     return n
 
 
-async def claim_inbound(db: Database, ticket: Ticket, message: dict[str, Any], *, n: int) -> bool | None:
+async def claim_inbound(db: Database, ticket: Ticket, message: Message, *, n: int) -> bool | None:
     """Tries to file the message as inbound number n. True: it is n now. False: n is taken by
     another message (try n+1). None: this message already has its number.
 
@@ -119,19 +120,19 @@ async def claim_inbound(db: Database, ticket: Ticket, message: dict[str, Any], *
         "_id": inbound_id(ticket.id, n),
         "ticket_id": ticket.id,
         "reseller_id": ticket.reseller_id,
-        "message_id": message["_id"],
+        "message_id": message.id,
         "n": n,
-        "created_at": message["created_at"],
+        "created_at": message.created_at,
     }
     try:
         await group_commit.insert_one(db[INBOUND], doc)
     except DuplicateKeyError:
-        holder = await _get(db, INBOUND, doc["_id"])
+        holder = await _get(db, INBOUND, inbound_id(ticket.id, n))
         if holder is not None:
-            return None if holder["message_id"] == message["_id"] else False
+            return None if holder["message_id"] == message.id else False
         # n is free as far as we can read, so the message key refused us — or n's winner is not
         # visible to us yet (replica set): tell them apart by the message key itself (rare path).
-        mine = await db[INBOUND].find_one({"ticket_id": ticket.id, "message_id": message["_id"]}, {"_id": 1})
+        mine = await db[INBOUND].find_one({"ticket_id": ticket.id, "message_id": message.id}, {"_id": 1})
         return None if mine is not None else False
     if n % INBOUND_HINT_EVERY == 0:
         await raise_hint(db, f"in:{ticket.id}", {"n": n})

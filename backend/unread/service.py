@@ -22,12 +22,12 @@ Where it ends:
 
 import asyncio
 from collections.abc import Iterable
-from typing import Any
 
 from backend.core.clock import utcnow
 from backend.core.db import Database
 from backend.core.errors import Conflict
 from backend.core.runtime import runtime_of
+from backend.messages.models import Message
 from backend.tickets.models import Ticket
 from backend.unread import repository
 
@@ -38,8 +38,8 @@ KNOWN_HEADS = 20_000  # tickets whose inbound count this process remembers (boun
 MAX_MARKS = 100  # marker races lost in a row; each loss means another device moved it meanwhile
 
 
-def counts_toward_unread(message: dict[str, Any]) -> bool:
-    return message.get("sender_type") == CLIENT and message.get("direction") == INBOUND
+def counts_toward_unread(message: Message) -> bool:
+    return message.sender_type == CLIENT and message.direction == INBOUND
 
 
 def _known_head(db: Database, ticket_id: str) -> int | None:
@@ -62,7 +62,7 @@ def starts_empty(db: Database, ticket_id: str) -> None:
     _remember_head(db, ticket_id, 0)
 
 
-async def record_inbound(db: Database, ticket: Ticket, message: dict[str, Any]) -> None:
+async def record_inbound(db: Database, ticket: Ticket, message: Message) -> None:
     """Numbers a client message in `ticket`, once (safe to repeat; a no-op for other messages).
 
     A number n is only ever tried by a writer that knows n-1 stored (the chain has no holes).

@@ -41,6 +41,7 @@ from backend.core.tuning import INGEST_CHAT_HINTS as CHAT_HINTS
 from backend.media import service as media
 from backend.messages import public as message_store
 from backend.messages import service as messages
+from backend.messages.models import Message
 from backend.outbound import service as outbound
 from backend.tickets import intake
 from backend.tickets import service as tickets
@@ -361,7 +362,7 @@ async def _ingest_message(
     _remember_chat(db, conn.id, event.phone, client.id, ticket.id)
     if event.from_me:  # sent from the phone: its receipts may have come first
         await outbound.apply_parked(
-            db, connection_id=conn.id, provider_message_id=event.provider_message_id, message_id=message["_id"]
+            db, connection_id=conn.id, provider_message_id=event.provider_message_id, message_id=message.id
         )
     # Inside the delivery's processing: an attempt killed before or during the automatic messages
     # is retried by the processor, which finds the message stored and runs them again (_redelivered).
@@ -369,14 +370,14 @@ async def _ingest_message(
         db, conn, ticket=ticket, message=message, config=config, new_client=new_client
     )
     return (
-        f"message {message['_id']} in ticket {ticket.id}"
+        f"message {message.id} in ticket {ticket.id}"
         + (" (new ticket)" if created else "")
         + (f"; automatic: {', '.join(automatic)}" if automatic else "")
     )
 
 
 async def _fetch_media(
-    db: Database, conn: connections.Connection, event: InboundMessage, message: dict[str, Any], *, raw_id: str
+    db: Database, conn: connections.Connection, event: InboundMessage, message: Message, *, raw_id: str
 ) -> None:
     """Queues the fetch of a media message's bytes, after the message is stored: the lane goes on
     at once and the message shows as pending meanwhile (backend/media/worker.py)."""
@@ -411,7 +412,7 @@ async def inline_media(db: Database, *, raw_id: str, provider_message_id: str) -
 async def _redelivered(
     db: Database,
     conn: connections.Connection,
-    stored: dict[str, Any],
+    stored: Message,
     *,
     retry: bool,
     event: InboundMessage | None = None,
@@ -423,15 +424,15 @@ async def _redelivered(
     one message is harmless, its attempts are claimed once). The automatic messages the first
     processing sent or should have sent are looked for again: each is stored once, by its
     deterministic id."""
-    if stored.get("rating") is not None:  # a survey answer, filed under its finalized ticket
+    if stored.rating is not None:  # a survey answer, filed under its finalized ticket
         return await automation.complete_rating(db, stored)
     if retry:
         # Our own earlier attempt stored it, maybe without what follows (killed in between).
         await messages.complete_stored(db, stored)
         if event is not None:
             await _fetch_media(db, conn, event, stored, raw_id=raw_id)
-    current = await message_store.get_internal(db, str(stored["_id"])) if retry else stored
-    ticket = await tickets.load(db, str((current or stored)["ticket_id"]))
+    current = await message_store.get_internal(db, stored.id) if retry else stored
+    ticket = await tickets.load(db, (current or stored).ticket_id)
     automatic = (
         await automation.after_client_message(db, conn, ticket=ticket, message=current or stored, retry=retry)
         if ticket is not None
@@ -439,7 +440,7 @@ async def _redelivered(
     )
     suffix = f"; automatic: {', '.join(automatic)}" if automatic else ""
     if retry:
-        return f"message {stored['_id']} completed after an unfinished attempt{suffix}"
+        return f"message {stored.id} completed after an unfinished attempt{suffix}"
     return f"duplicate{suffix}"
 
 
@@ -454,7 +455,7 @@ async def _receive(
     ticket_hint: str | None,
     new_client: bool,
     config: automation.ConfigSource,
-) -> tuple[tickets.Ticket, dict[str, Any], bool]:
+) -> tuple[tickets.Ticket, Message, bool]:
     return await intake.receive_client_message(
         db,
         reseller_id=conn.reseller_id,

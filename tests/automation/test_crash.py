@@ -20,6 +20,7 @@ from backend.core.config import Settings
 from backend.core.tenancy import Actor
 from backend.messages import repository as messages_repo
 from backend.messages import service as messages
+from backend.messages.models import Message
 from backend.outbound import service as outbound
 from backend.tickets import service as tickets
 from backend.tickets.sweep import sweep_once
@@ -222,8 +223,8 @@ async def test_a_crash_between_storing_and_sending_sends_each_automatic_message_
     else:
         original = messages._after_stored
 
-        async def dies_on_automatic(db_: Any, ticket: Any, message: dict[str, Any]) -> None:
-            if message.get("automatic"):
+        async def dies_on_automatic(db_: Any, ticket: Any, message: Message) -> None:
+            if message.automatic:
                 raise _Killed
             await original(db_, ticket, message)
 
@@ -294,7 +295,7 @@ async def test_a_finalize_killed_between_the_closing_message_and_the_survey_is_c
     monkeypatch.setattr(
         messages,
         "_after_stored",
-        _kill_after(messages, "_after_stored", when=lambda db_, t, m: m.get("automatic_purpose") == "closing"),
+        _kill_after(messages, "_after_stored", when=lambda db_, t, m: m.automatic_purpose == "closing"),
     )
     await _finalize_killed(db, monkeypatch, tenant, conn, agent, ticket["_id"])
     assert [m["automatic_purpose"] for m in await automatic(db, ticket["_id"])] == ["greeting", "closing"]

@@ -17,6 +17,7 @@ from backend.core.clock import as_utc
 from backend.core.ids import new_id
 from backend.messages import repository as messages_repo
 from backend.messages import service as messages
+from backend.messages.models import Message
 from backend.tickets import intake
 from backend.tickets import repository as tickets_repo
 from backend.tickets import service as tickets
@@ -36,7 +37,7 @@ class Chat:
     def __init__(self, db: Any, tenant: Tenant, client_id: str) -> None:
         self.db, self.tenant, self.client_id, self.channel = db, tenant, client_id, new_id()
 
-    async def say(self, body: str) -> tuple[Ticket, dict[str, Any]]:
+    async def say(self, body: str) -> tuple[Ticket, Message]:
         fresh = await users.get_internal(self.db, self.client_id)  # loaded per message, as ingestion does
         assert fresh is not None
         ticket, message, _ = await intake.receive_client_message(
@@ -108,10 +109,10 @@ async def test_a_finalize_between_lookup_and_append_files_the_message_in_a_new_e
     ticket, message = await chat.say("espera, mais uma coisa")
     monkeypatch.undo()
 
-    new = await _assert_moved_to_new_espera_ticket(client, db, tenant, message["_id"], first.id)
-    assert ticket.id == new["id"] == message["ticket_id"]
+    new = await _assert_moved_to_new_espera_ticket(client, db, tenant, message.id, first.id)
+    assert ticket.id == new["id"] == message.ticket_id
     # Never announced under the finalized ticket: every announcement names the new one.
-    assert {r["ticket"]["id"] for r in await _announcements(db, message["_id"])} == {new["id"]}
+    assert {r["ticket"]["id"] for r in await _announcements(db, message.id)} == {new["id"]}
     # The client's next message goes to the same new ticket: one open ticket on the channel.
     again, _ = await chat.say("alô?")
     assert again.id == new["id"]
@@ -126,18 +127,18 @@ async def test_a_finalize_between_the_message_insert_and_its_recheck_moves_the_m
     first, _ = await chat.say("bom dia")
     original = messages_repo.insert
 
-    async def insert_then_finalize(db_: Any, doc: dict[str, Any]) -> None:
+    async def insert_then_finalize(db_: Any, doc: Message) -> None:
         await original(db_, doc)
-        if doc["ticket_id"] == first.id and doc["body"] == "e outra coisa":
+        if doc.ticket_id == first.id and doc.body == "e outra coisa":
             assert (await _finalize(client, tenant, first.id)).status_code == 200
 
     monkeypatch.setattr(messages_repo, "insert", insert_then_finalize)
     ticket, message = await chat.say("e outra coisa")
     monkeypatch.undo()
 
-    new = await _assert_moved_to_new_espera_ticket(client, db, tenant, message["_id"], first.id)
+    new = await _assert_moved_to_new_espera_ticket(client, db, tenant, message.id, first.id)
     assert ticket.id == new["id"]
-    assert {r["ticket"]["id"] for r in await _announcements(db, message["_id"])} == {new["id"]}
+    assert {r["ticket"]["id"] for r in await _announcements(db, message.id)} == {new["id"]}
 
 
 async def test_a_finalize_between_the_activity_write_and_its_read_back_moves_the_message(
@@ -163,9 +164,9 @@ async def test_a_finalize_between_the_activity_write_and_its_read_back_moves_the
     monkeypatch.undo()
 
     assert raced == [first.id]
-    new = await _assert_moved_to_new_espera_ticket(client, db, tenant, message["_id"], first.id)
+    new = await _assert_moved_to_new_espera_ticket(client, db, tenant, message.id, first.id)
     assert ticket.id == new["id"]
-    assert {r["ticket"]["id"] for r in await _announcements(db, message["_id"])} == {new["id"]}
+    assert {r["ticket"]["id"] for r in await _announcements(db, message.id)} == {new["id"]}
 
 
 async def test_a_message_stored_while_the_finalize_was_under_way_is_moved_by_the_finalize(
@@ -193,8 +194,8 @@ async def test_a_message_stored_while_the_finalize_was_under_way_is_moved_by_the
     monkeypatch.undo()
 
     message = raced["message"]
-    new = await _assert_moved_to_new_espera_ticket(client, db, tenant, message["_id"], first.id)
-    announced = [r["ticket"]["id"] for r in await _announcements(db, message["_id"])]
+    new = await _assert_moved_to_new_espera_ticket(client, db, tenant, message.id, first.id)
+    announced = [r["ticket"]["id"] for r in await _announcements(db, message.id)]
     assert announced == [first.id, new["id"]]
 
 
@@ -211,7 +212,7 @@ async def test_a_retry_of_an_attempt_killed_before_its_recheck_moves_the_message
     class Killed(Exception):
         pass
 
-    async def insert_then_die(db_: Any, doc: dict[str, Any]) -> None:
+    async def insert_then_die(db_: Any, doc: Message) -> None:
         await original(db_, doc)
         raise Killed
 
@@ -223,7 +224,7 @@ async def test_a_retry_of_an_attempt_killed_before_its_recheck_moves_the_message
     assert stored is not None
     assert (await _finalize(client, tenant, first.id)).status_code == 200
 
-    await messages.complete_stored(db, stored)
+    await messages.complete_stored(db, Message.model_validate(stored))
 
     await _assert_moved_to_new_espera_ticket(client, db, tenant, stored["_id"], first.id)
 
@@ -249,11 +250,11 @@ async def test_two_hundred_rounds_of_finalize_against_an_inbound_message(
         chat = chats[round_ % len(chats)]
         # The chat's open ticket (its first message opens one when the last round left none).
         current, opener = await chat.say(f"abre {round_}")
-        sent[opener["_id"]] = chat
+        sent[opener.id] = chat
         response, (_, message) = await _race(_finalize(client, tenant, current.id), chat.say(f"corrida {round_}"), rng)
         assert response.status_code == 200, response.text
-        sent[message["_id"]] = chat
-        stored = await db.messages.find_one({"_id": message["_id"]})
+        sent[message.id] = chat
+        stored = await db.messages.find_one({"_id": message.id})
         outcomes["kept" if stored["ticket_id"] == current.id else "moved"] += 1
 
     # Every message stored once, under one ticket of its own client and channel ...

@@ -300,20 +300,22 @@ async def test_a_client_that_stops_reading_is_closed_with_4408_and_can_resume(
 ) -> None:
     import socket as pysocket
 
+    from backend.messages.models import Message
     from backend.realtime import feed
 
     tenant = await make_tenant(client, admin_headers, agents=0)
     ticket = await make_ticket(client, tenant)  # 1, 2
     doc = Ticket.model_validate(await db.tickets.find_one({"_id": ticket["id"]}))
-    fat = {
-        "_id": "f" * 24,
-        "ticket_id": ticket["id"],
-        "direction": "in",
-        "sender_type": "client",
-        "body": "x" * 60_000,
-        "status": "received",
-        "created_at": datetime.now(UTC),
-    }
+    fat = Message(
+        id="f" * 24,
+        ticket_id=ticket["id"],
+        reseller_id=tenant.id,
+        direction="in",
+        sender_type="client",
+        body="x" * 60_000,
+        status="received",
+        created_at=datetime.now(UTC),
+    )
 
     # A real client whose transport stops reading (a frozen tab): the server's writes back up.
     # A small fixed receive buffer (or loopback autotuning absorbs megabytes) and no deflate (or

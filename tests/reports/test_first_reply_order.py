@@ -11,6 +11,7 @@ import pytest
 
 from backend.core.ids import new_id
 from backend.messages import repository as messages_repo
+from backend.messages.models import Message
 from backend.reports import aggregates, rebuild, repository
 from backend.reports import service as reports
 from tests.factories import API, Tenant, make_client_ticket, make_open_connection, make_tenant
@@ -23,7 +24,7 @@ async def tenant(client: httpx.AsyncClient, admin_headers: dict[str, str]) -> Te
 
 async def _replies(
     client: httpx.AsyncClient, db: Any, tenant: Tenant, *offsets_ms: int
-) -> tuple[dict[str, Any], int, list[dict[str, Any]]]:
+) -> tuple[dict[str, Any], int, list[Message]]:
     """A ticket its client opened and its agent assumed, and agent replies stored (not yet
     recorded) at the given times after the client's first message; with that message's time."""
     conn = await make_open_connection(client, tenant, db)
@@ -34,20 +35,22 @@ async def _replies(
     stored = await db.tickets.find_one({"_id": ticket["id"]})
     replies = []
     for offset in offsets_ms:
-        doc = {
-            "_id": new_id(),
-            "reseller_id": tenant.id,
-            "ticket_id": ticket["id"],
-            "direction": "out",
-            "sender_type": "agent",
-            "sender_id": tenant.agents[0]["id"],
-            "agent_id": tenant.agents[0]["id"],
-            "department_id": stored["department_id"],
-            "channel": stored["channel"],
-            "body": "resposta",
-            "status": "sent",
-            "created_at": first_in["created_at"] + timedelta(milliseconds=offset),
-        }
+        doc = Message.model_validate(
+            {
+                "_id": new_id(),
+                "reseller_id": tenant.id,
+                "ticket_id": ticket["id"],
+                "direction": "out",
+                "sender_type": "agent",
+                "sender_id": tenant.agents[0]["id"],
+                "agent_id": tenant.agents[0]["id"],
+                "department_id": stored["department_id"],
+                "channel": stored["channel"],
+                "body": "resposta",
+                "status": "sent",
+                "created_at": first_in["created_at"] + timedelta(milliseconds=offset),
+            }
+        )
         await messages_repo.insert(db, doc)
         replies.append(doc)
     return stored, reports._epoch_ms(first_in["created_at"]), replies
@@ -100,14 +103,14 @@ async def test_an_earlier_reply_displaces_one_between_its_claim_and_its_entry(
     injected: list[str] = []
 
     async def interleaved(db_: Any, reseller_id: str, month: str, key: str, parts: list[dict[str, Any]]) -> bool:
-        if key == f"msg:{late['_id']}" and not injected:
+        if key == f"msg:{late.id}" and not injected:
             injected.append(key)
             await reports.record_message(db, early, ticket)  # the competitor, to its end
         return await real_record(db_, reseller_id, month, key, parts)
 
     monkeypatch.setattr(repository, "record_month", interleaved)
     await reports.record_message(db, late, ticket)
-    assert injected == [f"msg:{late['_id']}"]
+    assert injected == [f"msg:{late.id}"]
     assert await _first_responses(db, tenant) == [1_500]
     await _clean(db, tenant)
 

@@ -9,6 +9,7 @@ import httpx
 import pytest
 
 from backend.core import metrics
+from backend.messages.models import Message
 from backend.reports import rebuild, repository
 from backend.reports import service as reports
 from tests.factories import API, make_client_ticket, make_open_connection, make_tenant
@@ -37,8 +38,8 @@ async def test_a_first_reply_recorded_again_is_observed_once(
     async def interleaved(db_: Any, bucket: str, key: str, seq: int) -> int:
         if key.startswith("msg:") and not competed:
             competed.append(key)
-            message = await db.messages.find_one({"_id": key[4:]})
-            stored = await db.tickets.find_one({"_id": message["ticket_id"]})
+            message = Message.model_validate(await db.messages.find_one({"_id": key[4:]}))
+            stored = await db.tickets.find_one({"_id": message.ticket_id})
             await reports.record_message(db, message, stored)  # the retry, to its end, claims first
         return await real_claim(db_, bucket, key, seq)
 
@@ -50,7 +51,7 @@ async def test_a_first_reply_recorded_again_is_observed_once(
     assert _observed() == before + 1
 
     # Recorded again later (a settle, a redelivered delivery): still once.
-    message = await db.messages.find_one({"_id": r.json()["id"]})
+    message = Message.model_validate(await db.messages.find_one({"_id": r.json()["id"]}))
     stored = await db.tickets.find_one({"_id": ticket["id"]})
     for _ in range(2):
         await reports.record_message(db, message, stored)

@@ -19,6 +19,7 @@ from backend.core.ids import new_id
 from backend.core.tenancy import Actor
 from backend.messages import repository as messages_repo
 from backend.messages import service as messages
+from backend.messages.models import Message
 from backend.reports import rebuild, repository
 from backend.reports import service as reports
 from backend.reports.schemas import ReportFigures
@@ -191,12 +192,12 @@ async def test_recording_again_counts_nothing_twice(client: httpx.AsyncClient, d
         await tickets.rate(db, finalized, rating=grade, message_id=new_id())
     before, rows = await _today(db, tenant), await _agents(db, tenant)
     evs = await db.ticket_events.find({"reseller_id": tenant.id}).to_list(None)
-    msgs = await db.messages.find({"reseller_id": tenant.id}).to_list(None)
+    msgs = [Message.model_validate(m) async for m in db.messages.find({"reseller_id": tenant.id})]
     ticket_docs = {
         t["_id"]: Ticket.model_validate(t) for t in await db.tickets.find({"reseller_id": tenant.id}).to_list(None)
     }
     again = [reports.record_ticket_event(db, e, None) for e in evs for _ in range(2)]
-    again += [reports.record_message(db, m, ticket_docs[m["ticket_id"]]) for m in msgs for _ in range(2)]
+    again += [reports.record_message(db, m, ticket_docs[m.ticket_id]) for m in msgs for _ in range(2)]
     await asyncio.gather(*again)
     assert await _today(db, tenant) == before and await _agents(db, tenant) == rows
     assert before["finalized"] == 3 and before["messages_out"] == 3
@@ -284,7 +285,7 @@ async def test_the_rebuild_finds_and_fixes_what_was_never_recorded_or_is_corrupt
         "status": "received",
         "created_at": now,
     }
-    await messages_repo.insert(db, lost)
+    await messages_repo.insert(db, Message.model_validate(lost))
     # A totals document written wrong (by hand, or a bug): one assume too many.
     month = now.astimezone(reports.zone("America/Sao_Paulo")).strftime("%Y-%m")
     bucket = f"{tenant.id}:m:{month}"

@@ -11,6 +11,7 @@ import pytest
 
 from backend.core.clock import as_utc
 from backend.core.ids import new_id
+from backend.messages.models import Message
 from backend.tickets import intake
 from backend.tickets import service as tickets
 from backend.tickets.models import Ticket
@@ -24,7 +25,7 @@ async def tenant(client: httpx.AsyncClient, admin_headers: dict[str, str]) -> Te
     return await make_tenant(client, admin_headers, agents=1)
 
 
-async def _say(db: Any, tenant: Tenant, client_id: str, channel: str, body: str) -> tuple[Ticket, dict[str, Any]]:
+async def _say(db: Any, tenant: Tenant, client_id: str, channel: str, body: str) -> tuple[Ticket, Message]:
     fresh = await users.get_internal(db, client_id)  # loaded per message, as ingestion does
     assert fresh is not None
     ticket, message, _ = await intake.receive_client_message(
@@ -107,7 +108,7 @@ async def test_a_random_mix_of_channels_keeps_one_open_ticket_per_client_and_cha
                 sent[first["_id"]] = (client_id, channel)
             return
         _, stored = await _say(db, tenant, client_id, channel, body)
-        sent[stored["_id"]] = (client_id, channel)
+        sent[stored.id] = (client_id, channel)
         codes["message"] += 1
 
     async def finalize(client_id: str) -> None:

@@ -10,6 +10,7 @@ import pytest
 
 from backend.core.config import Settings
 from backend.messages import service as messages
+from backend.messages.models import Message
 from backend.outbound import service as outbound
 from backend.tickets import service as tickets
 from backend.tickets.models import Ticket
@@ -33,7 +34,7 @@ async def tenant(client: httpx.AsyncClient, admin_headers: dict[str, str]) -> Te
     return await make_tenant(client, admin_headers, departments=2, agents=2)
 
 
-async def _client_message(db: Any, ticket: Ticket, body: str) -> dict[str, Any]:
+async def _client_message(db: Any, ticket: Ticket, body: str) -> Message:
     message, created = await messages.append(
         db,
         ticket,
@@ -75,12 +76,12 @@ async def test_activity_write_back_cannot_undo_a_transition(
     assert await divergences(db, tenant.id) == []
     stored = await db.tickets.find_one({"_id": tid})
     assert stored["status"] == {"finalize": "finalizado", "assume": "atendendo", "transfer": "espera"}[action]
-    record = await db.tenant_events.find_one({"type": "message.created", "message.id": message["_id"]})
+    record = await db.tenant_events.find_one({"type": "message.created", "message.id": message.id})
     assert record is not None
     if action == "finalize":
         # The activity's read-back is also the message's re-check (messages.service): it saw the
         # finalize, so the message moved on to the client's next ticket and is announced there.
-        filed = await db.messages.find_one({"_id": message["_id"]})
+        filed = await db.messages.find_one({"_id": message.id})
         assert filed["ticket_id"] != tid and filed["moved_from_ticket_id"] == tid
         assert record["ticket"]["id"] == filed["ticket_id"] and record["ticket"]["status"] == "espera", record
     else:
@@ -122,8 +123,8 @@ async def test_a_status_announcement_shows_the_ticket_as_its_log_says(
     stored ticket is behind (its last mover died after logging)."""
     ticket = await make_ticket(client, tenant)
     await log_assume_without_projecting(db, ticket["id"], tenant.agents[0])
-    message = await db.messages.find_one({"ticket_id": ticket["id"]})
+    message = Message.model_validate(await db.messages.find_one({"ticket_id": ticket["id"]}))
     await outbound.announce_status(db, message)
-    record = await db.tenant_events.find_one({"type": "message.status", "message.id": message["_id"]})
+    record = await db.tenant_events.find_one({"type": "message.status", "message.id": message.id})
     assert record is not None
     assert (record["ticket"]["status"], record["ticket"]["version"]) == ("atendendo", 2), record["ticket"]

@@ -17,6 +17,7 @@ from backend.core.clock import utcnow
 from backend.core.config import Settings
 from backend.core.ids import new_id
 from backend.messages import repository as messages_repo
+from backend.messages.models import Message
 from backend.tickets import intake, sweep
 from backend.tickets import repository as tickets_repo
 from tests.conftest import make_settings
@@ -164,7 +165,7 @@ async def test_writes_of_a_dead_writer_converge_with_no_reader(
         "status": "sent",
         "created_at": utcnow(),
     }
-    await messages_repo.insert(db, reply)
+    await messages_repo.insert(db, Message.model_validate(reply))
     # 3. a ticket whose creator logged event v1 and died before inserting the ticket.
     created = await db.ticket_events.find_one({"ticket_id": quiet["id"], "version": 1})
     orphan_id = new_id()

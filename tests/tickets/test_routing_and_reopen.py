@@ -217,7 +217,7 @@ async def test_client_message_between_reopen_check_and_slot_claim_leaves_one_ope
     assert created and r.json()["detail"]["ticket_id"] == ticket.id
     open_now = await _open_tickets(db, old["client_id"], old["channel"])
     assert [t["_id"] for t in open_now] == [ticket.id]
-    assert (await db.messages.find_one({"_id": message["_id"]}))["ticket_id"] == ticket.id
+    assert (await db.messages.find_one({"_id": message.id}))["ticket_id"] == ticket.id
     assert (await get_ticket(client, tenant.headers, old["id"])).get("reopened_as_ticket_id") is None
 
 
@@ -243,7 +243,7 @@ async def test_client_message_between_slot_claim_and_ticket_write_leaves_one_ope
     open_now = await _open_tickets(db, old["client_id"], old["channel"])
     assert [t["_id"] for t in open_now] == [ticket.id]
     assert open_now[0]["status"] == "espera" and open_now[0]["agent_id"] is None
-    assert (await db.messages.find_one({"_id": message["_id"]}))["ticket_id"] == ticket.id
+    assert (await db.messages.find_one({"_id": message.id}))["ticket_id"] == ticket.id
 
 
 async def test_client_message_after_reopen_lands_in_the_reopened_ticket(

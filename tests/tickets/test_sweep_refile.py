@@ -12,6 +12,7 @@ from backend.core.clock import utcnow
 from backend.core.config import Settings
 from backend.core.ids import new_id
 from backend.messages import repository as messages_repo
+from backend.messages.models import Message
 from backend.tickets import intake, sweep
 from backend.tickets import service as tickets_service
 from backend.tickets.models import Ticket
@@ -68,7 +69,7 @@ async def test_a_finalize_killed_before_its_scan_has_its_racing_message_moved_by
         "status": "received",
         "created_at": utcnow() + timedelta(seconds=30),
     }
-    await messages_repo.insert(db, late)
+    await messages_repo.insert(db, Message.model_validate(late))
 
     async def killed(*_: Any, **__: Any) -> None:  # the finalize's process dies before its hooks
         return None

@@ -10,6 +10,7 @@ import pytest
 from backend.core.runtime import runtime_of
 from backend.core.tenancy import Actor
 from backend.messages import service as messages
+from backend.messages.models import Message
 from backend.realtime import records
 from backend.realtime.audience import may_receive
 from backend.tickets import intake
@@ -29,7 +30,7 @@ async def other(client: httpx.AsyncClient, admin_headers: dict[str, str]) -> Ten
     return await make_tenant(client, admin_headers, agents=1)
 
 
-async def _client_says(db: Any, ticket: dict[str, Any], body: str) -> dict[str, Any]:
+async def _client_says(db: Any, ticket: dict[str, Any], body: str) -> Message:
     """A client message through the same intake WhatsApp deliveries use."""
     customer = User.model_validate(await db.users.find_one({"_id": ticket["client_id"]}))
     _, message, _ = await intake.receive_client_message(
@@ -40,7 +41,7 @@ async def _client_says(db: Any, ticket: dict[str, Any], body: str) -> dict[str, 
         channel=ticket["channel"],
         body=body,
     )
-    assert message["ticket_id"] == ticket["id"]
+    assert message.ticket_id == ticket["id"]
     return message
 
 
@@ -137,7 +138,7 @@ async def test_a_process_whose_remembered_count_is_behind_numbers_past_what_anot
     entries = await db[repository.INBOUND].find({"ticket_id": ticket["id"]}).to_list(None)
     assert sorted(e["n"] for e in entries) == [1, 2, 3, 4]
     assert len({e["message_id"] for e in entries}) == 4
-    assert next(e["n"] for e in entries if e["message_id"] == late["_id"]) == 4
+    assert next(e["n"] for e in entries if e["message_id"] == late.id) == 4
     assert await repository.inbound_head(db, ticket["id"]) == 4
     heads.pop(key)
     service.starts_empty(db, ticket["id"])  # a wrong "just created" claim costs reads, never a number
@@ -298,7 +299,7 @@ async def test_a_message_that_raced_a_finalize_counts_in_the_ticket_it_moved_to(
         body="ainda estou aqui",
         status="received",
     )
-    moved_to = str(message["ticket_id"])
+    moved_to = message.ticket_id
     assert moved_to != ticket["id"]
     assert await repository.inbound_head(db, ticket["id"]) == 1  # the finalized ticket keeps its count
     assert await _unread(client, peer["headers"], moved_to) == 1  # counted where the client now is
