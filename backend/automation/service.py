@@ -236,12 +236,10 @@ async def _opened(
 async def _away(db: Database, ticket: Ticket, config: resellers.ResellerConfig, *, retry: bool) -> bool:
     """Once per ticket per closed period, while the ticket waits in espera."""
     since = hours.Schedule.of(config).closed_since(now())
-    template = config.away_message
-    if since is None or not template:
+    if since is None or not config.away_message:
         return False
-    period = since.isoformat()
-    body = _render(template, ticket, config)
-    return await _send(db, ticket, config, purpose=AWAY, period=period, body=body, retry=retry)
+    body = _render(config.away_message, ticket, config)
+    return await _send(db, ticket, config, purpose=AWAY, period=since.isoformat(), body=body, retry=retry)
 
 
 async def _menu_answer(

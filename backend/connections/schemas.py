@@ -33,11 +33,9 @@ class ConnectionUpdate(InputModel):
     @field_validator("menu_department_ids")
     @classmethod
     def _options(cls, v: list[str] | None) -> list[str] | None:
-        if v is None:
-            return v
-        if len(v) > MAX_MENU_OPTIONS:
+        if v is not None and len(v) > MAX_MENU_OPTIONS:
             raise ValueError(f"at most {MAX_MENU_OPTIONS} departments (answered with one digit)")
-        if len(set(v)) != len(v):
+        if v is not None and len(set(v)) != len(v):
             raise ValueError("a department appears twice")
         return v
 

@@ -75,10 +75,6 @@ async def _chat_entry_stored(db: Database, chat: str, k: int) -> bool:
     return await get_chat_entry(db, chat, k) is not None
 
 
-def _chat_hint(db: Database, chat: str) -> int:
-    return runtime_of(db).outbound_chat_heads.get((db.name, chat), 0)
-
-
 def _remember_chat_head(db: Database, chat: str, k: int) -> None:
     """A bounded, process-local hint: a chat's position seen stored here (entries are never
     removed, so it stays true). Forgotten for the least recent chats past the bound."""
@@ -90,7 +86,8 @@ def _remember_chat_head(db: Database, chat: str, k: int) -> None:
 
 async def _chat_head(db: Database, chat: str) -> int:
     """The chat's last entry: galloping from the hint past what it missed."""
-    lo = await gallop(_chat_hint(db, chat), lambda k: _chat_entry_stored(db, chat, k))
+    hint = runtime_of(db).outbound_chat_heads.get((db.name, chat), 0)
+    lo = await gallop(hint, lambda k: _chat_entry_stored(db, chat, k))
     _remember_chat_head(db, chat, lo)
     return lo
 
@@ -113,8 +110,7 @@ async def append_to_chat(db: Database, chat: str, *, message_id: str, enqueued_a
 
 def sending_id(connection_id: str, phone: str, text: str) -> str:
     """What the provider's echo of a send can be matched on before its id is known."""
-    digits = "".join(ch for ch in phone if ch.isdigit())
-    return f"{connection_id}:{digits}:{hashlib.sha256(text.encode()).hexdigest()[:32]}"
+    return f"{chat_key(connection_id, phone)}:{hashlib.sha256(text.encode()).hexdigest()[:32]}"
 
 
 async def mark_sending(

@@ -165,10 +165,6 @@ async def echo_of_unanswered(db: Database, attempt: dict[str, Any], *, type_: st
     return None
 
 
-async def mark_released(db: Database, hold: HeldEcho) -> None:
-    await repository.resolve_hold(db, hold.id, "released")
-
-
 async def lookup_provider_id(db: Database, *, connection_id: str, provider_message_id: str) -> str | None:
     return await natural_keys.lookup(db, PROVIDER_KEY, connection_id, provider_message_id)
 
@@ -204,9 +200,7 @@ async def apply_receipt(
     if update.status == "pending":
         return "ignored: pending"
     pid = update.provider_message_id
-    message_id = await _receipt_target(
-        db, connection_id=connection_id, provider_message_id=pid, fallback_id=fallback_id
-    )
+    message_id = await _receipt_target(db, connection_id, pid, fallback_id)
     if message_id is None:
         # Usually our own send whose receipt outran the worker's bookkeeping (or a message sent
         # from the phone, not stored yet). Parked; whoever makes the message known applies it.
@@ -215,9 +209,7 @@ async def apply_receipt(
         )
         # It may have become known between the look-up and the parking: both sides look after
         # their own write, so at least one of them sees the other's.
-        message_id = await _receipt_target(
-            db, connection_id=connection_id, provider_message_id=pid, fallback_id=fallback_id
-        )
+        message_id = await _receipt_target(db, connection_id, pid, fallback_id)
         if message_id is None:
             return f"status {update.status} parked: its message is not known yet"
         await apply_parked(db, connection_id=connection_id, provider_message_id=pid, message_id=message_id)
@@ -225,9 +217,7 @@ async def apply_receipt(
     return await _apply_status(db, message_id, update.status, update.reason, retry=retry)
 
 
-async def _receipt_target(
-    db: Database, *, connection_id: str, provider_message_id: str, fallback_id: str
-) -> str | None:
+async def _receipt_target(db: Database, connection_id: str, provider_message_id: str, fallback_id: str) -> str | None:
     message_id = await lookup_provider_id(db, connection_id=connection_id, provider_message_id=provider_message_id)
     message_id = message_id or fallback_id  # a message sent from the phone, stored by its id
     return message_id if await messages.get_internal(db, message_id) is not None else None

@@ -223,7 +223,7 @@ class OutboundWorker:
                     provider_message_id=hold.provider_message_id,
                     raw_id=hold.raw_id,
                 )
-                await service.mark_released(self.db, hold)
+                await repository.resolve_hold(self.db, hold.id, "released")
 
     async def _sent(self, message: Message, entry: QueueEntry, provider_message_id: str) -> None:
         await service.bind_provider_id(

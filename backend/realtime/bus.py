@@ -9,6 +9,7 @@ cross-process delivery to the poll interval; it never fails or delays a domain w
 import asyncio
 import json
 import uuid
+from contextlib import suppress
 from typing import Any
 
 import redis.asyncio as redis
@@ -23,10 +24,6 @@ log = get_logger("realtime.bus")
 
 def encode(origin: str, record: dict[str, Any]) -> str:
     return json.dumps({"o": origin, "r": record}, separators=(",", ":"), default=_iso)
-
-
-def encode_access(origin: str, reseller_id: str, user_id: str | None) -> str:
-    return json.dumps({"o": origin, "a": [reseller_id, user_id]}, separators=(",", ":"))
 
 
 def _iso(value: Any) -> Any:
@@ -59,7 +56,7 @@ class RedisBus:
         self._queue(encode(self.origin, record))
 
     def access_changed(self, reseller_id: str, user_id: str | None) -> None:
-        self._queue(encode_access(self.origin, reseller_id, user_id))
+        self._queue(json.dumps({"o": self.origin, "a": [reseller_id, user_id]}, separators=(",", ":")))
 
     def _queue(self, payload: str) -> None:
         self._outbox.append(payload)
@@ -120,11 +117,9 @@ class RedisBus:
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
             finally:
-                try:
+                with suppress(Exception):  # closing a broken connection may fail again; nothing to keep
                     await pubsub.aclose()  # type: ignore[no-untyped-call]
                     await sub.aclose()
-                except Exception:  # closing a broken connection may fail again; nothing to keep
-                    pass
 
     async def close(self) -> None:
         if self._listener is not None:

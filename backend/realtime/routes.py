@@ -48,13 +48,12 @@ def _frame(**fields: object) -> str:
 
 
 def _parse_since(raw: str | None) -> int | None:
-    if raw is None or raw == "":
+    if not raw:
         return None
     try:
-        value = int(raw)
+        return int(raw)
     except ValueError:
         return -1
-    return value
 
 
 @router.websocket("/ws")
@@ -189,9 +188,8 @@ class Session:
         try:
             fresh = await load_active_actor(self.db, self.actor.id, token_version=self.token_version)
         except AppError:
-            sub.stop(UNAUTHORIZED)
-            return
-        if fresh.reseller_id != self.actor.reseller_id:
+            fresh = None
+        if fresh is None or fresh.reseller_id != self.actor.reseller_id:
             sub.stop(UNAUTHORIZED)
             return
         changed = (fresh.role, fresh.department_ids) != (self.actor.role, self.actor.department_ids)

@@ -150,8 +150,6 @@ class WhatsAppProvider(Protocol):
         """A file with its caption; a voice note (`media.kind == "voice"`) as one, without caption."""
         ...
 
-    def parse_webhook(self, payload: Any, *, event_hint: str | None) -> list[InboundEvent]: ...
-
     async def fetch_media(
         self, *, instance_name: str, provider_message_id: str, remote_jid: str, from_me: bool
     ) -> FetchedMedia:

@@ -70,6 +70,8 @@ _TYPES = {
     "ptvMessage": "video",
 }
 _SEND_MEDIA_TYPES = ("image", "video", "audio", "document")  # sendMedia's `mediatype`
+# The sends without caption: endpoint and body field (Evolution v2 sendSticker takes a WebP).
+_BARE_SENDS = {"voice": ("sendWhatsAppAudio", "audio"), "sticker": ("sendSticker", "sticker")}
 # Baileys' media message types (whose bytes are fetched) and the types that carry no bytes.
 _MEDIA_TYPES = {"image", "video", "audio", "document", "sticker"}
 _LOCATION_TYPES = ("locationMessage", "liveLocationMessage")
@@ -460,16 +462,12 @@ class EvolutionProvider:
             },
         )
         instance = _obj(body.get("instance"))
-        qr = _obj(body.get("qrcode"))
         token = body.get("hash")
         if isinstance(token, dict):  # v1 answered {"hash": {"apikey": ...}}
             token = token.get("apikey")
-        qr_code = _qr_from(qr)
-        state = str(instance.get("status") or "")
-        status: ConnectionStatus = "open" if state == "open" else "connecting"
         return InstanceCreated(
-            status=status,
-            qr_code=qr_code,
+            status="open" if instance.get("status") == "open" else "connecting",
+            qr_code=_qr_from(_obj(body.get("qrcode"))),
             instance_id=str(instance.get("instanceId")) if instance.get("instanceId") else None,
             instance_token=str(token) if token else None,
         )
@@ -522,14 +520,9 @@ class EvolutionProvider:
         A voice note goes to sendWhatsAppAudio, which WhatsApp shows as recorded (push-to-talk);
         a sticker to sendSticker; other files to sendMedia with their type. No idempotency key here either."""
         data = base64.b64encode(media.data).decode("ascii")
-        if media.kind == "voice":
-            return await self._send(
-                f"/message/sendWhatsAppAudio/{instance_name}", {"number": to, "audio": data}, quoted, to=to
-            )
-        if media.kind == "sticker":  # Evolution v2 sendSticker: a WebP, shown as a sticker, no caption
-            return await self._send(
-                f"/message/sendSticker/{instance_name}", {"number": to, "sticker": data}, quoted, to=to
-            )
+        if media.kind in _BARE_SENDS:
+            endpoint, field = _BARE_SENDS[media.kind]
+            return await self._send(f"/message/{endpoint}/{instance_name}", {"number": to, field: data}, quoted, to=to)
         body = {
             "number": to,
             "mediatype": media.kind if media.kind in _SEND_MEDIA_TYPES else "document",
@@ -539,9 +532,6 @@ class EvolutionProvider:
             "fileName": media.name or _default_name(media),
         }
         return await self._send(f"/message/sendMedia/{instance_name}", body, quoted, to=to)
-
-    def parse_webhook(self, payload: Any, *, event_hint: str | None) -> list[InboundEvent]:
-        return parse_webhook(payload, event_hint=event_hint)
 
     async def fetch_media(
         self, *, instance_name: str, provider_message_id: str, remote_jid: str, from_me: bool

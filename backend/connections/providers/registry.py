@@ -10,8 +10,6 @@ from backend.connections.providers import evolution
 from backend.connections.providers.base import InboundEvent, WhatsAppProvider
 from backend.core.config import Settings
 
-PROVIDERS = (evolution.NAME,)
-
 
 def build(name: str, settings: Settings, http: httpx.AsyncClient) -> WhatsAppProvider:
     if name == evolution.NAME:
