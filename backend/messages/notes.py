@@ -17,7 +17,6 @@ preview and order show what the client and the agents said to each other, not st
 Clients have no API session; if they get one, their thread must filter `direction: "note"` out.
 """
 
-
 from backend.core.clock import utcnow
 from backend.core.db import Database
 from backend.core.errors import Forbidden
