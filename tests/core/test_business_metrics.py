@@ -69,7 +69,15 @@ async def test_outbox_backlog_and_oldest_pending_reply(
         monkeypatch.setattr(outbound, "utcnow", lambda n=n: T0 + timedelta(seconds=30 * n))
         await outbound.enqueue(db, message_id=message_id, ticket=ticket)
         await db.messages.insert_one(
-            {"_id": message_id, "ticket_id": ticket.id, "reseller_id": tenant.id, "status": status}
+            {
+                "_id": message_id,
+                "ticket_id": ticket.id,
+                "reseller_id": tenant.id,
+                "direction": "out",
+                "sender_type": "agent",
+                "status": status,
+                "created_at": T0 + timedelta(seconds=30 * n),
+            }
         )
     monkeypatch.setattr(backlog, "utcnow", lambda: T0 + timedelta(seconds=150))
     samples = await scrape(client)
