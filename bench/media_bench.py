@@ -12,7 +12,8 @@ fetcher on, outbound worker off), creates a tenant and a connection through the 
      fake's /chat/getBase64FromMediaMessage, stored the bytes in GridFS, moved the message);
   2. raw: the same files put with PyMongo's AsyncGridFSBucket into another bucket of the same
      database, at the same concurrency; the ratio webhook/raw is what the product keeps of what
-     the store can take;
+     the store can take. Both run in `--rounds` slices of the files (default 4), each slice through
+     both sides back to back in ABBA order, so a load that drifts during the run weighs on both;
   2b. store path: the same files through media.store_bytes (another tenant), same concurrency;
   3. range: GET /api/v1/messages/{id}/media with 256 KiB Range requests over every file;
   4. memory: a 100 MB document streamed through GET .../media while the backend's RSS is sampled.
@@ -271,49 +272,61 @@ async def main(args: argparse.Namespace) -> None:
             cpu = _Cpu(
                 {"backend": backend.pid, "fake": procs[0].pid, "store": fdb.pid if fdb else 0, "bench+all": os.getpid()}
             )
-            # 1. webhook + fetch
-            counted = await _counts(backend, count_file)
-            cpu.start()
-            started = time.perf_counter()
+            bucket = AsyncGridFSBucket(db, bucket_name="bench_raw")
 
             async def post(i: int) -> None:
                 phone = f"5511{900000000 + i % 200:09d}"
                 (await http.post(hook, json=_upsert(conn, keys[i], phone, sizes[i]))).raise_for_status()
 
-            ack_seconds = await _pool(list(range(args.messages)), args.concurrency, post)
-            # Polled in posting order, each round stopping at the first message not ready yet:
-            # about one read per message in all, so the watcher does not load the store it measures.
-            pending = list(ids)
-            while pending:
+            async def webhook_and_fetch(part: list[int]) -> tuple[float, float]:
+                """1. webhook + fetch of `part`: (ack seconds, seconds until every media is ready)."""
+                started = time.perf_counter()
+                ack = await _pool(part, args.concurrency, post)
+                # Polled in posting order, each round stopping at the first message not ready yet:
+                # about one read per message in all, so the watcher does not load the store it measures.
+                pending = [ids[i] for i in part]
                 while pending:
                     doc = await db.messages.find_one({"_id": pending[0]}, {"media": 1})
                     status = ((doc or {}).get("media") or {}).get("status")
                     if status == "failed":
                         raise RuntimeError(f"{pending[0]} failed: {doc}")
-                    if status != "ready":
-                        break
-                    pending.pop(0)
-                if not pending:
-                    break
-                if time.perf_counter() - started > args.limit_seconds:
-                    raise RuntimeError(f"{len(pending)} media not ready after {args.limit_seconds}s")
-                await asyncio.sleep(0.1)
-            webhook_seconds = time.perf_counter() - started
-            print(f"webhook acks: {ack_seconds:.1f} s; every media ready after {webhook_seconds:.1f} s")
-            print(f"  CPU seconds: {cpu.stop()}")
-            if count_file is not None:
-                print(media_commands.summary(counted, await _counts(backend, count_file), args.messages))
-
-            # 2. raw GridFS put of the same files
-            bucket = AsyncGridFSBucket(db, bucket_name="bench_raw")
-            order = list(range(args.messages))
+                    if status == "ready":
+                        pending.pop(0)
+                        continue
+                    if time.perf_counter() - started > args.limit_seconds:
+                        raise RuntimeError(f"{len(pending)} media not ready after {args.limit_seconds}s")
+                    await asyncio.sleep(0.1)
+                return ack, time.perf_counter() - started
 
             async def put(i: int) -> None:
                 await bucket.upload_from_stream(f"{i}.bin", files[i])
 
-            cpu.start()
-            raw_seconds = await _pool(order, args.concurrency, put)
-            print(f"raw put: CPU seconds: {cpu.stop()}")
+            # The files go in `--rounds` slices, each slice through both sides back to back, the
+            # order alternating ABBA: a load that drifts during the run (a shared machine) then
+            # weighs on both sides alike instead of on whichever phase came second.
+            order = list(range(args.messages))
+            rounds = max(1, args.rounds)
+            ack_seconds = webhook_seconds = raw_seconds = 0.0
+            counted = await _counts(backend, count_file)
+            for r in range(rounds):
+                part = order[r * len(order) // rounds : (r + 1) * len(order) // rounds]
+                part_mb = sum(sizes[i] for i in part) / MB
+                sides = ["webhook", "raw"] if r % 4 in (0, 3) else ["raw", "webhook"]
+                for side in sides:
+                    cpu.start()
+                    if side == "webhook":
+                        ack, seconds = await webhook_and_fetch(part)
+                        ack_seconds, webhook_seconds = ack_seconds + ack, webhook_seconds + seconds
+                        label = f"webhook+fetch {part_mb / seconds:.2f} MB/s (acks {ack:.1f} s, ready {seconds:.1f} s)"
+                    else:
+                        seconds = await _pool(part, args.concurrency, put)
+                        raw_seconds += seconds
+                        label = f"raw put {part_mb / seconds:.2f} MB/s ({seconds:.1f} s)"
+                    print(f"  round {r + 1}/{rounds} ({len(part)} files), load {os.getloadavg()[0]:.1f}: {label}")
+                    print(f"    CPU seconds: {cpu.stop()}")
+            print(f"webhook acks: {ack_seconds:.1f} s; every media ready after {webhook_seconds:.1f} s in all")
+            if count_file is not None:
+                print(media_commands.summary(counted, await _counts(backend, count_file), args.messages))
             wmbs, rmbs = total / MB / webhook_seconds, total / MB / raw_seconds
             print(
                 f"webhook+fetch {wmbs:.2f} MB/s ({args.messages / webhook_seconds:.1f} msg/s); "
@@ -434,6 +447,7 @@ if __name__ == "__main__":
     parser.add_argument("--max-kb", type=int, default=1024)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--range-files", type=int, default=100)
+    parser.add_argument("--rounds", type=int, default=4, help="slices of the files, each timed on both sides (ABBA)")
     parser.add_argument("--big-mb", type=int, default=100)
     parser.add_argument("--seed", type=int, default=15)
     parser.add_argument("--count-commands", action="store_true", help="count the backend's commands per message")
