@@ -202,9 +202,7 @@ class Settings(BaseSettings):
 
     @property
     def ledger_file(self) -> str:
-        if self.LEDGER_FILE is not None:
-            return self.LEDGER_FILE
-        return DEFAULT_LEDGER_FILE
+        return DEFAULT_LEDGER_FILE if self.LEDGER_FILE is None else self.LEDGER_FILE
 
     @property
     def jwt_secret_file(self) -> Path:

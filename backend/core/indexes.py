@@ -65,11 +65,7 @@ def declared() -> list[IndexSpec]:
 
 async def ensure_indexes(db: Database) -> None:
     """Idempotent: create_indexes with identical specs is a no-op on both stores."""
-    by_collection: dict[str, list[IndexModel]] = {}
     for spec in declared():
-        by_collection.setdefault(spec.collection, []).append(spec.model())
-    for collection, models in by_collection.items():
         # One index per command: FerretDB v1.24.2 panics (connection closed) on a createIndexes
         # listing several indexes that all exist already, i.e. on every restart after the first.
-        for model in models:
-            await db[collection].create_indexes([model])
+        await db[spec.collection].create_indexes([spec.model()])
