@@ -167,18 +167,6 @@ async def start_tenant(db: Database, reseller_id: str) -> None:
     await COUNTS.start(db, reseller_id, marks={"complete": True})
 
 
-async def tenant_counts(db: Database, reseller_id: str) -> dict[str, int]:
-    """Every counter of a tenant as of now: totals plus the tail past their watermark (point 4)."""
-    return await COUNTS.read(db, reseller_id)
-
-
-async def _tenant_state(db: Database, reseller_id: str) -> tuple[dict[str, int], bool]:
-    """(counters, complete): complete when the totals cover the tenant's whole log — a tenant
-    created with the counters, or one backfilled by scripts/ticket_counts.py --fix."""
-    counts, marks = await COUNTS.read_marked(db, reseller_id)
-    return counts, bool(marks.get("complete"))
-
-
 def _sum(counts: Mapping[str, int], prefix: str, suffix: str) -> int:
     return sum(v for k, v in counts.items() if k.startswith(prefix) and k.endswith(suffix) and k.count("|") == 2)
 
@@ -212,8 +200,10 @@ async def for_actor(
     total: Counter[str] = Counter()
     for tenant in tenants if tenants is not None else [actor.reseller_id]:
         if tenant:
-            counts, complete = await _tenant_state(db, tenant)
-            if not complete:
+            # Complete: the totals cover the tenant's whole log (a tenant created with the
+            # counters, or one backfilled by scripts/ticket_counts.py --fix).
+            counts, marks = await COUNTS.read_marked(db, tenant)
+            if not marks.get("complete"):
                 return None
             total.update(view(counts, actor, department_id=department_id))
     return {status.value: total[status.value] for status in Status}
@@ -297,4 +287,4 @@ async def repair(db: Database, found: Audit) -> None:
 async def tenant_by_status(db: Database, reseller_id: str) -> dict[str, int]:
     """A tenant's tickets per status as its owner counts them (the metrics, the admin overview)."""
     owner = Actor(id="", role="reseller", name="", reseller_id=reseller_id)
-    return view(await tenant_counts(db, reseller_id), owner, department_id=None)
+    return view(await COUNTS.read(db, reseller_id), owner, department_id=None)
