@@ -71,7 +71,7 @@ async def upsert_by_phone(
 
 
 def _extra(data: ClientCreate) -> dict[str, Any]:
-    return {"email": str(data.email) if data.email else None, "notes": data.notes, "tags": data.tags}
+    return data.model_dump(include={"email", "notes", "tags"})
 
 
 async def create(db: Database, actor: Actor, *, data: ClientCreate) -> ClientRead:
@@ -98,13 +98,14 @@ async def get_by_phone(db: Database, actor: Actor, *, phone: str) -> User | None
     return await users.get(db, actor.scope, client_id, roles=ROLES) if client_id else None
 
 
-def search_filter(q: str) -> dict[str, Any]:
-    """Part of the name (any case, literal) or part of the number."""
+def search_filter(q: str, *, name: str = "name", phone: str = "phone") -> dict[str, Any]:
+    """Part of the name (any case, literal) or part of the number, in the fields named so
+    (a ticket keeps its client's as `client_name` and `client_phone`)."""
     text = q.strip()
-    ors: list[dict[str, Any]] = [{"name": {"$regex": re.escape(text), "$options": "i"}}]
+    ors: list[dict[str, Any]] = [{name: {"$regex": re.escape(text), "$options": "i"}}]
     digits = re.sub(r"[\s\-().+]", "", text)
     if digits.isdigit():
-        ors.append({"phone": {"$regex": re.escape(digits)}})
+        ors.append({phone: {"$regex": re.escape(digits)}})
     return {"$or": ors}
 
 
@@ -145,14 +146,8 @@ async def list_page(
 
 async def update(db: Database, actor: Actor, *, client_id: str, data: ClientUpdate) -> ClientRead:
     await get_doc_or_404(db, actor, client_id=client_id)
-    changes = data.model_dump(exclude_unset=True)
-    if changes.get("name") is None:
-        changes.pop("name", None)
-    for field in ("notes", "tags"):
-        if field in changes and changes[field] is None:
-            changes.pop(field)
-    if changes.get("email") is not None:
-        changes["email"] = str(changes["email"])
+    # A null e-mail clears it; a null elsewhere leaves the field as it is.
+    changes = {k: v for k, v in data.model_dump(exclude_unset=True).items() if v is not None or k == "email"}
     changes["updated_at"] = utcnow()
     client = await users.update_doc(db, actor.scope, client_id, changes)
     assert client is not None
@@ -270,7 +265,7 @@ async def import_csv(db: Database, actor: Actor, *, data: ClientImport) -> Clien
             continue
         changes: dict[str, Any] = {"name": item.name, "tags": sorted(set(client.tags) | set(item.tags))}
         if item.email:
-            changes["email"] = str(item.email)
+            changes["email"] = item.email
         if item.notes:
             changes["notes"] = item.notes
         if any(getattr(client, k) != v for k, v in changes.items()):

@@ -27,11 +27,7 @@ async def text_filter(db: Database, actor: Actor, q: str) -> dict[str, Any]:
     number = TICKET_NUMBER.match(text)
     if number:
         return {"number": int(number.group(1))}
-    literal = {"$regex": re.escape(text), "$options": "i"}
-    ors: list[dict[str, Any]] = [{"client_name": literal}]
-    digits = re.sub(r"[\s\-().+]", "", text)
-    if digits.isdigit():
-        ors.append({"client_phone": {"$regex": re.escape(digits)}})
+    ors: list[dict[str, Any]] = clients.search_filter(text, name="client_name", phone="client_phone")["$or"]
     if actor.reseller_id is not None:
         client_ids = await clients.ids_matching(db, actor.reseller_id, text)
         if client_ids:
