@@ -10,7 +10,7 @@ from backend.core.clock import utcnow
 from backend.core.db import Database
 from backend.core.errors import Conflict, NotFound
 from backend.core.ids import is_valid_id, new_id
-from backend.core.pagination import decode_id_cursor, next_id_cursor
+from backend.core.pagination import decode_id_cursor, every_item, next_id_cursor
 from backend.core.tenancy import Actor, TenantScope
 from backend.realtime import feed
 from backend.resellers import repository
@@ -155,11 +155,4 @@ def zone(name: str) -> ZoneInfo:
 
 async def all_ids(db: Database, *, page: int = 200) -> list[str]:
     """Every tenant's id, a page of the list at a time (the admin's platform-wide figures)."""
-    ids: list[str] = []
-    cursor: str | None = None
-    while True:
-        found = await list_page(db, cursor=cursor, limit=page)
-        ids.extend(r.id for r in found.items)
-        if not found.next_cursor:
-            return ids
-        cursor = found.next_cursor
+    return [r.id for r in await every_item(lambda cursor: list_page(db, cursor=cursor, limit=page))]
