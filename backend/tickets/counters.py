@@ -11,9 +11,8 @@ one counter lose updates):
 1. Deltas, appended, never updated. Every event that moves a ticket (creation, assume, transfer,
    finalize) contributes `contribution(new state) - contribution(previous state)`: +1/-1 on
    counter keys (the keys below), appended to the tenant's log with the event's `_id` as its
-   contribution key. A retried or concurrent writer may append the same event twice; its
-   canonical entry is decided by a unique claim (first insert wins, never changes), and only the
-   canonical entry counts. So each event counts exactly once, whoever wrote it and however often.
+   contribution key. A retried or concurrent writer may append the same event twice; only its
+   canonical entry (foldlog's claim: first insert wins) counts, so each event counts exactly once.
    The claim is the compactor's (`claim_on_write=False` below): a writer appends only.
 2. Who writes a delta. The writer of an event, right after inserting it and *before* projecting
    it onto the ticket; and `projection.settle`, for every event it rolls the ticket forward over
@@ -21,13 +20,9 @@ one counter lose updates):
    to v has an entry": a writer that died between its event and its delta left the ticket behind
    its log, and the next settle — a reader's, a writer's, or the sweep's within one sweep period
    with no reader at all (backend/tickets/sweep.py) — appends the missing delta.
-3. Totals: one document per tenant, `{watermark: w, counts}` = the sum of the canonical entries
-   1..w, written as one pair by a compactor (a writer at every COMPACT_EVERY-th entry, a reader
-   past READER_COMPACTS_AT): two compactors at once can only move the watermark back.
-4. Reading: the totals, then the tail past their watermark (usually < COMPACT_EVERY entries), an
-   entry counting when its event is not counted yet in this tail and its claim points to it or
-   does not exist yet (not compacted yet). Cost: 2 + 2 x tail `_id` reads
-   per tenant, whatever the number of tickets.
+3. Totals and reads are foldlog's: one totals document per tenant, compacted by a writer at
+   every COMPACT_EVERY-th entry and by a reader past READER_COMPACTS_AT; a read is the totals and
+   the tail past their watermark, 2 + 2 x tail `_id` reads whatever the number of tickets.
 
 Stored (the layout the counters had before foldlog, kept): entry n of tenant T is `_id` "<T>:<n>"
 of `ticket_count_deltas` (`event_id`, `inc`); claims are natural keys "count-delta:<event _id>";

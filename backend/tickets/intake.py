@@ -6,7 +6,7 @@ from typing import Any
 from backend.clients import service as clients
 from backend.connections import service as connections
 from backend.core.db import Database
-from backend.core.errors import Conflict, NotFound, Unprocessable
+from backend.core.errors import Conflict, Unprocessable
 from backend.core.tenancy import Actor
 from backend.departments import service as departments
 from backend.messages import notes
@@ -116,9 +116,7 @@ async def create_from_api(db: Database, actor: Actor, *, data: TicketCreate) -> 
     a retry gets 409 naming that ticket, where the creator writes again."""
     assert actor.reseller_id
     client = await clients.get_doc_or_404(db, actor, client_id=data.client_id)
-    dept = await departments.get(db, actor.scope, data.department_id)
-    if dept is None:
-        raise NotFound("department not found")
+    dept = await departments.get_or_404(db, actor, department_id=data.department_id)
     if not dept.active:
         raise Unprocessable("department is inactive")
     channel, opening = API_CHANNEL, None

@@ -98,7 +98,6 @@ async def run_until(db: Database, settings: Settings, stop: asyncio.Event) -> No
     since = utcnow() - timedelta(seconds=settings.TICKET_SWEEP_STARTUP_LOOKBACK_SECONDS)
     while not stop.is_set():
         started, clock = utcnow(), time.monotonic()
-        scan_seconds = 0.0
         try:
             swept = await _unless_stopped(sweep_once(db, since=since), stop)
             if swept is None:
