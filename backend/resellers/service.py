@@ -39,13 +39,8 @@ async def _insert_once(insert: Awaitable[None]) -> None:
 
 async def create(db: Database, actor: Actor, *, data: ResellerCreate) -> ResellerRead:
     email = users.normalize_email(str(data.email))
-    owner_id = new_id()
     # Reserve the email before writing anything, so a taken email leaves nothing half-written.
-    bound, won = await natural_keys.claim(db, users.EMAIL_KEY, email, target=owner_id)
-    if not won:
-        if await users.get_internal(db, bound) is not None:
-            raise Conflict("email already in use")
-        owner_id = bound
+    owner_id = await users.claim_email(db, email)
     # One tenant per owner: racing or retried creations for the same email get the same reseller
     # id, so they converge on one reseller and config; the owner user's insert decides who gets 201.
     reseller_id, _ = await natural_keys.claim(db, OWNER_KEY, owner_id, target=new_id())
@@ -93,8 +88,7 @@ async def get_or_404(db: Database, *, reseller_id: str) -> Reseller:
 async def list_page(db: Database, *, cursor: str | None, limit: int) -> ResellerPage:
     before = decode_id_cursor(cursor) if cursor else None
     found = await repository.list_page(db, before_id=before, limit=limit + 1)
-    nxt = next_id_cursor(found, limit)
-    return ResellerPage(items=[ResellerRead.of(r) for r in found[:limit]], next_cursor=nxt)
+    return ResellerPage(items=[ResellerRead.of(r) for r in found[:limit]], next_cursor=next_id_cursor(found, limit))
 
 
 async def update(db: Database, *, reseller_id: str, data: ResellerUpdate) -> ResellerRead:
