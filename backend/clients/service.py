@@ -140,8 +140,7 @@ async def list_page(
     if tag:
         extra["tags"] = normalize_tag(tag)
     found = await users.list_docs(db, actor.scope, roles=ROLES, before_id=before, limit=limit + 1, extra=extra)
-    nxt = next_id_cursor(found, limit)
-    return ClientPage(items=[ClientRead.of(c) for c in found[:limit]], next_cursor=nxt)
+    return ClientPage(items=[ClientRead.of(c) for c in found[:limit]], next_cursor=next_id_cursor(found, limit))
 
 
 async def update(db: Database, actor: Actor, *, client_id: str, data: ClientUpdate) -> ClientRead:
