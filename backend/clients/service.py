@@ -193,8 +193,7 @@ def _parse_csv(text: str) -> tuple[list[tuple[int, dict[str, Any]]], list[Import
     except csv.Error as exc:
         return [], [ImportLineError(line=1, field="header", message=str(exc))]
     fields = [_COLUMNS.get(h.strip().casefold()) for h in header]
-    missing = [name for name in ("name", "phone") if name not in fields]
-    if missing:
+    if "name" not in fields or "phone" not in fields:
         message = "the header must name the columns nome and telefone"
         return [], [ImportLineError(line=1, field="header", message=message)]
     rows: list[tuple[int, dict[str, Any]]] = []

@@ -16,7 +16,6 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 DEV_JWT_SECRET = "dev-only-change-me-please-0123456789abcdef"
 EXAMPLE_ADMIN_PASSWORD = "change-me-now"  # the value .env.example ships with
 DEFAULT_LEDGER_FILE = "./var/deploy-ledger.jsonl"
-JWT_SECRET_FILE_NAME = "jwt-secret"
 STORE_MARKER = "iaze-store.json"  # in the local store's data directory: its id and address
 LEGACY_FERRETDB_LISTEN = "127.0.0.1:27117"  # the fixed address before it was chosen per data directory
 
@@ -206,7 +205,7 @@ class Settings(BaseSettings):
 
     @property
     def jwt_secret_file(self) -> Path:
-        return Path(self.FERRETDB_DATA_DIR).parent / JWT_SECRET_FILE_NAME
+        return Path(self.FERRETDB_DATA_DIR).parent / "jwt-secret"
 
     @property
     def cors_origins(self) -> list[str]:
