@@ -8,6 +8,7 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -21,7 +22,6 @@ from backend.core.config import Settings, get_settings
 from backend.core.db import Database, durable_database, make_client
 from backend.core.errors import AppError, TooManyRequests
 from backend.core.logging import configure_logging, get_logger
-from backend.core.metrics import render as render_metrics
 from backend.core.middleware import BodyLimit, ReadinessGate, RequestContextMiddleware
 from backend.core.runtime import open_runtime
 from backend.departments.routes import router as departments_router
@@ -174,8 +174,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def metrics(request: Request) -> Response:
         if request.app.state.startup.ready:  # the gauges read from the database (README, Metrics)
             await request.app.state.metrics_refresher.refresh(request.app.state.db)
-        body, content_type = render_metrics()
-        return Response(body, media_type=content_type)
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     api = APIRouter(prefix="/api/v1")
     for router in (

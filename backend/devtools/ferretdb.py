@@ -39,7 +39,7 @@ SOURCE_DIR = ROOT / "tools" / "ferretdb"
 BINARY = ROOT / "var" / "bin" / "ferretdb-launcher"
 
 
-def ensure_built(*, quiet: bool = False) -> Path:
+def ensure_built() -> Path:
     sources = [*SOURCE_DIR.glob("*.go"), SOURCE_DIR / "go.mod", SOURCE_DIR / "go.sum"]
     newest_source = max(p.stat().st_mtime for p in sources if p.exists())
     if BINARY.exists() and BINARY.stat().st_mtime >= newest_source:
@@ -47,13 +47,9 @@ def ensure_built(*, quiet: bool = False) -> Path:
     if shutil.which("go") is None:
         raise RuntimeError("Go is needed to build the local FerretDB (tools/ferretdb); install Go or set MONGO_URL")
     BINARY.parent.mkdir(parents=True, exist_ok=True)
-    if not quiet:
-        print("building local FerretDB (first run downloads modules; a few minutes)...", file=sys.stderr, flush=True)
-    cmd = ["go", "build", "-v", "-o", str(BINARY), "."]
-    out = None if not quiet else subprocess.DEVNULL
-    subprocess.run(cmd, cwd=SOURCE_DIR, check=True, stdout=out, stderr=out)
-    if not quiet:
-        print(f"built {BINARY}", file=sys.stderr, flush=True)
+    print("building local FerretDB (first run downloads modules; a few minutes)...", file=sys.stderr, flush=True)
+    subprocess.run(["go", "build", "-v", "-o", str(BINARY), "."], cwd=SOURCE_DIR, check=True)
+    print(f"built {BINARY}", file=sys.stderr, flush=True)
     return BINARY
 
 
