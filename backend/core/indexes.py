@@ -23,9 +23,6 @@ class IndexSpec:
     unique: bool = False
     purpose: str = field(default="", compare=False)
 
-    def model(self) -> IndexModel:
-        return IndexModel(list(self.keys), name=self.name, unique=self.unique)
-
 
 # Every module that declares indexes (tests/core/test_runtime.py checks none is missing), imported by
 # `declared()`: every entry point gets the whole list, not what it happened to import. Filled once
@@ -68,4 +65,4 @@ async def ensure_indexes(db: Database) -> None:
     for spec in declared():
         # One index per command: FerretDB v1.24.2 panics (connection closed) on a createIndexes
         # listing several indexes that all exist already, i.e. on every restart after the first.
-        await db[spec.collection].create_indexes([spec.model()])
+        await db[spec.collection].create_indexes([IndexModel(list(spec.keys), name=spec.name, unique=spec.unique)])

@@ -28,9 +28,8 @@ Stored (the layout the counters had before foldlog, kept): entry n of tenant T i
 of `ticket_count_deltas` (`event_id`, `inc`); claims are natural keys "count-delta:<event _id>";
 totals are `ticket_counts/<T>` `{watermark, counts, complete}`.
 
-Visibility is that of the lists (backend/tickets/visibility.py): a reseller counts its tenant's
-tickets per department; an agent counts espera in its departments (`d|<dept>|espera`) and the
-atendendo/finalizado tickets it holds or finalized (`a|<agent>|…`), optionally per department.
+Visibility is that of the lists (backend/tickets/visibility.py): the counter keys (below `COUNTS`)
+say who counts what.
 
 Where the guarantee ends: between an event and its delta (a writer in flight or dead) counts lag
 the log by that event until it is settled — at most one sweep period with nobody reading.
