@@ -9,6 +9,7 @@ from typing import Annotated, Any, Generic, TypeVar
 from fastapi import Query
 from pydantic import BaseModel
 
+from backend.core.clock import as_utc
 from backend.core.errors import Unprocessable
 from backend.core.ids import is_valid_id
 from backend.core.schemas import StoredModel
@@ -74,8 +75,7 @@ def decode_time_cursor(cursor: str) -> tuple[datetime, str]:
     if not isinstance(at_raw, str) or not isinstance(last_id, str) or not is_valid_id(last_id):
         raise Unprocessable("invalid cursor")
     try:
-        at = datetime.fromisoformat(at_raw)
-        at = at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
+        at = as_utc(datetime.fromisoformat(at_raw)).astimezone(UTC)
     except (ValueError, OverflowError) as exc:
         raise Unprocessable("invalid cursor") from exc
     return at, last_id

@@ -122,8 +122,7 @@ async def create_from_api(db: Database, actor: Actor, *, data: TicketCreate) -> 
         conn = await connections.get_doc_or_404(db, actor, connection_id=data.connection_id)
         if not client.phone:
             raise Unprocessable("the client has no phone number to write to")
-        blocked = connections.blocked(conn)
-        if blocked is not None:
+        if (blocked := connections.blocked(conn)) is not None:
             raise Conflict({"message": "the connection cannot send now", "reason": blocked})
         channel, opening = conn.id, tickets.Opening(agent_id=actor.id, agent_name=actor.name)
     ticket, created = await tickets.open_for_client(

@@ -24,8 +24,7 @@ async def text_filter(db: Database, actor: Actor, q: str) -> dict[str, Any]:
     """`#12`: ticket 12 and nothing else. Otherwise: the client's current name (any case) or part
     of its number, or the text of any message in the ticket."""
     text = q.strip()
-    number = TICKET_NUMBER.match(text)
-    if number:
+    if number := TICKET_NUMBER.match(text):
         return {"number": int(number.group(1))}
     ors: list[dict[str, Any]] = clients.search_filter(text, name="client_name", phone="client_phone")["$or"]
     if actor.reseller_id is not None:
