@@ -167,6 +167,9 @@ class FoldLog:
                 log.warning("compaction failed", bucket=bucket, error=str(exc))
         return counts
 
+    async def _totals(self, db: Database, bucket: str, view: str) -> tuple[int, State]:
+        return (await self._totals_marked(db, bucket, view))[:2]
+
     async def _totals_marked(self, db: Database, bucket: str, view: str) -> tuple[int, State, State]:
         doc = await db[self.totals].find_one({"_id": self._doc_id(bucket, view)})
         return self._decoded(doc, self.views[view].decode, self.state_field)
@@ -334,7 +337,7 @@ class FoldLog:
     async def refold(self, db: Database, bucket: str, view: str = "") -> tuple[int, State, State]:
         """(watermark, stored state, the canonical entries 1..watermark folded afresh): whether
         the stored totals are their own entries' fold (an operator's check; reads the log)."""
-        watermark, stored, _ = await self._totals_marked(db, bucket, view)
+        watermark, stored = await self._totals(db, bucket, view)
         state: State = {}
         for entry in await self._tail(db, bucket, 0, watermark):
             if int(entry["seq"]) <= watermark and entry["_canonical"] == int(entry["seq"]):
