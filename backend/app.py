@@ -2,12 +2,13 @@
 
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
-from typing import Any, Literal
+from typing import Literal
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -21,7 +22,6 @@ from backend.core.config import Settings, get_settings
 from backend.core.db import Database, durable_database, make_client
 from backend.core.errors import AppError, TooManyRequests
 from backend.core.logging import configure_logging, get_logger
-from backend.core.metrics import render as render_metrics
 from backend.core.middleware import BodyLimit, ReadinessGate, RequestContextMiddleware
 from backend.core.runtime import open_runtime
 from backend.departments.routes import router as departments_router
@@ -67,26 +67,22 @@ async def _first_admin(db: Database, settings: Settings) -> None:
 API_STEPS: tuple[startup.Step, ...] = (("first-admin", _first_admin),)  # after the gate's
 
 
-def _error_body(detail: Any) -> dict[str, Any]:
-    return {"detail": detail}
-
-
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(AppError)
     async def _app_error(request: Request, exc: AppError) -> JSONResponse:
         headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, TooManyRequests) else None
         if exc.status_code == 401:
             headers = {"WWW-Authenticate": "Bearer"}
-        return JSONResponse(_error_body(exc.detail), status_code=exc.status_code, headers=headers)
+        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=headers)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = [{k: v for k, v in e.items() if k in ("type", "loc", "msg")} for e in exc.errors()]
-        return JSONResponse(_error_body(errors), status_code=422)
+        return JSONResponse({"detail": errors}, status_code=422)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return JSONResponse(_error_body(exc.detail), status_code=exc.status_code, headers=exc.headers)
+        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -178,8 +174,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def metrics(request: Request) -> Response:
         if request.app.state.startup.ready:  # the gauges read from the database (README, Metrics)
             await request.app.state.metrics_refresher.refresh(request.app.state.db)
-        body, content_type = render_metrics()
-        return Response(body, media_type=content_type)
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     api = APIRouter(prefix="/api/v1")
     for router in (

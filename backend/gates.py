@@ -58,13 +58,9 @@ async def open_gate(db: Database, settings: Settings, then: Sequence[startup.Ste
     return await startup.run(db, settings, (*STEPS, *then))
 
 
-def refusal(state: startup.StartupState) -> str:
-    return "refusing to start: " + "; ".join(state.errors)
-
-
 def report_refusal(state: startup.StartupState) -> None:
     """For processes without /health/ready: the reasons on stderr (the log has them too)."""
-    print(refusal(state), file=sys.stderr, flush=True)
+    print("refusing to start: " + "; ".join(state.errors), file=sys.stderr, flush=True)
 
 
 async def _standalone(run_until: RunUntil) -> int:

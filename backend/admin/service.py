@@ -9,6 +9,7 @@ from backend.admin.schemas import AdminOverview, ConnectionSummary, ResellerOver
 from backend.connections import service as connections
 from backend.core.db import Database
 from backend.core.errors import Unprocessable
+from backend.core.pagination import every_item
 from backend.core.tenancy import Actor
 from backend.reports import service as reports
 from backend.resellers import service as resellers
@@ -21,15 +22,10 @@ MAX_DAYS = 366
 
 async def _connections_by_tenant(db: Database, actor: Actor) -> dict[str, list[ConnectionSummary]]:
     out: dict[str, list[ConnectionSummary]] = {}
-    cursor: str | None = None
-    while True:
-        page = await connections.list_page(db, actor, cursor=cursor, limit=PAGE)
-        for c in page.items:
-            summary = ConnectionSummary(id=c.id, name=c.name, status=c.status, active=c.active, last_error=c.last_error)
-            out.setdefault(c.reseller_id, []).append(summary)
-        if not page.next_cursor:
-            return out
-        cursor = page.next_cursor
+    for c in await every_item(lambda cursor: connections.list_page(db, actor, cursor=cursor, limit=PAGE)):
+        summary = ConnectionSummary(id=c.id, name=c.name, status=c.status, active=c.active, last_error=c.last_error)
+        out.setdefault(c.reseller_id, []).append(summary)
+    return out
 
 
 async def overview(db: Database, actor: Actor, *, first: date | None, last: date | None) -> AdminOverview:
@@ -43,25 +39,19 @@ async def overview(db: Database, actor: Actor, *, first: date | None, last: date
         raise Unprocessable(f"a period of at most {MAX_DAYS} days")
     links = await _connections_by_tenant(db, actor)
     items: list[ResellerOverview] = []
-    cursor: str | None = None
-    while True:
-        page = await resellers.list_page(db, cursor=cursor, limit=PAGE)
-        for r in page.items:
-            figures = await reports.summary(db, actor, start=first, end=last, reseller_id=r.id)
-            items.append(
-                ResellerOverview(
-                    id=r.id,
-                    name=r.name,
-                    active=r.active,
-                    timezone=figures.timezone,
-                    tickets=TicketsByStatus(**await counters.tenant_by_status(db, r.id)),
-                    messages_in=figures.messages_in,
-                    messages_out=figures.messages_out,
-                    connections=links.get(r.id, []),
-                )
+    for r in await every_item(lambda cursor: resellers.list_page(db, cursor=cursor, limit=PAGE)):
+        figures = await reports.summary(db, actor, start=first, end=last, reseller_id=r.id)
+        items.append(
+            ResellerOverview(
+                id=r.id,
+                name=r.name,
+                active=r.active,
+                timezone=figures.timezone,
+                tickets=TicketsByStatus(**await counters.tenant_by_status(db, r.id)),
+                messages_in=figures.messages_in,
+                messages_out=figures.messages_out,
+                connections=links.get(r.id, []),
             )
-        if not page.next_cursor:
-            break
-        cursor = page.next_cursor
+        )
     items.sort(key=lambda i: i.name.lower())
     return AdminOverview(period_from=first, period_to=last, items=items)

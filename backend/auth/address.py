@@ -22,7 +22,7 @@ def _networks(spec: str) -> tuple[Network, ...]:
     return tuple(ipaddress.ip_network(p.strip(), strict=False) for p in spec.split(",") if p.strip())
 
 
-def _ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+def parse_ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     try:
         ip = ipaddress.ip_address(text.strip())
     except ValueError:
@@ -39,16 +39,16 @@ def _trusted(ip: ipaddress.IPv4Address | ipaddress.IPv6Address | None, networks:
 def client_address(request: Request, settings: Settings) -> str:
     peer = request.client.host if request.client else ""
     networks = _networks(settings.TRUSTED_PROXIES)
-    if not networks or not _trusted(_ip(peer), networks):
+    if not networks or not _trusted(parse_ip(peer), networks):
         return peer
     hops = [hop for header in request.headers.getlist("x-forwarded-for") for hop in header.split(",")]
     for hop in reversed(hops):
-        ip = _ip(hop)
+        ip = parse_ip(hop)
         if ip is None:
             break  # not an address: nothing left of it can be trusted either
         if not _trusted(ip, networks):
             return str(ip)
-    real = _ip(request.headers.get("x-real-ip", ""))
+    real = parse_ip(request.headers.get("x-real-ip", ""))
     if real is not None and not hops:
         return str(real)
     # Every hop was a trusted proxy (or garbage): the request came from the proxies' side itself.

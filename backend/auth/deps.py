@@ -6,7 +6,6 @@ from fastapi import Depends
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from backend.auth.service import load_active_actor
-from backend.core.config import Settings
 from backend.core.db import Database
 from backend.core.deps import AppSettings, Db
 from backend.core.errors import Forbidden, Unauthorized
@@ -22,10 +21,6 @@ async def actor_from_claims(db: Database, claims: dict[str, Any]) -> Actor:
     return await load_active_actor(db, claims["sub"], token_version=claims[VERSION_CLAIM])
 
 
-async def actor_from_token(db: Database, settings: Settings, token: str) -> Actor:
-    return await actor_from_claims(db, decode_access_token(settings, token))
-
-
 async def get_current_actor(
     db: Db,
     settings: AppSettings,
@@ -33,7 +28,7 @@ async def get_current_actor(
 ) -> Actor:
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise Unauthorized("not authenticated")
-    return await actor_from_token(db, settings, credentials.credentials)
+    return await actor_from_claims(db, decode_access_token(settings, credentials.credentials))
 
 
 CurrentActor = Annotated[Actor, Depends(get_current_actor)]

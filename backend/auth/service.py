@@ -16,8 +16,8 @@ INVALID = "invalid email or password"
 NO_USER = "-"  # not an id any user can have
 
 
-async def _usable(db: Database, user: users.User | None) -> bool:
-    if user is None or not user.active or user.role == "client":
+async def _usable(db: Database, user: users.User) -> bool:
+    if not user.active or user.role == "client":
         return False
     if user.reseller_id:
         tenant = await resellers.get(db, user.reseller_id)
@@ -35,9 +35,8 @@ async def login(db: Database, settings: Settings, *, email: str, password: str, 
     user = await users.get_internal(db, user_id or NO_USER)
     # Argon2 is deliberately slow CPU work: off the event loop, so one login never stalls the process.
     ok = await asyncio.to_thread(verify_password, password, user.password_hash if user else None)
-    if not ok or not await _usable(db, user):
+    if not ok or user is None or not await _usable(db, user):
         raise Unauthorized(INVALID)
-    assert user is not None
     await attempt.succeeded(db)
     return issue_token(settings, user)
 
@@ -51,10 +50,7 @@ def issue_token(settings: Settings, user: users.User) -> TokenRead:
 async def load_active_actor(db: Database, user_id: str, *, token_version: int) -> Actor:
     """The user behind a token, while it is usable and the token is of its current version."""
     user = await users.get_internal(db, user_id)
-    if not await _usable(db, user):
-        raise Unauthorized("invalid or expired token")
-    assert user is not None
-    if user.token_version != token_version:
+    if user is None or not await _usable(db, user) or user.token_version != token_version:
         raise Unauthorized("invalid or expired token")
     return Actor(
         id=user.id,

@@ -30,6 +30,7 @@ from typing import Any
 
 from pymongo.errors import DuplicateKeyError
 
+from backend.auth.address import parse_ip
 from backend.core.clock import utcnow
 from backend.core.config import Settings
 from backend.core.db import Database
@@ -74,13 +75,10 @@ class Attempt:
 def address_key(address: str) -> str:
     """IPv6 clients usually hold a whole /64: one address there is the /64, or rotating through it
     would escape every limit."""
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
+    ip = parse_ip(address)  # an IPv4-mapped IPv6 address is its IPv4 one
+    if ip is None:
         return address[:64]
     if isinstance(ip, ipaddress.IPv6Address):
-        if ip.ipv4_mapped is not None:
-            return str(ip.ipv4_mapped)
         return str(ipaddress.IPv6Network(f"{ip}/64", strict=False))
     return str(ip)
 

@@ -71,7 +71,7 @@ async def upsert_by_phone(
 
 
 def _extra(data: ClientCreate) -> dict[str, Any]:
-    return {"email": str(data.email) if data.email else None, "notes": data.notes, "tags": data.tags}
+    return data.model_dump(include={"email", "notes", "tags"})
 
 
 async def create(db: Database, actor: Actor, *, data: ClientCreate) -> ClientRead:
@@ -98,13 +98,14 @@ async def get_by_phone(db: Database, actor: Actor, *, phone: str) -> User | None
     return await users.get(db, actor.scope, client_id, roles=ROLES) if client_id else None
 
 
-def search_filter(q: str) -> dict[str, Any]:
-    """Part of the name (any case, literal) or part of the number."""
+def search_filter(q: str, *, name: str = "name", phone: str = "phone") -> dict[str, Any]:
+    """Part of the name (any case, literal) or part of the number, in the fields named so
+    (a ticket keeps its client's as `client_name` and `client_phone`)."""
     text = q.strip()
-    ors: list[dict[str, Any]] = [{"name": {"$regex": re.escape(text), "$options": "i"}}]
+    ors: list[dict[str, Any]] = [{name: {"$regex": re.escape(text), "$options": "i"}}]
     digits = re.sub(r"[\s\-().+]", "", text)
     if digits.isdigit():
-        ors.append({"phone": {"$regex": re.escape(digits)}})
+        ors.append({phone: {"$regex": re.escape(digits)}})
     return {"$or": ors}
 
 
@@ -139,20 +140,13 @@ async def list_page(
     if tag:
         extra["tags"] = normalize_tag(tag)
     found = await users.list_docs(db, actor.scope, roles=ROLES, before_id=before, limit=limit + 1, extra=extra)
-    nxt = next_id_cursor(found, limit)
-    return ClientPage(items=[ClientRead.of(c) for c in found[:limit]], next_cursor=nxt)
+    return ClientPage(items=[ClientRead.of(c) for c in found[:limit]], next_cursor=next_id_cursor(found, limit))
 
 
 async def update(db: Database, actor: Actor, *, client_id: str, data: ClientUpdate) -> ClientRead:
     await get_doc_or_404(db, actor, client_id=client_id)
-    changes = data.model_dump(exclude_unset=True)
-    if changes.get("name") is None:
-        changes.pop("name", None)
-    for field in ("notes", "tags"):
-        if field in changes and changes[field] is None:
-            changes.pop(field)
-    if changes.get("email") is not None:
-        changes["email"] = str(changes["email"])
+    # A null e-mail clears it; a null elsewhere leaves the field as it is.
+    changes = {k: v for k, v in data.model_dump(exclude_unset=True).items() if v is not None or k == "email"}
     changes["updated_at"] = utcnow()
     client = await users.update_doc(db, actor.scope, client_id, changes)
     assert client is not None
@@ -199,8 +193,7 @@ def _parse_csv(text: str) -> tuple[list[tuple[int, dict[str, Any]]], list[Import
     except csv.Error as exc:
         return [], [ImportLineError(line=1, field="header", message=str(exc))]
     fields = [_COLUMNS.get(h.strip().casefold()) for h in header]
-    missing = [name for name in ("name", "phone") if name not in fields]
-    if missing:
+    if "name" not in fields or "phone" not in fields:
         message = "the header must name the columns nome and telefone"
         return [], [ImportLineError(line=1, field="header", message=message)]
     rows: list[tuple[int, dict[str, Any]]] = []
@@ -270,7 +263,7 @@ async def import_csv(db: Database, actor: Actor, *, data: ClientImport) -> Clien
             continue
         changes: dict[str, Any] = {"name": item.name, "tags": sorted(set(client.tags) | set(item.tags))}
         if item.email:
-            changes["email"] = str(item.email)
+            changes["email"] = item.email
         if item.notes:
             changes["notes"] = item.notes
         if any(getattr(client, k) != v for k, v in changes.items()):

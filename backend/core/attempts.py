@@ -145,10 +145,10 @@ class QueueWalk:
                 return False
 
 
+@dataclass(eq=False)
 class AttemptLedger:
-    def __init__(self, collection: str, *, what: str) -> None:
-        self.collection = collection
-        self.what = what  # for the log: "send", "media fetch"
+    collection: str
+    what: str  # for the log: "send", "media fetch"
 
     def attempt_id(self, message_id: str, attempt: int) -> str:
         return f"{message_id}:{attempt}"

@@ -2,12 +2,13 @@
 backend process's lifespan or alone as its own process (backend/gates.py `run_standalone`)."""
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from backend.core.config import Settings
 from backend.core.db import Database
 
-RunUntil = Callable[[Database, Settings, asyncio.Event], Awaitable[None]]
+RunUntil = Callable[[Database, Settings, asyncio.Event], Coroutine[Any, Any, None]]
 
 
 class BackgroundLoop:
@@ -17,10 +18,7 @@ class BackgroundLoop:
         self.stop = asyncio.Event()
         self.task: asyncio.Task[None] | None = None
         if enabled:
-            self.task = asyncio.create_task(self._run(run_until, db, settings), name=name)
-
-    async def _run(self, run_until: RunUntil, db: Database, settings: Settings) -> None:
-        await run_until(db, settings, self.stop)
+            self.task = asyncio.create_task(run_until(db, settings, self.stop), name=name)
 
     async def close(self) -> None:
         self.stop.set()

@@ -12,7 +12,8 @@ can still do on FerretDB — write back fields a concurrent update had just chan
 by the writer reading the document back (backend/tickets/projection.py `settle`).
 """
 
-from collections.abc import Mapping
+import operator
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from pymongo.errors import OperationFailure
@@ -21,6 +22,7 @@ from backend.core.db import Database, is_ferretdb
 from backend.core.runtime import runtime_of
 
 NAMESPACE_NOT_FOUND = 26
+_RANGE = {"$lt": operator.lt, "$lte": operator.le, "$gt": operator.gt, "$gte": operator.ge}
 
 
 async def filters_push_down(db: Database) -> bool:
@@ -72,8 +74,8 @@ def _field_matches(value: Any, test: Any) -> bool:
             ok = value in arg
         elif op == "$nin":
             ok = value not in arg
-        elif op in ("$lt", "$lte", "$gt", "$gte"):
-            ok = _compare(op, value, arg)
+        elif op in _RANGE:
+            ok = _compare(_RANGE[op], value, arg)
         else:
             raise ValueError(f"operator {op} is not supported by conditional.matches")
         if not ok:
@@ -81,17 +83,11 @@ def _field_matches(value: Any, test: Any) -> bool:
     return True
 
 
-def _compare(op: str, value: Any, arg: Any) -> bool:
+def _compare(compare: Callable[[Any, Any], Any], value: Any, arg: Any) -> bool:
     if value is None or arg is None:
         return False  # MongoDB's range operators never match across types (missing/null included)
     try:
-        if op == "$lt":
-            return bool(value < arg)
-        if op == "$lte":
-            return bool(value <= arg)
-        if op == "$gt":
-            return bool(value > arg)
-        return bool(value >= arg)
+        return bool(compare(value, arg))
     except TypeError:  # different BSON types: a range operator does not match them
         return False
 

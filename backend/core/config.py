@@ -1,5 +1,6 @@
 """All runtime configuration, read once from the environment (see .env.example)."""
 
+import contextlib
 import ipaddress
 import json
 import os
@@ -16,7 +17,6 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 DEV_JWT_SECRET = "dev-only-change-me-please-0123456789abcdef"
 EXAMPLE_ADMIN_PASSWORD = "change-me-now"  # the value .env.example ships with
 DEFAULT_LEDGER_FILE = "./var/deploy-ledger.jsonl"
-JWT_SECRET_FILE_NAME = "jwt-secret"
 STORE_MARKER = "iaze-store.json"  # in the local store's data directory: its id and address
 LEGACY_FERRETDB_LISTEN = "127.0.0.1:27117"  # the fixed address before it was chosen per data directory
 
@@ -115,9 +115,10 @@ class Settings(BaseSettings):
     EVOLUTION_TIMEOUT_SECONDS: float = Field(default=15.0, gt=0)
     # Public base URL the provider calls back (webhooks): https://helpdesk.example.com
     PUBLIC_BASE_URL: str = "http://127.0.0.1:8000"
-    # Outbound sending worker (backend/outbound): runs inside each backend process when enabled,
-    # or alone with `python -m backend.outbound`. Safe with several processes at once. Its tuning
-    # is its attempts.Policy (backend/outbound/worker.py `policy_of`).
+    # The three workers below (outbound sending, webhook processing, media fetch) each run inside
+    # every backend process when enabled, or alone with `python -m backend.<its package>`; each is
+    # safe with several processes at once.
+    # Outbound sending worker (backend/outbound); its tuning is its attempts.Policy (`policy_of`).
     OUTBOUND_WORKER_ENABLED: bool = True
     OUTBOUND_POLL_SECONDS: float = Field(default=0.5, gt=0)
     OUTBOUND_MAX_ATTEMPTS: int = Field(default=6, ge=1)
@@ -129,8 +130,7 @@ class Settings(BaseSettings):
     OUTBOUND_CONCURRENCY: int = Field(default=8, ge=1)
     OUTBOUND_SCAN_LIMIT: int = Field(default=200, ge=1)
     # Inbound webhook processor (backend/webhooks/processor.py): the webhook answers once the raw
-    # delivery is stored; this processes it. Runs in each backend process when enabled, or alone
-    # with `python -m backend.webhooks`. Safe with several processes at once.
+    # delivery is stored; this processes it.
     WEBHOOK_PROCESSOR_ENABLED: bool = True
     WEBHOOK_POLL_SECONDS: float = Field(default=1.0, gt=0)
     # Raw events are spread over this many ordered lanes by chat (one chat = one lane, processed in
@@ -145,8 +145,7 @@ class Settings(BaseSettings):
     WEBHOOK_HOLE_GRACE_SECONDS: float = Field(default=10.0, gt=0)
     # Inbound media fetch (backend/media/worker.py): a media message is stored at once, its bytes
     # are fetched after it (from the webhook's inline base64, else the provider), retried with
-    # backoff. Runs in each backend process when enabled, or alone with `python -m backend.media`.
-    # Safe with several processes at once.
+    # backoff.
     MEDIA_FETCH_ENABLED: bool = True
     MEDIA_FETCH_POLL_SECONDS: float = Field(default=1.0, gt=0)
     MEDIA_FETCH_MAX_ATTEMPTS: int = Field(default=6, ge=1)
@@ -202,13 +201,11 @@ class Settings(BaseSettings):
 
     @property
     def ledger_file(self) -> str:
-        if self.LEDGER_FILE is not None:
-            return self.LEDGER_FILE
-        return DEFAULT_LEDGER_FILE
+        return DEFAULT_LEDGER_FILE if self.LEDGER_FILE is None else self.LEDGER_FILE
 
     @property
     def jwt_secret_file(self) -> Path:
-        return Path(self.FERRETDB_DATA_DIR).parent / JWT_SECRET_FILE_NAME
+        return Path(self.FERRETDB_DATA_DIR).parent / "jwt-secret"
 
     @property
     def cors_origins(self) -> list[str]:
@@ -242,28 +239,32 @@ class Settings(BaseSettings):
         return self
 
 
+def write_whole_file(path: Path, data: bytes, *, exclusive: bool, mode: int = 0o666) -> None:
+    """Written to a temporary file, then linked (`exclusive`: FileExistsError when `path` exists)
+    or renamed into place, so a reader never sees half of it."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    try:
+        os.link(tmp, path) if exclusive else os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def local_jwt_secret(path: Path) -> str:
-    """The checkout's own random signing key, created on first use. Written to a temporary file
-    and linked into place, so processes starting at once (uvicorn workers) all end up reading
-    the one that won."""
+    """The checkout's own random signing key, created on first use. Linked into place whole, so
+    processes starting at once (uvicorn workers) all end up reading the one that won."""
     try:
         return _read_secret(path)
     except FileNotFoundError:
         pass
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        os.write(fd, secrets.token_hex(32).encode())
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    try:
-        os.link(tmp, path)
-    except FileExistsError:
-        pass  # another process created it first; use theirs
-    finally:
-        tmp.unlink()
+    with contextlib.suppress(FileExistsError):  # another process created it first; use theirs
+        write_whole_file(path, secrets.token_hex(32).encode(), exclusive=True, mode=0o600)
     return _read_secret(path)
 
 

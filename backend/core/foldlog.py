@@ -97,42 +97,29 @@ async def _unread_claim() -> int | None:
     return None
 
 
+@dataclass(kw_only=True, eq=False)
 class FoldLog:
-    def __init__(
-        self,
-        *,
-        entries: str,
-        totals: str,
-        claim_kind: str,
-        views: Mapping[str, View],
-        compact_every: int = 16,
-        reader_compacts_at: int = 64,
-        max_fold: int = 5_000,
-        key_field: str = "key",
-        state_field: str = "state",
-        claims_by_bucket: bool = True,
-        claim_on_write: bool = True,
-    ) -> None:
-        """`key_field`, `state_field`, `claims_by_bucket`: where an entry keeps its key, a totals
-        document its state, and whether a claim's `_id` names the bucket (the stored layout).
-        `claim_on_write=False`: `record` appends without claiming, and the compactor claims the
-        entries it folds, together (`compact`); for views whose fold commutes (counts), whose
-        writers do not need to know whether their copy counts (`record` then answers True for an
-        append). Exactness is unchanged: a reader counts an unclaimed entry once per key in its
-        tail (the first copy; a later copy of the key is skipped, and a claimed key counts only at
-        its claim), and nothing is folded into totals before it is claimed, so each key counts
-        once whichever copy ends up canonical."""
-        self.entries = entries
-        self.totals = totals
-        self.claim_kind = claim_kind
-        self.views = dict(views)
-        self.compact_every = compact_every
-        self.reader_compacts_at = reader_compacts_at
-        self.max_fold = max_fold
-        self.key_field = key_field
-        self.state_field = state_field
-        self.claims_by_bucket = claims_by_bucket
-        self.claim_on_write = claim_on_write
+    """`key_field`, `state_field`, `claims_by_bucket`: where an entry keeps its key, a totals
+    document its state, and whether a claim's `_id` names the bucket (the stored layout).
+    `claim_on_write=False`: `record` appends without claiming, and the compactor claims the
+    entries it folds, together (`compact`); for views whose fold commutes (counts), whose
+    writers do not need to know whether their copy counts (`record` then answers True for an
+    append). Exactness is unchanged: a reader counts an unclaimed entry once per key in its
+    tail (the first copy; a later copy of the key is skipped, and a claimed key counts only at
+    its claim), and nothing is folded into totals before it is claimed, so each key counts
+    once whichever copy ends up canonical."""
+
+    entries: str
+    totals: str
+    claim_kind: str
+    views: Mapping[str, View]
+    compact_every: int = 16
+    reader_compacts_at: int = 64
+    max_fold: int = 5_000
+    key_field: str = "key"
+    state_field: str = "state"
+    claims_by_bucket: bool = True
+    claim_on_write: bool = True
 
     def _log(self, bucket: str) -> SeqLog:
         # The seqlog's cursor is unused: the watermark lives in the totals documents.

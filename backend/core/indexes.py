@@ -23,9 +23,6 @@ class IndexSpec:
     unique: bool = False
     purpose: str = field(default="", compare=False)
 
-    def model(self) -> IndexModel:
-        return IndexModel(list(self.keys), name=self.name, unique=self.unique)
-
 
 # Every module that declares indexes (tests/core/test_runtime.py checks none is missing), imported by
 # `declared()`: every entry point gets the whole list, not what it happened to import. Filled once
@@ -65,11 +62,7 @@ def declared() -> list[IndexSpec]:
 
 async def ensure_indexes(db: Database) -> None:
     """Idempotent: create_indexes with identical specs is a no-op on both stores."""
-    by_collection: dict[str, list[IndexModel]] = {}
     for spec in declared():
-        by_collection.setdefault(spec.collection, []).append(spec.model())
-    for collection, models in by_collection.items():
         # One index per command: FerretDB v1.24.2 panics (connection closed) on a createIndexes
         # listing several indexes that all exist already, i.e. on every restart after the first.
-        for model in models:
-            await db[collection].create_indexes([model])
+        await db[spec.collection].create_indexes([IndexModel(list(spec.keys), name=spec.name, unique=spec.unique)])

@@ -2,7 +2,7 @@
 business figures (README, Metrics). Defined here, where every domain may reach them; incremented
 where the thing happens, or refreshed from the database on scrape (backend/monitoring)."""
 
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import Counter, Gauge, Histogram
 
 REQUESTS = Counter("iaze_http_requests_total", "HTTP requests", ["method", "route", "status"])
 LATENCY = Histogram(
@@ -45,7 +45,3 @@ WEBHOOK_LAG = Gauge(
 REFRESH_ERRORS = Counter(
     "iaze_metrics_refresh_errors_total", "Scrapes whose database-read gauges could not be refreshed (kept as before)"
 )
-
-
-def render() -> tuple[bytes, str]:
-    return generate_latest(), CONTENT_TYPE_LATEST

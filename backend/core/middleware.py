@@ -20,11 +20,6 @@ from backend.core.metrics import LATENCY, REQUESTS
 log = get_logger("http")
 
 
-def _request_id(scope: Scope) -> str:
-    incoming = Headers(scope=scope).get("x-request-id", "")
-    return incoming if 0 < len(incoming) <= 64 and incoming.isprintable() else uuid.uuid4().hex
-
-
 class RequestContextMiddleware:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -33,7 +28,8 @@ class RequestContextMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        request_id = _request_id(scope)
+        incoming = Headers(scope=scope).get("x-request-id", "")
+        request_id = incoming if 0 < len(incoming) <= 64 and incoming.isprintable() else uuid.uuid4().hex
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(request_id=request_id)
         started = time.perf_counter()

@@ -2,13 +2,14 @@
 
 import base64
 import json
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Annotated, Any, Generic, TypeVar
 
 from fastapi import Query
 from pydantic import BaseModel
 
+from backend.core.clock import as_utc
 from backend.core.errors import Unprocessable
 from backend.core.ids import is_valid_id
 from backend.core.schemas import StoredModel
@@ -23,6 +24,18 @@ Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT)]  # a list route's page size
 class Page(BaseModel, Generic[T]):
     items: list[T]
     next_cursor: str | None = None
+
+
+async def every_item(read_page: Callable[[str | None], Awaitable[Page[T]]]) -> list[T]:
+    """Every item of a cursor-paged list, read a page at a time from the first (`read_page(cursor)`)."""
+    items: list[T] = []
+    cursor: str | None = None
+    while True:
+        page = await read_page(cursor)
+        items.extend(page.items)
+        if not page.next_cursor:
+            return items
+        cursor = page.next_cursor
 
 
 def encode_cursor(values: list[Any]) -> str:
@@ -62,17 +75,13 @@ def decode_time_cursor(cursor: str) -> tuple[datetime, str]:
     if not isinstance(at_raw, str) or not isinstance(last_id, str) or not is_valid_id(last_id):
         raise Unprocessable("invalid cursor")
     try:
-        at = datetime.fromisoformat(at_raw)
-        at = at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
+        at = as_utc(datetime.fromisoformat(at_raw)).astimezone(UTC)
     except (ValueError, OverflowError) as exc:
         raise Unprocessable("invalid cursor") from exc
     return at, last_id
 
 
-def next_id_cursor(docs: Sequence[dict[str, Any]] | Sequence[StoredModel], limit: int) -> str | None:
+def next_id_cursor(docs: Sequence[StoredModel], limit: int) -> str | None:
     """For lists read newest `_id` first with limit+1 rows: the cursor of the page's last row, if
     one more row exists."""
-    if len(docs) <= limit:
-        return None
-    last = docs[limit - 1]
-    return encode_cursor([last.id if isinstance(last, StoredModel) else last["_id"]])
+    return encode_cursor([docs[limit - 1].id]) if len(docs) > limit else None

@@ -23,7 +23,7 @@ class StartupState:
 Step = tuple[str, Check]  # a name (for the log and the not-ready reasons) and its check
 
 
-async def wait_for_database(db: Database, settings: Settings, attempts: int = 30) -> None:
+async def wait_for_database(db: Database, attempts: int = 30) -> None:
     for attempt in range(1, attempts + 1):
         try:
             await db.command("ping")
@@ -39,7 +39,7 @@ async def run(db: Database, settings: Settings, steps: Sequence[Step]) -> Startu
     """Runs `steps` in order after the database answers; stops at the first that refuses."""
     state = StartupState()
     try:
-        await wait_for_database(db, settings)
+        await wait_for_database(db)
     except Exception as exc:
         state.errors.append(f"database unreachable: {exc}")
         log.error("startup failed", step="database", error=str(exc))

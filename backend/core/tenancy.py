@@ -31,9 +31,6 @@ class TenantScope:
     def owns(self, reseller_id: str | None) -> bool:
         return self.every or reseller_id == self.reseller_id
 
-    def allows(self, doc: Doc) -> bool:
-        return self.owns(doc.get("reseller_id"))
-
     def filter(self, query: Doc | None = None) -> Doc:
         return {**(query or {})} if self.every else {**(query or {}), "reseller_id": self.reseller_id}
 
@@ -41,7 +38,7 @@ class TenantScope:
         """By `_id` alone, the tenant checked on the document: `{_id}` is the only filter FerretDB
         hands to its index, so adding the tenant to the query made it scan."""
         doc = await collection.find_one({"_id": doc_id})
-        return doc if doc is not None and self.allows(doc) else None
+        return doc if doc is not None and self.owns(doc.get("reseller_id")) else None
 
     async def page_by_id(
         self, collection: AsyncCollection[Doc], query: Doc, *, before_id: str | None, limit: int

@@ -47,8 +47,7 @@ async def list_page(
 ) -> DepartmentPage:
     before = decode_id_cursor(cursor) if cursor else None
     found = await repository.list_page(db, actor.scope, before_id=before, limit=limit + 1, active=active)
-    nxt = next_id_cursor(found, limit)
-    return DepartmentPage(items=[DepartmentRead.of(d) for d in found[:limit]], next_cursor=nxt)
+    return DepartmentPage(items=[DepartmentRead.of(d) for d in found[:limit]], next_cursor=next_id_cursor(found, limit))
 
 
 async def update(db: Database, actor: Actor, *, department_id: str, data: DepartmentUpdate) -> DepartmentRead:

@@ -32,14 +32,14 @@ from typing import Any
 from pymongo import MongoClient
 from pymongo.errors import PyMongoError
 
-from backend.core.config import STORE_MARKER
+from backend.core.config import STORE_MARKER, write_whole_file
 
 ROOT = Path(__file__).resolve().parents[2]
 SOURCE_DIR = ROOT / "tools" / "ferretdb"
 BINARY = ROOT / "var" / "bin" / "ferretdb-launcher"
 
 
-def ensure_built(*, quiet: bool = False) -> Path:
+def ensure_built() -> Path:
     sources = [*SOURCE_DIR.glob("*.go"), SOURCE_DIR / "go.mod", SOURCE_DIR / "go.sum"]
     newest_source = max(p.stat().st_mtime for p in sources if p.exists())
     if BINARY.exists() and BINARY.stat().st_mtime >= newest_source:
@@ -47,13 +47,9 @@ def ensure_built(*, quiet: bool = False) -> Path:
     if shutil.which("go") is None:
         raise RuntimeError("Go is needed to build the local FerretDB (tools/ferretdb); install Go or set MONGO_URL")
     BINARY.parent.mkdir(parents=True, exist_ok=True)
-    if not quiet:
-        print("building local FerretDB (first run downloads modules; a few minutes)...", file=sys.stderr, flush=True)
-    cmd = ["go", "build", "-v", "-o", str(BINARY), "."]
-    out = None if not quiet else subprocess.DEVNULL
-    subprocess.run(cmd, cwd=SOURCE_DIR, check=True, stdout=out, stderr=out)
-    if not quiet:
-        print(f"built {BINARY}", file=sys.stderr, flush=True)
+    print("building local FerretDB (first run downloads modules; a few minutes)...", file=sys.stderr, flush=True)
+    subprocess.run(["go", "build", "-v", "-o", str(BINARY), "."], cwd=SOURCE_DIR, check=True)
+    print(f"built {BINARY}", file=sys.stderr, flush=True)
     return BINARY
 
 
@@ -157,26 +153,14 @@ def read_marker(data_dir: Path) -> dict[str, Any] | None:
     return data
 
 
-def _write_marker(data_dir: Path, marker: dict[str, Any], *, exclusive: bool) -> None:
-    """Whole-file writes only (temporary file, then link or rename), so a reader never sees half."""
-    tmp = data_dir / f".{MARKER}.{os.getpid()}.{secrets.token_hex(4)}"
-    tmp.write_text(json.dumps(marker), encoding="utf-8")
-    try:
-        if exclusive:
-            os.link(tmp, data_dir / MARKER)  # FileExistsError: another start created it first
-        else:
-            os.replace(tmp, data_dir / MARKER)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def ensure_marker(data_dir: Path) -> dict[str, Any]:
     data_dir.mkdir(parents=True, exist_ok=True)
     marker = read_marker(data_dir)
     if marker is not None:
         return marker
+    fresh = {"id": secrets.token_hex(16), "listen": ""}
     with contextlib.suppress(FileExistsError):  # another start created it first: use theirs
-        _write_marker(data_dir, {"id": secrets.token_hex(16), "listen": ""}, exclusive=True)
+        write_whole_file(data_dir / MARKER, json.dumps(fresh).encode(), exclusive=True)
     found = read_marker(data_dir)
     if found is None:
         raise StoreUnavailable(f"{data_dir / MARKER} vanished right after it was written")
@@ -257,7 +241,7 @@ def start_local(data_dir: Path, *, listen: str = "", log_path: Path | None = Non
         stop(proc)
         raise
     if marker.get("listen") != chosen:
-        _write_marker(data_dir, {**marker, "listen": chosen}, exclusive=False)
+        write_whole_file(data_dir / MARKER, json.dumps({**marker, "listen": chosen}).encode(), exclusive=False)
     return LocalStore(proc, chosen, store_id)
 
 

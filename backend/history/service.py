@@ -32,10 +32,8 @@ async def other_tickets(db: Database, actor: Actor, *, ticket_id: str, cursor: s
         before=before,
         limit=limit + 1,
     )
-    nxt = None
-    if len(docs) > limit:
-        oldest = docs[limit - 1]
-        nxt = encode_cursor([oldest.created_at.isoformat(), oldest.id])
+    oldest = docs[limit - 1] if len(docs) > limit else None  # of this page, when another follows
+    nxt = encode_cursor([oldest.created_at.isoformat(), oldest.id]) if oldest is not None else None
     return TicketPage(items=await presenter.read_many(db, docs[:limit], reader=actor), next_cursor=nxt)
 
 

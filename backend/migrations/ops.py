@@ -6,8 +6,6 @@ from typing import Any
 
 from backend.core.db import Database
 
-BATCH = 500
-
 
 async def add_field(db: Database, collection: str, field: str, compute: Callable[[dict[str, Any]], Any]) -> int:
     """Sets `field` on documents that lack it, to compute(doc). Returns how many it set.
@@ -16,8 +14,7 @@ async def add_field(db: Database, collection: str, field: str, compute: Callable
     write by the application) that set the field first wins and is left alone.
     """
     changed = 0
-    cursor = db[collection].find({field: {"$exists": False}})
-    async for doc in cursor:
+    async for doc in db[collection].find({field: {"$exists": False}}):
         result = await db[collection].update_one(
             {"_id": doc["_id"], field: {"$exists": False}}, {"$set": {field: compute(doc)}}
         )

@@ -49,11 +49,7 @@ async def schema_version(db: Database) -> int | None:
 
 
 async def _pending(db: Database, migrations: list[Migration]) -> list[Migration]:
-    pending = []
-    for m in migrations:
-        if await db[COLLECTION].find_one({"_id": applied_id(m.version)}) is None:
-            pending.append(m)
-    return pending
+    return [m for m in migrations if await db[COLLECTION].find_one({"_id": applied_id(m.version)}) is None]
 
 
 async def _run_one(db: Database, m: Migration, owner: str) -> None:

@@ -24,10 +24,6 @@ def _key(shortcut: str) -> str:
     return shortcut.casefold()
 
 
-def _retired_key(shortcut: str, reply_id: str) -> str:
-    return f"{_key(shortcut)}#{reply_id}"
-
-
 def _owner_for(actor: Actor) -> str:
     return RESELLER_OWNER if actor.role == "reseller" else actor.id
 
@@ -77,7 +73,7 @@ async def update(db: Database, actor: Actor, *, reply_id: str, data: QuickReplyU
         return QuickReplyRead.of(reply)
     shortcut = changes.get("shortcut", reply.shortcut)
     active = changes.get("active", reply.active)
-    changes["shortcut_key"] = _key(shortcut) if active else _retired_key(shortcut, reply.id)
+    changes["shortcut_key"] = _key(shortcut) if active else f"{_key(shortcut)}#{reply.id}"
     changes["updated_at"] = utcnow()
     with unique_or_conflict(TAKEN):
         updated = await repository.update(db, actor.scope, reply_id, changes)

@@ -10,7 +10,7 @@ from backend.core.clock import utcnow
 from backend.core.db import Database
 from backend.core.errors import Conflict, NotFound
 from backend.core.ids import is_valid_id, new_id
-from backend.core.pagination import decode_id_cursor, next_id_cursor
+from backend.core.pagination import decode_id_cursor, every_item, next_id_cursor
 from backend.core.tenancy import Actor, TenantScope
 from backend.realtime import feed
 from backend.resellers import repository
@@ -39,13 +39,8 @@ async def _insert_once(insert: Awaitable[None]) -> None:
 
 async def create(db: Database, actor: Actor, *, data: ResellerCreate) -> ResellerRead:
     email = users.normalize_email(str(data.email))
-    owner_id = new_id()
     # Reserve the email before writing anything, so a taken email leaves nothing half-written.
-    bound, won = await natural_keys.claim(db, users.EMAIL_KEY, email, target=owner_id)
-    if not won:
-        if await users.get_internal(db, bound) is not None:
-            raise Conflict("email already in use")
-        owner_id = bound
+    owner_id = await users.claim_email(db, email)
     # One tenant per owner: racing or retried creations for the same email get the same reseller
     # id, so they converge on one reseller and config; the owner user's insert decides who gets 201.
     reseller_id, _ = await natural_keys.claim(db, OWNER_KEY, owner_id, target=new_id())
@@ -93,8 +88,7 @@ async def get_or_404(db: Database, *, reseller_id: str) -> Reseller:
 async def list_page(db: Database, *, cursor: str | None, limit: int) -> ResellerPage:
     before = decode_id_cursor(cursor) if cursor else None
     found = await repository.list_page(db, before_id=before, limit=limit + 1)
-    nxt = next_id_cursor(found, limit)
-    return ResellerPage(items=[ResellerRead.of(r) for r in found[:limit]], next_cursor=nxt)
+    return ResellerPage(items=[ResellerRead.of(r) for r in found[:limit]], next_cursor=next_id_cursor(found, limit))
 
 
 async def update(db: Database, *, reseller_id: str, data: ResellerUpdate) -> ResellerRead:
@@ -155,11 +149,4 @@ def zone(name: str) -> ZoneInfo:
 
 async def all_ids(db: Database, *, page: int = 200) -> list[str]:
     """Every tenant's id, a page of the list at a time (the admin's platform-wide figures)."""
-    ids: list[str] = []
-    cursor: str | None = None
-    while True:
-        found = await list_page(db, cursor=cursor, limit=page)
-        ids.extend(r.id for r in found.items)
-        if not found.next_cursor:
-            return ids
-        cursor = found.next_cursor
+    return [r.id for r in await every_item(lambda cursor: list_page(db, cursor=cursor, limit=page))]

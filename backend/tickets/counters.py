@@ -11,9 +11,8 @@ one counter lose updates):
 1. Deltas, appended, never updated. Every event that moves a ticket (creation, assume, transfer,
    finalize) contributes `contribution(new state) - contribution(previous state)`: +1/-1 on
    counter keys (the keys below), appended to the tenant's log with the event's `_id` as its
-   contribution key. A retried or concurrent writer may append the same event twice; its
-   canonical entry is decided by a unique claim (first insert wins, never changes), and only the
-   canonical entry counts. So each event counts exactly once, whoever wrote it and however often.
+   contribution key. A retried or concurrent writer may append the same event twice; only its
+   canonical entry (foldlog's claim: first insert wins) counts, so each event counts exactly once.
    The claim is the compactor's (`claim_on_write=False` below): a writer appends only.
 2. Who writes a delta. The writer of an event, right after inserting it and *before* projecting
    it onto the ticket; and `projection.settle`, for every event it rolls the ticket forward over
@@ -21,21 +20,16 @@ one counter lose updates):
    to v has an entry": a writer that died between its event and its delta left the ticket behind
    its log, and the next settle — a reader's, a writer's, or the sweep's within one sweep period
    with no reader at all (backend/tickets/sweep.py) — appends the missing delta.
-3. Totals: one document per tenant, `{watermark: w, counts}` = the sum of the canonical entries
-   1..w, written as one pair by a compactor (a writer at every COMPACT_EVERY-th entry, a reader
-   past READER_COMPACTS_AT): two compactors at once can only move the watermark back.
-4. Reading: the totals, then the tail past their watermark (usually < COMPACT_EVERY entries), an
-   entry counting when its event is not counted yet in this tail and its claim points to it or
-   does not exist yet (not compacted yet). Cost: 2 + 2 x tail `_id` reads
-   per tenant, whatever the number of tickets.
+3. Totals and reads are foldlog's: one totals document per tenant, compacted by a writer at
+   every COMPACT_EVERY-th entry and by a reader past READER_COMPACTS_AT; a read is the totals and
+   the tail past their watermark, 2 + 2 x tail `_id` reads whatever the number of tickets.
 
 Stored (the layout the counters had before foldlog, kept): entry n of tenant T is `_id` "<T>:<n>"
 of `ticket_count_deltas` (`event_id`, `inc`); claims are natural keys "count-delta:<event _id>";
 totals are `ticket_counts/<T>` `{watermark, counts, complete}`.
 
-Visibility is that of the lists (backend/tickets/visibility.py): a reseller counts its tenant's
-tickets per department; an agent counts espera in its departments (`d|<dept>|espera`) and the
-atendendo/finalizado tickets it holds or finalized (`a|<agent>|…`), optionally per department.
+Visibility is that of the lists (backend/tickets/visibility.py): the counter keys (below `COUNTS`)
+say who counts what.
 
 Where the guarantee ends: between an event and its delta (a writer in flight or dead) counts lag
 the log by that event until it is settled — at most one sweep period with nobody reading.
@@ -167,18 +161,6 @@ async def start_tenant(db: Database, reseller_id: str) -> None:
     await COUNTS.start(db, reseller_id, marks={"complete": True})
 
 
-async def tenant_counts(db: Database, reseller_id: str) -> dict[str, int]:
-    """Every counter of a tenant as of now: totals plus the tail past their watermark (point 4)."""
-    return await COUNTS.read(db, reseller_id)
-
-
-async def _tenant_state(db: Database, reseller_id: str) -> tuple[dict[str, int], bool]:
-    """(counters, complete): complete when the totals cover the tenant's whole log — a tenant
-    created with the counters, or one backfilled by scripts/ticket_counts.py --fix."""
-    counts, marks = await COUNTS.read_marked(db, reseller_id)
-    return counts, bool(marks.get("complete"))
-
-
 def _sum(counts: Mapping[str, int], prefix: str, suffix: str) -> int:
     return sum(v for k, v in counts.items() if k.startswith(prefix) and k.endswith(suffix) and k.count("|") == 2)
 
@@ -212,8 +194,10 @@ async def for_actor(
     total: Counter[str] = Counter()
     for tenant in tenants if tenants is not None else [actor.reseller_id]:
         if tenant:
-            counts, complete = await _tenant_state(db, tenant)
-            if not complete:
+            # Complete: the totals cover the tenant's whole log (a tenant created with the
+            # counters, or one backfilled by scripts/ticket_counts.py --fix).
+            counts, marks = await COUNTS.read_marked(db, tenant)
+            if not marks.get("complete"):
                 return None
             total.update(view(counts, actor, department_id=department_id))
     return {status.value: total[status.value] for status in Status}
@@ -297,4 +281,4 @@ async def repair(db: Database, found: Audit) -> None:
 async def tenant_by_status(db: Database, reseller_id: str) -> dict[str, int]:
     """A tenant's tickets per status as its owner counts them (the metrics, the admin overview)."""
     owner = Actor(id="", role="reseller", name="", reseller_id=reseller_id)
-    return view(await tenant_counts(db, reseller_id), owner, department_id=None)
+    return view(await COUNTS.read(db, reseller_id), owner, department_id=None)

@@ -6,7 +6,7 @@ from typing import Any
 from backend.clients import service as clients
 from backend.connections import service as connections
 from backend.core.db import Database
-from backend.core.errors import Conflict, NotFound, Unprocessable
+from backend.core.errors import Conflict, Unprocessable
 from backend.core.tenancy import Actor
 from backend.departments import service as departments
 from backend.messages import notes
@@ -40,8 +40,6 @@ async def receive_client_message(
     type_: str = "text",
     media: dict[str, Any] | None = None,
     extra: dict[str, Any] | None = None,
-    actor_id: str | None = None,
-    actor_role: str | None = None,
     from_me: bool = False,
     before_create: Callable[[], Awaitable[None]] | None = None,
     ticket_hint: str | None = None,
@@ -70,8 +68,8 @@ async def receive_client_message(
         client=client,
         department_id=department_id,
         channel=channel,
-        actor_id=actor_id,
-        actor_role=actor_role,
+        actor_id=None,  # the client's own message: no staff actor
+        actor_role=None,
         projection_only=True,
         before_create=before_create,
         ticket_hint=ticket_hint,
@@ -116,9 +114,7 @@ async def create_from_api(db: Database, actor: Actor, *, data: TicketCreate) -> 
     a retry gets 409 naming that ticket, where the creator writes again."""
     assert actor.reseller_id
     client = await clients.get_doc_or_404(db, actor, client_id=data.client_id)
-    dept = await departments.get(db, actor.scope, data.department_id)
-    if dept is None:
-        raise NotFound("department not found")
+    dept = await departments.get_or_404(db, actor, department_id=data.department_id)
     if not dept.active:
         raise Unprocessable("department is inactive")
     channel, opening = API_CHANNEL, None
@@ -126,8 +122,7 @@ async def create_from_api(db: Database, actor: Actor, *, data: TicketCreate) -> 
         conn = await connections.get_doc_or_404(db, actor, connection_id=data.connection_id)
         if not client.phone:
             raise Unprocessable("the client has no phone number to write to")
-        blocked = connections.blocked(conn)
-        if blocked is not None:
+        if (blocked := connections.blocked(conn)) is not None:
             raise Conflict({"message": "the connection cannot send now", "reason": blocked})
         channel, opening = conn.id, tickets.Opening(agent_id=actor.id, agent_name=actor.name)
     ticket, created = await tickets.open_for_client(

@@ -113,23 +113,21 @@ async def settle(db: Database, ticket_id: str, *, activity: Activity | None = No
             continue
         rolled = await _log_tail(db, ticket_id, doc.version)
         tail = rolled[-1] if rolled else None
-        behind = activity is not None and not activity.shown_by(doc)
+        missing = activity if activity is not None and not activity.shown_by(doc) else None
         view = doc
         if tail is not None:  # validated: an event logged before a state field may carry it null
             rolled_to = {**tail["state"], "version": tail["version"], "updated_at": tail["at"]}
             view = Ticket.model_validate({**doc.model_dump(by_alias=True), **rolled_to})
-        if behind:
-            assert activity is not None
-            view = view.model_copy(update=activity.fields())
-        if tail is None and not behind:
+        if missing is not None:
+            view = view.model_copy(update=missing.fields())
+        if tail is None and missing is None:
             return doc
         if tail is not None:
             await _count(db, rolled)
             await repository.apply_state(
                 db, ticket_id, from_version=doc.version, version=tail["version"], state=tail["state"], at=tail["at"]
             )
-        if behind:
-            assert activity is not None
-            await repository.touch_activity(db, doc, activity=activity)
+        if missing is not None:
+            await repository.touch_activity(db, doc, activity=missing)
     log.warning("ticket projection still moving after settling; the sweep will finish it", ticket_id=ticket_id)
     return view

@@ -122,22 +122,13 @@ async def count(db: Database, scope: TenantScope, query: dict[str, Any]) -> int:
 
 async def next_number(db: Database, reseller_id: str) -> int:
     """A candidate number; callers claim it through a unique key, since $inc is not atomic on FerretDB."""
-    for attempt in range(2):
-        try:
-            doc = await db[COUNTERS].find_one_and_update(
-                {"_id": f"ticket-number:{reseller_id}"},
-                {"$inc": {"seq": 1}},
-                upsert=True,
-                return_document=ReturnDocument.AFTER,
-            )
-        except DuplicateKeyError:
-            # Two first tickets of a tenant both upserted the missing counter; it exists now.
-            if attempt:
-                raise
-            continue
-        assert doc is not None
-        return int(doc["seq"])
-    raise AssertionError("unreachable")
+    key, bump = {"_id": f"ticket-number:{reseller_id}"}, {"$inc": {"seq": 1}}
+    try:
+        doc = await db[COUNTERS].find_one_and_update(key, bump, upsert=True, return_document=ReturnDocument.AFTER)
+    except DuplicateKeyError:  # two first tickets of a tenant both upserted the missing counter: it exists now
+        doc = await db[COUNTERS].find_one_and_update(key, bump, upsert=True, return_document=ReturnDocument.AFTER)
+    assert doc is not None
+    return int(doc["seq"])
 
 
 async def raise_counter(db: Database, reseller_id: str, number: int) -> None:

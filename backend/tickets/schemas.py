@@ -59,8 +59,7 @@ class TicketRead(ReadModel):
     # (the latter only on a single ticket's read).
     reopened_from_ticket_id: str | None = None
     reopened_as_ticket_id: str | None = None
-    # Why a reply cannot reach the client now, None when it can (single ticket's read only):
-    # "no_connection", "connection_inactive", "connection_disconnected".
+    # Why a reply cannot reach the client now, None when it can (single ticket's read only).
     reply_blocked: Literal["no_connection", "connection_inactive", "connection_disconnected"] | None = None
     # For the user the API answers (client messages since that user last read the ticket,
     # backend/unread); realtime frames carry it only in that user's own `ticket.read`.

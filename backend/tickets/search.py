@@ -24,14 +24,9 @@ async def text_filter(db: Database, actor: Actor, q: str) -> dict[str, Any]:
     """`#12`: ticket 12 and nothing else. Otherwise: the client's current name (any case) or part
     of its number, or the text of any message in the ticket."""
     text = q.strip()
-    number = TICKET_NUMBER.match(text)
-    if number:
+    if number := TICKET_NUMBER.match(text):
         return {"number": int(number.group(1))}
-    literal = {"$regex": re.escape(text), "$options": "i"}
-    ors: list[dict[str, Any]] = [{"client_name": literal}]
-    digits = re.sub(r"[\s\-().+]", "", text)
-    if digits.isdigit():
-        ors.append({"client_phone": {"$regex": re.escape(digits)}})
+    ors: list[dict[str, Any]] = clients.search_filter(text, name="client_name", phone="client_phone")["$or"]
     if actor.reseller_id is not None:
         client_ids = await clients.ids_matching(db, actor.reseller_id, text)
         if client_ids:

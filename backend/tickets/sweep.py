@@ -76,9 +76,8 @@ async def sweep_once(db: Database, *, since: datetime) -> Swept:
             doc = settled if settled is not None else doc
         due = doc is not None and _hooks_may_be_due(doc, since, latest.get(ticket_id))
         if doc is not None and due and not await tickets.finalize_hooks_done(db, ticket_id):
-            # A finalize whose process died before its hooks ran to their end: the scan for the
-            # client messages that raced it (messages.service), the closing message and the
-            # survey (backend/automation). Each is idempotent; run again, they finish.
+            # Its finalize died before its hooks ran to their end (module docstring): each hook is
+            # idempotent, so running them again finishes them.
             await tickets.after_finalize(db, doc)
     return Swept(repaired, scan_seconds)
 
@@ -98,7 +97,6 @@ async def run_until(db: Database, settings: Settings, stop: asyncio.Event) -> No
     since = utcnow() - timedelta(seconds=settings.TICKET_SWEEP_STARTUP_LOOKBACK_SECONDS)
     while not stop.is_set():
         started, clock = utcnow(), time.monotonic()
-        scan_seconds = 0.0
         try:
             swept = await _unless_stopped(sweep_once(db, since=since), stop)
             if swept is None:

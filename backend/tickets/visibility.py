@@ -49,8 +49,6 @@ def can_see(actor: Actor, ticket: Ticket | Seen) -> bool:
 def can_act_on(actor: Actor, ticket: Ticket | Seen) -> bool:
     """Actions reach a bit further than sight: an agent of the ticket's department gets a 409
     naming the winner when it was assumed a moment earlier, not a 404."""
-    if can_see(actor, ticket):
-        return True
-    return (
+    return can_see(actor, ticket) or (
         actor.role == "agent" and actor.scope.owns(ticket.reseller_id) and ticket.department_id in actor.department_ids
     )

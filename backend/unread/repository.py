@@ -110,12 +110,9 @@ async def claim_inbound(db: Database, ticket: Ticket, message: Message, *, n: in
     another message (try n+1). None: this message already has its number.
 
     The insert goes out with concurrent callers' (group commit: one command for a backlog's
-    lanes; each caller still gets its own DuplicateKeyError). The hint is raised only when n is
-    a multiple of INBOUND_HINT_EVERY (one write per that many messages instead of one each):
-    readers' cost of the lag is a galloping read of fewer than INBOUND_HINT_EVERY entries past
-    the hint, and a reader in the process that numbered them starts from what it remembers
-    (unread.service). Exactness does not depend on the hint: entry n exists is monotone in n
-    whoever wrote it, and the head is found by reading entries, never taken from the hint."""
+    lanes; each caller still gets its own DuplicateKeyError). The hint is raised at every
+    INBOUND_HINT_EVERY-th number only (module docstring: one write per that many messages; a
+    reader in the process that numbered them starts from what it remembers, unread.service)."""
     doc = {
         "_id": inbound_id(ticket.id, n),
         "ticket_id": ticket.id,

@@ -42,6 +42,15 @@ def normalize_email(email: str) -> str:
     return email.strip().lower()
 
 
+async def claim_email(db: Database, email: str, *, user_id: str | None = None) -> str:
+    """The id the (normalized) email is bound to, claimed for `user_id` (a new id by default) unless
+    an earlier claim won; Conflict when a user holds it (a claim whose user was never written is reused)."""
+    bound, won = await natural_keys.claim(db, EMAIL_KEY, email, target=user_id or new_id())
+    if not won and await repository.get_internal(db, bound) is not None:
+        raise Conflict("email already in use")
+    return bound
+
+
 async def create_login_user(
     db: Database,
     *,
@@ -59,10 +68,7 @@ async def create_login_user(
     a missing user: this call completes that user instead of leaving the email unusable.
     """
     email = normalize_email(email)
-    candidate = user_id or new_id()
-    bound, won = await natural_keys.claim(db, EMAIL_KEY, email, target=candidate)
-    if not won and await repository.get_internal(db, bound) is not None:
-        raise Conflict("email already in use")
+    bound = await claim_email(db, email, user_id=user_id)
     now = utcnow()
     user = User(
         id=bound,
@@ -136,8 +142,7 @@ async def list_page(
     found = await repository.list_page(
         db, actor.scope, roles=STAFF_ROLES, before_id=before, limit=limit + 1, extra=extra
     )
-    nxt = next_id_cursor(found, limit)
-    return UserPage(items=[UserRead.of(u) for u in found[:limit]], next_cursor=nxt)
+    return UserPage(items=[UserRead.of(u) for u in found[:limit]], next_cursor=next_id_cursor(found, limit))
 
 
 async def update(db: Database, actor: Actor, *, user_id: str, data: UserUpdate) -> UserRead:
