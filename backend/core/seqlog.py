@@ -185,20 +185,33 @@ class SeqLog:
         """Highest marked block, given that `known`'s marker is stored (or -1). Markers have no holes."""
         return await gallop(known, lambda n: self._marker_exists(db, n))
 
+    def _owned(self, db: Database, seq: int) -> _Block | None:
+        """The block this process owns and still writes into, when `seq` lies in it. Only this
+        process stores entries there (readers store tombstones, and only below a stored entry or
+        in a block a newer one superseded, which `pass_superseded` then closes here), so nothing
+        is stored there past the numbers it handed out. A block opened above it meanwhile is not
+        seen here; a reader's `pass_superseded` passes the hole on its next look, so relying on
+        this can only delay, never skip."""
+        own = runtime_of(db).seqlog_blocks.get(self._key(db))
+        return own if own is not None and own.open and own.block == block_of(seq) else None
+
+    def unwritten(self, db: Database, seq: int) -> bool:
+        """Whether `seq` is certainly not stored, without a read: it lies in this process's own
+        block past every number it handed out (its own appends wake its walks). A polled walk at
+        a quiet log's end then reads only the next block's marker."""
+        own = self._owned(db, seq)
+        return own is not None and seq >= own.next
+
     async def after(self, db: Database, seq: int, *, projection: dict[str, int] | None = None) -> dict[str, Any] | None:
         """The first entry stored after `seq` (a missing number), or None when nothing is stored
         past it. Looks up to the end of the highest marked block and to this process's own
         reservations: one read per number at most, however long the run of holes.
         `projection`: the fields wanted of it (a caller that only needs its position).
 
-        When `seq` lies in the block this process owns and still writes into, only this process
-        stores entries there (readers store tombstones, and only below a stored entry or in a
-        block a newer one superseded), so nothing is stored there past the numbers it handed out:
-        those alone are read — none at a quiet log's end, which a polled reader looks past every
-        few seconds per log. A block opened above it meanwhile is not looked into; the reader's
-        `pass_superseded` passes the hole on its next look, so this can only delay, never skip."""
-        own = runtime_of(db).seqlog_blocks.get(self._key(db))
-        if own is not None and own.open and own.block == block_of(seq):
+        In the block this process owns, only the numbers it handed out are read (`_owned`): none
+        at a quiet log's end, which a polled reader looks past every few seconds per log."""
+        own = self._owned(db, seq)
+        if own is not None:
             limit = own.next - 1
         else:
             limit = max((await self._last_marked(db, block_of(seq)) + 1) * MARK_EVERY, self.hint(db))
@@ -357,6 +370,11 @@ class SeqLog:
         block = block_of(seq)
         if not await self._marker_exists(db, block + 1):
             return None
+        key, rt = self._key(db), runtime_of(db)
+        rt.seqlog_marked[key] = max(rt.seqlog_marked.get(key, -1), block + 1)
+        own = rt.seqlog_blocks.get(key)
+        if own is not None and own.block == block:  # superseded: our writer leaves it (as `_take` would)
+            own.open = False
         filled = set(await self.fill_range(db, seq, (block + 1) * MARK_EVERY))
         h = seq - 1
         while h + 1 in filled:

@@ -1,6 +1,7 @@
 """Ticket lifecycle. Every change is first appended to `ticket_events` under the next version
 (the unique `_id` decides races on every store), then projected onto the ticket document."""
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -137,15 +138,20 @@ async def set_tags(db: Database, actor: Actor, *, ticket_id: str, tags: list[str
 async def _allocate_number(db: Database, reseller_id: str, ticket_id: str) -> int:
     """The counter only proposes a number; the unique number key decides. On FerretDB concurrent
     $inc's can hand the same candidate to many creators, so a loser walks forward claiming the
-    next numbers itself (each claim is one atomic insert) instead of asking the counter again."""
-    candidate = number = await repository.next_number(db, reseller_id)
-    for _ in range(MAX_NUMBER_PROBES):
-        bound, won = await natural_keys.claim(db, NUMBER_KEY, reseller_id, str(number), target=ticket_id)
-        if won or bound == ticket_id:
-            if number != candidate:
-                await repository.raise_counter(db, reseller_id, number)
-            return number
-        number += 1
+    next numbers itself (each claim is one atomic insert) instead of asking the counter again.
+    One proposal at a time per tenant in this process (as foldlog's appends): a backlog's lanes
+    opening tickets of one tenant together would otherwise all lose to one winner and read it
+    (a `find` per loss); only creators in other processes still race, and the key settles it."""
+    locks = runtime_of(db).counter_append_locks
+    async with locks.setdefault((db.name, f"{NUMBER_KEY}/{reseller_id}"), asyncio.Lock()):
+        candidate = number = await repository.next_number(db, reseller_id)
+        for _ in range(MAX_NUMBER_PROBES):
+            bound, won = await natural_keys.claim(db, NUMBER_KEY, reseller_id, str(number), target=ticket_id)
+            if won or bound == ticket_id:
+                if number != candidate:
+                    await repository.raise_counter(db, reseller_id, number)
+                return number
+            number += 1
     raise Conflict("could not allocate a ticket number; retry")
 
 

@@ -222,7 +222,7 @@ class WebhookProcessor:
             entry = handed.pop(lane, seq) if handed is not None else None
             if entry is None and not poll and 0 < last_handed < seq:
                 return False, done  # a woken walk's job ends with what was handed; the poll reads on
-            if entry is None:
+            if entry is None and not seqlog.unwritten(self.db, seq):
                 entry = await seqlog.get(self.db, seq)
             if entry is None:
                 passed = await seqlog.pass_superseded(self.db, seq)

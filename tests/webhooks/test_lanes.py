@@ -389,3 +389,45 @@ async def test_a_delivery_too_large_to_hand_over_is_read_once_by_its_woken_walk_
         if c["filter"]["_id"].split(":")[2].isdigit() and int(c["filter"]["_id"].split(":")[2]) > seq
     ]
     assert not past, past
+
+
+@pytest.mark.parametrize("passed_by", ["this process", "another process"])
+async def test_a_poll_of_a_quiet_lane_in_the_block_its_process_writes_reads_only_the_next_marker_and_misses_nothing(
+    db: Any, hook: Hook, mongo_url: str, passed_by: str
+) -> None:
+    """Issue 20: an idle processor read each lane's next entry and the next block's marker every
+    second. Where the next number lies in the block this process owns and has not handed out,
+    only this process can store it (and wakes its walk): the poll reads the marker alone. Another
+    process opening the next block and storing there between two polls is still found by the
+    next poll (or passed by that process's own walk first), and this process's next delivery
+    goes above it, in order."""
+    recorder = CommandRecorder()
+    other: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_url, tz_aware=True, event_listeners=[recorder])
+    try:
+        own = durable_database(other, db.name)
+        processor = WebhookProcessor(own, hook.settings)
+        processor._wakeup = signals.subscribe(own)
+        phone = unique_phone()
+        lane = hook.lane(phone)
+        mine = Hook(own, hook.settings, {"id": hook.conn_id}, hook.token)
+        mine.sent = 1000  # provider ids of its own
+        delivered = [await mine.deliver(phone)]
+        assert await processor.run_once({lane}) == 1  # woken
+        seq = int(delivered[0].rsplit(":", 1)[1])
+        assert seq % 8, "the next number must lie in the same block"  # seqlog.MARK_EVERY
+        recorder.commands.clear()
+        assert await processor._walk(lane, poll=True) == 0
+        reads = [c["filter"]["_id"] for c in recorder.named("find")]
+        assert reads == [f"w:{lane}:m{(seq - 1) // 8 + 1}"], reads
+
+        delivered.append(await hook.deliver(phone))  # another process: a block above this one's
+        assert int(delivered[1].rsplit(":", 1)[1]) > (seq - 1) // 8 * 8 + 8
+        if passed_by == "another process":  # it tombstones the rest of this process's block first
+            assert await WebhookProcessor(db, hook.settings).run_once({lane}) == 1
+        assert await processor._walk(lane, poll=True) == (passed_by == "this process")
+        delivered.append(await mine.deliver(phone))  # this process leaves its superseded block
+        assert await processor.run_once({lane}) == 1
+        signals.unsubscribe(own, processor._wakeup)
+    finally:
+        await other.close()
+    await _processed_in_delivery_order(db, hook, phone, delivered)
