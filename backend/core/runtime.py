@@ -96,7 +96,7 @@ class Runtime:
     # with (the automatic messages' markers, backend/automation; gates.connect_domains).
     raced_opening: RacedOpening | None = None
     # core/foldlog: per (database, log/bucket), this process's appends to the bucket's log, one
-    # at a time.
+    # at a time; tickets/service: per (database, tenant's number key), its ticket-number proposals.
     counter_append_locks: dict[tuple[str, str], asyncio.Lock] = field(default_factory=dict)
     # core/foldlog: per (database, totals collection, totals `_id`), the watermark and tail end a
     # reader last saw (its read hint, bounded by foldlog.HINTS).
