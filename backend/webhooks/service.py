@@ -12,7 +12,6 @@ redelivery stores nothing new.
 import hashlib
 import hmac
 import json
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from backend.automation import service as automation
@@ -239,10 +238,6 @@ async def _known_client(db: Database, reseller_id: str, phone: str, *, client_id
     return await users.get_internal(db, client_id) if client_id else None
 
 
-def _chat_hint(db: Database, connection_id: str, phone: str) -> tuple[str, str] | None:
-    return runtime_of(db).ingest_chats.get((db.name, connection_id, phone))
-
-
 def _remember_chat(db: Database, connection_id: str, phone: str, client_id: str, ticket_id: str) -> None:
     """A bounded, process-local hint of ids, never of documents: the client the chat's phone key
     names (the key's target never changes) and the ticket its last message was filed under (used
@@ -298,7 +293,7 @@ async def _ingest_message(
     # slot key and the ticket (one read less each).
     chat = f"{conn.id}:{event.phone}"
     seen = chats.get(chat) if chats is not None else None
-    known = _chat_hint(db, conn.id, event.phone) if seen is None else None
+    known = runtime_of(db).ingest_chats.get((db.name, conn.id, event.phone)) if seen is None else None
     client = (
         seen[0]
         if seen is not None
@@ -343,16 +338,30 @@ async def _ingest_message(
         else automation.config_once(db, reseller_id)
     )
     try:
-        ticket, message, created = await _receive(
+        ticket, message, created = await intake.receive_client_message(
             db,
-            conn,
-            event,
+            reseller_id=reseller_id,
             client=client,
+            department_id=conn.default_department_id,
+            channel=conn.id,
+            body=event.body,
             message_id=message_id,
+            type_=event.type,
+            media=event.media,
+            extra={
+                **_message_extra(conn, event),
+                **({"quoted": await _quoted(db, conn, event.quoted)} if event.quoted is not None else {}),
+                **({"location": event.location} if event.location is not None else {}),
+                **({"contacts": event.contacts} if event.contacts is not None else {}),
+            },
+            from_me=event.from_me,
             before_create=not_stored_yet,
             ticket_hint=seen[1] if seen is not None else (known[1] if known is not None else None),
             new_client=new_client,
-            config=config,
+            # A ticket the client's own message opens gets the automatic messages' markers.
+            opening=None
+            if event.from_me
+            else automation.ticket_opening(db, conn, message_id=message_id, config=config),
         )
     except intake.AlreadyStored as exc:
         return await _redelivered(db, conn, exc.message, retry=retry, event=event, raw_id=raw_id)
@@ -442,43 +451,6 @@ async def _redelivered(
     if retry:
         return f"message {stored.id} completed after an unfinished attempt{suffix}"
     return f"duplicate{suffix}"
-
-
-async def _receive(
-    db: Database,
-    conn: connections.Connection,
-    event: InboundMessage,
-    *,
-    client: clients.User,
-    message_id: str,
-    before_create: Callable[[], Awaitable[None]],
-    ticket_hint: str | None,
-    new_client: bool,
-    config: automation.ConfigSource,
-) -> tuple[tickets.Ticket, Message, bool]:
-    return await intake.receive_client_message(
-        db,
-        reseller_id=conn.reseller_id,
-        client=client,
-        department_id=conn.default_department_id,
-        channel=conn.id,
-        body=event.body,
-        message_id=message_id,
-        type_=event.type,
-        media=event.media,
-        extra={
-            **_message_extra(conn, event),
-            **({"quoted": await _quoted(db, conn, event.quoted)} if event.quoted is not None else {}),
-            **({"location": event.location} if event.location is not None else {}),
-            **({"contacts": event.contacts} if event.contacts is not None else {}),
-        },
-        from_me=event.from_me,
-        before_create=before_create,
-        ticket_hint=ticket_hint,
-        new_client=new_client,
-        # A ticket the client's own message opens gets the automatic messages' markers.
-        opening=None if event.from_me else automation.ticket_opening(db, conn, message_id=message_id, config=config),
-    )
 
 
 async def _quoted(db: Database, conn: connections.Connection, quoted: Quote) -> dict[str, Any]:
