@@ -217,15 +217,6 @@ def _raced_opening(db: Database, finalized: tickets.Ticket, message: Message) ->
     return hook(db, finalized, message) if hook is not None else None
 
 
-async def get_internal(db: Database, message_id: str) -> Message | None:
-    return await repository.get_internal(db, message_id)
-
-
-async def all_for_tenant_internal(db: Database, reseller_id: str) -> list[Message]:
-    """Every message of a tenant, for the reports rebuild (a scan: an operator's tool)."""
-    return await repository.all_for_tenant_internal(db, reseller_id)
-
-
 async def refile_after_finalize(db: Database, ticket: tickets.Ticket) -> None:
     """The finalize's half of the handshake: `ticket` was just finalized (event stored and
     projected); its client messages stamped after `finalized_at` raced it and move on.

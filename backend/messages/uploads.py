@@ -116,17 +116,10 @@ CAPTIONED = frozenset({Kind.IMAGE, Kind.VIDEO, Kind.DOCUMENT})  # the kinds What
 MEDIA_READY = "ready"  # a file an agent sends is stored before its message: ready from the start
 
 
-class TooLarge(AppError):
-    status_code = 413
-
-
-def _mb(limit: int) -> str:
-    return f"{limit // MB} MB" if limit >= MB else f"{limit // KB} KB"
-
-
-def too_large(kind: Kind) -> TooLarge:
+def too_large(kind: Kind) -> media.TooLarge:
     limit = LIMITS[kind]
-    return TooLarge(f"Arquivo grande demais: {LABELS_PT[kind].lower()} podem ter no máximo {_mb(limit)} no WhatsApp.")
+    shown = f"{limit // MB} MB" if limit >= MB else f"{limit // KB} KB"
+    return media.TooLarge(f"Arquivo grande demais: {LABELS_PT[kind].lower()} podem ter no máximo {shown} no WhatsApp.")
 
 
 @dataclass(frozen=True)
@@ -231,7 +224,7 @@ class _FormReader:
 
 async def read_form(request: Request) -> Upload:
     """Reads a multipart reply: exactly one `file` part, optional `body` and `quoted_message_id`
-    fields. Raises 413 (`TooLarge`) past the file's limit, 400 for a body that ends early or is
+    fields. Raises 413 (`media.TooLarge`) past the file's limit, 400 for a body that ends early or is
     not a readable form, 422 for a form without a file or with unknown fields."""
     content_type, options = parse_options_header(request.headers.get("content-type", ""))
     boundary = options.get(b"boundary")

@@ -30,7 +30,7 @@ from backend.audit import service as events
 from backend.core.clock import as_utc
 from backend.core.db import Database
 from backend.core.ids import new_id
-from backend.messages import service as messages
+from backend.messages import public as message_store
 from backend.messages.models import Message
 from backend.reports import aggregates, repository
 from backend.reports.models import LiveChange
@@ -142,7 +142,7 @@ async def truth(db: Database, reseller_id: str) -> tuple[str, dict[str, dict[str
             previous = event["state"]
         current[ticket_id] = {**(previous or {}), "channel": connection}
 
-    stored = await messages.all_for_tenant_internal(db, reseller_id)
+    stored = await message_store.all_for_tenant_internal(db, reseller_id)
 
     def order(m: Message) -> tuple[datetime, str]:
         return as_utc(m.created_at), m.id
