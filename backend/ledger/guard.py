@@ -73,17 +73,18 @@ async def evaluate(db: Database, settings: Settings, *, earlier: Evaluation | No
     else:
         counts = await count(db, base.counts)
     verdict = model.judge(base, counts)
-    ev = Evaluation(verdict, model.OK, where, identity, server, foreign, seen)
     if verdict.ok and foreign is None:
-        return ev
-    if model.override_applies(
+        outcome = model.OK
+    elif model.override_applies(
         verdict,
         baseline_id=settings.LEDGER_OVERRIDE_BASELINE,
         reason=settings.LEDGER_OVERRIDE_REASON,
         foreign=foreign,
     ):
-        return Evaluation(verdict, model.OVERRIDE, where, identity, server, foreign, seen)
-    return Evaluation(verdict, model.REFUSED, where, identity, server, foreign, seen)
+        outcome = model.OVERRIDE
+    else:
+        outcome = model.REFUSED
+    return Evaluation(verdict, outcome, where, identity, server, foreign, seen)
 
 
 async def record(db: Database, settings: Settings, ev: Evaluation, *, schema_version: int | None) -> dict[str, Any]:
