@@ -149,11 +149,8 @@ class TenantFeed:
 
 
 class Hub:
-    def __init__(
-        self, db: Database, *, queue_size: int, poll_seconds: float, linger_seconds: float = LINGER_SECONDS
-    ) -> None:
+    def __init__(self, db: Database, *, queue_size: int, poll_seconds: float) -> None:
         self.db = db
-        self.linger_seconds = linger_seconds
         self.queue_size = queue_size
         self.poll_seconds = poll_seconds
         self.tenants: dict[str, TenantFeed] = {}
@@ -178,8 +175,7 @@ class Hub:
             tenant.recent[seq] = entry
         self._known(tenant, seq)
 
-    def announce(self, record: dict[str, Any]) -> None:
-        self.ingest(record)
+    announce = ingest  # as a feed sink (feed.Sink): this process's own records arrive like the bus's
 
     def notice(self, reseller_id: str, seq: int) -> None:
         tenant = self.tenants.get(reseller_id)
@@ -254,7 +250,7 @@ class Hub:
 
     def _linger(self, tenant: TenantFeed) -> None:
         if not tenant.subs and tenant.linger is None:
-            tenant.linger = asyncio.get_running_loop().call_later(self.linger_seconds, self._drop_if_idle, tenant)
+            tenant.linger = asyncio.get_running_loop().call_later(LINGER_SECONDS, self._drop_if_idle, tenant)
 
     def _drop_if_idle(self, tenant: TenantFeed) -> None:
         tenant.linger = None
