@@ -424,8 +424,8 @@ async def _redelivered(
     stored: Message,
     *,
     retry: bool,
-    event: InboundMessage | None = None,
-    raw_id: str = "",
+    event: InboundMessage,
+    raw_id: str,
 ) -> str:
     """Concurrent redeliveries can both get past the looks for a stored message; the unique
     message `_id` stores them once. The media fetch is queued by the delivery that stored it (a
@@ -438,8 +438,7 @@ async def _redelivered(
     if retry:
         # Our own earlier attempt stored it, maybe without what follows (killed in between).
         await messages.complete_stored(db, stored)
-        if event is not None:
-            await _fetch_media(db, conn, event, stored, raw_id=raw_id)
+        await _fetch_media(db, conn, event, stored, raw_id=raw_id)
     current = await message_store.get_internal(db, stored.id) if retry else stored
     ticket = await tickets.load(db, (current or stored).ticket_id)
     automatic = (
