@@ -131,10 +131,9 @@ async def append(
     if direction in COUNTED_DIRECTIONS:
         metrics.MESSAGES.labels(reseller_id=ticket.reseller_id, direction=direction).inc()
     if sender_type == CLIENT and not keep_in_finalized:
-        filed = await _file_client_message(db, ticket, doc)
-        await _recorded(db, filed, ticket)
-        return filed, True
-    await _after_stored(db, ticket, doc)
+        doc = await _file_client_message(db, ticket, doc)
+    else:
+        await _after_stored(db, ticket, doc)
     await _recorded(db, doc, ticket)
     return doc, True
 
@@ -267,12 +266,9 @@ async def complete_stored(db: Database, message: Message) -> None:
     later feed seq that clients apply by message id — so the retry simply does them again."""
     if message.sender_type == CLIENT and message.rating is None:
         # The killed attempt may have stopped before its re-check (module docstring).
-        filed, message = await _keep_out_of_finalized(db, message, stamped_after_only=False)
-        if filed is not None:
-            await _after_stored(db, filed, message)
-            await _recorded(db, message, filed)
-        return
-    ticket = await tickets.load(db, message.ticket_id)
+        ticket, message = await _keep_out_of_finalized(db, message, stamped_after_only=False)
+    else:
+        ticket = await tickets.load(db, message.ticket_id)
     if ticket is not None:
         await _after_stored(db, ticket, message)
         await _recorded(db, message, ticket)

@@ -324,18 +324,13 @@ async def read_form(request: Request) -> Upload:
         upload.fields = fields
         await upload.file.seek(0)
         return upload
-    except ClientDisconnect as exc:
+    except BaseException as exc:
         if spool is not None:
             await spool.close()
-        raise BadRequest("the upload ended before the form did") from exc
-    except AppError:
-        if spool is not None:
-            await spool.close()
-        await _drain(stream)
-        raise
-    except BaseException:
-        if spool is not None:
-            await spool.close()
+        if isinstance(exc, ClientDisconnect):
+            raise BadRequest("the upload ended before the form did") from exc
+        if isinstance(exc, AppError):  # refused while the body may still flow
+            await _drain(stream)
         raise
 
 
