@@ -23,7 +23,6 @@ delete. Under live traffic a check can see an event between its two reads; run i
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 from backend.audit import service as events
@@ -143,24 +142,16 @@ async def truth(db: Database, reseller_id: str) -> tuple[str, dict[str, dict[str
         current[ticket_id] = {**(previous or {}), "channel": connection}
 
     stored = await message_store.all_for_tenant_internal(db, reseller_id)
-
-    def order(m: Message) -> tuple[datetime, str]:
-        return as_utc(m.created_at), m.id
-
+    ordered = sorted(stored, key=lambda m: (as_utc(m.created_at), m.id))  # so the first of each kind wins
     first_in: dict[str, Message] = {}
-    for m in stored:
+    for m in ordered:
         if m.direction == "in" and m.sender_type == "client":
-            t = m.ticket_id
-            if t not in first_in or order(m) < order(first_in[t]):
-                first_in[t] = m
+            first_in.setdefault(m.ticket_id, m)
     first_reply: dict[str, Message] = {}
-    for m in stored:
-        t = m.ticket_id
-        reply = m.direction == "out" and m.sender_type == "agent"
-        if not reply or t not in first_in or as_utc(m.created_at) < as_utc(first_in[t].created_at):
-            continue
-        if t not in first_reply or order(m) < order(first_reply[t]):
-            first_reply[t] = m
+    for m in ordered:
+        asked, reply = first_in.get(m.ticket_id), m.direction == "out" and m.sender_type == "agent"
+        if reply and asked is not None and as_utc(m.created_at) >= as_utc(asked.created_at):
+            first_reply.setdefault(m.ticket_id, m)
     for m in stored:
         t = m.ticket_id
         response = None
