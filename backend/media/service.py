@@ -1,22 +1,12 @@
 """Storing and reading media bytes, one copy per tenant per content.
 
-The stable API other domains call (outbound sending, uploads, the inbound fetch):
-
-- `store_bytes(db, *, reseller_id, data, mime, name, duration=None, width=None, height=None,
-  max_size=None) -> MediaRecord` — stores `data` (bytes; or a `Received` file, taken whole and hashed
-  by its receiver, as an upload is, written from that file with no second copy; or an async
-  iterator of byte pieces, received whole into a spool file — memory up to 8 MB, then disk —
-  before anything is written) and returns the media record (backend/media/models.py: `sha256`,
-  `size`, `mime`, `name`, `file_id`, ...). The same content stored twice by one tenant returns
-  the first record (its mime and name are the first storer's; keep your own on your document).
-  `max_size`: more bytes than that raise `TooLarge` and leave nothing behind.
-- `get_record(db, *, reseller_id, sha256) -> MediaRecord | None`.
-- `open_bytes(db, *, reseller_id, sha256, start=0, end=None) -> AsyncIterator[bytes]` — the
-  stored bytes (or the `start`..`end` slice, end exclusive), chunk by chunk. `NotFound` when the
-  tenant holds no such content.
-  Usage: `async for piece in await open_bytes(db, reseller_id=r, sha256=s): ...`.
-- `read_bytes(db, *, reseller_id, sha256) -> bytes` — all of it at once (the outbound sender's
-  base64; fine for WhatsApp-sized files, never used to serve downloads).
+What other domains call (outbound sending, uploads, the inbound fetch): `store_bytes` takes bytes,
+a `Received` file (written from that file, no second copy) or an async iterator of pieces
+(received whole into a spool file first: memory up to SPOOL_IN_MEMORY_BYTES, then disk); the same
+content stored twice by one tenant returns the first record (its mime and name are the first
+storer's: keep your own on your document); more than `max_size` bytes raise `TooLarge` and leave
+nothing behind. `open_bytes` streams the bytes (or a slice), `NotFound` when the tenant holds no
+such content; `read_bytes` is all of it at once (the outbound sender's base64, never a download).
 
 Inbound media (the rest of this module and backend/media/worker.py): a media message is stored at
 once with `media.status` "pending" and a fetch queued (`enqueue_fetch`); the worker stores the
