@@ -291,8 +291,9 @@ async def _ingest_message(
     # walk, this process remembers the ids alone (`_remember_chat`): the client document is read
     # by `_id` without the phone key, and the ticket is the hint intake re-reads, instead of the
     # slot key and the ticket (one read less each).
+    chats = {} if chats is None else chats  # no lane walk: this delivery alone
     chat = f"{conn.id}:{event.phone}"
-    seen = chats.get(chat) if chats is not None else None
+    seen = chats.get(chat)
     known = runtime_of(db).ingest_chats.get((db.name, conn.id, event.phone)) if seen is None else None
     client = (
         seen[0]
@@ -332,11 +333,7 @@ async def _ingest_message(
     # The tenant's config is read once for the ticket's opening and the automatic messages after
     # it, and, like the connection, once per lane walk: as fresh as the walk.
     reseller_id = conn.reseller_id
-    config = (
-        chats.setdefault(f"config:{reseller_id}", automation.config_once(db, reseller_id))
-        if chats is not None
-        else automation.config_once(db, reseller_id)
-    )
+    config = chats.setdefault(f"config:{reseller_id}", automation.config_once(db, reseller_id))
     try:
         ticket, message, created = await intake.receive_client_message(
             db,
@@ -366,8 +363,7 @@ async def _ingest_message(
     except intake.AlreadyStored as exc:
         return await _redelivered(db, conn, exc.message, retry=retry, event=event, raw_id=raw_id)
     await _fetch_media(db, conn, event, message, raw_id=raw_id)
-    if chats is not None:
-        chats[chat] = (client, ticket.id)
+    chats[chat] = (client, ticket.id)
     _remember_chat(db, conn.id, event.phone, client.id, ticket.id)
     if event.from_me:  # sent from the phone: its receipts may have come first
         await outbound.apply_parked(
