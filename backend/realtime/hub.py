@@ -147,6 +147,12 @@ class TenantFeed:
     # Replay reads in flight, shared by every socket replaying the same gap at the same time.
     fetching: dict[int, asyncio.Future[Entry]] = field(default_factory=dict)
 
+    def cancel(self) -> None:
+        """Stops what runs for the feed: its linger timer, its start, its pump."""
+        for running in (self.linger, self.ready, self.pump):
+            if running is not None:
+                running.cancel()
+
 
 class Hub:
     def __init__(self, db: Database, *, queue_size: int, poll_seconds: float) -> None:
@@ -257,10 +263,7 @@ class Hub:
         if tenant.subs or tenant.pending or self.tenants.get(tenant.reseller_id) is not tenant:
             return
         del self.tenants[tenant.reseller_id]
-        if tenant.ready is not None and not tenant.ready.done():
-            tenant.ready.cancel()
-        if tenant.pump is not None:
-            tenant.pump.cancel()
+        tenant.cancel()
 
     async def replay(self, reseller_id: str, first: int, last: int) -> AsyncIterator[Entry]:
         """Records first..last in order, from memory when still held, else by `_id` lookups —
@@ -317,12 +320,7 @@ class Hub:
     async def close(self) -> None:
         self.closing.set()
         for tenant in list(self.tenants.values()):
-            if tenant.linger is not None:
-                tenant.linger.cancel()
-            if tenant.pump is not None:
-                tenant.pump.cancel()
-            if tenant.ready is not None and not tenant.ready.done():
-                tenant.ready.cancel()
+            tenant.cancel()
         self.tenants.clear()
 
     # -- the per-tenant pump ------------------------------------------------------------------
