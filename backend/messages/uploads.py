@@ -177,9 +177,6 @@ class Upload:
         """The spool itself, for the media store to write from (the upload's one copy on disk)."""
         return media.Received(file=self.file.file, size=self.size, sha256=self.sha256)
 
-    async def close(self) -> None:
-        await self.file.close()
-
 
 @dataclass
 class _Part:
@@ -397,7 +394,7 @@ async def reply_with_file(db: Database, actor: Actor, *, ticket_id: str, request
             max_size=LIMITS[kind],
         )
     finally:
-        await upload.close()
+        await upload.file.close()
     voice = kind is Kind.VOICE
     stored = {
         "sha256": record.sha256,
