@@ -193,7 +193,8 @@ async def _keep_out_of_finalized(
             return ticket, message
         if stamped_after_only and ticket.finalized_at and as_utc(message.created_at) <= as_utc(ticket.finalized_at):
             return ticket, message
-        target = await tickets.open_after(db, ticket, opening=_raced_opening(db, ticket, message))
+        hook = runtime_of(db).raced_opening  # what the ticket opened for it starts with (on_raced_open)
+        target = await tickets.open_after(db, ticket, opening=hook(db, ticket, message) if hook is not None else None)
         if not await repository.move_to_ticket(
             db, message.id, from_ticket_id=ticket.id, to_ticket_id=target.id, at=utcnow()
         ):
@@ -209,11 +210,6 @@ def on_raced_open(db: Database, hook: RacedOpening) -> None:
     automatic messages' markers: it is greeted and offered the menu as any new ticket is,
     backend/automation; gates.connect_domains)."""
     runtime_of(db).raced_opening = hook
-
-
-def _raced_opening(db: Database, finalized: tickets.Ticket, message: Message) -> tickets.LazyOpening | None:
-    hook = runtime_of(db).raced_opening
-    return hook(db, finalized, message) if hook is not None else None
 
 
 async def refile_after_finalize(db: Database, ticket: tickets.Ticket) -> None:

@@ -166,9 +166,6 @@ class Hub:
         # quiet spell and can be rare; a miss-lookup is a scan on FerretDB. Set by the bus.
         self.bus_connected = False
 
-    def _poll_interval(self) -> float:
-        return self.poll_seconds * QUIET_POLL_FACTOR if self.bus_connected else self.poll_seconds
-
     # -- input: records and notices -------------------------------------------------------------
 
     def ingest(self, record: dict[str, Any]) -> None:
@@ -336,8 +333,9 @@ class Hub:
     async def _pump(self, tenant: TenantFeed) -> None:
         while True:
             try:
+                poll = self.poll_seconds * QUIET_POLL_FACTOR if self.bus_connected else self.poll_seconds
                 try:
-                    await asyncio.wait_for(tenant.wake.wait(), self._poll_interval())
+                    await asyncio.wait_for(tenant.wake.wait(), poll)
                 except TimeoutError:
                     # Safety net for lost notices: is anything stored past what we delivered?
                     tail = await records.latest(self.db, tenant.reseller_id, start=tenant.delivered)
