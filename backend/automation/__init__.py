@@ -21,11 +21,8 @@ whose pending rating the new ticket ends) when the finalize's refile moved it.
 Messages marked `direction: "note"` (internal notes) and messages from the connection's own phone
 never reach these reactions: only inbound client messages do.
 
-Texts take `{{cliente}}`, `{{empresa}}` and `{{protocolo}}` (the ticket number), one renderer
-(texts.py). Business hours (hours.py): weekly ranges in the reseller's timezone, `closed_dates`
-(local YYYY-MM-DD days) closed all day; no ranges at all means open every day but those dates.
-The ticket still opens in espera out of hours and is born with `out_of_hours: true` (the inbox
-marks it).
+Texts and their variables: texts.py; business hours: hours.py. The ticket still opens in espera
+out of hours and is born with `out_of_hours: true` (the inbox marks it).
 
 The department menu — where a ticket waits, decided: in espera of the connection's default
 department, born with `menu_pending: true` (in its event v1, so no crash leaves it unmarked), so

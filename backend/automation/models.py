@@ -6,7 +6,7 @@ from backend.core.schemas import StoredModel
 
 
 class Survey(StoredModel):
-    """The satisfaction survey last asked in a WhatsApp chat (`_id`: repository.chat_id)."""
+    """The satisfaction survey last asked in a WhatsApp chat (`_id`: outbound.chat_key)."""
 
     ticket_id: str  # the finalized ticket it asks about
     reseller_id: str

@@ -18,10 +18,6 @@ from backend.core.db import Database
 SURVEYS = "automation_surveys"
 
 
-def chat_id(connection_id: str, phone: str) -> str:
-    return f"{connection_id}:{''.join(ch for ch in phone if ch.isdigit())}"
-
-
 async def get_survey_internal(db: Database, chat: str) -> Survey | None:
     return Survey.load(await db[SURVEYS].find_one({"_id": chat}))
 

@@ -148,19 +148,11 @@ def _seconds(later: datetime | None, earlier: datetime | None) -> str:
 
 def first_response(marks: list[dict[str, Any]]) -> tuple[datetime | None, datetime | None]:
     """(the client's first message, the first agent reply after it) in one ticket's thread."""
-    marks = sorted(marks, key=lambda m: as_utc(m["created_at"]))
-    asked = next((as_utc(m["created_at"]) for m in marks if m.get("sender_type") == "client"), None)
+    asked = min((as_utc(m["created_at"]) for m in marks if m.get("sender_type") == "client"), default=None)
     if asked is None:
         return None, None
-    replied = next(
-        (
-            as_utc(m["created_at"])
-            for m in marks
-            if m.get("sender_type") == "agent" and m.get("direction") == "out" and as_utc(m["created_at"]) >= asked
-        ),
-        None,
-    )
-    return asked, replied
+    replies = [m for m in marks if m.get("sender_type") == "agent" and m.get("direction") == "out"]
+    return asked, min((at for m in replies if (at := as_utc(m["created_at"])) >= asked), default=None)
 
 
 async def _ticket_rows(
@@ -220,10 +212,7 @@ async def messages_csv(db: Database, scope: TenantScope, when: Period, *, batch:
         rows = []
         for m in page:
             t = tickets.get(str(m["ticket_id"]), {})
-            media = m.get("media") or {}
-            body = m.get("body") or ""
-            if not body and media:
-                body = media.get("name") or ""
+            body = m.get("body") or (m.get("media") or {}).get("name") or ""  # a file without caption: its name
             rows.append(
                 [
                     _local(m.get("created_at"), when.tz),

@@ -6,10 +6,12 @@ before ours; since nothing is ever deleted, our counts can only be equal or larg
 racing with another never sees a false shrink, and a real loss is never hidden.
 """
 
+import os
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from backend.core.clock import utcnow
 from backend.core.conditional import collection_size
 from backend.core.config import Settings
 from backend.core.db import Database
@@ -73,34 +75,40 @@ async def evaluate(db: Database, settings: Settings, *, earlier: Evaluation | No
     else:
         counts = await count(db, base.counts)
     verdict = model.judge(base, counts)
-    ev = Evaluation(verdict, model.OK, where, identity, server, foreign, seen)
     if verdict.ok and foreign is None:
-        return ev
-    if model.override_applies(
+        outcome = model.OK
+    elif model.override_applies(
         verdict,
         baseline_id=settings.LEDGER_OVERRIDE_BASELINE,
         reason=settings.LEDGER_OVERRIDE_REASON,
         foreign=foreign,
     ):
-        return Evaluation(verdict, model.OVERRIDE, where, identity, server, foreign, seen)
-    return Evaluation(verdict, model.REFUSED, where, identity, server, foreign, seen)
+        outcome = model.OVERRIDE
+    else:
+        outcome = model.REFUSED
+    return Evaluation(verdict, outcome, where, identity, server, foreign, seen)
 
 
 async def record(db: Database, settings: Settings, ev: Evaluation, *, schema_version: int | None) -> dict[str, Any]:
     override = None
     if ev.outcome == model.OVERRIDE:
         override = {"baseline": settings.LEDGER_OVERRIDE_BASELINE, "reason": settings.LEDGER_OVERRIDE_REASON}
-    entry = store.make_entry(
-        db_name=settings.MONGO_DB,
-        server=ev.server,
-        identity=ev.identity,
-        version=settings.APP_VERSION,
-        counts=ev.verdict.counts,
-        outcome=ev.outcome,
-        shrinks=[asdict(s) for s in ev.verdict.shrinks],
-        override=override,
-        schema_version=schema_version,
-    )
+    at = utcnow()
+    entry = {
+        "_id": store.new_entry_id(at),
+        "db": settings.MONGO_DB,
+        "server": ev.server,
+        "identity": ev.identity,
+        "at": at,
+        "version": settings.APP_VERSION,
+        "host": os.uname().nodename,
+        "pid": os.getpid(),
+        "counts": ev.verdict.counts,
+        "outcome": ev.outcome,
+        "shrinks": [asdict(s) for s in ev.verdict.shrinks],
+        "override": override,
+        "schema_version": schema_version,
+    }
     # The file first: if the database is the thing that is wrong, the file still tells the story.
     if settings.ledger_file:
         store.append_file(settings.ledger_file, entry)

@@ -23,10 +23,6 @@ from backend.migrations import runner, versions
 from backend.production import store
 
 
-async def _production_store(db: Database, settings: Settings) -> None:
-    await store.check(db, settings)
-
-
 async def _ledger_guard(db: Database, settings: Settings) -> None:
     # Handed to the record step of the same start (same client and database), so that a start
     # counts its collections once when nobody recorded in between.
@@ -48,7 +44,7 @@ async def _ledger_record(db: Database, settings: Settings) -> None:
 
 
 STEPS: tuple[Step, ...] = (
-    ("production-store", _production_store),
+    ("production-store", store.check),
     ("ledger-guard", _ledger_guard),
     ("migrations", _migrations),
     ("ledger-record", _ledger_record),

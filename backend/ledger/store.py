@@ -65,36 +65,6 @@ async def ensure_identity(db: Database) -> str:
     return found
 
 
-def make_entry(
-    *,
-    db_name: str,
-    server: str,
-    identity: str | None,
-    version: str,
-    counts: dict[str, int],
-    outcome: str,
-    shrinks: list[dict[str, Any]],
-    override: dict[str, str] | None,
-    schema_version: int | None,
-) -> dict[str, Any]:
-    at = utcnow()
-    return {
-        "_id": new_entry_id(at),
-        "db": db_name,
-        "server": server,
-        "identity": identity,
-        "at": at,
-        "version": version,
-        "host": os.uname().nodename,
-        "pid": os.getpid(),
-        "counts": counts,
-        "outcome": outcome,
-        "shrinks": shrinks,
-        "override": override,
-        "schema_version": schema_version,
-    }
-
-
 # Only accepted starts can be a baseline; reading just those keeps a run of refused restarts from
 # pushing the real baseline out of the window.
 ACCEPTED = (model.OK, model.OVERRIDE)

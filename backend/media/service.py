@@ -1,22 +1,12 @@
 """Storing and reading media bytes, one copy per tenant per content.
 
-The stable API other domains call (outbound sending, uploads, the inbound fetch):
-
-- `store_bytes(db, *, reseller_id, data, mime, name, duration=None, width=None, height=None,
-  max_size=None) -> MediaRecord` — stores `data` (bytes; or a `Received` file, taken whole and hashed
-  by its receiver, as an upload is, written from that file with no second copy; or an async
-  iterator of byte pieces, received whole into a spool file — memory up to 8 MB, then disk —
-  before anything is written) and returns the media record (backend/media/models.py: `sha256`,
-  `size`, `mime`, `name`, `file_id`, ...). The same content stored twice by one tenant returns
-  the first record (its mime and name are the first storer's; keep your own on your document).
-  `max_size`: more bytes than that raise `TooLarge` and leave nothing behind.
-- `get_record(db, *, reseller_id, sha256) -> MediaRecord | None`.
-- `open_bytes(db, *, reseller_id, sha256, start=0, end=None) -> AsyncIterator[bytes]` — the
-  stored bytes (or the `start`..`end` slice, end exclusive), chunk by chunk. `NotFound` when the
-  tenant holds no such content.
-  Usage: `async for piece in await open_bytes(db, reseller_id=r, sha256=s): ...`.
-- `read_bytes(db, *, reseller_id, sha256) -> bytes` — all of it at once (the outbound sender's
-  base64; fine for WhatsApp-sized files, never used to serve downloads).
+What other domains call (outbound sending, uploads, the inbound fetch): `store_bytes` takes bytes,
+a `Received` file (written from that file, no second copy) or an async iterator of pieces
+(received whole into a spool file first: memory up to SPOOL_IN_MEMORY_BYTES, then disk); the same
+content stored twice by one tenant returns the first record (its mime and name are the first
+storer's: keep your own on your document); more than `max_size` bytes raise `TooLarge` and leave
+nothing behind. `open_bytes` streams the bytes (or a slice), `NotFound` when the tenant holds no
+such content; `read_bytes` is all of it at once (the outbound sender's base64, never a download).
 
 Inbound media (the rest of this module and backend/media/worker.py): a media message is stored at
 once with `media.status` "pending" and a fetch queued (`enqueue_fetch`); the worker stores the
@@ -181,10 +171,6 @@ async def read_bytes(db: Database, *, reseller_id: str, sha256: str) -> bytes:
     return b"".join([piece async for piece in await open_bytes(db, reseller_id=reseller_id, sha256=sha256)])
 
 
-def remote_jid(phone: str) -> str:
-    return f"{''.join(ch for ch in phone if ch.isdigit())}@s.whatsapp.net"
-
-
 async def enqueue_fetch(
     db: Database,
     *,
@@ -194,25 +180,27 @@ async def enqueue_fetch(
     phone: str,
     from_me: bool,
     raw_id: str | None,
+    round_: int | None = None,
 ) -> None:
-    """Queues the fetch of a stored media message's bytes. `raw_id`: the stored webhook delivery
-    that carries them inline (Evolution's webhook base64), else they come from the provider."""
-    media = message.media or MessageMedia()
+    """Queues the fetch of a stored media message's bytes (for its media's current round unless
+    `round_` says another). `raw_id`: the stored webhook delivery that carries them inline
+    (Evolution's webhook base64), else they come from the provider."""
     await repository.enqueue_fetch(
         db,
         {
             "message_id": message.id,
             "reseller_id": message.reseller_id,
-            "round": media.round,
+            "round": (message.media or MessageMedia()).round if round_ is None else round_,
             "connection_id": connection_id,
             "provider_message_id": provider_message_id,
-            "remote_jid": remote_jid(phone),
+            "remote_jid": f"{''.join(ch for ch in phone if ch.isdigit())}@s.whatsapp.net",
             "from_me": from_me,
             "raw_id": raw_id,
             "enqueued_at": utcnow(),
         },
     )
-    _wake(db)
+    if round_ is None:  # a retry wakes the fetchers itself, once the status moved to pending
+        _wake(db)
 
 
 def _wake(db: Database) -> None:
@@ -251,19 +239,15 @@ async def retry_fetch(db: Database, actor: Actor, *, message_id: str) -> Message
         raise Conflict({"message": "the media did not come from a provider", "status": "failed"})
     ticket = await tickets.get_internal(db, message.ticket_id)
     round_ = media.round + 1
-    await repository.enqueue_fetch(
+    await enqueue_fetch(
         db,
-        {
-            "message_id": message.id,
-            "reseller_id": message.reseller_id,
-            "round": round_,
-            "connection_id": message.connection_id,
-            "provider_message_id": message.provider_message_id,
-            "remote_jid": remote_jid(ticket.client_phone if ticket is not None else ""),
-            "from_me": message.direction == "out",
-            "raw_id": None,
-            "enqueued_at": utcnow(),
-        },
+        message=message,
+        connection_id=message.connection_id,
+        provider_message_id=message.provider_message_id,
+        phone=ticket.client_phone if ticket is not None else "",
+        from_me=message.direction == "out",
+        raw_id=None,
+        round_=round_,
     )
     changes: dict[str, Any] = {"status": "pending", "round": round_, "error": None}
     if legacy:  # the provider's fields, in the shape the fetch fills in

@@ -131,10 +131,9 @@ async def append(
     if direction in COUNTED_DIRECTIONS:
         metrics.MESSAGES.labels(reseller_id=ticket.reseller_id, direction=direction).inc()
     if sender_type == CLIENT and not keep_in_finalized:
-        filed = await _file_client_message(db, ticket, doc)
-        await _recorded(db, filed, ticket)
-        return filed, True
-    await _after_stored(db, ticket, doc)
+        doc = await _file_client_message(db, ticket, doc)
+    else:
+        await _after_stored(db, ticket, doc)
     await _recorded(db, doc, ticket)
     return doc, True
 
@@ -194,7 +193,8 @@ async def _keep_out_of_finalized(
             return ticket, message
         if stamped_after_only and ticket.finalized_at and as_utc(message.created_at) <= as_utc(ticket.finalized_at):
             return ticket, message
-        target = await tickets.open_after(db, ticket, opening=_raced_opening(db, ticket, message))
+        hook = runtime_of(db).raced_opening  # what the ticket opened for it starts with (on_raced_open)
+        target = await tickets.open_after(db, ticket, opening=hook(db, ticket, message) if hook is not None else None)
         if not await repository.move_to_ticket(
             db, message.id, from_ticket_id=ticket.id, to_ticket_id=target.id, at=utcnow()
         ):
@@ -210,20 +210,6 @@ def on_raced_open(db: Database, hook: RacedOpening) -> None:
     automatic messages' markers: it is greeted and offered the menu as any new ticket is,
     backend/automation; gates.connect_domains)."""
     runtime_of(db).raced_opening = hook
-
-
-def _raced_opening(db: Database, finalized: tickets.Ticket, message: Message) -> tickets.LazyOpening | None:
-    hook = runtime_of(db).raced_opening
-    return hook(db, finalized, message) if hook is not None else None
-
-
-async def get_internal(db: Database, message_id: str) -> Message | None:
-    return await repository.get_internal(db, message_id)
-
-
-async def all_for_tenant_internal(db: Database, reseller_id: str) -> list[Message]:
-    """Every message of a tenant, for the reports rebuild (a scan: an operator's tool)."""
-    return await repository.all_for_tenant_internal(db, reseller_id)
 
 
 async def refile_after_finalize(db: Database, ticket: tickets.Ticket) -> None:
@@ -276,12 +262,9 @@ async def complete_stored(db: Database, message: Message) -> None:
     later feed seq that clients apply by message id — so the retry simply does them again."""
     if message.sender_type == CLIENT and message.rating is None:
         # The killed attempt may have stopped before its re-check (module docstring).
-        filed, message = await _keep_out_of_finalized(db, message, stamped_after_only=False)
-        if filed is not None:
-            await _after_stored(db, filed, message)
-            await _recorded(db, message, filed)
-        return
-    ticket = await tickets.load(db, message.ticket_id)
+        ticket, message = await _keep_out_of_finalized(db, message, stamped_after_only=False)
+    else:
+        ticket = await tickets.load(db, message.ticket_id)
     if ticket is not None:
         await _after_stored(db, ticket, message)
         await _recorded(db, message, ticket)

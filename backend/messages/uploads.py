@@ -116,17 +116,10 @@ CAPTIONED = frozenset({Kind.IMAGE, Kind.VIDEO, Kind.DOCUMENT})  # the kinds What
 MEDIA_READY = "ready"  # a file an agent sends is stored before its message: ready from the start
 
 
-class TooLarge(AppError):
-    status_code = 413
-
-
-def _mb(limit: int) -> str:
-    return f"{limit // MB} MB" if limit >= MB else f"{limit // KB} KB"
-
-
-def too_large(kind: Kind) -> TooLarge:
+def too_large(kind: Kind) -> media.TooLarge:
     limit = LIMITS[kind]
-    return TooLarge(f"Arquivo grande demais: {LABELS_PT[kind].lower()} podem ter no máximo {_mb(limit)} no WhatsApp.")
+    shown = f"{limit // MB} MB" if limit >= MB else f"{limit // KB} KB"
+    return media.TooLarge(f"Arquivo grande demais: {LABELS_PT[kind].lower()} podem ter no máximo {shown} no WhatsApp.")
 
 
 @dataclass(frozen=True)
@@ -184,9 +177,6 @@ class Upload:
         """The spool itself, for the media store to write from (the upload's one copy on disk)."""
         return media.Received(file=self.file.file, size=self.size, sha256=self.sha256)
 
-    async def close(self) -> None:
-        await self.file.close()
-
 
 @dataclass
 class _Part:
@@ -231,7 +221,7 @@ class _FormReader:
 
 async def read_form(request: Request) -> Upload:
     """Reads a multipart reply: exactly one `file` part, optional `body` and `quoted_message_id`
-    fields. Raises 413 (`TooLarge`) past the file's limit, 400 for a body that ends early or is
+    fields. Raises 413 (`media.TooLarge`) past the file's limit, 400 for a body that ends early or is
     not a readable form, 422 for a form without a file or with unknown fields."""
     content_type, options = parse_options_header(request.headers.get("content-type", ""))
     boundary = options.get(b"boundary")
@@ -331,18 +321,13 @@ async def read_form(request: Request) -> Upload:
         upload.fields = fields
         await upload.file.seek(0)
         return upload
-    except ClientDisconnect as exc:
+    except BaseException as exc:
         if spool is not None:
             await spool.close()
-        raise BadRequest("the upload ended before the form did") from exc
-    except AppError:
-        if spool is not None:
-            await spool.close()
-        await _drain(stream)
-        raise
-    except BaseException:
-        if spool is not None:
-            await spool.close()
+        if isinstance(exc, ClientDisconnect):
+            raise BadRequest("the upload ended before the form did") from exc
+        if isinstance(exc, AppError):  # refused while the body may still flow
+            await _drain(stream)
         raise
 
 
@@ -409,7 +394,7 @@ async def reply_with_file(db: Database, actor: Actor, *, ticket_id: str, request
             max_size=LIMITS[kind],
         )
     finally:
-        await upload.close()
+        await upload.file.close()
     voice = kind is Kind.VOICE
     stored = {
         "sha256": record.sha256,

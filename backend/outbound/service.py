@@ -12,6 +12,7 @@ from backend.messages import public as messages
 from backend.messages.models import Message
 from backend.outbound import repository
 from backend.outbound.models import HeldEcho
+from backend.outbound.repository import chat_key as chat_key  # one WhatsApp chat (the surveys' key too)
 from backend.realtime import feed
 from backend.tickets import projection
 from backend.tickets.models import Ticket
@@ -33,7 +34,7 @@ async def enqueue(db: Database, *, message_id: str, ticket: Ticket) -> int:
     lease, as it passes the orphan queue entry."""
     connection_id = ticket.channel
     now = utcnow()
-    chat = repository.chat_key(connection_id, ticket.client_phone)
+    chat = chat_key(connection_id, ticket.client_phone)
     k = await repository.append_to_chat(db, chat, message_id=message_id, enqueued_at=now)
     return await repository.enqueue(
         db,

@@ -147,13 +147,16 @@ class TenantFeed:
     # Replay reads in flight, shared by every socket replaying the same gap at the same time.
     fetching: dict[int, asyncio.Future[Entry]] = field(default_factory=dict)
 
+    def cancel(self) -> None:
+        """Stops what runs for the feed: its linger timer, its start, its pump."""
+        for running in (self.linger, self.ready, self.pump):
+            if running is not None:
+                running.cancel()
+
 
 class Hub:
-    def __init__(
-        self, db: Database, *, queue_size: int, poll_seconds: float, linger_seconds: float = LINGER_SECONDS
-    ) -> None:
+    def __init__(self, db: Database, *, queue_size: int, poll_seconds: float) -> None:
         self.db = db
-        self.linger_seconds = linger_seconds
         self.queue_size = queue_size
         self.poll_seconds = poll_seconds
         self.tenants: dict[str, TenantFeed] = {}
@@ -162,9 +165,6 @@ class Hub:
         # is past what we delivered), so the tail poll only serves a tenant's last event before a
         # quiet spell and can be rare; a miss-lookup is a scan on FerretDB. Set by the bus.
         self.bus_connected = False
-
-    def _poll_interval(self) -> float:
-        return self.poll_seconds * QUIET_POLL_FACTOR if self.bus_connected else self.poll_seconds
 
     # -- input: records and notices -------------------------------------------------------------
 
@@ -178,8 +178,7 @@ class Hub:
             tenant.recent[seq] = entry
         self._known(tenant, seq)
 
-    def announce(self, record: dict[str, Any]) -> None:
-        self.ingest(record)
+    announce = ingest  # as a feed sink (feed.Sink): this process's own records arrive like the bus's
 
     def notice(self, reseller_id: str, seq: int) -> None:
         tenant = self.tenants.get(reseller_id)
@@ -254,17 +253,14 @@ class Hub:
 
     def _linger(self, tenant: TenantFeed) -> None:
         if not tenant.subs and tenant.linger is None:
-            tenant.linger = asyncio.get_running_loop().call_later(self.linger_seconds, self._drop_if_idle, tenant)
+            tenant.linger = asyncio.get_running_loop().call_later(LINGER_SECONDS, self._drop_if_idle, tenant)
 
     def _drop_if_idle(self, tenant: TenantFeed) -> None:
         tenant.linger = None
         if tenant.subs or tenant.pending or self.tenants.get(tenant.reseller_id) is not tenant:
             return
         del self.tenants[tenant.reseller_id]
-        if tenant.ready is not None and not tenant.ready.done():
-            tenant.ready.cancel()
-        if tenant.pump is not None:
-            tenant.pump.cancel()
+        tenant.cancel()
 
     async def replay(self, reseller_id: str, first: int, last: int) -> AsyncIterator[Entry]:
         """Records first..last in order, from memory when still held, else by `_id` lookups —
@@ -321,12 +317,7 @@ class Hub:
     async def close(self) -> None:
         self.closing.set()
         for tenant in list(self.tenants.values()):
-            if tenant.linger is not None:
-                tenant.linger.cancel()
-            if tenant.pump is not None:
-                tenant.pump.cancel()
-            if tenant.ready is not None and not tenant.ready.done():
-                tenant.ready.cancel()
+            tenant.cancel()
         self.tenants.clear()
 
     # -- the per-tenant pump ------------------------------------------------------------------
@@ -342,8 +333,9 @@ class Hub:
     async def _pump(self, tenant: TenantFeed) -> None:
         while True:
             try:
+                poll = self.poll_seconds * QUIET_POLL_FACTOR if self.bus_connected else self.poll_seconds
                 try:
-                    await asyncio.wait_for(tenant.wake.wait(), self._poll_interval())
+                    await asyncio.wait_for(tenant.wake.wait(), poll)
                 except TimeoutError:
                     # Safety net for lost notices: is anything stored past what we delivered?
                     tail = await records.latest(self.db, tenant.reseller_id, start=tenant.delivered)

@@ -72,14 +72,12 @@ import bson
 from backend.core.clock import as_utc
 from backend.messages.models import Message
 from backend.reports.models import LiveChange, MonthEntry
+from backend.tickets.states import Status
 
 RATINGS = ("s1", "s2", "s3", "s4", "s5")  # how many ratings of each grade, 1-5
 COUNTS = ("o", "a", "t", "f", "mi", "mo", *RATINGS)
 VALUES = ("fr", "rs")
 HOURS = ("ho", "hi")
-ESPERA = "espera"
-ATENDENDO = "atendendo"
-FINALIZADO = "finalizado"
 
 Dims = tuple[str | None, str | None, str | None]  # department, agent, connection
 
@@ -124,12 +122,12 @@ def event_parts(
     parts: list[dict[str, Any]] = []
     if int(event["version"]) == 1:
         parts.append(part(local, dims, o=1))
-    if before == ESPERA and status == ATENDENDO:
+    if before == Status.ESPERA and status == Status.ATENDENDO:
         parts.append(part(local, dims, a=1))
     if event.get("type") == "transferred" and previous is not None:
         left: Dims = (previous.get("department_id"), previous.get("agent_id"), connection_id)
         parts.append(part(local, left, t=1))
-    if status == FINALIZADO and before not in (None, FINALIZADO):
+    if status == Status.FINALIZADO and before not in (None, Status.FINALIZADO):
         parts.append(part(local, dims, f=1, rs=[ms_between(as_utc(opened_at), at)]))
     grade = rating_of(event)
     if grade is not None:
@@ -151,12 +149,12 @@ def waiting_change(
     """The live-bucket contribution of one ticket event: entering, moving within or leaving the queue."""
     state, ticket_id = event["state"], str(event["ticket_id"])
     status, before = state["status"], (previous or {}).get("status")
-    if status == ESPERA and before != ESPERA:
+    if status == Status.ESPERA and before != Status.ESPERA:
         item = {"s": event["at"], "d": state.get("department_id"), "c": connection_id}
         return LiveChange(wset={ticket_id: item})
-    if status == ESPERA and (previous or {}).get("department_id") != state.get("department_id"):
+    if status == Status.ESPERA and (previous or {}).get("department_id") != state.get("department_id"):
         return LiveChange(wmove={ticket_id: state.get("department_id")})
-    if status != ESPERA and before == ESPERA:
+    if status != Status.ESPERA and before == Status.ESPERA:
         return LiveChange(wdel=[ticket_id])
     return None
 

@@ -23,14 +23,13 @@ delete. Under live traffic a check can see an event between its two reads; run i
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 from backend.audit import service as events
 from backend.core.clock import as_utc
 from backend.core.db import Database
 from backend.core.ids import new_id
-from backend.messages import service as messages
+from backend.messages import public as message_store
 from backend.messages.models import Message
 from backend.reports import aggregates, repository
 from backend.reports.models import LiveChange
@@ -142,25 +141,17 @@ async def truth(db: Database, reseller_id: str) -> tuple[str, dict[str, dict[str
             previous = event["state"]
         current[ticket_id] = {**(previous or {}), "channel": connection}
 
-    stored = await messages.all_for_tenant_internal(db, reseller_id)
-
-    def order(m: Message) -> tuple[datetime, str]:
-        return as_utc(m.created_at), m.id
-
+    stored = await message_store.all_for_tenant_internal(db, reseller_id)
+    ordered = sorted(stored, key=lambda m: (as_utc(m.created_at), m.id))  # so the first of each kind wins
     first_in: dict[str, Message] = {}
-    for m in stored:
+    for m in ordered:
         if m.direction == "in" and m.sender_type == "client":
-            t = m.ticket_id
-            if t not in first_in or order(m) < order(first_in[t]):
-                first_in[t] = m
+            first_in.setdefault(m.ticket_id, m)
     first_reply: dict[str, Message] = {}
-    for m in stored:
-        t = m.ticket_id
-        reply = m.direction == "out" and m.sender_type == "agent"
-        if not reply or t not in first_in or as_utc(m.created_at) < as_utc(first_in[t].created_at):
-            continue
-        if t not in first_reply or order(m) < order(first_reply[t]):
-            first_reply[t] = m
+    for m in ordered:
+        asked, reply = first_in.get(m.ticket_id), m.direction == "out" and m.sender_type == "agent"
+        if reply and asked is not None and as_utc(m.created_at) >= as_utc(asked.created_at):
+            first_reply.setdefault(m.ticket_id, m)
     for m in stored:
         t = m.ticket_id
         response = None

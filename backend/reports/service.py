@@ -37,7 +37,7 @@ from backend.core.db import Database
 from backend.core.errors import Forbidden, NotFound, Unprocessable
 from backend.core.ids import is_valid_id
 from backend.core.tenancy import Actor, TenantScope
-from backend.messages import service as messages
+from backend.messages import public as message_store
 from backend.messages.models import Message
 from backend.reports import aggregates, repository
 from backend.reports.aggregates import Dims
@@ -141,7 +141,7 @@ async def _displaced_first_response(
     """The part that takes back the first response a later reply was counted with, once an
     earlier reply displaced it. That reply's own entry is recorded first (a no-op when it is),
     so no fold removes a value before the entry adding it is there."""
-    displaced = await messages.get_internal(db, message_id)
+    displaced = await message_store.get_internal(db, message_id)
     if displaced is None:  # a claim names a stored message; nothing to take back otherwise
         return []
     await record_message(db, displaced, ticket)

@@ -12,7 +12,6 @@ redelivery stores nothing new.
 import hashlib
 import hmac
 import json
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from backend.automation import service as automation
@@ -239,10 +238,6 @@ async def _known_client(db: Database, reseller_id: str, phone: str, *, client_id
     return await users.get_internal(db, client_id) if client_id else None
 
 
-def _chat_hint(db: Database, connection_id: str, phone: str) -> tuple[str, str] | None:
-    return runtime_of(db).ingest_chats.get((db.name, connection_id, phone))
-
-
 def _remember_chat(db: Database, connection_id: str, phone: str, client_id: str, ticket_id: str) -> None:
     """A bounded, process-local hint of ids, never of documents: the client the chat's phone key
     names (the key's target never changes) and the ticket its last message was filed under (used
@@ -296,9 +291,10 @@ async def _ingest_message(
     # walk, this process remembers the ids alone (`_remember_chat`): the client document is read
     # by `_id` without the phone key, and the ticket is the hint intake re-reads, instead of the
     # slot key and the ticket (one read less each).
+    chats = {} if chats is None else chats  # no lane walk: this delivery alone
     chat = f"{conn.id}:{event.phone}"
-    seen = chats.get(chat) if chats is not None else None
-    known = _chat_hint(db, conn.id, event.phone) if seen is None else None
+    seen = chats.get(chat)
+    known = runtime_of(db).ingest_chats.get((db.name, conn.id, event.phone)) if seen is None else None
     client = (
         seen[0]
         if seen is not None
@@ -337,28 +333,37 @@ async def _ingest_message(
     # The tenant's config is read once for the ticket's opening and the automatic messages after
     # it, and, like the connection, once per lane walk: as fresh as the walk.
     reseller_id = conn.reseller_id
-    config = (
-        chats.setdefault(f"config:{reseller_id}", automation.config_once(db, reseller_id))
-        if chats is not None
-        else automation.config_once(db, reseller_id)
-    )
+    config = chats.setdefault(f"config:{reseller_id}", automation.config_once(db, reseller_id))
     try:
-        ticket, message, created = await _receive(
+        ticket, message, created = await intake.receive_client_message(
             db,
-            conn,
-            event,
+            reseller_id=reseller_id,
             client=client,
+            department_id=conn.default_department_id,
+            channel=conn.id,
+            body=event.body,
             message_id=message_id,
+            type_=event.type,
+            media=event.media,
+            extra={
+                **_message_extra(conn, event),
+                **({"quoted": await _quoted(db, conn, event.quoted)} if event.quoted is not None else {}),
+                **({"location": event.location} if event.location is not None else {}),
+                **({"contacts": event.contacts} if event.contacts is not None else {}),
+            },
+            from_me=event.from_me,
             before_create=not_stored_yet,
             ticket_hint=seen[1] if seen is not None else (known[1] if known is not None else None),
             new_client=new_client,
-            config=config,
+            # A ticket the client's own message opens gets the automatic messages' markers.
+            opening=None
+            if event.from_me
+            else automation.ticket_opening(db, conn, message_id=message_id, config=config),
         )
     except intake.AlreadyStored as exc:
         return await _redelivered(db, conn, exc.message, retry=retry, event=event, raw_id=raw_id)
     await _fetch_media(db, conn, event, message, raw_id=raw_id)
-    if chats is not None:
-        chats[chat] = (client, ticket.id)
+    chats[chat] = (client, ticket.id)
     _remember_chat(db, conn.id, event.phone, client.id, ticket.id)
     if event.from_me:  # sent from the phone: its receipts may have come first
         await outbound.apply_parked(
@@ -415,8 +420,8 @@ async def _redelivered(
     stored: Message,
     *,
     retry: bool,
-    event: InboundMessage | None = None,
-    raw_id: str = "",
+    event: InboundMessage,
+    raw_id: str,
 ) -> str:
     """Concurrent redeliveries can both get past the looks for a stored message; the unique
     message `_id` stores them once. The media fetch is queued by the delivery that stored it (a
@@ -429,8 +434,7 @@ async def _redelivered(
     if retry:
         # Our own earlier attempt stored it, maybe without what follows (killed in between).
         await messages.complete_stored(db, stored)
-        if event is not None:
-            await _fetch_media(db, conn, event, stored, raw_id=raw_id)
+        await _fetch_media(db, conn, event, stored, raw_id=raw_id)
     current = await message_store.get_internal(db, stored.id) if retry else stored
     ticket = await tickets.load(db, (current or stored).ticket_id)
     automatic = (
@@ -442,43 +446,6 @@ async def _redelivered(
     if retry:
         return f"message {stored.id} completed after an unfinished attempt{suffix}"
     return f"duplicate{suffix}"
-
-
-async def _receive(
-    db: Database,
-    conn: connections.Connection,
-    event: InboundMessage,
-    *,
-    client: clients.User,
-    message_id: str,
-    before_create: Callable[[], Awaitable[None]],
-    ticket_hint: str | None,
-    new_client: bool,
-    config: automation.ConfigSource,
-) -> tuple[tickets.Ticket, Message, bool]:
-    return await intake.receive_client_message(
-        db,
-        reseller_id=conn.reseller_id,
-        client=client,
-        department_id=conn.default_department_id,
-        channel=conn.id,
-        body=event.body,
-        message_id=message_id,
-        type_=event.type,
-        media=event.media,
-        extra={
-            **_message_extra(conn, event),
-            **({"quoted": await _quoted(db, conn, event.quoted)} if event.quoted is not None else {}),
-            **({"location": event.location} if event.location is not None else {}),
-            **({"contacts": event.contacts} if event.contacts is not None else {}),
-        },
-        from_me=event.from_me,
-        before_create=before_create,
-        ticket_hint=ticket_hint,
-        new_client=new_client,
-        # A ticket the client's own message opens gets the automatic messages' markers.
-        opening=None if event.from_me else automation.ticket_opening(db, conn, message_id=message_id, config=config),
-    )
 
 
 async def _quoted(db: Database, conn: connections.Connection, quoted: Quote) -> dict[str, Any]:

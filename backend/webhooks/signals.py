@@ -66,23 +66,14 @@ def unsubscribe(db: Database, wakeup: Wakeup) -> None:
     runtime_of(db).webhook_wakeups.discard(wakeup)
 
 
-def wake(
-    db: Database,
-    lane: int,
-    seq: int | None = None,
-    doc: dict[str, Any] | None = None,
-    *,
-    connection: Connection | None = None,
-) -> None:
+def wake(db: Database, lane: int, seq: int, doc: dict[str, Any], *, connection: Connection) -> None:
     """`connection`: the connection document the delivery was authenticated with, handed along."""
-    if doc is not None and connection is not None:
-        doc = {**doc, CONNECTION: connection}
-    small = doc is not None and seq is not None and len(str(doc.get("body") or "")) <= MAX_HANDED_BYTES
+    doc = {**doc, CONNECTION: connection}
+    small = len(str(doc.get("body") or "")) <= MAX_HANDED_BYTES
     for wakeup in runtime_of(db).webhook_wakeups:
         if small and wakeup.held < MAX_HANDED:
-            assert doc is not None and seq is not None
             wakeup.handed.setdefault(lane, {})[seq] = doc
             wakeup.held += 1
-        elif seq is not None:
+        else:
             wakeup.announced[lane] = max(seq, wakeup.announced.get(lane, 0))
         wakeup.event(lane).set()

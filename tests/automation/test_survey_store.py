@@ -10,6 +10,7 @@ from backend.automation import repository
 from backend.automation.models import Survey
 from backend.core.clock import utcnow
 from backend.core.ids import new_id
+from backend.outbound import service as outbound
 
 
 def _survey(chat: str, *, minutes: int = 0) -> Survey:
@@ -18,7 +19,7 @@ def _survey(chat: str, *, minutes: int = 0) -> Survey:
 
 
 async def test_a_later_survey_of_the_chat_replaces_the_answered_one(db: Any) -> None:
-    chat = repository.chat_id(new_id(), "+55 11 90000-0001")
+    chat = outbound.chat_key(new_id(), "+55 11 90000-0001")
     first = _survey(chat)
     await repository.put_survey(db, first)
     marks = {"answered_by": "m1", "answered_at": utcnow()}
@@ -38,7 +39,7 @@ async def test_a_later_survey_of_the_chat_replaces_the_answered_one(db: Any) -> 
 
 
 async def test_two_first_surveys_of_a_chat_racing_both_land(db: Any) -> None:
-    chat = repository.chat_id(new_id(), "+55 11 90000-0002")
+    chat = outbound.chat_key(new_id(), "+55 11 90000-0002")
     surveys = [_survey(chat), _survey(chat)]
     await asyncio.gather(*(repository.put_survey(db, s) for s in surveys))
     stored = await repository.get_survey_internal(db, chat)
