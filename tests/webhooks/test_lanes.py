@@ -5,9 +5,10 @@ runs no processor: deliveries are stored by `service.receive` (what the route ru
 tests drive processors themselves."""
 
 import asyncio
+import contextlib
 import json
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -347,18 +348,31 @@ async def test_a_retryable_failure_is_retried_with_backoff_not_failed_for_good(
     assert (raw["status"], raw["attempts"]) == ("processed", 2), raw
 
 
-async def test_a_delivery_too_large_to_hand_over_is_read_once_by_its_woken_walk_and_nothing_past_it(
+@contextlib.asynccontextmanager
+async def _second_process(
     db: Any, hook: Hook, mongo_url: str
-) -> None:
-    """Issue 20: a delivery whose body is too large to hold in memory (base64 media) is only
-    announced to the processor; its woken walk reads it back once, whole, and stops there
-    instead of reading past the lane's end (an entry read and a marker read per delivery)."""
+) -> AsyncIterator[tuple[Any, WebhookProcessor, CommandRecorder]]:
+    """Another process on the test's database: its own client (its commands recorded), runtime
+    and processor, woken by what it stores itself."""
     recorder = CommandRecorder()
     other: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_url, tz_aware=True, event_listeners=[recorder])
     try:
         own = durable_database(other, db.name)
         processor = WebhookProcessor(own, hook.settings)
         processor._wakeup = signals.subscribe(own)
+        yield own, processor, recorder
+        signals.unsubscribe(own, processor._wakeup)
+    finally:
+        await other.close()
+
+
+async def test_a_delivery_too_large_to_hand_over_is_read_once_by_its_woken_walk_and_nothing_past_it(
+    db: Any, hook: Hook, mongo_url: str
+) -> None:
+    """Issue 20: a delivery whose body is too large to hold in memory (base64 media) is only
+    announced to the processor; its woken walk reads it back once, whole, and stops there
+    instead of reading past the lane's end (an entry read and a marker read per delivery)."""
+    async with _second_process(db, hook, mongo_url) as (own, processor, recorder):
         phone = unique_phone()
         lane = hook.lane(phone)
         payload = json.loads(_upsert(phone, f"3EB0{phone}-big"))
@@ -375,9 +389,6 @@ async def test_a_delivery_too_large_to_hand_over_is_read_once_by_its_woken_walk_
         assert not processor._wakeup.handed.get(lane) and processor._wakeup.announced[lane] > 0
         recorder.commands.clear()
         assert await processor.run_once({lane}) == 1
-        signals.unsubscribe(own, processor._wakeup)
-    finally:
-        await other.close()
     assert (await db.webhook_events_raw.find_one({"_id": raw_id}))["status"] == "processed"
     lane_reads = [c for c in recorder.named("find") if str(c.get("filter", {}).get("_id", "")).startswith(f"w:{lane}:")]
     # (Numbers before it may be read too: this client opened a block of its own in the lane.)
@@ -401,12 +412,7 @@ async def test_a_poll_of_a_quiet_lane_in_the_block_its_process_writes_reads_only
     process opening the next block and storing there between two polls is still found by the
     next poll (or passed by that process's own walk first), and this process's next delivery
     goes above it, in order."""
-    recorder = CommandRecorder()
-    other: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_url, tz_aware=True, event_listeners=[recorder])
-    try:
-        own = durable_database(other, db.name)
-        processor = WebhookProcessor(own, hook.settings)
-        processor._wakeup = signals.subscribe(own)
+    async with _second_process(db, hook, mongo_url) as (own, processor, recorder):
         phone = unique_phone()
         lane = hook.lane(phone)
         mine = Hook(own, hook.settings, {"id": hook.conn_id}, hook.token)
@@ -427,7 +433,4 @@ async def test_a_poll_of_a_quiet_lane_in_the_block_its_process_writes_reads_only
         assert await processor._walk(lane, poll=True) == (passed_by == "this process")
         delivered.append(await mine.deliver(phone))  # this process leaves its superseded block
         assert await processor.run_once({lane}) == 1
-        signals.unsubscribe(own, processor._wakeup)
-    finally:
-        await other.close()
     await _processed_in_delivery_order(db, hook, phone, delivered)
