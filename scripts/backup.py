@@ -8,7 +8,7 @@ run      writes <BACKUP_DIR>/iaze-<db>-<UTC time>.archive.gz (+ .sha256) and a .
          rows per table counted back from the archive; with BACKUP_EVOLUTION_REDIS_URL set, also
          <base>.evolution-redis.jsonl.gz (+ .sha256), the Baileys signal keys kept in Evolution's
          Redis, each key's content hashed in the manifest. Then applies retention.
-verify   restores the newest archive into the scratch database, compares its counts with the
+verify   restores the newest archive into a scratch database of its own, compares its counts with the
          manifest, reads every media file (GridFS) back and hashes it against its record's sha256,
          drops the scratch database; checks the sessions tar's checksum and extracts it
          into a scratch directory, comparing every file with the manifest; records the result.
@@ -208,8 +208,9 @@ async def verify_newest(
     path = out_dir / manifest["archive"]
     if not path.is_file() or sha256_of(path) != manifest["sha256"]:
         fail(Exit.FILE, f"{manifest['archive']} is missing or does not match its manifest's sha256")
-    scratch = settings.verify_db
-    await drop_scratch_database(client, settings, scratch)  # a leftover from an interrupted verify
+    for leftover in [n for n in await client.list_database_names() if settings.is_scratch(n)]:
+        await drop_scratch_database(client, settings, leftover)  # an interrupted verify's
+    scratch = settings.scratch_name()
     try:
         restored = await restore_archive(client, settings, path, scratch, tool=tool)
         counts = await database_counts(database(client, scratch))

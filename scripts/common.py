@@ -1,6 +1,8 @@
 """What every operations CLI shares: settings, the database connection, exit codes, output."""
 
 import asyncio
+import re
+import secrets
 import sys
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from enum import IntEnum
@@ -38,7 +40,8 @@ class OpsSettings(Settings):
     BACKUP_DIR: str = "./backups"
     BACKUP_KEEP_DAILY: int = 7
     BACKUP_KEEP_WEEKLY: int = 4
-    # Scratch database `backup verify` restores into; the only database any script drops.
+    # Base name of the scratch databases `backup verify` restores into (one per run, `scratch_name`);
+    # the only databases any script drops.
     BACKUP_VERIFY_DB: str = ""
     # auto: real mongodump/mongorestore when found (var/bin or PATH), else the built-in writer.
     BACKUP_TOOL: str = "auto"
@@ -58,6 +61,17 @@ class OpsSettings(Settings):
     @property
     def verify_db(self) -> str:
         return self.BACKUP_VERIFY_DB or f"{self.MONGO_DB}_verify"
+
+    def scratch_name(self) -> str:
+        """A name of its own for one verify's scratch database. Verifies in a row (drop, then
+        recreate under the same name moments later) now and then failed on FerretDB's SQLite
+        backend with "disk I/O error (522)", a short read, what SQLite answers when a file is
+        replaced under a handle still open; a fresh name never reopens a dropped file."""
+        return f"{self.verify_db}_{secrets.token_hex(4)}"  # short: database names end at 63 characters
+
+    def is_scratch(self, name: str) -> bool:
+        """`verify_db` itself (as older versions named it) or one verify's `scratch_name()`."""
+        return name == self.verify_db or re.fullmatch(rf"{re.escape(self.verify_db)}_[0-9a-f]{{8}}", name) is not None
 
 
 def load_settings(mongo_url: str | None = None, db: str | None = None, env_file: Path | None = None) -> OpsSettings:

@@ -4,9 +4,9 @@ Insert-only: a document whose `_id` already exists in the target is kept, never 
 nothing is dropped — except the one documented exception below. Restoring into the live database
 (MONGO_DB) needs --over-live and first takes a fresh backup of it.
 
-The only destructive call in the project lives here: drop_scratch_database(), which drops the
-scratch database `backup verify` restores into (BACKUP_VERIFY_DB, default "<MONGO_DB>_verify")
-and refuses every other name.
+The only destructive call in the project lives here: drop_scratch_database(), which drops a
+scratch database `backup verify` restores into ("<BACKUP_VERIFY_DB>_<8 hex>", the base
+name defaulting to "<MONGO_DB>_verify"; OpsSettings.is_scratch) and refuses every other name.
 """
 
 import contextlib
@@ -142,9 +142,9 @@ async def database_counts(db: Database) -> dict[str, int]:
 
 
 async def drop_scratch_database(client: AsyncMongoClient[dict[str, Any]], settings: OpsSettings, name: str) -> None:
-    """THE documented destructive exception: drops the backup-verify scratch database, nothing else."""
-    if name != settings.verify_db or name == settings.MONGO_DB or name in ("admin", "local", "config"):
-        fail(Exit.USAGE, f"refusing to drop {name!r}: only the verify scratch database {settings.verify_db!r} may be")
+    """THE documented destructive exception: drops a backup-verify scratch database, nothing else."""
+    if not settings.is_scratch(name) or name == settings.MONGO_DB or name in ("admin", "local", "config"):
+        fail(Exit.USAGE, f"refusing to drop {name!r}: only a verify scratch database ({settings.verify_db}_…) may be")
     await client.drop_database(name)
 
 
@@ -183,8 +183,8 @@ def main(
         fail(Exit.FILE, f"archive {archive_path} not found")
     if into == settings.MONGO_DB and not over_live:
         fail(Exit.USAGE, f"{into!r} is the live database (MONGO_DB); restoring over it needs --over-live")
-    if into == settings.verify_db:
-        fail(Exit.USAGE, f"{into!r} is the backup-verify scratch database; pick another name")
+    if settings.is_scratch(into):
+        fail(Exit.USAGE, f"{into!r} is a backup-verify scratch database's name; pick another name")
     check_checksum(archive_path)
     counts_archive = archive.count_documents(str(archive_path))
 

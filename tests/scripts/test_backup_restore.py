@@ -72,10 +72,13 @@ async def test_verify_restores_into_scratch_and_drops_it(
     tenant: Tenant, mongo_url: str, db_name: str, raw_mongo: Any, backup_dir: Path, tmp_path: Path
 ) -> None:
     env = _env(mongo_url, db_name, backup_dir)
+    # Interrupted verifies' leftovers, under the old fixed name and under a per-run name.
+    for leftover in (f"{db_name}_verify", f"{db_name}_verify_0123abcd"):
+        await raw_mongo[leftover].left.insert_one({"_id": 1})
     res = await run_cli("scripts.backup", "verify", env=env, cwd=tmp_path)
     assert res.code == 0, res.output
     assert "OK" in res.stdout and "DIFFERENT" not in res.stdout
-    assert f"{db_name}_verify" not in await raw_mongo.list_database_names()
+    assert not [n for n in await raw_mongo.list_database_names() if n.startswith(f"{db_name}_verify")]
     [verified] = [json.loads(p.read_text()) for p in _glob(backup_dir, "*.verified.json")]
     assert verified["ok"] is True and verified["restored_counts"]["tickets"] >= 4
 
@@ -181,8 +184,15 @@ async def test_schedule_once_backs_up_verifies_and_prunes(
 
 async def test_only_the_scratch_database_can_be_dropped(mongo_url: str, db_name: str, raw_mongo: Any) -> None:
     settings = OpsSettings(_env_file=None, ENV="test", MONGO_URL=mongo_url, MONGO_DB=db_name)  # type: ignore[call-arg]
-    for name in (db_name, "admin", f"{db_name}_restored"):
+    lookalikes = (
+        f"{db_name}_verify_x",
+        f"{db_name}_verify_0123abcd_x",
+        f"{db_name}_verify_0123abcde",
+        f"{db_name}_verify2",
+    )
+    for name in (db_name, "admin", f"{db_name}_restored", *lookalikes):
         with pytest.raises(SystemExit) as exc:
             await drop_scratch_database(raw_mongo, settings, name)
         assert exc.value.code == 2
     assert db_name in await raw_mongo.list_database_names()
+    await drop_scratch_database(raw_mongo, settings, settings.scratch_name())  # one verify's own: allowed
