@@ -16,6 +16,7 @@ import operator
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from pymongo import ReturnDocument
 from pymongo.errors import OperationFailure
 
 from backend.core.db import Database, is_ferretdb
@@ -54,6 +55,28 @@ async def update_if(
         return False
     result = await db[collection].update_one({"_id": _id}, dict(update))
     return result.matched_count == 1
+
+
+async def update_if_returning(
+    db: Database,
+    collection: str,
+    _id: Any,
+    condition: Mapping[str, Any],
+    update: Mapping[str, Any],
+    *,
+    current: Mapping[str, Any],
+) -> dict[str, Any] | None:
+    """`update_if`, answering with the document as the update left it (None: not updated), in
+    the one command (findAndModify) that writes: a writer that must read the document back after
+    its write (projection.settle) starts from this answer instead of a read of its own. On
+    FerretDB the answer is the document as the server read it for the write, plus the update: a
+    read made after every write this caller had awaited before it."""
+    after = ReturnDocument.AFTER
+    if await filters_push_down(db):
+        return await db[collection].find_one_and_update({"_id": _id, **condition}, dict(update), return_document=after)
+    if not matches(current, condition):
+        return None
+    return await db[collection].find_one_and_update({"_id": _id}, dict(update), return_document=after)
 
 
 def matches(doc: Mapping[str, Any], condition: Mapping[str, Any]) -> bool:

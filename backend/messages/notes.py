@@ -65,7 +65,7 @@ async def store(db: Database, actor: Actor, ticket: Ticket, *, body: str, openin
     await repository.insert(db, doc)
     if opening:
         activity = Activity.of(doc)
-        await tickets.touch_activity(db, ticket, activity=activity)
-        ticket = await projection.settle(db, ticket.id, activity=activity) or ticket
+        written = await tickets.touch_activity(db, ticket, activity=activity)
+        ticket = await projection.settle(db, ticket.id, activity=activity, read=written) or ticket
     await feed.publish(db, reseller_id=ticket.reseller_id, type_="message.created", ticket=ticket, message=doc)
     return doc

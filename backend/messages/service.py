@@ -6,8 +6,9 @@ offers a write conditional on another document, so both sides write first and th
 other's write (the Dekker handshake):
 
 - the message side (`append`, and `complete_stored` for a retried delivery): after storing the
-  message, re-load its ticket folding the event log (in `append`, the read-back of its activity
-  write, `projection.settle`, is that re-load; `complete_stored` uses `tickets.load`); if it is
+  message, re-load its ticket folding the event log (in `append`, its activity write answers
+  with the ticket as that write found it, and `projection.settle` folds the log past it: that is
+  the re-load; `complete_stored` uses `tickets.load`); if it is
   finalizado, move the message on to the client's next open ticket on the channel
   (`tickets.open_after`);
 - the finalize side (`refile_after_finalize`, called by the finalize once its event is stored):
@@ -154,18 +155,18 @@ async def _recorded(db: Database, message: Message, ticket: tickets.Ticket) -> N
 
 async def _file_client_message(db: Database, ticket: tickets.Ticket, message: Message) -> Message:
     """A client message just stored under `ticket` (as its caller read it, open, before the
-    insert): its activity is written, then read back by `projection.settle` — and that read-back,
-    which folds the event log (events v+1, v+2, … by `_id`) after our insert was acknowledged, is
-    also the message side's re-load of the handshake (module docstring): one read serves both, so
-    no separate `tickets.load` is made before the activity write. When the settled ticket is
+    insert): its activity is written, and the write answers with the document as it found it —
+    a read made after our insert was acknowledged — which `projection.settle` completes with the
+    event log (events v+1, v+2, … by `_id`): that is the message side's re-load of the handshake
+    (module docstring), so no separate read of the ticket is made, before or after the write. When the settled ticket is
     finalizado, a finalize came between the caller's read and now: the message moves on as
     `_keep_out_of_finalized` moves it, and is announced only where it ends. The activity written
     to the finalized ticket meanwhile is that of a message that raced its finalize and moved on,
     which a finalized ticket may keep (the same as when its writer saw it open). Its number in
     the unread count is taken only in the ticket it ends in."""
     activity = _activity(ticket, message)
-    await tickets.touch_activity(db, ticket, activity=activity)
-    settled = await projection.settle(db, ticket.id, activity=activity)
+    written = await tickets.touch_activity(db, ticket, activity=activity)
+    settled = await projection.settle(db, ticket.id, activity=activity, read=written)
     if settled is not None and is_open(settled.status):
         await unread.record_inbound(db, ticket, message)
         await feed.publish(db, reseller_id=ticket.reseller_id, type_="message.created", ticket=settled, message=message)
@@ -247,8 +248,8 @@ async def _after_stored(db: Database, ticket: tickets.Ticket, message: Message) 
     and our write can put back an older status."""
     await unread.record_inbound(db, ticket, message)
     activity = _activity(ticket, message)
-    await tickets.touch_activity(db, ticket, activity=activity)
-    settled = await projection.settle(db, ticket.id, activity=activity)
+    written = await tickets.touch_activity(db, ticket, activity=activity)
+    settled = await projection.settle(db, ticket.id, activity=activity, read=written)
     # Announced as the ticket now is (log and activity), not as it was when this message arrived.
     current = settled if settled is not None else ticket.model_copy(update=activity.fields())
     await feed.publish(db, reseller_id=ticket.reseller_id, type_="message.created", ticket=current, message=message)

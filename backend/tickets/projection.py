@@ -94,14 +94,18 @@ async def _count(db: Database, rolled: list[dict[str, Any]]) -> None:
         previous = event["state"]
 
 
-async def settle(db: Database, ticket_id: str, *, activity: Activity | None = None) -> Ticket | None:
+async def settle(
+    db: Database, ticket_id: str, *, activity: Activity | None = None, read: Ticket | None = None
+) -> Ticket | None:
     """The ticket as its sources say it is, written back until a read of the stored document
     shows it (see the module docstring for why a writer calls this after writing). `activity`:
-    the caller's own message, which the document must show (or something newer). Returns None
-    for a ticket that has no creation event."""
+    the caller's own message, which the document must show (or something newer). `read`: the
+    document as the caller's own write answered it (repository.touch_activity), a read made
+    after that write, which stands in for the first round's. Returns None for a ticket that has
+    no creation event."""
     view: Ticket | None = None
     for _ in range(MAX_SETTLE_ROUNDS):
-        doc = await repository.get_internal(db, ticket_id)
+        doc, read = read or await repository.get_internal(db, ticket_id), None
         if doc is None:
             created = await events.get_internal(db, ticket_id, 1)
             if created is None:

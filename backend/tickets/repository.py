@@ -7,7 +7,7 @@ from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
 from backend.core import group_commit
-from backend.core.conditional import update_if
+from backend.core.conditional import update_if, update_if_returning
 from backend.core.db import Database
 from backend.core.indexes import ASC, DESC, declare
 from backend.core.tenancy import TenantScope
@@ -83,11 +83,15 @@ async def apply_state(
     await update_if(db, COLLECTION, ticket_id, {"version": from_version}, update)
 
 
-async def touch_activity(db: Database, ticket: Ticket, *, activity: "Activity") -> None:
+async def touch_activity(db: Database, ticket: Ticket, *, activity: "Activity") -> Ticket | None:
     """Moves the ticket's last-message fields forward (never back). `ticket`: as just loaded.
-    Callers then settle (projection.py): on FerretDB this write can put back an older status."""
+    Returns the document as this write left it (None: a newer activity is shown, nothing
+    written), which callers hand to projection.settle as its first read: on FerretDB this write
+    can put back an older status, which the settle's read of the event log repairs."""
     guard, shown = {"last_message_at": {"$lte": activity.at}}, {"last_message_at": ticket.last_message_at}
-    await update_if(db, COLLECTION, ticket.id, guard, {"$set": activity.fields()}, current=shown)
+    return Ticket.load(
+        await update_if_returning(db, COLLECTION, ticket.id, guard, {"$set": activity.fields()}, current=shown)
+    )
 
 
 async def _find(db: Database, scope: TenantScope, query: dict[str, Any]) -> list[Ticket]:

@@ -144,20 +144,22 @@ async def test_a_finalize_between_the_message_insert_and_its_recheck_moves_the_m
 async def test_a_finalize_between_the_activity_write_and_its_read_back_moves_the_message(
     client: httpx.AsyncClient, db: Any, tenant: Tenant, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """append reads the ticket back once, after writing the message's activity, and that read is
-    also its re-check: a finalize landing between the activity write and the read-back (after
-    the finalize's own scan, which found the message stamped before `finalized_at`) is seen
-    there, and the message moves on, announced only where it ends."""
+    """append's activity write answers with the ticket as it found it (open), and that answer,
+    completed by the event log, is its re-check: a finalize landing after the write (and after
+    the finalize's own scan, which found the message stamped before `finalized_at`) is found in
+    the log, and the message moves on, announced only where it ends."""
     chat = await _chat(client, db, tenant)
     first, _ = await chat.say("boa tarde")
     original = tickets_repo.touch_activity
     raced: list[str] = []
 
-    async def touch_then_finalize(db_: Any, ticket: Ticket, **kwargs: Any) -> None:
-        await original(db_, ticket, **kwargs)
+    async def touch_then_finalize(db_: Any, ticket: Ticket, **kwargs: Any) -> Ticket | None:
+        written = await original(db_, ticket, **kwargs)
         if ticket.id == first.id and not raced:
+            assert written is not None and written.status == "espera"  # what settle starts from
             raced.append(ticket.id)
             assert (await _finalize(client, tenant, first.id)).status_code == 200
+        return written
 
     monkeypatch.setattr(tickets, "touch_activity", touch_then_finalize)  # the name messages calls
     ticket, message = await chat.say("mais uma coisa")
