@@ -480,6 +480,34 @@ def list_cmd(out_dir: Dir = None, db: DbName = None, env_file: EnvFile = None) -
     out.print(table)
 
 
+def _chosen(s: OpsSettings, out_dir: Path | None, manifest_file: Path | None, part: str, what: str) -> tuple[Path, Any]:
+    """The backup directory and `part` of the manifest a restore command works from: the file
+    given, else the newest manifest that has `part` (`what` names it in the refusals)."""
+    d = out_dir or Path(s.BACKUP_DIR)
+    if manifest_file is not None:
+        try:
+            chosen = json.loads(manifest_file.read_text())
+        except (OSError, ValueError) as exc:
+            fail(Exit.FILE, f"cannot read {manifest_file}: {exc}")
+        d = manifest_file.parent
+    else:
+        found = [m for _, m in manifests(d, s.MONGO_DB) if m.get(part)]
+        if not found:
+            fail(Exit.FILE, f"no backups of {s.MONGO_DB} with {what} in {d}")
+        chosen = found[0]
+    if not chosen.get(part):
+        fail(Exit.FILE, f"that manifest has no {what}")
+    return d, chosen[part]
+
+
+def _refuse_unless_ok(problems: list[str], ok: bool, archive: str) -> None:
+    for problem in problems:
+        out.print(f"  - {problem}")
+    if not ok:
+        out.print(f"[bold red]FAILED[/]: {archive} was not restored")
+        raise typer.Exit(int(Exit.FILE))
+
+
 @app.command("restore-sessions")
 def restore_sessions_cmd(
     into: Annotated[Path, typer.Option("--into", help="The instances directory (Evolution stopped).")],
@@ -492,29 +520,11 @@ def restore_sessions_cmd(
 ) -> None:
     """Put the WhatsApp sessions of a backup back: checked first, previous content archived, nothing deleted."""
     s = _settings(None, db, env_file)
-    d = out_dir or Path(s.BACKUP_DIR)
-    if manifest_file is not None:
-        try:
-            chosen = json.loads(manifest_file.read_text())
-        except (OSError, ValueError) as exc:
-            fail(Exit.FILE, f"cannot read {manifest_file}: {exc}")
-        d = manifest_file.parent
-    else:
-        with_sessions = [m for _, m in manifests(d, s.MONGO_DB) if m.get("sessions")]
-        if not with_sessions:
-            fail(Exit.FILE, f"no backups of {s.MONGO_DB} with sessions in {d}")
-        chosen = with_sessions[0]
-    sm = chosen.get("sessions")
-    if not sm:
-        fail(Exit.FILE, "that manifest has no sessions archive")
+    d, sm = _chosen(s, out_dir, manifest_file, "sessions", "sessions")
     checked, before = sessions.restore(d, sm, into, stamp=_stamp(datetime.now(UTC)))
     if before is not None:
         out.print(f"previous content of {into} kept in {d / before}")
-    for problem in checked.problems:
-        out.print(f"  - {problem}")
-    if not checked.ok:
-        out.print(f"[bold red]FAILED[/]: {sm['archive']} was not restored")
-        raise typer.Exit(int(Exit.FILE))
+    _refuse_unless_ok(checked.problems, checked.ok, sm["archive"])
     out.print(f"[bold green]OK[/]: {checked.files} session files from {sm['archive']} restored into {into}")
 
 
@@ -538,32 +548,14 @@ def restore_evolution_db_cmd(
         fail(Exit.USAGE, "no target: --into-url or BACKUP_EVOLUTION_DATABASE_URL")
     if missing := evolution_db.missing_tools():
         fail(Exit.USAGE, f"{', '.join(missing)} is not installed")
-    d = out_dir or Path(s.BACKUP_DIR)
-    if manifest_file is not None:
-        try:
-            chosen = json.loads(manifest_file.read_text())
-        except (OSError, ValueError) as exc:
-            fail(Exit.FILE, f"cannot read {manifest_file}: {exc}")
-        d = manifest_file.parent
-    else:
-        found = [m for _, m in manifests(d, s.MONGO_DB) if m.get("evolution_db")]
-        if not found:
-            fail(Exit.FILE, f"no backups of {s.MONGO_DB} with Evolution's database in {d}")
-        chosen = found[0]
-    em = chosen.get("evolution_db")
-    if not em:
-        fail(Exit.FILE, "that manifest has no Evolution database dump")
+    d, em = _chosen(s, out_dir, manifest_file, "evolution_db", "Evolution's database")
     try:
         result = evolution_db.restore(d, em, url)
     except evolution_db.Refused as exc:
         fail(Exit.USAGE, str(exc))
     except evolution_db.EvolutionDbError as exc:
         fail(Exit.DATABASE, str(exc))
-    for problem in result.problems:
-        out.print(f"  - {problem}")
-    if not result.ok:
-        out.print(f"[bold red]FAILED[/]: {em['archive']} was not restored")
-        raise typer.Exit(int(Exit.FILE))
+    _refuse_unless_ok(result.problems, result.ok, em["archive"])
     rows = ", ".join(f"{t} {n}" for t, n in sorted(result.counts.items()))
     out.print(f"[bold green]OK[/]: {em['archive']} restored ({rows})")
 
@@ -586,30 +578,12 @@ def restore_evolution_redis_cmd(
     url = into_url or s.BACKUP_EVOLUTION_REDIS_URL
     if not url:
         fail(Exit.USAGE, "no target: --into-url or BACKUP_EVOLUTION_REDIS_URL")
-    d = out_dir or Path(s.BACKUP_DIR)
-    if manifest_file is not None:
-        try:
-            chosen = json.loads(manifest_file.read_text())
-        except (OSError, ValueError) as exc:
-            fail(Exit.FILE, f"cannot read {manifest_file}: {exc}")
-        d = manifest_file.parent
-    else:
-        found = [m for _, m in manifests(d, s.MONGO_DB) if m.get("evolution_redis")]
-        if not found:
-            fail(Exit.FILE, f"no backups of {s.MONGO_DB} with Evolution's Redis keys in {d}")
-        chosen = found[0]
-    rm = chosen.get("evolution_redis")
-    if not rm:
-        fail(Exit.FILE, "that manifest has no Evolution Redis keys")
+    d, rm = _chosen(s, out_dir, manifest_file, "evolution_redis", "Evolution's Redis keys")
     try:
         result = evolution_redis.restore(d, rm, url)
     except redis_errors.RedisError as exc:
         fail(Exit.DATABASE, f"Evolution's Redis: {exc}")
-    for problem in result.problems:
-        out.print(f"  - {problem}")
-    if not result.ok:
-        out.print(f"[bold red]FAILED[/]: {rm['archive']} was not restored")
-        raise typer.Exit(int(Exit.FILE))
+    _refuse_unless_ok(result.problems, result.ok, rm["archive"])
     for key in result.kept:
         out.print(f"  kept as it is (already there): {key}")
     out.print(f"[bold green]OK[/]: {result.keys} keys restored from {rm['archive']}, {len(result.kept)} already there")
