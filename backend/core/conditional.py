@@ -43,38 +43,19 @@ async def update_if(
     update: Mapping[str, Any],
     *,
     current: Mapping[str, Any] | None = None,
-) -> bool:
-    """Applies `update` to document `_id` when it matches `condition`. Returns whether it did.
-    `current`: the document as the caller read it a moment ago; on FerretDB it stands in for
-    the read (the check was never atomic there), on MongoDB it is ignored."""
-    if await filters_push_down(db):
-        result = await db[collection].update_one({"_id": _id, **condition}, dict(update))
-        return result.matched_count == 1
-    doc = current if current is not None else await db[collection].find_one({"_id": _id})
-    if doc is None or not matches(doc, condition):
-        return False
-    result = await db[collection].update_one({"_id": _id}, dict(update))
-    return result.matched_count == 1
-
-
-async def update_if_returning(
-    db: Database,
-    collection: str,
-    _id: Any,
-    condition: Mapping[str, Any],
-    update: Mapping[str, Any],
-    *,
-    current: Mapping[str, Any],
 ) -> dict[str, Any] | None:
-    """`update_if`, answering with the document as the update left it (None: not updated), in
-    the one command (findAndModify) that writes: a writer that must read the document back after
-    its write (projection.settle) starts from this answer instead of a read of its own. On
+    """Applies `update` to document `_id` when it matches `condition`. Returns the document as
+    the update left it (None: not updated), from the one command that writes (findAndModify): a
+    writer that must read the document back after its write (projection.settle) starts from
+    this answer. `current`: the document as the caller read it a moment ago; on FerretDB it
+    stands in for the read (the check was never atomic there), on MongoDB it is ignored. On
     FerretDB the answer is the document as the server read it for the write, plus the update: a
     read made after every write this caller had awaited before it."""
     after = ReturnDocument.AFTER
     if await filters_push_down(db):
         return await db[collection].find_one_and_update({"_id": _id, **condition}, dict(update), return_document=after)
-    if not matches(current, condition):
+    doc = current if current is not None else await db[collection].find_one({"_id": _id})
+    if doc is None or not matches(doc, condition):
         return None
     return await db[collection].find_one_and_update({"_id": _id}, dict(update), return_document=after)
 

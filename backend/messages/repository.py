@@ -67,7 +67,7 @@ async def move_to_ticket(
     """Files the message under another ticket if it is still under `from_ticket_id`. Returns
     whether it moved. An update, never a delete: `moved_from_ticket_id` keeps where it was."""
     changes = {"ticket_id": to_ticket_id, "moved_from_ticket_id": from_ticket_id, "moved_at": at}
-    return await update_if(db, COLLECTION, message_id, {"ticket_id": from_ticket_id}, {"$set": changes})
+    return await update_if(db, COLLECTION, message_id, {"ticket_id": from_ticket_id}, {"$set": changes}) is not None
 
 
 async def latest_per_ticket_since_internal(db: Database, since: datetime) -> dict[str, tuple[datetime, str]]:

@@ -7,7 +7,7 @@ from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
 from backend.core import group_commit
-from backend.core.conditional import update_if, update_if_returning
+from backend.core.conditional import update_if
 from backend.core.db import Database
 from backend.core.indexes import ASC, DESC, declare
 from backend.core.tenancy import TenantScope
@@ -89,9 +89,7 @@ async def touch_activity(db: Database, ticket: Ticket, *, activity: "Activity") 
     written), which callers hand to projection.settle as its first read: on FerretDB this write
     can put back an older status, which the settle's read of the event log repairs."""
     guard, shown = {"last_message_at": {"$lte": activity.at}}, {"last_message_at": ticket.last_message_at}
-    return Ticket.load(
-        await update_if_returning(db, COLLECTION, ticket.id, guard, {"$set": activity.fields()}, current=shown)
-    )
+    return Ticket.load(await update_if(db, COLLECTION, ticket.id, guard, {"$set": activity.fields()}, current=shown))
 
 
 async def _find(db: Database, scope: TenantScope, query: dict[str, Any]) -> list[Ticket]:

@@ -106,44 +106,33 @@ def write_back_with(
 ) -> list[bool]:
     """Makes the next update of `ticket_id` that $sets `field` behave exactly as FerretDB v1 runs
     every update — read the whole document, apply the update to that copy, write the copy back
-    by `_id` (and answer with that copy, for `update_if_returning`) — with `competitor` run
-    between the read and the write. Returns a one-item list that turns True once the competitor
-    ran."""
+    by `_id`, and answer with that copy — with `competitor` run between the read and the write.
+    Returns a one-item list that turns True once the competitor ran."""
     fired = [False]
+    real = conditional.update_if
 
-    async def write_back(
-        db: Any, collection: str, _id: Any, condition: Mapping[str, Any], update: Mapping[str, Any], current: Any
+    async def update_if(
+        db: Any,
+        collection: str,
+        _id: Any,
+        condition: Mapping[str, Any],
+        update: Mapping[str, Any],
+        *,
+        current: Mapping[str, Any] | None = None,
     ) -> dict[str, Any] | None:
+        sets = dict(update.get("$set", {}))
+        if fired[0] or _id != ticket_id or field not in sets or set(update) != {"$set"}:
+            return await real(db, collection, _id, condition, update, current=current)
         fired[0] = True
         doc = await db[collection].find_one({"_id": _id})
         if doc is None or not conditional.matches(current if current is not None else doc, condition):
             return None
         await competitor()
-        written = {**doc, **update["$set"]}
+        written = {**doc, **sets}
         await db[collection].replace_one({"_id": _id}, written)
         return written
 
-    def ours(_id: Any, update: Mapping[str, Any]) -> bool:
-        return not fired[0] and _id == ticket_id and field in update.get("$set", {}) and set(update) == {"$set"}
-
-    real, real_returning = conditional.update_if, conditional.update_if_returning
-
-    async def update_if(
-        db: Any, collection: str, _id: Any, condition: Mapping[str, Any], update: Mapping[str, Any], **kw: Any
-    ) -> bool:
-        if not ours(_id, update):
-            return await real(db, collection, _id, condition, update, **kw)
-        return await write_back(db, collection, _id, condition, update, kw.get("current")) is not None
-
-    async def update_if_returning(
-        db: Any, collection: str, _id: Any, condition: Mapping[str, Any], update: Mapping[str, Any], **kw: Any
-    ) -> dict[str, Any] | None:
-        if not ours(_id, update):
-            return await real_returning(db, collection, _id, condition, update, **kw)
-        return await write_back(db, collection, _id, condition, update, kw.get("current"))
-
     monkeypatch.setattr(tickets_repo, "update_if", update_if)
-    monkeypatch.setattr(tickets_repo, "update_if_returning", update_if_returning)
     return fired
 
 
