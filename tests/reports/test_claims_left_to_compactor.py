@@ -1,0 +1,152 @@
+"""The reports' month and live logs leave each contribution's claim to the compactor
+(reports/repository.py, `claim_on_write=False`): a writer appends, and a compaction claims what it
+folds. Whatever comes between those writes — a compaction between a retry's look-up and its
+append, the same contributions appended by two processes at once, a writer that died after its
+append, a contribution recorded again after the next event's — each counts once, in every view,
+before and after the next compaction."""
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from pymongo import AsyncMongoClient
+
+from backend.core import natural_keys
+from backend.core.clock import utcnow
+from backend.core.db import Database, durable_database
+from backend.core.ids import new_id
+from backend.reports import aggregates, repository
+from backend.reports.models import LiveChange
+from tests.monitoring import CommandRecorder
+
+MONTH = "2026-02"
+DAY = datetime(2026, 2, 10, 9, tzinfo=UTC)
+VIEWS = tuple(aggregates.PROJECTIONS)
+
+
+def _part(k: int) -> dict[str, Any]:
+    return aggregates.part(DAY, ("d1", f"a{k % 3}", "c1"), o=1, mi=1)
+
+
+async def _record(db: Database, tenant: str, k: int) -> None:
+    await repository.record_month(db, tenant, MONTH, f"ev:{k}", [_part(k)])
+
+
+async def _figures(db: Database, tenant: str) -> dict[str, tuple[int, int]]:
+    """(opened, messages in) as each month view reads them now."""
+    out = {}
+    for view in VIEWS:
+        [state] = await repository.months(db, tenant, [MONTH], view)
+        cells = [cell for _, _, cell in aggregates.month_cells(state)]
+        out[view] = (sum(int(c.get("o", 0)) for c in cells), sum(int(c.get("mi", 0)) for c in cells))
+    return out
+
+
+async def _assert_counted(db: Database, tenant: str, n: int) -> None:
+    """Every view reads n contributions, before and after one more compaction, and the stored
+    totals are their own entries' fold."""
+    bucket = aggregates.month_bucket(tenant, MONTH)
+    assert await _figures(db, tenant) == dict.fromkeys(VIEWS, (n, n))
+    await repository.MONTHS.compact(db, bucket)
+    assert await _figures(db, tenant) == dict.fromkeys(VIEWS, (n, n))
+    for view in VIEWS:
+        _, stored, folded = await repository.month_totals(db, tenant, MONTH, view)
+        assert aggregates.clean(stored) == aggregates.clean(folded), view
+    claims = await repository.MONTHS.claims(db, bucket)
+    assert sorted(claims) == sorted(f"ev:{k}" for k in range(n))
+
+
+@pytest.fixture
+async def second(db: Database, mongo_url: str) -> AsyncIterator[Database]:
+    """Another process on the same database: a client (and so a runtime) of its own."""
+    other: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_url, tz_aware=True)
+    try:
+        yield durable_database(other, db.name)
+    finally:
+        await other.close()
+
+
+async def test_a_compaction_between_a_retrys_look_up_and_its_append_counts_the_contribution_once(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tenant = new_id()
+    for k in range(7):
+        await _record(db, tenant, k)
+    real_canonical = repository.MONTHS.canonical
+    injected: list[int] = []
+
+    async def then_compacted(db_: Database, bucket: str, key: str) -> int | None:
+        found = await real_canonical(db_, bucket, key)
+        if key == "ev:3" and not injected:
+            assert found is None  # left to the compactor: nothing claimed yet
+            injected.append(await repository.MONTHS.compact(db, bucket))  # folds and claims 1..7
+        return found
+
+    monkeypatch.setattr(repository.MONTHS, "canonical", then_compacted)
+    await _record(db, tenant, 3)  # the retry appends entry 8, a copy of a key counted in the totals
+    monkeypatch.undo()
+    assert injected == [7]
+    bucket = aggregates.month_bucket(tenant, MONTH)
+    assert (await repository.MONTHS.claims(db, bucket))["ev:3"] == 4  # the first copy, never the retry's
+    await _assert_counted(db, tenant, 7)
+
+
+async def test_contributions_appended_by_two_processes_at_once_count_once_each(db: Database, second: Database) -> None:
+    tenant = new_id()
+    # Each process records every contribution (a redelivery handled by both), interleaved with
+    # the compactions every 8th entry triggers in either.
+    await asyncio.gather(*(_record(p, tenant, k) for k in range(20) for p in (db, second)))
+    assert await _figures(second, tenant) == dict.fromkeys(VIEWS, (20, 20))
+    await _assert_counted(db, tenant, 20)
+
+
+async def test_a_writer_that_died_after_its_append_leaves_its_contribution_counted_once(db: Database) -> None:
+    tenant = new_id()
+    bucket = aggregates.month_bucket(tenant, MONTH)
+    for k in range(3):
+        await _record(db, tenant, k)
+    # What `record` had done when its process died: the entry appended, nothing else.
+    entry = {"parts": [_part(3)], "key": "ev:3", "bucket": bucket, "at": utcnow()}
+    await repository.MONTHS._log(bucket).append(db, entry)
+    assert await _figures(db, tenant) == dict.fromkeys(VIEWS, (4, 4))  # counted from the tail
+    await _record(db, tenant, 3)  # its retry
+    await _record(db, tenant, 4)
+    await _assert_counted(db, tenant, 5)
+
+
+async def test_a_ticket_recorded_again_after_it_left_the_queue_stays_out_of_it(db: Database) -> None:
+    """The live queue needs order: a settle that records event v1 again (its look-up finds no
+    claim: none is taken on write) appends a copy after v2's exit. Only the first copy counts."""
+    tenant, ticket = new_id(), new_id()
+    enter = LiveChange(wset={ticket: {"s": DAY, "d": "d1", "c": "c1"}})
+    await repository.record_live(db, tenant, f"ev:{ticket}:1", enter)
+    await repository.record_live(db, tenant, f"ev:{ticket}:2", LiveChange(wdel=[ticket]))
+    await repository.record_live(db, tenant, f"ev:{ticket}:1", enter)  # the late copy of v1
+    assert ticket not in (await repository.live(db, tenant)).get("waiting", {})
+    await repository.LIVE.compact(db, aggregates.live_bucket(tenant))
+    assert ticket not in (await repository.live(db, tenant)).get("waiting", {})
+    watermark, stored, folded = await repository.live_totals(db, tenant)
+    assert watermark == 3 and stored == folded
+
+
+async def test_a_contribution_costs_its_append_and_a_compaction_claims_its_tail_in_one_insert(
+    db: Database, mongo_url: str
+) -> None:
+    recorder = CommandRecorder()
+    own: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_url, tz_aware=True, event_listeners=[recorder])
+    try:
+        counted = durable_database(own, db.name)
+        tenant = new_id()
+        for k in range(7):
+            await _record(counted, tenant, k)
+        claims = [c for c in recorder.named("insert") if c["insert"] == natural_keys.COLLECTION]
+        assert claims == []  # no claim on write
+        assert len([c for c in recorder.named("insert") if c["insert"] == repository.ENTRIES]) == 7
+        await _record(counted, tenant, 7)  # the 8th: a compaction
+        claims = [c for c in recorder.named("insert") if c["insert"] == natural_keys.COLLECTION]
+        assert [len(c["documents"]) for c in claims] == [8]
+    finally:
+        await own.close()
+    await _assert_counted(db, tenant, 8)
