@@ -101,6 +101,9 @@ class Runtime:
     # core/foldlog: per (database, totals collection, totals `_id`), the watermark and tail end a
     # reader last saw (its read hint, bounded by foldlog.HINTS).
     foldlog_hints: dict[tuple[str, str, str], tuple[int, int]] = field(default_factory=dict)
+    # reports/repository: per (database, ticket) whose first client message is claimed, that
+    # time when this process claimed it (None: claimed by another), bounded LRU.
+    report_first_in: OrderedDict[tuple[str, str], int | None] = field(default_factory=OrderedDict)
 
     async def close(self) -> None:
         """Lets batches already handed to a writer finish (their callers are waiting on them)."""

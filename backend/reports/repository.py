@@ -12,12 +12,14 @@ collections, every query by `_id`.
 
 import asyncio
 import functools
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from backend.core import natural_keys
 from backend.core.db import Database
 from backend.core.foldlog import FoldLog, View
+from backend.core.runtime import runtime_of
 from backend.reports import aggregates
 from backend.reports.models import LiveChange, LiveEntry, MonthEntry
 
@@ -26,6 +28,7 @@ TOTALS = "report_totals"
 FIRST_IN = "report-first-in"
 FIRST_REPLY = "report-first-reply"
 FIRST_REPLY_BEFORE = "report-first-reply-before"
+FIRST_IN_HINTS = 20_000  # tickets whose first client message a process remembers claimed
 
 MONTHS = FoldLog(
     entries=ENTRIES,
@@ -89,15 +92,36 @@ async def live(db: Database, reseller_id: str) -> dict[str, Any]:
     return await LIVE.read(db, aggregates.live_bucket(reseller_id))
 
 
-async def claim_first_in(db: Database, ticket_id: str, at_ms: int) -> int:
-    """The ticket's first client message time: the first stored claims it, once."""
-    bound, _ = await natural_keys.claim(db, FIRST_IN, ticket_id, target=str(at_ms))
-    return int(bound)
+async def claim_first_in(db: Database, ticket_id: str, at_ms: int) -> None:
+    """The ticket's first client message time: the first recorded claims it, once. This process
+    remembers the tickets whose claim it has seen taken (a claim never changes, so the hint is
+    never wrong, only missing: then one insert that loses), so the later client messages of a
+    ticket it recorded send nothing."""
+    hints, key = runtime_of(db).report_first_in, (db.name, ticket_id)
+    if key in hints:
+        hints.move_to_end(key)
+        return
+    won = await natural_keys.bind(db, FIRST_IN, ticket_id, target=str(at_ms))
+    _remember(hints, key, at_ms if won else None)
 
 
 async def first_in(db: Database, ticket_id: str) -> int | None:
+    hints, key = runtime_of(db).report_first_in, (db.name, ticket_id)
+    known = hints.get(key)
+    if known is not None:  # claimed by this process: the time it bound
+        return known
     bound = await natural_keys.lookup(db, FIRST_IN, ticket_id)
-    return int(bound) if bound is not None else None
+    if bound is None:
+        return None
+    _remember(hints, key, int(bound))
+    return int(bound)
+
+
+def _remember(hints: "OrderedDict[tuple[str, str], int | None]", key: tuple[str, str], at_ms: int | None) -> None:
+    hints[key] = at_ms
+    hints.move_to_end(key)
+    if len(hints) > FIRST_IN_HINTS:
+        hints.popitem(last=False)
 
 
 class FirstReply(NamedTuple):
