@@ -153,7 +153,9 @@ class FoldLog:
         Returns True only to the one call whose entry counts (its claim's first insert, or a
         compactor's on its behalf), False to every other: a repeat that found it counted, or a
         racer whose copy lost the claim. Safe to repeat and to race with itself. `check=False`
-        skips the look-up for a caller that knows no entry exists (it just wrote the event)."""
+        skips the look-up for a caller that knows no entry exists (it just wrote the event), or
+        whose repeats are rare where claims are left to the compactor (the look-up finds only
+        compacted contributions there; a repeat's copy is appended, and never counts)."""
         if check and await self.canonical(db, bucket, key) is not None:
             return False
         async with self._lock(db, bucket):
