@@ -3,7 +3,9 @@
 copy, and a compaction claims what it folds. Whatever comes between those writes — a retry
 appended after a compaction claimed its contribution, the same contributions appended by two
 processes at once, a writer that died after its append, a contribution recorded again after the
-next event's — each counts once, in every view, before and after the next compaction."""
+next event's — each counts once, in every view, before and after the next compaction. A writer's
+compaction folds the entries its process appended without reading them, and reads those another
+process appended between them."""
 
 import asyncio
 from collections.abc import AsyncIterator
@@ -56,6 +58,11 @@ async def _assert_counted(db: Database, tenant: str, n: int) -> None:
         assert aggregates.clean(stored) == aggregates.clean(folded), view
     claims = await repository.MONTHS.claims(db, bucket)
     assert sorted(claims) == sorted(f"ev:{k}" for k in range(n))
+
+
+def _entry_reads(recorder: CommandRecorder) -> list[dict[str, Any]]:
+    """Reads of entries (not the log's head search on a process's first append: `_id`s only)."""
+    return [c for c in recorder.named("find") if c["find"] == repository.ENTRIES and "projection" not in c]
 
 
 @pytest.fixture
@@ -140,3 +147,72 @@ async def test_a_contribution_costs_its_append_and_a_compaction_claims_its_tail_
     finally:
         await own.close()
     await _assert_counted(db, tenant, 8)
+
+
+async def test_a_writers_compaction_reads_no_entry_it_appended_and_reads_another_processs(
+    db: Database, second: Database, mongo_url: str
+) -> None:
+    recorder = CommandRecorder()
+    own: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_url, tz_aware=True, event_listeners=[recorder])
+    try:
+        counted = durable_database(own, db.name)
+        tenant = new_id()
+        for k in range(8):  # the 8th compacts
+            await _record(counted, tenant, k)
+        assert _entry_reads(recorder) == []
+        assert len([c for c in recorder.named("update") if c["update"] == repository.TOTALS]) == len(VIEWS)
+        await _assert_counted(db, tenant, 8)  # what it folded from memory is what the log says
+
+        # Another process appends entries 11 and 12 between this one's: its compaction at 16
+        # reads the stretch (the entries it lacks), and every contribution counts once.
+        recorder.commands.clear()
+        for k in range(8, 10):
+            await _record(counted, tenant, k)
+        for k in range(10, 12):
+            await _record(second, tenant, k)
+        for k in range(12, 16):
+            await _record(counted, tenant, k)
+        assert _entry_reads(recorder) != []
+    finally:
+        await own.close()
+    bucket = aggregates.month_bucket(tenant, MONTH)
+    assert all(w == 16 for w, _ in [await repository.MONTHS._totals(db, bucket, v) for v in VIEWS])
+    await _assert_counted(db, tenant, 16)
+
+
+async def test_a_burst_of_one_processs_writers_compacts_one_stretch_after_the_other(
+    db: Database, mongo_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Entry 16 appended while the compaction entry 8 triggered is still writing (held until
+    then): the second compaction waits for the first and starts from the watermark it wrote, so
+    neither reads an entry nor loses a claim (a lost claim costs a read of the winner)."""
+    recorder = CommandRecorder()
+    own: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_url, tz_aware=True, event_listeners=[recorder])
+    sixteenth = asyncio.Event()
+    real_appended, real_write = repository.MONTHS._appended, repository.MONTHS.write_totals
+
+    def appended(db_: Database, bucket: str, stored: dict[str, Any]) -> None:
+        real_appended(db_, bucket, stored)
+        if stored["seq"] == 16:
+            sixteenth.set()
+
+    async def held_write(db_: Database, bucket: str, view: str, **kw: Any) -> None:
+        if kw["watermark"] == 8:
+            await asyncio.wait_for(sixteenth.wait(), 30)
+        await real_write(db_, bucket, view, **kw)
+
+    monkeypatch.setattr(repository.MONTHS, "_appended", appended)
+    monkeypatch.setattr(repository.MONTHS, "write_totals", held_write)
+    try:
+        counted = durable_database(own, db.name)
+        tenant = new_id()
+        await asyncio.gather(*(_record(counted, tenant, k) for k in range(16)))
+        assert sixteenth.is_set()
+        assert _entry_reads(recorder) == []
+        assert [c for c in recorder.named("find") if c["find"] == natural_keys.COLLECTION] == []
+        claims = [c for c in recorder.named("insert") if c["insert"] == natural_keys.COLLECTION]
+        assert sorted(len(c["documents"]) for c in claims) == [8, 8]
+    finally:
+        monkeypatch.undo()
+        await own.close()
+    await _assert_counted(db, tenant, 16)
