@@ -2,10 +2,15 @@
 (`pymongo.monitoring.CommandListener`) on the client the webhook and the processor use.
 
 Runs in the bench's own process, on a database of its own in the bench's store, with the
-backend's code: the client is `backend.core.db.make_client` with a listener, the webhook's
-acknowledgement is `webhooks.service.receive` (what the route runs: authenticate, then store),
-and processing is a `WebhookProcessor` woken by that store with the stored document handed over,
-exactly as in a backend process. Two counts, each split by phase (ack / processing) and by
+backend's code: the client is `backend.core.db.make_client` with a listener, opened and gated as
+a backend process's (its runtime, then `backend.gates.open_gate`: the hooks between domains —
+the reports' recording of every ticket event and stored message, the refile and the automatic
+messages after a finalize — then the gate's steps and indexes), the webhook's acknowledgement is
+`webhooks.service.receive` (what the route runs: authenticate, then store), and processing is a
+`WebhookProcessor` woken by that store with the stored document handed over, exactly as in a
+backend process. Not started: the realtime hub (no sockets listen here: it sends no command) and
+the time-driven loops (ticket sweep, media fetch, outbound worker), whose commands are per
+second, not per message. Two counts, each split by phase (ack / processing) and by
 command name:
 
 - **isolated**: one message at a time, so every command belongs to that message and the figure
@@ -33,9 +38,10 @@ from typing import Any
 from pymongo import AsyncMongoClient
 from pymongo.monitoring import CommandFailedEvent, CommandListener, CommandStartedEvent, CommandSucceededEvent
 
+from backend import gates
 from backend.core.config import Settings
 from backend.core.db import durable_database, make_client
-from backend.core.indexes import ensure_indexes
+from backend.core.runtime import open_runtime
 from backend.webhooks import service
 from backend.webhooks.processor import WebhookProcessor
 
@@ -160,17 +166,22 @@ async def count_commands(
         JWT_SECRET="bench-" + "x" * 40,
         WEBHOOK_POLL_SECONDS=10**6,  # no polled walks while counting: only the woken ones
         OUTBOUND_WORKER_ENABLED=False,
+        LEDGER_FILE="",  # the gate's ledger in the database only: no file shared with other runs
     )
     counting = Counting()
     client = make_client(settings, command_listeners=[counting])
+    runtime = open_runtime(client)  # as the lifespan does: this process's queues, hints and hooks
     db = durable_database(client, db_name)
     watch_client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_url, tz_aware=True)
     watch = watch_client[db_name]
     try:
+        # What every backend process runs before its first write: the hooks between domains
+        # (without them nothing records the reports' contributions), migrations, indexes.
+        gate = await gates.open_gate(db, settings)
+        assert gate.ready, gate.errors
         conn = await watch_client[source_db].whatsapp_connections.find_one({"_id": conn_id})
         assert conn is not None
         await watch.whatsapp_connections.insert_one(conn)
-        await ensure_indexes(db)
         lanes = settings.WEBHOOK_LANES
 
         async def ack(phone: str, key: str) -> str:
@@ -254,6 +265,7 @@ async def count_commands(
         result["backlog processed"] = processed
         return result
     finally:
+        await runtime.close()
         await client.close()
         await watch_client.close()
 

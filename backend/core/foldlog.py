@@ -33,6 +33,10 @@ wrong or stale one costs the round it would have saved, never a figure. So a qui
 past month) costs one round, its totals and an absent entry read together; a bucket with a tail
 two (its entries, then their claims).
 A writer compacts at every `compact_every`-th entry, a reader past a tail of `reader_compacts_at`.
+The writer's compaction folds up to its own entry, and takes the entries it folds from those this
+process appended (kept as stored, in the runtime) when they cover the whole stretch past the
+views' watermarks: entries never change, so a stored entry is the same bytes whichever way it is
+read; where one is missing (another process appended it, or it was forgotten) the stretch is read.
 
 `fold(state, body)` must be deterministic; it may be applied in any order to contributions that
 commute (counts, multisets), and callers that need order (a set of open items) rely on each key's
@@ -47,6 +51,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import bson
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
 from backend.core import natural_keys
@@ -64,6 +69,7 @@ Fold = Callable[[State, Any], None]  # (state, an entry as its view loads it)
 Codec = Callable[[State], State]
 READ_WINDOW = 8  # tail entries (and their claims) read concurrently past the first: a tail costs ~3 round trips
 HINTS = 20_000  # views whose last seen watermark and tail end a process remembers (module docstring)
+APPENDED = 1_000  # buckets whose latest appended entries a process keeps for its compactions
 
 
 @dataclass(frozen=True)
@@ -129,13 +135,14 @@ class FoldLog:
     def _doc_id(bucket: str, view: str) -> str:
         return f"{bucket}|{view}" if view else bucket
 
-    def _lock(self, db: Database, bucket: str) -> asyncio.Lock:
+    def _lock(self, db: Database, bucket: str, what: str = "append") -> asyncio.Lock:
         # One append at a time per bucket in this process: N concurrent plain appends all try
         # head+1, one wins and the others read and retry — N^2 inserts for a burst of N. Queued,
         # each is two reads and one insert; only appenders in different processes still race
-        # (and the unique `_id` settles it).
+        # (and the unique `_id` settles it). `what`: "compact" for the writers' compactions.
         locks = runtime_of(db).counter_append_locks
-        return locks.setdefault((db.name, f"{self.entries}/{bucket}"), asyncio.Lock())
+        name = f"{self.entries}/{bucket}" if what == "append" else f"{self.entries}/{bucket}|{what}"
+        return locks.setdefault((db.name, name), asyncio.Lock())
 
     def _claim_parts(self, bucket: str, key: str) -> tuple[str, ...]:
         return (bucket, key) if self.claims_by_bucket else (key,)
@@ -153,19 +160,53 @@ class FoldLog:
         Returns True only to the one call whose entry counts (its claim's first insert, or a
         compactor's on its behalf), False to every other: a repeat that found it counted, or a
         racer whose copy lost the claim. Safe to repeat and to race with itself. `check=False`
-        skips the look-up for a caller that knows no entry exists (it just wrote the event)."""
+        skips the look-up for a caller that knows no entry exists (it just wrote the event), or
+        whose repeats are rare where claims are left to the compactor (the look-up finds only
+        compacted contributions there; a repeat's copy is appended, and never counts)."""
         if check and await self.canonical(db, bucket, key) is not None:
             return False
         async with self._lock(db, bucket):
             entry = {**body, self.key_field: key, "bucket": bucket, "at": utcnow()}
-            seq, _ = await self._log(bucket).append(db, entry)
+            seq, _id = await self._log(bucket).append(db, entry)
+            self._appended(db, bucket, {**entry, "_id": _id, "seq": seq})
         counts = await self._claim(db, bucket, key, seq) == seq if self.claim_on_write else True
         if seq % self.compact_every == 0:
             try:
-                await self.compact(db, bucket)
+                # One writer's compaction of a bucket at a time in this process: the next one
+                # starts from the watermark the previous wrote, so it folds only entries it kept
+                # and claims only keys not claimed yet (at once, both re-read and re-claimed the
+                # stretch the first was folding, each lost claim a read).
+                async with self._lock(db, bucket, "compact"):
+                    await self.compact(db, bucket, upto=seq)
             except PyMongoError as exc:  # the entry is stored; the next compaction folds it
                 log.warning("compaction failed", bucket=bucket, error=str(exc))
         return counts
+
+    def _appended(self, db: Database, bucket: str, stored: Doc) -> None:
+        """Keeps `stored` (this process's entry, as stored) for the compaction of its bucket, until
+        a compaction folded it (at most the last 4 x `compact_every` entries: a burst's writers
+        wait for each other's compactions) of at most APPENDED buckets."""
+        kept = runtime_of(db).foldlog_appended
+        key = (db.name, f"{self.entries}/{bucket}")
+        entries = kept.pop(key, None) or {}
+        kept[key] = entries  # the most recent last
+        seq = int(stored["seq"])
+        entries[seq] = bson.encode(stored)
+        self._forget(db, bucket, seq - 4 * self.compact_every)
+        while len(kept) > APPENDED:
+            kept.popitem(last=False)
+
+    def _forget(self, db: Database, bucket: str, upto: int) -> None:
+        entries = runtime_of(db).foldlog_appended.get((db.name, f"{self.entries}/{bucket}"), {})
+        for old in [n for n in entries if n <= upto]:
+            del entries[old]
+
+    def _kept(self, db: Database, bucket: str, after: int, upto: int) -> list[Doc] | None:
+        """Entries after+1..upto as stored, when this process kept every one of them."""
+        entries = runtime_of(db).foldlog_appended.get((db.name, f"{self.entries}/{bucket}"), {})
+        if any(n not in entries for n in range(after + 1, upto + 1)):
+            return None
+        return [bson.decode(entries[n], db.codec_options) for n in range(after + 1, upto + 1)]
 
     async def _totals(self, db: Database, bucket: str, view: str) -> tuple[int, State]:
         return (await self._totals_marked(db, bucket, view))[:2]
@@ -221,9 +262,10 @@ class FoldLog:
             n += len(run)
         return out
 
-    async def compact(self, db: Database, bucket: str) -> int:
-        """Folds the entries past each view's watermark into its totals; returns the highest
-        watermark written. Safe to run concurrently with itself and with writers."""
+    async def compact(self, db: Database, bucket: str, *, upto: int | None = None) -> int:
+        """Folds the entries past each view's watermark (up to entry `upto` when given) into its
+        totals; returns the highest watermark written. Safe to run concurrently with itself and
+        with writers."""
         read = {v: await self._totals_marked(db, bucket, v) for v in self.views}
         states = {v: (watermark, state) for v, (watermark, state, _) in read.items()}
         start = min(w for w, _ in states.values())
@@ -231,7 +273,13 @@ class FoldLog:
         # Where writers leave the claims to compactors, the tail's claims are not read: the claim
         # insert itself answers with the key's claim when one exists (an earlier or concurrent
         # compactor's), one read for a lost insert instead of one per entry.
-        tail = await self._tail(db, bucket, start, self.max_fold, with_claims=self.claim_on_write)
+        kept = self._kept(db, bucket, start, upto) if upto is not None and not self.claim_on_write else None
+        if kept is not None:  # this process appended each of them: nothing to read
+            tail = [{**entry, "_canonical": None} for entry in kept]
+        else:
+            limit = self.max_fold if upto is None else max(0, min(self.max_fold, upto - start))
+            tail = await self._tail(db, bucket, start, limit, with_claims=self.claim_on_write)
+            tail = [entry for entry in tail if upto is None or int(entry["seq"]) <= upto]
         # Unclaimed entries are claimed before anything is folded, so no reader counts another
         # copy: all at once (one insert command through group commit), the first copy of a key
         # in the log first (a later copy of the key reads that claim, and loses).
@@ -254,6 +302,7 @@ class FoldLog:
         for name, (watermark, state) in states.items():
             if n > watermark:  # the marks as read with the totals (write_totals replaces the document)
                 await self.write_totals(db, bucket, name, watermark=n, state=state, marks=read[name][2])
+        self._forget(db, bucket, n)  # folded: the next compaction starts past them
         return n
 
     async def write_totals(

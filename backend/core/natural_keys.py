@@ -21,13 +21,22 @@ def key_id(kind: str, *parts: str) -> str:
 
 async def claim(db: Database, kind: str, *parts: str, target: str) -> tuple[str, bool]:
     """Bind the key to `target` unless it is bound already. Returns (bound target, won)."""
-    _id = key_id(kind, *parts)
-    try:
-        await group_commit.insert_one(db[COLLECTION], {"_id": _id, "target": target, "created_at": utcnow()})
+    if await bind(db, kind, *parts, target=target):
         return target, True
+    _id = key_id(kind, *parts)
+    existing = await read_winner(lambda: db[COLLECTION].find_one({"_id": _id}), what=f"key {_id}")
+    return str(existing["target"]), False
+
+
+async def bind(db: Database, kind: str, *parts: str, target: str) -> bool:
+    """`claim` without reading the winner, for a caller that needs only the key to exist: True
+    when this call bound it."""
+    doc = {"_id": key_id(kind, *parts), "target": target, "created_at": utcnow()}
+    try:
+        await group_commit.insert_one(db[COLLECTION], doc)
+        return True
     except DuplicateKeyError:
-        existing = await read_winner(lambda: db[COLLECTION].find_one({"_id": _id}), what=f"key {_id}")
-        return str(existing["target"]), False
+        return False
 
 
 async def lookup(db: Database, kind: str, *parts: str) -> str | None:

@@ -96,11 +96,18 @@ class Runtime:
     # with (the automatic messages' markers, backend/automation; gates.connect_domains).
     raced_opening: RacedOpening | None = None
     # core/foldlog: per (database, log/bucket), this process's appends to the bucket's log, one
-    # at a time; tickets/service: per (database, tenant's number key), its ticket-number proposals.
+    # at a time (and, under "<log/bucket>|compact", its writers' compactions); tickets/service:
+    # per (database, tenant's number key), its ticket-number proposals.
     counter_append_locks: dict[tuple[str, str], asyncio.Lock] = field(default_factory=dict)
     # core/foldlog: per (database, totals collection, totals `_id`), the watermark and tail end a
     # reader last saw (its read hint, bounded by foldlog.HINTS).
     foldlog_hints: dict[tuple[str, str, str], tuple[int, int]] = field(default_factory=dict)
+    # core/foldlog: per (database, log/bucket), the entries this process appended lately, as
+    # stored (BSON, by number), for the compaction its own append triggers (bounded LRU).
+    foldlog_appended: "OrderedDict[tuple[str, str], dict[int, bytes]]" = field(default_factory=OrderedDict)
+    # reports/repository: per (database, ticket) whose first client message is claimed, that
+    # time when this process claimed it (None: claimed by another), bounded LRU.
+    report_first_in: OrderedDict[tuple[str, str], int | None] = field(default_factory=OrderedDict)
 
     async def close(self) -> None:
         """Lets batches already handed to a writer finish (their callers are waiting on them)."""

@@ -12,12 +12,14 @@ collections, every query by `_id`.
 
 import asyncio
 import functools
+from collections import OrderedDict
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 from backend.core import natural_keys
 from backend.core.db import Database
 from backend.core.foldlog import FoldLog, View
+from backend.core.runtime import runtime_of
 from backend.reports import aggregates
 from backend.reports.models import LiveChange, LiveEntry, MonthEntry
 
@@ -26,6 +28,7 @@ TOTALS = "report_totals"
 FIRST_IN = "report-first-in"
 FIRST_REPLY = "report-first-reply"
 FIRST_REPLY_BEFORE = "report-first-reply-before"
+FIRST_IN_HINTS = 20_000  # tickets whose first client message a process remembers claimed
 
 MONTHS = FoldLog(
     entries=ENTRIES,
@@ -39,6 +42,15 @@ MONTHS = FoldLog(
     # entry and a claim read); a compaction rewrites the month's views every 8 contributions.
     compact_every=8,
     reader_compacts_at=32,
+    # Writers append and leave the claims to the compactor (one insert command for its tail
+    # instead of one per contribution, and no claim reads in its tail): the month views are
+    # counts, hour histograms and value multisets, so their folds commute; a value taken back
+    # (`fr_del`) is appended only once the entry adding it was recorded, and the canonical copy
+    # of a key is then its first in the log, before the take-back. The one writer that needs its
+    # answer for the first-response histogram hears it from the first-reply claim instead
+    # (claim_first_reply): a claim on write would bind its own copy, maybe one appended after
+    # the take-back of its value.
+    claim_on_write=False,
 )
 LIVE = FoldLog(
     entries=ENTRIES,
@@ -46,16 +58,27 @@ LIVE = FoldLog(
     claim_kind="report",
     views={"": View(aggregates.fold_live, load=LiveEntry.trusted)},
     compact_every=8,
+    # The queue needs order, not claims on write: a ticket's events are recorded in version order
+    # (aggregates.py) and a key's canonical copy, left to the compactor, is its first in the log —
+    # appended before its record returned, so before the next event's entries.
+    claim_on_write=False,
 )
 
 
-async def record_month(db: Database, reseller_id: str, month: str, key: str, parts: list[dict[str, Any]]) -> bool:
-    return await MONTHS.record(db, aggregates.month_bucket(reseller_id, month), key, {"parts": parts})
+# No look-up before the append (`check=False`): with claims left to the compactor it would find
+# only a contribution already compacted, so it would cost every record a read to spare a repeat
+# (a retried delivery, a settle rolling forward over an event its writer recorded) an entry; a
+# repeat's copy never counts (a key counts at its first copy, or at its claim once compacted).
 
 
-async def record_live(db: Database, reseller_id: str, key: str, change: LiveChange) -> bool:
+async def record_month(db: Database, reseller_id: str, month: str, key: str, parts: list[dict[str, Any]]) -> None:
+    await MONTHS.record(db, aggregates.month_bucket(reseller_id, month), key, {"parts": parts}, check=False)
+
+
+async def record_live(db: Database, reseller_id: str, key: str, change: LiveChange) -> None:
     # Only the fields it changes: stored as before the model, one key per entry.
-    return await LIVE.record(db, aggregates.live_bucket(reseller_id), key, change.model_dump(exclude_defaults=True))
+    body = change.model_dump(exclude_defaults=True)
+    await LIVE.record(db, aggregates.live_bucket(reseller_id), key, body, check=False)
 
 
 async def months(
@@ -76,34 +99,63 @@ async def live(db: Database, reseller_id: str) -> dict[str, Any]:
     return await LIVE.read(db, aggregates.live_bucket(reseller_id))
 
 
-async def claim_first_in(db: Database, ticket_id: str, at_ms: int) -> int:
-    """The ticket's first client message time: the first stored claims it, once."""
-    bound, _ = await natural_keys.claim(db, FIRST_IN, ticket_id, target=str(at_ms))
-    return int(bound)
+async def claim_first_in(db: Database, ticket_id: str, at_ms: int) -> None:
+    """The ticket's first client message time: the first recorded claims it, once. This process
+    remembers the tickets whose claim it has seen taken (a claim never changes, so the hint is
+    never wrong, only missing: then one insert that loses), so the later client messages of a
+    ticket it recorded send nothing."""
+    hints, key = runtime_of(db).report_first_in, (db.name, ticket_id)
+    if key in hints:
+        hints.move_to_end(key)
+        return
+    won = await natural_keys.bind(db, FIRST_IN, ticket_id, target=str(at_ms))
+    _remember(hints, key, at_ms if won else None)
 
 
 async def first_in(db: Database, ticket_id: str) -> int | None:
+    hints, key = runtime_of(db).report_first_in, (db.name, ticket_id)
+    known = hints.get(key)
+    if known is not None:  # claimed by this process: the time it bound
+        return known
     bound = await natural_keys.lookup(db, FIRST_IN, ticket_id)
-    return int(bound) if bound is not None else None
+    if bound is None:
+        return None
+    _remember(hints, key, int(bound))
+    return int(bound)
 
 
-async def claim_first_reply(db: Database, ticket_id: str, at_ms: int, message_id: str) -> tuple[bool, str | None]:
+def _remember(hints: "OrderedDict[tuple[str, str], int | None]", key: tuple[str, str], at_ms: int | None) -> None:
+    hints[key] = at_ms
+    hints.move_to_end(key)
+    if len(hints) > FIRST_IN_HINTS:
+        hints.popitem(last=False)
+
+
+class FirstReply(NamedTuple):
+    first: bool  # this reply is the ticket's first as far as replies are recorded
+    displaced: str | None  # the reply it took the place of
+    won: bool  # this call inserted the claim that made it first: true once per first reply
+
+
+async def claim_first_reply(db: Database, ticket_id: str, at_ms: int, message_id: str) -> FirstReply:
     """Whether this reply is the ticket's first as far as replies are recorded (the earliest by
     (time, id), as the log orders them), and the reply it displaced. Replies are not recorded in
     the order they were sent (two at once, or one recorded late by a retry), so the first claim
     may go to a later one: an earlier reply then claims the place *before* it, one unique key
     per displaced reply, first insert wins, so the chain only moves to earlier replies and every
-    reply finds the same answer each time it asks (its entry is the same on a retry)."""
+    reply finds the same answer each time it asks (its entry is the same on a retry). The chain
+    a reply follows is the same each time (claims never change), so it stops at the same key,
+    and only the call whose insert bound that key to it hears `won`."""
     me = f"{at_ms}:{message_id}"
-    bound, _ = await natural_keys.claim(db, FIRST_REPLY, ticket_id, target=me)
+    bound, won = await natural_keys.claim(db, FIRST_REPLY, ticket_id, target=me)
     displaced: str | None = None
     while bound != me:
         at, _, other = bound.partition(":")
         if (at_ms, message_id) > (int(at), other):
-            return False, None
+            return FirstReply(False, None, False)
         displaced = other
-        bound, _ = await natural_keys.claim(db, FIRST_REPLY_BEFORE, ticket_id, other, target=me)
-    return True, displaced
+        bound, won = await natural_keys.claim(db, FIRST_REPLY_BEFORE, ticket_id, other, target=me)
+    return FirstReply(True, displaced, won)
 
 
 async def month_totals(

@@ -101,13 +101,14 @@ async def record_message(db: Database, message: Message, ticket: Ticket) -> None
     is the earliest in the log, whatever order replies are recorded in: an earlier reply recorded
     after a later one displaces it, its entry taking the later one's value back
     (repository.claim_first_reply). Safe to repeat: the claims and the entry are keyed by the
-    message, and the first-response histogram is observed only by the call that recorded the
-    entry (a displaced value stays observed there: a histogram takes nothing back)."""
+    message, and the first-response histogram is observed only by the call whose claim made the
+    reply first (a displaced value stays observed there: a histogram takes nothing back)."""
     if message.direction not in ("in", "out"):
         return
     tenant, ticket_id, message_id = message.reseller_id, message.ticket_id, message.id
     at_ms = _epoch_ms(message.created_at)
     first_response: int | None = None
+    observe = False
     _, tz = await _tz(db, tenant)
     taken_back: list[dict[str, Any]] = []
     if message.direction == "in" and message.sender_type == "client":
@@ -115,7 +116,7 @@ async def record_message(db: Database, message: Message, ticket: Ticket) -> None
     elif message.direction == "out" and message.sender_type == "agent":
         first_in = await repository.first_in(db, ticket_id)
         if first_in is not None and at_ms >= first_in:
-            first, displaced = await repository.claim_first_reply(db, ticket_id, at_ms, message_id)
+            first, displaced, observe = await repository.claim_first_reply(db, ticket_id, at_ms, message_id)
             if first:
                 first_response = at_ms - first_in
             if first and displaced is not None:
@@ -125,13 +126,13 @@ async def record_message(db: Database, message: Message, ticket: Ticket) -> None
     )
     if p is None:
         return
-    recorded = False
     for month, parts in aggregates.by_month([p, *taken_back]).items():
-        counted = await repository.record_month(db, tenant, month, f"msg:{message_id}", parts)
-        recorded = recorded or (counted and month == p["m"])
-    # Observed by the one call whose entry counts the message (the claim's first insert): a
-    # retried or concurrent record of the same reply finds it counted and observes nothing.
-    if recorded and first_response is not None:
+        await repository.record_month(db, tenant, month, f"msg:{message_id}", parts)
+    # Observed by the one call whose claim made the reply first (not by whether its entry counts:
+    # the month log leaves claims to its compactor, repository.MONTHS), once its entry is
+    # appended: a retried or concurrent record of the same reply finds the claim taken and
+    # observes nothing. A process killed between that claim and this line leaves it unobserved.
+    if observe and first_response is not None:
         metrics.FIRST_RESPONSE.observe(first_response / 1000)  # README, Metrics
 
 

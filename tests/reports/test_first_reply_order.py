@@ -102,11 +102,11 @@ async def test_an_earlier_reply_displaces_one_between_its_claim_and_its_entry(
     real_record = repository.record_month
     injected: list[str] = []
 
-    async def interleaved(db_: Any, reseller_id: str, month: str, key: str, parts: list[dict[str, Any]]) -> bool:
+    async def interleaved(db_: Any, reseller_id: str, month: str, key: str, parts: list[dict[str, Any]]) -> None:
         if key == f"msg:{late.id}" and not injected:
             injected.append(key)
             await reports.record_message(db, early, ticket)  # the competitor, to its end
-        return await real_record(db_, reseller_id, month, key, parts)
+        await real_record(db_, reseller_id, month, key, parts)
 
     monkeypatch.setattr(repository, "record_month", interleaved)
     await reports.record_message(db, late, ticket)

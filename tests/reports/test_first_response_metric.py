@@ -1,8 +1,9 @@
 """The Prometheus first-response histogram (README, Metrics) observes each first reply once: only
-the call whose contribution entry counts (the report claim's first insert) observes it, so a
-retried or concurrent recording of the same reply — here injected between the reply's own append
-and its claim — adds nothing."""
+the call whose first-reply claim made it first observes it (its entry's claim is the compactor's),
+so a retried or concurrent recording of the same reply — here injected between the reply's
+first-reply claim and its entry's append, or run beside it — adds nothing."""
 
+import asyncio
 from typing import Any
 
 import httpx
@@ -32,19 +33,19 @@ async def test_a_first_reply_recorded_again_is_observed_once(
     agent = tenant.agents[0]["headers"]
     assert (await client.post(f"{API}/tickets/{ticket['id']}/assume", headers=agent)).status_code == 200
 
-    real_claim = repository.MONTHS._claim
+    real_record = repository.record_month
     competed: list[str] = []
 
-    async def interleaved(db_: Any, bucket: str, key: str, seq: int) -> int:
+    async def interleaved(db_: Any, reseller_id: str, month: str, key: str, parts: list[dict[str, Any]]) -> None:
         if key.startswith("msg:") and not competed:
             competed.append(key)
             message = Message.model_validate(await db.messages.find_one({"_id": key[4:]}))
             stored = await db.tickets.find_one({"_id": message.ticket_id})
-            await reports.record_message(db, message, stored)  # the retry, to its end, claims first
-        return await real_claim(db_, bucket, key, seq)
+            await reports.record_message(db, message, stored)  # the retry, to its end, appends first
+        await real_record(db_, reseller_id, month, key, parts)
 
     before = _observed()
-    monkeypatch.setattr(repository.MONTHS, "_claim", interleaved)
+    monkeypatch.setattr(repository, "record_month", interleaved)
     r = await client.post(f"{API}/tickets/{ticket['id']}/messages", headers=agent, json={"body": "bom dia"})
     assert r.status_code == 201, r.text
     assert competed == [f"msg:{r.json()['id']}"]  # the competitor ran inside the reply's record
@@ -55,8 +56,11 @@ async def test_a_first_reply_recorded_again_is_observed_once(
     stored = await db.tickets.find_one({"_id": ticket["id"]})
     for _ in range(2):
         await reports.record_message(db, message, stored)
+    await asyncio.gather(*(reports.record_message(db, message, stored) for _ in range(3)))
     assert _observed() == before + 1
-    summary = await client.get(f"{API}/reports/summary", headers=tenant.headers)
-    assert summary.json()["messages_out"] == 1 and summary.json()["first_response_seconds"]["median"] is not None
+    summary = (await client.get(f"{API}/reports/summary", headers=tenant.headers)).json()
+    first_in = await db.messages.find_one({"ticket_id": ticket["id"], "direction": "in"})
+    expected = (reports._epoch_ms(message.created_at) - reports._epoch_ms(first_in["created_at"])) / 1000
+    assert summary["messages_out"] == 1 and summary["first_response_seconds"]["median"] == expected
     found = await rebuild.audit(db, tenant.id)
     assert found.clean, (found.month_differences, found.waiting_differences, found.corrupt)

@@ -212,22 +212,23 @@ async def test_recording_again_counts_nothing_twice(client: httpx.AsyncClient, d
 async def test_a_competitor_between_append_and_claim_counts_once(
     client: httpx.AsyncClient, db: Any, tenant: Tenant, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The assume's own contribution write is interrupted between its entry and its claim by a
-    second recording of the same event (a retry or a settle of another process), which appends
-    its own entry and claims first; a reader reads in between, before any claim."""
+    """The assume's own contribution is appended, and before a compaction claims it, a second
+    recording of the same event (a retry or a settle of another process) appends its own entry;
+    a reader reads in between, before any claim (the month log leaves claims to its compactor)."""
     ticket = await make_ticket(client, tenant, db=db)
-    real_claim = repository.MONTHS._claim
+    real_record = repository.MONTHS.record
     assume_event = events.event_id(ticket["id"], 2)
     seen: list[dict[str, Any]] = []
 
-    async def interleaved(db_: Any, bucket: str, key: str, seq: int) -> int:
+    async def interleaved(db_: Any, bucket: str, key: str, body: Any, **kw: Any) -> bool:
+        counts = await real_record(db_, bucket, key, body, **kw)
         if key == f"ev:{assume_event}" and not seen:
             seen.append(await _today(db, tenant))  # a reader meets the unclaimed entry
             event = await db.ticket_events.find_one({"_id": key[3:]})
             await reports.record_ticket_event(db, event, None)  # the competitor, to its end
-        return await real_claim(db_, bucket, key, seq)
+        return counts
 
-    monkeypatch.setattr(repository.MONTHS, "_claim", interleaved)
+    monkeypatch.setattr(repository.MONTHS, "record", interleaved)
     r = await client.post(f"{API}/tickets/{ticket['id']}/assume", headers=tenant.agents[0]["headers"])
     assert r.status_code == 200, r.text
     assert seen and seen[0]["assumed"] == 1  # the unclaimed entry already counts, once
