@@ -63,7 +63,7 @@ class Runtime:
     seqlog_locks: dict[LogKey, tuple[asyncio.AbstractEventLoop, asyncio.Lock]] = field(default_factory=dict)
     seqlog_ticks: Iterator[int] = field(default_factory=lambda: itertools.count(1))
     # core/single_flight: the `_id` reads in flight per (database, collection, _id); the answers
-    # kept for `cached` readers, with when their read was sent (bounded LRU), for `cache_seconds`
+    # kept for `cached` readers ({} for a miss), with when their read was sent (bounded LRU), for `cache_seconds`
     # (SETUP_CACHE_SECONDS, set by gates.open_gate); `cache_epoch` moves at every `forget`.
     reads_in_flight: "dict[tuple[str, str, Any], asyncio.Future[dict[str, Any] | None]]" = field(default_factory=dict)
     documents: OrderedDict[tuple[str, str, Any], tuple[float, dict[str, Any]]] = field(default_factory=OrderedDict)

@@ -15,7 +15,8 @@ How fresh a cached answer is:
 - Another process's write is seen here at most `cache_seconds` after it returned (an answer's age
   is counted from when its read was sent). What that allows is the caller's to say: each one
   states it where it reads (`connections.repository.get_cached`, `resellers.service.config_internal`).
-- A missing document is never kept: a document created elsewhere is found at its first read.
+- A missing document is kept only for callers that say so (`keep_missing`: a tenant's config,
+  whose absence reads as the defaults); a connection created elsewhere is found at its first read.
 Each caller gets its own top-level copy (callers load it into a model; nested values are shared).
 """
 
@@ -36,19 +37,21 @@ def _key(collection: AsyncCollection[dict[str, Any]], _id: Any) -> tuple[str, st
 
 
 async def find_by_id(
-    collection: AsyncCollection[dict[str, Any]], _id: Any, *, cached: bool = False
+    collection: AsyncCollection[dict[str, Any]], _id: Any, *, cached: bool = False, keep_missing: bool = False
 ) -> dict[str, Any] | None:
     """`find_one({"_id": _id})`, shared with concurrent callers; with `cached`, answered from an
-    answer this process read less than `cache_seconds` ago when it has one."""
-    found = kept(collection, _id) if cached else None
-    if found is not None:
-        return found
+    answer this process read less than `cache_seconds` ago when it has one (with `keep_missing`,
+    "no such document" too)."""
     rt, key = runtime_of(collection.database), _key(collection, _id)
+    if cached:
+        found = rt.documents.get(key)
+        if found is not None and time.monotonic() - found[0] < rt.cache_seconds and (keep_missing or found[1]):
+            return dict(found[1]) if found[1] else None
     shared = rt.reads_in_flight.get(key)
     if shared is None:
         return await _lead(rt, collection, key)
-    found = await asyncio.shield(shared)
-    return dict(found) if found is not None else None
+    doc = await asyncio.shield(shared)
+    return dict(doc) if doc is not None else None
 
 
 def kept(collection: AsyncCollection[dict[str, Any]], _id: Any) -> dict[str, Any] | None:
@@ -56,7 +59,7 @@ def kept(collection: AsyncCollection[dict[str, Any]], _id: Any) -> dict[str, Any
     None (and no read) otherwise."""
     rt = runtime_of(collection.database)
     found = rt.documents.get(_key(collection, _id))
-    if found is None or time.monotonic() - found[0] >= rt.cache_seconds:
+    if found is None or not found[1] or time.monotonic() - found[0] >= rt.cache_seconds:
         return None
     return dict(found[1])
 
@@ -80,9 +83,9 @@ async def _lead(
         if rt.reads_in_flight.get(key) is shared:
             del rt.reads_in_flight[key]
     shared.set_result(doc)
-    if doc is not None and rt.cache_epoch == epoch and rt.cache_seconds > 0:
+    if rt.cache_epoch == epoch and rt.cache_seconds > 0:  # a miss as {}: only `keep_missing` takes it
         rt.documents.pop(key, None)
-        rt.documents[key] = (sent, doc)
+        rt.documents[key] = (sent, doc if doc is not None else {})
         while len(rt.documents) > KEPT:
             rt.documents.popitem(last=False)
     return dict(doc) if doc is not None else None

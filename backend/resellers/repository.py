@@ -44,8 +44,9 @@ async def get_config(db: Database, scope: TenantScope, reseller_id: str) -> Rese
 
 async def get_config_cached(db: Database, reseller_id: str) -> ResellerConfig | None:
     """The config as this process read it less than SETUP_CACHE_SECONDS ago, else read
-    (resellers.service.config_internal says what that allows)."""
-    doc = await single_flight.find_by_id(db[CONFIGS], reseller_id, cached=True)
+    (resellers.service.config_internal says what that allows); its absence too (a tenant without
+    one reads the defaults: a config created elsewhere is one more change seen that much later)."""
+    doc = await single_flight.find_by_id(db[CONFIGS], reseller_id, cached=True, keep_missing=True)
     return ResellerConfig.load(
         doc if doc is not None and TenantScope(reseller_id).owns(doc.get("reseller_id")) else None
     )

@@ -7,6 +7,7 @@ from typing import Any
 import httpx
 from pymongo import AsyncMongoClient
 
+from backend.core.ids import new_id
 from backend.core.tenancy import Actor
 from backend.resellers import service as resellers
 from backend.resellers.schemas import ResellerConfigUpdate
@@ -66,3 +67,21 @@ async def test_with_no_cache_time_every_read_goes_to_the_store(
         )
         assert (await resellers.config_internal(db, tenant.id)).csat_enabled is True
         assert reads.take("reseller_configs") == 2
+
+
+async def test_a_tenant_without_a_config_reads_the_defaults_once_per_ttl_and_a_config_created_elsewhere_after_it(
+    settings: Any, raw_mongo: AsyncMongoClient[Any]
+) -> None:
+    tenant_id = new_id()
+    async with counted_process(settings, SETUP_CACHE_SECONDS=0.5) as (db, reads):
+        for _ in range(3):
+            assert (await resellers.config_internal(db, tenant_id)).welcome_message == ""
+        assert reads.take("reseller_configs") == 1
+        await raw_mongo[settings.MONGO_DB].reseller_configs.insert_one(
+            {"_id": tenant_id, "reseller_id": tenant_id, "welcome_message": "Bem-vindo"}
+        )
+
+        async def seen() -> bool:
+            return (await resellers.config_internal(db, tenant_id)).welcome_message == "Bem-vindo"
+
+        assert await wait_for(seen, timeout=5)
