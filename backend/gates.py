@@ -20,7 +20,7 @@ from backend.core.config import Settings, get_settings
 from backend.core.db import Database, durable_database, make_client
 from backend.core.indexes import ensure_indexes
 from backend.core.logging import configure_logging
-from backend.core.runtime import open_runtime
+from backend.core.runtime import open_runtime, runtime_of
 from backend.ledger import steps as ledger_steps
 from backend.messages import service as messages
 from backend.reports import service as reports
@@ -55,6 +55,7 @@ async def open_gate(db: Database, settings: Settings, then: Sequence[startup.Ste
     """Connects the domains, then runs the gate's steps, then `then` (a process's own); `ready`
     is False with the reasons when one refused."""
     connect_domains(db)
+    runtime_of(db).cache_seconds = settings.SETUP_CACHE_SECONDS  # core/single_flight.py
     return await startup.run(db, settings, (*STEPS, *then))
 
 

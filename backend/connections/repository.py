@@ -23,12 +23,45 @@ async def get_shared_internal(db: Database, connection_id: str) -> Connection | 
     return Connection.load(await single_flight.find_by_id(db[COLLECTION], connection_id))
 
 
+async def get_cached(db: Database, connection_id: str) -> Connection | None:
+    """The connection as this process read it less than SETUP_CACHE_SECONDS ago, else read (the
+    webhook's authentication, the processor, the media fetch: once per message before).
+
+    A change made in this process is seen at once (`update` forgets the copy); one made in another
+    process up to SETUP_CACHE_SECONDS later here. Per field, what that allows the readers:
+    - `id`, `reseller_id`, `provider`, `instance_name`: never change once written.
+    - `webhook_token`: never changed by the application today; a token changed in another process
+      would still be accepted here for that long. A token the copy refuses is checked against the
+      store before the delivery is refused (webhooks.service.authenticate, with `kept`), so a new
+      token is never refused because of the copy.
+    - `active`: a connection deactivated elsewhere still has its deliveries processed for that
+      long (as a delivery acknowledged just before a deactivation always was). A copy saying
+      inactive is never trusted to drop anything: processing ignores a delivery, and the media
+      fetch fails for good, only once the store says so (webhooks.service.process, media.worker).
+    - `default_department_id`, the menu's fields: settings; a change takes effect that much later
+      in the other processes (a delivery processed from a backlog always used the value read at
+      its acknowledgement or its walk's start, older still).
+    - `status`, `qr_code`: compared before recording the provider's news; those events read the
+      store instead (webhooks.service._apply), as a skipped write would leave a wrong status.
+    Outbound sending (`of_ticket`) and the API's own reads are not cached."""
+    return Connection.load(await single_flight.find_by_id(db[COLLECTION], connection_id, cached=True))
+
+
+def kept(db: Database, connection_id: str) -> Connection | None:
+    """`get_cached`'s copy when there is one, None without reading: for readers that check what
+    the copy says before trusting it, and go to the store (`get_shared_internal`) otherwise."""
+    return Connection.load(single_flight.kept(db[COLLECTION], connection_id))
+
+
 async def get(db: Database, scope: TenantScope, connection_id: str) -> Connection | None:
     return Connection.load(await scope.get(db[COLLECTION], connection_id))
 
 
 async def insert(db: Database, connection: Connection) -> None:
-    await db[COLLECTION].insert_one(connection.stored())
+    try:
+        await db[COLLECTION].insert_one(connection.stored())
+    finally:
+        single_flight.forget(db[COLLECTION], connection.id)
 
 
 async def list_page(db: Database, scope: TenantScope, *, before_id: str | None, limit: int) -> list[Connection]:
@@ -37,8 +70,13 @@ async def list_page(db: Database, scope: TenantScope, *, before_id: str | None, 
 
 
 async def update(db: Database, scope: TenantScope, connection_id: str, changes: dict[str, Any]) -> Connection:
-    """Sets `changes` on a connection of `scope` (read before; never deleted) and reads it back."""
-    await db[COLLECTION].update_one({"_id": connection_id}, {"$set": changes})
+    """Sets `changes` on a connection of `scope` (read before; never deleted) and reads it back.
+    The one write of a stored connection: this process's copy is forgotten once it returned (or
+    failed, having maybe written: `get_cached`)."""
+    try:
+        await db[COLLECTION].update_one({"_id": connection_id}, {"$set": changes})
+    finally:
+        single_flight.forget(db[COLLECTION], connection_id)
     updated = await get(db, scope, connection_id)
     assert updated is not None
     return updated

@@ -19,6 +19,7 @@ EXAMPLE_ADMIN_PASSWORD = "change-me-now"  # the value .env.example ships with
 DEFAULT_LEDGER_FILE = "./var/deploy-ledger.jsonl"
 STORE_MARKER = "iaze-store.json"  # in the local store's data directory: its id and address
 LEGACY_FERRETDB_LISTEN = "127.0.0.1:27117"  # the fixed address before it was chosen per data directory
+SETUP_CACHE_SECONDS_DEFAULT = 5.0  # also a runtime's until its gate sets the process's (core/runtime.py)
 
 
 class Settings(BaseSettings):
@@ -129,6 +130,12 @@ class Settings(BaseSettings):
     OUTBOUND_LEASE_SECONDS: float = Field(default=60.0, gt=0)
     OUTBOUND_CONCURRENCY: int = Field(default=8, ge=1)
     OUTBOUND_SCAN_LIMIT: int = Field(default=200, ge=1)
+    # How long a process answers reads of a tenant's config and of a WhatsApp connection from its
+    # own copy (backend/core/single_flight.py); 0 reads the store every time. A change is seen at
+    # once by the process that made it, and by the others within this many seconds: what that
+    # allows is written where each copy is read (resellers.service.config_internal,
+    # connections.repository.get_cached).
+    SETUP_CACHE_SECONDS: float = Field(default=SETUP_CACHE_SECONDS_DEFAULT, ge=0, le=60)
     # Inbound webhook processor (backend/webhooks/processor.py): the webhook answers once the raw
     # delivery is stored; this processes it.
     WEBHOOK_PROCESSOR_ENABLED: bool = True

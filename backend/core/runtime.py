@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from pymongo import AsyncMongoClient
 
+from backend.core.config import SETUP_CACHE_SECONDS_DEFAULT
 from backend.core.db import Database
 
 if TYPE_CHECKING:  # the pieces' types; their modules import this one
@@ -61,8 +62,13 @@ class Runtime:
     seqlog_blocks: "dict[LogKey, SeqBlock]" = field(default_factory=dict)
     seqlog_locks: dict[LogKey, tuple[asyncio.AbstractEventLoop, asyncio.Lock]] = field(default_factory=dict)
     seqlog_ticks: Iterator[int] = field(default_factory=lambda: itertools.count(1))
-    # core/single_flight: the `_id` reads in flight per (database, collection, _id).
+    # core/single_flight: the `_id` reads in flight per (database, collection, _id); the answers
+    # kept for `cached` readers ({} for a miss), with when their read was sent (bounded LRU), for `cache_seconds`
+    # (SETUP_CACHE_SECONDS, set by gates.open_gate); `cache_epoch` moves at every `forget`.
     reads_in_flight: "dict[tuple[str, str, Any], asyncio.Future[dict[str, Any] | None]]" = field(default_factory=dict)
+    documents: OrderedDict[tuple[str, str, Any], tuple[float, dict[str, Any]]] = field(default_factory=OrderedDict)
+    cache_seconds: float = SETUP_CACHE_SECONDS_DEFAULT
+    cache_epoch: int = 0
     # core/conditional: whether the server pushes filters down (MongoDB) or not (FerretDB).
     filters_push_down: bool | None = None
     # realtime/records: per (database, tenant) the highest seq seen stored; append queues, writers.

@@ -252,7 +252,7 @@ async def retry_fetch(db: Database, actor: Actor, *, message_id: str) -> Message
     changes: dict[str, Any] = {"status": "pending", "round": round_, "error": None}
     if legacy:  # the provider's fields, in the shape the fetch fills in
         changes.update(mime=(media.mimetype or "").split(";")[0].strip(), name=media.fileName or "")
-    updated = await messages.set_media(db, message.id, changes)
+    updated = await messages.set_media(db, message.id, changes, message=message)
     _wake(db)
     return MessageRead.of_message(updated or message)
 

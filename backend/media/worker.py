@@ -36,7 +36,7 @@ from backend.media import repository, service
 from backend.media.models import FetchEntry, MediaRecord
 from backend.messages import public as message_store
 from backend.messages import service as messages
-from backend.messages.models import MessageMedia
+from backend.messages.models import Message, MessageMedia
 from backend.webhooks import service as webhooks
 
 log = get_logger("media")
@@ -123,7 +123,7 @@ class MediaFetcher:
             if record is None:
                 record = await service.get_record(self.db, reseller_id=message.reseller_id, sha256=attempt["sha256"])
             if record is not None:
-                await self._ready(message_id, media, record)
+                await self._ready(message, record)
             return record is not None
 
         return await repository.fetch_attempts.step(
@@ -133,7 +133,7 @@ class MediaFetcher:
             worker=self.walk.worker,
             act=fetch,
             settle=ready,
-            fail=functools.partial(self._fail, message_id),
+            fail=functools.partial(self._fail, message),
             round_=round_,
         )
 
@@ -147,8 +147,12 @@ class MediaFetcher:
                     return FetchedMedia(data=decode_base64(inline), mime="", name="")
                 except ValueError:
                     pass  # unreadable inline bytes: the provider may still have them
-        # Shared with the fetches of this process reading it at the same moment (single flight).
-        conn = await connections.get_shared_internal(self.db, entry.connection_id)
+        # This process's copy (connections.get_cached): provider and instance never change; a
+        # copy saying inactive may predate a reactivation elsewhere, so the store decides the
+        # permanent failure.
+        conn = connections.kept(self.db, entry.connection_id)
+        if conn is None or not conn.active:
+            conn = await connections.get_shared_internal(self.db, entry.connection_id)
         if conn is None or not conn.active:
             raise ProviderError("connection missing or inactive", retryable=False)
         provider = registry.build(conn.provider, self.settings, self.http)
@@ -159,16 +163,18 @@ class MediaFetcher:
             from_me=entry.from_me,
         )
 
-    async def _ready(self, message_id: str, media: MessageMedia, record: MediaRecord) -> None:
-        """`media`: the message's as `handle` read it; its mime cannot have changed since, as only
-        the retry action writes one, and never while the fetch is pending."""
+    async def _ready(self, message: Message, record: MediaRecord) -> None:
+        """`message`: as `handle` read it, the one read of it (set_media's write is conditioned
+        on its ticket, and reads it again only after a move); its media's mime cannot have changed
+        since, as only the retry action writes one, and never while the fetch is pending."""
         changes = {"status": "ready", "sha256": record.sha256, "size": record.size, "error": None}
-        if not media.mime:
+        if not (message.media or MessageMedia()).mime:
             changes["mime"] = record.mime
-        await messages.set_media(self.db, message_id, changes)
+        await messages.set_media(self.db, message.id, changes, message=message)
 
-    async def _fail(self, message_id: str, reason: str) -> None:
-        await messages.set_media(self.db, message_id, {"status": "failed", "error": reason[:ERROR_MAX_CHARS]})
+    async def _fail(self, message: Message, reason: str) -> None:
+        changes = {"status": "failed", "error": reason[:ERROR_MAX_CHARS]}
+        await messages.set_media(self.db, message.id, changes, message=message)
 
 
 def failure_reason(exc: ProviderError) -> str:

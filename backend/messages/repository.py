@@ -5,8 +5,10 @@ import re
 from datetime import datetime
 from typing import Any
 
+from pymongo import ReturnDocument
+
 from backend.core import group_commit
-from backend.core.conditional import update_if
+from backend.core.conditional import filters_push_down, update_if
 from backend.core.db import Database
 from backend.core.indexes import ASC, DESC, declare
 from backend.core.tenancy import TenantScope
@@ -102,14 +104,24 @@ async def move_status_internal(
 
 async def set_media_internal(db: Database, message: Message, changes: dict[str, Any]) -> Message | None:
     """Writes the named fields of a message's `media` (all of it when it has none) while it is
-    still filed under its ticket as the caller read it. Returns the message, or None when it
-    moved meanwhile (the caller reads it again). On FerretDB an update writes the whole document
+    still filed under its ticket as the caller read it. Returns the message as written, or None
+    when it moved meanwhile (the caller reads it again). On FerretDB an update writes the whole document
     back: conditioning on the ticket keeps a media write from putting back a ticket a concurrent
     move had just changed (the window left is update_if's read-to-write, see core/conditional.py)."""
     fields = {f"media.{k}": v for k, v in changes.items()} if message.media is not None else {"media": changes}
-    if not await update_if(db, COLLECTION, message.id, {"ticket_id": message.ticket_id}, {"$set": fields}):
+    condition, update = {"ticket_id": message.ticket_id}, {"$set": fields}
+    if await filters_push_down(db):  # one atomic command answers with the message as written
+        after = await db[COLLECTION].find_one_and_update(
+            {"_id": message.id, **condition}, update, return_document=ReturnDocument.AFTER
+        )
+        return Message.load(after)
+    # update_if's own read, made here so that the answer is that read with the change applied
+    # rather than a read back (which, on FerretDB, would not see anything this one does not).
+    doc = await db[COLLECTION].find_one({"_id": message.id})
+    if doc is None or not await update_if(db, COLLECTION, message.id, condition, update, current=doc):
         return None
-    return await get_internal(db, message.id)
+    merged = {**(doc.get("media") or {}), **changes} if message.media is not None else dict(changes)
+    return Message.load({**doc, "media": merged})
 
 
 async def all_for_tenant_internal(db: Database, reseller_id: str) -> list[Message]:

@@ -271,18 +271,24 @@ async def complete_stored(db: Database, message: Message) -> None:
         await _recorded(db, message, ticket)
 
 
-async def set_media(db: Database, message_id: str, changes: dict[str, Any]) -> Message | None:
+async def set_media(
+    db: Database, message_id: str, changes: dict[str, Any], *, message: Message | None = None
+) -> Message | None:
     """Merges `changes` into a message's `media` (the media fetch: pending → ready or failed, and
     back to pending on a retry) and announces the message again, as delivery status changes are
-    (`message.status`, carrying the whole message). None when there is no such message."""
+    (`message.status`, carrying the whole message). None when there is no such message.
+    `message`: the caller's read of it, tried first; the write is conditioned on its ticket, so
+    a move since makes it read the message again, as a move during the write does."""
     for _ in range(MAX_MOVES):
-        message = await repository.get_internal(db, message_id)
+        if message is None:
+            message = await repository.get_internal(db, message_id)
         if message is None:
             return None
         updated = await repository.set_media_internal(db, message, changes)
         if updated is not None:
             await outbound.announce_status(db, updated)
             return updated
+        message = None
     raise Conflict("the message is being moved too fast; retry")
 
 

@@ -2,6 +2,7 @@
 
 from typing import Any
 
+from backend.core import single_flight
 from backend.core.db import Database
 from backend.core.indexes import DESC
 from backend.core.tenancy import TenantScope
@@ -31,15 +32,33 @@ async def update(db: Database, reseller_id: str, changes: dict[str, Any]) -> Res
 
 
 async def insert_config(db: Database, config: ResellerConfig) -> None:
-    await db[CONFIGS].insert_one(config.stored())
+    try:
+        await db[CONFIGS].insert_one(config.stored())
+    finally:
+        single_flight.forget(db[CONFIGS], config.id)
 
 
 async def get_config(db: Database, scope: TenantScope, reseller_id: str) -> ResellerConfig | None:
     return ResellerConfig.load(await scope.get(db[CONFIGS], reseller_id))
 
 
+async def get_config_cached(db: Database, reseller_id: str) -> ResellerConfig | None:
+    """The config as this process read it less than SETUP_CACHE_SECONDS ago, else read
+    (resellers.service.config_internal says what that allows); its absence too (a tenant without
+    one reads the defaults: a config created elsewhere is one more change seen that much later)."""
+    doc = await single_flight.find_by_id(db[CONFIGS], reseller_id, cached=True, keep_missing=True)
+    return ResellerConfig.load(
+        doc if doc is not None and TenantScope(reseller_id).owns(doc.get("reseller_id")) else None
+    )
+
+
 async def update_config(
     db: Database, scope: TenantScope, reseller_id: str, changes: dict[str, Any]
 ) -> ResellerConfig | None:
-    await db[CONFIGS].update_one({"_id": reseller_id}, {"$set": changes})
+    """The one write of a stored config: this process's copy is forgotten once it returned (or
+    failed, having maybe written)."""
+    try:
+        await db[CONFIGS].update_one({"_id": reseller_id}, {"$set": changes})
+    finally:
+        single_flight.forget(db[CONFIGS], reseller_id)
     return await get_config(db, scope, reseller_id)

@@ -11,7 +11,7 @@ from backend.core.db import Database
 from backend.core.errors import Conflict, NotFound
 from backend.core.ids import is_valid_id, new_id
 from backend.core.pagination import decode_id_cursor, every_item, next_id_cursor
-from backend.core.tenancy import Actor, TenantScope
+from backend.core.tenancy import Actor
 from backend.realtime import feed
 from backend.resellers import repository
 from backend.resellers.models import DEFAULT_TIMEZONE, Reseller
@@ -122,9 +122,19 @@ async def update_config(db: Database, actor: Actor, *, data: ResellerConfigUpdat
 
 
 async def config_internal(db: Database, reseller_id: str) -> ResellerConfig:
-    """The stored config, for work done for no user (automatic messages, reports, replies'
-    signature); a tenant without one reads the defaults."""
-    config = await repository.get_config(db, TenantScope(reseller_id), reseller_id)
+    """The config, for work done for no user (automatic messages, reports, replies' signature); a
+    tenant without one reads the defaults. Read by every inbound message (and by the reports per
+    recorded message and event), so answered from this process's copy for SETUP_CACHE_SECONDS
+    (backend/core/single_flight.py): a change made through `update_config` is seen at once in
+    the process that made it, and up to that long later in the others. There, for that long, the
+    texts (welcome, away, closing, survey), business hours, closed dates, the survey switch and
+    window and the replies' signature are the previous ones, and the reports file a contribution
+    under the local day of the previous timezone (the rebuild, an operator's separate process,
+    re-buckets in the timezone it reads). None of them decides whether a message is stored,
+    nor its ticket beyond what the client was actually sent (a survey asked under the previous
+    switch makes the client's digit its rating, as a finalize a moment earlier would have). The
+    settings page reads the store (`get_config`)."""
+    config = await repository.get_config_cached(db, reseller_id)
     return config or ResellerConfig(id=reseller_id, reseller_id=reseller_id)
 
 

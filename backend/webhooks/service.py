@@ -63,8 +63,14 @@ def message_id_for(connection_id: str, provider_message_id: str) -> str:
 
 
 async def authenticate(db: Database, connection_id: str, token: str | None) -> connections.Connection:
-    """One answer for "no such connection" and "wrong token", so callers learn nothing."""
-    conn = await connections.get_shared_internal(db, connection_id) if is_valid_id(connection_id) else None
+    """One answer for "no such connection" and "wrong token", so callers learn nothing: both read
+    the store once. A token this process's copy of the connection takes (connections.get_cached)
+    needs no read; one it refuses is checked against the store, so a token changed in another
+    process is never refused because of the copy (the old one is still taken until it expires)."""
+    valid = is_valid_id(connection_id)
+    conn = connections.kept(db, connection_id) if valid else None
+    if conn is None or not hmac.compare_digest(conn.webhook_token.encode(), (token or "").encode()):
+        conn = await connections.get_shared_internal(db, connection_id) if valid else None
     expected = conn.webhook_token if conn else _DUMMY_TOKEN
     if not hmac.compare_digest(expected.encode(), (token or "").encode()) or conn is None:
         raise Unauthorized("invalid webhook credentials")
@@ -173,6 +179,10 @@ async def process(
         parsed = registry.parse_webhook(conn.provider, payload, event_hint=raw.event_hint)
         events = [sanitize.event(event) for event in parsed]
         if not conn.active:
+            # A copy (the webhook's, the walk's: connections.get_cached) may predate a
+            # reactivation in another process: only the store's answer drops the delivery.
+            conn = await connections.get_internal(db, conn.id) or conn
+        if not conn.active:
             outcome: Outcome = "ignored"
             results = ["connection inactive"]
         else:
@@ -213,13 +223,16 @@ async def _apply(
             fallback_id=message_id_for(conn.id, event.provider_message_id),
             retry=retry,
         )
-    if isinstance(event, ConnectionChange):
-        keep_qr = conn.qr_code if event.status == "connecting" else None
-        await connections.record_status(db, conn, status=event.status, qr_code=keep_qr, retry=retry)
+    if isinstance(event, ConnectionChange | QrChange):
+        # record_status skips a write that would change nothing: compared with a copy older than
+        # another process's write (connections.get_cached), it would keep a wrong status.
+        current = await connections.get_internal(db, conn.id) or conn
+        if isinstance(event, QrChange):
+            await connections.record_status(db, current, status="connecting", qr_code=event.qr_code, retry=retry)
+            return "qrcode updated"
+        keep_qr = current.qr_code if event.status == "connecting" else None
+        await connections.record_status(db, current, status=event.status, qr_code=keep_qr, retry=retry)
         return f"connection {event.status}"
-    if isinstance(event, QrChange):
-        await connections.record_status(db, conn, status="connecting", qr_code=event.qr_code, retry=retry)
-        return "qrcode updated"
     assert isinstance(event, Ignored)
     return f"ignored: {event.reason}"
 
@@ -401,7 +414,8 @@ async def _fetch_media(
 async def inline_media(db: Database, *, raw_id: str, provider_message_id: str) -> str | None:
     """The base64 bytes a stored delivery carried inline for that message, if it did."""
     raw = await repository.get(db, raw_id)
-    conn = await connections.get_internal(db, raw.connection_id) if raw is not None else None
+    # Its provider alone is used, which never changes: the copy will do.
+    conn = await connections.get_cached(db, raw.connection_id) if raw is not None else None
     if raw is None or conn is None:
         return None
     try:

@@ -3,16 +3,20 @@ and its fetch completing (a finalize of its ticket, a second fetcher on the same
 
 import hashlib
 import os
+import traceback
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
+from pymongo.asynchronous.collection import AsyncCollection
 
 from backend.connections.providers.base import FetchedMedia
+from backend.core import conditional
 from backend.media import worker
 from backend.media.models import FetchEntry, MediaRecord
+from backend.messages.models import Message
 from backend.webhooks.service import message_id_for
 from tests.factories import Tenant, make_tenant
 from tests.fakes.harness import FakeEvolution, make_connection
@@ -171,6 +175,36 @@ async def test_a_fetch_moves_its_message_with_the_record_it_stored_without_readi
     assert r.status_code == 200 and r.content == content
 
 
+async def test_a_fetch_reads_its_message_once_and_moves_it_with_one_conditional_write(
+    client: httpx.AsyncClient,
+    db: Any,
+    tenant: Tenant,
+    conn: dict[str, Any],
+    evolution: FakeEvolution,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Every `_id` read of a message made by the fetch (core/conditional's included), counted at
+    # the driver; the test's own polling is not the worker's.
+    reads: list[str] = []
+    original = AsyncCollection.find_one
+
+    async def counted(self: AsyncCollection[Any], filter: Any = None, *args: Any, **kwargs: Any) -> Any:
+        if self.name == "messages" and any(f.filename.endswith("media/worker.py") for f in traceback.extract_stack()):
+            reads.append(str((filter or {}).get("_id")))
+        return await original(self, filter, *args, **kwargs)
+
+    monkeypatch.setattr(AsyncCollection, "find_one", counted)
+    message = await send_media(evolution, db, conn, "boleto.pdf", content=os.urandom(100 * 1024))
+    ready = await until_media(db, message["_id"], "ready")
+    assert ready["media"]["status"] == "ready"
+    shown = await client.get(f"/api/v1/messages/{message['_id']}/media", headers=tenant.headers)
+    assert shown.status_code == 200
+    # The worker's read, then (FerretDB) the conditional write's own check of the ticket; on
+    # MongoDB the check is the write's filter. The old code read it four times on FerretDB.
+    filters_push_down = await conditional.filters_push_down(db)
+    assert reads.count(message["_id"]) == (1 if filters_push_down else 2), reads
+
+
 async def test_a_fetcher_that_dies_between_storing_the_bytes_and_moving_the_message(
     client: httpx.AsyncClient,
     db: Any,
@@ -186,12 +220,12 @@ async def test_a_fetcher_that_dies_between_storing_the_bytes_and_moving_the_mess
     original = worker.MediaFetcher._ready
     died: list[str] = []
 
-    async def dies_once(self: worker.MediaFetcher, message_id: str, media: dict[str, Any], record: MediaRecord) -> None:
+    async def dies_once(self: worker.MediaFetcher, message: Message, record: MediaRecord) -> None:
         if not died:
-            pending = await db.messages.find_one({"_id": message_id})
+            pending = await db.messages.find_one({"_id": message.id})
             died.append(pending["media"]["status"])
             raise RuntimeError("worker killed before moving the message")
-        await original(self, message_id, media, record)
+        await original(self, message, record)
 
     monkeypatch.setattr(worker.MediaFetcher, "_ready", dies_once)
     content = os.urandom(200 * 1024)
