@@ -5,10 +5,8 @@ import re
 from datetime import datetime
 from typing import Any
 
-from pymongo import ReturnDocument
-
 from backend.core import group_commit
-from backend.core.conditional import filters_push_down, update_if
+from backend.core.conditional import update_if
 from backend.core.db import Database
 from backend.core.indexes import ASC, DESC, declare
 from backend.core.tenancy import TenantScope
@@ -97,31 +95,18 @@ async def move_status_internal(
     """
     allowed = ["pending", "sent"] if to == "failed" else [s for s, r in RANK.items() if r < RANK[to]]
     changes: dict[str, Any] = {"status": to, f"{to}_at": at, **(extra or {})}
-    if not await update_if(db, COLLECTION, message_id, {"status": {"$in": allowed}}, {"$set": changes}):
-        return None
-    return await get_internal(db, message_id)
+    return Message.load(await update_if(db, COLLECTION, message_id, {"status": {"$in": allowed}}, {"$set": changes}))
 
 
 async def set_media_internal(db: Database, message: Message, changes: dict[str, Any]) -> Message | None:
     """Writes the named fields of a message's `media` (all of it when it has none) while it is
-    still filed under its ticket as the caller read it. Returns the message as written, or None
-    when it moved meanwhile (the caller reads it again). On FerretDB an update writes the whole document
-    back: conditioning on the ticket keeps a media write from putting back a ticket a concurrent
-    move had just changed (the window left is update_if's read-to-write, see core/conditional.py)."""
+    still filed under its ticket as the caller read it. Returns the message as written (the
+    update's own answer), or None when it moved meanwhile (the caller reads it again). On FerretDB
+    an update writes the whole document back: conditioning on the ticket keeps a media write from
+    putting back a ticket a concurrent move had just changed (the window left is update_if's
+    read-to-write, see core/conditional.py)."""
     fields = {f"media.{k}": v for k, v in changes.items()} if message.media is not None else {"media": changes}
-    condition, update = {"ticket_id": message.ticket_id}, {"$set": fields}
-    if await filters_push_down(db):  # one atomic command answers with the message as written
-        after = await db[COLLECTION].find_one_and_update(
-            {"_id": message.id, **condition}, update, return_document=ReturnDocument.AFTER
-        )
-        return Message.load(after)
-    # update_if's own read, made here so that the answer is that read with the change applied
-    # rather than a read back (which, on FerretDB, would not see anything this one does not).
-    doc = await db[COLLECTION].find_one({"_id": message.id})
-    if doc is None or not await update_if(db, COLLECTION, message.id, condition, update, current=doc):
-        return None
-    merged = {**(doc.get("media") or {}), **changes} if message.media is not None else dict(changes)
-    return Message.load({**doc, "media": merged})
+    return Message.load(await update_if(db, COLLECTION, message.id, {"ticket_id": message.ticket_id}, {"$set": fields}))
 
 
 async def all_for_tenant_internal(db: Database, reseller_id: str) -> list[Message]:
