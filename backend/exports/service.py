@@ -161,9 +161,8 @@ async def _ticket_rows(
     ids = [str(t["_id"]) for t in page]
     assumed: dict[str, datetime] = {}
     for event in await repository.assume_events(db, scope, ids):
-        key, at = str(event["ticket_id"]), as_utc(event["at"])
-        if key not in assumed or at < assumed[key]:
-            assumed[key] = at
+        at = as_utc(event["at"])
+        assumed[event["ticket_id"]] = min(at, assumed.get(event["ticket_id"], at))
     threads: dict[str, list[dict[str, Any]]] = {}
     for mark in await repository.thread_marks(db, scope, ids):
         threads.setdefault(str(mark["ticket_id"]), []).append(mark)
