@@ -63,17 +63,15 @@ async def versions_since_internal(db: Database, since: datetime) -> dict[str, in
     index on MongoDB; a scan on FerretDB). Only those two fields travel."""
     newest: dict[str, int] = {}
     async for doc in db[COLLECTION].find({"at": {"$gte": since}}, {"ticket_id": 1, "version": 1, "_id": 0}):
-        key = str(doc["ticket_id"])
-        newest[key] = max(int(doc["version"]), newest.get(key, 0))
+        newest[doc["ticket_id"]] = max(doc["version"], newest.get(doc["ticket_id"], 0))
     return newest
 
 
 async def all_for_tenant_internal(db: Database, reseller_id: str) -> dict[str, list[TicketEvent]]:
     """A tenant's whole log, per ticket in version order (the counters and reports checks,
     scripts/ticket_counts.py and reports_rebuild.py): a scan, never on a request path."""
+    docs = await db[COLLECTION].find({"reseller_id": reseller_id}).to_list(None)
     chains: dict[str, list[TicketEvent]] = {}
-    async for doc in db[COLLECTION].find({"reseller_id": reseller_id}):
+    for doc in sorted(docs, key=lambda d: d["version"]):
         chains.setdefault(doc["ticket_id"], []).append(TicketEvent.trusted(doc))
-    for chain in chains.values():
-        chain.sort(key=lambda e: e.version)
     return chains

@@ -75,13 +75,12 @@ def _epoch_ms(at: datetime) -> int:
 async def record_ticket_event(db: Database, event: TicketEvent, previous_state: TicketState | None) -> None:
     """Records what `event` contributes. Called by the event's writer and by every settle that
     rolls a ticket forward over it, before it is projected; safe to repeat."""
-    tenant, ticket_id = event.reseller_id, event.ticket_id
+    tenant, key = event.reseller_id, f"ev:{event.id}"
     previous = previous_state if previous_state is not None else await events.state_before(db, event)
-    first = event if event.version == 1 else await events.get_internal(db, ticket_id, 1)
+    first = event if event.version == 1 else await events.get_internal(db, event.ticket_id, 1)
     assert first is not None
     connection = (first.data.get("ticket") or {}).get("channel")
     _, tz = await _tz(db, tenant)
-    key = f"ev:{event.id}"
     parts = aggregates.event_parts(event, previous, tz=tz, connection_id=connection, opened_at=first.at)
     for month, month_parts in aggregates.by_month(parts).items():
         await repository.record_month(db, tenant, month, key, month_parts)
