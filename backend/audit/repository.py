@@ -41,7 +41,7 @@ async def get_internal(db: Database, ticket_id: str, version: int) -> TicketEven
     return None if doc is None else TicketEvent.trusted(doc)
 
 
-async def state_before(db: Database, event: TicketEvent) -> TicketState | None:
+async def state_before_internal(db: Database, event: TicketEvent) -> TicketState | None:
     """The ticket's state before `event` (None before its creation)."""
     if event.version == 1:
         return None

@@ -76,7 +76,7 @@ async def record_ticket_event(db: Database, event: TicketEvent, previous_state: 
     """Records what `event` contributes. Called by the event's writer and by every settle that
     rolls a ticket forward over it, before it is projected; safe to repeat."""
     tenant, key = event.reseller_id, f"ev:{event.id}"
-    previous = previous_state if previous_state is not None else await events.state_before(db, event)
+    previous = previous_state if previous_state is not None else await events.state_before_internal(db, event)
     first = event if event.version == 1 else await events.get_internal(db, event.ticket_id, 1)
     assert first is not None
     connection = (first.data.get("ticket") or {}).get("channel")

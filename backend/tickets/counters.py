@@ -139,7 +139,7 @@ async def record(
         await hook(db, event, previous_state)
     if check and await COUNTS.canonical(db, event.reseller_id, event.id) is not None:
         return
-    previous = previous_state if previous_state is not None else await events.state_before(db, event)
+    previous = previous_state if previous_state is not None else await events.state_before_internal(db, event)
     change = delta(previous, event.state)
     if change:  # else nothing counted moved
         body = {"ticket_id": event.ticket_id, "version": event.version, "inc": change}
