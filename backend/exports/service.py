@@ -167,10 +167,8 @@ async def _ticket_rows(
     for mark in await repository.thread_marks(db, scope, ids):
         threads.setdefault(str(mark["ticket_id"]), []).append(mark)
     rows = []
-    for t in page:
-        key = str(t["_id"])
+    for key, t in zip(ids, page, strict=True):
         asked, replied = first_response(threads.get(key, []))
-        finalized = t.get("finalized_at")
         rows.append(
             [
                 cell(t.get("number")),
@@ -181,9 +179,9 @@ async def _ticket_rows(
                 cell(t.get("status")),
                 _local(t.get("created_at"), tz),
                 _local(assumed.get(key), tz),
-                _local(finalized, tz),
+                _local(t.get("finalized_at"), tz),
                 _seconds(replied, asked),
-                _seconds(finalized, t.get("created_at")),
+                _seconds(t.get("finalized_at"), t.get("created_at")),
                 cell(t.get("rating")),
             ]
         )
