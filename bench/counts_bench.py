@@ -35,7 +35,7 @@ from backend.devtools import ferretdb
 from backend.gates import connect_domains
 from backend.tickets import counters
 from backend.tickets import service as tickets
-from backend.tickets.repository import STATE_FIELDS
+from backend.tickets.models import STATE_FIELDS, TicketEvent, TicketState
 from bench.stats import Summary
 
 SECTION = "## Ticket counts (`bench/counts_bench.py`)"
@@ -124,7 +124,7 @@ async def load(db: Database, size: int, n_tenants: int, chunk: int) -> tuple[Act
                 # The measured tenant's first tickets wait in espera, to be assumed for the tail below.
                 doc.update(status="espera", agent_id=None, agent_name=None, finalized_at=None, finalized_by=None)
             docs.append(doc)
-            totals[tenant].update(counters.contribution(doc))
+            totals[tenant].update(counters.contribution(TicketState.model_construct(**doc)))
             if tenant == tenants[0] and doc["status"] == "espera" and len(measured_espera) < counters.COMPACT_EVERY:
                 measured_espera.append(doc)
         await db["tickets"].insert_many(docs, ordered=False)
@@ -136,11 +136,11 @@ async def load(db: Database, size: int, n_tenants: int, chunk: int) -> tuple[Act
     depts, agents = layout[tenants[0]]
     # The longest tail a read meets: COMPACT_EVERY - 1 real assumes past the watermark.
     for doc in measured_espera[: counters.COMPACT_EVERY - 1]:
-        before = {k: doc.get(k) for k in STATE_FIELDS}
+        before = TicketState.model_construct(**doc)
         moved = {**doc, "status": "atendendo", "agent_id": agents[0], "version": 2, "updated_at": utcnow()}
         event = _event(moved, 2, "assumed")
         await events.insert(db, event)
-        await counters.record(db, event, previous_state=before, check=False)
+        await counters.record(db, TicketEvent.trusted(event), previous_state=before, check=False)
         changes = {k: moved[k] for k in ("status", "agent_id", "version", "updated_at")}
         await db["tickets"].update_one({"_id": doc["_id"]}, {"$set": changes})
     reseller = Actor(id=new_id(), role="reseller", name="Dona", reseller_id=tenants[0])

@@ -38,6 +38,7 @@ from backend.gates import connect_domains
 from backend.messages.models import Message
 from backend.reports import aggregates, rebuild, repository
 from backend.reports import service as reports
+from backend.tickets.models import TicketEvent
 from bench.counts_bench import sample
 from bench.stats import Summary
 
@@ -136,14 +137,14 @@ def _fold(
     entries are kept to be folded into every view."""
     first, previous = evs[0], None
     conn = first["data"]["ticket"]["channel"]
-    for e in evs:
+    for e in map(TicketEvent.trusted, evs):
         parts = aggregates.event_parts(e, previous, tz=TZ, connection_id=conn, opened_at=first["at"])
         for month, ps in aggregates.by_month(parts).items():
             months.setdefault(month, []).append({"parts": ps})
         change = aggregates.waiting_change(e, previous, connection_id=conn)
         if change is not None:
             aggregates.fold_live(live, change)
-        previous = e["state"]
+        previous = e.state
     first_in = msgs[0]["created_at"]
     for i, m in enumerate(map(Message.model_validate, msgs)):
         fr = aggregates.ms_between(first_in, m.created_at) if i == 1 else None
@@ -197,11 +198,11 @@ async def tail(db: Database, tenant: str, layout: Layout) -> None:
     now = datetime.now(UTC)
     for k in range(TAIL):
         evs, _ = _life(layout, tenant, now - timedelta(minutes=k))
-        e = evs[0]
-        parts = aggregates.event_parts(e, None, tz=TZ, connection_id=e["data"]["ticket"]["channel"], opened_at=e["at"])
+        e, ev = evs[0], TicketEvent.trusted(evs[0])
+        parts = aggregates.event_parts(ev, None, tz=TZ, connection_id=e["data"]["ticket"]["channel"], opened_at=e["at"])
         for month, ps in aggregates.by_month(parts).items():
             await repository.record_month(db, tenant, month, f"ev:{e['_id']}", ps)
-        change = aggregates.waiting_change(e, None, connection_id=e["data"]["ticket"]["channel"])
+        change = aggregates.waiting_change(ev, None, connection_id=e["data"]["ticket"]["channel"])
         assert change is not None
         await repository.record_live(db, tenant, f"ev:{e['_id']}", change)
 

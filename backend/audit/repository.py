@@ -12,6 +12,7 @@ from backend.core import group_commit
 from backend.core.db import Database
 from backend.core.indexes import ASC, declare
 from backend.core.tenancy import TenantScope
+from backend.tickets.models import TicketEvent, TicketState
 
 COLLECTION = "ticket_events"
 
@@ -35,15 +36,26 @@ async def insert(db: Database, doc: dict[str, Any]) -> None:
     await group_commit.insert_one(db[COLLECTION], doc)
 
 
-async def get_internal(db: Database, ticket_id: str, version: int) -> dict[str, Any] | None:
-    return await db[COLLECTION].find_one({"_id": event_id(ticket_id, version)})
+async def get_internal(db: Database, ticket_id: str, version: int) -> TicketEvent | None:
+    doc = await db[COLLECTION].find_one({"_id": event_id(ticket_id, version)})
+    return None if doc is None else TicketEvent.trusted(doc)
+
+
+async def state_before_internal(db: Database, event: TicketEvent) -> TicketState | None:
+    """The ticket's state before `event` (None before its creation)."""
+    if event.version == 1:
+        return None
+    before = await get_internal(db, event.ticket_id, event.version - 1)
+    assert before is not None, f"event {event.id} follows no event"  # versions have no holes
+    return before.state
 
 
 async def list_for_ticket(
     db: Database, scope: TenantScope, ticket_id: str, *, after_version: int, limit: int
-) -> list[dict[str, Any]]:
+) -> list[TicketEvent]:
     query = scope.filter({"ticket_id": ticket_id, "version": {"$gt": after_version}})
-    return await db[COLLECTION].find(query).sort("version", ASC).limit(limit).to_list(length=limit)
+    docs = await db[COLLECTION].find(query).sort("version", ASC).limit(limit).to_list(length=limit)
+    return [TicketEvent.trusted(doc) for doc in docs]
 
 
 async def versions_since_internal(db: Database, since: datetime) -> dict[str, int]:
@@ -51,11 +63,15 @@ async def versions_since_internal(db: Database, since: datetime) -> dict[str, in
     index on MongoDB; a scan on FerretDB). Only those two fields travel."""
     newest: dict[str, int] = {}
     async for doc in db[COLLECTION].find({"at": {"$gte": since}}, {"ticket_id": 1, "version": 1, "_id": 0}):
-        key = str(doc["ticket_id"])
-        newest[key] = max(int(doc["version"]), newest.get(key, 0))
+        newest[doc["ticket_id"]] = max(doc["version"], newest.get(doc["ticket_id"], 0))
     return newest
 
 
-async def all_for_tenant_internal(db: Database, reseller_id: str) -> list[dict[str, Any]]:
-    """A tenant's whole log (the counters check, scripts/ticket_counts.py): a scan, never on a request path."""
-    return await db[COLLECTION].find({"reseller_id": reseller_id}).to_list(None)
+async def all_for_tenant_internal(db: Database, reseller_id: str) -> dict[str, list[TicketEvent]]:
+    """A tenant's whole log, per ticket in version order (the counters and reports checks,
+    scripts/ticket_counts.py and reports_rebuild.py): a scan, never on a request path."""
+    docs = await db[COLLECTION].find({"reseller_id": reseller_id}).to_list(None)
+    chains: dict[str, list[TicketEvent]] = {}
+    for doc in sorted(docs, key=lambda d: d["version"]):
+        chains.setdefault(doc["ticket_id"], []).append(TicketEvent.trusted(doc))
+    return chains

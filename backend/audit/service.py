@@ -6,4 +6,5 @@ from backend.audit.repository import event_id as event_id
 from backend.audit.repository import get_internal as get_internal
 from backend.audit.repository import insert as insert
 from backend.audit.repository import list_for_ticket as list_for_ticket
+from backend.audit.repository import state_before_internal as state_before_internal
 from backend.audit.repository import versions_since_internal as versions_since_internal

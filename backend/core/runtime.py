@@ -30,12 +30,12 @@ if TYPE_CHECKING:  # the pieces' types; their modules import this one
     from backend.messages.models import Message
     from backend.realtime.feed import Sink
     from backend.realtime.records import _Queue as FeedQueue
-    from backend.tickets.models import Ticket
+    from backend.tickets.models import Ticket, TicketEvent, TicketState
     from backend.webhooks.signals import Wakeup
 
 FinalizeHook = Callable[[Database, "Ticket"], Awaitable[None]]
 # (db, event, the ticket's state before it or None when the hook must read it)
-EventHook = Callable[[Database, dict[str, Any], dict[str, Any] | None], Awaitable[None]]
+EventHook = Callable[[Database, "TicketEvent", "TicketState | None"], Awaitable[None]]
 # (db, stored message, the ticket it is filed under)
 MessageHook = Callable[[Database, "Message", "Ticket"], Awaitable[None]]
 # (db, the finalized ticket, the client message moving on) -> what a ticket opened for it starts

@@ -161,17 +161,14 @@ async def _ticket_rows(
     ids = [str(t["_id"]) for t in page]
     assumed: dict[str, datetime] = {}
     for event in await repository.assume_events(db, scope, ids):
-        key, at = str(event["ticket_id"]), as_utc(event["at"])
-        if key not in assumed or at < assumed[key]:
-            assumed[key] = at
+        at = as_utc(event["at"])
+        assumed[event["ticket_id"]] = min(at, assumed.get(event["ticket_id"], at))
     threads: dict[str, list[dict[str, Any]]] = {}
     for mark in await repository.thread_marks(db, scope, ids):
         threads.setdefault(str(mark["ticket_id"]), []).append(mark)
     rows = []
-    for t in page:
-        key = str(t["_id"])
+    for key, t in zip(ids, page, strict=True):
         asked, replied = first_response(threads.get(key, []))
-        finalized = t.get("finalized_at")
         rows.append(
             [
                 cell(t.get("number")),
@@ -182,9 +179,9 @@ async def _ticket_rows(
                 cell(t.get("status")),
                 _local(t.get("created_at"), tz),
                 _local(assumed.get(key), tz),
-                _local(finalized, tz),
+                _local(t.get("finalized_at"), tz),
                 _seconds(replied, asked),
-                _seconds(finalized, t.get("created_at")),
+                _seconds(t.get("finalized_at"), t.get("created_at")),
                 cell(t.get("rating")),
             ]
         )

@@ -72,6 +72,7 @@ import bson
 from backend.core.clock import as_utc
 from backend.messages.models import Message
 from backend.reports.models import LiveChange, MonthEntry
+from backend.tickets.models import TicketEvent, TicketState
 from backend.tickets.states import Status
 
 RATINGS = ("s1", "s2", "s3", "s4", "s5")  # how many ratings of each grade, 1-5
@@ -106,26 +107,20 @@ def part(at_local: datetime, dims: Dims, **figures: Any) -> dict[str, Any]:
 
 
 def event_parts(
-    event: Mapping[str, Any],
-    previous: Mapping[str, Any] | None,
-    *,
-    tz: tzinfo,
-    connection_id: str | None,
-    opened_at: datetime,
+    event: TicketEvent, previous: TicketState | None, *, tz: tzinfo, connection_id: str | None, opened_at: datetime
 ) -> list[dict[str, Any]]:
     """The month-bucket contributions of one ticket event (`previous`: the state before it)."""
-    state = event["state"]
-    at = as_utc(event["at"])
+    state, at = event.state, as_utc(event.at)
     local = at.astimezone(tz)
-    status, before = state["status"], (previous or {}).get("status")
-    dims: Dims = (state.get("department_id"), state.get("agent_id"), connection_id)
+    status, before = state.status, previous.status if previous else None
+    dims: Dims = (state.department_id, state.agent_id, connection_id)
     parts: list[dict[str, Any]] = []
-    if int(event["version"]) == 1:
+    if event.version == 1:
         parts.append(part(local, dims, o=1))
     if before == Status.ESPERA and status == Status.ATENDENDO:
         parts.append(part(local, dims, a=1))
-    if event.get("type") == "transferred" and previous is not None:
-        left: Dims = (previous.get("department_id"), previous.get("agent_id"), connection_id)
+    if event.type == "transferred" and previous is not None:
+        left: Dims = (previous.department_id, previous.agent_id, connection_id)
         parts.append(part(local, left, t=1))
     if status == Status.FINALIZADO and before not in (None, Status.FINALIZADO):
         parts.append(part(local, dims, f=1, rs=[ms_between(as_utc(opened_at), at)]))
@@ -135,25 +130,23 @@ def event_parts(
     return parts
 
 
-def rating_of(event: Mapping[str, Any]) -> int | None:
+def rating_of(event: TicketEvent) -> int | None:
     """The grade a `rated` event records (its data, else the state it left), None for any other."""
-    if event.get("type") != "rated":
+    if event.type != "rated":
         return None
-    value = (event.get("data") or {}).get("rating", event["state"].get("rating"))
+    value = event.data.get("rating", event.state.rating)
     return int(value) if isinstance(value, int) and 1 <= value <= 5 else None
 
 
-def waiting_change(
-    event: Mapping[str, Any], previous: Mapping[str, Any] | None, *, connection_id: str | None
-) -> LiveChange | None:
+def waiting_change(event: TicketEvent, previous: TicketState | None, *, connection_id: str | None) -> LiveChange | None:
     """The live-bucket contribution of one ticket event: entering, moving within or leaving the queue."""
-    state, ticket_id = event["state"], str(event["ticket_id"])
-    status, before = state["status"], (previous or {}).get("status")
+    state, ticket_id = event.state, event.ticket_id
+    status, before = state.status, previous.status if previous else None
     if status == Status.ESPERA and before != Status.ESPERA:
-        item = {"s": event["at"], "d": state.get("department_id"), "c": connection_id}
+        item = {"s": event.at, "d": state.department_id, "c": connection_id}
         return LiveChange(wset={ticket_id: item})
-    if status == Status.ESPERA and (previous or {}).get("department_id") != state.get("department_id"):
-        return LiveChange(wmove={ticket_id: state.get("department_id")})
+    if status == Status.ESPERA and previous is not None and previous.department_id != state.department_id:
+        return LiveChange(wmove={ticket_id: state.department_id})
     if status != Status.ESPERA and before == Status.ESPERA:
         return LiveChange(wdel=[ticket_id])
     return None

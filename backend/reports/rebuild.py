@@ -35,6 +35,7 @@ from backend.reports import aggregates, repository
 from backend.reports.models import LiveChange
 from backend.reports.service import zone
 from backend.resellers import service as resellers
+from backend.tickets.models import TicketState
 
 CellKey = tuple[str, str | None, str | None, str | None]  # day, department, agent, connection
 
@@ -122,24 +123,20 @@ async def truth(db: Database, reseller_id: str) -> tuple[str, dict[str, dict[str
     tz = zone(tz_name)
     months: dict[str, dict[str, Any]] = {}
     live: dict[str, Any] = {}
-    chains: dict[str, list[dict[str, Any]]] = {}
-    for event in await events.all_for_tenant_internal(db, reseller_id):
-        chains.setdefault(str(event["ticket_id"]), []).append(event)
     current: dict[str, dict[str, Any]] = {}  # ticket -> its state now and connection
-    for ticket_id, chain in chains.items():
-        chain.sort(key=lambda e: int(e["version"]))
+    for ticket_id, chain in (await events.all_for_tenant_internal(db, reseller_id)).items():
         first = chain[0]
-        connection = (first.get("data", {}).get("ticket") or {}).get("channel")
-        previous: dict[str, Any] | None = None
+        connection = (first.data.get("ticket") or {}).get("channel")
+        previous: TicketState | None = None
         for event in chain:
-            parts = aggregates.event_parts(event, previous, tz=tz, connection_id=connection, opened_at=first["at"])
+            parts = aggregates.event_parts(event, previous, tz=tz, connection_id=connection, opened_at=first.at)
             for month, month_parts in aggregates.by_month(parts).items():
                 aggregates.fold_month(months.setdefault(month, {}), month_parts)
             change = aggregates.waiting_change(event, previous, connection_id=connection)
             if change is not None:
                 aggregates.fold_live(live, change)
-            previous = event["state"]
-        current[ticket_id] = {**(previous or {}), "channel": connection}
+            previous = event.state
+        current[ticket_id] = {**dict(previous or {}), "channel": connection}
 
     stored = await message_store.all_for_tenant_internal(db, reseller_id)
     ordered = sorted(stored, key=lambda m: (as_utc(m.created_at), m.id))  # so the first of each kind wins

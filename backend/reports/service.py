@@ -51,7 +51,7 @@ from backend.reports.schemas import (
 )
 from backend.resellers import service as resellers
 from backend.resellers.service import zone as zone  # published: the rebuild's and tests' zones
-from backend.tickets.models import Ticket
+from backend.tickets.models import Ticket, TicketEvent, TicketState
 from backend.users import service as users
 
 MAX_DAYS = 400  # a year and a bit: 14 month buckets at most
@@ -72,22 +72,16 @@ def _epoch_ms(at: datetime) -> int:
 # Recording (the hooks: tickets and messages call these through their runtime hooks)
 
 
-async def record_ticket_event(db: Database, event: Mapping[str, Any], previous_state: Mapping[str, Any] | None) -> None:
+async def record_ticket_event(db: Database, event: TicketEvent, previous_state: TicketState | None) -> None:
     """Records what `event` contributes. Called by the event's writer and by every settle that
     rolls a ticket forward over it, before it is projected; safe to repeat."""
-    tenant, ticket_id, version = str(event["reseller_id"]), str(event["ticket_id"]), int(event["version"])
-    previous = previous_state
-    if previous is None and version > 1:
-        before = await events.get_internal(db, ticket_id, version - 1)
-        assert before is not None, f"event {event['_id']} follows no event"  # versions have no holes
-        previous = before["state"]
-    first = event if version == 1 else await events.get_internal(db, ticket_id, 1)
+    tenant, key = event.reseller_id, f"ev:{event.id}"
+    previous = previous_state if previous_state is not None else await events.state_before_internal(db, event)
+    first = event if event.version == 1 else await events.get_internal(db, event.ticket_id, 1)
     assert first is not None
-    opened = first.get("data", {}).get("ticket") or {}
-    connection = opened.get("channel")
+    connection = (first.data.get("ticket") or {}).get("channel")
     _, tz = await _tz(db, tenant)
-    key = f"ev:{event['_id']}"
-    parts = aggregates.event_parts(event, previous, tz=tz, connection_id=connection, opened_at=first["at"])
+    parts = aggregates.event_parts(event, previous, tz=tz, connection_id=connection, opened_at=first.at)
     for month, month_parts in aggregates.by_month(parts).items():
         await repository.record_month(db, tenant, month, key, month_parts)
     change = aggregates.waiting_change(event, previous, connection_id=connection)

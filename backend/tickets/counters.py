@@ -52,6 +52,7 @@ from backend.core.tenancy import Actor
 from backend.core.tuning import COUNTS_COMPACT_EVERY as COMPACT_EVERY
 from backend.core.tuning import COUNTS_MAX_FOLD as MAX_FOLD
 from backend.core.tuning import COUNTS_READER_COMPACTS_AT as READER_COMPACTS_AT
+from backend.tickets.models import TicketEvent, TicketState
 from backend.tickets.states import Status
 
 DELTAS = "ticket_count_deltas"
@@ -101,22 +102,22 @@ def on_event(db: Database, hook: EventHook) -> None:
         hooks.append(hook)
 
 
-def contribution(state: Mapping[str, Any]) -> Counter[str]:
+def contribution(state: TicketState) -> Counter[str]:
     """The counter keys one ticket in `state` adds 1 to."""
-    status, dept = str(state["status"]), str(state["department_id"])
+    status, dept = state.status, state.department_id
     keys: Counter[str] = Counter({f"d|{dept}|{status}": 1})
     viewers: set[str] = set()
-    if status == Status.ATENDENDO.value and state.get("agent_id"):
-        viewers.add(str(state["agent_id"]))
-    elif status == Status.FINALIZADO.value:
-        viewers.update(str(v) for v in (state.get("agent_id"), state.get("finalized_by")) if v)
+    if status == Status.ATENDENDO and state.agent_id:
+        viewers.add(state.agent_id)
+    elif status == Status.FINALIZADO:
+        viewers.update(v for v in (state.agent_id, state.finalized_by) if v)
     for viewer in viewers:
         keys[f"a|{viewer}|{status}"] += 1
         keys[f"a|{viewer}|{dept}|{status}"] += 1
     return keys
 
 
-def delta(previous: Mapping[str, Any] | None, state: Mapping[str, Any]) -> dict[str, int]:
+def delta(previous: TicketState | None, state: TicketState) -> dict[str, int]:
     """What moving one ticket from `previous` (None: it is being created) to `state` does."""
     out: dict[str, int] = dict(contribution(state))
     for key, n in (contribution(previous) if previous is not None else Counter()).items():
@@ -125,7 +126,7 @@ def delta(previous: Mapping[str, Any] | None, state: Mapping[str, Any]) -> dict[
 
 
 async def record(
-    db: Database, event: Mapping[str, Any], *, previous_state: Mapping[str, Any] | None = None, check: bool = True
+    db: Database, event: TicketEvent, *, previous_state: TicketState | None = None, check: bool = True
 ) -> None:
     """Appends `event`'s delta. `previous_state`: the state of the event before it when the caller
     has it (read from the log otherwise). `check`: skip when the event already has an entry (a
@@ -135,20 +136,14 @@ async def record(
     forward over it), so this is also where the event hooks run (`on_event`: the reports'
     aggregates, registered by backend/gates.py); each hook is idempotent on its own."""
     for hook in runtime_of(db).event_hooks:
-        await hook(db, dict(event), dict(previous_state) if previous_state is not None else None)
-    event_id, tenant = str(event["_id"]), str(event["reseller_id"])
-    if check and await COUNTS.canonical(db, tenant, event_id) is not None:
+        await hook(db, event, previous_state)
+    if check and await COUNTS.canonical(db, event.reseller_id, event.id) is not None:
         return
-    version = int(event["version"])
-    previous = previous_state
-    if previous is None and version > 1:
-        before = await events.get_internal(db, str(event["ticket_id"]), version - 1)
-        assert before is not None, f"event {event_id} follows no event"  # versions have no holes
-        previous = before["state"]
-    change = delta(previous, event["state"])
+    previous = previous_state if previous_state is not None else await events.state_before_internal(db, event)
+    change = delta(previous, event.state)
     if change:  # else nothing counted moved
-        body = {"ticket_id": str(event["ticket_id"]), "version": version, "inc": change}
-        await COUNTS.record(db, tenant, event_id, body, check=False)
+        body = {"ticket_id": event.ticket_id, "version": event.version, "inc": change}
+        await COUNTS.record(db, event.reseller_id, event.id, body, check=False)
 
 
 async def compact(db: Database, reseller_id: str) -> int:
@@ -210,7 +205,7 @@ class Audit:
     reseller_id: str
     truth: dict[str, int]  # every ticket's newest event, counted
     current: dict[str, int]  # what /tickets/counts reads now (totals + tail)
-    unrecorded: list[dict[str, Any]]  # events that move a count and have no delta entry
+    unrecorded: list[TicketEvent]  # events that move a count and have no delta entry
     watermark: int
     stored_totals: dict[str, int]
     folded_totals: dict[str, int]  # the canonical entries 1..watermark, summed afresh
@@ -238,18 +233,14 @@ async def audit(db: Database, reseller_id: str) -> Audit:
     await COUNTS.compact(db, reseller_id)
     claims = await COUNTS.claims(db, reseller_id)
     truth: Counter[str] = Counter()
-    unrecorded: list[dict[str, Any]] = []
-    by_ticket: dict[str, list[dict[str, Any]]] = {}
-    for event in await events.all_for_tenant_internal(db, reseller_id):
-        by_ticket.setdefault(str(event["ticket_id"]), []).append(event)
-    for chain in by_ticket.values():
-        chain.sort(key=lambda e: int(e["version"]))
-        previous: Mapping[str, Any] | None = None
+    unrecorded: list[TicketEvent] = []
+    for chain in (await events.all_for_tenant_internal(db, reseller_id)).values():
+        previous: TicketState | None = None
         for event in chain:
-            if delta(previous, event["state"]) and str(event["_id"]) not in claims:
+            if delta(previous, event.state) and event.id not in claims:
                 unrecorded.append(event)
-            previous = event["state"]
-        truth.update(contribution(chain[-1]["state"]))
+            previous = event.state
+        truth.update(contribution(chain[-1].state))
     watermark, stored, folded = await COUNTS.refold(db, reseller_id)
     current, marks = await COUNTS.read_marked(db, reseller_id)
     return Audit(

@@ -1,25 +1,30 @@
 """The stored shapes of a ticket (collection `tickets`) and of the events it is a projection of
-(`ticket_events`, tickets/projection.py), each carrying a `state` of STATE_FIELDS."""
+(`ticket_events`, tickets/projection.py), each carrying the `TicketState` it moved the ticket to."""
 
+from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, Self
 
-from pydantic import field_validator
+from pydantic import BaseModel, field_validator
 
 from backend.core.schemas import StoredModel
 
-# What an event moves; `menu_pending` and `rating` are the client's, through the automatic
-# messages (backend/automation).
-STATE_FIELDS = (
-    "status",
-    "agent_id",
-    "agent_name",
-    "department_id",
-    "finalized_at",
-    "finalized_by",
-    "menu_pending",
-    "rating",
-)
+
+class TicketState(BaseModel):
+    """What an event moves; `menu_pending` and `rating` are the client's, through the automatic
+    messages (backend/automation). An event logged before a field lacks it: read as its default."""
+
+    status: str  # a tickets.states.Status value
+    agent_id: str | None = None
+    agent_name: str | None = None
+    department_id: str
+    finalized_at: datetime | None = None
+    finalized_by: str | None = None
+    menu_pending: bool = False
+    rating: int | None = None
+
+
+STATE_FIELDS = tuple(TicketState.model_fields)
 # Set at creation only when known (tickets.service.Opening), or by a later write.
 LATER = {"reopened_from_ticket_id", "opening_message_id", "out_of_hours", "last_message_automatic"}
 
@@ -63,14 +68,14 @@ class Ticket(StoredModel):
         """The new document, whole but for the LATER fields its creator left unset (absent)."""
         return self.model_dump(by_alias=True, exclude=LATER - self.model_fields_set)
 
-    def state(self) -> dict[str, Any]:
+    def state(self) -> TicketState:
         """What its newest event says (an event's `state`)."""
-        return {k: getattr(self, k) for k in STATE_FIELDS}
+        return TicketState.model_construct(**{k: getattr(self, k) for k in STATE_FIELDS})
 
 
 class TicketEvent(StoredModel):
     """As tickets.service logs it, under `_id` "<ticket>:<version>" (audit `event_id`: its uniqueness
-    decides races); its readers (projection, counters, reports, audit) take the stored `dict`."""
+    decides races). Every event ever logged has these fields; only its `state` grew."""
 
     ticket_id: str
     reseller_id: str
@@ -80,6 +85,11 @@ class TicketEvent(StoredModel):
     actor_role: str | None
     from_status: str | None
     to_status: str
-    state: dict[str, Any]
+    state: TicketState
     at: datetime
     data: dict[str, Any]
+
+    @classmethod
+    def trusted(cls, doc: Mapping[str, Any]) -> Self:
+        # model_construct would leave the nested state a dict
+        return super().trusted({**doc, "state": TicketState.model_construct(**doc["state"])})

@@ -38,7 +38,7 @@ from backend.core.db import Database
 from backend.core.logging import get_logger
 from backend.messages.models import Message
 from backend.tickets import counters, repository
-from backend.tickets.models import Ticket
+from backend.tickets.models import Ticket, TicketEvent, TicketState
 
 log = get_logger("tickets.projection")
 
@@ -74,24 +74,24 @@ class Activity:
         return as_utc(ticket.last_message_at) >= self.at
 
 
-async def _log_tail(db: Database, ticket_id: str, version: int) -> list[dict[str, Any]]:
+async def _log_tail(db: Database, ticket_id: str, version: int) -> list[TicketEvent]:
     """The events after `version` (none when the projection is at the log's end). Each event
     carries the ticket's whole state, so the newest one is all a roll-forward needs; the others
     are for their counts deltas."""
-    tail: list[dict[str, Any]] = []
+    tail: list[TicketEvent] = []
     while (nxt := await events.get_internal(db, ticket_id, version + 1)) is not None:
         tail.append(nxt)
         version += 1
     return tail
 
 
-async def _count(db: Database, rolled: list[dict[str, Any]]) -> None:
+async def _count(db: Database, rolled: list[TicketEvent]) -> None:
     """The counts deltas of events whose writer has not projected them (tickets/counters.py):
     appended before this settle projects them, so a projected version always has its deltas."""
-    previous: dict[str, Any] | None = None
+    previous: TicketState | None = None
     for event in rolled:
         await counters.record(db, event, previous_state=previous)
-        previous = event["state"]
+        previous = event.state
 
 
 async def settle(
@@ -113,14 +113,14 @@ async def settle(
             # Its creator logged event v1 and died (or is inserting it right now): complete it.
             await _count(db, [created])
             with contextlib.suppress(DuplicateKeyError):
-                await repository.insert(db, Ticket.model_validate(created["data"]["ticket"]))
+                await repository.insert(db, Ticket.model_validate(created.data["ticket"]))
             continue
         rolled = await _log_tail(db, ticket_id, doc.version)
         tail = rolled[-1] if rolled else None
         missing = activity if activity is not None and not activity.shown_by(doc) else None
         view = doc
         if tail is not None:  # validated: an event logged before a state field may carry it null
-            rolled_to = {**tail["state"], "version": tail["version"], "updated_at": tail["at"]}
+            rolled_to = {**dict(tail.state), "version": tail.version, "updated_at": tail.at}
             view = Ticket.model_validate({**doc.model_dump(by_alias=True), **rolled_to})
         if missing is not None:
             view = view.model_copy(update=missing.fields())
@@ -129,7 +129,7 @@ async def settle(
         if tail is not None:
             await _count(db, rolled)
             await repository.apply_state(
-                db, ticket_id, from_version=doc.version, version=tail["version"], state=tail["state"], at=tail["at"]
+                db, ticket_id, from_version=doc.version, version=tail.version, state=tail.state, at=tail.at
             )
         if missing is not None:
             await repository.touch_activity(db, doc, activity=missing)

@@ -11,7 +11,7 @@ from backend.core.conditional import update_if
 from backend.core.db import Database
 from backend.core.indexes import ASC, DESC, declare
 from backend.core.tenancy import TenantScope
-from backend.tickets.models import STATE_FIELDS, Ticket
+from backend.tickets.models import Ticket, TicketState
 
 if TYPE_CHECKING:  # projection.py builds on this module
     from backend.tickets.projection import Activity
@@ -74,12 +74,11 @@ async def insert(db: Database, ticket: Ticket) -> None:
 
 
 async def apply_state(
-    db: Database, ticket_id: str, *, from_version: int, version: int, state: dict[str, Any], at: datetime
+    db: Database, ticket_id: str, *, from_version: int, version: int, state: TicketState, at: datetime
 ) -> None:
     """Move the projection to `version`; a no-op when another writer already applied it. Callers
     then settle (projection.py): on FerretDB this write can put back a concurrent activity."""
-    changes = {k: state.get(k) for k in STATE_FIELDS}
-    update = {"$set": {**changes, "version": version, "updated_at": at}}
+    update = {"$set": {**dict(state), "version": version, "updated_at": at}}
     await update_if(db, COLLECTION, ticket_id, {"version": from_version}, update)
 
 

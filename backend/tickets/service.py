@@ -212,10 +212,10 @@ async def _create(
         state=doc.state(),
         at=now,
         data={"ticket": doc.stored()},
-    ).stored()
+    )
     # A concurrent creator of the same slot may win; load() then projects its event instead.
     try:
-        await events.insert(db, event)
+        await events.insert(db, event.stored())
         won = True
     except DuplicateKeyError:
         won = False
@@ -448,12 +448,12 @@ async def _transition(
         except Conflict as exc:
             raise Conflict(_refusal(actor, ticket, exc)) from exc
         now = utcnow()
-        state = {**ticket.state(), **changes, "status": transition.target.value}
+        state = ticket.state().model_copy(update={**changes, "status": transition.target.value})
         if actor.role != "client":
             # A person acting on the ticket ends the department menu: the ticket is theirs now.
-            state["menu_pending"] = False
+            state.menu_pending = False
         if action is Action.FINALIZE:
-            state.update(finalized_at=now, finalized_by=actor.id)
+            state.finalized_at, state.finalized_by = now, actor.id
         version = ticket.version + 1
         event = TicketEvent(
             id=events.event_id(ticket_id, version),
@@ -468,9 +468,9 @@ async def _transition(
             state=state,
             at=now,
             data={**(data or {}), "action": action.value},
-        ).stored()
+        )
         try:
-            await events.insert(db, event)
+            await events.insert(db, event.stored())
         except DuplicateKeyError:
             continue  # someone moved it first: re-read and judge again against the new state
         # Its counts delta before its projection (counters.py): a crash here leaves the ticket
@@ -482,7 +482,7 @@ async def _transition(
         await projection.settle(db, ticket_id)
         if action is Action.FINALIZE:
             await users.raise_ticket_slot(db, ticket.client_id, channel=ticket.channel, slot=ticket.open_slot + 1)
-        updated = ticket.model_copy(update={**state, "version": version, "updated_at": now})
+        updated = ticket.model_copy(update={**dict(state), "version": version, "updated_at": now})
         await feed.publish(
             db, reseller_id=ticket.reseller_id, type_=f"ticket.{transition.event}", ticket=updated, previous=ticket
         )
@@ -704,5 +704,5 @@ async def list_events(db: Database, actor: Actor, *, ticket_id: str, cursor: str
             raise Unprocessable("invalid cursor")
         after = raw
     docs = await events.list_for_ticket(db, actor.scope, ticket_id, after_version=after, limit=limit + 1)
-    nxt = encode_cursor([docs[limit - 1]["version"]]) if len(docs) > limit else None
+    nxt = encode_cursor([docs[limit - 1].version]) if len(docs) > limit else None
     return TicketEventPage(items=await with_names(db, docs[:limit]), next_cursor=nxt)

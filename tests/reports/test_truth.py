@@ -25,7 +25,7 @@ from backend.reports import service as reports
 from backend.reports.schemas import ReportFigures
 from backend.tickets import intake
 from backend.tickets import service as tickets
-from backend.tickets.models import Ticket
+from backend.tickets.models import Ticket, TicketEvent
 from scripts import reports_rebuild
 from tests.conftest import make_settings
 from tests.factories import API, Tenant, make_client_ticket, make_open_connection, make_tenant
@@ -196,7 +196,7 @@ async def test_recording_again_counts_nothing_twice(client: httpx.AsyncClient, d
     ticket_docs = {
         t["_id"]: Ticket.model_validate(t) for t in await db.tickets.find({"reseller_id": tenant.id}).to_list(None)
     }
-    again = [reports.record_ticket_event(db, e, None) for e in evs for _ in range(2)]
+    again = [reports.record_ticket_event(db, TicketEvent.trusted(e), None) for e in evs for _ in range(2)]
     again += [reports.record_message(db, m, ticket_docs[m.ticket_id]) for m in msgs for _ in range(2)]
     await asyncio.gather(*again)
     assert await _today(db, tenant) == before and await _agents(db, tenant) == rows
@@ -225,7 +225,7 @@ async def test_a_competitor_between_append_and_claim_counts_once(
         if key == f"ev:{assume_event}" and not seen:
             seen.append(await _today(db, tenant))  # a reader meets the unclaimed entry
             event = await db.ticket_events.find_one({"_id": key[3:]})
-            await reports.record_ticket_event(db, event, None)  # the competitor, to its end
+            await reports.record_ticket_event(db, TicketEvent.trusted(event), None)  # the competitor, to its end
         return counts
 
     monkeypatch.setattr(repository.MONTHS, "record", interleaved)

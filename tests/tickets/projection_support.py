@@ -12,7 +12,7 @@ from backend.audit import repository as events
 from backend.core import conditional
 from backend.core.clock import as_utc, utcnow
 from backend.tickets import repository as tickets_repo
-from backend.tickets.models import TicketEvent
+from backend.tickets.models import STATE_FIELDS, TicketEvent
 from backend.tickets.states import Status
 from backend.users.models import User
 from tests.factories import API, Tenant, collect_pages, get_ticket
@@ -50,7 +50,7 @@ async def divergences(db: Any, reseller_id: str) -> list[str]:
         if doc is None:
             out.append(f"{tid}: no ticket document for its {len(evs)} events")
             continue
-        want = {**{k: evs[-1]["state"].get(k) for k in tickets_repo.STATE_FIELDS}, "version": evs[-1]["version"]}
+        want = {**{k: evs[-1]["state"].get(k) for k in STATE_FIELDS}, "version": evs[-1]["version"]}
         have = {k: doc.get(k) for k in want}
         if have != want:
             out.append(f"{tid}: projection {have} != log {want}")
@@ -141,7 +141,7 @@ async def log_assume_without_projecting(db: Any, ticket_id: str, agent: dict[str
     the next event, the stored ticket never moved."""
     current = await db.tickets.find_one({"_id": ticket_id})
     state = {
-        **{k: current[k] for k in tickets_repo.STATE_FIELDS},
+        **{k: current[k] for k in STATE_FIELDS},
         "status": Status.ATENDENDO.value,
         "agent_id": agent["id"],
         "agent_name": agent["name"],

@@ -19,6 +19,7 @@ from backend.core.ids import new_id
 from backend.core.tenancy import Actor
 from backend.tickets import counters, sweep
 from backend.tickets import service as tickets
+from backend.tickets.models import TicketEvent
 from scripts import ticket_counts
 from tests.conftest import make_settings
 from tests.factories import API, Tenant, make_agent, make_tenant, make_ticket
@@ -164,8 +165,8 @@ async def test_a_competitor_between_an_event_and_its_delta(
     fired: list[str] = []
 
     async def record(db_: Any, event: Any, **kwargs: Any) -> None:
-        if event.get("ticket_id") == tid and event["type"] == "assumed" and not fired:
-            fired.append(str(event["_id"]))
+        if event.ticket_id == tid and event.type == "assumed" and not fired:
+            fired.append(event.id)
             assert await tickets.load(db, tid) is not None  # settles: rolls forward, appends the delta
             r = await client.post(f"{API}/tickets/{tid}/finalize", headers=tenant.headers)
             assert r.status_code == 200, r.text
@@ -204,7 +205,7 @@ async def test_a_delta_left_unclaimed_by_its_writer_counts_once_before_and_after
     assert await counters.COUNTS.canonical(db, tenant.id, event_id) is None  # the writer claimed nothing
     await assert_counts_equal_recount(db, tenant)  # a reader counts the unclaimed entry
     # A settle in another process (which finds no claim) appends the event's delta again.
-    await counters.record(db, event)
+    await counters.record(db, TicketEvent.trusted(event))
     entries = await db[counters.DELTAS].find({"event_id": event_id}).to_list(None)
     assert len(entries) == 2
     second = next(e for e in entries if e["_id"] != first["_id"])
@@ -221,7 +222,7 @@ async def test_a_delta_left_unclaimed_by_its_writer_counts_once_before_and_after
     finalized = await db.ticket_events.find_one({"ticket_id": ticket["id"], "type": "finalized"})
     assert finalized is not None
     [entry] = await db[counters.DELTAS].find({"event_id": str(finalized["_id"])}).to_list(None)
-    await counters.record(db, finalized)  # a second copy, appended after it
+    await counters.record(db, TicketEvent.trusted(finalized))  # a second copy, appended after it
     await counters.compact(db, tenant.id)
     assert await counters.COUNTS.canonical(db, tenant.id, str(finalized["_id"])) == int(entry["seq"])
     await assert_counts_equal_recount(db, tenant)
@@ -291,7 +292,7 @@ async def test_the_script_backfills_tickets_older_than_the_counters(
     assert await tickets.counts(db, owner, department_id=None) == await tickets.recount(db, owner, department_id=None)
     [found] = await ticket_counts.check(db, tenant=tenant.id, fix=False)
     assert not found.complete
-    assert [e["_id"] for e in found.unrecorded] == [event["_id"]]
+    assert [e.id for e in found.unrecorded] == [event["_id"]]
     key = f"d|{old['department_id']}|espera"
     assert found.differences[key][0] == found.differences[key][1] + 1
     [fixed] = await ticket_counts.check(db, tenant=tenant.id, fix=True)

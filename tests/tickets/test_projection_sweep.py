@@ -19,7 +19,7 @@ from backend.core.ids import new_id
 from backend.messages import repository as messages_repo
 from backend.messages.models import Message
 from backend.tickets import intake, sweep
-from backend.tickets import repository as tickets_repo
+from backend.tickets.models import STATE_FIELDS
 from tests.conftest import make_settings
 from tests.factories import API, Tenant, make_tenant, make_ticket
 from tests.tickets.projection_support import (
@@ -176,7 +176,7 @@ async def test_writes_of_a_dead_writer_converge_with_no_reader(
             **created,
             "_id": events.event_id(orphan_id, 1),
             "ticket_id": orphan_id,
-            "state": {k: orphan.get(k) for k in tickets_repo.STATE_FIELDS},
+            "state": {k: orphan.get(k) for k in STATE_FIELDS},
             "data": {"ticket": orphan},
             "at": utcnow(),
         },
