@@ -23,7 +23,7 @@ async def get_shared_internal(db: Database, connection_id: str) -> Connection | 
     return Connection.load(await single_flight.find_by_id(db[COLLECTION], connection_id))
 
 
-async def get_cached(db: Database, connection_id: str) -> Connection | None:
+async def get_cached_internal(db: Database, connection_id: str) -> Connection | None:
     """The connection as this process read it less than SETUP_CACHE_SECONDS ago, else read (the
     webhook's authentication, the processor, the media fetch: once per message before).
 
@@ -48,7 +48,7 @@ async def get_cached(db: Database, connection_id: str) -> Connection | None:
 
 
 def kept(db: Database, connection_id: str) -> Connection | None:
-    """`get_cached`'s copy when there is one, None without reading: for readers that check what
+    """`get_cached_internal`'s copy when there is one, None without reading: for readers that check what
     the copy says before trusting it, and go to the store (`get_shared_internal`) otherwise."""
     return Connection.load(single_flight.kept(db[COLLECTION], connection_id))
 
@@ -72,7 +72,7 @@ async def list_page(db: Database, scope: TenantScope, *, before_id: str | None, 
 async def update(db: Database, scope: TenantScope, connection_id: str, changes: dict[str, Any]) -> Connection:
     """Sets `changes` on a connection of `scope` (read before; never deleted) and reads it back.
     The one write of a stored connection: this process's copy is forgotten once it returned (or
-    failed, having maybe written: `get_cached`)."""
+    failed, having maybe written: `get_cached_internal`)."""
     try:
         await db[COLLECTION].update_one({"_id": connection_id}, {"$set": changes})
     finally:

@@ -12,7 +12,7 @@ from backend.connections.providers import registry
 from backend.connections.providers.base import ConnectionStatus, ProviderError
 
 # Published to other domains (they never import a repository: docs/ARCHITECTURE.md §2): a connection by id.
-from backend.connections.repository import get_cached as get_cached
+from backend.connections.repository import get_cached_internal as get_cached_internal
 from backend.connections.repository import get_internal as get_internal
 from backend.connections.repository import get_shared_internal as get_shared_internal
 from backend.connections.repository import kept as kept

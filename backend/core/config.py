@@ -134,7 +134,7 @@ class Settings(BaseSettings):
     # own copy (backend/core/single_flight.py); 0 reads the store every time. A change is seen at
     # once by the process that made it, and by the others within this many seconds: what that
     # allows is written where each copy is read (resellers.service.config_internal,
-    # connections.repository.get_cached).
+    # connections.repository.get_cached_internal).
     SETUP_CACHE_SECONDS: float = Field(default=SETUP_CACHE_SECONDS_DEFAULT, ge=0, le=60)
     # Inbound webhook processor (backend/webhooks/processor.py): the webhook answers once the raw
     # delivery is stored; this processes it.

@@ -14,7 +14,7 @@ How fresh a cached answer is:
   read in flight, so a caller arriving after the write sends a new one.
 - Another process's write is seen here at most `cache_seconds` after it returned (an answer's age
   is counted from when its read was sent). What that allows is the caller's to say: each one
-  states it where it reads (`connections.repository.get_cached`, `resellers.service.config_internal`).
+  states it where it reads (`connections.repository.get_cached_internal`, `resellers.service.config_internal`).
 - A missing document is kept only for callers that say so (`keep_missing`: a tenant's config,
   whose absence reads as the defaults); a connection created elsewhere is found at its first read.
 Each caller gets its own top-level copy (callers load it into a model; nested values are shared).

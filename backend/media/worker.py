@@ -147,7 +147,7 @@ class MediaFetcher:
                     return FetchedMedia(data=decode_base64(inline), mime="", name="")
                 except ValueError:
                     pass  # unreadable inline bytes: the provider may still have them
-        # This process's copy (connections.get_cached): provider and instance never change; a
+        # This process's copy (connections.get_cached_internal): provider and instance never change; a
         # copy saying inactive may predate a reactivation elsewhere, so the store decides the
         # permanent failure.
         conn = connections.kept(self.db, entry.connection_id)

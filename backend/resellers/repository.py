@@ -42,7 +42,7 @@ async def get_config(db: Database, scope: TenantScope, reseller_id: str) -> Rese
     return ResellerConfig.load(await scope.get(db[CONFIGS], reseller_id))
 
 
-async def get_config_cached(db: Database, reseller_id: str) -> ResellerConfig | None:
+async def get_config_cached_internal(db: Database, reseller_id: str) -> ResellerConfig | None:
     """The config as this process read it less than SETUP_CACHE_SECONDS ago, else read
     (resellers.service.config_internal says what that allows); its absence too (a tenant without
     one reads the defaults: a config created elsewhere is one more change seen that much later)."""

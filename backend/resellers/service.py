@@ -134,7 +134,7 @@ async def config_internal(db: Database, reseller_id: str) -> ResellerConfig:
     nor its ticket beyond what the client was actually sent (a survey asked under the previous
     switch makes the client's digit its rating, as a finalize a moment earlier would have). The
     settings page reads the store (`get_config`)."""
-    config = await repository.get_config_cached(db, reseller_id)
+    config = await repository.get_config_cached_internal(db, reseller_id)
     return config or ResellerConfig(id=reseller_id, reseller_id=reseller_id)
 
 

@@ -317,12 +317,12 @@ class WebhookProcessor:
             # when the delivery was acknowledged: it replaces the walk's read, which may predate
             # a change made since (a menu just enabled). A delivery read from the log (a backlog,
             # a restart) uses the walk's one read, taken after its acknowledgement (this process's
-            # copy: what a stale one can do, and what is re-read, is in connections.get_cached).
+            # copy: what a stale one can do, and what is re-read, is in connections.get_cached_internal).
             handed = raw.get(signals.CONNECTION)
             if handed is not None:
                 conns[connection_id] = handed
             elif connection_id not in conns:
-                conns[connection_id] = await connections.get_cached(self.db, connection_id)
+                conns[connection_id] = await connections.get_cached_internal(self.db, connection_id)
             event = RawEvent.trusted(raw)  # as stored, or as handed over
             await service.process(self.db, event, conn=conns[connection_id], attempt=attempt, chats=chats)
         except Exception as exc:

@@ -64,7 +64,7 @@ def message_id_for(connection_id: str, provider_message_id: str) -> str:
 
 async def authenticate(db: Database, connection_id: str, token: str | None) -> connections.Connection:
     """One answer for "no such connection" and "wrong token", so callers learn nothing: both read
-    the store once. A token this process's copy of the connection takes (connections.get_cached)
+    the store once. A token this process's copy of the connection takes (connections.get_cached_internal)
     needs no read; one it refuses is checked against the store, so a token changed in another
     process is never refused because of the copy (the old one is still taken until it expires)."""
     valid = is_valid_id(connection_id)
@@ -179,7 +179,7 @@ async def process(
         parsed = registry.parse_webhook(conn.provider, payload, event_hint=raw.event_hint)
         events = [sanitize.event(event) for event in parsed]
         if not conn.active:
-            # A copy (the webhook's, the walk's: connections.get_cached) may predate a
+            # A copy (the webhook's, the walk's: connections.get_cached_internal) may predate a
             # reactivation in another process: only the store's answer drops the delivery.
             conn = await connections.get_internal(db, conn.id) or conn
         if not conn.active:
@@ -225,7 +225,7 @@ async def _apply(
         )
     if isinstance(event, ConnectionChange | QrChange):
         # record_status skips a write that would change nothing: compared with a copy older than
-        # another process's write (connections.get_cached), it would keep a wrong status.
+        # another process's write (connections.get_cached_internal), it would keep a wrong status.
         current = await connections.get_internal(db, conn.id) or conn
         if isinstance(event, QrChange):
             await connections.record_status(db, current, status="connecting", qr_code=event.qr_code, retry=retry)
@@ -415,7 +415,7 @@ async def inline_media(db: Database, *, raw_id: str, provider_message_id: str) -
     """The base64 bytes a stored delivery carried inline for that message, if it did."""
     raw = await repository.get(db, raw_id)
     # Its provider alone is used, which never changes: the copy will do.
-    conn = await connections.get_cached(db, raw.connection_id) if raw is not None else None
+    conn = await connections.get_cached_internal(db, raw.connection_id) if raw is not None else None
     if raw is None or conn is None:
         return None
     try:

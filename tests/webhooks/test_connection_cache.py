@@ -1,4 +1,4 @@
-"""A connection as the per-message work reads it (connections.get_cached): the webhook's
+"""A connection as the per-message work reads it (connections.get_cached_internal): the webhook's
 authentication from this process's copy for SETUP_CACHE_SECONDS; a token changed by this process
 refused at once, one changed elsewhere never refusing the new token; a copy saying "inactive"
 never drops a delivery the store would process."""
@@ -99,11 +99,11 @@ async def test_a_copy_saying_inactive_does_not_drop_a_delivery_of_a_connection_r
     async with counted_process(settings, SETUP_CACHE_SECONDS=60) as (here, _):
         r = await client.patch(url, json={"active": False}, headers=tenant.headers)  # the API's process
         assert r.status_code == 200, r.text
-        copy = await connections.get_cached(here, conn["id"])
+        copy = await connections.get_cached_internal(here, conn["id"])
         assert copy is not None and not copy.active
         r = await client.patch(url, json={"active": True}, headers=tenant.headers)
         assert r.status_code == 200, r.text
-        assert (await connections.get_cached(here, conn["id"])) == copy  # still this process's copy
+        assert (await connections.get_cached_internal(here, conn["id"])) == copy  # still this process's copy
 
         body = json.dumps(text_upsert(unique_phone(), "3EB0REACTIVATED", "oi", stamped=True)).encode()
         _, raw_id = await webhooks.receive(
