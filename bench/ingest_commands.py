@@ -47,6 +47,9 @@ from backend.webhooks.processor import WebhookProcessor
 
 # INGEST_COUNT_STACKS=1: each traced command also names the backend functions that sent it.
 STACKS = os.environ.get("INGEST_COUNT_STACKS") == "1"
+# INGEST_COUNT_TIMES=1: the isolated messages' mean round trip per command and collection (one
+# message at a time, so a command's time is the store's work plus the loopback, not a queue's).
+TIMES = os.environ.get("INGEST_COUNT_TIMES") == "1"
 # INGEST_COUNT_PROFILE=1: cProfile of the bench process while it drains the backlog (the backend's
 # Python: the processor runs in this process), printed by cumulative time.
 PROFILE = os.environ.get("INGEST_COUNT_PROFILE") == "1"
@@ -60,6 +63,8 @@ class Counting(CommandListener):
         self.phase: str | None = None
         self.counts: Counter[tuple[str, str]] = Counter()
         self.trace: list[str] = []  # "<phase> <command> <collection>" of the commands since take()
+        self.started_as: dict[int, str] = {}  # request id -> "<command> <collection>" (TIMES)
+        self.micros: dict[str, list[int]] = {}
 
     def started(self, event: CommandStartedEvent) -> None:
         if self.phase is not None and event.command_name not in IGNORED:
@@ -70,9 +75,13 @@ class Counting(CommandListener):
                 frames = [f for f in traceback.extract_stack() if "/backend/" in f.filename]
                 line += " <- " + " < ".join(f"{f.filename.split('/backend/')[1]}:{f.name}" for f in frames[::-1][:6])
             self.trace.append(line)
+            if TIMES:
+                self.started_as[event.request_id] = f"{event.command_name} {target if isinstance(target, str) else ''}"
 
     def succeeded(self, event: CommandSucceededEvent) -> None:
-        pass
+        name = self.started_as.pop(event.request_id, None)
+        if name is not None:
+            self.micros.setdefault(name, []).append(event.duration_micros)
 
     def failed(self, event: CommandFailedEvent) -> None:
         pass
@@ -219,6 +228,11 @@ async def count_commands(
                 total += counting.take()
             result[f"isolated: {label}"] = _summary(total, len(phones))
             result[f"isolated: {label}"]["last_message_trace"] = trace
+            if TIMES:
+                result[f"isolated: {label}"]["times"] = {
+                    k: (len(v) / len(phones), sum(v) / len(v) / 1000) for k, v in counting.micros.items()
+                }
+                counting.micros = {}
 
         stop.set()
         await running
@@ -287,6 +301,8 @@ def render_traces(result: dict[str, Any]) -> str:
     for label, per in result.items():
         if isinstance(per, dict) and "last_message_trace" in per:
             out.append(f"{label}: " + "; ".join(per["last_message_trace"]))
+            for name, (n, ms) in sorted((per.get("times") or {}).items(), key=lambda kv: -kv[1][0] * kv[1][1]):
+                out.append(f"{label}: {name}: {n:.2f} per message x {ms:.2f} ms = {n * ms:.2f} ms")
     return "\n".join(out)
 
 

@@ -11,6 +11,7 @@ import (
 	"flag"
 	"fmt"
 	"log"
+	"log/slog"
 	"net/http"
 	_ "net/http/pprof" // served only when FERRETDB_PPROF_ADDR is set
 	"os"
@@ -42,7 +43,12 @@ func main() {
 		go func() { log.Print(http.ListenAndServe(addr, nil)) }()
 	}
 
+	// Info and above to stderr, as FerretDB's default logger writes; attributes formatted only
+	// for what is written (logging.go).
+	logger := slog.New(&lazyAttrs{inner: slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo})})
+
 	f, err := ferretdb.New(&ferretdb.Config{
+		Logger:   logger,
 		Listener: ferretdb.ListenerConfig{TCP: *listen},
 		Handler:  "sqlite",
 		// FerretDB wants a directory URI with a trailing slash.
