@@ -101,12 +101,16 @@ async def move_status_internal(
 async def set_media_internal(db: Database, message: Message, changes: dict[str, Any]) -> Message | None:
     """Writes the named fields of a message's `media` (all of it when it has none) while it is
     still filed under its ticket as the caller read it. Returns the message as written (the
-    update's own answer), or None when it moved meanwhile (the caller reads it again). On FerretDB
-    an update writes the whole document back: conditioning on the ticket keeps a media write from
-    putting back a ticket a concurrent move had just changed (the window left is update_if's
-    read-to-write, see core/conditional.py)."""
+    update's own answer), or None when it moved since the caller's read (MongoDB; the caller reads it
+    again).
+    On MongoDB the condition is the update's filter. On FerretDB the caller's read stands in for
+    update_if's (`current`): the check was never atomic there, and the server's own read for the
+    write is the one that counts: a move stored before it is in the answer (the ticket announced
+    is the one the message is in now), and a move stored during it is the window every update
+    has on FerretDB, a re-read would not close it (core/conditional.py)."""
     fields = {f"media.{k}": v for k, v in changes.items()} if message.media is not None else {"media": changes}
-    return Message.load(await update_if(db, COLLECTION, message.id, {"ticket_id": message.ticket_id}, {"$set": fields}))
+    condition, read = {"ticket_id": message.ticket_id}, {"_id": message.id, "ticket_id": message.ticket_id}
+    return Message.load(await update_if(db, COLLECTION, message.id, condition, {"$set": fields}, current=read))
 
 
 async def all_for_tenant_internal(db: Database, reseller_id: str) -> list[Message]:

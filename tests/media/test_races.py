@@ -13,9 +13,9 @@ import pytest
 from pymongo.asynchronous.collection import AsyncCollection
 
 from backend.connections.providers.base import FetchedMedia
-from backend.core import conditional
 from backend.media import worker
 from backend.media.models import FetchEntry, MediaRecord
+from backend.messages import repository as message_repository
 from backend.messages.models import Message
 from backend.webhooks.service import message_id_for
 from tests.factories import Tenant, make_tenant
@@ -199,10 +199,50 @@ async def test_a_fetch_reads_its_message_once_and_moves_it_with_one_conditional_
     assert ready["media"]["status"] == "ready"
     shown = await client.get(f"/api/v1/messages/{message['_id']}/media", headers=tenant.headers)
     assert shown.status_code == 200
-    # The worker's read, then (FerretDB) the conditional write's own check of the ticket; on
-    # MongoDB the check is the write's filter. The old code read it four times on FerretDB.
-    filters_push_down = await conditional.filters_push_down(db)
-    assert reads.count(message["_id"]) == (1 if filters_push_down else 2), reads
+    # The worker's read alone: the conditional write's check is the filter on MongoDB and the
+    # worker's read on FerretDB. The old code read it four times on FerretDB, then twice.
+    assert reads.count(message["_id"]) == 1, reads
+
+
+async def test_a_move_between_the_fetchers_read_and_its_write_keeps_the_move_and_is_announced_where_it_went(
+    client: httpx.AsyncClient,
+    db: Any,
+    tenant: Tenant,
+    conn: dict[str, Any],
+    evolution: FakeEvolution,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The competitor: the message's ticket is finalized and the message refiled under the
+    # client's next ticket (what the finalize's refile does to a message stamped after it), after
+    # the fetcher read the message and before its status write.
+    phone = "5511955550077"
+    moved: list[str] = []
+
+    async def finalize_and_move(fetcher: worker.MediaFetcher, entry: FetchEntry) -> None:
+        message = await db.messages.find_one({"_id": entry.message_id})
+        first = message["ticket_id"]
+        r = await client.post(f"/api/v1/tickets/{first}/finalize", headers=tenant.headers)
+        assert r.status_code == 200, r.text
+        await send_media(evolution, db, conn, "photo.png", phone=phone)  # opens the client's next ticket
+        second = next(
+            t["_id"]
+            for t in await db.tickets.find({"client_id": message["sender_id"]}).to_list(None)
+            if t["_id"] != first
+        )
+        assert await message_repository.move_to_ticket(
+            db, entry.message_id, from_ticket_id=first, to_ticket_id=second, at=datetime.now(UTC)
+        )
+        moved.append(second)
+
+    inject(monkeypatch, finalize_and_move)
+    message = await send_media(evolution, db, conn, "boleto.pdf", phone=phone, content=os.urandom(50 * 1024))
+    ready = await until_media(db, message["_id"], "ready")
+    assert moved, "the competitor did not run"
+    # The status write did not put the message back under the finalized ticket.
+    assert ready["ticket_id"] == moved[0] and ready["moved_from_ticket_id"] == message["ticket_id"]
+    announced = await db.tenant_events.find({"type": "message.status", "message.id": message["_id"]}).to_list(None)
+    shown = [a for a in announced if a["message"]["media"]["status"] == "ready"]
+    assert shown and all(a["message"]["ticket_id"] == moved[0] for a in shown)
 
 
 async def test_a_fetcher_that_dies_between_storing_the_bytes_and_moving_the_message(
