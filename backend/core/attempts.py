@@ -34,7 +34,7 @@ import asyncio
 import contextlib
 import os
 import socket
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -46,7 +46,9 @@ from backend.core.clock import as_utc, utcnow
 from backend.core.db import Database
 from backend.core.ids import new_id
 from backend.core.logging import get_logger
+from backend.core.runtime import runtime_of
 from backend.core.seqlog import SeqLog
+from backend.core.tuning import ATTEMPT_HINTS
 
 log = get_logger("attempts")
 ERROR = "error"
@@ -189,8 +191,24 @@ class AttemptLedger:
         """Moves the message's work on by one decision (see the module docstring); True when it
         needs nothing more (settled or failed). `act(attempt_id)` does the work of a claimed
         attempt and returns its verdict (with its `result`); `answered(attempt)` returns the
-        verdict of an unfinished attempt whose lease is over, if the work shows it was done."""
+        verdict of an unfinished attempt whose lease is over, if the work shows it was done.
+
+        A message this process's workers have not looked at yet, in round 0, is usually new: its
+        attempt 1 is claimed without reading its attempts first. The claim is the same unique
+        insert that arbitrates every attempt, so it wins only where no attempt exists (what the
+        read would have found); where one does, it loses and the attempts are read as before."""
         now = utcnow()
+        seen, key = runtime_of(db).attempts_seen, (db.name, self.collection, message_id)
+        if key not in seen:
+            seen[key] = None
+            while len(seen) > ATTEMPT_HINTS:
+                seen.popitem(last=False)
+            if round_ == 0:
+                claim = self._claim_doc(message_id, 1, round_, worker, now, policy)
+                if await self.claim(db, claim):
+                    return await self._attempt(
+                        db, message_id, claim, [], policy=policy, act=act, settle=settle, fail=fail
+                    )
         tried = await self.list(db, message_id)
         mine = [a for a in tried if int(a.get("round") or 0) == round_]
         if mine:
@@ -212,19 +230,38 @@ class AttemptLedger:
                 return True
             elif as_utc(last["retry_at"]) > now:
                 return False
-        _id = self.attempt_id(message_id, len(tried) + 1)
-        claim = {
-            "_id": _id,
+        claim = self._claim_doc(message_id, len(tried) + 1, round_, worker, now, policy)
+        if not await self.claim(db, claim):
+            return False  # another worker claimed this attempt first
+        return await self._attempt(db, message_id, claim, mine, policy=policy, act=act, settle=settle, fail=fail)
+
+    def _claim_doc(self, message_id: str, attempt: int, round_: int, worker: str, now: datetime, policy: Policy) -> Doc:
+        return {
+            "_id": self.attempt_id(message_id, attempt),
             "message_id": message_id,
-            "attempt": len(tried) + 1,
+            "attempt": attempt,
             "round": round_,
             "worker": worker,
             "claimed_at": now,
             "lease_until": now + timedelta(seconds=policy.lease_seconds),
             "result": None,
         }
-        if not await self.claim(db, claim):
-            return False  # another worker claimed this attempt first
+
+    async def _attempt(
+        self,
+        db: Database,
+        message_id: str,
+        claim: Doc,
+        mine: Sequence[Doc],
+        *,
+        policy: Policy,
+        act: Callable[[str], Awaitable[Doc]],
+        settle: Callable[[Doc], Awaitable[bool]],
+        fail: Callable[[str], Awaitable[None]],
+    ) -> bool:
+        """Does the work of the attempt this worker just claimed (`mine`: the round's earlier
+        attempts) and records its verdict."""
+        _id = claim["_id"]
         try:
             verdict = await act(_id)
         except policy.errors as exc:

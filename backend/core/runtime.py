@@ -88,6 +88,9 @@ class Runtime:
     # webhooks/service: per (database, connection, phone) the client the phone key names and the
     # ticket its last message was filed under, bounded LRU (ids only: documents are read fresh).
     ingest_chats: OrderedDict[tuple[str, str, str], tuple[str, str]] = field(default_factory=OrderedDict)
+    # core/attempts: per (database, attempts collection, message) the messages whose attempts
+    # this process's workers have looked at, bounded LRU (`AttemptLedger.step`).
+    attempts_seen: OrderedDict[tuple[str, str, str], None] = field(default_factory=OrderedDict)
     # unread/service: per (database, ticket) the highest inbound number seen stored, bounded LRU.
     unread_inbound_heads: OrderedDict[tuple[str, str], int] = field(default_factory=OrderedDict)
     # ledger/steps: the guard step's evaluation, handed to the record step of the same start.

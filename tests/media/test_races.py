@@ -186,11 +186,14 @@ async def test_a_fetch_reads_its_message_once_and_moves_it_with_one_conditional_
     # Every `_id` read of a message made by the fetch (core/conditional's included), counted at
     # the driver; the test's own polling is not the worker's.
     reads: list[str] = []
+    attempt_reads: list[str] = []
     original = AsyncCollection.find_one
 
     async def counted(self: AsyncCollection[Any], filter: Any = None, *args: Any, **kwargs: Any) -> Any:
         if self.name == "messages" and any(f.filename.endswith("media/worker.py") for f in traceback.extract_stack()):
             reads.append(str((filter or {}).get("_id")))
+        if self.name == "media_fetch_attempts":
+            attempt_reads.append(str((filter or {}).get("_id")))
         return await original(self, filter, *args, **kwargs)
 
     monkeypatch.setattr(AsyncCollection, "find_one", counted)
@@ -202,6 +205,10 @@ async def test_a_fetch_reads_its_message_once_and_moves_it_with_one_conditional_
     # The worker's read alone: the conditional write's check is the filter on MongoDB and the
     # worker's read on FerretDB. The old code read it four times on FerretDB, then twice.
     assert reads.count(message["_id"]) == 1, reads
+    # A message this process's fetcher has not looked at before claims its attempt 1 without
+    # reading its attempts (the claim's unique insert decides; test_a_fetcher_that_died_mid_attempt
+    # is the case where attempt 1 exists).
+    assert [r for r in attempt_reads if r.startswith(message["_id"])] == []
 
 
 async def test_a_move_between_the_fetchers_read_and_its_write_keeps_the_move_and_is_announced_where_it_went(
