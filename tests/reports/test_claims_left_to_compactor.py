@@ -17,6 +17,7 @@ import pytest
 from backend.core import natural_keys
 from backend.core.clock import utcnow
 from backend.core.db import Database
+from backend.core.foldlog import Totals
 from backend.core.ids import new_id
 from backend.reports import aggregates, repository
 from backend.reports.models import LiveChange
@@ -53,8 +54,8 @@ async def _assert_counted(db: Database, tenant: str, n: int) -> None:
     await repository.MONTHS.compact(db, bucket)
     assert await _figures(db, tenant) == dict.fromkeys(VIEWS, (n, n))
     for view in VIEWS:
-        _, stored, folded = await repository.month_totals(db, tenant, MONTH, view)
-        assert aggregates.clean(stored) == aggregates.clean(folded), view
+        stored, folded = await repository.month_totals(db, tenant, MONTH, view)
+        assert aggregates.clean(stored.state) == aggregates.clean(folded.state), view
     claims = await repository.MONTHS.claims(db, bucket)
     assert sorted(claims) == sorted(f"ev:{k}" for k in range(n))
 
@@ -120,8 +121,8 @@ async def test_a_ticket_recorded_again_after_it_left_the_queue_stays_out_of_it(d
     assert ticket not in (await repository.live(db, tenant)).get("waiting", {})
     await repository.LIVE.compact(db, aggregates.live_bucket(tenant))
     assert ticket not in (await repository.live(db, tenant)).get("waiting", {})
-    watermark, stored, folded = await repository.live_totals(db, tenant)
-    assert watermark == 3 and stored == folded
+    stored, folded = await repository.live_totals(db, tenant)
+    assert stored.watermark == 3 and stored.state == folded.state
 
 
 async def test_a_contribution_costs_its_append_and_a_compaction_claims_its_tail_in_one_insert(
@@ -162,7 +163,7 @@ async def test_a_writers_compaction_reads_no_entry_it_appended_and_reads_another
             await _record(counted, tenant, k)
         assert _entry_reads(recorder) != []
     bucket = aggregates.month_bucket(tenant, MONTH)
-    assert all(w == 16 for w, _ in [await repository.MONTHS._totals(db, bucket, v) for v in VIEWS])
+    assert [(await repository.MONTHS._totals(db, bucket, v)).watermark for v in VIEWS] == [16] * len(VIEWS)
     await _assert_counted(db, tenant, 16)
 
 
@@ -180,10 +181,10 @@ async def test_a_burst_of_one_processs_writers_compacts_one_stretch_after_the_ot
         if stored["seq"] == 16:
             sixteenth.set()
 
-    async def held_write(db_: Database, bucket: str, view: str, **kw: Any) -> None:
-        if kw["watermark"] == 8:
+    async def held_write(db_: Database, bucket: str, view: str, totals: Totals) -> None:
+        if totals.watermark == 8:
             await asyncio.wait_for(sixteenth.wait(), 30)
-        await real_write(db_, bucket, view, **kw)
+        await real_write(db_, bucket, view, totals)
 
     monkeypatch.setattr(repository.MONTHS, "_appended", appended)
     monkeypatch.setattr(repository.MONTHS, "write_totals", held_write)
