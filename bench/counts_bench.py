@@ -29,6 +29,7 @@ from backend.audit import repository as events
 from backend.core.clock import utcnow
 from backend.core.config import Settings
 from backend.core.db import Database, durable_database, make_client
+from backend.core.foldlog import Totals
 from backend.core.ids import new_id
 from backend.core.tenancy import Actor
 from backend.devtools import ferretdb
@@ -130,9 +131,7 @@ async def load(db: Database, size: int, n_tenants: int, chunk: int) -> tuple[Act
         await db["tickets"].insert_many(docs, ordered=False)
         await db[events.COLLECTION].insert_many([_event(d, 1, "created") for d in docs], ordered=False)
     for tenant in tenants:  # what compaction leaves: every ticket folded, watermark at the log's head
-        await counters.COUNTS.write_totals(
-            db, tenant, "", watermark=0, state=dict(totals[tenant]), marks={"complete": True}
-        )
+        await counters.COUNTS.write_totals(db, tenant, "", Totals(0, dict(totals[tenant]), {"complete": True}))
     depts, agents = layout[tenants[0]]
     # The longest tail a read meets: COMPACT_EVERY - 1 real assumes past the watermark.
     for doc in measured_espera[: counters.COMPACT_EVERY - 1]:

@@ -1,9 +1,13 @@
 """A command recorder for tests that check what reaches the database (how many commands, which
-filters), attached to a client of their own with `event_listeners=[recorder]`."""
+filters), attached to a client of their own with `event_listeners=[recorder]` (`recorded`)."""
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
-from pymongo import monitoring
+from pymongo import AsyncMongoClient, monitoring
+
+from backend.core.db import Database, durable_database
 
 
 class CommandRecorder(monitoring.CommandListener):
@@ -21,3 +25,14 @@ class CommandRecorder(monitoring.CommandListener):
 
     def failed(self, event: monitoring.CommandFailedEvent) -> None:
         pass
+
+
+@asynccontextmanager
+async def recorded(db: Database, mongo_url: str) -> AsyncIterator[tuple[Database, CommandRecorder]]:
+    """`db` through a client of its own (so another process's runtime) whose commands are recorded."""
+    recorder = CommandRecorder()
+    own: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_url, tz_aware=True, event_listeners=[recorder])
+    try:
+        yield durable_database(own, db.name), recorder
+    finally:
+        await own.close()

@@ -32,7 +32,7 @@ async def get_cached_internal(db: Database, connection_id: str) -> Connection | 
     - `id`, `reseller_id`, `provider`, `instance_name`: never change once written.
     - `webhook_token`: never changed by the application today; a token changed in another process
       would still be accepted here for that long. A token the copy refuses is checked against the
-      store before the delivery is refused (webhooks.service.authenticate, with `kept`), so a new
+      store before the delivery is refused (webhooks.service.authenticate, with `kept_internal`), so a new
       token is never refused because of the copy.
     - `active`: a connection deactivated elsewhere still has its deliveries processed for that
       long (as a delivery acknowledged just before a deactivation always was). A copy saying
@@ -47,7 +47,7 @@ async def get_cached_internal(db: Database, connection_id: str) -> Connection | 
     return Connection.load(await single_flight.find_by_id(db[COLLECTION], connection_id, cached=True))
 
 
-def kept(db: Database, connection_id: str) -> Connection | None:
+def kept_internal(db: Database, connection_id: str) -> Connection | None:
     """`get_cached_internal`'s copy when there is one, None without reading: for readers that check what
     the copy says before trusting it, and go to the store (`get_shared_internal`) otherwise."""
     return Connection.load(single_flight.kept(db[COLLECTION], connection_id))

@@ -15,7 +15,7 @@ from backend.connections.providers.base import ConnectionStatus, ProviderError
 from backend.connections.repository import get_cached_internal as get_cached_internal
 from backend.connections.repository import get_internal as get_internal
 from backend.connections.repository import get_shared_internal as get_shared_internal
-from backend.connections.repository import kept as kept
+from backend.connections.repository import kept_internal as kept_internal
 from backend.connections.schemas import ConnectionCreate, ConnectionPage, ConnectionRead, ConnectionUpdate, QrCodeRead
 from backend.core import natural_keys
 from backend.core.clock import utcnow

@@ -17,7 +17,7 @@ A *bucket* (any string: a tenant, a tenant's month) has
   consistent snapshot, so two compactors at once (or a FerretDB write-back of an older pair)
   can only move the watermark back: a longer tail for the next reader, never a wrong figure.
   No lease is needed for correctness, so none is taken. A totals document may also carry a
-  caller's *marks* (`start`, `write_totals(marks=)`, `read_marked`), which compaction keeps.
+  caller's *marks* (`start`, `Totals.marks`), which compaction keeps. Read, it is a `Totals`.
 
 Reading a view: its totals, then the tail past the watermark (read a window at a time), where an
 entry counts when its key is not yet counted in this tail and its claim points to it or does not
@@ -45,10 +45,10 @@ canonical entries being appended in the order their events happened (see reports
 
 import asyncio
 import contextlib
-import copy
+import dataclasses
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import bson
@@ -63,13 +63,24 @@ from backend.core.seqlog import SeqLog
 
 log = get_logger("core.foldlog")
 
-Doc = dict[str, Any]  # a stored entry
+Doc = dict[str, Any]  # a stored entry (or totals document)
 State = dict[str, Any]  # a view's fold
 Fold = Callable[[State, Any], None]  # (state, an entry as its view loads it)
 Codec = Callable[[State], State]
 READ_WINDOW = 8  # tail entries (and their claims) read concurrently past the first: a tail costs ~3 round trips
 HINTS = 20_000  # views whose last seen watermark and tail end a process remembers (module docstring)
 APPENDED = 1_000  # buckets whose latest appended entries a process keeps for its compactions
+
+
+@dataclass
+class Totals:
+    """A view's totals document as read (module docstring): `state`, decoded, is the fold of the
+    canonical entries 1..`watermark`; `marks` are the caller's, written with it. A read's answer
+    is one too, its watermark the last entry of the tail it folded on."""
+
+    watermark: int = 0
+    state: State = field(default_factory=dict)
+    marks: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -208,19 +219,20 @@ class FoldLog:
             return None
         return [bson.decode(entries[n], db.codec_options) for n in range(after + 1, upto + 1)]
 
-    async def _totals(self, db: Database, bucket: str, view: str) -> tuple[int, State]:
-        return (await self._totals_marked(db, bucket, view))[:2]
-
-    async def _totals_marked(self, db: Database, bucket: str, view: str) -> tuple[int, State, State]:
+    async def _totals(self, db: Database, bucket: str, view: str) -> Totals:
         doc = await db[self.totals].find_one({"_id": self._doc_id(bucket, view)})
-        return self._decoded(doc, self.views[view].decode, self.state_field)
+        return self._decoded(doc, self.views[view].decode)
 
-    @staticmethod
-    def _decoded(doc: Mapping[str, Any] | None, decode: Codec, state_field: str) -> tuple[int, State, State]:
+    def _decoded(self, doc: Mapping[str, Any] | None, decode: Codec) -> Totals:
         if not doc:
-            return 0, {}, {}
-        marks = {k: v for k, v in doc.items() if k not in ("_id", "watermark", state_field, "updated_at")}
-        return int(doc["watermark"]), decode(dict(doc[state_field] or {})), marks
+            return Totals()
+        marks = {k: v for k, v in doc.items() if k not in ("_id", "watermark", self.state_field, "updated_at")}
+        return Totals(int(doc["watermark"]), decode(dict(doc[self.state_field] or {})), marks)
+
+    def _document(self, view: str, totals: Totals) -> Doc:
+        """`totals` as stored: its watermark, its state encoded, its marks."""
+        encoded = self.views[view].encode(totals.state)
+        return {"watermark": totals.watermark, self.state_field: encoded, "updated_at": utcnow(), **totals.marks}
 
     async def _tail(
         self,
@@ -266,9 +278,8 @@ class FoldLog:
         """Folds the entries past each view's watermark (up to entry `upto` when given) into its
         totals; returns the highest watermark written. Safe to run concurrently with itself and
         with writers."""
-        read = {v: await self._totals_marked(db, bucket, v) for v in self.views}
-        states = {v: (watermark, state) for v, (watermark, state, _) in read.items()}
-        start = min(w for w, _ in states.values())
+        read = {v: await self._totals(db, bucket, v) for v in self.views}
+        start = min(totals.watermark for totals in read.values())
         n = start
         # Where writers leave the claims to compactors, the tail's claims are not read: the claim
         # insert itself answers with the key's claim when one exists (an earlier or concurrent
@@ -296,26 +307,17 @@ class FoldLog:
                 canonical = claimed[str(entry[self.key_field])]
             if canonical != n:
                 continue
-            for name, (watermark, state) in states.items():
-                if n > watermark:
-                    self.views[name].add(state, entry)
-        for name, (watermark, state) in states.items():
-            if n > watermark:  # the marks as read with the totals (write_totals replaces the document)
-                await self.write_totals(db, bucket, name, watermark=n, state=state, marks=read[name][2])
+            for name, totals in read.items():
+                if n > totals.watermark:
+                    self.views[name].add(totals.state, entry)
+        for name, totals in read.items():
+            if n > totals.watermark:  # the marks as read with the totals (write_totals replaces the document)
+                await self.write_totals(db, bucket, name, dataclasses.replace(totals, watermark=n))
         self._forget(db, bucket, n)  # folded: the next compaction starts past them
         return n
 
-    async def write_totals(
-        self,
-        db: Database,
-        bucket: str,
-        view: str,
-        *,
-        watermark: int,
-        state: State,
-        marks: Mapping[str, Any] | None = None,
-    ) -> None:
-        """One write of the whole pair (module docstring) with `marks`: the document is replaced,
+    async def write_totals(self, db: Database, bucket: str, view: str, totals: Totals) -> None:
+        """One write of the whole pair (module docstring) with its marks: the document is replaced,
         so a caller passes every mark it keeps (compaction: those it read with the totals).
 
         Not `$set`: FerretDB v1 skips a `$set` of a subdocument whose values equal the stored
@@ -326,9 +328,7 @@ class FoldLog:
         writer's read and its write could be lost either way; the one mark (`complete`, written
         when a tenant starts or by scripts/ticket_counts.py --fix) then makes readers count from
         the ticket documents until the next --fix: slower, never wrong."""
-        doc = {"watermark": watermark, self.state_field: self.views[view].encode(state), "updated_at": utcnow()}
-        doc.update(marks or {})
-        _id = self._doc_id(bucket, view)
+        doc, _id = self._document(view, totals), self._doc_id(bucket, view)
         try:
             await db[self.totals].replace_one({"_id": _id}, doc, upsert=True)
         except DuplicateKeyError:  # two first upserts: the document exists now
@@ -336,40 +336,35 @@ class FoldLog:
 
     async def start(self, db: Database, bucket: str, view: str = "", *, marks: Mapping[str, Any]) -> None:
         """A view's first totals (nothing folded yet) carrying `marks`, unless it has totals already."""
-        doc = {"_id": self._doc_id(bucket, view), "watermark": 0, self.state_field: self.views[view].encode({})}
+        doc = {"_id": self._doc_id(bucket, view), **self._document(view, Totals(marks=marks))}
         with contextlib.suppress(DuplicateKeyError):  # a retry, or totals written already
-            await db[self.totals].insert_one({**doc, **marks, "updated_at": utcnow()})
+            await db[self.totals].insert_one(doc)
 
-    async def read(self, db: Database, bucket: str, view: str = "", *, decode: Codec | None = None) -> State:
-        """The view's state as of now: `read_marked` without the marks."""
-        return (await self.read_marked(db, bucket, view, decode=decode))[0]
-
-    async def read_marked(
-        self, db: Database, bucket: str, view: str = "", *, decode: Codec | None = None
-    ) -> tuple[State, State]:
-        """(the view's state as of now: its totals plus the tail past their watermark, the marks
-        its totals document carries). The tail is read, with a hint, in the totals' round (module
+    async def read(self, db: Database, bucket: str, view: str = "", *, decode: Codec | None = None) -> Totals:
+        """The view as of now: its totals plus the tail past their watermark, with the marks its
+        totals document carries. The tail is read, with a hint, in the totals' round (module
         docstring). `decode`: the view's own unless given (a reader that needs part of the state
         may decode only that part; the tail's entries are folded onto it whole)."""
         _id = self._doc_id(bucket, view)
         hints = runtime_of(db).foldlog_hints
         hint = hints.get((db.name, self.totals, _id))
-        totals = db[self.totals].find_one({"_id": _id})
+        stored = db[self.totals].find_one({"_id": _id})
         ahead: list[Doc | None] | None = None
         if hint is None:
-            doc = await totals
+            doc = await stored
         else:
             log_, (guess, end) = self._log(bucket), hint
             seqs = range(guess + 1, min(end, guess + READ_WINDOW) + 2)  # past the end seen: one more
-            doc, ahead = await asyncio.gather(totals, asyncio.gather(*(log_.get(db, n) for n in seqs)))
-        watermark, state, marks = self._decoded(doc, decode or self.views[view].decode, self.state_field)
-        if hint is not None and watermark != hint[0]:
+            doc, ahead = await asyncio.gather(stored, asyncio.gather(*(log_.get(db, n) for n in seqs)))
+        totals = self._decoded(doc, decode or self.views[view].decode)
+        if hint is not None and totals.watermark != hint[0]:
             ahead = None  # read for another watermark: not this tail
         counted: set[str] = set()
-        tail = await self._tail(db, bucket, watermark, ahead=ahead)
+        tail = await self._tail(db, bucket, totals.watermark, ahead=ahead)
         if len(hints) >= HINTS:
             hints.clear()
-        hints[(db.name, self.totals, _id)] = (watermark, int(tail[-1]["seq"]) if tail else watermark)
+        end = int(tail[-1]["seq"]) if tail else totals.watermark
+        hints[(db.name, self.totals, _id)] = (totals.watermark, end)
         for entry in tail:
             key = str(entry[self.key_field])
             if key in counted:
@@ -377,21 +372,21 @@ class FoldLog:
             canonical = entry["_canonical"]
             if canonical is None or canonical == int(entry["seq"]):
                 counted.add(key)
-                self.views[view].add(state, entry)
+                self.views[view].add(totals.state, entry)
         if len(tail) >= self.reader_compacts_at:
             with contextlib.suppress(PyMongoError):  # a faster read next time, nothing more
                 await self.compact(db, bucket)
-        return state, marks
+        return dataclasses.replace(totals, watermark=end)
 
-    async def refold(self, db: Database, bucket: str, view: str = "") -> tuple[int, State, State]:
-        """(watermark, stored state, the canonical entries 1..watermark folded afresh): whether
-        the stored totals are their own entries' fold (an operator's check; reads the log)."""
-        watermark, stored = await self._totals(db, bucket, view)
-        state: State = {}
-        for entry in await self._tail(db, bucket, 0, watermark):
-            if int(entry["seq"]) <= watermark and entry["_canonical"] == int(entry["seq"]):
-                self.views[view].add(state, entry)
-        return watermark, copy.deepcopy(stored), state
+    async def refold(self, db: Database, bucket: str, view: str = "") -> tuple[Totals, Totals]:
+        """(the stored totals, the same with the canonical entries 1..watermark folded afresh):
+        whether the stored totals are their own entries' fold (an operator's check; reads the log)."""
+        stored = await self._totals(db, bucket, view)
+        folded = Totals(stored.watermark, {}, stored.marks)
+        for entry in await self._tail(db, bucket, 0, stored.watermark):
+            if int(entry["seq"]) <= stored.watermark and entry["_canonical"] == int(entry["seq"]):
+                self.views[view].add(folded.state, entry)
+        return stored, folded
 
     async def claims(self, db: Database, bucket: str) -> dict[str, int]:
         """key -> its counting entry, for every claimed contribution of `bucket` (of every bucket

@@ -18,6 +18,7 @@ from typing import Any
 from backend.core.db import Database
 from backend.core.indexes import ASC, declare
 from backend.core.tenancy import TenantScope
+from backend.messages.models import Message
 
 TICKETS = "tickets"
 MESSAGES = "messages"
@@ -93,12 +94,12 @@ def messages_written(
     return _batches(db, MESSAGES, query, _MESSAGE_FIELDS, batch=batch)
 
 
-async def thread_marks(db: Database, scope: TenantScope, ticket_ids: list[str]) -> list[Doc]:
-    """Who wrote what when in these tickets (no bodies): enough for first-response times. The
-    `ticket_created` index on MongoDB; a scan on FerretDB."""
+async def thread_marks(db: Database, scope: TenantScope, ticket_ids: list[str]) -> list[Message]:
+    """Who wrote what when in these tickets, those fields only (trusted; no bodies): enough for
+    first-response times. The `ticket_created` index on MongoDB; a scan on FerretDB."""
     query = scope.filter({"ticket_id": {"$in": ticket_ids}, "direction": {"$ne": NOTE_DIRECTION}})
     fields = {"ticket_id": 1, "sender_type": 1, "direction": 1, "created_at": 1}
-    return await db[MESSAGES].find(query, fields).to_list(length=None)
+    return [Message.trusted(doc) async for doc in db[MESSAGES].find(query, fields)]
 
 
 async def assume_events(db: Database, scope: TenantScope, ticket_ids: list[str]) -> list[Doc]:

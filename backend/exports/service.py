@@ -29,6 +29,7 @@ from backend.core.db import Database
 from backend.core.errors import Forbidden, TooManyRequests, Unprocessable
 from backend.core.tenancy import Actor, TenantScope
 from backend.exports import repository
+from backend.messages.models import Message
 from backend.resellers import service as resellers
 
 BOM = "\ufeff"
@@ -146,13 +147,13 @@ def _seconds(later: datetime | None, earlier: datetime | None) -> str:
     return str(max(0, round((as_utc(later) - as_utc(earlier)).total_seconds())))
 
 
-def first_response(marks: list[dict[str, Any]]) -> tuple[datetime | None, datetime | None]:
+def first_response(marks: list[Message]) -> tuple[datetime | None, datetime | None]:
     """(the client's first message, the first agent reply after it) in one ticket's thread."""
-    asked = min((as_utc(m["created_at"]) for m in marks if m.get("sender_type") == "client"), default=None)
+    asked = min((as_utc(m.created_at) for m in marks if m.sender_type == "client"), default=None)
     if asked is None:
         return None, None
-    replies = [m for m in marks if m.get("sender_type") == "agent" and m.get("direction") == "out"]
-    return asked, min((at for m in replies if (at := as_utc(m["created_at"])) >= asked), default=None)
+    replies = [m for m in marks if m.sender_type == "agent" and m.direction == "out"]
+    return asked, min((at for m in replies if (at := as_utc(m.created_at)) >= asked), default=None)
 
 
 async def _ticket_rows(
@@ -163,9 +164,9 @@ async def _ticket_rows(
     for event in await repository.assume_events(db, scope, ids):
         at = as_utc(event["at"])
         assumed[event["ticket_id"]] = min(at, assumed.get(event["ticket_id"], at))
-    threads: dict[str, list[dict[str, Any]]] = {}
+    threads: dict[str, list[Message]] = {}
     for mark in await repository.thread_marks(db, scope, ids):
-        threads.setdefault(str(mark["ticket_id"]), []).append(mark)
+        threads.setdefault(mark.ticket_id, []).append(mark)
     rows = []
     for key, t in zip(ids, page, strict=True):
         asked, replied = first_response(threads.get(key, []))

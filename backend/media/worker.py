@@ -150,7 +150,7 @@ class MediaFetcher:
         # This process's copy (connections.get_cached_internal): provider and instance never change; a
         # copy saying inactive may predate a reactivation elsewhere, so the store decides the
         # permanent failure.
-        conn = connections.kept(self.db, entry.connection_id)
+        conn = connections.kept_internal(self.db, entry.connection_id)
         if conn is None or not conn.active:
             conn = await connections.get_shared_internal(self.db, entry.connection_id)
         if conn is None or not conn.active:

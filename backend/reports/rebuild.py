@@ -177,11 +177,11 @@ async def audit(db: Database, reseller_id: str) -> Audit:
     )
     for month in names:
         for view in aggregates.PROJECTIONS:
-            _, stored, folded = await repository.month_totals(db, reseller_id, month, view)
-            if comparable(stored) != comparable(folded):
+            stored, folded = await repository.month_totals(db, reseller_id, month, view)
+            if comparable(stored.state) != comparable(folded.state):
                 found.corrupt.append(f"{aggregates.month_bucket(reseller_id, month)}|{view}")
-    _, stored_live, folded_live = await repository.live_totals(db, reseller_id)
-    if waiting_of(stored_live) != waiting_of(folded_live):
+    stored_live, folded_live = await repository.live_totals(db, reseller_id)
+    if waiting_of(stored_live.state) != waiting_of(folded_live.state):
         found.corrupt.append(aggregates.live_bucket(reseller_id))
     return found
 
@@ -222,12 +222,12 @@ async def repair(db: Database, found: Audit) -> None:
     """Rewrites corrupted totals refolded from their entries, then appends corrections."""
     for bucket in found.corrupt:
         if bucket == aggregates.live_bucket(found.reseller_id):
-            watermark, _, folded = await repository.live_totals(db, found.reseller_id)
-            await repository.write_live(db, found.reseller_id, watermark=watermark, state=folded)
+            _, folded = await repository.live_totals(db, found.reseller_id)
+            await repository.write_live(db, found.reseller_id, folded)
         else:
             month, view = bucket.rsplit(":", 1)[1].split("|")
-            watermark, _, folded = await repository.month_totals(db, found.reseller_id, month, view)
-            await repository.write_month(db, found.reseller_id, month, view, watermark=watermark, state=folded)
+            _, folded = await repository.month_totals(db, found.reseller_id, month, view)
+            await repository.write_month(db, found.reseller_id, month, view, folded)
     if found.corrupt:
         found = await audit(db, found.reseller_id)
     for month in found.month_differences:

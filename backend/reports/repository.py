@@ -18,7 +18,7 @@ from typing import Any, NamedTuple
 
 from backend.core import natural_keys
 from backend.core.db import Database
-from backend.core.foldlog import FoldLog, View
+from backend.core.foldlog import FoldLog, Totals, View
 from backend.core.runtime import runtime_of
 from backend.reports import aggregates
 from backend.reports.models import LiveChange, LiveEntry, MonthEntry
@@ -92,11 +92,11 @@ async def months(
     `where`, only the cells of the dims it accepts are decoded (and maybe a tail's others)."""
     buckets = [aggregates.month_bucket(reseller_id, m) for m in names]
     decode = functools.partial(aggregates.decode, where=where)
-    return list(await asyncio.gather(*(MONTHS.read(db, b, view, decode=decode) for b in buckets)))
+    return [t.state for t in await asyncio.gather(*(MONTHS.read(db, b, view, decode=decode) for b in buckets))]
 
 
 async def live(db: Database, reseller_id: str) -> dict[str, Any]:
-    return await LIVE.read(db, aggregates.live_bucket(reseller_id))
+    return (await LIVE.read(db, aggregates.live_bucket(reseller_id))).state
 
 
 async def claim_first_in(db: Database, ticket_id: str, at_ms: int) -> None:
@@ -158,24 +158,21 @@ async def claim_first_reply(db: Database, ticket_id: str, at_ms: int, message_id
     return FirstReply(True, displaced, won)
 
 
-async def month_totals(
-    db: Database, reseller_id: str, month: str, view: str
-) -> tuple[int, dict[str, Any], dict[str, Any]]:
+async def month_totals(db: Database, reseller_id: str, month: str, view: str) -> tuple[Totals, Totals]:
+    """(a month view's stored totals, the same refolded from their entries: foldlog's `refold`)."""
     return await MONTHS.refold(db, aggregates.month_bucket(reseller_id, month), view)
 
 
-async def write_month(
-    db: Database, reseller_id: str, month: str, view: str, *, watermark: int, state: dict[str, Any]
-) -> None:
-    await MONTHS.write_totals(db, aggregates.month_bucket(reseller_id, month), view, watermark=watermark, state=state)
+async def write_month(db: Database, reseller_id: str, month: str, view: str, totals: Totals) -> None:
+    await MONTHS.write_totals(db, aggregates.month_bucket(reseller_id, month), view, totals)
 
 
-async def live_totals(db: Database, reseller_id: str) -> tuple[int, dict[str, Any], dict[str, Any]]:
+async def live_totals(db: Database, reseller_id: str) -> tuple[Totals, Totals]:
     return await LIVE.refold(db, aggregates.live_bucket(reseller_id), "")
 
 
-async def write_live(db: Database, reseller_id: str, *, watermark: int, state: dict[str, Any]) -> None:
-    await LIVE.write_totals(db, aggregates.live_bucket(reseller_id), "", watermark=watermark, state=state)
+async def write_live(db: Database, reseller_id: str, totals: Totals) -> None:
+    await LIVE.write_totals(db, aggregates.live_bucket(reseller_id), "", totals)
 
 
 async def known_months(db: Database, reseller_id: str) -> list[str]:

@@ -46,7 +46,7 @@ from typing import Any
 
 from backend.audit import service as events
 from backend.core.db import Database
-from backend.core.foldlog import FoldLog, View
+from backend.core.foldlog import FoldLog, Totals, View
 from backend.core.runtime import EventHook, runtime_of
 from backend.core.tenancy import Actor
 from backend.core.tuning import COUNTS_COMPACT_EVERY as COMPACT_EVERY
@@ -191,10 +191,10 @@ async def for_actor(
         if tenant:
             # Complete: the totals cover the tenant's whole log (a tenant created with the
             # counters, or one backfilled by scripts/ticket_counts.py --fix).
-            counts, marks = await COUNTS.read_marked(db, tenant)
-            if not marks.get("complete"):
+            counts = await COUNTS.read(db, tenant)
+            if not counts.marks.get("complete"):
                 return None
-            total.update(view(counts, actor, department_id=department_id))
+            total.update(view(counts.state, actor, department_id=department_id))
     return {status.value: total[status.value] for status in Status}
 
 
@@ -206,9 +206,8 @@ class Audit:
     truth: dict[str, int]  # every ticket's newest event, counted
     current: dict[str, int]  # what /tickets/counts reads now (totals + tail)
     unrecorded: list[TicketEvent]  # events that move a count and have no delta entry
-    watermark: int
-    stored_totals: dict[str, int]
-    folded_totals: dict[str, int]  # the canonical entries 1..watermark, summed afresh
+    stored: Totals
+    folded: Totals  # the canonical entries 1..watermark, summed afresh
     complete: bool  # whether /tickets/counts uses the counters yet (else it counts the tickets)
 
     @property
@@ -222,8 +221,12 @@ class Audit:
         }
 
     @property
+    def watermark(self) -> int:
+        return self.stored.watermark
+
+    @property
     def totals_corrupt(self) -> bool:
-        return self.stored_totals != self.folded_totals
+        return self.stored.state != self.folded.state
 
 
 async def audit(db: Database, reseller_id: str) -> Audit:
@@ -241,17 +244,16 @@ async def audit(db: Database, reseller_id: str) -> Audit:
                 unrecorded.append(event)
             previous = event.state
         truth.update(contribution(chain[-1].state))
-    watermark, stored, folded = await COUNTS.refold(db, reseller_id)
-    current, marks = await COUNTS.read_marked(db, reseller_id)
+    stored, folded = await COUNTS.refold(db, reseller_id)
+    current = await COUNTS.read(db, reseller_id)
     return Audit(
         reseller_id=reseller_id,
         truth={k: v for k, v in truth.items() if v},
-        current=current,
+        current=current.state,
         unrecorded=unrecorded,
-        watermark=watermark,
-        stored_totals=stored,
-        folded_totals=folded,
-        complete=bool(marks.get("complete")),
+        stored=stored,
+        folded=folded,
+        complete=bool(current.marks.get("complete")),
     )
 
 
@@ -263,13 +265,12 @@ async def repair(db: Database, found: Audit) -> None:
         await record(db, event)
     if found.totals_corrupt or not found.complete:
         # Every event of the log now has its entry: the totals cover the whole log from here on.
-        await COUNTS.write_totals(
-            db, found.reseller_id, "", watermark=found.watermark, state=found.folded_totals, marks={"complete": True}
-        )
+        complete = Totals(found.watermark, found.folded.state, {"complete": True})
+        await COUNTS.write_totals(db, found.reseller_id, "", complete)
     await compact(db, found.reseller_id)
 
 
 async def tenant_by_status(db: Database, reseller_id: str) -> dict[str, int]:
     """A tenant's tickets per status as its owner counts them (the metrics, the admin overview)."""
     owner = Actor(id="", role="reseller", name="", reseller_id=reseller_id)
-    return view(await COUNTS.read(db, reseller_id), owner, department_id=None)
+    return view((await COUNTS.read(db, reseller_id)).state, owner, department_id=None)

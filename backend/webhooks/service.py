@@ -68,7 +68,7 @@ async def authenticate(db: Database, connection_id: str, token: str | None) -> c
     needs no read; one it refuses is checked against the store, so a token changed in another
     process is never refused because of the copy (the old one is still taken until it expires)."""
     valid = is_valid_id(connection_id)
-    conn = connections.kept(db, connection_id) if valid else None
+    conn = connections.kept_internal(db, connection_id) if valid else None
     if conn is None or not hmac.compare_digest(conn.webhook_token.encode(), (token or "").encode()):
         conn = await connections.get_shared_internal(db, connection_id) if valid else None
     expected = conn.webhook_token if conn else _DUMMY_TOKEN

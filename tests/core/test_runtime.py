@@ -83,10 +83,10 @@ async def test_a_fold_log_read_hint_belongs_to_the_reading_process(two_processes
     counts = FoldLog(entries="t_fold", totals="t_fold_totals", claim_kind="t_fold", views={"": View(_count)})
     bucket = new_id()
     await counts.record(a, bucket, "k1", {})
-    assert await counts.read(a, bucket) == {"n": 1}
+    assert (await counts.read(a, bucket)).state == {"n": 1}
     assert runtime_of(a).foldlog_hints[(a.name, "t_fold_totals", bucket)] == (0, 1)
     assert (b.name, "t_fold_totals", bucket) not in runtime_of(b).foldlog_hints
-    assert await counts.read(b, bucket) == {"n": 1}
+    assert (await counts.read(b, bucket)).state == {"n": 1}
 
 
 def test_a_process_that_imports_no_route_still_knows_every_index() -> None:

@@ -13,15 +13,15 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from pymongo import AsyncMongoClient
 
 from backend.core import natural_keys
 from backend.core.clock import utcnow
-from backend.core.db import Database, durable_database
+from backend.core.db import Database
+from backend.core.foldlog import Totals
 from backend.core.ids import new_id
 from backend.reports import aggregates, repository
 from backend.reports.models import LiveChange
-from tests.monitoring import CommandRecorder
+from tests.monitoring import CommandRecorder, recorded
 
 MONTH = "2026-02"
 DAY = datetime(2026, 2, 10, 9, tzinfo=UTC)
@@ -54,8 +54,8 @@ async def _assert_counted(db: Database, tenant: str, n: int) -> None:
     await repository.MONTHS.compact(db, bucket)
     assert await _figures(db, tenant) == dict.fromkeys(VIEWS, (n, n))
     for view in VIEWS:
-        _, stored, folded = await repository.month_totals(db, tenant, MONTH, view)
-        assert aggregates.clean(stored) == aggregates.clean(folded), view
+        stored, folded = await repository.month_totals(db, tenant, MONTH, view)
+        assert aggregates.clean(stored.state) == aggregates.clean(folded.state), view
     claims = await repository.MONTHS.claims(db, bucket)
     assert sorted(claims) == sorted(f"ev:{k}" for k in range(n))
 
@@ -68,11 +68,8 @@ def _entry_reads(recorder: CommandRecorder) -> list[dict[str, Any]]:
 @pytest.fixture
 async def second(db: Database, mongo_url: str) -> AsyncIterator[Database]:
     """Another process on the same database: a client (and so a runtime) of its own."""
-    other: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_url, tz_aware=True)
-    try:
-        yield durable_database(other, db.name)
-    finally:
-        await other.close()
+    async with recorded(db, mongo_url) as (other, _):
+        yield other
 
 
 async def test_a_repeat_appended_after_its_contribution_was_compacted_counts_once(db: Database) -> None:
@@ -124,18 +121,15 @@ async def test_a_ticket_recorded_again_after_it_left_the_queue_stays_out_of_it(d
     assert ticket not in (await repository.live(db, tenant)).get("waiting", {})
     await repository.LIVE.compact(db, aggregates.live_bucket(tenant))
     assert ticket not in (await repository.live(db, tenant)).get("waiting", {})
-    watermark, stored, folded = await repository.live_totals(db, tenant)
-    assert watermark == 3 and stored == folded
+    stored, folded = await repository.live_totals(db, tenant)
+    assert stored.watermark == 3 and stored.state == folded.state
 
 
 async def test_a_contribution_costs_its_append_and_a_compaction_claims_its_tail_in_one_insert(
     db: Database, mongo_url: str
 ) -> None:
-    recorder = CommandRecorder()
-    own: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_url, tz_aware=True, event_listeners=[recorder])
-    try:
-        counted = durable_database(own, db.name)
-        tenant = new_id()
+    tenant = new_id()
+    async with recorded(db, mongo_url) as (counted, recorder):
         for k in range(7):
             await _record(counted, tenant, k)
         claims = [c for c in recorder.named("insert") if c["insert"] == natural_keys.COLLECTION]
@@ -144,19 +138,14 @@ async def test_a_contribution_costs_its_append_and_a_compaction_claims_its_tail_
         await _record(counted, tenant, 7)  # the 8th: a compaction
         claims = [c for c in recorder.named("insert") if c["insert"] == natural_keys.COLLECTION]
         assert [len(c["documents"]) for c in claims] == [8]
-    finally:
-        await own.close()
     await _assert_counted(db, tenant, 8)
 
 
 async def test_a_writers_compaction_reads_no_entry_it_appended_and_reads_another_processs(
     db: Database, second: Database, mongo_url: str
 ) -> None:
-    recorder = CommandRecorder()
-    own: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_url, tz_aware=True, event_listeners=[recorder])
-    try:
-        counted = durable_database(own, db.name)
-        tenant = new_id()
+    tenant = new_id()
+    async with recorded(db, mongo_url) as (counted, recorder):
         for k in range(8):  # the 8th compacts
             await _record(counted, tenant, k)
         assert _entry_reads(recorder) == []
@@ -173,10 +162,8 @@ async def test_a_writers_compaction_reads_no_entry_it_appended_and_reads_another
         for k in range(12, 16):
             await _record(counted, tenant, k)
         assert _entry_reads(recorder) != []
-    finally:
-        await own.close()
     bucket = aggregates.month_bucket(tenant, MONTH)
-    assert all(w == 16 for w, _ in [await repository.MONTHS._totals(db, bucket, v) for v in VIEWS])
+    assert [(await repository.MONTHS._totals(db, bucket, v)).watermark for v in VIEWS] == [16] * len(VIEWS)
     await _assert_counted(db, tenant, 16)
 
 
@@ -186,8 +173,6 @@ async def test_a_burst_of_one_processs_writers_compacts_one_stretch_after_the_ot
     """Entry 16 appended while the compaction entry 8 triggered is still writing (held until
     then): the second compaction waits for the first and starts from the watermark it wrote, so
     neither reads an entry nor loses a claim (a lost claim costs a read of the winner)."""
-    recorder = CommandRecorder()
-    own: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_url, tz_aware=True, event_listeners=[recorder])
     sixteenth = asyncio.Event()
     real_appended, real_write = repository.MONTHS._appended, repository.MONTHS.write_totals
 
@@ -196,23 +181,20 @@ async def test_a_burst_of_one_processs_writers_compacts_one_stretch_after_the_ot
         if stored["seq"] == 16:
             sixteenth.set()
 
-    async def held_write(db_: Database, bucket: str, view: str, **kw: Any) -> None:
-        if kw["watermark"] == 8:
+    async def held_write(db_: Database, bucket: str, view: str, totals: Totals) -> None:
+        if totals.watermark == 8:
             await asyncio.wait_for(sixteenth.wait(), 30)
-        await real_write(db_, bucket, view, **kw)
+        await real_write(db_, bucket, view, totals)
 
     monkeypatch.setattr(repository.MONTHS, "_appended", appended)
     monkeypatch.setattr(repository.MONTHS, "write_totals", held_write)
-    try:
-        counted = durable_database(own, db.name)
-        tenant = new_id()
+    tenant = new_id()
+    async with recorded(db, mongo_url) as (counted, recorder):
         await asyncio.gather(*(_record(counted, tenant, k) for k in range(16)))
         assert sixteenth.is_set()
         assert _entry_reads(recorder) == []
         assert [c for c in recorder.named("find") if c["find"] == natural_keys.COLLECTION] == []
         claims = [c for c in recorder.named("insert") if c["insert"] == natural_keys.COLLECTION]
         assert sorted(len(c["documents"]) for c in claims) == [8, 8]
-    finally:
-        monkeypatch.undo()
-        await own.close()
+    monkeypatch.undo()
     await _assert_counted(db, tenant, 16)

@@ -9,17 +9,16 @@ from typing import Any
 
 import httpx
 import pytest
-from pymongo import AsyncMongoClient
 
 from backend.core import natural_keys
-from backend.core.db import Database, durable_database
+from backend.core.db import Database
 from backend.core.ids import new_id
 from backend.messages import repository as messages_repo
 from backend.messages.models import Message
 from backend.reports import aggregates, repository
 from backend.reports import service as reports
 from tests.factories import Tenant, make_client_ticket, make_open_connection, make_tenant
-from tests.monitoring import CommandRecorder
+from tests.monitoring import CommandRecorder, recorded
 
 
 @pytest.fixture
@@ -30,12 +29,8 @@ async def tenant(client: httpx.AsyncClient, admin_headers: dict[str, str]) -> Te
 @pytest.fixture
 async def counted(db: Database, mongo_url: str) -> AsyncIterator[tuple[Database, CommandRecorder]]:
     """Another process on the same database (its own client and runtime: no hints), recorded."""
-    recorder = CommandRecorder()
-    other: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_url, tz_aware=True, event_listeners=[recorder])
-    try:
-        yield durable_database(other, db.name), recorder
-    finally:
-        await other.close()
+    async with recorded(db, mongo_url) as found:
+        yield found
 
 
 async def _stored(db: Database, ticket: dict[str, Any], *, direction: str, after_ms: int) -> Message:

@@ -293,10 +293,10 @@ async def test_the_rebuild_finds_and_fixes_what_was_never_recorded_or_is_corrupt
     await repository.MONTHS.compact(db, bucket)
     # The "all" view (what an unfiltered summary reads) and the cells (the rebuild's comparison).
     for view in ("all", "cells"):
-        watermark, state = await repository.MONTHS._totals(db, bucket, view)
-        cell = next(iter(state["cells"].values()))
+        totals = await repository.MONTHS._totals(db, bucket, view)
+        cell = next(iter(totals.state["cells"].values()))
         cell["a"] = int(cell.get("a", 0)) + 1
-        await repository.MONTHS.write_totals(db, bucket, view, watermark=watermark, state=state)
+        await repository.MONTHS.write_totals(db, bucket, view, totals)
     wrong = await _today(db, tenant)
     found = await rebuild.audit(db, tenant.id)
     assert found.corrupt == [f"{bucket}|all", f"{bucket}|cells"] and found.month_differences

@@ -2,10 +2,13 @@
 this process's copy for SETUP_CACHE_SECONDS, a change through the service seen at once by the
 process that made it, and one made elsewhere seen once the copy expired."""
 
+import asyncio
 from typing import Any
 
 import httpx
+import pytest
 from pymongo import AsyncMongoClient
+from pymongo.asynchronous.collection import AsyncCollection
 
 from backend.core.ids import new_id
 from backend.core.tenancy import Actor
@@ -89,3 +92,34 @@ async def test_a_tenant_without_a_config_reads_the_defaults_once_per_ttl_and_a_c
             return (await resellers.config_internal(quick, tenant_id)).welcome_message == "Bem-vindo"
 
         assert await wait_for(seen, timeout=5)
+
+
+async def test_a_read_sent_before_a_change_here_and_answered_after_it_is_not_kept(
+    client: httpx.AsyncClient, admin_headers: dict[str, str], settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The leader's read has its (old) document in hand when the change is written and forgotten;
+    # kept, it would answer every read for SETUP_CACHE_SECONDS with the old config.
+    tenant = await make_tenant(client, admin_headers, departments=0, agents=0)
+    owner = Actor(id=tenant.owner_id, role="reseller", name="Dona", reseller_id=tenant.id)
+    read, written = asyncio.Event(), asyncio.Event()
+    original = AsyncCollection.find_one
+    held: list[Any] = []
+
+    async def held_once(self: AsyncCollection[Any], filter: Any = None, *args: Any, **kwargs: Any) -> Any:
+        doc = await original(self, filter, *args, **kwargs)
+        if self.name == "reseller_configs" and not held:
+            held.append(doc)
+            read.set()
+            await written.wait()  # answered only after the change was written and forgotten
+        return doc
+
+    monkeypatch.setattr(AsyncCollection, "find_one", held_once)
+    async with counted_process(settings, SETUP_CACHE_SECONDS=60) as (db, reads):
+        leader = asyncio.create_task(resellers.config_internal(db, tenant.id))
+        await read.wait()
+        await resellers.update_config(db, owner, data=ResellerConfigUpdate(welcome_message="Olá!"))
+        written.set()
+        assert (await leader).welcome_message == ""  # the answer of a read sent before the change
+        reads.take("reseller_configs")
+        assert (await resellers.config_internal(db, tenant.id)).welcome_message == "Olá!"
+        assert reads.take("reseller_configs") == 1  # from the store, not the leader's old answer

@@ -15,6 +15,7 @@ import pytest
 from backend.audit import repository as events
 from backend.core.clock import utcnow
 from backend.core.config import Settings
+from backend.core.foldlog import Totals
 from backend.core.ids import new_id
 from backend.core.tenancy import Actor
 from backend.tickets import counters, sweep
@@ -259,7 +260,7 @@ async def test_the_script_reports_nothing_after_a_run_and_fixes_corrupted_totals
     assert doc is not None and doc["watermark"] > 0
     key = f"d|{tenant.departments[0]['id']}|espera"
     corrupted = {**doc["counts"], key: int(doc["counts"].get(key, 0)) + 5}
-    await counters.COUNTS.write_totals(db, tenant.id, "", watermark=int(doc["watermark"]), state=corrupted)
+    await counters.COUNTS.write_totals(db, tenant.id, "", Totals(int(doc["watermark"]), corrupted))
 
     [found] = await ticket_counts.check(db, tenant=tenant.id, fix=False)
     assert found.totals_corrupt
@@ -309,8 +310,8 @@ async def test_totals_whose_counts_keep_their_values_under_other_keys_are_stored
     bucket = f"scratch-{new_id()}"
     before = {"d|x|atendendo": 1, "a|y|atendendo": 1, "a|y|x|atendendo": 1}
     after = {"d|x|finalizado": 1, "a|y|finalizado": 1, "a|y|x|finalizado": 1}
-    await counters.COUNTS.write_totals(db, bucket, "", watermark=3, state=before, marks={"complete": True})
-    await counters.COUNTS.write_totals(db, bucket, "", watermark=5, state=after, marks={"complete": True})
+    await counters.COUNTS.write_totals(db, bucket, "", Totals(3, before, {"complete": True}))
+    await counters.COUNTS.write_totals(db, bucket, "", Totals(5, after, {"complete": True}))
     doc = await db[counters.TOTALS].find_one({"_id": bucket})
     assert doc is not None
     assert (doc["watermark"], doc["counts"], doc["complete"]) == (5, after, True)
