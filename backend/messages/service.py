@@ -98,13 +98,16 @@ async def append(
     media: dict[str, Any] | None = None,
     extra: dict[str, Any] | None = None,
     keep_in_finalized: bool = False,
+    opened: bool = False,
 ) -> tuple[Message, bool]:
     """Stores the message, then moves the ticket's activity. Returns (message, created).
 
     With a deterministic `message_id` (e.g. derived from a provider's message id) a redelivery
     finds the stored message and changes nothing. `keep_in_finalized`: a client's rating of its
     finalized ticket (backend/automation), which belongs to that ticket and is marked `rating`:
-    the handshake below and the finalize's refile leave it there.
+    the handshake below and the finalize's refile leave it there. `opened`: a client message whose
+    arrival opened `ticket`, which shows it from event v1 (tickets/intake.py): it takes the
+    ticket's creation time, the activity event v1 already shows, so no activity write is made.
     """
     doc = Message(
         id=message_id or new_id(),
@@ -121,7 +124,7 @@ async def append(
         body=body,
         media=media,
         status=status,
-        created_at=utcnow(),
+        created_at=ticket.created_at if opened else utcnow(),
         **(extra or {}),
     )
     try:
@@ -132,7 +135,7 @@ async def append(
     if direction in COUNTED_DIRECTIONS:
         metrics.MESSAGES.labels(reseller_id=ticket.reseller_id, direction=direction).inc()
     if sender_type == CLIENT and not keep_in_finalized:
-        doc = await _file_client_message(db, ticket, doc)
+        doc = await _file_client_message(db, ticket, doc, opened=opened)
     else:
         await _after_stored(db, ticket, doc)
     await _recorded(db, doc, ticket)
@@ -153,7 +156,7 @@ async def _recorded(db: Database, message: Message, ticket: tickets.Ticket) -> N
         await hook(db, message, ticket)
 
 
-async def _file_client_message(db: Database, ticket: tickets.Ticket, message: Message) -> Message:
+async def _file_client_message(db: Database, ticket: tickets.Ticket, message: Message, *, opened: bool) -> Message:
     """A client message just stored under `ticket` (as its caller read it, open, before the
     insert): its activity is written, and the write answers with the document as it found it —
     a read made after our insert was acknowledged — which `projection.settle` completes with the
@@ -165,7 +168,10 @@ async def _file_client_message(db: Database, ticket: tickets.Ticket, message: Me
     which a finalized ticket may keep (the same as when its writer saw it open). Its number in
     the unread count is taken only in the ticket it ends in."""
     activity = _activity(ticket, message)
-    written = await tickets.touch_activity(db, ticket, activity=activity)
+    # A ticket this message opened shows it already (event v1: tickets/intake.py): no write, and
+    # settle's read of the log past event v1, made after the insert, is the re-load all the same.
+    shown = opened and activity.shown_by(ticket)
+    written = ticket if shown else await tickets.touch_activity(db, ticket, activity=activity)
     settled = await projection.settle(db, ticket.id, activity=activity, read=written)
     if settled is not None and is_open(settled.status):
         await unread.record_inbound(db, ticket, message)

@@ -1,6 +1,7 @@
 """How a conversation enters: the one function the API and inbound WhatsApp ingestion call."""
 
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import Any
 
 from backend.clients import service as clients
@@ -12,7 +13,7 @@ from backend.departments import service as departments
 from backend.messages import notes
 from backend.messages import service as messages
 from backend.messages.models import Message
-from backend.tickets import presenter
+from backend.tickets import presenter, projection
 from backend.tickets import service as tickets
 from backend.tickets.schemas import TicketCreate, TicketRead
 from backend.unread import service as unread
@@ -62,6 +63,14 @@ async def receive_client_message(
     ticket the caller last filed this client's message on this channel under; `new_client`: the
     caller has just created the client; `opening`: what a ticket opened for it starts with (all
     three: tickets.open_for_client)."""
+
+    async def opened_by_it() -> tickets.Opening:
+        """A ticket this message opens shows it from event v1 (the message then takes the ticket's
+        creation time: messages.append writes no activity the ticket already shows)."""
+        base = (await opening()) if opening is not None else tickets.Opening()
+        preview = projection.Activity.preview_of(body, type_)
+        return replace(base, last_message_preview=preview, last_message_direction="in")
+
     ticket, created = await tickets.open_for_client(
         db,
         reseller_id=reseller_id,
@@ -74,7 +83,7 @@ async def receive_client_message(
         before_create=before_create,
         ticket_hint=ticket_hint,
         new_client=new_client,
-        opening=opening,
+        opening=opening if from_me else opened_by_it,
     )
     if created:
         unread.starts_empty(db, ticket.id)  # its first client message numbers without a read
@@ -91,6 +100,7 @@ async def receive_client_message(
         type_=type_,
         media=media,
         extra=extra,
+        opened=created and not from_me,
     )
     if not stored:
         raise AlreadyStored(message)

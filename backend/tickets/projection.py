@@ -59,8 +59,13 @@ class Activity:
 
     @classmethod
     def of(cls, message: Message) -> "Activity":
-        preview = message.body[:PREVIEW_CHARS] if message.body else f"[{message.type}]"
-        return cls(as_utc(message.created_at), preview, message.direction, message.automatic)
+        return cls(
+            as_utc(message.created_at), cls.preview_of(message.body, message.type), message.direction, message.automatic
+        )
+
+    @staticmethod
+    def preview_of(body: str, type_: str) -> str:
+        return body[:PREVIEW_CHARS] if body else f"[{type_}]"
 
     def fields(self) -> dict[str, Any]:
         return {

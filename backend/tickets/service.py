@@ -63,6 +63,10 @@ class Opening:
     opening_message_id: str | None = None
     out_of_hours: bool | None = None
     menu_pending: bool = False
+    # The client message that opens it, as the queue previews it (intake): shown from event v1, at
+    # the ticket's creation time, which that message then takes as its own (no activity write).
+    last_message_preview: str | None = None
+    last_message_direction: str | None = None
 
     def fields(self) -> dict[str, Any]:
         """The ticket's fields it sets: those given (a marker unset stays absent: Ticket.LATER)."""

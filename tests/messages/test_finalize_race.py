@@ -171,6 +171,46 @@ async def test_a_finalize_between_the_activity_write_and_its_read_back_moves_the
     assert {r["ticket"]["id"] for r in await _announcements(db, message.id)} == {new["id"]}
 
 
+async def test_a_finalize_between_the_opening_message_and_its_re_check_moves_it_on(
+    client: httpx.AsyncClient, db: Any, tenant: Tenant, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The message that opens a ticket writes no activity (event v1 shows it, and the message
+    takes the ticket's creation time, so it is stamped before any `finalized_at`: the finalize's
+    scan leaves it). A finalize landing right after its insert is found by its re-check, the
+    log read past event v1, and the message moves on, announced only where it ends."""
+    chat = await _chat(client, db, tenant)
+    original = messages_repo.insert
+    raced: list[str] = []
+
+    async def insert_then_finalize(db_: Any, message: Message) -> None:
+        await original(db_, message)
+        if message.sender_type == "client" and not raced:
+            raced.append(message.ticket_id)
+            assert (await _finalize(client, tenant, message.ticket_id)).status_code == 200
+
+    touched: list[str] = []
+    original_touch = tickets_repo.touch_activity
+
+    async def counted_touch(db_: Any, ticket: Ticket, **kwargs: Any) -> Ticket | None:
+        touched.append(ticket.id)
+        return await original_touch(db_, ticket, **kwargs)
+
+    monkeypatch.setattr(messages_repo, "insert", insert_then_finalize)
+    monkeypatch.setattr(tickets, "touch_activity", counted_touch)
+    ticket, message = await chat.say("primeira mensagem")
+    monkeypatch.undo()
+
+    assert len(raced) == 1
+    opened = raced[0]
+    assert opened not in touched  # the opening ticket got no activity write
+    stored = await db.messages.find_one({"_id": message.id})
+    first = await db.tickets.find_one({"_id": opened})
+    assert first["status"] == "finalizado" and as_utc(stored["created_at"]) <= as_utc(first["finalized_at"])
+    new = await _assert_moved_to_new_espera_ticket(client, db, tenant, message.id, opened)
+    assert ticket.id == new["id"]
+    assert {r["ticket"]["id"] for r in await _announcements(db, message.id)} == {new["id"]}
+
+
 async def test_a_message_stored_while_the_finalize_was_under_way_is_moved_by_the_finalize(
     client: httpx.AsyncClient, db: Any, tenant: Tenant, monkeypatch: pytest.MonkeyPatch
 ) -> None:

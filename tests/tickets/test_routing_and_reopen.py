@@ -206,7 +206,7 @@ async def test_client_message_between_reopen_check_and_slot_claim_leaves_one_ope
     competitor: list[tuple[Ticket, dict[str, Any], bool]] = []
 
     async def first_the_client(*args: Any, **kwargs: Any) -> Any:
-        if kwargs.get("opening") is not None and not competitor:
+        if isinstance(kwargs.get("opening"), tickets_service.Opening) and not competitor:  # Reabrir's, not intake's
             competitor.append(await _client_writes(db, old, "voltei"))
         return await real(*args, **kwargs)
 
@@ -232,7 +232,7 @@ async def test_client_message_between_slot_claim_and_ticket_write_leaves_one_ope
     competitor: list[tuple[Ticket, dict[str, Any], bool]] = []
 
     async def first_the_client(*args: Any, **kwargs: Any) -> Any:
-        if kwargs.get("opening") is not None and not competitor:
+        if isinstance(kwargs.get("opening"), tickets_service.Opening) and not competitor:  # Reabrir's, not intake's
             competitor.append(await _client_writes(db, old, "voltei"))
         return await real(*args, **kwargs)
 

@@ -297,7 +297,7 @@ async def _announced(db: Any, reseller_id: str, message_id: str) -> list[dict[st
 async def test_a_retry_finishes_a_message_that_a_killed_attempt_stored_but_never_announced(
     client: httpx.AsyncClient, db: Any, settings: Settings, quiet: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from backend.tickets import service as tickets  # what messages.service moves the activity through
+    from backend.messages import service as messages  # where the stored message is filed and announced
 
     tenant, conn = quiet
     phone, key_id = unique_phone(), f"3EB0{unique_phone()}"
@@ -305,17 +305,18 @@ async def test_a_retry_finishes_a_message_that_a_killed_attempt_stored_but_never
     lane = int(raw_id.split(":")[1])
     message_id = message_id_for(conn["id"], key_id)
 
-    # Attempt 1 dies right after the message is stored: before the ticket's activity and the
-    # announcement, the two steps that only the message's first writer used to do.
-    monkeypatch.setattr(tickets, "touch_activity", _killed)
+    # Attempt 1 dies right after the message is stored: before its re-check against a finalize
+    # and its announcement, the steps that only the message's first writer used to do.
+    monkeypatch.setattr(messages, "_file_client_message", _killed)
     with pytest.raises(_Killed):
         await WebhookProcessor(db, settings).run_once({lane})
     monkeypatch.undo()
     stored = await db.messages.find_one({"_id": message_id})
     assert stored is not None and stored["body"] == "cheguei?"
     assert await _announced(db, tenant.id, message_id) == []
+    # The ticket it opened shows it from its creation (event v1), as the queue lists it.
     ticket = await db.tickets.find_one({"_id": stored["ticket_id"]})
-    assert ticket["last_message_preview"] != "cheguei?"
+    assert ticket["last_message_preview"] == "cheguei?" and ticket["last_message_at"] == stored["created_at"]
     assert (await db.webhook_events_raw.find_one({"_id": raw_id}))["status"] == "received"
 
     await _lease_runs_out(db, raw_id)  # and a processor takes attempt 2
