@@ -41,7 +41,7 @@ from backend.core.runtime import runtime_of
 from backend.core.tenancy import Actor
 from backend.history import service as history
 from backend.media import repository
-from backend.media.models import Measure, MediaRecord
+from backend.media.models import FetchBody, Measure, MediaRecord
 from backend.messages import public as message_store
 from backend.messages import service as messages
 from backend.messages.models import Message, MessageMedia
@@ -187,17 +187,17 @@ async def enqueue_fetch(
     (Evolution's webhook base64), else they come from the provider."""
     await repository.enqueue_fetch(
         db,
-        {
-            "message_id": message.id,
-            "reseller_id": message.reseller_id,
-            "round": (message.media or MessageMedia()).round if round_ is None else round_,
-            "connection_id": connection_id,
-            "provider_message_id": provider_message_id,
-            "remote_jid": f"{''.join(ch for ch in phone if ch.isdigit())}@s.whatsapp.net",
-            "from_me": from_me,
-            "raw_id": raw_id,
-            "enqueued_at": utcnow(),
-        },
+        FetchBody(
+            message_id=message.id,
+            reseller_id=message.reseller_id,
+            round=(message.media or MessageMedia()).round if round_ is None else round_,
+            connection_id=connection_id,
+            provider_message_id=provider_message_id,
+            remote_jid=f"{''.join(ch for ch in phone if ch.isdigit())}@s.whatsapp.net",
+            from_me=from_me,
+            raw_id=raw_id,
+            enqueued_at=utcnow(),
+        ),
     )
     if round_ is None:  # a retry wakes the fetchers itself, once the status moved to pending
         _wake(db)

@@ -11,8 +11,7 @@ from backend.core.schemas import StoredModel
 Resolution = Literal["echo", "released"]
 
 
-class QueueEntry(StoredModel):  # `outbox`; `_id` and `seq` are the log's (core/seqlog)
-    seq: int
+class QueueBody(BaseModel):  # what `enqueue` stores; the log adds `_id` and `seq` (core/seqlog)
     message_id: str
     ticket_id: str
     reseller_id: str
@@ -20,6 +19,10 @@ class QueueEntry(StoredModel):  # `outbox`; `_id` and `seq` are the log's (core/
     chat: str | None = None  # absent on entries queued before chats: a chat of their own
     chat_seq: int = 0
     enqueued_at: datetime
+
+
+class QueueEntry(StoredModel, QueueBody):  # `outbox`
+    seq: int
 
 
 class ChatEntry(StoredModel):  # `outbox_chats`

@@ -22,7 +22,6 @@ Entries and attempts are never removed (persistence rule 1); the cursor keeps re
 
 import hashlib
 from datetime import datetime
-from typing import Any
 
 from pymongo.errors import DuplicateKeyError
 
@@ -32,7 +31,7 @@ from backend.core.db import Database
 from backend.core.runtime import runtime_of
 from backend.core.seqlog import SeqLog, gallop
 from backend.core.tuning import OUTBOUND_CHAT_HINTS as CHAT_HINTS
-from backend.outbound.models import ChatEntry, HeldEcho, ParkedReceipts, QueueEntry, Resolution, Sending
+from backend.outbound.models import ChatEntry, HeldEcho, ParkedReceipts, QueueBody, QueueEntry, Resolution, Sending
 
 QUEUE = "outbox"
 CHATS = "outbox_chats"
@@ -49,8 +48,8 @@ queue = SeqLog(QUEUE, "q:", state_collection=STATE, cursor_id=CURSOR_ID)  # entr
 attempts = AttemptLedger(ATTEMPTS, what="send")
 
 
-async def enqueue(db: Database, body: dict[str, Any]) -> int:
-    seq, _ = await queue.append(db, body)
+async def enqueue(db: Database, body: QueueBody) -> int:
+    seq, _ = await queue.append(db, body.model_dump())
     return seq
 
 

@@ -11,7 +11,7 @@ from backend.core.db import Database
 from backend.messages import public as messages
 from backend.messages.models import Message
 from backend.outbound import repository
-from backend.outbound.models import HeldEcho
+from backend.outbound.models import HeldEcho, QueueBody
 from backend.outbound.repository import chat_key as chat_key  # one WhatsApp chat (the surveys' key too)
 from backend.realtime import feed
 from backend.tickets import projection
@@ -38,15 +38,15 @@ async def enqueue(db: Database, *, message_id: str, ticket: Ticket) -> int:
     k = await repository.append_to_chat(db, chat, message_id=message_id, enqueued_at=now)
     return await repository.enqueue(
         db,
-        {
-            "message_id": message_id,
-            "ticket_id": ticket.id,
-            "reseller_id": ticket.reseller_id,
-            "connection_id": connection_id,
-            "chat": chat,
-            "chat_seq": k,
-            "enqueued_at": now,
-        },
+        QueueBody(
+            message_id=message_id,
+            chat=chat,
+            chat_seq=k,
+            connection_id=connection_id,
+            ticket_id=ticket.id,
+            reseller_id=ticket.reseller_id,
+            enqueued_at=now,
+        ),
     )
 
 
