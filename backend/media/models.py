@@ -5,6 +5,7 @@ from datetime import datetime
 
 from pydantic import BaseModel
 
+from backend.core.attempts import Attempt
 from backend.core.schemas import StoredModel
 
 # As the message gave it, kept as is (backend/webhooks/sanitize.py keeps a number past int64 as text).
@@ -38,3 +39,7 @@ class FetchBody(BaseModel):  # what `enqueue_fetch` stores; the log adds `_id` a
 
 class FetchEntry(StoredModel, FetchBody):  # `media_fetches`
     seq: int
+
+
+class FetchAttempt(Attempt):  # `media_fetch_attempts`: what a "stored" verdict adds
+    sha256: str | None = None

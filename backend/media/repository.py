@@ -28,7 +28,7 @@ from backend.core.db import Database
 from backend.core.indexes import ASC, declare
 from backend.core.runtime import runtime_of
 from backend.core.seqlog import SeqLog
-from backend.media.models import FetchBody, MediaRecord
+from backend.media.models import FetchAttempt, FetchBody, MediaRecord
 
 COLLECTION = "media"
 BUCKET = "media"
@@ -172,7 +172,7 @@ def _append_lock(db: Database) -> asyncio.Lock:
     return rt.media_fetch_appends[1]
 
 
-fetch_attempts = AttemptLedger(FETCH_ATTEMPTS, what="media fetch")
+fetch_attempts = AttemptLedger(FETCH_ATTEMPTS, what="media fetch", model=FetchAttempt)
 
 
 async def records_internal(db: Database, *, limit: int | None = None) -> list[MediaRecord]:

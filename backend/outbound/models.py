@@ -6,6 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel
 
+from backend.core.attempts import Attempt
 from backend.core.schemas import StoredModel
 
 Resolution = Literal["echo", "released"]
@@ -23,6 +24,11 @@ class QueueBody(BaseModel):  # what `enqueue` stores; the log adds `_id` and `se
 
 class QueueEntry(StoredModel, QueueBody):  # `outbox`
     seq: int
+
+
+class SendAttempt(Attempt):  # `outbox_attempts`: what a "sent" verdict adds
+    provider_message_id: str | None = None
+    answered_by: str | None = None  # "echo": recorded from the held echo after its worker died
 
 
 class ChatEntry(StoredModel):  # `outbox_chats`

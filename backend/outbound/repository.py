@@ -31,7 +31,16 @@ from backend.core.db import Database
 from backend.core.runtime import runtime_of
 from backend.core.seqlog import SeqLog, gallop
 from backend.core.tuning import OUTBOUND_CHAT_HINTS as CHAT_HINTS
-from backend.outbound.models import ChatEntry, HeldEcho, ParkedReceipts, QueueBody, QueueEntry, Resolution, Sending
+from backend.outbound.models import (
+    ChatEntry,
+    HeldEcho,
+    ParkedReceipts,
+    QueueBody,
+    QueueEntry,
+    Resolution,
+    SendAttempt,
+    Sending,
+)
 
 QUEUE = "outbox"
 CHATS = "outbox_chats"
@@ -45,7 +54,7 @@ CURSOR_ID = "cursor"
 MAX_CHAT_CLAIM_TRIES = 1_000
 
 queue = SeqLog(QUEUE, "q:", state_collection=STATE, cursor_id=CURSOR_ID)  # entries 1..head, no holes
-attempts = AttemptLedger(ATTEMPTS, what="send")
+attempts = AttemptLedger(ATTEMPTS, what="send", model=SendAttempt)
 
 
 async def enqueue(db: Database, body: QueueBody) -> int:
