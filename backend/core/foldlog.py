@@ -52,7 +52,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import bson
-from pymongo.errors import DuplicateKeyError, PyMongoError
+from pymongo import ReplaceOne
+from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError
 
 from backend.core import natural_keys
 from backend.core.clock import utcnow
@@ -108,6 +109,11 @@ def _present(entries: list[Doc | None]) -> list[Doc]:
             break
         out.append(entry)
     return out
+
+
+def _duplicate(error: Mapping[str, Any]) -> bool:
+    """A bulk statement's unique-index violation (FerretDB v1 may pass SQLite's own words through)."""
+    return error.get("code") == 11000 or "UNIQUE constraint failed" in str(error.get("errmsg"))
 
 
 async def _unread_claim() -> int | None:
@@ -310,9 +316,11 @@ class FoldLog:
             for name, totals in read.items():
                 if n > totals.watermark:
                     self.views[name].add(totals.state, entry)
-        for name, totals in read.items():
-            if n > totals.watermark:  # the marks as read with the totals (write_totals replaces the document)
-                await self.write_totals(db, bucket, name, dataclasses.replace(totals, watermark=n))
+        # The marks as read with the totals (write_totals replaces the document).
+        moved = {
+            name: dataclasses.replace(totals, watermark=n) for name, totals in read.items() if n > totals.watermark
+        }
+        await self.write_all(db, bucket, moved)
         self._forget(db, bucket, n)  # folded: the next compaction starts past them
         return n
 
@@ -328,11 +336,23 @@ class FoldLog:
         writer's read and its write could be lost either way; the one mark (`complete`, written
         when a tenant starts or by scripts/ticket_counts.py --fix) then makes readers count from
         the ticket documents until the next --fix: slower, never wrong."""
-        doc, _id = self._document(view, totals), self._doc_id(bucket, view)
+        await self.write_all(db, bucket, {view: totals})
+
+    async def write_all(self, db: Database, bucket: str, written: Mapping[str, Totals]) -> None:
+        """`write_totals` of each view in `written`, in one `update` command (a compaction writes
+        every view it moved: one round trip instead of one per view), one replacement statement
+        each. Unordered: a statement's failure does not stop the others."""
+        pairs = [({"_id": self._doc_id(bucket, v)}, self._document(v, t)) for v, t in written.items()]
+        if not pairs:
+            return
         try:
-            await db[self.totals].replace_one({"_id": _id}, doc, upsert=True)
-        except DuplicateKeyError:  # two first upserts: the document exists now
-            await db[self.totals].replace_one({"_id": _id}, doc)
+            await db[self.totals].bulk_write([ReplaceOne(*pair, upsert=True) for pair in pairs], ordered=False)
+        except BulkWriteError as exc:
+            lost = exc.details.get("writeErrors", [])
+            if not lost or not all(_duplicate(e) for e in lost):
+                raise
+            # Two first upserts of a document: it exists now, so these replace it.
+            await db[self.totals].bulk_write([ReplaceOne(*pairs[e["index"]]) for e in lost], ordered=False)
 
     async def start(self, db: Database, bucket: str, view: str = "", *, marks: Mapping[str, Any]) -> None:
         """A view's first totals (nothing folded yet) carrying `marks`, unless it has totals already."""
