@@ -52,8 +52,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import bson
-from pymongo import ReplaceOne
-from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError
+from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError, WriteConcernError
 
 from backend.core import natural_keys
 from backend.core.clock import utcnow
@@ -341,18 +340,25 @@ class FoldLog:
     async def write_all(self, db: Database, bucket: str, written: Mapping[str, Totals]) -> None:
         """`write_totals` of each view in `written`, in one `update` command (a compaction writes
         every view it moved: one round trip instead of one per view), one replacement statement
-        each. Unordered: a statement's failure does not stop the others."""
+        each, unordered: a statement's failure does not stop the others. Sent as the command
+        itself: on FerretDB v1 a statement's duplicate key (two first upserts) comes back without
+        the counts PyMongo's bulk_write reads, which then raises KeyError, not BulkWriteError."""
         pairs = [({"_id": self._doc_id(bucket, v)}, self._document(v, t)) for v, t in written.items()]
-        if not pairs:
-            return
-        try:
-            await db[self.totals].bulk_write([ReplaceOne(*pair, upsert=True) for pair in pairs], ordered=False)
-        except BulkWriteError as exc:
-            lost = exc.details.get("writeErrors", [])
-            if not lost or not all(_duplicate(e) for e in lost):
-                raise
+        lost = await self._replace(db, pairs, upsert=True) if pairs else []
+        if lost and all(_duplicate(e) for e in lost):
             # Two first upserts of a document: it exists now, so these replace it.
-            await db[self.totals].bulk_write([ReplaceOne(*pairs[e["index"]]) for e in lost], ordered=False)
+            lost = await self._replace(db, [pairs[e["index"]] for e in lost], upsert=False)
+        if lost:
+            raise BulkWriteError({"writeErrors": lost})
+
+    async def _replace(self, db: Database, pairs: list[tuple[Doc, Doc]], *, upsert: bool) -> list[Doc]:
+        """Its statements' write errors (a write concern error raises)."""
+        updates = [{"q": q, "u": u, "upsert": upsert} for q, u in pairs]
+        concern = db.write_concern.document
+        reply = await db.command("update", self.totals, updates=updates, ordered=False, writeConcern=concern)
+        if "writeConcernError" in reply:
+            raise WriteConcernError(str(reply["writeConcernError"]))
+        return list(reply.get("writeErrors", []))
 
     async def start(self, db: Database, bucket: str, view: str = "", *, marks: Mapping[str, Any]) -> None:
         """A view's first totals (nothing folded yet) carrying `marks`, unless it has totals already."""
