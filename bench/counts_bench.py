@@ -137,9 +137,9 @@ async def load(db: Database, size: int, n_tenants: int, chunk: int) -> tuple[Act
     for doc in measured_espera[: counters.COMPACT_EVERY - 1]:
         before = TicketState.model_construct(**doc)
         moved = {**doc, "status": "atendendo", "agent_id": agents[0], "version": 2, "updated_at": utcnow()}
-        event = _event(moved, 2, "assumed")
+        event = TicketEvent.trusted(_event(moved, 2, "assumed"))
         await events.insert(db, event)
-        await counters.record(db, TicketEvent.trusted(event), previous_state=before, check=False)
+        await counters.record(db, event, previous_state=before, check=False)
         changes = {k: moved[k] for k in ("status", "agent_id", "version", "updated_at")}
         await db["tickets"].update_one({"_id": doc["_id"]}, {"$set": changes})
     reseller = Actor(id=new_id(), role="reseller", name="Dona", reseller_id=tenants[0])

@@ -146,7 +146,7 @@ async def take_snapshot(
         "ledger": ledger,
         "whatsapp": {"asked": False, "connections": None, "instances": []},
         "backend_ready": None,
-        "media": await media.sample(db, limit=MEDIA_SAMPLE),
+        "media": [ref.model_dump() for ref in await media.sample(db, limit=MEDIA_SAMPLE)],
     }
     if settings is not None:
         async with _http(settings) as http:
@@ -324,7 +324,7 @@ async def check_outside(
 
 async def _check_media(db: Database, snap: dict[str, Any], report: Report) -> None:
     """The snapshot's sample of stored media, read back from GridFS and hashed again."""
-    sample: list[dict[str, Any]] = snap.get("media") or []
+    sample = [media.MediaRef.model_validate(ref) for ref in snap.get("media") or []]
     if not sample:
         report.outside.append(("Anexo baixa idêntico", NO_MEDIA, NO_MEDIA, "nenhuma mídia no snapshot"))
         return

@@ -6,7 +6,6 @@ in-memory or read-modify-write check, decides concurrent assumes, transfers and 
 """
 
 from datetime import datetime
-from typing import Any
 
 from backend.core import group_commit
 from backend.core.db import Database
@@ -31,9 +30,9 @@ def event_id(ticket_id: str, version: int) -> str:
     return f"{ticket_id}:{version:010d}"
 
 
-async def insert(db: Database, doc: dict[str, Any]) -> None:
+async def insert(db: Database, event: TicketEvent) -> None:
     """Raises DuplicateKeyError when another writer took this version first."""
-    await group_commit.insert_one(db[COLLECTION], doc)
+    await group_commit.insert_one(db[COLLECTION], event.stored())
 
 
 async def get_internal(db: Database, ticket_id: str, version: int) -> TicketEvent | None:

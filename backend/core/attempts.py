@@ -37,7 +37,7 @@ import socket
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from pymongo.errors import DuplicateKeyError
 
@@ -47,12 +47,39 @@ from backend.core.db import Database
 from backend.core.ids import new_id
 from backend.core.logging import get_logger
 from backend.core.runtime import runtime_of
+from backend.core.schemas import StoredModel
 from backend.core.seqlog import SeqLog
 from backend.core.tuning import ATTEMPT_HINTS
 
 log = get_logger("attempts")
 ERROR = "error"
-Doc = dict[str, Any]
+Doc = dict[str, Any]  # a queue entry
+Verdict = dict[str, Any]  # `result` and the work's own fields: what finishing an attempt `$set`s
+
+
+class Attempt(StoredModel):
+    """An attempt document. A claim is inserted with the fields up to `result` (None); the verdict
+    is `$set` on it. Each work's ledger reads its own subclass, which names the fields its
+    verdict adds (the media fetch's `sha256`, the send's provider id)."""
+
+    message_id: str
+    attempt: int
+    round: int = 0
+    worker: str
+    claimed_at: datetime
+    lease_until: datetime
+    result: str | None = None
+    error: str | None = None
+    retryable: bool = False
+    retry_at: datetime | None = None
+    finished_at: datetime | None = None
+
+    def stored(self) -> dict[str, Any]:
+        """The fields it was built with: a claim's, without the verdict's (absent until `$set`)."""
+        return self.model_dump(by_alias=True, exclude_unset=True)
+
+
+A = TypeVar("A", bound=Attempt)
 
 
 @dataclass(frozen=True)
@@ -148,31 +175,32 @@ class QueueWalk:
 
 
 @dataclass(eq=False)
-class AttemptLedger:
+class AttemptLedger(Generic[A]):
     collection: str
     what: str  # for the log: "send", "media fetch"
+    model: type[A]
 
     def attempt_id(self, message_id: str, attempt: int) -> str:
         return f"{message_id}:{attempt}"
 
-    async def list(self, db: Database, message_id: str) -> list[Doc]:
+    async def list(self, db: Database, message_id: str) -> list[A]:
         """A message's attempts in order (1..k, claimed in order, so the first miss ends them)."""
-        found: list[Doc] = []
+        found: list[A] = []
         while (doc := await self.get(db, self.attempt_id(message_id, len(found) + 1))) is not None:
             found.append(doc)
         return found
 
-    async def get(self, db: Database, _id: str) -> Doc | None:
-        return await db[self.collection].find_one({"_id": _id})
+    async def get(self, db: Database, _id: str) -> A | None:
+        return self.model.load(await db[self.collection].find_one({"_id": _id}))
 
-    async def claim(self, db: Database, doc: Doc) -> bool:
+    async def claim(self, db: Database, claim: A) -> bool:
         try:
-            await group_commit.insert_one(db[self.collection], doc)
+            await group_commit.insert_one(db[self.collection], claim.stored())
         except DuplicateKeyError:
             return False
         return True
 
-    async def finish(self, db: Database, _id: str, changes: Doc) -> None:
+    async def finish(self, db: Database, _id: str, changes: Verdict) -> None:
         await db[self.collection].update_one({"_id": _id}, {"$set": changes})
 
     async def step(
@@ -182,10 +210,10 @@ class AttemptLedger:
         *,
         policy: Policy,
         worker: str,
-        act: Callable[[str], Awaitable[Doc]],
-        settle: Callable[[Doc], Awaitable[bool]],
+        act: Callable[[str], Awaitable[Verdict]],
+        settle: Callable[[A], Awaitable[bool]],
         fail: Callable[[str], Awaitable[None]],
-        answered: Callable[[Doc], Awaitable[Doc | None]] | None = None,
+        answered: Callable[[A], Awaitable[Verdict | None]] | None = None,
         round_: int = 0,
     ) -> bool:
         """Moves the message's work on by one decision (see the module docstring); True when it
@@ -210,58 +238,62 @@ class AttemptLedger:
                         db, message_id, claim, [], policy=policy, act=act, settle=settle, fail=fail
                     )
         tried = await self.list(db, message_id)
-        mine = [a for a in tried if int(a.get("round") or 0) == round_]
+        mine = [a for a in tried if a.round == round_]
         if mine:
             last = mine[-1]
-            if last.get("result") is None:
-                if as_utc(last["lease_until"]) > now:
+            if last.result is None:
+                if as_utc(last.lease_until) > now:
                     return False  # another worker is on it
                 if answered is not None and (verdict := await answered(last)) is not None:
-                    await self.finish(db, last["_id"], {**verdict, "finished_at": now})
-                    return await settle({**last, **verdict})
+                    await self.finish(db, last.id, {**verdict, "finished_at": now})
+                    return await settle(self._with(last, verdict))
                 if len(mine) >= policy.max_attempts:
                     await fail(f"attempt {len(mine)} did not finish (worker died?)")
                     return True
-            elif last["result"] != ERROR:  # a success whose worker died before settling it
+            elif last.result != ERROR:  # a success whose worker died before settling it
                 if await settle(last):
                     return True
-            elif not last.get("retryable") or len(mine) >= policy.max_attempts:
-                await fail(str(last.get("error")))
+            elif not last.retryable or len(mine) >= policy.max_attempts:
+                await fail(str(last.error))
                 return True
-            elif as_utc(last["retry_at"]) > now:
+            elif as_utc(last.retry_at or now) > now:
                 return False
         claim = self._claim_doc(message_id, len(tried) + 1, round_, worker, now, policy)
         if not await self.claim(db, claim):
             return False  # another worker claimed this attempt first
         return await self._attempt(db, message_id, claim, mine, policy=policy, act=act, settle=settle, fail=fail)
 
-    def _claim_doc(self, message_id: str, attempt: int, round_: int, worker: str, now: datetime, policy: Policy) -> Doc:
-        return {
-            "_id": self.attempt_id(message_id, attempt),
-            "message_id": message_id,
-            "attempt": attempt,
-            "round": round_,
-            "worker": worker,
-            "claimed_at": now,
-            "lease_until": now + timedelta(seconds=policy.lease_seconds),
-            "result": None,
-        }
+    def _claim_doc(self, message_id: str, attempt: int, round_: int, worker: str, now: datetime, policy: Policy) -> A:
+        return self.model(
+            id=self.attempt_id(message_id, attempt),
+            message_id=message_id,
+            attempt=attempt,
+            round=round_,
+            worker=worker,
+            claimed_at=now,
+            lease_until=now + timedelta(seconds=policy.lease_seconds),
+            result=None,
+        )
+
+    def _with(self, attempt: A, verdict: Verdict) -> A:
+        """`attempt` as finishing it with `verdict` left it."""
+        return self.model.model_validate({**attempt.model_dump(by_alias=True), **verdict})
 
     async def _attempt(
         self,
         db: Database,
         message_id: str,
-        claim: Doc,
-        mine: Sequence[Doc],
+        claim: A,
+        mine: Sequence[A],
         *,
         policy: Policy,
-        act: Callable[[str], Awaitable[Doc]],
-        settle: Callable[[Doc], Awaitable[bool]],
+        act: Callable[[str], Awaitable[Verdict]],
+        settle: Callable[[A], Awaitable[bool]],
         fail: Callable[[str], Awaitable[None]],
     ) -> bool:
         """Does the work of the attempt this worker just claimed (`mine`: the round's earlier
         attempts) and records its verdict."""
-        _id = claim["_id"]
+        _id = claim.id
         try:
             verdict = await act(_id)
         except policy.errors as exc:
@@ -271,7 +303,7 @@ class AttemptLedger:
             changes = {"result": ERROR, "error": error, "retryable": retryable, "retry_at": retry_at}
             await self.finish(db, _id, {**changes, "finished_at": utcnow()})
             log.warning(
-                f"{self.what} failed", message_id=message_id, attempt=claim["attempt"], error=error, retryable=retryable
+                f"{self.what} failed", message_id=message_id, attempt=claim.attempt, error=error, retryable=retryable
             )
             if not retryable or len(mine) + 1 >= policy.max_attempts:
                 await fail(error)
@@ -279,4 +311,4 @@ class AttemptLedger:
             return False
         verdict = {**verdict, "finished_at": utcnow()}
         await self.finish(db, _id, verdict)
-        return await settle({**claim, **verdict})
+        return await settle(self._with(claim, verdict))

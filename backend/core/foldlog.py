@@ -52,7 +52,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import bson
-from pymongo.errors import DuplicateKeyError, PyMongoError
+from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError, WriteConcernError
 
 from backend.core import natural_keys
 from backend.core.clock import utcnow
@@ -108,6 +108,11 @@ def _present(entries: list[Doc | None]) -> list[Doc]:
             break
         out.append(entry)
     return out
+
+
+def _duplicate(error: Mapping[str, Any]) -> bool:
+    """A bulk statement's unique-index violation (FerretDB v1 may pass SQLite's own words through)."""
+    return error.get("code") == 11000 or "UNIQUE constraint failed" in str(error.get("errmsg"))
 
 
 async def _unread_claim() -> int | None:
@@ -310,9 +315,11 @@ class FoldLog:
             for name, totals in read.items():
                 if n > totals.watermark:
                     self.views[name].add(totals.state, entry)
-        for name, totals in read.items():
-            if n > totals.watermark:  # the marks as read with the totals (write_totals replaces the document)
-                await self.write_totals(db, bucket, name, dataclasses.replace(totals, watermark=n))
+        # The marks as read with the totals (write_totals replaces the document).
+        moved = {
+            name: dataclasses.replace(totals, watermark=n) for name, totals in read.items() if n > totals.watermark
+        }
+        await self.write_all(db, bucket, moved)
         self._forget(db, bucket, n)  # folded: the next compaction starts past them
         return n
 
@@ -328,11 +335,30 @@ class FoldLog:
         writer's read and its write could be lost either way; the one mark (`complete`, written
         when a tenant starts or by scripts/ticket_counts.py --fix) then makes readers count from
         the ticket documents until the next --fix: slower, never wrong."""
-        doc, _id = self._document(view, totals), self._doc_id(bucket, view)
-        try:
-            await db[self.totals].replace_one({"_id": _id}, doc, upsert=True)
-        except DuplicateKeyError:  # two first upserts: the document exists now
-            await db[self.totals].replace_one({"_id": _id}, doc)
+        await self.write_all(db, bucket, {view: totals})
+
+    async def write_all(self, db: Database, bucket: str, written: Mapping[str, Totals]) -> None:
+        """`write_totals` of each view in `written`, in one `update` command (a compaction writes
+        every view it moved: one round trip instead of one per view), one replacement statement
+        each, unordered: a statement's failure does not stop the others. Sent as the command
+        itself: on FerretDB v1 a statement's duplicate key (two first upserts) comes back without
+        the counts PyMongo's bulk_write reads, which then raises KeyError, not BulkWriteError."""
+        pairs = [({"_id": self._doc_id(bucket, v)}, self._document(v, t)) for v, t in written.items()]
+        lost = await self._replace(db, pairs, upsert=True) if pairs else []
+        if lost and all(_duplicate(e) for e in lost):
+            # Two first upserts of a document: it exists now, so these replace it.
+            lost = await self._replace(db, [pairs[e["index"]] for e in lost], upsert=False)
+        if lost:
+            raise BulkWriteError({"writeErrors": lost})
+
+    async def _replace(self, db: Database, pairs: list[tuple[Doc, Doc]], *, upsert: bool) -> list[Doc]:
+        """Its statements' write errors (a write concern error raises)."""
+        updates = [{"q": q, "u": u, "upsert": upsert} for q, u in pairs]
+        concern = db.write_concern.document
+        reply = await db.command("update", self.totals, updates=updates, ordered=False, writeConcern=concern)
+        if "writeConcernError" in reply:
+            raise WriteConcernError(str(reply["writeConcernError"]))
+        return list(reply.get("writeErrors", []))
 
     async def start(self, db: Database, bucket: str, view: str = "", *, marks: Mapping[str, Any]) -> None:
         """A view's first totals (nothing folded yet) carrying `marks`, unless it has totals already."""

@@ -3,6 +3,9 @@
 
 from datetime import datetime
 
+from pydantic import BaseModel
+
+from backend.core.attempts import Attempt
 from backend.core.schemas import StoredModel
 
 # As the message gave it, kept as is (backend/webhooks/sanitize.py keeps a number past int64 as text).
@@ -22,8 +25,7 @@ class MediaRecord(StoredModel):  # `media`: mime and name are the first storer's
     height: Measure = None
 
 
-class FetchEntry(StoredModel):  # `media_fetches`; `_id` and `seq` are the log's (core/seqlog)
-    seq: int
+class FetchBody(BaseModel):  # what `enqueue_fetch` stores; the log adds `_id` and `seq` (core/seqlog)
     message_id: str
     reseller_id: str
     round: int = 0  # the media round it fetches for (the retry action starts a new one)
@@ -33,3 +35,11 @@ class FetchEntry(StoredModel):  # `media_fetches`; `_id` and `seq` are the log's
     from_me: bool = False
     raw_id: str | None = None  # the stored webhook delivery carrying the bytes inline, if it did
     enqueued_at: datetime
+
+
+class FetchEntry(StoredModel, FetchBody):  # `media_fetches`
+    seq: int
+
+
+class FetchAttempt(Attempt):  # `media_fetch_attempts`: what a "stored" verdict adds
+    sha256: str | None = None

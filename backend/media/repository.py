@@ -28,7 +28,7 @@ from backend.core.db import Database
 from backend.core.indexes import ASC, declare
 from backend.core.runtime import runtime_of
 from backend.core.seqlog import SeqLog
-from backend.media.models import MediaRecord
+from backend.media.models import FetchAttempt, FetchBody, MediaRecord
 
 COLLECTION = "media"
 BUCKET = "media"
@@ -155,13 +155,13 @@ async def _read_range_by_driver(db: Database, file_id: str, start: int, end: int
 fetches = SeqLog(FETCHES, "f:", state_collection=FETCH_STATE, cursor_id="cursor")
 
 
-async def enqueue_fetch(db: Database, body: dict[str, Any]) -> int:
+async def enqueue_fetch(db: Database, body: FetchBody) -> int:
     """Appends one at a time within this process: concurrent plain appends (the webhook lanes
     storing media messages together) all try the same next number, and every loser pays a failed
     insert and a search for the head before trying again. Serialized, an append is one insert;
     only another process's append can still take the number first."""
     async with _append_lock(db):
-        seq, _ = await fetches.append(db, body)
+        seq, _ = await fetches.append(db, body.model_dump())
     return seq
 
 
@@ -172,7 +172,7 @@ def _append_lock(db: Database) -> asyncio.Lock:
     return rt.media_fetch_appends[1]
 
 
-fetch_attempts = AttemptLedger(FETCH_ATTEMPTS, what="media fetch")
+fetch_attempts = AttemptLedger(FETCH_ATTEMPTS, what="media fetch", model=FetchAttempt)
 
 
 async def records_internal(db: Database, *, limit: int | None = None) -> list[MediaRecord]:

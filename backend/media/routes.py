@@ -36,11 +36,11 @@ async def get_media(
     range_: Annotated[str | None, Header(alias="Range")] = None,
     if_none_match: Annotated[str | None, Header()] = None,
 ) -> Response:
-    media, record = await service.servable(db, actor, message_id=message_id)
-    mime, size = str(media.get("mime") or record.mime), record.size
+    media, kind, record = await service.servable(db, actor, message_id=message_id)
+    mime, size = media.mime or record.mime, record.size
     etag = serving.etag_of(record.sha256)
     inline = serving.is_inline(serving.content_type(mime))
-    name = serving.filename(str(media.get("name") or ""), serving.content_type(mime), str(media.get("kind") or ""))
+    name = serving.filename(media.name, serving.content_type(mime), kind)
     headers = {
         **_SAFE,
         "ETag": etag,

@@ -31,6 +31,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
+from pydantic import BaseModel
 from pymongo.errors import PyMongoError
 
 from backend.core.clock import utcnow
@@ -41,7 +42,7 @@ from backend.core.runtime import runtime_of
 from backend.core.tenancy import Actor
 from backend.history import service as history
 from backend.media import repository
-from backend.media.models import Measure, MediaRecord
+from backend.media.models import FetchBody, Measure, MediaRecord
 from backend.messages import public as message_store
 from backend.messages import service as messages
 from backend.messages.models import Message, MessageMedia
@@ -187,17 +188,17 @@ async def enqueue_fetch(
     (Evolution's webhook base64), else they come from the provider."""
     await repository.enqueue_fetch(
         db,
-        {
-            "message_id": message.id,
-            "reseller_id": message.reseller_id,
-            "round": (message.media or MessageMedia()).round if round_ is None else round_,
-            "connection_id": connection_id,
-            "provider_message_id": provider_message_id,
-            "remote_jid": f"{''.join(ch for ch in phone if ch.isdigit())}@s.whatsapp.net",
-            "from_me": from_me,
-            "raw_id": raw_id,
-            "enqueued_at": utcnow(),
-        },
+        FetchBody(
+            message_id=message.id,
+            reseller_id=message.reseller_id,
+            round=(message.media or MessageMedia()).round if round_ is None else round_,
+            connection_id=connection_id,
+            provider_message_id=provider_message_id,
+            remote_jid=f"{''.join(ch for ch in phone if ch.isdigit())}@s.whatsapp.net",
+            from_me=from_me,
+            raw_id=raw_id,
+            enqueued_at=utcnow(),
+        ),
     )
     if round_ is None:  # a retry wakes the fetchers itself, once the status moved to pending
         _wake(db)
@@ -271,8 +272,8 @@ async def readable_message_or_404(db: Database, actor: Actor, *, message_id: str
     return message
 
 
-async def servable(db: Database, actor: Actor, *, message_id: str) -> tuple[dict[str, Any], MediaRecord]:
-    """(the message's media as stored on it, the media record) for a download."""
+async def servable(db: Database, actor: Actor, *, message_id: str) -> tuple[MessageMedia, str, MediaRecord]:
+    """(the message's media as stored on it, the message's type, the media record) for a download."""
     message = await readable_message_or_404(db, actor, message_id=message_id)
     media = message.media
     if media is None:
@@ -282,7 +283,15 @@ async def servable(db: Database, actor: Actor, *, message_id: str) -> tuple[dict
     record = await repository.get_internal(db, message.reseller_id, media.sha256)
     if record is None:
         raise NotFound("media not found")
-    return {**media.model_dump(), "kind": message.type}, record
+    return media, message.type or "", record
+
+
+class MediaRef(BaseModel):
+    """A media record as a deploy snapshot names it (JSON): which bytes to read back."""
+
+    reseller_id: str
+    sha256: str
+    size: int
 
 
 @dataclass(frozen=True)
@@ -298,14 +307,14 @@ class Checked:
         return not self.problems
 
 
-async def check_stored(db: Database, *, records: list[dict[str, Any]] | None = None) -> Checked:
-    """Reads every media record's bytes (or those of `records`: `{reseller_id, sha256}` each),
+async def check_stored(db: Database, *, records: list[MediaRef] | None = None) -> Checked:
+    """Reads every media record's bytes (or those of `records`),
     streamed, and compares their sha256 and size with the record (backup verify, deploy check)."""
     wanted = records if records is not None else await sample(db, limit=None)
     problems: list[str] = []
     total = 0
     for want in wanted:
-        reseller_id, sha256 = str(want["reseller_id"]), str(want["sha256"])
+        reseller_id, sha256 = want.reseller_id, want.sha256
         found = await repository.get_internal(db, reseller_id, sha256)
         if found is None:
             problems.append(f"media {reseller_id}:{sha256}: record missing")
@@ -320,7 +329,7 @@ async def check_stored(db: Database, *, records: list[dict[str, Any]] | None = N
     return Checked(records=len(wanted), bytes=total, problems=problems)
 
 
-async def sample(db: Database, *, limit: int | None) -> list[dict[str, Any]]:
-    """Up to `limit` media records as `{reseller_id, sha256, size}` (the deploy check's snapshot)."""
+async def sample(db: Database, *, limit: int | None) -> list[MediaRef]:
+    """Up to `limit` media records (the deploy check's snapshot)."""
     found = await repository.records_internal(db, limit=limit)
-    return [r.model_dump(include={"reseller_id", "sha256", "size"}) for r in found]
+    return [MediaRef.model_validate(r, from_attributes=True) for r in found]

@@ -33,7 +33,7 @@ from backend.core.db import Database
 from backend.core.logging import get_logger
 from backend.core.runtime import runtime_of
 from backend.media import repository, service
-from backend.media.models import FetchEntry, MediaRecord
+from backend.media.models import FetchAttempt, FetchEntry, MediaRecord
 from backend.messages import public as message_store
 from backend.messages import service as messages
 from backend.messages.models import Message, MessageMedia
@@ -115,13 +115,13 @@ class MediaFetcher:
             stored.append(record)
             return {"result": "stored", "sha256": record.sha256}
 
-        async def ready(attempt: dict[str, Any]) -> bool:
+        async def ready(attempt: FetchAttempt) -> bool:
             """Stored: the record this attempt's store returned (written, bytes first, before it
             returned), or, when an earlier attempt's worker died before moving the status, the
             record found as the same content."""
-            record = next((r for r in stored if r.sha256 == attempt["sha256"]), None)
-            if record is None:
-                record = await service.get_record(self.db, reseller_id=message.reseller_id, sha256=attempt["sha256"])
+            record = next((r for r in stored if r.sha256 == attempt.sha256), None)
+            if record is None and attempt.sha256 is not None:
+                record = await service.get_record(self.db, reseller_id=message.reseller_id, sha256=attempt.sha256)
             if record is not None:
                 await self._ready(message, record)
             return record is not None

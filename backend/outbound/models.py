@@ -6,13 +6,13 @@ from typing import Literal
 
 from pydantic import BaseModel
 
+from backend.core.attempts import Attempt
 from backend.core.schemas import StoredModel
 
 Resolution = Literal["echo", "released"]
 
 
-class QueueEntry(StoredModel):  # `outbox`; `_id` and `seq` are the log's (core/seqlog)
-    seq: int
+class QueueBody(BaseModel):  # what `enqueue` stores; the log adds `_id` and `seq` (core/seqlog)
     message_id: str
     ticket_id: str
     reseller_id: str
@@ -20,6 +20,15 @@ class QueueEntry(StoredModel):  # `outbox`; `_id` and `seq` are the log's (core/
     chat: str | None = None  # absent on entries queued before chats: a chat of their own
     chat_seq: int = 0
     enqueued_at: datetime
+
+
+class QueueEntry(StoredModel, QueueBody):  # `outbox`
+    seq: int
+
+
+class SendAttempt(Attempt):  # `outbox_attempts`: what a "sent" verdict adds
+    provider_message_id: str | None = None
+    answered_by: str | None = None  # "echo": recorded from the held echo after its worker died
 
 
 class ChatEntry(StoredModel):  # `outbox_chats`

@@ -22,7 +22,6 @@ Entries and attempts are never removed (persistence rule 1); the cursor keeps re
 
 import hashlib
 from datetime import datetime
-from typing import Any
 
 from pymongo.errors import DuplicateKeyError
 
@@ -32,7 +31,16 @@ from backend.core.db import Database
 from backend.core.runtime import runtime_of
 from backend.core.seqlog import SeqLog, gallop
 from backend.core.tuning import OUTBOUND_CHAT_HINTS as CHAT_HINTS
-from backend.outbound.models import ChatEntry, HeldEcho, ParkedReceipts, QueueEntry, Resolution, Sending
+from backend.outbound.models import (
+    ChatEntry,
+    HeldEcho,
+    ParkedReceipts,
+    QueueBody,
+    QueueEntry,
+    Resolution,
+    SendAttempt,
+    Sending,
+)
 
 QUEUE = "outbox"
 CHATS = "outbox_chats"
@@ -46,11 +54,11 @@ CURSOR_ID = "cursor"
 MAX_CHAT_CLAIM_TRIES = 1_000
 
 queue = SeqLog(QUEUE, "q:", state_collection=STATE, cursor_id=CURSOR_ID)  # entries 1..head, no holes
-attempts = AttemptLedger(ATTEMPTS, what="send")
+attempts = AttemptLedger(ATTEMPTS, what="send", model=SendAttempt)
 
 
-async def enqueue(db: Database, body: dict[str, Any]) -> int:
-    seq, _ = await queue.append(db, body)
+async def enqueue(db: Database, body: QueueBody) -> int:
+    seq, _ = await queue.append(db, body.model_dump())
     return seq
 
 

@@ -11,7 +11,7 @@ from backend.core.db import Database
 from backend.messages import public as messages
 from backend.messages.models import Message
 from backend.outbound import repository
-from backend.outbound.models import HeldEcho
+from backend.outbound.models import HeldEcho, QueueBody, SendAttempt
 from backend.outbound.repository import chat_key as chat_key  # one WhatsApp chat (the surveys' key too)
 from backend.realtime import feed
 from backend.tickets import projection
@@ -38,15 +38,15 @@ async def enqueue(db: Database, *, message_id: str, ticket: Ticket) -> int:
     k = await repository.append_to_chat(db, chat, message_id=message_id, enqueued_at=now)
     return await repository.enqueue(
         db,
-        {
-            "message_id": message_id,
-            "ticket_id": ticket.id,
-            "reseller_id": ticket.reseller_id,
-            "connection_id": connection_id,
-            "chat": chat,
-            "chat_seq": k,
-            "enqueued_at": now,
-        },
+        QueueBody(
+            message_id=message_id,
+            chat=chat,
+            chat_seq=k,
+            connection_id=connection_id,
+            ticket_id=ticket.id,
+            reseller_id=ticket.reseller_id,
+            enqueued_at=now,
+        ),
     )
 
 
@@ -101,11 +101,11 @@ async def from_me_verdict(
         return FromMe.OWN if bound == own_message_id else FromMe.ECHO
     marker = await repository.get_sending(db, connection_id=connection_id, phone=phone, text=text)
     attempt = await repository.attempts.get(db, marker.attempt_id) if marker and marker.attempt_id else None
-    if attempt is not None and attempt.get("result") is None and as_utc(attempt["lease_until"]) > utcnow():
+    if attempt is not None and attempt.result is None and as_utc(attempt.lease_until) > utcnow():
         echo = HeldEcho(
-            id=repository.hold_id(attempt["_id"], 1),
-            attempt_id=attempt["_id"],
-            message_id=attempt["message_id"],
+            id=repository.hold_id(attempt.id, 1),
+            attempt_id=attempt.id,
+            message_id=attempt.message_id,
             connection_id=connection_id,
             provider_message_id=provider_message_id,
             raw_id=raw_id,
@@ -116,31 +116,31 @@ async def from_me_verdict(
         if hold.resolution is None:
             # Look again after our own write: the worker may have settled this attempt's holds
             # before ours landed. Both sides look after their write, so one sees the other's.
-            attempt = await repository.attempts.get(db, attempt["_id"])
-            if attempt is None or attempt.get("result") is None:
+            attempt = await repository.attempts.get(db, attempt.id)
+            if attempt is None or attempt.result is None:
                 return FromMe.HELD
             answered = _answered(attempt) == provider_message_id
             await repository.resolve_hold(db, hold.id, "echo" if answered else "released")
     # Answered with this very id but not bound by the worker yet: the echo, by its id.
     echoed = attempt is not None and _answered(attempt) == provider_message_id
-    target = str(attempt["message_id"]) if attempt is not None and echoed else own_message_id
+    target = attempt.message_id if attempt is not None and echoed else own_message_id
     bound = await bind_provider_id(
         db, connection_id=connection_id, provider_message_id=provider_message_id, message_id=target
     )
     return FromMe.OWN if bound == own_message_id else FromMe.ECHO
 
 
-def _answered(attempt: dict[str, Any]) -> str | None:
+def _answered(attempt: SendAttempt) -> str | None:
     """The provider id a finished attempt was answered with (None: no answer, or an error)."""
-    return str(attempt["provider_message_id"]) if attempt.get("result") == "sent" else None
+    return attempt.provider_message_id if attempt.result == "sent" else None
 
 
-async def settle_held_echoes(db: Database, attempt: dict[str, Any], *, answered: str | None) -> list[HeldEcho]:
+async def settle_held_echoes(db: Database, attempt: SendAttempt, *, answered: str | None) -> list[HeldEcho]:
     """Once `attempt` is answered with provider id `answered` (None: it failed), resolves the
     upserts held for it: the one with that id was its echo. Returns the others, which the
     caller releases as messages of their own."""
     release: list[HeldEcho] = []
-    for hold in await repository.held_echoes(db, attempt["_id"]):
+    for hold in await repository.held_echoes(db, attempt.id):
         if hold.resolution is not None:  # the processor saw the answer and settled it
             continue
         if answered is not None and hold.provider_message_id == answered:
@@ -150,7 +150,7 @@ async def settle_held_echoes(db: Database, attempt: dict[str, Any], *, answered:
     return release
 
 
-async def echo_of_unanswered(db: Database, attempt: dict[str, Any], *, type_: str) -> str | None:
+async def echo_of_unanswered(db: Database, attempt: SendAttempt, *, type_: str) -> str | None:
     """The provider id of the probable echo of an attempt that was never answered (its worker died
     between the provider's answer and recording it, and its lease ran out): the first upsert held
     for it, of the reply's own type, still unsettled. Held means it came from the connection's
@@ -160,7 +160,7 @@ async def echo_of_unanswered(db: Database, attempt: dict[str, Any], *, type_: st
     Where it ends: an operator who, in that very window, sends from the phone the same text (or a
     file of the same type with the same caption) while our request never reached the provider makes
     that message stand for the reply: the client got that content once, shown as the agent's."""
-    for hold in await repository.held_echoes(db, attempt["_id"]):
+    for hold in await repository.held_echoes(db, attempt.id):
         if hold.resolution is None and hold.type == type_:
             return hold.provider_message_id
     return None

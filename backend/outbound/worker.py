@@ -30,6 +30,7 @@ from backend.connections import service as connections
 from backend.connections.providers import registry
 from backend.connections.providers.base import OutboundMedia, ProviderError, Quote
 from backend.core import attempts
+from backend.core.attempts import Verdict
 from backend.core.background import BackgroundLoop
 from backend.core.clock import utcnow
 from backend.core.config import Settings
@@ -40,7 +41,7 @@ from backend.media import service as media
 from backend.messages import public as messages
 from backend.messages.models import Message
 from backend.outbound import repository, service
-from backend.outbound.models import QueueEntry
+from backend.outbound.models import QueueEntry, SendAttempt
 from backend.tickets import service as tickets
 from backend.webhooks import service as webhooks
 
@@ -127,13 +128,13 @@ class OutboundWorker:
         if await self._waits_for_earlier(entry, now):
             return False
 
-        async def echoed(attempt: dict[str, Any]) -> dict[str, Any] | None:
+        async def echoed(attempt: SendAttempt) -> Verdict | None:
             """Its worker died after the provider took it, if the echo was held meanwhile: sent, once."""
             echo = await service.echo_of_unanswered(self.db, attempt, type_=message.type or "text")
             return None if echo is None else {"result": "sent", "provider_message_id": echo, "answered_by": "echo"}
 
-        async def sent(attempt: dict[str, Any]) -> bool:  # a success is final, even if its worker died
-            await self._sent(message, entry, str(attempt["provider_message_id"]))
+        async def sent(attempt: SendAttempt) -> bool:  # a success is final, even if its worker died
+            await self._sent(message, entry, str(attempt.provider_message_id))
             return True
 
         return await repository.attempts.step(
@@ -147,7 +148,7 @@ class OutboundWorker:
             answered=echoed,
         )
 
-    async def _send(self, message: Message, entry: QueueEntry, attempt_id: str) -> dict[str, Any]:
+    async def _send(self, message: Message, entry: QueueEntry, attempt_id: str) -> Verdict:
         conn = await connections.get_internal(self.db, str(entry.connection_id))
         if conn is None or not conn.active:
             raise ProviderError("connection missing or inactive", retryable=False)
@@ -214,7 +215,7 @@ class OutboundWorker:
         attempt before this runs) was the echo; every other one was typed on the phone and
         becomes a message of its own now."""
         tried = await repository.attempts.list(self.db, message.id)
-        answered = next((str(a["provider_message_id"]) for a in tried if a.get("result") == "sent"), None)
+        answered = next((a.provider_message_id for a in tried if a.result == "sent"), None)
         for attempt in tried:
             for hold in await service.settle_held_echoes(self.db, attempt, answered=answered):
                 await webhooks.release_held_echo(

@@ -219,7 +219,7 @@ async def _create(
     )
     # A concurrent creator of the same slot may win; load() then projects its event instead.
     try:
-        await events.insert(db, event.stored())
+        await events.insert(db, event)
         won = True
     except DuplicateKeyError:
         won = False
@@ -474,7 +474,7 @@ async def _transition(
             data={**(data or {}), "action": action.value},
         )
         try:
-            await events.insert(db, event.stored())
+            await events.insert(db, event)
         except DuplicateKeyError:
             continue  # someone moved it first: re-read and judge again against the new state
         # Its counts delta before its projection (counters.py): a crash here leaves the ticket

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from pymongo import AsyncMongoClient
 
-from backend.core.attempts import AttemptLedger, Doc, Policy
+from backend.core.attempts import Attempt, AttemptLedger, Policy, Verdict
 from backend.core.clock import utcnow
 from backend.core.db import Database, durable_database
 from backend.media import worker as media_worker
@@ -44,9 +44,13 @@ def db(raw_mongo: AsyncMongoClient[dict[str, Any]]) -> Database:
     return durable_database(raw_mongo, f"t_attempts_{uuid.uuid4().hex[:8]}")
 
 
+class Done(Attempt):
+    by: str | None = None  # who answered: the test's verdicts add it
+
+
 @pytest.fixture
-def ledger() -> AttemptLedger:
-    return AttemptLedger("attempts", what="test")
+def ledger() -> AttemptLedger[Done]:
+    return AttemptLedger("attempts", what="test", model=Done)
 
 
 class Work:
@@ -63,14 +67,14 @@ class Work:
         worker: str,
         *,
         during: Callable[[str], Awaitable[None]] | None = None,
-        answered: Callable[[Doc], Awaitable[Doc | None]] | None = None,
+        answered: Callable[[Done], Awaitable[Verdict | None]] | None = None,
         round_: int = 0,
         error: Refused | Exception | None = None,
     ) -> Awaitable[bool]:
         """`worker`'s step on the message; `during(attempt_id)` runs inside its act (after the
         claim, before the verdict), then the act raises `error` or succeeds."""
 
-        async def act(attempt_id: str) -> Doc:
+        async def act(attempt_id: str) -> Verdict:
             self.acts.append((worker, attempt_id))
             if during is not None:
                 await during(attempt_id)
@@ -78,8 +82,8 @@ class Work:
                 raise error
             return {"result": "done", "by": worker}
 
-        async def settle(attempt: Doc) -> bool:
-            self.settled.append((worker, str(attempt["_id"])))
+        async def settle(attempt: Done) -> bool:
+            self.settled.append((worker, attempt.id))
             return self.settles
 
         async def fail(reason: str) -> None:
@@ -98,7 +102,7 @@ class Work:
         )
 
     async def attempts(self) -> list[tuple[str, Any]]:
-        return [(a["worker"], a["result"]) for a in await self.ledger.list(self.db, "m")]
+        return [(a.worker, a.result) for a in await self.ledger.list(self.db, "m")]
 
     async def move(self, attempt: int, field: str) -> None:
         """The attempt's lease (or backoff) is over: its time is written into the past."""
@@ -129,8 +133,8 @@ async def test_a_claim_lost_between_reading_the_ledger_and_inserting_makes_nothi
     work = Work(ledger, db)
     real = ledger.claim
 
-    async def claim_after_the_competitor(db_: Database, doc: Doc) -> bool:
-        assert await real(db_, {**doc, "worker": "w2"})  # the competitor's claim of the same attempt
+    async def claim_after_the_competitor(db_: Database, doc: Done) -> bool:
+        assert await real(db_, doc.model_copy(update={"worker": "w2"}))  # the competitor's claim of the same attempt
         return await real(db_, doc)
 
     monkeypatch.setattr(ledger, "claim", claim_after_the_competitor)
@@ -156,7 +160,7 @@ async def test_a_lease_over_between_claim_and_verdict_gives_the_next_attempt_to_
     assert second == [True]
     assert work.acts == [("w1", "m:1"), ("w2", "m:2")]
     assert await work.attempts() == [("w1", "done"), ("w2", "done")]
-    assert [a["by"] for a in await ledger.list(db, "m")] == ["w1", "w2"]
+    assert [a.by for a in await ledger.list(db, "m")] == ["w1", "w2"]
     assert work.settled == [("w2", "m:2"), ("w1", "m:1")]
     assert await work.step("w3") is True  # the round goes by the newest attempt: settled, not redone
     assert work.settled[-1] == ("w3", "m:2") and len(work.acts) == 2
@@ -169,8 +173,8 @@ async def test_a_lease_over_with_the_work_shown_done_is_answered_not_done_again(
     worker records that answer on attempt 1 and settles it; nothing is sent twice."""
     work = Work(ledger, db)
 
-    async def echo(attempt: Doc) -> Doc | None:
-        return {"result": "done", "by": "echo"} if attempt["_id"] == "m:1" else None
+    async def echo(attempt: Done) -> Verdict | None:
+        return {"result": "done", "by": "echo"} if attempt.id == "m:1" else None
 
     async def lease_over_then_second(_: str) -> None:
         await work.move(1, "lease_until")
@@ -204,7 +208,7 @@ async def test_refusals_back_off_then_fail_with_their_reason(db: Database, ledge
     work = Work(ledger, db)
     assert await work.step("w1", error=Refused("busy", retryable=True)) is False
     first = (await ledger.list(db, "m"))[0]
-    assert first["retryable"] is True and first["retry_at"] > first["claimed_at"]
+    assert first.retryable is True and first.retry_at is not None and first.retry_at > first.claimed_at
     assert await work.step("w2") is False  # before retry_at: no new attempt
     assert len(await work.attempts()) == 1
     await work.move(1, "retry_at")
@@ -222,7 +226,7 @@ async def test_a_final_refusal_fails_at_once_and_a_new_round_counts_afresh(db: D
     assert work.failed == ["no such number"]
     assert await work.step("w2", round_=1) is True  # the retry action's round: attempt 2, its first
     assert work.acts == [("w1", "m:1"), ("w2", "m:2")]
-    assert [a["round"] for a in await ledger.list(db, "m")] == [0, 1]
+    assert [a.round for a in await ledger.list(db, "m")] == [0, 1]
 
 
 async def test_a_success_that_cannot_be_settled_is_attempted_again(db: Database, ledger: AttemptLedger) -> None:
@@ -238,17 +242,17 @@ async def test_error_reasons_are_cut_where_the_policy_says(db: Database, ledger:
     short = dataclasses.replace(POLICY, error_max_chars=5)
     failed: list[str] = []
 
-    async def act(_: str) -> Doc:
+    async def act(_: str) -> Verdict:
         raise Refused("x" * 50, retryable=False)
 
-    async def settle(_: Doc) -> bool:
+    async def settle(_: Done) -> bool:
         return True
 
     async def fail(reason: str) -> None:
         failed.append(reason)
 
     assert await ledger.step(db, "m", policy=short, worker="w1", act=act, settle=settle, fail=fail) is True
-    assert failed == ["xxxxx"] and (await ledger.list(db, "m"))[0]["error"] == "xxxxx"
+    assert failed == ["xxxxx"] and (await ledger.list(db, "m"))[0].error == "xxxxx"
 
 
 def test_each_worker_is_tuned_by_its_own_settings(mongo_url: str) -> None:

@@ -4,14 +4,15 @@ lost to a sibling), and still exactly once each against another process appendin
 import asyncio
 from collections import Counter
 from collections.abc import AsyncIterator
-from typing import Any
 
 import pytest
 from pymongo.monitoring import CommandFailedEvent, CommandListener, CommandStartedEvent, CommandSucceededEvent
 
+from backend.core.clock import utcnow
 from backend.core.config import Settings
 from backend.core.db import Database, durable_database, make_client
 from backend.media import repository
+from backend.media.models import FetchBody
 
 
 class Inserts(CommandListener):
@@ -49,8 +50,15 @@ async def processes(settings: Settings) -> AsyncIterator[list[tuple[Database, In
         await client.close()
 
 
-def entry(n: int) -> dict[str, Any]:
-    return {"message_id": f"m{n}", "reseller_id": "r", "round": 0}
+def entry(n: int, by: str = "") -> FetchBody:
+    return FetchBody(
+        message_id=f"m{n}",
+        reseller_id="r",
+        connection_id=by,
+        provider_message_id=f"p{n}",
+        remote_jid="",
+        enqueued_at=utcnow(),
+    )
 
 
 async def test_concurrent_appends_of_one_process_cost_one_insert_each(
@@ -71,11 +79,11 @@ async def test_two_processes_appending_together_store_every_entry_once_without_h
     (first, _), (second, _) = processes
 
     async def appends(db: Database, tag: str) -> list[int]:
-        return list(await asyncio.gather(*(repository.enqueue_fetch(db, entry(n) | {"by": tag}) for n in range(20))))
+        return list(await asyncio.gather(*(repository.enqueue_fetch(db, entry(n, by=tag)) for n in range(20))))
 
     mine, theirs = await asyncio.gather(appends(first, "a"), appends(second, "b"))
     assert sorted(mine + theirs) == list(range(1, 41))  # distinct numbers, no holes
     stored = await first[repository.FETCHES].find({}).to_list(None)
     assert sorted(int(e["seq"]) for e in stored) == list(range(1, 41))
-    assert Counter(e["by"] for e in stored) == Counter({"a": 20, "b": 20})
+    assert Counter(e["connection_id"] for e in stored) == Counter({"a": 20, "b": 20})
     assert await repository.fetches.head(first) == 40

@@ -8,7 +8,7 @@ compaction folds the entries its process appended without reading them, and read
 process appended between them."""
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -149,7 +149,9 @@ async def test_a_writers_compaction_reads_no_entry_it_appended_and_reads_another
         for k in range(8):  # the 8th compacts
             await _record(counted, tenant, k)
         assert _entry_reads(recorder) == []
-        assert len([c for c in recorder.named("update") if c["update"] == repository.TOTALS]) == len(VIEWS)
+        # One update command writes every view's totals, a statement each.
+        [totals_write] = [c for c in recorder.named("update") if c["update"] == repository.TOTALS]
+        assert len(totals_write["updates"]) == len(VIEWS)
         await _assert_counted(db, tenant, 8)  # what it folded from memory is what the log says
 
         # Another process appends entries 11 and 12 between this one's: its compaction at 16
@@ -174,20 +176,20 @@ async def test_a_burst_of_one_processs_writers_compacts_one_stretch_after_the_ot
     then): the second compaction waits for the first and starts from the watermark it wrote, so
     neither reads an entry nor loses a claim (a lost claim costs a read of the winner)."""
     sixteenth = asyncio.Event()
-    real_appended, real_write = repository.MONTHS._appended, repository.MONTHS.write_totals
+    real_appended, real_write = repository.MONTHS._appended, repository.MONTHS.write_all
 
     def appended(db_: Database, bucket: str, stored: dict[str, Any]) -> None:
         real_appended(db_, bucket, stored)
         if stored["seq"] == 16:
             sixteenth.set()
 
-    async def held_write(db_: Database, bucket: str, view: str, totals: Totals) -> None:
-        if totals.watermark == 8:
+    async def held_write(db_: Database, bucket: str, written: Mapping[str, Totals]) -> None:
+        if any(totals.watermark == 8 for totals in written.values()):
             await asyncio.wait_for(sixteenth.wait(), 30)
-        await real_write(db_, bucket, view, totals)
+        await real_write(db_, bucket, written)
 
     monkeypatch.setattr(repository.MONTHS, "_appended", appended)
-    monkeypatch.setattr(repository.MONTHS, "write_totals", held_write)
+    monkeypatch.setattr(repository.MONTHS, "write_all", held_write)
     tenant = new_id()
     async with recorded(db, mongo_url) as (counted, recorder):
         await asyncio.gather(*(_record(counted, tenant, k) for k in range(16)))

@@ -161,5 +161,5 @@ async def log_assume_without_projecting(db: Any, ticket_id: str, agent: dict[str
             state=state,
             at=utcnow(),
             data={"action": "assume"},
-        ).stored(),
+        ),
     )

@@ -19,7 +19,7 @@ from backend.core.ids import new_id
 from backend.messages import repository as messages_repo
 from backend.messages.models import Message
 from backend.tickets import intake, sweep
-from backend.tickets.models import STATE_FIELDS
+from backend.tickets.models import STATE_FIELDS, TicketEvent
 from tests.conftest import make_settings
 from tests.factories import API, Tenant, make_tenant, make_ticket
 from tests.tickets.projection_support import (
@@ -172,14 +172,16 @@ async def test_writes_of_a_dead_writer_converge_with_no_reader(
     orphan = {**created["data"]["ticket"], "_id": orphan_id, "number": 10**9 + 7, "open_slot": 99}
     await events.insert(
         db,
-        {
-            **created,
-            "_id": events.event_id(orphan_id, 1),
-            "ticket_id": orphan_id,
-            "state": {k: orphan.get(k) for k in STATE_FIELDS},
-            "data": {"ticket": orphan},
-            "at": utcnow(),
-        },
+        TicketEvent.trusted(
+            {
+                **created,
+                "_id": events.event_id(orphan_id, 1),
+                "ticket_id": orphan_id,
+                "state": {k: orphan.get(k) for k in STATE_FIELDS},
+                "data": {"ticket": orphan},
+                "at": utcnow(),
+            }
+        ),
     )
 
     await wait_converged(db, tenant.id)
