@@ -19,7 +19,7 @@ from backend.messages import repository as message_repository
 from backend.messages.models import Message
 from backend.webhooks.service import message_id_for
 from tests.factories import Tenant, make_tenant
-from tests.fakes.harness import FakeEvolution, make_connection
+from tests.fakes.harness import FakeEvolution, make_connection, wait_for
 from tests.media.helpers import fixture, send_media, until_media
 
 
@@ -247,13 +247,18 @@ async def test_a_move_between_the_fetchers_read_and_its_write_keeps_the_move_and
     message = await send_media(evolution, db, conn, "boleto.pdf", phone=phone, content=os.urandom(50 * 1024))
     ready = await until_media(db, message["_id"], "ready")
     assert moved, "the competitor did not run"
-    # The status write did not put the message back under the finalized ticket.
-    assert ready["ticket_id"] == moved[0] and ready["moved_from_ticket_id"] == message["ticket_id"]
-    announced = await db.tenant_events.find({"type": "message.status", "message.id": message["_id"]}).to_list(None)
-    shown = [a for a in announced if a["message"]["media"]["status"] == "ready"]
-    assert shown and all(a["message"]["ticket_id"] == moved[0] for a in shown)
     # Its fetch done too: nothing of this test is left pending for the next one's hooks.
     await until_media(db, openers[0], "ready")
+    # The status write did not put the message back under the finalized ticket.
+    assert ready["ticket_id"] == moved[0] and ready["moved_from_ticket_id"] == message["ticket_id"]
+
+    async def announced_ready() -> list[dict[str, Any]] | None:
+        # The announcement follows the status write: looked for until it is stored.
+        records = await db.tenant_events.find({"type": "message.status", "message.id": message["_id"]}).to_list(None)
+        return [a for a in records if a["message"]["media"]["status"] == "ready"] or None
+
+    shown = await wait_for(announced_ready, timeout=10)
+    assert all(a["message"]["ticket_id"] == moved[0] for a in shown)
 
 
 async def test_a_fetcher_that_dies_between_storing_the_bytes_and_moving_the_message(
