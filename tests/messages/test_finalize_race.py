@@ -21,7 +21,7 @@ from backend.messages.models import Message
 from backend.tickets import intake
 from backend.tickets import repository as tickets_repo
 from backend.tickets import service as tickets
-from backend.tickets.models import Ticket
+from backend.tickets.models import Ticket, TicketEvent
 from backend.users import repository as users
 from tests.factories import API, Tenant, get_ticket, make_client, make_tenant
 
@@ -222,8 +222,8 @@ async def test_a_message_stored_while_the_finalize_was_under_way_is_moved_by_the
     original = events.insert
     raced: dict[str, Any] = {}
 
-    async def message_then_event(db_: Any, event: dict[str, Any]) -> None:
-        if event["ticket_id"] == first.id and event["type"] == "finalized":
+    async def message_then_event(db_: Any, event: TicketEvent) -> None:
+        if event.ticket_id == first.id and event.type == "finalized":
             # Past the finalize's millisecond, so the message is stamped after `finalized_at`.
             await asyncio.sleep(0.005)
             ticket, message = await chat.say("só mais uma pergunta")
