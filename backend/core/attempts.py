@@ -136,6 +136,7 @@ class QueueWalk:
             new_cursor += 1
         if new_cursor > cursor:
             await self.queue.advance_cursor(db, new_cursor)
+            self.queue.forget_upto(db, cursor, new_cursor)
         return len(entries)
 
     async def run(

@@ -62,6 +62,10 @@ class Runtime:
     seqlog_blocks: "dict[LogKey, SeqBlock]" = field(default_factory=dict)
     seqlog_locks: dict[LogKey, tuple[asyncio.AbstractEventLoop, asyncio.Lock]] = field(default_factory=dict)
     seqlog_ticks: Iterator[int] = field(default_factory=lambda: itertools.count(1))
+    # core/seqlog, for a log that keeps its appends (a work queue): per (database, collection,
+    # prefix, number), the entry this process appended, as stored (BSON), until its walk's cursor
+    # passes it (bounded LRU: tuning.QUEUE_KEPT).
+    seqlog_kept: "OrderedDict[tuple[str, str, str, int], bytes]" = field(default_factory=OrderedDict)
     # core/single_flight: the `_id` reads in flight per (database, collection, _id); the answers
     # kept for `cached` readers ({} for a miss), with when their read was sent (bounded LRU), for `cache_seconds`
     # (SETUP_CACHE_SECONDS, set by gates.open_gate); `cache_epoch` moves at every `forget`.

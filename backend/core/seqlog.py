@@ -80,6 +80,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+import bson
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
 from backend.core import group_commit
@@ -87,6 +88,7 @@ from backend.core.clock import utcnow
 from backend.core.db import Database
 from backend.core.runtime import LogKey as Key
 from backend.core.runtime import Runtime, runtime_of
+from backend.core.tuning import QUEUE_KEPT
 
 MAX_CLAIM_TRIES = 10_000
 MARK_EVERY = 8  # numbers per block: a log end costs at most this many reads to look past
@@ -130,11 +132,19 @@ async def gallop(lo: int, present: Callable[[int], Awaitable[bool]]) -> int:
 
 
 class SeqLog:
-    def __init__(self, collection: str, prefix: str, *, state_collection: str, cursor_id: str) -> None:
+    """`keeps_appends`: a plain log whose walker usually runs in the process that appended (a work
+    queue: backend/core/attempts.py). Its entries are never updated, so the copy of an entry this
+    process stored is the entry: `get` answers from it without a read until `forget_upto` (the
+    walk's cursor passed it), or until a bound forgets the oldest."""
+
+    def __init__(
+        self, collection: str, prefix: str, *, state_collection: str, cursor_id: str, keeps_appends: bool = False
+    ) -> None:
         self.collection = collection
         self.prefix = prefix
         self.state_collection = state_collection
         self.cursor_id = cursor_id
+        self.keeps_appends = keeps_appends
 
     def _key(self, db: Database) -> Key:
         return (db.name, self.collection, self.prefix)
@@ -151,7 +161,25 @@ class SeqLog:
         return max(rt.seqlog_heads.get(key, 0), rt.seqlog_reserved.get(key, 0))
 
     async def get(self, db: Database, seq: int) -> dict[str, Any] | None:
+        kept = runtime_of(db).seqlog_kept.get((*self._key(db), seq)) if self.keeps_appends else None
+        if kept is not None:
+            entry: dict[str, Any] = bson.decode(kept, db.codec_options)
+            return entry
         return await db[self.collection].find_one({"_id": self.entry_id(seq)})
+
+    def _keep(self, db: Database, entry: dict[str, Any]) -> None:
+        """As stored: BSON keeps what a read would give back (datetimes to the millisecond)."""
+        kept = runtime_of(db).seqlog_kept
+        kept[(*self._key(db), int(entry["seq"]))] = bson.encode(entry)
+        while len(kept) > QUEUE_KEPT:
+            kept.popitem(last=False)
+
+    def forget_upto(self, db: Database, after: int, upto: int) -> None:
+        """Drops the kept entries after+1..upto (a walk's cursor moved past them)."""
+        kept, key = runtime_of(db).seqlog_kept, self._key(db)
+        if kept:
+            for seq in range(after + 1, upto + 1):
+                kept.pop((*key, seq), None)
 
     async def _stored(self, db: Database, _id: str) -> bool:
         return await db[self.collection].find_one({"_id": _id}, projection={"_id": 1}) is not None
@@ -251,11 +279,14 @@ class SeqLog:
             try:
                 # Not group-committed: all would try head+1 together, and a batch of them would
                 # have one winner.
-                await db[self.collection].insert_one({**body, "_id": _id, "seq": seq})
+                entry = {**body, "_id": _id, "seq": seq}
+                await db[self.collection].insert_one(entry)
             except PyMongoError:  # another writer has it: move past what is stored
                 seq = max(seq, await self.head(db)) + 1
                 continue
             rt.seqlog_heads[key] = max(rt.seqlog_heads.get(key, 0), seq)
+            if self.keeps_appends:
+                self._keep(db, entry)
             return seq, _id
         raise RuntimeError(f"could not claim an entry of {self.prefix!r}")
 

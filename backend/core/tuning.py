@@ -76,6 +76,7 @@ OUTBOUND_CHAT_HINTS = 10_000  # chats whose last queue position a process rememb
 UNREAD_INBOUND_HINT_EVERY = 4  # a ticket's stored inbound-count hint: raised every 4th number (unread/)
 INGEST_CHAT_HINTS = 20_000  # inbound chats whose client and last ticket ids a process remembers
 ATTEMPT_HINTS = 20_000  # messages whose send or fetch attempts a process's worker has looked at
+QUEUE_KEPT = 10_000  # queue entries (a few hundred bytes each) a process keeps from its own appends for its walk
 # The ticket sweep rests this many times its last scan: under a tenth of the time on FerretDB, where
 # the scan reads all of ticket_events and messages (tickets/sweep.py: 11-16 s at 100k messages).
 SWEEP_IDLE_FACTOR = 9

@@ -9,7 +9,8 @@ atomic, its unique `_id` inserts are) and read by `_id` alone, the one filter Fe
 The fetch queue, read by `_id` alone like the outbound queue (backend/outbound/repository.py):
 - `media_fetches`: entry n is `_id` "f:<n>" (backend/core/seqlog.py, plain append, no holes),
   one per message whose bytes are to be fetched (and one more per retry action), walked from a
-  cursor in `media_fetch_state`.
+  cursor in `media_fetch_state`; the walk in the process that queued an entry uses the copy it
+  stored instead of reading it back (`keeps_appends`: entries never change).
 - `media_fetch_attempts`: attempt k of message m is `_id` "<m>:<k>"; inserting it is the claim
   that lets exactly one worker of any process make that attempt (backend/core/attempts.py).
 Nothing here deletes: the application never removes media, entries or attempts.
@@ -152,7 +153,7 @@ async def _read_range_by_driver(db: Database, file_id: str, start: int, end: int
         await stream.close()
 
 
-fetches = SeqLog(FETCHES, "f:", state_collection=FETCH_STATE, cursor_id="cursor")
+fetches = SeqLog(FETCHES, "f:", state_collection=FETCH_STATE, cursor_id="cursor", keeps_appends=True)
 
 
 async def enqueue_fetch(db: Database, body: FetchBody) -> int:

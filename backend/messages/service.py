@@ -161,7 +161,9 @@ async def _file_client_message(db: Database, ticket: tickets.Ticket, message: Me
     insert): its activity is written, and the write answers with the document as it found it —
     a read made after our insert was acknowledged — which `projection.settle` completes with the
     event log (events v+1, v+2, … by `_id`): that is the message side's re-load of the handshake
-    (module docstring), so no separate read of the ticket is made, before or after the write. When the settled ticket is
+    (module docstring), so no separate read of the ticket is made, before or after the write.
+    The message that opened the ticket (`opened`) writes no activity: event v1 shows it already,
+    and settle's read of the log past v1, made after the insert, is the re-load. When the settled ticket is
     finalizado, a finalize came between the caller's read and now: the message moves on as
     `_keep_out_of_finalized` moves it, and is announced only where it ends. The activity written
     to the finalized ticket meanwhile is that of a message that raced its finalize and moved on,

@@ -53,7 +53,7 @@ MAX_HELD_PER_ATTEMPT = 100
 CURSOR_ID = "cursor"
 MAX_CHAT_CLAIM_TRIES = 1_000
 
-queue = SeqLog(QUEUE, "q:", state_collection=STATE, cursor_id=CURSOR_ID)  # entries 1..head, no holes
+queue = SeqLog(QUEUE, "q:", state_collection=STATE, cursor_id=CURSOR_ID, keeps_appends=True)  # 1..head, no holes
 attempts = AttemptLedger(ATTEMPTS, what="send", model=SendAttempt)
 
 

@@ -13,12 +13,15 @@ from typing import Any
 import pytest
 from pymongo import AsyncMongoClient
 
-from backend.core.attempts import Attempt, AttemptLedger, Policy, Verdict
+from backend.core.attempts import Attempt, AttemptLedger, Policy, QueueWalk, Verdict
 from backend.core.clock import utcnow
 from backend.core.db import Database, durable_database
+from backend.core.runtime import runtime_of
+from backend.core.seqlog import SeqLog
 from backend.media import worker as media_worker
 from backend.outbound import worker as outbound_worker
 from tests.conftest import make_settings
+from tests.monitoring import recorded
 
 
 class Refused(Exception):
@@ -263,3 +266,37 @@ def test_each_worker_is_tuned_by_its_own_settings(mongo_url: str) -> None:
     assert (media.scan_limit, media.poll_seconds) == (s.MEDIA_FETCH_SCAN_LIMIT, s.MEDIA_FETCH_POLL_SECONDS)
     assert (outbound.concurrency, media.concurrency) == (s.OUTBOUND_CONCURRENCY, s.MEDIA_FETCH_CONCURRENCY)
     assert (outbound.error_max_chars, media.error_max_chars) == (None, media_worker.ERROR_MAX_CHARS)
+
+
+async def test_a_walk_reads_no_entry_its_own_process_queued_and_reads_the_others(db: Database, mongo_url: str) -> None:
+    """A queue that keeps its appends (the outbox, the media fetch queue): the walk in the process
+    that queued an entry takes it from that process's copy, which equals the stored entry as
+    another process reads it; once the cursor passes them, the copies are dropped, and a later
+    look reads the store."""
+
+    queue = SeqLog("queue", "q:", state_collection="queue_state", cursor_id="cursor", keeps_appends=True)
+    async with recorded(db, mongo_url) as (own, recorder):
+        for n in range(3):
+            await queue.append(own, {"message_id": f"m{n}", "enqueued_at": utcnow()})
+        recorder.commands.clear()
+        seen: list[dict[str, Any]] = []
+
+        async def visit(entries: list[dict[str, Any]]) -> list[int]:
+            seen.extend(entries)
+            return [int(e["seq"]) for e in entries[:2]]  # the third is left for a later pass
+
+        await QueueWalk(queue, POLICY, what="test").run_once(own, visit)
+        # The head's search reads the log (`_id` only: is q:3 there, is q:4); no entry is read.
+        whole = [
+            c for c in recorder.named("find") if c["filter"].get("_id", "").startswith("q:") and "projection" not in c
+        ]
+        assert whole == []
+        # Another process (its own runtime: no copies) reads the stored entries: field for field the same.
+        assert seen == [await queue.get(db, n) for n in (1, 2, 3)]
+        assert [e["message_id"] for e in seen] == ["m0", "m1", "m2"]
+        kept = {k[-1] for k in runtime_of(own).seqlog_kept if k[:3] == (own.name, "queue", "q:")}
+        assert kept == {3}  # the cursor passed 1 and 2: their copies are gone
+        queue.forget_upto(own, 2, 3)
+        recorder.commands.clear()
+        assert await queue.get(own, 3) == seen[2]
+        assert [(c["filter"]["_id"], "projection" in c) for c in recorder.named("find")] == [("q:3", False)]
