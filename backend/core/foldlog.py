@@ -347,7 +347,8 @@ class FoldLog:
     async def compact(self, db: Database, bucket: str, *, upto: int | None = None) -> int:
         """Folds the entries past each view's watermark (up to entry `upto` when given) into its
         totals; returns the highest watermark written. Safe to run concurrently with itself and
-        with writers."""
+        with writers. The watermark is the stored one, or, where the log `keeps_totals`, the one
+        of the pair this process remembers for the view (module docstring)."""
         read = await self._start_totals(db, bucket)
         start = min(totals.watermark for totals in read.values())
         n = start

@@ -159,6 +159,32 @@ async def test_compactions_from_remembered_pairs_amid_another_processs_and_a_wri
         await _assert_views(log, a, bucket, set(range(12)))
 
 
+async def test_a_view_whose_write_failed_stays_remembered_as_before(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only a pair stored is remembered: a view whose statement failed keeps its earlier pair,
+    and the next compaction folds on from there."""
+    log, bucket = _log(), "b"
+    await _record(log, db, bucket, [0, 1, 2, 3])
+    real = log._replace
+
+    async def refusing_keys(db_: Database, pairs: list[tuple[dict[str, Any], dict[str, Any]]], *, upsert: bool) -> Any:
+        refused = [i for i, (q, _) in enumerate(pairs) if q["_id"].endswith("|keys")]
+        errors = await real(db_, [p for i, p in enumerate(pairs) if i not in refused], upsert=upsert)
+        assert errors == []
+        return [{"index": i, "code": 2, "errmsg": "refused"} for i in refused]
+
+    monkeypatch.setattr(log, "_replace", refusing_keys)
+    await _record(log, db, bucket, [4, 5, 6, 7])  # the compaction at 8 fails for "keys" (logged)
+    monkeypatch.undo()
+    kept = runtime_of(db).foldlog_totals
+    assert [kept[(db.name, "t", f"{bucket}|{v}")][0] for v in VIEWS] == [8, 4, 8]
+    assert [(await log._totals(db, bucket, v)).watermark for v in VIEWS] == [8, 4, 8]
+    await _record(log, db, bucket, [8, 9, 10, 11])
+    assert [kept[(db.name, "t", f"{bucket}|{v}")][0] for v in VIEWS] == [12, 12, 12]
+    await _assert_views(log, db, bucket, set(range(12)))
+
+
 async def test_the_kept_totals_are_bounded(db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(foldlog, "TOTALS_KEPT", 4)
     log = _log()
