@@ -37,6 +37,16 @@ The writer's compaction folds up to its own entry, and takes the entries it fold
 process appended (kept as stored, in the runtime) when they cover the whole stretch past the
 views' watermarks: entries never change, so a stored entry is the same bytes whichever way it is
 read; where one is missing (another process appended it, or it was forgotten) the stretch is read.
+A log that `keeps_totals` also starts each compaction, a writer's or a reader's, from the pair
+this process last wrote (or read) for each view, as stored (BSON, in the runtime), and reads
+only the views it does not remember, together: a process compacting one bucket again and again
+reads no totals. That pair is a consistent snapshot like any stored one (the fold of the canonical
+entries 1..w is the same whoever computes it), so folding on from it is as exact as from the
+stored pair, whether that one has moved on since (another process compacted further: this one
+writes an older watermark back, a longer tail for the next reader) or back (a write-back).
+Not for totals with marks: a remembered pair would write its marks back over a newer one
+(`start`, a repair) at every compaction of a running process, so a pair with marks is never
+remembered, and a log whose marks matter (tickets/counters.py) does not keep totals at all.
 
 `fold(state, body)` must be deterministic; it may be applied in any order to contributions that
 commute (counts, multisets), and callers that need order (a set of open items) rely on each key's
@@ -70,6 +80,12 @@ Codec = Callable[[State], State]
 READ_WINDOW = 8  # tail entries (and their claims) read concurrently past the first: a tail costs ~3 round trips
 HINTS = 20_000  # views whose last seen watermark and tail end a process remembers (module docstring)
 APPENDED = 1_000  # buckets whose latest appended entries a process keeps for its compactions
+# Views whose last written (or read) totals a process keeps for its compactions (`keeps_totals`):
+# the views of the buckets APPENDED keeps entries for, a tenant being two (its month's 6 views and
+# its live one: 500 tenants). Past that, the least recently compacted are read again, as
+# without. Each is its stored document: a few KB, a busy tenant's month view up to ~60 KB
+# (BENCHMARKS.md, Reports), so at most ~200 MB were every view a busy one.
+TOTALS_KEPT = 3_500
 
 
 @dataclass
@@ -129,7 +145,8 @@ class FoldLog:
     append). Exactness is unchanged: a reader counts an unclaimed entry once per key in its
     tail (the first copy; a later copy of the key is skipped, and a claimed key counts only at
     its claim), and nothing is folded into totals before it is claimed, so each key counts
-    once whichever copy ends up canonical."""
+    once whichever copy ends up canonical. `keeps_totals`: compactions start from the totals
+    this process last wrote or read (module docstring); only for totals without marks."""
 
     entries: str
     totals: str
@@ -142,6 +159,9 @@ class FoldLog:
     state_field: str = "state"
     claims_by_bucket: bool = True
     claim_on_write: bool = True
+    # Compactions start from this process's own last pair of each view (module docstring); never
+    # for totals that carry marks.
+    keeps_totals: bool = False
 
     def _log(self, bucket: str) -> SeqLog:
         # The seqlog's cursor is unused: the watermark lives in the totals documents.
@@ -228,11 +248,56 @@ class FoldLog:
         doc = await db[self.totals].find_one({"_id": self._doc_id(bucket, view)})
         return self._decoded(doc, self.views[view].decode)
 
+    def _marks(self, doc: Mapping[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in doc.items() if k not in ("_id", "watermark", self.state_field, "updated_at")}
+
     def _decoded(self, doc: Mapping[str, Any] | None, decode: Codec) -> Totals:
         if not doc:
             return Totals()
-        marks = {k: v for k, v in doc.items() if k not in ("_id", "watermark", self.state_field, "updated_at")}
-        return Totals(int(doc["watermark"]), decode(dict(doc[self.state_field] or {})), marks)
+        return Totals(int(doc["watermark"]), decode(dict(doc[self.state_field] or {})), self._marks(doc))
+
+    def _remember(self, db: Database, bucket: str, view: str, doc: Mapping[str, Any]) -> None:
+        """Keeps `doc` (a view's totals document this process wrote or read) as its BSON, a copy
+        no later fold can touch, for the next compaction of the bucket (`keeps_totals`), unless
+        it has marks or this process keeps a pair further on (both are consistent: the further
+        one leaves the shorter tail)."""
+        if not self.keeps_totals:
+            return
+        kept = runtime_of(db).foldlog_totals
+        key = (db.name, self.totals, self._doc_id(bucket, view))
+        if self._marks(doc):
+            kept.pop(key, None)  # the marks are read with the totals from now on
+            return
+        watermark = int(doc["watermark"])
+        known = kept.pop(key, None)
+        kept[key] = known if known is not None and known[0] > watermark else (watermark, bson.encode(doc))
+        while len(kept) > TOTALS_KEPT:
+            kept.popitem(last=False)
+
+    def _recalled(self, db: Database, bucket: str, view: str) -> Totals | None:
+        """The view's totals as this process last wrote or read them, if it keeps them."""
+        if not self.keeps_totals:
+            return None
+        kept = runtime_of(db).foldlog_totals
+        key = (db.name, self.totals, self._doc_id(bucket, view))
+        known = kept.get(key)
+        if known is None:
+            return None
+        kept.move_to_end(key)
+        totals = self._decoded(bson.decode(known[1], db.codec_options), self.views[view].decode)
+        return None if totals.marks else totals  # never remembered with marks; read if so
+
+    async def _start_totals(self, db: Database, bucket: str) -> dict[str, Totals]:
+        """Each view's totals for a compaction: remembered (`keeps_totals`), else read, the views
+        not remembered all at once."""
+        read: dict[str, Totals | None] = {v: self._recalled(db, bucket, v) for v in self.views}
+        missing = [v for v, totals in read.items() if totals is None]
+        docs = await asyncio.gather(*(db[self.totals].find_one({"_id": self._doc_id(bucket, v)}) for v in missing))
+        for view, doc in zip(missing, docs, strict=True):
+            if doc:
+                self._remember(db, bucket, view, {k: v for k, v in doc.items() if k != "_id"})
+            read[view] = self._decoded(doc, self.views[view].decode)
+        return {v: totals for v, totals in read.items() if totals is not None}
 
     def _document(self, view: str, totals: Totals) -> Doc:
         """`totals` as stored: its watermark, its state encoded, its marks."""
@@ -282,8 +347,9 @@ class FoldLog:
     async def compact(self, db: Database, bucket: str, *, upto: int | None = None) -> int:
         """Folds the entries past each view's watermark (up to entry `upto` when given) into its
         totals; returns the highest watermark written. Safe to run concurrently with itself and
-        with writers."""
-        read = {v: await self._totals(db, bucket, v) for v in self.views}
+        with writers. The watermark is the stored one, or, where the log `keeps_totals`, the one
+        of the pair this process remembers for the view (module docstring)."""
+        read = await self._start_totals(db, bucket)
         start = min(totals.watermark for totals in read.values())
         n = start
         # Where writers leave the claims to compactors, the tail's claims are not read: the claim
@@ -343,11 +409,17 @@ class FoldLog:
         each, unordered: a statement's failure does not stop the others. Sent as the command
         itself: on FerretDB v1 a statement's duplicate key (two first upserts) comes back without
         the counts PyMongo's bulk_write reads, which then raises KeyError, not BulkWriteError."""
+        views = list(written)
         pairs = [({"_id": self._doc_id(bucket, v)}, self._document(v, t)) for v, t in written.items()]
         lost = await self._replace(db, pairs, upsert=True) if pairs else []
+        failed = [views[e["index"]] for e in lost]
         if lost and all(_duplicate(e) for e in lost):
             # Two first upserts of a document: it exists now, so these replace it.
             lost = await self._replace(db, [pairs[e["index"]] for e in lost], upsert=False)
+            failed = [failed[e["index"]] for e in lost]
+        for view, (_, doc) in zip(views, pairs, strict=True):
+            if view not in failed:  # stored: the pair the next compaction may start from
+                self._remember(db, bucket, view, doc)
         if lost:
             raise BulkWriteError({"writeErrors": lost})
 

@@ -118,6 +118,10 @@ class Runtime:
     # core/foldlog: per (database, log/bucket), the entries this process appended lately, as
     # stored (BSON, by number), for the compaction its own append triggers (bounded LRU).
     foldlog_appended: "OrderedDict[tuple[str, str], dict[int, bytes]]" = field(default_factory=OrderedDict)
+    # core/foldlog: per (database, totals collection, totals `_id`), the watermark and document
+    # (BSON) of the totals this process last wrote or read, for its next compaction of the bucket
+    # (logs that `keeps_totals`; bounded LRU, foldlog.TOTALS_KEPT).
+    foldlog_totals: OrderedDict[tuple[str, str, str], tuple[int, bytes]] = field(default_factory=OrderedDict)
     # reports/repository: per (database, ticket) whose first client message is claimed, that
     # time when this process claimed it (None: claimed by another), bounded LRU.
     report_first_in: OrderedDict[tuple[str, str], int | None] = field(default_factory=OrderedDict)

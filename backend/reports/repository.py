@@ -51,6 +51,9 @@ MONTHS = FoldLog(
     # (claim_first_reply): a claim on write would bind its own copy, maybe one appended after
     # the take-back of its value.
     claim_on_write=False,
+    # A compaction starts from the views' totals this process last wrote (no marks here): no
+    # read of the 6 documents before each one (foldlog's `keeps_totals`).
+    keeps_totals=True,
 )
 LIVE = FoldLog(
     entries=ENTRIES,
@@ -62,6 +65,7 @@ LIVE = FoldLog(
     # (aggregates.py) and a key's canonical copy, left to the compactor, is its first in the log —
     # appended before its record returned, so before the next event's entries.
     claim_on_write=False,
+    keeps_totals=True,
 )
 
 

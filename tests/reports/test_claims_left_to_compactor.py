@@ -200,3 +200,33 @@ async def test_a_burst_of_one_processs_writers_compacts_one_stretch_after_the_ot
         assert sorted(len(c["documents"]) for c in claims) == [8, 8]
     monkeypatch.undo()
     await _assert_counted(db, tenant, 16)
+
+
+async def test_a_processs_next_compactions_of_a_month_and_its_queue_read_no_totals(
+    db: Database, mongo_url: str
+) -> None:
+    """The month and live logs keep their totals (foldlog `keeps_totals`): a process's compaction
+    after its first starts from the pairs it wrote, so it reads neither totals nor entries."""
+    tenant = new_id()
+
+    def totals_reads(recorder: CommandRecorder) -> list[dict[str, Any]]:
+        return [c for c in recorder.named("find") if c["find"] == repository.TOTALS]
+
+    async def live(db_: Database, k: int) -> None:
+        await repository.record_live(db_, tenant, f"ev:{k}", LiveChange(wset={f"t{k}": {"s": DAY, "d": "d1"}}))
+
+    async with recorded(db, mongo_url) as (counted, recorder):
+        for k in range(8):
+            await _record(counted, tenant, k)
+            await live(counted, k)
+        assert len(totals_reads(recorder)) == len(VIEWS) + 1  # each compaction's first: every view
+        recorder.commands.clear()
+        for k in range(8, 24):
+            await _record(counted, tenant, k)
+            await live(counted, k)
+        assert totals_reads(recorder) == [] and _entry_reads(recorder) == []
+        assert len([c for c in recorder.named("update") if c["update"] == repository.TOTALS]) == 4
+    await _assert_counted(db, tenant, 24)
+    stored, folded = await repository.live_totals(db, tenant)
+    assert stored.watermark == 24 and stored.state == folded.state
+    assert sorted((await repository.live(db, tenant))["waiting"]) == sorted(f"t{k}" for k in range(24))
