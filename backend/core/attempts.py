@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Generic, TypeVar
 
+from pydantic import ValidationError
 from pymongo.errors import DuplicateKeyError
 
 from backend.core import group_commit
@@ -53,7 +54,6 @@ from backend.core.tuning import ATTEMPT_HINTS
 
 log = get_logger("attempts")
 ERROR = "error"
-Doc = dict[str, Any]  # a queue entry
 Verdict = dict[str, Any]  # `result` and the work's own fields: what finishing an attempt `$set`s
 
 
@@ -110,15 +110,27 @@ class Policy:
         return float(min(self.backoff_base_seconds * 2 ** (attempt - 1), self.backoff_max_seconds))
 
 
-class QueueWalk:
-    def __init__(self, queue: SeqLog, policy: Policy, *, what: str) -> None:
-        self.queue, self.policy, self.what = queue, policy, what
+class QueueItem(StoredModel):
+    """What every queue entry has: its number in the queue (core/seqlog)."""
+
+    seq: int
+
+
+E = TypeVar("E", bound=QueueItem)
+
+
+class QueueWalk(Generic[E]):
+    """Walks `queue`, whose entries are `model`s. An entry that does not load as one is logged
+    and left where it is, like an entry whose handling fails."""
+
+    def __init__(self, queue: SeqLog, model: type[E], policy: Policy, *, what: str) -> None:
+        self.queue, self.model, self.policy, self.what = queue, model, policy, what
         self._sem = asyncio.Semaphore(policy.concurrency)
         self.worker = f"{socket.gethostname()}:{os.getpid()}:{new_id()[-6:]}"  # names its claims
         self._pos = 0
         self._finished: set[int] = set()
 
-    async def run_once(self, db: Database, visit: Callable[[list[Doc]], Awaitable[Iterable[int]]]) -> int:
+    async def run_once(self, db: Database, visit: Callable[[list[E]], Awaitable[Iterable[int]]]) -> int:
         """One pass over (part of) the open queue: `visit` gets the page's entries and answers the
         seqs of those finished. Returns how many entries it looked at."""
         cursor = await self.queue.get_cursor(db)
@@ -128,7 +140,7 @@ class QueueWalk:
         if start > last:
             start = cursor + 1
         seqs = [s for s in range(start, last + 1) if s not in self._finished][: self.policy.scan_limit]
-        entries = [e for s in seqs if (e := await self.queue.get(db, s))]
+        entries = [e for s in seqs if (e := self._load(s, await self.queue.get(db, s))) is not None]
         self._finished.update(await visit(entries))
         self._pos = seqs[-1] if seqs and seqs[-1] < last else cursor
         new_cursor = cursor
@@ -165,13 +177,20 @@ class QueueWalk:
             wakeups.discard(wakeup)
         log.info(f"{self.what} worker stopped", worker=self.worker)
 
-    async def guarded(self, handle: Callable[[Doc], Awaitable[bool]], entry: Doc) -> bool:
+    def _load(self, seq: int, doc: dict[str, Any] | None) -> E | None:
+        try:
+            return self.model.model_validate(doc) if doc is not None else None
+        except ValidationError as exc:
+            log.error(f"{self.what} entry failed", seq=seq, error=str(exc))
+            return None
+
+    async def guarded(self, handle: Callable[[E], Awaitable[bool]], entry: E) -> bool:
         """`handle(entry)` within the walk's concurrency; an error leaves the entry for a later pass."""
         async with self._sem:
             try:
                 return await handle(entry)
             except Exception as exc:
-                log.error(f"{self.what} entry failed", seq=entry.get("seq"), error=str(exc))
+                log.error(f"{self.what} entry failed", seq=entry.seq, error=str(exc))
                 return False
 
 

@@ -5,7 +5,7 @@ from datetime import datetime
 
 from pydantic import BaseModel
 
-from backend.core.attempts import Attempt
+from backend.core.attempts import Attempt, QueueItem
 from backend.core.schemas import StoredModel
 
 # As the message gave it, kept as is (backend/webhooks/sanitize.py keeps a number past int64 as text).
@@ -37,8 +37,8 @@ class FetchBody(BaseModel):  # what `enqueue_fetch` stores; the log adds `_id` a
     enqueued_at: datetime
 
 
-class FetchEntry(StoredModel, FetchBody):  # `media_fetches`
-    seq: int
+class FetchEntry(QueueItem, FetchBody):  # `media_fetches`
+    pass
 
 
 class FetchAttempt(Attempt):  # `media_fetch_attempts`: what a "stored" verdict adds

@@ -63,23 +63,23 @@ class MediaFetcher:
         self.settings = settings
         self.http = http
         self.policy = policy_of(settings)
-        self.walk = attempts.QueueWalk(repository.fetches, self.policy, what="media fetch")
+        self.walk = attempts.QueueWalk(repository.fetches, FetchEntry, self.policy, what="media fetch")
 
     async def run_once(self) -> int:
         """One pass over (part of) the open queue (core/attempts.py `QueueWalk`); entries go concurrently."""
         return await self.walk.run_once(self.db, self._visit)
 
-    async def _visit(self, entries: list[dict[str, Any]]) -> list[int]:
+    async def _visit(self, entries: list[FetchEntry]) -> list[int]:
         done = await asyncio.gather(*(self.walk.guarded(self.handle, e) for e in entries))
-        return [int(e["seq"]) for e, finished in zip(entries, done, strict=True) if finished]
+        return [e.seq for e, finished in zip(entries, done, strict=True) if finished]
 
     async def run(self, stop: asyncio.Event) -> None:
         wakeups = runtime_of(self.db).media_fetch_wakeups  # set when this process queues a fetch
         await self.walk.run(stop, self.run_once, wakeups)
 
-    async def handle(self, doc: dict[str, Any]) -> bool:
+    async def handle(self, entry: FetchEntry) -> bool:
         """Moves one entry on. Returns True when it needs nothing more."""
-        now, entry = utcnow(), FetchEntry.model_validate(doc)
+        now = utcnow()
         message_id = entry.message_id
         message = await message_store.get_internal(self.db, message_id)
         if message is None:  # queued by a delivery whose message is not stored (yet)

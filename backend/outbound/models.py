@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel
 
-from backend.core.attempts import Attempt
+from backend.core.attempts import Attempt, QueueItem
 from backend.core.schemas import StoredModel
 
 Resolution = Literal["echo", "released"]
@@ -22,8 +22,8 @@ class QueueBody(BaseModel):  # what `enqueue` stores; the log adds `_id` and `se
     enqueued_at: datetime
 
 
-class QueueEntry(StoredModel, QueueBody):  # `outbox`
-    seq: int
+class QueueEntry(QueueItem, QueueBody):  # `outbox`
+    pass
 
 
 class SendAttempt(Attempt):  # `outbox_attempts`: what a "sent" verdict adds

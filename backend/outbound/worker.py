@@ -22,7 +22,6 @@ once older than the lease, like its orphan queue entry.
 import asyncio
 import functools
 from datetime import datetime
-from typing import Any
 
 import httpx
 
@@ -67,31 +66,31 @@ class OutboundWorker:
         self.settings = settings
         self.http = http
         self.policy = policy_of(settings)
-        self.walk = attempts.QueueWalk(repository.queue, self.policy, what="outbound")
+        self.walk = attempts.QueueWalk(repository.queue, QueueEntry, self.policy, what="outbound")
 
     async def run_once(self) -> int:
         """One pass over (part of) the open queue (core/attempts.py `QueueWalk`); chats go concurrently."""
         return await self.walk.run_once(self.db, self._visit)
 
-    async def _visit(self, entries: list[dict[str, Any]]) -> list[int]:
-        chats: dict[str, list[dict[str, Any]]] = {}
+    async def _visit(self, entries: list[QueueEntry]) -> list[int]:
+        chats: dict[str, list[QueueEntry]] = {}
         for e in entries:  # entries queued before chats were recorded are a chat of their own
-            chats.setdefault(str(e.get("chat") or f"seq:{e['seq']}"), []).append(e)
+            chats.setdefault(e.chat or f"seq:{e.seq}", []).append(e)
         for chat in chats.values():
-            chat.sort(key=lambda e: int(e.get("chat_seq") or 0))
+            chat.sort(key=lambda e: e.chat_seq)
         return [seq for done in await asyncio.gather(*map(self._chat_in_order, chats.values())) for seq in done]
 
     async def run(self, stop: asyncio.Event) -> None:
         await self.walk.run(stop, self.run_once, set())
 
-    async def _chat_in_order(self, entries: list[dict[str, Any]]) -> list[int]:
+    async def _chat_in_order(self, entries: list[QueueEntry]) -> list[int]:
         """One chat's entries of this pass, one after the other; stops at the first that is not
         finished, as everything after it in the chat waits for it anyway."""
         finished: list[int] = []
         for entry in entries:
             if not await self.walk.guarded(self._handle, entry):
                 break
-            finished.append(int(entry["seq"]))
+            finished.append(entry.seq)
         return finished
 
     async def _waits_for_earlier(self, entry: QueueEntry, now: datetime) -> bool:
@@ -111,9 +110,9 @@ class OutboundWorker:
             return message.status == "pending"
         return False
 
-    async def _handle(self, doc: dict[str, Any]) -> bool:
+    async def _handle(self, entry: QueueEntry) -> bool:
         """Moves one entry on. Returns True when it needs nothing more (sent, failed, orphan)."""
-        now, entry = utcnow(), QueueEntry.model_validate(doc)
+        now = utcnow()
         message_id = entry.message_id
         message = await messages.get_internal(self.db, message_id)
         if message is None:

@@ -7,13 +7,13 @@ run out by writing them into the past, never by waiting."""
 import dataclasses
 import uuid
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
 from pymongo import AsyncMongoClient
 
-from backend.core.attempts import Attempt, AttemptLedger, Policy, QueueWalk, Verdict
+from backend.core.attempts import Attempt, AttemptLedger, Policy, QueueItem, QueueWalk, Verdict
 from backend.core.clock import utcnow
 from backend.core.db import Database, durable_database
 from backend.core.runtime import runtime_of
@@ -268,6 +268,11 @@ def test_each_worker_is_tuned_by_its_own_settings(mongo_url: str) -> None:
     assert (outbound.error_max_chars, media.error_max_chars) == (None, media_worker.ERROR_MAX_CHARS)
 
 
+class Item(QueueItem):
+    message_id: str
+    enqueued_at: datetime | None = None
+
+
 async def test_a_walk_reads_no_entry_its_own_process_queued_and_reads_the_others(db: Database, mongo_url: str) -> None:
     """A queue that keeps its appends (the outbox, the media fetch queue): the walk in the process
     that queued an entry takes it from that process's copy, which equals the stored entry as
@@ -279,24 +284,40 @@ async def test_a_walk_reads_no_entry_its_own_process_queued_and_reads_the_others
         for n in range(3):
             await queue.append(own, {"message_id": f"m{n}", "enqueued_at": utcnow()})
         recorder.commands.clear()
-        seen: list[dict[str, Any]] = []
+        seen: list[Item] = []
 
-        async def visit(entries: list[dict[str, Any]]) -> list[int]:
+        async def visit(entries: list[Item]) -> list[int]:
             seen.extend(entries)
-            return [int(e["seq"]) for e in entries[:2]]  # the third is left for a later pass
+            return [e.seq for e in entries[:2]]  # the third is left for a later pass
 
-        await QueueWalk(queue, POLICY, what="test").run_once(own, visit)
+        await QueueWalk(queue, Item, POLICY, what="test").run_once(own, visit)
         # The head's search reads the log (`_id` only: is q:3 there, is q:4); no entry is read.
         whole = [
             c for c in recorder.named("find") if c["filter"].get("_id", "").startswith("q:") and "projection" not in c
         ]
         assert whole == []
         # Another process (its own runtime: no copies) reads the stored entries: field for field the same.
-        assert seen == [await queue.get(db, n) for n in (1, 2, 3)]
-        assert [e["message_id"] for e in seen] == ["m0", "m1", "m2"]
+        assert seen == [Item.model_validate(await queue.get(db, n)) for n in (1, 2, 3)]
+        assert [e.message_id for e in seen] == ["m0", "m1", "m2"]
         kept = {k[-1] for k in runtime_of(own).seqlog_kept if k[:3] == (own.name, "queue", "q:")}
         assert kept == {3}  # the cursor passed 1 and 2: their copies are gone
         queue.forget_upto(own, 2, 3)
         recorder.commands.clear()
-        assert await queue.get(own, 3) == seen[2]
+        assert Item.model_validate(await queue.get(own, 3)) == seen[2]
         assert [(c["filter"]["_id"], "projection" in c) for c in recorder.named("find")] == [("q:3", False)]
+
+
+async def test_an_entry_that_does_not_load_is_left_where_it_is_and_the_others_are_visited(db: Database) -> None:
+    queue = SeqLog("queue", "q:", state_collection="queue_state", cursor_id="cursor")
+    await queue.append(db, {"message_id": "m1"})
+    await queue.append(db, {"other": "no message id"})  # written by a version that had another shape
+    await queue.append(db, {"message_id": "m3"})
+    visited: list[Item] = []
+
+    async def visit(entries: list[Item]) -> list[int]:
+        visited.extend(entries)
+        return [e.seq for e in entries]
+
+    await QueueWalk(queue, Item, POLICY, what="test").run_once(db, visit)
+    assert [(e.seq, e.message_id) for e in visited] == [(1, "m1"), (3, "m3")]
+    assert await queue.get_cursor(db) == 1  # the cursor waits at the entry nobody finished

@@ -103,7 +103,7 @@ async def test_a_second_fetcher_on_the_same_entry_does_not_fetch_again(
 
     async def second_fetcher(fetcher: worker.MediaFetcher, entry: FetchEntry) -> None:
         other = worker.MediaFetcher(db, settings, fetcher.http)  # as another process's worker
-        answers.append(await other.handle(entry.stored()))
+        answers.append(await other.handle(entry))
 
     inject(monkeypatch, second_fetcher)
     message = await send_media(evolution, db, conn, "voice.ogg")
