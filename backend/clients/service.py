@@ -24,7 +24,7 @@ from backend.clients.schemas import (
 from backend.core import natural_keys
 from backend.core.clock import utcnow
 from backend.core.db import Database
-from backend.core.errors import Conflict, NotFound, Unprocessable
+from backend.core.errors import Conflict, Unprocessable, or_404
 from backend.core.ids import is_valid_id, new_id
 from backend.core.pagination import decode_id_cursor, next_id_cursor
 from backend.core.retry import read_winner
@@ -86,9 +86,7 @@ async def create(db: Database, actor: Actor, *, data: ClientCreate) -> ClientRea
 
 async def get_doc_or_404(db: Database, actor: Actor, *, client_id: str) -> User:
     client = await users.get(db, actor.scope, client_id, roles=ROLES) if is_valid_id(client_id) else None
-    if client is None:
-        raise NotFound("client not found")
-    return client
+    return or_404(client, "client")
 
 
 async def get_by_phone(db: Database, actor: Actor, *, phone: str) -> User | None:

@@ -21,7 +21,7 @@ from backend.core import natural_keys
 from backend.core.clock import utcnow
 from backend.core.config import Settings
 from backend.core.db import Database
-from backend.core.errors import Conflict, NotFound, ServiceUnavailable, Unprocessable
+from backend.core.errors import Conflict, ServiceUnavailable, Unprocessable, or_404
 from backend.core.ids import is_valid_id, new_id
 from backend.core.logging import get_logger
 from backend.core.pagination import decode_id_cursor, next_id_cursor
@@ -103,9 +103,7 @@ async def create(db: Database, actor: Actor, settings: Settings, *, data: Connec
 
 async def get_doc_or_404(db: Database, actor: Actor, *, connection_id: str) -> Connection:
     conn = await repository.get(db, actor.scope, connection_id) if is_valid_id(connection_id) else None
-    if conn is None:
-        raise NotFound("connection not found")
-    return conn
+    return or_404(conn, "connection")
 
 
 async def list_page(db: Database, actor: Actor, *, cursor: str | None, limit: int) -> ConnectionPage:

@@ -1,6 +1,7 @@
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from typing import Any
 
 # What `utcnow` reads: the system clock, unless a test replaced it (`override`).
 _source: Callable[[], datetime] | None = None
@@ -26,3 +27,10 @@ def override(source: Callable[[], datetime]) -> Iterator[None]:
 def as_utc(value: datetime) -> datetime:
     """PyMongo returns naive UTC datetimes; make them aware."""
     return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def json_default(value: Any) -> Any:
+    """`json.dumps`' default for documents as the store returns them: dates and times as ISO text."""
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    raise TypeError(f"not JSON serializable: {type(value).__name__}")

@@ -5,7 +5,7 @@ exactly what backend/app.py's handlers send) and one responses map per kind of r
 route declares each error it can answer and the generated client is typed against real answers.
 """
 
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, Field
 
@@ -32,6 +32,16 @@ class Forbidden(AppError):
 
 class NotFound(AppError):
     status_code = 404
+
+
+T = TypeVar("T")
+
+
+def or_404(found: T | None, what: str) -> T:
+    """`found`, or NotFound("<what> not found") for a lookup of what must exist."""
+    if found is None:
+        raise NotFound(f"{what} not found")
+    return found
 
 
 class Conflict(AppError):

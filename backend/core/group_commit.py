@@ -24,7 +24,7 @@ from pymongo import InsertOne, UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError, WriteConcernError, WriteError
 
-from backend.core.runtime import Runtime, runtime_of
+from backend.core.runtime import runtime_of
 from backend.core.tuning import INSERT_BATCH as MAX_BATCH
 from backend.core.tuning import INSERTS_IN_FLIGHT as MAX_IN_FLIGHT
 
@@ -106,15 +106,13 @@ def _enqueue(collection: Collection, ops: list[tuple[Op, Callable[[Collection], 
     queue.waiting.extend(pendings)
     if queue.writers < MAX_IN_FLIGHT:
         queue.writers += 1
-        task = loop.create_task(_write_until_empty(runtime, queues, key, queue))
+        task = loop.create_task(_write_until_empty(queues, key, queue))
         writers.add(task)
         task.add_done_callback(writers.discard)
     return pendings
 
 
-async def _write_until_empty(
-    runtime: Runtime, queues: dict[tuple[str, str], _Queue], key: tuple[str, str], queue: _Queue
-) -> None:
+async def _write_until_empty(queues: dict[tuple[str, str], _Queue], key: tuple[str, str], queue: _Queue) -> None:
     try:
         while queue.waiting:
             batch, queue.waiting = queue.waiting[:MAX_BATCH], queue.waiting[MAX_BATCH:]

@@ -2,7 +2,7 @@ from typing import Any
 
 from backend.core.clock import utcnow
 from backend.core.db import Database, unique_or_conflict
-from backend.core.errors import NotFound, Unprocessable
+from backend.core.errors import Unprocessable, or_404
 from backend.core.ids import is_valid_id, new_id
 from backend.core.pagination import decode_id_cursor, next_id_cursor
 from backend.core.tenancy import Actor, TenantScope
@@ -37,9 +37,7 @@ async def create(db: Database, actor: Actor, *, data: DepartmentCreate) -> Depar
 
 async def get_or_404(db: Database, actor: Actor, *, department_id: str) -> Department:
     department = await repository.get(db, actor.scope, department_id) if is_valid_id(department_id) else None
-    if department is None:
-        raise NotFound("department not found")
-    return department
+    return or_404(department, "department")
 
 
 async def list_page(

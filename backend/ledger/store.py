@@ -17,7 +17,7 @@ from typing import Any
 from pymongo import uri_parser
 from pymongo.errors import DuplicateKeyError
 
-from backend.core.clock import utcnow
+from backend.core.clock import json_default, utcnow
 from backend.core.db import Database
 from backend.ledger import model
 
@@ -103,16 +103,10 @@ def append_file(path: str, entry: dict[str, Any]) -> None:
     interleave whole lines, and the entry is on disk before the instance serves."""
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
-    line = (json.dumps(entry, default=_json_default, sort_keys=True) + "\n").encode()
+    line = (json.dumps(entry, default=json_default, sort_keys=True) + "\n").encode()
     fd = os.open(p, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
     try:
         os.write(fd, line)
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return value.isoformat()
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")

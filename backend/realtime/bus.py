@@ -14,6 +14,7 @@ from typing import Any
 
 import redis.asyncio as redis
 
+from backend.core.clock import json_default
 from backend.core.logging import get_logger
 from backend.core.tuning import BUS_TIMEOUT_SECONDS as PUBLISH_TIMEOUT_SECONDS
 from backend.realtime import metrics
@@ -23,13 +24,7 @@ log = get_logger("realtime.bus")
 
 
 def encode(origin: str, record: dict[str, Any]) -> str:
-    return json.dumps({"o": origin, "r": record}, separators=(",", ":"), default=_iso)
-
-
-def _iso(value: Any) -> Any:
-    if hasattr(value, "isoformat"):
-        return value.isoformat()
-    raise TypeError(f"not JSON serializable: {type(value).__name__}")
+    return json.dumps({"o": origin, "r": record}, separators=(",", ":"), default=json_default)
 
 
 class RedisBus:

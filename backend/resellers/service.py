@@ -8,7 +8,7 @@ from pymongo.errors import DuplicateKeyError
 from backend.core import natural_keys
 from backend.core.clock import utcnow
 from backend.core.db import Database
-from backend.core.errors import Conflict, NotFound
+from backend.core.errors import Conflict, or_404
 from backend.core.ids import is_valid_id, new_id
 from backend.core.pagination import decode_id_cursor, every_item, next_id_cursor
 from backend.core.tenancy import Actor
@@ -80,9 +80,7 @@ async def create(db: Database, actor: Actor, *, data: ResellerCreate) -> Reselle
 
 async def get_or_404(db: Database, *, reseller_id: str) -> Reseller:
     reseller = await repository.get(db, reseller_id) if is_valid_id(reseller_id) else None
-    if reseller is None:
-        raise NotFound("reseller not found")
-    return reseller
+    return or_404(reseller, "reseller")
 
 
 async def list_page(db: Database, *, cursor: str | None, limit: int) -> ResellerPage:
@@ -105,9 +103,7 @@ async def update(db: Database, *, reseller_id: str, data: ResellerUpdate) -> Res
 async def get_config(db: Database, actor: Actor) -> ResellerConfigRead:
     assert actor.reseller_id
     config = await repository.get_config(db, actor.scope, actor.reseller_id)
-    if config is None:
-        raise NotFound("config not found")
-    return ResellerConfigRead.of(config)
+    return ResellerConfigRead.of(or_404(config, "config"))
 
 
 async def update_config(db: Database, actor: Actor, *, data: ResellerConfigUpdate) -> ResellerConfigRead:
@@ -116,9 +112,7 @@ async def update_config(db: Database, actor: Actor, *, data: ResellerConfigUpdat
     changes = data.model_dump(mode="json", exclude_unset=True, exclude_none=True)
     changes["updated_at"] = utcnow()
     config = await repository.update_config(db, actor.scope, actor.reseller_id, changes)
-    if config is None:
-        raise NotFound("config not found")
-    return ResellerConfigRead.of(config)
+    return ResellerConfigRead.of(or_404(config, "config"))
 
 
 async def config_internal(db: Database, reseller_id: str) -> ResellerConfig:

@@ -9,7 +9,7 @@ from backend.core import natural_keys
 from backend.core.clock import utcnow
 from backend.core.config import Settings
 from backend.core.db import Database
-from backend.core.errors import Conflict, Forbidden, NotFound, Unprocessable
+from backend.core.errors import Conflict, Forbidden, Unprocessable, or_404
 from backend.core.ids import is_valid_id, new_id
 from backend.core.pagination import decode_id_cursor, next_id_cursor
 from backend.core.security import hash_password, verify_password
@@ -125,9 +125,7 @@ async def create_agent(db: Database, actor: Actor, *, data: UserCreate) -> UserR
 
 async def get_or_404(db: Database, actor: Actor, *, user_id: str) -> User:
     user = await repository.get(db, actor.scope, user_id, roles=STAFF_ROLES) if is_valid_id(user_id) else None
-    if user is None:
-        raise NotFound("user not found")
-    return user
+    return or_404(user, "user")
 
 
 async def list_page(

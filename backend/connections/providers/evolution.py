@@ -185,7 +185,7 @@ def _sha256_hex(value: Any) -> str | None:
     return raw.hex() if len(raw) == 32 else None
 
 
-def _media(part: dict[str, Any], kind: str) -> dict[str, Any]:
+def _media(part: dict[str, Any]) -> dict[str, Any]:
     """What the message shows before the bytes arrive; `status` moves on when they do."""
     media: dict[str, Any] = {"status": "pending", "mime": str(part.get("mimetype") or "").split(";")[0].strip()}
     name = part.get("fileName") or part.get("title")
@@ -265,7 +265,7 @@ def _content(message: dict[str, Any], message_type: str) -> _Content:
     kind = _TYPES.get(message_type, message_type or "unknown")
     body = str(part.get("caption") or part.get("text") or "")
     if kind in _MEDIA_TYPES:
-        return _Content(kind, body, media=_media(part, kind))
+        return _Content(kind, body, media=_media(part))
     if message_type in _LOCATION_TYPES:
         return _Content("location", body, location=_location(part))
     if message_type in ("contactMessage", "contactsArrayMessage"):
