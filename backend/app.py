@@ -110,7 +110,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             # 4. The background loops, only once the gate passed: the outbound sending worker
             #    (OUTBOUND_WORKER_ENABLED), the inbound webhook processor (WEBHOOK_PROCESSOR_ENABLED;
             #    the webhook only stores), the repair of projections a dead writer left behind
-            #    (TICKET_SWEEP_ENABLED).
+            #    (TICKET_SWEEP_ENABLED), the inbound media fetch (MEDIA_FETCH_ENABLED).
             for loop in (outbound_worker_loop, webhook_processor_loop, ticket_sweep_loop, media_fetch_loop):
                 stack.push_async_callback(loop.background(db, settings, enabled=app.state.startup.ready).close)
             # 5. The garbage collector, once start-up allocated what lives as long as the process.

@@ -30,7 +30,7 @@ from backend.core.pagination import decode_id_cursor, next_id_cursor
 from backend.core.retry import read_winner
 from backend.core.schemas import iso_ms
 from backend.core.tenancy import Actor, TenantScope
-from backend.exports.service import csv_lines
+from backend.exports.service import cell, csv_lines
 from backend.tags.schemas import normalize_tag
 from backend.users import service as users
 from backend.users.models import User as User  # published: a client is a user with role "client"
@@ -270,19 +270,14 @@ async def import_csv(db: Database, actor: Actor, *, data: ClientImport) -> Clien
     return result
 
 
-def _cell(value: str) -> str:
-    """A spreadsheet runs a cell starting with = + - @ as a formula: quote it as text."""
-    return "'" + value if value[:1] in ("=", "+", "-", "@") else value
-
-
 async def export_csv(db: Database, actor: Actor) -> AsyncIterator[str]:
     """The tenant's clients as CSV (UTF-8 with BOM, `;`), sent in chunks as they are read."""
     assert actor.reseller_id
     yield "\ufeff" + csv_lines([EXPORT_HEADER])
     chunk: list[list[str]] = []
     async for client in users.iter_with_role(db, actor.scope, role="client"):
-        row = [_cell(c or "") for c in (client.name, client.phone, client.email, client.notes)]
-        chunk.append([*row, ", ".join(client.tags or []), iso_ms(client.created_at)])
+        texts = (client.name, client.phone, client.email, client.notes, ", ".join(client.tags or []))
+        chunk.append([*(cell(t) for t in texts), iso_ms(client.created_at)])
         if len(chunk) == 200:
             yield csv_lines(chunk)
             chunk = []

@@ -36,5 +36,5 @@ async def list_for(db: Database, scope: TenantScope, *, owners: list[str], activ
 
 
 async def update(db: Database, scope: TenantScope, reply_id: str, changes: dict[str, Any]) -> QuickReply | None:
-    await db[COLLECTION].update_one({"_id": reply_id}, {"$set": changes})
+    await db[COLLECTION].update_one(scope.filter({"_id": reply_id}), {"$set": changes})
     return await get(db, scope, reply_id)

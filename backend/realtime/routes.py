@@ -65,7 +65,7 @@ async def realtime_socket(websocket: WebSocket) -> None:
     # Accept first, then close: a close before accept becomes an HTTP 403 and browsers never see the code.
     await websocket.accept()
     if not app.state.startup.ready:
-        await websocket.close(1013, "service not ready")
+        await websocket.close(TRY_AGAIN_LATER, "service not ready")
         return
     try:
         claims = decode_access_token(settings, websocket.query_params.get("token", ""))

@@ -227,6 +227,9 @@ async def test_export_is_a_bom_semicolon_csv_of_the_tenants_clients_only(
         f"{API}/clients/{mine['id']}", json={"notes": '=HYPERLINK("x")', "tags": ["b", "a"]}, headers=tenant.headers
     )
     assert r.status_code == 200
+    tagged = await make_client(client, tenant)  # the tags column is a cell like the others
+    r = await client.patch(f"{API}/clients/{tagged['id']}", json={"tags": ["=soma"]}, headers=tenant.headers)
+    assert r.status_code == 200
     theirs = await make_client(client, other)
     r = await client.get(f"{API}/clients/export.csv", headers=tenant.headers)
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/csv")
@@ -235,6 +238,7 @@ async def test_export_is_a_bom_semicolon_csv_of_the_tenants_clients_only(
     assert rows[0] == ["nome", "telefone", "email", "notas", "tags", "criado_em"]
     by_phone = {row[1]: row for row in rows[1:]}
     assert by_phone[mine["phone"]][3:5] == ['\'=HYPERLINK("x")', "a, b"]
+    assert by_phone[tagged["phone"]][4] == "'=soma"
     assert theirs["phone"] not in by_phone
     total = (await client.get(f"{API}/clients", params={"limit": 200}, headers=tenant.headers)).json()["items"]
     assert len(rows) - 1 == len(total)
