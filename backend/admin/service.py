@@ -7,8 +7,8 @@ from zoneinfo import ZoneInfo
 
 from backend.admin.schemas import AdminOverview, ConnectionSummary, ResellerOverview, TicketsByStatus
 from backend.connections import service as connections
+from backend.core.clock import check_days
 from backend.core.db import Database
-from backend.core.errors import Unprocessable
 from backend.core.pagination import every_item
 from backend.core.tenancy import Actor
 from backend.reports import service as reports
@@ -33,10 +33,7 @@ async def overview(db: Database, actor: Actor, *, first: date | None, last: date
     ending today (UTC's today)."""
     last = last or datetime.now(ZoneInfo("UTC")).date()
     first = first or last - timedelta(days=DEFAULT_DAYS - 1)
-    if last < first:
-        raise Unprocessable("`to` is before `from`")
-    if (last - first).days + 1 > MAX_DAYS:
-        raise Unprocessable(f"a period of at most {MAX_DAYS} days")
+    check_days(first, last, max_days=MAX_DAYS)
     links = await _connections_by_tenant(db, actor)
     items: list[ResellerOverview] = []
     for r in await every_item(lambda cursor: resellers.list_page(db, cursor=cursor, limit=PAGE)):

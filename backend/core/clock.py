@@ -1,7 +1,9 @@
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
+
+from backend.core.errors import Unprocessable
 
 # What `utcnow` reads: the system clock, unless a test replaced it (`override`).
 _source: Callable[[], datetime] | None = None
@@ -22,6 +24,14 @@ def override(source: Callable[[], datetime]) -> Iterator[None]:
         yield
     finally:
         _source = previous
+
+
+def check_days(first: date, last: date, *, max_days: int) -> None:
+    """A period of days `first`..`last`, both inclusive, that a report or an export may cover."""
+    if last < first:
+        raise Unprocessable("`to` is before `from`")
+    if (last - first).days + 1 > max_days:
+        raise Unprocessable(f"a period of at most {max_days} days")
 
 
 def as_utc(value: datetime) -> datetime:

@@ -24,7 +24,7 @@ from datetime import date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from backend.core.clock import as_utc
+from backend.core.clock import as_utc, check_days
 from backend.core.db import Database
 from backend.core.errors import Forbidden, TooManyRequests, Unprocessable
 from backend.core.tenancy import Actor, TenantScope
@@ -128,10 +128,7 @@ async def scope_for(db: Database, actor: Actor, *, reseller_id: str | None) -> t
 
 def period(first: date, last: date, tz: ZoneInfo, *, max_days: int) -> Period:
     """The days `first`..`last`, both inclusive, as local midnights in the tenant's timezone."""
-    if last < first:
-        raise Unprocessable("`to` is before `from`")
-    if (last - first).days + 1 > max_days:
-        raise Unprocessable(f"a period of at most {max_days} days")
+    check_days(first, last, max_days=max_days)
     start = datetime.combine(first, time.min, tzinfo=tz)
     end = datetime.combine(last + timedelta(days=1), time.min, tzinfo=tz)
     return Period(start=start, end=end, tz=tz)
