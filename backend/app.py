@@ -97,9 +97,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             #    hint and sink: backend/core/runtime.py), closed last.
             client = make_client(settings)
             stack.push_async_callback(client.close)
-            runtime = open_runtime(client)
-            stack.push_async_callback(runtime.close)
-            app.state.mongo, app.state.runtime = client, runtime
+            stack.push_async_callback(open_runtime(client).close)
+            app.state.mongo = client
             db = app.state.db = durable_database(client, settings.MONGO_DB)
             # 2. The start-up gate every writing process shares (backend/gates.py), then ours.
             app.state.startup = await gates.open_gate(db, settings, then=API_STEPS)
