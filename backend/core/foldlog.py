@@ -284,8 +284,7 @@ class FoldLog:
         if known is None:
             return None
         kept.move_to_end(key)
-        totals = self._decoded(bson.decode(known[1], db.codec_options), self.views[view].decode)
-        return None if totals.marks else totals  # never remembered with marks; read if so
+        return self._decoded(bson.decode(known[1], db.codec_options), self.views[view].decode)
 
     async def _start_totals(self, db: Database, bucket: str) -> dict[str, Totals]:
         """Each view's totals for a compaction: remembered (`keeps_totals`), else read, the views
