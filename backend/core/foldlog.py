@@ -176,7 +176,7 @@ class FoldLog:
         # head+1, one wins and the others read and retry — N^2 inserts for a burst of N. Queued,
         # each is two reads and one insert; only appenders in different processes still race
         # (and the unique `_id` settles it). `what`: "compact" for the writers' compactions.
-        locks = runtime_of(db).counter_append_locks
+        locks = runtime_of(db).process_locks
         name = f"{self.entries}/{bucket}" if what == "append" else f"{self.entries}/{bucket}|{what}"
         return locks.setdefault((db.name, name), asyncio.Lock())
 

@@ -110,8 +110,9 @@ class Runtime:
     raced_opening: RacedOpening | None = None
     # core/foldlog: per (database, log/bucket), this process's appends to the bucket's log, one
     # at a time (and, under "<log/bucket>|compact", its writers' compactions); tickets/service:
-    # per (database, tenant's number key), its ticket-number proposals.
-    counter_append_locks: dict[tuple[str, str], asyncio.Lock] = field(default_factory=dict)
+    # per (database, tenant's number key), its ticket-number proposals; connections/repository:
+    # per (database, connection), its writes.
+    process_locks: dict[tuple[str, str], asyncio.Lock] = field(default_factory=dict)
     # core/foldlog: per (database, totals collection, totals `_id`), the watermark and tail end a
     # reader last saw (its read hint, bounded by foldlog.HINTS).
     foldlog_hints: dict[tuple[str, str, str], tuple[int, int]] = field(default_factory=dict)

@@ -146,7 +146,7 @@ async def _allocate_number(db: Database, reseller_id: str, ticket_id: str) -> in
     One proposal at a time per tenant in this process (as foldlog's appends): a backlog's lanes
     opening tickets of one tenant together would otherwise all lose to one winner and read it
     (a `find` per loss); only creators in other processes still race, and the key settles it."""
-    locks = runtime_of(db).counter_append_locks
+    locks = runtime_of(db).process_locks
     async with locks.setdefault((db.name, f"{NUMBER_KEY}/{reseller_id}"), asyncio.Lock()):
         candidate = number = await repository.next_number(db, reseller_id)
         for _ in range(MAX_NUMBER_PROBES):

@@ -2,6 +2,8 @@ import asyncio
 from typing import Any
 
 import httpx
+import pytest
+from pymongo.asynchronous.collection import AsyncCollection
 
 from backend.core.clock import utcnow
 from backend.core.ids import new_id
@@ -234,3 +236,43 @@ async def test_a_connection_stored_before_the_menu_reads_with_defaults_and_a_cha
     assert set(stored) == set(older)
     same = set(older) - {"name", "created_at", "updated_at"}  # stored times lose their microseconds
     assert {k: stored[k] for k in same} == {k: older[k] for k in same}
+
+
+async def test_a_status_webhook_landing_during_a_settings_change_waits_for_it_and_both_stay(
+    client: httpx.AsyncClient,
+    admin_headers: dict[str, str],
+    evolution: FakeEvolution,
+    db: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """On FerretDB an update writes back the whole document as it read it: a status write sent
+    while the admin's menu change is in flight would put the menu back off (or the change would
+    put "connecting" back over "open"). The provider's news waits for the change in this process."""
+    tenant = await make_tenant(client, admin_headers, agents=0)
+    conn = await make_connection(client, tenant, evolution, open_=False)
+    in_flight, release, second = asyncio.Event(), asyncio.Event(), asyncio.Event()
+    original = AsyncCollection.update_one
+
+    async def held(self: Any, query: Any, update: Any, *args: Any, **kwargs: Any) -> Any:
+        if self.name == "whatsapp_connections" and query.get("_id") == conn["id"]:
+            if "menu_text" in update.get("$set", {}):
+                in_flight.set()
+                await release.wait()  # the admin's write is on its way to the store
+            else:
+                second.set()
+        return await original(self, query, update, *args, **kwargs)
+
+    monkeypatch.setattr(AsyncCollection, "update_one", held)
+    body = {"menu_enabled": True, "menu_department_ids": [tenant.departments[0]["id"]], "menu_text": "Escolha:"}
+    patch = asyncio.create_task(client.patch(f"{BASE}/{conn['id']}", json=body, headers=tenant.headers))
+    await asyncio.wait_for(in_flight.wait(), 30)
+    opened = await evolution.control("POST", "state", {"instance": conn["instance_name"], "state": "open"})
+    assert opened["status_code"] == 200, opened
+    with pytest.raises(TimeoutError):  # the old code sent it at once, beside the admin's write
+        await asyncio.wait_for(second.wait(), 2.0)
+    release.set()
+    assert (await patch).status_code == 200
+    assert (await settled(db, opened))["status"] == "processed"
+    assert second.is_set()
+    stored = await db.whatsapp_connections.find_one({"_id": conn["id"]})
+    assert (stored["status"], stored["menu_enabled"], stored["menu_text"]) == ("open", True, "Escolha:")
