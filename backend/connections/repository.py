@@ -1,13 +1,12 @@
 """Queries on `whatsapp_connections`. Looked up by `_id` on the hot path (every webhook)."""
 
-import asyncio
 from typing import Any
 
 from backend.connections.models import Connection
 from backend.core import single_flight
+from backend.core.conditional import one_writer
 from backend.core.db import Database
 from backend.core.indexes import ASC, DESC, declare
-from backend.core.runtime import runtime_of
 from backend.core.tenancy import TenantScope
 
 COLLECTION = "whatsapp_connections"
@@ -76,15 +75,11 @@ async def update(db: Database, scope: TenantScope, connection_id: str, changes: 
     The one write of a stored connection: this process's copy is forgotten once it returned (or
     failed, having maybe written: `get_cached_internal`).
 
-    One write per connection at a time in this process. A connection has two kinds of writers that
-    meet: an admin's settings (`service.update`) and the provider's news (`service.record_status`,
-    from a webhook that can land at the same moment). On FerretDB every update writes the whole
-    document back as it read it, so two at once can undo each other (a menu switched on, then off
-    again by a status write that read before it; or an "open" put back to "connecting", holding
-    every send). In the single-process default both writers are here; MongoDB's updates are atomic
-    per document, so writers in other processes need nothing more there."""
-    lock = runtime_of(db).process_locks.setdefault((db.name, f"{COLLECTION}/{connection_id}"), asyncio.Lock())
-    async with lock:
+    Its writers take turns (`one_writer`): an admin's settings (`service.update`) and the
+    provider's news (`service.record_status`, from a webhook that can land at the same moment)
+    would otherwise, on FerretDB, undo each other: a menu switched on, then off again by a status
+    write that read before it; or an "open" put back to "connecting", holding every send."""
+    async with one_writer(db, COLLECTION, connection_id):
         try:
             await db[COLLECTION].update_one({"_id": connection_id}, {"$set": changes})
         finally:

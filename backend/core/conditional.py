@@ -9,11 +9,15 @@ atomicity. So on FerretDB we do those same three steps ourselves with `_id`-only
 same semantics, without the scan. Every race that matters is arbitrated elsewhere by a unique
 `_id` insert (ticket_events, claims), which is atomic on both stores. What a non-atomic update
 can still do on FerretDB — write back fields a concurrent update had just changed — is repaired
-by the writer reading the document back (backend/tickets/projection.py `settle`).
+by the writer reading the document back (backend/tickets/projection.py `settle`), or, for a
+document whose writers all run in one process in the single-process default, prevented by
+taking turns there (`one_writer`).
 """
 
+import asyncio
 import operator
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
 from typing import Any
 
 from pymongo import ReturnDocument
@@ -24,6 +28,27 @@ from backend.core.runtime import runtime_of
 
 NAMESPACE_NOT_FOUND = 26
 _RANGE = {"$lt": operator.lt, "$lte": operator.le, "$gt": operator.gt, "$gte": operator.ge}
+
+
+@asynccontextmanager
+async def one_writer(db: Database, collection: str, _id: Any) -> AsyncIterator[None]:
+    """One write of document `_id` at a time in this process. For a document with writers of
+    different kinds that can land together (a connection's settings and its status; a message's
+    move, delivery status and media): on FerretDB every update reads the document and writes it
+    all back, so two at once can undo each other, and a conditional update's check is a separate
+    read. Taking turns here closes that between the writers of this process (all of them in the
+    single-process default); MongoDB's updates are atomic per document anyway. Held for one
+    write only, never across another `one_writer`, so it cannot deadlock."""
+    locks, key = runtime_of(db).document_writers, (db.name, collection, _id)
+    entry = locks.setdefault(key, (asyncio.Lock(), [0]))
+    entry[1][0] += 1
+    try:
+        async with entry[0]:
+            yield
+    finally:
+        entry[1][0] -= 1
+        if not entry[1][0]:  # nobody waits: the map holds only documents being written
+            del locks[key]
 
 
 async def filters_push_down(db: Database) -> bool:

@@ -73,7 +73,9 @@ class Runtime:
     documents: OrderedDict[tuple[str, str, Any], tuple[float, dict[str, Any]]] = field(default_factory=OrderedDict)
     cache_seconds: float = SETUP_CACHE_SECONDS_DEFAULT
     cache_epoch: int = 0
-    # core/conditional: whether the server pushes filters down (MongoDB) or not (FerretDB).
+    # core/conditional: whether the server pushes filters down (MongoDB) or not (FerretDB); per
+    # (database, collection, _id) being written by `one_writer`, its lock and how many hold or wait.
+    document_writers: dict[tuple[str, str, Any], tuple[asyncio.Lock, list[int]]] = field(default_factory=dict)
     filters_push_down: bool | None = None
     # realtime/records: per (database, tenant) the highest seq seen stored; append queues, writers.
     feed_tails: dict[tuple[str, str], int] = field(default_factory=dict)
@@ -110,8 +112,7 @@ class Runtime:
     raced_opening: RacedOpening | None = None
     # core/foldlog: per (database, log/bucket), this process's appends to the bucket's log, one
     # at a time (and, under "<log/bucket>|compact", its writers' compactions); tickets/service:
-    # per (database, tenant's number key), its ticket-number proposals; connections/repository:
-    # per (database, connection), its writes.
+    # per (database, tenant's number key), its ticket-number proposals.
     process_locks: dict[tuple[str, str], asyncio.Lock] = field(default_factory=dict)
     # core/foldlog: per (database, totals collection, totals `_id`), the watermark and tail end a
     # reader last saw (its read hint, bounded by foldlog.HINTS).

@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Any
 
 from backend.core import group_commit
-from backend.core.conditional import update_if
+from backend.core.conditional import one_writer, update_if
 from backend.core.db import Database
 from backend.core.indexes import ASC, DESC, declare
 from backend.core.tenancy import TenantScope
@@ -67,7 +67,9 @@ async def move_to_ticket(
     """Files the message under another ticket if it is still under `from_ticket_id`. Returns
     whether it moved. An update, never a delete: `moved_from_ticket_id` keeps where it was."""
     changes = {"ticket_id": to_ticket_id, "moved_from_ticket_id": from_ticket_id, "moved_at": at}
-    return await update_if(db, COLLECTION, message_id, {"ticket_id": from_ticket_id}, {"$set": changes}) is not None
+    async with one_writer(db, COLLECTION, message_id):  # a message's writers take turns: `move_status_internal`
+        moved = await update_if(db, COLLECTION, message_id, {"ticket_id": from_ticket_id}, {"$set": changes})
+    return moved is not None
 
 
 async def latest_per_ticket_since_internal(db: Database, since: datetime) -> dict[str, tuple[datetime, str]]:
@@ -89,13 +91,20 @@ async def move_status_internal(
 ) -> Message | None:
     """Moves a message's delivery status forward only; returns the message when it moved.
 
-    On MongoDB the filtered update is atomic. On FerretDB two different concurrent moves of one
-    message (say delivered and read arriving together) can both pass the filter and the slower
-    one win; the next status event or a redelivery heals it. Sends are never repeated by it.
+    A message has three kinds of writers that can land together: a move to another ticket (a
+    client message that raced a finalize), a delivery status (the send, the provider's receipts)
+    and its media (the fetch). On MongoDB each filtered update is atomic. On FerretDB an update
+    writes back the whole document as it read it, so one could put the message back under the
+    finalized ticket it just left, or a status back to an earlier one, and two status moves
+    (delivered and read arriving together) could both pass the check. In this process they take
+    turns (`one_writer`); a writer in another process on FerretDB keeps that window, and the next
+    status event or a redelivery heals a status. Sends are never repeated by it.
     """
     allowed = ["pending", "sent"] if to == "failed" else [s for s, r in RANK.items() if r < RANK[to]]
     changes: dict[str, Any] = {"status": to, f"{to}_at": at, **(extra or {})}
-    return Message.load(await update_if(db, COLLECTION, message_id, {"status": {"$in": allowed}}, {"$set": changes}))
+    async with one_writer(db, COLLECTION, message_id):
+        moved = await update_if(db, COLLECTION, message_id, {"status": {"$in": allowed}}, {"$set": changes})
+    return Message.load(moved)
 
 
 async def set_media_internal(db: Database, message: Message, changes: dict[str, Any]) -> Message | None:
@@ -110,7 +119,9 @@ async def set_media_internal(db: Database, message: Message, changes: dict[str, 
     has on FerretDB, a re-read would not close it (core/conditional.py)."""
     fields = {f"media.{k}": v for k, v in changes.items()} if message.media is not None else {"media": changes}
     condition, read = {"ticket_id": message.ticket_id}, {"_id": message.id, "ticket_id": message.ticket_id}
-    return Message.load(await update_if(db, COLLECTION, message.id, condition, {"$set": fields}, current=read))
+    async with one_writer(db, COLLECTION, message.id):  # a message's writers take turns: `move_status_internal`
+        written = await update_if(db, COLLECTION, message.id, condition, {"$set": fields}, current=read)
+    return Message.load(written)
 
 
 async def all_for_tenant_internal(db: Database, reseller_id: str) -> list[Message]:

@@ -3,6 +3,7 @@
 from collections.abc import AsyncIterator
 from typing import Any
 
+from backend.core.conditional import one_writer
 from backend.core.db import Database
 from backend.core.indexes import ASC, DESC, declare
 from backend.core.tenancy import TenantScope
@@ -58,7 +59,8 @@ async def update(
         # In the same write as the change itself: no moment where the new password (or the
         # reactivated user) is in place and the old tokens still count.
         update["$inc"] = {"token_version": 1}  # User.token_version
-    await db[COLLECTION].update_one(scope.filter({"_id": user_id}), update)
+    async with one_writer(db, COLLECTION, user_id):  # with `raise_ticket_slot`, which can land at the same moment
+        await db[COLLECTION].update_one(scope.filter({"_id": user_id}), update)
     return await get(db, scope, user_id)
 
 
@@ -66,8 +68,11 @@ async def raise_ticket_slot(db: Database, client_id: str, *, channel: str, slot:
     """A hint of where the client's open-ticket slots on `channel` start (tickets.service
     open_for_client): `slot` is one past a finalized slot, or an open slot, so it never points
     beyond the first open one. Moves forward only; FerretDB's whole-document write-back can put back an older,
-    lower value, which costs the next walk a few reads and nothing else."""
-    await db[COLLECTION].update_one({"_id": client_id}, {"$max": {f"ticket_slots.{channel}": slot}})
+    lower value, which costs the next walk a few reads and nothing else. It takes turns with `update`
+    (`one_writer`): written as a client's ticket opens, it would otherwise, on FerretDB, undo an
+    edit of the client's name or tags saved at the same moment."""
+    async with one_writer(db, COLLECTION, client_id):
+        await db[COLLECTION].update_one({"_id": client_id}, {"$max": {f"ticket_slots.{channel}": slot}})
 
 
 async def iter_with_role(db: Database, scope: TenantScope, *, role: str, batch: int = 500) -> AsyncIterator[User]:

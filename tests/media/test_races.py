@@ -1,6 +1,7 @@
 """Interleavings around the media fetch: competitors injected between storing a media message
 and its fetch completing (a finalize of its ticket, a second fetcher on the same entry)."""
 
+import asyncio
 import hashlib
 import os
 import traceback
@@ -13,6 +14,7 @@ import pytest
 from pymongo.asynchronous.collection import AsyncCollection
 
 from backend.connections.providers.base import FetchedMedia
+from backend.core.runtime import runtime_of
 from backend.media import worker
 from backend.media.models import FetchEntry, MediaRecord
 from backend.messages import repository as message_repository
@@ -298,3 +300,46 @@ async def test_a_fetcher_that_dies_between_storing_the_bytes_and_moving_the_mess
     assert files == 1  # one copy
     r = await client.get(f"/api/v1/messages/{message['_id']}/media", headers=tenant.headers)
     assert r.status_code == 200 and r.content == content
+
+
+async def test_a_move_sent_while_a_media_write_is_in_flight_waits_for_it_and_both_stay(
+    db: Any, conn: dict[str, Any], evolution: FakeEvolution, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # On FerretDB an update writes back the whole message as it read it: a move sent beside the
+    # fetch's media write could be undone by it, filing the message back under the finalized
+    # ticket it was leaving. Both are held at the driver: the media write in flight, the move
+    # must not be sent until it is done.
+    message = await send_media(evolution, db, conn, "photo.png", phone="5511955550088")
+    stored = await until_media(db, message["_id"], "ready")
+    first = stored["ticket_id"]
+    in_flight, release, move_sent = asyncio.Event(), asyncio.Event(), asyncio.Event()
+    original = AsyncCollection.find_one_and_update
+
+    async def held(self: AsyncCollection[Any], filter: Any, update: Any, *args: Any, **kwargs: Any) -> Any:
+        if self.name == "messages" and filter.get("_id") == message["_id"]:
+            if "media.status" in update["$set"]:
+                in_flight.set()
+                await release.wait()
+            elif "ticket_id" in update["$set"]:
+                move_sent.set()
+        return await original(self, filter, update, *args, **kwargs)
+
+    monkeypatch.setattr(AsyncCollection, "find_one_and_update", held)
+    media = asyncio.create_task(message_repository.set_media_internal(db, Message.load(stored), {"status": "ready"}))
+    await asyncio.wait_for(in_flight.wait(), 30)
+    at = datetime.now(UTC)
+    move = asyncio.create_task(
+        message_repository.move_to_ticket(db, message["_id"], from_ticket_id=first, to_ticket_id="elsewhere", at=at)
+    )
+    with pytest.raises(TimeoutError):  # the old code sent it at once, beside the media write
+        await asyncio.wait_for(move_sent.wait(), 2.0)
+    release.set()
+    assert (await media) is not None and await move
+    after = await db.messages.find_one({"_id": message["_id"]})
+    assert (after["ticket_id"], after["moved_from_ticket_id"]) == ("elsewhere", first)
+    assert after["media"]["status"] == "ready"
+    assert (db.name, "messages", message["_id"]) not in runtime_of(db).document_writers  # written: out of the map
+    monkeypatch.undo()
+    assert await message_repository.move_to_ticket(  # filed back where it was, for the tests after this one
+        db, message["_id"], from_ticket_id="elsewhere", to_ticket_id=first, at=at
+    )
