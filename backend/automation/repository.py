@@ -13,6 +13,7 @@ from typing import Any
 from pymongo.errors import DuplicateKeyError
 
 from backend.automation.models import Survey
+from backend.core.conditional import one_writer
 from backend.core.db import Database
 
 SURVEYS = "automation_surveys"
@@ -27,9 +28,11 @@ async def put_survey(db: Database, survey: Survey) -> None:
     try:
         await db[SURVEYS].insert_one(survey.stored())
     except DuplicateKeyError:  # the chat was asked before (or a racing first survey inserted it)
-        await db[SURVEYS].update_one({"_id": survey.id}, {"$set": survey.model_dump(exclude={"id"})})
+        async with one_writer(db, SURVEYS, survey.id):  # a finalize's question beside the chat's answer
+            await db[SURVEYS].update_one({"_id": survey.id}, {"$set": survey.model_dump(exclude={"id"})})
 
 
 async def mark_survey(db: Database, chat: str, *, ticket_id: str, changes: dict[str, Any]) -> None:
     """Only while the chat's survey is still that ticket's (a later finalize may have asked anew)."""
-    await db[SURVEYS].update_one({"_id": chat, "ticket_id": ticket_id}, {"$set": changes})
+    async with one_writer(db, SURVEYS, chat):
+        await db[SURVEYS].update_one({"_id": chat, "ticket_id": ticket_id}, {"$set": changes})

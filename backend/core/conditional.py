@@ -32,11 +32,11 @@ _RANGE = {"$lt": operator.lt, "$lte": operator.le, "$gt": operator.gt, "$gte": o
 
 @asynccontextmanager
 async def one_writer(db: Database, collection: str, _id: Any) -> AsyncIterator[None]:
-    """One write of document `_id` at a time in this process. For a document with writers of
-    different kinds that can land together (a connection's settings and its status; a message's
-    move, delivery status and media): on FerretDB every update reads the document and writes it
-    all back, so two at once can undo each other, and a conditional update's check is a separate
-    read. Taking turns here closes that between the writers of this process (all of them in the
+    """One write of document `_id` at a time in this process. For a document whose writers can
+    land together (a connection's settings and its status; a message's move, delivery status and
+    media; two people saving different settings): on FerretDB every update reads the document and
+    writes it all back, so two at once can undo each other, and a conditional update's check is a
+    separate read. Taking turns here closes that between the writers of this process (all of them in the
     single-process default); MongoDB's updates are atomic per document anyway. Held for one
     write only, never across another `one_writer`, so it cannot deadlock."""
     locks, key = runtime_of(db).document_writers, (db.name, collection, _id)

@@ -1,5 +1,6 @@
 from typing import Any
 
+from backend.core.conditional import one_writer
 from backend.core.db import Database
 from backend.core.indexes import ASC, DESC, declare
 from backend.core.tenancy import TenantScope
@@ -38,5 +39,6 @@ async def count_active_in(db: Database, scope: TenantScope, ids: list[str]) -> i
 
 
 async def update(db: Database, scope: TenantScope, department_id: str, changes: dict[str, Any]) -> Department | None:
-    await db[COLLECTION].update_one(scope.filter({"_id": department_id}), {"$set": changes})
+    async with one_writer(db, COLLECTION, department_id):  # two people saving different fields at once
+        await db[COLLECTION].update_one(scope.filter({"_id": department_id}), {"$set": changes})
     return await get(db, scope, department_id)

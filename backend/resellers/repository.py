@@ -3,6 +3,7 @@
 from typing import Any
 
 from backend.core import single_flight
+from backend.core.conditional import one_writer
 from backend.core.db import Database
 from backend.core.indexes import DESC
 from backend.core.tenancy import TenantScope
@@ -58,7 +59,8 @@ async def update_config(
     """The one write of a stored config: this process's copy is forgotten once it returned (or
     failed, having maybe written)."""
     try:
-        await db[CONFIGS].update_one({"_id": reseller_id}, {"$set": changes})
+        async with one_writer(db, CONFIGS, reseller_id):  # two people saving different settings at once
+            await db[CONFIGS].update_one({"_id": reseller_id}, {"$set": changes})
     finally:
         single_flight.forget(db[CONFIGS], reseller_id)
     return await get_config(db, scope, reseller_id)

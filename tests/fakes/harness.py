@@ -175,12 +175,5 @@ async def make_connection(
     if open_:
         result = await evolution.control("POST", "state", {"instance": instance, "state": "open"})
         assert result["status_code"] == 200, result
-
-        async def stored_open() -> bool:
-            r = await client.get(f"/api/v1/whatsapp-connections/{conn['id']}", headers=tenant.headers)
-            return bool(r.json()["status"] == "open")
-
-        # The backend stores it from the webhook the fake just sent: a test starts from there.
-        await wait_for(stored_open)
         conn["status"] = "open"
     return conn
