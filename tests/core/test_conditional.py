@@ -1,6 +1,7 @@
 """Conditional updates by `_id` (backend/core/conditional.py): the condition decides on both
 stores, and on FerretDB no command carries anything but `{_id}` (so none scans the collection)."""
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -11,6 +12,7 @@ from pymongo import AsyncMongoClient
 
 from backend.core import conditional
 from backend.core.db import durable_database
+from backend.core.runtime import runtime_of
 from tests.monitoring import CommandRecorder
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
@@ -69,3 +71,33 @@ def test_matcher(doc: dict[str, Any], condition: dict[str, Any], expected: bool)
 def test_matcher_refuses_operators_it_does_not_know() -> None:
     with pytest.raises(ValueError, match=r"\$regex"):
         conditional.matches({"v": "a"}, {"v": {"$regex": "a"}})
+
+
+async def test_one_writer_lets_one_write_of_a_document_through_at_a_time_and_forgets_it_after(store: Any) -> None:
+    db, _ = store
+    order: list[str] = []
+    first_in, release = asyncio.Event(), asyncio.Event()
+
+    async def write(name: str, *, hold: bool = False, fail: bool = False) -> None:
+        async with conditional.one_writer(db, "t", "a"):
+            order.append(f"{name} in")
+            if hold:
+                first_in.set()
+                await release.wait()
+            if fail:
+                raise RuntimeError("the write failed")
+            order.append(f"{name} out")
+
+    first = asyncio.create_task(write("first", hold=True, fail=True))
+    await first_in.wait()
+    others = [asyncio.create_task(write("second")), asyncio.create_task(write("third"))]
+    async with conditional.one_writer(db, "t", "b"):  # another document does not wait
+        order.append("b")
+    await asyncio.sleep(0)
+    assert order == ["first in", "b"]
+    release.set()
+    with pytest.raises(RuntimeError):  # a failed write lets the next one through
+        await first
+    await asyncio.gather(*others)
+    assert order == ["first in", "b", "second in", "second out", "third in", "third out"]
+    assert runtime_of(db).document_writers == {}  # nothing kept for documents not being written
