@@ -68,3 +68,9 @@ class ParkedReceipts(StoredModel):  # `receipts_parked`
     receipts: list[Receipt] = []  # in arrival order
     applied_at: datetime | None = None
     message_id: str | None = None  # the message they were applied to
+    applied_count: int | None = None  # how many of `receipts` that was (None, with applied_at: all)
+
+    def unapplied(self) -> bool:
+        """Whether a receipt here may not have been applied: none marked applied, or one parked
+        after the marker's writer read them (it sets applied_at over the new one's reset)."""
+        return self.applied_at is None or (self.applied_count is not None and self.applied_count < len(self.receipts))

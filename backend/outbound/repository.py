@@ -27,6 +27,7 @@ from pymongo.errors import DuplicateKeyError
 
 from backend.core.attempts import AttemptLedger
 from backend.core.clock import utcnow
+from backend.core.conditional import one_writer
 from backend.core.db import Database
 from backend.core.runtime import runtime_of
 from backend.core.seqlog import SeqLog, gallop
@@ -183,10 +184,13 @@ async def park_receipt(db: Database, *, connection_id: str, provider_message_id:
         "$setOnInsert": {"connection_id": connection_id, "provider_message_id": provider_message_id},
         "$set": {"applied_at": None},
     }
-    try:
-        await db[PARKED].update_one({"_id": _id}, update, upsert=True)
-    except DuplicateKeyError:  # two first upserts racing: the other one created it
-        await db[PARKED].update_one({"_id": _id}, {k: v for k, v in update.items() if k != "$setOnInsert"})
+    # Takes turns with `mark_parked_applied` (`one_writer`): on FerretDB its write-back of the
+    # document as it read it would drop this receipt and mark it applied, and nobody would apply it.
+    async with one_writer(db, PARKED, _id):
+        try:
+            await db[PARKED].update_one({"_id": _id}, update, upsert=True)
+        except DuplicateKeyError:  # two first upserts racing: the other one created it
+            await db[PARKED].update_one({"_id": _id}, {k: v for k, v in update.items() if k != "$setOnInsert"})
 
 
 async def get_parked(db: Database, *, connection_id: str, provider_message_id: str) -> ParkedReceipts | None:
@@ -195,4 +199,6 @@ async def get_parked(db: Database, *, connection_id: str, provider_message_id: s
 
 async def mark_parked_applied(db: Database, parked: ParkedReceipts, *, message_id: str) -> None:
     # Kept, not removed (persistence rule 1): what was parked, and when it found its message.
-    await db[PARKED].update_one({"_id": parked.id}, {"$set": {"applied_at": utcnow(), "message_id": message_id}})
+    async with one_writer(db, PARKED, parked.id):
+        changes = {"applied_at": utcnow(), "message_id": message_id, "applied_count": len(parked.receipts)}
+        await db[PARKED].update_one({"_id": parked.id}, {"$set": changes})

@@ -238,7 +238,7 @@ async def apply_parked(db: Database, *, connection_id: str, provider_message_id:
     """Applies receipts that arrived before `message_id` was known by its provider id. Called once
     the message is stored and bound; applying twice changes nothing (statuses only move forward)."""
     parked = await repository.get_parked(db, connection_id=connection_id, provider_message_id=provider_message_id)
-    if parked is None or parked.applied_at is not None:
+    if parked is None or not parked.unapplied():
         return
     for receipt in parked.receipts:
         await _apply_status(db, message_id, receipt.status, receipt.reason)

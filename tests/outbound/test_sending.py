@@ -1,3 +1,4 @@
+import asyncio
 import itertools
 import uuid
 from typing import Any
@@ -5,6 +6,7 @@ from typing import Any
 import httpx
 import pytest
 
+from backend.outbound import repository as outbound_repository
 from tests.factories import make_tenant
 from tests.fakes.harness import FakeEvolution, make_connection, wait_for
 from tests.outbound.helpers import held_ticket, unsigned
@@ -254,6 +256,52 @@ async def test_receipts_ahead_of_our_send_are_parked_and_applied_when_it_is_reco
     )
     assert [r["status"] for r in parked["receipts"]] == ["delivered", "read"]
     assert parked["message_id"] == reply["id"] and parked["applied_at"] is not None
+
+
+async def test_a_receipt_parked_while_the_worker_applies_the_earlier_ones_is_applied_too(
+    client: httpx.AsyncClient,
+    admin_headers: dict[str, str],
+    evolution: FakeEvolution,
+    db: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """ "read" arrives before the send is recorded (its lane finds no message), and is parked just
+    after the worker read and applied the parked "delivered"; the lane looks for its message again
+    only after the worker marked the receipts applied. The old mark said "all applied" over the
+    new receipt, and the message stayed "delivered"."""
+    tenant = await make_tenant(client, admin_headers, agents=1)
+    conn = await make_connection(client, tenant, evolution)
+    ticket_id, _, agent = await held_ticket(client, tenant, evolution, conn, db)
+    key_id = "3EB0LATE" + uuid.uuid4().hex[:10].upper()
+    raw = await settled(db, await _receipt(evolution, conn, key_id, "DELIVERY_ACK"))
+    assert "parked" in raw["result"][0], raw
+    worker_applied, read_parked, marked = asyncio.Event(), asyncio.Event(), asyncio.Event()
+    park, mark = outbound_repository.park_receipt, outbound_repository.mark_parked_applied
+
+    async def park_between(db_: Any, **kwargs: Any) -> None:
+        if kwargs["status"] == "read":
+            await worker_applied.wait()
+        await park(db_, **kwargs)
+        if kwargs["status"] == "read":
+            read_parked.set()
+            await marked.wait()
+
+    async def mark_after_the_park(db_: Any, parked: Any, **kwargs: Any) -> None:
+        if not worker_applied.is_set():  # the worker, having applied "delivered"
+            worker_applied.set()
+            await read_parked.wait()
+        await mark(db_, parked, **kwargs)
+        marked.set()
+
+    monkeypatch.setattr(outbound_repository, "park_receipt", park_between)
+    monkeypatch.setattr(outbound_repository, "mark_parked_applied", mark_after_the_park)
+    read = await _receipt(evolution, conn, key_id, "READ")
+    await evolution.mode("ok", next_key_id=key_id)
+    reply = await _reply(client, ticket_id, agent, "Leu?")
+    assert (await settled(db, read))["status"] == "processed"
+    assert read_parked.is_set() and marked.is_set()
+    doc = await wait_for(lambda: _read(db, reply["id"]))
+    assert doc["delivered_at"] and doc["read_at"]
 
 
 async def test_a_receipt_ahead_of_a_message_sent_from_the_phone_is_applied_when_it_arrives(
