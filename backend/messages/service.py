@@ -46,6 +46,7 @@ acknowledged. A finalize request killed between its event and its scan leaves a 
 after `finalized_at` but stored and announced while the ticket was open where it is.
 """
 
+import hashlib
 from dataclasses import replace
 from typing import Any
 
@@ -376,13 +377,45 @@ async def send_as_agent(
     return doc
 
 
+def keyed_reply_id(actor: Actor, ticket_id: str, key: str | None) -> str | None:
+    """The id of `actor`'s reply in `ticket_id` sent with `Idempotency-Key: key` (None without a
+    key): the same for every attempt, so an attempt repeated because its answer never came back
+    (a timeout, a dropped connection, a second click) stores and sends that reply once. Taken by
+    the message's unique `_id`: of two attempts at once, one inserts it, the other gets it back
+    (`append`); its outbox entries are one send, since the worker sends a message, not an entry."""
+    if key is None:
+        return None
+    return hashlib.sha256(f"reply\0{actor.reseller_id}\0{ticket_id}\0{actor.id}\0{key}".encode()).hexdigest()[:24]
+
+
+async def replayed(db: Database, actor: Actor, ticket_id: str, message_id: str | None) -> MessageRead | None:
+    """The reply an earlier attempt with the same key stored (`keyed_reply_id`), as it is now:
+    answered again as it was, even if the ticket was finalized since, nothing stored or sent."""
+    if message_id is None:
+        return None
+    earlier = await repository.get_internal(db, message_id)
+    if earlier is None or earlier.reseller_id != actor.reseller_id or earlier.sender_id != actor.id:
+        return None
+    return MessageRead.of_message(earlier)
+
+
 async def reply(
-    db: Database, actor: Actor, *, ticket_id: str, body: str, quoted_message_id: str | None = None
+    db: Database,
+    actor: Actor,
+    *,
+    ticket_id: str,
+    body: str,
+    quoted_message_id: str | None = None,
+    idempotency_key: str | None = None,
 ) -> MessageRead:
     """The person holding the ticket answers, optionally quoting one of its messages."""
+    message_id = keyed_reply_id(actor, ticket_id, idempotency_key)
+    if (earlier := await replayed(db, actor, ticket_id, message_id)) is not None:
+        return earlier
     ticket = await held_for_reply(db, actor, ticket_id)
     quoted = await quote_of(db, ticket, quoted_message_id)
-    return MessageRead.of_message(await send_as_agent(db, actor, ticket, body=body, quoted=quoted))
+    sent = await send_as_agent(db, actor, ticket, body=body, quoted=quoted, message_id=message_id)
+    return MessageRead.of_message(sent)
 
 
 async def list_page(db: Database, actor: Actor, *, ticket_id: str, cursor: str | None, limit: int) -> MessagePage:

@@ -377,8 +377,14 @@ REPLY_REQUEST_BODY: dict[str, Any] = {
 }
 
 
-async def reply_with_file(db: Database, actor: Actor, *, ticket_id: str, request: Request) -> MessageRead:
-    """An agent sends a file (and a caption) in a ticket it holds (see the module docstring)."""
+async def reply_with_file(
+    db: Database, actor: Actor, *, ticket_id: str, request: Request, idempotency_key: str | None = None
+) -> MessageRead:
+    """An agent sends a file (and a caption) in a ticket it holds (see the module docstring).
+    Repeated with the same `idempotency_key`, the reply stored first, its file not read again."""
+    message_id = messages.keyed_reply_id(actor, ticket_id, idempotency_key)
+    if (earlier := await messages.replayed(db, actor, ticket_id, message_id)) is not None:
+        return earlier
     ticket = await messages.held_for_reply(db, actor, ticket_id)
     upload = await read_form(request)
     try:
@@ -414,6 +420,7 @@ async def reply_with_file(db: Database, actor: Actor, *, ticket_id: str, request
         type_=type_,
         media=stored,
         quoted=quoted,
+        message_id=message_id,
     )
     return MessageRead.of_message(doc)
 

@@ -1,7 +1,7 @@
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Header, Query, Request
 
 from backend.audit.schemas import TicketEventPage
 from backend.auth.deps import StaffActor, TenantStaffActor
@@ -19,6 +19,8 @@ from backend.tickets.states import Status
 router = APIRouter(prefix="/tickets", tags=["tickets"], responses=ROLE)
 
 OptionalId = Annotated[str | None, Query(pattern=r"^[0-9a-f]{24}$")]
+# A client-made key per reply (a UUID, say), kept by the client across its attempts at that reply.
+IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", pattern=r"^[\x21-\x7e]{1,100}$")]
 
 
 @router.post("", status_code=201, operation_id="tickets-create", responses=WITH_BODY | responses(404, 409))
@@ -114,14 +116,25 @@ async def list_messages(
     responses=WITH_BODY | responses(404, 409),
     openapi_extra={"requestBody": uploads.REPLY_REQUEST_BODY},
 )
-async def post_message(db: Db, actor: StaffActor, ticket_id: str, request: Request) -> MessageRead:
+async def post_message(
+    db: Db, actor: StaffActor, ticket_id: str, request: Request, idempotency_key: IdempotencyKey = None
+) -> MessageRead:
     """A text reply (JSON `{"body", "quoted_message_id"?}`), or a file with an optional caption
-    (`multipart/form-data`: `file`, `body`, `quoted_message_id`; 413 past WhatsApp's limit)."""
+    (`multipart/form-data`: `file`, `body`, `quoted_message_id`; 413 past WhatsApp's limit).
+    `Idempotency-Key`: an attempt repeated with the same key answers the reply the first one
+    stored, and nothing is stored or sent again (`messages.keyed_reply_id`)."""
     if uploads.is_multipart(request):
-        return await uploads.reply_with_file(db, actor, ticket_id=ticket_id, request=request)
+        return await uploads.reply_with_file(
+            db, actor, ticket_id=ticket_id, request=request, idempotency_key=idempotency_key
+        )
     body = await uploads.json_body(request, MessageCreate)
     return await messages.reply(
-        db, actor, ticket_id=ticket_id, body=body.body, quoted_message_id=body.quoted_message_id
+        db,
+        actor,
+        ticket_id=ticket_id,
+        body=body.body,
+        quoted_message_id=body.quoted_message_id,
+        idempotency_key=idempotency_key,
     )
 
 

@@ -107,11 +107,17 @@ export async function fetchBlob(path: string, signal?: AbortSignal): Promise<Blo
 
 /** POSTs a multipart form, reporting the upload's progress (0..1): fetch cannot, XMLHttpRequest can.
  * Resolves with the JSON answer of a 2xx, rejects with ApiError otherwise. */
-export function postForm<T>(path: string, form: FormData, onProgress?: (fraction: number) => void, signal?: AbortSignal): Promise<T> {
+export function postForm<T>(
+  path: string,
+  form: FormData,
+  onProgress?: (fraction: number) => void,
+  signal?: AbortSignal,
+  extraHeaders?: Record<string, string>,
+): Promise<T> {
   return new Promise((resolve, reject) => {
     const xhr = new XMLHttpRequest();
     xhr.open('POST', new URL(path, window.location.origin).toString());
-    const headers = authorized(new Headers());
+    const headers = authorized(new Headers(extraHeaders));
     headers.forEach((value, name) => xhr.setRequestHeader(name, value));
     xhr.upload.onprogress = (event) => {
       if (event.lengthComputable && onProgress) onProgress(event.loaded / event.total);

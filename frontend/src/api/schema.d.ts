@@ -520,6 +520,8 @@ export interface paths {
          * Post Message
          * @description A text reply (JSON `{"body", "quoted_message_id"?}`), or a file with an optional caption
          *     (`multipart/form-data`: `file`, `body`, `quoted_message_id`; 413 past WhatsApp's limit).
+         *     `Idempotency-Key`: an attempt repeated with the same key answers the reply the first one
+         *     stored, and nothing is stored or sent again (`messages.keyed_reply_id`).
          */
         post: operations["tickets-post_message"];
         delete?: never;
@@ -5167,7 +5169,9 @@ export interface operations {
     "tickets-post_message": {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                "Idempotency-Key"?: string | null;
+            };
             path: {
                 ticket_id: string;
             };

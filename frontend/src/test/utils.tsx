@@ -11,7 +11,7 @@ export type Handler = (request: { method: string; path: string; body: unknown; u
 
 /** Stubs fetch with a router of handlers; unmatched requests fail the test loudly (status 599). */
 export function mockApi(handler: Handler) {
-  const calls: { method: string; path: string; body: unknown }[] = [];
+  const calls: { method: string; path: string; body: unknown; headers: Headers }[] = [];
   const fetchMock = vi.fn(async (input: RequestInfo | URL, init?: RequestInit) => {
     const request = input instanceof Request ? input : new Request(String(input), init);
     const url = new URL(request.url);
@@ -22,7 +22,7 @@ export function mockApi(handler: Handler) {
     } catch {
       body = text; // not JSON (a form)
     }
-    calls.push({ method: request.method, path: url.pathname, body });
+    calls.push({ method: request.method, path: url.pathname, body, headers: request.headers });
     const answer = handler({ method: request.method, path: url.pathname, body, url });
     if (!answer) return new Response(JSON.stringify({ detail: `unmocked ${request.method} ${url.pathname}` }), { status: 599 });
     if (answer.body instanceof Blob) return new Response(answer.body, { status: answer.status ?? 200, headers: { 'Content-Type': answer.body.type } });

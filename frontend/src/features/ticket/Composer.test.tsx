@@ -69,6 +69,38 @@ describe('Composer quick replies', () => {
   });
 });
 
+describe('Composer reply attempts', () => {
+  it('sends a reply tried again unchanged with the same Idempotency-Key, and the next reply with a new one', async () => {
+    let posts = 0;
+    const calls = mockApi(({ method, path, body }) => {
+      if (path === '/api/v1/auth/me') return { body: me };
+      if (path === '/api/v1/quick-replies') return { body: { items: [], next_cursor: null } };
+      if (method === 'POST' && path.endsWith('/messages')) {
+        posts += 1;
+        if (posts === 1) return { status: 503, body: { detail: 'indisponível' } }; // the answer that never came
+        return { status: 201, body: { id: String(posts).repeat(24), body: (body as { body: string }).body } };
+      }
+      return undefined;
+    });
+    renderApp(<Composer ticket={ticketFixture()} canReply canNote />);
+    const box = screen.getByLabelText('Mensagem');
+    await userEvent.type(box, 'Chegou?');
+    await userEvent.click(screen.getByRole('button', { name: 'Enviar' }));
+    await waitFor(() => expect(posts).toBe(1));
+    expect(box).toHaveValue('Chegou?'); // kept for another try
+    await userEvent.click(screen.getByRole('button', { name: 'Enviar' }));
+    await waitFor(() => expect(box).toHaveValue(''));
+    await userEvent.type(box, 'Outra');
+    await userEvent.click(screen.getByRole('button', { name: 'Enviar' }));
+    await waitFor(() => expect(posts).toBe(3));
+    const keys = calls.filter((c) => c.method === 'POST').map((c) => c.headers.get('Idempotency-Key'));
+    expect(keys[0]).toMatch(/^[0-9a-f]{32}$/);
+    expect(keys[1]).toBe(keys[0]);
+    expect(keys[2]).toMatch(/^[0-9a-f]{32}$/);
+    expect(keys[2]).not.toBe(keys[0]);
+  });
+});
+
 describe('quick reply helpers', () => {
   it('fills every variable and keeps unknown ones', () => {
     expect(fillTemplate('{{Cliente}} {{agente}} {{protocolo}} {{outro}}', { cliente: 'M', agente: 'A', protocolo: '7' })).toBe('M A 7 {{outro}}');

@@ -24,6 +24,16 @@ function hint(ticket: Ticket): string {
 type Mode = 'reply' | 'note';
 type Sending = { text: string; as: Mode; file: File | null; quotedId: string | null; voice?: boolean; sticker?: boolean };
 
+/** A reply's `Idempotency-Key`: random, from `getRandomValues` (which, unlike `randomUUID`, plain
+ * HTTP pages have too). */
+export function newReplyKey(): string {
+  return Array.from(crypto.getRandomValues(new Uint8Array(16)), (b) => b.toString(16).padStart(2, '0')).join('');
+}
+
+function sameSending(a: Sending, b: Sending): boolean {
+  return a.text === b.text && a.as === b.as && a.file === b.file && a.quotedId === b.quotedId && !!a.sticker === !!b.sticker;
+}
+
 /** A WebP may go as a WhatsApp sticker, at the agent's choice (the backend checks the rest). */
 export function mayBeSticker(file: File): boolean {
   return file.type === 'image/webp' || file.name.toLowerCase().endsWith('.webp');
@@ -129,10 +139,20 @@ export function Composer({
   // Upload progress 0..1 while a file goes up; the error of the last attachment, shown in place.
   const [progress, setProgress] = useState<number | null>(null);
   const [attachError, setAttachError] = useState<string | null>(null);
+  // The last reply attempted and its key: sent again unchanged (its answer never came, or failed),
+  // it carries the same key, so the backend stores and sends it once however often it is tried.
+  const attempted = useRef<{ sending: Sending; key: string } | null>(null);
+  const keyFor = (sending: Sending): string => {
+    if (attempted.current && sameSending(attempted.current.sending, sending)) return attempted.current.key;
+    attempted.current = { sending, key: newReplyKey() };
+    return attempted.current.key;
+  };
   const send = useMutation({
-    mutationFn: ({ text, as, file: attached, quotedId, sticker }: Sending) => {
+    mutationFn: (sending: Sending) => {
+      const { text, as, file: attached, quotedId, sticker } = sending;
       const params = { path: { ticket_id: ticket.id } };
       if (as === 'note') return unwrap(api.POST('/api/v1/tickets/{ticket_id}/notes', { params, body: { body: text } }));
+      const headers = { 'Idempotency-Key': keyFor(sending) };
       if (attached) {
         const form = new FormData();
         form.append('file', attached, attached.name);
@@ -140,13 +160,15 @@ export function Composer({
         if (quotedId) form.append('quoted_message_id', quotedId);
         if (sticker) form.append('as_sticker', 'true');
         setProgress(0);
-        return postForm<Message>(`/api/v1/tickets/${ticket.id}/messages`, form, setProgress);
+        return postForm<Message>(`/api/v1/tickets/${ticket.id}/messages`, form, setProgress, undefined, headers);
       }
       const payload = quotedId ? { body: text, quoted_message_id: quotedId } : { body: text };
-      return unwrap(api.POST('/api/v1/tickets/{ticket_id}/messages', { params, body: payload }));
+      return unwrap(api.POST('/api/v1/tickets/{ticket_id}/messages', { params: { ...params, header: headers }, body: payload }));
     },
-    onSuccess: (message, { as, voice }) => {
+    onSuccess: (message, sent) => {
+      const { as, voice } = sent;
       setProgress(null);
+      if (attempted.current?.sending === sent) attempted.current = null;
       if (!voice) {
         // A voice note goes on its own: whatever was being written or attached stays.
         setFile(null);
