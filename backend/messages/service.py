@@ -394,7 +394,8 @@ async def replayed(db: Database, actor: Actor, ticket_id: str, message_id: str |
     if message_id is None:
         return None
     earlier = await repository.get_internal(db, message_id)
-    if earlier is None or earlier.reseller_id != actor.reseller_id or earlier.sender_id != actor.id:
+    whose = (actor.reseller_id, ticket_id, actor.id)
+    if earlier is None or (earlier.reseller_id, earlier.ticket_id, earlier.sender_id) != whose:
         return None
     return MessageRead.of_message(earlier)
 
