@@ -90,14 +90,21 @@ describe('Composer reply attempts', () => {
     expect(box).toHaveValue('Chegou?'); // kept for another try
     await userEvent.click(screen.getByRole('button', { name: 'Enviar' }));
     await waitFor(() => expect(box).toHaveValue(''));
-    await userEvent.type(box, 'Outra');
+    // The same text again, on purpose, once its retried send was answered: a reply of its own.
+    await userEvent.type(box, 'Chegou?');
     await userEvent.click(screen.getByRole('button', { name: 'Enviar' }));
     await waitFor(() => expect(posts).toBe(3));
+    await waitFor(() => expect(box).toHaveValue(''));
+    await userEvent.type(box, 'Outra');
+    await userEvent.click(screen.getByRole('button', { name: 'Enviar' }));
+    await waitFor(() => expect(posts).toBe(4));
     const keys = calls.filter((c) => c.method === 'POST').map((c) => c.headers.get('Idempotency-Key'));
     expect(keys[0]).toMatch(/^[0-9a-f]{32}$/);
     expect(keys[1]).toBe(keys[0]);
     expect(keys[2]).toMatch(/^[0-9a-f]{32}$/);
     expect(keys[2]).not.toBe(keys[0]);
+    expect(keys[3]).toMatch(/^[0-9a-f]{32}$/);
+    expect(new Set(keys).size).toBe(3);
   });
 });
 

@@ -168,7 +168,9 @@ export function Composer({
     onSuccess: (message, sent) => {
       const { as, voice } = sent;
       setProgress(null);
-      if (attempted.current?.sending === sent) attempted.current = null;
+      // Answered: the same text sent again from now on is a new reply (the kept copy is the first
+      // attempt's, not `sent`, when it was tried more than once).
+      if (attempted.current && sameSending(attempted.current.sending, sent)) attempted.current = null;
       if (!voice) {
         // A voice note goes on its own: whatever was being written or attached stays.
         setFile(null);
