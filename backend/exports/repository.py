@@ -13,11 +13,13 @@ the connection closed mid-file, never a silently shortened one.
 
 from collections.abc import AsyncIterator
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from backend.core.db import Database
 from backend.core.indexes import ASC, declare
+from backend.core.schemas import StoredModel
 from backend.core.tenancy import TenantScope
+from backend.exports.models import AssumeMark, MessageRow, TicketRow, fields_of
 from backend.messages.models import Message
 
 TICKETS = "tickets"
@@ -34,40 +36,17 @@ declare(
 )
 
 Doc = dict[str, Any]
-_TICKET_FIELDS = (
-    "number",
-    "status",
-    "client_name",
-    "client_phone",
-    "department_id",
-    "agent_id",
-    "agent_name",
-    "channel",
-    "created_at",
-    "finalized_at",
-    "rating",
-)
-_MESSAGE_FIELDS = (
-    "ticket_id",
-    "direction",
-    "sender_type",
-    "sender_name",
-    "type",
-    "body",
-    "status",
-    "created_at",
-    "media",
-)
+Row = TypeVar("Row", bound=StoredModel)
 
 
 async def _batches(
-    db: Database, collection: str, query: Doc, fields: tuple[str, ...], *, batch: int
-) -> AsyncIterator[list[Doc]]:
-    cursor = db[collection].find(query, {f: 1 for f in fields}, batch_size=batch).sort("created_at", ASC)
-    page: list[Doc] = []
+    db: Database, collection: str, query: Doc, row: type[Row], *, batch: int
+) -> AsyncIterator[list[Row]]:
+    cursor = db[collection].find(query, fields_of(row), batch_size=batch).sort("created_at", ASC)
+    page: list[Row] = []
     try:
         async for doc in cursor:
-            page.append(doc)
+            page.append(row.model_validate(doc))
             if len(page) == batch:
                 yield page
                 page = []
@@ -79,19 +58,19 @@ async def _batches(
 
 def tickets_opened(
     db: Database, scope: TenantScope, *, start: datetime, end: datetime, batch: int
-) -> AsyncIterator[list[Doc]]:
+) -> AsyncIterator[list[TicketRow]]:
     """The tenant's tickets opened in [start, end), oldest first, `batch` at a time."""
     query = scope.filter({"created_at": {"$gte": start, "$lt": end}})
-    return _batches(db, TICKETS, query, _TICKET_FIELDS, batch=batch)
+    return _batches(db, TICKETS, query, TicketRow, batch=batch)
 
 
 def messages_written(
     db: Database, scope: TenantScope, *, start: datetime, end: datetime, batch: int
-) -> AsyncIterator[list[Doc]]:
+) -> AsyncIterator[list[MessageRow]]:
     """The tenant's conversation messages written in [start, end), oldest first; internal notes
     are not part of it (staff remarks, never shown to the client)."""
     query = scope.filter({"created_at": {"$gte": start, "$lt": end}, "direction": {"$ne": NOTE_DIRECTION}})
-    return _batches(db, MESSAGES, query, _MESSAGE_FIELDS, batch=batch)
+    return _batches(db, MESSAGES, query, MessageRow, batch=batch)
 
 
 async def thread_marks(db: Database, scope: TenantScope, ticket_ids: list[str]) -> list[Message]:
@@ -102,16 +81,16 @@ async def thread_marks(db: Database, scope: TenantScope, ticket_ids: list[str]) 
     return [Message.trusted(doc) async for doc in db[MESSAGES].find(query, fields)]
 
 
-async def assume_events(db: Database, scope: TenantScope, ticket_ids: list[str]) -> list[Doc]:
+async def assume_events(db: Database, scope: TenantScope, ticket_ids: list[str]) -> list[AssumeMark]:
     """The assume events of these tickets (the `ticket_version_unique` index on MongoDB)."""
     query = scope.filter({"ticket_id": {"$in": ticket_ids}, "data.action": "assume"})
-    return await db[EVENTS].find(query, {"ticket_id": 1, "at": 1}).to_list(length=None)
+    return [AssumeMark.model_validate(doc) async for doc in db[EVENTS].find(query, fields_of(AssumeMark))]
 
 
-async def tickets_by_id(db: Database, scope: TenantScope, ticket_ids: list[str]) -> list[Doc]:
+async def tickets_by_id(db: Database, scope: TenantScope, ticket_ids: list[str]) -> list[TicketRow]:
     """By `_id` one at a time (the lookup FerretDB pushes down), other tenants' left out."""
     found = [await scope.get(db[TICKETS], ticket_id) for ticket_id in ticket_ids]
-    return [doc for doc in found if doc is not None]
+    return [TicketRow.model_validate(doc) for doc in found if doc is not None]
 
 
 async def department_names(db: Database, scope: TenantScope) -> dict[str, str]:

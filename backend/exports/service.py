@@ -29,6 +29,7 @@ from backend.core.db import Database
 from backend.core.errors import Forbidden, TooManyRequests, Unprocessable
 from backend.core.tenancy import Actor, TenantScope
 from backend.exports import repository
+from backend.exports.models import TicketRow
 from backend.messages.models import Message
 from backend.resellers import service as resellers
 
@@ -154,33 +155,33 @@ def first_response(marks: list[Message]) -> tuple[datetime | None, datetime | No
 
 
 async def _ticket_rows(
-    db: Database, scope: TenantScope, page: list[dict[str, Any]], tz: ZoneInfo, departments: dict[str, str]
+    db: Database, scope: TenantScope, page: list[TicketRow], tz: ZoneInfo, departments: dict[str, str]
 ) -> list[list[str]]:
-    ids = [str(t["_id"]) for t in page]
+    ids = [t.id for t in page]
     assumed: dict[str, datetime] = {}
     for event in await repository.assume_events(db, scope, ids):
-        at = as_utc(event["at"])
-        assumed[event["ticket_id"]] = min(at, assumed.get(event["ticket_id"], at))
+        at = as_utc(event.at)
+        assumed[event.ticket_id] = min(at, assumed.get(event.ticket_id, at))
     threads: dict[str, list[Message]] = {}
     for mark in await repository.thread_marks(db, scope, ids):
         threads.setdefault(mark.ticket_id, []).append(mark)
     rows = []
-    for key, t in zip(ids, page, strict=True):
-        asked, replied = first_response(threads.get(key, []))
+    for t in page:
+        asked, replied = first_response(threads.get(t.id, []))
         rows.append(
             [
-                cell(t.get("number")),
-                cell(t.get("client_name")),
-                cell(t.get("client_phone")),
-                cell(departments.get(str(t.get("department_id")), "")),
-                cell(t.get("agent_name")),
-                cell(t.get("status")),
-                _local(t.get("created_at"), tz),
-                _local(assumed.get(key), tz),
-                _local(t.get("finalized_at"), tz),
+                cell(t.number),
+                cell(t.client_name),
+                cell(t.client_phone),
+                cell(departments.get(str(t.department_id), "")),
+                cell(t.agent_name),
+                cell(t.status),
+                _local(t.created_at, tz),
+                _local(assumed.get(t.id), tz),
+                _local(t.finalized_at, tz),
                 _seconds(replied, asked),
-                _seconds(t.get("finalized_at"), t.get("created_at")),
-                cell(t.get("rating")),
+                _seconds(t.finalized_at, t.created_at),
+                cell(t.rating),
             ]
         )
     return rows
@@ -199,27 +200,28 @@ async def messages_csv(db: Database, scope: TenantScope, when: Period, *, batch:
     """Every conversation message written in the period, oldest first, with its ticket's number and
     client (tickets read by `_id`, the last TICKET_CACHE kept)."""
     yield BOM + csv_lines([MESSAGE_HEADER])
-    tickets: dict[str, dict[str, Any]] = {}
+    tickets: dict[str, TicketRow] = {}
+    nobody = TicketRow(id="")
     async for page in repository.messages_written(db, scope, start=when.start, end=when.end, batch=batch):
-        missing = list(dict.fromkeys(str(m["ticket_id"]) for m in page if str(m["ticket_id"]) not in tickets))
-        for doc in await repository.tickets_by_id(db, scope, missing):
-            tickets[str(doc["_id"])] = doc
+        missing = list(dict.fromkeys(m.ticket_id for m in page if m.ticket_id not in tickets))
+        for found in await repository.tickets_by_id(db, scope, missing):
+            tickets[found.id] = found
         rows = []
         for m in page:
-            t = tickets.get(str(m["ticket_id"]), {})
-            body = m.get("body") or (m.get("media") or {}).get("name") or ""  # a file without caption: its name
+            t = tickets.get(m.ticket_id, nobody)
+            body = m.body or (m.media.name if m.media is not None else "")  # a file without caption: its name
             rows.append(
                 [
-                    _local(m.get("created_at"), when.tz),
-                    cell(t.get("number")),
-                    cell(t.get("client_name")),
-                    cell(t.get("client_phone")),
-                    DIRECTIONS.get(str(m.get("direction")), cell(m.get("direction"))),
-                    cell(m.get("sender_type")),
-                    cell(m.get("sender_name")),
-                    cell(m.get("type")),
+                    _local(m.created_at, when.tz),
+                    cell(t.number),
+                    cell(t.client_name),
+                    cell(t.client_phone),
+                    DIRECTIONS.get(str(m.direction), cell(m.direction)),
+                    cell(m.sender_type),
+                    cell(m.sender_name),
+                    cell(m.type),
                     cell(body),
-                    cell(m.get("status")),
+                    cell(m.status),
                 ]
             )
         while len(tickets) > TICKET_CACHE:
