@@ -87,6 +87,9 @@ class Runtime:
     webhook_wakeups: "set[Wakeup]" = field(default_factory=set)
     # media/worker: the fetch loops to wake when this process queues a media fetch.
     media_fetch_wakeups: set[asyncio.Event] = field(default_factory=set)
+    # media/service: per (database, message) the media message this process stored and queued a
+    # fetch for, as stored, until its fetcher's first look at it (bounded LRU: tuning.MEDIA_HANDED).
+    media_fetch_handed: "OrderedDict[tuple[str, str], Message]" = field(default_factory=OrderedDict)
     # media/repository: this process's appends to the fetch queue, one at a time (per loop).
     media_fetch_appends: tuple[asyncio.AbstractEventLoop, asyncio.Lock] | None = None
     # outbound/repository: per (database, chat) the last chat position seen stored, bounded LRU.

@@ -75,6 +75,7 @@ COUNTS_MAX_FOLD = 5_000
 OUTBOUND_CHAT_HINTS = 10_000  # chats whose last queue position a process remembers
 UNREAD_INBOUND_HINT_EVERY = 4  # a ticket's stored inbound-count hint: raised every 4th number (unread/)
 INGEST_CHAT_HINTS = 20_000  # inbound chats whose client and last ticket ids a process remembers
+MEDIA_HANDED = 1_000  # media messages handed from their intake to this process's fetcher, not yet looked at
 ATTEMPT_HINTS = 20_000  # messages whose send or fetch attempts a process's worker has looked at
 QUEUE_KEPT = 10_000  # queue entries (a few hundred bytes each) a process keeps from its own appends for its walk
 # The ticket sweep rests this many times its last scan: under a tenth of the time on FerretDB, where

@@ -40,6 +40,7 @@ from backend.core.errors import AppError, Conflict, NotFound
 from backend.core.ids import is_valid_id, new_id
 from backend.core.runtime import runtime_of
 from backend.core.tenancy import Actor
+from backend.core.tuning import MEDIA_HANDED
 from backend.history import service as history
 from backend.media import repository
 from backend.media.models import FetchBody, Measure, MediaRecord
@@ -201,7 +202,32 @@ async def enqueue_fetch(
         ),
     )
     if round_ is None:  # a retry wakes the fetchers itself, once the status moved to pending
+        _hand_over(db, message)
         _wake(db)
+
+
+def _hand_over(db: Database, message: Message) -> None:
+    """The message as its intake stored it, for this process's fetcher's first look instead of a
+    read (there is a fetcher to take it: one is waiting to be woken). Safe however long it waits:
+    only the fetcher itself moves a pending round on (the retry action needs a failed one, and
+    queues its own round, never handed), and its status write is conditioned on the ticket the
+    copy names: a move since makes the write read the message again (MongoDB) or answer the
+    message where it is now (FerretDB; messages.service.set_media)."""
+    rt = runtime_of(db)
+    if not rt.media_fetch_wakeups:
+        return
+    handed = rt.media_fetch_handed
+    handed[(db.name, message.id)] = message
+    while len(handed) > MEDIA_HANDED:
+        handed.popitem(last=False)
+
+
+def handed_over(db: Database, message_id: str, round_: int) -> Message | None:
+    """The copy `_hand_over` kept, given once (later looks read the message), for the fetch round
+    it was queued for: one left behind (another process's fetcher took its entry) is no answer
+    for a later round."""
+    message = runtime_of(db).media_fetch_handed.pop((db.name, message_id), None)
+    return message if message is not None and (message.media or MessageMedia()).round == round_ else None
 
 
 def _wake(db: Database) -> None:

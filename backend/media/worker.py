@@ -81,7 +81,9 @@ class MediaFetcher:
         """Moves one entry on. Returns True when it needs nothing more."""
         now = utcnow()
         message_id = entry.message_id
-        message = await message_store.get_internal(self.db, message_id)
+        message = service.handed_over(self.db, message_id, entry.round) or await message_store.get_internal(
+            self.db, message_id
+        )
         if message is None:  # queued by a delivery whose message is not stored (yet)
             return self.policy.outlived(entry.enqueued_at, now)
         media = message.media or MessageMedia()

@@ -177,7 +177,7 @@ async def test_a_fetch_moves_its_message_with_the_record_it_stored_without_readi
     assert r.status_code == 200 and r.content == content
 
 
-async def test_a_fetch_reads_its_message_once_and_moves_it_with_one_conditional_write(
+async def test_a_fetch_reads_no_message_and_moves_it_with_one_conditional_write(
     client: httpx.AsyncClient,
     db: Any,
     tenant: Tenant,
@@ -204,9 +204,10 @@ async def test_a_fetch_reads_its_message_once_and_moves_it_with_one_conditional_
     assert ready["media"]["status"] == "ready"
     shown = await client.get(f"/api/v1/messages/{message['_id']}/media", headers=tenant.headers)
     assert shown.status_code == 200
-    # The worker's read alone: the conditional write's check is the filter on MongoDB and the
-    # worker's read on FerretDB. The old code read it four times on FerretDB, then twice.
-    assert reads.count(message["_id"]) == 1, reads
+    # None: the fetcher takes the message as the intake stored it (media.service `_hand_over`);
+    # the conditional write's check is the filter on MongoDB and that copy on FerretDB. The old
+    # code read it four times on FerretDB, then twice, then once.
+    assert reads.count(message["_id"]) == 0, reads
     # A message this process's fetcher has not looked at before claims its attempt 1 without
     # reading its attempts (the claim's unique insert decides; test_a_fetcher_that_died_mid_attempt
     # is the case where attempt 1 exists).
@@ -261,6 +262,60 @@ async def test_a_move_between_the_fetchers_read_and_its_write_keeps_the_move_and
 
     shown = await wait_for(announced_ready, timeout=10)
     assert all(a["message"]["ticket_id"] == moved[0] for a in shown)
+
+
+async def test_a_move_before_the_fetchers_first_look_is_kept_though_it_was_handed_the_older_copy(
+    client: httpx.AsyncClient,
+    db: Any,
+    tenant: Tenant,
+    conn: dict[str, Any],
+    evolution: FakeEvolution,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The fetcher gets the message as the intake stored it, not a read. The competitor runs
+    # before the fetcher's first look, while that copy waits: the ticket is finalized and the
+    # message refiled under the client's next ticket. The copy then names a ticket the message
+    # has left; the status write must not file it back there, and the announcement must go to
+    # the ticket it is in.
+    phone = "5511955550099"
+    moved: list[str] = []
+    handed: list[bool] = []
+    openers: list[str] = []
+    original = worker.MediaFetcher.handle
+
+    async def competitor_first(self: worker.MediaFetcher, entry: FetchEntry) -> bool:
+        if not handed:
+            handed.append((db.name, entry.message_id) in runtime_of(db).media_fetch_handed)
+            message = await db.messages.find_one({"_id": entry.message_id})
+            first = message["ticket_id"]
+            r = await client.post(f"/api/v1/tickets/{first}/finalize", headers=tenant.headers)
+            assert r.status_code == 200, r.text
+            opener = await send_media(evolution, db, conn, "photo.png", phone=phone)
+            openers.append(opener["_id"])
+            second = opener["ticket_id"]
+            assert second != first
+            assert await message_repository.move_to_ticket(
+                db, entry.message_id, from_ticket_id=first, to_ticket_id=second, at=datetime.now(UTC)
+            )
+            moved.append(second)
+        return await original(self, entry)
+
+    monkeypatch.setattr(worker.MediaFetcher, "handle", competitor_first)
+    message = await send_media(evolution, db, conn, "boleto.pdf", phone=phone, content=os.urandom(40 * 1024))
+    ready = await until_media(db, message["_id"], "ready")
+    await until_media(db, openers[0], "ready")
+    assert handed == [True], "the fetcher was not handed the intake's copy"
+    assert ready["ticket_id"] == moved[0] and ready["moved_from_ticket_id"] == message["ticket_id"]
+    assert (await db.tickets.find_one({"_id": message["ticket_id"]}))["status"] == "finalizado"
+
+    async def announced_ready() -> list[dict[str, Any]] | None:
+        records = await db.tenant_events.find({"type": "message.status", "message.id": message["_id"]}).to_list(None)
+        return [a for a in records if a["message"]["media"]["status"] == "ready"] or None
+
+    shown = await wait_for(announced_ready, timeout=10)
+    assert all(a["message"]["ticket_id"] == moved[0] for a in shown)
+    r = await client.get(f"/api/v1/messages/{message['_id']}/media", headers=tenant.headers)
+    assert r.status_code == 200 and len(r.content) == 40 * 1024
 
 
 async def test_a_fetcher_that_dies_between_storing_the_bytes_and_moving_the_message(
