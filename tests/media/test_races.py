@@ -214,6 +214,47 @@ async def test_a_fetch_reads_no_message_and_moves_it_with_one_conditional_write(
     assert [r for r in attempt_reads if r.startswith(message["_id"])] == []
 
 
+async def finalize_and_refile(
+    client: httpx.AsyncClient, db: Any, tenant: Tenant, conn: dict[str, Any], evolution: FakeEvolution, message_id: str
+) -> tuple[str, str]:
+    """The competitor of the move tests: the message's ticket is finalized, the client's next
+    message opens its next ticket, and the message is refiled there (what the finalize's refile
+    does to a message stamped after it). Returns (that next ticket, the opening message)."""
+    message = await db.messages.find_one({"_id": message_id})
+    first = message["ticket_id"]
+    phone = (await db.tickets.find_one({"_id": first}))["client_phone"]
+    r = await client.post(f"/api/v1/tickets/{first}/finalize", headers=tenant.headers)
+    assert r.status_code == 200, r.text
+    opener = await send_media(evolution, db, conn, "photo.png", phone=phone)
+    second = opener["ticket_id"]
+    assert second != first
+    assert await message_repository.move_to_ticket(
+        db, message_id, from_ticket_id=first, to_ticket_id=second, at=datetime.now(UTC)
+    )
+    return second, opener["_id"]
+
+
+async def assert_refiled_and_announced_there(
+    db: Any, message: dict[str, Any], moved_to: str, opener_id: str
+) -> dict[str, Any]:
+    """The status write did not put the message back under the finalized ticket, and its
+    announcement names the ticket it is in. Waits for the opener's fetch too: nothing of the test
+    is left pending for the next one's hooks."""
+    ready = await until_media(db, message["_id"], "ready")
+    await until_media(db, opener_id, "ready")
+    assert ready["ticket_id"] == moved_to and ready["moved_from_ticket_id"] == message["ticket_id"]
+    assert (await db.tickets.find_one({"_id": message["ticket_id"]}))["status"] == "finalizado"
+
+    async def announced_ready() -> list[dict[str, Any]] | None:
+        # The announcement follows the status write: looked for until it is stored.
+        records = await db.tenant_events.find({"type": "message.status", "message.id": message["_id"]}).to_list(None)
+        return [a for a in records if a["message"]["media"]["status"] == "ready"] or None
+
+    shown = await wait_for(announced_ready, timeout=10)
+    assert all(a["message"]["ticket_id"] == moved_to for a in shown)
+    return ready
+
+
 async def test_a_move_between_the_fetchers_read_and_its_write_keeps_the_move_and_is_announced_where_it_went(
     client: httpx.AsyncClient,
     db: Any,
@@ -222,46 +263,17 @@ async def test_a_move_between_the_fetchers_read_and_its_write_keeps_the_move_and
     evolution: FakeEvolution,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    # The competitor: the message's ticket is finalized and the message refiled under the
-    # client's next ticket (what the finalize's refile does to a message stamped after it), after
-    # the fetcher read the message and before its status write.
-    phone = "5511955550077"
-    moved: list[str] = []
-    openers: list[str] = []
+    # The competitor runs after the fetcher looked at the message and before its status write.
+    refiled: list[tuple[str, str]] = []
 
-    async def finalize_and_move(fetcher: worker.MediaFetcher, entry: FetchEntry) -> None:
-        message = await db.messages.find_one({"_id": entry.message_id})
-        first = message["ticket_id"]
-        r = await client.post(f"/api/v1/tickets/{first}/finalize", headers=tenant.headers)
-        assert r.status_code == 200, r.text
-        opener = await send_media(evolution, db, conn, "photo.png", phone=phone)  # opens the client's next ticket
-        openers.append(opener["_id"])
-        second = next(
-            t["_id"]
-            for t in await db.tickets.find({"client_id": message["sender_id"]}).to_list(None)
-            if t["_id"] != first
-        )
-        assert await message_repository.move_to_ticket(
-            db, entry.message_id, from_ticket_id=first, to_ticket_id=second, at=datetime.now(UTC)
-        )
-        moved.append(second)
+    async def competitor(fetcher: worker.MediaFetcher, entry: FetchEntry) -> None:
+        refiled.append(await finalize_and_refile(client, db, tenant, conn, evolution, entry.message_id))
 
-    inject(monkeypatch, finalize_and_move)
-    message = await send_media(evolution, db, conn, "boleto.pdf", phone=phone, content=os.urandom(50 * 1024))
-    ready = await until_media(db, message["_id"], "ready")
-    assert moved, "the competitor did not run"
-    # Its fetch done too: nothing of this test is left pending for the next one's hooks.
-    await until_media(db, openers[0], "ready")
-    # The status write did not put the message back under the finalized ticket.
-    assert ready["ticket_id"] == moved[0] and ready["moved_from_ticket_id"] == message["ticket_id"]
-
-    async def announced_ready() -> list[dict[str, Any]] | None:
-        # The announcement follows the status write: looked for until it is stored.
-        records = await db.tenant_events.find({"type": "message.status", "message.id": message["_id"]}).to_list(None)
-        return [a for a in records if a["message"]["media"]["status"] == "ready"] or None
-
-    shown = await wait_for(announced_ready, timeout=10)
-    assert all(a["message"]["ticket_id"] == moved[0] for a in shown)
+    inject(monkeypatch, competitor)
+    message = await send_media(evolution, db, conn, "boleto.pdf", phone="5511955550077", content=os.urandom(50 * 1024))
+    await until_media(db, message["_id"], "ready")
+    assert refiled, "the competitor did not run"
+    await assert_refiled_and_announced_there(db, message, *refiled[0])
 
 
 async def test_a_move_before_the_fetchers_first_look_is_kept_though_it_was_handed_the_older_copy(
@@ -272,48 +284,24 @@ async def test_a_move_before_the_fetchers_first_look_is_kept_though_it_was_hande
     evolution: FakeEvolution,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    # The fetcher gets the message as the intake stored it, not a read. The competitor runs
-    # before the fetcher's first look, while that copy waits: the ticket is finalized and the
-    # message refiled under the client's next ticket. The copy then names a ticket the message
-    # has left; the status write must not file it back there, and the announcement must go to
-    # the ticket it is in.
-    phone = "5511955550099"
-    moved: list[str] = []
+    # The fetcher gets the message as the intake stored it, not a read (media.service
+    # `_hand_over`). The competitor runs before the fetcher's first look, while that copy waits:
+    # the copy then names a ticket the message has left.
+    refiled: list[tuple[str, str]] = []
     handed: list[bool] = []
-    openers: list[str] = []
     original = worker.MediaFetcher.handle
 
     async def competitor_first(self: worker.MediaFetcher, entry: FetchEntry) -> bool:
         if not handed:
             handed.append((db.name, entry.message_id) in runtime_of(db).media_fetch_handed)
-            message = await db.messages.find_one({"_id": entry.message_id})
-            first = message["ticket_id"]
-            r = await client.post(f"/api/v1/tickets/{first}/finalize", headers=tenant.headers)
-            assert r.status_code == 200, r.text
-            opener = await send_media(evolution, db, conn, "photo.png", phone=phone)
-            openers.append(opener["_id"])
-            second = opener["ticket_id"]
-            assert second != first
-            assert await message_repository.move_to_ticket(
-                db, entry.message_id, from_ticket_id=first, to_ticket_id=second, at=datetime.now(UTC)
-            )
-            moved.append(second)
+            refiled.append(await finalize_and_refile(client, db, tenant, conn, evolution, entry.message_id))
         return await original(self, entry)
 
     monkeypatch.setattr(worker.MediaFetcher, "handle", competitor_first)
-    message = await send_media(evolution, db, conn, "boleto.pdf", phone=phone, content=os.urandom(40 * 1024))
-    ready = await until_media(db, message["_id"], "ready")
-    await until_media(db, openers[0], "ready")
+    message = await send_media(evolution, db, conn, "boleto.pdf", phone="5511955550099", content=os.urandom(40 * 1024))
+    await until_media(db, message["_id"], "ready")
     assert handed == [True], "the fetcher was not handed the intake's copy"
-    assert ready["ticket_id"] == moved[0] and ready["moved_from_ticket_id"] == message["ticket_id"]
-    assert (await db.tickets.find_one({"_id": message["ticket_id"]}))["status"] == "finalizado"
-
-    async def announced_ready() -> list[dict[str, Any]] | None:
-        records = await db.tenant_events.find({"type": "message.status", "message.id": message["_id"]}).to_list(None)
-        return [a for a in records if a["message"]["media"]["status"] == "ready"] or None
-
-    shown = await wait_for(announced_ready, timeout=10)
-    assert all(a["message"]["ticket_id"] == moved[0] for a in shown)
+    await assert_refiled_and_announced_there(db, message, *refiled[0])
     r = await client.get(f"/api/v1/messages/{message['_id']}/media", headers=tenant.headers)
     assert r.status_code == 200 and len(r.content) == 40 * 1024
 
