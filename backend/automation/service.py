@@ -109,6 +109,7 @@ async def _send(
         extra={"automatic": True, "automatic_purpose": purpose, **(extra or {})},
     )
     if created:
+        outbound.wake(db)
         log.info("automatic message queued", ticket_id=ticket.id, purpose=purpose, message_id=message_id)
     return created
 

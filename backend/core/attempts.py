@@ -4,7 +4,10 @@ media fetch (backend/media/worker.py): a walk over their queue, and a ledger of 
 The walk (`QueueWalk`) reads a plain-append queue (backend/core/seqlog.py) from its stored cursor
 in pages that wrap around, so an entry waiting out its backoff never hides the ones behind it. It
 remembers the entries that need nothing more (a hint: finished never turns back) and moves the
-cursor (a hint too) past the finished ones at the front.
+cursor (a hint too) past the finished ones at the front. A process that queues something wakes its
+own walk, whose pass then looks only at the new entries, reading nothing it already knows; the
+polls, every `poll_seconds` however often it is woken, read the cursor and the head and look at
+everything still open.
 
 Attempt n of message m is the document `_id` "<m>:<n>", and inserting it is the claim: a unique
 `_id` insert is atomic on FerretDB as on MongoDB, where a filtered update is not (FerretDB v1
@@ -34,6 +37,7 @@ import asyncio
 import contextlib
 import os
 import socket
+import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -129,46 +133,69 @@ class QueueWalk(Generic[E]):
         self.worker = f"{socket.gethostname()}:{os.getpid()}:{new_id()[-6:]}"  # names its claims
         self._pos = 0
         self._finished: set[int] = set()
+        self._cursor: int | None = None  # as this walk last read or wrote it
+        self._seen = 0  # the highest entry a pass looked at
 
-    async def run_once(self, db: Database, visit: Callable[[list[E]], Awaitable[Iterable[int]]]) -> int:
+    async def run_once(
+        self, db: Database, visit: Callable[[list[E]], Awaitable[Iterable[int]]], *, poll: bool = True
+    ) -> int:
         """One pass over (part of) the open queue: `visit` gets the page's entries and answers the
-        seqs of those finished. Returns how many entries it looked at."""
-        cursor = await self.queue.get_cursor(db)
-        last = await self.queue.head(db)
+        seqs of those finished. Returns how many entries it looked at.
+        A pass that is not a `poll` (this process queued something and woke the walk) looks only
+        at the entries no pass has looked at yet, and reads neither the cursor nor the head: it
+        goes by the cursor as this walk left it and the head as this process knows it (its own
+        appends included), which is what it was woken for. The polls read both, so they find
+        other processes' appends and cursor moves, and look again at what is left unfinished
+        (waiting out a backoff, or behind an earlier reply of its chat)."""
+        woken = not poll and self._cursor is not None
+        if woken:
+            cursor, last = self._cursor or 0, self.queue.hint(db)
+            start = max(self._seen, cursor) + 1
+        else:
+            cursor = self._cursor = await self.queue.get_cursor(db)
+            last = await self.queue.head(db)
+            start = max(self._pos, cursor) + 1
+            if start > last:
+                start = cursor + 1
         self._finished = {s for s in self._finished if s > cursor}
-        start = max(self._pos, cursor) + 1
-        if start > last:
-            start = cursor + 1
         seqs = [s for s in range(start, last + 1) if s not in self._finished][: self.policy.scan_limit]
         entries = [e for s in seqs if (e := self._load(s, await self.queue.get(db, s))) is not None]
         self._finished.update(await visit(entries))
-        self._pos = seqs[-1] if seqs and seqs[-1] < last else cursor
+        self._seen = max([self._seen, *seqs])
+        if not woken:  # the polls' pages go round the open queue
+            self._pos = seqs[-1] if seqs and seqs[-1] < last else cursor
         new_cursor = cursor
         while new_cursor + 1 in self._finished:
             new_cursor += 1
         if new_cursor > cursor:
             await self.queue.advance_cursor(db, new_cursor)
             self.queue.forget_upto(db, cursor, new_cursor)
+            self._cursor = new_cursor
         return len(entries)
 
     async def run(
-        self, stop: asyncio.Event, run_once: Callable[[], Awaitable[int]], wakeups: set[asyncio.Event]
+        self, stop: asyncio.Event, run_once: Callable[[bool], Awaitable[int]], wakeups: set[asyncio.Event]
     ) -> None:
-        """Passes until `stop`: every `poll` seconds, and at once when the event this loop puts in
+        """Passes until `stop`: a poll every `poll_seconds` (`run_once(True)`), however often it
+        is woken, and a pass at once (`run_once(False)`) when the event this loop puts in
         `wakeups` is set. A failed pass (a database hiccup) is logged; the loop goes on."""
         wakeup = asyncio.Event()
         wakeups.add(wakeup)
         log.info(f"{self.what} worker started", worker=self.worker)
+        next_poll = time.monotonic()
         try:
             while not stop.is_set():
                 wakeup.clear()
+                poll = time.monotonic() >= next_poll
+                if poll:
+                    next_poll = time.monotonic() + self.policy.poll_seconds
                 try:
-                    await run_once()
+                    await run_once(poll)
                 except Exception as exc:
                     log.error(f"{self.what} pass failed", error=str(exc))
                 stopping, woken = asyncio.ensure_future(stop.wait()), asyncio.ensure_future(wakeup.wait())
-                poll = self.policy.poll_seconds
-                await asyncio.wait({stopping, woken}, timeout=poll, return_when=asyncio.FIRST_COMPLETED)
+                wait = max(0.0, next_poll - time.monotonic())
+                await asyncio.wait({stopping, woken}, timeout=wait, return_when=asyncio.FIRST_COMPLETED)
                 for waiter in (stopping, woken):
                     waiter.cancel()
                     with contextlib.suppress(asyncio.CancelledError):

@@ -85,6 +85,8 @@ class Runtime:
     feed_sinks: "list[tuple[str, Sink]]" = field(default_factory=list)
     # webhooks/signals: the processors to wake when this process stores a delivery.
     webhook_wakeups: "set[Wakeup]" = field(default_factory=set)
+    # outbound/worker: the send loops to wake when this process stores a queued message.
+    outbound_wakeups: set[asyncio.Event] = field(default_factory=set)
     # media/worker: the fetch loops to wake when this process queues a media fetch.
     media_fetch_wakeups: set[asyncio.Event] = field(default_factory=set)
     # media/service: per (database, message) the media message this process stored and queued a

@@ -65,9 +65,9 @@ class MediaFetcher:
         self.policy = policy_of(settings)
         self.walk = attempts.QueueWalk(repository.fetches, FetchEntry, self.policy, what="media fetch")
 
-    async def run_once(self) -> int:
+    async def run_once(self, poll: bool = True) -> int:
         """One pass over (part of) the open queue (core/attempts.py `QueueWalk`); entries go concurrently."""
-        return await self.walk.run_once(self.db, self._visit)
+        return await self.walk.run_once(self.db, self._visit, poll=poll)
 
     async def _visit(self, entries: list[FetchEntry]) -> list[int]:
         done = await asyncio.gather(*(self.walk.guarded(self.handle, e) for e in entries))

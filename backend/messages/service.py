@@ -374,6 +374,7 @@ async def send_as_agent(
         media=media,
         extra={"quoted": quoted} if quoted is not None else None,
     )
+    outbound.wake(db)
     return doc
 
 

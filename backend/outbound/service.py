@@ -8,6 +8,7 @@ from backend.connections.providers.base import StatusUpdate
 from backend.core import natural_keys
 from backend.core.clock import as_utc, utcnow
 from backend.core.db import Database
+from backend.core.runtime import runtime_of
 from backend.messages import public as messages
 from backend.messages.models import Message
 from backend.outbound import repository
@@ -48,6 +49,13 @@ async def enqueue(db: Database, *, message_id: str, ticket: Ticket) -> int:
             enqueued_at=now,
         ),
     )
+
+
+def wake(db: Database) -> None:
+    """This process's send loops look at the queue now rather than at their next poll: called
+    once a queued message is stored (before that the worker would find its entry without it)."""
+    for event in runtime_of(db).outbound_wakeups:
+        event.set()
 
 
 async def bind_provider_id(db: Database, *, connection_id: str, provider_message_id: str, message_id: str) -> str:

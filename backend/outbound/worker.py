@@ -36,6 +36,7 @@ from backend.core.config import Settings
 from backend.core.db import Database
 from backend.core.errors import NotFound
 from backend.core.logging import get_logger
+from backend.core.runtime import runtime_of
 from backend.media import service as media
 from backend.messages import public as messages
 from backend.messages.models import Message
@@ -68,9 +69,9 @@ class OutboundWorker:
         self.policy = policy_of(settings)
         self.walk = attempts.QueueWalk(repository.queue, QueueEntry, self.policy, what="outbound")
 
-    async def run_once(self) -> int:
+    async def run_once(self, poll: bool = True) -> int:
         """One pass over (part of) the open queue (core/attempts.py `QueueWalk`); chats go concurrently."""
-        return await self.walk.run_once(self.db, self._visit)
+        return await self.walk.run_once(self.db, self._visit, poll=poll)
 
     async def _visit(self, entries: list[QueueEntry]) -> list[int]:
         chats: dict[str, list[QueueEntry]] = {}
@@ -81,7 +82,7 @@ class OutboundWorker:
         return [seq for done in await asyncio.gather(*map(self._chat_in_order, chats.values())) for seq in done]
 
     async def run(self, stop: asyncio.Event) -> None:
-        await self.walk.run(stop, self.run_once, set())
+        await self.walk.run(stop, self.run_once, runtime_of(self.db).outbound_wakeups)
 
     async def _chat_in_order(self, entries: list[QueueEntry]) -> list[int]:
         """One chat's entries of this pass, one after the other; stops at the first that is not

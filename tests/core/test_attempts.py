@@ -307,6 +307,35 @@ async def test_a_walk_reads_no_entry_its_own_process_queued_and_reads_the_others
         assert [(c["filter"]["_id"], "projection" in c) for c in recorder.named("find")] == [("q:3", False)]
 
 
+async def test_a_woken_pass_reads_nothing_but_new_entries_and_the_polls_find_the_rest(
+    db: Database, mongo_url: str
+) -> None:
+    """A pass woken by this process's own append looks at the entries no pass has looked at, up
+    to the head this process knows, without reading the cursor, the head or its own copies; an
+    entry another process appended past that head, and one left unfinished, wait for the poll."""
+    queue = SeqLog("queue", "q:", state_collection="queue_state", cursor_id="cursor", keeps_appends=True)
+    walk: QueueWalk[Item] = QueueWalk(queue, Item, POLICY, what="test")
+    passes: list[list[str]] = []
+    finish: set[str] = set()
+
+    async def visit(entries: list[Item]) -> list[int]:
+        passes.append([e.message_id for e in entries])
+        return [e.seq for e in entries if e.message_id in finish]
+
+    async with recorded(db, mongo_url) as (own, recorder):
+        await walk.run_once(own, visit)  # the first pass reads: nothing queued yet
+        await queue.append(own, {"message_id": "mine"})
+        recorder.commands.clear()
+        await walk.run_once(own, visit, poll=False)  # woken: looks at it, leaves it unfinished
+        assert recorder.named("find") == []
+        await queue.append(db, {"message_id": "theirs"})  # another process: no copy, no wake-up here
+        await walk.run_once(own, visit, poll=False)  # nothing new up to this process's head
+        finish.update({"mine", "theirs"})
+        await walk.run_once(own, visit)  # the poll: both, the unfinished one again
+    assert passes == [[], ["mine"], [], ["mine", "theirs"]]
+    assert await queue.get_cursor(db) == 2
+
+
 async def test_an_entry_that_does_not_load_is_left_where_it_is_and_the_others_are_visited(db: Database) -> None:
     queue = SeqLog("queue", "q:", state_collection="queue_state", cursor_id="cursor")
     await queue.append(db, {"message_id": "m1"})
