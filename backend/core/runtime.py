@@ -12,6 +12,7 @@ never data.
 
 import asyncio
 import itertools
+import uuid
 import weakref
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterator
@@ -46,6 +47,9 @@ LogKey = tuple[str, str, str]  # a seqlog: (database, collection, prefix)
 
 @dataclass(eq=False)
 class Runtime:
+    # Names this process (this client) where a stored document must tell processes apart: the
+    # block announcements of core/seqlog.
+    id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
     # core/group_commit: inserts waiting per (database, collection); the tasks writing them (held
     # here: the loop keeps only weak references to tasks).
     insert_queues: "dict[tuple[str, str], WriteQueue]" = field(default_factory=dict)

@@ -138,13 +138,24 @@ class SeqLog:
     walk's cursor passed it), or until a bound forgets the oldest."""
 
     def __init__(
-        self, collection: str, prefix: str, *, state_collection: str, cursor_id: str, keeps_appends: bool = False
+        self,
+        collection: str,
+        prefix: str,
+        *,
+        state_collection: str,
+        cursor_id: str,
+        keeps_appends: bool = False,
+        announce: "SeqLog | None" = None,
     ) -> None:
         self.collection = collection
         self.prefix = prefix
         self.state_collection = state_collection
         self.cursor_id = cursor_id
         self.keeps_appends = keeps_appends
+        # A reserving log's block openings, each appended there once its marker is won (before any
+        # entry of the block is stored): one plain log shared by many logs (the webhook lanes), so
+        # that a reader learns of other processes' new blocks in any of them with one read.
+        self.announce = announce
 
     def _key(self, db: Database) -> Key:
         return (db.name, self.collection, self.prefix)
@@ -359,6 +370,13 @@ class SeqLog:
             rest = []  # a lost `rest` insert only means a reader filled those numbers first
             if outcome is None:
                 rt.seqlog_marked[key] = max(rt.seqlog_marked.get(key, -1), block)
+                if self.announce is not None:
+                    # Raises like any failed append: the block then stays empty (the next append
+                    # opens and announces another), and readers pass it as any superseded block.
+                    # One at a time per process: concurrent plain appends would all try one number.
+                    announce = self.announce
+                    async with announce._lock(rt, announce._key(db)):
+                        await announce.append(db, {"log": self.prefix, "block": block, "by": rt.id, "at": utcnow()})
                 return block
             if not isinstance(outcome, DuplicateKeyError):
                 raise outcome

@@ -60,6 +60,12 @@ LANE_CURSOR_EVERY = 100  # entries between cursor saves within a walk (a restart
 # Entries a walk handles per processing slot before queueing for one again: bounds how long one
 # chat's burst holds up another lane (BENCHMARKS.md "One chat's burst": 18 entries with one slot).
 LANE_BATCH = 20
+# A quiet lane's poll inside this process's own block reads the next block's marker only every
+# this many polls, unless another process announced a block of it (webhooks/processor.py
+# `_idle_end`): 32 idle lanes cost ~1 read/s instead of 32 (bench/media_bench.py counted ~1.5 of
+# ~33 commands per message at ~20 msg/s as these reads), and a block nobody announced is still
+# found within this many polls.
+LANE_FOREIGN_CHECK_EVERY = 30
 RETIRED_CHECK_SECONDS = 300.0  # how often a running processor looks for retired lanes again
 HANDED_MAX = 20_000  # stored deliveries held per processor; past that it reads them back
 HANDED_MAX_BYTES = 64 * 1024  # larger bodies are read back rather than held

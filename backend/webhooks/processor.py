@@ -36,6 +36,16 @@ Bounds (defaults in brackets):
   the entry after it being stored [16 s], and within WEBHOOK_POLL_SECONDS once a newer block is
   open. Holes whose writer failed in this process are tombstoned by the writer at once
   (SeqLog._abandon).
+- Other processes' blocks: a quiet lane whose end lies in the block this process owns (past
+  every number it handed out) can grow only in another process's newer block, which that
+  process processes itself unless it died or runs no processor. Every block opening is announced
+  in one log (repository.opened), read for all lanes at once at most twice per
+  WEBHOOK_POLL_SECONDS; such a lane's poll reads the next block's marker only when another
+  process announced a block of it, or at every FOREIGN_CHECK_EVERY-th poll (`_idle_end`). So an
+  idle processor costs about one read per second instead of one per lane, and another process's
+  block is found within 2 × WEBHOOK_POLL_SECONDS [2 s] (one it never announced — it died between
+  its marker and its announcement, so the block holds nothing, or it predates announcements —
+  within FOREIGN_CHECK_EVERY polls [30 s]).
 - Cursors: a lane's saved cursor trails its walk by fewer than CURSOR_EVERY entries while it
   works, and equals its processed position within WEBHOOK_POLL_SECONDS after the lane goes quiet
   (its next poll saves it), however the entries were processed [1 s]. So a restart re-reads at
@@ -66,9 +76,11 @@ from backend.core.db import Database
 from backend.core.ids import new_id
 from backend.core.logging import get_logger
 from backend.core.retry import is_retryable
+from backend.core.runtime import runtime_of
 from backend.core.seqlog import HOLE, REST, SeqLog
 from backend.core.tuning import LANE_BATCH as BATCH
 from backend.core.tuning import LANE_CURSOR_EVERY as CURSOR_EVERY
+from backend.core.tuning import LANE_FOREIGN_CHECK_EVERY as FOREIGN_CHECK_EVERY
 from backend.core.tuning import RETIRED_CHECK_SECONDS
 from backend.webhooks import repository, service, signals
 from backend.webhooks.models import Attempt, RawEvent
@@ -95,6 +107,13 @@ class WebhookProcessor:
         self._pos: dict[int, int] = {}
         self._saved: dict[int, int] = {}
         self._probed_at: dict[int, float] = {}
+        # Other processes' block openings (repository.opened), read for every lane at once: the
+        # position read up to and when, and the lanes where one was seen and not yet checked.
+        self._opened_pos: int | None = None
+        self._opened_read_at = -math.inf
+        self._opened_lock = asyncio.Lock()
+        self._foreign: set[int] = set()
+        self._quiet_polls: dict[int, int] = {}
         self._retired_checked = False
         self._halt = asyncio.Event()  # set when run() stops: walks end at their next batch
         self._wakeup: signals.Wakeup | None = None  # deliveries this process stored, handed over
@@ -225,6 +244,8 @@ class WebhookProcessor:
             if entry is None and not seqlog.unwritten(self.db, seq):
                 entry = await seqlog.get(self.db, seq)
             if entry is None:
+                if poll and seqlog.unwritten(self.db, seq) and await self._idle_end(lane):
+                    return False, done
                 passed = await seqlog.pass_superseded(self.db, seq)
                 if passed is not None:  # a later block is open: what is left of this one is tombstoned
                     self._pos[lane] = passed
@@ -241,6 +262,45 @@ class WebhookProcessor:
             if seq - self._saved[lane] >= CURSOR_EVERY:
                 await self._save(lane)
         return True, done
+
+    async def _idle_end(self, lane: int) -> bool:
+        """A polled walk is at the lane's end, inside the block this process owns, past every
+        number it handed out: only another process's newer block can hold anything more. True
+        when the walk may stop there without reading that block's marker: no other process
+        announced a block of this lane since the last check, and this is not the lane's every
+        FOREIGN_CHECK_EVERY-th such poll (the backstop for a block nobody announced: a process
+        of a version before announcements, or one that died between its marker and its
+        announcement, whose block then holds nothing)."""
+        polls = self._quiet_polls.get(lane, 0) + 1
+        if polls < FOREIGN_CHECK_EVERY:
+            await self._read_openings()
+            if lane not in self._foreign:
+                self._quiet_polls[lane] = polls
+                return True
+            self._foreign.discard(lane)
+        self._quiet_polls[lane] = 0  # checked now: the backstop counts from here
+        return False
+
+    async def _read_openings(self) -> None:
+        """Reads the block openings announced since the last read, at most twice per
+        WEBHOOK_POLL_SECONDS for all lanes together: a lane where another process opened a block
+        is checked at its next poll, so it is found within twice WEBHOOK_POLL_SECONDS of being
+        opened. The first read starts at the log's head and has every lane checked once, which
+        finds what was opened before it."""
+        async with self._opened_lock:
+            started = time.monotonic()
+            if started - self._opened_read_at < self.settings.WEBHOOK_POLL_SECONDS / 2:
+                return
+            opened, own = repository.opened, runtime_of(self.db).id
+            if self._opened_pos is None:
+                self._opened_pos = await opened.head(self.db)
+                self._foreign.update(self.lanes)
+            while (entry := await opened.get(self.db, self._opened_pos + 1)) is not None:
+                self._opened_pos += 1
+                lane = repository.lane_of_prefix(str(entry.get("log", "")))
+                if lane is not None and entry.get("by") != own:
+                    self._foreign.add(lane)
+            self._opened_read_at = started
 
     async def _save(self, lane: int) -> None:
         pos = self._pos[lane]

@@ -29,8 +29,20 @@ declare(
 )
 
 
+# Every lane's block openings, in the order their markers were won (core/seqlog `announce`):
+# how a processor learns that another process opened a block in a lane it is idle in.
+opened = SeqLog(STATE, "opened:", state_collection=STATE, cursor_id="cursor:opened")
+
+
 def lane(n: int) -> SeqLog:
-    return SeqLog(COLLECTION, f"w:{n}:", state_collection=STATE, cursor_id=f"cursor:{n}")
+    return SeqLog(COLLECTION, f"w:{n}:", state_collection=STATE, cursor_id=f"cursor:{n}", announce=opened)
+
+
+def lane_of_prefix(prefix: str) -> int | None:
+    """The lane whose entries are "<prefix><n>" (`lane`), or None for another log's."""
+    head, sep, rest = prefix.partition(":")
+    number = rest.rstrip(":")
+    return int(number) if head == "w" and sep and number.isdigit() else None
 
 
 def attempt_id(raw_id: str, attempt: int) -> str:

@@ -7,6 +7,7 @@ tests drive processors themselves."""
 import asyncio
 import contextlib
 import json
+import math
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
@@ -21,10 +22,11 @@ from backend.core.clock import as_utc, utcnow
 from backend.core.config import Settings
 from backend.core.db import durable_database
 from backend.core.errors import Conflict, NotYetVisible
+from backend.core.seqlog import SeqLog
 from backend.core.tuning import HANDED_MAX_BYTES
 from backend.tickets import intake
 from backend.webhooks import repository, service, signals
-from backend.webhooks.processor import BATCH, CURSOR_EVERY, WebhookProcessor
+from backend.webhooks.processor import BATCH, CURSOR_EVERY, FOREIGN_CHECK_EVERY, WebhookProcessor
 from tests.factories import make_tenant, unique_phone
 from tests.fakes.harness import FakeEvolution, make_connection, wait_for
 from tests.monitoring import CommandRecorder
@@ -402,16 +404,26 @@ async def test_a_delivery_too_large_to_hand_over_is_read_once_by_its_woken_walk_
     assert not past, past
 
 
+def _idle_reads(recorder: CommandRecorder) -> list[str]:
+    return [c["filter"]["_id"] for c in recorder.named("find")]
+
+
+def _a_poll_period_later(processor: WebhookProcessor) -> None:
+    """As if WEBHOOK_POLL_SECONDS had passed since its last read of the block openings."""
+    processor._opened_read_at = -math.inf
+
+
 @pytest.mark.parametrize("passed_by", ["this process", "another process"])
-async def test_a_poll_of_a_quiet_lane_in_the_block_its_process_writes_reads_only_the_next_marker_and_misses_nothing(
+async def test_a_poll_of_a_quiet_lane_in_the_block_its_process_writes_reads_no_marker_and_misses_nothing(
     db: Any, hook: Hook, mongo_url: str, passed_by: str
 ) -> None:
     """Issue 20: an idle processor read each lane's next entry and the next block's marker every
     second. Where the next number lies in the block this process owns and has not handed out,
-    only this process can store it (and wakes its walk): the poll reads the marker alone. Another
-    process opening the next block and storing there between two polls is still found by the
-    next poll (or passed by that process's own walk first), and this process's next delivery
-    goes above it, in order."""
+    only this process can store it (and wakes its walk), or another process in a newer block,
+    which it announces (repository.opened): the poll reads the announcements (one read for all
+    lanes) and no marker. Another process opening the next block and storing there between two
+    polls is found by the next poll after its announcement is read (or passed by that process's
+    own walk first), and this process's next delivery goes above it, in order."""
     async with _second_process(db, hook, mongo_url) as (own, processor, recorder):
         phone = unique_phone()
         lane = hook.lane(phone)
@@ -421,16 +433,68 @@ async def test_a_poll_of_a_quiet_lane_in_the_block_its_process_writes_reads_only
         assert await processor.run_once({lane}) == 1  # woken
         seq = int(delivered[0].rsplit(":", 1)[1])
         assert seq % 8, "the next number must lie in the same block"  # seqlog.MARK_EVERY
+        assert await processor._walk(lane, poll=True) == 0  # its first poll checks every lane once
         recorder.commands.clear()
+        _a_poll_period_later(processor)
         assert await processor._walk(lane, poll=True) == 0
-        reads = [c["filter"]["_id"] for c in recorder.named("find")]
-        assert reads == [f"w:{lane}:m{(seq - 1) // 8 + 1}"], reads
+        reads = _idle_reads(recorder)
+        assert reads and all(r.startswith("opened:") for r in reads), reads  # the next announcement: no marker
+        recorder.commands.clear()
+        assert await processor._walk(lane, poll=True) == 0  # within the same half period: no read at all
+        assert _idle_reads(recorder) == []
 
         delivered.append(await hook.deliver(phone))  # another process: a block above this one's
         assert int(delivered[1].rsplit(":", 1)[1]) > (seq - 1) // 8 * 8 + 8
         if passed_by == "another process":  # it tombstones the rest of this process's block first
             assert await WebhookProcessor(db, hook.settings).run_once({lane}) == 1
+        _a_poll_period_later(processor)
         assert await processor._walk(lane, poll=True) == (passed_by == "this process")
         delivered.append(await mine.deliver(phone))  # this process leaves its superseded block
+        assert await processor.run_once({lane}) == 1
+    await _processed_in_delivery_order(db, hook, phone, delivered)
+
+
+async def test_a_block_nobody_announced_is_found_by_the_every_nth_poll(
+    db: Any, hook: Hook, mongo_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A process of a version before announcements opens a block and stores a delivery there,
+    and its processor never processes it (it died). This process's polls skip the marker while
+    nothing is announced, and the FOREIGN_CHECK_EVERY-th one reads it and processes the delivery."""
+    async with _second_process(db, hook, mongo_url) as (own, processor, recorder):
+        phone = unique_phone()
+        lane = hook.lane(phone)
+        mine = Hook(own, hook.settings, {"id": hook.conn_id}, hook.token)
+        mine.sent = 2000
+        delivered = [await mine.deliver(phone)]
+        assert await processor.run_once({lane}) == 1
+        await processor._read_openings()  # its first read: every lane is to be checked once
+        assert lane in processor._foreign
+        assert await processor._walk(lane, poll=True) == 0  # checked: nothing past it
+        assert lane not in processor._foreign
+        next_block = (int(delivered[0].rsplit(":", 1)[1]) - 1) // 8 + 1
+        lane_log = repository.lane(lane)
+        # The old version's process (the test's own runtime) opens block+1 for its delivery
+        # with a marker and no announcement.
+        announcing = repository.lane
+
+        def silent(n: int) -> SeqLog:
+            log = announcing(n)
+            log.announce = None
+            return log
+
+        monkeypatch.setattr(repository, "lane", silent)
+        old = Hook(db, hook.settings, {"id": hook.conn_id}, hook.token)
+        old.sent = 3000
+        delivered.append(await old.deliver(phone))
+        monkeypatch.setattr(repository, "lane", announcing)
+        assert (int(delivered[1].rsplit(":", 1)[1]) - 1) // 8 >= next_block  # above this process's block
+        for _ in range(FOREIGN_CHECK_EVERY - 1):
+            _a_poll_period_later(processor)
+            recorder.commands.clear()
+            assert await processor._walk(lane, poll=True) == 0
+            assert lane_log.marker_id(next_block) not in _idle_reads(recorder)
+        _a_poll_period_later(processor)
+        assert await processor._walk(lane, poll=True) == 1  # the backstop: read, found, processed
+        delivered.append(await mine.deliver(phone))
         assert await processor.run_once({lane}) == 1
     await _processed_in_delivery_order(db, hook, phone, delivered)
