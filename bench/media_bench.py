@@ -154,7 +154,9 @@ def _backend(
         "ADMIN_PASSWORD": ADMIN[1],
         "JWT_SECRET": "bench-" + "x" * 40,
         "OUTBOUND_WORKER_ENABLED": "false",
-        "MEDIA_FETCH_POLL_SECONDS": "0.2",
+        # MEDIA_FETCH_POLL_SECONDS as shipped: a queued fetch wakes the fetcher, the poll is for
+        # other processes' entries and retries (it was 0.2 here until session 15: five polls a
+        # second, each reading the queue's cursor and head, ~0.8 commands per message at this rate).
         "EVOLUTION_BASE_URL": fake_url,
         "EVOLUTION_API_KEY": api_key,
         "PUBLIC_BASE_URL": f"http://127.0.0.1:{port}",
