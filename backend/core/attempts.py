@@ -134,7 +134,7 @@ class QueueWalk(Generic[E]):
         self._pos = 0
         self._finished: set[int] = set()
         self._cursor: int | None = None  # as this walk last read or wrote it
-        self._seen = 0  # the highest entry a pass looked at
+        self._seen = 0  # the highest entry a woken pass looked at
 
     async def run_once(
         self, db: Database, visit: Callable[[list[E]], Awaitable[Iterable[int]]], *, poll: bool = True
@@ -142,7 +142,7 @@ class QueueWalk(Generic[E]):
         """One pass over (part of) the open queue: `visit` gets the page's entries and answers the
         seqs of those finished. Returns how many entries it looked at.
         A pass that is not a `poll` (this process queued something and woke the walk) looks only
-        at the entries no pass has looked at yet, and reads neither the cursor nor the head: it
+        at the entries no woken pass has looked at yet, and reads neither the cursor nor the head: it
         goes by the cursor as this walk left it and the head as this process knows it (its own
         appends included), which is what it was woken for. The polls read both, so they find
         other processes' appends and cursor moves, and look again at what is left unfinished
@@ -161,8 +161,11 @@ class QueueWalk(Generic[E]):
         seqs = [s for s in range(start, last + 1) if s not in self._finished][: self.policy.scan_limit]
         entries = [e for s in seqs if (e := self._load(s, await self.queue.get(db, s))) is not None]
         self._finished.update(await visit(entries))
-        self._seen = max([self._seen, *seqs])
-        if not woken:  # the polls' pages go round the open queue
+        if woken:
+            self._seen = max([self._seen, *seqs])
+        else:  # the polls' pages go round the open queue
+            # and leave `_seen` alone: an entry a poll found before its message was stored (an
+            # agent's reply is queued first) is looked at again by the pass its store wakes.
             self._pos = seqs[-1] if seqs and seqs[-1] < last else cursor
         new_cursor = cursor
         while new_cursor + 1 in self._finished:

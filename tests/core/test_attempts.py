@@ -330,10 +330,24 @@ async def test_a_woken_pass_reads_nothing_but_new_entries_and_the_polls_find_the
         assert recorder.named("find") == []
         await queue.append(db, {"message_id": "theirs"})  # another process: no copy, no wake-up here
         await walk.run_once(own, visit, poll=False)  # nothing new up to this process's head
-        finish.update({"mine", "theirs"})
         await walk.run_once(own, visit)  # the poll: both, the unfinished one again
-    assert passes == [[], ["mine"], [], ["mine", "theirs"]]
-    assert await queue.get_cursor(db) == 2
+        # A reply's entry is queued before its message is stored: a poll may find it first and
+        # leave it; the pass the store then wakes looks at it again.
+        await queue.append(own, {"message_id": "queued first"})
+        await walk.run_once(own, visit)
+        finish.update({"mine", "theirs", "queued first"})
+        await walk.run_once(own, visit, poll=False)  # what no woken pass looked at: not "mine"
+        await walk.run_once(own, visit)  # the poll finishes "mine": the cursor passes all three
+    assert passes == [
+        [],
+        ["mine"],
+        [],
+        ["mine", "theirs"],
+        ["mine", "theirs", "queued first"],
+        ["theirs", "queued first"],
+        ["mine"],
+    ]
+    assert await queue.get_cursor(db) == 3
 
 
 async def test_an_entry_that_does_not_load_is_left_where_it_is_and_the_others_are_visited(db: Database) -> None:
