@@ -152,9 +152,10 @@ class SeqLog:
         self.state_collection = state_collection
         self.cursor_id = cursor_id
         self.keeps_appends = keeps_appends
-        # A reserving log's block openings, each appended there once its marker is won (before any
-        # entry of the block is stored): one plain log shared by many logs (the webhook lanes), so
-        # that a reader learns of other processes' new blocks in any of them with one read.
+        # A reserving log's block openings where the log changes hands (`_open`), each appended
+        # there once its marker is won (before any entry of the block is stored): one plain log
+        # shared by many logs (the webhook lanes), so that a reader learns of other processes' new
+        # blocks in any of them with one read.
         self.announce = announce
 
     def _key(self, db: Database) -> Key:
@@ -370,7 +371,11 @@ class SeqLog:
             rest = []  # a lost `rest` insert only means a reader filled those numbers first
             if outcome is None:
                 rt.seqlog_marked[key] = max(rt.seqlog_marked.get(key, -1), block)
-                if self.announce is not None:
+                if self.announce is not None and (left is None or block != left.block + 1):
+                    # Announced where the lane changes hands: this process's first block since it
+                    # started, or one above another process's. A block that follows this
+                    # process's own needs none: a reader idle in the block before it is this
+                    # process, and any other reader has left that block behind (it reads on).
                     # Raises like any failed append: the block then stays empty (the next append
                     # opens and announces another), and readers pass it as any superseded block.
                     # One at a time per process: concurrent plain appends would all try one number.

@@ -270,3 +270,35 @@ async def test_a_plain_append_tries_the_number_after_its_own_last_and_passes_oth
         assert [e["by"] for e in await _read_all(db, log)] == ["A", "A", "B", "B", "B", "A"]
     finally:
         await client.close()
+
+
+async def test_a_block_is_announced_where_the_log_changes_hands_and_not_where_its_writer_goes_on(
+    db: Any,
+) -> None:
+    """`announce` (the webhook lanes' `opened` log): a writer's first block, and a block opened
+    above another process's, are announced; the blocks a writer opens one after the other are not
+    (a reader idle in the block before is that writer itself)."""
+    opened = SeqLog("state", f"o{uuid.uuid4().hex[:6]}:", state_collection="state", cursor_id="cursor:o")
+    log = SeqLog("log", f"l{uuid.uuid4().hex[:6]}:", state_collection="state", cursor_id="cursor", announce=opened)
+    processes = SimulatedProcesses(db)
+
+    async def announced() -> list[int]:
+        blocks = []
+        while (entry := await opened.get(db, len(blocks) + 1)) is not None:
+            assert entry["log"] == log.prefix
+            blocks.append(int(entry["block"]))
+        return blocks
+
+    processes.become("a")
+    for n in range(20):  # blocks 0, 1, 2: the first one is announced
+        await log.append(db, {"n": n}, reserve=True)
+    assert await announced() == [0]
+    processes.become("b")
+    await log.append(db, {"n": 20}, reserve=True)  # above a's block: announced
+    processes.become("a")
+    await log.append(db, {"n": 21}, reserve=True)  # above b's: announced
+    for n in range(22, 32):  # a goes on into its next block: not announced
+        await log.append(db, {"n": n}, reserve=True)
+    assert await announced() == [0, 3, 4]
+    assert (await log.get(db, 4 * seqlog.MARK_EVERY + 1))["n"] == 21
+    assert [e["n"] for e in await _read_all(db, log)] == list(range(32))
