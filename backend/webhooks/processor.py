@@ -38,8 +38,9 @@ Bounds (defaults in brackets):
   (SeqLog._abandon).
 - Other processes' blocks: a quiet lane whose end lies in the block this process owns (past
   every number it handed out) can grow only in another process's newer block, which that
-  process processes itself unless it died or runs no processor. Every block opening is announced
-  in one log (repository.opened), read for all lanes at once at most twice per
+  process processes itself unless it died or runs no processor. Every block opened where a lane
+  changes hands (core/seqlog `announce`) is announced in one log (repository.opened), read for
+  all lanes at once at most twice per
   WEBHOOK_POLL_SECONDS; such a lane's poll reads the next block's marker only when another
   process announced a block of it, or at every FOREIGN_CHECK_EVERY-th poll (`_idle_end`). So an
   idle processor costs about one read per second instead of one per lane, and another process's
