@@ -19,6 +19,9 @@ class RawEvent(StoredModel):  # `webhook_events_raw`; `_id` and `seq` are its la
     body: str  # the delivery as received (decoded text), up to MAX_RAW_BYTES
     truncated: bool = False
     received_at: datetime
+    # This process's processor, handed the delivery by its acknowledgement: it holds attempt 1
+    # without a claim of its own (backend/webhooks/processor.py `_claim`). None: claimed as usual.
+    handed_to: str | None = None
     # The outcome: the only fields that change (repository.mark).
     status: Outcome
     attempts: int = 0

@@ -17,6 +17,18 @@ lifespan (WEBHOOK_PROCESSOR_ENABLED). Several at once, in any number of processe
   the claim stops walking that lane, so it never overtakes the event; the winner moves on.
 - A claim whose processor died (crash, SIGKILL) expires after WEBHOOK_LEASE_SECONDS and attempt
   k+1 is claimed; processing is idempotent (deterministic message ids), so nothing doubles.
+- Attempt 1 of a delivery handed over in the process that acknowledged it is claimed by the
+  acknowledgement itself: the stored delivery names that process's processor (`handed_to`,
+  webhooks/signals.py), one insert fewer per delivery. The named processor makes attempt 1
+  without a claim if it starts it within half a lease of `received_at` (its own clock stamped
+  it); later, it claims attempt 1 as above. Any other processor holds back from it, as from a
+  live claim, until 1.5 leases after `received_at` (the latest unclaimed start plus a lease),
+  unless attempt 1 is claimed or released: a processor that stops releases what it was handed
+  and did not start (claims of attempt 1 that have already run out), so a deploy waits for
+  nothing. After that, attempt 2 on (or attempt 1, claimed by the taker, which then treats it
+  as a retry: the named processor may have started it). So a SIGKILL leaves the deliveries its
+  processor was handed and had not finished waiting up to 1.5 × WEBHOOK_LEASE_SECONDS [90 s]
+  after their acknowledgement.
 - A retryable error (database, a lost race's winner not visible yet, a service's "…; retry"
   conflict: backend/core/retry.py) is retried with exponential backoff (the lane waits: order
   first) up to WEBHOOK_MAX_ATTEMPTS, then kept failed for scripts/reprocess_webhooks.py, like
@@ -131,7 +143,7 @@ class WebhookProcessor:
 
     async def run(self, stop: asyncio.Event) -> None:
         log.info("webhook processor started", worker=self.worker_id, lanes=len(self.lanes))
-        wakeup = self._wakeup = signals.subscribe(self.db)
+        wakeup = self._wakeup = signals.subscribe(self.db, worker=self.worker_id)
         halt = self._halt = asyncio.Event()
         loops: dict[int, asyncio.Task[None]] = {}
         next_check = time.monotonic()  # retired lanes: right after the lanes' loops start
@@ -155,6 +167,7 @@ class WebhookProcessor:
                 wakeup.event(lane).set()
             await asyncio.gather(*loops.values(), return_exceptions=True)
             signals.unsubscribe(self.db, wakeup)
+            await self._release(wakeup)
             self._wakeup = None
             self._halt = asyncio.Event()
         log.info("webhook processor stopped", worker=self.worker_id)
@@ -177,6 +190,21 @@ class WebhookProcessor:
             if poll:
                 next_poll = max(next_poll + period, time.monotonic())
             await self._guarded(lane, poll=poll)
+
+    async def _release(self, wakeup: signals.Wakeup) -> None:
+        """The deliveries handed to this processor that it did not start: another processor
+        takes them at once instead of waiting out the acknowledgement's hold. Unreleased (the
+        process was killed, or this write failed), they wait for it."""
+        unstarted = [
+            str(doc["_id"])
+            for docs in wakeup.handed.values()
+            for doc in docs.values()
+            if doc.get("handed_to") == self.worker_id
+        ]
+        try:
+            await repository.release_first_attempts(self.db, unstarted, worker=self.worker_id)
+        except PyMongoError as exc:
+            log.warning("webhook handed deliveries not released", error=str(exc), count=len(unstarted))
 
     async def _adopt_retired(self) -> None:
         """Lanes at or above WEBHOOK_LANES that an earlier, larger setting wrote to: walked like
@@ -328,14 +356,26 @@ class WebhookProcessor:
             log.warning("webhook lane hole filled", lane=lane, seq=n)
         return True
 
-    async def _claim(self, raw: dict[str, Any]) -> int | None:
-        """Claims the next attempt on `raw`. Returns its number, or None when the lane must wait
-        (another processor holds a live claim) or the event turned out finished."""
+    async def _claim(self, raw: dict[str, Any]) -> tuple[int, bool] | None:
+        """Claims the next attempt on `raw`. Returns (its number, whether an earlier attempt may
+        have started), or None when the lane must wait (another processor holds a live claim,
+        or the acknowledgement's: module docstring) or the event turned out finished."""
         now = utcnow()
         retry_at = raw.get("retry_at")
         if retry_at is not None and as_utc(retry_at) > now:
             return None
         attempt = int(raw.get("attempts") or 0) + 1
+        handed_to = raw.get("handed_to") if attempt == 1 else None
+        if handed_to is not None:
+            lease = timedelta(seconds=self.settings.WEBHOOK_LEASE_SECONDS)
+            received = as_utc(raw["received_at"])
+            if handed_to == self.worker_id and now <= received + lease / 2:
+                return 1, False  # the acknowledgement claimed it for us
+            if handed_to != self.worker_id and now < received + lease * 3 / 2:
+                first = await repository.get_attempt(self.db, raw["_id"], 1)
+                if first is None or as_utc(first.lease_until) > now:
+                    return None  # its processor has yet to start it, or is on it
+                attempt = 2
         while True:
             claim = Attempt(
                 id=repository.attempt_id(raw["_id"], attempt),
@@ -346,7 +386,7 @@ class WebhookProcessor:
                 lease_until=now + timedelta(seconds=self.settings.WEBHOOK_LEASE_SECONDS),
             )
             if await repository.claim_attempt(self.db, claim):
-                return attempt
+                return attempt, attempt > 1 or handed_to not in (None, self.worker_id)
             held = await repository.get_attempt(self.db, raw["_id"], attempt)
             if held is not None and as_utc(held.lease_until) > now:
                 return None  # another processor is on it: do not overtake it
@@ -359,10 +399,11 @@ class WebhookProcessor:
         self, raw: dict[str, Any], conns: dict[str, connections.Connection | None], chats: dict[str, Any] | None = None
     ) -> bool:
         """Processes one pending event. Returns True when the lane may move past it."""
-        attempt = await self._claim(raw)
-        if attempt is None:  # its outcome only: the payload may be megabytes of media
+        claimed = await self._claim(raw)
+        if claimed is None:  # its outcome only: the payload may be megabytes of media
             status = await repository.status_of(self.db, raw["_id"])
             return status is not None and status != PENDING
+        attempt, retry = claimed
         max_attempts = self.settings.WEBHOOK_MAX_ATTEMPTS
         if attempt > max_attempts:  # earlier attempts died with their processes
             await repository.mark(
@@ -385,7 +426,7 @@ class WebhookProcessor:
             elif connection_id not in conns:
                 conns[connection_id] = await connections.get_cached_internal(self.db, connection_id)
             event = RawEvent.trusted(raw)  # as stored, or as handed over
-            await service.process(self.db, event, conn=conns[connection_id], attempt=attempt, chats=chats)
+            await service.process(self.db, event, conn=conns[connection_id], attempt=attempt, retry=retry, chats=chats)
         except Exception as exc:
             if not is_retryable(exc):
                 raise

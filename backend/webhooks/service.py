@@ -142,9 +142,14 @@ async def store(
         "attempts": 0,
         "error": None,
         "result": None,
+        # The processor that will be handed it holds its first attempt (processor `_claim`).
+        "handed_to": signals.claimant(db, text),
     }
     seq, raw_id = await repository.lane(lane).append(db, raw, reserve=True)
-    signals.wake(db, lane, seq, {**raw, "_id": raw_id, "seq": seq}, connection=conn)
+    claimed_by = raw["handed_to"]
+    if not signals.wake(db, lane, seq, {**raw, "_id": raw_id, "seq": seq}, connection=conn) and claimed_by:
+        # Its processor stopped between the claim and now, and released what it held before this.
+        await repository.release_first_attempts(db, [raw_id], worker=claimed_by)
     return "received", raw_id
 
 
@@ -154,12 +159,14 @@ async def process(
     *,
     conn: connections.Connection | None = None,
     attempt: int | None = None,
+    retry: bool | None = None,
     chats: dict[str, Any] | None = None,
 ) -> Outcome:
     """Runs one stored delivery and records the outcome on it. Retryable errors (database,
     backend/core/retry.py) propagate: the processor retries with backoff; anything else is kept as
     the event's error, final.
     `attempt`: the processor's claimed attempt number, recorded as `attempts`.
+    `retry`: an earlier attempt may have started (by default, when `attempt` > 1).
     `chats`: kept by the caller across the deliveries of one lane walk; per chat, the client and
     the ticket its last message was filed under, and per tenant its config (see `_ingest_message`)."""
     conn = conn or await connections.get_internal(db, raw.connection_id)
@@ -186,7 +193,8 @@ async def process(
             outcome: Outcome = "ignored"
             results = ["connection inactive"]
         else:
-            retry = attempt is not None and attempt > 1
+            if retry is None:
+                retry = attempt is not None and attempt > 1
             results = [await _apply(db, conn, event, retry=retry, raw_id=raw.id, chats=chats) for event in events]
             outcome = "ignored" if results and all(r.startswith("ignored") for r in results) else "processed"
     except Exception as exc:  # unknown shape or a bug: keep it

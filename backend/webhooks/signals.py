@@ -3,7 +3,11 @@ the lane it went to, so that lane's walk runs at once, and hands over the stored
 the processor need not read back what was just written (a document too large to hold is only
 announced: the walk reads it back, once, and stops there rather than reading past it).
 Only a latency hint: processors also poll every lane, which is what finds other processes'
-deliveries (and anything a lost wake-up or a skipped hand-over would have missed)."""
+deliveries (and anything a lost wake-up or a skipped hand-over would have missed).
+
+A delivery handed over is claimed by it (`claimant`): the acknowledgement stores the name of the
+processor it goes to (`handed_to`), whose first attempt then needs no claim of its own
+(backend/webhooks/processor.py, `_claim`)."""
 
 import asyncio
 from typing import Any
@@ -20,7 +24,8 @@ CONNECTION = "_handed_connection"
 
 
 class Wakeup:
-    def __init__(self) -> None:
+    def __init__(self, worker: str) -> None:
+        self.worker = worker  # the subscribed processor's name, stored as `handed_to`
         self.events: dict[int, asyncio.Event] = {}  # one per lane: its walk waits on it
         # lane -> seq -> the stored raw document, exactly as inserted
         self.handed: dict[int, dict[int, dict[str, Any]]] = {}
@@ -56,8 +61,8 @@ class Wakeup:
                 self.held -= 1
 
 
-def subscribe(db: Database) -> Wakeup:
-    wakeup = Wakeup()
+def subscribe(db: Database, *, worker: str) -> Wakeup:
+    wakeup = Wakeup(worker)
     runtime_of(db).webhook_wakeups.add(wakeup)
     return wakeup
 
@@ -66,14 +71,33 @@ def unsubscribe(db: Database, wakeup: Wakeup) -> None:
     runtime_of(db).webhook_wakeups.discard(wakeup)
 
 
-def wake(db: Database, lane: int, seq: int, doc: dict[str, Any], *, connection: Connection) -> None:
-    """`connection`: the connection document the delivery was authenticated with, handed along."""
+def _handed(body: Any) -> bool:
+    return len(str(body or "")) <= MAX_HANDED_BYTES
+
+
+def claimant(db: Database, body: str) -> str | None:
+    """The processor of this process that a delivery with `body` will be handed to (None: no
+    processor runs here, or the delivery is too large, or too much is held): named in the stored
+    delivery before its insert, as the holder of its first attempt."""
+    if not _handed(body):
+        return None
+    return next((w.worker for w in runtime_of(db).webhook_wakeups if w.held < MAX_HANDED), None)
+
+
+def wake(db: Database, lane: int, seq: int, doc: dict[str, Any], *, connection: Connection) -> bool:
+    """`connection`: the connection document the delivery was authenticated with, handed along.
+    The processor the delivery names (`handed_to`) is always handed it: it holds its first
+    attempt. False when that processor stopped meanwhile (the caller releases the attempt)."""
     doc = {**doc, CONNECTION: connection}
-    small = len(str(doc.get("body") or "")) <= MAX_HANDED_BYTES
+    small = _handed(doc.get("body"))
+    claimed_by = doc.get("handed_to")
+    got = claimed_by is None
     for wakeup in runtime_of(db).webhook_wakeups:
-        if small and wakeup.held < MAX_HANDED:
+        if wakeup.worker == claimed_by or (small and wakeup.held < MAX_HANDED):
             wakeup.handed.setdefault(lane, {})[seq] = doc
             wakeup.held += 1
+            got = got or wakeup.worker == claimed_by
         else:
             wakeup.announced[lane] = max(seq, wakeup.announced.get(lane, 0))
         wakeup.event(lane).set()
+    return got

@@ -361,7 +361,7 @@ async def _second_process(
     try:
         own = durable_database(other, db.name)
         processor = WebhookProcessor(own, hook.settings)
-        processor._wakeup = signals.subscribe(own)
+        processor._wakeup = signals.subscribe(own, worker=processor.worker_id)
         yield own, processor, recorder
         signals.unsubscribe(own, processor._wakeup)
     finally:
@@ -498,3 +498,160 @@ async def test_a_block_nobody_announced_is_found_by_the_every_nth_poll(
         delivered.append(await mine.deliver(phone))
         assert await processor.run_once({lane}) == 1
     await _processed_in_delivery_order(db, hook, phone, delivered)
+
+
+@contextlib.asynccontextmanager
+async def _handed_to(db: Any, hook: Hook) -> AsyncIterator[WebhookProcessor]:
+    """A processor running in the test's own process (subscribed to its deliveries, walked by
+    the test): what the test stores is handed over to it, and names it as its first attempt's
+    holder."""
+    processor = WebhookProcessor(db, hook.settings)
+    processor._wakeup = signals.subscribe(db, worker=processor.worker_id)
+    try:
+        yield processor
+    finally:
+        signals.unsubscribe(db, processor._wakeup)
+
+
+def _spy_retries(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[tuple[int | None, bool | None]]]:
+    """(attempt, retry) of every processing, per raw id."""
+    seen: dict[str, list[tuple[int | None, bool | None]]] = {}
+    real = service.process
+
+    async def process(db: Any, raw: Any, **kwargs: Any) -> Any:
+        seen.setdefault(raw.id, []).append((kwargs.get("attempt"), kwargs.get("retry")))
+        return await real(db, raw, **kwargs)
+
+    monkeypatch.setattr(service, "process", process)
+    return seen
+
+
+async def _attempt_docs(db: Any, raw_ids: list[str]) -> list[dict[str, Any]]:
+    return await db.webhook_attempts.find({"raw_id": {"$in": raw_ids}}).to_list(None)
+
+
+async def test_a_delivery_handed_over_is_made_by_its_processor_without_a_claim_and_not_overtaken_meanwhile(
+    db: Any, hook: Hook, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 20: the acknowledgement's insert claims attempt 1 for the processor it hands the
+    delivery to (one `webhook_attempts` insert fewer per delivery). Another processor that polls
+    the lane between the acknowledgement and that processor's walk holds back, as from a live
+    claim: it neither processes nor claims, and the chat's order holds."""
+    seen = _spy_retries(monkeypatch)
+    phone = unique_phone()
+    lane = hook.lane(phone)
+    async with _handed_to(db, hook) as processor:
+        raw_ids = [await hook.deliver(phone) for _ in range(3)]
+        stored = await db.webhook_events_raw.find({"_id": {"$in": raw_ids}}).to_list(None)
+        assert {doc["handed_to"] for doc in stored} == {processor.worker_id}
+
+        assert await WebhookProcessor(db, hook.settings).run_once() == 0  # the competitor's poll
+        assert not seen and not await _attempt_docs(db, raw_ids)
+        assert await processor.run_once({lane}) == 3
+
+    for raw_id in raw_ids:
+        raw = await db.webhook_events_raw.find_one({"_id": raw_id})
+        assert (raw["status"], raw["attempts"]) == ("processed", 1), raw
+        assert seen[raw_id] == [(1, False)]
+    assert not await _attempt_docs(db, raw_ids)
+    bodies = [f"3EB0{phone}-{n}" for n in range(hook.sent - 2, hook.sent + 1)]
+    thread = await db.messages.find({"body": {"$in": bodies}}).sort([("created_at", 1), ("_id", 1)]).to_list(None)
+    assert [m["body"] for m in thread] == bodies
+
+
+async def test_what_a_stopping_processor_was_handed_and_did_not_start_is_taken_by_another_at_once(
+    db: Any, hook: Hook, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A deploy stops the processor with deliveries handed to it and not started: it releases
+    them (attempt 1 claimed as run out), so the next processor's poll makes them at once, as a
+    retry, instead of waiting out the acknowledgement's hold."""
+    seen = _spy_retries(monkeypatch)
+    phone = unique_phone()
+    async with _handed_to(db, hook) as processor:
+        raw_id = await hook.deliver(phone)
+    await processor._release(processor._wakeup)  # what run() does once its walks have ended
+
+    assert await WebhookProcessor(db, hook.settings).run_once() == 1
+    raw = await db.webhook_events_raw.find_one({"_id": raw_id})
+    assert (raw["status"], raw["attempts"]) == ("processed", 2), raw
+    assert seen[raw_id] == [(2, True)]
+
+
+async def test_a_processor_stopping_between_the_acknowledgements_claim_and_its_hand_over_is_released_by_the_ack(
+    db: Any, hook: Hook, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The acknowledgement names the processor before its insert and hands the delivery over
+    after it: a processor that stops in between (its release has run) is never handed it, so the
+    acknowledgement releases attempt 1 itself and nothing waits for the hold."""
+    phone = unique_phone()
+    async with _handed_to(db, hook) as processor:
+        real = SeqLog.append
+
+        async def append(self: SeqLog, db: Any, body: dict[str, Any], **kwargs: Any) -> tuple[int, str]:
+            stored = await real(self, db, body, **kwargs)
+            signals.unsubscribe(db, processor._wakeup)  # it stops right after the insert
+            await processor._release(processor._wakeup)
+            return stored
+
+        monkeypatch.setattr(SeqLog, "append", append)
+        raw_id = await hook.deliver(phone)
+        monkeypatch.undo()
+        raw = await db.webhook_events_raw.find_one({"_id": raw_id})
+        assert raw["handed_to"] == processor.worker_id and not processor._wakeup.handed.get(hook.lane(phone))
+
+    assert await WebhookProcessor(db, hook.settings).run_once() == 1
+    assert (await db.webhook_events_raw.find_one({"_id": raw_id}))["status"] == "processed"
+
+
+async def test_what_a_killed_processor_was_handed_waits_out_the_hold_then_is_retried(
+    db: Any, hook: Hook, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A SIGKILL releases nothing: another processor holds back from the delivery until 1.5
+    leases after its acknowledgement (the latest start its holder could make unclaimed, plus a
+    lease), then makes it as a retry, which completes what the dead holder may have begun."""
+    seen = _spy_retries(monkeypatch)
+    phone = unique_phone()
+    async with _handed_to(db, hook):
+        raw_id = await hook.deliver(phone)
+    other = WebhookProcessor(db, hook.settings)
+    lease = timedelta(seconds=hook.settings.WEBHOOK_LEASE_SECONDS)
+    received = as_utc((await db.webhook_events_raw.find_one({"_id": raw_id}))["received_at"])
+
+    await db.webhook_events_raw.update_one({"_id": raw_id}, {"$set": {"received_at": received - lease * 1.4}})
+    assert await other.run_once() == 0 and not seen
+    await db.webhook_events_raw.update_one({"_id": raw_id}, {"$set": {"received_at": received - lease * 1.5}})
+    assert await other.run_once() == 1
+    assert seen[raw_id] == [(1, True)]
+    claims = await _attempt_docs(db, [raw_id])
+    assert [(c["attempt"], c["worker"]) for c in claims] == [(1, other.worker_id)]
+
+
+async def test_a_handed_delivery_its_processor_reaches_late_is_claimed_as_usual_and_held_by_that_claim(
+    db: Any, hook: Hook, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past half a lease after the acknowledgement (a backlog), the holder claims attempt 1 like
+    any processor before making it (not a retry: it knows it never started it); another
+    processor polling the lane meanwhile holds back from that claim."""
+    phone = unique_phone()
+    lease = timedelta(seconds=hook.settings.WEBHOOK_LEASE_SECONDS)
+    made: list[tuple[int | None, bool | None]] = []
+    real = service.process
+
+    async def competed(db: Any, raw: Any, **kwargs: Any) -> Any:
+        made.append((kwargs.get("attempt"), kwargs.get("retry")))
+        assert await WebhookProcessor(db, hook.settings).run_once() == 0  # between claim and outcome
+        return await real(db, raw, **kwargs)
+
+    async with _handed_to(db, hook) as processor:
+        raw_id = await hook.deliver(phone)
+        raw = await db.webhook_events_raw.find_one({"_id": raw_id})
+        late = as_utc(raw["received_at"]) - lease * 0.6
+        await db.webhook_events_raw.update_one({"_id": raw_id}, {"$set": {"received_at": late}})
+        processor._wakeup.forget_up_to(hook.lane(phone), int(raw["seq"]))  # read back, as stored
+        monkeypatch.setattr(service, "process", competed)
+        assert await processor.run_once({hook.lane(phone)}) == 1
+
+    assert made == [(1, False)]
+    claims = await _attempt_docs(db, [raw_id])
+    assert [(c["attempt"], c["worker"]) for c in claims] == [(1, processor.worker_id)]
+    assert (await db.webhook_events_raw.find_one({"_id": raw_id}))["attempts"] == 1
