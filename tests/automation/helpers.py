@@ -37,10 +37,12 @@ async def company(
     config: dict[str, Any],
     menu: dict[str, Any] | None = None,
     departments: int = 2,
+    processed: bool = True,
 ) -> tuple[Tenant, dict[str, Any]]:
     """A tenant with `departments` departments (Suporte, Financeiro, ...) and one agent in each
     (`tenant.agents[i]` works in `tenant.departments[i]`), its config patched with `config`, and an
-    open connection (default department: the first) patched with `menu`."""
+    open connection (default department: the first) patched with `menu` (`processed`: as
+    make_connection's)."""
     tenant = await make_tenant(client, admin_headers, departments=0, agents=0)
     for name in ["Suporte", "Financeiro", "Comercial"][:departments]:
         tenant.departments.append(await make_department(client, tenant, name))
@@ -49,7 +51,7 @@ async def company(
     body = {"company_name": "Loja Azul", **config}
     r = await client.patch(f"{API}/reseller-config", json=body, headers=tenant.headers)
     assert r.status_code == 200, r.text
-    conn = await make_connection(client, tenant, evolution)
+    conn = await make_connection(client, tenant, evolution, processed=processed)
     if menu is not None:
         r = await client.patch(f"{API}/whatsapp-connections/{conn['id']}", json=menu, headers=tenant.headers)
         assert r.status_code == 200, r.text

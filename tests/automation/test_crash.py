@@ -83,7 +83,7 @@ async def _process_again(db: Any, settings: Settings, raw_id: str) -> dict[str, 
 async def _menu_company(
     client: httpx.AsyncClient, admin_headers: dict[str, str], evolution: FakeEvolution, config: dict[str, Any] = CONFIG
 ) -> tuple[Tenant, dict[str, Any]]:
-    tenant, conn = await company(client, admin_headers, evolution, config=config)
+    tenant, conn = await company(client, admin_headers, evolution, config=config, processed=False)
     menu = {"menu_enabled": True, "menu_department_ids": [d["id"] for d in tenant.departments], "menu_text": "Menu:"}
     r = await client.patch(f"{API}/whatsapp-connections/{conn['id']}", json=menu, headers=tenant.headers)
     assert r.status_code == 200, r.text
@@ -289,7 +289,9 @@ async def test_a_finalize_killed_between_the_closing_message_and_the_survey_is_c
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    tenant, conn = await company(client, admin_headers, evolution, config={**CONFIG, "business_hours": []})
+    tenant, conn = await company(
+        client, admin_headers, evolution, config={**CONFIG, "business_hours": []}, processed=False
+    )
     phone, ticket, agent = await _held_ticket(client, db, settings, tenant, conn, "F")
     since: datetime = utcnow() - timedelta(seconds=5)
     monkeypatch.setattr(
@@ -319,7 +321,9 @@ async def test_a_finalize_killed_before_its_hooks_has_its_closing_message_and_su
     """The finalize event is stored and projected, then the process dies before any finalize hook
     (nothing is stored after the finalize, so nothing but the finalize itself brings the ticket to
     the sweep)."""
-    tenant, conn = await company(client, admin_headers, evolution, config={**CONFIG, "business_hours": []})
+    tenant, conn = await company(
+        client, admin_headers, evolution, config={**CONFIG, "business_hours": []}, processed=False
+    )
     phone, ticket, agent = await _held_ticket(client, db, settings, tenant, conn, "H")
     since: datetime = utcnow() - timedelta(seconds=5)
     monkeypatch.setattr(tickets, "after_finalize", _killed)

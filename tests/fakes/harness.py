@@ -154,9 +154,13 @@ async def wait_for(predicate: Any, *, timeout: float = 15.0, interval: float = 0
 
 
 async def make_connection(
-    client: httpx.AsyncClient, tenant: Any, evolution: FakeEvolution, *, open_: bool = True
+    client: httpx.AsyncClient, tenant: Any, evolution: FakeEvolution, *, open_: bool = True, processed: bool = True
 ) -> dict[str, Any]:
-    """A connection created through the API; `open_`: the fake phone scans the QR code."""
+    """A connection created through the API; `open_`: the fake phone scans the QR code, and,
+    with `processed`, the connection reads "open" before this returns: the phone's webhook is
+    acknowledged before it is processed, and a conversation started in between is refused (409,
+    rightly). Modules that run no processor (they process what is pending themselves) pass
+    `processed=False`."""
     from tests.factories import unique
 
     instance = unique("inst-")
@@ -176,4 +180,11 @@ async def make_connection(
         result = await evolution.control("POST", "state", {"instance": instance, "state": "open"})
         assert result["status_code"] == 200, result
         conn["status"] = "open"
+        if processed:
+
+            async def stored_open() -> bool:
+                got = await client.get(f"/api/v1/whatsapp-connections/{conn['id']}", headers=tenant.headers)
+                return got.status_code == 200 and got.json()["status"] == "open"
+
+            await wait_for(stored_open)
     return conn

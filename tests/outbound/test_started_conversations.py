@@ -24,17 +24,8 @@ async def tenant(client: httpx.AsyncClient, admin_headers: dict[str, str]) -> Te
 
 
 @pytest.fixture(scope="module")
-async def conn(client: httpx.AsyncClient, tenant: Tenant, evolution: FakeEvolution, db: Any) -> dict[str, Any]:
-    """Open as stored: the phone's "open" is a webhook, acknowledged before it is processed, and
-    a conversation started in between is refused (the connection is not connected yet)."""
-    made = await make_connection(client, tenant, evolution)
-
-    async def stored_open() -> dict[str, Any] | None:
-        doc: dict[str, Any] | None = await db.whatsapp_connections.find_one({"_id": made["id"], "status": "open"})
-        return doc
-
-    await wait_for(stored_open)
-    return made
+async def conn(client: httpx.AsyncClient, tenant: Tenant, evolution: FakeEvolution) -> dict[str, Any]:
+    return await make_connection(client, tenant, evolution)  # open as stored (make_connection)
 
 
 async def _start(

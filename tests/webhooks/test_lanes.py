@@ -72,7 +72,7 @@ async def hook(
 ) -> Hook:
     """A tenant with an open connection, and nothing pending in any lane."""
     tenant = await make_tenant(client, admin_headers, agents=0)
-    conn = await make_connection(client, tenant, evolution)
+    conn = await make_connection(client, tenant, evolution, processed=False)
     await WebhookProcessor(db, settings).run_once()
     token = (await db.whatsapp_connections.find_one({"_id": conn["id"]}))["webhook_token"]
     return Hook(db, settings, conn, token)
@@ -263,7 +263,7 @@ async def test_a_thousand_message_burst_of_one_tenant_does_not_hold_up_another_t
     for _ in range(20):  # one chat: stored in whatever order they arrive
         await asyncio.gather(*(hook.deliver(burst_phone) for _n in range(50)))
     tenant_b = await make_tenant(client, admin_headers, agents=0)
-    conn_b = await make_connection(client, tenant_b, evolution)
+    conn_b = await make_connection(client, tenant_b, evolution, processed=False)
     token_b = (await db.whatsapp_connections.find_one({"_id": conn_b["id"]}))["webhook_token"]
     other = Hook(db, hook.settings, conn_b, token_b)
     phone_b = _phone_in_lane(other, set(range(hook.settings.WEBHOOK_LANES)) - {hook.lane(burst_phone)})

@@ -89,7 +89,7 @@ async def test_backlog_is_processed_in_order_per_chat_by_concurrent_processors_e
     client: httpx.AsyncClient, admin_headers: dict[str, str], evolution: FakeEvolution, db: Any, settings: Settings
 ) -> None:
     tenant = await make_tenant(client, admin_headers, agents=0)
-    conn = await make_connection(client, tenant, evolution)
+    conn = await make_connection(client, tenant, evolution, processed=False)
     # make_connection's CONNECTION_UPDATE is pending too; processing it is part of the backlog
     chats = [unique_phone() for _ in range(6)]
     sent = await _post_sequentially(client, db, conn["id"], chats, per_chat=8)
@@ -110,7 +110,7 @@ async def test_a_hole_left_by_a_dead_writer_is_tombstoned_and_the_lane_goes_on(
     client: httpx.AsyncClient, admin_headers: dict[str, str], evolution: FakeEvolution, db: Any, settings: Settings
 ) -> None:
     tenant = await make_tenant(client, admin_headers, agents=0)
-    conn = await make_connection(client, tenant, evolution)
+    conn = await make_connection(client, tenant, evolution, processed=False)
     phone = unique_phone()
     sent = await _post_sequentially(client, db, conn["id"], [phone], per_chat=1)
     first = await db.webhook_events_raw.find_one({"connection_id": conn["id"], "chat": f"{phone}@s.whatsapp.net"})
@@ -166,7 +166,7 @@ async def test_acknowledged_events_survive_processor_crashes_and_are_processed_e
     tmp_path: Path,
 ) -> None:
     tenant = await make_tenant(client, admin_headers, agents=0)
-    conn = await make_connection(client, tenant, evolution)
+    conn = await make_connection(client, tenant, evolution, processed=False)
     chats = [unique_phone() for _ in range(5)]
     sent = await _post_sequentially(client, db, conn["id"], chats, per_chat=12)
     total = 5 * 12 + 1  # + make_connection's CONNECTION_UPDATE
@@ -234,7 +234,7 @@ async def test_the_reprocess_script_runs_failed_deliveries_again(
     from scripts.reprocess_webhooks import reprocess
 
     tenant = await make_tenant(client, admin_headers, agents=0)
-    conn = await make_connection(client, tenant, evolution)
+    conn = await make_connection(client, tenant, evolution, processed=False)
     phone = unique_phone()
     sent = await _post_sequentially(client, db, conn["id"], [phone], per_chat=2)
     chat = {"connection_id": conn["id"], "chat": f"{phone}@s.whatsapp.net"}
@@ -284,7 +284,7 @@ async def quiet(
     """A tenant with an open connection, and nothing pending in any lane (this module's
     processors are off): a pass a test kills meets only the test's own delivery."""
     tenant = await make_tenant(client, admin_headers, agents=0)
-    conn = await make_connection(client, tenant, evolution)
+    conn = await make_connection(client, tenant, evolution, processed=False)
     await WebhookProcessor(db, settings).run_once()
     return tenant, conn
 
