@@ -22,13 +22,13 @@ lifespan (WEBHOOK_PROCESSOR_ENABLED). Several at once, in any number of processe
   webhooks/signals.py), one insert fewer per delivery. The named processor makes attempt 1
   without a claim if it starts it within half a lease of `received_at` (its own clock stamped
   it); later, it claims attempt 1 as above. Any other processor holds back from it, as from a
-  live claim, until 1.5 leases after `received_at` (the latest unclaimed start plus a lease),
-  unless attempt 1 is claimed or released: a processor that stops releases what it was handed
-  and did not start (claims of attempt 1 that have already run out), so a deploy waits for
-  nothing. After that, attempt 2 on (or attempt 1, claimed by the taker, which then treats it
-  as a retry: the named processor may have started it). So a SIGKILL leaves the deliveries its
-  processor was handed and had not finished waiting up to 1.5 × WEBHOOK_LEASE_SECONDS [90 s]
-  after their acknowledgement.
+  live claim, until 1.5 leases after `received_at` (the latest unclaimed start plus a lease);
+  then it claims attempt 1 (as a retry: the named processor may have started it), or the next
+  one if the named processor claimed attempt 1 itself and its lease ran out. A processor that
+  stops releases what it was handed and did not start (`handed_to` cleared: claimed as usual,
+  attempt 1 not a retry), so a deploy waits for nothing. So a SIGKILL leaves the deliveries
+  its processor was handed and had not finished waiting up to 1.5 × WEBHOOK_LEASE_SECONDS
+  [90 s] after their acknowledgement.
 - A retryable error (database, a lost race's winner not visible yet, a service's "…; retry"
   conflict: backend/core/retry.py) is retried with exponential backoff (the lane waits: order
   first) up to WEBHOOK_MAX_ATTEMPTS, then kept failed for scripts/reprocess_webhooks.py, like
@@ -202,7 +202,7 @@ class WebhookProcessor:
             if doc.get("handed_to") == self.worker_id
         ]
         try:
-            await repository.release_first_attempts(self.db, unstarted, worker=self.worker_id)
+            await repository.release_handed(self.db, unstarted)
         except PyMongoError as exc:
             log.warning("webhook handed deliveries not released", error=str(exc), count=len(unstarted))
 

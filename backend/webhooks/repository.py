@@ -7,13 +7,12 @@ pushes down), however much history is stored. `webhook_attempts` "<raw id>:<k>" 
 (unique `_id` insert) that lets exactly one processor, of any process, make attempt k.
 """
 
-import contextlib
+import asyncio
 from typing import Any
 
-from pymongo.errors import BulkWriteError, DuplicateKeyError
+from pymongo.errors import DuplicateKeyError
 
 from backend.core import group_commit
-from backend.core.clock import utcnow
 from backend.core.db import Database
 from backend.core.indexes import ASC, declare
 from backend.core.seqlog import SeqLog
@@ -84,19 +83,12 @@ async def claim_attempt(db: Database, claim: Attempt) -> bool:
     return True
 
 
-async def release_first_attempts(db: Database, raw_ids: list[str], *, worker: str) -> None:
-    """Attempt 1 of each delivery claimed as already run out: the acknowledgement claimed it for
-    `worker`'s processor, which will not make it (it stopped first), so another processor takes
-    it at once (processor `_claim`). One already claimed stays as it is."""
-    if not raw_ids:
-        return
-    now = utcnow()
-    claims = [
-        Attempt(id=attempt_id(raw_id, 1), raw_id=raw_id, attempt=1, worker=worker, claimed_at=now, lease_until=now)
-        for raw_id in raw_ids
-    ]
-    with contextlib.suppress(BulkWriteError):
-        await db[ATTEMPTS].insert_many([claim.stored() for claim in claims], ordered=False)
+async def release_handed(db: Database, raw_ids: list[str]) -> None:
+    """The deliveries' first attempts are no longer held by the processor the acknowledgement
+    named (it stopped before starting them): claimed as usual from now on (processor `_claim`),
+    as attempt 1, which nobody started. Concurrent releases share one command (group commit)."""
+    released = {"$set": {"handed_to": None}}
+    await asyncio.gather(*(group_commit.update_by_id(db[COLLECTION], raw_id, released) for raw_id in raw_ids))
 
 
 async def get_attempt(db: Database, raw_id: str, attempt: int) -> Attempt | None:

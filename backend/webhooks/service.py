@@ -149,7 +149,7 @@ async def store(
     claimed_by = raw["handed_to"]
     if not signals.wake(db, lane, seq, {**raw, "_id": raw_id, "seq": seq}, connection=conn) and claimed_by:
         # Its processor stopped between the claim and now, and released what it held before this.
-        await repository.release_first_attempts(db, [raw_id], worker=claimed_by)
+        await repository.release_handed(db, [raw_id])
     return "received", raw_id
 
 

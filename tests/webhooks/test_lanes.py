@@ -563,8 +563,8 @@ async def test_what_a_stopping_processor_was_handed_and_did_not_start_is_taken_b
     db: Any, hook: Hook, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A deploy stops the processor with deliveries handed to it and not started: it releases
-    them (attempt 1 claimed as run out), so the next processor's poll makes them at once, as a
-    retry, instead of waiting out the acknowledgement's hold."""
+    them, so the next processor's poll claims and makes them at once, as attempt 1 and no retry
+    (nobody started them), instead of waiting out the acknowledgement's hold."""
     seen = _spy_retries(monkeypatch)
     phone = unique_phone()
     async with _handed_to(db, hook) as processor:
@@ -573,8 +573,8 @@ async def test_what_a_stopping_processor_was_handed_and_did_not_start_is_taken_b
 
     assert await WebhookProcessor(db, hook.settings).run_once() == 1
     raw = await db.webhook_events_raw.find_one({"_id": raw_id})
-    assert (raw["status"], raw["attempts"]) == ("processed", 2), raw
-    assert seen[raw_id] == [(2, True)]
+    assert (raw["status"], raw["attempts"], raw["handed_to"]) == ("processed", 1, None), raw
+    assert seen[raw_id] == [(1, False)]
 
 
 async def test_a_processor_stopping_between_the_acknowledgements_claim_and_its_hand_over_is_released_by_the_ack(
@@ -582,22 +582,24 @@ async def test_a_processor_stopping_between_the_acknowledgements_claim_and_its_h
 ) -> None:
     """The acknowledgement names the processor before its insert and hands the delivery over
     after it: a processor that stops in between (its release has run) is never handed it, so the
-    acknowledgement releases attempt 1 itself and nothing waits for the hold."""
+    acknowledgement releases it itself and nothing waits for the hold."""
     phone = unique_phone()
     async with _handed_to(db, hook) as processor:
         real = SeqLog.append
 
         async def append(self: SeqLog, db: Any, body: dict[str, Any], **kwargs: Any) -> tuple[int, str]:
             stored = await real(self, db, body, **kwargs)
-            signals.unsubscribe(db, processor._wakeup)  # it stops right after the insert
-            await processor._release(processor._wakeup)
+            if "handed_to" in body:  # the delivery (not a block's announcement)
+                assert body["handed_to"] == processor.worker_id  # named before the insert
+                signals.unsubscribe(db, processor._wakeup)  # it stops right after the insert
+                await processor._release(processor._wakeup)
             return stored
 
         monkeypatch.setattr(SeqLog, "append", append)
         raw_id = await hook.deliver(phone)
         monkeypatch.undo()
         raw = await db.webhook_events_raw.find_one({"_id": raw_id})
-        assert raw["handed_to"] == processor.worker_id and not processor._wakeup.handed.get(hook.lane(phone))
+        assert raw["handed_to"] is None and not processor._wakeup.handed.get(hook.lane(phone))  # released
 
     assert await WebhookProcessor(db, hook.settings).run_once() == 1
     assert (await db.webhook_events_raw.find_one({"_id": raw_id}))["status"] == "processed"
