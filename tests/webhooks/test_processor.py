@@ -19,7 +19,7 @@ import pytest
 from pymongo.errors import DuplicateKeyError
 
 from backend.connections.models import Connection
-from backend.core.clock import utcnow
+from backend.core.clock import as_utc, utcnow
 from backend.core.config import Settings
 from backend.core.ids import new_id
 from backend.core.runtime import runtime_of
@@ -30,6 +30,7 @@ from backend.webhooks.processor import WebhookProcessor
 from backend.webhooks.service import message_id_for
 from tests.factories import make_tenant, unique_phone
 from tests.fakes.harness import ROOT, FakeEvolution, make_connection, wait_for
+from tests.persistence.procs import Backend
 from tests.webhooks.helpers import raw_id_of
 from tests.webhooks.helpers import text_upsert as _upsert
 
@@ -220,6 +221,84 @@ async def test_acknowledged_events_survive_processor_crashes_and_are_processed_e
     assert await db.tickets.count_documents({"reseller_id": tenant.id}) == 5
     orphan_now = await db.webhook_events_raw.find_one({"_id": orphan["_id"]})
     assert orphan_now["status"] == "processed" and orphan_now["attempts"] >= 2
+
+
+async def test_deliveries_handed_to_a_backend_killed_before_starting_them_are_made_after_the_hold_in_order_once(
+    client: httpx.AsyncClient,
+    admin_headers: dict[str, str],
+    evolution: FakeEvolution,
+    db: Any,
+    settings: Settings,
+    tmp_path: Path,
+) -> None:
+    """Issue 20: a backend running its own processor acknowledges a burst (each delivery names
+    that processor as the holder of its attempt 1) and is SIGKILLed with deliveries it has not
+    started. A processor started after it holds back from them until 1.5 leases after their
+    acknowledgement, then makes each one as a retry: every chat in order, every message once,
+    every message announced."""
+    tenant = await make_tenant(client, admin_headers, agents=0)
+    conn = await make_connection(client, tenant, evolution, processed=False)
+    token = (await db.whatsapp_connections.find_one({"_id": conn["id"]}))["webhook_token"]
+    lease = 3.0
+    backend = Backend(settings.MONGO_URL, settings.MONGO_DB, tmp_path / "backend.log")
+    backend.extra_env.update(
+        {
+            "WEBHOOK_PROCESSOR_ENABLED": "true",
+            "WEBHOOK_PROCESSOR_CONCURRENCY": "1",  # a backlog builds behind the acknowledgements
+            "WEBHOOK_LANES": str(settings.WEBHOOK_LANES),
+            "WEBHOOK_LEASE_SECONDS": str(lease),
+            "OUTBOUND_WORKER_ENABLED": "false",
+            "LOG_LEVEL": "WARNING",
+        }
+    )
+    await asyncio.to_thread(backend.start)
+    chats = [unique_phone() for _ in range(6)]
+    sent: dict[str, list[str]] = {phone: [] for phone in chats}
+    try:
+        async with httpx.AsyncClient(base_url=backend.base_url, timeout=10) as http:
+
+            async def chat(phone: str) -> None:
+                for i in range(25):
+                    key_id = f"3EB0{phone}-{i}"
+                    r = await http.post(
+                        f"{HOOK}/{conn['id']}", json=_upsert(phone, key_id, f"{i}"), headers={"X-Webhook-Token": token}
+                    )
+                    assert r.status_code == 200, r.text
+                    sent[phone].append(key_id)
+
+            await asyncio.gather(*map(chat, chats))
+        await asyncio.to_thread(backend.kill)
+    finally:
+        await asyncio.to_thread(backend.stop)
+    unstarted = {"connection_id": conn["id"], "status": "received", "handed_to": {"$ne": None}}
+    stranded = await db.webhook_events_raw.find(unstarted).to_list(None)
+    if not stranded:
+        pytest.fail("the backend processed the whole burst before the kill; nothing was tested")
+    holder = {doc["handed_to"] for doc in stranded}
+    assert len(holder) == 1, holder
+
+    taker = _start_processor(settings, tmp_path / "taker.log")  # its own lease: 3 s, as the backend's
+    try:
+        await wait_for(lambda: _all_processed(db, conn["id"], 6 * 25 + 1), timeout=90)
+    finally:
+        taker.terminate()
+        taker.wait(20)
+
+    await _assert_in_order(db, conn["id"], sent)
+    assert await db.messages.count_documents({"reseller_id": tenant.id}) == 6 * 25
+    stored = {m["_id"] for m in await db.messages.find({"reseller_id": tenant.id}).to_list(None)}
+    feed = await db.tenant_events.find({"reseller_id": tenant.id, "type": "message.created"}).to_list(None)
+    assert stored <= {r["message"]["id"] for r in feed}
+    held = 0
+    for doc in stranded:  # taken by the new processor's claims, none made before the hold ended
+        claims = await db.webhook_attempts.find({"raw_id": doc["_id"]}).to_list(None)
+        taken = [c for c in claims if c["worker"] not in holder]
+        assert taken, claims
+        if len(taken) == len(claims):  # the dead holder never claimed it itself (a late start)
+            held += 1
+            hold_end = as_utc(doc["received_at"]) + timedelta(seconds=1.5 * lease)
+            assert all(as_utc(c["claimed_at"]) >= hold_end for c in taken), (doc, claims)
+    assert held, "every stranded delivery had been claimed by its holder: the hold was not tested"
 
 
 async def _at_least(count: Any, n: int) -> bool:
