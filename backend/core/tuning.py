@@ -67,6 +67,11 @@ LANE_BATCH = 20
 # found within this many polls.
 LANE_FOREIGN_CHECK_EVERY = 30
 RETIRED_CHECK_SECONDS = 300.0  # how often a running processor looks for retired lanes again
+# A walk stopped at another process's delivery that that process's acknowledgement claimed (it is
+# about to make it, within milliseconds as a rule) walks again after this, doubling up to the poll
+# period while it stays held: lanes whose deliveries alternate between processes (behind a
+# balancer) move at the pace of processing, not of the poll, and a dead holder costs polls only.
+LANE_HELD_RECHECK_SECONDS = 0.01
 HANDED_MAX = 20_000  # stored deliveries held per processor; past that it reads them back
 HANDED_MAX_BYTES = 64 * 1024  # larger bodies are read back rather than held
 

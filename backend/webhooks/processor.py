@@ -24,11 +24,13 @@ lifespan (WEBHOOK_PROCESSOR_ENABLED). Several at once, in any number of processe
   it); later, it claims attempt 1 as above. Any other processor holds back from it, as from a
   live claim, until 1.5 leases after `received_at` (the latest unclaimed start plus a lease);
   then it claims attempt 1 (as a retry: the named processor may have started it), or the next
-  one if the named processor claimed attempt 1 itself and its lease ran out. A processor that
-  stops releases what it was handed and did not start (`handed_to` cleared: claimed as usual,
-  attempt 1 not a retry), so a deploy waits for nothing. So a SIGKILL leaves the deliveries
-  its processor was handed and had not finished waiting up to 1.5 × WEBHOOK_LEASE_SECONDS
-  [90 s] after their acknowledgement.
+  one if the named processor claimed attempt 1 itself and its lease ran out. A walk held back
+  so walks again after LANE_HELD_RECHECK_SECONDS, doubling up to the poll period: the holder
+  makes it within moments as a rule, and lanes whose deliveries alternate between processes
+  move at the pace of processing, not of the poll. A processor that stops releases what it was
+  handed and did not start (`handed_to` cleared: claimed as usual, attempt 1 not a retry), so
+  a deploy waits for nothing. So a SIGKILL leaves the deliveries its processor was handed and
+  had not finished waiting up to 1.5 × WEBHOOK_LEASE_SECONDS [90 s] after their acknowledgement.
 - A retryable error (database, a lost race's winner not visible yet, a service's "…; retry"
   conflict: backend/core/retry.py) is retried with exponential backoff (the lane waits: order
   first) up to WEBHOOK_MAX_ATTEMPTS, then kept failed for scripts/reprocess_webhooks.py, like
@@ -94,6 +96,7 @@ from backend.core.seqlog import HOLE, REST, SeqLog
 from backend.core.tuning import LANE_BATCH as BATCH
 from backend.core.tuning import LANE_CURSOR_EVERY as CURSOR_EVERY
 from backend.core.tuning import LANE_FOREIGN_CHECK_EVERY as FOREIGN_CHECK_EVERY
+from backend.core.tuning import LANE_HELD_RECHECK_SECONDS as HELD_RECHECK
 from backend.core.tuning import RETIRED_CHECK_SECONDS
 from backend.webhooks import repository, service, signals
 from backend.webhooks.models import Attempt, RawEvent
@@ -127,6 +130,7 @@ class WebhookProcessor:
         self._opened_lock = asyncio.Lock()
         self._foreign: set[int] = set()
         self._quiet_polls: dict[int, int] = {}
+        self._held: set[int] = set()  # lanes whose walk stopped at another process's handed delivery
         self._retired_checked = False
         self._halt = asyncio.Event()  # set when run() stops: walks end at their next batch
         self._wakeup: signals.Wakeup | None = None  # deliveries this process stored, handed over
@@ -180,16 +184,24 @@ class WebhookProcessor:
         woken = self._wakeup.event(lane)
         period = self.settings.WEBHOOK_POLL_SECONDS
         next_poll = time.monotonic() + random.uniform(0, period)
+        held_for, next_walk = 0.0, math.inf  # a walk again soon after one stopped at a held delivery
         while True:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(woken.wait(), timeout=max(0.0, next_poll - time.monotonic()))
+                deadline = min(next_poll, next_walk)
+                await asyncio.wait_for(woken.wait(), timeout=max(0.0, deadline - time.monotonic()))
             if halt.is_set():
                 return
             woken.clear()
             poll = time.monotonic() >= next_poll
             if poll:
                 next_poll = max(next_poll + period, time.monotonic())
+            self._held.discard(lane)
             await self._guarded(lane, poll=poll)
+            if lane in self._held:
+                held_for = min(2 * held_for, period) if held_for else HELD_RECHECK
+                next_walk = time.monotonic() + held_for
+            else:
+                held_for, next_walk = 0.0, math.inf
 
     async def _release(self, wakeup: signals.Wakeup) -> None:
         """The deliveries handed to this processor that it did not start: another processor
@@ -372,10 +384,8 @@ class WebhookProcessor:
             if handed_to == self.worker_id and now <= received + lease / 2:
                 return 1, False  # the acknowledgement claimed it for us
             if handed_to != self.worker_id and now < received + lease * 3 / 2:
-                first = await repository.get_attempt(self.db, raw["_id"], 1)
-                if first is None or as_utc(first.lease_until) > now:
-                    return None  # its processor has yet to start it, or is on it
-                attempt = 2
+                self._held.add(int(raw.get("lane", -1)))  # its processor is about to make it: look again soon
+                return None
         while True:
             claim = Attempt(
                 id=repository.attempt_id(raw["_id"], attempt),

@@ -25,6 +25,7 @@ from backend.core.errors import Conflict, NotYetVisible
 from backend.core.seqlog import SeqLog
 from backend.core.tuning import HANDED_MAX_BYTES
 from backend.tickets import intake
+from backend.webhooks import processor as processor_module
 from backend.webhooks import repository, service, signals
 from backend.webhooks.processor import BATCH, CURSOR_EVERY, FOREIGN_CHECK_EVERY, WebhookProcessor
 from tests.factories import make_tenant, unique_phone
@@ -657,3 +658,56 @@ async def test_a_handed_delivery_its_processor_reaches_late_is_claimed_as_usual_
     claims = await _attempt_docs(db, [raw_id])
     assert [(c["attempt"], c["worker"]) for c in claims] == [(1, processor.worker_id)]
     assert (await db.webhook_events_raw.find_one({"_id": raw_id}))["attempts"] == 1
+
+
+async def test_a_walk_held_at_another_process_s_handed_delivery_walks_again_once_it_is_made_without_a_poll(
+    db: Any, hook: Hook, mongo_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two processes acknowledge deliveries of one lane (two chats behind a balancer). Process
+    B's walk meets A's delivery before A made it and holds back; A then makes it, and nothing
+    wakes B again. B walks again on its own within moments (LANE_HELD_RECHECK_SECONDS, doubling)
+    and makes its own delivery: with polls a minute apart, the lane would otherwise wait for one."""
+    lane = hook.lane(unique_phone())
+    phone_a, phone_b = _phone_in_lane(hook, {lane}), _phone_in_lane(hook, {lane})
+    slow_polls = hook.settings.model_copy(update={"WEBHOOK_POLL_SECONDS": 60.0})
+    monkeypatch.setattr(processor_module.random, "uniform", lambda low, high: high)  # first polls a minute away
+    other: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_url, tz_aware=True)
+    stop = asyncio.Event()
+    try:
+        own_b = durable_database(other, db.name)
+        b = WebhookProcessor(own_b, slow_polls)
+        running = asyncio.create_task(b.run(stop))
+        await wait_for(lambda: _subscribed(own_b))
+        async with _handed_to(db, hook) as a:
+            first = await hook.deliver(phone_a)  # A's, handed to A, not made yet
+            _, second = await service.receive(
+                own_b,
+                connection_id=hook.conn_id,
+                token=hook.token,
+                event_hint=None,
+                body=_upsert(phone_b, f"3EB0{phone_b}-b"),
+                lanes=hook.settings.WEBHOOK_LANES,
+            )
+            await wait_for(lambda: _is(lane in b._held))  # B's woken walk stopped at A's delivery
+            assert (await db.webhook_events_raw.find_one({"_id": second}))["status"] == "received"
+            assert await a.run_once({lane}) == 1  # A makes its own; nothing wakes B
+        await wait_for(lambda: _status_is(db, second, "processed"), timeout=20)
+        assert (await db.webhook_events_raw.find_one({"_id": first}))["status"] == "processed"
+    finally:
+        stop.set()
+        with contextlib.suppress(Exception):
+            await running
+        await other.close()
+
+
+async def _subscribed(db: Any) -> bool:
+    return bool(signals.claimant(db, ""))
+
+
+async def _is(value: bool) -> bool:
+    return value
+
+
+async def _status_is(db: Any, raw_id: str, status: str) -> bool:
+    raw = await db.webhook_events_raw.find_one({"_id": raw_id}, {"status": 1})
+    return raw is not None and raw["status"] == status

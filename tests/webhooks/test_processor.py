@@ -86,6 +86,19 @@ async def _assert_in_order(db: Any, conn_id: str, sent: dict[str, list[str]]) ->
         assert stamps == sorted(stamps), (phone, stamps)  # stored in delivery order
 
 
+async def _assert_once_in_order_and_announced(
+    db: Any, conn_id: str, tenant_id: str, sent: dict[str, list[str]]
+) -> None:
+    """After crashes: every chat in order, each message stored once, and every stored message
+    announced to the realtime feed wherever a kill fell (a retry announces again what its dead
+    attempt stored; at least once, clients apply by id)."""
+    await _assert_in_order(db, conn_id, sent)
+    assert await db.messages.count_documents({"reseller_id": tenant_id}) == sum(map(len, sent.values()))
+    stored = {m["_id"] for m in await db.messages.find({"reseller_id": tenant_id}).to_list(None)}
+    feed = await db.tenant_events.find({"reseller_id": tenant_id, "type": "message.created"}).to_list(None)
+    assert stored <= {r["message"]["id"] for r in feed}
+
+
 async def test_backlog_is_processed_in_order_per_chat_by_concurrent_processors_each_event_once(
     client: httpx.AsyncClient, admin_headers: dict[str, str], evolution: FakeEvolution, db: Any, settings: Settings
 ) -> None:
@@ -211,13 +224,7 @@ async def test_acknowledged_events_survive_processor_crashes_and_are_processed_e
                 w.terminate()
                 w.wait(20)
 
-    await _assert_in_order(db, conn["id"], sent)
-    assert await db.messages.count_documents({"reseller_id": tenant.id}) == 5 * 12
-    # Every stored message was announced to the realtime feed, wherever the kill fell (a retry
-    # announces again what its dead attempt stored; at least once, clients apply by id).
-    stored = {m["_id"] for m in await db.messages.find({"reseller_id": tenant.id}).to_list(None)}
-    feed = await db.tenant_events.find({"reseller_id": tenant.id, "type": "message.created"}).to_list(None)
-    assert stored <= {r["message"]["id"] for r in feed}
+    await _assert_once_in_order_and_announced(db, conn["id"], tenant.id, sent)
     assert await db.tickets.count_documents({"reseller_id": tenant.id}) == 5
     orphan_now = await db.webhook_events_raw.find_one({"_id": orphan["_id"]})
     assert orphan_now["status"] == "processed" and orphan_now["attempts"] >= 2
@@ -284,11 +291,7 @@ async def test_deliveries_handed_to_a_backend_killed_before_starting_them_are_ma
         taker.terminate()
         taker.wait(20)
 
-    await _assert_in_order(db, conn["id"], sent)
-    assert await db.messages.count_documents({"reseller_id": tenant.id}) == 6 * 25
-    stored = {m["_id"] for m in await db.messages.find({"reseller_id": tenant.id}).to_list(None)}
-    feed = await db.tenant_events.find({"reseller_id": tenant.id, "type": "message.created"}).to_list(None)
-    assert stored <= {r["message"]["id"] for r in feed}
+    await _assert_once_in_order_and_announced(db, conn["id"], tenant.id, sent)
     held = 0
     for doc in stranded:  # taken by the new processor's claims, none made before the hold ended
         claims = await db.webhook_attempts.find({"raw_id": doc["_id"]}).to_list(None)
