@@ -24,10 +24,10 @@ lifespan (WEBHOOK_PROCESSOR_ENABLED). Several at once, in any number of processe
   it); later, it claims attempt 1 as above. Any other processor holds back from it, as from a
   live claim, until 1.5 leases after `received_at` (the latest unclaimed start plus a lease);
   then it claims attempt 1 (as a retry: the named processor may have started it), or the next
-  one if the named processor claimed attempt 1 itself and its lease ran out. A walk held back
-  so walks again after LANE_HELD_RECHECK_SECONDS, doubling up to the poll period: the holder
-  makes it within moments as a rule, and lanes whose deliveries alternate between processes
-  move at the pace of processing, not of the poll. A processor that stops releases what it was
+  one if the named processor claimed attempt 1 itself and its lease ran out. A walk that holds
+  back this way walks again after LANE_HELD_RECHECK_SECONDS, doubling up to the poll period: the
+  holder makes it within moments as a rule, and lanes whose deliveries alternate between
+  processes move at the pace of processing, not of the poll. A processor that stops releases what it was
   handed and did not start (`handed_to` cleared: claimed as usual, attempt 1 not a retry), so
   a deploy waits for nothing. So a SIGKILL leaves the deliveries its processor was handed and
   had not finished waiting up to 1.5 × WEBHOOK_LEASE_SECONDS [90 s] after their acknowledgement.
