@@ -25,9 +25,10 @@ lifespan (WEBHOOK_PROCESSOR_ENABLED). Several at once, in any number of processe
   live claim, until 1.5 leases after `received_at` (the latest unclaimed start plus a lease);
   then it claims attempt 1 (as a retry: the named processor may have started it), or the next
   one if the named processor claimed attempt 1 itself and its lease ran out. A walk that holds
-  back this way walks again after LANE_HELD_RECHECK_SECONDS, doubling up to the poll period: the
-  holder makes it within moments as a rule, and lanes whose deliveries alternate between
-  processes move at the pace of processing, not of the poll. A processor that stops releases what it was
+  back this way, with deliveries of its own process's behind it, walks again after
+  LANE_HELD_RECHECK_SECONDS, doubling up to the poll period: the holder makes it within moments
+  as a rule, and lanes whose deliveries alternate between processes move at the pace of
+  processing, not of the poll. A processor that stops releases what it was
   handed and did not start (`handed_to` cleared: claimed as usual, attempt 1 not a retry), so
   a deploy waits for nothing. So a SIGKILL leaves the deliveries its processor was handed and
   had not finished waiting up to 1.5 × WEBHOOK_LEASE_SECONDS [90 s] after their acknowledgement.
@@ -197,7 +198,8 @@ class WebhookProcessor:
                 next_poll = max(next_poll + period, time.monotonic())
             self._held.discard(lane)
             await self._guarded(lane, poll=poll)
-            if lane in self._held:
+            # Only for what this process was handed past the held delivery: the rest is the holder's.
+            if lane in self._held and self._wakeup.highest(lane) > self._pos.get(lane, 0):
                 held_for = min(2 * held_for, period) if held_for else HELD_RECHECK
                 next_walk = time.monotonic() + held_for
             else:
