@@ -93,12 +93,21 @@ async def _pool(n: int, concurrency: int, job: Any) -> tuple[float, list[float]]
 
 
 async def webhook_phase(
-    base: tuple[str, int], conn_id: str, token: str, *, messages: int, conversations: int, concurrency: int, tag: str
+    bases: list[tuple[str, int]],
+    conn_id: str,
+    token: str,
+    *,
+    messages: int,
+    conversations: int,
+    concurrency: int,
+    tag: str,
 ) -> dict[str, Any]:
+    """`bases`: the backends the deliveries go to, connection by connection in turn (several: as
+    behind a balancer)."""
     phones = [f"55{tag}{i:07d}" for i in range(conversations)]
     errors: list[str] = []
     tops: dict[int, int] = {}  # highest raw entry per lane ("w:<lane>:<n>")
-    pool = [http_load.Connection(*base) for _ in range(concurrency)]
+    pool = [http_load.Connection(*bases[i % len(bases)]) for i in range(concurrency)]
     free = list(pool)
     headers = {"X-Webhook-Token": token}
 
@@ -221,7 +230,7 @@ def _start_backend(
         "ADMIN_PASSWORD": ADMIN[1],
         "JWT_SECRET": "bench-" + "x" * 40,
         "OUTBOUND_WORKER_ENABLED": "false",
-        "WEBHOOK_PROCESSOR_ENABLED": "true" if processor == "inline" else "false",
+        "WEBHOOK_PROCESSOR_ENABLED": "true" if processor in ("inline", "twin") else "false",
         "LOG_LEVEL": "WARNING",
         "EVOLUTION_BASE_URL": "",
         "LEDGER_FILE": str(log.parent / "ledger.jsonl"),
@@ -425,6 +434,7 @@ async def main(args: argparse.Namespace) -> None:
         separate = _start_backend(
             mongo_url, db_name, bport, tmp / "processor.log", args.processor, module="backend.webhooks"
         )
+    bases = [("127.0.0.1", bport)]
     client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_url, tz_aware=True)
     db = client[db_name]
     limits = httpx.Limits(max_connections=args.concurrency, max_keepalive_connections=args.concurrency)
@@ -432,6 +442,11 @@ async def main(args: argparse.Namespace) -> None:
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{bport}", timeout=900, limits=limits) as http:
             await _wait_ready(http)
+            if args.processor == "twin":  # started once the first is up: one runs the migrations
+                bases.append(("127.0.0.1", ferretdb.free_port()))
+                separate = _start_backend(mongo_url, db_name, bases[1][1], tmp / "twin.log", args.processor)
+                async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{bases[1][1]}", timeout=30) as twin:
+                    await _wait_ready(twin)
             _, conn_id, token, owner, dept_id = await _setup(http, db)
             if args.count_clients:
                 counted = await ingest_commands.count_commands(
@@ -455,7 +470,7 @@ async def main(args: argparse.Namespace) -> None:
                     results["preloaded"] = stored
                     print(f"preloaded {stored} messages in {secs:.0f}s", flush=True)
                 started = time.perf_counter()
-                hook = await webhook_phase(("127.0.0.1", bport), conn_id, token, tag=tag, **common)
+                hook = await webhook_phase(bases, conn_id, token, tag=tag, **common)
                 tops = hook.pop("tops")
                 drained = (
                     await drain(db, tops, started=started, messages=args.messages, limit=args.drain_limit)
@@ -541,9 +556,10 @@ if __name__ == "__main__":
     parser.add_argument("--drain-limit", type=float, default=3600.0, help="give up waiting for the drain after")
     parser.add_argument(
         "--processor",
-        choices=["inline", "separate", "off"],
+        choices=["inline", "separate", "off", "twin"],
         default="inline",
-        help="webhook processor in the backend process, in its own process, or none (ack only, no drain)",
+        help="webhook processor in the backend process, in its own process, or none (ack only, no drain); "
+        "twin: two backends with their processors, the deliveries alternating between them",
     )
     parser.add_argument("--scan-history", action="store_true", help="also count duplicates by a scan with history")
     parser.add_argument("--count-clients", type=int, default=40, help="clients in the command count (0: skip)")

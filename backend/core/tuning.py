@@ -72,6 +72,11 @@ RETIRED_CHECK_SECONDS = 300.0  # how often a running processor looks for retired
 # period while it stays held: lanes whose deliveries alternate between processes (behind a
 # balancer) move at the pace of processing, not of the poll, and a dead holder costs polls only.
 LANE_HELD_RECHECK_SECONDS = 0.01
+# Once a walk has met a delivery another process's processor acknowledged, this process's
+# acknowledgements claim no first attempt for this long: where several processes share the lanes,
+# walks that claim whatever they reach first kept two backends faster than walks holding back for
+# each other (BENCHMARKS.md "Session 16", `ingest_bench --processor twin`). A process alone claims.
+HANDED_CLAIMS_PAUSE_SECONDS = 600.0
 HANDED_MAX = 20_000  # stored deliveries held per processor; past that it reads them back
 HANDED_MAX_BYTES = 64 * 1024  # larger bodies are read back rather than held
 

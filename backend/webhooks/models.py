@@ -22,6 +22,9 @@ class RawEvent(StoredModel):  # `webhook_events_raw`; `_id` and `seq` are its la
     # This process's processor, handed the delivery by its acknowledgement: it holds attempt 1
     # without a claim of its own (backend/webhooks/processor.py `_claim`). None: claimed as usual.
     handed_to: str | None = None
+    # The processor of the process that acknowledged it, if that process runs one: a walk of
+    # another process that meets it knows the lanes are shared (processor `_claim`).
+    acked_by: str | None = None
     # The outcome: the only fields that change (repository.mark).
     status: Outcome
     attempts: int = 0

@@ -28,10 +28,15 @@ lifespan (WEBHOOK_PROCESSOR_ENABLED). Several at once, in any number of processe
   back this way, with deliveries of its own process's behind it, walks again after
   LANE_HELD_RECHECK_SECONDS, doubling up to the poll period: the holder makes it within moments
   as a rule, and lanes whose deliveries alternate between processes move at the pace of
-  processing, not of the poll. A processor that stops releases what it was
-  handed and did not start (`handed_to` cleared: claimed as usual, attempt 1 not a retry), so
-  a deploy waits for nothing. So a SIGKILL leaves the deliveries its processor was handed and
-  had not finished waiting up to 1.5 × WEBHOOK_LEASE_SECONDS [90 s] after their acknowledgement.
+  processing, not of the poll. A processor that meets a delivery another process's processor
+  acknowledged (`acked_by`) has its own process's acknowledgements claim nothing for
+  HANDED_CLAIMS_PAUSE_SECONDS [10 min]: where processes share the lanes, walks that take
+  whatever they reach first go faster than walks waiting for each other, so the
+  acknowledgement's claim is for a process that walks its lanes alone. A
+  processor that stops releases what it was handed and did not start (`handed_to` cleared:
+  claimed as usual, attempt 1 not a retry), so a deploy waits for nothing. So a SIGKILL leaves
+  the deliveries its processor was handed and had not finished waiting up to
+  1.5 × WEBHOOK_LEASE_SECONDS [90 s] after their acknowledgement.
 - A retryable error (database, a lost race's winner not visible yet, a service's "…; retry"
   conflict: backend/core/retry.py) is retried with exponential backoff (the lane waits: order
   first) up to WEBHOOK_MAX_ATTEMPTS, then kept failed for scripts/reprocess_webhooks.py, like
@@ -94,6 +99,7 @@ from backend.core.logging import get_logger
 from backend.core.retry import is_retryable
 from backend.core.runtime import runtime_of
 from backend.core.seqlog import HOLE, REST, SeqLog
+from backend.core.tuning import HANDED_CLAIMS_PAUSE_SECONDS as CLAIMS_PAUSE
 from backend.core.tuning import LANE_BATCH as BATCH
 from backend.core.tuning import LANE_CURSOR_EVERY as CURSOR_EVERY
 from backend.core.tuning import LANE_FOREIGN_CHECK_EVERY as FOREIGN_CHECK_EVERY
@@ -375,6 +381,10 @@ class WebhookProcessor:
         have started), or None when the lane must wait (another processor holds a live claim,
         or the acknowledgement's: module docstring) or the event turned out finished."""
         now = utcnow()
+        acked_by = raw.get("acked_by")
+        if acked_by not in (None, self.worker_id) and self._wakeup is not None:
+            # Another process's processor walks these lanes too: claim nothing for a while.
+            self._wakeup.claims_from = time.monotonic() + CLAIMS_PAUSE
         retry_at = raw.get("retry_at")
         if retry_at is not None and as_utc(retry_at) > now:
             return None

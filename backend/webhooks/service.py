@@ -144,6 +144,7 @@ async def store(
         "result": None,
         # The processor that will be handed it holds its first attempt (processor `_claim`).
         "handed_to": signals.claimant(db, text),
+        "acked_by": signals.processor_of(db),
     }
     seq, raw_id = await repository.lane(lane).append(db, raw, reserve=True)
     claimed_by = raw["handed_to"]

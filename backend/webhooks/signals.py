@@ -10,6 +10,8 @@ processor it goes to (`handed_to`), whose first attempt then needs no claim of i
 (backend/webhooks/processor.py, `_claim`)."""
 
 import asyncio
+import math
+import time
 from typing import Any
 
 from backend.connections.models import Connection
@@ -26,6 +28,7 @@ CONNECTION = "_handed_connection"
 class Wakeup:
     def __init__(self, worker: str) -> None:
         self.worker = worker  # the subscribed processor's name, stored as `handed_to`
+        self.claims_from = -math.inf  # monotonic time before which deliveries are handed unclaimed
         self.events: dict[int, asyncio.Event] = {}  # one per lane: its walk waits on it
         # lane -> seq -> the stored raw document, exactly as inserted
         self.handed: dict[int, dict[int, dict[str, Any]]] = {}
@@ -75,13 +78,22 @@ def _handed(body: Any) -> bool:
     return len(str(body or "")) <= MAX_HANDED_BYTES
 
 
+def processor_of(db: Database) -> str | None:
+    """The name of a processor this process runs (None: it runs none), stored with each delivery
+    it acknowledges (`acked_by`): how another process's walk learns that they share lanes."""
+    return next((w.worker for w in runtime_of(db).webhook_wakeups), None)
+
+
 def claimant(db: Database, body: str) -> str | None:
     """The processor of this process that a delivery with `body` will be handed to (None: no
-    processor runs here, or the delivery is too large, or too much is held): named in the stored
-    delivery before its insert, as the holder of its first attempt."""
+    processor runs here, or the delivery is too large, or too much is held, or the processor
+    shares its lanes with another process's: `claims_from`): named in the stored delivery before
+    its insert, as the holder of its first attempt."""
     if not _handed(body):
         return None
-    return next((w.worker for w in runtime_of(db).webhook_wakeups if w.held < MAX_HANDED), None)
+    now = time.monotonic()
+    wakeups = runtime_of(db).webhook_wakeups
+    return next((w.worker for w in wakeups if w.held < MAX_HANDED and now >= w.claims_from), None)
 
 
 def wake(db: Database, lane: int, seq: int, doc: dict[str, Any], *, connection: Connection) -> bool:

@@ -54,10 +54,11 @@ class Hook:
     def lane(self, phone: str) -> int:
         return service.lane_of(self.conn_id, f"{phone}@s.whatsapp.net", self.settings.WEBHOOK_LANES)
 
-    async def deliver(self, phone: str) -> str:
+    async def deliver(self, phone: str, *, via: Any = None) -> str:
+        """`via`: another process's database handle (its own client and runtime) to store it."""
         self.sent += 1
         _, raw_id = await service.receive(
-            self.db,
+            via if via is not None else self.db,
             connection_id=self.conn_id,
             token=self.token,
             event_hint=None,
@@ -680,14 +681,7 @@ async def test_a_walk_held_at_another_process_s_handed_delivery_walks_again_once
         await wait_for(lambda: _subscribed(own_b))
         async with _handed_to(db, hook) as a:
             first = await hook.deliver(phone_a)  # A's, handed to A, not made yet
-            _, second = await service.receive(
-                own_b,
-                connection_id=hook.conn_id,
-                token=hook.token,
-                event_hint=None,
-                body=_upsert(phone_b, f"3EB0{phone_b}-b"),
-                lanes=hook.settings.WEBHOOK_LANES,
-            )
+            second = await hook.deliver(phone_b, via=own_b)
             await wait_for(lambda: _is(lane in b._held))  # B's woken walk stopped at A's delivery
             assert (await db.webhook_events_raw.find_one({"_id": second}))["status"] == "received"
             assert await a.run_once({lane}) == 1  # A makes its own; nothing wakes B
@@ -711,3 +705,32 @@ async def _is(value: bool) -> bool:
 async def _status_is(db: Any, raw_id: str, status: str) -> bool:
     raw = await db.webhook_events_raw.find_one({"_id": raw_id}, {"status": 1})
     return raw is not None and raw["status"] == status
+
+
+async def test_processes_that_meet_each_other_s_deliveries_stop_claiming_them_at_the_acknowledgement(
+    db: Any, hook: Hook, mongo_url: str
+) -> None:
+    """Where two processes' processors share the lanes, walks that take whatever they reach go
+    faster than walks holding back for each other (BENCHMARKS.md, `--processor twin`): a walk
+    that meets a delivery the other process acknowledged has its own process's next
+    acknowledgements name no holder, and the other process's walk, meeting those, does the same.
+    A process alone keeps claiming (every other test here)."""
+    phone = unique_phone()
+    lane = hook.lane(phone)
+    async with _second_process(db, hook, mongo_url) as (own_b, b, _), _handed_to(db, hook) as a:
+
+        async def holder(raw_id: str) -> str | None:
+            raw = await db.webhook_events_raw.find_one({"_id": raw_id})
+            return raw["handed_to"] if raw["acked_by"] else "no acknowledging processor"
+
+        first = await hook.deliver(phone)  # A's, claimed by the acknowledgement
+        assert await holder(first) == a.worker_id
+        assert await b.run_once({lane}) == 0  # B meets it and holds back
+        second = await hook.deliver(phone, via=own_b)
+        assert await holder(second) is None  # B no longer claims at its acknowledgement
+        assert await a._walk(lane, poll=True) == 2  # A makes its own, then B's (claimed as usual)
+        third = await hook.deliver(phone)
+        assert await holder(third) is None  # A met B's delivery: it stops claiming too
+        await b._walk(lane, poll=True)  # B takes A's delivery as any walk would (and passes its own)
+    for raw_id in (first, second, third):
+        assert (await db.webhook_events_raw.find_one({"_id": raw_id}))["status"] == "processed"
