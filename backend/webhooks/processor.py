@@ -19,24 +19,23 @@ lifespan (WEBHOOK_PROCESSOR_ENABLED). Several at once, in any number of processe
   k+1 is claimed; processing is idempotent (deterministic message ids), so nothing doubles.
 - Attempt 1 of a delivery handed over in the process that acknowledged it is claimed by the
   acknowledgement itself: the stored delivery names that process's processor (`handed_to`,
-  webhooks/signals.py), one insert fewer per delivery. The named processor makes attempt 1
-  without a claim if it starts it within half a lease of `received_at` (its own clock stamped
-  it); later, it claims attempt 1 as above. Any other processor holds back from it, as from a
-  live claim, until 1.5 leases after `received_at` (the latest unclaimed start plus a lease);
-  then it claims attempt 1 (as a retry: the named processor may have started it), or the next
-  one if the named processor claimed attempt 1 itself and its lease ran out. A walk that holds
-  back this way, with deliveries of its own process's behind it, walks again after
-  LANE_HELD_RECHECK_SECONDS, doubling up to the poll period: the holder makes it within moments
-  as a rule, and lanes whose deliveries alternate between processes move at the pace of
-  processing, not of the poll. A processor that meets a delivery another process's processor
-  acknowledged (`acked_by`) has its own process's acknowledgements claim nothing for
-  HANDED_CLAIMS_PAUSE_SECONDS [10 min]: where processes share the lanes, walks that take
-  whatever they reach first go faster than walks waiting for each other, so the
-  acknowledgement's claim is for a process that walks its lanes alone. A
-  processor that stops releases what it was handed and did not start (`handed_to` cleared:
-  claimed as usual, attempt 1 not a retry), so a deploy waits for nothing. So a SIGKILL leaves
-  the deliveries its processor was handed and had not finished waiting up to
-  1.5 × WEBHOOK_LEASE_SECONDS [90 s] after their acknowledgement.
+  webhooks/signals.py), one insert fewer per delivery.
+  - The named processor makes attempt 1 without a claim if it starts within half a lease of
+    `received_at` (its own clock stamped it); later, it claims attempt 1 as above.
+  - Any other processor holds back from it, as from a live claim, until 1.5 leases after
+    `received_at` (the latest unclaimed start plus a lease); then it claims attempt 1 as a retry
+    (the named processor may have started it), or the next one if the named processor claimed
+    attempt 1 itself and its lease ran out. A walk that holds back, with deliveries of its own
+    process's behind it, walks again after LANE_HELD_RECHECK_SECONDS, doubling up to the poll
+    period: the holder makes it within moments as a rule.
+  - A processor that meets a delivery another process's processor acknowledged (`acked_by`) has
+    its own process's acknowledgements claim nothing for HANDED_CLAIMS_PAUSE_SECONDS [10 min]:
+    where processes share the lanes, walks that take whatever they reach go faster than walks
+    waiting for each other, so this claim is for a process that walks its lanes alone.
+  - A processor that stops releases what it was handed and did not start (`handed_to` cleared:
+    claimed as usual, attempt 1 not a retry), so a deploy waits for nothing. A SIGKILL leaves the
+    deliveries its processor was handed and had not finished waiting up to
+    1.5 × WEBHOOK_LEASE_SECONDS [90 s] after their acknowledgement.
 - A retryable error (database, a lost race's winner not visible yet, a service's "…; retry"
   conflict: backend/core/retry.py) is retried with exponential backoff (the lane waits: order
   first) up to WEBHOOK_MAX_ATTEMPTS, then kept failed for scripts/reprocess_webhooks.py, like
