@@ -429,9 +429,9 @@ async def main(args: argparse.Namespace) -> None:
     db_name = f"bench_ingest_{uuid.uuid4().hex[:6]}"
     bport = ferretdb.free_port()
     backend = _start_backend(mongo_url, db_name, bport, tmp / "backend.log", args.processor)
-    separate = None
+    second = None  # the processor process ("separate") or the second backend ("twin")
     if args.processor == "separate":
-        separate = _start_backend(
+        second = _start_backend(
             mongo_url, db_name, bport, tmp / "processor.log", args.processor, module="backend.webhooks"
         )
     bases = [("127.0.0.1", bport)]
@@ -444,7 +444,7 @@ async def main(args: argparse.Namespace) -> None:
             await _wait_ready(http)
             if args.processor == "twin":  # started once the first is up: one runs the migrations
                 bases.append(("127.0.0.1", ferretdb.free_port()))
-                separate = _start_backend(mongo_url, db_name, bases[1][1], tmp / "twin.log", args.processor)
+                second = _start_backend(mongo_url, db_name, bases[1][1], tmp / "twin.log", args.processor)
                 async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{bases[1][1]}", timeout=30) as twin:
                     await _wait_ready(twin)
             _, conn_id, token, owner, dept_id = await _setup(http, db)
@@ -503,7 +503,7 @@ async def main(args: argparse.Namespace) -> None:
                     )
                     print("ws", results["ws"], flush=True)
     finally:
-        for proc in (backend, separate):
+        for proc in (backend, second):
             if proc is not None:
                 proc.terminate()
                 try:

@@ -15,7 +15,9 @@ from pymongo import AsyncMongoClient
 
 from backend.app import create_app
 from backend.core.config import Settings
+from backend.core.db import durable_database
 from backend.devtools import ferretdb
+from tests.monitoring import CommandRecorder
 
 # The deploy ledger's file copy is on by default in every mode (./var/deploy-ledger.jsonl). Test
 # stores are fresh on every run under reused database names, which that file would rightly take
@@ -102,3 +104,18 @@ async def admin_headers(client: httpx.AsyncClient) -> dict[str, str]:
     from tests.factories import login
 
     return await login(client, ADMIN_EMAIL, ADMIN_PASSWORD)
+
+
+@pytest.fixture
+async def recorded_and_rival(mongo_url: str) -> AsyncIterator[tuple[Any, Any, CommandRecorder]]:
+    """Two processes on a fresh database (a client and a runtime each): the first one's commands
+    recorded, the second its rival."""
+    recorder = CommandRecorder()
+    first: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_url, tz_aware=True, event_listeners=[recorder])
+    second: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_url, tz_aware=True)
+    name = f"t_rival_{uuid.uuid4().hex[:8]}"
+    try:
+        yield durable_database(first, name), durable_database(second, name), recorder
+    finally:
+        await first.close()
+        await second.close()

@@ -164,21 +164,15 @@ class FoldLog:
     keeps_totals: bool = False
 
     def _log(self, bucket: str) -> SeqLog:
-        # The seqlog's cursor is unused: the watermark lives in the totals documents.
-        return SeqLog(self.entries, f"{bucket}:", state_collection=self.totals, cursor_id=f"unused:{bucket}")
+        # Never walked: the watermark lives in the totals documents.
+        return SeqLog(self.entries, f"{bucket}:")
 
     @staticmethod
     def _doc_id(bucket: str, view: str) -> str:
         return f"{bucket}|{view}" if view else bucket
 
-    def _lock(self, db: Database, bucket: str, what: str = "append") -> asyncio.Lock:
-        # One append at a time per bucket in this process: N concurrent plain appends all try
-        # head+1, one wins and the others read and retry — N^2 inserts for a burst of N. Queued,
-        # each is two reads and one insert; only appenders in different processes still race
-        # (and the unique `_id` settles it). `what`: "compact" for the writers' compactions.
-        locks = runtime_of(db).process_locks
-        name = f"{self.entries}/{bucket}" if what == "append" else f"{self.entries}/{bucket}|{what}"
-        return locks.setdefault((db.name, name), asyncio.Lock())
+    def _compaction_lock(self, db: Database, bucket: str) -> asyncio.Lock:
+        return runtime_of(db).process_locks.setdefault((db.name, f"{self.entries}/{bucket}|compact"), asyncio.Lock())
 
     def _claim_parts(self, bucket: str, key: str) -> tuple[str, ...]:
         return (bucket, key) if self.claims_by_bucket else (key,)
@@ -201,10 +195,12 @@ class FoldLog:
         compacted contributions there; a repeat's copy is appended, and never counts)."""
         if check and await self.canonical(db, bucket, key) is not None:
             return False
-        async with self._lock(db, bucket):
-            entry = {**body, self.key_field: key, "bucket": bucket, "at": utcnow()}
-            seq, _id = await self._log(bucket).append(db, entry)
-            self._appended(db, bucket, {**entry, "_id": _id, "seq": seq})
+        # This process's concurrent appends to the bucket go out together (core/seqlog.py).
+        stored = await self._log(bucket).append_entry(
+            db, {**body, self.key_field: key, "bucket": bucket, "at": utcnow()}
+        )
+        seq = int(stored["seq"])
+        self._appended(db, bucket, stored)
         counts = await self._claim(db, bucket, key, seq) == seq if self.claim_on_write else True
         if seq % self.compact_every == 0:
             try:
@@ -212,7 +208,7 @@ class FoldLog:
                 # starts from the watermark the previous wrote, so it folds only entries it kept
                 # and claims only keys not claimed yet (at once, both re-read and re-claimed the
                 # stretch the first was folding, each lost claim a read).
-                async with self._lock(db, bucket, "compact"):
+                async with self._compaction_lock(db, bucket):
                     await self.compact(db, bucket, upto=seq)
             except PyMongoError as exc:  # the entry is stored; the next compaction folds it
                 log.warning("compaction failed", bucket=bucket, error=str(exc))

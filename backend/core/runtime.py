@@ -26,11 +26,11 @@ from backend.core.db import Database
 
 if TYPE_CHECKING:  # the pieces' types; their modules import this one
     from backend.core.group_commit import _Queue as WriteQueue
+    from backend.core.seqlog import _Appends as SeqAppends
     from backend.core.seqlog import _Block as SeqBlock
     from backend.ledger.guard import Evaluation
     from backend.messages.models import Message
     from backend.realtime.feed import Sink
-    from backend.realtime.records import _Queue as FeedQueue
     from backend.tickets.models import Ticket, TicketEvent, TicketState
     from backend.webhooks.signals import Wakeup
 
@@ -66,6 +66,9 @@ class Runtime:
     seqlog_blocks: "dict[LogKey, SeqBlock]" = field(default_factory=dict)
     seqlog_locks: dict[LogKey, tuple[asyncio.AbstractEventLoop, asyncio.Lock]] = field(default_factory=dict)
     seqlog_ticks: Iterator[int] = field(default_factory=lambda: itertools.count(1))
+    # core/seqlog: plain appends waiting per (database, collection); the tasks writing them.
+    seqlog_appends: "dict[tuple[str, str], SeqAppends]" = field(default_factory=dict)
+    seqlog_writers: "set[asyncio.Task[None]]" = field(default_factory=set)
     # core/seqlog, for a log that keeps its appends (a work queue): per (database, collection,
     # prefix, number), the entry this process appended, as stored (BSON), until its walk's cursor
     # passes it (bounded LRU: tuning.QUEUE_KEPT).
@@ -81,10 +84,6 @@ class Runtime:
     # (database, collection, _id) being written by `one_writer`, its lock and how many hold or wait.
     document_writers: dict[tuple[str, str, Any], tuple[asyncio.Lock, list[int]]] = field(default_factory=dict)
     filters_push_down: bool | None = None
-    # realtime/records: per (database, tenant) the highest seq seen stored; append queues, writers.
-    feed_tails: dict[tuple[str, str], int] = field(default_factory=dict)
-    feed_queues: "dict[str, FeedQueue]" = field(default_factory=dict)
-    feed_writers: "set[asyncio.Task[None]]" = field(default_factory=set)
     # realtime/feed: who gets this process's stored records (the hub, the Redis bus), per database.
     feed_sinks: "list[tuple[str, Sink]]" = field(default_factory=list)
     # webhooks/signals: the processors to wake when this process stores a delivery.
@@ -96,8 +95,6 @@ class Runtime:
     # media/service: per (database, message) the media message this process stored and queued a
     # fetch for, as stored, until its fetcher's first look at it (bounded LRU: tuning.MEDIA_HANDED).
     media_fetch_handed: "OrderedDict[tuple[str, str], Message]" = field(default_factory=OrderedDict)
-    # media/repository: this process's appends to the fetch queue, one at a time (per loop).
-    media_fetch_appends: tuple[asyncio.AbstractEventLoop, asyncio.Lock] | None = None
     # outbound/repository: per (database, chat) the last chat position seen stored, bounded LRU.
     outbound_chat_heads: OrderedDict[tuple[str, str], int] = field(default_factory=OrderedDict)
     # webhooks/service: per (database, connection, phone) the client the phone key names and the
@@ -119,9 +116,9 @@ class Runtime:
     # messages/service: what a ticket opened for a client message that raced a finalize is born
     # with (the automatic messages' markers, backend/automation; gates.connect_domains).
     raced_opening: RacedOpening | None = None
-    # core/foldlog: per (database, log/bucket), this process's appends to the bucket's log, one
-    # at a time (and, under "<log/bucket>|compact", its writers' compactions); tickets/service:
-    # per (database, tenant's number key), its ticket-number proposals.
+    # core/foldlog: per (database, "<log/bucket>|compact"), its writers' compactions of the
+    # bucket, one at a time; tickets/service: per (database, tenant's number key), its
+    # ticket-number proposals.
     process_locks: dict[tuple[str, str], asyncio.Lock] = field(default_factory=dict)
     # core/foldlog: per (database, totals collection, totals `_id`), the watermark and tail end a
     # reader last saw (its read hint, bounded by foldlog.HINTS).
@@ -139,7 +136,7 @@ class Runtime:
 
     async def close(self) -> None:
         """Lets batches already handed to a writer finish (their callers are waiting on them)."""
-        writers = [*self.insert_writers, *self.update_writers, *self.feed_writers]
+        writers = [*self.insert_writers, *self.update_writers, *self.seqlog_writers]
         await asyncio.gather(*writers, return_exceptions=True)
         self.feed_sinks.clear()
         self.webhook_wakeups.clear()

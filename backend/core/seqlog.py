@@ -8,6 +8,11 @@ it. Used by the outbound queue ("q:<n>") and the inbound webhook lanes ("w:<lane
 Two ways to take a number:
 - `append`: tries head+1 after seeing head stored, so entries are exactly 1..head, no holes.
   Cheap when writers are few (the outbound queue). A log uses one way or the other, never both.
+  A process's plain appends to one collection, of any of its logs, go out together: each takes
+  its log's next number in arrival order and the batch is one *ordered* insert, so when one meets
+  a number another process took, the batch stops right there (what went in before it is, per
+  log, exactly head+1..k: no holes) and the rest number again, that log after the taken entry.
+  One command per batch, and no two appends of one process ever fight over a number.
 - `append(reserve=True)`: numbers are taken in blocks of MARK_EVERY (block k: k*MARK_EVERY+1 ..
   (k+1)*MARK_EVERY), each owned by one writing process, which hands its numbers out from a local
   counter and inserts them concurrently — one insert per entry even at high concurrency, batched
@@ -55,8 +60,10 @@ So writers alternating between processes (behind a balancer) cost the reader one
 per block switch (a marker read and one fill command when the left block's owner went idle),
 and only the newest block ever waits for a grace.
 
-Cost of a plain append: one insert once this process has stored or seen an entry of the log
-(it tries the number after that entry first), else a galloping search for the head before it.
+Cost of a plain append: one insert, shared with the appends that arrived while the previous batch
+was in flight, once this process has stored or seen an entry of the log (it tries the number after
+that entry first), else a galloping search for the head before it. A number lost to another
+process costs a retry of the rest of the batch (and, every LOSSES_BEFORE_SEARCH losses, a search).
 
 Cost of a reserved append (database commands): the entry insert (group-committed), plus at most
 one `_id` read of the next block's marker, shared by the appends that arrived while the previous
@@ -76,19 +83,20 @@ import contextlib
 import os
 import socket
 import uuid
+from collections import Counter
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import bson
-from pymongo.errors import DuplicateKeyError, PyMongoError
+from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError
 
 from backend.core import group_commit
 from backend.core.clock import utcnow
 from backend.core.db import Database
 from backend.core.runtime import LogKey as Key
 from backend.core.runtime import Runtime, runtime_of
-from backend.core.tuning import QUEUE_KEPT
+from backend.core.tuning import APPEND_BATCH, APPEND_LOSSES_BEFORE_SEARCH, APPEND_TRANSIENT_RETRIES, QUEUE_KEPT
 
 MAX_CLAIM_TRIES = 10_000
 MARK_EVERY = 8  # numbers per block: a log end costs at most this many reads to look past
@@ -109,6 +117,21 @@ class _Block:
     @property
     def end(self) -> int:
         return (self.block + 1) * MARK_EVERY
+
+
+@dataclass
+class _Append:
+    log: "SeqLog"
+    body: dict[str, Any]
+    done: "asyncio.Future[dict[str, Any]]"
+
+
+@dataclass
+class _Appends:
+    """One collection's plain appends waiting for this process's writer of it."""
+
+    waiting: list[_Append] = field(default_factory=list)
+    writing: bool = False
 
 
 def block_of(seq: int) -> int:
@@ -142,15 +165,18 @@ class SeqLog:
         collection: str,
         prefix: str,
         *,
-        state_collection: str,
-        cursor_id: str,
+        state_collection: str | None = None,
+        cursor_id: str | None = None,
+        width: int = 0,
         keeps_appends: bool = False,
         announce: "SeqLog | None" = None,
     ) -> None:
         self.collection = collection
         self.prefix = prefix
+        # Where a walker keeps its cursor (logs read by a walk: the queues, the webhook lanes).
         self.state_collection = state_collection
         self.cursor_id = cursor_id
+        self.width = width  # digits of the number in `_id`, zero-padded (the realtime feed's 12)
         self.keeps_appends = keeps_appends
         # A reserving log's block openings where the log changes hands (`_open`), each appended
         # there once its marker is won (before any entry of the block is stored): one plain log
@@ -162,7 +188,7 @@ class SeqLog:
         return (db.name, self.collection, self.prefix)
 
     def entry_id(self, seq: int) -> str:
-        return f"{self.prefix}{seq}"
+        return f"{self.prefix}{seq:0{self.width}d}"
 
     def marker_id(self, block: int) -> str:
         return f"{self.prefix}m{block}"
@@ -173,6 +199,8 @@ class SeqLog:
         return max(rt.seqlog_heads.get(key, 0), rt.seqlog_reserved.get(key, 0))
 
     async def get(self, db: Database, seq: int) -> dict[str, Any] | None:
+        if seq < 1:
+            return None
         kept = runtime_of(db).seqlog_kept.get((*self._key(db), seq)) if self.keeps_appends else None
         if kept is not None:
             entry: dict[str, Any] = bson.decode(kept, db.codec_options)
@@ -206,11 +234,12 @@ class SeqLog:
         """Whether a writer ever took a number here (marker 0; entry 1 for logs older than markers)."""
         return await self._marker_exists(db, 0) or await self.exists(db, 1)
 
-    async def head(self, db: Database) -> int:
-        """Highest stored entry below the first hole at or after the hint: galloping search.
-        Without holes (plain `append`) that is the highest stored entry."""
+    async def head(self, db: Database, *, start: int = 0) -> int:
+        """Highest stored entry below the first hole at or after the hint (or `start`, an entry
+        the caller knows stored): galloping search. Without holes (plain `append`) that is the
+        highest stored entry."""
         key, rt = self._key(db), runtime_of(db)
-        hint = rt.seqlog_heads.get(key, 0)
+        hint = max(start, rt.seqlog_heads.get(key, 0))
         lo = await gallop(hint if await self.exists(db, hint) else 0, lambda n: self.exists(db, n))
         rt.seqlog_heads[key] = max(hint, lo)
         return lo
@@ -278,29 +307,29 @@ class SeqLog:
         """Stores `body` as the next entry. Returns (seq, `_id`)."""
         if reserve:
             return await self._append_reserved(db, body)
+        entry = await self.append_entry(db, body)
+        return int(entry["seq"]), str(entry["_id"])
+
+    async def append_entry(self, db: Database, body: dict[str, Any]) -> dict[str, Any]:
+        """A plain append (module docstring): the entry as stored, once it is."""
+        rt, loop = runtime_of(db), asyncio.get_running_loop()
+        qkey = (db.name, self.collection)
+        queue = rt.seqlog_appends.setdefault(qkey, _Appends())
+        waiting = _Append(self, body, loop.create_future())
+        waiting.done.add_done_callback(lambda f: f.cancelled() or f.exception())
+        queue.waiting.append(waiting)
+        if not queue.writing:
+            queue.writing = True
+            task = loop.create_task(_write_appends(db, qkey, queue))
+            rt.seqlog_writers.add(task)
+            task.add_done_callback(rt.seqlog_writers.discard)
+        return await asyncio.shield(waiting.done)
+
+    def _appended(self, db: Database, entry: dict[str, Any]) -> None:
         key, rt = self._key(db), runtime_of(db)
-        # An entry this process stored or saw stored is stored for good (entries are never
-        # removed), so the number after it may be tried at once: without holes the head is at
-        # least that entry, and inserting right after a stored entry leaves no hole. Only the
-        # first append of a process (no such entry) searches for the head first; a writer of
-        # another process ahead of us makes the insert fail, and the search runs then.
-        known = rt.seqlog_heads.get(key, 0)
-        seq = known + 1 if known > 0 else await self.head(db) + 1
-        for _ in range(MAX_CLAIM_TRIES):
-            _id = self.entry_id(seq)
-            try:
-                # Not group-committed: all would try head+1 together, and a batch of them would
-                # have one winner.
-                entry = {**body, "_id": _id, "seq": seq}
-                await db[self.collection].insert_one(entry)
-            except PyMongoError:  # another writer has it: move past what is stored
-                seq = max(seq, await self.head(db)) + 1
-                continue
-            rt.seqlog_heads[key] = max(rt.seqlog_heads.get(key, 0), seq)
-            if self.keeps_appends:
-                self._keep(db, entry)
-            return seq, _id
-        raise RuntimeError(f"could not claim an entry of {self.prefix!r}")
+        rt.seqlog_heads[key] = max(rt.seqlog_heads.get(key, 0), int(entry["seq"]))
+        if self.keeps_appends:
+            self._keep(db, entry)
 
     async def _append_reserved(self, db: Database, body: dict[str, Any]) -> tuple[int, str]:
         key, rt = self._key(db), runtime_of(db)
@@ -378,10 +407,7 @@ class SeqLog:
                     # process, and any other reader has left that block behind (it reads on).
                     # Raises like any failed append: the block then stays empty (the next append
                     # opens and announces another), and readers pass it as any superseded block.
-                    # One at a time per process: concurrent plain appends would all try one number.
-                    announce = self.announce
-                    async with announce._lock(rt, announce._key(db)):
-                        await announce.append(db, {"log": self.prefix, "block": block, "by": rt.id, "at": utcnow()})
+                    await self.announce.append(db, {"log": self.prefix, "block": block, "by": rt.id, "at": utcnow()})
                 return block
             if not isinstance(outcome, DuplicateKeyError):
                 raise outcome
@@ -435,13 +461,102 @@ class SeqLog:
             h += 1
         return h
 
+    def _cursor(self) -> tuple[str, str]:
+        if self.state_collection is None or self.cursor_id is None:
+            raise TypeError(f"the log {self.prefix!r} is not walked: it keeps no cursor")
+        return self.state_collection, self.cursor_id
+
     async def get_cursor(self, db: Database) -> int:
-        doc = await db[self.state_collection].find_one({"_id": self.cursor_id})
+        collection, cursor_id = self._cursor()
+        doc = await db[collection].find_one({"_id": cursor_id})
         return int(doc["seq"]) if doc else 0
 
     async def advance_cursor(self, db: Database, seq: int) -> None:
         """A hint: a concurrent reader may move it back a little, which only costs a re-read."""
+        collection, cursor_id = self._cursor()
         try:
-            await db[self.state_collection].update_one({"_id": self.cursor_id}, {"$max": {"seq": seq}}, upsert=True)
+            await db[collection].update_one({"_id": cursor_id}, {"$max": {"seq": seq}}, upsert=True)
         except DuplicateKeyError:  # two first upserts racing: the other one created it
-            await db[self.state_collection].update_one({"_id": self.cursor_id}, {"$max": {"seq": seq}})
+            await db[collection].update_one({"_id": cursor_id}, {"$max": {"seq": seq}})
+
+
+async def _write_appends(db: Database, qkey: tuple[str, str], queue: _Appends) -> None:
+    try:
+        while queue.waiting:
+            batch, queue.waiting = queue.waiting[:APPEND_BATCH], queue.waiting[APPEND_BATCH:]
+            try:
+                await _append_batch(db, batch)
+            except BaseException as exc:
+                for w in batch:
+                    if not w.done.done():
+                        w.done.set_exception(exc if isinstance(exc, Exception) else PyMongoError(repr(exc)))
+                if not isinstance(exc, Exception):
+                    raise
+    finally:
+        queue.writing = False
+        queues = runtime_of(db).seqlog_appends
+        if not queue.waiting and queues.get(qkey) is queue:
+            del queues[qkey]
+
+
+async def _append_batch(db: Database, batch: list[_Append]) -> None:
+    """Numbers `batch` (one collection's appends, of one or more logs) after each log's head as
+    this process knows it, in arrival order, and inserts it in order (module docstring)."""
+    rt, pending, losses = runtime_of(db), batch, Counter[Key]()
+    for _ in range(MAX_CLAIM_TRIES):
+        heads: dict[Key, int] = {}
+        entries = []
+        for w in pending:
+            key = w.log._key(db)
+            if key not in heads:
+                known = rt.seqlog_heads.get(key, 0)
+                heads[key] = known if known > 0 else await w.log.head(db)
+            heads[key] += 1
+            entries.append({**w.body, "_id": w.log.entry_id(heads[key]), "seq": heads[key]})
+        stored, taken = await _insert_in_order(db[pending[0].log.collection], entries)
+        for w, entry in zip(pending[:stored], entries[:stored], strict=True):
+            w.log._appended(db, entry)
+            w.done.set_result(entry)
+        pending = pending[stored:]
+        if not pending:
+            return
+        if taken:
+            # Another writer has that number, so it is stored: the log numbers after it (and
+            # searches for the real head now and then, when that writer keeps going). Other
+            # logs' entries after it were not tried and keep their numbers.
+            log, key = pending[0].log, pending[0].log._key(db)
+            rt.seqlog_heads[key] = max(rt.seqlog_heads.get(key, 0), int(entries[stored]["seq"]))
+            losses[key] += 1
+            if losses[key] % APPEND_LOSSES_BEFORE_SEARCH == 0:
+                await log.head(db)
+    raise RuntimeError(f"could not claim entries of {batch[0].log.collection!r}")
+
+
+async def _insert_in_order(collection: Any, entries: list[dict[str, Any]]) -> tuple[int, bool]:
+    """Inserts `entries` in order: how many went in, and whether the next one met a taken `_id`.
+    Retries transient store errors (FerretDB answers SQLITE_BUSY under write bursts). If an
+    attempt did land after all, the retry meets its `_id`s and those appends take later numbers:
+    stored twice (each log's readers tolerate a repeat), never not at all."""
+    for attempt in range(APPEND_TRANSIENT_RETRIES):
+        try:
+            if len(entries) == 1:
+                await collection.insert_one(entries[0])
+            else:
+                await collection.insert_many(entries, ordered=True)
+            return len(entries), False
+        except DuplicateKeyError:
+            return 0, True
+        except BulkWriteError as exc:
+            details = exc.details or {}
+            errors = details.get("writeErrors") or []
+            if errors and errors[0].get("code") in group_commit.DUPLICATE_CODES:
+                return int(errors[0]["index"]), True
+            if inserted := int(details.get("nInserted") or 0):
+                return inserted, False  # the rest go again at once
+            if attempt == APPEND_TRANSIENT_RETRIES - 1:
+                raise
+        except PyMongoError:
+            if attempt == APPEND_TRANSIENT_RETRIES - 1:
+                raise
+        await asyncio.sleep(0.05 * 4**attempt)
+    raise AssertionError("unreachable")

@@ -35,13 +35,16 @@ INSERT_BATCH = 500  # documents per command; the driver splits further by size (
 # writer, and concurrent commits there wait on each other in sleeps (MongoDB would take more).
 INSERTS_IN_FLIGHT = 1
 
-# --- The realtime feed (realtime/records.py, hub.py, bus.py) ----------------------------------------
-# Records per insert, at most 100: FerretDB v1.24.2 inserts in internal batches of 100 and, after a
+# --- Plain appends of gap-free logs (core/seqlog.py: the realtime feed, the reports' and counters'
+# logs, the outbound and media queues) ---------------------------------------------------------------
+# Entries per insert, at most 100: FerretDB v1.24.2 inserts in internal batches of 100 and, after a
 # duplicate in one of them, goes on with the next one even for an ordered insert (msg_insert.go),
 # which would leave a hole; within one internal batch it stops where MongoDB does.
-FEED_BATCH = 100
-FEED_LOSSES_BEFORE_SEARCH = 4  # seqs lost to another writer before looking for the real tail again
-FEED_TRANSIENT_RETRIES = 4  # FerretDB answers SQLITE_BUSY under write bursts; backoff 0.05 s x 4^n
+APPEND_BATCH = 100
+APPEND_LOSSES_BEFORE_SEARCH = 4  # numbers lost to another writer before looking for the real head again
+APPEND_TRANSIENT_RETRIES = 4  # FerretDB answers SQLITE_BUSY under write bursts; backoff 0.05 s x 4^n
+
+# --- The realtime feed (realtime/records.py, hub.py, bus.py) ----------------------------------------
 REPLAY_PER_TENANT = 4096  # records kept per tenant for replays of short reconnect gaps, without reads
 CATCH_UP_BATCH = 64  # records read at once when a replay goes to the database
 MISSING_RETRIES = 50  # 10 ms waits for an announced seq not readable yet; then the tail poll finds it

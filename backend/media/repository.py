@@ -16,7 +16,6 @@ The fetch queue, read by `_id` alone like the outbound queue (backend/outbound/r
 Nothing here deletes: the application never removes media, entries or attempts.
 """
 
-import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -27,7 +26,6 @@ from backend.core.attempts import AttemptLedger
 from backend.core.clock import utcnow
 from backend.core.db import Database
 from backend.core.indexes import ASC, declare
-from backend.core.runtime import runtime_of
 from backend.core.seqlog import SeqLog
 from backend.media.models import FetchAttempt, FetchBody, MediaRecord
 
@@ -157,20 +155,8 @@ fetches = SeqLog(FETCHES, "f:", state_collection=FETCH_STATE, cursor_id="cursor"
 
 
 async def enqueue_fetch(db: Database, body: FetchBody) -> int:
-    """Appends one at a time within this process: concurrent plain appends (the webhook lanes
-    storing media messages together) all try the same next number, and every loser pays a failed
-    insert and a search for the head before trying again. Serialized, an append is one insert;
-    only another process's append can still take the number first."""
-    async with _append_lock(db):
-        seq, _ = await fetches.append(db, body.model_dump())
+    seq, _ = await fetches.append(db, body.model_dump())
     return seq
-
-
-def _append_lock(db: Database) -> asyncio.Lock:
-    rt, loop = runtime_of(db), asyncio.get_running_loop()
-    if rt.media_fetch_appends is None or rt.media_fetch_appends[0] is not loop:
-        rt.media_fetch_appends = (loop, asyncio.Lock())
-    return rt.media_fetch_appends[1]
 
 
 fetch_attempts = AttemptLedger(FETCH_ATTEMPTS, what="media fetch", model=FetchAttempt)

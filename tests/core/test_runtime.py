@@ -54,7 +54,8 @@ async def test_two_clients_in_one_process_have_separate_runtimes(two_processes: 
     assert sink.seqs == []  # another process's publish reaches this one through Redis, not in memory
     await feed.publish(a, reseller_id=tenant, type_="connection.status", connection={"_id": "c"})
     assert sink.seqs == [2]
-    assert runtime_of(b).feed_tails[(b.name, tenant)] == 1 and runtime_a.feed_tails[(a.name, tenant)] == 2
+    feed_of = ("tenant_events", f"{tenant}:")
+    assert runtime_of(b).seqlog_heads[(b.name, *feed_of)] == 1 and runtime_a.seqlog_heads[(a.name, *feed_of)] == 2
     await runtime_a.close()
     await feed.publish(a, reseller_id=tenant, type_="connection.status", connection={"_id": "c"})
     assert sink.seqs == [2]  # a closed runtime has no sinks left

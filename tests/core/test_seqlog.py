@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from pymongo import AsyncMongoClient
+from pymongo.errors import AutoReconnect, BulkWriteError
 
 from backend.core import group_commit, seqlog
 from backend.core.db import durable_database
@@ -302,3 +303,123 @@ async def test_a_block_is_announced_where_the_log_changes_hands_and_not_where_it
     assert await announced() == [0, 3, 4]
     assert (await log.get(db, 4 * seqlog.MARK_EVERY + 1))["n"] == 21
     assert [e["n"] for e in await _read_all(db, log)] == list(range(32))
+
+
+def _plain_logs() -> tuple[SeqLog, SeqLog]:
+    tag = uuid.uuid4().hex[:6]
+    return SeqLog("plain", f"a{tag}:"), SeqLog("plain", f"b{tag}:")
+
+
+async def _entries(db: Any, log: SeqLog) -> list[dict[str, Any]]:
+    found = await db[log.collection].find({"_id": {"$regex": f"^{log.prefix}"}}).to_list(None)
+    return sorted(found, key=lambda e: int(e["seq"]))
+
+
+async def test_a_processs_plain_appends_share_one_insert_and_a_number_taken_mid_batch_stops_it_right_there(
+    recorded_and_rival: tuple[Any, Any, CommandRecorder], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Five appends of one process to two logs of one collection go out as one ordered insert.
+    Between their numbering and that insert, a rival process appends to log a and takes the
+    number the batch gave its first entry of a: the batch stores what comes before it, stops
+    there, and the rest number again after the rival's entry. Each log stays 1..n with no hole,
+    each body is stored once, and this process's entries keep the order they were appended in."""
+    ours, rival, recorder = recorded_and_rival
+    a, b = _plain_logs()
+    assert (await a.append(ours, {"n": "a0"}))[0] == 1
+    real = seqlog._insert_in_order
+    injected: list[str] = []
+
+    async def rival_first(collection: Any, entries: list[dict[str, Any]]) -> tuple[int, bool]:
+        if collection.database.client is ours.client and not injected:
+            injected.append(entries[2]["_id"])
+            await a.append(rival, {"n": "rival"})  # takes a:3, the number our batch gave "a1"
+        return await real(collection, entries)
+
+    monkeypatch.setattr(seqlog, "_insert_in_order", rival_first)
+    recorder.commands.clear()
+    stored = await asyncio.gather(
+        *(log.append(ours, {"n": n}) for log, n in zip((b, b, a, b, a), ("b0", "b1", "a1", "b2", "a2"), strict=True))
+    )
+
+    assert injected == [a.entry_id(2)]
+    assert [seq for seq, _ in stored] == [1, 2, 3, 3, 4]  # b0, b1 went in; from "a1" on, numbered again
+    assert [(e["seq"], e["n"]) for e in await _entries(ours, a)] == [
+        (1, "a0"),
+        (2, "rival"),
+        (3, "a1"),
+        (4, "a2"),
+    ]
+    assert [(e["seq"], e["n"]) for e in await _entries(ours, b)] == [(1, "b0"), (2, "b1"), (3, "b2")]
+    assert len(recorder.named("insert")) == 2  # the batch, and its rest after the lost number
+
+
+async def test_a_batch_the_store_failed_midway_goes_again_from_where_it_stopped(
+    recorded_and_rival: tuple[Any, Any, CommandRecorder], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The store stores the first two entries of a batch and fails the third with an error that
+    is not a taken number (a write conflict): the rest go again at once, after the two. Then a
+    transient error before anything is stored: retried after a pause. Nothing is lost, nothing
+    is stored twice, no hole."""
+    ours, _, _ = recorded_and_rival
+    a, b = _plain_logs()
+    failures = ["midway", "before"]
+
+    class Failing:
+        def __init__(self, collection: Any) -> None:
+            self.collection = collection
+
+        async def insert_many(self, entries: list[dict[str, Any]], ordered: bool) -> None:
+            assert ordered
+            if failures and failures[0] == "midway":
+                failures.pop(0)
+                await self.collection.insert_many(entries[:2], ordered=True)
+                details = {"writeErrors": [{"index": 2, "code": 112, "errmsg": "injected"}], "nInserted": 2}
+                raise BulkWriteError(details)
+            if failures:
+                failures.pop(0)
+                raise AutoReconnect("injected")
+            await self.collection.insert_many(entries, ordered=True)
+
+        async def insert_one(self, entry: dict[str, Any]) -> None:
+            await self.collection.insert_one(entry)
+
+    real = seqlog._insert_in_order
+    monkeypatch.setattr(seqlog, "_insert_in_order", lambda collection, entries: real(Failing(collection), entries))
+    await a.append(ours, {"n": "a0"})  # the head searches are behind us
+    await b.append(ours, {"n": "b0"})
+    stored = await asyncio.gather(
+        *(log.append(ours, {"n": n}) for log, n in zip((a, b, a, b, a), ("a1", "b1", "a2", "b2", "a3"), strict=True))
+    )
+
+    assert failures == []
+    assert [seq for seq, _ in stored] == [2, 2, 3, 3, 4]
+    assert [e["n"] for e in await _entries(ours, a)] == ["a0", "a1", "a2", "a3"]
+    assert [e["n"] for e in await _entries(ours, b)] == ["b0", "b1", "b2"]
+
+
+async def test_a_writer_killed_with_its_batch_in_flight_leaves_no_hole_for_the_next_process(
+    recorded_and_rival: tuple[Any, Any, CommandRecorder], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SIGKILL while a batch is in the store: the store had taken its first two entries and
+    nothing after them (an ordered insert stops where it stops). The next process (nothing known
+    but what is stored) appends right after them."""
+    ours, rival, _ = recorded_and_rival
+    a, _b = _plain_logs()
+    landed = asyncio.Event()
+
+    async def dies_midway(collection: Any, entries: list[dict[str, Any]]) -> tuple[int, bool]:
+        await collection.insert_many(entries[:2], ordered=True)
+        landed.set()
+        await asyncio.Event().wait()  # killed here: no answer ever comes back
+        raise AssertionError("unreachable")
+
+    monkeypatch.setattr(seqlog, "_insert_in_order", dies_midway)
+    appends = [asyncio.create_task(a.append(ours, {"n": n})) for n in range(4)]
+    await landed.wait()
+    monkeypatch.undo()
+    for task in [*runtime_of(ours).seqlog_writers, *appends]:
+        task.cancel()
+    await asyncio.gather(*appends, return_exceptions=True)
+
+    assert [(await a.append(rival, {"n": "next"}))[0] for _ in range(2)] == [3, 4]
+    assert [e["n"] for e in await _entries(rival, a)] == [0, 1, "next", "next"]

@@ -121,7 +121,8 @@ async def test_concurrent_writers_take_every_seq_exactly_once(mongo_url: str, db
 
         async def write(i: int) -> int:
             if i % 7 == 0:
-                runtime_of(dbs[i % 2]).feed_tails.pop((db_name, tenant), None)  # a cold process: finds the tail itself
+                # A cold process: finds the tail itself.
+                runtime_of(dbs[i % 2]).seqlog_heads.pop((db_name, records.COLLECTION, f"{tenant}:"), None)
             rec = await records.append(dbs[i % 2], tenant, {"type": "connection.status", "n": i})
             return int(rec["seq"])
 
@@ -130,7 +131,7 @@ async def test_concurrent_writers_take_every_seq_exactly_once(mongo_url: str, db
         stored = await dbs[0][records.COLLECTION].find({"reseller_id": tenant}).to_list(None)
         assert sorted(d["seq"] for d in stored) == list(range(1, 61))
         assert sorted(d["n"] for d in stored) == list(range(60))
-        runtime_of(dbs[1]).feed_tails.clear()
+        runtime_of(dbs[1]).seqlog_heads.clear()
         assert await records.latest(dbs[1], tenant) == 60
     finally:
         for c in clients:

@@ -3,39 +3,19 @@ in one process take numbers one after the other, without losing claims to each o
 in another process at the same time still get numbers of their own (the unique key decides)."""
 
 import asyncio
-import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
-import pytest
-from pymongo import AsyncMongoClient
-
-from backend.core.db import durable_database
 from backend.core.ids import new_id
 from backend.tickets import service
 from tests.monitoring import CommandRecorder
 
 
-@pytest.fixture
-async def processes(mongo_url: str) -> AsyncIterator[tuple[Any, Any, CommandRecorder]]:
-    """Two processes on one database (a client and a runtime each); the first one's commands recorded."""
-    recorder = CommandRecorder()
-    first: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_url, tz_aware=True, event_listeners=[recorder])
-    second: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_url, tz_aware=True)
-    name = f"t_numbers_{uuid.uuid4().hex[:8]}"
-    try:
-        yield durable_database(first, name), durable_database(second, name), recorder
-    finally:
-        await first.close()
-        await second.close()
-
-
 async def test_creators_of_one_tenant_in_one_process_claim_each_number_once_and_other_processes_still_get_their_own(
-    processes: tuple[Any, Any, CommandRecorder],
+    recorded_and_rival: tuple[Any, Any, CommandRecorder],
 ) -> None:
     """Issue 20: a backlog's lanes opening tickets of one tenant at once were all proposed the
     same number by FerretDB's non-atomic $inc; each loser read the winner's key and probed on."""
-    db, other, recorder = processes
+    db, other, recorder = recorded_and_rival
     reseller = new_id()
     await service._allocate_number(db, reseller, new_id())  # the counter exists (its upsert race is another test's)
     recorder.commands.clear()
