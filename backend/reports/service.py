@@ -82,11 +82,17 @@ async def record_ticket_event(db: Database, event: TicketEvent, previous_state: 
     connection = (first.data.get("ticket") or {}).get("channel")
     _, tz = await _tz(db, tenant)
     parts = aggregates.event_parts(event, previous, tz=tz, connection_id=connection, opened_at=first.at)
-    for month, month_parts in aggregates.by_month(parts).items():
-        await repository.record_month(db, tenant, month, key, month_parts)
     change = aggregates.waiting_change(event, previous, connection_id=connection)
-    if change is not None:
-        await repository.record_live(db, tenant, key, change)
+    # Entries of different buckets, none waiting for another: appended together, they go out as
+    # one insert (core/seqlog.py). Each bucket still gets a ticket's events in version order: the
+    # next event is recorded only once this one's entries are all stored.
+    await asyncio.gather(
+        *(
+            repository.record_month(db, tenant, month, key, month_parts)
+            for month, month_parts in aggregates.by_month(parts).items()
+        ),
+        *([repository.record_live(db, tenant, key, change)] if change is not None else []),
+    )
 
 
 async def record_message(db: Database, message: Message, ticket: Ticket) -> None:
