@@ -22,6 +22,7 @@ from typing import Any
 from gridfs import AsyncGridFSBucket
 from gridfs.errors import NoFile
 
+from backend.core import group_commit
 from backend.core.attempts import AttemptLedger
 from backend.core.clock import utcnow
 from backend.core.db import Database
@@ -68,8 +69,9 @@ async def get_internal(db: Database, reseller_id: str, sha256: str) -> MediaReco
 
 
 async def insert(db: Database, record: MediaRecord) -> None:
-    """Raises DuplicateKeyError when the tenant holds this content already."""
-    await db[COLLECTION].insert_one(record.stored())
+    """Raises DuplicateKeyError when the tenant holds this content already. Group-committed with
+    other fetches' records, as the file documents below."""
+    await group_commit.insert_one(db[COLLECTION], record.stored())
 
 
 def chunk_id(file_id: str, n: int) -> str:
@@ -95,7 +97,8 @@ async def write_file(
             batch, batch_bytes = [], 0
     if batch:
         await db[CHUNKS].insert_many(batch)
-    await db[FILES].insert_one(
+    await group_commit.insert_one(
+        db[FILES],
         {
             "_id": file_id,
             "length": length,
@@ -103,7 +106,7 @@ async def write_file(
             "uploadDate": utcnow(),
             "filename": name,
             "metadata": {**metadata, "chunk_ids": CHUNK_IDS},
-        }
+        },
     )
 
 

@@ -3,6 +3,7 @@
 from collections.abc import AsyncIterator
 from typing import Any
 
+from backend.core import group_commit
 from backend.core.conditional import one_writer
 from backend.core.db import Database
 from backend.core.indexes import ASC, DESC, declare
@@ -29,7 +30,8 @@ async def get(db: Database, scope: TenantScope, user_id: str, *, roles: tuple[st
 
 
 async def insert(db: Database, user: User) -> None:
-    await db[COLLECTION].insert_one(user.stored())
+    # Group-committed: a burst of new clients (a backlog's lanes) shares insert commands.
+    await group_commit.insert_one(db[COLLECTION], user.stored())
 
 
 async def exists_with_role_internal(db: Database, role: str) -> bool:
