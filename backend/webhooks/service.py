@@ -147,9 +147,8 @@ async def store(
         "acked_by": signals.processor_of(db),
     }
     seq, raw_id = await repository.lane(lane).append(db, raw, reserve=True)
-    claimed_by = raw["handed_to"]
-    if not signals.wake(db, lane, seq, {**raw, "_id": raw_id, "seq": seq}, connection=conn) and claimed_by:
-        # Its processor stopped between the claim and now, and released what it held before this.
+    if not signals.wake(db, lane, seq, {**raw, "_id": raw_id, "seq": seq}, connection=conn):
+        # Its named processor stopped between the claim and now, and released what it held before this.
         await repository.release_handed(db, [raw_id])
     return "received", raw_id
 
