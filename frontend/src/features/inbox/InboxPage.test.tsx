@@ -1,4 +1,4 @@
-import { screen, waitFor, within } from '@testing-library/react';
+import { act, fireEvent, screen, waitFor, within } from '@testing-library/react';
 import userEvent from '@testing-library/user-event';
 import { beforeEach, describe, expect, it } from 'vitest';
 import { agentUser, mockApi, renderApp, signIn, stubWebSocket, ticketFixture } from '../../test/utils';
@@ -62,6 +62,23 @@ describe('InboxPage', () => {
     await userEvent.type(screen.getByRole('searchbox', { name: 'Buscar cliente' }), '9876');
     expect(await screen.findByText('Nenhum atendimento encontrado para esta busca.')).toBeInTheDocument();
     expect(queries).toContain('9876');
+  });
+
+  it('keeps a tab switched right before typing a search (both before the page re-renders)', async () => {
+    mockApi(({ path }) => {
+      if (path === '/api/v1/auth/me') return { body: me };
+      if (path === '/api/v1/tickets/counts') return { body: { espera: 0, atendendo: 0, finalizado: 0 } };
+      if (path === '/api/v1/tickets') return { body: { items: [], next_cursor: null } };
+      return undefined;
+    });
+    renderApp(<InboxPage />, { path: '/atendimento', route: '/atendimento?aba=finalizado' });
+    expect(screen.getByTestId('tab-finalizado')).toHaveAttribute('aria-selected', 'true');
+    act(() => {
+      fireEvent.click(screen.getByTestId('tab-espera'));
+      fireEvent.change(screen.getByRole('searchbox', { name: 'Buscar cliente' }), { target: { value: 'maria' } });
+    });
+    await waitFor(() => expect(screen.getByTestId('tab-espera')).toHaveAttribute('aria-selected', 'true'));
+    expect(screen.getByRole('searchbox', { name: 'Buscar cliente' })).toHaveValue('maria');
   });
 
   it('switches tabs with the keyboard', async () => {

@@ -1,6 +1,6 @@
 import { Badge, Box, Button, Collapse, Group, Paper, Tabs, Text, TextInput } from '@mantine/core';
 import { useDebouncedValue } from '@mantine/hooks';
-import { useState } from 'react';
+import { useRef, useState } from 'react';
 import { useParams, useSearchParams } from 'react-router';
 import { useTicketCounts, type TicketFilters } from '../../api/queries';
 import { STATUSES, type TicketStatus } from '../../api/types';
@@ -16,6 +16,10 @@ function isStatus(value: string | null): value is TicketStatus {
 export function InboxPage() {
   const { ticketId } = useParams();
   const [params, setParams] = useSearchParams();
+  // The URL as last written: a second change before the re-render (a tab, then at once the search
+  // box) must build on the first, not on the params this render read, or it puts the old tab back.
+  const latest = useRef({ read: params, written: params });
+  if (latest.current.read !== params) latest.current = { read: params, written: params };
   const tab: TicketStatus = isStatus(params.get('aba')) ? (params.get('aba') as TicketStatus) : 'espera';
   const search = params.get('busca') ?? '';
   const [debounced] = useDebouncedValue(search.trim(), 300);
@@ -29,11 +33,12 @@ export function InboxPage() {
   }
 
   function update(next: Record<string, string>) {
-    const merged = new URLSearchParams(params);
+    const merged = new URLSearchParams(latest.current.written);
     for (const [k, v] of Object.entries(next)) {
       if (v) merged.set(k, v);
       else merged.delete(k);
     }
+    latest.current.written = merged;
     setParams(merged, { replace: true });
   }
 
