@@ -30,6 +30,7 @@ run: setup ferretdb
 	$(BIN)/python -m backend
 
 test-backend: setup ferretdb
+	cd tools/ferretdb && go test ./...
 	$(BIN)/python -m pytest
 
 FRONTEND := frontend

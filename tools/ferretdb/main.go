@@ -29,6 +29,7 @@ func main() {
 	sqliteParams := flag.String("sqlite-params", os.Getenv("FERRETDB_SQLITE_PARAMS"),
 		"extra SQLite URI parameters, e.g. _pragma=wal_autocheckpoint(4000) (experiments; FERRETDB_SQLITE_PARAMS)")
 	flag.Parse()
+	installBusyHandler()
 
 	abs, err := filepath.Abs(*dataDir)
 	if err != nil {
