@@ -236,6 +236,8 @@ async def count_commands(
 
         stop.set()
         await running
+        if backlog <= 0:  # --count-backlog 0: the isolated figures only
+            return result
         # Backlog: half new clients, half follow-ups of the isolated clients, acknowledged together.
         burst = [(f"5531{i:07d}", f"bl-{i}") for i in range(backlog // 2)]
         burst += [(phones[i % len(phones)], f"bl-x-{i}") for i in range(backlog - backlog // 2)]
