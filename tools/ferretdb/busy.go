@@ -33,16 +33,22 @@ const (
 	busyTimeout    = 10 * time.Second
 )
 
-// busySleeps[n] is the sleep before try n+1; busyGiveUp the try at which the sleeps add up to
-// the timeout.
-var busySleeps, busyGiveUp = func() ([]time.Duration, int32) {
-	var sleeps []time.Duration
-	var total time.Duration
-	for d := busyFirstSleep; total < busyTimeout; d = min(2*d, busyMaxSleep) {
-		sleeps = append(sleeps, d)
-		total += d
+// busySleep is the sleep before try count+2 (SQLite passes the number of tries so far, from 0).
+func busySleep(count int32) time.Duration {
+	if count >= 16 { // past any doubling that stays under the cap, and no shift overflow
+		return busyMaxSleep
 	}
-	return sleeps, int32(len(sleeps))
+	return min(busyFirstSleep<<count, busyMaxSleep)
+}
+
+// busyGiveUp is the try at which the sleeps add up to the timeout.
+var busyGiveUp = func() int32 {
+	var total time.Duration
+	var count int32
+	for ; total < busyTimeout; count++ {
+		total += busySleep(count)
+	}
+	return count
 }()
 
 // busyWaits counts the handler's calls (tests: it is the one SQLite calls).
@@ -54,7 +60,7 @@ func busyHandler(_ *libc.TLS, _ uintptr, count int32) int32 {
 	if count >= busyGiveUp {
 		return 0
 	}
-	time.Sleep(busySleeps[count])
+	time.Sleep(busySleep(count))
 	return 1
 }
 

@@ -69,21 +69,22 @@ func TestAWriterWaitsInTheHandlerThenWrites(t *testing.T) {
 // The retries start short, never sleep more than busyMaxSleep, and give up once the sleeps add up
 // to the timeout busy_timeout(10000) gave, as SQLite's handler does.
 func TestTheSleepsAddUpToTheTimeout(t *testing.T) {
-	if busySleeps[0] != busyFirstSleep {
-		t.Fatalf("first sleep %v, want %v", busySleeps[0], busyFirstSleep)
+	if busySleep(0) != busyFirstSleep || busySleep(1) != 2*busyFirstSleep {
+		t.Fatalf("first sleeps %v, %v; want %v doubling", busySleep(0), busySleep(1), busyFirstSleep)
 	}
 	var total time.Duration
-	for i, d := range busySleeps {
-		if d > busyMaxSleep {
-			t.Fatalf("sleep %d is %v, over %v", i, d, busyMaxSleep)
+	for count := int32(0); count < busyGiveUp; count++ {
+		d := busySleep(count)
+		if d <= 0 || d > busyMaxSleep {
+			t.Fatalf("sleep %d is %v, outside (0, %v]", count, d, busyMaxSleep)
 		}
 		total += d
 	}
-	last := busySleeps[len(busySleeps)-1]
+	last := busySleep(busyGiveUp - 1)
 	if total < busyTimeout || total-last >= busyTimeout {
 		t.Fatalf("sleeps add up to %v; want the first sum reaching %v", total, busyTimeout)
 	}
-	if int(busyGiveUp) != len(busySleeps) {
-		t.Fatalf("gives up at try %d, with %d sleeps", busyGiveUp, len(busySleeps))
+	if busySleep(1<<20) != busyMaxSleep {
+		t.Fatalf("a late try sleeps %v, want %v", busySleep(1<<20), busyMaxSleep)
 	}
 }
