@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"os"
 	"reflect"
-	"strconv"
 	"sync/atomic"
 	"time"
 	"unsafe"
@@ -87,7 +86,7 @@ func installBusyHandler() {
 		}
 		t := (*libc.TLS)(unsafe.Pointer(tls.Pointer()))
 		if rc := sqlite3.Xsqlite3_busy_handler(t, uintptr(db.Uint()), handler, 0); rc != sqlite3.SQLITE_OK {
-			return fmt.Errorf("busy handler: sqlite3_busy_handler: %s", strconv.Itoa(int(rc)))
+			return fmt.Errorf("busy handler: sqlite3_busy_handler answered %d", rc)
 		}
 		return nil
 	})
