@@ -27,7 +27,8 @@ func main() {
 	listen := flag.String("listen", "127.0.0.1:27017", "TCP address to listen on")
 	dataDir := flag.String("data", "./var/ferretdb", "directory holding the SQLite files")
 	sqliteParams := flag.String("sqlite-params", os.Getenv("FERRETDB_SQLITE_PARAMS"),
-		"extra SQLite URI parameters, e.g. _pragma=wal_autocheckpoint(4000) (experiments; FERRETDB_SQLITE_PARAMS)")
+		"extra SQLite URI parameters, e.g. _pragma=wal_autocheckpoint(4000) (experiments; FERRETDB_SQLITE_PARAMS); "+
+			"a pragma named there replaces the launcher's default of that name (pragmas.go)")
 	flag.Parse()
 	installBusyHandler()
 
@@ -48,12 +49,17 @@ func main() {
 	// for what is written (logging.go).
 	logger := slog.New(&lazyAttrs{inner: slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo})})
 
+	sqliteURIQuery, err := sqliteQuery(*sqliteParams)
+	if err != nil {
+		log.Fatalf("ferretdb-launcher: bad SQLite parameters %q: %v", *sqliteParams, err)
+	}
+
 	f, err := ferretdb.New(&ferretdb.Config{
 		Logger:   logger,
 		Listener: ferretdb.ListenerConfig{TCP: *listen},
 		Handler:  "sqlite",
 		// FerretDB wants a directory URI with a trailing slash.
-		SQLiteURL: "file:" + abs + "/" + query(*sqliteParams),
+		SQLiteURL: "file:" + abs + "/" + sqliteURIQuery,
 	})
 	if err != nil {
 		log.Fatalf("ferretdb-launcher: %v", err)
@@ -68,11 +74,4 @@ func main() {
 	if err := f.Run(ctx); err != nil && ctx.Err() == nil {
 		log.Fatalf("ferretdb-launcher: %v", err)
 	}
-}
-
-func query(params string) string {
-	if params == "" {
-		return ""
-	}
-	return "?" + params
 }
