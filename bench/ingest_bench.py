@@ -50,6 +50,7 @@ from backend.core.ids import new_id
 from backend.devtools import ferretdb
 from backend.webhooks.service import message_id_for
 from bench import http_load, ingest_commands
+from bench.storecheck import launcher_line
 
 ROOT = Path(__file__).resolve().parents[1]
 ADMIN = ("bench-admin@example.com", "bench-admin-pass-1")
@@ -426,6 +427,7 @@ async def main(args: argparse.Namespace) -> None:
         port = ferretdb.free_port()
         fdb = ferretdb.start(f"127.0.0.1:{port}", tmp / "data", log_path=tmp / "ferretdb.log")
         mongo_url = f"mongodb://127.0.0.1:{port}/"
+        print(f"store: local FerretDB, {launcher_line()}", flush=True)
     db_name = f"bench_ingest_{uuid.uuid4().hex[:6]}"
     bport = ferretdb.free_port()
     backend = _start_backend(mongo_url, db_name, bport, tmp / "backend.log", args.processor)

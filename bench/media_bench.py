@@ -48,6 +48,7 @@ from backend.devtools import ferretdb
 from backend.media import service as media
 from backend.webhooks.service import message_id_for
 from bench import media_commands
+from bench.storecheck import launcher_line
 
 ROOT = Path(__file__).resolve().parents[1]
 ADMIN = ("bench-admin@example.com", "bench-admin-pass-1")
@@ -225,6 +226,7 @@ async def main(args: argparse.Namespace) -> None:
             port = ferretdb.free_port()
             fdb = ferretdb.start(f"127.0.0.1:{port}", tmp / "ferretdb", log_path=tmp / "ferretdb.log")
             mongo_url = f"mongodb://127.0.0.1:{port}/"
+            print(f"store: local FerretDB, {launcher_line()}", flush=True)
         db_name = f"media_bench_{uuid.uuid4().hex[:6]}"
         fake_port, api_key = ferretdb.free_port(), "bench-fake-key"
         fake_cmd = [sys.executable, "-m", "tests.fakes.evolution_fake", "--port", str(fake_port), "--api-key", api_key]

@@ -7,10 +7,14 @@ expression (created by a once-a-second keeper for new tables). Without it every 
 so a run measured without it would say nothing about the backend.
 """
 
+import os
 import sqlite3
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from backend.devtools import ferretdb
 
 # The expression FerretDB's pushed-down `{_id}` filter uses (metadata.IDColumn in v1.24.2).
 ID_EXPR = "_ferretdb_sjson->'$._id'"
@@ -72,3 +76,14 @@ def id_indexes(data_dir: Path, database: str, *, wait_seconds: float = 30.0) -> 
         "collections": tables,
         "missing": missing,
     }
+
+
+def launcher_line() -> str:
+    """Which local store a run measured: the launcher binary's build time (a benchmark rebuilds it
+    when a Go source is newer, so a series run while tools/ferretdb changes shows it here) and the
+    launcher's knobs from the environment."""
+    if not ferretdb.BINARY.exists():
+        return "launcher not built"
+    built = datetime.fromtimestamp(ferretdb.BINARY.stat().st_mtime, UTC)
+    knobs = [f"{k}={os.environ[k]}" for k in ("FERRETDB_SQLITE_PARAMS", "FERRETDB_SQLITE_BUSY") if k in os.environ]
+    return " ".join([f"launcher built {built:%Y-%m-%d %H:%M:%S} UTC", *knobs])
