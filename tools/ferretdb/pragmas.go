@@ -14,7 +14,8 @@ import (
 // temporary file, 7 % of the store's CPU samples. With temp_store(memory) statement journals
 // (and SQLite's temporary tables and indexes) stay in memory. Nothing durable changes: a
 // statement journal is read only to undo its statement within the open transaction, never
-// after a crash; the WAL and its commits are as before.
+// after a crash; the WAL and its commits are as before. Nor can a temporary sort grow large in
+// memory: FerretDB v1 orders rows only by their record id, which is indexed.
 var defaultPragmas = []string{"temp_store(memory)"}
 
 // sqliteQuery is the query of the SQLite URI FerretDB opens: the launcher's default pragmas, then
