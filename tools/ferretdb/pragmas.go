@@ -9,9 +9,10 @@ import (
 // statement journal for each INSERT and UPDATE: the pages the statement changes, to undo that
 // statement alone if it fails midway. SQLite holds a statement journal in memory up to 64 KiB
 // (SQLITE_STMTJRNL_SPILL) and past that moves it into a temporary file. An update of a ticket
-// rewrites its row and its entries in eight indexes, more than that: profiled under the ingest
-// benchmark (docs/BENCHMARKS.md, session 19), each such update created, wrote and deleted a
-// temporary file, 7 % of the store's CPU samples. With temp_store(memory) statement journals
+// rewrites its row and its entries in nine indexes (seven declared, FerretDB's `_id` and the
+// launcher's), more than that: profiled under the ingest benchmark (docs/BENCHMARKS.md, session
+// 19), each such update created, wrote and deleted a temporary file, 7 % of the store's CPU
+// samples. With temp_store(memory) statement journals
 // (and SQLite's temporary tables and indexes) stay in memory. Nothing durable changes: a
 // statement journal is read only to undo its statement within the open transaction, never
 // after a crash; the WAL and its commits are as before. What else SQLite keeps there stays
