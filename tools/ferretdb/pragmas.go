@@ -12,13 +12,12 @@ import (
 // rewrites its row and its entries in nine indexes (seven declared, FerretDB's `_id` and the
 // launcher's), more than that: profiled under the ingest benchmark (docs/BENCHMARKS.md, session
 // 19), each such update created, wrote and deleted a temporary file, 7 % of the store's CPU
-// samples. With temp_store(memory) statement journals
-// (and SQLite's temporary tables and indexes) stay in memory. Nothing durable changes: a
-// statement journal is read only to undo its statement within the open transaction, never
-// after a crash; the WAL and its commits are as before. What else SQLite keeps there stays
-// small: FerretDB v1 orders rows only by their record id, which is indexed, so queries build no
-// temporary sort; building a new index on an existing collection sorts its keys in memory now,
-// tens of bytes per document.
+// samples. With temp_store(memory) statement journals (and SQLite's temporary tables and indexes)
+// stay in memory. Nothing durable changes: a statement journal is read only to undo its statement
+// within the open transaction, never after a crash; the WAL and its commits are as before. What
+// else SQLite keeps there stays small: FerretDB v1 orders rows only by their record id, which is
+// indexed, so queries build no temporary sort; building a new index on an existing collection sorts
+// its keys in memory now, tens of bytes per document.
 var defaultPragmas = []string{"temp_store(memory)"}
 
 // sqliteQuery is the query of the SQLite URI FerretDB opens: the launcher's default pragmas, then
