@@ -27,18 +27,23 @@ func sqliteQuery(params string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	given := values["_pragma"]
-	pragmas := make([]string, 0, len(defaultPragmas)+len(given))
+	given := map[string]bool{}
+	for _, p := range values["_pragma"] {
+		given[pragmaName(p)] = true
+	}
+	var pragmas []string
 	for _, d := range defaultPragmas {
-		name := d[:strings.IndexByte(d, '(')]
-		replaced := false
-		for _, g := range given {
-			replaced = replaced || strings.HasPrefix(strings.TrimSpace(g), name)
-		}
-		if !replaced {
+		if !given[pragmaName(d)] {
 			pragmas = append(pragmas, d)
 		}
 	}
-	values["_pragma"] = append(pragmas, given...)
+	values["_pragma"] = append(pragmas, values["_pragma"]...)
 	return "?" + values.Encode(), nil
+}
+
+// pragmaName is the name in "name(value)" or "name=value", as SQLite compares it.
+func pragmaName(pragma string) string {
+	name, _, _ := strings.Cut(pragma, "(")
+	name, _, _ = strings.Cut(name, "=")
+	return strings.ToLower(strings.TrimSpace(name))
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"database/sql"
+	"net/url"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -33,6 +34,11 @@ func TestConnectionsKeepStatementJournalsInMemory(t *testing.T) {
 	}
 	if !strings.Contains(query, "wal_autocheckpoint") {
 		t.Fatalf("the given parameter is lost: %q", query)
+	}
+	// Only a pragma of the same name replaces the default, not one whose name merely starts with it.
+	query, err = sqliteQuery("_pragma=temp_store_directory('/tmp')")
+	if err != nil || !strings.Contains(query, url.QueryEscape("temp_store(memory)")) {
+		t.Fatalf("a longer pragma name dropped the default: %q, %v", query, err)
 	}
 	if mode := tempStore(t, ""); mode == 2 {
 		t.Fatal("without the launcher's pragma temp_store is already memory: this test proves nothing")
