@@ -122,7 +122,10 @@ async def update(db: Database, actor: Actor, *, connection_id: str, data: Connec
     conn = await get_doc_or_404(db, actor, connection_id=connection_id)
     changes = data.model_dump(exclude_unset=True, exclude_none=True)
     named = [changes["default_department_id"]] if "default_department_id" in changes else []
-    await departments.require_active_ids(db, conn.reseller_id, named + changes.get("menu_department_ids", []))
+    kept = [conn.default_department_id, *conn.menu_department_ids]
+    await departments.require_active_ids(
+        db, conn.reseller_id, named + changes.get("menu_department_ids", []), kept=kept
+    )
     after = conn.model_copy(update=changes)  # for the check only: the write sets `changes` alone
     if after.menu_enabled and not after.menu_department_ids:
         raise Unprocessable("a menu needs at least one department")

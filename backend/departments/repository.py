@@ -38,6 +38,10 @@ async def count_active_in(db: Database, scope: TenantScope, ids: list[str]) -> i
     return await db[COLLECTION].count_documents(scope.filter({"_id": {"$in": ids}, "active": True}))
 
 
+async def count_in(db: Database, scope: TenantScope, ids: list[str]) -> int:
+    return await db[COLLECTION].count_documents(scope.filter({"_id": {"$in": ids}}))
+
+
 async def update(db: Database, scope: TenantScope, department_id: str, changes: dict[str, Any]) -> Department | None:
     async with one_writer(db, COLLECTION, department_id):  # two people saving different fields at once
         await db[COLLECTION].update_one(scope.filter({"_id": department_id}), {"$set": changes})

@@ -1,3 +1,4 @@
+from collections.abc import Iterable
 from typing import Any
 
 from backend.core.clock import utcnow
@@ -60,10 +61,18 @@ async def update(db: Database, actor: Actor, *, department_id: str, data: Depart
     return DepartmentRead.of(department)
 
 
-async def require_active_ids(db: Database, reseller_id: str, ids: list[str]) -> list[str]:
-    """Department ids given in input must all be active departments of the tenant."""
+async def require_active_ids(db: Database, reseller_id: str, ids: list[str], *, kept: Iterable[str] = ()) -> list[str]:
+    """Department ids given in input must all be departments of the tenant, and active unless
+    the record held them already (`kept`): a department deactivated since stays where it was
+    (an agent's list, a menu, which skips it), so saving the record unchanged is never refused."""
     unique = sorted(set(ids))
-    if unique and await repository.count_active_in(db, TenantScope(reseller_id), unique) != len(unique):
+    held = set(kept)
+    added = [i for i in unique if i not in held]
+    scope = TenantScope(reseller_id)
+    if added and await repository.count_active_in(db, scope, added) != len(added):
+        raise Unprocessable("unknown or inactive department")
+    still = [i for i in unique if i in held]
+    if still and await repository.count_in(db, scope, still) != len(still):
         raise Unprocessable("unknown or inactive department")
     return unique
 

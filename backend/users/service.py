@@ -156,7 +156,7 @@ async def update(db: Database, actor: Actor, *, user_id: str, data: UserUpdate) 
         if target.role != "agent" or target.reseller_id is None:
             raise Conflict("only agents belong to departments")
         changes["department_ids"] = await departments.require_active_ids(
-            db, target.reseller_id, changes["department_ids"]
+            db, target.reseller_id, changes["department_ids"], kept=target.department_ids
         )
     changes["updated_at"] = utcnow()
     # A new password ends every session of the old one; so do deactivation and reactivation (a

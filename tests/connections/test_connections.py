@@ -204,6 +204,62 @@ async def test_department_menu_settings_on_a_connection(
     assert r.status_code == 404
 
 
+async def test_a_department_deactivated_later_never_blocks_saving_the_menu_or_the_agent_holding_it(
+    client: httpx.AsyncClient, admin_headers: dict[str, str], evolution: FakeEvolution
+) -> None:
+    """The menu form and the agent form keep a department deactivated since (shown as inactive;
+    the menu sent to clients skips it): saving them unchanged, or switching the menu off, must
+    not be refused because of it. Naming an inactive department anew still is."""
+    tenant = await make_tenant(client, admin_headers, departments=3, agents=0)
+    kept, gone, other = (d["id"] for d in tenant.departments)
+    conn = await make_connection(client, tenant, evolution, open_=False)
+    url = f"{BASE}/{conn['id']}"
+    r = await client.patch(
+        url, json={"menu_enabled": True, "menu_department_ids": [kept, gone]}, headers=tenant.headers
+    )
+    assert r.status_code == 200, r.text
+    agent = await client.post(
+        "/api/v1/users",
+        json={
+            "name": "Ana",
+            "email": f"{unique('ana')}@example.com",
+            "password": "agent-pass-1",
+            "department_ids": [kept, gone],
+        },
+        headers=tenant.headers,
+    )
+    assert agent.status_code == 201, agent.text
+    agent_url = f"/api/v1/users/{agent.json()['id']}"
+    r = await client.patch(f"/api/v1/departments/{gone}", json={"active": False}, headers=tenant.headers)
+    assert r.status_code == 200, r.text
+    r = await client.patch(f"/api/v1/departments/{other}", json={"active": False}, headers=tenant.headers)
+    assert r.status_code == 200, r.text
+
+    # Saved as the forms send them: the inactive department still in the lists.
+    r = await client.patch(
+        url, json={"menu_enabled": False, "menu_department_ids": [kept, gone]}, headers=tenant.headers
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["menu_enabled"] is False and r.json()["menu_department_ids"] == [kept, gone]
+    r = await client.patch(
+        agent_url, json={"name": "Ana Maria", "department_ids": [kept, gone]}, headers=tenant.headers
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["name"] == "Ana Maria" and sorted(r.json()["department_ids"]) == sorted([kept, gone])
+    # Dropping it is fine too; naming an inactive department that was not there is refused.
+    for target, body in (
+        (url, {"menu_department_ids": [kept, other]}),
+        (agent_url, {"department_ids": [kept, other]}),
+        (url, {"default_department_id": other}),
+    ):
+        r = await client.patch(target, json=body, headers=tenant.headers)
+        assert r.status_code == 422, (body, r.text)
+    r = await client.patch(agent_url, json={"department_ids": [kept]}, headers=tenant.headers)
+    assert r.status_code == 200 and r.json()["department_ids"] == [kept]
+    r = await client.patch(agent_url, json={"department_ids": [kept, gone]}, headers=tenant.headers)
+    assert r.status_code == 422  # no longer held: adding it back is naming it anew
+
+
 async def test_a_connection_stored_before_the_menu_reads_with_defaults_and_a_change_writes_only_its_fields(
     client: httpx.AsyncClient, admin_headers: dict[str, str], db: Any
 ) -> None:
