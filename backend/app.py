@@ -22,7 +22,7 @@ from backend.core.config import Settings, get_settings
 from backend.core.db import Database, durable_database, make_client
 from backend.core.errors import AppError, TooManyRequests
 from backend.core.logging import configure_logging, get_logger
-from backend.core.middleware import BodyLimit, ReadinessGate, RequestContextMiddleware
+from backend.core.middleware import BodyLimit, EmptyQueryIsAbsent, ReadinessGate, RequestContextMiddleware
 from backend.core.runtime import open_runtime
 from backend.departments.routes import router as departments_router
 from backend.exports.routes import router as exports_router
@@ -128,6 +128,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     _install_error_handlers(app)
     # Added innermost first: the request id wraps everything, including the not-ready 503.
     app.add_middleware(ReadinessGate)
+    app.add_middleware(EmptyQueryIsAbsent)
     app.add_middleware(
         BodyLimit,
         default=settings.MAX_BODY_BYTES,

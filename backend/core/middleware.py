@@ -55,6 +55,23 @@ class RequestContextMiddleware:
             )
 
 
+class EmptyQueryIsAbsent:
+    """`?department_id=&cursor=&limit=`: a query parameter sent empty is treated as not sent.
+    Forms and URL templates send every field they have; an empty filter means no filter, not a
+    malformed id (which would be 422)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        query: bytes = scope.get("query_string", b"")
+        # The common case costs two `in` tests: only a query with an empty value is rebuilt.
+        if query and (b"=&" in query or query.endswith(b"=")):
+            kept = [p for p in query.split(b"&") if p.partition(b"=")[2]]
+            scope = {**scope, "query_string": b"&".join(kept)}
+        await self.app(scope, receive, send)
+
+
 class ReadinessGate:
     """Refuses API traffic with 503 until the start-up checks passed (app.state.startup.ready)."""
 

@@ -135,3 +135,18 @@ async def test_events_cursor_rejects_numbers_outside_versions(client: httpx.Asyn
             f"{API}/tickets/{ticket['id']}/events", params={"cursor": _cursor(bad)}, headers=tenant.headers
         )
         assert r.status_code == 422, (bad, r.text)
+
+
+async def test_query_parameters_sent_empty_are_no_filter(client: httpx.AsyncClient, tenant: Tenant) -> None:
+    """`?status=espera&department_id=&cursor=&limit=` as a form or a URL template sends it: the
+    empty ones are left out, not refused as malformed."""
+    await make_ticket(client, tenant)
+    plain = await client.get(f"{API}/tickets?status=espera", headers=tenant.headers)
+    empty = await client.get(f"{API}/tickets?status=espera&department_id=&cursor=&limit=", headers=tenant.headers)
+    assert plain.status_code == empty.status_code == 200, empty.text
+    assert [t["id"] for t in empty.json()["items"]] == [t["id"] for t in plain.json()["items"]]
+    r = await client.get(f"{API}/clients?q=&tag=&cursor=", headers=tenant.headers)
+    assert r.status_code == 200, r.text
+    # A value that is there is still checked.
+    r = await client.get(f"{API}/tickets?status=espera&department_id=nope&limit=", headers=tenant.headers)
+    assert r.status_code == 422
