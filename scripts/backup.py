@@ -8,7 +8,8 @@ run      writes <BACKUP_DIR>/iaze-<db>-<UTC time>.archive.gz (+ .sha256) and a .
          rows per table counted back from the archive; with BACKUP_EVOLUTION_REDIS_URL set, also
          <base>.evolution-redis.jsonl.gz (+ .sha256), the Baileys signal keys kept in Evolution's
          Redis, each key's content hashed in the manifest. Then applies retention.
-verify   restores the newest archive into a scratch database of its own, compares its counts with the
+verify   restores the newest archive into a scratch database (the next of a fixed set of four, the
+         backup user's only writable databases), compares its counts with the
          manifest, reads every media file (GridFS) back and hashes it against its record's sha256,
          drops the scratch database; checks the sessions tar's checksum and extracts it
          into a scratch directory, comparing every file with the manifest; records the result.
@@ -198,6 +199,20 @@ def manifests(out_dir: Path, db_name: str) -> list[tuple[Path, dict[str, Any]]]:
     return found
 
 
+def _last_scratch(out_dir: Path, settings: OpsSettings) -> str | None:
+    """The scratch database the newest verify record in `out_dir` names (None: no record says)."""
+    newest: tuple[str, str] | None = None
+    for path in out_dir.glob(f"iaze-{settings.MONGO_DB}-*.verified.json"):
+        try:
+            record = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        at, name = record.get("at"), record.get("scratch")
+        if isinstance(at, str) and isinstance(name, str) and (newest is None or at > newest[0]):
+            newest = (at, name)
+    return newest[1] if newest else None
+
+
 async def verify_newest(
     client: AsyncMongoClient[dict[str, Any]], settings: OpsSettings, out_dir: Path, *, tool: str
 ) -> bool:
@@ -208,9 +223,12 @@ async def verify_newest(
     path = out_dir / manifest["archive"]
     if not path.is_file() or sha256_of(path) != manifest["sha256"]:
         fail(Exit.FILE, f"{manifest['archive']} is missing or does not match its manifest's sha256")
-    for leftover in [n for n in await client.list_database_names() if settings.is_scratch(n)]:
+    leftovers = [n for n in await client.list_database_names() if settings.is_scratch(n)]
+    for leftover in leftovers:
         await drop_scratch_database(client, settings, leftover)  # an interrupted verify's
-    scratch = settings.scratch_name()
+    scratch = settings.next_scratch(_last_scratch(out_dir, settings))
+    while scratch in leftovers:  # just dropped: not recreated moments later (OpsSettings.scratch_names)
+        scratch = settings.next_scratch(scratch)
     try:
         restored = await restore_archive(client, settings, path, scratch, tool=tool)
         counts = await database_counts(database(client, scratch))
@@ -234,6 +252,7 @@ async def verify_newest(
     )
     record: dict[str, Any] = {
         "at": datetime.now(UTC).isoformat(),
+        "scratch": scratch,
         "ok": not bad and media_checked.ok,
         "restored_counts": counts,
         "tool": restored.tool,

@@ -2,7 +2,6 @@
 
 import asyncio
 import re
-import secrets
 import sys
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from enum import IntEnum
@@ -34,14 +33,19 @@ class Exit(IntEnum):
     FILE = 4  # a snapshot/archive/checksum file is missing, unreadable or corrupt
 
 
+# How many scratch databases `backup verify` rotates through; mongo-init/01-users.js grants the
+# backup user the same number (tests/scripts/test_compose.py ties the two).
+VERIFY_SCRATCH_SLOTS = 4
+
+
 class OpsSettings(Settings):
     """Backend settings plus the ones only the operations scripts read (see .env.example)."""
 
     BACKUP_DIR: str = "./backups"
     BACKUP_KEEP_DAILY: int = 7
     BACKUP_KEEP_WEEKLY: int = 4
-    # Base name of the scratch databases `backup verify` restores into (one per run, `scratch_name`);
-    # the only databases any script drops.
+    # Base name of the scratch databases `backup verify` restores into, <base>_0 … <base>_<N-1>
+    # (`scratch_names`); the only databases any script drops.
     BACKUP_VERIFY_DB: str = ""
     # auto: real mongodump/mongorestore when found (var/bin or PATH), else the built-in writer.
     BACKUP_TOOL: str = "auto"
@@ -62,16 +66,29 @@ class OpsSettings(Settings):
     def verify_db(self) -> str:
         return self.BACKUP_VERIFY_DB or f"{self.MONGO_DB}_verify"
 
-    def scratch_name(self) -> str:
-        """A name of its own for one verify's scratch database. Verifies in a row (drop, then
-        recreate under the same name moments later) now and then failed on FerretDB's SQLite
-        backend with "disk I/O error (522)", a short read, what SQLite answers when a file is
-        replaced under a handle still open; a fresh name never reopens a dropped file."""
-        return f"{self.verify_db}_{secrets.token_hex(4)}"  # short: database names end at 63 characters
+    def scratch_names(self) -> list[str]:
+        """The only databases `backup verify` restores into, a fixed set: the backup user is granted
+        exactly these (mongo-init/01-users.js; MongoDB grants name whole databases, no patterns, and
+        a grant on every database would let it drop the live one). One name reused run after run
+        would be dropped and recreated moments apart, which on FerretDB's SQLite backend now and
+        then failed with "disk I/O error (522)" (5d6b8b5); `next_scratch` rotates through the set,
+        so a name comes back only VERIFY_SCRATCH_SLOTS - 1 verifies later. A lock on one name
+        would not help: the failure was a recreate after a drop, not two verifies at once."""
+        return [f"{self.verify_db}_{slot}" for slot in range(VERIFY_SCRATCH_SLOTS)]
+
+    def next_scratch(self, previous: str | None) -> str:
+        """The name after `previous` (the last verify's, from its record) in `scratch_names`."""
+        names = self.scratch_names()
+        return names[(names.index(previous) + 1) % len(names)] if previous in names else names[0]
 
     def is_scratch(self, name: str) -> bool:
-        """`verify_db` itself (as older versions named it) or one verify's `scratch_name()`."""
-        return name == self.verify_db or re.fullmatch(rf"{re.escape(self.verify_db)}_[0-9a-f]{{8}}", name) is not None
+        """One of `scratch_names`, `verify_db` itself (as versions before 5d6b8b5 named it) or
+        `<verify_db>_<8 hex>` (as versions since named it, creatable only without access control)."""
+        return (
+            name == self.verify_db
+            or name in self.scratch_names()
+            or re.fullmatch(rf"{re.escape(self.verify_db)}_[0-9a-f]{{8}}", name) is not None
+        )
 
 
 def load_settings(mongo_url: str | None = None, db: str | None = None, env_file: Path | None = None) -> OpsSettings:

@@ -5,8 +5,9 @@ nothing is dropped — except the one documented exception below. Restoring into
 (MONGO_DB) needs --over-live and first takes a fresh backup of it.
 
 The only destructive call in the project lives here: drop_scratch_database(), which drops a
-scratch database `backup verify` restores into ("<BACKUP_VERIFY_DB>_<8 hex>", the base
-name defaulting to "<MONGO_DB>_verify"; OpsSettings.is_scratch) and refuses every other name.
+scratch database `backup verify` restores into ("<BACKUP_VERIFY_DB>_0" … "_3", the base name
+defaulting to "<MONGO_DB>_verify", or an older version's leftover; OpsSettings.is_scratch) and
+refuses every other name.
 """
 
 import contextlib

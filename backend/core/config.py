@@ -89,11 +89,14 @@ class Settings(BaseSettings):
     MAX_BODY_BYTES: int = Field(default=1024 * 1024, ge=1024)
     WEBHOOK_MAX_BODY_BYTES: int = Field(default=16 * 1024 * 1024, ge=1024)
     # Connections (uvicorn, backend/core/server.py): a request's headers must arrive within
-    # HTTP_HEADER_TIMEOUT_SECONDS of its first byte (or of the connection), its body within
-    # HTTP_BODY_TIMEOUT_SECONDS of the headers, and an idle keep-alive connection is closed after
-    # HTTP_KEEP_ALIVE_SECONDS. HTTP_MAX_HEADER_BYTES bounds request line plus headers (431 past it).
+    # HTTP_HEADER_TIMEOUT_SECONDS of its first byte (or of the connection); its body may not fall
+    # silent for HTTP_BODY_TIMEOUT_SECONDS (nginx's client_body_timeout for uploads is the same)
+    # and, past that long after the headers, must average HTTP_BODY_MIN_BYTES_PER_SECOND; an idle
+    # keep-alive connection is closed after HTTP_KEEP_ALIVE_SECONDS. HTTP_MAX_HEADER_BYTES bounds
+    # request line plus headers (431 past it).
     HTTP_HEADER_TIMEOUT_SECONDS: float = Field(default=10.0, gt=0)
     HTTP_BODY_TIMEOUT_SECONDS: float = Field(default=60.0, gt=0)
+    HTTP_BODY_MIN_BYTES_PER_SECOND: int = Field(default=16 * 1024, ge=0)
     HTTP_KEEP_ALIVE_SECONDS: int = Field(default=5, ge=1)
     HTTP_MAX_HEADER_BYTES: int = Field(default=16 * 1024, ge=1024)
 

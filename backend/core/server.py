@@ -3,8 +3,14 @@
 uvicorn closes idle keep-alive connections (timeout_keep_alive) but sets no deadline on a
 request being received: a client that sends its headers or body a byte at a time holds its
 connection (and whatever the app has allocated for it) for as long as it likes. The protocol
-below (uvicorn's httptools one, its default here) adds the two deadlines and a bound on the size
-of the request line and headers.
+below (uvicorn's httptools one, its default here) adds a deadline for the headers, two bounds on
+the body (no silence longer than `body_timeout`, an average rate of at least `body_min_rate` once
+`body_timeout` has passed) and a bound on the size of the request line and headers.
+
+The body has bounds, not a deadline: an agent's 100 MB document on a slow uplink is a body that
+honestly takes minutes (frontend/nginx.conf streams it on as it arrives), while a slow-loris body
+either falls silent or trickles, and a trickle of N bytes a second holds the connection at most
+(the route's body limit) / N seconds before its 413.
 """
 
 import asyncio
@@ -29,6 +35,7 @@ class ConnectionLimits:
     header_timeout: float
     body_timeout: float
     max_header_bytes: int
+    body_min_rate: float = 0.0  # bytes a second, averaged from the headers on; 0: no floor
 
     @classmethod
     def of(cls, settings: Settings) -> "ConnectionLimits":
@@ -36,6 +43,7 @@ class ConnectionLimits:
             header_timeout=settings.HTTP_HEADER_TIMEOUT_SECONDS,
             body_timeout=settings.HTTP_BODY_TIMEOUT_SECONDS,
             max_header_bytes=settings.HTTP_MAX_HEADER_BYTES,
+            body_min_rate=settings.HTTP_BODY_MIN_BYTES_PER_SECOND,
         )
 
 
@@ -62,9 +70,12 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
 
 class GuardedHttpProtocol(HttpToolsProtocol):
     """A request's headers must arrive within `header_timeout` of its first byte (of the
-    connection, for the first request), its body within `body_timeout` of its headers; request
-    line plus headers over `max_header_bytes` get 431. Either deadline missed closes the
-    connection (the app, if it is reading the body, sees a disconnect)."""
+    connection, for the first request). Its body may not fall silent for `body_timeout` (from the
+    headers, then from each piece of it), and once `body_timeout` has passed since the headers it
+    must have averaged `body_min_rate` bytes a second (checked as each piece arrives). Request
+    line plus headers over `max_header_bytes` get 431. A missed bound closes the connection (the
+    app, if it is reading the body, sees a disconnect). Time in which uvicorn itself stopped
+    reading because the app had not taken the body yet (flow control) is not the client's."""
 
     limits: ClassVar[ConnectionLimits | None] = None  # None: from the settings
 
@@ -76,6 +87,8 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self._awaiting_headers = True
         self._request_boundary = False  # headers or a request ended within the current chunk
         self._refused = False
+        self._body_started = 0.0  # loop time of the current request's headers' end
+        self._body_bytes = 0
 
     def _arm(self, seconds: float) -> None:
         self._disarm()
@@ -88,6 +101,14 @@ class GuardedHttpProtocol(HttpToolsProtocol):
 
     def _expired(self) -> None:
         self._deadline = None
+        if not self._awaiting_headers and self.flow.read_paused:
+            # Silent because uvicorn paused reading until the app takes the body: not the client.
+            self._body_started += self._limits.body_timeout
+            self._arm(self._limits.body_timeout)
+            return
+        self._close()
+
+    def _close(self) -> None:
         if not self.transport.is_closing():
             self.transport.close()
 
@@ -133,12 +154,23 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self._awaiting_headers = False
         self._request_boundary = True
         self._header_bytes = 0
+        self._body_started = self.loop.time()
+        self._body_bytes = 0
         self._arm(self._limits.body_timeout)
         super().on_headers_complete()
 
     def on_body(self, body: bytes) -> None:
-        if not self._refused:
-            super().on_body(body)
+        if self._refused:
+            return
+        self._body_bytes += len(body)
+        elapsed = self.loop.time() - self._body_started
+        if elapsed > self._limits.body_timeout and self._body_bytes < self._limits.body_min_rate * elapsed:
+            self._refused = True  # a trickle: closed as if it had fallen silent
+            self._disarm()
+            self._close()
+            return
+        self._arm(self._limits.body_timeout)  # silence is counted from this piece
+        super().on_body(body)
 
     def on_message_complete(self) -> None:
         self._disarm()

@@ -42,7 +42,7 @@ async def _echo(scope: dict[str, Any], receive: Any, send: Any) -> None:
 
 
 class _Quick(GuardedHttpProtocol):
-    limits = ConnectionLimits(header_timeout=0.5, body_timeout=0.5, max_header_bytes=2048)
+    limits = ConnectionLimits(header_timeout=0.5, body_timeout=0.5, max_header_bytes=2048, body_min_rate=500)
 
 
 @pytest.fixture
@@ -74,6 +74,7 @@ def test_the_connection_settings_reach_uvicorns_config() -> None:
         "unused",
         HTTP_HEADER_TIMEOUT_SECONDS=7,
         HTTP_BODY_TIMEOUT_SECONDS=33,
+        HTTP_BODY_MIN_BYTES_PER_SECOND=2048,
         HTTP_KEEP_ALIVE_SECONDS=4,
         HTTP_MAX_HEADER_BYTES=9000,
         WORKERS=3,
@@ -86,7 +87,9 @@ def test_the_connection_settings_reach_uvicorns_config() -> None:
     assert (config.workers, config.port, config.ws_per_message_deflate) == (3, 8123, False)
     assert config.proxy_headers is False  # the client address is TRUSTED_PROXIES' decision alone
     assert import_from_string(config.http) is GuardedHttpProtocol
-    assert ConnectionLimits.of(settings) == ConnectionLimits(header_timeout=7, body_timeout=33, max_header_bytes=9000)
+    assert ConnectionLimits.of(settings) == ConnectionLimits(
+        header_timeout=7, body_timeout=33, max_header_bytes=9000, body_min_rate=2048
+    )
 
 
 def test_python_m_backend_hands_those_settings_to_uvicorn(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -156,6 +159,44 @@ async def test_a_body_that_does_not_arrive_in_time_closes_the_connection(port: i
     writer.write(b"POST / HTTP/1.1\r\nhost: x\r\ncontent-length: 100\r\n\r\nonly this")
     assert b"200" not in await _closed_by_server(reader)  # never answered as if complete
     writer.close()
+
+
+async def _send_body_slowly(port: int, *, pieces: int, piece: int, every: float) -> bytes:
+    """Headers, then the body `piece` bytes every `every` seconds; what the server answers."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"POST / HTTP/1.1\r\nhost: x\r\ncontent-length: %d\r\n\r\n" % (pieces * piece))
+    try:
+        for _ in range(pieces):
+            if reader.at_eof():
+                break  # the server closed the connection
+            writer.write(b"a" * piece)
+            await writer.drain()
+            await asyncio.sleep(every)
+    except ConnectionError:
+        pass  # cut while sending: what the server answered (nothing) tells
+    try:
+        return await asyncio.wait_for(reader.read(), BOUND)
+    except ConnectionError:
+        return b""
+    finally:
+        writer.close()
+
+
+async def test_a_slow_body_that_keeps_coming_is_served_however_long_it_takes(port: int) -> None:
+    """An agent's large upload on a slow uplink: 2 s of body against a 0.5 s body timeout, at
+    1000 bytes a second against a floor of 500, is answered, not cut (the deadline it replaced
+    closed it at 0.5 s)."""
+    answer = await _send_body_slowly(port, pieces=20, piece=100, every=0.1)
+    assert answer.startswith(b"HTTP/1.1 200") and answer.endswith(b"a" * 2000)
+
+
+async def test_a_body_that_trickles_below_the_minimum_rate_closes_the_connection(port: int) -> None:
+    """Slow-loris that never falls silent: 10 bytes every 0.1 s (100 bytes a second, under the
+    floor of 500) is cut soon after the body timeout, long before its 3 s would have ended."""
+    started = asyncio.get_running_loop().time()
+    answer = await _send_body_slowly(port, pieces=30, piece=10, every=0.1)
+    assert b"200" not in answer
+    assert asyncio.get_running_loop().time() - started < 2.0
 
 
 async def test_headers_over_the_limit_get_431(port: int) -> None:

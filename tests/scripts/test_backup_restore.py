@@ -83,6 +83,23 @@ async def test_verify_restores_into_scratch_and_drops_it(
     assert verified["ok"] is True and verified["restored_counts"]["tickets"] >= 4
 
 
+async def test_verifies_in_a_row_rotate_through_the_granted_scratch_names(
+    tenant: Tenant, mongo_url: str, db_name: str, raw_mongo: Any, backup_dir: Path, tmp_path: Path
+) -> None:
+    """Each verify restores into the next of the fixed set the backup user is granted, never into
+    the name the previous one dropped moments before (5d6b8b5), and leaves none behind."""
+    env = _env(mongo_url, db_name, backup_dir)
+    settings = OpsSettings(_env_file=None, ENV="test", MONGO_URL=mongo_url, MONGO_DB=db_name)  # type: ignore[call-arg]
+    used = []
+    for _ in range(2):
+        res = await run_cli("scripts.backup", "verify", env=env, cwd=tmp_path)
+        assert res.code == 0, res.output
+        [verified] = [json.loads(p.read_text()) for p in _glob(backup_dir, "*.verified.json")]
+        used.append(verified["scratch"])
+    assert used[0] in settings.scratch_names() and used[1] == settings.next_scratch(used[0]) != used[0]
+    assert not [n for n in await raw_mongo.list_database_names() if settings.is_scratch(n)]
+
+
 async def test_restore_into_named_database_is_faithful(
     mongo_url: str, db_name: str, db: Any, raw_mongo: Any, backup_dir: Path, tmp_path: Path
 ) -> None:
@@ -189,10 +206,11 @@ async def test_only_the_scratch_database_can_be_dropped(mongo_url: str, db_name:
         f"{db_name}_verify_0123abcd_x",
         f"{db_name}_verify_0123abcde",
         f"{db_name}_verify2",
+        f"{db_name}_verify_{len(settings.scratch_names())}",  # past the fixed set
     )
     for name in (db_name, "admin", f"{db_name}_restored", *lookalikes):
         with pytest.raises(SystemExit) as exc:
             await drop_scratch_database(raw_mongo, settings, name)
         assert exc.value.code == 2
     assert db_name in await raw_mongo.list_database_names()
-    await drop_scratch_database(raw_mongo, settings, settings.scratch_name())  # one verify's own: allowed
+    await drop_scratch_database(raw_mongo, settings, settings.scratch_names()[0])  # one verify's own: allowed

@@ -3,9 +3,12 @@ dclint in `make lint`; there is no Docker engine here to start the stack)."""
 
 import json
 import re
+import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from backend.core.indexes import declared
@@ -45,12 +48,69 @@ def test_mongo_is_a_replica_set_on_a_named_volume_with_a_healthcheck_that_initia
     assert set(_compose()["volumes"]) >= {"mongo_data", "mongo_config"}
 
 
+def test_mongo_is_healthy_only_as_a_writable_primary() -> None:
+    """The healthcheck's two answers must not contain one another: `grep -q PRIMARY` once matched
+    NOT_PRIMARY too, so a secondary or an uninitiated node counted as healthy."""
+    check = " ".join(_compose()["services"]["mongo"]["healthcheck"]["test"])
+    answers = re.search(r'isWritablePrimary \? "(\w+)" : "(\w+)"', check)
+    assert answers is not None, check
+    yes, no = answers.groups()
+    matcher = re.search(r"\| grep -qx (\w+)$", check.strip())
+    assert matcher is not None and matcher.group(1) == yes, "match the whole line, the writable answer only"
+    assert yes not in no
+
+
+def test_public_base_url_in_env_wins_over_compose_default() -> None:
+    env = _compose()["services"]["backend"]["environment"]
+    assert env["PUBLIC_BASE_URL"] == "${PUBLIC_BASE_URL:-http://backend:8000}"
+    example = (ROOT / ".env.example").read_text()
+    assert not re.search(r"^PUBLIC_BASE_URL=", example, re.M), "a copied .env.example must not override it"
+
+
 def test_app_user_cannot_delete_or_drop() -> None:
     users = (ROOT / "mongo-init" / "01-users.js").read_text()
     role = users[users.index("createRole") : users.index("createUser")]
     actions = set(re.findall(r'"(\w+)"', role[role.index("actions") :]))
     assert {"find", "insert", "update", "createIndex"} <= actions
     assert not actions & {"remove", "dropCollection", "dropDatabase", "dropIndex", "renameCollectionSameDB"}
+
+
+def _users_js_grants(env: dict[str, str]) -> dict[str, list[dict[str, str]]]:
+    """mongo-init/01-users.js run by node against a stand-in `db`: each user's roles."""
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("node is not installed")
+    harness = """
+const users = {};
+const sibling = { createRole() {}, createUser(u) { users[u.user] = u.roles; } };
+const [script, env] = process.argv.slice(1);
+Object.assign(process.env, JSON.parse(env));
+globalThis.db = { getSiblingDB() { return sibling; } };
+require(script);
+console.log(JSON.stringify(users));
+"""
+    script = str(ROOT / "mongo-init" / "01-users.js")
+    done = subprocess.run([node, "-e", harness, script, json.dumps(env)], capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stderr
+    grants: dict[str, list[dict[str, str]]] = json.loads(done.stdout)
+    return grants
+
+
+@pytest.mark.parametrize("verify_db", ["", "elsewhere_scratch"])
+def test_the_backup_user_owns_exactly_the_databases_verify_may_use(verify_db: str) -> None:
+    """`backup verify` creates, fills and drops only names OpsSettings gives it, and the backup
+    user is granted dbOwner on exactly those (a grant names one whole database): the two cannot
+    drift apart again, as when verify moved to per-run names nobody was granted."""
+    env = {"MONGO_DB": "shop", "MONGO_APP_USER": "app", "MONGO_BACKUP_USER": "bk", "BACKUP_VERIFY_DB": verify_db}
+    roles = _users_js_grants(env)["bk"]
+    owned = {r["db"] for r in roles if r["role"] == "dbOwner"}
+    settings = OpsSettings(_env_file=None, ENV="test", MONGO_DB="shop", BACKUP_VERIFY_DB=verify_db)  # type: ignore[call-arg]
+    assert owned == {settings.verify_db, *settings.scratch_names()}
+    assert all(settings.is_scratch(name) for name in owned) and "shop" not in owned
+    assert {"role": "read", "db": "shop"} in roles and not {r["role"] for r in roles} & {"readWrite", "root"}
+    # every name verify may pick next is one of them, whatever the previous one was
+    for previous in (None, "shop", *settings.scratch_names()):
+        assert settings.next_scratch(previous) in owned
 
 
 def test_backend_image_is_non_root_with_readiness_healthcheck() -> None:
@@ -152,7 +212,7 @@ def test_backend_uses_the_stacks_evolution_and_the_installation_key() -> None:
         env = services[name]["environment"]
         assert env["EVOLUTION_BASE_URL"] == "${EVOLUTION_BASE_URL:-http://evolution:8080}"
         assert env["EVOLUTION_API_KEY"].startswith("${EVOLUTION_API_KEY:?")
-    assert services["backend"]["environment"]["PUBLIC_BASE_URL"] == "http://backend:8000"
+    assert services["backend"]["environment"]["PUBLIC_BASE_URL"] == "${PUBLIC_BASE_URL:-http://backend:8000}"
     example = (ROOT / ".env.example").read_text()
     assert re.search(r"^EVOLUTION_API_KEY=$", example, re.M) and "openssl rand -hex 32" in example
     assert re.search(r"^EVOLUTION_DB_PASSWORD=$", example, re.M)
