@@ -1,5 +1,6 @@
 import createClient, { type Middleware } from 'openapi-fetch';
 import type { paths } from './schema';
+import { translateBackendMessage, validationIssueMessage, type ValidationIssue } from '../i18n/backendMessages';
 import { t } from '../i18n/pt-BR';
 
 /** An API answer other than 2xx, with the backend's `{"detail": …}` kept as is. */
@@ -12,17 +13,40 @@ export class ApiError extends Error {
     this.name = 'ApiError';
   }
 
+  /** The pt-BR message for an answer: the backend's sentence translated (i18n/backendMessages.ts),
+   * a 422's validation issues translated, or the status's generic text.
+   *
+   * A sentence the catalogue does not know yet shows only a pt-BR text, never the English: a
+   * support agent cannot act on an English technical phrase and may take it for a crash, while
+   * a generic "could not be done" plus the screen they are on is enough to retry or call for
+   * help. Whoever investigates finds the original in `detail` (kept as is) and the network tab. */
   static describe(status: number, detail: unknown): string {
-    if (typeof detail === 'string') return detail;
-    if (detail && typeof detail === 'object' && 'message' in detail) return String(detail.message);
+    if (Array.isArray(detail)) {
+      const issues = detail.filter((item): item is ValidationIssue => !!item && typeof item === 'object');
+      const messages = [...new Set(issues.map(validationIssueMessage))];
+      if (messages.length) return messages.join(' ');
+    }
+    const sentence =
+      typeof detail === 'string'
+        ? detail
+        : detail && typeof detail === 'object' && 'message' in detail && typeof detail.message === 'string'
+          ? detail.message
+          : null;
+    return (sentence !== null ? translateBackendMessage(sentence) : undefined) ?? ApiError.generic(status);
+  }
+
+  /** The status's text, for an answer without a sentence this catalogue knows. Never "Confira os
+   * campos destacados." here: nothing says a form highlights anything for such an answer. */
+  private static generic(status: number): string {
     if (status === 0) return t.errors.network;
+    if (status === 401) return t.auth.expired;
     if (status === 403) return t.errors.forbidden;
     if (status === 404) return t.errors.notFound;
     if (status === 409) return t.errors.conflict;
     if (status === 413) return t.errors.tooLarge;
-    if (status === 422) return t.errors.validation;
+    if (status === 429) return t.errors.tooMany;
     if (status === 503) return t.errors.unavailable;
-    return t.app.genericError;
+    return t.errors.generic;
   }
 }
 
@@ -158,13 +182,17 @@ export function errorMessage(error: unknown): string {
   return t.app.genericError;
 }
 
-/** FastAPI 422 bodies: a list of {loc, msg}; maps the last loc element to the field's message. */
+/** FastAPI 422 bodies: a list of {type, loc, msg}; maps each body field (the last loc element) to
+ * its message in pt-BR. Issues not about a field of the body (a query parameter, a header, the
+ * body as a whole: loc ["body"]) are left out: no form shows them on a field, and the form's
+ * message (`errorMessage`, which translates every issue) says what is wrong instead. */
 export function fieldErrors(error: unknown): Record<string, string> {
   if (!(error instanceof ApiError) || error.status !== 422 || !Array.isArray(error.detail)) return {};
   const out: Record<string, string> = {};
-  for (const item of error.detail as { loc?: unknown[]; msg?: string }[]) {
-    const field = item.loc?.[item.loc.length - 1];
-    if (typeof field === 'string' && item.msg) out[field] = item.msg.replace(/^Value error, /, '');
+  for (const item of error.detail as ValidationIssue[]) {
+    if (!item || !Array.isArray(item.loc) || item.loc[0] !== 'body' || item.loc.length < 2) continue;
+    const field = item.loc[item.loc.length - 1];
+    if (typeof field === 'string' && !(field in out)) out[field] = validationIssueMessage(item);
   }
   return out;
 }

@@ -63,8 +63,15 @@ export function useTicketList(status: TicketStatus, q: string, filters: TicketFi
   });
 }
 
-export function useTicketCounts() {
-  return useQuery({ queryKey: keys.counts, queryFn: () => unwrap(api.GET('/api/v1/tickets/counts')) });
+/** The tabs' totals, within one department when `departmentId` is given (the inbox's filter;
+ * the backend counts by department only). The key extends `keys.counts`, so invalidating the
+ * counts refreshes every department's. */
+export function useTicketCounts(departmentId?: string) {
+  return useQuery({
+    queryKey: departmentId ? [...keys.counts, departmentId] : keys.counts,
+    queryFn: () =>
+      unwrap(api.GET('/api/v1/tickets/counts', { params: { query: departmentId ? { department_id: departmentId } : {} } })),
+  });
 }
 
 export function useTicket(id: string) {

@@ -1,4 +1,7 @@
 // Every string the UI shows, in Brazilian Portuguese. Components import `t` and never hold text.
+// The backend's own sentences (error details, failure reasons) are translated in ./backendMessages.ts.
+import { failureReason } from './backendMessages';
+
 export const t = {
   app: {
     name: 'IAZE Atendimento',
@@ -155,7 +158,8 @@ export const t = {
       connection_inactive: 'A conexão de WhatsApp deste atendimento foi desativada: as respostas não chegam ao cliente.',
       connection_disconnected: 'A conexão de WhatsApp deste atendimento está desconectada: reconecte-a para responder.',
     } as Record<string, string>,
-    failureReason: (reason: string) => (reason === 'number is not on WhatsApp' ? 'Este número não tem WhatsApp.' : `Não enviada: ${reason}`),
+    // The backend's reasons (provider answers included) in pt-BR: i18n/backendMessages.ts.
+    failureReason: (reason: string) => failureReason(reason),
     timeline: {
       someone: 'Alguém',
       created: (who: string) => `${who} abriu o atendimento`,
@@ -546,6 +550,9 @@ export const t = {
     notFound: 'Não encontrado.',
     conflict: 'Conflito: os dados mudaram. Atualize e tente de novo.',
     network: 'Sem comunicação com o servidor.',
+    // A refusal whose sentence i18n/backendMessages.ts does not know (yet).
+    generic: 'Não foi possível concluir a ação.',
+    tooMany: 'Muitas tentativas em pouco tempo. Aguarde um instante e tente de novo.',
     unavailable: 'Servidor indisponível no momento.',
     tooLarge: 'Arquivo grande demais para o WhatsApp.',
   },

@@ -79,4 +79,28 @@ describe('StartConversation', () => {
     expect(await screen.findByText(/Nenhuma conexão de WhatsApp conectada/)).toBeInTheDocument();
     expect(screen.getByRole('button', { name: 'Enviar e abrir atendimento' })).toBeDisabled();
   });
+  it("does not default to the connection's inactive default department: the user must choose one", async () => {
+    const created = ticketFixture({ id: '5'.repeat(24), status: 'atendendo', agent_id: me.id, channel: 'w'.repeat(24) });
+    const inactive = [{ ...departments[0], active: false }, departments[1]];
+    const calls = mockApi(({ method, path }) => {
+      if (path === '/api/v1/auth/me') return { body: me };
+      if (path === '/api/v1/whatsapp-connections') return { body: { items: [connection({})], next_cursor: null } };
+      if (path === '/api/v1/departments') return { body: { items: inactive, next_cursor: null } };
+      if (path === '/api/v1/tickets' && method === 'POST') return { status: 201, body: created };
+      return undefined;
+    });
+    renderApp(<StartConversation contact={contact} onDone={() => undefined} />);
+    await screen.findByRole('option', { name: 'Financeiro' });
+    expect(screen.queryByRole('option', { name: 'Suporte' })).not.toBeInTheDocument();
+    await userEvent.selectOptions(screen.getByRole('combobox', { name: 'Conexão de WhatsApp' }), 'Loja');
+    await userEvent.type(screen.getByRole('textbox', { name: 'Primeira mensagem' }), 'Oi');
+    expect(screen.getByRole('combobox', { name: 'Departamento' })).toHaveValue('');
+    const submit = screen.getByRole('button', { name: 'Enviar e abrir atendimento' });
+    expect(submit).toBeDisabled();
+
+    await userEvent.selectOptions(screen.getByRole('combobox', { name: 'Departamento' }), 'Financeiro');
+    expect(submit).toBeEnabled();
+    await userEvent.click(submit);
+    await waitFor(() => expect(calls.find((c) => c.method === 'POST')?.body).toMatchObject({ department_id: 'e'.repeat(24) }));
+  });
 });

@@ -38,7 +38,10 @@ export function StartConversation({ contact, onDone }: { contact: Client; onDone
   }));
   const departmentOptions = (departments.data ?? []).filter((d) => d.active).map((d) => ({ value: d.id, label: d.name }));
   const chosen = usable.find((c) => c.id === connectionId);
-  const department = departmentId ?? chosen?.default_department_id ?? null;
+  // Only a department the select lists (an active one) is ever submitted: a connection whose
+  // default department was deactivated leaves the choice to the user, as the select shows "—".
+  const listed = (id: string | null | undefined) => (id && departmentOptions.some((d) => d.value === id) ? id : null);
+  const department = listed(departmentId) ?? listed(chosen?.default_department_id);
 
   const start = useMutation({
     mutationFn: () =>

@@ -123,4 +123,31 @@ describe('InboxPage', () => {
     expect(new Date(last.get('created_to')!).getTime()).toBe(new Date(2025, 3, 1).getTime());
     expect(screen.getByTestId('inbox-filters')).toBeInTheDocument();
   });
+  it('counts the tabs within the Departamento filter, and tenant-wide again once it is cleared', async () => {
+    const dept = 'd'.repeat(24);
+    const asked: (string | null)[] = [];
+    mockApi(({ path, url }) => {
+      if (path === '/api/v1/auth/me') return { body: me };
+      if (path === '/api/v1/tickets/counts') {
+        const department = url.searchParams.get('department_id');
+        asked.push(department);
+        return { body: department === dept ? { espera: 3, atendendo: 1, finalizado: 7 } : { espera: 30, atendendo: 10, finalizado: 70 } };
+      }
+      if (path === '/api/v1/departments') return { body: { items: [], next_cursor: null } };
+      if (path === '/api/v1/users') return { body: { items: [], next_cursor: null } };
+      if (path === '/api/v1/tags') return { body: { items: [] } };
+      if (path === '/api/v1/tickets') return { body: { items: [], next_cursor: null } };
+      return undefined;
+    });
+    renderApp(<InboxPage />, { path: '/atendimento', route: `/atendimento?depto=${dept}` });
+    await waitFor(() => expect(screen.getByTestId('count-espera')).toHaveTextContent('3'));
+    expect(screen.getByTestId('count-atendendo')).toHaveTextContent('1');
+    expect(screen.getByTestId('count-finalizado')).toHaveTextContent('7');
+    expect(asked).toEqual([dept]);
+
+    await userEvent.click(screen.getByRole('button', { name: 'Limpar filtros' }));
+    await waitFor(() => expect(screen.getByTestId('count-espera')).toHaveTextContent('30'));
+    expect(screen.getByTestId('count-finalizado')).toHaveTextContent('70');
+    expect(asked).toEqual([dept, null]);
+  });
 });

@@ -23,8 +23,10 @@ export function InboxPage() {
   const tab: TicketStatus = isStatus(params.get('aba')) ? (params.get('aba') as TicketStatus) : 'espera';
   const search = params.get('busca') ?? '';
   const [debounced] = useDebouncedValue(search.trim(), 300);
-  const counts = useTicketCounts();
   const filters = filtersFrom(params);
+  // The badges follow the Departamento filter (the counts endpoint takes it); the other filters
+  // and the search have no counterpart there, so with them the badges stay the department's totals.
+  const counts = useTicketCounts(filters.department_id);
   const filterCount = Object.keys(filters).length;
   const [showFilters, setShowFilters] = useState(filterCount > 0);
 
