@@ -38,6 +38,7 @@ from backend.gates import connect_domains
 from backend.messages.models import Message
 from backend.reports import aggregates, rebuild, repository
 from backend.reports import service as reports
+from backend.reports.schemas import ReportFilters
 from backend.tickets.models import TicketEvent
 from bench.counts_bench import sample
 from bench.stats import Summary
@@ -220,10 +221,14 @@ async def run(db: Database, args: argparse.Namespace) -> dict[str, Any]:
         lambda: reports.summary(db, owner, start=first, end=last), n=args.samples, seconds=120
     )
     rows["summary, year, one department"] = await sample(
-        lambda: reports.summary(db, owner, start=first, end=last, department_id=dept), n=args.samples, seconds=120
+        lambda: reports.summary(db, owner, start=first, end=last, filters=ReportFilters(department_id=dept)),
+        n=args.samples,
+        seconds=120,
     )
     rows["summary, year, one agent"] = await sample(
-        lambda: reports.summary(db, owner, start=first, end=last, agent_id=agent), n=args.samples, seconds=120
+        lambda: reports.summary(db, owner, start=first, end=last, filters=ReportFilters(agent_id=agent)),
+        n=args.samples,
+        seconds=120,
     )
     rows["summary, last 30 days"] = await sample(
         lambda: reports.summary(db, owner, start=last - timedelta(days=29), end=last), n=args.samples, seconds=120

@@ -175,11 +175,11 @@ class Settings(BaseSettings):
     TICKET_SWEEP_LOOKBACK_SECONDS: float = Field(default=60.0, gt=0)
     TICKET_SWEEP_STARTUP_LOOKBACK_SECONDS: float = Field(default=900.0, gt=0)
 
-    # CSV exports (backend/exports): exports running at once per process (more get 429), rows
-    # read and sent per batch (the memory one export holds), and the longest period in days.
+    # CSV exports (backend/exports): exports running at once per process (more get 429), and rows
+    # read and sent per batch (the memory one export holds). Their longest period is the reports'
+    # (reports.service.MAX_DAYS): the page exports what it shows.
     EXPORT_MAX_CONCURRENT: int = Field(default=2, ge=1)
     EXPORT_BATCH_ROWS: int = Field(default=500, ge=1, le=10_000)
-    EXPORT_MAX_DAYS: int = Field(default=366, ge=1)
 
     # /metrics: the gauges read from the database (tickets by state, outbox backlog, webhook lane
     # lag; backend/monitoring) are refreshed on scrape at most this often, looking at most

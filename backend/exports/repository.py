@@ -21,6 +21,7 @@ from backend.core.schemas import StoredModel
 from backend.core.tenancy import TenantScope
 from backend.exports.models import AssumeMark, MessageRow, TicketRow, fields_of
 from backend.messages.models import Message
+from backend.reports.schemas import ReportFilters
 
 TICKETS = "tickets"
 MESSAGES = "messages"
@@ -56,20 +57,35 @@ async def _batches(
         await cursor.close()
 
 
+# The stored fields each filter reads: a ticket's department, holder and connection (`channel`)
+# as they are now; a message's as stamped when it was written (messages.append).
+FILTER_FIELDS = {"department_id": "department_id", "agent_id": "agent_id", "connection_id": "channel"}
+
+
+def _narrowed(query: Doc, filters: ReportFilters) -> Doc:
+    """`query` with an equality per filter given."""
+    for name, stored in FILTER_FIELDS.items():
+        value = getattr(filters, name)
+        if value is not None:
+            query[stored] = value
+    return query
+
+
 def tickets_opened(
-    db: Database, scope: TenantScope, *, start: datetime, end: datetime, batch: int
+    db: Database, scope: TenantScope, *, start: datetime, end: datetime, filters: ReportFilters, batch: int
 ) -> AsyncIterator[list[TicketRow]]:
-    """The tenant's tickets opened in [start, end), oldest first, `batch` at a time."""
-    query = scope.filter({"created_at": {"$gte": start, "$lt": end}})
+    """The tenant's tickets opened in [start, end) inside the filters, oldest first, `batch` at a time."""
+    query = scope.filter(_narrowed({"created_at": {"$gte": start, "$lt": end}}, filters))
     return _batches(db, TICKETS, query, TicketRow, batch=batch)
 
 
 def messages_written(
-    db: Database, scope: TenantScope, *, start: datetime, end: datetime, batch: int
+    db: Database, scope: TenantScope, *, start: datetime, end: datetime, filters: ReportFilters, batch: int
 ) -> AsyncIterator[list[MessageRow]]:
-    """The tenant's conversation messages written in [start, end), oldest first; internal notes
-    are not part of it (staff remarks, never shown to the client)."""
-    query = scope.filter({"created_at": {"$gte": start, "$lt": end}, "direction": {"$ne": NOTE_DIRECTION}})
+    """The tenant's conversation messages written in [start, end) inside the filters, oldest first;
+    internal notes are not part of it (staff remarks, never shown to the client)."""
+    written = {"created_at": {"$gte": start, "$lt": end}, "direction": {"$ne": NOTE_DIRECTION}}
+    query = scope.filter(_narrowed(written, filters))
     return _batches(db, MESSAGES, query, MessageRow, batch=batch)
 
 

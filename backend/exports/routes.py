@@ -9,6 +9,7 @@ from backend.auth.deps import StaffActor
 from backend.core.deps import AppSettings, Db
 from backend.core.errors import ROLE, responses
 from backend.exports import service
+from backend.reports.deps import Filters
 
 router = APIRouter(prefix="/exports", tags=["exports"], responses=ROLE | responses(404, 429))
 
@@ -39,20 +40,21 @@ async def _exporter(
     actor: StaffActor,
     first: From,
     last: To,
+    filters: Filters,
     reseller_id: ResellerId = None,
 ) -> Exporter:
-    """Both files' one path: who and which days, a free export slot, then the rows as they are read."""
+    """Both files' one path: who, which days and filters (the dashboard's), a free export slot,
+    then the rows as they are read."""
     scope, tz = await service.scope_for(db, actor, reseller_id=reseller_id)
-    when = service.period(first, last, tz, max_days=settings.EXPORT_MAX_DAYS)
+    when = service.period(first, last, tz)
 
     def export(rows: Callable[..., AsyncIterator[str]], name: str) -> StreamingResponse:
         gate = _gate(request, settings)
         gate.admit()
-        body = gate.run(rows(db, scope, when, batch=settings.EXPORT_BATCH_ROWS))
+        body = gate.run(rows(db, scope, when, filters=filters, batch=settings.EXPORT_BATCH_ROWS))
         response = StreamingResponse(body, media_type="text/csv; charset=utf-8")
-        response.headers["Content-Disposition"] = (
-            f'attachment; filename="{name}_{first.isoformat()}_{last.isoformat()}.csv"'
-        )
+        filename = service.filename(name, (first, last), filters)
+        response.headers["Content-Disposition"] = f'attachment; filename="{filename}"'
         response.headers["Cache-Control"] = "no-store"
         return response
 
@@ -64,11 +66,12 @@ Export = Annotated[Exporter, Depends(_exporter)]
 
 @router.get("/tickets.csv", operation_id="exports-tickets", response_class=StreamingResponse, responses=CSV_ANSWER)
 async def export_tickets(export: Export) -> StreamingResponse:
-    """Tickets opened in the period (one row each), streamed as they are read."""
+    """Tickets opened in the period inside the filters (one row each), streamed as they are read."""
     return export(service.tickets_csv, "tickets")
 
 
 @router.get("/messages.csv", operation_id="exports-messages", response_class=StreamingResponse, responses=CSV_ANSWER)
 async def export_messages(export: Export) -> StreamingResponse:
-    """Conversation messages written in the period (internal notes left out), streamed as they are read."""
+    """Conversation messages written in the period inside the filters (internal notes left out),
+    streamed as they are read."""
     return export(service.messages_csv, "mensagens")

@@ -7,6 +7,12 @@ Decisions (README, Exports):
   than an agent's inbox shows, and an agent's own figures are on the dashboard.
 - What: tickets *opened* in the period; messages *written* in it. Internal notes are left out of
   the messages file: they are staff remarks, and an export is often handed to someone outside.
+- Which: the dashboard's filters (reports.schemas.ReportFilters), the same as its figures: a ticket
+  by its department, holder and connection (the file's own columns, as they are now); a message
+  by the department, holder and connection stamped on it when it was written (messages.append),
+  the dims the reports count it under. The file's name lists the filters it covers (`filename`).
+- The longest period is the reports' (reports.service.MAX_DAYS): the dashboard never shows a
+  period whose export would be refused.
 - Cells a spreadsheet would run as a formula (starting with = + - @, tab or carriage return) are
   prefixed with an apostrophe.
 - Never slowing the API for others: at most EXPORT_MAX_CONCURRENT exports run per process (more
@@ -18,19 +24,22 @@ Decisions (README, Exports):
 import asyncio
 import csv
 import io
+import re
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from backend.core.clock import as_utc, check_days
+from backend.core.clock import as_utc
 from backend.core.db import Database
 from backend.core.errors import Forbidden, TooManyRequests, Unprocessable
 from backend.core.tenancy import Actor, TenantScope
 from backend.exports import repository
 from backend.exports.models import TicketRow
 from backend.messages.models import Message
+from backend.reports import service as reports
+from backend.reports.schemas import ReportFilters
 from backend.resellers import service as resellers
 
 BOM = "\ufeff"
@@ -127,12 +136,30 @@ async def scope_for(db: Database, actor: Actor, *, reseller_id: str | None) -> t
     return TenantScope(tenant), resellers.zone(await resellers.timezone_of(db, tenant))
 
 
-def period(first: date, last: date, tz: ZoneInfo, *, max_days: int) -> Period:
-    """The days `first`..`last`, both inclusive, as local midnights in the tenant's timezone."""
-    check_days(first, last, max_days=max_days)
+def period(first: date, last: date, tz: ZoneInfo) -> Period:
+    """The days `first`..`last`, both inclusive, as local midnights in the tenant's timezone
+    (a period the reports may cover, or 422)."""
+    reports.check_period(first, last)
     start = datetime.combine(first, time.min, tzinfo=tz)
     end = datetime.combine(last + timedelta(days=1), time.min, tzinfo=tz)
     return Period(start=start, end=end, tz=tz)
+
+
+# How a filter reads in a file's name: the words the page shows, in the catalogue's Portuguese.
+FILTER_NAMES = (("department_id", "departamento"), ("agent_id", "agente"), ("connection_id", "conexao"))
+UNSAFE_IN_NAME = re.compile(r"[^A-Za-z0-9_-]")
+
+
+def filename(kind: str, when: tuple[date, date], filters: ReportFilters) -> str:
+    """`<kind>_<from>_<to>[_departamento-<id>][_agente-<id>][_conexao-<id>].csv`: which days and
+    which filters the file covers (a connection id is free text: anything but [A-Za-z0-9_-] is `_`,
+    so the name is safe in a Content-Disposition header and on any disk)."""
+    parts = [kind, when[0].isoformat(), when[1].isoformat()]
+    for field, word in FILTER_NAMES:
+        value = getattr(filters, field)
+        if value is not None:
+            parts.append(f"{word}-{UNSAFE_IN_NAME.sub('_', value)}")
+    return "_".join(parts) + ".csv"
 
 
 def _local(value: datetime | None, tz: ZoneInfo) -> str:
@@ -187,22 +214,28 @@ async def _ticket_rows(
     return rows
 
 
-async def tickets_csv(db: Database, scope: TenantScope, when: Period, *, batch: int) -> AsyncIterator[str]:
-    """Every ticket opened in the period, oldest first: the header (with the BOM), then one chunk
-    per batch, each made and sent before the next batch is read."""
+async def tickets_csv(
+    db: Database, scope: TenantScope, when: Period, *, filters: ReportFilters, batch: int
+) -> AsyncIterator[str]:
+    """Every ticket opened in the period inside the filters, oldest first: the header (with the
+    BOM), then one chunk per batch, each made and sent before the next batch is read."""
     yield BOM + csv_lines([TICKET_HEADER])
     departments = await repository.department_names(db, scope)
-    async for page in repository.tickets_opened(db, scope, start=when.start, end=when.end, batch=batch):
+    pages = repository.tickets_opened(db, scope, start=when.start, end=when.end, filters=filters, batch=batch)
+    async for page in pages:
         yield csv_lines(await _ticket_rows(db, scope, page, when.tz, departments))
 
 
-async def messages_csv(db: Database, scope: TenantScope, when: Period, *, batch: int) -> AsyncIterator[str]:
-    """Every conversation message written in the period, oldest first, with its ticket's number and
-    client (tickets read by `_id`, the last TICKET_CACHE kept)."""
+async def messages_csv(
+    db: Database, scope: TenantScope, when: Period, *, filters: ReportFilters, batch: int
+) -> AsyncIterator[str]:
+    """Every conversation message written in the period inside the filters, oldest first, with its
+    ticket's number and client (tickets read by `_id`, the last TICKET_CACHE kept)."""
     yield BOM + csv_lines([MESSAGE_HEADER])
     tickets: dict[str, TicketRow] = {}
     nobody = TicketRow(id="")
-    async for page in repository.messages_written(db, scope, start=when.start, end=when.end, batch=batch):
+    pages = repository.messages_written(db, scope, start=when.start, end=when.end, filters=filters, batch=batch)
+    async for page in pages:
         missing = list(dict.fromkeys(m.ticket_id for m in page if m.ticket_id not in tickets))
         for found in await repository.tickets_by_id(db, scope, missing):
             tickets[found.id] = found

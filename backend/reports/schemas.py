@@ -1,8 +1,21 @@
 """The reports API's shapes: figures for a period in the reseller's timezone."""
 
+from dataclasses import dataclass
 from datetime import date
 
 from pydantic import BaseModel, Field
+
+
+@dataclass(frozen=True)
+class ReportFilters:
+    """What the dashboard narrows its figures to (None: every one). Read from the query by
+    reports/deps.py; the summary, the agents table and the exports honour each of them. An id of
+    another tenant, or of nothing, matches nothing: an empty answer, never a 404 that would
+    confirm which ids exist elsewhere."""
+
+    department_id: str | None = None
+    agent_id: str | None = None
+    connection_id: str | None = None
 
 
 class Quantiles(BaseModel):

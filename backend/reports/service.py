@@ -32,7 +32,7 @@ from zoneinfo import ZoneInfo
 
 from backend.audit import service as events
 from backend.core import metrics
-from backend.core.clock import as_utc, utcnow
+from backend.core.clock import as_utc, check_days, utcnow
 from backend.core.db import Database
 from backend.core.errors import Forbidden, NotFound, Unprocessable
 from backend.core.ids import is_valid_id
@@ -46,6 +46,7 @@ from backend.reports.schemas import (
     AgentReportList,
     DayVolume,
     Quantiles,
+    ReportFilters,
     ReportSummary,
     Satisfaction,
 )
@@ -54,7 +55,11 @@ from backend.resellers.service import zone as zone  # published: the rebuild's a
 from backend.tickets.models import Ticket, TicketEvent, TicketState
 from backend.users import service as users
 
-MAX_DAYS = 400  # a year and a bit: 14 month buckets at most
+# The longest period the reports and the exports cover (exports.service reads it here): a year,
+# a leap year's too, so a year-over-year period fits; it spans at most 13 local months, the month
+# buckets a request reads (the module's docstring).
+MAX_DAYS = 366
+NO_FILTERS = ReportFilters()
 DEFAULT_DAYS = 30
 SORT_BELOW = 20_000  # values: below this a quantile sorts the union, above it searches the runs
 
@@ -288,6 +293,11 @@ async def _tenant_of(db: Database, actor: Actor, reseller_id: str | None) -> str
     return actor.reseller_id
 
 
+def check_period(first: date, last: date) -> None:
+    """A period of local days `first`..`last` (inclusive) a report or an export may cover (422 otherwise)."""
+    check_days(first, last, max_days=MAX_DAYS)
+
+
 async def period(
     db: Database, actor: Actor, *, start: date | None, end: date | None, reseller_id: str | None = None
 ) -> Period:
@@ -299,10 +309,7 @@ async def period(
         start = start or end - timedelta(days=DEFAULT_DAYS - 1)
     except OverflowError:  # a period at the edge of the calendar (year 1 or 9999)
         raise Unprocessable("dates out of range") from None
-    if start > end:
-        raise Unprocessable("`from` is after `to`")
-    if (end - start).days + 1 > MAX_DAYS:
-        raise Unprocessable(f"a period spans at most {MAX_DAYS} days")
+    check_period(start, end)
     return Period(tenant, start, end, name)
 
 
@@ -349,33 +356,61 @@ async def _no_departments() -> None:
     return None
 
 
+def _own(actor: Actor, agent_id: str | None) -> str | None:
+    """The agent filter as the actor may ask it: an agent's is always itself (another is 403)."""
+    if actor.role != "agent":
+        return agent_id
+    if agent_id is not None and agent_id != actor.id:
+        raise Forbidden("agents see their own figures only")
+    return actor.id
+
+
+def _matcher(department_id: str | None, agent_id: str | None, connection_id: str | None) -> Callable[[Dims], bool]:
+    """Whether a cell's dims are inside the filters (a view's dims it does not keep are "*")."""
+
+    def match(dims: Dims) -> bool:
+        return (
+            (department_id is None or dims[0] == department_id)
+            and (agent_id is None or dims[1] == agent_id)
+            and (connection_id is None or dims[2] == connection_id)
+        )
+
+    return match
+
+
+def _waits(
+    department_id: str | None, connection_id: str | None, depts: tuple[str, ...] | None
+) -> Callable[[str | None, str | None], bool]:
+    """Whether a waiting ticket (its department, its connection) is inside the filters and, given
+    an agent's departments, in that agent's queue."""
+
+    def waits(dept: str | None, conn: str | None) -> bool:
+        return (
+            (department_id is None or dept == department_id)
+            and (connection_id is None or conn == connection_id)
+            and (depts is None or dept in depts)
+        )
+
+    return waits
+
+
 async def summary(
     db: Database,
     actor: Actor,
     *,
     start: date | None,
     end: date | None,
-    department_id: str | None = None,
-    agent_id: str | None = None,
-    connection_id: str | None = None,
+    filters: ReportFilters = NO_FILTERS,
     reseller_id: str | None = None,
 ) -> ReportSummary:
     """The dashboard's figures. An agent gets its own: `agent_id` is itself (another is 403)."""
-    if actor.role == "agent":
-        if agent_id is not None and agent_id != actor.id:
-            raise Forbidden("agents see their own figures only")
-        agent_id = actor.id
+    department_id, connection_id = filters.department_id, filters.connection_id
+    agent_id = _own(actor, filters.agent_id)
     p = await period(db, actor, start=start, end=end, reseller_id=reseller_id)
     months = _months(p.start, p.end)
 
     view = aggregates.view_for(department_id, agent_id, connection_id)
-
-    def match(dims: Dims) -> bool:  # the view's dims: the ones it does not keep are "*"
-        return (
-            (department_id is None or dims[0] == department_id)
-            and (agent_id is None or dims[1] == agent_id)
-            and (connection_id is None or dims[2] == connection_id)
-        )
+    match = _matcher(department_id, agent_id, connection_id)
 
     states, live, depts = await asyncio.gather(  # one round: the agent's departments with the figures
         repository.months(db, p.reseller_id, months, view, match),
@@ -384,12 +419,7 @@ async def summary(
     )
     acc = _collect(states, months, start=p.start, end=p.end, match=match).get(None) or _Acc()
 
-    def waits(dept: str | None, conn: str | None) -> bool:
-        return (
-            (department_id is None or dept == department_id)
-            and (connection_id is None or conn == connection_id)
-            and (depts is None or dept in depts)
-        )
+    waits = _waits(department_id, connection_id, depts)
 
     per_day: list[DayVolume] = []
     for offset in range((p.end - p.start).days + 1):  # no date past `to`: 9999-12-31 has no next day
@@ -409,22 +439,34 @@ async def summary(
 
 
 async def agents(
-    db: Database, actor: Actor, *, start: date | None, end: date | None, reseller_id: str | None = None
+    db: Database,
+    actor: Actor,
+    *,
+    start: date | None,
+    end: date | None,
+    filters: ReportFilters = NO_FILTERS,
+    reseller_id: str | None = None,
 ) -> AgentReportList:
-    """One row per agent with activity in the period (an agent: its own row only, always)."""
+    """One row per agent with activity in the period inside the filters (the summary's, checked
+    alike); the agent filtered by (an agent: itself, always) has its row even without activity."""
+    department_id, connection_id = filters.department_id, filters.connection_id
+    only = _own(actor, filters.agent_id)
     p = await period(db, actor, start=start, end=end, reseller_id=reseller_id)
     months = _months(p.start, p.end)
-    whole = [m for m in months if p.start <= _month_days(m)[0] and _month_days(m)[1] <= p.end]
+    by_cell = department_id is not None or connection_id is not None
+    # A month inside the period is one cell per agent ("agent-month"); the period's ends, a day
+    # each ("agent"). Those views keep no department or connection: filtered by either, every
+    # month reads the view with every dim ("cells"), as the summary does for two filters.
+    whole = [] if by_cell else [m for m in months if p.start <= _month_days(m)[0] and _month_days(m)[1] <= p.end]
     partial = [m for m in months if m not in whole]
-    only = actor.id if actor.role == "agent" else None
+    inside = _matcher(department_id, only, connection_id)
 
     def match(dims: Dims) -> bool:
-        return dims[1] is not None and (only is None or dims[1] == only)  # the "agent" views
+        return dims[1] is not None and inside(dims)
 
-    # A month inside the period is one cell per agent ("agent-month"); the period's ends, a day each.
     whole_states, partial_states, live = await asyncio.gather(
         repository.months(db, p.reseller_id, whole, "agent-month", match),
-        repository.months(db, p.reseller_id, partial, "agent", match),
+        repository.months(db, p.reseller_id, partial, "cells" if by_cell else "agent", match),
         repository.live(db, p.reseller_id),
     )
     groups = _collect(
@@ -444,7 +486,7 @@ async def agents(
         )
         if name is None:
             return None
-        waiting = _waiting(live, lambda dept, _conn: dept in depts)
+        waiting = _waiting(live, _waits(department_id, connection_id, depts))
         return AgentReport(agent_id=agent, agent_name=name, **_figures(groups.get(agent)), **waiting)
 
     rows = [r for r in await asyncio.gather(*(row(a) for a in ids)) if r is not None]

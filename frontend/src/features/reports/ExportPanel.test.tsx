@@ -1,6 +1,7 @@
 import { screen, waitFor } from '@testing-library/react';
 import userEvent from '@testing-library/user-event';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { ApiError } from '../../api/client';
 import { agentUser, renderApp, signIn, stubWebSocket } from '../../test/utils';
 import { ExportPanel } from './ExportPanel';
 
@@ -82,5 +83,42 @@ describe('ExportPanel', () => {
     vi.stubGlobal('fetch', vi.fn(async () => new Response('{"detail":"busy"}', { status: 429 })));
     await userEvent.click(screen.getByRole('button', { name: 'Exportar tickets' }));
     expect(await screen.findByRole('alert')).toHaveTextContent('Muitas exportações em andamento');
+  });
+
+  it("shows the server's reason for a refusal, and offers a retry only where one may help", async () => {
+    renderApp(<ExportPanel from="2024-01-01" to="2025-03-07" />);
+    vi.stubGlobal('fetch', vi.fn(async () => new Response('{"detail":"a period of at most 366 days"}', { status: 422 })));
+    await userEvent.click(screen.getByRole('button', { name: 'Exportar tickets' }));
+    const alert = await screen.findByRole('alert');
+    expect(alert).toHaveTextContent(ApiError.describe(422, 'a period of at most 366 days')); // as every page says it
+    expect(alert).not.toHaveTextContent('Tente de novo');
+
+    vi.stubGlobal('fetch', vi.fn(async () => new Response('oops', { status: 502 })));
+    await userEvent.click(screen.getByRole('button', { name: 'Exportar tickets' }));
+    await waitFor(() => expect(screen.getByRole('alert')).toHaveTextContent('A exportação falhou. Tente de novo.'));
+  });
+
+  it('sends the filters given and saves the file under the name the server gives', async () => {
+    const urls: string[] = [];
+    vi.stubGlobal(
+      'fetch',
+      vi.fn(async (input: RequestInfo | URL) => {
+        const url = input instanceof Request ? input.url : String(input);
+        if (!url.includes('/exports/')) return new Response('{}', { status: 200 }); // the session's own reads
+        urls.push(url);
+        return new Response('\ufeffa;b\r\n', {
+          status: 200,
+          headers: { 'Content-Disposition': 'attachment; filename="tickets_2025-03-01_2025-03-07_departamento-d.csv"' },
+        });
+      }),
+    );
+    const saved = savedAs();
+    renderApp(<ExportPanel from="2025-03-01" to="2025-03-07" filters={{ department_id: 'd', agent_id: null, connection_id: 'c' }} />);
+    await userEvent.click(screen.getByRole('button', { name: 'Exportar tickets' }));
+    expect(await screen.findByText('Exportação concluída: 0 linhas.')).toBeInTheDocument();
+    expect(urls).toEqual([
+      '/api/v1/exports/tickets.csv?from=2025-03-01&to=2025-03-07&department_id=d&connection_id=c',
+    ]);
+    expect(saved).toEqual(['tickets_2025-03-01_2025-03-07_departamento-d.csv']);
   });
 });

@@ -1,5 +1,6 @@
 import { Alert, Button, Group, Paper, Progress, Stack, Text, Title } from '@mantine/core';
 import { useRef, useState } from 'react';
+import { ApiError } from '../../api/client';
 import { t } from '../../i18n/pt-BR';
 import { ExportError, type ExportProgress, formatBytes, saveBlob, streamExport } from './exportStream';
 
@@ -11,8 +12,31 @@ type State =
   | { phase: 'cancelled' }
   | { phase: 'error'; message: string };
 
-/** The two CSV exports of the period, each streamed with bytes and rows shown as they arrive. */
-export function ExportPanel({ from, to, resellerId }: { from: string; to: string; resellerId?: string }) {
+/** The dashboard's filters (the backend's ReportFilters): both files honour each one. */
+export type ExportFilters = { department_id?: string | null; agent_id?: string | null; connection_id?: string | null };
+
+/** Why an export failed, for the user: the server's own reason when it refused the request (4xx:
+ * a period too long, a filter it rejects…), "try again" only where trying again may help. */
+function failure(error: unknown): string {
+  if (!(error instanceof ExportError)) return t.exports.failed;
+  if (error.status === 429) return t.exports.busy;
+  if (error.status >= 400 && error.status < 500) return ApiError.describe(error.status, error.detail);
+  return t.exports.failed;
+}
+
+/** The two CSV exports of the period and filters, each streamed with bytes and rows shown as they
+ * arrive, saved under the name the server gives (it says which period and filters the file covers). */
+export function ExportPanel({
+  from,
+  to,
+  resellerId,
+  filters = {},
+}: {
+  from: string;
+  to: string;
+  resellerId?: string;
+  filters?: ExportFilters;
+}) {
   const [state, setState] = useState<State>({ phase: 'idle' });
   const abort = useRef<AbortController | null>(null);
 
@@ -21,17 +45,17 @@ export function ExportPanel({ from, to, resellerId }: { from: string; to: string
     abort.current = controller;
     setState({ phase: 'running', kind, progress: { bytes: 0, rows: 0 } });
     const query = new URLSearchParams({ from, to, ...(resellerId ? { reseller_id: resellerId } : {}) });
+    for (const [name, value] of Object.entries(filters)) if (value) query.set(name, value);
     try {
-      const { blob, progress } = await streamExport(`/api/v1/exports/${kind}.csv?${query}`, {
+      const { blob, progress, filename } = await streamExport(`/api/v1/exports/${kind}.csv?${query}`, {
         signal: controller.signal,
         onProgress: (p) => setState({ phase: 'running', kind, progress: p }),
       });
-      saveBlob(blob, `${kind === 'tickets' ? 'tickets' : 'mensagens'}_${from}_${to}.csv`);
+      saveBlob(blob, filename ?? `${kind === 'tickets' ? 'tickets' : 'mensagens'}_${from}_${to}.csv`);
       setState({ phase: 'done', rows: progress.rows });
     } catch (error) {
       if (controller.signal.aborted) setState({ phase: 'cancelled' });
-      else if (error instanceof ExportError && error.status === 429) setState({ phase: 'error', message: t.exports.busy });
-      else setState({ phase: 'error', message: t.exports.failed });
+      else setState({ phase: 'error', message: failure(error) });
     } finally {
       abort.current = null;
     }

@@ -111,6 +111,27 @@ describe('ReportsPage', () => {
     expect(screen.getByRole('button', { name: 'Exportar tickets' })).toBeEnabled();
   });
 
+  it('sends the filters to the per-agent table and to the exports too', async () => {
+    signIn(owner);
+    api(owner);
+    renderApp(<ReportsPage />);
+    await screen.findByRole('table', { name: 'Por agente' });
+    await userEvent.click(screen.getByRole('textbox', { name: 'Departamento' }));
+    fireEvent.click(await screen.findByRole('option', { name: 'Vendas', hidden: true }));
+    await waitFor(() => expect(lastQuery('/api/v1/reports/agents')?.get('department_id')).toBe(D1));
+    await userEvent.click(screen.getByRole('textbox', { name: 'Agente' }));
+    fireEvent.click(await screen.findByRole('option', { name: 'Ana Agente', hidden: true }));
+    await waitFor(() => expect(lastQuery('/api/v1/reports/agents')?.get('agent_id')).toBe(agent.id));
+    const period = lastDays(7);
+    const agents = lastQuery('/api/v1/reports/agents')!;
+    expect(Object.fromEntries(agents)).toEqual({ from: period.from, to: period.to, department_id: D1, agent_id: agent.id });
+    expect(Object.fromEntries(lastQuery('/api/v1/reports/summary')!)).toEqual(Object.fromEntries(agents));
+
+    await userEvent.click(screen.getByRole('button', { name: 'Exportar tickets' }));
+    await waitFor(() => expect(lastQuery('/api/v1/exports/tickets.csv')).toBeTruthy());
+    expect(Object.fromEntries(lastQuery('/api/v1/exports/tickets.csv')!)).toEqual(Object.fromEntries(agents));
+  });
+
   it('says when nobody rated in the period', async () => {
     signIn(owner);
     api(owner, { satisfaction: noRatings });
@@ -162,13 +183,18 @@ describe('ReportsPage', () => {
   });
 });
 
-/** The query of the last summary request sent. */
-function lastSummaryQuery(): URLSearchParams | undefined {
+/** The query of the last request sent to `path`. */
+function lastQuery(path: string): URLSearchParams | undefined {
   const fetchMock = globalThis.fetch as unknown as ReturnType<typeof vi.fn>;
   const urls = fetchMock.mock.calls
-    .map(([input]) => new URL(input instanceof Request ? input.url : String(input)))
-    .filter((u) => u.pathname === '/api/v1/reports/summary');
+    .map(([input]) => new URL(input instanceof Request ? input.url : String(input), window.location.origin))
+    .filter((u) => u.pathname === path);
   return urls.at(-1)?.searchParams;
+}
+
+/** The query of the last summary request sent. */
+function lastSummaryQuery(): URLSearchParams | undefined {
+  return lastQuery('/api/v1/reports/summary');
 }
 
 describe('formatSeconds', () => {

@@ -196,7 +196,7 @@ function useResellers(enabled: boolean) {
 }
 
 /** The dashboard: a period (the reseller's local days), filters, cards, charts, the agents' table
- * and the CSV exports. Agents see their own figures; the admin picks a reseller first. */
+ * and the CSV exports — the filters narrow all of them. Agents see their own figures; the admin picks a reseller first. */
 export function ReportsPage() {
   const me = useMe();
   const isAdmin = me.role === 'admin';
@@ -215,30 +215,25 @@ export function ReportsPage() {
   const ready = valid && (!isAdmin || !!resellerId);
   const tenant = isAdmin ? (resellerId ?? undefined) : undefined;
 
+  // One query for everything the page shows or exports for the period: the same filters apply to each.
+  const scoped = {
+    from: period.from,
+    to: period.to,
+    reseller_id: tenant,
+    department_id: filters.department_id ?? undefined,
+    agent_id: filters.agent_id ?? undefined,
+    connection_id: filters.connection_id ?? undefined,
+  };
+
   const summary = useQuery({
     queryKey: ['reports', 'summary', tenant, period, filters],
     enabled: ready,
-    queryFn: () =>
-      unwrap(
-        api.GET('/api/v1/reports/summary', {
-          params: {
-            query: {
-              from: period.from,
-              to: period.to,
-              reseller_id: tenant,
-              department_id: filters.department_id ?? undefined,
-              agent_id: filters.agent_id ?? undefined,
-              connection_id: filters.connection_id ?? undefined,
-            },
-          },
-        }),
-      ),
+    queryFn: () => unwrap(api.GET('/api/v1/reports/summary', { params: { query: scoped } })),
   });
   const perAgent = useQuery({
-    queryKey: ['reports', 'agents', tenant, period],
+    queryKey: ['reports', 'agents', tenant, period, filters],
     enabled: ready,
-    queryFn: () =>
-      unwrap(api.GET('/api/v1/reports/agents', { params: { query: { from: period.from, to: period.to, reseller_id: tenant } } })),
+    queryFn: () => unwrap(api.GET('/api/v1/reports/agents', { params: { query: scoped } })),
   });
 
   const set = (key: keyof Filters) => (value: string | null) => setFilters((f) => ({ ...f, [key]: value }));
@@ -297,7 +292,7 @@ export function ReportsPage() {
           {perAgent.data && <AgentsTable items={perAgent.data.items} />}
         </Paper>
       )}
-      {ready && !(me.role === 'agent') && <ExportPanel from={period.from} to={period.to} resellerId={tenant} />}
+      {ready && !(me.role === 'agent') && <ExportPanel from={period.from} to={period.to} resellerId={tenant} filters={filters} />}
     </Stack>
   );
 }

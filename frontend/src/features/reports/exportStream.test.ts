@@ -75,7 +75,7 @@ describe('streamExport', () => {
     await expect(pending).rejects.toMatchObject({ name: 'AbortError' });
 
     vi.stubGlobal('fetch', vi.fn(async () => new Response(JSON.stringify({ detail: 'busy' }), { status: 429 })));
-    await expect(streamExport('/x.csv')).rejects.toEqual(new ExportError(429));
+    await expect(streamExport('/x.csv')).rejects.toEqual(new ExportError(429, 'busy')); // the status, and the server's reason
   });
 
   it('formats sizes in pt-BR', () => {
