@@ -34,8 +34,9 @@ async def list_clients(
     phone: Annotated[str | None, Query(max_length=32)] = None,
     q: Annotated[str | None, Query(min_length=1, max_length=64, description="part of the name or number")] = None,
     tag: Annotated[str | None, Query(min_length=1, max_length=32)] = None,
+    active: bool | None = None,
 ) -> ClientPage:
-    return await service.list_page(db, actor, cursor=cursor, limit=limit, phone=phone, q=q, tag=tag)
+    return await service.list_page(db, actor, cursor=cursor, limit=limit, phone=phone, q=q, tag=tag, active=active)
 
 
 @router.post("/import", operation_id="clients-import", responses=WITH_BODY)

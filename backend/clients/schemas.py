@@ -31,12 +31,16 @@ class ClientCreate(InputModel):
 
 
 class ClientUpdate(InputModel):
-    """The phone is the client's key (WhatsApp delivers by it) and does not change."""
+    """The phone is the client's key (WhatsApp delivers by it) and does not change. `active`:
+    "removing" a client deactivates it (the reseller's owner only): it is kept with its history,
+    listed only when asked for, and no conversation is started with it; a message it sends is
+    still received and filed like any other, since nothing a client sends is ever dropped."""
 
     name: Name | None = None
     email: EmailStr | None = None
     notes: Notes | None = None
     tags: Tags | None = None
+    active: bool | None = None
 
 
 class ClientRead(ReadModel):
@@ -47,6 +51,7 @@ class ClientRead(ReadModel):
     email: str | None = None
     notes: str = ""
     tags: list[str] = []
+    active: bool = True
     created_at: Timestamp
 
 

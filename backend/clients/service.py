@@ -24,7 +24,7 @@ from backend.clients.schemas import (
 from backend.core import natural_keys
 from backend.core.clock import utcnow
 from backend.core.db import Database
-from backend.core.errors import Conflict, Unprocessable, or_404
+from backend.core.errors import Conflict, Forbidden, Unprocessable, or_404
 from backend.core.ids import is_valid_id, new_id
 from backend.core.pagination import decode_id_cursor, next_id_cursor
 from backend.core.retry import read_winner
@@ -107,6 +107,13 @@ def search_filter(q: str, *, name: str = "name", phone: str = "phone") -> dict[s
     return {"$or": ors}
 
 
+async def ids_tagged(db: Database, reseller_id: str, tag: str) -> list[str]:
+    """Ids of the tenant's clients tagged `tag` (the inbox's tag filter)."""
+    return await users.ids_matching(
+        db, TenantScope(reseller_id), {"tags": normalize_tag(tag)}, role="client", limit=MAX_MATCHED_CLIENTS
+    )
+
+
 async def ids_matching(db: Database, reseller_id: str, q: str) -> list[str]:
     """Ids of the tenant's clients whose current name or number matches `q` (ticket search)."""
     return await users.ids_matching(
@@ -123,6 +130,7 @@ async def list_page(
     phone: str | None,
     q: str | None = None,
     tag: str | None = None,
+    active: bool | None = None,
 ) -> ClientPage:
     if phone is not None:
         try:
@@ -137,12 +145,17 @@ async def list_page(
         extra.update(search_filter(q))
     if tag:
         extra["tags"] = normalize_tag(tag)
+    if active is not None:
+        # Clients stored before deactivation existed have no field: active.
+        extra["active"] = False if not active else {"$ne": False}
     found = await users.list_docs(db, actor.scope, roles=ROLES, before_id=before, limit=limit + 1, extra=extra)
     return ClientPage(items=[ClientRead.of(c) for c in found[:limit]], next_cursor=next_id_cursor(found, limit))
 
 
 async def update(db: Database, actor: Actor, *, client_id: str, data: ClientUpdate) -> ClientRead:
     await get_doc_or_404(db, actor, client_id=client_id)
+    if data.active is not None and actor.role != "reseller":
+        raise Forbidden("only the reseller's owner deactivates or reactivates clients")
     # A null e-mail clears it; a null elsewhere leaves the field as it is.
     changes = {k: v for k, v in data.model_dump(exclude_unset=True).items() if v is not None or k == "email"}
     changes["updated_at"] = utcnow()

@@ -1,13 +1,14 @@
 """Tags: short labels a tenant puts on its clients and tickets. Free text, compared and stored
 casefolded with single spaces, so "VIP" and " vip " are one tag."""
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, Field, StringConstraints
 
 from backend.core.schemas import InputModel
 
 MAX_TAGS = 20
+TagHolder = Literal["clients", "tickets"]  # what a tag is put on
 
 
 def normalize_tag(value: str) -> str:

@@ -9,7 +9,7 @@ from backend.tags.models import TicketTags
 # presents and filters by its tags.
 from backend.tags.repository import tags_of as tags_of
 from backend.tags.repository import ticket_ids_with as ticket_ids_with
-from backend.tags.schemas import TagList
+from backend.tags.schemas import TagHolder, TagList
 from backend.tickets.models import Ticket
 
 
@@ -21,10 +21,11 @@ async def put_ticket_tags(db: Database, ticket: Ticket, *, actor: Actor, tags: l
     await repository.put(db, tagged)
 
 
-async def tenant_tags(db: Database, actor: Actor) -> TagList:
-    """Every tag in use in the tenant, on clients or tickets, for suggestions and filters."""
+async def tenant_tags(db: Database, actor: Actor, *, on: TagHolder | None = None) -> TagList:
+    """Every tag in use in the tenant, on clients or tickets (or only on the ones `on` names),
+    for suggestions and filters."""
     if actor.reseller_id is None:
         return TagList(items=[])
-    on_tickets = await repository.distinct_tags(db, actor.scope)
-    on_clients = await clients.distinct_tags(db, actor)
+    on_tickets = await repository.distinct_tags(db, actor.scope) if on != "clients" else []
+    on_clients = await clients.distinct_tags(db, actor) if on != "tickets" else []
     return TagList(items=sorted(set(on_tickets) | set(on_clients)))

@@ -124,6 +124,8 @@ async def create_from_api(db: Database, actor: Actor, *, data: TicketCreate) -> 
     a retry gets 409 naming that ticket, where the creator writes again."""
     assert actor.reseller_id
     client = await clients.get_doc_or_404(db, actor, client_id=data.client_id)
+    if not client.active:
+        raise Unprocessable("client is inactive")
     dept = await departments.get_or_404(db, actor, department_id=data.department_id)
     if not dept.active:
         raise Unprocessable("department is inactive")

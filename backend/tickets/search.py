@@ -39,9 +39,18 @@ async def text_filter(db: Database, actor: Actor, q: str) -> dict[str, Any]:
 
 
 async def tag_filter(db: Database, actor: Actor, tag: str) -> dict[str, Any]:
+    """Tickets tagged `tag`, and the tickets of clients tagged so: the filter offers every tag in
+    use, on tickets or on clients (tags.tenant_tags), and a client's tag ("vip") is what its
+    tickets are looked for by."""
     if actor.reseller_id is None:
         return {"_id": {"$in": []}}
-    return {"_id": {"$in": await ticket_tags.ticket_ids_with(db, actor.scope, tag, limit=MAX_TAGGED)}}
+    ors: list[dict[str, Any]] = [
+        {"_id": {"$in": await ticket_tags.ticket_ids_with(db, actor.scope, tag, limit=MAX_TAGGED)}}
+    ]
+    client_ids = await clients.ids_tagged(db, actor.reseller_id, tag)
+    if client_ids:
+        ors.append({"client_id": {"$in": client_ids}})
+    return {"$or": ors}
 
 
 def period_filter(created_from: datetime | None, created_to: datetime | None) -> dict[str, Any]:

@@ -107,3 +107,39 @@ async def test_admin_reads_clients_but_does_not_create_them(
     assert r.status_code == 403
     r = await client.patch(f"{API}/clients/{customer['id']}", json={"name": "X"}, headers=admin_headers)
     assert r.status_code == 403
+
+
+async def test_the_owner_deactivates_a_client_which_is_kept_listed_on_request_and_takes_no_new_conversation(
+    client: httpx.AsyncClient, tenant: Tenant, other: Tenant, db: Any
+) -> None:
+    customer = await make_client(client, tenant)
+    url = f"{API}/clients/{customer['id']}"
+    assert customer["active"] is True
+    before = await collection_counts(db)
+    for headers, status in ((tenant.agents[0]["headers"], 403), (other.headers, 404)):
+        r = await client.patch(url, json={"active": False}, headers=headers)
+        assert r.status_code == status, r.text
+    assert await collection_counts(db) == before
+    assert (await client.get(url, headers=tenant.headers)).json()["active"] is True
+
+    r = await client.patch(url, json={"active": False}, headers=tenant.headers)
+    assert r.status_code == 200 and r.json()["active"] is False, r.text
+    assert (await client.get(url, headers=tenant.headers)).json()["active"] is False
+    assert await db.users.count_documents({}) == before["users"]  # kept, never removed
+    inactive = {c["id"] for c in await collect_pages(client, tenant.headers, f"{API}/clients", active="false")}
+    active = {c["id"] for c in await collect_pages(client, tenant.headers, f"{API}/clients", active="true")}
+    everyone = {c["id"] for c in await collect_pages(client, tenant.headers, f"{API}/clients")}
+    assert customer["id"] in inactive and customer["id"] not in active and customer["id"] in everyone
+    assert not inactive & active
+
+    # No conversation is started with it; nothing is written by the refusal.
+    before = await collection_counts(db)
+    body = {"client_id": customer["id"], "department_id": tenant.departments[0]["id"], "message": "Oi"}
+    r = await client.post(f"{API}/tickets", json=body, headers=tenant.headers)
+    assert r.status_code == 422 and r.json()["detail"] == "client is inactive", r.text
+    assert await collection_counts(db) == before
+
+    r = await client.patch(url, json={"active": True}, headers=tenant.headers)
+    assert r.status_code == 200 and r.json()["active"] is True
+    r = await client.post(f"{API}/tickets", json=body, headers=tenant.headers)
+    assert r.status_code == 201, r.text

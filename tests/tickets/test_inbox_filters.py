@@ -142,6 +142,32 @@ async def test_ticket_tags_filter_and_stay_out_of_the_ticket_document(
     assert await _ids(client, tenant.headers, tag=tag) == []
 
 
+async def test_the_tag_filter_finds_the_tickets_of_clients_tagged_so_as_the_tag_list_offers_them(
+    client: httpx.AsyncClient, tenant: Tenant, other: Tenant
+) -> None:
+    """GET /tags offers tags in use on clients too: picking one lists those clients' tickets."""
+    tag = unique("vip").lower()
+    vip, plain, tagged = [await _ticket(client, tenant) for _ in range(3)]
+    r = await client.patch(f"{API}/clients/{vip['client_id']}", json={"tags": [tag]}, headers=tenant.headers)
+    assert r.status_code == 200, r.text
+    r = await client.put(f"{URL}/{tagged['id']}/tags", json={"tags": [tag]}, headers=tenant.headers)
+    assert r.status_code == 200, r.text
+    assert tag in (await client.get(f"{API}/tags", headers=tenant.headers)).json()["items"]
+    ticket_only = unique("cobranca").lower()
+    r = await client.put(f"{URL}/{plain['id']}/tags", json={"tags": [ticket_only]}, headers=tenant.headers)
+    assert r.status_code == 200, r.text
+    on_clients = (await client.get(f"{API}/tags", params={"on": "clients"}, headers=tenant.headers)).json()["items"]
+    on_tickets = (await client.get(f"{API}/tags", params={"on": "tickets"}, headers=tenant.headers)).json()["items"]
+    assert tag in on_clients and ticket_only not in on_clients  # the contact list filters by client tags
+    assert {tag, ticket_only} <= set(on_tickets)
+    r = await client.get(f"{API}/tags", params={"on": "users"}, headers=tenant.headers)
+    assert r.status_code == 422
+    found = await _ids(client, tenant.headers, tag=tag)
+    assert sorted(found) == sorted([vip["id"], tagged["id"]]) and plain["id"] not in found
+    assert await _ids(client, tenant.headers, tag=tag, q="#" + str(vip["number"])) == [vip["id"]]
+    assert await _ids(client, other.headers, tag=tag) == []
+
+
 async def test_two_first_taggings_of_a_ticket_at_once_both_answer_and_one_set_stays(
     client: httpx.AsyncClient, tenant: Tenant, db: Any
 ) -> None:

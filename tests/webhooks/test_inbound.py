@@ -46,6 +46,28 @@ async def test_first_message_opens_an_espera_ticket_in_the_default_department(
     assert stored["channel"] == conn["id"]
 
 
+async def test_a_deactivated_client_still_reaches_the_queue(
+    client: httpx.AsyncClient, admin_headers: dict[str, str], evolution: FakeEvolution, db: Any
+) -> None:
+    """Deactivating a client hides it from the contact list; what it sends is never dropped."""
+    tenant = await make_tenant(client, admin_headers, agents=1)
+    conn = await make_connection(client, tenant, evolution)
+    phone = unique_phone()
+    customer = (
+        await client.post("/api/v1/clients", json={"name": "Ana", "phone": phone}, headers=tenant.headers)
+    ).json()
+    r = await client.patch(f"/api/v1/clients/{customer['id']}", json={"active": False}, headers=tenant.headers)
+    assert r.status_code == 200, r.text
+    result = await evolution.inbound(conn["instance_name"], phone, "Ainda preciso de ajuda")
+    assert (await settled(db, result))["status"] == "processed"
+    r = await client.get("/api/v1/tickets?status=espera", headers=tenant.agents[0]["headers"])
+    tickets = [t for t in r.json()["items"] if t["client_id"] == customer["id"]]
+    assert len(tickets) == 1
+    msgs = (await client.get(f"/api/v1/tickets/{tickets[0]['id']}/messages", headers=tenant.headers)).json()["items"]
+    assert [m["body"] for m in msgs] == ["Ainda preciso de ajuda"]
+    assert (await client.get(f"/api/v1/clients/{customer['id']}", headers=tenant.headers)).json()["active"] is False
+
+
 async def test_redelivery_sequential_and_concurrent_is_stored_once(
     client: httpx.AsyncClient, admin_headers: dict[str, str], evolution: FakeEvolution, db: Any
 ) -> None:

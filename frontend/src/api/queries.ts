@@ -275,18 +275,25 @@ export function useQuickReplies(enabled = true) {
   });
 }
 
-export function useTags() {
-  return useQuery({ queryKey: keys.tags, queryFn: async () => (await unwrap(api.GET('/api/v1/tags'))).items });
+/** Every tag in use in the tenant; `on`: only the ones on clients (or on tickets). */
+export function useTags(on?: 'clients' | 'tickets') {
+  return useQuery({
+    queryKey: on ? [...keys.tags, on] : keys.tags,
+    queryFn: async () => (await unwrap(api.GET('/api/v1/tags', { params: { query: { on } } }))).items,
+  });
 }
 
-export function useClients(q: string, tag: string) {
+/** `withInactive`: deactivated contacts too (by default the list holds the active ones). */
+export function useClients(q: string, tag: string, withInactive = false) {
   return useInfiniteQuery({
-    queryKey: [...keys.clients, q, tag],
+    queryKey: [...keys.clients, q, tag, withInactive],
     initialPageParam: null as string | null,
     queryFn: ({ pageParam }) =>
       unwrap(
         api.GET('/api/v1/clients', {
-          params: { query: { limit: PAGE, cursor: pageParam ?? undefined, q: q || undefined, tag: tag || undefined } },
+          params: {
+            query: { limit: PAGE, cursor: pageParam ?? undefined, q: q || undefined, tag: tag || undefined, active: withInactive ? undefined : true },
+          },
         }),
       ),
     getNextPageParam: (last) => last.next_cursor ?? null,

@@ -331,7 +331,11 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** List Tags */
+        /**
+         * List Tags
+         * @description Every tag in use in the tenant; `on`: only those on clients (the contact list's filter,
+         *     which matches client tags) or only those on tickets.
+         */
         get: operations["tags-list"];
         put?: never;
         post?: never;
@@ -571,7 +575,10 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Report Agents */
+        /**
+         * Report Agents
+         * @description One row per agent with activity in the period, narrowed by the same filters as the summary.
+         */
         get: operations["reports-agents"];
         put?: never;
         post?: never;
@@ -786,7 +793,7 @@ export interface paths {
         };
         /**
          * Export Tickets
-         * @description Tickets opened in the period (one row each), streamed as they are read.
+         * @description Tickets opened in the period inside the filters (one row each), streamed as they are read.
          */
         get: operations["exports-tickets"];
         put?: never;
@@ -806,7 +813,8 @@ export interface paths {
         };
         /**
          * Export Messages
-         * @description Conversation messages written in the period (internal notes left out), streamed as they are read.
+         * @description Conversation messages written in the period inside the filters (internal notes left out),
+         *     streamed as they are read.
          */
         get: operations["exports-messages"];
         put?: never;
@@ -992,6 +1000,11 @@ export interface components {
              */
             tags: string[];
             /**
+             * Active
+             * @default true
+             */
+            active: boolean;
+            /**
              * Created At
              * Format: date-time
              */
@@ -999,7 +1012,10 @@ export interface components {
         };
         /**
          * ClientUpdate
-         * @description The phone is the client's key (WhatsApp delivers by it) and does not change.
+         * @description The phone is the client's key (WhatsApp delivers by it) and does not change. `active`:
+         *     "removing" a client deactivates it (the reseller's owner only): it is kept with its history,
+         *     listed only when asked for, and no conversation is started with it; a message it sends is
+         *     still received and filed like any other, since nothing a client sends is ever dropped.
          */
         ClientUpdate: {
             /** Name */
@@ -1010,6 +1026,8 @@ export interface components {
             notes?: string | null;
             /** Tags */
             tags?: string[] | null;
+            /** Active */
+            active?: boolean | null;
         };
         /** ConflictBody */
         ConflictBody: {
@@ -3542,6 +3560,7 @@ export interface operations {
                 /** @description part of the name or number */
                 q?: string | null;
                 tag?: string | null;
+                active?: boolean | null;
             };
             header?: never;
             path?: never;
@@ -4245,7 +4264,9 @@ export interface operations {
     };
     "tags-list": {
         parameters: {
-            query?: never;
+            query?: {
+                on?: ("clients" | "tickets") | null;
+            };
             header?: never;
             path?: never;
             cookie?: never;
@@ -5356,11 +5377,11 @@ export interface operations {
                 from?: string | null;
                 /** @description last local day (YYYY-MM-DD), inclusive */
                 to?: string | null;
+                /** @description the platform admin's tenant */
+                reseller_id?: string | null;
                 department_id?: string | null;
                 agent_id?: string | null;
                 connection_id?: string | null;
-                /** @description the platform admin's tenant */
-                reseller_id?: string | null;
             };
             header?: never;
             path?: never;
@@ -5435,6 +5456,9 @@ export interface operations {
                 to?: string | null;
                 /** @description the platform admin's tenant */
                 reseller_id?: string | null;
+                department_id?: string | null;
+                agent_id?: string | null;
+                connection_id?: string | null;
             };
             header?: never;
             path?: never;
@@ -6505,6 +6529,9 @@ export interface operations {
                 to: string;
                 /** @description the reseller to export (platform admin only) */
                 reseller_id?: string | null;
+                department_id?: string | null;
+                agent_id?: string | null;
+                connection_id?: string | null;
             };
             header?: never;
             path?: never;
@@ -6590,6 +6617,9 @@ export interface operations {
                 to: string;
                 /** @description the reseller to export (platform admin only) */
                 reseller_id?: string | null;
+                department_id?: string | null;
+                agent_id?: string | null;
+                connection_id?: string | null;
             };
             header?: never;
             path?: never;

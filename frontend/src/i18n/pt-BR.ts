@@ -454,6 +454,10 @@ export const t = {
     started: 'Conversa iniciada',
     alreadyOpen: 'Este contato já tem um atendimento aberto nesta conexão.',
     openExisting: 'Abrir atendimento',
+    active: 'Contato ativo',
+    activeHelp: 'Desativado, sai da lista de contatos e não recebe novas conversas; o histórico fica guardado e o que ele enviar pelo WhatsApp continua chegando.',
+    inactive: 'Desativado',
+    showInactive: 'Mostrar desativados',
   },
   tags: {
     label: 'Etiquetas',
@@ -546,13 +550,13 @@ export const t = {
   },
   errors: {
     validation: 'Confira os campos destacados.',
+    // A refusal whose sentence i18n/backendMessages.ts does not know (yet).
+    generic: 'Não foi possível concluir a ação.',
+    tooMany: 'Muitas tentativas em pouco tempo. Aguarde um instante e tente de novo.',
     forbidden: 'Você não tem permissão para esta ação.',
     notFound: 'Não encontrado.',
     conflict: 'Conflito: os dados mudaram. Atualize e tente de novo.',
     network: 'Sem comunicação com o servidor.',
-    // A refusal whose sentence i18n/backendMessages.ts does not know (yet).
-    generic: 'Não foi possível concluir a ação.',
-    tooMany: 'Muitas tentativas em pouco tempo. Aguarde um instante e tente de novo.',
     unavailable: 'Servidor indisponível no momento.',
     tooLarge: 'Arquivo grande demais para o WhatsApp.',
   },

@@ -1,4 +1,4 @@
-import { screen, waitFor, within } from '@testing-library/react';
+import { fireEvent, screen, waitFor, within } from '@testing-library/react';
 import { beforeEach, describe, expect, it } from 'vitest';
 import { agentUser, mockApi, renderApp, signIn, stubWebSocket } from '../../test/utils';
 import { ContactsPage } from './ContactsPage';
@@ -65,5 +65,58 @@ describe('ContactsPage', () => {
     expect(within(dialog).getByRole('textbox', { name: /^Nome/ })).toHaveValue('João Silva');
     expect(within(dialog).getByRole('textbox', { name: /^Telefone/ })).toHaveValue('5511987654321');
     await waitFor(() => expect(searched).toContain('5511987654321'));
+  });
+
+  it('lists active contacts, shows deactivated ones on request, and lets the owner deactivate one', async () => {
+    const owner = agentUser({ role: 'reseller', department_ids: [] });
+    signIn(owner);
+    const gone = { ...maria, id: 'g'.repeat(24), name: 'Cliente Antigo', active: false };
+    const active = { ...maria, active: true };
+    const listed: (string | null)[] = [];
+    const tagsAsked: (string | null)[] = [];
+    const calls = mockApi(({ method, path, url }) => {
+      if (path === '/api/v1/auth/me') return { body: owner };
+      if (path === '/api/v1/clients' && method === 'GET') {
+        listed.push(url.searchParams.get('active'));
+        return { body: { items: url.searchParams.get('active') === 'true' ? [active] : [active, gone], next_cursor: null } };
+      }
+      if (path === '/api/v1/tags') {
+        tagsAsked.push(url.searchParams.get('on'));
+        return { body: { items: [] } };
+      }
+      if (path === `/api/v1/clients/${maria.id}` && method === 'PATCH') return { body: { ...active, active: false } };
+      return common(path);
+    });
+    renderApp(<ContactsPage />, { path: '/contatos', route: '/contatos' });
+    await screen.findByText('Maria Já Cadastrada');
+    expect(listed[0]).toBe('true');
+    expect(screen.queryByText('Cliente Antigo')).not.toBeInTheDocument();
+    expect(tagsAsked).toContain('clients'); // the filter offers the tags contacts carry
+
+    fireEvent.click(screen.getByRole('checkbox', { name: 'Mostrar desativados' }));
+    const row = (await screen.findByText('Cliente Antigo')).closest('tr') as HTMLElement;
+    expect(row).toHaveTextContent('Desativado');
+    expect(within(row).queryByRole('button', { name: 'Iniciar conversa' })).not.toBeInTheDocument();
+    expect(listed).toContain(null);
+
+    const mariaRow = screen.getByText('Maria Já Cadastrada').closest('tr') as HTMLElement;
+    fireEvent.click(within(mariaRow).getByRole('button', { name: 'Editar' }));
+    const dialog = await screen.findByRole('dialog', { name: 'Editar' });
+    fireEvent.click(within(dialog).getByRole('switch', { name: /Contato ativo/ }));
+    fireEvent.click(within(dialog).getByRole('button', { name: 'Salvar' }));
+    await waitFor(() => expect(calls.some((c) => c.method === 'PATCH')).toBe(true));
+    const patch = calls.find((c) => c.method === 'PATCH');
+    expect(patch?.body).toMatchObject({ active: false, name: 'Maria Já Cadastrada' });
+  });
+
+  it('offers no deactivation to an agent', async () => {
+    mockApi(({ method, path }) => {
+      if (path === '/api/v1/clients' && method === 'GET') return { body: { items: [{ ...maria, active: true }], next_cursor: null } };
+      return common(path);
+    });
+    renderApp(<ContactsPage />, { path: '/contatos', route: '/contatos' });
+    fireEvent.click(await screen.findByRole('button', { name: 'Editar' }));
+    const dialog = await screen.findByRole('dialog', { name: 'Editar' });
+    expect(within(dialog).queryByRole('switch')).not.toBeInTheDocument();
   });
 });

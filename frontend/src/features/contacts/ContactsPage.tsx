@@ -1,4 +1,4 @@
-import { Alert, Badge, Button, FileInput, Group, Modal, Select, Stack, Table, TagsInput, Text, TextInput, Textarea } from '@mantine/core';
+import { Alert, Badge, Button, Checkbox, FileInput, Group, Modal, Select, Stack, Switch, Table, TagsInput, Text, TextInput, Textarea } from '@mantine/core';
 import { useDebouncedValue } from '@mantine/hooks';
 import { notifications } from '@mantine/notifications';
 import { useMutation, useQueryClient } from '@tanstack/react-query';
@@ -7,6 +7,8 @@ import { useSearchParams } from 'react-router';
 import { ApiError, api, errorMessage, fieldErrors, unwrap } from '../../api/client';
 import { useClients, useTags } from '../../api/queries';
 import type { Client, ClientImportResult } from '../../api/types';
+import { useMe } from '../../auth/session';
+import { translateBackendMessage } from '../../i18n/backendMessages';
 import { t } from '../../i18n/pt-BR';
 import { formatDate, formatPhone } from '../../lib/format';
 import { FormActions, FormFrame, ListTable, RowActions } from '../../layout/Crud';
@@ -39,6 +41,10 @@ async function contactFor(card: Prefill): Promise<Client> {
 function ContactForm({ contact, prefill, onDone }: { contact: Client | null; prefill?: Prefill | null; onDone: () => void }) {
   const changed = useContactsChanged();
   const tags = useTags();
+  // "Removing" a contact deactivates it (the owner's decision): kept with its history, out of
+  // the list and of new conversations; what it sends on WhatsApp still arrives.
+  const owner = useMe().role === 'reseller';
+  const [active, setActive] = useState(contact?.active ?? true);
   const [name, setName] = useState(contact?.name ?? prefill?.name ?? '');
   const [phone, setPhone] = useState(contact?.phone ?? prefill?.phone ?? '');
   const [email, setEmail] = useState(contact?.email ?? '');
@@ -47,8 +53,9 @@ function ContactForm({ contact, prefill, onDone }: { contact: Client | null; pre
   const save = useMutation({
     mutationFn: () => {
       const common = { name, email: email.trim() || null, notes, tags: tagList };
+      const activeChange = owner && contact && active !== (contact.active ?? true) ? { active } : {};
       return contact
-        ? unwrap(api.PATCH('/api/v1/clients/{client_id}', { params: { path: { client_id: contact.id } }, body: common }))
+        ? unwrap(api.PATCH('/api/v1/clients/{client_id}', { params: { path: { client_id: contact.id } }, body: { ...common, ...activeChange } }))
         : unwrap(api.POST('/api/v1/clients', { body: { ...common, phone } }));
     },
     onSuccess: () => {
@@ -83,6 +90,9 @@ function ContactForm({ contact, prefill, onDone }: { contact: Client | null; pre
         clearable
         error={errors.tags}
       />
+      {owner && contact && (
+        <Switch label={t.contacts.active} description={t.contacts.activeHelp} checked={active} onChange={(e) => setActive(e.currentTarget.checked)} />
+      )}
       <FormActions mutation={save} shownOnField={taken} onCancel={onDone} disabled={!name.trim() || (!contact && !phone.trim())} />
     </FormFrame>
   );
@@ -136,7 +146,7 @@ function ImportForm({ onDone }: { onDone: () => void }) {
                 <Table.Tr key={i}>
                   <Table.Td>{e.line}</Table.Td>
                   <Table.Td>{e.field}</Table.Td>
-                  <Table.Td>{e.message}</Table.Td>
+                  <Table.Td>{translateBackendMessage(e.message) ?? e.message}</Table.Td>
                 </Table.Tr>
               ))}
             </Table.Tbody>
@@ -202,9 +212,10 @@ export function ContactsPage() {
   });
   const [search, setSearch] = useState(prefill?.phone ?? '');
   const [tag, setTag] = useState<string | null>(null);
+  const [withInactive, setWithInactive] = useState(false);
   const [q] = useDebouncedValue(search.trim(), 300);
-  const clients = useClients(q, tag ?? '');
-  const tags = useTags();
+  const clients = useClients(q, tag ?? '', withInactive);
+  const tags = useTags('clients'); // the filter matches contacts' own tags
   const [editing, setEditing] = useState<Client | 'new' | null>(null);
   const [importing, setImporting] = useState(false);
   const [starting, setStarting] = useState<Client | null>(null);
@@ -248,6 +259,7 @@ export function ContactsPage() {
       <Group mb="md" gap="xs" align="flex-end">
         <TextInput type="search" aria-label={t.contacts.search} placeholder={t.contacts.search} value={search} onChange={(e) => setSearch(e.currentTarget.value)} style={{ flex: 1, minWidth: 200 }} />
         <Select aria-label={t.contacts.filterTag} placeholder={t.contacts.filterTag} data={tags.data ?? []} value={tag} onChange={setTag} clearable searchable w={220} />
+        <Checkbox label={t.contacts.showInactive} checked={withInactive} onChange={(e) => setWithInactive(e.currentTarget.checked)} mb={8} />
       </Group>
       <ListTable
         query={clients}
@@ -258,7 +270,14 @@ export function ContactsPage() {
         pager={clients}
         row={(c) => (
           <Table.Tr key={c.id} data-testid="contact-row">
-            <Table.Td>{c.name}</Table.Td>
+            <Table.Td>
+              {c.name}
+              {c.active === false && (
+                <Badge ml="xs" color="gray" variant="light" size="sm">
+                  {t.contacts.inactive}
+                </Badge>
+              )}
+            </Table.Td>
             <Table.Td>{formatPhone(c.phone)}</Table.Td>
             <Table.Td>{c.email}</Table.Td>
             <Table.Td>
@@ -273,9 +292,11 @@ export function ContactsPage() {
             <Table.Td>{formatDate(c.created_at)}</Table.Td>
             <Table.Td>
               <RowActions>
-                <Button size="compact-sm" variant="light" onClick={() => setStarting(c)}>
-                  {t.contacts.startConversation}
-                </Button>
+                {c.active !== false && (
+                  <Button size="compact-sm" variant="light" onClick={() => setStarting(c)}>
+                    {t.contacts.startConversation}
+                  </Button>
+                )}
                 <Button size="compact-sm" variant="default" onClick={() => setEditing(c)}>
                   {t.app.edit}
                 </Button>
