@@ -608,6 +608,46 @@ def restore_evolution_redis_cmd(
     out.print(f"[bold green]OK[/]: {result.keys} keys restored from {rm['archive']}, {len(result.kept)} already there")
 
 
+HEALTH_GRACE_SECONDS = 3600  # a cycle's own run and verify, on top of two intervals
+
+
+@app.command()
+def health(
+    max_age: Annotated[
+        int | None,
+        typer.Option("--max-age", help="Seconds; default two BACKUP_INTERVAL_SECONDS plus an hour."),
+    ] = None,
+    out_dir: Dir = None,
+    db: DbName = None,
+    env_file: EnvFile = None,
+) -> None:
+    """Exit 0 when the newest backup that verified OK is younger than --max-age, else 1 saying
+    why: the compose backup service's healthcheck, so a schedule whose cycles keep failing (its
+    log says so and it goes on) shows as unhealthy in `docker compose ps` instead of passing for
+    weeks. Reads only the backup directory; no database."""
+    s = _settings(None, db, env_file)
+    d = out_dir or Path(s.BACKUP_DIR)
+    limit = max_age if max_age is not None else 2 * s.BACKUP_INTERVAL_SECONDS + HEALTH_GRACE_SECONDS
+    newest: datetime | None = None
+    for path, _m in manifests(d, s.MONGO_DB):
+        vpath = path.with_name(path.name.replace(".manifest.json", ".verified.json"))
+        try:
+            record = json.loads(vpath.read_text())
+        except (OSError, ValueError):
+            continue
+        if record.get("ok") and isinstance(record.get("at"), str):
+            at = datetime.fromisoformat(record["at"])
+            newest = at if newest is None or at > newest else newest
+    if newest is None:
+        out.print(f"[bold red]UNHEALTHY[/]: no backup of {s.MONGO_DB} in {d} has verified OK")
+        raise typer.Exit(int(Exit.VIOLATIONS))
+    age = (datetime.now(UTC) - newest).total_seconds()
+    if age > limit:
+        out.print(f"[bold red]UNHEALTHY[/]: the newest verified backup is {int(age)}s old (limit {limit}s)")
+        raise typer.Exit(int(Exit.VIOLATIONS))
+    out.print(f"ok: the newest verified backup is {int(age)}s old")
+
+
 @app.command()
 def schedule(
     interval: Annotated[int | None, typer.Option("--interval", help="Seconds between backups.")] = None,

@@ -1,6 +1,7 @@
 """backup run/verify/prune and restore, as CLIs, against a real MongoDB-protocol server."""
 
 import json
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -197,6 +198,34 @@ async def test_schedule_once_backs_up_verifies_and_prunes(
     assert len(_glob(backup_dir, "iaze-t_*.archive.gz")) == 1
     res = await run_cli("scripts.backup", "list", env=env, cwd=tmp_path)
     assert res.code == 0 and " ok " in res.stdout
+
+
+async def test_health_is_the_age_of_the_newest_backup_that_verified_ok(
+    mongo_url: str, db_name: str, backup_dir: Path, tmp_path: Path
+) -> None:
+    """The compose backup service's healthcheck: a schedule whose cycles keep failing goes on
+    (and logs it), so without this nothing would ever show that backups stopped."""
+    backup_dir = tmp_path / "own"  # the module's directory holds earlier tests' backups
+    backup_dir.mkdir()
+    env = _env(mongo_url, db_name, backup_dir)
+    res = await run_cli("scripts.backup", "health", env=env, cwd=tmp_path)
+    assert res.code == 1 and "no backup" in res.stdout, res.output  # none yet
+    res = await run_cli("scripts.backup", "schedule", "--once", env=env, cwd=tmp_path)
+    assert res.code == 0, res.output
+    res = await run_cli("scripts.backup", "health", env=env, cwd=tmp_path)
+    assert res.code == 0 and "ok" in res.stdout, res.output
+    # Time passes with no new verified backup: unhealthy, saying how old the last one is.
+    (verified,) = _glob(backup_dir, "iaze-t_*.verified.json")
+    record = json.loads(verified.read_text())
+    record["at"] = (datetime.now(UTC) - timedelta(hours=3)).isoformat()
+    verified.write_text(json.dumps(record))
+    res = await run_cli("scripts.backup", "health", "--max-age", "7200", env=env, cwd=tmp_path)
+    assert res.code == 1 and "UNHEALTHY" in res.stdout and "old" in res.stdout, res.output
+    # A backup whose verify failed does not count.
+    record.update(at=datetime.now(UTC).isoformat(), ok=False)
+    verified.write_text(json.dumps(record))
+    res = await run_cli("scripts.backup", "health", env=env, cwd=tmp_path)
+    assert res.code == 1, res.output
 
 
 async def test_only_the_scratch_database_can_be_dropped(mongo_url: str, db_name: str, raw_mongo: Any) -> None:

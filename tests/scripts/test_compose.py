@@ -130,6 +130,8 @@ def test_frontend_and_backup_services() -> None:
     assert services["frontend"]["build"] == "./frontend"
     backup = services["backup"]
     assert backup["command"] == ["python", "-m", "scripts.backup", "schedule"]
+    # Unhealthy when backups stop verifying (scripts.backup health), not disabled.
+    assert backup["healthcheck"]["test"] == ["CMD", "python", "-m", "scripts.backup", "health"]
     assert "./backups:/backups" in backup["volumes"]
     assert backup["environment"]["BACKUP_DIR"] == "/backups"
 
