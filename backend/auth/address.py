@@ -3,8 +3,10 @@ TRUSTED_PROXIES) the address the proxy says it got the request from.
 
 nginx (frontend/nginx.conf) sends X-Real-IP ($remote_addr) and X-Forwarded-For (whatever the client
 sent, then $remote_addr appended). Whatever a client puts in those headers is its own say-so; only
-the entries appended by trusted proxies count: X-Forwarded-For is read from the right, skipping
-trusted proxies, and the first other address is the client.
+the entries appended by trusted proxies count. With TRUSTED_PROXY_HOPS = n, the client is the n-th
+entry from the right (the one the outermost proxy appended), even when it lies inside
+TRUSTED_PROXIES (a client on the office LAN); with 0, X-Forwarded-For is read from the right,
+skipping trusted addresses, and the first other address is the client.
 """
 
 import ipaddress
@@ -42,6 +44,9 @@ def client_address(request: Request, settings: Settings) -> str:
     if not networks or not _trusted(parse_ip(peer), networks):
         return peer
     hops = [hop for header in request.headers.getlist("x-forwarded-for") for hop in header.split(",")]
+    if settings.TRUSTED_PROXY_HOPS and len(hops) >= settings.TRUSTED_PROXY_HOPS:
+        appended = parse_ip(hops[-settings.TRUSTED_PROXY_HOPS])
+        return str(appended) if appended is not None else peer
     for hop in reversed(hops):
         ip = parse_ip(hop)
         if ip is None:

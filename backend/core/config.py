@@ -59,6 +59,12 @@ class Settings(BaseSettings):
     # (nginx). Only a request whose peer is one of them has its client address taken from
     # X-Forwarded-For (or X-Real-IP); from anyone else those headers are ignored.
     TRUSTED_PROXIES: str = ""
+    # How many trusted proxies stand in front (nginx alone: 1). Then the client is the address the
+    # outermost of them appended to X-Forwarded-For, whatever it is: a client on the office LAN or
+    # a VPN has a private address inside TRUSTED_PROXIES too, which the default (0) would skip as
+    # another proxy, believing whatever the client wrote before it. 0: skip trusted addresses from
+    # the right (for chains whose length varies).
+    TRUSTED_PROXY_HOPS: int = Field(default=0, ge=0, le=10)
 
     @model_validator(mode="after")
     def _check_auth_settings(self) -> "Settings":

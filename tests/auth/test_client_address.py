@@ -96,6 +96,33 @@ async def test_ipv6_clients_count_per_64(
         assert (await c.post(LOGIN, json={"email": email, "password": "owner-pass-1"})).status_code == 200
 
 
+async def test_with_a_counted_proxy_a_client_on_a_private_network_is_itself_and_cannot_forge_another(
+    mongo_url: str, db_name: str, admin_headers: dict[str, str]
+) -> None:
+    """TRUSTED_PROXIES covers the private ranges (where compose's nginx is), so an office-LAN client
+    has a "trusted" address too: skipping trusted hops would take whatever it wrote before it
+    (a new address per guess: no lock) or, with nothing written, nginx's own (one bucket for the
+    whole office). With TRUSTED_PROXY_HOPS=1 the client is the address nginx appended."""
+    from backend.app import create_app
+    from tests.factories import make_tenant
+
+    settings = make_settings(mongo_url, db_name, TRUSTED_PROXIES="10.0.0.0/8", TRUSTED_PROXY_HOPS=1)
+    app = create_app(settings)
+    async with app.router.lifespan_context(app), peer(app, PROXY) as proxy:
+        tenant = await make_tenant(proxy, admin_headers, departments=0, agents=0)
+        email = (await proxy.get(f"{API}/auth/me", headers=tenant.headers)).json()["email"]
+        codes = []
+        for i in range(settings.LOGIN_MAX_FAILURES + 1):
+            forged = {"X-Forwarded-For": f"198.51.100.{i}, 10.20.30.40", "X-Real-IP": "10.20.30.40"}
+            r = await proxy.post(LOGIN, json={"email": email, "password": "bad-guess"}, headers=forged)
+            codes.append(r.status_code)
+        assert codes == [401] * settings.LOGIN_MAX_FAILURES + [429]
+        # Another machine of the same office is someone else.
+        colleague = {"X-Forwarded-For": "10.20.30.41", "X-Real-IP": "10.20.30.41"}
+        r = await proxy.post(LOGIN, json={"email": email, "password": "owner-pass-1"}, headers=colleague)
+        assert r.status_code == 200, r.text
+
+
 def test_a_bad_trusted_proxy_setting_is_refused(mongo_url: str) -> None:
     with pytest.raises(ValueError, match="TRUSTED_PROXIES"):
         make_settings(mongo_url, "x", TRUSTED_PROXIES="10.0.0.0/8, nginx")

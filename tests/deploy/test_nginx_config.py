@@ -39,6 +39,8 @@ from backend.devtools.ferretdb import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVER_BLOCK = ROOT / "frontend" / "nginx.conf"
+TLS_SCRIPT = ROOT / "frontend" / "docker-entrypoint.d" / "40-iaze-tls.sh"
+OPENSSL = shutil.which("openssl")
 # /usr/sbin is not on every user's PATH.
 NGINX = shutil.which("nginx") or next((p for p in ("/usr/sbin/nginx",) if os.access(p, os.X_OK)), None)
 
@@ -166,6 +168,8 @@ def _start_stub() -> tuple[Stub, ThreadingHTTPServer]:
 class Proxy:
     url: str
     stub: Stub
+    ws_log: Path  # where the websocket location's access log goes (stdout in the image)
+    tls_url: str = ""  # https://…, when run with a certificate
 
 
 @pytest.fixture(scope="module")
@@ -178,7 +182,26 @@ def proxy() -> Iterator[Proxy]:
         yield from _run(base)
 
 
-def _run(base: Path) -> Iterator[Proxy]:
+@pytest.fixture(scope="module")
+def tls_proxy() -> Iterator[Proxy]:
+    """The same server block after the image's start script found a certificate in the TLS
+    directory (a self-signed one here): what docker-compose.yml's ./tls mount turns on."""
+    assert OPENSSL is not None, "openssl is needed for the HTTPS run (.ci/run installs it)"
+    with tempfile.TemporaryDirectory(prefix="iaze-nginx-tls-") as tmp:
+        base = Path(tmp)
+        base.chmod(0o755)
+        tls = base / "tls"
+        (tls / "acme" / ".well-known" / "acme-challenge").mkdir(parents=True)
+        (tls / "acme" / ".well-known" / "acme-challenge" / "token-1").write_text("proof-1")
+        subprocess.run(
+            [OPENSSL, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=localhost",
+             "-keyout", str(tls / "privkey.pem"), "-out", str(tls / "fullchain.pem")],
+            check=True, capture_output=True, timeout=60,
+        )  # fmt: skip
+        yield from _run(base, tls=tls)
+
+
+def _run(base: Path, tls: Path | None = None) -> Iterator[Proxy]:
     stub, stub_server = _start_stub()
     site = base / "html"
     (site / "assets").mkdir(parents=True)
@@ -186,15 +209,30 @@ def _run(base: Path) -> Iterator[Proxy]:
     (site / "assets" / "app-1a2b3c.js").write_text("console.log('iaze');")
     port = free_port()
     server_block = SERVER_BLOCK.read_text()
-    # Only what cannot exist here changes: the port, the site's directory and the backend's address
-    # (an IP address in the variable: nginx then needs no resolver).
+    ws_log = base / "ws-access.log"
+    # Only what cannot exist here changes: the port, the site's directory, the backend's address
+    # (an IP address in the variable: nginx then needs no resolver) and a log file to read back.
     for old, new in (
         ("listen 80;", f"listen 127.0.0.1:{port};"),
+        ("access_log /dev/stdout iaze_no_query;", f"access_log {ws_log} iaze_no_query;"),
         ("root /usr/share/nginx/html;", f"root {site};"),
         ("http://backend:8000", f"http://127.0.0.1:{stub.port}"),
+        ("include /etc/nginx/tls.d/*.conf;", f"include {base / 'tls.d'}/*.conf;"),
+        ("root /etc/nginx/tls/acme;", f"root {base / 'tls' / 'acme'};"),
     ):
         assert server_block.count(old) == 1, old
         server_block = server_block.replace(old, new)
+    tls_url = ""
+    if tls is not None:  # the image's start script, pointed at this directory and a free port
+        tls_port = free_port()
+        env = {
+            **os.environ,
+            "IAZE_TLS_DIR": str(tls),
+            "IAZE_TLS_CONF_DIR": str(base / "tls.d"),
+            "IAZE_TLS_LISTEN": f"127.0.0.1:{tls_port}",
+        }
+        subprocess.run(["sh", str(TLS_SCRIPT)], check=True, env=env, capture_output=True, timeout=30)
+        tls_url = f"https://127.0.0.1:{tls_port}"
     prefix = base / "etc"
     main = _lay_out(prefix, server_block)
     proc = subprocess.Popen(
@@ -209,7 +247,7 @@ def _run(base: Path) -> Iterator[Proxy]:
             if time.monotonic() > deadline:
                 pytest.fail(f"nginx did not answer {url}/nginx-health within 30 s")
             time.sleep(0.1)
-        yield Proxy(url, stub)
+        yield Proxy(url, stub, ws_log, tls_url)
     finally:
         proc.terminate()
         proc.wait(timeout=10)
@@ -270,6 +308,17 @@ def test_the_websocket_upgrade_reaches_the_backend(proxy: Proxy) -> None:
     assert seen["sec-websocket-key"] == key
 
 
+def test_the_websocket_token_never_reaches_the_access_log(proxy: Proxy) -> None:
+    """The socket authenticates with ?token=<JWT>: a log line with it would hand a 12-hour session
+    to whoever reads the logs."""
+    httpx.get(f"{proxy.url}/api/v1/ws?token=SECRET-JWT-VALUE")
+    deadline = time.monotonic() + 5
+    while "/api/v1/ws" not in (logged := proxy.ws_log.read_text() if proxy.ws_log.exists() else ""):
+        assert time.monotonic() < deadline, "the websocket request was not logged"
+        time.sleep(0.05)
+    assert "SECRET-JWT-VALUE" not in logged and "token=" not in logged, logged
+
+
 def _head_only(proxy: Proxy, path: str, length: int) -> str:
     """Sends a POST's head announcing `length` bytes and no body: nginx refuses a body past its
     limit from Content-Length alone. Answers the status line nginx sends back."""
@@ -288,3 +337,29 @@ def test_bodies_past_20_mb_are_refused_except_an_agents_file_up_to_101_mb(proxy:
     # Streamed on as it arrives (proxy_request_buffering off): the backend sees the request at once.
     assert _head_only(proxy, "/api/v1/tickets/abc/messages", 100 * mb).startswith("HTTP/1.1 200")
     assert [(m, p) for m, p, _ in proxy.stub.seen[before:]] == [("POST", "/api/v1/tickets/abc/messages")]
+
+
+def test_without_a_certificate_the_start_script_writes_nothing_and_the_site_stays_on_http(tmp_path: Path) -> None:
+    env = {**os.environ, "IAZE_TLS_DIR": str(tmp_path / "tls"), "IAZE_TLS_CONF_DIR": str(tmp_path / "tls.d")}
+    result = subprocess.run(["sh", str(TLS_SCRIPT)], env=env, capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stderr
+    assert list((tmp_path / "tls.d").iterdir()) == []
+    assert "HTTP only" in result.stdout
+
+
+def test_with_a_certificate_the_site_is_served_over_https_and_http_is_sent_there(tls_proxy: Proxy) -> None:
+    """Seed 001: HTTPS for every communication. The image's healthcheck (/nginx-health over plain
+    HTTP) and certbot's ACME challenge stay on port 80; everything else moves to https."""
+    page = httpx.get(f"{tls_proxy.tls_url}/tickets/123", verify=False)
+    assert page.status_code == 200 and "<title>IAZE</title>" in page.text
+    assert page.headers["strict-transport-security"] == "max-age=31536000"
+    assert _has_security_headers(page)
+    api = httpx.get(f"{tls_proxy.tls_url}/api/v1/tickets?status=espera", verify=False)
+    assert api.json() == {"path": "/api/v1/tickets?status=espera"}
+    assert tls_proxy.stub.seen[-1][2]["x-forwarded-proto"] == "https"
+    for path in ("/tickets/123", "/api/v1/auth/login", "/api/v1/ws?token=t"):
+        moved = httpx.get(f"{tls_proxy.url}{path}")
+        assert moved.status_code == 301 and moved.headers["location"] == f"https://127.0.0.1{path}", path
+    assert httpx.get(f"{tls_proxy.url}/nginx-health").status_code == 200
+    challenge = httpx.get(f"{tls_proxy.url}/.well-known/acme-challenge/token-1")
+    assert challenge.status_code == 200 and challenge.text == "proof-1"

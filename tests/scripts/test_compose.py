@@ -283,3 +283,21 @@ def test_no_make_target_removes_volumes() -> None:
         tokens = line.split()
         assert not {"-v", "--volumes", "down"} & set(tokens), line
         assert not re.search(r"volume\s+(rm|prune)|system\s+prune|\brm\b.*(volume|data|db)", line), line
+
+
+def test_the_backend_counts_nginx_as_the_one_proxy_and_a_copied_env_example_keeps_it() -> None:
+    """With the private networks trusted (where compose's nginx is), an office-LAN client is
+    "trusted" too: the client must be the address nginx appended (TRUSTED_PROXY_HOPS=1), and a
+    .env copied from .env.example must not set it back to 0."""
+    env = _compose()["services"]["backend"]["environment"]
+    assert env["TRUSTED_PROXY_HOPS"] == "${TRUSTED_PROXY_HOPS:-1}"
+    example = (ROOT / ".env.example").read_text()
+    assert not re.search(r"^TRUSTED_PROXY_HOPS=", example, re.M)
+
+
+def test_the_frontend_serves_https_from_the_mounted_certificate() -> None:
+    frontend = _compose()["services"]["frontend"]
+    assert "0.0.0.0:${HTTPS_PORT:-443}:443" in frontend["ports"]
+    assert "${TLS_DIR:-./tls}:/etc/nginx/tls:ro" in frontend["volumes"]
+    dockerfile = (ROOT / "frontend" / "Dockerfile").read_text()
+    assert "COPY docker-entrypoint.d/40-iaze-tls.sh /docker-entrypoint.d/40-iaze-tls.sh" in dockerfile
