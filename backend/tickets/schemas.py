@@ -54,6 +54,10 @@ class TicketRead(ReadModel):
     created_at: Timestamp
     updated_at: Timestamp
     finalized_at: Timestamp | None = None
+    # Who finalized it, as stored (None while open): an agent keeps seeing the tickets it
+    # finalized, also one finalized straight from espera (tickets/visibility.py), and the
+    # realtime cache applies that same rule to the tickets events carry.
+    finalized_by: str | None = None
     tags: list[str] = []
     # "Reabrir" (tickets.service.reopen): the ticket this one reopens, and the one reopening it
     # (the latter only on a single ticket's read).

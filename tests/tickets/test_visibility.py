@@ -188,3 +188,30 @@ async def test_refused_action_shows_the_ticket_only_to_who_may_see_it(
         first["id"],
         ticket["client_phone"],
     )
+
+
+async def test_finalized_by_is_read_as_stored_so_a_client_can_mirror_visibility(
+    client: httpx.AsyncClient, admin_headers: dict[str, str]
+) -> None:
+    """An agent keeps seeing a ticket it finalized straight from espera (no agent on it):
+    `finalized_by` is what grants it (tickets/visibility.py), so every read shows it, as stored,
+    for the realtime cache to apply the same rule (frontend/src/realtime/cache.ts belongsIn)."""
+    t = await make_tenant(client, admin_headers, departments=1, agents=1)
+    agent = t.agents[0]
+    waiting = await make_ticket(client, t)
+    assert waiting["finalized_by"] is None
+
+    r = await client.post(f"{API}/tickets/{waiting['id']}/finalize", headers=agent["headers"])
+    assert r.status_code == 200, r.text
+    answered = r.json()
+    assert (answered["status"], answered["agent_id"], answered["finalized_by"]) == ("finalizado", None, agent["id"])
+
+    listed = await collect_pages(client, agent["headers"], f"{API}/tickets", status="finalizado")
+    assert [(i["id"], i["finalized_by"]) for i in listed] == [(waiting["id"], agent["id"])]
+    read = await client.get(f"{API}/tickets/{waiting['id']}", headers=agent["headers"])
+    assert read.status_code == 200 and read.json()["finalized_by"] == agent["id"], read.text
+
+    by_owner = await make_ticket(client, t)
+    r = await client.post(f"{API}/tickets/{by_owner['id']}/finalize", headers=t.headers)
+    assert r.status_code == 200, r.text
+    assert r.json()["finalized_by"] == t.owner_id

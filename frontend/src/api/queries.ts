@@ -1,6 +1,6 @@
-import { type InfiniteData, useInfiniteQuery, useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
+import { type InfiniteData, replaceEqualDeep, useInfiniteQuery, useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
 import { api, unwrap } from './client';
-import { keys, setUnread } from '../realtime/cache';
+import { keepLaterStatuses, keys, setUnread } from '../realtime/cache';
 import type {
   Department,
   Message,
@@ -98,6 +98,8 @@ export function useMessages(ticketId: string) {
     // the message again (`message.status`, with its media) and the realtime cache applies it. This
     // slow look is the fallback for a process that died between storing the bytes and announcing.
     refetchInterval: (query) => pendingMediaPoll(query.state.data),
+    // A read never moves a delivery status shown back (realtime/delivery.ts).
+    structuralSharing: (known, fetched) => replaceEqualDeep(known, keepLaterStatuses(known, fetched)),
   });
 }
 

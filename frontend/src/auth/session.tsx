@@ -35,6 +35,10 @@ type AuthState = {
   logout: () => void;
   /** After the user changed itself (name, or password with its fresh token). */
   updateSession: (change: Partial<Session>) => void;
+  /** Reads the user again (/auth/me) into the session, e.g. when the server says its access changed
+   * (the realtime socket's `resync`): its departments decide what lists, counts and alerts hold.
+   * Resolves with the user read, or null when it could not be read (a 401 ends the session). */
+  refreshUser: () => Promise<User | null>;
 };
 
 const AuthContext = createContext<AuthState | null>(null);
@@ -57,24 +61,27 @@ export function AuthProvider({ children }: { children: ReactNode }) {
   // Registered synchronously so the very first requests already carry the token.
   configureAuth({ token: () => loadSession()?.token ?? null, onUnauthorized: () => end('expired') });
 
+  const refreshUser = useCallback(async (): Promise<User | null> => {
+    const token = loadSession()?.token;
+    let user: User;
+    try {
+      user = await unwrap(api.GET('/api/v1/auth/me'));
+    } catch {
+      return null; // a 401 already ended the session through the middleware
+    }
+    // Kept only while the session it was read for goes on (not signed out or in as someone else).
+    const current = loadSession();
+    if (!current || current.token !== token || current.user.id !== user.id) return null;
+    const next = { ...current, user };
+    saveSession(next);
+    setSession(next);
+    return user;
+  }, []);
+
   // A kept session is re-validated once: the user may have been deactivated or changed meanwhile.
   useEffect(() => {
     if (!session) return;
-    let cancelled = false;
-    unwrap(api.GET('/api/v1/auth/me'))
-      .then((user) => {
-        if (cancelled) return;
-        setSession((current) => {
-          if (!current) return current;
-          const next = { ...current, user };
-          saveSession(next);
-          return next;
-        });
-      })
-      .catch(() => undefined); // a 401 already ended the session through the middleware
-    return () => {
-      cancelled = true;
-    };
+    void refreshUser();
     // Only when the token changes, not on every user refresh.
     // eslint-disable-next-line react-hooks/exhaustive-deps
   }, [session?.token]);
@@ -100,8 +107,8 @@ export function AuthProvider({ children }: { children: ReactNode }) {
   }, []);
 
   const value = useMemo(
-    () => ({ session, endedBecause, login, logout, updateSession }),
-    [session, endedBecause, login, logout, updateSession],
+    () => ({ session, endedBecause, login, logout, updateSession, refreshUser }),
+    [session, endedBecause, login, logout, updateSession, refreshUser],
   );
   return <AuthContext.Provider value={value}>{children}</AuthContext.Provider>;
 }

@@ -1,8 +1,8 @@
-import { QueryClient, QueryObserver, type InfiniteData } from '@tanstack/react-query';
+import { InfiniteQueryObserver, QueryClient, QueryObserver, replaceEqualDeep, type InfiniteData } from '@tanstack/react-query';
 import { describe, expect, it, vi } from 'vitest';
 import type { Message, Page, RealtimeEvent, Ticket } from '../api/types';
 import { agentUser, ticketFixture } from '../test/utils';
-import { COUNTS_REFRESH_MS, applyEvent, keys, setUnread, withReadSide } from './cache';
+import { COUNTS_REFRESH_MS, applyEvent, applyMessage, belongsIn, keepLaterStatuses, keys, resyncAll, setUnread, withReadSide } from './cache';
 import { MEDIA_POLL_MS, pendingMediaPoll } from '../api/queries';
 
 type Pages<T> = InfiniteData<Page<T>, string | null>;
@@ -241,5 +241,193 @@ describe('unread counts', () => {
     applyEvent(client, ev('ticket.read', { ticket: { ...t1, unread_count: 0 } }), me);
     expect(unreadIn(client, t1.id)).toBe(0);
     expect(client.getQueryData<Ticket>(keys.ticket(t1.id))?.unread_count).toBe(0);
+  });
+});
+
+const message = (over: Partial<Message>): Message => ({
+  id: 'm'.repeat(24), ticket_id: t1.id, direction: 'in', sender_type: 'client', sender_name: 'Maria',
+  type: 'text', body: 'Oi', status: 'received', automatic: false, created_at: '2025-01-01T12:10:00Z', ...over,
+});
+const framedTicket = (ticket: Ticket) => {
+  const { unread_count: _, ...rest } = ticket;
+  return rest;
+};
+
+/** An infinite query whose first read answers `first` and every later read waits for the test to
+ * release it (`release(n, answer)`: the n-th read, 1-based), so a refetch can be held in flight. */
+function heldQuery<T>(client: QueryClient, key: readonly unknown[], first: T[] | null) {
+  const answers: ((page: Page<T>) => void)[] = [];
+  let reads = 0;
+  const observer = new InfiniteQueryObserver(client, {
+    queryKey: key,
+    initialPageParam: null as string | null,
+    getNextPageParam: () => null,
+    queryFn: () => {
+      reads += 1;
+      if (reads === 1 && first) return Promise.resolve({ items: first, next_cursor: null });
+      return new Promise<Page<T>>((resolve) => answers.push(resolve));
+    },
+  });
+  const unsubscribe = observer.subscribe(() => {});
+  return {
+    observer,
+    unsubscribe,
+    reads: () => reads,
+    /** Answers the n-th held read (1-based among the held ones). */
+    release: (n: number, items: T[]) => answers[n - 1]({ items, next_cursor: null }),
+    settled: () => vi.waitFor(() => expect(observer.getCurrentResult().isFetching).toBe(false)),
+  };
+}
+
+describe('a fetch in flight never replaces a live event applied meanwhile', () => {
+  it('espera list: a ticket.created during a refetch stays, the refetch read before it is replaced', async () => {
+    const client = new QueryClient({ defaultOptions: { queries: { retry: false } } });
+    const list = heldQuery<Ticket>(client, keys.ticketList('espera', ''), [t1]);
+    await vi.waitFor(() => expect(ids(client.getQueryData(keys.ticketList('espera', '')))).toEqual([t1.id]));
+
+    void client.invalidateQueries({ queryKey: keys.tickets }); // e.g. useTicketUpdated after an assume
+    await vi.waitFor(() => expect(list.reads()).toBe(2));
+    const t4 = ticketFixture({ id: '4'.repeat(24), last_message_at: '2025-01-01T12:09:00Z' });
+    applyEvent(client, ev('ticket.created', { ticket: t4 }), me);
+    expect(ids(client.getQueryData(keys.ticketList('espera', '')))).toEqual([t4.id, t1.id]);
+    expect(list.reads()).toBe(3); // a read started after the event
+
+    list.release(1, [t1]); // the read taken before t4 existed lands late: ignored
+    await new Promise((r) => setTimeout(r, 10));
+    expect(ids(client.getQueryData(keys.ticketList('espera', '')))).toEqual([t4.id, t1.id]);
+    list.release(2, [t4, t1]);
+    await list.settled();
+    expect(ids(client.getQueryData(keys.ticketList('espera', '')))).toEqual([t4.id, t1.id]);
+    list.unsubscribe();
+  });
+
+  it('thread: a message.created during a resync refetch stays', async () => {
+    const client = new QueryClient({ defaultOptions: { queries: { retry: false } } });
+    const old = message({ id: 'a'.repeat(24), created_at: '2025-01-01T12:00:00Z' });
+    const thread = heldQuery<Message>(client, keys.messages(t1.id), [old]);
+    const shown = () => client.getQueryData<Pages<Message>>(keys.messages(t1.id))?.pages.flatMap((p) => p.items.map((m) => m.id));
+    await vi.waitFor(() => expect(shown()).toEqual([old.id]));
+
+    resyncAll(client); // a reconnect
+    await vi.waitFor(() => expect(thread.reads()).toBe(2));
+    const fresh = message({ id: 'b'.repeat(24) });
+    applyEvent(client, ev('message.created', { message: fresh, ticket: framedTicket(t1) }), me);
+    expect(shown()).toEqual([old.id, fresh.id]);
+
+    thread.release(1, [old]);
+    await new Promise((r) => setTimeout(r, 10));
+    expect(shown()).toEqual([old.id, fresh.id]);
+    thread.release(2, [old, fresh]);
+    await thread.settled();
+    expect(shown()).toEqual([old.id, fresh.id]);
+    thread.unsubscribe();
+  });
+
+  it('thread: a first load in flight when a message arrives is read again after it', async () => {
+    const client = new QueryClient({ defaultOptions: { queries: { retry: false } } });
+    const thread = heldQuery<Message>(client, keys.messages(t1.id), null);
+    await vi.waitFor(() => expect(thread.reads()).toBe(1));
+    const fresh = message({ id: 'b'.repeat(24) });
+    applyEvent(client, ev('message.created', { message: fresh, ticket: framedTicket(t1) }), me);
+    expect(thread.reads()).toBe(2);
+    thread.release(1, []); // read before the message was stored
+    thread.release(2, [fresh]);
+    await thread.settled();
+    expect(client.getQueryData<Pages<Message>>(keys.messages(t1.id))?.pages[0].items.map((m) => m.id)).toEqual([fresh.id]);
+    thread.unsubscribe();
+  });
+});
+
+describe('delivery status never moves back', () => {
+  const reply = message({ id: 'r'.repeat(24), direction: 'out', sender_type: 'agent', status: 'pending' });
+  const shown = (client: QueryClient) => client.getQueryData<Pages<Message>>(keys.messages(t1.id))?.pages[0].items[0];
+
+  it('the POST answer ("pending") applied after the websocket said failed or sent keeps that', () => {
+    for (const first of ['failed', 'sent'] as const) {
+      const client = new QueryClient();
+      client.setQueryData(keys.messages(t1.id), pages<Message>([]));
+      applyEvent(client, ev('message.created', { message: reply, ticket: framedTicket(t1) }), me);
+      applyEvent(client, ev('message.status', { message: { ...reply, status: first, failure_reason: first === 'failed' ? 'sem WhatsApp' : null } }), me);
+      applyMessage(client, reply); // Composer's onSuccess with the POST's answer
+      expect(shown(client)?.status).toBe(first);
+      expect(shown(client)?.failure_reason ?? null).toBe(first === 'failed' ? 'sem WhatsApp' : null);
+    }
+  });
+
+  it('a status frame written before another but applied after it is ignored', () => {
+    const client = new QueryClient();
+    client.setQueryData(keys.messages(t1.id), pages([{ ...reply, status: 'sent' }]));
+    applyEvent(client, ev('message.status', { message: { ...reply, status: 'delivered' } }), me);
+    applyEvent(client, ev('message.status', { message: { ...reply, status: 'sent' } }), me);
+    expect(shown(client)?.status).toBe('delivered');
+    applyEvent(client, ev('message.status', { message: { ...reply, status: 'read' } }), me);
+    expect(shown(client)?.status).toBe('read');
+  });
+
+  it('a thread read older than the status shown keeps the status (useMessages structural sharing)', async () => {
+    const client = new QueryClient({ defaultOptions: { queries: { retry: false } } });
+    let answer: Message = { ...reply, status: 'sent' };
+    const observer = new InfiniteQueryObserver(client, {
+      queryKey: keys.messages(t1.id),
+      initialPageParam: null as string | null,
+      getNextPageParam: () => null,
+      queryFn: () => Promise.resolve({ items: [answer], next_cursor: null }),
+      structuralSharing: (known, fetched) => replaceEqualDeep(known, keepLaterStatuses(known, fetched)),
+    });
+    const unsubscribe = observer.subscribe(() => {});
+    await vi.waitFor(() => expect(shown(client)?.status).toBe('sent'));
+    applyEvent(client, ev('message.status', { message: { ...reply, status: 'delivered' } }), me);
+    await observer.refetch(); // answered from a read taken before the delivery
+    expect(shown(client)?.status).toBe('delivered');
+    answer = { ...reply, status: 'read' };
+    await observer.refetch();
+    expect(shown(client)?.status).toBe('read');
+    unsubscribe();
+  });
+});
+
+describe('a ticket an agent finalized (finalized_by, backend/tickets/visibility.py)', () => {
+  it('stays in its Finalizados though it holds no agent (finalized straight from espera)', () => {
+    const client = new QueryClient();
+    const t = ticketFixture({ status: 'finalizado', agent_id: null, finalized_at: '2025-01-01T13:00:00Z', finalized_by: me.id, version: 2 });
+    client.setQueryData(keys.ticketList('finalizado', ''), pages([t]));
+    expect(belongsIn(t, 'finalizado', me)).toBe(true);
+    expect(belongsIn(t, 'finalizado', other)).toBe(false);
+    applyEvent(client, ev('ticket.rated', { ticket: framedTicket({ ...t, rating: 5, version: 3 }) }), me);
+    expect(ids(client.getQueryData(keys.ticketList('finalizado', '')))).toEqual([t.id]);
+  });
+
+  it('mirrors can_see: espera of my departments, what I hold, what I finalized; never the status of another list', () => {
+    const dept = me.department_ids[0];
+    const elsewhere = 'e'.repeat(24);
+    expect(belongsIn(ticketFixture({ department_id: dept }), 'espera', me)).toBe(true);
+    expect(belongsIn(ticketFixture({ department_id: elsewhere }), 'espera', me)).toBe(false);
+    expect(belongsIn(ticketFixture({ department_id: elsewhere, agent_id: me.id }), 'espera', me)).toBe(true);
+    expect(belongsIn(ticketFixture({ status: 'atendendo', department_id: dept, agent_id: other.id }), 'atendendo', me)).toBe(false);
+    expect(belongsIn(ticketFixture({ status: 'finalizado', agent_id: other.id, finalized_by: me.id }), 'finalizado', me)).toBe(true);
+    expect(belongsIn(ticketFixture({ status: 'finalizado', department_id: dept, finalized_by: other.id }), 'finalizado', me)).toBe(false);
+    expect(belongsIn(ticketFixture({ status: 'finalizado', finalized_by: me.id }), 'espera', me)).toBe(false);
+  });
+});
+
+describe('a message moved on by the finalize race (moved_from_ticket_id)', () => {
+  it('leaves the finalized ticket\'s thread and counts as unread in the ticket it moved to', () => {
+    const client = new QueryClient();
+    const X = ticketFixture({ id: '1'.repeat(24), status: 'atendendo', agent_id: me.id });
+    const Y = ticketFixture({ id: '9'.repeat(24) });
+    client.setQueryData(keys.messages(X.id), pages<Message>([]));
+    client.setQueryData(keys.ticketList('espera', ''), pages<Ticket>([]));
+    const m = message({ ticket_id: X.id });
+    applyEvent(client, ev('message.created', { message: m, ticket: framedTicket(X) }), me);
+    applyEvent(client, ev('ticket.finalized', { ticket: framedTicket({ ...X, status: 'finalizado', version: 2 }) }), me);
+    applyEvent(client, ev('ticket.created', { ticket: framedTicket(Y) }), me);
+    const moved: Message = { ...m, ticket_id: Y.id, moved_from_ticket_id: X.id };
+    applyEvent(client, ev('message.created', { message: moved, ticket: framedTicket(Y) }), me);
+    applyEvent(client, ev('message.created', { message: moved, ticket: framedTicket(Y) }), me); // replayed
+
+    expect(client.getQueryData<Pages<Message>>(keys.messages(X.id))?.pages[0].items).toEqual([]);
+    const row = client.getQueryData<Pages<Ticket>>(keys.ticketList('espera', ''))?.pages[0].items[0];
+    expect(row?.id).toBe(Y.id);
+    expect(row?.unread_count).toBe(1); // as the server counts it in Y
   });
 });

@@ -1,5 +1,6 @@
-import type { InfiniteData, QueryClient } from '@tanstack/react-query';
+import type { InfiniteData, Query, QueryClient, QueryKey } from '@tanstack/react-query';
 import type { EventTicket, Message, Page, RealtimeEvent, Ticket, TicketStatus, User, WhatsAppConnection } from '../api/types';
+import { withLaterStatus } from './delivery';
 
 /** Every cache key the app uses, in one place, so live events know what to touch. */
 export const keys = {
@@ -25,12 +26,51 @@ export const keys = {
 type TicketPages = InfiniteData<Page<Ticket>, string | null>;
 type MessagePages = InfiniteData<Page<Message>, string | null>;
 
-/** Whether `user` would find `ticket` in the list of `status` (mirrors backend/tickets/visibility.py). */
+/** Whether `user` would find `ticket` in the list of `status`: the list's status, then who sees it,
+ * exactly as backend/tickets/visibility.py `can_see` (keep the two in step): an agent sees the espera
+ * tickets of its departments, the tickets it holds and the ones it finalized (also straight from
+ * espera, with no agent on them); the tenant's other staff see all of its tickets. */
 export function belongsIn(ticket: Ticket, status: TicketStatus, user: User): boolean {
   if (ticket.status !== status) return false;
   if (user.role !== 'agent') return true;
-  if (ticket.status === 'espera') return user.department_ids.includes(ticket.department_id);
-  return ticket.agent_id === user.id;
+  return (
+    (ticket.status === 'espera' && user.department_ids.includes(ticket.department_id)) ||
+    ticket.agent_id === user.id ||
+    ticket.finalized_by === user.id
+  );
+}
+
+/** Writes a live event into one cached query, so that no answer older than the event replaces it.
+ * A fetch in flight there may have read the server before the event was stored (a refetch after an
+ * assume or a reply, a reconnect's resync, a thread's media poll, a first load): landing after the
+ * patch, its answer would replace the patched data and the event would vanish until some later
+ * refetch. So that fetch is cancelled first (silently: its state is not reverted, which would undo
+ * events patched in since it started) and a new one started after the patch; that one reads the
+ * server after the event was stored, so it holds it, and it replaces the data (or is itself
+ * replaced, by the next event). A fetch started after the event was stored is refetched needlessly;
+ * which one is older cannot be told. A query nothing could refetch (no observer and never loaded) is
+ * left alone: cancelled it would stay "fetching" forever. */
+function patchQuery<T>(client: QueryClient, key: QueryKey, update: (data: T | undefined) => T | undefined): void {
+  const dropped = dropFetchInFlight(client.getQueryCache().find({ queryKey: key, exact: true }));
+  client.setQueryData<T>(key, update);
+  if (dropped) void client.refetchQueries({ queryKey: key, exact: true });
+}
+
+/** Cancels `query`'s fetch in flight, if any, leaving its data as it is; true when it did. */
+function dropFetchInFlight(query: Query | undefined): boolean {
+  if (!query || query.state.fetchStatus === 'idle' || query.isDisabled()) return false;
+  void query.cancel({ silent: true });
+  return true;
+}
+
+/** Reads `key` again after an event it cannot be patched with (search results, a timeline): a fetch
+ * in flight is started again, also a first load (which an invalidation would join). */
+function readAgain(client: QueryClient, key: QueryKey): void {
+  if (dropFetchInFlight(client.getQueryCache().find({ queryKey: key, exact: true }))) {
+    void client.refetchQueries({ queryKey: key, exact: true });
+  } else {
+    void client.invalidateQueries({ queryKey: key, exact: true });
+  }
 }
 
 function newerFirst(a: Ticket, b: Ticket): number {
@@ -76,13 +116,13 @@ export function withReadSide(ticket: EventTicket, known: Ticket | undefined): Ti
 /** Sets the unread count of every cached copy of a ticket (its own query and the loaded lists). */
 export function setUnread(client: QueryClient, id: string, count: (current: number) => number): void {
   const change = (ticket: Ticket): Ticket => ({ ...ticket, unread_count: count(ticket.unread_count ?? 0) });
-  client.setQueryData<Ticket>(keys.ticket(id), (ticket) => (ticket ? change(ticket) : ticket));
+  patchQuery<Ticket>(client, keys.ticket(id), (ticket) => (ticket ? change(ticket) : ticket));
   for (const [key, data] of client.getQueriesData<TicketPages>({ queryKey: ['tickets', 'list'] })) {
     if (!data?.pages.some((p) => p.items.some((item) => item.id === id))) continue;
-    client.setQueryData<TicketPages>(key, {
+    patchQuery<TicketPages>(client, key, () => ({
       ...data,
       pages: data.pages.map((p) => ({ ...p, items: p.items.map((item) => (item.id === id ? change(item) : item)) })),
-    });
+    }));
   }
 }
 
@@ -91,15 +131,18 @@ export function isClientMessage(message: Message): boolean {
   return message.direction === 'in' && message.sender_type === 'client';
 }
 
-// Messages already counted, per cache: the feed is at-least-once (a replay repeats an event).
+// Messages already counted, per cache and ticket: the feed is at-least-once (a replay repeats an
+// event). Per ticket, as the server counts: a message moved on by the finalize race is announced
+// again under the ticket it moved to, and counts there too (backend/unread/service.py).
 const counted = new WeakMap<QueryClient, Set<string>>();
 const COUNTED_KEEP = 2000;
 
-function countOnce(client: QueryClient, messageId: string): boolean {
+function countOnce(client: QueryClient, message: Message): boolean {
   let seen = counted.get(client);
   if (!seen) counted.set(client, (seen = new Set()));
-  if (seen.has(messageId)) return false;
-  seen.add(messageId);
+  const key = `${message.ticket_id}:${message.id}`;
+  if (seen.has(key)) return false;
+  seen.add(key);
   if (seen.size > COUNTED_KEEP) seen.delete(seen.values().next().value as string);
   return true;
 }
@@ -119,15 +162,16 @@ function applyTicket(client: QueryClient, event: EventTicket, user: User): void 
   // Events can arrive after a fresher read (e.g. our own mutation's answer): never go back in version.
   if (previous && previous.version > event.version) return;
   const ticket = withReadSide(event, knownCopy(client, event.id));
-  client.setQueryData(keys.ticket(ticket.id), ticket);
-  for (const [key, data] of client.getQueriesData<TicketPages>({ queryKey: ['tickets', 'list'] })) {
-    if (!data) continue;
+  patchQuery<Ticket>(client, keys.ticket(ticket.id), () => ticket);
+  // Lists still on their first load too: patchQuery starts their read again after the event.
+  for (const [key] of client.getQueriesData<TicketPages>({ queryKey: ['tickets', 'list'] })) {
     const [, , status, q] = key as ReturnType<typeof keys.ticketList>;
     if (q) {
-      void client.invalidateQueries({ queryKey: key, exact: true });
+      readAgain(client, key);
       continue;
     }
-    client.setQueryData<TicketPages>(key, placeTicket(data, ticket, belongsIn(ticket, status, user)));
+    const keep = belongsIn(ticket, status, user);
+    patchQuery<TicketPages>(client, key, (current) => (current ? placeTicket(current, ticket, keep) : current));
   }
 }
 
@@ -136,20 +180,24 @@ function chronological(a: Message, b: Message): number {
   return byTime !== 0 ? byTime : a.id.localeCompare(b.id);
 }
 
-/** An event's copy of a message over the cached one. Bytes once in stay in (a fetch retry only
- * starts from "failed"), so an older copy still "pending" (a creation replayed after a reconnect,
- * once a read or the fetch's own event showed the bytes) never hides an attachment already shown. */
+/** An event's (or a POST answer's) copy of a message over the cached one. Bytes once in stay in (a
+ * fetch retry only starts from "failed"), so an older copy still "pending" (a creation replayed
+ * after a reconnect, once a read or the fetch's own event showed the bytes) never hides an
+ * attachment already shown; and a delivery status never moves back (./delivery.ts). */
 function merged(known: Message, message: Message): Message {
-  if (known.media?.status === 'ready' && message.media && message.media.status !== 'ready') {
-    return { ...known, ...message, media: known.media };
+  const next = withLaterStatus(known, message);
+  if (known.media?.status === 'ready' && next.media && next.media.status !== 'ready') {
+    return { ...known, ...next, media: known.media };
   }
-  return { ...known, ...message };
+  return { ...known, ...next };
 }
 
 /** A thread's pages run newest first (pages[0] is the newest page, the next ones older), so a
- * live message always belongs to pages[0]: it is loaded from the first fetch on. */
+ * live message always belongs to pages[0]: it is loaded from the first fetch on. A message moved on
+ * by the finalize race (backend/messages/service.py refile_after_finalize) is announced again under
+ * its new ticket with `moved_from_ticket_id`: it leaves the thread it was shown in. */
 export function applyMessage(client: QueryClient, message: Message): void {
-  client.setQueryData<MessagePages>(keys.messages(message.ticket_id), (data) => {
+  patchQuery<MessagePages>(client, keys.messages(message.ticket_id), (data) => {
     if (!data || data.pages.length === 0) return data;
     const exists = data.pages.some((p) => p.items.some((m) => m.id === message.id));
     const pages = data.pages.map((p) => ({
@@ -159,10 +207,38 @@ export function applyMessage(client: QueryClient, message: Message): void {
     if (!exists) pages[0] = { ...pages[0], items: [...pages[0].items, message].sort(chronological) };
     return { ...data, pages };
   });
+  const from = message.moved_from_ticket_id;
+  if (from && from !== message.ticket_id) {
+    const shown = client.getQueryData<MessagePages>(keys.messages(from));
+    if (shown?.pages.some((p) => p.items.some((m) => m.id === message.id))) {
+      patchQuery<MessagePages>(client, keys.messages(from), (data) =>
+        data ? { ...data, pages: data.pages.map((p) => ({ ...p, items: p.items.filter((m) => m.id !== message.id) })) } : data,
+      );
+    }
+  }
+}
+
+/** A thread's refetched pages over the cached ones (useMessages' structural sharing): a read never
+ * moves a shown delivery status back either (a read taken before the status event it crossed). */
+export function keepLaterStatuses(known: unknown, fetched: unknown): unknown {
+  const old = known as MessagePages | undefined;
+  const next = fetched as MessagePages | undefined;
+  if (!old?.pages || !next?.pages) return fetched;
+  const shown = new Map(old.pages.flatMap((p) => p.items.map((m) => [m.id, m] as const)));
+  return {
+    ...next,
+    pages: next.pages.map((p) => ({
+      ...p,
+      items: p.items.map((m) => {
+        const before = shown.get(m.id);
+        return before ? withLaterStatus(before, m) : m;
+      }),
+    })),
+  };
 }
 
 function applyConnection(client: QueryClient, connection: Partial<WhatsAppConnection> & { id: string }): void {
-  client.setQueryData<WhatsAppConnection[]>(keys.connections, (list) =>
+  patchQuery<WhatsAppConnection[]>(client, keys.connections, (list) =>
     list?.map((c) => (c.id === connection.id ? { ...c, ...connection } : c)),
   );
 }
@@ -202,16 +278,24 @@ export function applyEvent(client: QueryClient, event: RealtimeEvent, user: User
   if (event.event === 'message.created' && event.message && isClientMessage(event.message)) {
     // The server counted it too (its count reads the same on the next fetch); the open thread
     // marks it read at once (TicketView).
-    if (countOnce(client, event.message.id)) setUnread(client, event.message.ticket_id, (n) => n + 1);
+    if (countOnce(client, event.message)) setUnread(client, event.message.ticket_id, (n) => n + 1);
   }
   if (event.connection) applyConnection(client, event.connection);
   if (event.event.startsWith('ticket.') && event.event !== 'ticket.read') {  // a read moves no ticket
     if (movesCounts(known, event)) countsMoved(client);
-    if (event.ticket) void client.invalidateQueries({ queryKey: keys.events(event.ticket.id) });
+    if (event.ticket) readAgain(client, keys.events(event.ticket.id));
   }
 }
 
-/** After a gap the server could not replay: everything cached may be stale. */
+/** After a gap the server could not replay (or a first connection, which replays nothing):
+ * everything cached may be stale. Every query in use is read again; a fetch in flight is restarted,
+ * since its read may predate the gap's end: TanStack restarts a refetch by itself (cancelRefetch)
+ * but joins a first load still in flight, so those are cancelled (silently) and started again here
+ * too, unused ones included (nothing else would restart them). */
 export function resyncAll(client: QueryClient): void {
+  const dropped = client.getQueryCache().findAll().filter(dropFetchInFlight);
   void client.invalidateQueries();
+  for (const query of dropped) {
+    if (!query.isActive()) void client.refetchQueries({ queryKey: query.queryKey, exact: true });
+  }
 }

@@ -107,6 +107,47 @@ describe('RealtimeClient', () => {
     expect(calls.resyncs).toBe(1);
   });
 
+  it('goes on live from the server head after a feed rolled back (resync: since is ahead of the feed)', () => {
+    const { client, calls, socket } = start();
+    socket().frame({ type: 'hello', seq: 500, heartbeat: 25 });
+    socket().frame(event(501));
+    socket().serverClose(1001);
+    vi.advanceTimersByTime(100);
+    expect(socket().url).toContain('since=501');
+    // A restored database: the feed's head is 40 now, the server replays nothing and goes on from it.
+    socket().frame({ type: 'hello', seq: 40, heartbeat: 25 });
+    socket().frame({ type: 'resync', reason: 'since is ahead of the feed' });
+    expect(calls.resyncs).toBe(1);
+    for (let seq = 41; seq <= 43; seq++) socket().frame(event(seq));
+    socket().frame(event(43)); // still deduplicated
+    expect(calls.events).toEqual([501, 41, 42, 43]);
+    expect(client.seq).toBe(43);
+    socket().serverClose(1006);
+    vi.advanceTimersByTime(100);
+    expect(socket().url).toContain('since=43');
+  });
+
+  it('keeps its place on a resync mid-stream (access changed) and on a reconnect the server replays', () => {
+    const { client, calls, socket } = start();
+    socket().frame({ type: 'hello', seq: 10, heartbeat: 25 });
+    socket().frame(event(11));
+    socket().frame({ type: 'resync', reason: 'access changed' });
+    expect(client.seq).toBe(11);
+    socket().frame(event(12));
+    socket().serverClose(1006);
+    vi.advanceTimersByTime(100);
+    expect(socket().url).toContain('since=12');
+    socket().frame({ type: 'hello', seq: 15, heartbeat: 25 }); // then the replay of 13..15
+    for (const seq of [13, 14, 15]) socket().frame(event(seq));
+    expect(calls.events).toEqual([11, 12, 13, 14, 15]);
+    // Another process behind the client (no resync): the client's place stands, the server skips to it.
+    socket().serverClose(1006);
+    vi.advanceTimersByTime(100);
+    socket().frame({ type: 'hello', seq: 9, heartbeat: 25 });
+    socket().frame(event(16));
+    expect(calls.events).toEqual([11, 12, 13, 14, 15, 16]);
+  });
+
   it('treats a silent connection as dead and reconnects', () => {
     const { socket } = start();
     socket().frame({ type: 'hello', seq: 5, heartbeat: 2 });

@@ -32,6 +32,9 @@ export function defaultBackoff(attempt: number): number {
 export class RealtimeClient {
   private ws: WebSocket | null = null;
   private lastSeq: number | null = null;
+  /** Where the server's stream on the current connection stands: its head at `hello`, then each
+   * event's seq. A `resync` continues live from there (see `handle`). */
+  private streamSeq: number | null = null;
   private attempt = 0;
   private stopped = true;
   private retryTimer: ReturnType<typeof setTimeout> | null = null;
@@ -66,6 +69,7 @@ export class RealtimeClient {
 
   private connect(): void {
     this.options.onStatus?.('connecting');
+    this.streamSeq = null;
     const ws = new this.Impl(this.options.url(this.lastSeq));
     this.ws = ws;
     ws.onmessage = (msg) => {
@@ -103,7 +107,13 @@ export class RealtimeClient {
   private handle(ws: WebSocket, frame: ServerFrame): void {
     switch (frame.type) {
       case 'hello':
+        // `seq` is the feed's head (backend/realtime/routes.py `_send`). A first connection goes on
+        // live from it. A reconnect keeps its own lastSeq for now: what follows is the replay of
+        // since+1..head (each event above lastSeq taken), or, for a since ahead of the head,
+        // either nothing (this server process is behind the client: it skips to since) or a
+        // resync (the feed was rolled back), which moves lastSeq to this head.
         this.attempt = 0;
+        this.streamSeq = frame.seq;
         if (frame.heartbeat > 0) this.heartbeatMs = frame.heartbeat * 1000;
         if (this.lastSeq === null) this.lastSeq = frame.seq;
         this.armSilenceTimer();
@@ -113,11 +123,18 @@ export class RealtimeClient {
         ws.send(JSON.stringify({ type: 'pong' }));
         return;
       case 'resync':
+        // The server replays nothing and goes on live from where its stream stands: the hello's
+        // head, or the last event sent on this socket ("access changed" comes mid-stream). That
+        // may be below lastSeq (the feed was rolled back, e.g. a restored database: "since is
+        // ahead of the feed"); keeping the old lastSeq would drop every live event up to it as a
+        // replay, a frozen screen on a socket showing connected.
+        if (this.streamSeq !== null) this.lastSeq = this.streamSeq;
         this.options.onResync();
         return;
       case 'event':
         if (this.lastSeq !== null && frame.seq <= this.lastSeq) return; // replayed twice
         this.lastSeq = frame.seq;
+        this.streamSeq = frame.seq;
         this.options.onEvent(frame);
         return;
     }

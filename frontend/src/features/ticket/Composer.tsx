@@ -178,7 +178,9 @@ export function Composer({
         setBody('');
       }
       if (as === 'reply') onQuoteDone?.();
-      // Shown at once; the websocket's copy of it is applied by id, so it stays one.
+      // Shown at once; the websocket's copy of it is applied by id, so it stays one. The worker may
+      // have sent it (or failed it) before this answer arrived, its status frame first: this copy,
+      // still "pending", never moves a status shown back (applyMessage, realtime/delivery.ts).
       applyMessage(client, message);
       if (as === 'reply') void client.invalidateQueries({ queryKey: ['tickets', 'list'] });
     },
