@@ -28,8 +28,10 @@ async def update_me(db: Db, actor: CurrentActor, body: ProfileUpdate) -> UserRea
     return await users.update_profile(db, actor, data=body)
 
 
-@router.post("/me/password", operation_id="auth-change_password", responses=AUTHENTICATED | WITH_BODY)
-async def change_password(db: Db, settings: AppSettings, actor: CurrentActor, body: PasswordChange) -> TokenRead:
+@router.post("/me/password", operation_id="auth-change_password", responses=AUTHENTICATED | WITH_BODY | responses(429))
+async def change_password(
+    request: Request, db: Db, settings: AppSettings, actor: CurrentActor, body: PasswordChange
+) -> TokenRead:
     """Answers a fresh token: the change ends every session of the old password, this one's too."""
-    user = await users.change_own_password(db, actor, data=body)
-    return service.issue_token(settings, user)
+    address = client_address(request, settings)
+    return await service.change_password(db, settings, actor, data=body, address=address)

@@ -15,6 +15,9 @@ class Reseller(StoredModel):
     owner_id: str
     owner_email: str
     active: bool = True
+    # Raised by each deactivation (resellers.repository, in the same write): a token carries it
+    # (auth.service), so a session from before a deactivation stays ended after the reactivation.
+    token_epoch: int = 0
     created_by: str | None = None
     created_at: datetime
     updated_at: datetime | None = None

@@ -11,6 +11,7 @@ from backend.resellers.models import Reseller, ResellerConfig
 
 COLLECTION = "resellers"
 CONFIGS = "reseller_configs"
+TOKEN_EPOCH = "token_epoch"  # Reseller.token_epoch; absent on older documents: 0
 
 
 async def get(db: Database, reseller_id: str) -> Reseller | None:
@@ -27,9 +28,32 @@ async def list_page(db: Database, *, before_id: str | None, limit: int) -> list[
     return [Reseller.model_validate(d) for d in docs]
 
 
-async def update(db: Database, reseller_id: str, changes: dict[str, Any]) -> Reseller | None:
-    await db[COLLECTION].update_one({"_id": reseller_id}, {"$set": changes})
+async def update(
+    db: Database, reseller_id: str, changes: dict[str, Any], *, revoke_tokens: bool = False
+) -> Reseller | None:
+    update: dict[str, Any] = {"$set": changes}
+    if revoke_tokens:
+        # In the same write as the deactivation: no stored state is ever "inactive at the old
+        # epoch", so no write that read this document can put the old epoch back while leaving
+        # the tenant inactive.
+        update["$inc"] = {TOKEN_EPOCH: 1}
+    # Writes of a tenant take turns: on FerretDB an update writes the whole document back, so a
+    # rename that read the tenant before a deactivation would otherwise write back the old epoch
+    # (and `active`) after it, reviving the tokens. MongoDB's update is atomic anyway. Where it
+    # ends: across processes on FerretDB such a write-back undoes the deactivation itself as well,
+    # the limit every write of this document shares.
+    async with one_writer(db, COLLECTION, reseller_id):
+        await db[COLLECTION].update_one({"_id": reseller_id}, update)
     return await get(db, reseller_id)
+
+
+async def session_epoch(db: Database, reseller_id: str) -> int | None:
+    """The tenant's token epoch while it is active; None while it is inactive or absent. One read,
+    the one every authenticated request makes of its tenant."""
+    doc = await db[COLLECTION].find_one({"_id": reseller_id}, projection={"active": 1, TOKEN_EPOCH: 1})
+    if doc is None or not doc.get("active", True):  # Reseller.active defaults to True
+        return None
+    return int(doc.get(TOKEN_EPOCH, 0))
 
 
 async def insert_config(db: Database, config: ResellerConfig) -> None:

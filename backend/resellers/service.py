@@ -16,7 +16,8 @@ from backend.realtime import feed
 from backend.resellers import repository
 from backend.resellers.models import DEFAULT_TIMEZONE, Reseller
 from backend.resellers.models import ResellerConfig as ResellerConfig  # published: the stored settings
-from backend.resellers.repository import get as get  # published: a tenant by id (auth)
+from backend.resellers.repository import get as get  # published: a tenant by id
+from backend.resellers.repository import session_epoch as session_epoch  # published: auth's check of a tenant
 from backend.resellers.schemas import (
     ResellerConfigRead,
     ResellerConfigUpdate,
@@ -93,7 +94,12 @@ async def update(db: Database, *, reseller_id: str, data: ResellerUpdate) -> Res
     await get_or_404(db, reseller_id=reseller_id)
     changes = data.model_dump(exclude_unset=True, exclude_none=True)
     changes["updated_at"] = utcnow()
-    reseller = await repository.update(db, reseller_id, changes)
+    # A deactivation ends the tenant's sessions for good: its token epoch rises in this same write
+    # (repository.update says why no concurrent write can put it back), so tokens issued before
+    # it stay refused once the tenant is reactivated. Rather than bumping each user's version:
+    # one write instead of one per user, none racing a user's own writes, and no crash midway
+    # leaving some of the tenant's sessions alive.
+    reseller = await repository.update(db, reseller_id, changes, revoke_tokens=changes.get("active") is False)
     assert reseller is not None
     if "active" in changes:
         feed.access_changed(db, reseller_id=reseller_id)

@@ -16,6 +16,7 @@ from backend.messages.models import Message
 from backend.tickets import presenter, projection
 from backend.tickets import service as tickets
 from backend.tickets.schemas import TicketCreate, TicketRead
+from backend.tickets.visibility import can_see
 from backend.unread import service as unread
 
 API_CHANNEL = "api"
@@ -148,7 +149,8 @@ async def create_from_api(db: Database, actor: Actor, *, data: TicketCreate) -> 
         opening=opening,
     )
     if not created:
-        raise Conflict({"message": "client already has an open ticket", "ticket_id": ticket.id})
+        named = {"ticket_id": ticket.id} if can_see(actor, ticket) else {}  # never one it cannot see
+        raise Conflict({"message": "client already has an open ticket", **named})
     if opening is not None:
         await messages.send_as_agent(db, actor, ticket, body=data.message)
     else:

@@ -47,6 +47,7 @@ async def test_deactivated_reseller_locks_out_its_owner_and_agents(
     client: httpx.AsyncClient, admin_headers: dict[str, str]
 ) -> None:
     tenant = await make_tenant(client, admin_headers, agents=1)
+    bystander = await make_tenant(client, admin_headers, departments=0, agents=0)
     agent = tenant.agents[0]
     owner = (await client.get(f"{API}/auth/me", headers=tenant.headers)).json()
     r = await client.patch(f"{API}/resellers/{tenant.id}", json={"active": False}, headers=admin_headers)
@@ -56,13 +57,34 @@ async def test_deactivated_reseller_locks_out_its_owner_and_agents(
         assert (await client.get(f"{API}/departments", headers=headers)).status_code == 401
     for email, password in ((owner["email"], "owner-pass-1"), (agent["email"], "agent-pass-1")):
         assert (await client.post(LOGIN, json={"email": email, "password": password})).status_code == 401
-    # The admin still sees the tenant; reactivating restores access.
+    # The admin still sees the tenant; reactivating restores access by logging in again: the
+    # tokens issued before the deactivation stay dead (audit: reactivation revived them).
     r = await client.patch(f"{API}/resellers/{tenant.id}", json={"active": True}, headers=admin_headers)
     assert r.status_code == 200
-    assert (await client.get(f"{API}/auth/me", headers=tenant.headers)).status_code == 200
-    assert await login(client, agent["email"], "agent-pass-1")
-    token = await _login_token(client, owner["email"], "owner-pass-1")
-    assert (await client.get(f"{API}/auth/me", headers=bearer(token))).status_code == 200
+    for headers in (tenant.headers, agent["headers"]):
+        assert (await client.get(f"{API}/auth/me", headers=headers)).status_code == 401
+    agent_now = await login(client, agent["email"], "agent-pass-1")
+    owner_now = bearer(await _login_token(client, owner["email"], "owner-pass-1"))
+    for headers in (agent_now, owner_now):
+        assert (await client.get(f"{API}/auth/me", headers=headers)).status_code == 200
+    # Only a deactivation ends them: a rename, or a PATCH that leaves the tenant active, does not.
+    for change in ({"name": "Outro Nome"}, {"active": True}):
+        r = await client.patch(f"{API}/resellers/{tenant.id}", json=change, headers=admin_headers)
+        assert r.status_code == 200, r.text
+    for headers in (agent_now, owner_now):
+        assert (await client.get(f"{API}/auth/me", headers=headers)).status_code == 200
+    # A token issued after the reactivation carries both versions: a password change of its own
+    # user still ends it, and the fresh one answered works.
+    r = await client.post(
+        f"{API}/auth/me/password",
+        json={"current_password": "agent-pass-1", "new_password": "agent-pass-2"},
+        headers=agent_now,
+    )
+    assert r.status_code == 200, r.text
+    assert (await client.get(f"{API}/auth/me", headers=agent_now)).status_code == 401
+    assert (await client.get(f"{API}/auth/me", headers=bearer(r.json()["access_token"]))).status_code == 200
+    # Another tenant's sessions are untouched by this one's deactivation.
+    assert (await client.get(f"{API}/auth/me", headers=bystander.headers)).status_code == 200
 
 
 async def test_nobody_can_deactivate_themselves(client: httpx.AsyncClient, admin_headers: dict[str, str]) -> None:
