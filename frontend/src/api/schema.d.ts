@@ -1960,6 +1960,8 @@ export interface components {
             updated_at: string;
             /** Finalized At */
             finalized_at?: string | null;
+            /** Finalized By */
+            finalized_by?: string | null;
             /**
              * Tags
              * @default []
@@ -2431,6 +2433,17 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["UnprocessableBody"];
+                };
+            };
+            /** @description Too many attempts. */
+            429: {
+                headers: {
+                    /** @description seconds to wait */
+                    "Retry-After"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
                 };
             };
             /** @description Not ready yet, or a dependency is unavailable; retry. */
