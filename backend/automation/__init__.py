@@ -8,9 +8,11 @@ What reacts, and when (backend/automation/service.py):
   the away message once per ticket per closed period (an espera ticket is waiting for someone; a
   ticket a person holds, or a finalized one, gets no automatic message from its client's words).
 - Finalizar of a WhatsApp ticket (the finalize hook, backend/gates.py): the closing message
-  (`closing_message`), then — with `csat_enabled`, for a ticket a person held — the survey
-  question. A lone digit 1-5 from that chat within `csat_window_hours` (and before the client
-  starts a new conversation) records the rating on the finalized ticket: the message is filed
+  (`closing_message`), then — with `csat_enabled`, for a ticket a person held at some point and
+  the client wrote in (`service.attended_with_client`) — the survey question; neither is queued
+  when the connection cannot send (`connections.blocked`). A lone digit 1-5 (texts.digit) from
+  that chat within `csat_window_hours`, once the question left (sent or later), and before the
+  client starts a new conversation, records the rating on the finalized ticket: the message is filed
   there (marked `rating`), a `rated` event is logged, the ticket stays finalizado, no ticket
   opens. Any other message opens a new ticket as it always did.
 A client message that raced a Finalizar and moved on to a ticket opened for it
@@ -27,11 +29,13 @@ out of hours and is born with `out_of_hours: true` (the inbox marks it).
 The department menu — where a ticket waits, decided: in espera of the connection's default
 department, born with `menu_pending: true` (in its event v1, so no crash leaves it unmarked), so
 nothing is hidden: that department's agents see it, marked in the inbox, and may assume it, which
-ends the menu (every transition made by a person sets `menu_pending: false`). The client's answer
+ends the menu (every transition made by a person sets `menu_pending: false`; a reply typed on
+the connection's own phone ends it too, `service._phone_answered`). The client's answer
 moves it through the tickets state machine (`tickets.choose_department`: action menu_choice,
 espera -> espera, a `routed` event with the client as actor and the chosen department), judged on
 the ticket's log at that moment: a racing Assumir or Finalizar wins or comes after, never both.
-The digit maps to the list the client was shown (stored on the menu message). An invalid answer
+The number maps to the list the client was shown last (stored on each menu message); a repeat
+lists only the departments still active. An invalid answer
 repeats the menu, up to the connection's `menu_max_invalid` (N) times; the next one ends the menu
 with the ticket left where it waits (a `routed` event, `fallback: true`). Nothing else moves a
 ticket: every other automatic message only sends.

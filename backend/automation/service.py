@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any
 
+from backend.audit import service as ticket_events
 from backend.automation import hours, repository, texts
 from backend.automation.models import Survey
 from backend.connections import service as connections
@@ -34,6 +35,7 @@ from backend.resellers.schemas import CSAT_WINDOW_DEFAULT_HOURS
 from backend.tickets import service as tickets
 from backend.tickets.models import Ticket
 from backend.tickets.states import Status
+from backend.unread import service as unread
 from backend.users import service as users
 
 log = get_logger("automation")
@@ -42,6 +44,10 @@ GREETING, AWAY, MENU, CLOSING, SURVEY = "greeting", "away", "menu", "closing", "
 MENU_ANSWER_KEY = "menu-answer"
 FIRST_MENU = "0"
 HIGHEST_RATING = 5
+# The delivery statuses of a message the provider took (backend/messages/models.py: pending →
+# sent → delivered → read, or failed): a survey question in one of them reached the chat.
+LEFT = frozenset({"sent", "delivered", "read"})
+EVENTS_PAGE = 100
 
 
 def now() -> datetime:
@@ -181,7 +187,9 @@ async def after_client_message(
     message created its client (won the phone key), so the chat has no survey to close (surveys
     are made for finalized tickets, and a client's phone is its key and never changes)."""
     if message.sender_type != "client" or message.direction != "in":
-        return []  # a message from the connection's own phone, or anything else: nothing reacts
+        if _typed_on_the_phone(message):
+            return await _phone_answered(db, ticket, message)
+        return []  # anything else (an internal note, our own sends): nothing reacts
     if message.ticket_id != ticket.id:
         loaded = await tickets.load(db, message.ticket_id)
         if loaded is None:
@@ -198,6 +206,33 @@ async def after_client_message(
     if await _away(db, ticket, config_read, retry=retry):
         done.append(AWAY)
     return done
+
+
+def _typed_on_the_phone(message: Message) -> bool:
+    """A message a person typed on the connection's own phone (tickets/intake.py stores it as an
+    outgoing "system" message; the echo of an IAZE send is never stored as one, and our own
+    automatic messages carry `automatic`)."""
+    return message.direction == "out" and message.sender_type == "system" and not message.automatic
+
+
+async def _phone_answered(db: Database, ticket: Ticket, message: Message) -> list[str]:
+    """A person answered the client from the phone: the menu ends there, as it ends when a person
+    takes the ticket in IAZE (tickets.service `_transition`: a person acting ends it) — or the
+    client's next words would be read as a wrong answer, repeat the menu and end in the fallback
+    department. The phone's person is no IAZE user, so no staff transition can be theirs: the
+    menu ends the one way the state machine offers automation, with the ticket kept where it
+    waits (a `routed` event marked `by_phone`, naming this message)."""
+    if message.ticket_id != ticket.id:
+        loaded = await tickets.load(db, message.ticket_id)
+        if loaded is None:
+            return []
+        ticket = loaded
+    if ticket.status != Status.ESPERA.value or not ticket.menu_pending:
+        return []
+    moved = await _route(db, ticket, department_id=ticket.department_id, message_id=message.id, by_phone=True)
+    if moved:
+        log.info("menu ended by a reply from the phone", ticket_id=ticket.id, message_id=message.id)
+    return ["menu ended: answered from the phone"] if moved else []
 
 
 async def _opened(
@@ -252,11 +287,13 @@ async def _menu_answer(
     *,
     retry: bool,
 ) -> list[str]:
-    """The client's answer while the menu is pending: a listed digit moves the ticket to that
+    """The client's answer while the menu is pending: a listed number moves the ticket to that
     department's espera; anything else repeats the menu, up to `menu_max_invalid` times, then the
-    ticket stays with the connection's default department."""
-    menu = await message_store.get_internal(db, automatic_id(ticket.id, MENU, FIRST_MENU))
-    options: list[str] = list(menu.menu_options or []) if menu is not None else []
+    ticket stays with the connection's default department. The number is read against the menu
+    the client was shown last (a repeat may list fewer departments than the first menu), and a
+    repeat lists only the departments still active, numbered as it shows them."""
+    shown = await _last_menu(db, ticket.id)
+    options: list[str] = list(shown.menu_options or []) if shown is not None else []
     if not options:  # no menu was ever sent (its departments went away): nothing to choose from
         await _route(db, ticket, department_id=conn.default_department_id, message_id="", fallback=True)
         return ["menu fallback"]
@@ -273,10 +310,28 @@ async def _menu_answer(
         return ["menu fallback"] if moved else []
     scope = TenantScope(ticket.reseller_id)
     found = [await departments.get(db, scope, department_id) for department_id in options]
-    body = texts.menu(conn.menu_text, [d.name if d is not None else "" for d in found], repeat=True)
-    extra = {"menu_options": options}
+    active = [d for d in found if d is not None and d.active]
+    if not active:  # every listed department was deactivated since: nothing left to offer
+        moved = await _route(db, ticket, department_id=conn.default_department_id, message_id=message.id, fallback=True)
+        return ["menu fallback"] if moved else []
+    body = texts.menu(conn.menu_text, [d.name for d in active], repeat=True)
+    extra = {"menu_options": [d.id for d in active]}
     sent = await _send(db, ticket, config, purpose=MENU, period=str(k), body=body, extra=extra, retry=retry)
     return ["menu repeated"] if sent else []
+
+
+async def _last_menu(db: Database, ticket_id: str) -> Message | None:
+    """The newest menu stored for the ticket: the first (period "0"), then the repeat after the
+    k-th invalid answer (period k). Repeats are stored in k order, each only after its answer
+    claimed k, so the walk stops at the first k without one."""
+    last = await message_store.get_internal(db, automatic_id(ticket_id, MENU, FIRST_MENU))
+    k = 1
+    while last is not None:
+        repeat = await message_store.get_internal(db, automatic_id(ticket_id, MENU, str(k)))
+        if repeat is None:
+            break
+        last, k = repeat, k + 1
+    return last
 
 
 async def _invalid_answer_number(db: Database, ticket_id: str, message_id: str) -> int:
@@ -290,10 +345,12 @@ async def _invalid_answer_number(db: Database, ticket_id: str, message_id: str) 
         k += 1
 
 
-async def _route(db: Database, ticket: Ticket, *, department_id: str, message_id: str, fallback: bool = False) -> bool:
+async def _route(
+    db: Database, ticket: Ticket, *, department_id: str, message_id: str, fallback: bool = False, by_phone: bool = False
+) -> bool:
     try:
         await tickets.choose_department(
-            db, ticket, department_id=department_id, message_id=message_id, fallback=fallback
+            db, ticket, department_id=department_id, message_id=message_id, fallback=fallback, by_phone=by_phone
         )
     except Conflict:
         # A person assumed or finalized it first, or an earlier answer chose: the menu is over,
@@ -311,14 +368,49 @@ async def after_finalize(db: Database, ticket: Ticket) -> None:
     conn = await connections.of_ticket(db, ticket)
     if conn is None:
         return  # not a WhatsApp conversation: nobody to send to
-    config = await resellers.config_internal(db, ticket.reseller_id)
-    closing = _render(config.closing_message, ticket, config)
-    if closing:
-        await _send(db, ticket, config, purpose=CLOSING, body=closing)
-    # Asked about an attendance: a ticket finalized while nobody held it (spam, a duplicate) is not.
-    if config.csat_enabled and ticket.agent_id:
-        await _ask_rating(db, conn, ticket, config)
+    blocked = connections.blocked(conn)
+    if blocked is not None:
+        # Nothing queued now could leave (the worker would retry it, then mark it failed): the
+        # client would get a late goodbye, or none, and a survey it never saw would wait for a
+        # digit. Neither is queued; the finalize stands.
+        log.info("closing message and survey skipped", ticket_id=ticket.id, reason=blocked)
+    else:
+        config = await resellers.config_internal(db, ticket.reseller_id)
+        closing = _render(config.closing_message, ticket, config)
+        if closing:
+            await _send(db, ticket, config, purpose=CLOSING, body=closing)
+        if config.csat_enabled and await attended_with_client(db, ticket):
+            await _ask_rating(db, conn, ticket, config)
     await _greet_raced(db, conn, ticket)
+
+
+async def attended_with_client(db: Database, ticket: Ticket) -> bool:
+    """Whether a finished ticket is an attendance to rate: a person held it at some point (an
+    event of its log names a holder: assumed, transferred to them, or opened by them — replying
+    needs holding it, messages.held_for_reply) and its client wrote in it. Not one nobody took
+    (spam, a duplicate), nor a conversation an agent started that the client never answered, but
+    one an agent handled and then sent back to a queue is."""
+    return await _client_wrote(db, ticket) and await _held_by_a_person(db, ticket)
+
+
+async def _held_by_a_person(db: Database, ticket: Ticket) -> bool:
+    if ticket.agent_id:
+        return True
+    scope, after = TenantScope(ticket.reseller_id), 0
+    while page := await ticket_events.list_for_ticket(db, scope, ticket.id, after_version=after, limit=EVENTS_PAGE):
+        if any(event.state.agent_id for event in page):
+            return True
+        after = page[-1].version
+    return False
+
+
+async def _client_wrote(db: Database, ticket: Ticket) -> bool:
+    """A client message opened it (`opening_message_id`), or one was numbered in it: the unread
+    count's numbering covers every client message of a ticket (backend/unread), and the client
+    itself never marks its tickets read, so its own unread count is that number."""
+    if ticket.opening_message_id:
+        return True
+    return await unread.unread_for(db, ticket.client_id, ticket.id) > 0
 
 
 async def _greet_raced(db: Database, conn: connections.Connection, finalized: Ticket) -> None:
@@ -393,6 +485,12 @@ async def take_rating(
     again = survey.answered_by == message_id
     if not again and (not survey.pending or now() > as_utc(survey.expires_at)):
         return None
+    if not again:
+        # A question the client never received (still queued, failed: the connection was down)
+        # asks nothing: the digit is a message of its own.
+        asked = await message_store.get_internal(db, automatic_id(survey.ticket_id, SURVEY))
+        if asked is None or asked.status not in LEFT:
+            return None
     ticket = await tickets.load(db, survey.ticket_id)
     if ticket is None or ticket.client_id != client.id or ticket.status != Status.FINALIZADO.value:
         return None

@@ -26,9 +26,19 @@ def menu(header: str, names: Sequence[str], *, repeat: bool = False) -> str:
     return "\n".join(lines)
 
 
+# A client's number answer as people type it: the number alone, spaces around it, and at most
+# one trailing mark ("1.", "1)", "1 -", "1:") or the keycap emoji ("1️⃣", with or without its
+# variation selector). `\d` is what str.isdecimal() accepts, which int() always reads: "²" or "③"
+# (digits for isdigit(), not for int()) are text, never a crash that loses the message. A number
+# followed by words ("2 boletos atrasados") is a message, not an answer.
+_ANSWER = re.compile(r"\s*((?!0)\d{1,3})(?:\ufe0f?\u20e3|\s*[.)\-:])?\s*")
+
+
 def digit(body: str | None, *, highest: int) -> int | None:
-    """The answer when it is just one digit from 1 to `highest` (spaces around allowed)."""
-    text = (body or "").strip()
-    if len(text) == 1 and text.isdigit() and 1 <= int(text) <= highest:
-        return int(text)
-    return None
+    """The number from 1 to `highest` a menu answer or a survey rating names (the one reading of
+    both), or None when the text is anything else. Never raises, whatever the client typed."""
+    found = _ANSWER.fullmatch(body or "")
+    if found is None:
+        return None
+    number = int(found.group(1))
+    return number if 1 <= number <= highest else None

@@ -152,6 +152,12 @@ class OutboundWorker:
         conn = await connections.get_internal(self.db, str(entry.connection_id))
         if conn is None or not conn.active:
             raise ProviderError("connection missing or inactive", retryable=False)
+        if connections.blocked(conn) is not None:
+            # Evolution answers a send on a closed session with an id (PENDING) and never delivers
+            # it: handed over now it would show as sent without having left. Retried with the
+            # usual backoff instead — it goes out if the phone reconnects meanwhile, and ends
+            # failed with this reason after the last attempt.
+            raise ProviderError("connection not connected", retryable=True)
         ticket = await tickets.get_internal(self.db, message.ticket_id)
         phone = ticket.client_phone if ticket is not None else None
         if not phone:

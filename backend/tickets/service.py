@@ -558,11 +558,19 @@ def client_actor(ticket: Ticket) -> Actor:
 
 
 async def choose_department(
-    db: Database, ticket: Ticket, *, department_id: str, message_id: str, fallback: bool = False
+    db: Database,
+    ticket: Ticket,
+    *,
+    department_id: str,
+    message_id: str,
+    fallback: bool = False,
+    by_phone: bool = False,
 ) -> Ticket:
     """The client's answer to the department menu (backend/automation) moves the ticket, still in
     espera, to that department's queue and ends the menu; `fallback`: the menu gave up on invalid
-    answers and the ticket stays where it waits (the connection's default department). Recorded as
+    answers and the ticket stays where it waits (the connection's default department); `by_phone`:
+    a person answered the client from the connection's own phone (message `message_id`), which
+    ends the menu where the ticket waits, as a person taking it in IAZE would. Recorded as
     a `routed` event with the client as actor. Conflict when the menu is over (a person assumed
     or finalized the ticket, or an earlier answer chose already): the move is judged on the ticket
     as its log is at each try, so a racing Assumir or Finalizar either wins or comes after."""
@@ -572,7 +580,12 @@ async def choose_department(
         ticket_id=ticket.id,
         action=Action.MENU_CHOICE,
         changes={"department_id": department_id, "menu_pending": False},
-        data={"to_department_id": department_id, "message_id": message_id, "fallback": fallback},
+        data={
+            "to_department_id": department_id,
+            "message_id": message_id,
+            "fallback": fallback,
+            **({"by_phone": True} if by_phone else {}),
+        },
         unless=lambda t: None if t.menu_pending else "the department menu is no longer pending",
     )
 

@@ -114,3 +114,15 @@ async def sent_counts(
 
     result: Counter[str] = await wait_for(done, timeout=within)
     return result
+
+
+async def left(db: Any, ticket_id: str, purpose: str, *, within: float = 60.0) -> dict[str, Any]:
+    """The ticket's automatic message of `purpose` once the provider took it (status sent or
+    later): a client answers a question only after receiving it."""
+
+    async def done() -> dict[str, Any] | None:
+        found = [m for m in await automatic(db, ticket_id) if m["automatic_purpose"] == purpose]
+        return found[0] if found and found[0]["status"] in ("sent", "delivered", "read") else None
+
+    result: dict[str, Any] = await wait_for(done, timeout=within)
+    return result

@@ -11,7 +11,17 @@ import pytest
 from backend.core.clock import utcnow
 from backend.tickets import service as tickets_service
 from backend.users.models import User
-from tests.automation.helpers import all_sent, at, automatic, company, open_ticket, sent_counts, tickets_of, write
+from tests.automation.helpers import (
+    all_sent,
+    at,
+    automatic,
+    company,
+    left,
+    open_ticket,
+    sent_counts,
+    tickets_of,
+    write,
+)
 from tests.factories import API, Tenant, make_client, unique_phone
 from tests.fakes.harness import FakeEvolution
 
@@ -28,6 +38,7 @@ async def _attended_and_finalized(
     agent = tenant.agents[0]["headers"]
     assert (await client.post(f"{API}/tickets/{ticket['_id']}/assume", headers=agent)).status_code == 200
     assert (await client.post(f"{API}/tickets/{ticket['_id']}/finalize", headers=agent)).status_code == 200
+    await left(db, ticket["_id"], "survey")  # the client answers a question it received
     return ticket
 
 

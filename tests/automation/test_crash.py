@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from backend.automation import service as automation
+from backend.connections.providers import registry
 from backend.core.clock import utcnow
 from backend.core.config import Settings
 from backend.core.tenancy import Actor
@@ -22,6 +23,7 @@ from backend.messages import repository as messages_repo
 from backend.messages import service as messages
 from backend.messages.models import Message
 from backend.outbound import service as outbound
+from backend.outbound.worker import OutboundWorker
 from backend.tickets import service as tickets
 from backend.tickets.sweep import sweep_once
 from backend.webhooks.processor import WebhookProcessor
@@ -80,6 +82,26 @@ async def _process_again(db: Any, settings: Settings, raw_id: str) -> dict[str, 
     return raw
 
 
+async def _stored_open(db: Any, settings: Settings, conn: dict[str, Any]) -> None:
+    """The phone's "open" state delivery processed (no processor runs here): the connection can
+    send, or the worker retries every send and the finalize queues no closing message or survey."""
+    pending = await db.webhook_events_raw.find({"connection_id": conn["id"], "status": "received"}).to_list(None)
+    await WebhookProcessor(db, settings).run_once({int(r["_id"].split(":")[1]) for r in pending})
+    assert (await db.whatsapp_connections.find_one({"_id": conn["id"]}))["status"] == "open"
+
+
+async def _sent_in_process(db: Any, settings: Settings, ticket_id: str) -> None:
+    """An in-process worker's passes until the ticket's automatic messages all left."""
+    async with registry.http_client(settings) as http:
+        worker = OutboundWorker(db, settings, http)
+
+        async def all_left() -> bool:
+            await worker.run_once()
+            return all(m["status"] == "sent" for m in await automatic(db, ticket_id))
+
+        assert await wait_for(all_left, timeout=60)
+
+
 async def _menu_company(
     client: httpx.AsyncClient, admin_headers: dict[str, str], evolution: FakeEvolution, config: dict[str, Any] = CONFIG
 ) -> tuple[Tenant, dict[str, Any]]:
@@ -136,6 +158,7 @@ async def test_every_automatic_step_survives_webhook_redeliveries_and_is_sent_on
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     tenant, conn = await _menu_company(client, admin_headers, evolution)
+    await _stored_open(db, settings, conn)
     phone = unique_phone()
     at(monkeypatch, TUESDAY_NIGHT)
     first = f"A{phone}"
@@ -162,6 +185,7 @@ async def test_every_automatic_step_survives_webhook_redeliveries_and_is_sent_on
     monkeypatch.setattr(messages_repo, "client_messages_after_internal", counted_scan)
     await tickets.after_finalize(db, finalized)  # the sweep re-running a finalize's hooks
     assert scans == []  # the finalize's scan ran to its end once: a re-run skips it (a full read on FerretDB)
+    await _sent_in_process(db, settings, ticket["_id"])  # a digit rates a question the client received
     for _ in range(2):  # the rating twice
         await _process(db, settings, await _deliver(client, db, conn, phone, f"C{phone}", "4"))
     await tickets.after_finalize(db, finalized)  # and again: the rating stays where it is
@@ -207,6 +231,7 @@ async def test_a_crash_between_storing_and_sending_sends_each_automatic_message_
     after the away message (the second) was queued in the outbox but before it was stored; or
     after the greeting was stored but before the ticket's activity and its announcement."""
     tenant, conn = await _menu_company(client, admin_headers, evolution)
+    await _stored_open(db, settings, conn)
     phone = unique_phone()
     raw_id = await _deliver(client, db, conn, phone, f"K{phone}", "oi")
     at(monkeypatch, TUESDAY_NIGHT)
@@ -292,6 +317,7 @@ async def test_a_finalize_killed_between_the_closing_message_and_the_survey_is_c
     tenant, conn = await company(
         client, admin_headers, evolution, config={**CONFIG, "business_hours": []}, processed=False
     )
+    await _stored_open(db, settings, conn)
     phone, ticket, agent = await _held_ticket(client, db, settings, tenant, conn, "F")
     since: datetime = utcnow() - timedelta(seconds=5)
     monkeypatch.setattr(
@@ -324,6 +350,7 @@ async def test_a_finalize_killed_before_its_hooks_has_its_closing_message_and_su
     tenant, conn = await company(
         client, admin_headers, evolution, config={**CONFIG, "business_hours": []}, processed=False
     )
+    await _stored_open(db, settings, conn)
     phone, ticket, agent = await _held_ticket(client, db, settings, tenant, conn, "H")
     since: datetime = utcnow() - timedelta(seconds=5)
     monkeypatch.setattr(tickets, "after_finalize", _killed)
@@ -363,6 +390,7 @@ async def test_a_finalize_killed_after_moving_a_raced_message_on_has_the_new_tic
     finalize hook greets that ticket. The sweep finishes: greeting and menu, each sent once."""
     config = {**CONFIG, "business_hours": [], "welcome_message": "Olá {{cliente}}, protocolo {{protocolo}}."}
     tenant, conn = await _menu_company(client, admin_headers, evolution, config)
+    await _stored_open(db, settings, conn)
     phone, first, agent = await _held_ticket(client, db, settings, tenant, conn, "G")
     ahead = utcnow() + timedelta(seconds=30)
     monkeypatch.setattr(messages, "utcnow", lambda: ahead)

@@ -266,6 +266,7 @@ const NOT_SENT = 'Não enviada: ';
 const FAILURES: Record<string, string> = {
   'number is not on WhatsApp': 'Este número não tem WhatsApp.',
   'connection missing or inactive': `${NOT_SENT}a conexão de WhatsApp foi desativada ou removida.`,
+  'connection not connected': `${NOT_SENT}a conexão de WhatsApp estava desconectada. Reconecte-a e envie de novo.`,
   'ticket has no client phone': `${NOT_SENT}o atendimento não tem o telefone do cliente.`,
   "the message's file is not in the media store": `${NOT_SENT}o arquivo anexado não foi encontrado no servidor.`,
   'EVOLUTION_BASE_URL is not configured': `${NOT_SENT}o provedor do WhatsApp não está configurado no servidor.`,

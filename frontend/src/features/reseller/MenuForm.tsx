@@ -79,7 +79,9 @@ export function MenuForm({ connection, departments, onDone }: { connection: What
               {ids.map((id, i) => (
                 <Group key={id} component="li" gap="xs" wrap="nowrap" data-testid="menu-department">
                   <Text size="sm" style={{ flex: 1 }}>
-                    {i + 1} - {name(id)}
+                    {/* Numbered as the client sees them: an inactive department is left out of the menu sent, so it has no number. */}
+                    {sent.includes(id) ? `${sent.indexOf(id) + 1} - ` : ''}
+                    {name(id)}
                     {byId.get(id)?.active === false && (
                       // backend/automation leaves inactive departments out of the menu it sends.
                       <Badge size="xs" color="gray" ml={6} title={t.connections.menuInactive}>

@@ -185,7 +185,10 @@ export function timelineText(event: TicketEvent): string {
   }
   // Issue 16 (backend/automation): the client's answer to the department menu, or the menu giving
   // up after too many invalid answers; the client's satisfaction rating.
-  if (event.type === 'routed') return event.data?.fallback ? t.ticket.timeline.menuFallback(to) : t.ticket.timeline.menuChosen(who, to);
+  if (event.type === 'routed') {
+    if (event.data?.by_phone) return t.ticket.timeline.menuByPhone(to);
+    return event.data?.fallback ? t.ticket.timeline.menuFallback(to) : t.ticket.timeline.menuChosen(who, to);
+  }
   if (event.type === 'rated') {
     const rating = Number(event.data?.rating);
     return t.ticket.timeline.rated(who, Number.isFinite(rating) ? t.ticket.ratingValue(rating) : '—');
