@@ -9,8 +9,8 @@ import httpx
 
 from tests.automation.helpers import automatic, company, left, open_ticket, tickets_of, write
 from tests.factories import API, Tenant, make_client, unique_phone
-from tests.fakes.harness import FakeEvolution, wait_for
-from tests.webhooks.helpers import settled
+from tests.fakes.harness import FakeEvolution
+from tests.webhooks.helpers import connection_state, settled
 
 MENU_TEXT = "Escolha o departamento:"
 CONFIG = {"closing_message": "Tchau {{cliente}}", "csat_enabled": True, "csat_window_hours": 24}
@@ -48,17 +48,6 @@ async def _with_menu(
     r = await client.patch(f"{API}/whatsapp-connections/{conn['id']}", json=body, headers=tenant.headers)
     assert r.status_code == 200, r.text
     return tenant, r.json()
-
-
-async def _set_state(evolution: FakeEvolution, db: Any, conn: dict[str, Any], state: str) -> None:
-    result = await evolution.control("POST", "state", {"instance": conn["instance_name"], "state": state})
-    assert result["status_code"] == 200, result
-    await settled(db, result)
-
-    async def stored() -> bool:
-        return (await db.whatsapp_connections.find_one({"_id": conn["id"]}))["status"] == state
-
-    assert await wait_for(stored)
 
 
 async def test_odd_digits_and_marks_are_stored_as_messages_in_the_menu_and_after_a_survey(
@@ -160,14 +149,14 @@ async def test_finalize_on_a_closed_connection_queues_no_closing_message_and_no_
     ticket = await open_ticket(db, tenant, phone)
     agent = tenant.agents[0]["headers"]
     assert (await client.post(f"{API}/tickets/{ticket['_id']}/assume", headers=agent)).status_code == 200
-    await _set_state(evolution, db, conn, "close")
+    await connection_state(evolution, db, conn, "close")
     try:
         assert (await client.post(f"{API}/tickets/{ticket['_id']}/finalize", headers=agent)).status_code == 200
         assert await automatic(db, ticket["_id"]) == []
         assert await db.outbox.count_documents({"ticket_id": ticket["_id"]}) == 0
         assert await db.automation_surveys.find_one({"ticket_id": ticket["_id"]}) is None
     finally:
-        await _set_state(evolution, db, conn, "open")
+        await connection_state(evolution, db, conn, "open")
     # No survey: the client's digit once the phone is back opens a conversation.
     await write(evolution, db, conn, phone, "5")
     found = await tickets_of(db, tenant, phone)

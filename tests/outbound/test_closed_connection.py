@@ -16,7 +16,7 @@ from backend.outbound.worker import OutboundWorker
 from tests.factories import make_tenant
 from tests.fakes.harness import FakeEvolution, make_connection, wait_for
 from tests.outbound.helpers import held_ticket, unsigned
-from tests.webhooks.helpers import settled
+from tests.webhooks.helpers import connection_state
 
 
 @pytest.fixture(scope="module")
@@ -30,17 +30,6 @@ async def http(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
         yield c
 
 
-async def _set_state(evolution: FakeEvolution, db: Any, conn: dict[str, Any], state: str) -> None:
-    result = await evolution.control("POST", "state", {"instance": conn["instance_name"], "state": state})
-    assert result["status_code"] == 200, result
-    await settled(db, result)
-
-    async def stored() -> bool:
-        return (await db.whatsapp_connections.find_one({"_id": conn["id"]}))["status"] == state
-
-    assert await wait_for(stored)
-
-
 async def _queued_then_closed(
     client: httpx.AsyncClient, admin_headers: dict[str, str], evolution: FakeEvolution, db: Any
 ) -> tuple[dict[str, Any], str, str]:
@@ -49,7 +38,7 @@ async def _queued_then_closed(
     ticket_id, phone, agent = await held_ticket(client, tenant, evolution, conn, db)
     r = await client.post(f"/api/v1/tickets/{ticket_id}/messages", json={"body": "já resolvo"}, headers=agent)
     assert r.status_code == 201 and r.json()["status"] == "pending", r.text
-    await _set_state(evolution, db, conn, "close")
+    await connection_state(evolution, db, conn, "close")
     return conn, phone, str(r.json()["id"])
 
 
@@ -81,7 +70,7 @@ async def test_a_reply_whose_connection_closed_is_retried_then_fails_with_the_re
     assert (doc["status"], doc["failure_reason"]) == ("failed", "connection not connected")
     assert await db.outbox_attempts.count_documents({"_id": {"$regex": f"^{message_id}:"}}) == 3
     assert await _received(evolution, phone) == []  # never handed to the provider
-    await _set_state(evolution, db, conn, "open")
+    await connection_state(evolution, db, conn, "open")
 
 
 async def test_a_reply_whose_connection_reopens_before_the_last_attempt_is_sent(
@@ -96,7 +85,7 @@ async def test_a_reply_whose_connection_reopens_before_the_last_attempt_is_sent(
     worker = OutboundWorker(db, settings, http)
     await worker.run_once()
     assert (await db.outbox_attempts.find_one({"_id": f"{message_id}:1"}))["error"] == "connection not connected"
-    await _set_state(evolution, db, conn, "open")
+    await connection_state(evolution, db, conn, "open")
 
     async def sent() -> dict[str, Any] | None:
         await worker.run_once()

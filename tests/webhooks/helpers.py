@@ -3,7 +3,7 @@ processor records the outcome on the raw event shortly after (polled, bounded, n
 
 from typing import Any
 
-from tests.fakes.harness import wait_for
+from tests.fakes.harness import FakeEvolution, wait_for
 
 
 def raw_id_of(ack: Any) -> str:
@@ -23,6 +23,19 @@ async def settled(db: Any, ack: Any, *, within: float = 30.0) -> dict[str, Any]:
 
     result: dict[str, Any] = await wait_for(done, timeout=within)
     return result
+
+
+async def connection_state(evolution: FakeEvolution, db: Any, conn: dict[str, Any], state: str) -> None:
+    """The fake's instance moves to `state` ("open", "close"), posts the CONNECTION_UPDATE, and the
+    processor has stored it on the connection."""
+    result = await evolution.control("POST", "state", {"instance": conn["instance_name"], "state": state})
+    assert result["status_code"] == 200, result
+    await settled(db, result)
+
+    async def stored() -> bool:
+        return bool((await db.whatsapp_connections.find_one({"_id": conn["id"]}))["status"] == state)
+
+    assert await wait_for(stored)
 
 
 def text_upsert(
