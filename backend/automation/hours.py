@@ -2,9 +2,11 @@
 
 Open intervals are local: on each day that is not a closed date (`closed_dates`, YYYY-MM-DD in
 the reseller's timezone), the `business_hours` ranges of that weekday; a day whose weekday has no
-range is closed. A reseller with no ranges at all has not set hours: every day that is not a
-closed date is open all day. Local times become instants through zoneinfo, so a range follows
-daylight saving time as the clock on the wall does.
+range is closed. A range whose close is at or before its open ends on the next day (a night shift,
+or a close at 00:00: midnight); it belongs to the day it opens, so a closed date stops the ranges
+that open on it, not one running into it from the evening before. A reseller with no ranges at
+all has not set hours: every day that is not a closed date is open all day. Local times become
+instants through zoneinfo, so a range follows daylight saving time as the clock on the wall does.
 
 A closed period is the time between the end of one open interval and the start of the next; it
 is named by the instant it began (the end of the last open interval), which is what makes "once
@@ -55,12 +57,18 @@ class Schedule:
             spans = sorted(self.ranges.get(day.weekday(), []))
         for opens, closes in spans:
             start = datetime.combine(day, opens, self.zone)
-            end = datetime.combine(day + timedelta(days=1) if closes == time(0, 0) else day, closes, self.zone)
+            end = datetime.combine(day + timedelta(days=1) if closes <= opens else day, closes, self.zone)
             yield start.astimezone(UTC), end.astimezone(UTC)
+
+    def _around(self, day: date) -> Iterator[tuple[datetime, datetime]]:
+        """The intervals that can cover part of a local day: its own and the evening before's,
+        which may run past midnight into it."""
+        yield from self.intervals(day - timedelta(days=1))
+        yield from self.intervals(day)
 
     def is_open(self, at: datetime) -> bool:
         day = at.astimezone(self.zone).date()
-        return any(start <= at < end for start, end in self.intervals(day))
+        return any(start <= at < end for start, end in self._around(day))
 
     def closed_since(self, at: datetime) -> datetime | None:
         """None when open at `at`; otherwise the instant the closed period around `at` began."""
@@ -68,7 +76,7 @@ class Schedule:
             return None
         day = at.astimezone(self.zone).date()
         for back in range(LOOKBACK_DAYS):
-            ends = [end for _, end in self.intervals(day - timedelta(days=back)) if end <= at]
+            ends = [end for _, end in self._around(day - timedelta(days=back)) if end <= at]
             if ends:
                 return max(ends)
         return NEVER_OPEN

@@ -42,6 +42,9 @@ ResellerPage = Page[ResellerRead]
 
 
 class BusinessHours(InputModel):
+    """A weekday's open range, local. A `close` at or before `open` ends on the next day (a night
+    shift "22:00"–"02:00", or "18:00"–"00:00" to midnight); the range belongs to the day it opens."""
+
     weekday: Annotated[int, "0=Monday"]
     open: HHMM
     close: HHMM
@@ -55,8 +58,8 @@ class BusinessHours(InputModel):
 
     @model_validator(mode="after")
     def _order(self) -> "BusinessHours":
-        if self.close <= self.open:
-            raise ValueError("close must be after open")
+        if self.close == self.open:
+            raise ValueError("a range must not open and close at the same time")
         return self
 
 

@@ -66,6 +66,33 @@ def test_no_ranges_means_open_but_on_closed_dates_and_ranges_follow_daylight_sav
     assert far > NEVER_OPEN
 
 
+def test_a_range_that_closes_at_or_before_it_opens_runs_into_the_next_day() -> None:
+    """A night shift ("22:00"–"02:00") and a close at midnight ("18:00"–"00:00") are one interval
+    each, with no closed minute at midnight; the range belongs to the day it opens."""
+    sp = ZoneInfo("America/Sao_Paulo")
+    hours = [
+        {"weekday": 0, "open": "22:00", "close": "02:00"},  # Monday night into Tuesday
+        {"weekday": 1, "open": "18:00", "close": "00:00"},  # Tuesday evening to midnight
+        {"weekday": 2, "open": "08:00", "close": "12:00"},
+    ]
+    schedule = schedule_of({"timezone": "America/Sao_Paulo", "business_hours": hours, "closed_dates": ["2026-12-09"]})
+    monday = datetime(2026, 11, 30, tzinfo=sp).date()
+    assert monday.weekday() == 0
+    assert schedule.is_open(datetime(2026, 11, 30, 23, 59, 30, tzinfo=sp))
+    assert schedule.is_open(datetime(2026, 12, 1, 0, 0, tzinfo=sp))  # past midnight: still Monday's shift
+    assert schedule.is_open(datetime(2026, 12, 1, 1, 59, tzinfo=sp))
+    assert not schedule.is_open(datetime(2026, 12, 1, 2, 0, tzinfo=sp))
+    assert schedule.closed_since(datetime(2026, 12, 1, 9, 0, tzinfo=sp)) == datetime(2026, 12, 1, 2, 0, tzinfo=sp)
+    assert schedule.is_open(datetime(2026, 12, 1, 23, 59, 59, tzinfo=sp))
+    # Tuesday's evening ends at midnight; Wednesday opens at 08:00: one closed period between.
+    closed_at = datetime(2026, 12, 2, 0, 0, tzinfo=sp)
+    assert schedule.closed_since(datetime(2026, 12, 2, 7, 0, tzinfo=sp)) == closed_at
+    assert schedule.is_open(datetime(2026, 12, 2, 8, 0, tzinfo=sp))
+    # A closed date stops the ranges that open on it (Wednesday 9 Dec), not the night before's.
+    assert schedule.is_open(datetime(2026, 12, 8, 23, 30, tzinfo=sp))  # Tuesday evening, open
+    assert not schedule.is_open(datetime(2026, 12, 9, 9, 0, tzinfo=sp))
+
+
 def test_one_renderer_for_the_variables_and_the_menu_and_answers() -> None:
     text = texts.render(
         "Olá {{cliente}}, aqui é a {{ empresa }}. Protocolo {{protocolo}}. {{outra}}",

@@ -103,7 +103,7 @@ async def test_reseller_reads_and_updates_only_its_own_config(
         assert r.status_code == 403
     for bad in (
         {"business_hours": [{"weekday": 7, "open": "08:00", "close": "18:00"}]},
-        {"business_hours": [{"weekday": 0, "open": "18:00", "close": "08:00"}]},
+        {"business_hours": [{"weekday": 0, "open": "18:00", "close": "18:00"}]},  # empty; 18:00-08:00 is a night
         {"business_hours": [{"weekday": 0, "open": "25:00", "close": "26:00"}]},
         {"business_hours": [{"weekday": 0, "open": "08:00", "close": "18:00"}] * 22},
         {"welcome_message": "x" * 1001},
@@ -115,6 +115,9 @@ async def test_reseller_reads_and_updates_only_its_own_config(
     assert (await client.get(f"{API}/reseller-config", headers=tenant.headers)).json()[
         "company_name"
     ] == "Minha Empresa"
+    night = [{"weekday": 4, "open": "22:00", "close": "02:00"}, {"weekday": 5, "open": "18:00", "close": "00:00"}]
+    r = await client.patch(f"{API}/reseller-config", json={"business_hours": night}, headers=tenant.headers)
+    assert r.status_code == 200 and r.json()["business_hours"] == night, r.text
 
 
 async def test_concurrent_creations_with_one_email_make_exactly_one_tenant(

@@ -159,9 +159,9 @@ describe('Pydantic validation issues', () => {
     const error = new ApiError(422, [{ type: 'value_error', loc: ['body'], msg: 'Value error, give exactly one of agent_id or department_id' }]);
     expect(fieldErrors(error)).toEqual({});
     expect(error.message).toBe('Escolha um agente ou um departamento.');
-    const nested = new ApiError(422, [{ type: 'value_error', loc: ['body', 'hours', 0], msg: 'Value error, close must be after open' }]);
+    const nested = new ApiError(422, [{ type: 'value_error', loc: ['body', 'hours', 0], msg: 'Value error, a range must not open and close at the same time' }]);
     expect(fieldErrors(nested)).toEqual({});
-    expect(nested.message).toBe('O fechamento deve ser depois da abertura.');
+    expect(nested.message).toBe('A faixa não pode abrir e fechar no mesmo horário.');
   });
 });
 

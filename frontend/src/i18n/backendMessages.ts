@@ -99,7 +99,7 @@ const SENTENCES: Record<string, string> = {
   'phone must have 8 to 15 digits': 'O telefone deve ter de 8 a 15 dígitos (com DDI e DDD).',
   'give exactly one of agent_id or department_id': 'Escolha um agente ou um departamento.',
   'weekday must be 0 (Monday) to 6 (Sunday)': 'Dia da semana inválido.',
-  'close must be after open': 'O fechamento deve ser depois da abertura.',
+  'a range must not open and close at the same time': 'A faixa não pode abrir e fechar no mesmo horário.',
   'unknown timezone (an IANA name such as America/Sao_Paulo)': 'Fuso horário desconhecido (use um nome como America/Sao_Paulo).',
   // the CSV import's line problems (backend/clients/service.py)
   'the header must name the columns nome and telefone': 'A primeira linha deve ter as colunas nome e telefone.',

@@ -29,13 +29,16 @@ beforeEach(() => {
 });
 
 describe('CompanyPage', () => {
-  it('refuses a range that closes before it opens, and saves the whole config otherwise', async () => {
+  it('refuses an empty range, takes one into the next day, and saves the whole config', async () => {
     const calls = serve();
     renderApp(<CompanyPage />, { path: '/', route: '/' });
     const close = await screen.findByLabelText('Segunda, faixa 1: Fecha');
-    fireEvent.change(close, { target: { value: '07:00' } });
-    expect(await screen.findByText('O fechamento deve ser depois da abertura')).toBeInTheDocument();
+    fireEvent.change(close, { target: { value: '08:00' } });
+    expect(await screen.findByText('A faixa não pode abrir e fechar no mesmo horário')).toBeInTheDocument();
     expect(screen.getByRole('button', { name: 'Salvar' })).toBeDisabled();
+    fireEvent.change(close, { target: { value: '02:00' } }); // a night shift: closes the next day
+    await waitFor(() => expect(screen.queryByText('A faixa não pode abrir e fechar no mesmo horário')).not.toBeInTheDocument());
+    expect(screen.getByRole('button', { name: 'Salvar' })).toBeEnabled();
 
     fireEvent.change(close, { target: { value: '17:30' } });
     fireEvent.change(screen.getByLabelText(/Nome da empresa/), { target: { value: 'Loja Nova' } });
@@ -150,8 +153,9 @@ describe('CompanyPage', () => {
     expect(patched(calls)).toMatchObject({ signature_enabled: false });
   });
 
-  it('invalidRanges flags only ranges whose close is not after open', () => {
-    expect([...invalidRanges([{ weekday: 0, open: '08:00', close: '08:00' }, { weekday: 1, open: '08:00', close: '12:00' }])]).toEqual([0]);
+  it('invalidRanges flags only empty ranges: a close before the open runs into the next day', () => {
+    const night = { weekday: 2, open: '22:00', close: '02:00' };
+    expect([...invalidRanges([{ weekday: 0, open: '08:00', close: '08:00' }, { weekday: 1, open: '08:00', close: '12:00' }, night])]).toEqual([0]);
   });
 
   it('nextRange starts an empty day at 08:00 and a busy one an hour after its last close', () => {

@@ -25,9 +25,10 @@ export function hoursFromConfig(config: ResellerConfig): BusinessHours[] {
   return (config.business_hours ?? []).map((h) => ({ weekday: Number(h.weekday), open: String(h.open), close: String(h.close) }));
 }
 
-/** The ranges whose close is not after open, by index (the backend refuses those). */
+/** The ranges that open and close at the same time, by index (the backend refuses those). A close
+ * before the open is a range into the next day (a night shift; 00:00 is midnight). */
 export function invalidRanges(hours: BusinessHours[]): Set<number> {
-  return new Set(hours.flatMap((h, i) => (h.close <= h.open ? [i] : [])));
+  return new Set(hours.flatMap((h, i) => (h.close === h.open ? [i] : [])));
 }
 
 /** A new range for a weekday: after its last range when there is room, else a working day. */
