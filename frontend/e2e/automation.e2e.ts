@@ -249,6 +249,12 @@ describe('closed dates, closing message and rating', () => {
     await login(w.page, agent.email, agent.password);
     await w.page.goto(`${inject('appUrl')}/atendimento/${ticketId}`);
     await w.page.getByTestId('ticket-status').filter({ hasText: 'Finalizado' }).waitFor();
+    // Received by the phone above; stored as sent once the provider's answer is recorded (a digit
+    // before that rates nothing: backend/automation take_rating).
+    await expect.poll(async () => {
+      const thread = await call<{ items: { automatic_purpose?: string | null; status: string }[] }>('GET', `/api/v1/tickets/${ticketId}/messages`, agent.token);
+      return thread.items.find((m) => m.automatic_purpose === 'survey')?.status;
+    }, { timeout: 20_000 }).toMatch(/^(sent|delivered|read)$/);
     await phone('inbound', { instance, phone: number, text: '5', push_name: client });
     // Live: the rating lands on the open finalized ticket; no new ticket opens for the digit.
     await w.page.getByTestId('ticket-rating').filter({ hasText: '5 de 5' }).waitFor({ timeout: 10_000 });

@@ -33,6 +33,11 @@ beforeAll(async () => {
   await call('POST', `/api/v1/tickets/${ticket.id}/assume`, agent.token);
   await call('POST', `/api/v1/tickets/${ticket.id}/messages`, agent.token, { body: 'Bom dia! Já vejo isso.' });
   await call('POST', `/api/v1/tickets/${ticket.id}/finalize`, agent.token);
+  // The client answers the survey once it has it: a digit before the question left rates nothing.
+  await until(async () => {
+    const thread = await call<{ items: { body: string; status: string }[] }>('GET', `/api/v1/tickets/${ticket.id}/messages`, tenant.owner.token);
+    return thread.items.some((m) => m.body === 'De 1 a 5, que nota?' && ['sent', 'delivered', 'read'].includes(m.status)) || undefined;
+  });
   await phone('inbound', { instance, phone: number, text: '5', push_name: clientName });
   await until(async () => {
     const rated = await call<{ rating: number | null }>('GET', `/api/v1/tickets/${ticket.id}`, tenant.owner.token);

@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 
 from backend.reports import rebuild
+from tests.automation.helpers import left
 from tests.factories import API, make_tenant, unique_phone
 from tests.fakes.harness import (
     FakeEvolution,
@@ -82,6 +83,7 @@ async def test_a_redelivered_rating_counts_once(
         r = await client.post(f"{API}/tickets/{ticket['_id']}/{action}", headers=agent["headers"])
         assert r.status_code == 200, r.text
 
+    await left(db, ticket["_id"], "survey")  # the client answers the question once it has it
     rating = _upsert(phone, "3EB0RATE1" + phone, "4")
     for _ in range(3):
         await settled(db, await client.post(f"{HOOK}/{conn['id']}", json=rating, headers=headers))
