@@ -920,7 +920,11 @@ export interface components {
             /** Items */
             items: components["schemas"]["AgentReport"][];
         };
-        /** BusinessHours */
+        /**
+         * BusinessHours
+         * @description A weekday's open range, local. A `close` at or before `open` ends on the next day (a night
+         *     shift "22:00"–"02:00", or "18:00"–"00:00" to midnight); the range belongs to the day it opens.
+         */
         BusinessHours: {
             /** Weekday */
             weekday: number;
