@@ -306,7 +306,7 @@ async def run(args: argparse.Namespace, console: Console) -> dict[str, Any]:
                     id_index = await asyncio.to_thread(id_indexes, data_dir, db.name)
                     missing = id_index["missing"]
                     progress.console.print(
-                        f"{label} FerretDB `_iaze_id` index on {len(id_index['collections']) - len(missing)}"
+                        f"{label} FerretDB `_id` look-up uses an index on {len(id_index['collections']) - len(missing)}"
                         f"/{len(id_index['collections'])} collection tables"
                         + (f" — MISSING on {', '.join(missing)}" if missing else "")
                     )

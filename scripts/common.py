@@ -71,7 +71,8 @@ class OpsSettings(Settings):
         exactly these (mongo-init/01-users.js; MongoDB grants name whole databases, no patterns, and
         a grant on every database would let it drop the live one). One name reused run after run
         would be dropped and recreated moments apart, which on FerretDB's SQLite backend now and
-        then failed with "disk I/O error (522)" (5d6b8b5); `next_scratch` rotates through the set,
+        then failed with "disk I/O error (522)" (5d6b8b5; the cause, since removed, was the local
+        FerretDB launcher's index keeper: backend/devtools/ferretdb.py); `next_scratch` rotates through the set,
         so a name comes back only VERIFY_SCRATCH_SLOTS - 1 verifies later. A lock on one name
         would not help: the failure was a recreate after a drop, not two verifies at once."""
         return [f"{self.verify_db}_{slot}" for slot in range(VERIFY_SCRATCH_SLOTS)]

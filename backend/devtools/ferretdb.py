@@ -39,8 +39,50 @@ SOURCE_DIR = ROOT / "tools" / "ferretdb"
 BINARY = ROOT / "var" / "bin" / "ferretdb-launcher"
 
 
+# One change to FerretDB itself, made to a copy of the module when the launcher is built (Go refuses
+# an -overlay of a file in the module cache, so the build's go.mod points FerretDB at the copy).
+# v1.24.2 pushes `{_id: <string|ObjectId>}` down to SQLite as `_ferretdb_sjson->'$._id' = ?`, while
+# the unique index it creates on `_id` is on `_ferretdb_sjson->"_id"`: the same value, but SQLite
+# uses an expression index only for the identical expression, so every `_id` look-up scanned the
+# table. The look-up now uses the index's expression. Before this an index of the launcher's own,
+# on the look-up's expression, was added once a second to every table; its keeper held a SQLite
+# connection to every database file, and after FerretDB dropped a database and created one of the
+# same name, that connection and the new database shared the old write-ahead log's files ("disk
+# I/O error (522)", "file is not a database"; most likely also the store that stopped answering
+# mid-suite on the CI machine, right after the backup tests drop and recreate scratch databases).
+FERRETDB_MODULE = "github.com/FerretDB/FerretDB"
+ID_LOOKUP_PATCH = (
+    "internal/backends/sqlite/metadata/metadata.go",
+    "IDColumn = DefaultColumn + \"->'$._id'\"",
+    'IDColumn = DefaultColumn + `->"_id"`',
+)
+BUILD_DIR = ROOT / "var" / "build" / "ferretdb"
+
+
+def _go(*args: str) -> str:
+    return subprocess.run(["go", *args], cwd=SOURCE_DIR, check=True, capture_output=True, text=True).stdout.strip()
+
+
+def _patched_module() -> Path:
+    """A copy of the FerretDB module with ID_LOOKUP_PATCH applied; refuses a version where the
+    patched line is not there exactly once (the patch would silently do nothing)."""
+    _go("mod", "download", FERRETDB_MODULE)
+    source = Path(_go("list", "-m", "-f", "{{.Dir}}", FERRETDB_MODULE))
+    copy = BUILD_DIR / "FerretDB"
+    if copy.exists():
+        shutil.rmtree(copy)
+    shutil.copytree(source, copy, copy_function=shutil.copyfile)  # the cache's files are read-only
+    relative, old, new = ID_LOOKUP_PATCH
+    target = copy / relative
+    text = target.read_text()
+    if text.count(old) != 1:
+        raise RuntimeError(f"{FERRETDB_MODULE} {relative} no longer has {old!r}: review ID_LOOKUP_PATCH")
+    target.write_text(text.replace(old, new))
+    return copy
+
+
 def ensure_built() -> Path:
-    sources = [*SOURCE_DIR.glob("*.go"), SOURCE_DIR / "go.mod", SOURCE_DIR / "go.sum"]
+    sources = [*SOURCE_DIR.glob("*.go"), SOURCE_DIR / "go.mod", SOURCE_DIR / "go.sum", Path(__file__)]
     newest_source = max(p.stat().st_mtime for p in sources if p.exists())
     if BINARY.exists() and BINARY.stat().st_mtime >= newest_source:
         return BINARY
@@ -48,7 +90,12 @@ def ensure_built() -> Path:
         raise RuntimeError("Go is needed to build the local FerretDB (tools/ferretdb); install Go or set MONGO_URL")
     BINARY.parent.mkdir(parents=True, exist_ok=True)
     print("building local FerretDB (first run downloads modules; a few minutes)...", file=sys.stderr, flush=True)
-    subprocess.run(["go", "build", "-v", "-o", str(BINARY), "."], cwd=SOURCE_DIR, check=True)
+    BUILD_DIR.mkdir(parents=True, exist_ok=True)
+    module = _patched_module()
+    modfile = BUILD_DIR / "go.mod"  # tools/ferretdb's, FerretDB replaced by the patched copy
+    modfile.write_text((SOURCE_DIR / "go.mod").read_text() + f"\nreplace {FERRETDB_MODULE} => {module}\n")
+    shutil.copyfile(SOURCE_DIR / "go.sum", BUILD_DIR / "go.sum")
+    subprocess.run(["go", "build", "-v", f"-modfile={modfile}", "-o", str(BINARY), "."], cwd=SOURCE_DIR, check=True)
     print(f"built {BINARY}", file=sys.stderr, flush=True)
     return BINARY
 
