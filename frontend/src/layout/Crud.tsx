@@ -94,26 +94,33 @@ export function FormFrame({ onSubmit, children }: { onSubmit: () => void; childr
   );
 }
 
-/** The save mutation's error (unless a field shows it, or the form shows it on a field itself:
- * `shownOnField`), then Cancelar (with `onCancel`) and the submit button. */
+/** The save mutation's error, then Cancelar (with `onCancel`) and the submit button.
+ *
+ * `fields`: the body fields the form shows a 422's `fieldErrors` on, on their inputs. A 422 naming
+ * any other field (one the form has no input for, or shows under another name) is shown here, or
+ * the user would click Salvar and see nothing; a 422 naming no field shows its whole message.
+ * `shownOnField`: the form shows this error (not a 422's field errors: a 409, say) on a field itself. */
 export function FormActions({
   mutation,
+  fields,
   shownOnField = false,
   onCancel,
   disabled,
   label = t.app.save,
 }: {
   mutation: { isError: boolean; isPending: boolean; error: unknown };
+  fields: readonly string[];
   shownOnField?: boolean;
   onCancel?: () => void;
   disabled: boolean;
   label?: string;
 }) {
+  const message = mutation.isError ? unshownError(mutation.error, fields, shownOnField) : '';
   return (
     <>
-      {mutation.isError && !shownOnField && !Object.keys(fieldErrors(mutation.error)).length && (
+      {message && (
         <Text c="red" size="sm" role="alert">
-          {errorMessage(mutation.error)}
+          {message}
         </Text>
       )}
       <Group justify="flex-end">
@@ -128,6 +135,15 @@ export function FormActions({
       </Group>
     </>
   );
+}
+
+/** What of `error` no input of the form shows: the field errors on fields not in `fields` (each
+ * message once), or the whole message when the error names no field and no field shows it. */
+function unshownError(error: unknown, fields: readonly string[], shownOnField: boolean): string {
+  const errors = fieldErrors(error);
+  const named = Object.keys(errors);
+  if (!named.length) return shownOnField ? '' : errorMessage(error);
+  return [...new Set(named.filter((field) => !fields.includes(field)).map((field) => errors[field]))].join(' ');
 }
 
 /** PATCH {active} on an item: refreshes `queryKey`, says `updated` when given, shows a refusal. */

@@ -44,6 +44,7 @@ function ResellerForm({ onDone }: { onDone: () => void }) {
       <PasswordInput label={t.resellers.password} required value={password} onChange={(e) => setPassword(e.currentTarget.value)} error={errors.password} autoComplete="new-password" />
       <FormActions
         mutation={create}
+        fields={['name', 'owner_name', 'email', 'password']}
         shownOnField={conflict}
         onCancel={onDone}
         disabled={!name.trim() || !email || password.length < 8}

@@ -109,6 +109,37 @@ describe('ContactsPage', () => {
     expect(patch?.body).toMatchObject({ active: false, name: 'Maria Já Cadastrada' });
   });
 
+  it('shows a refusal of a field the form has no input for, and each field\'s own on its input', async () => {
+    const owner = agentUser({ role: 'reseller', department_ids: [] });
+    signIn(owner);
+    mockApi(({ method, path }) => {
+      if (path === '/api/v1/auth/me') return { body: owner };
+      if (path === '/api/v1/clients' && method === 'GET') return { body: { items: [{ ...maria, active: true }], next_cursor: null } };
+      if (path === `/api/v1/clients/${maria.id}` && method === 'PATCH') {
+        return {
+          status: 422,
+          body: {
+            detail: [
+              { type: 'string_too_long', loc: ['body', 'name'], msg: 'String should have at most 120 characters' },
+              { type: 'bool_type', loc: ['body', 'active'], msg: 'Input should be a valid boolean' },
+            ],
+          },
+        };
+      }
+      return common(path);
+    });
+    renderApp(<ContactsPage />, { path: '/contatos', route: '/contatos' });
+    fireEvent.click(await screen.findByRole('button', { name: 'Editar' }));
+    const dialog = await screen.findByRole('dialog', { name: 'Editar' });
+    fireEvent.click(within(dialog).getByRole('switch', { name: /Contato ativo/ }));
+    fireEvent.click(within(dialog).getByRole('button', { name: 'Salvar' }));
+    // `active` has a switch, which shows no error: the form's message says what was refused.
+    const alert = await within(dialog).findByRole('alert');
+    expect(alert).toHaveTextContent('Valor inválido.');
+    expect(alert).not.toHaveTextContent('Use no máximo 120 caracteres.');
+    expect(within(dialog).getByRole('textbox', { name: /^Nome/ })).toHaveAccessibleDescription('Use no máximo 120 caracteres.');
+  });
+
   it('offers no deactivation to an agent', async () => {
     mockApi(({ method, path }) => {
       if (path === '/api/v1/clients' && method === 'GET') return { body: { items: [{ ...maria, active: true }], next_cursor: null } };

@@ -93,7 +93,13 @@ function ContactForm({ contact, prefill, onDone }: { contact: Client | null; pre
       {owner && contact && (
         <Switch label={t.contacts.active} description={t.contacts.activeHelp} checked={active} onChange={(e) => setActive(e.currentTarget.checked)} />
       )}
-      <FormActions mutation={save} shownOnField={taken} onCancel={onDone} disabled={!name.trim() || (!contact && !phone.trim())} />
+      <FormActions
+        mutation={save}
+        fields={['name', 'phone', 'email', 'notes', 'tags']}
+        shownOnField={taken}
+        onCancel={onDone}
+        disabled={!name.trim() || (!contact && !phone.trim())}
+      />
     </FormFrame>
   );
 }

@@ -53,7 +53,7 @@ function ReplyForm({ reply, onDone }: { reply: QuickReply | null; onDone: () => 
         onChange={(e) => setText(e.currentTarget.value)}
         error={errors.text}
       />
-      <FormActions mutation={save} shownOnField={taken} onCancel={onDone} disabled={!shortcut.trim() || !text.trim()} />
+      <FormActions mutation={save} fields={['shortcut', 'text']} shownOnField={taken} onCancel={onDone} disabled={!shortcut.trim() || !text.trim()} />
     </FormFrame>
   );
 }

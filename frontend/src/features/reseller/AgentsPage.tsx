@@ -63,6 +63,7 @@ function AgentForm({ agent, onDone }: { agent: User | null; onDone: () => void }
       <MultiSelect label={t.agents.assign} data={options} value={departmentIds} onChange={setDepartmentIds} searchable clearable />
       <FormActions
         mutation={save}
+        fields={['name', 'email', 'password']}
         shownOnField={conflict}
         onCancel={onDone}
         disabled={!name.trim() || (!agent && (!email || password.length < 8))}

@@ -78,7 +78,12 @@ function ConnectionForm({ onDone }: { onDone: (created: WhatsAppConnection) => v
       <TextInput label={t.connections.name} required value={name} onChange={(e) => setName(e.currentTarget.value)} error={errors.name} data-autofocus />
       <TextInput label={t.connections.instance} required value={instance} onChange={(e) => setInstance(e.currentTarget.value)} error={errors.instance_name} />
       <Select label={t.connections.department} required data={options} value={department} onChange={setDepartment} error={errors.default_department_id} />
-      <FormActions mutation={create} disabled={!name.trim() || !instance.trim() || !department} label={t.app.create} />
+      <FormActions
+        mutation={create}
+        fields={['name', 'instance_name', 'default_department_id']}
+        disabled={!name.trim() || !instance.trim() || !department}
+        label={t.app.create}
+      />
     </FormFrame>
   );
 }

@@ -36,7 +36,7 @@ function DepartmentForm({ department, onDone }: { department: Department | null;
     <FormFrame onSubmit={() => save.mutate()}>
       <TextInput label={t.departments.name} required value={name} onChange={(e) => setName(e.currentTarget.value)} error={errors.name} data-autofocus />
       <TextInput label={t.departments.description} value={description} onChange={(e) => setDescription(e.currentTarget.value)} error={errors.description} />
-      <FormActions mutation={save} onCancel={onDone} disabled={!name.trim()} />
+      <FormActions mutation={save} fields={['name', 'description']} onCancel={onDone} disabled={!name.trim()} />
     </FormFrame>
   );
 }
