@@ -72,6 +72,8 @@ def _patched_module() -> Path:
     if copy.exists():
         shutil.rmtree(copy)
     shutil.copytree(source, copy, copy_function=shutil.copyfile)  # the cache's files are read-only
+    for folder in (copy, *(d for d in copy.rglob("*") if d.is_dir())):
+        folder.chmod(0o755)  # copytree copied the cache's read-only modes: the next build removes it
     relative, old, new = ID_LOOKUP_PATCH
     target = copy / relative
     text = target.read_text()
