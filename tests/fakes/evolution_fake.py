@@ -16,7 +16,8 @@ Test controls under /_control: switch modes (ok, slow, 5xx, malformed), numbers 
 (`not-on-whatsapp`: sends to them answer 400 as Evolution does), fail or hold just the
 next sends (`fail_next`; `hold_next` before anything, `hold_answer_next` after posting the echo,
 both until POST /_control/release), read what was sent, and
-make the "phone" do things (connect, new QR code, inbound message, delivery receipt, raw post).
+make the "phone" do things (connect, new QR code, inbound message — `wrap` puts it inside Baileys'
+wrappers such as ephemeralMessage —, delivery receipt, raw post).
 "down" is the real thing: the test stops this process.
 """
 
@@ -560,6 +561,24 @@ def create_app(api_key: str) -> FastAPI:
             )
         return {**message, message_type: {**message[message_type], "contextInfo": context}}, message_type
 
+    def wrapped(message: dict[str, Any], message_type: str, wrap: str | list[str]) -> tuple[dict[str, Any], str]:
+        """The content inside Baileys' wrappers, outermost first (`ephemeralMessage`: a chat with
+        disappearing messages on; `viewOnceMessageV2`: view once), as Evolution v2 posts it: not
+        unwrapped, `messageType` naming the outermost wrapper, no inline base64 (Evolution inlines
+        top-level media only). In a disappearing-messages chat WhatsApp sends a text as an
+        extended one and every part carries the chat's timer (`contextInfo.expiration`)."""
+        wrappers = [wrap] if isinstance(wrap, str) else list(wrap)
+        message = {k: v for k, v in message.items() if k != "base64"}
+        if "ephemeralMessage" in wrappers:
+            if message_type == "conversation":
+                message_type = "extendedTextMessage"
+                message = {message_type: {"text": message["conversation"]}}
+            part = message[message_type]
+            message = {message_type: {**part, "contextInfo": {**part.get("contextInfo", {}), "expiration": 604800}}}
+        for wrapper in reversed(wrappers):
+            message = {wrapper: {"message": message}}
+        return {"messageContextInfo": {"messageSecret": "c2VjcmV0"}, **message}, wrappers[0]
+
     @app.post("/_control/inbound")
     async def inbound(body: dict[str, Any]) -> dict[str, Any]:
         inst = await _inst(body)
@@ -600,6 +619,8 @@ def create_app(api_key: str) -> FastAPI:
             message_type = "conversation"
         if body.get("quoted_key_id"):  # the client replies quoting an earlier message (Baileys' contextInfo)
             message, message_type = quoting(message, message_type, body)
+        if body.get("wrap"):
+            message, message_type = wrapped(message, message_type, body["wrap"])
         data = {
             "key": key,
             "pushName": body.get("push_name", "Cliente Fake"),

@@ -38,7 +38,14 @@ from backend.connections.providers.base import (
 NAME = "evolution"
 WEBHOOK_EVENTS = ["QRCODE_UPDATED", "CONNECTION_UPDATE", "MESSAGES_UPSERT", "MESSAGES_UPDATE"]
 
-_STATES: dict[str, ConnectionStatus] = {"open": "open", "connecting": "connecting", "close": "close"}
+# "refused": Evolution gave up on the pairing (its QR code limit was reached) and ended the
+# session: the connection is closed and needs a new connect.
+_STATES: dict[str, ConnectionStatus] = {
+    "open": "open",
+    "connecting": "connecting",
+    "close": "close",
+    "refused": "close",
+}
 # Baileys' WAMessageStatus, by name (v2) or number (older payloads).
 _DELIVERY: dict[str, DeliveryStatus] = {
     "ERROR": "failed",
@@ -61,7 +68,6 @@ _TYPES = {
     "videoMessage": "video",
     "audioMessage": "audio",
     "documentMessage": "document",
-    "documentWithCaptionMessage": "document",
     "stickerMessage": "sticker",
     "locationMessage": "location",
     "contactMessage": "contact",
@@ -74,6 +80,42 @@ _SEND_MEDIA_TYPES = ("image", "video", "audio", "document")  # sendMedia's `medi
 _BARE_SENDS = {"voice": ("sendWhatsAppAudio", "audio"), "sticker": ("sendSticker", "sticker")}
 # Baileys' media message types (whose bytes are fetched) and the types that carry no bytes.
 _MEDIA_TYPES = {"image", "video", "audio", "document", "sticker"}
+# Baileys' future-proof wrappers (Utils/messages.ts normalizeMessageContent): the real content is
+# in `<wrapper>.message`, possibly wrapped again (a view-once in a disappearing-messages chat).
+# Evolution v2 posts them as they come, `messageType` naming the wrapper. Baileys also unwraps
+# `editedMessage`; not here: an edit is not a new message (Evolution posts edits as MESSAGES_EDITED).
+_WRAPPERS = (
+    "ephemeralMessage",
+    "viewOnceMessage",
+    "documentWithCaptionMessage",
+    "viewOnceMessageV2",
+    "viewOnceMessageV2Extension",
+    "associatedChildMessage",
+    "groupStatusMessage",
+    "groupStatusMessageV2",
+)
+_UNWRAP_DEPTH = 5  # Baileys' bound too: a payload nesting wrappers deeper is not WhatsApp's
+# Keys that are never a message's content: delivery metadata (getContentType skips them too).
+_NOT_CONTENT = {"senderKeyDistributionMessage", "messageContextInfo"}
+# Content keys that announce content and carry none themselves: an album's header (its images
+# and videos come as messages of their own). An upsert whose content is only this is no message.
+_CONTENTLESS = {"albumMessage"}
+# Not conversation messages: revokes/edits/ephemeral settings, and reactions (kept raw, ignored).
+_NOT_CONVERSATION = ("protocolMessage", "reactionMessage")
+# A client's answer to buttons, a list, a template's buttons or an interactive (native flow)
+# message: the option's text as they saw it, else its id.
+_REPLIES: dict[str, tuple[tuple[str, ...], ...]] = {
+    "buttonsResponseMessage": (("selectedDisplayText",), ("selectedButtonId",)),
+    "listResponseMessage": (("title",), ("singleSelectReply", "selectedRowId"), ("description",)),
+    "templateButtonReplyMessage": (("selectedDisplayText",), ("selectedId",)),
+    "interactiveResponseMessage": (("body", "text"), ("nativeFlowResponseMessage", "name")),
+}
+_POLLS = ("pollCreationMessage", "pollCreationMessageV2", "pollCreationMessageV3", "pollCreationMessageV5")
+# A type this parser does not know keeps its words: the first of these that has some.
+_WORDS: tuple[tuple[str, ...], ...] = (
+    *((field,) for field in ("caption", "text", "name", "title", "description", "contentText", "selectedDisplayText")),
+    ("body", "text"),
+)
 _LOCATION_TYPES = ("locationMessage", "liveLocationMessage")
 _VCARD_TEL = re.compile(r"^(?:item\d+\.)?TEL(?P<params>[^:]*):(?P<value>.*)$", re.IGNORECASE)
 _VCARD_WAID = re.compile(r"waid=(\d+)", re.IGNORECASE)
@@ -244,25 +286,60 @@ def _contacts(message_type: str, part: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
-def _content(message: dict[str, Any], message_type: str) -> _Content:
-    """Type, body and what else the message carries, from Baileys' message object."""
+def _content_type(message: dict[str, Any], hint: str) -> str:
+    """Baileys' getContentType: Evolution's `messageType` when the message holds it, else the
+    first key that is 'conversation' or names a ...Message, metadata aside; else a media type
+    the hint names (its bytes may still be fetched by the key); "" when none of these."""
+    if hint and hint in message and hint not in _NOT_CONTENT:
+        return hint
+    found = next((k for k in message if (k == "conversation" or "Message" in k) and k not in _NOT_CONTENT), "")
+    return found or (hint if _TYPES.get(hint) in _MEDIA_TYPES else "")
+
+
+def _unwrap(message: dict[str, Any], hint: str) -> tuple[dict[str, Any], str]:
+    """The content inside Baileys' wrappers (`_WRAPPERS`, at most `_UNWRAP_DEPTH` deep) and its
+    type, taken from the unwrapped content ("" when that holds none). A wrapper without a message
+    object stays as it is (the type names the wrapper): something came, kept with that type."""
+    kind = _content_type(message, hint)
+    for _ in range(_UNWRAP_DEPTH):
+        inner = _obj(message.get(kind)).get("message") if kind in _WRAPPERS else None
+        if not isinstance(inner, dict):
+            break
+        message, kind = inner, _content_type(inner, "")
+    return message, kind
+
+
+def _text_at(part: dict[str, Any], path: tuple[str, ...]) -> str:
+    value: Any = part
+    for step in path:
+        value = _obj(value).get(step)
+    return value.strip() if isinstance(value, str) else ""
+
+
+def _words(part: dict[str, Any], paths: tuple[tuple[str, ...], ...]) -> str:
+    return next((text for path in paths if (text := _text_at(part, path))), "")
+
+
+def _poll(part: dict[str, Any]) -> str:
+    """A poll as text: its question, then one line per option."""
+    options = part.get("options")
+    names = [_text_at(o, ("optionName",)) for o in options if isinstance(o, dict)] if isinstance(options, list) else []
+    return "\n".join([_text_at(part, ("name",)), *(f"- {name}" for name in names if name)]).strip()
+
+
+def _content(message: dict[str, Any], message_type: str) -> _Content | None:
+    """Type, body and what else the message carries, from Baileys' message object, unwrapped
+    first; None when it has no content at all (see `_parse_upsert`)."""
+    message, message_type = _unwrap(message, message_type)
     if "conversation" in message:
         return _Content("text", str(message.get("conversation") or ""))
     ext = message.get("extendedTextMessage")
     if isinstance(ext, dict):
         return _Content("text", str(ext.get("text") or ""))
-    if message_type == "documentWithCaptionMessage" or (
-        not message_type and isinstance(message.get("documentWithCaptionMessage"), dict)
-    ):
-        inner = message.get("documentWithCaptionMessage", {})
-        message = (inner.get("message") or {}) if isinstance(inner, dict) else {}
-        message_type = "documentMessage"
-    part = message.get(message_type)
-    if not isinstance(part, dict):
-        message_type, part = next(
-            ((k, v) for k, v in message.items() if k.endswith("Message") and isinstance(v, dict)), (message_type, {})
-        )
-    kind = _TYPES.get(message_type, message_type or "unknown")
+    if not message_type or message_type in _CONTENTLESS:
+        return None
+    part = _obj(message.get(message_type))
+    kind = _TYPES.get(message_type, message_type)
     body = str(part.get("caption") or part.get("text") or "")
     if kind in _MEDIA_TYPES:
         return _Content(kind, body, media=_media(part))
@@ -270,7 +347,13 @@ def _content(message: dict[str, Any], message_type: str) -> _Content:
         return _Content("location", body, location=_location(part))
     if message_type in ("contactMessage", "contactsArrayMessage"):
         return _Content("contact", body, contacts=_contacts(message_type, part))
-    return _Content(kind, body)
+    if message_type in _REPLIES:
+        return _Content("text", _words(part, _REPLIES[message_type]))
+    if message_type in _POLLS:
+        return _Content("text", _poll(part))
+    # A type this parser does not know: kept with its own type (the UI says it cannot show it)
+    # and its words, if it has any.
+    return _Content(kind, _words(part, _WORDS))
 
 
 def _inline_base64(item: dict[str, Any], message: dict[str, Any]) -> str | None:
@@ -297,17 +380,14 @@ def decode_base64(value: str) -> bytes:
 
 def _quoted(message: dict[str, Any], message_type: str, item: dict[str, Any]) -> Quote | None:
     """What a client's message quotes: Baileys puts `contextInfo` (`stanzaId`: the quoted message's
-    id, `quotedMessage`: its content) on the message's part; some Evolution versions repeat it on
-    the upsert itself."""
-    part = message.get(message_type) if message_type else None
-    if not isinstance(part, dict):
-        part = next((v for k, v in message.items() if k.endswith("Message") and isinstance(v, dict)), {})
+    id, `quotedMessage`: its content) on the message's part, inside any wrapper; some Evolution
+    versions repeat it on the upsert itself."""
+    message, message_type = _unwrap(message, message_type)
+    part = _obj(message.get(message_type)) if message_type else {}
     context = part.get("contextInfo") if isinstance(part.get("contextInfo"), dict) else item.get("contextInfo")
     if not isinstance(context, dict) or not isinstance(context.get("stanzaId"), str) or not context["stanzaId"]:
         return None
-    quoted = _obj(context.get("quotedMessage"))
-    quoted_type = next((k for k in quoted if k in _TYPES), next(iter(quoted), "")) if quoted else ""
-    content = _content(quoted, quoted_type) if quoted else None
+    content = _content(_obj(context.get("quotedMessage")), "")
     return Quote(
         provider_message_id=context["stanzaId"],
         body=content.body if content is not None else "",
@@ -337,10 +417,19 @@ def _parse_upsert(data: Any) -> list[InboundEvent]:
             continue
         if not isinstance(message, dict):
             raise WebhookParseError("data.message is not an object")
-        if message_type in ("protocolMessage", "reactionMessage", "senderKeyDistributionMessage"):
-            events.append(Ignored(f"{message_type} is not a conversation message"))
+        _, content_type = _unwrap(message, message_type)
+        if not_conversation := next((t for t in (message_type, content_type) if t in _NOT_CONVERSATION), None):
+            events.append(Ignored(f"{not_conversation} is not a conversation message"))
             continue
         content = _content(message, message_type)
+        # No content: nothing but metadata (messageContextInfo, senderKeyDistributionMessage; an
+        # empty message; Evolution's messageType "unknown"), or only an album's header. Opening a
+        # ticket with an empty message for it would show the agent nothing; the raw event keeps
+        # it. Everything else is content: a media message without caption (its bytes are), a
+        # wrapper with nothing inside, a type this parser does not know (kept with its type).
+        if content is None:
+            events.append(Ignored("no content", {"messageType": message_type}))
+            continue
         events.append(
             InboundMessage(
                 provider_message_id=key_id,
@@ -375,7 +464,12 @@ def _parse_update(data: Any) -> list[InboundEvent]:
             raise WebhookParseError("messages.update without keyId/status")
         status = _DELIVERY.get(str(raw_status).upper())
         if status is None:
-            raise WebhookParseError(f"unknown message status {raw_status!r}")
+            # Evolution v2 reports "DELETED" for an update with a status Baileys did not name (a
+            # revoke, a poll vote); anything else unknown is as little a delivery state.
+            events.append(
+                Ignored(f"message status {str(raw_status)[:40]!r} is not a delivery state", {"keyId": str(key_id)})
+            )
+            continue
         events.append(StatusUpdate(provider_message_id=str(key_id), status=status))
     return events
 
@@ -397,12 +491,20 @@ def parse_webhook(payload: Any, *, event_hint: str | None) -> list[InboundEvent]
     if event == "CONNECTION_UPDATE":
         if not isinstance(data, dict) or "state" not in data:
             raise WebhookParseError("connection.update without data.state")
-        return [ConnectionChange(status=_state(data["state"]), reason=str(data.get("statusReason") or ""))]
+        reason = str(data.get("statusReason") or "")
+        if str(data["state"]).lower() == "refused":
+            reason = f"refused (QR code limit reached){f': {reason}' if reason else ''}"
+        return [ConnectionChange(status=_state(data["state"]), reason=reason)]
     if event == "QRCODE_UPDATED":
         qr = data.get("qrcode") if isinstance(data, dict) else None
-        if not isinstance(qr, dict):
-            raise WebhookParseError("qrcode.updated without data.qrcode")
-        return [QrChange(qr_code=_qr_from(qr))]
+        if isinstance(qr, dict):
+            return [QrChange(qr_code=_qr_from(qr))]
+        # Evolution's "QR code limit reached" notice ({message, statusCode}) carries no code: its
+        # connection.update "refused" follows and closes the connection, which clears the QR
+        # code. Recording a change here could reopen "connecting" if it arrived after that one.
+        notice = _obj(data)
+        details = {"message": str(notice.get("message") or "")[:200], "statusCode": str(notice.get("statusCode"))[:40]}
+        return [Ignored("qrcode.updated without a QR code", details)]
     return [Ignored(f"event {event} not handled")]
 
 

@@ -195,6 +195,9 @@ export const t = {
       contact: 'Contato',
       other: 'Anexo',
     } as Record<string, string>,
+    // A WhatsApp message of a kind the helpdesk does not show (an event, a kind WhatsApp added
+    // later): its words, if any, are shown below this; the rest is on the phone.
+    unshownKind: 'Tipo de mensagem não exibido aqui: veja no celular',
     delivery: {
       pending: 'Enviando',
       sent: 'Enviada',

@@ -232,6 +232,12 @@ describe('media in the thread', () => {
     expect(screen.getByTestId('media-placeholder')).toHaveTextContent('[Localização]');
   });
 
+  it('says a kind it does not show is on the phone, and keeps its words', () => {
+    renderApp(<MessageBubble message={message({ type: 'eventMessage', body: 'Visita técnica' })} />);
+    expect(screen.getByTestId('media-placeholder')).toHaveTextContent('[Tipo de mensagem não exibido aqui: veja no celular]');
+    expect(screen.getByTestId('message')).toHaveTextContent('Visita técnica');
+  });
+
   it('says so when the bytes cannot be fetched, and fetches again on request', async () => {
     serveMedia(new Blob([PNG]), 404);
     renderApp(<MessageBubble message={message({ type: 'image', media: media() })} />);

@@ -43,12 +43,13 @@ export function MessageContent({ message }: { message: Message }) {
   return <MediaPlaceholder message={message} />;
 }
 
-/** A kind of message with nothing to show (a location without its point, a type not kept). */
+/** A kind of message with nothing to show (a location without its point, a kind this app does not
+ * show: named as such, so nobody takes it for an attachment that failed). */
 function MediaPlaceholder({ message }: { message: Message }) {
-  const kind = message.type in t.ticket.media ? message.type : 'other';
+  const label = message.type in t.ticket.media ? t.ticket.media[message.type] : t.ticket.unshownKind;
   return (
     <Text size="sm" fs="italic" data-testid="media-placeholder">
-      [{t.ticket.media[kind]}]
+      [{label}]
     </Text>
   );
 }
