@@ -23,6 +23,15 @@ whose pending rating the new ticket ends) when the finalize's refile moved it.
 Messages marked `direction: "note"` (internal notes) and messages from the connection's own phone
 never reach these reactions: only inbound client messages do.
 
+A connection deactivated in IAZE (`PATCH {"active": false}`) sends nothing automatic: its clients'
+messages are still filed as on any other connection (the number may still be connected at the
+provider), but no greeting, away message, menu, menu repeat, closing message or survey question is
+queued for them. The rule is asked of the store where every automatic message is queued
+(`service._speaks`, from `service._send`), and where a ticket is born awaiting a menu (a ticket
+opened on a deactivated connection is not: nothing asks its client to choose). A menu that can no
+longer be sent or repeated (deactivated meanwhile) ends where the ticket waits, as when its
+departments went away. After reactivation the reactions resume with the client's next messages.
+
 Texts and their variables: texts.py; business hours: hours.py. The ticket still opens in espera
 out of hours and is born with `out_of_hours: true` (the inbox marks it).
 

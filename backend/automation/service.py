@@ -7,9 +7,14 @@ the processor retrying a delivery whose attempt was killed, the sweep re-running
 hooks — finds it stored and queues nothing: the unique `_id` insert decides, and the outbox
 worker sends a message once whatever number of queue entries point at it (attempts are claimed
 per message id, backend/outbound/worker.py).
+
+Nothing automatic is queued on a connection deactivated in IAZE (`_speaks`, asked by `_send`, which
+every automatic message goes through): what its clients write is still filed (webhooks.service),
+the helpdesk itself stays quiet on it, as its agents must (messages.held_for_reply).
 """
 
 import contextlib
+import enum
 import hashlib
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
@@ -23,6 +28,7 @@ from backend.core import natural_keys
 from backend.core.clock import as_utc, utcnow
 from backend.core.db import Database
 from backend.core.errors import Conflict
+from backend.core.ids import is_valid_id
 from backend.core.logging import get_logger
 from backend.core.tenancy import TenantScope
 from backend.departments import service as departments
@@ -79,6 +85,27 @@ def config_once(db: Database, reseller_id: str) -> ConfigSource:
     return get
 
 
+async def _speaks(db: Database, *, reseller_id: str, connection_id: str) -> bool:
+    """Whether automatic messages may be queued on this WhatsApp connection now: only while it is
+    active in IAZE. A deactivated one may still be connected at the provider, and its clients'
+    messages are filed as on any other (webhooks.service.process); nothing automatic goes out on
+    it — no greeting, away message, menu, closing message or survey — as no agent may reply on it
+    (messages.held_for_reply). The store answers, never a process's copy of the connection (the
+    delivery's own, or one up to SETUP_CACHE_SECONDS old: connections.get_cached_internal), which
+    may predate a deactivation or a reactivation. Asked where every automatic message is queued
+    (`_send`) and where a ticket is born awaiting a menu (`ticket_opening`), and nowhere else."""
+    conn = await connections.get_internal(db, connection_id) if is_valid_id(connection_id) else None
+    return conn is not None and conn.reseller_id == reseller_id and conn.active
+
+
+class Sent(enum.Enum):
+    """What `_send` did with an automatic message."""
+
+    QUEUED = "queued"  # this call queued and stored it
+    BEFORE = "before"  # an earlier run stored it (a redelivery, a retried step): nothing queued
+    SILENT = "silent"  # the ticket's connection is deactivated (`_speaks`): nothing queued
+
+
 async def _send(
     db: Database,
     ticket: Ticket,
@@ -89,10 +116,11 @@ async def _send(
     period: str = "",
     extra: dict[str, Any] | None = None,
     retry: bool = False,
-) -> bool:
-    """Queues and stores one automatic message unless it is stored already. Returns whether this
-    call stored it. Queued first, as an agent's reply is (messages.reply): a crash between the
-    two leaves a queue entry whose message never got stored, which the worker passes.
+) -> Sent:
+    """Queues and stores one automatic message unless it is stored already, or the ticket's
+    connection is deactivated (then nothing is queued or stored: `_speaks`, read once it is known
+    that one would be queued). Queued first, as an agent's reply is (messages.reply): a crash
+    between the two leaves a queue entry whose message never got stored, which the worker passes.
     `retry`: an earlier run of this step may have been killed after storing the message and
     before moving the ticket's activity and announcing it; found stored, those are done again."""
     message_id = automatic_id(ticket.id, purpose, period)
@@ -100,7 +128,10 @@ async def _send(
     if stored is not None:
         if retry:
             await messages.complete_stored(db, stored)
-        return False
+        return Sent.BEFORE
+    if not await _speaks(db, reseller_id=ticket.reseller_id, connection_id=ticket.channel):
+        log.info("automatic message not queued: connection inactive", ticket_id=ticket.id, purpose=purpose)
+        return Sent.SILENT
     await outbound.enqueue(db, message_id=message_id, ticket=ticket)
     _, created = await messages.append(
         db,
@@ -117,7 +148,7 @@ async def _send(
     if created:
         outbound.wake(db)
         log.info("automatic message queued", ticket_id=ticket.id, purpose=purpose, message_id=message_id)
-    return created
+    return Sent.QUEUED if created else Sent.BEFORE
 
 
 def _render(template: str, ticket: Ticket, config: resellers.ResellerConfig) -> str:
@@ -140,15 +171,17 @@ def ticket_opening(
 ) -> tickets.LazyOpening:
     """What a ticket opened by this WhatsApp message starts with (tickets.open_for_client awaits
     it only when it creates the ticket): the message that opened it, whether the company was
-    closed, whether the department menu now awaits the client's answer. `config`: the message's
-    one read of the tenant's config (`config_once`)."""
+    closed, whether the department menu now awaits the client's answer — never on a deactivated
+    connection, which sends no menu (`_speaks`). `config`: the message's one read of the tenant's
+    config (`config_once`)."""
 
     async def starts() -> tickets.Opening:
         config_read = await (config or config_once(db, conn.reseller_id))()
+        menu = bool(await _menu_options(db, conn))
         return tickets.Opening(
             opening_message_id=message_id,
             out_of_hours=not hours.Schedule.of(config_read).is_open(now()),
-            menu_pending=bool(await _menu_options(db, conn)),
+            menu_pending=menu and await _speaks(db, reseller_id=conn.reseller_id, connection_id=conn.id),
         )
 
     return starts
@@ -251,7 +284,7 @@ async def _opened(
     if survey is not None and survey.pending:
         await repository.mark_survey(db, chat, ticket_id=survey.ticket_id, changes={"closed_at": now()})
     welcome = _render(config.welcome_message, ticket, config)
-    if welcome and await _send(db, ticket, config, purpose=GREETING, body=welcome, retry=retry):
+    if welcome and await _send(db, ticket, config, purpose=GREETING, body=welcome, retry=retry) is Sent.QUEUED:
         done.append(GREETING)
     # The away message after the greeting, the menu last of all: a client reads "hello", "we are
     # closed", then the question to answer.
@@ -264,7 +297,11 @@ async def _opened(
             return [*done, "menu fallback"]
         body = texts.menu(conn.menu_text, [d.name for d in options])
         extra = {"menu_options": [d.id for d in options]}
-        if await _send(db, ticket, config, purpose=MENU, period=FIRST_MENU, body=body, extra=extra, retry=retry):
+        sent = await _send(db, ticket, config, purpose=MENU, period=FIRST_MENU, body=body, extra=extra, retry=retry)
+        if sent is Sent.SILENT:  # deactivated since the ticket opened awaiting it: no menu to answer
+            await _route(db, ticket, department_id=conn.default_department_id, message_id="", fallback=True)
+            return [*done, "menu fallback"]
+        if sent is Sent.QUEUED:
             done.append(MENU)
     return done
 
@@ -275,7 +312,8 @@ async def _away(db: Database, ticket: Ticket, config: resellers.ResellerConfig, 
     if since is None or not config.away_message:
         return False
     body = _render(config.away_message, ticket, config)
-    return await _send(db, ticket, config, purpose=AWAY, period=since.isoformat(), body=body, retry=retry)
+    sent = await _send(db, ticket, config, purpose=AWAY, period=since.isoformat(), body=body, retry=retry)
+    return sent is Sent.QUEUED
 
 
 async def _menu_answer(
@@ -317,7 +355,10 @@ async def _menu_answer(
     body = texts.menu(conn.menu_text, [d.name for d in active], repeat=True)
     extra = {"menu_options": [d.id for d in active]}
     sent = await _send(db, ticket, config, purpose=MENU, period=str(k), body=body, extra=extra, retry=retry)
-    return ["menu repeated"] if sent else []
+    if sent is Sent.SILENT:  # the connection was deactivated: the menu cannot be repeated, it ends
+        moved = await _route(db, ticket, department_id=conn.default_department_id, message_id=message.id, fallback=True)
+        return ["menu fallback"] if moved else []
+    return ["menu repeated"] if sent is Sent.QUEUED else []
 
 
 async def _last_menu(db: Database, ticket_id: str) -> Message | None:

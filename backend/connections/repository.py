@@ -35,10 +35,9 @@ async def get_cached_internal(db: Database, connection_id: str) -> Connection | 
       would still be accepted here for that long. A token the copy refuses is checked against the
       store before the delivery is refused (webhooks.service.authenticate, with `kept_internal`), so a new
       token is never refused because of the copy.
-    - `active`: a connection deactivated elsewhere still has its deliveries processed for that
-      long (as a delivery acknowledged just before a deactivation always was). A copy saying
-      inactive is never trusted to drop anything: processing ignores a delivery, and the media
-      fetch fails for good, only once the store says so (webhooks.service.process, media.worker).
+    - `active`: decides nothing the copy answers. Deliveries are processed whatever it says
+      (webhooks.service.process); whether automatic messages are queued is asked of the store
+      (automation.service `_speaks`); media is fetched whatever it says (media.worker).
     - `default_department_id`, the menu's fields: settings; a change takes effect that much later
       in the other processes (a delivery processed from a backlog always used the value read at
       its acknowledgement or its walk's start, older still).
@@ -63,6 +62,14 @@ async def insert(db: Database, connection: Connection) -> None:
         await db[COLLECTION].insert_one(connection.stored())
     finally:
         single_flight.forget(db[COLLECTION], connection.id)
+
+
+async def names_defaulting_to(db: Database, scope: TenantScope, department_id: str) -> list[str]:
+    """The names of the scope's connections (active or not) whose new conversations open in
+    `department_id` (their default department), oldest first. A tenant has a handful: no index."""
+    query = scope.filter({"default_department_id": department_id})
+    docs = await db[COLLECTION].find(query, {"name": 1}).sort("_id", ASC).to_list(None)
+    return [str(d["name"]) for d in docs]
 
 
 async def list_page(db: Database, scope: TenantScope, *, before_id: str | None, limit: int) -> list[Connection]:

@@ -133,6 +133,30 @@ async def update(db: Database, actor: Actor, *, connection_id: str, data: Connec
     return ConnectionRead.of(await repository.update(db, actor.scope, connection_id, changes))
 
 
+async def require_not_a_default(db: Database, actor: Actor, *, department_id: str) -> None:
+    """Refuses (409, naming them) to let a department go inactive while a connection of the tenant
+    opens its new conversations there (its default department): they would keep landing in a
+    queue no agent can be added to, seen by the owner alone once its agents moved on. Called by
+    the department route before it writes (backend/departments/routes.py: connections build on
+    departments, so the departments service cannot ask them).
+
+    Inactive connections count too: one deactivated in IAZE may still be connected at the
+    provider, and its deliveries are processed like any other's (webhooks.service), new
+    conversations included; it is also reactivated with the default it has.
+
+    Both this check and the one that names a department as a connection's default (`update`,
+    departments.require_active_ids) read, then write, and FerretDB has no transaction to join
+    them: a default moved to department D between this read and D's deactivation leaves a
+    connection defaulting to an inactive department, as before this check. That takes two people
+    of the same tenant acting on the same department within the same few milliseconds; closing it
+    would take both writers writing first and checking the other side after (undoing their own
+    write on a conflict), as users.deactivation does against a concurrent assume."""
+    names = await repository.names_defaulting_to(db, actor.scope, department_id)
+    if names:
+        listed = ", ".join(names)
+        raise Conflict(f"department is the default of connection(s): {listed}; choose another default first")
+
+
 async def qrcode(db: Database, actor: Actor, settings: Settings, *, connection_id: str) -> QrCodeRead:
     conn = await get_doc_or_404(db, actor, connection_id=connection_id)
     if not conn.provider_created:

@@ -50,6 +50,8 @@ async def list_page(
 
 
 async def update(db: Database, actor: Actor, *, department_id: str, data: DepartmentUpdate) -> DepartmentRead:
+    """A deactivation has been checked against the connections by the caller (the route:
+    connections.service.require_not_a_default), which this domain cannot import."""
     await get_or_404(db, actor, department_id=department_id)
     changes: dict[str, Any] = data.model_dump(exclude_unset=True, exclude_none=True)
     if "name" in changes:

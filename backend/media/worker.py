@@ -149,14 +149,15 @@ class MediaFetcher:
                     return FetchedMedia(data=decode_base64(inline), mime="", name="")
                 except ValueError:
                     pass  # unreadable inline bytes: the provider may still have them
-        # This process's copy (connections.get_cached_internal): provider and instance never change; a
-        # copy saying inactive may predate a reactivation elsewhere, so the store decides the
-        # permanent failure.
+        # This process's copy (connections.get_cached_internal): provider and instance never change.
+        # A connection deactivated in IAZE is fetched from too: it may still be connected at the
+        # provider, and its clients' messages are filed as any other's (webhooks.service); if the
+        # provider no longer has the instance, the fetch fails with the provider's reason.
         conn = connections.kept_internal(self.db, entry.connection_id)
-        if conn is None or not conn.active:
+        if conn is None:
             conn = await connections.get_shared_internal(self.db, entry.connection_id)
-        if conn is None or not conn.active:
-            raise ProviderError("connection missing or inactive", retryable=False)
+        if conn is None:
+            raise ProviderError("connection missing", retryable=False)
         provider = registry.build(conn.provider, self.settings, self.http)
         return await provider.fetch_media(
             instance_name=conn.instance_name,

@@ -7,7 +7,7 @@ from typing import Any
 from backend.clients import service as clients
 from backend.connections import service as connections
 from backend.core.db import Database
-from backend.core.errors import Conflict, Unprocessable
+from backend.core.errors import Conflict, Unauthorized, Unprocessable
 from backend.core.tenancy import Actor
 from backend.departments import service as departments
 from backend.messages import notes
@@ -153,6 +153,8 @@ async def create_from_api(db: Database, actor: Actor, *, data: TicketCreate) -> 
         raise Conflict({"message": "client already has an open ticket", **named})
     if opening is not None:
         await messages.send_as_agent(db, actor, ticket, body=data.message)
+        if await tickets.hand_back_if_inactive(db, ticket):  # deactivated meanwhile: it waits in the queue
+            raise Unauthorized("invalid or expired token")
     else:
         await notes.store(db, actor, ticket, body=data.message, opening=True)
     fresh = await tickets.load(db, ticket.id)

@@ -109,6 +109,18 @@ async def reopened_from(db: Database, scope: TenantScope, ticket: Ticket) -> lis
     return sorted(await _find(db, scope, query), key=lambda t: (t.open_slot, t.id))
 
 
+async def held_by(
+    db: Database, scope: TenantScope, agent_id: str, *, status: str, after_id: str | None, limit: int
+) -> list[Ticket]:
+    """The tickets `agent_id` holds in `status`, by `_id` after `after_id` (index
+    inbox_agent_status_activity: a person holds a handful of tickets, not thousands)."""
+    query: dict[str, Any] = {"agent_id": agent_id, "status": status}
+    if after_id is not None:
+        query["_id"] = {"$gt": after_id}
+    cursor = db[COLLECTION].find(scope.filter(query)).sort("_id", ASC).limit(limit)
+    return [Ticket.model_validate(d) for d in await cursor.to_list(length=limit)]
+
+
 async def list_page(
     db: Database, scope: TenantScope, query: dict[str, Any], *, after: tuple[datetime, str] | None, limit: int
 ) -> list[Ticket]:

@@ -14,7 +14,7 @@ from backend.audit.schemas import TicketEventPage
 from backend.core import natural_keys
 from backend.core.clock import utcnow
 from backend.core.db import Database
-from backend.core.errors import Conflict, Forbidden, NotFound, Unprocessable
+from backend.core.errors import Conflict, Forbidden, NotFound, Unauthorized, Unprocessable
 from backend.core.ids import is_valid_id, new_id
 from backend.core.pagination import decode_cursor, decode_time_cursor, encode_cursor
 from backend.core.retry import read_winner
@@ -45,6 +45,9 @@ FINALIZE_HOOKS_KEY = "finalize-hooks"
 OPEN_SLOT_KEY = "open-ticket"
 
 MAX_RACE_RETRIES = 20
+# What a ticket handed back by a deactivation gives as its reason (its `transferred` event's data).
+AGENT_DEACTIVATED = "agent_deactivated"
+RELEASE_BATCH = 100  # the held tickets read at a time (a person holds a handful)
 # A creator probes past numbers taken by concurrent creators; bounded by any realistic burst.
 MAX_NUMBER_PROBES = 1000
 
@@ -500,6 +503,9 @@ async def assume(db: Database, actor: Actor, *, ticket_id: str) -> TicketRead:
     doc = await _transition(
         db, actor, ticket_id=ticket_id, action=Action.ASSUME, changes={"agent_id": actor.id, "agent_name": actor.name}
     )
+    if await hand_back_if_inactive(db, doc):
+        # Deactivated while this request was under way: its session is over, the ticket waits again.
+        raise Unauthorized("invalid or expired token")
     return await presenter.read_one(db, doc, reader=actor)
 
 
@@ -524,6 +530,8 @@ async def transfer(
             changes={"agent_id": agent_id, "agent_name": target.name},
             data={"to_agent_id": agent_id},
         )
+        if await hand_back_if_inactive(db, doc):  # deactivated since the check above
+            raise Unprocessable("agent is inactive")
     else:
         assert department_id is not None
         dept = await departments.get(db, actor.scope, department_id)
@@ -545,6 +553,88 @@ async def transfer(
             data={"to_department_id": department_id},
         )
     return await presenter.read_one(db, doc, reader=actor)
+
+
+async def _hand_back(db: Database, actor: Actor, *, ticket: Ticket, holder_id: str, action: Action) -> Ticket | None:
+    """`ticket` back to espera in its own department, as a `transferred` event by `actor` giving
+    the deactivation of `holder_id` as its reason. None when, as the move is judged, `holder_id`
+    no longer holds it: an assume, transfer or finalize that landed first keeps it."""
+    try:
+        return await _transition(
+            db,
+            actor,
+            ticket_id=ticket.id,
+            action=action,
+            changes={"agent_id": None, "agent_name": None},
+            data={"to_department_id": ticket.department_id, "from_agent_id": holder_id, "reason": AGENT_DEACTIVATED},
+            unless=lambda t: None if t.agent_id == holder_id else "the ticket is no longer held by this person",
+        )
+    except Conflict:
+        now = await load(db, ticket.id)
+        if now is not None and now.status == Status.ATENDENDO.value and now.agent_id == holder_id:
+            raise  # still theirs ("changing too fast"): the caller must not take it for done
+        return None
+
+
+async def release_held_by(db: Database, actor: Actor, *, holder_id: str) -> list[str]:
+    """Hands every ticket `holder_id` holds in atendendo back to espera in the ticket's own
+    department, each as a transfer by `actor` (Action.RELEASE) whose data gives the reason
+    (`{"reason": "agent_deactivated", "from_agent_id", "to_department_id"}`): what deactivating
+    a person does (users.deactivation), as the person who deactivated it. Only for a person
+    `actor` may manage — the admin anyone, a reseller's owner its agents — and only while that
+    person is inactive (one reactivated meanwhile keeps its tickets). Returns the ids handed back.
+
+    Idempotent, so a deactivation cut short is finished by repeating it: a ticket handed back
+    already is no longer listed, and one moved by someone else since it was listed is theirs.
+    Where it ends: the list is read from the ticket documents; a ticket whose document a
+    concurrent write has just put back to before an assume (FerretDB, projection.py) is missed
+    until that writer's settle, and is handed back by the next deactivation request."""
+    holder = await users.get(db, actor.scope, holder_id, roles=users.STAFF_ROLES) if is_valid_id(holder_id) else None
+    if holder is None:
+        raise NotFound("user not found")
+    if not (actor.is_admin or (actor.role == "reseller" and holder.role == "agent")):
+        raise Forbidden("resellers manage their agents only")
+    if holder.active or holder.reseller_id is None:  # the admin belongs to no tenant: it holds none
+        return []
+    released: list[str] = []
+    after: str | None = None
+    scope, atendendo = TenantScope(holder.reseller_id), Status.ATENDENDO.value
+    while True:
+        held = await repository.held_by(db, scope, holder.id, status=atendendo, after_id=after, limit=RELEASE_BATCH)
+        for ticket in held:
+            if await _hand_back(db, actor, ticket=ticket, holder_id=holder.id, action=Action.RELEASE) is not None:
+                released.append(ticket.id)
+        if len(held) < RELEASE_BATCH:
+            return released
+        after = held[-1].id
+
+
+async def hand_back_if_inactive(db: Database, ticket: Ticket) -> bool:
+    """Run by every move that gives a ticket to a person (assume, transfer to an agent, Reabrir, a
+    conversation an agent starts), once its event landed: a holder deactivated meanwhile keeps
+    nothing. The ticket goes back to its department's queue at once, as a transfer by the holder
+    itself giving the deactivation as its reason. True when the holder is inactive (the ticket is
+    no longer with it: handed back here, or by the deactivation's own release first); the caller
+    then refuses its request, whose outcome did not hold.
+
+    The other half of the deactivation's handshake (users.deactivation): it writes the user, then
+    lists what the person holds; this move writes its event, then reads the user. Whichever comes
+    second sees the other's write, so an assume authenticated before the deactivation that lands
+    after the list was read is caught here, and one that landed before is in that list."""
+    if ticket.status != Status.ATENDENDO.value or ticket.agent_id is None:
+        return False
+    holder = await users.get_internal(db, ticket.agent_id)
+    if holder is None or holder.active:
+        return False
+    as_holder = Actor(
+        id=holder.id,
+        role=holder.role,
+        name=holder.name,
+        reseller_id=holder.reseller_id,
+        department_ids=tuple(holder.department_ids),
+    )
+    await _hand_back(db, as_holder, ticket=ticket, holder_id=holder.id, action=Action.TRANSFER_TO_DEPARTMENT)
+    return True
 
 
 async def finalize(db: Database, actor: Actor, *, ticket_id: str) -> TicketRead:
@@ -633,6 +723,8 @@ async def reopen(db: Database, actor: Actor, *, ticket_id: str) -> TicketRead:
     bound = await links.link(db, old, ticket.id)
     if bound != ticket.id:  # a reopen of this ticket on an earlier slot, finalized since
         raise Conflict({"message": "ticket was reopened already", "ticket_id": bound, "status": old.status})
+    if await hand_back_if_inactive(db, ticket):  # deactivated meanwhile: it waits in the queue
+        raise Unauthorized("invalid or expired token")
     return await presenter.read_one(db, ticket, reader=actor)
 
 

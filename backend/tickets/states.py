@@ -22,6 +22,8 @@ class Action(StrEnum):
     # ticket stays finalizado).
     MENU_CHOICE = "menu_choice"
     RATE = "rate"
+    # A deactivated person's tickets handed back to their queues (tickets.service.release_held_by).
+    RELEASE = "release"
 
 
 @dataclass(frozen=True)
@@ -36,6 +38,7 @@ class Transition:
 
 OPEN_STATES = frozenset({Status.ESPERA, Status.ATENDENDO})
 STAFF, CLIENT = frozenset({"agent", "reseller"}), frozenset({"client"})
+MANAGERS = frozenset({"reseller", "admin"})  # who deactivates a person: its reseller's owner, the admin
 _ESPERA, _ATENDENDO = frozenset({Status.ESPERA}), frozenset({Status.ATENDENDO})  # one-state sources
 _FINALIZADO = frozenset({Status.FINALIZADO})
 
@@ -50,6 +53,11 @@ TRANSITIONS: dict[Action, Transition] = {
     Action.FINALIZE: Transition(OPEN_STATES, Status.FINALIZADO, STAFF, "finalized", True),
     Action.MENU_CHOICE: Transition(_ESPERA, Status.ESPERA, CLIENT, "routed", False),
     Action.RATE: Transition(_FINALIZADO, Status.FINALIZADO, CLIENT, "rated", False),
+    # Deactivating a person hands back what it holds: each of its tickets in atendendo waits again
+    # in its own department, recorded as a transfer by whoever deactivated it. Not a transfer's
+    # permission: the admin transfers nothing, and the owner releases only its own agents' tickets
+    # (release_held_by checks the actor may manage that person).
+    Action.RELEASE: Transition(_ATENDENDO, Status.ESPERA, MANAGERS, "transferred", False),
 }
 CREATED_EVENT = "created"
 # Finalized ticket -> the ticket "Reabrir" opened for it (a natural key, claimed once:

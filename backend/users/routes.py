@@ -4,7 +4,7 @@ from backend.auth.deps import ResellerActor, ResellerOrAdminActor, StaffActor
 from backend.core.deps import Db
 from backend.core.errors import ROLE, WITH_BODY, responses
 from backend.core.pagination import DEFAULT_LIMIT, Limit
-from backend.users import service
+from backend.users import deactivation, service
 from backend.users.schemas import UserCreate, UserPage, UserRead, UserUpdate
 
 router = APIRouter(prefix="/users", tags=["users"], responses=ROLE)
@@ -34,4 +34,6 @@ async def get_user(db: Db, actor: StaffActor, user_id: str) -> UserRead:
 
 @router.patch("/{user_id}", operation_id="users-update", responses=WITH_BODY | responses(404, 409))
 async def update_user(db: Db, actor: ResellerOrAdminActor, user_id: str, body: UserUpdate) -> UserRead:
-    return await service.update(db, actor, user_id=user_id, data=body)
+    """`{"active": false}` also hands every ticket the person holds in atendendo back to its
+    department's queue, as a transfer by the caller; repeating it finishes one cut short."""
+    return await deactivation.update(db, actor, user_id=user_id, data=body)

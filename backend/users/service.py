@@ -149,6 +149,11 @@ async def update(db: Database, actor: Actor, *, user_id: str, data: UserUpdate) 
         raise Forbidden("resellers manage their agents only")
     if target.id == actor.id and data.active is False:
         raise Conflict("you cannot deactivate yourself")
+    if target.role == "reseller" and data.active is False:
+        # The tenant's owner is the one who sees and moves what its agents cannot (an unstaffed
+        # queue): deactivated alone, the tenant would keep receiving conversations nobody can act
+        # on. Suspending the tenant (PATCH /resellers/{id}) stops it as a whole instead.
+        raise Conflict("a reseller's owner cannot be deactivated alone; suspend the reseller instead")
     changes: dict[str, Any] = data.model_dump(exclude_unset=True, exclude_none=True)
     if "password" in changes:
         changes["password_hash"] = await asyncio.to_thread(hash_password, changes.pop("password"))

@@ -6,7 +6,10 @@ insert), so the provider stops retrying and nothing it sent can be lost. The pro
 process (unknown event, bug) is kept with its error and scripts/reprocess_webhooks.py runs it
 again; a status receipt ahead of its message is parked until the message is known. Processing is
 idempotent: a message's `_id` is derived from (connection id, provider message id), so a
-redelivery stores nothing new.
+redelivery stores nothing new. A connection deactivated in IAZE (`active: false`) may still be
+connected at the provider: its deliveries are processed like any other's (messages filed into
+their client's ticket, receipts and connection changes recorded), and only the automatic messages
+stay quiet (backend/automation).
 """
 
 import hashlib
@@ -185,18 +188,13 @@ async def process(
             raise WebhookParseError("body is JSON nested deeper than the parser reads") from exc
         parsed = registry.parse_webhook(conn.provider, payload, event_hint=raw.event_hint)
         events = [sanitize.event(event) for event in parsed]
-        if not conn.active:
-            # A copy (the webhook's, the walk's: connections.get_cached_internal) may predate a
-            # reactivation in another process: only the store's answer drops the delivery.
-            conn = await connections.get_internal(db, conn.id) or conn
-        if not conn.active:
-            outcome: Outcome = "ignored"
-            results = ["connection inactive"]
-        else:
-            if retry is None:
-                retry = attempt is not None and attempt > 1
-            results = [await _apply(db, conn, event, retry=retry, raw_id=raw.id, chats=chats) for event in events]
-            outcome = "ignored" if results and all(r.startswith("ignored") for r in results) else "processed"
+        # Whatever the connection's `active` says: one deactivated in IAZE may still be connected
+        # at the provider, and what its clients write is filed as ever (the automatic messages
+        # stay quiet on it: automation `_speaks`, which asks the store, not this copy).
+        if retry is None:
+            retry = attempt is not None and attempt > 1
+        results = [await _apply(db, conn, event, retry=retry, raw_id=raw.id, chats=chats) for event in events]
+        outcome: Outcome = "ignored" if results and all(r.startswith("ignored") for r in results) else "processed"
     except Exception as exc:  # unknown shape or a bug: keep it
         if is_retryable(exc):
             raise

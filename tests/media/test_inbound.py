@@ -79,6 +79,29 @@ async def test_voice_note_is_fetched_from_the_provider(
     assert asked[0]["body"]["message"]["key"]["remoteJid"].endswith("@s.whatsapp.net")
 
 
+async def test_media_sent_to_a_deactivated_connection_is_fetched(
+    client: httpx.AsyncClient, db: Any, tenant: Tenant, evolution: FakeEvolution
+) -> None:
+    """A connection deactivated in IAZE may still be connected at the provider, and its clients'
+    messages are filed (webhooks.service): their media is fetched too, not failed for good."""
+    own = await make_connection(client, tenant, evolution)
+    await wait_for(lambda: _status_is(client, tenant, own["id"], "open"))
+    r = await client.patch(f"/api/v1/whatsapp-connections/{own['id']}", json={"active": False}, headers=tenant.headers)
+    assert r.status_code == 200 and r.json()["active"] is False
+    message = await send_media(evolution, db, own, "voice.ogg", seconds=2, ptt=True)
+    await until_media(db, message["_id"], "ready")
+    shown = await media_of(client, tenant.headers, message)
+    r = await client.get(shown["media"]["url"], headers=tenant.headers)
+    assert r.status_code == 200 and r.content == fixture("voice.ogg")
+
+
+async def _status_is(client: httpx.AsyncClient, tenant: Tenant, connection_id: str, status: str) -> bool:
+    # The "open" status update is processed in the background: a PATCH racing it could be undone
+    # on FerretDB, which writes whole documents back.
+    r = await client.get(f"/api/v1/whatsapp-connections/{connection_id}", headers=tenant.headers)
+    return bool(r.json()["status"] == status)
+
+
 async def test_document_keeps_its_name_and_downloads_as_attachment(
     client: httpx.AsyncClient, db: Any, tenant: Tenant, conn: dict[str, Any], evolution: FakeEvolution
 ) -> None:

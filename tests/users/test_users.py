@@ -148,3 +148,31 @@ async def test_concurrent_creations_with_one_email_make_one_agent(
     results = await asyncio.gather(*(client.post(f"{API}/users", json=body, headers=tenant.headers) for _ in range(3)))
     assert sorted(r.status_code for r in results) == [201, 409, 409], [r.text for r in results]
     assert await db.users.count_documents({}) == before + 1
+
+
+async def test_the_platform_admin_cannot_deactivate_a_tenants_owner_through_users(
+    client: httpx.AsyncClient, admin_headers: dict[str, str], db: Any
+) -> None:
+    """The owner is who sees and moves what the tenant's agents cannot (an unstaffed queue): left
+    without it, the tenant's waiting conversations would be seen by the platform admin alone, who
+    may not act on them. Stopping a tenant is suspending the reseller, which stops it as a whole."""
+    tenant = await make_tenant(client, admin_headers, departments=1, agents=1)
+    url = f"{API}/users/{tenant.owner_id}"
+    r = await client.patch(url, json={"active": False}, headers=admin_headers)
+    assert r.status_code == 409, r.text
+    assert r.json()["detail"] == "a reseller's owner cannot be deactivated alone; suspend the reseller instead"
+    assert (await db.users.find_one({"_id": tenant.owner_id}))["active"] is True
+    assert (await client.get(f"{API}/auth/me", headers=tenant.headers)).status_code == 200  # its session lives on
+    # Nor in the same request as another change, which is not applied either.
+    r = await client.patch(url, json={"name": "Outro nome", "active": False}, headers=admin_headers)
+    assert r.status_code == 409, r.text
+    assert (await db.users.find_one({"_id": tenant.owner_id}))["name"] != "Outro nome"
+    # Other changes to the owner still go through, and its agents are still deactivated as before.
+    r = await client.patch(url, json={"name": "Dono Renomeado", "active": True}, headers=admin_headers)
+    assert r.status_code == 200 and r.json()["name"] == "Dono Renomeado", r.text
+    r = await client.patch(f"{API}/users/{tenant.agents[0]['id']}", json={"active": False}, headers=admin_headers)
+    assert r.status_code == 200, r.text
+    # The suspension the refusal points to.
+    r = await client.patch(f"{API}/resellers/{tenant.id}", json={"active": False}, headers=admin_headers)
+    assert r.status_code == 200, r.text
+    assert (await client.get(f"{API}/auth/me", headers=tenant.headers)).status_code == 401

@@ -1,7 +1,8 @@
 """A connection as the per-message work reads it (connections.get_cached_internal): the webhook's
 authentication from this process's copy for SETUP_CACHE_SECONDS; a token changed by this process
 refused at once, one changed elsewhere never refusing the new token; a copy saying "inactive"
-never drops a delivery the store would process."""
+never drops a delivery (none is dropped for being inactive; whether automatic messages go out is
+asked of the store: tests/automation/test_inactive_connection.py)."""
 
 import json
 import secrets
@@ -110,7 +111,7 @@ async def test_a_copy_saying_inactive_does_not_drop_a_delivery_of_a_connection_r
             here, connection_id=conn["id"], token=copy.webhook_token, event_hint=None, body=body, lanes=1
         )
         raw = RawEvent.model_validate(await db.webhook_events_raw.find_one({"_id": raw_id}))
-        # Handed the inactive copy, as a walk of this process would be: the store decides.
+        # Handed the inactive copy, as a walk of this process would be: processed all the same.
         assert await webhooks.process(here, raw, conn=copy) == "processed"
 
         async def stored() -> Any:

@@ -5,9 +5,9 @@ from typing import Any
 import httpx
 
 from backend.webhooks.service import message_id_for
-from tests.factories import make_tenant, unique_phone
-from tests.fakes.harness import FakeEvolution, make_connection
-from tests.webhooks.helpers import settled, text_upsert
+from tests.factories import API, Tenant, assume, make_tenant, unique_phone
+from tests.fakes.harness import FakeEvolution, make_connection, wait_for
+from tests.webhooks.helpers import connection_state, settled, text_upsert
 
 HOOK = "/api/v1/webhooks/whatsapp"
 
@@ -246,26 +246,106 @@ async def test_redelivery_after_finalize_does_not_open_a_new_ticket(
     assert await db.tickets.count_documents({"reseller_id": tenant.id}) == 2  # a new message: a new ticket
 
 
-async def test_inactive_connection_keeps_events_raw_but_ignores_them(
+async def _thread(client: httpx.AsyncClient, headers: dict[str, str], ticket_id: str) -> list[tuple[str, str]]:
+    r = await client.get(f"{API}/tickets/{ticket_id}/messages", params={"limit": 200}, headers=headers)
+    assert r.status_code == 200, r.text
+    return [(m["direction"], m["body"]) for m in r.json()["items"]]
+
+
+async def _set_active(client: httpx.AsyncClient, tenant: Tenant, conn: dict[str, Any], active: bool) -> None:
+    r = await client.patch(f"{API}/whatsapp-connections/{conn['id']}", json={"active": active}, headers=tenant.headers)
+    assert r.status_code == 200 and r.json()["active"] is active, r.text
+
+
+async def test_messages_to_an_inactive_connection_are_filed_and_shown_and_none_is_missing_after_reactivation(
     client: httpx.AsyncClient, admin_headers: dict[str, str], evolution: FakeEvolution, db: Any
 ) -> None:
-    tenant = await make_tenant(client, admin_headers, agents=0)
+    """Deactivating a connection in IAZE does not log its number out at the provider: its clients
+    keep writing, and each message is filed as on an active connection — into the client's open
+    ticket (held by an agent here), or a new espera ticket in the connection's default department."""
+    tenant = await make_tenant(client, admin_headers, agents=1)
+    (agent,) = tenant.agents
+    conn = await make_connection(client, tenant, evolution)  # reads "open" before it returns
+    held, new = unique_phone(), unique_phone()
+    await settled(db, await evolution.inbound(conn["instance_name"], held, "Bom dia"))
+    ticket = (await db.tickets.find_one({"reseller_id": tenant.id}))["_id"]
+    await assume(client, agent["headers"], ticket)
+
+    await _set_active(client, tenant, conn, False)
+    for phone, text in ((held, "Meu endereço mudou, anote por favor"), (new, "alguém aí?")):
+        result = await evolution.inbound(conn["instance_name"], phone, text, push_name="Joana")
+        assert result["status_code"] == 200, result
+        raw = await settled(db, result)
+        assert raw["status"] == "processed", raw
+
+    # The held conversation: the message is in its ticket, which its holder still holds.
+    assert await _thread(client, agent["headers"], ticket) == [
+        ("in", "Bom dia"),
+        ("in", "Meu endereço mudou, anote por favor"),
+    ]
+    r = await client.get(f"{API}/tickets/{ticket}", headers=agent["headers"])
+    assert (r.json()["status"], r.json()["agent_id"], r.json()["reply_blocked"]) == (
+        "atendendo",
+        agent["id"],
+        "connection_inactive",
+    )
+    # Replies stay refused while the connection is inactive (nothing could reach the client).
+    r = await client.post(f"{API}/tickets/{ticket}/messages", json={"body": "Anotado"}, headers=agent["headers"])
+    assert r.status_code == 409 and r.json()["detail"]["reason"] == "connection_inactive", r.text
+
+    # The new client: a new ticket in espera of the connection's default department, in the queue.
+    r = await client.get(f"{API}/tickets", params={"status": "espera"}, headers=agent["headers"])
+    newcomer = await db.users.find_one({"reseller_id": tenant.id, "phone": new})
+    (opened,) = [t for t in r.json()["items"] if t["client_id"] == newcomer["_id"]]
+    assert opened["department_id"] == conn["default_department_id"] and opened["agent_id"] is None
+    assert await _thread(client, agent["headers"], opened["id"]) == [("in", "alguém aí?")]
+
+    # Reactivated: nothing is missing, every delivery was processed, and the conversations go on.
+    await _set_active(client, tenant, conn, True)
+    await settled(db, await evolution.inbound(conn["instance_name"], held, "Obrigada"))
+    await settled(db, await evolution.inbound(conn["instance_name"], new, "ainda estou aqui"))
+    assert await _thread(client, agent["headers"], ticket) == [
+        ("in", "Bom dia"),
+        ("in", "Meu endereço mudou, anote por favor"),
+        ("in", "Obrigada"),
+    ]
+    assert await _thread(client, agent["headers"], opened["id"]) == [("in", "alguém aí?"), ("in", "ainda estou aqui")]
+    assert await db.tickets.count_documents({"reseller_id": tenant.id}) == 2
+    raws = await db.webhook_events_raw.find({"connection_id": conn["id"], "event": "messages.upsert"}).to_list(None)
+    assert sorted(r["status"] for r in raws) == ["processed"] * 5
+    r = await client.post(f"{API}/tickets/{ticket}/messages", json={"body": "Anotado"}, headers=agent["headers"])
+    assert r.status_code == 201, r.text
+
+
+async def test_receipts_and_connection_changes_of_an_inactive_connection_are_recorded(
+    client: httpx.AsyncClient, admin_headers: dict[str, str], evolution: FakeEvolution, db: Any
+) -> None:
+    tenant = await make_tenant(client, admin_headers, agents=1)
+    (agent,) = tenant.agents
     conn = await make_connection(client, tenant, evolution)
-    # Let the background processor finish the "open" status update first: on FerretDB, which writes
-    # whole documents back, a status update racing this PATCH could otherwise undo it.
-    for _ in range(400):
-        shown = await client.get(f"/api/v1/whatsapp-connections/{conn['id']}", headers=tenant.headers)
-        if shown.json()["status"] == "open":
-            break
-        await asyncio.sleep(0.05)
-    assert shown.json()["status"] == "open"
-    r = await client.patch(f"/api/v1/whatsapp-connections/{conn['id']}", json={"active": False}, headers=tenant.headers)
-    assert r.status_code == 200
-    result = await evolution.inbound(conn["instance_name"], unique_phone(), "alguém aí?")
-    assert result["status_code"] == 200
-    raw = await settled(db, result)
-    assert raw["status"] == "ignored" and raw["result"] == ["connection inactive"]
-    assert await db.messages.count_documents({"reseller_id": tenant.id}) == 0
+    phone = unique_phone()
+    await settled(db, await evolution.inbound(conn["instance_name"], phone, "oi"))
+    ticket = (await db.tickets.find_one({"reseller_id": tenant.id}))["_id"]
+    await assume(client, agent["headers"], ticket)
+    r = await client.post(f"{API}/tickets/{ticket}/messages", json={"body": "Olá!"}, headers=agent["headers"])
+    assert r.status_code == 201, r.text
+    reply = r.json()["id"]
+
+    async def sent() -> dict[str, Any] | None:
+        doc: dict[str, Any] | None = await db.messages.find_one({"_id": reply, "status": "sent"})
+        return doc
+
+    key_id = (await wait_for(sent, timeout=30))["provider_message_id"]
+
+    await _set_active(client, tenant, conn, False)
+    result = await evolution.control(
+        "POST", "receipt", {"instance": conn["instance_name"], "key_id": key_id, "status": "READ"}
+    )
+    assert (await settled(db, result))["status"] == "processed", result
+    assert (await db.messages.find_one({"_id": reply}))["status"] == "read"
+    await connection_state(evolution, db, conn, "close")  # the phone logged out: shown as such
+    got = (await client.get(f"{API}/whatsapp-connections/{conn['id']}", headers=tenant.headers)).json()
+    assert (got["active"], got["status"]) == (False, "close")
 
 
 async def test_media_message_keeps_type_caption_and_media(

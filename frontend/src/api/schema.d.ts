@@ -211,7 +211,11 @@ export interface paths {
         delete?: never;
         options?: never;
         head?: never;
-        /** Update User */
+        /**
+         * Update User
+         * @description `{"active": false}` also hands every ticket the person holds in atendendo back to its
+         *     department's queue, as a transfer by the caller; repeating it finishes one cut short.
+         */
         patch: operations["users-update"];
         trace?: never;
     };

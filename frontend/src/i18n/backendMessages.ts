@@ -45,6 +45,8 @@ const SENTENCES: Record<string, string> = {
   // 409
   'email already in use': 'Já existe um usuário com este e-mail.',
   'you cannot deactivate yourself': 'Você não pode desativar o seu próprio usuário.',
+  "a reseller's owner cannot be deactivated alone; suspend the reseller instead":
+    'O responsável pela empresa não pode ser desativado sozinho: para parar a empresa, suspenda a revenda.',
   'only agents belong to departments': 'Apenas agentes pertencem a departamentos.',
   'instance name already in use': 'Já existe uma conexão com este nome de instância.',
   'a client with this phone already exists': 'Já existe um contato com este telefone.',
@@ -55,6 +57,7 @@ const SENTENCES: Record<string, string> = {
     'Não é possível responder ao cliente por este atendimento: a conexão de WhatsApp dele está desativada, desconectada ou ausente. Use uma nota interna.',
   'the connection cannot send now': 'Esta conexão de WhatsApp não pode enviar agora (desativada ou desconectada). Escolha outra ou reconecte-a.',
   'ticket is held by another agent': 'Este atendimento está com outro agente.',
+  'the ticket is no longer held by this person': 'O atendimento já não está com esta pessoa.',
   'the agent already holds this ticket': 'O atendimento já está com este agente.',
   'the ticket already waits in this department': 'O atendimento já está na espera deste departamento.',
   'only a finalized ticket can be reopened': 'Apenas um atendimento finalizado pode ser reaberto.',
@@ -137,6 +140,7 @@ const ACTIONS: Record<string, string> = {
   finalize: 'finalizar',
   menu_choice: 'escolher o departamento de',
   rate: 'avaliar',
+  release: 'devolver à fila',
 };
 
 const STATUSES: Record<string, string> = { espera: 'Espera', atendendo: 'Atendendo', finalizado: 'Finalizado' };
@@ -162,6 +166,10 @@ const PATTERNS: [RegExp, (m: RegExpMatchArray) => string][] = [
   [/^unknown form field /, () => 'O formulário enviado tem um campo desconhecido.'],
   [/^the field .+ is too long$/, () => 'Um campo do formulário passa do tamanho aceito.'],
   [/^the field .+ is not UTF-8$/, () => 'Um campo do formulário tem caracteres inválidos.'],
+  [
+    /^department is the default of connection\(s\): (.+); choose another default first$/,
+    (m) => `Este departamento é o padrão de conexão de WhatsApp (${m[1]}): escolha outro departamento padrão em Conexões WhatsApp antes de desativá-lo.`,
+  ],
   [/^provider unavailable: /, () => 'O provedor do WhatsApp está indisponível no momento. Tente de novo em instantes.'],
   [/ exists but is not visible yet/, () => 'Os dados ainda estão sendo gravados. Tente de novo em instantes.'],
   [/^at most (\d+) departments \(answered with one digit\)$/, (m) => `No máximo ${m[1]} departamentos (o cliente responde com um dígito).`],

@@ -166,6 +166,10 @@ export const t = {
       assumed: (who: string) => `${who} assumiu o atendimento`,
       transferredToAgent: (who: string, to: string) => `${who} transferiu para ${to}`,
       transferredToDepartment: (who: string, to: string) => `${who} devolveu à fila ${to}`,
+      // A person's deactivation hands its tickets back (`data.reason` "agent_deactivated"): made by
+      // whoever deactivated it, or by the person itself when a move of its own landed just after.
+      releasedOnDeactivation: (who: string, to: string) => `${who} devolveu à fila ${to}: o agente que atendia foi desativado`,
+      handedBackOnDeactivation: (who: string, to: string) => `Voltou à fila ${to}: o usuário ${who} foi desativado`,
       finalized: (who: string) => `${who} finalizou o atendimento`,
       rated: (who: string, rating: string) => `${who} avaliou o atendimento: ${rating}`,
       menuChosen: (who: string, to: string) => `${who} escolheu ${to} no menu`,
@@ -283,7 +287,8 @@ export const t = {
     created: 'Agente criado',
     updated: 'Agente atualizado',
     assign: 'Departamentos do agente',
-    deactivateConfirm: (name: string) => `Desativar ${name}? O agente não poderá mais entrar.`,
+    deactivateConfirm: (name: string) =>
+      `Desativar ${name}? O agente não poderá mais entrar, e os atendimentos abertos com ele voltam para a fila dos seus departamentos.`,
     emailTaken: 'Já existe um usuário com este e-mail.',
   },
   connections: {
@@ -292,6 +297,8 @@ export const t = {
     name: 'Nome',
     instance: 'Instância (Evolution API)',
     department: 'Departamento padrão',
+    departmentHint: 'Onde os novos atendimentos desta conexão esperam (sem menu, ou quando o cliente não escolhe).',
+    editTitle: (name: string) => `Editar conexão · ${name}`,
     status: 'Situação',
     qr: 'QR Code',
     showQr: 'Conectar (QR Code)',

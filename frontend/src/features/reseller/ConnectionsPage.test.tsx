@@ -107,3 +107,33 @@ describe('ConnectionsPage · department menu', () => {
     expect(move(['a', 'b'], 1, 1)).toEqual(['a', 'b']);
   });
 });
+
+describe('ConnectionsPage · editing a connection', () => {
+  it('changes where new conversations wait, offering active departments only, sending only what changed', async () => {
+    const calls = serve();
+    renderApp(<ConnectionsPage />, { path: '/', route: '/' });
+    await userEvent.click(await screen.findByRole('button', { name: 'Editar' }));
+    const dialog = await screen.findByRole('dialog', { name: 'Editar conexão · Loja Centro' });
+    const save = within(dialog).getByRole('button', { name: 'Salvar' });
+    expect(save).toBeDisabled(); // nothing changed yet
+    await userEvent.click(within(dialog).getByRole('textbox', { name: /Departamento padrão/ }));
+    expect(screen.queryByRole('option', { name: /Antigo/, hidden: true })).not.toBeInTheDocument();
+    await userEvent.click(await screen.findByRole('option', { name: 'Financeiro', hidden: true }));
+    await userEvent.click(save);
+    await waitFor(() => expect(calls.some((c) => c.method === 'PATCH')).toBe(true));
+    expect(calls.find((c) => c.method === 'PATCH')?.body).toEqual({ default_department_id: financeiro.id });
+    expect(await screen.findByText('Conexão atualizada')).toBeInTheDocument();
+  });
+
+  it('shows an inactive current default as such, without offering it', async () => {
+    serve({ ...connection, default_department_id: antigo.id });
+    renderApp(<ConnectionsPage />, { path: '/', route: '/' });
+    await userEvent.click(await screen.findByRole('button', { name: 'Editar' }));
+    const dialog = await screen.findByRole('dialog', { name: 'Editar conexão · Loja Centro' });
+    const select = within(dialog).getByRole('textbox', { name: /Departamento padrão/ });
+    expect(select).toHaveValue('Antigo (Inativo)');
+    await userEvent.click(select);
+    const option = await screen.findByRole('option', { name: 'Antigo (Inativo)', hidden: true });
+    expect(option).toHaveAttribute('data-combobox-disabled', 'true');
+  });
+});

@@ -3,7 +3,7 @@ import { notifications } from '@mantine/notifications';
 import { useState } from 'react';
 import { errorMessage, fieldErrors } from '../../api/client';
 import { useConnections, useCreateConnection, useDepartments, useQrCode, useUpdateConnection } from '../../api/queries';
-import type { ConnectionState, WhatsAppConnection } from '../../api/types';
+import type { ConnectionState, Department, WhatsAppConnection } from '../../api/types';
 import { t } from '../../i18n/pt-BR';
 import { FormActions, FormFrame, ListTable, RowActions } from '../../layout/Crud';
 import { PageHeader } from '../../layout/PageHeader';
@@ -88,6 +88,57 @@ function ConnectionForm({ onDone }: { onDone: (created: WhatsAppConnection) => v
   );
 }
 
+/** A connection's name and where its new conversations wait (its default department). The backend
+ * refuses to deactivate a department an active connection defaults to ("choose another default
+ * first"): this is where another is chosen. An inactive current default is shown, not offered. */
+function EditConnectionForm({ connection, departments, onDone }: { connection: WhatsAppConnection; departments: Department[]; onDone: () => void }) {
+  const update = useUpdateConnection();
+  const [name, setName] = useState(connection.name);
+  const [department, setDepartment] = useState<string | null>(connection.default_department_id);
+  const errors = fieldErrors(update.error);
+  const options = departments
+    .filter((d) => d.active || d.id === connection.default_department_id)
+    .map((d) => ({ value: d.id, label: d.active ? d.name : `${d.name} (${t.app.inactive})`, disabled: !d.active }));
+  return (
+    <FormFrame
+      onSubmit={() => {
+        if (!department) return;
+        const body = {
+          ...(name !== connection.name ? { name } : {}),
+          ...(department !== connection.default_department_id ? { default_department_id: department } : {}),
+        };
+        update.mutate(
+          { id: connection.id, ...body },
+          {
+            onSuccess: () => {
+              notifications.show({ color: 'teal', message: t.connections.updated });
+              onDone();
+            },
+          },
+        );
+      }}
+    >
+      <TextInput label={t.connections.name} required value={name} onChange={(e) => setName(e.currentTarget.value)} error={errors.name} data-autofocus />
+      <Select
+        label={t.connections.department}
+        description={t.connections.departmentHint}
+        required
+        data={options}
+        value={department}
+        onChange={setDepartment}
+        allowDeselect={false}
+        error={errors.default_department_id}
+      />
+      <FormActions
+        mutation={update}
+        fields={['name', 'default_department_id']}
+        onCancel={onDone}
+        disabled={!name.trim() || !department || (name === connection.name && department === connection.default_department_id)}
+      />
+    </FormFrame>
+  );
+}
+
 export function ConnectionsPage() {
   const query = useConnections();
   const departments = useDepartments();
@@ -95,9 +146,11 @@ export function ConnectionsPage() {
   const [creating, setCreating] = useState(false);
   const [qrFor, setQrFor] = useState<string | null>(null);
   const [menuFor, setMenuFor] = useState<string | null>(null);
+  const [editFor, setEditFor] = useState<string | null>(null);
   const names = new Map((departments.data ?? []).map((d) => [d.id, d.name]));
   const shown = query.data?.find((c) => c.id === qrFor);
   const menuOf = query.data?.find((c) => c.id === menuFor);
+  const editing = query.data?.find((c) => c.id === editFor);
 
   return (
     <>
@@ -130,7 +183,7 @@ export function ConnectionsPage() {
               <ConnectionStatus status={c.status} />
             </Table.Td>
             <Table.Td>
-              <RowActions>
+              <RowActions onEdit={() => setEditFor(c.id)}>
                 {c.active && c.status !== 'open' && (
                   <Button size="compact-sm" onClick={() => setQrFor(c.id)}>
                     {t.connections.showQr}
@@ -169,6 +222,9 @@ export function ConnectionsPage() {
             }}
           />
         )}
+      </Modal>
+      <Modal opened={!!editing} onClose={() => setEditFor(null)} title={editing ? t.connections.editTitle(editing.name) : t.app.edit}>
+        {editing && <EditConnectionForm key={editing.id} connection={editing} departments={departments.data ?? []} onDone={() => setEditFor(null)} />}
       </Modal>
       <Modal opened={!!menuOf} onClose={() => setMenuFor(null)} title={menuOf ? t.connections.menuTitle(menuOf.name) : t.connections.menu} size="xl">
         {menuOf && <MenuForm key={menuOf.id} connection={menuOf} departments={departments.data ?? []} onDone={() => setMenuFor(null)} />}

@@ -4,7 +4,7 @@ import { beforeEach, describe, expect, it } from 'vitest';
 import type { Message, TicketEvent } from '../../api/types';
 import { applyEvent } from '../../realtime/cache';
 import { agentUser, mockApi, renderApp, signIn, stubWebSocket, ticketFixture } from '../../test/utils';
-import { mergeTimeline } from './MessageThread';
+import { mergeTimeline, timelineText } from './MessageThread';
 import { TicketView } from './TicketView';
 
 const me = agentUser();
@@ -166,6 +166,16 @@ describe('MessageThread', () => {
     const noteBubble = screen.getByRole('note', { name: 'Nota interna da equipe' });
     expect(noteBubble).toHaveAttribute('data-direction', 'note');
     expect(noteBubble).toHaveTextContent('cliente VIP');
+  });
+
+  it('says why a ticket went back to the queue when the agent holding it was deactivated', () => {
+    const agent = 'a'.repeat(24);
+    const data = { to_department_id: 'd'.repeat(24), from_agent_id: agent, reason: 'agent_deactivated', action: 'release' };
+    const released = event({ version: 3, type: 'transferred', actor_id: 'o'.repeat(24), actor_role: 'reseller', actor_name: 'Dona', target_name: 'Suporte', data });
+    expect(timelineText(released)).toBe('Dona devolveu à fila Suporte: o agente que atendia foi desativado');
+    // Its own assume landed just after the deactivation: handed back in its name.
+    const own = event({ ...released, actor_id: agent, actor_role: 'agent', actor_name: 'Ana', data: { ...data, action: 'transfer_to_department' } });
+    expect(timelineText(own)).toBe('Voltou à fila Suporte: o usuário Ana foi desativado');
   });
 
   it('keeps events older than the loaded page for when that page is loaded', () => {

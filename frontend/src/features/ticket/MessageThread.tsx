@@ -179,6 +179,11 @@ export function timelineText(event: TicketEvent): string {
   if (event.type === 'assumed') return t.ticket.timeline.assumed(who);
   if (event.type === 'finalized') return t.ticket.timeline.finalized(who);
   if (event.type === 'transferred') {
+    if (event.data?.reason === 'agent_deactivated') {
+      return event.actor_id === event.data.from_agent_id
+        ? t.ticket.timeline.handedBackOnDeactivation(who, to)
+        : t.ticket.timeline.releasedOnDeactivation(who, to);
+    }
     return event.data && 'to_department_id' in event.data
       ? t.ticket.timeline.transferredToDepartment(who, to)
       : t.ticket.timeline.transferredToAgent(who, to);

@@ -1,0 +1,40 @@
+"""Deactivating a person hands back the conversations it holds: `PATCH /users/{id}` with
+`{"active": false}` stores the user (users.service.update), then sends each ticket it holds in
+atendendo back to espera in the ticket's own department, as a transfer by whoever deactivated it
+(tickets.service.release_held_by). Without that the client's next messages would land in a ticket
+nobody can see or answer. A module of its own: it builds on the tickets service, which builds on
+the users service (the module graph is acyclic: docs/ARCHITECTURE.md §2).
+
+The order of the writes (no transaction spans them; FerretDB has none):
+1. the user, inactive, its token version raised in the same write: from here no request of the
+   person authenticates, so it starts no new assume, transfer, Reabrir or conversation;
+2. then the release, read from the tickets as they are after that write.
+
+Crash between them, or during the release: the user is inactive and some tickets still held.
+Repeating the PATCH finishes it: step 1 again changes nothing (no second token bump) and step 2
+runs every time `active` is false, the user already inactive or not, and is idempotent (a ticket
+handed back is no longer listed). Releasing first and deactivating after would be repaired the
+same way, but would leave a window where the still-active person assumes a ticket after the
+release read its list; releasing on both sides of the deactivation narrows that window without
+closing it.
+
+A move of the person's that authenticated before step 1 and lands after it (an assume in flight)
+is the one interleaving the order alone does not cover. Each such move, once its event landed,
+reads the user (tickets.service.hand_back_if_inactive) and hands the ticket back itself when the
+person is inactive. The deactivation writes the user then reads the tickets; the move writes the
+ticket then reads the user: whichever comes second sees the other's write, so the ticket is either
+in step 2's list or handed back by the move."""
+
+from backend.core.db import Database
+from backend.core.tenancy import Actor
+from backend.tickets import service as tickets
+from backend.users import service
+from backend.users.schemas import UserRead, UserUpdate
+
+
+async def update(db: Database, actor: Actor, *, user_id: str, data: UserUpdate) -> UserRead:
+    """users.service.update, then, when it deactivates (or deactivates again), the release."""
+    user = await service.update(db, actor, user_id=user_id, data=data)
+    if data.active is False:
+        await tickets.release_held_by(db, actor, holder_id=user.id)
+    return user
