@@ -9,6 +9,7 @@ from typing import Any
 from pydantic import ValidationError
 from pymongo.errors import DuplicateKeyError
 
+from backend.clients.phones import key_form
 from backend.clients.schemas import (
     MAX_IMPORT_LINES,
     ClientCreate,
@@ -35,18 +36,40 @@ from backend.tags.schemas import normalize_tag
 from backend.users import service as users
 from backend.users.models import User as User  # published: a client is a user with role "client"
 
+# The phone key: "client-phone:<reseller>:<key_form(phone)>" -> the client's id. Every claim and
+# look-up goes through `_phone_key_parts`, so the numbers WhatsApp treats as one account find one
+# client (backend/clients/phones.py).
 PHONE_KEY = "client-phone"
 ROLES = ("client",)
 # Search by name or phone matches at most this many clients when it narrows tickets by client.
 MAX_MATCHED_CLIENTS = 1000
 
 
+def _phone_key_parts(reseller_id: str, phone: str) -> tuple[str, str]:
+    return reseller_id, key_form(phone)
+
+
+async def id_by_phone(db: Database, reseller_id: str, phone: str) -> str | None:
+    """The id the tenant's phone key binds for `phone` in any of its forms (a key never changes
+    its target), or None: nobody has claimed it yet."""
+    return await natural_keys.lookup(db, PHONE_KEY, *_phone_key_parts(reseller_id, phone))
+
+
+async def claim_phone_key(db: Database, *, reseller_id: str, phone: str, target: str) -> tuple[str, bool]:
+    """Binds the phone key of `phone` (its `key_form`) to `target` unless it is bound already:
+    (the bound target, won). `upsert_by_phone`'s claim, and the migration's for clients whose key
+    was stored in the form given (backend/migrations/versions.py, version 2)."""
+    return await natural_keys.claim(db, PHONE_KEY, *_phone_key_parts(reseller_id, phone), target=target)
+
+
 async def upsert_by_phone(
     db: Database, *, reseller_id: str, phone: str, name: str, extra: dict[str, Any] | None = None
 ) -> tuple[User, bool]:
-    """The one way a client comes to exist: race-safe, so two first messages make one client.
-    `extra`: fields a new client starts with (e-mail, notes, tags); an existing one is returned as is."""
-    bound, won = await natural_keys.claim(db, PHONE_KEY, reseller_id, phone, target=new_id())
+    """The one way a client comes to exist: race-safe, so two first messages make one client —
+    also from the two forms of one number (the key is the number's `key_form`; the new client's
+    `phone` is the number as given). `extra`: fields a new client starts with (e-mail, notes,
+    tags); an existing one is returned as is."""
+    bound, won = await claim_phone_key(db, reseller_id=reseller_id, phone=phone, target=new_id())
     # Having just bound the phone to a new id, nobody else can have written that id: no read.
     existing = None if won else await users.get_internal(db, bound)
     if existing is not None:
@@ -92,7 +115,7 @@ async def get_doc_or_404(db: Database, actor: Actor, *, client_id: str) -> User:
 async def get_by_phone(db: Database, actor: Actor, *, phone: str) -> User | None:
     if actor.reseller_id is None:
         return None
-    client_id = await natural_keys.lookup(db, PHONE_KEY, actor.reseller_id, phone)
+    client_id = await id_by_phone(db, actor.reseller_id, phone)
     return await users.get(db, actor.scope, client_id, roles=ROLES) if client_id else None
 
 
@@ -225,7 +248,7 @@ def _parse_csv(text: str) -> tuple[list[tuple[int, dict[str, Any]]], list[Import
 def _validate(rows: list[tuple[int, dict[str, Any]]]) -> tuple[list[tuple[int, ClientCreate]], list[ImportLineError]]:
     valid: list[tuple[int, ClientCreate]] = []
     errors: list[ImportLineError] = []
-    seen: dict[str, int] = {}
+    seen: dict[str, int] = {}  # key_form of each phone -> its first line
     for line, raw in rows:
         try:
             data = ClientCreate.model_validate(raw)
@@ -236,11 +259,12 @@ def _validate(rows: list[tuple[int, dict[str, Any]]]) -> tuple[list[tuple[int, C
                     ImportLineError(line=line, field=field, message=issue["msg"].removeprefix("Value error, "))
                 )
             continue
-        if data.phone in seen:
-            message = f"the same phone is on line {seen[data.phone]}"
+        key = key_form(data.phone)
+        if key in seen:
+            message = f"the same phone is on line {seen[key]}"
             errors.append(ImportLineError(line=line, field="phone", message=message))
             continue
-        seen[data.phone] = line
+        seen[key] = line
         valid.append((line, data))
     return valid, errors
 

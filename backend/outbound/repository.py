@@ -25,6 +25,7 @@ from datetime import datetime
 
 from pymongo.errors import DuplicateKeyError
 
+from backend.clients.phones import key_form
 from backend.core.attempts import AttemptLedger
 from backend.core.clock import utcnow
 from backend.core.conditional import one_writer
@@ -68,8 +69,16 @@ async def get_entry(db: Database, seq: int) -> QueueEntry | None:
 
 
 def chat_key(connection_id: str, phone: str) -> str:
-    """One WhatsApp chat: the connection's number talking to the client's number."""
-    return f"{connection_id}:{''.join(ch for ch in phone if ch.isdigit())}"
+    """One WhatsApp chat: the connection's number talking to the client's number, in the form the
+    client keys use (backend/clients/phones.py): a ticket's client saved as "55 31 9 8xxx-xxxx"
+    and the JID "5531 8xxx-xxxx" its messages and our sends' echoes come from are one chat.
+    Where this form is new (a client saved without the ninth digit, before version 2 of the
+    migrations), what was stored under the old key is per send and names its own chat: a queue
+    entry keeps the chat it took a place in, so replies queued before the change are ordered
+    among themselves and those after among themselves (one still unsent at the change does not
+    hold back one queued after it); an `outbox_sending` marker lives for one attempt's lease; an
+    open survey is copied to the new key by the migration (backend/migrations/phone_keys.py)."""
+    return f"{connection_id}:{key_form(''.join(ch for ch in phone if ch.isdigit()))}"
 
 
 def chat_entry_id(chat: str, k: int) -> str:

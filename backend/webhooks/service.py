@@ -31,7 +31,6 @@ from backend.connections.providers.base import (
     StatusUpdate,
     WebhookParseError,
 )
-from backend.core import natural_keys
 from backend.core.clock import utcnow
 from backend.core.db import Database
 from backend.core.errors import Unauthorized
@@ -247,13 +246,15 @@ async def _known_client(db: Database, reseller_id: str, phone: str, *, client_id
     """Most messages come from known clients: two `_id` reads instead of a losing claim insert
     (inserts are what a FerretDB under load queues on). New clients go through the race-safe
     upsert_by_phone. `client_id`: the phone key's target as this process read it before (a key
-    never changes its target, so only the client document is read)."""
+    never changes its target, so only the client document is read). The key is the number's
+    canonical form: a client saved as "55 31 9 8xxx-xxxx" is found for the JID "5531 8xxx-xxxx"
+    WhatsApp reports an account from before the ninth digit by (backend/clients/phones.py)."""
     if client_id is not None:
         client = await users.get_internal(db, client_id)
         if client is not None:
             return client
         # Not there (a database restored from a backup older than the client): read the key.
-    client_id = await natural_keys.lookup(db, clients.PHONE_KEY, reseller_id, phone)
+    client_id = await clients.id_by_phone(db, reseller_id, phone)
     return await users.get_internal(db, client_id) if client_id else None
 
 

@@ -11,6 +11,8 @@ whose base64 media are decoded and kept: GET /_control/sent_media/{key id} answe
 and posts webhooks back
 to the URL and headers set at instance creation, in
 Evolution's envelope ({event, instance, data, destination, date_time, sender, server_url, apikey}).
+A send goes to, and its fromMe echo comes from, the JID Evolution's createJid builds for the number
+(`jid_for`: a Brazilian mobile of DDD 31 and up without its ninth digit, ...), recorded as `jid`.
 
 Test controls under /_control: switch modes (ok, slow, 5xx, malformed), numbers not on WhatsApp
 (`not-on-whatsapp`: sends to them answer 400 as Evolution does), fail or hold just the
@@ -95,6 +97,20 @@ def _now_iso() -> str:
 
 def _key_id() -> str:
     return "3EB0" + uuid.uuid4().hex[:16].upper()
+
+
+def jid_for(number: str) -> str:
+    """The JID Evolution sends a number's message to (and reports its fromMe echo on), as
+    src/utils/createJid.ts builds it for a plain number: `formatMXOrARNumber` drops the third
+    digit of a 13-digit 52/54 number, then `formatBRNumber` drops the fifth digit of a 13-digit
+    55 number whose last 8 digits start with 7-9 and whose DDD is 31 or more (the JID of an
+    account from before the ninth digit). "55 31 9 8xxx-xxxx" goes to "5531 8xxx-xxxx"."""
+    digits = "".join(ch for ch in str(number).split("@")[0] if ch.isdigit())
+    if digits[:2] in ("52", "54") and len(digits) == 13:
+        digits = digits[:2] + digits[3:]
+    if len(digits) == 13 and digits[:2] == "55" and int(digits[5]) >= 7 and int(digits[2:4]) >= 31:
+        digits = digits[:4] + digits[5:]
+    return f"{digits}@s.whatsapp.net"
 
 
 def create_app(api_key: str) -> FastAPI:
@@ -292,12 +308,21 @@ def create_app(api_key: str) -> FastAPI:
             jid = f"{str(number).split('@')[0]}@s.whatsapp.net"
             check = {"exists": False, "jid": jid, "number": number}
             return JSONResponse({"status": 400, "error": "Bad Request", "response": {"message": [check]}}, 400)
-        key = {"remoteJid": f"{number}@s.whatsapp.net", "fromMe": True, "id": state.next_key_id or _key_id()}
+        key = {"remoteJid": jid_for(number), "fromMe": True, "id": state.next_key_id or _key_id()}
         state.next_key_id = None
         ts = int(datetime.now(UTC).timestamp())
         if isinstance(record.get("data"), bytes):
             state.sent_media[key["id"]] = record.pop("data")
-        state.sent.append({"instance": name, "number": number, **record, "key_id": key["id"], "at": _now_iso()})
+        state.sent.append(
+            {
+                "instance": name,
+                "number": number,
+                **record,
+                "key_id": key["id"],
+                "jid": key["remoteJid"],
+                "at": _now_iso(),
+            }
+        )
         if state.echo:
             # Evolution also reports our own send as a fromMe upsert, a moment after answering.
             echo = {

@@ -70,7 +70,9 @@ async def test_failing_check_stops_start_up_with_data_untouched_and_rerun_applie
     async def apply(db: Database) -> None:
         await ops.reshape_field(db, "users", "phone", "phone_e164", lambda p: f"+{p}")
 
-    monkeypatch.setattr(versions, "MIGRATIONS", [*versions.MIGRATIONS, Migration(2, "e164", apply, check)])
+    shipped = [m.version for m in versions.MIGRATIONS]
+    n = max(shipped) + 1
+    monkeypatch.setattr(versions, "MIGRATIONS", [*versions.MIGRATIONS, Migration(n, "e164", apply, check)])
     settings = make_settings(mongo_url, fresh.name)
     app = create_app(settings)
     async with app.router.lifespan_context(app):
@@ -80,19 +82,20 @@ async def test_failing_check_stops_start_up_with_data_untouched_and_rerun_applie
             assert r.status_code == 503 and "users without phone" in " ".join(r.json()["errors"])
             assert (await http.get("/api/v1/auth/me")).status_code == 503
     assert await fresh.users.find({}).sort("_id", 1).to_list(length=None) == before  # untouched
-    failed = await fresh[runner.COLLECTION].find({"version": 2, "kind": "run"}).to_list(length=None)
+    failed = await fresh[runner.COLLECTION].find({"version": n, "kind": "run"}).to_list(length=None)
     assert [f["outcome"] for f in failed] == ["failed"] and "users without phone" in failed[0]["error"]
-    assert await fresh[runner.COLLECTION].find_one({"_id": runner.applied_id(2)}) is None
+    assert await fresh[runner.COLLECTION].find_one({"_id": runner.applied_id(n)}) is None
     assert (await fresh[lock.COLLECTION].find({}).sort("_id", -1).to_list(1))[0]["released"] is True
 
-    # The operator fixes the data; the re-run applies version 2 only, and keeps the source field.
+    # The operator fixes the data; the re-run applies version n only, and keeps the source field.
     await fresh.users.update_one({"_id": "u2"}, {"$set": {"phone": "5522"}})
     async with app.router.lifespan_context(app):
         assert app.state.startup.ready, app.state.startup.errors
     users = {u["_id"]: u for u in await fresh.users.find({}).to_list(length=None)}
     assert users["u1"]["phone"] == "5511" and users["u1"]["phone_e164"] == "+5511"
     runs = await fresh[runner.COLLECTION].find({"kind": "run"}).sort("_id", 1).to_list(length=None)
-    assert [(r["version"], r["outcome"]) for r in runs] == [(1, "applied"), (2, "failed"), (2, "applied")]
+    shipped_runs = [(v, "applied") for v in shipped]
+    assert [(r["version"], r["outcome"]) for r in runs] == [*shipped_runs, (n, "failed"), (n, "applied")]
     # A third start has nothing pending and takes no lock.
     locks = await fresh[lock.COLLECTION].count_documents({})
     assert await runner.run(fresh, versions.MIGRATIONS) == []

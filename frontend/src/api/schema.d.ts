@@ -937,7 +937,13 @@ export interface components {
             /** Close */
             close: string;
         };
-        /** ClientCreate */
+        /**
+         * ClientCreate
+         * @description One client per phone per tenant. Numbers WhatsApp treats as one account are one phone: a
+         *     Brazilian mobile with or without its ninth digit ("55 31 9 8xxx-xxxx" and "55 31 8xxx-xxxx"),
+         *     a Mexican one with or without "1" after 52, an Argentine one with or without "9" after 54. A
+         *     second client for either form is refused (409 naming the client); the phone is kept as typed.
+         */
         ClientCreate: {
             /** Name */
             name: string;
