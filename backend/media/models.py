@@ -33,7 +33,7 @@ class FetchBody(BaseModel):  # what `enqueue_fetch` stores; the log adds `_id` a
     provider_message_id: str
     remote_jid: str
     from_me: bool = False
-    raw_id: str | None = None  # the stored webhook delivery carrying the bytes inline, if it did
+    raw_id: str | None = None  # the stored webhook delivery of the message (its inline bytes, its content)
     enqueued_at: datetime
 
 

@@ -185,8 +185,9 @@ async def enqueue_fetch(
     round_: int | None = None,
 ) -> None:
     """Queues the fetch of a stored media message's bytes (for its media's current round unless
-    `round_` says another). `raw_id`: the stored webhook delivery that carries them inline
-    (Evolution's webhook base64), else they come from the provider."""
+    `round_` says another). `raw_id`: the stored webhook delivery of the message, which may carry
+    them inline (Evolution's webhook base64) and else gives the provider the message's content;
+    None: the provider is asked by the message's key alone."""
     await repository.enqueue_fetch(
         db,
         FetchBody(

@@ -5,9 +5,10 @@ A media message is stored at once with `media.status` "pending" and a fetch entr
 the queue and claims each attempt in `media_fetch_attempts` like the outbound worker (both by
 `_id`: backend/core/attempts.py), so any number of workers in any number of processes make each
 attempt once. The bytes come from the stored webhook delivery when Evolution sent them inline,
-else from the provider; a provider failure is retried with exponential backoff; a permanent one
-(or the last attempt) sets "failed" with the reason, and the retry action
-(media.service.retry_fetch) queues a new round. The webhook lane never waits for any of it.
+else from the provider (given the message's content from that delivery, when there is one); a
+provider failure is retried with exponential backoff; a permanent one (or the last attempt)
+sets "failed" with the reason, and the retry action (media.service.retry_fetch) queues a new
+round. The webhook lane never waits for any of it.
 
 Crash windows: an attempt whose process died is taken over once its lease ends. Bytes stored
 before the message's status moved are found by the next attempt as the same content (one copy
@@ -140,13 +141,17 @@ class MediaFetcher:
         )
 
     async def _bytes(self, entry: FetchEntry) -> FetchedMedia:
+        """The inline bytes of the message's stored delivery, else the provider's download: given
+        the message's content from that delivery when it has it, else its key alone (a message
+        from history, a retry, a delivery no longer kept)."""
+        delivered = webhooks.DeliveredMedia()
         if entry.raw_id:
-            inline = await webhooks.inline_media(
+            delivered = await webhooks.delivered_media(
                 self.db, raw_id=entry.raw_id, provider_message_id=entry.provider_message_id
             )
-            if inline is not None:
+            if delivered.inline_base64 is not None:
                 try:
-                    return FetchedMedia(data=decode_base64(inline), mime="", name="")
+                    return FetchedMedia(data=decode_base64(delivered.inline_base64), mime="", name="")
                 except ValueError:
                     pass  # unreadable inline bytes: the provider may still have them
         # This process's copy (connections.get_cached_internal): provider and instance never change.
@@ -164,6 +169,7 @@ class MediaFetcher:
             provider_message_id=entry.provider_message_id,
             remote_jid=entry.remote_jid,
             from_me=entry.from_me,
+            content=delivered.content,
         )
 
     async def _ready(self, message: Message, record: MediaRecord) -> None:

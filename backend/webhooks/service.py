@@ -15,6 +15,7 @@ stay quiet (backend/automation).
 import hashlib
 import hmac
 import json
+from dataclasses import dataclass
 from typing import Any
 
 from backend.automation import service as automation
@@ -414,25 +415,45 @@ async def _fetch_media(
             provider_message_id=event.provider_message_id,
             phone=event.phone,
             from_me=event.from_me,
-            raw_id=raw_id if event.inline_base64 else None,
+            raw_id=raw_id or None,
         )
 
 
-async def inline_media(db: Database, *, raw_id: str, provider_message_id: str) -> str | None:
-    """The base64 bytes a stored delivery carried inline for that message, if it did."""
+@dataclass(frozen=True)
+class DeliveredMedia:
+    """What a stored delivery holds of one media message, for its fetch (backend/media/worker.py)."""
+
+    inline_base64: str | None = None  # its bytes, when the provider sent them inline
+    content: dict[str, Any] | None = None  # its content as the provider's media download takes it
+
+
+async def delivered_media(db: Database, *, raw_id: str, provider_message_id: str) -> DeliveredMedia:
+    """From the stored delivery of that message: the base64 bytes it carried inline, if it did,
+    and the message's content for the provider's download (the provider's parser unwraps it:
+    registry.media_contents), if it is a media message there. Empty when the delivery is gone or
+    unreadable."""
     raw = await repository.get(db, raw_id)
     # Its provider alone is used, which never changes: the copy will do.
     conn = await connections.get_cached_internal(db, raw.connection_id) if raw is not None else None
     if raw is None or conn is None:
-        return None
+        return DeliveredMedia()
     try:
-        parsed = registry.parse_webhook(conn.provider, json.loads(raw.body), event_hint=raw.event_hint)
+        payload = json.loads(raw.body)
+        parsed = registry.parse_webhook(conn.provider, payload, event_hint=raw.event_hint)
+        contents = registry.media_contents(conn.provider, payload, event_hint=raw.event_hint)
     except (ValueError, RecursionError):
-        return None
-    for event in parsed:
-        if isinstance(event, InboundMessage) and sanitize.provider_id(event.provider_message_id) == provider_message_id:
-            return event.inline_base64
-    return None
+        return DeliveredMedia()
+    inline = next(
+        (
+            event.inline_base64
+            for event in parsed
+            if isinstance(event, InboundMessage)
+            and sanitize.provider_id(event.provider_message_id) == provider_message_id
+        ),
+        None,
+    )
+    content = next((c for pid, c in contents.items() if sanitize.provider_id(pid) == provider_message_id), None)
+    return DeliveredMedia(inline_base64=inline, content=content)
 
 
 async def _redelivered(

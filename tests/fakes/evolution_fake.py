@@ -5,7 +5,9 @@
 It speaks the documented REST shapes the adapter uses (POST /instance/create, GET
 /instance/connect/{name}, GET /instance/connectionState/{name}, POST /message/sendText/{name},
 `apikey` header; GET /instance/fetchInstances for scripts/post_restart.py; POST
-/chat/getBase64FromMediaMessage/{name} for media a test registered with an inbound message;
+/chat/getBase64FromMediaMessage/{name} for media a test registered with an inbound message (from
+the content the request carries, else from the message as it stored it; refusing, as Evolution
+v2.3.6 does, content whose media is inside a wrapper it does not unwrap);
 POST /message/sendMedia/{name}, /message/sendWhatsAppAudio/{name} and /message/sendSticker/{name},
 whose base64 media are decoded and kept: GET /_control/sent_media/{key id} answers the exact bytes)
 and posts webhooks back
@@ -111,6 +113,46 @@ def jid_for(number: str) -> str:
     if len(digits) == 13 and digits[:2] == "55" and int(digits[5]) >= 7 and int(digits[2:4]) >= 31:
         digits = digits[:4] + digits[5:]
     return f"{digits}@s.whatsapp.net"
+
+
+# Evolution v2.3.6 src/api/types/wa.types.ts: the wrappers getBase64FromMediaMessage unwraps
+# (one pass, in this order), and the media types it downloads.
+MESSAGE_SUBTYPE = ("ephemeralMessage", "documentWithCaptionMessage", "viewOnceMessage", "viewOnceMessageV2")
+TYPE_MEDIA_MESSAGE = ("imageMessage", "documentMessage", "audioMessage", "videoMessage", "stickerMessage", "ptvMessage")
+
+
+def evolution_media_refusal(message: dict[str, Any]) -> str | None:
+    """Why Evolution's getBase64FromMediaMessage refuses this content (its 400's message), or None:
+    it unwraps only MESSAGE_SUBTYPE, so content in another wrapper (viewOnceMessageV2Extension,
+    associatedChildMessage) holds no media type for it."""
+    content: Any = message
+    for subtype in MESSAGE_SUBTYPE:
+        if isinstance(content, dict) and content.get(subtype):
+            content = content[subtype].get("message") if isinstance(content[subtype], dict) else None
+    if not isinstance(content, dict):
+        return "TypeError: Cannot read properties of undefined"
+    if "messageContextInfo" in content and len(content) == 1:
+        return "The message is messageContextInfo"
+    if not any(content.get(t) for t in TYPE_MEDIA_MESSAGE):
+        return "The message is not of the media type"
+    return None
+
+
+def media_key_bytes(value: Any) -> bytes | None:
+    """A mediaKey as Evolution reads it back: an object of byte values (how a Uint8Array goes
+    into JSON: `Uint8Array.from(Object.values(...))`), or base64 (Baileys takes that too)."""
+    try:
+        if isinstance(value, dict):
+            return bytes(int(v) for v in value.values())
+        if isinstance(value, str):
+            return base64.b64decode(value, validate=True)
+    except (ValueError, TypeError):
+        return None
+    return None
+
+
+def media_refused(message: str) -> JSONResponse:
+    return JSONResponse({"status": 400, "error": "Bad Request", "response": {"message": [message]}}, 400)
 
 
 def create_app(api_key: str) -> FastAPI:
@@ -454,9 +496,23 @@ def create_app(api_key: str) -> FastAPI:
         if isinstance(inst, JSONResponse):
             return inst
         found = state.media.get(str(key_id))
+        # Evolution: `m?.message ? m : await this.getMessage(m.key, true)`: the content the request
+        # carries, else the message as it stored it (for media a test registered without an
+        # inbound message, none: served by its key id as before).
+        given = (body.get("message") or {}).get("message")
+        content = given if isinstance(given, dict) else None
+        if content is None and found is not None:
+            content = found.get("message")
+        if content is None and found is None:
+            return media_refused("Message not found")
+        if content is not None and (refusal := evolution_media_refusal(content)) is not None:
+            return media_refused(refusal)
         if found is None or found.get("gone"):
-            message = "Message not found" if found is None else "media no longer on WhatsApp's servers"
-            return JSONResponse({"status": 400, "error": "Bad Request", "response": {"message": [message]}}, 400)
+            return media_refused("Message not found" if found is None else "media no longer on WhatsApp's servers")
+        if content is not None and (stored_key := found.get("media_key")) is not None:
+            part: dict[str, Any] = next((content[t] for t in TYPE_MEDIA_MESSAGE if content.get(t)), {})
+            if media_key_bytes(part.get("mediaKey")) != stored_key:  # Baileys cannot decrypt it
+                return media_refused("Error: bad decrypt")
         return JSONResponse(
             {
                 "mediaType": found["type"],
@@ -622,6 +678,11 @@ def create_app(api_key: str) -> FastAPI:
                 "fileLength": str(state.media[key_id]["size"]),
                 "fileSha256": base64.b64encode(hashlib.sha256(base64.b64decode(media["base64"])).digest()).decode(),
             }
+            # WhatsApp's key for the encrypted file: a Uint8Array, which Evolution's JSON carries as
+            # an object of byte values; a fetch given the content must pass it on unchanged.
+            media_key = hashlib.sha256(f"mediaKey:{key_id}".encode()).digest()
+            state.media[key_id]["media_key"] = media_key
+            part["mediaKey"] = {str(i): b for i, b in enumerate(media_key)}
             for field_name in ("fileName", "seconds", "ptt", "width", "height"):
                 if field_name in media:
                     part[field_name] = media[field_name]
@@ -646,6 +707,8 @@ def create_app(api_key: str) -> FastAPI:
             message, message_type = quoting(message, message_type, body)
         if body.get("wrap"):
             message, message_type = wrapped(message, message_type, body["wrap"])
+        if body.get("media"):  # kept as Evolution saves it (wrapped, as received), for a fetch by key alone
+            state.media[key_id]["message"] = {k: v for k, v in message.items() if k != "base64"}
         data = {
             "key": key,
             "pushName": body.get("push_name", "Cliente Fake"),

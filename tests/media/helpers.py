@@ -35,10 +35,12 @@ async def send_media(
     caption: str = "",
     key_id: str | None = None,
     content: bytes | None = None,
+    wrap: str | list[str] | None = None,
     **extra: Any,
 ) -> dict[str, Any]:
-    """The fake phone sends fixture `name` (with `content` instead of its bytes, if given);
-    returns the stored message once the webhook is processed."""
+    """The fake phone sends fixture `name` (with `content` instead of its bytes, if given; inside
+    Baileys' wrappers `wrap`, outermost first, if given); returns the stored message once the
+    webhook is processed."""
     kind, mime = KINDS[name]
     data = fixture(name) if content is None else content
     media: dict[str, Any] = {"type": kind, "mimetype": mime, "base64": base64.b64encode(data).decode()}
@@ -50,6 +52,8 @@ async def send_media(
     body: dict[str, Any] = {"media": media}
     if key_id:
         body["key_id"] = key_id
+    if wrap:
+        body["wrap"] = wrap
     result = await evolution.inbound(conn["instance_name"], phone or unique_phone(), caption, **body)
     raw = await settled(db, result)
     assert raw["status"] == "processed", raw

@@ -151,7 +151,15 @@ class WhatsAppProvider(Protocol):
         ...
 
     async def fetch_media(
-        self, *, instance_name: str, provider_message_id: str, remote_jid: str, from_me: bool
+        self,
+        *,
+        instance_name: str,
+        provider_message_id: str,
+        remote_jid: str,
+        from_me: bool,
+        content: dict[str, Any] | None = None,
     ) -> FetchedMedia:
-        """The bytes of a received media message (ProviderError when the provider cannot give them)."""
+        """The bytes of a received media message (ProviderError when the provider cannot give them).
+        `content`: the message's content as the provider's webhook delivered it (the registry's
+        `media_contents`), when that delivery is at hand; else the provider finds it by its id."""
         ...

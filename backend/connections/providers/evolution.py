@@ -362,6 +362,36 @@ def _inline_base64(item: dict[str, Any], message: dict[str, Any]) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
+def media_contents(payload: Any, *, event_hint: str | None) -> dict[str, dict[str, Any]]:
+    """By message key id, the content of each media message an upsert delivery carries, for
+    getBase64FromMediaMessage (`message.message`, next to the key): Baileys' message object as
+    posted, unwrapped by `_unwrap` (the parser's rule). Evolution v2.3.6 unwraps only its own
+    MessageSubtype list itself (ephemeral, view once, view once V2, document with caption) and
+    answers 400 "The message is not of the media type" for content inside the others
+    (viewOnceMessageV2Extension, Baileys 7's album items in associatedChildMessage); and without
+    the content it reads the message from its own store, which it may not keep. The media's
+    fields go as received: `mediaKey` as Evolution serialized it (an object of byte values, which
+    it reads back into bytes; Baileys also takes base64). Inline bytes (`base64`) are left out.
+    Nothing for other events, or for messages that are not media."""
+    if not isinstance(payload, dict):
+        return {}
+    raw_event = payload.get("event") or event_hint
+    if not isinstance(raw_event, str) or event_name(raw_event) != "MESSAGES_UPSERT":
+        return {}
+    data = payload.get("data")
+    items = data.get("messages") if isinstance(data, dict) and "messages" in data else data
+    found: dict[str, dict[str, Any]] = {}
+    for item in map(_obj, items if isinstance(items, list) else [items]):
+        key_id = _obj(item.get("key")).get("id")
+        message = item.get("message")
+        if not isinstance(key_id, str) or not key_id or not isinstance(message, dict):
+            continue
+        content, kind = _unwrap(message, str(item.get("messageType") or ""))
+        if _TYPES.get(kind) in _MEDIA_TYPES and isinstance(content.get(kind), dict):
+            found[key_id] = {k: v for k, v in content.items() if k != "base64"}
+    return found
+
+
 def decode_base64(value: str) -> bytes:
     """Plain base64 or a data URL ("data:image/png;base64,..."). Decoded in one pass (strict: only
     the alphabet and its padding); only a value that fails that is read again without its
@@ -636,15 +666,24 @@ class EvolutionProvider:
         return await self._send(f"/message/sendMedia/{instance_name}", body, quoted, to=to)
 
     async def fetch_media(
-        self, *, instance_name: str, provider_message_id: str, remote_jid: str, from_me: bool
+        self,
+        *,
+        instance_name: str,
+        provider_message_id: str,
+        remote_jid: str,
+        from_me: bool,
+        content: dict[str, Any] | None = None,
     ) -> FetchedMedia:
         """Evolution v2 `POST /chat/getBase64FromMediaMessage/{instance}`: given the message's key
-        it downloads and decrypts the media from WhatsApp and answers
-        `{mediaType, fileName, size, mimetype, base64}`. A 4xx (message unknown to the instance,
-        not a media message) cannot get better by retrying; 5xx and timeouts can."""
+        and its content (`media_contents`) it downloads and decrypts the media from WhatsApp from
+        that content; given the key alone it looks the message up in its own store first (which
+        fails when it saves no messages, or holds content in a wrapper it does not unwrap). It
+        answers `{mediaType, fileName, size, mimetype, base64}`. A 4xx (message unknown to the
+        instance, not a media message) cannot get better by retrying; 5xx and timeouts can."""
         key = {"id": provider_message_id, "remoteJid": remote_jid, "fromMe": from_me}
+        message: dict[str, Any] = {"key": key, "message": content} if content else {"key": key}
         body = await self._call(
-            "POST", f"/chat/getBase64FromMediaMessage/{instance_name}", {"message": {"key": key}, "convertToMp4": False}
+            "POST", f"/chat/getBase64FromMediaMessage/{instance_name}", {"message": message, "convertToMp4": False}
         )
         encoded = body.get("base64")
         if not isinstance(encoded, str) or not encoded:

@@ -25,6 +25,14 @@ def parse_webhook(name: str, payload: Any, *, event_hint: str | None) -> list[In
     raise ValueError(f"unknown provider {name!r}")
 
 
+def media_contents(name: str, payload: Any, *, event_hint: str | None) -> dict[str, dict[str, Any]]:
+    """By provider message id, a delivery's media messages' content as the provider's media
+    download takes it (`fetch_media`'s `content`)."""
+    if name == evolution.NAME:
+        return evolution.media_contents(payload, event_hint=event_hint)
+    raise ValueError(f"unknown provider {name!r}")
+
+
 @asynccontextmanager
 async def http_client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
     timeout = httpx.Timeout(settings.EVOLUTION_TIMEOUT_SECONDS, connect=min(5.0, settings.EVOLUTION_TIMEOUT_SECONDS))
