@@ -2,8 +2,14 @@
 hiccup, a bug since fixed).
 
     python -m scripts.reprocess_webhooks --help
-    python -m scripts.reprocess_webhooks run [--connection ID] [--limit N] [--dry-run]
+    python -m scripts.reprocess_webhooks run [--connection ID] [--limit N] [--dry-run] [--dropped-inactive]
     python -m scripts.reprocess_webhooks one RAW_ID
+
+`--dropped-inactive` takes, instead of the failed deliveries, those that versions before 25179f4
+set aside unprocessed because their connection was deactivated in IAZE (outcome "ignored", result
+["connection inactive"]): client messages never filed. Processed now, each is filed into its
+client's ticket as it would be today (the open one, else a new one in the connection's default
+department), with its original time.
 
 Runs the same processing the webhook route runs (backend.webhooks.service.process), which is
 idempotent: messages already stored are not stored again. Raw events are never changed except
@@ -30,27 +36,32 @@ from backend.webhooks.models import RawEvent
 
 GATE_REFUSED = 4
 FAILED = "failed"
+# The outcome versions before 25179f4 gave a delivery of a connection deactivated in IAZE.
+DROPPED_INACTIVE = ["connection inactive"]
 
 app = typer.Typer(help=__doc__, no_args_is_help=True, add_completion=False)
 console = Console(highlight=False)
 
 
 async def reprocess(
-    db: Database, *, connection_id: str | None, limit: int, dry_run: bool
+    db: Database, *, connection_id: str | None, limit: int, dry_run: bool, dropped_inactive: bool = False
 ) -> list[tuple[RawEvent, str]]:
     """Returns (raw event, outcome) pairs, each lane's in the order they were stored. Collects
     the run's events first (paged by `_id`, so events failing again are not picked up twice in
     one run), then processes them in stored order: `_id`s compare as text ("w:1:10" sorts before
-    "w:1:9"), and one chat's deliveries (a message, then its receipts) must run in its order."""
+    "w:1:9"), and one chat's deliveries (a message, then its receipts) must run in its order.
+    `dropped_inactive`: the deliveries set aside for a deactivated connection (`DROPPED_INACTIVE`)
+    instead of the failed ones."""
+    status = "ignored" if dropped_inactive else FAILED
     picked: list[RawEvent] = []
     after: str | None = None
     while len(picked) < limit:
         page = await repository.list_by_status(
-            db, "failed", connection_id=connection_id, after_id=after, limit=min(100, limit - len(picked))
+            db, status, connection_id=connection_id, after_id=after, limit=min(100, limit - len(picked))
         )
         if not page:
             break
-        picked.extend(page)
+        picked.extend(raw for raw in page if not dropped_inactive or raw.result == DROPPED_INACTIVE)
         after = page[-1].id
     picked.sort(key=_stored_order)
     return [(raw, "would retry" if dry_run else await _process(db, raw)) for raw in picked]
@@ -85,7 +96,14 @@ def _settings(mongo_url: str | None, db_name: str | None) -> Settings:
     return Settings(**overrides)
 
 
-async def _run(settings: Settings, connection_id: str | None, limit: int, dry_run: bool, raw_id: str | None) -> int:
+async def _run(
+    settings: Settings,
+    connection_id: str | None,
+    limit: int,
+    dry_run: bool,
+    raw_id: str | None,
+    dropped_inactive: bool = False,
+) -> int:
     client = make_client(settings)
     try:
         db = durable_database(client, settings.MONGO_DB)
@@ -102,7 +120,9 @@ async def _run(settings: Settings, connection_id: str | None, limit: int, dry_ru
             outcome = "would retry" if dry_run else await _process(db, raw)
             results = [(raw, outcome)]
         else:
-            results = await reprocess(db, connection_id=connection_id, limit=limit, dry_run=dry_run)
+            results = await reprocess(
+                db, connection_id=connection_id, limit=limit, dry_run=dry_run, dropped_inactive=dropped_inactive
+            )
     except PyMongoError as exc:
         console.print(f"[red]database error: {exc}[/red]")
         return 3
@@ -126,11 +146,18 @@ def run(
     connection: Annotated[str | None, typer.Option(help="only this connection's events")] = None,
     limit: Annotated[int, typer.Option(min=1, help="at most this many events")] = 1000,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="list what would be retried")] = False,
+    dropped_inactive: Annotated[
+        bool,
+        typer.Option(
+            "--dropped-inactive",
+            help='the deliveries of a deactivated connection older versions set aside ("connection inactive")',
+        ),
+    ] = False,
     mongo_url: MongoUrl = None,
     db: DbName = None,
 ) -> None:
-    """Reprocess failed raw webhook events, oldest first."""
-    raise typer.Exit(asyncio.run(_run(_settings(mongo_url, db), connection, limit, dry_run, None)))
+    """Reprocess failed raw webhook events (or, with --dropped-inactive, those set aside), oldest first."""
+    raise typer.Exit(asyncio.run(_run(_settings(mongo_url, db), connection, limit, dry_run, None, dropped_inactive)))
 
 
 @app.command()

@@ -2,8 +2,10 @@
 yet visible, a race lost too often) is reported as still failing and the run goes on to the next
 events, instead of stopping with a traceback."""
 
+import json
 from typing import Any
 
+import httpx
 import pytest
 
 from backend.core.clock import utcnow
@@ -12,6 +14,8 @@ from backend.core.ids import new_id
 from backend.webhooks import service
 from backend.webhooks.models import RawEvent
 from scripts import reprocess_webhooks
+from tests.factories import API, make_open_connection, make_tenant, unique_phone
+from tests.webhooks.helpers import text_upsert
 
 
 async def _failed_events(db: Any, connection_id: str, n: int) -> list[str]:
@@ -60,3 +64,49 @@ async def test_a_final_error_is_not_dressed_as_retryable(db: Any, monkeypatch: p
     with pytest.raises(Unprocessable):
         await reprocess_webhooks.reprocess(db, connection_id=connection_id, limit=10, dry_run=False)
     assert (await db.webhook_events_raw.find_one({"_id": only}))["status"] == "failed"
+
+
+async def test_deliveries_older_versions_set_aside_for_an_inactive_connection_are_filed_on_request(
+    client: httpx.AsyncClient, admin_headers: dict[str, str], db: Any
+) -> None:
+    """Before 25179f4 a deactivated connection's deliveries were kept raw, "ignored" as
+    ["connection inactive"], and never filed: `run --dropped-inactive` files them now, and leaves
+    other ignored deliveries (a group's message, say) alone."""
+    tenant = await make_tenant(client, admin_headers, agents=1)
+    conn = await make_open_connection(client, tenant, db)
+    phone = unique_phone()
+    set_aside, unrelated = f"w:9:{new_id()}", f"w:9:{new_id()}"
+    for raw_id, key, result in (
+        (set_aside, "3EB0SETASIDE01", ["connection inactive"]),
+        (unrelated, "3EB0GROUP01", ["ignored: group"]),
+    ):
+        await db.webhook_events_raw.insert_one(
+            {
+                "_id": raw_id,
+                "connection_id": conn["_id"],
+                "reseller_id": tenant.id,
+                "provider": "evolution",
+                "body": json.dumps(text_upsert(phone, key, "mandei quando a conexão estava desativada", stamped=True)),
+                "received_at": utcnow(),
+                "status": "ignored",
+                "result": result,
+            }
+        )
+
+    results = await reprocess_webhooks.reprocess(
+        db, connection_id=conn["_id"], limit=10, dry_run=False, dropped_inactive=True
+    )
+
+    assert [(raw.id, outcome) for raw, outcome in results] == [(set_aside, "processed")]
+    r = await client.get(f"{API}/tickets", params={"status": "espera"}, headers=tenant.agents[0]["headers"])
+    [ticket] = [t for t in r.json()["items"] if t["client_phone"] == phone]
+    r = await client.get(f"{API}/tickets/{ticket['id']}/messages", headers=tenant.agents[0]["headers"])
+    assert [m["body"] for m in r.json()["items"]] == ["mandei quando a conexão estava desativada"]
+    assert (await db.webhook_events_raw.find_one({"_id": unrelated}))["status"] == "ignored"
+    # Once filed it is "processed": a second run finds nothing more to do.
+    assert (
+        await reprocess_webhooks.reprocess(
+            db, connection_id=conn["_id"], limit=10, dry_run=False, dropped_inactive=True
+        )
+        == []
+    )
