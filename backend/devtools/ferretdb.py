@@ -60,7 +60,10 @@ BUILD_DIR = ROOT / "var" / "build" / "ferretdb"
 
 
 def _go(*args: str) -> str:
-    return subprocess.run(["go", *args], cwd=SOURCE_DIR, check=True, capture_output=True, text=True).stdout.strip()
+    done = subprocess.run(["go", *args], cwd=SOURCE_DIR, capture_output=True, text=True)
+    if done.returncode != 0:  # say why (a CI log shows only what is printed)
+        raise RuntimeError(f"go {' '.join(args)} failed ({done.returncode}): {done.stderr.strip()}")
+    return done.stdout.strip()
 
 
 def _patched_module() -> Path:
