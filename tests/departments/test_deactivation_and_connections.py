@@ -4,12 +4,10 @@ added to, seen by the owner alone once its agents moved on. The refusal (409) na
 connections; choosing another default first lets the deactivation through. An inactive connection
 counts too: its deliveries are still processed (it may still be connected at the provider)."""
 
-import uuid
 from typing import Any
 
 import httpx
 
-from backend.webhooks.service import message_id_for
 from tests.factories import (
     API,
     Tenant,
@@ -20,24 +18,16 @@ from tests.factories import (
     make_tenant,
     unique_phone,
 )
-from tests.webhooks.helpers import settled, text_upsert
+from tests.webhooks.client_steps import inbound
 
 CONNECTIONS = f"{API}/whatsapp-connections"
 
 
 async def _inbound(client: httpx.AsyncClient, db: Any, conn: dict[str, Any], phone: str, text: str) -> str:
-    """A client's text posted to the connection's webhook as the provider would, once processed;
-    returns the id its message is stored under."""
-    key = "3EB0" + uuid.uuid4().hex[:16].upper()
-    r = await client.post(
-        f"{API}/webhooks/whatsapp/{conn['_id']}",
-        json=text_upsert(phone, key, text, stamped=True),
-        headers={"X-Webhook-Token": conn["webhook_token"]},
-    )
-    assert r.status_code == 200, r.text
-    raw = await settled(db, r)
+    """The client writes on WhatsApp; the id its message is stored under once processed."""
+    raw, message_id = await inbound(client, db, conn, phone, text)
     assert raw["status"] == "processed", raw
-    return message_id_for(conn["_id"], key)
+    return message_id
 
 
 async def _ticket_of(db: Any, tenant: Tenant, phone: str) -> dict[str, Any]:

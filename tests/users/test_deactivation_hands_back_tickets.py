@@ -5,7 +5,6 @@ A deactivation cut short is finished by repeating it, and an assume of the agent
 way when it was deactivated does not leave it holding a ticket."""
 
 import asyncio
-import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,7 +12,6 @@ import httpx
 import pytest
 
 from backend.tickets import service as tickets_service
-from backend.webhooks.service import message_id_for
 from tests.factories import (
     API,
     Tenant,
@@ -27,7 +25,7 @@ from tests.factories import (
     make_tenant,
     ticket_events,
 )
-from tests.webhooks.helpers import settled, text_upsert
+from tests.webhooks.client_steps import inbound
 
 REASON = {"reason": "agent_deactivated"}
 
@@ -73,15 +71,9 @@ async def _deactivate(client: httpx.AsyncClient, headers: dict[str, str], user_i
 
 async def _inbound(client: httpx.AsyncClient, db: Any, conn: dict[str, Any], phone: str, text: str) -> str:
     """The client writes on WhatsApp; the id its message is stored under once processed."""
-    key = "3EB0" + uuid.uuid4().hex[:16].upper()
-    r = await client.post(
-        f"{API}/webhooks/whatsapp/{conn['_id']}",
-        json=text_upsert(phone, key, text, stamped=True),
-        headers={"X-Webhook-Token": conn["webhook_token"]},
-    )
-    assert r.status_code == 200, r.text
-    assert (await settled(db, r))["status"] == "processed"
-    return message_id_for(conn["_id"], key)
+    raw, message_id = await inbound(client, db, conn, phone, text)
+    assert raw["status"] == "processed", raw
+    return message_id
 
 
 async def _espera_ids(client: httpx.AsyncClient, headers: dict[str, str]) -> set[str]:

@@ -22,7 +22,7 @@ async def inbound(
     key = "3EB0" + uuid.uuid4().hex[:16].upper()
     r = await client.post(
         f"{HOOK}/{conn['_id']}",
-        json=text_upsert(phone, key, text, name="Cliente Orfao", stamped=True),
+        json=text_upsert(phone, key, text, stamped=True),
         headers={"X-Webhook-Token": conn["webhook_token"]},
     )
     assert r.status_code == 200, r.text  # acknowledged: from here on the product promises it is not lost

@@ -20,6 +20,7 @@ from backend.webhooks import service as webhooks
 from tests.automation.helpers import left
 from tests.factories import API, Tenant, collection_counts, make_tenant
 from tests.fakes.harness import FakeEvolution, make_connection, wait_for
+from tests.webhooks.evolution_shapes import thread, tickets_of
 from tests.webhooks.helpers import settled, text_upsert
 
 HOOK = "/api/v1/webhooks/whatsapp"
@@ -55,19 +56,8 @@ async def _start(client: httpx.AsyncClient, tenant: Tenant, conn: dict[str, Any]
     return ticket
 
 
-async def _tickets(client: httpx.AsyncClient, tenant: Tenant) -> list[dict[str, Any]]:
-    found: list[dict[str, Any]] = []
-    for status in ("espera", "atendendo", "finalizado"):
-        r = await client.get(f"{API}/tickets", params={"status": status}, headers=tenant.headers)
-        assert r.status_code == 200, r.text
-        found.extend(r.json()["items"])
-    return found
-
-
 async def _thread(client: httpx.AsyncClient, tenant: Tenant, ticket_id: str) -> list[tuple[str, str]]:
-    r = await client.get(f"{API}/tickets/{ticket_id}/messages", headers=tenant.headers)
-    assert r.status_code == 200, r.text
-    return [(m["direction"], m["body"]) for m in r.json()["items"]]
+    return [(m["direction"], m["body"]) for m in await thread(client, tenant, ticket_id)]
 
 
 async def _clients(client: httpx.AsyncClient, tenant: Tenant) -> list[dict[str, Any]]:
@@ -116,7 +106,7 @@ async def test_the_answer_from_the_jid_without_the_nine_lands_in_the_ticket_the_
 
     await _write(evolution, db, conn, jid_number, "já paguei ontem")
 
-    tickets = await _tickets(client, tenant)
+    tickets = await tickets_of(client, tenant)
     assert [(t["id"], t["status"]) for t in tickets] == [(started["id"], "atendendo")], tickets
     thread = await _thread(client, tenant, started["id"])
     assert [d for d, _ in thread] == ["out", "in"] and thread[-1] == ("in", "já paguei ontem")
@@ -151,7 +141,7 @@ async def test_the_echo_of_the_agents_message_from_the_jid_without_the_nine_is_n
     await wait_for(echo_settled)
     raw = await db.webhook_events_raw.find_one({"connection_id": conn["id"], "chat": f"{jid_number}@s.whatsapp.net"})
     assert raw["result"] == ["echo of an IAZE reply"], raw
-    assert [t["id"] for t in await _tickets(client, tenant)] == [started["id"]]
+    assert [t["id"] for t in await tickets_of(client, tenant)] == [started["id"]]
     assert [d for d, _ in await _thread(client, tenant, started["id"])] == ["out"]
     assert [c["id"] for c in await _clients(client, tenant)] == [customer["id"]]
 
@@ -197,7 +187,7 @@ async def test_landlines_and_other_countries_keep_their_numbers_mexico_and_argen
     ids = {c["phone"]: c["id"] for c in await _clients(client, tenant)}
 
     await _write(evolution, db, conn, landline, "orçamento do PABX")
-    (ticket,) = await _tickets(client, tenant)
+    (ticket,) = await tickets_of(client, tenant)
     assert ticket["client_id"] == ids[landline]
     assert await _by_phone(client, tenant, newer_mobile) == [ids[newer_mobile]]
 
@@ -232,7 +222,7 @@ async def test_the_survey_digit_from_the_jid_without_the_nine_rates_the_ticket(
     assert raw["result"][0].startswith(f"rating 5 of ticket {started['id']}"), raw["result"]
     r = await client.get(f"{API}/tickets/{started['id']}", headers=tenant.headers)
     assert (r.json()["status"], r.json()["rating"]) == ("finalizado", 5)
-    assert [t["id"] for t in await _tickets(client, tenant)] == [started["id"]]
+    assert [t["id"] for t in await tickets_of(client, tenant)] == [started["id"]]
 
 
 async def test_first_messages_from_both_forms_at_once_make_one_client(
@@ -284,6 +274,6 @@ async def test_first_messages_from_both_forms_at_once_make_one_client(
     assert first["status"] == "processed", first
     (customer,) = await _clients(client, tenant)
     assert customer["phone"] == with_nine  # created by the competitor, which won the key
-    (ticket,) = await _tickets(client, tenant)
+    (ticket,) = await tickets_of(client, tenant)
     assert ticket["client_id"] == customer["id"]
     assert await _thread(client, tenant, ticket["id"]) == [("in", "segunda via"), ("in", "boleto vencido")]
