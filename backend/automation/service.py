@@ -279,7 +279,7 @@ async def _opened(
 ) -> list[str]:
     done: list[str] = []
     # A new conversation ends the chat's pending survey: a digit now belongs to this ticket.
-    chat = outbound.chat_key(conn.id, ticket.client_phone)
+    chat = outbound.chat_key(conn.id, ticket.client_address)
     survey = None if new_client else await repository.get_survey_internal(db, chat)
     if survey is not None and survey.pending:
         await repository.mark_survey(db, chat, ticket_id=survey.ticket_id, changes={"closed_at": now()})
@@ -482,7 +482,7 @@ async def _ask_rating(
     asked = await message_store.get_internal(db, automatic_id(ticket.id, SURVEY))
     if asked is None:
         return
-    chat = outbound.chat_key(conn.id, ticket.client_phone)
+    chat = outbound.chat_key(conn.id, ticket.client_address)
     current = await repository.get_survey_internal(db, chat)
     at = as_utc(asked.created_at)
     # Written after the question is stored (a digit is a rating only once it was asked); the
@@ -565,7 +565,7 @@ async def complete_rating(db: Database, message: Message) -> str:
     if ticket.rating is None:
         with contextlib.suppress(Conflict):  # rated by this very message in a concurrent run
             await tickets.rate(db, ticket, rating=int(message.rating or 0), message_id=message.id)
-    chat = outbound.chat_key(str(message.connection_id or ticket.channel), str(ticket.client_phone))
+    chat = outbound.chat_key(str(message.connection_id or ticket.channel), ticket.client_address)
     await repository.mark_survey(
         db, chat, ticket_id=ticket.id, changes={"answered_by": message.id, "answered_at": now()}
     )

@@ -54,3 +54,34 @@ def key_form(phone: str) -> str:
     if (marked := _MX_OR_AR_WITH_MARKER.fullmatch(phone)) is not None:
         return f"{marked[1][:2]}{marked[2]}"
     return phone
+
+
+# A chat's WhatsApp address: the client's number (digits) when WhatsApp gives it, else its LID
+# ("<lid>@lid"). WhatsApp's privacy addressing (LID, a per-account id that is not a number) names
+# some chats only by it: Baileys 7 gives the number beside it (`remoteJidAlt`) only when the
+# stanza carries it, so a client can write, be answered and be known without any number, and
+# Evolution API 2.3.6 sends to "<lid>@lid" as it is (src/utils/createJid.ts).
+LID_SUFFIX = "@lid"
+
+
+def whatsapp_address(phone: str | None, lid: str | None) -> str:
+    """Where the client is reached: the number when known (Evolution resolves it to the chat
+    either way), the LID otherwise; "" for a client with neither (staff-made, no number)."""
+    if phone:
+        return phone
+    return f"{lid}{LID_SUFFIX}" if lid else ""
+
+
+def address_key(address: str) -> str:
+    """The form a chat's keys take (outbound chat order, echo markers, surveys): the number's
+    `key_form`, or "lid:<lid>" for an address that is a LID."""
+    if address.endswith(LID_SUFFIX):
+        return f"lid:{address.removesuffix(LID_SUFFIX)}"
+    return key_form("".join(ch for ch in address if ch.isdigit()))
+
+
+def remote_jid(address: str) -> str:
+    """The chat's JID as the provider names it (a media fetch's message key)."""
+    if address.endswith(LID_SUFFIX):
+        return address
+    return f"{''.join(ch for ch in address if ch.isdigit())}@s.whatsapp.net"

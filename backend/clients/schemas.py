@@ -1,7 +1,7 @@
 import re
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, EmailStr, StringConstraints
+from pydantic import AfterValidator, BaseModel, EmailStr, StringConstraints, field_validator
 
 from backend.core.pagination import Page
 from backend.core.schemas import InputModel, Name, ReadModel, Timestamp
@@ -36,12 +36,15 @@ class ClientCreate(InputModel):
 
 
 class ClientUpdate(InputModel):
-    """The phone is the client's key (WhatsApp delivers by it) and does not change. `active`:
+    """The phone is the client's key (WhatsApp delivers by it) and does not change, except once
+    for a client that has none (a WhatsApp chat that hid its number): then it is given, and
+    refused with 409 naming the client that has it already. `active`:
     "removing" a client deactivates it (the reseller's owner only): it is kept with its history,
     listed only when asked for, and no conversation is started with it; a message it sends is
     still received and filed like any other, since nothing a client sends is ever dropped."""
 
     name: Name | None = None
+    phone: Phone | None = None
     email: EmailStr | None = None
     notes: Notes | None = None
     tags: Tags | None = None
@@ -52,12 +55,18 @@ class ClientRead(ReadModel):
     id: str
     reseller_id: str
     name: str
-    phone: str
+    # "" for a client WhatsApp named only by its LID (its privacy id): reached all the same.
+    phone: str = ""
     email: str | None = None
     notes: str = ""
     tags: list[str] = []
     active: bool = True
     created_at: Timestamp
+
+    @field_validator("phone", mode="before")
+    @classmethod
+    def _no_number(cls, value: object) -> object:
+        return "" if value is None else value
 
 
 ClientPage = Page[ClientRead]

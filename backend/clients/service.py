@@ -40,6 +40,8 @@ from backend.users.models import User as User  # published: a client is a user w
 # look-up goes through `_phone_key_parts`, so the numbers WhatsApp treats as one account find one
 # client (backend/clients/phones.py).
 PHONE_KEY = "client-phone"
+# The LID key: "client-lid:<reseller>:<lid>" -> the client a WhatsApp LID chat is (phones.py).
+LID_KEY = "client-lid"
 ROLES = ("client",)
 # Search by name or phone matches at most this many clients when it narrows tickets by client.
 MAX_MATCHED_CLIENTS = 1000
@@ -74,23 +76,78 @@ async def upsert_by_phone(
     existing = None if won else await users.get_internal(db, bound)
     if existing is not None:
         return existing, False
+    return await _insert_client(db, bound, reseller_id=reseller_id, name=name, fields={**(extra or {}), "phone": phone})
+
+
+async def _insert_client(
+    db: Database, client_id: str, *, reseller_id: str, name: str, fields: dict[str, Any]
+) -> tuple[User, bool]:
+    """Writes the client its keys were just bound to: (client, created). A concurrent caller that
+    bound (or found bound) the same keys writes the same id, and the loser reads the winner."""
     now = utcnow()
     client = User(
-        **(extra or {}),
-        id=bound,
-        role="client",
-        reseller_id=reseller_id,
-        name=name,
-        phone=phone,
-        created_at=now,
-        updated_at=now,
+        **fields, id=client_id, role="client", reseller_id=reseller_id, name=name, created_at=now, updated_at=now
     )
     try:
         await users.insert(db, client)
-    except DuplicateKeyError:  # the concurrent caller wrote the same claimed client
-        found = await read_winner(lambda: users.get_internal(db, bound), what=f"client {bound}")
+    except DuplicateKeyError:
+        found = await read_winner(lambda: users.get_internal(db, client_id), what=f"client {client_id}")
         return found, False
     return client, True
+
+
+async def id_for_chat(db: Database, reseller_id: str, *, phone: str, lid: str) -> str | None:
+    """The client a WhatsApp chat's keys name, or None: the LID's when the chat names one and it
+    is bound (a LID chat is one client, whether or not a delivery carries its number), else the
+    number's."""
+    if lid and (bound := await natural_keys.lookup(db, LID_KEY, reseller_id, lid)) is not None:
+        return bound
+    return await id_by_phone(db, reseller_id, phone) if phone else None
+
+
+async def upsert_for_chat(db: Database, *, reseller_id: str, phone: str, lid: str, name: str) -> tuple[User, bool]:
+    """The client of a WhatsApp chat named by its number, its LID, or both (backend/clients/phones.py),
+    made when new: race-safe like `upsert_by_phone`. Returns (client, created).
+
+    The LID key decides: bound, its client is the chat's; unbound, it is claimed for the client
+    the number already names (a known client seen by its LID for the first time), else for a new
+    client. When both come, the client also gets what it lacked: its `whatsapp_lid`, and the
+    number when nobody holds that number's key (a client first known only by its LID). Every
+    step is a claim of a unique key or a write of what the keys already say, so a redelivery or a
+    second process repeats it harmlessly, and one killed between two steps is completed by the
+    next message of the chat. Where it ends: a number whose key another client holds (that
+    client wrote by number, the LID chat was seen first without it) stays with that client, and
+    the chat with the LID's client; the two are not merged."""
+    if not lid:
+        client, created = await upsert_by_phone(db, reseller_id=reseller_id, phone=phone, name=name)
+        return (client if created else await _complete(db, client, phone=phone, lid="")), created
+    bound = await natural_keys.lookup(db, LID_KEY, reseller_id, lid)
+    if bound is None:
+        by_phone = await id_by_phone(db, reseller_id, phone) if phone else None
+        bound, _ = await natural_keys.claim(db, LID_KEY, reseller_id, lid, target=by_phone or new_id())
+    holder = (await claim_phone_key(db, reseller_id=reseller_id, phone=phone, target=bound))[0] if phone else None
+    phone = phone if holder == bound else ""
+    existing = await users.get_internal(db, bound)
+    if existing is None:  # new, or its creator died between the key and the document
+        fields = {"phone": phone or None, "whatsapp_lid": lid}
+        client, created = await _insert_client(db, bound, reseller_id=reseller_id, name=name, fields=fields)
+        return (client if created else await _complete(db, client, phone=phone, lid=lid)), created
+    return await _complete(db, existing, phone=phone, lid=lid), False
+
+
+async def _complete(db: Database, client: User, *, phone: str, lid: str) -> User:
+    """Writes onto the client what its keys name and its document lacks."""
+    changes: dict[str, Any] = {}
+    if lid and not client.whatsapp_lid:
+        changes["whatsapp_lid"] = lid
+    if phone and not client.phone:
+        changes["phone"] = phone
+    if not changes:
+        return client
+    assert client.reseller_id
+    changes["updated_at"] = utcnow()
+    updated = await users.update_doc(db, TenantScope(client.reseller_id), client.id, changes)
+    return updated or client
 
 
 def _extra(data: ClientCreate) -> dict[str, Any]:
@@ -176,15 +233,30 @@ async def list_page(
 
 
 async def update(db: Database, actor: Actor, *, client_id: str, data: ClientUpdate) -> ClientRead:
-    await get_doc_or_404(db, actor, client_id=client_id)
+    current = await get_doc_or_404(db, actor, client_id=client_id)
     if data.active is not None and actor.role != "reseller":
         raise Forbidden("only the reseller's owner deactivates or reactivates clients")
     # A null e-mail clears it; a null elsewhere leaves the field as it is.
     changes = {k: v for k, v in data.model_dump(exclude_unset=True).items() if v is not None or k == "email"}
+    if "phone" in changes:
+        await _give_phone(db, current, changes["phone"])
     changes["updated_at"] = utcnow()
     client = await users.update_doc(db, actor.scope, client_id, changes)
     assert client is not None
     return ClientRead.of(client)
+
+
+async def _give_phone(db: Database, client: User, phone: str) -> None:
+    """A number for a client known without one (a WhatsApp LID chat): claimed like a new
+    client's, so it is nobody else's; a client's number never changes once it has one."""
+    if client.phone:
+        if key_form(client.phone) == key_form(phone):
+            return
+        raise Unprocessable("the phone of a client does not change")
+    assert client.reseller_id
+    bound, _ = await claim_phone_key(db, reseller_id=client.reseller_id, phone=phone, target=client.id)
+    if bound != client.id:
+        raise Conflict({"message": "a client with this phone already exists", "client_id": bound})
 
 
 async def distinct_tags(db: Database, actor: Actor) -> list[str]:

@@ -21,6 +21,9 @@ class Connection(StoredModel):
     provider_created: bool = False  # the provider has the instance, with our webhook
     provider_instance_id: str | None = None
     provider_token: str | None = None
+    # The events the instance's webhook was last asked for; None: at its creation, before this was
+    # recorded. A connection paired again gets the current list first (connections.service.qrcode).
+    webhook_events: list[str] | None = None
     status: ConnectionStatus  # as the provider last reported it, with the QR code to pair a phone
     qr_code: str | None = None
     last_error: str | None = None  # why the last binding failed

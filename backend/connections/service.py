@@ -9,7 +9,7 @@ from pymongo.errors import DuplicateKeyError
 from backend.connections import repository
 from backend.connections.models import Connection as Connection  # published: the stored shape
 from backend.connections.providers import registry
-from backend.connections.providers.base import ConnectionStatus, ProviderError
+from backend.connections.providers.base import ConnectionStatus, ProviderError, WhatsAppProvider
 
 # Published to other domains (they never import a repository: docs/ARCHITECTURE.md §2): a connection by id.
 from backend.connections.repository import get_cached_internal as get_cached_internal
@@ -40,6 +40,14 @@ def webhook_url(settings: Settings, connection_id: str) -> str:
     return f"{settings.PUBLIC_BASE_URL.rstrip('/')}/api/v1/webhooks/whatsapp/{connection_id}"
 
 
+def _webhook(settings: Settings, conn: Connection) -> dict[str, Any]:
+    """Where the provider posts the connection's events, and the token it authenticates them with."""
+    return {
+        "webhook_url": webhook_url(settings, conn.id),
+        "webhook_headers": {WEBHOOK_TOKEN_HEADER: conn.webhook_token},
+    }
+
+
 async def announce(db: Database, conn: Connection) -> None:
     """Tell the tenant's screens (reseller level) that a connection's status or QR changed. Only
     the API shape goes out: secrets are not fields of ConnectionRead."""
@@ -55,11 +63,7 @@ async def _bind_instance(db: Database, settings: Settings, conn: Connection) -> 
     async with registry.http_client(settings) as http:
         provider = registry.build(conn.provider, settings, http)
         try:
-            created = await provider.create_instance(
-                instance_name=conn.instance_name,
-                webhook_url=webhook_url(settings, conn.id),
-                webhook_headers={WEBHOOK_TOKEN_HEADER: conn.webhook_token},
-            )
+            created = await provider.create_instance(instance_name=conn.instance_name, **_webhook(settings, conn))
         except ProviderError as exc:
             log.warning("provider create_instance failed", connection_id=conn.id, error=str(exc))
             changes: dict[str, Any] = {"status": "close", "last_error": str(exc), "updated_at": utcnow()}
@@ -70,6 +74,7 @@ async def _bind_instance(db: Database, settings: Settings, conn: Connection) -> 
                 "provider_created": True,
                 "provider_instance_id": created.instance_id,
                 "provider_token": created.instance_token,
+                "webhook_events": provider.webhook_events,
                 "last_error": None,
                 "updated_at": utcnow(),
             }
@@ -166,12 +171,29 @@ async def qrcode(db: Database, actor: Actor, settings: Settings, *, connection_i
         return QrCodeRead(qr_code=conn.qr_code, status=conn.status)
     async with registry.http_client(settings) as http:
         provider = registry.build(conn.provider, settings, http)
+        if conn.status != "open" and conn.webhook_events != provider.webhook_events:
+            conn = await _update_webhook(db, settings, conn, provider)
         try:
             qr = await provider.fetch_qr_code(instance_name=conn.instance_name)
         except ProviderError as exc:
             raise ServiceUnavailable(f"provider unavailable: {exc}") from exc
     await record_status(db, conn, status=qr.status, qr_code=qr.qr_code)
     return QrCodeRead(qr_code=qr.qr_code, status=qr.status)
+
+
+async def _update_webhook(db: Database, settings: Settings, conn: Connection, provider: WhatsAppProvider) -> Connection:
+    """An instance made before this version asks for fewer events than it should: among them the
+    history sync, the only way a message received while the phone was logged out arrives. Before
+    the QR code that pairs it again is shown, its webhook is set as a new one's would be. A
+    provider failure is logged and asked again at the next QR code request: the pairing goes on."""
+    try:
+        asked = await provider.update_webhook(instance_name=conn.instance_name, **_webhook(settings, conn))
+    except ProviderError as exc:
+        log.warning("provider webhook update failed", connection_id=conn.id, error=str(exc))
+        return conn
+    return await repository.update(
+        db, TenantScope(conn.reseller_id), conn.id, {"webhook_events": asked, "updated_at": utcnow()}
+    )
 
 
 async def record_status(

@@ -34,6 +34,7 @@ from typing import Any, BinaryIO
 from pydantic import BaseModel
 from pymongo.errors import PyMongoError
 
+from backend.clients.phones import remote_jid
 from backend.core.clock import utcnow
 from backend.core.db import Database, is_duplicate_key
 from backend.core.errors import AppError, Conflict, NotFound
@@ -196,7 +197,7 @@ async def enqueue_fetch(
             round=(message.media or MessageMedia()).round if round_ is None else round_,
             connection_id=connection_id,
             provider_message_id=provider_message_id,
-            remote_jid=f"{''.join(ch for ch in phone if ch.isdigit())}@s.whatsapp.net",
+            remote_jid=remote_jid(phone),
             from_me=from_me,
             raw_id=raw_id,
             enqueued_at=utcnow(),
@@ -272,7 +273,7 @@ async def retry_fetch(db: Database, actor: Actor, *, message_id: str) -> Message
         message=message,
         connection_id=message.connection_id,
         provider_message_id=message.provider_message_id,
-        phone=ticket.client_phone if ticket is not None else "",
+        phone=ticket.client_address if ticket is not None else "",
         from_me=message.direction == "out",
         raw_id=None,
         round_=round_,

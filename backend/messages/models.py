@@ -80,6 +80,9 @@ class Message(StoredModel):
     automatic_purpose: str | None = None
     menu_options: list[str] | None = None
     rating: int | None = None  # a client's answer to the survey of its finalized ticket
+    # A change made to an earlier message (types "edit", "revoke", "reaction"): that message's id.
+    # Filed beside it, in its ticket, whatever state that ticket is in (messages.service.record_change).
+    annotates: str | None = None
 
     def stored(self) -> dict[str, Any]:
         """Only the fields its writer named: a message keeps the shape it always had (an absent

@@ -56,7 +56,13 @@ async def ticket_ids_with_text(db: Database, scope: TenantScope, text: str, *, l
 async def client_messages_after_internal(db: Database, ticket_id: str, at: datetime) -> list[Message]:
     """The client messages of a ticket stamped later than `at`, oldest first; not its rating
     (a client's answer to the survey after the finalize, which belongs to it: backend/automation)."""
-    query = {"ticket_id": ticket_id, "created_at": {"$gt": at}, "sender_type": "client", "rating": None}
+    query = {
+        "ticket_id": ticket_id,
+        "created_at": {"$gt": at},
+        "sender_type": "client",
+        "rating": None,
+        "annotates": None,
+    }
     cursor = db[COLLECTION].find(query).sort([("created_at", ASC), ("_id", ASC)])
     return [Message.model_validate(d) async for d in cursor]
 

@@ -112,6 +112,10 @@ class MessageRead(ReadModel):
     automatic_purpose: str | None = None
     # Why a message to the client was not sent ("failed"), e.g. the number is not on WhatsApp.
     failure_reason: str | None = None
+    # Types "edit" (`body`: the new text), "revoke" (deleted for everyone) and "reaction" (`body`:
+    # the emoji, "" when taken back) record what was done to the earlier message `annotates`,
+    # which keeps what it said (`quoted` shows it); nothing is ever removed.
+    annotates: str | None = None
 
     @classmethod
     def of_message(cls, message: Message) -> Self:

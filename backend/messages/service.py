@@ -270,7 +270,7 @@ async def complete_stored(db: Database, message: Message) -> None:
     the ticket's activity behind and every open screen without the message until a reload.
     Both steps are safe to repeat — activity only moves forward, and a second announcement is a
     later feed seq that clients apply by message id — so the retry simply does them again."""
-    if message.sender_type == CLIENT and message.rating is None:
+    if message.sender_type == CLIENT and message.rating is None and message.annotates is None:
         # The killed attempt may have stopped before its re-check (module docstring).
         ticket, message = await _keep_out_of_finalized(db, message, stamped_after_only=False)
     else:
@@ -278,6 +278,62 @@ async def complete_stored(db: Database, message: Message) -> None:
     if ticket is not None:
         await _after_stored(db, ticket, message)
         await _recorded(db, message, ticket)
+
+
+def chat_sender(*, ours: bool, client_id: str, client_name: str) -> dict[str, Any]:
+    """Who a message of a WhatsApp chat is from, as `append` takes it: the client, or the
+    connection's own phone (typed there, outside IAZE: no IAZE user wrote it; it already left)."""
+    if ours:
+        return {
+            "direction": "out",
+            "sender_type": "system",
+            "sender_id": None,
+            "sender_name": "WhatsApp",
+            "status": "sent",
+        }
+    return {
+        "direction": "in",
+        "sender_type": CLIENT,
+        "sender_id": client_id,
+        "sender_name": client_name,
+        "status": "received",
+    }
+
+
+async def record_change(
+    db: Database,
+    target: Message,
+    *,
+    kind: str,
+    message_id: str,
+    body: str,
+    from_me: bool | None,
+    connection_id: str,
+) -> tuple[Message, bool] | None:
+    """Records what was done to `target` (an edit, a deletion for everyone, a reaction) as a
+    message of its own beside it, in its ticket, quoting it: `target` itself is never rewritten,
+    so it keeps what it said, and no second writer of its document can undo a move of it or its
+    media's status (on FerretDB every update writes the whole document back). Like a survey's
+    rating, it stays in that ticket whatever its state: a reaction to a closed conversation opens
+    no new one, and neither the finalize's refile nor a retry moves it. `from_me`: made on the
+    connection's own phone (None: by whoever sent `target`, the only one who can edit or delete
+    it). Returns (message, created), None when the ticket is gone (never: nothing is deleted).
+    Idempotent by `message_id`."""
+    ticket = await tickets.load(db, target.ticket_id)
+    if ticket is None:
+        return None
+    ours = from_me if from_me is not None else target.direction == "out"
+    quoted = {"message_id": target.id, "body": target.body[:QUOTE_PREVIEW_CHARS], "type": target.type}
+    return await append(
+        db,
+        ticket,
+        **chat_sender(ours=ours, client_id=ticket.client_id, client_name=ticket.client_name),
+        body=body,
+        message_id=message_id,
+        type_=kind,
+        extra={"annotates": target.id, "quoted": quoted, "connection_id": connection_id},
+        keep_in_finalized=True,
+    )
 
 
 async def set_media(

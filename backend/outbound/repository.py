@@ -25,7 +25,7 @@ from datetime import datetime
 
 from pymongo.errors import DuplicateKeyError
 
-from backend.clients.phones import key_form
+from backend.clients.phones import address_key
 from backend.core.attempts import AttemptLedger
 from backend.core.clock import utcnow
 from backend.core.conditional import one_writer
@@ -78,7 +78,7 @@ def chat_key(connection_id: str, phone: str) -> str:
     among themselves and those after among themselves (one still unsent at the change does not
     hold back one queued after it); an `outbox_sending` marker lives for one attempt's lease; an
     open survey is copied to the new key by the migration (backend/migrations/phone_keys.py)."""
-    return f"{connection_id}:{key_form(''.join(ch for ch in phone if ch.isdigit()))}"
+    return f"{connection_id}:{address_key(phone)}"
 
 
 def chat_entry_id(chat: str, k: int) -> str:

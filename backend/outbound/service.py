@@ -35,7 +35,7 @@ async def enqueue(db: Database, *, message_id: str, ticket: Ticket) -> int:
     lease, as it passes the orphan queue entry."""
     connection_id = ticket.channel
     now = utcnow()
-    chat = chat_key(connection_id, ticket.client_phone)
+    chat = chat_key(connection_id, ticket.client_address)
     k = await repository.append_to_chat(db, chat, message_id=message_id, enqueued_at=now)
     return await repository.enqueue(
         db,

@@ -159,7 +159,7 @@ class OutboundWorker:
             # failed with this reason after the last attempt.
             raise ProviderError("connection not connected", retryable=True)
         ticket = await tickets.get_internal(self.db, message.ticket_id)
-        phone = ticket.client_phone if ticket is not None else None
+        phone = ticket.client_address if ticket is not None else None
         if not phone:
             raise ProviderError("ticket has no client phone", retryable=False)
         provider = registry.build(conn.provider, self.settings, self.http)

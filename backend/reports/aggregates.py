@@ -47,7 +47,8 @@ Attribution (each contribution names its local day and dims when it is recorded)
   by the event like every other one, so a redelivered rating or a retried record counts once.
 - messages in/out: a message's `department_id`/`agent_id` stamped at its store (the ticket's
   department and holder then; an agent's reply counts for the agent who sent it); notes (and
-  any direction other than in/out) are not messages in/out. First response: the ticket's first
+  any direction other than in/out) and records of edits, deletions and reactions (`counted`)
+  are not messages in/out. First response: the ticket's first
   client message (the first one stored claims "report-first-in") -> the first agent reply stored
   after it (claims "report-first-reply"), counted on the reply's day for the replying agent.
 - Local day and hour use the reseller's timezone when the contribution is recorded; the rebuild
@@ -152,9 +153,15 @@ def waiting_change(event: TicketEvent, previous: TicketState | None, *, connecti
     return None
 
 
+def counted(message: Message) -> bool:
+    """A message in or out of the conversation: not a note, and not a record of what was done to
+    an earlier message (an edit, a deletion, a reaction: messages.service.record_change)."""
+    return message.direction in ("in", "out") and message.annotates is None
+
+
 def message_part(message: Message, *, tz: tzinfo, dims: Dims, first_response_ms: int | None) -> dict[str, Any] | None:
     direction = message.direction
-    if direction not in ("in", "out"):
+    if not counted(message):
         return None
     local = as_utc(message.created_at).astimezone(tz)
     figures: dict[str, Any] = {"mi": 1} if direction == "in" else {"mo": 1}

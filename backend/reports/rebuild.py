@@ -142,7 +142,7 @@ async def truth(db: Database, reseller_id: str) -> tuple[str, dict[str, dict[str
     ordered = sorted(stored, key=lambda m: (as_utc(m.created_at), m.id))  # so the first of each kind wins
     first_in: dict[str, Message] = {}
     for m in ordered:
-        if m.direction == "in" and m.sender_type == "client":
+        if m.direction == "in" and m.sender_type == "client" and aggregates.counted(m):
             first_in.setdefault(m.ticket_id, m)
     first_reply: dict[str, Message] = {}
     for m in ordered:

@@ -108,7 +108,7 @@ async def record_message(db: Database, message: Message, ticket: Ticket) -> None
     (repository.claim_first_reply). Safe to repeat: the claims and the entry are keyed by the
     message, and the first-response histogram is observed only by the call whose claim made the
     reply first (a displaced value stays observed there: a histogram takes nothing back)."""
-    if message.direction not in ("in", "out"):
+    if not aggregates.counted(message):
         return
     tenant, ticket_id, message_id = message.reseller_id, message.ticket_id, message.id
     at_ms = _epoch_ms(message.created_at)

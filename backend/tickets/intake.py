@@ -91,12 +91,8 @@ async def receive_client_message(
     message, stored = await messages.append(
         db,
         ticket,
-        direction="out" if from_me else "in",
-        sender_type="system" if from_me else "client",
-        sender_id=None if from_me else client.id,
-        sender_name="WhatsApp" if from_me else client.name,
+        **messages.chat_sender(ours=from_me, client_id=client.id, client_name=client.name),
         body=body,
-        status="sent" if from_me else "received",
         message_id=message_id,
         type_=type_,
         media=media,
@@ -133,7 +129,7 @@ async def create_from_api(db: Database, actor: Actor, *, data: TicketCreate) -> 
     channel, opening = API_CHANNEL, None
     if data.connection_id is not None:
         conn = await connections.get_doc_or_404(db, actor, connection_id=data.connection_id)
-        if not client.phone:
+        if not client.phone and not client.whatsapp_lid:  # a LID chat's client is reached by its LID
             raise Unprocessable("the client has no phone number to write to")
         if (blocked := connections.blocked(conn)) is not None:
             raise Conflict({"message": "the connection cannot send now", "reason": blocked})

@@ -7,6 +7,7 @@ from typing import Any, Self
 
 from pydantic import BaseModel, field_validator
 
+from backend.clients.phones import whatsapp_address
 from backend.core.schemas import StoredModel
 
 
@@ -26,7 +27,7 @@ class TicketState(BaseModel):
 
 STATE_FIELDS = tuple(TicketState.model_fields)
 # Set at creation only when known (tickets.service.Opening), or by a later write.
-LATER = {"reopened_from_ticket_id", "opening_message_id", "out_of_hours", "last_message_automatic"}
+LATER = {"reopened_from_ticket_id", "opening_message_id", "out_of_hours", "last_message_automatic", "client_lid"}
 
 
 class Ticket(StoredModel):
@@ -57,6 +58,12 @@ class Ticket(StoredModel):
     opening_message_id: str | None = None
     out_of_hours: bool = False
     last_message_automatic: bool = False  # the last message was the helpdesk's own (projection.Activity)
+    client_lid: str = ""  # the client's WhatsApp LID when known (backend/clients/phones.py)
+
+    @property
+    def client_address(self) -> str:
+        """Where the ticket's replies go and what names its chat (backend/clients/phones.py)."""
+        return whatsapp_address(self.client_phone, self.client_lid)
 
     @field_validator("menu_pending", "out_of_hours", mode="before")
     @classmethod

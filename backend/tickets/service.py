@@ -196,6 +196,7 @@ async def _create(
             "client_id": client.id,
             "client_name": client.name,
             "client_phone": client.phone or "",
+            **({"client_lid": client.whatsapp_lid} if client.whatsapp_lid else {}),
             "department_id": department_id,
             "channel": channel,
             "open_slot": slot,
@@ -403,6 +404,7 @@ async def open_next(
             reseller_id=finalized.reseller_id,
             name=finalized.client_name,
             phone=finalized.client_phone,
+            whatsapp_lid=finalized.client_lid or None,
             created_at=finalized.created_at,
         )
     return await open_for_client(

@@ -22,7 +22,8 @@ class User(StoredModel):
     # were issued under (backend/core/security.py). Absent on users never bumped: 0.
     token_version: int = 0
     # Clients.
-    phone: str | None = None
+    phone: str | None = None  # None: known only by its WhatsApp LID (backend/clients/phones.py)
+    whatsapp_lid: str | None = None
     notes: str = ""
     tags: list[str] = []
     # Where the client's open-ticket slots on each channel start (users.repository.raise_ticket_slot).

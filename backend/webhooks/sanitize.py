@@ -20,6 +20,7 @@ import bson
 from backend.connections.providers.base import (
     InboundEvent,
     InboundMessage,
+    MessageChange,
     QrChange,
     Quote,
     StatusUpdate,
@@ -144,6 +145,7 @@ def message(event: InboundMessage) -> InboundMessage:
         event,
         provider_message_id=provider_id(event.provider_message_id),
         phone=text(event.phone),
+        lid=text(event.lid),
         push_name=push_name,
         type=text(event.type) if len(event.type) <= TYPE_MAX_CHARS else "unknown",
         body=body,
@@ -161,6 +163,14 @@ def event(value: InboundEvent) -> InboundEvent:
     """The one entry point: every event the provider's parser produced, before it is applied."""
     if isinstance(value, InboundMessage):
         return message(value)
+    if isinstance(value, MessageChange):
+        return dataclasses.replace(
+            value,
+            provider_message_id=provider_id(value.provider_message_id),
+            change_id=provider_id(value.change_id),
+            body=bounded(value.body, BODY_MAX_CHARS)[0],
+            at=sent_at(value.at),
+        )
     if isinstance(value, StatusUpdate):
         return dataclasses.replace(
             value, provider_message_id=provider_id(value.provider_message_id), reason=bounded(value.reason, 512)[0]

@@ -27,17 +27,18 @@ from backend.connections.providers.base import (
     Ignored,
     InboundEvent,
     InboundMessage,
+    MessageChange,
     QrChange,
     Quote,
     StatusUpdate,
     WebhookParseError,
 )
-from backend.core.clock import utcnow
+from backend.core.clock import as_utc, utcnow
 from backend.core.db import Database
-from backend.core.errors import Unauthorized
+from backend.core.errors import Conflict, Unauthorized
 from backend.core.ids import is_valid_id
 from backend.core.logging import get_logger
-from backend.core.retry import is_retryable
+from backend.core.retry import RETRY_SUFFIX, is_retryable
 from backend.core.runtime import runtime_of
 from backend.core.tuning import INGEST_CHAT_HINTS as CHAT_HINTS
 from backend.media import service as media
@@ -57,6 +58,9 @@ log = get_logger("webhooks")
 MAX_RAW_BYTES = 15 * 1024 * 1024  # under MongoDB's 16 MB document limit
 SNIFF_MAX_CHARS = 256  # event names and chat ids are short; the raw body keeps the rest
 ERROR_MAX_CHARS = 2000
+# A new client's name when WhatsApp gives neither its profile name nor its number (a LID chat
+# our own phone wrote first): agents rename it.
+WHATSAPP_CONTACT = "Contato WhatsApp"
 _DUMMY_TOKEN = "x" * 43  # compared against when the connection does not exist: same work either way
 
 
@@ -89,10 +93,9 @@ def _chat_of(payload: dict[str, Any]) -> str:
         return ""
     nested = data.get("key")
     key: dict[str, Any] = nested if isinstance(nested, dict) else data
-    jid = str(key.get("remoteJid") or "")
-    if jid.endswith("@lid"):  # privacy addressing: the number travels in an alternate field
-        jid = str(key.get("remoteJidAlt") or key.get("senderPn") or jid)
-    return jid
+    # The chat as the provider names it: a LID chat by its LID, whether or not a delivery also
+    # carries its number (backend/clients/phones.py), so all of its messages share a lane.
+    return str(key.get("remoteJid") or "")
 
 
 def _sniff(body: str, hint: str | None) -> tuple[str | None, str]:
@@ -221,6 +224,8 @@ async def _apply(
     `raw_id`: the delivery, for a fromMe upsert held as a probable echo (released from it)."""
     if isinstance(event, InboundMessage):
         return await _ingest_message(db, conn, event, retry=retry, raw_id=raw_id, chats=chats)
+    if isinstance(event, MessageChange):
+        return await _apply_change(db, conn, event)
     if isinstance(event, StatusUpdate):
         return await outbound.apply_receipt(
             db,
@@ -243,27 +248,64 @@ async def _apply(
     return f"ignored: {event.reason}"
 
 
-async def _known_client(db: Database, reseller_id: str, phone: str, *, client_id: str | None) -> clients.User | None:
+async def _apply_change(db: Database, conn: connections.Connection, change: MessageChange) -> str:
+    """An edit, a deletion for everyone or a reaction, recorded beside the message it changes
+    (messages.record_change). That message is ours by its provider id: an agent's reply once
+    its send was answered, else a message received on this connection. An edit or a deletion of
+    a message not stored yet may come first (Evolution posts a client's edit under our own
+    number, another lane than the client's chat): it is retried with the processor's backoff, and
+    kept failed if the message never comes (one from before the connection). A reaction comes in
+    the reacted chat's lane, after any message of it: one to a message we never had is ignored
+    (its raw delivery keeps it)."""
+    pid = change.provider_message_id
+    target_id = await outbound.lookup_provider_id(db, connection_id=conn.id, provider_message_id=pid)
+    target = await message_store.get_internal(db, target_id or message_id_for(conn.id, pid))
+    if target is None:
+        if change.kind == "reaction":
+            return "ignored: reaction to a message not stored"
+        raise Conflict(f"the message this {change.kind} changes is not stored yet{RETRY_SUFFIX}")
+    message_id = message_id_for(conn.id, f"{change.kind}:{pid}:{change.change_id}")
+    recorded = await messages.record_change(
+        db,
+        target,
+        kind=change.kind,
+        message_id=message_id,
+        body=change.body,
+        from_me=change.from_me if change.kind == "reaction" else None,
+        connection_id=conn.id,
+    )
+    if recorded is None:
+        return f"ignored: the ticket of message {target.id} is gone"
+    message, created = recorded
+    return f"{change.kind} of message {target.id}: {message.id}" + ("" if created else " (duplicate)")
+
+
+async def _known_client(
+    db: Database, reseller_id: str, event: InboundMessage, *, client_id: str | None
+) -> clients.User | None:
     """Most messages come from known clients: two `_id` reads instead of a losing claim insert
     (inserts are what a FerretDB under load queues on). New clients go through the race-safe
-    upsert_by_phone. `client_id`: the phone key's target as this process read it before (a key
-    never changes its target, so only the client document is read). The key is the number's
-    canonical form: a client saved as "55 31 9 8xxx-xxxx" is found for the JID "5531 8xxx-xxxx"
-    WhatsApp reports an account from before the ninth digit by (backend/clients/phones.py)."""
-    if client_id is not None:
-        client = await users.get_internal(db, client_id)
-        if client is not None:
-            return client
-        # Not there (a database restored from a backup older than the client): read the key.
-    client_id = await clients.id_by_phone(db, reseller_id, phone)
-    return await users.get_internal(db, client_id) if client_id else None
+    clients.upsert_for_chat, and so does a known one the delivery tells something it lacks (its
+    LID, or a number for one known only by its LID). `client_id`: the chat key's target as this
+    process read it before (a key never changes its target, so only the client document is
+    read). The key is the number's canonical form: a client saved as "55 31 9 8xxx-xxxx" is
+    found for the JID "5531 8xxx-xxxx" WhatsApp reports an account from before the ninth digit
+    by (backend/clients/phones.py), and a LID chat's client by its LID, number or not."""
+    client = await users.get_internal(db, client_id) if client_id is not None else None
+    if client is None:
+        # Not hinted, or not there (a database restored from a backup older than the client).
+        found = await clients.id_for_chat(db, reseller_id, phone=event.phone, lid=event.lid)
+        client = await users.get_internal(db, found) if found else None
+    if client is None or (event.lid and not client.whatsapp_lid) or (event.phone and not client.phone):
+        return None
+    return client
 
 
-def _remember_chat(db: Database, connection_id: str, phone: str, client_id: str, ticket_id: str) -> None:
+def _remember_chat(db: Database, connection_id: str, names: str, client_id: str, ticket_id: str) -> None:
     """A bounded, process-local hint of ids, never of documents: the client the chat's phone key
     names (the key's target never changes) and the ticket its last message was filed under (used
     only as `ticket_hint`: re-read, and the answer only while its document shows it open)."""
-    chats, key = runtime_of(db).ingest_chats, (db.name, connection_id, phone)
+    chats, key = runtime_of(db).ingest_chats, (db.name, connection_id, names)
     chats.pop(key, None)
     chats[key] = (client_id, ticket_id)
     while len(chats) > CHAT_HINTS:
@@ -280,6 +322,11 @@ async def _ingest_message(
     chats: dict[str, Any] | None = None,
 ) -> str:
     sanitize.check_storable(event)  # before the client and ticket writes: never a ticket without it
+    if event.synced and (event.sent_at is None or event.sent_at < as_utc(conn.created_at)):
+        # A history sync hands over the chats' past too: what came before this connection existed
+        # is no conversation of the helpdesk's (its raw delivery keeps it). What came since is
+        # filed as any message (those stored already are duplicates by id).
+        return "ignored: history from before the connection"
     message_id = message_id_for(conn.id, event.provider_message_id)
     # A redelivery (the message stored already) must stop before the ticket step opens a ticket
     # for an old message whose ticket was finalized since. A first delivery of a message into its
@@ -297,7 +344,7 @@ async def _ingest_message(
         verdict = await outbound.from_me_verdict(
             db,
             connection_id=conn.id,
-            phone=event.phone,
+            phone=event.address,
             text=event.body or "",
             provider_message_id=event.provider_message_id,
             own_message_id=message_id,
@@ -313,24 +360,28 @@ async def _ingest_message(
     # by `_id` without the phone key, and the ticket is the hint intake re-reads, instead of the
     # slot key and the ticket (one read less each).
     chats = {} if chats is None else chats  # no lane walk: this delivery alone
-    chat = f"{conn.id}:{event.phone}"
+    names = f"{event.phone}/{event.lid}"  # what the delivery names the chat by
+    chat = f"{conn.id}:{names}"
     seen = chats.get(chat)
-    known = runtime_of(db).ingest_chats.get((db.name, conn.id, event.phone)) if seen is None else None
+    known = runtime_of(db).ingest_chats.get((db.name, conn.id, names)) if seen is None else None
     client = (
         seen[0]
         if seen is not None
-        else await _known_client(db, conn.reseller_id, event.phone, client_id=known[0] if known is not None else None)
+        else await _known_client(db, conn.reseller_id, event, client_id=known[0] if known is not None else None)
     )
     if known is not None and client is not None and client.id != known[0]:
         known = None  # not the client the hint was for: its ticket hint says nothing of this one
     new_client = False
     if client is None:
-        client, new_client = await clients.upsert_by_phone(
+        client, new_client = await clients.upsert_for_chat(
             db,
             reseller_id=conn.reseller_id,
             phone=event.phone,
-            name=(event.push_name if not event.from_me else "") or event.phone,
+            lid=event.lid,
+            name=(event.push_name if not event.from_me else "") or event.phone or WHATSAPP_CONTACT,
         )
+        if known is not None and client.id != known[0]:
+            known = None
 
     async def not_stored_yet() -> None:
         stored = await message_store.get_internal(db, message_id)
@@ -344,7 +395,7 @@ async def _ingest_message(
             db,
             conn,
             client=client,
-            phone=event.phone,
+            phone=event.address,
             message_id=message_id,
             body=event.body or "",
             extra=_message_extra(conn, event),
@@ -385,7 +436,7 @@ async def _ingest_message(
         return await _redelivered(db, conn, exc.message, retry=retry, event=event, raw_id=raw_id)
     await _fetch_media(db, conn, event, message, raw_id=raw_id)
     chats[chat] = (client, ticket.id)
-    _remember_chat(db, conn.id, event.phone, client.id, ticket.id)
+    _remember_chat(db, conn.id, names, client.id, ticket.id)
     if event.from_me:  # sent from the phone: its receipts may have come first
         await outbound.apply_parked(
             db, connection_id=conn.id, provider_message_id=event.provider_message_id, message_id=message.id
@@ -413,7 +464,7 @@ async def _fetch_media(
             message=message,
             connection_id=conn.id,
             provider_message_id=event.provider_message_id,
-            phone=event.phone,
+            phone=event.address,
             from_me=event.from_me,
             raw_id=raw_id or None,
         )

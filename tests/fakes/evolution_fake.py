@@ -29,6 +29,7 @@ import argparse
 import asyncio
 import base64
 import hashlib
+import re
 import secrets
 import uuid
 from dataclasses import dataclass, field
@@ -90,6 +91,7 @@ class FakeState:
     # this-many fetches answer 500; `media_gone` fetches answer 400 (WhatsApp no longer has it).
     media: dict[str, dict[str, Any]] = field(default_factory=dict)
     media_fail_next: int = 0
+    fail_paths: list[str] = field(default_factory=list)  # answer 500 there, whatever the mode
     media_fetches: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -106,7 +108,11 @@ def jid_for(number: str) -> str:
     src/utils/createJid.ts builds it for a plain number: `formatMXOrARNumber` drops the third
     digit of a 13-digit 52/54 number, then `formatBRNumber` drops the fifth digit of a 13-digit
     55 number whose last 8 digits start with 7-9 and whose DDD is 31 or more (the JID of an
-    account from before the ninth digit). "55 31 9 8xxx-xxxx" goes to "5531 8xxx-xxxx"."""
+    account from before the ninth digit). "55 31 9 8xxx-xxxx" goes to "5531 8xxx-xxxx". A JID
+    (a LID chat's "<lid>@lid", a group) is taken as it is, its device dropped."""
+    number = re.sub(r":\d+", "", str(number), count=1)
+    if any(server in number for server in ("@g.us", "@s.whatsapp.net", "@lid")):
+        return number
     digits = "".join(ch for ch in str(number).split("@")[0] if ch.isdigit())
     if digits[:2] in ("52", "54") and len(digits) == 13:
         digits = digits[:2] + digits[3:]
@@ -169,7 +175,7 @@ def create_app(api_key: str) -> FastAPI:
         state.calls.append({"path": path, "mode": state.mode, "at": _now_iso()})
         if state.mode == "slow":
             await asyncio.sleep(state.slow_seconds)
-        if state.mode == "5xx":
+        if state.mode == "5xx" or path in state.fail_paths:
             return JSONResponse({"status": 500, "error": "Internal Server Error"}, 500)
         if state.mode == "malformed":
             return PlainTextResponse("<html>upstream exploded", 200)
@@ -262,6 +268,24 @@ def create_app(api_key: str) -> FastAPI:
             },
             201,
         )
+
+    @app.post("/webhook/set/{name}")
+    async def set_webhook(name: str, request: Request, apikey: str | None = Header(default=None)) -> Response:
+        """Evolution's EventController: the instance's webhook row replaced, answered as stored."""
+        if (denied := unauthorized(apikey)) is not None:
+            return denied
+        if (bad := await misbehave(f"/webhook/set/{name}")) is not None:
+            return bad
+        inst = instance_or_404(name)
+        if isinstance(inst, JSONResponse):
+            return inst
+        webhook = (await request.json()).get("webhook")
+        if not isinstance(webhook, dict) or not webhook.get("url") or "enabled" not in webhook:
+            return JSONResponse({"status": 400, "error": "Bad Request", "response": {"message": ["webhook"]}}, 400)
+        inst.webhook_url, inst.webhook_headers = webhook["url"], webhook.get("headers") or {}
+        inst.events, inst.by_events = list(webhook.get("events") or []), bool(webhook.get("byEvents"))
+        row = {"url": inst.webhook_url, "headers": inst.webhook_headers, "enabled": bool(webhook["enabled"])}
+        return JSONResponse({**row, "events": inst.events, "webhookByEvents": inst.by_events}, 201)
 
     @app.get("/instance/connect/{name}")
     async def connect(name: str, apikey: str | None = Header(default=None)) -> Response:
@@ -541,6 +565,7 @@ def create_app(api_key: str) -> FastAPI:
         state.hold_next = int(body.get("hold_next", state.hold_next))
         state.hold_answer_next = int(body.get("hold_answer_next", state.hold_answer_next))
         state.media_fail_next = int(body.get("media_fail_next", state.media_fail_next))
+        state.fail_paths = list(body.get("fail_paths", []))
         if state.hold_next or state.hold_answer_next:
             state.released.clear()
         return {
@@ -597,6 +622,15 @@ def create_app(api_key: str) -> FastAPI:
     @app.get("/_control/calls")
     async def calls() -> list[dict[str, Any]]:
         return state.calls
+
+    @app.post("/_control/instances/{name}/events")
+    async def set_instance_events(name: str, body: dict[str, Any]) -> Response:
+        """What an instance created by an older version asked for."""
+        inst = instance_or_404(name)
+        if isinstance(inst, JSONResponse):
+            return inst
+        inst.events = list(body.get("events") or [])
+        return JSONResponse(inst.__dict__)
 
     @app.get("/_control/instances/{name}")
     async def get_instance(name: str) -> Response:

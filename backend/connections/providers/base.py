@@ -5,6 +5,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal, Protocol
 
+from backend.clients.phones import whatsapp_address
+
 ConnectionStatus = Literal["connecting", "open", "close"]
 DeliveryStatus = Literal["pending", "sent", "delivered", "read", "failed"]
 
@@ -69,7 +71,7 @@ class OutboundMedia:
 @dataclass(frozen=True)
 class InboundMessage:
     provider_message_id: str
-    phone: str
+    phone: str  # the client's number (digits); "" in a LID chat that came without it
     from_me: bool
     push_name: str
     type: str
@@ -84,6 +86,15 @@ class InboundMessage:
     # stored on the message: the raw event keeps them, the media fetch reads them from there.
     inline_base64: str | None = None
     cut: tuple[str, ...] = ()  # fields backend/webhooks/sanitize.py cut to the API's limits
+    lid: str = ""  # the chat's LID (WhatsApp's privacy id, digits) when the delivery names it
+    # Delivered by a history sync (the messages WhatsApp hands a phone paired again, among them
+    # those received while it was logged out), not as it arrived.
+    synced: bool = False
+
+    @property
+    def address(self) -> str:
+        """Where the chat is reached and what names it (backend/clients/phones.py)."""
+        return whatsapp_address(self.phone, self.lid)
 
 
 @dataclass(frozen=True)
@@ -112,20 +123,44 @@ class QrChange:
 
 
 @dataclass(frozen=True)
+class MessageChange:
+    """What a person did to an earlier message of the chat: edited its text ("edit", `body` the new
+    text), deleted it for everyone ("revoke"), or reacted to it ("reaction", `body` the emoji, ""
+    when the reaction was taken back). `provider_message_id`: the message changed; `change_id`:
+    this change, unique per change of that message (a redelivery of it is the same change);
+    `from_me`: made on the connection's own phone (known for reactions; the sender of an edit or
+    a revoke is the changed message's)."""
+
+    kind: Literal["edit", "revoke", "reaction"]
+    provider_message_id: str
+    change_id: str
+    body: str = ""
+    from_me: bool = False
+    at: datetime | None = None
+
+
+@dataclass(frozen=True)
 class Ignored:
     reason: str
     details: dict[str, Any] = field(default_factory=dict)
 
 
-InboundEvent = InboundMessage | StatusUpdate | ConnectionChange | QrChange | Ignored
+InboundEvent = InboundMessage | MessageChange | StatusUpdate | ConnectionChange | QrChange | Ignored
 
 
 class WhatsAppProvider(Protocol):
     name: str
+    webhook_events: list[str]  # what an instance's webhook asks for (`create_instance`, `update_webhook`)
 
     async def create_instance(
         self, *, instance_name: str, webhook_url: str, webhook_headers: dict[str, str]
     ) -> InstanceCreated: ...
+
+    async def update_webhook(
+        self, *, instance_name: str, webhook_url: str, webhook_headers: dict[str, str]
+    ) -> list[str]:
+        """Sets the instance's webhook as `create_instance` would now; answers the events it asks for."""
+        ...
 
     async def fetch_qr_code(self, *, instance_name: str) -> QrCode: ...
 

@@ -8,8 +8,9 @@ window to "the process died or the call timed out mid-send" (see backend/outboun
 
 import base64
 import binascii
+import hashlib
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -25,6 +26,7 @@ from backend.connections.providers.base import (
     InboundEvent,
     InboundMessage,
     InstanceCreated,
+    MessageChange,
     OutboundMedia,
     ProviderError,
     QrChange,
@@ -36,7 +38,18 @@ from backend.connections.providers.base import (
 )
 
 NAME = "evolution"
-WEBHOOK_EVENTS = ["QRCODE_UPDATED", "CONNECTION_UPDATE", "MESSAGES_UPSERT", "MESSAGES_UPDATE"]
+# MESSAGES_SET: the history sync after a (re)pairing, the only way a message received while the
+# instance was logged out reaches us (Evolution's `messaging-history.set` handler). EDITED and
+# DELETE: a message's text edited, or the message deleted for everyone.
+WEBHOOK_EVENTS = [
+    "QRCODE_UPDATED",
+    "CONNECTION_UPDATE",
+    "MESSAGES_UPSERT",
+    "MESSAGES_UPDATE",
+    "MESSAGES_SET",
+    "MESSAGES_EDITED",
+    "MESSAGES_DELETE",
+]
 
 # "refused": Evolution gave up on the pairing (its QR code limit was reached) and ended the
 # session: the connection is closed and needs a new connect.
@@ -101,7 +114,10 @@ _NOT_CONTENT = {"senderKeyDistributionMessage", "messageContextInfo"}
 # and videos come as messages of their own). An upsert whose content is only this is no message.
 _CONTENTLESS = {"albumMessage"}
 # Not conversation messages: revokes/edits/ephemeral settings, and reactions (kept raw, ignored).
-_NOT_CONVERSATION = ("protocolMessage", "reactionMessage")
+_NOT_CONVERSATION = ("protocolMessage",)
+# Baileys' proto.Message.ProtocolMessage.Type, by name or number: what Evolution posts as
+# MESSAGES_EDITED (any protocol message; only these two change a message a person sees).
+_REVOKE, _MESSAGE_EDIT = ("REVOKE", 0), ("MESSAGE_EDIT", 14)
 # A client's answer to buttons, a list, a template's buttons or an interactive (native flow)
 # message: the option's text as they saw it, else its id.
 _REPLIES: dict[str, tuple[tuple[str, ...], ...]] = {
@@ -171,16 +187,34 @@ def _qr_from(data: dict[str, Any]) -> str | None:
     return str(base64) if base64 else None
 
 
-def _phone_from_jid(key: dict[str, Any]) -> str | None:
-    """The client's number, or None for chats that are not one person's (groups, broadcasts)."""
-    jid = str(key.get("remoteJid") or "")
-    if jid.endswith("@lid"):  # privacy addressing: the number travels in an alternate field
-        jid = str(key.get("remoteJidAlt") or key.get("senderPn") or "")
-    user, _, server = jid.partition("@")
-    if server not in ("s.whatsapp.net", "c.us"):
-        return None
+# Servers of one person's chat (Baileys 7 jidDecode): by number, and by LID (WhatsApp's privacy
+# addressing); "hosted" ones are business accounts hosted by Meta, the same kinds of ids.
+_NUMBER_SERVERS = ("s.whatsapp.net", "c.us", "hosted")
+_LID_SERVERS = ("lid", "hosted.lid")
+
+
+def _jid_user(jid: Any, servers: tuple[str, ...]) -> str | None:
+    """The user part of a JID on one of `servers` ("5511…:12@s.whatsapp.net" → "5511…", the
+    device dropped), or None."""
+    user, _, server = str(jid or "").partition("@")
     digits = user.split(":", 1)[0]
-    return digits if _DIGITS.match(digits) else None
+    return digits if server in servers and _DIGITS.match(digits) else None
+
+
+def _chat_address(key: dict[str, Any]) -> tuple[str, str] | None:
+    """(number, LID) of a person's chat, either "" when the key does not carry it, or None for
+    chats that are not one person's (groups, broadcasts, newsletters). Baileys 7 names the chat
+    by `remoteJid` and puts the other form in `remoteJidAlt` when the stanza had it; Evolution
+    versions before it used `senderPn` / `senderLid`. A LID chat may come without any number:
+    it is still the client's chat (backend/clients/phones.py)."""
+    jid, alt = key.get("remoteJid"), key.get("remoteJidAlt")
+    if (lid := _jid_user(jid, _LID_SERVERS)) is not None:
+        phone = _jid_user(alt, _NUMBER_SERVERS) or _jid_user(key.get("senderPn"), _NUMBER_SERVERS)
+        return phone or "", lid
+    if (phone := _jid_user(jid, _NUMBER_SERVERS)) is not None:
+        lid = _jid_user(alt, _LID_SERVERS) or _jid_user(key.get("senderLid"), _LID_SERVERS)
+        return phone, lid or ""
+    return None
 
 
 def _timestamp(value: Any) -> datetime | None:
@@ -436,8 +470,8 @@ def _parse_upsert(data: Any) -> list[InboundEvent]:
         key_id = key.get("id")
         if not key_id or not isinstance(key_id, str):
             raise WebhookParseError("messages.upsert without data.key.id")
-        phone = _phone_from_jid(key)
-        if phone is None:
+        address = _chat_address(key)
+        if address is None:
             events.append(Ignored("not a person's chat", {"remoteJid": key.get("remoteJid")}))
             continue
         message = item.get("message")
@@ -448,6 +482,9 @@ def _parse_upsert(data: Any) -> list[InboundEvent]:
         if not isinstance(message, dict):
             raise WebhookParseError("data.message is not an object")
         _, content_type = _unwrap(message, message_type)
+        if "reactionMessage" in (message_type, content_type):
+            events.append(_reaction(_obj(_unwrap(message, message_type)[0].get("reactionMessage")), key, item))
+            continue
         if not_conversation := next((t for t in (message_type, content_type) if t in _NOT_CONVERSATION), None):
             events.append(Ignored(f"{not_conversation} is not a conversation message"))
             continue
@@ -463,7 +500,8 @@ def _parse_upsert(data: Any) -> list[InboundEvent]:
         events.append(
             InboundMessage(
                 provider_message_id=key_id,
-                phone=phone,
+                phone=address[0],
+                lid=address[1],
                 from_me=bool(key.get("fromMe")),
                 push_name=str(item.get("pushName") or ""),
                 type=content.kind,
@@ -504,6 +542,59 @@ def _parse_update(data: Any) -> list[InboundEvent]:
     return events
 
 
+def _reaction(reaction: dict[str, Any], key: dict[str, Any], item: dict[str, Any]) -> InboundEvent:
+    """A reaction upsert: `reactionMessage.key` names the message reacted to, `text` the emoji
+    ("" takes the reaction back); the upsert's own key is this reaction's."""
+    target = _obj(reaction.get("key")).get("id")
+    if not isinstance(target, str) or not target:
+        return Ignored("reaction to no message")
+    return MessageChange(
+        kind="reaction",
+        provider_message_id=target,
+        change_id=str(key["id"]),
+        body=str(reaction.get("text") or ""),
+        from_me=bool(key.get("fromMe")),
+        at=_timestamp(item.get("messageTimestamp")),
+    )
+
+
+def _millis(value: Any) -> datetime | None:
+    seconds = _number(value)
+    return _timestamp(seconds // 1000) if seconds is not None else None
+
+
+def _parse_edited(data: Any) -> list[InboundEvent]:
+    """MESSAGES_EDITED: the protocol message itself ({key, type, editedMessage, timestampMs}). Its
+    key names the changed message by id (from its sender's side: whose chat it is does not
+    matter, the id is the connection's). Other protocol messages come this way too and change
+    nothing a person sees."""
+    protocol = _obj(data)
+    target = _obj(protocol.get("key")).get("id")
+    kind = protocol.get("type")
+    if not isinstance(target, str) or not target:
+        return [Ignored("protocol message without a key")]
+    at = _millis(protocol.get("timestampMs"))
+    if kind in _REVOKE:
+        return [MessageChange(kind="revoke", provider_message_id=target, change_id="revoke", at=at)]
+    edited = protocol.get("editedMessage")
+    if kind in _MESSAGE_EDIT and isinstance(edited, dict):
+        content = _content(edited, "")
+        if content is not None:
+            stamp = str(protocol.get("timestampMs") or hashlib.sha256(content.body.encode()).hexdigest()[:16])
+            return [MessageChange(kind="edit", provider_message_id=target, change_id=stamp, body=content.body, at=at)]
+    return [Ignored("protocol message that changes no message", {"type": str(kind)[:40]})]
+
+
+def _parse_deleted(data: Any) -> list[InboundEvent]:
+    """MESSAGES_DELETE: Evolution's messages.update of a revoke (the update's message null) posts
+    the revoked message's key."""
+    key = _obj(data.get("key") if isinstance(data, dict) and isinstance(data.get("key"), dict) else data)
+    target = key.get("id")
+    if not isinstance(target, str) or not target:
+        raise WebhookParseError("messages.delete without the message's key.id")
+    return [MessageChange(kind="revoke", provider_message_id=target, change_id="revoke")]
+
+
 def parse_webhook(payload: Any, *, event_hint: str | None) -> list[InboundEvent]:
     if not isinstance(payload, dict):
         raise WebhookParseError("payload is not a JSON object")
@@ -516,8 +607,14 @@ def parse_webhook(payload: Any, *, event_hint: str | None) -> list[InboundEvent]
         raise WebhookParseError(f"{event} without data")
     if event == "MESSAGES_UPSERT":
         return _parse_upsert(data)
+    if event == "MESSAGES_SET":  # an array of messages shaped as upserts (Evolution's prepareMessage)
+        return [replace(e, synced=True) if isinstance(e, InboundMessage) else e for e in _parse_upsert(data)]
     if event == "MESSAGES_UPDATE":
         return _parse_update(data)
+    if event == "MESSAGES_EDITED":
+        return _parse_edited(data)
+    if event == "MESSAGES_DELETE":
+        return _parse_deleted(data)
     if event == "CONNECTION_UPDATE":
         if not isinstance(data, dict) or "state" not in data:
             raise WebhookParseError("connection.update without data.state")
@@ -538,8 +635,21 @@ def parse_webhook(payload: Any, *, event_hint: str | None) -> list[InboundEvent]
     return [Ignored(f"event {event} not handled")]
 
 
+def _webhook(url: str, headers: dict[str, str]) -> dict[str, Any]:
+    """The instance's webhook as Evolution's webhookSchema takes it (create and /webhook/set)."""
+    return {
+        "enabled": True,
+        "url": url,
+        "headers": headers,
+        "byEvents": False,
+        "base64": False,
+        "events": WEBHOOK_EVENTS,
+    }
+
+
 class EvolutionProvider:
     name = NAME
+    webhook_events = WEBHOOK_EVENTS
 
     def __init__(self, http: httpx.AsyncClient, *, base_url: str, api_key: str) -> None:
         self._http = http
@@ -583,14 +693,7 @@ class EvolutionProvider:
                 "integration": "WHATSAPP-BAILEYS",
                 "qrcode": True,
                 "groupsIgnore": True,
-                "webhook": {
-                    "enabled": True,
-                    "url": webhook_url,
-                    "headers": webhook_headers,
-                    "byEvents": False,
-                    "base64": False,
-                    "events": WEBHOOK_EVENTS,
-                },
+                "webhook": _webhook(webhook_url, webhook_headers),
             },
         )
         instance = _obj(body.get("instance"))
@@ -603,6 +706,12 @@ class EvolutionProvider:
             instance_id=str(instance.get("instanceId")) if instance.get("instanceId") else None,
             instance_token=str(token) if token else None,
         )
+
+    async def update_webhook(
+        self, *, instance_name: str, webhook_url: str, webhook_headers: dict[str, str]
+    ) -> list[str]:
+        await self._call("POST", f"/webhook/set/{instance_name}", {"webhook": _webhook(webhook_url, webhook_headers)})
+        return list(WEBHOOK_EVENTS)
 
     async def fetch_qr_code(self, *, instance_name: str) -> QrCode:
         state = await self.connection_state(instance_name=instance_name)

@@ -999,7 +999,10 @@ export interface components {
             reseller_id: string;
             /** Name */
             name: string;
-            /** Phone */
+            /**
+             * Phone
+             * @default
+             */
             phone: string;
             /** Email */
             email?: string | null;
@@ -1026,7 +1029,9 @@ export interface components {
         };
         /**
          * ClientUpdate
-         * @description The phone is the client's key (WhatsApp delivers by it) and does not change. `active`:
+         * @description The phone is the client's key (WhatsApp delivers by it) and does not change, except once
+         *     for a client that has none (a WhatsApp chat that hid its number): then it is given, and
+         *     refused with 409 naming the client that has it already. `active`:
          *     "removing" a client deactivates it (the reseller's owner only): it is kept with its history,
          *     listed only when asked for, and no conversation is started with it; a message it sends is
          *     still received and filed like any other, since nothing a client sends is ever dropped.
@@ -1034,6 +1039,8 @@ export interface components {
         ClientUpdate: {
             /** Name */
             name?: string | null;
+            /** Phone */
+            phone?: string | null;
             /** Email */
             email?: string | null;
             /** Notes */
@@ -1421,6 +1428,8 @@ export interface components {
             automatic_purpose?: string | null;
             /** Failure Reason */
             failure_reason?: string | null;
+            /** Annotates */
+            annotates?: string | null;
         };
         /** NotReady */
         NotReady: {

@@ -88,6 +88,7 @@ const SENTENCES: Record<string, string> = {
   'agent is inactive': 'Este agente está inativo: escolha outro.',
   'client is inactive': 'Este contato está inativo.',
   'the client has no phone number to write to': 'Este contato não tem telefone para receber mensagens.',
+  'the phone of a client does not change': 'O telefone de um cliente não muda depois de definido.',
   'a rating is 1 to 5': 'A nota vai de 1 a 5.',
   'invalid cursor': 'A lista mudou enquanto era carregada. Recarregue a página.',
   'dates out of range': 'Data fora do intervalo aceito.',
@@ -172,6 +173,8 @@ const PATTERNS: [RegExp, (m: RegExpMatchArray) => string][] = [
   ],
   [/^provider unavailable: /, () => 'O provedor do WhatsApp está indisponível no momento. Tente de novo em instantes.'],
   [/ exists but is not visible yet/, () => 'Os dados ainda estão sendo gravados. Tente de novo em instantes.'],
+  // An edit or a deletion for everyone that came before the message it changes ("; retry").
+  [/^the message this \S+ changes is not stored yet/, () => 'A mensagem alterada ainda não chegou. Tente de novo em instantes.'],
   [/^at most (\d+) departments \(answered with one digit\)$/, (m) => `No máximo ${m[1]} departamentos (o cliente responde com um dígito).`],
   [/^at most (\d+) ranges$/, (m) => `No máximo ${m[1]} faixas de horário.`],
   [/^at most (\d+) closed dates$/, (m) => `No máximo ${m[1]} datas fechadas.`],

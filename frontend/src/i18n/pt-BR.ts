@@ -197,8 +197,27 @@ export const t = {
       sticker: 'Figurinha',
       location: 'Localização',
       contact: 'Contato',
+      // Previews of what someone did to an earlier message, when it has no text of its own
+      // ("[revoke]"; "[reaction]" is a reaction taken back: a reaction's preview is its emoji).
+      revoke: 'Mensagem apagada',
+      reaction: 'Reação removida',
       other: 'Anexo',
     } as Record<string, string>,
+    // What someone did to an earlier WhatsApp message, recorded as an entry of its own in the
+    // thread (the earlier message is never rewritten): shown above a quote of that message.
+    annotation: {
+      edited: '✏️ Mensagem editada',
+      revoked: '🚫 Apagou esta mensagem para todos',
+      reacted: (emoji: string) => `Reagiu com ${emoji} a`,
+      unreacted: 'Removeu a reação a',
+      // The small marks on the earlier message itself, while those entries are loaded.
+      marks: 'Alterações desta mensagem',
+      markEdited: 'editada',
+      markRevokedByClient: 'apagada pelo cliente',
+      markRevoked: 'apagada',
+      reactionIn: (emoji: string) => `Reação do cliente: ${emoji}`,
+      reactionOut: (emoji: string) => `Reação pelo celular da conexão: ${emoji}`,
+    },
     // A WhatsApp message of a kind the helpdesk does not show (an event, a kind WhatsApp added
     // later): its words, if any, are shown below this; the rest is on the phone.
     unshownKind: 'Tipo de mensagem não exibido aqui: veja no celular',
@@ -439,6 +458,8 @@ export const t = {
     created: 'Contato criado',
     updated: 'Contato atualizado',
     phoneTaken: 'Já existe um contato com este telefone.',
+    // A client WhatsApp names only by its privacy id (LID): no number known, replies reach it all the same.
+    hiddenPhone: 'Número oculto pelo WhatsApp',
     since: 'Desde',
     import: 'Importar CSV',
     export: 'Exportar CSV',

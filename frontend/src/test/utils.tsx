@@ -3,7 +3,7 @@ import type { ReactElement } from 'react';
 import { MemoryRouter, Route, Routes } from 'react-router';
 import { vi } from 'vitest';
 import { makeQueryClient, Providers } from '../App';
-import type { Ticket, User } from '../api/types';
+import type { Message, Ticket, User } from '../api/types';
 
 export type Handler = (request: { method: string; path: string; body: unknown; url: URL }) =>
   | { status?: number; body?: unknown }
@@ -105,3 +105,21 @@ export const ticketFixture = (over: Partial<Ticket> = {}): Ticket => ({
   menu_pending: false,
   ...over,
 });
+
+/** The thread's n-th message of `ticketId`, stamped at minute n (a client's text unless `over` says otherwise). */
+export const minuteAt = (minute: number) => `2025-01-01T12:${String(minute).padStart(2, '0')}:00Z`;
+export function messageFixture(ticketId: string, n: number, over: Partial<Message> = {}): Message {
+  return {
+    id: n.toString(16).padStart(24, '0'),
+    ticket_id: ticketId,
+    direction: 'in',
+    sender_type: 'client',
+    sender_name: 'Maria',
+    type: 'text',
+    body: `mensagem ${n}`,
+    status: 'received',
+    created_at: minuteAt(n),
+    automatic: false,
+    ...over,
+  };
+}

@@ -30,6 +30,13 @@ describe('alertFor', () => {
     expect(alertFor(ev('ticket.created', { ticket: fresh }), agentUser({ role: 'reseller', department_ids: [] }))).toBeNull();
   });
 
+  it('names a client by its number when it has no name, and by the hidden number label when it has neither', () => {
+    const byNumber = ticketFixture({ client_name: '' });
+    expect(alertFor(ev('ticket.created', { ticket: byNumber }), me)?.title).toBe('Novo atendimento: +55 (11) 98765-4321');
+    const neither = ticketFixture({ client_name: '', client_phone: '' });
+    expect(alertFor(ev('ticket.created', { ticket: neither }), me)?.title).toBe('Novo atendimento: Número oculto pelo WhatsApp');
+  });
+
   it('alerts the holder of a client message, never of its own replies, notes or others\' tickets', () => {
     expect(alertFor(ev('message.created', { ticket: held, message: message() }), me)).toMatchObject({
       key: `message:${'m'.repeat(24)}`,

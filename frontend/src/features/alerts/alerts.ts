@@ -1,7 +1,7 @@
 import type { RealtimeEvent, User } from '../../api/types';
 import { t } from '../../i18n/pt-BR';
-import { formatPhone } from '../../lib/format';
 import { isClientMessage } from '../../realtime/cache';
+import { clientLabel } from '../contacts/ClientPhone';
 
 /** What deserves the agent's attention right now: a sound, a desktop notification, the tab title. */
 export type Alert = { key: string; ticketId: string; title: string; body: string };
@@ -11,7 +11,7 @@ export type Alert = { key: string; ticketId: string; title: string; body: string
 export function alertFor(event: RealtimeEvent, user: User): Alert | null {
   const ticket = event.ticket;
   if (user.role !== 'agent' || !ticket) return null;
-  const who = ticket.client_name || formatPhone(ticket.client_phone);
+  const who = clientLabel(ticket.client_name, ticket.client_phone);
   const queued = event.event === 'ticket.created' || event.event === 'ticket.transferred' || event.event === 'ticket.routed';
   if (queued && ticket.status === 'espera' && user.department_ids.includes(ticket.department_id)) {
     return {

@@ -151,3 +151,96 @@ describe('ContactsPage', () => {
     expect(within(dialog).queryByRole('switch')).not.toBeInTheDocument();
   });
 });
+
+describe('ContactsPage: a contact WhatsApp named without a number', () => {
+  const hidden = { id: 'h'.repeat(24), name: 'Cliente LID', phone: '', tags: [], notes: '', email: null, active: true, created_at: '2025-01-01T00:00:00Z' };
+  const known = { ...hidden, id: 'k'.repeat(24), name: 'Cliente Com Número', phone: '5511987654321' };
+  const common = (path: string) => {
+    if (path === '/api/v1/auth/me') return { body: me };
+    if (path === '/api/v1/tags') return { body: { items: [] } };
+    return undefined;
+  };
+  type Answer = { status?: number; body?: unknown };
+  const mockContacts = (patch: (body: unknown) => Answer = (body) => ({ body: { ...hidden, ...(body as object) } })) =>
+    mockApi(({ method, path, body }) => {
+      if (path === '/api/v1/clients' && method === 'GET') return { body: { items: [hidden, known], next_cursor: null } };
+      if ((path === `/api/v1/clients/${hidden.id}` || path === `/api/v1/clients/${known.id}`) && method === 'PATCH') return patch(body);
+      return common(path);
+    });
+  const editDialog = async (name: string) => {
+    const row = (await screen.findByText(name)).closest('tr') as HTMLElement;
+    fireEvent.click(within(row).getByRole('button', { name: 'Editar' }));
+    return screen.findByRole('dialog', { name: 'Editar' });
+  };
+
+  it('shows the hidden number label in the table, and the number of the others', async () => {
+    mockContacts();
+    renderApp(<ContactsPage />, { path: '/contatos', route: '/contatos' });
+    const row = (await screen.findByText('Cliente LID')).closest('tr') as HTMLElement;
+    expect(within(row).getByText('Número oculto pelo WhatsApp')).toBeInTheDocument();
+    const other = screen.getByText('Cliente Com Número').closest('tr') as HTMLElement;
+    expect(other).toHaveTextContent('+55 (11) 98765-4321');
+    expect(other).not.toHaveTextContent('Número oculto pelo WhatsApp');
+  });
+
+  it('lets a number be given to a contact without one, sent in the PATCH', async () => {
+    const calls = mockContacts();
+    renderApp(<ContactsPage />, { path: '/contatos', route: '/contatos' });
+    const dialog = await editDialog('Cliente LID');
+    const phone = within(dialog).getByRole('textbox', { name: /^Telefone/ });
+    expect(phone).toBeEnabled();
+    expect(phone).toHaveValue('');
+    fireEvent.change(phone, { target: { value: ' 5511912345678 ' } });
+    fireEvent.click(within(dialog).getByRole('button', { name: 'Salvar' }));
+    await waitFor(() => expect(calls.some((c) => c.method === 'PATCH')).toBe(true));
+    const patch = calls.find((c) => c.method === 'PATCH');
+    expect(patch?.path).toBe(`/api/v1/clients/${hidden.id}`);
+    expect(patch?.body).toMatchObject({ name: 'Cliente LID', phone: '5511912345678' });
+  });
+
+  it('sends no phone when a contact without one is saved with the field left empty', async () => {
+    const calls = mockContacts();
+    renderApp(<ContactsPage />, { path: '/contatos', route: '/contatos' });
+    const dialog = await editDialog('Cliente LID');
+    fireEvent.click(within(dialog).getByRole('button', { name: 'Salvar' }));
+    await waitFor(() => expect(calls.some((c) => c.method === 'PATCH')).toBe(true));
+    expect(calls.find((c) => c.method === 'PATCH')?.body).not.toHaveProperty('phone');
+  });
+
+  it('keeps the phone of a contact that has one read-only and out of the PATCH', async () => {
+    const calls = mockContacts((body) => ({ body: { ...known, ...(body as object) } }));
+    renderApp(<ContactsPage />, { path: '/contatos', route: '/contatos' });
+    const dialog = await editDialog('Cliente Com Número');
+    const phone = within(dialog).getByRole('textbox', { name: /^Telefone/ });
+    expect(phone).toBeDisabled();
+    expect(phone).toHaveValue('+55 (11) 98765-4321');
+    fireEvent.click(within(dialog).getByRole('button', { name: 'Salvar' }));
+    await waitFor(() => expect(calls.some((c) => c.method === 'PATCH')).toBe(true));
+    const patch = calls.find((c) => c.method === 'PATCH');
+    expect(patch?.path).toBe(`/api/v1/clients/${known.id}`);
+    expect(patch?.body).toMatchObject({ name: 'Cliente Com Número' });
+    expect(patch?.body).not.toHaveProperty('phone');
+  });
+
+  it('shows a number another contact has (409) on the phone field', async () => {
+    mockContacts(() => ({ status: 409, body: { detail: { message: 'a client with this phone already exists', client_id: known.id } } }));
+    renderApp(<ContactsPage />, { path: '/contatos', route: '/contatos' });
+    const dialog = await editDialog('Cliente LID');
+    const phone = within(dialog).getByRole('textbox', { name: /^Telefone/ });
+    fireEvent.change(phone, { target: { value: '5511987654321' } });
+    fireEvent.click(within(dialog).getByRole('button', { name: 'Salvar' }));
+    await waitFor(() => expect(phone).toHaveAccessibleDescription('Já existe um contato com este telefone.'));
+    expect(within(dialog).queryByRole('alert')).not.toBeInTheDocument(); // said once, on the field
+    expect(dialog).toBeInTheDocument(); // the form stays open to correct it
+  });
+
+  it("shows the backend's refusal when the contact got a number meanwhile (422)", async () => {
+    mockContacts(() => ({ status: 422, body: { detail: 'the phone of a client does not change' } }));
+    renderApp(<ContactsPage />, { path: '/contatos', route: '/contatos' });
+    const dialog = await editDialog('Cliente LID');
+    const phone = within(dialog).getByRole('textbox', { name: /^Telefone/ });
+    fireEvent.change(phone, { target: { value: '5511912345678' } });
+    fireEvent.click(within(dialog).getByRole('button', { name: 'Salvar' }));
+    await waitFor(() => expect(phone).toHaveAccessibleDescription('O telefone de um cliente não muda depois de definido.'));
+  });
+});

@@ -14,6 +14,7 @@ import { formatDate, formatPhone } from '../../lib/format';
 import { FormActions, FormFrame, ListTable, RowActions } from '../../layout/Crud';
 import { PageHeader } from '../../layout/PageHeader';
 import { keys } from '../../realtime/cache';
+import { ClientPhone } from './ClientPhone';
 import { StartConversation } from './StartConversation';
 
 /** A contact's name shows in its tickets and in the tag lists: refresh them all. */
@@ -38,6 +39,11 @@ async function contactFor(card: Prefill): Promise<Client> {
   }
 }
 
+/** The 422 of a PATCH giving a number to a contact that has one already (a different one). */
+function phoneFixed(error: unknown): boolean {
+  return error instanceof ApiError && error.status === 422 && error.detail === 'the phone of a client does not change';
+}
+
 function ContactForm({ contact, prefill, onDone }: { contact: Client | null; prefill?: Prefill | null; onDone: () => void }) {
   const changed = useContactsChanged();
   const tags = useTags();
@@ -50,12 +56,16 @@ function ContactForm({ contact, prefill, onDone }: { contact: Client | null; pre
   const [email, setEmail] = useState(contact?.email ?? '');
   const [notes, setNotes] = useState(contact?.notes ?? '');
   const [tagList, setTagList] = useState<string[]>(contact?.tags ?? []);
+  // The phone is a contact's key and does not change, except once for a contact WhatsApp named
+  // only by its privacy id (no number): its number may be given then, and is sent only if typed.
+  const phoneEditable = !contact || !contact.phone;
   const save = useMutation({
     mutationFn: () => {
       const common = { name, email: email.trim() || null, notes, tags: tagList };
       const activeChange = owner && contact && active !== (contact.active ?? true) ? { active } : {};
+      const phoneGiven = phoneEditable && phone.trim() ? { phone: phone.trim() } : {};
       return contact
-        ? unwrap(api.PATCH('/api/v1/clients/{client_id}', { params: { path: { client_id: contact.id } }, body: { ...common, ...activeChange } }))
+        ? unwrap(api.PATCH('/api/v1/clients/{client_id}', { params: { path: { client_id: contact.id } }, body: { ...common, ...activeChange, ...phoneGiven } }))
         : unwrap(api.POST('/api/v1/clients', { body: { ...common, phone } }));
     },
     onSuccess: () => {
@@ -63,19 +73,25 @@ function ContactForm({ contact, prefill, onDone }: { contact: Client | null; pre
       notifications.show({ color: 'teal', message: contact ? t.contacts.updated : t.contacts.created });
       onDone();
     },
+    // The contact got its number meanwhile (WhatsApp sent it): the list shows it once refreshed.
+    onError: (error) => {
+      if (phoneFixed(error)) changed();
+    },
   });
   const errors = fieldErrors(save.error);
   const taken = save.error instanceof ApiError && save.error.status === 409;
+  const fixed = phoneFixed(save.error);
   return (
     <FormFrame onSubmit={() => save.mutate()}>
       <TextInput label={t.contacts.name} required maxLength={120} value={name} onChange={(e) => setName(e.currentTarget.value)} error={errors.name} data-autofocus />
       <TextInput
         label={t.contacts.phone}
-        required
-        disabled={!!contact}
-        value={contact ? formatPhone(phone) : phone}
+        required={!contact || !!contact.phone}
+        disabled={!phoneEditable}
+        value={phoneEditable ? phone : formatPhone(phone)}
+        placeholder={contact && phoneEditable ? t.contacts.hiddenPhone : undefined}
         onChange={(e) => setPhone(e.currentTarget.value)}
-        error={errors.phone ?? (taken ? t.contacts.phoneTaken : undefined)}
+        error={errors.phone ?? (taken ? t.contacts.phoneTaken : fixed ? errorMessage(save.error) : undefined)}
         inputMode="tel"
       />
       <TextInput label={t.contacts.email} type="email" value={email} onChange={(e) => setEmail(e.currentTarget.value)} error={errors.email} />
@@ -96,7 +112,7 @@ function ContactForm({ contact, prefill, onDone }: { contact: Client | null; pre
       <FormActions
         mutation={save}
         fields={['name', 'phone', 'email', 'notes', 'tags']}
-        shownOnField={taken}
+        shownOnField={taken || fixed}
         onCancel={onDone}
         disabled={!name.trim() || (!contact && !phone.trim())}
       />
@@ -284,7 +300,9 @@ export function ContactsPage() {
                 </Badge>
               )}
             </Table.Td>
-            <Table.Td>{formatPhone(c.phone)}</Table.Td>
+            <Table.Td>
+              <ClientPhone phone={c.phone} />
+            </Table.Td>
             <Table.Td>{c.email}</Table.Td>
             <Table.Td>
               <Group gap={4}>

@@ -7,8 +7,8 @@ import { ApiError, api, errorMessage, unwrap } from '../../api/client';
 import { useConnections, useDepartments } from '../../api/queries';
 import type { Client } from '../../api/types';
 import { t } from '../../i18n/pt-BR';
-import { formatPhone } from '../../lib/format';
 import { keys } from '../../realtime/cache';
+import { ClientPhone } from './ClientPhone';
 
 /** The open ticket a 409 names: the contact already has one on that connection. */
 function openTicketOf(error: unknown): string | null {
@@ -70,7 +70,7 @@ export function StartConversation({ contact, onDone }: { contact: Client; onDone
     >
       <Stack>
         <Text size="sm">
-          {contact.name} · {formatPhone(contact.phone)}
+          {contact.name} · <ClientPhone phone={contact.phone} />
         </Text>
         {noneOpen && (
           <Alert color="orange" role="status">

@@ -4,7 +4,8 @@ import { errorMessage } from '../../api/client';
 import { useTicketList, type TicketFilters } from '../../api/queries';
 import type { Ticket, TicketStatus } from '../../api/types';
 import { t } from '../../i18n/pt-BR';
-import { formatDuration, formatPhone, formatWhen } from '../../lib/format';
+import { formatDuration, formatWhen } from '../../lib/format';
+import { ClientPhone } from '../contacts/ClientPhone';
 import { previewText } from '../ticket/media';
 import { useNow } from '../../lib/useNow';
 
@@ -49,7 +50,7 @@ function TicketRow({ ticket, selected, now }: { ticket: Ticket; selected: boolea
     >
       <Group justify="space-between" wrap="nowrap" gap="xs">
         <Text fw={unread > 0 ? 800 : 600} size="sm" truncate>
-          {ticket.client_name || formatPhone(ticket.client_phone)}
+          {ticket.client_name || <ClientPhone phone={ticket.client_phone} />}
         </Text>
         <Group gap={6} wrap="nowrap" style={{ flexShrink: 0 }}>
           <Text size="xs" c={unread > 0 ? 'teal.8' : 'dimmed'} fw={unread > 0 ? 700 : undefined}>

@@ -6,7 +6,7 @@ import type { Ticket } from '../../api/types';
 import { t } from '../../i18n/pt-BR';
 import { formatWhen } from '../../lib/format';
 import { previewText } from './media';
-import { MessageBubble } from './MessageThread';
+import { annotationMarks, MessageBubble } from './MessageThread';
 
 const STATUS_COLOR: Record<string, string> = { espera: 'yellow', atendendo: 'teal', finalizado: 'gray' };
 
@@ -91,6 +91,7 @@ export function ClientHistory({ ticket }: { ticket: Ticket }) {
 function HistoryThread({ ticketId, other }: { ticketId: string; other: Ticket }) {
   const query = useHistoryMessages(ticketId, other.id);
   const messages = [...(query.data?.pages ?? [])].reverse().flatMap((p) => p.items);
+  const marks = annotationMarks(messages);
   return (
     <Stack gap="xs" role="log" aria-label={t.ticket.thread} data-testid="history-thread">
       <Text size="xs" c="dimmed">
@@ -113,7 +114,7 @@ function HistoryThread({ ticketId, other }: { ticketId: string; other: Ticket })
       )}
       {query.isSuccess && messages.length === 0 && <Text c="dimmed">{t.ticket.noMessages}</Text>}
       {messages.map((message) => (
-        <MessageBubble key={message.id} message={message} />
+        <MessageBubble key={message.id} message={message} marks={marks.get(message.id)} />
       ))}
     </Stack>
   );

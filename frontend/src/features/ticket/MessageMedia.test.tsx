@@ -283,7 +283,9 @@ describe('media formatting', () => {
   it('names a preview without text in Portuguese', () => {
     expect(previewText('[document]')).toBe('[Documento]');
     expect(previewText('[audio]')).toBe('[Áudio]');
-    expect(previewText('[reaction]')).toBe('[Anexo]');
+    expect(previewText('[revoke]')).toBe('[Mensagem apagada]');
+    expect(previewText('[reaction]')).toBe('[Reação removida]');
+    expect(previewText('[poll]')).toBe('[Anexo]');
     expect(previewText('[sic] texto do cliente')).toBe('[sic] texto do cliente');
   });
 });

@@ -3,7 +3,7 @@ import userEvent from '@testing-library/user-event';
 import { beforeEach, describe, expect, it } from 'vitest';
 import type { Message, TicketEvent } from '../../api/types';
 import { applyEvent } from '../../realtime/cache';
-import { agentUser, mockApi, renderApp, signIn, stubWebSocket, ticketFixture } from '../../test/utils';
+import { agentUser, mockApi, renderApp, signIn, stubWebSocket, ticketFixture, messageFixture, minuteAt } from '../../test/utils';
 import { mergeTimeline, timelineText } from './MessageThread';
 import { TicketView } from './TicketView';
 
@@ -12,20 +12,8 @@ const held = ticketFixture({ status: 'atendendo', agent_id: me.id, agent_name: m
 const espera = ticketFixture({ id: '2'.repeat(24) });
 const base = `/api/v1/tickets/${held.id}`;
 
-const at = (minute: number) => `2025-01-01T12:${String(minute).padStart(2, '0')}:00Z`;
-const msg = (n: number, over: Partial<Message> = {}): Message => ({
-  id: n.toString(16).padStart(24, '0'),
-  ticket_id: held.id,
-  direction: 'in',
-  sender_type: 'client',
-  sender_name: 'Maria',
-  type: 'text',
-  body: `mensagem ${n}`,
-  status: 'received',
-  created_at: at(n),
-  automatic: false,
-  ...over,
-});
+const at = minuteAt;
+const msg = (n: number, over: Partial<Message> = {}): Message => messageFixture(held.id, n, over);
 const range = (from: number, to: number) => Array.from({ length: to - from }, (_, i) => msg(from + i));
 const event = (over: Partial<TicketEvent>): TicketEvent => ({
   id: `${held.id}:${over.version}`, ticket_id: held.id, version: 1, type: 'created', actor_id: null, actor_role: null,

@@ -70,9 +70,95 @@ export function splitSignature(body: string): { signature: string | null; text: 
   return match ? { signature: `${match[1]}:`, text: body.slice(match[0].length) } : { signature: null, text: body };
 }
 
-/** `onReply`: the agent may answer quoting this message (only where a reply can be sent). */
-export function MessageBubble({ message, onReply }: { message: Message; onReply?: (message: Message) => void }) {
+/** What a person did to an earlier message: the backend records it as a message of its own that
+ * `annotates` the earlier one (never rewriting it), with `quoted` describing that message. */
+const ANNOTATIONS = new Set(['edit', 'revoke', 'reaction']);
+
+export function isAnnotation(message: Message): boolean {
+  return ANNOTATIONS.has(message.type);
+}
+
+/** What the loaded entries say happened to a message: edited, deleted for everyone (by whom), and
+ * the latest reaction of each side ('in': the client; 'out': the connection's own phone). */
+export type Marks = { edited: boolean; revoked: 'in' | 'out' | null; reactions: { in?: string; out?: string } };
+
+export function annotationMarks(messages: Message[]): Map<string, Marks> {
+  const marks = new Map<string, Marks>();
+  const ordered = messages
+    .map((message, index) => ({ message, index }))
+    .sort((a, b) => a.message.created_at.localeCompare(b.message.created_at) || a.index - b.index);
+  for (const { message } of ordered) {
+    if (!isAnnotation(message) || !message.annotates) continue;
+    const mark = marks.get(message.annotates) ?? { edited: false, revoked: null, reactions: {} };
+    const side = message.direction === 'in' ? 'in' : 'out';
+    if (message.type === 'edit') mark.edited = true;
+    else if (message.type === 'revoke') mark.revoked = side;
+    else if (message.body) mark.reactions[side] = message.body;
+    else delete mark.reactions[side]; // the reaction was taken back
+    marks.set(message.annotates, mark);
+  }
+  return marks;
+}
+
+function MarksLine({ marks }: { marks: Marks }) {
+  const parts: { key: string; text: string; title?: string }[] = [];
+  if (marks.edited) parts.push({ key: 'edited', text: t.ticket.annotation.markEdited });
+  if (marks.revoked) {
+    parts.push({ key: 'revoked', text: marks.revoked === 'in' ? t.ticket.annotation.markRevokedByClient : t.ticket.annotation.markRevoked });
+  }
+  if (marks.reactions.in) parts.push({ key: 'in', text: marks.reactions.in, title: t.ticket.annotation.reactionIn(marks.reactions.in) });
+  if (marks.reactions.out) parts.push({ key: 'out', text: marks.reactions.out, title: t.ticket.annotation.reactionOut(marks.reactions.out) });
+  if (parts.length === 0) return null;
+  return (
+    <Text size="xs" c="dimmed" fs="italic" data-testid="annotation-marks" aria-label={t.ticket.annotation.marks}>
+      {parts.map((part, index) => (
+        <span key={part.key} title={part.title} aria-label={part.title} data-mark={part.key}>
+          {index > 0 ? ' · ' : ''}
+          {part.text}
+        </span>
+      ))}
+    </Text>
+  );
+}
+
+/** The time, the delivery ticks of what was sent, and why a send failed: the same on every bubble. */
+function BubbleFooter({ message, onReply, marks }: { message: Message; onReply?: (message: Message) => void; marks?: Marks }) {
+  return (
+    <>
+      <Group gap={4} justify="flex-end">
+        {onReply && (
+          <Button
+            size="compact-xs"
+            variant="subtle"
+            color="gray"
+            onClick={() => onReply(message)}
+            aria-label={t.media.replyThis}
+            data-testid="reply-to"
+            mr="auto"
+          >
+            ↩ {t.media.reply}
+          </Button>
+        )}
+        {marks && <MarksLine marks={marks} />}
+        <Text size="xs" c="dimmed">
+          <time dateTime={message.created_at}>{formatWhen(message.created_at)}</time>
+        </Text>
+        {message.direction === 'out' && <DeliveryTicks status={message.status} />}
+      </Group>
+      {message.status === 'failed' && message.failure_reason && (
+        <Text size="xs" c="red.7" data-testid="failure-reason">
+          {t.ticket.failureReason(message.failure_reason)}
+        </Text>
+      )}
+    </>
+  );
+}
+
+/** `onReply`: the agent may answer quoting this message (only where a reply can be sent).
+ * `marks`: what later entries of the thread say happened to it (edited, deleted, reactions). */
+export function MessageBubble({ message, onReply, marks }: { message: Message; onReply?: (message: Message) => void; marks?: Marks }) {
   if (message.direction === 'note') return <NoteBubble message={message} />;
+  if (isAnnotation(message)) return <AnnotationBubble message={message} />;
   const quoted = quotedOf(message);
   return (
     <div
@@ -111,30 +197,44 @@ export function MessageBubble({ message, onReply }: { message: Message; onReply?
       {quoted && <QuoteBlock quoted={quoted} />}
       <MessageContent message={message} />
       {message.body && <Body body={message.body} signed={message.direction === 'out'} />}
-      <Group gap={4} justify="flex-end">
-        {onReply && (
-          <Button
-            size="compact-xs"
-            variant="subtle"
-            color="gray"
-            onClick={() => onReply(message)}
-            aria-label={t.media.replyThis}
-            data-testid="reply-to"
-            mr="auto"
-          >
-            ↩ {t.media.reply}
-          </Button>
-        )}
+      <BubbleFooter message={message} onReply={onReply} marks={marks} />
+    </div>
+  );
+}
+
+function annotationLabel(message: Message): string {
+  if (message.type === 'edit') return t.ticket.annotation.edited;
+  if (message.type === 'revoke') return t.ticket.annotation.revoked;
+  return message.body ? t.ticket.annotation.reacted(message.body) : t.ticket.annotation.unreacted;
+}
+
+/** An edit, a deletion for everyone or a reaction: a compact labelled entry on the side of who did
+ * it, quoting the earlier message (which stays in the thread as it was, so its words are kept). */
+function AnnotationBubble({ message }: { message: Message }) {
+  const quoted = quotedOf(message) ?? { message_id: message.annotates ?? null, body: '', type: 'text' };
+  return (
+    <div
+      className="bubble"
+      data-direction={message.direction}
+      data-annotation={message.type}
+      data-testid="message"
+      aria-label={message.direction === 'in' ? t.ticket.incoming : t.ticket.outgoing}
+    >
+      {message.direction === 'out' && message.sender_name && (
         <Text size="xs" c="dimmed">
-          <time dateTime={message.created_at}>{formatWhen(message.created_at)}</time>
-        </Text>
-        {message.direction === 'out' && <DeliveryTicks status={message.status} />}
-      </Group>
-      {message.status === 'failed' && message.failure_reason && (
-        <Text size="xs" c="red.7" data-testid="failure-reason">
-          {t.ticket.failureReason(message.failure_reason)}
+          {message.sender_name}
         </Text>
       )}
+      <Text size="xs" fw={600} data-testid="annotation-label">
+        {annotationLabel(message)}
+      </Text>
+      <QuoteBlock quoted={quoted} />
+      {message.type === 'edit' && message.body && (
+        <Text size="sm" data-testid="annotation-body">
+          {message.body}
+        </Text>
+      )}
+      <BubbleFooter message={message} />
     </div>
   );
 }
@@ -254,6 +354,7 @@ export function MessageThread({
   const [seenUpTo, setSeenUpTo] = useState<string | null>(null);
 
   const messages = useMemo(() => [...(query.data?.pages ?? [])].reverse().flatMap((p) => p.items), [query.data]);
+  const marks = useMemo(() => annotationMarks(messages), [messages]);
   const items = useMemo(
     () => mergeTimeline(messages, showTimeline ? events.data ?? [] : [], !query.hasNextPage),
     [messages, events.data, showTimeline, query.hasNextPage],
@@ -340,7 +441,12 @@ export function MessageThread({
         {query.isSuccess && messages.length === 0 && <Text c="dimmed">{t.ticket.noMessages}</Text>}
         {items.map((item) =>
           item.message ? (
-            <MessageBubble key={item.key} message={item.message} onReply={onReply} />
+            <MessageBubble
+              key={item.key}
+              message={item.message}
+              onReply={isAnnotation(item.message) ? undefined : onReply}
+              marks={marks.get(item.message.id)}
+            />
           ) : (
             <TimelineRow key={item.key} event={item.event as TicketEvent} />
           ),

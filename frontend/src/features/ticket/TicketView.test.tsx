@@ -30,6 +30,20 @@ beforeEach(() => {
 });
 
 describe('TicketView', () => {
+  it("shows the hidden number label in the header for a client WhatsApp named without a number", async () => {
+    const lid = { ...base, client_phone: '' };
+    mockApi(({ path }) => (path === `/api/v1/tickets/${base.id}` ? { body: lid } : common(path)));
+    renderApp(<TicketView ticketId={base.id} />);
+    const header = (await screen.findByRole('heading', { name: 'Maria Cliente' })).closest('.mantine-Stack-root') as HTMLElement;
+    await waitFor(() => expect(header).toHaveTextContent('#7 · Número oculto pelo WhatsApp · Departamento: Suporte'));
+  });
+
+  it('shows the hidden number label as the title when the client has neither name nor number', async () => {
+    mockApi(({ path }) => (path === `/api/v1/tickets/${base.id}` ? { body: { ...base, client_name: '', client_phone: '' } } : common(path)));
+    renderApp(<TicketView ticketId={base.id} />);
+    expect(await screen.findByRole('heading', { name: 'Número oculto pelo WhatsApp' })).toBeInTheDocument();
+  });
+
   it('shows the thread with direction, delivery ticks and a media placeholder', async () => {
     mockApi(({ path }) => (path === `/api/v1/tickets/${base.id}` ? { body: base } : common(path)));
     renderApp(<TicketView ticketId={base.id} />);

@@ -9,9 +9,10 @@ import { useDepartments, useMarkRead, useTicket, useTicketUpdated } from '../../
 import type { Message, Ticket } from '../../api/types';
 import { useMe } from '../../auth/session';
 import { t } from '../../i18n/pt-BR';
-import { formatPhone, formatWhen } from '../../lib/format';
+import { formatWhen } from '../../lib/format';
 import { keys } from '../../realtime/cache';
 import { useAlerts } from '../alerts/AlertsProvider';
+import { ClientPhone } from '../contacts/ClientPhone';
 import { allowedActions, assumeConflictMessage, conflictTicket } from './actions';
 import { TicketMarkers } from '../inbox/TicketList';
 import { ClientHistory } from './ClientHistory';
@@ -147,7 +148,7 @@ function LoadedTicket({ ticket, backTo }: { ticket: Ticket; backTo: { pathname: 
               ←
             </Button>
             <Title order={2} size="h4" style={{ minWidth: 0 }} lineClamp={1}>
-              {ticket.client_name || formatPhone(ticket.client_phone)}
+              {ticket.client_name || <ClientPhone phone={ticket.client_phone} />}
             </Title>
             <Badge color={STATUS_COLOR[ticket.status]} data-testid="ticket-status" style={{ flexShrink: 0 }}>
               {t.status[ticket.status]}
@@ -179,7 +180,7 @@ function LoadedTicket({ ticket, backTo }: { ticket: Ticket; backTo: { pathname: 
           </Group>
         </Group>
         <Text size="xs" c="dimmed">
-          {t.inbox.ticketNumber(ticket.number)} · {formatPhone(ticket.client_phone)} · {t.ticket.department}:{' '}
+          {t.inbox.ticketNumber(ticket.number)} · <ClientPhone phone={ticket.client_phone} /> · {t.ticket.department}:{' '}
           {department?.name ?? '—'} · {t.ticket.agent}: {ticket.agent_name ?? t.ticket.noAgent} · {t.ticket.opened}{' '}
           {formatWhen(ticket.created_at)}
         </Text>

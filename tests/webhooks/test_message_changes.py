@@ -1,0 +1,182 @@
+"""Edits, deletions for everyone and reactions, as Evolution API 2.3.6 posts them: MESSAGES_EDITED
+(the protocol message itself: {key, type, editedMessage, timestampMs}, its key from the sender's
+side), MESSAGES_DELETE (the revoked message's key) and reaction upserts (`reactionMessage`).
+Each is recorded beside the message it changes, quoting it; that message keeps what it said.
+Through the real webhook and API with the fake Evolution as its own process."""
+
+import time
+from typing import Any
+
+import httpx
+
+from backend.messages import repository as message_repository
+from backend.webhooks.service import message_id_for
+from tests.factories import API, Tenant, make_tenant, unique_phone
+from tests.fakes.harness import FakeEvolution, make_connection, wait_for
+from tests.webhooks.evolution_shapes import OWNER, envelope, key_id, pn_key, post, thread, tickets_of, upsert
+from tests.webhooks.helpers import settled
+
+HOOK = "/api/v1/webhooks/whatsapp"
+
+
+def _edit(kid: str, text: str, *, kind: Any = "MESSAGE_EDIT", at_ms: int | None = None) -> dict[str, Any]:
+    """A client's edit: the key as its phone sent the protocol message (to our number, fromMe)."""
+    protocol = {
+        "key": {"remoteJid": f"{OWNER}@s.whatsapp.net", "fromMe": True, "id": kid},
+        "type": kind,
+        "editedMessage": {"conversation": text},
+        "timestampMs": str(at_ms or int(time.time() * 1000)),
+    }
+    return envelope("messages.edited", protocol)
+
+
+def _reaction(phone: str, target: str, emoji: str, *, from_me: bool = False) -> dict[str, Any]:
+    reaction = {"reactionMessage": {"key": {"remoteJid": f"{phone}@s.whatsapp.net", "id": target}, "text": emoji}}
+    return upsert(pn_key(phone, from_me=from_me), reaction, "reactionMessage")
+
+
+def _lines(messages: list[dict[str, Any]]) -> list[tuple[str, str, str, str | None]]:
+    """(direction, type, body, what it annotates) as the thread shows them."""
+    return [(m["direction"], m["type"], m["body"], m["annotates"]) for m in messages]
+
+
+async def _started(
+    client: httpx.AsyncClient, admin_headers: dict[str, str], evolution: FakeEvolution, db: Any
+) -> tuple[Tenant, dict[str, Any], str, str, str]:
+    """A tenant whose client wrote once: (tenant, connection, phone, provider id, ticket id)."""
+    tenant = await make_tenant(client, admin_headers, agents=1)
+    conn = await make_connection(client, tenant, evolution)
+    phone, kid = unique_phone(), key_id()
+    await post(client, db, conn, upsert(pn_key(phone, kid), {"conversation": "quero 2 pizzas"}, "conversation"))
+    (ticket,) = await tickets_of(client, tenant)
+    return tenant, conn, phone, kid, ticket["id"]
+
+
+async def test_a_clients_edit_shows_the_new_text_beside_the_original(
+    client: httpx.AsyncClient, admin_headers: dict[str, str], evolution: FakeEvolution, db: Any
+) -> None:
+    tenant, conn, _phone, kid, ticket_id = await _started(client, admin_headers, evolution, db)
+    original = message_id_for(conn["id"], kid)
+    raw = await post(client, db, conn, _edit(kid, "quero 3 pizzas", at_ms=1_760_000_060_000))
+    assert raw["status"] == "processed", raw["result"]
+    shown = await thread(client, tenant, ticket_id)
+    assert _lines(shown) == [
+        ("in", "text", "quero 2 pizzas", None),  # kept as it was
+        ("in", "edit", "quero 3 pizzas", original),
+    ]
+    assert shown[1]["quoted"] == {"message_id": original, "body": "quero 2 pizzas", "type": "text"}
+    assert shown[1]["sender_type"] == "client"
+    # The same edit again is the same record; a second edit (numeric type, as protobuf may send it) is another.
+    await post(client, db, conn, _edit(kid, "quero 3 pizzas", at_ms=1_760_000_060_000))
+    await post(client, db, conn, _edit(kid, "quero 4 pizzas", kind=14, at_ms=1_760_000_090_000))
+    assert [b for _, _, b, _ in _lines(await thread(client, tenant, ticket_id))] == [
+        "quero 2 pizzas",
+        "quero 3 pizzas",
+        "quero 4 pizzas",
+    ]
+    (ticket,) = await tickets_of(client, tenant)
+    assert ticket["last_message_preview"] == "quero 4 pizzas"
+
+
+async def test_a_message_deleted_for_everyone_is_kept_and_marked_in_both_shapes(
+    client: httpx.AsyncClient, admin_headers: dict[str, str], evolution: FakeEvolution, db: Any
+) -> None:
+    tenant, conn, phone, kid, ticket_id = await _started(client, admin_headers, evolution, db)
+    second = key_id()
+    await post(client, db, conn, upsert(pn_key(phone, second), {"conversation": "meu cartão 4111"}, "conversation"))
+    deleted = envelope("messages.delete", {"remoteJid": f"{phone}@s.whatsapp.net", "fromMe": False, "id": second})
+    raw = await post(client, db, conn, deleted)
+    assert raw["status"] == "processed", raw["result"]
+    revoke = {"key": {"remoteJid": f"{OWNER}@s.whatsapp.net", "fromMe": True, "id": kid}, "type": "REVOKE"}
+    raw = await post(client, db, conn, envelope("messages.edited", revoke))
+    assert raw["status"] == "processed", raw["result"]
+    # Both shapes may come for one deletion: it is recorded once.
+    await post(client, db, conn, envelope("messages.edited", {**revoke, "key": {**revoke["key"], "id": second}}))
+    assert _lines(await thread(client, tenant, ticket_id)) == [
+        ("in", "text", "quero 2 pizzas", None),
+        ("in", "text", "meu cartão 4111", None),
+        ("in", "revoke", "", message_id_for(conn["id"], second)),
+        ("in", "revoke", "", message_id_for(conn["id"], kid)),
+    ]
+
+
+async def test_a_reaction_to_the_agents_reply_and_its_removal_are_shown_and_open_no_ticket(
+    client: httpx.AsyncClient, admin_headers: dict[str, str], evolution: FakeEvolution, db: Any
+) -> None:
+    tenant, conn, phone, kid, ticket_id = await _started(client, admin_headers, evolution, db)
+    agent = tenant.agents[0]
+    assert (await client.post(f"{API}/tickets/{ticket_id}/assume", headers=agent["headers"])).status_code == 200
+    r = await client.post(f"{API}/tickets/{ticket_id}/messages", json={"body": "Pode sim"}, headers=agent["headers"])
+    reply = r.json()
+
+    async def sent_key() -> str | None:
+        sent = [s for s in await evolution.sent() if s["number"] == phone]
+        status = (await db.messages.find_one({"_id": reply["id"]}))["status"]
+        return sent[0]["key_id"] if sent and status == "sent" else None
+
+    provider_id = await wait_for(sent_key)
+    r = await client.post(f"{API}/tickets/{ticket_id}/finalize", headers=agent["headers"])
+    assert r.status_code == 200, r.text
+
+    for emoji in ("👍", ""):
+        raw = await post(client, db, conn, _reaction(phone, provider_id, emoji))
+        assert raw["status"] == "processed", raw["result"]
+    (ticket,) = await tickets_of(client, tenant)  # no new conversation for a reaction
+    assert (ticket["id"], ticket["status"]) == (ticket_id, "finalizado")
+    lines = _lines(await thread(client, tenant, ticket_id))
+    assert lines[-2:] == [("in", "reaction", "👍", reply["id"]), ("in", "reaction", "", reply["id"])]
+    # The finalize's refile, had it run after them, leaves them where they belong.
+    stored = await db.tickets.find_one({"_id": ticket_id})
+    moved = await message_repository.client_messages_after_internal(db, ticket_id, stored["finalized_at"])
+    assert [m.type for m in moved] == []
+
+    # A reaction made on the connection's own phone to the client's message is ours.
+    await post(client, db, conn, _reaction(phone, kid, "❤️", from_me=True))
+    ours = ("out", "reaction", "❤️", message_id_for(conn["id"], kid))
+    assert _lines(await thread(client, tenant, ticket_id))[-1] == ours
+    # None of them is a message in or out of the conversation in the reports.
+    r = await client.get(f"{API}/reports/summary", headers=tenant.headers)
+    assert (r.json()["messages_in"], r.json()["messages_out"]) == (1, 1), r.json()
+
+
+async def test_an_edit_that_comes_before_its_message_waits_for_it(
+    client: httpx.AsyncClient, admin_headers: dict[str, str], evolution: FakeEvolution, db: Any
+) -> None:
+    """Evolution posts a client's edit under our own number, another lane than the client's chat:
+    it can be processed before the message it edits. It is retried until that message is stored,
+    and then recorded beside it."""
+    tenant = await make_tenant(client, admin_headers, agents=1)
+    conn = await make_connection(client, tenant, evolution)
+    phone, kid = unique_phone(), key_id()
+    token = (await db.whatsapp_connections.find_one({"_id": conn["id"]}))["webhook_token"]
+    r = await client.post(f"{HOOK}/{conn['id']}", json=_edit(kid, "às 20h"), headers={"X-Webhook-Token": token})
+    assert r.status_code == 200, r.text
+    edit_raw = r.json()
+
+    async def retried() -> bool:
+        raw = await db.webhook_events_raw.find_one({"connection_id": conn["id"], "event": "messages.edited"})
+        return raw is not None and raw.get("attempts", 0) >= 1 and raw.get("retry_at") is not None
+
+    await wait_for(retried)
+    await post(client, db, conn, upsert(pn_key(phone, kid), {"conversation": "às 19h"}, "conversation"))
+    raw = await settled(db, edit_raw)
+    assert raw["status"] == "processed", raw
+    (ticket,) = await tickets_of(client, tenant)
+    assert [(t, b) for _, t, b, _ in _lines(await thread(client, tenant, ticket["id"]))] == [
+        ("text", "às 19h"),
+        ("edit", "às 20h"),
+    ]
+
+
+async def test_protocol_messages_that_change_nothing_and_reactions_to_unknown_messages_are_ignored(
+    client: httpx.AsyncClient, admin_headers: dict[str, str], evolution: FakeEvolution, db: Any
+) -> None:
+    tenant, conn, phone, kid, ticket_id = await _started(client, admin_headers, evolution, db)
+    setting = {"key": {"remoteJid": f"{phone}@s.whatsapp.net", "fromMe": False, "id": kid}, "type": "EPHEMERAL_SETTING"}
+    raw = await post(client, db, conn, envelope("messages.edited", setting))
+    assert raw["result"] == ["ignored: protocol message that changes no message"], raw
+    raw = await post(client, db, conn, _reaction(phone, "3EB0NEVERSEEN", "😂"))
+    assert raw["result"] == ["ignored: reaction to a message not stored"], raw
+    raw = await post(client, db, conn, envelope("messages.delete", {"remoteJid": f"{phone}@s.whatsapp.net"}))
+    assert raw["status"] == "failed" and "key.id" in raw["error"], raw
+    assert [m["type"] for m in await thread(client, tenant, ticket_id)] == ["text"]
