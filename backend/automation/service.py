@@ -23,6 +23,7 @@ from typing import Any
 from backend.audit import service as ticket_events
 from backend.automation import hours, repository, texts
 from backend.automation.models import Survey
+from backend.clients.phones import whatsapp_addresses
 from backend.connections import service as connections
 from backend.core import natural_keys
 from backend.core.clock import as_utc, utcnow
@@ -519,8 +520,12 @@ async def take_rating(
     rating = rating_of(body)
     if rating is None:
         return None
-    chat = outbound.chat_key(conn.id, phone)
-    survey = await repository.get_survey_internal(db, chat)
+    survey = None
+    # The survey is keyed by the address its ticket had; the digit may name the chat by its other
+    # form (a LID chat without its number, or the number of a client known by its LID).
+    for address in dict.fromkeys([phone, *whatsapp_addresses(client.phone, client.whatsapp_lid)]):
+        if survey is None:
+            survey = await repository.get_survey_internal(db, outbound.chat_key(conn.id, address))
     if survey is None:
         return None
     again = survey.answered_by == message_id

@@ -72,6 +72,12 @@ def whatsapp_address(phone: str | None, lid: str | None) -> str:
     return f"{lid}{LID_SUFFIX}" if lid else ""
 
 
+def whatsapp_addresses(phone: str | None, lid: str | None) -> list[str]:
+    """Every address naming the chat: a delivery may name a chat known by both forms by either
+    (its number, or its LID alone), so what must be found again by the chat is keyed by each."""
+    return [address for address in (phone or "", f"{lid}{LID_SUFFIX}" if lid else "") if address]
+
+
 def address_key(address: str) -> str:
     """The form a chat's keys take (outbound chat order, echo markers, surveys): the number's
     `key_form`, or "lid:<lid>" for an address that is a LID."""

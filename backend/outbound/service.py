@@ -1,6 +1,7 @@
 """Outbound rules shared by the API (enqueue), the worker (sent/failed) and inbound webhooks
 (provider status receipts)."""
 
+from collections.abc import Sequence
 from enum import StrEnum
 from typing import Any
 
@@ -76,7 +77,7 @@ async def from_me_verdict(
     db: Database,
     *,
     connection_id: str,
-    phone: str,
+    addresses: Sequence[str],
     text: str,
     provider_message_id: str,
     own_message_id: str,
@@ -93,7 +94,8 @@ async def from_me_verdict(
     Text is the last resort, for one window only: Evolution may post the echo before it answers
     the send, when no id is known yet. An upsert is held (not stored, not bound) only when the
     latest attempt sending this very text to this very number (`outbox_sending`) is still
-    unanswered and its lease alive. Held upserts are not decided by their text: when the attempt
+    unanswered and its lease alive (`addresses`: the chat as the upsert names it; the worker marks
+    a send under each form its ticket knows). Held upserts are not decided by their text: when the attempt
     is answered, the worker settles every upsert held for it by provider id — the one with the
     answered id was the echo; any other (the operator typed the same "ok" on the phone) is
     processed again from its raw delivery and stored as a message of its own
@@ -107,7 +109,9 @@ async def from_me_verdict(
     bound = await lookup_provider_id(db, connection_id=connection_id, provider_message_id=provider_message_id)
     if bound is not None:
         return FromMe.OWN if bound == own_message_id else FromMe.ECHO
-    marker = await repository.get_sending(db, connection_id=connection_id, phone=phone, text=text)
+    marker = None
+    for address in addresses:  # the chat as the upsert names it: its number, its LID, or both
+        marker = marker or await repository.get_sending(db, connection_id=connection_id, phone=address, text=text)
     attempt = await repository.attempts.get(db, marker.attempt_id) if marker and marker.attempt_id else None
     if attempt is not None and attempt.result is None and as_utc(attempt.lease_until) > utcnow():
         echo = HeldEcho(

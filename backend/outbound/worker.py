@@ -25,6 +25,7 @@ from datetime import datetime
 
 import httpx
 
+from backend.clients.phones import whatsapp_addresses
 from backend.connections import service as connections
 from backend.connections.providers import registry
 from backend.connections.providers.base import OutboundMedia, ProviderError, Quote
@@ -159,19 +160,21 @@ class OutboundWorker:
             # failed with this reason after the last attempt.
             raise ProviderError("connection not connected", retryable=True)
         ticket = await tickets.get_internal(self.db, message.ticket_id)
-        phone = ticket.client_address if ticket is not None else None
-        if not phone:
+        if ticket is None or not ticket.client_address:
             raise ProviderError("ticket has no client phone", retryable=False)
+        phone = ticket.client_address  # the number, else the LID WhatsApp named the client by
         provider = registry.build(conn.provider, self.settings, self.http)
-        # Before the call: the provider may post the fromMe echo of this send before answering.
-        await repository.mark_sending(
-            self.db,
-            connection_id=conn.id,
-            phone=str(phone),
-            text=message.body,
-            message_id=message.id,
-            attempt_id=attempt_id,
-        )
+        # Before the call: the provider may post the fromMe echo of this send before answering,
+        # naming the chat by its number or by its LID alone.
+        for address in whatsapp_addresses(ticket.client_phone, ticket.client_lid):
+            await repository.mark_sending(
+                self.db,
+                connection_id=conn.id,
+                phone=address,
+                text=message.body,
+                message_id=message.id,
+                attempt_id=attempt_id,
+            )
         quoted = await self._quote(message)
         stored = message.media
         if stored is not None:

@@ -20,6 +20,7 @@ from typing import Any
 
 from backend.automation import service as automation
 from backend.clients import service as clients
+from backend.clients.phones import whatsapp_addresses
 from backend.connections import service as connections
 from backend.connections.providers import registry
 from backend.connections.providers.base import (
@@ -344,7 +345,7 @@ async def _ingest_message(
         verdict = await outbound.from_me_verdict(
             db,
             connection_id=conn.id,
-            phone=event.address,
+            addresses=whatsapp_addresses(event.phone, event.lid),
             text=event.body or "",
             provider_message_id=event.provider_message_id,
             own_message_id=message_id,

@@ -2,8 +2,8 @@
 // stack: an agent starts a conversation from a contact, the fake Evolution receives it as the
 // agent's signed message, and the client's answer appears in the same ticket.
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import type { Browser, Page } from 'playwright-core';
-import { call, expectNoConsoleErrors, launch, login, makeTenant, openPage, phone, screenshot, unique, uniquePhone, type TenantSetup } from './support';
+import type { Browser } from 'playwright-core';
+import { bubble, call, expectNoConsoleErrors, launch, login, makeTenant, openPage, phone, screenshot, unique, uniquePhone, type TenantSetup } from './support';
 
 let browser: Browser;
 let tenant: TenantSetup;
@@ -17,7 +17,6 @@ afterAll(async () => {
   await browser?.close();
 });
 
-const bubble = (page: Page, text: string) => page.getByTestId('message').filter({ has: page.getByText(text, { exact: true }) });
 
 async function sentTo(number: string): Promise<string[]> {
   const response = await fetch(`${inject('evolutionUrl')}/_control/sent`);

@@ -186,3 +186,6 @@ export async function makeWhatsAppTicket(tenant: TenantSetup, clientName = uniqu
   }
   throw new Error(`no ticket for ${clientName}`);
 }
+
+/** A message bubble by its exact text (a bubble's textContent runs into its time, so no substring match). */
+export const bubble = (page: Page, text: string) => page.getByTestId('message').filter({ has: page.getByText(text, { exact: true }) });

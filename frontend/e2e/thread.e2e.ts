@@ -3,7 +3,7 @@
 // client's earlier ticket read from the current one by an agent who never handled it.
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import type { Browser, Page } from 'playwright-core';
-import { call, expectNoConsoleErrors, launch, login, makeTenant, makeTicket, openPage, phone, screenshot, unique, uniquePhone, type TenantSetup } from './support';
+import { bubble, call, expectNoConsoleErrors, launch, login, makeTenant, makeTicket, openPage, phone, screenshot, unique, uniquePhone, type TenantSetup } from './support';
 
 let browser: Browser;
 let tenant: TenantSetup;
@@ -17,8 +17,6 @@ afterAll(async () => {
   await browser?.close();
 });
 
-/** A message bubble by its exact text (a bubble's textContent runs into its time, so no substring match). */
-const bubble = (page: Page, text: string) => page.getByTestId('message').filter({ has: page.getByText(text, { exact: true }) });
 
 /** Where the thread is scrolled: distance from the bottom, and the thread box's top on screen. */
 function scrollState(page: Page) {

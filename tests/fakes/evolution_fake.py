@@ -71,6 +71,8 @@ class FakeState:
     # The echo posted (and acknowledged) before the send is answered, then the answer held back
     # this long: Evolution's echo outrunning the caller's bookkeeping, made certain.
     echo_first_seconds: float = 0.0
+    # A number's chat as WhatsApp names it in our own echoes (a LID chat: "<lid>@lid", no number).
+    echo_as: dict[str, str] = field(default_factory=dict)
     # The key id the next send gets, so a test can post its receipts before the send exists.
     next_key_id: str | None = None
     # The next this-many sends answer 500 (nothing sent), whatever the mode.
@@ -374,7 +376,8 @@ def create_app(api_key: str) -> FastAPI:
             jid = f"{str(number).split('@')[0]}@s.whatsapp.net"
             check = {"exists": False, "jid": jid, "number": number}
             return JSONResponse({"status": 400, "error": "Bad Request", "response": {"message": [check]}}, 400)
-        key = {"remoteJid": jid_for(number), "fromMe": True, "id": state.next_key_id or _key_id()}
+        jid = state.echo_as.get(str(number), jid_for(number))
+        key = {"remoteJid": jid, "fromMe": True, "id": state.next_key_id or _key_id()}
         state.next_key_id = None
         ts = int(datetime.now(UTC).timestamp())
         if isinstance(record.get("data"), bytes):
@@ -566,6 +569,7 @@ def create_app(api_key: str) -> FastAPI:
         state.hold_answer_next = int(body.get("hold_answer_next", state.hold_answer_next))
         state.media_fail_next = int(body.get("media_fail_next", state.media_fail_next))
         state.fail_paths = list(body.get("fail_paths", []))
+        state.echo_as = dict(body.get("echo_as", {}))
         if state.hold_next or state.hold_answer_next:
             state.released.clear()
         return {

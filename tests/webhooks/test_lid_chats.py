@@ -12,6 +12,7 @@ import httpx
 
 from backend.clients import service as clients
 from backend.core import natural_keys
+from tests.automation.helpers import company, left
 from tests.factories import API, Tenant, collection_counts, make_tenant, unique_phone
 from tests.fakes.harness import FakeEvolution, make_connection, wait_for
 from tests.webhooks.evolution_shapes import all_messages, key_id, pn_key, post, shown, thread, tickets_of, upsert
@@ -276,3 +277,57 @@ async def test_an_agent_starts_a_conversation_with_a_client_known_only_by_its_li
     # Her answer on the LID chat lands in the ticket the agent started.
     await post(client, db, conn, _text(_lid_key(lid), "obrigada!"))
     assert [m["body"] for m in await thread(client, tenant, r.json()["id"])][-1] == "obrigada!"
+
+
+async def test_the_echo_of_a_reply_sent_by_number_is_known_when_it_names_the_chat_by_lid(
+    client: httpx.AsyncClient, admin_headers: dict[str, str], evolution: FakeEvolution, db: Any
+) -> None:
+    """Evolution may post the fromMe echo of our send before it answers the send, when only the
+    text sent to this chat can tell it (outbound `from_me_verdict`). The reply went to the number;
+    the echo names the chat by its LID alone. The send was marked under both forms the ticket
+    knows, so the echo is known as ours, not stored as a second message typed on the phone."""
+    tenant = await make_tenant(client, admin_headers, agents=1)
+    conn = await make_connection(client, tenant, evolution)
+    lid, phone = _lid(), unique_phone()
+    await post(client, db, conn, _text(_lid_key(lid, alt=phone), "oi"))
+    (ticket,) = await tickets_of(client, tenant)
+    await evolution.mode("ok", echo_first_seconds=0.5, echo_as={phone: f"{lid}@lid"})
+    try:
+        await _reply(client, tenant, ticket["id"], "Bom dia!")
+        (send,) = await wait_for(lambda: _sent(evolution, "Bom dia!"))
+    finally:
+        await evolution.mode("ok", echo_first_seconds=0.0)
+    assert (send["number"], send["jid"]) == (phone, f"{lid}@lid")
+
+    async def both_settled() -> list[dict[str, Any]] | None:
+        raws = await db.webhook_events_raw.find({"connection_id": conn["id"], "chat": f"{lid}@lid"}).to_list(None)
+        return raws if len(raws) == 2 and all(r["status"] != "received" for r in raws) else None
+
+    raws = await wait_for(both_settled)  # the client's "oi", then the echo
+    assert ["echo of an IAZE reply"] in [r["result"] for r in raws], raws
+    assert [(m["direction"], m["body"].split("\n")[-1]) for m in await thread(client, tenant, ticket["id"])] == [
+        ("in", "oi"),
+        ("out", "Bom dia!"),
+    ]
+
+
+async def test_the_survey_answer_names_the_chat_by_its_lid_and_still_rates_the_ticket(
+    client: httpx.AsyncClient, admin_headers: dict[str, str], evolution: FakeEvolution, db: Any
+) -> None:
+    """The survey is keyed by the address its ticket had (the number); the client's "5" comes
+    naming the chat by its LID alone. The client is known by both: the digit rates the ticket."""
+    config = {"csat_enabled": True, "csat_window_hours": 2, "csat_message": "De 1 a 5?"}
+    tenant, conn = await company(client, admin_headers, evolution, config=config)
+    lid, phone = _lid(), unique_phone()
+    await post(client, db, conn, _text(_lid_key(lid, alt=phone), "preciso de ajuda"))
+    (ticket,) = await tickets_of(client, tenant)
+    assert ticket["client_phone"] == phone
+    agent = tenant.agents[0]["headers"]
+    assert (await client.post(f"{API}/tickets/{ticket['id']}/assume", headers=agent)).status_code == 200
+    assert (await client.post(f"{API}/tickets/{ticket['id']}/finalize", headers=agent)).status_code == 200
+    await left(db, ticket["id"], "survey")
+    raw = await post(client, db, conn, _text(_lid_key(lid), "5"))
+    assert raw["result"][0].startswith(f"rating 5 of ticket {ticket['id']}"), raw["result"]
+    r = await client.get(f"{API}/tickets/{ticket['id']}", headers=tenant.headers)
+    assert (r.json()["status"], r.json()["rating"]) == ("finalizado", 5)
+    assert [t["id"] for t in await tickets_of(client, tenant)] == [ticket["id"]]
