@@ -160,6 +160,7 @@ export const t = {
     } as Record<string, string>,
     // The backend's reasons (provider answers included) in pt-BR: i18n/backendMessages.ts.
     failureReason: (reason: string) => failureReason(reason),
+    rewrite: 'Escrever de novo',
     timeline: {
       someone: 'Alguém',
       created: (who: string) => `${who} abriu o atendimento`,

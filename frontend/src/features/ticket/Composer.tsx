@@ -108,6 +108,7 @@ export function Composer({
   canNote,
   quoting = null,
   onQuoteDone,
+  rewrite = null,
 }: {
   ticket: Ticket;
   canReply: boolean;
@@ -115,6 +116,9 @@ export function Composer({
   /** The message this reply answers, chosen with "Responder" in the thread. */
   quoting?: Message | null;
   onQuoteDone?: () => void;
+  /** A reply that failed, chosen with "Escrever de novo": its text comes back into the box, to be
+   * sent as a new reply (the failed one stays, failed, as it was). A new object each time. */
+  rewrite?: { text: string } | null;
 }) {
   const me = useMe();
   const [body, setBody] = useState('');
@@ -130,6 +134,12 @@ export function Composer({
   const [dismissedAt, setDismissedAt] = useState<number | null>(null);
   const area = useRef<HTMLTextAreaElement>(null);
   const pendingCaret = useRef<number | null>(null);
+  useEffect(() => {
+    if (!rewrite) return;
+    setChosen('reply');
+    setBody(rewrite.text);
+    area.current?.focus();
+  }, [rewrite]);
   const client = useQueryClient();
   const replies = useQuickReplies(canReply);
   const combobox = useCombobox();

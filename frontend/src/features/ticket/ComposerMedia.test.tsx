@@ -217,6 +217,52 @@ describe('quoted replies', () => {
   });
 });
 
+describe('a reply that failed', () => {
+  it('"Escrever de novo" puts its words back in the composer; sending makes a new reply and the failed one stays', async () => {
+    const failed: Message = {
+      ...sentMessage({}),
+      id: '5'.repeat(24),
+      type: 'text',
+      body: `*${me.name}:*\nSeu boleto vence amanhã`,
+      status: 'failed',
+      failure_reason: 'connection not connected',
+    };
+    const calls = api(({ method, path }) => {
+      if (path === `/api/v1/tickets/${held.id}`) return { body: held };
+      if (path === `/api/v1/tickets/${held.id}/messages` && method === 'GET') return { body: { items: [failed], next_cursor: null } };
+      if (path === `/api/v1/tickets/${held.id}/messages` && method === 'POST') {
+        return { status: 201, body: sentMessage({ id: '6'.repeat(24), type: 'text', body: `*${me.name}:*\nSeu boleto vence amanhã` }) };
+      }
+      if (path === '/api/v1/departments') return { body: { items: [], next_cursor: null } };
+      if (path.endsWith('/events') || path.endsWith('/history')) return { body: { items: [], next_cursor: null } };
+      return undefined;
+    });
+    renderApp(<TicketView ticketId={held.id} />);
+    await userEvent.click(await screen.findByRole('button', { name: 'Escrever de novo' }));
+    expect(screen.getByLabelText('Mensagem')).toHaveValue('Seu boleto vence amanhã'); // without the signature
+    await userEvent.click(screen.getByRole('button', { name: 'Enviar' }));
+    await waitFor(() => expect(calls.find((c) => c.method === 'POST')?.body).toEqual({ body: 'Seu boleto vence amanhã' }));
+    await waitFor(() => expect(screen.getAllByTestId('message')).toHaveLength(2));
+    expect(screen.getAllByTestId('rewrite')).toHaveLength(1); // the failed one, still failed
+  });
+
+  it('is not offered where the viewer cannot reply, nor on a reply that was sent', async () => {
+    const sent: Message = { ...sentMessage({}), type: 'text', body: 'ok', status: 'sent' };
+    const failed: Message = { ...sent, id: '5'.repeat(24), status: 'failed' };
+    const other = ticketFixture({ status: 'atendendo', agent_id: 'f'.repeat(24), agent_name: 'Bruno', version: 2 });
+    api(({ path }) => {
+      if (path === `/api/v1/tickets/${other.id}`) return { body: other };
+      if (path === `/api/v1/tickets/${other.id}/messages`) return { body: { items: [sent, failed], next_cursor: null } };
+      if (path === '/api/v1/departments') return { body: { items: [], next_cursor: null } };
+      if (path.endsWith('/events') || path.endsWith('/history')) return { body: { items: [], next_cursor: null } };
+      return undefined;
+    });
+    renderApp(<TicketView ticketId={other.id} />);
+    await waitFor(() => expect(screen.getAllByTestId('message')).toHaveLength(2));
+    expect(screen.queryByTestId('rewrite')).not.toBeInTheDocument();
+  });
+});
+
 describe('voice notes', () => {
   it('prefers OGG/Opus and falls back to WebM/Opus (what Chromium records)', () => {
     expect(pickRecordingType(() => true)).toBe('audio/ogg;codecs=opus');

@@ -122,7 +122,14 @@ function MarksLine({ marks }: { marks: Marks }) {
 }
 
 /** The time, the delivery ticks of what was sent, and why a send failed: the same on every bubble. */
-function BubbleFooter({ message, onReply, marks }: { message: Message; onReply?: (message: Message) => void; marks?: Marks }) {
+/** What a bubble offers and shows besides its message: "Responder" (`onReply`, only where a reply
+ * can be sent), "Escrever de novo" on a failed reply (`onRewrite`, the same), and what later
+ * entries of the thread say happened to it (`marks`: edited, deleted, reactions). */
+type BubbleExtras = { onReply?: (message: Message) => void; onRewrite?: (message: Message) => void; marks?: Marks };
+
+function BubbleFooter({ message, onReply, onRewrite, marks }: { message: Message } & BubbleExtras) {
+  // A text reply that failed for good: its writer can send the same words again as a new reply.
+  const rewritable = onRewrite && message.status === 'failed' && message.sender_type === 'agent' && message.type === 'text';
   return (
     <>
       <Group gap={4} justify="flex-end">
@@ -150,13 +157,17 @@ function BubbleFooter({ message, onReply, marks }: { message: Message; onReply?:
           {t.ticket.failureReason(message.failure_reason)}
         </Text>
       )}
+      {rewritable && (
+        <Button size="compact-xs" variant="light" color="red" onClick={() => onRewrite(message)} data-testid="rewrite" style={{ alignSelf: 'flex-start' }}>
+          {t.ticket.rewrite}
+        </Button>
+      )}
     </>
   );
 }
 
-/** `onReply`: the agent may answer quoting this message (only where a reply can be sent).
- * `marks`: what later entries of the thread say happened to it (edited, deleted, reactions). */
-export function MessageBubble({ message, onReply, marks }: { message: Message; onReply?: (message: Message) => void; marks?: Marks }) {
+/** One message of the thread (`BubbleExtras`: what it offers and shows besides it). */
+export function MessageBubble({ message, onReply, onRewrite, marks }: { message: Message } & BubbleExtras) {
   if (message.direction === 'note') return <NoteBubble message={message} />;
   if (isAnnotation(message)) return <AnnotationBubble message={message} />;
   const quoted = quotedOf(message);
@@ -197,7 +208,7 @@ export function MessageBubble({ message, onReply, marks }: { message: Message; o
       {quoted && <QuoteBlock quoted={quoted} />}
       <MessageContent message={message} />
       {message.body && <Body body={message.body} signed={message.direction === 'out'} />}
-      <BubbleFooter message={message} onReply={onReply} marks={marks} />
+      <BubbleFooter message={message} onReply={onReply} onRewrite={onRewrite} marks={marks} />
     </div>
   );
 }
@@ -338,10 +349,13 @@ export function MessageThread({
   ticketId,
   showTimeline = true,
   onReply,
+  onRewrite,
 }: {
   ticketId: string;
   showTimeline?: boolean;
   onReply?: (message: Message) => void;
+  /** Only where a reply can be sent: a failed reply's text goes back to the composer. */
+  onRewrite?: (message: Message) => void;
 }) {
   const me = useMe();
   const query = useMessages(ticketId);
@@ -445,6 +459,7 @@ export function MessageThread({
               key={item.key}
               message={item.message}
               onReply={isAnnotation(item.message) ? undefined : onReply}
+              onRewrite={onRewrite}
               marks={marks.get(item.message.id)}
             />
           ) : (

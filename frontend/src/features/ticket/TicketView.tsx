@@ -18,7 +18,7 @@ import { TicketMarkers } from '../inbox/TicketList';
 import { ClientHistory } from './ClientHistory';
 import { Composer } from './Composer';
 import { TicketTags } from './TicketTags';
-import { MessageThread } from './MessageThread';
+import { MessageThread, splitSignature } from './MessageThread';
 import { TransferModal } from './TransferModal';
 
 const STATUS_COLOR: Record<string, string> = { espera: 'yellow', atendendo: 'teal', finalizado: 'gray' };
@@ -70,6 +70,8 @@ function LoadedTicket({ ticket, backTo }: { ticket: Ticket; backTo: { pathname: 
   const [transferOpen, setTransferOpen] = useState(false);
   // The message the agent chose to answer quoting it ("Responder" on a bubble).
   const [quoting, setQuoting] = useState<Message | null>(null);
+  // A failed reply's text, chosen with "Escrever de novo", back in the composer.
+  const [rewrite, setRewrite] = useState<{ text: string } | null>(null);
   const can = allowedActions(ticket, me);
   const department = departments.data?.find((d) => d.id === ticket.department_id);
   const markRead = useMarkRead(ticket.id);
@@ -193,7 +195,12 @@ function LoadedTicket({ ticket, backTo }: { ticket: Ticket; backTo: { pathname: 
           <LinkBanner testId="reopened-as" text={t.ticket.reopenedAs} label={t.ticket.openNext} to={{ pathname: `/atendimento/${ticket.reopened_as_ticket_id}`, search: backTo.search }} />
         )}
       </Stack>
-      <MessageThread key={ticket.id} ticketId={ticket.id} onReply={can.reply ? setQuoting : undefined} />
+      <MessageThread
+        key={ticket.id}
+        ticketId={ticket.id}
+        onReply={can.reply ? setQuoting : undefined}
+        onRewrite={can.reply ? (failed) => setRewrite({ text: splitSignature(failed.body).text }) : undefined}
+      />
       <Composer
         key={`composer-${ticket.id}`}
         ticket={ticket}
@@ -201,6 +208,7 @@ function LoadedTicket({ ticket, backTo }: { ticket: Ticket; backTo: { pathname: 
         canNote={can.note}
         quoting={can.reply ? quoting : null}
         onQuoteDone={() => setQuoting(null)}
+        rewrite={can.reply ? rewrite : null}
       />
       <TransferModal ticket={ticket} opened={transferOpen} onClose={() => setTransferOpen(false)} onConflict={(e) => onConflict(e, false)} />
     </Paper>
