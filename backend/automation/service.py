@@ -25,6 +25,7 @@ from backend.automation import hours, repository, texts
 from backend.automation.models import Survey
 from backend.clients.phones import whatsapp_addresses
 from backend.connections import service as connections
+from backend.connections.providers.base import CALL, VIDEO_CALL
 from backend.core import natural_keys
 from backend.core.clock import as_utc, utcnow
 from backend.core.db import Database
@@ -235,7 +236,7 @@ async def after_client_message(
     if ticket.opening_message_id == message.id:
         return await _opened(db, conn, ticket, config_read, retry=retry, new_client=new_client)
     done: list[str] = []
-    if ticket.menu_pending:
+    if ticket.menu_pending and message.type not in (CALL, VIDEO_CALL):  # ringing is no answer to the menu
         done += await _menu_answer(db, conn, ticket, message, config_read, retry=retry)
     if await _away(db, ticket, config_read, retry=retry):
         done.append(AWAY)

@@ -95,8 +95,9 @@ def _chat_of(payload: dict[str, Any]) -> str:
     nested = data.get("key")
     key: dict[str, Any] = nested if isinstance(nested, dict) else data
     # The chat as the provider names it: a LID chat by its LID, whether or not a delivery also
-    # carries its number (backend/clients/phones.py), so all of its messages share a lane.
-    return str(key.get("remoteJid") or "")
+    # carries its number (backend/clients/phones.py), so all of its messages share a lane. A
+    # call names it `from`.
+    return str(key.get("remoteJid") or data.get("from") or "")
 
 
 def _sniff(body: str, hint: str | None) -> tuple[str | None, str]:

@@ -68,6 +68,10 @@ class OutboundMedia:
     data: bytes
 
 
+# Message types of a client's call to the number (a provider's call event, offer step).
+CALL, VIDEO_CALL = "call", "video_call"
+
+
 @dataclass(frozen=True)
 class InboundMessage:
     provider_message_id: str

@@ -17,7 +17,9 @@ from typing import Any
 import httpx
 
 from backend.connections.providers.base import (
+    CALL,
     NOT_ON_WHATSAPP,
+    VIDEO_CALL,
     ConnectionChange,
     ConnectionStatus,
     DeliveryStatus,
@@ -40,7 +42,8 @@ from backend.connections.providers.base import (
 NAME = "evolution"
 # MESSAGES_SET: the history sync after a (re)pairing, the only way a message received while the
 # instance was logged out reaches us (Evolution's `messaging-history.set` handler). EDITED and
-# DELETE: a message's text edited, or the message deleted for everyone.
+# DELETE: a message's text edited, or the message deleted for everyone. CALL: a client calling
+# the number, which nobody in the helpdesk would otherwise know of.
 WEBHOOK_EVENTS = [
     "QRCODE_UPDATED",
     "CONNECTION_UPDATE",
@@ -49,6 +52,7 @@ WEBHOOK_EVENTS = [
     "MESSAGES_SET",
     "MESSAGES_EDITED",
     "MESSAGES_DELETE",
+    "CALL",
 ]
 
 # "refused": Evolution gave up on the pairing (its QR code limit was reached) and ended the
@@ -595,6 +599,47 @@ def _parse_deleted(data: Any) -> list[InboundEvent]:
     return [MessageChange(kind="revoke", provider_message_id=target, change_id="revoke")]
 
 
+def _parse_call(call: dict[str, Any], *, owner: str) -> InboundEvent:
+    """CALL: Baileys' WACallEvent ({id, from, callerPn, isGroup, isVideo, status, date}), one per
+    step of a call. The offer is the client's attempt to reach the business: filed in its
+    conversation as a message of type "call" or "video_call" (one per call id), so a client who
+    rang instead of writing is seen; the later steps (ringing, accept, reject, timeout,
+    terminate) add nothing. A call our own number places (`from` the instance's) is no client's."""
+    status = str(call.get("status") or "")
+    if status != "offer":
+        return Ignored(f"call {status[:40]}")
+    call_id = call.get("id")
+    if not isinstance(call_id, str) or not call_id:
+        raise WebhookParseError("call without id")
+    if call.get("isGroup"):
+        return Ignored("group call")
+    address = _chat_address({"remoteJid": call.get("from"), "remoteJidAlt": call.get("callerPn")})
+    ours = _jid_user(owner, _NUMBER_SERVERS)
+    if address is None or (ours is not None and address[0] == ours):
+        return Ignored("not a person's call", {"from": str(call.get("from"))[:80]})
+    return InboundMessage(
+        provider_message_id=f"call:{call_id}",
+        phone=address[0],
+        lid=address[1],
+        from_me=False,
+        push_name="",
+        type=VIDEO_CALL if call.get("isVideo") else CALL,
+        body="",
+        sent_at=_when(call.get("date")),
+    )
+
+
+def _when(value: Any) -> datetime | None:
+    """A Date as JSON carries it (ISO 8601), or epoch seconds."""
+    if isinstance(value, str) and not value.isdigit():
+        try:
+            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+        return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+    return _timestamp(value)
+
+
 def parse_webhook(payload: Any, *, event_hint: str | None) -> list[InboundEvent]:
     if not isinstance(payload, dict):
         raise WebhookParseError("payload is not a JSON object")
@@ -615,6 +660,8 @@ def parse_webhook(payload: Any, *, event_hint: str | None) -> list[InboundEvent]
         return _parse_edited(data)
     if event == "MESSAGES_DELETE":
         return _parse_deleted(data)
+    if event == "CALL":
+        return [_parse_call(_obj(data), owner=str(payload.get("sender") or ""))]
     if event == "CONNECTION_UPDATE":
         if not isinstance(data, dict) or "state" not in data:
             raise WebhookParseError("connection.update without data.state")

@@ -161,6 +161,8 @@ export const t = {
     // The backend's reasons (provider answers included) in pt-BR: i18n/backendMessages.ts.
     failureReason: (reason: string) => failureReason(reason),
     rewrite: 'Escrever de novo',
+    called: (video: boolean) =>
+      `${video ? '📹 Ligou por vídeo' : '📞 Ligou'} para o WhatsApp da empresa. A chamada toca no celular da conexão; responda por aqui ou retorne a ligação.`,
     timeline: {
       someone: 'Alguém',
       created: (who: string) => `${who} abriu o atendimento`,
@@ -202,6 +204,9 @@ export const t = {
       // ("[revoke]"; "[reaction]" is a reaction taken back: a reaction's preview is its emoji).
       revoke: 'Mensagem apagada',
       reaction: 'Reação removida',
+      // The client called the WhatsApp number (the call itself rings on the phone, not here).
+      call: 'Chamada de voz',
+      video_call: 'Chamada de vídeo',
       other: 'Anexo',
     } as Record<string, string>,
     // What someone did to an earlier WhatsApp message, recorded as an entry of its own in the

@@ -272,6 +272,21 @@ describe('pending attachments in the thread', () => {
   });
 });
 
+describe('a client who called', () => {
+  it('shows the call in the thread as what it was, with what to do about it', () => {
+    renderApp(
+      <>
+        <MessageBubble message={message({ id: '6'.repeat(24), type: 'call' })} />
+        <MessageBubble message={message({ type: 'video_call' })} />
+      </>,
+    );
+    const [voice, video] = screen.getAllByTestId('call-notice');
+    expect(voice).toHaveTextContent('📞 Ligou para o WhatsApp da empresa');
+    expect(video).toHaveTextContent('📹 Ligou por vídeo');
+    expect(screen.queryByTestId('media-placeholder')).not.toBeInTheDocument();
+  });
+});
+
 describe('media formatting', () => {
   it('formats sizes and lengths the Brazilian way', () => {
     expect(formatSize(512)).toBe('512 B');
@@ -285,6 +300,8 @@ describe('media formatting', () => {
     expect(previewText('[audio]')).toBe('[Áudio]');
     expect(previewText('[revoke]')).toBe('[Mensagem apagada]');
     expect(previewText('[reaction]')).toBe('[Reação removida]');
+    expect(previewText('[call]')).toBe('[Chamada de voz]');
+    expect(previewText('[video_call]')).toBe('[Chamada de vídeo]');
     expect(previewText('[poll]')).toBe('[Anexo]');
     expect(previewText('[sic] texto do cliente')).toBe('[sic] texto do cliente');
   });

@@ -40,6 +40,13 @@ export function MessageContent({ message }: { message: Message }) {
     );
   }
   if (message.type === 'text' || message.type === 'chat') return null;
+  if (message.type === 'call' || message.type === 'video_call') {
+    return (
+      <Text size="sm" data-testid="call-notice">
+        {t.ticket.called(message.type === 'video_call')}
+      </Text>
+    );
+  }
   return <MediaPlaceholder message={message} />;
 }
 
