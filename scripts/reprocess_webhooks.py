@@ -2,14 +2,18 @@
 hiccup, a bug since fixed).
 
     python -m scripts.reprocess_webhooks --help
-    python -m scripts.reprocess_webhooks run [--connection ID] [--limit N] [--dry-run] [--dropped-inactive]
+    python -m scripts.reprocess_webhooks run [--connection ID] [--limit N] [--dry-run] [--set-aside]
     python -m scripts.reprocess_webhooks one RAW_ID
 
-`--dropped-inactive` takes, instead of the failed deliveries, those that versions before 25179f4
-set aside unprocessed because their connection was deactivated in IAZE (outcome "ignored", result
-["connection inactive"]): client messages never filed. Processed now, each is filed into its
-client's ticket as it would be today (the open one, else a new one in the connection's default
-department), with its original time.
+`--set-aside` (also spelled `--dropped-inactive`) takes, instead of the failed deliveries, those
+older versions set aside as "ignored" that this version files: client messages nobody saw.
+- ["connection inactive"]: a connection deactivated in IAZE (versions before 25179f4);
+- "not a person's chat": a chat WhatsApp named by its LID without the number, or a hosted
+  business account (before 045a36e); a group or a broadcast is ignored again, as it should be;
+- a reaction, and the events those versions did not handle: a history sync (MESSAGES_SET), an
+  edit or a deletion (MESSAGES_EDITED, MESSAGES_DELETE), a call (CALL).
+Processed now, each is filed as it would be today (a message into its client's open ticket, else
+a new one in the connection's default department; a change beside the message it changes).
 
 Runs the same processing the webhook route runs (backend.webhooks.service.process), which is
 idempotent: messages already stored are not stored again. Raw events are never changed except
@@ -38,6 +42,23 @@ GATE_REFUSED = 4
 FAILED = "failed"
 # The outcome versions before 25179f4 gave a delivery of a connection deactivated in IAZE.
 DROPPED_INACTIVE = ["connection inactive"]
+# Results older versions gave deliveries this version files (the module docstring).
+NOW_FILED = frozenset(
+    {
+        "ignored: not a person's chat",
+        "ignored: reactionMessage is not a conversation message",
+        "ignored: event MESSAGES_SET not handled",
+        "ignored: event MESSAGES_EDITED not handled",
+        "ignored: event MESSAGES_DELETE not handled",
+        "ignored: event CALL not handled",
+    }
+)
+
+
+def set_aside(raw: RawEvent) -> bool:
+    """Whether an "ignored" delivery was set aside by an older version and is filed by this one."""
+    return raw.result == DROPPED_INACTIVE or any(r in NOW_FILED for r in raw.result or [])
+
 
 app = typer.Typer(help=__doc__, no_args_is_help=True, add_completion=False)
 console = Console(highlight=False)
@@ -50,8 +71,8 @@ async def reprocess(
     the run's events first (paged by `_id`, so events failing again are not picked up twice in
     one run), then processes them in stored order: `_id`s compare as text ("w:1:10" sorts before
     "w:1:9"), and one chat's deliveries (a message, then its receipts) must run in its order.
-    `dropped_inactive`: the deliveries set aside for a deactivated connection (`DROPPED_INACTIVE`)
-    instead of the failed ones."""
+    `dropped_inactive`: the deliveries older versions set aside (`set_aside`) instead of the
+    failed ones."""
     status = "ignored" if dropped_inactive else FAILED
     picked: list[RawEvent] = []
     after: str | None = None
@@ -61,7 +82,7 @@ async def reprocess(
         )
         if not page:
             break
-        picked.extend(raw for raw in page if not dropped_inactive or raw.result == DROPPED_INACTIVE)
+        picked.extend(raw for raw in page if not dropped_inactive or set_aside(raw))
         after = page[-1].id
     picked.sort(key=_stored_order)
     return [(raw, "would retry" if dry_run else await _process(db, raw)) for raw in picked]
@@ -149,14 +170,16 @@ def run(
     dropped_inactive: Annotated[
         bool,
         typer.Option(
+            "--set-aside",
             "--dropped-inactive",
-            help='the deliveries of a deactivated connection older versions set aside ("connection inactive")',
+            help="the client messages older versions set aside as ignored (an inactive connection, LID chats, "
+            "reactions, history sync, edits, deletions, calls)",
         ),
     ] = False,
     mongo_url: MongoUrl = None,
     db: DbName = None,
 ) -> None:
-    """Reprocess failed raw webhook events (or, with --dropped-inactive, those set aside), oldest first."""
+    """Reprocess failed raw webhook events (or, with --set-aside, those older versions set aside), oldest first."""
     raise typer.Exit(asyncio.run(_run(_settings(mongo_url, db), connection, limit, dry_run, None, dropped_inactive)))
 
 

@@ -110,3 +110,53 @@ async def test_deliveries_older_versions_set_aside_for_an_inactive_connection_ar
         )
         == []
     )
+
+
+async def test_lid_chats_and_reactions_older_versions_ignored_are_filed_on_request_and_groups_stay_ignored(
+    client: httpx.AsyncClient, admin_headers: dict[str, str], db: Any
+) -> None:
+    """Before 045a36e a chat WhatsApp named by its LID alone was "not a person's chat", and a
+    reaction "not a conversation message": `run --set-aside` files them now; a group's message,
+    ignored for the same words, is processed and stays ignored."""
+    tenant = await make_tenant(client, admin_headers, agents=1)
+    conn = await make_open_connection(client, tenant, db)
+    lid = "2" + unique_phone()[-14:]
+    lid_message = text_upsert(lid, "3EB0LIDOLD01", "mandei pelo LID", stamped=True)
+    lid_message["data"]["key"]["remoteJid"] = f"{lid}@lid"
+    group = text_upsert("120363000000000000", "3EB0GROUPOLD1", "oi grupo", stamped=True)
+    group["data"]["key"]["remoteJid"] = "120363000000000000@g.us"
+    reaction = text_upsert(lid, "3EB0REACTOLD1", "", stamped=True)
+    reaction["data"]["key"]["remoteJid"] = f"{lid}@lid"
+    reaction["data"]["message"] = {"reactionMessage": {"key": {"id": "3EB0LIDOLD01"}, "text": "👍"}}
+    reaction["data"]["messageType"] = "reactionMessage"
+    chat, other = f"w:{new_id()}", f"w:{new_id()}"  # two lanes of their own
+    stored = {
+        f"{chat}:1": (lid_message, ["ignored: not a person's chat"]),
+        f"{chat}:2": (reaction, ["ignored: reactionMessage is not a conversation message"]),
+        f"{other}:1": (group, ["ignored: not a person's chat"]),
+    }
+    for raw_id, (payload, result) in stored.items():
+        await db.webhook_events_raw.insert_one(
+            {
+                "_id": raw_id,
+                "connection_id": conn["_id"],
+                "reseller_id": tenant.id,
+                "provider": "evolution",
+                "body": json.dumps(payload),
+                "received_at": utcnow(),
+                "status": "ignored",
+                "result": result,
+            }
+        )
+
+    results = await reprocess_webhooks.reprocess(
+        db, connection_id=conn["_id"], limit=10, dry_run=False, dropped_inactive=True
+    )
+
+    outcomes = {raw.id: outcome for raw, outcome in results}
+    assert outcomes == {f"{chat}:1": "processed", f"{chat}:2": "processed", f"{other}:1": "ignored"}
+    assert [raw.id for raw, _ in results if raw.id.startswith(chat)] == [f"{chat}:1", f"{chat}:2"]  # in order
+    r = await client.get(f"{API}/tickets", params={"status": "espera"}, headers=tenant.agents[0]["headers"])
+    [ticket] = r.json()["items"]
+    r = await client.get(f"{API}/tickets/{ticket['id']}/messages", headers=tenant.agents[0]["headers"])
+    assert [(m["type"], m["body"]) for m in r.json()["items"]] == [("text", "mandei pelo LID"), ("reaction", "👍")]
