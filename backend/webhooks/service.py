@@ -198,8 +198,21 @@ async def process(
         # stay quiet on it: automation `_speaks`, which asks the store, not this copy).
         if retry is None:
             retry = attempt is not None and attempt > 1
-        results = [await _apply(db, conn, event, retry=retry, raw_id=raw.id, chats=chats) for event in events]
+        results, failure = await _apply_all(db, conn, events, retry=retry, raw_id=raw.id, chats=chats)
+        if failure is not None:
+            raise failure
         outcome: Outcome = "ignored" if results and all(r.startswith("ignored") for r in results) else "processed"
+    except _PartlyFailed as exc:  # the others are filed; the delivery is kept failed, to be run again
+        log.warning("webhook event failed", raw_id=raw.id, error=exc.error, kind="partly failed")
+        changes = {
+            "status": "failed",
+            "error": exc.error,
+            "result": exc.results,
+            "failed_at": utcnow(),
+            "retry_at": None,
+        }
+        await repository.mark(db, raw.id, {**changes, **counted}, inc_attempts=inc)
+        return "failed"
     except Exception as exc:  # unknown shape or a bug: keep it
         if is_retryable(exc):
             raise
@@ -211,6 +224,41 @@ async def process(
     changes = {"status": outcome, "error": None, "result": results, "processed_at": utcnow(), "retry_at": None}
     await repository.mark(db, raw.id, {**changes, **counted}, inc_attempts=inc)
     return outcome
+
+
+class _PartlyFailed(Exception):
+    """Some events of a delivery failed for good (unknown shape, a bug) and the rest were applied."""
+
+    def __init__(self, error: str, results: list[str]) -> None:
+        super().__init__(error)
+        self.error, self.results = error, results
+
+
+async def _apply_all(
+    db: Database,
+    conn: connections.Connection,
+    events: list[InboundEvent],
+    *,
+    retry: bool,
+    raw_id: str,
+    chats: dict[str, Any] | None,
+) -> tuple[list[str], _PartlyFailed | None]:
+    """Applies a delivery's events in order. One that fails for good does not hold back the others
+    (a history sync carries hundreds of messages, each its client's): it is recorded as failed in
+    its place and the delivery is kept failed, so a reprocessing runs it all again (each event is
+    idempotent). A retryable error stops the delivery, which is retried whole."""
+    results: list[str] = []
+    first: str | None = None
+    for event in events:
+        try:
+            results.append(await _apply(db, conn, event, retry=retry, raw_id=raw_id, chats=chats))
+        except Exception as exc:
+            if is_retryable(exc) or len(events) == 1:
+                raise
+            error = sanitize.text(f"{type(exc).__name__}: {exc}")[:ERROR_MAX_CHARS]
+            results.append(f"failed: {error}")
+            first = first or error
+    return results, (_PartlyFailed(first, results) if first is not None else None)
 
 
 async def _apply(

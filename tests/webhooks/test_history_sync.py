@@ -9,8 +9,11 @@ import time
 from typing import Any
 
 import httpx
+import pytest
 
 from backend.connections.providers.evolution import WEBHOOK_EVENTS
+from backend.webhooks import service as webhooks
+from scripts import reprocess_webhooks
 from tests.factories import make_tenant, unique_phone
 from tests.fakes.harness import FakeEvolution, make_connection
 from tests.webhooks.evolution_shapes import all_messages, envelope, key_id, pn_key, post, shown, tickets_of, upsert
@@ -102,3 +105,42 @@ async def test_an_instance_made_before_the_history_sync_is_asked_for_it_when_pai
     r = await client.get(f"/api/v1/whatsapp-connections/{conn['id']}/qrcode", headers=tenant.headers)
     calls = [c["path"] for c in await evolution.control("GET", "calls")]
     assert calls.count(f"/webhook/set/{conn['instance_name']}") == 2
+
+
+async def test_one_message_of_a_sync_that_fails_holds_back_none_of_the_others(
+    client: httpx.AsyncClient,
+    admin_headers: dict[str, str],
+    evolution: FakeEvolution,
+    db: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A sync carries many clients' messages in one delivery. One that fails for good (here a bug
+    injected for one message; an item the parser refuses is left out the same way) is recorded in
+    its place; the others are filed; the delivery is kept failed, and reprocessing it files the
+    one that failed and nothing twice."""
+    tenant = await make_tenant(client, admin_headers, agents=1)
+    conn = await make_connection(client, tenant, evolution)
+    await asyncio.sleep(1.1)
+    now = int(time.time())
+    phones = [unique_phone() for _ in range(3)]
+    batch = [_synced(phone, f"mensagem {i}", now) for i, phone in enumerate(phones)]
+    batch.insert(1, {**batch[0], "key": {**batch[0]["key"], "id": "3EB0BROKEN"}, "message": "not an object"})
+    real = webhooks._ingest_message
+
+    async def fails_for_the_second(db_: Any, conn_: Any, event: Any, **kwargs: Any) -> str:
+        if event.body == "mensagem 1":
+            raise ValueError("a bug met by one message")
+        return await real(db_, conn_, event, **kwargs)
+
+    monkeypatch.setattr(webhooks, "_ingest_message", fails_for_the_second)
+    raw = await post(client, db, conn, envelope("messages.set", batch))
+    assert raw["status"] == "failed", raw
+    assert raw["result"][1] == "ignored: history item refused: data.message is not an object"
+    assert raw["result"][2] == "failed: ValueError: a bug met by one message"
+    assert raw["error"] == "ValueError: a bug met by one message"
+    assert sorted(m["body"] for m in await all_messages(client, tenant)) == ["mensagem 0", "mensagem 2"]
+
+    monkeypatch.undo()
+    [(_, outcome)] = await reprocess_webhooks.reprocess(db, connection_id=conn["id"], limit=10, dry_run=False)
+    assert outcome == "processed"
+    assert sorted(m["body"] for m in await all_messages(client, tenant)) == ["mensagem 0", "mensagem 1", "mensagem 2"]

@@ -463,62 +463,67 @@ def _quoted(message: dict[str, Any], message_type: str, item: dict[str, Any]) ->
     )
 
 
-def _parse_upsert(data: Any) -> list[InboundEvent]:
+def _parse_upsert(data: Any, *, batch: bool = False) -> list[InboundEvent]:
+    """`batch`: a history sync's array, where an item this parser refuses is one item left out
+    (its raw delivery keeps it), not a delivery refused whole."""
     items = data.get("messages") if isinstance(data, dict) and "messages" in data else data
     items = items if isinstance(items, list) else [items]
     events: list[InboundEvent] = []
     for item in items:
-        if not isinstance(item, dict) or not isinstance(item.get("key"), dict):
-            raise WebhookParseError("messages.upsert without data.key")
-        key = item["key"]
-        key_id = key.get("id")
-        if not key_id or not isinstance(key_id, str):
-            raise WebhookParseError("messages.upsert without data.key.id")
-        address = _chat_address(key)
-        if address is None:
-            events.append(Ignored("not a person's chat", {"remoteJid": key.get("remoteJid")}))
-            continue
-        message = item.get("message")
-        message_type = str(item.get("messageType") or "")
-        if message is None:  # protocol messages (revokes, reactions to nothing) carry none
-            events.append(Ignored("no message content", {"messageType": message_type}))
-            continue
-        if not isinstance(message, dict):
-            raise WebhookParseError("data.message is not an object")
-        _, content_type = _unwrap(message, message_type)
-        if "reactionMessage" in (message_type, content_type):
-            events.append(_reaction(_obj(_unwrap(message, message_type)[0].get("reactionMessage")), key, item))
-            continue
-        if not_conversation := next((t for t in (message_type, content_type) if t in _NOT_CONVERSATION), None):
-            events.append(Ignored(f"{not_conversation} is not a conversation message"))
-            continue
-        content = _content(message, message_type)
-        # No content: nothing but metadata (messageContextInfo, senderKeyDistributionMessage; an
-        # empty message; Evolution's messageType "unknown"), or only an album's header. Opening a
-        # ticket with an empty message for it would show the agent nothing; the raw event keeps
-        # it. Everything else is content: a media message without caption (its bytes are), a
-        # wrapper with nothing inside, a type this parser does not know (kept with its type).
-        if content is None:
-            events.append(Ignored("no content", {"messageType": message_type}))
-            continue
-        events.append(
-            InboundMessage(
-                provider_message_id=key_id,
-                phone=address[0],
-                lid=address[1],
-                from_me=bool(key.get("fromMe")),
-                push_name=str(item.get("pushName") or ""),
-                type=content.kind,
-                body=content.body,
-                media=content.media,
-                sent_at=_timestamp(item.get("messageTimestamp")),
-                quoted=_quoted(message, message_type, item),
-                location=content.location,
-                contacts=content.contacts,
-                inline_base64=_inline_base64(item, message) if content.media is not None else None,
-            )
-        )
+        try:
+            events.append(_parse_item(item))
+        except WebhookParseError as exc:
+            if not batch:
+                raise
+            events.append(Ignored(f"history item refused: {exc}"))
     return events
+
+
+def _parse_item(item: Any) -> InboundEvent:
+    """One upsert's message (Evolution's prepareMessage shape)."""
+    if not isinstance(item, dict) or not isinstance(item.get("key"), dict):
+        raise WebhookParseError("messages.upsert without data.key")
+    key = item["key"]
+    key_id = key.get("id")
+    if not key_id or not isinstance(key_id, str):
+        raise WebhookParseError("messages.upsert without data.key.id")
+    address = _chat_address(key)
+    if address is None:
+        return Ignored("not a person's chat", {"remoteJid": key.get("remoteJid")})
+    message = item.get("message")
+    message_type = str(item.get("messageType") or "")
+    if message is None:  # protocol messages (revokes, reactions to nothing) carry none
+        return Ignored("no message content", {"messageType": message_type})
+    if not isinstance(message, dict):
+        raise WebhookParseError("data.message is not an object")
+    unwrapped, content_type = _unwrap(message, message_type)
+    if "reactionMessage" in (message_type, content_type):
+        return _reaction(_obj(unwrapped.get("reactionMessage")), key, item)
+    if not_conversation := next((t for t in (message_type, content_type) if t in _NOT_CONVERSATION), None):
+        return Ignored(f"{not_conversation} is not a conversation message")
+    content = _content(message, message_type)
+    # No content: nothing but metadata (messageContextInfo, senderKeyDistributionMessage; an
+    # empty message; Evolution's messageType "unknown"), or only an album's header. Opening a
+    # ticket with an empty message for it would show the agent nothing; the raw event keeps
+    # it. Everything else is content: a media message without caption (its bytes are), a
+    # wrapper with nothing inside, a type this parser does not know (kept with its type).
+    if content is None:
+        return Ignored("no content", {"messageType": message_type})
+    return InboundMessage(
+        provider_message_id=key_id,
+        phone=address[0],
+        lid=address[1],
+        from_me=bool(key.get("fromMe")),
+        push_name=str(item.get("pushName") or ""),
+        type=content.kind,
+        body=content.body,
+        media=content.media,
+        sent_at=_timestamp(item.get("messageTimestamp")),
+        quoted=_quoted(message, message_type, item),
+        location=content.location,
+        contacts=content.contacts,
+        inline_base64=_inline_base64(item, message) if content.media is not None else None,
+    )
 
 
 def _parse_update(data: Any) -> list[InboundEvent]:
@@ -653,7 +658,8 @@ def parse_webhook(payload: Any, *, event_hint: str | None) -> list[InboundEvent]
     if event == "MESSAGES_UPSERT":
         return _parse_upsert(data)
     if event == "MESSAGES_SET":  # an array of messages shaped as upserts (Evolution's prepareMessage)
-        return [replace(e, synced=True) if isinstance(e, InboundMessage) else e for e in _parse_upsert(data)]
+        events = _parse_upsert(data, batch=True)
+        return [replace(e, synced=True) if isinstance(e, InboundMessage) else e for e in events]
     if event == "MESSAGES_UPDATE":
         return _parse_update(data)
     if event == "MESSAGES_EDITED":
