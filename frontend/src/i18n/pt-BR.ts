@@ -99,7 +99,6 @@ export const t = {
     newTicket: (who: string) => `Novo atendimento: ${who}`,
     newTicketBody: (n: number) => `#${n} aguardando na fila`,
     newMessage: (who: string) => `Nova mensagem de ${who}`,
-    media: 'Anexo recebido',
     toggle: 'Alertas de novos atendimentos e mensagens',
     toggleHint: 'Som e notificação na área de trabalho quando um cliente entra na fila dos seus departamentos ou escreve num atendimento seu.',
     title: 'Alertas',

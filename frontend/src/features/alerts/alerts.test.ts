@@ -21,6 +21,9 @@ describe('alertFor', () => {
       title: 'Novo atendimento: Maria Cliente',
       body: 'Oi',
     });
+    // A ticket a call opened: its preview in Portuguese.
+    const called = ticketFixture({ last_message_preview: '[call]' });
+    expect(alertFor(ev('ticket.created', { ticket: called }), me)?.body).toBe('[Chamada de voz]');
     const elsewhere = ticketFixture({ department_id: 'e'.repeat(24) });
     expect(alertFor(ev('ticket.created', { ticket: elsewhere }), me)).toBeNull();
     // Sent back to the queue of its department: waiting again.
@@ -52,7 +55,9 @@ describe('alertFor', () => {
     const queued = ticketFixture();
     expect(alertFor(ev('message.created', { ticket: queued, message: message() }), me)).toBeNull();
     const photo = message({ body: '', type: 'image' });
-    expect(alertFor(ev('message.created', { ticket: held, message: photo }), me)?.body).toBe('Anexo recebido');
+    expect(alertFor(ev('message.created', { ticket: held, message: photo }), me)?.body).toBe('[Imagem]');
+    const call = message({ body: '', type: 'call' });
+    expect(alertFor(ev('message.created', { ticket: held, message: call }), me)?.body).toBe('[Chamada de voz]');
   });
 });
 

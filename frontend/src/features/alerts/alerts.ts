@@ -2,6 +2,7 @@ import type { RealtimeEvent, User } from '../../api/types';
 import { t } from '../../i18n/pt-BR';
 import { isClientMessage } from '../../realtime/cache';
 import { clientLabel } from '../contacts/ClientPhone';
+import { previewText } from '../ticket/media';
 
 /** What deserves the agent's attention right now: a sound, a desktop notification, the tab title. */
 export type Alert = { key: string; ticketId: string; title: string; body: string };
@@ -18,7 +19,7 @@ export function alertFor(event: RealtimeEvent, user: User): Alert | null {
       key: `queued:${ticket.id}:${ticket.version}`,
       ticketId: ticket.id,
       title: t.alerts.newTicket(who),
-      body: ticket.last_message_preview || t.alerts.newTicketBody(ticket.number),
+      body: previewText(ticket.last_message_preview) || t.alerts.newTicketBody(ticket.number),
     };
   }
   const message = event.message;
@@ -28,7 +29,8 @@ export function alertFor(event: RealtimeEvent, user: User): Alert | null {
       key: `message:${message.id}`,
       ticketId: ticket.id,
       title: t.alerts.newMessage(who),
-      body: message.body || t.alerts.media,
+      // Without text: its kind in Portuguese ("[Imagem]", "[Chamada de voz]", "[Mensagem apagada]").
+      body: message.body || previewText(`[${message.type}]`),
     };
   }
   return null;
