@@ -15,6 +15,13 @@ class MessageCreate(InputModel):
     quoted_message_id: ObjectIdStr | None = None  # a message of the same ticket the reply quotes
 
 
+class ReactionCreate(InputModel):
+    """An emoji as WhatsApp takes it (a few code points: skin tones, flags, joined families), or
+    "" to take the reaction back."""
+
+    emoji: Annotated[str, StringConstraints(strip_whitespace=True, max_length=16, pattern=r"^\S*$")]
+
+
 class MessageUploadFields(InputModel):
     """The fields of a `multipart/form-data` reply besides its `file` (backend/messages/uploads.py)."""
 

@@ -406,10 +406,12 @@ async def send_as_agent(
     type_: str = "text",
     media: dict[str, Any] | None = None,
     quoted: Quoted | None = None,
+    annotates: str | None = None,
 ) -> Message:
     """Stores `body` (and a file's media, a quote) as `actor`'s message to the client and queues
     it for sending, signed as the reseller's settings say. The caller checked that the client can
-    be reached (held_for_reply, or the start of a conversation in tickets.intake)."""
+    be reached (held_for_reply, or the start of a conversation in tickets.intake). `annotates`: a
+    reaction's message (`react`)."""
     message_id = message_id or new_id()
     if sign and await resellers.signature_enabled(db, ticket.reseller_id):
         body = signed(actor.name, body) if body else signed(actor.name, "").rstrip("\n")
@@ -428,10 +430,29 @@ async def send_as_agent(
         message_id=message_id,
         type_=type_,
         media=media,
-        extra={"quoted": quoted} if quoted is not None else None,
+        extra={**({"quoted": quoted} if quoted is not None else {}), **({"annotates": annotates} if annotates else {})},
     )
     outbound.wake(db)
     return doc
+
+
+async def react(db: Database, actor: Actor, *, ticket_id: str, message_id: str, emoji: str) -> MessageRead:
+    """The person holding the ticket reacts to one of its WhatsApp messages (the client's, or one
+    the connection sent), or takes its reaction back (`emoji` ""): recorded like a client's
+    reaction (type "reaction", `annotates`, quoting it) and sent through the outbox in the chat's
+    order, with the same ticks. 409 for a message WhatsApp cannot react to (a note, one not sent
+    yet, a record of a change)."""
+    ticket = await held_for_reply(db, actor, ticket_id)
+    target = await repository.get_internal(db, message_id)
+    if target is None or target.ticket_id != ticket.id or target.direction == repository.NOTE_DIRECTION:
+        raise NotFound("message not found in this ticket")
+    if target.annotates is not None or not target.provider_message_id:
+        raise Conflict("this message cannot be reacted to")
+    quoted = Quoted(message_id=target.id, body=target.body[:QUOTE_PREVIEW_CHARS], type=target.type)
+    sent = await send_as_agent(
+        db, actor, ticket, body=emoji, sign=False, type_="reaction", quoted=quoted, annotates=target.id
+    )
+    return MessageRead.of_message(sent)
 
 
 def keyed_reply_id(actor: Actor, ticket_id: str, key: str | None) -> str | None:

@@ -175,6 +175,18 @@ class OutboundWorker:
                 message_id=message.id,
                 attempt_id=attempt_id,
             )
+        if message.type == "reaction" and message.annotates:
+            target = await messages.get_internal(self.db, message.annotates)
+            if target is None or not target.provider_message_id:
+                raise ProviderError("the message reacted to is not WhatsApp's", retryable=False)
+            sent = await provider.send_reaction(
+                instance_name=conn.instance_name,
+                to=phone,
+                provider_message_id=target.provider_message_id,
+                from_me=target.direction == "out",
+                emoji=message.body,
+            )
+            return {"result": "sent", "provider_message_id": sent.provider_message_id}
         quoted = await self._quote(message)
         stored = message.media
         if stored is not None:

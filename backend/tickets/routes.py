@@ -10,7 +10,7 @@ from backend.core.errors import ROLE, WITH_BODY, responses
 from backend.core.pagination import DEFAULT_LIMIT, Limit
 from backend.messages import service as messages
 from backend.messages import uploads
-from backend.messages.schemas import MessageCreate, MessagePage, MessageRead
+from backend.messages.schemas import MessageCreate, MessagePage, MessageRead, ReactionCreate
 from backend.tags.schemas import normalize_tag
 from backend.tickets import intake, presenter, reads, service
 from backend.tickets.schemas import TicketCounts, TicketCreate, TicketFilters, TicketPage, TicketRead, TicketTransfer
@@ -136,6 +136,18 @@ async def post_message(
         quoted_message_id=body.quoted_message_id,
         idempotency_key=idempotency_key,
     )
+
+
+@router.post(
+    "/{ticket_id}/messages/{message_id}/reaction",
+    status_code=201,
+    operation_id="tickets-react",
+    responses=WITH_BODY | responses(404, 409),
+)
+async def react(db: Db, actor: StaffActor, ticket_id: str, message_id: str, body: ReactionCreate) -> MessageRead:
+    """The holder reacts to a WhatsApp message of the ticket (`{"emoji": "👍"}`; `""` takes the
+    reaction back): the reaction is recorded in the thread and sent like a reply."""
+    return await messages.react(db, actor, ticket_id=ticket_id, message_id=message_id, emoji=body.emoji)
 
 
 @router.get("/{ticket_id}/events", operation_id="tickets-list_events", responses=responses(404))

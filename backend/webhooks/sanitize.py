@@ -170,6 +170,8 @@ def event(value: InboundEvent) -> InboundEvent:
             change_id=provider_id(value.change_id),
             body=bounded(value.body, BODY_MAX_CHARS)[0],
             at=sent_at(value.at),
+            phone=text(value.phone),
+            lid=text(value.lid),
         )
     if isinstance(value, StatusUpdate):
         return dataclasses.replace(

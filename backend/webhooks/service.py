@@ -275,7 +275,7 @@ async def _apply(
     if isinstance(event, InboundMessage):
         return await _ingest_message(db, conn, event, retry=retry, raw_id=raw_id, chats=chats)
     if isinstance(event, MessageChange):
-        return await _apply_change(db, conn, event)
+        return await _apply_change(db, conn, event, raw_id=raw_id)
     if isinstance(event, StatusUpdate):
         return await outbound.apply_receipt(
             db,
@@ -298,7 +298,7 @@ async def _apply(
     return f"ignored: {event.reason}"
 
 
-async def _apply_change(db: Database, conn: connections.Connection, change: MessageChange) -> str:
+async def _apply_change(db: Database, conn: connections.Connection, change: MessageChange, *, raw_id: str) -> str:
     """An edit, a deletion for everyone or a reaction, recorded beside the message it changes
     (messages.record_change). That message is ours by its provider id: an agent's reply once
     its send was answered, else a message received on this connection. An edit or a deletion of
@@ -308,13 +308,28 @@ async def _apply_change(db: Database, conn: connections.Connection, change: Mess
     the reacted chat's lane, after any message of it: one to a message we never had is ignored
     (its raw delivery keeps it)."""
     pid = change.provider_message_id
+    message_id = message_id_for(conn.id, f"{change.kind}:{pid}:{change.change_id}")
+    if change.kind == "reaction" and change.from_me:
+        # An agent's reaction sent by the outbox, echoed back, or one made on the phone: told apart
+        # as a reply's echo is (by its id, else by the chat and the emoji while the send is open).
+        verdict = await outbound.from_me_verdict(
+            db,
+            connection_id=conn.id,
+            addresses=whatsapp_addresses(change.phone, change.lid),
+            text=change.body,
+            provider_message_id=change.change_id,
+            own_message_id=message_id,
+            raw_id=raw_id,
+            type_="reaction",
+        )
+        if verdict is not outbound.FromMe.OWN:
+            return "echo of an IAZE reaction"
     target_id = await outbound.lookup_provider_id(db, connection_id=conn.id, provider_message_id=pid)
     target = await message_store.get_internal(db, target_id or message_id_for(conn.id, pid))
     if target is None:
         if change.kind == "reaction":
             return "ignored: reaction to a message not stored"
         raise Conflict(f"the message this {change.kind} changes is not stored yet{RETRY_SUFFIX}")
-    message_id = message_id_for(conn.id, f"{change.kind}:{pid}:{change.change_id}")
     recorded = await messages.record_change(
         db,
         target,

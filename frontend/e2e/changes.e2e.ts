@@ -38,7 +38,7 @@ async function sentTo(number: string): Promise<{ text: string; key_id: string }[
 }
 
 describe('a client WhatsApp names only by its LID', () => {
-  it('is answered, and its edit, deletion and reaction show beside the messages they change', async () => {
+  it('is answered; its edit, deletion and reaction show beside the messages they change; the agent reacts back', async () => {
     const ana = tenant.agents[0];
     const instance = await connectWhatsApp(tenant);
     const lid = `2${Date.now()}${Math.floor(Math.random() * 10)}`.slice(0, 15);
@@ -100,6 +100,17 @@ describe('a client WhatsApp names only by its LID', () => {
     // The originals stay, marked.
     await bubble(page, 'quero 2 pizzas').getByTestId('annotation-marks').filter({ hasText: 'editada' }).waitFor();
     await bubble(page, 'meu cartão 4111').getByTestId('annotation-marks').filter({ hasText: 'apagada pelo cliente' }).waitFor();
+    // The agent reacts to the client's first message: the fake provider gets the reaction for it.
+    await bubble(page, 'quero 2 pizzas').getByTestId('react').click();
+    await page.getByRole('menuitem', { name: 'Reagir com ❤️' }).click();
+    await expect
+      .poll(async () => {
+        const response = await fetch(`${inject('evolutionUrl')}/_control/sent`);
+        const sent = (await response.json()) as { reaction?: string; reacted_to?: string }[];
+        return sent.filter((s) => s.reacted_to === first).map((s) => s.reaction);
+      }, { timeout: 15_000 })
+      .toEqual(['❤️']);
+    await page.locator('[data-annotation="reaction"][data-direction="out"]').waitFor();
     await screenshot(page, 'lid-changes');
     expectNoConsoleErrors(watched);
     await watched.context.close();

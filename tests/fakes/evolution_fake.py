@@ -491,6 +491,18 @@ def create_app(api_key: str) -> FastAPI:
         part = {"url": "https://mmg.whatsapp.net/fake.enc", "mimetype": mime, "fileLength": len(data)}
         return number, {"stickerMessage": part}, "stickerMessage", media_record(body, data, "sticker", mime, "")
 
+    def reaction_content(body: dict[str, Any]) -> Any:
+        """Evolution's reactionMessageSchema: {key: {id, remoteJid, fromMe}, reaction}."""
+        key, reaction = body.get("key"), body.get("reaction")
+        if not isinstance(key, dict) or not key.get("id") or not key.get("remoteJid") or not isinstance(reaction, str):
+            return bad_request("key/reaction")
+        record = {"reaction": reaction, "reacted_to": key["id"], "reacted_from_me": bool(key.get("fromMe"))}
+        return key["remoteJid"], {"reactionMessage": {"key": key, "text": reaction}}, "reactionMessage", record
+
+    @app.post("/message/sendReaction/{name}")
+    async def send_reaction(name: str, request: Request, apikey: str | None = Header(default=None)) -> Response:
+        return await accept_send(name, "sendReaction", request, apikey, reaction_content)
+
     @app.post("/message/sendText/{name}")
     async def send_text(name: str, request: Request, apikey: str | None = Header(default=None)) -> Response:
         return await accept_send(name, "sendText", request, apikey, text_content)

@@ -11,7 +11,7 @@ import httpx
 
 from backend.messages import repository as message_repository
 from backend.webhooks.service import message_id_for
-from tests.factories import API, Tenant, make_tenant, unique_phone
+from tests.factories import API, Tenant, collection_counts, make_tenant, unique_phone
 from tests.fakes.harness import FakeEvolution, make_connection, wait_for
 from tests.webhooks.evolution_shapes import OWNER, envelope, key_id, pn_key, post, thread, tickets_of, upsert
 from tests.webhooks.helpers import settled
@@ -180,3 +180,113 @@ async def test_protocol_messages_that_change_nothing_and_reactions_to_unknown_me
     raw = await post(client, db, conn, envelope("messages.delete", {"remoteJid": f"{phone}@s.whatsapp.net"}))
     assert raw["status"] == "failed" and "key.id" in raw["error"], raw
     assert [m["type"] for m in await thread(client, tenant, ticket_id)] == ["text"]
+
+
+async def _held_ticket(
+    client: httpx.AsyncClient, admin_headers: dict[str, str], evolution: FakeEvolution, db: Any
+) -> tuple[Tenant, dict[str, Any], str, str, str, dict[str, str]]:
+    """`_started`, the ticket assumed by the tenant's agent: (…, the agent's headers)."""
+    tenant, conn, phone, kid, ticket_id = await _started(client, admin_headers, evolution, db)
+    agent = tenant.agents[0]["headers"]
+    assert (await client.post(f"{API}/tickets/{ticket_id}/assume", headers=agent)).status_code == 200
+    return tenant, conn, phone, kid, ticket_id, agent
+
+
+async def _sent_reactions(evolution: FakeEvolution, phone: str) -> list[dict[str, Any]]:
+    return [s for s in await evolution.sent() if "reaction" in s and s["number"].startswith(phone)]
+
+
+async def test_an_agent_reacts_to_the_clients_message_and_takes_it_back(
+    client: httpx.AsyncClient, admin_headers: dict[str, str], evolution: FakeEvolution, db: Any
+) -> None:
+    tenant, conn, phone, kid, ticket_id, agent = await _held_ticket(client, admin_headers, evolution, db)
+    original = message_id_for(conn["id"], kid)
+    r = await client.post(
+        f"{API}/tickets/{ticket_id}/messages/{original}/reaction", json={"emoji": "👍"}, headers=agent
+    )
+    assert r.status_code == 201, r.text
+    made = r.json()
+    assert (made["type"], made["body"], made["annotates"], made["direction"], made["sender_type"]) == (
+        "reaction",
+        "👍",
+        original,
+        "out",
+        "agent",
+    )
+    assert made["quoted"] == {"message_id": original, "body": "quero 2 pizzas", "type": "text"}
+    (sent,) = await wait_for(lambda: _sent_reactions(evolution, phone))
+    assert (sent["reaction"], sent["reacted_to"], sent["reacted_from_me"]) == ("👍", kid, False)
+
+    async def settled_sent() -> bool:
+        return bool((await db.messages.find_one({"_id": made["id"]}))["status"] == "sent")
+
+    await wait_for(settled_sent)
+
+    async def echo_settled() -> list[dict[str, Any]] | None:
+        raws = await db.webhook_events_raw.find(
+            {"connection_id": conn["id"], "chat": f"{phone}@s.whatsapp.net"}
+        ).to_list(None)
+        echoes = [r for r in raws if r.get("result") == ["echo of an IAZE reaction"]]
+        return echoes or None
+
+    await wait_for(echo_settled)  # the fake's fromMe upsert of our own reaction, known as ours
+    r = await client.post(f"{API}/tickets/{ticket_id}/messages/{original}/reaction", json={"emoji": ""}, headers=agent)
+    assert r.status_code == 201, r.text
+    await wait_for(lambda: _sent_reactions(evolution, phone), timeout=15)
+    lines = _lines(await thread(client, tenant, ticket_id))
+    assert lines == [
+        ("in", "text", "quero 2 pizzas", None),
+        ("out", "reaction", "👍", original),
+        ("out", "reaction", "", original),
+    ]
+
+
+async def test_an_agent_reacts_to_its_own_sent_reply_and_the_echo_before_the_answer_is_no_second_reaction(
+    client: httpx.AsyncClient, admin_headers: dict[str, str], evolution: FakeEvolution, db: Any
+) -> None:
+    tenant, conn, phone, _kid, ticket_id, agent = await _held_ticket(client, admin_headers, evolution, db)
+    r = await client.post(f"{API}/tickets/{ticket_id}/messages", json={"body": "Pode sim"}, headers=agent)
+    reply = r.json()
+
+    async def reply_sent() -> str | None:
+        doc = await db.messages.find_one({"_id": reply["id"]})
+        return str(doc["provider_message_id"]) if doc["status"] == "sent" else None
+
+    reply_pid = await wait_for(reply_sent)
+    await evolution.mode("ok", echo_first_seconds=0.5)  # the echo is posted before the send is answered
+    try:
+        url = f"{API}/tickets/{ticket_id}/messages/{reply['id']}/reaction"
+        r = await client.post(url, json={"emoji": "❤️"}, headers=agent)
+        assert r.status_code == 201, r.text
+        (sent,) = await wait_for(lambda: _sent_reactions(evolution, phone))
+    finally:
+        await evolution.mode("ok", echo_first_seconds=0.0)
+    assert (sent["reacted_to"], sent["reacted_from_me"]) == (reply_pid, True)
+
+    async def echo_known() -> bool:
+        raws = await db.webhook_events_raw.find(
+            {"connection_id": conn["id"], "chat": f"{phone}@s.whatsapp.net"}
+        ).to_list(None)
+        return any(r.get("result") == ["echo of an IAZE reaction"] for r in raws)
+
+    await wait_for(echo_known)
+    reactions = [line for line in _lines(await thread(client, tenant, ticket_id)) if line[1] == "reaction"]
+    assert reactions == [("out", "reaction", "❤️", reply["id"])]
+
+
+async def test_what_an_agent_cannot_react_to_and_who_cannot_react(
+    client: httpx.AsyncClient, admin_headers: dict[str, str], evolution: FakeEvolution, db: Any
+) -> None:
+    tenant, conn, _phone, kid, ticket_id, agent = await _held_ticket(client, admin_headers, evolution, db)
+    original = message_id_for(conn["id"], kid)
+    url = f"{API}/tickets/{ticket_id}/messages/{{}}/reaction"
+    note = await client.post(f"{API}/tickets/{ticket_id}/notes", json={"body": "interno"}, headers=agent)
+    before = await collection_counts(db)
+    assert (await client.post(url.format(note.json()["id"]), json={"emoji": "👍"}, headers=agent)).status_code == 404
+    assert (await client.post(url.format("f" * 24), json={"emoji": "👍"}, headers=agent)).status_code == 404
+    for bad in ({"emoji": "dois emojis"}, {"emoji": "x" * 17}, {}):
+        assert (await client.post(url.format(original), json=bad, headers=agent)).status_code == 422, bad
+    # Only the holder reacts, like it replies: the owner watching is refused, and nothing is stored.
+    r = await client.post(url.format(original), json={"emoji": "👍"}, headers=tenant.headers)
+    assert (r.status_code, r.json()["detail"]["message"]) == (409, "assume the ticket before replying"), r.text
+    assert await collection_counts(db) == before

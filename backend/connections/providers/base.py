@@ -141,6 +141,10 @@ class MessageChange:
     body: str = ""
     from_me: bool = False
     at: datetime | None = None
+    # A reaction's chat, as its upsert names it (`InboundMessage.phone` / `lid`): its echo is told
+    # from one made on the phone by the chat and the emoji, like a reply's (outbound.from_me_verdict).
+    phone: str = ""
+    lid: str = ""
 
 
 @dataclass(frozen=True)
@@ -187,6 +191,13 @@ class WhatsAppProvider(Protocol):
         quoted: Quote | None = None,
     ) -> SentMessage:
         """A file with its caption; a voice note (`media.kind == "voice"`) as one, without caption."""
+        ...
+
+    async def send_reaction(
+        self, *, instance_name: str, to: str, provider_message_id: str, from_me: bool, emoji: str
+    ) -> SentMessage:
+        """Reacts with `emoji` ("" takes the reaction back) to the message `provider_message_id` of
+        the chat `to` (`from_me`: a message the connection sent)."""
         ...
 
     async def fetch_media(

@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 
+from backend.clients.phones import remote_jid
 from backend.connections.providers.base import (
     CALL,
     NOT_ON_WHATSAPP,
@@ -498,7 +499,7 @@ def _parse_item(item: Any) -> InboundEvent:
         raise WebhookParseError("data.message is not an object")
     unwrapped, content_type = _unwrap(message, message_type)
     if "reactionMessage" in (message_type, content_type):
-        return _reaction(_obj(unwrapped.get("reactionMessage")), key, item)
+        return _reaction(_obj(unwrapped.get("reactionMessage")), key, item, address)
     if not_conversation := next((t for t in (message_type, content_type) if t in _NOT_CONVERSATION), None):
         return Ignored(f"{not_conversation} is not a conversation message")
     content = _content(message, message_type)
@@ -551,7 +552,9 @@ def _parse_update(data: Any) -> list[InboundEvent]:
     return events
 
 
-def _reaction(reaction: dict[str, Any], key: dict[str, Any], item: dict[str, Any]) -> InboundEvent:
+def _reaction(
+    reaction: dict[str, Any], key: dict[str, Any], item: dict[str, Any], address: tuple[str, str]
+) -> InboundEvent:
     """A reaction upsert: `reactionMessage.key` names the message reacted to, `text` the emoji
     ("" takes the reaction back); the upsert's own key is this reaction's."""
     target = _obj(reaction.get("key")).get("id")
@@ -564,6 +567,8 @@ def _reaction(reaction: dict[str, Any], key: dict[str, Any], item: dict[str, Any
         body=str(reaction.get("text") or ""),
         from_me=bool(key.get("fromMe")),
         at=_timestamp(item.get("messageTimestamp")),
+        phone=address[0],
+        lid=address[1],
     )
 
 
@@ -799,6 +804,12 @@ class EvolutionProvider:
     ) -> SentMessage:
         # No idempotency key in Evolution's sendText (see module docstring).
         return await self._send(f"/message/sendText/{instance_name}", {"number": to, "text": text}, quoted, to=to)
+
+    async def send_reaction(
+        self, *, instance_name: str, to: str, provider_message_id: str, from_me: bool, emoji: str
+    ) -> SentMessage:
+        key = {"remoteJid": remote_jid(to), "fromMe": from_me, "id": provider_message_id}
+        return await self._send(f"/message/sendReaction/{instance_name}", {"key": key, "reaction": emoji}, None, to=to)
 
     async def send_media(
         self,

@@ -41,6 +41,7 @@ const SENTENCES: Record<string, string> = {
   // 404 (the "<thing> not found" family is below, in NOT_FOUND)
   'the message has no media': 'Esta mensagem não tem anexo.',
   'quoted message not found in this ticket': 'A mensagem citada não está neste atendimento.',
+  'message not found in this ticket': 'A mensagem não está neste atendimento.',
 
   // 409
   'email already in use': 'Já existe um usuário com este e-mail.',
@@ -48,6 +49,7 @@ const SENTENCES: Record<string, string> = {
   "a reseller's owner cannot be deactivated alone; suspend the reseller instead":
     'O responsável pela empresa não pode ser desativado sozinho: para parar a empresa, suspenda a revenda.',
   'only agents belong to departments': 'Apenas agentes pertencem a departamentos.',
+  'this message cannot be reacted to': 'Não é possível reagir a esta mensagem.',
   'instance name already in use': 'Já existe uma conexão com este nome de instância.',
   'a client with this phone already exists': 'Já existe um contato com este telefone.',
   'a department with this name already exists': 'Já existe um departamento com este nome.',
@@ -284,6 +286,7 @@ const FAILURES: Record<string, string> = {
   'provider answered a body that is not JSON': `${NOT_SENT}o provedor do WhatsApp não confirmou o envio.`,
   'provider answered an unexpected JSON shape': `${NOT_SENT}o provedor do WhatsApp não confirmou o envio.`,
   'provider reported an error': `${NOT_SENT}o WhatsApp informou um erro no envio.`,
+  "the message reacted to is not WhatsApp's": `${NOT_SENT}a mensagem reagida não foi enviada pelo WhatsApp.`,
 };
 
 const FAILURE_PATTERNS: [RegExp, (m: RegExpMatchArray) => string][] = [

@@ -160,6 +160,9 @@ export const t = {
     // The backend's reasons (provider answers included) in pt-BR: i18n/backendMessages.ts.
     failureReason: (reason: string) => failureReason(reason),
     rewrite: 'Escrever de novo',
+    react: 'Reagir a esta mensagem',
+    reactWith: (emoji: string) => `Reagir com ${emoji}`,
+    unreact: 'Remover minha reação',
     called: (video: boolean) =>
       `${video ? '📹 Ligou por vídeo' : '📞 Ligou'} para o WhatsApp da empresa. A chamada toca no celular da conexão; responda por aqui ou retorne a ligação.`,
     timeline: {

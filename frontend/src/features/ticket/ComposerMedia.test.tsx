@@ -263,6 +263,40 @@ describe('a reply that failed', () => {
   });
 });
 
+describe('reactions', () => {
+  it('the holder reacts to a client message from its bubble; the reaction shows beside it', async () => {
+    const question: Message = {
+      id: '4'.repeat(24), ticket_id: held.id, direction: 'in', sender_type: 'client', sender_name: 'Maria',
+      type: 'text', body: 'Chegou!', status: 'received', created_at: '2025-01-01T12:00:00Z', automatic: false,
+    };
+    const pending: Message = { ...sentMessage({}), id: '7'.repeat(24), type: 'text', body: 'ainda indo', status: 'pending' };
+    const calls = api(({ method, path }) => {
+      if (path === `/api/v1/tickets/${held.id}`) return { body: held };
+      if (path === `/api/v1/tickets/${held.id}/messages` && method === 'GET') return { body: { items: [question, pending], next_cursor: null } };
+      if (path === `/api/v1/tickets/${held.id}/messages/${question.id}/reaction`) {
+        const reaction = { ...sentMessage({}), id: '8'.repeat(24), type: 'reaction', body: '👍', annotates: question.id, quoted: { message_id: question.id, body: 'Chegou!', type: 'text' } };
+        return { status: 201, body: reaction };
+      }
+      if (path === '/api/v1/departments') return { body: { items: [], next_cursor: null } };
+      if (path.endsWith('/events') || path.endsWith('/history')) return { body: { items: [], next_cursor: null } };
+      return undefined;
+    });
+    renderApp(<TicketView ticketId={held.id} />);
+    await screen.findByText('Chegou!');
+    // Only WhatsApp messages that reached it: the client's, not a reply still on its way.
+    expect(screen.getAllByTestId('react')).toHaveLength(1);
+    await userEvent.click(screen.getByTestId('react'));
+    await userEvent.click(await screen.findByRole('menuitem', { name: 'Reagir com 👍' }));
+    await waitFor(() => expect(calls.find((c) => c.method === 'POST')?.body).toEqual({ emoji: '👍' }));
+    const entry = await waitFor(() => {
+      const found = screen.getAllByTestId('message').find((el) => el.getAttribute('data-annotation') === 'reaction');
+      if (!found) throw new Error('no reaction yet');
+      return found;
+    });
+    expect(entry).toHaveTextContent('Reagiu com 👍 a');
+  });
+});
+
 describe('voice notes', () => {
   it('prefers OGG/Opus and falls back to WebM/Opus (what Chromium records)', () => {
     expect(pickRecordingType(() => true)).toBe('audio/ogg;codecs=opus');

@@ -1,4 +1,4 @@
-import { Alert, Badge, Button, Center, Group, Loader, Stack, Text } from '@mantine/core';
+import { Alert, Badge, Button, Center, Group, Loader, Menu, Stack, Text } from '@mantine/core';
 import { useLayoutEffect, useMemo, useRef, useState } from 'react';
 import { errorMessage } from '../../api/client';
 import { useMessages, useTicketEvents } from '../../api/queries';
@@ -125,9 +125,46 @@ function MarksLine({ marks }: { marks: Marks }) {
 /** What a bubble offers and shows besides its message: "Responder" (`onReply`, only where a reply
  * can be sent), "Escrever de novo" on a failed reply (`onRewrite`, the same), and what later
  * entries of the thread say happened to it (`marks`: edited, deleted, reactions). */
-type BubbleExtras = { onReply?: (message: Message) => void; onRewrite?: (message: Message) => void; marks?: Marks };
+type BubbleExtras = {
+  onReply?: (message: Message) => void;
+  onRewrite?: (message: Message) => void;
+  /** Where a reply can be sent: react to a WhatsApp message with an emoji ("" takes it back). */
+  onReact?: (message: Message, emoji: string) => void;
+  marks?: Marks;
+};
 
-function BubbleFooter({ message, onReply, onRewrite, marks }: { message: Message } & BubbleExtras) {
+/** The reactions an agent picks from (WhatsApp's own first six). */
+export const REACTIONS = ['👍', '❤️', '😂', '😮', '😢', '🙏'];
+
+/** A WhatsApp message one can react to: the client's, or one the connection sent (it has left). */
+function reactable(message: Message): boolean {
+  if (message.direction === 'in') return true;
+  return message.direction === 'out' && ['sent', 'delivered', 'read'].includes(message.status);
+}
+
+function ReactMenu({ message, onReact, mine }: { message: Message; onReact: (message: Message, emoji: string) => void; mine?: string }) {
+  return (
+    <Menu position="top-start" withinPortal>
+      <Menu.Target>
+        <Button size="compact-xs" variant="subtle" color="gray" aria-label={t.ticket.react} data-testid="react">
+          ☺
+        </Button>
+      </Menu.Target>
+      <Menu.Dropdown>
+        <Group gap={2} px={4}>
+          {REACTIONS.map((emoji) => (
+            <Menu.Item key={emoji} onClick={() => onReact(message, emoji)} aria-label={t.ticket.reactWith(emoji)} px={6}>
+              {emoji}
+            </Menu.Item>
+          ))}
+        </Group>
+        {mine && <Menu.Item onClick={() => onReact(message, '')}>{t.ticket.unreact}</Menu.Item>}
+      </Menu.Dropdown>
+    </Menu>
+  );
+}
+
+function BubbleFooter({ message, onReply, onRewrite, onReact, marks }: { message: Message } & BubbleExtras) {
   // A text reply that failed for good: its writer can send the same words again as a new reply.
   const rewritable = onRewrite && message.status === 'failed' && message.sender_type === 'agent' && message.type === 'text';
   return (
@@ -146,6 +183,7 @@ function BubbleFooter({ message, onReply, onRewrite, marks }: { message: Message
             ↩ {t.media.reply}
           </Button>
         )}
+        {onReact && reactable(message) && <ReactMenu message={message} onReact={onReact} mine={marks?.reactions.out} />}
         {marks && <MarksLine marks={marks} />}
         <Text size="xs" c="dimmed">
           <time dateTime={message.created_at}>{formatWhen(message.created_at)}</time>
@@ -167,7 +205,7 @@ function BubbleFooter({ message, onReply, onRewrite, marks }: { message: Message
 }
 
 /** One message of the thread (`BubbleExtras`: what it offers and shows besides it). */
-export function MessageBubble({ message, onReply, onRewrite, marks }: { message: Message } & BubbleExtras) {
+export function MessageBubble({ message, onReply, onRewrite, onReact, marks }: { message: Message } & BubbleExtras) {
   if (message.direction === 'note') return <NoteBubble message={message} />;
   if (isAnnotation(message)) return <AnnotationBubble message={message} />;
   const quoted = quotedOf(message);
@@ -208,7 +246,7 @@ export function MessageBubble({ message, onReply, onRewrite, marks }: { message:
       {quoted && <QuoteBlock quoted={quoted} />}
       <MessageContent message={message} />
       {message.body && <Body body={message.body} signed={message.direction === 'out'} />}
-      <BubbleFooter message={message} onReply={onReply} onRewrite={onRewrite} marks={marks} />
+      <BubbleFooter message={message} onReply={onReply} onRewrite={onRewrite} onReact={onReact} marks={marks} />
     </div>
   );
 }
@@ -350,12 +388,14 @@ export function MessageThread({
   showTimeline = true,
   onReply,
   onRewrite,
+  onReact,
 }: {
   ticketId: string;
   showTimeline?: boolean;
   onReply?: (message: Message) => void;
   /** Only where a reply can be sent: a failed reply's text goes back to the composer. */
   onRewrite?: (message: Message) => void;
+  onReact?: (message: Message, emoji: string) => void;
 }) {
   const me = useMe();
   const query = useMessages(ticketId);
@@ -460,6 +500,7 @@ export function MessageThread({
               message={item.message}
               onReply={isAnnotation(item.message) ? undefined : onReply}
               onRewrite={onRewrite}
+              onReact={isAnnotation(item.message) ? undefined : onReact}
               marks={marks.get(item.message.id)}
             />
           ) : (

@@ -10,7 +10,7 @@ import type { Message, Ticket } from '../../api/types';
 import { useMe } from '../../auth/session';
 import { t } from '../../i18n/pt-BR';
 import { formatWhen } from '../../lib/format';
-import { keys } from '../../realtime/cache';
+import { applyMessage, keys } from '../../realtime/cache';
 import { useAlerts } from '../alerts/AlertsProvider';
 import { ClientPhone } from '../contacts/ClientPhone';
 import { allowedActions, assumeConflictMessage, conflictTicket } from './actions';
@@ -72,6 +72,18 @@ function LoadedTicket({ ticket, backTo }: { ticket: Ticket; backTo: { pathname: 
   const [quoting, setQuoting] = useState<Message | null>(null);
   // A failed reply's text, chosen with "Escrever de novo", back in the composer.
   const [rewrite, setRewrite] = useState<{ text: string } | null>(null);
+  const react = useMutation({
+    mutationFn: ({ message, emoji }: { message: Message; emoji: string }) =>
+      unwrap(
+        api.POST('/api/v1/tickets/{ticket_id}/messages/{message_id}/reaction', {
+          params: { path: { ticket_id: ticket.id, message_id: message.id } },
+          body: { emoji },
+        }),
+      ),
+    // Shown at once; the websocket's copy of it is applied by id (realtime/cache.ts).
+    onSuccess: (reaction) => applyMessage(client, reaction),
+    onError: (error) => notifications.show({ color: 'red', message: errorMessage(error) }),
+  });
   const can = allowedActions(ticket, me);
   const department = departments.data?.find((d) => d.id === ticket.department_id);
   const markRead = useMarkRead(ticket.id);
@@ -200,6 +212,7 @@ function LoadedTicket({ ticket, backTo }: { ticket: Ticket; backTo: { pathname: 
         ticketId={ticket.id}
         onReply={can.reply ? setQuoting : undefined}
         onRewrite={can.reply ? (failed) => setRewrite({ text: splitSignature(failed.body).text }) : undefined}
+        onReact={can.reply ? (message, emoji) => react.mutate({ message, emoji }) : undefined}
       />
       <Composer
         key={`composer-${ticket.id}`}
