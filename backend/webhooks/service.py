@@ -303,8 +303,11 @@ async def _apply_change(db: Database, conn: connections.Connection, change: Mess
     (messages.record_change). That message is ours by its provider id: an agent's reply once
     its send was answered, else a message received on this connection. An edit or a deletion of
     a message not stored yet may come first (Evolution posts a client's edit under our own
-    number, another lane than the client's chat): it is retried with the processor's backoff, and
-    kept failed if the message never comes (one from before the connection). A reaction comes in
+    number, another lane than the client's chat, and a backlog's lanes catch up at their own
+    pace): it is retried with the processor's backoff, and kept failed if the message never
+    comes (one from before the connection). In one lane the message, acknowledged first, is
+    processed first: only an edit posted before its message could wait there for nothing, and
+    that one waits out its attempts and is kept failed, for reprocessing. A reaction comes in
     the reacted chat's lane, after any message of it: one to a message we never had is ignored
     (its raw delivery keeps it)."""
     pid = change.provider_message_id

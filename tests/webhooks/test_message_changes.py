@@ -9,8 +9,9 @@ from typing import Any
 
 import httpx
 
+from backend.core.config import Settings
 from backend.messages import repository as message_repository
-from backend.webhooks.service import message_id_for
+from backend.webhooks.service import lane_of, message_id_for
 from tests.factories import API, Tenant, collection_counts, make_tenant, unique_phone
 from tests.fakes.harness import FakeEvolution, make_connection, wait_for
 from tests.webhooks.evolution_shapes import OWNER, envelope, key_id, pn_key, post, thread, tickets_of, upsert
@@ -140,14 +141,18 @@ async def test_a_reaction_to_the_agents_reply_and_its_removal_are_shown_and_open
 
 
 async def test_an_edit_that_comes_before_its_message_waits_for_it(
-    client: httpx.AsyncClient, admin_headers: dict[str, str], evolution: FakeEvolution, db: Any
+    client: httpx.AsyncClient, admin_headers: dict[str, str], evolution: FakeEvolution, db: Any, settings: Settings
 ) -> None:
     """Evolution posts a client's edit under our own number, another lane than the client's chat:
-    it can be processed before the message it edits. It is retried until that message is stored,
-    and then recorded beside it."""
+    it can be processed before the message it edits (a backlog's lanes catch up at their own
+    pace). It is retried until that message is stored, and then recorded beside it. (Posted in
+    one lane, the message is acknowledged, so processed, before its edit: lane order.)"""
     tenant = await make_tenant(client, admin_headers, agents=1)
     conn = await make_connection(client, tenant, evolution)
-    phone, kid = unique_phone(), key_id()
+    kid = key_id()
+    lanes = settings.WEBHOOK_LANES
+    owner_lane = lane_of(conn["id"], f"{OWNER}@s.whatsapp.net", lanes)
+    phone = next(p for p in iter(unique_phone, "") if lane_of(conn["id"], f"{p}@s.whatsapp.net", lanes) != owner_lane)
     token = (await db.whatsapp_connections.find_one({"_id": conn["id"]}))["webhook_token"]
     r = await client.post(f"{HOOK}/{conn['id']}", json=_edit(kid, "às 20h"), headers={"X-Webhook-Token": token})
     assert r.status_code == 200, r.text
