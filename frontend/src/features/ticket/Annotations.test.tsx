@@ -57,6 +57,12 @@ describe('what someone did to an earlier message', () => {
     expect(within(bubble).getByTestId('ticks')).toHaveAttribute('data-status', 'sent');
   });
 
+  it("quotes an agent's signed reply by its words, without the signature", () => {
+    const quoted = { message_id: original, body: '*Ana Souza:*\nSeu pedido saiu hoje', type: 'text' };
+    renderApp(<MessageBubble message={annotation(6, 'reaction', '👍', { quoted })} />);
+    expect(screen.getByTestId('quote')).toHaveTextContent(/^Seu pedido saiu hoje$/);
+  });
+
   it('a reaction taken back says so', () => {
     renderApp(<MessageBubble message={annotation(5, 'reaction', '')} />);
     expect(screen.getByTestId('annotation-label')).toHaveTextContent('Removeu a reação a');

@@ -15,6 +15,7 @@ import {
   mediaKind,
   mediaOf,
   phoneDigits,
+  splitSignature,
   type ContactCard,
   type LocationInfo,
   type MediaInfo,
@@ -307,7 +308,8 @@ function ContactCardView({ contact }: { contact: ContactCard }) {
 }
 
 function quoteText(quoted: QuotedInfo): string {
-  if (quoted.body) return quoted.body;
+  // An agent's reply is stored signed ("*Ana:*" on its first line): its quote shows the words.
+  if (quoted.body) return splitSignature(quoted.body).text;
   return quoted.type in t.ticket.media ? `[${t.ticket.media[quoted.type]}]` : t.media.quotedMissing;
 }
 

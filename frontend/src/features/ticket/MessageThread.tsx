@@ -6,7 +6,9 @@ import type { Message, TicketEvent } from '../../api/types';
 import { useMe } from '../../auth/session';
 import { t } from '../../i18n/pt-BR';
 import { formatWhen } from '../../lib/format';
-import { quotedOf } from './media';
+import { quotedOf, splitSignature } from './media';
+
+export { splitSignature };
 import { MessageContent, QuoteBlock } from './MessageMedia';
 
 function TickIcon({ status }: { status: string }) {
@@ -62,13 +64,6 @@ export function DeliveryTicks({ status }: { status: string }) {
   );
 }
 
-/** An agent's signed WhatsApp reply ("*Ana:*", a line break, the text: backend messages.service
- * `signed`) split into the name WhatsApp shows in bold and the text. The stored body is what the
- * client received; only its markup is rendered. */
-export function splitSignature(body: string): { signature: string | null; text: string } {
-  const match = /^\*([^*\n]+):\*\n/.exec(body);
-  return match ? { signature: `${match[1]}:`, text: body.slice(match[0].length) } : { signature: null, text: body };
-}
 
 /** What a person did to an earlier message: the backend records it as a message of its own that
  * `annotates` the earlier one (never rewriting it), with `quoted` describing that message. */

@@ -80,3 +80,11 @@ export function previewText(preview: string): string {
   if (!match) return preview;
   return `[${t.ticket.media[match[1]] ?? t.ticket.media.other}]`;
 }
+
+/** An agent's signed WhatsApp reply ("*Ana:*", a line break, the text: backend messages.service
+ * `signed`) split into the name WhatsApp shows in bold and the text. The stored body is what the
+ * client received; only its markup is rendered. */
+export function splitSignature(body: string): { signature: string | null; text: string } {
+  const match = /^\*([^*\n]+):\*\n/.exec(body);
+  return match ? { signature: `${match[1]}:`, text: body.slice(match[0].length) } : { signature: null, text: body };
+}
