@@ -53,6 +53,7 @@ from typing import Any
 from pymongo.errors import DuplicateKeyError
 
 from backend.connections import service as connections
+from backend.connections.providers.base import REVOKE_CHANGE
 from backend.core import metrics, natural_keys
 from backend.core.clock import as_utc, utcnow
 from backend.core.db import Database
@@ -82,6 +83,18 @@ COUNTED_DIRECTIONS = ("in", "out")  # iaze_messages_total: the conversation, not
 MAX_MOVES = 100
 QUOTE_PREVIEW_CHARS = 300  # how much of a quoted message a reply keeps (the quote bubble)
 REFILED_KEY = "refiled"  # "refiled:<ticket>": the finalize's scan of `ticket` ran to its end
+
+
+def message_id_for(connection_id: str, provider_message_id: str) -> str:
+    """Deterministic, id-shaped: the same provider message on the same connection is one `_id`
+    (a redelivery stores nothing twice); also the id of a change recorded for it ("revoke:<id>:…",
+    `record_change`), so the same change from two sides is one record."""
+    return hashlib.sha256(f"{connection_id}:{provider_message_id}".encode()).hexdigest()[:24]
+
+
+def change_id_for(connection_id: str, kind: str, provider_message_id: str, change_id: str) -> str:
+    """The record of a change to the message `provider_message_id` (webhooks `_apply_change`)."""
+    return message_id_for(connection_id, f"{kind}:{provider_message_id}:{change_id}")
 
 
 async def append(
@@ -436,6 +449,34 @@ async def send_as_agent(
     return doc
 
 
+async def _whatsapp_message_of(db: Database, ticket: tickets.Ticket, message_id: str) -> Message:
+    """A message of `ticket` that went over WhatsApp (not an internal note); 404 for anything else."""
+    target = await repository.get_internal(db, message_id)
+    if target is None or target.ticket_id != ticket.id or target.direction == repository.NOTE_DIRECTION:
+        raise NotFound("message not found in this ticket")
+    return target
+
+
+async def revoke(db: Database, actor: Actor, *, ticket_id: str, message_id: str) -> MessageRead:
+    """The person holding the ticket deletes for everyone a message the connection sent (WhatsApp
+    lets only the sender, within its own time limit, which the provider enforces: a refusal shows
+    as the failure of this entry). Recorded like a client's deletion (type "revoke", `annotates`,
+    quoting it): the message itself is kept, as everything is. Its id is the one the provider's
+    report of the deletion files under (`change_id_for`), so that report is no second record, and
+    a second click is the same one."""
+    ticket = await held_for_reply(db, actor, ticket_id)
+    target = await _whatsapp_message_of(db, ticket, message_id)
+    if target.direction != "out" or target.annotates is not None or not target.provider_message_id:
+        raise Conflict("only a message the connection sent can be deleted for everyone")
+    connection_id = str(target.connection_id or ticket.channel)
+    record_id = change_id_for(connection_id, "revoke", target.provider_message_id, REVOKE_CHANGE)
+    quoted = Quoted(message_id=target.id, body=target.body[:QUOTE_PREVIEW_CHARS], type=target.type)
+    sent = await send_as_agent(
+        db, actor, ticket, body="", sign=False, type_="revoke", quoted=quoted, annotates=target.id, message_id=record_id
+    )
+    return MessageRead.of_message(sent)
+
+
 async def react(db: Database, actor: Actor, *, ticket_id: str, message_id: str, emoji: str) -> MessageRead:
     """The person holding the ticket reacts to one of its WhatsApp messages (the client's, or one
     the connection sent), or takes its reaction back (`emoji` ""): recorded like a client's
@@ -443,9 +484,7 @@ async def react(db: Database, actor: Actor, *, ticket_id: str, message_id: str, 
     order, with the same ticks. 409 for a message WhatsApp cannot react to (a note, one not sent
     yet, a record of a change)."""
     ticket = await held_for_reply(db, actor, ticket_id)
-    target = await repository.get_internal(db, message_id)
-    if target is None or target.ticket_id != ticket.id or target.direction == repository.NOTE_DIRECTION:
-        raise NotFound("message not found in this ticket")
+    target = await _whatsapp_message_of(db, ticket, message_id)
     if target.annotates is not None or not target.provider_message_id:
         raise Conflict("this message cannot be reacted to")
     quoted = Quoted(message_id=target.id, body=target.body[:QUOTE_PREVIEW_CHARS], type=target.type)

@@ -175,6 +175,14 @@ class OutboundWorker:
                 message_id=message.id,
                 attempt_id=attempt_id,
             )
+        if message.type == "revoke" and message.annotates:
+            target = await messages.get_internal(self.db, message.annotates)
+            if target is None or not target.provider_message_id:
+                raise ProviderError("the message to delete is not WhatsApp's", retryable=False)
+            sent = await provider.delete_for_everyone(
+                instance_name=conn.instance_name, to=phone, provider_message_id=target.provider_message_id, from_me=True
+            )
+            return {"result": "sent", "provider_message_id": sent.provider_message_id}
         if message.type == "reaction" and message.annotates:
             target = await messages.get_internal(self.db, message.annotates)
             if target is None or not target.provider_message_id:

@@ -150,6 +150,18 @@ async def react(db: Db, actor: StaffActor, ticket_id: str, message_id: str, body
     return await messages.react(db, actor, ticket_id=ticket_id, message_id=message_id, emoji=body.emoji)
 
 
+@router.post(
+    "/{ticket_id}/messages/{message_id}/revoke",
+    status_code=201,
+    operation_id="tickets-revoke",
+    responses=responses(404, 409),
+)
+async def revoke(db: Db, actor: StaffActor, ticket_id: str, message_id: str) -> MessageRead:
+    """The holder deletes for everyone a message the connection sent: recorded in the thread (the
+    message itself is kept) and sent like a reply."""
+    return await messages.revoke(db, actor, ticket_id=ticket_id, message_id=message_id)
+
+
 @router.get("/{ticket_id}/events", operation_id="tickets-list_events", responses=responses(404))
 async def list_events(
     db: Db, actor: StaffActor, ticket_id: str, cursor: str | None = None, limit: Limit = DEFAULT_LIMIT

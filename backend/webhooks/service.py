@@ -46,6 +46,7 @@ from backend.media import service as media
 from backend.messages import public as message_store
 from backend.messages import service as messages
 from backend.messages.models import Message
+from backend.messages.service import message_id_for as message_id_for  # published: tests and scripts
 from backend.outbound import service as outbound
 from backend.tickets import intake
 from backend.tickets import service as tickets
@@ -63,11 +64,6 @@ ERROR_MAX_CHARS = 2000
 # our own phone wrote first): agents rename it.
 WHATSAPP_CONTACT = "Contato WhatsApp"
 _DUMMY_TOKEN = "x" * 43  # compared against when the connection does not exist: same work either way
-
-
-def message_id_for(connection_id: str, provider_message_id: str) -> str:
-    """Deterministic, id-shaped: the same provider message on the same connection is one `_id`."""
-    return hashlib.sha256(f"{connection_id}:{provider_message_id}".encode()).hexdigest()[:24]
 
 
 async def authenticate(db: Database, connection_id: str, token: str | None) -> connections.Connection:
@@ -311,7 +307,7 @@ async def _apply_change(db: Database, conn: connections.Connection, change: Mess
     the reacted chat's lane, after any message of it: one to a message we never had is ignored
     (its raw delivery keeps it)."""
     pid = change.provider_message_id
-    message_id = message_id_for(conn.id, f"{change.kind}:{pid}:{change.change_id}")
+    message_id = messages.change_id_for(conn.id, change.kind, pid, change.change_id)
     if change.kind == "reaction" and change.from_me:
         # An agent's reaction sent by the outbox, echoed back, or one made on the phone: told apart
         # as a reply's echo is (by its id, else by the chat and the emoji while the send is open).

@@ -38,7 +38,7 @@ async function sentTo(number: string): Promise<{ text: string; key_id: string }[
 }
 
 describe('a client WhatsApp names only by its LID', () => {
-  it('is answered; its edit, deletion and reaction show beside the messages they change; the agent reacts back', async () => {
+  it('is answered; its edit, deletion and reaction show beside the messages they change; the agent reacts back and deletes its reply', async () => {
     const ana = tenant.agents[0];
     const instance = await connectWhatsApp(tenant);
     const lid = `2${Date.now()}${Math.floor(Math.random() * 10)}`.slice(0, 15);
@@ -111,6 +111,19 @@ describe('a client WhatsApp names only by its LID', () => {
       }, { timeout: 15_000 })
       .toEqual(['❤️']);
     await page.locator('[data-annotation="reaction"][data-direction="out"]').waitFor();
+    // And deletes its own reply for everyone: the provider is asked to, the reply stays, marked.
+    await bubble(page, 'Anotado, já separo').getByTestId('react').click();
+    await page.getByRole('menuitem', { name: 'Apagar para todos' }).click();
+    await page.getByTestId('confirm-revoke').click();
+    await expect
+      .poll(async () => {
+        const response = await fetch(`${inject('evolutionUrl')}/_control/sent`);
+        const sent = (await response.json()) as { deleted?: string }[];
+        return sent.filter((s) => s.deleted === reply.key_id).length;
+      }, { timeout: 15_000 })
+      .toBe(1);
+    await page.locator('[data-annotation="revoke"][data-direction="out"]').waitFor();
+    await bubble(page, 'Anotado, já separo').getByTestId('annotation-marks').filter({ hasText: 'apagada' }).waitFor();
     await screenshot(page, 'lid-changes');
     expectNoConsoleErrors(watched);
     await watched.context.close();

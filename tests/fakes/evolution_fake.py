@@ -503,6 +503,43 @@ def create_app(api_key: str) -> FastAPI:
     async def send_reaction(name: str, request: Request, apikey: str | None = Header(default=None)) -> Response:
         return await accept_send(name, "sendReaction", request, apikey, reaction_content)
 
+    @app.delete("/chat/deleteMessageForEveryone/{name}")
+    async def delete_for_everyone(name: str, request: Request, apikey: str | None = Header(default=None)) -> Response:
+        """Evolution's deleteMessageSchema ({id, fromMe, remoteJid}): answers the revoke's own
+        message, then reports the deletion as MESSAGES_DELETE with the deleted message's key."""
+        if (denied := unauthorized(apikey)) is not None:
+            return denied
+        if (bad := await misbehave(f"/chat/deleteMessageForEveryone/{name}")) is not None:
+            return bad
+        inst = instance_or_404(name)
+        if isinstance(inst, JSONResponse):
+            return inst
+        body = await request.json()
+        if not body.get("id") or not body.get("remoteJid") or not isinstance(body.get("fromMe"), bool):
+            return bad_request("id/fromMe/remoteJid")
+        deleted = {"remoteJid": body["remoteJid"], "fromMe": body["fromMe"], "id": body["id"]}
+        key = {"remoteJid": body["remoteJid"], "fromMe": True, "id": _key_id()}
+        state.sent.append(
+            {
+                "instance": name,
+                "number": body["remoteJid"],
+                "deleted": body["id"],
+                "key_id": key["id"],
+                "at": _now_iso(),
+            }
+        )
+        if state.echo:
+
+            async def later() -> None:
+                await asyncio.sleep(0.05)
+                await post_webhook(inst, "MESSAGES_DELETE", {"key": deleted, "status": "DELETED"})
+
+            asyncio.get_running_loop().create_task(later())
+        message = {"protocolMessage": {"key": deleted, "type": "REVOKE"}}
+        return JSONResponse(
+            {"key": key, "message": message, "messageType": "protocolMessage", "status": "PENDING"}, 201
+        )
+
     @app.post("/message/sendText/{name}")
     async def send_text(name: str, request: Request, apikey: str | None = Header(default=None)) -> Response:
         return await accept_send(name, "sendText", request, apikey, text_content)

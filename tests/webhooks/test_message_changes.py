@@ -197,6 +197,20 @@ async def _held_ticket(
     return tenant, conn, phone, kid, ticket_id, agent
 
 
+async def _sent_reply(
+    client: httpx.AsyncClient, db: Any, ticket_id: str, agent: dict[str, str], body: str
+) -> tuple[dict[str, Any], str]:
+    """The agent's reply once the provider took it: (the reply, its provider id)."""
+    r = await client.post(f"{API}/tickets/{ticket_id}/messages", json={"body": body}, headers=agent)
+    reply: dict[str, Any] = r.json()
+
+    async def sent() -> str | None:
+        doc = await db.messages.find_one({"_id": reply["id"]})
+        return str(doc["provider_message_id"]) if doc["status"] == "sent" else None
+
+    return reply, await wait_for(sent)
+
+
 async def _sent_reactions(evolution: FakeEvolution, phone: str) -> list[dict[str, Any]]:
     return [s for s in await evolution.sent() if "reaction" in s and s["number"].startswith(phone)]
 
@@ -250,14 +264,7 @@ async def test_an_agent_reacts_to_its_own_sent_reply_and_the_echo_before_the_ans
     client: httpx.AsyncClient, admin_headers: dict[str, str], evolution: FakeEvolution, db: Any
 ) -> None:
     tenant, conn, phone, _kid, ticket_id, agent = await _held_ticket(client, admin_headers, evolution, db)
-    r = await client.post(f"{API}/tickets/{ticket_id}/messages", json={"body": "Pode sim"}, headers=agent)
-    reply = r.json()
-
-    async def reply_sent() -> str | None:
-        doc = await db.messages.find_one({"_id": reply["id"]})
-        return str(doc["provider_message_id"]) if doc["status"] == "sent" else None
-
-    reply_pid = await wait_for(reply_sent)
+    reply, reply_pid = await _sent_reply(client, db, ticket_id, agent, "Pode sim")
     await evolution.mode("ok", echo_first_seconds=0.5)  # the echo is posted before the send is answered
     try:
         url = f"{API}/tickets/{ticket_id}/messages/{reply['id']}/reaction"
@@ -295,3 +302,48 @@ async def test_what_an_agent_cannot_react_to_and_who_cannot_react(
     r = await client.post(url.format(original), json={"emoji": "👍"}, headers=tenant.headers)
     assert (r.status_code, r.json()["detail"]["message"]) == (409, "assume the ticket before replying"), r.text
     assert await collection_counts(db) == before
+
+
+async def test_an_agent_deletes_its_sent_reply_for_everyone_and_the_report_is_no_second_record(
+    client: httpx.AsyncClient, admin_headers: dict[str, str], evolution: FakeEvolution, db: Any
+) -> None:
+    tenant, conn, phone, kid, ticket_id, agent = await _held_ticket(client, admin_headers, evolution, db)
+    reply, reply_pid = await _sent_reply(client, db, ticket_id, agent, "Cliente errado")
+    url = f"{API}/tickets/{ticket_id}/messages/{{}}/revoke"
+    # Only what the connection sent: not the client's message.
+    r = await client.post(url.format(message_id_for(conn["id"], kid)), headers=agent)
+    assert (r.status_code, r.json()["detail"]) == (
+        409,
+        "only a message the connection sent can be deleted for everyone",
+    )
+    r = await client.post(url.format(reply["id"]), headers=agent)
+    assert r.status_code == 201, r.text
+    made = r.json()
+    assert (made["type"], made["annotates"], made["direction"], made["sender_type"]) == (
+        "revoke",
+        reply["id"],
+        "out",
+        "agent",
+    )
+    again = await client.post(url.format(reply["id"]), headers=agent)  # a second click: the same record
+    assert (again.status_code, again.json()["id"]) == (201, made["id"])
+
+    async def deleted() -> list[dict[str, Any]]:
+        return [s for s in await evolution.sent() if s.get("deleted") == reply_pid]
+
+    (sent,) = await wait_for(deleted)
+    assert sent["number"] == f"{phone}@s.whatsapp.net"
+
+    async def reported() -> bool:
+        raws = await db.webhook_events_raw.find({"connection_id": conn["id"], "event": "messages.delete"}).to_list(None)
+        return any(r["status"] != "received" for r in raws)
+
+    await wait_for(reported)  # Evolution's MESSAGES_DELETE for it: filed under the same record
+    lines = _lines(await thread(client, tenant, ticket_id))
+    assert [line for line in lines if line[1] == "revoke"] == [("out", "revoke", "", reply["id"])]
+    assert lines[1][:2] == ("out", "text") and lines[1][2].endswith("Cliente errado")  # the reply is kept
+
+    async def revoke_sent() -> bool:
+        return bool((await db.messages.find_one({"_id": made["id"]}))["status"] == "sent")
+
+    await wait_for(revoke_sent)

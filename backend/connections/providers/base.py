@@ -70,6 +70,8 @@ class OutboundMedia:
 
 # Message types of a client's call to the number (a provider's call event, offer step).
 CALL, VIDEO_CALL = "call", "video_call"
+# A deletion's `MessageChange.change_id`: a message is deleted for everyone once, whoever reports it.
+REVOKE_CHANGE = "revoke"
 
 
 @dataclass(frozen=True)
@@ -198,6 +200,12 @@ class WhatsAppProvider(Protocol):
     ) -> SentMessage:
         """Reacts with `emoji` ("" takes the reaction back) to the message `provider_message_id` of
         the chat `to` (`from_me`: a message the connection sent)."""
+        ...
+
+    async def delete_for_everyone(
+        self, *, instance_name: str, to: str, provider_message_id: str, from_me: bool
+    ) -> SentMessage:
+        """Deletes for everyone the message `provider_message_id` the connection sent in the chat `to`."""
         ...
 
     async def fetch_media(

@@ -20,6 +20,7 @@ from backend.clients.phones import remote_jid
 from backend.connections.providers.base import (
     CALL,
     NOT_ON_WHATSAPP,
+    REVOKE_CHANGE,
     VIDEO_CALL,
     ConnectionChange,
     ConnectionStatus,
@@ -589,7 +590,7 @@ def _parse_edited(data: Any) -> list[InboundEvent]:
         return [Ignored("protocol message without a key")]
     at = _millis(protocol.get("timestampMs"))
     if kind in _REVOKE:
-        return [MessageChange(kind="revoke", provider_message_id=target, change_id="revoke", at=at)]
+        return [MessageChange(kind="revoke", provider_message_id=target, change_id=REVOKE_CHANGE, at=at)]
     edited = protocol.get("editedMessage")
     if kind in _MESSAGE_EDIT and isinstance(edited, dict):
         content = _content(edited, "")
@@ -606,7 +607,7 @@ def _parse_deleted(data: Any) -> list[InboundEvent]:
     target = key.get("id")
     if not isinstance(target, str) or not target:
         raise WebhookParseError("messages.delete without the message's key.id")
-    return [MessageChange(kind="revoke", provider_message_id=target, change_id="revoke")]
+    return [MessageChange(kind="revoke", provider_message_id=target, change_id=REVOKE_CHANGE)]
 
 
 def _parse_call(call: dict[str, Any], *, owner: str) -> InboundEvent:
@@ -797,6 +798,17 @@ class EvolutionProvider:
             # The request was accepted, so the message probably left: not retryable, or we would
             # send it twice. The reason is kept on the message.
             raise ProviderError(f"{path.split('/')[2]} answered without key.id", retryable=False)
+        return SentMessage(provider_message_id=key["id"])
+
+    async def delete_for_everyone(
+        self, *, instance_name: str, to: str, provider_message_id: str, from_me: bool
+    ) -> SentMessage:
+        body = {"id": provider_message_id, "fromMe": from_me, "remoteJid": remote_jid(to)}
+        path = f"/chat/deleteMessageForEveryone/{instance_name}"
+        answer = await self._call("DELETE", path, body, accepted_is_final=True)
+        key = answer.get("key")  # the revoke's own protocol message
+        if not isinstance(key, dict) or not isinstance(key.get("id"), str) or not key["id"]:
+            raise ProviderError("deleteMessageForEveryone answered without key.id", retryable=False)
         return SentMessage(provider_message_id=key["id"])
 
     async def send_text(

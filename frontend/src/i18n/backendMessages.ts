@@ -50,6 +50,7 @@ const SENTENCES: Record<string, string> = {
     'O responsável pela empresa não pode ser desativado sozinho: para parar a empresa, suspenda a revenda.',
   'only agents belong to departments': 'Apenas agentes pertencem a departamentos.',
   'this message cannot be reacted to': 'Não é possível reagir a esta mensagem.',
+  'only a message the connection sent can be deleted for everyone': 'Só mensagens enviadas pela conexão podem ser apagadas para todos.',
   'instance name already in use': 'Já existe uma conexão com este nome de instância.',
   'a client with this phone already exists': 'Já existe um contato com este telefone.',
   'a department with this name already exists': 'Já existe um departamento com este nome.',
@@ -287,6 +288,7 @@ const FAILURES: Record<string, string> = {
   'provider answered an unexpected JSON shape': `${NOT_SENT}o provedor do WhatsApp não confirmou o envio.`,
   'provider reported an error': `${NOT_SENT}o WhatsApp informou um erro no envio.`,
   "the message reacted to is not WhatsApp's": `${NOT_SENT}a mensagem reagida não foi enviada pelo WhatsApp.`,
+  "the message to delete is not WhatsApp's": `${NOT_SENT}a mensagem a apagar não foi enviada pelo WhatsApp.`,
 };
 
 const FAILURE_PATTERNS: [RegExp, (m: RegExpMatchArray) => string][] = [

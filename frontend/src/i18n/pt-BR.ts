@@ -163,6 +163,10 @@ export const t = {
     react: 'Reagir a esta mensagem',
     reactWith: (emoji: string) => `Reagir com ${emoji}`,
     unreact: 'Remover minha reação',
+    revoke: 'Apagar para todos',
+    revokeTitle: 'Apagar esta mensagem para todos?',
+    revokeBody: 'O WhatsApp apaga a mensagem no celular do cliente (se ainda estiver no prazo dele). Aqui ela continua no histórico, marcada como apagada.',
+    revokeConfirm: 'Apagar para todos',
     called: (video: boolean) =>
       `${video ? '📹 Ligou por vídeo' : '📞 Ligou'} para o WhatsApp da empresa. A chamada toca no celular da conexão; responda por aqui ou retorne a ligação.`,
     timeline: {

@@ -297,6 +297,46 @@ describe('reactions', () => {
   });
 });
 
+describe('deleting a sent reply for everyone', () => {
+  it('is offered on what the connection sent, asks first, and records the deletion beside it', async () => {
+    const question: Message = {
+      id: '4'.repeat(24), ticket_id: held.id, direction: 'in', sender_type: 'client', sender_name: 'Maria',
+      type: 'text', body: 'Oi', status: 'received', created_at: '2025-01-01T12:00:00Z', automatic: false,
+    };
+    const mine: Message = { ...sentMessage({}), id: '7'.repeat(24), type: 'text', body: 'Cliente errado', status: 'delivered' };
+    const calls = api(({ method, path }) => {
+      if (path === `/api/v1/tickets/${held.id}`) return { body: held };
+      if (path === `/api/v1/tickets/${held.id}/messages` && method === 'GET') return { body: { items: [question, mine], next_cursor: null } };
+      if (path === `/api/v1/tickets/${held.id}/messages/${mine.id}/revoke`) {
+        const record = { ...sentMessage({}), id: '8'.repeat(24), type: 'revoke', body: '', annotates: mine.id, quoted: { message_id: mine.id, body: 'Cliente errado', type: 'text' } };
+        return { status: 201, body: record };
+      }
+      if (path === '/api/v1/departments') return { body: { items: [], next_cursor: null } };
+      if (path.endsWith('/events') || path.endsWith('/history')) return { body: { items: [], next_cursor: null } };
+      return undefined;
+    });
+    renderApp(<TicketView ticketId={held.id} />);
+    await screen.findByText('Cliente errado');
+    const [onClient, onMine] = screen.getAllByTestId('react');
+    await userEvent.click(onMine);
+    await userEvent.click(await screen.findByRole('menuitem', { name: 'Apagar para todos' }));
+    expect(calls.some((c) => c.path.endsWith('/revoke'))).toBe(false); // asked first
+    await userEvent.click(await screen.findByTestId('confirm-revoke'));
+    await waitFor(() => expect(calls.filter((c) => c.path.endsWith('/revoke'))).toHaveLength(1));
+    const entry = await waitFor(() => {
+      const found = screen.getAllByTestId('message').find((el) => el.getAttribute('data-annotation') === 'revoke');
+      if (!found) throw new Error('no record yet');
+      return found;
+    });
+    expect(entry).toHaveTextContent('Apagou esta mensagem para todos');
+    expect(screen.getAllByText('Cliente errado')).toHaveLength(2); // kept, and quoted by the record
+    // The client's message offers reactions only.
+    await userEvent.click(onClient);
+    await screen.findByRole('menuitem', { name: 'Reagir com 👍' });
+    expect(screen.queryByRole('menuitem', { name: 'Apagar para todos' })).not.toBeInTheDocument();
+  });
+});
+
 describe('voice notes', () => {
   it('prefers OGG/Opus and falls back to WebM/Opus (what Chromium records)', () => {
     expect(pickRecordingType(() => true)).toBe('audio/ogg;codecs=opus');

@@ -125,6 +125,8 @@ type BubbleExtras = {
   onRewrite?: (message: Message) => void;
   /** Where a reply can be sent: react to a WhatsApp message with an emoji ("" takes it back). */
   onReact?: (message: Message, emoji: string) => void;
+  /** The same: delete for everyone a message the connection sent. */
+  onRevoke?: (message: Message) => void;
   marks?: Marks;
 };
 
@@ -137,7 +139,17 @@ function reactable(message: Message): boolean {
   return message.direction === 'out' && ['sent', 'delivered', 'read'].includes(message.status);
 }
 
-function ReactMenu({ message, onReact, mine }: { message: Message; onReact: (message: Message, emoji: string) => void; mine?: string }) {
+function ReactMenu({
+  message,
+  onReact,
+  onRevoke,
+  mine,
+}: {
+  message: Message;
+  onReact: (message: Message, emoji: string) => void;
+  onRevoke?: (message: Message) => void;
+  mine?: string;
+}) {
   return (
     <Menu position="top-start" withinPortal>
       <Menu.Target>
@@ -154,12 +166,17 @@ function ReactMenu({ message, onReact, mine }: { message: Message; onReact: (mes
           ))}
         </Group>
         {mine && <Menu.Item onClick={() => onReact(message, '')}>{t.ticket.unreact}</Menu.Item>}
+        {onRevoke && message.direction === 'out' && (
+          <Menu.Item color="red" onClick={() => onRevoke(message)}>
+            {t.ticket.revoke}
+          </Menu.Item>
+        )}
       </Menu.Dropdown>
     </Menu>
   );
 }
 
-function BubbleFooter({ message, onReply, onRewrite, onReact, marks }: { message: Message } & BubbleExtras) {
+function BubbleFooter({ message, onReply, onRewrite, onReact, onRevoke, marks }: { message: Message } & BubbleExtras) {
   // A text reply that failed for good: its writer can send the same words again as a new reply.
   const rewritable = onRewrite && message.status === 'failed' && message.sender_type === 'agent' && message.type === 'text';
   return (
@@ -178,7 +195,9 @@ function BubbleFooter({ message, onReply, onRewrite, onReact, marks }: { message
             ↩ {t.media.reply}
           </Button>
         )}
-        {onReact && reactable(message) && <ReactMenu message={message} onReact={onReact} mine={marks?.reactions.out} />}
+        {onReact && reactable(message) && (
+          <ReactMenu message={message} onReact={onReact} onRevoke={marks?.revoked ? undefined : onRevoke} mine={marks?.reactions.out} />
+        )}
         {marks && <MarksLine marks={marks} />}
         <Text size="xs" c="dimmed">
           <time dateTime={message.created_at}>{formatWhen(message.created_at)}</time>
@@ -200,7 +219,7 @@ function BubbleFooter({ message, onReply, onRewrite, onReact, marks }: { message
 }
 
 /** One message of the thread (`BubbleExtras`: what it offers and shows besides it). */
-export function MessageBubble({ message, onReply, onRewrite, onReact, marks }: { message: Message } & BubbleExtras) {
+export function MessageBubble({ message, onReply, onRewrite, onReact, onRevoke, marks }: { message: Message } & BubbleExtras) {
   if (message.direction === 'note') return <NoteBubble message={message} />;
   if (isAnnotation(message)) return <AnnotationBubble message={message} />;
   const quoted = quotedOf(message);
@@ -241,7 +260,7 @@ export function MessageBubble({ message, onReply, onRewrite, onReact, marks }: {
       {quoted && <QuoteBlock quoted={quoted} />}
       <MessageContent message={message} />
       {message.body && <Body body={message.body} signed={message.direction === 'out'} />}
-      <BubbleFooter message={message} onReply={onReply} onRewrite={onRewrite} onReact={onReact} marks={marks} />
+      <BubbleFooter message={message} onReply={onReply} onRewrite={onRewrite} onReact={onReact} onRevoke={onRevoke} marks={marks} />
     </div>
   );
 }
@@ -384,6 +403,7 @@ export function MessageThread({
   onReply,
   onRewrite,
   onReact,
+  onRevoke,
 }: {
   ticketId: string;
   showTimeline?: boolean;
@@ -391,6 +411,7 @@ export function MessageThread({
   /** Only where a reply can be sent: a failed reply's text goes back to the composer. */
   onRewrite?: (message: Message) => void;
   onReact?: (message: Message, emoji: string) => void;
+  onRevoke?: (message: Message) => void;
 }) {
   const me = useMe();
   const query = useMessages(ticketId);
@@ -496,6 +517,7 @@ export function MessageThread({
               onReply={isAnnotation(item.message) ? undefined : onReply}
               onRewrite={onRewrite}
               onReact={isAnnotation(item.message) ? undefined : onReact}
+              onRevoke={onRevoke}
               marks={marks.get(item.message.id)}
             />
           ) : (

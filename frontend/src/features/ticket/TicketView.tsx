@@ -84,6 +84,20 @@ function LoadedTicket({ ticket, backTo }: { ticket: Ticket; backTo: { pathname: 
     onSuccess: (reaction) => applyMessage(client, reaction),
     onError: (error) => notifications.show({ color: 'red', message: errorMessage(error) }),
   });
+  const revoke = useMutation({
+    mutationFn: (message: Message) =>
+      unwrap(api.POST('/api/v1/tickets/{ticket_id}/messages/{message_id}/revoke', { params: { path: { ticket_id: ticket.id, message_id: message.id } } })),
+    onSuccess: (record) => applyMessage(client, record),
+    onError: (error) => notifications.show({ color: 'red', message: errorMessage(error) }),
+  });
+  const confirmRevoke = (message: Message) =>
+    modals.openConfirmModal({
+      title: t.ticket.revokeTitle,
+      children: <Text size="sm">{t.ticket.revokeBody}</Text>,
+      labels: { confirm: t.ticket.revokeConfirm, cancel: t.app.cancel },
+      confirmProps: { color: 'red', 'data-testid': 'confirm-revoke' } as Record<string, string>,
+      onConfirm: () => revoke.mutate(message),
+    });
   const can = allowedActions(ticket, me);
   const department = departments.data?.find((d) => d.id === ticket.department_id);
   const markRead = useMarkRead(ticket.id);
@@ -213,6 +227,7 @@ function LoadedTicket({ ticket, backTo }: { ticket: Ticket; backTo: { pathname: 
         onReply={can.reply ? setQuoting : undefined}
         onRewrite={can.reply ? (failed) => setRewrite({ text: splitSignature(failed.body).text }) : undefined}
         onReact={can.reply ? (message, emoji) => react.mutate({ message, emoji }) : undefined}
+        onRevoke={can.reply ? confirmRevoke : undefined}
       />
       <Composer
         key={`composer-${ticket.id}`}
