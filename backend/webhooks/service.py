@@ -297,15 +297,20 @@ async def _apply(
 async def _apply_change(db: Database, conn: connections.Connection, change: MessageChange, *, raw_id: str) -> str:
     """An edit, a deletion for everyone or a reaction, recorded beside the message it changes
     (messages.record_change). That message is ours by its provider id: an agent's reply once
-    its send was answered, else a message received on this connection. An edit or a deletion of
-    a message not stored yet may come first (Evolution posts a client's edit under our own
-    number, another lane than the client's chat, and a backlog's lanes catch up at their own
-    pace): it is retried with the processor's backoff, and kept failed if the message never
-    comes (one from before the connection). In one lane the message, acknowledged first, is
-    processed first: only an edit posted before its message could wait there for nothing, and
-    that one waits out its attempts and is kept failed, for reprocessing. A reaction comes in
-    the reacted chat's lane, after any message of it: one to a message we never had is ignored
-    (its raw delivery keeps it)."""
+    its send was answered, else a message received on this connection. An edit of a message not
+    stored yet may come first (Evolution posts a client's edit under our own number, another
+    lane than the client's chat, and a backlog's lanes catch up at their own pace): it is retried
+    with the processor's backoff, and kept failed if the message never comes (WhatsApp allows
+    edits for minutes, so one of a message from before the connection is rare). In one lane the
+    message, acknowledged first, is processed first: only an edit posted before its message could
+    wait there for nothing, and that one waits out its attempts and is kept failed.
+
+    A deletion for everyone is not retried: Evolution reports it twice, as MESSAGES_EDITED under
+    our number and as MESSAGES_DELETE in the message's own chat, after the message (lane order),
+    and both are one record. So a deletion of a message not stored is one of a message we never
+    had (WhatsApp allows deleting for days: one sent before the connection existed), ignored at
+    once rather than holding its lane through the retries. A reaction comes in the reacted chat's
+    lane too: one to a message we never had is ignored. Both keep their raw delivery."""
     pid = change.provider_message_id
     message_id = messages.change_id_for(conn.id, change.kind, pid, change.change_id)
     if change.kind == "reaction" and change.from_me:
@@ -326,8 +331,8 @@ async def _apply_change(db: Database, conn: connections.Connection, change: Mess
     target_id = await outbound.lookup_provider_id(db, connection_id=conn.id, provider_message_id=pid)
     target = await message_store.get_internal(db, target_id or message_id_for(conn.id, pid))
     if target is None:
-        if change.kind == "reaction":
-            return "ignored: reaction to a message not stored"
+        if change.kind != "edit":
+            return f"ignored: the message this {change.kind} changes is not stored"
         raise Conflict(f"the message this {change.kind} changes is not stored yet{RETRY_SUFFIX}")
     recorded = await messages.record_change(
         db,

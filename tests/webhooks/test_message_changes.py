@@ -181,7 +181,15 @@ async def test_protocol_messages_that_change_nothing_and_reactions_to_unknown_me
     raw = await post(client, db, conn, envelope("messages.edited", setting))
     assert raw["result"] == ["ignored: protocol message that changes no message"], raw
     raw = await post(client, db, conn, _reaction(phone, "3EB0NEVERSEEN", "😂"))
-    assert raw["result"] == ["ignored: reaction to a message not stored"], raw
+    assert raw["result"] == ["ignored: the message this reaction changes is not stored"], raw
+    # A deletion of a message we never had (sent before the connection), in either shape: ignored
+    # at once, holding no lane through retries (the message's own chat reports it after the message).
+    gone = {"remoteJid": f"{phone}@s.whatsapp.net", "fromMe": False, "id": "3EB0BEFORECONN"}
+    raw = await post(client, db, conn, envelope("messages.delete", gone))
+    assert (raw["result"], raw.get("attempts")) == (["ignored: the message this revoke changes is not stored"], 1), raw
+    revoke = {"key": {**gone, "remoteJid": f"{OWNER}@s.whatsapp.net", "fromMe": True}, "type": "REVOKE"}
+    raw = await post(client, db, conn, envelope("messages.edited", revoke))
+    assert raw["result"] == ["ignored: the message this revoke changes is not stored"], raw
     raw = await post(client, db, conn, envelope("messages.delete", {"remoteJid": f"{phone}@s.whatsapp.net"}))
     assert raw["status"] == "failed" and "key.id" in raw["error"], raw
     assert [m["type"] for m in await thread(client, tenant, ticket_id)] == ["text"]
