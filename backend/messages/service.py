@@ -336,7 +336,6 @@ async def record_change(
     if ticket is None:
         return None
     ours = from_me if from_me is not None else target.direction == "out"
-    quoted = {"message_id": target.id, "body": target.body[:QUOTE_PREVIEW_CHARS], "type": target.type}
     return await append(
         db,
         ticket,
@@ -344,7 +343,7 @@ async def record_change(
         body=body,
         message_id=message_id,
         type_=kind,
-        extra={"annotates": target.id, "quoted": quoted, "connection_id": connection_id},
+        extra={"annotates": target.id, "quoted": quote(target), "connection_id": connection_id},
         keep_in_finalized=True,
     )
 
@@ -405,7 +404,12 @@ async def quote_of(db: Database, ticket: tickets.Ticket, quoted_message_id: str 
     quoted = await repository.get_internal(db, quoted_message_id)
     if quoted is None or quoted.ticket_id != ticket.id or quoted.direction == repository.NOTE_DIRECTION:
         raise NotFound("quoted message not found in this ticket")
-    return Quoted(message_id=quoted.id, body=quoted.body[:QUOTE_PREVIEW_CHARS], type=quoted.type)
+    return quote(quoted)
+
+
+def quote(message: Message) -> Quoted:
+    """How a message is quoted by one that answers or changes it: its id, kind and first words."""
+    return Quoted(message_id=message.id, body=message.body[:QUOTE_PREVIEW_CHARS], type=message.type)
 
 
 async def send_as_agent(
@@ -423,8 +427,8 @@ async def send_as_agent(
 ) -> Message:
     """Stores `body` (and a file's media, a quote) as `actor`'s message to the client and queues
     it for sending, signed as the reseller's settings say. The caller checked that the client can
-    be reached (held_for_reply, or the start of a conversation in tickets.intake). `annotates`: a
-    reaction's message (`react`)."""
+    be reached (held_for_reply, or the start of a conversation in tickets.intake). `annotates`:
+    the message a reaction or a deletion changes (`react`, `revoke`)."""
     message_id = message_id or new_id()
     if sign and await resellers.signature_enabled(db, ticket.reseller_id):
         body = signed(actor.name, body) if body else signed(actor.name, "").rstrip("\n")
@@ -470,9 +474,16 @@ async def revoke(db: Database, actor: Actor, *, ticket_id: str, message_id: str)
         raise Conflict("only a message the connection sent can be deleted for everyone")
     connection_id = str(target.connection_id or ticket.channel)
     record_id = change_id_for(connection_id, "revoke", target.provider_message_id, REVOKE_CHANGE)
-    quoted = Quoted(message_id=target.id, body=target.body[:QUOTE_PREVIEW_CHARS], type=target.type)
     sent = await send_as_agent(
-        db, actor, ticket, body="", sign=False, type_="revoke", quoted=quoted, annotates=target.id, message_id=record_id
+        db,
+        actor,
+        ticket,
+        body="",
+        sign=False,
+        type_="revoke",
+        quoted=quote(target),
+        annotates=target.id,
+        message_id=record_id,
     )
     return MessageRead.of_message(sent)
 
@@ -487,9 +498,8 @@ async def react(db: Database, actor: Actor, *, ticket_id: str, message_id: str, 
     target = await _whatsapp_message_of(db, ticket, message_id)
     if target.annotates is not None or not target.provider_message_id:
         raise Conflict("this message cannot be reacted to")
-    quoted = Quoted(message_id=target.id, body=target.body[:QUOTE_PREVIEW_CHARS], type=target.type)
     sent = await send_as_agent(
-        db, actor, ticket, body=emoji, sign=False, type_="reaction", quoted=quoted, annotates=target.id
+        db, actor, ticket, body=emoji, sign=False, type_="reaction", quoted=quote(target), annotates=target.id
     )
     return MessageRead.of_message(sent)
 

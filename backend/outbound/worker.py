@@ -175,25 +175,23 @@ class OutboundWorker:
                 message_id=message.id,
                 attempt_id=attempt_id,
             )
-        if message.type == "revoke" and message.annotates:
+        if message.annotates:  # an agent's reaction or deletion (messages.react, messages.revoke)
             target = await messages.get_internal(self.db, message.annotates)
             if target is None or not target.provider_message_id:
-                raise ProviderError("the message to delete is not WhatsApp's", retryable=False)
-            sent = await provider.delete_for_everyone(
-                instance_name=conn.instance_name, to=phone, provider_message_id=target.provider_message_id, from_me=True
-            )
-            return {"result": "sent", "provider_message_id": sent.provider_message_id}
-        if message.type == "reaction" and message.annotates:
-            target = await messages.get_internal(self.db, message.annotates)
-            if target is None or not target.provider_message_id:
-                raise ProviderError("the message reacted to is not WhatsApp's", retryable=False)
-            sent = await provider.send_reaction(
-                instance_name=conn.instance_name,
-                to=phone,
-                provider_message_id=target.provider_message_id,
-                from_me=target.direction == "out",
-                emoji=message.body,
-            )
+                raise ProviderError("the message it changes is not WhatsApp's", retryable=False)
+            pid, from_me = target.provider_message_id, target.direction == "out"
+            if message.type == "revoke":
+                sent = await provider.delete_for_everyone(
+                    instance_name=conn.instance_name, to=phone, provider_message_id=pid, from_me=from_me
+                )
+            else:
+                sent = await provider.send_reaction(
+                    instance_name=conn.instance_name,
+                    to=phone,
+                    provider_message_id=pid,
+                    from_me=from_me,
+                    emoji=message.body,
+                )
             return {"result": "sent", "provider_message_id": sent.provider_message_id}
         quoted = await self._quote(message)
         stored = message.media

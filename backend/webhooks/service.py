@@ -194,40 +194,27 @@ async def process(
         # stay quiet on it: automation `_speaks`, which asks the store, not this copy).
         if retry is None:
             retry = attempt is not None and attempt > 1
-        results, failure = await _apply_all(db, conn, events, retry=retry, raw_id=raw.id, chats=chats)
-        if failure is not None:
-            raise failure
+        results, failed = await _apply_all(db, conn, events, retry=retry, raw_id=raw.id, chats=chats)
         outcome: Outcome = "ignored" if results and all(r.startswith("ignored") for r in results) else "processed"
-    except _PartlyFailed as exc:  # the others are filed; the delivery is kept failed, to be run again
-        log.warning("webhook event failed", raw_id=raw.id, error=exc.error, kind="partly failed")
-        changes = {
-            "status": "failed",
-            "error": exc.error,
-            "result": exc.results,
-            "failed_at": utcnow(),
-            "retry_at": None,
-        }
-        await repository.mark(db, raw.id, {**changes, **counted}, inc_attempts=inc)
-        return "failed"
     except Exception as exc:  # unknown shape or a bug: keep it
         if is_retryable(exc):
             raise
         log.warning("webhook event failed", raw_id=raw.id, error=str(exc), kind=type(exc).__name__)
         error = sanitize.text(f"{type(exc).__name__}: {exc}")[:ERROR_MAX_CHARS]
-        changes = {"status": "failed", "error": error, "failed_at": utcnow(), "retry_at": None, **counted}
-        await repository.mark(db, raw.id, changes, inc_attempts=inc)
+        await repository.mark(
+            db,
+            raw.id,
+            {"status": "failed", "error": error, "failed_at": utcnow(), "retry_at": None, **counted},
+            inc_attempts=inc,
+        )
         return "failed"
-    changes = {"status": outcome, "error": None, "result": results, "processed_at": utcnow(), "retry_at": None}
-    await repository.mark(db, raw.id, {**changes, **counted}, inc_attempts=inc)
+    done: dict[str, Any] = {"status": outcome, "error": None, "result": results, "processed_at": utcnow()}
+    if failed is not None:  # the others are applied; kept failed, the delivery is run again whole
+        log.warning("webhook event failed", raw_id=raw.id, error=failed, kind="one event of several")
+        outcome = "failed"
+        done = {"status": outcome, "error": failed, "result": results, "failed_at": utcnow()}
+    await repository.mark(db, raw.id, {**done, "retry_at": None, **counted}, inc_attempts=inc)
     return outcome
-
-
-class _PartlyFailed(Exception):
-    """Some events of a delivery failed for good (unknown shape, a bug) and the rest were applied."""
-
-    def __init__(self, error: str, results: list[str]) -> None:
-        super().__init__(error)
-        self.error, self.results = error, results
 
 
 async def _apply_all(
@@ -238,11 +225,12 @@ async def _apply_all(
     retry: bool,
     raw_id: str,
     chats: dict[str, Any] | None,
-) -> tuple[list[str], _PartlyFailed | None]:
-    """Applies a delivery's events in order. One that fails for good does not hold back the others
-    (a history sync carries hundreds of messages, each its client's): it is recorded as failed in
-    its place and the delivery is kept failed, so a reprocessing runs it all again (each event is
-    idempotent). A retryable error stops the delivery, which is retried whole."""
+) -> tuple[list[str], str | None]:
+    """Applies a delivery's events in order: (their results, the first final error). One that
+    fails for good does not hold back the others (a history sync carries hundreds of messages,
+    each its client's): it is recorded as failed in its place and the delivery is kept failed, so
+    a reprocessing runs it all again (each event is idempotent). A retryable error stops the
+    delivery, which is retried whole; so does any error of a one-event delivery."""
     results: list[str] = []
     first: str | None = None
     for event in events:
@@ -254,7 +242,7 @@ async def _apply_all(
             error = sanitize.text(f"{type(exc).__name__}: {exc}")[:ERROR_MAX_CHARS]
             results.append(f"failed: {error}")
             first = first or error
-    return results, (_PartlyFailed(first, results) if first is not None else None)
+    return results, first
 
 
 async def _apply(
@@ -438,8 +426,6 @@ async def _ingest_message(
         if seen is not None
         else await _known_client(db, conn.reseller_id, event, client_id=known[0] if known is not None else None)
     )
-    if known is not None and client is not None and client.id != known[0]:
-        known = None  # not the client the hint was for: its ticket hint says nothing of this one
     new_client = False
     if client is None:
         client, new_client = await clients.upsert_for_chat(
@@ -449,8 +435,8 @@ async def _ingest_message(
             lid=event.lid,
             name=(event.push_name if not event.from_me else "") or event.phone or WHATSAPP_CONTACT,
         )
-        if known is not None and client.id != known[0]:
-            known = None
+    if known is not None and client.id != known[0]:
+        known = None  # not the client the hint was for: its ticket hint says nothing of this one
 
     async def not_stored_yet() -> None:
         stored = await message_store.get_internal(db, message_id)

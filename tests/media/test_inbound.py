@@ -26,16 +26,6 @@ def settings_overrides() -> dict[str, Any]:
     }
 
 
-@pytest.fixture(scope="module")
-async def tenant(client: httpx.AsyncClient, admin_headers: dict[str, str]) -> Tenant:
-    return await make_tenant(client, admin_headers)
-
-
-@pytest.fixture(scope="module")
-async def conn(client: httpx.AsyncClient, tenant: Tenant, evolution: FakeEvolution) -> dict[str, Any]:
-    return await make_connection(client, tenant, evolution)
-
-
 async def test_inline_base64_image_is_stored_and_served_byte_for_byte(
     client: httpx.AsyncClient, db: Any, tenant: Tenant, conn: dict[str, Any], evolution: FakeEvolution
 ) -> None:

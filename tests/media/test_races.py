@@ -20,24 +20,14 @@ from backend.media.models import FetchEntry, MediaRecord
 from backend.messages import repository as message_repository
 from backend.messages.models import Message
 from backend.webhooks.service import message_id_for
-from tests.factories import Tenant, make_tenant
-from tests.fakes.harness import FakeEvolution, make_connection, wait_for
+from tests.factories import Tenant
+from tests.fakes.harness import FakeEvolution, wait_for
 from tests.media.helpers import fixture, send_media, until_media
 
 
 @pytest.fixture(scope="module")
 def settings_overrides() -> dict[str, Any]:
     return {"MEDIA_FETCH_POLL_SECONDS": 0.1, "MEDIA_FETCH_BACKOFF_BASE_SECONDS": 0.2, "MEDIA_FETCH_LEASE_SECONDS": 30.0}
-
-
-@pytest.fixture(scope="module")
-async def tenant(client: httpx.AsyncClient, admin_headers: dict[str, str]) -> Tenant:
-    return await make_tenant(client, admin_headers)
-
-
-@pytest.fixture(scope="module")
-async def conn(client: httpx.AsyncClient, tenant: Tenant, evolution: FakeEvolution) -> dict[str, Any]:
-    return await make_connection(client, tenant, evolution)
 
 
 Competitor = Callable[[worker.MediaFetcher, FetchEntry], Awaitable[None]]

@@ -13,7 +13,7 @@ import pytest
 
 from backend.core.config import Settings
 from backend.gates import EXIT_REFUSED
-from tests.factories import Tenant, make_tenant
+from tests.factories import Tenant
 from tests.fakes.harness import ROOT, FakeEvolution, make_connection
 from tests.media.helpers import fixture, media_of, send_media, until_media
 
@@ -48,11 +48,6 @@ async def start_fetcher(env: dict[str, str], log: Path) -> asyncio.subprocess.Pr
     return await asyncio.create_subprocess_exec(
         sys.executable, "-m", "backend.media", cwd=ROOT, env=env, stdout=out, stderr=out
     )
-
-
-@pytest.fixture(scope="module")
-async def tenant(client: httpx.AsyncClient, admin_headers: dict[str, str]) -> Tenant:
-    return await make_tenant(client, admin_headers)
 
 
 async def test_the_standalone_fetcher_fetches_from_the_provider_and_stops_on_sigterm(

@@ -104,6 +104,14 @@ async def tickets_of(client: httpx.AsyncClient, tenant: Tenant) -> list[dict[str
     return found
 
 
+async def clients_of(client: httpx.AsyncClient, tenant: Tenant) -> list[dict[str, Any]]:
+    """The tenant's clients as its owner lists them."""
+    r = await client.get(f"{API}/clients", headers=tenant.headers)
+    assert r.status_code == 200, r.text
+    items: list[dict[str, Any]] = r.json()["items"]
+    return items
+
+
 async def thread(client: httpx.AsyncClient, tenant: Tenant, ticket_id: str) -> list[dict[str, Any]]:
     r = await client.get(f"{API}/tickets/{ticket_id}/messages", headers=tenant.headers)
     assert r.status_code == 200, r.text

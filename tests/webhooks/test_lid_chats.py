@@ -15,7 +15,17 @@ from backend.core import natural_keys
 from tests.automation.helpers import company, left
 from tests.factories import API, Tenant, collection_counts, make_tenant, unique_phone
 from tests.fakes.harness import FakeEvolution, make_connection, wait_for
-from tests.webhooks.evolution_shapes import all_messages, key_id, pn_key, post, shown, thread, tickets_of, upsert
+from tests.webhooks.evolution_shapes import (
+    all_messages,
+    clients_of,
+    key_id,
+    pn_key,
+    post,
+    shown,
+    thread,
+    tickets_of,
+    upsert,
+)
 
 
 def _lid() -> str:
@@ -31,13 +41,6 @@ def _lid_key(lid: str, *, alt: str | None = None, from_me: bool = False, kid: st
 
 def _text(key: dict[str, Any], text: str, *, push_name: str = "Maria") -> dict[str, Any]:
     return upsert(key, {"conversation": text}, "conversation", push_name=push_name)
-
-
-async def _clients(client: httpx.AsyncClient, tenant: Tenant) -> list[dict[str, Any]]:
-    r = await client.get(f"{API}/clients", headers=tenant.headers)
-    assert r.status_code == 200, r.text
-    items: list[dict[str, Any]] = r.json()["items"]
-    return items
 
 
 async def _reply(client: httpx.AsyncClient, tenant: Tenant, ticket_id: str, body: str) -> None:
@@ -63,7 +66,7 @@ async def test_a_lid_chat_without_its_number_reaches_an_agent_and_gets_the_reply
     (ticket,) = await tickets_of(client, tenant)
     assert ticket["status"] == "espera"
     assert shown(await thread(client, tenant, ticket["id"])) == [("in", "text", "preciso de ajuda")]
-    (customer,) = await _clients(client, tenant)
+    (customer,) = await clients_of(client, tenant)
     assert (customer["name"], customer["phone"]) == ("Maria", "")  # WhatsApp hid the number
     assert (ticket["client_id"], ticket["client_name"], ticket["client_phone"]) == (customer["id"], "Maria", "")
 
@@ -79,7 +82,7 @@ async def test_a_lid_chat_without_its_number_reaches_an_agent_and_gets_the_reply
         "Olá Maria, em que posso ajudar?",
         "meu pedido não chegou",
     ]
-    assert [c["id"] for c in await _clients(client, tenant)] == [customer["id"]]
+    assert [c["id"] for c in await clients_of(client, tenant)] == [customer["id"]]
 
 
 async def test_the_reply_typed_on_the_phone_in_a_lid_chat_shows_in_the_ticket(
@@ -97,7 +100,7 @@ async def test_the_reply_typed_on_the_phone_in_a_lid_chat_shows_in_the_ticket(
         ("in", "text", "oi"),
         ("out", "text", "Já verifico seu pedido"),
     ]
-    (customer,) = await _clients(client, tenant)
+    (customer,) = await clients_of(client, tenant)
     assert (customer["name"], customer["phone"]) == ("Maria", phone)
 
 
@@ -118,7 +121,7 @@ async def test_deliveries_naming_the_chat_by_lid_by_number_or_both_are_one_clien
 
     (ticket,) = await tickets_of(client, tenant)
     assert [m["body"] for m in await thread(client, tenant, ticket["id"])] == ["um", "dois", "três", "quatro"]
-    (customer,) = await _clients(client, tenant)
+    (customer,) = await clients_of(client, tenant)
     assert (customer["id"], customer["phone"]) == (ticket["client_id"], phone)
     reseller = tenant.id
     assert await clients.id_for_chat(db, reseller, phone="", lid=lid) == customer["id"]
@@ -149,7 +152,9 @@ async def test_a_client_known_by_number_is_found_when_its_chat_turns_to_lid(
     (ticket,) = await tickets_of(client, tenant)
     assert ticket["client_id"] == saved["id"]
     assert [m["body"] for m in await thread(client, tenant, ticket["id"])] == ["bom dia", "tem boleto?"]
-    assert [(c["id"], c["name"], c["phone"]) for c in await _clients(client, tenant)] == [(saved["id"], "João", phone)]
+    assert [(c["id"], c["name"], c["phone"]) for c in await clients_of(client, tenant)] == [
+        (saved["id"], "João", phone)
+    ]
     await _reply(client, tenant, ticket["id"], "Segue o boleto")
     (send,) = await wait_for(lambda: _sent(evolution, "Segue o boleto"))
     assert send["number"] == phone
@@ -167,7 +172,7 @@ async def test_hosted_business_chats_reach_an_agent(
         raw = await post(client, db, conn, _text({"remoteJid": jid, "fromMe": False, "id": key_id()}, text))
         assert raw["status"] == "processed", raw["result"]
     assert sorted(m["body"] for m in await all_messages(client, tenant)) == ["cotação", "pedido"]
-    assert sorted(c["phone"] for c in await _clients(client, tenant)) == ["", phone]
+    assert sorted(c["phone"] for c in await clients_of(client, tenant)) == ["", phone]
 
 
 async def test_groups_and_broadcasts_are_still_not_a_persons_chat(
@@ -188,7 +193,7 @@ async def test_a_lid_client_is_given_its_number_once_and_never_anothers(
     conn = await make_connection(client, tenant, evolution)
     lid, phone, taken = _lid(), unique_phone(), unique_phone()
     await post(client, db, conn, _text(_lid_key(lid), "oi"))
-    (customer,) = await _clients(client, tenant)
+    (customer,) = await clients_of(client, tenant)
     r = await client.post(f"{API}/clients", json={"name": "Outro", "phone": taken}, headers=tenant.headers)
     other = r.json()
 
@@ -228,7 +233,7 @@ async def test_a_process_killed_between_the_lid_key_and_the_client_is_completed_
     await clients.claim_phone_key(db, reseller_id=reseller, phone=phone, target=orphan)
     raw = await post(client, db, conn, _text(_lid_key(lid, alt=phone), "alguém?"))
     assert raw["status"] == "processed", raw["result"]
-    (customer,) = await _clients(client, tenant)
+    (customer,) = await clients_of(client, tenant)
     assert (customer["id"], customer["phone"]) == (orphan, phone)
     (ticket,) = await tickets_of(client, tenant)
     assert ticket["client_id"] == orphan
@@ -244,11 +249,11 @@ async def test_the_number_joins_a_lid_client_even_when_the_document_write_was_lo
     conn = await make_connection(client, tenant, evolution)
     lid, phone = _lid(), unique_phone()
     await post(client, db, conn, _text(_lid_key(lid), "oi"))
-    (customer,) = await _clients(client, tenant)
+    (customer,) = await clients_of(client, tenant)
     await clients.claim_phone_key(db, reseller_id=tenant.id, phone=phone, target=customer["id"])
-    assert (await _clients(client, tenant))[0]["phone"] == ""
+    assert (await clients_of(client, tenant))[0]["phone"] == ""
     await post(client, db, conn, _text(_lid_key(lid, alt=phone), "de novo"))
-    assert [(c["id"], c["phone"]) for c in await _clients(client, tenant)] == [(customer["id"], phone)]
+    assert [(c["id"], c["phone"]) for c in await clients_of(client, tenant)] == [(customer["id"], phone)]
 
 
 async def test_an_agent_starts_a_conversation_with_a_client_known_only_by_its_lid(
@@ -331,3 +336,24 @@ async def test_the_survey_answer_names_the_chat_by_its_lid_and_still_rates_the_t
     r = await client.get(f"{API}/tickets/{ticket['id']}", headers=tenant.headers)
     assert (r.json()["status"], r.json()["rating"]) == ("finalizado", 5)
     assert [t["id"] for t in await tickets_of(client, tenant)] == [ticket["id"]]
+
+
+async def test_a_number_given_by_a_request_killed_after_its_key_is_completed_by_the_retry(
+    client: httpx.AsyncClient, admin_headers: dict[str, str], evolution: FakeEvolution, db: Any
+) -> None:
+    """Giving a LID client its number claims the number's key, then writes the number on the
+    client. A request killed between the two (never answered) left the key bound to the client and
+    the document without it: the retry finds the key its own and writes the number, and a message
+    by that number reaches the client's conversation."""
+    tenant = await make_tenant(client, admin_headers, agents=1)
+    conn = await make_connection(client, tenant, evolution)
+    lid, phone = _lid(), unique_phone()
+    await post(client, db, conn, _text(_lid_key(lid), "oi"))
+    (customer,) = await clients_of(client, tenant)
+    await clients.claim_phone_key(db, reseller_id=tenant.id, phone=phone, target=customer["id"])  # the killed request
+    assert (await clients_of(client, tenant))[0]["phone"] == ""
+    r = await client.patch(f"{API}/clients/{customer['id']}", json={"phone": phone}, headers=tenant.headers)
+    assert (r.status_code, r.json()["phone"]) == (200, phone), r.text
+    await post(client, db, conn, _text(pn_key(phone), "por número"))
+    (ticket,) = await tickets_of(client, tenant)
+    assert [m["body"] for m in await thread(client, tenant, ticket["id"])] == ["oi", "por número"]

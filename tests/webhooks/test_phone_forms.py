@@ -20,7 +20,7 @@ from backend.webhooks import service as webhooks
 from tests.automation.helpers import left
 from tests.factories import API, Tenant, collection_counts, make_tenant
 from tests.fakes.harness import FakeEvolution, make_connection, wait_for
-from tests.webhooks.evolution_shapes import thread, tickets_of
+from tests.webhooks.evolution_shapes import clients_of, thread, tickets_of
 from tests.webhooks.helpers import settled, text_upsert
 
 HOOK = "/api/v1/webhooks/whatsapp"
@@ -58,13 +58,6 @@ async def _start(client: httpx.AsyncClient, tenant: Tenant, conn: dict[str, Any]
 
 async def _thread(client: httpx.AsyncClient, tenant: Tenant, ticket_id: str) -> list[tuple[str, str]]:
     return [(m["direction"], m["body"]) for m in await thread(client, tenant, ticket_id)]
-
-
-async def _clients(client: httpx.AsyncClient, tenant: Tenant) -> list[dict[str, Any]]:
-    r = await client.get(f"{API}/clients", headers=tenant.headers)
-    assert r.status_code == 200, r.text
-    items: list[dict[str, Any]] = r.json()["items"]
-    return items
 
 
 async def _by_phone(client: httpx.AsyncClient, tenant: Tenant, phone: str) -> list[str]:
@@ -111,7 +104,7 @@ async def test_the_answer_from_the_jid_without_the_nine_lands_in_the_ticket_the_
     thread = await _thread(client, tenant, started["id"])
     assert [d for d, _ in thread] == ["out", "in"] and thread[-1] == ("in", "já paguei ontem")
     # One client, its phone as it was typed; the JID's number finds it.
-    assert [(c["id"], c["phone"]) for c in await _clients(client, tenant)] == [(customer["id"], with_nine)]
+    assert [(c["id"], c["phone"]) for c in await clients_of(client, tenant)] == [(customer["id"], with_nine)]
     assert await _by_phone(client, tenant, jid_number) == [customer["id"]]
 
 
@@ -143,7 +136,7 @@ async def test_the_echo_of_the_agents_message_from_the_jid_without_the_nine_is_n
     assert raw["result"] == ["echo of an IAZE reply"], raw
     assert [t["id"] for t in await tickets_of(client, tenant)] == [started["id"]]
     assert [d for d, _ in await _thread(client, tenant, started["id"])] == ["out"]
-    assert [c["id"] for c in await _clients(client, tenant)] == [customer["id"]]
+    assert [c["id"] for c in await clients_of(client, tenant)] == [customer["id"]]
 
 
 async def test_a_client_who_wrote_from_the_jid_without_the_nine_is_the_one_saved_with_it(
@@ -153,7 +146,7 @@ async def test_a_client_who_wrote_from_the_jid_without_the_nine_is_the_one_saved
     conn = await make_connection(client, tenant, evolution)
     with_nine, jid_number = _two_forms(area="41")
     await _write(evolution, db, conn, jid_number, "oi, boa tarde")
-    (existing,) = await _clients(client, tenant)
+    (existing,) = await clients_of(client, tenant)
     assert existing["phone"] == jid_number  # as WhatsApp reported it
 
     before = await collection_counts(db)
@@ -184,7 +177,7 @@ async def test_landlines_and_other_countries_keep_their_numbers_mexico_and_argen
     for phone in (landline, newer_mobile, uk, uk_with_nine):
         r = await _save(client, tenant, phone, name=f"C {phone}")
         assert (r.status_code, r.json()["phone"]) == (201, phone), r.text
-    ids = {c["phone"]: c["id"] for c in await _clients(client, tenant)}
+    ids = {c["phone"]: c["id"] for c in await clients_of(client, tenant)}
 
     await _write(evolution, db, conn, landline, "orçamento do PABX")
     (ticket,) = await tickets_of(client, tenant)
@@ -272,7 +265,7 @@ async def test_first_messages_from_both_forms_at_once_make_one_client(
 
     assert competitor and competitor[0]["status"] == "processed", competitor
     assert first["status"] == "processed", first
-    (customer,) = await _clients(client, tenant)
+    (customer,) = await clients_of(client, tenant)
     assert customer["phone"] == with_nine  # created by the competitor, which won the key
     (ticket,) = await tickets_of(client, tenant)
     assert ticket["client_id"] == customer["id"]

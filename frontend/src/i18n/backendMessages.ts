@@ -287,8 +287,7 @@ const FAILURES: Record<string, string> = {
   'provider answered a body that is not JSON': `${NOT_SENT}o provedor do WhatsApp não confirmou o envio.`,
   'provider answered an unexpected JSON shape': `${NOT_SENT}o provedor do WhatsApp não confirmou o envio.`,
   'provider reported an error': `${NOT_SENT}o WhatsApp informou um erro no envio.`,
-  "the message reacted to is not WhatsApp's": `${NOT_SENT}a mensagem reagida não foi enviada pelo WhatsApp.`,
-  "the message to delete is not WhatsApp's": `${NOT_SENT}a mensagem a apagar não foi enviada pelo WhatsApp.`,
+  "the message it changes is not WhatsApp's": `${NOT_SENT}a mensagem que ela altera não passou pelo WhatsApp.`,
 };
 
 const FAILURE_PATTERNS: [RegExp, (m: RegExpMatchArray) => string][] = [

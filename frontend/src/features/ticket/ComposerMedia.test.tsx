@@ -317,7 +317,7 @@ describe('deleting a sent reply for everyone', () => {
     });
     renderApp(<TicketView ticketId={held.id} />);
     await screen.findByText('Cliente errado');
-    const [onClient, onMine] = screen.getAllByTestId('react');
+    const [, onMine] = screen.getAllByTestId('react');
     await userEvent.click(onMine);
     await userEvent.click(await screen.findByRole('menuitem', { name: 'Apagar para todos' }));
     expect(calls.some((c) => c.path.endsWith('/revoke'))).toBe(false); // asked first
@@ -330,8 +330,23 @@ describe('deleting a sent reply for everyone', () => {
     });
     expect(entry).toHaveTextContent('Apagou esta mensagem para todos');
     expect(screen.getAllByText('Cliente errado')).toHaveLength(2); // kept, and quoted by the record
-    // The client's message offers reactions only.
-    await userEvent.click(onClient);
+  });
+
+  it("is not offered on the client's message, which offers reactions only", async () => {
+    const question: Message = {
+      id: '4'.repeat(24), ticket_id: held.id, direction: 'in', sender_type: 'client', sender_name: 'Maria',
+      type: 'text', body: 'Oi', status: 'received', created_at: '2025-01-01T12:00:00Z', automatic: false,
+    };
+    api(({ method, path }) => {
+      if (path === `/api/v1/tickets/${held.id}`) return { body: held };
+      if (path === `/api/v1/tickets/${held.id}/messages` && method === 'GET') return { body: { items: [question], next_cursor: null } };
+      if (path === '/api/v1/departments') return { body: { items: [], next_cursor: null } };
+      if (path.endsWith('/events') || path.endsWith('/history')) return { body: { items: [], next_cursor: null } };
+      return undefined;
+    });
+    renderApp(<TicketView ticketId={held.id} />);
+    await screen.findByText('Oi');
+    await userEvent.click(screen.getByTestId('react'));
     await screen.findByRole('menuitem', { name: 'Reagir com 👍' });
     expect(screen.queryByRole('menuitem', { name: 'Apagar para todos' })).not.toBeInTheDocument();
   });
