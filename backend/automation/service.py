@@ -8,11 +8,13 @@ hooks — finds it stored and queues nothing: the unique `_id` insert decides, a
 worker sends a message once whatever number of queue entries point at it (attempts are claimed
 per message id, backend/outbound/worker.py).
 
-Nothing automatic is queued on a connection deactivated in IAZE (`_speaks`, asked by `_send`, which
-every automatic message goes through): what its clients write is still filed (webhooks.service),
-the helpdesk itself stays quiet on it, as its agents must (messages.held_for_reply).
+Nothing automatic is queued on a connection deactivated in IAZE, nor for a suspended tenant
+(`_speaks`, asked by `_send`, which every automatic message goes through): what their clients
+write is still filed (webhooks.service), the helpdesk itself stays quiet there, as their agents
+must (messages.held_for_reply; a suspended tenant's staff cannot sign in).
 """
 
+import asyncio
 import contextlib
 import enum
 import hashlib
@@ -89,15 +91,19 @@ def config_once(db: Database, reseller_id: str) -> ConfigSource:
 
 async def _speaks(db: Database, *, reseller_id: str, connection_id: str) -> bool:
     """Whether automatic messages may be queued on this WhatsApp connection now: only while it is
-    active in IAZE. A deactivated one may still be connected at the provider, and its clients'
-    messages are filed as on any other (webhooks.service.process); nothing automatic goes out on
-    it — no greeting, away message, menu, closing message or survey — as no agent may reply on it
-    (messages.held_for_reply). The store answers, never a process's copy of the connection (the
-    delivery's own, or one up to SETUP_CACHE_SECONDS old: connections.get_cached_internal), which
-    may predate a deactivation or a reactivation. Asked where every automatic message is queued
-    (`_send`) and where a ticket is born awaiting a menu (`ticket_opening`), and nowhere else."""
-    conn = await connections.get_internal(db, connection_id) if is_valid_id(connection_id) else None
-    return conn is not None and conn.reseller_id == reseller_id and conn.active
+    active in IAZE and its tenant is not suspended. A deactivated connection may still be
+    connected at the provider, and so may a suspended tenant's; their clients' messages are filed
+    as on any other (webhooks.service.process), but nothing automatic goes out — no greeting,
+    away message, menu, closing message or survey — as no agent may reply there either
+    (messages.held_for_reply; a suspended tenant's staff cannot sign in). The store answers,
+    never a process's copy of the connection (the delivery's own, or one up to
+    SETUP_CACHE_SECONDS old: connections.get_cached_internal), which may predate a deactivation
+    or a reactivation. Asked where every automatic message is queued (`_send`) and where a ticket
+    is born awaiting a menu (`ticket_opening`), and nowhere else."""
+    if not is_valid_id(connection_id):
+        return False
+    conn, tenant = await asyncio.gather(connections.get_internal(db, connection_id), resellers.get(db, reseller_id))
+    return conn is not None and conn.reseller_id == reseller_id and conn.active and tenant is not None and tenant.active
 
 
 class Sent(enum.Enum):

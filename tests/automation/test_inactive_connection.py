@@ -211,3 +211,34 @@ async def test_the_store_decides_when_the_connection_changes_between_receipt_and
         greeting = f"Olá Maria! Protocolo {ticket['number']}."
         assert [m["body"] for m in await automatic(db, ticket["_id"])] == [greeting, MENU]
         await all_sent(evolution, phone, [greeting, MENU])
+
+
+async def test_a_suspended_tenant_files_its_clients_messages_and_sends_nothing_automatic(
+    client: httpx.AsyncClient,
+    admin_headers: dict[str, str],
+    evolution: FakeEvolution,
+    db: Any,
+) -> None:
+    """A tenant the platform admin suspends may still be connected at the provider: its clients'
+    messages are filed, but no greeting, menu or survey goes out in its name while its staff
+    cannot sign in to answer. Reactivated, its connection greets again (the positive control)."""
+    tenant, conn = await _with_menu(client, admin_headers, evolution, CONFIG)
+    r = await client.patch(f"{API}/resellers/{tenant.id}", json={"active": False}, headers=admin_headers)
+    assert r.status_code == 200, r.text
+    phone = unique_phone()
+    raw = await write(evolution, db, conn, phone, "oi")
+    assert raw["status"] == "processed" and "automatic" not in raw["result"][0], raw["result"]
+    ticket = await open_ticket(db, tenant, phone)
+    assert (ticket["status"], ticket["department_id"], ticket.get("menu_pending", False)) == (
+        "espera",
+        conn["default_department_id"],
+        False,
+    )
+    await write(evolution, db, conn, phone, "2")  # no menu was sent: just a message
+    assert [m["body"] for m in await db.messages.find({"ticket_id": ticket["_id"]}).to_list(None)] == ["oi", "2"]
+    await _nothing_queued(db, ticket["_id"])
+
+    r = await client.patch(f"{API}/resellers/{tenant.id}", json={"active": True}, headers=admin_headers)
+    assert r.status_code == 200, r.text
+    await _greeted(client, db, evolution, tenant, conn)
+    assert await sent_to(evolution, phone) == []
