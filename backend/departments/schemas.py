@@ -26,6 +26,8 @@ class DepartmentRead(ReadModel):
     description: str = ""
     active: bool
     created_at: Timestamp
+    # Active agents in the department: 0 means a queue nobody but the owner sees.
+    active_agents: int = 0
 
 
 DepartmentPage = Page[DepartmentRead]

@@ -1,6 +1,7 @@
 """Users: creation with unique emails, agent management, the first admin."""
 
 import asyncio
+from collections import Counter
 from typing import Any
 
 from pymongo.errors import DuplicateKeyError
@@ -195,6 +196,18 @@ async def change_own_password(db: Database, actor: Actor, *, data: PasswordChang
     if user.reseller_id:
         feed.access_changed(db, reseller_id=user.reseller_id, user_id=user.id)
     return user
+
+
+async def active_agents_by_department(db: Database, scope: TenantScope) -> Counter[str]:
+    """How many active agents each department in `scope` has. A department with none is a queue
+    that only the owner sees: its waiting conversations reach nobody else (the owner's warning
+    and alerts, frontend/src/features/reseller/staffing.ts). A scan of the tenant's agents: tens,
+    and read only where departments are listed."""
+    staffed: Counter[str] = Counter()
+    async for agent in repository.iter_with_role(db, scope, role="agent"):
+        if agent.active:
+            staffed.update(set(agent.department_ids))
+    return staffed
 
 
 async def name_in_tenant(db: Database, reseller_id: str, user_id: str) -> str | None:

@@ -5,7 +5,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.factories import API, Tenant, collect_pages, collection_counts, make_department, make_tenant
+from tests.factories import API, Tenant, collect_pages, collection_counts, make_agent, make_department, make_tenant
 
 
 @pytest.fixture(scope="module")
@@ -102,3 +102,37 @@ async def test_concurrent_creations_with_one_name_make_one_department(
     )
     assert sorted(r.status_code for r in results) == [201, 409, 409, 409], [r.text for r in results]
     assert await db.departments.count_documents({}) == before + 1
+
+
+async def test_each_department_says_how_many_active_agents_it_has(
+    client: httpx.AsyncClient, tenant: Tenant, admin_headers: dict[str, str]
+) -> None:
+    """A department with no active agent is a queue only the owner sees (its warning and alerts
+    are the UI's): the count follows agents added, deactivated and moved, tenant by tenant."""
+    dept, other = await make_department(client, tenant), await make_department(client, tenant)
+    assert dept["active_agents"] == 0
+
+    async def staffed() -> dict[str, int]:
+        pages = await collect_pages(client, tenant.headers, f"{API}/departments")
+        return {d["id"]: d["active_agents"] for d in pages if d["id"] in (dept["id"], other["id"])}
+
+    first = await make_agent(client, tenant, [dept["id"]])
+    second = await make_agent(client, tenant, [dept["id"], other["id"]])
+    assert await staffed() == {dept["id"]: 2, other["id"]: 1}
+    r = await client.patch(f"{API}/users/{first['id']}", json={"active": False}, headers=tenant.headers)
+    assert r.status_code == 200, r.text
+    assert await staffed() == {dept["id"]: 1, other["id"]: 1}
+    r = await client.patch(
+        f"{API}/users/{second['id']}", json={"department_ids": [other["id"]]}, headers=tenant.headers
+    )
+    assert r.status_code == 200, r.text
+    assert await staffed() == {dept["id"]: 0, other["id"]: 1}
+    # The same figure from every read: one department, its update, and as an agent sees it.
+    one = await client.get(f"{API}/departments/{other['id']}", headers=second["headers"])
+    assert one.status_code == 200 and one.json()["active_agents"] == 1
+    r = await client.patch(f"{API}/departments/{dept['id']}", json={"description": "ninguém"}, headers=tenant.headers)
+    assert r.status_code == 200 and r.json()["active_agents"] == 0
+    # Another tenant's agents never count, even in a department id they cannot see.
+    stranger = await make_tenant(client, admin_headers, departments=1, agents=1)
+    assert (await client.get(f"{API}/departments/{dept['id']}", headers=stranger.headers)).status_code == 404
+    assert await staffed() == {dept["id"]: 0, other["id"]: 1}

@@ -1280,6 +1280,11 @@ export interface components {
              * Format: date-time
              */
             created_at: string;
+            /**
+             * Active Agents
+             * @default 0
+             */
+            active_agents: number;
         };
         /** DepartmentUpdate */
         DepartmentUpdate: {
