@@ -104,6 +104,25 @@ export const t = {
     title: 'Alertas',
     denied: 'O navegador bloqueou as notificações deste site. Libere-as nas configurações do navegador; o som continua ativo.',
     unsupported: 'Este navegador não mostra notificações na área de trabalho; o som continua ativo.',
+    // The owner's: a conversation queued in a department with no active agent (features/reseller/staffing.ts).
+    unstaffedTicket: (who: string) => `Conversa sem atendente: ${who}`,
+    unstaffedBody: (queue: string) => `A fila ${queue} não tem atendentes ativos`,
+    ownerToggle: 'Alertas de conversas sem atendente',
+    ownerToggleHint: 'Som e notificação na área de trabalho quando um cliente entra na fila de um departamento sem atendentes ativos: só você vê essas conversas.',
+  },
+  // Departments with no active agent: their conversations reach only the owner (features/reseller/staffing.ts).
+  staffing: {
+    // "Ninguém atende a fila <nome>: 2 conversas esperando."
+    nobodyServes: 'Ninguém atende a fila',
+    waiting: (n: number) => (n === 1 ? '1 conversa esperando' : `${n} conversas esperando`),
+    showConversations: 'Ver conversas',
+    addAgents: 'Adicionar atendentes',
+    column: 'Atendentes',
+    none: 'Sem atendentes',
+    noneHint: 'Nenhum agente ativo neste departamento: as conversas que chegam aqui só aparecem para você.',
+    agents: (n: number) => (n === 1 ? '1 atendente' : `${n} atendentes`),
+    // A transfer option: the department's name, then this.
+    optionSuffix: ' (sem atendentes)',
   },
   ticket: {
     back: 'Voltar à lista',

@@ -3,6 +3,7 @@ import { useLocation, useNavigate } from 'react-router';
 import type { RealtimeEvent } from '../../api/types';
 import { useMe } from '../../auth/session';
 import { useRealtimeEvents } from '../../realtime/RealtimeProvider';
+import { namesById, useUnstaffedDepartments } from '../reseller/staffing';
 import { alertFor, alertsEnabled, canNotify, pendingCount, titleWith, withAlert, withoutTicket, type Pending } from './alerts';
 import { playChime } from './sound';
 
@@ -18,10 +19,13 @@ function looking(): boolean {
   return document.visibilityState === 'visible' && document.hasFocus();
 }
 
-/** The agent's alerts: sound and desktop notification (when its toggle is on), and the tab title
- * counting what waits for it. Opening a ticket clears its alerts. */
+/** The agent's alerts (and the owner's, of conversations in a queue nobody serves): sound and
+ * desktop notification (when its toggle is on), and the tab title counting what waits for it.
+ * Opening a ticket clears its alerts. */
 export function AlertsProvider({ children }: { children: ReactNode }) {
   const me = useMe();
+  const unstaffedDepartments = useUnstaffedDepartments();
+  const unstaffed = useMemo(() => namesById(unstaffedDepartments), [unstaffedDepartments]);
   const navigate = useNavigate();
   const location = useLocation();
   const [pending, setPending] = useState<Pending>(new Map());
@@ -34,7 +38,7 @@ export function AlertsProvider({ children }: { children: ReactNode }) {
   const clearTicket = useCallback((ticketId: string) => setPending((p) => withoutTicket(p, ticketId)), []);
 
   useRealtimeEvents((event: RealtimeEvent) => {
-    const alert = alertFor(event, me);
+    const alert = alertFor(event, me, unstaffed);
     if (!alert || seen.current.has(alert.key)) return;
     seen.current.add(alert.key);
     if (seen.current.size > SEEN_KEEP) seen.current.delete(seen.current.values().next().value as string);

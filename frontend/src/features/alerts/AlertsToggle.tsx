@@ -5,9 +5,11 @@ import { t } from '../../i18n/pt-BR';
 import { alertsEnabled, setAlertsEnabled } from './alerts';
 import { primeSound } from './sound';
 
-/** The one place the browser's notification permission is asked for: the agent's own click. */
+/** The one place the browser's notification permission is asked for: the user's own click (an
+ * agent's, or the owner's for conversations nobody serves). */
 export function AlertsToggle() {
   const me = useMe();
+  const owner = me.role === 'reseller';
   const [on, setOn] = useState(() => alertsEnabled(me.id));
   const [problem, setProblem] = useState<string | null>(null);
 
@@ -31,8 +33,8 @@ export function AlertsToggle() {
       <Switch
         checked={on}
         onChange={(e) => void change(e.currentTarget.checked)}
-        label={t.alerts.toggle}
-        description={t.alerts.toggleHint}
+        label={owner ? t.alerts.ownerToggle : t.alerts.toggle}
+        description={owner ? t.alerts.ownerToggleHint : t.alerts.toggleHint}
         data-testid="alerts-toggle"
       />
       {problem && (

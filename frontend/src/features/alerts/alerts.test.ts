@@ -29,7 +29,7 @@ describe('alertFor', () => {
     // Sent back to the queue of its department: waiting again.
     const back = ticketFixture({ version: 3 });
     expect(alertFor(ev('ticket.transferred', { ticket: back }), me)?.key).toBe(`queued:${back.id}:3`);
-    // A reseller has no queue of its own: badges, not alerts.
+    // A reseller has no queue of its own: alerted only of queues nobody serves (below).
     expect(alertFor(ev('ticket.created', { ticket: fresh }), agentUser({ role: 'reseller', department_ids: [] }))).toBeNull();
   });
 
@@ -58,6 +58,47 @@ describe('alertFor', () => {
     expect(alertFor(ev('message.created', { ticket: held, message: photo }), me)?.body).toBe('[Imagem]');
     const call = message({ body: '', type: 'call' });
     expect(alertFor(ev('message.created', { ticket: held, message: call }), me)?.body).toBe('[Chamada de voz]');
+  });
+});
+
+describe('alertFor · the owner, of queues nobody serves', () => {
+  const owner = agentUser({ id: 'o'.repeat(24), role: 'reseller', department_ids: [] });
+  const unstaffed = new Map([['d'.repeat(24), 'Suporte']]);
+
+  it('alerts the owner of a ticket queued in a department with no active agent, naming the queue', () => {
+    const fresh = ticketFixture({ number: 12, version: 1 });
+    expect(alertFor(ev('ticket.created', { ticket: fresh }), owner, unstaffed)).toEqual({
+      key: `unstaffed:${fresh.id}:1`,
+      ticketId: fresh.id,
+      title: 'Conversa sem atendente: Maria Cliente',
+      body: 'A fila Suporte não tem atendentes ativos',
+    });
+    // Sent back there, or routed there by the client's menu choice: waiting there again.
+    const back = ticketFixture({ version: 3 });
+    expect(alertFor(ev('ticket.transferred', { ticket: back }), owner, unstaffed)?.key).toBe(`unstaffed:${back.id}:3`);
+    expect(alertFor(ev('ticket.routed', { ticket: back }), owner, unstaffed)?.title).toBe('Conversa sem atendente: Maria Cliente');
+  });
+
+  it('stays quiet for a staffed queue, a ticket no longer waiting and the clients\' messages', () => {
+    const fresh = ticketFixture();
+    expect(alertFor(ev('ticket.created', { ticket: fresh }), owner, new Map())).toBeNull();
+    expect(alertFor(ev('ticket.created', { ticket: ticketFixture({ department_id: 'e'.repeat(24) }) }), owner, unstaffed)).toBeNull();
+    const assumed = ticketFixture({ status: 'atendendo', agent_id: owner.id, version: 2 });
+    expect(alertFor(ev('ticket.assumed', { ticket: assumed }), owner, unstaffed)).toBeNull();
+    expect(alertFor(ev('ticket.transferred', { ticket: assumed }), owner, unstaffed)).toBeNull();
+    expect(alertFor(ev('message.created', { ticket: fresh, message: message() }), owner, unstaffed)).toBeNull();
+    expect(alertFor(ev('message.created', { ticket: { ...held, agent_id: owner.id }, message: message() }), owner, unstaffed)).toBeNull();
+  });
+
+  it('leaves the agents\' alerts as they were, whatever the unstaffed queues', () => {
+    const fresh = ticketFixture({ number: 12 });
+    expect(alertFor(ev('ticket.created', { ticket: fresh }), me, unstaffed)).toEqual(alertFor(ev('ticket.created', { ticket: fresh }), me));
+    expect(alertFor(ev('ticket.created', { ticket: fresh }), me, unstaffed)?.title).toBe('Novo atendimento: Maria Cliente');
+    const elsewhere = ticketFixture({ department_id: 'e'.repeat(24) });
+    expect(alertFor(ev('ticket.created', { ticket: elsewhere }), me, new Map([['e'.repeat(24), 'Financeiro']]))).toBeNull();
+    expect(alertFor(ev('message.created', { ticket: held, message: message() }), me, unstaffed)?.title).toBe('Nova mensagem de Maria Cliente');
+    // An admin has no inbox: nothing.
+    expect(alertFor(ev('ticket.created', { ticket: fresh }), agentUser({ role: 'admin', department_ids: [] }), unstaffed)).toBeNull();
   });
 });
 

@@ -8,12 +8,24 @@ import { previewText } from '../ticket/media';
 export type Alert = { key: string; ticketId: string; title: string; body: string };
 
 /** Alerts are the agent's: a new ticket waiting in one of its departments' queues (opened, sent
- * back to the queue, or routed there by the client's menu choice), and a new client message in a ticket it holds. */
-export function alertFor(event: RealtimeEvent, user: User): Alert | null {
+ * back to the queue, or routed there by the client's menu choice), and a new client message in a
+ * ticket it holds. The owner's: a ticket waiting the same way in a queue nobody serves, which only
+ * it sees — `unstaffed`, those departments' names by id (features/reseller/staffing.ts). */
+export function alertFor(event: RealtimeEvent, user: User, unstaffed: ReadonlyMap<string, string> = new Map()): Alert | null {
   const ticket = event.ticket;
-  if (user.role !== 'agent' || !ticket) return null;
+  if (!ticket || (user.role !== 'agent' && user.role !== 'reseller')) return null;
   const who = clientLabel(ticket.client_name, ticket.client_phone);
   const queued = event.event === 'ticket.created' || event.event === 'ticket.transferred' || event.event === 'ticket.routed';
+  if (user.role === 'reseller') {
+    const queue = unstaffed.get(ticket.department_id);
+    if (!queued || ticket.status !== 'espera' || queue === undefined) return null;
+    return {
+      key: `unstaffed:${ticket.id}:${ticket.version}`,
+      ticketId: ticket.id,
+      title: t.alerts.unstaffedTicket(who),
+      body: t.alerts.unstaffedBody(queue),
+    };
+  }
   if (queued && ticket.status === 'espera' && user.department_ids.includes(ticket.department_id)) {
     return {
       key: `queued:${ticket.id}:${ticket.version}`,

@@ -1,7 +1,9 @@
 import { act, fireEvent, screen, waitFor, within } from '@testing-library/react';
 import userEvent from '@testing-library/user-event';
 import { beforeEach, describe, expect, it } from 'vitest';
-import { agentUser, mockApi, renderApp, signIn, stubWebSocket, ticketFixture } from '../../test/utils';
+import type { Department } from '../../api/types';
+import { keys } from '../../realtime/cache';
+import { agentUser, mockApi, renderApp, signIn, stubWebSocket, ticketFixture, type Handler } from '../../test/utils';
 import { InboxPage } from './InboxPage';
 
 const me = agentUser();
@@ -149,5 +151,92 @@ describe('InboxPage', () => {
     await waitFor(() => expect(screen.getByTestId('count-espera')).toHaveTextContent('30'));
     expect(screen.getByTestId('count-finalizado')).toHaveTextContent('70');
     expect(asked).toEqual([dept, null]);
+  });
+});
+
+describe('InboxPage · queues nobody serves (the owner\'s warning)', () => {
+  const owner = agentUser({ id: 'o'.repeat(24), role: 'reseller', department_ids: [] });
+  const department = (over: Partial<Department>): Department => ({
+    id: 'd'.repeat(24), name: 'Suporte', description: '', active: true, reseller_id: 'r'.repeat(24), created_at: '2025-01-01T00:00:00Z', active_agents: 0, ...over,
+  });
+  const suporte = department({});
+  const vendas = department({ id: 'e'.repeat(24), name: 'Vendas', active_agents: 3 });
+  const financeiro = department({ id: 'f'.repeat(24), name: 'Financeiro' });
+  const antigo = department({ id: '9'.repeat(24), name: 'Antigo', active: false });
+
+  /** The tenant's departments; `waiting`: how many espera tickets each department's counts say. */
+  function tenant(user: typeof owner, waiting: Record<string, number>, sent: URLSearchParams[] = []): Handler {
+    return ({ path, url }) => {
+      if (path === '/api/v1/auth/me') return { body: user };
+      if (path === '/api/v1/departments') return { body: { items: [suporte, vendas, financeiro, antigo], next_cursor: null } };
+      if (path === '/api/v1/tickets/counts') {
+        const id = url.searchParams.get('department_id');
+        return { body: { espera: id ? (waiting[id] ?? 0) : 9, atendendo: 0, finalizado: 0 } };
+      }
+      if (path === '/api/v1/tickets') {
+        sent.push(url.searchParams);
+        return { body: { items: [], next_cursor: null } };
+      }
+      if (path === '/api/v1/users') return { body: { items: [], next_cursor: null } };
+      if (path === '/api/v1/whatsapp-connections') return { body: { items: [], next_cursor: null } };
+      if (path === '/api/v1/tags') return { body: { items: [] } };
+      return undefined;
+    };
+  }
+
+  it('names each unstaffed queue where conversations wait, with their count', async () => {
+    signIn(owner);
+    // Vendas has agents and Antigo is inactive: whatever waits there, no warning.
+    mockApi(tenant(owner, { [suporte.id]: 2, [financeiro.id]: 1, [vendas.id]: 5, [antigo.id]: 4 }));
+    renderApp(<InboxPage />, { path: '/atendimento', route: '/atendimento' });
+    await waitFor(() => expect(screen.getAllByTestId('unstaffed-queue')).toHaveLength(2));
+    const [first, second] = screen.getAllByTestId('unstaffed-queue');
+    expect(first).toHaveTextContent('Ninguém atende a fila Suporte: 2 conversas esperando.');
+    expect(within(first).getByText('Suporte').tagName).toBe('STRONG');
+    expect(second).toHaveTextContent('Ninguém atende a fila Financeiro: 1 conversa esperando.');
+    expect(within(first).getByRole('link', { name: 'Adicionar atendentes' })).toHaveAttribute('href', '/revenda/agentes');
+  });
+
+  it('shows nothing while no conversation waits in an unstaffed queue', async () => {
+    signIn(owner);
+    const calls = mockApi(tenant(owner, { [vendas.id]: 5 }));
+    renderApp(<InboxPage />, { path: '/atendimento', route: '/atendimento' });
+    await waitFor(() => expect(calls.filter((c) => c.path === '/api/v1/tickets/counts')).toHaveLength(3));
+    await screen.findByText('Nenhum atendimento aqui.');
+    expect(screen.queryByTestId('unstaffed-queue')).not.toBeInTheDocument();
+    expect(screen.queryByText(/Ninguém atende/)).not.toBeInTheDocument();
+  });
+
+  it('"Ver conversas" shows that queue\'s espera tickets, with nothing else filtering them', async () => {
+    signIn(owner);
+    const sent: URLSearchParams[] = [];
+    mockApi(tenant(owner, { [suporte.id]: 2 }, sent));
+    renderApp(<InboxPage />, { path: '/atendimento', route: '/atendimento?aba=finalizado&etiqueta=vip&busca=maria' });
+    const banner = await screen.findByTestId('unstaffed-queue');
+    await userEvent.click(within(banner).getByRole('button', { name: 'Ver conversas' }));
+    await waitFor(() => expect(screen.getByTestId('tab-espera')).toHaveAttribute('aria-selected', 'true'));
+    await waitFor(() => {
+      const last = sent[sent.length - 1];
+      expect(last.get('status')).toBe('espera');
+      expect(last.get('department_id')).toBe(suporte.id);
+      expect(last.get('tag')).toBeNull();
+      expect(last.get('q')).toBeNull();
+    });
+    expect(screen.getByRole('searchbox', { name: 'Buscar cliente' })).toHaveValue('');
+    // The Departamento filter, open, holds it: the tabs count within it.
+    expect(await screen.findByRole('textbox', { name: 'Departamento' })).toHaveValue('Suporte');
+    await waitFor(() => expect(screen.getByTestId('count-espera')).toHaveTextContent('2'));
+  });
+
+  it('shows an agent nothing, even with the departments cached', async () => {
+    signIn(me);
+    const calls = mockApi(tenant(me, { [suporte.id]: 2 }));
+    const { client } = renderApp(<InboxPage />, { path: '/atendimento', route: '/atendimento' });
+    act(() => {
+      client.setQueryData(keys.departments, [suporte]);
+    });
+    await screen.findByText('Nenhum atendimento aqui.');
+    expect(screen.queryByTestId('unstaffed-queue')).not.toBeInTheDocument();
+    expect(calls.some((c) => c.path === '/api/v1/departments')).toBe(false);
   });
 });

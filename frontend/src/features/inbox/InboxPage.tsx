@@ -8,6 +8,7 @@ import { t } from '../../i18n/pt-BR';
 import { TicketView } from '../ticket/TicketView';
 import { TicketList } from './TicketList';
 import { FILTER_PARAMS, InboxFilters, filtersFrom } from './InboxFilters';
+import { UnstaffedQueues } from './UnstaffedQueues';
 
 function isStatus(value: string | null): value is TicketStatus {
   return !!value && (STATUSES as readonly string[]).includes(value);
@@ -34,6 +35,14 @@ export function InboxPage() {
     update(Object.fromEntries(Object.entries(FILTER_PARAMS).map(([field, param]) => [param, next[field as keyof TicketFilters] ?? ''])));
   }
 
+  /** The owner's "Ver conversas" on a queue nobody serves: its espera tickets, nothing hiding them
+   * (the other filters and the search cleared), the Departamento filter shown holding it. */
+  function showQueue(departmentId: string) {
+    setFilters({ department_id: departmentId });
+    update({ aba: 'espera', busca: '' });
+    setShowFilters(true);
+  }
+
   function update(next: Record<string, string>) {
     const merged = new URLSearchParams(latest.current.written);
     for (const [k, v] of Object.entries(next)) {
@@ -47,6 +56,7 @@ export function InboxPage() {
   return (
     <div className="inbox-layout" data-has-ticket={ticketId ? 'true' : 'false'}>
       <Paper withBorder p="xs" className="inbox-list">
+        <UnstaffedQueues onShow={showQueue} />
         <Group gap="xs" wrap="nowrap" mb="xs">
           <TextInput
             type="search"

@@ -50,3 +50,19 @@ describe('ProfilePage', () => {
     expect(JSON.parse(window.localStorage.getItem('iaze.session') ?? '{}').token).toBe('old-token');
   });
 });
+
+describe('ProfilePage · alerts', () => {
+  it('offers the agent its alerts, and the owner its alerts of conversations nobody serves', async () => {
+    mockApi(({ path }) => (path === '/api/v1/auth/me' ? { body: me } : undefined));
+    const agentView = renderApp(<ProfilePage />);
+    expect(screen.getByRole('switch', { name: /Alertas de novos atendimentos e mensagens/ })).toBeInTheDocument();
+    agentView.unmount();
+
+    const owner = agentUser({ role: 'reseller', department_ids: [] });
+    signIn(owner);
+    mockApi(({ path }) => (path === '/api/v1/auth/me' ? { body: owner } : undefined));
+    renderApp(<ProfilePage />);
+    expect(screen.getByRole('switch', { name: /Alertas de conversas sem atendente/ })).toBeInTheDocument();
+    expect(screen.getByText(/departamento sem atendentes ativos/)).toBeInTheDocument();
+  });
+});

@@ -101,7 +101,7 @@ export function ProfilePage() {
           </Title>
           <PasswordForm />
         </Paper>
-        {me.role === 'agent' && (
+        {(me.role === 'agent' || me.role === 'reseller') && (
           <Paper withBorder p="md">
             <Title order={3} size="h5" mb="sm">
               {t.alerts.title}

@@ -31,6 +31,7 @@ function AgentForm({ agent, onDone }: { agent: User | null; onDone: () => void }
         : unwrap(api.POST('/api/v1/users', { body: { name, email, password, role: 'agent', department_ids: departmentIds } })),
     onSuccess: () => {
       void client.invalidateQueries({ queryKey: keys.agents });
+      void client.invalidateQueries({ queryKey: keys.departments }); // their counts of active agents
       notifications.show({ color: 'teal', message: agent ? t.agents.updated : t.agents.created });
       onDone();
     },
@@ -73,14 +74,16 @@ function AgentForm({ agent, onDone }: { agent: User | null; onDone: () => void }
 }
 
 export function AgentsPage() {
+  const client = useQueryClient();
   const agents = useAgents();
   const departments = useDepartments();
   const [editing, setEditing] = useState<User | 'new' | null>(null);
   const names = new Map((departments.data ?? []).map((d) => [d.id, d.name]));
-  const setActive = useSetActive(
-    (user: User, active: boolean) => unwrap(api.PATCH('/api/v1/users/{user_id}', { params: { path: { user_id: user.id } }, body: { active } })),
-    keys.agents,
-  );
+  const setActive = useSetActive(async (user: User, active: boolean) => {
+    const saved = await unwrap(api.PATCH('/api/v1/users/{user_id}', { params: { path: { user_id: user.id } }, body: { active } }));
+    void client.invalidateQueries({ queryKey: keys.departments }); // their counts of active agents
+    return saved;
+  }, keys.agents);
   const list = (agents.data ?? []).filter((u) => u.role === 'agent');
 
   return (

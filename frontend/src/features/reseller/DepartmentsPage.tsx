@@ -1,4 +1,4 @@
-import { Button, Modal, Table, TextInput } from '@mantine/core';
+import { Badge, Button, Modal, Table, TextInput } from '@mantine/core';
 import { notifications } from '@mantine/notifications';
 import { useMutation, useQueryClient } from '@tanstack/react-query';
 import { useState } from 'react';
@@ -10,6 +10,23 @@ import { ActiveToggle } from '../../layout/ActiveToggle';
 import { ActiveBadge, FormActions, FormFrame, ListTable, RowActions, useSetActive } from '../../layout/Crud';
 import { PageHeader } from '../../layout/PageHeader';
 import { keys } from '../../realtime/cache';
+import { isUnstaffed } from './staffing';
+
+/** "Sem atendentes" (orange) for an active department no active agent serves, else how many do. */
+function StaffBadge({ department }: { department: Department }) {
+  if (isUnstaffed(department)) {
+    return (
+      <Badge color="orange" title={t.staffing.noneHint} data-testid="staff-badge">
+        {t.staffing.none}
+      </Badge>
+    );
+  }
+  return (
+    <Badge color="gray" variant="light" data-testid="staff-badge">
+      {t.staffing.agents(department.active_agents)}
+    </Badge>
+  );
+}
 
 function DepartmentForm({ department, onDone }: { department: Department | null; onDone: () => void }) {
   const client = useQueryClient();
@@ -59,12 +76,15 @@ export function DepartmentsPage() {
         query={query}
         items={query.data ?? []}
         empty={t.departments.empty}
-        minWidth={480}
-        headers={[t.departments.name, t.departments.description, t.departments.status]}
+        minWidth={600}
+        headers={[t.departments.name, t.departments.description, t.staffing.column, t.departments.status]}
         row={(d) => (
           <Table.Tr key={d.id}>
             <Table.Td>{d.name}</Table.Td>
             <Table.Td>{d.description}</Table.Td>
+            <Table.Td>
+              <StaffBadge department={d} />
+            </Table.Td>
             <Table.Td>
               <ActiveBadge active={d.active} />
             </Table.Td>

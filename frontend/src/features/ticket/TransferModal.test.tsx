@@ -39,3 +39,26 @@ describe('TransferModal for a waiting ticket', () => {
     expect(calls.find((c) => c.method === 'POST')?.body).toEqual({ department_id: 'e'.repeat(24) });
   });
 });
+
+describe('TransferModal · queues nobody serves', () => {
+  it('marks an active department with no active agent "(sem atendentes)"', async () => {
+    const held = ticketFixture({ status: 'atendendo', agent_id: me.id, department_id: 'd'.repeat(24) });
+    const staffed = [
+      { ...departments[0], active_agents: 2 },
+      { ...departments[1], active_agents: 0 },
+      { id: 'f'.repeat(24), name: 'Antigo', active: false, reseller_id: 'r', description: '', created_at: '', active_agents: 0 },
+    ];
+    mockApi(({ path }) => {
+      if (path === '/api/v1/auth/me') return { body: me };
+      if (path === '/api/v1/departments') return { body: { items: staffed, next_cursor: null } };
+      if (path === '/api/v1/users') return { body: { items: [], next_cursor: null } };
+      return undefined;
+    });
+    renderApp(<TransferModal ticket={held} opened onClose={() => undefined} onConflict={() => undefined} />);
+    await userEvent.click(await screen.findByText('Um departamento (volta para a espera)'));
+    await userEvent.click(await screen.findByRole('textbox', { name: 'Departamento' }));
+    await waitFor(() => expect(screen.getByRole('option', { name: 'Financeiro (sem atendentes)', hidden: true })).toBeInTheDocument());
+    expect(screen.getByRole('option', { name: 'Suporte', hidden: true })).toBeInTheDocument();
+    expect(screen.queryByRole('option', { name: /Antigo/, hidden: true })).not.toBeInTheDocument();
+  });
+});

@@ -6,6 +6,7 @@ import { api, unwrap } from '../../api/client';
 import { useAgents, useDepartments, useTicketUpdated } from '../../api/queries';
 import type { Ticket } from '../../api/types';
 import { t } from '../../i18n/pt-BR';
+import { isUnstaffed } from '../reseller/staffing';
 
 type Target = 'agent' | 'department';
 
@@ -34,7 +35,8 @@ export function TransferModal({
     .map((a) => ({ value: a.id, label: a.name }));
   const departmentOptions = (departments.data ?? [])
     .filter((d) => d.active && !(onlyQueues && d.id === ticket.department_id))
-    .map((d) => ({ value: d.id, label: d.name }));
+    // A queue nobody serves is still offered, marked: what is sent there only the owner sees.
+    .map((d) => ({ value: d.id, label: isUnstaffed(d) ? `${d.name}${t.staffing.optionSuffix}` : d.name }));
 
   const transfer = useMutation({
     mutationFn: () =>
