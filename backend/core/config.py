@@ -159,6 +159,9 @@ class Settings(BaseSettings):
     WEBHOOK_BACKOFF_MAX_SECONDS: float = Field(default=60.0, gt=0)
     WEBHOOK_LEASE_SECONDS: float = Field(default=60.0, gt=0)
     WEBHOOK_HOLE_GRACE_SECONDS: float = Field(default=10.0, gt=0)
+    # How often each processor looks for parked edits whose message has come since (an edit
+    # processed before the message it edits waits parked instead of holding its lane).
+    WEBHOOK_PARKED_CHECK_SECONDS: float = Field(default=5.0, gt=0)
     # Inbound media fetch (backend/media/worker.py): a media message is stored at once, its bytes
     # are fetched after it (from the webhook's inline base64, else the provider), retried with
     # backoff.

@@ -22,6 +22,12 @@ class ReactionCreate(InputModel):
     emoji: Annotated[str, StringConstraints(strip_whitespace=True, max_length=16, pattern=r"^\S*$")]
 
 
+class MessageEdit(InputModel):
+    """The new text of a message the connection sent (signed again as the reseller's settings say)."""
+
+    body: MessageBody
+
+
 class MessageUploadFields(InputModel):
     """The fields of a `multipart/form-data` reply besides its `file` (backend/messages/uploads.py)."""
 

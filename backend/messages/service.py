@@ -48,12 +48,13 @@ after `finalized_at` but stored and announced while the ticket was open where it
 
 import hashlib
 from dataclasses import replace
+from datetime import timedelta
 from typing import Any
 
 from pymongo.errors import DuplicateKeyError
 
 from backend.connections import service as connections
-from backend.connections.providers.base import REVOKE_CHANGE
+from backend.connections.providers.base import REVOKE_CHANGE, change_key
 from backend.core import metrics, natural_keys
 from backend.core.clock import as_utc, utcnow
 from backend.core.db import Database
@@ -81,6 +82,8 @@ COUNTED_DIRECTIONS = ("in", "out")  # iaze_messages_total: the conversation, not
 # Each move files a message one finalized ticket further; only a finalize storm on one client's
 # channel could need more.
 MAX_MOVES = 100
+# How long after sending WhatsApp lets a message be edited (its own rule; the provider is refused later).
+EDIT_WINDOW = timedelta(minutes=15)
 QUOTE_PREVIEW_CHARS = 300  # how much of a quoted message a reply keeps (the quote bubble)
 REFILED_KEY = "refiled"  # "refiled:<ticket>": the finalize's scan of `ticket` ran to its end
 
@@ -94,7 +97,7 @@ def message_id_for(connection_id: str, provider_message_id: str) -> str:
 
 def change_id_for(connection_id: str, kind: str, provider_message_id: str, change_id: str) -> str:
     """The record of a change to the message `provider_message_id` (webhooks `_apply_change`)."""
-    return message_id_for(connection_id, f"{kind}:{provider_message_id}:{change_id}")
+    return message_id_for(connection_id, change_key(kind, provider_message_id, change_id))
 
 
 async def append(
@@ -428,7 +431,7 @@ async def send_as_agent(
     """Stores `body` (and a file's media, a quote) as `actor`'s message to the client and queues
     it for sending, signed as the reseller's settings say. The caller checked that the client can
     be reached (held_for_reply, or the start of a conversation in tickets.intake). `annotates`:
-    the message a reaction or a deletion changes (`react`, `revoke`)."""
+    the message a reaction, a deletion or an edit changes (`react`, `revoke`, `edit`)."""
     message_id = message_id or new_id()
     if sign and await resellers.signature_enabled(db, ticket.reseller_id):
         body = signed(actor.name, body) if body else signed(actor.name, "").rstrip("\n")
@@ -485,6 +488,26 @@ async def revoke(db: Database, actor: Actor, *, ticket_id: str, message_id: str)
         annotates=target.id,
         message_id=record_id,
     )
+    return MessageRead.of_message(sent)
+
+
+async def edit(db: Database, actor: Actor, *, ticket_id: str, message_id: str, body: str) -> MessageRead:
+    """The person holding the ticket corrects a text reply of its own, within WhatsApp's
+    EDIT_WINDOW (the provider is told to edit it; WhatsApp refuses later edits). Recorded like a
+    client's edit (type "edit", `annotates`, quoting the message, the new text signed as a reply
+    is): the message itself keeps its first text, as everything is kept, and the thread shows
+    the edit beside it. Sent through the outbox in the chat's order, with ticks. The provider's
+    report of this edit (its echo) is told apart from an edit made on the phone as a reply's
+    echo is (webhooks `_apply_change`, outbound.from_me_verdict)."""
+    ticket = await held_for_reply(db, actor, ticket_id)
+    target = await _whatsapp_message_of(db, ticket, message_id)
+    if target.sender_type != "agent" or target.sender_id != actor.id or target.type != "text":
+        raise Conflict("only a text message you sent can be edited")
+    if not target.provider_message_id:
+        raise Conflict("the message has not been sent yet; edit it once it is")
+    if utcnow() - as_utc(target.created_at) > EDIT_WINDOW:
+        raise Conflict("WhatsApp lets a message be edited only within 15 minutes of sending it")
+    sent = await send_as_agent(db, actor, ticket, body=body, type_="edit", quoted=quote(target), annotates=target.id)
     return MessageRead.of_message(sent)
 
 

@@ -50,7 +50,10 @@ class HeldEcho(StoredModel):  # `outbox_echoes`
     connection_id: str
     provider_message_id: str
     raw_id: str
-    type: str = "text"  # the upsert's message type: text, image, audio, ...
+    type: str = "text"  # the upsert's message type: text, image, audio, ... (or reaction, edit)
+    # What the upsert is stored as if it turns out not to be the echo (older holds: None, the
+    # id derived from `provider_message_id`, right for messages but not for reactions and edits).
+    own_message_id: str | None = None
     held_at: datetime
     resolution: Resolution | None = None
     resolved_at: datetime | None = None

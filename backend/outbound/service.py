@@ -122,6 +122,7 @@ async def from_me_verdict(
             provider_message_id=provider_message_id,
             raw_id=raw_id,
             type=type_,
+            own_message_id=own_message_id,
             held_at=utcnow(),
         )
         hold = await repository.hold_echo(db, hold=echo)

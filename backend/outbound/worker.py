@@ -175,12 +175,16 @@ class OutboundWorker:
                 message_id=message.id,
                 attempt_id=attempt_id,
             )
-        if message.annotates:  # an agent's reaction or deletion (messages.react, messages.revoke)
+        if message.annotates:  # an agent's reaction, deletion or edit (messages.react, .revoke, .edit)
             target = await messages.get_internal(self.db, message.annotates)
             if target is None or not target.provider_message_id:
                 raise ProviderError("the message it changes is not WhatsApp's", retryable=False)
             pid, from_me = target.provider_message_id, target.direction == "out"
-            if message.type == "revoke":
+            if message.type == "edit":
+                sent = await provider.edit_text(
+                    instance_name=conn.instance_name, to=phone, provider_message_id=pid, text=message.body
+                )
+            elif message.type == "revoke":
                 sent = await provider.delete_for_everyone(
                     instance_name=conn.instance_name, to=phone, provider_message_id=pid, from_me=from_me
                 )
@@ -250,6 +254,7 @@ class OutboundWorker:
                     connection_id=hold.connection_id,
                     provider_message_id=hold.provider_message_id,
                     raw_id=hold.raw_id,
+                    own_message_id=hold.own_message_id,
                 )
                 await repository.resolve_hold(self.db, hold.id, "released")
 

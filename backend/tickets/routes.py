@@ -10,7 +10,7 @@ from backend.core.errors import ROLE, WITH_BODY, responses
 from backend.core.pagination import DEFAULT_LIMIT, Limit
 from backend.messages import service as messages
 from backend.messages import uploads
-from backend.messages.schemas import MessageCreate, MessagePage, MessageRead, ReactionCreate
+from backend.messages.schemas import MessageCreate, MessageEdit, MessagePage, MessageRead, ReactionCreate
 from backend.tags.schemas import normalize_tag
 from backend.tickets import intake, presenter, reads, service
 from backend.tickets.schemas import TicketCounts, TicketCreate, TicketFilters, TicketPage, TicketRead, TicketTransfer
@@ -160,6 +160,19 @@ async def revoke(db: Db, actor: StaffActor, ticket_id: str, message_id: str) -> 
     """The holder deletes for everyone a message the connection sent: recorded in the thread (the
     message itself is kept) and sent like a reply."""
     return await messages.revoke(db, actor, ticket_id=ticket_id, message_id=message_id)
+
+
+@router.post(
+    "/{ticket_id}/messages/{message_id}/edit",
+    status_code=201,
+    operation_id="tickets-edit_message",
+    responses=WITH_BODY | responses(404, 409),
+)
+async def edit_message(db: Db, actor: StaffActor, ticket_id: str, message_id: str, body: MessageEdit) -> MessageRead:
+    """The holder corrects the text of a message the connection sent, within WhatsApp's 15 minutes:
+    the edit is recorded in the thread beside the message (which keeps its first text) and sent
+    like a reply; the client's WhatsApp shows the new text."""
+    return await messages.edit(db, actor, ticket_id=ticket_id, message_id=message_id, body=body.body)
 
 
 @router.get("/{ticket_id}/events", operation_id="tickets-list_events", responses=responses(404))

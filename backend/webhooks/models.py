@@ -35,6 +35,17 @@ class RawEvent(StoredModel):  # `webhook_events_raw`; `_id` and `seq` are its la
     retry_at: datetime | None = None
 
 
+class ParkedChange(StoredModel):  # `webhook_parked_changes`: "<raw id>:<change key>"
+    """An edit processed before the message it edits was stored: its delivery is run again once
+    that message is (the processor's sweep, `WebhookProcessor._sweep_parked`)."""
+
+    raw_id: str
+    connection_id: str
+    provider_message_id: str  # the edited message's
+    parked_at: datetime
+    applied_at: datetime | None = None
+
+
 class Attempt(StoredModel):  # `webhook_attempts`: "<raw id>:<k>", a processor's claim on attempt k
     raw_id: str
     attempt: int

@@ -111,6 +111,10 @@ log = get_logger("webhooks.processor")
 
 PENDING = "received"
 MAX_LANES = 256  # WEBHOOK_LANES' ceiling (backend/core/config.py): retired lanes lie below it
+# How long a parked edit is looked after: WhatsApp allows edits for 15 minutes, so its message is
+# at most a backlog or a history sync away; one parked longer edits a message we never had.
+PARKED_LOOKED_AFTER = timedelta(days=2)
+PARKED_PER_SWEEP = 200
 
 
 def backoff_seconds(settings: Settings, attempt: int) -> float:
@@ -157,6 +161,7 @@ class WebhookProcessor:
         halt = self._halt = asyncio.Event()
         loops: dict[int, asyncio.Task[None]] = {}
         next_check = time.monotonic()  # retired lanes: right after the lanes' loops start
+        parked = asyncio.create_task(self._parked_loop(halt))
         try:
             while True:
                 for lane in self.lanes:
@@ -175,7 +180,7 @@ class WebhookProcessor:
             halt.set()
             for lane in loops:
                 wakeup.event(lane).set()
-            await asyncio.gather(*loops.values(), return_exceptions=True)
+            await asyncio.gather(*loops.values(), parked, return_exceptions=True)
             signals.unsubscribe(self.db, wakeup)
             await self._release(wakeup)
             self._wakeup = None
@@ -209,6 +214,22 @@ class WebhookProcessor:
                 next_walk = time.monotonic() + held_for
             else:
                 held_for, next_walk = 0.0, math.inf
+
+    async def _parked_loop(self, halt: asyncio.Event) -> None:
+        """Every WEBHOOK_PARKED_CHECK_SECONDS: the parked edits whose message is stored now are
+        recorded (webhooks.service.apply_waiting_changes). Every process sweeps; a change run
+        twice is recorded once."""
+        period = self.settings.WEBHOOK_PARKED_CHECK_SECONDS
+        while not halt.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(halt.wait(), timeout=random.uniform(0.5, 1.0) * period)
+            if halt.is_set():
+                return
+            try:
+                since = utcnow() - PARKED_LOOKED_AFTER
+                await service.apply_waiting_changes(self.db, since=since, limit=PARKED_PER_SWEEP)
+            except Exception as exc:  # looked for again at the next sweep
+                log.error("webhook parked edits sweep failed", error=str(exc))
 
     async def _release(self, wakeup: signals.Wakeup) -> None:
         """The deliveries handed to this processor that it did not start: another processor

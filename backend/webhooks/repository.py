@@ -5,28 +5,40 @@ Deliveries are entries of ordered lanes (backend/core/seqlog.py): entry n of lan
 "w:<L>:<n>", so the processor finds pending work by `_id` reads alone (the one query FerretDB
 pushes down), however much history is stored. `webhook_attempts` "<raw id>:<k>" is the claim
 (unique `_id` insert) that lets exactly one processor, of any process, make attempt k.
+`webhook_parked_changes` "<raw id>:<change>": edits that came before the message they edit,
+waiting for it without holding their lane (`park_change`).
 """
 
 import asyncio
+import contextlib
+from datetime import datetime
 from typing import Any
 
 from pymongo.errors import DuplicateKeyError
 
 from backend.core import group_commit
+from backend.core.clock import utcnow
 from backend.core.db import Database
 from backend.core.indexes import ASC, declare
 from backend.core.seqlog import SeqLog
-from backend.webhooks.models import Attempt, RawEvent
+from backend.webhooks.models import Attempt, ParkedChange, RawEvent
 
 COLLECTION = "webhook_events_raw"
 STATE = "webhook_state"
 ATTEMPTS = "webhook_attempts"
+PARKED = "webhook_parked_changes"
 
 declare(
     COLLECTION,
     [("status", ASC), ("_id", ASC)],
     name="status_id",
     purpose="failed events for scripts/reprocess_webhooks.py",
+)
+declare(
+    PARKED,
+    [("applied_at", ASC), ("parked_at", ASC)],
+    name="waiting",
+    purpose="edits waiting for their message (the processor's sweep)",
 )
 
 
@@ -105,3 +117,23 @@ async def list_by_status(
     if after_id:
         query["_id"] = {"$gt": after_id}
     return [RawEvent.model_validate(doc) async for doc in db[COLLECTION].find(query).sort("_id", ASC).limit(limit)]
+
+
+async def park_change(db: Database, parked: ParkedChange) -> None:
+    """Idempotent: a delivery run again (a retry, the sweep) parks the same change once."""
+    with contextlib.suppress(DuplicateKeyError):
+        await db[PARKED].insert_one(parked.stored())
+
+
+async def waiting_changes_internal(db: Database, *, since: datetime, limit: int) -> list[ParkedChange]:
+    """Parked edits not applied yet, parked since `since`, oldest first: every tenant's, for the
+    processor's sweep. A scan on FerretDB of a collection that holds only the edits that ever
+    came before their message (a handful a day); indexed on MongoDB."""
+    query = {"applied_at": None, "parked_at": {"$gte": since}}
+    docs = await db[PARKED].find(query).sort("parked_at", ASC).limit(limit).to_list(length=limit)
+    return [ParkedChange.model_validate(doc) for doc in docs]
+
+
+async def mark_change_applied(db: Database, park_id: str) -> None:
+    """Kept, not removed (persistence rule 1): what waited, and when its message came."""
+    await db[PARKED].update_one({"_id": park_id}, {"$set": {"applied_at": utcnow()}})

@@ -16,6 +16,7 @@ import hashlib
 import hmac
 import json
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from backend.automation import service as automation
@@ -33,13 +34,14 @@ from backend.connections.providers.base import (
     Quote,
     StatusUpdate,
     WebhookParseError,
+    change_key,
 )
 from backend.core.clock import as_utc, utcnow
 from backend.core.db import Database
-from backend.core.errors import Conflict, Unauthorized
+from backend.core.errors import Unauthorized
 from backend.core.ids import is_valid_id
 from backend.core.logging import get_logger
-from backend.core.retry import RETRY_SUFFIX, is_retryable
+from backend.core.retry import is_retryable
 from backend.core.runtime import runtime_of
 from backend.core.tuning import INGEST_CHAT_HINTS as CHAT_HINTS
 from backend.media import service as media
@@ -52,7 +54,7 @@ from backend.tickets import intake
 from backend.tickets import service as tickets
 from backend.users import service as users
 from backend.webhooks import repository, sanitize, signals
-from backend.webhooks.models import RawEvent
+from backend.webhooks.models import ParkedChange, RawEvent
 from backend.webhooks.schemas import Outcome
 
 log = get_logger("webhooks")
@@ -287,41 +289,64 @@ async def _apply_change(db: Database, conn: connections.Connection, change: Mess
     (messages.record_change). That message is ours by its provider id: an agent's reply once
     its send was answered, else a message received on this connection. An edit of a message not
     stored yet may come first (Evolution posts a client's edit under our own number, another
-    lane than the client's chat, and a backlog's lanes catch up at their own pace): it is retried
-    with the processor's backoff, and kept failed if the message never comes (WhatsApp allows
-    edits for minutes, so one of a message from before the connection is rare). In one lane the
-    message, acknowledged first, is processed first: only an edit posted before its message could
-    wait there for nothing, and that one waits out its attempts and is kept failed.
+    lane than the client's chat, and a backlog's lanes catch up at their own pace; or the message
+    reaches us later, in a history sync): it is parked, its lane moves on, and the processor's
+    sweep runs its delivery again once the message is stored (`apply_waiting_changes`; an edit of
+    a message from before the connection waits for nothing, kept parked with its raw delivery).
 
-    A deletion for everyone is not retried: Evolution reports it twice, as MESSAGES_EDITED under
+    A deletion for everyone is not parked: Evolution reports it twice, as MESSAGES_EDITED under
     our number and as MESSAGES_DELETE in the message's own chat, after the message (lane order),
     and both are one record. So a deletion of a message not stored is one of a message we never
     had (WhatsApp allows deleting for days: one sent before the connection existed), ignored at
-    once rather than holding its lane through the retries. A reaction comes in the reacted chat's
-    lane too: one to a message we never had is ignored. Both keep their raw delivery."""
+    once. A reaction comes in the reacted chat's
+    lane too: one to a message we never had is ignored. Both keep their raw delivery.
+
+    An agent's reaction or edit (messages.react, messages.edit) comes back as the provider's
+    report of it: told from one made on the connection's phone as a reply's echo is, so it is no
+    second record."""
     pid = change.provider_message_id
     message_id = messages.change_id_for(conn.id, change.kind, pid, change.change_id)
-    if change.kind == "reaction" and change.from_me:
-        # An agent's reaction sent by the outbox, echoed back, or one made on the phone: told apart
-        # as a reply's echo is (by its id, else by the chat and the emoji while the send is open).
+
+    async def ours(provider_message_id: str) -> bool:
+        """An agent's reaction or edit sent by the outbox, echoed back, or one made on the phone:
+        told apart as a reply's echo is (by its id, else by the chat and the text or emoji while
+        the send is open). True: one of its own, to record."""
         verdict = await outbound.from_me_verdict(
             db,
             connection_id=conn.id,
             addresses=whatsapp_addresses(change.phone, change.lid),
             text=change.body,
-            provider_message_id=change.change_id,
+            provider_message_id=provider_message_id,
             own_message_id=message_id,
             raw_id=raw_id,
-            type_="reaction",
+            type_=change.kind,
         )
-        if verdict is not outbound.FromMe.OWN:
-            return "echo of an IAZE reaction"
-    target_id = await outbound.lookup_provider_id(db, connection_id=conn.id, provider_message_id=pid)
-    target = await message_store.get_internal(db, target_id or message_id_for(conn.id, pid))
+        return verdict is outbound.FromMe.OWN
+
+    if change.kind == "reaction" and change.from_me and not await ours(change.change_id):
+        return "echo of an IAZE reaction"
+    target = await _changed_message(db, conn.id, pid)
+    if target is None and change.kind == "edit":
+        parked = ParkedChange(
+            id=f"{raw_id}:{change_key(change.kind, pid, change.change_id)}",
+            raw_id=raw_id,
+            connection_id=conn.id,
+            provider_message_id=pid,
+            parked_at=utcnow(),
+        )
+        await repository.park_change(db, parked)
+        # Stored meanwhile (its lane runs beside this one)? Then at once, not at the next sweep.
+        target = await _changed_message(db, conn.id, pid)
+        if target is None:
+            return "parked: the message this edit changes is not stored yet"
+        await repository.mark_change_applied(db, parked.id)
     if target is None:
-        if change.kind != "edit":
-            return f"ignored: the message this {change.kind} changes is not stored"
-        raise Conflict(f"the message this {change.kind} changes is not stored yet{RETRY_SUFFIX}")
+        return f"ignored: the message this {change.kind} changes is not stored"
+    # An edit of a message the connection sent: an agent's edit's report is named by the answer
+    # to its send (`change_key`, the provider's edit_text).
+    sent_edit = change.kind == "edit" and target.direction == "out"
+    if sent_edit and not await ours(change_key("edit", pid, change.change_id)):
+        return "echo of an IAZE edit"
     recorded = await messages.record_change(
         db,
         target,
@@ -335,6 +360,29 @@ async def _apply_change(db: Database, conn: connections.Connection, change: Mess
         return f"ignored: the ticket of message {target.id} is gone"
     message, created = recorded
     return f"{change.kind} of message {target.id}: {message.id}" + ("" if created else " (duplicate)")
+
+
+async def _changed_message(db: Database, connection_id: str, provider_message_id: str) -> Message | None:
+    """The message a change names by its provider id: an agent's reply once its send was
+    answered, else a message received on (or sent from the phone of) the connection."""
+    bound = await outbound.lookup_provider_id(db, connection_id=connection_id, provider_message_id=provider_message_id)
+    return await message_store.get_internal(db, bound or message_id_for(connection_id, provider_message_id))
+
+
+async def apply_waiting_changes(db: Database, *, since: datetime, limit: int) -> int:
+    """Runs again the deliveries of parked edits (`_apply_change`) whose message is stored now, as
+    their own processing would have: the edit is recorded beside it, and the delivery's outcome
+    says so. For the processor's sweep, in every process: running one twice records one edit (by
+    its id). Returns how many it ran."""
+    ran = 0
+    for parked in await repository.waiting_changes_internal(db, since=since, limit=limit):
+        if await _changed_message(db, parked.connection_id, parked.provider_message_id) is None:
+            continue
+        raw = await repository.get(db, parked.raw_id)
+        if raw is None or await process(db, raw, attempt=raw.attempts + 1) != "failed":
+            await repository.mark_change_applied(db, parked.id)
+        ran += 1
+    return ran
 
 
 async def _known_client(
@@ -616,17 +664,20 @@ def _message_extra(conn: connections.Connection, event: InboundMessage) -> dict[
     }
 
 
-async def release_held_echo(db: Database, *, connection_id: str, provider_message_id: str, raw_id: str) -> None:
+async def release_held_echo(
+    db: Database, *, connection_id: str, provider_message_id: str, raw_id: str, own_message_id: str | None = None
+) -> None:
     """A fromMe upsert held as the probable echo of an agent's reply turned out, once the send was
     answered with another id, to be typed on the phone (backend/outbound/service.py,
-    `from_me_verdict`). Its id is bound to its own message, then its stored delivery is processed
-    again, which now stores it as a message of its own. Safe to repeat: run as a retry, a repeat
-    that finds the message stored completes what a killed run may have left undone."""
+    `from_me_verdict`). Its id is bound to its own message (`own_message_id`, the record a
+    reaction or an edit takes; a message's is derived from its id), then its stored delivery is
+    processed again, which now stores it as a message of its own. Safe to repeat: run as a
+    retry, a repeat that finds the message stored completes what a killed run may have left undone."""
     await outbound.bind_provider_id(
         db,
         connection_id=connection_id,
         provider_message_id=provider_message_id,
-        message_id=message_id_for(connection_id, provider_message_id),
+        message_id=own_message_id or message_id_for(connection_id, provider_message_id),
     )
     raw = await repository.get(db, raw_id)
     if raw is not None:

@@ -348,12 +348,11 @@ def create_app(api_key: str) -> FastAPI:
             ]
         )
 
-    async def accept_send(name: str, path: str, request: Request, apikey: str | None, content: Any) -> Response:
-        """Every send route: the test controls, then `content(body)` -> (number, echo message,
-        its messageType, what to record) or an error response."""
+    async def admitted(name: str, route: str, apikey: str | None) -> Any:
+        """What every send route does first: the api key, the test controls (`hold_next`,
+        `fail_next`, the mode), the instance. The instance, or the error response."""
         if (denied := unauthorized(apikey)) is not None:
             return denied
-        route = f"/message/{path}/{name}"
         if state.hold_next > 0:
             state.hold_next -= 1
             state.calls.append({"path": route, "mode": "held", "at": _now_iso()})
@@ -364,8 +363,14 @@ def create_app(api_key: str) -> FastAPI:
             return JSONResponse({"status": 500, "error": "Internal Server Error"}, 500)
         if (bad := await misbehave(route)) is not None:
             return bad
-        inst = instance_or_404(name)
-        if isinstance(inst, JSONResponse):
+        return instance_or_404(name)
+
+    async def accept_send(name: str, path: str, request: Request, apikey: str | None, content: Any) -> Response:
+        """Every send route: the test controls, then `content(body)` -> (number, echo message,
+        its messageType, what to record) or an error response."""
+        route = f"/message/{path}/{name}"
+        inst = await admitted(name, route, apikey)
+        if isinstance(inst, Response):
             return inst
         parsed = content(await request.json())
         if isinstance(parsed, JSONResponse):
@@ -539,6 +544,57 @@ def create_app(api_key: str) -> FastAPI:
         return JSONResponse(
             {"key": key, "message": message, "messageType": "protocolMessage", "status": "PENDING"}, 201
         )
+
+    @app.post("/chat/updateMessage/{name}")
+    async def update_message(name: str, request: Request, apikey: str | None = Header(default=None)) -> Response:
+        """Evolution's updateMessageSchema ({number, text, key: {id, remoteJid, fromMe}}): Baileys
+        sends the edit as a protocol message stamped `timestampMs`, answers it, and reports it as
+        MESSAGES_EDITED with that same protocol message (before the answer with `hold_answer_next`
+        or `echo_first_seconds`, as a send's echo can come)."""
+        route = f"/chat/updateMessage/{name}"
+        inst = await admitted(name, route, apikey)
+        if isinstance(inst, Response):
+            return inst
+        body = await request.json()
+        target, text = body.get("key"), body.get("text")
+        if not body.get("number") or not isinstance(text, str) or not isinstance(target, dict) or not target.get("id"):
+            return bad_request("number/text/key")
+        edited = {"remoteJid": target.get("remoteJid"), "fromMe": True, "id": target["id"]}
+        protocol = {
+            "key": edited,
+            "type": "MESSAGE_EDIT",
+            "editedMessage": {"conversation": text},
+            "timestampMs": int(datetime.now(UTC).timestamp() * 1000),
+        }
+        key = {"remoteJid": target.get("remoteJid"), "fromMe": True, "id": _key_id()}
+        state.sent.append(
+            {
+                "instance": name,
+                "number": body["number"],
+                "text": text,
+                "edited": target["id"],
+                "key_id": key["id"],
+                "at": _now_iso(),
+            }
+        )
+        if state.echo:
+            if state.hold_answer_next > 0:
+                state.hold_answer_next -= 1
+                await post_webhook(inst, "MESSAGES_EDITED", protocol)
+                state.calls.append({"path": route, "mode": "answer_held", "at": _now_iso()})
+                await state.released.wait()
+            elif state.echo_first_seconds > 0:
+                await post_webhook(inst, "MESSAGES_EDITED", protocol)
+                await asyncio.sleep(state.echo_first_seconds)
+            else:
+
+                async def later() -> None:
+                    await asyncio.sleep(0.05)
+                    await post_webhook(inst, "MESSAGES_EDITED", protocol)
+
+                asyncio.get_running_loop().create_task(later())
+        answer = {"key": key, "message": {"protocolMessage": protocol}, "messageType": "protocolMessage"}
+        return JSONResponse({**answer, "status": "PENDING"}, 201)
 
     @app.post("/message/sendText/{name}")
     async def send_text(name: str, request: Request, apikey: str | None = Header(default=None)) -> Response:

@@ -84,6 +84,14 @@ async def test_a_lid_chat_without_its_number_reaches_an_agent_and_gets_the_reply
     ]
     assert [c["id"] for c in await clients_of(client, tenant)] == [customer["id"]]
 
+    # A reply quoting the client's message: the quote's key names the same LID chat.
+    quoted = (await thread(client, tenant, ticket["id"]))[-1]
+    body = {"body": "Vou verificar o pedido", "quoted_message_id": quoted["id"]}
+    r = await client.post(f"{API}/tickets/{ticket['id']}/messages", json=body, headers=tenant.agents[0]["headers"])
+    assert r.status_code == 201, r.text
+    (send,) = await wait_for(lambda: _sent(evolution, "Vou verificar o pedido"))
+    assert send["quoted"]["key"]["remoteJid"] == f"{lid}@lid"
+
 
 async def test_the_reply_typed_on_the_phone_in_a_lid_chat_shows_in_the_ticket(
     client: httpx.AsyncClient, admin_headers: dict[str, str], evolution: FakeEvolution, db: Any

@@ -8,14 +8,15 @@ import time
 from typing import Any
 
 import httpx
+import pytest
 
 from backend.core.config import Settings
 from backend.messages import repository as message_repository
+from backend.webhooks import repository as webhook_repository
 from backend.webhooks.service import lane_of, message_id_for
 from tests.factories import API, Tenant, collection_counts, make_tenant, unique_phone
 from tests.fakes.harness import FakeEvolution, make_connection, wait_for
 from tests.webhooks.evolution_shapes import OWNER, envelope, key_id, pn_key, post, thread, tickets_of, upsert
-from tests.webhooks.helpers import settled
 
 HOOK = "/api/v1/webhooks/whatsapp"
 
@@ -140,37 +141,85 @@ async def test_a_reaction_to_the_agents_reply_and_its_removal_are_shown_and_open
     assert (r.json()["messages_in"], r.json()["messages_out"]) == (1, 1), r.json()
 
 
-async def test_an_edit_that_comes_before_its_message_waits_for_it(
+async def _apart(conn: dict[str, Any], settings: Settings) -> tuple[int, str, str]:
+    """Our number's lane (where Evolution posts a client's edit), a client in another lane, and a
+    client in the same lane as our number."""
+    lanes = settings.WEBHOOK_LANES
+    owner_lane = lane_of(conn["id"], f"{OWNER}@s.whatsapp.net", lanes)
+    phones = iter(unique_phone, "")
+    other = next(p for p in phones if lane_of(conn["id"], f"{p}@s.whatsapp.net", lanes) != owner_lane)
+    same = next(p for p in phones if lane_of(conn["id"], f"{p}@s.whatsapp.net", lanes) == owner_lane)
+    return owner_lane, other, same
+
+
+async def test_an_edit_that_comes_before_its_message_is_parked_without_holding_its_lane(
     client: httpx.AsyncClient, admin_headers: dict[str, str], evolution: FakeEvolution, db: Any, settings: Settings
 ) -> None:
     """Evolution posts a client's edit under our own number, another lane than the client's chat:
     it can be processed before the message it edits (a backlog's lanes catch up at their own
-    pace). It is retried until that message is stored, and then recorded beside it. (Posted in
-    one lane, the message is acknowledged, so processed, before its edit: lane order.)"""
+    pace, or the message comes later in a history sync). It is parked at once: its lane goes on
+    (a later message there is filed without waiting), and the processor's sweep records it beside
+    the message once that is stored. (Posted in one lane, the message is acknowledged, so
+    processed, before its edit: lane order.)"""
     tenant = await make_tenant(client, admin_headers, agents=1)
     conn = await make_connection(client, tenant, evolution)
     kid = key_id()
-    lanes = settings.WEBHOOK_LANES
-    owner_lane = lane_of(conn["id"], f"{OWNER}@s.whatsapp.net", lanes)
-    phone = next(p for p in iter(unique_phone, "") if lane_of(conn["id"], f"{p}@s.whatsapp.net", lanes) != owner_lane)
-    token = (await db.whatsapp_connections.find_one({"_id": conn["id"]}))["webhook_token"]
-    r = await client.post(f"{HOOK}/{conn['id']}", json=_edit(kid, "às 20h"), headers={"X-Webhook-Token": token})
-    assert r.status_code == 200, r.text
-    edit_raw = r.json()
-
-    async def retried() -> bool:
-        raw = await db.webhook_events_raw.find_one({"connection_id": conn["id"], "event": "messages.edited"})
-        return raw is not None and raw.get("attempts", 0) >= 1 and raw.get("retry_at") is not None
-
-    await wait_for(retried)
+    _lane, phone, neighbour = await _apart(conn, settings)
+    edit_raw = await post(client, db, conn, _edit(kid, "às 20h"))
+    assert (edit_raw["status"], edit_raw["result"], edit_raw["attempts"]) == (
+        "processed",
+        ["parked: the message this edit changes is not stored yet"],
+        1,
+    )
+    # The lane is not held: a client whose chat shares it is filed at once.
+    raw = await post(client, db, conn, upsert(pn_key(neighbour), {"conversation": "oi"}, "conversation"))
+    assert raw["status"] == "processed" and "message" in raw["result"][0], raw
     await post(client, db, conn, upsert(pn_key(phone, kid), {"conversation": "às 19h"}, "conversation"))
-    raw = await settled(db, edit_raw)
-    assert raw["status"] == "processed", raw
+    ticket = next(t for t in await tickets_of(client, tenant) if t["client_phone"] == phone)
+
+    async def recorded() -> list[tuple[str, str]] | None:
+        lines = [(t, b) for _, t, b, _ in _lines(await thread(client, tenant, ticket["id"]))]
+        return lines if len(lines) == 2 else None
+
+    assert await wait_for(recorded) == [("text", "às 19h"), ("edit", "às 20h")]
+    raw = await db.webhook_events_raw.find_one({"_id": edit_raw["_id"]})
+    assert raw["status"] == "processed" and raw["result"][0].startswith("edit of message"), raw
+    (parked,) = await db.webhook_parked_changes.find({"raw_id": edit_raw["_id"]}).to_list(None)
+    assert parked["applied_at"] is not None
+
+
+async def test_a_message_stored_while_its_edit_is_being_parked_gets_the_edit_at_once(
+    client: httpx.AsyncClient,
+    admin_headers: dict[str, str],
+    evolution: FakeEvolution,
+    db: Any,
+    settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The message is stored (its own lane) between the edit's look for it and the parking: the
+    edit's look after parking finds it, and records the edit in that same processing (one
+    attempt, nothing left for the sweep)."""
+    tenant = await make_tenant(client, admin_headers, agents=1)
+    conn = await make_connection(client, tenant, evolution)
+    kid = key_id()
+    _lane, phone, _neighbour = await _apart(conn, settings)
+    real_park = webhook_repository.park_change
+
+    async def park_then_message_arrives(db_: Any, parked: Any) -> None:
+        await real_park(db_, parked)
+        await post(client, db, conn, upsert(pn_key(phone, kid), {"conversation": "às 19h"}, "conversation"))
+
+    monkeypatch.setattr(webhook_repository, "park_change", park_then_message_arrives)
+    edit_raw = await post(client, db, conn, _edit(kid, "às 20h"))
+    assert (edit_raw["status"], edit_raw["attempts"]) == ("processed", 1), edit_raw
+    assert edit_raw["result"][0].startswith("edit of message"), edit_raw
     (ticket,) = await tickets_of(client, tenant)
     assert [(t, b) for _, t, b, _ in _lines(await thread(client, tenant, ticket["id"]))] == [
         ("text", "às 19h"),
         ("edit", "às 20h"),
     ]
+    (parked,) = await db.webhook_parked_changes.find({"raw_id": edit_raw["_id"]}).to_list(None)
+    assert parked["applied_at"] is not None
 
 
 async def test_protocol_messages_that_change_nothing_and_reactions_to_unknown_messages_are_ignored(

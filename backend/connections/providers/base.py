@@ -74,6 +74,13 @@ CALL, VIDEO_CALL = "call", "video_call"
 REVOKE_CHANGE = "revoke"
 
 
+def change_key(kind: str, provider_message_id: str, change_id: str) -> str:
+    """One change of one message, as the provider's reports name it: what its record's id is made
+    of (messages.change_id_for), and the provider id an agent's edit is bound to once sent, so
+    the provider's report of that very edit is known as its echo (`WhatsAppProvider.edit_text`)."""
+    return f"{kind}:{provider_message_id}:{change_id}"
+
+
 @dataclass(frozen=True)
 class InboundMessage:
     provider_message_id: str
@@ -206,6 +213,11 @@ class WhatsAppProvider(Protocol):
         self, *, instance_name: str, to: str, provider_message_id: str, from_me: bool
     ) -> SentMessage:
         """Deletes for everyone the message `provider_message_id` the connection sent in the chat `to`."""
+        ...
+
+    async def edit_text(self, *, instance_name: str, to: str, provider_message_id: str, text: str) -> SentMessage:
+        """Replaces the text of the message `provider_message_id` the connection sent in the chat
+        `to`. Answers the edit's id as the provider's report of it names it (`change_key`)."""
         ...
 
     async def fetch_media(

@@ -39,6 +39,7 @@ from backend.connections.providers.base import (
     SentMessage,
     StatusUpdate,
     WebhookParseError,
+    change_key,
 )
 
 NAME = "evolution"
@@ -148,7 +149,7 @@ def _quoted_payload(quoted: Quote, *, to: str) -> dict[str, Any]:
     """Evolution's `quoted`: the quoted message's key, and its content so that Evolution need not
     look it up in its own store (which may not hold it)."""
     return {
-        "key": {"id": quoted.provider_message_id, "remoteJid": f"{to}@s.whatsapp.net", "fromMe": quoted.from_me},
+        "key": {"id": quoted.provider_message_id, "remoteJid": remote_jid(to), "fromMe": quoted.from_me},
         "message": {"conversation": quoted.body},
     }
 
@@ -578,13 +579,21 @@ def _millis(value: Any) -> datetime | None:
     return _timestamp(seconds // 1000) if seconds is not None else None
 
 
+def _edit_stamp(protocol: dict[str, Any]) -> str | None:
+    """An edit's own name: the `timestampMs` Baileys gives its protocol message when it is made,
+    the same in the answer to our `updateMessage` and in the MESSAGES_EDITED report of it."""
+    stamp = _number(protocol.get("timestampMs"))
+    return str(stamp) if stamp is not None else None
+
+
 def _parse_edited(data: Any) -> list[InboundEvent]:
     """MESSAGES_EDITED: the protocol message itself ({key, type, editedMessage, timestampMs}). Its
-    key names the changed message by id (from its sender's side: whose chat it is does not
-    matter, the id is the connection's). Other protocol messages come this way too and change
-    nothing a person sees."""
+    key names the changed message by id (from its sender's side: the id is the connection's) and
+    its chat, by which the echo of an agent's edit is told from one made on the phone. Other
+    protocol messages come this way too and change nothing a person sees."""
     protocol = _obj(data)
-    target = _obj(protocol.get("key")).get("id")
+    key = _obj(protocol.get("key"))
+    target = key.get("id")
     kind = protocol.get("type")
     if not isinstance(target, str) or not target:
         return [Ignored("protocol message without a key")]
@@ -595,8 +604,12 @@ def _parse_edited(data: Any) -> list[InboundEvent]:
     if kind in _MESSAGE_EDIT and isinstance(edited, dict):
         content = _content(edited, "")
         if content is not None:
-            stamp = str(protocol.get("timestampMs") or hashlib.sha256(content.body.encode()).hexdigest()[:16])
-            return [MessageChange(kind="edit", provider_message_id=target, change_id=stamp, body=content.body, at=at)]
+            stamp = _edit_stamp(protocol) or hashlib.sha256(content.body.encode()).hexdigest()[:16]
+            phone, lid = _chat_address(key) or ("", "")
+            edit = MessageChange(
+                kind="edit", provider_message_id=target, change_id=stamp, body=content.body, at=at, phone=phone, lid=lid
+            )
+            return [edit]
     return [Ignored("protocol message that changes no message", {"type": str(kind)[:40]})]
 
 
@@ -810,6 +823,26 @@ class EvolutionProvider:
         if not isinstance(key, dict) or not isinstance(key.get("id"), str) or not key["id"]:
             raise ProviderError("deleteMessageForEveryone answered without key.id", retryable=False)
         return SentMessage(provider_message_id=key["id"])
+
+    async def edit_text(self, *, instance_name: str, to: str, provider_message_id: str, text: str) -> SentMessage:
+        """Evolution's updateMessage ({number, text, key}). Its answer is the edit's own message,
+        whose protocol message carries the `timestampMs` the MESSAGES_EDITED report of this edit
+        names it by: answered as `change_key("edit", …)`, the id that report's record would take,
+        so the report is known as this edit's echo. An answer without it (the edit was accepted
+        all the same) gives the message's own key id: its report is then kept as a phone's edit."""
+        key = {"id": provider_message_id, "remoteJid": remote_jid(to), "fromMe": True}
+        path = f"/chat/updateMessage/{instance_name}"
+        answer = await self._call("POST", path, {"number": to, "text": text, "key": key}, accepted_is_final=True)
+        message = _obj(answer.get("message"))
+        protocol = _obj(message.get("protocolMessage")) or _obj(
+            _obj(_obj(message.get("editedMessage")).get("message")).get("protocolMessage")
+        )
+        if (stamp := _edit_stamp(protocol)) is not None:
+            return SentMessage(provider_message_id=change_key("edit", provider_message_id, stamp))
+        own = _obj(answer.get("key")).get("id")
+        if not isinstance(own, str) or not own:
+            raise ProviderError("updateMessage answered without the edit's key", retryable=False)
+        return SentMessage(provider_message_id=own)
 
     async def send_text(
         self, *, instance_name: str, to: str, text: str, idempotency_key: str, quoted: Quote | None = None

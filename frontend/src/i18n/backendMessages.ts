@@ -51,6 +51,9 @@ const SENTENCES: Record<string, string> = {
   'only agents belong to departments': 'Apenas agentes pertencem a departamentos.',
   'this message cannot be reacted to': 'Não é possível reagir a esta mensagem.',
   'only a message the connection sent can be deleted for everyone': 'Só mensagens enviadas pela conexão podem ser apagadas para todos.',
+  'only a text message you sent can be edited': 'Só é possível editar uma mensagem de texto enviada por você.',
+  'the message has not been sent yet; edit it once it is': 'A mensagem ainda não foi enviada: edite-a depois que ela sair.',
+  'WhatsApp lets a message be edited only within 15 minutes of sending it': 'O WhatsApp só permite editar uma mensagem até 15 minutos depois do envio.',
   'instance name already in use': 'Já existe uma conexão com este nome de instância.',
   'a client with this phone already exists': 'Já existe um contato com este telefone.',
   'a department with this name already exists': 'Já existe um departamento com este nome.',
@@ -288,6 +291,8 @@ const FAILURES: Record<string, string> = {
   'provider answered an unexpected JSON shape': `${NOT_SENT}o provedor do WhatsApp não confirmou o envio.`,
   'provider reported an error': `${NOT_SENT}o WhatsApp informou um erro no envio.`,
   "the message it changes is not WhatsApp's": `${NOT_SENT}a mensagem que ela altera não passou pelo WhatsApp.`,
+  // An agent's edit (connections/providers/evolution.py edit_text): accepted, but not named back.
+  "updateMessage answered without the edit's key": `${NOT_SENT}o provedor do WhatsApp não confirmou a edição.`,
 };
 
 const FAILURE_PATTERNS: [RegExp, (m: RegExpMatchArray) => string][] = [

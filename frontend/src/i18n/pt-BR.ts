@@ -186,6 +186,11 @@ export const t = {
     revokeTitle: 'Apagar esta mensagem para todos?',
     revokeBody: 'O WhatsApp apaga a mensagem no celular do cliente (se ainda estiver no prazo dele). Aqui ela continua no histórico, marcada como apagada.',
     revokeConfirm: 'Apagar para todos',
+    // Correcting one's own text reply (WhatsApp allows it for 15 minutes after sending).
+    edit: 'Editar',
+    editTitle: 'Editar mensagem',
+    editLabel: 'Novo texto',
+    editBody: 'O WhatsApp troca o texto no celular do cliente, marcado como editado. Aqui a mensagem continua no histórico como foi enviada, com a edição ao lado.',
     called: (video: boolean) =>
       `${video ? '📹 Ligou por vídeo' : '📞 Ligou'} para o WhatsApp da empresa. A chamada toca no celular da conexão; responda por aqui ou retorne a ligação.`,
     timeline: {

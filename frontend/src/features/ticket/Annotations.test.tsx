@@ -94,7 +94,7 @@ describe('marks on the earlier message', () => {
       annotation(0x24, 'reaction', '', { direction: 'out', sender_type: 'system' }),
       annotation(0x25, 'edit', 'Quero mudar o plano'),
     ].map((m, i) => ({ ...m, created_at: at(i) })));
-    expect(marks.get(original)).toEqual({ edited: true, revoked: null, reactions: { in: '❤️' } });
+    expect(marks.get(original)).toEqual({ edited: true, editedTo: 'Quero mudar o plano', revoked: null, reactions: { in: '❤️' } });
     expect(marks.size).toBe(1);
   });
 

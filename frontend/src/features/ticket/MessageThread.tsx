@@ -73,9 +73,10 @@ export function isAnnotation(message: Message): boolean {
   return ANNOTATIONS.has(message.type);
 }
 
-/** What the loaded entries say happened to a message: edited, deleted for everyone (by whom), and
- * the latest reaction of each side ('in': the client; 'out': the connection's own phone). */
-export type Marks = { edited: boolean; revoked: 'in' | 'out' | null; reactions: { in?: string; out?: string } };
+/** What the loaded entries say happened to a message: edited (and `editedTo`: the newest edit's
+ * text that did not fail, what the chat shows now), deleted for everyone (by whom), and the latest
+ * reaction of each side ('in': the client; 'out': the connection's own phone). */
+export type Marks = { edited: boolean; editedTo?: string; revoked: 'in' | 'out' | null; reactions: { in?: string; out?: string } };
 
 export function annotationMarks(messages: Message[]): Map<string, Marks> {
   const marks = new Map<string, Marks>();
@@ -86,8 +87,10 @@ export function annotationMarks(messages: Message[]): Map<string, Marks> {
     if (!isAnnotation(message) || !message.annotates) continue;
     const mark = marks.get(message.annotates) ?? { edited: false, revoked: null, reactions: {} };
     const side = message.direction === 'in' ? 'in' : 'out';
-    if (message.type === 'edit') mark.edited = true;
-    else if (message.type === 'revoke') mark.revoked = side;
+    if (message.type === 'edit') {
+      mark.edited = true;
+      if (message.status !== 'failed') mark.editedTo = message.body;
+    } else if (message.type === 'revoke') mark.revoked = side;
     else if (message.body) mark.reactions[side] = message.body;
     else delete mark.reactions[side]; // the reaction was taken back
     marks.set(message.annotates, mark);
@@ -127,6 +130,8 @@ type BubbleExtras = {
   onReact?: (message: Message, emoji: string) => void;
   /** The same: delete for everyone a message the connection sent. */
   onRevoke?: (message: Message) => void;
+  /** The same: correct a text reply of one's own (`current`: its text as the chat shows it now). */
+  onEdit?: (message: Message, current: string) => void;
   marks?: Marks;
 };
 
@@ -139,16 +144,43 @@ function reactable(message: Message): boolean {
   return message.direction === 'out' && ['sent', 'delivered', 'read'].includes(message.status);
 }
 
+/** WhatsApp lets a message be edited this long after it was sent (backend messages.service EDIT_WINDOW). */
+export const EDIT_WINDOW_MS = 15 * 60 * 1000;
+
+/** A reply `meId` may still edit (the backend's rules): its own text, sent, within EDIT_WINDOW_MS. */
+export function editable(message: Message, meId: string, now = Date.now()): boolean {
+  return (
+    message.direction === 'out' &&
+    message.sender_type === 'agent' &&
+    message.sender_id === meId &&
+    message.type === 'text' &&
+    !isAnnotation(message) &&
+    ['sent', 'delivered', 'read'].includes(message.status) &&
+    now - Date.parse(message.created_at) <= EDIT_WINDOW_MS
+  );
+}
+
+/** "Editar", when the menu opens (the dropdown mounts then: the time window is read at that moment). */
+function EditItem({ message, current, onEdit }: { message: Message; current?: string; onEdit: (message: Message, current: string) => void }) {
+  const me = useMe();
+  if (!editable(message, me.id)) return null;
+  return <Menu.Item onClick={() => onEdit(message, current ?? message.body)}>{t.ticket.edit}</Menu.Item>;
+}
+
 function ReactMenu({
   message,
   onReact,
   onRevoke,
+  onEdit,
   mine,
+  current,
 }: {
   message: Message;
   onReact: (message: Message, emoji: string) => void;
   onRevoke?: (message: Message) => void;
+  onEdit?: (message: Message, current: string) => void;
   mine?: string;
+  current?: string;
 }) {
   return (
     <Menu position="top-start" withinPortal>
@@ -166,6 +198,7 @@ function ReactMenu({
           ))}
         </Group>
         {mine && <Menu.Item onClick={() => onReact(message, '')}>{t.ticket.unreact}</Menu.Item>}
+        {onEdit && <EditItem message={message} current={current} onEdit={onEdit} />}
         {onRevoke && message.direction === 'out' && (
           <Menu.Item color="red" onClick={() => onRevoke(message)}>
             {t.ticket.revoke}
@@ -176,7 +209,7 @@ function ReactMenu({
   );
 }
 
-function BubbleFooter({ message, onReply, onRewrite, onReact, onRevoke, marks }: { message: Message } & BubbleExtras) {
+function BubbleFooter({ message, onReply, onRewrite, onReact, onRevoke, onEdit, marks }: { message: Message } & BubbleExtras) {
   // A text reply that failed for good: its writer can send the same words again as a new reply.
   const rewritable = onRewrite && message.status === 'failed' && message.sender_type === 'agent' && message.type === 'text';
   return (
@@ -196,7 +229,14 @@ function BubbleFooter({ message, onReply, onRewrite, onReact, onRevoke, marks }:
           </Button>
         )}
         {onReact && reactable(message) && (
-          <ReactMenu message={message} onReact={onReact} onRevoke={marks?.revoked ? undefined : onRevoke} mine={marks?.reactions.out} />
+          <ReactMenu
+            message={message}
+            onReact={onReact}
+            onRevoke={marks?.revoked ? undefined : onRevoke}
+            onEdit={marks?.revoked ? undefined : onEdit}
+            mine={marks?.reactions.out}
+            current={marks?.editedTo}
+          />
         )}
         {marks && <MarksLine marks={marks} />}
         <Text size="xs" c="dimmed">
@@ -219,7 +259,7 @@ function BubbleFooter({ message, onReply, onRewrite, onReact, onRevoke, marks }:
 }
 
 /** One message of the thread (`BubbleExtras`: what it offers and shows besides it). */
-export function MessageBubble({ message, onReply, onRewrite, onReact, onRevoke, marks }: { message: Message } & BubbleExtras) {
+export function MessageBubble({ message, onReply, onRewrite, onReact, onRevoke, onEdit, marks }: { message: Message } & BubbleExtras) {
   if (message.direction === 'note') return <NoteBubble message={message} />;
   if (isAnnotation(message)) return <AnnotationBubble message={message} />;
   const quoted = quotedOf(message);
@@ -260,7 +300,7 @@ export function MessageBubble({ message, onReply, onRewrite, onReact, onRevoke, 
       {quoted && <QuoteBlock quoted={quoted} />}
       <MessageContent message={message} />
       {message.body && <Body body={message.body} signed={message.direction === 'out'} />}
-      <BubbleFooter message={message} onReply={onReply} onRewrite={onRewrite} onReact={onReact} onRevoke={onRevoke} marks={marks} />
+      <BubbleFooter message={message} onReply={onReply} onRewrite={onRewrite} onReact={onReact} onRevoke={onRevoke} onEdit={onEdit} marks={marks} />
     </div>
   );
 }
@@ -293,9 +333,10 @@ function AnnotationBubble({ message }: { message: Message }) {
       </Text>
       <QuoteBlock quoted={quoted} />
       {message.type === 'edit' && message.body && (
-        <Text size="sm" data-testid="annotation-body">
-          {message.body}
-        </Text>
+        // An agent's edit is signed as its replies are: shown the same way (the name in bold).
+        <div data-testid="annotation-body">
+          <Body body={message.body} signed={message.direction === 'out'} />
+        </div>
       )}
       <BubbleFooter message={message} />
     </div>
@@ -404,6 +445,7 @@ export function MessageThread({
   onRewrite,
   onReact,
   onRevoke,
+  onEdit,
 }: {
   ticketId: string;
   showTimeline?: boolean;
@@ -412,6 +454,7 @@ export function MessageThread({
   onRewrite?: (message: Message) => void;
   onReact?: (message: Message, emoji: string) => void;
   onRevoke?: (message: Message) => void;
+  onEdit?: (message: Message, current: string) => void;
 }) {
   const me = useMe();
   const query = useMessages(ticketId);
@@ -518,6 +561,7 @@ export function MessageThread({
               onRewrite={onRewrite}
               onReact={isAnnotation(item.message) ? undefined : onReact}
               onRevoke={onRevoke}
+              onEdit={isAnnotation(item.message) ? undefined : onEdit}
               marks={marks.get(item.message.id)}
             />
           ) : (

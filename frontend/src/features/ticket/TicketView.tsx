@@ -17,6 +17,7 @@ import { allowedActions, assumeConflictMessage, conflictTicket } from './actions
 import { TicketMarkers } from '../inbox/TicketList';
 import { ClientHistory } from './ClientHistory';
 import { Composer } from './Composer';
+import { EditMessageModal, type Editing } from './EditMessageModal';
 import { TicketTags } from './TicketTags';
 import { MessageThread, splitSignature } from './MessageThread';
 import { TransferModal } from './TransferModal';
@@ -72,6 +73,8 @@ function LoadedTicket({ ticket, backTo }: { ticket: Ticket; backTo: { pathname: 
   const [quoting, setQuoting] = useState<Message | null>(null);
   // A failed reply's text, chosen with "Escrever de novo", back in the composer.
   const [rewrite, setRewrite] = useState<{ text: string } | null>(null);
+  // The reply being corrected ("Editar" on a bubble of one's own).
+  const [editing, setEditing] = useState<Editing | null>(null);
   const react = useMutation({
     mutationFn: ({ message, emoji }: { message: Message; emoji: string }) =>
       unwrap(
@@ -228,6 +231,7 @@ function LoadedTicket({ ticket, backTo }: { ticket: Ticket; backTo: { pathname: 
         onRewrite={can.reply ? (failed) => setRewrite({ text: splitSignature(failed.body).text }) : undefined}
         onReact={can.reply ? (message, emoji) => react.mutate({ message, emoji }) : undefined}
         onRevoke={can.reply ? confirmRevoke : undefined}
+        onEdit={can.reply ? (message, current) => setEditing({ message, text: splitSignature(current).text }) : undefined}
       />
       <Composer
         key={`composer-${ticket.id}`}
@@ -238,6 +242,7 @@ function LoadedTicket({ ticket, backTo }: { ticket: Ticket; backTo: { pathname: 
         onQuoteDone={() => setQuoting(null)}
         rewrite={can.reply ? rewrite : null}
       />
+      <EditMessageModal ticketId={ticket.id} editing={can.reply ? editing : null} onClose={() => setEditing(null)} />
       <TransferModal ticket={ticket} opened={transferOpen} onClose={() => setTransferOpen(false)} onConflict={(e) => onConflict(e, false)} />
     </Paper>
   );
