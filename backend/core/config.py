@@ -90,10 +90,11 @@ class Settings(BaseSettings):
     CORS_ORIGINS: str = ""
 
     # Request bodies (backend/core/middleware.BodyLimit): larger ones get 413, refused from their
-    # Content-Length or, for chunked bodies, as soon as the count passes the limit. The webhook's
-    # limit is above the raw store's 15 MB so a larger delivery is still kept (truncated, failed).
+    # Content-Length or, for chunked bodies, as soon as the count passes the limit. A webhook
+    # delivery up to its limit is kept whole (in parts past one document's size: a history sync
+    # after a pairing can be large); past it the provider gets 413 and does not send it again.
     MAX_BODY_BYTES: int = Field(default=1024 * 1024, ge=1024)
-    WEBHOOK_MAX_BODY_BYTES: int = Field(default=16 * 1024 * 1024, ge=1024)
+    WEBHOOK_MAX_BODY_BYTES: int = Field(default=32 * 1024 * 1024, ge=1024)
     # Connections (uvicorn, backend/core/server.py): a request's headers must arrive within
     # HTTP_HEADER_TIMEOUT_SECONDS of its first byte (or of the connection); its body may not fall
     # silent for HTTP_BODY_TIMEOUT_SECONDS (nginx's client_body_timeout for uploads is the same)

@@ -9,12 +9,12 @@ from typing import Any
 
 # The six collections the persistence rules name (DOMAIN.md), and the sources of truth the
 # guarantees rest on: the audit log, the natural keys that map a client's message to its open
-# ticket (lost, every next message opens a duplicate ticket), the raw inbound deliveries, the
-# outbound queue and the per-tenant counters (reset, every new ticket number collides). None of
-# them may ever shrink. Media too, by their records (`media`, written once a file's bytes are
-# complete): the GridFS collections' dotted names cannot be keys of a stored entry, and the chunks
-# may dip while an upload cut midway takes its own chunks back; deploy_check and backup verify
-# count all three.
+# ticket (lost, every next message opens a duplicate ticket), the raw inbound deliveries (with the
+# parts of those too large for one document), the outbound queue and the per-tenant counters
+# (reset, every new ticket number collides). None of them may ever shrink. Media too, by their
+# records (`media`, written once a file's bytes are complete): the GridFS collections' dotted
+# names cannot be keys of a stored entry, and the chunks may dip while an upload cut midway takes
+# its own chunks back; deploy_check and backup verify count all three.
 GUARDED = (
     "tickets",
     "messages",
@@ -25,6 +25,7 @@ GUARDED = (
     "ticket_events",
     "natural_keys",
     "webhook_events_raw",
+    "webhook_bodies",
     "outbox",
     "counters",
     "media",

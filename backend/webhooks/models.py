@@ -16,7 +16,11 @@ class RawEvent(StoredModel):  # `webhook_events_raw`; `_id` and `seq` are its la
     provider: str = ""
     event_hint: str | None = None
     event: str | None = None
-    body: str  # the delivery as received (decoded text), up to MAX_RAW_BYTES
+    body: str  # the delivery as received (decoded text); "" when it is kept in parts (`body_id`)
+    # A delivery too large for one document: its bytes in `webhook_bodies` "<body_id>:<i>",
+    # i < body_parts (repository.store_body). Older versions kept a prefix and set `truncated`.
+    body_id: str | None = None
+    body_parts: int = 0
     truncated: bool = False
     received_at: datetime
     # This process's processor, handed the delivery by its acknowledgement: it holds attempt 1

@@ -6,7 +6,8 @@ Deliveries are entries of ordered lanes (backend/core/seqlog.py): entry n of lan
 pushes down), however much history is stored. `webhook_attempts` "<raw id>:<k>" is the claim
 (unique `_id` insert) that lets exactly one processor, of any process, make attempt k.
 `webhook_parked_changes` "<raw id>:<change>": edits that came before the message they edit,
-waiting for it without holding their lane (`park_change`).
+waiting for it without holding their lane (`park_change`). `webhook_bodies` "<body id>:<i>": the
+parts of a delivery too large for one document (a big history sync), kept whole (`store_body`).
 """
 
 import asyncio
@@ -19,6 +20,7 @@ from pymongo.errors import DuplicateKeyError
 from backend.core import group_commit
 from backend.core.clock import utcnow
 from backend.core.db import Database
+from backend.core.ids import new_id
 from backend.core.indexes import ASC, declare
 from backend.core.seqlog import SeqLog
 from backend.webhooks.models import Attempt, ParkedChange, RawEvent
@@ -27,6 +29,9 @@ COLLECTION = "webhook_events_raw"
 STATE = "webhook_state"
 ATTEMPTS = "webhook_attempts"
 PARKED = "webhook_parked_changes"
+BODIES = "webhook_bodies"
+# A part of a large delivery: one document well under MongoDB's 16 MB limit.
+BODY_PART_BYTES = 8 * 1024 * 1024
 
 declare(
     COLLECTION,
@@ -64,6 +69,27 @@ def attempt_id(raw_id: str, attempt: int) -> str:
 
 async def get(db: Database, raw_id: str) -> RawEvent | None:
     return RawEvent.load(await db[COLLECTION].find_one({"_id": raw_id}))
+
+
+async def store_body(db: Database, body: bytes) -> tuple[str, int]:
+    """Keeps a delivery too large for one document in parts, before the delivery itself is
+    stored (its acknowledgement waits for both): (body id, number of parts). A crash between
+    leaves parts nobody names, never a delivery without its parts."""
+    body_id = new_id()
+    parts = [body[i : i + BODY_PART_BYTES] for i in range(0, len(body), BODY_PART_BYTES)] or [b""]
+    await db[BODIES].insert_many([{"_id": f"{body_id}:{i}", "data": part} for i, part in enumerate(parts)])
+    return body_id, len(parts)
+
+
+async def body_of(db: Database, raw: RawEvent) -> str:
+    """The delivery as received: its `body`, or its parts put back together (`store_body`)."""
+    if raw.body_id is None:
+        return raw.body
+    ids = [f"{raw.body_id}:{i}" for i in range(raw.body_parts)]
+    found = await asyncio.gather(*(db[BODIES].find_one({"_id": part_id}) for part_id in ids))
+    if any(doc is None for doc in found):
+        raise LookupError(f"delivery {raw.id}: a part of its body is missing")
+    return b"".join(bytes(doc["data"]) for doc in found if doc is not None).decode("utf-8", errors="replace")
 
 
 # What a walk needs of an entry it does not process (its outcome, or its place in the lane): the

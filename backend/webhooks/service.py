@@ -59,7 +59,9 @@ from backend.webhooks.schemas import Outcome
 
 log = get_logger("webhooks")
 
-MAX_RAW_BYTES = 15 * 1024 * 1024  # under MongoDB's 16 MB document limit
+# Larger deliveries (up to WEBHOOK_MAX_BODY_BYTES) are kept in parts: one document stays well
+# under MongoDB's 16 MB limit with the delivery's other fields.
+MAX_RAW_BYTES = 15 * 1024 * 1024
 SNIFF_MAX_CHARS = 256  # event names and chat ids are short; the raw body keeps the rest
 ERROR_MAX_CHARS = 2000
 # A new client's name when WhatsApp gives neither its profile name nor its number (a LID chat
@@ -129,9 +131,14 @@ async def receive(
 async def store(
     db: Database, conn: connections.Connection, *, event_hint: str | None, body: bytes, lanes: int
 ) -> tuple[Outcome, str]:
-    """Stores an authenticated delivery (the route authenticates before it reads the body)."""
-    text = body[:MAX_RAW_BYTES].decode("utf-8", errors="replace")
+    """Stores an authenticated delivery (the route authenticates before it reads the body), whole
+    whatever its size: one too large for one document is kept in parts (repository.store_body)."""
+    text = body.decode("utf-8", errors="replace")
     event, chat = _sniff(text, event_hint)
+    parted: dict[str, Any] = {}
+    if len(body) > MAX_RAW_BYTES:
+        body_id, parts = await repository.store_body(db, body)
+        parted, text = {"body_id": body_id, "body_parts": parts}, ""
     lane = lane_of(conn.id, chat, lanes)
     raw: dict[str, Any] = {
         "lane": lane,
@@ -142,7 +149,7 @@ async def store(
         "event_hint": event_hint,
         "event": event,
         "body": text,
-        "truncated": len(body) > MAX_RAW_BYTES,
+        **parted,
         "received_at": utcnow(),
         "status": "received",
         "attempts": 0,
@@ -184,7 +191,7 @@ async def process(
         if raw.truncated:
             raise WebhookParseError("payload larger than the raw store keeps")
         try:
-            payload = json.loads(raw.body)
+            payload = json.loads(await repository.body_of(db, raw))
         except ValueError as exc:
             raise WebhookParseError(f"body is not JSON: {exc}") from exc
         except RecursionError as exc:
@@ -592,7 +599,7 @@ async def delivered_media(db: Database, *, raw_id: str, provider_message_id: str
     if raw is None or conn is None:
         return DeliveredMedia()
     try:
-        payload = json.loads(raw.body)
+        payload = json.loads(await repository.body_of(db, raw))
         parsed = registry.parse_webhook(conn.provider, payload, event_hint=raw.event_hint)
         contents = registry.media_contents(conn.provider, payload, event_hint=raw.event_hint)
     except (ValueError, RecursionError):
