@@ -172,6 +172,11 @@ def test_evolution_api_v2_is_pinned_with_its_postgres_and_redis_on_named_volumes
     assert env["CACHE_REDIS_ENABLED"] == "true" and env["CACHE_REDIS_URI"].startswith("redis://evolution-redis:6379/")
     assert env["DATABASE_SAVE_DATA_INSTANCE"] == "true"  # the Baileys credentials row survives restarts
     assert env["DEL_INSTANCE"] == "false"  # a disconnected instance is never deleted by Evolution
+    # A delivery IAZE could not take is posted again for about a day, not Evolution's ~20 minutes
+    # (5 s doubling to 300 s: 9 attempts reach the cap, then one every 5 minutes).
+    attempts, cap = int(env["WEBHOOK_RETRY_MAX_ATTEMPTS"]), int(env["WEBHOOK_RETRY_MAX_DELAY_SECONDS"])
+    assert (attempts - 9) * cap >= 24 * 3600 - 600, "retries cover a day of downtime"
+    assert set(env["WEBHOOK_RETRY_NON_RETRYABLE_STATUS_CODES"].split(",")) == {"400", "401", "403", "404", "413", "422"}
     # The key is this installation's secret from .env, never a value written in the file.
     assert env["AUTHENTICATION_API_KEY"].startswith("${EVOLUTION_API_KEY:?")
     assert "evolution_instances:/evolution/instances" in evo["volumes"]
