@@ -100,7 +100,7 @@ export const t = {
     newTicketBody: (n: number) => `#${n} aguardando na fila`,
     newMessage: (who: string) => `Nova mensagem de ${who}`,
     toggle: 'Alertas de novos atendimentos e mensagens',
-    toggleHint: 'Som e notificação na área de trabalho quando um cliente entra na fila dos seus departamentos ou escreve num atendimento seu.',
+    toggleHint: 'Som e notificação na área de trabalho quando um cliente entra na fila dos seus departamentos, quando um atendimento é transferido para você ou quando o cliente escreve num atendimento seu.',
     title: 'Alertas',
     denied: 'O navegador bloqueou as notificações deste site. Libere-as nas configurações do navegador; o som continua ativo.',
     unsupported: 'Este navegador não mostra notificações na área de trabalho; o som continua ativo.',
@@ -108,7 +108,21 @@ export const t = {
     unstaffedTicket: (who: string) => `Conversa sem atendente: ${who}`,
     unstaffedBody: (queue: string) => `A fila ${queue} não tem atendentes ativos`,
     ownerToggle: 'Alertas de conversas sem atendente',
-    ownerToggleHint: 'Som e notificação na área de trabalho quando um cliente entra na fila de um departamento sem atendentes ativos: só você vê essas conversas.',
+    ownerToggleHint: 'Som e notificação na área de trabalho quando um cliente entra na fila de um departamento sem atendentes ativos (só você vê essas conversas), quando um WhatsApp se desconecta e quando o cliente escreve num atendimento seu.',
+    // A ticket in atendendo handed to the user by someone else.
+    transferred: (who: string) => `Conversa transferida para você: ${who}`,
+    transferredBody: (n: number) => `#${n} agora está com você`,
+    // The owner's: an active WhatsApp connection that was open and is not any more.
+    disconnected: (name: string) => `WhatsApp desconectado: ${name}`,
+    disconnectedBody: 'As mensagens dos clientes não chegam até ele ser conectado de novo.',
+  },
+  // The owner's warning above the inbox (features/inbox/DisconnectedConnections.tsx):
+  // "O WhatsApp <nome> está desconectado: …".
+  disconnected: {
+    lead: 'O WhatsApp',
+    close: 'está desconectado: as mensagens dos clientes não chegam até ele ser conectado de novo.',
+    connecting: 'está se reconectando ou aguardando a leitura do QR code: enquanto isso, as mensagens dos clientes não chegam.',
+    connect: 'Conectar',
   },
   // Departments with no active agent: their conversations reach only the owner (features/reseller/staffing.ts).
   staffing: {

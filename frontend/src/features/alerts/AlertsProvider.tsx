@@ -1,6 +1,7 @@
 import { createContext, useCallback, useContext, useEffect, useMemo, useRef, useState, type ReactNode } from 'react';
 import { useLocation, useNavigate } from 'react-router';
-import type { RealtimeEvent } from '../../api/types';
+import { useConnections } from '../../api/queries';
+import type { ConnectionState, RealtimeEvent } from '../../api/types';
 import { useMe } from '../../auth/session';
 import { useRealtimeEvents } from '../../realtime/RealtimeProvider';
 import { namesById, useUnstaffedDepartments } from '../reseller/staffing';
@@ -19,13 +20,22 @@ function looking(): boolean {
   return document.visibilityState === 'visible' && document.hasFocus();
 }
 
-/** The agent's alerts (and the owner's, of conversations in a queue nobody serves): sound and
- * desktop notification (when its toggle is on), and the tab title counting what waits for it.
- * Opening a ticket clears its alerts. */
+/** The agent's alerts and the owner's (features/alerts/alerts.ts `alertFor`): sound and desktop
+ * notification (when its toggle is on), and the tab title counting the tickets' alerts waiting for
+ * it. Opening a ticket clears its alerts; a notification opens its ticket, or its page (a WhatsApp
+ * connection down: Conexões). */
 export function AlertsProvider({ children }: { children: ReactNode }) {
   const me = useMe();
   const unstaffedDepartments = useUnstaffedDepartments();
   const unstaffed = useMemo(() => namesById(unstaffedDepartments), [unstaffedDepartments]);
+  // The owner's connections' statuses before each event (a drop is a change from open): its
+  // listener runs after the cache applied the event, so they are kept here, from the list as read
+  // and from each event as it passes.
+  const connections = useConnections(me.role === 'reseller').data;
+  const connectionStates = useRef(new Map<string, ConnectionState>());
+  useEffect(() => {
+    for (const c of connections ?? []) connectionStates.current.set(c.id, c.status);
+  }, [connections]);
   const navigate = useNavigate();
   const location = useLocation();
   const [pending, setPending] = useState<Pending>(new Map());
@@ -38,19 +48,22 @@ export function AlertsProvider({ children }: { children: ReactNode }) {
   const clearTicket = useCallback((ticketId: string) => setPending((p) => withoutTicket(p, ticketId)), []);
 
   useRealtimeEvents((event: RealtimeEvent) => {
-    const alert = alertFor(event, me, unstaffed);
+    const alert = alertFor(event, me, unstaffed, connectionStates.current);
+    if (event.connection?.status) connectionStates.current.set(event.connection.id, event.connection.status);
     if (!alert || seen.current.has(alert.key)) return;
     seen.current.add(alert.key);
     if (seen.current.size > SEEN_KEEP) seen.current.delete(seen.current.values().next().value as string);
-    if (alert.ticketId === openRef.current && looking()) return; // already in front of the agent
-    setPending((p) => withAlert(p, alert.ticketId));
+    if (alert.ticketId !== undefined) {
+      if (alert.ticketId === openRef.current && looking()) return; // already in front of the agent
+      setPending((p) => withAlert(p, alert.ticketId));
+    }
     if (!alertsEnabled(me.id)) return;
     playChime();
     if (!canNotify()) return;
     const notification = new Notification(alert.title, { body: alert.body, tag: alert.key });
     notification.onclick = () => {
       window.focus();
-      navigate(`/atendimento/${alert.ticketId}`);
+      navigate(alert.ticketId !== undefined ? `/atendimento/${alert.ticketId}` : alert.href);
       notification.close();
     };
   });

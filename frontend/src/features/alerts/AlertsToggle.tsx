@@ -6,7 +6,7 @@ import { alertsEnabled, setAlertsEnabled } from './alerts';
 import { primeSound } from './sound';
 
 /** The one place the browser's notification permission is asked for: the user's own click (an
- * agent's, or the owner's for conversations nobody serves). */
+ * agent's, or the owner's: conversations nobody serves, a WhatsApp connection down, its own tickets). */
 export function AlertsToggle() {
   const me = useMe();
   const owner = me.role === 'reseller';

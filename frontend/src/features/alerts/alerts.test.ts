@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import type { Message, RealtimeEvent } from '../../api/types';
+import type { Message, RealtimeEvent, WhatsAppConnection } from '../../api/types';
 import { agentUser, ticketFixture } from '../../test/utils';
 import { alertFor, alertsEnabled, pendingCount, setAlertsEnabled, titleWith, withAlert, withoutTicket } from './alerts';
 
@@ -79,15 +79,18 @@ describe('alertFor · the owner, of queues nobody serves', () => {
     expect(alertFor(ev('ticket.routed', { ticket: back }), owner, unstaffed)?.title).toBe('Conversa sem atendente: Maria Cliente');
   });
 
-  it('stays quiet for a staffed queue, a ticket no longer waiting and the clients\' messages', () => {
+  it('stays quiet for a staffed queue, a ticket no longer waiting and the clients\' messages in tickets it does not hold', () => {
     const fresh = ticketFixture();
     expect(alertFor(ev('ticket.created', { ticket: fresh }), owner, new Map())).toBeNull();
     expect(alertFor(ev('ticket.created', { ticket: ticketFixture({ department_id: 'e'.repeat(24) }) }), owner, unstaffed)).toBeNull();
     const assumed = ticketFixture({ status: 'atendendo', agent_id: owner.id, version: 2 });
     expect(alertFor(ev('ticket.assumed', { ticket: assumed }), owner, unstaffed)).toBeNull();
-    expect(alertFor(ev('ticket.transferred', { ticket: assumed }), owner, unstaffed)).toBeNull();
+    // Taken on by an agent there: waiting no more.
+    const taken = ticketFixture({ status: 'atendendo', agent_id: me.id, version: 2 });
+    expect(alertFor(ev('ticket.transferred', { ticket: taken }), owner, unstaffed)).toBeNull();
+    // A client writing in a ticket the owner does not hold (waiting, or an agent's): nothing.
     expect(alertFor(ev('message.created', { ticket: fresh, message: message() }), owner, unstaffed)).toBeNull();
-    expect(alertFor(ev('message.created', { ticket: { ...held, agent_id: owner.id }, message: message() }), owner, unstaffed)).toBeNull();
+    expect(alertFor(ev('message.created', { ticket: held, message: message() }), owner, unstaffed)).toBeNull();
   });
 
   it('leaves the agents\' alerts as they were, whatever the unstaffed queues', () => {
@@ -99,6 +102,104 @@ describe('alertFor · the owner, of queues nobody serves', () => {
     expect(alertFor(ev('message.created', { ticket: held, message: message() }), me, unstaffed)?.title).toBe('Nova mensagem de Maria Cliente');
     // An admin has no inbox: nothing.
     expect(alertFor(ev('ticket.created', { ticket: fresh }), agentUser({ role: 'admin', department_ids: [] }), unstaffed)).toBeNull();
+  });
+});
+
+describe('alertFor · a ticket transferred to the user', () => {
+  const owner = agentUser({ id: 'o'.repeat(24), role: 'reseller', department_ids: [] });
+
+  it('alerts the agent a ticket is transferred to, naming the client, once per transfer', () => {
+    const mine = ticketFixture({ number: 12, status: 'atendendo', agent_id: me.id, agent_name: me.name, version: 4, last_message_preview: 'Pode me ajudar?' });
+    expect(alertFor(ev('ticket.transferred', { ticket: mine }), me)).toEqual({
+      key: `transferred:${mine.id}:4`,
+      ticketId: mine.id,
+      title: 'Conversa transferida para você: Maria Cliente',
+      body: 'Pode me ajudar?',
+    });
+    expect(alertFor(ev('ticket.transferred', { ticket: { ...mine, last_message_preview: '' } }), me)?.body).toBe('#12 agora está com você');
+    // In another department than the agent's own: it holds it now all the same.
+    expect(alertFor(ev('ticket.transferred', { ticket: { ...mine, department_id: 'e'.repeat(24) } }), me)?.title).toBe('Conversa transferida para você: Maria Cliente');
+    // The owner (which an agent may not transfer to, but may hold) the same way.
+    const owners = { ...mine, agent_id: owner.id };
+    expect(alertFor(ev('ticket.transferred', { ticket: owners }), owner)?.title).toBe('Conversa transferida para você: Maria Cliente');
+  });
+
+  it('says nothing of a transfer to someone else, nor of the ticket being assumed', () => {
+    const theirs = ticketFixture({ status: 'atendendo', agent_id: 'b'.repeat(24), version: 4 });
+    expect(alertFor(ev('ticket.transferred', { ticket: theirs }), me)).toBeNull();
+    expect(alertFor(ev('ticket.transferred', { ticket: theirs }), owner, new Map([['d'.repeat(24), 'Suporte']]))).toBeNull();
+    const assumed = ticketFixture({ status: 'atendendo', agent_id: me.id, version: 2 });
+    expect(alertFor(ev('ticket.assumed', { ticket: assumed }), me)).toBeNull();
+  });
+});
+
+describe('alertFor · the owner holding a ticket', () => {
+  const owner = agentUser({ id: 'o'.repeat(24), role: 'reseller', department_ids: [] });
+  const owners = ticketFixture({ status: 'atendendo', agent_id: owner.id, agent_name: owner.name, version: 2 });
+
+  it('alerts the owner of a client message in a ticket it holds, as an agent is', () => {
+    expect(alertFor(ev('message.created', { ticket: owners, message: message() }), owner)).toEqual({
+      key: `message:${'m'.repeat(24)}`,
+      ticketId: owners.id,
+      title: 'Nova mensagem de Maria Cliente',
+      body: 'Ainda não chegou',
+    });
+    // Its department unstaffed or not: a message, not a queued ticket.
+    expect(alertFor(ev('message.created', { ticket: owners, message: message() }), owner, new Map([['d'.repeat(24), 'Suporte']]))?.key).toBe(`message:${'m'.repeat(24)}`);
+    expect(alertFor(ev('message.created', { ticket: owners, message: message({ body: '', type: 'image' }) }), owner)?.body).toBe('[Imagem]');
+  });
+
+  it('never of its own replies or notes', () => {
+    const reply = message({ direction: 'out', sender_type: 'agent' });
+    expect(alertFor(ev('message.created', { ticket: owners, message: reply }), owner)).toBeNull();
+    const note = message({ direction: 'note', sender_type: 'agent', type: 'note' });
+    expect(alertFor(ev('message.created', { ticket: owners, message: note }), owner)).toBeNull();
+  });
+});
+
+describe('alertFor · a WhatsApp connection going down (the owner\'s)', () => {
+  const owner = agentUser({ id: 'o'.repeat(24), role: 'reseller', department_ids: [] });
+  const id = 'w'.repeat(24);
+  const loja = (over: Partial<WhatsAppConnection> = {}): WhatsAppConnection => ({
+    id, reseller_id: 'r'.repeat(24), name: 'Loja Centro', provider: 'evolution', instance_name: 'loja-centro', default_department_id: 'd'.repeat(24),
+    status: 'open', qr_code: null, active: true, last_error: null, menu_enabled: false, menu_department_ids: [], menu_text: '', menu_max_invalid: 2,
+    created_at: '2025-01-01T00:00:00Z', updated_at: '2025-01-01T12:00:00Z', ...over,
+  });
+  const status = (over: Partial<WhatsAppConnection>) => ev('connection.status', { connection: loja(over) });
+  const wasOpen = new Map([[id, 'open' as const]]);
+
+  it('alerts the owner once an active connection that was open closes, pointing at Conexões', () => {
+    expect(alertFor(status({ status: 'close', updated_at: '2025-01-01T12:05:00Z' }), owner, new Map(), wasOpen)).toEqual({
+      key: `connection:${id}:2025-01-01T12:05:00Z`,
+      href: '/revenda/whatsapp',
+      title: 'WhatsApp desconectado: Loja Centro',
+      body: 'As mensagens dos clientes não chegam até ele ser conectado de novo.',
+    });
+    // Closed after reconnecting for a while: down all the same.
+    const after = alertFor(status({ status: 'close', updated_at: '2025-01-01T12:06:00Z' }), owner, new Map(), new Map([[id, 'connecting' as const]]));
+    expect(after).toMatchObject({ title: 'WhatsApp desconectado: Loja Centro', href: '/revenda/whatsapp' });
+    expect(after?.ticketId).toBeUndefined();
+    // The same drop announced again (a webhook delivery retried): the same key, alerted once.
+    expect(alertFor(status({ status: 'close', updated_at: '2025-01-01T12:05:00Z' }), owner, new Map(), wasOpen)?.key).toBe(`connection:${id}:2025-01-01T12:05:00Z`);
+  });
+
+  it('stays quiet when it comes back, was down already, is unknown or deactivated', () => {
+    expect(alertFor(status({ status: 'open' }), owner, new Map(), new Map([[id, 'close' as const]]))).toBeNull();
+    expect(alertFor(status({ status: 'open' }), owner, new Map(), wasOpen)).toBeNull();
+    // Only reconnecting (a network blip says so for seconds): the banner shows it, no alert.
+    expect(alertFor(status({ status: 'connecting' }), owner, new Map(), wasOpen)).toBeNull();
+    // Down before: a new QR code, or closed again.
+    expect(alertFor(status({ status: 'connecting' }), owner, new Map(), new Map([[id, 'close' as const]]))).toBeNull();
+    expect(alertFor(status({ status: 'close' }), owner, new Map(), new Map([[id, 'close' as const]]))).toBeNull();
+    // A connection not known before (just created): nothing to have dropped from.
+    expect(alertFor(status({ status: 'close' }), owner)).toBeNull();
+    // Deactivated in IAZE: not in use, whatever the phone says.
+    expect(alertFor(status({ status: 'close', active: false }), owner, new Map(), wasOpen)).toBeNull();
+  });
+
+  it('alerts nobody else: an agent\'s replies there already say they are blocked', () => {
+    expect(alertFor(status({ status: 'close' }), me, new Map(), wasOpen)).toBeNull();
+    expect(alertFor(status({ status: 'close' }), agentUser({ role: 'admin', department_ids: [] }), new Map(), wasOpen)).toBeNull();
   });
 });
 

@@ -1,32 +1,59 @@
-import type { RealtimeEvent, User } from '../../api/types';
+import type { ConnectionState, RealtimeEvent, User } from '../../api/types';
 import { t } from '../../i18n/pt-BR';
 import { isClientMessage } from '../../realtime/cache';
 import { clientLabel } from '../contacts/ClientPhone';
+import { isDisconnected } from '../inbox/DisconnectedConnections';
 import { previewText } from '../ticket/media';
 
-/** What deserves the agent's attention right now: a sound, a desktop notification, the tab title. */
-export type Alert = { key: string; ticketId: string; title: string; body: string };
+/** What deserves the user's attention right now: a sound and a desktop notification. Most are
+ * about a ticket: the notification opens it, and the tab title counts it until it is opened. One
+ * about something else (a WhatsApp connection down) opens `href` and counts nowhere: a banner
+ * above the inbox stays while it lasts. */
+export type Alert = { key: string; title: string; body: string } & ({ ticketId: string; href?: never } | { ticketId?: never; href: string });
+
+/** The tenant's WhatsApp connections' statuses as last known before the event at hand, by id. */
+export type ConnectionStates = ReadonlyMap<string, ConnectionState>;
+
+const CONNECTIONS_PAGE = '/revenda/whatsapp';
 
 /** Alerts are the agent's: a new ticket waiting in one of its departments' queues (opened, sent
- * back to the queue, or routed there by the client's menu choice), and a new client message in a
- * ticket it holds. The owner's: a ticket waiting the same way in a queue nobody serves, which only
- * it sees — `unstaffed`, those departments' names by id (features/reseller/staffing.ts). */
-export function alertFor(event: RealtimeEvent, user: User, unstaffed: ReadonlyMap<string, string> = new Map()): Alert | null {
+ * back to the queue, or routed there by the client's menu choice), a ticket transferred to it, and
+ * a new client message in a ticket it holds. The owner's: a ticket waiting the same way in a queue
+ * nobody serves, which only it sees — `unstaffed`, those departments' names by id
+ * (features/reseller/staffing.ts) —, a new client message in a ticket it holds (it may assume
+ * tickets like an agent), and an active WhatsApp connection of its tenant that was open
+ * (`connections`, as known before this event) and is no longer: no client's message arrives there. */
+export function alertFor(
+  event: RealtimeEvent,
+  user: User,
+  unstaffed: ReadonlyMap<string, string> = new Map(),
+  connections: ConnectionStates = new Map(),
+): Alert | null {
+  if (user.role !== 'agent' && user.role !== 'reseller') return null;
+  if (event.event === 'connection.status') return user.role === 'reseller' ? connectionDropped(event, connections) : null;
   const ticket = event.ticket;
-  if (!ticket || (user.role !== 'agent' && user.role !== 'reseller')) return null;
+  if (!ticket) return null;
   const who = clientLabel(ticket.client_name, ticket.client_phone);
   const queued = event.event === 'ticket.created' || event.event === 'ticket.transferred' || event.event === 'ticket.routed';
-  if (user.role === 'reseller') {
-    const queue = unstaffed.get(ticket.department_id);
-    if (!queued || ticket.status !== 'espera' || queue === undefined) return null;
+  if (event.event === 'ticket.transferred' && ticket.status === 'atendendo' && ticket.agent_id === user.id) {
     return {
-      key: `unstaffed:${ticket.id}:${ticket.version}`,
+      key: `transferred:${ticket.id}:${ticket.version}`,
       ticketId: ticket.id,
-      title: t.alerts.unstaffedTicket(who),
-      body: t.alerts.unstaffedBody(queue),
+      title: t.alerts.transferred(who),
+      body: previewText(ticket.last_message_preview) || t.alerts.transferredBody(ticket.number),
     };
   }
-  if (queued && ticket.status === 'espera' && user.department_ids.includes(ticket.department_id)) {
+  if (user.role === 'reseller') {
+    const queue = unstaffed.get(ticket.department_id);
+    if (queued && ticket.status === 'espera' && queue !== undefined) {
+      return {
+        key: `unstaffed:${ticket.id}:${ticket.version}`,
+        ticketId: ticket.id,
+        title: t.alerts.unstaffedTicket(who),
+        body: t.alerts.unstaffedBody(queue),
+      };
+    }
+  } else if (queued && ticket.status === 'espera' && user.department_ids.includes(ticket.department_id)) {
     return {
       key: `queued:${ticket.id}:${ticket.version}`,
       ticketId: ticket.id,
@@ -46,6 +73,24 @@ export function alertFor(event: RealtimeEvent, user: User, unstaffed: ReadonlyMa
     };
   }
   return null;
+}
+
+/** An active connection that closed (logged out on the phone, or given up reconnecting) after it
+ * was open or reconnecting. Not while it only reconnects (`connecting`: a network blip of the
+ * phone says so for seconds; the banner above the inbox shows it). Once per drop: the key holds
+ * the change's time (a delivery announced again carries the same); one closed already says nothing. */
+function connectionDropped(event: RealtimeEvent, before: ConnectionStates): Alert | null {
+  // The frame carries the whole connection (backend/connections/service.py `announce`).
+  const { id, name = '', active, status, updated_at } = event.connection ?? {};
+  if (!id || active === undefined || status !== 'close') return null;
+  const was = before.get(id);
+  if (was === undefined || was === 'close' || !isDisconnected({ active, status })) return null;
+  return {
+    key: `connection:${id}:${updated_at ?? event.seq}`,
+    href: CONNECTIONS_PAGE,
+    title: t.alerts.disconnected(name),
+    body: t.alerts.disconnectedBody,
+  };
 }
 
 /** Pending alerts per ticket; opening a ticket clears its own. */

@@ -1,8 +1,8 @@
 import { act, fireEvent, screen, waitFor, within } from '@testing-library/react';
 import userEvent from '@testing-library/user-event';
 import { beforeEach, describe, expect, it } from 'vitest';
-import type { Department } from '../../api/types';
-import { keys } from '../../realtime/cache';
+import type { Department, RealtimeEvent, WhatsAppConnection } from '../../api/types';
+import { applyEvent, keys } from '../../realtime/cache';
 import { agentUser, mockApi, renderApp, signIn, stubWebSocket, ticketFixture, type Handler } from '../../test/utils';
 import { InboxPage } from './InboxPage';
 
@@ -238,5 +238,82 @@ describe('InboxPage · queues nobody serves (the owner\'s warning)', () => {
     await screen.findByText('Nenhum atendimento aqui.');
     expect(screen.queryByTestId('unstaffed-queue')).not.toBeInTheDocument();
     expect(calls.some((c) => c.path === '/api/v1/departments')).toBe(false);
+  });
+});
+
+describe('InboxPage · WhatsApp connections down (the owner\'s warning)', () => {
+  const owner = agentUser({ id: 'o'.repeat(24), role: 'reseller', department_ids: [] });
+  const connection = (over: Partial<WhatsAppConnection>): WhatsAppConnection => ({
+    id: 'w'.repeat(24), reseller_id: 'r'.repeat(24), name: 'Loja Centro', provider: 'evolution', instance_name: 'loja-centro', default_department_id: 'd'.repeat(24),
+    status: 'open', qr_code: null, active: true, last_error: null, menu_enabled: false, menu_department_ids: [], menu_text: '', menu_max_invalid: 2,
+    created_at: '2025-01-01T00:00:00Z', updated_at: '2025-01-01T12:00:00Z', ...over,
+  });
+  const centro = connection({ status: 'close' });
+  const bairro = connection({ id: 'x'.repeat(24), name: 'Loja Bairro', instance_name: 'loja-bairro', status: 'connecting' });
+  const vendas = connection({ id: 'y'.repeat(24), name: 'Vendas', instance_name: 'vendas', status: 'open' });
+  const antiga = connection({ id: 'z'.repeat(24), name: 'Antiga', instance_name: 'antiga', status: 'close', active: false });
+
+  function tenant(user: typeof owner, connections: WhatsAppConnection[]): Handler {
+    return ({ path }) => {
+      if (path === '/api/v1/auth/me') return { body: user };
+      if (path === '/api/v1/whatsapp-connections') return { body: { items: connections, next_cursor: null } };
+      if (path === '/api/v1/departments') return { body: { items: [], next_cursor: null } };
+      if (path === '/api/v1/tickets/counts') return { body: { espera: 0, atendendo: 0, finalizado: 0 } };
+      if (path === '/api/v1/tickets') return { body: { items: [], next_cursor: null } };
+      return undefined;
+    };
+  }
+
+  it('names each active connection that is not connected, with the way to connect it again', async () => {
+    signIn(owner);
+    // Vendas is connected and Antiga deactivated in IAZE: no warning for them.
+    mockApi(tenant(owner, [centro, bairro, vendas, antiga]));
+    renderApp(<InboxPage />, { path: '/atendimento', route: '/atendimento' });
+    await waitFor(() => expect(screen.getAllByTestId('disconnected-connection')).toHaveLength(2));
+    const [closed, connecting] = screen.getAllByTestId('disconnected-connection');
+    expect(closed).toHaveTextContent('O WhatsApp Loja Centro está desconectado: as mensagens dos clientes não chegam até ele ser conectado de novo.');
+    expect(within(closed).getByText('Loja Centro').tagName).toBe('STRONG');
+    expect(within(closed).getByRole('link', { name: 'Conectar' })).toHaveAttribute('href', '/revenda/whatsapp');
+    expect(connecting).toHaveTextContent('O WhatsApp Loja Bairro está se reconectando ou aguardando a leitura do QR code');
+    expect(screen.queryByText(/Vendas|Antiga/)).not.toBeInTheDocument();
+  });
+
+  it('shows nothing while every active connection is connected', async () => {
+    signIn(owner);
+    const calls = mockApi(tenant(owner, [vendas, antiga]));
+    renderApp(<InboxPage />, { path: '/atendimento', route: '/atendimento' });
+    await waitFor(() => expect(calls.some((c) => c.path === '/api/v1/whatsapp-connections')).toBe(true));
+    await screen.findByText('Nenhum atendimento aqui.');
+    expect(screen.queryByTestId('disconnected-connection')).not.toBeInTheDocument();
+  });
+
+  it('goes away as soon as a connection.status event says it is connected again, with no request', async () => {
+    signIn(owner);
+    const calls = mockApi(tenant(owner, [centro, vendas]));
+    const { client } = renderApp(<InboxPage />, { path: '/atendimento', route: '/atendimento' });
+    await screen.findByTestId('disconnected-connection');
+    const asked = calls.filter((c) => c.path === '/api/v1/whatsapp-connections').length;
+    const reopened: RealtimeEvent = {
+      type: 'event', seq: 2, event: 'connection.status', at: '2025-01-01T12:10:00Z', ticket: null, message: null,
+      connection: { ...centro, status: 'open', updated_at: '2025-01-01T12:10:00Z' },
+    };
+    act(() => applyEvent(client, reopened, owner));
+    await waitFor(() => expect(screen.queryByTestId('disconnected-connection')).not.toBeInTheDocument());
+    expect(calls.filter((c) => c.path === '/api/v1/whatsapp-connections')).toHaveLength(asked);
+    // And back when it drops again.
+    act(() => applyEvent(client, { ...reopened, seq: 3, connection: { ...centro, status: 'close', updated_at: '2025-01-01T12:20:00Z' } }, owner));
+    expect(await screen.findByTestId('disconnected-connection')).toHaveTextContent('Loja Centro está desconectado');
+  });
+
+  it('shows an agent nothing, even with the connections cached', async () => {
+    signIn(me);
+    const calls = mockApi(tenant(me, [centro, bairro]));
+    const { client } = renderApp(<InboxPage />, { path: '/atendimento', route: '/atendimento' });
+    act(() => {
+      client.setQueryData(keys.connections, [centro, bairro]);
+    });
+    await screen.findByText('Nenhum atendimento aqui.');
+    expect(screen.queryByTestId('disconnected-connection')).not.toBeInTheDocument();
+    expect(calls.some((c) => c.path === '/api/v1/whatsapp-connections')).toBe(false);
   });
 });

@@ -6,6 +6,7 @@ import { useTicketCounts, type TicketFilters } from '../../api/queries';
 import { STATUSES, type TicketStatus } from '../../api/types';
 import { t } from '../../i18n/pt-BR';
 import { TicketView } from '../ticket/TicketView';
+import { DisconnectedConnections } from './DisconnectedConnections';
 import { TicketList } from './TicketList';
 import { FILTER_PARAMS, InboxFilters, filtersFrom } from './InboxFilters';
 import { UnstaffedQueues } from './UnstaffedQueues';
@@ -56,6 +57,7 @@ export function InboxPage() {
   return (
     <div className="inbox-layout" data-has-ticket={ticketId ? 'true' : 'false'}>
       <Paper withBorder p="xs" className="inbox-list">
+        <DisconnectedConnections />
         <UnstaffedQueues onShow={showQueue} />
         <Group gap="xs" wrap="nowrap" mb="xs">
           <TextInput
