@@ -26,7 +26,7 @@ const indexes = [
   {"collection": "tickets", "keys": {"reseller_id": 1, "number": 1}, "options": {"name": "tenant_number_unique", "unique": true}},
   {"collection": "users", "keys": {"reseller_id": 1, "role": 1, "_id": -1}, "options": {"name": "tenant_role_id"}},
   {"collection": "webhook_events_raw", "keys": {"status": 1, "_id": 1}, "options": {"name": "status_id"}},
-  {"collection": "webhook_parked_changes", "keys": {"applied_at": 1, "parked_at": 1}, "options": {"name": "waiting"}},
+  {"collection": "webhook_waiting", "keys": {"applied_at": 1, "parked_at": 1}, "options": {"name": "waiting"}},
   {"collection": "whatsapp_connections", "keys": {"reseller_id": 1, "_id": -1}, "options": {"name": "tenant_id"}},
 ];
 for (const ix of indexes) {

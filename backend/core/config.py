@@ -160,9 +160,10 @@ class Settings(BaseSettings):
     WEBHOOK_BACKOFF_MAX_SECONDS: float = Field(default=60.0, gt=0)
     WEBHOOK_LEASE_SECONDS: float = Field(default=60.0, gt=0)
     WEBHOOK_HOLE_GRACE_SECONDS: float = Field(default=10.0, gt=0)
-    # How often each processor looks for parked edits whose message has come since (an edit
-    # processed before the message it edits waits parked instead of holding its lane).
-    WEBHOOK_PARKED_CHECK_SECONDS: float = Field(default=5.0, gt=0)
+    # How often each processor looks for deliveries waiting to be run again: an edit processed
+    # before the message it edits (parked instead of holding its lane), or one whose attempts all
+    # failed on errors that may pass (run again after 5 minutes, doubling to 2 hours, for 2 days).
+    WEBHOOK_WAITING_CHECK_SECONDS: float = Field(default=5.0, gt=0)
     # Inbound media fetch (backend/media/worker.py): a media message is stored at once, its bytes
     # are fetched after it (from the webhook's inline base64, else the provider), retried with
     # backoff.

@@ -30,6 +30,11 @@ MEDIA_FETCH_FAILURES = Counter(
     "iaze_media_fetch_failures_total", "Inbound media downloads that failed, by reason", ["reason"]
 )
 
+# Incremented by the webhook processor when a delivery is kept failed after its attempts: `kind`
+# "retryable" (errors that may pass: the sweep runs it again later) or "final" (an error no retry
+# fixes: an operator's scripts/reprocess_webhooks.py, once the cause is fixed).
+WEBHOOK_FAILED = Counter("iaze_webhook_failed_total", "Webhook deliveries kept failed, by kind", ["kind"])
+
 # --- Business: read from the database on scrape (backend/monitoring); the same in every process ---
 TICKETS = Gauge("iaze_tickets", "Tickets per tenant and state (the ticket counters)", ["reseller_id", "status"])
 OUTBOX_BACKLOG = Gauge("iaze_outbox_backlog", "Outbound queue entries past the worker's cursor (not yet all settled)")
@@ -41,6 +46,11 @@ WEBHOOK_LAG = Gauge(
     "iaze_webhook_lane_lag_seconds",
     "Age of the lane's oldest stored delivery not processed yet (0 when none)",
     ["lane"],
+)
+WEBHOOK_WAITING = Gauge(
+    "iaze_webhook_waiting",
+    "Webhook deliveries waiting to be run again: edits before their message, failures that may pass",
+    ["reason"],
 )
 REFRESH_ERRORS = Counter(
     "iaze_metrics_refresh_errors_total", "Scrapes whose database-read gauges could not be refreshed (kept as before)"

@@ -6,7 +6,8 @@ scrape itself never fails for it.
 
 Cost of one refresh, all `_id` reads (FerretDB pushes those down): per tenant the ticket counters'
 totals and tail (backend/tickets/counters.py), plus a page of the resellers list per 200 tenants;
-the outbox cursor, head and at most METRICS_LOOK_AHEAD entries; per webhook lane the same.
+the outbox cursor, head and at most METRICS_LOOK_AHEAD entries; per webhook lane the same; and
+two counts of the webhook deliveries waiting to be run again (a small collection).
 """
 
 import asyncio
@@ -57,3 +58,5 @@ async def refresh(db: Database, settings: Settings) -> None:
     for lane in await lag.measure(db, lanes=settings.WEBHOOK_LANES, look=settings.METRICS_LOOK_AHEAD):
         metrics.WEBHOOK_BACKLOG.labels(lane=str(lane.lane)).set(lane.backlog)
         metrics.WEBHOOK_LAG.labels(lane=str(lane.lane)).set(lane.lag_seconds)
+    for reason in ("edit", "retry"):
+        metrics.WEBHOOK_WAITING.labels(reason=reason).set(await lag.waiting(db, reason))

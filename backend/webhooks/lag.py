@@ -33,3 +33,9 @@ async def measure(db: Database, *, lanes: int, look: int) -> list[LaneLag]:
                 break
         out.append(LaneLag(lane=n, backlog=max(0, head - cursor), lag_seconds=lag))
     return out
+
+
+async def waiting(db: Database, reason: str) -> int:
+    """Deliveries waiting to be run again for `reason` ("edit", "retry"; webhooks.service
+    `run_waiting`): one scan of that small collection on FerretDB, an index on MongoDB."""
+    return await repository.count_waiting_internal(db, reason)

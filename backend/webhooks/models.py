@@ -2,6 +2,7 @@
 backend/webhooks/repository.py. A field an older document lacks reads as its default."""
 
 from datetime import datetime
+from typing import Literal
 
 from backend.core.schemas import StoredModel
 from backend.webhooks.schemas import Outcome
@@ -39,15 +40,19 @@ class RawEvent(StoredModel):  # `webhook_events_raw`; `_id` and `seq` are its la
     retry_at: datetime | None = None
 
 
-class ParkedChange(StoredModel):  # `webhook_parked_changes`: "<raw id>:<change key>"
-    """An edit processed before the message it edits was stored: its delivery is run again once
-    that message is (the processor's sweep, `WebhookProcessor._sweep_parked`)."""
+class Waiting(StoredModel):  # `webhook_waiting`: "<raw id>:<what it waits for>"
+    """A delivery to be run again, out of its lane, by the processors' sweep (webhooks.service
+    `run_waiting`): an edit processed before the message it edits ("edit": once that message is
+    stored), or one that failed on errors that may pass ("retry": at `not_before`, backing off)."""
 
     raw_id: str
     connection_id: str
-    provider_message_id: str  # the edited message's
+    reason: Literal["edit", "retry"]
+    provider_message_id: str = ""  # the edited message's ("edit")
     parked_at: datetime
-    applied_at: datetime | None = None
+    not_before: datetime | None = None
+    tries: int = 0  # runs by the sweep that did not end it
+    applied_at: datetime | None = None  # run to its end (or ended for good): no longer waiting
 
 
 class Attempt(StoredModel):  # `webhook_attempts`: "<raw id>:<k>", a processor's claim on attempt k

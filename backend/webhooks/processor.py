@@ -89,6 +89,7 @@ from typing import Any
 from pymongo.errors import PyMongoError
 
 from backend.connections import service as connections
+from backend.core import metrics
 from backend.core.background import BackgroundLoop
 from backend.core.clock import as_utc, utcnow
 from backend.core.config import Settings
@@ -111,10 +112,11 @@ log = get_logger("webhooks.processor")
 
 PENDING = "received"
 MAX_LANES = 256  # WEBHOOK_LANES' ceiling (backend/core/config.py): retired lanes lie below it
-# How long a parked edit is looked after: WhatsApp allows edits for 15 minutes, so its message is
-# at most a backlog or a history sync away; one parked longer edits a message we never had.
-PARKED_LOOKED_AFTER = timedelta(days=2)
-PARKED_PER_SWEEP = 200
+# How long a waiting delivery is looked after (webhooks.service `run_waiting`): an edit's message
+# is at most a backlog or a history sync away (WhatsApp allows edits for 15 minutes), and a failed
+# delivery is run again about a dozen times. After it, scripts/reprocess_webhooks.py.
+WAITING_LOOKED_AFTER = timedelta(days=2)
+WAITING_PER_SWEEP = 200
 
 
 def backoff_seconds(settings: Settings, attempt: int) -> float:
@@ -161,7 +163,7 @@ class WebhookProcessor:
         halt = self._halt = asyncio.Event()
         loops: dict[int, asyncio.Task[None]] = {}
         next_check = time.monotonic()  # retired lanes: right after the lanes' loops start
-        parked = asyncio.create_task(self._parked_loop(halt))
+        waiting = asyncio.create_task(self._waiting_loop(halt))
         try:
             while True:
                 for lane in self.lanes:
@@ -180,7 +182,7 @@ class WebhookProcessor:
             halt.set()
             for lane in loops:
                 wakeup.event(lane).set()
-            await asyncio.gather(*loops.values(), parked, return_exceptions=True)
+            await asyncio.gather(*loops.values(), waiting, return_exceptions=True)
             signals.unsubscribe(self.db, wakeup)
             await self._release(wakeup)
             self._wakeup = None
@@ -215,21 +217,21 @@ class WebhookProcessor:
             else:
                 held_for, next_walk = 0.0, math.inf
 
-    async def _parked_loop(self, halt: asyncio.Event) -> None:
-        """Every WEBHOOK_PARKED_CHECK_SECONDS: the parked edits whose message is stored now are
-        recorded (webhooks.service.apply_waiting_changes). Every process sweeps; a change run
-        twice is recorded once."""
-        period = self.settings.WEBHOOK_PARKED_CHECK_SECONDS
+    async def _waiting_loop(self, halt: asyncio.Event) -> None:
+        """Every WEBHOOK_WAITING_CHECK_SECONDS: the waiting deliveries whose time has come are run
+        again (webhooks.service.run_waiting). Every process sweeps; a delivery run twice records
+        its messages once."""
+        period = self.settings.WEBHOOK_WAITING_CHECK_SECONDS
         while not halt.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(halt.wait(), timeout=random.uniform(0.5, 1.0) * period)
             if halt.is_set():
                 return
             try:
-                since = utcnow() - PARKED_LOOKED_AFTER
-                await service.apply_waiting_changes(self.db, since=since, limit=PARKED_PER_SWEEP)
+                since = utcnow() - WAITING_LOOKED_AFTER
+                await service.run_waiting(self.db, since=since, limit=WAITING_PER_SWEEP)
             except Exception as exc:  # looked for again at the next sweep
-                log.error("webhook parked edits sweep failed", error=str(exc))
+                log.error("webhook waiting deliveries sweep failed", error=str(exc))
 
     async def _release(self, wakeup: signals.Wakeup) -> None:
         """The deliveries handed to this processor that it did not start: another processor
@@ -454,6 +456,7 @@ class WebhookProcessor:
                 {"status": "failed", "error": "processing did not finish (processor died?)", "attempts": attempt},
                 inc_attempts=False,
             )
+            metrics.WEBHOOK_FAILED.labels(kind="final").inc()
             return True
         connection_id = str(raw["connection_id"])
         try:
@@ -476,11 +479,14 @@ class WebhookProcessor:
             changes: dict[str, Any] = {"error": f"{type(exc).__name__}: {exc}", "attempts": attempt}
             if final:
                 changes.update(status="failed", failed_at=utcnow(), retry_at=None)
+                metrics.WEBHOOK_FAILED.labels(kind="retryable").inc()
             else:
                 changes["retry_at"] = utcnow() + timedelta(seconds=backoff_seconds(self.settings, attempt))
             log.warning("webhook event will be retried", raw_id=raw["_id"], attempt=attempt, error=str(exc))
             with contextlib.suppress(PyMongoError):  # unrecorded: the claim's lease runs out instead
                 await repository.mark(self.db, raw["_id"], changes, inc_attempts=False)
+                if final:  # not left for an operator: the sweep runs it again later
+                    await service.wait_to_redrive(self.db, raw["_id"], connection_id)
             return final
         return True
 

@@ -5,9 +5,10 @@ Deliveries are entries of ordered lanes (backend/core/seqlog.py): entry n of lan
 "w:<L>:<n>", so the processor finds pending work by `_id` reads alone (the one query FerretDB
 pushes down), however much history is stored. `webhook_attempts` "<raw id>:<k>" is the claim
 (unique `_id` insert) that lets exactly one processor, of any process, make attempt k.
-`webhook_parked_changes` "<raw id>:<change>": edits that came before the message they edit,
-waiting for it without holding their lane (`park_change`). `webhook_bodies` "<body id>:<i>": the
-parts of a delivery too large for one document (a big history sync), kept whole (`store_body`).
+`webhook_waiting` "<raw id>:<reason>": deliveries to be run again out of their lane: an edit that
+came before the message it edits, or one that failed on errors that may pass (`wait`).
+`webhook_bodies` "<body id>:<i>": the parts of a delivery too large for one document (a big
+history sync), kept whole (`store_body`).
 """
 
 import asyncio
@@ -23,12 +24,12 @@ from backend.core.db import Database
 from backend.core.ids import new_id
 from backend.core.indexes import ASC, declare
 from backend.core.seqlog import SeqLog
-from backend.webhooks.models import Attempt, ParkedChange, RawEvent
+from backend.webhooks.models import Attempt, RawEvent, Waiting
 
 COLLECTION = "webhook_events_raw"
 STATE = "webhook_state"
 ATTEMPTS = "webhook_attempts"
-PARKED = "webhook_parked_changes"
+WAITING = "webhook_waiting"
 BODIES = "webhook_bodies"
 # A part of a large delivery: one document well under MongoDB's 16 MB limit.
 BODY_PART_BYTES = 8 * 1024 * 1024
@@ -40,10 +41,10 @@ declare(
     purpose="failed events for scripts/reprocess_webhooks.py",
 )
 declare(
-    PARKED,
+    WAITING,
     [("applied_at", ASC), ("parked_at", ASC)],
     name="waiting",
-    purpose="edits waiting for their message (the processor's sweep)",
+    purpose="deliveries waiting to be run again (the processors' sweep)",
 )
 
 
@@ -145,21 +146,30 @@ async def list_by_status(
     return [RawEvent.model_validate(doc) async for doc in db[COLLECTION].find(query).sort("_id", ASC).limit(limit)]
 
 
-async def park_change(db: Database, parked: ParkedChange) -> None:
-    """Idempotent: a delivery run again (a retry, the sweep) parks the same change once."""
+async def wait(db: Database, waiting: Waiting) -> None:
+    """Idempotent: a delivery run again (a retry, the sweep) waits once for the same thing."""
     with contextlib.suppress(DuplicateKeyError):
-        await db[PARKED].insert_one(parked.stored())
+        await db[WAITING].insert_one(waiting.stored())
 
 
-async def waiting_changes_internal(db: Database, *, since: datetime, limit: int) -> list[ParkedChange]:
-    """Parked edits not applied yet, parked since `since`, oldest first: every tenant's, for the
-    processor's sweep. A scan on FerretDB of a collection that holds only the edits that ever
-    came before their message (a handful a day); indexed on MongoDB."""
+async def waiting_internal(db: Database, *, since: datetime, limit: int) -> list[Waiting]:
+    """Deliveries still waiting, parked since `since`, oldest first: every tenant's, for the
+    processors' sweep. A scan on FerretDB of a collection that holds only the deliveries that ever
+    had to wait (a handful a day); indexed on MongoDB."""
     query = {"applied_at": None, "parked_at": {"$gte": since}}
-    docs = await db[PARKED].find(query).sort("parked_at", ASC).limit(limit).to_list(length=limit)
-    return [ParkedChange.model_validate(doc) for doc in docs]
+    docs = await db[WAITING].find(query).sort("parked_at", ASC).limit(limit).to_list(length=limit)
+    return [Waiting.model_validate(doc) for doc in docs]
 
 
-async def mark_change_applied(db: Database, park_id: str) -> None:
-    """Kept, not removed (persistence rule 1): what waited, and when its message came."""
-    await db[PARKED].update_one({"_id": park_id}, {"$set": {"applied_at": utcnow()}})
+async def count_waiting_internal(db: Database, reason: str) -> int:
+    """For the metrics (a scan on FerretDB of that small collection)."""
+    return int(await db[WAITING].count_documents({"applied_at": None, "reason": reason}))
+
+
+async def done_waiting(db: Database, waiting_id: str) -> None:
+    """Kept, not removed (persistence rule 1): what waited, and when it ended."""
+    await db[WAITING].update_one({"_id": waiting_id}, {"$set": {"applied_at": utcnow()}})
+
+
+async def postpone(db: Database, waiting: Waiting, *, not_before: datetime) -> None:
+    await db[WAITING].update_one({"_id": waiting.id}, {"$set": {"not_before": not_before, "tries": waiting.tries + 1}})

@@ -16,7 +16,7 @@ import hashlib
 import hmac
 import json
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from backend.automation import service as automation
@@ -36,6 +36,7 @@ from backend.connections.providers.base import (
     WebhookParseError,
     change_key,
 )
+from backend.core import metrics
 from backend.core.clock import as_utc, utcnow
 from backend.core.db import Database
 from backend.core.errors import Unauthorized
@@ -54,7 +55,7 @@ from backend.tickets import intake
 from backend.tickets import service as tickets
 from backend.users import service as users
 from backend.webhooks import repository, sanitize, signals
-from backend.webhooks.models import ParkedChange, RawEvent
+from backend.webhooks.models import RawEvent, Waiting
 from backend.webhooks.schemas import Outcome
 
 log = get_logger("webhooks")
@@ -62,6 +63,8 @@ log = get_logger("webhooks")
 # Larger deliveries (up to WEBHOOK_MAX_BODY_BYTES) are kept in parts: one document stays well
 # under MongoDB's 16 MB limit with the delivery's other fields.
 MAX_RAW_BYTES = 15 * 1024 * 1024
+# A delivery failed on errors that may pass is run again after 5 minutes, doubling up to 2 hours.
+REDRIVE_FIRST, REDRIVE_MAX = timedelta(minutes=5), timedelta(hours=2)
 SNIFF_MAX_CHARS = 256  # event names and chat ids are short; the raw body keeps the rest
 ERROR_MAX_CHARS = 2000
 # A new client's name when WhatsApp gives neither its profile name nor its number (a LID chat
@@ -209,6 +212,7 @@ async def process(
         if is_retryable(exc):
             raise
         log.warning("webhook event failed", raw_id=raw.id, error=str(exc), kind=type(exc).__name__)
+        metrics.WEBHOOK_FAILED.labels(kind="final").inc()
         error = sanitize.text(f"{type(exc).__name__}: {exc}")[:ERROR_MAX_CHARS]
         await repository.mark(
             db,
@@ -220,6 +224,7 @@ async def process(
     done: dict[str, Any] = {"status": outcome, "error": None, "result": results, "processed_at": utcnow()}
     if failed is not None:  # the others are applied; kept failed, the delivery is run again whole
         log.warning("webhook event failed", raw_id=raw.id, error=failed, kind="one event of several")
+        metrics.WEBHOOK_FAILED.labels(kind="final").inc()
         outcome = "failed"
         done = {"status": outcome, "error": failed, "result": results, "failed_at": utcnow()}
     await repository.mark(db, raw.id, {**done, "retry_at": None, **counted}, inc_attempts=inc)
@@ -298,7 +303,7 @@ async def _apply_change(db: Database, conn: connections.Connection, change: Mess
     stored yet may come first (Evolution posts a client's edit under our own number, another
     lane than the client's chat, and a backlog's lanes catch up at their own pace; or the message
     reaches us later, in a history sync): it is parked, its lane moves on, and the processor's
-    sweep runs its delivery again once the message is stored (`apply_waiting_changes`; an edit of
+    sweep runs its delivery again once the message is stored (`run_waiting`; an edit of
     a message from before the connection waits for nothing, kept parked with its raw delivery).
 
     A deletion for everyone is not parked: Evolution reports it twice, as MESSAGES_EDITED under
@@ -334,19 +339,20 @@ async def _apply_change(db: Database, conn: connections.Connection, change: Mess
         return "echo of an IAZE reaction"
     target = await _changed_message(db, conn.id, pid)
     if target is None and change.kind == "edit":
-        parked = ParkedChange(
+        parked = Waiting(
             id=f"{raw_id}:{change_key(change.kind, pid, change.change_id)}",
             raw_id=raw_id,
             connection_id=conn.id,
+            reason="edit",
             provider_message_id=pid,
             parked_at=utcnow(),
         )
-        await repository.park_change(db, parked)
+        await repository.wait(db, parked)
         # Stored meanwhile (its lane runs beside this one)? Then at once, not at the next sweep.
         target = await _changed_message(db, conn.id, pid)
         if target is None:
             return "parked: the message this edit changes is not stored yet"
-        await repository.mark_change_applied(db, parked.id)
+        await repository.done_waiting(db, parked.id)
     if target is None:
         return f"ignored: the message this {change.kind} changes is not stored"
     # An edit of a message the connection sent: an agent's edit's report is named by the answer
@@ -376,19 +382,51 @@ async def _changed_message(db: Database, connection_id: str, provider_message_id
     return await message_store.get_internal(db, bound or message_id_for(connection_id, provider_message_id))
 
 
-async def apply_waiting_changes(db: Database, *, since: datetime, limit: int) -> int:
-    """Runs again the deliveries of parked edits (`_apply_change`) whose message is stored now, as
-    their own processing would have: the edit is recorded beside it, and the delivery's outcome
-    says so. For the processor's sweep, in every process: running one twice records one edit (by
-    its id). Returns how many it ran."""
-    ran = 0
-    for parked in await repository.waiting_changes_internal(db, since=since, limit=limit):
-        if await _changed_message(db, parked.connection_id, parked.provider_message_id) is None:
+def redrive_wait(tries: int) -> timedelta:
+    """How long a delivery that failed on errors that may pass waits before its next run by the
+    sweep: REDRIVE_FIRST, doubling, at most REDRIVE_MAX (two dozen runs over the two days the
+    sweep looks after it: processor WAITING_LOOKED_AFTER)."""
+    return min(REDRIVE_FIRST * int(2**tries), REDRIVE_MAX)
+
+
+async def wait_to_redrive(db: Database, raw_id: str, connection_id: str) -> None:
+    """A delivery whose attempts all failed on errors that may pass (the store away, a race's
+    winner not visible): kept failed, and run again by the processors' sweep after `redrive_wait`
+    instead of waiting for an operator (scripts/reprocess_webhooks.py): a client's message
+    stored raw and shown to nobody is a lost one."""
+    now = utcnow()
+    waiting = Waiting(id=f"{raw_id}:retry", raw_id=raw_id, connection_id=connection_id, reason="retry", parked_at=now)
+    await repository.wait(db, waiting.model_copy(update={"not_before": now + redrive_wait(0)}))
+
+
+async def run_waiting(db: Database, *, since: datetime, limit: int) -> int:
+    """Runs again, out of their lanes, the deliveries that wait (repository.wait) and whose time
+    has come: a parked edit once its message is stored (`_apply_change`: the edit is recorded
+    beside it), a failed one at its `not_before`. The delivery's outcome says what happened. For
+    the processors' sweep, in every process: a delivery run twice records its messages once (by
+    their ids). One that fails again on errors that may pass waits longer; one that fails for
+    good stays failed, with its error, for scripts/reprocess_webhooks.py. Returns how many ran."""
+    ran, now = 0, utcnow()
+    for waiting in await repository.waiting_internal(db, since=since, limit=limit):
+        if waiting.not_before is not None and as_utc(waiting.not_before) > now:
             continue
-        raw = await repository.get(db, parked.raw_id)
-        if raw is None or await process(db, raw, attempt=raw.attempts + 1) != "failed":
-            await repository.mark_change_applied(db, parked.id)
+        if (
+            waiting.reason == "edit"
+            and await _changed_message(db, waiting.connection_id, waiting.provider_message_id) is None
+        ):
+            continue
+        raw = await repository.get(db, waiting.raw_id)
         ran += 1
+        try:
+            if raw is not None:
+                await process(db, raw, attempt=raw.attempts + 1)
+        except Exception as exc:
+            if not is_retryable(exc):
+                raise
+            log.warning("waiting webhook delivery failed again", raw_id=waiting.raw_id, error=str(exc))
+            await repository.postpone(db, waiting, not_before=utcnow() + redrive_wait(waiting.tries + 1))
+            continue
+        await repository.done_waiting(db, waiting.id)
     return ran
 
 

@@ -116,7 +116,7 @@ def settings(
         "OUTBOUND_BACKOFF_MAX_SECONDS": 1.0,
         "OUTBOUND_MAX_ATTEMPTS": 3,
         "OUTBOUND_LEASE_SECONDS": 10.0,
-        "WEBHOOK_PARKED_CHECK_SECONDS": 0.5,
+        "WEBHOOK_WAITING_CHECK_SECONDS": 0.5,
         **settings_overrides,
     }
     return make_settings(mongo_url, db_name, **values)

@@ -184,8 +184,8 @@ async def test_an_edit_that_comes_before_its_message_is_parked_without_holding_i
     assert await wait_for(recorded) == [("text", "às 19h"), ("edit", "às 20h")]
     raw = await db.webhook_events_raw.find_one({"_id": edit_raw["_id"]})
     assert raw["status"] == "processed" and raw["result"][0].startswith("edit of message"), raw
-    (parked,) = await db.webhook_parked_changes.find({"raw_id": edit_raw["_id"]}).to_list(None)
-    assert parked["applied_at"] is not None
+    (parked,) = await db.webhook_waiting.find({"raw_id": edit_raw["_id"]}).to_list(None)
+    assert (parked["reason"], parked["applied_at"] is not None) == ("edit", True)
 
 
 async def test_a_message_stored_while_its_edit_is_being_parked_gets_the_edit_at_once(
@@ -203,13 +203,13 @@ async def test_a_message_stored_while_its_edit_is_being_parked_gets_the_edit_at_
     conn = await make_connection(client, tenant, evolution)
     kid = key_id()
     _lane, phone, _neighbour = await _apart(conn, settings)
-    real_park = webhook_repository.park_change
+    real_park = webhook_repository.wait
 
     async def park_then_message_arrives(db_: Any, parked: Any) -> None:
         await real_park(db_, parked)
         await post(client, db, conn, upsert(pn_key(phone, kid), {"conversation": "às 19h"}, "conversation"))
 
-    monkeypatch.setattr(webhook_repository, "park_change", park_then_message_arrives)
+    monkeypatch.setattr(webhook_repository, "wait", park_then_message_arrives)
     edit_raw = await post(client, db, conn, _edit(kid, "às 20h"))
     assert (edit_raw["status"], edit_raw["attempts"]) == ("processed", 1), edit_raw
     assert edit_raw["result"][0].startswith("edit of message"), edit_raw
@@ -218,7 +218,7 @@ async def test_a_message_stored_while_its_edit_is_being_parked_gets_the_edit_at_
         ("text", "às 19h"),
         ("edit", "às 20h"),
     ]
-    (parked,) = await db.webhook_parked_changes.find({"raw_id": edit_raw["_id"]}).to_list(None)
+    (parked,) = await db.webhook_waiting.find({"raw_id": edit_raw["_id"]}).to_list(None)
     assert parked["applied_at"] is not None
 
 
