@@ -310,8 +310,8 @@ async def _apply_change(db: Database, conn: connections.Connection, change: Mess
     our number and as MESSAGES_DELETE in the message's own chat, after the message (lane order),
     and both are one record. So a deletion of a message not stored is one of a message we never
     had (WhatsApp allows deleting for days: one sent before the connection existed), ignored at
-    once. A reaction comes in the reacted chat's
-    lane too: one to a message we never had is ignored. Both keep their raw delivery.
+    once. A reaction comes in the reacted chat's lane too: one to a message we never had is
+    ignored. Both keep their raw delivery.
 
     An agent's reaction or edit (messages.react, messages.edit) comes back as the provider's
     report of it: told from one made on the connection's phone as a reply's echo is, so it is no

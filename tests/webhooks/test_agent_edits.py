@@ -82,7 +82,11 @@ async def test_the_report_of_an_agents_edit_before_its_send_is_answered_is_no_se
         return bool((await db.messages.find_one({"_id": r.json()["id"]}))["status"] == "sent")
 
     await wait_for(edit_sent)
-    assert await _results(db, conn, "messages.edited") == [["echo of an IAZE edit"]]
+
+    async def reported() -> list[Any] | None:
+        return await _results(db, conn, "messages.edited") or None
+
+    assert await wait_for(reported) == [["echo of an IAZE edit"]]
     edits = [line for line in _lines(await thread(client, tenant, ticket_id)) if line[1] == "edit"]
     assert edits == [("out", "edit", r.json()["body"], reply["id"])]
 
