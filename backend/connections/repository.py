@@ -72,6 +72,12 @@ async def names_defaulting_to(db: Database, scope: TenantScope, department_id: s
     return [str(d["name"]) for d in docs]
 
 
+async def active_internal(db: Database) -> list[Connection]:
+    """Every tenant's active connections, for operator scripts (scripts/catch_up_messages.py): a
+    scan of a collection of thousands at most."""
+    return [Connection.model_validate(d) async for d in db[COLLECTION].find({"active": True}).sort("_id", ASC)]
+
+
 async def list_page(db: Database, scope: TenantScope, *, before_id: str | None, limit: int) -> list[Connection]:
     docs = await scope.page_by_id(db[COLLECTION], {}, before_id=before_id, limit=limit)
     return [Connection.model_validate(d) for d in docs]

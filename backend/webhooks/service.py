@@ -34,6 +34,7 @@ from backend.connections.providers.base import (
     Quote,
     StatusUpdate,
     WebhookParseError,
+    WhatsAppProvider,
     change_key,
 )
 from backend.core import metrics
@@ -115,6 +116,45 @@ def _sniff(body: str, hint: str | None) -> tuple[str | None, str]:
     name = str(event) if isinstance(event, str) else hint
     # Both are stored with the raw event: what the store refuses must not refuse the delivery.
     return (sanitize.text(name)[:SNIFF_MAX_CHARS] if name else name), sanitize.text(_chat_of(payload))[:SNIFF_MAX_CHARS]
+
+
+@dataclass(frozen=True)
+class CaughtUp:
+    found: int  # the messages the provider holds for the window
+    chats: int  # deliveries stored, one per chat
+
+
+async def catch_up(
+    db: Database,
+    conn: connections.Connection,
+    provider: WhatsAppProvider,
+    *,
+    since: datetime,
+    until: datetime,
+    lanes: int,
+    page_size: int = 200,
+) -> CaughtUp:
+    """What the provider itself stored of the connection's messages stamped between `since` and
+    `until` (its findMessages), stored here as history-sync deliveries, one per chat in that
+    chat's lane: processed like a MESSAGES_SET (a message stored already is a duplicate by id, one
+    from before the connection stays out). For the deliveries a long outage lost: the provider
+    stopped posting them again (scripts/catch_up_messages.py). Newest first from the provider,
+    stored oldest first per chat."""
+    by_chat: dict[str, list[dict[str, Any]]] = {}
+    page, pages, found = 1, 1, 0
+    while page <= pages:
+        records, pages = await provider.find_messages(
+            instance_name=conn.instance_name, since=since, until=until, page=page, page_size=page_size
+        )
+        for record in records:
+            by_chat.setdefault(_chat_of({"data": record}), []).append(record)
+        found += len(records)
+        page += 1
+    for records in by_chat.values():
+        records.sort(key=lambda r: str(r.get("messageTimestamp") or "").zfill(20))
+        body = json.dumps({"event": "messages.set", "instance": conn.instance_name, "data": records}).encode()
+        await store(db, conn, event_hint="messages.set", body=body, lanes=lanes)
+    return CaughtUp(found=found, chats=len(by_chat))
 
 
 def lane_of(connection_id: str, chat: str, lanes: int) -> int:

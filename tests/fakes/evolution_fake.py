@@ -95,6 +95,9 @@ class FakeState:
     media_fail_next: int = 0
     fail_paths: list[str] = field(default_factory=list)  # answer 500 there, whatever the mode
     media_fetches: list[dict[str, Any]] = field(default_factory=list)
+    # What the "phone" received, per instance, as Evolution stores it (DATABASE_SAVE_DATA_NEW_MESSAGE):
+    # served by /chat/findMessages, whether or not its webhook was delivered.
+    stored: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
 
 def _now_iso() -> str:
@@ -545,6 +548,27 @@ def create_app(api_key: str) -> FastAPI:
             {"key": key, "message": message, "messageType": "protocolMessage", "status": "PENDING"}, 201
         )
 
+    @app.post("/chat/findMessages/{name}")
+    async def find_messages(name: str, request: Request, apikey: str | None = Header(default=None)) -> Response:
+        """Evolution's fetchMessages: its stored messages, `where.messageTimestamp` {gte, lte}
+        (dates; both, or no filter), newest first, `offset` a page, `page` from 1."""
+        inst = await admitted(name, f"/chat/findMessages/{name}", apikey)
+        if isinstance(inst, Response):
+            return inst
+        body = await request.json()
+        span = (body.get("where") or {}).get("messageTimestamp") or {}
+        records = list(state.stored.get(name, []))
+        if span.get("gte") and span.get("lte"):
+            low, high = (int(datetime.fromisoformat(span[k]).timestamp()) for k in ("gte", "lte"))
+            records = [r for r in records if low <= r["messageTimestamp"] <= high]
+        records.sort(key=lambda r: r["messageTimestamp"], reverse=True)
+        size, page = int(body.get("offset") or 50), int(body.get("page") or 1)
+        chunk = records[(page - 1) * size : page * size]
+        pages = -(-len(records) // size)
+        return JSONResponse(
+            {"messages": {"total": len(records), "pages": pages, "currentPage": page, "records": chunk}}
+        )
+
     @app.post("/chat/updateMessage/{name}")
     async def update_message(name: str, request: Request, apikey: str | None = Header(default=None)) -> Response:
         """Evolution's updateMessageSchema ({number, text, key: {id, remoteJid, fromMe}}): Baileys
@@ -861,6 +885,11 @@ def create_app(api_key: str) -> FastAPI:
             "instanceId": inst.instance_id,
             "source": "android",
         }
+        if body.get("at") is not None:  # received at this time (epoch seconds) instead of now
+            data["messageTimestamp"] = int(body["at"])
+        state.stored.setdefault(inst.name, []).append(data)
+        if body.get("deliver") is False:  # its webhook lost (IAZE was down past Evolution's retries)
+            return {"delivered": False, "key_id": key_id}
         result = await post_webhook(inst, "MESSAGES_UPSERT", data)
         return {**result, "key_id": key_id}
 

@@ -215,6 +215,13 @@ class WhatsAppProvider(Protocol):
         """Deletes for everyone the message `provider_message_id` the connection sent in the chat `to`."""
         ...
 
+    async def find_messages(
+        self, *, instance_name: str, since: datetime, until: datetime, page: int, page_size: int
+    ) -> tuple[list[dict[str, Any]], int]:
+        """One page (from 1) of the messages the provider itself stored for the instance, stamped
+        between `since` and `until`, as its webhook posts them: (records, number of pages)."""
+        ...
+
     async def edit_text(self, *, instance_name: str, to: str, provider_message_id: str, text: str) -> SentMessage:
         """Replaces the text of the message `provider_message_id` the connection sent in the chat
         `to`. Answers the edit's id as the provider's report of it names it (`change_key`)."""

@@ -824,6 +824,19 @@ class EvolutionProvider:
             raise ProviderError("deleteMessageForEveryone answered without key.id", retryable=False)
         return SentMessage(provider_message_id=key["id"])
 
+    async def find_messages(
+        self, *, instance_name: str, since: datetime, until: datetime, page: int, page_size: int
+    ) -> tuple[list[dict[str, Any]], int]:
+        """Evolution's findMessages: its own store of the instance's messages (kept while
+        DATABASE_SAVE_DATA_NEW_MESSAGE is on), filtered by `messageTimestamp` (both bounds, or
+        Evolution ignores the filter), newest first, `offset` records a page."""
+        where = {"messageTimestamp": {"gte": since.isoformat(), "lte": until.isoformat()}}
+        body = {"where": where, "page": page, "offset": page_size}
+        answer = await self._call("POST", f"/chat/findMessages/{instance_name}", body)
+        found = _obj(answer.get("messages"))
+        records = [r for r in found.get("records") or [] if isinstance(r, dict)]
+        return records, int(_number(found.get("pages")) or 0)
+
     async def edit_text(self, *, instance_name: str, to: str, provider_message_id: str, text: str) -> SentMessage:
         """Evolution's updateMessage ({number, text, key}). Its answer is the edit's own message,
         whose protocol message carries the `timestampMs` the MESSAGES_EDITED report of this edit

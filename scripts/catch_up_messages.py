@@ -1,0 +1,113 @@
+"""Files the client messages the WhatsApp provider kept and never delivered here: after an outage
+longer than its webhook retries (about a day with the compose stack's settings), or one during
+which Evolution itself restarted (its retries live in its memory).
+
+    python -m scripts.catch_up_messages --since 2026-12-05T10:00 [--until ISO] [--connection ID] [--dry-run]
+
+For each active connection (or the one named), asks Evolution for the messages it stored stamped
+between `--since` and `--until` (default: now) — its findMessages, which needs
+DATABASE_SAVE_DATA_NEW_MESSAGE on (the compose stack sets it) — and stores them as history-sync
+deliveries, one per chat in that chat's lane (backend.webhooks.service.catch_up). The backend's
+webhook processors file them within seconds, as any delivery: a message stored already is a
+duplicate by its id and changes nothing, one from before the connection stays out. So it is safe
+to run with a generous window, and again. `--dry-run` only counts what the provider holds.
+
+Like every process that writes, it first passes the backend's start-up gate (backend/gates.py).
+Exit code 0 when done, 2 when a connection is unknown, 3 when the database is unreachable, 4 when
+the start-up gate refused, 5 when the provider failed (what was stored before stays stored).
+"""
+
+import asyncio
+from datetime import UTC, datetime
+from typing import Annotated
+
+import httpx
+import typer
+from pymongo.errors import PyMongoError
+from rich.console import Console
+from rich.table import Table
+
+from backend import gates
+from backend.connections import service as connections
+from backend.connections.providers import registry
+from backend.connections.providers.base import ProviderError
+from backend.core.config import Settings
+from backend.core.db import durable_database, make_client
+from backend.webhooks import service
+from scripts.reprocess_webhooks import DbName, MongoUrl, _settings
+
+GATE_REFUSED, UNKNOWN, UNREACHABLE, PROVIDER_FAILED = 4, 2, 3, 5
+
+app = typer.Typer(help=__doc__, no_args_is_help=True, add_completion=False)
+console = Console()
+
+
+def _moment(value: str) -> datetime:
+    """An ISO date or time; without a zone it is UTC."""
+    moment = datetime.fromisoformat(value)
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+async def catch_up(
+    settings: Settings, *, since: datetime, until: datetime, connection_id: str | None, dry_run: bool
+) -> int:
+    client = make_client(settings)
+    table = Table("connection", "name", "messages held by the provider", "deliveries stored")
+    try:
+        db = durable_database(client, settings.MONGO_DB)
+        if not dry_run:
+            state = await gates.open_gate(db, settings)
+            if not state.ready:
+                gates.report_refusal(state)
+                return GATE_REFUSED
+        chosen = await connections.active_internal(db)
+        if connection_id is not None:
+            chosen = [c for c in chosen if c.id == connection_id]
+            if not chosen:
+                console.print(f"[red]no active connection {connection_id}[/red]")
+                return UNKNOWN
+        async with httpx.AsyncClient(timeout=settings.EVOLUTION_TIMEOUT_SECONDS) as http:
+            for conn in chosen:
+                provider = registry.build(conn.provider, settings, http)
+                if dry_run:
+                    _, pages = await provider.find_messages(
+                        instance_name=conn.instance_name, since=since, until=until, page=1, page_size=1
+                    )
+                    table.add_row(conn.id, conn.name, str(pages), "-")
+                    continue
+                done = await service.catch_up(
+                    db, conn, provider, since=since, until=until, lanes=settings.WEBHOOK_LANES
+                )
+                table.add_row(conn.id, conn.name, str(done.found), str(done.chats))
+    except PyMongoError as exc:
+        console.print(f"[red]database error: {exc}[/red]")
+        return UNREACHABLE
+    except ProviderError as exc:
+        console.print(table)
+        console.print(f"[red]provider error: {exc}[/red]")
+        return PROVIDER_FAILED
+    finally:
+        await client.close()
+    console.print(table)
+    return 0
+
+
+@app.command()
+def run(
+    since: Annotated[str, typer.Option(help="from this moment (ISO, UTC unless it names a zone)")],
+    until: Annotated[str | None, typer.Option(help="up to this moment (default: now)")] = None,
+    connection: Annotated[str | None, typer.Option(help="only this connection")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="count what the provider holds, store nothing")] = False,
+    mongo_url: MongoUrl = None,
+    db: DbName = None,
+) -> None:
+    """Store the messages the provider kept for the window, to be filed like any delivery."""
+    end = _moment(until) if until else datetime.now(UTC)
+    code = asyncio.run(
+        catch_up(_settings(mongo_url, db), since=_moment(since), until=end, connection_id=connection, dry_run=dry_run)
+    )
+    raise typer.Exit(code)
+
+
+if __name__ == "__main__":
+    app()
