@@ -117,6 +117,10 @@ class MessageRead(ReadModel):
     quoted: MessageQuote | None = None
     status: str
     created_at: Timestamp
+    # When WhatsApp says the client (or the connection's phone) wrote it; `created_at` is when IAZE
+    # filed it. Far apart for a message that reached us late: a backlog, a history sync after a
+    # pairing, scripts/catch_up_messages.py after an outage. None for what IAZE itself sent.
+    written_at: Timestamp | None = None
     # Set when the message raced a finalize and was moved on from that ticket (messages.service).
     moved_from_ticket_id: str | None = None
     # Sent by the helpdesk itself (backend/automation), labelled "automática" in the thread;
@@ -133,7 +137,8 @@ class MessageRead(ReadModel):
     @classmethod
     def of_message(cls, message: Message) -> Self:
         media = media_read(message.id, message.media) if message.media is not None else None
-        return cls.model_validate({**dict(message), "media": media}, from_attributes=True)
+        fields = {**dict(message), "media": media, "written_at": message.provider_sent_at}
+        return cls.model_validate(fields, from_attributes=True)
 
 
 MessagePage = Page[MessageRead]

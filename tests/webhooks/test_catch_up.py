@@ -49,6 +49,10 @@ async def test_messages_whose_webhook_was_lost_are_filed_once_by_the_catch_up(
         return found if found == expected else None
 
     assert await wait_for(filed) == expected  # the one from before the connection stays out
+    # Each shows when the client wrote it (WhatsApp's stamp) beside when it was filed here.
+    late = next(m for m in await all_messages(client, tenant) if m["body"] == "alguém aí?")
+    written, filed_at = (datetime.fromisoformat(late[k].replace("Z", "+00:00")) for k in ("written_at", "created_at"))
+    assert written.replace(microsecond=0) <= filed_at
     # Run again (a generous window, twice): nothing new, nothing twice.
     assert await catch_up(settings, since=since, until=datetime.now(UTC), connection_id=conn["id"], dry_run=False) == 0
 

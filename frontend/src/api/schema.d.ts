@@ -1494,6 +1494,8 @@ export interface components {
              * Format: date-time
              */
             created_at: string;
+            /** Written At */
+            written_at?: string | null;
             /** Moved From Ticket Id */
             moved_from_ticket_id?: string | null;
             /**
