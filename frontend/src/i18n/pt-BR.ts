@@ -268,6 +268,16 @@ export const t = {
       reactionIn: (emoji: string) => `Reação do cliente: ${emoji}`,
       reactionOut: (emoji: string) => `Reação pelo celular da conexão: ${emoji}`,
     },
+    // A message that reached IAZE well after it was written (a backlog, a history sync after the
+    // phone was paired again, a catch-up after an outage): the bubble shows when it was written,
+    // with when it arrived as a small note. `at`/`on` say when: the same day, or with the date.
+    late: {
+      at: (time: string) => `às ${time}`,
+      on: (day: string, time: string) => `em ${day} às ${time}`,
+      received: (when: string) => `recebida ${when}`,
+      explain: (written: string, received: string, byClient: boolean) =>
+        `Escrita ${written} ${byClient ? 'pelo cliente' : 'pelo celular da conexão'}; chegou ao IAZE ${received} (por exemplo, depois de uma queda da conexão)`,
+    },
     // A WhatsApp message of a kind the helpdesk does not show (an event, a kind WhatsApp added
     // later): its words, if any, are shown below this; the rest is on the phone.
     unshownKind: 'Tipo de mensagem não exibido aqui: veja no celular',

@@ -5,7 +5,7 @@ import { useMessages, useTicketEvents } from '../../api/queries';
 import type { Message, TicketEvent } from '../../api/types';
 import { useMe } from '../../auth/session';
 import { t } from '../../i18n/pt-BR';
-import { formatWhen } from '../../lib/format';
+import { formatDate, formatWhen } from '../../lib/format';
 import { quotedOf, splitSignature } from './media';
 
 export { splitSignature };
@@ -209,6 +209,54 @@ function ReactMenu({
   );
 }
 
+/** Written this much earlier than IAZE filed it, a message reached IAZE late (a backlog, a history
+ * sync after the phone was paired again, a catch-up after an outage): its bubble says so. */
+export const LATE_AFTER_MS = 2 * 60 * 1000;
+
+/** When WhatsApp says the message was written, if that is more than LATE_AFTER_MS before it was
+ * filed (`created_at`); null otherwise (no `written_at`, or it arrived about when it was written). */
+export function writtenLate(message: Message): string | null {
+  if (!message.written_at) return null;
+  const late = Date.parse(message.created_at) - Date.parse(message.written_at) > LATE_AFTER_MS; // false on NaN
+  return late ? message.written_at : null;
+}
+
+const dayMonth = new Intl.DateTimeFormat('pt-BR', { day: '2-digit', month: '2-digit' });
+
+/** "às 14:05" when `iso` is on the same day as `other`; else "em 05/12 às 14:05" (the full date
+ * when the year differs too). */
+function atOrOn(iso: string, other: string): string {
+  const at = new Date(iso);
+  const time = formatWhen(iso, at); // against its own day, formatWhen gives only the time
+  if (formatDate(iso) === formatDate(other)) return t.ticket.late.at(time);
+  const day = at.getFullYear() === new Date(other).getFullYear() ? dayMonth.format(at) : formatDate(iso);
+  return t.ticket.late.on(day, time);
+}
+
+/** A bubble's time: when it was filed; for a message that arrived late, when it was written, with
+ * when it arrived as a small note (and a title explaining both). */
+function MessageTime({ message }: { message: Message }) {
+  const written = writtenLate(message);
+  if (!written) {
+    return (
+      <Text size="xs" c="dimmed">
+        <time dateTime={message.created_at}>{formatWhen(message.created_at)}</time>
+      </Text>
+    );
+  }
+  const received = atOrOn(message.created_at, written);
+  const explain = t.ticket.late.explain(atOrOn(written, message.created_at), received, message.direction === 'in');
+  return (
+    <Text size="xs" c="dimmed" title={explain} data-testid="written-late">
+      <time dateTime={written}>{formatWhen(written)}</time>
+      {' · '}
+      <Text span inherit fs="italic" opacity={0.75} data-testid="received-late">
+        {t.ticket.late.received(received)}
+      </Text>
+    </Text>
+  );
+}
+
 function BubbleFooter({ message, onReply, onRewrite, onReact, onRevoke, onEdit, marks }: { message: Message } & BubbleExtras) {
   // A text reply that failed for good: its writer can send the same words again as a new reply.
   const rewritable = onRewrite && message.status === 'failed' && message.sender_type === 'agent' && message.type === 'text';
@@ -239,9 +287,7 @@ function BubbleFooter({ message, onReply, onRewrite, onReact, onRevoke, onEdit, 
           />
         )}
         {marks && <MarksLine marks={marks} />}
-        <Text size="xs" c="dimmed">
-          <time dateTime={message.created_at}>{formatWhen(message.created_at)}</time>
-        </Text>
+        <MessageTime message={message} />
         {message.direction === 'out' && <DeliveryTicks status={message.status} />}
       </Group>
       {message.status === 'failed' && message.failure_reason && (
