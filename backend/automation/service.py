@@ -175,20 +175,30 @@ async def _menu_options(db: Database, conn: connections.Connection) -> list[depa
 
 
 def ticket_opening(
-    db: Database, conn: connections.Connection, *, message_id: str, config: ConfigSource | None = None
+    db: Database,
+    conn: connections.Connection,
+    *,
+    message_id: str,
+    config: ConfigSource | None = None,
+    written_at: datetime | None = None,
 ) -> tickets.LazyOpening:
     """What a ticket opened by this WhatsApp message starts with (tickets.open_for_client awaits
     it only when it creates the ticket): the message that opened it, whether the company was
-    closed, whether the department menu now awaits the client's answer — never on a deactivated
-    connection, which sends no menu (`_speaks`). `config`: the message's one read of the tenant's
-    config (`config_once`)."""
+    closed when the client wrote it (`written_at`, WhatsApp's stamp: a message processed late, after
+    a backlog or an outage, was not written out of hours because it is filed after closing; none,
+    or one ahead of this clock: now), whether the department menu now awaits the client's answer —
+    never on a deactivated connection, which sends no menu (`_speaks`). `config`: the message's
+    one read of the tenant's config (`config_once`). The away message is judged at processing
+    time instead: it tells the client the company is closed now."""
 
     async def starts() -> tickets.Opening:
         config_read = await (config or config_once(db, conn.reseller_id))()
         menu = bool(await _menu_options(db, conn))
+        current = now()
+        written = min(as_utc(written_at), current) if written_at is not None else current
         return tickets.Opening(
             opening_message_id=message_id,
-            out_of_hours=not hours.Schedule.of(config_read).is_open(now()),
+            out_of_hours=not hours.Schedule.of(config_read).is_open(written),
             menu_pending=menu and await _speaks(db, reseller_id=conn.reseller_id, connection_id=conn.id),
         )
 
@@ -207,7 +217,7 @@ def raced_opening(db: Database, finalized: Ticket, message: Message) -> tickets.
         conn = await connections.of_ticket(db, finalized)
         if conn is None or message.sender_type != "client" or message.direction != "in":
             return tickets.Opening()
-        return await ticket_opening(db, conn, message_id=message.id)()
+        return await ticket_opening(db, conn, message_id=message.id, written_at=message.provider_sent_at)()
 
     return starts
 

@@ -446,7 +446,8 @@ async def run_waiting(db: Database, *, since: datetime, limit: int) -> int:
     the processors' sweep, in every process: a delivery run twice records its messages once (by
     their ids). One that fails again on errors that may pass waits longer; one that fails for
     good stays failed, with its error, for scripts/reprocess_webhooks.py. Returns how many ran."""
-    ran, now = 0, utcnow()
+    now = utcnow()
+    ran = 0
     for waiting in await repository.waiting_internal(db, since=since, limit=limit):
         if waiting.not_before is not None and as_utc(waiting.not_before) > now:
             continue
@@ -618,7 +619,7 @@ async def _ingest_message(
             # A ticket the client's own message opens gets the automatic messages' markers.
             opening=None
             if event.from_me
-            else automation.ticket_opening(db, conn, message_id=message_id, config=config),
+            else automation.ticket_opening(db, conn, message_id=message_id, config=config, written_at=event.sent_at),
         )
     except intake.AlreadyStored as exc:
         return await _redelivered(db, conn, exc.message, retry=retry, event=event, raw_id=raw_id)

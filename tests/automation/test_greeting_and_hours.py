@@ -121,3 +121,27 @@ async def test_out_of_hours_in_the_resellers_zone_once_per_closed_period_and_tic
     assert [m["automatic_purpose"] for m in await automatic(db, marked[open_]["_id"])] == ["greeting"]
     counts = await sent_counts(evolution, phone, {greeting: 1, away: 2})
     assert counts[greeting] == 1 and counts[away] == 2
+
+
+async def test_a_message_written_in_hours_and_filed_after_closing_is_not_marked_out_of_hours(
+    client: httpx.AsyncClient,
+    admin_headers: dict[str, str],
+    evolution: FakeEvolution,
+    db: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A backlog (or an outage caught up) files a message after closing that the client wrote
+    before: the ticket is not marked out of hours (WhatsApp's stamp decides), while the away
+    message still goes out, since the company is closed now."""
+    config = {"away_message": AWAY, "timezone": "Asia/Tokyo", "business_hours": TOKYO_HOURS}
+    tenant, conn = await company(client, admin_headers, evolution, config=config)
+    phone, later = unique_phone(), unique_phone()
+    at(monkeypatch, TUESDAY_NIGHT)  # 21:00 in Tokyo: closed when filed
+    written = int(TUESDAY_NIGHT.replace(hour=17, minute=55).timestamp())  # open when written
+    await write(evolution, db, conn, phone, "oi, ainda dá tempo?", at=written)
+    ticket = await open_ticket(db, tenant, phone)
+    assert ticket["out_of_hours"] is False
+    assert [m["automatic_purpose"] for m in await automatic(db, ticket["_id"])] == ["away"]
+    # Written at night and filed at night: marked, as ever.
+    await write(evolution, db, conn, later, "oi", at=int(TUESDAY_NIGHT.timestamp()))
+    assert (await open_ticket(db, tenant, later))["out_of_hours"] is True
