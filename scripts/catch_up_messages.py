@@ -27,16 +27,15 @@ from pymongo.errors import PyMongoError
 from rich.console import Console
 from rich.table import Table
 
-from backend import gates
 from backend.connections import service as connections
 from backend.connections.providers import registry
 from backend.connections.providers.base import ProviderError
 from backend.core.config import Settings
-from backend.core.db import durable_database, make_client
 from backend.webhooks import service
+from scripts.common import GATE_REFUSED, gated_database
 from scripts.reprocess_webhooks import DbName, MongoUrl, _settings
 
-GATE_REFUSED, UNKNOWN, UNREACHABLE, PROVIDER_FAILED = 4, 2, 3, 5
+UNKNOWN, UNREACHABLE, PROVIDER_FAILED = 2, 3, 5
 
 app = typer.Typer(help=__doc__, no_args_is_help=True, add_completion=False)
 console = Console()
@@ -51,34 +50,30 @@ def _moment(value: str) -> datetime:
 async def catch_up(
     settings: Settings, *, since: datetime, until: datetime, connection_id: str | None, dry_run: bool
 ) -> int:
-    client = make_client(settings)
     table = Table("connection", "name", "messages held by the provider", "deliveries stored")
     try:
-        db = durable_database(client, settings.MONGO_DB)
-        if not dry_run:
-            state = await gates.open_gate(db, settings)
-            if not state.ready:
-                gates.report_refusal(state)
+        async with gated_database(settings, write=not dry_run) as db:
+            if db is None:
                 return GATE_REFUSED
-        chosen = await connections.active_internal(db)
-        if connection_id is not None:
-            chosen = [c for c in chosen if c.id == connection_id]
-            if not chosen:
-                console.print(f"[red]no active connection {connection_id}[/red]")
-                return UNKNOWN
-        async with httpx.AsyncClient(timeout=settings.EVOLUTION_TIMEOUT_SECONDS) as http:
-            for conn in chosen:
-                provider = registry.build(conn.provider, settings, http)
-                if dry_run:
-                    _, pages = await provider.find_messages(
-                        instance_name=conn.instance_name, since=since, until=until, page=1, page_size=1
+            chosen = await connections.active_internal(db)
+            if connection_id is not None:
+                chosen = [c for c in chosen if c.id == connection_id]
+                if not chosen:
+                    console.print(f"[red]no active connection {connection_id}[/red]")
+                    return UNKNOWN
+            async with httpx.AsyncClient(timeout=settings.EVOLUTION_TIMEOUT_SECONDS) as http:
+                for conn in chosen:
+                    provider = registry.build(conn.provider, settings, http)
+                    if dry_run:
+                        _, pages = await provider.find_messages(
+                            instance_name=conn.instance_name, since=since, until=until, page=1, page_size=1
+                        )
+                        table.add_row(conn.id, conn.name, str(pages), "-")
+                        continue
+                    done = await service.catch_up(
+                        db, conn, provider, since=since, until=until, lanes=settings.WEBHOOK_LANES
                     )
-                    table.add_row(conn.id, conn.name, str(pages), "-")
-                    continue
-                done = await service.catch_up(
-                    db, conn, provider, since=since, until=until, lanes=settings.WEBHOOK_LANES
-                )
-                table.add_row(conn.id, conn.name, str(done.found), str(done.chats))
+                    table.add_row(conn.id, conn.name, str(done.found), str(done.chats))
     except PyMongoError as exc:
         console.print(f"[red]database error: {exc}[/red]")
         return UNREACHABLE
@@ -86,8 +81,6 @@ async def catch_up(
         console.print(table)
         console.print(f"[red]provider error: {exc}[/red]")
         return PROVIDER_FAILED
-    finally:
-        await client.close()
     console.print(table)
     return 0
 

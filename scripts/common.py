@@ -1,9 +1,10 @@
 """What every operations CLI shares: settings, the database connection, exit codes, output."""
 
 import asyncio
+import contextlib
 import re
 import sys
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from enum import IntEnum
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
@@ -134,7 +135,28 @@ async def user_collections(db: Database) -> list[str]:
     return sorted(n for n in names if not n.startswith("system."))
 
 
-GATE_REFUSED = 4  # an audit's --fix refused by the start-up gate (its scripts' documented code)
+GATE_REFUSED = 4  # a script's writes refused by the start-up gate (its scripts' documented code)
+
+
+@contextlib.asynccontextmanager
+async def gated_database(settings: Settings, *, write: bool) -> AsyncIterator[Database | None]:
+    """The backend's database for an operator script, its client closed after. With `write`, only
+    once the backend's start-up gate let this process write, like every writer (backend/gates.py);
+    None when it refused (the reason reported on stderr)."""
+    from backend import gates  # the whole backend, only for the scripts that write through it
+
+    client = make_client(settings)
+    try:
+        db = durable_database(client, settings.MONGO_DB)
+        if write:
+            state = await gates.open_gate(db, settings)
+            if not state.ready:
+                gates.report_refusal(state)
+                yield None
+                return
+        yield db
+    finally:
+        await client.close()
 
 
 async def run_audit(
@@ -147,22 +169,14 @@ async def run_audit(
     """The shared run of an operator's audit of derived figures against the log
     (scripts/ticket_counts.py, scripts/reports_rebuild.py): `check` reports and, with `fix`,
     repairs, after the backend's start-up gate let this process write, like every writer."""
-    from backend import gates  # the whole backend, only for the scripts that write through it
-
-    client = make_client(settings)
     try:
-        db = durable_database(client, settings.MONGO_DB)
-        if fix:
-            state = await gates.open_gate(db, settings)
-            if not state.ready:
-                gates.report_refusal(state)
+        async with gated_database(settings, write=fix) as db:
+            if db is None:
                 return GATE_REFUSED
-        results = await check(db)
+            results = await check(db)
     except PyMongoError as exc:
         console.print(f"[red]database error: {exc}[/red]")
         return Exit.DATABASE
-    finally:
-        await client.close()
     bad = [r for r in results if not clean(r)]
     out.print(f"{len(results)} tenant(s) checked; {len(bad)} with differences")
     return Exit.VIOLATIONS if bad else Exit.OK

@@ -31,14 +31,13 @@ from pymongo.errors import PyMongoError
 from rich.console import Console
 from rich.table import Table
 
-from backend import gates
 from backend.core.config import Settings
-from backend.core.db import Database, durable_database, make_client
+from backend.core.db import Database
 from backend.core.retry import is_retryable
 from backend.webhooks import repository, service
 from backend.webhooks.models import RawEvent
+from scripts.common import GATE_REFUSED, gated_database
 
-GATE_REFUSED = 4
 FAILED = "failed"
 # The outcome versions before 25179f4 gave a delivery of a connection deactivated in IAZE.
 DROPPED_INACTIVE = ["connection inactive"]
@@ -125,30 +124,24 @@ async def _run(
     raw_id: str | None,
     dropped_inactive: bool = False,
 ) -> int:
-    client = make_client(settings)
     try:
-        db = durable_database(client, settings.MONGO_DB)
-        if not dry_run:
-            state = await gates.open_gate(db, settings)
-            if not state.ready:
-                gates.report_refusal(state)
+        async with gated_database(settings, write=not dry_run) as db:
+            if db is None:
                 return GATE_REFUSED
-        if raw_id is not None:
-            raw = await repository.get(db, raw_id)
-            if raw is None:
-                console.print(f"[red]no raw event {raw_id}[/red]")
-                return 2
-            outcome = "would retry" if dry_run else await _process(db, raw)
-            results = [(raw, outcome)]
-        else:
-            results = await reprocess(
-                db, connection_id=connection_id, limit=limit, dry_run=dry_run, dropped_inactive=dropped_inactive
-            )
+            if raw_id is not None:
+                raw = await repository.get(db, raw_id)
+                if raw is None:
+                    console.print(f"[red]no raw event {raw_id}[/red]")
+                    return 2
+                outcome = "would retry" if dry_run else await _process(db, raw)
+                results = [(raw, outcome)]
+            else:
+                results = await reprocess(
+                    db, connection_id=connection_id, limit=limit, dry_run=dry_run, dropped_inactive=dropped_inactive
+                )
     except PyMongoError as exc:
         console.print(f"[red]database error: {exc}[/red]")
         return 3
-    finally:
-        await client.close()
     table = Table("raw id", "connection", "event", "received", "outcome")
     for raw, outcome in results:
         table.add_row(raw.id, raw.connection_id, str(raw.event), str(raw.received_at), outcome)
