@@ -38,8 +38,10 @@ lifespan (WEBHOOK_PROCESSOR_ENABLED). Several at once, in any number of processe
     1.5 × WEBHOOK_LEASE_SECONDS [90 s] after their acknowledgement.
 - A retryable error (database, a lost race's winner not visible yet, a service's "…; retry"
   conflict: backend/core/retry.py) is retried with exponential backoff (the lane waits: order
-  first) up to WEBHOOK_MAX_ATTEMPTS, then kept failed for scripts/reprocess_webhooks.py, like
-  every other error (unknown event, malformed payload), which is final at once.
+  first) up to WEBHOOK_MAX_ATTEMPTS, then kept failed and run again later by the sweep
+  (service.wait_to_redrive, written before the failure: a kill between the two leaves it
+  waiting); so is a delivery whose attempts all died with their processes. Every other error
+  (unknown event, malformed payload) is final at once, for scripts/reprocess_webhooks.py.
 
 Bounds (defaults in brackets):
 - Holes (numbers of a lane's block that no entry took: its writer moved to a newer block, died,
@@ -449,7 +451,11 @@ class WebhookProcessor:
             return status is not None and status != PENDING
         attempt, retry = claimed
         max_attempts = self.settings.WEBHOOK_MAX_ATTEMPTS
-        if attempt > max_attempts:  # earlier attempts died with their processes
+        connection_id = str(raw["connection_id"])
+        if attempt > max_attempts:  # earlier attempts died with their processes (a deploy, a kill, a lease outrun)
+            # Waits for the sweep before it is recorded failed: a kill between the two leaves it
+            # pending and waiting, never failed and forgotten.
+            await service.wait_to_redrive(self.db, raw["_id"], connection_id)
             await repository.mark(
                 self.db,
                 raw["_id"],
@@ -458,7 +464,6 @@ class WebhookProcessor:
             )
             metrics.WEBHOOK_FAILED.labels(kind="final").inc()
             return True
-        connection_id = str(raw["connection_id"])
         try:
             # The webhook's own read, handed over with the delivery, is the connection as it was
             # when the delivery was acknowledged: it replaces the walk's read, which may predate
@@ -484,9 +489,9 @@ class WebhookProcessor:
                 changes["retry_at"] = utcnow() + timedelta(seconds=backoff_seconds(self.settings, attempt))
             log.warning("webhook event will be retried", raw_id=raw["_id"], attempt=attempt, error=str(exc))
             with contextlib.suppress(PyMongoError):  # unrecorded: the claim's lease runs out instead
-                await repository.mark(self.db, raw["_id"], changes, inc_attempts=False)
-                if final:  # not left for an operator: the sweep runs it again later
+                if final:  # not left for an operator: the sweep runs it again later (waiting first, as above)
                     await service.wait_to_redrive(self.db, raw["_id"], connection_id)
+                await repository.mark(self.db, raw["_id"], changes, inc_attempts=False)
             return final
         return True
 

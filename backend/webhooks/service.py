@@ -66,6 +66,7 @@ log = get_logger("webhooks")
 MAX_RAW_BYTES = 15 * 1024 * 1024
 # A delivery failed on errors that may pass is run again after 5 minutes, doubling up to 2 hours.
 REDRIVE_FIRST, REDRIVE_MAX = timedelta(minutes=5), timedelta(hours=2)
+FILED: frozenset[Outcome] = frozenset({"processed", "ignored"})
 SNIFF_MAX_CHARS = 256  # event names and chat ids are short; the raw body keeps the rest
 ERROR_MAX_CHARS = 2000
 # A new client's name when WhatsApp gives neither its profile name nor its number (a LID chat
@@ -457,10 +458,13 @@ async def run_waiting(db: Database, *, since: datetime, limit: int) -> int:
         ):
             continue
         raw = await repository.get(db, waiting.raw_id)
+        if raw is None or (waiting.reason == "retry" and raw.status in FILED):
+            # Filed meanwhile by its lane's next attempt (it waits before it is recorded failed).
+            await repository.done_waiting(db, waiting.id)
+            continue
         ran += 1
         try:
-            if raw is not None:
-                await process(db, raw, attempt=raw.attempts + 1)
+            await process(db, raw, attempt=raw.attempts + 1)
         except Exception as exc:
             if not is_retryable(exc):
                 raise

@@ -507,3 +507,82 @@ async def test_a_handed_delivery_is_processed_with_its_own_connection_read(
             raw[signals.CONNECTION] = handed
         assert await processor._handle(raw, conns)
     assert [c.menu_enabled if c else None for c in seen] == [False, True, True]
+
+
+async def _killed_recording_the_failure(
+    db: Any, settings: Settings, lane: int, raw_id: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A processor (one attempt allowed) fails the delivery for good, and its process is killed on
+    the write recording it failed: between the failure's two writes. The delivery is still
+    pending, and already waits for the sweep (written first)."""
+    real = repository.mark
+
+    async def mark(db_: Any, raw_id_: str, changes: dict[str, Any], **kwargs: Any) -> None:
+        if changes.get("status") == "failed":
+            raise _Killed
+        await real(db_, raw_id_, changes, **kwargs)
+
+    monkeypatch.setattr(repository, "mark", mark)
+    with pytest.raises(_Killed):
+        await WebhookProcessor(db, settings.model_copy(update={"WEBHOOK_MAX_ATTEMPTS": 1})).run_once({lane})
+    monkeypatch.undo()
+    assert (await db.webhook_events_raw.find_one({"_id": raw_id}))["status"] == "received"
+    assert (await db.webhook_waiting.find_one({"_id": f"{raw_id}:retry"}))["reason"] == "retry"
+
+
+async def _redriven(db: Any, raw_id: str, message_id: str) -> dict[str, Any]:
+    """The processors' sweep once the delivery's wait is over (time passing, shortened here): the
+    delivery is filed, its wait ended. Returns the stored message."""
+    past = utcnow() - timedelta(seconds=1)
+    await db.webhook_waiting.update_one({"_id": f"{raw_id}:retry"}, {"$set": {"not_before": past}})
+    assert await service.run_waiting(db, since=utcnow() - timedelta(hours=1), limit=1000) >= 1
+    raw = await db.webhook_events_raw.find_one({"_id": raw_id})
+    assert raw["status"] == "processed", raw
+    assert (await db.webhook_waiting.find_one({"_id": f"{raw_id}:retry"}))["applied_at"] is not None
+    stored: dict[str, Any] = await db.messages.find_one({"_id": message_id})
+    return stored
+
+
+async def test_a_kill_while_a_delivery_fails_for_the_last_time_leaves_it_waiting_for_the_sweep(
+    client: httpx.AsyncClient, db: Any, settings: Settings, quiet: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its last attempt fails on an error that may pass; the process dies between the failure's
+    two writes. The client's message is filed when the sweep runs the delivery, not left pending
+    behind a lane that moved on."""
+    from pymongo.errors import AutoReconnect
+
+    from backend.tickets import intake
+
+    tenant, conn = quiet
+    phone, key_id = unique_phone(), f"3EB0{unique_phone()}"
+    raw_id = await _deliver(client, db, conn["id"], _upsert(phone, key_id, "o boleto venceu"))
+
+    async def store_away(*args: Any, **kwargs: Any) -> None:
+        raise AutoReconnect("the store went away")
+
+    monkeypatch.setattr(intake, "receive_client_message", store_away)
+    await _killed_recording_the_failure(db, settings, int(raw_id.split(":")[1]), raw_id, monkeypatch)
+    stored = await _redriven(db, raw_id, message_id_for(conn["id"], key_id))
+    assert (stored["body"], stored["reseller_id"]) == ("o boleto venceu", tenant.id)
+
+
+async def test_a_delivery_whose_attempts_all_died_waits_for_the_sweep_before_it_is_recorded_failed(
+    client: httpx.AsyncClient, db: Any, settings: Settings, quiet: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every attempt's process died (deploys, kills): the next processor finds the attempts spent.
+    It does not leave the delivery failed for an operator: it waits for the sweep first, and a kill
+    before the failure is recorded leaves it pending and waiting."""
+    from backend.tickets import intake
+
+    tenant, conn = quiet
+    phone, key_id = unique_phone(), f"3EB0{unique_phone()}"
+    raw_id = await _deliver(client, db, conn["id"], _upsert(phone, key_id, "alguém aí?"))
+    lane = int(raw_id.split(":")[1])
+    monkeypatch.setattr(intake, "receive_client_message", _killed)  # attempt 1 dies mid-way
+    with pytest.raises(_Killed):
+        await WebhookProcessor(db, settings.model_copy(update={"WEBHOOK_MAX_ATTEMPTS": 1})).run_once({lane})
+    monkeypatch.undo()
+    await _lease_runs_out(db, raw_id)
+    await _killed_recording_the_failure(db, settings, lane, raw_id, monkeypatch)  # attempt 2 is past the last
+    stored = await _redriven(db, raw_id, message_id_for(conn["id"], key_id))
+    assert (stored["body"], stored["reseller_id"]) == ("alguém aí?", tenant.id)

@@ -59,7 +59,11 @@ async def test_a_delivery_failed_on_errors_that_pass_is_run_again_by_the_sweep_u
         doc: dict[str, Any] | None = await db.webhook_waiting.find_one({"_id": f"{raw_id}:retry"})
         return doc
 
-    parked = await wait_for(waiting)  # its two attempts failed: kept failed, and waiting
+    async def failed_and_waiting() -> dict[str, Any] | None:
+        raw = await db.webhook_events_raw.find_one({"_id": raw_id})
+        return await waiting() if raw["status"] == "failed" else None
+
+    parked = await wait_for(failed_and_waiting)  # its two attempts failed: kept failed, and waiting
     raw = await db.webhook_events_raw.find_one({"_id": raw_id})
     assert (raw["status"], raw["attempts"], parked["reason"]) == ("failed", 2, "retry"), raw
     assert metrics.WEBHOOK_FAILED.labels(kind="retryable")._value.get() == failed_before + 1
