@@ -44,6 +44,7 @@ from backend.tickets.routes import router as tickets_router
 from backend.users.routes import router as users_router
 from backend.users.service import ensure_first_admin
 from backend.webhooks import processor as webhook_processor_loop
+from backend.webhooks import watch as connection_watch_loop
 from backend.webhooks.routes import router as webhooks_router
 
 log = get_logger("app")
@@ -109,8 +110,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             # 4. The background loops, only once the gate passed: the outbound sending worker
             #    (OUTBOUND_WORKER_ENABLED), the inbound webhook processor (WEBHOOK_PROCESSOR_ENABLED;
             #    the webhook only stores), the repair of projections a dead writer left behind
-            #    (TICKET_SWEEP_ENABLED), the inbound media fetch (MEDIA_FETCH_ENABLED).
-            for loop in (outbound_worker_loop, webhook_processor_loop, ticket_sweep_loop, media_fetch_loop):
+            #    (TICKET_SWEEP_ENABLED), the inbound media fetch (MEDIA_FETCH_ENABLED), the check of
+            #    every connection's state and webhook at the provider (CONNECTION_WATCH_ENABLED).
+            loops = (
+                outbound_worker_loop,
+                webhook_processor_loop,
+                ticket_sweep_loop,
+                media_fetch_loop,
+                connection_watch_loop,
+            )
+            for loop in loops:
                 stack.push_async_callback(loop.background(db, settings, enabled=app.state.startup.ready).close)
             # 5. The garbage collector, once start-up allocated what lives as long as the process.
             tuning.tune_gc()

@@ -57,6 +57,8 @@ def make_settings(mongo_url: str, db_name: str, **overrides: Any) -> Settings:
         "LOG_LEVEL": "WARNING",
         # The deploy ledger's file copy is off unless a test asks for one (tests/persistence).
         "LEDGER_FILE": "",
+        # The connection watch asks the provider on its own schedule: on only where a test drives it.
+        "CONNECTION_WATCH_ENABLED": False,
         **overrides,
     }
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]

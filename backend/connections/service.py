@@ -9,7 +9,7 @@ from pymongo.errors import DuplicateKeyError
 from backend.connections import repository
 from backend.connections.models import Connection as Connection  # published: the stored shape
 from backend.connections.providers import registry
-from backend.connections.providers.base import ConnectionStatus, ProviderError, WhatsAppProvider
+from backend.connections.providers.base import ConnectionStatus, ProviderError, WebhookSetting, WhatsAppProvider
 
 # Published to other domains (they never import a repository: docs/ARCHITECTURE.md §2): a connection by id.
 from backend.connections.repository import active_internal as active_internal
@@ -195,6 +195,45 @@ async def _update_webhook(db: Database, settings: Settings, conn: Connection, pr
     return await repository.update(
         db, TenantScope(conn.reseller_id), conn.id, {"webhook_events": asked, "updated_at": utcnow()}
     )
+
+
+def webhook_drift(settings: Settings, conn: Connection, held: WebhookSetting | None, events: list[str]) -> list[str]:
+    """Why the instance's webhook, as the provider holds it, would not bring every event of the
+    connection here as `create_instance` set it (empty: it would). Any of these (but the inline
+    media) loses what the provider posts meanwhile: it posts nothing, elsewhere, with a token
+    the webhook refuses (401, never retried), or leaves events out."""
+    if held is None:
+        return ["missing"]
+    wanted = _webhook(settings, conn)
+    checks = {
+        "disabled": not held.enabled,
+        "url": held.url != wanted["webhook_url"],
+        "token": held.headers.get(WEBHOOK_TOKEN_HEADER) != conn.webhook_token,
+        "events": bool(held.events) and not set(events) <= set(held.events),
+        "by_events": held.by_events,
+        "base64": held.base64,
+    }
+    return [reason for reason, drifted in checks.items() if drifted]
+
+
+async def check_at_provider(
+    db: Database, settings: Settings, conn: Connection, provider: WhatsAppProvider
+) -> list[str]:
+    """Asks the provider how it holds the connection, for the periodic check
+    (backend/webhooks/watch.py). Its state is recorded: a CONNECTION_UPDATE posted while the
+    webhook was broken never arrived, and the owner must see a disconnected phone. Returns the
+    drift of its webhook (`webhook_drift`: someone changed it in Evolution's manager, Evolution's
+    store was restored, PUBLIC_BASE_URL moved). A provider failure propagates."""
+    state = await provider.connection_state(instance_name=conn.instance_name)
+    await record_status(db, conn, status=state, qr_code=conn.qr_code)
+    held = await provider.webhook_of(instance_name=conn.instance_name)
+    return webhook_drift(settings, conn, held, provider.webhook_events)
+
+
+async def set_webhook_again(settings: Settings, conn: Connection, provider: WhatsAppProvider) -> None:
+    """The instance's webhook set as a new instance's would be (after `check_at_provider` found
+    it drifted). A provider failure propagates."""
+    await provider.update_webhook(instance_name=conn.instance_name, **_webhook(settings, conn))
 
 
 async def record_status(

@@ -164,6 +164,13 @@ class Settings(BaseSettings):
     # before the message it edits (parked instead of holding its lane), or one whose attempts all
     # failed on errors that may pass (run again after 5 minutes, doubling to 2 hours, for 2 days).
     WEBHOOK_WAITING_CHECK_SECONDS: float = Field(default=5.0, gt=0)
+    # The connection watch (backend/webhooks/watch.py): how often each process asks the provider
+    # for every active connection's state and webhook, sets a drifted webhook again and catches up
+    # what the provider kept meanwhile; how far back that catch-up asks when this process never
+    # saw the webhook right before (it started since).
+    CONNECTION_WATCH_ENABLED: bool = True
+    CONNECTION_WATCH_SECONDS: float = Field(default=300.0, gt=0)
+    CONNECTION_WATCH_CATCH_UP_HOURS: float = Field(default=48.0, gt=0)
     # Inbound media fetch (backend/media/worker.py): a media message is stored at once, its bytes
     # are fetched after it (from the webhook's inline base64, else the provider), retried with
     # backoff.

@@ -34,6 +34,12 @@ MEDIA_FETCH_FAILURES = Counter(
 # "retryable" (errors that may pass: the sweep runs it again later) or "final" (an error no retry
 # fixes: an operator's scripts/reprocess_webhooks.py, once the cause is fixed).
 WEBHOOK_FAILED = Counter("iaze_webhook_failed_total", "Webhook deliveries kept failed, by kind", ["kind"])
+CONNECTION_WEBHOOK_REPAIRED = Counter(
+    "iaze_connection_webhook_repaired_total", "Provider webhooks the connection watch found drifted and set again"
+)
+CONNECTION_CHECK_FAILED = Counter(
+    "iaze_connection_check_failed_total", "Connection watch checks that failed (the provider or the store away)"
+)
 
 # --- Business: read from the database on scrape (backend/monitoring); the same in every process ---
 TICKETS = Gauge("iaze_tickets", "Tickets per tenant and state (the ticket counters)", ["reseller_id", "status"])
@@ -49,7 +55,7 @@ WEBHOOK_LAG = Gauge(
 )
 WEBHOOK_WAITING = Gauge(
     "iaze_webhook_waiting",
-    "Webhook deliveries waiting to be run again: edits before their message, failures that may pass",
+    "Webhook deliveries waiting to be run again (edits before their message, failures that may pass), owed catch-ups",
     ["reason"],
 )
 REFRESH_ERRORS = Counter(

@@ -58,5 +58,5 @@ async def refresh(db: Database, settings: Settings) -> None:
     for lane in await lag.measure(db, lanes=settings.WEBHOOK_LANES, look=settings.METRICS_LOOK_AHEAD):
         metrics.WEBHOOK_BACKLOG.labels(lane=str(lane.lane)).set(lane.backlog)
         metrics.WEBHOOK_LAG.labels(lane=str(lane.lane)).set(lane.lag_seconds)
-    for reason in ("edit", "retry"):
+    for reason in ("edit", "retry", "catch_up"):
         metrics.WEBHOOK_WAITING.labels(reason=reason).set(await lag.waiting(db, reason))

@@ -43,12 +43,16 @@ class RawEvent(StoredModel):  # `webhook_events_raw`; `_id` and `seq` are its la
 class Waiting(StoredModel):  # `webhook_waiting`: "<raw id>:<what it waits for>"
     """A delivery to be run again, out of its lane, by the processors' sweep (webhooks.service
     `run_waiting`): an edit processed before the message it edits ("edit": once that message is
-    stored), or one that failed on errors that may pass ("retry": at `not_before`, backing off)."""
+    stored), or one that failed on errors that may pass ("retry": at `not_before`, backing off).
+    Or ("catch_up", `raw_id` empty) the messages a connection's provider kept since `since` and
+    may never have posted here (its webhook drifted: backend/webhooks/watch.py), owed until they
+    are caught up (webhooks.service `catch_up`)."""
 
     raw_id: str
     connection_id: str
-    reason: Literal["edit", "retry"]
+    reason: Literal["edit", "retry", "catch_up"]
     provider_message_id: str = ""  # the edited message's ("edit")
+    since: datetime | None = None  # "catch_up": from when the provider's store is asked
     parked_at: datetime
     not_before: datetime | None = None
     tries: int = 0  # runs by the sweep that did not end it

@@ -231,7 +231,7 @@ class WebhookProcessor:
                 return
             try:
                 since = utcnow() - WAITING_LOOKED_AFTER
-                await service.run_waiting(self.db, since=since, limit=WAITING_PER_SWEEP)
+                await service.run_waiting(self.db, self.settings, since=since, limit=WAITING_PER_SWEEP)
             except Exception as exc:  # looked for again at the next sweep
                 log.error("webhook waiting deliveries sweep failed", error=str(exc))
 

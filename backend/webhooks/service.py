@@ -30,6 +30,7 @@ from backend.connections.providers.base import (
     InboundEvent,
     InboundMessage,
     MessageChange,
+    ProviderError,
     QrChange,
     Quote,
     StatusUpdate,
@@ -39,6 +40,7 @@ from backend.connections.providers.base import (
 )
 from backend.core import metrics
 from backend.core.clock import as_utc, utcnow
+from backend.core.config import Settings
 from backend.core.db import Database
 from backend.core.errors import Unauthorized
 from backend.core.ids import is_valid_id
@@ -67,6 +69,9 @@ MAX_RAW_BYTES = 15 * 1024 * 1024
 # A delivery failed on errors that may pass is run again after 5 minutes, doubling up to 2 hours.
 REDRIVE_FIRST, REDRIVE_MAX = timedelta(minutes=5), timedelta(hours=2)
 FILED: frozenset[Outcome] = frozenset({"processed", "ignored"})
+# An owed catch-up waits this long for the repair of its webhook before the sweep runs it (the
+# check that owes it runs it itself once the webhook is set again; this is for its death).
+CATCH_UP_HOLD = timedelta(minutes=2)
 SNIFF_MAX_CHARS = 256  # event names and chat ids are short; the raw body keeps the rest
 ERROR_MAX_CHARS = 2000
 # A new client's name when WhatsApp gives neither its profile name nor its number (a LID chat
@@ -440,17 +445,67 @@ async def wait_to_redrive(db: Database, raw_id: str, connection_id: str) -> None
     await repository.wait(db, waiting.model_copy(update={"not_before": now + redrive_wait(0)}))
 
 
-async def run_waiting(db: Database, *, since: datetime, limit: int) -> int:
+async def owe_catch_up(db: Database, connection_id: str, *, since: datetime) -> Waiting:
+    """Records that the messages the connection's provider kept from `since` on may never have
+    been posted here (its webhook drifted), before the webhook is set again: a kill after the
+    repair still leaves them owed, and the sweep catches them up after CATCH_UP_HOLD."""
+    now = utcnow()
+    waiting = Waiting(
+        id=f"{connection_id}:{since:%Y%m%dT%H%M%S}:catch_up",
+        raw_id="",
+        connection_id=connection_id,
+        reason="catch_up",
+        since=since,
+        parked_at=now,
+        not_before=now + CATCH_UP_HOLD,
+    )
+    await repository.wait(db, waiting)
+    return waiting
+
+
+async def pay_catch_up(
+    db: Database, settings: Settings, conn: connections.Connection, provider: WhatsAppProvider, waiting: Waiting
+) -> CaughtUp:
+    """Catches up what `owe_catch_up` recorded, up to now (after the webhook's repair: what came
+    later is posted), and ends the debt. A failure propagates and leaves it owed."""
+    assert waiting.since is not None
+    done = await catch_up(db, conn, provider, since=waiting.since, until=utcnow(), lanes=settings.WEBHOOK_LANES)
+    await repository.done_waiting(db, waiting.id)
+    return done
+
+
+async def _run_owed(db: Database, settings: Settings, waiting: Waiting) -> bool:
+    """An owed catch-up whose check died before paying it (or failed to). Whether it ran."""
+    conn = await connections.get_internal(db, waiting.connection_id)
+    if conn is None or not conn.active:  # nothing is filed on it any more
+        await repository.done_waiting(db, waiting.id)
+        return False
+    try:
+        async with registry.http_client(settings) as http:
+            await pay_catch_up(db, settings, conn, registry.build(conn.provider, settings, http), waiting)
+    except Exception as exc:
+        if not (isinstance(exc, ProviderError) or is_retryable(exc)):
+            raise
+        log.warning("owed catch-up failed; asked again later", connection_id=conn.id, error=str(exc))
+        await repository.postpone(db, waiting, not_before=utcnow() + redrive_wait(waiting.tries + 1))
+    return True
+
+
+async def run_waiting(db: Database, settings: Settings, *, since: datetime, limit: int) -> int:
     """Runs again, out of their lanes, the deliveries that wait (repository.wait) and whose time
     has come: a parked edit once its message is stored (`_apply_change`: the edit is recorded
     beside it), a failed one at its `not_before`. The delivery's outcome says what happened. For
     the processors' sweep, in every process: a delivery run twice records its messages once (by
     their ids). One that fails again on errors that may pass waits longer; one that fails for
-    good stays failed, with its error, for scripts/reprocess_webhooks.py. Returns how many ran."""
+    good stays failed, with its error, for scripts/reprocess_webhooks.py. An owed catch-up
+    (`owe_catch_up`) is paid the same way. Returns how many ran."""
     now = utcnow()
     ran = 0
     for waiting in await repository.waiting_internal(db, since=since, limit=limit):
         if waiting.not_before is not None and as_utc(waiting.not_before) > now:
+            continue
+        if waiting.reason == "catch_up":
+            ran += await _run_owed(db, settings, waiting)
             continue
         if (
             waiting.reason == "edit"

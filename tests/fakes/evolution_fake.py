@@ -3,7 +3,9 @@
     python -m tests.fakes.evolution_fake --port 8080 --api-key secret
 
 It speaks the documented REST shapes the adapter uses (POST /instance/create, GET
-/instance/connect/{name}, GET /instance/connectionState/{name}, POST /message/sendText/{name},
+/instance/connect/{name}, GET /instance/connectionState/{name}, POST /webhook/set/{name} and GET
+/webhook/find/{name} (an instance's webhook; one set disabled, or without an event, posts
+nothing of it), POST /message/sendText/{name},
 `apikey` header; GET /instance/fetchInstances for scripts/post_restart.py; POST
 /chat/getBase64FromMediaMessage/{name} for media a test registered with an inbound message (from
 the content the request carries, else from the message as it stored it; refusing, as Evolution
@@ -56,6 +58,8 @@ class Instance:
     webhook_headers: dict[str, str]
     events: list[str]
     by_events: bool
+    enabled: bool = True  # Evolution posts nothing for a webhook set disabled
+    base64: bool = False
     state: str = "connecting"
     qr_count: int = 1
     owner: str = "5511900000000"
@@ -186,7 +190,15 @@ def create_app(api_key: str) -> FastAPI:
             return PlainTextResponse("<html>upstream exploded", 200)
         return None
 
-    async def post_webhook(inst: Instance, event: str, data: Any, *, raw: str | None = None) -> dict[str, Any]:
+    async def post_webhook(
+        inst: Instance, event: str, data: Any, *, raw: str | None = None, as_set: bool = True
+    ) -> dict[str, Any]:
+        """`as_set`: posted only as the instance's webhook asks (enabled, the event among its
+        events), as Evolution's WebhookController.emit; a test's own raw post goes out regardless."""
+        if as_set and (not inst.enabled or (inst.events and event not in inst.events)):
+            result: dict[str, Any] = {"event": event, "status_code": None, "body": "not posted: webhook off for it"}
+            state.webhook_results.append(result)
+            return result
         url = inst.webhook_url
         if inst.by_events:
             url = url.rstrip("/") + "/" + event.lower().replace("_", "-")
@@ -289,8 +301,35 @@ def create_app(api_key: str) -> FastAPI:
             return JSONResponse({"status": 400, "error": "Bad Request", "response": {"message": ["webhook"]}}, 400)
         inst.webhook_url, inst.webhook_headers = webhook["url"], webhook.get("headers") or {}
         inst.events, inst.by_events = list(webhook.get("events") or []), bool(webhook.get("byEvents"))
-        row = {"url": inst.webhook_url, "headers": inst.webhook_headers, "enabled": bool(webhook["enabled"])}
-        return JSONResponse({**row, "events": inst.events, "webhookByEvents": inst.by_events}, 201)
+        inst.enabled, inst.base64 = bool(webhook["enabled"]), bool(webhook.get("base64"))
+        if not inst.enabled:  # Evolution keeps no events for a disabled webhook
+            inst.events = []
+        return JSONResponse(webhook_row(inst), 201)
+
+    def webhook_row(inst: Instance) -> dict[str, Any]:
+        """The instance's `Webhook` row as Evolution's prisma model answers it."""
+        return {
+            "id": f"wh-{inst.instance_id}",
+            "url": inst.webhook_url,
+            "headers": inst.webhook_headers,
+            "enabled": inst.enabled,
+            "events": inst.events,
+            "webhookByEvents": inst.by_events,
+            "webhookBase64": inst.base64,
+            "instanceId": inst.instance_id,
+        }
+
+    @app.get("/webhook/find/{name}")
+    async def find_webhook(name: str, apikey: str | None = Header(default=None)) -> Response:
+        """Evolution's EventController.get: the row, or `null` for an instance without one."""
+        if (denied := unauthorized(apikey)) is not None:
+            return denied
+        if (bad := await misbehave(f"/webhook/find/{name}")) is not None:
+            return bad
+        inst = instance_or_404(name)
+        if isinstance(inst, JSONResponse):
+            return inst
+        return JSONResponse(webhook_row(inst) if inst.webhook_url else None)
 
     @app.get("/instance/connect/{name}")
     async def connect(name: str, apikey: str | None = Header(default=None)) -> Response:
@@ -788,6 +827,8 @@ def create_app(api_key: str) -> FastAPI:
         if inst.state == "open":
             inst.paired = True
             data.update(wuid=f"{inst.owner}@s.whatsapp.net", profileName="Loja Fake")
+        if body.get("post") is False:  # its CONNECTION_UPDATE lost on the way
+            return {"status_code": None, "posted": False}
         return await post_webhook(inst, "CONNECTION_UPDATE", data)
 
     @app.post("/_control/qrcode")
@@ -911,8 +952,8 @@ def create_app(api_key: str) -> FastAPI:
     async def raw_post(body: dict[str, Any]) -> dict[str, Any]:
         inst = await _inst(body)
         if "raw" in body:
-            return await post_webhook(inst, body.get("event", "MESSAGES_UPSERT"), None, raw=body["raw"])
-        return await post_webhook(inst, body["event"], body.get("data"))
+            return await post_webhook(inst, body.get("event", "MESSAGES_UPSERT"), None, raw=body["raw"], as_set=False)
+        return await post_webhook(inst, body["event"], body.get("data"), as_set=False)
 
     return app
 

@@ -75,6 +75,12 @@ class FakeEvolution:
         result: list[dict[str, Any]] = await self.control("GET", "sent")
         return result
 
+    async def set_webhook(self, instance: str, webhook: dict[str, Any]) -> None:
+        """Through Evolution's own /webhook/set, as an operator in its manager would."""
+        async with httpx.AsyncClient(base_url=self.url, timeout=30) as c:
+            r = await c.post(f"/webhook/set/{instance}", json={"webhook": webhook}, headers={"apikey": self.api_key})
+            assert r.status_code == 201, r.text
+
     async def inbound(self, instance: str, phone: str, text: str, **extra: Any) -> dict[str, Any]:
         result: dict[str, Any] = await self.control(
             "POST", "inbound", {"instance": instance, "phone": phone, "text": text, **extra}

@@ -530,12 +530,12 @@ async def _killed_recording_the_failure(
     assert (await db.webhook_waiting.find_one({"_id": f"{raw_id}:retry"}))["reason"] == "retry"
 
 
-async def _redriven(db: Any, raw_id: str, message_id: str) -> dict[str, Any]:
+async def _redriven(db: Any, settings: Settings, raw_id: str, message_id: str) -> dict[str, Any]:
     """The processors' sweep once the delivery's wait is over (time passing, shortened here): the
     delivery is filed, its wait ended. Returns the stored message."""
     past = utcnow() - timedelta(seconds=1)
     await db.webhook_waiting.update_one({"_id": f"{raw_id}:retry"}, {"$set": {"not_before": past}})
-    assert await service.run_waiting(db, since=utcnow() - timedelta(hours=1), limit=1000) >= 1
+    assert await service.run_waiting(db, settings, since=utcnow() - timedelta(hours=1), limit=1000) >= 1
     raw = await db.webhook_events_raw.find_one({"_id": raw_id})
     assert raw["status"] == "processed", raw
     assert (await db.webhook_waiting.find_one({"_id": f"{raw_id}:retry"}))["applied_at"] is not None
@@ -562,7 +562,7 @@ async def test_a_kill_while_a_delivery_fails_for_the_last_time_leaves_it_waiting
 
     monkeypatch.setattr(intake, "receive_client_message", store_away)
     await _killed_recording_the_failure(db, settings, int(raw_id.split(":")[1]), raw_id, monkeypatch)
-    stored = await _redriven(db, raw_id, message_id_for(conn["id"], key_id))
+    stored = await _redriven(db, settings, raw_id, message_id_for(conn["id"], key_id))
     assert (stored["body"], stored["reseller_id"]) == ("o boleto venceu", tenant.id)
 
 
@@ -584,5 +584,5 @@ async def test_a_delivery_whose_attempts_all_died_waits_for_the_sweep_before_it_
     monkeypatch.undo()
     await _lease_runs_out(db, raw_id)
     await _killed_recording_the_failure(db, settings, lane, raw_id, monkeypatch)  # attempt 2 is past the last
-    stored = await _redriven(db, raw_id, message_id_for(conn["id"], key_id))
+    stored = await _redriven(db, settings, raw_id, message_id_for(conn["id"], key_id))
     assert (stored["body"], stored["reseller_id"]) == ("alguém aí?", tenant.id)

@@ -43,6 +43,18 @@ class QrCode:
 
 
 @dataclass(frozen=True)
+class WebhookSetting:
+    """An instance's webhook as the provider holds it now (`webhook_of`)."""
+
+    url: str
+    headers: dict[str, str]
+    enabled: bool
+    events: tuple[str, ...]
+    by_events: bool = False  # posts to "<url>/<event>" instead of the url itself
+    base64: bool = False  # media bytes inline in the posts
+
+
+@dataclass(frozen=True)
 class SentMessage:
     provider_message_id: str
 
@@ -177,6 +189,10 @@ class WhatsAppProvider(Protocol):
         self, *, instance_name: str, webhook_url: str, webhook_headers: dict[str, str]
     ) -> list[str]:
         """Sets the instance's webhook as `create_instance` would now; answers the events it asks for."""
+        ...
+
+    async def webhook_of(self, *, instance_name: str) -> WebhookSetting | None:
+        """The instance's webhook as the provider holds it, or None when it has none."""
         ...
 
     async def fetch_qr_code(self, *, instance_name: str) -> QrCode: ...

@@ -39,6 +39,7 @@ from backend.connections.providers.base import (
     SentMessage,
     StatusUpdate,
     WebhookParseError,
+    WebhookSetting,
     change_key,
 )
 
@@ -729,10 +730,17 @@ class EvolutionProvider:
         self._headers = {"apikey": api_key}
 
     async def _call(
-        self, method: str, path: str, json: dict[str, Any] | None = None, *, accepted_is_final: bool = False
+        self,
+        method: str,
+        path: str,
+        json: dict[str, Any] | None = None,
+        *,
+        accepted_is_final: bool = False,
+        null_is_empty: bool = False,
     ) -> dict[str, Any]:
         """`accepted_is_final`: a 2xx we cannot read still means the provider took the request
-        (a send), so retrying it would risk a second delivery."""
+        (a send), so retrying it would risk a second delivery. `null_is_empty`: a JSON `null`
+        answers "none" there (a lookup), given back as {}."""
         if not self._base:
             raise ProviderError("EVOLUTION_BASE_URL is not configured", retryable=False)
         try:
@@ -750,6 +758,8 @@ class EvolutionProvider:
             body = response.json()
         except ValueError as exc:
             raise ProviderError("provider answered a body that is not JSON", retryable=not accepted_is_final) from exc
+        if body is None and null_is_empty:
+            return {}
         if not isinstance(body, dict):
             raise ProviderError("provider answered an unexpected JSON shape", retryable=not accepted_is_final)
         return body
@@ -784,6 +794,22 @@ class EvolutionProvider:
     ) -> list[str]:
         await self._call("POST", f"/webhook/set/{instance_name}", {"webhook": _webhook(webhook_url, webhook_headers)})
         return list(WEBHOOK_EVENTS)
+
+    async def webhook_of(self, *, instance_name: str) -> WebhookSetting | None:
+        """Evolution's /webhook/find: the instance's webhook row (`null` when it has none)."""
+        row = await self._call("GET", f"/webhook/find/{instance_name}", null_is_empty=True)
+        if not row:
+            return None
+        headers = _obj(row.get("headers"))
+        events = row.get("events")
+        return WebhookSetting(
+            url=str(row.get("url") or ""),
+            headers={str(k): str(v) for k, v in headers.items()},
+            enabled=row.get("enabled") is not False,  # Evolution's column defaults to true
+            events=tuple(str(e) for e in events) if isinstance(events, list) else (),
+            by_events=row.get("webhookByEvents") is True,
+            base64=row.get("webhookBase64") is True,
+        )
 
     async def fetch_qr_code(self, *, instance_name: str) -> QrCode:
         state = await self.connection_state(instance_name=instance_name)

@@ -1,0 +1,113 @@
+"""The connection watch: every CONNECTION_WATCH_SECONDS, each backend process asks the provider
+how it holds every active connection (connections.check_at_provider).
+
+Why: every client message reaches IAZE through the instance's webhook, and nothing in IAZE would
+notice one that stopped working. Someone edits it in Evolution's manager, Evolution's store is
+restored from an old backup, PUBLIC_BASE_URL moves to a new domain: from then on Evolution posts
+nowhere, or with a token the webhook refuses (401, never retried), and every message is stored
+at Evolution and seen by nobody here. The state matters for the same reason: the
+CONNECTION_UPDATE that says the phone disconnected may be one of the posts that never came.
+
+What a check does, per connection:
+- records the provider's state (the owner's disconnection banner follows it);
+- when the webhook drifted in a way that loses posts (`connections.webhook_drift`), records the
+  catch-up it owes first (webhooks.service.owe_catch_up: a durable `webhook_waiting` entry),
+  then sets the webhook again, then catches up what the provider kept (findMessages) from when
+  this process last found the webhook right (less CATCH_UP_MARGIN: WhatsApp stamps a message
+  when the client wrote it, which may be before it reached the provider), or
+  CONNECTION_WATCH_CATCH_UP_HOURS back when it never did. A kill anywhere after the first write
+  leaves the debt to the processors' sweep (run_waiting), which pays it after CATCH_UP_HOLD.
+  Catching up is idempotent (messages by their ids), so a generous window costs only reads;
+- a drift that loses nothing (media inline) is set again without a catch-up.
+
+Every process checks every connection (two provider reads per connection per period; a repair
+made twice is the same repair, and a catch-up twice files nothing twice). A provider or store
+failure is logged and counted (`iaze_connection_check_failed_total`); the next period asks
+again, from the same last-right time."""
+
+import asyncio
+import contextlib
+import random
+from datetime import datetime, timedelta
+
+from backend.connections import service as connections
+from backend.connections.providers import registry
+from backend.core import metrics
+from backend.core.background import BackgroundLoop
+from backend.core.clock import as_utc, utcnow
+from backend.core.config import Settings
+from backend.core.db import Database
+from backend.core.logging import get_logger
+from backend.webhooks import service
+
+log = get_logger("webhooks")
+
+CATCH_UP_MARGIN = timedelta(minutes=30)
+HARMLESS = frozenset({"base64"})  # drifts that lose no post
+
+
+async def check_connections(db: Database, settings: Settings, *, right_at: dict[str, datetime]) -> dict[str, list[str]]:
+    """One pass over every active connection the provider holds an instance for. `right_at`: per
+    connection, when this process last found its webhook right (kept across passes). Returns
+    the drift found per connection checked (repaired); a connection whose check failed is left
+    out."""
+    checked: dict[str, list[str]] = {}
+    async with registry.http_client(settings) as http:
+        for conn in await connections.active_internal(db):
+            if not conn.provider_created:
+                continue
+            provider = registry.build(conn.provider, settings, http)
+            started = utcnow()
+            try:
+                drift = await connections.check_at_provider(db, settings, conn, provider)
+                if set(drift) - HARMLESS:
+                    since = right_at.get(conn.id, started - timedelta(hours=settings.CONNECTION_WATCH_CATCH_UP_HOURS))
+                    since = max(since - CATCH_UP_MARGIN, as_utc(conn.created_at))
+                    owed = await service.owe_catch_up(db, conn.id, since=since)
+                    await connections.set_webhook_again(settings, conn, provider)
+                    metrics.CONNECTION_WEBHOOK_REPAIRED.inc()
+                    done = await service.pay_catch_up(db, settings, conn, provider, owed)
+                    log.warning(
+                        "connection webhook set again; what the provider kept meanwhile caught up",
+                        connection_id=conn.id,
+                        drift=drift,
+                        since=since.isoformat(),
+                        found=done.found,
+                        chats=done.chats,
+                    )
+                elif drift:
+                    await connections.set_webhook_again(settings, conn, provider)
+                    metrics.CONNECTION_WEBHOOK_REPAIRED.inc()
+            except Exception as exc:  # the provider or the store away, or a bug: asked again next period
+                metrics.CONNECTION_CHECK_FAILED.inc()
+                log.warning("connection check failed", connection_id=conn.id, error=f"{type(exc).__name__}: {exc}")
+                continue
+            right_at[conn.id] = started
+            checked[conn.id] = drift
+    return checked
+
+
+async def run_until(db: Database, settings: Settings, stop: asyncio.Event) -> None:
+    """A pass every CONNECTION_WATCH_SECONDS (±20 %: processes started together spread out), the
+    first within one period of the start."""
+    right_at: dict[str, datetime] = {}
+    period = settings.CONNECTION_WATCH_SECONDS
+    wait = random.uniform(0.1, 1.0) * period
+    while True:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=wait)
+        if stop.is_set():
+            return
+        try:
+            await check_connections(db, settings, right_at=right_at)
+        except Exception as exc:  # the list of connections unreadable: the next pass
+            metrics.CONNECTION_CHECK_FAILED.inc()
+            log.warning("connection watch pass failed", error=f"{type(exc).__name__}: {exc}")
+        wait = random.uniform(0.8, 1.2) * period
+
+
+def background(db: Database, settings: Settings, *, enabled: bool = True) -> BackgroundLoop:
+    """The watch inside a backend process's lifespan (CONNECTION_WATCH_ENABLED)."""
+    return BackgroundLoop(
+        "connection-watch", run_until, db, settings, enabled=enabled and settings.CONNECTION_WATCH_ENABLED
+    )

@@ -1,0 +1,81 @@
+"""A check of the connection watch killed between its writes: the catch-up it owes is recorded
+before the webhook is set again, so a process killed at the repair, or after it and before the
+catch-up, leaves the debt to the processors' sweep, which files what the provider kept. Runs one
+check pass directly (the watch's loop is off here), the kill injected; the fake Evolution is its
+own process."""
+
+import asyncio
+from datetime import timedelta
+from typing import Any
+
+import httpx
+import pytest
+
+from backend.connections import service as connections
+from backend.core.clock import utcnow
+from backend.core.config import Settings
+from backend.webhooks import service, watch
+from tests.factories import make_tenant, unique_phone
+from tests.fakes.harness import FakeEvolution, make_connection, wait_for
+from tests.webhooks.evolution_shapes import all_messages
+
+
+class _Killed(BaseException):
+    """The process dying there: nothing after the raise runs, no handler catches it."""
+
+
+async def _killed(*args: Any, **kwargs: Any) -> Any:
+    raise _Killed
+
+
+@pytest.mark.parametrize("killed_at", ["the repair", "the catch-up"])
+async def test_a_check_killed_after_owing_its_catch_up_leaves_it_to_the_sweep(
+    client: httpx.AsyncClient,
+    admin_headers: dict[str, str],
+    evolution: FakeEvolution,
+    db: Any,
+    settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+    killed_at: str,
+) -> None:
+    tenant = await make_tenant(client, admin_headers, agents=0)
+    conn = await make_connection(client, tenant, evolution)
+    instance = conn["instance_name"]
+    await asyncio.sleep(1.1)  # Evolution stamps in whole seconds: after the connection was made
+    right_at: dict[str, Any] = {}
+    assert (await watch.check_connections(db, settings, right_at=right_at))[conn["id"]] == []
+
+    held = await evolution.control("GET", f"instances/{instance}")
+    off = {"enabled": False, "url": held["webhook_url"], "headers": held["webhook_headers"]}
+    await evolution.set_webhook(instance, off)
+    phone = unique_phone()
+    assert (await evolution.inbound(instance, phone, "ninguém responde?"))["status_code"] is None  # not posted
+
+    if killed_at == "the repair":
+        monkeypatch.setattr(connections, "set_webhook_again", _killed)
+    else:
+        monkeypatch.setattr(service, "pay_catch_up", _killed)
+    with pytest.raises(_Killed):
+        await watch.check_connections(db, settings, right_at=right_at)
+    monkeypatch.undo()
+    owed = await db.webhook_waiting.find_one({"connection_id": conn["id"], "reason": "catch_up"})
+    assert owed is not None and owed["applied_at"] is None
+    assert owed["since"] <= right_at[conn["id"]]  # from before the check that last found it right
+    repaired = (await evolution.control("GET", f"instances/{instance}"))["enabled"]
+    assert repaired is (killed_at == "the catch-up")
+    assert await all_messages(client, tenant) == []  # nobody sees it yet
+
+    # The sweep, once the debt's hold is over (time passing, shortened here).
+    await db.webhook_waiting.update_one({"_id": owed["_id"]}, {"$set": {"not_before": utcnow() - timedelta(seconds=1)}})
+    assert await service.run_waiting(db, settings, since=utcnow() - timedelta(hours=1), limit=1000) >= 1
+
+    async def filed() -> list[str] | None:
+        return [m["body"] for m in await all_messages(client, tenant)] or None
+
+    assert await wait_for(filed) == ["ninguém responde?"]
+    assert (await db.webhook_waiting.find_one({"_id": owed["_id"]}))["applied_at"] is not None
+    # The next check repairs what the kill left, and owes nothing more the sweep would refile.
+    await watch.check_connections(db, settings, right_at=right_at)
+    assert (await evolution.control("GET", f"instances/{instance}"))["enabled"] is True
+    await asyncio.sleep(0.5)
+    assert [m["body"] for m in await all_messages(client, tenant)] == ["ninguém responde?"]
