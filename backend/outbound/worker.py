@@ -40,7 +40,7 @@ from backend.core.logging import get_logger
 from backend.core.runtime import runtime_of
 from backend.media import service as media
 from backend.messages import public as messages
-from backend.messages.models import Message
+from backend.messages.models import Message, MessageMedia
 from backend.outbound import repository, service
 from backend.outbound.models import QueueEntry, SendAttempt
 from backend.tickets import service as tickets
@@ -233,11 +233,15 @@ class OutboundWorker:
         target = await messages.get_internal(self.db, quoted.message_id)
         if target is None or not target.provider_message_id:
             return None
+        media = target.media or MessageMedia()
         return Quote(
             provider_message_id=target.provider_message_id,
             body=quoted.body,
             type=quoted.type or "text",
             from_me=target.sender_type != "client",
+            mime=media.mime or media.mimetype or "",
+            name=media.name or media.fileName or "",
+            voice=media.voice,
         )
 
     async def _settle_echoes(self, message: Message) -> None:

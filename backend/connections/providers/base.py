@@ -68,6 +68,10 @@ class Quote:
     body: str = ""
     type: str = "text"
     from_me: bool = False
+    # Outbound, a media message's: what a quote of it shows on the client's phone.
+    mime: str = ""
+    name: str = ""
+    voice: bool = False
 
 
 @dataclass(frozen=True)

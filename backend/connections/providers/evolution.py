@@ -148,10 +148,22 @@ _DIGITS = re.compile(r"^\d{8,15}$")
 
 def _quoted_payload(quoted: Quote, *, to: str) -> dict[str, Any]:
     """Evolution's `quoted`: the quoted message's key, and its content so that Evolution need not
-    look it up in its own store (which may not hold it)."""
+    look it up in its own store (which may not hold it). Baileys puts that content in the reply's
+    contextInfo as it is: a photo, a video, a voice note, a document or a sticker goes as one (the
+    client's phone shows a quote of a photo with its caption, without the thumbnail WhatsApp
+    keeps), anything else as its text."""
+    caption = {"caption": quoted.body} if quoted.body else {}
+    mime = {"mimetype": quoted.mime} if quoted.mime else {}
+    as_media: dict[str, dict[str, Any]] = {
+        "image": {"imageMessage": {**caption, **mime}},
+        "video": {"videoMessage": {**caption, **mime}},
+        "audio": {"audioMessage": {**mime, "ptt": quoted.voice}},
+        "document": {"documentMessage": {**caption, **mime, "fileName": quoted.name or quoted.body}},
+        "sticker": {"stickerMessage": {**mime}},
+    }
     return {
         "key": {"id": quoted.provider_message_id, "remoteJid": remote_jid(to), "fromMe": quoted.from_me},
-        "message": {"conversation": quoted.body},
+        "message": as_media.get(quoted.type, {"conversation": quoted.body}),
     }
 
 

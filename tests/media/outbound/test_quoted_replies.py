@@ -100,3 +100,44 @@ async def test_an_agent_reply_quoting_a_message_goes_out_with_evolutions_quoted(
     r = await client.post(f"/api/v1/tickets/{ticket_id}/notes", json={"body": "nota"}, headers=agent)
     r = await client.post(url, json={"body": "x", "quoted_message_id": r.json()["id"]}, headers=agent)
     assert r.status_code == 404, r.text
+
+
+async def test_a_reply_quoting_a_clients_photo_or_document_quotes_it_as_one(
+    client: httpx.AsyncClient, admin_headers: dict[str, str], evolution: FakeEvolution, db: Any
+) -> None:
+    """WhatsApp shows a quote of a photo as a photo (with its caption) and of a document by its
+    name: the reply's `quoted` carries the quoted message as its kind, not as a text."""
+    import base64
+
+    tenant = await make_tenant(client, admin_headers, agents=1)
+    conn = await make_connection(client, tenant, evolution)
+    ticket_id, phone, agent = await held_ticket(client, tenant, evolution, conn, db)
+    photo = await evolution.inbound(conn["instance_name"], phone, "a tela com o erro", image=True)
+    assert (await settled(db, photo))["status"] == "processed"
+    pdf = {"type": "document", "base64": base64.b64encode(fixture("boleto.pdf")).decode()}
+    document = await evolution.inbound(
+        conn["instance_name"], phone, "", media={**pdf, "mimetype": "application/pdf", "fileName": "boleto.pdf"}
+    )
+    assert (await settled(db, document))["status"] == "processed"
+    url = f"/api/v1/tickets/{ticket_id}/messages"
+    for quoted in (photo, document):
+        quoted_id = message_id_for(conn["id"], quoted["key_id"])
+        r = await client.post(url, json={"body": "Recebido", "quoted_message_id": quoted_id}, headers=agent)
+        assert r.status_code == 201, r.text
+
+    async def both() -> list[dict[str, Any]] | None:
+        sent = await sent_to(evolution, phone)
+        return sent if len(sent) == 2 else None
+
+    sent = await wait_for(both, timeout=60)
+    jid = f"{phone}@s.whatsapp.net"
+    assert [s["quoted"] for s in sent] == [
+        {
+            "key": {"id": photo["key_id"], "remoteJid": jid, "fromMe": False},
+            "message": {"imageMessage": {"caption": "a tela com o erro", "mimetype": "image/jpeg"}},
+        },
+        {
+            "key": {"id": document["key_id"], "remoteJid": jid, "fromMe": False},
+            "message": {"documentMessage": {"mimetype": "application/pdf", "fileName": "boleto.pdf"}},
+        },
+    ]
