@@ -9,7 +9,13 @@ from pymongo.errors import DuplicateKeyError
 from backend.connections import repository
 from backend.connections.models import Connection as Connection  # published: the stored shape
 from backend.connections.providers import registry
-from backend.connections.providers.base import ConnectionStatus, ProviderError, WebhookSetting, WhatsAppProvider
+from backend.connections.providers.base import (
+    ConnectionStatus,
+    ProviderError,
+    QrCode,
+    WebhookSetting,
+    WhatsAppProvider,
+)
 
 # Published to other domains (they never import a repository: docs/ARCHITECTURE.md §2): a connection by id.
 from backend.connections.repository import active_internal as active_internal
@@ -34,6 +40,7 @@ from backend.tickets.models import Ticket
 log = get_logger("connections")
 
 INSTANCE_KEY = "wa-instance"
+INSTANCE_MISSING = "instance not found at the provider: pair the phone again"
 WEBHOOK_TOKEN_HEADER = "X-Webhook-Token"
 
 
@@ -165,21 +172,30 @@ async def require_not_a_default(db: Database, actor: Actor, *, department_id: st
 
 async def qrcode(db: Database, actor: Actor, settings: Settings, *, connection_id: str) -> QrCodeRead:
     conn = await get_doc_or_404(db, actor, connection_id=connection_id)
+    if conn.provider_created:
+        conn, qr = await _provider_qr(db, settings, conn)
+        if qr is not None:
+            await record_status(db, conn, status=qr.status, qr_code=qr.qr_code)
+            return QrCodeRead(qr_code=qr.qr_code, status=qr.status)
+    # Never made, or gone at the provider since (its store lost): made now, as a new one.
+    conn = await _bind_instance(db, settings, conn)
     if not conn.provider_created:
-        conn = await _bind_instance(db, settings, conn)
-        if not conn.provider_created:
-            raise ServiceUnavailable(f"provider unavailable: {conn.last_error}")
-        return QrCodeRead(qr_code=conn.qr_code, status=conn.status)
+        raise ServiceUnavailable(f"provider unavailable: {conn.last_error}")
+    return QrCodeRead(qr_code=conn.qr_code, status=conn.status)
+
+
+async def _provider_qr(db: Database, settings: Settings, conn: Connection) -> tuple[Connection, QrCode | None]:
+    """The bound instance's QR code (or its "open"), None when the provider no longer has it."""
     async with registry.http_client(settings) as http:
         provider = registry.build(conn.provider, settings, http)
         if conn.status != "open" and conn.webhook_events != provider.webhook_events:
             conn = await _update_webhook(db, settings, conn, provider)
         try:
-            qr = await provider.fetch_qr_code(instance_name=conn.instance_name)
+            return conn, await provider.fetch_qr_code(instance_name=conn.instance_name)
         except ProviderError as exc:
+            if exc.instance_missing:
+                return conn, None
             raise ServiceUnavailable(f"provider unavailable: {exc}") from exc
-    await record_status(db, conn, status=qr.status, qr_code=qr.qr_code)
-    return QrCodeRead(qr_code=qr.qr_code, status=qr.status)
 
 
 async def _update_webhook(db: Database, settings: Settings, conn: Connection, provider: WhatsAppProvider) -> Connection:
@@ -223,8 +239,20 @@ async def check_at_provider(
     (backend/webhooks/watch.py). Its state is recorded: a CONNECTION_UPDATE posted while the
     webhook was broken never arrived, and the owner must see a disconnected phone. Returns the
     drift of its webhook (`webhook_drift`: someone changed it in Evolution's manager, Evolution's
-    store was restored, PUBLIC_BASE_URL moved). A provider failure propagates."""
-    state = await provider.connection_state(instance_name=conn.instance_name)
+    store was restored, PUBLIC_BASE_URL moved), or ["instance"] when the provider no longer has
+    the instance at all: the connection is then recorded closed and unbound (`last_error` says
+    why), so that the owner sees it disconnected and its next QR code request creates the
+    instance again with our webhook. Any other provider failure propagates."""
+    try:
+        state = await provider.connection_state(instance_name=conn.instance_name)
+    except ProviderError as exc:
+        if not exc.instance_missing:
+            raise
+        log.warning("provider instance missing; the connection needs pairing again", connection_id=conn.id)
+        lost = {"status": "close", "qr_code": None, "provider_created": False, "last_error": INSTANCE_MISSING}
+        unbound = await repository.update(db, TenantScope(conn.reseller_id), conn.id, {**lost, "updated_at": utcnow()})
+        await announce(db, unbound)
+        return ["instance"]
     await record_status(db, conn, status=state, qr_code=conn.qr_code)
     held = await provider.webhook_of(instance_name=conn.instance_name)
     return webhook_drift(settings, conn, held, provider.webhook_events)

@@ -18,7 +18,10 @@ What a check does, per connection:
   CONNECTION_WATCH_CATCH_UP_HOURS back when it never did. A kill anywhere after the first write
   leaves the debt to the processors' sweep (run_waiting), which pays it after CATCH_UP_HOLD.
   Catching up is idempotent (messages by their ids), so a generous window costs only reads;
-- a drift that loses nothing (media inline) is set again without a catch-up.
+- a drift that loses nothing (media inline) is set again without a catch-up;
+- an instance the provider no longer has (its store lost): the connection is recorded closed and
+  unbound, so the owner sees it disconnected and its next QR code creates the instance again
+  (the history sync of that pairing brings what the phone received meanwhile).
 
 Every process checks every connection (two provider reads per connection per period; a repair
 made twice is the same repair, and a catch-up twice files nothing twice). A provider or store
@@ -60,6 +63,9 @@ async def check_connections(db: Database, settings: Settings, *, right_at: dict[
             started = utcnow()
             try:
                 drift = await connections.check_at_provider(db, settings, conn, provider)
+                if drift == ["instance"]:  # gone at the provider: recorded, the owner pairs again
+                    checked[conn.id] = drift
+                    continue
                 if set(drift) - HARMLESS:
                     since = right_at.get(conn.id, started - timedelta(hours=settings.CONNECTION_WATCH_CATCH_UP_HOURS))
                     since = max(since - CATCH_UP_MARGIN, as_utc(conn.created_at))

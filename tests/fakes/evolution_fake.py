@@ -319,6 +319,17 @@ def create_app(api_key: str) -> FastAPI:
             "instanceId": inst.instance_id,
         }
 
+    @app.delete("/instance/delete/{name}")
+    async def delete_instance(name: str, apikey: str | None = Header(default=None)) -> Response:
+        """Gone, as when Evolution's store is lost or reset: every call about it answers 404 since."""
+        if (denied := unauthorized(apikey)) is not None:
+            return denied
+        inst = instance_or_404(name)
+        if isinstance(inst, JSONResponse):
+            return inst
+        del state.instances[name]
+        return JSONResponse({"status": "SUCCESS", "error": False, "response": {"message": "Instance deleted"}})
+
     @app.get("/webhook/find/{name}")
     async def find_webhook(name: str, apikey: str | None = Header(default=None)) -> Response:
         """Evolution's EventController.get: the row, or `null` for an instance without one."""

@@ -81,6 +81,12 @@ class FakeEvolution:
             r = await c.post(f"/webhook/set/{instance}", json={"webhook": webhook}, headers={"apikey": self.api_key})
             assert r.status_code == 201, r.text
 
+    async def delete_instance(self, instance: str) -> None:
+        """Through Evolution's own /instance/delete (its store lost would answer the same since)."""
+        async with httpx.AsyncClient(base_url=self.url, timeout=30) as c:
+            r = await c.delete(f"/instance/delete/{instance}", headers={"apikey": self.api_key})
+            assert r.status_code == 200, r.text
+
     async def inbound(self, instance: str, phone: str, text: str, **extra: Any) -> dict[str, Any]:
         result: dict[str, Any] = await self.control(
             "POST", "inbound", {"instance": instance, "phone": phone, "text": text, **extra}

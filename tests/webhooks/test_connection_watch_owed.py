@@ -79,3 +79,45 @@ async def test_a_check_killed_after_owing_its_catch_up_leaves_it_to_the_sweep(
     assert (await evolution.control("GET", f"instances/{instance}"))["enabled"] is True
     await asyncio.sleep(0.5)
     assert [m["body"] for m in await all_messages(client, tenant)] == ["ninguém responde?"]
+
+
+async def test_an_instance_gone_at_the_provider_shows_disconnected_and_its_next_qr_code_makes_it_again(
+    client: httpx.AsyncClient, admin_headers: dict[str, str], evolution: FakeEvolution, db: Any, settings: Settings
+) -> None:
+    """Evolution's store lost: the instance no longer exists there, and IAZE still showed the
+    connection open while nothing could arrive. The check records it closed, unbound, with why;
+    the owner's next QR code creates the instance again with IAZE's webhook, and once the phone
+    scans it the client's messages are filed again."""
+    tenant = await make_tenant(client, admin_headers, agents=1)
+    conn = await make_connection(client, tenant, evolution)
+    instance = conn["instance_name"]
+    await evolution.delete_instance(instance)
+
+    assert (await watch.check_connections(db, settings, right_at={}))[conn["id"]] == ["instance"]
+    r = await client.get(f"/api/v1/whatsapp-connections/{conn['id']}", headers=tenant.headers)
+    assert (r.json()["status"], r.json()["last_error"]) == ("close", connections.INSTANCE_MISSING)
+    stored = await db.whatsapp_connections.find_one({"_id": conn["id"]})
+    assert stored["provider_created"] is False
+    assert await db.webhook_waiting.count_documents({"connection_id": conn["id"]}) == 0  # nothing to catch up there
+    # Unbound: later checks leave it alone (nothing to ask the provider about).
+    assert conn["id"] not in await watch.check_connections(db, settings, right_at={})
+
+    r = await client.get(f"/api/v1/whatsapp-connections/{conn['id']}/qrcode", headers=tenant.headers)
+    assert r.status_code == 200, r.text
+    assert (r.json()["status"], r.json()["qr_code"] is not None) == ("connecting", True)
+    made = await evolution.control("GET", f"instances/{instance}")
+    assert made["webhook_headers"] == {"X-Webhook-Token": stored["webhook_token"]}
+    assert made["webhook_url"].endswith(f"/api/v1/webhooks/whatsapp/{conn['id']}")
+    assert (await evolution.control("POST", "state", {"instance": instance, "state": "open"}))["status_code"] == 200
+
+    async def reopened() -> bool:
+        got = await client.get(f"/api/v1/whatsapp-connections/{conn['id']}", headers=tenant.headers)
+        return got.json()["status"] == "open" and got.json()["last_error"] is None
+
+    await wait_for(reopened)
+    await evolution.inbound(instance, unique_phone(), "voltou?")
+
+    async def filed() -> list[str] | None:
+        return [m["body"] for m in await all_messages(client, tenant)] or None
+
+    assert await wait_for(filed) == ["voltou?"]

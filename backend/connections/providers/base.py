@@ -13,11 +13,14 @@ DeliveryStatus = Literal["pending", "sent", "delivered", "read", "failed"]
 
 class ProviderError(Exception):
     """A provider call that did not succeed. `retryable`: the same call may succeed later
-    (network, timeout, 5xx, 429); otherwise retrying cannot help (4xx, bad number)."""
+    (network, timeout, 5xx, 429); otherwise retrying cannot help (4xx, bad number).
+    `instance_missing`: the provider says the instance itself does not exist (its store lost or
+    reset, or the instance deleted there): only pairing a new one brings the phone back."""
 
-    def __init__(self, message: str, *, retryable: bool) -> None:
+    def __init__(self, message: str, *, retryable: bool, instance_missing: bool = False) -> None:
         super().__init__(message)
         self.retryable = retryable
+        self.instance_missing = instance_missing
 
 
 # The failure reason of a send to a number that has no WhatsApp account (shown on the message).

@@ -765,7 +765,13 @@ class EvolutionProvider:
             if _not_on_whatsapp(response):
                 raise ProviderError(NOT_ON_WHATSAPP, retryable=False)
             retryable = response.status_code >= 500 or response.status_code in (408, 429)
-            raise ProviderError(f"provider answered {response.status_code}: {response.text[:300]}", retryable=retryable)
+            # Evolution's instanceExistsGuard: 404 with this sentence (a wrong base URL's 404 has not).
+            missing = response.status_code == 404 and "instance does not exist" in response.text
+            raise ProviderError(
+                f"provider answered {response.status_code}: {response.text[:300]}",
+                retryable=retryable,
+                instance_missing=missing,
+            )
         try:
             body = response.json()
         except ValueError as exc:

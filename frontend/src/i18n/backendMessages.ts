@@ -28,6 +28,10 @@ const SENTENCES: Record<string, string> = {
   'not authenticated': 'Entre novamente para continuar.',
   'invalid webhook credentials': 'Credenciais do webhook inválidas.',
 
+  // A connection's `last_error`: the provider lost its instance (connections/service.py INSTANCE_MISSING)
+  'instance not found at the provider: pair the phone again':
+    'Este WhatsApp não existe mais no provedor (ele perdeu seus dados). Clique em “Conectar (QR Code)” e escaneie de novo com o celular.',
+
   // 403
   'role not allowed': 'Você não tem permissão para esta ação.',
   'resellers manage their agents only': 'Você só pode gerenciar os agentes da sua empresa.',

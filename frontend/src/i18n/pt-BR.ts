@@ -77,6 +77,8 @@ export const t = {
     ticketNumber: (n: number) => `#${n}`,
     assignedTo: (name: string) => `com ${name}`,
     noPreview: 'Sem mensagens',
+    draft: 'Rascunho',
+    draftHint: 'Há um texto seu não enviado neste atendimento',
     // Prefix of a row's preview whose last message the helpdesk sent by itself (greeting, menu...).
     automaticPreview: 'Automática',
     search: 'Buscar: nome, número, #protocolo ou texto',
@@ -165,6 +167,7 @@ export const t = {
     conflict: 'O atendimento mudou enquanto você agia. Os dados foram atualizados.',
     composer: 'Mensagem',
     composerPlaceholder: 'Escreva sua resposta… (Ctrl+Enter envia)',
+    draftRestored: 'Rascunho recuperado: este texto ainda não foi enviado.',
     send: 'Enviar',
     assumeToReply: 'Assuma o atendimento para responder.',
     readOnly: 'Atendimento finalizado — somente leitura.',
@@ -381,6 +384,8 @@ export const t = {
     status: 'Situação',
     qr: 'QR Code',
     showQr: 'Conectar (QR Code)',
+    // A connection's `last_error` the backend sentences do not cover (the provider's own answer).
+    providerError: 'O provedor do WhatsApp recusou ou não respondeu. Clique em “Conectar (QR Code)” para tentar de novo.',
     qrHelp: 'Abra o WhatsApp no celular, vá em Aparelhos conectados e leia este código.',
     qrWaiting: 'Aguardando o QR Code…',
     connected: 'Conectado! Você já pode receber mensagens.',

@@ -101,6 +101,26 @@ describe('ConnectionsPage · department menu', () => {
     expect(within(dialog).getByTestId('menu-preview').textContent).toBe('Para agilizar seu atendimento, responda com o número do departamento:\n1 - Financeiro');
   });
 
+  it('says why a connection is down when the backend recorded it, in Portuguese', async () => {
+    const missing = 'instance not found at the provider: pair the phone again';
+    serve({ ...connection, status: 'close', last_error: missing });
+    renderApp(<ConnectionsPage />, { path: '/', route: '/' });
+    expect(await screen.findByTestId('connection-error')).toHaveTextContent('Este WhatsApp não existe mais no provedor');
+  });
+
+  it('shows no recorded error once the connection is open', async () => {
+    serve({ ...connection, status: 'open', last_error: 'provider answered 500: boom' });
+    renderApp(<ConnectionsPage />, { path: '/', route: '/' });
+    expect(await screen.findByTestId('connection-status')).toBeInTheDocument();
+    expect(screen.queryByTestId('connection-error')).toBeNull();
+  });
+
+  it('shows a generic reason for a provider answer it has no words for', async () => {
+    serve({ ...connection, status: 'close', last_error: 'provider answered 500: boom' });
+    renderApp(<ConnectionsPage />, { path: '/', route: '/' });
+    expect(await screen.findByTestId('connection-error')).toHaveTextContent('O provedor do WhatsApp recusou ou não respondeu');
+  });
+
   it('move swaps neighbours and ignores moves past either end', () => {
     expect(move(['a', 'b', 'c'], 2, -1)).toEqual(['a', 'c', 'b']);
     expect(move(['a', 'b'], 0, -1)).toEqual(['a', 'b']);

@@ -5,6 +5,7 @@ import { errorMessage, fieldErrors } from '../../api/client';
 import { useConnections, useCreateConnection, useDepartments, useQrCode, useUpdateConnection } from '../../api/queries';
 import type { ConnectionState, Department, WhatsAppConnection } from '../../api/types';
 import { t } from '../../i18n/pt-BR';
+import { translateBackendMessage } from '../../i18n/backendMessages';
 import { FormActions, FormFrame, ListTable, RowActions } from '../../layout/Crud';
 import { PageHeader } from '../../layout/PageHeader';
 import { MenuForm } from './MenuForm';
@@ -181,6 +182,11 @@ export function ConnectionsPage() {
             </Table.Td>
             <Table.Td>
               <ConnectionStatus status={c.status} />
+              {c.status !== 'open' && c.last_error && (
+                <Text size="xs" c="red.7" maw={280} data-testid="connection-error">
+                  {translateBackendMessage(c.last_error) ?? t.connections.providerError}
+                </Text>
+              )}
             </Table.Td>
             <Table.Td>
               <RowActions onEdit={() => setEditFor(c.id)}>
