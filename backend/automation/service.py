@@ -181,6 +181,7 @@ def ticket_opening(
     message_id: str,
     config: ConfigSource | None = None,
     written_at: datetime | None = None,
+    history: bool = False,
 ) -> tickets.LazyOpening:
     """What a ticket opened by this WhatsApp message starts with (tickets.open_for_client awaits
     it only when it creates the ticket): the message that opened it, whether the company was
@@ -189,11 +190,12 @@ def ticket_opening(
     or one ahead of this clock: now), whether the department menu now awaits the client's answer —
     never on a deactivated connection, which sends no menu (`_speaks`). `config`: the message's
     one read of the tenant's config (`config_once`). The away message is judged at processing
-    time instead: it tells the client the company is closed now."""
+    time instead: it tells the client the company is closed now. `history`: a message of a
+    history import (`after_client_message`), which no menu awaits."""
 
     async def starts() -> tickets.Opening:
         config_read = await (config or config_once(db, conn.reseller_id))()
-        menu = bool(await _menu_options(db, conn))
+        menu = not history and bool(await _menu_options(db, conn))
         current = now()
         written = min(as_utc(written_at), current) if written_at is not None else current
         return tickets.Opening(
@@ -231,12 +233,18 @@ async def after_client_message(
     retry: bool = False,
     config: ConfigSource | None = None,
     new_client: bool = False,
+    history: bool = False,
 ) -> list[str]:
     """Runs after a client's WhatsApp message is filed under `ticket` (and again, finding done
     what was done, for a redelivery or a retried delivery: `retry`). Returns what it sent or moved.
     `config`: the message's one read of the tenant's config (`config_once`). `new_client`: the
     message created its client (won the phone key), so the chat has no survey to close (surveys
-    are made for finalized tickets, and a client's phone is its key and never changes)."""
+    are made for finalized tickets, and a client's phone is its key and never changes).
+    `history`: the message came in a history import (the sync after a pairing, or a catch-up of
+    what the provider kept during an outage): the past, possibly answered on the phone meanwhile,
+    and a burst of hundreds of chats at once. It is filed and its ticket opened for the agents,
+    but nothing automatic answers it (no greeting, away message or menu, and it answers no menu);
+    a new ticket still ends the chat's pending survey."""
     if message.sender_type != "client" or message.direction != "in":
         if _typed_on_the_phone(message):
             return await _phone_answered(db, ticket, message)
@@ -250,7 +258,9 @@ async def after_client_message(
         return []  # a person has it (atendendo) or it is closed: the helpdesk itself stays quiet
     config_read = await (config or config_once(db, str(ticket.reseller_id)))()
     if ticket.opening_message_id == message.id:
-        return await _opened(db, conn, ticket, config_read, retry=retry, new_client=new_client)
+        return await _opened(db, conn, ticket, config_read, retry=retry, new_client=new_client, history=history)
+    if history:
+        return []
     done: list[str] = []
     if ticket.menu_pending and message.type not in (CALL, VIDEO_CALL):  # ringing is no answer to the menu
         done += await _menu_answer(db, conn, ticket, message, config_read, retry=retry)
@@ -294,6 +304,7 @@ async def _opened(
     *,
     retry: bool,
     new_client: bool = False,
+    history: bool = False,
 ) -> list[str]:
     done: list[str] = []
     # A new conversation ends the chat's pending survey: a digit now belongs to this ticket.
@@ -301,6 +312,8 @@ async def _opened(
     survey = None if new_client else await repository.get_survey_internal(db, chat)
     if survey is not None and survey.pending:
         await repository.mark_survey(db, chat, ticket_id=survey.ticket_id, changes={"closed_at": now()})
+    if history:  # imported, not live: nothing is sent (after_client_message)
+        return done
     welcome = _render(config.welcome_message, ticket, config)
     if welcome and await _send(db, ticket, config, purpose=GREETING, body=welcome, retry=retry) is Sent.QUEUED:
         done.append(GREETING)

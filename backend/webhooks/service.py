@@ -678,7 +678,9 @@ async def _ingest_message(
             # A ticket the client's own message opens gets the automatic messages' markers.
             opening=None
             if event.from_me
-            else automation.ticket_opening(db, conn, message_id=message_id, config=config, written_at=event.sent_at),
+            else automation.ticket_opening(
+                db, conn, message_id=message_id, config=config, written_at=event.sent_at, history=event.synced
+            ),
         )
     except intake.AlreadyStored as exc:
         return await _redelivered(db, conn, exc.message, retry=retry, event=event, raw_id=raw_id)
@@ -692,7 +694,7 @@ async def _ingest_message(
     # Inside the delivery's processing: an attempt killed before or during the automatic messages
     # is retried by the processor, which finds the message stored and runs them again (_redelivered).
     automatic = await automation.after_client_message(
-        db, conn, ticket=ticket, message=message, config=config, new_client=new_client
+        db, conn, ticket=ticket, message=message, config=config, new_client=new_client, history=event.synced
     )
     return (
         f"message {message.id} in ticket {ticket.id}"
@@ -779,7 +781,9 @@ async def _redelivered(
     current = await message_store.get_internal(db, stored.id) if retry else stored
     ticket = await tickets.load(db, (current or stored).ticket_id)
     automatic = (
-        await automation.after_client_message(db, conn, ticket=ticket, message=current or stored, retry=retry)
+        await automation.after_client_message(
+            db, conn, ticket=ticket, message=current or stored, retry=retry, history=event.synced
+        )
         if ticket is not None
         else []
     )

@@ -145,3 +145,50 @@ async def test_a_message_written_in_hours_and_filed_after_closing_is_not_marked_
     # Written at night and filed at night: marked, as ever.
     await write(evolution, db, conn, later, "oi", at=int(TUESDAY_NIGHT.timestamp()))
     assert (await open_ticket(db, tenant, later))["out_of_hours"] is True
+
+
+async def test_a_history_import_opens_tickets_for_the_agents_and_answers_nothing_automatically(
+    client: httpx.AsyncClient,
+    admin_headers: dict[str, str],
+    evolution: FakeEvolution,
+    db: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The history sync after a pairing (or a catch-up of what Evolution kept during an outage)
+    carries the chats' recent past at once: conversations maybe answered on the phone meanwhile,
+    dozens of chats in one delivery. Their tickets open for the agents, but no greeting, away
+    message or menu goes out to any of them; a client's next live message is answered as usual
+    (here: closed now, so the away message)."""
+    import asyncio
+    import time
+
+    from tests.webhooks.evolution_shapes import envelope, pn_key, post, upsert
+
+    config = {"welcome_message": WELCOME, "away_message": AWAY, "timezone": "Asia/Tokyo", "business_hours": TOKYO_HOURS}
+    tenant, conn = await company(client, admin_headers, evolution, config=config)
+    at(monkeypatch, TUESDAY_NIGHT)  # closed: a live message would get the away message
+    ids = [d["id"] for d in tenant.departments]
+    r = await client.patch(
+        f"{API}/whatsapp-connections/{conn['id']}",
+        json={"menu_enabled": True, "menu_department_ids": ids, "menu_text": "Escolha:"},
+        headers=tenant.headers,
+    )
+    assert r.status_code == 200, r.text
+    await asyncio.sleep(1.1)  # stamped in whole seconds after the connection was made
+    now = int(time.time())
+    phones = [unique_phone() for _ in range(3)]
+    batch = [
+        {**upsert(pn_key(phone), {"conversation": f"oi, sou {i}"}, "conversation")["data"], "messageTimestamp": now}
+        for i, phone in enumerate(phones)
+    ]
+    raw = await post(client, db, conn, envelope("messages.set", batch))
+    assert raw["status"] == "processed", raw["result"]
+    for phone in phones:
+        ticket = await open_ticket(db, tenant, phone)
+        assert (ticket["status"], ticket["department_id"], ticket["menu_pending"]) == ("espera", ids[0], False)
+        assert await automatic(db, ticket["_id"]) == []
+    assert [s for s in await evolution.sent() if s["number"] in phones] == []
+
+    await write(evolution, db, conn, phones[0], "ainda estou esperando")
+    ticket = await open_ticket(db, tenant, phones[0])
+    assert [m["automatic_purpose"] for m in await automatic(db, ticket["_id"])] == ["away"]
