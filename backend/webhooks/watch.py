@@ -35,6 +35,7 @@ from datetime import datetime, timedelta
 
 from backend.connections import service as connections
 from backend.connections.providers import registry
+from backend.connections.providers.base import ProviderError
 from backend.core import metrics
 from backend.core.background import BackgroundLoop
 from backend.core.clock import as_utc, utcnow
@@ -46,6 +47,9 @@ from backend.webhooks import service
 log = get_logger("webhooks")
 
 CATCH_UP_MARGIN = timedelta(minutes=30)
+# A provider down answers every connection alike, each after its timeout: the pass ends after this
+# many in a row instead of spending EVOLUTION_TIMEOUT_SECONDS on each of thousands.
+UNREACHABLE_IN_A_ROW = 3
 HARMLESS = frozenset({"base64"})  # drifts that lose no post
 
 
@@ -55,6 +59,7 @@ async def check_connections(db: Database, settings: Settings, *, right_at: dict[
     the drift found per connection checked (repaired); a connection whose check failed is left
     out."""
     checked: dict[str, list[str]] = {}
+    unreachable = 0
     async with registry.http_client(settings) as http:
         for conn in await connections.active_internal(db):
             if not conn.provider_created:
@@ -87,7 +92,12 @@ async def check_connections(db: Database, settings: Settings, *, right_at: dict[
             except Exception as exc:  # the provider or the store away, or a bug: asked again next period
                 metrics.CONNECTION_CHECK_FAILED.inc()
                 log.warning("connection check failed", connection_id=conn.id, error=f"{type(exc).__name__}: {exc}")
+                unreachable = unreachable + 1 if isinstance(exc, ProviderError) and exc.retryable else 0
+                if unreachable >= UNREACHABLE_IN_A_ROW:
+                    log.warning("provider unreachable; connection checks resume next period")
+                    break
                 continue
+            unreachable = 0
             right_at[conn.id] = started
             checked[conn.id] = drift
     return checked

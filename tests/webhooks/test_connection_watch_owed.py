@@ -121,3 +121,22 @@ async def test_an_instance_gone_at_the_provider_shows_disconnected_and_its_next_
         return [m["body"] for m in await all_messages(client, tenant)] or None
 
     assert await wait_for(filed) == ["voltou?"]
+
+
+async def test_a_provider_down_ends_the_pass_instead_of_waiting_on_every_connection(
+    client: httpx.AsyncClient, admin_headers: dict[str, str], evolution: FakeEvolution, db: Any, settings: Settings
+) -> None:
+    """Evolution down answers every connection alike, each after its timeout: the pass stops after
+    a few in a row (and the next period asks again), rather than spending the timeout on each."""
+    tenant = await make_tenant(client, admin_headers, agents=0)
+    for _ in range(watch.UNREACHABLE_IN_A_ROW + 2):
+        await make_connection(client, tenant, evolution)
+    before = len([c for c in await evolution.control("GET", "calls") if "connectionState" in c["path"]])
+    await evolution.mode("5xx")
+    try:
+        assert await watch.check_connections(db, settings, right_at={}) == {}
+    finally:
+        await evolution.mode("ok")
+    asked = len([c for c in await evolution.control("GET", "calls") if "connectionState" in c["path"]]) - before
+    assert asked == watch.UNREACHABLE_IN_A_ROW
+    assert len(await watch.check_connections(db, settings, right_at={})) >= watch.UNREACHABLE_IN_A_ROW + 2
