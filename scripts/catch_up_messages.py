@@ -4,7 +4,8 @@ which Evolution itself restarted (its retries live in its memory).
 
     python -m scripts.catch_up_messages --since 2026-12-05T10:00 [--until ISO] [--connection ID] [--dry-run]
 
-For each active connection (or the one named), asks Evolution for the messages it stored stamped
+For each connection bound to an Evolution instance, deactivated ones too (what their clients
+write is still filed), or the one named, asks Evolution for the messages it stored stamped
 between `--since` and `--until` (default: now) — its findMessages, which needs
 DATABASE_SAVE_DATA_NEW_MESSAGE on (the compose stack sets it) — and stores them as history-sync
 deliveries, one per chat in that chat's lane (backend.webhooks.service.catch_up). The backend's
@@ -55,11 +56,11 @@ async def catch_up(
         async with gated_database(settings, write=not dry_run) as db:
             if db is None:
                 return GATE_REFUSED
-            chosen = await connections.active_internal(db)
+            chosen = await connections.bound_internal(db)
             if connection_id is not None:
                 chosen = [c for c in chosen if c.id == connection_id]
                 if not chosen:
-                    console.print(f"[red]no active connection {connection_id}[/red]")
+                    console.print(f"[red]no connection {connection_id} bound to a provider instance[/red]")
                     return UNKNOWN
             async with httpx.AsyncClient(timeout=settings.EVOLUTION_TIMEOUT_SECONDS) as http:
                 for conn in chosen:

@@ -72,10 +72,12 @@ async def names_defaulting_to(db: Database, scope: TenantScope, department_id: s
     return [str(d["name"]) for d in docs]
 
 
-async def active_internal(db: Database) -> list[Connection]:
-    """Every tenant's active connections, for operator scripts (scripts/catch_up_messages.py): a
-    scan of a collection of thousands at most."""
-    return [Connection.model_validate(d) async for d in db[COLLECTION].find({"active": True}).sort("_id", ASC)]
+async def bound_internal(db: Database) -> list[Connection]:
+    """Every tenant's connections that have their instance at the provider, deactivated ones too
+    (what their clients write is still filed), for the connection watch and
+    scripts/catch_up_messages.py: a scan of a collection of thousands at most."""
+    found = db[COLLECTION].find({"provider_created": True}).sort("_id", ASC)
+    return [Connection.model_validate(d) async for d in found]
 
 
 async def list_page(db: Database, scope: TenantScope, *, before_id: str | None, limit: int) -> list[Connection]:

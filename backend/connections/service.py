@@ -18,7 +18,7 @@ from backend.connections.providers.base import (
 )
 
 # Published to other domains (they never import a repository: docs/ARCHITECTURE.md §2): a connection by id.
-from backend.connections.repository import active_internal as active_internal
+from backend.connections.repository import bound_internal as bound_internal
 from backend.connections.repository import get_cached_internal as get_cached_internal
 from backend.connections.repository import get_internal as get_internal
 from backend.connections.repository import get_shared_internal as get_shared_internal

@@ -165,7 +165,7 @@ class Settings(BaseSettings):
     # failed on errors that may pass (run again after 5 minutes, doubling to 2 hours, for 2 days).
     WEBHOOK_WAITING_CHECK_SECONDS: float = Field(default=5.0, gt=0)
     # The connection watch (backend/webhooks/watch.py): how often each process asks the provider
-    # for every active connection's state and webhook, sets a drifted webhook again and catches up
+    # for every connection's state and webhook, sets a drifted webhook again and catches up
     # what the provider kept meanwhile; how far back that catch-up asks when this process never
     # saw the webhook right before (it started since).
     CONNECTION_WATCH_ENABLED: bool = True

@@ -477,7 +477,7 @@ async def pay_catch_up(
 async def _run_owed(db: Database, settings: Settings, waiting: Waiting) -> bool:
     """An owed catch-up whose check died before paying it (or failed to). Whether it ran."""
     conn = await connections.get_internal(db, waiting.connection_id)
-    if conn is None or not conn.active:  # nothing is filed on it any more
+    if conn is None or not conn.provider_created:  # no instance at the provider to ask any more
         await repository.done_waiting(db, waiting.id)
         return False
     try:

@@ -1,5 +1,6 @@
 """The connection watch: every CONNECTION_WATCH_SECONDS, each backend process asks the provider
-how it holds every active connection (connections.check_at_provider).
+how it holds every connection bound to an instance there, deactivated ones too (what their
+clients write is still filed): connections.check_at_provider.
 
 Why: every client message reaches IAZE through the instance's webhook, and nothing in IAZE would
 notice one that stopped working. Someone edits it in Evolution's manager, Evolution's store is
@@ -54,16 +55,15 @@ HARMLESS = frozenset({"base64"})  # drifts that lose no post
 
 
 async def check_connections(db: Database, settings: Settings, *, right_at: dict[str, datetime]) -> dict[str, list[str]]:
-    """One pass over every active connection the provider holds an instance for. `right_at`: per
+    """One pass over every connection the provider holds an instance for, deactivated ones too
+    (what their clients write is still filed). `right_at`: per
     connection, when this process last found its webhook right (kept across passes). Returns
     the drift found per connection checked (repaired); a connection whose check failed is left
     out."""
     checked: dict[str, list[str]] = {}
     unreachable = 0
     async with registry.http_client(settings) as http:
-        for conn in await connections.active_internal(db):
-            if not conn.provider_created:
-                continue
+        for conn in await connections.bound_internal(db):
             provider = registry.build(conn.provider, settings, http)
             started = utcnow()
             try:

@@ -46,8 +46,7 @@ async def test_a_check_killed_after_owing_its_catch_up_leaves_it_to_the_sweep(
     assert (await watch.check_connections(db, settings, right_at=right_at))[conn["id"]] == []
 
     held = await evolution.control("GET", f"instances/{instance}")
-    off = {"enabled": False, "url": held["webhook_url"], "headers": held["webhook_headers"]}
-    await evolution.set_webhook(instance, off)
+    await evolution.set_webhook(instance, {**_webhook_of(held), "enabled": False})
     phone = unique_phone()
     assert (await evolution.inbound(instance, phone, "ninguém responde?"))["status_code"] is None  # not posted
 
@@ -140,3 +139,32 @@ async def test_a_provider_down_ends_the_pass_instead_of_waiting_on_every_connect
     asked = len([c for c in await evolution.control("GET", "calls") if "connectionState" in c["path"]]) - before
     assert asked == watch.UNREACHABLE_IN_A_ROW
     assert len(await watch.check_connections(db, settings, right_at={})) >= watch.UNREACHABLE_IN_A_ROW + 2
+
+
+async def test_a_deactivated_connection_is_watched_too_as_its_clients_messages_are_still_filed(
+    client: httpx.AsyncClient, admin_headers: dict[str, str], evolution: FakeEvolution, db: Any, settings: Settings
+) -> None:
+    tenant = await make_tenant(client, admin_headers, agents=0)
+    conn = await make_connection(client, tenant, evolution)
+    r = await client.patch(f"/api/v1/whatsapp-connections/{conn['id']}", json={"active": False}, headers=tenant.headers)
+    assert r.status_code == 200, r.text
+    await asyncio.sleep(1.1)  # Evolution stamps in whole seconds: after the connection was made
+    right_at: dict[str, Any] = {}
+    assert (await watch.check_connections(db, settings, right_at=right_at))[conn["id"]] == []
+    held = await evolution.control("GET", f"instances/{conn['instance_name']}")
+    await evolution.set_webhook(conn["instance_name"], {**_webhook_of(held), "enabled": False})
+    await evolution.inbound(conn["instance_name"], unique_phone(), "ainda atendem aqui?")
+
+    assert (await watch.check_connections(db, settings, right_at=right_at))[conn["id"]] == ["disabled"]
+    assert (await evolution.control("GET", f"instances/{conn['instance_name']}"))["enabled"] is True
+
+    async def filed() -> list[str] | None:
+        return [m["body"] for m in await all_messages(client, tenant)] or None
+
+    assert await wait_for(filed) == ["ainda atendem aqui?"]
+
+
+def _webhook_of(held: dict[str, Any]) -> dict[str, Any]:
+    """The fake's instance as /webhook/set takes it."""
+    names = {"enabled": "enabled", "url": "webhook_url", "headers": "webhook_headers", "events": "events"}
+    return {field: held[kept] for field, kept in names.items()}
