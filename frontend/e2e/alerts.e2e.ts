@@ -1,10 +1,8 @@
 // Alerts and unread counts (issue 17 items 1-2) through the real websocket: a client writes over
 // WhatsApp (the fake Evolution posts the real webhook) while the agent looks at another ticket.
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
-import { call, expectNoConsoleErrors, launch, login, makeTenant, makeTicket, openPage, phone, screenshot, unique, uniquePhone, type TenantSetup, type Watched } from './support';
-
-type Raised = { title: string; body: string };
+import { call, expectNoConsoleErrors, launch, login, makeTenant, makeTicket, openPage, phone, raisedOn, recordNotifications, screenshot, unique, uniquePhone, type TenantSetup, type Watched } from './support';
 
 let browser: Browser;
 let tenant: TenantSetup;
@@ -12,35 +10,13 @@ let ana: Watched & { context: BrowserContext };
 
 const BASE_TITLE = 'IAZE Atendimento';
 const row = (page: Page, text: string) => page.getByTestId('ticket-row').filter({ hasText: text });
-const raised = (page: Page) => page.evaluate(() => (window as unknown as { __raised: Raised[] }).__raised.map(({ title, body }) => ({ title, body })));
+const raised = raisedOn;
 
 beforeAll(async () => {
   browser = await launch();
   tenant = await makeTenant(1);
   ana = await openPage(browser);
-  // Headless Chromium: the permission is granted by the context (no prompt to click), and every
-  // Notification the app constructs is recorded on its way to the real constructor.
-  await ana.context.grantPermissions(['notifications'], { origin: inject('appUrl') });
-  await ana.context.addInitScript(() => {
-    const w = window as unknown as { __raised: unknown[]; __asked: number; Notification: typeof Notification };
-    w.__raised = [];
-    w.__asked = 0;
-    const Real = w.Notification;
-    w.Notification = new Proxy(Real, {
-      get(target, key) {
-        if (key !== 'requestPermission') return Reflect.get(target, key);
-        return () => {
-          w.__asked += 1;
-          return target.requestPermission();
-        };
-      },
-      construct(target, args: [string, NotificationOptions?]) {
-        const notification = Reflect.construct(target, args) as Notification;
-        w.__raised.push({ title: args[0], body: args[1]?.body ?? '', notification });
-        return notification;
-      },
-    });
-  });
+  await recordNotifications(ana);
   await login(ana.page, tenant.agents[0].email, tenant.agents[0].password);
   await ana.page.getByText('Ao vivo').waitFor();
 });

@@ -2,11 +2,9 @@
 // connected again, and only the owner can do that. The fake Evolution posts the real
 // CONNECTION_UPDATE webhook; the owner is warned above the inbox and by an alert, whose
 // notification opens Conexões, and the warning goes away when the phone reconnects, no reload.
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Browser, BrowserContext } from 'playwright-core';
-import { connectWhatsApp, expectNoConsoleErrors, launch, login, makeTenant, openPage, phone, screenshot, unique, type TenantSetup, type Watched } from './support';
-
-type Raised = { title: string; body: string };
+import { connectWhatsApp, expectNoConsoleErrors, launch, login, makeTenant, openPage, phone, raisedOn, recordNotifications, screenshot, unique, type TenantSetup, type Watched } from './support';
 
 let browser: Browser;
 let tenant: TenantSetup;
@@ -15,26 +13,14 @@ let instance: string;
 const name = unique('Loja Centro ');
 
 const BASE_TITLE = 'IAZE Atendimento';
-const raised = () => owner.page.evaluate(() => (window as unknown as { __raised: Raised[] }).__raised.map(({ title, body }) => ({ title, body })));
+const raised = () => raisedOn(owner.page);
 
 beforeAll(async () => {
   browser = await launch();
   tenant = await makeTenant(1); // its department served: no other warning above the inbox
   instance = await connectWhatsApp(tenant, name);
   owner = await openPage(browser);
-  // As in alerts.e2e.ts: the permission granted by the context, each Notification recorded.
-  await owner.context.grantPermissions(['notifications'], { origin: inject('appUrl') });
-  await owner.context.addInitScript(() => {
-    const w = window as unknown as { __raised: unknown[]; Notification: typeof Notification };
-    w.__raised = [];
-    w.Notification = new Proxy(w.Notification, {
-      construct(target, args: [string, NotificationOptions?]) {
-        const notification = Reflect.construct(target, args) as Notification;
-        w.__raised.push({ title: args[0], body: args[1]?.body ?? '', notification });
-        return notification;
-      },
-    });
-  });
+  await recordNotifications(owner);
   await login(owner.page, tenant.owner.email, tenant.owner.password);
   await owner.page.getByText('Ao vivo').waitFor();
 });

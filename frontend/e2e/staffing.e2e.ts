@@ -1,34 +1,21 @@
 // A queue nobody serves (features/reseller/staffing.ts): a client writes in on WhatsApp to a
 // department with no agent, which only the owner sees. The owner is warned above the inbox and by
 // an alert, adds an agent there from the warning's link, and the warning goes away.
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Browser, BrowserContext } from 'playwright-core';
-import { call, connectWhatsApp, expectNoConsoleErrors, launch, login, makeTenant, openPage, phone, screenshot, unique, uniquePhone, type TenantSetup, type Watched } from './support';
-
-type Raised = { title: string; body: string };
+import { call, connectWhatsApp, expectNoConsoleErrors, launch, login, makeTenant, openPage, phone, raisedOn, recordNotifications, screenshot, unique, uniquePhone, type TenantSetup, type Watched } from './support';
 
 let browser: Browser;
 let tenant: TenantSetup;
 let owner: Watched & { context: BrowserContext };
 
-const raised = () => owner.page.evaluate(() => (window as unknown as { __raised: Raised[] }).__raised.map(({ title, body }) => ({ title, body })));
+const raised = () => raisedOn(owner.page);
 
 beforeAll(async () => {
   browser = await launch();
   tenant = await makeTenant(0); // its one department has no agent
   owner = await openPage(browser);
-  // As in alerts.e2e.ts: the permission granted by the context, each Notification recorded.
-  await owner.context.grantPermissions(['notifications'], { origin: inject('appUrl') });
-  await owner.context.addInitScript(() => {
-    const w = window as unknown as { __raised: Raised[]; Notification: typeof Notification };
-    w.__raised = [];
-    w.Notification = new Proxy(w.Notification, {
-      construct(target, args: [string, NotificationOptions?]) {
-        w.__raised.push({ title: args[0], body: args[1]?.body ?? '' });
-        return Reflect.construct(target, args) as Notification;
-      },
-    });
-  });
+  await recordNotifications(owner);
   await login(owner.page, tenant.owner.email, tenant.owner.password);
   await owner.page.getByText('Ao vivo').waitFor();
 });

@@ -35,6 +35,41 @@ export async function openPage(browser: Browser, viewport = { width: 1366, heigh
   return { context, page, errors };
 }
 
+/** What a page's app raised as system notifications (`recordNotifications`), oldest first. */
+export type Raised = { title: string; body: string };
+
+/** Headless Chromium shows no permission prompt: the context grants notifications, and every
+ * Notification the app constructs is recorded on its way to the real constructor
+ * (`window.__raised`, each with its `notification` for a test that clicks it;
+ * `window.__asked` counts the app's permission requests). */
+export async function recordNotifications(watched: { context: BrowserContext }): Promise<void> {
+  await watched.context.grantPermissions(['notifications'], { origin: inject('appUrl') });
+  await watched.context.addInitScript(() => {
+    const w = window as unknown as { __raised: unknown[]; __asked: number; Notification: typeof Notification };
+    w.__raised = [];
+    w.__asked = 0;
+    w.Notification = new Proxy(w.Notification, {
+      get(target, key) {
+        if (key !== 'requestPermission') return Reflect.get(target, key);
+        return () => {
+          w.__asked += 1;
+          return target.requestPermission();
+        };
+      },
+      construct(target, args: [string, NotificationOptions?]) {
+        const notification = Reflect.construct(target, args) as Notification;
+        w.__raised.push({ title: args[0], body: args[1]?.body ?? '', notification });
+        return notification;
+      },
+    });
+  });
+}
+
+/** The notifications `page` raised so far (`recordNotifications`): title and body. */
+export function raisedOn(page: Page): Promise<Raised[]> {
+  return page.evaluate(() => (window as unknown as { __raised: Raised[] }).__raised.map(({ title, body }) => ({ title, body })));
+}
+
 export async function screenshot(page: Page, name: string): Promise<void> {
   const dir = inject('artifacts');
   mkdirSync(dir, { recursive: true });
