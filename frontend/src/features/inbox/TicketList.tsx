@@ -6,7 +6,9 @@ import type { Ticket, TicketStatus } from '../../api/types';
 import { t } from '../../i18n/pt-BR';
 import { formatDuration, formatWhen } from '../../lib/format';
 import { ClientPhone } from '../contacts/ClientPhone';
+import { useDraftTickets } from '../ticket/drafts';
 import { previewText } from '../ticket/media';
+import { useMe } from '../../auth/session';
 import { useNow } from '../../lib/useNow';
 
 /** Issue 16: a ticket that arrived outside business hours, and one whose client has not yet
@@ -36,7 +38,7 @@ function previewPrefix(ticket: Ticket): string {
   return ticket.last_message_direction === 'out' ? `${t.ticket.you}: ` : '';
 }
 
-function TicketRow({ ticket, selected, now }: { ticket: Ticket; selected: boolean; now: Date }) {
+function TicketRow({ ticket, selected, now, draft }: { ticket: Ticket; selected: boolean; now: Date; draft: boolean }) {
   const location = useLocation();
   const unread = ticket.unread_count ?? 0;
   return (
@@ -68,9 +70,16 @@ function TicketRow({ ticket, selected, now }: { ticket: Ticket; selected: boolea
           {previewPrefix(ticket)}
           {previewText(ticket.last_message_preview) || t.inbox.noPreview}
         </Text>
-        <Text size="xs" c="dimmed" style={{ flexShrink: 0 }}>
-          {t.inbox.ticketNumber(ticket.number)}
-        </Text>
+        <Group gap={6} wrap="nowrap" style={{ flexShrink: 0 }}>
+          {draft && (
+            <Badge size="xs" variant="light" color="orange" data-testid="draft-marker" title={t.inbox.draftHint}>
+              {t.inbox.draft}
+            </Badge>
+          )}
+          <Text size="xs" c="dimmed">
+            {t.inbox.ticketNumber(ticket.number)}
+          </Text>
+        </Group>
       </Group>
       {ticket.status === 'espera' && (
         <Group gap={6} wrap="wrap">
@@ -109,6 +118,8 @@ export function TicketList({
 }) {
   const query = useTicketList(status, q, filters);
   const now = useNow();
+  const me = useMe();
+  const drafts = useDraftTickets(me.id);
   if (query.isPending) {
     return (
       <Center p="md">
@@ -135,7 +146,7 @@ export function TicketList({
     <Stack gap={2} component="ul" style={{ listStyle: 'none', margin: 0, padding: 0 }} data-testid={`list-${status}`}>
       {tickets.map((ticket) => (
         <li key={ticket.id}>
-          <TicketRow ticket={ticket} selected={ticket.id === selectedId} now={now} />
+          <TicketRow ticket={ticket} selected={ticket.id === selectedId} now={now} draft={drafts.has(ticket.id)} />
         </li>
       ))}
       {query.hasNextPage && (

@@ -14,6 +14,7 @@ import { fillTemplate, matchReplies, slashToken } from './quickReplies';
 import { useNow } from '../../lib/useNow';
 import { FileIcon, MicIcon, PaperclipIcon } from './icons';
 import { useVoiceRecorder } from './voice';
+import { useDraft } from './drafts';
 
 function hint(ticket: Ticket): string {
   if (ticket.status === 'finalizado') return t.ticket.readOnly;
@@ -121,14 +122,27 @@ export function Composer({
   rewrite?: { text: string } | null;
 }) {
   const me = useMe();
-  const [body, setBody] = useState('');
-  const [chosen, setChosen] = useState<Mode>('reply');
+  // What was typed here and not sent, back from an earlier visit (drafts.ts).
+  const draft = useDraft(me.id, ticket.id);
+  const [body, setBody] = useState(() => draft.restored?.text ?? '');
+  const [chosen, setChosen] = useState<Mode>(() => draft.restored?.mode ?? 'reply');
   // The holder may answer, but nothing reaches the client (no connection, or it is off): replying
   // is disabled with the reason, so no message ever shows as sent that never left.
   const blocked = mayReply && ticket.reply_blocked ? ticket.reply_blocked : null;
   const canReply = mayReply && !blocked;
-  const mode: Mode = canReply ? chosen : 'note';
+  // A restored draft's mode only where it is still allowed: its text is kept either way.
+  const mode: Mode = canReply && (chosen === 'reply' || !canNote) ? 'reply' : 'note';
   const note = mode === 'note';
+  // Stored as shown: text written as a note must never come back as a reply. Only the agent's own
+  // changes are written (text, or the mode picked), not a change of what the agent may do.
+  const written = useRef({ body, chosen });
+  const { save: saveDraft } = draft;
+  useEffect(() => {
+    if (written.current.body === body && written.current.chosen === chosen) return;
+    written.current = { body, chosen };
+    saveDraft(body, mode);
+    // eslint-disable-next-line react-hooks/exhaustive-deps
+  }, [body, chosen, saveDraft]);
   const [caret, setCaret] = useState(0);
   // The "/" token the agent closed with Escape: the list stays closed until another one is typed.
   const [dismissedAt, setDismissedAt] = useState<number | null>(null);
@@ -183,6 +197,7 @@ export function Composer({
       if (attempted.current && sameSending(attempted.current.sending, sent)) attempted.current = null;
       if (!voice) {
         // A voice note goes on its own: whatever was being written or attached stays.
+        draft.discard(sent.text);
         setFile(null);
         setAsSticker(false);
         setBody('');
@@ -420,6 +435,11 @@ export function Composer({
               {t.media.cancelRecording}
             </Button>
           </Group>
+        )}
+        {draft.restored && body === draft.restored.text && (
+          <Text size="xs" c="dimmed" data-testid="draft-restored">
+            {t.ticket.draftRestored}
+          </Text>
         )}
         <Group align="flex-end" wrap="nowrap" gap="xs">
           {!note && canReply && (
