@@ -258,6 +258,19 @@ async def check_at_provider(
     return webhook_drift(settings, conn, held, provider.webhook_events)
 
 
+async def send_read_receipts(settings: Settings, conn: Connection, *, to: str, provider_message_ids: list[str]) -> bool:
+    """Tells the client's phone its messages were read (tickets/reads.py). Best effort: a receipt
+    that fails is logged, and the next read sends the next ones. Whether the provider took it."""
+    async with registry.http_client(settings) as http:
+        provider = registry.build(conn.provider, settings, http)
+        try:
+            await provider.mark_read(instance_name=conn.instance_name, to=to, provider_message_ids=provider_message_ids)
+        except ProviderError as exc:
+            log.warning("read receipt not sent", connection_id=conn.id, error=str(exc))
+            return False
+    return True
+
+
 async def set_webhook_again(settings: Settings, conn: Connection, provider: WhatsAppProvider) -> None:
     """The instance's webhook set as a new instance's would be (after `check_at_provider` found
     it drifted). A provider failure propagates."""

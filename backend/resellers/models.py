@@ -37,5 +37,7 @@ class ResellerConfig(StoredModel):
     csat_enabled: bool = False
     csat_window_hours: int = CSAT_WINDOW_DEFAULT_HOURS
     csat_message: str = ""
+    # The client's phone shows its messages read (blue ticks) once the agent holding the ticket reads them.
+    read_receipts: bool = True
     created_at: datetime | None = None
     updated_at: datetime | None = None

@@ -79,6 +79,8 @@ class ResellerConfigUpdate(InputModel):
     csat_window_hours: Annotated[int, Field(ge=1, le=CSAT_WINDOW_MAX_HOURS)] | None = None
     # The survey question; empty: the built-in one (backend/automation/texts.py).
     csat_message: LongText | None = None
+    # The client's phone shows its messages read once the agent holding the ticket reads them.
+    read_receipts: bool | None = None
 
     @field_validator("business_hours")
     @classmethod
@@ -121,4 +123,5 @@ class ResellerConfigRead(ReadModel):
     csat_enabled: bool = False
     csat_window_hours: int = CSAT_WINDOW_DEFAULT_HOURS
     csat_message: str = ""
+    read_receipts: bool = True
     updated_at: Timestamp

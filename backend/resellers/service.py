@@ -143,6 +143,11 @@ async def signature_enabled(db: Database, reseller_id: str) -> bool:
     return (await config_internal(db, reseller_id)).signature_enabled
 
 
+async def read_receipts(db: Database, reseller_id: str) -> bool:
+    """Whether a client's phone is told its messages were read (tickets/reads.py)."""
+    return (await config_internal(db, reseller_id)).read_receipts
+
+
 async def timezone_of(db: Database, reseller_id: str) -> str:
     """The reseller's configured timezone name (the reports' and exports' local days)."""
     return (await config_internal(db, reseller_id)).timezone or DEFAULT_TIMEZONE

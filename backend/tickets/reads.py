@@ -1,21 +1,50 @@
-"""A user reads a ticket: its unread count for that user clears (rules in backend/unread)."""
+"""A user reads a ticket: its unread count for that user clears (rules in backend/unread), and,
+when the reader is the agent holding it, the client's phone is told its messages were read."""
 
+import asyncio
+
+from fastapi import BackgroundTasks
+
+from backend.connections import service as connections
+from backend.core.config import Settings
 from backend.core.db import Database
+from backend.core.logging import get_logger
 from backend.core.tenancy import Actor
+from backend.messages import public as messages
 from backend.realtime import feed
+from backend.resellers import service as resellers
 from backend.tickets import presenter, service
+from backend.tickets.models import Ticket
 from backend.tickets.schemas import TicketRead
+from backend.tickets.states import Status
 from backend.unread import service as unread
 
+log = get_logger("tickets")
 
-async def mark_read(db: Database, actor: Actor, *, ticket_id: str) -> TicketRead:
+# The newest client messages one read acknowledges to the client's phone: WhatsApp shows a chat
+# read through its newest receipt, and a long backlog needs no receipt each.
+RECEIPTS_AT_MOST = 20
+
+
+async def mark_read(
+    db: Database,
+    actor: Actor,
+    *,
+    ticket_id: str,
+    settings: Settings | None = None,
+    later: BackgroundTasks | None = None,
+) -> TicketRead:
     """Moves the actor's read marker to the ticket's newest client message and answers the ticket
     as the actor now sees it. When the marker moved, the actor's other sockets (other devices,
-    other tabs) are told with a `ticket.read` carrying the new count, so their badges clear too."""
+    other tabs) are told with a `ticket.read` carrying the new count, so their badges clear too.
+    When the actor holds the ticket (atendendo), the messages this read are acknowledged to the
+    client's phone (blue ticks) after the answer (`later`), if the company wants it
+    (`read_receipts`): the client sees that the person answering has read it, not that someone
+    glanced at the queue."""
     ticket = await service.get_visible_or_404(db, actor, ticket_id=ticket_id)
-    moved = await unread.mark_read(db, actor.id, ticket)
+    numbers = await unread.mark_read(db, actor.id, ticket)
     read = await presenter.read_one(db, ticket, reader=actor)
-    if moved and not actor.is_admin:  # an admin has no tenant feed to be told on
+    if numbers and not actor.is_admin:  # an admin has no tenant feed to be told on
         await feed.publish(
             db,
             reseller_id=ticket.reseller_id,
@@ -24,4 +53,27 @@ async def mark_read(db: Database, actor: Actor, *, ticket_id: str) -> TicketRead
             unread_count=read.unread_count,
             reader_id=actor.id,
         )
+    holds = ticket.status == Status.ATENDENDO.value and ticket.agent_id == actor.id
+    if numbers and holds and settings is not None and later is not None:
+        later.add_task(send_receipts, db, settings, ticket, numbers)
     return read
+
+
+async def send_receipts(db: Database, settings: Settings, ticket: Ticket, numbers: range) -> None:
+    """Best effort, after the reader's answer: a receipt is no message, and one that fails (the
+    provider away) is logged; the holder's next read acknowledges the next messages."""
+    try:
+        if not await resellers.read_receipts(db, ticket.reseller_id):
+            return
+        conn = await connections.of_ticket(db, ticket)
+        if conn is None or connections.blocked(conn) is not None:
+            return
+        ids = await unread.message_ids(db, ticket.id, numbers[-RECEIPTS_AT_MOST:])
+        found = await asyncio.gather(*(messages.get_internal(db, message_id) for message_id in ids))
+        sent_here = [m.provider_message_id for m in found if m and m.connection_id == conn.id]
+        provider_ids = [pid for pid in sent_here if pid]
+        if provider_ids:
+            to = ticket.client_address
+            await connections.send_read_receipts(settings, conn, to=to, provider_message_ids=provider_ids)
+    except Exception as exc:  # a receipt never fails the read
+        log.warning("read receipts failed", ticket_id=ticket.id, error=f"{type(exc).__name__}: {exc}")

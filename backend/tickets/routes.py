@@ -1,11 +1,11 @@
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query, Request
+from fastapi import APIRouter, BackgroundTasks, Header, Query, Request
 
 from backend.audit.schemas import TicketEventPage
 from backend.auth.deps import StaffActor, TenantStaffActor
-from backend.core.deps import Db
+from backend.core.deps import AppSettings, Db
 from backend.core.errors import ROLE, WITH_BODY, responses
 from backend.core.pagination import DEFAULT_LIMIT, Limit
 from backend.messages import service as messages
@@ -69,11 +69,14 @@ async def get_ticket(db: Db, actor: StaffActor, ticket_id: str) -> TicketRead:
 
 
 @router.post("/{ticket_id}/read", operation_id="tickets-mark_read", responses=responses(404))
-async def mark_ticket_read(db: Db, actor: StaffActor, ticket_id: str) -> TicketRead:
+async def mark_ticket_read(
+    db: Db, actor: StaffActor, settings: AppSettings, later: BackgroundTasks, ticket_id: str
+) -> TicketRead:
     """The caller has seen the ticket's thread up to now: its `unread_count` for the caller
     clears (the screen calls this when it shows the thread, and when a client message arrives
-    in the thread it shows). Announced to the caller's other sockets as `ticket.read`."""
-    return await reads.mark_read(db, actor, ticket_id=ticket_id)
+    in the thread it shows). Announced to the caller's other sockets as `ticket.read`; when the
+    caller holds the ticket, the client's phone shows the messages read (`read_receipts`)."""
+    return await reads.mark_read(db, actor, ticket_id=ticket_id, settings=settings, later=later)
 
 
 @router.post("/{ticket_id}/assume", operation_id="tickets-assume", responses=responses(404, 409))

@@ -105,6 +105,13 @@ async def inbound_head(db: Database, ticket_id: str, *, known: int = 0) -> int:
     return n
 
 
+async def inbound_messages(db: Database, ticket_id: str, numbers: range) -> list[str]:
+    """The message ids numbered `numbers` in the ticket: one `_id` read each, side by side (an
+    `$in` of `_id`s is a scan on FerretDB)."""
+    docs = await asyncio.gather(*(_get(db, INBOUND, inbound_id(ticket_id, n)) for n in numbers))
+    return [str(d["message_id"]) for d in docs if d is not None]
+
+
 async def claim_inbound(db: Database, ticket: Ticket, message: Message, *, n: int) -> bool | None:
     """Tries to file the message as inbound number n. True: it is n now. False: n is taken by
     another message (try n+1). None: this message already has its number.

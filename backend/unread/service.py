@@ -117,14 +117,20 @@ async def counts(db: Database, user_id: str, ticket_ids: Iterable[str]) -> dict[
     return dict(zip(ids, values, strict=True))
 
 
-async def mark_read(db: Database, user_id: str, ticket: Ticket) -> bool:
-    """Moves the user's marker forward to the ticket's current count. Returns whether it moved
-    (False: already there, or another device moved it at least as far meanwhile)."""
+async def mark_read(db: Database, user_id: str, ticket: Ticket) -> range:
+    """Moves the user's marker forward to the ticket's current count. Returns the inbound numbers
+    this move read (`read_by`), empty when it did not move (already there, or another device
+    moved it at least as far meanwhile)."""
     head = await _head(db, ticket.id)
     for _ in range(MAX_MARKS):
         k, read = await repository.marker(db, user_id, ticket.id)
         if read >= head:
-            return False
+            return range(0)
         if await repository.insert_marker(db, user_id=user_id, ticket=ticket, k=k + 1, seq=head, at=utcnow()):
-            return True
+            return range(read + 1, head + 1)
     raise Conflict("the ticket is being marked read too often at once; retry")
+
+
+async def message_ids(db: Database, ticket_id: str, numbers: range) -> list[str]:
+    """The client messages of the ticket with these inbound numbers (`mark_read`'s answer), in order."""
+    return await repository.inbound_messages(db, ticket_id, numbers)

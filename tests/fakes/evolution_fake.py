@@ -102,6 +102,8 @@ class FakeState:
     # What the "phone" received, per instance, as Evolution stores it (DATABASE_SAVE_DATA_NEW_MESSAGE):
     # served by /chat/findMessages, whether or not its webhook was delivered.
     stored: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    # Read receipts asked for (/chat/markMessageAsRead), per instance: the keys, as sent.
+    reads: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
 
 def _now_iso() -> str:
@@ -597,6 +599,29 @@ def create_app(api_key: str) -> FastAPI:
         return JSONResponse(
             {"key": key, "message": message, "messageType": "protocolMessage", "status": "PENDING"}, 201
         )
+
+    @app.post("/chat/markMessageAsRead/{name}")
+    async def mark_read(name: str, request: Request, apikey: str | None = Header(default=None)) -> Response:
+        """Evolution's readMessageSchema ({readMessages: [{id, fromMe, remoteJid}], at least one});
+        Baileys' readMessages gets only a number's chat or a group's keys (a LID chat's are dropped)."""
+        # Not a send: the send controls (`fail_next`, `hold_next`) are left to the sends.
+        if (denied := unauthorized(apikey)) is not None:
+            return denied
+        if (bad := await misbehave(f"/chat/markMessageAsRead/{name}")) is not None:
+            return bad
+        inst = instance_or_404(name)
+        if isinstance(inst, JSONResponse):
+            return inst
+        keys = (await request.json()).get("readMessages")
+        if not isinstance(keys, list) or not keys or not all({"id", "fromMe", "remoteJid"} <= set(k) for k in keys):
+            return JSONResponse({"status": 400, "error": "Bad Request", "response": {"message": ["readMessages"]}}, 400)
+        kept = [k for k in keys if str(k["remoteJid"]).endswith(("@s.whatsapp.net", "@g.us"))]
+        state.reads.setdefault(name, []).extend(kept)
+        return JSONResponse({"message": "Read messages", "read": "success"}, 201)
+
+    @app.get("/_control/reads/{name}")
+    async def reads(name: str) -> list[dict[str, Any]]:
+        return state.reads.get(name, [])
 
     @app.post("/chat/findMessages/{name}")
     async def find_messages(name: str, request: Request, apikey: str | None = Header(default=None)) -> Response:

@@ -205,7 +205,7 @@ async def test_the_marker_only_moves_forward_when_two_devices_read_at_once(
     monkeypatch.setattr(repository, "marker", marker_then_other_device)
     moved = await service.mark_read(db, user_id, stale)
     monkeypatch.setattr(repository, "marker", original)
-    assert injected and moved is False  # A lost the insert, re-read B's marker and kept it
+    assert injected and not moved  # A lost the insert, re-read B's marker and kept it
     assert await _unread(client, agent["headers"], ticket["id"]) == 0  # never back to 1
     chain = await db[repository.MARKERS].find({"user_id": user_id, "ticket_id": ticket["id"]}).to_list(None)
     assert [m["seq"] for m in sorted(chain, key=lambda m: m["k"])] == [2]

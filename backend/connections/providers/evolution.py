@@ -829,6 +829,13 @@ class EvolutionProvider:
             base64=row.get("webhookBase64") is True,
         )
 
+    async def mark_read(self, *, instance_name: str, to: str, provider_message_ids: list[str]) -> None:
+        """Evolution's markMessageAsRead (Baileys' readMessages). It passes on only keys of a
+        number's chat or a group: a chat WhatsApp names by LID alone gets no receipt there."""
+        chat = remote_jid(to)
+        keys = [{"remoteJid": chat, "fromMe": False, "id": pid} for pid in dict.fromkeys(provider_message_ids)]
+        await self._call("POST", f"/chat/markMessageAsRead/{instance_name}", {"readMessages": keys})
+
     async def fetch_qr_code(self, *, instance_name: str) -> QrCode:
         state = await self.connection_state(instance_name=instance_name)
         if state == "open":

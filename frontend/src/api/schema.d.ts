@@ -431,7 +431,8 @@ export interface paths {
          * Mark Ticket Read
          * @description The caller has seen the ticket's thread up to now: its `unread_count` for the caller
          *     clears (the screen calls this when it shows the thread, and when a client message arrives
-         *     in the thread it shows). Announced to the caller's other sockets as `ticket.read`.
+         *     in the thread it shows). Announced to the caller's other sockets as `ticket.read`; when the
+         *     caller holds the ticket, the client's phone shows the messages read (`read_receipts`).
          */
         post: operations["tickets-mark_read"];
         delete?: never;
@@ -1817,6 +1818,11 @@ export interface components {
              */
             csat_message: string;
             /**
+             * Read Receipts
+             * @default true
+             */
+            read_receipts: boolean;
+            /**
              * Updated At
              * Format: date-time
              */
@@ -1846,6 +1852,8 @@ export interface components {
             csat_window_hours?: number | null;
             /** Csat Message */
             csat_message?: string | null;
+            /** Read Receipts */
+            read_receipts?: boolean | null;
         };
         /**
          * ResellerCreate

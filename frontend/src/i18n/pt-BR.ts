@@ -431,6 +431,9 @@ export const t = {
     closeAfterOpen: 'A faixa não pode abrir e fechar no mesmo horário',
     signature: 'Assinar as mensagens com o nome do agente',
     signatureHint: 'As respostas pelo WhatsApp começam com o nome do agente em negrito (*Ana:*) e uma quebra de linha.',
+    readReceipts: 'Confirmação de leitura para o cliente',
+    readReceiptsHint:
+      'Quando o agente que atende abre a conversa, o cliente vê suas mensagens como lidas (tiques azuis) no WhatsApp. Olhar a fila não conta.',
     weekdays: ['Segunda', 'Terça', 'Quarta', 'Quinta', 'Sexta', 'Sábado', 'Domingo'],
     messagesTitle: 'Mensagens automáticas',
     welcomeHint: 'Enviada uma vez quando um cliente abre um novo atendimento pelo WhatsApp.',

@@ -153,6 +153,18 @@ describe('CompanyPage', () => {
     expect(patched(calls)).toMatchObject({ signature_enabled: false });
   });
 
+  it('shows read receipts on by default and saves them turned off', async () => {
+    const calls = serve({ ...config, read_receipts: true });
+    renderApp(<CompanyPage />, { path: '/', route: '/' });
+    await screen.findByLabelText('Segunda, faixa 1: Fecha');
+    const toggle = screen.getByRole('switch', { name: /Confirmação de leitura para o cliente/ });
+    expect(toggle).toBeChecked();
+    await userEvent.click(toggle);
+    await userEvent.click(screen.getByRole('button', { name: 'Salvar' }));
+    await waitFor(() => expect(calls.some((c) => c.method === 'PATCH')).toBe(true));
+    expect(patched(calls)).toMatchObject({ read_receipts: false, signature_enabled: true });
+  });
+
   it('invalidRanges flags only empty ranges: a close before the open runs into the next day', () => {
     const night = { weekday: 2, open: '22:00', close: '02:00' };
     expect([...invalidRanges([{ weekday: 0, open: '08:00', close: '08:00' }, { weekday: 1, open: '08:00', close: '12:00' }, night])]).toEqual([0]);

@@ -192,6 +192,7 @@ function CompanyForm({ config }: { config: ResellerConfig }) {
   const [hours, setHours] = useState<BusinessHours[]>(() => hoursFromConfig(config));
   const [closedDates, setClosedDates] = useState<string[]>(() => [...(config.closed_dates ?? [])].sort());
   const [signature, setSignature] = useState(config.signature_enabled ?? true);
+  const [readReceipts, setReadReceipts] = useState(config.read_receipts ?? true);
   const [csat, setCsat] = useState(config.csat_enabled ?? false);
   const [csatMessage, setCsatMessage] = useState(config.csat_message ?? '');
   const [csatHours, setCsatHours] = useState<number>(config.csat_window_hours ?? CSAT_DEFAULT_HOURS);
@@ -213,6 +214,7 @@ function CompanyForm({ config }: { config: ResellerConfig }) {
             business_hours: hours,
             closed_dates: closedDates,
             signature_enabled: signature,
+            read_receipts: readReceipts,
             csat_enabled: csat,
             csat_window_hours: csatHours,
             csat_message: csatMessage,
@@ -227,6 +229,12 @@ function CompanyForm({ config }: { config: ResellerConfig }) {
       <Stack maw={960}>
         <TextInput label={t.company.companyName} required value={companyName} onChange={(e) => setCompanyName(e.currentTarget.value)} error={errors.company_name} maw={480} />
         <Switch label={t.company.signature} description={t.company.signatureHint} checked={signature} onChange={(e) => setSignature(e.currentTarget.checked)} />
+        <Switch
+          label={t.company.readReceipts}
+          description={t.company.readReceiptsHint}
+          checked={readReceipts}
+          onChange={(e) => setReadReceipts(e.currentTarget.checked)}
+        />
         <Section title={t.company.messagesTitle} testId="messages-section">
           <VariablesHelp />
           <MessageField label={t.company.welcome} hint={t.company.welcomeHint} value={welcome} onChange={setWelcome} company={companyName} error={errors.welcome_message} />
