@@ -7,11 +7,13 @@ which Evolution itself restarted (its retries live in its memory).
 For each connection bound to an Evolution instance, deactivated ones too (what their clients
 write is still filed), or the one named, asks Evolution for the messages it stored stamped
 between `--since` and `--until` (default: now) — its findMessages, which needs
-DATABASE_SAVE_DATA_NEW_MESSAGE on (the compose stack sets it) — and stores them as history-sync
-deliveries, one per chat in that chat's lane (backend.webhooks.service.catch_up). The backend's
-webhook processors file them within seconds, as any delivery: a message stored already is a
-duplicate by its id and changes nothing, one from before the connection stays out. So it is safe
-to run with a generous window, and again. `--dry-run` only counts what the provider holds.
+DATABASE_SAVE_DATA_NEW_MESSAGE on (the compose stack sets it) — and stores those not stored here
+as history-sync deliveries, one per chat in that chat's lane (backend.webhooks.service.catch_up).
+The backend's webhook processors file them within seconds, as any delivery: one stored meanwhile
+is a duplicate by its id and changes nothing, one from before the connection stays out. So it is
+safe to run with a generous window, and again. `--dry-run` only counts what the provider holds.
+The backends do this themselves after a restart and after a webhook drift
+(backend/webhooks/watch.py); this is for a window of the operator's choosing.
 
 Like every process that writes, it first passes the backend's start-up gate (backend/gates.py).
 Exit code 0 when done, 2 when a connection is unknown, 3 when the database is unreachable, 4 when

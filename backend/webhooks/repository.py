@@ -8,7 +8,8 @@ pushes down), however much history is stored. `webhook_attempts` "<raw id>:<k>" 
 `webhook_waiting` "<raw id>:<reason>": deliveries to be run again out of their lane: an edit that
 came before the message it edits, or one that failed on errors that may pass (`wait`).
 `webhook_bodies` "<body id>:<i>": the parts of a delivery too large for one document (a big
-history sync), kept whole (`store_body`).
+history sync), kept whole (`store_body`). `webhook_state` "watched:<connection id>": when the
+connection watch last found the connection's webhook right (backend/webhooks/watch.py).
 """
 
 import asyncio
@@ -19,7 +20,7 @@ from typing import Any
 from pymongo.errors import DuplicateKeyError
 
 from backend.core import group_commit
-from backend.core.clock import utcnow
+from backend.core.clock import as_utc, utcnow
 from backend.core.db import Database
 from backend.core.ids import new_id
 from backend.core.indexes import ASC, declare
@@ -144,6 +145,20 @@ async def list_by_status(
     if after_id:
         query["_id"] = {"$gt": after_id}
     return [RawEvent.model_validate(doc) async for doc in db[COLLECTION].find(query).sort("_id", ASC).limit(limit)]
+
+
+async def watched_right_at(db: Database, connection_id: str) -> datetime | None:
+    doc = await db[STATE].find_one({"_id": f"watched:{connection_id}"})
+    return as_utc(doc["right_at"]) if doc is not None and doc.get("right_at") is not None else None
+
+
+async def record_watched_right(db: Database, connection_id: str, at: datetime) -> None:
+    """Only ever raised (`$max`): a write lost between processes on FerretDB leaves an earlier
+    time, which only widens the next catch-up."""
+    try:
+        await db[STATE].update_one({"_id": f"watched:{connection_id}"}, {"$max": {"right_at": at}}, upsert=True)
+    except DuplicateKeyError:  # two first upserts racing: the other one created it
+        await db[STATE].update_one({"_id": f"watched:{connection_id}"}, {"$max": {"right_at": at}})
 
 
 async def wait(db: Database, waiting: Waiting) -> None:

@@ -12,6 +12,7 @@ their client's ticket, receipts and connection changes recorded), and only the a
 stay quiet (backend/automation).
 """
 
+import asyncio
 import hashlib
 import hmac
 import json
@@ -127,7 +128,8 @@ def _sniff(body: str, hint: str | None) -> tuple[str | None, str]:
 @dataclass(frozen=True)
 class CaughtUp:
     found: int  # the messages the provider holds for the window
-    chats: int  # deliveries stored, one per chat
+    chats: int  # deliveries stored, one per chat with messages not stored here
+    missing: int = 0  # the messages in those deliveries
 
 
 async def catch_up(
@@ -142,25 +144,36 @@ async def catch_up(
 ) -> CaughtUp:
     """What the provider itself stored of the connection's messages stamped between `since` and
     `until` (its findMessages), stored here as history-sync deliveries, one per chat in that
-    chat's lane: processed like a MESSAGES_SET (a message stored already is a duplicate by id, one
-    from before the connection stays out). For the deliveries a long outage lost: the provider
-    stopped posting them again (scripts/catch_up_messages.py). Newest first from the provider,
-    stored oldest first per chat."""
+    chat's lane: processed like a MESSAGES_SET (one from before the connection stays out). Only the
+    messages not stored here go (one `_id` read each: a window of hundreds of messages that all
+    arrived costs reads, not deliveries to process); one stored meanwhile is a duplicate by id
+    when processed. For the deliveries an outage lost (scripts/catch_up_messages.py, and the
+    connection watch after a drift or a restart). Newest first from the provider, stored oldest
+    first per chat."""
     by_chat: dict[str, list[dict[str, Any]]] = {}
     page, pages, found = 1, 1, 0
     while page <= pages:
         records, pages = await provider.find_messages(
             instance_name=conn.instance_name, since=since, until=until, page=page, page_size=page_size
         )
-        for record in records:
-            by_chat.setdefault(_chat_of({"data": record}), []).append(record)
+        stored = await asyncio.gather(*(_stored_record(db, conn.id, record) for record in records))
+        for record, here in zip(records, stored, strict=True):
+            if not here:
+                by_chat.setdefault(_chat_of({"data": record}), []).append(record)
         found += len(records)
         page += 1
     for records in by_chat.values():
         records.sort(key=lambda r: str(r.get("messageTimestamp") or "").zfill(20))
         body = json.dumps({"event": "messages.set", "instance": conn.instance_name, "data": records}).encode()
         await store(db, conn, event_hint="messages.set", body=body, lanes=lanes)
-    return CaughtUp(found=found, chats=len(by_chat))
+    return CaughtUp(found=found, chats=len(by_chat), missing=sum(map(len, by_chat.values())))
+
+
+async def _stored_record(db: Database, connection_id: str, record: dict[str, Any]) -> bool:
+    """Whether a provider's record names a message stored here (a client's, or a reply's echo)."""
+    key = record.get("key")
+    key_id = key.get("id") if isinstance(key, dict) else None
+    return isinstance(key_id, str) and bool(key_id) and await _changed_message(db, connection_id, key_id) is not None
 
 
 def lane_of(connection_id: str, chat: str, lanes: int) -> int:

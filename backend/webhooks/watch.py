@@ -19,6 +19,12 @@ What a check does, per connection:
   CONNECTION_WATCH_CATCH_UP_HOURS back when it never did. A kill anywhere after the first write
   leaves the debt to the processors' sweep (run_waiting), which pays it after CATCH_UP_HOLD.
   Catching up is idempotent (messages by their ids), so a generous window costs only reads;
+- the same catch-up, without a drift, at a process's first check of a connection, from the
+  last time any process found its webhook right (`webhook_state` "watched:<id>"): when every
+  process was down (a deploy, a crash), Evolution posted into the void and retried, and an
+  Evolution restarted meanwhile (the same deploy) forgets those retries; only the messages not
+  stored here are filed (webhooks.service.catch_up), so after a restart nobody had missed, this
+  costs one read per message of the window;
 - a drift that loses nothing (media inline) is set again without a catch-up;
 - an instance the provider no longer has (its store lost): the connection is recorded closed and
   unbound, so the owner sees it disconnected and its next QR code creates the instance again
@@ -36,14 +42,14 @@ from datetime import datetime, timedelta
 
 from backend.connections import service as connections
 from backend.connections.providers import registry
-from backend.connections.providers.base import ProviderError
+from backend.connections.providers.base import ProviderError, WhatsAppProvider
 from backend.core import metrics
 from backend.core.background import BackgroundLoop
 from backend.core.clock import as_utc, utcnow
 from backend.core.config import Settings
 from backend.core.db import Database
 from backend.core.logging import get_logger
-from backend.webhooks import service
+from backend.webhooks import repository, service
 
 log = get_logger("webhooks")
 
@@ -56,10 +62,10 @@ HARMLESS = frozenset({"base64"})  # drifts that lose no post
 
 async def check_connections(db: Database, settings: Settings, *, right_at: dict[str, datetime]) -> dict[str, list[str]]:
     """One pass over every connection the provider holds an instance for, deactivated ones too
-    (what their clients write is still filed). `right_at`: per
-    connection, when this process last found its webhook right (kept across passes). Returns
-    the drift found per connection checked (repaired); a connection whose check failed is left
-    out."""
+    (what their clients write is still filed). `right_at`: per connection, when this process
+    last found its webhook right (kept across passes; empty in a process that just started).
+    Returns the drift found per connection checked (repaired); a connection whose check failed
+    is left out."""
     checked: dict[str, list[str]] = {}
     unreachable = 0
     async with registry.http_client(settings) as http:
@@ -67,28 +73,7 @@ async def check_connections(db: Database, settings: Settings, *, right_at: dict[
             provider = registry.build(conn.provider, settings, http)
             started = utcnow()
             try:
-                drift = await connections.check_at_provider(db, settings, conn, provider)
-                if drift == ["instance"]:  # gone at the provider: recorded, the owner pairs again
-                    checked[conn.id] = drift
-                    continue
-                if set(drift) - HARMLESS:
-                    since = right_at.get(conn.id, started - timedelta(hours=settings.CONNECTION_WATCH_CATCH_UP_HOURS))
-                    since = max(since - CATCH_UP_MARGIN, as_utc(conn.created_at))
-                    owed = await service.owe_catch_up(db, conn.id, since=since)
-                    await connections.set_webhook_again(settings, conn, provider)
-                    metrics.CONNECTION_WEBHOOK_REPAIRED.inc()
-                    done = await service.pay_catch_up(db, settings, conn, provider, owed)
-                    log.warning(
-                        "connection webhook set again; what the provider kept meanwhile caught up",
-                        connection_id=conn.id,
-                        drift=drift,
-                        since=since.isoformat(),
-                        found=done.found,
-                        chats=done.chats,
-                    )
-                elif drift:
-                    await connections.set_webhook_again(settings, conn, provider)
-                    metrics.CONNECTION_WEBHOOK_REPAIRED.inc()
+                checked[conn.id] = await _check(db, settings, conn, provider, known=right_at.get(conn.id))
             except Exception as exc:  # the provider or the store away, or a bug: asked again next period
                 metrics.CONNECTION_CHECK_FAILED.inc()
                 log.warning("connection check failed", connection_id=conn.id, error=f"{type(exc).__name__}: {exc}")
@@ -98,17 +83,60 @@ async def check_connections(db: Database, settings: Settings, *, right_at: dict[
                     break
                 continue
             unreachable = 0
-            right_at[conn.id] = started
-            checked[conn.id] = drift
+            if checked[conn.id] != ["instance"]:
+                right_at[conn.id] = started
+                await repository.record_watched_right(db, conn.id, started)
     return checked
+
+
+async def _check(
+    db: Database,
+    settings: Settings,
+    conn: connections.Connection,
+    provider: WhatsAppProvider,
+    *,
+    known: datetime | None,
+) -> list[str]:
+    """One connection: its state and webhook (`connections.check_at_provider`), the webhook set
+    again when it drifted, and a catch-up of what the provider kept since it was last found right
+    when posts may have been lost: the webhook drifted, or this process has not watched the
+    connection yet (it just started: every process may have been down, and an Evolution restarted
+    meanwhile forgets the posts it was retrying), from the last time any process found it right."""
+    started = utcnow()
+    drift = await connections.check_at_provider(db, settings, conn, provider)
+    if drift == ["instance"]:  # gone at the provider: recorded, the owner pairs again
+        return drift
+    lost = bool(set(drift) - HARMLESS)
+    stored = await repository.watched_right_at(db, conn.id) if known is None else None
+    if not lost and stored is None:
+        if drift:
+            await connections.set_webhook_again(settings, conn, provider)
+            metrics.CONNECTION_WEBHOOK_REPAIRED.inc()
+        return drift
+    since = known or stored or started - timedelta(hours=settings.CONNECTION_WATCH_CATCH_UP_HOURS)
+    since = max(since - CATCH_UP_MARGIN, as_utc(conn.created_at))
+    owed = await service.owe_catch_up(db, conn.id, since=since)
+    if drift:
+        await connections.set_webhook_again(settings, conn, provider)
+        metrics.CONNECTION_WEBHOOK_REPAIRED.inc()
+    done = await service.pay_catch_up(db, settings, conn, provider, owed)
+    (log.warning if lost or done.missing else log.info)(
+        "connection caught up" + (" after its webhook was set again" if lost else " after a restart"),
+        connection_id=conn.id,
+        drift=drift,
+        since=since.isoformat(),
+        found=done.found,
+        missing=done.missing,
+    )
+    return drift
 
 
 async def run_until(db: Database, settings: Settings, stop: asyncio.Event) -> None:
     """A pass every CONNECTION_WATCH_SECONDS (±20 %: processes started together spread out), the
-    first within one period of the start."""
+    first soon after the start (2-10 % of a period), which catches up what a restart missed."""
     right_at: dict[str, datetime] = {}
     period = settings.CONNECTION_WATCH_SECONDS
-    wait = random.uniform(0.1, 1.0) * period
+    wait = random.uniform(0.02, 0.1) * period
     while True:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), timeout=wait)

@@ -168,3 +168,48 @@ def _webhook_of(held: dict[str, Any]) -> dict[str, Any]:
     """The fake's instance as /webhook/set takes it."""
     names = {"enabled": "enabled", "url": "webhook_url", "headers": "webhook_headers", "events": "events"}
     return {field: held[kept] for field, kept in names.items()}
+
+
+async def test_a_restart_files_what_evolution_dropped_while_no_process_watched(
+    client: httpx.AsyncClient, admin_headers: dict[str, str], evolution: FakeEvolution, db: Any, settings: Settings
+) -> None:
+    """Every process down (a deploy), and Evolution restarted meanwhile: the posts it was retrying
+    are gone, though its store keeps the messages. A process's first check of each connection
+    catches up from when any process last found the webhook right, with no drift to see; only what
+    is missing is filed, and a process that goes on watching asks nothing more."""
+    tenant = await make_tenant(client, admin_headers, agents=0)
+    conn = await make_connection(client, tenant, evolution)
+    instance = conn["instance_name"]
+    await asyncio.sleep(1.1)  # Evolution stamps in whole seconds: after the connection was made
+    live = unique_phone()
+    await evolution.inbound(instance, live, "antes da parada")
+    watching: dict[str, Any] = {}
+    assert (await watch.check_connections(db, settings, right_at=watching))[conn["id"]] == []
+
+    async def finds() -> int:
+        calls = await evolution.control("GET", "calls")
+        return len([c for c in calls if c["path"] == f"/chat/findMessages/{instance}"])
+
+    async def deliveries() -> int:
+        return int(await db.webhook_events_raw.count_documents({"connection_id": conn["id"]}))
+
+    asked = await finds()
+    # The deploy: IAZE away, Evolution's retries of these lost with its restart.
+    dropped = unique_phone()
+    for text in ("alguém aí?", "meu pedido sumiu"):
+        await evolution.inbound(instance, dropped, text, deliver=False)
+    assert (await watch.check_connections(db, settings, right_at=watching))[conn["id"]] == []
+    assert await finds() == asked  # a process that went on watching saw nothing to catch up
+
+    before = await deliveries()
+    assert (await watch.check_connections(db, settings, right_at={}))[conn["id"]] == []  # a new process
+
+    async def filed() -> list[str] | None:
+        found = sorted(m["body"] for m in await all_messages(client, tenant))
+        return found if len(found) == 3 else None
+
+    assert await wait_for(filed) == sorted(["antes da parada", "alguém aí?", "meu pedido sumiu"])
+    assert await deliveries() == before + 1  # the missing chat's messages, in one delivery
+    # Another restart: the window's messages are all here; nothing is stored to process.
+    assert (await watch.check_connections(db, settings, right_at={}))[conn["id"]] == []
+    assert await deliveries() == before + 1
