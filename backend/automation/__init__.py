@@ -21,9 +21,10 @@ as its opening one (`raced_opening`), greeted and offered the menu — by the we
 it moved the message, by the finalize hook (after the closing message and the survey question,
 whose pending rating the new ticket ends) when the finalize's refile moved it.
 Messages marked `direction: "note"` (internal notes) and messages from the connection's own phone
-never reach these reactions: only inbound client messages do. Nor do the messages of a history
-import (the sync after a pairing, or a catch-up of what the provider kept during an outage): their
-tickets open for the agents with no menu pending, and nothing answers them (`history`).
+never reach these reactions: only inbound client messages do. Nor do the messages of the history
+sync after a pairing: their tickets open for the agents with no menu pending, and nothing answers
+them (`history`). Messages IAZE itself caught up after an outage (webhooks.service.catch_up) were
+live when written, and react as any.
 
 A connection deactivated in IAZE (`PATCH {"active": false}`) sends nothing automatic: its clients'
 messages are still filed as on any other connection (the number may still be connected at the

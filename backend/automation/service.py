@@ -240,9 +240,9 @@ async def after_client_message(
     `config`: the message's one read of the tenant's config (`config_once`). `new_client`: the
     message created its client (won the phone key), so the chat has no survey to close (surveys
     are made for finalized tickets, and a client's phone is its key and never changes).
-    `history`: the message came in a history import (the sync after a pairing, or a catch-up of
-    what the provider kept during an outage): the past, possibly answered on the phone meanwhile,
-    and a burst of hundreds of chats at once. It is filed and its ticket opened for the agents,
+    `history`: the message came in the history sync after a pairing (InboundMessage.from_history;
+    not a catch-up IAZE asked for after an outage): the past, possibly answered on the phone
+    meanwhile, and a burst of hundreds of chats at once. It is filed and its ticket opened for the agents,
     but nothing automatic answers it (no greeting, away message or menu, and it answers no menu);
     a new ticket still ends the chat's pending survey."""
     if message.sender_type != "client" or message.direction != "in":

@@ -16,7 +16,7 @@ import asyncio
 import hashlib
 import hmac
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -70,6 +70,7 @@ MAX_RAW_BYTES = 15 * 1024 * 1024
 # A delivery failed on errors that may pass is run again after 5 minutes, doubling up to 2 hours.
 REDRIVE_FIRST, REDRIVE_MAX = timedelta(minutes=5), timedelta(hours=2)
 FILED: frozenset[Outcome] = frozenset({"processed", "ignored"})
+CAUGHT_UP = "iaze-catch-up"  # a stored sync's `source` when IAZE asked for it (`catch_up`)
 # An owed catch-up waits this long for the repair of its webhook before the sweep runs it (the
 # check that owes it runs it itself once the webhook is set again; this is for its death).
 CATCH_UP_HOLD = timedelta(minutes=2)
@@ -164,7 +165,8 @@ async def catch_up(
         page += 1
     for records in by_chat.values():
         records.sort(key=lambda r: str(r.get("messageTimestamp") or "").zfill(20))
-        body = json.dumps({"event": "messages.set", "instance": conn.instance_name, "data": records}).encode()
+        sync = {"event": "messages.set", "instance": conn.instance_name, "data": records, "source": CAUGHT_UP}
+        body = json.dumps(sync).encode()
         await store(db, conn, event_hint="messages.set", body=body, lanes=lanes)
     return CaughtUp(found=found, chats=len(by_chat), missing=sum(map(len, by_chat.values())))
 
@@ -260,6 +262,8 @@ async def process(
             raise WebhookParseError("body is JSON nested deeper than the parser reads") from exc
         parsed = registry.parse_webhook(conn.provider, payload, event_hint=raw.event_hint)
         events = [sanitize.event(event) for event in parsed]
+        if isinstance(payload, dict) and payload.get("source") == CAUGHT_UP:
+            events = [replace(e, recovered=True) if isinstance(e, InboundMessage) else e for e in events]
         # Whatever the connection's `active` says: one deactivated in IAZE may still be connected
         # at the provider, and what its clients write is filed as ever (the automatic messages
         # stay quiet on it: automation `_speaks`, which asks the store, not this copy).
@@ -692,7 +696,7 @@ async def _ingest_message(
             opening=None
             if event.from_me
             else automation.ticket_opening(
-                db, conn, message_id=message_id, config=config, written_at=event.sent_at, history=event.synced
+                db, conn, message_id=message_id, config=config, written_at=event.sent_at, history=event.from_history
             ),
         )
     except intake.AlreadyStored as exc:
@@ -707,7 +711,7 @@ async def _ingest_message(
     # Inside the delivery's processing: an attempt killed before or during the automatic messages
     # is retried by the processor, which finds the message stored and runs them again (_redelivered).
     automatic = await automation.after_client_message(
-        db, conn, ticket=ticket, message=message, config=config, new_client=new_client, history=event.synced
+        db, conn, ticket=ticket, message=message, config=config, new_client=new_client, history=event.from_history
     )
     return (
         f"message {message.id} in ticket {ticket.id}"
@@ -795,7 +799,7 @@ async def _redelivered(
     ticket = await tickets.load(db, (current or stored).ticket_id)
     automatic = (
         await automation.after_client_message(
-            db, conn, ticket=ticket, message=current or stored, retry=retry, history=event.synced
+            db, conn, ticket=ticket, message=current or stored, retry=retry, history=event.from_history
         )
         if ticket is not None
         else []

@@ -19,7 +19,8 @@ What a check does, per connection:
   CONNECTION_WATCH_CATCH_UP_HOURS back when it never did. A kill anywhere after the first write
   leaves the debt to the processors' sweep (run_waiting), which pays it after CATCH_UP_HOLD.
   Catching up is idempotent (messages by their ids), so a generous window costs only reads;
-- the same catch-up, without a drift, at a process's first check of a connection, from the
+- the same catch-up, without a drift (nor a debt recorded: the stored time moves only once the
+  catch-up is done), at a process's first check of a connection, from the
   last time any process found its webhook right (`webhook_state` "watched:<id>"): when every
   process was down (a deploy, a crash), Evolution posted into the void and retried, and an
   Evolution restarted meanwhile (the same deploy) forgets those retries; only the messages not
@@ -115,11 +116,17 @@ async def _check(
         return drift
     since = known or stored or started - timedelta(hours=settings.CONNECTION_WATCH_CATCH_UP_HOURS)
     since = max(since - CATCH_UP_MARGIN, as_utc(conn.created_at))
-    owed = await service.owe_catch_up(db, conn.id, since=since)
+    # A drift's debt is recorded before the repair, after which no check would see a reason to
+    # catch up. A restart's needs no record: the stored right time moves only once it is paid,
+    # so a process that dies before paying leaves it to the next one's first check.
+    owed = await service.owe_catch_up(db, conn.id, since=since) if lost else None
     if drift:
         await connections.set_webhook_again(settings, conn, provider)
         metrics.CONNECTION_WEBHOOK_REPAIRED.inc()
-    done = await service.pay_catch_up(db, settings, conn, provider, owed)
+    if owed is not None:
+        done = await service.pay_catch_up(db, settings, conn, provider, owed)
+    else:
+        done = await service.catch_up(db, conn, provider, since=since, until=utcnow(), lanes=settings.WEBHOOK_LANES)
     (log.warning if lost or done.missing else log.info)(
         "connection caught up" + (" after its webhook was set again" if lost else " after a restart"),
         connection_id=conn.id,

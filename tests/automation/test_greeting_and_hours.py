@@ -154,11 +154,10 @@ async def test_a_history_import_opens_tickets_for_the_agents_and_answers_nothing
     db: Any,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """The history sync after a pairing (or a catch-up of what Evolution kept during an outage)
-    carries the chats' recent past at once: conversations maybe answered on the phone meanwhile,
-    dozens of chats in one delivery. Their tickets open for the agents, but no greeting, away
-    message or menu goes out to any of them; a client's next live message is answered as usual
-    (here: closed now, so the away message)."""
+    """The history sync after a pairing carries the chats' recent past at once: conversations
+    maybe answered on the phone meanwhile, dozens of chats in one delivery. Their tickets open
+    for the agents, but no greeting, away message or menu goes out to any of them; a client's
+    next live message is answered as usual (here: closed now, so the away message)."""
     import asyncio
     import time
 
@@ -192,3 +191,30 @@ async def test_a_history_import_opens_tickets_for_the_agents_and_answers_nothing
     await write(evolution, db, conn, phones[0], "ainda estou esperando")
     ticket = await open_ticket(db, tenant, phones[0])
     assert [m["automatic_purpose"] for m in await automatic(db, ticket["_id"])] == ["away"]
+
+
+async def test_a_live_message_whose_post_was_lost_is_greeted_once_caught_up(
+    client: httpx.AsyncClient, admin_headers: dict[str, str], evolution: FakeEvolution, db: Any, settings: Any
+) -> None:
+    """Unlike a pairing's history, a message IAZE asks Evolution for after an outage (the catch-up
+    after a restart or a webhook drift) was live when written: its new ticket is greeted."""
+    import asyncio
+    from datetime import UTC, datetime, timedelta
+
+    from scripts.catch_up_messages import catch_up
+    from tests.fakes.harness import wait_for
+
+    tenant, conn = await company(client, admin_headers, evolution, config={"welcome_message": WELCOME})
+    await asyncio.sleep(1.1)  # stamped in whole seconds after the connection was made
+    phone = unique_phone()
+    await evolution.inbound(conn["instance_name"], phone, "oi", push_name="Maria", deliver=False)
+    since, until = datetime.now(UTC) - timedelta(hours=1), datetime.now(UTC)
+    assert await catch_up(settings, since=since, until=until, connection_id=conn["id"], dry_run=False) == 0
+
+    async def greeted() -> list[str] | None:
+        customer = await db.users.find_one({"reseller_id": tenant.id, "phone": phone})
+        ticket = customer and await db.tickets.find_one({"client_id": customer["_id"]})
+        found = [m["automatic_purpose"] for m in await automatic(db, ticket["_id"])] if ticket else []
+        return found or None
+
+    assert await wait_for(greeted) == ["greeting"]

@@ -122,6 +122,14 @@ class InboundMessage:
     # Delivered by a history sync (the messages WhatsApp hands a phone paired again, among them
     # those received while it was logged out), not as it arrived.
     synced: bool = False
+    # In a sync IAZE itself asked for (webhooks.service.catch_up): a live message whose post was
+    # lost, not the past a pairing hands over (the automatic messages answer it as any).
+    recovered: bool = False
+
+    @property
+    def from_history(self) -> bool:
+        """The past a pairing's sync hands over: filed, but answered by nothing automatic."""
+        return self.synced and not self.recovered
 
     @property
     def address(self) -> str:
