@@ -74,7 +74,7 @@ async def check_connections(db: Database, settings: Settings, *, right_at: dict[
             provider = registry.build(conn.provider, settings, http)
             started = utcnow()
             try:
-                checked[conn.id] = await _check(db, settings, conn, provider, known=right_at.get(conn.id))
+                checked[conn.id] = await _check(db, settings, conn, provider, started, known=right_at.get(conn.id))
             except Exception as exc:  # the provider or the store away, or a bug: asked again next period
                 metrics.CONNECTION_CHECK_FAILED.inc()
                 log.warning("connection check failed", connection_id=conn.id, error=f"{type(exc).__name__}: {exc}")
@@ -95,6 +95,7 @@ async def _check(
     settings: Settings,
     conn: connections.Connection,
     provider: WhatsAppProvider,
+    started: datetime,
     *,
     known: datetime | None,
 ) -> list[str]:
@@ -102,8 +103,8 @@ async def _check(
     again when it drifted, and a catch-up of what the provider kept since it was last found right
     when posts may have been lost: the webhook drifted, or this process has not watched the
     connection yet (it just started: every process may have been down, and an Evolution restarted
-    meanwhile forgets the posts it was retrying), from the last time any process found it right."""
-    started = utcnow()
+    meanwhile forgets the posts it was retrying), from the last time any process found it right.
+    `started`: when this check began (recorded as the next right time once it ends well)."""
     drift = await connections.check_at_provider(db, settings, conn, provider)
     if drift == ["instance"]:  # gone at the provider: recorded, the owner pairs again
         return drift
