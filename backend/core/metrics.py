@@ -37,6 +37,11 @@ WEBHOOK_FAILED = Counter("iaze_webhook_failed_total", "Webhook deliveries kept f
 CONNECTION_WEBHOOK_REPAIRED = Counter(
     "iaze_connection_webhook_repaired_total", "Provider webhooks the connection watch found drifted and set again"
 )
+CAUGHT_UP = Counter(
+    "iaze_caught_up_messages_total",
+    "Messages the provider kept that had not reached IAZE, filed by a catch-up (after a restart, a webhook drift, "
+    "or scripts/catch_up_messages.py)",
+)
 CONNECTION_CHECK_FAILED = Counter(
     "iaze_connection_check_failed_total", "Connection watch checks that failed (the provider or the store away)"
 )

@@ -168,7 +168,9 @@ async def catch_up(
         sync = {"event": "messages.set", "instance": conn.instance_name, "data": records, "source": CAUGHT_UP}
         body = json.dumps(sync).encode()
         await store(db, conn, event_hint="messages.set", body=body, lanes=lanes)
-    return CaughtUp(found=found, chats=len(by_chat), missing=sum(map(len, by_chat.values())))
+    missing = sum(map(len, by_chat.values()))
+    metrics.CAUGHT_UP.inc(missing)
+    return CaughtUp(found=found, chats=len(by_chat), missing=missing)
 
 
 async def _stored_record(db: Database, connection_id: str, record: dict[str, Any]) -> bool:

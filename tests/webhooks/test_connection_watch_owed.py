@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from backend.connections import service as connections
+from backend.core import metrics
 from backend.core.clock import utcnow
 from backend.core.config import Settings
 from backend.webhooks import service, watch
@@ -201,8 +202,9 @@ async def test_a_restart_files_what_evolution_dropped_while_no_process_watched(
     assert (await watch.check_connections(db, settings, right_at=watching))[conn["id"]] == []
     assert await finds() == asked  # a process that went on watching saw nothing to catch up
 
-    before = await deliveries()
+    before, recovered = await deliveries(), metrics.CAUGHT_UP._value.get()
     assert (await watch.check_connections(db, settings, right_at={}))[conn["id"]] == []  # a new process
+    assert metrics.CAUGHT_UP._value.get() == recovered + 2
 
     async def filed() -> list[str] | None:
         found = sorted(m["body"] for m in await all_messages(client, tenant))
@@ -213,3 +215,4 @@ async def test_a_restart_files_what_evolution_dropped_while_no_process_watched(
     # Another restart: the window's messages are all here; nothing is stored to process.
     assert (await watch.check_connections(db, settings, right_at={}))[conn["id"]] == []
     assert await deliveries() == before + 1
+    assert metrics.CAUGHT_UP._value.get() == recovered + 2
