@@ -47,7 +47,14 @@ CONFIG = {
 
 @pytest.fixture(scope="module")
 def settings_overrides() -> dict[str, Any]:
-    return {"WEBHOOK_PROCESSOR_ENABLED": False, "OUTBOUND_WORKER_ENABLED": False, "WEBHOOK_LANES": 4}
+    # No background sweep: the tests run it themselves (`sweep_once`) where a process would, and
+    # one running on its own could finish a finalize's hooks before the test's kill point.
+    return {
+        "WEBHOOK_PROCESSOR_ENABLED": False,
+        "OUTBOUND_WORKER_ENABLED": False,
+        "TICKET_SWEEP_ENABLED": False,
+        "WEBHOOK_LANES": 4,
+    }
 
 
 class _Killed(BaseException):
