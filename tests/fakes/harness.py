@@ -75,6 +75,10 @@ class FakeEvolution:
         result: list[dict[str, Any]] = await self.control("GET", "sent")
         return result
 
+    async def calls_to(self, path: str) -> int:
+        """How many calls the fake took whose path contains `path`."""
+        return len([c for c in await self.control("GET", "calls") if path in c["path"]])
+
     async def set_webhook(self, instance: str, webhook: dict[str, Any]) -> None:
         """Through Evolution's own /webhook/set, as an operator in its manager would."""
         async with httpx.AsyncClient(base_url=self.url, timeout=30) as c:

@@ -27,11 +27,10 @@ def settings_overrides() -> dict[str, Any]:
 
 async def _watched(evolution: FakeEvolution, instance: str) -> None:
     """Until the watch has read the instance's webhook (again) from now on."""
-    seen = len([c for c in await evolution.control("GET", "calls") if c["path"] == f"/webhook/find/{instance}"])
+    seen = await evolution.calls_to(f"/webhook/find/{instance}")
 
     async def read_again() -> bool:
-        calls = await evolution.control("GET", "calls")
-        return len([c for c in calls if c["path"] == f"/webhook/find/{instance}"]) > seen
+        return await evolution.calls_to(f"/webhook/find/{instance}") > seen
 
     await wait_for(read_again)
 

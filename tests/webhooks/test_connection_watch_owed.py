@@ -131,13 +131,13 @@ async def test_a_provider_down_ends_the_pass_instead_of_waiting_on_every_connect
     tenant = await make_tenant(client, admin_headers, agents=0)
     for _ in range(watch.UNREACHABLE_IN_A_ROW + 2):
         await make_connection(client, tenant, evolution)
-    before = len([c for c in await evolution.control("GET", "calls") if "connectionState" in c["path"]])
+    before = await evolution.calls_to("/instance/connectionState/")
     await evolution.mode("5xx")
     try:
         assert await watch.check_connections(db, settings, right_at={}) == {}
     finally:
         await evolution.mode("ok")
-    asked = len([c for c in await evolution.control("GET", "calls") if "connectionState" in c["path"]]) - before
+    asked = await evolution.calls_to("/instance/connectionState/") - before
     assert asked == watch.UNREACHABLE_IN_A_ROW
     assert len(await watch.check_connections(db, settings, right_at={})) >= watch.UNREACHABLE_IN_A_ROW + 2
 
@@ -187,20 +187,17 @@ async def test_a_restart_files_what_evolution_dropped_while_no_process_watched(
     watching: dict[str, Any] = {}
     assert (await watch.check_connections(db, settings, right_at=watching))[conn["id"]] == []
 
-    async def finds() -> int:
-        calls = await evolution.control("GET", "calls")
-        return len([c for c in calls if c["path"] == f"/chat/findMessages/{instance}"])
-
     async def deliveries() -> int:
         return int(await db.webhook_events_raw.count_documents({"connection_id": conn["id"]}))
 
-    asked = await finds()
+    asked = await evolution.calls_to(f"/chat/findMessages/{instance}")
     # The deploy: IAZE away, Evolution's retries of these lost with its restart.
     dropped = unique_phone()
     for text in ("alguém aí?", "meu pedido sumiu"):
         await evolution.inbound(instance, dropped, text, deliver=False)
     assert (await watch.check_connections(db, settings, right_at=watching))[conn["id"]] == []
-    assert await finds() == asked  # a process that went on watching saw nothing to catch up
+    # A process that went on watching saw nothing to catch up.
+    assert await evolution.calls_to(f"/chat/findMessages/{instance}") == asked
 
     before, recovered = await deliveries(), metrics.CAUGHT_UP._value.get()
     assert (await watch.check_connections(db, settings, right_at={}))[conn["id"]] == []  # a new process
@@ -216,3 +213,43 @@ async def test_a_restart_files_what_evolution_dropped_while_no_process_watched(
     assert (await watch.check_connections(db, settings, right_at={}))[conn["id"]] == []
     assert await deliveries() == before + 1
     assert metrics.CAUGHT_UP._value.get() == recovered + 2
+
+
+async def test_a_restart_killed_during_its_catch_up_leaves_it_to_the_next_start(
+    client: httpx.AsyncClient,
+    admin_headers: dict[str, str],
+    evolution: FakeEvolution,
+    db: Any,
+    settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A restart's catch-up records no debt: the stored right time moves only once the catch-up is
+    done. A process killed during it leaves that time where it was, and the next process's first
+    check files what the killed one did not."""
+    tenant = await make_tenant(client, admin_headers, agents=0)
+    conn = await make_connection(client, tenant, evolution)
+    await asyncio.sleep(1.1)  # Evolution stamps in whole seconds: after the connection was made
+    assert (await watch.check_connections(db, settings, right_at={}))[conn["id"]] == []
+    right = await db.webhook_state.find_one({"_id": f"watched:{conn['id']}"})
+    await evolution.inbound(conn["instance_name"], unique_phone(), "perdida no deploy", deliver=False)
+
+    real = service.catch_up
+
+    async def dies_on_this_one(db_: Any, caught: Any, *args: Any, **kwargs: Any) -> Any:
+        if caught.id == conn["id"]:  # the new process dies while catching this connection up
+            raise _Killed
+        return await real(db_, caught, *args, **kwargs)
+
+    monkeypatch.setattr(service, "catch_up", dies_on_this_one)
+    with pytest.raises(_Killed):
+        await watch.check_connections(db, settings, right_at={})
+    monkeypatch.undo()
+    assert await db.webhook_state.find_one({"_id": f"watched:{conn['id']}"}) == right
+    assert await all_messages(client, tenant) == []
+
+    assert (await watch.check_connections(db, settings, right_at={}))[conn["id"]] == []  # the next start
+
+    async def filed() -> list[str] | None:
+        return [m["body"] for m in await all_messages(client, tenant)] or None
+
+    assert await wait_for(filed) == ["perdida no deploy"]
