@@ -182,6 +182,14 @@ async def test_an_edit_that_comes_before_its_message_is_parked_without_holding_i
         return lines if len(lines) == 2 else None
 
     assert await wait_for(recorded) == [("text", "às 19h"), ("edit", "às 20h")]
+
+    # The sweep records the edit, then the delivery's outcome, then ends the wait: each in turn.
+    async def ended() -> dict[str, Any] | None:
+        done = {"raw_id": edit_raw["_id"], "applied_at": {"$ne": None}}
+        doc: dict[str, Any] | None = await db.webhook_waiting.find_one(done)
+        return doc
+
+    await wait_for(ended)
     raw = await db.webhook_events_raw.find_one({"_id": edit_raw["_id"]})
     assert raw["status"] == "processed" and raw["result"][0].startswith("edit of message"), raw
     (parked,) = await db.webhook_waiting.find({"raw_id": edit_raw["_id"]}).to_list(None)
