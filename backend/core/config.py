@@ -36,6 +36,12 @@ class Settings(BaseSettings):
     MONGO_URL: str = ""
     MONGO_DB: str = "support_chat"
     MONGO_TIMEOUT_MS: int = 5000
+    # The longest wait for one command's reply. Without it a connection whose peer stopped
+    # answering (a hung store, a failover that left the socket half-open) holds the caller
+    # forever: a webhook lane or the outbox stalls with messages behind it. A timed-out command
+    # fails like any store error, so its delivery or send is retried on a fresh connection.
+    # Past a lease (WEBHOOK_LEASE_SECONDS) another process may take the work over anyway; 0: no limit.
+    MONGO_SOCKET_TIMEOUT_MS: int = Field(default=60_000, ge=0)
 
     # Empty in development: a random secret generated once per checkout and kept in
     # <FERRETDB_DATA_DIR>/../jwt-secret (./var/jwt-secret), so no two checkouts share one.

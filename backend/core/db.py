@@ -33,6 +33,7 @@ def make_client(
         readConcernLevel="majority",
         serverSelectionTimeoutMS=settings.MONGO_TIMEOUT_MS,
         connectTimeoutMS=settings.MONGO_TIMEOUT_MS,
+        socketTimeoutMS=settings.MONGO_SOCKET_TIMEOUT_MS or None,
         appname=f"iaze-backend/{settings.APP_VERSION}",
         event_listeners=list(command_listeners),
     )

@@ -1,0 +1,124 @@
+"""A TCP relay in front of the store whose connections can be made to stop answering.
+
+A real store behind it, a real socket in front: what the backend's client meets when one of its
+connections goes half-open (a hung server, a failover or a middlebox that left the socket open
+while nothing comes back). `stall_next(marker)` waits for the next request containing `marker`
+(a command's bytes on the wire, e.g. b"\\x02insert\\x00\\t\\x00\\x00\\x00messages\\x00") and
+then stalls that connection for good: its request is swallowed (`lose="request"`: the command
+never runs) or delivered with its reply swallowed (`lose="reply"`: it runs, the caller never
+hears). Every other connection, and every later one, relays normally.
+"""
+
+import asyncio
+import contextlib
+from dataclasses import dataclass, field
+from typing import Literal
+from urllib.parse import urlsplit
+
+from pymongo.uri_parser import parse_uri
+
+Lose = Literal["request", "reply"]
+
+
+def command_marker(command: str, collection: str) -> bytes:
+    """The bytes an OP_MSG command `{command: collection, …}` starts its body with (a BSON string)."""
+    name = collection.encode() + b"\x00"
+    return b"\x02" + command.encode() + b"\x00" + len(name).to_bytes(4, "little") + name
+
+
+@dataclass
+class _Trap:
+    marker: bytes
+    lose: Lose
+    sprung: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+@dataclass
+class _Link:
+    stalled: bool = False
+
+
+class StoreProxy:
+    def __init__(self, mongo_url: str) -> None:
+        host, port = parse_uri(mongo_url)["nodelist"][0]
+        self.target = (host, port)
+        self.url_of_store = mongo_url
+        self.server: asyncio.Server | None = None
+        self.trap: _Trap | None = None
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.writers: set[asyncio.StreamWriter] = set()
+
+    async def start(self) -> None:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+
+    @property
+    def url(self) -> str:
+        """The store's URL with this relay as its only host (a direct connection: a replica set's
+        members would otherwise be reached by the addresses they advertise, past the relay)."""
+        assert self.server is not None
+        port = self.server.sockets[0].getsockname()[1]
+        parts = urlsplit(self.url_of_store)
+        credentials = parts.netloc.rpartition("@")[0]
+        netloc = f"{credentials}@127.0.0.1:{port}" if credentials else f"127.0.0.1:{port}"
+        options = [
+            o for o in parts.query.split("&") if o and not o.lower().startswith(("replicaset=", "directconnection="))
+        ]
+        query = "&".join([*options, "directConnection=true"])
+        return f"{parts.scheme}://{netloc}{parts.path or '/'}?{query}"
+
+    def stall_next(self, marker: bytes, *, lose: Lose) -> asyncio.Event:
+        """Arms the trap; the event is set once a connection has been stalled by it."""
+        self.trap = _Trap(marker, lose)
+        return self.trap.sprung
+
+    async def close(self) -> None:
+        if self.server is not None:
+            self.server.close()
+        for writer in list(self.writers):
+            writer.close()
+        for task in list(self.tasks):
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection(*self.target)
+        self.writers.update((writer, up_writer))
+        link = _Link()
+        pumps = [
+            asyncio.ensure_future(self._requests(reader, up_writer, link)),
+            asyncio.ensure_future(self._replies(up_reader, writer, link)),
+        ]
+        self.tasks.update(pumps)
+        try:
+            await asyncio.wait(pumps, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for pump in pumps:
+                pump.cancel()
+            self.tasks.difference_update(pumps)
+            for w in (writer, up_writer):
+                w.close()
+                self.writers.discard(w)
+
+    async def _requests(self, reader: asyncio.StreamReader, out: asyncio.StreamWriter, link: _Link) -> None:
+        while chunk := await reader.read(65536):
+            trap = self.trap
+            if not link.stalled and trap is not None and trap.marker in chunk:
+                self.trap = None
+                link.stalled = True
+                if trap.lose == "reply":
+                    out.write(chunk)  # it runs; its answer goes nowhere
+                    with contextlib.suppress(ConnectionError):
+                        await out.drain()
+                trap.sprung.set()
+                continue
+            if link.stalled:
+                continue  # a dead connection: nothing more reaches the store
+            out.write(chunk)
+            await out.drain()
+
+    async def _replies(self, reader: asyncio.StreamReader, out: asyncio.StreamWriter, link: _Link) -> None:
+        while chunk := await reader.read(65536):
+            if link.stalled:
+                continue
+            out.write(chunk)
+            await out.drain()

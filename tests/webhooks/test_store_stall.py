@@ -1,0 +1,93 @@
+"""A store connection that stops answering in the middle of a delivery (MONGO_SOCKET_TIMEOUT_MS).
+
+The backend reaches the store through a relay (tests/store_proxy.py) that leaves the connection
+carrying the message's insert open and silent: the insert never arrives, or it runs and its answer
+never comes back. Before the socket timeout, the processor's lane waited on that connection for as
+long as the kernel kept it (forever for a live peer): the client's message and every later message
+of the chat stalled behind it. Now the command fails after the timeout like any store error, the
+delivery is retried on a fresh connection, and both messages are filed once, in order."""
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+
+from backend.webhooks.service import message_id_for
+from tests.factories import make_tenant, unique_phone
+from tests.fakes.harness import FakeEvolution, make_connection, wait_for
+from tests.store_proxy import Lose, StoreProxy, command_marker
+from tests.webhooks.evolution_shapes import pn_key, token, upsert
+
+HOOK = "/api/v1/webhooks/whatsapp"
+
+
+@pytest.fixture(scope="module")
+async def store_proxy(mongo_url: str) -> AsyncIterator[StoreProxy]:
+    proxy = StoreProxy(mongo_url)
+    await proxy.start()
+    try:
+        yield proxy
+    finally:
+        await proxy.close()
+
+
+@pytest.fixture(scope="module")
+def settings_overrides(store_proxy: StoreProxy) -> dict[str, Any]:
+    return {"MONGO_URL": store_proxy.url, "MONGO_SOCKET_TIMEOUT_MS": 1500, "WEBHOOK_BACKOFF_BASE_SECONDS": 0.1}
+
+
+@pytest.mark.parametrize("lose", ["request", "reply"])
+async def test_a_store_connection_that_stops_answering_mid_delivery_holds_the_chat_only_until_the_timeout(
+    client: httpx.AsyncClient,
+    admin_headers: dict[str, str],
+    evolution: FakeEvolution,
+    db: Any,
+    raw_mongo: Any,
+    settings: Any,
+    store_proxy: StoreProxy,
+    lose: Lose,
+) -> None:
+    tenant = await make_tenant(client, admin_headers, agents=1)
+    conn = await make_connection(client, tenant, evolution)
+    direct = raw_mongo[settings.MONGO_DB]  # past the relay: what the store holds
+    phone = unique_phone()
+    headers = {"X-Webhook-Token": await token(db, conn["id"])}
+    stalled = store_proxy.stall_next(command_marker("insert", "messages"), lose=lose)
+    sent = []
+    for n, text in enumerate(["o boleto venceu", "consegue mandar outro?"]):
+        key = pn_key(phone, f"STALL{lose}{n}")
+        r = await client.post(
+            f"{HOOK}/{conn['id']}", json=upsert(key, {"conversation": text}, "conversation"), headers=headers
+        )
+        assert r.status_code == 200, r.text
+        sent.append((r.json()["raw_id"], message_id_for(conn["id"], key["id"])))
+
+    await wait_for(lambda: _set(stalled), timeout=15)
+
+    async def both_filed() -> list[dict[str, Any]] | None:
+        found = await direct.messages.find({"_id": {"$in": [m for _, m in sent]}}).to_list(None)
+        return found if len(found) == 2 else None
+
+    messages = await wait_for(both_filed, timeout=30)
+    (first,) = [m for m in messages if m["_id"] == sent[0][1]]
+    (second,) = [m for m in messages if m["_id"] == sent[1][1]]
+    assert first["ticket_id"] == second["ticket_id"]  # one conversation, nothing doubled or split
+    assert first["body"] == "o boleto venceu" and second["body"] == "consegue mandar outro?"
+    assert await direct.messages.count_documents({"ticket_id": first["ticket_id"]}) == 2
+    assert first["created_at"] <= second["created_at"]  # the chat's order kept
+    await wait_for(lambda: _processed(direct, [r for r, _ in sent]), timeout=15)
+    stalled_raw = await direct.webhook_events_raw.find_one({"_id": sent[0][0]})
+    # The stalled command failed after the timeout (it did not hang) and its delivery ran again.
+    assert stalled_raw["attempts"] >= 2, stalled_raw
+    ticket = await direct.tickets.find_one({"_id": first["ticket_id"]})
+    assert ticket is not None and ticket["status"] == "espera"
+
+
+async def _set(event: Any) -> bool:
+    return bool(event.is_set())
+
+
+async def _processed(db: Any, raw_ids: list[str]) -> bool:
+    n = await db.webhook_events_raw.count_documents({"_id": {"$in": raw_ids}, "status": "processed"})
+    return bool(n == len(raw_ids))
