@@ -38,6 +38,8 @@ from backend.realtime import lifecycle as realtime
 from backend.realtime.routes import router as realtime_router
 from backend.reports.routes import router as reports_router
 from backend.resellers.routes import router as resellers_router
+from backend.scheduled import service as scheduled_loop
+from backend.scheduled.routes import router as scheduled_router
 from backend.tags.routes import router as tags_router
 from backend.tickets import sweep as ticket_sweep_loop
 from backend.tickets.routes import router as tickets_router
@@ -111,13 +113,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             #    (OUTBOUND_WORKER_ENABLED), the inbound webhook processor (WEBHOOK_PROCESSOR_ENABLED;
             #    the webhook only stores), the repair of projections a dead writer left behind
             #    (TICKET_SWEEP_ENABLED), the inbound media fetch (MEDIA_FETCH_ENABLED), the check of
-            #    every connection's state and webhook at the provider (CONNECTION_WATCH_ENABLED).
+            #    every connection's state and webhook at the provider (CONNECTION_WATCH_ENABLED), the
+            #    sending of scheduled messages (SCHEDULED_MESSAGES_ENABLED).
             loops = (
                 outbound_worker_loop,
                 webhook_processor_loop,
                 ticket_sweep_loop,
                 media_fetch_loop,
                 connection_watch_loop,
+                scheduled_loop,
             )
             for loop in loops:
                 stack.push_async_callback(loop.background(db, settings, enabled=app.state.startup.ready).close)
@@ -195,6 +199,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         quick_replies_router,
         tags_router,
         tickets_router,
+        scheduled_router,
         reports_router,
         notes_router,
         media_router,

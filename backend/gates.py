@@ -24,6 +24,7 @@ from backend.core.runtime import open_runtime, runtime_of
 from backend.ledger import steps as ledger_steps
 from backend.messages import service as messages
 from backend.reports import service as reports
+from backend.scheduled import service as scheduled
 from backend.tickets import service as tickets
 
 EXIT_REFUSED = 3  # a worker or script whose gate refused: not a crash, nothing was done
@@ -47,6 +48,8 @@ def connect_domains(db: Database) -> None:
     messages.on_stored(db, reports.record_message)
     # After the refile: the closing message and the survey question (backend/automation).
     tickets.on_finalized(db, automation.after_finalize)
+    # The ticket's scheduled messages still waiting are canceled with it (backend/scheduled).
+    tickets.on_finalized(db, scheduled.after_finalize)
     # A ticket opened for a client message that raced a finalize is greeted as any new ticket.
     messages.on_raced_open(db, automation.raced_opening)
 

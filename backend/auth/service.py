@@ -79,10 +79,4 @@ async def load_active_actor(db: Database, user_id: str, *, token_version: int) -
     user = await users.get_internal(db, user_id)
     if user is None or await _session_version(db, user) != token_version:
         raise Unauthorized(EXPIRED)
-    return Actor(
-        id=user.id,
-        role=user.role,
-        name=user.name,
-        reseller_id=user.reseller_id,
-        department_ids=tuple(user.department_ids),
-    )
+    return user.as_actor()

@@ -198,6 +198,10 @@ class Settings(BaseSettings):
     # (longer than any write takes to land); the first sweep of a process looks back STARTUP.
     TICKET_SWEEP_LOOKBACK_SECONDS: float = Field(default=60.0, gt=0)
     TICKET_SWEEP_STARTUP_LOOKBACK_SECONDS: float = Field(default=900.0, gt=0)
+    # Scheduled messages (backend/scheduled): every process sends what is due, this often; a
+    # schedule goes out up to this late. Safe with several processes (one outcome key each).
+    SCHEDULED_MESSAGES_ENABLED: bool = True
+    SCHEDULED_MESSAGES_POLL_SECONDS: float = Field(default=10.0, gt=0)
 
     # CSV exports (backend/exports): exports running at once per process (more get 429), and rows
     # read and sent per batch (the memory one export holds). Their longest period is the reports'

@@ -35,6 +35,7 @@ _DOMAINS = (
     "exports",
     "messages",
     "quick_replies",
+    "scheduled",
     "tags",
     "tickets",
     "unread",

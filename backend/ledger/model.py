@@ -14,7 +14,8 @@ from typing import Any
 # (reset, every new ticket number collides). None of them may ever shrink. Media too, by their
 # records (`media`, written once a file's bytes are complete): the GridFS collections' dotted
 # names cannot be keys of a stored entry, and the chunks may dip while an upload cut midway takes
-# its own chunks back; deploy_check and backup verify count all three.
+# its own chunks back; deploy_check and backup verify count all three. And the scheduled messages:
+# each is a reply an agent wrote and expects to leave at its time.
 GUARDED = (
     "tickets",
     "messages",
@@ -29,6 +30,7 @@ GUARDED = (
     "outbox",
     "counters",
     "media",
+    "scheduled_messages",
 )
 
 OK = "ok"

@@ -628,14 +628,7 @@ async def hand_back_if_inactive(db: Database, ticket: Ticket) -> bool:
     holder = await users.get_internal(db, ticket.agent_id)
     if holder is None or holder.active:
         return False
-    as_holder = Actor(
-        id=holder.id,
-        role=holder.role,
-        name=holder.name,
-        reseller_id=holder.reseller_id,
-        department_ids=tuple(holder.department_ids),
-    )
-    await _hand_back(db, as_holder, ticket=ticket, holder_id=holder.id, action=Action.TRANSFER_TO_DEPARTMENT)
+    await _hand_back(db, holder.as_actor(), ticket=ticket, holder_id=holder.id, action=Action.TRANSFER_TO_DEPARTMENT)
     return True
 
 

@@ -4,7 +4,7 @@ owner, agents) and the tenant's clients (role "client", keyed by phone: backend/
 from datetime import datetime
 
 from backend.core.schemas import StoredModel
-from backend.core.tenancy import Role
+from backend.core.tenancy import Actor, Role
 
 
 class User(StoredModel):
@@ -29,3 +29,13 @@ class User(StoredModel):
     # Where the client's open-ticket slots on each channel start (users.repository.raise_ticket_slot).
     ticket_slots: dict[str, int] = {}
     ticket_slot: int | None = None  # before per-channel hints: one per client (tickets.service._walk_start)
+
+    def as_actor(self) -> Actor:
+        """This user acting: a request's principal, or the person some work is done for."""
+        return Actor(
+            id=self.id,
+            role=self.role,
+            name=self.name,
+            reseller_id=self.reseller_id,
+            department_ids=tuple(self.department_ids),
+        )

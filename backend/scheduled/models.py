@@ -1,0 +1,27 @@
+"""The stored shape of a scheduled message (collection `scheduled_messages`)."""
+
+from datetime import datetime
+from typing import Literal
+
+from backend.core.schemas import StoredModel
+
+# scheduled: waiting for its time; sent: stored in its ticket and queued for WhatsApp (the
+# message then shows its own ticks); canceled: by a person, or because its ticket was finalized
+# first; failed: its time came while nothing could reach the client (the reason says why).
+ScheduleStatus = Literal["scheduled", "sent", "canceled", "failed"]
+
+
+class ScheduledMessage(StoredModel):
+    reseller_id: str
+    ticket_id: str
+    client_id: str
+    author_id: str
+    author_name: str
+    body: str
+    send_at: datetime
+    status: ScheduleStatus
+    reason: str | None = None  # why it was canceled or failed: "canceled", "finalized", or the connection's block
+    message_id: str | None = None  # the message it became, once sent
+    created_at: datetime
+    updated_at: datetime
+    settled_at: datetime | None = None  # when it stopped being scheduled

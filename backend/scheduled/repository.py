@@ -1,0 +1,54 @@
+"""Queries on `scheduled_messages`."""
+
+from datetime import datetime
+from typing import Any
+
+from backend.core.db import Database
+from backend.core.indexes import ASC, declare
+from backend.core.tenancy import TenantScope
+from backend.scheduled.models import ScheduledMessage
+
+COLLECTION = "scheduled_messages"
+
+declare(
+    COLLECTION,
+    [("status", ASC), ("send_at", ASC)],
+    name="status_send_at",
+    purpose="the due pass: what is still scheduled, soonest first",
+)
+declare(
+    COLLECTION,
+    [("reseller_id", ASC), ("ticket_id", ASC), ("send_at", ASC)],
+    name="tenant_ticket_send_at",
+    purpose="a ticket's scheduled messages",
+)
+
+
+async def insert(db: Database, schedule: ScheduledMessage) -> None:
+    await db[COLLECTION].insert_one(schedule.stored())
+
+
+async def get(db: Database, scope: TenantScope, schedule_id: str) -> ScheduledMessage | None:
+    return ScheduledMessage.load(await scope.get(db[COLLECTION], schedule_id))
+
+
+async def get_internal(db: Database, schedule_id: str) -> ScheduledMessage | None:
+    return ScheduledMessage.load(await db[COLLECTION].find_one({"_id": schedule_id}))
+
+
+async def for_ticket(db: Database, scope: TenantScope, ticket_id: str, *, limit: int) -> list[ScheduledMessage]:
+    cursor = db[COLLECTION].find(scope.filter({"ticket_id": ticket_id})).sort([("send_at", 1), ("_id", 1)]).limit(limit)
+    return [ScheduledMessage.model_validate(d) async for d in cursor]
+
+
+async def due_internal(db: Database, now: datetime, *, limit: int) -> list[ScheduledMessage]:
+    """Every tenant's schedules whose time has come and that are still scheduled, soonest first."""
+    query = {"status": "scheduled", "send_at": {"$lte": now}}
+    cursor = db[COLLECTION].find(query).sort([("send_at", 1), ("_id", 1)]).limit(limit)
+    return [ScheduledMessage.model_validate(d) async for d in cursor]
+
+
+async def settle_internal(db: Database, schedule_id: str, changes: dict[str, Any]) -> None:
+    """Writes what the schedule's outcome key decided (service.settle): every writer writes the
+    same, so two at once cannot undo each other's outcome."""
+    await db[COLLECTION].update_one({"_id": schedule_id}, {"$set": changes})

@@ -1,0 +1,28 @@
+from pydantic import AwareDatetime
+
+from backend.core.pagination import Page
+from backend.core.schemas import InputModel, ReadModel, Timestamp
+from backend.scheduled.models import ScheduleStatus
+from backend.tickets.schemas import MessageBody
+
+
+class ScheduledMessageCreate(InputModel):
+    body: MessageBody
+    send_at: AwareDatetime  # with its offset: the agent's clock says which instant it means
+
+
+class ScheduledMessageRead(ReadModel):
+    id: str
+    ticket_id: str
+    body: str
+    send_at: Timestamp
+    status: ScheduleStatus
+    reason: str | None = None
+    author_id: str
+    author_name: str
+    message_id: str | None = None
+    created_at: Timestamp
+    settled_at: Timestamp | None = None
+
+
+ScheduledMessagePage = Page[ScheduledMessageRead]

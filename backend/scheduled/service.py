@@ -1,0 +1,198 @@
+"""Scheduled messages: an agent's reply written now and sent to the client at a set time.
+
+Whaticket's "agendamentos", tied to a ticket: the person holding it schedules a reply, and at
+`send_at` it is sent into that ticket as the author's message (signed as the author, whoever holds
+the ticket by then; sending moves nothing), through the outbox like any reply. A ticket finalized
+before the time takes its schedules with it (canceled, reason "finalized", by the finalize itself:
+`after_finalize`): a background pass never reopens or opens a ticket. A time that comes while
+nothing can reach the client (the connection off or deactivated) fails the schedule with that
+reason, shown to the agent, rather than send it hours late.
+
+Every outcome is decided once by one unique key per schedule (`OUTCOME`), claimed before any
+effect: "sent" by the due pass, "canceled" by a person, "finalized" or "unreachable:<why>" by the
+pass. A pass and a cancel at once, two passes in two processes, a pass killed anywhere: the key's
+first claimant decides, and the sending itself is idempotent (the message's id is derived from the
+schedule's, so a repeated send finds it stored and queues nothing twice). The schedule's `status`
+is a projection of the key, written by whoever acts on it, and repaired by the next pass.
+"""
+
+import asyncio
+import contextlib
+import hashlib
+from datetime import datetime, timedelta
+
+import structlog
+
+from backend.connections import service as connections
+from backend.core import natural_keys
+from backend.core.background import BackgroundLoop
+from backend.core.clock import as_utc, utcnow
+from backend.core.config import Settings
+from backend.core.db import Database
+from backend.core.errors import Conflict, Forbidden, NotFound, Unprocessable
+from backend.core.ids import is_valid_id, new_id
+from backend.core.tenancy import Actor, TenantScope
+from backend.messages import public as message_store
+from backend.messages import service as messages
+from backend.scheduled import repository
+from backend.scheduled.models import ScheduledMessage
+from backend.scheduled.schemas import ScheduledMessageCreate, ScheduledMessagePage, ScheduledMessageRead
+from backend.tickets import service as tickets
+from backend.tickets.models import Ticket
+from backend.tickets.states import is_open
+from backend.users import service as users
+
+log = structlog.get_logger()
+
+OUTCOME = "scheduled-outcome"
+SENT, CANCELED, FINALIZED, UNREACHABLE = "sent", "canceled", "finalized", "unreachable:"
+MIN_LEAD = timedelta(seconds=30)  # sooner than this is a reply: send it
+MAX_LEAD = timedelta(days=365)
+LIST_LIMIT = 200
+DUE_BATCH = 200
+
+
+def message_id_of(schedule_id: str) -> str:
+    """The message a schedule becomes: the same for every attempt at sending it."""
+    return hashlib.sha256(f"scheduled\0{schedule_id}".encode()).hexdigest()[:24]
+
+
+async def schedule(db: Database, actor: Actor, *, ticket_id: str, data: ScheduledMessageCreate) -> ScheduledMessageRead:
+    """The person holding the ticket schedules a reply (the same checks as replying now)."""
+    ticket = await messages.held_for_reply(db, actor, ticket_id)
+    now = utcnow()
+    send_at = as_utc(data.send_at)
+    if send_at < now + MIN_LEAD:
+        raise Unprocessable("send_at must be at least 30 seconds from now")
+    if send_at > now + MAX_LEAD:
+        raise Unprocessable("send_at must be within a year")
+    assert actor.reseller_id
+    created = ScheduledMessage(
+        id=new_id(),
+        reseller_id=actor.reseller_id,
+        ticket_id=ticket.id,
+        client_id=ticket.client_id,
+        author_id=actor.id,
+        author_name=actor.name,
+        body=data.body,
+        send_at=send_at,
+        status="scheduled",
+        created_at=now,
+        updated_at=now,
+    )
+    await repository.insert(db, created)
+    return ScheduledMessageRead.of(created)
+
+
+async def list_for_ticket(db: Database, actor: Actor, *, ticket_id: str) -> ScheduledMessagePage:
+    """Everything scheduled in a ticket, whatever became of it, soonest first."""
+    ticket = await tickets.get_visible_or_404(db, actor, ticket_id=ticket_id)
+    found = await repository.for_ticket(db, actor.scope, ticket.id, limit=LIST_LIMIT)
+    return ScheduledMessagePage(items=[ScheduledMessageRead.of(s) for s in found])
+
+
+async def cancel(db: Database, actor: Actor, *, schedule_id: str) -> ScheduledMessageRead:
+    """Its author, the person holding its ticket or the reseller owner cancels a schedule not yet
+    sent (409 once it was; a second cancel answers the first one's result)."""
+    found = await repository.get(db, actor.scope, schedule_id) if is_valid_id(schedule_id) else None
+    if found is None:
+        raise NotFound("scheduled message not found")
+    ticket = await tickets.get_visible_or_404(db, actor, ticket_id=found.ticket_id)
+    if actor.role != "reseller" and actor.id not in (found.author_id, ticket.agent_id):
+        raise Forbidden("only its author, the ticket's holder or the reseller can cancel a scheduled message")
+    outcome, _ = await natural_keys.claim(db, OUTCOME, found.reseller_id, found.id, target=CANCELED)
+    settled = await settle(db, found, outcome)
+    if outcome != CANCELED:
+        raise Conflict({"message": "the scheduled message is no longer waiting", "status": settled.status})
+    return ScheduledMessageRead.of(settled)
+
+
+async def settle(db: Database, schedule: ScheduledMessage, outcome: str) -> ScheduledMessage:
+    """Writes onto the schedule what its outcome key says (idempotent: every writer writes the same)."""
+    if outcome == SENT:
+        changes: dict[str, object] = {"status": "sent", "reason": None, "message_id": message_id_of(schedule.id)}
+    elif outcome in (CANCELED, FINALIZED):
+        changes = {"status": "canceled", "reason": outcome}
+    else:
+        changes = {"status": "failed", "reason": outcome.removeprefix(UNREACHABLE)}
+    if all(getattr(schedule, k) == v for k, v in changes.items()):
+        return schedule
+    now = utcnow()
+    changes.update(updated_at=now, settled_at=schedule.settled_at or now)
+    await repository.settle_internal(db, schedule.id, changes)
+    return schedule.model_copy(update=changes)
+
+
+async def deliver(db: Database, schedule: ScheduledMessage) -> ScheduledMessage:
+    """Sends a due schedule, or settles why it is not sent. Safe to repeat at any point."""
+    outcome = await natural_keys.lookup(db, OUTCOME, schedule.reseller_id, schedule.id)
+    if outcome is None:
+        ticket = await tickets.get_internal(db, schedule.ticket_id)
+        if ticket is None or not is_open(ticket.status):
+            wanted = FINALIZED
+        else:
+            reason = connections.blocked(await connections.of_ticket(db, ticket))
+            wanted = SENT if reason is None else UNREACHABLE + reason
+        outcome, _ = await natural_keys.claim(db, OUTCOME, schedule.reseller_id, schedule.id, target=wanted)
+    if outcome == SENT:
+        await _send(db, schedule)
+    return await settle(db, schedule, outcome)
+
+
+async def _send(db: Database, schedule: ScheduledMessage) -> None:
+    message_id = message_id_of(schedule.id)
+    if await message_store.get_internal(db, message_id) is not None:
+        return  # sent by an earlier attempt (its outbox entry went in before it)
+    ticket = await tickets.get_internal(db, schedule.ticket_id)
+    if ticket is None:
+        raise LookupError(f"ticket {schedule.ticket_id} of scheduled message {schedule.id} not found")
+    await messages.send_as_agent(db, await _author(db, schedule), ticket, body=schedule.body, message_id=message_id)
+
+
+async def _author(db: Database, schedule: ScheduledMessage) -> Actor:
+    """The author as they are now (name, departments); as they were, should their user be gone."""
+    user = await users.get_internal(db, schedule.author_id)
+    if user is None:
+        return Actor(id=schedule.author_id, role="agent", name=schedule.author_name, reseller_id=schedule.reseller_id)
+    return user.as_actor()
+
+
+async def after_finalize(db: Database, ticket: Ticket) -> None:
+    """A finalize hook (backend/gates.py): the ticket's schedules still waiting are canceled with
+    it, at once rather than at their time. Idempotent, like every finalize hook: a pass that
+    claimed "sent" first keeps it (its message is one the finalize raced, as a reply can be)."""
+    for waiting in await repository.for_ticket(db, TenantScope(ticket.reseller_id), ticket.id, limit=LIST_LIMIT):
+        if waiting.status == "scheduled":
+            outcome, _ = await natural_keys.claim(db, OUTCOME, waiting.reseller_id, waiting.id, target=FINALIZED)
+            if outcome == SENT:
+                await _send(db, waiting)
+            await settle(db, waiting, outcome)
+
+
+async def run_due(db: Database, now: datetime | None = None) -> int:
+    """One pass: every schedule whose time has come. Returns how many it settled."""
+    settled = 0
+    for due in await repository.due_internal(db, now or utcnow(), limit=DUE_BATCH):
+        try:
+            await deliver(db, due)
+            settled += 1
+        except Exception as exc:  # the store or a bug: this one waits for the next pass, the rest go on
+            log.warning("scheduled message not sent; retrying", schedule_id=due.id, error=str(exc))
+    return settled
+
+
+async def run_until(db: Database, settings: Settings, stop: asyncio.Event) -> None:
+    while not stop.is_set():
+        try:
+            await run_due(db)
+        except Exception as exc:  # reading what is due failed: the next pass reads again
+            log.warning("scheduled messages pass failed; retrying", error=str(exc))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=settings.SCHEDULED_MESSAGES_POLL_SECONDS)
+
+
+def background(db: Database, settings: Settings, *, enabled: bool = True) -> BackgroundLoop:
+    """The due pass inside a backend process's lifespan (SCHEDULED_MESSAGES_ENABLED)."""
+    return BackgroundLoop(
+        "scheduled-messages", run_until, db, settings, enabled=enabled and settings.SCHEDULED_MESSAGES_ENABLED
+    )

@@ -1,0 +1,278 @@
+"""Scheduled messages through the real API, the outbox worker and the fake Evolution as its own
+process. The background pass runs (every 0.2 s) but finds nothing due: every schedule here is an
+hour or more ahead, and each test runs the pass itself at a later `now` — except the one that
+moves a schedule's time into the past to see the background pass send it. The kills and the
+competitors (a cancel, a finalize, a second pass) are injected between the pass's claim and its
+send, and between its send and its status write."""
+
+import asyncio
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+
+from backend.core.clock import utcnow
+from backend.scheduled import repository, service
+from tests.factories import make_tenant
+from tests.fakes.harness import FakeEvolution, make_connection, wait_for
+from tests.outbound.helpers import held_ticket, unsigned
+
+
+class _Killed(BaseException):
+    """The process dies here (BaseException: no `except Exception` on the way catches it)."""
+
+
+@pytest.fixture(scope="module")
+def settings_overrides() -> dict[str, Any]:
+    return {"SCHEDULED_MESSAGES_POLL_SECONDS": 0.2}
+
+
+def _at(delta: timedelta) -> str:
+    return (datetime.now(UTC) + delta).isoformat()
+
+
+LATER = timedelta(hours=2)  # the `now` each test's own pass runs at: past every schedule here
+
+
+async def _schedule(client: httpx.AsyncClient, ticket_id: str, agent: dict[str, str], body: str) -> dict[str, Any]:
+    r = await client.post(
+        f"/api/v1/tickets/{ticket_id}/scheduled-messages",
+        json={"body": body, "send_at": _at(timedelta(hours=1))},
+        headers=agent,
+    )
+    assert r.status_code == 201, r.text
+    created: dict[str, Any] = r.json()
+    assert created["status"] == "scheduled" and created["message_id"] is None
+    return created
+
+
+async def _sent_texts(evolution: FakeEvolution, phone: str) -> Counter[str]:
+    return Counter(unsigned(s["text"]) for s in await evolution.sent() if s["number"] == phone)
+
+
+async def _delivered(db: Any, evolution: FakeEvolution, phone: str, message_id: str, text: str) -> None:
+    await wait_for(lambda: db.messages.find_one({"_id": message_id, "status": "sent"}), timeout=30)
+    assert (await _sent_texts(evolution, phone))[text] == 1
+
+
+async def _setup(client: httpx.AsyncClient, admin_headers: dict[str, str], evolution: FakeEvolution, db: Any) -> Any:
+    tenant = await make_tenant(client, admin_headers, agents=2)
+    conn = await make_connection(client, tenant, evolution)
+    ticket_id, phone, agent = await held_ticket(client, tenant, evolution, conn, db)
+    return tenant, conn, ticket_id, phone, agent
+
+
+async def test_a_scheduled_reply_is_sent_into_its_ticket_at_its_time_once(
+    client: httpx.AsyncClient, admin_headers: dict[str, str], evolution: FakeEvolution, db: Any
+) -> None:
+    tenant, _, ticket_id, phone, agent = await _setup(client, admin_headers, evolution, db)
+    created = await _schedule(client, ticket_id, agent, "lembrete: o boleto vence amanhã")
+    assert await service.run_due(db, utcnow()) == 0  # not yet
+    assert await service.run_due(db, utcnow() + LATER) == 1
+    message_id = service.message_id_of(created["id"])
+    message = await db.messages.find_one({"_id": message_id})
+    assert message["ticket_id"] == ticket_id and message["sender_type"] == "agent"
+    assert message["sender_id"] == tenant.agents[0]["id"]
+    await _delivered(db, evolution, phone, message_id, "lembrete: o boleto vence amanhã")
+    assert await service.run_due(db, utcnow() + LATER) == 0  # settled: never again
+    r = await client.get(f"/api/v1/tickets/{ticket_id}/scheduled-messages", headers=agent)
+    (listed,) = r.json()["items"]
+    assert listed["status"] == "sent" and listed["message_id"] == message_id and listed["settled_at"]
+    thread = await client.get(f"/api/v1/tickets/{ticket_id}/messages", headers=agent)
+    assert [m["id"] for m in thread.json()["items"]].count(message_id) == 1
+    assert (await _sent_texts(evolution, phone))["lembrete: o boleto vence amanhã"] == 1
+
+
+async def test_a_schedule_the_api_refuses_stores_nothing(
+    client: httpx.AsyncClient, admin_headers: dict[str, str], evolution: FakeEvolution, db: Any
+) -> None:
+    tenant, _, ticket_id, _, agent = await _setup(client, admin_headers, evolution, db)
+    other = await make_tenant(client, admin_headers, agents=1)
+    url = f"/api/v1/tickets/{ticket_id}/scheduled-messages"
+    before = await db.scheduled_messages.count_documents({})
+    naive = (datetime.now(UTC) + timedelta(hours=1)).replace(tzinfo=None).isoformat()
+    for body, headers, status in [
+        ({"body": "cedo demais", "send_at": _at(timedelta(seconds=5))}, agent, 422),
+        ({"body": "passado", "send_at": _at(-timedelta(hours=1))}, agent, 422),
+        ({"body": "longe demais", "send_at": _at(timedelta(days=400))}, agent, 422),
+        ({"body": "sem fuso", "send_at": naive}, agent, 422),
+        ({"body": "   ", "send_at": _at(timedelta(hours=1))}, agent, 422),
+        ({"body": "x", "send_at": _at(timedelta(hours=1)), "extra": 1}, agent, 422),
+        ({"body": "não sou eu", "send_at": _at(timedelta(hours=1))}, tenant.agents[1]["headers"], 404),
+        ({"body": "a revenda", "send_at": _at(timedelta(hours=1))}, tenant.headers, 409),
+        ({"body": "outra revenda", "send_at": _at(timedelta(hours=1))}, other.headers, 404),
+        ({"body": "admin", "send_at": _at(timedelta(hours=1))}, admin_headers, 403),
+    ]:
+        r = await client.post(url, json=body, headers=headers)
+        assert r.status_code == status, (body, r.text)
+    assert await db.scheduled_messages.count_documents({}) == before
+    assert (await client.get(url, headers=other.headers)).status_code == 404
+
+
+async def test_a_canceled_schedule_is_never_sent(
+    client: httpx.AsyncClient, admin_headers: dict[str, str], evolution: FakeEvolution, db: Any
+) -> None:
+    tenant, _, ticket_id, phone, agent = await _setup(client, admin_headers, evolution, db)
+    other = await make_tenant(client, admin_headers, agents=1)
+    created = await _schedule(client, ticket_id, agent, "não vai sair")
+    cancel = f"/api/v1/scheduled-messages/{created['id']}/cancel"
+    assert (await client.post(cancel, headers=other.headers)).status_code == 404
+    assert (await client.post(cancel, headers=tenant.agents[1]["headers"])).status_code == 404  # cannot see it
+    # Back to its department's queue: the other agent sees it now, but neither wrote it nor holds it.
+    r = await client.post(
+        f"/api/v1/tickets/{ticket_id}/transfer", json={"department_id": tenant.departments[0]["id"]}, headers=agent
+    )
+    assert r.status_code == 200, r.text
+    assert (await client.post(cancel, headers=tenant.agents[1]["headers"])).status_code == 403
+    r = await client.post(cancel, headers=agent)  # its author
+    assert r.status_code == 200 and r.json()["status"] == "canceled" and r.json()["reason"] == "canceled"
+    again = await client.post(cancel, headers=tenant.headers)  # a second click: the same answer
+    assert again.status_code == 200 and again.json()["status"] == "canceled"
+    assert await service.run_due(db, utcnow() + LATER) == 0
+    assert await db.messages.find_one({"_id": service.message_id_of(created["id"])}) is None
+    assert (await _sent_texts(evolution, phone))["não vai sair"] == 0
+
+
+@pytest.mark.parametrize("where", ["after the claim", "after the send"])
+async def test_a_pass_killed_midway_is_finished_by_the_next_one_and_sends_once(
+    client: httpx.AsyncClient,
+    admin_headers: dict[str, str],
+    evolution: FakeEvolution,
+    db: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    where: str,
+) -> None:
+    _, _, ticket_id, phone, agent = await _setup(client, admin_headers, evolution, db)
+    text = f"morre {where}"
+    created = await _schedule(client, ticket_id, agent, text)
+    if where == "after the claim":
+        target, name = service.messages, "send_as_agent"
+    else:
+        target, name = repository, "settle_internal"
+    real = getattr(target, name)
+
+    async def dies(*args: Any, **kwargs: Any) -> Any:
+        monkeypatch.setattr(target, name, real)
+        raise _Killed
+
+    monkeypatch.setattr(target, name, dies)
+    with pytest.raises(_Killed):
+        await service.run_due(db, utcnow() + LATER)
+    stored = await db.scheduled_messages.find_one({"_id": created["id"]})
+    assert stored["status"] == "scheduled"  # what a dead process leaves: the next pass takes it
+    message_id = service.message_id_of(created["id"])
+    assert (await db.messages.find_one({"_id": message_id}) is None) == (where == "after the claim")
+    assert await service.run_due(db, utcnow() + LATER) == 1
+    await _delivered(db, evolution, phone, message_id, text)
+    assert (await db.scheduled_messages.find_one({"_id": created["id"]}))["status"] == "sent"
+    assert await db.messages.count_documents({"_id": message_id}) == 1
+
+
+async def test_a_cancel_between_the_pass_s_claim_and_its_send_is_refused_and_the_message_goes(
+    client: httpx.AsyncClient,
+    admin_headers: dict[str, str],
+    evolution: FakeEvolution,
+    db: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _, _, ticket_id, phone, agent = await _setup(client, admin_headers, evolution, db)
+    created = await _schedule(client, ticket_id, agent, "saiu antes do cancelamento")
+    real_send = service._send
+    refused: list[int] = []
+
+    async def cancel_first(db_: Any, schedule: Any) -> None:
+        r = await client.post(f"/api/v1/scheduled-messages/{schedule.id}/cancel", headers=agent)
+        refused.append(r.status_code)
+        await real_send(db_, schedule)
+
+    monkeypatch.setattr(service, "_send", cancel_first)
+    assert await service.run_due(db, utcnow() + LATER) == 1
+    assert refused == [409]
+    message_id = service.message_id_of(created["id"])
+    await _delivered(db, evolution, phone, message_id, "saiu antes do cancelamento")
+    assert (await db.scheduled_messages.find_one({"_id": created["id"]}))["status"] == "sent"
+
+
+async def test_finalizing_the_ticket_cancels_what_waits_and_keeps_what_a_pass_already_claimed(
+    client: httpx.AsyncClient,
+    admin_headers: dict[str, str],
+    evolution: FakeEvolution,
+    db: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _, _, ticket_id, phone, agent = await _setup(client, admin_headers, evolution, db)
+    waiting = await _schedule(client, ticket_id, agent, "fica para depois")
+    claimed = await _schedule(client, ticket_id, agent, "já estava saindo")
+    await db.scheduled_messages.update_one({"_id": waiting["id"]}, {"$set": {"send_at": utcnow() + 2 * LATER}})
+    real_send = service._send
+    finalized: list[int] = []
+
+    async def finalize_first(db_: Any, schedule: Any) -> None:
+        # The pass claimed "sent"; the ticket is finalized before its message is stored (the
+        # finalize's own hook then finds "sent" claimed and sends it itself: the real send).
+        monkeypatch.setattr(service, "_send", real_send)
+        r = await client.post(f"/api/v1/tickets/{ticket_id}/finalize", headers=agent)
+        finalized.append(r.status_code)
+        await real_send(db_, schedule)
+
+    monkeypatch.setattr(service, "_send", finalize_first)
+    assert await service.run_due(db, utcnow() + LATER) == 1
+    assert finalized == [200]
+
+    async def settled(schedule_id: str) -> dict[str, Any] | None:
+        doc: dict[str, Any] | None = await db.scheduled_messages.find_one(
+            {"_id": schedule_id, "status": {"$ne": "scheduled"}}
+        )
+        return doc
+
+    assert (await wait_for(lambda: settled(claimed["id"])))["status"] == "sent"
+    later = await wait_for(lambda: settled(waiting["id"]))
+    assert later["status"] == "canceled" and later["reason"] == "finalized"
+    claimed_id = service.message_id_of(claimed["id"])
+    await _delivered(db, evolution, phone, claimed_id, "já estava saindo")
+    assert await db.messages.count_documents({"_id": claimed_id}) == 1
+    assert await service.run_due(db, utcnow() + 3 * LATER) == 0
+    assert await db.messages.find_one({"_id": service.message_id_of(waiting["id"])}) is None
+    assert (await _sent_texts(evolution, phone))["fica para depois"] == 0
+
+
+async def test_a_schedule_due_while_its_connection_is_off_fails_with_the_reason(
+    client: httpx.AsyncClient, admin_headers: dict[str, str], evolution: FakeEvolution, db: Any
+) -> None:
+    tenant, conn, ticket_id, phone, agent = await _setup(client, admin_headers, evolution, db)
+    created = await _schedule(client, ticket_id, agent, "conexão desligada")
+    r = await client.patch(f"/api/v1/whatsapp-connections/{conn['id']}", json={"active": False}, headers=tenant.headers)
+    assert r.status_code == 200, r.text
+    assert await service.run_due(db, utcnow() + LATER) == 1
+    failed = await db.scheduled_messages.find_one({"_id": created["id"]})
+    assert failed["status"] == "failed" and failed["reason"] == "connection_inactive"
+    assert await db.messages.find_one({"_id": service.message_id_of(created["id"])}) is None
+    assert (await _sent_texts(evolution, phone))["conexão desligada"] == 0
+
+
+async def test_two_passes_at_once_send_one_message(
+    client: httpx.AsyncClient, admin_headers: dict[str, str], evolution: FakeEvolution, db: Any
+) -> None:
+    _, _, ticket_id, phone, agent = await _setup(client, admin_headers, evolution, db)
+    created = await _schedule(client, ticket_id, agent, "dois processos")
+    later = utcnow() + LATER
+    await asyncio.gather(service.run_due(db, later), service.run_due(db, later))
+    message_id = service.message_id_of(created["id"])
+    await _delivered(db, evolution, phone, message_id, "dois processos")
+    await asyncio.sleep(0.5)  # the worker's next polls: still one send
+    assert (await _sent_texts(evolution, phone))["dois processos"] == 1
+
+
+async def test_the_background_pass_sends_a_schedule_when_its_time_comes(
+    client: httpx.AsyncClient, admin_headers: dict[str, str], evolution: FakeEvolution, db: Any
+) -> None:
+    _, _, ticket_id, phone, agent = await _setup(client, admin_headers, evolution, db)
+    created = await _schedule(client, ticket_id, agent, "na hora certa")
+    await db.scheduled_messages.update_one(
+        {"_id": created["id"]}, {"$set": {"send_at": utcnow() - timedelta(seconds=1)}}
+    )
+    message_id = service.message_id_of(created["id"])
+    await _delivered(db, evolution, phone, message_id, "na hora certa")
+    await wait_for(lambda: db.scheduled_messages.find_one({"_id": created["id"], "status": "sent"}))
