@@ -145,6 +145,9 @@ export default async function setup(project: TestProject) {
       EVOLUTION_API_KEY: evolutionKey,
       PUBLIC_BASE_URL: `http://127.0.0.1:${apiPort}`,
       OUTBOUND_POLL_SECONDS: '0.2',
+      // A scheduled message goes out within this of its time (10 s by default): scheduled.e2e.ts
+      // waits for one set half a minute ahead.
+      SCHEDULED_MESSAGES_POLL_SECONDS: '0.5',
       REDIS_URL: '',
     },
   });

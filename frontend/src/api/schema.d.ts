@@ -657,7 +657,8 @@ export interface paths {
         put?: never;
         /**
          * Cancel Scheduled Message
-         * @description Its author or the reseller cancels it while it waits (409 once sent, failed or canceled).
+         * @description Its author, the ticket's holder or the reseller cancels it while it waits (409 once it was
+         *     sent or failed; canceled again, it answers as it is).
          */
         post: operations["scheduled_messages-cancel"];
         delete?: never;

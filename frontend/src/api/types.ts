@@ -16,6 +16,7 @@ export type TokenRead = S['TokenRead'];
 export type QuickReply = S['QuickReplyRead'];
 export type Client = S['ClientRead'];
 export type ClientImportResult = S['ClientImportResult'];
+export type ScheduledMessage = S['ScheduledMessageRead'];
 export type Page<T> = { items: T[]; next_cursor?: string | null };
 
 export const STATUSES = ['espera', 'atendendo', 'finalizado'] as const satisfies readonly TicketStatus[];

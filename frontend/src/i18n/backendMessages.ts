@@ -39,6 +39,9 @@ const SENTENCES: Record<string, string> = {
   "only the reseller edits the company's quick replies": 'Só o responsável pela empresa edita as respostas rápidas da empresa.',
   'only the person holding the ticket can reply': 'Só quem está com o atendimento pode responder.',
   "notes are written by the tenant's staff": 'Notas internas são escritas pela equipe da empresa.',
+  'only its author or the reseller can cancel a scheduled message': 'Só quem agendou a mensagem ou o responsável pela empresa pode cancelar o agendamento.',
+  "only its author, the ticket's holder or the reseller can cancel a scheduled message":
+    'Só quem agendou a mensagem, quem está com o atendimento ou o responsável pela empresa pode cancelar o agendamento.',
   'agents see their own figures only': 'Agentes veem apenas os próprios números.',
   "only the reseller's owner deactivates or reactivates clients": 'Só o responsável pela empresa desativa ou reativa contatos.',
 
@@ -78,6 +81,7 @@ const SENTENCES: Record<string, string> = {
   'only a failed media fetch can be retried': 'Apenas um anexo que falhou ao baixar pode ser baixado de novo.',
   'the media did not come from a provider': 'Este anexo não veio do WhatsApp: não há como baixá-lo de novo.',
   'the media is not stored yet': 'O anexo ainda está sendo baixado. Tente de novo em instantes.',
+  'the scheduled message is no longer waiting': 'Esta mensagem agendada não está mais aguardando: ela já foi enviada, cancelada ou não pôde ser enviada.',
   // Races the backend lost this time ("; retry"): the same action a moment later succeeds.
   "the client's tickets are being finalized too fast; retry": 'Os atendimentos deste cliente estão mudando agora. Tente de novo em instantes.',
   'the message is being moved too fast; retry': 'A mensagem está sendo atualizada agora. Tente de novo em instantes.',
@@ -108,6 +112,9 @@ const SENTENCES: Record<string, string> = {
   'one file per message': 'Envie um arquivo por mensagem.',
   'the form has no file': 'Nenhum arquivo foi enviado.',
   'the file is empty': 'O arquivo está vazio.',
+  // a scheduled message's time (backend/scheduled/service.py), read by the backend's clock
+  'send_at must be at least 30 seconds from now': 'Escolha um horário pelo menos 30 segundos depois de agora.',
+  'send_at must be within a year': 'Escolha um horário dentro de um ano a partir de agora.',
   // Pydantic `value_error`s of the request bodies (backend/*/schemas.py), "Value error, " cut off
   'a department appears twice': 'Um departamento aparece duas vezes.',
   'phone must have 8 to 15 digits': 'O telefone deve ter de 8 a 15 dígitos (com DDI e DDD).',
@@ -142,6 +149,7 @@ const NOT_FOUND: Record<string, string> = {
   media: 'Anexo não encontrado.',
   message: 'Mensagem não encontrada.',
   'quick reply': 'Resposta rápida não encontrada.',
+  'scheduled message': 'Mensagem agendada não encontrada.',
 };
 
 const ACTIONS: Record<string, string> = {

@@ -296,6 +296,38 @@ export const t = {
     ratingValue: (n: number) => `${n} de 5`,
     incoming: 'Mensagem do cliente',
     outgoing: 'Mensagem enviada',
+    // Scheduled messages ("Agendar mensagem"): a reply written now, sent by the server at a set time.
+    schedule: {
+      open: 'Agendar mensagem',
+      title: 'Agendar mensagem',
+      intro: 'A mensagem sai sozinha no horário escolhido, em seu nome. Se o atendimento for finalizado antes, o agendamento é cancelado.',
+      body: 'Mensagem',
+      bodyPlaceholder: 'Escreva a mensagem que será enviada ao cliente',
+      when: 'Data e hora',
+      whenMissing: 'Informe a data e a hora do envio.',
+      submit: 'Agendar',
+      created: (when: string) => `Mensagem agendada para ${when}`,
+      list: 'Mensagens agendadas',
+      waiting: (n: number) => (n === 1 ? '1 aguardando' : `${n} aguardando`),
+      showAll: (n: number) => `Ver todas (${n})`,
+      showLess: 'Ver menos',
+      by: (name: string) => `por ${name}`,
+      cancel: 'Cancelar agendamento',
+      canceled: 'Agendamento cancelado',
+      status: {
+        scheduled: 'Agendada',
+        sent: 'Enviada',
+        canceled: 'Cancelada',
+        finalized: 'Cancelada (atendimento finalizado)',
+        failed: 'Falhou',
+      },
+      // Why the server could not send it at its time (the reasons of ticket.reply_blocked).
+      failed: {
+        no_connection: 'Falhou: sem conexão',
+        connection_inactive: 'Falhou: conexão desativada',
+        connection_disconnected: 'Falhou: conexão desconectada',
+      } as Record<string, string>,
+    },
   },
   media: {
     loading: 'carregando…',

@@ -12,6 +12,15 @@ export function formatWhen(iso: string, now: Date = new Date()): string {
   return sameDay(at, now) ? time.format(at) : dateTime.format(at);
 }
 
+/** A moment as "06/12 15:30" (day/month, 24 h), with the year only when it is not this one
+ * ("06/12/2027 15:30"): built from numbers, since Intl puts a comma between date and time. */
+export function formatDayTime(iso: string, now: Date = new Date()): string {
+  const at = new Date(iso);
+  const two = (n: number) => String(n).padStart(2, '0');
+  const year = at.getFullYear() === now.getFullYear() ? '' : `/${at.getFullYear()}`;
+  return `${two(at.getDate())}/${two(at.getMonth() + 1)}${year} ${two(at.getHours())}:${two(at.getMinutes())}`;
+}
+
 export function formatDate(iso: string): string {
   return date.format(new Date(iso));
 }

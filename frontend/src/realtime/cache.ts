@@ -13,6 +13,8 @@ export const keys = {
   events: (id: string) => ['ticket', id, 'events'] as const,
   history: (id: string) => ['ticket', id, 'history'] as const,
   historyMessages: (id: string, otherId: string) => ['ticket', id, 'history', otherId, 'messages'] as const,
+  // Under the ticket's key: whatever reads the ticket again (a conflict, Reabrir) reads these too.
+  scheduled: (id: string) => ['ticket', id, 'scheduled'] as const,
   departments: ['departments'] as const,
   agents: ['agents'] as const,
   connections: ['connections'] as const,

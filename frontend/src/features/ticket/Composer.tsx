@@ -12,9 +12,10 @@ import { applyMessage } from '../../realtime/cache';
 import { QuoteBlock } from './MessageMedia';
 import { fillTemplate, matchReplies, slashToken } from './quickReplies';
 import { useNow } from '../../lib/useNow';
-import { FileIcon, MicIcon, PaperclipIcon } from './icons';
+import { ClockIcon, FileIcon, MicIcon, PaperclipIcon } from './icons';
 import { useVoiceRecorder } from './voice';
 import { useDraft } from './drafts';
+import { ScheduleMessageModal } from './ScheduleMessageModal';
 
 function hint(ticket: Ticket): string {
   if (ticket.status === 'finalizado') return t.ticket.readOnly;
@@ -144,6 +145,12 @@ export function Composer({
     // eslint-disable-next-line react-hooks/exhaustive-deps
   }, [body, chosen, saveDraft]);
   const [caret, setCaret] = useState(0);
+  // "Agendar mensagem": the composer's text when it was opened, offered as the scheduled message.
+  const [scheduling, setScheduling] = useState<{ text: string } | null>(null);
+  // Taken, finalized or blocked meanwhile: the modal closes for good, not to reopen by itself later.
+  useEffect(() => {
+    if (!canReply) setScheduling(null);
+  }, [canReply]);
   // The "/" token the agent closed with Escape: the list stays closed until another one is typed.
   const [dismissedAt, setDismissedAt] = useState<number | null>(null);
   const area = useRef<HTMLTextAreaElement>(null);
@@ -327,193 +334,225 @@ export function Composer({
     if (event.key === 'Enter' && (event.ctrlKey || event.metaKey)) submit();
   };
   const track = (el: HTMLTextAreaElement) => setCaret(el.selectionStart ?? el.value.length);
+  // The text went into a schedule, as sending it would have: the box and its draft let it go,
+  // unless the agent wrote something else here meanwhile.
+  const scheduled = () => {
+    const offered = scheduling?.text.trim() ?? '';
+    if (!offered) return;
+    draft.discard(offered);
+    if (body.trim() === offered) setBody('');
+  };
 
   return (
-    <form
-      onSubmit={submit}
-      onDragOver={onDragOver}
-      onDragLeave={onDragLeave}
-      onDrop={onDrop}
-      data-testid="composer"
-      style={{ borderTop: '1px solid var(--mantine-color-gray-3)', position: 'relative' }}
-    >
-      {dragging && (
-        <Text
-          data-testid="drop-zone"
-          fw={600}
-          c="teal.8"
-          style={{
-            position: 'absolute',
-            inset: 0,
-            display: 'flex',
-            alignItems: 'center',
-            justifyContent: 'center',
-            background: 'rgba(230, 252, 245, 0.92)',
-            border: '2px dashed var(--mantine-color-teal-6)',
-            zIndex: 2,
-            pointerEvents: 'none',
-          }}
-        >
-          {t.media.dropHere}
-        </Text>
-      )}
-      <Stack gap={6} p="sm">
-        {blockedHint}
-        {!canReply && !blocked && (
-          <Text size="sm" c="dimmed" data-testid="composer-hint">
-            {hint(ticket)}
+    <>
+      <form
+        onSubmit={submit}
+        onDragOver={onDragOver}
+        onDragLeave={onDragLeave}
+        onDrop={onDrop}
+        data-testid="composer"
+        style={{ borderTop: '1px solid var(--mantine-color-gray-3)', position: 'relative' }}
+      >
+        {dragging && (
+          <Text
+            data-testid="drop-zone"
+            fw={600}
+            c="teal.8"
+            style={{
+              position: 'absolute',
+              inset: 0,
+              display: 'flex',
+              alignItems: 'center',
+              justifyContent: 'center',
+              background: 'rgba(230, 252, 245, 0.92)',
+              border: '2px dashed var(--mantine-color-teal-6)',
+              zIndex: 2,
+              pointerEvents: 'none',
+            }}
+          >
+            {t.media.dropHere}
           </Text>
         )}
-        {canReply && canNote && (
-          <SegmentedControl
-            size="xs"
-            w="fit-content"
-            aria-label={t.ticket.composerMode}
-            value={mode}
-            onChange={(value) => setChosen(value as Mode)}
-            data={[
-              { value: 'reply', label: t.ticket.modeReply },
-              { value: 'note', label: t.ticket.modeNote },
-            ]}
-          />
-        )}
-        {!note && quoting && (
-          <Group gap="xs" wrap="nowrap" align="flex-start" data-testid="composer-quote">
-            <Stack gap={0} style={{ flex: 1, minWidth: 0 }}>
-              <Text size="xs" fw={600}>
-                {t.media.replyTo(quoteAuthor(quoting))}
+        <Stack gap={6} p="sm">
+          {blockedHint}
+          {!canReply && !blocked && (
+            <Text size="sm" c="dimmed" data-testid="composer-hint">
+              {hint(ticket)}
+            </Text>
+          )}
+          {canReply && canNote && (
+            <SegmentedControl
+              size="xs"
+              w="fit-content"
+              aria-label={t.ticket.composerMode}
+              value={mode}
+              onChange={(value) => setChosen(value as Mode)}
+              data={[
+                { value: 'reply', label: t.ticket.modeReply },
+                { value: 'note', label: t.ticket.modeNote },
+              ]}
+            />
+          )}
+          {!note && quoting && (
+            <Group gap="xs" wrap="nowrap" align="flex-start" data-testid="composer-quote">
+              <Stack gap={0} style={{ flex: 1, minWidth: 0 }}>
+                <Text size="xs" fw={600}>
+                  {t.media.replyTo(quoteAuthor(quoting))}
+                </Text>
+                <QuoteBlock quoted={{ message_id: quoting.id, body: quoting.body, type: quoting.type }} />
+              </Stack>
+              <CloseButton size="sm" aria-label={t.media.cancelReply} onClick={onQuoteDone} />
+            </Group>
+          )}
+          {!note && file && (
+            <AttachmentPreview
+              file={file}
+              onRemove={() => { setFile(null); setAsSticker(false); setAttachError(null); }}
+              sticker={asSticker}
+              onSticker={setAsSticker}
+            />
+          )}
+          {progress !== null && (
+            <Stack gap={2} data-testid="upload-progress">
+              <Progress value={Math.round(progress * 100)} size="sm" aria-label={t.media.uploading(Math.round(progress * 100))} />
+              <Text size="xs" c="dimmed">
+                {t.media.uploading(Math.round(progress * 100))}
               </Text>
-              <QuoteBlock quoted={{ message_id: quoting.id, body: quoting.body, type: quoting.type }} />
             </Stack>
-            <CloseButton size="sm" aria-label={t.media.cancelReply} onClick={onQuoteDone} />
-          </Group>
-        )}
-        {!note && file && (
-          <AttachmentPreview
-            file={file}
-            onRemove={() => { setFile(null); setAsSticker(false); setAttachError(null); }}
-            sticker={asSticker}
-            onSticker={setAsSticker}
-          />
-        )}
-        {progress !== null && (
-          <Stack gap={2} data-testid="upload-progress">
-            <Progress value={Math.round(progress * 100)} size="sm" aria-label={t.media.uploading(Math.round(progress * 100))} />
-            <Text size="xs" c="dimmed">
-              {t.media.uploading(Math.round(progress * 100))}
-            </Text>
-          </Stack>
-        )}
-        {attachError && (
-          <Alert color="red" role="alert" data-testid="attach-error" withCloseButton onClose={() => setAttachError(null)} closeButtonLabel={t.media.close}>
-            {attachError}
-          </Alert>
-        )}
-        {recorder.state.phase === 'error' && (
-          <Alert color="orange" role="alert" withCloseButton onClose={recorder.reset} closeButtonLabel={t.media.close}>
-            {recorder.state.reason === 'denied'
-              ? t.media.micDenied
-              : recorder.state.reason === 'encoding'
-                ? t.media.encodingFailed
-                : t.media.recordUnsupported}
-          </Alert>
-        )}
-        {recorder.state.phase === 'encoding' && (
-          <Text size="sm" c="dimmed" data-testid="encoding">
-            {t.media.encoding}
-          </Text>
-        )}
-        {recorder.state.phase === 'recording' && (
-          <Group gap="xs" data-testid="recording">
-            <Text size="sm" c="red.7" fw={600}>
-              ● {t.media.recording(formatClock((now.getTime() - recorder.state.startedAt) / 1000))}
-            </Text>
-            <Button size="compact-sm" color="red" onClick={recorder.stop}>
-              {t.media.stopRecording}
-            </Button>
-            <Button size="compact-sm" variant="default" onClick={recorder.cancel}>
-              {t.media.cancelRecording}
-            </Button>
-          </Group>
-        )}
-        {draft.restored && body === draft.restored.text && (
-          <Text size="xs" c="dimmed" data-testid="draft-restored">
-            {t.ticket.draftRestored}
-          </Text>
-        )}
-        <Group align="flex-end" wrap="nowrap" gap="xs">
-          {!note && canReply && (
-            <FileButton onChange={attach}>
-              {(props) => (
-                <ActionIcon {...props} variant="default" size={36} aria-label={t.media.attach} title={t.media.attach} disabled={send.isPending || recording}>
-                  <PaperclipIcon />
-                </ActionIcon>
-              )}
-            </FileButton>
           )}
-          <Combobox store={combobox} onOptionSubmit={insert} position="top-start" width="target" transitionProps={{ duration: 0 }}>
-            <Combobox.Target>
-              <Textarea
-                ref={area}
-                aria-label={note ? t.ticket.note : t.ticket.composer}
-                placeholder={note ? t.ticket.notePlaceholder : file ? t.media.caption : t.ticket.composerPlaceholder}
-                autosize
-                minRows={1}
-                maxRows={6}
-                maxLength={4096}
-                value={body}
-                onChange={(e) => {
-                  setBody(e.currentTarget.value);
-                  track(e.currentTarget);
-                }}
-                onSelect={(e) => track(e.currentTarget)}
-                onKeyDown={onKeyDown}
-                onPaste={onPaste}
-                style={{ flex: 1 }}
-                styles={note ? { input: { background: 'var(--mantine-color-yellow-0)' } } : undefined}
-              />
-            </Combobox.Target>
-            <Combobox.Dropdown aria-label={t.quickReplies.picker} data-testid="quick-reply-picker">
-              <Combobox.Options mah={240} style={{ overflowY: 'auto' }}>
-                {matches.length === 0 && <Combobox.Empty>{t.quickReplies.noMatch}</Combobox.Empty>}
-                {matches.map((reply) => (
-                  <Combobox.Option value={reply.id} key={reply.id} data-testid="quick-reply-option">
-                    <Group gap="xs" wrap="nowrap">
-                      <Text size="sm" fw={600}>
-                        /{reply.shortcut}
+          {attachError && (
+            <Alert color="red" role="alert" data-testid="attach-error" withCloseButton onClose={() => setAttachError(null)} closeButtonLabel={t.media.close}>
+              {attachError}
+            </Alert>
+          )}
+          {recorder.state.phase === 'error' && (
+            <Alert color="orange" role="alert" withCloseButton onClose={recorder.reset} closeButtonLabel={t.media.close}>
+              {recorder.state.reason === 'denied'
+                ? t.media.micDenied
+                : recorder.state.reason === 'encoding'
+                  ? t.media.encodingFailed
+                  : t.media.recordUnsupported}
+            </Alert>
+          )}
+          {recorder.state.phase === 'encoding' && (
+            <Text size="sm" c="dimmed" data-testid="encoding">
+              {t.media.encoding}
+            </Text>
+          )}
+          {recorder.state.phase === 'recording' && (
+            <Group gap="xs" data-testid="recording">
+              <Text size="sm" c="red.7" fw={600}>
+                ● {t.media.recording(formatClock((now.getTime() - recorder.state.startedAt) / 1000))}
+              </Text>
+              <Button size="compact-sm" color="red" onClick={recorder.stop}>
+                {t.media.stopRecording}
+              </Button>
+              <Button size="compact-sm" variant="default" onClick={recorder.cancel}>
+                {t.media.cancelRecording}
+              </Button>
+            </Group>
+          )}
+          {draft.restored && body === draft.restored.text && (
+            <Text size="xs" c="dimmed" data-testid="draft-restored">
+              {t.ticket.draftRestored}
+            </Text>
+          )}
+          <Group align="flex-end" wrap="nowrap" gap="xs">
+            {!note && canReply && (
+              <FileButton onChange={attach}>
+                {(props) => (
+                  <ActionIcon {...props} variant="default" size={36} aria-label={t.media.attach} title={t.media.attach} disabled={send.isPending || recording}>
+                    <PaperclipIcon />
+                  </ActionIcon>
+                )}
+              </FileButton>
+            )}
+            <Combobox store={combobox} onOptionSubmit={insert} position="top-start" width="target" transitionProps={{ duration: 0 }}>
+              <Combobox.Target>
+                <Textarea
+                  ref={area}
+                  aria-label={note ? t.ticket.note : t.ticket.composer}
+                  placeholder={note ? t.ticket.notePlaceholder : file ? t.media.caption : t.ticket.composerPlaceholder}
+                  autosize
+                  minRows={1}
+                  maxRows={6}
+                  maxLength={4096}
+                  value={body}
+                  onChange={(e) => {
+                    setBody(e.currentTarget.value);
+                    track(e.currentTarget);
+                  }}
+                  onSelect={(e) => track(e.currentTarget)}
+                  onKeyDown={onKeyDown}
+                  onPaste={onPaste}
+                  style={{ flex: 1 }}
+                  styles={note ? { input: { background: 'var(--mantine-color-yellow-0)' } } : undefined}
+                />
+              </Combobox.Target>
+              <Combobox.Dropdown aria-label={t.quickReplies.picker} data-testid="quick-reply-picker">
+                <Combobox.Options mah={240} style={{ overflowY: 'auto' }}>
+                  {matches.length === 0 && <Combobox.Empty>{t.quickReplies.noMatch}</Combobox.Empty>}
+                  {matches.map((reply) => (
+                    <Combobox.Option value={reply.id} key={reply.id} data-testid="quick-reply-option">
+                      <Group gap="xs" wrap="nowrap">
+                        <Text size="sm" fw={600}>
+                          /{reply.shortcut}
+                        </Text>
+                        {reply.scope === 'personal' && (
+                          <Badge size="xs" variant="light">
+                            {t.quickReplies.personal}
+                          </Badge>
+                        )}
+                      </Group>
+                      <Text size="xs" opacity={0.8} lineClamp={2}>
+                        {reply.text}
                       </Text>
-                      {reply.scope === 'personal' && (
-                        <Badge size="xs" variant="light">
-                          {t.quickReplies.personal}
-                        </Badge>
-                      )}
-                    </Group>
-                    <Text size="xs" opacity={0.8} lineClamp={2}>
-                      {reply.text}
-                    </Text>
-                  </Combobox.Option>
-                ))}
-              </Combobox.Options>
-            </Combobox.Dropdown>
-          </Combobox>
-          {!note && canReply && !file && !body.trim() && !recording && (
-            <ActionIcon
-              variant="default"
-              size={36}
-              aria-label={t.media.record}
-              title={t.media.record}
-              onClick={() => void recorder.start()}
-              disabled={send.isPending}
-              data-testid="record-voice"
-            >
-              <MicIcon />
-            </ActionIcon>
-          )}
-          <Button type="submit" color={note ? 'yellow.8' : undefined} loading={send.isPending} disabled={note || !file ? !body.trim() : false}>
-            {note ? t.ticket.saveNote : t.ticket.send}
-          </Button>
-        </Group>
-      </Stack>
-    </form>
+                    </Combobox.Option>
+                  ))}
+                </Combobox.Options>
+              </Combobox.Dropdown>
+            </Combobox>
+            {!note && canReply && !file && !body.trim() && !recording && (
+              <ActionIcon
+                variant="default"
+                size={36}
+                aria-label={t.media.record}
+                title={t.media.record}
+                onClick={() => void recorder.start()}
+                disabled={send.isPending}
+                data-testid="record-voice"
+              >
+                <MicIcon />
+              </ActionIcon>
+            )}
+            {!note && canReply && (
+              <ActionIcon
+                variant="default"
+                size={36}
+                aria-label={t.ticket.schedule.open}
+                title={t.ticket.schedule.open}
+                onClick={() => setScheduling({ text: body })}
+                disabled={send.isPending || recording}
+                data-testid="schedule-message"
+              >
+                <ClockIcon />
+              </ActionIcon>
+            )}
+            <Button type="submit" color={note ? 'yellow.8' : undefined} loading={send.isPending} disabled={note || !file ? !body.trim() : false}>
+              {note ? t.ticket.saveNote : t.ticket.send}
+            </Button>
+          </Group>
+        </Stack>
+      </form>
+      {/* Beside the form, not in it: React events bubble through portals, and the modal's submit
+          must never reach the composer's (which would send the text now). */}
+      <ScheduleMessageModal
+        ticketId={ticket.id}
+        opened={scheduling !== null && canReply}
+        initialText={scheduling?.text.trim() ?? ''}
+        onClose={() => setScheduling(null)}
+        onScheduled={scheduled}
+      />
+    </>
   );
 }

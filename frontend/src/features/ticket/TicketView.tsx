@@ -20,6 +20,7 @@ import { Composer } from './Composer';
 import { EditMessageModal, type Editing } from './EditMessageModal';
 import { TicketTags } from './TicketTags';
 import { MessageThread, splitSignature } from './MessageThread';
+import { ScheduledMessages } from './ScheduledMessages';
 import { TransferModal } from './TransferModal';
 
 const STATUS_COLOR: Record<string, string> = { espera: 'yellow', atendendo: 'teal', finalizado: 'gray' };
@@ -233,6 +234,7 @@ function LoadedTicket({ ticket, backTo }: { ticket: Ticket; backTo: { pathname: 
         onRevoke={can.reply ? confirmRevoke : undefined}
         onEdit={can.reply ? (message, current) => setEditing({ message, text: splitSignature(current).text }) : undefined}
       />
+      <ScheduledMessages key={`scheduled-${ticket.id}`} ticket={ticket} />
       <Composer
         key={`composer-${ticket.id}`}
         ticket={ticket}

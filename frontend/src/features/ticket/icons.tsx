@@ -26,3 +26,12 @@ export function FileIcon({ size = 22 }: { size?: number }) {
     </svg>
   );
 }
+
+export function ClockIcon({ size = 18 }: { size?: number }) {
+  return (
+    <svg {...common} width={size} height={size} viewBox="0 0 24 24">
+      <circle cx="12" cy="12" r="9" />
+      <path d="M12 7v5l3 2" />
+    </svg>
+  );
+}

@@ -1,0 +1,311 @@
+import { act, fireEvent, screen, waitFor, within } from '@testing-library/react';
+import userEvent from '@testing-library/user-event';
+import { beforeEach, describe, expect, it, vi } from 'vitest';
+import { useState } from 'react';
+import type { ScheduledMessage } from '../../api/types';
+import { agentUser, messageFixture, mockApi, renderApp, signIn, stubWebSocket, ticketFixture } from '../../test/utils';
+import { Composer } from './Composer';
+import { ScheduledMessages } from './ScheduledMessages';
+import { TicketView } from './TicketView';
+import { DUE_POLL_MS, POLL_MS, defaultSendAt, localInputToIso, pollDelay, scheduleStatusLabel, toLocalInput } from './scheduled';
+
+const me = agentUser({ name: 'Ana Agente' });
+const held = ticketFixture({ status: 'atendendo', agent_id: me.id, agent_name: me.name });
+const SCHEDULES = `/api/v1/tickets/${held.id}/scheduled-messages`;
+
+const schedule = (n: number, over: Partial<ScheduledMessage> = {}): ScheduledMessage => ({
+  id: String(n).repeat(24),
+  ticket_id: held.id,
+  body: `agendada ${n}`,
+  send_at: '2099-12-06T18:30:00Z',
+  status: 'scheduled',
+  reason: null,
+  author_id: me.id,
+  author_name: me.name,
+  message_id: null,
+  created_at: '2026-12-01T12:00:00Z',
+  settled_at: null,
+  ...over,
+});
+
+beforeEach(() => {
+  stubWebSocket();
+  signIn(me);
+});
+
+function common(path: string) {
+  if (path === '/api/v1/auth/me') return { body: me };
+  if (path === '/api/v1/quick-replies') return { body: { items: [], next_cursor: null } };
+  return undefined;
+}
+
+describe('Agendar mensagem (the composer)', () => {
+  it("posts the composer's text and the chosen local time as an ISO instant to the ticket, then clears the box and its draft", async () => {
+    const calls = mockApi(({ method, path, body }) => {
+      if (method === 'POST' && path === SCHEDULES) return { status: 201, body: schedule(1, body as Partial<ScheduledMessage>) };
+      return common(path);
+    });
+    renderApp(<Composer ticket={held} canReply canNote />);
+    const box = screen.getByLabelText('Mensagem');
+    await userEvent.type(box, 'Bom dia, seu pedido sai hoje');
+    // The draft is written (debounced), as for any text typed in the box.
+    await waitFor(() => expect(window.localStorage.getItem(`iaze.drafts.${me.id}`)).toContain('Bom dia'));
+
+    await userEvent.click(screen.getByRole('button', { name: 'Agendar mensagem' }));
+    const dialog = await screen.findByRole('dialog', { name: 'Agendar mensagem' });
+    const text = within(dialog).getByRole('textbox', { name: /Mensagem/ });
+    expect(text).toHaveValue('Bom dia, seu pedido sai hoje');
+    const when = within(dialog).getByLabelText(/Data e hora/);
+    expect(when).toHaveAttribute('type', 'datetime-local');
+    expect(when).toHaveAttribute('step', '1');
+    // Suggested: an hour ahead, on a 5-minute mark.
+    expect((when as HTMLInputElement).value).toMatch(/^\d{4}-\d{2}-\d{2}T\d{2}:\d[05]$/);
+    const suggested = Date.parse(localInputToIso((when as HTMLInputElement).value)!);
+    expect(suggested - Date.now()).toBeGreaterThan(59 * 60_000);
+    expect(suggested - Date.now()).toBeLessThanOrEqual(65 * 60_000);
+
+    fireEvent.change(when, { target: { value: '2026-12-06T15:30:15' } });
+    await userEvent.click(within(dialog).getByRole('button', { name: 'Agendar' }));
+
+    await waitFor(() => expect(calls.some((c) => c.method === 'POST')).toBe(true));
+    const post = calls.find((c) => c.method === 'POST')!;
+    expect(post.path).toBe(SCHEDULES);
+    expect(post.body).toEqual({ body: 'Bom dia, seu pedido sai hoje', send_at: new Date('2026-12-06T15:30:15').toISOString() });
+    expect((post.body as { send_at: string }).send_at).toMatch(/^2026-12-0\dT\d{2}:\d{2}:15\.000Z$/);
+    await waitFor(() => expect(screen.queryByRole('dialog')).not.toBeInTheDocument());
+    expect(box).toHaveValue('');
+    expect(window.localStorage.getItem(`iaze.drafts.${me.id}`) ?? '').not.toContain('Bom dia');
+    // Only scheduled: nothing was sent as a reply.
+    expect(calls.some((c) => c.method === 'POST' && c.path.endsWith('/messages'))).toBe(false);
+  });
+
+  it("shows the backend's 422 in pt-BR inside the modal and keeps it open", async () => {
+    mockApi(({ method, path }) => {
+      if (method === 'POST' && path === SCHEDULES) return { status: 422, body: { detail: 'send_at must be at least 30 seconds from now' } };
+      return common(path);
+    });
+    renderApp(<Composer ticket={held} canReply canNote />);
+    await userEvent.click(screen.getByRole('button', { name: 'Agendar mensagem' }));
+    const dialog = await screen.findByRole('dialog', { name: 'Agendar mensagem' });
+    await userEvent.type(within(dialog).getByRole('textbox', { name: /Mensagem/ }), 'Já volto');
+    await userEvent.click(within(dialog).getByRole('button', { name: 'Agendar' }));
+    expect(await within(dialog).findByRole('alert')).toHaveTextContent('Escolha um horário pelo menos 30 segundos depois de agora.');
+    expect(screen.getByRole('dialog', { name: 'Agendar mensagem' })).toBeInTheDocument();
+  });
+
+  it('is not offered to whoever cannot reply, nor for a note', async () => {
+    mockApi(({ path }) => common(path));
+    const { unmount } = renderApp(<Composer ticket={ticketFixture()} canReply={false} canNote />);
+    await screen.findByLabelText('Nota interna');
+    expect(screen.queryByRole('button', { name: 'Agendar mensagem' })).not.toBeInTheDocument();
+    unmount();
+
+    renderApp(<Composer ticket={held} canReply canNote />);
+    expect(screen.getByRole('button', { name: 'Agendar mensagem' })).toBeInTheDocument();
+    await userEvent.click(screen.getByText('Nota interna'));
+    await waitFor(() => expect(screen.queryByRole('button', { name: 'Agendar mensagem' })).not.toBeInTheDocument());
+  });
+
+  it('is not offered in a ticket someone else holds (TicketView)', async () => {
+    const other = { ...held, agent_id: 'b'.repeat(24), agent_name: 'Bruno' };
+    mockApi(({ path }) => {
+      if (path === `/api/v1/tickets/${held.id}`) return { body: other };
+      if (path === '/api/v1/departments') return { body: { items: [], next_cursor: null } };
+      if (path.startsWith(`/api/v1/tickets/${held.id}/`)) return { body: { items: [], next_cursor: null } };
+      return common(path);
+    });
+    renderApp(<TicketView ticketId={held.id} />);
+    expect(await screen.findByTestId('composer-hint')).toHaveTextContent('Em atendimento por Bruno.');
+    expect(screen.queryByRole('button', { name: 'Agendar mensagem' })).not.toBeInTheDocument();
+  });
+});
+
+describe('Mensagens agendadas (the list)', () => {
+  const all = [
+    schedule(1, { body: 'lembrete do boleto', send_at: '2099-12-06T18:30:00Z' }),
+    schedule(2, { status: 'sent', message_id: 'm'.repeat(24), settled_at: '2026-12-01T13:00:00Z' }),
+    schedule(3, { status: 'canceled', reason: 'canceled' }),
+    schedule(4, { status: 'canceled', reason: 'finalized' }),
+    schedule(5, { status: 'failed', reason: 'connection_disconnected' }),
+    schedule(6, { status: 'failed', reason: 'connection_inactive' }),
+    schedule(7, { status: 'failed', reason: 'no_connection' }),
+  ];
+
+  it('shows the waiting ones, all of them with "Ver todas", each with its chip, time, text and author', async () => {
+    mockApi(({ path }) => (path === SCHEDULES ? { body: { items: all, next_cursor: null } } : common(path)));
+    renderApp(<ScheduledMessages ticket={held} />);
+    const region = await screen.findByRole('region', { name: 'Mensagens agendadas' });
+    const rows = () => within(region).getAllByTestId('scheduled-message');
+    expect(rows()).toHaveLength(1);
+    expect(rows()[0]).toHaveTextContent('lembrete do boleto');
+    expect(rows()[0]).toHaveTextContent('por Ana Agente');
+    expect(rows()[0]).toHaveTextContent(new RegExp(`^${toDayTime('2099-12-06T18:30:00Z')}`));
+    expect(within(region).getByText('1 aguardando')).toBeInTheDocument();
+
+    await userEvent.click(within(region).getByRole('button', { name: 'Ver todas (7)' }));
+    expect(rows().map((row) => within(row).getByTestId('schedule-status').textContent)).toEqual([
+      'Agendada',
+      'Enviada',
+      'Cancelada',
+      'Cancelada (atendimento finalizado)',
+      'Falhou: conexão desconectada',
+      'Falhou: conexão desativada',
+      'Falhou: sem conexão',
+    ]);
+    // Only a waiting one can be canceled.
+    expect(within(region).getAllByRole('button', { name: 'Cancelar agendamento' })).toHaveLength(1);
+    expect(within(rows()[0]).getByRole('button', { name: 'Cancelar agendamento' })).toBeInTheDocument();
+  });
+
+  it('cancels through the cancel endpoint, and shows the chip "Cancelada"', async () => {
+    let items = [schedule(1)];
+    const calls = mockApi(({ method, path }) => {
+      if (method === 'POST' && path === `/api/v1/scheduled-messages/${'1'.repeat(24)}/cancel`) {
+        items = [schedule(1, { status: 'canceled', reason: 'canceled', settled_at: '2026-12-01T12:05:00Z' })];
+        return { body: items[0] };
+      }
+      if (path === SCHEDULES) return { body: { items, next_cursor: null } };
+      return common(path);
+    });
+    renderApp(<ScheduledMessages ticket={held} />);
+    const row = await screen.findByTestId('scheduled-message');
+    expect(within(row).getByTestId('schedule-status')).toHaveTextContent('Agendada');
+    await userEvent.click(within(row).getByRole('button', { name: 'Cancelar agendamento' }));
+    await waitFor(() => expect(within(screen.getByTestId('scheduled-message')).getByTestId('schedule-status')).toHaveTextContent('Cancelada'));
+    expect(calls.filter((c) => c.method === 'POST').map((c) => c.path)).toEqual([`/api/v1/scheduled-messages/${'1'.repeat(24)}/cancel`]);
+    expect(screen.queryByRole('button', { name: 'Cancelar agendamento' })).not.toBeInTheDocument();
+  });
+
+  it('on a 409 (sent meanwhile) reads the list again and says why in pt-BR', async () => {
+    let items = [schedule(1)];
+    mockApi(({ method, path }) => {
+      if (method === 'POST' && path.endsWith('/cancel')) {
+        items = [schedule(1, { status: 'sent', message_id: 'm'.repeat(24) })];
+        return { status: 409, body: { detail: { message: 'the scheduled message is no longer waiting', status: 'sent' } } };
+      }
+      if (path === SCHEDULES) return { body: { items, next_cursor: null } };
+      return common(path);
+    });
+    renderApp(<ScheduledMessages ticket={held} />);
+    await userEvent.click(await screen.findByRole('button', { name: 'Cancelar agendamento' }));
+    expect(await screen.findByRole('alert')).toHaveTextContent('Esta mensagem agendada não está mais aguardando');
+    await waitFor(() => expect(screen.getByTestId('schedule-status')).toHaveTextContent('Enviada'));
+  });
+
+  it("reads the list again when a message of the ticket arrives live (a sent schedule is one), and on a finalize", async () => {
+    class FakeSocket {
+      static last: FakeSocket | null = null;
+      readyState = 0;
+      onmessage: ((ev: { data: string }) => void) | null = null;
+      onclose: unknown = null;
+      constructor() {
+        FakeSocket.last = this;
+      }
+      send() {}
+      close() {}
+      frame(data: object) {
+        act(() => this.onmessage?.({ data: JSON.stringify(data) }));
+      }
+    }
+    vi.stubGlobal('WebSocket', FakeSocket);
+    let items = [schedule(1)];
+    const calls = mockApi(({ path }) => (path === SCHEDULES ? { body: { items, next_cursor: null } } : common(path)));
+    const reads = () => calls.filter((c) => c.path === SCHEDULES).length;
+    renderApp(<Harness />);
+    await screen.findByTestId('scheduled-message');
+    await waitFor(() => expect(FakeSocket.last).not.toBeNull());
+    FakeSocket.last!.frame({ type: 'hello', seq: 1, heartbeat: 25 });
+    await waitFor(() => expect(screen.getByTestId('schedule-status')).toHaveTextContent('Agendada'));
+    const before = reads();
+
+    items = [schedule(1, { status: 'sent', message_id: 'f'.repeat(24) })];
+    const sent = messageFixture(held.id, 9, { id: 'f'.repeat(24), direction: 'out', sender_type: 'agent', body: 'agendada 1', status: 'pending' });
+    FakeSocket.last!.frame({ type: 'event', seq: 2, event: 'message.created', at: sent.created_at, ticket: null, message: sent, connection: null });
+    await waitFor(() => expect(screen.getByTestId('schedule-status')).toHaveTextContent('Enviada'));
+    expect(reads()).toBe(before + 1);
+
+    // Finalized elsewhere: its waiting schedules were canceled with it.
+    items = [schedule(1, { status: 'sent' }), schedule(2, { status: 'canceled', reason: 'finalized' })];
+    await userEvent.click(screen.getByRole('button', { name: 'finalizar' }));
+    await waitFor(() => expect(reads()).toBe(before + 2));
+  });
+
+  it("offers cancel on another agent's schedule only to whoever holds the ticket now", async () => {
+    const bruno = { author_id: 'b'.repeat(24), author_name: 'Bruno' };
+    mockApi(({ path }) => (path === SCHEDULES ? { body: { items: [schedule(1, bruno)], next_cursor: null } } : common(path)));
+    const { unmount } = renderApp(<ScheduledMessages ticket={held} />);
+    expect(await screen.findByTestId('scheduled-message')).toHaveTextContent('por Bruno');
+    expect(screen.getByRole('button', { name: 'Cancelar agendamento' })).toBeInTheDocument(); // transferred to me
+    unmount();
+
+    renderApp(<ScheduledMessages ticket={{ ...held, agent_id: 'c'.repeat(24), agent_name: 'Carla' }} />);
+    expect(await screen.findByTestId('scheduled-message')).toHaveTextContent('por Bruno');
+    expect(screen.queryByRole('button', { name: 'Cancelar agendamento' })).not.toBeInTheDocument();
+  });
+
+  it('shows nothing for a ticket without schedules, and only "Ver todas" when none waits', async () => {
+    const calls = mockApi(({ path }) => (path === SCHEDULES ? { body: { items: [], next_cursor: null } } : common(path)));
+    const { unmount } = renderApp(<ScheduledMessages ticket={held} />);
+    await waitFor(() => expect(calls.some((c) => c.path === SCHEDULES)).toBe(true));
+    expect(screen.queryByTestId('scheduled-messages')).not.toBeInTheDocument();
+    unmount();
+
+    mockApi(({ path }) => (path === SCHEDULES ? { body: { items: [schedule(2, { status: 'sent' })], next_cursor: null } } : common(path)));
+    renderApp(<ScheduledMessages ticket={held} />);
+    const region = await screen.findByRole('region', { name: 'Mensagens agendadas' });
+    expect(within(region).queryAllByTestId('scheduled-message')).toHaveLength(0);
+    await userEvent.click(within(region).getByRole('button', { name: 'Ver todas (1)' }));
+    expect(within(region).getByTestId('schedule-status')).toHaveTextContent('Enviada');
+  });
+});
+
+describe('scheduled helpers', () => {
+  it('polls only while one waits: just after the soonest falls due, then often for a minute, then slowly', () => {
+    const now = Date.parse('2026-12-06T12:00:00Z');
+    const at = (offsetMs: number, status: ScheduledMessage['status'] = 'scheduled') => schedule(1, { status, send_at: new Date(now + offsetMs).toISOString() });
+    expect(pollDelay(undefined, now)).toBe(false);
+    expect(pollDelay([at(-5_000, 'sent'), at(10_000, 'canceled')], now)).toBe(false);
+    expect(pollDelay([at(10 * 60_000)], now)).toBe(POLL_MS);
+    expect(pollDelay([at(10 * 60_000), at(5_000)], now)).toBe(6_000);
+    expect(pollDelay([at(-3_000)], now)).toBe(DUE_POLL_MS);
+    expect(pollDelay([at(-5 * 60_000)], now)).toBe(POLL_MS);
+  });
+
+  it('suggests an hour ahead on the next 5 minutes', () => {
+    expect(toLocalInput(defaultSendAt(new Date(2026, 11, 6, 14, 2, 0)))).toBe('2026-12-06T15:05');
+    expect(toLocalInput(defaultSendAt(new Date(2026, 11, 6, 14, 0, 0)))).toBe('2026-12-06T15:00');
+    expect(toLocalInput(defaultSendAt(new Date(2026, 11, 6, 14, 0, 1)))).toBe('2026-12-06T15:05');
+    expect(toLocalInput(defaultSendAt(new Date(2026, 11, 6, 23, 58, 0)))).toBe('2026-12-07T01:00');
+  });
+
+  it('reads a datetime-local value as local time, and refuses anything else', () => {
+    expect(localInputToIso('2026-12-06T15:30')).toBe(new Date(2026, 11, 6, 15, 30).toISOString());
+    expect(localInputToIso('2026-12-06T15:30:35')).toBe(new Date(2026, 11, 6, 15, 30, 35).toISOString());
+    expect(localInputToIso('')).toBeNull();
+    expect(localInputToIso('amanhã')).toBeNull();
+  });
+
+  it('names why one was canceled or failed', () => {
+    expect(scheduleStatusLabel({ status: 'failed', reason: 'something new' })).toBe('Falhou');
+    expect(scheduleStatusLabel({ status: 'canceled', reason: null })).toBe('Cancelada');
+  });
+});
+
+/** The list in a ticket the test finalizes, as a realtime frame would. */
+function Harness() {
+  const [ticket, setTicket] = useState(held);
+  return (
+    <>
+      <button onClick={() => setTicket({ ...held, status: 'finalizado', version: 2 })}>finalizar</button>
+      <ScheduledMessages ticket={ticket} />
+    </>
+  );
+}
+
+/** "06/12 15:30" in the test machine's zone (the list shows local time). */
+function toDayTime(iso: string): string {
+  const at = new Date(iso);
+  const two = (n: number) => String(n).padStart(2, '0');
+  const year = at.getFullYear() === new Date().getFullYear() ? '' : `/${at.getFullYear()}`;
+  return `${two(at.getDate())}/${two(at.getMonth() + 1)}${year} ${two(at.getHours())}:${two(at.getMinutes())}`;
+}

@@ -1,0 +1,81 @@
+import { useQuery } from '@tanstack/react-query';
+import { api, unwrap } from '../../api/client';
+import type { ScheduledMessage } from '../../api/types';
+import { t } from '../../i18n/pt-BR';
+import { keys } from '../../realtime/cache';
+
+/** Scheduled messages ("Agendar mensagem"): a reply the holder writes now and the server sends at
+ * `send_at` (backend/scheduled). Nothing announces a schedule's outcome live: a sent one shows up
+ * as an ordinary message of the thread, so the list is read again on that and polled meanwhile. */
+
+/** A waiting schedule is looked at this often, to see it turn "Enviada" with no event to say so. */
+export const POLL_MS = 30_000;
+/** Once one falls due, the server's pass settles it within seconds: looked at this often, for a while. */
+export const DUE_POLL_MS = 2_000;
+const DUE_FAST_FOR_MS = 60_000;
+const AFTER_DUE_MS = 1_000;
+
+/** When to read a ticket's schedules again: right after the soonest waiting one falls due, then
+ * briefly often (the due pass is about to settle it), else every POLL_MS; never when none waits.
+ * Past its fast window an overdue one is left to the slow poll: a server whose pass is down must
+ * not be asked every 2 s for as long as the ticket is open. */
+export function pollDelay(items: ScheduledMessage[] | undefined, now = Date.now()): number | false {
+  const waiting = (items ?? []).filter((s) => s.status === 'scheduled');
+  if (waiting.length === 0) return false;
+  const until = Math.min(...waiting.map((s) => Date.parse(s.send_at))) - now;
+  if (until > 0) return Math.min(POLL_MS, until + AFTER_DUE_MS);
+  return -until < DUE_FAST_FOR_MS ? DUE_POLL_MS : POLL_MS;
+}
+
+/** A ticket's schedules, whatever became of them, soonest first. */
+export function useScheduledMessages(ticketId: string) {
+  return useQuery({
+    queryKey: keys.scheduled(ticketId),
+    queryFn: () =>
+      unwrap(api.GET('/api/v1/tickets/{ticket_id}/scheduled-messages', { params: { path: { ticket_id: ticketId } } })).then(
+        (page) => page.items,
+      ),
+    refetchInterval: (query) => pollDelay(query.state.data),
+  });
+}
+
+/** The chip of a schedule: its status, and for a canceled or failed one, why. */
+export function scheduleStatusLabel(schedule: Pick<ScheduledMessage, 'status' | 'reason'>): string {
+  const labels = t.ticket.schedule;
+  if (schedule.status === 'canceled') return schedule.reason === 'finalized' ? labels.status.finalized : labels.status.canceled;
+  if (schedule.status === 'failed') return (schedule.reason && labels.failed[schedule.reason]) || labels.status.failed;
+  return labels.status[schedule.status];
+}
+
+export const STATUS_COLOR: Record<ScheduledMessage['status'], string> = {
+  scheduled: 'blue',
+  sent: 'teal',
+  canceled: 'gray',
+  failed: 'red',
+};
+
+const two = (n: number) => String(n).padStart(2, '0');
+
+/** A local moment as a datetime-local input's value, "2026-12-06T15:30" (with ":SS" when asked). */
+export function toLocalInput(at: Date, seconds = false): string {
+  const day = `${at.getFullYear()}-${two(at.getMonth() + 1)}-${two(at.getDate())}`;
+  return `${day}T${two(at.getHours())}:${two(at.getMinutes())}${seconds ? `:${two(at.getSeconds())}` : ''}`;
+}
+
+/** The form's first suggestion: an hour from now, on the next 5 minutes (14:02 → 15:05). */
+export function defaultSendAt(now = new Date()): Date {
+  const at = new Date(now.getTime() + 60 * 60_000);
+  at.setSeconds(0, 0);
+  const over = at.getMinutes() % 5;
+  if (over !== 0 || now.getSeconds() > 0 || now.getMilliseconds() > 0) at.setMinutes(at.getMinutes() + (5 - over));
+  return at;
+}
+
+/** A datetime-local value (the browser's own zone, no offset) as the instant the API takes: an ISO
+ * string in UTC ("…Z"), which carries its offset as the backend requires. Null when not a date. */
+export function localInputToIso(value: string): string | null {
+  if (!/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?$/.test(value)) return null;
+  // ECMAScript reads a date-time without an offset as local time: the agent's clock.
+  const at = new Date(value);
+  return Number.isNaN(at.getTime()) ? null : at.toISOString();
+}
