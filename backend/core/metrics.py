@@ -63,6 +63,10 @@ WEBHOOK_WAITING = Gauge(
     "Webhook deliveries waiting to be run again (edits before their message, failures that may pass), owed catch-ups",
     ["reason"],
 )
+SCHEDULED_OVERDUE = Gauge(
+    "iaze_scheduled_overdue_seconds",
+    "How long past its time the soonest scheduled message still waiting is (0 when none is late)",
+)
 REFRESH_ERRORS = Counter(
     "iaze_metrics_refresh_errors_total", "Scrapes whose database-read gauges could not be refreshed (kept as before)"
 )

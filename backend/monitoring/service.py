@@ -1,5 +1,5 @@
 """Refreshes the gauges that are read from the database (tickets by state per tenant, outbox
-backlog, webhook lane lag) when /metrics is scraped, at most once per METRICS_REFRESH_SECONDS:
+backlog, webhook lane lag, late scheduled messages) when /metrics is scraped, at most once per METRICS_REFRESH_SECONDS:
 Prometheus scrapes every process, and the figures are the same from each (alert on max()).
 A failed refresh keeps the previous values and counts iaze_metrics_refresh_errors_total; the
 scrape itself never fails for it.
@@ -7,7 +7,9 @@ scrape itself never fails for it.
 Cost of one refresh, all `_id` reads (FerretDB pushes those down): per tenant the ticket counters'
 totals and tail (backend/tickets/counters.py), plus a page of the resellers list per 200 tenants;
 the outbox cursor, head and at most METRICS_LOOK_AHEAD entries; per webhook lane the same; and
-two counts of the webhook deliveries waiting to be run again (a small collection).
+two counts of the webhook deliveries waiting to be run again (a small collection); the soonest
+scheduled message still waiting (one indexed read on MongoDB, a scan of a small collection on
+FerretDB).
 """
 
 import asyncio
@@ -21,6 +23,7 @@ from backend.core.db import Database
 from backend.core.logging import get_logger
 from backend.outbound import backlog
 from backend.resellers import service as resellers
+from backend.scheduled import service as scheduled
 from backend.tickets import counters
 from backend.tickets.states import Status
 from backend.webhooks import lag
@@ -60,3 +63,4 @@ async def refresh(db: Database, settings: Settings) -> None:
         metrics.WEBHOOK_LAG.labels(lane=str(lane.lane)).set(lane.lag_seconds)
     for reason in ("edit", "retry", "catch_up"):
         metrics.WEBHOOK_WAITING.labels(reason=reason).set(await lag.waiting(db, reason))
+    metrics.SCHEDULED_OVERDUE.set(await scheduled.overdue_seconds(db))

@@ -48,6 +48,12 @@ async def due_internal(db: Database, now: datetime, *, limit: int) -> list[Sched
     return [ScheduledMessage.model_validate(d) async for d in cursor]
 
 
+async def soonest_waiting_internal(db: Database) -> datetime | None:
+    """The time of every tenant's soonest schedule still waiting, or None."""
+    found = await db[COLLECTION].find_one({"status": "scheduled"}, sort=[("send_at", 1)], projection={"send_at": 1})
+    return None if found is None else found["send_at"]
+
+
 async def settle_internal(db: Database, schedule_id: str, changes: dict[str, Any]) -> None:
     """Writes what the schedule's outcome key decided (service.settle): every writer writes the
     same, so two at once cannot undo each other's outcome."""

@@ -169,6 +169,13 @@ async def after_finalize(db: Database, ticket: Ticket) -> None:
             await settle(db, waiting, outcome)
 
 
+async def overdue_seconds(db: Database) -> float:
+    """How late the soonest schedule still waiting is (0 when none is): a due pass that stopped
+    shows here (backend/monitoring, `iaze_scheduled_overdue_seconds`)."""
+    soonest = await repository.soonest_waiting_internal(db)
+    return 0.0 if soonest is None else max(0.0, (utcnow() - as_utc(soonest)).total_seconds())
+
+
 async def run_due(db: Database, now: datetime | None = None) -> int:
     """One pass: every schedule whose time has come. Returns how many it settled."""
     settled = 0

@@ -15,6 +15,9 @@ from backend.core.config import Settings
 from backend.core.ids import new_id
 from backend.outbound import backlog
 from backend.outbound import service as outbound
+from backend.scheduled import repository as scheduled_store
+from backend.scheduled import service as scheduled
+from backend.scheduled.models import ScheduledMessage
 from backend.tickets.models import Ticket
 from backend.webhooks import lag
 from backend.webhooks import service as webhooks
@@ -33,6 +36,7 @@ def settings(mongo_url: str, db_name: str) -> Settings:
         OUTBOUND_WORKER_ENABLED=False,
         WEBHOOK_PROCESSOR_ENABLED=False,
         TICKET_SWEEP_ENABLED=False,
+        SCHEDULED_MESSAGES_ENABLED=False,
         METRICS_REFRESH_SECONDS=0,
     )
 
@@ -162,3 +166,30 @@ async def test_first_response_is_observed_once_at_the_first_agent_reply(
     assert delta("iaze_first_response_seconds_sum") == 200
     assert delta("iaze_first_response_seconds_bucket", le="120.0") == 0
     assert delta("iaze_first_response_seconds_bucket", le="300.0") == 1
+
+
+async def test_the_soonest_late_scheduled_message_is_how_late_the_due_pass_is(
+    client: httpx.AsyncClient, db: Any, tenant: Tenant, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No due pass runs in this module: a schedule whose time passed stays waiting, as it would
+    behind a pass that stopped. Settled ones and later ones do not count."""
+    monkeypatch.setattr(scheduled, "utcnow", lambda: T0)
+    assert value(await scrape(client), "iaze_scheduled_overdue_seconds") == 0
+    for offset, status in [(-90, "scheduled"), (-30, "scheduled"), (-600, "sent"), (300, "scheduled")]:
+        await scheduled_store.insert(
+            db,
+            ScheduledMessage(
+                id=new_id(),
+                reseller_id=tenant.id,
+                ticket_id=new_id(),
+                client_id=new_id(),
+                author_id=tenant.agents[0]["id"],
+                author_name="Agente",
+                body="lembrete",
+                send_at=T0 + timedelta(seconds=offset),
+                status=status,
+                created_at=T0 - timedelta(hours=1),
+                updated_at=T0 - timedelta(hours=1),
+            ),
+        )
+    assert value(await scrape(client), "iaze_scheduled_overdue_seconds") == 90
