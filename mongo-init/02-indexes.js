@@ -13,6 +13,7 @@ const indexes = [
   {"collection": "messages", "keys": {"ticket_id": 1, "created_at": 1, "_id": 1}, "options": {"name": "ticket_created"}},
   {"collection": "quick_replies", "keys": {"reseller_id": 1, "owner": 1, "shortcut_key": 1}, "options": {"name": "tenant_owner_shortcut_unique", "unique": true}},
   {"collection": "scheduled_messages", "keys": {"status": 1, "send_at": 1}, "options": {"name": "status_send_at"}},
+  {"collection": "scheduled_messages", "keys": {"reseller_id": 1, "status": 1, "send_at": 1}, "options": {"name": "tenant_status_send_at"}},
   {"collection": "scheduled_messages", "keys": {"reseller_id": 1, "ticket_id": 1, "send_at": 1}, "options": {"name": "tenant_ticket_send_at"}},
   {"collection": "ticket_events", "keys": {"at": 1}, "options": {"name": "at"}},
   {"collection": "ticket_events", "keys": {"reseller_id": 1, "at": 1}, "options": {"name": "tenant_at"}},

@@ -19,6 +19,7 @@ T = TypeVar("T")
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
 Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT)]  # a list route's page size
+OptionalId = Annotated[str | None, Query(pattern=r"^[0-9a-f]{24}$")]  # a list route's filter by id
 
 
 class Page(BaseModel, Generic[T]):

@@ -5,9 +5,9 @@ from typing import Annotated
 
 from fastapi import Depends, Query
 
+from backend.core.pagination import OptionalId
 from backend.reports.schemas import ReportFilters
 
-OptionalId = Annotated[str | None, Query(pattern=r"^[0-9a-f]{24}$")]
 ConnectionId = Annotated[str | None, Query(min_length=1, max_length=64)]
 
 

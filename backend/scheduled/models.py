@@ -14,7 +14,9 @@ ScheduleStatus = Literal["scheduled", "sent", "canceled", "failed"]
 class ScheduledMessage(StoredModel):
     reseller_id: str
     ticket_id: str
+    ticket_number: int | None = None  # as the ticket read when scheduled: the lists show it
     client_id: str
+    client_name: str = ""
     author_id: str
     author_name: str
     body: str

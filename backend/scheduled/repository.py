@@ -18,6 +18,12 @@ declare(
 )
 declare(
     COLLECTION,
+    [("reseller_id", ASC), ("status", ASC), ("send_at", ASC)],
+    name="tenant_status_send_at",
+    purpose="a tenant's scheduled messages by status, soonest first (the Agendamentos list)",
+)
+declare(
+    COLLECTION,
     [("reseller_id", ASC), ("ticket_id", ASC), ("send_at", ASC)],
     name="tenant_ticket_send_at",
     purpose="a ticket's scheduled messages",
@@ -38,6 +44,18 @@ async def get_internal(db: Database, schedule_id: str) -> ScheduledMessage | Non
 
 async def for_ticket(db: Database, scope: TenantScope, ticket_id: str, *, limit: int) -> list[ScheduledMessage]:
     cursor = db[COLLECTION].find(scope.filter({"ticket_id": ticket_id})).sort([("send_at", 1), ("_id", 1)]).limit(limit)
+    return [ScheduledMessage.model_validate(d) async for d in cursor]
+
+
+async def page(
+    db: Database, scope: TenantScope, query: dict[str, Any], *, after: tuple[datetime, str] | None, limit: int
+) -> list[ScheduledMessage]:
+    """Soonest (`send_at`, `_id`) first, strictly after `after` when given."""
+    scoped = scope.filter(query)
+    if after is not None:
+        at, last_id = after
+        scoped = {"$and": [scoped, {"$or": [{"send_at": {"$gt": at}}, {"send_at": at, "_id": {"$gt": last_id}}]}]}
+    cursor = db[COLLECTION].find(scoped).sort([("send_at", 1), ("_id", 1)]).limit(limit)
     return [ScheduledMessage.model_validate(d) async for d in cursor]
 
 

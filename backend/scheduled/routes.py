@@ -3,7 +3,9 @@ from fastapi import APIRouter
 from backend.auth.deps import StaffActor, TenantStaffActor
 from backend.core.deps import Db
 from backend.core.errors import ROLE, WITH_BODY, responses
+from backend.core.pagination import DEFAULT_LIMIT, Limit, OptionalId
 from backend.scheduled import service
+from backend.scheduled.models import ScheduleStatus
 from backend.scheduled.schemas import ScheduledMessageCreate, ScheduledMessagePage, ScheduledMessageRead
 
 router = APIRouter(tags=["scheduled-messages"], responses=ROLE)
@@ -28,6 +30,20 @@ async def schedule_message(
 async def list_scheduled_messages(db: Db, actor: StaffActor, ticket_id: str) -> ScheduledMessagePage:
     """The ticket's scheduled messages, whatever became of them, soonest first."""
     return await service.list_for_ticket(db, actor, ticket_id=ticket_id)
+
+
+@router.get("/scheduled-messages", operation_id="scheduled_messages-list_all")
+async def list_all_scheduled_messages(
+    db: Db,
+    actor: TenantStaffActor,
+    status: ScheduleStatus | None = None,
+    author_id: OptionalId = None,
+    cursor: str | None = None,
+    limit: Limit = DEFAULT_LIMIT,
+) -> ScheduledMessagePage:
+    """The tenant's scheduled messages, soonest first: the reseller sees everyone's (`author_id`
+    narrows it to one person's), an agent the ones they wrote."""
+    return await service.list_page(db, actor, status=status, author_id=author_id, cursor=cursor, limit=limit)
 
 
 @router.post(

@@ -14,6 +14,9 @@ class ScheduledMessageCreate(InputModel):
 class ScheduledMessageRead(ReadModel):
     id: str
     ticket_id: str
+    ticket_number: int | None = None
+    client_id: str
+    client_name: str = ""
     body: str
     send_at: Timestamp
     status: ScheduleStatus

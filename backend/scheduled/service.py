@@ -31,11 +31,12 @@ from backend.core.config import Settings
 from backend.core.db import Database
 from backend.core.errors import Conflict, Forbidden, NotFound, Unprocessable
 from backend.core.ids import is_valid_id, new_id
+from backend.core.pagination import decode_time_cursor, encode_cursor
 from backend.core.tenancy import Actor, TenantScope
 from backend.messages import public as message_store
 from backend.messages import service as messages
 from backend.scheduled import repository
-from backend.scheduled.models import ScheduledMessage
+from backend.scheduled.models import ScheduledMessage, ScheduleStatus
 from backend.scheduled.schemas import ScheduledMessageCreate, ScheduledMessagePage, ScheduledMessageRead
 from backend.tickets import service as tickets
 from backend.tickets.models import Ticket
@@ -71,7 +72,9 @@ async def schedule(db: Database, actor: Actor, *, ticket_id: str, data: Schedule
         id=new_id(),
         reseller_id=actor.reseller_id,
         ticket_id=ticket.id,
+        ticket_number=ticket.number,
         client_id=ticket.client_id,
+        client_name=ticket.client_name,
         author_id=actor.id,
         author_name=actor.name,
         body=data.body,
@@ -89,6 +92,30 @@ async def list_for_ticket(db: Database, actor: Actor, *, ticket_id: str) -> Sche
     ticket = await tickets.get_visible_or_404(db, actor, ticket_id=ticket_id)
     found = await repository.for_ticket(db, actor.scope, ticket.id, limit=LIST_LIMIT)
     return ScheduledMessagePage(items=[ScheduledMessageRead.of(s) for s in found])
+
+
+async def list_page(
+    db: Database,
+    actor: Actor,
+    *,
+    status: ScheduleStatus | None,
+    author_id: str | None,
+    cursor: str | None,
+    limit: int,
+) -> ScheduledMessagePage:
+    """The tenant's scheduled messages, soonest first ("Agendamentos"): the reseller owner sees
+    everyone's (or one author's), an agent the ones they wrote."""
+    query: dict[str, object] = {}
+    if status is not None:
+        query["status"] = status
+    if actor.role == "agent":
+        query["author_id"] = actor.id
+    elif author_id is not None:
+        query["author_id"] = author_id
+    after = decode_time_cursor(cursor) if cursor else None
+    found = await repository.page(db, actor.scope, query, after=after, limit=limit + 1)
+    nxt = encode_cursor([found[limit - 1].send_at.isoformat(), found[limit - 1].id]) if len(found) > limit else None
+    return ScheduledMessagePage(items=[ScheduledMessageRead.of(s) for s in found[:limit]], next_cursor=nxt)
 
 
 async def cancel(db: Database, actor: Actor, *, schedule_id: str) -> ScheduledMessageRead:

@@ -7,7 +7,7 @@ from backend.audit.schemas import TicketEventPage
 from backend.auth.deps import StaffActor, TenantStaffActor
 from backend.core.deps import AppSettings, Db
 from backend.core.errors import ROLE, WITH_BODY, responses
-from backend.core.pagination import DEFAULT_LIMIT, Limit
+from backend.core.pagination import DEFAULT_LIMIT, Limit, OptionalId
 from backend.messages import service as messages
 from backend.messages import uploads
 from backend.messages.schemas import MessageCreate, MessageEdit, MessagePage, MessageRead, ReactionCreate
@@ -18,7 +18,6 @@ from backend.tickets.states import Status
 
 router = APIRouter(prefix="/tickets", tags=["tickets"], responses=ROLE)
 
-OptionalId = Annotated[str | None, Query(pattern=r"^[0-9a-f]{24}$")]
 # A client-made key per reply (a UUID, say), kept by the client across its attempts at that reply.
 IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", pattern=r"^[\x21-\x7e]{1,100}$")]
 

@@ -276,3 +276,56 @@ async def test_the_background_pass_sends_a_schedule_when_its_time_comes(
     message_id = service.message_id_of(created["id"])
     await _delivered(db, evolution, phone, message_id, "na hora certa")
     await wait_for(lambda: db.scheduled_messages.find_one({"_id": created["id"], "status": "sent"}))
+
+
+async def test_the_tenant_list_shows_the_reseller_everyone_s_and_an_agent_their_own_soonest_first(
+    client: httpx.AsyncClient, admin_headers: dict[str, str], evolution: FakeEvolution, db: Any
+) -> None:
+    tenant, conn, ticket_id, _, agent = await _setup(client, admin_headers, evolution, db)
+    other = await make_tenant(client, admin_headers, agents=1)
+    # The second agent holds a ticket of their own and schedules in it too.
+    second_ticket, _, second = await held_ticket(client, tenant, evolution, conn, db, agent_index=1)
+    mine = [await _schedule_at(client, ticket_id, agent, f"meu {n}", timedelta(hours=3 - n)) for n in range(3)]
+    theirs = await _schedule_at(client, second_ticket, second, "do colega", timedelta(hours=1, minutes=30))
+    r = await client.post(f"/api/v1/scheduled-messages/{mine[0]['id']}/cancel", headers=agent)
+    assert r.status_code == 200
+    url = "/api/v1/scheduled-messages"
+
+    async def ids(headers: dict[str, str], **params: Any) -> list[str]:
+        found: list[str] = []
+        cursor = None
+        while True:
+            page = await client.get(
+                url, params={**params, "limit": 1, **({"cursor": cursor} if cursor else {})}, headers=headers
+            )
+            assert page.status_code == 200, page.text
+            found += [s["id"] for s in page.json()["items"]]
+            cursor = page.json()["next_cursor"]
+            if cursor is None:
+                return found
+
+    # Soonest first, one page at a time.
+    assert await ids(tenant.headers, status="scheduled") == [mine[2]["id"], theirs["id"], mine[1]["id"]]
+    assert await ids(tenant.headers) == [mine[2]["id"], theirs["id"], mine[1]["id"], mine[0]["id"]]
+    assert await ids(tenant.headers, author_id=tenant.agents[1]["id"]) == [theirs["id"]]
+    assert await ids(agent, status="scheduled") == [mine[2]["id"], mine[1]["id"]]
+    assert await ids(agent, author_id=tenant.agents[1]["id"]) == [mine[2]["id"], mine[1]["id"], mine[0]["id"]]
+    assert await ids(agent, status="canceled") == [mine[0]["id"]]
+    assert await ids(other.headers) == []
+    listed = (await client.get(url, params={"status": "scheduled"}, headers=agent)).json()["items"][0]
+    ticket = await db.tickets.find_one({"_id": ticket_id})
+    assert listed["ticket_number"] == ticket["number"] and listed["client_name"] == ticket["client_name"]
+    assert (await client.get(url, headers=admin_headers)).status_code == 403
+    assert (await client.get(url, params={"status": "lost"}, headers=agent)).status_code == 422
+    assert (await client.get(url, params={"cursor": "nonsense"}, headers=agent)).status_code == 422
+
+
+async def _schedule_at(
+    client: httpx.AsyncClient, ticket_id: str, headers: dict[str, str], body: str, ahead: timedelta
+) -> dict[str, Any]:
+    r = await client.post(
+        f"/api/v1/tickets/{ticket_id}/scheduled-messages", json={"body": body, "send_at": _at(ahead)}, headers=headers
+    )
+    assert r.status_code == 201, r.text
+    created: dict[str, Any] = r.json()
+    return created

@@ -646,6 +646,27 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/scheduled-messages": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List All Scheduled Messages
+         * @description The tenant's scheduled messages, soonest first: the reseller sees everyone's (`author_id`
+         *     narrows it to one person's), an agent the ones they wrote.
+         */
+        get: operations["scheduled_messages-list_all"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/scheduled-messages/{schedule_id}/cancel": {
         parameters: {
             query?: never;
@@ -2015,6 +2036,15 @@ export interface components {
             id: string;
             /** Ticket Id */
             ticket_id: string;
+            /** Ticket Number */
+            ticket_number?: number | null;
+            /** Client Id */
+            client_id: string;
+            /**
+             * Client Name
+             * @default
+             */
+            client_name: string;
             /** Body */
             body: string;
             /**
@@ -6023,6 +6053,69 @@ export interface operations {
             };
             /** @description The body is larger than this route accepts. */
             413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description A parameter or the body is invalid. */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["UnprocessableBody"];
+                };
+            };
+            /** @description Not ready yet, or a dependency is unavailable; retry. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    "scheduled_messages-list_all": {
+        parameters: {
+            query?: {
+                status?: ("scheduled" | "sent" | "canceled" | "failed") | null;
+                author_id?: string | null;
+                cursor?: string | null;
+                limit?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Page_ScheduledMessageRead_"];
+                };
+            };
+            /** @description Missing, invalid or expired credentials. */
+            401: {
+                headers: {
+                    /** @description Bearer */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The caller's role may not do this. */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };
