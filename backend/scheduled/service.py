@@ -50,6 +50,7 @@ SENT, CANCELED, FINALIZED, UNREACHABLE = "sent", "canceled", "finalized", "unrea
 MIN_LEAD = timedelta(seconds=30)  # sooner than this is a reply: send it
 MAX_LEAD = timedelta(days=365)
 LIST_LIMIT = 200
+MAX_WAITING_PER_TICKET = 20  # reminders, not a mailing: and what a finalize cancels at once
 DUE_BATCH = 200
 
 
@@ -67,6 +68,11 @@ async def schedule(db: Database, actor: Actor, *, ticket_id: str, data: Schedule
         raise Unprocessable("send_at must be at least 30 seconds from now")
     if send_at > now + MAX_LEAD:
         raise Unprocessable("send_at must be within a year")
+    waiting = [
+        s for s in await repository.for_ticket(db, actor.scope, ticket.id, limit=LIST_LIMIT) if s.status == "scheduled"
+    ]
+    if len(waiting) >= MAX_WAITING_PER_TICKET:
+        raise Conflict(f"a ticket can have at most {MAX_WAITING_PER_TICKET} scheduled messages waiting")
     assert actor.reseller_id
     created = ScheduledMessage(
         id=new_id(),

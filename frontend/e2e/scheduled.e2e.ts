@@ -2,6 +2,7 @@
 // ticket schedules a reply half a minute ahead; the backend's due pass (SCHEDULED_MESSAGES_POLL_SECONDS,
 // short in global-setup.ts) sends it to the client through the fake Evolution, it appears in the
 // thread and the list says "Enviada". A second one, canceled before its time, never leaves.
+// Meanwhile, in a second tab, the agent finds the waiting one in "Agendamentos" and follows it to the ticket.
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import type { Browser, Page } from 'playwright-core';
 import { bubble, call, expectNoConsoleErrors, launch, login, makeTenant, makeWhatsAppTicket, openPage, screenshot, unique, type TenantSetup } from './support';
@@ -85,6 +86,31 @@ describe('a scheduled message', () => {
     await expect.poll(() => chipOf(page, second).textContent()).toBe('Cancelada');
     expect(await listed(page, second).getByRole('button', { name: 'Cancelar agendamento' }).count()).toBe(0);
     expect(Date.now()).toBeLessThan(firstDue); // all of the above before the first was due
+
+    // "Agendamentos", in another tab of the same session (this one keeps watching the ticket): the
+    // waiting one is listed with its client and chip, the canceled one is not among the waiting.
+    const tab = await watched.context.newPage();
+    const tabErrors: string[] = [];
+    tab.on('console', (msg) => {
+      if (msg.type() === 'error') tabErrors.push(msg.text());
+    });
+    tab.on('pageerror', (err) => tabErrors.push(String(err)));
+    await tab.goto(`${inject('appUrl')}/atendimento`);
+    await tab.getByRole('navigation', { name: 'Menu' }).getByRole('link', { name: 'Agendamentos' }).click();
+    await tab.getByRole('heading', { name: 'Agendamentos' }).waitFor();
+    const row = tab.getByTestId('scheduled-row').filter({ hasText: opened.client_name });
+    await row.waitFor();
+    expect(await tab.getByTestId('scheduled-row').count()).toBe(1);
+    expect(await row.getByTestId('schedule-status').textContent()).toBe('Agendada');
+    expect(await row.textContent()).toContain(first);
+    await screenshot(tab, 'scheduled-page');
+    await row.getByRole('link', { name: `${opened.client_name} #${opened.number}` }).click();
+    await tab.waitForURL((url) => url.pathname === `/atendimento/${opened.id}`);
+    await bubble(tab, 'vocês me avisam amanhã?').waitFor();
+    await expect.poll(() => chipOf(tab, first).textContent()).toBe('Agendada');
+    await tab.close();
+    expect(tabErrors, 'console errors in the second tab').toEqual([]);
+    expect(Date.now()).toBeLessThan(firstDue);
 
     // At its time the first goes out: in the thread as the agent's reply, "Enviada" in the list.
     const sent = bubble(page, first);

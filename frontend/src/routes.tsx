@@ -15,6 +15,7 @@ import { NotFound } from './layout/NotFound';
 import { ContactsPage } from './features/contacts/ContactsPage';
 import { QuickRepliesPage } from './features/quickReplies/QuickRepliesPage';
 import { ProfilePage } from './features/profile/ProfilePage';
+import { ScheduledPage } from './features/scheduled/ScheduledPage';
 
 // The dashboard's chart library is only loaded by those who open it.
 const ReportsPage = lazy(() => import('./features/reports/ReportsPage').then((m) => ({ default: m.ReportsPage })));
@@ -50,6 +51,7 @@ export function AppRoutes() {
             <Route path="atendimento/:ticketId" element={<InboxPage />} />
             <Route path="contatos" element={<ContactsPage />} />
             <Route path="respostas" element={<QuickRepliesPage />} />
+            <Route path="agendamentos" element={<ScheduledPage />} />
           </Route>
           <Route path="revenda" element={<RequireAuth roles={['reseller']} />}>
             <Route path="departamentos" element={<DepartmentsPage />} />

@@ -86,7 +86,11 @@ async def test_a_scheduled_reply_is_sent_into_its_ticket_at_its_time_once(
 
 
 async def test_a_schedule_the_api_refuses_stores_nothing(
-    client: httpx.AsyncClient, admin_headers: dict[str, str], evolution: FakeEvolution, db: Any
+    client: httpx.AsyncClient,
+    admin_headers: dict[str, str],
+    evolution: FakeEvolution,
+    db: Any,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     tenant, _, ticket_id, _, agent = await _setup(client, admin_headers, evolution, db)
     other = await make_tenant(client, admin_headers, agents=1)
@@ -109,6 +113,17 @@ async def test_a_schedule_the_api_refuses_stores_nothing(
         assert r.status_code == status, (body, r.text)
     assert await db.scheduled_messages.count_documents({}) == before
     assert (await client.get(url, headers=other.headers)).status_code == 404
+    # A ticket holds a few reminders, not a mailing: past the cap, 409 and nothing stored.
+    monkeypatch.setattr(service, "MAX_WAITING_PER_TICKET", 2)
+    first = await _schedule(client, ticket_id, agent, "um")
+    second = await _schedule(client, ticket_id, agent, "dois")
+    r = await client.post(url, json={"body": "três", "send_at": _at(timedelta(hours=1))}, headers=agent)
+    assert r.status_code == 409 and "at most 2" in r.text
+    assert await db.scheduled_messages.count_documents({}) == before + 2
+    assert (await client.post(f"/api/v1/scheduled-messages/{first['id']}/cancel", headers=agent)).status_code == 200
+    third = await _schedule(client, ticket_id, agent, "três")  # a canceled one frees its place
+    for left in (second, third):  # nothing left waiting for the other tests' passes
+        assert (await client.post(f"/api/v1/scheduled-messages/{left['id']}/cancel", headers=agent)).status_code == 200
 
 
 async def test_a_canceled_schedule_is_never_sent(

@@ -39,7 +39,6 @@ const SENTENCES: Record<string, string> = {
   "only the reseller edits the company's quick replies": 'Só o responsável pela empresa edita as respostas rápidas da empresa.',
   'only the person holding the ticket can reply': 'Só quem está com o atendimento pode responder.',
   "notes are written by the tenant's staff": 'Notas internas são escritas pela equipe da empresa.',
-  'only its author or the reseller can cancel a scheduled message': 'Só quem agendou a mensagem ou o responsável pela empresa pode cancelar o agendamento.',
   "only its author, the ticket's holder or the reseller can cancel a scheduled message":
     'Só quem agendou a mensagem, quem está com o atendimento ou o responsável pela empresa pode cancelar o agendamento.',
   'agents see their own figures only': 'Agentes veem apenas os próprios números.',
@@ -197,6 +196,7 @@ const PATTERNS: [RegExp, (m: RegExpMatchArray) => string][] = [
   [/^at most (\d+) ranges$/, (m) => `No máximo ${m[1]} faixas de horário.`],
   [/^at most (\d+) closed dates$/, (m) => `No máximo ${m[1]} datas fechadas.`],
   [/^at most (\d+) lines per file$/, (m) => `No máximo ${m[1]} linhas por arquivo.`],
+  [/^a ticket can have at most (\d+) scheduled messages waiting$/, (m) => `Um atendimento pode ter no máximo ${m[1]} mensagens agendadas aguardando.`],
   [/^the same phone is on line (\d+)$/, (m) => `O mesmo telefone já está na linha ${m[1]}.`],
 ];
 

@@ -17,6 +17,7 @@ function itemsFor(role: string): Item[] {
     { to: '/atendimento', label: t.nav.inbox },
     { to: '/contatos', label: t.nav.contacts },
     { to: '/respostas', label: t.nav.quickReplies },
+    { to: '/agendamentos', label: t.nav.scheduled },
   ];
   if (role === 'reseller') {
     items.push(

@@ -15,6 +15,8 @@ export const keys = {
   historyMessages: (id: string, otherId: string) => ['ticket', id, 'history', otherId, 'messages'] as const,
   // Under the ticket's key: whatever reads the ticket again (a conflict, Reabrir) reads these too.
   scheduled: (id: string) => ['ticket', id, 'scheduled'] as const,
+  // "Agendamentos": the tenant's (or the agent's) schedules across tickets, one entry per filter.
+  scheduledList: ['scheduled-messages'] as const,
   departments: ['departments'] as const,
   agents: ['agents'] as const,
   connections: ['connections'] as const,

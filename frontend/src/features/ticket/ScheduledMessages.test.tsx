@@ -16,6 +16,9 @@ const SCHEDULES = `/api/v1/tickets/${held.id}/scheduled-messages`;
 const schedule = (n: number, over: Partial<ScheduledMessage> = {}): ScheduledMessage => ({
   id: String(n).repeat(24),
   ticket_id: held.id,
+  ticket_number: held.number,
+  client_id: held.client_id,
+  client_name: held.client_name,
   body: `agendada ${n}`,
   send_at: '2099-12-06T18:30:00Z',
   status: 'scheduled',
