@@ -44,6 +44,7 @@ EVENT_TYPES = frozenset(
         "ticket.read",  # one user's own: its unread count of a ticket changed (backend/unread)
         "message.status",
         "connection.status",
+        "scheduled.settled",  # a scheduled message was sent, canceled or failed (backend/scheduled)
     }
 )
 

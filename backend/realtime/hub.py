@@ -43,6 +43,10 @@ Entry = tuple[int, str, str | None, Side | None, Side | None]
 RECHECK: Entry = (0, "", None, None, None)
 
 
+# The events whose record's `data` the screens need (the others' is for the feed's readers only).
+FRAMED_DATA = frozenset({"scheduled.settled"})
+
+
 def frame_of(record: dict[str, Any]) -> str:
     at = record.get("at")
     if isinstance(at, str):  # from the bus: the same instant, whichever process serializes it
@@ -56,6 +60,7 @@ def frame_of(record: dict[str, Any]) -> str:
             "ticket": record.get("ticket"),
             "message": record.get("message"),
             "connection": record.get("connection"),
+            **({"data": record.get("data")} if record["type"] in FRAMED_DATA else {}),
         },
         separators=(",", ":"),
         default=str,

@@ -3,6 +3,7 @@
 connect  /api/v1/ws?token=<JWT>&since=<last seq seen, optional>
 server → {"type":"hello","seq":<tenant's latest seq>,"heartbeat":<seconds>}
          {"type":"event","seq":n,"event":...,"at":...,"ticket":...,"message":...,"connection":...}
+           (and "data":{"schedule":...} on scheduled.settled)
          {"type":"resync","reason":...}  `since` is outside the replay window, or the user's
                                            departments changed: refetch, then go on live
          {"type":"ping"}                   every heartbeat; the client may answer {"type":"pong"}

@@ -35,6 +35,7 @@ from backend.core.pagination import decode_time_cursor, encode_cursor
 from backend.core.tenancy import Actor, TenantScope
 from backend.messages import public as message_store
 from backend.messages import service as messages
+from backend.realtime import feed
 from backend.scheduled import repository
 from backend.scheduled.models import ScheduledMessage, ScheduleStatus
 from backend.scheduled.schemas import ScheduledMessageCreate, ScheduledMessagePage, ScheduledMessageRead
@@ -153,7 +154,20 @@ async def settle(db: Database, schedule: ScheduledMessage, outcome: str) -> Sche
     now = utcnow()
     changes.update(updated_at=now, settled_at=schedule.settled_at or now)
     await repository.settle_internal(db, schedule.id, changes)
-    return schedule.model_copy(update=changes)
+    settled = schedule.model_copy(update=changes)
+    await _announce(db, settled)
+    return settled
+
+
+async def _announce(db: Database, schedule: ScheduledMessage) -> None:
+    """Tells the screens that see its ticket (the author's among them: a failure is theirs to
+    know of, wherever they are in the app). Never raises (feed.publish): the schedule is settled."""
+    ticket = await tickets.get_internal(db, schedule.ticket_id)
+    if ticket is not None:
+        shown = ScheduledMessageRead.of(schedule).model_dump(mode="json")
+        await feed.publish(
+            db, reseller_id=schedule.reseller_id, type_="scheduled.settled", ticket=ticket, data={"schedule": shown}
+        )
 
 
 async def deliver(db: Database, schedule: ScheduledMessage) -> ScheduledMessage:

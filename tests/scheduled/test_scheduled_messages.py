@@ -6,6 +6,7 @@ competitors (a cancel, a finalize, a second pass) are injected between the pass'
 send, and between its send and its status write."""
 
 import asyncio
+import json
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -14,6 +15,7 @@ import httpx
 import pytest
 
 from backend.core.clock import utcnow
+from backend.realtime import hub
 from backend.scheduled import repository, service
 from tests.factories import make_tenant
 from tests.fakes.harness import FakeEvolution, make_connection, wait_for
@@ -263,6 +265,15 @@ async def test_a_schedule_due_while_its_connection_is_off_fails_with_the_reason(
     assert await service.run_due(db, utcnow() + LATER) == 1
     failed = await db.scheduled_messages.find_one({"_id": created["id"]})
     assert failed["status"] == "failed" and failed["reason"] == "connection_inactive"
+    # Told to the screens that see the ticket (the author's): a failure nobody looks for is lost.
+    record = await db.tenant_events.find_one({"type": "scheduled.settled", "data.schedule.id": created["id"]})
+    assert record is not None and record["ticket"]["id"] == ticket_id
+    assert record["data"]["schedule"]["status"] == "failed"
+    assert record["data"]["schedule"]["reason"] == "connection_inactive"
+    frame = json.loads(hub.frame_of(record))
+    assert frame["event"] == "scheduled.settled" and frame["data"]["schedule"]["id"] == created["id"]
+    other = await db.tenant_events.find_one({"type": {"$ne": "scheduled.settled"}, "data": {"$ne": None}})
+    assert other is not None and "data" not in json.loads(hub.frame_of(other))  # the others' frames unchanged
     assert await db.messages.find_one({"_id": service.message_id_of(created["id"])}) is None
     assert (await _sent_texts(evolution, phone))["conexão desligada"] == 0
 
