@@ -38,7 +38,9 @@ export type RealtimeEventName =
   | 'message.created'
   | 'message.status'
   | 'ticket.read'
-  | 'connection.status';
+  | 'connection.status'
+  // A scheduled message was sent, canceled or failed (backend/scheduled/service.py `_announce`).
+  | 'scheduled.settled';
 /** A ticket in a frame: the unread count is per user, so only the reader's own `ticket.read` has one. */
 export type EventTicket = Omit<Ticket, 'unread_count'> & { unread_count?: number };
 export type RealtimeEvent = {
@@ -49,6 +51,8 @@ export type RealtimeEvent = {
   ticket: EventTicket | null;
   message: Message | null;
   connection: Partial<WhatsAppConnection> & { id: string } | null;
+  /** Only `scheduled.settled` has it (backend/realtime/hub.py FRAMED_DATA): the schedule as settled. */
+  data?: { schedule?: ScheduledMessage } | null;
 };
 export type ServerFrame =
   | { type: 'hello'; seq: number; heartbeat: number }

@@ -118,6 +118,11 @@ export const t = {
     // The owner's: an active WhatsApp connection that was open and is not any more.
     disconnected: (name: string) => `WhatsApp desconectado: ${name}`,
     disconnectedBody: 'As mensagens dos clientes não chegam até ele ser conectado de novo.',
+    // To its author, in the app (any screen): a scheduled message the server could not send.
+    scheduleFailed: (who: string, n: number | null, reason: string | null) =>
+      `Mensagem agendada não enviada para ${who}${n === null ? '' : ` (#${n})`}${reason ? `: ${reason}` : ''}`,
+    scheduleFailedTitle: 'Falha no envio agendado',
+    openTicket: 'Abrir atendimento',
   },
   // The owner's warning above the inbox (features/inbox/DisconnectedConnections.tsx):
   // "O WhatsApp <nome> está desconectado: …".
@@ -327,6 +332,12 @@ export const t = {
         no_connection: 'Falhou: sem conexão',
         connection_inactive: 'Falhou: conexão desativada',
         connection_disconnected: 'Falhou: conexão desconectada',
+      } as Record<string, string>,
+      // The same reasons, bare, for a sentence that already says it failed (features/alerts).
+      failedReason: {
+        no_connection: 'sem conexão',
+        connection_inactive: 'conexão desativada',
+        connection_disconnected: 'conexão desconectada',
       } as Record<string, string>,
     },
   },

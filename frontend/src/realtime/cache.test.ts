@@ -1,6 +1,6 @@
 import { InfiniteQueryObserver, QueryClient, QueryObserver, replaceEqualDeep, type InfiniteData } from '@tanstack/react-query';
 import { describe, expect, it, vi } from 'vitest';
-import type { Message, Page, RealtimeEvent, Ticket } from '../api/types';
+import type { Message, Page, RealtimeEvent, ScheduledMessage, Ticket } from '../api/types';
 import { agentUser, ticketFixture } from '../test/utils';
 import { COUNTS_REFRESH_MS, applyEvent, applyMessage, belongsIn, keepLaterStatuses, keys, resyncAll, setUnread, withReadSide } from './cache';
 import { MEDIA_POLL_MS, pendingMediaPoll } from '../api/queries';
@@ -429,5 +429,80 @@ describe('a message moved on by the finalize race (moved_from_ticket_id)', () =>
     const row = client.getQueryData<Pages<Ticket>>(keys.ticketList('espera', ''))?.pages[0].items[0];
     expect(row?.id).toBe(Y.id);
     expect(row?.unread_count).toBe(1); // as the server counts it in Y
+  });
+});
+
+describe('scheduled.settled', () => {
+  const waiting = (n: number, over: Partial<ScheduledMessage> = {}): ScheduledMessage => ({
+    id: String(n).repeat(24), ticket_id: t1.id, ticket_number: t1.number, client_id: t1.client_id, client_name: t1.client_name,
+    body: `agendada ${n}`, send_at: '2025-01-01T12:30:00Z', status: 'scheduled', reason: null, author_id: me.id, author_name: me.name,
+    message_id: null, created_at: '2025-01-01T12:00:00Z', settled_at: null, ...over,
+  });
+  const settled = (schedule: ScheduledMessage, ticket: Ticket = t1) =>
+    ev('scheduled.settled', { ticket: framedTicket(ticket), data: { schedule } });
+
+  it("replaces the schedule in its ticket's strip, reads it and Agendamentos again, and moves no ticket", async () => {
+    vi.useFakeTimers();
+    const client = seeded();
+    client.setQueryData(keys.counts, { espera: 3, atendendo: 0, finalizado: 0 });
+    client.setQueryData(keys.events(t1.id), []);
+    client.setQueryData(keys.scheduled(t1.id), [waiting(1), waiting(2)]);
+    client.setQueryData([...keys.scheduledList, 'failed', ''], { items: [], next_cursor: null });
+    const failed = waiting(1, { status: 'failed', reason: 'no_connection', settled_at: '2025-01-01T12:30:02Z' });
+    applyEvent(client, settled(failed), me);
+    expect(client.getQueryData<ScheduledMessage[]>(keys.scheduled(t1.id))).toEqual([failed, waiting(2)]);
+    expect(client.getQueryState(keys.scheduled(t1.id))?.isInvalidated).toBe(true);
+    expect(client.getQueryState([...keys.scheduledList, 'failed', ''])?.isInvalidated).toBe(true);
+    // Its ticket is applied like any copy, where it was; the counts and the timeline are left alone.
+    expect(ids(client.getQueryData(keys.ticketList('espera', '')))).toEqual([t1.id, t2.id, t3.id]);
+    // Not even for a ticket not known here (which a ticket.* event would count as a move).
+    const unknown = ticketFixture({ id: '9'.repeat(24), department_id: 'e'.repeat(24) });
+    applyEvent(client, settled(waiting(4, { ticket_id: unknown.id }), unknown), me);
+    await vi.advanceTimersByTimeAsync(COUNTS_REFRESH_MS * 2);
+    vi.useRealTimers();
+    expect(client.getQueryState(keys.counts)?.isInvalidated).toBe(false);
+    expect(client.getQueryState(keys.events(t1.id))?.isInvalidated).toBe(false);
+  });
+
+  it('leaves a strip without that schedule (or never read) to its next read', () => {
+    const client = seeded();
+    client.setQueryData(keys.scheduled(t1.id), [waiting(2)]);
+    applyEvent(client, settled(waiting(1, { status: 'sent', message_id: 'm'.repeat(24) })), me);
+    expect(client.getQueryData<ScheduledMessage[]>(keys.scheduled(t1.id))).toEqual([waiting(2)]);
+    expect(client.getQueryState(keys.scheduled(t1.id))?.isInvalidated).toBe(true);
+    applyEvent(client, settled(waiting(3, { ticket_id: t2.id, status: 'canceled', reason: 'finalized' }), t2), me);
+    expect(client.getQueryData(keys.scheduled(t2.id))).toBeUndefined();
+  });
+
+  it('a read of the strip in flight when the event arrives never puts the schedule back to waiting', async () => {
+    const client = new QueryClient({ defaultOptions: { queries: { retry: false } } });
+    const answers: ((list: ScheduledMessage[]) => void)[] = [];
+    let reads = 0;
+    const observer = new QueryObserver<ScheduledMessage[]>(client, {
+      queryKey: keys.scheduled(t1.id),
+      queryFn: () => {
+        reads += 1;
+        if (reads === 1) return Promise.resolve([waiting(1)]);
+        return new Promise<ScheduledMessage[]>((resolve) => answers.push(resolve));
+      },
+    });
+    const stop = observer.subscribe(() => undefined);
+    const shown = () => client.getQueryData<ScheduledMessage[]>(keys.scheduled(t1.id))?.map((s) => s.status);
+    await vi.waitFor(() => expect(shown()).toEqual(['scheduled']));
+
+    void client.invalidateQueries({ queryKey: keys.scheduled(t1.id) }); // the poll
+    await vi.waitFor(() => expect(reads).toBe(2));
+    const sent = waiting(1, { status: 'sent', message_id: 'm'.repeat(24) });
+    applyEvent(client, settled(sent), me);
+    expect(shown()).toEqual(['sent']);
+    expect(reads).toBe(3); // read again after the event, once
+
+    answers[0]([waiting(1)]); // read before it was sent: ignored
+    await new Promise((r) => setTimeout(r, 10));
+    expect(shown()).toEqual(['sent']);
+    answers[1]([sent]);
+    await vi.waitFor(() => expect(observer.getCurrentResult().isFetching).toBe(false));
+    expect(shown()).toEqual(['sent']);
+    stop();
   });
 });

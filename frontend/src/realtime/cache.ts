@@ -1,5 +1,5 @@
 import type { InfiniteData, Query, QueryClient, QueryKey } from '@tanstack/react-query';
-import type { EventTicket, Message, Page, RealtimeEvent, Ticket, TicketStatus, User, WhatsAppConnection } from '../api/types';
+import type { EventTicket, Message, Page, RealtimeEvent, ScheduledMessage, Ticket, TicketStatus, User, WhatsAppConnection } from '../api/types';
 import { withLaterStatus } from './delivery';
 
 /** Every cache key the app uses, in one place, so live events know what to touch. */
@@ -247,6 +247,21 @@ function applyConnection(client: QueryClient, connection: Partial<WhatsAppConnec
   );
 }
 
+/** A schedule settled (sent, canceled or failed): its chip in the ticket's strip turns at once (the
+ * cached copy is replaced, a fetch in flight, read before, is dropped) and the strip is read again,
+ * as is "Agendamentos" (its filters and order cannot be patched). A schedule the strip has not read
+ * yet is left to that read. */
+export function applySchedule(client: QueryClient, schedule: ScheduledMessage): void {
+  const key = keys.scheduled(schedule.ticket_id);
+  const dropped = dropFetchInFlight(client.getQueryCache().find({ queryKey: key, exact: true }));
+  client.setQueryData<ScheduledMessage[]>(key, (list) =>
+    list?.some((s) => s.id === schedule.id) ? list.map((s) => (s.id === schedule.id ? schedule : s)) : list,
+  );
+  if (dropped) void client.refetchQueries({ queryKey: key, exact: true });
+  else void client.invalidateQueries({ queryKey: key, exact: true });
+  void client.invalidateQueries({ queryKey: keys.scheduledList });
+}
+
 /** At most one counts refetch per this many ms, however many tickets move (a busy queue sends a
  * burst of events; every open screen used to refetch the counts for each one). */
 export const COUNTS_REFRESH_MS = 1000;
@@ -285,6 +300,15 @@ export function applyEvent(client: QueryClient, event: RealtimeEvent, user: User
     if (countOnce(client, event.message)) setUnread(client, event.message.ticket_id, (n) => n + 1);
   }
   if (event.connection) applyConnection(client, event.connection);
+  // Its ticket is the one stored (applied above like any other copy); it moves no ticket, so
+  // neither the counts nor the ticket's timeline are read again.
+  if (event.event === 'scheduled.settled') {
+    if (event.data?.schedule) applySchedule(client, event.data.schedule);
+    else if (event.ticket) {
+      readAgain(client, keys.scheduled(event.ticket.id));
+      void client.invalidateQueries({ queryKey: keys.scheduledList });
+    }
+  }
   if (event.event.startsWith('ticket.') && event.event !== 'ticket.read') {  // a read moves no ticket
     if (movesCounts(known, event)) countsMoved(client);
     if (event.ticket) readAgain(client, keys.events(event.ticket.id));

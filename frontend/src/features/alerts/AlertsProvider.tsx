@@ -1,11 +1,25 @@
+import { Button, Stack, Text } from '@mantine/core';
+import { notifications } from '@mantine/notifications';
 import { createContext, useCallback, useContext, useEffect, useMemo, useRef, useState, type ReactNode } from 'react';
 import { useLocation, useNavigate } from 'react-router';
 import { useConnections } from '../../api/queries';
 import type { ConnectionState, RealtimeEvent } from '../../api/types';
 import { useMe } from '../../auth/session';
+import { t } from '../../i18n/pt-BR';
 import { useRealtimeEvents } from '../../realtime/RealtimeProvider';
 import { namesById, useUnstaffedDepartments } from '../reseller/staffing';
-import { alertFor, alertsEnabled, canNotify, pendingCount, titleWith, withAlert, withoutTicket, type Pending } from './alerts';
+import {
+  alertFor,
+  alertsEnabled,
+  canNotify,
+  pendingCount,
+  scheduleFailureFor,
+  titleWith,
+  withAlert,
+  withoutTicket,
+  type Pending,
+  type ScheduleFailure,
+} from './alerts';
 import { playChime } from './sound';
 
 type AlertsApi = { clearTicket: (ticketId: string) => void; pending: number };
@@ -23,7 +37,8 @@ function looking(): boolean {
 /** The agent's alerts and the owner's (features/alerts/alerts.ts `alertFor`): sound and desktop
  * notification (when its toggle is on), and the tab title counting the tickets' alerts waiting for
  * it. Opening a ticket clears its alerts; a notification opens its ticket, or its page (a WhatsApp
- * connection down: Conexões). */
+ * connection down: Conexões). Apart from those, the author of a scheduled message the server
+ * could not send gets a red toast in the app (alerts.ts `scheduleFailureFor`) that opens its ticket. */
 export function AlertsProvider({ children }: { children: ReactNode }) {
   const me = useMe();
   const unstaffedDepartments = useUnstaffedDepartments();
@@ -47,12 +62,40 @@ export function AlertsProvider({ children }: { children: ReactNode }) {
 
   const clearTicket = useCallback((ticketId: string) => setPending((p) => withoutTicket(p, ticketId)), []);
 
+  // The feed is at-least-once (a replay after a reconnect repeats events): each alert once.
+  const firstTime = (key: string) => {
+    if (seen.current.has(key)) return false;
+    seen.current.add(key);
+    if (seen.current.size > SEEN_KEEP) seen.current.delete(seen.current.values().next().value as string);
+    return true;
+  };
+  const showScheduleFailure = (failure: ScheduleFailure) => {
+    const open = () => {
+      notifications.hide(failure.key);
+      navigate(`/atendimento/${failure.ticketId}`);
+    };
+    notifications.show({
+      id: failure.key,
+      color: 'red',
+      title: t.alerts.scheduleFailedTitle,
+      autoClose: false, // until the author closes it or opens the ticket: the client is still waiting
+      message: (
+        <Stack gap={4} align="flex-start">
+          <Text size="sm">{failure.message}</Text>
+          <Button size="compact-xs" variant="light" color="red" onClick={open}>
+            {t.alerts.openTicket}
+          </Button>
+        </Stack>
+      ),
+    });
+  };
+
   useRealtimeEvents((event: RealtimeEvent) => {
+    const failure = scheduleFailureFor(event, me);
+    if (failure && firstTime(failure.key)) showScheduleFailure(failure);
     const alert = alertFor(event, me, unstaffed, connectionStates.current);
     if (event.connection?.status) connectionStates.current.set(event.connection.id, event.connection.status);
-    if (!alert || seen.current.has(alert.key)) return;
-    seen.current.add(alert.key);
-    if (seen.current.size > SEEN_KEEP) seen.current.delete(seen.current.values().next().value as string);
+    if (!alert || !firstTime(alert.key)) return;
     if (alert.ticketId !== undefined) {
       if (alert.ticketId === openRef.current && looking()) return; // already in front of the agent
       setPending((p) => withAlert(p, alert.ticketId));

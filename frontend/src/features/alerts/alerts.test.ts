@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import type { Message, RealtimeEvent, WhatsAppConnection } from '../../api/types';
+import type { Message, RealtimeEvent, ScheduledMessage, WhatsAppConnection } from '../../api/types';
 import { agentUser, ticketFixture } from '../../test/utils';
-import { alertFor, alertsEnabled, pendingCount, setAlertsEnabled, titleWith, withAlert, withoutTicket } from './alerts';
+import { alertFor, alertsEnabled, pendingCount, scheduleFailureFor, setAlertsEnabled, titleWith, withAlert, withoutTicket } from './alerts';
 
 const me = agentUser();
 const ev = (event: RealtimeEvent['event'], over: Partial<RealtimeEvent>): RealtimeEvent => ({
@@ -223,5 +223,37 @@ describe('pending alerts and the tab title', () => {
     expect(alertsEnabled('u2')).toBe(false);
     setAlertsEnabled('u1', false);
     expect(alertsEnabled('u1')).toBe(false);
+  });
+});
+
+describe('scheduleFailureFor', () => {
+  const failed = (over: Partial<ScheduledMessage> = {}): ScheduledMessage => ({
+    id: 's'.repeat(24), ticket_id: held.id, ticket_number: held.number, client_id: held.client_id, client_name: held.client_name,
+    body: 'lembrete', send_at: '2025-01-01T12:30:00Z', status: 'failed', reason: 'no_connection', author_id: me.id,
+    author_name: me.name, message_id: null, created_at: '2025-01-01T12:00:00Z', settled_at: '2025-01-01T12:30:01Z', ...over,
+  });
+  const settled = (schedule: ScheduledMessage) => ev('scheduled.settled', { ticket: held, data: { schedule } });
+
+  it('tells the author of a failed schedule, naming the client, the ticket and why', () => {
+    expect(scheduleFailureFor(settled(failed()), me)).toEqual({
+      key: `schedule-failed:${'s'.repeat(24)}`,
+      ticketId: held.id,
+      message: 'Mensagem agendada não enviada para Maria Cliente (#7): sem conexão',
+    });
+    expect(scheduleFailureFor(settled(failed({ reason: 'connection_inactive' })), me)?.message).toMatch(/: conexão desativada$/);
+    // A reason this UI does not know yet: the sentence without it.
+    expect(scheduleFailureFor(settled(failed({ reason: 'other' })), me)?.message).toBe('Mensagem agendada não enviada para Maria Cliente (#7)');
+    // A client with no name: its number.
+    const unnamed = ev('scheduled.settled', { ticket: { ...held, client_name: '' }, data: { schedule: failed({ client_name: '' }) } });
+    expect(scheduleFailureFor(unnamed, me)?.message).toContain('para +55 (11) 98765-4321 (#7)');
+  });
+
+  it('says nothing to anyone else, nor of a schedule sent or canceled, nor for other events', () => {
+    expect(scheduleFailureFor(settled(failed()), agentUser({ id: 'b'.repeat(24) }))).toBeNull();
+    expect(scheduleFailureFor(settled(failed({ status: 'sent', reason: null })), me)).toBeNull();
+    expect(scheduleFailureFor(settled(failed({ status: 'canceled', reason: 'finalized' })), me)).toBeNull();
+    expect(scheduleFailureFor(ev('ticket.finalized', { ticket: held, data: { schedule: failed() } }), me)).toBeNull();
+    // Not an alert of the toggle's kind (sound, desktop, the tab's count).
+    expect(alertFor(settled(failed()), me)).toBeNull();
   });
 });

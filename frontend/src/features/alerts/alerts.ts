@@ -93,6 +93,25 @@ function connectionDropped(event: RealtimeEvent, before: ConnectionStates): Aler
   };
 }
 
+/** A scheduled message the server could not send, told to its author in the app (a toast on any
+ * screen, whatever the alerts toggle says: the reply the client expects did not go out). Sent or
+ * canceled ones say nothing (the strip's chip shows them). Once per schedule: the key is its id. */
+export type ScheduleFailure = { key: string; ticketId: string; message: string };
+
+export function scheduleFailureFor(event: RealtimeEvent, user: User): ScheduleFailure | null {
+  const schedule = event.data?.schedule;
+  if (event.event !== 'scheduled.settled' || !schedule) return null;
+  if (schedule.status !== 'failed' || schedule.author_id !== user.id) return null;
+  const ticket = event.ticket?.id === schedule.ticket_id ? event.ticket : null;
+  const who = clientLabel(schedule.client_name || ticket?.client_name || '', ticket?.client_phone ?? '');
+  const reason = (schedule.reason && t.ticket.schedule.failedReason[schedule.reason]) || null;
+  return {
+    key: `schedule-failed:${schedule.id}`,
+    ticketId: schedule.ticket_id,
+    message: t.alerts.scheduleFailed(who, schedule.ticket_number ?? ticket?.number ?? null, reason),
+  };
+}
+
 /** Pending alerts per ticket; opening a ticket clears its own. */
 export type Pending = ReadonlyMap<string, number>;
 

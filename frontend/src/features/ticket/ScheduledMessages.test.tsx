@@ -195,42 +195,58 @@ describe('Mensagens agendadas (the list)', () => {
     await waitFor(() => expect(screen.getByTestId('schedule-status')).toHaveTextContent('Enviada'));
   });
 
-  it("reads the list again when a message of the ticket arrives live (a sent schedule is one), and on a finalize", async () => {
-    class FakeSocket {
-      static last: FakeSocket | null = null;
-      readyState = 0;
-      onmessage: ((ev: { data: string }) => void) | null = null;
-      onclose: unknown = null;
-      constructor() {
-        FakeSocket.last = this;
-      }
-      send() {}
-      close() {}
-      frame(data: object) {
-        act(() => this.onmessage?.({ data: JSON.stringify(data) }));
-      }
-    }
-    vi.stubGlobal('WebSocket', FakeSocket);
-    let items = [schedule(1)];
+  it('turns the chip on scheduled.settled though a read taken before it is still in flight, and reads it on a finalize', async () => {
+    const socket = fakeSocket();
+    let items = [schedule(1), schedule(2, { body: 'outra', send_at: '2099-12-07T18:30:00Z' })];
     const calls = mockApi(({ path }) => (path === SCHEDULES ? { body: { items, next_cursor: null } } : common(path)));
     const reads = () => calls.filter((c) => c.path === SCHEDULES).length;
-    renderApp(<Harness />);
-    await screen.findByTestId('scheduled-message');
-    await waitFor(() => expect(FakeSocket.last).not.toBeNull());
-    FakeSocket.last!.frame({ type: 'hello', seq: 1, heartbeat: 25 });
-    await waitFor(() => expect(screen.getByTestId('schedule-status')).toHaveTextContent('Agendada'));
+    // The list's answers can be held back, as a slow server would (each read as it was when asked).
+    const answered = globalThis.fetch;
+    let gate: Promise<void> | null = null;
+    let open = () => {};
+    vi.stubGlobal('fetch', async (input: RequestInfo | URL, init?: RequestInit) => {
+      const answer = answered(input, init);
+      const held = gate;
+      if (held && new URL(input instanceof Request ? input.url : String(input)).pathname === SCHEDULES) await held;
+      return answer;
+    });
+    const { client } = renderApp(<Harness />);
+    await screen.findAllByTestId('scheduled-message');
+    await waitFor(() => expect(socket.last).not.toBeNull());
+    socket.last!.frame({ type: 'hello', seq: 1, heartbeat: 25 });
+    const chips = () => screen.getAllByTestId('schedule-status').map((chip) => chip.textContent);
+    await waitFor(() => expect(chips()).toEqual(['Agendada', 'Agendada']));
     const before = reads();
 
-    items = [schedule(1, { status: 'sent', message_id: 'f'.repeat(24) })];
-    const sent = messageFixture(held.id, 9, { id: 'f'.repeat(24), direction: 'out', sender_type: 'agent', body: 'agendada 1', status: 'pending' });
-    FakeSocket.last!.frame({ type: 'event', seq: 2, event: 'message.created', at: sent.created_at, ticket: null, message: sent, connection: null });
-    await waitFor(() => expect(screen.getByTestId('schedule-status')).toHaveTextContent('Enviada'));
-    expect(reads()).toBe(before + 1);
+    // A message of the ticket no longer reads the list: the schedule's own event says what became of it.
+    const reply = messageFixture(held.id, 9, { id: 'f'.repeat(24), direction: 'out', sender_type: 'agent', body: 'oi', status: 'pending' });
+    socket.last!.frame({ type: 'event', seq: 2, event: 'message.created', at: reply.created_at, ticket: null, message: reply, connection: null });
+    await new Promise((r) => setTimeout(r, 20));
+    expect(reads()).toBe(before);
+
+    // A read (the poll) asks while the first one still waits; its answer is held back.
+    gate = new Promise((resolve) => (open = resolve));
+    void client.invalidateQueries({ queryKey: ['ticket', held.id, 'scheduled'] });
+    await waitFor(() => expect(reads()).toBe(before + 1));
+
+    const failed = schedule(1, { status: 'failed', reason: 'connection_disconnected', settled_at: '2026-12-01T13:00:00Z' });
+    items = [failed, items[1]];
+    socket.last!.frame({ type: 'event', seq: 3, event: 'scheduled.settled', at: '2026-12-01T13:00:00Z', ticket: held, message: null, connection: null, data: { schedule: failed } });
+    // Shown from the event itself, while no read has answered.
+    await waitFor(() => expect(chips()).toEqual(['Falhou: conexão desconectada', 'Agendada']));
+    expect(screen.getByText('1 aguardando')).toBeInTheDocument();
+    expect(reads()).toBe(before + 2); // read again after the event
+    gate = null;
+    open(); // the read taken before the event lands late: ignored
+    await new Promise((r) => setTimeout(r, 50));
+    expect(chips()).toEqual(['Falhou: conexão desconectada', 'Agendada']);
+    expect(reads()).toBe(before + 2);
 
     // Finalized elsewhere: its waiting schedules were canceled with it.
-    items = [schedule(1, { status: 'sent' }), schedule(2, { status: 'canceled', reason: 'finalized' })];
+    items = [failed, schedule(2, { status: 'canceled', reason: 'finalized' })];
     await userEvent.click(screen.getByRole('button', { name: 'finalizar' }));
-    await waitFor(() => expect(reads()).toBe(before + 2));
+    await waitFor(() => expect(reads()).toBe(before + 3));
+    await waitFor(() => expect(chips()).toEqual(['Falhou: conexão desconectada', 'Cancelada (atendimento finalizado)']));
   });
 
   it("offers cancel on another agent's schedule only to whoever holds the ticket now", async () => {
@@ -293,6 +309,26 @@ describe('scheduled helpers', () => {
     expect(scheduleStatusLabel({ status: 'canceled', reason: null })).toBe('Cancelada');
   });
 });
+
+/** A WebSocket the test speaks through: `last.frame(...)` delivers a server frame. */
+function fakeSocket() {
+  class FakeSocket {
+    static last: FakeSocket | null = null;
+    readyState = 0;
+    onmessage: ((ev: { data: string }) => void) | null = null;
+    onclose: unknown = null;
+    constructor() {
+      FakeSocket.last = this;
+    }
+    send() {}
+    close() {}
+    frame(data: object) {
+      act(() => this.onmessage?.({ data: JSON.stringify(data) }));
+    }
+  }
+  vi.stubGlobal('WebSocket', FakeSocket);
+  return FakeSocket;
+}
 
 /** The list in a ticket the test finalizes, as a realtime frame would. */
 function Harness() {

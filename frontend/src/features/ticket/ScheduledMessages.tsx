@@ -8,7 +8,6 @@ import { useMe } from '../../auth/session';
 import { t } from '../../i18n/pt-BR';
 import { formatDayTime } from '../../lib/format';
 import { keys } from '../../realtime/cache';
-import { useRealtimeEvents } from '../../realtime/RealtimeProvider';
 import { ClockIcon } from './icons';
 import { STATUS_COLOR, scheduleStatusLabel, useScheduledMessages } from './scheduled';
 
@@ -40,10 +39,8 @@ export function ScheduledMessages({ ticket }: { ticket: Ticket }) {
     firstStatus.current = status;
     void client.invalidateQueries({ queryKey: keys.scheduled(ticket.id), exact: true });
   }, [status, client, ticket.id]);
-  // A sent schedule arrives as an ordinary message of the thread: the moment to read the list.
-  useRealtimeEvents((event) => {
-    if (event.event === 'message.created' && event.message?.ticket_id === ticket.id && anyWaiting) refresh();
-  });
+  // A schedule sent, canceled or failed is announced live (`scheduled.settled`): realtime/cache.ts
+  // `applySchedule` turns its chip and reads the list again; the poll (./scheduled.ts) is the fallback.
 
   const cancel = useMutation({
     mutationFn: (schedule: ScheduledMessage) =>

@@ -5,13 +5,15 @@ import { t } from '../../i18n/pt-BR';
 import { keys } from '../../realtime/cache';
 
 /** Scheduled messages ("Agendar mensagem"): a reply the holder writes now and the server sends at
- * `send_at` (backend/scheduled). Nothing announces a schedule's outcome live: a sent one shows up
- * as an ordinary message of the thread, so the list is read again on that and polled meanwhile. */
+ * `send_at` (backend/scheduled). Its outcome (sent, canceled, failed) is announced live
+ * (`scheduled.settled`, applied by realtime/cache.ts `applySchedule`); the list is also polled
+ * while one waits, a fallback should that event never come. */
 
-/** A waiting schedule is looked at this often, to see it turn "Enviada" with no event to say so. */
+/** A waiting schedule is looked at this often, to see it settle should its event never come. */
 export const POLL_MS = 30_000;
-/** Once one falls due, the server's pass settles it within seconds: looked at this often, for a while. */
-export const DUE_POLL_MS = 2_000;
+/** Once one falls due, the server's pass settles it within seconds and says so live: looked at
+ * this often for a while all the same (only a fallback now, so not every 2 s). */
+export const DUE_POLL_MS = 5_000;
 const DUE_FAST_FOR_MS = 60_000;
 const AFTER_DUE_MS = 1_000;
 
