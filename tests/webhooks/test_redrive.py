@@ -80,6 +80,13 @@ async def test_a_delivery_failed_on_errors_that_pass_is_run_again_by_the_sweep_u
         return bodies or None
 
     assert await wait_for(filed, timeout=20) == ["meu pedido não chegou"]
+
+    async def outcome_written() -> bool:
+        # The thread shows the message a moment before the sweep writes the delivery's outcome
+        # and ends its wait: read them once both are written.
+        raw = await db.webhook_events_raw.find_one({"_id": raw_id})
+        return raw["status"] != "failed" and (await waiting() or {}).get("applied_at") is not None
+
+    await wait_for(outcome_written)
     raw = await db.webhook_events_raw.find_one({"_id": raw_id})
     assert raw["status"] == "processed", raw
-    assert (await waiting() or {}).get("applied_at") is not None
