@@ -1,4 +1,4 @@
-import { render } from '@testing-library/react';
+import { act, render } from '@testing-library/react';
 import type { ReactElement } from 'react';
 import { MemoryRouter, Route, Routes } from 'react-router';
 import { vi } from 'vitest';
@@ -45,6 +45,29 @@ export function stubWebSocket() {
     close() {}
   }
   vi.stubGlobal('WebSocket', Silent);
+}
+
+/** A socket the test speaks through as the server would: `ServerSocket.last.frame(...)` delivers a
+ * server frame to the socket the app opened most recently. */
+export class ServerSocket {
+  static last: ServerSocket | null = null;
+  readyState = 0;
+  onmessage: ((ev: { data: string }) => void) | null = null;
+  onclose: unknown = null;
+  constructor() {
+    ServerSocket.last = this;
+  }
+  send() {}
+  close() {}
+  frame(data: object) {
+    act(() => this.onmessage?.({ data: JSON.stringify(data) }));
+  }
+}
+
+export function stubServerSocket(): typeof ServerSocket {
+  ServerSocket.last = null;
+  vi.stubGlobal('WebSocket', ServerSocket);
+  return ServerSocket;
 }
 
 export function signIn(user: User, token = 'test-token') {

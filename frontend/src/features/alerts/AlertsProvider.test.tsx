@@ -1,25 +1,9 @@
-import { act, screen, waitFor, within } from '@testing-library/react';
+import { screen, waitFor, within } from '@testing-library/react';
 import userEvent from '@testing-library/user-event';
-import { beforeEach, describe, expect, it, vi } from 'vitest';
+import { beforeEach, describe, expect, it } from 'vitest';
 import type { ScheduledMessage, User } from '../../api/types';
-import { agentUser, mockApi, renderApp, signIn, ticketFixture } from '../../test/utils';
+import { ServerSocket, agentUser, mockApi, renderApp, signIn, stubServerSocket, ticketFixture } from '../../test/utils';
 import { AlertsProvider } from './AlertsProvider';
-
-/** A socket the test speaks through, as the server would. */
-class FakeSocket {
-  static last: FakeSocket | null = null;
-  readyState = 0;
-  onmessage: ((ev: { data: string }) => void) | null = null;
-  onclose: unknown = null;
-  constructor() {
-    FakeSocket.last = this;
-  }
-  send() {}
-  close() {}
-  frame(data: object) {
-    act(() => this.onmessage?.({ data: JSON.stringify(data) }));
-  }
-}
 
 const ana = agentUser({ name: 'Ana Agente' });
 const bruno = agentUser({ id: 'b'.repeat(24), name: 'Bruno' });
@@ -51,8 +35,7 @@ const settled = (s: ScheduledMessage) => {
 };
 
 async function signedInAs(user: User) {
-  FakeSocket.last = null;
-  vi.stubGlobal('WebSocket', FakeSocket);
+  stubServerSocket();
   signIn(user);
   mockApi(({ path }) => (path === '/api/v1/auth/me' ? { body: user } : undefined));
   renderApp(
@@ -61,9 +44,9 @@ async function signedInAs(user: User) {
     </AlertsProvider>,
     { path: '/', route: '/' },
   );
-  await waitFor(() => expect(FakeSocket.last).not.toBeNull());
-  FakeSocket.last!.frame({ type: 'hello', seq: 1, heartbeat: 25 });
-  return FakeSocket.last!;
+  await waitFor(() => expect(ServerSocket.last).not.toBeNull());
+  ServerSocket.last!.frame({ type: 'hello', seq: 1, heartbeat: 25 });
+  return ServerSocket.last!;
 }
 
 const TEXT = 'Mensagem agendada não enviada para Maria Cliente (#42): conexão desconectada';

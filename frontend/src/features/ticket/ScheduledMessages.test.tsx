@@ -1,9 +1,9 @@
-import { act, fireEvent, screen, waitFor, within } from '@testing-library/react';
+import { fireEvent, screen, waitFor, within } from '@testing-library/react';
 import userEvent from '@testing-library/user-event';
 import { beforeEach, describe, expect, it, vi } from 'vitest';
 import { useState } from 'react';
 import type { ScheduledMessage } from '../../api/types';
-import { agentUser, messageFixture, mockApi, renderApp, signIn, stubWebSocket, ticketFixture } from '../../test/utils';
+import { agentUser, messageFixture, mockApi, renderApp, signIn, stubServerSocket, stubWebSocket, ticketFixture } from '../../test/utils';
 import { Composer } from './Composer';
 import { ScheduledMessages } from './ScheduledMessages';
 import { TicketView } from './TicketView';
@@ -196,7 +196,7 @@ describe('Mensagens agendadas (the list)', () => {
   });
 
   it('turns the chip on scheduled.settled though a read taken before it is still in flight, and reads it on a finalize', async () => {
-    const socket = fakeSocket();
+    const socket = stubServerSocket();
     let items = [schedule(1), schedule(2, { body: 'outra', send_at: '2099-12-07T18:30:00Z' })];
     const calls = mockApi(({ path }) => (path === SCHEDULES ? { body: { items, next_cursor: null } } : common(path)));
     const reads = () => calls.filter((c) => c.path === SCHEDULES).length;
@@ -309,26 +309,6 @@ describe('scheduled helpers', () => {
     expect(scheduleStatusLabel({ status: 'canceled', reason: null })).toBe('Cancelada');
   });
 });
-
-/** A WebSocket the test speaks through: `last.frame(...)` delivers a server frame. */
-function fakeSocket() {
-  class FakeSocket {
-    static last: FakeSocket | null = null;
-    readyState = 0;
-    onmessage: ((ev: { data: string }) => void) | null = null;
-    onclose: unknown = null;
-    constructor() {
-      FakeSocket.last = this;
-    }
-    send() {}
-    close() {}
-    frame(data: object) {
-      act(() => this.onmessage?.({ data: JSON.stringify(data) }));
-    }
-  }
-  vi.stubGlobal('WebSocket', FakeSocket);
-  return FakeSocket;
-}
 
 /** The list in a ticket the test finalizes, as a realtime frame would. */
 function Harness() {
