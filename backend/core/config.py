@@ -224,6 +224,7 @@ class Settings(BaseSettings):
     REALTIME_QUEUE_SIZE: int = Field(default=1000, ge=1)
     REALTIME_REPLAY_MAX: int = Field(default=5000, ge=0)
     REALTIME_POLL_SECONDS: float = Field(default=2.0, gt=0)
+    REALTIME_BUS_PING_SECONDS: float = Field(default=5.0, gt=0)
 
     # Local FerretDB used when MONGO_URL is empty (backend/devtools/ferretdb.py). Empty listen
     # address: a free loopback port chosen per data directory and recorded in it, so checkouts

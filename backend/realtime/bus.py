@@ -4,6 +4,15 @@ A notice carries the record itself, so other processes usually deliver without a
 pub/sub is at-most-once, though, so nothing relies on it: the hub orders by seq, reads any record
 it was not handed, and polls the tail (see hub.py). Redis being down therefore only slows
 cross-process delivery to the poll interval; it never fails or delays a domain write.
+
+A subscriber connection can also go silent without closing (a Redis that hangs, a failover or a
+middlebox that drops the flow but leaves the socket open). Nothing is written on it, so the kernel
+never notices, and the hub, believing the bus up, would poll rarely (QUIET_POLL_FACTOR) and hear
+no access change from other processes. So the listener treats silence as a fault: past
+`ping_seconds` without a frame it sends a PING, and when no frame at all (the PONG or a notice)
+came within BUS_TIMEOUT_SECONDS more, it drops the connection and subscribes again, falling back
+to frequent polls meanwhile. redis-py's own `health_check_interval` sends such a PING but never
+checks that its answer came.
 """
 
 import asyncio
@@ -27,11 +36,16 @@ def encode(origin: str, record: dict[str, Any]) -> str:
     return json.dumps({"o": origin, "r": record}, separators=(",", ":"), default=json_default)
 
 
+class BusSilent(Exception):
+    """The subscriber connection answered nothing, not even a PING, for too long."""
+
+
 class RedisBus:
-    def __init__(self, url: str, channel: str, hub: Hub | None) -> None:
+    def __init__(self, url: str, channel: str, hub: Hub | None, *, ping_seconds: float = 5.0) -> None:
         self.url = url
         self.channel = channel
         self.hub = hub
+        self.ping_seconds = ping_seconds
         self.origin = uuid.uuid4().hex
         self._pub = redis.Redis.from_url(
             url, socket_timeout=PUBLISH_TIMEOUT_SECONDS, socket_connect_timeout=PUBLISH_TIMEOUT_SECONDS
@@ -86,27 +100,27 @@ class RedisBus:
             log.warning("undecodable realtime notice", error=str(exc))
 
     async def _listen(self) -> None:
-        backoff = 0.2
+        backoff, lost = 0.2, False
         while True:
             sub = redis.Redis.from_url(self.url, socket_connect_timeout=PUBLISH_TIMEOUT_SECONDS)
             pubsub = sub.pubsub()
             try:
                 await pubsub.subscribe(self.channel)
-                if backoff > 0.2:
-                    log.info("realtime bus reconnected")
                 assert self.hub is not None
                 self.hub.bus_connected = True
                 self.hub.poke_all()  # whatever was announced while we were away: read it now
+                if lost:
+                    log.info("realtime bus reconnected")
+                    self.hub.recheck_all()  # and the access changes whose notices went with it
+                    lost = False
                 backoff = 0.2
-                while True:
-                    message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
-                    if message is not None and message.get("type") == "message":
-                        self._handle(message["data"])
+                await self._receive(pubsub)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 if self.hub is not None:
                     self.hub.bus_connected = False  # back to frequent tail polls until it returns
+                lost = True
                 metrics.ERRORS.labels("bus_listen").inc()
                 log.warning("realtime bus down; retrying", error=str(exc), retry_in=backoff)
                 await asyncio.sleep(backoff)
@@ -115,6 +129,26 @@ class RedisBus:
                 with suppress(Exception):  # closing a broken connection may fail again; nothing to keep
                     await pubsub.aclose()  # type: ignore[no-untyped-call]
                     await sub.aclose()
+
+    async def _receive(self, pubsub: Any) -> None:
+        """Hands every notice to the hub until the connection fails or stays silent (module
+        docstring): a frame of any kind proves it alive."""
+        loop = asyncio.get_running_loop()
+        heard = pinged = loop.time()
+        wait = min(1.0, self.ping_seconds)
+        while True:
+            message = await pubsub.get_message(ignore_subscribe_messages=False, timeout=wait)
+            now = loop.time()
+            if message is not None:
+                heard = now
+                if message.get("type") == "message":
+                    self._handle(message["data"])
+                continue
+            if now - heard >= self.ping_seconds + PUBLISH_TIMEOUT_SECONDS:
+                raise BusSilent(f"no frame from Redis for {now - heard:.1f} s, PING unanswered")
+            if now - heard >= self.ping_seconds and now - pinged >= self.ping_seconds:
+                pinged = now
+                await asyncio.wait_for(pubsub.ping(), PUBLISH_TIMEOUT_SECONDS)
 
     async def close(self) -> None:
         if self._listener is not None:

@@ -146,6 +146,7 @@ class TenantFeed:
     known: int = 0  # highest seq known to be stored
     recent: dict[int, Entry] = field(default_factory=dict)
     wake: asyncio.Event = field(default_factory=asyncio.Event)
+    read_tail: bool = False  # the next wake reads the stored tail, as a poll would (Hub.poke_all)
     ready: asyncio.Future[None] | None = None
     pump: asyncio.Task[None] | None = None
     linger: asyncio.TimerHandle | None = None  # set while the tenant has no socket here
@@ -200,9 +201,18 @@ class Hub:
             if user_id is None or sub.actor.id == user_id:
                 sub.recheck()
 
-    def poke_all(self) -> None:
-        """After the bus was down, every tenant checks its tail now rather than at its next poll."""
+    def recheck_all(self) -> None:
+        """After the bus was down, access changes announced meanwhile were lost with their notices:
+        every socket here re-reads its user now rather than at its next periodic re-check."""
         for tenant in self.tenants.values():
+            for sub in list(tenant.subs):
+                sub.recheck()
+
+    def poke_all(self) -> None:
+        """After the bus was down, every tenant checks its tail now rather than at its next poll:
+        what was announced while it was away is known to no one here."""
+        for tenant in self.tenants.values():
+            tenant.read_tail = True
             tenant.wake.set()
 
     def _known(self, tenant: TenantFeed, seq: int) -> None:
@@ -342,8 +352,11 @@ class Hub:
                 try:
                     await asyncio.wait_for(tenant.wake.wait(), poll)
                 except TimeoutError:
+                    tenant.read_tail = True
+                if tenant.read_tail:
                     # Safety net for lost notices: is anything stored past what we delivered?
                     tail = await records.latest(self.db, tenant.reseller_id, start=tenant.delivered)
+                    tenant.read_tail = False  # not before: a failed read is tried again at once
                     if tail > tenant.known:
                         metrics.POLL_RECOVERED.inc(tail - tenant.known)
                         tenant.known = tail

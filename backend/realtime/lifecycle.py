@@ -28,7 +28,9 @@ async def running(db: Database, settings: Settings) -> AsyncIterator[Hub]:
     feed.register_sink(db, hub)
     bus = None
     if settings.REDIS_URL:
-        bus = RedisBus(settings.REDIS_URL, settings.REALTIME_CHANNEL, hub)
+        bus = RedisBus(
+            settings.REDIS_URL, settings.REALTIME_CHANNEL, hub, ping_seconds=settings.REALTIME_BUS_PING_SECONDS
+        )
         bus.start()
         feed.register_sink(db, bus)
     restore = _close_sockets_on_signal(hub)

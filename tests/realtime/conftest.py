@@ -249,6 +249,14 @@ async def open_socket(url: str, **kwargs: Any) -> Socket:
     return Socket(conn)
 
 
+async def open_greeted(url: str, sockets: list[Socket]) -> Socket:
+    """A socket that got its hello, closed after the test by the `sockets` fixture's list."""
+    s = await open_socket(url)
+    sockets.append(s)
+    assert (await s.next())["type"] == "hello"
+    return s
+
+
 @pytest.fixture
 async def sockets() -> AsyncIterator[list[Socket]]:
     """Every socket a test opens through this list is closed after it."""

@@ -13,14 +13,7 @@ from pymongo.errors import AutoReconnect
 
 from backend.realtime import records
 from tests.factories import make_tenant, make_ticket
-from tests.realtime.conftest import SERVER_OPTIONS, Server, Socket, bearer, open_socket, start_server
-
-
-async def _hello(url: str, sockets: list[Socket]) -> Socket:
-    s = await open_socket(url)
-    sockets.append(s)
-    assert (await s.next())["type"] == "hello"
-    return s
+from tests.realtime.conftest import SERVER_OPTIONS, Server, Socket, bearer, open_greeted, open_socket, start_server
 
 
 async def test_a_password_change_closes_open_sockets_and_refuses_the_old_token(
@@ -29,7 +22,7 @@ async def test_a_password_change_closes_open_sockets_and_refuses_the_old_token(
     tenant = await make_tenant(client, admin_headers, agents=1)
     agent = tenant.agents[0]
     old = bearer(agent["headers"])
-    on_each = [await _hello(server.ws_url(old), sockets) for server in servers]
+    on_each = [await open_greeted(server.ws_url(old), sockets) for server in servers]
     r = await client.patch(f"/api/v1/users/{agent['id']}", json={"password": "new-pass-123"}, headers=tenant.headers)
     assert r.status_code == 200, r.text
     for s in on_each:  # told at once through Redis (the periodic re-check is an hour away here)
@@ -38,7 +31,7 @@ async def test_a_password_change_closes_open_sockets_and_refuses_the_old_token(
     assert await s.close_code() == 4401
     r = await client.post("/api/v1/auth/login", json={"email": agent["email"], "password": "new-pass-123"})
     assert r.status_code == 200
-    await _hello(servers[1].ws_url(r.json()["access_token"]), sockets)
+    await open_greeted(servers[1].ws_url(r.json()["access_token"]), sockets)
 
 
 async def test_a_token_from_before_a_deactivation_does_not_open_a_socket_after_reactivation(
@@ -73,7 +66,7 @@ async def test_a_socket_is_closed_with_4401_when_its_token_expires(
         async with httpx.AsyncClient(base_url=server.http, timeout=30) as http:
             r = await http.post("/api/v1/auth/login", json={"email": agent["email"], "password": "agent-pass-1"})
             assert r.status_code == 200 and r.json()["expires_in"] == 12, r.text
-        s = await _hello(server.ws_url(r.json()["access_token"]), sockets)
+        s = await open_greeted(server.ws_url(r.json()["access_token"]), sockets)
         assert await s.close_code() == 4401
     finally:
         server.stop()
@@ -124,6 +117,6 @@ async def test_a_database_error_on_a_tenants_first_socket_does_not_poison_its_fe
     assert await first.close_code() == 1013  # try again
     assert failures == [tenant.id]
     # The next socket starts the feed afresh and gets events.
-    s = await _hello(url, sockets)
+    s = await open_greeted(url, sockets)
     await make_ticket(client, tenant)
     assert [e["event"] for e in await s.until_seq(2)] == ["ticket.created", "message.created"]

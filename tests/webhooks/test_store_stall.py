@@ -1,6 +1,6 @@
 """A store connection that stops answering in the middle of a delivery (MONGO_SOCKET_TIMEOUT_MS).
 
-The backend reaches the store through a relay (tests/store_proxy.py) that leaves the connection
+The backend reaches the store through a relay (tests/tcp_relay.py) that leaves the connection
 carrying the message's insert open and silent: the insert never arrives, or it runs and its answer
 never comes back. Before the socket timeout, the processor's lane waited on that connection for as
 long as the kernel kept it (forever for a live peer): the client's message and every later message
@@ -16,7 +16,7 @@ import pytest
 from backend.webhooks.service import message_id_for
 from tests.factories import make_tenant, unique_phone
 from tests.fakes.harness import FakeEvolution, make_connection, wait_for
-from tests.store_proxy import Lose, StoreProxy, command_marker
+from tests.tcp_relay import Lose, StoreProxy, command_marker
 from tests.webhooks.evolution_shapes import pn_key, token, upsert
 
 HOOK = "/api/v1/webhooks/whatsapp"

@@ -1,12 +1,13 @@
-"""A TCP relay in front of the store whose connections can be made to stop answering.
+"""A TCP relay in front of a server (the store, Redis) whose connections can be made to stop answering.
 
-A real store behind it, a real socket in front: what the backend's client meets when one of its
-connections goes half-open (a hung server, a failover or a middlebox that left the socket open
-while nothing comes back). `stall_next(marker)` waits for the next request containing `marker`
-(a command's bytes on the wire, e.g. b"\\x02insert\\x00\\t\\x00\\x00\\x00messages\\x00") and
-then stalls that connection for good: its request is swallowed (`lose="request"`: the command
-never runs) or delivered with its reply swallowed (`lose="reply"`: it runs, the caller never
-hears). Every other connection, and every later one, relays normally.
+A real server behind it, a real socket in front: what a client meets when one of its connections
+goes half-open (a hung server, a failover or a middlebox that left the socket open while nothing
+comes back). `stall_next(marker)` waits for the next request containing `marker` (e.g. a store
+command's bytes on the wire, b"\\x02insert\\x00\\t\\x00\\x00\\x00messages\\x00") and then stalls
+that connection for good: its request is swallowed (`lose="request"`: the command never runs) or
+delivered with its reply swallowed (`lose="reply"`: it runs, the caller never hears).
+`stall_open()` stalls every connection open now, both ways. Every other connection, and every
+later one, relays normally.
 """
 
 import asyncio
@@ -38,13 +39,12 @@ class _Link:
     stalled: bool = False
 
 
-class StoreProxy:
-    def __init__(self, mongo_url: str) -> None:
-        host, port = parse_uri(mongo_url)["nodelist"][0]
+class TcpRelay:
+    def __init__(self, host: str, port: int) -> None:
         self.target = (host, port)
-        self.url_of_store = mongo_url
         self.server: asyncio.Server | None = None
         self.trap: _Trap | None = None
+        self.links: list[_Link] = []  # every connection relayed so far, in order
         self.tasks: set[asyncio.Task[None]] = set()
         self.writers: set[asyncio.StreamWriter] = set()
 
@@ -52,24 +52,22 @@ class StoreProxy:
         self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
 
     @property
-    def url(self) -> str:
-        """The store's URL with this relay as its only host (a direct connection: a replica set's
-        members would otherwise be reached by the addresses they advertise, past the relay)."""
+    def port(self) -> int:
         assert self.server is not None
-        port = self.server.sockets[0].getsockname()[1]
-        parts = urlsplit(self.url_of_store)
-        credentials = parts.netloc.rpartition("@")[0]
-        netloc = f"{credentials}@127.0.0.1:{port}" if credentials else f"127.0.0.1:{port}"
-        options = [
-            o for o in parts.query.split("&") if o and not o.lower().startswith(("replicaset=", "directconnection="))
-        ]
-        query = "&".join([*options, "directConnection=true"])
-        return f"{parts.scheme}://{netloc}{parts.path or '/'}?{query}"
+        port: int = self.server.sockets[0].getsockname()[1]
+        return port
 
     def stall_next(self, marker: bytes, *, lose: Lose) -> asyncio.Event:
         """Arms the trap; the event is set once a connection has been stalled by it."""
         self.trap = _Trap(marker, lose)
         return self.trap.sprung
+
+    def stall_open(self) -> int:
+        """Every connection open now stops relaying, both ways, and stays open. Returns how many
+        connections have been made so far (a later one is a reconnection)."""
+        for link in self.links:
+            link.stalled = True
+        return len(self.links)
 
     async def close(self) -> None:
         if self.server is not None:
@@ -84,6 +82,7 @@ class StoreProxy:
         up_reader, up_writer = await asyncio.open_connection(*self.target)
         self.writers.update((writer, up_writer))
         link = _Link()
+        self.links.append(link)
         pumps = [
             asyncio.ensure_future(self._requests(reader, up_writer, link)),
             asyncio.ensure_future(self._replies(up_reader, writer, link)),
@@ -122,3 +121,23 @@ class StoreProxy:
                 continue
             out.write(chunk)
             await out.drain()
+
+
+class StoreProxy(TcpRelay):
+    def __init__(self, mongo_url: str) -> None:
+        host, port = parse_uri(mongo_url)["nodelist"][0]
+        super().__init__(host, port)
+        self.url_of_store = mongo_url
+
+    @property
+    def url(self) -> str:
+        """The store's URL with this relay as its only host (a direct connection: a replica set's
+        members would otherwise be reached by the addresses they advertise, past the relay)."""
+        parts = urlsplit(self.url_of_store)
+        credentials = parts.netloc.rpartition("@")[0]
+        netloc = f"{credentials}@127.0.0.1:{self.port}" if credentials else f"127.0.0.1:{self.port}"
+        options = [
+            o for o in parts.query.split("&") if o and not o.lower().startswith(("replicaset=", "directconnection="))
+        ]
+        query = "&".join([*options, "directConnection=true"])
+        return f"{parts.scheme}://{netloc}{parts.path or '/'}?{query}"
