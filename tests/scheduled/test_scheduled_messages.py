@@ -3,10 +3,12 @@ process. The background pass runs (every 0.2 s) but finds nothing due: every sch
 hour or more ahead, and each test runs the pass itself at a later `now` — except the one that
 moves a schedule's time into the past to see the background pass send it. The kills and the
 competitors (a cancel, a finalize, a second pass) are injected between the pass's claim and its
-send, and between its send and its status write."""
+send, and between its send and its status write; a finalize also between the pass's read of the
+ticket and its claim."""
 
 import asyncio
 import json
+import sys
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -253,6 +255,40 @@ async def test_finalizing_the_ticket_cancels_what_waits_and_keeps_what_a_pass_al
     assert await service.run_due(db, utcnow() + 3 * LATER) == 0
     assert await db.messages.find_one({"_id": service.message_id_of(waiting["id"])}) is None
     assert (await _sent_texts(evolution, phone))["fica para depois"] == 0
+
+
+async def test_a_finalize_between_the_pass_reading_the_ticket_open_and_its_claim_sends_nothing(
+    client: httpx.AsyncClient,
+    admin_headers: dict[str, str],
+    evolution: FakeEvolution,
+    db: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _, _, ticket_id, phone, agent = await _setup(client, admin_headers, evolution, db)
+    due = await _schedule(client, ticket_id, agent, "chegou tarde demais")
+    real_read = service.tickets.get_internal
+    finalized: list[int] = []
+
+    async def read_then_finalize(db_: Any, wanted: str) -> Any:
+        found = await real_read(db_, wanted)
+        if sys._getframe(1).f_code.co_name == "deliver" and not finalized:
+            # The pass has just seen the ticket open and will claim "sent" next; the finalize
+            # (and its hook, which claims "finalized") lands first.
+            assert found is not None and found.status != "finalizado"
+            r = await client.post(f"/api/v1/tickets/{ticket_id}/finalize", headers=agent)
+            finalized.append(r.status_code)
+        return found
+
+    monkeypatch.setattr(service.tickets, "get_internal", read_then_finalize)
+    assert await service.run_due(db, utcnow() + LATER) == 1
+    assert finalized == [200]
+    settled = await db.scheduled_messages.find_one({"_id": due["id"]})
+    assert settled["status"] == "canceled" and settled["reason"] == "finalized"
+    assert await db.messages.find_one({"_id": service.message_id_of(due["id"])}) is None
+    assert await db.outbox.find_one({"message_id": service.message_id_of(due["id"])}) is None
+    assert await service.run_due(db, utcnow() + 2 * LATER) == 0  # settled: no pass takes it again
+    await asyncio.sleep(0.5)  # the outbox worker's turn: it has nothing of this schedule to send
+    assert (await _sent_texts(evolution, phone))["chegou tarde demais"] == 0
 
 
 async def test_a_schedule_due_while_its_connection_is_off_fails_with_the_reason(
