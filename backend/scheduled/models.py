@@ -22,8 +22,12 @@ class ScheduledMessage(StoredModel):
     body: str
     send_at: datetime
     status: ScheduleStatus
-    reason: str | None = None  # why it was canceled or failed: "canceled", "finalized", or the connection's block
+    # Why it was canceled or failed: "canceled", "finalized", "edited" (replaced by its edit),
+    # "edit_refused" (an edit that came after it stopped waiting), or the connection's block.
+    reason: str | None = None
     message_id: str | None = None  # the message it became, once sent
+    replaces: str | None = None  # the schedule this one's author edited into it (service.replace)
+    replaced_by: str | None = None  # once edited: the schedule that took its place
     created_at: datetime
     updated_at: datetime
     settled_at: datetime | None = None  # when it stopped being scheduled

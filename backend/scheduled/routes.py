@@ -55,3 +55,19 @@ async def cancel_scheduled_message(db: Db, actor: TenantStaffActor, schedule_id:
     """Its author, the ticket's holder or the reseller cancels it while it waits (409 once it was
     sent or failed; canceled again, it answers as it is)."""
     return await service.cancel(db, actor, schedule_id=schedule_id)
+
+
+@router.post(
+    "/scheduled-messages/{schedule_id}/replace",
+    status_code=201,
+    operation_id="scheduled_messages-replace",
+    responses=WITH_BODY | responses(404, 409),
+)
+async def replace_scheduled_message(
+    db: Db, actor: TenantStaffActor, schedule_id: str, body: ScheduledMessageCreate
+) -> ScheduledMessageRead:
+    """Its author edits a scheduled message still waiting: a new one (`replaces` names the old)
+    takes its place, with the same checks as scheduling now, and the old one is canceled
+    ("edited", `replaced_by` names the new). 409 once it was sent, canceled or failed: exactly one
+    of the two is ever sent."""
+    return await service.replace(db, actor, schedule_id=schedule_id, data=body)

@@ -24,6 +24,8 @@ class ScheduledMessageRead(ReadModel):
     author_id: str
     author_name: str
     message_id: str | None = None
+    replaces: str | None = None
+    replaced_by: str | None = None
     created_at: Timestamp
     settled_at: Timestamp | None = None
 

@@ -9,11 +9,19 @@ nothing can reach the client (the connection off or deactivated) fails the sched
 reason, shown to the agent, rather than send it hours late.
 
 Every outcome is decided once by one unique key per schedule (`OUTCOME`), claimed before any
-effect: "sent" by the due pass, "canceled" by a person, "finalized" or "unreachable:<why>" by the
-pass. A pass and a cancel at once, two passes in two processes, a pass killed anywhere: the key's
-first claimant decides, and the sending itself is idempotent (the message's id is derived from the
-schedule's, so a repeated send finds it stored and queues nothing twice). The schedule's `status`
+effect: "sent" by the due pass, "canceled" by a person, "edited:<id>" by its author's edit,
+"finalized" or "unreachable:<why>" by the pass. A pass and a cancel at once, two passes in two
+processes, a pass killed anywhere: the key's first claimant decides, and the sending itself is
+idempotent (the message's id is derived from the schedule's, so a repeated send finds it stored
+and queues nothing twice). The schedule's `status`
 is a projection of the key, written by whoever acts on it, and repaired by the next pass.
+
+An edit never rewrites a waiting schedule, which a pass may have read and be about to send: it
+stores the edited one first (`replaces`), then claims the old one's key for it. Claimed, the old
+one is canceled "edited"; lost (sent, canceled or finalized first), the edited one is canceled
+"edit_refused" and the edit answers 409. An edit killed between its two writes leaves both
+waiting, and the pass that takes the edited one first makes the same claim: one of the two is
+sent, never both.
 """
 
 import asyncio
@@ -48,6 +56,7 @@ log = structlog.get_logger()
 
 OUTCOME = "scheduled-outcome"
 SENT, CANCELED, FINALIZED, UNREACHABLE = "sent", "canceled", "finalized", "unreachable:"
+EDITED, EDIT_REFUSED = "edited:", "edit-refused"
 MIN_LEAD = timedelta(seconds=30)  # sooner than this is a reply: send it
 MAX_LEAD = timedelta(days=365)
 LIST_LIMIT = 200
@@ -62,6 +71,12 @@ def message_id_of(schedule_id: str) -> str:
 
 async def schedule(db: Database, actor: Actor, *, ticket_id: str, data: ScheduledMessageCreate) -> ScheduledMessageRead:
     """The person holding the ticket schedules a reply (the same checks as replying now)."""
+    return ScheduledMessageRead.of(await _store_new(db, actor, ticket_id=ticket_id, data=data))
+
+
+async def _store_new(
+    db: Database, actor: Actor, *, ticket_id: str, data: ScheduledMessageCreate, replaces: str | None = None
+) -> ScheduledMessage:
     ticket = await messages.held_for_reply(db, actor, ticket_id)
     now = utcnow()
     send_at = as_utc(data.send_at)
@@ -70,7 +85,9 @@ async def schedule(db: Database, actor: Actor, *, ticket_id: str, data: Schedule
     if send_at > now + MAX_LEAD:
         raise Unprocessable("send_at must be within a year")
     waiting = [
-        s for s in await repository.for_ticket(db, actor.scope, ticket.id, limit=LIST_LIMIT) if s.status == "scheduled"
+        s
+        for s in await repository.for_ticket(db, actor.scope, ticket.id, limit=LIST_LIMIT)
+        if s.status == "scheduled" and s.id != replaces
     ]
     if len(waiting) >= MAX_WAITING_PER_TICKET:
         raise Conflict(f"a ticket can have at most {MAX_WAITING_PER_TICKET} scheduled messages waiting")
@@ -87,11 +104,47 @@ async def schedule(db: Database, actor: Actor, *, ticket_id: str, data: Schedule
         body=data.body,
         send_at=send_at,
         status="scheduled",
+        replaces=replaces,
         created_at=now,
         updated_at=now,
     )
     await repository.insert(db, created)
-    return ScheduledMessageRead.of(created)
+    return created
+
+
+async def replace(
+    db: Database, actor: Actor, *, schedule_id: str, data: ScheduledMessageCreate
+) -> ScheduledMessageRead:
+    """Its author edits a schedule still waiting (text, time or both): a new schedule takes its
+    place, with the same checks as scheduling now (module docstring). 409 once it stopped waiting."""
+    found = await repository.get(db, actor.scope, schedule_id) if is_valid_id(schedule_id) else None
+    if found is None:
+        raise NotFound("scheduled message not found")
+    await tickets.get_visible_or_404(db, actor, ticket_id=found.ticket_id)
+    if actor.id != found.author_id:
+        raise Forbidden("only its author can edit a scheduled message")
+    if found.status != "scheduled":
+        raise Conflict({"message": "the scheduled message is no longer waiting", "status": found.status})
+    edited = await _store_new(db, actor, ticket_id=found.ticket_id, data=data, replaces=found.id)
+    if await _take_place(db, edited) != EDITED + edited.id:
+        current = await repository.get_internal(db, found.id)
+        raise Conflict({"message": "the scheduled message is no longer waiting", "status": (current or found).status})
+    return ScheduledMessageRead.of(edited)
+
+
+async def _take_place(db: Database, edited: ScheduledMessage) -> str:
+    """Claims the replaced schedule's outcome for `edited` and settles both as the key says: the
+    edit's second write, made by the edit or, should it have died before, by the first pass or
+    finalize hook that meets `edited`. Returns the replaced schedule's outcome."""
+    assert edited.replaces is not None
+    outcome, _ = await natural_keys.claim(db, OUTCOME, edited.reseller_id, edited.replaces, target=EDITED + edited.id)
+    replaced = await repository.get_internal(db, edited.replaces)
+    if replaced is not None:
+        await settle(db, replaced, outcome)
+    if outcome != EDITED + edited.id:
+        refused, _ = await natural_keys.claim(db, OUTCOME, edited.reseller_id, edited.id, target=EDIT_REFUSED)
+        await settle(db, edited, refused)
+    return outcome
 
 
 async def list_for_ticket(db: Database, actor: Actor, *, ticket_id: str) -> ScheduledMessagePage:
@@ -147,6 +200,10 @@ async def settle(db: Database, schedule: ScheduledMessage, outcome: str) -> Sche
         changes: dict[str, object] = {"status": "sent", "reason": None, "message_id": message_id_of(schedule.id)}
     elif outcome in (CANCELED, FINALIZED):
         changes = {"status": "canceled", "reason": outcome}
+    elif outcome.startswith(EDITED):
+        changes = {"status": "canceled", "reason": "edited", "replaced_by": outcome.removeprefix(EDITED)}
+    elif outcome == EDIT_REFUSED:
+        changes = {"status": "canceled", "reason": "edit_refused"}
     else:
         changes = {"status": "failed", "reason": outcome.removeprefix(UNREACHABLE)}
     if all(getattr(schedule, k) == v for k, v in changes.items()):
@@ -173,6 +230,10 @@ async def _announce(db: Database, schedule: ScheduledMessage) -> None:
 async def deliver(db: Database, schedule: ScheduledMessage) -> ScheduledMessage:
     """Sends a due schedule, or settles why it is not sent. Safe to repeat at any point."""
     outcome = await natural_keys.lookup(db, OUTCOME, schedule.reseller_id, schedule.id)
+    if outcome is None and schedule.replaces is not None and await _take_place(db, schedule) != EDITED + schedule.id:
+        # What it replaced was sent or settled first: _take_place settled this one ("edit_refused",
+        # or whatever claimed it before), and it never goes.
+        return await repository.get_internal(db, schedule.id) or schedule
     if outcome is None:
         ticket = await tickets.get_internal(db, schedule.ticket_id)
         if ticket is None or not is_open(ticket.status):

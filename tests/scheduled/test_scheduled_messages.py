@@ -380,6 +380,8 @@ async def test_the_tenant_list_shows_the_reseller_everyone_s_and_an_agent_their_
     assert (await client.get(url, headers=admin_headers)).status_code == 403
     assert (await client.get(url, params={"status": "lost"}, headers=agent)).status_code == 422
     assert (await client.get(url, params={"cursor": "nonsense"}, headers=agent)).status_code == 422
+    for left, by in ((mine[1], agent), (mine[2], agent), (theirs, second)):  # nothing left for later passes
+        assert (await client.post(f"/api/v1/scheduled-messages/{left['id']}/cancel", headers=by)).status_code == 200
 
 
 async def _schedule_at(
@@ -391,3 +393,130 @@ async def _schedule_at(
     assert r.status_code == 201, r.text
     created: dict[str, Any] = r.json()
     return created
+
+
+def _edit(schedule_id: str) -> str:
+    return f"/api/v1/scheduled-messages/{schedule_id}/replace"
+
+
+async def test_its_author_edits_a_waiting_schedule_and_only_the_edited_one_is_sent(
+    client: httpx.AsyncClient, admin_headers: dict[str, str], evolution: FakeEvolution, db: Any
+) -> None:
+    tenant, _, ticket_id, phone, agent = await _setup(client, admin_headers, evolution, db)
+    other = await make_tenant(client, admin_headers, agents=1)
+    old = await _schedule(client, ticket_id, agent, "texto antigo")
+    later = {"body": "texto novo", "send_at": _at(timedelta(hours=1, minutes=30))}
+    before = await db.scheduled_messages.count_documents({})
+    for headers, body, status in [
+        (other.headers, later, 404),  # another tenant
+        (tenant.headers, later, 403),  # the reseller sees it, but did not write it
+        (agent, {**later, "send_at": _at(timedelta(seconds=5))}, 422),
+        (agent, {**later, "body": " "}, 422),
+        (admin_headers, later, 403),
+    ]:
+        r = await client.post(_edit(old["id"]), json=body, headers=headers)
+        assert r.status_code == status, (headers, body, r.text)
+    assert await db.scheduled_messages.count_documents({}) == before  # refused: nothing stored
+    assert (await db.scheduled_messages.find_one({"_id": old["id"]}))["status"] == "scheduled"
+
+    r = await client.post(_edit(old["id"]), json=later, headers=agent)
+    assert r.status_code == 201, r.text
+    edited = r.json()
+    assert edited["id"] != old["id"] and edited["replaces"] == old["id"] and edited["status"] == "scheduled"
+    assert edited["body"] == "texto novo" and edited["author_id"] == old["author_id"]
+    replaced = await db.scheduled_messages.find_one({"_id": old["id"]})
+    assert replaced["status"] == "canceled" and replaced["reason"] == "edited"
+    assert replaced["replaced_by"] == edited["id"]
+    # The old one is gone for good: a second edit and a cancel of it are refused.
+    assert (await client.post(_edit(old["id"]), json=later, headers=agent)).status_code == 409
+    assert (await client.post(f"/api/v1/scheduled-messages/{old['id']}/cancel", headers=agent)).status_code == 409
+    assert await db.scheduled_messages.count_documents({"replaces": old["id"]}) == 1
+
+    assert await service.run_due(db, utcnow() + LATER) == 1
+    message_id = service.message_id_of(edited["id"])
+    await _delivered(db, evolution, phone, message_id, "texto novo")
+    assert await db.messages.find_one({"_id": service.message_id_of(old["id"])}) is None
+    assert (await _sent_texts(evolution, phone))["texto antigo"] == 0
+    r = await client.get(f"/api/v1/tickets/{ticket_id}/scheduled-messages", headers=agent)
+    shown = {s["id"]: (s["status"], s["reason"]) for s in r.json()["items"]}
+    assert shown == {old["id"]: ("canceled", "edited"), edited["id"]: ("sent", None)}
+
+
+async def test_an_edit_that_comes_after_the_pass_claimed_the_old_one_is_refused_and_the_old_one_goes(
+    client: httpx.AsyncClient,
+    admin_headers: dict[str, str],
+    evolution: FakeEvolution,
+    db: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _, _, ticket_id, phone, agent = await _setup(client, admin_headers, evolution, db)
+    old = await _schedule(client, ticket_id, agent, "já ia sair")
+    real_insert = repository.insert
+    passes: list[int] = []
+
+    async def pass_between(db_: Any, schedule: Any) -> None:
+        await real_insert(db_, schedule)
+        if schedule.replaces == old["id"]:
+            # The edit has stored its new schedule and will claim the old one's key next: the
+            # due pass delivers the old one first.
+            stored = await repository.get_internal(db_, old["id"])
+            assert stored is not None
+            passes.append((await service.deliver(db_, stored)).status == "sent")
+
+    monkeypatch.setattr(repository, "insert", pass_between)
+    r = await client.post(_edit(old["id"]), json={"body": "tarde demais", "send_at": _at(LATER)}, headers=agent)
+    assert passes == [True]
+    assert r.status_code == 409 and r.json()["detail"]["status"] == "sent", r.text
+    refused = await db.scheduled_messages.find_one({"replaces": old["id"]})
+    assert refused["status"] == "canceled" and refused["reason"] == "edit_refused"
+    assert await service.run_due(db, utcnow() + 2 * LATER) == 0  # neither waits any more
+    await _delivered(db, evolution, phone, service.message_id_of(old["id"]), "já ia sair")
+    assert await db.messages.find_one({"_id": service.message_id_of(refused["_id"])}) is None
+    assert (await _sent_texts(evolution, phone))["tarde demais"] == 0
+
+
+@pytest.mark.parametrize("met_first", ["the edited one", "the old one"])
+async def test_an_edit_killed_between_its_two_writes_leaves_exactly_one_to_be_sent(
+    client: httpx.AsyncClient,
+    admin_headers: dict[str, str],
+    evolution: FakeEvolution,
+    db: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    met_first: str,
+) -> None:
+    _, _, ticket_id, phone, agent = await _setup(client, admin_headers, evolution, db)
+    old = await _schedule(client, ticket_id, agent, f"antigo, {met_first}")
+    new_text = f"novo, {met_first}"
+    # The pass meets the soonest first: the edit moves the time before or after the old one's.
+    send_at = timedelta(minutes=30) if met_first == "the edited one" else timedelta(hours=1, minutes=30)
+    real_insert = repository.insert
+
+    async def dies_after(db_: Any, schedule: Any) -> None:
+        await real_insert(db_, schedule)
+        if schedule.replaces == old["id"]:
+            raise _Killed
+
+    monkeypatch.setattr(repository, "insert", dies_after)
+    with pytest.raises(_Killed):
+        await client.post(_edit(old["id"]), json={"body": new_text, "send_at": _at(send_at)}, headers=agent)
+    monkeypatch.setattr(repository, "insert", real_insert)
+    edited = await db.scheduled_messages.find_one({"replaces": old["id"]})
+    assert edited["status"] == "scheduled"  # both wait: what the dead edit left
+    assert (await db.scheduled_messages.find_one({"_id": old["id"]}))["status"] == "scheduled"
+
+    assert await service.run_due(db, utcnow() + LATER) == 2
+    statuses = {
+        d["_id"]: (d["status"], d.get("reason"))
+        for d in await db.scheduled_messages.find({"_id": {"$in": [old["id"], edited["_id"]]}}).to_list(None)
+    }
+    if met_first == "the edited one":
+        assert statuses == {edited["_id"]: ("sent", None), old["id"]: ("canceled", "edited")}
+        sent_id, sent_text, unsent_id = edited["_id"], new_text, old["id"]
+    else:
+        assert statuses == {old["id"]: ("sent", None), edited["_id"]: ("canceled", "edit_refused")}
+        sent_id, sent_text, unsent_id = old["id"], f"antigo, {met_first}", edited["_id"]
+    await _delivered(db, evolution, phone, service.message_id_of(sent_id), sent_text)
+    assert await db.messages.find_one({"_id": service.message_id_of(unsent_id)}) is None
+    assert await service.run_due(db, utcnow() + 2 * LATER) == 0
+    texts = await _sent_texts(evolution, phone)
+    assert texts[new_text] + texts[f"antigo, {met_first}"] == 1

@@ -41,6 +41,7 @@ const SENTENCES: Record<string, string> = {
   "notes are written by the tenant's staff": 'Notas internas são escritas pela equipe da empresa.',
   "only its author, the ticket's holder or the reseller can cancel a scheduled message":
     'Só quem agendou a mensagem, quem está com o atendimento ou o responsável pela empresa pode cancelar o agendamento.',
+  'only its author can edit a scheduled message': 'Só quem agendou a mensagem pode editá-la.',
   'agents see their own figures only': 'Agentes veem apenas os próprios números.',
   "only the reseller's owner deactivates or reactivates clients": 'Só o responsável pela empresa desativa ou reativa contatos.',
 
