@@ -3,6 +3,7 @@
 // short in global-setup.ts) sends it to the client through the fake Evolution, it appears in the
 // thread and the list says "Enviada". A second one, canceled before its time, never leaves.
 // Meanwhile, in a second tab, the agent finds the waiting one in "Agendamentos" and follows it to the ticket.
+// Another, edited by its author before its time, goes out as edited, and its first text never does.
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import type { Browser, Page } from 'playwright-core';
 import { bubble, call, expectNoConsoleErrors, launch, login, makeTenant, makeWhatsAppTicket, openPage, screenshot, unique, type TenantSetup } from './support';
@@ -134,6 +135,56 @@ describe('a scheduled message', () => {
     expect(schedules.items.map(({ body, status, reason }) => ({ body, status, reason }))).toEqual([
       { body: first, status: 'sent', reason: null },
       { body: second, status: 'canceled', reason: 'canceled' },
+    ]);
+    expectNoConsoleErrors(watched);
+    await watched.context.close();
+  }, 120_000);
+
+  it('edited by its author before its time: only the edited text and time go out', async () => {
+    const ana = tenant.agents[0];
+    const opened = await makeWhatsAppTicket(tenant, unique('Cliente Edita '), 'me lembra do boleto?');
+    await call('POST', `/api/v1/tickets/${opened.id}/assume`, ana.token);
+    const { client_phone: number } = await call<{ client_phone: string }>('GET', `/api/v1/tickets/${opened.id}`, ana.token);
+    const original = `Texto antigo ${unique('')}`;
+    const edited = `Texto corrigido ${unique('')}`;
+
+    const watched = await openPage(browser);
+    const { page } = watched;
+    await login(page, ana.email, ana.password);
+    await page.goto(`${inject('appUrl')}/atendimento/${opened.id}?aba=atendendo`);
+    await bubble(page, 'me lembra do boleto?').waitFor();
+    await schedule(page, 10 * 60_000, original); // far ahead: the edit brings it closer
+    await expect.poll(() => chipOf(page, original).textContent()).toBe('Agendada');
+
+    await listed(page, original).getByRole('button', { name: 'Editar agendamento' }).click();
+    const dialog = page.getByRole('dialog', { name: 'Editar mensagem agendada' });
+    await dialog.waitFor();
+    expect(await dialog.getByRole('textbox', { name: 'Mensagem' }).inputValue()).toBe(original);
+    await dialog.getByRole('textbox', { name: 'Mensagem' }).fill(edited);
+    const value = await localValue(page, 35_000);
+    await dialog.getByLabel('Data e hora').fill(value);
+    const due = await page.evaluate((v) => new Date(v).getTime(), value);
+    await dialog.getByRole('button', { name: 'Salvar alterações' }).click();
+    await dialog.waitFor({ state: 'detached' });
+    // The edit stands in the old one's place: the strip shows it waiting, and the old one no more.
+    await expect.poll(() => chipOf(page, edited).textContent()).toBe('Agendada');
+    expect(await listed(page, original).count()).toBe(0);
+    expect(Date.now()).toBeLessThan(due);
+
+    const sent = bubble(page, edited);
+    await sent.waitFor({ timeout: 40_000 });
+    expect(Date.now()).toBeGreaterThanOrEqual(due);
+    await expect.poll(() => chipOf(page, edited).textContent(), { timeout: 15_000 }).toBe('Enviada');
+    await expect.poll(async () => (await sentTo(number)).filter((text) => text.endsWith(edited)), { timeout: 15_000 }).toEqual([`*${ana.name}:*\n${edited}`]);
+    expect((await sentTo(number)).filter((text) => text.includes(original))).toEqual([]);
+    const schedules = await call<{ items: { body: string; status: string; reason: string | null }[] }>(
+      'GET',
+      `/api/v1/tickets/${opened.id}/scheduled-messages`,
+      ana.token,
+    );
+    expect(schedules.items.map(({ body, status, reason }) => ({ body, status, reason }))).toEqual([
+      { body: edited, status: 'sent', reason: null },
+      { body: original, status: 'canceled', reason: 'edited' },
     ]);
     expectNoConsoleErrors(watched);
     await watched.context.close();

@@ -313,6 +313,12 @@ export const t = {
       whenMissing: 'Informe a data e a hora do envio.',
       submit: 'Agendar',
       created: (when: string) => `Mensagem agendada para ${when}`,
+      // Its author changes one still waiting (backend: a new schedule takes the old one's place).
+      edit: 'Editar agendamento',
+      editTitle: 'Editar mensagem agendada',
+      editIntro: 'A mensagem agendada é trocada por esta versão, se ainda não tiver sido enviada.',
+      editSubmit: 'Salvar alterações',
+      edited: (when: string) => `Agendamento alterado: envio em ${when}`,
       list: 'Mensagens agendadas',
       waiting: (n: number) => (n === 1 ? '1 aguardando' : `${n} aguardando`),
       showAll: (n: number) => `Ver todas (${n})`,
@@ -325,6 +331,10 @@ export const t = {
         sent: 'Enviada',
         canceled: 'Cancelada',
         finalized: 'Cancelada (atendimento finalizado)',
+        // Replaced by its edit (the new one stands in its place).
+        edited: 'Editada',
+        // An edit that came after the original was already sent or canceled: never sent.
+        editRefused: 'Edição recusada',
         failed: 'Falhou',
       },
       // Why the server could not send it at its time (the reasons of ticket.reply_blocked).

@@ -4,7 +4,7 @@ import { beforeEach, describe, expect, it } from 'vitest';
 import type { ScheduledMessage } from '../../api/types';
 import { AppRoutes } from '../../routes';
 import { agentUser, mockApi, renderApp, signIn, stubWebSocket } from '../../test/utils';
-import { POLL_MS } from '../ticket/scheduled';
+import { POLL_MS, toLocalInput } from '../ticket/scheduled';
 import { ScheduledPage, listPollDelay } from './ScheduledPage';
 
 const ana = agentUser({ name: 'Ana Agente' });
@@ -189,6 +189,88 @@ describe('Agendamentos', () => {
     await userEvent.click(await screen.findByRole('button', { name: 'Cancelar agendamento' }));
     expect(await screen.findByRole('alert')).toHaveTextContent('Esta mensagem agendada não está mais aguardando');
     await waitFor(() => expect(chips()).toEqual(['Enviada']));
+  });
+
+  it('offers "Editar" on a waiting one to its author only: the owner edits none of the agents\' ones', async () => {
+    serve(ana, () => ({ items: [schedule(1)], next_cursor: null }));
+    const { unmount } = renderApp(<ScheduledPage />, { path: '/agendamentos', route: '/agendamentos' });
+    await waitFor(() => expect(rows()).toHaveLength(1));
+    expect(within(rows()[0]).getByRole('button', { name: 'Editar' })).toBeInTheDocument();
+    unmount();
+
+    signIn(owner);
+    serve(owner, () => ({
+      items: [schedule(1), schedule(2, { author_id: bruno.id, author_name: bruno.name }), schedule(3, { author_id: owner.id, author_name: owner.name })],
+      next_cursor: null,
+    }));
+    renderApp(<ScheduledPage />, { path: '/agendamentos', route: '/agendamentos' });
+    await waitFor(() => expect(rows()).toHaveLength(3));
+    expect(rows().map((row) => within(row).queryByRole('button', { name: 'Editar' }) !== null)).toEqual([false, false, true]);
+    expect(screen.getAllByRole('button', { name: 'Cancelar agendamento' })).toHaveLength(3);
+  });
+
+  it('edits through the replace endpoint: the old row turns "Editada" and the edit shows up', async () => {
+    const old = schedule(1);
+    const REPLACE = `/api/v1/scheduled-messages/${old.id}/replace`;
+    let waiting = [old, schedule(2)];
+    const { asked, calls } = serve(
+      ana,
+      () => ({ items: waiting, next_cursor: null }),
+      ({ method, path, body }) => {
+        if (method === 'POST' && path === REPLACE) {
+          const edit = schedule(3, { ...(body as Partial<ScheduledMessage>), ticket_id: old.ticket_id, ticket_number: old.ticket_number, client_name: old.client_name, replaces: old.id });
+          waiting = [schedule(2), edit];
+          return { status: 201, body: edit };
+        }
+        return undefined;
+      },
+    );
+    renderApp(<ScheduledPage />, { path: '/agendamentos', route: '/agendamentos' });
+    await waitFor(() => expect(chips()).toEqual(['Agendada', 'Agendada']));
+
+    await userEvent.click(within(rows()[0]).getByRole('button', { name: 'Editar' }));
+    const dialog = await screen.findByRole('dialog', { name: 'Editar mensagem agendada' });
+    const text = within(dialog).getByRole('textbox', { name: /Mensagem/ });
+    expect(text).toHaveValue('mensagem agendada 1');
+    expect(within(dialog).getByLabelText(/Data e hora/)).toHaveValue(toLocalInput(new Date(old.send_at)));
+    await userEvent.clear(text);
+    await userEvent.type(text, 'mensagem corrigida');
+    fireEvent.change(within(dialog).getByLabelText(/Data e hora/), { target: { value: '2099-12-03T08:00:30' } });
+    await userEvent.click(within(dialog).getByRole('button', { name: 'Salvar alterações' }));
+
+    await waitFor(() => expect(screen.queryByRole('dialog')).not.toBeInTheDocument());
+    const posts = calls.filter((c) => c.method === 'POST');
+    expect(posts.map((c) => c.path)).toEqual([REPLACE]);
+    expect(posts[0].body).toEqual({ body: 'mensagem corrigida', send_at: new Date('2099-12-03T08:00:30').toISOString() });
+    // Read again: the server lists the edit among the waiting ones, and the edited one stays, as "Editada".
+    await waitFor(() => expect(asked).toHaveLength(2));
+    await waitFor(() => expect(chips()).toEqual(['Editada', 'Agendada', 'Agendada']));
+    expect(rows().map((row) => within(row).getByTitle(/./).textContent)).toEqual(['mensagem agendada 1', 'mensagem agendada 2', 'mensagem corrigida']);
+    expect(within(rows()[0]).queryByRole('button', { name: 'Editar' })).not.toBeInTheDocument();
+    expect(within(rows()[0]).queryByRole('button', { name: 'Cancelar agendamento' })).not.toBeInTheDocument();
+    expect(within(rows()[2]).getByRole('button', { name: 'Editar' })).toBeInTheDocument();
+  });
+
+  it('on a 409 of an edit (sent meanwhile) says why in the form and reads the list again', async () => {
+    let waiting = [schedule(1)];
+    const { asked } = serve(
+      ana,
+      () => ({ items: waiting, next_cursor: null }),
+      ({ method, path }) => {
+        if (method === 'POST' && path.endsWith('/replace')) {
+          waiting = [];
+          return { status: 409, body: { detail: { message: 'the scheduled message is no longer waiting', status: 'sent' } } };
+        }
+        return undefined;
+      },
+    );
+    renderApp(<ScheduledPage />, { path: '/agendamentos', route: '/agendamentos' });
+    await userEvent.click(await screen.findByRole('button', { name: 'Editar' }));
+    const dialog = await screen.findByRole('dialog', { name: 'Editar mensagem agendada' });
+    await userEvent.type(within(dialog).getByRole('textbox', { name: /Mensagem/ }), '!');
+    await userEvent.click(within(dialog).getByRole('button', { name: 'Salvar alterações' }));
+    expect(await within(dialog).findByRole('alert')).toHaveTextContent('Esta mensagem agendada não está mais aguardando');
+    await waitFor(() => expect(asked).toHaveLength(2));
   });
 
   it('asks for the next page with "Carregar mais" and appends it', async () => {

@@ -12,7 +12,8 @@ import { ListTable, RowActions } from '../../layout/Crud';
 import { PageHeader } from '../../layout/PageHeader';
 import { formatDayTime } from '../../lib/format';
 import { keys } from '../../realtime/cache';
-import { POLL_MS, STATUS_COLOR, scheduleStatusLabel } from '../ticket/scheduled';
+import { ScheduleMessageModal } from '../ticket/ScheduleMessageModal';
+import { POLL_MS, STATUS_COLOR, asEdited, scheduleStatusLabel } from '../ticket/scheduled';
 
 type Status = ScheduledMessage['status'];
 type Filter = Status | 'all';
@@ -90,6 +91,7 @@ export function ScheduledPage() {
   const agents = useAgents(owner);
   const list = useScheduledList(status, authorId);
   const [error, setError] = useState<string | null>(null);
+  const [editing, setEditing] = useState<{ schedule: ScheduledMessage; view: string } | null>(null);
   // What was canceled (or found settled) on this screen stays on it with its new chip, instead of
   // vanishing from "Agendadas" at the next read: the person sees what their click did. Kept per
   // filter, so another filter shows only what the server says.
@@ -224,9 +226,19 @@ export function ScheduledPage() {
             </Table.Td>
             <Table.Td>
               {/* Only a waiting one can be canceled; an agent's list holds only their own, and the
-                  owner may cancel anyone's (backend/scheduled/service.py `cancel`). */}
+                  owner may cancel anyone's (backend/scheduled/service.py `cancel`), but edits only
+                  their own (`replace`). */}
               {s.status === 'scheduled' && (
-                <RowActions>
+                <RowActions
+                  onEdit={
+                    s.author_id === me.id
+                      ? () => {
+                          setError(null);
+                          setEditing({ schedule: s, view });
+                        }
+                      : undefined
+                  }
+                >
                   <Button
                     size="compact-sm"
                     variant="subtle"
@@ -242,6 +254,14 @@ export function ScheduledPage() {
             </Table.Td>
           </Table.Tr>
         )}
+      />
+      <ScheduleMessageModal
+        schedule={editing?.schedule}
+        opened={editing !== null}
+        onClose={() => setEditing(null)}
+        // The edited one stays on screen as "Editada", as a canceled one does; the edit shows up when
+        // the list is read again (the modal has it read), under whichever filter it belongs to.
+        onScheduled={(edit) => editing && remember(asEdited(editing.schedule, edit), editing.view)}
       />
     </>
   );

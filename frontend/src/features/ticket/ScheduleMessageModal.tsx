@@ -7,67 +7,103 @@ import type { ScheduledMessage } from '../../api/types';
 import { t } from '../../i18n/pt-BR';
 import { formatDayTime } from '../../lib/format';
 import { keys } from '../../realtime/cache';
-import { defaultSendAt, localInputToIso, toLocalInput } from './scheduled';
+import { applyEdit, defaultSendAt, localInputToIso, toLocalInput } from './scheduled';
 
-/** "Agendar mensagem": the holder writes a reply and picks when the server sends it. */
+/** "Agendar mensagem": the holder writes a reply and picks when the server sends it. Given
+ * `schedule`, its author edits that one instead ("Editar mensagem agendada"): the same form, opened
+ * with its text and time, sent to the replace endpoint. */
 export function ScheduleMessageModal({
   ticketId,
+  schedule,
   opened,
   initialText = '',
   onClose,
   onScheduled,
 }: {
-  ticketId: string;
+  /** Where a new one is scheduled (an edited one stays in its own ticket). */
+  ticketId?: string;
+  /** The waiting schedule to edit, when editing. */
+  schedule?: ScheduledMessage | null;
   opened: boolean;
   /** The composer's text when the modal opened, offered as the message. */
   initialText?: string;
   onClose: () => void;
+  /** The schedule made: the new one, or the edit that took the old one's place. */
   onScheduled?: (schedule: ScheduledMessage) => void;
 }) {
+  // The one last edited is kept while the modal fades out, so its title does not turn into the
+  // create one as it closes (the opener lets go of the schedule at once).
+  const [lastEdited, setLastEdited] = useState(schedule ?? null);
+  if (opened && (schedule ?? null) !== lastEdited) setLastEdited(schedule ?? null);
+  const editing = opened ? (schedule ?? null) : lastEdited;
+  const ticket = editing?.ticket_id ?? ticketId;
   return (
-    <Modal opened={opened} onClose={onClose} title={t.ticket.schedule.title}>
-      {/* Mounted per opening: each one starts from the composer's text and a fresh suggested time. */}
-      {opened && <ScheduleForm ticketId={ticketId} initialText={initialText} onClose={onClose} onScheduled={onScheduled} />}
+    <Modal opened={opened} onClose={onClose} title={editing ? t.ticket.schedule.editTitle : t.ticket.schedule.title}>
+      {/* Mounted per opening: each one starts from the composer's text (or the edited one's) and a fresh suggested time. */}
+      {opened && ticket && (
+        <ScheduleForm key={editing?.id ?? ''} ticketId={ticket} editing={editing} initialText={initialText} onClose={onClose} onScheduled={onScheduled} />
+      )}
     </Modal>
   );
 }
 
+/** A datetime-local value for an existing schedule's time, with its seconds when it has any. */
+function inputOf(sendAt: string): string {
+  const at = new Date(sendAt);
+  return toLocalInput(at, at.getSeconds() !== 0);
+}
+
 function ScheduleForm({
   ticketId,
+  editing,
   initialText,
   onClose,
   onScheduled,
 }: {
   ticketId: string;
+  editing: ScheduledMessage | null;
   initialText: string;
   onClose: () => void;
   onScheduled?: (schedule: ScheduledMessage) => void;
 }) {
   const client = useQueryClient();
-  const [text, setText] = useState(initialText);
-  const [when, setWhen] = useState(() => toLocalInput(defaultSendAt()));
+  const [text, setText] = useState(editing ? editing.body : initialText);
+  const [initialWhen] = useState(() => (editing ? inputOf(editing.send_at) : toLocalInput(defaultSendAt())));
+  const [when, setWhen] = useState(initialWhen);
   // Only a hint for the picker, fixed at opening: the backend's clock decides what is early enough.
   const [min] = useState(() => toLocalInput(new Date(Date.now() + 60_000), true));
   const [invalidWhen, setInvalidWhen] = useState(false);
   const schedule = useMutation({
     mutationFn: (sending: { body: string; send_at: string }) =>
-      unwrap(api.POST('/api/v1/tickets/{ticket_id}/scheduled-messages', { params: { path: { ticket_id: ticketId } }, body: sending })),
+      editing
+        ? unwrap(api.POST('/api/v1/scheduled-messages/{schedule_id}/replace', { params: { path: { schedule_id: editing.id } }, body: sending }))
+        : unwrap(api.POST('/api/v1/tickets/{ticket_id}/scheduled-messages', { params: { path: { ticket_id: ticketId } }, body: sending })),
     onSuccess: (created) => {
-      void client.invalidateQueries({ queryKey: keys.scheduled(ticketId), exact: true });
-      notifications.show({ color: 'teal', message: t.ticket.schedule.created(formatDayTime(created.send_at)) });
+      if (editing) applyEdit(client, editing, created);
+      else void client.invalidateQueries({ queryKey: keys.scheduled(ticketId), exact: true });
+      const when = formatDayTime(created.send_at);
+      notifications.show({ color: 'teal', message: editing ? t.ticket.schedule.edited(when) : t.ticket.schedule.created(when) });
       onScheduled?.(created);
       onClose();
     },
     onError: (error) => {
+      if (!(error instanceof ApiError && error.status === 409)) return;
       // Taken, finalized or unreachable meanwhile: the ticket as it is now says so on screen too.
-      if (error instanceof ApiError && error.status === 409) void client.invalidateQueries({ queryKey: keys.ticket(ticketId), exact: true });
+      void client.invalidateQueries({ queryKey: keys.ticket(ticketId), exact: true });
+      if (editing) {
+        // Or the edited one was sent or canceled meanwhile: the lists show what became of it.
+        void client.invalidateQueries({ queryKey: keys.scheduled(ticketId), exact: true });
+        void client.invalidateQueries({ queryKey: keys.scheduledList });
+      }
     },
   });
   const body = text.trim();
+  // An edit that changes nothing would only replace the schedule with its copy.
+  const unchanged = editing !== null && body === editing.body.trim() && when === initialWhen;
   const submit = () => {
     const sendAt = localInputToIso(when);
     setInvalidWhen(sendAt === null);
-    if (!body || sendAt === null || schedule.isPending) return;
+    if (!body || sendAt === null || unchanged || schedule.isPending) return;
     schedule.mutate({ body, send_at: sendAt });
   };
 
@@ -83,7 +119,7 @@ function ScheduleForm({
     >
       <Stack>
         <Text size="sm" c="dimmed">
-          {t.ticket.schedule.intro}
+          {editing ? t.ticket.schedule.editIntro : t.ticket.schedule.intro}
         </Text>
         <Textarea
           label={t.ticket.schedule.body}
@@ -127,8 +163,8 @@ function ScheduleForm({
           <Button variant="default" onClick={onClose}>
             {t.app.cancel}
           </Button>
-          <Button type="submit" disabled={!body || !when} loading={schedule.isPending} data-testid="confirm-schedule">
-            {t.ticket.schedule.submit}
+          <Button type="submit" disabled={!body || !when || unchanged} loading={schedule.isPending} data-testid="confirm-schedule">
+            {editing ? t.ticket.schedule.editSubmit : t.ticket.schedule.submit}
           </Button>
         </Group>
       </Stack>

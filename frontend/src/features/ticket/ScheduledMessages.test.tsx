@@ -262,6 +262,93 @@ describe('Mensagens agendadas (the list)', () => {
     expect(screen.queryByRole('button', { name: 'Cancelar agendamento' })).not.toBeInTheDocument();
   });
 
+  it('offers "Editar" only to its author, and only while they hold the ticket', async () => {
+    const bruno = { author_id: 'b'.repeat(24), author_name: 'Bruno' };
+    mockApi(({ path }) => (path === SCHEDULES ? { body: { items: [schedule(1), schedule(2, bruno)], next_cursor: null } } : common(path)));
+    const { unmount } = renderApp(<ScheduledMessages ticket={held} />);
+    const [mine, his] = await screen.findAllByTestId('scheduled-message');
+    expect(within(mine).getByRole('button', { name: 'Editar agendamento' })).toHaveTextContent('Editar');
+    // Bruno's: I may cancel it (I hold the ticket now), not edit it.
+    expect(his).toHaveTextContent('por Bruno');
+    expect(within(his).getByRole('button', { name: 'Cancelar agendamento' })).toBeInTheDocument();
+    expect(within(his).queryByRole('button', { name: 'Editar agendamento' })).not.toBeInTheDocument();
+    unmount();
+
+    // Transferred to Carla: the backend would refuse my edit (scheduling needs the ticket held).
+    renderApp(<ScheduledMessages ticket={{ ...held, agent_id: 'c'.repeat(24), agent_name: 'Carla' }} />);
+    await screen.findAllByTestId('scheduled-message');
+    expect(screen.queryByRole('button', { name: 'Editar agendamento' })).not.toBeInTheDocument();
+  });
+
+  it('edits through the replace endpoint: the form opens with its text and time, and the edit takes its place', async () => {
+    const old = schedule(1, { body: 'lembrete do boleto', send_at: '2099-12-06T18:30:00Z' });
+    const REPLACE = `/api/v1/scheduled-messages/${old.id}/replace`;
+    let items = [old, schedule(2, { body: 'outra', send_at: '2099-12-08T18:30:00Z' })];
+    const calls = mockApi(({ method, path, body }) => {
+      if (method === 'POST' && path === REPLACE) {
+        const edit = schedule(9, { ...(body as Partial<ScheduledMessage>), replaces: old.id, created_at: '2026-12-01T12:10:00Z' });
+        // Soonest first, as the server lists them.
+        items = [{ ...old, status: 'canceled', reason: 'edited', replaced_by: edit.id, settled_at: '2026-12-01T12:10:00Z' }, edit, items[1]];
+        return { status: 201, body: edit };
+      }
+      if (path === SCHEDULES) return { body: { items, next_cursor: null } };
+      return common(path);
+    });
+    renderApp(<ScheduledMessages ticket={held} />);
+    const region = await screen.findByRole('region', { name: 'Mensagens agendadas' });
+    await waitFor(() => expect(within(region).getAllByTestId('scheduled-message')).toHaveLength(2));
+    await userEvent.click(within(within(region).getAllByTestId('scheduled-message')[0]).getByRole('button', { name: 'Editar agendamento' }));
+
+    const dialog = await screen.findByRole('dialog', { name: 'Editar mensagem agendada' });
+    const text = within(dialog).getByRole('textbox', { name: /Mensagem/ });
+    expect(text).toHaveValue('lembrete do boleto');
+    const when = within(dialog).getByLabelText(/Data e hora/);
+    expect(when).toHaveValue(toLocalInput(new Date(old.send_at)));
+    // Nothing changed yet: nothing to save.
+    expect(within(dialog).getByRole('button', { name: 'Salvar alterações' })).toBeDisabled();
+
+    await userEvent.clear(text);
+    await userEvent.type(text, 'lembrete do boleto, vence amanhã');
+    fireEvent.change(when, { target: { value: '2099-12-07T09:15' } });
+    await userEvent.click(within(dialog).getByRole('button', { name: 'Salvar alterações' }));
+
+    await waitFor(() => expect(screen.queryByRole('dialog')).not.toBeInTheDocument());
+    const posts = calls.filter((c) => c.method === 'POST');
+    expect(posts.map((c) => c.path)).toEqual([REPLACE]);
+    expect(posts[0].body).toEqual({ body: 'lembrete do boleto, vence amanhã', send_at: new Date('2099-12-07T09:15').toISOString() });
+    expect(await screen.findByText(`Agendamento alterado: envio em ${toDayTime(new Date('2099-12-07T09:15').toISOString())}`)).toBeInTheDocument();
+
+    // The edit stands in the old one's place, in its time's order; the old one is only in "Ver todas".
+    const rows = () => within(region).getAllByTestId('scheduled-message');
+    await waitFor(() => expect(rows().map((row) => within(row).getByTitle(/./).textContent)).toEqual(['lembrete do boleto, vence amanhã', 'outra']));
+    expect(rows().map((row) => within(row).getByTestId('schedule-status').textContent)).toEqual(['Agendada', 'Agendada']);
+    expect(within(region).getByText('2 aguardando')).toBeInTheDocument();
+    await userEvent.click(within(region).getByRole('button', { name: 'Ver todas (3)' }));
+    expect(rows().map((row) => within(row).getByTestId('schedule-status').textContent)).toEqual(['Editada', 'Agendada', 'Agendada']);
+    expect(rows()[0]).toHaveTextContent('lembrete do boleto');
+    expect(within(rows()[0]).queryByRole('button', { name: 'Editar agendamento' })).not.toBeInTheDocument();
+  });
+
+  it('on a 409 (sent meanwhile) says why in the form and reads the list again', async () => {
+    let items = [schedule(1)];
+    mockApi(({ method, path }) => {
+      if (method === 'POST' && path.endsWith('/replace')) {
+        items = [schedule(1, { status: 'sent', message_id: 'm'.repeat(24) })];
+        return { status: 409, body: { detail: { message: 'the scheduled message is no longer waiting', status: 'sent' } } };
+      }
+      if (path === SCHEDULES) return { body: { items, next_cursor: null } };
+      return common(path);
+    });
+    renderApp(<ScheduledMessages ticket={held} />);
+    await userEvent.click(await screen.findByRole('button', { name: 'Editar agendamento' }));
+    const dialog = await screen.findByRole('dialog', { name: 'Editar mensagem agendada' });
+    await userEvent.type(within(dialog).getByRole('textbox', { name: /Mensagem/ }), ' (corrigida)');
+    await userEvent.click(within(dialog).getByRole('button', { name: 'Salvar alterações' }));
+    expect(await within(dialog).findByRole('alert')).toHaveTextContent('Esta mensagem agendada não está mais aguardando');
+    await waitFor(() => expect(screen.getByTestId('schedule-status')).toHaveTextContent('Enviada'));
+    expect(screen.queryByRole('button', { name: 'Editar agendamento' })).not.toBeInTheDocument();
+  });
+
   it('shows nothing for a ticket without schedules, and only "Ver todas" when none waits', async () => {
     const calls = mockApi(({ path }) => (path === SCHEDULES ? { body: { items: [], next_cursor: null } } : common(path)));
     const { unmount } = renderApp(<ScheduledMessages ticket={held} />);
@@ -307,6 +394,9 @@ describe('scheduled helpers', () => {
   it('names why one was canceled or failed', () => {
     expect(scheduleStatusLabel({ status: 'failed', reason: 'something new' })).toBe('Falhou');
     expect(scheduleStatusLabel({ status: 'canceled', reason: null })).toBe('Cancelada');
+    expect(scheduleStatusLabel({ status: 'canceled', reason: 'edited' })).toBe('Editada');
+    expect(scheduleStatusLabel({ status: 'canceled', reason: 'edit_refused' })).toBe('Edição recusada');
+    expect(scheduleStatusLabel({ status: 'canceled', reason: 'finalized' })).toBe('Cancelada (atendimento finalizado)');
   });
 });
 

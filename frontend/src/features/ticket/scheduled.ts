@@ -1,6 +1,6 @@
-import { useQuery } from '@tanstack/react-query';
+import { type InfiniteData, type QueryClient, useQuery } from '@tanstack/react-query';
 import { api, unwrap } from '../../api/client';
-import type { ScheduledMessage } from '../../api/types';
+import type { Page, ScheduledMessage } from '../../api/types';
 import { t } from '../../i18n/pt-BR';
 import { keys } from '../../realtime/cache';
 
@@ -41,10 +41,16 @@ export function useScheduledMessages(ticketId: string) {
   });
 }
 
+const CANCELED_BY: Record<string, string> = {
+  finalized: t.ticket.schedule.status.finalized,
+  edited: t.ticket.schedule.status.edited,
+  edit_refused: t.ticket.schedule.status.editRefused,
+};
+
 /** The chip of a schedule: its status, and for a canceled or failed one, why. */
 export function scheduleStatusLabel(schedule: Pick<ScheduledMessage, 'status' | 'reason'>): string {
   const labels = t.ticket.schedule;
-  if (schedule.status === 'canceled') return schedule.reason === 'finalized' ? labels.status.finalized : labels.status.canceled;
+  if (schedule.status === 'canceled') return (schedule.reason && CANCELED_BY[schedule.reason]) || labels.status.canceled;
   if (schedule.status === 'failed') return (schedule.reason && labels.failed[schedule.reason]) || labels.status.failed;
   return labels.status[schedule.status];
 }
@@ -80,4 +86,31 @@ export function localInputToIso(value: string): string | null {
   // ECMAScript reads a date-time without an offset as local time: the agent's clock.
   const at = new Date(value);
   return Number.isNaN(at.getTime()) ? null : at.toISOString();
+}
+
+/** An edit's old schedule as the server now has it: canceled, its place taken by the edit. */
+export function asEdited(old: ScheduledMessage, edit: ScheduledMessage): ScheduledMessage {
+  return { ...old, status: 'canceled', reason: 'edited', replaced_by: edit.id, settled_at: old.settled_at ?? edit.created_at };
+}
+
+/** Whether a schedule is one its author edited: the edit stands in its place. */
+export const replacedByEdit = (s: Pick<ScheduledMessage, 'status' | 'reason'>) => s.status === 'canceled' && s.reason === 'edited';
+
+const soonestFirst = (a: ScheduledMessage, b: ScheduledMessage) => Date.parse(a.send_at) - Date.parse(b.send_at) || a.id.localeCompare(b.id);
+
+/** After an edit: the old one's own `scheduled.settled` will say it was edited, but nothing
+ * announces the new one, so both are written into the caches at once (the ticket's strip and every
+ * cached "Agendamentos" filter), then read again, as after scheduling one. */
+export function applyEdit(client: QueryClient, old: ScheduledMessage, edit: ScheduledMessage): void {
+  const replaced = asEdited(old, edit);
+  client.setQueryData<ScheduledMessage[]>(
+    keys.scheduled(old.ticket_id),
+    (list) => list && [...list.filter((s) => s.id !== edit.id).map((s) => (s.id === old.id ? replaced : s)), edit].sort(soonestFirst),
+  );
+  // Which filter (and page) the new one belongs in is the server's to say: only the old one is patched.
+  client.setQueriesData<InfiniteData<Page<ScheduledMessage>, string | null>>({ queryKey: keys.scheduledList }, (data) =>
+    data && { ...data, pages: data.pages.map((p) => ({ ...p, items: p.items.map((s) => (s.id === old.id ? replaced : s)) })) },
+  );
+  void client.invalidateQueries({ queryKey: keys.scheduled(old.ticket_id), exact: true });
+  void client.invalidateQueries({ queryKey: keys.scheduledList });
 }
