@@ -145,6 +145,10 @@ class Settings(BaseSettings):
     # exceed EVOLUTION_TIMEOUT_SECONDS.
     OUTBOUND_LEASE_SECONDS: float = Field(default=60.0, gt=0)
     OUTBOUND_CONCURRENCY: int = Field(default=8, ge=1)
+    # Sends per second to one WhatsApp connection from one worker, after a burst of up to
+    # OUTBOUND_BURST_PER_CONNECTION (0: unpaced).
+    OUTBOUND_RATE_PER_CONNECTION: float = Field(default=5.0, ge=0)
+    OUTBOUND_BURST_PER_CONNECTION: int = Field(default=10, ge=1)
     OUTBOUND_SCAN_LIMIT: int = Field(default=200, ge=1)
     # How long a process answers reads of a tenant's config and of a WhatsApp connection from its
     # own copy (backend/core/single_flight.py); 0 reads the store every time. A change is seen at

@@ -17,6 +17,11 @@ from a worker's memory. Different chats go concurrently. A reply that fails for 
 hold its chat: it shows as failed (the agent sees it and can write it again), and the replies
 after it go on. A chat position whose message was never stored (the request died) is passed
 once older than the lease, like its orphan queue entry.
+
+Pacing: sends to one connection take turns through a leaky bucket (OUTBOUND_RATE_PER_CONNECTION
+after a burst of OUTBOUND_BURST_PER_CONNECTION), waited for before the attempt is claimed, so a
+wait never eats into an attempt's lease (another worker may send the reply meanwhile; the claim
+then finds it done). The bucket is this worker's: N processes sending may reach N times the rate.
 """
 
 import asyncio
@@ -24,6 +29,7 @@ import functools
 from datetime import datetime
 
 import httpx
+from aiolimiter import AsyncLimiter
 
 from backend.clients.phones import whatsapp_addresses
 from backend.connections import service as connections
@@ -69,6 +75,16 @@ class OutboundWorker:
         self.http = http
         self.policy = policy_of(settings)
         self.walk = attempts.QueueWalk(repository.queue, QueueEntry, self.policy, what="outbound")
+        self.paces: dict[str, AsyncLimiter] = {}  # per connection id (module docstring, Pacing)
+
+    async def _paced(self, connection_id: str) -> None:
+        rate, burst = self.settings.OUTBOUND_RATE_PER_CONNECTION, self.settings.OUTBOUND_BURST_PER_CONNECTION
+        if rate <= 0:
+            return
+        pace = self.paces.get(connection_id)
+        if pace is None:
+            pace = self.paces[connection_id] = AsyncLimiter(burst, burst / rate)
+        await pace.acquire()
 
     async def run_once(self, poll: bool = True) -> int:
         """One pass over (part of) the open queue (core/attempts.py `QueueWalk`); chats go concurrently."""
@@ -128,6 +144,7 @@ class OutboundWorker:
             return True
         if await self._waits_for_earlier(entry, now):
             return False
+        await self._paced(str(entry.connection_id))
 
         async def echoed(attempt: SendAttempt) -> Verdict | None:
             """Its worker died after the provider took it, if the echo was held meanwhile: sent, once."""
