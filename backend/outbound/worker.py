@@ -19,9 +19,10 @@ after it go on. A chat position whose message was never stored (the request died
 once older than the lease, like its orphan queue entry.
 
 Pacing: sends to one connection take turns through a leaky bucket (OUTBOUND_RATE_PER_CONNECTION
-after a burst of OUTBOUND_BURST_PER_CONNECTION), waited for before the attempt is claimed, so a
-wait never eats into an attempt's lease (another worker may send the reply meanwhile; the claim
-then finds it done). The bucket is this worker's: N processes sending may reach N times the rate.
+after a burst of OUTBOUND_BURST_PER_CONNECTION). A reply whose connection has no turn free is left
+for a later pass, like one waiting for the reply before it: nothing waits while holding one of
+the worker's send slots (a busy number would hold up every other tenant's replies) or an
+attempt's lease. The bucket is this worker's: N processes sending may reach N times the rate.
 """
 
 import asyncio
@@ -77,14 +78,18 @@ class OutboundWorker:
         self.walk = attempts.QueueWalk(repository.queue, QueueEntry, self.policy, what="outbound")
         self.paces: dict[str, AsyncLimiter] = {}  # per connection id (module docstring, Pacing)
 
-    async def _paced(self, connection_id: str) -> None:
+    async def _turn(self, connection_id: str) -> bool:
+        """Takes a send of the connection's pace, or says none is free now (module docstring)."""
         rate, burst = self.settings.OUTBOUND_RATE_PER_CONNECTION, self.settings.OUTBOUND_BURST_PER_CONNECTION
         if rate <= 0:
-            return
+            return True
         pace = self.paces.get(connection_id)
         if pace is None:
             pace = self.paces[connection_id] = AsyncLimiter(burst, burst / rate)
-        await pace.acquire()
+        if not pace.has_capacity():
+            return False
+        await pace.acquire()  # free: returns at once
+        return True
 
     async def run_once(self, poll: bool = True) -> int:
         """One pass over (part of) the open queue (core/attempts.py `QueueWalk`); chats go concurrently."""
@@ -144,7 +149,8 @@ class OutboundWorker:
             return True
         if await self._waits_for_earlier(entry, now):
             return False
-        await self._paced(str(entry.connection_id))
+        if not await self._turn(str(entry.connection_id)):
+            return False  # the connection's pace is spent: a later pass (or wake) takes it
 
         async def echoed(attempt: SendAttempt) -> Verdict | None:
             """Its worker died after the provider took it, if the echo was held meanwhile: sent, once."""
