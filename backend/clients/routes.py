@@ -4,11 +4,12 @@ from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
 
 from backend.auth.deps import StaffActor, TenantStaffActor
-from backend.clients import service
+from backend.clients import merge, service
 from backend.clients.schemas import (
     ClientCreate,
     ClientImport,
     ClientImportResult,
+    ClientMerge,
     ClientPage,
     ClientRead,
     ClientUpdate,
@@ -68,3 +69,17 @@ async def get_client(db: Db, actor: StaffActor, client_id: str) -> ClientRead:
 @router.patch("/{client_id}", operation_id="clients-update", responses=WITH_BODY | responses(404, 409))
 async def update_client(db: Db, actor: TenantStaffActor, client_id: str, body: ClientUpdate) -> ClientRead:
     return await service.update(db, actor, client_id=client_id, data=body)
+
+
+@router.post(
+    "/{client_id}/merge",
+    operation_id="clients-merge",
+    responses=WITH_BODY | responses(404, 409),
+)
+async def merge_client(db: Db, actor: TenantStaffActor, client_id: str, body: ClientMerge) -> ClientRead:
+    """The reseller's owner merges a client into another that is the same person (WhatsApp named
+    them by their LID and by their number): the merged client's chats go to the kept one from now
+    on, the kept one's history shows both, and the merged one leaves the contacts list; nothing is
+    moved or deleted. 409 while the merged client has an open ticket (finalize it first) or once
+    it was merged into another client. Returns the kept client."""
+    return await merge.merge(db, actor, client_id=client_id, into_client_id=body.into_client_id)

@@ -61,6 +61,7 @@ class ClientRead(ReadModel):
     notes: str = ""
     tags: list[str] = []
     active: bool = True
+    merged_into: str | None = None  # merged into that client: its chats go there now
     created_at: Timestamp
 
     @field_validator("phone", mode="before")
@@ -104,3 +105,7 @@ class ClientImportResult(BaseModel):
     errors: list[ImportLineError]
     created: int = 0
     updated: int = 0
+
+
+class ClientMerge(InputModel):
+    into_client_id: str  # the client kept: the merged one's chats and history join it

@@ -43,6 +43,8 @@ PHONE_KEY = "client-phone"
 # The LID key: "client-lid:<reseller>:<lid>" -> the client a WhatsApp LID chat is (phones.py).
 LID_KEY = "client-lid"
 ROLES = ("client",)
+# A merged client names the one it was merged into (`merged_into`); the chain is followed this far.
+MAX_MERGE_HOPS = 8
 # Search by name or phone matches at most this many clients when it narrows tickets by client.
 MAX_MATCHED_CLIENTS = 1000
 
@@ -75,7 +77,7 @@ async def upsert_by_phone(
     # Having just bound the phone to a new id, nobody else can have written that id: no read.
     existing = None if won else await users.get_internal(db, bound)
     if existing is not None:
-        return existing, False
+        return await followed(db, existing), False
     return await _insert_client(db, bound, reseller_id=reseller_id, name=name, fields={**(extra or {}), "phone": phone})
 
 
@@ -128,11 +130,52 @@ async def upsert_for_chat(db: Database, *, reseller_id: str, phone: str, lid: st
     holder = (await claim_phone_key(db, reseller_id=reseller_id, phone=phone, target=bound))[0] if phone else None
     phone = phone if holder == bound else ""
     existing = await users.get_internal(db, bound)
+    if existing is not None and existing.merged_into:
+        return await _complete(db, await followed(db, existing), phone=phone, lid=lid), False
     if existing is None:  # new, or its creator died between the key and the document
         fields = {"phone": phone or None, "whatsapp_lid": lid}
         client, created = await _insert_client(db, bound, reseller_id=reseller_id, name=name, fields=fields)
         return (client if created else await _complete(db, client, phone=phone, lid=lid)), created
     return await _complete(db, existing, phone=phone, lid=lid), False
+
+
+async def followed(db: Database, client: User) -> User:
+    """The client whose conversations `client`'s are: itself, or the one it was merged into (a
+    chain of merges followed to its end). Its keys still name the merged client (a key never
+    changes its target): whoever resolves a chat by them comes here."""
+    for _ in range(MAX_MERGE_HOPS):
+        if not client.merged_into:
+            return client
+        into = await users.get_internal(db, client.merged_into)
+        if into is None:
+            return client
+        client = into
+    return client
+
+
+async def merged_into_chain(db: Database, client_id: str) -> list[str]:
+    """`client_id` and the clients it was merged into, in order (whose histories show its tickets)."""
+    chain = [client_id]
+    client = await users.get_internal(db, client_id)
+    for _ in range(MAX_MERGE_HOPS):
+        if client is None or not client.merged_into:
+            break
+        chain.append(client.merged_into)
+        client = await users.get_internal(db, client.merged_into)
+    return chain
+
+
+async def merged_group(db: Database, scope: TenantScope, client_id: str) -> list[str]:
+    """`client_id` and every client merged into it, directly or along a chain (its history)."""
+    group, frontier = [client_id], [client_id]
+    for _ in range(MAX_MERGE_HOPS):
+        frontier = await users.ids_matching(
+            db, scope, {"merged_into": {"$in": frontier}}, role="client", limit=MAX_MATCHED_CLIENTS
+        )
+        if not frontier:
+            break
+        group.extend(frontier)
+    return group
 
 
 async def _complete(db: Database, client: User, *, phone: str, lid: str) -> User:
@@ -173,7 +216,8 @@ async def get_by_phone(db: Database, actor: Actor, *, phone: str) -> User | None
     if actor.reseller_id is None:
         return None
     client_id = await id_by_phone(db, actor.reseller_id, phone)
-    return await users.get(db, actor.scope, client_id, roles=ROLES) if client_id else None
+    found = await users.get(db, actor.scope, client_id, roles=ROLES) if client_id else None
+    return await followed(db, found) if found is not None else None
 
 
 def search_filter(q: str, *, name: str = "name", phone: str = "phone") -> dict[str, Any]:
@@ -228,6 +272,7 @@ async def list_page(
     if active is not None:
         # Clients stored before deactivation existed have no field: active.
         extra["active"] = False if not active else {"$ne": False}
+    extra["merged_into"] = None  # merged ones are part of another contact now (null or absent)
     found = await users.list_docs(db, actor.scope, roles=ROLES, before_id=before, limit=limit + 1, extra=extra)
     return ClientPage(items=[ClientRead.of(c) for c in found[:limit]], next_cursor=next_id_cursor(found, limit))
 

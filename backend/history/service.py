@@ -3,10 +3,12 @@
 tickets.Ticket visibility is per ticket (an agent sees its department's queue and its own tickets), so
 an agent answering a client used to get 404 on that client's earlier tickets. Here the ticket the
 user can see is the key: whoever may see ticket T may read, without changing anything, the other
-tickets of T's client in T's tenant and their threads (notes included: the reader is staff).
+tickets of T's client in T's tenant and their threads (notes included: the reader is staff), and
+those of the clients merged into it (backend/clients/merge.py).
 A ticket of another client or tenant is a 404, exactly like a ticket that does not exist.
 """
 
+from backend.clients import service as clients
 from backend.core.db import Database
 from backend.core.errors import NotFound
 from backend.core.ids import is_valid_id
@@ -24,10 +26,11 @@ async def other_tickets(db: Database, actor: Actor, *, ticket_id: str, cursor: s
     """The client's other tickets in the tenant, newest opened first."""
     current = await tickets.get_visible_or_404(db, actor, ticket_id=ticket_id)
     before = decode_time_cursor(cursor) if cursor else None
+    scope = TenantScope(current.reseller_id)
     docs = await tickets.client_tickets(
         db,
-        TenantScope(current.reseller_id),
-        client_id=current.client_id,
+        scope,
+        client_ids=await clients.merged_group(db, scope, current.client_id),
         exclude_id=current.id,
         before=before,
         limit=limit + 1,
@@ -40,7 +43,9 @@ async def other_tickets(db: Database, actor: Actor, *, ticket_id: str, cursor: s
 async def _sibling_or_404(db: Database, actor: Actor, *, ticket_id: str, other_id: str) -> tickets.Ticket:
     current = await tickets.get_visible_or_404(db, actor, ticket_id=ticket_id)
     other = await tickets.load(db, other_id) if is_valid_id(other_id) else None
-    if other is None or other.reseller_id != current.reseller_id or other.client_id != current.client_id:
+    if other is None or other.reseller_id != current.reseller_id:
+        raise NotFound("ticket not found")
+    if other.client_id not in await clients.merged_group(db, TenantScope(current.reseller_id), current.client_id):
         raise NotFound("ticket not found")
     return other
 
@@ -52,7 +57,9 @@ async def readable(db: Database, actor: Actor, ticket: tickets.Ticket) -> bool:
         return True
     if actor.role == "client":
         return False
-    return await tickets.sees_a_ticket_of_client(db, actor, reseller_id=ticket.reseller_id, client_id=ticket.client_id)
+    # A ticket of the client it was merged into shows this one in its history too.
+    shown_with = await clients.merged_into_chain(db, ticket.client_id)
+    return await tickets.sees_a_ticket_of_client(db, actor, reseller_id=ticket.reseller_id, client_ids=shown_with)
 
 
 async def other_ticket(db: Database, actor: Actor, *, ticket_id: str, other_id: str) -> TicketRead:

@@ -12,6 +12,7 @@ from backend.core.db import Database
 from backend.core.indexes import ASC, DESC, declare
 from backend.core.tenancy import TenantScope
 from backend.tickets.models import Ticket, TicketState
+from backend.tickets.states import OPEN_STATES
 
 if TYPE_CHECKING:  # projection.py builds on this module
     from backend.tickets.projection import Activity
@@ -95,6 +96,11 @@ async def _find(db: Database, scope: TenantScope, query: dict[str, Any]) -> list
     return [Ticket.model_validate(d) for d in await db[COLLECTION].find(scope.filter(query)).to_list(length=None)]
 
 
+async def open_of_client(db: Database, scope: TenantScope, client_id: str) -> list[Ticket]:
+    """A client's open tickets on every channel (a rare look-up: a merge's check; a scan on FerretDB)."""
+    return await _find(db, scope, {"client_id": client_id, "status": {"$in": [s.value for s in OPEN_STATES]}})
+
+
 async def for_client_on_channel(db: Database, scope: TenantScope, client_id: str, channel: str) -> list[Ticket]:
     """A client's tickets on one channel, oldest slot first (a rare look-up: clients from before
     the per-channel slot hint, see tickets.service)."""
@@ -154,12 +160,13 @@ async def client_tickets(
     db: Database,
     scope: TenantScope,
     *,
-    client_id: str,
+    client_ids: list[str],
     exclude_id: str,
     before: tuple[datetime, str] | None,
     limit: int,
 ) -> list[Ticket]:
-    """A client's tickets in the scope but `exclude_id`, newest first (index tenant_client_created)."""
-    query = {"client_id": client_id, "_id": {"$ne": exclude_id}}
+    """A client's tickets (with those of the clients merged into it) in the scope but
+    `exclude_id`, newest first (index tenant_client_created)."""
+    query = {"client_id": client_ids[0] if len(client_ids) == 1 else {"$in": client_ids}, "_id": {"$ne": exclude_id}}
     docs = await scope.page_by_time(db[COLLECTION], query, "created_at", before=before, limit=limit)
     return [Ticket.model_validate(d) for d in docs]

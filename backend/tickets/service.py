@@ -93,12 +93,13 @@ async def get_visible_or_404(db: Database, actor: Actor, *, ticket_id: str) -> T
     return doc
 
 
-async def sees_a_ticket_of_client(db: Database, actor: Actor, *, reseller_id: str, client_id: str) -> bool:
-    """Whether the actor sees at least one of the client's tickets in that tenant (the client
+async def sees_a_ticket_of_client(db: Database, actor: Actor, *, reseller_id: str, client_ids: list[str]) -> bool:
+    """Whether the actor sees at least one of the clients' tickets in that tenant (the client
     history's key, backend/history): the query form of the visibility rule, one count."""
     if not actor.scope.owns(reseller_id):
         return False
-    query = {"client_id": client_id, "reseller_id": reseller_id, **visible_query(actor)}
+    which = client_ids[0] if len(client_ids) == 1 else {"$in": client_ids}
+    query = {"client_id": which, "reseller_id": reseller_id, **visible_query(actor)}
     return await repository.count(db, actor.scope, query) > 0
 
 
@@ -335,6 +336,11 @@ async def open_for_client(
             return ticket, False
         slot += 1
     raise Conflict("could not open a ticket; retry")
+
+
+async def open_tickets_of_client(db: Database, scope: TenantScope, client_id: str) -> list[Ticket]:
+    """The client's open tickets, on any channel (a merge's check, backend/clients/merge.py)."""
+    return await repository.open_of_client(db, scope, client_id)
 
 
 async def open_ticket_of(db: Database, *, reseller_id: str, client: users.User, channel: str) -> Ticket | None:

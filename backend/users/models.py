@@ -29,6 +29,7 @@ class User(StoredModel):
     # Where the client's open-ticket slots on each channel start (users.repository.raise_ticket_slot).
     ticket_slots: dict[str, int] = {}
     ticket_slot: int | None = None  # before per-channel hints: one per client (tickets.service._walk_start)
+    merged_into: str | None = None  # the client this one was merged into (backend/clients/merge.py)
 
     def as_actor(self) -> Actor:
         """This user acting: a request's principal, or the person some work is done for."""

@@ -565,6 +565,8 @@ async def _known_client(
         # Not hinted, or not there (a database restored from a backup older than the client).
         found = await clients.id_for_chat(db, reseller_id, phone=event.phone, lid=event.lid)
         client = await users.get_internal(db, found) if found else None
+    if client is not None and client.merged_into:  # its chats are another client's now (clients/merge.py)
+        client = await clients.followed(db, client)
     if client is None or (event.lid and not client.whatsapp_lid) or (event.phone and not client.phone):
         return None
     return client

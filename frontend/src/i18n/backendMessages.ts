@@ -44,6 +44,7 @@ const SENTENCES: Record<string, string> = {
   'only its author can edit a scheduled message': 'Só quem agendou a mensagem pode editá-la.',
   'agents see their own figures only': 'Agentes veem apenas os próprios números.',
   "only the reseller's owner deactivates or reactivates clients": 'Só o responsável pela empresa desativa ou reativa contatos.',
+  "only the reseller's owner merges clients": 'Só o responsável pela empresa pode mesclar contatos.',
 
   // 404 (the "<thing> not found" family is below, in NOT_FOUND)
   'the message has no media': 'Esta mensagem não tem anexo.',
@@ -76,6 +77,9 @@ const SENTENCES: Record<string, string> = {
   'only a finalized ticket can be reopened': 'Apenas um atendimento finalizado pode ser reaberto.',
   'ticket was reopened already': 'Este atendimento já foi reaberto.',
   'client already has an open ticket': 'Este cliente já tem um atendimento aberto.',
+  // a contact merge (backend clients): the contact merged must have no open conversation, and can be merged once
+  'the client has an open ticket': 'Este contato tem um atendimento aberto: finalize-o antes de mesclar.',
+  'the client was merged into another': 'Este contato já foi mesclado em outro.',
   'the department menu is no longer pending': 'O cliente já não está no menu de departamentos.',
   'the ticket is rated already': 'Este atendimento já foi avaliado.',
   'only a failed media fetch can be retried': 'Apenas um anexo que falhou ao baixar pode ser baixado de novo.',
@@ -103,6 +107,8 @@ const SENTENCES: Record<string, string> = {
   'client is inactive': 'Este contato está inativo.',
   'the client has no phone number to write to': 'Este contato não tem telefone para receber mensagens.',
   'the phone of a client does not change': 'O telefone de um cliente não muda depois de definido.',
+  'a client cannot be merged into itself': 'Escolha outro contato: um contato não pode ser mesclado nele mesmo.',
+  'the target client was merged into another: merge into that one': 'O contato escolhido já foi mesclado em outro: escolha aquele em que ele foi mesclado.',
   'a rating is 1 to 5': 'A nota vai de 1 a 5.',
   'invalid cursor': 'A lista mudou enquanto era carregada. Recarregue a página.',
   'dates out of range': 'Data fora do intervalo aceito.',

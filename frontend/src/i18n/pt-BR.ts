@@ -634,6 +634,22 @@ export const t = {
     activeHelp: 'Desativado, sai da lista de contatos e não recebe novas conversas; o histórico fica guardado e o que ele enviar pelo WhatsApp continua chegando.',
     inactive: 'Desativado',
     showInactive: 'Mostrar desativados',
+    // The owner's: one person split in two contacts by WhatsApp (one known by its privacy id
+    // only, one by its number) made one again (features/contacts/MergeContact.tsx).
+    merge: 'Mesclar…',
+    mergeTitle: 'Mesclar contato',
+    mergeWhich: (name: string) => `Mesclar ${name} em outro contato, que é o que fica.`,
+    mergeInto: 'Contato que fica',
+    mergeSearch: 'Buscar por nome ou número',
+    mergeNothing: 'Nenhum contato encontrado.',
+    mergeFuture: 'As próximas mensagens de WhatsApp deste contato passam a chegar nas conversas do contato que fica.',
+    mergeHistory: 'O histórico do contato que fica passa a mostrar as conversas anteriores dos dois.',
+    mergeFinal: 'Este contato sai da lista de contatos. A mesclagem não pode ser desfeita.',
+    mergeOpen: 'Este contato não pode ter um atendimento aberto: finalize-o antes de mesclar.',
+    mergeConfirm: 'Mesclar',
+    merged: 'Contatos mesclados',
+    // Under the phone a contact already has (409): the split discovered while editing.
+    mergeWithIt: 'Mesclar com esse contato',
   },
   tags: {
     label: 'Etiquetas',

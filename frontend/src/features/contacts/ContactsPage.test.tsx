@@ -1,4 +1,5 @@
 import { fireEvent, screen, waitFor, within } from '@testing-library/react';
+import userEvent from '@testing-library/user-event';
 import { beforeEach, describe, expect, it } from 'vitest';
 import { agentUser, mockApi, renderApp, signIn, stubWebSocket } from '../../test/utils';
 import { ContactsPage } from './ContactsPage';
@@ -232,6 +233,7 @@ describe('ContactsPage: a contact WhatsApp named without a number', () => {
     await waitFor(() => expect(phone).toHaveAccessibleDescription('Já existe um contato com este telefone.'));
     expect(within(dialog).queryByRole('alert')).not.toBeInTheDocument(); // said once, on the field
     expect(dialog).toBeInTheDocument(); // the form stays open to correct it
+    expect(within(dialog).queryByRole('button', { name: 'Mesclar com esse contato' })).not.toBeInTheDocument(); // the owner's
   });
 
   it("shows the backend's refusal when the contact got a number meanwhile (422)", async () => {
@@ -242,5 +244,139 @@ describe('ContactsPage: a contact WhatsApp named without a number', () => {
     fireEvent.change(phone, { target: { value: '5511912345678' } });
     fireEvent.click(within(dialog).getByRole('button', { name: 'Salvar' }));
     await waitFor(() => expect(phone).toHaveAccessibleDescription('O telefone de um cliente não muda depois de definido.'));
+  });
+});
+
+describe('ContactsPage: merging a contact WhatsApp split in two', () => {
+  const owner = agentUser({ role: 'reseller', department_ids: [] });
+  const hidden = { id: 'h'.repeat(24), name: 'Cliente LID', phone: '', tags: [], notes: '', email: null, active: true, created_at: '2025-01-01T00:00:00Z' };
+  const known = { ...hidden, id: 'k'.repeat(24), name: 'Cliente Com Número', phone: '5511987654321' };
+  const knownOption = 'Cliente Com Número · +55 (11) 98765-4321';
+  const mergeUrl = `/api/v1/clients/${hidden.id}/merge`;
+  type Answer = { status?: number; body?: unknown };
+
+  /** The tenant's contacts, `hidden` left out of the list once merged (as the backend does). */
+  function serve(user = owner, merge: () => Answer = () => ({ body: { ...known, merged_into: null } }), patch?: () => Answer) {
+    signIn(user);
+    let merged = false;
+    const calls = mockApi(({ method, path }) => {
+      if (path === '/api/v1/auth/me') return { body: user };
+      if (path === '/api/v1/tags') return { body: { items: [] } };
+      if (path === '/api/v1/clients' && method === 'GET') return { body: { items: merged ? [known] : [hidden, known], next_cursor: null } };
+      if (path === `/api/v1/clients/${known.id}` && method === 'GET') return { body: known };
+      if (path === `/api/v1/clients/${hidden.id}` && method === 'PATCH' && patch) return patch();
+      if (path === mergeUrl && method === 'POST') {
+        const answer = merge();
+        merged = (answer.status ?? 200) === 200;
+        return answer;
+      }
+      return undefined;
+    });
+    return calls;
+  }
+  const rowOf = async (name: string) => (await screen.findByText(name)).closest('tr') as HTMLElement;
+  const openMerge = async (name: string) => {
+    fireEvent.click(within(await rowOf(name)).getByRole('button', { name: 'Mesclar contato' }));
+    return screen.findByRole('dialog', { name: 'Mesclar contato' });
+  };
+  // The Select's dropdown sits in a portal beside the modal, which hides it from the a11y tree in jsdom.
+  const pickKept = async (dialog: HTMLElement, option: string) => {
+    await userEvent.click(within(dialog).getByRole('textbox', { name: /^Contato que fica/ }));
+    await userEvent.click(await screen.findByRole('option', { name: option, hidden: true }));
+  };
+
+  it('offers "Mesclar…" on each contact to the owner', async () => {
+    serve();
+    renderApp(<ContactsPage />, { path: '/contatos', route: '/contatos' });
+    const button = within(await rowOf('Cliente LID')).getByRole('button', { name: 'Mesclar contato' });
+    expect(button).toHaveTextContent('Mesclar…');
+    expect(within(await rowOf('Cliente Com Número')).getByRole('button', { name: 'Mesclar contato' })).toBeInTheDocument();
+  });
+
+  it('offers no merge to an agent', async () => {
+    serve(agentUser());
+    renderApp(<ContactsPage />, { path: '/contatos', route: '/contatos' });
+    const row = await rowOf('Cliente LID');
+    expect(within(row).getByRole('button', { name: 'Editar' })).toBeInTheDocument();
+    expect(screen.queryByRole('button', { name: 'Mesclar contato' })).not.toBeInTheDocument();
+  });
+
+  it('merges into the contact picked, says what it does, and refreshes the list without the merged one', async () => {
+    const calls = serve();
+    renderApp(<ContactsPage />, { path: '/contatos', route: '/contatos' });
+    const dialog = await openMerge('Cliente LID');
+    expect(dialog).toHaveTextContent('As próximas mensagens de WhatsApp deste contato passam a chegar nas conversas do contato que fica.');
+    expect(dialog).toHaveTextContent('O histórico do contato que fica passa a mostrar as conversas anteriores dos dois.');
+    expect(dialog).toHaveTextContent('A mesclagem não pode ser desfeita.');
+    expect(dialog).toHaveTextContent('finalize-o antes de mesclar');
+    const confirm = within(dialog).getByRole('button', { name: 'Mesclar' });
+    expect(confirm).toBeDisabled(); // nothing picked yet
+
+    await userEvent.click(within(dialog).getByRole('textbox', { name: /^Contato que fica/ }));
+    await screen.findByRole('option', { name: knownOption, hidden: true });
+    // The contact itself is not one to merge into.
+    expect(screen.queryByRole('option', { name: /^Cliente LID/, hidden: true })).not.toBeInTheDocument();
+    await pickKept(dialog, knownOption);
+    const listsBefore = calls.filter((c) => c.method === 'GET' && c.path === '/api/v1/clients').length;
+    fireEvent.click(confirm);
+
+    await waitFor(() => expect(screen.queryByRole('dialog', { name: 'Mesclar contato' })).not.toBeInTheDocument());
+    expect(calls.filter((c) => c.method === 'POST').map((c) => [c.path, c.body])).toEqual([[mergeUrl, { into_client_id: known.id }]]);
+    expect(await screen.findByText('Contatos mesclados')).toBeInTheDocument();
+    await waitFor(() => expect(screen.queryByText('Cliente LID')).not.toBeInTheDocument());
+    expect(calls.filter((c) => c.method === 'GET' && c.path === '/api/v1/clients').length).toBeGreaterThan(listsBefore);
+    expect(screen.getByText('Cliente Com Número')).toBeInTheDocument();
+  });
+
+  it('says why a contact with an open conversation is not merged, with a link to it', async () => {
+    const ticketId = 't'.repeat(24);
+    serve(owner, () => ({ status: 409, body: { detail: { message: 'the client has an open ticket', ticket_id: ticketId } } }));
+    renderApp(<ContactsPage />, { path: '/contatos', route: '/contatos' });
+    const dialog = await openMerge('Cliente LID');
+    await pickKept(dialog, knownOption);
+    fireEvent.click(within(dialog).getByRole('button', { name: 'Mesclar' }));
+    const alert = await within(dialog).findByRole('alert');
+    expect(alert).toHaveTextContent('Este contato tem um atendimento aberto: finalize-o antes de mesclar.');
+    expect(within(alert).getByRole('link', { name: 'Abrir atendimento' })).toHaveAttribute('href', `/atendimento/${ticketId}`);
+    expect(screen.getByText('Cliente LID')).toBeInTheDocument(); // nothing merged
+  });
+
+  it('shows the translated refusal of a target merged into another (409)', async () => {
+    serve(owner, () => ({
+      status: 409,
+      body: { detail: { message: 'the target client was merged into another: merge into that one', client_id: 'c-elsewhere' } },
+    }));
+    renderApp(<ContactsPage />, { path: '/contatos', route: '/contatos' });
+    const dialog = await openMerge('Cliente LID');
+    await pickKept(dialog, knownOption);
+    fireEvent.click(within(dialog).getByRole('button', { name: 'Mesclar' }));
+    const alert = await within(dialog).findByRole('alert');
+    expect(alert).toHaveTextContent('O contato escolhido já foi mesclado em outro');
+    expect(within(alert).queryByRole('link')).not.toBeInTheDocument();
+  });
+
+  it('lets the owner merge with the contact a phone edit finds has the number (409), preselected', async () => {
+    const calls = serve(owner, undefined, () => ({
+      status: 409,
+      body: { detail: { message: 'a client with this phone already exists', client_id: known.id } },
+    }));
+    renderApp(<ContactsPage />, { path: '/contatos', route: '/contatos' });
+    fireEvent.click(within(await rowOf('Cliente LID')).getByRole('button', { name: 'Editar' }));
+    const edit = await screen.findByRole('dialog', { name: 'Editar' });
+    const phone = within(edit).getByRole('textbox', { name: /^Telefone/ });
+    fireEvent.change(phone, { target: { value: '5511987654321' } });
+    fireEvent.click(within(edit).getByRole('button', { name: 'Salvar' }));
+    await waitFor(() => expect(phone).toHaveAccessibleDescription('Já existe um contato com este telefone.'));
+
+    fireEvent.click(within(edit).getByRole('button', { name: 'Mesclar com esse contato' }));
+    const dialog = await screen.findByRole('dialog', { name: 'Mesclar contato' });
+    await waitFor(() => expect(screen.queryByRole('dialog', { name: 'Editar' })).not.toBeInTheDocument());
+    const kept = within(dialog).getByRole('textbox', { name: /^Contato que fica/ });
+    await waitFor(() => expect(kept).toHaveValue(knownOption));
+    const confirm = within(dialog).getByRole('button', { name: 'Mesclar' });
+    expect(confirm).toBeEnabled();
+    fireEvent.click(confirm);
+    await waitFor(() => expect(calls.some((c) => c.method === 'POST' && c.path === mergeUrl)).toBe(true));
+    expect(calls.find((c) => c.path === mergeUrl)?.body).toEqual({ into_client_id: known.id });
   });
 });

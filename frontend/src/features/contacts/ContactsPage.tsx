@@ -15,6 +15,7 @@ import { FormActions, FormFrame, ListTable, RowActions } from '../../layout/Crud
 import { PageHeader } from '../../layout/PageHeader';
 import { keys } from '../../realtime/cache';
 import { ClientPhone } from './ClientPhone';
+import { MergeContact } from './MergeContact';
 import { StartConversation } from './StartConversation';
 
 /** A contact's name shows in its tickets and in the tag lists: refresh them all. */
@@ -27,15 +28,21 @@ function useContactsChanged() {
 
 type Prefill = { name: string; phone: string };
 
+/** The contact a 409 names as the one holding the number given (`client_id`). */
+function holderOf(error: unknown): string | null {
+  const detail = error instanceof ApiError && error.status === 409 ? error.detail : null;
+  return detail && typeof detail === 'object' && 'client_id' in detail && typeof detail.client_id === 'string' ? detail.client_id : null;
+}
+
 /** The contact a shared card names, found or created: the phone is a contact's key, so creating
  * it either makes it or answers 409 naming the one that already has the number. */
 async function contactFor(card: Prefill): Promise<Client> {
   try {
     return await unwrap(api.POST('/api/v1/clients', { body: { name: card.name.trim() || card.phone, phone: card.phone, notes: '', tags: [] } }));
   } catch (error) {
-    const detail = error instanceof ApiError && error.status === 409 ? error.detail : null;
-    if (!detail || typeof detail !== 'object' || !('client_id' in detail) || typeof detail.client_id !== 'string') throw error;
-    return unwrap(api.GET('/api/v1/clients/{client_id}', { params: { path: { client_id: detail.client_id } } }));
+    const holder = holderOf(error);
+    if (!holder) throw error;
+    return unwrap(api.GET('/api/v1/clients/{client_id}', { params: { path: { client_id: holder } } }));
   }
 }
 
@@ -44,7 +51,17 @@ function phoneFixed(error: unknown): boolean {
   return error instanceof ApiError && error.status === 422 && error.detail === 'the phone of a client does not change';
 }
 
-function ContactForm({ contact, prefill, onDone }: { contact: Client | null; prefill?: Prefill | null; onDone: () => void }) {
+function ContactForm({
+  contact,
+  prefill,
+  onDone,
+  onMerge,
+}: {
+  contact: Client | null;
+  prefill?: Prefill | null;
+  onDone: () => void;
+  onMerge: (contact: Client, intoId: string) => void;
+}) {
   const changed = useContactsChanged();
   const tags = useTags();
   // "Removing" a contact deactivates it (the owner's decision): kept with its history, out of
@@ -81,6 +98,9 @@ function ContactForm({ contact, prefill, onDone }: { contact: Client | null; pre
   const errors = fieldErrors(save.error);
   const taken = save.error instanceof ApiError && save.error.status === 409;
   const fixed = phoneFixed(save.error);
+  // A number given to a contact without one (WhatsApp hid it) that another contact has: most
+  // likely the same person, split in two by WhatsApp. The owner can make them one from here.
+  const holder = owner && contact && taken ? holderOf(save.error) : null;
   return (
     <FormFrame onSubmit={() => save.mutate()}>
       <TextInput label={t.contacts.name} required maxLength={120} value={name} onChange={(e) => setName(e.currentTarget.value)} error={errors.name} data-autofocus />
@@ -94,6 +114,13 @@ function ContactForm({ contact, prefill, onDone }: { contact: Client | null; pre
         error={errors.phone ?? (taken ? t.contacts.phoneTaken : fixed ? errorMessage(save.error) : undefined)}
         inputMode="tel"
       />
+      {contact && holder && (
+        <Group justify="flex-end" mt={-8}>
+          <Button size="compact-sm" variant="light" onClick={() => onMerge(contact, holder)}>
+            {t.contacts.mergeWithIt}
+          </Button>
+        </Group>
+      )}
       <TextInput label={t.contacts.email} type="email" value={email} onChange={(e) => setEmail(e.currentTarget.value)} error={errors.email} />
       <Textarea label={t.contacts.notes} autosize minRows={2} maxLength={2000} value={notes} onChange={(e) => setNotes(e.currentTarget.value)} error={errors.notes} />
       <TagsInput
@@ -241,6 +268,8 @@ export function ContactsPage() {
   const [editing, setEditing] = useState<Client | 'new' | null>(null);
   const [importing, setImporting] = useState(false);
   const [starting, setStarting] = useState<Client | null>(null);
+  const [merging, setMerging] = useState<{ contact: Client; intoId?: string } | null>(null);
+  const owner = useMe().role === 'reseller'; // merging contacts is the owner's (the backend answers 403 to agents)
   const changed = useContactsChanged();
   const fromCard = useMutation({
     mutationFn: contactFor,
@@ -324,6 +353,11 @@ export function ContactsPage() {
                 <Button size="compact-sm" variant="default" onClick={() => setEditing(c)}>
                   {t.app.edit}
                 </Button>
+                {owner && (
+                  <Button size="compact-sm" variant="subtle" aria-label={t.contacts.mergeTitle} onClick={() => setMerging({ contact: c })}>
+                    {t.contacts.merge}
+                  </Button>
+                )}
               </RowActions>
             </Table.Td>
           </Table.Tr>
@@ -333,7 +367,23 @@ export function ContactsPage() {
         {editing !== null && <ContactForm contact={editing === 'new' ? null : editing} prefill={prefill} onDone={() => {
           setEditing(null);
           setPrefill(null);
+        }} onMerge={(contact, intoId) => {
+          setEditing(null);
+          setMerging({ contact, intoId });
         }} />}
+      </Modal>
+      <Modal opened={merging !== null} onClose={() => setMerging(null)} title={t.contacts.mergeTitle}>
+        {merging !== null && (
+          <MergeContact
+            contact={merging.contact}
+            intoId={merging.intoId}
+            onMerged={() => {
+              changed();
+              setMerging(null);
+            }}
+            onCancel={() => setMerging(null)}
+          />
+        )}
       </Modal>
       <Modal opened={starting !== null} onClose={() => setStarting(null)} title={t.contacts.startTitle}>
         {starting !== null && <StartConversation contact={starting} onDone={() => setStarting(null)} />}

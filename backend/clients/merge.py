@@ -1,0 +1,81 @@
+"""Merging two clients that are one person: WhatsApp's LID split.
+
+WhatsApp names a chat by the person's LID (a privacy id) or by their number. A chat first seen by
+its LID alone, from someone the tenant already knows by number, makes a second client
+(clients.service.upsert_for_chat: a key never changes its target, and nothing in the delivery
+said they were one). The reseller's owner merges the extra client into the one kept: from then
+on every chat the merged client's keys name is the kept client's (`followed`, in ingestion and in
+the look-up by number), its history shows both clients' tickets (`merged_group`), and the merged
+client leaves the contacts list. Nothing is moved or deleted: the merged client keeps its tickets
+and messages, under its own id, and names the kept one (`merged_into`).
+
+Decided once: the merge is a unique key per merged client ("client-merge:<tenant>:<id>" -> kept
+id), claimed before the document says it, so two merges at once (into two different clients)
+cannot both happen; the document's `merged_into` is written after it and read back (and
+written again by a repeat, which answers as the first did). Refused while the merged client has an open ticket: two open
+tickets of one person on one channel are what the merge ends, and the person's agent finalizes
+it first. A message that arrives during the merge may still open one under the merged client;
+it stays visible in its queue, and the next message of the chat goes to the kept client.
+"""
+
+from backend.clients import service as clients
+from backend.clients.schemas import ClientRead
+from backend.core import natural_keys
+from backend.core.clock import utcnow
+from backend.core.db import Database
+from backend.core.errors import Conflict, Forbidden, NotFound, Unprocessable
+from backend.core.ids import is_valid_id
+from backend.core.tenancy import Actor
+from backend.tickets import service as tickets
+from backend.users import service as users
+
+MERGE_KEY = "client-merge"
+POINT_TRIES = 3
+
+
+async def _point(db: Database, actor: Actor, merged: users.User, into: str) -> None:
+    """Writes `merged_into` and reads it back: on FerretDB every update writes the whole document,
+    so ingestion completing the merged client (its LID or number, clients.service._complete) at
+    the same moment can write back a copy without it. The key stays the truth; a repeat of the
+    merge writes the pointer again."""
+    for _ in range(POINT_TRIES):
+        if merged.merged_into == into:
+            return
+        await users.update_doc(db, actor.scope, merged.id, {"merged_into": into, "updated_at": utcnow()})
+        merged = await users.get_internal(db, merged.id) or merged
+
+
+async def merge(db: Database, actor: Actor, *, client_id: str, into_client_id: str) -> ClientRead:
+    """The owner merges `client_id` into `into_client_id` (module docstring). Returns the kept client."""
+    if actor.role != "reseller":
+        raise Forbidden("only the reseller's owner merges clients")
+    assert actor.reseller_id
+    if not is_valid_id(into_client_id):
+        raise NotFound("client not found")
+    merged = await clients.get_doc_or_404(db, actor, client_id=client_id)
+    kept = await clients.get_doc_or_404(db, actor, client_id=into_client_id)
+    if merged.id == kept.id:
+        raise Unprocessable("a client cannot be merged into itself")
+    if kept.merged_into:
+        raise Conflict(
+            {"message": "the target client was merged into another: merge into that one", "client_id": kept.merged_into}
+        )
+    if (done := merged.merged_into) is None:
+        done = await natural_keys.lookup(db, MERGE_KEY, actor.reseller_id, merged.id)
+    if done is None:
+        if opened := await tickets.open_tickets_of_client(db, actor.scope, merged.id):
+            raise Conflict({"message": "the client has an open ticket", "ticket_id": opened[0].id})
+        done, _ = await natural_keys.claim(db, MERGE_KEY, actor.reseller_id, merged.id, target=kept.id)
+    if done != kept.id:
+        raise Conflict({"message": "the client was merged into another", "client_id": done})
+    await _point(db, actor, merged, kept.id)
+    # What the kept client lacks and the merged one had (its LID: outbound replies reach the
+    # person by the address the ticket keeps either way).
+    fill = {
+        field: value
+        for field, value in (("whatsapp_lid", merged.whatsapp_lid), ("phone", merged.phone))
+        if value and not getattr(kept, field)
+    }
+    if fill:
+        kept = await users.update_doc(db, actor.scope, kept.id, {**fill, "updated_at": utcnow()}) or kept
+    return ClientRead.of(kept)

@@ -1,0 +1,123 @@
+"""Merging the two clients WhatsApp's LID split makes of one person (backend/clients/merge.py),
+through the real webhook and API, with the fake Evolution as its own process: the person is known
+by number (a ticket open with an agent); their phone then writes on a LID chat that carries no
+number, which opens a second client and ticket. After the owner merges the LID client into the
+known one, the LID chat's messages go to the known client's open ticket, the history shows both
+clients' tickets, and the merged client leaves the contacts list; nothing moved or was deleted."""
+
+from typing import Any
+
+import httpx
+
+from backend.clients import merge
+from backend.core import natural_keys
+from tests.factories import API, Tenant, collection_counts, make_tenant, unique_phone
+from tests.fakes.harness import FakeEvolution, make_connection
+from tests.webhooks.evolution_shapes import clients_of, key_id, pn_key, post, shown, thread, tickets_of, upsert
+
+
+def _lid() -> str:
+    return "2" + unique_phone()[-14:]
+
+
+def _text(key: dict[str, Any], text: str) -> dict[str, Any]:
+    return upsert(key, {"conversation": text}, "conversation", push_name="Maria")
+
+
+def _lid_only(lid: str) -> dict[str, Any]:
+    return {"remoteJid": f"{lid}@lid", "fromMe": False, "id": key_id(), "addressingMode": "lid"}
+
+
+async def _merge(client: httpx.AsyncClient, headers: dict[str, str], merged: str, into: str) -> httpx.Response:
+    return await client.post(f"{API}/clients/{merged}/merge", json={"into_client_id": into}, headers=headers)
+
+
+async def _split(
+    client: httpx.AsyncClient, db: Any, tenant: Tenant, conn: dict[str, Any]
+) -> tuple[str, dict[str, Any], dict[str, Any], str]:
+    """(lid, the known client's open ticket, the LID client's ticket, phone)."""
+    phone, lid = unique_phone(), _lid()
+    assert (await post(client, db, conn, _text(pn_key(phone), "oi, sou a Maria")))["status"] == "processed"
+    (known,) = await tickets_of(client, tenant)
+    r = await client.post(f"{API}/tickets/{known['id']}/assume", headers=tenant.agents[0]["headers"])
+    assert r.status_code == 200, r.text
+    assert (await post(client, db, conn, _text(_lid_only(lid), "mandei pelo outro chat")))["status"] == "processed"
+    (split,) = [t for t in await tickets_of(client, tenant) if t["id"] != known["id"]]
+    assert split["client_id"] != known["client_id"] and split["client_phone"] == ""
+    return lid, known, split, phone
+
+
+async def test_a_lid_client_merged_into_the_known_one_has_its_chat_filed_there_and_its_history_shown(
+    client: httpx.AsyncClient, admin_headers: dict[str, str], evolution: FakeEvolution, db: Any
+) -> None:
+    tenant = await make_tenant(client, admin_headers, agents=1)
+    conn = await make_connection(client, tenant, evolution)
+    lid, known, split, _ = await _split(client, db, tenant, conn)
+    owner, agent = tenant.headers, tenant.agents[0]["headers"]
+
+    # Refused while the LID client's ticket is open; by an agent; into itself; across tenants.
+    r = await _merge(client, owner, split["client_id"], known["client_id"])
+    assert r.status_code == 409 and r.json()["detail"]["ticket_id"] == split["id"], r.text
+    assert (await _merge(client, agent, split["client_id"], known["client_id"])).status_code == 403
+    assert (await _merge(client, owner, known["client_id"], known["client_id"])).status_code == 422
+    other = await make_tenant(client, admin_headers, agents=0)
+    assert (await _merge(client, other.headers, split["client_id"], known["client_id"])).status_code == 404
+    assert (await _merge(client, owner, split["client_id"], "nope")).status_code == 404
+    assert await natural_keys.lookup(db, merge.MERGE_KEY, tenant.id, split["client_id"]) is None
+
+    r = await client.post(f"{API}/tickets/{split['id']}/finalize", headers=owner)
+    assert r.status_code == 200, r.text
+    before = await collection_counts(db)
+    r = await _merge(client, owner, split["client_id"], known["client_id"])
+    assert r.status_code == 200, r.text
+    assert r.json()["id"] == known["client_id"]
+    again = await _merge(client, owner, split["client_id"], known["client_id"])  # a second click
+    assert again.status_code == 200 and again.json()["id"] == known["client_id"]
+    kept = await db.users.find_one({"_id": known["client_id"]})
+    assert kept["whatsapp_lid"] == lid  # what it lacked, from the merged one
+    assert (await db.users.find_one({"_id": split["client_id"]}))["merged_into"] == known["client_id"]
+    assert [c["id"] for c in await clients_of(client, tenant)] == [known["client_id"]]
+    merged_read = await client.get(f"{API}/clients/{split['client_id']}", headers=owner)
+    assert merged_read.json()["merged_into"] == known["client_id"]
+
+    # The LID chat writes again: into the known client's open ticket, no new ticket.
+    assert (await post(client, db, conn, _text(_lid_only(lid), "e agora?")))["status"] == "processed"
+    tickets = await tickets_of(client, tenant)
+    assert sorted(t["id"] for t in tickets) == sorted([known["id"], split["id"]])
+    assert shown(await thread(client, tenant, known["id"]))[-1] == ("in", "text", "e agora?")
+
+    # The agent answering the known ticket sees the LID client's ticket in the history, and its thread.
+    r = await client.get(f"{API}/tickets/{known['id']}/history", headers=agent)
+    assert [t["id"] for t in r.json()["items"]] == [split["id"]], r.text
+    r = await client.get(f"{API}/tickets/{known['id']}/history/{split['id']}/messages", headers=agent)
+    assert r.status_code == 200 and [m["body"] for m in r.json()["items"]] == ["mandei pelo outro chat"]
+
+    # Nothing was moved or deleted: only the LID chat's new message was added.
+    after = await collection_counts(db)
+    assert after["tickets"] == before["tickets"] and after["messages"] == before["messages"] + 1
+    assert after["users"] == before["users"]
+
+
+async def test_a_merge_is_decided_once_and_a_merged_client_is_no_target(
+    client: httpx.AsyncClient, admin_headers: dict[str, str], evolution: FakeEvolution, db: Any
+) -> None:
+    tenant = await make_tenant(client, admin_headers, agents=1)
+    conn = await make_connection(client, tenant, evolution)
+    _, known, split, _ = await _split(client, db, tenant, conn)
+    owner = tenant.headers
+    assert (await client.post(f"{API}/tickets/{split['id']}/finalize", headers=owner)).status_code == 200
+    third = await client.post(f"{API}/clients", json={"name": "Outra", "phone": unique_phone()}, headers=owner)
+    assert third.status_code == 201, third.text
+    # A merge into another client decided first (its key claimed; its document not written yet,
+    # as when that merge's process died in between): this one is refused, naming it.
+    await natural_keys.claim(db, merge.MERGE_KEY, tenant.id, split["client_id"], target=third.json()["id"])
+    r = await _merge(client, owner, split["client_id"], known["client_id"])
+    assert r.status_code == 409 and r.json()["detail"]["client_id"] == third.json()["id"], r.text
+    assert (await db.users.find_one({"_id": split["client_id"]})).get("merged_into") is None
+    # Its repeat finishes it (the document now says it) ...
+    r = await _merge(client, owner, split["client_id"], third.json()["id"])
+    assert r.status_code == 200, r.text
+    assert (await db.users.find_one({"_id": split["client_id"]}))["merged_into"] == third.json()["id"]
+    # ... and a merged client is no target: merge into the one it was merged into.
+    r = await _merge(client, owner, known["client_id"], split["client_id"])
+    assert r.status_code == 409 and r.json()["detail"]["client_id"] == third.json()["id"], r.text
