@@ -3,11 +3,14 @@ through the real webhook and API, with the fake Evolution as its own process: th
 by number (a ticket open with an agent); their phone then writes on a LID chat that carries no
 number, which opens a second client and ticket. After the owner merges the LID client into the
 known one, the LID chat's messages go to the known client's open ticket, the history shows both
-clients' tickets, and the merged client leaves the contacts list; nothing moved or was deleted."""
+clients' tickets, and the merged client leaves the contacts list; nothing moved or was deleted.
+Competitors injected: a message between the merge's check and its claim, another merge decided
+first, and an older copy of the merged client written back over the merge's pointer."""
 
 from typing import Any
 
 import httpx
+import pytest
 
 from backend.clients import merge
 from backend.core import natural_keys
@@ -121,3 +124,70 @@ async def test_a_merge_is_decided_once_and_a_merged_client_is_no_target(
     # ... and a merged client is no target: merge into the one it was merged into.
     r = await _merge(client, owner, known["client_id"], split["client_id"])
     assert r.status_code == 409 and r.json()["detail"]["client_id"] == third.json()["id"], r.text
+
+
+async def test_a_message_between_the_merge_s_check_and_its_claim_stays_visible_and_the_next_goes_to_the_kept(
+    client: httpx.AsyncClient,
+    admin_headers: dict[str, str],
+    evolution: FakeEvolution,
+    db: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    tenant = await make_tenant(client, admin_headers, agents=1)
+    conn = await make_connection(client, tenant, evolution)
+    lid, known, split, _ = await _split(client, db, tenant, conn)
+    owner = tenant.headers
+    assert (await client.post(f"{API}/tickets/{split['id']}/finalize", headers=owner)).status_code == 200
+    real_check = merge.tickets.open_tickets_of_client
+    raced: list[str] = []
+
+    async def message_in_between(*args: Any, **kwargs: Any) -> Any:
+        found = await real_check(*args, **kwargs)
+        if not raced:  # checked: no open ticket; the LID chat writes before the key is claimed
+            raced.append((await post(client, db, conn, _text(_lid_only(lid), "escrevi no meio")))["status"])
+        return found
+
+    monkeypatch.setattr(merge.tickets, "open_tickets_of_client", message_in_between)
+    r = await _merge(client, owner, split["client_id"], known["client_id"])
+    assert raced == ["processed"] and r.status_code == 200, r.text
+    # Filed under the merged client (it was not merged yet), in a new ticket waiting in the queue: seen.
+    (late,) = [t for t in await tickets_of(client, tenant) if t["id"] not in (known["id"], split["id"])]
+    assert late["status"] == "espera" and late["client_id"] == split["client_id"]
+    assert shown(await thread(client, tenant, late["id"])) == [("in", "text", "escrevi no meio")]
+    # The next message of the chat: the kept client's open ticket.
+    assert (await post(client, db, conn, _text(_lid_only(lid), "e depois"))).get("status") == "processed"
+    assert shown(await thread(client, tenant, known["id"]))[-1] == ("in", "text", "e depois")
+
+
+async def test_a_copy_without_the_pointer_written_back_over_the_merge_is_repaired_by_its_read_back(
+    client: httpx.AsyncClient,
+    admin_headers: dict[str, str],
+    evolution: FakeEvolution,
+    db: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """FerretDB writes every update's whole document: ingestion completing the merged client at the
+    merge's moment can put back a copy without `merged_into`. Injected right after the merge's
+    write; its read-back writes the pointer again."""
+    tenant = await make_tenant(client, admin_headers, agents=1)
+    conn = await make_connection(client, tenant, evolution)
+    lid, known, split, _ = await _split(client, db, tenant, conn)
+    owner = tenant.headers
+    assert (await client.post(f"{API}/tickets/{split['id']}/finalize", headers=owner)).status_code == 200
+    stale = await db.users.find_one({"_id": split["client_id"]})
+    real_update = merge.users.update_doc
+    undone: list[bool] = []
+
+    async def undone_once(db_: Any, scope: Any, user_id: str, changes: dict[str, Any]) -> Any:
+        written = await real_update(db_, scope, user_id, changes)
+        if "merged_into" in changes and not undone:
+            undone.append(True)
+            await db_.users.replace_one({"_id": user_id}, stale)  # the concurrent writer's older copy
+        return written
+
+    monkeypatch.setattr(merge.users, "update_doc", undone_once)
+    r = await _merge(client, owner, split["client_id"], known["client_id"])
+    assert undone == [True] and r.status_code == 200, r.text
+    assert (await db.users.find_one({"_id": split["client_id"]}))["merged_into"] == known["client_id"]
+    assert (await post(client, db, conn, _text(_lid_only(lid), "cheguei"))).get("status") == "processed"
+    assert shown(await thread(client, tenant, known["id"]))[-1] == ("in", "text", "cheguei")
