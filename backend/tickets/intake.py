@@ -120,7 +120,9 @@ async def create_from_api(db: Database, actor: Actor, *, data: TicketCreate) -> 
     leaves the ticket open with its creator and no message; the request was not acknowledged, and
     a retry gets 409 naming that ticket, where the creator writes again."""
     assert actor.reseller_id
-    client = await clients.get_doc_or_404(db, actor, client_id=data.client_id)
+    # A merged client's conversations are the one it was merged into (backend/clients/merge.py):
+    # its chat's answer would go there, so the ticket does too.
+    client = await clients.followed(db, await clients.get_doc_or_404(db, actor, client_id=data.client_id))
     if not client.active:
         raise Unprocessable("client is inactive")
     dept = await departments.get_or_404(db, actor, department_id=data.department_id)

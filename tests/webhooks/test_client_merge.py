@@ -191,3 +191,24 @@ async def test_a_copy_without_the_pointer_written_back_over_the_merge_is_repaire
     assert (await db.users.find_one({"_id": split["client_id"]}))["merged_into"] == known["client_id"]
     assert (await post(client, db, conn, _text(_lid_only(lid), "cheguei"))).get("status") == "processed"
     assert shown(await thread(client, tenant, known["id"]))[-1] == ("in", "text", "cheguei")
+
+
+async def test_a_conversation_started_with_a_merged_client_is_the_kept_one_s(
+    client: httpx.AsyncClient, admin_headers: dict[str, str], evolution: FakeEvolution, db: Any
+) -> None:
+    tenant = await make_tenant(client, admin_headers, agents=1)
+    conn = await make_connection(client, tenant, evolution)
+    _, known, split, _ = await _split(client, db, tenant, conn)
+    owner = tenant.headers
+    for ticket in (known, split):
+        assert (await client.post(f"{API}/tickets/{ticket['id']}/finalize", headers=owner)).status_code == 200
+    assert (await _merge(client, owner, split["client_id"], known["client_id"])).status_code == 200
+    body = {
+        "client_id": split["client_id"],
+        "department_id": tenant.departments[0]["id"],
+        "connection_id": conn["id"],
+        "message": "Olá, voltando ao seu pedido",
+    }
+    r = await client.post(f"{API}/tickets", json=body, headers=tenant.agents[0]["headers"])
+    assert r.status_code == 201, r.text
+    assert r.json()["client_id"] == known["client_id"]  # where the client's answer will arrive
