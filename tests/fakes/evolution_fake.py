@@ -23,7 +23,7 @@ Test controls under /_control: switch modes (ok, slow, 5xx, malformed), numbers 
 next sends (`fail_next`; `hold_next` before anything, `hold_answer_next` after posting the echo,
 both until POST /_control/release), read what was sent, and
 make the "phone" do things (connect, new QR code, inbound message — `wrap` puts it inside Baileys'
-wrappers such as ephemeralMessage —, delivery receipt, raw post).
+wrappers such as ephemeralMessage, `lid` names the chat by a LID —, delivery receipt, raw post).
 "down" is the real thing: the test stops this process.
 """
 
@@ -909,6 +909,10 @@ def create_app(api_key: str) -> FastAPI:
         inst = await _inst(body)
         key_id = body.get("key_id") or _key_id()
         key = {"remoteJid": f"{body['phone']}@s.whatsapp.net", "fromMe": bool(body.get("from_me")), "id": key_id}
+        if body.get("lid"):  # a chat WhatsApp names by the person's LID; the number beside it only when given
+            key = {**key, "remoteJid": f"{body['lid']}@lid", "addressingMode": "lid"}
+            if body.get("phone"):
+                key["remoteJidAlt"] = f"{body['phone']}@s.whatsapp.net"
         message: dict[str, Any]
         if body.get("media"):
             # {type: image|audio|video|document|sticker, base64, mimetype, fileName?, seconds?, ptt?,
