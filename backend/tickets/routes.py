@@ -43,6 +43,7 @@ async def list_tickets(
     tag: Annotated[str | None, Query(min_length=1, max_length=32)] = None,
     created_from: Annotated[datetime | None, Query(description="opened at or after")] = None,
     created_to: Annotated[datetime | None, Query(description="opened before")] = None,
+    reseller_id: OptionalId = None,  # the admin's: one company's tickets
 ) -> TicketPage:
     filters = TicketFilters(
         agent_id=agent_id,
@@ -52,7 +53,15 @@ async def list_tickets(
         created_to=created_to,
     )
     return await service.list_page(
-        db, actor, status=status, department_id=department_id, cursor=cursor, limit=limit, q=q, filters=filters
+        db,
+        actor,
+        status=status,
+        department_id=department_id,
+        cursor=cursor,
+        limit=limit,
+        q=q,
+        filters=filters,
+        reseller_id=reseller_id,
     )
 
 

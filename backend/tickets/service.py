@@ -759,7 +759,15 @@ async def list_page(
     limit: int,
     q: str | None = None,
     filters: TicketFilters | None = None,
+    reseller_id: str | None = None,
 ) -> TicketPage:
+    """`reseller_id`: the admin, who sees every company's tickets, narrows them to one company's
+    (the same rule as any other actor's own: a different company's is a 404 for them)."""
+    scope = actor.scope
+    if reseller_id is not None:
+        if not actor.scope.owns(reseller_id):
+            raise NotFound("reseller not found")
+        scope = TenantScope(reseller_id)
     after = decode_time_cursor(cursor) if cursor else None
     f = filters or TicketFilters()
     parts = [
@@ -774,7 +782,7 @@ async def list_page(
     if f.created_from is not None or f.created_to is not None:
         parts.append(search.period_filter(f.created_from, f.created_to))
     query = parts[0] if len(parts) == 1 else {"$and": parts}
-    docs = await repository.list_page(db, actor.scope, query, after=after, limit=limit + 1)
+    docs = await repository.list_page(db, scope, query, after=after, limit=limit + 1)
     nxt = None
     if len(docs) > limit:
         last = docs[limit - 1]

@@ -150,3 +150,24 @@ async def test_query_parameters_sent_empty_are_no_filter(client: httpx.AsyncClie
     # A value that is there is still checked.
     r = await client.get(f"{API}/tickets?status=espera&department_id=nope&limit=", headers=tenant.headers)
     assert r.status_code == 422
+
+
+async def test_the_admin_narrows_the_list_to_one_company_and_nobody_else_reaches_another_s(
+    client: httpx.AsyncClient, admin_headers: dict[str, str]
+) -> None:
+    mine = await make_tenant(client, admin_headers, agents=1)
+    theirs = await make_tenant(client, admin_headers, agents=0)
+    own = {(await make_ticket(client, mine))["id"] for _ in range(2)}
+    await make_ticket(client, theirs)
+    listed = await collect_pages(client, admin_headers, f"{API}/tickets", limit=1, reseller_id=mine.id)
+    assert {t["id"] for t in listed} == own
+    unmatched = {"reseller_id": mine.id, "q": "nobody-matches-this"}
+    r = await client.get(f"{API}/tickets", params=unmatched, headers=admin_headers)
+    assert r.status_code == 200 and r.json()["items"] == []
+    # Another company's, for anyone else: as if it did not exist.
+    for headers, other_id in ((theirs.headers, mine.id), (mine.agents[0]["headers"], theirs.id)):
+        r = await client.get(f"{API}/tickets", params={"reseller_id": other_id}, headers=headers)
+        assert r.status_code == 404, r.text
+    r = await client.get(f"{API}/tickets", params={"reseller_id": mine.id}, headers=mine.headers)  # its own: as without
+    assert r.status_code == 200 and {t["id"] for t in r.json()["items"]} == own
+    assert (await client.get(f"{API}/tickets", params={"reseller_id": "x"}, headers=admin_headers)).status_code == 422

@@ -4847,6 +4847,7 @@ export interface operations {
                 created_from?: string | null;
                 /** @description opened before */
                 created_to?: string | null;
+                reseller_id?: string | null;
             };
             header?: never;
             path?: never;
