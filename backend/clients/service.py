@@ -143,12 +143,19 @@ async def followed(db: Database, client: User) -> User:
     """The client whose conversations `client`'s are: itself, or the one it was merged into (a
     chain of merges followed to its end). Its keys still name the merged client (a key never
     changes its target): whoever resolves a chat by them comes here."""
+    seen: dict[str, User] = {}
     for _ in range(MAX_MERGE_HOPS):
         if not client.merged_into:
             return client
+        seen[client.id] = client
         into = await users.get_internal(db, client.merged_into)
         if into is None:
             return client
+        if into.id in seen:
+            # Two opposite merges at one moment (each checked the other unmerged) make a loop:
+            # every chat of it goes to the same one of its clients, whichever it entered by.
+            order = list(seen)
+            return min((seen[i] for i in order[order.index(into.id) :]), key=lambda c: c.id)
         client = into
     return client
 

@@ -212,3 +212,39 @@ async def test_a_conversation_started_with_a_merged_client_is_the_kept_one_s(
     r = await client.post(f"{API}/tickets", json=body, headers=tenant.agents[0]["headers"])
     assert r.status_code == 201, r.text
     assert r.json()["client_id"] == known["client_id"]  # where the client's answer will arrive
+
+
+async def test_two_opposite_merges_at_one_moment_still_file_every_chat_under_one_client(
+    client: httpx.AsyncClient,
+    admin_headers: dict[str, str],
+    evolution: FakeEvolution,
+    db: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A into B checks B unmerged; B into A runs to its end before A's claim: each merge's check
+    passed, so the pointers make a loop. Every chat of the loop goes to one of its clients (the
+    lowest id), whichever key it resolves by."""
+    tenant = await make_tenant(client, admin_headers, agents=1)
+    conn = await make_connection(client, tenant, evolution)
+    lid, known, split, number = await _split(client, db, tenant, conn)
+    owner = tenant.headers
+    for ticket in (known, split):
+        assert (await client.post(f"{API}/tickets/{ticket['id']}/finalize", headers=owner)).status_code == 200
+    real_check = merge.tickets.open_tickets_of_client
+    opposite: list[int] = []
+
+    async def opposite_first(*args: Any, **kwargs: Any) -> Any:
+        if not opposite:
+            monkeypatch.setattr(merge.tickets, "open_tickets_of_client", real_check)
+            opposite.append((await _merge(client, owner, known["client_id"], split["client_id"])).status_code)
+        return await real_check(*args, **kwargs)
+
+    monkeypatch.setattr(merge.tickets, "open_tickets_of_client", opposite_first)
+    assert (await _merge(client, owner, split["client_id"], known["client_id"])).status_code == 200
+    assert opposite == [200]
+    one = min(known["client_id"], split["client_id"])
+    assert (await post(client, db, conn, _text(_lid_only(lid), "pelo LID")))["status"] == "processed"
+    assert (await post(client, db, conn, _text(pn_key(number), "pelo número")))["status"] == "processed"
+    (opened,) = [t for t in await tickets_of(client, tenant) if t["id"] not in (known["id"], split["id"])]
+    assert opened["client_id"] == one
+    assert [m[2] for m in shown(await thread(client, tenant, opened["id"]))] == ["pelo LID", "pelo número"]
