@@ -2,7 +2,7 @@
 // without console errors, at laptop size and at phone width. Screenshots go to test-artifacts/e2e/.
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import type { Browser } from 'playwright-core';
-import { call, expectNoConsoleErrors, launch, login, makeTenant, makeTicket, openPage, screenshot, unique, type TenantSetup } from './support';
+import { bubble, call, expectNoConsoleErrors, launch, login, makeTenant, makeTicket, makeWhatsAppTicket, openPage, screenshot, token, unique, type TenantSetup } from './support';
 
 let browser: Browser;
 let tenant: TenantSetup;
@@ -72,6 +72,50 @@ describe('admin', () => {
     await row.getByRole('button', { name: 'Desativar' }).click();
     await w.page.getByRole('dialog').getByRole('button', { name: 'Desativar' }).click();
     await row.getByText('Inativo').waitFor();
+    expectNoConsoleErrors(w);
+    await w.context.close();
+  });
+});
+
+describe("admin, a company's conversations", () => {
+  it('picks the company, opens a conversation and reads it, with nothing to reply or act with', async () => {
+    const tenant = await makeTenant(1);
+    const name = unique('Cliente Admin ');
+    const ticket = await makeWhatsAppTicket(tenant, name, 'o admin vai ler isto');
+    await call('POST', `/api/v1/tickets/${ticket.id}/assume`, tenant.agents[0].token);
+    await call('POST', `/api/v1/tickets/${ticket.id}/messages`, tenant.agents[0].token, { body: 'resposta da equipe' });
+    const companies = await call<{ items: { id: string; name: string }[] }>('GET', '/api/v1/resellers', await token(inject('admin').email, inject('admin').password));
+    const company = companies.items.find((r) => r.id === tenant.id);
+    expect(company).toBeDefined();
+
+    const w = await openPage(browser);
+    const sockets: string[] = [];
+    w.page.on('websocket', (ws) => sockets.push(ws.url()));
+    const writes: string[] = [];
+    w.page.on('request', (r) => {
+      if (r.method() !== 'GET' && new URL(r.url()).pathname.startsWith('/api/v1/') && !r.url().includes('/auth/')) writes.push(`${r.method()} ${r.url()}`);
+    });
+    const admin = inject('admin');
+    await login(w.page, admin.email, admin.password);
+    await w.page.getByRole('navigation', { name: 'Menu' }).getByRole('link', { name: 'Conversas' }).click();
+    await w.page.getByText('Escolha uma revenda para ver as conversas.').waitFor();
+    await w.page.getByRole('textbox', { name: 'Revenda' }).fill(company!.name);
+    await w.page.getByRole('option', { name: company!.name }).click();
+    await w.page.getByRole('tab', { name: 'Atendendo' }).click();
+    const row = w.page.getByTestId('ticket-row').filter({ hasText: name });
+    await row.waitFor();
+    expect(await w.page.getByTestId('ticket-row').count()).toBe(1); // that company's only
+    await row.getByRole('link', { name }).click();
+    await bubble(w.page, 'o admin vai ler isto').waitFor();
+    await bubble(w.page, `*${tenant.agents[0].name}:*\nresposta da equipe`).or(w.page.getByTestId('message').filter({ hasText: 'resposta da equipe' })).first().waitFor();
+    await w.page.getByTestId('read-only').waitFor();
+    await screenshot(w.page, 'admin-conversation');
+    expect(await w.page.getByRole('textbox', { name: 'Mensagem' }).count()).toBe(0);
+    for (const action of ['Assumir', 'Transferir', 'Finalizar', 'Enviar']) {
+      expect(await w.page.getByRole('button', { name: action }).count()).toBe(0);
+    }
+    expect(sockets).toEqual([]);
+    expect(writes).toEqual([]);
     expectNoConsoleErrors(w);
     await w.context.close();
   });

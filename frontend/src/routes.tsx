@@ -11,6 +11,8 @@ import { ConnectionsPage } from './features/reseller/ConnectionsPage';
 import { CompanyPage } from './features/reseller/CompanyPage';
 import { ResellersPage } from './features/admin/ResellersPage';
 import { OverviewPage } from './features/admin/OverviewPage';
+import { ConversationsPage } from './features/admin/ConversationsPage';
+import { ConversationPage } from './features/admin/ConversationPage';
 import { NotFound } from './layout/NotFound';
 import { ContactsPage } from './features/contacts/ContactsPage';
 import { QuickRepliesPage } from './features/quickReplies/QuickRepliesPage';
@@ -62,6 +64,8 @@ export function AppRoutes() {
           <Route path="admin" element={<RequireAuth roles={['admin']} />}>
             <Route path="revendas" element={<ResellersPage />} />
             <Route path="visao-geral" element={<OverviewPage />} />
+            <Route path="conversas" element={<ConversationsPage />} />
+            <Route path="conversas/:ticketId" element={<ConversationPage />} />
           </Route>
           <Route
             path="relatorios"

@@ -164,7 +164,7 @@ export function useHistoryMessages(ticketId: string, otherId: string | null) {
 }
 
 /** Loads every page of a small admin list (departments, agents): these stay in the tens. */
-async function allPages<T>(fetchPage: (cursor: string | undefined) => Promise<{ items: T[]; next_cursor?: string | null }>) {
+export async function allPages<T>(fetchPage: (cursor: string | undefined) => Promise<{ items: T[]; next_cursor?: string | null }>) {
   const items: T[] = [];
   let cursor: string | undefined;
   for (let i = 0; i < 50; i += 1) {

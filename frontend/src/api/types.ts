@@ -21,6 +21,11 @@ export type Page<T> = { items: T[]; next_cursor?: string | null };
 
 export const STATUSES = ['espera', 'atendendo', 'finalizado'] as const satisfies readonly TicketStatus[];
 
+/** A status named in a URL (`?aba=`), checked. */
+export function isStatus(value: string | null): value is TicketStatus {
+  return !!value && (STATUSES as readonly string[]).includes(value);
+}
+
 export type WhatsAppConnection = S['ConnectionRead'];
 export type WhatsAppConnectionUpdate = S['ConnectionUpdate'];
 export type WhatsAppConnectionCreate = S['ConnectionCreate'];

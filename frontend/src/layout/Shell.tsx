@@ -12,7 +12,13 @@ function itemsFor(role: string): Item[] {
   const profile = { to: '/perfil', label: t.nav.profile };
   const reports = { to: '/relatorios', label: t.nav.reports };
   if (role === 'admin')
-    return [{ to: '/admin/revendas', label: t.nav.resellers }, { to: '/admin/visao-geral', label: t.nav.overview }, reports, profile];
+    return [
+      { to: '/admin/revendas', label: t.nav.resellers },
+      { to: '/admin/visao-geral', label: t.nav.overview },
+      { to: '/admin/conversas', label: t.nav.conversations },
+      reports,
+      profile,
+    ];
   const items: Item[] = [
     { to: '/atendimento', label: t.nav.inbox },
     { to: '/contatos', label: t.nav.contacts },

@@ -1,28 +1,22 @@
 import { Badge, Box, Button, Collapse, Group, Paper, Tabs, Text, TextInput } from '@mantine/core';
 import { useDebouncedValue } from '@mantine/hooks';
-import { useRef, useState } from 'react';
-import { useParams, useSearchParams } from 'react-router';
+import { useState } from 'react';
+import { useParams } from 'react-router';
 import { useTicketCounts, type TicketFilters } from '../../api/queries';
-import { STATUSES, type TicketStatus } from '../../api/types';
+import { STATUSES, isStatus, type TicketStatus } from '../../api/types';
 import { t } from '../../i18n/pt-BR';
+import { useUrlParams } from '../../lib/useUrlParams';
 import { TicketView } from '../ticket/TicketView';
 import { DisconnectedConnections } from './DisconnectedConnections';
 import { TicketList } from './TicketList';
 import { FILTER_PARAMS, InboxFilters, filtersFrom } from './InboxFilters';
 import { UnstaffedQueues } from './UnstaffedQueues';
 
-function isStatus(value: string | null): value is TicketStatus {
-  return !!value && (STATUSES as readonly string[]).includes(value);
-}
-
 export function InboxPage() {
   const { ticketId } = useParams();
-  const [params, setParams] = useSearchParams();
-  // The URL as last written: a second change before the re-render (a tab, then at once the search
-  // box) must build on the first, not on the params this render read, or it puts the old tab back.
-  const latest = useRef({ read: params, written: params });
-  if (latest.current.read !== params) latest.current = { read: params, written: params };
-  const tab: TicketStatus = isStatus(params.get('aba')) ? (params.get('aba') as TicketStatus) : 'espera';
+  const [params, update] = useUrlParams();
+  const aba = params.get('aba');
+  const tab: TicketStatus = isStatus(aba) ? aba : 'espera';
   const search = params.get('busca') ?? '';
   const [debounced] = useDebouncedValue(search.trim(), 300);
   const filters = filtersFrom(params);
@@ -44,15 +38,6 @@ export function InboxPage() {
     setShowFilters(true);
   }
 
-  function update(next: Record<string, string>) {
-    const merged = new URLSearchParams(latest.current.written);
-    for (const [k, v] of Object.entries(next)) {
-      if (v) merged.set(k, v);
-      else merged.delete(k);
-    }
-    latest.current.written = merged;
-    setParams(merged, { replace: true });
-  }
 
   return (
     <div className="inbox-layout" data-has-ticket={ticketId ? 'true' : 'false'}>

@@ -1,7 +1,7 @@
 import { Anchor, Button, Group, Loader, Modal, Paper, Stack, Text, UnstyledButton } from '@mantine/core';
 import { notifications } from '@mantine/notifications';
 import { useMutation, useQueryClient } from '@tanstack/react-query';
-import { useState } from 'react';
+import { createContext, useContext, useState } from 'react';
 import { Link } from 'react-router';
 import { api, errorMessage, unwrap } from '../../api/client';
 import type { Message } from '../../api/types';
@@ -23,6 +23,12 @@ import {
 } from './media';
 import { FileIcon } from './icons';
 import { useDownload, useMediaUrl } from './useMedia';
+
+/** A thread shown to someone who may not act on it (the platform admin reading a company's
+ * conversations): its bubbles leave out what would write (asking the provider for a failed
+ * attachment again) or lead to a screen that person has no access to (starting a conversation with
+ * a shared contact). Reading stays: media is fetched and shown, documents can be downloaded. */
+export const ReadOnlyThread = createContext(false);
 
 /** What a message carries besides its text: an attachment, a location or contact cards. */
 export function MessageContent({ message }: { message: Message }) {
@@ -83,6 +89,7 @@ function Attachment({ message, media }: { message: Message; media: MediaInfo }) 
 
 /** The provider never gave the bytes: say why and let anyone who sees the ticket ask again. */
 function FailedMedia({ message, media }: { message: Message; media: MediaInfo }) {
+  const readOnly = useContext(ReadOnlyThread);
   const client = useQueryClient();
   const retry = useMutation({
     mutationFn: () =>
@@ -96,9 +103,11 @@ function FailedMedia({ message, media }: { message: Message; media: MediaInfo })
       <Text size="sm" c="red.8">
         {media.error || t.media.failed}
       </Text>
-      <Button size="compact-sm" variant="light" w="fit-content" loading={retry.isPending} onClick={() => retry.mutate()}>
-        {t.media.retry}
-      </Button>
+      {!readOnly && (
+        <Button size="compact-sm" variant="light" w="fit-content" loading={retry.isPending} onClick={() => retry.mutate()}>
+          {t.media.retry}
+        </Button>
+      )}
     </Stack>
   );
 }
@@ -281,6 +290,7 @@ function LocationCard({ location }: { location: LocationInfo }) {
 /** A shared contact: its numbers, and a way to talk to it: the contacts page opens its
  * "Iniciar conversa" flow for the first number, creating the contact when there is none. */
 function ContactCardView({ contact }: { contact: ContactCard }) {
+  const readOnly = useContext(ReadOnlyThread);
   const first = contact.phones.map(phoneDigits).find((p) => p.length >= 8);
   const to = first ? `/contatos?${new URLSearchParams({ novo: first, nome: contact.name }).toString()}` : null;
   return (
@@ -298,7 +308,7 @@ function ContactCardView({ contact }: { contact: ContactCard }) {
           {formatPhone(phoneDigits(phone))}
         </Text>
       ))}
-      {to && (
+      {to && !readOnly && (
         <Button component={Link} to={to} size="compact-sm" variant="light" mt={4}>
           {t.media.startConversation}
         </Button>
