@@ -11,12 +11,13 @@ and messages, under its own id, and names the kept one (`merged_into`).
 
 Decided once: the merge is a unique key per merged client ("client-merge:<tenant>:<id>" -> kept
 id), claimed before the document says it, so two merges at once (into two different clients)
-cannot both happen; the document's `merged_into` is written after it and read back (and
-written again by a repeat, which answers as the first did). Refused while the merged client has an open ticket: two open
-tickets of one person on one channel are what the merge ends, and the person's agent finalizes
-it first. Two opposite merges at one moment (A into B, B into A, each seeing the other unmerged)
-leave a loop, which `clients.followed` resolves to one of its clients. A message that arrives during the merge may still open one under the merged client;
-it stays visible in its queue, and the next message of the chat goes to the kept client.
+cannot both happen; the document's `merged_into` is written after it and read back (and written
+again by a repeat, which answers as the first did). Refused while the merged client has an open
+ticket: two open tickets of one person on one channel are what the merge ends, and the person's
+agent finalizes it first. Two opposite merges at one moment (A into B, B into A, each seeing the
+other unmerged) leave a loop, which `clients.followed` resolves to one of its clients. A message
+that arrives during the merge may still open one under the merged client; it stays visible in its
+queue, and the next message of the chat goes to the kept client.
 """
 
 from backend.clients import service as clients

@@ -437,6 +437,8 @@ async def export_csv(db: Database, actor: Actor) -> AsyncIterator[str]:
     yield "\ufeff" + csv_lines([EXPORT_HEADER])
     chunk: list[list[str]] = []
     async for client in users.iter_with_role(db, actor.scope, role="client"):
+        if client.merged_into:  # part of the client it was merged into, as in the list
+            continue
         texts = (client.name, client.phone, client.email, client.notes, ", ".join(client.tags or []))
         chunk.append([*(cell(t) for t in texts), iso_ms(client.created_at)])
         if len(chunk) == 200:

@@ -80,6 +80,8 @@ async def test_a_lid_client_merged_into_the_known_one_has_its_chat_filed_there_a
     assert kept["whatsapp_lid"] == lid  # what it lacked, from the merged one
     assert (await db.users.find_one({"_id": split["client_id"]}))["merged_into"] == known["client_id"]
     assert [c["id"] for c in await clients_of(client, tenant)] == [known["client_id"]]
+    exported = (await client.get(f"{API}/clients/export.csv", headers=owner)).text.splitlines()
+    assert len(exported) == 2 and "Maria" in exported[1]  # the header and the client kept
     merged_read = await client.get(f"{API}/clients/{split['client_id']}", headers=owner)
     assert merged_read.json()["merged_into"] == known["client_id"]
 
