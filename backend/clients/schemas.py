@@ -62,6 +62,7 @@ class ClientRead(ReadModel):
     tags: list[str] = []
     active: bool = True
     merged_into: str | None = None  # merged into that client: its chats go there now
+    same_person_as: str | None = None  # WhatsApp named this client's chat with that client's number
     created_at: Timestamp
 
     @field_validator("phone", mode="before")

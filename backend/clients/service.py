@@ -119,7 +119,9 @@ async def upsert_for_chat(db: Database, *, reseller_id: str, phone: str, lid: st
     second process repeats it harmlessly, and one killed between two steps is completed by the
     next message of the chat. Where it ends: a number whose key another client holds (that
     client wrote by number, the LID chat was seen first without it) stays with that client, and
-    the chat with the LID's client; the two are not merged."""
+    the chat with the LID's client; the two are not merged, but WhatsApp has just said they are
+    one account, so the LID's client is marked `same_person_as` the number's, which the contacts
+    screen offers to merge (backend/clients/merge.py)."""
     if not lid:
         client, created = await upsert_by_phone(db, reseller_id=reseller_id, phone=phone, name=name)
         return (client if created else await _complete(db, client, phone=phone, lid="")), created
@@ -132,11 +134,12 @@ async def upsert_for_chat(db: Database, *, reseller_id: str, phone: str, lid: st
     existing = await users.get_internal(db, bound)
     if existing is not None and existing.merged_into:
         return await _complete(db, await followed(db, existing), phone=phone, lid=lid), False
+    split = {"same_person_as": holder} if holder is not None and holder != bound else {}
     if existing is None:  # new, or its creator died between the key and the document
-        fields = {"phone": phone or None, "whatsapp_lid": lid}
+        fields = {"phone": phone or None, "whatsapp_lid": lid, **split}
         client, created = await _insert_client(db, bound, reseller_id=reseller_id, name=name, fields=fields)
-        return (client if created else await _complete(db, client, phone=phone, lid=lid)), created
-    return await _complete(db, existing, phone=phone, lid=lid), False
+        return (client if created else await _complete(db, client, phone=phone, lid=lid, also=split)), created
+    return await _complete(db, existing, phone=phone, lid=lid, also=split), False
 
 
 async def followed(db: Database, client: User) -> User:
@@ -185,9 +188,10 @@ async def merged_group(db: Database, scope: TenantScope, client_id: str) -> list
     return group
 
 
-async def _complete(db: Database, client: User, *, phone: str, lid: str) -> User:
-    """Writes onto the client what its keys name and its document lacks."""
-    changes: dict[str, Any] = {}
+async def _complete(db: Database, client: User, *, phone: str, lid: str, also: dict[str, str] | None = None) -> User:
+    """Writes onto the client what its keys name and its document lacks (and `also`, when the
+    document does not say it yet)."""
+    changes: dict[str, Any] = {k: v for k, v in (also or {}).items() if getattr(client, k) != v}
     if lid and not client.whatsapp_lid:
         changes["whatsapp_lid"] = lid
     if phone and not client.phone:

@@ -250,3 +250,21 @@ async def test_two_opposite_merges_at_one_moment_still_file_every_chat_under_one
     (opened,) = [t for t in await tickets_of(client, tenant) if t["id"] not in (known["id"], split["id"])]
     assert opened["client_id"] == one
     assert [m[2] for m in shown(await thread(client, tenant, opened["id"]))] == ["pelo LID", "pelo número"]
+
+
+async def test_a_delivery_naming_the_lid_with_the_known_number_marks_the_two_clients_the_same_person(
+    client: httpx.AsyncClient, admin_headers: dict[str, str], evolution: FakeEvolution, db: Any
+) -> None:
+    tenant = await make_tenant(client, admin_headers, agents=1)
+    conn = await make_connection(client, tenant, evolution)
+    lid, known, split, number = await _split(client, db, tenant, conn)
+    listed = {c["id"]: c for c in await clients_of(client, tenant)}
+    assert listed[split["client_id"]]["same_person_as"] is None  # nothing said so yet
+    both = {**_lid_only(lid), "remoteJidAlt": f"{number}@s.whatsapp.net"}
+    assert (await post(client, db, conn, _text(both, "agora com o número")))["status"] == "processed"
+    listed = {c["id"]: c for c in await clients_of(client, tenant)}
+    assert listed[split["client_id"]]["same_person_as"] == known["client_id"]
+    assert listed[known["client_id"]]["same_person_as"] is None
+    # Only offered: the chat stays with the LID's client until the owner merges them.
+    assert shown(await thread(client, tenant, split["id"]))[-1] == ("in", "text", "agora com o número")
+    assert listed[split["client_id"]]["merged_into"] is None

@@ -1208,6 +1208,8 @@ export interface components {
             active: boolean;
             /** Merged Into */
             merged_into?: string | null;
+            /** Same Person As */
+            same_person_as?: string | null;
             /**
              * Created At
              * Format: date-time
