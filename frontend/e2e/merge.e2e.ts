@@ -1,7 +1,7 @@
 // A person WhatsApp named two ways — by number, then by LID alone — is two contacts and two
-// conversations. In Chromium against the real stack, the owner merges the LID contact into the
-// known one on Contatos; the LID contact leaves the list, and the person's next message on the
-// LID chat arrives in the known contact's open conversation.
+// conversations. When WhatsApp later names the LID with the number, Contatos offers to merge them;
+// in Chromium against the real stack, the owner does, from that offer; the LID contact leaves the
+// list, and the person's next message on the LID chat arrives in the known contact's open conversation.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Browser } from 'playwright-core';
 import { call, connectWhatsApp, expectNoConsoleErrors, launch, login, makeTenant, openPage, phone, screenshot, unique, uniquePhone, type TenantSetup, type TicketInfo } from './support';
@@ -54,6 +54,9 @@ describe('merging contacts', () => {
     const split = both.find((t) => t.id !== known.id) as Ticket;
     expect(split.client_id).not.toBe(known.client_id);
     expect(split.client_phone).toBe('');
+    // Later WhatsApp names the LID chat with the number beside it: the same account, it says.
+    await phone('inbound', { instance, phone: number, lid, text: 'agora com o número', push_name: name });
+    await expect.poll(async () => (await thread(split.id)).at(-1), { timeout: 15_000 }).toBe('agora com o número');
     await call('POST', `/api/v1/tickets/${split.id}/finalize`, tenant.owner.token); // a merge wants it closed
 
     const watched = await openPage(browser);
@@ -64,11 +67,12 @@ describe('merging contacts', () => {
     const rows = page.getByTestId('contact-row').filter({ hasText: name });
     await expect.poll(() => rows.count()).toBe(2);
     const lidRow = rows.filter({ hasNotText: number.slice(-4) });
-    await lidRow.getByRole('button', { name: 'Mesclar contato' }).click();
+    await lidRow.getByTestId('same-person').waitFor(); // offered, not done
+    await lidRow.getByRole('button', { name: 'Mesclar com o contato do mesmo WhatsApp' }).click();
     const dialog = page.getByRole('dialog', { name: 'Mesclar contato' });
     await dialog.waitFor();
-    await dialog.getByRole('textbox', { name: 'Contato que fica' }).fill(name);
-    await page.getByRole('option').filter({ hasText: name }).first().click();
+    // The contact known by the number comes picked as the one kept.
+    await expect.poll(() => dialog.getByRole('textbox', { name: 'Contato que fica' }).inputValue()).toContain(name);
     await screenshot(page, 'merge-contact');
     await dialog.getByRole('button', { name: 'Mesclar', exact: true }).click();
     await dialog.waitFor({ state: 'detached' });

@@ -651,6 +651,14 @@ export const t = {
     merged: 'Contatos mesclados',
     // Under the phone a contact already has (409): the split discovered while editing.
     mergeWithIt: 'Mesclar com esse contato',
+    // On the row of a contact known by its privacy id only, once a delivery named that id with the
+    // number another contact has (`same_person_as`): only a suggestion, nothing is merged by itself.
+    samePerson: 'Mesmo WhatsApp de outro contato',
+    samePersonHint: 'O WhatsApp identificou este contato como a mesma conta de outro contato, o que tem o número. Mesclar faz dos dois um só contato.',
+    samePersonHintAgent:
+      'O WhatsApp identificou este contato como a mesma conta de outro contato, o que tem o número. O responsável pela empresa pode mesclar os dois em um só contato.',
+    samePersonMerge: 'Mesclar',
+    samePersonMergeLabel: 'Mesclar com o contato do mesmo WhatsApp',
   },
   tags: {
     label: 'Etiquetas',

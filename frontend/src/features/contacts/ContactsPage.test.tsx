@@ -255,14 +255,14 @@ describe('ContactsPage: merging a contact WhatsApp split in two', () => {
   const mergeUrl = `/api/v1/clients/${hidden.id}/merge`;
   type Answer = { status?: number; body?: unknown };
 
-  /** The tenant's contacts, `hidden` left out of the list once merged (as the backend does). */
-  function serve(user = owner, merge: () => Answer = () => ({ body: { ...known, merged_into: null } }), patch?: () => Answer) {
+  /** The tenant's contacts, `hidden` (or the `others` given) left out of the list once merged (as the backend does). */
+  function serve(user = owner, merge: () => Answer = () => ({ body: { ...known, merged_into: null } }), patch?: () => Answer, others: object[] = [hidden]) {
     signIn(user);
     let merged = false;
     const calls = mockApi(({ method, path }) => {
       if (path === '/api/v1/auth/me') return { body: user };
       if (path === '/api/v1/tags') return { body: { items: [] } };
-      if (path === '/api/v1/clients' && method === 'GET') return { body: { items: merged ? [known] : [hidden, known], next_cursor: null } };
+      if (path === '/api/v1/clients' && method === 'GET') return { body: { items: merged ? [known] : [...others, known], next_cursor: null } };
       if (path === `/api/v1/clients/${known.id}` && method === 'GET') return { body: known };
       if (path === `/api/v1/clients/${hidden.id}` && method === 'PATCH' && patch) return patch();
       if (path === mergeUrl && method === 'POST') {
@@ -378,5 +378,55 @@ describe('ContactsPage: merging a contact WhatsApp split in two', () => {
     fireEvent.click(confirm);
     await waitFor(() => expect(calls.some((c) => c.method === 'POST' && c.path === mergeUrl)).toBe(true));
     expect(calls.find((c) => c.path === mergeUrl)?.body).toEqual({ into_client_id: known.id });
+  });
+
+  describe('when WhatsApp said two contacts are one account (same_person_as)', () => {
+    // The contact known by its privacy id only, once a delivery named it with `known`'s number.
+    const suggested = { ...hidden, same_person_as: known.id, merged_into: null };
+    const ownerHint = 'O WhatsApp identificou este contato como a mesma conta de outro contato, o que tem o número. Mesclar faz dos dois um só contato.';
+    const badgeOf = (row: HTMLElement) => within(row).queryByTestId('same-person');
+
+    it('marks the contact WhatsApp named as the same account, and no other', async () => {
+      // A contact merged already is nothing to suggest (the backend lists none, it is said twice).
+      const gone = { ...hidden, id: 'm'.repeat(24), name: 'Cliente Já Mesclado', same_person_as: known.id, merged_into: known.id };
+      const plain = { ...hidden, id: 'p'.repeat(24), name: 'Outro Sem Número', same_person_as: null };
+      serve(owner, undefined, undefined, [suggested, gone, plain]);
+      renderApp(<ContactsPage />, { path: '/contatos', route: '/contatos' });
+      const badge = badgeOf(await rowOf('Cliente LID'));
+      expect(badge).toHaveTextContent('Mesmo WhatsApp de outro contato');
+      expect(badge).toHaveAttribute('title', ownerHint);
+      expect(badgeOf(await rowOf('Cliente Com Número'))).not.toBeInTheDocument();
+      expect(badgeOf(await rowOf('Cliente Já Mesclado'))).not.toBeInTheDocument();
+      expect(badgeOf(await rowOf('Outro Sem Número'))).not.toBeInTheDocument();
+      expect(screen.getAllByRole('button', { name: 'Mesclar com o contato do mesmo WhatsApp' })).toHaveLength(1);
+    });
+
+    it("lets the owner merge from the badge, the other contact preselected as the one kept", async () => {
+      const calls = serve(owner, undefined, undefined, [suggested]);
+      renderApp(<ContactsPage />, { path: '/contatos', route: '/contatos' });
+      const button = within(await rowOf('Cliente LID')).getByRole('button', { name: 'Mesclar com o contato do mesmo WhatsApp' });
+      expect(button).toHaveTextContent(/^Mesclar$/);
+      fireEvent.click(button);
+      const dialog = await screen.findByRole('dialog', { name: 'Mesclar contato' });
+      expect(dialog).toHaveTextContent('Mesclar Cliente LID · Número oculto pelo WhatsApp em outro contato');
+      const kept = within(dialog).getByRole('textbox', { name: /^Contato que fica/ });
+      await waitFor(() => expect(kept).toHaveValue(knownOption));
+      const confirm = within(dialog).getByRole('button', { name: 'Mesclar' });
+      expect(confirm).toBeEnabled();
+      fireEvent.click(confirm);
+      await waitFor(() => expect(screen.queryByRole('dialog', { name: 'Mesclar contato' })).not.toBeInTheDocument());
+      expect(calls.filter((c) => c.method === 'POST').map((c) => [c.path, c.body])).toEqual([[mergeUrl, { into_client_id: known.id }]]);
+      await waitFor(() => expect(screen.queryByText('Cliente LID')).not.toBeInTheDocument());
+    });
+
+    it('shows an agent the badge, saying the owner can merge, and no merge', async () => {
+      serve(agentUser(), undefined, undefined, [suggested]);
+      renderApp(<ContactsPage />, { path: '/contatos', route: '/contatos' });
+      const row = await rowOf('Cliente LID');
+      const badge = badgeOf(row);
+      expect(badge).toHaveTextContent('Mesmo WhatsApp de outro contato');
+      expect(badge).toHaveAttribute('title', expect.stringContaining('O responsável pela empresa pode mesclar'));
+      expect(within(row).queryByRole('button', { name: /Mesclar/ })).not.toBeInTheDocument();
+    });
   });
 });

@@ -328,6 +328,28 @@ export function ContactsPage() {
                   {t.contacts.inactive}
                 </Badge>
               )}
+              {c.same_person_as && !c.merged_into && (
+                // WhatsApp named this contact's privacy id together with the number another one
+                // has: one account, two contacts. Only a suggestion, the owner decides to merge;
+                // the modal comes with the other one (the one known by the number) as the one kept.
+                <>
+                  <Badge ml="xs" color="yellow" variant="light" size="sm" data-testid="same-person" title={owner ? t.contacts.samePersonHint : t.contacts.samePersonHintAgent}>
+                    {t.contacts.samePerson}
+                  </Badge>
+                  {owner && (
+                    <Button
+                      ml={4}
+                      size="compact-xs"
+                      variant="light"
+                      color="yellow"
+                      aria-label={t.contacts.samePersonMergeLabel}
+                      onClick={() => setMerging({ contact: c, intoId: c.same_person_as ?? undefined })}
+                    >
+                      {t.contacts.samePersonMerge}
+                    </Button>
+                  )}
+                </>
+              )}
             </Table.Td>
             <Table.Td>
               <ClientPhone phone={c.phone} />

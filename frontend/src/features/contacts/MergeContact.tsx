@@ -71,7 +71,8 @@ export function MergeContact({ contact, intoId, onMerged, onCancel }: { contact:
         onSearchChange={setSearch}
         filter={({ options: listed }) => listed} // the server searched already (name or number)
         nothingFoundMessage={found.isFetching ? t.app.loading : t.contacts.mergeNothing}
-        data-autofocus
+        // Focus opens the list: wanted to search, not over the explanation of a contact already picked.
+        data-autofocus={intoId ? undefined : true}
       />
       <List size="sm" spacing={4}>
         <List.Item>{t.contacts.mergeFuture}</List.Item>
