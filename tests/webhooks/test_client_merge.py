@@ -7,6 +7,7 @@ clients' tickets, and the merged client leaves the contacts list; nothing moved 
 Competitors injected: a message between the merge's check and its claim, another merge decided
 first, and an older copy of the merged client written back over the merge's pointer."""
 
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -35,27 +36,46 @@ async def _merge(client: httpx.AsyncClient, headers: dict[str, str], merged: str
     return await client.post(f"{API}/clients/{merged}/merge", json={"into_client_id": into}, headers=headers)
 
 
+@dataclass
+class Split:
+    """One person as two clients: known by `number` (`known`, open with an agent), then by `lid`
+    alone (`split`, the LID client's ticket)."""
+
+    tenant: Tenant
+    conn: dict[str, Any]
+    lid: str
+    number: str
+    known: dict[str, Any]
+    split: dict[str, Any]
+
+
 async def _split(
-    client: httpx.AsyncClient, db: Any, tenant: Tenant, conn: dict[str, Any]
-) -> tuple[str, dict[str, Any], dict[str, Any], str]:
-    """(lid, the known client's open ticket, the LID client's ticket, phone)."""
-    phone, lid = unique_phone(), _lid()
-    assert (await post(client, db, conn, _text(pn_key(phone), "oi, sou a Maria")))["status"] == "processed"
+    client: httpx.AsyncClient, admin_headers: dict[str, str], evolution: FakeEvolution, db: Any, *, close: str = ""
+) -> Split:
+    """A company whose client WhatsApp split in two; `close`: "split" or "both" tickets finalized
+    (a merge wants the merged client's closed)."""
+    tenant = await make_tenant(client, admin_headers, agents=1)
+    conn = await make_connection(client, tenant, evolution)
+    number, lid = unique_phone(), _lid()
+    assert (await post(client, db, conn, _text(pn_key(number), "oi, sou a Maria")))["status"] == "processed"
     (known,) = await tickets_of(client, tenant)
     r = await client.post(f"{API}/tickets/{known['id']}/assume", headers=tenant.agents[0]["headers"])
     assert r.status_code == 200, r.text
     assert (await post(client, db, conn, _text(_lid_only(lid), "mandei pelo outro chat")))["status"] == "processed"
     (split,) = [t for t in await tickets_of(client, tenant) if t["id"] != known["id"]]
     assert split["client_id"] != known["client_id"] and split["client_phone"] == ""
-    return lid, known, split, phone
+    for ticket in {"split": [split], "both": [known, split]}.get(close, []):
+        r = await client.post(f"{API}/tickets/{ticket['id']}/finalize", headers=tenant.headers)
+        assert r.status_code == 200, r.text
+    return Split(tenant, conn, lid, number, known, split)
 
 
 async def test_a_lid_client_merged_into_the_known_one_has_its_chat_filed_there_and_its_history_shown(
     client: httpx.AsyncClient, admin_headers: dict[str, str], evolution: FakeEvolution, db: Any
 ) -> None:
-    tenant = await make_tenant(client, admin_headers, agents=1)
-    conn = await make_connection(client, tenant, evolution)
-    lid, known, split, _ = await _split(client, db, tenant, conn)
+    s = await _split(client, admin_headers, evolution, db)
+    tenant, conn = s.tenant, s.conn
+    lid, known, split = s.lid, s.known, s.split
     owner, agent = tenant.headers, tenant.agents[0]["headers"]
 
     # Refused while the LID client's ticket is open; by an agent; into itself; across tenants.
@@ -106,11 +126,9 @@ async def test_a_lid_client_merged_into_the_known_one_has_its_chat_filed_there_a
 async def test_a_merge_is_decided_once_and_a_merged_client_is_no_target(
     client: httpx.AsyncClient, admin_headers: dict[str, str], evolution: FakeEvolution, db: Any
 ) -> None:
-    tenant = await make_tenant(client, admin_headers, agents=1)
-    conn = await make_connection(client, tenant, evolution)
-    _, known, split, _ = await _split(client, db, tenant, conn)
+    s = await _split(client, admin_headers, evolution, db, close="split")
+    tenant, known, split = s.tenant, s.known, s.split
     owner = tenant.headers
-    assert (await client.post(f"{API}/tickets/{split['id']}/finalize", headers=owner)).status_code == 200
     third = await client.post(f"{API}/clients", json={"name": "Outra", "phone": unique_phone()}, headers=owner)
     assert third.status_code == 201, third.text
     # A merge into another client decided first (its key claimed; its document not written yet,
@@ -135,11 +153,10 @@ async def test_a_message_between_the_merge_s_check_and_its_claim_stays_visible_a
     db: Any,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    tenant = await make_tenant(client, admin_headers, agents=1)
-    conn = await make_connection(client, tenant, evolution)
-    lid, known, split, _ = await _split(client, db, tenant, conn)
+    s = await _split(client, admin_headers, evolution, db, close="split")
+    tenant, conn = s.tenant, s.conn
+    lid, known, split = s.lid, s.known, s.split
     owner = tenant.headers
-    assert (await client.post(f"{API}/tickets/{split['id']}/finalize", headers=owner)).status_code == 200
     real_check = merge.tickets.open_tickets_of_client
     raced: list[str] = []
 
@@ -171,11 +188,10 @@ async def test_a_copy_without_the_pointer_written_back_over_the_merge_is_repaire
     """FerretDB writes every update's whole document: ingestion completing the merged client at the
     merge's moment can put back a copy without `merged_into`. Injected right after the merge's
     write; its read-back writes the pointer again."""
-    tenant = await make_tenant(client, admin_headers, agents=1)
-    conn = await make_connection(client, tenant, evolution)
-    lid, known, split, _ = await _split(client, db, tenant, conn)
+    s = await _split(client, admin_headers, evolution, db, close="split")
+    tenant, conn = s.tenant, s.conn
+    lid, known, split = s.lid, s.known, s.split
     owner = tenant.headers
-    assert (await client.post(f"{API}/tickets/{split['id']}/finalize", headers=owner)).status_code == 200
     stale = await db.users.find_one({"_id": split["client_id"]})
     real_update = merge.users.update_doc
     undone: list[bool] = []
@@ -198,12 +214,10 @@ async def test_a_copy_without_the_pointer_written_back_over_the_merge_is_repaire
 async def test_a_conversation_started_with_a_merged_client_is_the_kept_one_s(
     client: httpx.AsyncClient, admin_headers: dict[str, str], evolution: FakeEvolution, db: Any
 ) -> None:
-    tenant = await make_tenant(client, admin_headers, agents=1)
-    conn = await make_connection(client, tenant, evolution)
-    _, known, split, _ = await _split(client, db, tenant, conn)
+    s = await _split(client, admin_headers, evolution, db, close="both")
+    tenant, conn = s.tenant, s.conn
+    known, split = s.known, s.split
     owner = tenant.headers
-    for ticket in (known, split):
-        assert (await client.post(f"{API}/tickets/{ticket['id']}/finalize", headers=owner)).status_code == 200
     assert (await _merge(client, owner, split["client_id"], known["client_id"])).status_code == 200
     body = {
         "client_id": split["client_id"],
@@ -226,12 +240,10 @@ async def test_two_opposite_merges_at_one_moment_still_file_every_chat_under_one
     """A into B checks B unmerged; B into A runs to its end before A's claim: each merge's check
     passed, so the pointers make a loop. Every chat of the loop goes to one of its clients (the
     lowest id), whichever key it resolves by."""
-    tenant = await make_tenant(client, admin_headers, agents=1)
-    conn = await make_connection(client, tenant, evolution)
-    lid, known, split, number = await _split(client, db, tenant, conn)
+    s = await _split(client, admin_headers, evolution, db, close="both")
+    tenant, conn = s.tenant, s.conn
+    lid, known, split, number = s.lid, s.known, s.split, s.number
     owner = tenant.headers
-    for ticket in (known, split):
-        assert (await client.post(f"{API}/tickets/{ticket['id']}/finalize", headers=owner)).status_code == 200
     real_check = merge.tickets.open_tickets_of_client
     opposite: list[int] = []
 
@@ -255,9 +267,9 @@ async def test_two_opposite_merges_at_one_moment_still_file_every_chat_under_one
 async def test_a_delivery_naming_the_lid_with_the_known_number_marks_the_two_clients_the_same_person(
     client: httpx.AsyncClient, admin_headers: dict[str, str], evolution: FakeEvolution, db: Any
 ) -> None:
-    tenant = await make_tenant(client, admin_headers, agents=1)
-    conn = await make_connection(client, tenant, evolution)
-    lid, known, split, number = await _split(client, db, tenant, conn)
+    s = await _split(client, admin_headers, evolution, db)
+    tenant, conn = s.tenant, s.conn
+    lid, known, split, number = s.lid, s.known, s.split, s.number
     listed = {c["id"]: c for c in await clients_of(client, tenant)}
     assert listed[split["client_id"]]["same_person_as"] is None  # nothing said so yet
     both = {**_lid_only(lid), "remoteJidAlt": f"{number}@s.whatsapp.net"}
