@@ -5,20 +5,26 @@ its LID alone, from someone the tenant already knows by number, makes a second c
 (clients.service.upsert_for_chat: a key never changes its target, and nothing in the delivery
 said they were one). The reseller's owner merges the extra client into the one kept: from then
 on every chat the merged client's keys name is the kept client's (`followed`, in ingestion and in
-the look-up by number), its history shows both clients' tickets (`merged_group`), and the merged
-client leaves the contacts list. Nothing is moved or deleted: the merged client keeps its tickets
-and messages, under its own id, and names the kept one (`merged_into`).
+the look-up by number), its history shows both clients' tickets (`merged_ids`, read by
+clients.service `merged_group`), and the merged client leaves the contacts list. Nothing is moved
+or deleted: the merged client keeps its tickets and messages, under its own id, and names the
+kept one (`merged_into`).
 
 Decided once: the merge is a unique key per merged client ("client-merge:<tenant>:<id>" -> kept
-id), claimed before the document says it, so two merges at once (into two different clients)
-cannot both happen; the document's `merged_into` is written after it and read back (and written
-again by a repeat, which answers as the first did). Refused while the merged client has an open
-ticket: two open tickets of one person on one channel are what the merge ends, and the person's
-agent finalizes it first. Two opposite merges at one moment (A into B, B into A, each seeing the
-other unmerged) leave a loop, which `clients.followed` resolves to one of its clients. A message
-that arrives during the merge may still open one under the merged client; it stays visible in its
-queue, and the next message of the chat goes to the kept client.
+id), claimed before the documents say it, so two merges at once (into two different clients)
+cannot both happen. The merged client's `merged_into`, then the kept client's `merged_ids`, are
+written after it and read back, and written again by a repeat, which answers as the first did: a
+merge killed between the two leaves the history without the merged tickets until that repeat.
+Refused while the merged client has an open ticket: two open tickets of one person on one
+channel are what the merge ends, and the person's agent finalizes it first. Two opposite merges
+at one moment (A into B, B into A, each seeing the other unmerged) leave a loop, which
+`clients.followed` resolves to one of its clients. A message that arrives during the merge may
+still open one under the merged client; it stays visible in its queue, and the next message of
+the chat goes to the kept client.
 """
+
+from collections.abc import Callable
+from typing import Any
 
 from backend.clients import service as clients
 from backend.clients.schemas import ClientRead
@@ -32,19 +38,22 @@ from backend.tickets import service as tickets
 from backend.users import service as users
 
 MERGE_KEY = "client-merge"
-POINT_TRIES = 3
+WRITE_TRIES = 3
 
 
-async def _point(db: Database, actor: Actor, merged: users.User, into: str) -> None:
-    """Writes `merged_into` and reads it back: on FerretDB every update writes the whole document,
-    so ingestion completing the merged client (its LID or number, clients.service._complete) at
-    the same moment can write back a copy without it. The key stays the truth; a repeat of the
-    merge writes the pointer again."""
-    for _ in range(POINT_TRIES):
-        if merged.merged_into == into:
-            return
-        await users.update_doc(db, actor.scope, merged.id, {"merged_into": into, "updated_at": utcnow()})
-        merged = await users.get_internal(db, merged.id) or merged
+async def _until_shown(
+    db: Database, actor: Actor, client: users.User, missing: Callable[[users.User], dict[str, Any]]
+) -> users.User:
+    """Writes what `missing` says the client's document lacks and reads it back, until it shows:
+    on FerretDB every update writes the whole document, so ingestion completing the client (its
+    LID or number, clients.service._complete) at the same moment can write back a copy without
+    it. The key stays the truth; a repeat of the merge writes again whatever is still missing."""
+    for _ in range(WRITE_TRIES):
+        if not (changes := missing(client)):
+            break
+        await users.update_doc(db, actor.scope, client.id, {**changes, "updated_at": utcnow()})
+        client = await users.get_internal(db, client.id) or client
+    return client
 
 
 async def merge(db: Database, actor: Actor, *, client_id: str, into_client_id: str) -> ClientRead:
@@ -70,14 +79,15 @@ async def merge(db: Database, actor: Actor, *, client_id: str, into_client_id: s
         done, _ = await natural_keys.claim(db, MERGE_KEY, actor.reseller_id, merged.id, target=kept.id)
     if done != kept.id:
         raise Conflict({"message": "the client was merged into another", "client_id": done})
-    await _point(db, actor, merged, kept.id)
-    # What the kept client lacks and the merged one had (its LID: outbound replies reach the
-    # person by the address the ticket keeps either way).
-    fill = {
-        field: value
-        for field, value in (("whatsapp_lid", merged.whatsapp_lid), ("phone", merged.phone))
-        if value and not getattr(kept, field)
-    }
-    if fill:
-        kept = await users.update_doc(db, actor.scope, kept.id, {**fill, "updated_at": utcnow()}) or kept
-    return ClientRead.of(kept)
+    # The merged client's chats first (ingestion follows the pointer), then the kept client's
+    # history (`merged_ids`) and what it lacks and the merged one had (its LID, its number).
+    await _until_shown(db, actor, merged, lambda c: {} if c.merged_into == kept.id else {"merged_into": kept.id})
+
+    def kept_lacks(c: users.User) -> dict[str, Any]:
+        lacks: dict[str, Any] = {"merged_ids": [*c.merged_ids, merged.id]} if merged.id not in c.merged_ids else {}
+        for field in ("whatsapp_lid", "phone"):
+            if getattr(merged, field) and not getattr(c, field):
+                lacks[field] = getattr(merged, field)
+        return lacks
+
+    return ClientRead.of(await _until_shown(db, actor, kept, kept_lacks))

@@ -1,5 +1,6 @@
 """Clients (end customers) live in `users` with role "client", keyed by phone per tenant."""
 
+import asyncio
 import csv
 import io
 import re
@@ -176,12 +177,12 @@ async def merged_into_chain(db: Database, client_id: str) -> list[str]:
 
 
 async def merged_group(db: Database, scope: TenantScope, client_id: str) -> list[str]:
-    """`client_id` and every client merged into it, directly or along a chain (its history)."""
+    """`client_id` and every client merged into it, directly or along a chain (its history): the
+    clients' own `merged_ids`, so a client never merged costs one `_id` read, not a scan."""
     group, frontier = [client_id], [client_id]
     for _ in range(MAX_MERGE_HOPS):
-        frontier = await users.ids_matching(
-            db, scope, {"merged_into": {"$in": frontier}}, role="client", limit=MAX_MATCHED_CLIENTS
-        )
+        found = await asyncio.gather(*(users.get(db, scope, i, roles=ROLES) for i in frontier))
+        frontier = [m for c in found if c is not None for m in c.merged_ids if m not in group]
         if not frontier:
             break
         group.extend(frontier)

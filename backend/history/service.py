@@ -45,7 +45,9 @@ async def _sibling_or_404(db: Database, actor: Actor, *, ticket_id: str, other_i
     other = await tickets.load(db, other_id) if is_valid_id(other_id) else None
     if other is None or other.reseller_id != current.reseller_id:
         raise NotFound("ticket not found")
-    if other.client_id not in await clients.merged_group(db, TenantScope(current.reseller_id), current.client_id):
+    if other.client_id != current.client_id and other.client_id not in await clients.merged_group(
+        db, TenantScope(current.reseller_id), current.client_id
+    ):
         raise NotFound("ticket not found")
     return other
 

@@ -167,6 +167,6 @@ async def client_tickets(
 ) -> list[Ticket]:
     """A client's tickets (with those of the clients merged into it) in the scope but
     `exclude_id`, newest first (index tenant_client_created)."""
-    query = {"client_id": client_ids[0] if len(client_ids) == 1 else {"$in": client_ids}, "_id": {"$ne": exclude_id}}
+    query = {"client_id": {"$in": client_ids}, "_id": {"$ne": exclude_id}}
     docs = await scope.page_by_time(db[COLLECTION], query, "created_at", before=before, limit=limit)
     return [Ticket.model_validate(d) for d in docs]

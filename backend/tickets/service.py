@@ -98,8 +98,7 @@ async def sees_a_ticket_of_client(db: Database, actor: Actor, *, reseller_id: st
     history's key, backend/history): the query form of the visibility rule, one count."""
     if not actor.scope.owns(reseller_id):
         return False
-    which = client_ids[0] if len(client_ids) == 1 else {"$in": client_ids}
-    query = {"client_id": which, "reseller_id": reseller_id, **visible_query(actor)}
+    query = {"client_id": {"$in": client_ids}, "reseller_id": reseller_id, **visible_query(actor)}
     return await repository.count(db, actor.scope, query) > 0
 
 

@@ -30,6 +30,7 @@ class User(StoredModel):
     ticket_slots: dict[str, int] = {}
     ticket_slot: int | None = None  # before per-channel hints: one per client (tickets.service._walk_start)
     merged_into: str | None = None  # the client this one was merged into (backend/clients/merge.py)
+    merged_ids: list[str] = []  # the clients merged into this one (its history shows theirs too)
     # The client WhatsApp said is the same account (a LID chat's delivery naming the number
     # another client holds): offered to merge, never merged by itself (clients.upsert_for_chat).
     same_person_as: str | None = None

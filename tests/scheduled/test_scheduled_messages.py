@@ -452,7 +452,7 @@ async def test_an_edit_that_comes_after_the_pass_claimed_the_old_one_is_refused_
     _, _, ticket_id, phone, agent = await _setup(client, admin_headers, evolution, db)
     old = await _schedule(client, ticket_id, agent, "já ia sair")
     real_insert = repository.insert
-    passes: list[int] = []
+    passes: list[bool] = []
 
     async def pass_between(db_: Any, schedule: Any) -> None:
         await real_insert(db_, schedule)

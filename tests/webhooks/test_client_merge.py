@@ -5,7 +5,8 @@ number, which opens a second client and ticket. After the owner merges the LID c
 known one, the LID chat's messages go to the known client's open ticket, the history shows both
 clients' tickets, and the merged client leaves the contacts list; nothing moved or was deleted.
 Competitors injected: a message between the merge's check and its claim, another merge decided
-first, and an older copy of the merged client written back over the merge's pointer."""
+first, an older copy of the merged client written back over the merge's pointer, an opposite
+merge, and a kill between the merge's two documents."""
 
 from dataclasses import dataclass
 from typing import Any
@@ -280,3 +281,37 @@ async def test_a_delivery_naming_the_lid_with_the_known_number_marks_the_two_cli
     # Only offered: the chat stays with the LID's client until the owner merges them.
     assert shown(await thread(client, tenant, split["id"]))[-1] == ("in", "text", "agora com o número")
     assert listed[split["client_id"]]["merged_into"] is None
+
+
+class _Killed(BaseException):
+    """The process dies here (no `except Exception` on the way catches it)."""
+
+
+async def test_a_merge_killed_between_the_pointer_and_the_kept_client_s_history_is_finished_by_its_repeat(
+    client: httpx.AsyncClient,
+    admin_headers: dict[str, str],
+    evolution: FakeEvolution,
+    db: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    s = await _split(client, admin_headers, evolution, db, close="split")
+    tenant, known, split = s.tenant, s.known, s.split
+    real_update = merge.users.update_doc
+
+    async def dies_at_the_kept_client(db_: Any, scope: Any, user_id: str, changes: dict[str, Any]) -> Any:
+        if "merged_ids" in changes:
+            raise _Killed
+        return await real_update(db_, scope, user_id, changes)
+
+    monkeypatch.setattr(merge.users, "update_doc", dies_at_the_kept_client)
+    with pytest.raises(_Killed):
+        await _merge(client, tenant.headers, split["client_id"], known["client_id"])
+    monkeypatch.setattr(merge.users, "update_doc", real_update)
+    # What the dead merge left: the chats go to the kept client, its history lacks the merged tickets.
+    assert (await post(client, db, s.conn, _text(_lid_only(s.lid), "já mesclado?")))["status"] == "processed"
+    assert shown(await thread(client, tenant, known["id"]))[-1] == ("in", "text", "já mesclado?")
+    history = f"{API}/tickets/{known['id']}/history"
+    assert (await client.get(history, headers=tenant.headers)).json()["items"] == []
+    # Its repeat finishes it.
+    assert (await _merge(client, tenant.headers, split["client_id"], known["client_id"])).status_code == 200
+    assert [t["id"] for t in (await client.get(history, headers=tenant.headers)).json()["items"]] == [split["id"]]
