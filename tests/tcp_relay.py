@@ -5,7 +5,9 @@ goes half-open (a hung server, a failover or a middlebox that left the socket op
 comes back). `stall_next(marker)` waits for the next request containing `marker` (e.g. a store
 command's bytes on the wire, b"\\x02insert\\x00\\t\\x00\\x00\\x00messages\\x00") and then stalls
 that connection for good: its request is swallowed (`lose="request"`: the command never runs) or
-delivered with its reply swallowed (`lose="reply"`: it runs, the caller never hears).
+delivered with its reply swallowed (`lose="reply"`: it runs, the caller never hears). Several
+traps may be armed at once, each springs once; one given several markers waits for a request
+holding them all.
 `stall_open()` stalls every connection open now, both ways. Every other connection, and every
 later one, relays normally.
 """
@@ -23,13 +25,18 @@ Lose = Literal["request", "reply"]
 
 def command_marker(command: str, collection: str) -> bytes:
     """The bytes an OP_MSG command `{command: collection, …}` starts its body with (a BSON string)."""
-    name = collection.encode() + b"\x00"
-    return b"\x02" + command.encode() + b"\x00" + len(name).to_bytes(4, "little") + name
+    return string_element(command, collection)
+
+
+def string_element(key: str, value: str) -> bytes:
+    """A BSON string element on the wire, e.g. `_id: "w:3:1"` in a command's filter."""
+    encoded = value.encode() + b"\x00"
+    return b"\x02" + key.encode() + b"\x00" + len(encoded).to_bytes(4, "little") + encoded
 
 
 @dataclass
 class _Trap:
-    marker: bytes
+    markers: tuple[bytes, ...]
     lose: Lose
     sprung: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -43,7 +50,7 @@ class TcpRelay:
     def __init__(self, host: str, port: int) -> None:
         self.target = (host, port)
         self.server: asyncio.Server | None = None
-        self.trap: _Trap | None = None
+        self.traps: list[_Trap] = []
         self.links: list[_Link] = []  # every connection relayed so far, in order
         self.tasks: set[asyncio.Task[None]] = set()
         self.writers: set[asyncio.StreamWriter] = set()
@@ -57,10 +64,12 @@ class TcpRelay:
         port: int = self.server.sockets[0].getsockname()[1]
         return port
 
-    def stall_next(self, marker: bytes, *, lose: Lose) -> asyncio.Event:
-        """Arms the trap; the event is set once a connection has been stalled by it."""
-        self.trap = _Trap(marker, lose)
-        return self.trap.sprung
+    def stall_next(self, *markers: bytes, lose: Lose) -> asyncio.Event:
+        """Arms a trap for the next request holding every marker; the event is set once a
+        connection has been stalled by it."""
+        trap = _Trap(markers, lose)
+        self.traps.append(trap)
+        return trap.sprung
 
     def stall_open(self) -> int:
         """Every connection open now stops relaying, both ways, and stays open. Returns how many
@@ -100,9 +109,9 @@ class TcpRelay:
 
     async def _requests(self, reader: asyncio.StreamReader, out: asyncio.StreamWriter, link: _Link) -> None:
         while chunk := await reader.read(65536):
-            trap = self.trap
-            if not link.stalled and trap is not None and trap.marker in chunk:
-                self.trap = None
+            trap = None if link.stalled else next((t for t in self.traps if all(m in chunk for m in t.markers)), None)
+            if trap is not None:
+                self.traps.remove(trap)
                 link.stalled = True
                 if trap.lose == "reply":
                     out.write(chunk)  # it runs; its answer goes nowhere

@@ -81,6 +81,7 @@ LANE_HELD_RECHECK_SECONDS = 0.01
 # each other (BENCHMARKS.md "Session 16", `ingest_bench --processor twin`). A process alone claims.
 HANDED_CLAIMS_PAUSE_SECONDS = 600.0
 HANDED_MAX = 20_000  # stored deliveries held per processor; past that it reads them back
+FAILED_ATTEMPTS_KEPT = 10_000  # failed attempts a webhook processor remembers (its `_failed`)
 HANDED_MAX_BYTES = 64 * 1024  # larger bodies are read back rather than held
 
 # --- Ticket counters (tickets/counters.py; BENCHMARKS.md "Ticket counts") ---------------------------

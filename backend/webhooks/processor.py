@@ -40,7 +40,9 @@ lifespan (WEBHOOK_PROCESSOR_ENABLED). Several at once, in any number of processe
   conflict: backend/core/retry.py) is retried with exponential backoff (the lane waits: order
   first) up to WEBHOOK_MAX_ATTEMPTS, then kept failed and run again later by the sweep
   (service.wait_to_redrive, written before the failure: a kill between the two leaves it
-  waiting); so is a delivery whose attempts all died with their processes. Every other error
+  waiting); so is a delivery whose attempts all died with their processes. The processor also
+  remembers the attempts it made that failed: the store may lose the failure's record, and the
+  next attempt must still be the retry (it completes what the failed one stored). Every other error
   (unknown event, malformed payload) is final at once, for scripts/reprocess_webhooks.py.
 
 Bounds (defaults in brackets):
@@ -85,7 +87,8 @@ import os
 import random
 import socket
 import time
-from datetime import timedelta
+from collections import OrderedDict
+from datetime import datetime, timedelta
 from typing import Any
 
 from pymongo.errors import PyMongoError
@@ -101,6 +104,7 @@ from backend.core.logging import get_logger
 from backend.core.retry import is_retryable
 from backend.core.runtime import runtime_of
 from backend.core.seqlog import HOLE, REST, SeqLog
+from backend.core.tuning import FAILED_ATTEMPTS_KEPT as FAILED_KEPT
 from backend.core.tuning import HANDED_CLAIMS_PAUSE_SECONDS as CLAIMS_PAUSE
 from backend.core.tuning import LANE_BATCH as BATCH
 from backend.core.tuning import LANE_CURSOR_EVERY as CURSOR_EVERY
@@ -149,6 +153,11 @@ class WebhookProcessor:
         self._halt = asyncio.Event()  # set when run() stops: walks end at their next batch
         self._wakeup: signals.Wakeup | None = None  # deliveries this process stored, handed over
         self._sem = asyncio.Semaphore(settings.WEBHOOK_PROCESSOR_CONCURRENCY)
+        # Attempts this processor made that failed, and their backoff: raw id -> (attempt, retry
+        # at). The store may lose the failure's record (`_handle`), and a handed-over first attempt
+        # left no claim either: the delivery would then read as never attempted, and run again
+        # as a first attempt, not as the retry that completes what the failed one stored.
+        self._failed: OrderedDict[str, tuple[int, datetime | None]] = OrderedDict()
 
     async def run_once(self, lanes: set[int] | None = None) -> int:
         """Walks `lanes` once as a wake-up would (each up to what was handed over), or by default
@@ -409,10 +418,11 @@ class WebhookProcessor:
         if acked_by not in (None, self.worker_id) and self._wakeup is not None:
             # Another process's processor walks these lanes too: claim nothing for a while.
             self._wakeup.claims_from = time.monotonic() + CLAIMS_PAUSE
-        retry_at = raw.get("retry_at")
+        made, backoff_until = self._failed.get(raw["_id"], (0, None))
+        retry_at = raw.get("retry_at") or backoff_until
         if retry_at is not None and as_utc(retry_at) > now:
             return None
-        attempt = int(raw.get("attempts") or 0) + 1
+        attempt = max(int(raw.get("attempts") or 0), made) + 1
         handed_to = raw.get("handed_to") if attempt == 1 else None
         if handed_to is not None:
             lease = timedelta(seconds=self.settings.WEBHOOK_LEASE_SECONDS)
@@ -448,7 +458,10 @@ class WebhookProcessor:
         claimed = await self._claim(raw)
         if claimed is None:  # its outcome only: the payload may be megabytes of media
             status = await repository.status_of(self.db, raw["_id"])
-            return status is not None and status != PENDING
+            finished = status is not None and status != PENDING
+            if finished:
+                self._failed.pop(raw["_id"], None)
+            return finished
         attempt, retry = claimed
         max_attempts = self.settings.WEBHOOK_MAX_ATTEMPTS
         connection_id = str(raw["connection_id"])
@@ -488,11 +501,17 @@ class WebhookProcessor:
             else:
                 changes["retry_at"] = utcnow() + timedelta(seconds=backoff_seconds(self.settings, attempt))
             log.warning("webhook event will be retried", raw_id=raw["_id"], attempt=attempt, error=str(exc))
-            with contextlib.suppress(PyMongoError):  # unrecorded: the claim's lease runs out instead
+            self._failed[raw["_id"]] = (attempt, changes.get("retry_at"))
+            while len(self._failed) > FAILED_KEPT:
+                self._failed.popitem(last=False)
+            try:
                 if final:  # not left for an operator: the sweep runs it again later (waiting first, as above)
                     await service.wait_to_redrive(self.db, raw["_id"], connection_id)
                 await repository.mark(self.db, raw["_id"], changes, inc_attempts=False)
+            except PyMongoError as lost:  # another process goes by the claim's lease instead
+                log.warning("webhook attempt's failure not recorded", raw_id=raw["_id"], error=str(lost))
             return final
+        self._failed.pop(raw["_id"], None)
         return True
 
 

@@ -7,16 +7,17 @@ long as the kernel kept it (forever for a live peer): the client's message and e
 of the chat stalled behind it. Now the command fails after the timeout like any store error, the
 delivery is retried on a fresh connection, and both messages are filed once, in order."""
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import httpx
 import pytest
 
 from backend.webhooks.service import message_id_for
-from tests.factories import make_tenant, unique_phone
+from tests.factories import Tenant, make_tenant, unique_phone
 from tests.fakes.harness import FakeEvolution, make_connection, wait_for
-from tests.tcp_relay import Lose, StoreProxy, command_marker
+from tests.tcp_relay import Lose, StoreProxy, command_marker, string_element
 from tests.webhooks.evolution_shapes import pn_key, token, upsert
 
 HOOK = "/api/v1/webhooks/whatsapp"
@@ -48,23 +49,93 @@ async def test_a_store_connection_that_stops_answering_mid_delivery_holds_the_ch
     store_proxy: StoreProxy,
     lose: Lose,
 ) -> None:
+    direct = raw_mongo[settings.MONGO_DB]  # past the relay: what the store holds
+    _, sent, stalled = await _two_messages(client, admin_headers, evolution, db, store_proxy, lose=lose)
+    await wait_for(lambda: _set(stalled), timeout=15)
+    first, _ = await _filed_once_in_order(direct, sent)
+    await wait_for(lambda: _processed(direct, [r for r, _ in sent]), timeout=15)
+    stalled_raw = await direct.webhook_events_raw.find_one({"_id": sent[0][0]})
+    # The stalled command failed after the timeout (it did not hang) and its delivery ran again.
+    assert stalled_raw["attempts"] >= 2, stalled_raw
+    ticket = await direct.tickets.find_one({"_id": first["ticket_id"]})
+    assert ticket is not None and ticket["status"] == "espera"
+
+
+@pytest.mark.parametrize("lose", ["request", "reply"])
+async def test_a_failed_attempt_whose_failure_is_not_recorded_is_run_again_as_a_retry(
+    client: httpx.AsyncClient,
+    admin_headers: dict[str, str],
+    evolution: FakeEvolution,
+    db: Any,
+    raw_mongo: Any,
+    settings: Any,
+    store_proxy: StoreProxy,
+    lose: Lose,
+) -> None:
+    """The competitor between the failed attempt and its next one: the store loses the failure's
+    record too (the first update of a delivery after the stall). The delivery's first attempt was
+    handed over by its acknowledgement, so no claim of it is stored either: before the fix the next
+    walk read the delivery as never attempted and ran it as a first attempt again. When the insert
+    had run (`reply`), that attempt met the stored message as a plain duplicate and skipped what
+    follows it: the message stayed out of the agents' screens (no announcement) and of the unread
+    count. Now the processor remembers the attempt it made, and the next one is a retry."""
+    direct = raw_mongo[settings.MONGO_DB]
+    marks: list[asyncio.Event] = []
+
+    def lose_its_mark(raw_id: str) -> None:  # armed before the attempt's store timeout runs out
+        update = command_marker("update", "webhook_events_raw")
+        marks.append(store_proxy.stall_next(update, string_element("_id", raw_id), lose="request"))
+
+    tenant, sent, stalled = await _two_messages(
+        client, admin_headers, evolution, db, store_proxy, lose=lose, first_acked=lose_its_mark
+    )
+    (mark_lost,) = marks
+    await wait_for(lambda: _set(stalled), timeout=15)
+    await wait_for(lambda: _set(mark_lost), timeout=15)
+    first, _ = await _filed_once_in_order(direct, sent)
+    await wait_for(lambda: _processed(direct, [r for r, _ in sent]), timeout=30)
+    # What follows the stored message was done: announced to open screens, counted unread.
+    announced = await direct.tenant_events.count_documents({"type": "message.created", "message.id": first["_id"]})
+    assert announced >= 1
+    r = await client.get(f"/api/v1/tickets/{first['ticket_id']}", headers=tenant.headers)
+    assert r.status_code == 200, r.text
+    assert r.json()["unread_count"] == 2
+    stalled_raw = await direct.webhook_events_raw.find_one({"_id": sent[0][0]})
+    assert stalled_raw["attempts"] >= 2, stalled_raw  # the second attempt knew it was one
+
+
+async def _two_messages(
+    client: httpx.AsyncClient,
+    admin_headers: dict[str, str],
+    evolution: FakeEvolution,
+    db: Any,
+    store_proxy: StoreProxy,
+    *,
+    lose: Lose,
+    first_acked: Callable[[str], None] | None = None,
+) -> tuple[Tenant, list[tuple[str, str]], asyncio.Event]:
+    """A new client's two messages, the first one's insert stalled (`first_acked` is told its
+    delivery's raw id as soon as it is acknowledged). Returns the tenant, (raw id, message id) of
+    each, and the stall's event."""
     tenant = await make_tenant(client, admin_headers, agents=1)
     conn = await make_connection(client, tenant, evolution)
-    direct = raw_mongo[settings.MONGO_DB]  # past the relay: what the store holds
     phone = unique_phone()
     headers = {"X-Webhook-Token": await token(db, conn["id"])}
     stalled = store_proxy.stall_next(command_marker("insert", "messages"), lose=lose)
     sent = []
     for n, text in enumerate(["o boleto venceu", "consegue mandar outro?"]):
-        key = pn_key(phone, f"STALL{lose}{n}")
+        key = pn_key(phone, f"STALL{lose}{n}{phone}")
         r = await client.post(
             f"{HOOK}/{conn['id']}", json=upsert(key, {"conversation": text}, "conversation"), headers=headers
         )
         assert r.status_code == 200, r.text
         sent.append((r.json()["raw_id"], message_id_for(conn["id"], key["id"])))
+        if n == 0 and first_acked is not None:
+            first_acked(sent[0][0])
+    return tenant, sent, stalled
 
-    await wait_for(lambda: _set(stalled), timeout=15)
 
+async def _filed_once_in_order(direct: Any, sent: list[tuple[str, str]]) -> tuple[dict[str, Any], dict[str, Any]]:
     async def both_filed() -> list[dict[str, Any]] | None:
         found = await direct.messages.find({"_id": {"$in": [m for _, m in sent]}}).to_list(None)
         return found if len(found) == 2 else None
@@ -76,12 +147,7 @@ async def test_a_store_connection_that_stops_answering_mid_delivery_holds_the_ch
     assert first["body"] == "o boleto venceu" and second["body"] == "consegue mandar outro?"
     assert await direct.messages.count_documents({"ticket_id": first["ticket_id"]}) == 2
     assert first["created_at"] <= second["created_at"]  # the chat's order kept
-    await wait_for(lambda: _processed(direct, [r for r, _ in sent]), timeout=15)
-    stalled_raw = await direct.webhook_events_raw.find_one({"_id": sent[0][0]})
-    # The stalled command failed after the timeout (it did not hang) and its delivery ran again.
-    assert stalled_raw["attempts"] >= 2, stalled_raw
-    ticket = await direct.tickets.find_one({"_id": first["ticket_id"]})
-    assert ticket is not None and ticket["status"] == "espera"
+    return first, second
 
 
 async def _set(event: Any) -> bool:
