@@ -25,6 +25,7 @@ from typing import Any
 from backend.audit import service as ticket_events
 from backend.automation import hours, repository, texts
 from backend.automation.models import Survey
+from backend.clients import service as clients
 from backend.clients.phones import whatsapp_addresses
 from backend.connections import service as connections
 from backend.connections.providers.base import CALL, VIDEO_CALL
@@ -568,7 +569,13 @@ async def take_rating(
         if asked is None or asked.status not in LEFT:
             return None
     ticket = await tickets.load(db, survey.ticket_id)
-    if ticket is None or ticket.client_id != client.id or ticket.status != Status.FINALIZADO.value:
+    if ticket is None or ticket.status != Status.FINALIZADO.value:
+        return None
+    # `client` is the one the chat's client was merged into, if it was (backend/clients/merge.py):
+    # a survey asked before the merge is still answered from its chat.
+    if ticket.client_id != client.id and ticket.client_id not in await clients.merged_group(
+        db, TenantScope(conn.reseller_id), client.id
+    ):
         return None
     if not again and await tickets.open_ticket_of(db, reseller_id=conn.reseller_id, client=client, channel=conn.id):
         return None  # a conversation is open on this number (an agent started one): the digit is its

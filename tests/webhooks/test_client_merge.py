@@ -6,7 +6,8 @@ known one, the LID chat's messages go to the known client's open ticket, the his
 clients' tickets, and the merged client leaves the contacts list; nothing moved or was deleted.
 Competitors injected: a message between the merge's check and its claim, another merge decided
 first, an older copy of the merged client written back over the merge's pointer, an opposite
-merge, and a kill between the merge's two documents."""
+merge, and a kill between the merge's two documents. The merged client's survey, asked before the
+merge, is still answered from its chat."""
 
 from dataclasses import dataclass
 from typing import Any
@@ -16,6 +17,7 @@ import pytest
 
 from backend.clients import merge
 from backend.core import natural_keys
+from tests.automation.helpers import left
 from tests.factories import API, Tenant, collection_counts, make_tenant, unique_phone
 from tests.fakes.harness import FakeEvolution, make_connection
 from tests.webhooks.evolution_shapes import clients_of, key_id, pn_key, post, shown, thread, tickets_of, upsert
@@ -51,11 +53,20 @@ class Split:
 
 
 async def _split(
-    client: httpx.AsyncClient, admin_headers: dict[str, str], evolution: FakeEvolution, db: Any, *, close: str = ""
+    client: httpx.AsyncClient,
+    admin_headers: dict[str, str],
+    evolution: FakeEvolution,
+    db: Any,
+    *,
+    close: str = "",
+    config: dict[str, Any] | None = None,
 ) -> Split:
-    """A company whose client WhatsApp split in two; `close`: "split" or "both" tickets finalized
-    (a merge wants the merged client's closed)."""
+    """A company (its config patched with `config`) whose client WhatsApp split in two; `close`:
+    "split" or "both" tickets finalized (a merge wants the merged client's closed)."""
     tenant = await make_tenant(client, admin_headers, agents=1)
+    if config is not None:
+        r = await client.patch(f"{API}/reseller-config", json=config, headers=tenant.headers)
+        assert r.status_code == 200, r.text
     conn = await make_connection(client, tenant, evolution)
     number, lid = unique_phone(), _lid()
     assert (await post(client, db, conn, _text(pn_key(number), "oi, sou a Maria")))["status"] == "processed"
@@ -315,3 +326,25 @@ async def test_a_merge_killed_between_the_pointer_and_the_kept_client_s_history_
     # Its repeat finishes it.
     assert (await _merge(client, tenant.headers, split["client_id"], known["client_id"])).status_code == 200
     assert [t["id"] for t in (await client.get(history, headers=tenant.headers)).json()["items"]] == [split["id"]]
+
+
+async def test_the_merged_client_s_survey_is_answered_from_its_chat_after_the_merge(
+    client: httpx.AsyncClient, admin_headers: dict[str, str], evolution: FakeEvolution, db: Any
+) -> None:
+    """The LID client's ticket was finalized with a survey question on the LID chat; the owner
+    merges the pair; the digit that answers it then comes from a chat whose client is the kept
+    one. It still rates the ticket it was asked for, not a new conversation of the kept client."""
+    csat = {"csat_enabled": True, "csat_window_hours": 2, "csat_message": "Que nota (1 a 5)?"}
+    s = await _split(client, admin_headers, evolution, db, config=csat)
+    agent = s.tenant.agents[0]["headers"]
+    assert (await client.post(f"{API}/tickets/{s.split['id']}/assume", headers=agent)).status_code == 200
+    for ticket in (s.split, s.known):  # both attended, so both asked
+        assert (await client.post(f"{API}/tickets/{ticket['id']}/finalize", headers=agent)).status_code == 200
+    await left(db, s.split["id"], "survey")  # the question reached the LID chat
+    r = await _merge(client, s.tenant.headers, s.split["client_id"], s.known["client_id"])
+    assert r.status_code == 200, r.text
+    raw = await post(client, db, s.conn, _text(_lid_only(s.lid), "5"))
+    assert raw["result"][0].startswith(f"rating 5 of ticket {s.split['id']}"), raw["result"]
+    rated = await client.get(f"{API}/tickets/{s.split['id']}", headers=s.tenant.headers)
+    assert (rated.json()["status"], rated.json()["rating"]) == ("finalizado", 5)
+    assert len(await tickets_of(client, s.tenant)) == 2  # no conversation opened for the digit
