@@ -146,6 +146,17 @@ class OutboundWorker:
             # id the processor bound while this worker died): settle now, or a held phone
             # message would never be stored.
             await self._settle_echoes(message)
+            # The move may be stored with its answer lost (a store error after it, or this worker
+            # died there): what follows it is done again, each step safe to repeat. The status as
+            # stored is announced first, so that a receipt applied after it is announced later.
+            await service.announce_status(self.db, message)
+            if message.provider_message_id is not None:
+                await service.apply_parked(
+                    self.db,
+                    connection_id=str(entry.connection_id),
+                    provider_message_id=message.provider_message_id,
+                    message_id=message.id,
+                )
             return True
         if await self._waits_for_earlier(entry, now):
             return False

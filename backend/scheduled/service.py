@@ -249,8 +249,12 @@ async def deliver(db: Database, schedule: ScheduledMessage) -> ScheduledMessage:
 
 async def _send(db: Database, schedule: ScheduledMessage) -> None:
     message_id = message_id_of(schedule.id)
-    if await message_store.get_internal(db, message_id) is not None:
-        return  # sent by an earlier attempt (its outbox entry went in before it)
+    stored = await message_store.get_internal(db, message_id)
+    if stored is not None:
+        # Stored by an earlier pass (its outbox entry went in before it), which may have failed
+        # before what follows a stored reply: its announcement, the ticket's activity, the reports.
+        await messages.complete_stored(db, stored)
+        return
     ticket = await tickets.get_internal(db, schedule.ticket_id)
     if ticket is None:
         raise LookupError(f"ticket {schedule.ticket_id} of scheduled message {schedule.id} not found")
