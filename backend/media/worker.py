@@ -89,13 +89,18 @@ class MediaFetcher:
             return self.policy.outlived(entry.enqueued_at, now)
         media = message.media or MessageMedia()
         round_ = media.round
-        if media.status == "ready" or entry.round < round_:
-            return True  # done, or superseded by a retry's own entry
+        if entry.round < round_:
+            return True  # superseded by a retry's own entry
+        if media.status == "ready" or (entry.round == round_ and media.status != "pending"):
+            # Done, or failed (only the retry action queues it again). The move may be stored with
+            # its answer lost (a store error after it, or a worker that died there): the screens
+            # are told again, which is safe to repeat.
+            if entry.round == round_:
+                await messages.announce_again(self.db, message)
+            return True
         if entry.round > round_:
             # A retry queued this before moving the status: wait for it (or for its lease, if it died).
             return self.policy.outlived(entry.enqueued_at, now)
-        if media.status != "pending":
-            return True  # failed: only the retry action queues it again
 
         stored: list[MediaRecord] = []  # what this attempt stored, settled without reading it back
 

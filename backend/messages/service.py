@@ -372,6 +372,12 @@ async def set_media(
     raise Conflict("the message is being moved too fast; retry")
 
 
+async def announce_again(db: Database, message: Message) -> None:
+    """Announces the message as stored (`message.status`, as `set_media` does), for a worker that
+    finds its own write done but may have lost the answer to it (and so the announcement after it)."""
+    await outbound.announce_status(db, message)
+
+
 def signed(agent_name: str, body: str) -> str:
     """The reply as WhatsApp shows an agent's message in shared-number helpdesks: the name in
     bold (WhatsApp's `*bold*` markup) with a colon, then the text on the next line: "*Ana:*",
