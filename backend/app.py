@@ -10,6 +10,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
+from pymongo.errors import ConnectionFailure
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from backend import gates
@@ -20,7 +21,7 @@ from backend.connections.routes import router as connections_router
 from backend.core import startup, tuning
 from backend.core.config import Settings, get_settings
 from backend.core.db import Database, durable_database, make_client
-from backend.core.errors import AppError, TooManyRequests
+from backend.core.errors import STORE_SILENT, AppError, TooManyRequests
 from backend.core.logging import configure_logging, get_logger
 from backend.core.middleware import BodyLimit, EmptyQueryIsAbsent, ReadinessGate, RequestContextMiddleware
 from backend.core.runtime import open_runtime
@@ -86,6 +87,14 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(ConnectionFailure)
+    async def _store_silent(request: Request, exc: ConnectionFailure) -> JSONResponse:
+        # The store did not answer (a timeout, a failover, a dropped connection): what the request
+        # wrote may or may not be stored, and the same request may be tried again — a 503 that
+        # says so, as the readiness gate's, rather than an unexplained 500.
+        log.warning("database did not answer", path=request.url.path, error=str(exc))
+        return JSONResponse({"detail": STORE_SILENT}, status_code=503, headers={"Retry-After": "1"})
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

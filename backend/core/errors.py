@@ -64,6 +64,10 @@ class ServiceUnavailable(AppError):
     status_code = 503
 
 
+# A request whose store call got no answer (app.py answers 503 with it): retrying is the way on.
+STORE_SILENT = "the database did not answer; retry"
+
+
 class ErrorBody(BaseModel):
     detail: str = Field(description="what was refused, in a sentence")
 

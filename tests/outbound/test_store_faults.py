@@ -344,12 +344,13 @@ async def test_a_chat_position_stored_but_its_answer_lost(
     start_worker()
     stalled = store_proxy.stall_next(command_marker("insert", "outbox_chats"), lose="reply")
     lost_text = "esta resposta não foi aceita"
-    # Over the real port: an unhandled error is the 500 a browser would get (the in-process
-    # transport would raise it into the test instead).
+    # Over the real port: what a browser gets.
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{backend_port}", timeout=60) as real:
         r = await real.post(f"/api/v1/tickets/{chat.ticket_id}/messages", json={"body": lost_text}, headers=chat.agent)
     assert stalled.is_set()
-    assert r.status_code >= 500, r.text  # not acknowledged: the agent knows it did not go
+    # Not acknowledged: the agent is told to try again (app.py's answer to a silent store).
+    assert r.status_code == 503 and r.headers["retry-after"] == "1", r.text
+    assert r.json() == {"detail": "the database did not answer; retry"}
     orphan = await direct.outbox_chats.find_one({"chat": {"$regex": f"^{chat.conn['id']}:"}, "k": 1})
     assert orphan is not None and await direct.messages.find_one({"_id": orphan["message_id"]}) is None, orphan
     next_text = "esta sim"

@@ -141,6 +141,7 @@ const SENTENCES: Record<string, string> = {
   // 503
   'service not ready': 'O servidor está iniciando. Tente de novo em instantes.',
   'could not store the event; retry': 'Servidor indisponível no momento. Tente de novo em instantes.',
+  'the database did not answer; retry': 'O servidor não respondeu a tempo. Tente de novo em instantes.',
 };
 
 /** `or_404(found, "<what>")` answers "<what> not found". */
