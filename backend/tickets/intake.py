@@ -105,6 +105,11 @@ async def receive_client_message(
         filed = await tickets.load(db, message.ticket_id)
         assert filed is not None
         ticket = filed
+    elif not created and message_id is not None and ticket.opening_message_id == message_id:
+        # An earlier attempt at this delivery opened the ticket for this message and failed
+        # before storing it (a store error, a kill), maybe before the ticket's announcement too:
+        # announced as it is now, with this message.
+        await tickets.announce_created(db, await tickets.load(db, ticket.id) or ticket)
     return ticket, message, created
 
 

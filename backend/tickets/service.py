@@ -244,8 +244,14 @@ async def _create(
     if found is None:
         found = await read_winner(lambda: load(db, ticket_id), what=f"ticket {ticket_id}")
     if won:
-        await feed.publish(db, reseller_id=reseller_id, type_="ticket.created", ticket=found)
+        await announce_created(db, found)
     return found, won
+
+
+async def announce_created(db: Database, ticket: Ticket) -> None:
+    """Tells open screens of a new ticket (the queue's alert and counts). Safe to repeat: screens
+    key the alert by ticket and version."""
+    await feed.publish(db, reseller_id=ticket.reseller_id, type_="ticket.created", ticket=ticket)
 
 
 async def open_for_client(
