@@ -14,10 +14,12 @@ later one, relays normally.
 
 import asyncio
 import contextlib
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from typing import Literal
 from urllib.parse import urlsplit
 
+import pytest
 from pymongo.uri_parser import parse_uri
 
 Lose = Literal["request", "reply"]
@@ -150,3 +152,23 @@ class StoreProxy(TcpRelay):
         ]
         query = "&".join([*options, "directConnection=true"])
         return f"{parts.scheme}://{netloc}{parts.path or '/'}?{query}"
+
+
+@pytest.fixture(scope="module")
+async def store_relay(mongo_url: str) -> AsyncIterator[StoreProxy]:
+    """A relay in front of the test store, one per module that asks for it (its
+    `settings_overrides` point MONGO_URL at `store_relay.url`)."""
+    proxy = StoreProxy(mongo_url)
+    await proxy.start()
+    try:
+        yield proxy
+    finally:
+        await proxy.close()
+
+
+@pytest.fixture
+def store_proxy(store_relay: StoreProxy) -> Iterator[StoreProxy]:
+    """The module's relay, for a test: a trap it armed that never sprang is disarmed after it, so
+    it cannot catch the next test's write."""
+    yield store_relay
+    store_relay.traps.clear()

@@ -534,7 +534,7 @@ async def transfer(
         if not target.active:
             raise Unprocessable("agent is inactive")
         if current is not None and current.agent_id == agent_id and can_act_on(actor, current):
-            raise Conflict({"message": "the agent already holds this ticket"})
+            raise Conflict(_refusal(actor, current, Conflict({"message": "the agent already holds this ticket"})))
         doc = await _transition(
             db,
             actor,
@@ -554,9 +554,10 @@ async def transfer(
             current is not None
             and current.status == Status.ESPERA.value
             and current.department_id == department_id
-            and can_act_on(actor, current)
+            and (can_act_on(actor, current) or await _last_moved_by(db, actor, current))
         ):
-            raise Conflict({"message": "the ticket already waits in this department", "status": current.status})
+            already = Conflict({"message": "the ticket already waits in this department"})
+            raise Conflict(_refusal(actor, current, already))
         doc = await _transition(
             db,
             actor,
@@ -566,6 +567,14 @@ async def transfer(
             data={"to_department_id": department_id},
         )
     return await presenter.read_one(db, doc, reader=actor)
+
+
+async def _last_moved_by(db: Database, actor: Actor, ticket: Ticket) -> bool:
+    """Whether the ticket's latest event is `actor`'s own: an agent who just sent a ticket to a
+    queue it does not work in may no longer act on it, and its repeated click (the first one's
+    answer lost) is told the ticket waits there rather than that it does not exist."""
+    latest = await events.get_internal(db, ticket.id, ticket.version)
+    return latest is not None and latest.actor_id == actor.id and latest.reseller_id == actor.reseller_id
 
 
 async def _hand_back(db: Database, actor: Actor, *, ticket: Ticket, holder_id: str, action: Action) -> Ticket | None:

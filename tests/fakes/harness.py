@@ -170,6 +170,15 @@ async def wait_for(predicate: Any, *, timeout: float = 15.0, interval: float = 0
         await asyncio.sleep(interval)
 
 
+async def last_within(probe: Any, *, timeout: float) -> Any:  # noqa: ASYNC109
+    """Polls `probe` until it answers something truthy or `timeout` passes; answers its last value
+    (the caller asserts on it, with a message of its own, rather than wait_for's)."""
+    try:
+        return await wait_for(probe, timeout=timeout)
+    except AssertionError:
+        return await probe()
+
+
 async def make_connection(
     client: httpx.AsyncClient, tenant: Any, evolution: FakeEvolution, *, open_: bool = True, processed: bool = True
 ) -> dict[str, Any]:

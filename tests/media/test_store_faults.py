@@ -16,7 +16,6 @@ import hashlib
 import math
 import os
 import uuid
-from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,19 +35,9 @@ READY_WITHIN = 45.0
 
 
 @pytest.fixture(scope="module")
-async def store_proxy(mongo_url: str) -> AsyncIterator[StoreProxy]:
-    proxy = StoreProxy(mongo_url)
-    await proxy.start()
-    try:
-        yield proxy
-    finally:
-        await proxy.close()
-
-
-@pytest.fixture(scope="module")
-def settings_overrides(store_proxy: StoreProxy) -> dict[str, Any]:
+def settings_overrides(store_relay: StoreProxy) -> dict[str, Any]:
     return {
-        "MONGO_URL": store_proxy.url,
+        "MONGO_URL": store_relay.url,
         "MONGO_SOCKET_TIMEOUT_MS": 1500,
         "WEBHOOK_BACKOFF_BASE_SECONDS": 0.1,
         "MEDIA_FETCH_POLL_SECONDS": 0.1,
@@ -56,13 +45,6 @@ def settings_overrides(store_proxy: StoreProxy) -> dict[str, Any]:
         "MEDIA_FETCH_LEASE_SECONDS": LEASE_SECONDS,
         "MEDIA_FETCH_MAX_ATTEMPTS": 6,
     }
-
-
-@pytest.fixture(autouse=True)
-def no_trap_left(store_proxy: StoreProxy) -> Iterator[None]:
-    """A trap a failed test left armed must not spring in the next one."""
-    yield
-    store_proxy.traps.clear()
 
 
 @dataclass(frozen=True)

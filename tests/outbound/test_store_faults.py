@@ -21,7 +21,7 @@ the trap is armed on the reply's id."""
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -35,7 +35,7 @@ from backend.core.config import Settings
 from backend.outbound.worker import OutboundWorker
 from backend.scheduled import service as scheduled
 from tests.factories import Tenant, make_tenant
-from tests.fakes.harness import FakeEvolution, make_connection, wait_for
+from tests.fakes.harness import FakeEvolution, last_within, make_connection, wait_for
 from tests.outbound.helpers import held_ticket, unsigned
 from tests.tcp_relay import Lose, StoreProxy, command_marker, string_element
 
@@ -44,19 +44,9 @@ SETTLE = 45.0  # how long a faulted reply may take to settle: a stall, a lease, 
 
 
 @pytest.fixture(scope="module")
-async def store_proxy(mongo_url: str) -> AsyncIterator[StoreProxy]:
-    proxy = StoreProxy(mongo_url)
-    await proxy.start()
-    try:
-        yield proxy
-    finally:
-        await proxy.close()
-
-
-@pytest.fixture(scope="module")
-def settings_overrides(store_proxy: StoreProxy) -> dict[str, Any]:
+def settings_overrides(store_relay: StoreProxy) -> dict[str, Any]:
     return {
-        "MONGO_URL": store_proxy.url,
+        "MONGO_URL": store_relay.url,
         "MONGO_SOCKET_TIMEOUT_MS": 1500,
         "OUTBOUND_WORKER_ENABLED": False,  # each test runs its own, started once its trap is armed
         "OUTBOUND_LEASE_SECONDS": LEASE,
@@ -121,15 +111,6 @@ async def _is_set(event: asyncio.Event) -> bool:
     return event.is_set()
 
 
-async def _within(probe: Callable[[], Awaitable[Any]], timeout: float) -> Any:  # noqa: ASYNC109
-    """Polls `probe` until it answers something truthy or `timeout` passes; answers its last value
-    (the caller asserts on it, with its own message)."""
-    try:
-        return await wait_for(probe, timeout=timeout)
-    except AssertionError:
-        return await probe()
-
-
 async def _announced(direct: Any, message_id: str, status: str) -> int:
     """Feed records telling open screens that the message has `status` (service.announce_status)."""
     query = {"type": "message.status", "data.message_id": message_id, "data.status": status}
@@ -157,7 +138,7 @@ async def _check_end_state(
     each taken once by the provider, in order, with the provider id it answered; each announced
     to open screens; none left queued. Returns the provider's records for the chat."""
     ids = [m for m, _ in sent]
-    messages = await _within(lambda: _settled(direct, ids), timeout=SETTLE)
+    messages = await last_within(lambda: _settled(direct, ids), timeout=SETTLE)
     assert messages, (
         f"a reply is still pending {SETTLE}s later: {await direct.messages.find({'_id': {'$in': ids}}).to_list(None)}"
     )
@@ -171,9 +152,10 @@ async def _check_end_state(
         assert message["provider_message_id"] == taken["key_id"], (message, taken)
     assert texts == [t for _, t in sent], f"the client read the replies out of order: {texts}"
     for message_id, text in sent:
-        shown = await _within(lambda m=message_id: _announced(direct, m, "sent"), timeout=10)
+        shown = await last_within(lambda m=message_id: _announced(direct, m, "sent"), timeout=10)
         assert shown >= 1, f"{text!r} ({message_id}) is sent but no open screen was told (no message.status 'sent')"
-    assert await _within(lambda: _cursor_past(direct, ids), timeout=10), "the walk's cursor never passed the replies"
+    passed = await last_within(lambda: _cursor_past(direct, ids), timeout=10)
+    assert passed, "the walk's cursor never passed the replies"
     return received
 
 
@@ -429,6 +411,6 @@ async def test_a_scheduled_reply_whose_due_pass_loses_a_write(
     async def all_done() -> bool:
         return not await undone()
 
-    await _within(all_done, timeout=15)
+    await last_within(all_done, timeout=15)
     left = await undone()
     assert not left, f"the scheduled reply was stored and sent, but {left}"

@@ -19,7 +19,7 @@ screens (in that order), the ticket's unread count and the reports' client messa
 every one of them. And the ticket a new client's message opens is announced as opened
 (`ticket.created`), whichever of its writes was lost."""
 
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,25 +39,8 @@ WAIT = 30.0  # seconds: a lost write costs a socket timeout (1.5 s) and a backof
 
 
 @pytest.fixture(scope="module")
-async def store_proxy(mongo_url: str) -> AsyncIterator[StoreProxy]:
-    proxy = StoreProxy(mongo_url)
-    await proxy.start()
-    try:
-        yield proxy
-    finally:
-        await proxy.close()
-
-
-@pytest.fixture(scope="module")
-def settings_overrides(store_proxy: StoreProxy) -> dict[str, Any]:
-    return {"MONGO_URL": store_proxy.url, "MONGO_SOCKET_TIMEOUT_MS": 1500, "WEBHOOK_BACKOFF_BASE_SECONDS": 0.1}
-
-
-@pytest.fixture(autouse=True)
-def _disarm(store_proxy: StoreProxy) -> Iterator[None]:
-    """A trap a test armed and nothing sprang must not catch the next test's write."""
-    yield
-    store_proxy.traps.clear()
+def settings_overrides(store_relay: StoreProxy) -> dict[str, Any]:
+    return {"MONGO_URL": store_relay.url, "MONGO_SOCKET_TIMEOUT_MS": 1500, "WEBHOOK_BACKOFF_BASE_SECONDS": 0.1}
 
 
 @dataclass

@@ -8,7 +8,7 @@ of the chat stalled behind it. Now the command fails after the timeout like any 
 delivery is retried on a fresh connection, and both messages are filed once, in order."""
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -24,18 +24,8 @@ HOOK = "/api/v1/webhooks/whatsapp"
 
 
 @pytest.fixture(scope="module")
-async def store_proxy(mongo_url: str) -> AsyncIterator[StoreProxy]:
-    proxy = StoreProxy(mongo_url)
-    await proxy.start()
-    try:
-        yield proxy
-    finally:
-        await proxy.close()
-
-
-@pytest.fixture(scope="module")
-def settings_overrides(store_proxy: StoreProxy) -> dict[str, Any]:
-    return {"MONGO_URL": store_proxy.url, "MONGO_SOCKET_TIMEOUT_MS": 1500, "WEBHOOK_BACKOFF_BASE_SECONDS": 0.1}
+def settings_overrides(store_relay: StoreProxy) -> dict[str, Any]:
+    return {"MONGO_URL": store_relay.url, "MONGO_SOCKET_TIMEOUT_MS": 1500, "WEBHOOK_BACKOFF_BASE_SECONDS": 0.1}
 
 
 @pytest.mark.parametrize("lose", ["request", "reply"])
