@@ -3,7 +3,7 @@ dependencies are auth's (backend/auth/deps.py): resolving one reads users and te
 
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Header, Request
 
 from backend.core.config import Settings
 from backend.core.db import Database
@@ -23,3 +23,7 @@ async def get_app_settings(request: Request) -> Settings:
 
 Db = Annotated[Database, Depends(get_db)]
 AppSettings = Annotated[Settings, Depends(get_app_settings)]
+
+# A client-made key per write (a UUID, say), kept by the client across its attempts at that write:
+# an attempt repeated because its answer never came back stores nothing twice.
+IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", pattern=r"^[\x21-\x7e]{1,100}$")]

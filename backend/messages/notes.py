@@ -17,10 +17,15 @@ preview and order show what the client and the agents said to each other, not st
 Clients have no API session; if they get one, their thread must filter `direction: "note"` out.
 """
 
+import hashlib
+
+from pymongo.errors import DuplicateKeyError
+
 from backend.core.clock import utcnow
 from backend.core.db import Database
 from backend.core.errors import Forbidden
 from backend.core.ids import new_id
+from backend.core.retry import read_winner
 from backend.core.tenancy import Actor
 from backend.messages import repository
 from backend.messages.models import Message
@@ -35,21 +40,40 @@ NOTE = repository.NOTE_DIRECTION
 STAFF_ROLES = frozenset({"agent", "reseller"})
 
 
-async def add(db: Database, actor: Actor, *, ticket_id: str, body: str) -> MessageRead:
+async def add(
+    db: Database, actor: Actor, *, ticket_id: str, body: str, idempotency_key: str | None = None
+) -> MessageRead:
     """Any of the tenant's staff who can see the ticket adds a note, whatever its status (a queued
-    ticket or a closed one can need a remark as much as one being handled)."""
+    ticket or a closed one can need a remark as much as one being handled). With a key, the note's
+    id is the key's (`_keyed_id`): a repeat whose first answer was lost finds the note stored, and
+    announces it again (the first attempt may have failed before it did)."""
     if actor.role not in STAFF_ROLES:
         raise Forbidden("notes are written by the tenant's staff")
     ticket = await tickets.get_visible_or_404(db, actor, ticket_id=ticket_id)
-    return MessageRead.of_message(await store(db, actor, ticket, body=body))
+    note_id = _keyed_id(actor, ticket.id, idempotency_key) if idempotency_key is not None else None
+    earlier = await repository.get_internal(db, note_id) if note_id is not None else None
+    if earlier is not None and (earlier.ticket_id, earlier.sender_id, earlier.direction) == (ticket.id, actor.id, NOTE):
+        await feed.publish(db, reseller_id=ticket.reseller_id, type_="message.created", ticket=ticket, message=earlier)
+        return MessageRead.of_message(earlier)
+    try:
+        return MessageRead.of_message(await store(db, actor, ticket, body=body, note_id=note_id))
+    except DuplicateKeyError:  # the same key's other attempt, at the same moment, stored it
+        assert note_id is not None
+        return MessageRead.of_message(await read_winner(lambda: repository.get_internal(db, note_id), what="note"))
 
 
-async def store(db: Database, actor: Actor, ticket: Ticket, *, body: str, opening: bool = False) -> Message:
+def _keyed_id(actor: Actor, ticket_id: str, key: str) -> str:
+    return hashlib.sha256(f"note\0{actor.reseller_id}\0{ticket_id}\0{actor.id}\0{key}".encode()).hexdigest()[:24]
+
+
+async def store(
+    db: Database, actor: Actor, ticket: Ticket, *, body: str, opening: bool = False, note_id: str | None = None
+) -> Message:
     """Stores and announces `actor`'s note in `ticket` (authorized by the caller). `opening`: the
     first words of a ticket staff opened with no way to reach the client — all it says, so it is
     also the ticket's activity (preview), unlike a remark on a conversation."""
     doc = Message(
-        id=new_id(),
+        id=note_id or new_id(),
         ticket_id=ticket.id,
         reseller_id=ticket.reseller_id,
         direction=NOTE,

@@ -546,13 +546,16 @@ def keyed_reply_id(actor: Actor, ticket_id: str, key: str | None) -> str | None:
 
 async def replayed(db: Database, actor: Actor, ticket_id: str, message_id: str | None) -> MessageRead | None:
     """The reply an earlier attempt with the same key stored (`keyed_reply_id`), as it is now:
-    answered again as it was, even if the ticket was finalized since, nothing stored or sent."""
+    answered again as it was, even if the ticket was finalized since, nothing stored or sent. The
+    earlier attempt may have failed after storing it (its answer was lost): what follows a stored
+    reply (activity, announcement, reports) is done again, each step safe to repeat."""
     if message_id is None:
         return None
     earlier = await repository.get_internal(db, message_id)
     whose = (actor.reseller_id, ticket_id, actor.id)
     if earlier is None or (earlier.reseller_id, earlier.ticket_id, earlier.sender_id) != whose:
         return None
+    await complete_stored(db, earlier)
     return MessageRead.of_message(earlier)
 
 

@@ -118,12 +118,17 @@ class OutboundWorker:
 
     async def _waits_for_earlier(self, entry: QueueEntry, now: datetime) -> bool:
         """Whether an earlier reply of the entry's chat is still pending. Walks back past chat
-        positions whose message was never stored (orphans older than the lease); the first stored
-        one decides: every reply was attempted only after the one before it finished, so one
-        finished reply means all before it are."""
+        positions whose message was never stored (orphans older than the lease) and past the
+        reply's own earlier positions; the first other stored one decides: every reply was
+        attempted only after the one before it finished, so one finished reply means all before
+        it are."""
         for j in range(entry.chat_seq - 1, 0, -1):
             earlier = await repository.get_chat_entry(self.db, str(entry.chat), j)
             if earlier is None:  # positions are 1..k without holes; nothing to wait for here
+                continue
+            if earlier.message_id == entry.message_id:
+                # This reply's own earlier position: a request whose answer was lost after taking
+                # it, repeated with the same key (messages.keyed_reply_id). It waits for no one.
                 continue
             message = await messages.get_internal(self.db, earlier.message_id)
             if message is None:

@@ -26,10 +26,12 @@ sent, never both.
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 from datetime import datetime, timedelta
 
 import structlog
+from pymongo.errors import DuplicateKeyError
 
 from backend.connections import service as connections
 from backend.core import natural_keys
@@ -38,8 +40,9 @@ from backend.core.clock import as_utc, utcnow
 from backend.core.config import Settings
 from backend.core.db import Database
 from backend.core.errors import Conflict, Forbidden, NotFound, Unprocessable
-from backend.core.ids import is_valid_id, new_id
+from backend.core.ids import is_valid_id
 from backend.core.pagination import decode_time_cursor, encode_cursor
+from backend.core.retry import read_winner
 from backend.core.tenancy import Actor, TenantScope
 from backend.messages import public as message_store
 from backend.messages import service as messages
@@ -61,6 +64,7 @@ MIN_LEAD = timedelta(seconds=30)  # sooner than this is a reply: send it
 MAX_LEAD = timedelta(days=365)
 LIST_LIMIT = 200
 MAX_WAITING_PER_TICKET = 20  # reminders, not a mailing: and what a finalize cancels at once
+MAX_SAME_SCHEDULES = 20  # the same text at the same time scheduled again after the last one stopped waiting
 DUE_BATCH = 200
 
 
@@ -92,8 +96,43 @@ async def _store_new(
     if len(waiting) >= MAX_WAITING_PER_TICKET:
         raise Conflict(f"a ticket can have at most {MAX_WAITING_PER_TICKET} scheduled messages waiting")
     assert actor.reseller_id
-    created = ScheduledMessage(
-        id=new_id(),
+    for repeat in range(MAX_SAME_SCHEDULES):
+        schedule_id = _schedule_id(actor, ticket.id, data, replaces, repeat)
+        created = _new_schedule(actor, ticket, data.body, send_at, replaces, now, schedule_id=schedule_id)
+        try:
+            await repository.insert(db, created)
+            return created
+        except DuplicateKeyError:
+            found = await read_winner(
+                functools.partial(repository.get_internal, db, schedule_id), what=f"schedule {schedule_id}"
+            )
+            if found.status == "scheduled":
+                return found  # the same request again (its first answer was lost): stored once
+    raise Conflict("the same message is scheduled too often at this time; retry")
+
+
+def _schedule_id(actor: Actor, ticket_id: str, data: ScheduledMessageCreate, replaces: str | None, repeat: int) -> str:
+    """The same for the same author, ticket, text, time and replaced schedule, so a request
+    repeated because its answer never came back (a timeout, a second click) stores one schedule,
+    not two that would both be sent; `repeat` > 0 for the same again once the first stopped
+    waiting (sent, canceled, edited)."""
+    what = f"schedule\0{actor.reseller_id}\0{ticket_id}\0{actor.id}\0{replaces}\0{as_utc(data.send_at).isoformat()}"
+    return hashlib.sha256(f"{what}\0{repeat}\0{data.body}".encode()).hexdigest()[:24]
+
+
+def _new_schedule(
+    actor: Actor,
+    ticket: Ticket,
+    body: str,
+    send_at: datetime,
+    replaces: str | None,
+    now: datetime,
+    *,
+    schedule_id: str,
+) -> ScheduledMessage:
+    assert actor.reseller_id
+    return ScheduledMessage(
+        id=schedule_id,
         reseller_id=actor.reseller_id,
         ticket_id=ticket.id,
         ticket_number=ticket.number,
@@ -101,15 +140,13 @@ async def _store_new(
         client_name=ticket.client_name,
         author_id=actor.id,
         author_name=actor.name,
-        body=data.body,
+        body=body,
         send_at=send_at,
         status="scheduled",
         replaces=replaces,
         created_at=now,
         updated_at=now,
     )
-    await repository.insert(db, created)
-    return created
 
 
 async def replace(

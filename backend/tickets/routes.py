@@ -1,11 +1,11 @@
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, BackgroundTasks, Header, Query, Request
+from fastapi import APIRouter, BackgroundTasks, Query, Request
 
 from backend.audit.schemas import TicketEventPage
 from backend.auth.deps import StaffActor, TenantStaffActor
-from backend.core.deps import AppSettings, Db
+from backend.core.deps import AppSettings, Db, IdempotencyKey
 from backend.core.errors import ROLE, WITH_BODY, responses
 from backend.core.pagination import DEFAULT_LIMIT, Limit, OptionalId
 from backend.messages import service as messages
@@ -18,16 +18,13 @@ from backend.tickets.states import Status
 
 router = APIRouter(prefix="/tickets", tags=["tickets"], responses=ROLE)
 
-# A client-made key per reply (a UUID, say), kept by the client across its attempts at that reply.
-IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", pattern=r"^[\x21-\x7e]{1,100}$")]
-
 
 @router.post("", status_code=201, operation_id="tickets-create", responses=WITH_BODY | responses(404, 409))
 async def create_ticket(db: Db, actor: TenantStaffActor, body: TicketCreate) -> TicketRead:
     return await intake.create_from_api(db, actor, data=body)
 
 
-@router.get("", operation_id="tickets-list")
+@router.get("", operation_id="tickets-list", responses=responses(404))  # 404: `reseller_id` of another company
 async def list_tickets(
     db: Db,
     actor: StaffActor,

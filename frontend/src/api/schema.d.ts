@@ -781,7 +781,11 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Post Note */
+        /**
+         * Post Note
+         * @description `Idempotency-Key`: an attempt repeated with the same key answers the note the first one
+         *     stored, and stores no second one.
+         */
         post: operations["tickets-post_note"];
         delete?: never;
         options?: never;
@@ -4886,6 +4890,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description Not found, or not visible to the caller (another tenant's). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description A parameter or the body is invalid. */
             422: {
                 headers: {
@@ -6639,7 +6652,9 @@ export interface operations {
     "tickets-post_note": {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                "Idempotency-Key"?: string | null;
+            };
             path: {
                 ticket_id: string;
             };

@@ -95,6 +95,7 @@ const SENTENCES: Record<string, string> = {
   'could not open a ticket; retry': 'Não foi possível abrir o atendimento. Tente de novo.',
   "could not find the client's ticket; retry": 'Não foi possível localizar o atendimento do cliente. Tente de novo.',
   'ticket is changing too fast; retry': 'O atendimento está mudando agora. Tente de novo em instantes.',
+  'the same message is scheduled too often at this time; retry': 'Esta mesma mensagem já foi agendada muitas vezes para este horário.',
 
   // 422: rules on well-formed values
   'current password is incorrect': 'Senha atual incorreta.',

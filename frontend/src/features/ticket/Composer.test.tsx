@@ -106,6 +106,33 @@ describe('Composer reply attempts', () => {
     expect(keys[3]).toMatch(/^[0-9a-f]{32}$/);
     expect(new Set(keys).size).toBe(3);
   });
+
+  it('sends a note tried again unchanged with the same Idempotency-Key', async () => {
+    let posts = 0;
+    const calls = mockApi(({ method, path, body }) => {
+      if (path === '/api/v1/auth/me') return { body: me };
+      if (path === '/api/v1/quick-replies') return { body: { items: [], next_cursor: null } };
+      if (method === 'POST' && path.endsWith('/notes')) {
+        posts += 1;
+        if (posts === 1) return { status: 503, body: { detail: 'the database did not answer; retry' } };
+        const note = { id: 'a'.repeat(24), body: (body as { body: string }).body, direction: 'note', type: 'note' };
+        return { status: 201, body: note };
+      }
+      return undefined;
+    });
+    renderApp(<Composer ticket={ticketFixture({ status: 'espera', agent_id: null })} canReply={false} canNote />);
+    const box = screen.getByRole('textbox', { name: 'Nota interna' });
+    await userEvent.type(box, 'ligar amanhã');
+    await userEvent.click(screen.getByRole('button', { name: 'Salvar nota' }));
+    await waitFor(() => expect(posts).toBe(1));
+    expect(box).toHaveValue('ligar amanhã'); // kept for another try
+    await userEvent.click(screen.getByRole('button', { name: 'Salvar nota' }));
+    await waitFor(() => expect(box).toHaveValue(''));
+    const keys = calls.filter((c) => c.method === 'POST').map((c) => c.headers.get('Idempotency-Key'));
+    expect(keys).toHaveLength(2);
+    expect(keys[0]).toMatch(/^[0-9a-f]{32}$/);
+    expect(keys[1]).toBe(keys[0]);
+  });
 });
 
 describe('quick reply helpers', () => {

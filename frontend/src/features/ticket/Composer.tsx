@@ -170,8 +170,8 @@ export function Composer({
   // Upload progress 0..1 while a file goes up; the error of the last attachment, shown in place.
   const [progress, setProgress] = useState<number | null>(null);
   const [attachError, setAttachError] = useState<string | null>(null);
-  // The last reply attempted and its key: sent again unchanged (its answer never came, or failed),
-  // it carries the same key, so the backend stores and sends it once however often it is tried.
+  // The last reply or note attempted and its key: sent again unchanged (its answer never came, or
+  // failed), it carries the same key, so the backend stores (and sends) it once however often it is tried.
   const attempted = useRef<{ sending: Sending; key: string } | null>(null);
   const keyFor = (sending: Sending): string => {
     if (attempted.current && sameSending(attempted.current.sending, sending)) return attempted.current.key;
@@ -182,8 +182,10 @@ export function Composer({
     mutationFn: (sending: Sending) => {
       const { text, as, file: attached, quotedId, sticker } = sending;
       const params = { path: { ticket_id: ticket.id } };
-      if (as === 'note') return unwrap(api.POST('/api/v1/tickets/{ticket_id}/notes', { params, body: { body: text } }));
       const headers = { 'Idempotency-Key': keyFor(sending) };
+      if (as === 'note') {
+        return unwrap(api.POST('/api/v1/tickets/{ticket_id}/notes', { params: { ...params, header: headers }, body: { body: text } }));
+      }
       if (attached) {
         const form = new FormData();
         form.append('file', attached, attached.name);
