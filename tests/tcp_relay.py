@@ -16,11 +16,15 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import pytest
+from pymongo import AsyncMongoClient
+from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.uri_parser import parse_uri
+
+from backend.core.config import Settings
 
 Lose = Literal["request", "reply"]
 
@@ -172,3 +176,9 @@ def store_proxy(store_relay: StoreProxy) -> Iterator[StoreProxy]:
     it cannot catch the next test's write."""
     yield store_relay
     store_relay.traps.clear()
+
+
+@pytest.fixture
+def direct(raw_mongo: AsyncMongoClient[dict[str, Any]], settings: Settings) -> AsyncDatabase[dict[str, Any]]:
+    """The store past the relay: what it really holds, whatever the relay does to the backend."""
+    return raw_mongo[settings.MONGO_DB]

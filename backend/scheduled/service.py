@@ -93,11 +93,13 @@ async def _store_new(
         for s in await repository.for_ticket(db, actor.scope, ticket.id, limit=LIST_LIMIT)
         if s.status == "scheduled" and s.id != replaces
     ]
+    ids = [_schedule_id(actor, ticket.id, data, replaces, repeat) for repeat in range(MAX_SAME_SCHEDULES)]
+    if (same := next((s for s in waiting if s.id in ids), None)) is not None:
+        return same  # the same request again (its first answer was lost), even at the cap: stored once
     if len(waiting) >= MAX_WAITING_PER_TICKET:
         raise Conflict(f"a ticket can have at most {MAX_WAITING_PER_TICKET} scheduled messages waiting")
     assert actor.reseller_id
-    for repeat in range(MAX_SAME_SCHEDULES):
-        schedule_id = _schedule_id(actor, ticket.id, data, replaces, repeat)
+    for schedule_id in ids:
         created = _new_schedule(actor, ticket, data.body, send_at, replaces, now, schedule_id=schedule_id)
         try:
             await repository.insert(db, created)

@@ -9,9 +9,10 @@ worker.py, core/attempts.py): the fetch's queue entry, the attempt's claim, the 
 GridFS `files` document, the media record (the per-tenant sha256 dedupe), the attempt's verdict (a
 success, or a provider error), the message's move to ready. Each case runs with a second client of
 the same tenant sending the same file (same sha256) while the fault is outstanding, or only after
-it, and a third one after all. Every state is read past the relay (`raw_mongo`), every wait is
+it, and a third one after all. Every state is read past the relay (`direct`), every wait is
 bounded."""
 
+import asyncio
 import hashlib
 import math
 import os
@@ -219,8 +220,7 @@ async def told_ready(direct: Any, message: dict[str, Any]) -> None:
 @pytest.mark.parametrize("step", list(STEPS))
 async def test_a_lost_store_write_never_loses_the_attachment_nor_shows_it_ready_without_its_bytes(
     client: httpx.AsyncClient,
-    raw_mongo: Any,
-    settings: Any,
+    direct: Any,
     tenant: Tenant,
     conn: dict[str, Any],
     evolution: FakeEvolution,
@@ -229,7 +229,6 @@ async def test_a_lost_store_write_never_loses_the_attachment_nor_shows_it_ready_
     lose: Lose,
     companion: str,
 ) -> None:
-    direct = raw_mongo[settings.MONGO_DB]  # past the relay: what the store holds
     case = new_case(step, tenant, conn)
     if step == "error_verdict":
         await evolution.mode("ok", media_fail_next=1)  # the first download answers 500: retryable
@@ -237,11 +236,7 @@ async def test_a_lost_store_write_never_loses_the_attachment_nor_shows_it_ready_
 
     first = await send_media(evolution, direct, conn, case.name, content=case.content, key_id=case.key_id)
     assert first["_id"] == case.message_id
-
-    async def stalled() -> bool:
-        return sprung.is_set()
-
-    await wait_for(stalled, timeout=30)
+    await asyncio.wait_for(sprung.wait(), timeout=30)
     await never_partial(client, direct, tenant, first, case)  # in the middle of the fault
 
     second: dict[str, Any] | None = None
@@ -278,8 +273,7 @@ async def test_a_lost_store_write_never_loses_the_attachment_nor_shows_it_ready_
 
 async def test_a_large_file_whose_second_chunk_batch_is_lost_is_never_ready_with_part_of_its_bytes(
     client: httpx.AsyncClient,
-    raw_mongo: Any,
-    settings: Any,
+    direct: Any,
     tenant: Tenant,
     conn: dict[str, Any],
     evolution: FakeEvolution,
@@ -288,7 +282,6 @@ async def test_a_large_file_whose_second_chunk_batch_is_lost_is_never_ready_with
     """A file of several chunk batches (repository.CHUNK_BATCH_BYTES per insert): the first batch is
     stored, the second never is. The first stored chunks must not make it a readable file, nor the
     message ready, and the next attempt stores it whole."""
-    direct = raw_mongo[settings.MONGO_DB]
     base = new_case("chunks", tenant, conn)
     content = fixture("boleto.pdf") + os.urandom(5 * 1024 * 1024)
     case = Case(
@@ -306,11 +299,7 @@ async def test_a_large_file_whose_second_chunk_batch_is_lost_is_never_ready_with
         command_marker("insert", repository.CHUNKS), content[start : start + 64], lose="request"
     )
     first = await send_media(evolution, direct, conn, case.name, content=content, key_id=case.key_id)
-
-    async def stalled() -> bool:
-        return sprung.is_set()
-
-    await wait_for(stalled, timeout=30)
+    await asyncio.wait_for(sprung.wait(), timeout=30)
     await never_partial(client, direct, tenant, first, case)
     await served_whole(client, direct, tenant, first, case)
     assert await attempt_results(direct, case.message_id) == [None, "stored"]

@@ -1,11 +1,14 @@
 """Internal notes (issue 17 item 5): staff only, never sent, never a reply, announced live."""
 
+import asyncio
+import uuid
 from typing import Any
 
 import httpx
 import pytest
 
 from backend.core.tenancy import Actor, Role
+from backend.messages import notes
 from backend.realtime.audience import may_receive
 from tests.factories import (
     API,
@@ -147,3 +150,48 @@ async def test_a_note_is_announced_to_exactly_the_tickets_audience(
     assert may_receive(actor("reseller", {"id": tenant.owner_id}, tenant.id), record)
     assert not may_receive(actor("agent", peer, tenant.id), record)
     assert not may_receive(actor("agent", other.agents[0], other.id), record)
+
+
+async def test_two_attempts_of_one_keyed_note_at_once_store_and_announce_it_once(
+    client: httpx.AsyncClient, tenant: Tenant, db: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The Composer's repeat of a note whose answer is late can run beside the first attempt: the
+    first is held after its look for an earlier note and before its insert while the repeat
+    stores the note; the first then meets the stored one (its key's id) and answers it."""
+    ticket = await make_client_ticket(client, tenant, db, message="pergunta")
+    agent = tenant.agents[0]["headers"]
+    await assume(client, agent, ticket["id"])
+
+    held, repeat_done = asyncio.Event(), asyncio.Event()
+    real_store = notes.store
+    calls = 0
+
+    async def first_held(*args: Any, **kwargs: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            held.set()
+            await repeat_done.wait()
+        return await real_store(*args, **kwargs)
+
+    monkeypatch.setattr(notes, "store", first_held)
+    real_read_winner, winners_read = notes.read_winner, []
+
+    async def read_winner(*args: Any, **kwargs: Any) -> Any:
+        winners_read.append(kwargs.get("what"))
+        return await real_read_winner(*args, **kwargs)
+
+    monkeypatch.setattr(notes, "read_winner", read_winner)
+    headers = {**agent, "Idempotency-Key": uuid.uuid4().hex}
+    url = f"{API}/tickets/{ticket['id']}/notes"
+    first = asyncio.ensure_future(client.post(url, json={"body": "ligar amanhã"}, headers=headers))
+    await asyncio.wait_for(held.wait(), timeout=15)
+    repeat = await client.post(url, json={"body": "ligar amanhã"}, headers=headers)
+    repeat_done.set()
+    answer = await asyncio.wait_for(first, timeout=15)
+    assert repeat.status_code == 201 and answer.status_code == 201, (repeat.text, answer.text)
+    assert answer.json()["id"] == repeat.json()["id"]
+    assert winners_read == ["note"]  # the first met the repeat's insert on the key's id
+    note_id = answer.json()["id"]
+    assert await db.messages.count_documents({"ticket_id": ticket["id"], "direction": "note"}) == 1
+    assert await db.tenant_events.count_documents({"type": "message.created", "message.id": note_id}) == 1

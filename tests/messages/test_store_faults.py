@@ -31,7 +31,6 @@ import httpx
 import pytest
 
 from backend.core.clock import utcnow
-from backend.core.config import Settings
 from backend.scheduled import service as scheduled
 from backend.unread.repository import marker_prefix
 from tests.factories import Tenant, make_tenant
@@ -66,12 +65,6 @@ def settings_overrides(store_relay: StoreProxy) -> dict[str, Any]:
         "SCHEDULED_MESSAGES_ENABLED": False,  # the schedule tests run their due pass themselves
         "TICKET_SWEEP_SECONDS": 0.5,
     }
-
-
-@pytest.fixture
-def direct(raw_mongo: Any, settings: Settings) -> Any:
-    """The store past the relay: what it really holds."""
-    return raw_mongo[settings.MONGO_DB]
 
 
 @pytest.fixture(scope="module")

@@ -35,7 +35,7 @@ from backend.core.config import Settings
 from backend.outbound.worker import OutboundWorker
 from backend.scheduled import service as scheduled
 from tests.factories import Tenant, make_tenant
-from tests.fakes.harness import FakeEvolution, last_within, make_connection, wait_for
+from tests.fakes.harness import FakeEvolution, last_within, make_connection
 from tests.outbound.helpers import held_ticket, unsigned
 from tests.tcp_relay import Lose, StoreProxy, command_marker, string_element
 
@@ -52,12 +52,6 @@ def settings_overrides(store_relay: StoreProxy) -> dict[str, Any]:
         "OUTBOUND_LEASE_SECONDS": LEASE,
         "SCHEDULED_MESSAGES_ENABLED": False,  # the scheduled test runs its due passes itself
     }
-
-
-@pytest.fixture
-def direct(raw_mongo: Any, settings: Settings) -> Any:
-    """The store past the relay: what it really holds."""
-    return raw_mongo[settings.MONGO_DB]
 
 
 @pytest.fixture
@@ -105,10 +99,6 @@ async def _reply(client: httpx.AsyncClient, chat: Chat, text: str) -> str:
 async def _received(evolution: FakeEvolution, phone: str) -> list[dict[str, Any]]:
     """What the provider took for the client, in the order it took it (signature removed)."""
     return [{**s, "text": unsigned(s["text"])} for s in await evolution.sent() if s["number"] == phone]
-
-
-async def _is_set(event: asyncio.Event) -> bool:
-    return event.is_set()
 
 
 async def _announced(direct: Any, message_id: str, status: str) -> int:
@@ -172,7 +162,7 @@ async def _fault_on_first_reply(
     first = await _reply(client, chat, first_text)
     stalled = arm(first)
     start_worker()
-    await wait_for(lambda: _is_set(stalled), timeout=20)
+    await asyncio.wait_for(stalled.wait(), timeout=20)
     second = await _reply(client, chat, second_text)
     return [(first, first_text), (second, second_text)]
 

@@ -120,9 +120,15 @@ async def test_a_schedule_the_api_refuses_stores_nothing(
     # A ticket holds a few reminders, not a mailing: past the cap, 409 and nothing stored.
     monkeypatch.setattr(service, "MAX_WAITING_PER_TICKET", 2)
     first = await _schedule(client, ticket_id, agent, "um")
-    second = await _schedule(client, ticket_id, agent, "dois")
+    second_at = _at(timedelta(hours=1))
+    r = await client.post(url, json={"body": "dois", "send_at": second_at}, headers=agent)
+    assert r.status_code == 201, r.text
+    second = r.json()
     r = await client.post(url, json={"body": "três", "send_at": _at(timedelta(hours=1))}, headers=agent)
     assert r.status_code == 409 and "at most 2" in r.text
+    # The second request repeated (its answer lost): at the cap too, the one stored is the answer.
+    r = await client.post(url, json={"body": "dois", "send_at": second_at}, headers=agent)
+    assert r.status_code == 201 and r.json()["id"] == second["id"], r.text
     assert await db.scheduled_messages.count_documents({}) == before + 2
     assert (await client.post(f"/api/v1/scheduled-messages/{first['id']}/cancel", headers=agent)).status_code == 200
     third = await _schedule(client, ticket_id, agent, "três")  # a canceled one frees its place

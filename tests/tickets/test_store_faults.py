@@ -32,7 +32,6 @@ import pytest
 
 from backend.audit.service import event_id
 from backend.automation.service import CLOSING, SURVEY, automatic_id
-from backend.core.config import Settings
 from backend.webhooks.service import message_id_for
 from tests.automation.helpers import company, open_ticket, write
 from tests.factories import API, Tenant, unique_phone
@@ -62,12 +61,6 @@ LOSSES: list[Lose] = ["request", "reply"]
 @pytest.fixture(scope="module")
 def settings_overrides(store_relay: StoreProxy) -> dict[str, Any]:
     return {"MONGO_URL": store_relay.url, "MONGO_SOCKET_TIMEOUT_MS": 1500, "TICKET_SWEEP_SECONDS": 0.5}
-
-
-@pytest.fixture
-def direct(raw_mongo: Any, settings: Settings) -> Any:
-    """The store past the relay: what it really holds."""
-    return raw_mongo[settings.MONGO_DB]
 
 
 @pytest.fixture(scope="module")

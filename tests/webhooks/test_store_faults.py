@@ -19,6 +19,7 @@ screens (in that order), the ticket's unread count and the reports' client messa
 every one of them. And the ticket a new client's message opens is announced as opened
 (`ticket.created`), whichever of its writes was lost."""
 
+import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -136,19 +137,17 @@ async def test_a_new_clients_first_message_survives_a_lost_write(
     admin_headers: dict[str, str],
     evolution: FakeEvolution,
     db: Any,
-    raw_mongo: Any,
-    settings: Any,
+    direct: Any,
     store_proxy: StoreProxy,
     write: str,
     lose: Lose,
 ) -> None:
-    direct = raw_mongo[settings.MONGO_DB]  # past the relay: what the store holds
     chat = await _new_chat(client, admin_headers, evolution, db)
     first, second = _messages(chat, "primeira", "segunda")
     sprung = store_proxy.stall_next(*WRITES[write](chat, first, ""), lose=lose)
     await _post(client, chat, first)
     await _post(client, chat, second)
-    await wait_for(lambda: _is_set(sprung), timeout=WAIT)
+    await asyncio.wait_for(sprung.wait(), timeout=WAIT)
     await _one_conversation(client, direct, chat, [first, second])
 
 
@@ -159,13 +158,11 @@ async def test_a_message_in_an_open_conversation_survives_a_lost_write(
     admin_headers: dict[str, str],
     evolution: FakeEvolution,
     db: Any,
-    raw_mongo: Any,
-    settings: Any,
+    direct: Any,
     store_proxy: StoreProxy,
     write: str,
     lose: Lose,
 ) -> None:
-    direct = raw_mongo[settings.MONGO_DB]
     chat = await _new_chat(client, admin_headers, evolution, db)
     opening, faulted, after = _messages(chat, "bom dia", "o boleto venceu", "consegue mandar outro?")
     await _post(client, chat, opening)
@@ -174,7 +171,7 @@ async def test_a_message_in_an_open_conversation_survives_a_lost_write(
     sprung = store_proxy.stall_next(*WRITES[write](chat, faulted, stored["ticket_id"]), lose=lose)
     await _post(client, chat, faulted)
     await _post(client, chat, after)
-    await wait_for(lambda: _is_set(sprung), timeout=WAIT)
+    await asyncio.wait_for(sprung.wait(), timeout=WAIT)
     ticket_id = await _one_conversation(client, direct, chat, [opening, faulted, after])
     assert ticket_id == stored["ticket_id"]  # filed into the conversation that was open
 
@@ -186,8 +183,7 @@ async def test_the_ticket_a_new_clients_first_message_opens_is_announced_despite
     admin_headers: dict[str, str],
     evolution: FakeEvolution,
     db: Any,
-    raw_mongo: Any,
-    settings: Any,
+    direct: Any,
     store_proxy: StoreProxy,
     write: str,
     lose: Lose,
@@ -197,13 +193,12 @@ async def test_the_ticket_a_new_clients_first_message_opens_is_announced_despite
     features/alerts/alerts.ts, realtime/cache.ts `movesCounts`), which a message record does not.
     A retry that completes a ticket whose opening attempt failed after storing event v1 must
     announce it as the opening attempt would have."""
-    direct = raw_mongo[settings.MONGO_DB]
     chat = await _new_chat(client, admin_headers, evolution, db)
     first, second = _messages(chat, "primeira", "segunda")
     sprung = store_proxy.stall_next(*WRITES[write](chat, first, ""), lose=lose)
     await _post(client, chat, first)
     await _post(client, chat, second)
-    await wait_for(lambda: _is_set(sprung), timeout=WAIT)
+    await asyncio.wait_for(sprung.wait(), timeout=WAIT)
     ticket_id = await _one_conversation(client, direct, chat, [first, second])
     r = await client.get(f"{API}/tickets/counts", headers=chat.tenant.headers)
     assert r.status_code == 200, r.text
@@ -277,10 +272,6 @@ async def _one_conversation(client: httpx.AsyncClient, direct: Any, chat: Chat, 
     assert r.status_code == 200, r.text
     assert r.json()["messages_in"] == len(ids), r.json()
     return str(ticket["_id"])
-
-
-async def _is_set(event: Any) -> bool:
-    return bool(event.is_set())
 
 
 async def _processed(direct: Any, sent: list[Sent]) -> bool:

@@ -34,14 +34,12 @@ async def test_a_store_connection_that_stops_answering_mid_delivery_holds_the_ch
     admin_headers: dict[str, str],
     evolution: FakeEvolution,
     db: Any,
-    raw_mongo: Any,
-    settings: Any,
+    direct: Any,
     store_proxy: StoreProxy,
     lose: Lose,
 ) -> None:
-    direct = raw_mongo[settings.MONGO_DB]  # past the relay: what the store holds
     _, sent, stalled = await _two_messages(client, admin_headers, evolution, db, store_proxy, lose=lose)
-    await wait_for(lambda: _set(stalled), timeout=15)
+    await asyncio.wait_for(stalled.wait(), timeout=15)
     first, _ = await _filed_once_in_order(direct, sent)
     await wait_for(lambda: _processed(direct, [r for r, _ in sent]), timeout=15)
     stalled_raw = await direct.webhook_events_raw.find_one({"_id": sent[0][0]})
@@ -57,8 +55,7 @@ async def test_a_failed_attempt_whose_failure_is_not_recorded_is_run_again_as_a_
     admin_headers: dict[str, str],
     evolution: FakeEvolution,
     db: Any,
-    raw_mongo: Any,
-    settings: Any,
+    direct: Any,
     store_proxy: StoreProxy,
     lose: Lose,
 ) -> None:
@@ -69,7 +66,6 @@ async def test_a_failed_attempt_whose_failure_is_not_recorded_is_run_again_as_a_
     had run (`reply`), that attempt met the stored message as a plain duplicate and skipped what
     follows it: the message stayed out of the agents' screens (no announcement) and of the unread
     count. Now the processor remembers the attempt it made, and the next one is a retry."""
-    direct = raw_mongo[settings.MONGO_DB]
     marks: list[asyncio.Event] = []
 
     def lose_its_mark(raw_id: str) -> None:  # armed before the attempt's store timeout runs out
@@ -80,8 +76,8 @@ async def test_a_failed_attempt_whose_failure_is_not_recorded_is_run_again_as_a_
         client, admin_headers, evolution, db, store_proxy, lose=lose, first_acked=lose_its_mark
     )
     (mark_lost,) = marks
-    await wait_for(lambda: _set(stalled), timeout=15)
-    await wait_for(lambda: _set(mark_lost), timeout=15)
+    await asyncio.wait_for(stalled.wait(), timeout=15)
+    await asyncio.wait_for(mark_lost.wait(), timeout=15)
     first, _ = await _filed_once_in_order(direct, sent)
     await wait_for(lambda: _processed(direct, [r for r, _ in sent]), timeout=30)
     # What follows the stored message was done: announced to open screens, counted unread.
@@ -138,10 +134,6 @@ async def _filed_once_in_order(direct: Any, sent: list[tuple[str, str]]) -> tupl
     assert await direct.messages.count_documents({"ticket_id": first["ticket_id"]}) == 2
     assert first["created_at"] <= second["created_at"]  # the chat's order kept
     return first, second
-
-
-async def _set(event: Any) -> bool:
-    return bool(event.is_set())
 
 
 async def _processed(db: Any, raw_ids: list[str]) -> bool:
