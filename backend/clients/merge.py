@@ -12,15 +12,18 @@ kept one (`merged_into`).
 
 Decided once: the merge is a unique key per merged client ("client-merge:<tenant>:<id>" -> kept
 id), claimed before the documents say it, so two merges at once (into two different clients)
-cannot both happen. The merged client's `merged_into`, then the kept client's `merged_ids`, are
-written after it and read back, and written again by a repeat, which answers as the first did: a
-merge killed between the two leaves the history without the merged tickets until that repeat.
-Refused while the merged client has an open ticket: two open tickets of one person on one
-channel are what the merge ends, and the person's agent finalizes it first. Two opposite merges
-at one moment (A into B, B into A, each seeing the other unmerged) leave a loop, which
-`clients.followed` resolves to one of its clients. A message that arrives during the merge may
-still open one under the merged client; it stays visible in its queue, and the next message of
-the chat goes to the kept client.
+cannot both happen; a key per pair of clients, claimed first, names the one way two clients merge,
+so two opposite merges at one moment (A into B, B into A) cannot both happen either. The kept
+client's `merged_ids`, then the merged client's `merged_into`, are written after it and read back,
+and written again by a repeat, which answers as the first did: a merge stopped between the two
+leaves the merged client in the contacts list until that repeat. Refused while the merged client
+has an open ticket — checked again by a repeat that finds the key but no pointer, since its chats
+open tickets of their own until the pointer says otherwise: two open tickets of one person on one
+channel are what the merge ends, and the person's agent finalizes it first. A merge decided into
+a client that was merged on since completes into the client it decided (`followed` goes on to the
+end of the chain). A message that arrives between the last check and the pointer may still open a
+ticket under the merged client; it stays visible in its queue, and the next message of the chat
+goes to the kept client.
 """
 
 from collections.abc import Callable
@@ -38,6 +41,8 @@ from backend.tickets import service as tickets
 from backend.users import service as users
 
 MERGE_KEY = "client-merge"
+MERGE_PAIR_KEY = "client-merge-pair"
+TARGET_MERGED = "the target client was merged into another: merge into that one"
 WRITE_TRIES = 3
 
 
@@ -67,21 +72,33 @@ async def merge(db: Database, actor: Actor, *, client_id: str, into_client_id: s
     kept = await clients.get_doc_or_404(db, actor, client_id=into_client_id)
     if merged.id == kept.id:
         raise Unprocessable("a client cannot be merged into itself")
-    if kept.merged_into:
-        raise Conflict(
-            {"message": "the target client was merged into another: merge into that one", "client_id": kept.merged_into}
-        )
     if (done := merged.merged_into) is None:
         done = await natural_keys.lookup(db, MERGE_KEY, actor.reseller_id, merged.id)
     if done is None:
-        if opened := await tickets.open_tickets_of_client(db, actor.scope, merged.id):
-            raise Conflict({"message": "the client has an open ticket", "ticket_id": opened[0].id})
+        if kept.merged_into:
+            raise Conflict({"message": TARGET_MERGED, "client_id": kept.merged_into})
+        await _no_open_ticket(db, actor, merged)
+        # One direction per pair: two opposite merges at one moment would each see the other
+        # unmerged and leave a loop of two clients, neither of them in the contacts list.
+        pair = sorted((merged.id, kept.id))
+        way, _ = await natural_keys.claim(db, MERGE_PAIR_KEY, actor.reseller_id, *pair, target=kept.id)
+        if way != kept.id:
+            raise Conflict({"message": TARGET_MERGED, "client_id": way})
         done, _ = await natural_keys.claim(db, MERGE_KEY, actor.reseller_id, merged.id, target=kept.id)
+    elif merged.merged_into is None:
+        # Decided, not yet said (the pointer's write was lost): until it is, the client's chats
+        # still open tickets of its own, which the pointer would leave without their answers.
+        await _no_open_ticket(db, actor, merged)
     if done != kept.id:
-        raise Conflict({"message": "the client was merged into another", "client_id": done})
-    # The merged client's chats first (ingestion follows the pointer), then the kept client's
-    # history (`merged_ids`) and what it lacks and the merged one had (its LID, its number).
-    await _until_shown(db, actor, merged, lambda c: {} if c.merged_into == kept.id else {"merged_into": kept.id})
+        # Decided into a client merged on since: the owner may name either, and it completes.
+        decided = await users.get_internal(db, done)
+        survivor = done if decided is None else (await clients.followed(db, decided)).id
+        if decided is None or survivor != kept.id:
+            raise Conflict({"message": "the client was merged into another", "client_id": survivor})
+        kept = decided
+    # The kept client's history (`merged_ids`) and what it lacks and the merged one had (its LID,
+    # its number) first, then the merged client's chats (ingestion follows the pointer): a merge
+    # stopped between them leaves the merged client in the contacts list, where a repeat ends it.
 
     def kept_lacks(c: users.User) -> dict[str, Any]:
         lacks: dict[str, Any] = {"merged_ids": [*c.merged_ids, merged.id]} if merged.id not in c.merged_ids else {}
@@ -90,4 +107,11 @@ async def merge(db: Database, actor: Actor, *, client_id: str, into_client_id: s
                 lacks[field] = getattr(merged, field)
         return lacks
 
-    return ClientRead.of(await _until_shown(db, actor, kept, kept_lacks))
+    kept = await _until_shown(db, actor, kept, kept_lacks)
+    await _until_shown(db, actor, merged, lambda c: {} if c.merged_into == kept.id else {"merged_into": kept.id})
+    return ClientRead.of(kept)
+
+
+async def _no_open_ticket(db: Database, actor: Actor, client: users.User) -> None:
+    if opened := await tickets.open_tickets_of_client(db, actor.scope, client.id):
+        raise Conflict({"message": "the client has an open ticket", "ticket_id": opened[0].id})

@@ -11,6 +11,7 @@ from pymongo.errors import DuplicateKeyError
 from backend.audit import service as events
 from backend.audit.names import with_names
 from backend.audit.schemas import TicketEventPage
+from backend.clients import service as clients
 from backend.core import natural_keys
 from backend.core.clock import utcnow
 from backend.core.db import Database
@@ -418,15 +419,18 @@ async def open_next(
             whatsapp_lid=finalized.client_lid or None,
             created_at=finalized.created_at,
         )
+    # Merged meanwhile (backend/clients/merge.py): the person's conversations are the kept
+    # client's, whose slots are its own.
+    person = await clients.followed(db, client)
     return await open_for_client(
         db,
         reseller_id=finalized.reseller_id,
-        client=client,
+        client=person,
         department_id=finalized.department_id,
         channel=finalized.channel,
         actor_id=actor.id if actor is not None else None,
         actor_role=actor.role if actor is not None else None,
-        after_slot=finalized.open_slot,
+        after_slot=finalized.open_slot if person.id == finalized.client_id else -1,
         opening=opening,
     )
 

@@ -242,7 +242,7 @@ async def test_a_conversation_started_with_a_merged_client_is_the_kept_one_s(
     assert r.json()["client_id"] == known["client_id"]  # where the client's answer will arrive
 
 
-async def test_two_opposite_merges_at_one_moment_still_file_every_chat_under_one_client(
+async def test_of_two_opposite_merges_at_one_moment_one_stands_and_every_chat_goes_to_its_client(
     client: httpx.AsyncClient,
     admin_headers: dict[str, str],
     evolution: FakeEvolution,
@@ -250,8 +250,9 @@ async def test_two_opposite_merges_at_one_moment_still_file_every_chat_under_one
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """A into B checks B unmerged; B into A runs to its end before A's claim: each merge's check
-    passed, so the pointers make a loop. Every chat of the loop goes to one of its clients (the
-    lowest id), whichever key it resolves by."""
+    passed, and the pair's key (merge.MERGE_PAIR_KEY) lets one of them happen: the one that
+    claimed it first. The other answers 409 naming the client to merge into, and no loop is
+    made: every chat goes to the one kept, whichever key it resolves by."""
     s = await _split(client, admin_headers, evolution, db, close="both")
     tenant, conn = s.tenant, s.conn
     lid, known, split, number = s.lid, s.known, s.split, s.number
@@ -266,9 +267,11 @@ async def test_two_opposite_merges_at_one_moment_still_file_every_chat_under_one
         return await real_check(*args, **kwargs)
 
     monkeypatch.setattr(merge.tickets, "open_tickets_of_client", opposite_first)
-    assert (await _merge(client, owner, split["client_id"], known["client_id"])).status_code == 200
+    refused = await _merge(client, owner, split["client_id"], known["client_id"])
     assert opposite == [200]
-    one = min(known["client_id"], split["client_id"])
+    assert refused.status_code == 409 and refused.json()["detail"]["client_id"] == split["client_id"], refused.text
+    one = split["client_id"]
+    assert (await db.users.find_one({"_id": one})).get("merged_into") is None
     assert (await post(client, db, conn, _text(_lid_only(lid), "pelo LID")))["status"] == "processed"
     assert (await post(client, db, conn, _text(pn_key(number), "pelo número")))["status"] == "processed"
     (opened,) = [t for t in await tickets_of(client, tenant) if t["id"] not in (known["id"], split["id"])]
@@ -298,7 +301,7 @@ class _Killed(BaseException):
     """The process dies here (no `except Exception` on the way catches it)."""
 
 
-async def test_a_merge_killed_between_the_pointer_and_the_kept_client_s_history_is_finished_by_its_repeat(
+async def test_a_merge_killed_between_the_kept_client_s_history_and_the_pointer_is_finished_by_its_repeat(
     client: httpx.AsyncClient,
     admin_headers: dict[str, str],
     evolution: FakeEvolution,
@@ -309,22 +312,25 @@ async def test_a_merge_killed_between_the_pointer_and_the_kept_client_s_history_
     tenant, known, split = s.tenant, s.known, s.split
     real_update = merge.users.update_doc
 
-    async def dies_at_the_kept_client(db_: Any, scope: Any, user_id: str, changes: dict[str, Any]) -> Any:
-        if "merged_ids" in changes:
+    async def dies_at_the_pointer(db_: Any, scope: Any, user_id: str, changes: dict[str, Any]) -> Any:
+        if "merged_into" in changes:
             raise _Killed
         return await real_update(db_, scope, user_id, changes)
 
-    monkeypatch.setattr(merge.users, "update_doc", dies_at_the_kept_client)
+    monkeypatch.setattr(merge.users, "update_doc", dies_at_the_pointer)
     with pytest.raises(_Killed):
         await _merge(client, tenant.headers, split["client_id"], known["client_id"])
     monkeypatch.setattr(merge.users, "update_doc", real_update)
-    # What the dead merge left: the chats go to the kept client, its history lacks the merged tickets.
+    # What the dead merge left: the kept client's history shows the merged ticket, and the merged
+    # client is still a contact of its own (no pointer), where the owner merges it again.
+    history = f"{API}/tickets/{known['id']}/history"
+    assert [t["id"] for t in (await client.get(history, headers=tenant.headers)).json()["items"]] == [split["id"]]
+    assert split["client_id"] in [c["id"] for c in await clients_of(client, tenant)]
+    # Its repeat finishes it: the merged client's chat goes to the kept client's conversation.
+    assert (await _merge(client, tenant.headers, split["client_id"], known["client_id"])).status_code == 200
+    assert split["client_id"] not in [c["id"] for c in await clients_of(client, tenant)]
     assert (await post(client, db, s.conn, _text(_lid_only(s.lid), "já mesclado?")))["status"] == "processed"
     assert shown(await thread(client, tenant, known["id"]))[-1] == ("in", "text", "já mesclado?")
-    history = f"{API}/tickets/{known['id']}/history"
-    assert (await client.get(history, headers=tenant.headers)).json()["items"] == []
-    # Its repeat finishes it.
-    assert (await _merge(client, tenant.headers, split["client_id"], known["client_id"])).status_code == 200
     assert [t["id"] for t in (await client.get(history, headers=tenant.headers)).json()["items"]] == [split["id"]]
 
 
