@@ -18,9 +18,10 @@ from backend.core.config import Settings
 from backend.core.db import durable_database
 from backend.devtools import ferretdb
 from tests.monitoring import CommandRecorder
-from tests.tcp_relay import direct, store_proxy, store_relay
+from tests.tcp_relay import browser, direct, store_proxy, store_relay
 
-__all__ = ["direct", "store_proxy", "store_relay"]  # the store relay's fixtures, for any module (tests/tcp_relay.py)
+# The store relay's fixtures, for any module (tests/tcp_relay.py).
+__all__ = ["browser", "direct", "store_proxy", "store_relay"]
 
 # The deploy ledger's file copy is on by default in every mode (./var/deploy-ledger.jsonl). Test
 # stores are fresh on every run under reused database names, which that file would rightly take

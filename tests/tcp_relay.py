@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
+import httpx
 import pytest
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
@@ -182,3 +183,26 @@ def store_proxy(store_relay: StoreProxy) -> Iterator[StoreProxy]:
 def direct(raw_mongo: AsyncMongoClient[dict[str, Any]], settings: Settings) -> AsyncDatabase[dict[str, Any]]:
     """The store past the relay: what it really holds, whatever the relay does to the backend."""
     return raw_mongo[settings.MONGO_DB]
+
+
+SILENT = {"detail": "the database did not answer; retry"}  # the API's answer when the store went silent
+
+
+def unanswered(r: httpx.Response) -> bool:
+    """What a browser gets from a request whose store went silent (core/errors STORE_SILENT)."""
+    return r.status_code == 503 and r.json() == SILENT
+
+
+def relayed(relay: StoreProxy, **extra: Any) -> dict[str, Any]:
+    """A module's `settings_overrides` for a backend that reaches the store through `relay`: a
+    command the relay stalls fails after 1.5 s, as a half-open connection would."""
+    return {"MONGO_URL": relay.url, "MONGO_SOCKET_TIMEOUT_MS": 1500, **extra}
+
+
+@pytest.fixture(scope="module")
+async def browser(app: Any, backend_port: int) -> AsyncIterator[httpx.AsyncClient]:
+    """A person's browser: the backend on its real port, so a request whose store went silent
+    answers what a browser gets (the status the exception handlers give), not an exception
+    raised in-process."""
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{backend_port}", timeout=120) as c:
+        yield c

@@ -113,6 +113,7 @@ class Sent(enum.Enum):
     QUEUED = "queued"  # this call queued and stored it
     BEFORE = "before"  # an earlier run stored it (a redelivery, a retried step): nothing queued
     SILENT = "silent"  # the ticket's connection is deactivated (`_speaks`): nothing queued
+    MOOT = "moot"  # `while_waiting`, and the ticket no longer waits in espera: nothing queued
 
 
 async def _send(
@@ -125,19 +126,23 @@ async def _send(
     period: str = "",
     extra: dict[str, Any] | None = None,
     retry: bool = False,
+    while_waiting: bool = False,
 ) -> Sent:
     """Queues and stores one automatic message unless it is stored already, or the ticket's
     connection is deactivated (then nothing is queued or stored: `_speaks`, read once it is known
     that one would be queued). Queued first, as an agent's reply is (messages.reply): a crash
     between the two leaves a queue entry whose message never got stored, which the worker passes.
     `retry`: an earlier run of this step may have been killed after storing the message and
-    before moving the ticket's activity and announcing it; found stored, those are done again."""
+    before moving the ticket's activity and announcing it; found stored, those are done again.
+    `while_waiting`: only while the ticket still waits in espera, read again (`_waiting`)."""
     message_id = automatic_id(ticket.id, purpose, period)
     stored = await message_store.get_internal(db, message_id)
     if stored is not None:
         if retry:
             await messages.complete_stored(db, stored)
         return Sent.BEFORE
+    if while_waiting and not await _waiting(db, ticket):
+        return Sent.MOOT
     if not await _speaks(db, reseller_id=ticket.reseller_id, connection_id=ticket.channel):
         log.info("automatic message not queued: connection inactive", ticket_id=ticket.id, purpose=purpose)
         return Sent.SILENT
@@ -329,7 +334,11 @@ async def _opened(
             return [*done, "menu fallback"]
         body = texts.menu(conn.menu_text, [d.name for d in options])
         extra = {"menu_options": [d.id for d in options]}
-        sent = await _send(db, ticket, config, purpose=MENU, period=FIRST_MENU, body=body, extra=extra, retry=retry)
+        sent = await _send(
+            db, ticket, config, purpose=MENU, period=FIRST_MENU, body=body, extra=extra, retry=retry, while_waiting=True
+        )
+        if sent is Sent.MOOT:
+            return done
         if sent is Sent.SILENT:  # deactivated since the ticket opened awaiting it: no menu to answer
             await _route(db, ticket, department_id=conn.default_department_id, message_id="", fallback=True)
             return [*done, "menu fallback"]
@@ -344,8 +353,18 @@ async def _away(db: Database, ticket: Ticket, config: resellers.ResellerConfig, 
     if since is None or not config.away_message:
         return False
     body = _render(config.away_message, ticket, config)
-    sent = await _send(db, ticket, config, purpose=AWAY, period=since.isoformat(), body=body, retry=retry)
+    sent = await _send(
+        db, ticket, config, purpose=AWAY, period=since.isoformat(), body=body, retry=retry, while_waiting=True
+    )
     return sent is Sent.QUEUED
+
+
+async def _waiting(db: Database, ticket: Ticket) -> bool:
+    """Whether the ticket still waits in espera, read again: a finalize or an Assumir that came
+    while its opening messages were being sent leaves nothing to ask the client (a department,
+    or patience out of hours) in a conversation that is closed or taken."""
+    current = await tickets.load(db, ticket.id)
+    return current is not None and current.status == Status.ESPERA.value
 
 
 async def _menu_answer(
@@ -451,7 +470,7 @@ async def after_finalize(db: Database, ticket: Ticket) -> None:
         config = await resellers.config_internal(db, ticket.reseller_id)
         closing = _render(config.closing_message, ticket, config)
         if closing:
-            await _send(db, ticket, config, purpose=CLOSING, body=closing)
+            await _send(db, ticket, config, purpose=CLOSING, body=closing, retry=True)
         if config.csat_enabled and await attended_with_client(db, ticket):
             await _ask_rating(db, conn, ticket, config)
     await _greet_raced(db, conn, ticket)
@@ -510,7 +529,7 @@ async def _ask_rating(
     db: Database, conn: connections.Connection, ticket: Ticket, config: resellers.ResellerConfig
 ) -> None:
     question = _render(config.csat_message or texts.DEFAULT_SURVEY_TEXT, ticket, config)
-    await _send(db, ticket, config, purpose=SURVEY, body=question)
+    await _send(db, ticket, config, purpose=SURVEY, body=question, retry=True)
     asked = await message_store.get_internal(db, automatic_id(ticket.id, SURVEY))
     if asked is None:
         return
@@ -525,6 +544,14 @@ async def _ask_rating(
             id=chat, ticket_id=ticket.id, reseller_id=ticket.reseller_id, asked_at=at, expires_at=at + window
         )
         await repository.put_survey(db, survey)
+        # A new conversation ends the chat's survey (`_opened`), but one opened before this
+        # record was written found none to end: looked for after writing it, so one side sees
+        # the other.
+        client = await users.get(db, TenantScope(ticket.reseller_id), ticket.client_id)
+        if client is not None and await tickets.open_ticket_of(
+            db, reseller_id=ticket.reseller_id, client=await clients.followed(db, client), channel=ticket.channel
+        ):
+            await repository.mark_survey(db, chat, ticket_id=ticket.id, changes={"closed_at": now()})
 
 
 # --- the client's rating ---------------------------------------------------------------------

@@ -534,9 +534,10 @@ async def _append_batch(db: Database, batch: list[_Append]) -> None:
 
 async def _insert_in_order(collection: Any, entries: list[dict[str, Any]]) -> tuple[int, bool]:
     """Inserts `entries` in order: how many went in, and whether the next one met a taken `_id`.
-    Retries transient store errors (FerretDB answers SQLITE_BUSY under write bursts). If an
-    attempt did land after all, the retry meets its `_id`s and those appends take later numbers:
-    stored twice (each log's readers tolerate a repeat), never not at all."""
+    Retries transient store errors (FerretDB answers SQLITE_BUSY under write bursts). An attempt
+    whose answer was lost may have landed after all: the retry then meets its own `_id`s, which
+    are told from another writer's by what they hold (`_landed`), so it is stored once."""
+    uncertain = False
     for attempt in range(APPEND_TRANSIENT_RETRIES):
         try:
             if len(entries) == 1:
@@ -545,18 +546,40 @@ async def _insert_in_order(collection: Any, entries: list[dict[str, Any]]) -> tu
                 await collection.insert_many(entries, ordered=True)
             return len(entries), False
         except DuplicateKeyError:
+            if uncertain and await _landed(collection, entries):
+                return 1, False
             return 0, True
         except BulkWriteError as exc:
             details = exc.details or {}
             errors = details.get("writeErrors") or []
             if errors and errors[0].get("code") in group_commit.DUPLICATE_CODES:
-                return int(errors[0]["index"]), True
+                index = int(errors[0]["index"])
+                if uncertain and (landed := await _landed(collection, entries[index:])):
+                    return index + landed, False  # the rest go again, numbered after them
+                return index, True
             if inserted := int(details.get("nInserted") or 0):
                 return inserted, False  # the rest go again at once
             if attempt == APPEND_TRANSIENT_RETRIES - 1:
                 raise
+            uncertain = True
         except PyMongoError:
             if attempt == APPEND_TRANSIENT_RETRIES - 1:
                 raise
+            uncertain = True
         await asyncio.sleep(0.05 * 4**attempt)
     raise AssertionError("unreachable")
+
+
+async def _landed(collection: Any, entries: list[dict[str, Any]]) -> int:
+    """How many of `entries`, from the first, are stored as this writer wrote them (an earlier
+    attempt's, whose answer was lost): equal to the entry as the store keeps it (datetimes to the
+    millisecond). Another writer's entry under that number holds another body. Read one by one,
+    by `_id`: the only look-up FerretDB does not scan for."""
+    options = collection.codec_options
+    landed = 0
+    for entry in entries:
+        stored = await collection.find_one({"_id": entry["_id"]})
+        if stored != bson.decode(bson.encode(entry, codec_options=options), codec_options=options):
+            break
+        landed += 1
+    return landed

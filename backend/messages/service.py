@@ -194,7 +194,9 @@ async def _file_client_message(db: Database, ticket: tickets.Ticket, message: Me
     settled = await projection.settle(db, ticket.id, activity=activity, read=written)
     if settled is not None and is_open(settled.status):
         await unread.record_inbound(db, ticket, message)
-        await feed.publish(db, reseller_id=ticket.reseller_id, type_="message.created", ticket=settled, message=message)
+        await feed.publish(
+            db, reseller_id=ticket.reseller_id, type_="message.created", ticket=settled, message=message, required=True
+        )
         return message
     filed, message = await _keep_out_of_finalized(db, message, stamped_after_only=False)
     if filed is None:  # a finalize moved it meanwhile, and announces it where it went
@@ -277,7 +279,11 @@ async def _after_stored(db: Database, ticket: tickets.Ticket, message: Message) 
     settled = await projection.settle(db, ticket.id, activity=activity, read=written)
     # Announced as the ticket now is (log and activity), not as it was when this message arrived.
     current = settled if settled is not None else ticket.model_copy(update=activity.fields())
-    await feed.publish(db, reseller_id=ticket.reseller_id, type_="message.created", ticket=current, message=message)
+    # Required: a stored message no screen was told of is lost to them until a reload, so the
+    # error goes to the caller, whose retry announces it (`complete_stored`).
+    await feed.publish(
+        db, reseller_id=ticket.reseller_id, type_="message.created", ticket=current, message=message, required=True
+    )
 
 
 async def complete_stored(db: Database, message: Message) -> None:

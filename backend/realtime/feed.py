@@ -19,6 +19,8 @@ the source of truth.
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from pymongo.errors import PyMongoError
+
 from backend.core.clock import utcnow
 from backend.core.db import Database
 from backend.core.logging import get_logger
@@ -121,12 +123,14 @@ async def publish(
     connection: dict[str, Any] | None = None,
     reader_id: str | None = None,
     unread_count: int | None = None,
+    required: bool = False,
 ) -> dict[str, Any] | None:
     """Announce a change. `ticket` is the ticket after it; `previous` the ticket before it (for
     transitions), so that whoever loses sight of the ticket is told too. `message` for message
     events; `connection` (a whatsapp connection) for connection.status; `reader_id` for a record
     only that user receives (and only while it sees the ticket), with its `unread_count`. Returns the stored record,
-    or None when realtime failed (already logged and counted)."""
+    or None when realtime failed (already logged and counted). `required`: a store error is raised
+    instead, for a caller whose retry announces again (a stored message: `complete_stored`)."""
     try:
         body = build(
             reseller_id=reseller_id,
@@ -140,6 +144,12 @@ async def publish(
             unread_count=unread_count,
         )
         record = await records.append(db, reseller_id, body)
+    except PyMongoError as exc:
+        metrics.ERRORS.labels("feed_write").inc()
+        if required:
+            raise
+        log.error("realtime feed write failed; change is stored but not announced", type=type_, error=str(exc))
+        return None
     except Exception as exc:
         metrics.ERRORS.labels("feed_write").inc()
         log.error("realtime feed write failed; change is stored but not announced", type=type_, error=str(exc))

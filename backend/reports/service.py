@@ -119,7 +119,7 @@ async def record_message(db: Database, message: Message, ticket: Ticket) -> None
     if message.direction == "in" and message.sender_type == "client":
         await repository.claim_first_in(db, ticket_id, at_ms)
     elif message.direction == "out" and message.sender_type == "agent":
-        first_in = await repository.first_in(db, ticket_id)
+        first_in = await repository.first_in(db, ticket_id) or await _first_in_of_opening(db, ticket)
         if first_in is not None and at_ms >= first_in:
             first, displaced, observe = await repository.claim_first_reply(db, ticket_id, at_ms, message_id)
             if first:
@@ -139,6 +139,21 @@ async def record_message(db: Database, message: Message, ticket: Ticket) -> None
     # observes nothing. A process killed between that claim and this line leaves it unobserved.
     if observe and first_response is not None:
         metrics.FIRST_RESPONSE.observe(first_response / 1000)  # README, Metrics
+
+
+async def _first_in_of_opening(db: Database, ticket: Ticket) -> int | None:
+    """The first client message's time of a ticket a client message opened, claimed here when its
+    own record has not claimed it yet: that record comes later when its delivery is retried (a
+    store write lost), and a reply recorded meanwhile would find no first client message, count
+    no first response, and leave the first-reply claim to a later reply. The opening message is
+    the ticket's first client message, so the claim is the one its own record makes."""
+    if not ticket.opening_message_id:
+        return None
+    opening = await message_store.get_internal(db, ticket.opening_message_id)
+    if opening is None or (opening.direction, opening.sender_type) != ("in", "client"):
+        return None
+    await repository.claim_first_in(db, ticket.id, _epoch_ms(opening.created_at))
+    return await repository.first_in(db, ticket.id)
 
 
 async def _displaced_first_response(

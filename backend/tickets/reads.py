@@ -35,8 +35,11 @@ async def mark_read(
     later: BackgroundTasks | None = None,
 ) -> TicketRead:
     """Moves the actor's read marker to the ticket's newest client message and answers the ticket
-    as the actor now sees it. When the marker moved, the actor's other sockets (other devices,
-    other tabs) are told with a `ticket.read` carrying the new count, so their badges clear too.
+    as the actor now sees it. The actor's other sockets (other devices, other tabs) are told with
+    a `ticket.read` carrying the new count, so their badges clear too — also by a read that moved
+    nothing: the screen asks only while it shows something unread, and the read that moved the
+    marker may have failed before telling anyone (its store answer lost), leaving the badges of
+    the other screens where they were.
     When the actor holds the ticket (atendendo), the messages this read are acknowledged to the
     client's phone (blue ticks) after the answer (`later`), if the company wants it
     (`read_receipts`): the client sees that the person answering has read it, not that someone
@@ -44,7 +47,7 @@ async def mark_read(
     ticket = await service.get_visible_or_404(db, actor, ticket_id=ticket_id)
     numbers = await unread.mark_read(db, actor.id, ticket)
     read = await presenter.read_one(db, ticket, reader=actor)
-    if numbers and not actor.is_admin:  # an admin has no tenant feed to be told on
+    if not actor.is_admin:  # an admin has no tenant feed to be told on
         await feed.publish(
             db,
             reseller_id=ticket.reseller_id,

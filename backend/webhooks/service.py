@@ -794,6 +794,8 @@ async def _redelivered(
     processing sent or should have sent are looked for again: each is stored once, by its
     deterministic id."""
     if stored.rating is not None:  # a survey answer, filed under its finalized ticket
+        if retry:  # our earlier attempt stored it, maybe without its announcement
+            await messages.complete_stored(db, stored)
         return await automation.complete_rating(db, stored)
     if retry:
         # Our own earlier attempt stored it, maybe without what follows (killed in between).

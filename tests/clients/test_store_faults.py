@@ -37,7 +37,7 @@ runs)."""
 import asyncio
 import contextlib
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -59,14 +59,13 @@ from tests.fakes.harness import (
     make_connection,
     settings,
 )
-from tests.tcp_relay import Lose, StoreProxy, command_marker, string_element
+from tests.tcp_relay import Lose, StoreProxy, command_marker, relayed, string_element, unanswered
 from tests.webhooks.helpers import settled
 
 __all__ = ["app", "backend_port", "evolution", "settings"]
 
 WAIT = 30.0  # a delivery's processing, a trap's springing, counts converging (a loaded 2-core box)
 LOSSES: list[Lose] = ["request", "reply"]
-SILENT = {"detail": "the database did not answer; retry"}
 OPEN = ("espera", "atendendo")
 STATUSES = ("espera", "atendendo", "finalizado")
 MERGE_WRITES = ["pair", "claim", "history", "pointer"]
@@ -76,19 +75,10 @@ EDIT_WRITES = ["phone_key", "document"]
 @pytest.fixture(scope="module")
 def settings_overrides(store_relay: StoreProxy) -> dict[str, Any]:
     return {
-        "MONGO_URL": store_relay.url,
-        "MONGO_SOCKET_TIMEOUT_MS": 1500,
+        **relayed(store_relay),
         "WEBHOOK_BACKOFF_BASE_SECONDS": 0.1,
         "TICKET_SWEEP_SECONDS": 0.5,
     }
-
-
-@pytest.fixture(scope="module")
-async def browser(app: Any, backend_port: int) -> AsyncIterator[httpx.AsyncClient]:
-    """The owner's and agent's browser: the backend on its real port (a failed request answers
-    its status, as the exception handlers give it)."""
-    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{backend_port}", timeout=60) as c:
-        yield c
 
 
 @dataclass
@@ -131,11 +121,6 @@ class Person:
 
 def _lid() -> str:
     return "2" + f"{uuid.uuid4().int % 10**14:014d}"
-
-
-def _unanswered(r: httpx.Response) -> bool:
-    """What a browser gets from a request whose store went silent."""
-    return r.status_code == 503 and r.json() == SILENT
 
 
 async def _say(
@@ -238,7 +223,7 @@ async def _lost_click(
     if meanwhile is not None:
         await meanwhile()
     first = await click
-    assert _unanswered(first), f"the merge lost its {write} ({lose}) and answered {first.status_code}: {first.text}"
+    assert unanswered(first), f"the merge lost its {write} ({lose}) and answered {first.status_code}: {first.text}"
     return first
 
 
@@ -738,7 +723,7 @@ async def test_a_client_edit_that_loses_a_write_is_saved_when_saved_again(
     sprung = store_proxy.stall_next(*markers, lose=lose)
     first = await browser.patch(path, json=body, headers=company.owner)
     assert sprung.is_set(), f"the trap on the edit's {write} never sprang: {first.status_code} {first.text}"
-    assert _unanswered(first), first.text
+    assert unanswered(first), first.text
     again = await browser.patch(path, json=body, headers=company.owner)
     assert again.status_code == 200, again.text
     assert (again.json()["name"], again.json()["phone"]) == (new_name, number), again.text

@@ -6,6 +6,7 @@ arrived, and a reader passes the numbers writers left behind without waiting."""
 import asyncio
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -395,6 +396,75 @@ async def test_a_batch_the_store_failed_midway_goes_again_from_where_it_stopped(
     assert [seq for seq, _ in stored] == [2, 2, 3, 3, 4]
     assert [e["n"] for e in await _entries(ours, a)] == ["a0", "a1", "a2", "a3"]
     assert [e["n"] for e in await _entries(ours, b)] == ["b0", "b1", "b2"]
+
+
+@pytest.mark.parametrize("batch", [False, True], ids=["alone", "batch"])
+async def test_an_append_whose_answer_was_lost_meets_its_own_entry_and_is_stored_once(
+    recorded_and_rival: tuple[Any, Any, CommandRecorder], monkeypatch: pytest.MonkeyPatch, batch: bool
+) -> None:
+    """The store takes an insert and its answer never comes back (a timeout, a failover): the
+    retry meets the entries it stored itself and knows them by what they hold (datetimes as the
+    store keeps them, to the millisecond), so each append is stored once, under the number it was
+    given. A rival's entry under a number this writer gave is another body: the append numbers
+    again after it, as before."""
+    ours, rival, _ = recorded_and_rival
+    a, b = _plain_logs()
+    lost: list[str] = []
+
+    class AnswerLost:
+        def __init__(self, collection: Any) -> None:
+            self.collection = collection
+            self.codec_options = collection.codec_options
+
+        async def find_one(self, query: dict[str, Any]) -> Any:
+            return await self.collection.find_one(query)
+
+        async def insert_many(self, entries: list[dict[str, Any]], ordered: bool) -> None:
+            await self.collection.insert_many(entries, ordered=ordered)
+            if not lost:
+                lost.append("batch")
+                raise AutoReconnect("injected: stored, answer lost")
+
+        async def insert_one(self, entry: dict[str, Any]) -> None:
+            await self.collection.insert_one(entry)
+            if not lost:
+                lost.append("one")
+                raise AutoReconnect("injected: stored, answer lost")
+
+    await a.append(ours, {"n": "a0"})  # the head searches are behind us
+    await b.append(ours, {"n": "b0"})
+    real = seqlog._insert_in_order
+    monkeypatch.setattr(seqlog, "_insert_in_order", lambda collection, entries: real(AnswerLost(collection), entries))
+    at = datetime.now(UTC)  # microseconds: the store keeps milliseconds
+    if batch:
+        stored = await asyncio.gather(
+            *(log.append(ours, {"n": n, "at": at}) for log, n in zip((a, b, a), ("a1", "b1", "a2"), strict=True))
+        )
+        assert lost == ["batch"] and [seq for seq, _ in stored] == [2, 2, 3]
+    else:
+        stored = [await a.append(ours, {"n": "a1", "at": at})]
+        assert lost == ["one"] and [seq for seq, _ in stored] == [2]
+    assert [e["n"] for e in await _entries(ours, a)] == (["a0", "a1", "a2"] if batch else ["a0", "a1"])
+    assert [e["n"] for e in await _entries(ours, b)] == (["b0", "b1"] if batch else ["b0"])
+
+    # A rival's entry under the number this writer gives next, then an answer lost again: the
+    # retry meets the rival's entry, not its own, and numbers again after it.
+    monkeypatch.setattr(seqlog, "_insert_in_order", real)
+    head = len(await _entries(ours, a))
+    await rival[a.collection].insert_one({"_id": a.entry_id(head + 1), "seq": head + 1, "n": "rival"})
+    lost.clear()
+    monkeypatch.setattr(seqlog, "_insert_in_order", lambda collection, entries: real(Flaky(collection), entries))
+
+    class Flaky(AnswerLost):
+        async def insert_one(self, entry: dict[str, Any]) -> None:
+            if not lost:
+                lost.append("refused")
+                raise AutoReconnect("injected: not stored")
+            await self.collection.insert_one(entry)
+
+    seq, _ = await a.append(ours, {"n": "after", "at": at})
+    assert lost == ["refused"] and seq == head + 2
+    assert [e["n"] for e in await _entries(ours, a)][-2:] == ["rival", "after"]
 
 
 async def test_a_writer_killed_with_its_batch_in_flight_leaves_no_hole_for_the_next_process(

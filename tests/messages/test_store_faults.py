@@ -22,7 +22,6 @@ replacement with the original marked edited)."""
 
 import hashlib
 import uuid
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -46,32 +45,23 @@ from tests.fakes.harness import (
 )
 from tests.media.helpers import fixture
 from tests.outbound.helpers import held_ticket, unsigned
-from tests.tcp_relay import Lose, StoreProxy, command_marker, string_element
+from tests.tcp_relay import Lose, StoreProxy, command_marker, relayed, string_element, unanswered
 
 __all__ = ["app", "backend_port", "evolution", "settings"]
 
 SETTLE = 15.0  # a reply's way to "sent" after a fault: a stall, the worker's poll, a lease (3 s)
 SHOWN = 5.0  # how long an announcement may take after the request that should make it
 LOSSES: list[Lose] = ["request", "reply"]
-SILENT = {"detail": "the database did not answer; retry"}
 
 
 @pytest.fixture(scope="module")
 def settings_overrides(store_relay: StoreProxy) -> dict[str, Any]:
     return {
-        "MONGO_URL": store_relay.url,
-        "MONGO_SOCKET_TIMEOUT_MS": 1500,
+        **relayed(store_relay),
         "OUTBOUND_LEASE_SECONDS": 3.0,
         "SCHEDULED_MESSAGES_ENABLED": False,  # the schedule tests run their due pass themselves
         "TICKET_SWEEP_SECONDS": 0.5,
     }
-
-
-@pytest.fixture(scope="module")
-async def browser(app: Any, backend_port: int) -> AsyncIterator[httpx.AsyncClient]:
-    """The agent's browser: the backend on its real port (a failed request answers its status)."""
-    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{backend_port}", timeout=60) as c:
-        yield c
 
 
 @pytest.fixture(scope="module")
@@ -106,11 +96,6 @@ async def chat(
     return Chat(tenant, ticket_id, phone, agent, str(tenant.agents[0]["id"]))
 
 
-def _unanswered(r: httpx.Response) -> bool:
-    """What a browser gets from a request whose store went silent."""
-    return r.status_code == 503 and r.json() == SILENT
-
-
 async def _post_reply(browser: httpx.AsyncClient, chat: Chat, key: str, **kwargs: Any) -> httpx.Response:
     headers = {**chat.agent, "Idempotency-Key": key}
     return await browser.post(f"/api/v1/tickets/{chat.ticket_id}/messages", headers=headers, **kwargs)
@@ -134,7 +119,7 @@ async def _past_pending(direct: Any, message_id: str) -> dict[str, Any] | None:
 
 def _check_retry(first: httpx.Response, again: httpx.Response, message_id: str) -> None:
     """The faulted attempt was unanswered (503) or acknowledged; the repeat names the same reply."""
-    assert _unanswered(first) or (first.status_code == 201 and first.json()["id"] == message_id), first.text
+    assert unanswered(first) or (first.status_code == 201 and first.json()["id"] == message_id), first.text
     assert again.status_code in (200, 201) and again.json()["id"] == message_id, again.text
 
 
@@ -259,7 +244,7 @@ async def test_a_note_that_loses_a_write_is_stored_once_and_shown(
     first = await browser.post(path, json={"body": text}, headers=keyed)
     assert stalled.is_set(), f"the trap on the note's {write} never sprang: {first.status_code} {first.text}"
     if first.status_code != 201:  # unanswered: the agent clicks again
-        assert _unanswered(first), first.text
+        assert unanswered(first), first.text
         again = await browser.post(path, json={"body": text}, headers=keyed)
         assert again.status_code == 201, again.text
     notes = await direct.messages.find({"ticket_id": chat.ticket_id, "body": text}).to_list(None)
@@ -298,7 +283,7 @@ async def test_a_read_that_loses_a_write_clears_the_count_when_repeated(
     stalled = store_proxy.stall_next(*markers, lose=lose)
     first = await browser.post(path, headers=chat.agent)
     assert stalled.is_set(), f"the trap on the read's {write} never sprang: {first.status_code} {first.text}"
-    assert first.status_code == 200 or _unanswered(first), first.text
+    assert first.status_code == 200 or unanswered(first), first.text
     again = await browser.post(path, headers=chat.agent)
     assert again.status_code == 200 and again.json()["unread_count"] == 0, again.text
     assert await unread() == 0
@@ -356,7 +341,7 @@ async def test_a_schedule_whose_insert_is_lost_is_stored_once_when_clicked_again
     )
     first = await browser.post(path, json=payload, headers=chat.agent)
     assert stalled.is_set(), f"the trap never sprang: {first.status_code} {first.text}"
-    assert _unanswered(first), first.text
+    assert unanswered(first), first.text
     again = await browser.post(path, json=payload, headers=chat.agent)
     assert again.status_code == 201, again.text
     waiting = [s for s in await _schedules(direct, chat.ticket_id) if s["status"] == "scheduled"]
@@ -408,7 +393,7 @@ async def test_an_edit_that_loses_a_write_leaves_one_replacement_when_clicked_ag
     stalled = store_proxy.stall_next(*markers, lose=lose)
     first = await browser.post(path, json=payload, headers=chat.agent)
     assert stalled.is_set(), f"the trap on the edit's {write} never sprang: {first.status_code} {first.text}"
-    assert _unanswered(first), first.text
+    assert unanswered(first), first.text
     again = await browser.post(path, json=payload, headers=chat.agent)
     assert again.status_code == 201 or (again.status_code == 409 and "status" in again.json()["detail"]), again.text
     schedules = {s["_id"]: s for s in await _schedules(direct, chat.ticket_id)}

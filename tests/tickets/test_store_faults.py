@@ -23,7 +23,6 @@ in an open ticket where agents see it, never left in the finalized one."""
 import asyncio
 import contextlib
 from collections import Counter
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,14 +60,6 @@ LOSSES: list[Lose] = ["request", "reply"]
 @pytest.fixture(scope="module")
 def settings_overrides(store_relay: StoreProxy) -> dict[str, Any]:
     return {"MONGO_URL": store_relay.url, "MONGO_SOCKET_TIMEOUT_MS": 1500, "TICKET_SWEEP_SECONDS": 0.5}
-
-
-@pytest.fixture(scope="module")
-async def browser(app: Any, backend_port: int) -> AsyncIterator[httpx.AsyncClient]:
-    """The agent's browser: the backend on its real port, so a failed request answers what a
-    browser gets (the status the exception handlers give), not an exception raised in-process."""
-    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{backend_port}", timeout=60) as c:
-        yield c
 
 
 @dataclass

@@ -225,10 +225,12 @@ async def test_reading_is_announced_to_the_reader_only(client: httpx.AsyncClient
     await _client_says(db, ticket, "oi")
     head = await records.latest(db, tenant.id)
     assert (await _read(client, agent["headers"], ticket["id"])).status_code == 200
-    assert (await _read(client, agent["headers"], ticket["id"])).status_code == 200  # nothing new: no event
+    # Nothing new, announced all the same: a screen asks only while it shows something unread,
+    # which a read whose answer was lost leaves on the others (tickets/reads.py).
+    assert (await _read(client, agent["headers"], ticket["id"])).status_code == 200
     new = [await records.get(db, tenant.id, s) for s in range(head + 1, await records.latest(db, tenant.id) + 1)]
     reads = [r for r in new if r is not None and r["type"] == "ticket.read"]
-    assert len(reads) == 1
+    assert [r["ticket"]["unread_count"] for r in reads] == [0, 0]
     record = reads[0]
     assert record["ticket"]["id"] == ticket["id"] and record["ticket"]["unread_count"] == 0
 
