@@ -144,14 +144,10 @@ async def publish(
             unread_count=unread_count,
         )
         record = await records.append(db, reseller_id, body)
-    except PyMongoError as exc:
-        metrics.ERRORS.labels("feed_write").inc()
-        if required:
-            raise
-        log.error("realtime feed write failed; change is stored but not announced", type=type_, error=str(exc))
-        return None
     except Exception as exc:
         metrics.ERRORS.labels("feed_write").inc()
+        if required and isinstance(exc, PyMongoError):
+            raise
         log.error("realtime feed write failed; change is stored but not announced", type=type_, error=str(exc))
         return None
     metrics.PUBLISHED.labels(type_).inc()
