@@ -46,17 +46,22 @@ async def add(
     """Any of the tenant's staff who can see the ticket adds a note, whatever its status (a queued
     ticket or a closed one can need a remark as much as one being handled). With a key, the note's
     id is the key's (`_keyed_id`): a repeat whose first answer was lost finds the note stored, and
-    announces it again (the first attempt may have failed before it did)."""
+    announces it again (the first attempt may have failed before it did). The announcement is
+    required: a note whose feed record failed is answered with the store's error, not as added,
+    so the Composer tries again and its repeat announces it (open threads showed it only after a
+    reload)."""
     if actor.role not in STAFF_ROLES:
         raise Forbidden("notes are written by the tenant's staff")
     ticket = await tickets.get_visible_or_404(db, actor, ticket_id=ticket_id)
     note_id = _keyed_id(actor, ticket.id, idempotency_key) if idempotency_key is not None else None
     earlier = await repository.get_internal(db, note_id) if note_id is not None else None
     if earlier is not None and (earlier.ticket_id, earlier.sender_id, earlier.direction) == (ticket.id, actor.id, NOTE):
-        await feed.publish(db, reseller_id=ticket.reseller_id, type_="message.created", ticket=ticket, message=earlier)
+        await feed.publish(
+            db, reseller_id=ticket.reseller_id, type_="message.created", ticket=ticket, message=earlier, required=True
+        )
         return MessageRead.of_message(earlier)
     try:
-        return MessageRead.of_message(await store(db, actor, ticket, body=body, note_id=note_id))
+        return MessageRead.of_message(await store(db, actor, ticket, body=body, note_id=note_id, required=True))
     except DuplicateKeyError:  # the same key's other attempt, at the same moment, stored it
         assert note_id is not None
         return MessageRead.of_message(await read_winner(lambda: repository.get_internal(db, note_id), what="note"))
@@ -67,11 +72,19 @@ def _keyed_id(actor: Actor, ticket_id: str, key: str) -> str:
 
 
 async def store(
-    db: Database, actor: Actor, ticket: Ticket, *, body: str, opening: bool = False, note_id: str | None = None
+    db: Database,
+    actor: Actor,
+    ticket: Ticket,
+    *,
+    body: str,
+    opening: bool = False,
+    note_id: str | None = None,
+    required: bool = False,
 ) -> Message:
     """Stores and announces `actor`'s note in `ticket` (authorized by the caller). `opening`: the
     first words of a ticket staff opened with no way to reach the client — all it says, so it is
-    also the ticket's activity (preview), unlike a remark on a conversation."""
+    also the ticket's activity (preview), unlike a remark on a conversation. `required`: a failed
+    announcement raises (feed.publish), for a caller whose repeat announces it again."""
     doc = Message(
         id=note_id or new_id(),
         ticket_id=ticket.id,
@@ -91,5 +104,7 @@ async def store(
         activity = Activity.of(doc)
         written = await tickets.touch_activity(db, ticket, activity=activity)
         ticket = await projection.settle(db, ticket.id, activity=activity, read=written) or ticket
-    await feed.publish(db, reseller_id=ticket.reseller_id, type_="message.created", ticket=ticket, message=doc)
+    await feed.publish(
+        db, reseller_id=ticket.reseller_id, type_="message.created", ticket=ticket, message=doc, required=required
+    )
     return doc

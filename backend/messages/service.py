@@ -193,10 +193,8 @@ async def _file_client_message(db: Database, ticket: tickets.Ticket, message: Me
     written = ticket if shown else await tickets.touch_activity(db, ticket, activity=activity)
     settled = await projection.settle(db, ticket.id, activity=activity, read=written)
     if settled is not None and is_open(settled.status):
-        await unread.record_inbound(db, ticket, message)
-        await feed.publish(
-            db, reseller_id=ticket.reseller_id, type_="message.created", ticket=settled, message=message, required=True
-        )
+        number = await unread.record_inbound(db, ticket, message)
+        await _announce(db, settled, message, number)
         return message
     filed, message = await _keep_out_of_finalized(db, message, stamped_after_only=False)
     if filed is None:  # a finalize moved it meanwhile, and announces it where it went
@@ -273,16 +271,28 @@ async def _after_stored(db: Database, ticket: tickets.Ticket, message: Message) 
     count, the ticket's activity moves, then the announcement. The activity write is read back
     (projection.settle): on FerretDB a concurrent transition can write back the older activity,
     and our write can put back an older status."""
-    await unread.record_inbound(db, ticket, message)
+    number = await unread.record_inbound(db, ticket, message)
     activity = _activity(ticket, message)
     written = await tickets.touch_activity(db, ticket, activity=activity)
     settled = await projection.settle(db, ticket.id, activity=activity, read=written)
     # Announced as the ticket now is (log and activity), not as it was when this message arrived.
     current = settled if settled is not None else ticket.model_copy(update=activity.fields())
-    # Required: a stored message no screen was told of is lost to them until a reload, so the
-    # error goes to the caller, whose retry announces it (`complete_stored`).
+    await _announce(db, current, message, number)
+
+
+async def _announce(db: Database, ticket: tickets.Ticket, message: Message, number: int | None) -> None:
+    """`message.created`, with a client message's inbound number: a screen whose reader's
+    `ticket.read` counted through it already (a read made before this announcement) does not
+    count it again. Required: a stored message no screen was told of is lost to them until a
+    reload, so the error goes to the caller, whose retry announces it (`complete_stored`)."""
     await feed.publish(
-        db, reseller_id=ticket.reseller_id, type_="message.created", ticket=current, message=message, required=True
+        db,
+        reseller_id=ticket.reseller_id,
+        type_="message.created",
+        ticket=ticket,
+        message=message,
+        data={"inbound_n": number} if number is not None else None,
+        required=True,
     )
 
 

@@ -43,8 +43,10 @@ Entry = tuple[int, str, str | None, Side | None, Side | None]
 RECHECK: Entry = (0, "", None, None, None)
 
 
-# The events whose record's `data` the screens need (the others' is for the feed's readers only).
-FRAMED_DATA = frozenset({"scheduled.settled"})
+# The events whose record's `data` the screens need (the others' is for the feed's readers only):
+# the schedule as settled; a client message's inbound number and the number a reader's count
+# covers (backend/unread: a screen counts a message once, and not when a read counted it already).
+FRAMED_DATA = frozenset({"scheduled.settled", "message.created", "ticket.read"})
 
 
 def frame_of(record: dict[str, Any]) -> str:

@@ -46,14 +46,19 @@ async def mark_read(
     glanced at the queue."""
     ticket = await service.get_visible_or_404(db, actor, ticket_id=ticket_id)
     numbers = await unread.mark_read(db, actor.id, ticket)
-    read = await presenter.read_one(db, ticket, reader=actor)
+    # The count is read with the inbound number it counts through, which the `ticket.read` carries:
+    # a client message numbered before this read, but announced after it, is counted in it (read,
+    # or unread since), and the screens do not count it again on its `message.created`.
+    count, through = await unread.state(db, actor.id, ticket.id)
+    read = await presenter.read_one(db, ticket, reader=actor, unread_count=count)
     if not actor.is_admin:  # an admin has no tenant feed to be told on
         await feed.publish(
             db,
             reseller_id=ticket.reseller_id,
             type_="ticket.read",
             ticket=ticket,
-            unread_count=read.unread_count,
+            unread_count=count,
+            data={"inbound_through": through},
             reader_id=actor.id,
         )
     holds = ticket.status == Status.ATENDENDO.value and ticket.agent_id == actor.id

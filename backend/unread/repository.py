@@ -112,9 +112,9 @@ async def inbound_messages(db: Database, ticket_id: str, numbers: range) -> list
     return [str(d["message_id"]) for d in docs if d is not None]
 
 
-async def claim_inbound(db: Database, ticket: Ticket, message: Message, *, n: int) -> bool | None:
-    """Tries to file the message as inbound number n. True: it is n now. False: n is taken by
-    another message (try n+1). None: this message already has its number.
+async def claim_inbound(db: Database, ticket: Ticket, message: Message, *, n: int) -> int | None:
+    """Tries to file the message as inbound number n. Answers the message's number: n now, or the
+    one it already had; None when n is taken by another message (try n+1).
 
     The insert goes out with concurrent callers' (group commit: one command for a backlog's
     lanes; each caller still gets its own DuplicateKeyError). The hint is raised at every
@@ -133,14 +133,14 @@ async def claim_inbound(db: Database, ticket: Ticket, message: Message, *, n: in
     except DuplicateKeyError:
         holder = await _get(db, INBOUND, inbound_id(ticket.id, n))
         if holder is not None:
-            return None if holder["message_id"] == message.id else False
+            return n if holder["message_id"] == message.id else None
         # n is free as far as we can read, so the message key refused us — or n's winner is not
         # visible to us yet (replica set): tell them apart by the message key itself (rare path).
-        mine = await db[INBOUND].find_one({"ticket_id": ticket.id, "message_id": message.id}, {"_id": 1})
-        return None if mine is not None else False
+        mine = await db[INBOUND].find_one({"ticket_id": ticket.id, "message_id": message.id}, {"n": 1})
+        return int(mine["n"]) if mine is not None else None
     if n % INBOUND_HINT_EVERY == 0:
         await raise_hint(db, f"in:{ticket.id}", {"n": n})
-    return True
+    return n
 
 
 async def marker_hint(db: Database, user_id: str, ticket_id: str) -> tuple[int, int]:

@@ -62,8 +62,11 @@ def starts_empty(db: Database, ticket_id: str) -> None:
     _remember_head(db, ticket_id, 0)
 
 
-async def record_inbound(db: Database, ticket: Ticket, message: Message) -> None:
-    """Numbers a client message in `ticket`, once (safe to repeat; a no-op for other messages).
+async def record_inbound(db: Database, ticket: Ticket, message: Message) -> int | None:
+    """Numbers a client message in `ticket`, once (safe to repeat), and answers its number (the
+    one it already had on a repeat): its `message.created` carries it, so that a screen whose
+    reader's `ticket.read` already counted that number does not count it again. None for other
+    messages, which are never numbered.
 
     A number n is only ever tried by a writer that knows n-1 stored (the chain has no holes).
     When this process knows the ticket's numbers up to h stored (`_remember_head`: it stored h,
@@ -73,17 +76,15 @@ async def record_inbound(db: Database, ticket: Ticket, message: Message) -> None
     search of the stored end follows; a message already numbered is refused by its unique
     (ticket, message) key whatever number it tries."""
     if not counts_toward_unread(message):
-        return
+        return None
     ticket_id = ticket.id
     known = _known_head(db, ticket_id)
     n = known + 1 if known is not None else await _head(db, ticket_id) + 1
     for _ in range(MAX_CLAIMS):
-        outcome = await repository.claim_inbound(db, ticket, message, n=n)
-        if outcome is True:
-            _remember_head(db, ticket_id, n)
-            return
-        if outcome is None:
-            return
+        number = await repository.claim_inbound(db, ticket, message, n=n)
+        if number is not None:  # the chain has no holes: 1..number are stored
+            _remember_head(db, ticket_id, number)
+            return number
         if known is not None:  # the guess was behind: jump to the stored end instead of walking
             known = None
             n = max(n, await _head(db, ticket_id))
@@ -100,14 +101,20 @@ async def _head(db: Database, ticket_id: str) -> int:
 
 
 async def unread_for(db: Database, user_id: str, ticket_id: str) -> int:
-    """One round when nothing changed (the count's hint with the entry past what this process
-    knows, the marker's hint), more only when the count moved (a galloping read past it) or the
-    marker's hint is behind the count (is there a later marker?)."""
+    return (await state(db, user_id, ticket_id))[0]
+
+
+async def state(db: Database, user_id: str, ticket_id: str) -> tuple[int, int]:
+    """(unread, through): the user's unread count of the ticket, and the inbound number it counts
+    through (the ticket's count as read for it). One round when nothing changed (the count's hint
+    with the entry past what this process knows, the marker's hint), more only when the count
+    moved (a galloping read past it) or the marker's hint is behind the count (is there a later
+    marker?)."""
     head, hint = await asyncio.gather(_head(db, ticket_id), repository.marker_hint(db, user_id, ticket_id))
     if hint[1] >= head:  # later markers only read further, never past the count
-        return 0
+        return 0, head
     _, read = await repository.marker(db, user_id, ticket_id, hint=hint)
-    return max(0, head - read)
+    return max(0, head - read), head
 
 
 async def counts(db: Database, user_id: str, ticket_ids: Iterable[str]) -> dict[str, int]:

@@ -56,8 +56,10 @@ export type RealtimeEvent = {
   ticket: EventTicket | null;
   message: Message | null;
   connection: Partial<WhatsAppConnection> & { id: string } | null;
-  /** Only `scheduled.settled` has it (backend/realtime/hub.py FRAMED_DATA): the schedule as settled. */
-  data?: { schedule?: ScheduledMessage } | null;
+  /** backend/realtime/hub.py FRAMED_DATA: `scheduled.settled` the schedule as settled;
+   * `message.created` a client message's inbound number (backend/unread); the reader's own
+   * `ticket.read` the inbound number its count covers. */
+  data?: { schedule?: ScheduledMessage; inbound_n?: number; inbound_through?: number } | null;
 };
 export type ServerFrame =
   | { type: 'hello'; seq: number; heartbeat: number }

@@ -234,6 +234,31 @@ describe('unread counts', () => {
     expect(unreadIn(client, t2.id)).toBe(1);
   });
 
+  it('does not count a client message again that the reader\'s ticket.read counted before it was announced', () => {
+    // A read on another device lands between message 3's number and its announcement: its count
+    // (0, through 3) covers it. Message 4, numbered after that read, is unread.
+    const client = seeded();
+    setUnread(client, t2.id, () => 2);
+    applyEvent(client, ev('ticket.read', { ticket: { ...t2, unread_count: 0 }, data: { inbound_through: 3 } }), me);
+    expect(unreadIn(client, t2.id)).toBe(0);
+    const m3 = inbound('p'.repeat(24), t2.id);
+    applyEvent(client, ev('message.created', { ticket: framed(t2), message: m3, data: { inbound_n: 3 } }), me);
+    expect(unreadIn(client, t2.id)).toBe(0);
+    const m4 = inbound('q'.repeat(24), t2.id);
+    applyEvent(client, ev('message.created', { ticket: framed(t2), message: m4, data: { inbound_n: 4 } }), me);
+    expect(unreadIn(client, t2.id)).toBe(1);
+    // An older read delivered late does not move the mark back: 4 stays counted once.
+    applyEvent(client, ev('ticket.read', { ticket: { ...t2, unread_count: 1 }, data: { inbound_through: 2 } }), me);
+    const m5 = inbound('r'.repeat(24), t2.id);
+    applyEvent(client, ev('message.created', { ticket: framed(t2), message: m5, data: { inbound_n: 3 } }), me);
+    expect(unreadIn(client, t2.id)).toBe(1);
+    // Another ticket's read covers nothing here.
+    applyEvent(client, ev('ticket.read', { ticket: { ...t1, unread_count: 0 }, data: { inbound_through: 9 } }), me);
+    const m6 = inbound('s'.repeat(24), t2.id);
+    applyEvent(client, ev('message.created', { ticket: framed(t2), message: m6, data: { inbound_n: 5 } }), me);
+    expect(unreadIn(client, t2.id)).toBe(2);
+  });
+
   it('takes the reader\'s own count from its ticket.read (read on another device) and from a read answer', () => {
     const client = seeded();
     setUnread(client, t1.id, () => 4);

@@ -151,6 +151,30 @@ function countOnce(client: QueryClient, message: Message): boolean {
   return true;
 }
 
+// Per cache and ticket, the inbound number the reader's last `ticket.read` counted through: a
+// client message numbered at or below it is in that count already (read then, or unread since),
+// also when its `message.created` comes after the read (a read made between the message's number
+// and its announcement, on any device). Numbers and markers only grow, so the largest holds.
+const countedThrough = new WeakMap<QueryClient, Map<string, number>>();
+
+function throughOf(client: QueryClient): Map<string, number> {
+  let through = countedThrough.get(client);
+  if (!through) countedThrough.set(client, (through = new Map()));
+  return through;
+}
+
+function readThrough(client: QueryClient, ticketId: string, n: number): void {
+  const through = throughOf(client);
+  const known = through.get(ticketId) ?? 0;
+  through.delete(ticketId); // re-inserted last: the oldest entries go first past the bound
+  through.set(ticketId, Math.max(known, n));
+  if (through.size > COUNTED_KEEP) through.delete(through.keys().next().value as string);
+}
+
+function countedByRead(client: QueryClient, message: Message, n: number | undefined): boolean {
+  return n !== undefined && n <= (throughOf(client).get(message.ticket_id) ?? 0);
+}
+
 function knownCopy(client: QueryClient, id: string): Ticket | undefined {
   const single = client.getQueryData<Ticket>(keys.ticket(id));
   if (single) return single;
@@ -294,10 +318,14 @@ export function applyEvent(client: QueryClient, event: RealtimeEvent, user: User
   if (event.message && (event.event === 'message.created' || event.event === 'message.status')) {
     applyMessage(client, event.message);
   }
+  if (event.event === 'ticket.read' && event.ticket && event.data?.inbound_through !== undefined) {
+    readThrough(client, event.ticket.id, event.data.inbound_through);
+  }
   if (event.event === 'message.created' && event.message && isClientMessage(event.message)) {
     // The server counted it too (its count reads the same on the next fetch); the open thread
     // marks it read at once (TicketView).
-    if (countOnce(client, event.message)) setUnread(client, event.message.ticket_id, (n) => n + 1);
+    const counted = countedByRead(client, event.message, event.data?.inbound_n);
+    if (countOnce(client, event.message) && !counted) setUnread(client, event.message.ticket_id, (n) => n + 1);
   }
   if (event.connection) applyConnection(client, event.connection);
   // Its ticket is the one stored (applied above like any other copy); it moves no ticket, so
