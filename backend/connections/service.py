@@ -4,7 +4,7 @@ has to be shown), status and QR code follow the provider, secrets never leave th
 import secrets
 from typing import Any
 
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import DuplicateKeyError, PyMongoError
 
 from backend.connections import repository
 from backend.connections.models import Connection as Connection  # published: the stored shape
@@ -34,6 +34,7 @@ from backend.core.logging import get_logger
 from backend.core.pagination import decode_id_cursor, next_id_cursor
 from backend.core.tenancy import Actor, TenantScope
 from backend.departments import service as departments
+from backend.departments.schemas import DepartmentRead, DepartmentUpdate
 from backend.realtime import feed
 from backend.tickets.models import Ticket
 
@@ -67,7 +68,9 @@ async def announce(db: Database, conn: Connection) -> None:
 
 async def _bind_instance(db: Database, settings: Settings, conn: Connection) -> Connection:
     """Asks the provider to create the instance with our webhook. A provider failure is kept on
-    the connection (`last_error`, status close) and retried by the next QR code request."""
+    the connection (`last_error`, status close) and retried by the next QR code request; unless
+    the instance is there already with this connection's webhook (`_made_by_us`): an earlier
+    create whose binding write was lost made it, and it is bound now, as that write would have."""
     async with registry.http_client(settings) as http:
         provider = registry.build(conn.provider, settings, http)
         try:
@@ -75,6 +78,21 @@ async def _bind_instance(db: Database, settings: Settings, conn: Connection) -> 
         except ProviderError as exc:
             log.warning("provider create_instance failed", connection_id=conn.id, error=str(exc))
             changes: dict[str, Any] = {"status": "close", "last_error": str(exc), "updated_at": utcnow()}
+            if (held := await _made_by_us(settings, conn, provider)) is not None:
+                try:
+                    qr = await provider.fetch_qr_code(instance_name=conn.instance_name)
+                except ProviderError as again:
+                    raise ServiceUnavailable(f"provider unavailable: {again}") from again
+                drift = webhook_drift(settings, conn, held, provider.webhook_events)
+                changes = {
+                    "status": qr.status,
+                    "qr_code": qr.qr_code,
+                    "provider_created": True,
+                    # As held: a QR code request sets the webhook again when they differ (`_provider_qr`).
+                    "webhook_events": provider.webhook_events if not drift else list(held.events),
+                    "last_error": None,
+                    "updated_at": utcnow(),
+                }
         else:
             changes = {
                 "status": created.status,
@@ -87,6 +105,19 @@ async def _bind_instance(db: Database, settings: Settings, conn: Connection) -> 
                 "updated_at": utcnow(),
             }
     return await repository.update(db, TenantScope(conn.reseller_id), conn.id, changes)
+
+
+async def _made_by_us(settings: Settings, conn: Connection, provider: WhatsAppProvider) -> WebhookSetting | None:
+    """The instance's webhook when the provider holds the instance with this connection's URL and
+    token (a secret of this connection alone: no one else made it so), else None."""
+    try:
+        held = await provider.webhook_of(instance_name=conn.instance_name)
+    except ProviderError:
+        return None
+    if held is None:
+        return None
+    ours = held.url == webhook_url(settings, conn.id) and held.headers.get(WEBHOOK_TOKEN_HEADER) == conn.webhook_token
+    return held if ours else None
 
 
 async def create(db: Database, actor: Actor, settings: Settings, *, data: ConnectionCreate) -> ConnectionRead:
@@ -143,7 +174,17 @@ async def update(db: Database, actor: Actor, *, connection_id: str, data: Connec
     if after.menu_enabled and not after.menu_department_ids:
         raise Unprocessable("a menu needs at least one department")
     changes["updated_at"] = utcnow()
-    return ConnectionRead.of(await repository.update(db, actor.scope, connection_id, changes))
+    updated = await repository.update(db, actor.scope, connection_id, changes)
+    if named and named[0] != conn.default_department_id:
+        # Checked again after the write (`require_not_a_default`): a deactivation of that
+        # department that passed its own check meanwhile leaves one of the two to give way.
+        try:
+            await departments.require_active_ids(db, conn.reseller_id, named)
+        except Unprocessable:
+            undo = {"default_department_id": conn.default_department_id, "updated_at": utcnow()}
+            await repository.update(db, actor.scope, connection_id, undo)
+            raise
+    return ConnectionRead.of(updated)
 
 
 async def require_not_a_default(db: Database, actor: Actor, *, department_id: str) -> None:
@@ -157,17 +198,36 @@ async def require_not_a_default(db: Database, actor: Actor, *, department_id: st
     provider, and its deliveries are processed like any other's (webhooks.service), new
     conversations included; it is also reactivated with the default it has.
 
-    Both this check and the one that names a department as a connection's default (`update`,
-    departments.require_active_ids) read, then write, and FerretDB has no transaction to join
-    them: a default moved to department D between this read and D's deactivation leaves a
-    connection defaulting to an inactive department, as before this check. That takes two people
-    of the same tenant acting on the same department within the same few milliseconds; closing it
-    would take both writers writing first and checking the other side after (undoing their own
-    write on a conflict), as users.deactivation does against a concurrent assume."""
+    FerretDB has no transaction to join this check to the deactivation's write, nor the default
+    change's check (`update`, departments.require_active_ids) to its own: each side checks again
+    after its write and undoes it on a conflict (`update_department`, `update`). A deactivation
+    and a default change racing each other then see at least one the other's write — whichever
+    writes second and reads after — and never both stand."""
     names = await repository.names_defaulting_to(db, actor.scope, department_id)
     if names:
         listed = ", ".join(names)
         raise Conflict(f"department is the default of connection(s): {listed}; choose another default first")
+
+
+async def update_department(
+    db: Database, actor: Actor, *, department_id: str, data: DepartmentUpdate
+) -> DepartmentRead:
+    """A department's update (departments.service.update) where a deactivation must leave no
+    connection opening its new conversations there: refused before the write (409 naming them),
+    and checked again after it, when the department is put back active as it was before
+    (`require_not_a_default`). Here because connections build on departments."""
+    if data.active is not False:
+        return await departments.update(db, actor, department_id=department_id, data=data)
+    await require_not_a_default(db, actor, department_id=department_id)
+    was_active = (await departments.get_or_404(db, actor, department_id=department_id)).active
+    read = await departments.update(db, actor, department_id=department_id, data=data)
+    try:
+        await require_not_a_default(db, actor, department_id=department_id)
+    except Conflict:
+        if was_active:
+            await departments.update(db, actor, department_id=department_id, data=DepartmentUpdate(active=True))
+        raise
+    return read
 
 
 async def qrcode(db: Database, actor: Actor, settings: Settings, *, connection_id: str) -> QrCodeRead:
@@ -290,7 +350,15 @@ async def record_status(
             await announce(db, conn)
         return conn
     scope = TenantScope(conn.reseller_id)
-    updated = await repository.update(db, scope, conn.id, {"status": status, "qr_code": qr, "updated_at": utcnow()})
+    try:
+        updated = await repository.update(db, scope, conn.id, {"status": status, "qr_code": qr, "updated_at": utcnow()})
+    except PyMongoError:
+        # Stored with its answer lost, the change would be found made by every later caller and
+        # announced by none (the watch and the QR code request pass no `retry`): look.
+        stored = await repository.get_internal(db, conn.id)
+        if stored is None or (stored.status, stored.qr_code) != (status, qr):
+            raise
+        updated = stored
     await announce(db, updated)
     return updated
 

@@ -46,11 +46,8 @@ async def get_department(db: Db, actor: StaffActor, department_id: str) -> Depar
 
 @router.patch("/{department_id}", operation_id="departments-update", responses=WITH_BODY | responses(404, 409))
 async def update_department(db: Db, actor: ResellerActor, department_id: str, body: DepartmentUpdate) -> DepartmentRead:
-    if body.active is False:
-        # Not while a connection opens its new conversations here (409 naming them). Asked
-        # here, where both domains are known: connections build on departments (their service
-        # imports this domain's), so the departments service cannot call theirs without a cycle.
-        # Scoped to the actor's tenant: another tenant's id finds nothing, and the update says 404.
-        await connections.require_not_a_default(db, actor, department_id=department_id)
-    read = await service.update(db, actor, department_id=department_id, data=body)
+    # Not deactivated while a connection opens its new conversations here (409 naming them):
+    # connections build on departments, so their service runs this update with its checks.
+    # Scoped to the actor's tenant: another tenant's id finds nothing, and the update says 404.
+    read = await connections.update_department(db, actor, department_id=department_id, data=body)
     return (await _staffed(db, actor, [read]))[0]

@@ -10,7 +10,12 @@ land), giving the newest such message as the activity the document must show. A 
 in that span (or with a message stamped after its `finalized_at`) whose finalize hooks never ran to
 their end (no `finalize-hooks` key: one read by `_id`) gets them run again: a finalize request
 killed between its event and the end of its hooks would otherwise leave a message that raced it
-behind, or the closing message and the survey unsent.
+behind, or the closing message and the survey unsent. A ticket held (atendendo) by a person who is
+inactive now is handed back to its department's queue (`tickets.hand_back_if_inactive`, one read of
+the holder by `_id`): a deactivation whose release did not run to its end (its answer lost, its
+process killed), a move whose own hand-back lost its event, or an assume projected only now, after
+the release listed the person's tickets — each would leave the conversation with someone who can
+no longer see it.
 
 The bound, with no reader: a ticket converges within one sweep period plus one sweep, the period
 being max(TICKET_SWEEP_SECONDS, IDLE_FACTOR x the last sweep's scan time). Each sweep is two range
@@ -79,6 +84,9 @@ async def sweep_once(db: Database, *, since: datetime) -> Swept:
             # Its finalize died before its hooks ran to their end (module docstring): each hook is
             # idempotent, so running them again finishes them.
             await tickets.after_finalize(db, doc)
+        if doc is not None:
+            # Held by a person deactivated meanwhile (module docstring): handed back to its queue.
+            await tickets.hand_back_if_inactive(db, doc)
     return Swept(repaired, scan_seconds)
 
 

@@ -10,13 +10,15 @@ The order of the writes (no transaction spans them; FerretDB has none):
    person authenticates, so it starts no new assume, transfer, Reabrir or conversation;
 2. then the release, read from the tickets as they are after that write.
 
-Crash between them, or during the release: the user is inactive and some tickets still held.
-Repeating the PATCH finishes it: step 1 again changes nothing (no second token bump) and step 2
-runs every time `active` is false, the user already inactive or not, and is idempotent (a ticket
-handed back is no longer listed). Releasing first and deactivating after would be repaired the
-same way, but would leave a window where the still-active person assumes a ticket after the
-release read its list; releasing on both sides of the deactivation narrows that window without
-closing it.
+A user write whose answer was lost is read back, and the release runs when it landed (the page
+then offers no second click). Crash between them, or during the release: the user is inactive and
+some tickets still held; the ticket sweep hands back each one it visits (a move or a message since
+its last pass: tickets/sweep.py), and repeating the PATCH finishes it all: step 1 again changes
+nothing (no second token bump) and step 2 runs every time `active` is false, the user already
+inactive or not, and is idempotent (a ticket handed back is no longer listed). Releasing first
+and deactivating after would be repaired the same way, but would leave a window where the
+still-active person assumes a ticket after the release read its list; releasing on both sides of
+the deactivation narrows that window without closing it.
 
 A move of the person's that authenticated before step 1 and lands after it (an assume in flight)
 is the one interleaving the order alone does not cover. Each such move, once its event landed,
@@ -24,6 +26,8 @@ reads the user (tickets.service.hand_back_if_inactive) and hands the ticket back
 person is inactive. The deactivation writes the user then reads the tickets; the move writes the
 ticket then reads the user: whichever comes second sees the other's write, so the ticket is either
 in step 2's list or handed back by the move."""
+
+from pymongo.errors import PyMongoError
 
 from backend.core.db import Database
 from backend.core.tenancy import Actor
@@ -34,7 +38,15 @@ from backend.users.schemas import UserRead, UserUpdate
 
 async def update(db: Database, actor: Actor, *, user_id: str, data: UserUpdate) -> UserRead:
     """users.service.update, then, when it deactivates (or deactivates again), the release."""
-    user = await service.update(db, actor, user_id=user_id, data=data)
+    try:
+        user = await service.update(db, actor, user_id=user_id, data=data)
+    except PyMongoError:
+        # The user write may have landed with its answer lost: the reloaded page then shows the
+        # person inactive and offers no second click, so the release runs here all the same (the
+        # ticket sweep hands back what a killed process left: backend/tickets/sweep.py).
+        if data.active is False and not (await service.get_or_404(db, actor, user_id=user_id)).active:
+            await tickets.release_held_by(db, actor, holder_id=user_id)
+        raise
     if data.active is False:
         await tickets.release_held_by(db, actor, holder_id=user.id)
     return user

@@ -4,7 +4,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from backend.core import group_commit
-from backend.core.conditional import one_writer
+from backend.core.conditional import one_writer, update_if
 from backend.core.db import Database
 from backend.core.indexes import ASC, DESC, declare
 from backend.core.tenancy import TenantScope
@@ -64,6 +64,20 @@ async def update(
     async with one_writer(db, COLLECTION, user_id):  # with `raise_ticket_slot`, which can land at the same moment
         await db[COLLECTION].update_one(scope.filter({"_id": user_id}), update)
     return await get(db, scope, user_id)
+
+
+async def revoke_if_at(
+    db: Database, scope: TenantScope, user_id: str, version: int, changes: dict[str, Any]
+) -> User | None:
+    """`update` with the tokens revoked, only while the user's token version is still `version`
+    (None otherwise): no other password change, deactivation or reactivation landed since the
+    caller read the user."""
+    at = {"token_version": version} if version else {"token_version": {"$in": [0, None]}}
+    async with one_writer(db, COLLECTION, user_id):
+        doc = await update_if(
+            db, COLLECTION, user_id, scope.filter(at), {"$set": changes, "$inc": {"token_version": 1}}
+        )
+    return User.model_validate(doc) if doc is not None else None
 
 
 async def raise_ticket_slot(db: Database, client_id: str, *, channel: str, slot: int) -> None:

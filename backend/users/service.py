@@ -189,10 +189,15 @@ async def change_own_password(db: Database, actor: Actor, *, data: PasswordChang
     if not await asyncio.to_thread(verify_password, data.current_password, user.password_hash):
         raise Unprocessable("current password is incorrect")
     new_hash = await asyncio.to_thread(hash_password, data.new_password)
-    user = await repository.update(
-        db, actor.scope, actor.id, {"password_hash": new_hash, "updated_at": utcnow()}, revoke_tokens=True
+    # Only over the password just checked: another change that landed since (the same person on
+    # another device) made it no longer current, and both answering 200 would leave one of them
+    # silently replaced, its fresh session revoked.
+    changed = await repository.revoke_if_at(
+        db, actor.scope, actor.id, user.token_version, {"password_hash": new_hash, "updated_at": utcnow()}
     )
-    assert user is not None
+    if changed is None:
+        raise Unprocessable("current password is incorrect")
+    user = changed
     if user.reseller_id:
         feed.access_changed(db, reseller_id=user.reseller_id, user_id=user.id)
     return user

@@ -1,13 +1,19 @@
+import asyncio
+import contextlib
 import os
 import re
 import subprocess
 import sys
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
+from backend.connections.providers import registry
 from backend.core.config import Settings
+from backend.outbound.worker import OutboundWorker
 from tests.factories import Tenant, unique_phone
 from tests.fakes.harness import ROOT, FakeEvolution
 from tests.webhooks.helpers import settled
@@ -62,3 +68,24 @@ def unsigned(text: str) -> str:
     """A sent text without the agent's signature line (messages.service.signed), for tests about
     which replies were sent, and in what order, rather than how they are signed."""
     return SIGNATURE.sub("", text, count=1)
+
+
+@pytest.fixture(name="start_worker")
+async def worker_loop(db: Any, settings: Settings) -> AsyncIterator[Callable[[], None]]:
+    """`start_worker()` starts the outbox worker's loop in the test's process (once); stopped at the
+    end of the test. A module imports it (named in its `__all__`) to use it."""
+    stop = asyncio.Event()
+    tasks: list[asyncio.Task[None]] = []
+    async with registry.http_client(settings) as http:
+
+        def start() -> None:
+            assert not tasks, "the worker runs already"
+            tasks.append(asyncio.create_task(OutboundWorker(db, settings, http).run(stop)))
+
+        try:
+            yield start
+        finally:
+            stop.set()
+            for task in tasks:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(task, timeout=30)

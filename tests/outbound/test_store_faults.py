@@ -20,8 +20,7 @@ backend runs in its lifespan) on the API's database handle, which goes through t
 the trap is armed on the reply's id."""
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -29,15 +28,14 @@ from typing import Any
 import httpx
 import pytest
 
-from backend.connections.providers import registry
 from backend.core.clock import utcnow
-from backend.core.config import Settings
-from backend.outbound.worker import OutboundWorker
 from backend.scheduled import service as scheduled
 from tests.factories import Tenant, make_tenant
 from tests.fakes.harness import FakeEvolution, last_within, make_connection
-from tests.outbound.helpers import held_ticket, unsigned
+from tests.outbound.helpers import held_ticket, unsigned, worker_loop
 from tests.tcp_relay import Lose, StoreProxy, command_marker, relayed, string_element
+
+__all__ = ["worker_loop"]  # the `start_worker` fixture (tests/outbound/helpers.py)
 
 LEASE = 5.0  # OUTBOUND_LEASE_SECONDS: what a claimed attempt that never got its verdict waits out
 SETTLE = 45.0  # how long a faulted reply may take to settle: a stall, a lease, a backoff, a pass
@@ -51,26 +49,6 @@ def settings_overrides(store_relay: StoreProxy) -> dict[str, Any]:
         "OUTBOUND_LEASE_SECONDS": LEASE,
         "SCHEDULED_MESSAGES_ENABLED": False,  # the scheduled test runs its due passes itself
     }
-
-
-@pytest.fixture
-async def start_worker(db: Any, settings: Settings) -> AsyncIterator[Callable[[], None]]:
-    """Starts the outbox worker's loop (once); stopped at the end of the test."""
-    stop = asyncio.Event()
-    tasks: list[asyncio.Task[None]] = []
-    async with registry.http_client(settings) as http:
-
-        def start() -> None:
-            assert not tasks, "the worker runs already"
-            tasks.append(asyncio.create_task(OutboundWorker(db, settings, http).run(stop)))
-
-        try:
-            yield start
-        finally:
-            stop.set()
-            for task in tasks:
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(task, timeout=30)
 
 
 @dataclass
