@@ -26,6 +26,10 @@ class Connection(StoredModel):
     webhook_events: list[str] | None = None
     status: ConnectionStatus  # as the provider last reported it, with the QR code to pair a phone
     qr_code: str | None = None
+    # The provider's time (its clock) of the newest status news a webhook applied: older news,
+    # redelivered late (a close whose acknowledgement was lost, posted again after the open), is
+    # stale (connections.service.record_status).
+    status_posted_at: datetime | None = None
     last_error: str | None = None  # why the last binding failed
     # The department menu a new WhatsApp ticket answers with (backend/automation), none on older
     # connections: `menu_text` heads the list (empty: the built-in line); an invalid answer past

@@ -2,6 +2,7 @@
 has to be shown), status and QR code follow the provider, secrets never leave the backend."""
 
 import secrets
+from datetime import datetime
 from typing import Any
 
 from pymongo.errors import DuplicateKeyError, PyMongoError
@@ -25,7 +26,7 @@ from backend.connections.repository import get_shared_internal as get_shared_int
 from backend.connections.repository import kept_internal as kept_internal
 from backend.connections.schemas import ConnectionCreate, ConnectionPage, ConnectionRead, ConnectionUpdate, QrCodeRead
 from backend.core import natural_keys
-from backend.core.clock import utcnow
+from backend.core.clock import as_utc, utcnow
 from backend.core.config import Settings
 from backend.core.db import Database
 from backend.core.errors import Conflict, ServiceUnavailable, Unprocessable, or_404
@@ -338,20 +339,34 @@ async def set_webhook_again(settings: Settings, conn: Connection, provider: What
 
 
 async def record_status(
-    db: Database, conn: Connection, *, status: ConnectionStatus, qr_code: str | None, retry: bool = False
+    db: Database,
+    conn: Connection,
+    *,
+    status: ConnectionStatus,
+    qr_code: str | None,
+    retry: bool = False,
+    posted_at: datetime | None = None,
 ) -> Connection:
     """Stores what the provider says (webhook or poll) and announces it when it changed. An open
     connection has no QR code to show. `retry`: an earlier attempt at the same delivery did not
     finish, and may have stored the change without announcing it; found unchanged, it is
-    announced again (screens apply it idempotently)."""
+    announced again (screens apply it idempotently). `posted_at`: a webhook's news, by the
+    provider's clock; news older than the newest applied is stale and changes nothing (a
+    redelivered close after the open). The watch and the QR code request ask the provider now:
+    what they record is current whatever its clock says."""
     qr = None if status == "open" else qr_code
-    if conn.status == status and conn.qr_code == qr:
+    newest = conn.status_posted_at
+    stale = posted_at is not None and newest is not None and as_utc(posted_at) < as_utc(newest)
+    if stale or (conn.status == status and conn.qr_code == qr):
         if retry:
             await announce(db, conn)
         return conn
     scope = TenantScope(conn.reseller_id)
+    changes: dict[str, Any] = {"status": status, "qr_code": qr, "updated_at": utcnow()}
+    if posted_at is not None:
+        changes["status_posted_at"] = posted_at
     try:
-        updated = await repository.update(db, scope, conn.id, {"status": status, "qr_code": qr, "updated_at": utcnow()})
+        updated = await repository.update(db, scope, conn.id, changes)
     except PyMongoError:
         # Stored with its answer lost, the change would be found made by every later caller and
         # announced by none (the watch and the QR code request pass no `retry`): look.

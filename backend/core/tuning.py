@@ -101,5 +101,8 @@ QUEUE_KEPT = 10_000  # queue entries (a few hundred bytes each) a process keeps 
 # The ticket sweep rests this many times its last scan: under a tenth of the time on FerretDB, where
 # the scan reads all of ticket_events and messages (tickets/sweep.py: 11-16 s at 100k messages).
 SWEEP_IDLE_FACTOR = 9
+# How long a send trusts the provider's answer that a connection's session is open (outbound/worker.py
+# `_session_open`): one state request per connection per second at most, whatever the send rate.
+SESSION_STATE_FRESH_SECONDS = 1.0
 WINNER_READS = 5  # reads of a lost race's winner before giving up for now (core/retry.py)
 WINNER_FIRST_WAIT = 0.02  # seconds before the second read, doubled each time (0.3 s in all)

@@ -27,6 +27,7 @@ attempt's lease. The bucket is this worker's: N processes sending may reach N ti
 
 import asyncio
 import functools
+import time
 from datetime import datetime
 
 import httpx
@@ -35,7 +36,7 @@ from aiolimiter import AsyncLimiter
 from backend.clients.phones import whatsapp_addresses
 from backend.connections import service as connections
 from backend.connections.providers import registry
-from backend.connections.providers.base import OutboundMedia, ProviderError, Quote
+from backend.connections.providers.base import OutboundMedia, ProviderError, Quote, WhatsAppProvider
 from backend.core import attempts
 from backend.core.attempts import Verdict
 from backend.core.background import BackgroundLoop
@@ -45,6 +46,7 @@ from backend.core.db import Database
 from backend.core.errors import NotFound
 from backend.core.logging import get_logger
 from backend.core.runtime import runtime_of
+from backend.core.tuning import SESSION_STATE_FRESH_SECONDS
 from backend.media import service as media
 from backend.messages import public as messages
 from backend.messages.models import Message, MessageMedia
@@ -77,6 +79,7 @@ class OutboundWorker:
         self.policy = policy_of(settings)
         self.walk = attempts.QueueWalk(repository.queue, QueueEntry, self.policy, what="outbound")
         self.paces: dict[str, AsyncLimiter] = {}  # per connection id (module docstring, Pacing)
+        self.sessions: dict[str, float] = {}  # connection id -> when its session was last seen open
 
     async def _turn(self, connection_id: str) -> bool:
         """Takes a send of the connection's pace, or says none is free now (module docstring)."""
@@ -90,6 +93,30 @@ class OutboundWorker:
             return False
         await pace.acquire()  # free: returns at once
         return True
+
+    async def _session_open(self, conn: connections.Connection, provider: WhatsAppProvider) -> None:
+        """Asks the provider whether the connection's session is open (at most once per
+        SESSION_STATE_FRESH_SECONDS per connection) before a send: the store can still say open
+        while the close that the provider posted is being recorded (its write failed, retried
+        with backoff), and a send handed to a closed session is answered with an id and never
+        delivered — shown as sent. A session not open is recorded as the provider says
+        (connections.record_status: the store and the screens follow) and the send is retried
+        like one on a disconnected connection. A provider that cannot tell (down, garbled, slow)
+        leaves the send to answer for itself, as it did before this question was asked."""
+        now = time.monotonic()
+        if now - self.sessions.get(conn.id, -SESSION_STATE_FRESH_SECONDS) < SESSION_STATE_FRESH_SECONDS:
+            return
+        try:
+            state = await provider.connection_state(instance_name=conn.instance_name)
+        except ProviderError:
+            return
+        if state == "open":
+            self.sessions[conn.id] = now
+            return
+        self.sessions.pop(conn.id, None)
+        current = await connections.get_internal(self.db, conn.id) or conn
+        await connections.record_status(self.db, current, status=state, qr_code=current.qr_code)
+        raise ProviderError("connection not connected", retryable=True)
 
     async def run_once(self, poll: bool = True) -> int:
         """One pass over (part of) the open queue (core/attempts.py `QueueWalk`); chats go concurrently."""
@@ -203,6 +230,7 @@ class OutboundWorker:
             raise ProviderError("ticket has no client phone", retryable=False)
         phone = ticket.client_address  # the number, else the LID WhatsApp named the client by
         provider = registry.build(conn.provider, self.settings, self.http)
+        await self._session_open(conn, provider)
         # Before the call: the provider may post the fromMe echo of this send before answering,
         # naming the chat by its number or by its LID alone.
         for address in whatsapp_addresses(ticket.client_phone, ticket.client_lid):

@@ -11,7 +11,7 @@ from backend.core.db import Database
 from backend.core.errors import Conflict, or_404
 from backend.core.ids import is_valid_id, new_id
 from backend.core.pagination import decode_id_cursor, every_item, next_id_cursor
-from backend.core.tenancy import Actor
+from backend.core.tenancy import Actor, TenantScope
 from backend.realtime import feed
 from backend.resellers import repository
 from backend.resellers.models import DEFAULT_TIMEZONE, Reseller
@@ -29,7 +29,7 @@ from backend.resellers.schemas import (
 from backend.tickets import counters
 from backend.users import service as users
 
-OWNER_KEY = "reseller-owner"
+OWNER_KEY = users.OWNER_KEY
 
 
 async def _insert_once(insert: Awaitable[None]) -> None:
@@ -39,9 +39,17 @@ async def _insert_once(insert: Awaitable[None]) -> None:
 
 
 async def create(db: Database, actor: Actor, *, data: ResellerCreate) -> ResellerRead:
+    """The tenant's documents are written before its owner, whose insert decides who gets 201
+    (racing or repeated creations for one owner email converge on one reseller id); the winner
+    then writes its form's name over what an earlier attempt (a lost one, retyped, or another
+    admin's) left in them, so the 201 is the tenant its form says, and the loser writes nothing
+    after losing. A repeat after the owner was stored is told which tenant it made (409 naming it)."""
     email = users.normalize_email(str(data.email))
     # Reserve the email before writing anything, so a taken email leaves nothing half-written.
-    owner_id = await users.claim_email(db, email)
+    try:
+        owner_id = await users.claim_email(db, email, owner=True)
+    except Conflict:
+        raise await _taken(db, email) from None
     # One tenant per owner: racing or retried creations for the same email get the same reseller
     # id, so they converge on one reseller and config; the owner user's insert decides who gets 201.
     reseller_id, _ = await natural_keys.claim(db, OWNER_KEY, owner_id, target=new_id())
@@ -72,11 +80,27 @@ async def create(db: Database, actor: Actor, *, data: ResellerCreate) -> Reselle
             reseller_id=reseller_id,
             user_id=owner_id,
         )
-    except (Conflict, DuplicateKeyError) as exc:
-        raise Conflict("email already in use") from exc
+    except (Conflict, DuplicateKeyError):
+        raise await _taken(db, email) from None
     stored = await repository.get(db, reseller_id)
     assert stored is not None
+    if stored.name != data.name:  # left by an earlier attempt at this owner: the winner's form stands
+        await repository.update_config(
+            db, TenantScope(reseller_id), reseller_id, {"company_name": data.name, "updated_at": utcnow()}
+        )
+        stored = await repository.update(db, reseller_id, {"name": data.name, "updated_at": utcnow()}) or stored
     return ResellerRead.of(stored)
+
+
+async def _taken(db: Database, email: str) -> Conflict:
+    """The answer to a creation whose owner email a user holds: naming the tenant when that user
+    is the owner a creation made (the admin's repeat of a creation whose answer was lost), so the
+    admin is not sent to make the company again under another email."""
+    holder = await natural_keys.lookup(db, users.EMAIL_KEY, email)
+    reseller_id = await natural_keys.lookup(db, OWNER_KEY, holder) if holder is not None else None
+    if reseller_id is not None and await repository.get(db, reseller_id) is not None:
+        return Conflict({"message": "email already in use", "reseller_id": reseller_id})
+    return Conflict("email already in use")
 
 
 async def get_or_404(db: Database, *, reseller_id: str) -> Reseller:

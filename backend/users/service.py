@@ -34,6 +34,7 @@ from backend.users.schemas import PasswordChange, ProfileUpdate, UserCreate, Use
 
 STAFF_ROLES = ("admin", "reseller", "agent")
 EMAIL_KEY = "email"
+OWNER_KEY = "reseller-owner"  # a company's owner id -> its reseller id (resellers.service.create)
 # Published for clients too, named apart from this module's staff-only list_page and update.
 list_docs = repository.list_page
 update_doc = repository.update
@@ -43,11 +44,17 @@ def normalize_email(email: str) -> str:
     return email.strip().lower()
 
 
-async def claim_email(db: Database, email: str, *, user_id: str | None = None) -> str:
+async def claim_email(db: Database, email: str, *, user_id: str | None = None, owner: bool = False) -> str:
     """The id the (normalized) email is bound to, claimed for `user_id` (a new id by default) unless
-    an earlier claim won; Conflict when a user holds it (a claim whose user was never written is reused)."""
+    an earlier claim won; Conflict when a user holds it. A claim whose user was never written is
+    reused, unless a company's creation made it for its owner (OWNER_KEY names it) and this is
+    not that creation again (`owner`, or its own `user_id`): the company's documents may be stored
+    already, and its repeat writes that owner — taken by anyone else, the company would be left
+    without an owner for good."""
     bound, won = await natural_keys.claim(db, EMAIL_KEY, email, target=user_id or new_id())
     if not won and await repository.get_internal(db, bound) is not None:
+        raise Conflict("email already in use")
+    if not won and not owner and bound != user_id and await natural_keys.lookup(db, OWNER_KEY, bound) is not None:
         raise Conflict("email already in use")
     return bound
 

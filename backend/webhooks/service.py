@@ -352,10 +352,14 @@ async def _apply(
         # another process's write (connections.get_cached_internal), it would keep a wrong status.
         current = await connections.get_internal(db, conn.id) or conn
         if isinstance(event, QrChange):
-            await connections.record_status(db, current, status="connecting", qr_code=event.qr_code, retry=retry)
+            await connections.record_status(
+                db, current, status="connecting", qr_code=event.qr_code, retry=retry, posted_at=event.at
+            )
             return "qrcode updated"
         keep_qr = current.qr_code if event.status == "connecting" else None
-        await connections.record_status(db, current, status=event.status, qr_code=keep_qr, retry=retry)
+        await connections.record_status(
+            db, current, status=event.status, qr_code=keep_qr, retry=retry, posted_at=event.at
+        )
         return f"connection {event.status}"
     assert isinstance(event, Ignored)
     return f"ignored: {event.reason}"

@@ -325,17 +325,7 @@ async def test_an_open_whose_write_is_lost_releases_the_replies_queued_behind_it
 # --- 2. a "close" whose write is lost, and a reply typed meanwhile ------------------------------
 
 
-SENT_INTO_A_CLOSED_SESSION = pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG: while a close's status write is being retried the store still says open, so a reply typed "
-        "then is accepted and handed to the provider's closed session (worker `_send` trusts the stored "
-        "status), and reads 'sent' though it never reached the client"
-    ),
-)
-
-
-@pytest.mark.parametrize("lose", [pytest.param("request", marks=SENT_INTO_A_CLOSED_SESSION), "reply"])
+@pytest.mark.parametrize("lose", ["request", "reply"])
 async def test_a_reply_typed_while_the_close_is_being_recorded_is_never_shown_sent_while_the_phone_is_away(
     client: httpx.AsyncClient,
     browser: httpx.AsyncClient,
@@ -446,14 +436,6 @@ async def _stale_close_redelivered(
     return await settled(direct, again)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG: a redelivered connection.update (Evolution retrying a close whose acknowledgement was lost) "
-        "processed after a newer open is recorded as the latest news: the store says close while the phone "
-        "is connected, and replies are refused until the next connection watch pass"
-    ),
-)
 async def test_a_stale_close_redelivered_after_the_open_does_not_disconnect_the_connection(
     client: httpx.AsyncClient,
     admin_headers: dict[str, str],

@@ -70,10 +70,6 @@ ADDRESS = "127.0.0.1"  # the browser's address as the backend sees it (no truste
 OWNER_PASSWORD = "owner-pass-1"
 AGENT_PASSWORD = "agent-pass-1"
 PEER_CACHE = 2.0  # the second process's SETUP_CACHE_SECONDS
-HALF_TENANT = (
-    "BUG: a reseller create that stopped after writing the tenant leaves its email claim unbound; an "
-    "agent created meanwhile adopts it, the repeat answers 409 and the tenant stays without its owner"
-)
 
 
 @pytest.fixture(scope="module")
@@ -346,11 +342,6 @@ async def test_a_reseller_create_that_loses_a_write_ends_with_one_whole_tenant_o
     assert await _counts(direct) == before
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a create repeated after its owner was stored answers 409 'email already in use' without "
-    "naming the tenant it created, so the admin is told to use another email for a company that exists",
-)
 async def test_a_repeated_create_whose_owner_was_stored_answers_with_the_tenant_it_made(
     client: httpx.AsyncClient,
     browser: httpx.AsyncClient,
@@ -380,19 +371,13 @@ async def test_a_repeated_create_whose_owner_was_stored_answers_with_the_tenant_
         )
 
 
-RETYPED = (
-    "BUG: a create repeated after a 503 with a corrected company name (and password) answers 201 with the "
-    "name of the lost attempt, whose reseller and config inserts are kept, and the owner gets the new password"
-)
-
-
 @pytest.mark.parametrize(
     ("write", "lose"),
     [
         pytest.param("email_claim", "reply", id="email_claim-reply"),
         pytest.param("owner_key", "reply", id="owner_key-reply"),
-        pytest.param("reseller", "reply", id="reseller-reply", marks=pytest.mark.xfail(strict=True, reason=RETYPED)),
-        pytest.param("owner", "request", id="owner-request", marks=pytest.mark.xfail(strict=True, reason=RETYPED)),
+        pytest.param("reseller", "reply", id="reseller-reply"),
+        pytest.param("owner", "request", id="owner-request"),
     ],
 )
 async def test_a_create_retyped_after_a_lost_write_makes_the_tenant_the_form_says(
@@ -439,10 +424,8 @@ def _agent_body(email: str, department_id: str, *, name: str | None = None, pass
     ("write", "lose"),
     [
         pytest.param("email_claim", "reply", id="email_claim-reply"),
-        pytest.param(
-            "reseller", "reply", id="reseller-reply", marks=pytest.mark.xfail(strict=True, reason=HALF_TENANT)
-        ),
-        pytest.param("owner", "request", id="owner-request", marks=pytest.mark.xfail(strict=True, reason=HALF_TENANT)),
+        pytest.param("reseller", "reply", id="reseller-reply"),
+        pytest.param("owner", "request", id="owner-request"),
     ],
 )
 async def test_an_agent_given_the_owners_email_between_a_lost_write_and_the_repeat_leaves_no_half_tenant(
@@ -493,15 +476,7 @@ async def test_an_agent_given_the_owners_email_between_a_lost_write_and_the_repe
     "second",
     [
         pytest.param("double_click", id="double_click"),
-        pytest.param(
-            "another_admin",
-            id="another_admin",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="BUG: of two creates of one owner email, the one answered 201 gets the tenant named and "
-                "configured by the one answered 409 (the reseller and config inserts of the first are kept)",
-            ),
-        ),
+        pytest.param("another_admin", id="another_admin"),
     ],
 )
 async def test_two_creates_of_one_owner_at_one_moment_end_with_one_tenant_as_the_201_says(

@@ -155,11 +155,13 @@ class StatusUpdate:
 class ConnectionChange:
     status: ConnectionStatus
     reason: str = ""
+    at: datetime | None = None  # when the provider posted it, by its clock (the envelope's date_time)
 
 
 @dataclass(frozen=True)
 class QrChange:
     qr_code: str | None
+    at: datetime | None = None  # as ConnectionChange.at
 
 
 @dataclass(frozen=True)

@@ -237,6 +237,16 @@ def _chat_address(key: dict[str, Any]) -> tuple[str, str] | None:
     return None
 
 
+def _posted_at(payload: dict[str, Any]) -> datetime | None:
+    """The envelope's `date_time` (ISO 8601, by Evolution's clock), None when absent or unreadable."""
+    value = payload.get("date_time")
+    try:
+        at = datetime.fromisoformat(str(value)) if value else None
+    except ValueError:
+        return None
+    return at.astimezone(UTC) if at is not None and at.tzinfo is not None else None
+
+
 def _timestamp(value: Any) -> datetime | None:
     try:
         seconds = int(value)
@@ -706,11 +716,11 @@ def parse_webhook(payload: Any, *, event_hint: str | None) -> list[InboundEvent]
         reason = str(data.get("statusReason") or "")
         if str(data["state"]).lower() == "refused":
             reason = f"refused (QR code limit reached){f': {reason}' if reason else ''}"
-        return [ConnectionChange(status=_state(data["state"]), reason=reason)]
+        return [ConnectionChange(status=_state(data["state"]), reason=reason, at=_posted_at(payload))]
     if event == "QRCODE_UPDATED":
         qr = data.get("qrcode") if isinstance(data, dict) else None
         if isinstance(qr, dict):
-            return [QrChange(qr_code=_qr_from(qr))]
+            return [QrChange(qr_code=_qr_from(qr), at=_posted_at(payload))]
         # Evolution's "QR code limit reached" notice ({message, statusCode}) carries no code: its
         # connection.update "refused" follows and closes the connection, which clears the QR
         # code. Recording a change here could reopen "connecting" if it arrived after that one.
