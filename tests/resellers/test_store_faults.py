@@ -20,7 +20,8 @@ The writes, in the order they are made:
   suspension, its token epoch) in one update.
 - A settings save (resellers.service.update_config): one update of the config.
 - A password change (auth.service.change_password): the throttle's slot, the user's new hash and
-  token version in one update (`user`), then the throttle's credits (`credit`).
+  token version in one update conditional on the version read (`user`, users findAndModify),
+  then the throttle's credits (`credit`).
 - A login (auth.service.login): the throttle's slot (`slot`), then its credits (`credit`).
 
 The end state, read past the relay (`direct`), must hold whatever was lost: one tenant with one
