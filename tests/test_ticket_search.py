@@ -4,7 +4,7 @@ from typing import Any
 
 import httpx
 
-from tests.factories import Tenant, make_tenant, unique, unique_phone
+from tests.factories import Tenant, make_tenant, make_ticket, unique, unique_phone
 
 
 async def _ticket_for(client: httpx.AsyncClient, tenant: Tenant, *, name: str, phone: str) -> dict[str, Any]:
@@ -65,3 +65,26 @@ async def test_search_refuses_oversized_text(client: httpx.AsyncClient, admin_he
     tenant = await make_tenant(client, admin_headers, agents=0)
     r = await client.get("/api/v1/tickets", params={"q": "x" * 65}, headers=tenant.headers)
     assert r.status_code == 422
+
+
+async def test_the_admin_finds_message_text_and_a_clients_new_name_across_companies_and_within_one(
+    client: httpx.AsyncClient, admin_headers: dict[str, str]
+) -> None:
+    """The admin's "Conversas" page offers the same search as the inbox ("nome, número, #protocolo
+    ou texto"): across every company, or within the one it narrowed the list to."""
+    tenant = await make_tenant(client, admin_headers, agents=0)
+    other = await make_tenant(client, admin_headers, agents=0)
+    word = unique("boleto")
+    text = f"preciso da segunda via do {word}"
+    mine = await make_ticket(client, tenant, message=text)
+    theirs = await make_ticket(client, other, message=text)
+
+    assert set(await _search(client, admin_headers, word)) == {mine["id"], theirs["id"]}
+    assert await _search(client, admin_headers, word, reseller_id=tenant.id) == [mine["id"]]
+    assert await _search(client, tenant.headers, word) == [mine["id"]]
+
+    renamed = unique("Rosângela")  # the client's name now, not the one the ticket was opened with
+    r = await client.patch(f"/api/v1/clients/{mine['client_id']}", json={"name": renamed}, headers=tenant.headers)
+    assert r.status_code == 200, r.text
+    assert await _search(client, admin_headers, renamed) == [mine["id"]]
+    assert await _search(client, admin_headers, renamed, reseller_id=other.id) == []

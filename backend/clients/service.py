@@ -243,18 +243,14 @@ def search_filter(q: str, *, name: str = "name", phone: str = "phone") -> dict[s
     return {"$or": ors}
 
 
-async def ids_tagged(db: Database, reseller_id: str, tag: str) -> list[str]:
-    """Ids of the tenant's clients tagged `tag` (the inbox's tag filter)."""
-    return await users.ids_matching(
-        db, TenantScope(reseller_id), {"tags": normalize_tag(tag)}, role="client", limit=MAX_MATCHED_CLIENTS
-    )
+async def ids_tagged(db: Database, scope: TenantScope, tag: str) -> list[str]:
+    """Ids of the clients in `scope` tagged `tag` (the inbox's tag filter)."""
+    return await users.ids_matching(db, scope, {"tags": normalize_tag(tag)}, role="client", limit=MAX_MATCHED_CLIENTS)
 
 
-async def ids_matching(db: Database, reseller_id: str, q: str) -> list[str]:
-    """Ids of the tenant's clients whose current name or number matches `q` (ticket search)."""
-    return await users.ids_matching(
-        db, TenantScope(reseller_id), search_filter(q), role="client", limit=MAX_MATCHED_CLIENTS
-    )
+async def ids_matching(db: Database, scope: TenantScope, q: str) -> list[str]:
+    """Ids of the clients in `scope` whose current name or number matches `q` (ticket search)."""
+    return await users.ids_matching(db, scope, search_filter(q), role="client", limit=MAX_MATCHED_CLIENTS)
 
 
 async def list_page(

@@ -1,10 +1,11 @@
 """Queries on `whatsapp_connections`. Looked up by `_id` on the hot path (every webhook)."""
 
+from collections.abc import Mapping
 from typing import Any
 
 from backend.connections.models import Connection
 from backend.core import single_flight
-from backend.core.conditional import one_writer
+from backend.core.conditional import one_writer, update_if
 from backend.core.db import Database
 from backend.core.indexes import ASC, DESC, declare
 from backend.core.tenancy import TenantScope
@@ -85,7 +86,14 @@ async def list_page(db: Database, scope: TenantScope, *, before_id: str | None, 
     return [Connection.model_validate(d) for d in docs]
 
 
-async def update(db: Database, scope: TenantScope, connection_id: str, changes: dict[str, Any]) -> Connection:
+async def update(
+    db: Database,
+    scope: TenantScope,
+    connection_id: str,
+    changes: dict[str, Any],
+    *,
+    condition: Mapping[str, Any] | None = None,
+) -> Connection:
     """Sets `changes` on a connection of `scope` (read before; never deleted) and reads it back.
     The one write of a stored connection: this process's copy is forgotten once it returned (or
     failed, having maybe written: `get_cached_internal`).
@@ -93,10 +101,15 @@ async def update(db: Database, scope: TenantScope, connection_id: str, changes: 
     Its writers take turns (`one_writer`): an admin's settings (`service.update`) and the
     provider's news (`service.record_status`, from a webhook that can land at the same moment)
     would otherwise, on FerretDB, undo each other: a menu switched on, then off again by a status
-    write that read before it; or an "open" put back to "connecting", holding every send."""
+    write that read before it; or an "open" put back to "connecting", holding every send.
+    `condition`: written only while the connection matches it (core/conditional.py); the
+    connection is read back either way."""
     async with one_writer(db, COLLECTION, connection_id):
         try:
-            await db[COLLECTION].update_one({"_id": connection_id}, {"$set": changes})
+            if condition is None:
+                await db[COLLECTION].update_one({"_id": connection_id}, {"$set": changes})
+            else:
+                await update_if(db, COLLECTION, connection_id, dict(condition), {"$set": changes})
         finally:
             single_flight.forget(db[COLLECTION], connection_id)
     updated = await get(db, scope, connection_id)

@@ -182,8 +182,9 @@ async def update(db: Database, actor: Actor, *, connection_id: str, data: Connec
         try:
             await departments.require_active_ids(db, conn.reseller_id, named)
         except Unprocessable:
+            # Only our own value is taken back: a default another save set since stays.
             undo = {"default_department_id": conn.default_department_id, "updated_at": utcnow()}
-            await repository.update(db, actor.scope, connection_id, undo)
+            await repository.update(db, actor.scope, connection_id, undo, condition={"default_department_id": named[0]})
             raise
     return ConnectionRead.of(updated)
 

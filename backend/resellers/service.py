@@ -43,15 +43,25 @@ async def create(db: Database, actor: Actor, *, data: ResellerCreate) -> Reselle
     (racing or repeated creations for one owner email converge on one reseller id); the winner
     then writes its form's name over what an earlier attempt (a lost one, retyped, or another
     admin's) left in them, so the 201 is the tenant its form says, and the loser writes nothing
-    after losing. A repeat after the owner was stored is told which tenant it made (409 naming it)."""
+    after losing. A repeat after the owner was stored is told which tenant it made (409 naming it).
+
+    Where it ends: an email claimed earlier by an agent's creation that never wrote its user is
+    reused here; an agent's creation reusing that same claim at the same moment can still win the
+    user insert, and the company stays stored without its owner (answered 409)."""
     email = users.normalize_email(str(data.email))
+    # The owner's id is reserved for a company before the email names it: an agent's creation
+    # that finds the email claimed and its user not yet written then sees that reservation
+    # (users.claim_email) and is refused, instead of taking the email from this company.
+    candidate = new_id()
+    await natural_keys.claim(db, OWNER_KEY, candidate, target=new_id())
     # Reserve the email before writing anything, so a taken email leaves nothing half-written.
     try:
-        owner_id = await users.claim_email(db, email, owner=True)
+        owner_id = await users.claim_email(db, email, user_id=candidate, owner=True)
     except Conflict:
         raise await _taken(db, email) from None
     # One tenant per owner: racing or retried creations for the same email get the same reseller
     # id, so they converge on one reseller and config; the owner user's insert decides who gets 201.
+    # (An earlier attempt's claim is reused: its owner id and its reservation, not the candidate's.)
     reseller_id, _ = await natural_keys.claim(db, OWNER_KEY, owner_id, target=new_id())
     now = utcnow()
     reseller = Reseller(

@@ -67,6 +67,23 @@ async def mark_read(
     return read
 
 
+async def acknowledge_taken(db: Database, settings: Settings, *, ticket_id: str, holder_id: str) -> None:
+    """After a person took the ticket (assume, a transfer to it): the client messages it had read
+    before (a read by a person not holding the ticket acknowledges nothing, and the screen shows a
+    thread, marking it read, before its Assumir) are acknowledged now, as its holder's reads."""
+    try:
+        ticket = await service.get_internal(db, ticket_id)
+        if ticket is None or ticket.status != Status.ATENDENDO.value or ticket.agent_id != holder_id:
+            return  # moved on again meanwhile: the next holder's reads are its own
+        count, through = await unread.state(db, holder_id, ticket.id)
+        read = through - count
+    except Exception as exc:  # a receipt never fails the move
+        log.warning("read receipts failed", ticket_id=ticket_id, error=f"{type(exc).__name__}: {exc}")
+        return
+    if read > 0:
+        await send_receipts(db, settings, ticket, range(1, read + 1))
+
+
 async def send_receipts(db: Database, settings: Settings, ticket: Ticket, numbers: range) -> None:
     """Best effort, after the reader's answer: a receipt is no message, and one that fails (the
     provider away) is logged; the holder's next read acknowledges the next messages."""

@@ -85,15 +85,26 @@ async def mark_ticket_read(
 
 
 @router.post("/{ticket_id}/assume", operation_id="tickets-assume", responses=responses(404, 409))
-async def assume_ticket(db: Db, actor: StaffActor, ticket_id: str) -> TicketRead:
-    return await service.assume(db, actor, ticket_id=ticket_id)
+async def assume_ticket(
+    db: Db, actor: StaffActor, settings: AppSettings, later: BackgroundTasks, ticket_id: str
+) -> TicketRead:
+    """The caller takes the ticket; what it read of the thread before (the screen opens a ticket
+    before its Assumir) is acknowledged to the client's phone as its holder's (`read_receipts`)."""
+    taken = await service.assume(db, actor, ticket_id=ticket_id)
+    later.add_task(reads.acknowledge_taken, db, settings, ticket_id=taken.id, holder_id=actor.id)
+    return taken
 
 
 @router.post("/{ticket_id}/transfer", operation_id="tickets-transfer", responses=WITH_BODY | responses(404, 409))
-async def transfer_ticket(db: Db, actor: TenantStaffActor, ticket_id: str, body: TicketTransfer) -> TicketRead:
-    return await service.transfer(
+async def transfer_ticket(
+    db: Db, actor: TenantStaffActor, settings: AppSettings, later: BackgroundTasks, ticket_id: str, body: TicketTransfer
+) -> TicketRead:
+    moved = await service.transfer(
         db, actor, ticket_id=ticket_id, agent_id=body.agent_id, department_id=body.department_id
     )
+    if moved.agent_id is not None:  # to a person: what it read of the thread is acknowledged as its holder's
+        later.add_task(reads.acknowledge_taken, db, settings, ticket_id=moved.id, holder_id=moved.agent_id)
+    return moved
 
 
 @router.post("/{ticket_id}/finalize", operation_id="tickets-finalize", responses=responses(404, 409))

@@ -9,7 +9,7 @@ from typing import Any
 from backend.clients import service as clients
 from backend.core.clock import as_utc
 from backend.core.db import Database
-from backend.core.tenancy import Actor
+from backend.core.tenancy import TenantScope
 from backend.messages import public as messages
 from backend.tags import service as ticket_tags
 
@@ -20,34 +20,30 @@ MIN_TEXT_CHARS = 3  # message-text search starts at three characters: one letter
 TICKET_NUMBER = re.compile(r"^#\s*(\d{1,9})$")
 
 
-async def text_filter(db: Database, actor: Actor, q: str) -> dict[str, Any]:
+async def text_filter(db: Database, scope: TenantScope, q: str) -> dict[str, Any]:
     """`#12`: ticket 12 and nothing else. Otherwise: the client's current name (any case) or part
-    of its number, or the text of any message in the ticket."""
+    of its number, or the text of any message in the ticket. `scope`: the list's (the admin's
+    across companies, or the one company it narrowed to)."""
     text = q.strip()
     if number := TICKET_NUMBER.match(text):
         return {"number": int(number.group(1))}
     ors: list[dict[str, Any]] = clients.search_filter(text, name="client_name", phone="client_phone")["$or"]
-    if actor.reseller_id is not None:
-        client_ids = await clients.ids_matching(db, actor.reseller_id, text)
-        if client_ids:
-            ors.append({"client_id": {"$in": client_ids}})
-        if len(text) >= MIN_TEXT_CHARS:
-            ticket_ids = await messages.ticket_ids_with_text(db, actor.scope, text, limit=MAX_MESSAGE_MATCHES)
-            if ticket_ids:
-                ors.append({"_id": {"$in": ticket_ids}})
+    client_ids = await clients.ids_matching(db, scope, text)
+    if client_ids:
+        ors.append({"client_id": {"$in": client_ids}})
+    if len(text) >= MIN_TEXT_CHARS:
+        ticket_ids = await messages.ticket_ids_with_text(db, scope, text, limit=MAX_MESSAGE_MATCHES)
+        if ticket_ids:
+            ors.append({"_id": {"$in": ticket_ids}})
     return {"$or": ors}
 
 
-async def tag_filter(db: Database, actor: Actor, tag: str) -> dict[str, Any]:
+async def tag_filter(db: Database, scope: TenantScope, tag: str) -> dict[str, Any]:
     """Tickets tagged `tag`, and the tickets of clients tagged so: the filter offers every tag in
     use, on tickets or on clients (tags.tenant_tags), and a client's tag ("vip") is what its
     tickets are looked for by."""
-    if actor.reseller_id is None:
-        return {"_id": {"$in": []}}
-    ors: list[dict[str, Any]] = [
-        {"_id": {"$in": await ticket_tags.ticket_ids_with(db, actor.scope, tag, limit=MAX_TAGGED)}}
-    ]
-    client_ids = await clients.ids_tagged(db, actor.reseller_id, tag)
+    ors: list[dict[str, Any]] = [{"_id": {"$in": await ticket_tags.ticket_ids_with(db, scope, tag, limit=MAX_TAGGED)}}]
+    client_ids = await clients.ids_tagged(db, scope, tag)
     if client_ids:
         ors.append({"client_id": {"$in": client_ids}})
     return {"$or": ors}

@@ -2,8 +2,9 @@
 (the unique `_id` decides races on every store), then projected onto the ticket document."""
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import asdict, dataclass
+from datetime import datetime
 from typing import Any
 
 from pymongo.errors import DuplicateKeyError
@@ -13,7 +14,7 @@ from backend.audit.names import with_names
 from backend.audit.schemas import TicketEventPage
 from backend.clients import service as clients
 from backend.core import natural_keys
-from backend.core.clock import utcnow
+from backend.core.clock import as_utc, utcnow
 from backend.core.db import Database
 from backend.core.errors import Conflict, Forbidden, NotFound, Unauthorized, Unprocessable
 from backend.core.ids import is_valid_id, new_id
@@ -623,19 +624,49 @@ async def release_held_by(db: Database, actor: Actor, *, holder_id: str) -> list
     if holder.active or holder.reseller_id is None:  # the admin belongs to no tenant: it holds none
         return []
     released: list[str] = []
+    async for ticket in _held_in_atendendo(db, holder):
+        if await _hand_back(db, actor, ticket=ticket, holder_id=holder.id, action=Action.RELEASE) is not None:
+            released.append(ticket.id)
+    return released
+
+
+async def _held_in_atendendo(db: Database, holder: users.User) -> AsyncIterator[Ticket]:
+    assert holder.reseller_id is not None
     after: str | None = None
     scope, atendendo = TenantScope(holder.reseller_id), Status.ATENDENDO.value
     while True:
         held = await repository.held_by(db, scope, holder.id, status=atendendo, after_id=after, limit=RELEASE_BATCH)
         for ticket in held:
-            if await _hand_back(db, actor, ticket=ticket, holder_id=holder.id, action=Action.RELEASE) is not None:
-                released.append(ticket.id)
+            yield ticket
         if len(held) < RELEASE_BATCH:
-            return released
+            return
         after = held[-1].id
 
 
-async def hand_back_if_inactive(db: Database, ticket: Ticket) -> bool:
+async def release_owed(db: Database, *, paid_if_active_before: datetime) -> int:
+    """Pays every release a deactivation marked owed and did not pay (users/deactivation.py: its
+    process killed between its user write and the end of its release): the tickets its person,
+    inactive, still holds go back to their departments' queues, each handed back as
+    `hand_back_if_inactive` does, idle conversations included (the sweep's visits reach only
+    tickets moved or messaged lately). A mark whose person is active (reactivated since, or the
+    user write never landed) is paid once older than `paid_if_active_before`: a deactivation
+    still under way has marked, and not yet written the user. Returns the tickets handed back."""
+    released = 0
+    for owed in await users.owed_releases_internal(db):
+        holder = await users.get_internal(db, owed.id)
+        if holder is not None and holder.active and as_utc(owed.owed_at) >= as_utc(paid_if_active_before):
+            continue
+        if holder is not None and not holder.active and holder.reseller_id is not None:
+            async for ticket in _held_in_atendendo(db, holder):
+                released += await hand_back_if_inactive(db, ticket)
+        assert owed.owed is not None
+        await users.release_paid(db, owed.id, owed.owed)
+    return released
+
+
+async def hand_back_if_inactive(
+    db: Database, ticket: Ticket, *, holders: dict[str, users.User | None] | None = None
+) -> bool:
     """Run by every move that gives a ticket to a person (assume, transfer to an agent, Reabrir, a
     conversation an agent starts), once its event landed: a holder deactivated meanwhile keeps
     nothing. The ticket goes back to its department's queue at once, as a transfer by the holder
@@ -646,10 +677,19 @@ async def hand_back_if_inactive(db: Database, ticket: Ticket) -> bool:
     The other half of the deactivation's handshake (users.deactivation): it writes the user, then
     lists what the person holds; this move writes its event, then reads the user. Whichever comes
     second sees the other's write, so an assume authenticated before the deactivation that lands
-    after the list was read is caught here, and one that landed before is in that list."""
+    after the list was read is caught here, and one that landed before is in that list.
+
+    `holders`: the people read so far by a caller visiting many tickets (the sweep), filled as it
+    reads: an active one is not read again (one read per person per pass, not per ticket); an
+    inactive one is, as one reactivated meanwhile keeps its tickets."""
     if ticket.status != Status.ATENDENDO.value or ticket.agent_id is None:
         return False
-    holder = await users.get_internal(db, ticket.agent_id)
+    known = holders.get(ticket.agent_id) if holders is not None else None
+    if known is not None and known.active:
+        return False
+    holder = await users.get_internal(db, ticket.agent_id)  # an inactive one always read afresh
+    if holders is not None and holder is not None:
+        holders[holder.id] = holder
     if holder is None or holder.active:
         return False
     await _hand_back(db, holder.as_actor(), ticket=ticket, holder_id=holder.id, action=Action.TRANSFER_TO_DEPARTMENT)
@@ -794,9 +834,9 @@ async def list_page(
         )
     ]
     if q and q.strip():
-        parts.append(await search.text_filter(db, actor, q))
+        parts.append(await search.text_filter(db, scope, q))
     if f.tag:
-        parts.append(await search.tag_filter(db, actor, f.tag))
+        parts.append(await search.tag_filter(db, scope, f.tag))
     if f.created_from is not None or f.created_to is not None:
         parts.append(search.period_filter(f.created_from, f.created_to))
     query = parts[0] if len(parts) == 1 else {"$and": parts}

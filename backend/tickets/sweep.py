@@ -12,10 +12,11 @@ their end (no `finalize-hooks` key: one read by `_id`) gets them run again: a fi
 killed between its event and the end of its hooks would otherwise leave a message that raced it
 behind, or the closing message and the survey unsent. A ticket held (atendendo) by a person who is
 inactive now is handed back to its department's queue (`tickets.hand_back_if_inactive`, one read of
-the holder by `_id`): a deactivation whose release did not run to its end (its answer lost, its
-process killed), a move whose own hand-back lost its event, or an assume projected only now, after
-the release listed the person's tickets — each would leave the conversation with someone who can
-no longer see it.
+each holder by `_id` per pass): a move whose own hand-back lost its event, or an assume projected
+only now, after the release listed the person's tickets — each would leave the conversation with
+someone who can no longer see it. And every pass pays the releases deactivations left owed
+(`tickets.release_owed`: one read of the small `user_releases` collection, then only for an unpaid
+mark), which reaches the person's idle conversations too.
 
 The bound, with no reader: a ticket converges within one sweep period plus one sweep, the period
 being max(TICKET_SWEEP_SECONDS, IDLE_FACTOR x the last sweep's scan time). Each sweep is two range
@@ -47,6 +48,7 @@ from backend.messages import public as messages
 from backend.tickets import projection, repository
 from backend.tickets import service as tickets
 from backend.tickets.states import Status
+from backend.users import service as users
 
 log = get_logger("tickets.sweep")
 
@@ -66,6 +68,7 @@ async def sweep_once(db: Database, *, since: datetime) -> Swept:
     latest = await messages.latest_per_ticket_since_internal(db, since)
     scan_seconds = time.monotonic() - clock
     repaired = 0
+    holders: dict[str, users.User | None] = {}  # the holders read in this pass (hand_back_if_inactive)
     for ticket_id in sorted(set(versions) | set(latest)):
         doc = await repository.get_internal(db, ticket_id)
         behind = doc is None or doc.version < versions.get(ticket_id, 0)
@@ -86,7 +89,9 @@ async def sweep_once(db: Database, *, since: datetime) -> Swept:
             await tickets.after_finalize(db, doc)
         if doc is not None:
             # Held by a person deactivated meanwhile (module docstring): handed back to its queue.
-            await tickets.hand_back_if_inactive(db, doc)
+            await tickets.hand_back_if_inactive(db, doc, holders=holders)
+    # Deactivations whose own release never ran to its end: their idle conversations too.
+    await tickets.release_owed(db, paid_if_active_before=since)
     return Swept(repaired, scan_seconds)
 
 

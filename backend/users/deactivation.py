@@ -10,12 +10,15 @@ The order of the writes (no transaction spans them; FerretDB has none):
    person authenticates, so it starts no new assume, transfer, Reabrir or conversation;
 2. then the release, read from the tickets as they are after that write.
 
-A user write whose answer was lost is read back, and the release runs when it landed (the page
-then offers no second click). Crash between them, or during the release: the user is inactive and
-some tickets still held; the ticket sweep hands back each one it visits (a move or a message since
-its last pass: tickets/sweep.py), and repeating the PATCH finishes it all: step 1 again changes
-nothing (no second token bump) and step 2 runs every time `active` is false, the user already
-inactive or not, and is idempotent (a ticket handed back is no longer listed). Releasing first
+Before step 1 the release is marked owed (`user_releases`, users.service.owe_release), and the
+mark is paid once step 2 ran to its end. A user write whose answer was lost is read back, and the
+release runs when it landed (the page then offers no second click). Crash between them, or during
+the release: the user is inactive and some tickets still held, the mark unpaid; the ticket sweep
+runs the release for every unpaid mark whose person is inactive (tickets.service.release_owed,
+every TICKET_SWEEP_SECONDS), idle conversations included, and repeating the PATCH finishes it all
+too: step 1 again changes nothing (no second token bump) and step 2 runs every time `active` is
+false, the user already inactive or not, and is idempotent (a ticket handed back is no longer
+listed). Releasing first
 and deactivating after would be repaired the same way, but would leave a window where the
 still-active person assumes a ticket after the release read its list; releasing on both sides of
 the deactivation narrows that window without closing it.
@@ -38,15 +41,21 @@ from backend.users.schemas import UserRead, UserUpdate
 
 async def update(db: Database, actor: Actor, *, user_id: str, data: UserUpdate) -> UserRead:
     """users.service.update, then, when it deactivates (or deactivates again), the release."""
+    owed = await service.owe_release(db, actor, user_id=user_id) if data.active is False else None
     try:
         user = await service.update(db, actor, user_id=user_id, data=data)
     except PyMongoError:
         # The user write may have landed with its answer lost: the reloaded page then shows the
-        # person inactive and offers no second click, so the release runs here all the same (the
-        # ticket sweep hands back what a killed process left: backend/tickets/sweep.py).
+        # person inactive and offers no second click, so the release runs here all the same.
         if data.active is False and not (await service.get_or_404(db, actor, user_id=user_id)).active:
-            await tickets.release_held_by(db, actor, holder_id=user_id)
+            await _release(db, actor, user_id, owed)
         raise
     if data.active is False:
-        await tickets.release_held_by(db, actor, holder_id=user.id)
+        await _release(db, actor, user.id, owed)
     return user
+
+
+async def _release(db: Database, actor: Actor, user_id: str, owed: str | None) -> None:
+    await tickets.release_held_by(db, actor, holder_id=user_id)
+    if owed is not None:
+        await service.release_paid(db, user_id, owed)

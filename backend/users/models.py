@@ -44,3 +44,14 @@ class User(StoredModel):
             reseller_id=self.reseller_id,
             department_ids=tuple(self.department_ids),
         )
+
+
+class ReleaseOwed(StoredModel):
+    """A deactivation whose hand-back of the person's tickets may not have run to its end
+    (collection `user_releases`, `_id` the person's: users/deactivation.py). `owed` names the
+    deactivation that wrote it; None once a release ran to its end after it."""
+
+    reseller_id: str
+    owed: str | None = None
+    owed_at: datetime
+    paid_at: datetime | None = None

@@ -1,6 +1,7 @@
 """Queries on `users` (admins, resellers' owners, agents and clients)."""
 
 from collections.abc import AsyncIterator
+from datetime import datetime
 from typing import Any
 
 from backend.core import group_commit
@@ -8,9 +9,10 @@ from backend.core.conditional import one_writer, update_if
 from backend.core.db import Database
 from backend.core.indexes import ASC, DESC, declare
 from backend.core.tenancy import TenantScope
-from backend.users.models import User
+from backend.users.models import ReleaseOwed, User
 
 COLLECTION = "users"
+RELEASES = "user_releases"  # read by the ticket sweep only: a handful of documents, one per person
 
 declare(
     COLLECTION,
@@ -115,3 +117,22 @@ async def ids_matching(db: Database, scope: TenantScope, query: dict[str, Any], 
     scoped_query = scope.filter({**query, "role": role})
     docs = await db[COLLECTION].find(scoped_query, projection={"_id": 1}).limit(limit).to_list(length=limit)
     return [d["_id"] for d in docs]
+
+
+async def owe_release(db: Database, user: User, owed: str, at: datetime) -> None:
+    """Marks `user`'s release as owed by deactivation `owed` (one document per person, rewritten
+    by each deactivation: the collection stays as small as the staff)."""
+    assert user.reseller_id is not None
+    changes = {"reseller_id": user.reseller_id, "owed": owed, "owed_at": at, "paid_at": None}
+    async with one_writer(db, RELEASES, user.id):
+        await db[RELEASES].update_one({"_id": user.id}, {"$set": changes}, upsert=True)
+
+
+async def owed_releases_internal(db: Database) -> list[ReleaseOwed]:
+    return [ReleaseOwed.model_validate(d) for d in await db[RELEASES].find({"owed": {"$ne": None}}).to_list(None)]
+
+
+async def release_paid(db: Database, user_id: str, owed: str, at: datetime) -> None:
+    """Only the deactivation `owed`'s mark: a later deactivation's stays owed until its own release."""
+    async with one_writer(db, RELEASES, user_id):
+        await update_if(db, RELEASES, user_id, {"owed": owed}, {"$set": {"owed": None, "paid_at": at}})

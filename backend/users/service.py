@@ -18,6 +18,7 @@ from backend.core.tenancy import Actor, Role, TenantScope
 from backend.departments import service as departments
 from backend.realtime import feed
 from backend.users import repository
+from backend.users.models import ReleaseOwed as ReleaseOwed  # published: the sweep's list
 from backend.users.models import User as User  # published: the stored shape (clients are users too)
 
 # Published to other domains (they never import a repository: docs/ARCHITECTURE.md §2): a user by
@@ -180,6 +181,28 @@ async def update(db: Database, actor: Actor, *, user_id: str, data: UserUpdate) 
     if user.reseller_id and (revoke or "active" in changes or "department_ids" in changes):
         feed.access_changed(db, reseller_id=user.reseller_id, user_id=user.id)
     return UserRead.of(user)
+
+
+async def owe_release(db: Database, actor: Actor, *, user_id: str) -> str | None:
+    """Before a deactivation's user write (users/deactivation.py): a durable mark that the
+    release of the agent's tickets is owed, which the ticket sweep pays when the deactivation's
+    own process did not (killed between its two steps). Returns the mark's name for
+    `release_paid`; None for someone who holds no tickets to release (not an agent of a tenant)."""
+    target = await get_or_404(db, actor, user_id=user_id)
+    if target.role != "agent" or target.reseller_id is None:
+        return None
+    owed = new_id()
+    await repository.owe_release(db, target, owed, utcnow())
+    return owed
+
+
+async def owed_releases_internal(db: Database) -> list[ReleaseOwed]:
+    """The deactivations whose release may not have run to its end (the ticket sweep's list)."""
+    return await repository.owed_releases_internal(db)
+
+
+async def release_paid(db: Database, user_id: str, owed: str) -> None:
+    await repository.release_paid(db, user_id, owed, utcnow())
 
 
 async def update_profile(db: Database, actor: Actor, *, data: ProfileUpdate) -> UserRead:

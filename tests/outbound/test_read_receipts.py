@@ -80,3 +80,62 @@ async def test_a_company_that_turned_read_receipts_off_tells_the_client_nothing(
     assert (r.status_code, r.json()["unread_count"]) == (200, 0), r.text
     await asyncio.sleep(0.5)
     assert await _receipts(evolution, conn["instance_name"]) == []
+
+
+async def test_what_the_agent_read_before_taking_the_ticket_is_acknowledged_once_it_holds_it(
+    client: httpx.AsyncClient, admin_headers: dict[str, str], evolution: FakeEvolution, db: Any
+) -> None:
+    """The screen shows a ticket's thread, marking it read, before its Assumir: the holder read
+    those messages, but not as the person answering. Once it assumes, they are acknowledged; so are
+    those a colleague read before the ticket was transferred to it."""
+    tenant = await make_tenant(client, admin_headers, agents=2)
+    conn = await make_connection(client, tenant, evolution)
+    instance = conn["instance_name"]
+    agent, colleague = tenant.agents[0]["headers"], tenant.agents[1]
+    phone = unique_phone()
+    jid = f"{phone}@s.whatsapp.net"
+    first = await _writes(evolution, db, conn, phone, "bom dia")
+    second = await _writes(evolution, db, conn, phone, "minha internet caiu")
+    ticket_id = str((await db.tickets.find_one({"reseller_id": tenant.id, "client_phone": phone}))["_id"])
+    r = await client.post(f"{API}/tickets/{ticket_id}/read", headers=agent)  # opened from the queue
+    assert (r.status_code, r.json()["unread_count"]) == (200, 0), r.text
+    third = await _writes(evolution, db, conn, phone, "alguém aí?")  # after its look: not read yet
+    await asyncio.sleep(0.5)
+    assert await _receipts(evolution, instance) == []
+
+    assert (await client.post(f"{API}/tickets/{ticket_id}/assume", headers=agent)).status_code == 200
+    read_before = [{"remoteJid": jid, "fromMe": False, "id": key} for key in (first, second)]
+    assert await wait_for(lambda: _receipts(evolution, instance)) == read_before
+    r = await client.post(f"{API}/tickets/{ticket_id}/read", headers=agent)  # and now the third
+    assert r.status_code == 200, r.text
+
+    async def three() -> list[dict[str, Any]] | None:
+        found = await _receipts(evolution, instance)
+        return found if len(found) > 2 else None
+
+    all_three = [*read_before, {"remoteJid": jid, "fromMe": False, "id": third}]
+    assert await wait_for(three) == all_three
+
+    # Another client's ticket, opened from the queue by the colleague, then assumed by the owner (who
+    # read nothing) and transferred to the colleague: what the colleague read is acknowledged once
+    # it holds it, without another read.
+    other_phone = unique_phone()
+    looked = await _writes(evolution, db, conn, other_phone, "tem alguém de plantão?")
+    other_ticket = str((await db.tickets.find_one({"reseller_id": tenant.id, "client_phone": other_phone}))["_id"])
+    r = await client.post(f"{API}/tickets/{other_ticket}/read", headers=colleague["headers"])
+    assert (r.status_code, r.json()["unread_count"]) == (200, 0), r.text
+    r = await client.post(f"{API}/tickets/{other_ticket}/assume", headers=tenant.headers)  # it read nothing
+    assert r.status_code == 200, r.text
+    r = await client.post(
+        f"{API}/tickets/{other_ticket}/transfer", json={"agent_id": colleague["id"]}, headers=tenant.headers
+    )
+    assert r.status_code == 200 and r.json()["agent_id"] == colleague["id"], r.text
+
+    async def other() -> list[dict[str, Any]] | None:
+        found = await _receipts(evolution, instance)
+        return found if len(found) > 3 else None
+
+    assert await wait_for(other) == [
+        *all_three,
+        {"remoteJid": f"{other_phone}@s.whatsapp.net", "fromMe": False, "id": looked},
+    ]

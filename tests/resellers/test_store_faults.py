@@ -522,6 +522,45 @@ async def test_two_creates_of_one_owner_at_one_moment_end_with_one_tenant_as_the
     assert answer.json()["id"] == reseller["_id"]
 
 
+async def test_an_agent_hired_with_the_owners_email_while_the_tenant_is_created_never_takes_it(
+    client: httpx.AsyncClient,
+    browser: httpx.AsyncClient,
+    admin_headers: dict[str, str],
+    direct: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    rival: Tenant,
+) -> None:
+    """The admin's creation claims the owner's email and is held there (a slow store), before any
+    of the tenant's documents; at that moment another tenant's owner hires an agent with that very
+    email, whose user the email's claim does not name yet. The hire must be refused (409): taking
+    the email would leave the company, once written, without its owner for good."""
+    t = _new_tenant()
+    real = users_service.claim_email
+    hold = _hold()
+
+    async def held(db: Any, email: str, **kwargs: Any) -> Any:
+        bound = await real(db, email, **kwargs)
+        if kwargs.get("owner") and email == t.email and not hold.reached.is_set():
+            hold.reached.set()
+            await hold.release_.wait()
+        return bound
+
+    monkeypatch.setattr(users_service, "claim_email", held)
+    click = asyncio.ensure_future(_create(browser, admin_headers, t))
+    try:
+        await hold.caught(click, "the create's email claim")
+        hire = await browser.post(
+            f"{API}/users", json=_agent_body(t.email, rival.departments[0]["id"]), headers=rival.headers
+        )
+    finally:
+        hold.release()
+    created = await click
+    assert (hire.status_code, created.status_code) == (409, 201), (hire.text, created.text)
+    await _no_half_tenant(direct, browser, admin_headers, t.email)
+    reseller = await _one_usable_tenant(client, direct, admin_headers, t)
+    assert created.json()["id"] == reseller["_id"]
+
+
 # -- an agent's creation ------------------------------------------------------------------------------
 
 

@@ -35,15 +35,15 @@ sweep (minutes, on a large FerretDB: sweep.py) leaves behind."""
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from types import ModuleType
 from typing import Any
 
 import httpx
 import pytest
 
 from backend.connections import repository as connections_repository
+from backend.core.config import Settings
 from backend.departments import service as departments_service
 from backend.tickets import service as tickets_service
 from backend.tickets import sweep
@@ -60,10 +60,11 @@ from tests.fakes.harness import (
     settings,
     wait_for,
 )
+from tests.holds import Hold, holds
 from tests.tcp_relay import Lose, StoreProxy, command_marker, relayed, string_element, unanswered
 from tests.webhooks.helpers import settled
 
-__all__ = ["app", "backend_port", "evolution", "settings"]
+__all__ = ["app", "backend_port", "evolution", "holds", "settings"]
 
 WAIT = 30.0  # a trap's springing, a held request's arrival, a delivery's processing (a loaded 2-core box)
 SETTLE = 15.0  # how long the end state may take: a stall (1.5 s), sweep periods (0.5 s each)
@@ -84,39 +85,6 @@ def settings_overrides(store_relay: StoreProxy) -> dict[str, Any]:
 
 
 # --- held requests ------------------------------------------------------------------------------
-
-
-@dataclass
-class Hold:
-    """A function of the backend held in-process: `entered` once a call matching it arrived, which
-    waits there until `go` is set."""
-
-    entered: asyncio.Event = field(default_factory=asyncio.Event)
-    go: asyncio.Event = field(default_factory=asyncio.Event)
-
-
-@pytest.fixture
-async def holds(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Callable[..., Hold]]:
-    """`hold(module, name, when)`: the next call of `module.name` for which `when(*args, **kwargs)`
-    is true waits until its Hold's `go`. Every hold is let go after the test (never a hung request)."""
-    made: list[Hold] = []
-
-    def hold(module: ModuleType, name: str, when: Callable[..., bool]) -> Hold:
-        held, real = Hold(), getattr(module, name)
-
-        async def waiting(*args: Any, **kwargs: Any) -> Any:
-            if not held.entered.is_set() and when(*args, **kwargs):
-                held.entered.set()
-                await held.go.wait()
-            return await real(*args, **kwargs)
-
-        monkeypatch.setattr(module, name, waiting)
-        made.append(held)
-        return held
-
-    yield hold
-    for held in made:
-        held.go.set()
 
 
 async def _pause_sweep(holds: Callable[..., Hold]) -> Hold:
@@ -545,6 +513,83 @@ async def test_a_deactivation_whose_answer_was_lost_leaves_no_ticket_with_the_ag
         await _check_handed_back(browser, desk, ticket_id, dept_index=i)
         await _check_next_message_seen(browser, evolution, desk, ticket_id, desk.colleagues[i]["headers"])
     await _check_nothing_stranded(desk.tenant.id)
+
+
+async def test_a_deactivation_killed_before_its_release_hands_back_conversations_nobody_touches(
+    client: httpx.AsyncClient,
+    browser: httpx.AsyncClient,
+    admin_headers: dict[str, str],
+    evolution: FakeEvolution,
+    settings: Settings,
+    holds: Callable[..., Hold],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The deactivation's user write lands and its process dies before the release (here: the
+    release is held for the rest of the test, so it never runs). The agent's two conversations are
+    idle: no client writes, nobody moves them, so the sweep's visits of recent tickets never reach
+    them (its look-back is cut to 0.2 s and they were last touched seconds ago). They must still go
+    back to their queues, by the release the deactivation left owed, and the owed mark be paid."""
+    monkeypatch.setattr(settings, "TICKET_SWEEP_LOOKBACK_SECONDS", 0.2)
+    desk = await _desk(client, admin_headers, evolution)
+    holder = desk.holder["id"]
+    await asyncio.sleep(2.0)  # past the sweep's look-back: the tickets are idle to it
+    held = holds(tickets_service, "release_held_by", lambda *a, **k: k.get("holder_id") == holder)
+    killed = asyncio.ensure_future(_set_active(browser, desk, holder, False))
+    await _arrived(held.entered, killed, "the deactivation's release")
+    stored = await _direct.users.find_one({"_id": holder})
+    assert stored["active"] is False, stored
+
+    await _check_cannot_authenticate(browser, desk)
+    for i, ticket_id in enumerate(desk.held):
+        await _check_handed_back(browser, desk, ticket_id, dept_index=i, by=holder)
+    await _check_nothing_stranded(desk.tenant.id)
+    await _check_counts(browser, desk)
+
+    async def paid() -> bool:
+        mark = await _direct.user_releases.find_one({"_id": holder})
+        return mark is not None and mark["owed"] is None and mark["paid_at"] is not None
+
+    assert await wait_for(paid, timeout=SETTLE), await _direct.user_releases.find_one({"_id": holder})
+    for i, ticket_id in enumerate(desk.held):
+        await _check_next_message_seen(browser, evolution, desk, ticket_id, desk.colleagues[i]["headers"])
+    held.go.set()  # the request ends (a killed process's never would): its release finds nothing left
+    answer = await killed
+    assert answer.status_code == 200, answer.text
+    for ticket_id in desk.held:
+        handed = [e for e in await _log(ticket_id) if e["data"].get("reason") == REASON]
+        assert len(handed) == 1, _told(handed)
+
+
+async def test_a_deactivation_whose_user_write_was_lost_leaves_its_owed_mark_paid_while_the_agent_stays_active(
+    client: httpx.AsyncClient,
+    browser: httpx.AsyncClient,
+    admin_headers: dict[str, str],
+    evolution: FakeEvolution,
+    settings: Settings,
+    store_proxy: StoreProxy,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The mark is written before the user write; that write never runs (503). The agent stays
+    active and keeps its conversations: the sweep pays the mark once it is older than its look-back
+    (a deactivation still under way has marked and not yet written) and hands nothing back."""
+    monkeypatch.setattr(settings, "TICKET_SWEEP_LOOKBACK_SECONDS", 0.5)
+    desk = await _desk(client, admin_headers, evolution)
+    holder = desk.holder["id"]
+    click = await _lost_click(
+        store_proxy, _deactivation_write(holder), "request", _set_active(browser, desk, holder, False), "user write"
+    )
+    assert unanswered(await click)
+
+    async def paid() -> bool:
+        mark = await _direct.user_releases.find_one({"_id": holder})
+        return mark is not None and mark["owed"] is None
+
+    assert await wait_for(paid, timeout=SETTLE), await _direct.user_releases.find_one({"_id": holder})
+    assert (await _direct.users.find_one({"_id": holder}))["active"] is True
+    for ticket_id in desk.held:
+        doc = await _direct.tickets.find_one({"_id": ticket_id})
+        assert doc["status"] == "atendendo" and doc["agent_id"] == holder, doc
+        assert not [e for e in await _log(ticket_id) if e["data"].get("reason") == REASON]
 
 
 # --- 2. competitors between the deactivation's user write and its release -------------------------
@@ -1033,3 +1078,42 @@ async def test_a_default_change_racing_a_department_deactivation_never_opens_con
     seers = [desk.colleagues[i]["headers"] for i in range(2) if desk.dept(i) == ticket["department_id"]]
     assert seers and ticket["_id"] in await _listed(browser, seers[0], "espera"), ticket
     await _check_nothing_stranded(desk.tenant.id)
+
+
+async def test_a_default_change_given_way_takes_back_only_its_own_value(
+    client: httpx.AsyncClient,
+    browser: httpx.AsyncClient,
+    admin_headers: dict[str, str],
+    evolution: FakeEvolution,
+    holds: Callable[..., Hold],
+) -> None:
+    """A manager makes department 1 the connection's default; its write lands and it is held before
+    its check after the write. Meanwhile another save makes department 2 the default, and the owner
+    deactivates department 1 (no connection defaults there any more). The first save then finds
+    its department inactive and gives way: it must take back its own value only, never the later
+    save's department 2, which it would otherwise replace with the default it read first (0)."""
+    tenant = await make_tenant(client, admin_headers, departments=3, agents=1)
+    conn = await make_connection(client, tenant, evolution)
+    first_default, mine, later = (d["id"] for d in tenant.departments)
+    url = f"{API}/whatsapp-connections/{conn['id']}"
+    stored = await _direct.whatsapp_connections.find_one({"_id": conn["id"]})
+    assert stored["default_department_id"] == first_default, stored
+    # The check after the write names the department alone (the one before it also passes `kept`).
+    held = holds(departments_service, "require_active_ids", lambda *a, **k: "kept" not in k and list(a[2]) == [mine])
+    given_way = asyncio.ensure_future(browser.patch(url, json={"default_department_id": mine}, headers=tenant.headers))
+    await _arrived(held.entered, given_way, "the first save's check after its write")
+
+    r = await browser.patch(url, json={"default_department_id": later}, headers=tenant.headers)
+    assert r.status_code == 200 and r.json()["default_department_id"] == later, r.text
+    r = await browser.patch(f"{API}/departments/{mine}", json={"active": False}, headers=tenant.headers)
+    assert r.status_code == 200, r.text
+    held.go.set()
+    answer = await given_way
+    assert answer.status_code == 422, answer.text
+
+    stored = await _direct.whatsapp_connections.find_one({"_id": conn["id"]})
+    assert stored["default_department_id"] == later, (
+        f"the save that gave way put back {stored['default_department_id']} over the later save's {later}"
+    )
+    r = await browser.get(url, headers=tenant.headers)
+    assert r.status_code == 200 and r.json()["default_department_id"] == later, r.text
