@@ -9,6 +9,7 @@ const indexes = [
   {"collection": "media.chunks", "keys": {"files_id": 1, "n": 1}, "options": {"name": "files_id_1_n_1", "unique": true}},
   {"collection": "media.files", "keys": {"filename": 1, "uploadDate": 1}, "options": {"name": "filename_1_uploadDate_1"}},
   {"collection": "messages", "keys": {"created_at": 1}, "options": {"name": "created"}},
+  {"collection": "messages", "keys": {"moved_from_ticket_id": 1, "created_at": 1}, "options": {"name": "moved_from_created"}},
   {"collection": "messages", "keys": {"reseller_id": 1, "created_at": 1}, "options": {"name": "tenant_created"}},
   {"collection": "messages", "keys": {"ticket_id": 1, "created_at": 1, "_id": 1}, "options": {"name": "ticket_created"}},
   {"collection": "quick_replies", "keys": {"reseller_id": 1, "owner": 1, "shortcut_key": 1}, "options": {"name": "tenant_owner_shortcut_unique", "unique": true}},

@@ -83,6 +83,8 @@ class Message(StoredModel):
     # A change made to an earlier message (types "edit", "revoke", "reaction"): that message's id.
     # Filed beside it, in its ticket, whatever state that ticket is in (messages.service.record_change).
     annotates: str | None = None
+    # The scheduled message it was sent for (backend/scheduled): its author is told should it fail.
+    scheduled_id: str | None = None
 
     def stored(self) -> dict[str, Any]:
         """Only the fields its writer named: a message keeps the shape it always had (an absent

@@ -26,6 +26,12 @@ declare(
 )
 declare(COLLECTION, [("reseller_id", ASC), ("created_at", ASC)], name="tenant_created", purpose="tenant exports")
 declare(COLLECTION, [("created_at", ASC)], name="created", purpose="the projection sweep: every ticket active recently")
+declare(
+    COLLECTION,
+    [("moved_from_ticket_id", ASC), ("created_at", ASC)],
+    name="moved_from_created",
+    purpose="a finalize's refile: the client messages already moved on from the ticket",
+)
 
 
 async def insert(db: Database, message: Message) -> None:
@@ -54,10 +60,11 @@ async def ticket_ids_with_text(db: Database, scope: TenantScope, text: str, *, l
 
 
 async def client_messages_after_internal(db: Database, ticket_id: str, at: datetime) -> list[Message]:
-    """The client messages of a ticket stamped later than `at`, oldest first; not its rating
-    (a client's answer to the survey after the finalize, which belongs to it: backend/automation)."""
+    """The client messages of a ticket stamped later than `at`, oldest first, with those already
+    moved on from it (`moved_from_ticket_id`); not its rating (a client's answer to the survey
+    after the finalize, which belongs to it: backend/automation)."""
     query = {
-        "ticket_id": ticket_id,
+        "$or": [{"ticket_id": ticket_id}, {"moved_from_ticket_id": ticket_id}],
         "created_at": {"$gt": at},
         "sender_type": "client",
         "rating": None,

@@ -133,6 +133,8 @@ class MessageRead(ReadModel):
     # the emoji, "" when taken back) record what was done to the earlier message `annotates`,
     # which keeps what it said (`quoted` shows it); nothing is ever removed.
     annotates: str | None = None
+    # Sent at its time by the server for the scheduled message named (backend/scheduled).
+    scheduled_id: str | None = None
 
     @classmethod
     def of_message(cls, message: Message) -> Self:

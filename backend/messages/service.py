@@ -251,7 +251,10 @@ async def refile_after_finalize(db: Database, ticket: tickets.Ticket) -> None:
         return
     assert ticket.finalized_at is not None  # just finalized
     for message in await repository.client_messages_after_internal(db, ticket.id, as_utc(ticket.finalized_at)):
-        filed, moved = await _keep_out_of_finalized(db, message, stamped_after_only=True)
+        # One moved on already (by an earlier run of this scan that stopped after the move, or by
+        # its own writer) is completed where it is: its number, activity and announcement there
+        # may be what that run never wrote; each is safe to repeat.
+        filed, moved = await _keep_out_of_finalized(db, message, stamped_after_only=message.ticket_id == ticket.id)
         if filed is not None and filed.id != ticket.id:
             await _after_stored(db, filed, moved)
     await natural_keys.claim(db, REFILED_KEY, ticket.id, target=ticket.id)
@@ -449,11 +452,13 @@ async def send_as_agent(
     media: dict[str, Any] | None = None,
     quoted: Quoted | None = None,
     annotates: str | None = None,
+    scheduled_id: str | None = None,
 ) -> Message:
     """Stores `body` (and a file's media, a quote) as `actor`'s message to the client and queues
     it for sending, signed as the reseller's settings say. The caller checked that the client can
     be reached (held_for_reply, or the start of a conversation in tickets.intake). `annotates`:
-    the message a reaction, a deletion or an edit changes (`react`, `revoke`, `edit`)."""
+    the message a reaction, a deletion or an edit changes (`react`, `revoke`, `edit`);
+    `scheduled_id`: the scheduled message it is (backend/scheduled)."""
     message_id = message_id or new_id()
     if sign and await resellers.signature_enabled(db, ticket.reseller_id):
         body = signed(actor.name, body) if body else signed(actor.name, "").rstrip("\n")
@@ -472,7 +477,11 @@ async def send_as_agent(
         message_id=message_id,
         type_=type_,
         media=media,
-        extra={**({"quoted": quoted} if quoted is not None else {}), **({"annotates": annotates} if annotates else {})},
+        extra={
+            **({"quoted": quoted} if quoted is not None else {}),
+            **({"annotates": annotates} if annotates else {}),
+            **({"scheduled_id": scheduled_id} if scheduled_id else {}),
+        },
     )
     outbound.wake(db)
     return doc

@@ -6,8 +6,9 @@ from typing import Literal
 from backend.core.schemas import StoredModel
 
 # scheduled: waiting for its time; sent: stored in its ticket and queued for WhatsApp (the
-# message then shows its own ticks); canceled: by a person, or because its ticket was finalized
-# first; failed: its time came while nothing could reach the client (the reason says why).
+# message then shows its own ticks, and the API's `delivery` carries them); canceled: by a
+# person, or because its ticket was finalized first; failed: its time came while nothing could
+# reach the client (the reason says why).
 ScheduleStatus = Literal["scheduled", "sent", "canceled", "failed"]
 
 

@@ -28,6 +28,11 @@ class ScheduledMessageRead(ReadModel):
     replaced_by: str | None = None
     created_at: Timestamp
     settled_at: Timestamp | None = None
+    # Once sent (stored and queued): how its message's delivery stands — "pending" while queued,
+    # "sent", "delivered", "read", or "failed" with `failure_reason` — so "sent" is never shown for
+    # a message WhatsApp did not take.
+    delivery: str | None = None
+    failure_reason: str | None = None
 
 
 ScheduledMessagePage = Page[ScheduledMessageRead]

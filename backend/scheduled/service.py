@@ -22,12 +22,22 @@ one is canceled "edited"; lost (sent, canceled or finalized first), the edited o
 "edit_refused" and the edit answers 409. An edit killed between its two writes leaves both
 waiting, and the pass that takes the edited one first makes the same claim: one of the two is
 sent, never both.
+
+What the lists show follows what is decided, not only what was written: a list settles each
+schedule shown waiting whose key a cancel or an edit claimed (its answer or status write lost), and
+finishes an edit stored whose claim was lost (`_finish_decided`); a cancel or another edit of a
+schedule meets such a stored edit first (`_after_pending_edits`: the edit stands, 409). A "sent"
+claim is written only by the sender, once the message is stored (a pass whose process died after
+its claim is finished by the next one). And "sent" means stored and queued: the lists carry the
+message's delivery (`delivery`, `failure_reason`), and the message names its schedule
+(`scheduled_id`), so a reply WhatsApp refused is shown so and its author told (frontend alerts).
 """
 
 import asyncio
 import contextlib
 import functools
 import hashlib
+from collections.abc import Collection
 from datetime import datetime, timedelta
 
 import structlog
@@ -162,6 +172,9 @@ async def replace(
     await tickets.get_visible_or_404(db, actor, ticket_id=found.ticket_id)
     if actor.id != found.author_id:
         raise Forbidden("only its author can edit a scheduled message")
+    # An unfinished edit of it made by this same request (its answer lost) is this edit's repeat.
+    same = {_schedule_id(actor, found.ticket_id, data, found.id, repeat) for repeat in range(MAX_SAME_SCHEDULES)}
+    found = await _after_pending_edits(db, actor, found, but=same)
     if found.status != "scheduled":
         raise Conflict({"message": "the scheduled message is no longer waiting", "status": found.status})
     edited = await _store_new(db, actor, ticket_id=found.ticket_id, data=data, replaces=found.id)
@@ -179,18 +192,61 @@ async def _take_place(db: Database, edited: ScheduledMessage) -> str:
     outcome, _ = await natural_keys.claim(db, OUTCOME, edited.reseller_id, edited.replaces, target=EDITED + edited.id)
     replaced = await repository.get_internal(db, edited.replaces)
     if replaced is not None:
-        await settle(db, replaced, outcome)
+        await _settle_unless_sending(db, replaced, outcome)
     if outcome != EDITED + edited.id:
         refused, _ = await natural_keys.claim(db, OUTCOME, edited.reseller_id, edited.id, target=EDIT_REFUSED)
         await settle(db, edited, refused)
     return outcome
 
 
+async def _finish_decided(db: Database, schedules: list[ScheduledMessage]) -> bool:
+    """Settles each schedule shown waiting whose fate is decided already: its outcome key claimed
+    by a cancel or an edit whose answer (or status write) was lost, or an edit of it stored whose
+    claim was lost (finished here as its pass would: `_take_place`). Without this a list shows
+    "Agendada", with Cancelar, a message that will never leave, until its time. One or two reads by
+    `_id` per waiting schedule. True when something was settled (the caller reads again)."""
+    changed = False
+    for schedule in schedules:
+        if schedule.status != "scheduled":
+            continue
+        outcome = await natural_keys.lookup(db, OUTCOME, schedule.reseller_id, schedule.id)
+        if outcome == SENT:
+            continue  # a pass claimed it and is sending it, or died doing so: the next pass finishes it
+        if outcome is not None:
+            await settle(db, schedule, outcome)
+            changed = True
+        elif schedule.replaces is not None:
+            replaced = await natural_keys.lookup(db, OUTCOME, schedule.reseller_id, schedule.replaces)
+            if replaced != EDITED + schedule.id:
+                await _take_place(db, schedule)
+                changed = True
+    return changed
+
+
+async def _after_pending_edits(
+    db: Database,
+    actor: Actor,
+    found: ScheduledMessage,
+    *,
+    but: Collection[str] = (),
+) -> ScheduledMessage:
+    """`found` as it stands once an edit of it stored and left unfinished (its claim lost) took
+    its place: a cancel or another edit from a screen that still showed `found` waiting then meets
+    that edit (409), instead of making the pass refuse it unseen. `but`: edits not to finish here."""
+    ticket_list = await repository.for_ticket(db, actor.scope, found.ticket_id, limit=LIST_LIMIT)
+    pending = [s for s in ticket_list if s.replaces == found.id and s.status == "scheduled" and s.id not in but]
+    if not pending or not await _finish_decided(db, pending):
+        return found
+    return await repository.get_internal(db, found.id) or found
+
+
 async def list_for_ticket(db: Database, actor: Actor, *, ticket_id: str) -> ScheduledMessagePage:
     """Everything scheduled in a ticket, whatever became of it, soonest first."""
     ticket = await tickets.get_visible_or_404(db, actor, ticket_id=ticket_id)
     found = await repository.for_ticket(db, actor.scope, ticket.id, limit=LIST_LIMIT)
-    return ScheduledMessagePage(items=[ScheduledMessageRead.of(s) for s in found])
+    if await _finish_decided(db, found):
+        found = await repository.for_ticket(db, actor.scope, ticket.id, limit=LIST_LIMIT)
+    return ScheduledMessagePage(items=await _shown(db, found))
 
 
 async def list_page(
@@ -213,8 +269,26 @@ async def list_page(
         query["author_id"] = author_id
     after = decode_time_cursor(cursor) if cursor else None
     found = await repository.page(db, actor.scope, query, after=after, limit=limit + 1)
+    if await _finish_decided(db, found[:limit]):
+        found = await repository.page(db, actor.scope, query, after=after, limit=limit + 1)
     nxt = encode_cursor([found[limit - 1].send_at.isoformat(), found[limit - 1].id]) if len(found) > limit else None
-    return ScheduledMessagePage(items=[ScheduledMessageRead.of(s) for s in found[:limit]], next_cursor=nxt)
+    return ScheduledMessagePage(items=await _shown(db, found[:limit]), next_cursor=nxt)
+
+
+async def _shown(db: Database, schedules: list[ScheduledMessage]) -> list[ScheduledMessageRead]:
+    """The API's shape, a sent one with its message's delivery (one read by `_id` each): queued is
+    not sent, and a message WhatsApp refused must not read "sent" on the schedule."""
+
+    async def one(schedule: ScheduledMessage) -> ScheduledMessageRead:
+        read = ScheduledMessageRead.of(schedule)
+        if schedule.status != "sent":
+            return read
+        message = await message_store.get_internal(db, schedule.message_id or message_id_of(schedule.id))
+        if message is None:  # settled by a pass that stored it a moment ago, or is about to
+            return read.model_copy(update={"delivery": "pending"})
+        return read.model_copy(update={"delivery": message.status, "failure_reason": message.failure_reason})
+
+    return list(await asyncio.gather(*(one(s) for s in schedules)))
 
 
 async def cancel(db: Database, actor: Actor, *, schedule_id: str) -> ScheduledMessageRead:
@@ -226,11 +300,21 @@ async def cancel(db: Database, actor: Actor, *, schedule_id: str) -> ScheduledMe
     ticket = await tickets.get_visible_or_404(db, actor, ticket_id=found.ticket_id)
     if actor.role != "reseller" and actor.id not in (found.author_id, ticket.agent_id):
         raise Forbidden("only its author, the ticket's holder or the reseller can cancel a scheduled message")
+    found = await _after_pending_edits(db, actor, found)  # an edit of it that was stored stands
     outcome, _ = await natural_keys.claim(db, OUTCOME, found.reseller_id, found.id, target=CANCELED)
-    settled = await settle(db, found, outcome)
+    settled = await _settle_unless_sending(db, found, outcome)
     if outcome != CANCELED:
-        raise Conflict({"message": "the scheduled message is no longer waiting", "status": settled.status})
+        status = "sent" if outcome == SENT else settled.status
+        raise Conflict({"message": "the scheduled message is no longer waiting", "status": status})
     return ScheduledMessageRead.of(settled)
+
+
+async def _settle_unless_sending(db: Database, schedule: ScheduledMessage, outcome: str) -> ScheduledMessage:
+    """`settle`, except for "sent" (a pass's claim), which only the sender writes once the message
+    is stored (`deliver`, `after_finalize`): read "sent", a schedule is never taken by a pass
+    again, so a cancel or an edit that met the claim of a pass that died before storing its
+    message must not write it — the next pass sends it."""
+    return schedule if outcome == SENT else await settle(db, schedule, outcome)
 
 
 async def settle(db: Database, schedule: ScheduledMessage, outcome: str) -> ScheduledMessage:
@@ -260,7 +344,8 @@ async def _announce(db: Database, schedule: ScheduledMessage) -> None:
     know of, wherever they are in the app). Never raises (feed.publish): the schedule is settled."""
     ticket = await tickets.get_internal(db, schedule.ticket_id)
     if ticket is not None:
-        shown = ScheduledMessageRead.of(schedule).model_dump(mode="json")
+        (read,) = await _shown(db, [schedule])
+        shown = read.model_dump(mode="json")
         await feed.publish(
             db, reseller_id=schedule.reseller_id, type_="scheduled.settled", ticket=ticket, data={"schedule": shown}
         )
@@ -297,7 +382,10 @@ async def _send(db: Database, schedule: ScheduledMessage) -> None:
     ticket = await tickets.get_internal(db, schedule.ticket_id)
     if ticket is None:
         raise LookupError(f"ticket {schedule.ticket_id} of scheduled message {schedule.id} not found")
-    await messages.send_as_agent(db, await _author(db, schedule), ticket, body=schedule.body, message_id=message_id)
+    author = await _author(db, schedule)
+    await messages.send_as_agent(
+        db, author, ticket, body=schedule.body, message_id=message_id, scheduled_id=schedule.id
+    )
 
 
 async def _author(db: Database, schedule: ScheduledMessage) -> Actor:

@@ -526,3 +526,39 @@ async def test_an_edit_killed_between_its_two_writes_leaves_exactly_one_to_be_se
     assert await service.run_due(db, utcnow() + 2 * LATER) == 0
     texts = await _sent_texts(evolution, phone)
     assert texts[new_text] + texts[f"antigo, {met_first}"] == 1
+
+
+async def test_a_scheduled_reply_whatsapp_refuses_reads_failed_with_its_reason_never_just_sent(
+    client: httpx.AsyncClient, admin_headers: dict[str, str], evolution: FakeEvolution, db: Any
+) -> None:
+    """Its time comes and the pass stores and queues it ("sent" as a schedule: decided once); the
+    provider then refuses it for good. What the strip, the "Agendamentos" list and the author's
+    screens show must follow the message: queued while queued, failed with WhatsApp's reason once
+    failed — a reply the client never got is never shown as sent."""
+    tenant, _, ticket_id, _phone, agent = await _setup(client, admin_headers, evolution, db)
+    created = await _schedule(client, ticket_id, agent, "lembrete que não vai chegar")
+    await evolution.mode("5xx")
+    try:
+        assert await service.run_due(db, utcnow() + LATER) == 1
+        message_id = service.message_id_of(created["id"])
+        queued = await client.get(f"/api/v1/tickets/{ticket_id}/scheduled-messages", headers=agent)
+        (listed,) = queued.json()["items"]
+        assert listed["status"] == "sent" and listed["delivery"] in ("pending", "failed"), listed
+        failed = await wait_for(lambda: db.messages.find_one({"_id": message_id, "status": "failed"}), timeout=30)
+    finally:
+        await evolution.mode("ok")
+    assert failed["scheduled_id"] == created["id"]
+    strip = await client.get(f"/api/v1/tickets/{ticket_id}/scheduled-messages", headers=agent)
+    (listed,) = strip.json()["items"]
+    assert (listed["status"], listed["delivery"], listed["failure_reason"]) == (
+        "sent",
+        "failed",
+        failed["failure_reason"],
+    )
+    page = await client.get("/api/v1/scheduled-messages", headers=tenant.headers)
+    (owner_view,) = [s for s in page.json()["items"] if s["id"] == created["id"]]
+    assert (owner_view["delivery"], owner_view["failure_reason"]) == ("failed", failed["failure_reason"])
+    # The author's screens are told which schedule's reply failed (the alert: frontend alerts.ts).
+    told = await db.tenant_events.find({"reseller_id": tenant.id, "type": "message.status"}).to_list(None)
+    failures = [e for e in told if e["data"]["message_id"] == message_id and e["data"]["status"] == "failed"]
+    assert len(failures) == 1 and failures[0]["message"]["scheduled_id"] == created["id"], failures
