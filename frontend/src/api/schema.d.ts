@@ -474,7 +474,11 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Assume Ticket */
+        /**
+         * Assume Ticket
+         * @description The caller takes the ticket; what it read of the thread before (the screen opens a ticket
+         *     before its Assumir) is acknowledged to the client's phone as its holder's (`read_receipts`).
+         */
         post: operations["tickets-assume"];
         delete?: never;
         options?: never;
@@ -1638,6 +1642,8 @@ export interface components {
             failure_reason?: string | null;
             /** Annotates */
             annotates?: string | null;
+            /** Scheduled Id */
+            scheduled_id?: string | null;
         };
         /** NotReady */
         NotReady: {
@@ -2136,6 +2142,10 @@ export interface components {
             created_at: string;
             /** Settled At */
             settled_at?: string | null;
+            /** Delivery */
+            delivery?: string | null;
+            /** Failure Reason */
+            failure_reason?: string | null;
         };
         /**
          * Status

@@ -71,6 +71,8 @@ export const t = {
   } as Record<string, string>,
   inbox: {
     title: 'Atendimento',
+    // With a search or a filter other than the department on: the badges are the queues' totals.
+    totalsNotFiltered: 'Total da fila, sem contar a busca e os filtros',
     tabsLabel: 'Filas de atendimento',
     searchLabel: 'Buscar cliente',
     empty: 'Nenhum atendimento aqui.',
@@ -307,7 +309,7 @@ export const t = {
     schedule: {
       open: 'Agendar mensagem',
       title: 'Agendar mensagem',
-      intro: 'A mensagem sai sozinha no horário escolhido, em seu nome. Se o atendimento for finalizado antes, o agendamento é cancelado.',
+      intro: 'A mensagem sai sozinha no horário escolhido, em seu nome, mesmo que o atendimento tenha passado para outra pessoa ou voltado à fila. Se o atendimento for finalizado antes, o agendamento é cancelado.',
       body: 'Mensagem',
       bodyPlaceholder: 'Escreva a mensagem que será enviada ao cliente',
       when: 'Data e hora',
@@ -330,6 +332,10 @@ export const t = {
       status: {
         scheduled: 'Agendada',
         sent: 'Enviada',
+        // Sent as a schedule (stored and queued) while WhatsApp has not taken its message yet.
+        queued: 'Na fila de envio',
+        // Its message WhatsApp refused (the reason follows when known).
+        notDelivered: (reason: string | null) => (reason ? `Não enviada: ${reason}` : 'Não enviada'),
         canceled: 'Cancelada',
         finalized: 'Cancelada (atendimento finalizado)',
         // Replaced by its edit (the new one stands in its place).
@@ -451,7 +457,7 @@ export const t = {
     menuOn: 'Menu ligado',
     menuTitle: (name: string) => `Menu de departamentos · ${name}`,
     menuEnabled: 'Perguntar o departamento ao cliente',
-    menuEnabledHint: 'A primeira resposta de um novo atendimento é a lista numerada abaixo; a escolha do cliente leva o atendimento à espera daquele departamento.',
+    menuEnabledHint: 'Depois da saudação (e da mensagem fora do horário, quando for o caso), o cliente de um novo atendimento recebe a lista numerada abaixo; a escolha dele leva o atendimento à espera daquele departamento.',
     menuText: 'Texto do menu',
     menuDepartments: 'Departamentos do menu, na ordem em que aparecem',
     menuAdd: 'Adicionar departamento ao menu',
@@ -488,11 +494,11 @@ export const t = {
     signatureHint: 'As respostas pelo WhatsApp começam com o nome do agente em negrito (*Ana:*) e uma quebra de linha.',
     readReceipts: 'Confirmação de leitura para o cliente',
     readReceiptsHint:
-      'Quando o agente que atende abre a conversa, o cliente vê suas mensagens como lidas (tiques azuis) no WhatsApp. Olhar a fila não conta.',
+      'Quando o agente que atende abre a conversa, ou assume uma que já tinha aberto, o cliente vê suas mensagens como lidas (tiques azuis) no WhatsApp. Só olhar a fila não conta.',
     weekdays: ['Segunda', 'Terça', 'Quarta', 'Quinta', 'Sexta', 'Sábado', 'Domingo'],
     messagesTitle: 'Mensagens automáticas',
     welcomeHint: 'Enviada uma vez quando um cliente abre um novo atendimento pelo WhatsApp.',
-    awayHint: 'Enviada uma vez por atendimento em cada período fechado (fora do horário ou em feriado), enquanto o atendimento está na espera. O atendimento entra na espera normalmente.',
+    awayHint: 'Enviada quando o cliente escreve num período fechado (fora do horário ou em feriado): uma vez por atendimento em cada período, enquanto o atendimento está na espera. O atendimento entra na espera normalmente.',
     closing: 'Mensagem de encerramento',
     closingHint: 'Enviada ao cliente quando um atendimento do WhatsApp é finalizado, se a conexão estiver conectada. Deixe em branco para não enviar.',
     hoursHint: 'Faixas semanais no fuso horário da empresa; um dia pode ter várias faixas. Dia sem faixa é fechado. Uma faixa que fecha antes de abrir termina no dia seguinte (22:00 às 02:00; 18:00 às 00:00 vai até a meia-noite).',

@@ -330,6 +330,11 @@ export function applyEvent(client: QueryClient, event: RealtimeEvent, user: User
   if (event.connection) applyConnection(client, event.connection);
   // Its ticket is the one stored (applied above like any other copy); it moves no ticket, so
   // neither the counts nor the ticket's timeline are read again.
+  if (event.event === 'message.status' && event.message?.scheduled_id && event.ticket) {
+    // A scheduled message's reply moved (taken by WhatsApp, or refused): its chip follows it.
+    readAgain(client, keys.scheduled(event.ticket.id));
+    void client.invalidateQueries({ queryKey: keys.scheduledList });
+  }
   if (event.event === 'scheduled.settled') {
     if (event.data?.schedule) applySchedule(client, event.data.schedule);
     else if (event.ticket) {

@@ -256,4 +256,21 @@ describe('scheduleFailureFor', () => {
     // Not an alert of the toggle's kind (sound, desktop, the tab's count).
     expect(alertFor(settled(failed()), me)).toBeNull();
   });
+
+  it('tells the author when WhatsApp refuses the reply a schedule sent at its time, and nobody else', () => {
+    const reply = (over: Partial<Message> = {}) =>
+      message({
+        direction: 'out', sender_type: 'agent', sender_id: me.id, sender_name: me.name, body: 'lembrete', status: 'failed',
+        failure_reason: 'número sem WhatsApp', scheduled_id: 's'.repeat(24), ...over,
+      });
+    const moved = (m: Message) => ev('message.status', { ticket: held, message: m });
+    expect(scheduleFailureFor(moved(reply()), me)).toEqual({
+      key: `schedule-failed:${'s'.repeat(24)}`,
+      ticketId: held.id,
+      message: 'Mensagem agendada não enviada para Maria Cliente (#7): número sem WhatsApp',
+    });
+    expect(scheduleFailureFor(moved(reply({ status: 'sent', failure_reason: null })), me)).toBeNull();
+    expect(scheduleFailureFor(moved(reply({ scheduled_id: null })), me)).toBeNull(); // an ordinary reply: its thread shows it
+    expect(scheduleFailureFor(moved(reply()), agentUser({ id: 'b'.repeat(24) }))).toBeNull();
+  });
 });

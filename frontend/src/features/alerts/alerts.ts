@@ -99,6 +99,17 @@ function connectionDropped(event: RealtimeEvent, before: ConnectionStates): Aler
 export type ScheduleFailure = { key: string; ticketId: string; message: string };
 
 export function scheduleFailureFor(event: RealtimeEvent, user: User): ScheduleFailure | null {
+  const sent = event.message;
+  if (event.event === 'message.status' && sent?.scheduled_id && sent.status === 'failed') {
+    // Sent at its time, then refused by WhatsApp: the client did not get it either.
+    if (sent.sender_id !== user.id || !event.ticket) return null;
+    const who = clientLabel(event.ticket.client_name, event.ticket.client_phone);
+    return {
+      key: `schedule-failed:${sent.scheduled_id}`,
+      ticketId: event.ticket.id,
+      message: t.alerts.scheduleFailed(who, event.ticket.number, sent.failure_reason ?? null),
+    };
+  }
   const schedule = event.data?.schedule;
   if (event.event !== 'scheduled.settled' || !schedule) return null;
   if (schedule.status !== 'failed' || schedule.author_id !== user.id) return null;

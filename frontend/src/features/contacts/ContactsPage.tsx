@@ -130,6 +130,7 @@ function ContactForm({
         value={tagList}
         onChange={setTagList}
         maxTags={20}
+        maxLength={32}
         clearable
         error={errors.tags}
       />

@@ -124,6 +124,8 @@ describe('InboxPage', () => {
     expect(new Date(last.get('created_from')!).getTime()).toBe(new Date(2025, 2, 1).getTime());
     expect(new Date(last.get('created_to')!).getTime()).toBe(new Date(2025, 3, 1).getTime());
     expect(screen.getByTestId('inbox-filters')).toBeInTheDocument();
+    // The badges cannot follow these filters: they say they are the queues' totals.
+    expect(screen.getByTestId('count-espera')).toHaveAttribute('title', 'Total da fila, sem contar a busca e os filtros');
   });
   it('counts the tabs within the Departamento filter, and tenant-wide again once it is cleared', async () => {
     const dept = 'd'.repeat(24);
@@ -143,6 +145,8 @@ describe('InboxPage', () => {
     });
     renderApp(<InboxPage />, { path: '/atendimento', route: `/atendimento?depto=${dept}` });
     await waitFor(() => expect(screen.getByTestId('count-espera')).toHaveTextContent('3'));
+    // The department filter is what the counts follow: no "totals" caveat on them.
+    expect(screen.getByTestId('count-espera')).not.toHaveAttribute('title');
     expect(screen.getByTestId('count-atendendo')).toHaveTextContent('1');
     expect(screen.getByTestId('count-finalizado')).toHaveTextContent('7');
     expect(asked).toEqual([dept]);

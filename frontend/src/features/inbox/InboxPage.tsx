@@ -24,6 +24,8 @@ export function InboxPage() {
   // and the search have no counterpart there, so with them the badges stay the department's totals.
   const counts = useTicketCounts(filters.department_id);
   const filterCount = Object.keys(filters).length;
+  // Narrowed past the department: the badges say they are the totals, not the list below.
+  const narrowed = debounced !== '' || Object.keys(filters).some((field) => field !== 'department_id');
   const [showFilters, setShowFilters] = useState(filterCount > 0);
 
   function setFilters(next: TicketFilters) {
@@ -79,7 +81,14 @@ export function InboxPage() {
                 value={status}
                 data-testid={`tab-${status}`}
                 rightSection={
-                  <Badge size="sm" variant={status === tab ? 'filled' : 'light'} data-testid={`count-${status}`} aria-label={`${counts.data?.[status] ?? 0}`}>
+                  <Badge
+                    size="sm"
+                    variant={narrowed ? 'outline' : status === tab ? 'filled' : 'light'}
+                    color={narrowed ? 'gray' : undefined}
+                    title={narrowed ? t.inbox.totalsNotFiltered : undefined}
+                    data-testid={`count-${status}`}
+                    aria-label={`${counts.data?.[status] ?? 0}`}
+                  >
                     {counts.data ? counts.data[status] : '…'}
                   </Badge>
                 }

@@ -13,7 +13,7 @@ import { PageHeader } from '../../layout/PageHeader';
 import { formatDayTime } from '../../lib/format';
 import { keys } from '../../realtime/cache';
 import { ScheduleMessageModal } from '../ticket/ScheduleMessageModal';
-import { POLL_MS, STATUS_COLOR, asEdited, scheduleStatusLabel } from '../ticket/scheduled';
+import { POLL_MS, asEdited, scheduleColor, scheduleStatusLabel } from '../ticket/scheduled';
 
 type Status = ScheduledMessage['status'];
 type Filter = Status | 'all';
@@ -220,7 +220,7 @@ export function ScheduledPage() {
             </Table.Td>
             {owner && <Table.Td>{s.author_name}</Table.Td>}
             <Table.Td>
-              <Badge variant="light" color={STATUS_COLOR[s.status]} data-testid="schedule-status" style={{ whiteSpace: 'nowrap' }}>
+              <Badge variant="light" color={scheduleColor(s)} data-testid="schedule-status" style={{ whiteSpace: 'nowrap' }}>
                 {scheduleStatusLabel(s)}
               </Badge>
             </Table.Td>

@@ -7,7 +7,7 @@ import { agentUser, messageFixture, mockApi, renderApp, signIn, stubServerSocket
 import { Composer } from './Composer';
 import { ScheduledMessages } from './ScheduledMessages';
 import { TicketView } from './TicketView';
-import { DUE_POLL_MS, POLL_MS, defaultSendAt, localInputToIso, pollDelay, scheduleStatusLabel, toLocalInput } from './scheduled';
+import { DUE_POLL_MS, POLL_MS, defaultSendAt, localInputToIso, pollDelay, scheduleColor, scheduleStatusLabel, toLocalInput } from './scheduled';
 
 const me = agentUser({ name: 'Ana Agente' });
 const held = ticketFixture({ status: 'atendendo', agent_id: me.id, agent_name: me.name });
@@ -397,6 +397,15 @@ describe('scheduled helpers', () => {
     expect(scheduleStatusLabel({ status: 'canceled', reason: 'edited' })).toBe('Editada');
     expect(scheduleStatusLabel({ status: 'canceled', reason: 'edit_refused' })).toBe('Edição recusada');
     expect(scheduleStatusLabel({ status: 'canceled', reason: 'finalized' })).toBe('Cancelada (atendimento finalizado)');
+    // Sent as a schedule, its message as WhatsApp has it: queued is not sent; refused says why.
+    expect(scheduleStatusLabel({ status: 'sent', reason: null, delivery: 'pending' })).toBe('Na fila de envio');
+    expect(scheduleStatusLabel({ status: 'sent', reason: null, delivery: 'delivered' })).toBe('Enviada');
+    expect(scheduleStatusLabel({ status: 'sent', reason: null, delivery: 'failed', failure_reason: 'número sem WhatsApp' })).toBe(
+      'Não enviada: número sem WhatsApp',
+    );
+    expect(scheduleStatusLabel({ status: 'sent', reason: null, delivery: 'failed' })).toBe('Não enviada');
+    expect(scheduleColor({ status: 'sent', reason: null, delivery: 'failed' })).toBe('red');
+    expect(scheduleColor({ status: 'sent', reason: null, delivery: 'read' })).toBe('teal');
   });
 });
 

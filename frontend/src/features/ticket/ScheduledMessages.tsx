@@ -10,7 +10,7 @@ import { formatDayTime } from '../../lib/format';
 import { keys } from '../../realtime/cache';
 import { ClockIcon } from './icons';
 import { ScheduleMessageModal } from './ScheduleMessageModal';
-import { STATUS_COLOR, replacedByEdit, scheduleStatusLabel, useScheduledMessages } from './scheduled';
+import { replacedByEdit, scheduleColor, scheduleStatusLabel, useScheduledMessages } from './scheduled';
 
 /** The ticket's scheduled messages, as a strip above the composer: the ones waiting (and those seen
  * waiting while the ticket is open, so one that goes out turns "Enviada" instead of vanishing, but
@@ -116,7 +116,7 @@ export function ScheduledMessages({ ticket }: { ticket: Ticket }) {
             <Text size="xs" c="dimmed" style={{ flexShrink: 0 }}>
               {t.ticket.schedule.by(s.author_name)}
             </Text>
-            <Badge size="sm" variant="light" color={STATUS_COLOR[s.status]} style={{ flexShrink: 0 }} data-testid="schedule-status">
+            <Badge size="sm" variant="light" color={scheduleColor(s)} style={{ flexShrink: 0 }} data-testid="schedule-status">
               {scheduleStatusLabel(s)}
             </Badge>
             {s.status === 'scheduled' && mayEdit(s) && (

@@ -30,6 +30,7 @@ export function TicketTags({ ticket }: { ticket: Ticket }) {
       value={ticket.tags ?? []}
       onChange={(next) => save.mutate(next)}
       maxTags={20}
+      maxLength={32}
       disabled={save.isPending}
       data-testid="ticket-tags"
     />

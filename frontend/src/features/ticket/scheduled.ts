@@ -47,20 +47,32 @@ const CANCELED_BY: Record<string, string> = {
   edit_refused: t.ticket.schedule.status.editRefused,
 };
 
-/** The chip of a schedule: its status, and for a canceled or failed one, why. */
-export function scheduleStatusLabel(schedule: Pick<ScheduledMessage, 'status' | 'reason'>): string {
+type Shown = Pick<ScheduledMessage, 'status' | 'reason'> & Partial<Pick<ScheduledMessage, 'delivery' | 'failure_reason'>>;
+
+/** The chip of a schedule: its status, and for a canceled or failed one, why. A sent one follows
+ * its message (`delivery`): queued is not sent, and one WhatsApp refused says so with the reason. */
+export function scheduleStatusLabel(schedule: Shown): string {
   const labels = t.ticket.schedule;
   if (schedule.status === 'canceled') return (schedule.reason && CANCELED_BY[schedule.reason]) || labels.status.canceled;
   if (schedule.status === 'failed') return (schedule.reason && labels.failed[schedule.reason]) || labels.status.failed;
+  if (schedule.status === 'sent' && schedule.delivery === 'failed') return labels.status.notDelivered(schedule.failure_reason ?? null);
+  if (schedule.status === 'sent' && schedule.delivery === 'pending') return labels.status.queued;
   return labels.status[schedule.status];
 }
 
-export const STATUS_COLOR: Record<ScheduledMessage['status'], string> = {
+const STATUS_COLORS: Record<ScheduledMessage['status'], string> = {
   scheduled: 'blue',
   sent: 'teal',
   canceled: 'gray',
   failed: 'red',
 };
+
+/** The chip's color, by the same rule as its label. */
+export function scheduleColor(schedule: Shown): string {
+  if (schedule.status === 'sent' && schedule.delivery === 'failed') return 'red';
+  if (schedule.status === 'sent' && schedule.delivery === 'pending') return 'yellow';
+  return STATUS_COLORS[schedule.status];
+}
 
 const two = (n: number) => String(n).padStart(2, '0');
 
