@@ -507,7 +507,7 @@ export const t = {
     noHours: 'Nenhum horário cadastrado: a empresa atende 24 horas todos os dias, exceto nas datas fechadas. Ao cadastrar um horário, os dias sem faixa passam a ser fechados.',
     rangeLabel: (day: string, n: number) => `${day}, faixa ${n}`,
     addRangeTo: (day: string) => `Adicionar horário (${day})`,
-    timezoneHint: 'Os horários e feriados valem neste fuso.',
+    timezoneHint: 'Os horários, os feriados e os dias dos relatórios e exportações valem neste fuso. Ao trocar o fuso, os relatórios já registrados continuam nos dias do fuso anterior até que o suporte técnico reconstrua os relatórios; as exportações já usam o novo fuso.',
     closedDates: 'Feriados e dias fechados',
     closedDatesHint: 'Nestas datas a empresa fica fechada o dia todo e o cliente recebe a mensagem fora do horário.',
     closedDate: 'Data',
