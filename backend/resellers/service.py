@@ -49,20 +49,26 @@ async def create(db: Database, actor: Actor, *, data: ResellerCreate) -> Reselle
     reused here; an agent's creation reusing that same claim at the same moment can still win the
     user insert, and the company stays stored without its owner (answered 409)."""
     email = users.normalize_email(str(data.email))
-    # The owner's id is reserved for a company before the email names it: an agent's creation
+    # An email a user holds is refused before anything is written.
+    bound = await natural_keys.lookup(db, users.EMAIL_KEY, email)
+    if bound is not None and await users.get_internal(db, bound) is not None:
+        raise await _taken(db, email)
+    # A new owner's id is reserved for a company before the email names it: an agent's creation
     # that finds the email claimed and its user not yet written then sees that reservation
     # (users.claim_email) and is refused, instead of taking the email from this company.
-    candidate = new_id()
-    await natural_keys.claim(db, OWNER_KEY, candidate, target=new_id())
-    # Reserve the email before writing anything, so a taken email leaves nothing half-written.
+    candidate, reseller_id = bound or new_id(), None
+    if bound is None:
+        reseller_id, _ = await natural_keys.claim(db, OWNER_KEY, candidate, target=new_id())
+    # The email is claimed before the tenant's documents: a taken email leaves nothing half-written.
     try:
         owner_id = await users.claim_email(db, email, user_id=candidate, owner=True)
     except Conflict:
         raise await _taken(db, email) from None
-    # One tenant per owner: racing or retried creations for the same email get the same reseller
-    # id, so they converge on one reseller and config; the owner user's insert decides who gets 201.
-    # (An earlier attempt's claim is reused: its owner id and its reservation, not the candidate's.)
-    reseller_id, _ = await natural_keys.claim(db, OWNER_KEY, owner_id, target=new_id())
+    if owner_id != candidate or reseller_id is None:
+        # One tenant per owner: racing or retried creations for the same email get the same
+        # reseller id (an earlier attempt's claim is reused with its reservation), so they converge
+        # on one reseller and config; the owner user's insert decides who gets 201.
+        reseller_id, _ = await natural_keys.claim(db, OWNER_KEY, owner_id, target=new_id())
     now = utcnow()
     reseller = Reseller(
         id=reseller_id,
