@@ -25,11 +25,14 @@ acknowledged. P re-loads X once W is acknowledged.
 A move only ever files a message under a later slot's ticket, never back under X, and each mover
 re-checks its own write the same way, so a chain of finalizes is covered step by step. Moves go
 through a write conditional on the message still being under the ticket the mover judged; a
-mover that finds it moved leaves it to whoever moved it (FerretDB runs that condition as read,
-check, write: two movers may both write, and then both re-check their own target, which the
-slot walk makes the same ticket). So a message stays under a finalized X only if it was stored
-and re-checked while X was open (so announced under X before the finalize was stored) and its
-`created_at` is not after `finalized_at`.
+mover that finds it moved re-reads it and goes on from where it went, completing it there (its
+number, activity and announcement are safe to repeat): the mover that moved it may fail before it
+does, and a refile that left the message to it would mark its scan done with the message counted
+and announced nowhere (FerretDB runs that condition as read, check, write: two movers may both
+write, and then both re-check their own target, which the slot walk makes the same ticket). So
+a message stays under a finalized X only if it was stored and re-checked while X was open (so
+announced under X before the finalize was stored) and its `created_at` is not after
+`finalized_at`.
 
 Clocks: `finalized_at` is taken before the event insert and `created_at` before the message
 insert, so neither orders the two writes: a message stamped before `finalized_at` can still be
@@ -197,21 +200,18 @@ async def _file_client_message(db: Database, ticket: tickets.Ticket, message: Me
         await _announce(db, settled, message, number)
         return message
     filed, message = await _keep_out_of_finalized(db, message, stamped_after_only=False)
-    if filed is None:  # a finalize moved it meanwhile, and announces it where it went
-        moved = await repository.get_internal(db, message.id)
-        return moved or message
     await _after_stored(db, filed, message)
     return message
 
 
 async def _keep_out_of_finalized(
     db: Database, message: Message, *, stamped_after_only: bool
-) -> tuple[tickets.Ticket | None, Message]:
+) -> tuple[tickets.Ticket, Message]:
     """Re-loads the ticket the client message is filed under and, while it is finalizado, moves
     the message on to the client's next open ticket on the channel (see the module docstring).
-    Returns (the ticket it is in, message), or (None, message) when another mover moved it first
-    (that mover re-checks and announces it). `stamped_after_only`: the finalize's side, which
-    moves a message only if it is stamped after `finalized_at`."""
+    Returns (the ticket it is in, message), also when another mover moved it first: the caller
+    completes it there, as that mover does unless it fails first. `stamped_after_only`: the
+    finalize's side, which moves a message only if it is stamped after `finalized_at`."""
     for _ in range(MAX_MOVES):
         ticket = await tickets.load(db, message.ticket_id)
         assert ticket is not None  # a message is only ever filed under a ticket that exists
@@ -221,12 +221,16 @@ async def _keep_out_of_finalized(
             return ticket, message
         hook = runtime_of(db).raced_opening  # what the ticket opened for it starts with (on_raced_open)
         target = await tickets.open_after(db, ticket, opening=hook(db, ticket, message) if hook is not None else None)
-        if not await repository.move_to_ticket(
+        if await repository.move_to_ticket(
             db, message.id, from_ticket_id=ticket.id, to_ticket_id=target.id, at=utcnow()
         ):
-            return None, message
-        message = message.model_copy(update={"ticket_id": target.id, "moved_from_ticket_id": ticket.id})
-        # Our own move may have landed after the target's finalize: judged like an insert.
+            message = message.model_copy(update={"ticket_id": target.id, "moved_from_ticket_id": ticket.id})
+        else:  # another mover's move: followed to where it went (module docstring)
+            fresh = await repository.get_internal(db, message.id)
+            assert fresh is not None  # messages are never deleted
+            message = fresh
+        # The move (ours or the other mover's) may have landed after the target's finalize:
+        # judged like an insert.
         stamped_after_only = False
     raise Conflict("the client's tickets are being finalized too fast; retry")
 
@@ -251,11 +255,12 @@ async def refile_after_finalize(db: Database, ticket: tickets.Ticket) -> None:
         return
     assert ticket.finalized_at is not None  # just finalized
     for message in await repository.client_messages_after_internal(db, ticket.id, as_utc(ticket.finalized_at)):
-        # One moved on already (by an earlier run of this scan that stopped after the move, or by
-        # its own writer) is completed where it is: its number, activity and announcement there
-        # may be what that run never wrote; each is safe to repeat.
+        # One moved on already (by an earlier run of this scan that stopped after the move, by
+        # another run under way, or by its own writer) is completed where it is: its number,
+        # activity and announcement there may be what that mover never wrote; each is safe to
+        # repeat. The scan is marked done below, so no later run looks at it again.
         filed, moved = await _keep_out_of_finalized(db, message, stamped_after_only=message.ticket_id == ticket.id)
-        if filed is not None and filed.id != ticket.id:
+        if filed.id != ticket.id:
             await _after_stored(db, filed, moved)
     await natural_keys.claim(db, REFILED_KEY, ticket.id, target=ticket.id)
 
@@ -305,6 +310,7 @@ async def complete_stored(db: Database, message: Message) -> None:
     the ticket's activity behind and every open screen without the message until a reload.
     Both steps are safe to repeat — activity only moves forward, and a second announcement is a
     later feed seq that clients apply by message id — so the retry simply does them again."""
+    ticket: tickets.Ticket | None
     if message.sender_type == CLIENT and message.rating is None and message.annotates is None:
         # The killed attempt may have stopped before its re-check (module docstring).
         ticket, message = await _keep_out_of_finalized(db, message, stamped_after_only=False)
