@@ -1,6 +1,6 @@
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from typing import Any
 
 from backend.core.errors import Unprocessable
@@ -32,6 +32,29 @@ def check_days(first: date, last: date, *, max_days: int) -> None:
         raise Unprocessable("`to` is before `from`")
     if (last - first).days + 1 > max_days:
         raise Unprocessable(f"a period of at most {max_days} days")
+
+
+def day_start(day: date, tz: tzinfo) -> datetime:
+    """The first instant of the calendar `day` as the wall clock in `tz` counts days, in UTC: the
+    one conversion of a picked day into a time (the exports' periods, the inbox's day filter), so a
+    day means the company's day whatever zone the caller's machine is in. Where a clock change skips
+    midnight, the day starts at its first existing minute (zoneinfo maps a skipped time with fold=0
+    by the offset before the change). 422 for a day at the calendar's edge Python cannot place."""
+    try:
+        return datetime.combine(day, time.min, tzinfo=tz).astimezone(UTC)
+    except OverflowError:
+        raise Unprocessable("dates out of range") from None
+
+
+def day_end(day: date, tz: tzinfo) -> datetime:
+    """The first instant after the calendar `day` in `tz` (the next day's start), in UTC: the
+    exclusive end of a period whose last day, inclusive, is `day`; 23 or 25 hours after its start
+    on a day the clocks change."""
+    try:
+        following = day + timedelta(days=1)
+    except OverflowError:
+        raise Unprocessable("dates out of range") from None
+    return day_start(following, tz)
 
 
 def as_utc(value: datetime) -> datetime:

@@ -1,16 +1,29 @@
 """Base classes shared by every domain's schemas."""
 
+import re
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Annotated, Any, Self, cast
 
-from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, StringConstraints, WithJsonSchema
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, StringConstraints, WithJsonSchema
 
 from backend.core.clock import as_utc
 
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=120)]
 Password = Annotated[str, StringConstraints(min_length=8, max_length=128)]
 ObjectIdStr = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{24}$")]
+ISO_DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def _iso_day_text(value: Any) -> Any:
+    # pydantic's `date` also reads a Unix time or a midnight datetime from text; a parameter that
+    # names a calendar day refuses those rather than guess which zone's day they meant.
+    if isinstance(value, str) and not ISO_DAY.fullmatch(value):
+        raise ValueError("a calendar day as YYYY-MM-DD")
+    return value
+
+
+CalendarDay = Annotated[date, BeforeValidator(_iso_day_text)]
 
 
 def iso_ms(value: datetime) -> str:

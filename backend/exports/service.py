@@ -27,11 +27,11 @@ import io
 import re
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from backend.core.clock import as_utc
+from backend.core.clock import as_utc, day_end, day_start
 from backend.core.db import Database
 from backend.core.errors import Forbidden, TooManyRequests, Unprocessable
 from backend.core.tenancy import Actor, TenantScope
@@ -140,9 +140,7 @@ def period(first: date, last: date, tz: ZoneInfo) -> Period:
     """The days `first`..`last`, both inclusive, as local midnights in the tenant's timezone
     (a period the reports may cover, or 422)."""
     reports.check_period(first, last)
-    start = datetime.combine(first, time.min, tzinfo=tz)
-    end = datetime.combine(last + timedelta(days=1), time.min, tzinfo=tz)
-    return Period(start=start, end=end, tz=tz)
+    return Period(start=day_start(first, tz), end=day_end(last, tz), tz=tz)
 
 
 # How a filter reads in a file's name: the words the page shows, in the catalogue's Portuguese.

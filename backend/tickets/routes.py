@@ -8,6 +8,7 @@ from backend.auth.deps import StaffActor, TenantStaffActor
 from backend.core.deps import AppSettings, Db, IdempotencyKey
 from backend.core.errors import ROLE, WITH_BODY, responses
 from backend.core.pagination import DEFAULT_LIMIT, Limit, OptionalId
+from backend.core.schemas import CalendarDay
 from backend.messages import service as messages
 from backend.messages import uploads
 from backend.messages.schemas import MessageCreate, MessageEdit, MessagePage, MessageRead, ReactionCreate
@@ -40,6 +41,12 @@ async def list_tickets(
     tag: Annotated[str | None, Query(min_length=1, max_length=32)] = None,
     created_from: Annotated[datetime | None, Query(description="opened at or after")] = None,
     created_to: Annotated[datetime | None, Query(description="opened before")] = None,
+    opened_from_day: Annotated[
+        CalendarDay | None, Query(description="opened on this day (YYYY-MM-DD, the company's timezone) or later")
+    ] = None,
+    opened_to_day: Annotated[
+        CalendarDay | None, Query(description="opened on this day (YYYY-MM-DD, the company's timezone) or earlier")
+    ] = None,
     reseller_id: OptionalId = None,  # the admin's: one company's tickets
 ) -> TicketPage:
     filters = TicketFilters(
@@ -48,6 +55,8 @@ async def list_tickets(
         tag=normalize_tag(tag) if tag else None,
         created_from=created_from,
         created_to=created_to,
+        opened_from_day=opened_from_day,
+        opened_to_day=opened_to_day,
     )
     return await service.list_page(
         db,

@@ -1,5 +1,5 @@
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Annotated, Literal
 
 from pydantic import StringConstraints, model_validator
@@ -88,6 +88,9 @@ class TicketFilters:
     tag: str | None = None
     created_from: datetime | None = None
     created_to: datetime | None = None
+    # Calendar days of the company's timezone, both inclusive (service.list_page places them).
+    opened_from_day: date | None = None
+    opened_to_day: date | None = None
 
 
 class TicketCounts(ReadModel):

@@ -4,7 +4,7 @@
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import asdict, dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from pymongo.errors import DuplicateKeyError
@@ -14,7 +14,7 @@ from backend.audit.names import with_names
 from backend.audit.schemas import TicketEventPage
 from backend.clients import service as clients
 from backend.core import natural_keys
-from backend.core.clock import as_utc, utcnow
+from backend.core.clock import as_utc, day_end, day_start, utcnow
 from backend.core.db import Database
 from backend.core.errors import Conflict, Forbidden, NotFound, Unauthorized, Unprocessable
 from backend.core.ids import is_valid_id, new_id
@@ -833,6 +833,8 @@ async def list_page(
             actor, status=status, department_id=department_id, agent_id=f.agent_id, connection_id=f.connection_id
         )
     ]
+    if f.opened_from_day is not None or f.opened_to_day is not None:
+        parts.append(await _opened_on_days(db, scope, first=f.opened_from_day, last=f.opened_to_day))
     if q and q.strip():
         parts.append(await search.text_filter(db, scope, q))
     if f.tag:
@@ -846,6 +848,21 @@ async def list_page(
         last = docs[limit - 1]
         nxt = encode_cursor([last.last_message_at.isoformat(), last.id])
     return TicketPage(items=await presenter.read_many(db, docs[:limit], reader=actor), next_cursor=nxt)
+
+
+async def _opened_on_days(db: Database, scope: TenantScope, *, first: date | None, last: date | None) -> dict[str, Any]:
+    """Tickets opened on the company's calendar days `first`..`last` (both inclusive, either side
+    open), placed in the company's timezone as its reports and exports place theirs: an agent's
+    browser may keep another zone (or UTC), and agents cannot read the company's setting."""
+    if first is not None and last is not None and last < first:
+        raise Unprocessable("opened_to_day is before opened_from_day")
+    if scope.every or scope.reseller_id is None:
+        # Companies keep different zones: a day across all of them is no one period.
+        raise Unprocessable("reseller_id is required for the platform admin to filter by day")
+    tz = resellers.zone(await resellers.timezone_of(db, scope.reseller_id))
+    return search.period_filter(
+        day_start(first, tz) if first is not None else None, day_end(last, tz) if last is not None else None
+    )
 
 
 async def counts(db: Database, actor: Actor, *, department_id: str | None) -> TicketCounts:

@@ -207,6 +207,7 @@ async def test_tenants_see_only_their_own_rows_and_roles_are_checked(
         {"to": "2026-02-01"},
         {"from": "2026-02-01"},
         {"from": "2026-02-01", "to": "2026-02-02", "reseller_id": "nope"},
+        {"from": "9999-12-31", "to": "9999-12-31"},  # the period's end lies past the calendar
     ],
 )
 async def test_bad_periods_are_422_and_change_nothing(

@@ -1,13 +1,15 @@
-"""GET /api/v1/tickets: the inbox filters (department, agent, connection, tag, period) and search
-(#number exactly, client name or phone, message text); PUT /tickets/{id}/tags."""
+"""GET /api/v1/tickets: the inbox filters (department, agent, connection, tag, period, the
+company's calendar days) and search (#number exactly, client name or phone, message text);
+PUT /tickets/{id}/tags."""
 
 import asyncio
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
 
+from backend.core import clock
 from backend.core.clock import utcnow
 from backend.core.ids import new_id
 from backend.tickets import intake
@@ -110,6 +112,73 @@ async def test_period_filter_on_opening_time(client: httpx.AsyncClient, tenant: 
     assert t1["id"] not in await _ids(client, tenant.headers, created_from=(now + timedelta(days=1)).isoformat())
     r = await client.get(URL, params={"created_from": "ontem"}, headers=tenant.headers)
     assert r.status_code == 422
+
+
+# 2025-03-10 00:00 in Tokyo (UTC+9 all year): still the 9th by a UTC clock, and by São Paulo's.
+TOKYO_MIDNIGHT = datetime(2025, 3, 9, 15, tzinfo=UTC)
+
+
+async def test_day_filters_are_the_companys_days_in_its_timezone(
+    client: httpx.AsyncClient, admin_headers: dict[str, str]
+) -> None:
+    tenant = await make_tenant(client, admin_headers, agents=1)
+    r = await client.patch(f"{API}/reseller-config", json={"timezone": "Asia/Tokyo"}, headers=tenant.headers)
+    assert r.status_code == 200, r.text
+    opened_at = {
+        "9th, last second": TOKYO_MIDNIGHT - timedelta(seconds=1),
+        "10th, first instant": TOKYO_MIDNIGHT,
+        "10th, last millisecond": TOKYO_MIDNIGHT + timedelta(days=1, milliseconds=-1),
+        "11th, first instant": TOKYO_MIDNIGHT + timedelta(days=1),
+    }
+    ids: dict[str, str] = {}
+    for name, at in opened_at.items():
+        with clock.override(lambda at=at: at):
+            ids[name] = (await _ticket(client, tenant))["id"]
+
+    async def opened(headers: dict[str, str], **days: str) -> set[str]:
+        found = set(await _ids(client, headers, **days))
+        return {name for name, ticket_id in ids.items() if ticket_id in found}
+
+    tenth = {"opened_from_day": "2025-03-10", "opened_to_day": "2025-03-10"}
+    assert await opened(tenant.headers, **tenth) == {"10th, first instant", "10th, last millisecond"}
+    # The agent, whatever zone its browser keeps, sends the day and gets the company's day.
+    agent = tenant.agents[0]["headers"]
+    assert await opened(agent, **tenth) == {"10th, first instant", "10th, last millisecond"}
+    assert await opened(agent, opened_from_day="2025-03-10") == set(ids) - {"9th, last second"}
+    assert await opened(agent, opened_to_day="2025-03-09") == {"9th, last second"}
+    r = await client.get(URL, params={**tenth, "reseller_id": tenant.id}, headers=admin_headers)
+    assert {t["id"] for t in r.json()["items"]} == {ids["10th, first instant"], ids["10th, last millisecond"]}
+
+    # The same instants in São Paulo (UTC-3): midday, so the 10th holds the last two.
+    r = await client.patch(f"{API}/reseller-config", json={"timezone": "America/Sao_Paulo"}, headers=tenant.headers)
+    assert r.status_code == 200, r.text
+    assert await opened(agent, **tenth) == {"10th, last millisecond", "11th, first instant"}
+
+
+async def test_bad_days_are_422_and_change_nothing(
+    client: httpx.AsyncClient, tenant: Tenant, admin_headers: dict[str, str], db: Any
+) -> None:
+    await _ticket(client, tenant)
+    before = await db.tickets.find({"reseller_id": tenant.id}).to_list(None)
+    for bad in (
+        {"opened_from_day": "ontem"},
+        {"opened_from_day": "2025-02-30"},
+        {"opened_to_day": "1741564800"},  # a Unix time is not a calendar day
+        {"opened_to_day": "2025-03-10T00:00:00"},
+        {"opened_from_day": "2025-03-11", "opened_to_day": "2025-03-10"},
+        {"opened_to_day": "9999-12-31"},  # its end is past what a date can hold
+    ):
+        r = await client.get(URL, params=bad, headers=tenant.headers)
+        assert r.status_code == 422, (bad, r.text)
+        assert "detail" in r.json()
+    r = await client.get(
+        URL, params={"opened_from_day": "2025-03-11", "opened_to_day": "2025-03-10"}, headers=tenant.headers
+    )
+    assert r.json() == {"detail": "opened_to_day is before opened_from_day"}
+    # Across companies a day names no one period: the admin names the company.
+    r = await client.get(URL, params={"opened_from_day": "2025-03-10"}, headers=admin_headers)
+    assert r.status_code == 422, r.text
+    assert await db.tickets.find({"reseller_id": tenant.id}).to_list(None) == before
 
 
 async def test_ticket_tags_filter_and_stay_out_of_the_ticket_document(

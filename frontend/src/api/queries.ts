@@ -17,7 +17,9 @@ import type {
 
 const PAGE = 50;
 
-/** The inbox's filters beyond status and search (GET /tickets); dates as yyyy-mm-dd, local. */
+/** The inbox's filters beyond status and search (GET /tickets); `from`/`to` are calendar days
+ * (yyyy-mm-dd, both inclusive) sent as picked: the API reads them in the company's timezone, which
+ * the browser's may not be. */
 export type TicketFilters = {
   department_id?: string;
   agent_id?: string;
@@ -26,13 +28,6 @@ export type TicketFilters = {
   from?: string;
   to?: string;
 };
-
-/** A local calendar day's start as an ISO instant; `to` is inclusive, so its next day's start. */
-function dayStart(day: string | undefined, plusDays = 0): string | undefined {
-  if (!day) return undefined;
-  const [y, m, d] = day.split('-').map(Number);
-  return new Date(y, m - 1, d + plusDays).toISOString();
-}
 
 export function useTicketList(status: TicketStatus, q: string, filters: TicketFilters = {}) {
   const active = Object.fromEntries(Object.entries(filters).filter(([, v]) => v)) as TicketFilters;
@@ -53,8 +48,8 @@ export function useTicketList(status: TicketStatus, q: string, filters: TicketFi
               agent_id: active.agent_id,
               connection_id: active.connection_id,
               tag: active.tag,
-              created_from: dayStart(active.from),
-              created_to: dayStart(active.to, 1),
+              opened_from_day: active.from,
+              opened_to_day: active.to,
             },
           },
         }),

@@ -4863,6 +4863,10 @@ export interface operations {
                 created_from?: string | null;
                 /** @description opened before */
                 created_to?: string | null;
+                /** @description opened on this day (YYYY-MM-DD, the company's timezone) or later */
+                opened_from_day?: string | null;
+                /** @description opened on this day (YYYY-MM-DD, the company's timezone) or earlier */
+                opened_to_day?: string | null;
                 reseller_id?: string | null;
             };
             header?: never;
