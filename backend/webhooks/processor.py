@@ -508,8 +508,13 @@ class WebhookProcessor:
                 if final:  # not left for an operator: the sweep runs it again later (waiting first, as above)
                     await service.wait_to_redrive(self.db, raw["_id"], connection_id)
                 await repository.mark(self.db, raw["_id"], changes, inc_attempts=False)
-            except PyMongoError as lost:  # another process goes by the claim's lease instead
+            except PyMongoError as lost:
+                # Not recorded: the lane stays on it (its backoff is remembered above). A last
+                # attempt passed here would leave the delivery pending with no wait for the sweep,
+                # behind a lane that moved on: the next walk claims past the last attempt and
+                # records it waiting then (the branch above), or stays until it can.
                 log.warning("webhook attempt's failure not recorded", raw_id=raw["_id"], error=str(lost))
+                return False
             return final
         self._failed.pop(raw["_id"], None)
         return True

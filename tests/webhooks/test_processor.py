@@ -566,6 +566,40 @@ async def test_a_kill_while_a_delivery_fails_for_the_last_time_leaves_it_waiting
     assert (stored["body"], stored["reseller_id"]) == ("o boleto venceu", tenant.id)
 
 
+async def test_a_last_attempt_whose_failure_cannot_be_recorded_keeps_the_lane_on_it_until_it_is(
+    client: httpx.AsyncClient, db: Any, settings: Settings, quiet: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The delivery's last attempt fails on an error that may pass (the store away), and so does
+    the write that would leave it waiting for the sweep: nothing records the failure. A lane that
+    moved past it would leave the client's message stored raw, pending, with no wait for the sweep
+    and no walk coming back to it: shown to nobody, ever. The lane stays on it instead; its next
+    walk, the store back, leaves it waiting, and the sweep files it."""
+    from pymongo.errors import AutoReconnect
+
+    from backend.tickets import intake
+
+    tenant, conn = quiet
+    phone, key_id = unique_phone(), f"3EB0{unique_phone()}"
+    raw_id = await _deliver(client, db, conn["id"], _upsert(phone, key_id, "segunda via do boleto"))
+    lane = int(raw_id.split(":")[1])
+
+    async def store_away(*args: Any, **kwargs: Any) -> None:
+        raise AutoReconnect("the store went away")
+
+    monkeypatch.setattr(intake, "receive_client_message", store_away)
+    monkeypatch.setattr(repository, "wait", store_away)  # the failure's first record: its wait for the sweep
+    processor = WebhookProcessor(db, settings.model_copy(update={"WEBHOOK_MAX_ATTEMPTS": 1}))
+    await processor.run_once({lane})
+    monkeypatch.undo()
+    assert (await db.webhook_events_raw.find_one({"_id": raw_id}))["status"] == "received"
+    assert await db.webhook_waiting.find_one({"_id": f"{raw_id}:retry"}) is None
+    await processor.run_once({lane})  # the store is back: the same processor walks the lane again
+    waiting = await db.webhook_waiting.find_one({"_id": f"{raw_id}:retry"})
+    assert waiting is not None and waiting["reason"] == "retry", waiting
+    stored = await _redriven(db, settings, raw_id, message_id_for(conn["id"], key_id))
+    assert (stored["body"], stored["reseller_id"]) == ("segunda via do boleto", tenant.id)
+
+
 async def test_a_delivery_whose_attempts_all_died_waits_for_the_sweep_before_it_is_recorded_failed(
     client: httpx.AsyncClient, db: Any, settings: Settings, quiet: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
