@@ -184,6 +184,10 @@ async def lookup_provider_id(db: Database, *, connection_id: str, provider_messa
 
 
 async def announce_status(db: Database, message: Message) -> None:
+    """`message.status`, the message as stored (its delivery, its media). Required: a "failed"
+    no screen was told of keeps showing a reply the client never gets as on its way, and nothing
+    later announces that message again — so the error goes to the caller, whose retry announces
+    it (the outbound worker's next pass, the webhook processor's retry, the media fetch's)."""
     # The ticket as its log says, not the stored projection, which can be a moment behind it.
     ticket = await projection.settle(db, message.ticket_id)
     if ticket is None:
@@ -195,6 +199,7 @@ async def announce_status(db: Database, message: Message) -> None:
         ticket=ticket,
         message=message,
         data={"message_id": message.id, "status": message.status},
+        required=True,
     )
 
 

@@ -848,6 +848,52 @@ async def test_a_note_whose_feed_write_fails_on_every_attempt_is_refused_and_its
     await check_screens(direct, browser, desk, shown, unread=0, order=[])
 
 
+async def test_a_reply_whose_failed_status_announcement_fails_on_every_attempt_is_still_announced(
+    desks: DeskMaker,
+    gates: GateRelay,
+    evolution: FakeEvolution,
+    direct: Any,
+    browser: httpx.AsyncClient,
+) -> None:
+    """WhatsApp refuses the agent's reply for good (the number has no account): the outbound
+    worker moves it to "failed", and every attempt of that `message.status` record is lost until
+    the append gives up. Were that loss passed over, the worker would count the reply done and no
+    open thread would ever turn it red: the agent's screen keeps the clock on a reply the client
+    never gets, and nobody writes it again. The worker keeps the entry instead, and its next pass
+    announces the status as stored (outbound/worker.py, a message no longer pending)."""
+    desk = await desks()
+    await evolution.control("POST", "not-on-whatsapp", {"numbers": [desk.phone]})
+    gate = gates.gate(
+        command_marker("insert", "tenant_events"),
+        string_element("type", "message.status"),
+        string_element("status", "failed"),
+        lose="request",
+        retries="lose",
+    )
+    r = await browser.post(
+        f"{API}/tickets/{desk.ticket_id}/messages", json={"body": "segue a segunda via"}, headers=desk.headers
+    )
+    assert r.status_code == 201 and r.json()["status"] == "pending", r.text
+    reply = str(r.json()["id"])
+
+    async def refused_and_unannounced() -> bool:
+        stored = await direct.messages.find_one({"_id": reply})
+        return stored["status"] == "failed" and gate.attempts >= APPEND_TRANSIENT_RETRIES
+
+    assert await wait_for(refused_and_unannounced, timeout=WAIT)
+    gate.release()
+
+    async def told() -> int:
+        query = {"type": "message.status", "data.message_id": reply, "data.status": "failed"}
+        return int(await direct.tenant_events.count_documents(query))
+
+    announced = await wait_for_count(told, timeout=20.0)
+    assert announced >= 1, (
+        f"reply {reply} failed ({gate.attempts} feed writes lost) and no open screen was ever told: "
+        "it shows pending to its agent for good"
+    )
+
+
 async def wait_for_count(probe: Callable[[], Awaitable[int]], *, timeout: float) -> int:  # noqa: ASYNC109
     """The probe's value once positive, or its last value after `timeout`."""
     with contextlib.suppress(AssertionError):
