@@ -13,6 +13,9 @@ class Connection(StoredModel):
     name: str
     active: bool
     default_department_id: str
+    # The default a change replaced, written with it: what its take-back restores when the new one
+    # turns out inactive (connections.service.update), also on a repeat whose first take-back was lost.
+    previous_default_department_id: str | None = None
     created_at: datetime
     updated_at: datetime
     provider: str

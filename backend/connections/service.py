@@ -175,15 +175,22 @@ async def update(db: Database, actor: Actor, *, connection_id: str, data: Connec
     if after.menu_enabled and not after.menu_department_ids:
         raise Unprocessable("a menu needs at least one department")
     changes["updated_at"] = utcnow()
-    updated = await repository.update(db, actor.scope, connection_id, changes)
+    previous = conn.default_department_id
     if named and named[0] != conn.default_department_id:
+        changes["previous_default_department_id"] = previous
+    elif named and conn.previous_default_department_id is not None:
+        # The same default again: the repeat of a change that gave way (below) and whose
+        # take-back was lost leaves it inactive under us — checked, and taken back, as then.
+        previous = conn.previous_default_department_id
+    updated = await repository.update(db, actor.scope, connection_id, changes)
+    if named and previous != named[0]:
         # Checked again after the write (`require_not_a_default`): a deactivation of that
         # department that passed its own check meanwhile leaves one of the two to give way.
         try:
             await departments.require_active_ids(db, conn.reseller_id, named)
         except Unprocessable:
             # Only our own value is taken back: a default another save set since stays.
-            undo = {"default_department_id": conn.default_department_id, "updated_at": utcnow()}
+            undo = {"default_department_id": previous, "updated_at": utcnow()}
             await repository.update(db, actor.scope, connection_id, undo, condition={"default_department_id": named[0]})
             raise
     return ConnectionRead.of(updated)
@@ -220,8 +227,16 @@ async def update_department(
     (`require_not_a_default`). Here because connections build on departments."""
     if data.active is not False:
         return await departments.update(db, actor, department_id=department_id, data=data)
-    await require_not_a_default(db, actor, department_id=department_id)
     was_active = (await departments.get_or_404(db, actor, department_id=department_id)).active
+    try:
+        await require_not_a_default(db, actor, department_id=department_id)
+    except Conflict:
+        if not was_active:
+            # Inactive under a connection's default: an earlier deactivation refused after its
+            # write whose undo was lost (503). Its repeat finishes that undo, or new conversations
+            # keep landing in a department no agent can be added to.
+            await departments.update(db, actor, department_id=department_id, data=DepartmentUpdate(active=True))
+        raise
     read = await departments.update(db, actor, department_id=department_id, data=data)
     try:
         await require_not_a_default(db, actor, department_id=department_id)

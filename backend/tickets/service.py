@@ -552,9 +552,8 @@ async def transfer(
             raise Unprocessable("agent is inactive")
     else:
         assert department_id is not None
-        dept = await departments.get(db, actor.scope, department_id)
-        if dept is None or not dept.active:
-            raise Unprocessable("unknown or inactive department")
+        # Judged before the department's state: a repeated click whose first answer was lost is
+        # told its transfer happened, even when the department was deactivated since.
         if (
             current is not None
             and current.status == Status.ESPERA.value
@@ -563,6 +562,9 @@ async def transfer(
         ):
             already = Conflict({"message": "the ticket already waits in this department"})
             raise Conflict(_refusal(actor, current, already))
+        dept = await departments.get(db, actor.scope, department_id)
+        if dept is None or not dept.active:
+            raise Unprocessable("unknown or inactive department")
         doc = await _transition(
             db,
             actor,
