@@ -67,6 +67,9 @@ class RedisBus:
     def access_changed(self, reseller_id: str, user_id: str | None) -> None:
         self._queue(json.dumps({"o": self.origin, "a": [reseller_id, user_id]}, separators=(",", ":")))
 
+    def resync(self, reseller_id: str) -> None:
+        self._queue(json.dumps({"o": self.origin, "s": reseller_id}, separators=(",", ":")))
+
     def _queue(self, payload: str) -> None:
         self._outbox.append(payload)
         if self._sender is None or self._sender.done():
@@ -93,6 +96,8 @@ class RedisBus:
                 return  # our own notice, already handed to the hub locally
             if "a" in body:
                 self.hub.access_changed(body["a"][0], body["a"][1])
+            elif "s" in body:
+                self.hub.resync(body["s"])
             else:
                 self.hub.ingest(body["r"])
         except Exception as exc:

@@ -2,8 +2,10 @@
 
 Services call `publish` right after a change is durable (its ticket_events entry or message is
 stored). `publish` stores one record in the per-tenant sequenced feed (records.py), then hands it
-to this process's hub and to the Redis bus. It never raises: the domain write already happened,
-so a realtime failure is logged and counted (iaze_realtime_errors_total), not turned into an error.
+to this process's hub and to the Redis bus. It never raises (unless `required`: a caller whose
+retry announces again): the domain write already happened, so a realtime failure is logged and
+counted (iaze_realtime_errors_total), and the tenant's open screens are told to refetch (a
+`resync` frame, through every process's hub), since no event will ever show that change.
 
 Crash window: the feed record is written immediately after the domain write, in the same request.
 If the process dies between the two, that one change is in the database (ticket, ticket_events,
@@ -57,6 +59,8 @@ class Sink(Protocol):
     def announce(self, record: dict[str, Any]) -> None: ...
 
     def access_changed(self, reseller_id: str, user_id: str | None) -> None: ...
+
+    def resync(self, reseller_id: str) -> None: ...
 
 
 def register_sink(db: Database, sink: Sink) -> None:
@@ -149,6 +153,9 @@ async def publish(
         if required and isinstance(exc, PyMongoError):
             raise
         log.error("realtime feed write failed; change is stored but not announced", type=type_, error=str(exc))
+        # No event will show it (a transfer, a routed or handed-back ticket reaches its new queue
+        # by one): the tenant's open screens, on every process, refetch what they show instead.
+        _to_sinks(db, lambda sink: sink.resync(reseller_id), failed="resync after a lost feed write not sent")
         return None
     metrics.PUBLISHED.labels(type_).inc()
     _to_sinks(db, lambda sink: sink.announce(record), failed="realtime announce failed; the tail poll will deliver it")

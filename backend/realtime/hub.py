@@ -41,6 +41,9 @@ Entry = tuple[int, str, str | None, Side | None, Side | None]
 # Put in a socket's queue (ahead of nothing: in order with its events) to make its session
 # re-read the user now; compared by identity.
 RECHECK: Entry = (0, "", None, None, None)
+# Likewise, to make it tell its client to refetch: a change was stored that the feed could not
+# record (realtime/feed.py `publish`), so no event will ever show it.
+RESYNC: Entry = (0, "resync", None, None, None)
 
 
 # The events whose record's `data` the screens need (the others' is for the feed's readers only):
@@ -123,6 +126,12 @@ class Subscriber:
         with suppress(asyncio.QueueFull):
             self.queue.put_nowait(RECHECK)
 
+    def resync(self) -> None:
+        """Asks the session to tell its client to refetch (a full queue: the socket is about to be
+        closed, and its client refetches when it connects again)."""
+        with suppress(asyncio.QueueFull):
+            self.queue.put_nowait(RESYNC)
+
     def offer(self, entry: Entry) -> bool:
         """Queues the entry if it is new and meant for this user; False once the queue is full."""
         seq, _, tenant, after, before = entry
@@ -202,6 +211,15 @@ class Hub:
         for sub in list(tenant.subs):
             if user_id is None or sub.actor.id == user_id:
                 sub.recheck()
+
+    def resync(self, reseller_id: str) -> None:
+        """A change of the tenant was stored and its feed record was not: every socket of the
+        tenant here tells its client to refetch what it shows."""
+        tenant = self.tenants.get(reseller_id)
+        if tenant is None:
+            return
+        for sub in list(tenant.subs):
+            sub.resync()
 
     def recheck_all(self) -> None:
         """After the bus was down, access changes announced meanwhile were lost with their notices:

@@ -4,8 +4,9 @@ connect  /api/v1/ws?token=<JWT>&since=<last seq seen, optional>
 server → {"type":"hello","seq":<tenant's latest seq>,"heartbeat":<seconds>}
          {"type":"event","seq":n,"event":...,"at":...,"ticket":...,"message":...,"connection":...}
            (and "data":{"schedule":...} on scheduled.settled)
-         {"type":"resync","reason":...}  `since` is outside the replay window, or the user's
-                                           departments changed: refetch, then go on live
+         {"type":"resync","reason":...}  `since` is outside the replay window, the user's
+                                           departments changed, or a change of the tenant was
+                                           stored but not announced: refetch, then go on live
          {"type":"ping"}                   every heartbeat; the client may answer {"type":"pong"}
 close    4401 bad/expired token (also when it expires while open), revoked token (password
          changed, user deactivated) or inactive user · 4403 no tenant (admin) ·
@@ -32,7 +33,7 @@ from backend.core.security import VERSION_CLAIM, decode_access_token
 from backend.core.tenancy import Actor
 from backend.realtime import records
 from backend.realtime.audience import allows
-from backend.realtime.hub import RECHECK, Hub, Subscriber, cancel_quietly
+from backend.realtime.hub import RECHECK, RESYNC, Hub, Subscriber, cancel_quietly
 
 log = get_logger("realtime.ws")
 
@@ -180,6 +181,9 @@ class Session:
                 continue
             if entry is RECHECK:
                 await self._recheck(sub)
+                continue
+            if entry is RESYNC:
+                await self.ws.send_text(_frame(type="resync", reason="a change was not announced"))
                 continue
             await self.ws.send_text(entry[1])
 

@@ -34,6 +34,9 @@ class Recorder:
     def access_changed(self, reseller_id: str, user_id: str | None) -> None:
         pass
 
+    def resync(self, reseller_id: str) -> None:
+        pass
+
 
 @pytest.fixture
 async def two_processes(mongo_url: str, db_name: str) -> AsyncIterator[list[Any]]:

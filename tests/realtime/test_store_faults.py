@@ -894,6 +894,38 @@ async def test_a_reply_whose_failed_status_announcement_fails_on_every_attempt_i
     )
 
 
+async def test_a_transition_whose_feed_write_fails_on_every_attempt_has_every_screen_refetch(
+    desks: DeskMaker,
+    views: Views,
+    gates: GateRelay,
+    browser: httpx.AsyncClient,
+) -> None:
+    """The agent finalizes the ticket; every attempt of its `ticket.finalized` record is lost
+    until the append gives up. The finalize is stored (200), and unlike a message no retry will
+    announce it: a transition is not repeated (409), so a transfer or a hand-back announced
+    nowhere would leave the ticket unseen in its new queue until some reload. Every open screen
+    of the tenant, on either process (the peer's over Redis), is told to refetch instead."""
+    desk = await desks()
+    shown = await views(desk)
+    gate = gates.gate(
+        command_marker("insert", "tenant_events"),
+        string_element("type", "ticket.finalized"),
+        lose="request",
+        retries="lose",
+    )
+    r = await browser.post(f"{API}/tickets/{desk.ticket_id}/finalize", headers=desk.headers)
+    assert r.status_code == 200, r.text
+    assert gate.attempts >= APPEND_TRANSIENT_RETRIES, gate.attempts  # announced nowhere
+    gate.release()
+
+    async def all_told() -> bool:
+        for screen in shown:
+            await screen.drain(0.3)
+        return all(screen.resyncs for screen in shown)
+
+    assert await wait_for(all_told, timeout=WAIT), [(s.label, s.resyncs) for s in shown]
+
+
 async def wait_for_count(probe: Callable[[], Awaitable[int]], *, timeout: float) -> int:  # noqa: ASYNC109
     """The probe's value once positive, or its last value after `timeout`."""
     with contextlib.suppress(AssertionError):
