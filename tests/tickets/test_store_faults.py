@@ -23,6 +23,7 @@ in an open ticket where agents see it, never left in the finalized one."""
 import asyncio
 import contextlib
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,14 +32,16 @@ import pytest
 
 from backend.audit.service import event_id
 from backend.automation.service import CLOSING, SURVEY, automatic_id
+from backend.tickets import reads
 from backend.webhooks.service import message_id_for
 from tests.automation.helpers import company, open_ticket, write
 from tests.factories import API, Tenant, unique_phone
 from tests.fakes.harness import FakeEvolution, app, backend_port, evolution, last_within, settings, wait_for
+from tests.holds import Hold, holds
 from tests.tcp_relay import Lose, StoreProxy, command_marker, string_element
 from tests.webhooks.helpers import settled
 
-__all__ = ["app", "backend_port", "evolution", "settings"]
+__all__ = ["app", "backend_port", "evolution", "holds", "settings"]
 
 STALL = 15.0  # how long a trap may take to spring once its click is under way
 SETTLE = 30.0  # how long the end state may take: a stall, a sweep period, the outbox worker
@@ -433,3 +436,159 @@ async def test_a_lost_write_of_a_finalize_with_a_client_message_right_after(
     assert (taken[closing], taken[question]) == (1, 1), f"the provider took {dict(taken)}"
     await _check_lists_and_counts(client, direct, scene)
     _retry_answer_ok(retry, move, finalized_first)
+
+
+# --- read receipts when a ticket changes hands ------------------------------------------------------
+#
+# An assume, or a transfer to a person, acknowledges to the client's phone (blue ticks) what the new
+# holder read of the thread before it held the ticket (tickets/reads.acknowledge_taken, a background
+# task after the answer): it reads the ticket, checks the holder, reads the holder's read marker, then
+# sends. A receipt tells the client its messages were read by the person answering; it must never
+# cover a message nobody holding the ticket read, and no receipt work may touch the move itself.
+
+
+async def _receipts(evolution: FakeEvolution, scene: Scene) -> list[str]:
+    """The client message keys the provider was asked to show read (markMessageAsRead), in order."""
+    asked: list[dict[str, Any]] = await evolution.control("GET", f"reads/{scene.conn['instance_name']}")
+    return [r["id"] for r in asked]
+
+
+async def _inbound_keys(direct: Any, scene: Scene) -> list[str]:
+    """The provider's keys of the client's messages in the ticket, oldest first."""
+    found = direct.messages.find({"ticket_id": scene.ticket_id, "direction": "in"}).sort("created_at", 1)
+    return [m["provider_message_id"] for m in await found.to_list(None)]
+
+
+async def _unread_for(client: httpx.AsyncClient, headers: dict[str, str], scene: Scene) -> int:
+    r = await client.get(f"{API}/tickets/{scene.ticket_id}", headers=headers)
+    assert r.status_code == 200, r.text
+    return int(r.json()["unread_count"])
+
+
+def _finished(monkeypatch: pytest.MonkeyPatch, name: str) -> list[Any]:
+    """Notes each call of reads.`name` once it returned (before any hold of it is set up): the
+    background work's end, which no answer shows."""
+    done: list[Any] = []
+    real = getattr(reads, name)
+
+    async def noting(*args: Any, **kwargs: Any) -> None:
+        try:
+            await real(*args, **kwargs)
+        finally:
+            done.append(kwargs.get("holder_id") or args[2].agent_id)
+
+    monkeypatch.setattr(reads, name, noting)
+    return done
+
+
+async def _move_to(browser: httpx.AsyncClient, scene: Scene, agent: dict[str, Any]) -> None:
+    """The owner transfers the ticket to `agent` (over the real port: an in-process client's answer
+    would wait for the background work that follows it)."""
+    body = {"agent_id": agent["id"]}
+    r = await browser.post(f"{API}/tickets/{scene.ticket_id}/transfer", json=body, headers=scene.tenant.headers)
+    assert r.status_code == 200 and r.json()["agent_id"] == agent["id"], r.text
+
+
+async def test_a_transfer_landing_before_the_assumes_acknowledgement_leaves_the_receipts_to_the_new_holder(
+    client: httpx.AsyncClient,
+    browser: httpx.AsyncClient,
+    admin_headers: dict[str, str],
+    evolution: FakeEvolution,
+    db: Any,
+    direct: Any,
+    holds: Callable[..., Hold],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The first agent opens the waiting ticket (reading the client's two messages) and assumes it;
+    its acknowledgement is held before it starts. The owner transfers the ticket to the other
+    agent, who never opened it; then the first acknowledgement runs. It finds the ticket with
+    someone else and tells the client nothing: the person answering now has read nothing, and
+    blue ticks would say otherwise. The new holder's own acknowledgement has nothing to tell
+    either (it read nothing); its unread count still shows both messages; once it opens the
+    thread, the client's phone shows them read. The ticket reads its log throughout."""
+    scene = await _scene(client, admin_headers, evolution, db, held=False)
+    await write(evolution, db, scene.conn, scene.phone, "o boleto venceu ontem")
+    keys = await _inbound_keys(direct, scene)
+    assert len(keys) == 2, keys
+    first, second = scene.holder, scene.other
+    r = await browser.post(f"{API}/tickets/{scene.ticket_id}/read", headers=first["headers"])
+    assert (r.status_code, r.json()["unread_count"]) == (200, 0), r.text  # opened from the queue
+    done = _finished(monkeypatch, "acknowledge_taken")
+    held = holds(reads, "acknowledge_taken", lambda *a, **k: k.get("holder_id") == first["id"])
+    r = await browser.post(f"{API}/tickets/{scene.ticket_id}/assume", headers=first["headers"])
+    assert r.status_code == 200, r.text
+    await asyncio.wait_for(held.entered.wait(), STALL)
+
+    await _move_to(browser, scene, second)
+    held.go.set()
+    await wait_for(lambda: _both_done(done, first["id"], second["id"]), timeout=SETTLE)
+    assert await _receipts(evolution, scene) == [], "the first agent's reads were told after it no longer held it"
+    ticket = await _check_ticket_reads_its_log(client, scene, scene.ticket_id)
+    assert (ticket["status"], ticket["agent_id"]) == ("atendendo", second["id"]), ticket
+    assert await _unread_for(client, second["headers"], scene) == 2, "messages marked read for one who never saw them"
+
+    r = await browser.post(f"{API}/tickets/{scene.ticket_id}/read", headers=second["headers"])
+    assert (r.status_code, r.json()["unread_count"]) == (200, 0), r.text
+
+    async def told() -> list[str] | None:
+        found = await _receipts(evolution, scene)
+        return found if len(found) >= 2 else None
+
+    assert await last_within(told, timeout=SETTLE) == keys
+    await _check_lists_and_counts(client, direct, scene)
+
+
+async def _both_done(done: list[Any], *holder_ids: str) -> bool:
+    return set(holder_ids) <= set(done)
+
+
+async def test_an_acknowledgement_overtaken_by_a_transfer_tells_only_what_its_holder_read(
+    client: httpx.AsyncClient,
+    browser: httpx.AsyncClient,
+    admin_headers: dict[str, str],
+    evolution: FakeEvolution,
+    db: Any,
+    direct: Any,
+    holds: Callable[..., Hold],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The first agent opens the waiting ticket (two client messages), a third message arrives, and
+    the agent assumes. Its acknowledgement checks that it holds the ticket, counts what it read (the
+    first two) and is held before it sends; the owner transfers the ticket to the other agent. The
+    receipts then sent cover the two messages the first agent read while it took the ticket — true
+    of the person who was answering — and never the third, which nobody holding the ticket has
+    seen: it stays unacknowledged, and unread for the new holder, until the new holder reads it.
+    The ticket is the new holder's, as its log says, whatever the receipt work did."""
+    scene = await _scene(client, admin_headers, evolution, db, held=False)
+    await write(evolution, db, scene.conn, scene.phone, "o boleto venceu ontem")
+    first, second = scene.holder, scene.other
+    r = await browser.post(f"{API}/tickets/{scene.ticket_id}/read", headers=first["headers"])
+    assert (r.status_code, r.json()["unread_count"]) == (200, 0), r.text
+    await write(evolution, db, scene.conn, scene.phone, "e agora, alguém me ajuda?")  # after its look
+    keys = await _inbound_keys(direct, scene)
+    assert len(keys) == 3, keys
+    done = _finished(monkeypatch, "send_receipts")
+    held = holds(reads, "send_receipts", lambda *a, **k: a[2].agent_id == first["id"])
+    r = await browser.post(f"{API}/tickets/{scene.ticket_id}/assume", headers=first["headers"])
+    assert r.status_code == 200, r.text
+    await asyncio.wait_for(held.entered.wait(), STALL)
+
+    await _move_to(browser, scene, second)
+    held.go.set()
+    await wait_for(lambda: _both_done(done, first["id"]), timeout=SETTLE)
+    await asyncio.sleep(0.5)  # the new holder's acknowledgement, which has nothing to tell
+    assert await _receipts(evolution, scene) == keys[:2]
+    ticket = await _check_ticket_reads_its_log(client, scene, scene.ticket_id)
+    assert (ticket["status"], ticket["agent_id"]) == ("atendendo", second["id"]), ticket
+    assert await _unread_for(client, second["headers"], scene) == 3, "messages marked read for one who never saw them"
+
+    r = await browser.post(f"{API}/tickets/{scene.ticket_id}/read", headers=second["headers"])
+    assert (r.status_code, r.json()["unread_count"]) == (200, 0), r.text
+
+    async def third_told() -> list[str] | None:
+        found = await _receipts(evolution, scene)
+        return found if keys[2] in found else None
+
+    told = await last_within(third_told, timeout=SETTLE)
+    assert told and set(told) == set(keys), told
+    await _check_lists_and_counts(client, direct, scene)

@@ -48,6 +48,7 @@ from backend.departments import service as departments_service
 from backend.tickets import service as tickets_service
 from backend.tickets import sweep
 from backend.tickets.states import Action
+from backend.users import service as users_service
 from backend.webhooks.service import message_id_for
 from tests.factories import API, Tenant, make_agent, make_tenant, unique, unique_phone
 from tests.fakes.harness import (
@@ -1117,3 +1118,264 @@ async def test_a_default_change_given_way_takes_back_only_its_own_value(
     )
     r = await browser.get(url, headers=tenant.headers)
     assert r.status_code == 200 and r.json()["default_department_id"] == later, r.text
+
+
+# --- 5. the owed release against a second deactivation, a reactivation and the sweep ---------------
+#
+# One mark per person (`user_releases`): each deactivation rewrites it with its own name before its
+# user write, and a payment clears it only while it still names the deactivation it pays
+# (users.repository.release_paid). The tests below let a payment land after another deactivation
+# rewrote the mark, and a reactivation land between a mark and the sweep that pays it.
+
+
+async def _mark(user_id: str) -> dict[str, Any]:
+    found: dict[str, Any] | None = await _direct.user_releases.find_one({"_id": user_id})
+    assert found is not None, f"no release mark for {user_id}"
+    return found
+
+
+async def _check_mark_paid(user_id: str) -> None:
+    async def paid() -> bool:
+        mark = await _direct.user_releases.find_one({"_id": user_id})
+        return mark is not None and mark["owed"] is None and mark["paid_at"] is not None
+
+    assert await last_within(paid, timeout=SETTLE), f"the mark stays owed: {await _mark(user_id)}"
+
+
+def _paying(user_id: str, names: list[str]) -> Callable[..., bool]:
+    """A `holds` condition on users.service.release_paid(db, user_id, owed) for `user_id`, noting
+    the name of the mark the held call pays."""
+
+    def when(*args: Any, **kwargs: Any) -> bool:
+        if args[1] != user_id:
+            return False
+        names.append(args[2])
+        return True
+
+    return when
+
+
+async def _check_never_handed_back(ticket_ids: list[str]) -> None:
+    for ticket_id in ticket_ids:
+        log = await _log(ticket_id)
+        assert not [e for e in log if e["data"].get("reason") == REASON], _told(log)
+
+
+async def test_the_sweeps_payment_of_a_stale_mark_leaves_a_second_deactivations_mark_owed(
+    client: httpx.AsyncClient,
+    browser: httpx.AsyncClient,
+    admin_headers: dict[str, str],
+    evolution: FakeEvolution,
+    settings: Settings,
+    store_proxy: StoreProxy,
+    holds: Callable[..., Hold],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A first deactivation loses its user write (503): its mark stays owed and the agent active.
+    The sweep finds that mark older than its look-back with the agent active and is held just
+    before paying it. The owner deactivates again: the second deactivation rewrites the mark with
+    its own name and is held before its user write. Now the sweep's payment lands: it names the
+    first mark, so the second stays owed. The second deactivation writes the user and dies before
+    its release. The agent's conversations are idle (the sweep's visits of recent tickets never
+    reach them): only the second mark, paid by the sweep's next pass with the agent inactive, hands
+    them back. Had the stale payment cleared it, they would stay with a person nobody can reach."""
+    monkeypatch.setattr(settings, "TICKET_SWEEP_LOOKBACK_SECONDS", 0.2)
+    desk = await _desk(client, admin_headers, evolution)
+    holder = desk.holder["id"]
+    await asyncio.sleep(2.0)  # past the sweep's look-back: the tickets are idle to it
+    paying: list[str] = []
+    stale_payment = holds(users_service, "release_paid", _paying(holder, paying))
+    click = await _lost_click(
+        store_proxy, _deactivation_write(holder), "request", _set_active(browser, desk, holder, False), "user write"
+    )
+    assert unanswered(await click)
+    first = (await _mark(holder))["owed"]
+    assert first is not None
+    await asyncio.wait_for(stale_payment.entered.wait(), WAIT)
+    assert paying == [first], paying  # the sweep, about to pay the first mark (the agent is active)
+    assert (await _direct.users.find_one({"_id": holder}))["active"] is True
+
+    user_write = holds(users_service, "update", lambda *a, **k: k.get("user_id") == holder)
+    killed = holds(tickets_service, "release_held_by", lambda *a, **k: k.get("holder_id") == holder)
+    second = asyncio.ensure_future(_set_active(browser, desk, holder, False))
+    await _arrived(user_write.entered, second, "the second deactivation reaching its user write")
+    owed = await _mark(holder)
+    assert owed["owed"] not in (None, first) and owed["paid_at"] is None, owed
+    paused = holds(sweep, "sweep_once", lambda *a, **k: True)
+    stale_payment.go.set()
+    await asyncio.wait_for(paused.entered.wait(), WAIT)  # the pass that paid the first mark is over
+    after = await _mark(holder)
+    assert (after["owed"], after["paid_at"]) == (owed["owed"], None), (
+        f"the sweep's payment of the first mark {first} cleared the second's {owed['owed']}: {after}"
+    )
+
+    user_write.go.set()
+    await _arrived(killed.entered, second, "the second deactivation's release")
+    paused.go.set()
+    await _check_cannot_authenticate(browser, desk)
+    for i, ticket_id in enumerate(desk.held):
+        await _check_handed_back(browser, desk, ticket_id, dept_index=i, by=holder)
+    await _check_mark_paid(holder)
+    await _check_nothing_stranded(desk.tenant.id)
+    await _check_counts(browser, desk)
+    for i, ticket_id in enumerate(desk.held):
+        await _check_next_message_seen(browser, evolution, desk, ticket_id, desk.colleagues[i]["headers"])
+    killed.go.set()  # the request ends; its release finds nothing left to hand back
+    answer = await second
+    assert answer.status_code == 200, answer.text
+    for i, ticket_id in enumerate(desk.held):
+        await _check_handed_back(browser, desk, ticket_id, dept_index=i, by=holder)
+
+
+async def test_a_mark_left_owed_by_a_deactivation_reactivated_before_the_sweep_leaves_the_agents_tickets_alone(
+    client: httpx.AsyncClient,
+    browser: httpx.AsyncClient,
+    admin_headers: dict[str, str],
+    evolution: FakeEvolution,
+    settings: Settings,
+    holds: Callable[..., Hold],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The deactivation writes the user and dies before its release (its mark owed); the sweep is
+    slow (paused). The owner reactivates the agent, which takes a waiting ticket and is given
+    another by a colleague. When the sweep runs, the mark's person is active: the release it owed
+    is void (the person may hold tickets again), so the sweep pays the mark once it is older than
+    its look-back and hands nothing back — neither the tickets the agent held before the
+    deactivation (it never lost them) nor those it took since."""
+    monkeypatch.setattr(settings, "TICKET_SWEEP_LOOKBACK_SECONDS", 0.2)
+    desk = await _desk(client, admin_headers, evolution)
+    holder = desk.holder["id"]
+    paused = await _pause_sweep(holds)
+    killed = holds(tickets_service, "release_held_by", lambda *a, **k: k.get("holder_id") == holder)
+    deactivation = asyncio.ensure_future(_set_active(browser, desk, holder, False))
+    await _arrived(killed.entered, deactivation, "the deactivation's release")
+    assert (await _mark(holder))["owed"] is not None
+    r = await _set_active(browser, desk, holder, True)
+    assert r.status_code == 200 and r.json()["active"] is True, r.text
+
+    await _relogin(browser, desk.holder)
+    taken = await _waiting(client, evolution, desk, dept_index=0)
+    await _click(client, desk.holder["headers"], taken, "assume")
+    given = await _waiting(client, evolution, desk, dept_index=1)
+    await _click(client, desk.colleagues[1]["headers"], given, "assume")
+    r = await browser.post(
+        f"{API}/tickets/{given}/transfer", json={"agent_id": holder}, headers=desk.colleagues[1]["headers"]
+    )
+    assert r.status_code == 200 and r.json()["agent_id"] == holder, r.text
+    paused.go.set()
+
+    await _check_mark_paid(holder)
+    held = [*desk.held, taken, given]
+    await _check_still_holds(browser, desk, held)
+    await _check_never_handed_back(held)
+    await _check_nothing_stranded(desk.tenant.id)
+    await _check_counts(browser, desk)
+    killed.go.set()  # the request ends: its release finds the agent active and hands nothing back
+    answer = await deactivation
+    assert answer.status_code == 200, answer.text
+    await _check_still_holds(browser, desk, held)
+    await _check_never_handed_back(held)
+    await _check_mark_paid(holder)
+    await _check_next_message_seen(browser, evolution, desk, given, desk.holder["headers"])
+
+
+async def test_a_reactivation_after_the_sweep_found_the_agent_inactive_keeps_its_tickets_with_it(
+    client: httpx.AsyncClient,
+    browser: httpx.AsyncClient,
+    admin_headers: dict[str, str],
+    evolution: FakeEvolution,
+    settings: Settings,
+    holds: Callable[..., Hold],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The deactivation writes the user and dies before its release. The sweep reads the owed mark,
+    finds the agent inactive, lists its (idle) tickets and is held before handing the first back.
+    Meanwhile the owner reactivates the agent, which takes a new ticket. Each hand-back reads its
+    person afresh: the agent is active again, so it keeps both old tickets and the new one, and the
+    mark ends paid (the release it owed is void)."""
+    monkeypatch.setattr(settings, "TICKET_SWEEP_LOOKBACK_SECONDS", 0.2)
+    desk = await _desk(client, admin_headers, evolution)
+    holder = desk.holder["id"]
+    await asyncio.sleep(2.0)  # past the sweep's look-back: only the owed release reaches the tickets
+    # The owed release's hand-back of a ticket (the sweep's visits pass the holders they read).
+    handing = holds(
+        tickets_service, "hand_back_if_inactive", lambda *a, **k: "holders" not in k and a[1].agent_id == holder
+    )
+    killed = holds(tickets_service, "release_held_by", lambda *a, **k: k.get("holder_id") == holder)
+    deactivation = asyncio.ensure_future(_set_active(browser, desk, holder, False))
+    await _arrived(killed.entered, deactivation, "the deactivation's release")
+    await _arrived(handing.entered, deactivation, "the sweep's owed release reaching a hand-back")
+    r = await _set_active(browser, desk, holder, True)
+    assert r.status_code == 200, r.text
+    await _relogin(browser, desk.holder)
+    taken = await _waiting(client, evolution, desk, dept_index=0)
+    await _click(client, desk.holder["headers"], taken, "assume")
+    handing.go.set()
+
+    await _check_mark_paid(holder)
+    held = [*desk.held, taken]
+    await _check_still_holds(browser, desk, held)
+    await _check_never_handed_back(held)
+    await _check_nothing_stranded(desk.tenant.id)
+    await _check_counts(browser, desk)
+    killed.go.set()
+    answer = await deactivation
+    assert answer.status_code == 200, answer.text
+    await _check_still_holds(browser, desk, held)
+    await _check_next_message_seen(browser, evolution, desk, desk.held[0], desk.holder["headers"])
+
+
+async def test_a_deactivations_late_payment_of_its_mark_leaves_the_next_deactivations_mark_owed(
+    client: httpx.AsyncClient,
+    browser: httpx.AsyncClient,
+    admin_headers: dict[str, str],
+    evolution: FakeEvolution,
+    settings: Settings,
+    holds: Callable[..., Hold],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A deactivation hands the agent's tickets back and is held before it pays its mark (slow).
+    The owner reactivates the agent, which takes a new ticket and leaves it idle; then deactivates
+    it again: the second deactivation rewrites the mark and dies before its release. The first
+    deactivation's payment lands last: it names its own mark, so the second's stays owed, and the
+    sweep hands the idle new ticket back. A payment that cleared whatever mark it found would leave
+    that ticket with the inactive agent for good."""
+    monkeypatch.setattr(settings, "TICKET_SWEEP_LOOKBACK_SECONDS", 0.2)
+    desk = await _desk(client, admin_headers, evolution)
+    holder = desk.holder["id"]
+    paused = await _pause_sweep(holds)  # the first payment held must be the deactivation's own
+    paying: list[str] = []
+    late_payment = holds(users_service, "release_paid", _paying(holder, paying))
+    first = asyncio.ensure_future(_set_active(browser, desk, holder, False))
+    await _arrived(late_payment.entered, first, "the first deactivation paying its mark")
+    assert paying == [(await _mark(holder))["owed"]], paying
+    paused.go.set()
+    for i, ticket_id in enumerate(desk.held):
+        await _check_handed_back(browser, desk, ticket_id, dept_index=i)
+    r = await _set_active(browser, desk, holder, True)
+    assert r.status_code == 200, r.text
+    await _relogin(browser, desk.holder)
+    later = await _waiting(client, evolution, desk, dept_index=0)
+    await _click(client, desk.holder["headers"], later, "assume")
+    await asyncio.sleep(2.0)  # past the sweep's look-back: the new ticket is idle to it
+
+    killed = holds(tickets_service, "release_held_by", lambda *a, **k: k.get("holder_id") == holder)
+    second = asyncio.ensure_future(_set_active(browser, desk, holder, False))
+    await _arrived(killed.entered, second, "the second deactivation's release")
+    owed = (await _mark(holder))["owed"]
+    assert owed not in (None, paying[0]), owed
+    late_payment.go.set()
+    answer = await first
+    assert answer.status_code == 200, answer.text
+
+    await _check_handed_back(browser, desk, later, dept_index=0, by=holder)
+    await _check_mark_paid(holder)
+    await _check_cannot_authenticate(browser, desk)
+    for i, ticket_id in enumerate(desk.held):
+        await _check_handed_back(browser, desk, ticket_id, dept_index=i)
+    await _check_nothing_stranded(desk.tenant.id)
+    await _check_counts(browser, desk)
+    await _check_next_message_seen(browser, evolution, desk, later, desk.colleagues[0]["headers"])
+    killed.go.set()
+    answer = await second
+    assert answer.status_code == 200, answer.text
