@@ -3,11 +3,13 @@ deterministically (a slow request, never a failing one): the fault suites' `hold
 module uses it by importing `holds` and naming it in its `__all__` (pytest finds fixtures by name)."""
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
 
+import httpx
 import pytest
 
 
@@ -43,3 +45,28 @@ async def holds(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Callable[..., 
     yield hold
     for held in made:
         held.go.set()
+
+
+ARRIVAL = 30.0  # a bound only: a trap's springing or a held call's arrival on a loaded 2-core box
+
+
+async def arrived(event: asyncio.Event, under_way: "asyncio.Future[Any] | None", what: str) -> None:
+    """Waits until `event` (a trap sprang, a held call arrived), or fails naming what the request
+    or task `under_way` ended with instead (it may have answered without ever getting there)."""
+    waiter: asyncio.Future[Any] = asyncio.ensure_future(event.wait())
+    pending: set[asyncio.Future[Any]] = {waiter} if under_way is None else {under_way, waiter}
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait(pending, timeout=ARRIVAL, return_when=asyncio.FIRST_COMPLETED)
+    waiter.cancel()
+    if not event.is_set():
+        raise AssertionError(f"{what} never happened (it ended with: {ended(under_way)})")
+
+
+def ended(under_way: "asyncio.Future[Any] | None") -> str:
+    """What a request or task ended with, for an assertion's message."""
+    if under_way is None or not under_way.done():
+        return "nothing yet"
+    if under_way.cancelled() or under_way.exception() is not None:
+        return repr(under_way.exception()) if not under_way.cancelled() else "cancelled"
+    answer = under_way.result()
+    return f"{answer.status_code} {answer.text}" if isinstance(answer, httpx.Response) else repr(answer)

@@ -34,7 +34,6 @@ conversation waiting in a department when it is deactivated stays in its agents'
 keeps the tickets it holds there (tests/tickets/test_holder_left_department.py)."""
 
 import asyncio
-import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -56,7 +55,7 @@ from tests.fakes.harness import (
     make_connection,
     settings,
 )
-from tests.holds import Hold, holds
+from tests.holds import Hold, arrived, holds
 from tests.tcp_relay import Lose, StoreProxy, command_marker, relayed, string_element, unanswered
 from tests.webhooks.helpers import settled
 
@@ -140,19 +139,6 @@ async def _new_conversation(evolution: FakeEvolution, desk: Desk) -> tuple[str, 
     assert ticket["status"] == "espera", ticket
     desk.phones[ticket["_id"]] = phone
     return str(ticket["_id"]), phone
-
-
-async def _arrived(event: asyncio.Event, request: "asyncio.Future[Any] | None", what: str) -> None:
-    """Waits until `event` (a trap sprang, a held call arrived), or fails naming what the request
-    answered instead."""
-    waiter: asyncio.Future[Any] = asyncio.ensure_future(event.wait())
-    pending: set[asyncio.Future[Any]] = {waiter} if request is None else {request, waiter}
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait(pending, timeout=WAIT, return_when=asyncio.FIRST_COMPLETED)
-    waiter.cancel()
-    if not event.is_set():
-        answer = "" if request is None else ((await request).text if request.done() else "still under way")
-        raise AssertionError(f"{what} never happened {f'(the request answered {answer})' if answer else ''}")
 
 
 def _held_event(holds: Callable[..., Hold], ticket_type: str, when: Callable[[Any], bool]) -> Hold:
@@ -368,7 +354,7 @@ async def test_a_first_message_routed_before_its_department_was_deactivated_wait
     phone = unique_phone()
     held = _held_event(holds, "created", lambda e: e.reseller_id == desk.tenant.id)
     result = await evolution.inbound(desk.conn["instance_name"], phone, "Primeira mensagem", push_name="Maria")
-    await _arrived(held.entered, None, "the delivery reaching its new ticket's event")
+    await arrived(held.entered, None, "the delivery reaching its new ticket's event")
 
     r = await _set_default(browser, desk, 1)
     assert r.status_code == 200, r.text
@@ -412,7 +398,7 @@ async def test_a_menu_answer_chosen_before_its_department_was_deactivated_waits_
 
     held = _held_event(holds, "routed", lambda e: e.ticket_id == ticket_id)
     result = await evolution.inbound(desk.conn["instance_name"], phone, "1", push_name="Maria")
-    await _arrived(held.entered, None, "the menu answer reaching its move")
+    await arrived(held.entered, None, "the menu answer reaching its move")
     r = await _deactivate(browser, desk, 1)
     assert r.status_code == 200 and r.json()["active"] is False, r.text
     held.go.set()
@@ -458,7 +444,7 @@ async def test_a_transfer_checked_before_its_department_was_deactivated_waits_wi
     transfer = asyncio.ensure_future(
         browser.post(f"{API}/tickets/{ticket_id}/transfer", json=body, headers=desk.staff[0]["headers"])
     )
-    await _arrived(held.entered, transfer, "the transfer reaching its move")
+    await arrived(held.entered, transfer, "the transfer reaching its move")
     r = await _deactivate(browser, desk, 1)
     assert r.status_code == 200 and r.json()["active"] is False, r.text
     held.go.set()
@@ -497,7 +483,7 @@ async def test_an_agent_taken_out_of_the_department_while_assuming_keeps_the_tic
 
     held = _held_event(holds, "assumed", lambda e: e.ticket_id == ticket_id)
     assume = asyncio.ensure_future(browser.post(f"{API}/tickets/{ticket_id}/assume", headers=agent["headers"]))
-    await _arrived(held.entered, assume, "the assume reaching its move")
+    await arrived(held.entered, assume, "the assume reaching its move")
     r = await _patch(browser, desk, f"users/{agent['id']}", {"department_ids": [desk.dept(2)]})
     assert r.status_code == 200 and r.json()["department_ids"] == [desk.dept(2)], r.text
     held.go.set()
@@ -553,13 +539,13 @@ async def test_a_deactivation_refused_after_its_write_whose_undo_is_lost_leaves_
         departments_service, "update", lambda *a, **k: k.get("department_id") == dept and k["data"].active is False
     )
     deactivation = asyncio.ensure_future(_deactivate(browser, desk, 1))
-    await _arrived(held.entered, deactivation, "the deactivation passing its check")
+    await arrived(held.entered, deactivation, "the deactivation passing its check")
     r = await _set_default(browser, desk, 1)
     assert r.status_code == 200, r.text
 
     sprung = store_proxy.stall_next(*_department_write(dept, active=True), lose=lose)
     held.go.set()
-    await _arrived(sprung, deactivation, "the trap on the deactivation's undo")
+    await arrived(sprung, deactivation, "the trap on the deactivation's undo")
     first = await deactivation
     assert unanswered(first) or first.status_code == 409, first.text
     again = await _deactivate(browser, desk, 1)
@@ -620,13 +606,13 @@ async def test_a_default_change_given_way_whose_take_back_is_lost_opens_nothing_
         connections_repository, "update", lambda *a, **k: len(a) > 3 and a[3].get("default_department_id") == dept
     )
     change = asyncio.ensure_future(_set_default(browser, desk, 1))
-    await _arrived(held.entered, change, "the default change passing its check")
+    await arrived(held.entered, change, "the default change passing its check")
     r = await _deactivate(browser, desk, 1)
     assert r.status_code == 200 and r.json()["active"] is False, r.text
 
     sprung = store_proxy.stall_next(*_default_taken_back(desk.conn["id"], desk.dept(0)), lose=lose)
     held.go.set()
-    await _arrived(sprung, change, "the trap on the default change's take-back")
+    await arrived(sprung, change, "the trap on the default change's take-back")
     first = await change
     assert unanswered(first) or first.status_code == 422, first.text
     again = await _set_default(browser, desk, 1)
@@ -680,7 +666,7 @@ async def test_a_transfer_losing_a_write_while_its_department_is_deactivated_end
     path, body = f"{API}/tickets/{ticket_id}/transfer", {"department_id": desk.dept(1)}
     sprung = store_proxy.stall_next(*markers, lose=lose)
     transfer = asyncio.ensure_future(browser.post(path, json=body, headers=agent["headers"]))
-    await _arrived(sprung, transfer, f"the trap on the transfer's {write}")
+    await arrived(sprung, transfer, f"the trap on the transfer's {write}")
     r = await _deactivate(browser, desk, 1)
     assert r.status_code == 200, r.text
     first = await transfer

@@ -39,7 +39,6 @@ ticket's schedules, the author's "Agendamentos") says the same; and nothing of t
 "scheduled" once its time came and a pass ran."""
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -55,7 +54,7 @@ from backend.scheduled import repository as scheduled_repository
 from backend.scheduled import service
 from tests.factories import API, Tenant, make_agent, make_tenant, unique, unique_phone
 from tests.fakes.harness import FakeEvolution, app, backend_port, evolution, last_within, make_connection, settings
-from tests.holds import Hold, holds
+from tests.holds import Hold, arrived, holds
 from tests.outbound.helpers import unsigned
 from tests.realtime.conftest import Server, start_server
 from tests.tcp_relay import Lose, StoreProxy, command_marker, relayed, string_element, unanswered
@@ -83,25 +82,13 @@ def settings_overrides(store_relay: StoreProxy) -> dict[str, Any]:
 # --- held passes ----------------------------------------------------------------------------------
 
 
-async def _arrived(event: asyncio.Event, task: "asyncio.Future[Any]", what: str) -> None:
-    """Waits until `event` (a trap sprang, a held call arrived), or fails naming what the task
-    ended with instead."""
-    waiter: asyncio.Future[Any] = asyncio.ensure_future(event.wait())
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait({task, waiter}, timeout=WAIT, return_when=asyncio.FIRST_COMPLETED)
-    waiter.cancel()
-    if not event.is_set():
-        ended = repr(task.result() if not task.exception() else task.exception()) if task.done() else "still under way"
-        raise AssertionError(f"{what} never happened (it ended with {ended})")
-
-
 async def _lost_click(
     proxy: StoreProxy, markers: tuple[bytes, ...], lose: Lose, request: Awaitable[httpx.Response], what: str
 ) -> httpx.Response:
     """Arms the trap on `markers`, sends `request` and returns its answer once the trap sprang."""
     sprung = proxy.stall_next(*markers, lose=lose)
     click = asyncio.ensure_future(request)
-    await _arrived(sprung, click, f"the trap on the {what}")
+    await arrived(sprung, click, f"the trap on the {what}")
     return await click
 
 
@@ -773,7 +760,7 @@ def _hold_pass(holds: Callable[..., Hold], point: str, schedule_id: str) -> Hold
 async def _held_pass(db: Any, held: Hold, point: str) -> "asyncio.Future[int]":
     """Starts a due pass and returns it under way once it is held at `point`."""
     under_way = asyncio.ensure_future(_pass(db))
-    await _arrived(held.entered, under_way, f"the pass reaching {point}")
+    await arrived(held.entered, under_way, f"the pass reaching {point}")
     return under_way
 
 

@@ -27,7 +27,6 @@ chosen moment and let go once the competitor is done. The last test plays proces
 processes on the same database (tests/persistence/procs.py), one killed (SIGKILL) and restarted."""
 
 import asyncio
-import contextlib
 import itertools
 import uuid
 from collections.abc import Awaitable, Callable
@@ -62,7 +61,7 @@ from tests.fakes.harness import (
     settings,
     wait_for,
 )
-from tests.holds import Hold, holds
+from tests.holds import Hold, arrived, holds
 from tests.persistence.procs import Backend
 from tests.tcp_relay import Lose, StoreProxy, command_marker, relayed, string_element, unanswered
 from tests.webhooks.evolution_shapes import key_id
@@ -84,19 +83,6 @@ def settings_overrides(store_relay: StoreProxy) -> dict[str, Any]:
 # --- held calls ---------------------------------------------------------------------------------
 
 
-async def _arrived(event: asyncio.Event, request: "asyncio.Future[Any] | None", what: str) -> None:
-    """Waits until `event` (a trap sprang, a held call arrived), or fails naming what the request
-    answered instead."""
-    waiter: asyncio.Future[Any] = asyncio.ensure_future(event.wait())
-    pending: set[asyncio.Future[Any]] = {waiter} if request is None else {request, waiter}
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait(pending, timeout=WAIT, return_when=asyncio.FIRST_COMPLETED)
-    waiter.cancel()
-    if not event.is_set():
-        answer = "nothing yet" if request is None or not request.done() else _told(request.result())
-        raise AssertionError(f"{what} never happened (answered: {answer})")
-
-
 def _told(answer: Any) -> str:
     return f"{answer.status_code} {answer.text}" if isinstance(answer, httpx.Response) else repr(answer)
 
@@ -107,7 +93,7 @@ async def _lost(
     """Arms the trap on `markers` and sends `request`; returns it under way once the trap sprang."""
     sprung = proxy.stall_next(*markers, lose=lose)
     click = asyncio.ensure_future(request)
-    await _arrived(sprung, click, f"the trap on {what}")
+    await arrived(sprung, click, f"the trap on {what}")
     return click
 
 
@@ -355,7 +341,7 @@ async def test_a_client_message_whose_number_is_lost_is_counted_once_by_the_proc
     markers = _count_hint_write(desk.ticket_id) if which == "count_hint" else _number_write(lost_id)
     sprung = store_proxy.stall_next(*markers, lose=lose)
     _, ack = await _post(evolution, desk, "o boleto venceu", key)
-    await _arrived(sprung, None, f"the trap on the message's {which} write")
+    await arrived(sprung, None, f"the trap on the message's {which} write")
     after_id, after_ack = await _post(evolution, desk, "consegue mandar outro?")
     raw = await _processed(ack)
     await _processed(after_ack)
@@ -426,7 +412,7 @@ async def test_a_read_while_a_client_message_waits_for_its_number_leaves_that_me
     key, waiting_id = desk.next_message()
     held = holds(unread_service, "record_inbound", lambda *a, **k: len(a) > 2 and a[2].id == waiting_id)
     _, ack = await _post(evolution, desk, "o boleto venceu", key)
-    await _arrived(held.entered, None, "the client message reaching its number")
+    await arrived(held.entered, None, "the client message reaching its number")
 
     stored = await _direct.messages.find_one({"_id": waiting_id})
     assert stored is not None and stored["ticket_id"] == desk.ticket_id, stored
@@ -458,7 +444,7 @@ async def test_a_client_message_numbered_between_a_reads_count_and_its_marker_st
         lambda *a, **k: k.get("user_id") == reader_id and getattr(k.get("ticket"), "id", None) == desk.ticket_id,
     )
     read = asyncio.ensure_future(browser.post(_read_path(desk.ticket_id), headers=reader))
-    await _arrived(held.entered, read, "the read reaching its marker write")
+    await arrived(held.entered, read, "the read reaching its marker write")
     late = await _says(evolution, desk, "alguém aí?")
     held.go.set()
     answer = await read
@@ -533,7 +519,7 @@ async def test_a_stale_device_let_in_after_the_other_devices_lost_marker_never_m
         lambda *a, **k: k.get("user_id") == reader_id and getattr(k.get("ticket"), "id", None) == desk.ticket_id,
     )
     phone = asyncio.ensure_future(browser.post(path, headers=reader))
-    await _arrived(held.entered, phone, "the phone's read reaching its marker write")
+    await arrived(held.entered, phone, "the phone's read reaching its marker write")
     await _says(evolution, desk, "alguém aí?")
     desktop = await _lost(
         store_proxy,
@@ -590,14 +576,14 @@ async def test_a_client_message_that_races_a_finalize_is_unread_in_the_ticket_it
     if race == "before_its_settle":
         held = holds(tickets_service, "touch_activity", lambda *a, **k: len(a) > 1 and getattr(a[1], "id", None) == old)
         _, ack = await _post(evolution, desk, "ainda estou aqui", key)
-        await _arrived(held.entered, None, "the client message reaching its ticket's re-load")
+        await arrived(held.entered, None, "the client message reaching its ticket's re-load")
         r = await browser.post(finalize, headers=reader)
         assert r.status_code == 200, r.text
         held.go.set()
-        await _arrived(sprung, None, f"the trap on the moved message's {lost}")
+        await arrived(sprung, None, f"the trap on the moved message's {lost}")
     else:
         _, ack = await _post(evolution, desk, "ainda estou aqui", key)
-        await _arrived(sprung, None, "the trap on the message's number")
+        await arrived(sprung, None, "the trap on the message's number")
         r = await browser.post(finalize, headers=reader)
         assert r.status_code == 200, r.text
     raw = await _processed(ack)
@@ -652,13 +638,13 @@ async def test_a_client_message_moved_by_the_finalizes_refile_that_loses_a_write
     held = holds(audit_service, "insert", _finalize_event_of(old))
     path = f"{API}/tickets/{old}/finalize"
     finalize = asyncio.ensure_future(browser.post(path, headers=reader))
-    await _arrived(held.entered, finalize, "the finalize reaching its event")
+    await arrived(held.entered, finalize, "the finalize reaching its event")
     raced = await _says(evolution, desk, "ainda estou aqui")  # numbered in the open ticket
     assert await _numbers(old) == [(1, opening), (2, raced)]
     markers = _move_write(raced, old) if lost == "move" else _number_write(raced)
     sprung = store_proxy.stall_next(*markers, lose=lose)
     held.go.set()
-    await _arrived(sprung, finalize, f"the trap on the refile's {lost}")
+    await arrived(sprung, finalize, f"the trap on the refile's {lost}")
     first = await finalize
     assert unanswered(first), _told(first)
     again = await browser.post(path, headers=reader)
@@ -703,7 +689,7 @@ async def test_a_sweep_rerun_that_finds_the_message_moved_by_a_failing_refile_st
     desk, opening = await _held_and_read(company, browser, evolution)
     old, reader = desk.ticket_id, desk.reader["headers"]
     paused = holds(tickets_sweep, "sweep_once", lambda *a, **k: True)
-    await _arrived(paused.entered, None, "the ticket sweep's next pass")  # S is ours to run
+    await arrived(paused.entered, None, "the ticket sweep's next pass")  # S is ours to run
 
     sweeps: set[asyncio.Task[Any] | None] = set()
 
@@ -714,21 +700,21 @@ async def test_a_sweep_rerun_that_finds_the_message_moved_by_a_failing_refile_st
     s_moves = holds(messages_repository, "move_to_ticket", in_sweep)
     held = holds(audit_service, "insert", _finalize_event_of(old))
     finalize = asyncio.ensure_future(browser.post(f"{API}/tickets/{old}/finalize", headers=reader))
-    await _arrived(held.entered, finalize, "the finalize reaching its event")
+    await arrived(held.entered, finalize, "the finalize reaching its event")
     raced = await _says(evolution, desk, "ainda estou aqui")  # numbered in the open ticket
     assert await _numbers(old) == [(1, opening), (2, raced)]
     held.go.set()
-    await _arrived(f_moves.entered, finalize, "the finalize's move of the raced message")
+    await arrived(f_moves.entered, finalize, "the finalize's move of the raced message")
 
     db = app.state.db
     closed = await tickets_service.load(db, old)
     assert closed is not None and closed.status == "finalizado", closed
     sweep = asyncio.ensure_future(tickets_service.after_finalize(db, closed))
     sweeps.add(sweep)
-    await _arrived(s_moves.entered, sweep, "the sweep's move of the raced message")
+    await arrived(s_moves.entered, sweep, "the sweep's move of the raced message")
     sprung = store_proxy.stall_next(*_number_write(raced), lose="request")
     f_moves.go.set()
-    await _arrived(sprung, finalize, "the trap on the finalize's number write")
+    await arrived(sprung, finalize, "the trap on the finalize's number write")
     first = await finalize
     assert unanswered(first), _told(first)
     s_moves.go.set()
@@ -843,7 +829,7 @@ async def test_counts_survive_other_processes_and_a_killed_one_and_no_process_me
             key6, sixth = desk.next_message()
             sprung = store_proxy.stall_next(*_number_write(sixth), lose="reply")
             _, ack = await _post(evolution, desk, "consegue mandar outro?", key6)
-            await _arrived(sprung, None, "the trap on the sixth message's number")
+            await arrived(sprung, None, "the trap on the sixth message's number")
             await _stopped(first, kill=True)
         await _webhook_to(evolution, desk, f"http://127.0.0.1:{backend_port}")
 

@@ -34,7 +34,6 @@ request, not a failing one). The sweep is paused the same way where the test is 
 sweep (minutes, on a large FerretDB: sweep.py) leaves behind."""
 
 import asyncio
-import contextlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -61,7 +60,7 @@ from tests.fakes.harness import (
     settings,
     wait_for,
 )
-from tests.holds import Hold, holds
+from tests.holds import Hold, arrived, holds
 from tests.tcp_relay import Lose, StoreProxy, command_marker, relayed, string_element, unanswered
 from tests.webhooks.helpers import settled
 
@@ -94,19 +93,6 @@ async def _pause_sweep(holds: Callable[..., Hold]) -> Hold:
     paused: Hold = holds(sweep, "sweep_once", lambda *a, **k: True)
     await asyncio.wait_for(paused.entered.wait(), WAIT)
     return paused
-
-
-async def _arrived(event: asyncio.Event, request: "asyncio.Future[httpx.Response]", what: str) -> None:
-    """Waits until `event` (a trap sprang, a held request arrived), or fails naming what the
-    request answered instead."""
-    waiter: asyncio.Future[Any] = asyncio.ensure_future(event.wait())
-    pending: set[asyncio.Future[Any]] = {request, waiter}
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait(pending, timeout=WAIT, return_when=asyncio.FIRST_COMPLETED)
-    waiter.cancel()
-    if not event.is_set():
-        answer = (await request).text if request.done() else "still under way"
-        raise AssertionError(f"{what} never happened (the request answered {answer})")
 
 
 # --- the desk -----------------------------------------------------------------------------------
@@ -421,7 +407,7 @@ async def _lost_click(
     """Arms the trap on `markers` and sends `request`; returns it under way once the trap sprang."""
     sprung = proxy.stall_next(*markers, lose=lose)
     click = asyncio.ensure_future(request)
-    await _arrived(sprung, click, f"the trap on the {what}")
+    await arrived(sprung, click, f"the trap on the {what}")
     return click
 
 
@@ -536,7 +522,7 @@ async def test_a_deactivation_killed_before_its_release_hands_back_conversations
     await asyncio.sleep(2.0)  # past the sweep's look-back: the tickets are idle to it
     held = holds(tickets_service, "release_held_by", lambda *a, **k: k.get("holder_id") == holder)
     killed = asyncio.ensure_future(_set_active(browser, desk, holder, False))
-    await _arrived(held.entered, killed, "the deactivation's release")
+    await arrived(held.entered, killed, "the deactivation's release")
     stored = await _direct.users.find_one({"_id": holder})
     assert stored["active"] is False, stored
 
@@ -611,7 +597,7 @@ async def test_an_assume_landing_between_the_user_write_and_the_release_is_hande
     waiting = await _waiting(client, evolution, desk)
     held = holds(tickets_service, "assume", lambda *a, **k: k.get("ticket_id") == waiting)
     assume = asyncio.ensure_future(browser.post(f"{API}/tickets/{waiting}/assume", headers=desk.holder["headers"]))
-    await _arrived(held.entered, assume, "the agent's assume reaching its move")
+    await arrived(held.entered, assume, "the agent's assume reaching its move")
 
     click = await _lost_click(
         store_proxy,
@@ -661,7 +647,7 @@ async def test_a_transfer_to_the_agent_landing_between_the_user_write_and_the_re
     )
     body = {"agent_id": desk.holder["id"]}
     transfer = asyncio.ensure_future(browser.post(f"{API}/tickets/{ticket_id}/transfer", json=body, headers=mover))
-    await _arrived(held.entered, transfer, "the transfer reaching its move")
+    await arrived(held.entered, transfer, "the transfer reaching its move")
 
     click = await _lost_click(
         store_proxy,
@@ -718,13 +704,13 @@ async def test_a_move_in_flight_whose_hand_back_loses_its_event_leaves_nothing_w
             colleague["headers"],
         )
     move = asyncio.ensure_future(browser.post(path, json=body, headers=headers))
-    await _arrived(held.entered, move, f"the {mover} reaching its move")
+    await arrived(held.entered, move, f"the {mover} reaching its move")
 
     r = await _set_active(browser, desk, desk.holder["id"], False)
     assert r.status_code == 200, r.text
     sprung = store_proxy.stall_next(*_hand_back_event(ticket_id), lose=lose)
     held.go.set()
-    await _arrived(sprung, move, f"the trap on the {mover}'s hand-back event")
+    await arrived(sprung, move, f"the trap on the {mover}'s hand-back event")
     landed = await move
     assert unanswered(landed), (
         f"the {mover}'s hand-back lost its event and it answered {landed.status_code}: {landed.text}"
@@ -849,7 +835,7 @@ async def test_a_reactivation_between_the_repeats_user_write_and_its_release_han
     desk = await _desk(client, admin_headers, evolution)
     held = holds(tickets_service, "release_held_by", lambda *a, **k: k.get("holder_id") == desk.holder["id"])
     deactivation = asyncio.ensure_future(_set_active(browser, desk, desk.holder["id"], False))
-    await _arrived(held.entered, deactivation, "the deactivation reaching its release")
+    await arrived(held.entered, deactivation, "the deactivation reaching its release")
     r = await _set_active(browser, desk, desk.holder["id"], True)
     assert r.status_code == 200, r.text
     held.go.set()
@@ -1061,7 +1047,7 @@ async def test_a_default_change_racing_a_department_deactivation_never_opens_con
             connections_repository, "update", lambda *a, **k: len(a) > 3 and a[3].get("default_department_id") == dept
         )
         first, second = asyncio.ensure_future(default), deactivate
-    await _arrived(held.entered, first, f"the {checked_first} passing its check")
+    await arrived(held.entered, first, f"the {checked_first} passing its check")
     other = await second
     held.go.set()
     answers = {checked_first: (await first).status_code, "other": other.status_code}
@@ -1102,7 +1088,7 @@ async def test_a_default_change_given_way_takes_back_only_its_own_value(
     # The check after the write names the department alone (the one before it also passes `kept`).
     held = holds(departments_service, "require_active_ids", lambda *a, **k: "kept" not in k and list(a[2]) == [mine])
     given_way = asyncio.ensure_future(browser.patch(url, json={"default_department_id": mine}, headers=tenant.headers))
-    await _arrived(held.entered, given_way, "the first save's check after its write")
+    await arrived(held.entered, given_way, "the first save's check after its write")
 
     r = await browser.patch(url, json={"default_department_id": later}, headers=tenant.headers)
     assert r.status_code == 200 and r.json()["default_department_id"] == later, r.text
@@ -1198,7 +1184,7 @@ async def test_the_sweeps_payment_of_a_stale_mark_leaves_a_second_deactivations_
     user_write = holds(users_service, "update", lambda *a, **k: k.get("user_id") == holder)
     killed = holds(tickets_service, "release_held_by", lambda *a, **k: k.get("holder_id") == holder)
     second = asyncio.ensure_future(_set_active(browser, desk, holder, False))
-    await _arrived(user_write.entered, second, "the second deactivation reaching its user write")
+    await arrived(user_write.entered, second, "the second deactivation reaching its user write")
     owed = await _mark(holder)
     assert owed["owed"] not in (None, first) and owed["paid_at"] is None, owed
     paused = holds(sweep, "sweep_once", lambda *a, **k: True)
@@ -1210,7 +1196,7 @@ async def test_the_sweeps_payment_of_a_stale_mark_leaves_a_second_deactivations_
     )
 
     user_write.go.set()
-    await _arrived(killed.entered, second, "the second deactivation's release")
+    await arrived(killed.entered, second, "the second deactivation's release")
     paused.go.set()
     await _check_cannot_authenticate(browser, desk)
     for i, ticket_id in enumerate(desk.held):
@@ -1248,7 +1234,7 @@ async def test_a_mark_left_owed_by_a_deactivation_reactivated_before_the_sweep_l
     paused = await _pause_sweep(holds)
     killed = holds(tickets_service, "release_held_by", lambda *a, **k: k.get("holder_id") == holder)
     deactivation = asyncio.ensure_future(_set_active(browser, desk, holder, False))
-    await _arrived(killed.entered, deactivation, "the deactivation's release")
+    await arrived(killed.entered, deactivation, "the deactivation's release")
     assert (await _mark(holder))["owed"] is not None
     r = await _set_active(browser, desk, holder, True)
     assert r.status_code == 200 and r.json()["active"] is True, r.text
@@ -1303,8 +1289,8 @@ async def test_a_reactivation_after_the_sweep_found_the_agent_inactive_keeps_its
     )
     killed = holds(tickets_service, "release_held_by", lambda *a, **k: k.get("holder_id") == holder)
     deactivation = asyncio.ensure_future(_set_active(browser, desk, holder, False))
-    await _arrived(killed.entered, deactivation, "the deactivation's release")
-    await _arrived(handing.entered, deactivation, "the sweep's owed release reaching a hand-back")
+    await arrived(killed.entered, deactivation, "the deactivation's release")
+    await arrived(handing.entered, deactivation, "the sweep's owed release reaching a hand-back")
     r = await _set_active(browser, desk, holder, True)
     assert r.status_code == 200, r.text
     await _relogin(browser, desk.holder)
@@ -1347,7 +1333,7 @@ async def test_a_deactivations_late_payment_of_its_mark_leaves_the_next_deactiva
     paying: list[str] = []
     late_payment = holds(users_service, "release_paid", _paying(holder, paying))
     first = asyncio.ensure_future(_set_active(browser, desk, holder, False))
-    await _arrived(late_payment.entered, first, "the first deactivation paying its mark")
+    await arrived(late_payment.entered, first, "the first deactivation paying its mark")
     assert paying == [(await _mark(holder))["owed"]], paying
     paused.go.set()
     for i, ticket_id in enumerate(desk.held):
@@ -1361,7 +1347,7 @@ async def test_a_deactivations_late_payment_of_its_mark_leaves_the_next_deactiva
 
     killed = holds(tickets_service, "release_held_by", lambda *a, **k: k.get("holder_id") == holder)
     second = asyncio.ensure_future(_set_active(browser, desk, holder, False))
-    await _arrived(killed.entered, second, "the second deactivation's release")
+    await arrived(killed.entered, second, "the second deactivation's release")
     owed = (await _mark(holder))["owed"]
     assert owed not in (None, paying[0]), owed
     late_payment.go.set()
