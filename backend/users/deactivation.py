@@ -12,16 +12,24 @@ The order of the writes (no transaction spans them; FerretDB has none):
 
 Before step 1 the release is marked owed (`user_releases`, users.service.owe_release), and the
 mark is paid once step 2 ran to its end. A user write whose answer was lost is read back, and the
-release runs when it landed (the page then offers no second click). Crash between them, or during
-the release: the user is inactive and some tickets still held, the mark unpaid; the ticket sweep
-runs the release for every unpaid mark whose person is inactive (tickets.service.release_owed,
+release runs when it landed (the page then offers no second click). Crash between the steps, or
+during the release: the user is inactive and some tickets still held, the mark unpaid; the ticket
+sweep runs the release for every unpaid mark whose person is inactive (tickets.service.release_owed,
 every TICKET_SWEEP_SECONDS), idle conversations included, and repeating the PATCH finishes it all
 too: step 1 again changes nothing (no second token bump) and step 2 runs every time `active` is
 false, the user already inactive or not, and is idempotent (a ticket handed back is no longer
-listed). Releasing first
-and deactivating after would be repaired the same way, but would leave a window where the
-still-active person assumes a ticket after the release read its list; releasing on both sides of
-the deactivation narrows that window without closing it.
+listed). Releasing first and deactivating after would be repaired the same way, but would leave a
+window where the still-active person assumes a ticket after the release read its list; releasing
+on both sides of the deactivation narrows that window without closing it.
+
+The sweep also pays a mark whose person is still active once it is older than
+TICKET_SWEEP_LOOKBACK_SECONDS, taking step 1 for lost; but step 1 can land later than that (a
+failover holds a write up to MONGO_SOCKET_TIMEOUT_MS). So once step 1 landed, before step 2, a mark
+found paid is owed again under this deactivation's name with a fresh `owed_at`
+(users.service.owe_release_again; paid by a later deactivation instead, it costs one idempotent
+release more), while a mark a later deactivation rewrote names that one and is left alone. A crash
+between step 1 and that re-owe, the mark already paid, is the window left: the idle conversations
+stay with the inactive person until their clients write again.
 
 A move of the person's that authenticated before step 1 and lands after it (an assume in flight)
 is the one interleaving the order alone does not cover. Each such move, once its event landed,
@@ -56,6 +64,9 @@ async def update(db: Database, actor: Actor, *, user_id: str, data: UserUpdate) 
 
 
 async def _release(db: Database, actor: Actor, user_id: str, owed: str | None) -> None:
+    """Run once the user write landed (acknowledged, or read back inactive)."""
+    if owed is not None:
+        await service.owe_release_again(db, user_id, owed)
     await tickets.release_held_by(db, actor, holder_id=user_id)
     if owed is not None:
         await service.release_paid(db, user_id, owed)

@@ -136,3 +136,10 @@ async def release_paid(db: Database, user_id: str, owed: str, at: datetime) -> N
     """Only the deactivation `owed`'s mark: a later deactivation's stays owed until its own release."""
     async with one_writer(db, RELEASES, user_id):
         await update_if(db, RELEASES, user_id, {"owed": owed}, {"$set": {"owed": None, "paid_at": at}})
+
+
+async def owe_release_again(db: Database, user_id: str, owed: str, at: datetime) -> None:
+    """Deactivation `owed`'s mark again, only over a paid one (`owed` None: the sweep paid it
+    meanwhile); a later deactivation's mark, which names that one, stays as it is."""
+    async with one_writer(db, RELEASES, user_id):
+        await update_if(db, RELEASES, user_id, {"owed": None}, {"$set": {"owed": owed, "owed_at": at, "paid_at": None}})

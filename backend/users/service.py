@@ -201,6 +201,12 @@ async def owed_releases_internal(db: Database) -> list[ReleaseOwed]:
     return await repository.owed_releases_internal(db)
 
 
+async def owe_release_again(db: Database, user_id: str, owed: str) -> None:
+    """After deactivation `owed`'s user write landed: its mark owed again (a fresh `owed_at`) if
+    the sweep paid it meanwhile, having found the person still active (users/deactivation.py)."""
+    await repository.owe_release_again(db, user_id, owed, utcnow())
+
+
 async def release_paid(db: Database, user_id: str, owed: str) -> None:
     await repository.release_paid(db, user_id, owed, utcnow())
 

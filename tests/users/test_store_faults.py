@@ -436,12 +436,16 @@ async def test_a_deactivation_that_loses_a_write_is_finished_by_the_owners_repea
     admin_headers: dict[str, str],
     evolution: FakeEvolution,
     store_proxy: StoreProxy,
+    holds: Callable[..., Hold],
     write: str,
     lose: Lose,
 ) -> None:
     """The owner deactivates an agent holding two tickets; the store loses the user write, or the
-    first hand-back's event or projection; the click answers 503 and the owner clicks again."""
+    first hand-back's event or projection; the click answers 503 and the owner clicks again. The
+    sweep is paused until the click answers: its own hand-back of the agent's tickets (the owed
+    release, its visits of recent tickets) would otherwise race the click's to the trap."""
     desk = await _desk(client, admin_headers, evolution)
+    paused = await _pause_sweep(holds)
     tokens = await _token_version(desk.holder["id"])
     first_ticket = min(desk.held)  # the release walks the held tickets by id
     markers = {
@@ -453,6 +457,7 @@ async def test_a_deactivation_that_loses_a_write_is_finished_by_the_owners_repea
         store_proxy, markers, lose, _set_active(browser, desk, desk.holder["id"], False), f"deactivation's {write}"
     )
     first = await click
+    paused.go.set()
     assert unanswered(first), (
         f"the deactivation lost its {write} ({lose}) and answered {first.status_code}: {first.text}"
     )
@@ -1365,3 +1370,47 @@ async def test_a_deactivations_late_payment_of_its_mark_leaves_the_next_deactiva
     killed.go.set()
     answer = await second
     assert answer.status_code == 200, answer.text
+
+
+async def test_a_mark_the_sweep_paid_before_a_late_user_write_is_owed_again_by_the_deactivation(
+    client: httpx.AsyncClient,
+    browser: httpx.AsyncClient,
+    admin_headers: dict[str, str],
+    evolution: FakeEvolution,
+    settings: Settings,
+    holds: Callable[..., Hold],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The deactivation marks its release owed; its user write is slow (held: a failover can hold
+    one as long as the store's socket timeout, longer than the sweep's look-back). The sweep finds
+    the mark older than its look-back with the agent still active and pays it. Then the user write
+    lands and the deactivation dies before its release. The agent's conversations are idle (the
+    sweep's visits of recent tickets never reach them): only a mark owed again after the user write
+    hands them back; left paid, they would stay with a person nobody can reach."""
+    monkeypatch.setattr(settings, "TICKET_SWEEP_LOOKBACK_SECONDS", 0.2)
+    desk = await _desk(client, admin_headers, evolution)
+    holder = desk.holder["id"]
+    await asyncio.sleep(2.0)  # past the sweep's look-back: the tickets are idle to it
+    user_write = holds(users_service, "update", lambda *a, **k: k.get("user_id") == holder)
+    killed = holds(tickets_service, "release_held_by", lambda *a, **k: k.get("holder_id") == holder)
+    deactivation = asyncio.ensure_future(_set_active(browser, desk, holder, False))
+    await arrived(user_write.entered, deactivation, "the deactivation reaching its user write")
+    owed = (await _mark(holder))["owed"]
+    assert owed is not None
+    await _check_mark_paid(holder)  # by the sweep: the agent is active, the mark older than the look-back
+    assert (await _direct.users.find_one({"_id": holder}))["active"] is True
+    await _check_still_holds(browser, desk, desk.held)
+
+    user_write.go.set()
+    await arrived(killed.entered, deactivation, "the deactivation's release")
+    await _check_cannot_authenticate(browser, desk)
+    for i, ticket_id in enumerate(desk.held):
+        await _check_handed_back(browser, desk, ticket_id, dept_index=i, by=holder)
+    await _check_mark_paid(holder)
+    await _check_nothing_stranded(desk.tenant.id)
+    await _check_counts(browser, desk)
+    killed.go.set()  # the request ends; its release finds nothing left to hand back
+    answer = await deactivation
+    assert answer.status_code == 200, answer.text
+    for i, ticket_id in enumerate(desk.held):
+        await _check_handed_back(browser, desk, ticket_id, dept_index=i, by=holder)
