@@ -132,37 +132,41 @@ async def _send(
     connection is deactivated (then nothing is queued or stored: `_speaks`, read once it is known
     that one would be queued). Queued first, as an agent's reply is (messages.reply): a crash
     between the two leaves a queue entry whose message never got stored, which the worker passes.
-    `retry`: an earlier run of this step may have been killed after storing the message and
-    before moving the ticket's activity and announcing it; found stored, those are done again.
+    `retry`: an earlier run of this step may have stopped after storing the message and before
+    moving the ticket's activity and announcing it; found stored, those are done again.
     `while_waiting`: only while the ticket still waits in espera, read again (`_waiting`)."""
     message_id = automatic_id(ticket.id, purpose, period)
-    stored = await message_store.get_internal(db, message_id)
-    if stored is not None:
-        if retry:
-            await messages.complete_stored(db, stored)
-        return Sent.BEFORE
-    if while_waiting and not await _waiting(db, ticket):
-        return Sent.MOOT
-    if not await _speaks(db, reseller_id=ticket.reseller_id, connection_id=ticket.channel):
-        log.info("automatic message not queued: connection inactive", ticket_id=ticket.id, purpose=purpose)
-        return Sent.SILENT
-    await outbound.enqueue(db, message_id=message_id, ticket=ticket)
-    _, created = await messages.append(
-        db,
-        ticket,
-        direction="out",
-        sender_type="system",
-        sender_id=None,
-        sender_name=config.company_name,
-        body=body,
-        status="pending",
-        message_id=message_id,
-        extra={"automatic": True, "automatic_purpose": purpose, **(extra or {})},
-    )
-    if created:
-        outbound.wake(db)
-        log.info("automatic message queued", ticket_id=ticket.id, purpose=purpose, message_id=message_id)
-    return Sent.QUEUED if created else Sent.BEFORE
+    stored, raced = await message_store.get_internal(db, message_id), False
+    if stored is None:
+        if while_waiting and not await _waiting(db, ticket):
+            return Sent.MOOT
+        if not await _speaks(db, reseller_id=ticket.reseller_id, connection_id=ticket.channel):
+            log.info("automatic message not queued: connection inactive", ticket_id=ticket.id, purpose=purpose)
+            return Sent.SILENT
+        await outbound.enqueue(db, message_id=message_id, ticket=ticket)
+        stored, created = await messages.append(
+            db,
+            ticket,
+            direction="out",
+            sender_type="system",
+            sender_id=None,
+            sender_name=config.company_name,
+            body=body,
+            status="pending",
+            message_id=message_id,
+            extra={"automatic": True, "automatic_purpose": purpose, **(extra or {})},
+        )
+        if created:
+            outbound.wake(db)
+            log.info("automatic message queued", ticket_id=ticket.id, purpose=purpose, message_id=message_id)
+            return Sent.QUEUED
+        raced = True
+    # `raced`: a concurrent run stored it between our look and our insert (the sweep's re-run of
+    # a finalize's hooks beside the finalize's own run). That run may yet fail before announcing
+    # it, and once this run ends its step, no later run looks at it again.
+    if retry or raced:
+        await messages.complete_stored(db, stored)
+    return Sent.BEFORE
 
 
 def _render(template: str, ticket: Ticket, config: resellers.ResellerConfig) -> str:

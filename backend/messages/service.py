@@ -471,7 +471,7 @@ async def send_as_agent(
     # Queued before the message is stored and before any network call: a crash anywhere
     # after this leaves the worker something to pick up (backend/outbound).
     await outbound.enqueue(db, message_id=message_id, ticket=ticket)
-    doc, _ = await append(
+    doc, created = await append(
         db,
         ticket,
         direction="out",
@@ -489,6 +489,11 @@ async def send_as_agent(
             **({"scheduled_id": scheduled_id} if scheduled_id else {}),
         },
     )
+    if not created:
+        # A concurrent attempt with this id (a repeated click's Idempotency-Key, a scheduled
+        # message's second pass) stored it between the caller's look and our insert: it may yet
+        # fail before announcing it, and this answer tells the caller it is done.
+        await complete_stored(db, doc)
     outbound.wake(db)
     return doc
 

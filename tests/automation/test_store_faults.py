@@ -50,13 +50,17 @@ from backend.automation.models import Survey
 from backend.automation.service import CLOSING, GREETING, MENU, SURVEY, automatic_id
 from backend.outbound import service as outbound
 from backend.tickets import service as tickets_service
+from backend.tickets import sweep as tickets_sweep
 from backend.tickets.models import Ticket
 from backend.webhooks.service import message_id_for
 from tests.automation.helpers import TOKYO_HOURS, TUESDAY_NIGHT, at, company, sent_to
 from tests.factories import API, Tenant, unique, unique_phone
 from tests.fakes.harness import FakeEvolution, last_within, wait_for
+from tests.holds import Hold, arrived, holds
 from tests.tcp_relay import Lose, StoreProxy, command_marker, relayed, string_element
 from tests.webhooks.helpers import raw_id_of
+
+__all__ = ["holds"]
 
 STALL = 30.0  # how long a trap may take to spring once its step is under way
 SETTLE = 60.0  # how long an end state may take: a stall, the processor's backoff, a sweep, the worker
@@ -618,6 +622,55 @@ async def test_a_lost_write_of_the_closing_message_or_survey_then_the_client_rat
     assert (read[ticket_id]["status"], read[ticket_id]["rating"]) == ("finalizado", 4), read[ticket_id]
     survey = await direct.automation_surveys.find_one({"_id": chat.chat_key})
     assert survey is not None and (survey["ticket_id"], survey["answered_by"]) == (ticket_id, rating.message_id)
+    await _check_announced(direct, chat)
+
+
+async def test_the_sweeps_rerun_meeting_the_finalizes_closing_message_at_its_insert_announces_it(
+    app: Any,
+    browser: httpx.AsyncClient,
+    evolution: FakeEvolution,
+    direct: Any,
+    shop: Shop,
+    store_proxy: StoreProxy,
+    holds: Callable[..., Hold],
+) -> None:
+    """The ticket sweep re-runs a finalize's hooks (S) without waiting for the finalize's own run
+    (F). Both look for the closing message before either stored it; F's insert lands first and its
+    answer is lost (F fails). S meets the message at its own insert, goes on to the survey and
+    claims the hooks done, so no run looks at the closing message again: S must announce it (the
+    race CI met under load, made deterministic here)."""
+    chat, ticket_id = await _opened(evolution, direct, shop)
+    agent = shop.agent_of(shop.suporte)
+    r = await browser.post(f"{API}/tickets/{ticket_id}/assume", headers=agent)
+    assert r.status_code == 200, r.text
+    paused = holds(tickets_sweep, "sweep_once", lambda *a, **k: True)
+    await arrived(paused.entered, None, "the ticket sweep's next pass")  # S is ours to run
+    closing_id = automatic_id(ticket_id, CLOSING)
+
+    def queues_closing(*args: Any, **kwargs: Any) -> bool:
+        return bool(kwargs.get("message_id") == closing_id)
+
+    f_queues = holds(outbound, "enqueue", queues_closing)
+    finalize = asyncio.ensure_future(browser.post(f"{API}/tickets/{ticket_id}/finalize", headers=agent))
+    await arrived(f_queues.entered, finalize, "the finalize's queue entry for its closing message")
+    closed = await tickets_service.load(app.state.db, ticket_id)
+    assert closed is not None and closed.status == "finalizado", closed
+    s_queues = holds(outbound, "enqueue", queues_closing)
+    sweep = asyncio.ensure_future(tickets_service.after_finalize(app.state.db, closed))
+    await arrived(s_queues.entered, sweep, "the sweep's queue entry for the closing message")
+    sprung = store_proxy.stall_next(*FINALIZE_WRITES["closing insert"](ticket_id), lose="reply")
+    f_queues.go.set()
+    await arrived(sprung, finalize, "the trap on the finalize's closing insert")
+    assert await wait_for(lambda: direct.messages.find_one({"_id": closing_id}), timeout=STALL)
+    s_queues.go.set()
+    await asyncio.wait_for(sweep, timeout=SETTLE)
+    r = await finalize
+    assert r.status_code in (200, 503), (r.status_code, r.text)
+    paused.go.set()
+
+    await _hooks_done(direct, ticket_id)
+    await _left(direct, ticket_id, SURVEY)
+    await _check_sent_once(direct, evolution, chat, {ticket_id: [GREETING, MENU, CLOSING, SURVEY]})
     await _check_announced(direct, chat)
 
 

@@ -20,8 +20,10 @@ request answered 2xx with the same id (or a clear 409); a note stored once and s
 the unread count 0 after a repeated read; a schedule stored once (one waiting, or the edit's one
 replacement with the original marked edited)."""
 
+import asyncio
 import hashlib
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -30,6 +32,7 @@ import httpx
 import pytest
 
 from backend.core.clock import utcnow
+from backend.outbound import service as outbound_service
 from backend.scheduled import service as scheduled
 from backend.unread.repository import marker_prefix
 from tests.factories import Tenant, make_tenant
@@ -43,11 +46,12 @@ from tests.fakes.harness import (
     settings,
     wait_for,
 )
+from tests.holds import Hold, arrived, holds
 from tests.media.helpers import fixture
 from tests.outbound.helpers import held_ticket, unsigned
 from tests.tcp_relay import Lose, StoreProxy, command_marker, relayed, string_element, unanswered
 
-__all__ = ["app", "backend_port", "evolution", "settings"]
+__all__ = ["app", "backend_port", "evolution", "holds", "settings"]
 
 SETTLE = 15.0  # a reply's way to "sent" after a fault: a stall, the worker's poll, a lease (3 s)
 SHOWN = 5.0  # how long an announcement may take after the request that should make it
@@ -178,6 +182,45 @@ async def test_a_keyed_text_reply_that_loses_a_write_is_sent_once_when_repeated(
     assert stalled.is_set(), f"the trap on the {write} never sprang: {first.status_code} {first.text}"
     again = await _post_reply(browser, chat, key, json={"body": text})
     _check_retry(first, again, message_id)
+    await _check_reply(direct, evolution, browser, chat, message_id, text)
+
+
+async def test_a_repeat_sent_while_the_first_attempt_stores_the_reply_announces_it(
+    browser: httpx.AsyncClient,
+    evolution: FakeEvolution,
+    direct: Any,
+    store_proxy: StoreProxy,
+    chat: Chat,
+    holds: Callable[..., Hold],
+) -> None:
+    """The Composer repeats a send whose answer it never got (a dropped connection) while the first
+    attempt (A) is still at work on the server. Both look for the keyed reply before either stored
+    it; A's insert lands first, and its answer is lost (A answers 503). The repeat (B) meets A's
+    message at its insert and answers 2xx: B must announce it, as A never will and the Composer,
+    told it is sent, repeats nothing."""
+    key = str(uuid.uuid4())
+    message_id = chat.reply_id(key)
+    text = f"resposta {uuid.uuid4().hex[:8]}"
+
+    def queues_it(*args: Any, **kwargs: Any) -> bool:
+        return bool(kwargs.get("message_id") == message_id)
+
+    a_queues = holds(outbound_service, "enqueue", queues_it)
+    first = asyncio.ensure_future(_post_reply(browser, chat, key, json={"body": text}))
+    await arrived(a_queues.entered, first, "the first attempt's queue entry")
+    b_queues = holds(outbound_service, "enqueue", queues_it)
+    repeat = asyncio.ensure_future(_post_reply(browser, chat, key, json={"body": text}))
+    await arrived(b_queues.entered, repeat, "the repeat's queue entry")  # B looked: nothing stored
+    sprung = store_proxy.stall_next(
+        command_marker("insert", "messages"), string_element("_id", message_id), lose="reply"
+    )
+    a_queues.go.set()
+    await arrived(sprung, first, "the trap on the first attempt's insert")
+    assert await wait_for(lambda: direct.messages.find_one({"_id": message_id}), timeout=SETTLE)
+    b_queues.go.set()
+    again = await repeat
+    assert again.status_code in (200, 201) and again.json()["id"] == message_id, again.text
+    assert unanswered(await first)
     await _check_reply(direct, evolution, browser, chat, message_id, text)
 
 
