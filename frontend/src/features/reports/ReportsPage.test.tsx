@@ -99,7 +99,7 @@ describe('ReportsPage', () => {
     expect(within(row).getAllByRole('cell').map((c) => c.textContent)).toEqual([
       'Ana Agente', '4', '1', '3', 'mediana 1 min 30 s · p90 10 min', 'mediana 1 h 01 min · p90 1 d 1 h', '55', '5 (1)',
     ]);
-    const period = lastDays(7);
+    const period = lastDays(7, 'America/Sao_Paulo'); // the zone the summary answers with
     const first = calls.find((c) => c.path === '/api/v1/reports/summary');
     expect(first).toBeTruthy();
 
@@ -122,7 +122,7 @@ describe('ReportsPage', () => {
     await userEvent.click(screen.getByRole('textbox', { name: 'Agente' }));
     fireEvent.click(await screen.findByRole('option', { name: 'Ana Agente', hidden: true }));
     await waitFor(() => expect(lastQuery('/api/v1/reports/agents')?.get('agent_id')).toBe(agent.id));
-    const period = lastDays(7);
+    const period = lastDays(7, 'America/Sao_Paulo'); // the zone the summary answers with
     const agents = lastQuery('/api/v1/reports/agents')!;
     expect(Object.fromEntries(agents)).toEqual({ from: period.from, to: period.to, department_id: D1, agent_id: agent.id });
     expect(Object.fromEntries(lastQuery('/api/v1/reports/summary')!)).toEqual(Object.fromEntries(agents));
@@ -130,6 +130,25 @@ describe('ReportsPage', () => {
     await userEvent.click(screen.getByRole('button', { name: 'Exportar tickets' }));
     await waitFor(() => expect(lastQuery('/api/v1/exports/tickets.csv')).toBeTruthy());
     expect(Object.fromEntries(lastQuery('/api/v1/exports/tickets.csv')!)).toEqual(Object.fromEntries(agents));
+  });
+
+  it("asks for the company's last 7 days, not the browser's, until a period is picked", async () => {
+    // Zones 25 hours apart are always on different dates: one of them differs from the browser's.
+    const zone = ['Pacific/Kiritimati', 'Pacific/Pago_Pago'].find((z) => lastDays(7, z).to !== lastDays(7).to)!;
+    signIn(owner);
+    api(owner, { timezone: zone });
+    renderApp(<ReportsPage />);
+    const company = lastDays(7, zone);
+    await waitFor(() => expect(lastSummaryQuery()?.get('to')).toBe(company.to));
+    expect(lastSummaryQuery()?.get('from')).toBe(company.from);
+    expect(screen.getByLabelText('Até')).toHaveValue(company.to);
+
+    fireEvent.change(screen.getByLabelText('De'), { target: { value: '2025-03-01' } });
+    await waitFor(() => expect(lastSummaryQuery()?.get('from')).toBe('2025-03-01'));
+    expect(lastSummaryQuery()?.get('to')).toBe(company.to);
+    fireEvent.change(screen.getByLabelText('Até'), { target: { value: '2025-03-02' } });
+    await waitFor(() => expect(lastSummaryQuery()?.get('to')).toBe('2025-03-02'));
+    expect(screen.getByLabelText('De')).toHaveValue('2025-03-01');
   });
 
   it('says when nobody rated in the period', async () => {

@@ -1,6 +1,6 @@
 import { Alert, Group, Paper, Select, SimpleGrid, Stack, Table, Text, TextInput, Title } from '@mantine/core';
 import { useQuery } from '@tanstack/react-query';
-import { useState } from 'react';
+import { useEffect, useState } from 'react';
 import { Bar, BarChart, CartesianGrid, Legend, Line, LineChart, ResponsiveContainer, Tooltip, XAxis, YAxis } from 'recharts';
 import { api, unwrap } from '../../api/client';
 import { useAgents, useConnections, useDepartments } from '../../api/queries';
@@ -202,6 +202,7 @@ export function ReportsPage() {
   const isAdmin = me.role === 'admin';
   const isOwner = me.role === 'reseller';
   const [period, setPeriod] = useState(() => lastDays(7));
+  const [periodPicked, setPeriodPicked] = useState(false);
   const [filters, setFilters] = useState<Filters>({ department_id: null, agent_id: null, connection_id: null });
   const [resellerId, setResellerId] = useState<string | null>(null);
   const resellers = useResellers(isAdmin);
@@ -230,6 +231,18 @@ export function ReportsPage() {
     enabled: ready,
     queryFn: () => unwrap(api.GET('/api/v1/reports/summary', { params: { query: scoped } })),
   });
+  // The default period is the company's last 7 days: its zone comes with the first answer, and
+  // near midnight the browser's today (the first guess) can be a day off. A picked period stays.
+  const zone = summary.data?.timezone;
+  useEffect(() => {
+    if (periodPicked || !zone) return;
+    const local = lastDays(7, zone);
+    if (local.from !== period.from || local.to !== period.to) setPeriod(local);
+  }, [zone, periodPicked, period]);
+  const pick = (next: typeof period) => {
+    setPeriodPicked(true);
+    setPeriod(next);
+  };
   const perAgent = useQuery({
     queryKey: ['reports', 'agents', tenant, period, filters],
     enabled: ready,
@@ -256,8 +269,8 @@ export function ReportsPage() {
             w={240}
           />
         )}
-        <TextInput type="date" label={t.reports.from} value={period.from} onChange={(e) => setPeriod({ ...period, from: e.currentTarget.value })} />
-        <TextInput type="date" label={t.reports.to} value={period.to} onChange={(e) => setPeriod({ ...period, to: e.currentTarget.value })} />
+        <TextInput type="date" label={t.reports.from} value={period.from} onChange={(e) => pick({ ...period, from: e.currentTarget.value })} />
+        <TextInput type="date" label={t.reports.to} value={period.to} onChange={(e) => pick({ ...period, to: e.currentTarget.value })} />
         {canFilter && (
           <>
             <Select label={t.reports.department} placeholder={t.reports.all} data={options(ofTenant(departments.data))} value={filters.department_id} onChange={set('department_id')} clearable w={200} />

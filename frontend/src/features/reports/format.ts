@@ -10,16 +10,21 @@ export function formatSeconds(value: number | null | undefined): string {
   return `${Math.floor(hours / 24)} d ${hours % 24} h`;
 }
 
-function iso(day: Date): string {
-  const m = String(day.getMonth() + 1).padStart(2, '0');
-  const d = String(day.getDate()).padStart(2, '0');
-  return `${day.getFullYear()}-${m}-${d}`;
+/** The date `now` falls on in `zone` (the company's; the browser's when not known yet), as yyyy-mm-dd. */
+export function todayIn(zone?: string, now: Date = new Date()): string {
+  const parts = new Intl.DateTimeFormat('en-US', { timeZone: zone, year: 'numeric', month: '2-digit', day: '2-digit' })
+    .formatToParts(now);
+  const part = (type: Intl.DateTimeFormatPartTypes) => parts.find((p) => p.type === type)?.value ?? '';
+  return `${part('year')}-${part('month')}-${part('day')}`;
 }
 
-/** The last `days` days ending today, as yyyy-mm-dd (both inclusive). */
-export function lastDays(days: number, today: Date = new Date()): { from: string; to: string } {
-  const start = new Date(today.getFullYear(), today.getMonth(), today.getDate() - (days - 1));
-  return { from: iso(start), to: iso(today) };
+/** The last `days` days ending today in `zone`, as yyyy-mm-dd (both inclusive): the reports count
+ * the company's days, so near midnight the browser's own today can be a day off. */
+export function lastDays(days: number, zone?: string, now: Date = new Date()): { from: string; to: string } {
+  const to = todayIn(zone, now);
+  const [y, m, d] = to.split('-').map(Number);
+  const from = new Date(Date.UTC(y, m - 1, d - (days - 1))).toISOString().slice(0, 10);
+  return { from, to };
 }
 
 /** "2025-03-04" → "04/03". */
