@@ -1,11 +1,14 @@
-"""The feed's two rules without sockets: who receives a record (per role), and how sequence
-numbers are taken (gap-free and unique under concurrent writers on FerretDB)."""
+"""The feed's rules without sockets: who receives a record (per role), how sequence numbers are
+taken (gap-free and unique under concurrent writers on FerretDB), and how a record that could not
+be written is answered (a resync of its tenant's screens)."""
 
 import asyncio
 import gc
 import json
+import time
 from typing import Any
 
+import pytest
 from pymongo import AsyncMongoClient
 
 from backend.core.db import durable_database
@@ -145,6 +148,54 @@ async def test_publish_never_fails_the_caller(db: Any) -> None:
         db, reseller_id=T1, type_="connection.status", connection={"_id": "c1", "status": "open", "secret": "s"}
     )
     assert rec is not None and rec["connection"] == {"id": "c1", "status": "open"}
+
+
+class _Resyncs:
+    """A sink of this process that notes when each tenant was told to resync."""
+
+    def __init__(self) -> None:
+        self.told: list[tuple[str, float]] = []
+
+    def announce(self, record: dict[str, Any]) -> None:
+        pass
+
+    def access_changed(self, reseller_id: str, user_id: str | None) -> None:
+        pass
+
+    def resync(self, reseller_id: str) -> None:
+        self.told.append((reseller_id, time.monotonic()))
+
+    def of(self, tenant: str) -> list[float]:
+        return [at for who, at in self.told if who == tenant]
+
+
+async def test_lost_records_are_answered_by_one_resync_per_tenant_after_the_burst_and_a_later_loss_by_another(
+    db: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A record that cannot be written (here one `build` refuses) is answered by a resync of its
+    tenant's screens, one window later: every loss of that tenant within the window shares it
+    (sent after the last of them), another tenant gets its own, and a loss after the resync went
+    out is answered by a resync of its own, not taken as already covered."""
+    window = 0.3
+    monkeypatch.setattr(feed, "RESYNC_COALESCE_SECONDS", window)
+    one, other = new_id(), new_id()
+    sink = _Resyncs()
+    feed.register_sink(db, sink)
+    try:
+        lost: list[float] = []
+        for tenant in (one, one, other, one):
+            assert await feed.publish(db, reseller_id=tenant, type_="no.such.event") is None
+            lost.append(time.monotonic())
+        await asyncio.sleep(3 * window)  # long enough for a second resync of the burst, were one sent
+        assert len(sink.of(one)) == 1 and len(sink.of(other)) == 1, sink.told
+        assert sink.of(one)[0] >= lost[3] and sink.of(other)[0] >= lost[2]
+
+        assert await feed.publish(db, reseller_id=one, type_="no.such.event") is None
+        later = time.monotonic()
+        await asyncio.sleep(3 * window)
+        assert len(sink.of(one)) == 2 and sink.of(one)[1] >= later + window * 0.9, sink.told
+    finally:
+        feed.unregister_sink(db, sink)
 
 
 async def test_one_process_concurrent_appends_share_commands_and_keep_call_order(mongo_url: str, db_name: str) -> None:
