@@ -45,8 +45,9 @@ async def add(
 ) -> MessageRead:
     """Any of the tenant's staff who can see the ticket adds a note, whatever its status (a queued
     ticket or a closed one can need a remark as much as one being handled). With a key, the note's
-    id is the key's (`_keyed_id`): a repeat whose first answer was lost finds the note stored, and
-    announces it again (the first attempt may have failed before it did). The announcement is
+    id is the key's (`_keyed_id`): a repeat whose first answer was lost finds the note stored (or
+    meets it at its insert, stored by the first attempt at that moment), and announces it again:
+    the first attempt may have failed before it did. The announcement is
     required: a note whose feed record failed is answered with the store's error, not as added,
     so the Composer tries again and its repeat announces it (open threads showed it only after a
     reload)."""
@@ -55,16 +56,18 @@ async def add(
     ticket = await tickets.get_visible_or_404(db, actor, ticket_id=ticket_id)
     note_id = _keyed_id(actor, ticket.id, idempotency_key) if idempotency_key is not None else None
     earlier = await repository.get_internal(db, note_id) if note_id is not None else None
-    if earlier is not None and (earlier.ticket_id, earlier.sender_id, earlier.direction) == (ticket.id, actor.id, NOTE):
-        await feed.publish(
-            db, reseller_id=ticket.reseller_id, type_="message.created", ticket=ticket, message=earlier, required=True
-        )
-        return MessageRead.of_message(earlier)
-    try:
-        return MessageRead.of_message(await store(db, actor, ticket, body=body, note_id=note_id, required=True))
-    except DuplicateKeyError:  # the same key's other attempt, at the same moment, stored it
-        assert note_id is not None
-        return MessageRead.of_message(await read_winner(lambda: repository.get_internal(db, note_id), what="note"))
+    if earlier is None:
+        try:
+            return MessageRead.of_message(await store(db, actor, ticket, body=body, note_id=note_id, required=True))
+        except DuplicateKeyError:  # the same key's other attempt stored it between our look and our insert
+            assert note_id is not None
+            earlier = await read_winner(lambda: repository.get_internal(db, note_id), what="note")
+    # The attempt that stored it may have failed (or yet fail) before announcing it, and this
+    # answer tells the Composer the note is added: announced again (the key names actor and ticket).
+    await feed.publish(
+        db, reseller_id=ticket.reseller_id, type_="message.created", ticket=ticket, message=earlier, required=True
+    )
+    return MessageRead.of_message(earlier)
 
 
 def _keyed_id(actor: Actor, ticket_id: str, key: str) -> str:

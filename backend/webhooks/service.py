@@ -441,6 +441,12 @@ async def _apply_change(db: Database, conn: connections.Connection, change: Mess
     if recorded is None:
         return f"ignored: the ticket of message {target.id} is gone"
     message, created = recorded
+    if not created:
+        # Stored by an earlier attempt at this delivery, or at this moment by another lane or
+        # process (WhatsApp reports a deletion twice, in two chats' lanes): that attempt may have
+        # failed, or yet fail, before announcing it and numbering it unread, and this one ends as
+        # processed, so no retry comes after it.
+        await messages.complete_stored(db, message)
     return f"{change.kind} of message {target.id}: {message.id}" + ("" if created else " (duplicate)")
 
 

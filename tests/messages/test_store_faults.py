@@ -32,6 +32,7 @@ import httpx
 import pytest
 
 from backend.core.clock import utcnow
+from backend.messages import notes as notes_service
 from backend.outbound import service as outbound_service
 from backend.scheduled import service as scheduled
 from backend.unread.repository import marker_prefix
@@ -263,6 +264,44 @@ async def test_a_keyed_file_reply_that_loses_a_write_is_sent_once_and_whole(
     async with httpx.AsyncClient(base_url=evolution.url, timeout=30) as fake:
         r = await fake.get(f"/_control/sent_media/{taken['key_id']}")
     assert r.status_code == 200 and r.content == png, "the client got other bytes than the agent sent"
+
+
+async def test_a_repeat_sent_while_the_first_attempt_stores_the_note_announces_it(
+    browser: httpx.AsyncClient,
+    direct: Any,
+    store_proxy: StoreProxy,
+    chat: Chat,
+    holds: Callable[..., Hold],
+) -> None:
+    """As with a reply: the Composer repeats a note (same key) while its first attempt (A) is still
+    at work. Both look for it before either stored it; A's insert lands, its answer is lost (A
+    answers 503); the repeat (B) meets the note at its insert and answers 201. B must announce it:
+    A never will, and the Composer, told it is added, repeats nothing."""
+    text = f"nota interna {uuid.uuid4().hex[:8]}"
+    path = f"/api/v1/tickets/{chat.ticket_id}/notes"
+    keyed = {**chat.agent, "Idempotency-Key": uuid.uuid4().hex}
+
+    def stores_it(*args: Any, **kwargs: Any) -> bool:
+        return bool(kwargs.get("body") == text)
+
+    a_stores = holds(notes_service, "store", stores_it)
+    first = asyncio.ensure_future(browser.post(path, json={"body": text}, headers=keyed))
+    await arrived(a_stores.entered, first, "the first attempt's store")
+    b_stores = holds(notes_service, "store", stores_it)
+    repeat = asyncio.ensure_future(browser.post(path, json={"body": text}, headers=keyed))
+    await arrived(b_stores.entered, repeat, "the repeat's store")  # B looked: nothing stored
+    sprung = store_proxy.stall_next(command_marker("insert", "messages"), string_element("body", text), lose="reply")
+    a_stores.go.set()
+    await arrived(sprung, first, "the trap on the first attempt's insert")
+    assert await wait_for(lambda: direct.messages.find_one({"body": text}), timeout=SETTLE)
+    b_stores.go.set()
+    again = await repeat
+    assert again.status_code == 201, again.text
+    assert unanswered(await first)
+    notes = await direct.messages.find({"ticket_id": chat.ticket_id, "body": text}).to_list(None)
+    assert [n["_id"] for n in notes] == [again.json()["id"]], notes
+    created = await last_within(lambda: _announced_created(direct, notes[0]["_id"]), timeout=SHOWN)
+    assert created >= 1, "the note is stored and its repeat answered 201, but open screens were never told"
 
 
 @pytest.mark.parametrize("lose", LOSSES)

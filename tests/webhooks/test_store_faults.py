@@ -17,7 +17,8 @@ Once both deliveries are processed the chat must read as if nothing had failed: 
 open ticket, every message stored once under it in the order sent, each announced to the open
 screens (in that order), the ticket's unread count and the reports' client messages counting
 every one of them. And the ticket a new client's message opens is announced as opened
-(`ticket.created`), whichever of its writes was lost."""
+(`ticket.created`), whichever of its writes was lost; a client's reaction to its message is
+recorded once, announced and counted unread, whichever of its writes was lost."""
 
 import asyncio
 from collections.abc import Callable
@@ -28,6 +29,7 @@ import httpx
 import pytest
 
 from backend.clients.phones import key_form
+from backend.messages.service import change_id_for
 from backend.webhooks.service import message_id_for
 from tests.factories import Tenant, make_tenant, unique, unique_phone
 from tests.fakes.harness import FakeEvolution, make_connection, wait_for
@@ -205,6 +207,68 @@ async def test_the_ticket_a_new_clients_first_message_opens_is_announced_despite
     assert r.json()["espera"] == 1, r.json()
     announced = await direct.tenant_events.count_documents({"type": "ticket.created", "ticket.id": ticket_id})
     assert announced >= 1, f"ticket {ticket_id} opened for the client's first message was never announced"
+
+
+# A client's reaction: the record beside the message it reacts to, its unread number, its
+# announcement, the delivery's outcome (webhooks `_apply_change`, messages.record_change).
+REACTION_WRITES: dict[str, Callable[[str, str], tuple[bytes, ...]]] = {
+    "reaction insert": lambda r, t: (command_marker("insert", "messages"), string_element("_id", r)),
+    "unread numbering": lambda r, t: (command_marker("insert", "inbound_seq"), string_element("message_id", r)),
+    "feed record": lambda r, t: (
+        command_marker("insert", "tenant_events"),
+        string_element("type", "message.created"),
+        string_element("id", r),
+    ),
+    "delivery outcome": lambda r, t: (
+        command_marker("update", "webhook_events_raw"),
+        f"reaction of message {t}".encode(),
+    ),
+}
+
+
+@pytest.mark.parametrize("lose", LOSSES)
+@pytest.mark.parametrize("write", list(REACTION_WRITES), ids=_dashed)
+async def test_a_clients_reaction_survives_a_lost_write(
+    client: httpx.AsyncClient,
+    admin_headers: dict[str, str],
+    evolution: FakeEvolution,
+    db: Any,
+    direct: Any,
+    store_proxy: StoreProxy,
+    write: str,
+    lose: Lose,
+) -> None:
+    """The client reacts to its own message; one write of the reaction's processing is lost and
+    the processor retries the delivery, which meets the record stored by the failed attempt when
+    its insert ran and only its answer was lost. The reaction must still reach the open screens
+    and the unread count: the retry is the delivery's last word."""
+    chat = await _new_chat(client, admin_headers, evolution, db)
+    (opening,) = _messages(chat, "quero 2 pizzas")
+    await _post(client, chat, opening)
+    await wait_for(lambda: _processed(direct, [opening]), timeout=WAIT)
+    reaction_key = key_id()
+    reaction_id = change_id_for(chat.conn_id, "reaction", opening.key, reaction_key)
+    sprung = store_proxy.stall_next(*REACTION_WRITES[write](reaction_id, opening.message_id), lose=lose)
+    body = {"reactionMessage": {"key": {"remoteJid": f"{chat.phone}@s.whatsapp.net", "id": opening.key}, "text": "👍"}}
+    r = await client.post(
+        f"{HOOK}/{chat.conn_id}",
+        json=upsert(pn_key(chat.phone, reaction_key), body, "reactionMessage"),
+        headers=chat.headers,
+    )
+    assert r.status_code == 200, r.text
+    reacted = Sent("👍", reaction_key, reaction_id, r.json()["raw_id"])
+    await asyncio.wait_for(sprung.wait(), timeout=WAIT)
+    await wait_for(lambda: _processed(direct, [reacted]), timeout=WAIT)
+
+    stored = await direct.messages.find({"reseller_id": chat.tenant.id}).to_list(None)
+    assert sorted(m["_id"] for m in stored) == sorted([opening.message_id, reaction_id]), stored
+    reaction = next(m for m in stored if m["_id"] == reaction_id)
+    assert (reaction["type"], reaction["annotates"], reaction["body"]) == ("reaction", opening.message_id, "👍")
+    announced = await direct.tenant_events.count_documents({"type": "message.created", "message.id": reaction_id})
+    assert announced >= 1, f"the client's reaction {reaction_id} is stored and processed, never announced"
+    r = await client.get(f"{API}/tickets/{reaction['ticket_id']}", headers=chat.tenant.headers)
+    assert r.status_code == 200, r.text
+    assert r.json()["unread_count"] == 2, r.json()  # its message and its reaction
 
 
 async def _new_chat(
