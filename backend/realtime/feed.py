@@ -37,7 +37,7 @@ from backend.tickets.schemas import TicketRead
 
 log = get_logger("realtime.feed")
 
-RESYNC_COALESCE_SECONDS = 1.0  # lost records of one tenant answered by one resync (`_resync_soon`)
+RESYNC_COALESCE_SECONDS = 1.0  # lost records of one tenant answered by one resync (`resync_soon`)
 
 EVENT_TYPES = frozenset(
     {
@@ -158,17 +158,18 @@ async def publish(
         log.error("realtime feed write failed; change is stored but not announced", type=type_, error=str(exc))
         # No event will show it (a transfer, a routed or handed-back ticket reaches its new queue
         # by one): the tenant's open screens, on every process, refetch what they show instead.
-        _resync_soon(db, reseller_id)
+        resync_soon(db, reseller_id)
         return None
     metrics.PUBLISHED.labels(type_).inc()
     _to_sinks(db, lambda sink: sink.announce(record), failed="realtime announce failed; the tail poll will deliver it")
     return record
 
 
-def _resync_soon(db: Database, reseller_id: str) -> None:
+def resync_soon(db: Database, reseller_id: str) -> None:
     """The tenant's screens refetch RESYNC_COALESCE_SECONDS from now: every change whose record was
     lost until then is stored by then, so one refetch shows them all, and a store in trouble (when
-    such losses come in bursts) meets one refetch per screen a second, not one per lost record."""
+    such losses come in bursts) meets one refetch per screen a second, not one per lost record.
+    Also for a change stored whose writer fails before announcing it (tickets.service `_transition`)."""
     due, key = runtime_of(db).resyncs_due, (db.name, reseller_id)
     if key in due:
         return

@@ -250,6 +250,15 @@ async def _create(
     return found, won
 
 
+async def announce_move(db: Database, event: TicketEvent, *, ticket: Ticket, previous: Ticket | None) -> None:
+    """Announces a logged move (`ticket.<event>`, its creation included) as its writer does, for
+    the sweep, which projects one whose writer failed or died before announcing it (sweep.py).
+    Safe to repeat: screens apply a ticket by its version."""
+    await feed.publish(
+        db, reseller_id=ticket.reseller_id, type_=f"ticket.{event.type}", ticket=ticket, previous=previous
+    )
+
+
 async def announce_created(db: Database, ticket: Ticket) -> None:
     """Tells open screens of a new ticket (the queue's alert and counts). Safe to repeat: screens
     key the alert by ticket and version."""
@@ -498,15 +507,24 @@ async def _transition(
             await events.insert(db, event)
         except DuplicateKeyError:
             continue  # someone moved it first: re-read and judge again against the new state
-        # Its counts delta before its projection (counters.py): a crash here leaves the ticket
-        # behind its log, and whoever settles it next appends the delta.
-        await counters.record(db, event, previous_state=ticket.state(), check=False)
-        # Project it, then read back until the stored ticket shows it: on FerretDB a concurrent
-        # activity update can write back the version it read before ours (projection.py).
-        await repository.apply_state(db, ticket_id, from_version=ticket.version, version=version, state=state, at=now)
-        await projection.settle(db, ticket_id)
-        if action is Action.FINALIZE:
-            await users.raise_ticket_slot(db, ticket.client_id, channel=ticket.channel, slot=ticket.open_slot + 1)
+        try:
+            # Its counts delta before its projection (counters.py): a crash here leaves the ticket
+            # behind its log, and whoever settles it next appends the delta.
+            await counters.record(db, event, previous_state=ticket.state(), check=False)
+            # Project it, then read back until the stored ticket shows it: on FerretDB a concurrent
+            # activity update can write back the version it read before ours (projection.py).
+            await repository.apply_state(
+                db, ticket_id, from_version=ticket.version, version=version, state=state, at=now
+            )
+            await projection.settle(db, ticket_id)
+            if action is Action.FINALIZE:
+                await users.raise_ticket_slot(db, ticket.client_id, channel=ticket.channel, slot=ticket.open_slot + 1)
+        except Exception:
+            # The move is logged and will not be announced here, nor by the click's repeat (409):
+            # open screens refetch (the projection may have landed, its answer lost), and one the
+            # sweep projects is announced by it (`announce_move`).
+            feed.resync_soon(db, ticket.reseller_id)
+            raise
         updated = ticket.model_copy(update={**dict(state), "version": version, "updated_at": now})
         await feed.publish(
             db, reseller_id=ticket.reseller_id, type_=f"ticket.{transition.event}", ticket=updated, previous=ticket

@@ -12,16 +12,19 @@ its hooks (backend/gates.py): the refile of racing client messages (its `refiled
 closing message and the survey question (`messages`, `automation_surveys`), and the hooks' end
 mark (`finalize-hooks`).
 
-Whatever is lost, the agent then does what a person does — clicks again — and the ticket sweep
-runs in the app (every TICKET_SWEEP_SECONDS). The end state must hold: the ticket reads what its
-event log says (one event for the move, never two), lists and `/tickets/counts` agree with the
-tickets' logs, the click's retry gets a clear answer (2xx, or a 409 naming the state — never a
-5xx for a move that already happened), and for Finalizar the closing message and the survey
-question reach the client once, and a client message arriving right after the lost write ends
-in an open ticket where agents see it, never left in the finalized one."""
+Whatever is lost, the agent then does what a person does — clicks again — and the ticket sweep runs
+in the app (every TICKET_SWEEP_SECONDS). The end state must hold: the ticket reads what its event
+log says (one event for the move, never two), lists and `/tickets/counts` agree with the tickets'
+logs, the click's retry gets a clear answer (2xx, or a 409 naming the state — never a 5xx for a
+move that already happened), the tenant's open screens are told (the move's record, or a resync
+when its writer failed after logging it: the repeat, refused, announces nothing), and for Finalizar
+the closing message and the survey question reach the client once, and a client message arriving
+right after the lost write ends in an open ticket where agents see it, never left in the finalized
+one."""
 
 import asyncio
 import contextlib
+import json
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,6 +32,7 @@ from typing import Any
 
 import httpx
 import pytest
+from websockets.asyncio.client import ClientConnection, connect
 
 from backend.audit.service import event_id
 from backend.automation.service import CLOSING, SURVEY, automatic_id
@@ -205,6 +209,39 @@ async def _click_with_a_lost_write(
     return version, click
 
 
+async def _screen(backend_port: int, scene: Scene) -> ClientConnection:
+    """The owner's open screen (it receives every record of the tenant), greeted."""
+    token = scene.tenant.headers["Authorization"].split()[1]
+    socket = await connect(f"ws://127.0.0.1:{backend_port}{API}/ws?token={token}", open_timeout=10, close_timeout=2)
+    hello = json.loads(await asyncio.wait_for(socket.recv(), timeout=STALL))
+    assert hello["type"] == "hello", hello
+    return socket
+
+
+async def _check_told(socket: ClientConnection, scene: Scene, move: Move, version: int) -> None:
+    """The open screen got the move's record (its ticket at the move's version or later), or was
+    told to refetch: a screen left showing the ticket where it was would offer a queued ticket
+    that is taken, or an open one that is closed, until someone reloads."""
+    frames: list[dict[str, Any]] = []
+
+    def told() -> bool:
+        for frame in frames:
+            ticket = frame.get("ticket") or {}
+            moved = frame.get("event") == f"ticket.{move.event}" and ticket.get("id") == scene.ticket_id
+            if frame["type"] == "resync" or (moved and int(ticket.get("version", 0)) >= version):
+                return True
+        return False
+
+    deadline = asyncio.get_running_loop().time() + SETTLE
+    with contextlib.suppress(TimeoutError):
+        while not told():
+            left = deadline - asyncio.get_running_loop().time()
+            frames.append(json.loads(await asyncio.wait_for(socket.recv(), timeout=max(0.0, left))))
+    await socket.close()
+    seen = [(f["type"], f.get("event"), (f.get("ticket") or {}).get("version")) for f in frames if f["type"] != "ping"]
+    assert told(), f"the {move.event} (v{version}) logged, and the open screen never told of it: {seen}"
+
+
 async def _check_swept(direct: Any, scene: Scene, version: int) -> None:
     """With nobody reading the ticket (no API read settles it), the sweep brings its stored
     document to the event the failed click logged."""
@@ -303,6 +340,7 @@ async def _check_lists_and_counts(client: httpx.AsyncClient, direct: Any, scene:
 async def test_a_lost_write_of_an_assume_or_transfer_and_the_agent_clicks_again(
     client: httpx.AsyncClient,
     browser: httpx.AsyncClient,
+    backend_port: int,
     admin_headers: dict[str, str],
     evolution: FakeEvolution,
     db: Any,
@@ -315,6 +353,7 @@ async def test_a_lost_write_of_an_assume_or_transfer_and_the_agent_clicks_again(
     scene = await _scene(client, admin_headers, evolution, db, held=transition != "assume")
     move = _move(scene, transition)
     before = len(await _events(client, scene))
+    screen = await _screen(backend_port, scene)
 
     version, click = await _click_with_a_lost_write(browser, store_proxy, scene, move, write_, lose)
     first = await click
@@ -323,6 +362,7 @@ async def test_a_lost_write_of_an_assume_or_transfer_and_the_agent_clicks_again(
     if already:
         await _check_swept(direct, scene, version)
     retry = await browser.post(move.path, json=move.body, headers=scene.holder["headers"])
+    await _check_told(screen, scene, move, version)  # by the click, or by its repeat
 
     events = await _events(client, scene)
     moves = events[before:]
@@ -348,6 +388,7 @@ async def _sent_to(evolution: FakeEvolution, phone: str) -> list[str]:
 async def test_a_lost_write_of_a_finalize_with_a_client_message_right_after(
     client: httpx.AsyncClient,
     browser: httpx.AsyncClient,
+    backend_port: int,
     admin_headers: dict[str, str],
     evolution: FakeEvolution,
     db: Any,
@@ -359,8 +400,9 @@ async def test_a_lost_write_of_a_finalize_with_a_client_message_right_after(
     scene = await _scene(client, admin_headers, evolution, db, held=True)
     move = _move(scene, "finalize")
     before = len(await _events(client, scene))
+    screen = await _screen(backend_port, scene)
 
-    _, click = await _click_with_a_lost_write(browser, store_proxy, scene, move, write_, lose)
+    version, click = await _click_with_a_lost_write(browser, store_proxy, scene, move, write_, lose)
     # The client writes again right after the lost write, while the click still waits on the store.
     text = f"esqueci de perguntar uma coisa ({write_}/{lose})"
     sent = await evolution.inbound(scene.conn["instance_name"], scene.phone, text, push_name="Maria")
@@ -371,6 +413,7 @@ async def test_a_lost_write_of_a_finalize_with_a_client_message_right_after(
     _first_answer_ok(first)
     finalized_first = not (write_ == "event" and lose == "request")
     retry = await browser.post(move.path, json=move.body, headers=scene.holder["headers"])
+    await _check_told(screen, scene, move, version)
 
     events = await _events(client, scene)
     moves = events[before:]
