@@ -405,6 +405,7 @@ export const t = {
     encodingFailed: 'Não foi possível preparar a gravação. Tente gravar de novo.',
     encoding: 'Preparando a mensagem de voz…',
     notesNoAttachment: 'Notas internas não levam anexos.',
+    attachmentFailed: (number: number, reason: string) => `O anexo do atendimento #${number} não foi enviado: ${reason}`,
     voiceName: 'mensagem-de-voz',
   },
   departments: {

@@ -98,6 +98,18 @@ describe('marks on the earlier message', () => {
     expect(marks.size).toBe(1);
   });
 
+  it('leaves no mark for a change WhatsApp refused: the client still has the message as it was', () => {
+    const out = { direction: 'out', sender_type: 'agent', status: 'failed' } as const;
+    const marks = annotationMarks([
+      msg(0x20, { id: original }),
+      annotation(0x21, 'reaction', '👍', { direction: 'out', sender_type: 'agent', status: 'sent' }),
+      annotation(0x22, 'reaction', '❤️', out),
+      annotation(0x23, 'edit', 'Quero mudar o plano', out),
+      annotation(0x24, 'revoke', '', out),
+    ].map((m, i) => ({ ...m, created_at: at(i) })));
+    expect(marks.get(original)).toEqual({ edited: false, revoked: null, reactions: { out: '👍' } });
+  });
+
   it('the thread marks the original as edited, deleted by the client and reacted to, and shows the entries', async () => {
     const first = msg(1, { id: original, body: 'Quero cancelar o plano' });
     mockApi(({ path }) => {

@@ -1,9 +1,9 @@
 import { screen, waitFor } from '@testing-library/react';
 import userEvent from '@testing-library/user-event';
-import { beforeEach, describe, expect, it } from 'vitest';
+import { beforeEach, describe, expect, it, vi } from 'vitest';
 import type { QuickReply } from '../../api/types';
 import { agentUser, mockApi, renderApp, signIn, stubWebSocket, ticketFixture } from '../../test/utils';
-import { Composer } from './Composer';
+import { afterSent, Composer } from './Composer';
 import { fillTemplate, matchReplies, slashToken } from './quickReplies';
 
 const me = agentUser({ name: 'Ana Agente' });
@@ -132,6 +132,39 @@ describe('Composer reply attempts', () => {
     expect(keys).toHaveLength(2);
     expect(keys[0]).toMatch(/^[0-9a-f]{32}$/);
     expect(keys[1]).toBe(keys[0]);
+  });
+});
+
+describe('what the agent writes while a reply is on its way', () => {
+  it('stays in the box when the reply is answered; only the sent words go', async () => {
+    mockApi(({ method, path, body }) => {
+      if (path === '/api/v1/auth/me') return { body: me };
+      if (path === '/api/v1/quick-replies') return { body: { items: [], next_cursor: null } };
+      if (method === 'POST' && path.endsWith('/messages')) return { status: 201, body: { id: 'a'.repeat(24), body: (body as { body: string }).body } };
+      return undefined;
+    });
+    const answer = globalThis.fetch;
+    let release: () => void = () => {};
+    const answered = new Promise<void>((resolve) => (release = resolve));
+    vi.stubGlobal('fetch', async (...args: Parameters<typeof fetch>) => {
+      const request = args[0] instanceof Request ? args[0] : new Request(String(args[0]), args[1]);
+      if (request.method === 'POST') await answered; // a slow store: the answer takes a while
+      return answer(...args);
+    });
+    renderApp(<Composer ticket={ticketFixture()} canReply canNote />);
+    const box = screen.getByLabelText('Mensagem');
+    await userEvent.type(box, 'Primeira');
+    await userEvent.click(screen.getByRole('button', { name: 'Enviar' }));
+    await userEvent.type(box, ' e a segunda, escrita enquanto a primeira ia');
+    release();
+    await waitFor(() => expect(box).toHaveValue('e a segunda, escrita enquanto a primeira ia'));
+  });
+
+  it('lets go of the sent words only when they are still in front', () => {
+    expect(afterSent('Oi', 'Oi')).toBe('');
+    expect(afterSent('  Oi  ', 'Oi')).toBe('');
+    expect(afterSent('Oi tudo bem?', 'Oi')).toBe('tudo bem?');
+    expect(afterSent('Outra coisa', 'Oi, pode ver?')).toBe('Outra coisa');
   });
 });
 

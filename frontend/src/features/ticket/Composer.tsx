@@ -36,6 +36,14 @@ function sameSending(a: Sending, b: Sending): boolean {
   return a.text === b.text && a.as === b.as && a.file === b.file && a.quotedId === b.quotedId && !!a.sticker === !!b.sticker;
 }
 
+/** The box once `sent` is answered: what the agent went on writing after it (typed on while it was
+ * on its way, the sent words still in front) stays; the sent words go. */
+export function afterSent(current: string, sent: string): string {
+  const text = current.trimStart();
+  if (!text.startsWith(sent)) return current;
+  return text.slice(sent.length).trimStart();
+}
+
 /** A WebP may go as a WhatsApp sticker, at the agent's choice (the backend checks the rest). */
 export function mayBeSticker(file: File): boolean {
   return file.type === 'image/webp' || file.name.toLowerCase().endsWith('.webp');
@@ -157,6 +165,8 @@ export function Composer({
   const pendingCaret = useRef<number | null>(null);
   useEffect(() => {
     if (!rewrite) return;
+    // A new reply: never the failed attempt's key (its repeat would answer the failed message).
+    attempted.current = null;
     setChosen('reply');
     setBody(rewrite.text);
     area.current?.focus();
@@ -170,6 +180,13 @@ export function Composer({
   // Upload progress 0..1 while a file goes up; the error of the last attachment, shown in place.
   const [progress, setProgress] = useState<number | null>(null);
   const [attachError, setAttachError] = useState<string | null>(null);
+  const mounted = useRef(true);
+  useEffect(() => {
+    mounted.current = true;
+    return () => {
+      mounted.current = false;
+    };
+  }, []);
   // The last reply or note attempted and its key: sent again unchanged (its answer never came, or
   // failed), it carries the same key, so the backend stores (and sends) it once however often it is tried.
   const attempted = useRef<{ sending: Sending; key: string } | null>(null);
@@ -205,24 +222,29 @@ export function Composer({
       // attempt's, not `sent`, when it was tried more than once).
       if (attempted.current && sameSending(attempted.current.sending, sent)) attempted.current = null;
       if (!voice) {
-        // A voice note goes on its own: whatever was being written or attached stays.
+        // A voice note goes on its own: whatever was being written or attached stays. So does what
+        // the agent wrote, attached or quoted here while this one was on its way.
         draft.discard(sent.text);
-        setFile(null);
+        if (sent.file) setFile((current) => (current === sent.file ? null : current));
         setAsSticker(false);
-        setBody('');
+        setBody((current) => afterSent(current, sent.text));
       }
-      if (as === 'reply') onQuoteDone?.();
+      if (as === 'reply' && (quoting?.id ?? null) === sent.quotedId) onQuoteDone?.();
       // Shown at once; the websocket's copy of it is applied by id, so it stays one. The worker may
       // have sent it (or failed it) before this answer arrived, its status frame first: this copy,
       // still "pending", never moves a status shown back (applyMessage, realtime/delivery.ts).
       applyMessage(client, message);
       if (as === 'reply') void client.invalidateQueries({ queryKey: ['tickets', 'list'] });
     },
-    onError: (error, { file: attached }) => {
+    onError: (error, { file: attached, voice }) => {
       setProgress(null);
-      // An attachment's refusal (too large: 413, a type WhatsApp does not take) stays beside it.
-      if (attached) setAttachError(errorMessage(error));
-      else notifications.show({ color: 'red', message: errorMessage(error) });
+      // A voice note that did not go comes back as the attachment, to send again (the same file,
+      // so the same key: one note however often it is tried) — never to be recorded again.
+      if (voice && attached) setFile((current) => current ?? attached);
+      // An attachment's refusal (too large: 413, a type WhatsApp does not take) stays beside it,
+      // while this composer is on screen; the agent may have opened another ticket meanwhile.
+      if (attached && mounted.current) setAttachError(errorMessage(error));
+      else notifications.show({ color: 'red', message: attached ? t.media.attachmentFailed(ticket.number, errorMessage(error)) : errorMessage(error) });
     },
   });
   const recorder = useVoiceRecorder((voice) => {

@@ -1,5 +1,6 @@
 import { act, fireEvent, screen, waitFor, within } from '@testing-library/react';
 import userEvent from '@testing-library/user-event';
+import { useState } from 'react';
 import { beforeEach, describe, expect, it, vi } from 'vitest';
 import type { Message } from '../../api/types';
 import { agentUser, mockApi, renderApp, signIn, stubWebSocket, ticketFixture } from '../../test/utils';
@@ -87,6 +88,38 @@ const readText = (blob: Blob) =>
 
 const png = () => new File([new Uint8Array([0x89, 0x50, 0x4e, 0x47])], 'print.png', { type: 'image/png' });
 
+/** A browser recording with Firefox's MediaRecorder (OGG/Opus) from a microphone the user allowed;
+ * returns the microphone's stop, called once the recording is released. */
+class FakeRecorder {
+  static isTypeSupported = (type: string) => type.startsWith('audio/ogg');
+  static last: FakeRecorder;
+  state = 'inactive';
+  ondataavailable: ((event: { data: Blob }) => void) | null = null;
+  onstop: (() => void) | null = null;
+  constructor(
+    readonly stream: unknown,
+    readonly options: { mimeType: string },
+  ) {
+    FakeRecorder.last = this;
+  }
+  start() {
+    this.state = 'recording';
+  }
+  stop() {
+    this.state = 'inactive';
+    this.ondataavailable?.({ data: new Blob(['opus-bytes'], { type: 'audio/ogg' }) });
+    this.onstop?.();
+  }
+}
+
+function microphone() {
+  const stopped = vi.fn();
+  const stream = { getTracks: () => [{ stop: stopped }] };
+  vi.stubGlobal('MediaRecorder', FakeRecorder);
+  Object.defineProperty(navigator, 'mediaDevices', { configurable: true, value: { getUserMedia: vi.fn(async () => stream) } });
+  return stopped;
+}
+
 describe('Composer attachments', () => {
   it('attaches a file with the button, shows it, and sends it with its caption while showing the upload', async () => {
     api();
@@ -150,6 +183,29 @@ describe('Composer attachments', () => {
     FakeXhr.sent[0].answer(413, { detail: 'Imagem grande demais: o WhatsApp aceita até 5 MB.' });
     expect(await screen.findByTestId('attach-error')).toHaveTextContent('Imagem grande demais: o WhatsApp aceita até 5 MB.');
     expect(screen.getByTestId('attachment-preview')).toHaveTextContent('print.png');
+  });
+
+  it('says so in a toast, naming the ticket, when the upload fails after the agent left the ticket', async () => {
+    api();
+    function Desk() {
+      const [open, setOpen] = useState(true);
+      return (
+        <>
+          <button type="button" onClick={() => setOpen(false)}>
+            outro atendimento
+          </button>
+          {open && <Composer ticket={held} canReply canNote />}
+        </>
+      );
+    }
+    renderApp(<Desk />);
+    fireEvent.paste(screen.getByLabelText('Mensagem'), { clipboardData: { files: [png()], types: ['Files'], getData: () => '' } });
+    await screen.findByTestId('attachment-preview');
+    await userEvent.click(screen.getByRole('button', { name: 'Enviar' }));
+    await waitFor(() => expect(FakeXhr.sent).toHaveLength(1));
+    await userEvent.click(screen.getByRole('button', { name: 'outro atendimento' }));
+    FakeXhr.sent[0].answer(503, { detail: 'the database did not answer; retry' });
+    expect(await screen.findByText(new RegExp(`O anexo do atendimento #${held.number} não foi enviado`))).toBeInTheDocument();
   });
 
   it('says the file is too large even when the answer has no text (a proxy refused it)', async () => {
@@ -218,15 +274,16 @@ describe('quoted replies', () => {
 });
 
 describe('a reply that failed', () => {
+  const failed: Message = {
+    ...sentMessage({}),
+    id: '5'.repeat(24),
+    type: 'text',
+    body: `*${me.name}:*\nSeu boleto vence amanhã`,
+    status: 'failed',
+    failure_reason: 'connection not connected',
+  };
+
   it('"Escrever de novo" puts its words back in the composer; sending makes a new reply and the failed one stays', async () => {
-    const failed: Message = {
-      ...sentMessage({}),
-      id: '5'.repeat(24),
-      type: 'text',
-      body: `*${me.name}:*\nSeu boleto vence amanhã`,
-      status: 'failed',
-      failure_reason: 'connection not connected',
-    };
     const calls = api(({ method, path }) => {
       if (path === `/api/v1/tickets/${held.id}`) return { body: held };
       if (path === `/api/v1/tickets/${held.id}/messages` && method === 'GET') return { body: { items: [failed], next_cursor: null } };
@@ -244,6 +301,35 @@ describe('a reply that failed', () => {
     await waitFor(() => expect(calls.find((c) => c.method === 'POST')?.body).toEqual({ body: 'Seu boleto vence amanhã' }));
     await waitFor(() => expect(screen.getAllByTestId('message')).toHaveLength(2));
     expect(screen.getAllByTestId('rewrite')).toHaveLength(1); // the failed one, still failed
+  });
+
+  it('"Escrever de novo" after an attempt of the same words whose answer never came sends a new reply, with a new key', async () => {
+    let posts = 0;
+    const calls = api(({ method, path }) => {
+      if (path === `/api/v1/tickets/${held.id}`) return { body: held };
+      if (path === `/api/v1/tickets/${held.id}/messages` && method === 'GET') return { body: { items: [failed], next_cursor: null } };
+      if (path === `/api/v1/tickets/${held.id}/messages` && method === 'POST') {
+        posts += 1;
+        if (posts === 1) return { status: 503, body: { detail: 'the database did not answer; retry' } };
+        return { status: 201, body: sentMessage({ id: '6'.repeat(24), type: 'text', body: `*${me.name}:*\nSeu boleto vence amanhã` }) };
+      }
+      if (path === '/api/v1/departments') return { body: { items: [], next_cursor: null } };
+      if (path.endsWith('/events') || path.endsWith('/history')) return { body: { items: [], next_cursor: null } };
+      return undefined;
+    });
+    renderApp(<TicketView ticketId={held.id} />);
+    const box = await screen.findByLabelText('Mensagem');
+    await userEvent.type(box, 'Seu boleto vence amanhã');
+    await userEvent.click(screen.getByRole('button', { name: 'Enviar' }));
+    await waitFor(() => expect(posts).toBe(1)); // its answer never came (it was stored, and failed)
+    await userEvent.clear(box);
+    await userEvent.click(await screen.findByRole('button', { name: 'Escrever de novo' }));
+    expect(box).toHaveValue('Seu boleto vence amanhã');
+    await userEvent.click(screen.getByRole('button', { name: 'Enviar' }));
+    await waitFor(() => expect(posts).toBe(2));
+    const keys = calls.filter((c) => c.method === 'POST').map((c) => c.headers.get('Idempotency-Key'));
+    expect(keys[1]).toMatch(/^[0-9a-f]{32}$/);
+    expect(keys[1]).not.toBe(keys[0]); // the same key would be answered with the failed reply
   });
 
   it('is not offered where the viewer cannot reply, nor on a reply that was sent', async () => {
@@ -366,31 +452,7 @@ describe('voice notes', () => {
   });
 
   it('records from the microphone, sends the recording as the file and releases the microphone', async () => {
-    const stopped = vi.fn();
-    const stream = { getTracks: () => [{ stop: stopped }] };
-    class FakeRecorder {
-      static isTypeSupported = (type: string) => type.startsWith('audio/ogg'); // Firefox
-      static last: FakeRecorder;
-      state = 'inactive';
-      ondataavailable: ((event: { data: Blob }) => void) | null = null;
-      onstop: (() => void) | null = null;
-      constructor(
-        readonly stream: unknown,
-        readonly options: { mimeType: string },
-      ) {
-        FakeRecorder.last = this;
-      }
-      start() {
-        this.state = 'recording';
-      }
-      stop() {
-        this.state = 'inactive';
-        this.ondataavailable?.({ data: new Blob(['opus-bytes'], { type: 'audio/ogg' }) });
-        this.onstop?.();
-      }
-    }
-    vi.stubGlobal('MediaRecorder', FakeRecorder);
-    Object.defineProperty(navigator, 'mediaDevices', { configurable: true, value: { getUserMedia: vi.fn(async () => stream) } });
+    const stopped = microphone();
     api();
     renderApp(<Composer ticket={held} canReply canNote />);
     await userEvent.click(screen.getByRole('button', { name: 'Gravar mensagem de voz' }));
@@ -404,6 +466,26 @@ describe('voice notes', () => {
     expect(await readText(file)).toBe('opus-bytes');
     expect(stopped).toHaveBeenCalled();
     expect(screen.queryByTestId('recording')).not.toBeInTheDocument();
+  });
+
+  it('brings a voice note that did not go back as the attachment, sent again with the same key', async () => {
+    microphone();
+    api();
+    renderApp(<Composer ticket={held} canReply canNote />);
+    await userEvent.click(screen.getByRole('button', { name: 'Gravar mensagem de voz' }));
+    await screen.findByTestId('recording');
+    await userEvent.click(screen.getByRole('button', { name: 'Parar e enviar' }));
+    await waitFor(() => expect(FakeXhr.sent).toHaveLength(1));
+    FakeXhr.sent[0].answer(503, { detail: 'the database did not answer; retry' });
+    const preview = await screen.findByTestId('attachment-preview');
+    expect(preview).toHaveTextContent(/mensagem-de-voz-\d{8}-\d{6}\.ogg/);
+    await userEvent.click(screen.getByRole('button', { name: 'Enviar' }));
+    await waitFor(() => expect(FakeXhr.sent).toHaveLength(2));
+    const [first, again] = FakeXhr.sent;
+    const [voice, resent] = [first.body?.get('file') as File, again.body?.get('file') as File];
+    expect([resent.name, resent.type, await readText(resent)]).toEqual([voice.name, voice.type, 'opus-bytes']);
+    expect(again.headers['idempotency-key']).toMatch(/^[0-9a-f]{32}$/);
+    expect(again.headers['idempotency-key']).toBe(first.headers['idempotency-key']); // one note, however often tried
   });
 
   it('says so when the microphone is refused', async () => {

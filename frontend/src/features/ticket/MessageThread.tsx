@@ -84,12 +84,14 @@ export function annotationMarks(messages: Message[]): Map<string, Marks> {
     .map((message, index) => ({ message, index }))
     .sort((a, b) => a.message.created_at.localeCompare(b.message.created_at) || a.index - b.index);
   for (const { message } of ordered) {
-    if (!isAnnotation(message) || !message.annotates) continue;
+    // A change WhatsApp refused never happened for the client: the message keeps its marks (and
+    // its Editar / Apagar), and the change's own entry shows it failed.
+    if (!isAnnotation(message) || !message.annotates || message.status === 'failed') continue;
     const mark = marks.get(message.annotates) ?? { edited: false, revoked: null, reactions: {} };
     const side = message.direction === 'in' ? 'in' : 'out';
     if (message.type === 'edit') {
       mark.edited = true;
-      if (message.status !== 'failed') mark.editedTo = message.body;
+      mark.editedTo = message.body;
     } else if (message.type === 'revoke') mark.revoked = side;
     else if (message.body) mark.reactions[side] = message.body;
     else delete mark.reactions[side]; // the reaction was taken back

@@ -1,6 +1,6 @@
 import { screen, waitFor, within } from '@testing-library/react';
 import userEvent from '@testing-library/user-event';
-import { beforeEach, describe, expect, it } from 'vitest';
+import { beforeEach, describe, expect, it, vi } from 'vitest';
 import { agentUser, mockApi, renderApp, signIn, stubWebSocket, ticketFixture } from '../../test/utils';
 import { allowedActions, assumeConflictMessage } from './actions';
 import { ApiError } from '../../api/client';
@@ -124,6 +124,25 @@ describe('TicketView', () => {
     await waitFor(() => expect(calls.filter((c) => c.method === 'POST' && c.path.endsWith('/read'))).toHaveLength(1));
     await waitFor(() => expect(client.getQueryData<{ unread_count: number }>(['ticket', base.id])?.unread_count).toBe(0));
     expect(calls.filter((c) => c.path.endsWith('/read'))).toHaveLength(1); // cleared: no second call
+  });
+
+  it('asks again after a pause, not at once, when marking read fails', async () => {
+    const calls = mockApi(({ method, path }) => {
+      if (path === `/api/v1/tickets/${base.id}/read` && method === 'POST') return { status: 503, body: { detail: 'the database did not answer; retry' } };
+      if (path === `/api/v1/tickets/${base.id}`) return { body: { ...base, unread_count: 2 } };
+      return common(path);
+    });
+    const answer = globalThis.fetch;
+    // Answers that take a moment, as a network's do: the click's pending state is rendered first.
+    vi.stubGlobal('fetch', async (...args: Parameters<typeof fetch>) => {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      return answer(...args);
+    });
+    renderApp(<TicketView ticketId={base.id} />);
+    const reads = () => calls.filter((c) => c.method === 'POST' && c.path.endsWith('/read'));
+    await waitFor(() => expect(reads()).toHaveLength(1));
+    await new Promise((resolve) => setTimeout(resolve, 400)); // many round trips of the mocked server
+    expect(reads()).toHaveLength(1);
   });
 });
 

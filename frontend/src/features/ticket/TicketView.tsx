@@ -23,6 +23,8 @@ import { MessageThread, splitSignature } from './MessageThread';
 import { ScheduledMessages } from './ScheduledMessages';
 import { TransferModal } from './TransferModal';
 
+const READ_RETRY_MS = 5_000; // a failed read's pause before the thread asks again
+
 const STATUS_COLOR: Record<string, string> = { espera: 'yellow', atendendo: 'teal', finalizado: 'gray' };
 
 /** The client's answer to the satisfaction survey (issue 16), on the finalized ticket. */
@@ -111,9 +113,17 @@ function LoadedTicket({ ticket, backTo }: { ticket: Ticket; backTo: { pathname: 
   // server's ticket.read) on the user's others; so are the alerts about it.
   useEffect(() => clearTicket(ticket.id), [ticket.id, clearTicket]);
   const { mutate: read, isPending: reading } = markRead;
+  // A read that failed (the store away) is tried again after a pause, not at once: every open
+  // thread asking again on each answer would only add to the outage.
+  const [readPaused, setReadPaused] = useState(false);
   useEffect(() => {
-    if (unread > 0 && !reading) read();
-  }, [ticket.id, unread, reading, read]);
+    if (unread > 0 && !reading && !readPaused) read(undefined, { onError: () => setReadPaused(true) });
+  }, [ticket.id, unread, reading, read, readPaused]);
+  useEffect(() => {
+    if (!readPaused) return;
+    const timer = window.setTimeout(() => setReadPaused(false), READ_RETRY_MS);
+    return () => window.clearTimeout(timer);
+  }, [readPaused]);
 
   const onConflict = (error: unknown, assume: boolean) => {
     const current = conflictTicket(error);
