@@ -189,7 +189,12 @@ export function Composer({
   }, []);
   // The last reply or note attempted and its key: sent again unchanged (its answer never came, or
   // failed), it carries the same key, so the backend stores (and sends) it once however often it is tried.
-  const attempted = useRef<{ sending: Sending; key: string } | null>(null);
+  const attempted = useRef<{ sending: Sending; key: string } | null>(
+    // A send whose answer never came before a reload: sent again unchanged, it keeps its key.
+    draft.restored?.key
+      ? { sending: { text: draft.restored.text.trim(), as: draft.restored.mode, file: null, quotedId: null }, key: draft.restored.key }
+      : null,
+  );
   const keyFor = (sending: Sending): string => {
     if (attempted.current && sameSending(attempted.current.sending, sending)) return attempted.current.key;
     attempted.current = { sending, key: newReplyKey() };
@@ -236,8 +241,12 @@ export function Composer({
       applyMessage(client, message);
       if (as === 'reply') void client.invalidateQueries({ queryKey: ['tickets', 'list'] });
     },
-    onError: (error, { file: attached, voice }) => {
+    onError: (error, sent) => {
+      const { file: attached, voice } = sent;
       setProgress(null);
+      if (!attached && attempted.current && sameSending(attempted.current.sending, sent)) {
+        draft.remember(sent.text, sent.as, attempted.current.key);
+      }
       // A voice note that did not go comes back as the attachment, to send again (the same file,
       // so the same key: one note however often it is tried) — never to be recorded again.
       if (voice && attached) setFile((current) => current ?? attached);

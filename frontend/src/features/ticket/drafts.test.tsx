@@ -161,6 +161,41 @@ describe('sending and drafts', () => {
     expect(box()).toHaveValue('Tentando');
   });
 
+  it('a reply whose answer never came is sent with the same key after a reload, and other words with a new one', async () => {
+    let posts = 0;
+    const calls = api(() => {
+      posts += 1;
+      return posts === 1 ? { status: 503, body: { detail: 'indisponível' } } : { status: 201, body: sentMessage() };
+    });
+    const first = openComposer(ticketA);
+    await userEvent.type(box(), 'Chegou o boleto?');
+    await userEvent.click(screen.getByRole('button', { name: 'Enviar' }));
+    await screen.findByText('indisponível'); // maybe stored: the answer is what never came
+    first.unmount(); // a reload
+    const second = openComposer(ticketA);
+    expect(box()).toHaveValue('Chegou o boleto?');
+    await userEvent.click(screen.getByRole('button', { name: 'Enviar' }));
+    await waitFor(() => expect(box()).toHaveValue(''));
+    second.unmount();
+    openComposer(ticketA);
+    await userEvent.type(box(), 'Chegou o boleto?'); // the same words on purpose: a new message
+    await userEvent.click(screen.getByRole('button', { name: 'Enviar' }));
+    await waitFor(() => expect(posts).toBe(3));
+    const keys = calls.filter((c) => c.method === 'POST').map((c) => c.headers.get('Idempotency-Key'));
+    expect(keys[1]).toBe(keys[0]);
+    expect(keys[2]).not.toBe(keys[0]);
+  });
+
+  it('keeps no key for words written on after the send whose answer never came', () => {
+    saveDraft(me.id, ticketA.id, { text: 'Oi', mode: 'reply', key: 'k'.repeat(32) });
+    saveDraft(me.id, ticketA.id, { text: 'Oi ', mode: 'reply' });
+    expect(readDraft(me.id, ticketA.id)?.key).toBe('k'.repeat(32)); // the same words
+    saveDraft(me.id, ticketA.id, { text: 'Oi, tudo bem?', mode: 'reply' });
+    expect(readDraft(me.id, ticketA.id)?.key).toBeUndefined();
+    saveDraft(me.id, ticketA.id, { text: 'Oi', mode: 'reply' });
+    expect(readDraft(me.id, ticketA.id)?.key).toBeUndefined(); // gone with the words it was for
+  });
+
   it('a reply answered after the agent left the ticket is cleared from its draft', async () => {
     api();
     // Answered only once the composer is gone (the agent opened another conversation).

@@ -12,7 +12,9 @@ import { useCallback, useEffect, useRef, useState, useSyncExternalStore } from '
  * swallowed, so the composer works exactly as it did without drafts. */
 
 export type DraftMode = 'reply' | 'note';
-export type Draft = { text: string; mode: DraftMode; at: number };
+/** `key`: the Idempotency-Key of a send of exactly this text whose answer never came, so that
+ * sending it again after a reload is still the same reply (stored once by the server). */
+export type Draft = { text: string; mode: DraftMode; at: number; key?: string };
 
 const PREFIX = 'iaze.drafts.';
 /** Per user; past it the least recently written drafts go. */
@@ -33,8 +35,14 @@ function storage(): Storage | null {
 
 function isDraft(value: unknown): value is Draft {
   if (!value || typeof value !== 'object') return false;
-  const { text, mode, at } = value as Record<string, unknown>;
-  return typeof text === 'string' && (mode === 'reply' || mode === 'note') && typeof at === 'number' && Number.isFinite(at);
+  const { text, mode, at, key } = value as Record<string, unknown>;
+  return (
+    typeof text === 'string' &&
+    (mode === 'reply' || mode === 'note') &&
+    typeof at === 'number' &&
+    Number.isFinite(at) &&
+    (key === undefined || typeof key === 'string')
+  );
 }
 
 /** The user's live drafts, and whether what is stored held anything else (expired, malformed). */
@@ -85,9 +93,18 @@ export function readDraft(userId: string, ticketId: string, now = Date.now()): D
 }
 
 /** Keeps `text` as the draft of the ticket; blank text removes it (nothing worth restoring). */
-export function saveDraft(userId: string, ticketId: string, draft: { text: string; mode: DraftMode }, now = Date.now()): void {
+export function saveDraft(
+  userId: string,
+  ticketId: string,
+  draft: { text: string; mode: DraftMode; key?: string },
+  now = Date.now(),
+): void {
   const { drafts } = readAll(userId, now);
-  if (draft.text.trim()) drafts[ticketId] = { text: draft.text, mode: draft.mode, at: now };
+  const before = drafts[ticketId];
+  // A send's key stays with its words (and mode) while they stay the same.
+  const same = before?.key !== undefined && before.text.trim() === draft.text.trim() && before.mode === draft.mode;
+  const key = draft.key ?? (same ? before.key : undefined);
+  if (draft.text.trim()) drafts[ticketId] = { text: draft.text, mode: draft.mode, at: now, ...(key ? { key } : {}) };
   else if (ticketId in drafts) delete drafts[ticketId];
   else return;
   writeAll(userId, drafts);
@@ -153,7 +170,19 @@ export function useDraft(userId: string, ticketId: string) {
     [userId, ticketId],
   );
 
-  return { restored, save, discard };
+  /** A send of `text` whose answer never came: its key is kept with the draft (`Draft.key`). */
+  const remember = useCallback(
+    (text: string, mode: DraftMode, key: string) => {
+      flush();
+      const stored = readDraft(userId, ticketId);
+      // The agent went on writing: those words are a new message, never this send's repeat.
+      if (stored && stored.text.trim() !== text.trim()) return;
+      saveDraft(userId, ticketId, { text: stored?.text ?? text, mode, key });
+    },
+    [userId, ticketId, flush],
+  );
+
+  return { restored, save, discard, remember };
 }
 
 function subscribe(listener: () => void): () => void {
