@@ -76,6 +76,23 @@ describe('TicketView', () => {
     expect(screen.getByTestId('composer-hint')).toHaveTextContent('Em atendimento por Bruno Rápido.');
   });
 
+  it('takes a 409 naming the agent itself (its first click landed, the answer was lost) as assumed', async () => {
+    const mine = { ...base, status: 'atendendo' as const, agent_id: me.id, agent_name: me.name, version: 2 };
+    mockApi(({ method, path }) => {
+      if (path === `/api/v1/tickets/${base.id}/assume` && method === 'POST') {
+        return { status: 409, body: { detail: { message: 'already assumed', status: 'atendendo', ticket: mine } } };
+      }
+      if (path === `/api/v1/tickets/${base.id}`) return { body: base };
+      return common(path);
+    });
+    renderApp(<TicketView ticketId={base.id} />);
+    await userEvent.click(await screen.findByRole('button', { name: 'Assumir' }));
+    expect(await screen.findByText('Atendimento assumido')).toBeInTheDocument();
+    expect(screen.queryByText(/já foi assumido/)).not.toBeInTheDocument();
+    await waitFor(() => expect(screen.getByTestId('ticket-status')).toHaveTextContent('Atendendo'));
+    expect(screen.getByLabelText('Mensagem')).toBeInTheDocument(); // the composer is the holder's
+  });
+
   it('asks for confirmation before Finalizar and only then calls the API', async () => {
     const mine = { ...base, status: 'atendendo' as const, agent_id: me.id, agent_name: me.name, version: 2 };
     const calls = mockApi(({ method, path }) => {

@@ -140,7 +140,15 @@ function LoadedTicket({ ticket, backTo }: { ticket: Ticket; backTo: { pathname: 
       updated(data);
       notifications.show({ color: 'teal', message: t.ticket.assumed });
     },
-    onError: (error) => onConflict(error, true),
+    onError: (error) => {
+      // Ours already: the repeat of a click whose answer was lost (the store's hiccup). The
+      // ticket is the agent's, as the lost answer would have said.
+      const current = conflictTicket(error);
+      if (current && current.status === 'atendendo' && current.agent_id === me.id) {
+        updated(current);
+        notifications.show({ color: 'teal', message: t.ticket.assumed });
+      } else onConflict(error, true);
+    },
   });
 
   const finalize = useMutation({
