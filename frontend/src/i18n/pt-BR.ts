@@ -215,6 +215,7 @@ export const t = {
     // Correcting one's own text reply (WhatsApp allows it for 15 minutes after sending).
     edit: 'Editar',
     editTitle: 'Editar mensagem',
+    editFailed: (text: string, reason: string) => `A correção "${text}" não foi enviada: ${reason}`,
     editLabel: 'Novo texto',
     editBody: 'O WhatsApp troca o texto no celular do cliente, marcado como editado. Aqui a mensagem continua no histórico como foi enviada, com a edição ao lado.',
     called: (video: boolean) =>

@@ -16,6 +16,7 @@ import { ClockIcon, FileIcon, MicIcon, PaperclipIcon } from './icons';
 import { useVoiceRecorder } from './voice';
 import { useDraft } from './drafts';
 import { ScheduleMessageModal } from './ScheduleMessageModal';
+import { useMounted } from '../../lib/useMounted';
 
 function hint(ticket: Ticket): string {
   if (ticket.status === 'finalizado') return t.ticket.readOnly;
@@ -180,13 +181,7 @@ export function Composer({
   // Upload progress 0..1 while a file goes up; the error of the last attachment, shown in place.
   const [progress, setProgress] = useState<number | null>(null);
   const [attachError, setAttachError] = useState<string | null>(null);
-  const mounted = useRef(true);
-  useEffect(() => {
-    mounted.current = true;
-    return () => {
-      mounted.current = false;
-    };
-  }, []);
+  const mounted = useMounted();
   // The last reply or note attempted and its key: sent again unchanged (its answer never came, or
   // failed), it carries the same key, so the backend stores (and sends) it once however often it is tried.
   const attempted = useRef<{ sending: Sending; key: string } | null>(

@@ -1,6 +1,6 @@
 import { screen, waitFor, within } from '@testing-library/react';
 import userEvent from '@testing-library/user-event';
-import { beforeEach, describe, expect, it } from 'vitest';
+import { beforeEach, describe, expect, it, vi } from 'vitest';
 import type { Message } from '../../api/types';
 import { agentUser, mockApi, renderApp, signIn, stubWebSocket, ticketFixture, type Handler } from '../../test/utils';
 import { EDIT_WINDOW_MS, MessageBubble, editable } from './MessageThread';
@@ -170,6 +170,30 @@ describe('editing a reply', () => {
     await userEvent.click(screen.getByRole('button', { name: 'Salvar' }));
     expect(await screen.findByTestId('edit-error')).toHaveTextContent('O WhatsApp só permite editar uma mensagem até 15 minutos depois do envio.');
     expect(box).toHaveValue('Seu pedido sai hoje!');
+  });
+
+  it('says in a toast when an edit fails after its window was closed, with the words it was', async () => {
+    const mine = reply('Seu pedido sai hoje');
+    let refuse: () => void = () => {};
+    const refused = new Promise<void>((resolve) => (refuse = resolve));
+    api([question, mine], ({ method, path }) => {
+      if (method === 'POST' && path.endsWith('/edit')) return { status: 503, body: { detail: 'the database did not answer; retry' } };
+      return undefined;
+    });
+    const answer = globalThis.fetch;
+    vi.stubGlobal('fetch', async (...args: Parameters<typeof fetch>) => {
+      const request = args[0] instanceof Request ? args[0] : new Request(String(args[0]), args[1]);
+      if (request.method === 'POST') await refused; // a slow store
+      return answer(...args);
+    });
+    renderApp(<TicketView ticketId={held.id} />);
+    const box = await openEdit('Seu pedido sai hoje');
+    await userEvent.clear(box);
+    await userEvent.type(box, 'Seu pedido sai amanhã');
+    await userEvent.click(screen.getByRole('button', { name: 'Salvar' }));
+    await userEvent.click(screen.getByRole('button', { name: 'Cancelar' }));
+    refuse();
+    expect(await screen.findByText(/A correção "Seu pedido sai amanhã" não foi enviada/)).toBeInTheDocument();
   });
 
   it('starts a second edit from the text the chat shows now', async () => {

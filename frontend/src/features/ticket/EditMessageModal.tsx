@@ -1,10 +1,12 @@
 import { Alert, Button, Group, Modal, Stack, Text, Textarea } from '@mantine/core';
 import { useMutation, useQueryClient } from '@tanstack/react-query';
+import { notifications } from '@mantine/notifications';
 import { useState } from 'react';
 import { api, errorMessage, unwrap } from '../../api/client';
 import type { Message } from '../../api/types';
 import { t } from '../../i18n/pt-BR';
 import { applyMessage } from '../../realtime/cache';
+import { useMounted } from '../../lib/useMounted';
 
 /** What "Editar" opened: the reply, and its text as the chat shows it now, without the signature
  * (the backend signs the new text again, as it signs replies). */
@@ -24,6 +26,7 @@ export function EditMessageModal({ ticketId, editing, onClose }: { ticketId: str
 function EditForm({ ticketId, editing, onClose }: { ticketId: string; editing: Editing; onClose: () => void }) {
   const client = useQueryClient();
   const [text, setText] = useState(editing.text);
+  const open = useMounted();
   const edit = useMutation({
     mutationFn: (body: string) =>
       unwrap(
@@ -35,6 +38,11 @@ function EditForm({ ticketId, editing, onClose }: { ticketId: string; editing: E
     onSuccess: (record) => {
       applyMessage(client, record);
       onClose();
+    },
+    // Shown in the form while it is open; closed meanwhile, the agent must still learn the
+    // client never got the correction, with the words it was.
+    onError: (error, body) => {
+      if (!open.current) notifications.show({ color: 'red', message: t.ticket.editFailed(body, errorMessage(error)) });
     },
   });
   // Nothing to send: an empty text (the backend refuses it) or the same words.
