@@ -2,13 +2,13 @@ import { ActionIcon, Alert, Badge, Button, Checkbox, CloseButton, Combobox, File
 import { notifications } from '@mantine/notifications';
 import { useMutation, useQueryClient } from '@tanstack/react-query';
 import { useEffect, useRef, useState, type ClipboardEvent, type DragEvent, type FormEvent, type KeyboardEvent } from 'react';
-import { api, errorMessage, postForm, unwrap } from '../../api/client';
+import { ApiError, api, errorMessage, postForm, unwrap } from '../../api/client';
 import { useQuickReplies } from '../../api/queries';
 import type { Message, Ticket } from '../../api/types';
 import { useMe } from '../../auth/session';
 import { t } from '../../i18n/pt-BR';
 import { formatClock, formatPhone, formatSize } from '../../lib/format';
-import { applyMessage } from '../../realtime/cache';
+import { applyMessage, keys } from '../../realtime/cache';
 import { QuoteBlock } from './MessageMedia';
 import { fillTemplate, matchReplies, slashToken } from './quickReplies';
 import { useNow } from '../../lib/useNow';
@@ -241,6 +241,12 @@ export function Composer({
       setProgress(null);
       if (!attached && attempted.current && sameSending(attempted.current.sending, sent)) {
         draft.remember(sent.text, sent.as, attempted.current.key);
+      }
+      // Refused for the ticket's state (taken by someone else, finalized meanwhile): read it as it
+      // is now, so the composer says why and the buttons are the ones that apply.
+      if (error instanceof ApiError && error.status === 409) {
+        void client.invalidateQueries({ queryKey: keys.ticket(ticket.id), exact: true });
+        void client.invalidateQueries({ queryKey: keys.tickets });
       }
       // A voice note that did not go comes back as the attachment, to send again (the same file,
       // so the same key: one note however often it is tried) — never to be recorded again.

@@ -93,6 +93,25 @@ describe('TicketView', () => {
     expect(screen.getByLabelText('Mensagem')).toBeInTheDocument(); // the composer is the holder's
   });
 
+  it('reads the ticket again when a reply is refused for its state (409): the composer says why', async () => {
+    const mine = { ...base, status: 'atendendo' as const, agent_id: me.id, agent_name: me.name, version: 2 };
+    const taken = { ...mine, agent_id: 'b'.repeat(24), agent_name: 'Bruno Rápido', version: 3 };
+    let refused = false;
+    mockApi(({ method, path }) => {
+      if (path === `/api/v1/tickets/${base.id}/messages` && method === 'POST') {
+        refused = true;
+        return { status: 409, body: { detail: { message: 'ticket is not held by you', status: 'atendendo' } } };
+      }
+      if (path === `/api/v1/tickets/${base.id}`) return { body: refused ? taken : mine };
+      return common(path);
+    });
+    renderApp(<TicketView ticketId={base.id} />);
+    const box = await screen.findByRole('textbox', { name: 'Mensagem' });
+    await userEvent.type(box, 'Pode deixar');
+    await userEvent.click(screen.getByRole('button', { name: 'Enviar' }));
+    expect(await screen.findByTestId('composer-hint')).toHaveTextContent('Em atendimento por Bruno Rápido.');
+  });
+
   it('asks for confirmation before Finalizar and only then calls the API', async () => {
     const mine = { ...base, status: 'atendendo' as const, agent_id: me.id, agent_name: me.name, version: 2 };
     const calls = mockApi(({ method, path }) => {
