@@ -27,16 +27,17 @@ TICKET_SWEEP_SECONDS on MongoDB; on FerretDB also at most ten sweep durations):
 
 import contextlib
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from pymongo.errors import DuplicateKeyError
 
 from backend.audit import service as events
-from backend.core.clock import as_utc
+from backend.core.clock import as_utc, utcnow
 from backend.core.db import Database
 from backend.core.logging import get_logger
 from backend.messages.models import Message
+from backend.realtime import feed
 from backend.tickets import counters, repository
 from backend.tickets.models import Ticket, TicketEvent, TicketState
 
@@ -99,6 +100,17 @@ async def _count(db: Database, rolled: list[TicketEvent]) -> None:
         previous = event.state
 
 
+async def _announce_left(db: Database, before: Ticket | None, after: Ticket, tail: TicketEvent) -> None:
+    """A move (or an opening) rolled forward here, not by its writer, is announced once its writer
+    had its time (the resync's delay, a second): a writer that failed or died after logging it
+    never will, and the click's repeat is refused (409). A younger one is its writer's to announce,
+    or to answer with the tenant's resync when it fails (tickets.service `_transition`), which is
+    sent at least that long after the move was logged: after this roll, so the refetch shows it."""
+    if utcnow() - as_utc(tail.at) < timedelta(seconds=feed.RESYNC_COALESCE_SECONDS):
+        return
+    await feed.publish(db, reseller_id=after.reseller_id, type_=f"ticket.{tail.type}", ticket=after, previous=before)
+
+
 async def settle(
     db: Database, ticket_id: str, *, activity: Activity | None = None, read: Ticket | None = None
 ) -> Ticket | None:
@@ -117,8 +129,10 @@ async def settle(
                 return None
             # Its creator logged event v1 and died (or is inserting it right now): complete it.
             await _count(db, [created])
+            opened = Ticket.model_validate(created.data["ticket"])
             with contextlib.suppress(DuplicateKeyError):
-                await repository.insert(db, Ticket.model_validate(created.data["ticket"]))
+                await repository.insert(db, opened)
+                await _announce_left(db, None, opened, created)
             continue
         rolled = await _log_tail(db, ticket_id, doc.version)
         tail = rolled[-1] if rolled else None
@@ -133,9 +147,10 @@ async def settle(
             return doc
         if tail is not None:
             await _count(db, rolled)
-            await repository.apply_state(
+            if await repository.apply_state(
                 db, ticket_id, from_version=doc.version, version=tail.version, state=tail.state, at=tail.at
-            )
+            ):
+                await _announce_left(db, doc, view, tail)
         if missing is not None:
             await repository.touch_activity(db, doc, activity=missing)
     log.warning("ticket projection still moving after settling; the sweep will finish it", ticket_id=ticket_id)

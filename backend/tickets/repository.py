@@ -76,11 +76,11 @@ async def insert(db: Database, ticket: Ticket) -> None:
 
 async def apply_state(
     db: Database, ticket_id: str, *, from_version: int, version: int, state: TicketState, at: datetime
-) -> None:
-    """Move the projection to `version`; a no-op when another writer already applied it. Callers
-    then settle (projection.py): on FerretDB this write can put back a concurrent activity."""
+) -> bool:
+    """Move the projection to `version`; a no-op (False) when another writer already applied it.
+    Callers then settle (projection.py): on FerretDB this write can put back a concurrent activity."""
     update = {"$set": {**dict(state), "version": version, "updated_at": at}}
-    await update_if(db, COLLECTION, ticket_id, {"version": from_version}, update)
+    return await update_if(db, COLLECTION, ticket_id, {"version": from_version}, update) is not None
 
 
 async def touch_activity(db: Database, ticket: Ticket, *, activity: "Activity") -> Ticket | None:

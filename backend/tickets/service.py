@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass
 from datetime import date, datetime
 from typing import Any
 
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import DuplicateKeyError, PyMongoError
 
 from backend.audit import service as events
 from backend.audit.names import with_names
@@ -248,15 +248,6 @@ async def _create(
     if won:
         await announce_created(db, found)
     return found, won
-
-
-async def announce_move(db: Database, event: TicketEvent, *, ticket: Ticket, previous: Ticket | None) -> None:
-    """Announces a logged move (`ticket.<event>`, its creation included) as its writer does, for
-    the sweep, which projects one whose writer failed or died before announcing it (sweep.py).
-    Safe to repeat: screens apply a ticket by its version."""
-    await feed.publish(
-        db, reseller_id=ticket.reseller_id, type_=f"ticket.{event.type}", ticket=ticket, previous=previous
-    )
 
 
 async def announce_created(db: Database, ticket: Ticket) -> None:
@@ -507,6 +498,9 @@ async def _transition(
             await events.insert(db, event)
         except DuplicateKeyError:
             continue  # someone moved it first: re-read and judge again against the new state
+        except PyMongoError:
+            feed.resync_soon(db, ticket.reseller_id)  # it may have landed, its answer lost: below
+            raise
         try:
             # Its counts delta before its projection (counters.py): a crash here leaves the ticket
             # behind its log, and whoever settles it next appends the delta.
@@ -521,8 +515,8 @@ async def _transition(
                 await users.raise_ticket_slot(db, ticket.client_id, channel=ticket.channel, slot=ticket.open_slot + 1)
         except Exception:
             # The move is logged and will not be announced here, nor by the click's repeat (409):
-            # open screens refetch (the projection may have landed, its answer lost), and one the
-            # sweep projects is announced by it (`announce_move`).
+            # open screens refetch, and whoever rolls the ticket forward to it later announces it
+            # (projection.settle).
             feed.resync_soon(db, ticket.reseller_id)
             raise
         updated = ticket.model_copy(update={**dict(state), "version": version, "updated_at": now})

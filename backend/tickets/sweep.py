@@ -6,9 +6,7 @@ an event or a message and writing the ticket (or whose write failed), and on Fer
 activity lost to a concurrent whole-document write-back after its writer had checked it. Every
 TICKET_SWEEP_SECONDS the sweep settles each ticket that has an event or a message written since
 the previous sweep began (minus TICKET_SWEEP_LOOKBACK_SECONDS, longer than any write takes to
-land), giving the newest such message as the activity the document must show; a ticket whose document
-was behind its log is announced as its newest event says (the move's writer failed or died before
-announcing it: a repeat of the click is refused, 409, and would not). A ticket finalized
+land), giving the newest such message as the activity the document must show. A ticket finalized
 in that span (or with a message stamped after its `finalized_at`) whose finalize hooks never ran to
 their end (no `finalize-hooks` key: one read by `_id`) gets them run again: a finalize request
 killed between its event and the end of its hooks would otherwise leave a message that raced it
@@ -83,11 +81,6 @@ async def sweep_once(db: Database, *, since: datetime) -> Swept:
         if behind or activity is not None:
             settled = await projection.settle(db, ticket_id, activity=activity)
             repaired += 1
-            if behind and settled is not None:
-                # Its writer failed or died before announcing what it logged (module docstring).
-                newest = await events.get_internal(db, ticket_id, settled.version)
-                if newest is not None:
-                    await tickets.announce_move(db, newest, ticket=settled, previous=doc)
             doc = settled if settled is not None else doc
         due = doc is not None and _hooks_may_be_due(doc, since, latest.get(ticket_id))
         if doc is not None and due and not await tickets.finalize_hooks_done(db, ticket_id):
