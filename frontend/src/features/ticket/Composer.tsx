@@ -146,7 +146,7 @@ export function Composer({
   // Stored as shown: text written as a note must never come back as a reply. Only the agent's own
   // changes are written (text, or the mode picked), not a change of what the agent may do.
   const written = useRef({ body, chosen });
-  const { save: saveDraft } = draft;
+  const { save: saveDraft, forgetKey } = draft;
   useEffect(() => {
     if (written.current.body === body && written.current.chosen === chosen) return;
     written.current = { body, chosen };
@@ -168,9 +168,11 @@ export function Composer({
     if (!rewrite) return;
     // A new reply: never the failed attempt's key (its repeat would answer the failed message).
     attempted.current = null;
+    forgetKey();
     setChosen('reply');
     setBody(rewrite.text);
     area.current?.focus();
+    // eslint-disable-next-line react-hooks/exhaustive-deps
   }, [rewrite]);
   const client = useQueryClient();
   const replies = useQuickReplies(canReply);
@@ -190,6 +192,10 @@ export function Composer({
       ? { sending: { text: draft.restored.text.trim(), as: draft.restored.mode, file: null, quotedId: null }, key: draft.restored.key }
       : null,
   );
+  useEffect(() => {
+    // Other words now: whatever is sent next is a new message, whatever the earlier send became.
+    if (attempted.current && attempted.current.sending.text !== body.trim()) attempted.current = null;
+  }, [body]);
   const keyFor = (sending: Sending): string => {
     if (attempted.current && sameSending(attempted.current.sending, sending)) return attempted.current.key;
     attempted.current = { sending, key: newReplyKey() };

@@ -6,6 +6,7 @@ import type { Message } from '../../api/types';
 import { agentUser, mockApi, renderApp, signIn, stubWebSocket, ticketFixture } from '../../test/utils';
 import { Composer } from './Composer';
 import { TicketView } from './TicketView';
+import { readDraft } from './drafts';
 import { pickRecordingType, recordingFileName, toOggOpus } from './voice';
 
 const me = agentUser({ name: 'Ana Agente' });
@@ -322,9 +323,10 @@ describe('a reply that failed', () => {
     await userEvent.type(box, 'Seu boleto vence amanhã');
     await userEvent.click(screen.getByRole('button', { name: 'Enviar' }));
     await waitFor(() => expect(posts).toBe(1)); // its answer never came (it was stored, and failed)
-    await userEvent.clear(box);
+    await waitFor(() => expect(readDraft(me.id, held.id)?.key).toMatch(/^[0-9a-f]{32}$/)); // kept for a reload
     await userEvent.click(await screen.findByRole('button', { name: 'Escrever de novo' }));
     expect(box).toHaveValue('Seu boleto vence amanhã');
+    await waitFor(() => expect(readDraft(me.id, held.id)?.key).toBeUndefined()); // nor after a reload
     await userEvent.click(screen.getByRole('button', { name: 'Enviar' }));
     await waitFor(() => expect(posts).toBe(2));
     const keys = calls.filter((c) => c.method === 'POST').map((c) => c.headers.get('Idempotency-Key'));

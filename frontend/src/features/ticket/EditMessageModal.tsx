@@ -37,7 +37,7 @@ function EditForm({ ticketId, editing, onClose }: { ticketId: string; editing: E
       ),
     onSuccess: (record) => {
       applyMessage(client, record);
-      onClose();
+      if (open.current) onClose(); // closed meanwhile, another edit may be open: left alone
     },
     // Shown in the form while it is open; closed meanwhile, the agent must still learn the
     // client never got the correction, with the words it was.

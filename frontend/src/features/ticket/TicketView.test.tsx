@@ -78,11 +78,13 @@ describe('TicketView', () => {
 
   it('takes a 409 naming the agent itself (its first click landed, the answer was lost) as assumed', async () => {
     const mine = { ...base, status: 'atendendo' as const, agent_id: me.id, agent_name: me.name, version: 2 };
+    let clicked = false;
     mockApi(({ method, path }) => {
       if (path === `/api/v1/tickets/${base.id}/assume` && method === 'POST') {
+        clicked = true;
         return { status: 409, body: { detail: { message: 'already assumed', status: 'atendendo', ticket: mine } } };
       }
-      if (path === `/api/v1/tickets/${base.id}`) return { body: base };
+      if (path === `/api/v1/tickets/${base.id}`) return { body: clicked ? mine : base };
       return common(path);
     });
     renderApp(<TicketView ticketId={base.id} />);

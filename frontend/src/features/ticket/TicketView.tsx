@@ -146,6 +146,8 @@ function LoadedTicket({ ticket, backTo }: { ticket: Ticket; backTo: { pathname: 
       const current = conflictTicket(error);
       if (current && current.status === 'atendendo' && current.agent_id === me.id) {
         updated(current);
+        // The conflict's copy lacks the reader's own fields (unread count, reply blocked): read it.
+        void client.invalidateQueries({ queryKey: keys.ticket(ticket.id), exact: true });
         notifications.show({ color: 'teal', message: t.ticket.assumed });
       } else onConflict(error, true);
     },

@@ -103,7 +103,7 @@ export function saveDraft(
   const before = drafts[ticketId];
   // A send's key stays with its words (and mode) while they stay the same.
   const same = before?.key !== undefined && before.text.trim() === draft.text.trim() && before.mode === draft.mode;
-  const key = draft.key ?? (same ? before.key : undefined);
+  const key = draft.key ?? (same ? before.key : undefined); // '' drops it (`forgetKey`)
   if (draft.text.trim()) drafts[ticketId] = { text: draft.text, mode: draft.mode, at: now, ...(key ? { key } : {}) };
   else if (ticketId in drafts) delete drafts[ticketId];
   else return;
@@ -182,7 +182,14 @@ export function useDraft(userId: string, ticketId: string) {
     [userId, ticketId, flush],
   );
 
-  return { restored, save, discard, remember };
+  /** The draft's words are to go as a new message ("Escrever de novo"): no earlier send's key. */
+  const forgetKey = useCallback(() => {
+    flush();
+    const stored = readDraft(userId, ticketId);
+    if (stored?.key) saveDraft(userId, ticketId, { text: stored.text, mode: stored.mode, key: '' });
+  }, [userId, ticketId, flush]);
+
+  return { restored, save, discard, remember, forgetKey };
 }
 
 function subscribe(listener: () => void): () => void {
