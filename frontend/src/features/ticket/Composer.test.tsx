@@ -69,35 +69,41 @@ describe('Composer quick replies', () => {
   });
 });
 
+/** The backend for replies: the first send's answer never comes (503), later ones are stored. */
+function firstSendUnanswered() {
+  let posts = 0;
+  const calls = mockApi(({ method, path, body }) => {
+    if (path === '/api/v1/auth/me') return { body: me };
+    if (path === '/api/v1/quick-replies') return { body: { items: [], next_cursor: null } };
+    if (method === 'POST' && path.endsWith('/messages')) {
+      posts += 1;
+      if (posts === 1) return { status: 503, body: { detail: 'indisponível' } };
+      return { status: 201, body: { id: String(posts).repeat(24), body: (body as { body: string }).body } };
+    }
+    return undefined;
+  });
+  return { calls, posts: () => posts };
+}
+
 describe('Composer reply attempts', () => {
   it('sends a reply tried again unchanged with the same Idempotency-Key, and the next reply with a new one', async () => {
-    let posts = 0;
-    const calls = mockApi(({ method, path, body }) => {
-      if (path === '/api/v1/auth/me') return { body: me };
-      if (path === '/api/v1/quick-replies') return { body: { items: [], next_cursor: null } };
-      if (method === 'POST' && path.endsWith('/messages')) {
-        posts += 1;
-        if (posts === 1) return { status: 503, body: { detail: 'indisponível' } }; // the answer that never came
-        return { status: 201, body: { id: String(posts).repeat(24), body: (body as { body: string }).body } };
-      }
-      return undefined;
-    });
+    const { calls, posts } = firstSendUnanswered();
     renderApp(<Composer ticket={ticketFixture()} canReply canNote />);
     const box = screen.getByLabelText('Mensagem');
     await userEvent.type(box, 'Chegou?');
     await userEvent.click(screen.getByRole('button', { name: 'Enviar' }));
-    await waitFor(() => expect(posts).toBe(1));
+    await waitFor(() => expect(posts()).toBe(1));
     expect(box).toHaveValue('Chegou?'); // kept for another try
     await userEvent.click(screen.getByRole('button', { name: 'Enviar' }));
     await waitFor(() => expect(box).toHaveValue(''));
     // The same text again, on purpose, once its retried send was answered: a reply of its own.
     await userEvent.type(box, 'Chegou?');
     await userEvent.click(screen.getByRole('button', { name: 'Enviar' }));
-    await waitFor(() => expect(posts).toBe(3));
+    await waitFor(() => expect(posts()).toBe(3));
     await waitFor(() => expect(box).toHaveValue(''));
     await userEvent.type(box, 'Outra');
     await userEvent.click(screen.getByRole('button', { name: 'Enviar' }));
-    await waitFor(() => expect(posts).toBe(4));
+    await waitFor(() => expect(posts()).toBe(4));
     const keys = calls.filter((c) => c.method === 'POST').map((c) => c.headers.get('Idempotency-Key'));
     expect(keys[0]).toMatch(/^[0-9a-f]{32}$/);
     expect(keys[1]).toBe(keys[0]);
@@ -137,28 +143,18 @@ describe('Composer reply attempts', () => {
 
 describe('a key for the words it was made for', () => {
   it('sends other words, or the same words written again, with a new key after an unanswered send', async () => {
-    let posts = 0;
-    const calls = mockApi(({ method, path, body }) => {
-      if (path === '/api/v1/auth/me') return { body: me };
-      if (path === '/api/v1/quick-replies') return { body: { items: [], next_cursor: null } };
-      if (method === 'POST' && path.endsWith('/messages')) {
-        posts += 1;
-        if (posts === 1) return { status: 503, body: { detail: 'indisponível' } };
-        return { status: 201, body: { id: String(posts).repeat(24), body: (body as { body: string }).body } };
-      }
-      return undefined;
-    });
+    const { calls, posts } = firstSendUnanswered();
     renderApp(<Composer ticket={ticketFixture()} canReply canNote />);
     const box = screen.getByLabelText('Mensagem');
     await userEvent.type(box, 'ok');
     await userEvent.click(screen.getByRole('button', { name: 'Enviar' }));
-    await waitFor(() => expect(posts).toBe(1));
+    await waitFor(() => expect(posts()).toBe(1));
     // The agent sees the "ok" arrive after all (stored; only its answer was lost), clears the box,
     // and later means a new "ok": it must not be answered as the first one.
     await userEvent.clear(box);
     await userEvent.type(box, 'ok');
     await userEvent.click(screen.getByRole('button', { name: 'Enviar' }));
-    await waitFor(() => expect(posts).toBe(2));
+    await waitFor(() => expect(posts()).toBe(2));
     const keys = calls.filter((c) => c.method === 'POST').map((c) => c.headers.get('Idempotency-Key'));
     expect(keys[1]).toMatch(/^[0-9a-f]{32}$/);
     expect(keys[1]).not.toBe(keys[0]);
