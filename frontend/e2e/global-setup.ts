@@ -2,7 +2,7 @@
 // Evolution API of tests/fakes, the backend (`python -m backend`) and the built SPA behind
 // `vite preview` proxying /api and the websocket to it.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, openSync } from 'node:fs';
+import { existsSync, mkdtempSync, openSync, readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -102,83 +102,138 @@ finally:
     ferretdb.stop(proc)
 `;
 
-export default async function setup(project: TestProject) {
-  if (!existsSync(join(frontend, 'dist', 'index.html'))) {
-    throw new Error('frontend/dist is missing: run `npm run build` before the e2e tests (npm run e2e does).');
+// The last lines a child wrote: CI shows only this run's output, and a child that exits or never
+// answers is explained by its own log, not by the wait that noticed it.
+function tail(path: string, lines = 40): string {
+  try {
+    return readFileSync(path, 'utf8').trimEnd().split('\n').slice(-lines).join('\n');
+  } catch {
+    return '(no log)';
   }
-  const work = mkdtempSync(join(tmpdir(), 'iaze-e2e-'));
-  const artifacts = resolve(root, 'test-artifacts', 'e2e');
+}
+
+interface Stack {
+  ferret: ChildProcess;
+  evolution: ChildProcess;
+  backend: ChildProcess;
+  server: PreviewServer;
+  apiUrl: string;
+  appUrl: string;
+  evolutionUrl: string;
+}
+
+// One try at the whole stack on ports picked a moment before the children bind them: between the
+// pick and the bind another process (a connection's own port, a leftover of the suite before) can
+// take one, and the child then exits. Every child started is stopped again when the try fails.
+async function startStack(work: string): Promise<Stack> {
   const [mongoPort, apiPort, appPort, evolutionPort] = [await freePort(), await freePort(), await freePort(), await freePort()];
   const evolutionKey = 'e2e-evolution-key';
-
-  const ferret = spawn(python, ['-c', FERRET_HOLDER, `127.0.0.1:${mongoPort}`, join(work, 'ferretdb')], {
-    cwd: root,
-    stdio: ['pipe', 'pipe', 'inherit'],
-  });
-  await waitForLine(ferret, 'ferretdb ready', 'FerretDB');
-
-  // The project's fake Evolution API (tests/fakes): a real process that posts real webhooks.
-  const evolution = spawn(python, ['-m', 'tests.fakes.evolution_fake', '--port', String(evolutionPort), '--api-key', evolutionKey], {
-    cwd: root,
-    stdio: ['ignore', openSync(join(work, 'evolution.log'), 'a'), openSync(join(work, 'evolution.log'), 'a')],
-  });
-  const evolutionUrl = `http://127.0.0.1:${evolutionPort}`;
-
-  const log = openSync(join(work, 'backend.log'), 'a');
-  const backend = spawn(python, ['-m', 'backend'], {
-    cwd: root,
-    stdio: ['ignore', log, log],
-    env: {
-      ...process.env,
-      ENV: 'test',
-      HOST: '127.0.0.1',
-      PORT: String(apiPort),
-      MONGO_URL: `mongodb://127.0.0.1:${mongoPort}/`,
-      MONGO_DB: 'iaze_e2e',
-      // A fresh store every run: the checkout's deploy-ledger file (on by default) would refuse it.
-      LEDGER_FILE: '',
-      JWT_SECRET: 'e2e-secret-'.padEnd(48, 'x'),
-      ADMIN_EMAIL: ADMIN.email,
-      ADMIN_PASSWORD: ADMIN.password,
-      LOG_LEVEL: 'WARNING',
-      EVOLUTION_BASE_URL: evolutionUrl,
-      EVOLUTION_API_KEY: evolutionKey,
-      PUBLIC_BASE_URL: `http://127.0.0.1:${apiPort}`,
-      OUTBOUND_POLL_SECONDS: '0.2',
-      // A scheduled message goes out within this of its time (10 s by default): scheduled.e2e.ts
-      // waits for one set half a minute ahead.
-      SCHEDULED_MESSAGES_POLL_SECONDS: '0.5',
-      REDIS_URL: '',
-    },
-  });
-  const apiUrl = `http://127.0.0.1:${apiPort}`;
-  let server: PreviewServer | undefined;
+  const evolutionLog = join(work, 'evolution.log');
+  const backendLog = join(work, 'backend.log');
+  const started: ChildProcess[] = [];
+  let ferret: ChildProcess | undefined;
   try {
-    await waitFor(`${evolutionUrl}/_control/health`, evolution, 'fake Evolution');
-    await waitFor(`${apiUrl}/health/ready`, backend, `backend (log: ${join(work, 'backend.log')})`);
+    ferret = spawn(python, ['-c', FERRET_HOLDER, `127.0.0.1:${mongoPort}`, join(work, 'ferretdb')], {
+      cwd: root,
+      stdio: ['pipe', 'pipe', 'inherit'],
+    });
+    await waitForLine(ferret, 'ferretdb ready', 'FerretDB');
+
+    // The project's fake Evolution API (tests/fakes): a real process that posts real webhooks.
+    const evolution = spawn(python, ['-m', 'tests.fakes.evolution_fake', '--port', String(evolutionPort), '--api-key', evolutionKey], {
+      cwd: root,
+      stdio: ['ignore', openSync(evolutionLog, 'a'), openSync(evolutionLog, 'a')],
+    });
+    started.push(evolution);
+    const evolutionUrl = `http://127.0.0.1:${evolutionPort}`;
+
+    const log = openSync(backendLog, 'a');
+    const backend = spawn(python, ['-m', 'backend'], {
+      cwd: root,
+      stdio: ['ignore', log, log],
+      env: {
+        ...process.env,
+        ENV: 'test',
+        HOST: '127.0.0.1',
+        PORT: String(apiPort),
+        MONGO_URL: `mongodb://127.0.0.1:${mongoPort}/`,
+        MONGO_DB: 'iaze_e2e',
+        // A fresh store every run: the checkout's deploy-ledger file (on by default) would refuse it.
+        LEDGER_FILE: '',
+        JWT_SECRET: 'e2e-secret-'.padEnd(48, 'x'),
+        ADMIN_EMAIL: ADMIN.email,
+        ADMIN_PASSWORD: ADMIN.password,
+        LOG_LEVEL: 'WARNING',
+        EVOLUTION_BASE_URL: evolutionUrl,
+        EVOLUTION_API_KEY: evolutionKey,
+        PUBLIC_BASE_URL: `http://127.0.0.1:${apiPort}`,
+        OUTBOUND_POLL_SECONDS: '0.2',
+        // A scheduled message goes out within this of its time (10 s by default): scheduled.e2e.ts
+        // waits for one set half a minute ahead.
+        SCHEDULED_MESSAGES_POLL_SECONDS: '0.5',
+        REDIS_URL: '',
+      },
+    });
+    started.push(backend);
+    const apiUrl = `http://127.0.0.1:${apiPort}`;
+    try {
+      await waitFor(`${evolutionUrl}/_control/health`, evolution, 'fake Evolution');
+    } catch (error) {
+      throw new Error(`${(error as Error).message}\n-- fake Evolution's log:\n${tail(evolutionLog)}`);
+    }
+    try {
+      await waitFor(`${apiUrl}/health/ready`, backend, 'backend');
+    } catch (error) {
+      throw new Error(`${(error as Error).message}\n-- backend's log:\n${tail(backendLog)}`);
+    }
     process.env.BACKEND_URL = apiUrl;
-    server = await preview({
+    const server = await preview({
       root: frontend,
       configFile: join(frontend, 'vite.config.ts'),
       logLevel: 'warn',
       preview: { host: '127.0.0.1', port: appPort, strictPort: true, open: false },
     });
+    return { ferret, evolution, backend, server, apiUrl, appUrl: `http://127.0.0.1:${appPort}`, evolutionUrl };
   } catch (error) {
-    await stop(evolution);
-    await stop(backend);
-    ferret.stdin?.end();
-    await stop(ferret);
+    for (const proc of started) await stop(proc);
+    if (ferret) {
+      ferret.stdin?.end();
+      await stop(ferret);
+    }
     throw error;
   }
+}
 
-  project.provide('appUrl', `http://127.0.0.1:${appPort}`);
-  project.provide('apiUrl', apiUrl);
+const ATTEMPTS = 3;
+
+export default async function setup(project: TestProject) {
+  if (!existsSync(join(frontend, 'dist', 'index.html'))) {
+    throw new Error('frontend/dist is missing: run `npm run build` before the e2e tests (npm run e2e does).');
+  }
+  const artifacts = resolve(root, 'test-artifacts', 'e2e');
+  const failures: string[] = [];
+  let stack: Stack | undefined;
+  for (let attempt = 1; attempt <= ATTEMPTS && !stack; attempt++) {
+    const work = mkdtempSync(join(tmpdir(), 'iaze-e2e-'));
+    try {
+      stack = await startStack(work);
+    } catch (error) {
+      const failure = `try ${attempt} (files in ${work}): ${(error as Error).message}`;
+      console.error(`e2e stack did not start, ${failure}`);
+      failures.push(failure);
+    }
+  }
+  if (!stack) throw new Error(`the e2e stack did not start in ${ATTEMPTS} tries:\n${failures.join('\n')}`);
+  const { ferret, evolution, backend, server } = stack;
+
+  project.provide('appUrl', stack.appUrl);
+  project.provide('apiUrl', stack.apiUrl);
   project.provide('artifacts', artifacts);
   project.provide('admin', ADMIN);
-  project.provide('evolutionUrl', evolutionUrl);
+  project.provide('evolutionUrl', stack.evolutionUrl);
 
   return async () => {
-    await new Promise<void>((done) => server?.httpServer.close(() => done()) ?? done());
+    await new Promise<void>((done) => server.httpServer.close(() => done()));
     await stop(backend);
     await stop(evolution);
     ferret.stdin?.end();
