@@ -1,6 +1,7 @@
-import { fireEvent, screen, waitFor, within } from '@testing-library/react';
+import { act, fireEvent, screen, waitFor, within } from '@testing-library/react';
 import userEvent from '@testing-library/user-event';
 import { beforeEach, describe, expect, it } from 'vitest';
+import { keys } from '../../realtime/cache';
 import { agentUser, mockApi, renderApp, signIn, stubWebSocket } from '../../test/utils';
 import { menuMessage, renderTemplate } from './automation';
 import { CompanyPage, invalidRanges, nextRange, timezones } from './CompanyPage';
@@ -132,6 +133,42 @@ describe('CompanyPage', () => {
     await userEvent.click(screen.getByRole('button', { name: 'Adicionar horário (Segunda)' }));
     expect(screen.queryByTestId('no-hours')).not.toBeInTheDocument();
     expect(screen.getAllByTestId('hours-day')[1]).toHaveTextContent('Fechado');
+  });
+
+  it('keeps unsaved edits when the stored config is read again, and a form without edits takes the new values', async () => {
+    let stored: object = config;
+    const calls = mockApi(({ method, path, body }) => {
+      if (path === '/api/v1/auth/me') return { body: owner };
+      if (path === '/api/v1/reseller-config' && method === 'GET') return { body: stored };
+      if (path === '/api/v1/reseller-config' && method === 'PATCH') return { body: (stored = { ...stored, ...(body as object), updated_at: '2025-01-04T00:00:00Z' }) };
+      return undefined;
+    });
+    const { client } = renderApp(<CompanyPage />, { path: '/', route: '/' });
+    const reads = () => calls.filter((c) => c.method === 'GET' && c.path === '/api/v1/reseller-config').length;
+    // React Query tells its observers on a later tick (notifyManager): wait for that render too.
+    const readAgain = () =>
+      act(async () => {
+        await client.invalidateQueries({ queryKey: keys.config });
+        await new Promise((resolve) => setTimeout(resolve, 10));
+      });
+    const welcome = await screen.findByRole('textbox', { name: 'Mensagem de boas-vindas' });
+    fireEvent.change(welcome, { target: { value: 'Olá, em que posso ajudar?' } });
+
+    // Someone else saves (an event or a window focus reads the config again).
+    stored = { ...config, company_name: 'Loja Matriz', updated_at: '2025-01-02T00:00:00Z' };
+    await readAgain();
+    expect(reads()).toBe(2);
+    expect(screen.getByRole('textbox', { name: 'Mensagem de boas-vindas' })).toHaveValue('Olá, em que posso ajudar?');
+    expect(screen.getByLabelText(/Nome da empresa/)).toHaveValue('Loja');
+
+    // Saved, the form holds no edits again and follows the next change made elsewhere.
+    await userEvent.click(screen.getByRole('button', { name: 'Salvar' }));
+    await waitFor(() => expect(patched(calls)).toMatchObject({ welcome_message: 'Olá, em que posso ajudar?' }));
+    expect(await screen.findByText('Alterações salvas')).toBeInTheDocument();
+    stored = { ...stored, away_message: 'Voltamos às 8h', updated_at: '2025-01-05T00:00:00Z' };
+    await readAgain();
+    await waitFor(() => expect(screen.getByRole('textbox', { name: 'Mensagem fora do horário' })).toHaveValue('Voltamos às 8h'));
+    expect(screen.getByRole('textbox', { name: 'Mensagem de boas-vindas' })).toHaveValue('Olá, em que posso ajudar?');
   });
 
   it('offers every IANA zone the browser knows, keeping a stored one first', () => {

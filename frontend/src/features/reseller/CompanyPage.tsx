@@ -182,48 +182,76 @@ function ClosedDatesEditor({ dates, setDates }: { dates: string[]; setDates: (da
   );
 }
 
-function CompanyForm({ config }: { config: ResellerConfig }) {
+/** The form's fields for a stored config: what the form starts from and what Save sends. */
+function formValues(config: ResellerConfig) {
+  return {
+    company_name: config.company_name,
+    welcome_message: config.welcome_message ?? '',
+    away_message: config.away_message ?? '',
+    closing_message: config.closing_message ?? '',
+    timezone: config.timezone ?? 'America/Sao_Paulo',
+    business_hours: hoursFromConfig(config),
+    closed_dates: [...(config.closed_dates ?? [])].sort(),
+    signature_enabled: config.signature_enabled ?? true,
+    read_receipts: config.read_receipts ?? true,
+    csat_enabled: config.csat_enabled ?? false,
+    csat_window_hours: config.csat_window_hours ?? CSAT_DEFAULT_HOURS,
+    csat_message: config.csat_message ?? '',
+  };
+}
+
+type FormValues = ReturnType<typeof formValues>;
+
+function sameValues(a: FormValues, b: FormValues): boolean {
+  return (Object.keys(a) as (keyof FormValues)[]).every((k) => JSON.stringify(a[k]) === JSON.stringify(b[k]));
+}
+
+/** `config` seeds the fields; `latest` is the stored config as last read, which may be newer. */
+function CompanyForm({ config, latest, onDirtyChange }: { config: ResellerConfig; latest: ResellerConfig; onDirtyChange: (dirty: boolean) => void }) {
   const save = useUpdateResellerConfig();
-  const [companyName, setCompanyName] = useState(config.company_name);
-  const [welcome, setWelcome] = useState(config.welcome_message ?? '');
-  const [away, setAway] = useState(config.away_message ?? '');
-  const [closing, setClosing] = useState(config.closing_message ?? '');
-  const [timezone, setTimezone] = useState<string | null>(config.timezone ?? 'America/Sao_Paulo');
-  const [hours, setHours] = useState<BusinessHours[]>(() => hoursFromConfig(config));
-  const [closedDates, setClosedDates] = useState<string[]>(() => [...(config.closed_dates ?? [])].sort());
-  const [signature, setSignature] = useState(config.signature_enabled ?? true);
-  const [readReceipts, setReadReceipts] = useState(config.read_receipts ?? true);
-  const [csat, setCsat] = useState(config.csat_enabled ?? false);
-  const [csatMessage, setCsatMessage] = useState(config.csat_message ?? '');
-  const [csatHours, setCsatHours] = useState<number>(config.csat_window_hours ?? CSAT_DEFAULT_HOURS);
+  const [initial] = useState(() => formValues(config));
+  const [companyName, setCompanyName] = useState(initial.company_name);
+  const [welcome, setWelcome] = useState(initial.welcome_message);
+  const [away, setAway] = useState(initial.away_message);
+  const [closing, setClosing] = useState(initial.closing_message);
+  const [timezone, setTimezone] = useState<string | null>(initial.timezone);
+  const [hours, setHours] = useState<BusinessHours[]>(initial.business_hours);
+  const [closedDates, setClosedDates] = useState<string[]>(initial.closed_dates);
+  const [signature, setSignature] = useState(initial.signature_enabled);
+  const [readReceipts, setReadReceipts] = useState(initial.read_receipts);
+  const [csat, setCsat] = useState(initial.csat_enabled);
+  const [csatMessage, setCsatMessage] = useState(initial.csat_message);
+  const [csatHours, setCsatHours] = useState<number>(initial.csat_window_hours);
   const bad = invalidRanges(hours);
   const errors = fieldErrors(save.error);
   const [zones] = useState(() => timezones(config.timezone ?? null));
+  const values: FormValues = {
+    company_name: companyName,
+    welcome_message: welcome,
+    away_message: away,
+    closing_message: closing,
+    timezone: timezone ?? initial.timezone,
+    business_hours: hours,
+    closed_dates: closedDates,
+    signature_enabled: signature,
+    read_receipts: readReceipts,
+    csat_enabled: csat,
+    csat_window_hours: csatHours,
+    csat_message: csatMessage,
+  };
+  // By value rather than "touched": an edit undone lets a newer config in again, and fields that
+  // match the stored config (just saved, or saved alike elsewhere) have nothing left to lose.
+  const dirty = !sameValues(values, initial) && !sameValues(values, formValues(latest));
+  useEffect(() => onDirtyChange(dirty), [dirty, onDirtyChange]);
 
   return (
     <form
       onSubmit={(e) => {
         e.preventDefault();
-        save.mutate(
-          {
-            company_name: companyName,
-            welcome_message: welcome,
-            away_message: away,
-            closing_message: closing,
-            timezone: timezone ?? undefined,
-            business_hours: hours,
-            closed_dates: closedDates,
-            signature_enabled: signature,
-            read_receipts: readReceipts,
-            csat_enabled: csat,
-            csat_window_hours: csatHours,
-            csat_message: csatMessage,
-          },
-          {
-            onSuccess: () => notifications.show({ color: 'teal', message: t.app.saved }),
-            onError: (error) => notifications.show({ color: 'red', message: errorMessage(error) }),
-          },
-        );
+        save.mutate(values, {
+          onSuccess: () => notifications.show({ color: 'teal', message: t.app.saved }),
+          onError: (error) => notifications.show({ color: 'red', message: errorMessage(error) }),
+        });
       }}
     >
       <Stack maw={960}>
@@ -307,14 +335,16 @@ function CompanyForm({ config }: { config: ResellerConfig }) {
 
 export function CompanyPage() {
   const query = useResellerConfig();
-  const [version, setVersion] = useState(0);
-  // Re-seed the form when the stored config is replaced (e.g. after saving elsewhere).
-  useEffect(() => setVersion((v) => v + 1), [query.data?.updated_at]);
+  const [seed, setSeed] = useState<{ config: ResellerConfig; version: number } | null>(null);
+  const [dirty, setDirty] = useState(false);
+  // The config is read again when someone else saves, on an event or on window focus; taking it
+  // then would wipe what the user is still editing, so only a form without unsaved edits follows.
+  if (query.data && query.data !== seed?.config && !dirty) setSeed({ config: query.data, version: (seed?.version ?? 0) + 1 });
   return (
     <>
       <PageHeader title={t.company.title} />
       <QueryState query={query} />
-      {query.data && <CompanyForm key={version} config={query.data} />}
+      {seed && <CompanyForm key={seed.version} config={seed.config} latest={query.data ?? seed.config} onDirtyChange={setDirty} />}
     </>
   );
 }

@@ -1,6 +1,7 @@
 import { TagsInput } from '@mantine/core';
 import { notifications } from '@mantine/notifications';
 import { useMutation, useQueryClient } from '@tanstack/react-query';
+import { useState } from 'react';
 import { api, errorMessage, unwrap } from '../../api/client';
 import { useTags, useTicketUpdated } from '../../api/queries';
 import type { Ticket } from '../../api/types';
@@ -12,6 +13,8 @@ export function TicketTags({ ticket }: { ticket: Ticket }) {
   const tags = useTags();
   const updated = useTicketUpdated();
   const client = useQueryClient();
+  // Held here rather than inside TagsInput, which empties it on Enter: a failed save puts it back.
+  const [typed, setTyped] = useState('');
   const save = useMutation({
     mutationFn: (next: string[]) =>
       unwrap(api.PUT('/api/v1/tickets/{ticket_id}/tags', { params: { path: { ticket_id: ticket.id } }, body: { tags: next } })),
@@ -19,7 +22,14 @@ export function TicketTags({ ticket }: { ticket: Ticket }) {
       updated(fresh);
       void client.invalidateQueries({ queryKey: keys.tags });
     },
-    onError: (error) => notifications.show({ color: 'red', message: errorMessage(error) }),
+    onError: (error, next) => {
+      notifications.show({ color: 'red', message: errorMessage(error) });
+      // The field shows only saved tags, so an unsaved one would vanish and have to be typed again;
+      // back in the input it is one Enter from a retry. A failed removal needs nothing: the tag
+      // is still saved and still shown.
+      const unsaved = next.filter((tag) => !(ticket.tags ?? []).includes(tag));
+      if (unsaved.length) setTyped(unsaved.join(', '));
+    },
   });
   return (
     <TagsInput
@@ -29,6 +39,8 @@ export function TicketTags({ ticket }: { ticket: Ticket }) {
       data={tags.data ?? []}
       value={ticket.tags ?? []}
       onChange={(next) => save.mutate(next)}
+      searchValue={typed}
+      onSearchChange={setTyped}
       maxTags={20}
       maxLength={32}
       disabled={save.isPending}
