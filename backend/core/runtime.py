@@ -86,8 +86,8 @@ class Runtime:
     filters_push_down: bool | None = None
     # realtime/feed: who gets this process's stored records (the hub, the Redis bus), per database.
     feed_sinks: "list[tuple[str, Sink]]" = field(default_factory=list)
-    # realtime/feed: the (database, tenant) pairs whose resync after a lost record is due shortly.
-    resyncs_due: set[tuple[str, str]] = field(default_factory=set)
+    # realtime/feed: the (database, tenant) pairs whose resync is due shortly, and when (loop time).
+    resyncs_due: dict[tuple[str, str], float] = field(default_factory=dict)
     # webhooks/signals: the processors to wake when this process stores a delivery.
     webhook_wakeups: "set[Wakeup]" = field(default_factory=set)
     # outbound/worker: the send loops to wake when this process stores a queued message.

@@ -165,21 +165,25 @@ async def publish(
     return record
 
 
-def resync_soon(db: Database, reseller_id: str) -> None:
+def resync_soon(db: Database, reseller_id: str, *, after: float = 0.0) -> None:
     """The tenant's screens refetch RESYNC_COALESCE_SECONDS from now: every change whose record was
     lost until then is stored by then, so one refetch shows them all, and a store in trouble (when
     such losses come in bursts) meets one refetch per screen a second, not one per lost record.
-    Also for a change stored whose writer fails before announcing it (tickets.service `_transition`)."""
+    `after`: the refetch must come no sooner than that many seconds from now (a ticket move whose
+    writer failed, tickets.projection `writer_failed`); a resync due sooner does not answer it."""
+    loop = asyncio.get_running_loop()
     due, key = runtime_of(db).resyncs_due, (db.name, reseller_id)
-    if key in due:
+    if key in due and due[key] >= loop.time() + after:
         return
-    due.add(key)
+    delay = max(RESYNC_COALESCE_SECONDS, after)
+    at = due[key] = loop.time() + delay
 
     def send() -> None:
-        due.discard(key)
+        if due.get(key) == at:
+            del due[key]
         _to_sinks(db, lambda sink: sink.resync(reseller_id), failed="resync after a lost feed write not sent")
 
-    asyncio.get_running_loop().call_later(RESYNC_COALESCE_SECONDS, send)
+    loop.call_later(delay, send)
 
 
 def _to_sinks(db: Database, notify: Callable[[Sink], None], *, failed: str) -> None:

@@ -100,13 +100,26 @@ async def _count(db: Database, rolled: list[TicketEvent]) -> None:
         previous = event.state
 
 
+# A move younger than this, by its roller's clock, is its writer's to announce (`_announce_left`).
+LEFT_TO_WRITER_SECONDS = 1.0
+# How far apart two backends' clocks may be (NTP keeps them within milliseconds): a move's age is
+# its writer's `at` read against another host's clock.
+CLOCK_SKEW_SECONDS = 2.0
+
+
+def writer_failed(db: Database, reseller_id: str) -> None:
+    """A move's writer failed at or after logging it, and will not announce it: the tenant's screens
+    refetch once no roller can still take the move for a live writer's (`_announce_left`), so the
+    refetch comes after any roll that left it unannounced, whatever the two hosts' clocks say."""
+    feed.resync_soon(db, reseller_id, after=LEFT_TO_WRITER_SECONDS + CLOCK_SKEW_SECONDS)
+
+
 async def _announce_left(db: Database, before: Ticket | None, after: Ticket, tail: TicketEvent) -> None:
     """A move (or an opening) rolled forward here, not by its writer, is announced once its writer
-    had its time (the resync's delay, a second): a writer that failed or died after logging it
-    never will, and the click's repeat is refused (409). A younger one is its writer's to announce,
-    or to answer with the tenant's resync when it fails (tickets.service `_transition`), which is
-    sent at least that long after the move was logged: after this roll, so the refetch shows it."""
-    if utcnow() - as_utc(tail.at) < timedelta(seconds=feed.RESYNC_COALESCE_SECONDS):
+    had its time: a writer that failed or died after logging it never will, and the click's repeat
+    is refused (409). A younger one is its writer's to announce, or to answer with the tenant's
+    resync when it fails (`writer_failed`), which comes after this roll."""
+    if utcnow() - as_utc(tail.at) < timedelta(seconds=LEFT_TO_WRITER_SECONDS):
         return
     await feed.publish(db, reseller_id=after.reseller_id, type_=f"ticket.{tail.type}", ticket=after, previous=before)
 

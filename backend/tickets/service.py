@@ -499,7 +499,7 @@ async def _transition(
         except DuplicateKeyError:
             continue  # someone moved it first: re-read and judge again against the new state
         except PyMongoError:
-            feed.resync_soon(db, ticket.reseller_id)  # it may have landed, its answer lost: below
+            projection.writer_failed(db, ticket.reseller_id)  # it may have landed, its answer lost
             raise
         try:
             # Its counts delta before its projection (counters.py): a crash here leaves the ticket
@@ -517,7 +517,7 @@ async def _transition(
             # The move is logged and will not be announced here, nor by the click's repeat (409):
             # open screens refetch, and whoever rolls the ticket forward to it later announces it
             # (projection.settle).
-            feed.resync_soon(db, ticket.reseller_id)
+            projection.writer_failed(db, ticket.reseller_id)
             raise
         updated = ticket.model_copy(update={**dict(state), "version": version, "updated_at": now})
         await feed.publish(

@@ -198,6 +198,30 @@ async def test_lost_records_are_answered_by_one_resync_per_tenant_after_the_burs
         feed.unregister_sink(db, sink)
 
 
+async def test_a_resync_wanted_later_is_not_answered_by_one_due_sooner(
+    db: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A ticket move's writer that failed wants its tenant's refetch no sooner than `after` from
+    now (tickets.projection `writer_failed`): a resync already due sooner (a lost record's) goes
+    out as it was, and another follows at the time asked; a resync due later covers a lost record."""
+    window = 0.3
+    monkeypatch.setattr(feed, "RESYNC_COALESCE_SECONDS", window)
+    tenant = new_id()
+    sink = _Resyncs()
+    feed.register_sink(db, sink)
+    try:
+        assert await feed.publish(db, reseller_id=tenant, type_="no.such.event") is None
+        asked = time.monotonic()
+        feed.resync_soon(db, tenant, after=3 * window)
+        assert await feed.publish(db, reseller_id=tenant, type_="no.such.event") is None  # covered
+        await asyncio.sleep(5 * window)
+        told = sink.of(tenant)
+        assert len(told) == 2, sink.told
+        assert told[0] < asked + 3 * window <= told[1] + 0.01, (asked, told)
+    finally:
+        feed.unregister_sink(db, sink)
+
+
 async def test_one_process_concurrent_appends_share_commands_and_keep_call_order(mongo_url: str, db_name: str) -> None:
     """150 concurrent announcements of three tenants in one process: each tenant's seqs are
     1..n in the order its announcements were made, written by a handful of ordered inserts

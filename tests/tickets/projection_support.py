@@ -3,6 +3,7 @@ whole-document write-back made deterministic."""
 
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -136,9 +137,11 @@ def write_back_with(
     return fired
 
 
-async def log_assume_without_projecting(db: Any, ticket_id: str, agent: dict[str, Any]) -> None:
+async def log_assume_without_projecting(
+    db: Any, ticket_id: str, agent: dict[str, Any], *, at: datetime | None = None
+) -> None:
     """What a writer killed between its event and the ticket leaves: `agent`'s assume logged as
-    the next event, the stored ticket never moved."""
+    the next event (at `at`, now by default), the stored ticket never moved."""
     current = await db.tickets.find_one({"_id": ticket_id})
     state = {
         **{k: current[k] for k in STATE_FIELDS},
@@ -159,7 +162,7 @@ async def log_assume_without_projecting(db: Any, ticket_id: str, agent: dict[str
             from_status=current["status"],
             to_status=state["status"],
             state=state,
-            at=utcnow(),
+            at=at or utcnow(),
             data={"action": "assume"},
         ),
     )

@@ -3,25 +3,33 @@ whole-document write-back — what FerretDB v1 does for every update — cannot 
 The sweep is off in this module: what is checked here is repaired by the writers themselves,
 right when their call returns, with no reader and no background help."""
 
+import asyncio
+from datetime import timedelta
 from typing import Any
 
 import httpx
 import pytest
 
+from backend.core.clock import utcnow
 from backend.core.config import Settings
 from backend.messages import service as messages
 from backend.messages.models import Message
 from backend.outbound import service as outbound
+from backend.tickets import projection
+from backend.tickets import repository as tickets_repo
 from backend.tickets import service as tickets
 from backend.tickets.models import Ticket
 from tests.conftest import make_settings
 from tests.factories import API, Tenant, assume, make_tenant, make_ticket
+from tests.holds import Hold, arrived, holds
 from tests.tickets.projection_support import (
     assert_lists_agree,
     divergences,
     log_assume_without_projecting,
     write_back_with,
 )
+
+__all__ = ["holds"]
 
 
 @pytest.fixture(scope="module")
@@ -128,3 +136,60 @@ async def test_a_status_announcement_shows_the_ticket_as_its_log_says(
     record = await db.tenant_events.find_one({"type": "message.status", "message.id": message.id})
     assert record is not None
     assert (record["ticket"]["status"], record["ticket"]["version"]) == ("atendendo", 2), record["ticket"]
+
+
+async def _announced(db: Any, ticket_id: str, type_: str) -> list[dict[str, Any]]:
+    """The tenant's feed records of `type_` for the ticket (what open screens receive)."""
+    found: list[dict[str, Any]] = await db.tenant_events.find({"type": type_, "ticket.id": ticket_id}).to_list(None)
+    return found
+
+
+@pytest.mark.parametrize("roller", ["a read", "the repeat click", "a client message"])
+async def test_a_move_whose_writer_died_is_announced_by_whoever_rolls_the_ticket_forward(
+    client: httpx.AsyncClient, tenant: Tenant, db: Any, roller: str
+) -> None:
+    """An assume logged by a writer that died before projecting and announcing it (and so never
+    resynced anyone's screens): open screens still show the ticket waiting, offering Assumir. The
+    first to roll the ticket forward after the writer's time tells them."""
+    ticket = await make_ticket(client, tenant)
+    tid, agent = ticket["id"], tenant.agents[0]
+    died = utcnow() - timedelta(seconds=projection.LEFT_TO_WRITER_SECONDS + 1)
+    await log_assume_without_projecting(db, tid, agent, at=died)
+    assert await _announced(db, tid, "ticket.assumed") == []
+
+    if roller == "a read":
+        r = await client.get(f"{API}/tickets/{tid}", headers=tenant.headers)
+        assert r.status_code == 200, r.text
+    elif roller == "the repeat click":
+        r = await client.post(f"{API}/tickets/{tid}/assume", headers=agent["headers"])
+        assert r.status_code in (200, 409), r.text
+    else:
+        before = await tickets.load(db, tid)
+        assert before is not None
+        await _client_message(db, before, "alguém aí?")
+
+    records = await _announced(db, tid, "ticket.assumed")
+    assert len(records) == 1, records
+    announced = records[0]["ticket"]
+    assert (announced["status"], announced["agent_id"], announced["version"]) == ("atendendo", agent["id"], 2)
+
+
+async def test_a_read_rolling_a_live_writers_move_leaves_its_announcement_to_the_writer(
+    client: httpx.AsyncClient, tenant: Tenant, db: Any, holds: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A read lands between an assume's event and its projection: the read rolls the ticket forward,
+    the writer, still at work, announces its move: one record, not two."""
+    monkeypatch.setattr(projection, "LEFT_TO_WRITER_SECONDS", 600.0)  # however slow this machine is
+    ticket = await make_ticket(client, tenant)
+    tid = ticket["id"]
+    held: Hold = holds(tickets_repo, "apply_state", lambda _db, ticket_id, **_: ticket_id == tid)
+    click = asyncio.create_task(client.post(f"{API}/tickets/{tid}/assume", headers=tenant.agents[0]["headers"]))
+    await arrived(held.entered, click, "the assume's projection")
+
+    r = await client.get(f"{API}/tickets/{tid}", headers=tenant.headers)
+    assert (r.status_code, r.json()["status"]) == (200, "atendendo"), r.text
+    assert await _announced(db, tid, "ticket.assumed") == []  # the writer lives: its move to announce
+    held.go.set()
+    assert (await click).status_code == 200
+    records = await _announced(db, tid, "ticket.assumed")
+    assert [rec["ticket"]["version"] for rec in records] == [2], records

@@ -250,13 +250,8 @@ async def test_a_clients_reaction_survives_a_lost_write(
     reaction_id = change_id_for(chat.conn_id, "reaction", opening.key, reaction_key)
     sprung = store_proxy.stall_next(*REACTION_WRITES[write](reaction_id, opening.message_id), lose=lose)
     body = {"reactionMessage": {"key": {"remoteJid": f"{chat.phone}@s.whatsapp.net", "id": opening.key}, "text": "👍"}}
-    r = await client.post(
-        f"{HOOK}/{chat.conn_id}",
-        json=upsert(pn_key(chat.phone, reaction_key), body, "reactionMessage"),
-        headers=chat.headers,
-    )
-    assert r.status_code == 200, r.text
-    reacted = Sent("👍", reaction_key, reaction_id, r.json()["raw_id"])
+    reacted = Sent("👍", reaction_key, reaction_id)
+    await _post(client, chat, reacted, body=(body, "reactionMessage"))
     await asyncio.wait_for(sprung.wait(), timeout=WAIT)
     await wait_for(lambda: _processed(direct, [reacted]), timeout=WAIT)
 
@@ -288,9 +283,13 @@ def _messages(chat: Chat, *texts: str) -> list[Sent]:
     return out
 
 
-async def _post(client: httpx.AsyncClient, chat: Chat, sent: Sent) -> None:
-    """Delivers the message as Evolution does and notes its stored delivery."""
-    payload = upsert(pn_key(chat.phone, sent.key), {"conversation": sent.text}, "conversation")
+async def _post(
+    client: httpx.AsyncClient, chat: Chat, sent: Sent, *, body: tuple[dict[str, Any], str] | None = None
+) -> None:
+    """Delivers the message as Evolution does (its text, or `body` and its message type) and notes
+    its stored delivery."""
+    content, kind = body or ({"conversation": sent.text}, "conversation")
+    payload = upsert(pn_key(chat.phone, sent.key), content, kind)
     r = await client.post(f"{HOOK}/{chat.conn_id}", json=payload, headers=chat.headers)
     assert r.status_code == 200, r.text
     sent.raw_id = r.json()["raw_id"]
