@@ -5,6 +5,10 @@ from typing import Any
 
 from backend.core.errors import Unprocessable
 
+# How far apart two backends' clocks may be (NTP keeps them within milliseconds): a time one
+# process stamped, read against another host's clock (a ticket move's age, a queued reply's).
+CLOCK_SKEW_SECONDS = 2.0
+
 # What `utcnow` reads: the system clock, unless a test replaced it (`override`).
 _source: Callable[[], datetime] | None = None
 

@@ -170,12 +170,13 @@ def resync_soon(db: Database, reseller_id: str, *, after: float = 0.0) -> None:
     lost until then is stored by then, so one refetch shows them all, and a store in trouble (when
     such losses come in bursts) meets one refetch per screen a second, not one per lost record.
     `after`: the refetch must come no sooner than that many seconds from now (a ticket move whose
-    writer failed, tickets.projection `writer_failed`); a resync due sooner does not answer it."""
+    writer failed, tickets.projection `writer_failed`); a resync due sooner does not answer it,
+    and one scheduled for it comes a window later still, so such wants in the next window share it."""
     loop = asyncio.get_running_loop()
     due, key = runtime_of(db).resyncs_due, (db.name, reseller_id)
     if key in due and due[key] >= loop.time() + after:
         return
-    delay = max(RESYNC_COALESCE_SECONDS, after)
+    delay = after + RESYNC_COALESCE_SECONDS
     at = due[key] = loop.time() + delay
 
     def send() -> None:

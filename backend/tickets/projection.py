@@ -33,7 +33,7 @@ from typing import Any
 from pymongo.errors import DuplicateKeyError
 
 from backend.audit import service as events
-from backend.core.clock import as_utc, utcnow
+from backend.core.clock import CLOCK_SKEW_SECONDS, as_utc, utcnow
 from backend.core.db import Database
 from backend.core.logging import get_logger
 from backend.messages.models import Message
@@ -102,9 +102,6 @@ async def _count(db: Database, rolled: list[TicketEvent]) -> None:
 
 # A move younger than this, by its roller's clock, is its writer's to announce (`_announce_left`).
 LEFT_TO_WRITER_SECONDS = 1.0
-# How far apart two backends' clocks may be (NTP keeps them within milliseconds): a move's age is
-# its writer's `at` read against another host's clock.
-CLOCK_SKEW_SECONDS = 2.0
 
 
 def writer_failed(db: Database, reseller_id: str) -> None:

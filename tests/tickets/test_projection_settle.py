@@ -4,24 +4,29 @@ The sweep is off in this module: what is checked here is repaired by the writers
 right when their call returns, with no reader and no background help."""
 
 import asyncio
+import time
 from datetime import timedelta
 from typing import Any
 
 import httpx
 import pytest
+from pymongo.errors import AutoReconnect
 
-from backend.core.clock import utcnow
+from backend.audit import service as audit_events
+from backend.core.clock import CLOCK_SKEW_SECONDS, utcnow
 from backend.core.config import Settings
 from backend.messages import service as messages
 from backend.messages.models import Message
 from backend.outbound import service as outbound
+from backend.realtime import feed
 from backend.tickets import projection
 from backend.tickets import repository as tickets_repo
 from backend.tickets import service as tickets
-from backend.tickets.models import Ticket
+from backend.tickets.models import Ticket, TicketEvent
 from tests.conftest import make_settings
 from tests.factories import API, Tenant, assume, make_tenant, make_ticket
 from tests.holds import Hold, arrived, holds
+from tests.realtime.resyncs import Resyncs
 from tests.tickets.projection_support import (
     assert_lists_agree,
     divergences,
@@ -163,10 +168,8 @@ async def test_a_move_whose_writer_died_is_announced_by_whoever_rolls_the_ticket
     elif roller == "the repeat click":
         r = await client.post(f"{API}/tickets/{tid}/assume", headers=agent["headers"])
         assert r.status_code in (200, 409), r.text
-    else:
-        before = await tickets.load(db, tid)
-        assert before is not None
-        await _client_message(db, before, "alguém aí?")
+    else:  # the ticket as stored (a load would roll it forward itself)
+        await _client_message(db, Ticket.model_validate(await db.tickets.find_one({"_id": tid})), "alguém aí?")
 
     records = await _announced(db, tid, "ticket.assumed")
     assert len(records) == 1, records
@@ -193,3 +196,48 @@ async def test_a_read_rolling_a_live_writers_move_leaves_its_announcement_to_the
     assert (await click).status_code == 200
     records = await _announced(db, tid, "ticket.assumed")
     assert [rec["ticket"]["version"] for rec in records] == [2], records
+
+
+async def test_a_failed_writers_resync_comes_after_any_roll_that_left_its_move_to_it(
+    client: httpx.AsyncClient, tenant: Tenant, db: Any, holds: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An assume whose event is stored and its answer lost (503): a read rolls the ticket forward
+    while the move is young, so the read leaves the announcement to the writer, which failed. The
+    writer's resync must reach the screens after that roll — with rollers on other hosts, whose
+    clocks may be up to CLOCK_SKEW_SECONDS off — else nothing tells them of the move."""
+    monkeypatch.setattr(feed, "RESYNC_COALESCE_SECONDS", 0.2)
+    ticket = await make_ticket(client, tenant)
+    tid = ticket["id"]
+    real_insert = audit_events.insert
+
+    async def answer_lost(db_: Any, event: TicketEvent) -> None:
+        await real_insert(db_, event)
+        if event.ticket_id == tid:
+            raise AutoReconnect("the event's answer was lost")
+
+    monkeypatch.setattr(audit_events, "insert", answer_lost)
+    sink = Resyncs()
+    feed.register_sink(db, sink)
+    try:
+        r = await client.post(f"{API}/tickets/{tid}/assume", headers=tenant.agents[0]["headers"])
+        assert r.status_code == 503, r.text
+        failed = time.monotonic()
+        # A roller on a host whose clock runs behind the writer's: the move looks younger there.
+        held: Hold = holds(tickets_repo, "apply_state", lambda _db, ticket_id, **_: ticket_id == tid)
+        read = asyncio.create_task(client.get(f"{API}/tickets/{tid}", headers=tenant.headers))
+        await arrived(held.entered, read, "the read's roll")
+        # Past the failed writer's second, and within the clock skew the roller's host may have.
+        await asyncio.sleep(projection.LEFT_TO_WRITER_SECONDS + CLOCK_SKEW_SECONDS / 4)
+        monkeypatch.setattr(projection, "utcnow", lambda: utcnow() - timedelta(seconds=CLOCK_SKEW_SECONDS))
+        held.go.set()
+        assert (await read).json()["status"] == "atendendo"
+        rolled = time.monotonic()
+        assert await _announced(db, tid, "ticket.assumed") == []  # left to its writer
+
+        await asyncio.sleep(projection.LEFT_TO_WRITER_SECONDS + CLOCK_SKEW_SECONDS + 1)
+        told = sink.of(tenant.id)
+        assert told and max(told) > rolled, (
+            f"resyncs at {[t - failed for t in told]} s, the roll at {rolled - failed} s"
+        )
+    finally:
+        feed.unregister_sink(db, sink)
