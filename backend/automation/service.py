@@ -157,6 +157,7 @@ async def _send(
             extra={"automatic": True, "automatic_purpose": purpose, **(extra or {})},
         )
         if created:
+            await outbound.queue_again_if_passed(db, stored, ticket)  # an insert that landed past a lease
             outbound.wake(db)
             log.info("automatic message queued", ticket_id=ticket.id, purpose=purpose, message_id=message_id)
             return Sent.QUEUED

@@ -319,6 +319,9 @@ async def complete_stored(db: Database, message: Message) -> None:
     if ticket is not None:
         await _after_stored(db, ticket, message)
         await _recorded(db, message, ticket)
+        # A reply whose insert landed after the worker passed its entry (its answer lost, this
+        # the repeat): queued again, or it would never be sent.
+        await outbound.queue_again_if_passed(db, message, ticket)
 
 
 def chat_sender(*, ours: bool, client_id: str, client_name: str) -> dict[str, Any]:
@@ -494,6 +497,8 @@ async def send_as_agent(
         # message's second pass) stored it between the caller's look and our insert: it may yet
         # fail before announcing it, and this answer tells the caller it is done.
         await complete_stored(db, doc)
+    else:
+        await outbound.queue_again_if_passed(db, doc, ticket)  # an insert that landed past a lease
     outbound.wake(db)
     return doc
 

@@ -52,6 +52,42 @@ async def enqueue(db: Database, *, message_id: str, ticket: Ticket) -> int:
     )
 
 
+# The worker gave up on a queued message it never found stored (`pass_unstored`); and such a
+# message, stored after all, was queued again (`queue_again_if_passed`).
+PASSED_KEY = "outbox-passed"
+REQUEUED_KEY = "outbox-requeued"
+
+
+async def pass_unstored(db: Database, message_id: str) -> bool:
+    """The worker's half of a handshake with a writer whose insert lands more than a lease after it
+    queued the message (a stalled store; an insert whose answer timed out and landed later): the
+    message is marked passed, then looked for once more. True when it is still not stored: the
+    entry is done with, and a writer storing it from now on finds the mark. False when it showed
+    up meanwhile: the entry is handled as any other, on a later pass."""
+    await natural_keys.bind(db, PASSED_KEY, message_id, target=message_id)
+    return await messages.get_internal(db, message_id) is None
+
+
+async def queue_again_if_passed(db: Database, message: Message, ticket: Ticket) -> bool:
+    """The writer's half, after its insert (and a retry's, or the worker's on finding the message
+    pending behind a passed entry): a message stored after the worker passed its entry would stay
+    pending forever, never sent, holding up the replies after it in its chat. Of the worker's
+    look after its mark and this look after the insert, at least one sees the other's write. It is
+    queued again at the end of its chat; the mark of that is taken after the entry, so a crash in
+    between queues it once more (two entries of one message are one send). True when its entry
+    was passed (now or before, queued again either way): the replies queued after it in its chat
+    do not wait for it, it goes with its new entry, after them."""
+    if message.direction != "out" or message.status != "pending":
+        return False
+    if await natural_keys.lookup(db, PASSED_KEY, message.id) is None:
+        return False
+    if await natural_keys.lookup(db, REQUEUED_KEY, message.id) is None:
+        await enqueue(db, message_id=message.id, ticket=ticket)
+        await natural_keys.bind(db, REQUEUED_KEY, message.id, target=message.id)
+        wake(db)
+    return True
+
+
 def wake(db: Database) -> None:
     """This process's send loops look at the queue now rather than at their next poll: called
     once a queued message is stored (before that the worker would find its entry without it)."""

@@ -162,6 +162,13 @@ class OutboundWorker:
                 if self.policy.outlived(earlier.enqueued_at, now):
                     continue
                 return True  # its request may still be storing it
+            if message.status == "pending" and self.policy.outlived(message.created_at, now):
+                # Stored after its own entry was passed as never stored: it goes with a new entry,
+                # behind this one (queued now if its writer did not live to), rather than holding
+                # the chat for good.
+                ticket = await tickets.load(self.db, message.ticket_id)
+                if ticket is not None and await service.queue_again_if_passed(self.db, message, ticket):
+                    continue
             return message.status == "pending"
         return False
 
@@ -171,8 +178,9 @@ class OutboundWorker:
         message_id = entry.message_id
         message = await messages.get_internal(self.db, message_id)
         if message is None:
-            # The request died between queueing and storing: the API never acknowledged it.
-            return self.policy.outlived(entry.enqueued_at, now)
+            # The request died between queueing and storing (the API never acknowledged it), or
+            # its insert is stalled: past a lease, passed — a late insert is queued again.
+            return self.policy.outlived(entry.enqueued_at, now) and await service.pass_unstored(self.db, message_id)
         if message.status != "pending":
             # Settled before the status moved, unless something else moved it (a receipt for an
             # id the processor bound while this worker died): settle now, or a held phone

@@ -5,6 +5,7 @@ they step, and real `python -m backend.outbound` processes)."""
 
 import asyncio
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -15,11 +16,17 @@ import pytest
 from backend.connections.providers import registry
 from backend.core.clock import utcnow
 from backend.core.config import Settings
+from backend.messages import repository as messages_repo
+from backend.messages.models import Message
 from backend.outbound import repository
+from backend.outbound import service as outbound
 from backend.outbound.worker import OutboundWorker
 from tests.factories import Tenant, make_tenant
 from tests.fakes.harness import FakeEvolution, make_connection, wait_for
+from tests.holds import arrived, holds
 from tests.outbound.helpers import held_ticket, start_worker, unsigned
+
+__all__ = ["holds"]
 
 
 @pytest.fixture(scope="module")
@@ -219,6 +226,141 @@ async def test_a_chat_position_whose_request_died_holds_the_chat_only_for_the_le
 
     await _passes_until([worker], sent)
     assert await _received(evolution, phone) == ["depois"]
+
+
+@dataclass
+class LateReply:
+    """A reply whose insert landed more than a lease after it was queued (a stalled store), after
+    the worker passed its entry as never stored; with `dies`, its request died right after that
+    insert, before looking for the worker's mark (stored, pending, its entry passed)."""
+
+    message_id: str
+    ticket_id: str
+    phone: str
+    agent: dict[str, str]
+    worker: OutboundWorker
+
+
+async def _late_reply(
+    client: httpx.AsyncClient,
+    admin_headers: dict[str, str],
+    evolution: FakeEvolution,
+    db: Any,
+    settings: Settings,
+    http: httpx.AsyncClient,
+    holds: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    *,
+    dies: bool,
+    key: str | None = None,
+) -> LateReply:
+    _, _, ticket_id, phone, agent = await _chat(client, admin_headers, evolution, db)
+    # Its lease (after which an entry without its message is passed) is half a second.
+    worker = OutboundWorker(db, settings.model_copy(update={"OUTBOUND_LEASE_SECONDS": 0.5}), http)
+    headers = {**agent, **({"Idempotency-Key": key} if key else {})}
+    ids: list[str] = []
+
+    def late(_db: Any, message: Message) -> bool:
+        if "atrasada" in message.body:
+            ids.append(message.id)
+            return True
+        return False
+
+    held = holds(messages_repo, "insert", late)
+    url = f"/api/v1/tickets/{ticket_id}/messages"
+    request = asyncio.create_task(client.post(url, json={"body": "atrasada"}, headers=headers))
+    await arrived(held.entered, request, "the reply's insert")
+    await asyncio.sleep(worker.policy.lease_seconds + 0.2)
+    await worker.run_once()
+    assert await db.natural_keys.find_one({"_id": f"{outbound.PASSED_KEY}:{ids[0]}"}), "the entry was not passed"
+    real, died = outbound.queue_again_if_passed, []
+
+    async def dies_once(db_: Any, message: Message, ticket: Any) -> bool:
+        if dies and message.id == ids[0] and not died:
+            died.append(True)
+            raise RuntimeError("process killed")
+        return await real(db_, message, ticket)
+
+    monkeypatch.setattr(outbound, "queue_again_if_passed", dies_once)
+    held.go.set()
+    if dies:
+        with pytest.raises(RuntimeError):
+            await request
+        assert await _status(db, ids[0]) == "pending"
+    else:
+        assert (await request).status_code == 201
+    return LateReply(ids[0], ticket_id, phone, agent, worker)
+
+
+async def _all_sent(db: Any, worker: OutboundWorker, ids: list[str]) -> None:
+    async def sent() -> bool:
+        return [await _status(db, i) for i in ids] == ["sent"] * len(ids)
+
+    await _passes_until([worker], sent)
+
+
+async def test_a_reply_stored_after_the_worker_passed_its_entry_is_sent_all_the_same(
+    client: httpx.AsyncClient,
+    admin_headers: dict[str, str],
+    evolution_reset: FakeEvolution,
+    db: Any,
+    settings: Settings,
+    http: httpx.AsyncClient,
+    holds: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A late-stored reply (`LateReply`) is sent all the same, before the next reply, and is not
+    left pending (shown waiting, never sent, holding up its chat)."""
+    scene = await _late_reply(
+        client, admin_headers, evolution_reset, db, settings, http, holds, monkeypatch, dies=False
+    )
+    after = await _reply(client, scene.ticket_id, scene.agent, "depois")
+    await _all_sent(db, scene.worker, [scene.message_id, after])
+    assert await _received(evolution_reset, scene.phone) == ["atrasada", "depois"]
+
+
+async def test_a_late_stored_reply_whose_writer_died_is_queued_again_by_the_next_reply_of_its_chat(
+    client: httpx.AsyncClient,
+    admin_headers: dict[str, str],
+    evolution_reset: FakeEvolution,
+    db: Any,
+    settings: Settings,
+    http: httpx.AsyncClient,
+    holds: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A late-stored reply whose request died: the agent's next reply in the chat must not wait
+    for it forever; both reach the client (the late one after the next: its place in the chat was
+    given up)."""
+    scene = await _late_reply(client, admin_headers, evolution_reset, db, settings, http, holds, monkeypatch, dies=True)
+    await asyncio.sleep(scene.worker.policy.lease_seconds + 0.2)  # the stored reply outlives a lease too
+    after = await _reply(client, scene.ticket_id, scene.agent, "depois")
+    await _all_sent(db, scene.worker, [scene.message_id, after])
+    assert await _received(evolution_reset, scene.phone) == ["depois", "atrasada"]
+
+
+async def test_a_late_stored_reply_whose_writer_died_is_queued_again_by_the_agents_repeat(
+    client: httpx.AsyncClient,
+    admin_headers: dict[str, str],
+    evolution_reset: FakeEvolution,
+    db: Any,
+    settings: Settings,
+    http: httpx.AsyncClient,
+    holds: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A late-stored reply whose request died, sent again by the agent's screen (which never got
+    an answer) with its Idempotency-Key: the repeat answers the stored reply and queues it again;
+    it reaches the client once."""
+    key = "resposta-atrasada-1"
+    scene = await _late_reply(
+        client, admin_headers, evolution_reset, db, settings, http, holds, monkeypatch, dies=True, key=key
+    )
+    url = f"/api/v1/tickets/{scene.ticket_id}/messages"
+    r = await client.post(url, json={"body": "atrasada"}, headers={**scene.agent, "Idempotency-Key": key})
+    assert (r.status_code, r.json()["id"]) == (201, scene.message_id), r.text
+    await _all_sent(db, scene.worker, [scene.message_id])
+    assert await _received(evolution_reset, scene.phone) == ["atrasada"]
 
 
 async def test_two_worker_processes_keep_every_chat_in_order(
