@@ -3,10 +3,15 @@
 from datetime import datetime
 from typing import Any
 
+from pydantic import ValidationError
+
 from backend.core.db import Database
 from backend.core.indexes import ASC, declare
+from backend.core.logging import get_logger
 from backend.core.tenancy import TenantScope
 from backend.scheduled.models import ScheduledMessage
+
+log = get_logger("scheduled")
 
 COLLECTION = "scheduled_messages"
 
@@ -44,7 +49,8 @@ async def get_internal(db: Database, schedule_id: str) -> ScheduledMessage | Non
 
 async def for_ticket(db: Database, scope: TenantScope, ticket_id: str, *, limit: int) -> list[ScheduledMessage]:
     cursor = db[COLLECTION].find(scope.filter({"ticket_id": ticket_id})).sort([("send_at", 1), ("_id", 1)]).limit(limit)
-    return [ScheduledMessage.model_validate(d) async for d in cursor]
+    # Read by the finalize hook (service.after_finalize): one bad document must not stop the rest.
+    return _readable(await cursor.to_list(length=limit))
 
 
 async def page(
@@ -60,10 +66,37 @@ async def page(
 
 
 async def due_internal(db: Database, now: datetime, *, limit: int) -> list[ScheduledMessage]:
-    """Every tenant's schedules whose time has come and that are still scheduled, soonest first."""
-    query = {"status": "scheduled", "send_at": {"$lte": now}}
-    cursor = db[COLLECTION].find(query).sort([("send_at", 1), ("_id", 1)]).limit(limit)
-    return [ScheduledMessage.model_validate(d) async for d in cursor]
+    """Every tenant's schedules whose time has come and that are still scheduled, soonest first,
+    up to `limit` of them. A document that does not read as a schedule is logged and passed over
+    (it stays "scheduled", so `iaze_scheduled_overdue_seconds` keeps rising until an operator
+    mends it): one tenant's bad document must not stop every tenant's due pass, at every pass. The
+    read goes on past such documents (after the last one read, by `send_at` and `_id`), so however
+    many there are they do not fill the batch."""
+    due = {"status": "scheduled", "send_at": {"$lte": now}}
+    query: dict[str, Any] = due
+    found: list[ScheduledMessage] = []
+    while len(found) < limit:
+        wanted = limit - len(found)
+        cursor = db[COLLECTION].find(query).sort([("send_at", 1), ("_id", 1)]).limit(wanted)
+        docs = await cursor.to_list(length=wanted)
+        found.extend(_readable(docs))
+        if len(docs) < wanted:
+            break
+        at, last_id = docs[-1]["send_at"], docs[-1]["_id"]
+        query = {"$and": [due, {"$or": [{"send_at": {"$gt": at}}, {"send_at": at, "_id": {"$gt": last_id}}]}]}
+    return found
+
+
+def _readable(docs: list[dict[str, Any]]) -> list[ScheduledMessage]:
+    """The documents that read as schedules; the others logged, with their ids (QueueWalk's rule:
+    backend/core/attempts.py)."""
+    schedules: list[ScheduledMessage] = []
+    for doc in docs:
+        try:
+            schedules.append(ScheduledMessage.model_validate(doc))
+        except ValidationError as exc:
+            log.error("scheduled message unreadable; passed over", schedule_id=doc.get("_id"), error=str(exc))
+    return schedules
 
 
 async def soonest_waiting_internal(db: Database) -> datetime | None:

@@ -14,16 +14,19 @@ connection watch last found the connection's webhook right (backend/webhooks/wat
 
 import asyncio
 import contextlib
+from collections.abc import AsyncGenerator
 from datetime import datetime
 from typing import Any
 
+from pydantic import ValidationError
 from pymongo.errors import DuplicateKeyError
 
-from backend.core import group_commit
+from backend.core import group_commit, metrics
 from backend.core.clock import as_utc, utcnow
 from backend.core.db import Database
 from backend.core.ids import new_id
 from backend.core.indexes import ASC, declare
+from backend.core.logging import get_logger
 from backend.core.seqlog import SeqLog
 from backend.webhooks.models import Attempt, RawEvent, Waiting
 
@@ -48,6 +51,8 @@ declare(
     purpose="deliveries waiting to be run again (the processors' sweep)",
 )
 
+
+log = get_logger("webhooks")
 
 # Every lane's block openings, in the order their markers were won (core/seqlog `announce`):
 # how a processor learns that another process opened a block in a lane it is idle in.
@@ -167,13 +172,39 @@ async def wait(db: Database, waiting: Waiting) -> None:
         await db[WAITING].insert_one(waiting.stored())
 
 
-async def waiting_internal(db: Database, *, since: datetime, limit: int) -> list[Waiting]:
-    """Deliveries still waiting, parked since `since`, oldest first: every tenant's, for the
-    processors' sweep. A scan on FerretDB of a collection that holds only the deliveries that ever
-    had to wait (a handful a day); indexed on MongoDB."""
-    query = {"applied_at": None, "parked_at": {"$gte": since}}
-    docs = await db[WAITING].find(query).sort("parked_at", ASC).limit(limit).to_list(length=limit)
-    return [Waiting.model_validate(doc) for doc in docs]
+async def runnable_waiting_internal(
+    db: Database, *, since: datetime, now: datetime, page: int
+) -> AsyncGenerator[Waiting, None]:
+    """Deliveries still waiting, parked since `since`, whose time has come at `now` (no
+    `not_before`, or one passed), oldest first: every tenant's, for the processors' sweep. Read
+    `page` at a time, each page after the last document read (`parked_at`, `_id`): what the sweep
+    walks past (an edit whose message never comes is kept two days) must not hide what was parked
+    after it, and what it ran meanwhile (ended, or postponed) is not read again. A scan on FerretDB
+    of a collection that holds only the deliveries that ever had to wait (a handful a day);
+    indexed on MongoDB.
+    A document that does not read as a Waiting is logged, counted and passed over: one bad
+    document must not stop every tenant's waiting deliveries (it stays, for an operator)."""
+    due: dict[str, Any] = {
+        "applied_at": None,
+        "parked_at": {"$gte": since},
+        "$or": [{"not_before": None}, {"not_before": {"$lte": now}}],
+    }
+    query = due
+    while True:
+        cursor = db[WAITING].find(query).sort([("parked_at", ASC), ("_id", ASC)]).limit(page)
+        docs = await cursor.to_list(length=page)
+        for doc in docs:
+            try:
+                waiting = Waiting.model_validate(doc)
+            except ValidationError as exc:
+                log.error("webhook waiting entry unreadable; passed over", waiting_id=doc.get("_id"), error=str(exc))
+                metrics.WEBHOOK_FAILED.labels(kind="final").inc()
+                continue
+            yield waiting
+        if len(docs) < page:
+            return
+        at, last_id = docs[-1]["parked_at"], docs[-1]["_id"]
+        query = {"$and": [due, {"$or": [{"parked_at": {"$gt": at}}, {"parked_at": at, "_id": {"$gt": last_id}}]}]}
 
 
 async def count_waiting_internal(db: Database, reason: str) -> int:

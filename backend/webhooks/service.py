@@ -13,6 +13,7 @@ stay quiet (backend/automation).
 """
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
 import json
@@ -527,36 +528,52 @@ async def run_waiting(db: Database, settings: Settings, *, since: datetime, limi
     the processors' sweep, in every process: a delivery run twice records its messages once (by
     their ids). One that fails again on errors that may pass waits longer; one that fails for
     good stays failed, with its error, for scripts/reprocess_webhooks.py. An owed catch-up
-    (`owe_catch_up`) is paid the same way. Returns how many ran."""
-    now = utcnow()
+    (`owe_catch_up`) is paid the same way. Runs at most `limit`, walking past the edits whose
+    message is not stored yet however many there are. Returns how many ran."""
     ran = 0
-    for waiting in await repository.waiting_internal(db, since=since, limit=limit):
-        if waiting.not_before is not None and as_utc(waiting.not_before) > now:
-            continue
-        if waiting.reason == "catch_up":
-            ran += await _run_owed(db, settings, waiting)
-            continue
-        if (
-            waiting.reason == "edit"
-            and await _changed_message(db, waiting.connection_id, waiting.provider_message_id) is None
-        ):
-            continue
-        raw = await repository.get(db, waiting.raw_id)
-        if raw is None or (waiting.reason == "retry" and raw.status in FILED):
-            # Filed meanwhile by its lane's next attempt (it waits before it is recorded failed).
-            await repository.done_waiting(db, waiting.id)
-            continue
-        ran += 1
-        try:
-            await process(db, raw, attempt=raw.attempts + 1)
-        except Exception as exc:
-            if not is_retryable(exc):
-                raise
-            log.warning("waiting webhook delivery failed again", raw_id=waiting.raw_id, error=str(exc))
-            await repository.postpone(db, waiting, not_before=utcnow() + redrive_wait(waiting.tries + 1))
-            continue
-        await repository.done_waiting(db, waiting.id)
+    walk = repository.runnable_waiting_internal(db, since=since, now=utcnow(), page=limit)
+    async with contextlib.aclosing(walk) as runnable:
+        async for waiting in runnable:
+            try:
+                ran += await _run_one_waiting(db, settings, waiting)
+            except Exception as exc:
+                # Each on its own: one that fails at every run (a document that no longer
+                # validates, a provider no registry knows) would otherwise stop the pass at the
+                # same place every time, and nothing parked after it (a client's message, an owed
+                # catch-up) would ever run. It waits longer, as one failing on errors that pass.
+                ran += 1
+                if is_retryable(exc):
+                    log.warning("waiting webhook delivery failed again", waiting_id=waiting.id, error=str(exc))
+                else:
+                    log.error(
+                        "waiting webhook delivery failed; postponed",
+                        waiting_id=waiting.id,
+                        reason=waiting.reason,
+                        error=str(exc),
+                        kind=type(exc).__name__,
+                    )
+                    metrics.WEBHOOK_FAILED.labels(kind="final").inc()
+                await repository.postpone(db, waiting, not_before=utcnow() + redrive_wait(waiting.tries + 1))
+            if ran >= limit:
+                break
     return ran
+
+
+async def _run_one_waiting(db: Database, settings: Settings, waiting: Waiting) -> bool:
+    """One of `run_waiting`'s: whether it ran (an edit whose message is not stored yet does not)."""
+    if waiting.reason == "catch_up":
+        return await _run_owed(db, settings, waiting)
+    edited = waiting.connection_id, waiting.provider_message_id
+    if waiting.reason == "edit" and await _changed_message(db, *edited) is None:
+        return False
+    raw = await repository.get(db, waiting.raw_id)
+    if raw is None or (waiting.reason == "retry" and raw.status in FILED):
+        # Filed meanwhile by its lane's next attempt (it waits before it is recorded failed).
+        await repository.done_waiting(db, waiting.id)
+        return False
+    await process(db, raw, attempt=raw.attempts + 1)
+    await repository.done_waiting(db, waiting.id)
+    return True
 
 
 async def _known_client(
