@@ -1,3 +1,4 @@
+import type { QueryClient } from '@tanstack/react-query';
 import { act, fireEvent, screen, waitFor, within } from '@testing-library/react';
 import userEvent from '@testing-library/user-event';
 import { beforeEach, describe, expect, it } from 'vitest';
@@ -24,13 +25,21 @@ function serve(stored: object = config) {
 
 const patched = (calls: { method: string; body: unknown }[]) => calls.find((c) => c.method === 'PATCH')?.body;
 
+/** Someone else saved (an event or a window focus reads the config again). React Query tells its
+ * observers on a later tick (notifyManager): wait for that render too. */
+const readAgain = (client: QueryClient) =>
+  act(async () => {
+    await client.invalidateQueries({ queryKey: keys.config });
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  });
+
 beforeEach(() => {
   stubWebSocket();
   signIn(owner);
 });
 
 describe('CompanyPage', () => {
-  it('refuses an empty range, takes one into the next day, and saves the whole config', async () => {
+  it('refuses an empty range, takes one into the next day, and saves only what changed', async () => {
     const calls = serve();
     renderApp(<CompanyPage />, { path: '/', route: '/' });
     const close = await screen.findByLabelText('Segunda, faixa 1: Fecha');
@@ -45,10 +54,9 @@ describe('CompanyPage', () => {
     fireEvent.change(screen.getByLabelText(/Nome da empresa/), { target: { value: 'Loja Nova' } });
     await userEvent.click(screen.getByRole('button', { name: 'Salvar' }));
     await waitFor(() => expect(calls.some((c) => c.method === 'PATCH')).toBe(true));
-    expect(patched(calls)).toMatchObject({
+    expect(patched(calls)).toEqual({
       company_name: 'Loja Nova',
       business_hours: [{ weekday: 0, open: '08:00', close: '17:30' }],
-      closed_dates: ['2025-12-25'],
     });
   });
 
@@ -145,30 +153,52 @@ describe('CompanyPage', () => {
     });
     const { client } = renderApp(<CompanyPage />, { path: '/', route: '/' });
     const reads = () => calls.filter((c) => c.method === 'GET' && c.path === '/api/v1/reseller-config').length;
-    // React Query tells its observers on a later tick (notifyManager): wait for that render too.
-    const readAgain = () =>
-      act(async () => {
-        await client.invalidateQueries({ queryKey: keys.config });
-        await new Promise((resolve) => setTimeout(resolve, 10));
-      });
     const welcome = await screen.findByRole('textbox', { name: 'Mensagem de boas-vindas' });
     fireEvent.change(welcome, { target: { value: 'Olá, em que posso ajudar?' } });
 
     // Someone else saves (an event or a window focus reads the config again).
     stored = { ...config, company_name: 'Loja Matriz', updated_at: '2025-01-02T00:00:00Z' };
-    await readAgain();
+    await readAgain(client);
     expect(reads()).toBe(2);
     expect(screen.getByRole('textbox', { name: 'Mensagem de boas-vindas' })).toHaveValue('Olá, em que posso ajudar?');
     expect(screen.getByLabelText(/Nome da empresa/)).toHaveValue('Loja');
 
-    // Saved, the form holds no edits again and follows the next change made elsewhere.
+    // Save sends only what this form changed: the name it never touched is not sent back stale,
+    // so the other user's name survives, and the form, seeded again from the save, shows it.
     await userEvent.click(screen.getByRole('button', { name: 'Salvar' }));
-    await waitFor(() => expect(patched(calls)).toMatchObject({ welcome_message: 'Olá, em que posso ajudar?' }));
+    await waitFor(() => expect(patched(calls)).toEqual({ welcome_message: 'Olá, em que posso ajudar?' }));
     expect(await screen.findByText('Alterações salvas')).toBeInTheDocument();
+    expect(stored).toMatchObject({ company_name: 'Loja Matriz', welcome_message: 'Olá, em que posso ajudar?' });
+    await waitFor(() => expect(screen.getByLabelText(/Nome da empresa/)).toHaveValue('Loja Matriz'));
+    // Saved, the form holds no edits again and follows the next change made elsewhere.
     stored = { ...stored, away_message: 'Voltamos às 8h', updated_at: '2025-01-05T00:00:00Z' };
-    await readAgain();
+    await readAgain(client);
     await waitFor(() => expect(screen.getByRole('textbox', { name: 'Mensagem fora do horário' })).toHaveValue('Voltamos às 8h'));
     expect(screen.getByRole('textbox', { name: 'Mensagem de boas-vindas' })).toHaveValue('Olá, em que posso ajudar?');
+  });
+
+  it('is clean again after a save whose text the backend trimmed, and follows later changes', async () => {
+    let stored: object = config;
+    const calls = mockApi(({ method, path, body }) => {
+      if (path === '/api/v1/auth/me') return { body: owner };
+      if (path === '/api/v1/reseller-config' && method === 'GET') return { body: stored };
+      if (path === '/api/v1/reseller-config' && method === 'PATCH') {
+        // As the backend does: text fields are stored trimmed, so the saved config is not what was sent.
+        const trimmed = Object.fromEntries(Object.entries(body as object).map(([k, v]) => [k, typeof v === 'string' ? v.trim() : v]));
+        return { body: (stored = { ...stored, ...trimmed, updated_at: '2025-01-03T00:00:00Z' }) };
+      }
+      return undefined;
+    });
+    const { client } = renderApp(<CompanyPage />, { path: '/', route: '/' });
+    fireEvent.change(await screen.findByRole('textbox', { name: 'Mensagem de boas-vindas' }), { target: { value: 'Olá! ' } });
+    await userEvent.click(screen.getByRole('button', { name: 'Salvar' }));
+    await waitFor(() => expect(patched(calls)).toMatchObject({ welcome_message: 'Olá! ' }));
+    expect(await screen.findByText('Alterações salvas')).toBeInTheDocument();
+
+    stored = { ...stored, away_message: 'Voltamos às 8h', updated_at: '2025-01-05T00:00:00Z' };
+    await readAgain(client);
+    await waitFor(() => expect(screen.getByRole('textbox', { name: 'Mensagem fora do horário' })).toHaveValue('Voltamos às 8h'));
+    expect(screen.getByRole('textbox', { name: 'Mensagem de boas-vindas' })).toHaveValue('Olá!');
   });
 
   it('offers every IANA zone the browser knows, keeping a stored one first', () => {
@@ -199,7 +229,7 @@ describe('CompanyPage', () => {
     await userEvent.click(toggle);
     await userEvent.click(screen.getByRole('button', { name: 'Salvar' }));
     await waitFor(() => expect(calls.some((c) => c.method === 'PATCH')).toBe(true));
-    expect(patched(calls)).toMatchObject({ read_receipts: false, signature_enabled: true });
+    expect(patched(calls)).toEqual({ read_receipts: false });
   });
 
   it('invalidRanges flags only empty ranges: a close before the open runs into the next day', () => {

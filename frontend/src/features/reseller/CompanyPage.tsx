@@ -1,6 +1,6 @@
 import { ActionIcon, Badge, Button, Group, NumberInput, Paper, Select, SimpleGrid, Stack, Switch, Text, TextInput, Textarea, Title } from '@mantine/core';
 import { notifications } from '@mantine/notifications';
-import { useEffect, useState, type ReactNode } from 'react';
+import { useCallback, useEffect, useState, type ReactNode } from 'react';
 import { errorMessage, fieldErrors } from '../../api/client';
 import { useResellerConfig, useUpdateResellerConfig } from '../../api/queries';
 import type { BusinessHours, ResellerConfig } from '../../api/types';
@@ -182,7 +182,7 @@ function ClosedDatesEditor({ dates, setDates }: { dates: string[]; setDates: (da
   );
 }
 
-/** The form's fields for a stored config: what the form starts from and what Save sends. */
+/** The form's fields for a stored config: what the form starts from, and what Save compares to. */
 function formValues(config: ResellerConfig) {
   return {
     company_name: config.company_name,
@@ -202,12 +202,24 @@ function formValues(config: ResellerConfig) {
 
 type FormValues = ReturnType<typeof formValues>;
 
-function sameValues(a: FormValues, b: FormValues): boolean {
-  return (Object.keys(a) as (keyof FormValues)[]).every((k) => JSON.stringify(a[k]) === JSON.stringify(b[k]));
+function changedValues(values: FormValues, from: FormValues): Partial<FormValues> {
+  return Object.fromEntries(Object.entries(values).filter(([k, v]) => JSON.stringify(v) !== JSON.stringify(from[k as keyof FormValues])));
 }
 
-/** `config` seeds the fields; `latest` is the stored config as last read, which may be newer. */
-function CompanyForm({ config, latest, onDirtyChange }: { config: ResellerConfig; latest: ResellerConfig; onDirtyChange: (dirty: boolean) => void }) {
+function sameValues(a: FormValues, b: FormValues): boolean {
+  return Object.keys(changedValues(a, b)).length === 0;
+}
+
+/** `config` seeds the fields; `onSaved` gets the config as stored by a save. */
+function CompanyForm({
+  config,
+  onDirtyChange,
+  onSaved,
+}: {
+  config: ResellerConfig;
+  onDirtyChange: (dirty: boolean) => void;
+  onSaved: (saved: ResellerConfig) => void;
+}) {
   const save = useUpdateResellerConfig();
   const [initial] = useState(() => formValues(config));
   const [companyName, setCompanyName] = useState(initial.company_name);
@@ -239,17 +251,23 @@ function CompanyForm({ config, latest, onDirtyChange }: { config: ResellerConfig
     csat_window_hours: csatHours,
     csat_message: csatMessage,
   };
-  // By value rather than "touched": an edit undone lets a newer config in again, and fields that
-  // match the stored config (just saved, or saved alike elsewhere) have nothing left to lose.
-  const dirty = !sameValues(values, initial) && !sameValues(values, formValues(latest));
+  // By value rather than "touched": an edit undone lets a newer config in again. Against the
+  // starting values only: the stored config is not what was sent (the backend trims text), so
+  // comparing with it would keep a saved form dirty; a save seeds the form again instead.
+  const dirty = !sameValues(values, initial);
   useEffect(() => onDirtyChange(dirty), [dirty, onDirtyChange]);
 
   return (
     <form
       onSubmit={(e) => {
         e.preventDefault();
-        save.mutate(values, {
-          onSuccess: () => notifications.show({ color: 'teal', message: t.app.saved }),
+        // Only what this form changed: the config may have been saved elsewhere since the form was
+        // seeded, and a field sent with its starting value would put back what the other save wrote.
+        save.mutate(changedValues(values, initial), {
+          onSuccess: (saved) => {
+            notifications.show({ color: 'teal', message: t.app.saved });
+            onSaved(saved);
+          },
           onError: (error) => notifications.show({ color: 'red', message: errorMessage(error) }),
         });
       }}
@@ -339,12 +357,21 @@ export function CompanyPage() {
   const [dirty, setDirty] = useState(false);
   // The config is read again when someone else saves, on an event or on window focus; taking it
   // then would wipe what the user is still editing, so only a form without unsaved edits follows.
-  if (query.data && query.data !== seed?.config && !dirty) setSeed({ config: query.data, version: (seed?.version ?? 0) + 1 });
+  // By value: a save seeds the form from the config it returned, and the cache then holds an equal
+  // copy of it (another object), which must not build the form a second time. Once seeded from
+  // query.data, or equal to it, this no longer holds, so the update during render cannot loop.
+  if (query.data && !dirty && (!seed || (query.data !== seed.config && !sameValues(formValues(query.data), formValues(seed.config))))) {
+    setSeed({ config: query.data, version: (seed?.version ?? 0) + 1 });
+  }
+  const onSaved = useCallback((saved: ResellerConfig) => {
+    setSeed((s) => ({ config: saved, version: (s?.version ?? 0) + 1 }));
+    setDirty(false);
+  }, []);
   return (
     <>
       <PageHeader title={t.company.title} />
       <QueryState query={query} />
-      {seed && <CompanyForm key={seed.version} config={seed.config} latest={query.data ?? seed.config} onDirtyChange={setDirty} />}
+      {seed && <CompanyForm key={seed.version} config={seed.config} onDirtyChange={setDirty} onSaved={onSaved} />}
     </>
   );
 }

@@ -1,12 +1,14 @@
 import { TagsInput } from '@mantine/core';
 import { notifications } from '@mantine/notifications';
 import { useMutation, useQueryClient } from '@tanstack/react-query';
-import { useState } from 'react';
+import { useState, type KeyboardEvent } from 'react';
 import { api, errorMessage, unwrap } from '../../api/client';
 import { useTags, useTicketUpdated } from '../../api/queries';
 import type { Ticket } from '../../api/types';
 import { t } from '../../i18n/pt-BR';
 import { keys } from '../../realtime/cache';
+
+const MAX_TAGS = 20;
 
 /** The ticket's tags, saved as the agent adds or removes one. */
 export function TicketTags({ ticket }: { ticket: Ticket }) {
@@ -28,20 +30,37 @@ export function TicketTags({ ticket }: { ticket: Ticket }) {
       // back in the input it is one Enter from a retry. A failed removal needs nothing: the tag
       // is still saved and still shown.
       const unsaved = next.filter((tag) => !(ticket.tags ?? []).includes(tag));
-      if (unsaved.length) setTyped(unsaved.join(', '));
+      // Joined by the split character alone: the Enter below makes them separate tags again.
+      if (unsaved.length) setTyped(unsaved.join(','));
     },
   });
+  const current = ticket.tags ?? [];
+  // TagsInput splits on "," only as it is typed or pasted; on Enter it would take text holding
+  // commas (the tags of a failed save) as one tag. Stopping propagation makes its handler return.
+  const onKeyDown = (event: KeyboardEvent<HTMLInputElement>) => {
+    if (event.key !== 'Enter' || event.nativeEvent.isComposing || !typed.includes(',')) return;
+    event.preventDefault();
+    event.stopPropagation();
+    const next = [...current];
+    for (const tag of typed.split(',').map((part) => part.trim())) {
+      // Case-insensitive, as TagsInput itself tells duplicates.
+      if (tag && !next.some((known) => known.toLowerCase() === tag.toLowerCase())) next.push(tag);
+    }
+    setTyped('');
+    if (next.length > current.length && current.length < MAX_TAGS) save.mutate(next.slice(0, MAX_TAGS));
+  };
   return (
     <TagsInput
       size="xs"
       aria-label={t.tags.label}
       placeholder={t.tags.placeholder}
       data={tags.data ?? []}
-      value={ticket.tags ?? []}
+      value={current}
       onChange={(next) => save.mutate(next)}
       searchValue={typed}
       onSearchChange={setTyped}
-      maxTags={20}
+      onKeyDown={onKeyDown}
+      maxTags={MAX_TAGS}
       maxLength={32}
       disabled={save.isPending}
       data-testid="ticket-tags"
