@@ -68,6 +68,11 @@ async def pass_unstored(db: Database, message_id: str) -> bool:
     return await messages.get_internal(db, message_id) is None
 
 
+async def passed(db: Database, message_id: str) -> bool:
+    """Whether the worker passed the message's entry as never stored (`pass_unstored`)."""
+    return await natural_keys.lookup(db, PASSED_KEY, message_id) is not None
+
+
 async def queue_again_if_passed(db: Database, message: Message, ticket: Ticket) -> bool:
     """The writer's half, after its insert (and a retry's, or the worker's on finding the message
     pending behind a passed entry): a message stored after the worker passed its entry would stay
@@ -77,9 +82,7 @@ async def queue_again_if_passed(db: Database, message: Message, ticket: Ticket) 
     between queues it once more (two entries of one message are one send). True when its entry
     was passed (now or before, queued again either way): the replies queued after it in its chat
     do not wait for it, it goes with its new entry, after them."""
-    if message.direction != "out" or message.status != "pending":
-        return False
-    if await natural_keys.lookup(db, PASSED_KEY, message.id) is None:
+    if message.direction != "out" or message.status != "pending" or not await passed(db, message.id):
         return False
     if await natural_keys.lookup(db, REQUEUED_KEY, message.id) is None:
         await enqueue(db, message_id=message.id, ticket=ticket)

@@ -162,7 +162,8 @@ class OutboundWorker:
                 if self.policy.outlived(earlier.enqueued_at, now):
                     continue
                 return True  # its request may still be storing it
-            if message.status == "pending" and self.policy.outlived(message.created_at, now):
+            pending = message.status == "pending"
+            if pending and self.policy.outlived(message.created_at, now) and await service.passed(self.db, message.id):
                 # Stored after its own entry was passed as never stored: it goes with a new entry,
                 # behind this one (queued now if its writer did not live to), rather than holding
                 # the chat for good.
