@@ -52,6 +52,7 @@ from backend.core.clock import utcnow
 from backend.messages import service as messages_service
 from backend.scheduled import repository as scheduled_repository
 from backend.scheduled import service
+from backend.tickets import sweep as tickets_sweep
 from tests.factories import API, Tenant, make_agent, make_tenant, unique, unique_phone
 from tests.fakes.harness import FakeEvolution, app, backend_port, evolution, last_within, make_connection, settings
 from tests.holds import Hold, arrived, holds
@@ -924,15 +925,20 @@ async def test_a_finalize_that_loses_its_cancel_of_a_waiting_schedule_is_finishe
     db: Any,
     direct: Any,
     store_proxy: StoreProxy,
+    holds: Callable[..., Hold],
     lose: Lose,
 ) -> None:
     """The agent finalizes a ticket with a schedule waiting; the finalize is stored, then its hook's
     claim of the schedule's outcome ("finalized") is lost: 503. The ticket reads finalizado; the
     ticket sweep runs the finalize's hooks again (its `finalize-hooks` key is missing): the
-    schedule is canceled "finalized", shown so, and its time comes without anything sent."""
+    schedule is canceled "finalized", shown so, and its time comes without anything sent. The
+    sweep is held until the click is answered: one of its passes re-running the hooks beside the
+    finalize's own run could make the claim the trap catches (then the click answers 200)."""
     desk = await _desk(client, admin_headers, evolution, direct)
     body = _text(f"finalize loses its cancel ({lose})")
     schedule_id = (await _schedule(browser, desk, body))["id"]
+    paused = holds(tickets_sweep, "sweep_once", lambda *a, **k: True)
+    await arrived(paused.entered, None, "the ticket sweep's next pass")
     first = await _lost_click(
         store_proxy,
         _claim(desk, schedule_id, service.FINALIZED),
@@ -940,6 +946,7 @@ async def test_a_finalize_that_loses_its_cancel_of_a_waiting_schedule_is_finishe
         browser.post(f"{API}/tickets/{desk.ticket_id}/finalize", headers=desk.headers),
         "finalize's cancel of the schedule",
     )
+    paused.go.set()
     assert unanswered(first), (first.status_code, first.text)
     r = await browser.get(f"{API}/tickets/{desk.ticket_id}", headers=desk.headers)
     assert r.status_code == 200 and r.json()["status"] == "finalizado", r.text
