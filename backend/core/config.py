@@ -144,6 +144,10 @@ class Settings(BaseSettings):
     # An attempt not finished within the lease is taken to have died with its process; must
     # exceed EVOLUTION_TIMEOUT_SECONDS.
     OUTBOUND_LEASE_SECONDS: float = Field(default=60.0, gt=0)
+    # How long after the worker passed a queued reply as never stored (older than the lease) it
+    # still looks for the reply's insert landing late (a stalled store, a timed-out insert that
+    # ran after all): one `_id` read per such reply per lease while it looks.
+    OUTBOUND_LATE_STORE_SECONDS: float = Field(default=3600.0, gt=0)
     OUTBOUND_CONCURRENCY: int = Field(default=8, ge=1)
     # Sends per second to one WhatsApp connection from one worker, after a burst of up to
     # OUTBOUND_BURST_PER_CONNECTION (0: unpaced).

@@ -26,6 +26,16 @@ class QueueEntry(QueueItem, QueueBody):  # `outbox`
     pass
 
 
+class PassedBody(BaseModel):  # what `pass_unstored` logs; the log adds `_id` and `seq`
+    message_id: str
+    ticket_id: str
+    passed_at: datetime
+
+
+class PassedEntry(QueueItem, PassedBody):  # `outbox_passed`
+    pass
+
+
 class SendAttempt(Attempt):  # `outbox_attempts`: what a "sent" verdict adds
     provider_message_id: str | None = None
     answered_by: str | None = None  # "echo": recorded from the held echo after its worker died
@@ -36,6 +46,7 @@ class ChatEntry(StoredModel):  # `outbox_chats`
     k: int
     message_id: str
     enqueued_at: datetime
+    again: bool = False  # a message queued again after its first entry was passed (`queue_again_if_passed`)
 
 
 class Sending(StoredModel):  # `outbox_sending`

@@ -8,6 +8,10 @@ FerretDB pushes down only `_id` equality, so every read here is one:
   they were queued: entry k of chat c is `_id` "c:<c>:<k>", taken like the queue's (plain append,
   1..k with no holes). A queue entry records its chat and k, so a worker of any process finds
   the reply before it in its chat with one `_id` read.
+- `outbox_passed`: the queued messages the worker passed as never stored, `_id` "p:<n>" (plain
+  append, like the queue, with its own cursor): walked again for a lease's worth of late inserts
+  (`OUTBOUND_LATE_STORE_SECONDS`), so one that lands after all is queued again even when its
+  writer died before looking (backend/outbound/service.py, `pass_unstored`).
 - `outbox_attempts`: attempt k of message m is `_id` "<m>:<k>". Inserting it is the claim that
   lets exactly one worker (of any process) make that attempt (backend/core/attempts.py).
 - `receipts_parked`: status receipts that arrived before their message was known, `_id`
@@ -37,6 +41,7 @@ from backend.outbound.models import (
     ChatEntry,
     HeldEcho,
     ParkedReceipts,
+    PassedBody,
     QueueBody,
     QueueEntry,
     Resolution,
@@ -53,15 +58,22 @@ ATTEMPTS = "outbox_attempts"
 ECHOES = "outbox_echoes"
 MAX_HELD_PER_ATTEMPT = 100
 CURSOR_ID = "cursor"
+PASSED = "outbox_passed"
+PASSED_CURSOR_ID = "passed-cursor"
 MAX_CHAT_CLAIM_TRIES = 1_000
 
 queue = SeqLog(QUEUE, "q:", state_collection=STATE, cursor_id=CURSOR_ID, keeps_appends=True)  # 1..head, no holes
+passed_log = SeqLog(PASSED, "p:", state_collection=STATE, cursor_id=PASSED_CURSOR_ID, keeps_appends=True)
 attempts = AttemptLedger(ATTEMPTS, what="send", model=SendAttempt)
 
 
 async def enqueue(db: Database, body: QueueBody) -> int:
     seq, _ = await queue.append(db, body.model_dump())
     return seq
+
+
+async def log_passed(db: Database, body: PassedBody) -> None:
+    await passed_log.append(db, body.model_dump())
 
 
 async def get_entry(db: Database, seq: int) -> QueueEntry | None:
@@ -110,11 +122,15 @@ async def _chat_head(db: Database, chat: str) -> int:
     return lo
 
 
-async def append_to_chat(db: Database, chat: str, *, message_id: str, enqueued_at: datetime) -> int:
+async def append_to_chat(
+    db: Database, chat: str, *, message_id: str, enqueued_at: datetime, again: bool = False
+) -> int:
     """Takes the chat's next position (a unique `_id` insert: exactly one writer gets each k)."""
     k = await _chat_head(db, chat) + 1
     for _ in range(MAX_CHAT_CLAIM_TRIES):
-        entry = ChatEntry(id=chat_entry_id(chat, k), chat=chat, k=k, message_id=message_id, enqueued_at=enqueued_at)
+        entry = ChatEntry(
+            id=chat_entry_id(chat, k), chat=chat, k=k, message_id=message_id, enqueued_at=enqueued_at, again=again
+        )
         try:
             await db[CHATS].insert_one(entry.stored())
             break

@@ -13,7 +13,7 @@ from backend.core.runtime import runtime_of
 from backend.messages import public as messages
 from backend.messages.models import Message
 from backend.outbound import repository
-from backend.outbound.models import HeldEcho, QueueBody, SendAttempt
+from backend.outbound.models import HeldEcho, PassedBody, QueueBody, SendAttempt
 from backend.outbound.repository import chat_key as chat_key  # one WhatsApp chat (the surveys' key too)
 from backend.realtime import feed
 from backend.tickets import projection
@@ -24,7 +24,7 @@ from backend.tickets.models import Ticket
 PROVIDER_KEY = "wa-out"
 
 
-async def enqueue(db: Database, *, message_id: str, ticket: Ticket) -> int:
+async def enqueue(db: Database, *, message_id: str, ticket: Ticket, again: bool = False) -> int:
     """Called before the message itself is stored: an entry whose message never got stored
     (the request died in between) is skipped by the worker, never sent.
 
@@ -33,11 +33,12 @@ async def enqueue(db: Database, *, message_id: str, ticket: Ticket) -> int:
     worker sends a reply only once the one before it in the chat is sent or failed for good
     (backend/outbound/worker.py). A request that dies between the two writes leaves a chat
     position whose message never gets stored; the worker passes it once it is older than the
-    lease, as it passes the orphan queue entry."""
+    lease, as it passes the orphan queue entry. `again`: a stored message queued once more after
+    its first entry was passed (`queue_again_if_passed`); the replies after this place wait for it."""
     connection_id = ticket.channel
     now = utcnow()
     chat = chat_key(connection_id, ticket.client_address)
-    k = await repository.append_to_chat(db, chat, message_id=message_id, enqueued_at=now)
+    k = await repository.append_to_chat(db, chat, message_id=message_id, enqueued_at=now, again=again)
     return await repository.enqueue(
         db,
         QueueBody(
@@ -52,40 +53,54 @@ async def enqueue(db: Database, *, message_id: str, ticket: Ticket) -> int:
     )
 
 
-# The worker gave up on a queued message it never found stored (`pass_unstored`); and such a
-# message, stored after all, was queued again (`queue_again_if_passed`).
+# A handshake between the worker, giving up on a queued message it never found stored, and the
+# message's writer, whose insert may land later all the same (`pass_unstored`):
+# - PASSED_KEY: the worker is about to give up on it (bound before its last look);
+# - GAVE_UP_KEY: it did (that last look found no message either): its entry is done with;
+# - REQUEUED_KEY: the message, stored after all, was queued again (`queue_again_if_passed`).
 PASSED_KEY = "outbox-passed"
+GAVE_UP_KEY = "outbox-gave-up"
 REQUEUED_KEY = "outbox-requeued"
 
 
-async def pass_unstored(db: Database, message_id: str) -> bool:
+async def pass_unstored(db: Database, *, message_id: str, ticket_id: str) -> bool:
     """The worker's half of a handshake with a writer whose insert lands more than a lease after it
     queued the message (a stalled store; an insert whose answer timed out and landed later): the
     message is marked passed, then looked for once more. True when it is still not stored: the
     entry is done with, and a writer storing it from now on finds the mark. False when it showed
-    up meanwhile: the entry is handled as any other, on a later pass."""
+    up meanwhile: the entry is handled as any other, on a later pass (the mark then only costs
+    the writer a redundant second entry, one send).
+    The pass is logged first (`outbox_passed`): the worker walks that log for late inserts
+    (`recheck_passed`), the case of a writer that died before its own look."""
+    await repository.log_passed(db, PassedBody(message_id=message_id, ticket_id=ticket_id, passed_at=utcnow()))
     await natural_keys.bind(db, PASSED_KEY, message_id, target=message_id)
-    return await messages.get_internal(db, message_id) is None
+    if await messages.get_internal(db, message_id) is not None:
+        return False
+    await natural_keys.bind(db, GAVE_UP_KEY, message_id, target=message_id)
+    return True
 
 
-async def passed(db: Database, message_id: str) -> bool:
-    """Whether the worker passed the message's entry as never stored (`pass_unstored`)."""
-    return await natural_keys.lookup(db, PASSED_KEY, message_id) is not None
+async def gave_up(db: Database, message_id: str) -> bool:
+    """Whether the worker passed the message's entry as never stored, for good (`pass_unstored`
+    returned True): that entry will never send it."""
+    return await natural_keys.lookup(db, GAVE_UP_KEY, message_id) is not None
 
 
 async def queue_again_if_passed(db: Database, message: Message, ticket: Ticket) -> bool:
-    """The writer's half, after its insert (and a retry's, or the worker's on finding the message
-    pending behind a passed entry): a message stored after the worker passed its entry would stay
-    pending forever, never sent, holding up the replies after it in its chat. Of the worker's
-    look after its mark and this look after the insert, at least one sees the other's write. It is
-    queued again at the end of its chat; the mark of that is taken after the entry, so a crash in
-    between queues it once more (two entries of one message are one send). True when its entry
-    was passed (now or before, queued again either way): the replies queued after it in its chat
-    do not wait for it, it goes with its new entry, after them."""
-    if message.direction != "out" or message.status != "pending" or not await passed(db, message.id):
+    """The writer's half, after its insert (and a retry's; the worker's on finding the message
+    pending after its entry was given up on): a message stored after the worker passed its entry
+    would stay pending forever, never sent, holding up the replies after it in its chat. Of the
+    worker's look after its mark and this look after the insert, at least one sees the other's
+    write. It is queued again at the end of its chat; the mark of that is taken after the entry,
+    so a crash in between queues it once more (two entries of one message are one send). True
+    when it was queued again (now or before): the replies queued after its first place in its
+    chat do not wait for it there; it goes with its new entry, after them."""
+    if message.direction != "out" or message.status != "pending":
+        return False
+    if await natural_keys.lookup(db, PASSED_KEY, message.id) is None:
         return False
     if await natural_keys.lookup(db, REQUEUED_KEY, message.id) is None:
-        await enqueue(db, message_id=message.id, ticket=ticket)
+        await enqueue(db, message_id=message.id, ticket=ticket, again=True)
         await natural_keys.bind(db, REQUEUED_KEY, message.id, target=message.id)
         wake(db)
     return True

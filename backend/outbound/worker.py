@@ -40,7 +40,7 @@ from backend.connections.providers.base import OutboundMedia, ProviderError, Quo
 from backend.core import attempts
 from backend.core.attempts import Verdict
 from backend.core.background import BackgroundLoop
-from backend.core.clock import utcnow
+from backend.core.clock import as_utc, utcnow
 from backend.core.config import Settings
 from backend.core.db import Database
 from backend.core.errors import NotFound
@@ -51,7 +51,7 @@ from backend.media import service as media
 from backend.messages import public as messages
 from backend.messages.models import Message, MessageMedia
 from backend.outbound import repository, service
-from backend.outbound.models import QueueEntry, SendAttempt
+from backend.outbound.models import PassedEntry, QueueEntry, SendAttempt
 from backend.tickets import service as tickets
 from backend.webhooks import service as webhooks
 
@@ -78,6 +78,8 @@ class OutboundWorker:
         self.http = http
         self.policy = policy_of(settings)
         self.walk = attempts.QueueWalk(repository.queue, QueueEntry, self.policy, what="outbound")
+        self.passed_walk = attempts.QueueWalk(repository.passed_log, PassedEntry, self.policy, what="outbound passed")
+        self._next_recheck = 0.0  # time.monotonic() of the next walk of the passed log
         self.paces: dict[str, AsyncLimiter] = {}  # per connection id (module docstring, Pacing)
         self.sessions: dict[str, float] = {}  # connection id -> when its session was last seen open
 
@@ -119,8 +121,34 @@ class OutboundWorker:
         raise ProviderError("connection not connected", retryable=True)
 
     async def run_once(self, poll: bool = True) -> int:
-        """One pass over (part of) the open queue (core/attempts.py `QueueWalk`); chats go concurrently."""
-        return await self.walk.run_once(self.db, self._visit, poll=poll)
+        """One pass over (part of) the open queue (core/attempts.py `QueueWalk`); chats go
+        concurrently. A poll also walks the passed log once a lease (`_recheck_passed`)."""
+        looked = await self.walk.run_once(self.db, self._visit, poll=poll)
+        if poll and time.monotonic() >= self._next_recheck:
+            self._next_recheck = time.monotonic() + self.policy.lease_seconds
+            await self.passed_walk.run_once(self.db, self._recheck_passed)
+        return looked
+
+    async def _recheck_passed(self, entries: list[PassedEntry]) -> list[int]:
+        return [e.seq for e in entries if await self.passed_walk.guarded(self._recheck_one, e)]
+
+    async def _recheck_one(self, entry: PassedEntry) -> bool:
+        """A message passed as never stored, looked for again: one stored after all, still pending
+        and given up on is queued again. This is what sends it when its writer died between its
+        insert and its own look for the mark (`service.queue_again_if_passed`), and no repeat of
+        the request or later reply of its chat came to do it. Looked for until
+        OUTBOUND_LATE_STORE_SECONDS after the pass; True when it needs no more looks."""
+        message = await messages.get_internal(self.db, entry.message_id)
+        if message is None:
+            late = (utcnow() - as_utc(entry.passed_at)).total_seconds()
+            return late > self.settings.OUTBOUND_LATE_STORE_SECONDS
+        if message.status == "pending" and await service.gave_up(self.db, message.id):
+            ticket = await tickets.load(self.db, message.ticket_id)
+            if ticket is None:
+                log.error("passed message's ticket not found", message_id=message.id, ticket_id=message.ticket_id)
+                return True
+            await service.queue_again_if_passed(self.db, message, ticket)
+        return True
 
     async def _visit(self, entries: list[QueueEntry]) -> list[int]:
         chats: dict[str, list[QueueEntry]] = {}
@@ -163,14 +191,19 @@ class OutboundWorker:
                     continue
                 return True  # its request may still be storing it
             pending = message.status == "pending"
-            if pending and self.policy.outlived(message.created_at, now) and await service.passed(self.db, message.id):
-                # Stored after its own entry was passed as never stored: it goes with a new entry,
-                # behind this one (queued now if its writer did not live to), rather than holding
-                # the chat for good.
+            if (
+                pending
+                and not earlier.again
+                and self.policy.outlived(message.created_at, now)
+                and await service.gave_up(self.db, message.id)
+            ):
+                # Stored after this, its first entry, was passed as never stored: it goes with a
+                # new entry, behind this reply (queued now if its writer did not live to), rather
+                # than holding the chat for good. At that new place (`again`) it is waited for.
                 ticket = await tickets.load(self.db, message.ticket_id)
                 if ticket is not None and await service.queue_again_if_passed(self.db, message, ticket):
                     continue
-            return message.status == "pending"
+            return pending
         return False
 
     async def _handle(self, entry: QueueEntry) -> bool:
@@ -181,7 +214,9 @@ class OutboundWorker:
         if message is None:
             # The request died between queueing and storing (the API never acknowledged it), or
             # its insert is stalled: past a lease, passed — a late insert is queued again.
-            return self.policy.outlived(entry.enqueued_at, now) and await service.pass_unstored(self.db, message_id)
+            return self.policy.outlived(entry.enqueued_at, now) and await service.pass_unstored(
+                self.db, message_id=message_id, ticket_id=entry.ticket_id
+            )
         if message.status != "pending":
             # Settled before the status moved, unless something else moved it (a receipt for an
             # id the processor bound while this worker died): settle now, or a held phone

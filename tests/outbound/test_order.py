@@ -4,7 +4,7 @@ worker is off: the tests drive workers themselves (in-process `OutboundWorker`s,
 they step, and real `python -m backend.outbound` processes)."""
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -241,6 +241,43 @@ class LateReply:
     worker: OutboundWorker
 
 
+def _quick_lease_worker(db: Any, settings: Settings, http: httpx.AsyncClient, **more: Any) -> OutboundWorker:
+    """A worker whose lease (after which an entry without its message is passed) is half a second,
+    and whose retry after a failed send comes 2 s later: a later reply's pass sees it waiting."""
+    quick = {"OUTBOUND_LEASE_SECONDS": 0.5, "OUTBOUND_BACKOFF_BASE_SECONDS": 2.0, **more}
+    return OutboundWorker(db, settings.model_copy(update=quick), http)
+
+
+async def _passes_one_entry_each(db: Any, settings: Settings, http: httpx.AsyncClient) -> None:
+    """Passes of a worker that looks at one open entry per pass, round the open queue: as another
+    process's worker whose page holds a later reply without the earlier one (in one page, a
+    chat's entries go in order, and the first unfinished one stops the rest)."""
+    lone = _quick_lease_worker(db, settings, http, OUTBOUND_SCAN_LIMIT=1)
+    for _ in range(await repository.queue.head(db) - await repository.queue.get_cursor(db)):
+        await lone.run_once()
+
+
+@pytest.fixture
+def late_reply(
+    client: httpx.AsyncClient,
+    admin_headers: dict[str, str],
+    evolution_reset: FakeEvolution,
+    db: Any,
+    settings: Settings,
+    http: httpx.AsyncClient,
+    holds: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Callable[..., Awaitable[LateReply]]:
+    """`late_reply(dies=..., key=None)` stages a `LateReply` in a chat of its own."""
+
+    async def stage(*, dies: bool, key: str | None = None) -> LateReply:
+        return await _late_reply(
+            client, admin_headers, evolution_reset, db, settings, http, holds, monkeypatch, dies=dies, key=key
+        )
+
+    return stage
+
+
 async def _late_reply(
     client: httpx.AsyncClient,
     admin_headers: dict[str, str],
@@ -252,11 +289,10 @@ async def _late_reply(
     monkeypatch: pytest.MonkeyPatch,
     *,
     dies: bool,
-    key: str | None = None,
+    key: str | None,
 ) -> LateReply:
     _, _, ticket_id, phone, agent = await _chat(client, admin_headers, evolution, db)
-    # Its lease (after which an entry without its message is passed) is half a second.
-    worker = OutboundWorker(db, settings.model_copy(update={"OUTBOUND_LEASE_SECONDS": 0.5}), http)
+    worker = _quick_lease_worker(db, settings, http)
     headers = {**agent, **({"Idempotency-Key": key} if key else {})}
     ids: list[str] = []
 
@@ -272,16 +308,17 @@ async def _late_reply(
     await arrived(held.entered, request, "the reply's insert")
     await asyncio.sleep(worker.policy.lease_seconds + 0.2)
     await worker.run_once()
-    assert await db.natural_keys.find_one({"_id": f"{outbound.PASSED_KEY}:{ids[0]}"}), "the entry was not passed"
-    real, died = outbound.queue_again_if_passed, []
+    assert await outbound.gave_up(db, ids[0]), "the entry was not passed"
+    if dies:
+        real, died = outbound.queue_again_if_passed, []
 
-    async def dies_once(db_: Any, message: Message, ticket: Any) -> bool:
-        if dies and message.id == ids[0] and not died:
-            died.append(True)
-            raise RuntimeError("process killed")
-        return await real(db_, message, ticket)
+        async def dies_once(db_: Any, message: Message, ticket: Any) -> bool:
+            if message.id == ids[0] and not died:
+                died.append(True)
+                raise RuntimeError("process killed")
+            return await real(db_, message, ticket)
 
-    monkeypatch.setattr(outbound, "queue_again_if_passed", dies_once)
+        monkeypatch.setattr(outbound, "queue_again_if_passed", dies_once)
     held.go.set()
     if dies:
         with pytest.raises(RuntimeError):
@@ -301,19 +338,13 @@ async def _all_sent(db: Any, worker: OutboundWorker, ids: list[str]) -> None:
 
 async def test_a_reply_stored_after_the_worker_passed_its_entry_is_sent_all_the_same(
     client: httpx.AsyncClient,
-    admin_headers: dict[str, str],
     evolution_reset: FakeEvolution,
     db: Any,
-    settings: Settings,
-    http: httpx.AsyncClient,
-    holds: Any,
-    monkeypatch: pytest.MonkeyPatch,
+    late_reply: Callable[..., Awaitable[LateReply]],
 ) -> None:
     """A late-stored reply (`LateReply`) is sent all the same, before the next reply, and is not
     left pending (shown waiting, never sent, holding up its chat)."""
-    scene = await _late_reply(
-        client, admin_headers, evolution_reset, db, settings, http, holds, monkeypatch, dies=False
-    )
+    scene = await late_reply(dies=False)
     after = await _reply(client, scene.ticket_id, scene.agent, "depois")
     await _all_sent(db, scene.worker, [scene.message_id, after])
     assert await _received(evolution_reset, scene.phone) == ["atrasada", "depois"]
@@ -321,18 +352,14 @@ async def test_a_reply_stored_after_the_worker_passed_its_entry_is_sent_all_the_
 
 async def test_a_late_stored_reply_whose_writer_died_is_queued_again_by_the_next_reply_of_its_chat(
     client: httpx.AsyncClient,
-    admin_headers: dict[str, str],
     evolution_reset: FakeEvolution,
     db: Any,
-    settings: Settings,
-    http: httpx.AsyncClient,
-    holds: Any,
-    monkeypatch: pytest.MonkeyPatch,
+    late_reply: Callable[..., Awaitable[LateReply]],
 ) -> None:
     """A late-stored reply whose request died: the agent's next reply in the chat must not wait
     for it forever; both reach the client (the late one after the next: its place in the chat was
     given up)."""
-    scene = await _late_reply(client, admin_headers, evolution_reset, db, settings, http, holds, monkeypatch, dies=True)
+    scene = await late_reply(dies=True)
     await asyncio.sleep(scene.worker.policy.lease_seconds + 0.2)  # the stored reply outlives a lease too
     after = await _reply(client, scene.ticket_id, scene.agent, "depois")
     await _all_sent(db, scene.worker, [scene.message_id, after])
@@ -341,26 +368,108 @@ async def test_a_late_stored_reply_whose_writer_died_is_queued_again_by_the_next
 
 async def test_a_late_stored_reply_whose_writer_died_is_queued_again_by_the_agents_repeat(
     client: httpx.AsyncClient,
+    evolution_reset: FakeEvolution,
+    db: Any,
+    late_reply: Callable[..., Awaitable[LateReply]],
+) -> None:
+    """A late-stored reply whose request died, sent again by the agent's screen (which never got
+    an answer) with its Idempotency-Key: the repeat answers the stored reply and queues it again;
+    it reaches the client once."""
+    key = "resposta-atrasada-1"
+    scene = await late_reply(dies=True, key=key)
+    url = f"/api/v1/tickets/{scene.ticket_id}/messages"
+    r = await client.post(url, json={"body": "atrasada"}, headers={**scene.agent, "Idempotency-Key": key})
+    assert (r.status_code, r.json()["id"]) == (201, scene.message_id), r.text
+    await _all_sent(db, scene.worker, [scene.message_id])
+    assert await _received(evolution_reset, scene.phone) == ["atrasada"]
+
+
+async def test_a_late_stored_reply_whose_writer_died_is_sent_with_no_one_else_coming(
+    client: httpx.AsyncClient,
+    evolution_reset: FakeEvolution,
+    db: Any,
+    late_reply: Callable[..., Awaitable[LateReply]],
+) -> None:
+    """A late-stored reply whose request died, with no repeat and no later reply in its chat: the
+    worker's walk of what it passed finds it stored and sends it, rather than leaving it pending
+    (shown with the clock, never sent) for good."""
+    scene = await late_reply(dies=True)
+    await _all_sent(db, scene.worker, [scene.message_id])
+    assert await _received(evolution_reset, scene.phone) == ["atrasada"]
+
+
+async def test_a_reply_queued_after_a_late_reply_was_queued_again_waits_for_it(
+    client: httpx.AsyncClient,
+    evolution_reset: FakeEvolution,
+    db: Any,
+    settings: Settings,
+    http: httpx.AsyncClient,
+    late_reply: Callable[..., Awaitable[LateReply]],
+) -> None:
+    """A late-stored reply queued again (its first place given up) holds the replies written after
+    it from its new place: while its send waits out a backoff, the next reply waits too."""
+    evolution = evolution_reset
+    scene = await late_reply(dies=True)
+    await evolution.mode("ok", fail_next=1)  # its first send answers 500: retried after a backoff
+    worker = scene.worker
+
+    async def tried_once() -> bool:
+        return await db.outbox_attempts.find_one({"_id": f"{scene.message_id}:1"}) is not None
+
+    await _passes_until([worker], tried_once)
+    again = await db.outbox_chats.find_one({"message_id": scene.message_id, "again": True})
+    assert again is not None, "not queued again"
+    await asyncio.sleep(worker.policy.lease_seconds + 0.2)  # the stored reply outlives a lease
+    after = await _reply(client, scene.ticket_id, scene.agent, "depois")
+    await _passes_one_entry_each(db, settings, http)
+    assert await _status(db, after) == "pending"
+    await _all_sent(db, worker, [scene.message_id, after])
+    assert await _received(evolution, scene.phone) == ["atrasada", "depois"]
+
+
+async def test_a_reply_that_showed_up_at_the_workers_last_look_keeps_its_place(
+    client: httpx.AsyncClient,
     admin_headers: dict[str, str],
     evolution_reset: FakeEvolution,
     db: Any,
     settings: Settings,
     http: httpx.AsyncClient,
     holds: Any,
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """A late-stored reply whose request died, sent again by the agent's screen (which never got
-    an answer) with its Idempotency-Key: the repeat answers the stored reply and queues it again;
-    it reaches the client once."""
-    key = "resposta-atrasada-1"
-    scene = await _late_reply(
-        client, admin_headers, evolution_reset, db, settings, http, holds, monkeypatch, dies=True, key=key
-    )
-    url = f"/api/v1/tickets/{scene.ticket_id}/messages"
-    r = await client.post(url, json={"body": "atrasada"}, headers={**scene.agent, "Idempotency-Key": key})
-    assert (r.status_code, r.json()["id"]) == (201, scene.message_id), r.text
-    await _all_sent(db, scene.worker, [scene.message_id])
-    assert await _received(evolution_reset, scene.phone) == ["atrasada"]
+    """The worker marks a reply it is about to give up on, then looks once more: stored meanwhile,
+    its entry is not given up. The mark alone must not let the next reply pass it: while its send
+    waits out a backoff, the next reply waits too."""
+    evolution = evolution_reset
+    _, _, ticket_id, phone, agent = await _chat(client, admin_headers, evolution, db)
+    worker = _quick_lease_worker(db, settings, http)
+    inserting = holds(messages_repo, "insert", lambda _db, message: "atrasada" in message.body)
+    url = f"/api/v1/tickets/{ticket_id}/messages"
+    request = asyncio.create_task(client.post(url, json={"body": "atrasada"}, headers=agent))
+    await arrived(inserting.entered, request, "the reply's insert")
+    await asyncio.sleep(worker.policy.lease_seconds + 0.2)
+    marking = holds(outbound.natural_keys, "bind", lambda _db, kind, *_, **__: kind == outbound.PASSED_KEY)
+    passing = asyncio.create_task(worker.run_once())
+    await arrived(marking.entered, passing, "the worker's mark")
+    inserting.go.set()
+    first = await request
+    assert first.status_code == 201, first.text
+    marking.go.set()
+    await passing
+    late = first.json()["id"]
+    assert await db.natural_keys.find_one({"_id": f"{outbound.PASSED_KEY}:{late}"}), "not marked"
+    assert not await outbound.gave_up(db, late)
+    await evolution.mode("ok", fail_next=1)  # its first send answers 500: retried after a backoff
+
+    async def tried_once() -> bool:
+        return await db.outbox_attempts.find_one({"_id": f"{late}:1"}) is not None
+
+    await _passes_until([worker], tried_once)
+    await asyncio.sleep(worker.policy.lease_seconds + 0.2)  # the stored reply outlives a lease
+    after = await _reply(client, ticket_id, agent, "depois")
+    await _passes_one_entry_each(db, settings, http)
+    assert await _status(db, after) == "pending"
+    await _all_sent(db, worker, [late, after])
+    assert await _received(evolution, phone) == ["atrasada", "depois"]
 
 
 async def test_two_worker_processes_keep_every_chat_in_order(
