@@ -2,7 +2,7 @@
 // Evolution API of tests/fakes, the backend (`python -m backend`) and the built SPA behind
 // `vite preview` proxying /api and the websocket to it.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, openSync, readFileSync } from 'node:fs';
+import { closeSync, existsSync, mkdtempSync, openSync, readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -36,10 +36,28 @@ function freePort(): Promise<number> {
   });
 }
 
+// How a child ended ("code 1", "signal SIGKILL"), or null while it runs: one killed by a signal
+// has no exit code.
+function ended(proc: ChildProcess): string | null {
+  if (proc.signalCode !== null) return `signal ${proc.signalCode}`;
+  return proc.exitCode === null ? null : `code ${proc.exitCode}`;
+}
+
+// `start` given a descriptor appending to `path`, closed again once it has returned (a spawned
+// child holds its own copy): none is left open by a try.
+function withLog<T>(path: string, start: (fd: number) => T): T {
+  const fd = openSync(path, 'a');
+  try {
+    return start(fd);
+  } finally {
+    closeSync(fd);
+  }
+}
+
 async function waitFor(url: string, proc: ChildProcess, what: string, timeoutMs = 120_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
-    if (proc.exitCode !== null) throw new Error(`${what} exited with code ${proc.exitCode}`);
+    if (ended(proc)) throw new Error(`${what} exited with ${ended(proc)}`);
     try {
       const response = await fetch(url);
       if (response.ok) return;
@@ -62,15 +80,15 @@ function waitForLine(proc: ChildProcess, marker: string, what: string, timeoutMs
         ok();
       }
     });
-    proc.once('exit', (code) => {
+    proc.once('exit', () => {
       clearTimeout(timer);
-      fail(new Error(`${what} exited with code ${code}`));
+      fail(new Error(`${what} exited with ${ended(proc)}`));
     });
   });
 }
 
 function stop(proc: ChildProcess | undefined, timeoutMs = 10_000): Promise<void> {
-  if (!proc || proc.exitCode !== null || proc.signalCode !== null) return Promise.resolve();
+  if (!proc || ended(proc)) return Promise.resolve();
   return new Promise((done) => {
     const timer = setTimeout(() => proc.kill('SIGKILL'), timeoutMs);
     proc.once('exit', () => {
@@ -93,7 +111,7 @@ def _term(*_):
     raise SystemExit(0)
 
 signal.signal(signal.SIGTERM, _term)
-proc = ferretdb.start(sys.argv[1], sys.argv[2], log_path=__import__("pathlib").Path(sys.argv[2]) / "ferretdb.log")
+proc = ferretdb.start(sys.argv[1], sys.argv[2], log_path=__import__("pathlib").Path(sys.argv[3]))
 print("ferretdb ready", flush=True)
 try:
     sys.stdin.read()
@@ -125,30 +143,33 @@ interface Stack {
 // One try at the whole stack on ports picked a moment before the children bind them: between the
 // pick and the bind another process (a connection's own port, a leftover of the suite before) can
 // take one, and the child then exits. Every child started is stopped again when the try fails.
-async function startStack(work: string): Promise<Stack> {
+export async function startStack(work: string): Promise<Stack> {
   const [mongoPort, apiPort, appPort, evolutionPort] = [await freePort(), await freePort(), await freePort(), await freePort()];
   const evolutionKey = 'e2e-evolution-key';
+  // The holder's own output (why the start failed) and FerretDB's, in one log.
+  const ferretLog = join(work, 'ferretdb.log');
   const evolutionLog = join(work, 'evolution.log');
   const backendLog = join(work, 'backend.log');
   const started: ChildProcess[] = [];
   let ferret: ChildProcess | undefined;
   try {
-    ferret = spawn(python, ['-c', FERRET_HOLDER, `127.0.0.1:${mongoPort}`, join(work, 'ferretdb')], {
-      cwd: root,
-      stdio: ['pipe', 'pipe', 'inherit'],
-    });
-    await waitForLine(ferret, 'ferretdb ready', 'FerretDB');
+    ferret = withLog(ferretLog, (log) =>
+      spawn(python, ['-c', FERRET_HOLDER, `127.0.0.1:${mongoPort}`, join(work, 'ferretdb'), ferretLog], { cwd: root, stdio: ['pipe', 'pipe', log] }),
+    );
+    try {
+      await waitForLine(ferret, 'ferretdb ready', 'FerretDB');
+    } catch (error) {
+      throw new Error(`${(error as Error).message}\n-- FerretDB's log:\n${tail(ferretLog)}`);
+    }
 
     // The project's fake Evolution API (tests/fakes): a real process that posts real webhooks.
-    const evolution = spawn(python, ['-m', 'tests.fakes.evolution_fake', '--port', String(evolutionPort), '--api-key', evolutionKey], {
-      cwd: root,
-      stdio: ['ignore', openSync(evolutionLog, 'a'), openSync(evolutionLog, 'a')],
-    });
+    const evolution = withLog(evolutionLog, (log) =>
+      spawn(python, ['-m', 'tests.fakes.evolution_fake', '--port', String(evolutionPort), '--api-key', evolutionKey], { cwd: root, stdio: ['ignore', log, log] }),
+    );
     started.push(evolution);
     const evolutionUrl = `http://127.0.0.1:${evolutionPort}`;
 
-    const log = openSync(backendLog, 'a');
-    const backend = spawn(python, ['-m', 'backend'], {
+    const backend = withLog(backendLog, (log) => spawn(python, ['-m', 'backend'], {
       cwd: root,
       stdio: ['ignore', log, log],
       env: {
@@ -173,7 +194,7 @@ async function startStack(work: string): Promise<Stack> {
         SCHEDULED_MESSAGES_POLL_SECONDS: '0.5',
         REDIS_URL: '',
       },
-    });
+    }));
     started.push(backend);
     const apiUrl = `http://127.0.0.1:${apiPort}`;
     try {

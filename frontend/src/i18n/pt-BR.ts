@@ -672,6 +672,7 @@ export const t = {
     label: 'Etiquetas',
     placeholder: 'Adicionar etiqueta',
     saved: 'Etiquetas salvas',
+    tooMany: (max: number) => `Um atendimento pode ter até ${max} etiquetas. As que não couberam ficaram no campo.`,
   },
   profile: {
     title: 'Meu perfil',

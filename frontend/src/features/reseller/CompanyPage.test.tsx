@@ -1,7 +1,7 @@
 import type { QueryClient } from '@tanstack/react-query';
 import { act, fireEvent, screen, waitFor, within } from '@testing-library/react';
 import userEvent from '@testing-library/user-event';
-import { beforeEach, describe, expect, it } from 'vitest';
+import { beforeEach, describe, expect, it, vi } from 'vitest';
 import { keys } from '../../realtime/cache';
 import { agentUser, mockApi, renderApp, signIn, stubWebSocket } from '../../test/utils';
 import { menuMessage, renderTemplate } from './automation';
@@ -199,6 +199,53 @@ describe('CompanyPage', () => {
     await readAgain(client);
     await waitFor(() => expect(screen.getByRole('textbox', { name: 'Mensagem fora do horário' })).toHaveValue('Voltamos às 8h'));
     expect(screen.getByRole('textbox', { name: 'Mensagem de boas-vindas' })).toHaveValue('Olá!');
+  });
+
+  it('keeps what is typed while a save is under way, unsaved, and seeds only the fields left as sent', async () => {
+    let stored: object = config;
+    const calls = mockApi(({ method, path, body }) => {
+      if (path === '/api/v1/auth/me') return { body: owner };
+      if (path === '/api/v1/reseller-config' && method === 'GET') return { body: stored };
+      if (path === '/api/v1/reseller-config' && method === 'PATCH') {
+        const trimmed = Object.fromEntries(Object.entries(body as object).map(([k, v]) => [k, typeof v === 'string' ? v.trim() : v]));
+        return { body: (stored = { ...stored, ...trimmed, updated_at: '2025-01-03T00:00:00Z' }) };
+      }
+      return undefined;
+    });
+    // The save's answer is held back, as a slow server would.
+    const answered = globalThis.fetch;
+    let open = () => {};
+    const gate = new Promise<void>((resolve) => (open = resolve));
+    vi.stubGlobal('fetch', async (input: RequestInfo | URL, init?: RequestInit) => {
+      const answer = answered(input, init);
+      if ((input instanceof Request ? input.method : init?.method) === 'PATCH') await gate;
+      return answer;
+    });
+    const { client } = renderApp(<CompanyPage />, { path: '/', route: '/' });
+    const field = (name: string) => screen.getByRole('textbox', { name });
+    fireEvent.change(await screen.findByLabelText(/Nome da empresa/), { target: { value: 'Loja Nova ' } });
+    fireEvent.change(field('Mensagem de boas-vindas'), { target: { value: 'Olá! ' } });
+    await userEvent.click(screen.getByRole('button', { name: 'Salvar' }));
+    await waitFor(() => expect(patched(calls)).toEqual({ company_name: 'Loja Nova ', welcome_message: 'Olá! ' }));
+
+    // Typed while the save is under way: a field it sent, and one it did not.
+    fireEvent.change(field('Mensagem de boas-vindas'), { target: { value: 'Olá! Tudo bem?' } });
+    fireEvent.change(field('Mensagem fora do horário'), { target: { value: 'Volto já' } });
+    open();
+    expect(await screen.findByText('Alterações salvas')).toBeInTheDocument();
+    // Left as sent: seeded from what was stored (trimmed).
+    await waitFor(() => expect(screen.getByLabelText(/Nome da empresa/)).toHaveValue('Loja Nova'));
+    expect(field('Mensagem de boas-vindas')).toHaveValue('Olá! Tudo bem?');
+    expect(field('Mensagem fora do horário')).toHaveValue('Volto já');
+
+    // Still unsaved edits: a config read again does not replace them, and the next Save sends them.
+    stored = { ...stored, closing_message: 'Até mais', updated_at: '2025-01-05T00:00:00Z' };
+    await readAgain(client);
+    expect(field('Mensagem de boas-vindas')).toHaveValue('Olá! Tudo bem?');
+    expect(field('Mensagem de encerramento')).toHaveValue('');
+    await userEvent.click(screen.getByRole('button', { name: 'Salvar' }));
+    await waitFor(() => expect(calls.filter((c) => c.method === 'PATCH').map((c) => c.body)).toHaveLength(2));
+    expect(calls.filter((c) => c.method === 'PATCH')[1].body).toEqual({ welcome_message: 'Olá! Tudo bem?', away_message: 'Volto já' });
   });
 
   it('offers every IANA zone the browser knows, keeping a stored one first', () => {

@@ -1,6 +1,6 @@
 import { ActionIcon, Badge, Button, Group, NumberInput, Paper, Select, SimpleGrid, Stack, Switch, Text, TextInput, Textarea, Title } from '@mantine/core';
 import { notifications } from '@mantine/notifications';
-import { useCallback, useEffect, useState, type ReactNode } from 'react';
+import { useCallback, useEffect, useRef, useState, type ReactNode } from 'react';
 import { errorMessage, fieldErrors } from '../../api/client';
 import { useResellerConfig, useUpdateResellerConfig } from '../../api/queries';
 import type { BusinessHours, ResellerConfig } from '../../api/types';
@@ -210,30 +210,34 @@ function sameValues(a: FormValues, b: FormValues): boolean {
   return Object.keys(changedValues(a, b)).length === 0;
 }
 
-/** `config` seeds the fields; `onSaved` gets the config as stored by a save. */
+/** `config` seeds the fields, but for `edits` (the user's, kept over a save); `onSaved` gets the
+ * config as stored by a save and the fields edited while it was under way. */
 function CompanyForm({
   config,
+  edits,
   onDirtyChange,
   onSaved,
 }: {
   config: ResellerConfig;
+  edits: Partial<FormValues>;
   onDirtyChange: (dirty: boolean) => void;
-  onSaved: (saved: ResellerConfig) => void;
+  onSaved: (saved: ResellerConfig, edits: Partial<FormValues>) => void;
 }) {
   const save = useUpdateResellerConfig();
   const [initial] = useState(() => formValues(config));
-  const [companyName, setCompanyName] = useState(initial.company_name);
-  const [welcome, setWelcome] = useState(initial.welcome_message);
-  const [away, setAway] = useState(initial.away_message);
-  const [closing, setClosing] = useState(initial.closing_message);
-  const [timezone, setTimezone] = useState<string | null>(initial.timezone);
-  const [hours, setHours] = useState<BusinessHours[]>(initial.business_hours);
-  const [closedDates, setClosedDates] = useState<string[]>(initial.closed_dates);
-  const [signature, setSignature] = useState(initial.signature_enabled);
-  const [readReceipts, setReadReceipts] = useState(initial.read_receipts);
-  const [csat, setCsat] = useState(initial.csat_enabled);
-  const [csatMessage, setCsatMessage] = useState(initial.csat_message);
-  const [csatHours, setCsatHours] = useState<number>(initial.csat_window_hours);
+  const [start] = useState(() => ({ ...initial, ...edits }));
+  const [companyName, setCompanyName] = useState(start.company_name);
+  const [welcome, setWelcome] = useState(start.welcome_message);
+  const [away, setAway] = useState(start.away_message);
+  const [closing, setClosing] = useState(start.closing_message);
+  const [timezone, setTimezone] = useState<string | null>(start.timezone);
+  const [hours, setHours] = useState<BusinessHours[]>(start.business_hours);
+  const [closedDates, setClosedDates] = useState<string[]>(start.closed_dates);
+  const [signature, setSignature] = useState(start.signature_enabled);
+  const [readReceipts, setReadReceipts] = useState(start.read_receipts);
+  const [csat, setCsat] = useState(start.csat_enabled);
+  const [csatMessage, setCsatMessage] = useState(start.csat_message);
+  const [csatHours, setCsatHours] = useState<number>(start.csat_window_hours);
   const bad = invalidRanges(hours);
   const errors = fieldErrors(save.error);
   const [zones] = useState(() => timezones(config.timezone ?? null));
@@ -256,6 +260,11 @@ function CompanyForm({
   // comparing with it would keep a saved form dirty; a save seeds the form again instead.
   const dirty = !sameValues(values, initial);
   useEffect(() => onDirtyChange(dirty), [dirty, onDirtyChange]);
+  // The fields as they are now, for a save that ends after more typing.
+  const latest = useRef(values);
+  useEffect(() => {
+    latest.current = values;
+  });
 
   return (
     <form
@@ -263,10 +272,14 @@ function CompanyForm({
         e.preventDefault();
         // Only what this form changed: the config may have been saved elsewhere since the form was
         // seeded, and a field sent with its starting value would put back what the other save wrote.
+        const sent = values;
         save.mutate(changedValues(values, initial), {
           onSuccess: (saved) => {
             notifications.show({ color: 'teal', message: t.app.saved });
-            onSaved(saved);
+            // A field edited while the save was under way keeps the user's text (still unsaved,
+            // unless it is what was stored); the others are seeded from the saved config.
+            const stored = formValues(saved);
+            onSaved(saved, changedValues({ ...stored, ...changedValues(latest.current, sent) }, stored));
           },
           onError: (error) => notifications.show({ color: 'red', message: errorMessage(error) }),
         });
@@ -353,7 +366,7 @@ function CompanyForm({
 
 export function CompanyPage() {
   const query = useResellerConfig();
-  const [seed, setSeed] = useState<{ config: ResellerConfig; version: number } | null>(null);
+  const [seed, setSeed] = useState<{ config: ResellerConfig; version: number; edits?: Partial<FormValues> } | null>(null);
   const [dirty, setDirty] = useState(false);
   // The config is read again when someone else saves, on an event or on window focus; taking it
   // then would wipe what the user is still editing, so only a form without unsaved edits follows.
@@ -363,15 +376,15 @@ export function CompanyPage() {
   if (query.data && !dirty && (!seed || (query.data !== seed.config && !sameValues(formValues(query.data), formValues(seed.config))))) {
     setSeed({ config: query.data, version: (seed?.version ?? 0) + 1 });
   }
-  const onSaved = useCallback((saved: ResellerConfig) => {
-    setSeed((s) => ({ config: saved, version: (s?.version ?? 0) + 1 }));
-    setDirty(false);
+  const onSaved = useCallback((saved: ResellerConfig, edits: Partial<FormValues>) => {
+    setSeed((s) => ({ config: saved, version: (s?.version ?? 0) + 1, edits }));
+    setDirty(Object.keys(edits).length > 0);
   }, []);
   return (
     <>
       <PageHeader title={t.company.title} />
       <QueryState query={query} />
-      {seed && <CompanyForm key={seed.version} config={seed.config} onDirtyChange={setDirty} onSaved={onSaved} />}
+      {seed && <CompanyForm key={seed.version} config={seed.config} edits={seed.edits ?? {}} onDirtyChange={setDirty} onSaved={onSaved} />}
     </>
   );
 }

@@ -1,21 +1,22 @@
 import { TagsInput } from '@mantine/core';
 import { notifications } from '@mantine/notifications';
 import { useMutation, useQueryClient } from '@tanstack/react-query';
-import { useState, type KeyboardEvent } from 'react';
+import { useState } from 'react';
 import { api, errorMessage, unwrap } from '../../api/client';
 import { useTags, useTicketUpdated } from '../../api/queries';
 import type { Ticket } from '../../api/types';
 import { t } from '../../i18n/pt-BR';
 import { keys } from '../../realtime/cache';
 
-const MAX_TAGS = 20;
+const MAX_TAGS = 20; // backend/tags/schemas.py
 
 /** The ticket's tags, saved as the agent adds or removes one. */
 export function TicketTags({ ticket }: { ticket: Ticket }) {
   const tags = useTags();
   const updated = useTicketUpdated();
   const client = useQueryClient();
-  // Held here rather than inside TagsInput, which empties it on Enter: a failed save puts it back.
+  // Held here rather than inside TagsInput, which empties it on Enter: tags that were not saved
+  // (a failed save, or more than fit) are put back in it.
   const [typed, setTyped] = useState('');
   const save = useMutation({
     mutationFn: (next: string[]) =>
@@ -30,24 +31,30 @@ export function TicketTags({ ticket }: { ticket: Ticket }) {
       // back in the input it is one Enter from a retry. A failed removal needs nothing: the tag
       // is still saved and still shown.
       const unsaved = next.filter((tag) => !(ticket.tags ?? []).includes(tag));
-      // Joined by the split character alone: the Enter below makes them separate tags again.
-      if (unsaved.length) setTyped(unsaved.join(','));
+      // Joined by the split character alone: add() makes them separate tags again. Any that did
+      // not fit stay after them.
+      if (unsaved.length) setTyped((rest) => [...unsaved, rest].filter(Boolean).join(','));
     },
   });
   const current = ticket.tags ?? [];
-  // TagsInput splits on "," only as it is typed or pasted; on Enter it would take text holding
-  // commas (the tags of a failed save) as one tag. Stopping propagation makes its handler return.
-  const onKeyDown = (event: KeyboardEvent<HTMLInputElement>) => {
-    if (event.key !== 'Enter' || event.nativeEvent.isComposing || !typed.includes(',')) return;
-    event.preventDefault();
-    event.stopPropagation();
+  // Every way TagsInput adds text (Enter, blur, a typed or pasted ",", a picked suggestion) comes
+  // here, with one rule: split on ",", trimmed, empty ones and ones already there (case-insensitive,
+  // as TagsInput tells duplicates) dropped. On Enter and blur TagsInput takes text holding commas
+  // (the tags of a failed save) as one tag, and on blur it does not trim.
+  const add = (text: string) => {
     const next = [...current];
-    for (const tag of typed.split(',').map((part) => part.trim())) {
-      // Case-insensitive, as TagsInput itself tells duplicates.
+    for (const tag of text.split(',').map((part) => part.trim())) {
       if (tag && !next.some((known) => known.toLowerCase() === tag.toLowerCase())) next.push(tag);
     }
-    setTyped('');
-    if (next.length > current.length && current.length < MAX_TAGS) save.mutate(next.slice(0, MAX_TAGS));
+    const fit = next.slice(0, MAX_TAGS);
+    const over = next.slice(MAX_TAGS);
+    if (over.length) {
+      notifications.show({ color: 'orange', message: t.tags.tooMany(MAX_TAGS) });
+      // Left in the field, as after a failed save; after TagsInput empties it, which on a paste or
+      // a typed "," it does once it has handed the tags over.
+      queueMicrotask(() => setTyped(over.join(',')));
+    }
+    if (fit.length > current.length) save.mutate(fit);
   };
   return (
     <TagsInput
@@ -56,11 +63,14 @@ export function TicketTags({ ticket }: { ticket: Ticket }) {
       placeholder={t.tags.placeholder}
       data={tags.data ?? []}
       value={current}
-      onChange={(next) => save.mutate(next)}
+      onChange={(next) => {
+        const added = next.filter((tag) => !current.includes(tag));
+        if (added.length) add(added.join(','));
+        else save.mutate(next);
+      }}
       searchValue={typed}
       onSearchChange={setTyped}
-      onKeyDown={onKeyDown}
-      maxTags={MAX_TAGS}
+      // No maxTags: TagsInput would drop what is over it without a word; add() keeps it.
       maxLength={32}
       disabled={save.isPending}
       data-testid="ticket-tags"
