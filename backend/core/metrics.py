@@ -32,7 +32,10 @@ MEDIA_FETCH_FAILURES = Counter(
 
 # Incremented by the webhook processor when a delivery is kept failed after its attempts: `kind`
 # "retryable" (errors that may pass: the sweep runs it again later) or "final" (an error no retry
-# fixes: an operator's scripts/reprocess_webhooks.py, once the cause is fixed).
+# fixes, or a waiting one the sweep gave up: an operator's scripts/reprocess_webhooks.py, once the
+# cause is fixed). By the sweep (webhooks.service `run_waiting`) for what is not yet final:
+# "waiting_postponed" (a run failed on an error no retry fixes; it runs again later) and
+# "waiting_unreadable" (a waiting document that does not read; once per process).
 WEBHOOK_FAILED = Counter("iaze_webhook_failed_total", "Webhook deliveries kept failed, by kind", ["kind"])
 CONNECTION_WEBHOOK_REPAIRED = Counter(
     "iaze_connection_webhook_repaired_total", "Provider webhooks the connection watch found drifted and set again"

@@ -102,6 +102,9 @@ class Runtime:
     # webhooks/service: per (database, connection, phone) the client the phone key names and the
     # ticket its last message was filed under, bounded LRU (ids only: documents are read fresh).
     ingest_chats: OrderedDict[tuple[str, str, str], tuple[str, str]] = field(default_factory=OrderedDict)
+    # webhooks/repository: per (database, `_id`) the waiting entries that do not read which this
+    # process has reported (once each, not at every sweep), bounded LRU.
+    waiting_unreadable: OrderedDict[tuple[str, str], None] = field(default_factory=OrderedDict)
     # core/attempts: per (database, attempts collection, message) the messages whose attempts
     # this process's workers have looked at, bounded LRU (`AttemptLedger.step`).
     attempts_seen: OrderedDict[tuple[str, str, str], None] = field(default_factory=OrderedDict)

@@ -57,6 +57,7 @@ class Waiting(StoredModel):  # `webhook_waiting`: "<raw id>:<what it waits for>"
     not_before: datetime | None = None
     tries: int = 0  # runs by the sweep that did not end it
     applied_at: datetime | None = None  # run to its end (or ended for good): no longer waiting
+    error: str | None = None  # ended for good without running to its end: why (webhooks.service `_give_up`)
 
 
 class Attempt(StoredModel):  # `webhook_attempts`: "<raw id>:<k>", a processor's claim on attempt k

@@ -6,7 +6,9 @@ Deliveries are entries of ordered lanes (backend/core/seqlog.py): entry n of lan
 pushes down), however much history is stored. `webhook_attempts` "<raw id>:<k>" is the claim
 (unique `_id` insert) that lets exactly one processor, of any process, make attempt k.
 `webhook_waiting` "<raw id>:<reason>": deliveries to be run again out of their lane: an edit that
-came before the message it edits, or one that failed on errors that may pass (`wait`).
+came before the message it edits, or one that failed on errors that may pass (`wait`);
+`webhook_state` "given_up:<waiting id>": the claim (unique `_id` insert) that lets one sweep, of
+any process, report an entry it ends as failed for good (`claim_give_up`).
 `webhook_bodies` "<body id>:<i>": the parts of a delivery too large for one document (a big
 history sync), kept whole (`store_body`). `webhook_state` "watched:<connection id>": when the
 connection watch last found the connection's webhook right (backend/webhooks/watch.py).
@@ -27,6 +29,7 @@ from backend.core.db import Database
 from backend.core.ids import new_id
 from backend.core.indexes import ASC, declare
 from backend.core.logging import get_logger
+from backend.core.runtime import runtime_of
 from backend.core.seqlog import SeqLog
 from backend.webhooks.models import Attempt, RawEvent, Waiting
 
@@ -37,6 +40,9 @@ WAITING = "webhook_waiting"
 BODIES = "webhook_bodies"
 # A part of a large delivery: one document well under MongoDB's 16 MB limit.
 BODY_PART_BYTES = 8 * 1024 * 1024
+# Unreadable waiting entries this process remembers having reported (`_first_sighting`): one
+# forgotten past it is reported again, once.
+UNREADABLE_KEPT = 1024
 
 declare(
     COLLECTION,
@@ -175,19 +181,23 @@ async def wait(db: Database, waiting: Waiting) -> None:
 async def runnable_waiting_internal(
     db: Database, *, since: datetime, now: datetime, page: int
 ) -> AsyncGenerator[Waiting, None]:
-    """Deliveries still waiting, parked since `since`, whose time has come at `now` (no
-    `not_before`, or one passed), oldest first: every tenant's, for the processors' sweep. Read
-    `page` at a time, each page after the last document read (`parked_at`, `_id`): what the sweep
-    walks past (an edit whose message never comes is kept two days) must not hide what was parked
-    after it, and what it ran meanwhile (ended, or postponed) is not read again. A scan on FerretDB
-    of a collection that holds only the deliveries that ever had to wait (a handful a day);
-    indexed on MongoDB.
-    A document that does not read as a Waiting is logged, counted and passed over: one bad
-    document must not stop every tenant's waiting deliveries (it stays, for an operator)."""
+    """Deliveries still waiting whose time has come at `now`, oldest parked first: every tenant's,
+    for the processors' sweep. One with a `not_before` (a redrive, an owed catch-up, anything
+    postponed) once it is passed, however long ago it was parked: the sweep ends each of those
+    itself, run or given up for good (webhooks.service `run_waiting`), and one left to age out
+    unread (due at the window's edge, or while no sweep ran) would be a client's message nobody
+    processed and nothing reported. One without (an edit whose message has not come) only if
+    parked since `since`: it is kept two days, then left parked with its raw delivery.
+    Read `page` at a time, each page after the last document read (`parked_at`, `_id`): what the
+    sweep walks past must not hide what was parked after it, and what it ran meanwhile (ended, or
+    postponed) is not read again. A scan on FerretDB of a collection that holds only the
+    deliveries that ever had to wait (a handful a day); indexed on MongoDB.
+    A document that does not read as a Waiting is passed over: one bad document must not stop
+    every tenant's waiting deliveries (it stays, for an operator). It is logged and counted the
+    first time this process meets it (`_first_sighting`), not at every pass."""
     due: dict[str, Any] = {
         "applied_at": None,
-        "parked_at": {"$gte": since},
-        "$or": [{"not_before": None}, {"not_before": {"$lte": now}}],
+        "$or": [{"not_before": None, "parked_at": {"$gte": since}}, {"not_before": {"$lte": now}}],
     }
     query = due
     while True:
@@ -197,14 +207,32 @@ async def runnable_waiting_internal(
             try:
                 waiting = Waiting.model_validate(doc)
             except ValidationError as exc:
-                log.error("webhook waiting entry unreadable; passed over", waiting_id=doc.get("_id"), error=str(exc))
-                metrics.WEBHOOK_FAILED.labels(kind="final").inc()
+                if _first_sighting(db, doc.get("_id")):
+                    log.error(
+                        "webhook waiting entry unreadable; passed over", waiting_id=doc.get("_id"), error=str(exc)
+                    )
+                    metrics.WEBHOOK_FAILED.labels(kind="waiting_unreadable").inc()
                 continue
             yield waiting
         if len(docs) < page:
             return
         at, last_id = docs[-1]["parked_at"], docs[-1]["_id"]
         query = {"$and": [due, {"$or": [{"parked_at": {"$gt": at}}, {"parked_at": at, "_id": {"$gt": last_id}}]}]}
+
+
+def _first_sighting(db: Database, waiting_id: Any) -> bool:
+    """Whether this process meets the unreadable entry for the first time. Remembered in memory,
+    not marked in the store: a write to a document that does not read could, as FerretDB writes
+    whole documents, undo an operator's mend made meanwhile; and once per process is what a
+    per-process counter summed across processes can say (a restart reports it again, once)."""
+    seen, key = runtime_of(db).waiting_unreadable, (db.name, str(waiting_id))
+    if key in seen:
+        seen.move_to_end(key)
+        return False
+    seen[key] = None
+    while len(seen) > UNREADABLE_KEPT:
+        seen.popitem(last=False)
+    return True
 
 
 async def count_waiting_internal(db: Database, reason: str) -> int:
@@ -219,3 +247,20 @@ async def done_waiting(db: Database, waiting_id: str) -> None:
 
 async def postpone(db: Database, waiting: Waiting, *, not_before: datetime) -> None:
     await db[WAITING].update_one({"_id": waiting.id}, {"$set": {"not_before": not_before, "tries": waiting.tries + 1}})
+
+
+async def claim_give_up(db: Database, waiting_id: str) -> bool:
+    """Whether this caller is the first to end the entry as failed for good, of any process: it
+    alone reports it. The entry's own write cannot tell (two sweeps that read it before either
+    wrote, or a postpone whose whole-document write on FerretDB puts back `applied_at`: the entry
+    is then given up again, and not reported twice)."""
+    try:
+        await db[STATE].insert_one({"_id": f"given_up:{waiting_id}", "at": utcnow()})
+    except DuplicateKeyError:
+        return False
+    return True
+
+
+async def give_up_waiting(db: Database, waiting_id: str, *, error: str) -> None:
+    """Ended for good without running to its end: kept (persistence rule 1), with why."""
+    await db[WAITING].update_one({"_id": waiting_id}, {"$set": {"applied_at": utcnow(), "error": error}})

@@ -461,7 +461,7 @@ async def _changed_message(db: Database, connection_id: str, provider_message_id
 def redrive_wait(tries: int) -> timedelta:
     """How long a delivery that failed on errors that may pass waits before its next run by the
     sweep: REDRIVE_FIRST, doubling, at most REDRIVE_MAX (two dozen runs over the two days the
-    sweep looks after it: processor WAITING_LOOKED_AFTER)."""
+    sweep looks after it: processor WAITING_LOOKED_AFTER; then it is given up, `_run_again_later`)."""
     return min(REDRIVE_FIRST * int(2**tries), REDRIVE_MAX)
 
 
@@ -504,7 +504,7 @@ async def pay_catch_up(
     return done
 
 
-async def _run_owed(db: Database, settings: Settings, waiting: Waiting) -> bool:
+async def _run_owed(db: Database, settings: Settings, waiting: Waiting, *, looked_after: timedelta) -> bool:
     """An owed catch-up whose check died before paying it (or failed to). Whether it ran."""
     conn = await connections.get_internal(db, waiting.connection_id)
     if conn is None or not conn.provider_created:  # no instance at the provider to ask any more
@@ -517,7 +517,7 @@ async def _run_owed(db: Database, settings: Settings, waiting: Waiting) -> bool:
         if not (isinstance(exc, ProviderError) or is_retryable(exc)):
             raise
         log.warning("owed catch-up failed; asked again later", connection_id=conn.id, error=str(exc))
-        await repository.postpone(db, waiting, not_before=utcnow() + redrive_wait(waiting.tries + 1))
+        await _run_again_later(db, waiting, error=_error_text(exc), looked_after=looked_after)
     return True
 
 
@@ -526,16 +526,19 @@ async def run_waiting(db: Database, settings: Settings, *, since: datetime, limi
     has come: a parked edit once its message is stored (`_apply_change`: the edit is recorded
     beside it), a failed one at its `not_before`. The delivery's outcome says what happened. For
     the processors' sweep, in every process: a delivery run twice records its messages once (by
-    their ids). One that fails again on errors that may pass waits longer; one that fails for
-    good stays failed, with its error, for scripts/reprocess_webhooks.py. An owed catch-up
-    (`owe_catch_up`) is paid the same way. Runs at most `limit`, walking past the edits whose
-    message is not stored yet however many there are. Returns how many ran."""
+    their ids). One that fails again waits longer, for as long as the sweep looks after it (from
+    `since` to now: processor WAITING_LOOKED_AFTER), then is given up: kept failed, with its
+    error, for scripts/reprocess_webhooks.py, like one that fails for good in `process`. An owed
+    catch-up (`owe_catch_up`) is paid the same way. Runs at most `limit`, walking past the edits
+    whose message is not stored yet however many there are. Returns how many ran."""
     ran = 0
-    walk = repository.runnable_waiting_internal(db, since=since, now=utcnow(), page=limit)
+    now = utcnow()
+    looked_after = now - since
+    walk = repository.runnable_waiting_internal(db, since=since, now=now, page=limit)
     async with contextlib.aclosing(walk) as runnable:
         async for waiting in runnable:
             try:
-                ran += await _run_one_waiting(db, settings, waiting)
+                ran += await _run_one_waiting(db, settings, waiting, looked_after=looked_after)
             except Exception as exc:
                 # Each on its own: one that fails at every run (a document that no longer
                 # validates, a provider no registry knows) would otherwise stop the pass at the
@@ -552,17 +555,18 @@ async def run_waiting(db: Database, settings: Settings, *, since: datetime, limi
                         error=str(exc),
                         kind=type(exc).__name__,
                     )
-                    metrics.WEBHOOK_FAILED.labels(kind="final").inc()
-                await repository.postpone(db, waiting, not_before=utcnow() + redrive_wait(waiting.tries + 1))
+                    # Not "final": it runs again, and is counted that way only if it is given up.
+                    metrics.WEBHOOK_FAILED.labels(kind="waiting_postponed").inc()
+                await _run_again_later(db, waiting, error=_error_text(exc), looked_after=looked_after)
             if ran >= limit:
                 break
     return ran
 
 
-async def _run_one_waiting(db: Database, settings: Settings, waiting: Waiting) -> bool:
+async def _run_one_waiting(db: Database, settings: Settings, waiting: Waiting, *, looked_after: timedelta) -> bool:
     """One of `run_waiting`'s: whether it ran (an edit whose message is not stored yet does not)."""
     if waiting.reason == "catch_up":
-        return await _run_owed(db, settings, waiting)
+        return await _run_owed(db, settings, waiting, looked_after=looked_after)
     edited = waiting.connection_id, waiting.provider_message_id
     if waiting.reason == "edit" and await _changed_message(db, *edited) is None:
         return False
@@ -574,6 +578,57 @@ async def _run_one_waiting(db: Database, settings: Settings, waiting: Waiting) -
     await process(db, raw, attempt=raw.attempts + 1)
     await repository.done_waiting(db, waiting.id)
     return True
+
+
+def _error_text(exc: Exception) -> str:
+    return sanitize.text(f"{type(exc).__name__}: {exc}")[:ERROR_MAX_CHARS]
+
+
+async def _run_again_later(db: Database, waiting: Waiting, *, error: str, looked_after: timedelta) -> None:
+    """A run of a waiting entry failed: it waits `redrive_wait` longer, unless its next run would
+    come after the sweep stops looking after it (`looked_after` from its parking). Then it is
+    given up now, with this failure to report: past that time it is the operators' (README: run
+    again for 2 days), and a late run would only delay telling them."""
+    not_before = utcnow() + redrive_wait(waiting.tries + 1)
+    if not_before <= as_utc(waiting.parked_at) + looked_after:
+        await repository.postpone(db, waiting, not_before=not_before)
+    else:
+        await _give_up(db, waiting, error=error)
+
+
+async def _give_up(db: Database, waiting: Waiting, *, error: str) -> None:
+    """Ends a waiting entry as failed for good where an operator looks for those: its delivery is
+    kept failed (scripts/reprocess_webhooks.py lists it; an edit's was "processed" while parked),
+    with why, before the entry is ended, so a kill in between leaves it waiting, given up again
+    at its next run. An owed catch-up has no delivery: the log names its window for
+    scripts/catch_up_messages.py, and the entry keeps its error. Reported (logged, counted
+    "final", what the InboundFailed alert watches) by the first to give it up (repository
+    `claim_give_up`). Nothing is removed."""
+    runs = waiting.tries + 1
+    if await repository.claim_give_up(db, waiting.id):
+        log.error(
+            "waiting webhook delivery given up; kept failed for an operator",
+            waiting_id=waiting.id,
+            reason=waiting.reason,
+            raw_id=waiting.raw_id or None,
+            connection_id=waiting.connection_id,
+            since=waiting.since.isoformat() if waiting.since is not None else None,
+            runs=runs,
+            error=error,
+        )
+        metrics.WEBHOOK_FAILED.labels(kind="final").inc()
+    if waiting.raw_id:
+        # Whatever its status (failed since its lane's attempts, or processed while parked):
+        # one written by a run that succeeded meanwhile in another process is only a false
+        # failure, which a reprocessing finds filed (its messages are stored once, by their ids).
+        given_up = f"given up by the waiting sweep after {runs} runs: {error}"[:ERROR_MAX_CHARS]
+        await repository.mark(
+            db,
+            waiting.raw_id,
+            {"status": "failed", "error": given_up, "failed_at": utcnow(), "retry_at": None},
+            inc_attempts=False,
+        )
+    await repository.give_up_waiting(db, waiting.id, error=error)
 
 
 async def _known_client(
