@@ -5,7 +5,7 @@ right when their call returns, with no reader and no background help."""
 
 import asyncio
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
@@ -13,7 +13,7 @@ import pytest
 from pymongo.errors import AutoReconnect
 
 from backend.audit import service as audit_events
-from backend.core.clock import CLOCK_SKEW_SECONDS, utcnow
+from backend.core.clock import CLOCK_SKEW_SECONDS, as_utc, utcnow
 from backend.core.config import Settings
 from backend.messages import service as messages
 from backend.messages.models import Message
@@ -199,20 +199,26 @@ async def test_a_read_rolling_a_live_writers_move_leaves_its_announcement_to_the
 
 
 async def test_a_failed_writers_resync_comes_after_any_roll_that_left_its_move_to_it(
-    client: httpx.AsyncClient, tenant: Tenant, db: Any, holds: Any, monkeypatch: pytest.MonkeyPatch
+    client: httpx.AsyncClient, tenant: Tenant, db: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """An assume whose event is stored and its answer lost (503): a read rolls the ticket forward
     while the move is young, so the read leaves the announcement to the writer, which failed. The
     writer's resync must reach the screens after that roll — with rollers on other hosts, whose
-    clocks may be up to CLOCK_SKEW_SECONDS off — else nothing tells them of the move."""
-    monkeypatch.setattr(feed, "RESYNC_COALESCE_SECONDS", 0.2)
+    clocks may be up to CLOCK_SKEW_SECONDS off — else nothing tells them of the move. Checked at the
+    worst case: a roller CLOCK_SKEW_SECONDS behind, rolling at the last moment the move still looks
+    young to it."""
+    # No coalescing window: the writer's `after` alone must cover the roll, so any shortfall in it
+    # shows here (the window would hide up to its own length).
+    monkeypatch.setattr(feed, "RESYNC_COALESCE_SECONDS", 0.0)
     ticket = await make_ticket(client, tenant)
     tid = ticket["id"]
+    logged: list[datetime] = []  # the move's time, by the writer's clock (the real one)
     real_insert = audit_events.insert
 
     async def answer_lost(db_: Any, event: TicketEvent) -> None:
         await real_insert(db_, event)
         if event.ticket_id == tid:
+            logged.append(as_utc(event.at))
             raise AutoReconnect("the event's answer was lost")
 
     monkeypatch.setattr(audit_events, "insert", answer_lost)
@@ -221,23 +227,49 @@ async def test_a_failed_writers_resync_comes_after_any_roll_that_left_its_move_t
     try:
         r = await client.post(f"{API}/tickets/{tid}/assume", headers=tenant.agents[0]["headers"])
         assert r.status_code == 503, r.text
-        failed = time.monotonic()
-        # A roller on a host whose clock runs behind the writer's: the move looks younger there.
-        held: Hold = holds(tickets_repo, "apply_state", lambda _db, ticket_id, **_: ticket_id == tid)
-        read = asyncio.create_task(client.get(f"{API}/tickets/{tid}", headers=tenant.headers))
-        await arrived(held.entered, read, "the read's roll")
-        # Past the failed writer's second, and within the clock skew the roller's host may have.
-        await asyncio.sleep(projection.LEFT_TO_WRITER_SECONDS + CLOCK_SKEW_SECONDS / 4)
-        monkeypatch.setattr(projection, "utcnow", lambda: utcnow() - timedelta(seconds=CLOCK_SKEW_SECONDS))
-        held.go.set()
-        assert (await read).json()["status"] == "atendendo"
-        rolled = time.monotonic()
+        failed = time.monotonic()  # for the failure message only
+        [moved] = logged
+
+        # The roller's host runs exactly CLOCK_SKEW_SECONDS behind the writer's. `_announce_left`
+        # reads this clock once, right where it decides (the roll's write is stored by then), so
+        # each read is the moment of a roll, noted on the clock the feed's resyncs are timed by.
+        rolls: list[tuple[float, datetime]] = []
+
+        def roller_clock() -> datetime:
+            now = utcnow() - timedelta(seconds=CLOCK_SKEW_SECONDS)
+            rolls.append((time.monotonic(), now))
+            return now
+
+        monkeypatch.setattr(projection, "utcnow", roller_clock)
+        # The roll decides just before the move stops looking young to that roller: the latest roll
+        # that leaves the move to its writer. `ahead` is how late the event loop may wake it.
+        ahead = 0.3
+        last_young = moved + timedelta(seconds=projection.LEFT_TO_WRITER_SECONDS + CLOCK_SKEW_SECONDS - ahead)
+        real_announce_left = projection._announce_left
+
+        async def deciding_late(db_: Any, before: Ticket | None, after: Ticket, tail: TicketEvent) -> None:
+            if after.id == tid:
+                await asyncio.sleep((last_young - utcnow()).total_seconds())
+            await real_announce_left(db_, before, after, tail)
+
+        monkeypatch.setattr(projection, "_announce_left", deciding_late)
+        r = await client.get(f"{API}/tickets/{tid}", headers=tenant.headers)
+        assert (r.status_code, r.json()["status"]) == (200, "atendendo"), r.text
+        assert len(rolls) == 1, rolls
+        [(rolled, seen)] = rolls
+        # The move's age on the roller's clock was under LEFT_TO_WRITER_SECONDS by at most `ahead`:
+        # the worst case, not a roll comfortably early (0.01 for utcnow's millisecond truncation).
+        age = (seen - moved).total_seconds()
+        assert projection.LEFT_TO_WRITER_SECONDS - ahead - 0.01 <= age < projection.LEFT_TO_WRITER_SECONDS, age
         assert await _announced(db, tid, "ticket.assumed") == []  # left to its writer
 
-        await asyncio.sleep(projection.LEFT_TO_WRITER_SECONDS + CLOCK_SKEW_SECONDS + 1)
+        # The resync is due LEFT_TO_WRITER_SECONDS + CLOCK_SKEW_SECONDS after the writer failed,
+        # about `ahead` after this roll; wait well past that, then it must have come after the roll.
+        await asyncio.sleep(ahead + 1)
         told = sink.of(tenant.id)
         assert told and max(told) > rolled, (
-            f"resyncs at {[t - failed for t in told]} s, the roll at {rolled - failed} s"
+            f"resyncs at {[round(t - failed, 3) for t in told]} s, the roll at {round(rolled - failed, 3)} s"
+            " after the writer failed"
         )
     finally:
         feed.unregister_sink(db, sink)
