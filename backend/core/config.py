@@ -259,6 +259,16 @@ class Settings(BaseSettings):
         return [o.strip() for o in self.CORS_ORIGINS.split(",") if o.strip()]
 
     @model_validator(mode="after")
+    def _check_outbound_settings(self) -> "Settings":
+        # A window shorter than the lease would end a passed reply's looks at the first one.
+        if self.OUTBOUND_LATE_STORE_SECONDS < self.OUTBOUND_LEASE_SECONDS:
+            raise ValueError(
+                f"OUTBOUND_LATE_STORE_SECONDS ({self.OUTBOUND_LATE_STORE_SECONDS}) must be at least"
+                f" OUTBOUND_LEASE_SECONDS ({self.OUTBOUND_LEASE_SECONDS})"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _refuse_unsafe_production(self) -> "Settings":
         if self.ENV == "test" and not self.JWT_SECRET:
             self.JWT_SECRET = DEV_JWT_SECRET

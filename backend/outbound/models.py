@@ -46,7 +46,9 @@ class ChatEntry(StoredModel):  # `outbox_chats`
     k: int
     message_id: str
     enqueued_at: datetime
-    again: bool = False  # a message queued again after its first entry was passed (`queue_again_if_passed`)
+    # A message queued again after its first entry was passed (`queue_again_if_passed`): set once
+    # the place's queue entry is stored.
+    again: bool = False
 
 
 class Sending(StoredModel):  # `outbox_sending`

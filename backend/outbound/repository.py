@@ -122,15 +122,11 @@ async def _chat_head(db: Database, chat: str) -> int:
     return lo
 
 
-async def append_to_chat(
-    db: Database, chat: str, *, message_id: str, enqueued_at: datetime, again: bool = False
-) -> int:
+async def append_to_chat(db: Database, chat: str, *, message_id: str, enqueued_at: datetime) -> int:
     """Takes the chat's next position (a unique `_id` insert: exactly one writer gets each k)."""
     k = await _chat_head(db, chat) + 1
     for _ in range(MAX_CHAT_CLAIM_TRIES):
-        entry = ChatEntry(
-            id=chat_entry_id(chat, k), chat=chat, k=k, message_id=message_id, enqueued_at=enqueued_at, again=again
-        )
+        entry = ChatEntry(id=chat_entry_id(chat, k), chat=chat, k=k, message_id=message_id, enqueued_at=enqueued_at)
         try:
             await db[CHATS].insert_one(entry.stored())
             break
@@ -140,6 +136,12 @@ async def append_to_chat(
         raise RuntimeError(f"could not take a position in chat {chat!r}")
     _remember_chat_head(db, chat, k)
     return k
+
+
+async def mark_chat_again(db: Database, chat: str, k: int) -> None:
+    """The place a message was queued again at (`ChatEntry.again`); its one writer sets it, once
+    the place's queue entry is stored."""
+    await db[CHATS].update_one({"_id": chat_entry_id(chat, k)}, {"$set": {"again": True}})
 
 
 def sending_id(connection_id: str, phone: str, text: str) -> str:

@@ -38,8 +38,8 @@ async def enqueue(db: Database, *, message_id: str, ticket: Ticket, again: bool 
     connection_id = ticket.channel
     now = utcnow()
     chat = chat_key(connection_id, ticket.client_address)
-    k = await repository.append_to_chat(db, chat, message_id=message_id, enqueued_at=now, again=again)
-    return await repository.enqueue(
+    k = await repository.append_to_chat(db, chat, message_id=message_id, enqueued_at=now)
+    seq = await repository.enqueue(
         db,
         QueueBody(
             message_id=message_id,
@@ -51,6 +51,12 @@ async def enqueue(db: Database, *, message_id: str, ticket: Ticket, again: bool 
             enqueued_at=now,
         ),
     )
+    if again:
+        # Only once its entry is stored: a place marked `again` holds the replies after it, and
+        # one whose entry was never written (the request died, a store error) would hold them
+        # for good; unmarked, it is passed like the message's first place.
+        await repository.mark_chat_again(db, chat, k)
+    return seq
 
 
 # A handshake between the worker, giving up on a queued message it never found stored, and the
@@ -72,17 +78,30 @@ async def pass_unstored(db: Database, *, message_id: str, ticket_id: str) -> boo
     the writer a redundant second entry, one send).
     The pass is logged first (`outbox_passed`): the worker walks that log for late inserts
     (`recheck_passed`), the case of a writer that died before its own look."""
+    if await natural_keys.lookup(db, GAVE_UP_KEY, message_id) is not None:
+        return True  # a pass repeated (a restart, another process's walk): logged already
     await repository.log_passed(db, PassedBody(message_id=message_id, ticket_id=ticket_id, passed_at=utcnow()))
-    await natural_keys.bind(db, PASSED_KEY, message_id, target=message_id)
+    await natural_keys.bind(db, PASSED_KEY, message_id, target=f"{LOOKED_AGAIN}{message_id}")
     if await messages.get_internal(db, message_id) is not None:
         return False
     await natural_keys.bind(db, GAVE_UP_KEY, message_id, target=message_id)
     return True
 
 
+# The target of a PASSED_KEY mark bound by `pass_unstored` since it looks once more before giving
+# up. A mark that names the message itself was bound by an older version, which gave the entry up
+# with the mark alone (no GAVE_UP_KEY, no `outbox_passed` entry).
+LOOKED_AGAIN = "look:"
+
+
 async def gave_up(db: Database, message_id: str) -> bool:
     """Whether the worker passed the message's entry as never stored, for good (`pass_unstored`
-    returned True): that entry will never send it."""
+    returned True, or an older version marked it passed): that entry will never send it."""
+    mark = await natural_keys.lookup(db, PASSED_KEY, message_id)
+    if mark is None:
+        return False
+    if not mark.startswith(LOOKED_AGAIN):
+        return True
     return await natural_keys.lookup(db, GAVE_UP_KEY, message_id) is not None
 
 

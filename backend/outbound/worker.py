@@ -130,24 +130,31 @@ class OutboundWorker:
         return looked
 
     async def _recheck_passed(self, entries: list[PassedEntry]) -> list[int]:
-        return [e.seq for e in entries if await self.passed_walk.guarded(self._recheck_one, e)]
+        done = await asyncio.gather(*(self.passed_walk.guarded(self._recheck_one, e) for e in entries))
+        return [e.seq for e, finished in zip(entries, done, strict=True) if finished]
 
     async def _recheck_one(self, entry: PassedEntry) -> bool:
         """A message passed as never stored, looked for again: one stored after all, still pending
         and given up on is queued again. This is what sends it when its writer died between its
         insert and its own look for the mark (`service.queue_again_if_passed`), and no repeat of
-        the request or later reply of its chat came to do it. Looked for until
-        OUTBOUND_LATE_STORE_SECONDS after the pass; True when it needs no more looks."""
+        the request or later reply of its chat came to do it. Not stored, it is looked for until
+        OUTBOUND_LATE_STORE_SECONDS after the pass; stored, until it is no longer pending or is
+        queued again. True when it needs no more looks."""
         message = await messages.get_internal(self.db, entry.message_id)
         if message is None:
             late = (utcnow() - as_utc(entry.passed_at)).total_seconds()
             return late > self.settings.OUTBOUND_LATE_STORE_SECONDS
-        if message.status == "pending" and await service.gave_up(self.db, message.id):
-            ticket = await tickets.load(self.db, message.ticket_id)
-            if ticket is None:
-                log.error("passed message's ticket not found", message_id=message.id, ticket_id=message.ticket_id)
-                return True
-            await service.queue_again_if_passed(self.db, message, ticket)
+        if message.status != "pending":
+            return True
+        if not await service.gave_up(self.db, message.id):
+            # Its entry is live (the pass's last look found it), or the pass has not bound its
+            # give-up yet: looked at again until it is sent or failed, or given up.
+            return False
+        ticket = await tickets.load(self.db, message.ticket_id)
+        if ticket is None:
+            log.error("passed message's ticket not found", message_id=message.id, ticket_id=message.ticket_id)
+            return True
+        await service.queue_again_if_passed(self.db, message, ticket)
         return True
 
     async def _visit(self, entries: list[QueueEntry]) -> list[int]:

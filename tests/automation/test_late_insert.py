@@ -21,12 +21,12 @@ from backend.core.config import Settings
 from backend.messages import repository as messages_repo
 from backend.messages.models import Message
 from backend.outbound import service as outbound
-from backend.outbound.worker import OutboundWorker
 from backend.webhooks.processor import WebhookProcessor
 from tests.automation.helpers import company, sent_to
 from tests.factories import unique_phone
 from tests.fakes.harness import FakeEvolution, wait_for
 from tests.holds import arrived, holds
+from tests.outbound.helpers import quick_lease_worker, writer_dies_once
 from tests.webhooks.helpers import raw_id_of, text_upsert
 
 __all__ = ["holds"]
@@ -80,21 +80,12 @@ async def test_a_late_stored_greeting_whose_writer_died_is_sent_with_no_one_else
     lane = await _deliver(client, db, conn, phone, "oi")
     processing = asyncio.create_task(WebhookProcessor(db, settings).run_once({lane}))
     await arrived(held.entered, processing, "the greeting's insert")
-    quick = {"OUTBOUND_LEASE_SECONDS": 0.5}
     async with registry.http_client(settings) as http:
-        worker = OutboundWorker(db, settings.model_copy(update=quick), http)
+        worker = quick_lease_worker(db, settings, http)
         await asyncio.sleep(worker.policy.lease_seconds + 0.2)  # the queue entry outlives a lease
         await worker.run_once()
         assert await outbound.gave_up(db, ids[0]), "the entry was not passed"
-        real, died = outbound.queue_again_if_passed, list[bool]()
-
-        async def dies_once(db_: Any, message: Message, ticket: Any) -> bool:
-            if message.id == ids[0] and not died:
-                died.append(True)
-                raise RuntimeError("process killed")
-            return await real(db_, message, ticket)
-
-        monkeypatch.setattr(outbound, "queue_again_if_passed", dies_once)
+        died = writer_dies_once(monkeypatch, ids[0])
         held.go.set()
         await processing  # the processor logs the step's error; no one runs it again here
         assert died, "the writer did not get to its look for the mark"

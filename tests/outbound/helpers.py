@@ -13,6 +13,8 @@ import pytest
 
 from backend.connections.providers import registry
 from backend.core.config import Settings
+from backend.messages.models import Message
+from backend.outbound import service as outbound
 from backend.outbound.worker import OutboundWorker
 from tests.factories import Tenant, unique_phone
 from tests.fakes.harness import ROOT, FakeEvolution
@@ -89,3 +91,26 @@ async def worker_loop(db: Any, settings: Settings) -> AsyncIterator[Callable[[],
             for task in tasks:
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(task, timeout=30)
+
+
+def quick_lease_worker(db: Any, settings: Settings, http: httpx.AsyncClient, **more: Any) -> OutboundWorker:
+    """A worker whose lease (after which an entry without its message is passed) is half a second,
+    and whose retry after a failed send comes 2 s later: a later reply's pass sees it waiting."""
+    quick = {"OUTBOUND_LEASE_SECONDS": 0.5, "OUTBOUND_BACKOFF_BASE_SECONDS": 2.0}
+    return OutboundWorker(db, settings.model_copy(update={**quick, **more}), http)
+
+
+def writer_dies_once(monkeypatch: pytest.MonkeyPatch, message_id: str) -> list[bool]:
+    """The writer of `message_id` dies right after its insert, before its look for the worker's
+    mark (outbound `queue_again_if_passed` raises, once, for that message). The list returned gets
+    an item when it died."""
+    real, died = outbound.queue_again_if_passed, list[bool]()
+
+    async def dies_once(db: Any, message: Message, ticket: Any) -> bool:
+        if message.id == message_id and not died:
+            died.append(True)
+            raise RuntimeError("process killed")
+        return await real(db, message, ticket)
+
+    monkeypatch.setattr(outbound, "queue_again_if_passed", dies_once)
+    return died

@@ -12,10 +12,13 @@ from typing import Any
 
 import httpx
 import pytest
+from pymongo.errors import AutoReconnect
 
 from backend.connections.providers import registry
+from backend.core import natural_keys
 from backend.core.clock import utcnow
 from backend.core.config import Settings
+from backend.messages import public as messages_public
 from backend.messages import repository as messages_repo
 from backend.messages.models import Message
 from backend.outbound import repository
@@ -23,8 +26,8 @@ from backend.outbound import service as outbound
 from backend.outbound.worker import OutboundWorker
 from tests.factories import Tenant, make_tenant
 from tests.fakes.harness import FakeEvolution, make_connection, wait_for
-from tests.holds import arrived, holds
-from tests.outbound.helpers import held_ticket, start_worker, unsigned
+from tests.holds import Hold, arrived, holds
+from tests.outbound.helpers import held_ticket, quick_lease_worker, start_worker, unsigned, writer_dies_once
 
 __all__ = ["holds"]
 
@@ -241,18 +244,11 @@ class LateReply:
     worker: OutboundWorker
 
 
-def _quick_lease_worker(db: Any, settings: Settings, http: httpx.AsyncClient, **more: Any) -> OutboundWorker:
-    """A worker whose lease (after which an entry without its message is passed) is half a second,
-    and whose retry after a failed send comes 2 s later: a later reply's pass sees it waiting."""
-    quick = {"OUTBOUND_LEASE_SECONDS": 0.5, "OUTBOUND_BACKOFF_BASE_SECONDS": 2.0, **more}
-    return OutboundWorker(db, settings.model_copy(update=quick), http)
-
-
 async def _passes_one_entry_each(db: Any, settings: Settings, http: httpx.AsyncClient) -> None:
     """Passes of a worker that looks at one open entry per pass, round the open queue: as another
     process's worker whose page holds a later reply without the earlier one (in one page, a
     chat's entries go in order, and the first unfinished one stops the rest)."""
-    lone = _quick_lease_worker(db, settings, http, OUTBOUND_SCAN_LIMIT=1)
+    lone = quick_lease_worker(db, settings, http, OUTBOUND_SCAN_LIMIT=1)
     for _ in range(await repository.queue.head(db) - await repository.queue.get_cursor(db)):
         await lone.run_once()
 
@@ -278,6 +274,27 @@ def late_reply(
     return stage
 
 
+async def _insert_held_past_a_lease(
+    client: httpx.AsyncClient, holds: Any, worker: OutboundWorker, ticket_id: str, headers: dict[str, str]
+) -> tuple[Hold, "asyncio.Task[httpx.Response]", list[str]]:
+    """The agent's reply "atrasada" is queued and its insert held (until the Hold's `go`) past the
+    worker's lease. Returns the hold, the request under way and (once its insert arrived) its id."""
+    ids: list[str] = []
+
+    def late(_db: Any, message: Message) -> bool:
+        if "atrasada" in message.body:
+            ids.append(message.id)
+            return True
+        return False
+
+    held = holds(messages_repo, "insert", late)
+    url = f"/api/v1/tickets/{ticket_id}/messages"
+    request = asyncio.create_task(client.post(url, json={"body": "atrasada"}, headers=headers))
+    await arrived(held.entered, request, "the reply's insert")
+    await asyncio.sleep(worker.policy.lease_seconds + 0.2)
+    return held, request, ids
+
+
 async def _late_reply(
     client: httpx.AsyncClient,
     admin_headers: dict[str, str],
@@ -292,33 +309,13 @@ async def _late_reply(
     key: str | None,
 ) -> LateReply:
     _, _, ticket_id, phone, agent = await _chat(client, admin_headers, evolution, db)
-    worker = _quick_lease_worker(db, settings, http)
+    worker = quick_lease_worker(db, settings, http)
     headers = {**agent, **({"Idempotency-Key": key} if key else {})}
-    ids: list[str] = []
-
-    def late(_db: Any, message: Message) -> bool:
-        if "atrasada" in message.body:
-            ids.append(message.id)
-            return True
-        return False
-
-    held = holds(messages_repo, "insert", late)
-    url = f"/api/v1/tickets/{ticket_id}/messages"
-    request = asyncio.create_task(client.post(url, json={"body": "atrasada"}, headers=headers))
-    await arrived(held.entered, request, "the reply's insert")
-    await asyncio.sleep(worker.policy.lease_seconds + 0.2)
+    held, request, ids = await _insert_held_past_a_lease(client, holds, worker, ticket_id, headers)
     await worker.run_once()
-    assert await outbound.gave_up(db, ids[0]), "the entry was not passed"
+    assert await natural_keys.lookup(db, outbound.PASSED_KEY, ids[0]), "the entry was not passed"
     if dies:
-        real, died = outbound.queue_again_if_passed, []
-
-        async def dies_once(db_: Any, message: Message, ticket: Any) -> bool:
-            if message.id == ids[0] and not died:
-                died.append(True)
-                raise RuntimeError("process killed")
-            return await real(db_, message, ticket)
-
-        monkeypatch.setattr(outbound, "queue_again_if_passed", dies_once)
+        writer_dies_once(monkeypatch, ids[0])
     held.go.set()
     if dies:
         with pytest.raises(RuntimeError):
@@ -441,7 +438,7 @@ async def test_a_reply_that_showed_up_at_the_workers_last_look_keeps_its_place(
     waits out a backoff, the next reply waits too."""
     evolution = evolution_reset
     _, _, ticket_id, phone, agent = await _chat(client, admin_headers, evolution, db)
-    worker = _quick_lease_worker(db, settings, http)
+    worker = quick_lease_worker(db, settings, http)
     inserting = holds(messages_repo, "insert", lambda _db, message: "atrasada" in message.body)
     url = f"/api/v1/tickets/{ticket_id}/messages"
     request = asyncio.create_task(client.post(url, json={"body": "atrasada"}, headers=agent))
@@ -470,6 +467,93 @@ async def test_a_reply_that_showed_up_at_the_workers_last_look_keeps_its_place(
     assert await _status(db, after) == "pending"
     await _all_sent(db, worker, [late, after])
     assert await _received(evolution, phone) == ["atrasada", "depois"]
+
+
+async def test_a_requeue_whose_queue_entry_was_never_written_does_not_hold_its_chat(
+    client: httpx.AsyncClient,
+    evolution_reset: FakeEvolution,
+    db: Any,
+    late_reply: Callable[..., Awaitable[LateReply]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A late-stored reply queued again takes a new place in its chat, then its queue entry. The
+    store fails between the two: that place has no entry to send from. The next reply must not
+    wait at it for good, nor the reply queued again later wait for that next reply: both go."""
+    scene = await late_reply(dies=True)
+    real_enqueue, failed = repository.enqueue, []
+
+    async def fails_once(db_: Any, body: Any) -> int:
+        if body.message_id == scene.message_id and not failed:
+            failed.append(True)
+            raise AutoReconnect("the store went away")
+        return await real_enqueue(db_, body)
+
+    monkeypatch.setattr(repository, "enqueue", fails_once)
+    await asyncio.sleep(scene.worker.policy.lease_seconds + 0.2)  # the walk of the passed log is due
+    await scene.worker.run_once()  # queues it again: its place is taken, its entry is not written
+    assert failed, "the requeue did not run"
+    places = await db.outbox_chats.find({"message_id": scene.message_id}).to_list(None)
+    assert len(places) == 2, places
+    after = await _reply(client, scene.ticket_id, scene.agent, "depois")
+    await _all_sent(db, scene.worker, [scene.message_id, after])
+    assert sorted(await _received(evolution_reset, scene.phone)) == ["atrasada", "depois"]
+
+
+async def test_a_reply_passed_by_an_older_version_does_not_hold_the_next_reply_of_its_chat(
+    client: httpx.AsyncClient,
+    evolution_reset: FakeEvolution,
+    db: Any,
+    late_reply: Callable[..., Awaitable[LateReply]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An entry passed by the version before this one (its mark alone, naming the message; no
+    give-up key, nothing in the passed log), whose reply was stored late by a writer that died:
+    after the deploy, the next reply of its chat queues it again and goes, as it did then."""
+
+    async def older_pass(db_: Any, *, message_id: str, ticket_id: str) -> bool:
+        await natural_keys.bind(db_, outbound.PASSED_KEY, message_id, target=message_id)
+        return await messages_public.get_internal(db_, message_id) is None
+
+    with monkeypatch.context() as older:
+        older.setattr(outbound, "pass_unstored", older_pass)
+        scene = await late_reply(dies=True)
+    assert await db.outbox_passed.find_one({"message_id": scene.message_id}) is None
+    await asyncio.sleep(scene.worker.policy.lease_seconds + 0.2)  # the stored reply outlives a lease
+    after = await _reply(client, scene.ticket_id, scene.agent, "depois")
+    await _all_sent(db, scene.worker, [scene.message_id, after])
+    assert await _received(evolution_reset, scene.phone) == ["depois", "atrasada"]
+
+
+async def test_the_passed_logs_walk_does_not_stop_looking_before_the_pass_gives_up(
+    client: httpx.AsyncClient,
+    admin_headers: dict[str, str],
+    evolution_reset: FakeEvolution,
+    db: Any,
+    settings: Settings,
+    http: httpx.AsyncClient,
+    holds: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Between a pass's last look (nothing stored) and its give-up, the reply's insert lands and
+    its writer dies; another process's walk of the passed log looks right then (stored, pending,
+    not given up yet). It must look again later, not count the reply as taken care of: the pass
+    then gives its entry up, and no one else would send it."""
+    _, _, ticket_id, phone, agent = await _chat(client, admin_headers, evolution_reset, db)
+    worker, other = quick_lease_worker(db, settings, http), quick_lease_worker(db, settings, http)
+    inserting, request, ids = await _insert_held_past_a_lease(client, holds, worker, ticket_id, agent)
+    giving_up = holds(outbound.natural_keys, "bind", lambda _db, kind, *_, **__: kind == outbound.GAVE_UP_KEY)
+    passing = asyncio.create_task(worker.run_once())
+    await arrived(giving_up.entered, passing, "the pass's give-up")
+    writer_dies_once(monkeypatch, ids[0])
+    inserting.go.set()
+    with pytest.raises(RuntimeError):
+        await request
+    await other.passed_walk.run_once(db, other._recheck_passed)  # the other process's walk, alone
+    giving_up.go.set()
+    await passing
+    assert await outbound.gave_up(db, ids[0])
+    await _all_sent(db, other, [ids[0]])
+    assert await _received(evolution_reset, phone) == ["atrasada"]
 
 
 async def test_two_worker_processes_keep_every_chat_in_order(

@@ -20,14 +20,12 @@ from backend.connections.providers import registry
 from backend.core.clock import utcnow
 from backend.core.config import Settings
 from backend.messages import repository as messages_repo
-from backend.messages.models import Message
 from backend.outbound import service as outbound
-from backend.outbound.worker import OutboundWorker
 from backend.scheduled import service
 from tests.factories import make_tenant
 from tests.fakes.harness import FakeEvolution, make_connection, wait_for
 from tests.holds import arrived, holds
-from tests.outbound.helpers import held_ticket, unsigned
+from tests.outbound.helpers import held_ticket, quick_lease_worker, unsigned, writer_dies_once
 
 __all__ = ["holds"]
 
@@ -60,21 +58,12 @@ async def test_a_late_stored_scheduled_message_whose_pass_died_is_sent_with_no_o
     held = holds(messages_repo, "insert", lambda _db, message: message.scheduled_id == schedule_id)
     passing = asyncio.create_task(service.run_due(db, utcnow() + LATER))
     await arrived(held.entered, passing, "the scheduled message's insert")
-    quick = {"OUTBOUND_LEASE_SECONDS": 0.5}
     async with registry.http_client(settings) as http:
-        worker = OutboundWorker(db, settings.model_copy(update=quick), http)
+        worker = quick_lease_worker(db, settings, http)
         await asyncio.sleep(worker.policy.lease_seconds + 0.2)  # the queue entry outlives a lease
         await worker.run_once()
         assert await outbound.gave_up(db, message_id), "the entry was not passed"
-        real, died = outbound.queue_again_if_passed, list[bool]()
-
-        async def dies_once(db_: Any, message: Message, ticket: Any) -> bool:
-            if message.id == message_id and not died:
-                died.append(True)
-                raise RuntimeError("process killed")
-            return await real(db_, message, ticket)
-
-        monkeypatch.setattr(outbound, "queue_again_if_passed", dies_once)
+        died = writer_dies_once(monkeypatch, message_id)
         held.go.set()
         assert await passing == 0  # the pass logs the schedule's error; no later pass runs here
         assert died, "the writer did not get to its look for the mark"
