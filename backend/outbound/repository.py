@@ -9,9 +9,9 @@ FerretDB pushes down only `_id` equality, so every read here is one:
   1..k with no holes). A queue entry records its chat and k, so a worker of any process finds
   the reply before it in its chat with one `_id` read.
 - `outbox_passed`: the queued messages the worker passed as never stored, `_id` "p:<n>" (plain
-  append, like the queue, with its own cursor): walked again for a lease's worth of late inserts
-  (`OUTBOUND_LATE_STORE_SECONDS`), so one that lands after all is queued again even when its
-  writer died before looking (backend/outbound/service.py, `pass_unstored`).
+  append, like the queue, with its own cursor): walked once a lease, each entry for up to
+  `OUTBOUND_LATE_STORE_SECONDS` after its pass, so a message that lands after all is queued again
+  even when its writer died before looking (backend/outbound/service.py, `pass_unstored`).
 - `outbox_attempts`: attempt k of message m is `_id` "<m>:<k>". Inserting it is the claim that
   lets exactly one worker (of any process) make that attempt (backend/core/attempts.py).
 - `receipts_parked`: status receipts that arrived before their message was known, `_id`

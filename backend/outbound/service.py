@@ -77,7 +77,7 @@ async def pass_unstored(db: Database, *, message_id: str, ticket_id: str) -> boo
     up meanwhile: the entry is handled as any other, on a later pass (the mark then only costs
     the writer a redundant second entry, one send).
     The pass is logged first (`outbox_passed`): the worker walks that log for late inserts
-    (`recheck_passed`), the case of a writer that died before its own look."""
+    (`OutboundWorker._recheck_passed`), the case of a writer that died before its own look."""
     if await natural_keys.lookup(db, GAVE_UP_KEY, message_id) is not None:
         return True  # a pass repeated (a restart, another process's walk): logged already
     await repository.log_passed(db, PassedBody(message_id=message_id, ticket_id=ticket_id, passed_at=utcnow()))

@@ -143,7 +143,16 @@ class OutboundWorker:
         message = await messages.get_internal(self.db, entry.message_id)
         if message is None:
             late = (utcnow() - as_utc(entry.passed_at)).total_seconds()
-            return late > self.settings.OUTBOUND_LATE_STORE_SECONDS
+            if late <= self.settings.OUTBOUND_LATE_STORE_SECONDS:
+                return False
+            # Its request failed before its insert (its sender was told) or the insert was lost:
+            # the ticket is what an operator asking "where did that reply go" looks up.
+            log.info(
+                "passed message never stored; no longer looked for",
+                message_id=entry.message_id,
+                ticket_id=entry.ticket_id,
+            )
+            return True
         if message.status != "pending":
             return True
         if not await service.gave_up(self.db, message.id):

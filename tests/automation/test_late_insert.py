@@ -24,9 +24,9 @@ from backend.outbound import service as outbound
 from backend.webhooks.processor import WebhookProcessor
 from tests.automation.helpers import company, sent_to
 from tests.factories import unique_phone
-from tests.fakes.harness import FakeEvolution, wait_for
+from tests.fakes.harness import FakeEvolution
 from tests.holds import arrived, holds
-from tests.outbound.helpers import quick_lease_worker, writer_dies_once
+from tests.outbound.helpers import passes_until_sent, quick_lease_worker, writer_dies_once
 from tests.webhooks.helpers import raw_id_of, text_upsert
 
 __all__ = ["holds"]
@@ -92,10 +92,5 @@ async def test_a_late_stored_greeting_whose_writer_died_is_sent_with_no_one_else
         stored = await db.messages.find_one({"_id": ids[0]})
         assert stored["status"] == "pending"
 
-        async def sent() -> bool:
-            await worker.run_once()
-            return bool((await db.messages.find_one({"_id": ids[0]}))["status"] == "sent")
-
-        await wait_for(sent, timeout=30)
-        await worker.run_once()  # a pass more: its two entries are one send
+        await passes_until_sent(db, worker, [ids[0]], timeout=30)
     assert await sent_to(evolution, phone) == [stored["body"]]

@@ -17,7 +17,7 @@ from backend.messages.models import Message
 from backend.outbound import service as outbound
 from backend.outbound.worker import OutboundWorker
 from tests.factories import Tenant, unique_phone
-from tests.fakes.harness import ROOT, FakeEvolution
+from tests.fakes.harness import ROOT, FakeEvolution, wait_for
 from tests.webhooks.helpers import settled
 
 
@@ -114,3 +114,16 @@ def writer_dies_once(monkeypatch: pytest.MonkeyPatch, message_id: str) -> list[b
 
     monkeypatch.setattr(outbound, "queue_again_if_passed", dies_once)
     return died
+
+
+async def passes_until_sent(db: Any, worker: OutboundWorker, message_ids: list[str], *, timeout: float = 60) -> None:  # noqa: ASYNC109
+    """Steps `worker`'s passes until every message reads "sent", then one pass more: a message
+    queued twice (its first entry passed, then queued again) must still be one send."""
+
+    async def sent() -> bool:
+        await worker.run_once()
+        found = [await db.messages.find_one({"_id": m}) for m in message_ids]
+        return all(doc is not None and doc["status"] == "sent" for doc in found)
+
+    await wait_for(sent, timeout=timeout)
+    await worker.run_once()

@@ -27,7 +27,14 @@ from backend.outbound.worker import OutboundWorker
 from tests.factories import Tenant, make_tenant
 from tests.fakes.harness import FakeEvolution, make_connection, wait_for
 from tests.holds import Hold, arrived, holds
-from tests.outbound.helpers import held_ticket, quick_lease_worker, start_worker, unsigned, writer_dies_once
+from tests.outbound.helpers import (
+    held_ticket,
+    passes_until_sent,
+    quick_lease_worker,
+    start_worker,
+    unsigned,
+    writer_dies_once,
+)
 
 __all__ = ["holds"]
 
@@ -326,13 +333,6 @@ async def _late_reply(
     return LateReply(ids[0], ticket_id, phone, agent, worker)
 
 
-async def _all_sent(db: Any, worker: OutboundWorker, ids: list[str]) -> None:
-    async def sent() -> bool:
-        return [await _status(db, i) for i in ids] == ["sent"] * len(ids)
-
-    await _passes_until([worker], sent)
-
-
 async def test_a_reply_stored_after_the_worker_passed_its_entry_is_sent_all_the_same(
     client: httpx.AsyncClient,
     evolution_reset: FakeEvolution,
@@ -343,7 +343,7 @@ async def test_a_reply_stored_after_the_worker_passed_its_entry_is_sent_all_the_
     left pending (shown waiting, never sent, holding up its chat)."""
     scene = await late_reply(dies=False)
     after = await _reply(client, scene.ticket_id, scene.agent, "depois")
-    await _all_sent(db, scene.worker, [scene.message_id, after])
+    await passes_until_sent(db, scene.worker, [scene.message_id, after])
     assert await _received(evolution_reset, scene.phone) == ["atrasada", "depois"]
 
 
@@ -359,7 +359,7 @@ async def test_a_late_stored_reply_whose_writer_died_is_queued_again_by_the_next
     scene = await late_reply(dies=True)
     await asyncio.sleep(scene.worker.policy.lease_seconds + 0.2)  # the stored reply outlives a lease too
     after = await _reply(client, scene.ticket_id, scene.agent, "depois")
-    await _all_sent(db, scene.worker, [scene.message_id, after])
+    await passes_until_sent(db, scene.worker, [scene.message_id, after])
     assert await _received(evolution_reset, scene.phone) == ["depois", "atrasada"]
 
 
@@ -377,7 +377,7 @@ async def test_a_late_stored_reply_whose_writer_died_is_queued_again_by_the_agen
     url = f"/api/v1/tickets/{scene.ticket_id}/messages"
     r = await client.post(url, json={"body": "atrasada"}, headers={**scene.agent, "Idempotency-Key": key})
     assert (r.status_code, r.json()["id"]) == (201, scene.message_id), r.text
-    await _all_sent(db, scene.worker, [scene.message_id])
+    await passes_until_sent(db, scene.worker, [scene.message_id])
     assert await _received(evolution_reset, scene.phone) == ["atrasada"]
 
 
@@ -391,7 +391,7 @@ async def test_a_late_stored_reply_whose_writer_died_is_sent_with_no_one_else_co
     worker's walk of what it passed finds it stored and sends it, rather than leaving it pending
     (shown with the clock, never sent) for good."""
     scene = await late_reply(dies=True)
-    await _all_sent(db, scene.worker, [scene.message_id])
+    await passes_until_sent(db, scene.worker, [scene.message_id])
     assert await _received(evolution_reset, scene.phone) == ["atrasada"]
 
 
@@ -420,7 +420,7 @@ async def test_a_reply_queued_after_a_late_reply_was_queued_again_waits_for_it(
     after = await _reply(client, scene.ticket_id, scene.agent, "depois")
     await _passes_one_entry_each(db, settings, http)
     assert await _status(db, after) == "pending"
-    await _all_sent(db, worker, [scene.message_id, after])
+    await passes_until_sent(db, worker, [scene.message_id, after])
     assert await _received(evolution, scene.phone) == ["atrasada", "depois"]
 
 
@@ -465,37 +465,43 @@ async def test_a_reply_that_showed_up_at_the_workers_last_look_keeps_its_place(
     after = await _reply(client, ticket_id, agent, "depois")
     await _passes_one_entry_each(db, settings, http)
     assert await _status(db, after) == "pending"
-    await _all_sent(db, worker, [late, after])
+    await passes_until_sent(db, worker, [late, after])
     assert await _received(evolution, phone) == ["atrasada", "depois"]
 
 
-async def test_a_requeue_whose_queue_entry_was_never_written_does_not_hold_its_chat(
+@pytest.mark.parametrize("dies_at", ["enqueue", "mark_chat_again"])
+async def test_a_requeue_that_dies_between_its_writes_loses_nothing_and_holds_no_chat(
     client: httpx.AsyncClient,
     evolution_reset: FakeEvolution,
     db: Any,
     late_reply: Callable[..., Awaitable[LateReply]],
     monkeypatch: pytest.MonkeyPatch,
+    dies_at: str,
 ) -> None:
-    """A late-stored reply queued again takes a new place in its chat, then its queue entry. The
-    store fails between the two: that place has no entry to send from. The next reply must not
-    wait at it for good, nor the reply queued again later wait for that next reply: both go."""
+    """A late-stored reply queued again takes a new place in its chat, then its queue entry, then
+    marks that place `again`. The store fails (or the process dies) after the first write
+    (`enqueue`: the place has no entry to send from) or after the second (`mark_chat_again`: the
+    place is not marked, so the next reply may go before it, the slip the mark is for). Neither
+    the next reply nor the late one is lost, held for good, or sent twice."""
     scene = await late_reply(dies=True)
-    real_enqueue, failed = repository.enqueue, []
+    real, died = getattr(repository, dies_at), list[bool]()
 
-    async def fails_once(db_: Any, body: Any) -> int:
-        if body.message_id == scene.message_id and not failed:
-            failed.append(True)
+    async def dies_once(db_: Any, *args: Any) -> Any:
+        if not died:
+            died.append(True)
             raise AutoReconnect("the store went away")
-        return await real_enqueue(db_, body)
+        return await real(db_, *args)
 
-    monkeypatch.setattr(repository, "enqueue", fails_once)
+    monkeypatch.setattr(repository, dies_at, dies_once)
     await asyncio.sleep(scene.worker.policy.lease_seconds + 0.2)  # the walk of the passed log is due
-    await scene.worker.run_once()  # queues it again: its place is taken, its entry is not written
-    assert failed, "the requeue did not run"
+    await scene.worker.run_once()  # queues it again, and fails at `dies_at`
+    assert died, "the requeue did not run"
     places = await db.outbox_chats.find({"message_id": scene.message_id}).to_list(None)
-    assert len(places) == 2, places
+    entries = await db.outbox.find({"message_id": scene.message_id}).to_list(None)
+    assert (len(places), len(entries)) == (2, 1 if dies_at == "enqueue" else 2), (places, entries)
+    assert not [p for p in places if p.get("again")]
     after = await _reply(client, scene.ticket_id, scene.agent, "depois")
-    await _all_sent(db, scene.worker, [scene.message_id, after])
+    await passes_until_sent(db, scene.worker, [scene.message_id, after])
     assert sorted(await _received(evolution_reset, scene.phone)) == ["atrasada", "depois"]
 
 
@@ -520,7 +526,7 @@ async def test_a_reply_passed_by_an_older_version_does_not_hold_the_next_reply_o
     assert await db.outbox_passed.find_one({"message_id": scene.message_id}) is None
     await asyncio.sleep(scene.worker.policy.lease_seconds + 0.2)  # the stored reply outlives a lease
     after = await _reply(client, scene.ticket_id, scene.agent, "depois")
-    await _all_sent(db, scene.worker, [scene.message_id, after])
+    await passes_until_sent(db, scene.worker, [scene.message_id, after])
     assert await _received(evolution_reset, scene.phone) == ["depois", "atrasada"]
 
 
@@ -552,7 +558,7 @@ async def test_the_passed_logs_walk_does_not_stop_looking_before_the_pass_gives_
     giving_up.go.set()
     await passing
     assert await outbound.gave_up(db, ids[0])
-    await _all_sent(db, other, [ids[0]])
+    await passes_until_sent(db, other, [ids[0]])
     assert await _received(evolution_reset, phone) == ["atrasada"]
 
 

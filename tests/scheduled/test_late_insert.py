@@ -23,9 +23,9 @@ from backend.messages import repository as messages_repo
 from backend.outbound import service as outbound
 from backend.scheduled import service
 from tests.factories import make_tenant
-from tests.fakes.harness import FakeEvolution, make_connection, wait_for
+from tests.fakes.harness import FakeEvolution, make_connection
 from tests.holds import arrived, holds
-from tests.outbound.helpers import held_ticket, quick_lease_worker, unsigned, writer_dies_once
+from tests.outbound.helpers import held_ticket, passes_until_sent, quick_lease_worker, unsigned, writer_dies_once
 
 __all__ = ["holds"]
 
@@ -69,11 +69,6 @@ async def test_a_late_stored_scheduled_message_whose_pass_died_is_sent_with_no_o
         assert died, "the writer did not get to its look for the mark"
         assert (await db.messages.find_one({"_id": message_id}))["status"] == "pending"
 
-        async def sent() -> bool:
-            await worker.run_once()
-            return bool((await db.messages.find_one({"_id": message_id}))["status"] == "sent")
-
-        await wait_for(sent, timeout=30)
-        await worker.run_once()  # a pass more: its two entries are one send
+        await passes_until_sent(db, worker, [message_id], timeout=30)
     received = [unsigned(s["text"]) for s in await evolution.sent() if s["number"] == phone]
     assert received == ["lembrete: a visita é amanhã"]
