@@ -87,6 +87,17 @@ function waitForLine(proc: ChildProcess, marker: string, what: string, timeoutMs
   });
 }
 
+// Passes the lines `proc` writes on stdout, other than `marker`, on to this process's stderr (the
+// console of whoever runs the suite), whole lines at a time.
+function relayProgress(proc: ChildProcess, marker: string): void {
+  let partial = '';
+  proc.stdout?.on('data', (chunk: Buffer) => {
+    const lines = (partial + chunk.toString()).split('\n');
+    partial = lines.pop() ?? '';
+    for (const line of lines) if (line.trim() && line !== marker) process.stderr.write(`${line}\n`);
+  });
+}
+
 function stop(proc: ChildProcess | undefined, timeoutMs = 10_000): Promise<void> {
   if (!proc || ended(proc)) return Promise.resolve();
   return new Promise((done) => {
@@ -102,16 +113,24 @@ function stop(proc: ChildProcess | undefined, timeoutMs = 10_000): Promise<void>
 // FerretDB lives as long as this helper's stdin stays open, so it also ends if the run is killed.
 // FerretDB runs in its own session, so SIGTERM to the helper must unwind into `finally` (Python's
 // default SIGTERM exits without it, which left FerretDB running after every e2e run).
+// The helper's stderr is the try's log. Building FerretDB takes minutes on a first run: its progress
+// lines ("building local FerretDB...", "built ...", which ensure_built prints to sys.stderr) go to
+// the helper's stdout instead, which relayProgress() passes on to the console; the go commands'
+// own output (written to descriptor 2, not through sys.stderr) and any traceback stay in the log.
 const FERRET_HOLDER = `
+import contextlib
 import signal
 import sys
+from pathlib import Path
 from backend.devtools import ferretdb
 
 def _term(*_):
     raise SystemExit(0)
 
 signal.signal(signal.SIGTERM, _term)
-proc = ferretdb.start(sys.argv[1], sys.argv[2], log_path=__import__("pathlib").Path(sys.argv[3]))
+with contextlib.redirect_stderr(sys.stdout):
+    ferretdb.ensure_built()
+proc = ferretdb.start(sys.argv[1], sys.argv[2], log_path=Path(sys.argv[3]))
 print("ferretdb ready", flush=True)
 try:
     sys.stdin.read()
@@ -156,6 +175,7 @@ export async function startStack(work: string): Promise<Stack> {
     ferret = withLog(ferretLog, (log) =>
       spawn(python, ['-c', FERRET_HOLDER, `127.0.0.1:${mongoPort}`, join(work, 'ferretdb'), ferretLog], { cwd: root, stdio: ['pipe', 'pipe', log] }),
     );
+    relayProgress(ferret, 'ferretdb ready');
     try {
       await waitForLine(ferret, 'ferretdb ready', 'FerretDB');
     } catch (error) {

@@ -86,6 +86,76 @@ describe('TicketTags', () => {
     expect(field).toHaveValue('');
   });
 
+  it('on blur tries text left in the field by a failed save only once, until it is edited', async () => {
+    let failing = true;
+    const { field, puts } = renderTags({ failing: () => failing });
+    await userEvent.click(field);
+    await userEvent.keyboard('urgente');
+    await userEvent.tab();
+    expect(await screen.findByText('Servidor indisponível no momento.')).toBeInTheDocument();
+    await waitFor(() => expect(field).toBeEnabled());
+    expect(field).toHaveValue('urgente');
+
+    // Blurred again with nothing typed: that try was answered; the text stays for the user to fix.
+    for (let i = 0; i < 2; i++) {
+      await userEvent.click(field);
+      await userEvent.tab();
+    }
+    await new Promise((r) => setTimeout(r, 50));
+    expect(puts()).toEqual([{ tags: ['vip', 'urgente'] }]);
+    expect(screen.getAllByText('Servidor indisponível no momento.')).toHaveLength(1);
+    expect(field).toHaveValue('urgente');
+
+    // Edited, it is a new try.
+    failing = false;
+    await userEvent.click(field);
+    await userEvent.keyboard('2');
+    await userEvent.tab();
+    await waitFor(() => expect(puts()).toEqual([{ tags: ['vip', 'urgente'] }, { tags: ['vip', 'urgente2'] }]));
+    await waitFor(() => expect(field).toHaveValue(''));
+  });
+
+  it('on blur says the limit once for text left in the field, and again once that text is edited', async () => {
+    const twenty = Array.from({ length: 20 }, (_, i) => `t${i + 1}`);
+    const tooMany = 'Um atendimento pode ter até 20 etiquetas. As que não couberam ficaram no campo.';
+    const { field, puts } = renderTags({ tags: twenty });
+    await userEvent.click(field);
+    await userEvent.keyboard('urgente');
+    await userEvent.tab();
+    expect(await screen.findByText(tooMany)).toBeInTheDocument();
+    await waitFor(() => expect(field).toHaveValue('urgente'));
+
+    for (let i = 0; i < 2; i++) {
+      await userEvent.click(field);
+      await userEvent.tab();
+    }
+    await new Promise((r) => setTimeout(r, 50));
+    expect(screen.getAllByText(tooMany)).toHaveLength(1);
+    expect(field).toHaveValue('urgente');
+
+    await userEvent.click(field);
+    await userEvent.keyboard('{Backspace}s');
+    await userEvent.tab();
+    await waitFor(() => expect(screen.getAllByText(tooMany)).toHaveLength(2));
+    await waitFor(() => expect(field).toHaveValue('urgents'));
+    expect(puts()).toEqual([]);
+  });
+
+  it('after a blur that left the text alone, Enter still tries it again', async () => {
+    let failing = true;
+    const { field, puts } = renderTags({ failing: () => failing });
+    await userEvent.type(field, 'urgente{Enter}');
+    expect(await screen.findByText('Servidor indisponível no momento.')).toBeInTheDocument();
+    await waitFor(() => expect(field).toBeEnabled());
+    await userEvent.tab();
+    expect(field).toHaveValue('urgente');
+
+    failing = false;
+    await userEvent.type(field, '{Enter}');
+    await waitFor(() => expect(puts()).toEqual([{ tags: ['vip', 'urgente'] }, { tags: ['vip', 'urgente'] }]));
+    await waitFor(() => expect(field).toHaveValue(''));
+  });
+
   it('saves the tags that fit under the limit of 20, says so, and leaves the others in the field', async () => {
     const eighteen = Array.from({ length: 18 }, (_, i) => `t${i + 1}`);
     const { field, puts } = renderTags({ tags: eighteen });

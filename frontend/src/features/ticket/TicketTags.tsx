@@ -1,7 +1,7 @@
 import { TagsInput } from '@mantine/core';
 import { notifications } from '@mantine/notifications';
 import { useMutation, useQueryClient } from '@tanstack/react-query';
-import { useState } from 'react';
+import { useRef, useState } from 'react';
 import { api, errorMessage, unwrap } from '../../api/client';
 import { useTags, useTicketUpdated } from '../../api/queries';
 import type { Ticket } from '../../api/types';
@@ -18,6 +18,10 @@ export function TicketTags({ ticket }: { ticket: Ticket }) {
   // Held here rather than inside TagsInput, which empties it on Enter: tags that were not saved
   // (a failed save, or more than fit) are put back in it.
   const [typed, setTyped] = useState('');
+  // Whether the text in the field is what a try put back (tags over the limit, a failed save) and
+  // the user has not edited it since: that try was answered already, so a blur leaves it alone
+  // rather than saying the same thing again at every blur. Enter still tries it again.
+  const putBack = useRef(false);
   const save = useMutation({
     mutationFn: (next: string[]) =>
       unwrap(api.PUT('/api/v1/tickets/{ticket_id}/tags', { params: { path: { ticket_id: ticket.id } }, body: { tags: next } })),
@@ -33,14 +37,17 @@ export function TicketTags({ ticket }: { ticket: Ticket }) {
       const unsaved = next.filter((tag) => !(ticket.tags ?? []).includes(tag));
       // Joined by the split character alone: add() makes them separate tags again. Any that did
       // not fit stay after them.
-      if (unsaved.length) setTyped((rest) => [...unsaved, rest].filter(Boolean).join(','));
+      if (unsaved.length) {
+        putBack.current = true;
+        setTyped((rest) => [...unsaved, rest].filter(Boolean).join(','));
+      }
     },
   });
   const current = ticket.tags ?? [];
-  // Every way TagsInput adds text (Enter, blur, a typed or pasted ",", a picked suggestion) comes
-  // here, with one rule: split on ",", trimmed, empty ones and ones already there (case-insensitive,
-  // as TagsInput tells duplicates) dropped. On Enter and blur TagsInput takes text holding commas
-  // (the tags of a failed save) as one tag, and on blur it does not trim.
+  // Every way text is added (Enter, blur, a typed or pasted ",", a picked suggestion) comes here,
+  // with one rule: split on ",", trimmed, empty ones and ones already there (case-insensitive, as
+  // TagsInput tells duplicates) dropped. On Enter TagsInput takes text holding commas (the tags of a
+  // failed save) as one tag; blur is handled below and hands the text over as typed.
   const add = (text: string) => {
     const next = [...current];
     for (const tag of text.split(',').map((part) => part.trim())) {
@@ -52,7 +59,10 @@ export function TicketTags({ ticket }: { ticket: Ticket }) {
       notifications.show({ color: 'orange', message: t.tags.tooMany(MAX_TAGS) });
       // Left in the field, as after a failed save; after TagsInput empties it, which on a paste or
       // a typed "," it does once it has handed the tags over.
-      queueMicrotask(() => setTyped(over.join(',')));
+      queueMicrotask(() => {
+        putBack.current = true;
+        setTyped(over.join(','));
+      });
     }
     if (fit.length > current.length) save.mutate(fit);
   };
@@ -69,7 +79,18 @@ export function TicketTags({ ticket }: { ticket: Ticket }) {
         else save.mutate(next);
       }}
       searchValue={typed}
-      onSearchChange={setTyped}
+      onSearchChange={(text) => {
+        putBack.current = false; // edited, or emptied as TagsInput hands text over
+        setTyped(text);
+      }}
+      // Blur as TagsInput would do it (the text handed to add(), the field emptied), except for text
+      // put back and not edited since, which stays for the user to fix.
+      acceptValueOnBlur={false}
+      onBlur={() => {
+        if (putBack.current) return;
+        setTyped('');
+        if (typed.trim()) add(typed);
+      }}
       // No maxTags: TagsInput would drop what is over it without a word; add() keeps it.
       maxLength={32}
       disabled={save.isPending}
