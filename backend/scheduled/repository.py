@@ -59,32 +59,37 @@ async def page(
     """Soonest (`send_at`, `_id`) first, strictly after `after` when given."""
     scoped = scope.filter(query)
     if after is not None:
-        at, last_id = after
-        scoped = {"$and": [scoped, {"$or": [{"send_at": {"$gt": at}}, {"send_at": at, "_id": {"$gt": last_id}}]}]}
+        scoped = {"$and": [scoped, _after(after)]}
     cursor = db[COLLECTION].find(scoped).sort([("send_at", 1), ("_id", 1)]).limit(limit)
     return [ScheduledMessage.model_validate(d) async for d in cursor]
 
 
-async def due_internal(db: Database, now: datetime, *, limit: int) -> list[ScheduledMessage]:
-    """Every tenant's schedules whose time has come and that are still scheduled, soonest first,
-    up to `limit` of them. A document that does not read as a schedule is logged and passed over
-    (it stays "scheduled", so `iaze_scheduled_overdue_seconds` keeps rising until an operator
-    mends it): one tenant's bad document must not stop every tenant's due pass, at every pass. The
-    read goes on past such documents (after the last one read, by `send_at` and `_id`), so however
-    many there are they do not fill the batch."""
+async def due_internal(
+    db: Database, now: datetime, *, after: tuple[datetime, str] | None = None, limit: int
+) -> list[ScheduledMessage]:
+    """Every tenant's schedules whose time has come and that are still scheduled, soonest first
+    (strictly after `after`, a (`send_at`, `_id`) the caller read last, when given), up to `limit`
+    of them. A document that does not read as a schedule is logged and passed over (it stays
+    "scheduled", so `iaze_scheduled_overdue_seconds` keeps rising until an operator mends it): one
+    tenant's bad document must not stop every tenant's due pass, at every pass. The read goes on
+    past such documents, so however many there are they do not fill the batch."""
     due = {"status": "scheduled", "send_at": {"$lte": now}}
-    query: dict[str, Any] = due
     found: list[ScheduledMessage] = []
     while len(found) < limit:
         wanted = limit - len(found)
+        query = due if after is None else {"$and": [due, _after(after)]}
         cursor = db[COLLECTION].find(query).sort([("send_at", 1), ("_id", 1)]).limit(wanted)
         docs = await cursor.to_list(length=wanted)
         found.extend(_readable(docs))
         if len(docs) < wanted:
             break
-        at, last_id = docs[-1]["send_at"], docs[-1]["_id"]
-        query = {"$and": [due, {"$or": [{"send_at": {"$gt": at}}, {"send_at": at, "_id": {"$gt": last_id}}]}]}
+        after = (docs[-1]["send_at"], docs[-1]["_id"])
     return found
+
+
+def _after(last: tuple[datetime, str]) -> dict[str, Any]:
+    at, last_id = last
+    return {"$or": [{"send_at": {"$gt": at}}, {"send_at": at, "_id": {"$gt": last_id}}]}
 
 
 def _readable(docs: list[dict[str, Any]]) -> list[ScheduledMessage]:

@@ -416,14 +416,22 @@ async def overdue_seconds(db: Database) -> float:
 
 
 async def run_due(db: Database, now: datetime | None = None) -> int:
-    """One pass: every schedule whose time has come. Returns how many it settled."""
+    """One pass: every schedule whose time has come, `DUE_BATCH` at a time. Returns how many it
+    settled. One that fails (the store, or a bug) waits for the next pass, and the read goes on
+    after it: however many fail at every pass, they never hold back the schedules behind them."""
+    now = now or utcnow()
     settled = 0
-    for due in await repository.due_internal(db, now or utcnow(), limit=DUE_BATCH):
-        try:
-            await deliver(db, due)
-            settled += 1
-        except Exception as exc:  # the store or a bug: this one waits for the next pass, the rest go on
-            log.warning("scheduled message not sent; retrying", schedule_id=due.id, error=str(exc))
+    after: tuple[datetime, str] | None = None
+    while batch := await repository.due_internal(db, now, after=after, limit=DUE_BATCH):
+        for due in batch:
+            try:
+                await deliver(db, due)
+                settled += 1
+            except Exception as exc:
+                log.warning("scheduled message not sent; retrying", schedule_id=due.id, error=str(exc))
+        if len(batch) < DUE_BATCH:
+            break
+        after = (batch[-1].send_at, batch[-1].id)
     return settled
 
 

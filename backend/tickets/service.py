@@ -18,6 +18,7 @@ from backend.core.clock import as_utc, day_end, day_start, utcnow
 from backend.core.db import Database
 from backend.core.errors import Conflict, Forbidden, NotFound, Unauthorized, Unprocessable
 from backend.core.ids import is_valid_id, new_id
+from backend.core.logging import get_logger
 from backend.core.pagination import decode_cursor, decode_time_cursor, encode_cursor
 from backend.core.retry import read_winner
 from backend.core.runtime import EventHook, FinalizeHook, runtime_of
@@ -39,6 +40,8 @@ from backend.tickets.schemas import TicketCounts, TicketFilters, TicketPage, Tic
 from backend.tickets.states import CREATED_EVENT, Action, Status, authorize, is_open
 from backend.tickets.visibility import can_act_on, can_see, visible_query
 from backend.users import service as users
+
+log = get_logger("tickets")
 
 NUMBER_KEY = "ticket-number"
 # "finalize-hooks:<ticket>": every finalize hook ran to its end for the ticket (the sweep re-runs
@@ -667,14 +670,23 @@ async def release_owed(db: Database, *, paid_if_active_before: datetime) -> int:
     still under way has marked, and not yet written the user. Returns the tickets handed back."""
     released = 0
     for owed in await users.owed_releases_internal(db):
-        holder = await users.get_internal(db, owed.id)
-        if holder is not None and holder.active and as_utc(owed.owed_at) >= as_utc(paid_if_active_before):
-            continue
-        if holder is not None and not holder.active and holder.reseller_id is not None:
-            async for ticket in _held_in_atendendo(db, holder):
-                released += await hand_back_if_inactive(db, ticket)
-        assert owed.owed is not None
-        await users.release_paid(db, owed.id, owed.owed)
+        try:
+            released += await _pay_release(db, owed, paid_if_active_before)
+        except Exception as exc:  # its mark stays owed for the next pass; the other people's go on
+            log.error("owed release failed; the next sweep tries it again", user_id=owed.id, error=str(exc))
+    return released
+
+
+async def _pay_release(db: Database, owed: users.ReleaseOwed, paid_if_active_before: datetime) -> int:
+    released = 0
+    holder = await users.get_internal(db, owed.id)
+    if holder is not None and holder.active and as_utc(owed.owed_at) >= as_utc(paid_if_active_before):
+        return 0
+    if holder is not None and not holder.active and holder.reseller_id is not None:
+        async for ticket in _held_in_atendendo(db, holder):
+            released += await hand_back_if_inactive(db, ticket)
+    assert owed.owed is not None
+    await users.release_paid(db, owed.id, owed.owed)
     return released
 
 

@@ -26,14 +26,16 @@ settle only where something is behind. On MongoDB the scan uses the `at` and `cr
 the scan reads all of ticket_events and messages, and the pacing keeps it under a tenth of the
 time: measured on this 2-core machine under load, 11-16 s per sweep at 100k messages + 30k events
 (period ~2 min), about a tenth of that at 10k messages. Any number of processes may sweep at
-once: settling is idempotent.
+once: settling is idempotent. A ticket (or an owed release) the sweep fails on, a bug or a
+document only an operator can mend, is logged and passed over, and the ones after it are swept;
+the process tries it again at each sweep after (`Owed`), however far its span has moved on.
 """
 
 import asyncio
 import contextlib
 import time
-from collections.abc import Coroutine
-from dataclasses import dataclass
+from collections.abc import Coroutine, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -54,45 +56,78 @@ log = get_logger("tickets.sweep")
 
 
 @dataclass(frozen=True)
+class Owed:
+    """A ticket a sweep failed on (a bug, or a document only an operator can mend), with what
+    that sweep knew of it: the next sweep tries it again although its span has moved on."""
+
+    since: datetime
+    version: int  # its newest event's
+    newest: tuple[datetime, str] | None  # its newest message's time and id
+
+
+@dataclass(frozen=True)
 class Swept:
     repaired: int  # tickets that were behind
     scan_seconds: float  # the two range reads: what grows with the store on FerretDB
+    failed: dict[str, Owed] = field(default_factory=dict)
 
 
-async def sweep_once(db: Database, *, since: datetime) -> Swept:
+async def sweep_once(db: Database, *, since: datetime, owed: Mapping[str, Owed] | None = None) -> Swept:
     """Settles every ticket moved or messaged at or after `since` whose stored document is behind
-    (a lower version than its newest event, or an older last message). A ticket that is not
-    costs one read by `_id`."""
+    (a lower version than its newest event, or an older last message), and every ticket `owed` by
+    an earlier sweep that failed on it. A ticket that is not behind costs one read by `_id`. One
+    that fails is logged and returned in `failed`; the tickets after it are still swept, so one
+    ticket failing at every sweep never holds back the others."""
+    owed = owed or {}
     clock = time.monotonic()
     versions = await events.versions_since_internal(db, since)
     latest = await messages.latest_per_ticket_since_internal(db, since)
     scan_seconds = time.monotonic() - clock
     repaired = 0
+    failed: dict[str, Owed] = {}
     holders: dict[str, users.User | None] = {}  # the holders read in this pass (hand_back_if_inactive)
-    for ticket_id in sorted(set(versions) | set(latest)):
-        doc = await repository.get_internal(db, ticket_id)
-        behind = doc is None or doc.version < versions.get(ticket_id, 0)
-        activity = None
-        if ticket_id in latest:
-            at, message_id = latest[ticket_id]
-            if doc is None or as_utc(doc.last_message_at) < as_utc(at):
-                message = await messages.get_internal(db, message_id)
-                activity = projection.Activity.of(message) if message is not None else None
-        if behind or activity is not None:
-            settled = await projection.settle(db, ticket_id, activity=activity)
-            repaired += 1
-            doc = settled if settled is not None else doc
-        due = doc is not None and _hooks_may_be_due(doc, since, latest.get(ticket_id))
-        if doc is not None and due and not await tickets.finalize_hooks_done(db, ticket_id):
-            # Its finalize died before its hooks ran to their end (module docstring): each hook is
-            # idempotent, so running them again finishes them.
-            await tickets.after_finalize(db, doc)
-        if doc is not None:
-            # Held by a person deactivated meanwhile (module docstring): handed back to its queue.
-            await tickets.hand_back_if_inactive(db, doc, holders=holders)
+    for ticket_id in sorted(set(versions) | set(latest) | set(owed)):
+        left = owed.get(ticket_id)
+        wanted = Owed(since, versions.get(ticket_id, 0), latest.get(ticket_id))
+        if left is not None:
+            newer = left.newest is not None and (wanted.newest is None or left.newest[0] > wanted.newest[0])
+            wanted = Owed(
+                min(since, left.since), max(wanted.version, left.version), left.newest if newer else wanted.newest
+            )
+        try:
+            repaired += await _sweep_ticket(db, ticket_id, wanted, holders)
+        except Exception as exc:
+            log.error(
+                "ticket sweep failed on a ticket; the next sweep tries it again", ticket_id=ticket_id, error=str(exc)
+            )
+            failed[ticket_id] = wanted
     # Deactivations whose own release never ran to its end: their idle conversations too.
     await tickets.release_owed(db, paid_if_active_before=since)
-    return Swept(repaired, scan_seconds)
+    return Swept(repaired, scan_seconds, failed)
+
+
+async def _sweep_ticket(db: Database, ticket_id: str, wanted: Owed, holders: dict[str, users.User | None]) -> int:
+    """One ticket's repairs (module docstring). Returns 1 when its document was behind."""
+    doc = await repository.get_internal(db, ticket_id)
+    behind = doc is None or doc.version < wanted.version
+    activity = None
+    if wanted.newest is not None:
+        at, message_id = wanted.newest
+        if doc is None or as_utc(doc.last_message_at) < as_utc(at):
+            message = await messages.get_internal(db, message_id)
+            activity = projection.Activity.of(message) if message is not None else None
+    if behind or activity is not None:
+        settled = await projection.settle(db, ticket_id, activity=activity)
+        doc = settled if settled is not None else doc
+    due = doc is not None and _hooks_may_be_due(doc, wanted.since, wanted.newest)
+    if doc is not None and due and not await tickets.finalize_hooks_done(db, ticket_id):
+        # Its finalize died before its hooks ran to their end (module docstring): each hook is
+        # idempotent, so running them again finishes them.
+        await tickets.after_finalize(db, doc)
+    if doc is not None:
+        # Held by a person deactivated meanwhile (module docstring): handed back to its queue.
+        await tickets.hand_back_if_inactive(db, doc, holders=holders)
+    return 1 if behind or activity is not None else 0
 
 
 def _hooks_may_be_due(doc: tickets.Ticket, since: datetime, newest: tuple[datetime, str] | None) -> bool:
@@ -108,10 +143,11 @@ def _hooks_may_be_due(doc: tickets.Ticket, since: datetime, newest: tuple[dateti
 
 async def run_until(db: Database, settings: Settings, stop: asyncio.Event) -> None:
     since = utcnow() - timedelta(seconds=settings.TICKET_SWEEP_STARTUP_LOOKBACK_SECONDS)
+    owed: dict[str, Owed] = {}  # tickets the last sweep failed on (Swept.failed)
     while not stop.is_set():
         started, clock = utcnow(), time.monotonic()
         try:
-            swept = await _unless_stopped(sweep_once(db, since=since), stop)
+            swept = await _unless_stopped(sweep_once(db, since=since, owed=owed), stop)
             if swept is None:
                 return
         except Exception as exc:  # a database hiccup: the next sweep covers the same span again
@@ -121,6 +157,7 @@ async def run_until(db: Database, settings: Settings, stop: asyncio.Event) -> No
             if swept.repaired:
                 log.info("ticket projections repaired from their log", tickets=swept.repaired)
             since = started - timedelta(seconds=settings.TICKET_SWEEP_LOOKBACK_SECONDS)
+            owed = swept.failed
             scan_seconds = swept.scan_seconds
         # Paced by the scans only: the reads by `_id` that follow are one per recently written
         # ticket, a fraction of what its writers did, and pacing on them would stretch the bound

@@ -196,7 +196,7 @@ async def test_a_stopping_process_does_not_wait_for_a_sweep_in_progress(
     """A sweep over a large FerretDB can take minutes; shutdown cuts it short instead."""
     started, never = asyncio.Event(), asyncio.Event()
 
-    async def endless_sweep(db: Any, *, since: Any) -> sweep.Swept:
+    async def endless_sweep(db: Any, *, since: Any, owed: Any) -> sweep.Swept:
         started.set()
         await never.wait()
         return sweep.Swept(0, 0.0)
