@@ -19,14 +19,19 @@ Runs the same processing the webhook route runs (backend.webhooks.service.proces
 idempotent: messages already stored are not stored again. Raw events are never changed except
 for their outcome fields. Like every process that writes, it first passes the backend's start-up
 gate (backend/gates.py: production store, deploy ledger, migrations) and refuses a database the
-API would refuse. Exit code 0 when every event processed, 1 when some still fail, 3 when the
-database is unreachable, 4 when the start-up gate refused (the reason on stderr).
+API would refuse. A stored event that does not read as a delivery (an older version's shape, an
+odd one) is passed over, logged, and listed by its id at the end ("unreadable: <id>"); every
+other one is still taken. Exit code 0 when every event processed, 1 when some still fail or do
+not read, 2 when `one` names no readable event, 3 when the database is unreachable, 4 when the
+start-up gate refused (the reason on stderr).
 """
 
 import asyncio
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 import typer
+from pydantic import ValidationError
 from pymongo.errors import PyMongoError
 from rich.console import Console
 from rich.table import Table
@@ -63,28 +68,50 @@ app = typer.Typer(help=__doc__, no_args_is_help=True, add_completion=False)
 console = Console(highlight=False)
 
 
+@dataclass(frozen=True)
+class Picked:
+    """What a run takes: the deliveries that read, and the `_id`s of those that do not (passed
+    over and logged by the listing, reported to the operator: mend them, or run `one` after)."""
+
+    events: list[RawEvent]
+    unreadable: list[str]
+
+
+async def pick(db: Database, *, connection_id: str | None, limit: int, dropped_inactive: bool = False) -> Picked:
+    """The run's events, paged by `_id` (so events failing again are not picked up twice in one
+    run), at most `limit` of them; a document that does not read is passed over, not counted in
+    `limit`, and the paging goes on past it. `dropped_inactive`: the deliveries older versions
+    set aside (`set_aside`) instead of the failed ones."""
+    status = "ignored" if dropped_inactive else FAILED
+    events: list[RawEvent] = []
+    unreadable: list[str] = []
+    after: Any = None
+    while len(events) < limit:
+        page = await repository.list_by_status(
+            db, status, connection_id=connection_id, after_id=after, limit=min(100, limit - len(events))
+        )
+        if page.last_id is None:
+            break
+        events.extend(raw for raw in page.events if not dropped_inactive or set_aside(raw))
+        unreadable.extend(page.unreadable)
+        after = page.last_id
+    return Picked(events=events, unreadable=unreadable)
+
+
 async def reprocess(
     db: Database, *, connection_id: str | None, limit: int, dry_run: bool, dropped_inactive: bool = False
 ) -> list[tuple[RawEvent, str]]:
-    """Returns (raw event, outcome) pairs, each lane's in the order they were stored. Collects
-    the run's events first (paged by `_id`, so events failing again are not picked up twice in
-    one run), then processes them in stored order: `_id`s compare as text ("w:1:10" sorts before
-    "w:1:9"), and one chat's deliveries (a message, then its receipts) must run in its order.
-    `dropped_inactive`: the deliveries older versions set aside (`set_aside`) instead of the
-    failed ones."""
-    status = "ignored" if dropped_inactive else FAILED
-    picked: list[RawEvent] = []
-    after: str | None = None
-    while len(picked) < limit:
-        page = await repository.list_by_status(
-            db, status, connection_id=connection_id, after_id=after, limit=min(100, limit - len(picked))
-        )
-        if not page:
-            break
-        picked.extend(raw for raw in page if not dropped_inactive or set_aside(raw))
-        after = page[-1].id
-    picked.sort(key=_stored_order)
-    return [(raw, "would retry" if dry_run else await _process(db, raw)) for raw in picked]
+    """Returns (raw event, outcome) pairs, each lane's in the order they were stored, of the
+    events `pick` takes (the unreadable ones are only logged here: `_run` reports them)."""
+    picked = await pick(db, connection_id=connection_id, limit=limit, dropped_inactive=dropped_inactive)
+    return await run_picked(db, picked.events, dry_run=dry_run)
+
+
+async def run_picked(db: Database, events: list[RawEvent], *, dry_run: bool) -> list[tuple[RawEvent, str]]:
+    """Processes the picked events in stored order: `_id`s compare as text ("w:1:10" sorts
+    before "w:1:9"), and one chat's deliveries (a message, then its receipts) must run in its order."""
+    ordered = sorted(events, key=_stored_order)
+    return [(raw, "would retry" if dry_run else await _process(db, raw)) for raw in ordered]
 
 
 def _stored_order(raw: RawEvent) -> tuple[str, int, str]:
@@ -124,21 +151,26 @@ async def _run(
     raw_id: str | None,
     dropped_inactive: bool = False,
 ) -> int:
+    unreadable: list[str] = []
     try:
         async with gated_database(settings, write=not dry_run) as db:
             if db is None:
                 return GATE_REFUSED
             if raw_id is not None:
-                raw = await repository.get(db, raw_id)
+                try:
+                    raw = await repository.get(db, raw_id)
+                except ValidationError as exc:
+                    console.print(f"[red]raw event {raw_id} does not read as a delivery: {exc}[/red]")
+                    return 2
                 if raw is None:
                     console.print(f"[red]no raw event {raw_id}[/red]")
                     return 2
                 outcome = "would retry" if dry_run else await _process(db, raw)
                 results = [(raw, outcome)]
             else:
-                results = await reprocess(
-                    db, connection_id=connection_id, limit=limit, dry_run=dry_run, dropped_inactive=dropped_inactive
-                )
+                picked = await pick(db, connection_id=connection_id, limit=limit, dropped_inactive=dropped_inactive)
+                unreadable = picked.unreadable
+                results = await run_picked(db, picked.events, dry_run=dry_run)
     except PyMongoError as exc:
         console.print(f"[red]database error: {exc}[/red]")
         return 3
@@ -148,7 +180,12 @@ async def _run(
     console.print(table)
     failed = sum(1 for _, outcome in results if outcome.startswith(FAILED))
     console.print(f"{len(results)} event(s); {failed} still failing")
-    return 1 if failed else 0
+    if unreadable:
+        # Left as they are: each still failed (or set aside), for an operator to mend.
+        console.print(f"[red]{len(unreadable)} stored event(s) do not read as a delivery, passed over:[/red]")
+        for bad_id in unreadable:
+            console.print(f"  unreadable: {bad_id}")
+    return 1 if failed or unreadable else 0
 
 
 MongoUrl = Annotated[str | None, typer.Option(help="overrides MONGO_URL")]

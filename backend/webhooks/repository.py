@@ -15,8 +15,8 @@ connection watch last found the connection's webhook right (backend/webhooks/wat
 """
 
 import asyncio
-import contextlib
 from collections.abc import AsyncGenerator
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -146,16 +146,38 @@ async def get_attempt(db: Database, raw_id: str, attempt: int) -> Attempt | None
     return Attempt.load(await db[ATTEMPTS].find_one({"_id": attempt_id(raw_id, attempt)}))
 
 
+@dataclass(frozen=True)
+class StatusPage:
+    """One page of `list_by_status`: the deliveries that read, the `_id`s of those that do not,
+    and where the next page starts (the last document's `_id`, read or not; None: no document)."""
+
+    events: list[RawEvent]
+    unreadable: list[str]
+    last_id: Any
+
+
 async def list_by_status(
-    db: Database, status: str, *, connection_id: str | None, after_id: str | None, limit: int
-) -> list[RawEvent]:
-    """Operator tooling only (a scan on FerretDB; indexed on MongoDB)."""
+    db: Database, status: str, *, connection_id: str | None, after_id: Any, limit: int
+) -> StatusPage:
+    """Operator tooling only (a scan on FerretDB; indexed on MongoDB). A document that does not
+    read as a delivery (an older version's shape, an odd one) is passed over and logged with its
+    `_id`, not raised: one bad document must not keep an operator from every other failed
+    delivery. It stays as it is, for an operator to mend; the page still moves past it."""
     query: dict[str, Any] = {"status": status}
     if connection_id:
         query["connection_id"] = connection_id
-    if after_id:
+    if after_id is not None:
         query["_id"] = {"$gt": after_id}
-    return [RawEvent.model_validate(doc) async for doc in db[COLLECTION].find(query).sort("_id", ASC).limit(limit)]
+    docs = await db[COLLECTION].find(query).sort("_id", ASC).limit(limit).to_list(length=limit)
+    events: list[RawEvent] = []
+    unreadable: list[str] = []
+    for doc in docs:
+        try:
+            events.append(RawEvent.model_validate(doc))
+        except ValidationError as exc:
+            log.error("webhook raw event unreadable; passed over", raw_id=str(doc.get("_id")), error=str(exc))
+            unreadable.append(str(doc.get("_id")))
+    return StatusPage(events=events, unreadable=unreadable, last_id=docs[-1]["_id"] if docs else None)
 
 
 async def watched_right_at(db: Database, connection_id: str) -> datetime | None:
@@ -172,22 +194,31 @@ async def record_watched_right(db: Database, connection_id: str, at: datetime) -
         await db[STATE].update_one({"_id": f"watched:{connection_id}"}, {"$max": {"right_at": at}})
 
 
-async def wait(db: Database, waiting: Waiting) -> None:
-    """Idempotent: a delivery run again (a retry, the sweep) waits once for the same thing."""
-    with contextlib.suppress(DuplicateKeyError):
+async def wait(db: Database, waiting: Waiting) -> bool:
+    """Idempotent: a delivery run again (a retry, the sweep) waits once for the same thing.
+    Whether it waits from now on: False when the entry was there already (`waiting_ended` tells
+    whether it still waits)."""
+    try:
         await db[WAITING].insert_one(waiting.stored())
+    except DuplicateKeyError:
+        return False
+    return True
 
 
-async def runnable_waiting_internal(
-    db: Database, *, since: datetime, now: datetime, page: int
-) -> AsyncGenerator[Waiting, None]:
+async def waiting_ended(db: Database, waiting_id: str) -> bool:
+    """Whether the entry is there and no longer waits (run to its end, or given up)."""
+    doc = await db[WAITING].find_one({"_id": waiting_id}, projection={"applied_at": 1})
+    return doc is not None and doc.get("applied_at") is not None
+
+
+async def runnable_waiting_internal(db: Database, *, now: datetime, page: int) -> AsyncGenerator[Waiting, None]:
     """Deliveries still waiting whose time has come at `now`, oldest parked first: every tenant's,
     for the processors' sweep. One with a `not_before` (a redrive, an owed catch-up, anything
-    postponed) once it is passed, however long ago it was parked: the sweep ends each of those
-    itself, run or given up for good (webhooks.service `run_waiting`), and one left to age out
-    unread (due at the window's edge, or while no sweep ran) would be a client's message nobody
-    processed and nothing reported. One without (an edit whose message has not come) only if
-    parked since `since`: it is kept two days, then left parked with its raw delivery.
+    postponed) once it is passed, however long ago it was parked, and every one without (an edit
+    whose message has not come), however long ago it was parked: the sweep ends each itself, run
+    or given up for good (webhooks.service `run_waiting`: an edit whose message has not come in
+    the two days it is looked after is given up), and one left to age out unread would be a
+    client's message (or edit) nobody processed and nothing reported, counted waiting forever.
     Read `page` at a time, each page after the last document read (`parked_at`, `_id`): what the
     sweep walks past must not hide what was parked after it, and what it ran meanwhile (ended, or
     postponed) is not read again. A scan on FerretDB of a collection that holds only the
@@ -195,10 +226,7 @@ async def runnable_waiting_internal(
     A document that does not read as a Waiting is passed over: one bad document must not stop
     every tenant's waiting deliveries (it stays, for an operator). It is logged and counted the
     first time this process meets it (`_first_sighting`), not at every pass."""
-    due: dict[str, Any] = {
-        "applied_at": None,
-        "$or": [{"not_before": None, "parked_at": {"$gte": since}}, {"not_before": {"$lte": now}}],
-    }
+    due: dict[str, Any] = {"applied_at": None, "$or": [{"not_before": None}, {"not_before": {"$lte": now}}]}
     query = due
     while True:
         cursor = db[WAITING].find(query).sort([("parked_at", ASC), ("_id", ASC)]).limit(page)

@@ -373,8 +373,10 @@ async def _apply_change(db: Database, conn: connections.Connection, change: Mess
     stored yet may come first (Evolution posts a client's edit under our own number, another
     lane than the client's chat, and a backlog's lanes catch up at their own pace; or the message
     reaches us later, in a history sync): it is parked, its lane moves on, and the processor's
-    sweep runs its delivery again once the message is stored (`run_waiting`; an edit of
-    a message from before the connection waits for nothing, kept parked with its raw delivery).
+    sweep runs its delivery again once the message is stored (`run_waiting`; one whose message
+    has not come in the two days the sweep looks after it, a message from before the connection
+    or one an outage lost, is given up there: its delivery kept failed for an operator, who can
+    catch the message up and reprocess it).
 
     A deletion for everyone is not parked: Evolution reports it twice, as MESSAGES_EDITED under
     our number and as MESSAGES_DELETE in the message's own chat, after the message (lane order),
@@ -417,10 +419,14 @@ async def _apply_change(db: Database, conn: connections.Connection, change: Mess
             provider_message_id=pid,
             parked_at=utcnow(),
         )
-        await repository.wait(db, parked)
+        parks = await repository.wait(db, parked)
         # Stored meanwhile (its lane runs beside this one)? Then at once, not at the next sweep.
         target = await _changed_message(db, conn.id, pid)
         if target is None:
+            if not parks and await repository.waiting_ended(db, parked.id):
+                # Its wait was given up (`run_waiting`) and an operator runs it again, its message
+                # still not stored: kept failed for them, not "parked" with nothing waiting.
+                raise LookupError("the message this edit changes is not stored, and its wait has ended")
             return "parked: the message this edit changes is not stored yet"
         await repository.done_waiting(db, parked.id)
     if target is None:
@@ -529,16 +535,18 @@ async def run_waiting(db: Database, settings: Settings, *, since: datetime, limi
     their ids). One that fails again waits longer, for as long as the sweep looks after it (from
     `since` to now: processor WAITING_LOOKED_AFTER), then is given up: kept failed, with its
     error, for scripts/reprocess_webhooks.py, like one that fails for good in `process`. An owed
-    catch-up (`owe_catch_up`) is paid the same way. Runs at most `limit`, walking past the edits
-    whose message is not stored yet however many there are. Returns how many ran."""
+    catch-up (`owe_catch_up`) is paid the same way. A parked edit whose message has not come by
+    then (parked before `since`) is given up the same way, not left waiting. Runs (or gives up)
+    at most `limit`, walking past the edits whose message is not stored yet however many there
+    are. Returns how many ran or were given up."""
     ran = 0
     now = utcnow()
     looked_after = now - since
-    walk = repository.runnable_waiting_internal(db, since=since, now=now, page=limit)
+    walk = repository.runnable_waiting_internal(db, now=now, page=limit)
     async with contextlib.aclosing(walk) as runnable:
         async for waiting in runnable:
             try:
-                ran += await _run_one_waiting(db, settings, waiting, looked_after=looked_after)
+                ran += await _run_one_waiting(db, settings, waiting, since=since, looked_after=looked_after)
             except Exception as exc:
                 # Each on its own: one that fails at every run (a document that no longer
                 # validates, a provider no registry knows) would otherwise stop the pass at the
@@ -563,13 +571,24 @@ async def run_waiting(db: Database, settings: Settings, *, since: datetime, limi
     return ran
 
 
-async def _run_one_waiting(db: Database, settings: Settings, waiting: Waiting, *, looked_after: timedelta) -> bool:
-    """One of `run_waiting`'s: whether it ran (an edit whose message is not stored yet does not)."""
+async def _run_one_waiting(
+    db: Database, settings: Settings, waiting: Waiting, *, since: datetime, looked_after: timedelta
+) -> bool:
+    """One of `run_waiting`'s: whether it ran (an edit whose message is not stored yet does not;
+    one whose message has not come while the sweep looked after it, parked before `since`, is
+    given up, and counts as run)."""
     if waiting.reason == "catch_up":
         return await _run_owed(db, settings, waiting, looked_after=looked_after)
     edited = waiting.connection_id, waiting.provider_message_id
     if waiting.reason == "edit" and await _changed_message(db, *edited) is None:
-        return False
+        if as_utc(waiting.parked_at) >= since:
+            return False
+        # Its message never came (lost in an outage the catch-ups did not cover, or sent before
+        # the connection): left waiting, it would be counted waiting forever and told to nobody.
+        hours = round(looked_after.total_seconds() / 3600)
+        never = f"the message this edit changes ({waiting.provider_message_id}) did not come within {hours} hours"
+        await _give_up(db, waiting, error=f"EditedMessageNotStored: {never}", runs=0)
+        return True
     raw = await repository.get(db, waiting.raw_id)
     if raw is None or (waiting.reason == "retry" and raw.status in FILED):
         # Filed meanwhile by its lane's next attempt (it waits before it is recorded failed).
@@ -596,15 +615,16 @@ async def _run_again_later(db: Database, waiting: Waiting, *, error: str, looked
         await _give_up(db, waiting, error=error)
 
 
-async def _give_up(db: Database, waiting: Waiting, *, error: str) -> None:
+async def _give_up(db: Database, waiting: Waiting, *, error: str, runs: int | None = None) -> None:
     """Ends a waiting entry as failed for good where an operator looks for those: its delivery is
     kept failed (scripts/reprocess_webhooks.py lists it; an edit's was "processed" while parked),
     with why, before the entry is ended, so a kill in between leaves it waiting, given up again
     at its next run. An owed catch-up has no delivery: the log names its window for
     scripts/catch_up_messages.py, and the entry keeps its error. Reported (logged, counted
     "final", what the InboundFailed alert watches) by the first to give it up (repository
-    `claim_give_up`). Nothing is removed."""
-    runs = waiting.tries + 1
+    `claim_give_up`). Nothing is removed. `runs`: how many times the sweep ran it (by default this
+    run and the `tries` before it; none for an edit whose message never came)."""
+    runs = waiting.tries + 1 if runs is None else runs
     if await repository.claim_give_up(db, waiting.id):
         log.error(
             "waiting webhook delivery given up; kept failed for an operator",
@@ -621,7 +641,7 @@ async def _give_up(db: Database, waiting: Waiting, *, error: str) -> None:
         # Whatever its status (failed since its lane's attempts, or processed while parked):
         # one written by a run that succeeded meanwhile in another process is only a false
         # failure, which a reprocessing finds filed (its messages are stored once, by their ids).
-        given_up = f"given up by the waiting sweep after {runs} runs: {error}"[:ERROR_MAX_CHARS]
+        given_up = f"given up by the waiting sweep{f' after {runs} runs' if runs else ''}: {error}"[:ERROR_MAX_CHARS]
         await repository.mark(
             db,
             waiting.raw_id,

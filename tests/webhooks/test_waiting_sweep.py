@@ -5,9 +5,12 @@ only walks past (an edit whose message never comes, kept two days) never fill it
 looks after each for as long as it promised: one whose next run would come later is given up,
 kept failed where an operator looks (scripts/reprocess_webhooks.py) and reported once, and one
 that came due while no sweep ran is still run. A document that does not read is reported once,
-not at every pass. The redrive is a client's message whose attempts failed on errors that passed;
+not at every pass; nor is an edit whose message never comes left waiting past its two days: it is
+given up like the others, reported once. The redrive is a client's message whose attempts failed on errors that passed;
 the sweep's own loop is slowed here so that each test runs the one pass it means to."""
 
+import asyncio
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -22,13 +25,13 @@ from backend.core import metrics
 from backend.core.clock import utcnow
 from backend.core.config import Settings
 from backend.tickets import intake
-from backend.webhooks import service
+from backend.webhooks import repository, service
 from backend.webhooks.models import Waiting
 from backend.webhooks.processor import WAITING_LOOKED_AFTER
 from scripts.reprocess_webhooks import reprocess
 from tests.factories import Tenant, make_tenant, unique_phone
 from tests.fakes.harness import FakeEvolution, make_connection, wait_for
-from tests.webhooks.evolution_shapes import all_messages, pn_key, token, upsert
+from tests.webhooks.evolution_shapes import OWNER, all_messages, envelope, key_id, pn_key, token, upsert
 
 HOOK = "/api/v1/webhooks/whatsapp"
 BODY = "ainda sem resposta do suporte"
@@ -313,3 +316,117 @@ async def test_a_redrive_come_due_while_no_sweep_ran_is_run_though_parked_before
     assert await service.run_waiting(db, settings, since=since, limit=200) == 1
 
     await _filed(client, db, tenant, redrive)
+
+
+async def test_an_edit_whose_message_never_comes_is_given_up_after_its_window_and_reported_once(
+    client: httpx.AsyncClient, db: Any, settings: Settings, conn: dict[str, Any]
+) -> None:
+    """Before the fix it aged out of the sweep's reading unreported: left in `webhook_waiting`
+    forever, counted by `iaze_webhook_waiting{reason="edit"}`, its delivery "processed" (parked)
+    where no operator looks."""
+    await _nothing_else_waiting(db)
+    kid = key_id()
+    protocol = {
+        "key": {"remoteJid": f"{OWNER}@s.whatsapp.net", "fromMe": True, "id": kid},
+        "type": "MESSAGE_EDIT",
+        "editedMessage": {"conversation": "às 20h, não às 19h"},
+        "timestampMs": str(int(time.time() * 1000)),
+    }
+    r = await client.post(
+        f"{HOOK}/{conn['id']}",
+        json=envelope("messages.edited", protocol),
+        headers={"X-Webhook-Token": await token(db, conn["id"])},
+    )
+    assert r.status_code == 200, r.text
+    raw_id = r.json()["raw_id"]
+
+    async def parked() -> dict[str, Any] | None:
+        found: dict[str, Any] | None = await db.webhook_waiting.find_one({"raw_id": raw_id, "reason": "edit"})
+        return found
+
+    entry = await wait_for(parked)
+    assert await repository.count_waiting_internal(db, "edit") == 1
+    # The clock moves past the window the sweep looks after it, its message still not come.
+    await db.webhook_waiting.update_one(
+        {"_id": entry["_id"]}, {"$set": {"parked_at": utcnow() - WAITING_LOOKED_AFTER - timedelta(minutes=1)}}
+    )
+    final_before = _failed("final")
+
+    def sweep() -> Any:
+        return service.run_waiting(db, settings, since=utcnow() - WAITING_LOOKED_AFTER, limit=200)
+
+    with capture_logs() as logs:
+        assert sum(await asyncio.gather(sweep(), sweep())) >= 1  # two processes' sweeps at once
+        ended = await db.webhook_waiting.find_one({"_id": entry["_id"]})
+        assert ended["applied_at"] is not None, ended  # no longer waiting, kept with why
+        assert ended["error"].startswith("EditedMessageNotStored: the message this edit changes"), ended
+        assert kid in ended["error"], ended
+        # A concurrent sweep's whole-document write on FerretDB may put it back waiting: given up
+        # again at the next sweep, not reported again.
+        await db.webhook_waiting.update_one({"_id": entry["_id"]}, {"$set": {"applied_at": None, "error": None}})
+        assert await sweep() == 1
+        assert await sweep() == 0
+
+    reported = [(e["waiting_id"], e["reason"], e["runs"]) for e in logs if e["event"] == GIVEN_UP]
+    assert reported == [(entry["_id"], "edit", 0)]
+    assert _failed("final") == final_before + 1  # what the InboundFailed alert watches
+    assert await repository.count_waiting_internal(db, "edit") == 0
+    assert (await db.webhook_waiting.find_one({"_id": entry["_id"]}))["applied_at"] is not None
+    # Its delivery kept, failed, where the operators' reprocessing looks, with why.
+    raw = await db.webhook_events_raw.find_one({"_id": raw_id})
+    assert raw["status"] == "failed", raw
+    assert raw["error"] == f"given up by the waiting sweep: {ended['error']}", raw
+    listed = await reprocess(db, connection_id=conn["id"], limit=1000, dry_run=True)
+    assert raw_id in [event.id for event, _ in listed]
+
+
+async def test_a_given_up_edit_reprocessed_stays_failed_until_its_message_is_stored(
+    client: httpx.AsyncClient, db: Any, settings: Settings, tenant: Tenant, conn: dict[str, Any]
+) -> None:
+    """Its operator reprocesses it: while its message is still not stored it stays failed (before
+    the fix it was marked "processed", parked, while its wait, ended, waited for nothing: an
+    edit nobody would see); once the message is caught up, the edit is recorded beside it."""
+    await _nothing_else_waiting(db)
+    kid, phone = key_id(), unique_phone()
+    protocol = {
+        "key": {"remoteJid": f"{OWNER}@s.whatsapp.net", "fromMe": True, "id": kid},
+        "type": "MESSAGE_EDIT",
+        "editedMessage": {"conversation": f"{BODY}, editada"},
+        "timestampMs": str(int(time.time() * 1000)),
+    }
+    headers = {"X-Webhook-Token": await token(db, conn["id"])}
+    r = await client.post(f"{HOOK}/{conn['id']}", json=envelope("messages.edited", protocol), headers=headers)
+    assert r.status_code == 200, r.text
+    raw_id = r.json()["raw_id"]
+
+    async def parked() -> dict[str, Any] | None:
+        found: dict[str, Any] | None = await db.webhook_waiting.find_one({"raw_id": raw_id, "reason": "edit"})
+        return found
+
+    entry = await wait_for(parked)
+    await db.webhook_waiting.update_one(
+        {"_id": entry["_id"]}, {"$set": {"parked_at": utcnow() - WAITING_LOOKED_AFTER - timedelta(minutes=1)}}
+    )
+    assert await service.run_waiting(db, settings, since=utcnow() - WAITING_LOOKED_AFTER, limit=200) == 1
+
+    async def outcome() -> str:
+        results = await reprocess(db, connection_id=conn["id"], limit=1000, dry_run=False)
+        (mine,) = [outcome for event, outcome in results if event.id == raw_id]
+        return mine
+
+    assert await outcome() == "failed"
+    raw = await db.webhook_events_raw.find_one({"_id": raw_id})
+    assert raw["status"] == "failed" and "its wait has ended" in raw["error"], raw
+    assert await repository.count_waiting_internal(db, "edit") == 0
+
+    message = upsert(pn_key(phone, kid), {"conversation": BODY}, "conversation")
+    r = await client.post(f"{HOOK}/{conn['id']}", json=message, headers=headers)
+    assert r.status_code == 200, r.text
+
+    async def shown() -> list[str] | None:
+        bodies = [m["body"] for m in await all_messages(client, tenant)]
+        return bodies if BODY in bodies else None
+
+    await wait_for(shown)
+    assert await outcome() == "processed"
+    assert f"{BODY}, editada" in [m["body"] for m in await all_messages(client, tenant)]
