@@ -17,7 +17,9 @@ The backends do this themselves after a restart and after a webhook drift
 
 Like every process that writes, it first passes the backend's start-up gate (backend/gates.py).
 Exit code 0 when done, 2 when a connection is unknown, 3 when the database is unreachable, 4 when
-the start-up gate refused, 5 when the provider failed (what was stored before stays stored).
+the start-up gate refused, 5 when the provider failed for one or more connections: each is caught
+up on its own, so the others are done all the same, and the failed ones are listed at the end
+(what was stored for them before the failure stays stored; run again for them).
 """
 
 import asyncio
@@ -32,8 +34,8 @@ from rich.table import Table
 
 from backend.connections import service as connections
 from backend.connections.providers import registry
-from backend.connections.providers.base import ProviderError
 from backend.core.config import Settings
+from backend.core.db import Database
 from backend.webhooks import service
 from scripts.common import GATE_REFUSED, gated_database
 from scripts.reprocess_webhooks import DbName, MongoUrl, _settings
@@ -54,6 +56,7 @@ async def catch_up(
     settings: Settings, *, since: datetime, until: datetime, connection_id: str | None, dry_run: bool
 ) -> int:
     table = Table("connection", "name", "messages held by the provider", "deliveries stored")
+    failed: list[tuple[connections.Connection, str]] = []
     try:
         async with gated_database(settings, write=not dry_run) as db:
             if db is None:
@@ -66,26 +69,45 @@ async def catch_up(
                     return UNKNOWN
             async with httpx.AsyncClient(timeout=settings.EVOLUTION_TIMEOUT_SECONDS) as http:
                 for conn in chosen:
-                    provider = registry.build(conn.provider, settings, http)
-                    if dry_run:
-                        _, pages = await provider.find_messages(
-                            instance_name=conn.instance_name, since=since, until=until, page=1, page_size=1
-                        )
-                        table.add_row(conn.id, conn.name, str(pages), "-")
-                        continue
-                    done = await service.catch_up(
-                        db, conn, provider, since=since, until=until, lanes=settings.WEBHOOK_LANES
-                    )
-                    table.add_row(conn.id, conn.name, str(done.found), str(done.chats))
+                    try:
+                        row = await _one(db, settings, http, conn=conn, since=since, until=until, dry_run=dry_run)
+                        table.add_row(conn.id, conn.name, *row)
+                    except PyMongoError:
+                        raise  # the store away: every connection after it would meet it too
+                    except Exception as exc:  # this connection's provider (or one no registry knows): the rest go on
+                        failed.append((conn, f"{type(exc).__name__}: {exc}"))
+                        table.add_row(conn.id, conn.name, "[red]failed[/red]", "-")
     except PyMongoError as exc:
         console.print(f"[red]database error: {exc}[/red]")
         return UNREACHABLE
-    except ProviderError as exc:
-        console.print(table)
-        console.print(f"[red]provider error: {exc}[/red]")
-        return PROVIDER_FAILED
     console.print(table)
+    if failed:
+        console.print(f"[red]{len(failed)} connection(s) not caught up; run again for them (--connection):[/red]")
+        for conn, error in failed:
+            console.print(f"  {conn.id} ({conn.name}): {error}")
+        return PROVIDER_FAILED
     return 0
+
+
+async def _one(
+    db: Database,
+    settings: Settings,
+    http: httpx.AsyncClient,
+    *,
+    conn: connections.Connection,
+    since: datetime,
+    until: datetime,
+    dry_run: bool,
+) -> tuple[str, str]:
+    """One connection's row: what the provider holds for the window, and the deliveries stored."""
+    provider = registry.build(conn.provider, settings, http)
+    if dry_run:
+        _, pages = await provider.find_messages(
+            instance_name=conn.instance_name, since=since, until=until, page=1, page_size=1
+        )
+        return str(pages), "-"
+    done = await service.catch_up(db, conn, provider, since=since, until=until, lanes=settings.WEBHOOK_LANES)
+    return str(done.found), str(done.chats)
 
 
 @app.command()

@@ -43,7 +43,8 @@ lifespan (WEBHOOK_PROCESSOR_ENABLED). Several at once, in any number of processe
   waiting); so is a delivery whose attempts all died with their processes. The processor also
   remembers the attempts it made that failed: the store may lose the failure's record, and the
   next attempt must still be the retry (it completes what the failed one stored). Every other error
-  (unknown event, malformed payload) is final at once, for scripts/reprocess_webhooks.py.
+  (unknown event, malformed payload, a delivery or connection document that does not read) is
+  final at once, for scripts/reprocess_webhooks.py, and its lane moves on (`_handle`).
 
 Bounds (defaults in brackets):
 - Holes (numbers of a lane's block that no entry took: its writer moved to a newer block, died,
@@ -91,6 +92,7 @@ from collections import OrderedDict
 from datetime import datetime, timedelta
 from typing import Any
 
+from pydantic import ValidationError
 from pymongo.errors import PyMongoError
 
 from backend.connections import service as connections
@@ -111,7 +113,7 @@ from backend.core.tuning import LANE_CURSOR_EVERY as CURSOR_EVERY
 from backend.core.tuning import LANE_FOREIGN_CHECK_EVERY as FOREIGN_CHECK_EVERY
 from backend.core.tuning import LANE_HELD_RECHECK_SECONDS as HELD_RECHECK
 from backend.core.tuning import RETIRED_CHECK_SECONDS
-from backend.webhooks import repository, service, signals
+from backend.webhooks import repository, sanitize, service, signals
 from backend.webhooks.models import Attempt, RawEvent
 
 log = get_logger("webhooks.processor")
@@ -454,7 +456,25 @@ class WebhookProcessor:
     async def _handle(
         self, raw: dict[str, Any], conns: dict[str, connections.Connection | None], chats: dict[str, Any] | None = None
     ) -> bool:
-        """Processes one pending event. Returns True when the lane may move past it."""
+        """Processes one pending event. Returns True when the lane may move past it. An error no
+        retry mends ends the delivery failed (`_fail`), wherever it is raised: in `service.process`
+        (which records its own), reading the delivery's connection (a document that does not
+        validate), or reading the delivery itself (a field missing or of another type). Raised, it
+        would hold the lane on that delivery for good, and a lane is shared by many tenants' chats
+        (service.lane_of): theirs would be stored and never processed. A retryable error raised
+        outside an attempt (the claim's reads) propagates: the lane's next walk tries again."""
+        try:
+            return await self._attempt(raw, conns, chats)
+        except Exception as exc:
+            if is_retryable(exc):
+                raise
+            # Read whole (only here: the walk trusts what it stores) to say which field is wrong.
+            return await self._fail(raw["_id"], _unreadable(raw) or exc)
+
+    async def _attempt(
+        self, raw: dict[str, Any], conns: dict[str, connections.Connection | None], chats: dict[str, Any] | None
+    ) -> bool:
+        """`_handle`'s claim and attempt."""
         claimed = await self._claim(raw)
         if claimed is None:  # its outcome only: the payload may be megabytes of media
             status = await repository.status_of(self.db, raw["_id"])
@@ -492,7 +512,7 @@ class WebhookProcessor:
             await service.process(self.db, event, conn=conns[connection_id], attempt=attempt, retry=retry, chats=chats)
         except Exception as exc:
             if not is_retryable(exc):
-                raise
+                return await self._fail(raw["_id"], exc, attempt=attempt)
             final = attempt >= max_attempts
             changes: dict[str, Any] = {"error": f"{type(exc).__name__}: {exc}", "attempts": attempt}
             if final:
@@ -518,6 +538,35 @@ class WebhookProcessor:
             return final
         self._failed.pop(raw["_id"], None)
         return True
+
+    async def _fail(self, raw_id: str, exc: Exception, *, attempt: int | None = None) -> bool:
+        """Ends a delivery no retry can process: kept failed with why, for
+        scripts/reprocess_webhooks.py (once its connection or the delivery is mended), and counted
+        "final", as `service.process` keeps its own errors. Written by `_id` alone: the delivery
+        may not read. Returns whether its lane may move past it: not when the failure was not
+        recorded (the lane's next walk fails it again)."""
+        error = sanitize.text(f"{type(exc).__name__}: {exc}")[: service.ERROR_MAX_CHARS]
+        changes: dict[str, Any] = {"status": "failed", "error": error, "failed_at": utcnow(), "retry_at": None}
+        if attempt is not None:
+            changes["attempts"] = attempt
+        try:
+            await repository.mark(self.db, raw_id, changes, inc_attempts=False)
+        except PyMongoError as lost:
+            log.warning("webhook event's failure not recorded", raw_id=raw_id, error=str(lost))
+            return False
+        log.error("webhook event failed; its lane moves on", raw_id=raw_id, error=error)
+        metrics.WEBHOOK_FAILED.labels(kind="final").inc()
+        self._failed.pop(raw_id, None)
+        return True
+
+
+def _unreadable(raw: dict[str, Any]) -> ValidationError | None:
+    """Why a stored delivery does not read as one, if it does not."""
+    try:
+        RawEvent.model_validate(raw)
+    except ValidationError as exc:
+        return exc
+    return None
 
 
 async def run_until(db: Database, settings: Settings, stop: asyncio.Event) -> None:

@@ -21,6 +21,8 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
+from pydantic import ValidationError
+
 from backend.automation import service as automation
 from backend.clients import service as clients
 from backend.clients.phones import whatsapp_addresses
@@ -175,10 +177,24 @@ async def catch_up(
 
 
 async def _stored_record(db: Database, connection_id: str, record: dict[str, Any]) -> bool:
-    """Whether a provider's record names a message stored here (a client's, or a reply's echo)."""
+    """Whether a provider's record names a message stored here (a client's, or a reply's echo).
+    One stored under a document that does not read as a message is stored all the same: logged
+    and passed over (delivered again, it would only fail on that document), so one bad message
+    does not stop the catch-up of its connection's whole window. It stays, for an operator."""
     key = record.get("key")
     key_id = key.get("id") if isinstance(key, dict) else None
-    return isinstance(key_id, str) and bool(key_id) and await _changed_message(db, connection_id, key_id) is not None
+    if not isinstance(key_id, str) or not key_id:
+        return False
+    try:
+        return await _changed_message(db, connection_id, key_id) is not None
+    except ValidationError as exc:
+        log.error(
+            "stored message unreadable; the catch-up passes over it",
+            connection_id=connection_id,
+            provider_message_id=key_id,
+            error=str(exc),
+        )
+        return True
 
 
 def lane_of(connection_id: str, chat: str, lanes: int) -> int:
@@ -249,10 +265,12 @@ async def process(
     `retry`: an earlier attempt may have started (by default, when `attempt` > 1).
     `chats`: kept by the caller across the deliveries of one lane walk; per chat, the client and
     the ticket its last message was filed under, and per tenant its config (see `_ingest_message`)."""
-    conn = conn or await connections.get_internal(db, raw.connection_id)
     counted: dict[str, Any] = {"attempts": attempt} if attempt is not None else {}
     inc = attempt is None
     try:
+        # Inside: a connection document that does not read is this delivery's error, kept (a
+        # reprocessing run goes on to the next delivery), not a crash of its caller.
+        conn = conn or await connections.get_internal(db, raw.connection_id)
         if conn is None:
             raise LookupError("connection not found")
         if raw.truncated:

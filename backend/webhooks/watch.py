@@ -66,14 +66,15 @@ async def check_connections(db: Database, settings: Settings, *, right_at: dict[
     (what their clients write is still filed). `right_at`: per connection, when this process
     last found its webhook right (kept across passes; empty in a process that just started).
     Returns the drift found per connection checked (repaired); a connection whose check failed
-    is left out."""
+    is left out, as is one whose document does not read (connections.bound_internal): each on its
+    own, so one that fails at every pass (a provider no registry knows) stops no other's check."""
     checked: dict[str, list[str]] = {}
     unreachable = 0
     async with registry.http_client(settings) as http:
-        for conn in await connections.bound_internal(db):
-            provider = registry.build(conn.provider, settings, http)
+        for conn in await connections.bound_internal(db):  # those that read (one that does not is logged)
             started = utcnow()
             try:
+                provider = registry.build(conn.provider, settings, http)  # inside: one no registry knows is its own
                 checked[conn.id] = await _check(db, settings, conn, provider, started, known=right_at.get(conn.id))
             except Exception as exc:  # the provider or the store away, or a bug: asked again next period
                 metrics.CONNECTION_CHECK_FAILED.inc()
