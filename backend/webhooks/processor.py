@@ -469,7 +469,8 @@ class WebhookProcessor:
             if is_retryable(exc):
                 raise
             # Read whole (only here: the walk trusts what it stores) to say which field is wrong.
-            return await self._fail(raw["_id"], _unreadable(raw) or exc)
+            unreadable = _unreadable(raw)
+            return await self._fail(raw["_id"], unreadable or exc, redrive=None if unreadable else raw["connection_id"])
 
     async def _attempt(
         self, raw: dict[str, Any], conns: dict[str, connections.Connection | None], chats: dict[str, Any] | None
@@ -512,7 +513,7 @@ class WebhookProcessor:
             await service.process(self.db, event, conn=conns[connection_id], attempt=attempt, retry=retry, chats=chats)
         except Exception as exc:
             if not is_retryable(exc):
-                return await self._fail(raw["_id"], exc, attempt=attempt)
+                return await self._fail(raw["_id"], exc, attempt=attempt, redrive=connection_id)
             final = attempt >= max_attempts
             changes: dict[str, Any] = {"error": f"{type(exc).__name__}: {exc}", "attempts": attempt}
             if final:
@@ -539,23 +540,35 @@ class WebhookProcessor:
         self._failed.pop(raw["_id"], None)
         return True
 
-    async def _fail(self, raw_id: str, exc: Exception, *, attempt: int | None = None) -> bool:
-        """Ends a delivery no retry can process: kept failed with why, for
+    async def _fail(
+        self, raw_id: str, exc: Exception, *, attempt: int | None = None, redrive: str | None = None
+    ) -> bool:
+        """Ends a delivery no retry of its lane can process: kept failed with why, for
         scripts/reprocess_webhooks.py (once its connection or the delivery is mended), and counted
         "final", as `service.process` keeps its own errors. Written by `_id` alone: the delivery
-        may not read. Returns whether its lane may move past it: not when the failure was not
-        recorded (the lane's next walk fails it again)."""
+        may not read. A readable delivery (`redrive`: its connection's id) that failed on a
+        document that does not read, its connection's, may be one a newer version wrote during a
+        rolling deploy: it is run again by the waiting sweep (`service.wait_to_redrive`, as a
+        delivery whose attempts all failed on errors that may pass), given up only if it still
+        fails after its 2 days. Returns whether its lane may move past it: not when the failure
+        was not recorded (the lane's next walk fails it again)."""
+        again = redrive is not None and isinstance(exc, ValidationError)
         error = sanitize.text(f"{type(exc).__name__}: {exc}")[: service.ERROR_MAX_CHARS]
         changes: dict[str, Any] = {"status": "failed", "error": error, "failed_at": utcnow(), "retry_at": None}
         if attempt is not None:
             changes["attempts"] = attempt
         try:
+            if again and redrive is not None:  # waiting first, as in `_attempt`: a kill after leaves it run again
+                await service.wait_to_redrive(self.db, raw_id, redrive)
             await repository.mark(self.db, raw_id, changes, inc_attempts=False)
         except PyMongoError as lost:
             log.warning("webhook event's failure not recorded", raw_id=raw_id, error=str(lost))
             return False
-        log.error("webhook event failed; its lane moves on", raw_id=raw_id, error=error)
-        metrics.WEBHOOK_FAILED.labels(kind="final").inc()
+        if again:
+            log.warning("webhook event failed on a document that does not read; run again", raw_id=raw_id, error=error)
+        else:
+            log.error("webhook event failed; its lane moves on", raw_id=raw_id, error=error)
+        metrics.WEBHOOK_FAILED.labels(kind="retryable" if again else "final").inc()
         self._failed.pop(raw_id, None)
         return True
 
