@@ -95,8 +95,7 @@ async def bound_internal(db: Database) -> list[Connection]:
 
 
 async def list_page(db: Database, scope: TenantScope, *, before_id: str | None, limit: int) -> list[Connection]:
-    docs = await scope.page_by_id(db[COLLECTION], {}, before_id=before_id, limit=limit)
-    return [Connection.model_validate(d) for d in docs]
+    return await scope.page_by_id(db[COLLECTION], Connection, {}, before_id=before_id, limit=limit)
 
 
 async def update(

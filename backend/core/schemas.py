@@ -1,13 +1,25 @@
 """Base classes shared by every domain's schemas."""
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import UTC, date, datetime
-from typing import Annotated, Any, Self, cast
+from typing import Annotated, Any, Self, TypeVar, cast
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, StringConstraints, WithJsonSchema
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    StringConstraints,
+    ValidationError,
+    WithJsonSchema,
+)
 
 from backend.core.clock import as_utc
+from backend.core.logging import get_logger
+
+log = get_logger("schemas")
 
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=120)]
 Password = Annotated[str, StringConstraints(min_length=8, max_length=128)]
@@ -68,6 +80,24 @@ class StoredModel(BaseModel):
 
     def stored(self) -> dict[str, Any]:
         return self.model_dump(by_alias=True)
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def readable(model: type[M], docs: Iterable[Mapping[str, Any]], *, what: str) -> list[M]:
+    """The documents that read as `model`, in their order. Each one that does not (an older
+    version's shape, an operator's slip) is logged once, with its `_id` and why, as "<what>
+    unreadable; passed over", and left out: one bad document must not stop a read of the others.
+    It stays in the store as it is, for an operator to mend; a caller paging through documents
+    pages by what it read, not by what this returns, or the bad one would end its walk."""
+    read: list[M] = []
+    for doc in docs:
+        try:
+            read.append(model.model_validate(doc))
+        except ValidationError as exc:
+            log.error(f"{what} unreadable; passed over", id=str(doc.get("_id")), error=str(exc))
+    return read
 
 
 class ReadModel(BaseModel):

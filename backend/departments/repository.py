@@ -30,8 +30,7 @@ async def list_page(
     db: Database, scope: TenantScope, *, before_id: str | None, limit: int, active: bool | None
 ) -> list[Department]:
     query = {"active": active} if active is not None else {}
-    docs = await scope.page_by_id(db[COLLECTION], query, before_id=before_id, limit=limit)
-    return [Department.model_validate(d) for d in docs]
+    return await scope.page_by_id(db[COLLECTION], Department, query, before_id=before_id, limit=limit)
 
 
 async def count_active_in(db: Database, scope: TenantScope, ids: list[str]) -> int:

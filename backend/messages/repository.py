@@ -9,12 +9,14 @@ from backend.core import group_commit
 from backend.core.conditional import one_writer, update_if
 from backend.core.db import Database
 from backend.core.indexes import ASC, DESC, declare
+from backend.core.schemas import readable
 from backend.core.tenancy import TenantScope
 from backend.messages.models import Message
 
 NOTE_DIRECTION = "note"  # an internal note's direction and type (messages/notes.py)
 
 COLLECTION = "messages"
+WHAT = "message"  # how a document that does not read is logged (core.schemas.readable)
 # Delivery statuses only move forward; `failed` only from before the provider took it.
 RANK = {"pending": 0, "sent": 1, "delivered": 2, "read": 3}
 
@@ -47,9 +49,11 @@ async def newest_for_ticket(
     db: Database, scope: TenantScope, ticket_id: str, *, before: tuple[datetime, str] | None, limit: int
 ) -> list[Message]:
     """Up to `limit` messages of a ticket, newest first, older than `before` (created_at, _id)
-    when given: a thread opens at its end and pages back towards its first message."""
-    docs = await scope.page_by_time(db[COLLECTION], {"ticket_id": ticket_id}, "created_at", before=before, limit=limit)
-    return [Message.model_validate(d) for d in docs]
+    when given: a thread opens at its end and pages back towards its first message. One that does
+    not read is passed over (`TenantScope.page_by_time`) rather than failing the whole thread."""
+    return await scope.page_by_time(
+        db[COLLECTION], Message, {"ticket_id": ticket_id}, "created_at", before=before, limit=limit
+    )
 
 
 async def ticket_ids_with_text(db: Database, scope: TenantScope, text: str, *, limit: int) -> list[str]:
@@ -62,7 +66,8 @@ async def ticket_ids_with_text(db: Database, scope: TenantScope, text: str, *, l
 async def client_messages_after_internal(db: Database, ticket_id: str, at: datetime) -> list[Message]:
     """The client messages of a ticket stamped later than `at`, oldest first, with those already
     moved on from it (`moved_from_ticket_id`); not its rating (a client's answer to the survey
-    after the finalize, which belongs to it: backend/automation)."""
+    after the finalize, which belongs to it: backend/automation). One that does not read as a
+    message is logged and passed over (core.schemas.readable): the others still move on."""
     query = {
         "$or": [{"ticket_id": ticket_id}, {"moved_from_ticket_id": ticket_id}],
         "created_at": {"$gt": at},
@@ -71,7 +76,7 @@ async def client_messages_after_internal(db: Database, ticket_id: str, at: datet
         "annotates": None,
     }
     cursor = db[COLLECTION].find(query).sort([("created_at", ASC), ("_id", ASC)])
-    return [Message.model_validate(d) async for d in cursor]
+    return readable(Message, await cursor.to_list(length=None), what=WHAT)
 
 
 async def move_to_ticket(

@@ -63,6 +63,7 @@ from backend.core.clock import as_utc, utcnow
 from backend.core.db import Database
 from backend.core.errors import Conflict, Forbidden, NotFound
 from backend.core.ids import new_id
+from backend.core.logging import get_logger
 from backend.core.pagination import decode_time_cursor, encode_cursor
 from backend.core.retry import read_winner
 from backend.core.runtime import MessageHook, RacedOpening, runtime_of
@@ -78,6 +79,8 @@ from backend.tickets import service as tickets
 from backend.tickets.projection import Activity
 from backend.tickets.states import Status, is_open
 from backend.unread import service as unread
+
+log = get_logger("messages")
 
 PREVIEW_CHARS = projection.PREVIEW_CHARS  # how much of a message its ticket's preview shows
 CLIENT = "client"
@@ -250,19 +253,38 @@ async def refile_after_finalize(db: Database, ticket: tickets.Ticket) -> None:
     its own writer (module docstring), so the scan is marked done (a natural key) and a re-run
     skips it: the sweep re-runs the finalize's hooks for every finalized ticket with a message
     after its finalize, which the automatic closing message makes the usual case, and on FerretDB
-    this scan reads the whole collection."""
+    this scan reads the whole collection.
+
+    Each message is refiled on its own: one that fails (a bug, a store error) is logged and the
+    ones after it still move on; the first failure is then raised, so the scan is not marked done
+    and the finalize's hooks are not either (tickets.after_finalize): the sweep runs them again,
+    and this scan with them. A document that does not read as a message is logged and passed over
+    (repository.client_messages_after_internal) and does not hold the scan open: an operator who
+    mends it finds it in the finalized ticket."""
     if await natural_keys.lookup(db, REFILED_KEY, ticket.id) is not None:
         return
     assert ticket.finalized_at is not None  # just finalized
+    failed: list[Exception] = []
     for message in await repository.client_messages_after_internal(db, ticket.id, as_utc(ticket.finalized_at)):
-        # One moved on already (by an earlier run of this scan that stopped after the move, by
-        # another run under way, or by its own writer) is completed where it is: its number,
-        # activity and announcement there may be what that mover never wrote; each is safe to
-        # repeat. The scan is marked done below, so no later run looks at it again.
-        filed, moved = await _keep_out_of_finalized(db, message, stamped_after_only=message.ticket_id == ticket.id)
-        if filed.id != ticket.id:
-            await _after_stored(db, filed, moved)
+        try:
+            await _refile(db, ticket, message)
+        except Exception as exc:
+            log.error("raced message not refiled", ticket_id=ticket.id, message_id=message.id, error=str(exc))
+            failed.append(exc)
+    if failed:
+        raise failed[0]
     await natural_keys.claim(db, REFILED_KEY, ticket.id, target=ticket.id)
+
+
+async def _refile(db: Database, ticket: tickets.Ticket, message: Message) -> None:
+    """One client message found after `ticket`'s finalize, moved on. One moved on already (by an
+    earlier run of the scan that stopped after the move, by another run under way, or by its own
+    writer) is completed where it is: its number, activity and announcement there may be what that
+    mover never wrote; each is safe to repeat. The scan is marked done once every one returned, so
+    no later run looks at it again."""
+    filed, moved = await _keep_out_of_finalized(db, message, stamped_after_only=message.ticket_id == ticket.id)
+    if filed.id != ticket.id:
+        await _after_stored(db, filed, moved)
 
 
 def _activity(ticket: tickets.Ticket, message: Message) -> Activity:

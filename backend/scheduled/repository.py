@@ -3,17 +3,14 @@
 from datetime import datetime
 from typing import Any
 
-from pydantic import ValidationError
-
 from backend.core.db import Database
 from backend.core.indexes import ASC, declare
-from backend.core.logging import get_logger
+from backend.core.schemas import readable
 from backend.core.tenancy import TenantScope
 from backend.scheduled.models import ScheduledMessage
 
-log = get_logger("scheduled")
-
 COLLECTION = "scheduled_messages"
+WHAT = "scheduled message"  # how a document that does not read is logged (core.schemas.readable)
 
 declare(
     COLLECTION,
@@ -50,7 +47,7 @@ async def get_internal(db: Database, schedule_id: str) -> ScheduledMessage | Non
 async def for_ticket(db: Database, scope: TenantScope, ticket_id: str, *, limit: int) -> list[ScheduledMessage]:
     cursor = db[COLLECTION].find(scope.filter({"ticket_id": ticket_id})).sort([("send_at", 1), ("_id", 1)]).limit(limit)
     # Read by the finalize hook (service.after_finalize): one bad document must not stop the rest.
-    return _readable(await cursor.to_list(length=limit))
+    return readable(ScheduledMessage, await cursor.to_list(length=limit), what=WHAT)
 
 
 async def page(
@@ -80,7 +77,7 @@ async def due_internal(
         query = due if after is None else {"$and": [due, _after(after)]}
         cursor = db[COLLECTION].find(query).sort([("send_at", 1), ("_id", 1)]).limit(wanted)
         docs = await cursor.to_list(length=wanted)
-        found.extend(_readable(docs))
+        found.extend(readable(ScheduledMessage, docs, what=WHAT))
         if len(docs) < wanted:
             break
         after = (docs[-1]["send_at"], docs[-1]["_id"])
@@ -90,18 +87,6 @@ async def due_internal(
 def _after(last: tuple[datetime, str]) -> dict[str, Any]:
     at, last_id = last
     return {"$or": [{"send_at": {"$gt": at}}, {"send_at": at, "_id": {"$gt": last_id}}]}
-
-
-def _readable(docs: list[dict[str, Any]]) -> list[ScheduledMessage]:
-    """The documents that read as schedules; the others logged, with their ids (QueueWalk's rule:
-    backend/core/attempts.py)."""
-    schedules: list[ScheduledMessage] = []
-    for doc in docs:
-        try:
-            schedules.append(ScheduledMessage.model_validate(doc))
-        except ValidationError as exc:
-            log.error("scheduled message unreadable; passed over", schedule_id=doc.get("_id"), error=str(exc))
-    return schedules
 
 
 async def soonest_waiting_internal(db: Database) -> datetime | None:

@@ -1,5 +1,6 @@
 """Queries on `tickets`. The ticket document is a projection of its `ticket_events`."""
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -10,6 +11,7 @@ from backend.core import group_commit
 from backend.core.conditional import update_if
 from backend.core.db import Database
 from backend.core.indexes import ASC, DESC, declare
+from backend.core.schemas import readable
 from backend.core.tenancy import TenantScope
 from backend.tickets.models import Ticket, TicketState
 from backend.tickets.states import OPEN_STATES
@@ -115,24 +117,38 @@ async def reopened_from(db: Database, scope: TenantScope, ticket: Ticket) -> lis
     return sorted(await _find(db, scope, query), key=lambda t: (t.open_slot, t.id))
 
 
+@dataclass(frozen=True)
+class HeldPage:
+    """One page of `held_by`: the tickets that read, how many documents did not (logged and passed
+    over: core.schemas.readable), and where the next page starts (the last document read,
+    readable or not), None once the page was not full: nothing after it."""
+
+    tickets: list[Ticket]
+    passed_over: int
+    next_after: str | None
+
+
 async def held_by(
     db: Database, scope: TenantScope, agent_id: str, *, status: str, after_id: str | None, limit: int
-) -> list[Ticket]:
+) -> HeldPage:
     """The tickets `agent_id` holds in `status`, by `_id` after `after_id` (index
     inbox_agent_status_activity: a person holds a handful of tickets, not thousands)."""
     query: dict[str, Any] = {"agent_id": agent_id, "status": status}
     if after_id is not None:
         query["_id"] = {"$gt": after_id}
     cursor = db[COLLECTION].find(scope.filter(query)).sort("_id", ASC).limit(limit)
-    return [Ticket.model_validate(d) for d in await cursor.to_list(length=limit)]
+    docs = await cursor.to_list(length=limit)
+    held = readable(Ticket, docs, what="ticket")
+    return HeldPage(held, len(docs) - len(held), str(docs[-1]["_id"]) if len(docs) == limit else None)
 
 
 async def list_page(
     db: Database, scope: TenantScope, query: dict[str, Any], *, after: tuple[datetime, str] | None, limit: int
 ) -> list[Ticket]:
-    """`query`: what is finer than the tenant (tickets.visibility, the inbox filters)."""
-    docs = await scope.page_by_time(db[COLLECTION], query, "last_message_at", before=after, limit=limit)
-    return [Ticket.model_validate(d) for d in docs]
+    """`query`: what is finer than the tenant (tickets.visibility, the inbox filters). Up to
+    `limit` tickets, newest activity first, strictly before `after`. One that does not read is
+    passed over (`TenantScope.page_by_time`) rather than failing the inbox of everyone who sees it."""
+    return await scope.page_by_time(db[COLLECTION], Ticket, query, "last_message_at", before=after, limit=limit)
 
 
 async def count(db: Database, scope: TenantScope, query: dict[str, Any]) -> int:
@@ -168,5 +184,4 @@ async def client_tickets(
     """A client's tickets (with those of the clients merged into it) in the scope but
     `exclude_id`, newest first (index tenant_client_created)."""
     query = {"client_id": {"$in": client_ids}, "_id": {"$ne": exclude_id}}
-    docs = await scope.page_by_time(db[COLLECTION], query, "created_at", before=before, limit=limit)
-    return [Ticket.model_validate(d) for d in docs]
+    return await scope.page_by_time(db[COLLECTION], Ticket, query, "created_at", before=before, limit=limit)

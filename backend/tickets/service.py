@@ -647,17 +647,28 @@ async def release_held_by(db: Database, actor: Actor, *, holder_id: str) -> list
     return released
 
 
+class HeldUnreadable(RuntimeError):
+    """Some tickets a person holds do not read (`_held_in_atendendo`): every other one was handed
+    back; the release is not done, so its mark stays owed (users/deactivation.py) and the sweep
+    pays it once an operator mended them (`release_owed`)."""
+
+
 async def _held_in_atendendo(db: Database, holder: users.User) -> AsyncIterator[Ticket]:
+    """Every ticket `holder` holds in atendendo. One whose document does not read is logged and
+    passed over, the others still yielded; then this raises `HeldUnreadable`."""
     assert holder.reseller_id is not None
     after: str | None = None
-    scope, atendendo = TenantScope(holder.reseller_id), Status.ATENDENDO.value
+    scope, atendendo, passed_over = TenantScope(holder.reseller_id), Status.ATENDENDO.value, 0
     while True:
-        held = await repository.held_by(db, scope, holder.id, status=atendendo, after_id=after, limit=RELEASE_BATCH)
-        for ticket in held:
+        page = await repository.held_by(db, scope, holder.id, status=atendendo, after_id=after, limit=RELEASE_BATCH)
+        for ticket in page.tickets:
             yield ticket
-        if len(held) < RELEASE_BATCH:
-            return
-        after = held[-1].id
+        passed_over += page.passed_over
+        if page.next_after is None:
+            break
+        after = page.next_after
+    if passed_over:
+        raise HeldUnreadable(f"{passed_over} ticket(s) held by {holder.id} do not read; handed back once mended")
 
 
 async def release_owed(db: Database, *, paid_if_active_before: datetime) -> int:
@@ -683,8 +694,12 @@ async def _pay_release(db: Database, owed: users.ReleaseOwed, paid_if_active_bef
     if holder is not None and holder.active and as_utc(owed.owed_at) >= as_utc(paid_if_active_before):
         return 0
     if holder is not None and not holder.active and holder.reseller_id is not None:
-        async for ticket in _held_in_atendendo(db, holder):
-            released += await hand_back_if_inactive(db, ticket)
+        try:
+            async for ticket in _held_in_atendendo(db, holder):
+                released += await hand_back_if_inactive(db, ticket)
+        except HeldUnreadable as exc:  # the others are back in their queues; the mark stays owed
+            log.error("owed release not paid: held tickets do not read", user_id=owed.id, error=str(exc))
+            return released
     assert owed.owed is not None
     await users.release_paid(db, owed.id, owed.owed)
     return released

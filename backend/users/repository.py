@@ -8,6 +8,7 @@ from backend.core import group_commit
 from backend.core.conditional import one_writer, update_if
 from backend.core.db import Database
 from backend.core.indexes import ASC, DESC, declare
+from backend.core.schemas import readable
 from backend.core.tenancy import TenantScope
 from backend.users.models import ReleaseOwed, User
 
@@ -50,9 +51,7 @@ async def list_page(
     extra: dict[str, Any] | None = None,
 ) -> list[User]:
     query = {"role": {"$in": list(roles)}, **(extra or {})}
-    return [
-        User.model_validate(d) for d in await scope.page_by_id(db[COLLECTION], query, before_id=before_id, limit=limit)
-    ]
+    return await scope.page_by_id(db[COLLECTION], User, query, before_id=before_id, limit=limit)
 
 
 async def update(
@@ -129,7 +128,10 @@ async def owe_release(db: Database, user: User, owed: str, at: datetime) -> None
 
 
 async def owed_releases_internal(db: Database) -> list[ReleaseOwed]:
-    return [ReleaseOwed.model_validate(d) for d in await db[RELEASES].find({"owed": {"$ne": None}}).to_list(None)]
+    """Every unpaid mark. One that does not read is logged and passed over (core.schemas.readable),
+    left owed: the others are still paid, and it is read again at every sweep until it is mended."""
+    docs = await db[RELEASES].find({"owed": {"$ne": None}}).to_list(None)
+    return readable(ReleaseOwed, docs, what="owed release")
 
 
 async def release_paid(db: Database, user_id: str, owed: str, at: datetime) -> None:

@@ -68,7 +68,9 @@ def functions_of(module: ModuleType) -> dict[str, Callable[..., Any]]:
             out[name] = obj
         elif inspect.isclass(obj) and obj.__module__ == module.__name__:
             for attr, member in vars(obj).items():
-                if inspect.isfunction(member):
+                # Not the methods a decorator writes (a dataclass's `__init__`, `__eq__`...): no
+                # source of the module's own, and no reads.
+                if inspect.isfunction(member) and member.__code__.co_filename == module.__file__:
                     out[f"{name}.{attr}"] = member
     return out
 

@@ -12,11 +12,14 @@ import pytest
 from backend.audit import repository as events
 from backend.core import conditional
 from backend.core.clock import as_utc, utcnow
+from backend.core.ids import new_id
+from backend.tickets import intake
 from backend.tickets import repository as tickets_repo
-from backend.tickets.models import STATE_FIELDS, TicketEvent
+from backend.tickets.models import STATE_FIELDS, Ticket, TicketEvent
 from backend.tickets.states import Status
+from backend.users import repository as users
 from backend.users.models import User
-from tests.factories import API, Tenant, collect_pages, get_ticket
+from tests.factories import API, Tenant, collect_pages, get_ticket, make_client
 
 STATUSES = ("espera", "atendendo", "finalizado")
 CONVERGENCE_TIMEOUT = 120.0  # seconds; a bound on waiting, never an assertion about speed
@@ -166,3 +169,20 @@ async def log_assume_without_projecting(
             data={"action": "assume"},
         ),
     )
+
+
+async def open_channel_ticket(client: httpx.AsyncClient, db: Any, tenant: Tenant) -> tuple[Ticket, str]:
+    """A client's first message on a channel of its own, filed by intake: its ticket and the client."""
+    customer = await make_client(client, tenant)
+    fresh = await users.get_internal(db, customer["id"])
+    assert fresh is not None
+    ticket, _, _ = await intake.receive_client_message(
+        db,
+        reseller_id=tenant.id,
+        client=fresh,
+        department_id=tenant.departments[0]["id"],
+        channel=new_id(),
+        body="oi",
+        message_id=new_id(),
+    )
+    return ticket, customer["id"]

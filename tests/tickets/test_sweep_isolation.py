@@ -5,12 +5,13 @@ their span has moved past what brought it to the sweep.
 The process's own sweep is off: the test runs the loop (`sweep.run_until`) itself, fast."""
 
 import asyncio
+from datetime import datetime
 from typing import Any
 
 import httpx
 import pytest
 
-from backend.core.clock import utcnow
+from backend.core.clock import as_utc, utcnow
 from backend.core.config import Settings
 from backend.tickets import service as tickets
 from backend.tickets import sweep
@@ -32,7 +33,12 @@ async def tenant(client: httpx.AsyncClient, admin_headers: dict[str, str]) -> Te
 
 
 async def test_a_ticket_the_sweep_fails_on_holds_back_no_other_and_is_tried_again_after_its_span(
-    client: httpx.AsyncClient, db: Any, tenant: Tenant, mongo_url: str, db_name: str
+    client: httpx.AsyncClient,
+    db: Any,
+    tenant: Tenant,
+    mongo_url: str,
+    db_name: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     made = [(await make_ticket(client, tenant))["id"] for _ in range(2)]
     bad, good = sorted(made)  # the sweep goes in id order: the failing one comes first
@@ -43,6 +49,16 @@ async def test_a_ticket_the_sweep_fails_on_holds_back_no_other_and_is_tried_agai
     number = (await db.tickets.find_one({"_id": bad}))["number"]
     await db.tickets.update_one({"_id": bad}, {"$set": {"number": f"#{number}"}})
 
+    assumed = max([(await db.ticket_events.find_one({"ticket_id": t, "version": 2}))["at"] for t in made])
+    spans: list[datetime] = []  # each finished sweep's `since`
+    real_sweep = sweep.sweep_once
+
+    async def recorded(db_: Any, *, since: datetime, owed: Any) -> sweep.Swept:
+        swept = await real_sweep(db_, since=since, owed=owed)
+        spans.append(since)
+        return swept
+
+    monkeypatch.setattr(sweep, "sweep_once", recorded)
     fast = make_settings(mongo_url, db_name, TICKET_SWEEP_SECONDS=0.2, TICKET_SWEEP_LOOKBACK_SECONDS=0.1)
     stop = asyncio.Event()
     loop = asyncio.create_task(sweep.run_until(db, fast, stop))
@@ -52,8 +68,11 @@ async def test_a_ticket_the_sweep_fails_on_holds_back_no_other_and_is_tried_agai
             return int((await db.tickets.find_one({"_id": ticket_id}))["version"])
 
         await wait_for(lambda: _is(version(good), 2), timeout=30)
-        # Several sweeps later, their span is long past the assume that brought `bad` to them.
-        await asyncio.sleep(1.5)
+
+        async def past_the_assumes() -> bool:  # a sweep whose span no longer reaches them ran
+            return any(as_utc(at) > as_utc(assumed) for at in spans)
+
+        await wait_for(past_the_assumes, timeout=30)
         assert await version(bad) == 1
         await db.tickets.update_one({"_id": bad}, {"$set": {"number": number}})  # mended
         await wait_for(lambda: _is(version(bad), 2), timeout=30)

@@ -13,12 +13,11 @@ from backend.core.config import Settings
 from backend.core.ids import new_id
 from backend.messages import repository as messages_repo
 from backend.messages.models import Message
-from backend.tickets import intake, sweep
 from backend.tickets import service as tickets_service
-from backend.tickets.models import Ticket
-from backend.users import repository as users
+from backend.tickets import sweep
 from tests.conftest import make_settings
-from tests.factories import API, Tenant, make_client, make_tenant
+from tests.factories import API, Tenant, make_tenant
+from tests.tickets.projection_support import open_channel_ticket
 
 
 @pytest.fixture(scope="module")
@@ -32,27 +31,11 @@ async def tenant(client: httpx.AsyncClient, admin_headers: dict[str, str]) -> Te
     return await make_tenant(client, admin_headers, agents=1)
 
 
-async def _open_ticket(client: httpx.AsyncClient, db: Any, tenant: Tenant) -> tuple[Ticket, str]:
-    customer = await make_client(client, tenant)
-    fresh = await users.get_internal(db, customer["id"])
-    assert fresh is not None
-    ticket, _, _ = await intake.receive_client_message(
-        db,
-        reseller_id=tenant.id,
-        client=fresh,
-        department_id=tenant.departments[0]["id"],
-        channel=new_id(),
-        body="oi",
-        message_id=new_id(),
-    )
-    return ticket, customer["id"]
-
-
 async def test_a_finalize_killed_before_its_scan_has_its_racing_message_moved_by_the_sweep(
     client: httpx.AsyncClient, db: Any, tenant: Tenant, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     since = utcnow() - timedelta(seconds=5)
-    ticket, client_id = await _open_ticket(client, db, tenant)
+    ticket, client_id = await open_channel_ticket(client, db, tenant)
     # Stored and checked while the ticket was open, stamped after the finalize to come (a process
     # whose clock runs ahead): only the finalize's own scan would move it.
     late = {
@@ -96,7 +79,7 @@ async def test_a_note_never_becomes_the_tickets_activity_through_the_sweep(
     client: httpx.AsyncClient, db: Any, tenant: Tenant
 ) -> None:
     since = utcnow() - timedelta(seconds=5)
-    ticket, _ = await _open_ticket(client, db, tenant)
+    ticket, _ = await open_channel_ticket(client, db, tenant)
     before = await db.tickets.find_one({"_id": ticket.id})
     r = await client.post(
         f"{API}/tickets/{ticket.id}/notes", json={"body": "cliente VIP, cuidado"}, headers=tenant.headers
