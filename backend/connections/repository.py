@@ -3,19 +3,15 @@
 from collections.abc import Mapping
 from typing import Any
 
-from pydantic import ValidationError
-
 from backend.connections.models import Connection
 from backend.core import single_flight
 from backend.core.conditional import one_writer, update_if
 from backend.core.db import Database
 from backend.core.indexes import ASC, DESC, declare
-from backend.core.logging import get_logger
+from backend.core.schemas import readable
 from backend.core.tenancy import TenantScope
 
 COLLECTION = "whatsapp_connections"
-
-log = get_logger("connections")
 
 declare(COLLECTION, [("reseller_id", ASC), ("_id", DESC)], name="tenant_id", purpose="a tenant's connections")
 
@@ -85,13 +81,8 @@ async def bound_internal(db: Database) -> list[Connection]:
     does not read as a connection is passed over, logged with its `_id` at every scan: one bad
     document must not keep every other tenant's connection from being watched and caught up
     (it stays as it is, for an operator to mend)."""
-    bound: list[Connection] = []
-    async for doc in db[COLLECTION].find({"provider_created": True}).sort("_id", ASC):
-        try:
-            bound.append(Connection.model_validate(doc))
-        except ValidationError as exc:
-            log.error("connection unreadable; passed over", connection_id=str(doc.get("_id")), error=str(exc))
-    return bound
+    docs = await db[COLLECTION].find({"provider_created": True}).sort("_id", ASC).to_list(None)
+    return readable(Connection, docs, what="connection", id_as="connection_id")
 
 
 async def list_page(db: Database, scope: TenantScope, *, before_id: str | None, limit: int) -> list[Connection]:

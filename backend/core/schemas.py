@@ -85,18 +85,28 @@ class StoredModel(BaseModel):
 M = TypeVar("M", bound=BaseModel)
 
 
-def readable(model: type[M], docs: Iterable[Mapping[str, Any]], *, what: str) -> list[M]:
+def readable(
+    model: type[M],
+    docs: Iterable[Mapping[str, Any]],
+    *,
+    what: str,
+    id_as: str = "id",
+    unreadable: list[str] | None = None,
+) -> list[M]:
     """The documents that read as `model`, in their order. Each one that does not (an older
-    version's shape, an operator's slip) is logged once, with its `_id` and why, as "<what>
-    unreadable; passed over", and left out: one bad document must not stop a read of the others.
-    It stays in the store as it is, for an operator to mend; a caller paging through documents
-    pages by what it read, not by what this returns, or the bad one would end its walk."""
+    version's shape, an operator's slip) is logged once, with its `_id` (as `id_as`) and why, as
+    "<what> unreadable; passed over", left out and its `_id` added to `unreadable` when given: one
+    bad document must not stop a read of the others. It stays in the store as it is, for an
+    operator to mend; a caller paging through documents pages by what it read, not by what this
+    returns, or the bad one would end its walk (core.tenancy.readable_page)."""
     read: list[M] = []
     for doc in docs:
         try:
             read.append(model.model_validate(doc))
         except ValidationError as exc:
-            log.error(f"{what} unreadable; passed over", id=str(doc.get("_id")), error=str(exc))
+            log.error(f"{what} unreadable; passed over", **{id_as: str(doc.get("_id"))}, error=str(exc))
+            if unreadable is not None:
+                unreadable.append(str(doc.get("_id")))
     return read
 
 

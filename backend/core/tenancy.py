@@ -49,14 +49,14 @@ class TenantScope:
         self, collection: AsyncCollection[Doc], model: type[M], query: Doc, *, before_id: str | None, limit: int
     ) -> list[M]:
         """Newest `_id` first, below `before_id` when given (the id-cursor lists), as `model`s: up
-        to `limit`, passing over documents that do not read (`_readable_page`)."""
+        to `limit`, passing over documents that do not read (`readable_page`)."""
 
         async def read(after: Doc | None, n: int) -> list[Doc]:
             below = before_id if after is None else after["_id"]
             scoped = self.filter({**query, "_id": {"$lt": below}} if below else query)
             return await collection.find(scoped).sort("_id", DESCENDING).limit(n).to_list(length=n)
 
-        return await _readable_page(read, model, limit, what=collection.name)
+        return await readable_page(read, model, limit, what=collection.name)
 
     async def page_by_time(
         self,
@@ -70,7 +70,7 @@ class TenantScope:
     ) -> list[M]:
         """Newest (`key`, `_id`) first, strictly before `before` when given (the time-cursor
         lists), as `model`s: up to `limit`, passing over documents that do not read
-        (`_readable_page`). One whose `key` is no time ends the read: newest first, the store puts
+        (`readable_page`). One whose `key` is no time ends the read: newest first, the store puts
         every time before what a slip leaves there instead (text, a number, null, nothing)."""
 
         async def read(after: Doc | None, n: int) -> list[Doc]:
@@ -82,7 +82,7 @@ class TenantScope:
             cursor = collection.find(scoped).sort([(key, DESCENDING), ("_id", DESCENDING)]).limit(n)
             return await cursor.to_list(length=n)
 
-        return await _readable_page(read, model, limit, what=collection.name, ends=lambda d: _time_of(d, key) is None)
+        return await readable_page(read, model, limit, what=collection.name, ends=lambda d: _time_of(d, key) is None)
 
 
 def _time_of(doc: Doc, key: str) -> tuple[datetime, str] | None:
@@ -90,27 +90,28 @@ def _time_of(doc: Doc, key: str) -> tuple[datetime, str] | None:
     return (at, doc["_id"]) if isinstance(at, datetime) else None
 
 
-async def _readable_page(
+async def readable_page(
     read: Callable[[Doc | None, int], Awaitable[list[Doc]]],
     model: type[M],
     limit: int,
     *,
     what: str,
     ends: Callable[[Doc], bool] = lambda _: False,
+    unreadable: list[str] | None = None,
 ) -> list[M]:
     """Up to `limit` documents that read as `model`, from `read(after, n)` (the next at most `n`
-    documents after `after`, the last one read, or from the start for None). One that
-    does not read is logged and passed over (core.schemas.readable), and the read goes on past
-    it: the page still fills, so the cursor the list builds from its last item leads past the bad
-    one. Without this, one unreadable document failed the page for everyone who sees it, and no
-    cursor could get past it."""
+    documents after `after`, the last one read, or from the start for None), in either order. One
+    that does not read is logged, passed over and added to `unreadable` (core.schemas.readable),
+    and the read goes on past it: the page still fills, so the cursor the list builds from its
+    last item leads past the bad one. Without this, one unreadable document failed the page for
+    everyone who sees it, and no cursor could get past it. `ends(doc)`: nothing after `doc`."""
     found: list[M] = []
     after: Doc | None = None
     while limit > 0:  # (a limit of 0 is no limit to the store)
         # `limit` at a time, also past unreadable ones: a run of them costs a read per `limit`.
         docs = await read(after, limit)
         for doc in docs:
-            found.extend(readable(model, [doc], what=what))
+            found.extend(readable(model, [doc], what=what, unreadable=unreadable))
             if len(found) == limit:
                 return found
         if len(docs) < limit or ends(docs[-1]):

@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 from backend.core.db import Database
 from backend.core.indexes import ASC, declare
-from backend.core.schemas import StoredModel
+from backend.core.schemas import StoredModel, readable
 from backend.core.tenancy import TenantScope
 from backend.exports.models import AssumeMark, MessageRow, TicketRow, fields_of
 from backend.messages.models import Message
@@ -47,7 +47,8 @@ async def _batches(
     page: list[Row] = []
     try:
         async for doc in cursor:
-            page.append(row.model_validate(doc))
+            # One bad document must not end the file mid-stream for everything after it.
+            page.extend(readable(row, [doc], what=collection))
             if len(page) == batch:
                 yield page
                 page = []
@@ -100,13 +101,13 @@ async def thread_marks(db: Database, scope: TenantScope, ticket_ids: list[str]) 
 async def assume_events(db: Database, scope: TenantScope, ticket_ids: list[str]) -> list[AssumeMark]:
     """The assume events of these tickets (the `ticket_version_unique` index on MongoDB)."""
     query = scope.filter({"ticket_id": {"$in": ticket_ids}, "data.action": "assume"})
-    return [AssumeMark.model_validate(doc) async for doc in db[EVENTS].find(query, fields_of(AssumeMark))]
+    return readable(AssumeMark, await db[EVENTS].find(query, fields_of(AssumeMark)).to_list(None), what=EVENTS)
 
 
 async def tickets_by_id(db: Database, scope: TenantScope, ticket_ids: list[str]) -> list[TicketRow]:
     """By `_id` one at a time (the lookup FerretDB pushes down), other tenants' left out."""
     found = [await scope.get(db[TICKETS], ticket_id) for ticket_id in ticket_ids]
-    return [TicketRow.model_validate(doc) for doc in found if doc is not None]
+    return readable(TicketRow, [doc for doc in found if doc is not None], what=TICKETS)
 
 
 async def department_names(db: Database, scope: TenantScope) -> dict[str, str]:

@@ -6,7 +6,7 @@ from typing import Any
 from backend.core.db import Database
 from backend.core.indexes import ASC, declare
 from backend.core.schemas import readable
-from backend.core.tenancy import TenantScope
+from backend.core.tenancy import TenantScope, readable_page
 from backend.scheduled.models import ScheduledMessage
 
 COLLECTION = "scheduled_messages"
@@ -53,12 +53,8 @@ async def for_ticket(db: Database, scope: TenantScope, ticket_id: str, *, limit:
 async def page(
     db: Database, scope: TenantScope, query: dict[str, Any], *, after: tuple[datetime, str] | None, limit: int
 ) -> list[ScheduledMessage]:
-    """Soonest (`send_at`, `_id`) first, strictly after `after` when given."""
-    scoped = scope.filter(query)
-    if after is not None:
-        scoped = {"$and": [scoped, _after(after)]}
-    cursor = db[COLLECTION].find(scoped).sort([("send_at", 1), ("_id", 1)]).limit(limit)
-    return [ScheduledMessage.model_validate(d) async for d in cursor]
+    """Soonest (`send_at`, `_id`) first, strictly after `after` when given (`_soonest_first`)."""
+    return await _soonest_first(db, scope.filter(query), after=after, limit=limit)
 
 
 async def due_internal(
@@ -70,18 +66,27 @@ async def due_internal(
     "scheduled", so `iaze_scheduled_overdue_seconds` keeps rising until an operator mends it): one
     tenant's bad document must not stop every tenant's due pass, at every pass. The read goes on
     past such documents, so however many there are they do not fill the batch."""
-    due = {"status": "scheduled", "send_at": {"$lte": now}}
-    found: list[ScheduledMessage] = []
-    while len(found) < limit:
-        wanted = limit - len(found)
-        query = due if after is None else {"$and": [due, _after(after)]}
-        cursor = db[COLLECTION].find(query).sort([("send_at", 1), ("_id", 1)]).limit(wanted)
-        docs = await cursor.to_list(length=wanted)
-        found.extend(readable(ScheduledMessage, docs, what=WHAT))
-        if len(docs) < wanted:
-            break
-        after = (docs[-1]["send_at"], docs[-1]["_id"])
-    return found
+    return await _soonest_first(db, {"status": "scheduled", "send_at": {"$lte": now}}, after=after, limit=limit)
+
+
+async def _soonest_first(
+    db: Database, query: dict[str, Any], *, after: tuple[datetime, str] | None, limit: int
+) -> list[ScheduledMessage]:
+    """Up to `limit` of `query`'s schedules that read, soonest first, strictly after `after`
+    (core.tenancy.readable_page). A slip's `send_at` that is no time sorts before every time, and
+    "after" it would reach no time: the read goes on from the times."""
+
+    async def read(last: dict[str, Any] | None, n: int) -> list[dict[str, Any]]:
+        start = after if last is None else (last.get("send_at"), last["_id"])
+        if start is None:
+            bound = query
+        elif isinstance(at := start[0], datetime):
+            bound = {"$and": [query, _after((at, start[1]))]}
+        else:
+            bound = {"$and": [query, {"send_at": {"$type": "date"}}]}
+        return await db[COLLECTION].find(bound).sort([("send_at", 1), ("_id", 1)]).limit(n).to_list(length=n)
+
+    return await readable_page(read, ScheduledMessage, limit, what=WHAT)
 
 
 def _after(last: tuple[datetime, str]) -> dict[str, Any]:

@@ -11,8 +11,7 @@ from backend.core import group_commit
 from backend.core.conditional import update_if
 from backend.core.db import Database
 from backend.core.indexes import ASC, DESC, declare
-from backend.core.schemas import readable
-from backend.core.tenancy import TenantScope
+from backend.core.tenancy import TenantScope, readable_page
 from backend.tickets.models import Ticket, TicketState
 from backend.tickets.states import OPEN_STATES
 
@@ -120,8 +119,8 @@ async def reopened_from(db: Database, scope: TenantScope, ticket: Ticket) -> lis
 @dataclass(frozen=True)
 class HeldPage:
     """One page of `held_by`: the tickets that read, how many documents did not (logged and passed
-    over: core.schemas.readable), and where the next page starts (the last document read,
-    readable or not), None once the page was not full: nothing after it."""
+    over: core.tenancy.readable_page), and where the next page starts (the last ticket), None once
+    the page was not full: nothing after it."""
 
     tickets: list[Ticket]
     passed_over: int
@@ -133,13 +132,15 @@ async def held_by(
 ) -> HeldPage:
     """The tickets `agent_id` holds in `status`, by `_id` after `after_id` (index
     inbox_agent_status_activity: a person holds a handful of tickets, not thousands)."""
-    query: dict[str, Any] = {"agent_id": agent_id, "status": status}
-    if after_id is not None:
-        query["_id"] = {"$gt": after_id}
-    cursor = db[COLLECTION].find(scope.filter(query)).sort("_id", ASC).limit(limit)
-    docs = await cursor.to_list(length=limit)
-    held = readable(Ticket, docs, what="ticket")
-    return HeldPage(held, len(docs) - len(held), str(docs[-1]["_id"]) if len(docs) == limit else None)
+
+    async def read(last: dict[str, Any] | None, n: int) -> list[dict[str, Any]]:
+        start = after_id if last is None else last["_id"]
+        query = {"agent_id": agent_id, "status": status, **({"_id": {"$gt": start}} if start else {})}
+        return await db[COLLECTION].find(scope.filter(query)).sort("_id", ASC).limit(n).to_list(length=n)
+
+    bad: list[str] = []
+    held = await readable_page(read, Ticket, limit, what="ticket", unreadable=bad)
+    return HeldPage(held, len(bad), held[-1].id if len(held) == limit else None)
 
 
 async def list_page(
