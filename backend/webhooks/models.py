@@ -54,6 +54,9 @@ class Waiting(StoredModel):  # `webhook_waiting`: "<raw id>:<what it waits for>"
     provider_message_id: str = ""  # the edited message's ("edit")
     since: datetime | None = None  # "catch_up": from when the provider's store is asked
     parked_at: datetime
+    # When a sweep first read it waiting: the window it is looked after for starts here, not at
+    # `parked_at`, so processors down for days do not use that window up before it is ever run.
+    seen_at: datetime | None = None
     not_before: datetime | None = None
     tries: int = 0  # runs by the sweep that did not end it
     applied_at: datetime | None = None  # run to its end (or ended for good): no longer waiting

@@ -404,7 +404,11 @@ class WebhookProcessor:
             return False
         after = await seqlog.after(self.db, seq, projection=repository.POSITION)  # the walk reads it whole after
         stored_at = after.get("received_at") or after.get("at") if after is not None else None
-        if after is None or stored_at is None or (utcnow() - as_utc(stored_at)).total_seconds() < grace:
+        # A time that does not read (a damaged entry) tells nothing of the writers before it, and
+        # never will: the run is filled as if old (nothing is lost: above), and the walk then
+        # keeps that entry failed with why (`_handle`). Waited for, it stalled the lane for good.
+        young = isinstance(stored_at, datetime) and (utcnow() - as_utc(stored_at)).total_seconds() < grace
+        if after is None or young:
             self._probed_at[lane] = now  # the lane ends here, or the numbers before it may still be being inserted
             return False
         for n in await seqlog.fill_range(self.db, seq, int(after["seq"]) - 1):

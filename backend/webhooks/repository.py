@@ -30,6 +30,7 @@ from backend.core.ids import new_id
 from backend.core.indexes import ASC, declare
 from backend.core.logging import get_logger
 from backend.core.runtime import runtime_of
+from backend.core.schemas import readable
 from backend.core.seqlog import SeqLog
 from backend.webhooks.models import Attempt, RawEvent, Waiting
 
@@ -169,14 +170,8 @@ async def list_by_status(
     if after_id is not None:
         query["_id"] = {"$gt": after_id}
     docs = await db[COLLECTION].find(query).sort("_id", ASC).limit(limit).to_list(length=limit)
-    events: list[RawEvent] = []
     unreadable: list[str] = []
-    for doc in docs:
-        try:
-            events.append(RawEvent.model_validate(doc))
-        except ValidationError as exc:
-            log.error("webhook raw event unreadable; passed over", raw_id=str(doc.get("_id")), error=str(exc))
-            unreadable.append(str(doc.get("_id")))
+    events = readable(RawEvent, docs, what="webhook raw event", id_as="raw_id", unreadable=unreadable)
     return StatusPage(events=events, unreadable=unreadable, last_id=docs[-1]["_id"] if docs else None)
 
 
@@ -244,8 +239,11 @@ async def runnable_waiting_internal(db: Database, *, now: datetime, page: int) -
             yield waiting
         if len(docs) < page:
             return
-        at, last_id = docs[-1]["parked_at"], docs[-1]["_id"]
-        query = {"$and": [due, {"$or": [{"parked_at": {"$gt": at}}, {"parked_at": at, "_id": {"$gt": last_id}}]}]}
+        at, last_id = docs[-1].get("parked_at"), docs[-1]["_id"]
+        # A `parked_at` that is no time (missing, damaged) sorts before every time and compares
+        # with none: past it come the others like it, then every entry parked at a time.
+        later: dict[str, Any] = {"$type": "date"} if not isinstance(at, datetime) else {"$gt": at}
+        query = {"$and": [due, {"$or": [{"parked_at": later}, {"parked_at": at, "_id": {"$gt": last_id}}]}]}
 
 
 def _first_sighting(db: Database, waiting_id: Any) -> bool:
@@ -266,6 +264,12 @@ def _first_sighting(db: Database, waiting_id: Any) -> bool:
 async def count_waiting_internal(db: Database, reason: str) -> int:
     """For the metrics (a scan on FerretDB of that small collection)."""
     return int(await db[WAITING].count_documents({"applied_at": None, "reason": reason}))
+
+
+async def seen_waiting(db: Database, waiting_id: str, *, at: datetime) -> None:
+    """Its first sighting by a sweep (`Waiting.seen_at`), kept by the first writer. Two sweeps
+    racing, or a whole-document write on FerretDB putting it back, only move it a sweep later."""
+    await db[WAITING].update_one({"_id": waiting_id, "seen_at": None}, {"$set": {"seen_at": at}})
 
 
 async def done_waiting(db: Database, waiting_id: str) -> None:

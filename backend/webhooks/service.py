@@ -257,10 +257,12 @@ async def process(
     attempt: int | None = None,
     retry: bool | None = None,
     chats: dict[str, Any] | None = None,
+    failed_as: str = "final",
 ) -> Outcome:
     """Runs one stored delivery and records the outcome on it. Retryable errors (database,
     backend/core/retry.py) propagate: the processor retries with backoff; anything else is kept as
-    the event's error, final.
+    the event's error, final — counted `failed_as` (the waiting sweep's runs: "waiting_postponed",
+    as it runs them again and counts them final only once it gives them up, `_give_up`).
     `attempt`: the processor's claimed attempt number, recorded as `attempts`.
     `retry`: an earlier attempt may have started (by default, when `attempt` > 1).
     `chats`: kept by the caller across the deliveries of one lane walk; per chat, the client and
@@ -296,7 +298,7 @@ async def process(
         if is_retryable(exc):
             raise
         log.warning("webhook event failed", raw_id=raw.id, error=str(exc), kind=type(exc).__name__)
-        metrics.WEBHOOK_FAILED.labels(kind="final").inc()
+        metrics.WEBHOOK_FAILED.labels(kind=failed_as).inc()
         error = sanitize.text(f"{type(exc).__name__}: {exc}")[:ERROR_MAX_CHARS]
         await repository.mark(
             db,
@@ -308,7 +310,7 @@ async def process(
     done: dict[str, Any] = {"status": outcome, "error": None, "result": results, "processed_at": utcnow()}
     if failed is not None:  # the others are applied; kept failed, the delivery is run again whole
         log.warning("webhook event failed", raw_id=raw.id, error=failed, kind="one event of several")
-        metrics.WEBHOOK_FAILED.labels(kind="final").inc()
+        metrics.WEBHOOK_FAILED.labels(kind=failed_as).inc()
         outcome = "failed"
         done = {"status": outcome, "error": failed, "result": results, "failed_at": utcnow()}
     await repository.mark(db, raw.id, {**done, "retry_at": None, **counted}, inc_attempts=inc)
@@ -554,15 +556,21 @@ async def run_waiting(db: Database, settings: Settings, *, since: datetime, limi
     `since` to now: processor WAITING_LOOKED_AFTER), then is given up: kept failed, with its
     error, for scripts/reprocess_webhooks.py, like one that fails for good in `process`. An owed
     catch-up (`owe_catch_up`) is paid the same way. A parked edit whose message has not come by
-    then (parked before `since`) is given up the same way, not left waiting. Runs (or gives up)
-    at most `limit`, walking past the edits whose message is not stored yet however many there
-    are. Returns how many ran or were given up."""
+    then (first seen before `since`) is given up the same way, not left waiting. Each window
+    counts from the first sweep that read the entry (`Waiting.seen_at`, recorded here), not from
+    its parking: what was parked before the processors' outage still gets its whole window after
+    it. Runs (or gives up) at most `limit`, walking past the edits whose message is not stored
+    yet however many there are. Returns how many ran or were given up."""
     ran = 0
     now = utcnow()
     looked_after = now - since
     walk = repository.runnable_waiting_internal(db, now=now, page=limit)
     async with contextlib.aclosing(walk) as runnable:
-        async for waiting in runnable:
+        async for read in runnable:
+            waiting = read
+            if waiting.seen_at is None:
+                await repository.seen_waiting(db, waiting.id, at=now)
+                waiting = waiting.model_copy(update={"seen_at": now})
             try:
                 ran += await _run_one_waiting(db, settings, waiting, since=since, looked_after=looked_after)
             except Exception as exc:
@@ -593,13 +601,13 @@ async def _run_one_waiting(
     db: Database, settings: Settings, waiting: Waiting, *, since: datetime, looked_after: timedelta
 ) -> bool:
     """One of `run_waiting`'s: whether it ran (an edit whose message is not stored yet does not;
-    one whose message has not come while the sweep looked after it, parked before `since`, is
+    one whose message has not come while the sweep looked after it, first seen before `since`, is
     given up, and counts as run)."""
     if waiting.reason == "catch_up":
         return await _run_owed(db, settings, waiting, looked_after=looked_after)
     edited = waiting.connection_id, waiting.provider_message_id
     if waiting.reason == "edit" and await _changed_message(db, *edited) is None:
-        if as_utc(waiting.parked_at) >= since:
+        if _window_start(waiting) >= since:
             return False
         # Its message never came (lost in an outage the catch-ups did not cover, or sent before
         # the connection): left waiting, it would be counted waiting forever and told to nobody.
@@ -612,9 +620,21 @@ async def _run_one_waiting(
         # Filed meanwhile by its lane's next attempt (it waits before it is recorded failed).
         await repository.done_waiting(db, waiting.id)
         return False
-    await process(db, raw, attempt=raw.attempts + 1)
+    if await process(db, raw, attempt=raw.attempts + 1, failed_as="waiting_postponed") == "failed":
+        # `process` keeps every error it does not raise, and this one may still pass (a connection
+        # document a newer version wrote, not mended yet): ended now, it would be left to an
+        # operator long before the window it is looked after for.
+        again = await repository.get(db, waiting.raw_id)
+        error = (again.error if again is not None else None) or "failed again"
+        await _run_again_later(db, waiting, error=error, looked_after=looked_after)
+        return True
     await repository.done_waiting(db, waiting.id)
     return True
+
+
+def _window_start(waiting: Waiting) -> datetime:
+    """Where the window the sweep looks after an entry for starts (`run_waiting`)."""
+    return as_utc(waiting.seen_at or waiting.parked_at)
 
 
 def _error_text(exc: Exception) -> str:
@@ -623,11 +643,11 @@ def _error_text(exc: Exception) -> str:
 
 async def _run_again_later(db: Database, waiting: Waiting, *, error: str, looked_after: timedelta) -> None:
     """A run of a waiting entry failed: it waits `redrive_wait` longer, unless its next run would
-    come after the sweep stops looking after it (`looked_after` from its parking). Then it is
+    come after the sweep stops looking after it (`looked_after` from `_window_start`). Then it is
     given up now, with this failure to report: past that time it is the operators' (README: run
     again for 2 days), and a late run would only delay telling them."""
     not_before = utcnow() + redrive_wait(waiting.tries + 1)
-    if not_before <= as_utc(waiting.parked_at) + looked_after:
+    if not_before <= _window_start(waiting) + looked_after:
         await repository.postpone(db, waiting, not_before=not_before)
     else:
         await _give_up(db, waiting, error=error)

@@ -129,6 +129,12 @@ async def _park(db: Any, waiting: Waiting) -> None:
     await db.webhook_waiting.insert_one(waiting.stored())
 
 
+async def _seen_long_ago(db: Any, waiting_id: str) -> None:
+    """Parked, and first read by a sweep, longer ago than the window the sweep looks after it."""
+    then = utcnow() - WAITING_LOOKED_AFTER - timedelta(minutes=1)
+    await db.webhook_waiting.update_one({"_id": waiting_id}, {"$set": {"parked_at": then, "seen_at": then}})
+
+
 def _failed(kind: str) -> float:
     value: float = metrics.WEBHOOK_FAILED.labels(kind=kind)._value.get()
     return value
@@ -279,7 +285,8 @@ async def test_an_entry_whose_next_run_would_leave_the_window_is_given_up_failed
         await db.webhook_waiting.update_one({"_id": redrive.waiting_id}, {"$set": {"applied_at": utcnow()}})
         await _park(db, given)
         error = "ProviderError: evolution answered 503"
-    await db.webhook_waiting.update_one({"_id": given.id}, {"$set": {"parked_at": edge_near, "tries": 3}})
+    seen = {"parked_at": edge_near, "seen_at": edge_near}  # a sweep read it then: its window is nearly over
+    await db.webhook_waiting.update_one({"_id": given.id}, {"$set": {**seen, "tries": 3}})
     final_before = _failed("final")
 
     with capture_logs() as logs:
@@ -347,9 +354,7 @@ async def test_an_edit_whose_message_never_comes_is_given_up_after_its_window_an
     entry = await wait_for(parked)
     assert await repository.count_waiting_internal(db, "edit") == 1
     # The clock moves past the window the sweep looks after it, its message still not come.
-    await db.webhook_waiting.update_one(
-        {"_id": entry["_id"]}, {"$set": {"parked_at": utcnow() - WAITING_LOOKED_AFTER - timedelta(minutes=1)}}
-    )
+    await _seen_long_ago(db, entry["_id"])
     final_before = _failed("final")
 
     def sweep() -> Any:
@@ -404,9 +409,7 @@ async def test_a_given_up_edit_reprocessed_stays_failed_until_its_message_is_sto
         return found
 
     entry = await wait_for(parked)
-    await db.webhook_waiting.update_one(
-        {"_id": entry["_id"]}, {"$set": {"parked_at": utcnow() - WAITING_LOOKED_AFTER - timedelta(minutes=1)}}
-    )
+    await _seen_long_ago(db, entry["_id"])
     assert await service.run_waiting(db, settings, since=utcnow() - WAITING_LOOKED_AFTER, limit=200) == 1
 
     async def outcome() -> str:
