@@ -41,10 +41,10 @@ class Schedule:
             zone = ZoneInfo(DEFAULT_TIMEZONE)
         ranges: dict[int, list[tuple[time, time]]] = {}
         for item in config.business_hours:
-            ranges.setdefault(int(item["weekday"]), []).append(
-                (time.fromisoformat(str(item["open"])), time.fromisoformat(str(item["close"])))
+            ranges.setdefault(item["weekday"], []).append(
+                (time.fromisoformat(item["open"]), time.fromisoformat(item["close"]))
             )
-        closed = frozenset(date.fromisoformat(d) for d in config.closed_dates)
+        closed = frozenset(config.closed_dates)
         return cls(zone=zone, ranges=ranges, closed=closed, always=not ranges)
 
     def intervals(self, day: date) -> Iterator[tuple[datetime, datetime]]:

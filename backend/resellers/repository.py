@@ -5,7 +5,6 @@ from typing import Any
 from backend.core import single_flight
 from backend.core.conditional import one_writer
 from backend.core.db import Database
-from backend.core.indexes import DESC
 from backend.core.tenancy import TenantScope
 from backend.resellers.models import Reseller, ResellerConfig
 
@@ -23,9 +22,10 @@ async def insert(db: Database, reseller: Reseller) -> None:
 
 
 async def list_page(db: Database, *, before_id: str | None, limit: int) -> list[Reseller]:
-    query: dict[str, Any] = {"_id": {"$lt": before_id}} if before_id else {}
-    docs = await db[COLLECTION].find(query).sort("_id", DESC).limit(limit).to_list(length=limit)
-    return [Reseller.model_validate(d) for d in docs]
+    """The admin's list, of every tenant: one that does not read is logged and passed over."""
+    return await TenantScope(None, every=True).page_by_id(
+        db[COLLECTION], Reseller, {}, before_id=before_id, limit=limit
+    )
 
 
 async def update(

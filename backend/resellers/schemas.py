@@ -7,8 +7,8 @@ from pydantic import EmailStr, Field, StringConstraints, field_validator, model_
 from backend.core.pagination import Page
 from backend.core.schemas import InputModel, Name, Password, ReadModel, Timestamp
 from backend.resellers.models import CSAT_WINDOW_DEFAULT_HOURS as CSAT_WINDOW_DEFAULT_HOURS
+from backend.resellers.models import HHMM
 
-HHMM = Annotated[str, StringConstraints(pattern=r"^([01]\d|2[0-3]):[0-5]\d$")]
 LongText = Annotated[str, StringConstraints(strip_whitespace=True, max_length=1000)]
 # A year of holidays and then some; each a local calendar day (YYYY-MM-DD) in the reseller's timezone.
 MAX_CLOSED_DATES = 400
