@@ -97,6 +97,7 @@ class Policy:
     poll_seconds: float  # between passes over the queue, unless woken
     concurrency: int  # entries handled at once
     scan_limit: int  # entries a pass looks at
+    unreadable_give_up_seconds: float  # `QueueWalk.overdue`
     # The exception type whose `retryable` says whether a failed attempt may be tried again; any
     # other exception leaves the attempt unfinished (taken over once its lease ends).
     errors: type[Exception]
@@ -115,26 +116,38 @@ class Policy:
 
 
 class QueueItem(StoredModel):
-    """What every queue entry has: its number in the queue (core/seqlog)."""
+    """What every queue entry has: its number in the queue (core/seqlog), and the message it is for."""
 
     seq: int
+    message_id: str
 
 
 E = TypeVar("E", bound=QueueItem)
 
 
 class QueueWalk(Generic[E]):
-    """Walks `queue`, whose entries are `model`s. An entry that does not load as one is logged
-    and left where it is, like an entry whose handling fails."""
+    """Walks `queue`, whose entries are `model`s. An entry that does not load as one, or whose
+    handling meets a document that does not read (pydantic's ValidationError), is left where it
+    is, like an entry whose handling fails, until that is `overdue`; then `give_up` gets its
+    message's id (to fail what waits on it) and the walk counts it finished."""
 
-    def __init__(self, queue: SeqLog, model: type[E], policy: Policy, *, what: str) -> None:
-        self.queue, self.model, self.policy, self.what = queue, model, policy, what
+    def __init__(
+        self,
+        queue: SeqLog,
+        model: type[E],
+        policy: Policy,
+        *,
+        what: str,
+        give_up: Callable[[object], Awaitable[None]] | None = None,
+    ) -> None:
+        self.queue, self.model, self.policy, self.what, self.give_up = queue, model, policy, what, give_up
         self._sem = asyncio.Semaphore(policy.concurrency)
         self.worker = f"{socket.gethostname()}:{os.getpid()}:{new_id()[-6:]}"  # names its claims
         self._pos = 0
         self._finished: set[int] = set()
         self._cursor: int | None = None  # as this walk last read or wrote it
         self._seen = 0  # the highest entry a woken pass looked at
+        self._unreadable: dict[str, float] = {}  # document id -> when this walk first met it unreadable
 
     async def run_once(
         self, db: Database, visit: Callable[[list[E]], Awaitable[Iterable[int]]], *, poll: bool = True
@@ -159,7 +172,7 @@ class QueueWalk(Generic[E]):
                 start = cursor + 1
         self._finished = {s for s in self._finished if s > cursor}
         seqs = [s for s in range(start, last + 1) if s not in self._finished][: self.policy.scan_limit]
-        entries = [e for s in seqs if (e := self._load(s, await self.queue.get(db, s))) is not None]
+        entries = [e for s in seqs if (e := await self._load(s, await self.queue.get(db, s))) is not None]
         self._finished.update(await visit(entries))
         if woken:
             self._seen = max([self._seen, *seqs])
@@ -207,18 +220,43 @@ class QueueWalk(Generic[E]):
             wakeups.discard(wakeup)
         log.info(f"{self.what} worker stopped", worker=self.worker)
 
-    def _load(self, seq: int, doc: dict[str, Any] | None) -> E | None:
+    def overdue(self, _id: str, exc: ValidationError) -> bool:
+        """Whether the document `_id`, which did not read, has been met so for the policy's
+        give-up time (logged once, when first met). Until then the item that needs it is tried
+        again at each pass, since a newer version's process (a rolling deploy) may read it; then
+        the worker gives the item up, so that it holds nothing behind it for good."""
+        first = self._unreadable.get(_id)
+        if first is None:
+            first = self._unreadable[_id] = time.monotonic()
+            log.error(f"{self.what}: a stored document does not read", id=_id, error=str(exc))
+        return time.monotonic() - first >= self.policy.unreadable_give_up_seconds
+
+    async def _load(self, seq: int, doc: dict[str, Any] | None) -> E | None:
         try:
             return self.model.model_validate(doc) if doc is not None else None
         except ValidationError as exc:
-            log.error(f"{self.what} entry failed", seq=seq, error=str(exc))
+            assert doc is not None
+            if await self._unreadable_met(doc.get("message_id") or doc.get("_id"), exc):
+                self._finished.add(seq)
             return None
 
+    async def _unreadable_met(self, message_id: object, exc: ValidationError) -> bool:
+        """Whether the entry of `message_id`, which met a document that does not read, is given
+        up (`overdue`, then `give_up`): finished."""
+        if not self.overdue(str(message_id), exc):
+            return False
+        if self.give_up is not None:
+            await self.give_up(message_id)
+        return True
+
     async def guarded(self, handle: Callable[[E], Awaitable[bool]], entry: E) -> bool:
-        """`handle(entry)` within the walk's concurrency; an error leaves the entry for a later pass."""
+        """`handle(entry)` within the walk's concurrency; an error leaves the entry for a later
+        pass, a document that does not read until it is given up (the class docstring)."""
         async with self._sem:
             try:
                 return await handle(entry)
+            except ValidationError as exc:
+                return await self._unreadable_met(entry.message_id, exc)
             except Exception as exc:
                 log.error(f"{self.what} entry failed", seq=entry.seq, error=str(exc))
                 return False

@@ -136,6 +136,11 @@ class Settings(BaseSettings):
     # every backend process when enabled, or alone with `python -m backend.<its package>`; each is
     # safe with several processes at once.
     # Outbound sending worker (backend/outbound); its tuning is its attempts.Policy (`policy_of`).
+    # How long the outbound worker and the media fetch try again an item whose stored documents do
+    # not read (its message, its attempts, a reply before it in its chat) before giving it up
+    # (failed, so that it holds nothing behind it): long enough for a rolling deploy, whose newer
+    # processes may read what an older one cannot (core/attempts.py, `QueueWalk.overdue`).
+    UNREADABLE_GIVE_UP_SECONDS: float = Field(default=600.0, ge=0)
     OUTBOUND_WORKER_ENABLED: bool = True
     OUTBOUND_POLL_SECONDS: float = Field(default=0.5, gt=0)
     OUTBOUND_MAX_ATTEMPTS: int = Field(default=6, ge=1)

@@ -53,6 +53,7 @@ def policy_of(settings: Settings) -> attempts.Policy:
         poll_seconds=settings.MEDIA_FETCH_POLL_SECONDS,
         concurrency=settings.MEDIA_FETCH_CONCURRENCY,
         scan_limit=settings.MEDIA_FETCH_SCAN_LIMIT,
+        unreadable_give_up_seconds=settings.UNREADABLE_GIVE_UP_SECONDS,
         errors=ProviderError,
         error_max_chars=ERROR_MAX_CHARS,
     )
@@ -64,7 +65,13 @@ class MediaFetcher:
         self.settings = settings
         self.http = http
         self.policy = policy_of(settings)
-        self.walk = attempts.QueueWalk(repository.fetches, FetchEntry, self.policy, what="media fetch")
+        self.walk = attempts.QueueWalk(
+            repository.fetches,
+            FetchEntry,
+            self.policy,
+            what="media fetch",
+            give_up=self._give_up,
+        )
 
     async def run_once(self, poll: bool = True) -> int:
         """One pass over (part of) the open queue (core/attempts.py `QueueWalk`); entries go concurrently."""
@@ -77,6 +84,15 @@ class MediaFetcher:
     async def run(self, stop: asyncio.Event) -> None:
         wakeups = runtime_of(self.db).media_fetch_wakeups  # set when this process queues a fetch
         await self.walk.run(stop, self.run_once, wakeups)
+
+    async def _give_up(self, message_id: object) -> None:
+        """A fetch that a stored document it needs does not read, given up by the walk
+        (`QueueWalk`): shown failed, so that once mended it can be retried."""
+        reason = "a stored document this media needs does not read"
+        if isinstance(message_id, str) and await message_store.fail_unreadable_internal(
+            self.db, message_id, reason=reason, media=True
+        ):
+            log.error("media fetch given up", message_id=message_id, error=reason)
 
     async def handle(self, entry: FetchEntry) -> bool:
         """Moves one entry on. Returns True when it needs nothing more."""

@@ -6,6 +6,7 @@ from datetime import datetime
 from typing import Any
 
 from backend.core import group_commit
+from backend.core.clock import utcnow
 from backend.core.conditional import one_writer, update_if
 from backend.core.db import Database
 from backend.core.indexes import ASC, DESC, declare
@@ -123,6 +124,22 @@ async def move_status_internal(
     async with one_writer(db, COLLECTION, message_id):
         moved = await update_if(db, COLLECTION, message_id, {"status": {"$in": allowed}}, {"$set": changes})
     return Message.load(moved)
+
+
+async def fail_unreadable_internal(db: Database, message_id: str, *, reason: str, media: bool = False) -> bool:
+    """Fails what is still pending of a message whose document does not read as a `Message`:
+    its delivery (the outbound worker's give-up) or, `media`, its media fetch (the fetch's). Read
+    and written by `_id`, as a plain document. True when it moved."""
+    async with one_writer(db, COLLECTION, message_id):
+        if not media:
+            changes = {"status": "failed", "failed_at": utcnow(), "failure_reason": reason}
+            return await update_if(db, COLLECTION, message_id, {"status": "pending"}, {"$set": changes}) is not None
+        stored = (await db[COLLECTION].find_one({"_id": message_id}) or {}).get("media")
+        if not (isinstance(stored, dict) and stored.get("status") == "pending"):
+            return False
+        failed = {"media.status": "failed", "media.error": reason}
+        await db[COLLECTION].update_one({"_id": message_id}, {"$set": failed})
+        return True
 
 
 async def set_media_internal(db: Database, message: Message, changes: dict[str, Any]) -> Message | None:

@@ -35,6 +35,7 @@ from backend.core.clock import utcnow
 from backend.core.conditional import one_writer
 from backend.core.db import Database
 from backend.core.runtime import runtime_of
+from backend.core.schemas import readable
 from backend.core.seqlog import SeqLog, gallop
 from backend.core.tuning import OUTBOUND_CHAT_HINTS as CHAT_HINTS
 from backend.outbound.models import (
@@ -185,11 +186,14 @@ async def hold_echo(db: Database, *, hold: HeldEcho) -> HeldEcho:
 
 
 async def held_echoes(db: Database, attempt_id: str) -> list[HeldEcho]:
-    """The attempt's holds in arrival order (taken 1..n, so the first miss ends them)."""
-    found: list[HeldEcho] = []
-    while (doc := await db[ECHOES].find_one({"_id": hold_id(attempt_id, len(found) + 1)})) is not None:
-        found.append(HeldEcho.model_validate(doc))
-    return found
+    """The attempt's holds in arrival order (taken 1..n, so the first miss ends them). One that
+    does not read is logged and passed over: it cannot be settled, and it must not keep its
+    reply from settling (it would never be sent or failed)."""
+    docs, n = [], 1
+    while (doc := await db[ECHOES].find_one({"_id": hold_id(attempt_id, n)})) is not None:
+        docs.append(doc)
+        n += 1
+    return readable(HeldEcho, docs, what="held echo")
 
 
 async def resolve_hold(db: Database, _id: str, resolution: Resolution) -> None:

@@ -23,15 +23,23 @@ after a burst of OUTBOUND_BURST_PER_CONNECTION). A reply whose connection has no
 for a later pass, like one waiting for the reply before it: nothing waits while holding one of
 the worker's send slots (a busy number would hold up every other tenant's replies) or an
 attempt's lease. The bucket is this worker's: N processes sending may reach N times the rate.
+
+Documents that do not read (damaged by hand, or written by a newer version during a rolling
+deploy, which its own processes read): a reply whose message, attempts or earlier chat position
+does not read is tried again at each pass for UNREADABLE_GIVE_UP_SECONDS after this worker first
+met it (core/attempts.py, `QueueWalk.overdue`), then given up — failed, if still pending — so that
+it does not hold its chat, and every later reply to that client, for good (`_give_up`).
 """
 
 import asyncio
+import contextlib
 import functools
 import time
 from datetime import datetime
 
 import httpx
 from aiolimiter import AsyncLimiter
+from pydantic import ValidationError
 
 from backend.clients.phones import whatsapp_addresses
 from backend.connections import service as connections
@@ -67,6 +75,7 @@ def policy_of(settings: Settings) -> attempts.Policy:
         poll_seconds=settings.OUTBOUND_POLL_SECONDS,
         concurrency=settings.OUTBOUND_CONCURRENCY,
         scan_limit=settings.OUTBOUND_SCAN_LIMIT,
+        unreadable_give_up_seconds=settings.UNREADABLE_GIVE_UP_SECONDS,
         errors=ProviderError,
     )
 
@@ -77,7 +86,13 @@ class OutboundWorker:
         self.settings = settings
         self.http = http
         self.policy = policy_of(settings)
-        self.walk = attempts.QueueWalk(repository.queue, QueueEntry, self.policy, what="outbound")
+        self.walk = attempts.QueueWalk(
+            repository.queue,
+            QueueEntry,
+            self.policy,
+            what="outbound",
+            give_up=self._give_up,
+        )
         self.passed_walk = attempts.QueueWalk(repository.passed_log, PassedEntry, self.policy, what="outbound passed")
         self._next_recheck = 0.0  # time.monotonic() of the next walk of the passed log
         self.paces: dict[str, AsyncLimiter] = {}  # per connection id (module docstring, Pacing)
@@ -194,14 +209,24 @@ class OutboundWorker:
         attempted only after the one before it finished, so one finished reply means all before
         it are."""
         for j in range(entry.chat_seq - 1, 0, -1):
-            earlier = await repository.get_chat_entry(self.db, str(entry.chat), j)
+            try:
+                earlier = await repository.get_chat_entry(self.db, str(entry.chat), j)
+            except ValidationError as exc:  # which reply it holds is unknown: waited for, then passed
+                if self.walk.overdue(repository.chat_entry_id(str(entry.chat), j), exc):
+                    continue
+                return True
             if earlier is None:  # positions are 1..k without holes; nothing to wait for here
                 continue
             if earlier.message_id == entry.message_id:
                 # This reply's own earlier position: a request whose answer was lost after taking
                 # it, repeated with the same key (messages.keyed_reply_id). It waits for no one.
                 continue
-            message = await messages.get_internal(self.db, earlier.message_id)
+            try:
+                message = await messages.get_internal(self.db, earlier.message_id)
+            except ValidationError as exc:  # its own entry is given up once overdue (`QueueWalk`)
+                if self.walk.overdue(earlier.message_id, exc):
+                    continue
+                return True
             if message is None:
                 if self.policy.outlived(earlier.enqueued_at, now):
                     continue
@@ -221,6 +246,16 @@ class OutboundWorker:
                     continue
             return pending
         return False
+
+    async def _give_up(self, message_id: object) -> None:
+        """A reply that a stored document it needs does not read (module docstring): failed, if
+        it is still pending, and its screens told if it reads."""
+        reason = "a stored document this reply needs does not read"
+        if isinstance(message_id, str) and await messages.fail_unreadable_internal(self.db, message_id, reason=reason):
+            log.error("outbound reply given up", message_id=message_id, error=reason)
+            with contextlib.suppress(ValidationError):
+                if (failed := await messages.get_internal(self.db, message_id)) is not None:
+                    await service.announce_status(self.db, failed)
 
     async def _handle(self, entry: QueueEntry) -> bool:
         """Moves one entry on. Returns True when it needs nothing more (sent, failed, orphan)."""

@@ -38,6 +38,7 @@ POLICY = Policy(
     poll_seconds=1,
     concurrency=1,
     scan_limit=10,
+    unreadable_give_up_seconds=600,
     errors=Refused,
 )
 

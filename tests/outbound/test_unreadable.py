@@ -1,0 +1,180 @@
+"""A reply whose stored documents do not read (damaged, or written by a newer version during a
+rolling deploy) must not hold its chat for good: the worker tries it again for
+UNREADABLE_GIVE_UP_SECONDS, sends it if it is mended meanwhile, and otherwise shows it
+failed so the replies after it in the chat go on. The API's own worker is off: the tests step
+in-process workers' passes."""
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+
+from backend.connections.providers import registry
+from backend.core.clock import utcnow
+from backend.core.config import Settings
+from backend.core.runtime import runtime_of
+from backend.outbound.models import PassedEntry
+from backend.outbound.worker import OutboundWorker
+from tests.factories import make_tenant
+from tests.fakes.harness import FakeEvolution, make_connection
+from tests.outbound.helpers import held_ticket, passes_until_sent, unsigned
+
+UNREADABLE = {"created_at": "not a time"}  # what no `Message` reads
+
+
+@pytest.fixture(scope="module")
+def settings_overrides() -> dict[str, Any]:
+    return {"OUTBOUND_WORKER_ENABLED": False}
+
+
+@pytest.fixture
+async def http(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    async with registry.http_client(settings) as c:
+        yield c
+
+
+async def _chat_with_replies(
+    client: httpx.AsyncClient, admin_headers: dict[str, str], evolution: FakeEvolution, db: Any, texts: list[str]
+) -> tuple[str, list[str]]:
+    """A client's chat with an agent's replies queued (none sent: the worker is off). Returns
+    (client phone, reply ids)."""
+    tenant = await make_tenant(client, admin_headers, agents=1)
+    conn = await make_connection(client, tenant, evolution)
+    ticket_id, phone, agent = await held_ticket(client, tenant, evolution, conn, db)
+    ids = []
+    for text in texts:
+        r = await client.post(f"/api/v1/tickets/{ticket_id}/messages", json={"body": text}, headers=agent)
+        assert r.status_code == 201 and r.json()["status"] == "pending", r.text
+        ids.append(str(r.json()["id"]))
+    return phone, ids
+
+
+async def _received(evolution: FakeEvolution, phone: str) -> list[str]:
+    return [unsigned(s["text"]) for s in await evolution.sent() if s["number"] == phone]
+
+
+async def _stored(db: Any, message_id: str) -> dict[str, Any]:
+    doc = await db.messages.find_one({"_id": message_id})
+    assert doc is not None
+    return dict(doc)
+
+
+async def test_a_reply_that_does_not_read_is_given_up_and_the_replies_after_it_go_on(
+    client: httpx.AsyncClient,
+    admin_headers: dict[str, str],
+    evolution: FakeEvolution,
+    db: Any,
+    settings: Settings,
+    http: httpx.AsyncClient,
+) -> None:
+    phone, (bad, after) = await _chat_with_replies(client, admin_headers, evolution, db, ["estragada", "depois"])
+    await db.messages.update_one({"_id": bad}, {"$set": UNREADABLE})
+    give_up = 2.0
+    worker = OutboundWorker(db, settings.model_copy(update={"UNREADABLE_GIVE_UP_SECONDS": give_up}), http)
+    first_pass = time.monotonic()
+    await worker.run_once()
+    # Within the give-up time it is tried again, as a newer process may read it: the chat waits.
+    assert (await _stored(db, bad))["status"] == "pending"
+    assert (await _stored(db, after))["status"] == "pending"
+
+    await passes_until_sent(db, worker, [after])
+    assert time.monotonic() - first_pass >= give_up  # not before the give-up time
+    given_up = await _stored(db, bad)
+    assert given_up["status"] == "failed" and "does not read" in given_up["failure_reason"]
+    assert given_up["created_at"] == "not a time"  # left as it was for an operator, only failed
+    assert await _received(evolution, phone) == ["depois"]  # never handed to the provider
+    # Its queue entry needs nothing more: the cursor moves past both.
+    entries = [e async for e in db.outbox.find({"message_id": {"$in": [bad, after]}})]
+    cursor = await db.outbox_state.find_one({"_id": "cursor"})
+    assert cursor is not None and cursor["seq"] >= max(e["seq"] for e in entries)
+
+
+async def test_a_reply_mended_within_the_give_up_time_is_sent_in_its_place(
+    client: httpx.AsyncClient,
+    admin_headers: dict[str, str],
+    evolution: FakeEvolution,
+    db: Any,
+    settings: Settings,
+    http: httpx.AsyncClient,
+) -> None:
+    """What a rolling deploy looks like from an older worker: it cannot read the reply for a
+    while, then can (here: mended). Nothing is failed, and the order holds."""
+    phone, (bad, after) = await _chat_with_replies(client, admin_headers, evolution, db, ["primeira", "segunda"])
+    await db.messages.update_one({"_id": bad}, {"$set": UNREADABLE})
+    worker = OutboundWorker(db, settings, http)  # the default give-up time: far longer than this test
+    for _ in range(3):
+        await worker.run_once()
+        await asyncio.sleep(0.1)
+    assert [(await _stored(db, m))["status"] for m in (bad, after)] == ["pending", "pending"]
+    assert await _received(evolution, phone) == []
+
+    await db.messages.update_one({"_id": bad}, {"$set": {"created_at": utcnow()}})
+    await passes_until_sent(db, worker, [bad, after])
+    assert await _received(evolution, phone) == ["primeira", "segunda"]
+
+
+async def test_a_held_echo_that_does_not_read_does_not_keep_its_reply_from_being_sent(
+    client: httpx.AsyncClient,
+    admin_headers: dict[str, str],
+    evolution: FakeEvolution,
+    db: Any,
+    settings: Settings,
+    http: httpx.AsyncClient,
+) -> None:
+    """A hold of the reply's first attempt (outbound/repository.py, `outbox_echoes`) that does not
+    read cannot be settled; the reply is still settled as sent, and the one after it goes on."""
+    phone, (reply, after) = await _chat_with_replies(client, admin_headers, evolution, db, ["com eco", "seguinte"])
+    await db.outbox_echoes.insert_one({"_id": f"{reply}:1#1", "attempt_id": f"{reply}:1", "held_at": "not a time"})
+    worker = OutboundWorker(db, settings, http)  # the default give-up time: it is never given up here
+    await passes_until_sent(db, worker, [reply, after], timeout=30)
+    assert await _received(evolution, phone) == ["com eco", "seguinte"]
+
+
+async def test_a_passed_reply_that_does_not_read_is_looked_for_until_the_give_up_time(
+    client: httpx.AsyncClient,
+    admin_headers: dict[str, str],
+    evolution: FakeEvolution,
+    db: Any,
+    settings: Settings,
+    http: httpx.AsyncClient,
+) -> None:
+    """The passed log's look for a late reply (`_recheck_passed`) cannot queue one that does not
+    read again: it stops looking once the give-up time is over, as its own queue entry gives it up."""
+    _, (reply,) = await _chat_with_replies(client, admin_headers, evolution, db, ["passada"])
+    await db.messages.update_one({"_id": reply}, {"$set": UNREADABLE})
+    entry = PassedEntry(id="p:test", seq=1, message_id=reply, ticket_id="t", passed_at=utcnow())
+    patient = OutboundWorker(db, settings, http)
+    assert await patient.passed_walk.guarded(patient._recheck_one, entry) is False
+    impatient = OutboundWorker(db, settings.model_copy(update={"UNREADABLE_GIVE_UP_SECONDS": 0.0}), http)
+    assert await impatient.passed_walk.guarded(impatient._recheck_one, entry) is True
+    assert (await _stored(db, reply))["status"] == "pending"  # the passed log fails nothing itself
+
+
+async def test_a_queue_entry_that_does_not_read_fails_its_reply_after_the_give_up_time(
+    client: httpx.AsyncClient,
+    admin_headers: dict[str, str],
+    evolution: FakeEvolution,
+    db: Any,
+    settings: Settings,
+    http: httpx.AsyncClient,
+) -> None:
+    """The reply it names would otherwise stay pending, and hold every later reply of its chat."""
+    phone, (bad, after) = await _chat_with_replies(client, admin_headers, evolution, db, ["sem fila", "depois"])
+    await db.outbox.update_one({"message_id": bad}, {"$set": {"chat_seq": "not a number"}})
+    # This process appended the entries and reads its own copies (core/seqlog.py, `keeps_appends`):
+    # forgotten, it reads the store, as a worker of another process does.
+    runtime_of(db).seqlog_kept.clear()
+    worker = OutboundWorker(db, settings.model_copy(update={"UNREADABLE_GIVE_UP_SECONDS": 1.0}), http)
+    await worker.run_once()
+    assert [(await _stored(db, m))["status"] for m in (bad, after)] == ["pending", "pending"]
+
+    await passes_until_sent(db, worker, [after])
+    given_up = await _stored(db, bad)
+    assert given_up["status"] == "failed" and "does not read" in given_up["failure_reason"]
+    assert await _received(evolution, phone) == ["depois"]
+    entries = [e async for e in db.outbox.find({"message_id": {"$in": [bad, after]}})]
+    cursor = await db.outbox_state.find_one({"_id": "cursor"})
+    assert cursor is not None and cursor["seq"] >= max(e["seq"] for e in entries)
