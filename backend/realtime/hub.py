@@ -73,7 +73,16 @@ def frame_of(record: dict[str, Any]) -> str:
 
 
 def entry_of(record: dict[str, Any]) -> Entry:
-    return (int(record["seq"]), frame_of(record), *compact(record))
+    """A record as it is held and delivered. One that does not read (a field missing or of another
+    shape: an operator's slip, or a newer version's record mid-deploy) is logged and becomes an
+    entry no socket receives: its tenant's feed goes on past it, where raising here would stall
+    every socket of the tenant on it (the pump retries a failed drain at the same seq)."""
+    seq = int(record["seq"])
+    try:
+        return (seq, frame_of(record), *compact(record))
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        log.error("realtime record unreadable; delivered to no one", seq=seq, error=repr(exc))
+        return (seq, "", None, None, None)
 
 
 class Inbox:
