@@ -138,7 +138,7 @@ class QueueWalk(Generic[E]):
         policy: Policy,
         *,
         what: str,
-        give_up: Callable[[object], Awaitable[None]] | None = None,
+        give_up: Callable[[object], Awaitable[bool]] | None = None,
     ) -> None:
         self.queue, self.model, self.policy, self.what, self.give_up = queue, model, policy, what, give_up
         self._sem = asyncio.Semaphore(policy.concurrency)
@@ -242,12 +242,14 @@ class QueueWalk(Generic[E]):
 
     async def _unreadable_met(self, message_id: object, exc: ValidationError) -> bool:
         """Whether the entry of `message_id`, which met a document that does not read, is given
-        up (`overdue`, then `give_up`): finished."""
+        up (`overdue`, then `give_up`, which may answer not yet): finished."""
         if not self.overdue(str(message_id), exc):
             return False
-        if self.give_up is not None:
-            await self.give_up(message_id)
-        return True
+        try:
+            return self.give_up is None or await self.give_up(message_id)
+        except Exception as give_up_failed:  # a database hiccup: the next pass gives it up
+            log.error(f"{self.what} give-up failed", message_id=str(message_id), error=str(give_up_failed))
+            return False
 
     async def guarded(self, handle: Callable[[E], Awaitable[bool]], entry: E) -> bool:
         """`handle(entry)` within the walk's concurrency; an error leaves the entry for a later
@@ -287,6 +289,14 @@ class AttemptLedger(Generic[A]):
         except DuplicateKeyError:
             return False
         return True
+
+    async def stored_internal(self, db: Database, message_id: str) -> Sequence[dict[str, Any]]:
+        """A message's attempts as stored, not read as models: the give-up's look at attempts
+        that may not read (`QueueWalk`)."""
+        found: list[dict[str, Any]] = []
+        while doc := await db[self.collection].find_one({"_id": self.attempt_id(message_id, len(found) + 1)}):
+            found.append(doc)
+        return found
 
     async def finish(self, db: Database, _id: str, changes: Verdict) -> None:
         await db[self.collection].update_one({"_id": _id}, {"$set": changes})

@@ -86,9 +86,17 @@ async def update_if(
 
 
 def matches(doc: Mapping[str, Any], condition: Mapping[str, Any]) -> bool:
-    """The small part of the query language conditional updates use: top-level fields, equality,
-    $eq/$ne/$lt/$lte/$gt/$gte/$in/$nin. Anything else is a programming error, not a mismatch."""
-    return all(_field_matches(doc.get(field), test) for field, test in condition.items())
+    """The small part of the query language conditional updates use: fields (a dotted path into
+    sub-documents), equality, $eq/$ne/$lt/$lte/$gt/$gte/$in/$nin. Anything else is a programming
+    error, not a mismatch."""
+    return all(_field_matches(_at(doc, field), test) for field, test in condition.items())
+
+
+def _at(doc: Mapping[str, Any], path: str) -> Any:
+    value: Any = doc
+    for part in path.split("."):
+        value = value.get(part) if isinstance(value, Mapping) else None
+    return value
 
 
 def _field_matches(value: Any, test: Any) -> bool:

@@ -85,14 +85,15 @@ class MediaFetcher:
         wakeups = runtime_of(self.db).media_fetch_wakeups  # set when this process queues a fetch
         await self.walk.run(stop, self.run_once, wakeups)
 
-    async def _give_up(self, message_id: object) -> None:
+    async def _give_up(self, message_id: object) -> bool:
         """A fetch that a stored document it needs does not read, given up by the walk
         (`QueueWalk`): shown failed, so that once mended it can be retried."""
         reason = "a stored document this media needs does not read"
-        if isinstance(message_id, str) and await message_store.fail_unreadable_internal(
+        if isinstance(message_id, str) and await message_store.give_up_internal(
             self.db, message_id, reason=reason, media=True
         ):
             log.error("media fetch given up", message_id=message_id, error=reason)
+        return True
 
     async def handle(self, entry: FetchEntry) -> bool:
         """Moves one entry on. Returns True when it needs nothing more."""

@@ -126,20 +126,22 @@ async def move_status_internal(
     return Message.load(moved)
 
 
-async def fail_unreadable_internal(db: Database, message_id: str, *, reason: str, media: bool = False) -> bool:
-    """Fails what is still pending of a message whose document does not read as a `Message`:
-    its delivery (the outbound worker's give-up) or, `media`, its media fetch (the fetch's). Read
-    and written by `_id`, as a plain document. True when it moved."""
+async def give_up_internal(
+    db: Database, message_id: str, *, reason: str, media: bool = False, sent_as: str | None = None
+) -> bool:
+    """Ends what is still pending of a message that a document its worker needs does not read:
+    its delivery (the outbound worker's give-up: failed, or sent as `sent_as` when the provider
+    took it) or, `media`, its media fetch (failed). Written by `_id`, conditioned on the stored
+    status, without reading the message as a `Message`. True when it moved."""
+    now, changes = utcnow(), dict[str, Any]()
+    if media:
+        condition, changes = {"media.status": "pending"}, {"media.status": "failed", "media.error": reason}
+    elif sent_as is not None:
+        condition, changes = {"status": "pending"}, {"status": "sent", "sent_at": now, "provider_message_id": sent_as}
+    else:
+        condition, changes = {"status": "pending"}, {"status": "failed", "failed_at": now, "failure_reason": reason}
     async with one_writer(db, COLLECTION, message_id):
-        if not media:
-            changes = {"status": "failed", "failed_at": utcnow(), "failure_reason": reason}
-            return await update_if(db, COLLECTION, message_id, {"status": "pending"}, {"$set": changes}) is not None
-        stored = (await db[COLLECTION].find_one({"_id": message_id}) or {}).get("media")
-        if not (isinstance(stored, dict) and stored.get("status") == "pending"):
-            return False
-        failed = {"media.status": "failed", "media.error": reason}
-        await db[COLLECTION].update_one({"_id": message_id}, {"$set": failed})
-        return True
+        return await update_if(db, COLLECTION, message_id, condition, {"$set": changes}) is not None
 
 
 async def set_media_internal(db: Database, message: Message, changes: dict[str, Any]) -> Message | None:

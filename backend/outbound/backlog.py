@@ -2,6 +2,8 @@
 
 from dataclasses import dataclass
 
+from pydantic import ValidationError
+
 from backend.core.clock import as_utc, utcnow
 from backend.core.db import Database
 from backend.messages import public as messages
@@ -20,10 +22,13 @@ async def measure(db: Database, *, look: int) -> Backlog:
     cursor, head = await repository.queue.get_cursor(db), await repository.queue.head(db)
     now = utcnow()
     for seq in range(cursor + 1, min(head, cursor + look) + 1):
-        entry = await repository.get_entry(db, seq)
+        try:
+            entry = await repository.get_entry(db, seq)
+            message = None if entry is None else await messages.get_internal(db, entry.message_id)
+        except ValidationError:  # the worker gives it up; a reply waiting behind it is still pending
+            continue
         if entry is None:
             continue
-        message = await messages.get_internal(db, entry.message_id)
         if message is not None and message.status == "pending":
             age = (now - as_utc(entry.enqueued_at)).total_seconds()
             return Backlog(entries=head - cursor, oldest_pending_seconds=max(0.0, age))

@@ -93,7 +93,10 @@ class OutboundWorker:
             what="outbound",
             give_up=self._give_up,
         )
-        self.passed_walk = attempts.QueueWalk(repository.passed_log, PassedEntry, self.policy, what="outbound passed")
+        # A passed reply's own entry is finished: its look in the passed log gives it up too.
+        self.passed_walk = attempts.QueueWalk(
+            repository.passed_log, PassedEntry, self.policy, what="outbound passed", give_up=self._give_up
+        )
         self._next_recheck = 0.0  # time.monotonic() of the next walk of the passed log
         self.paces: dict[str, AsyncLimiter] = {}  # per connection id (module docstring, Pacing)
         self.sessions: dict[str, float] = {}  # connection id -> when its session was last seen open
@@ -247,15 +250,27 @@ class OutboundWorker:
             return pending
         return False
 
-    async def _give_up(self, message_id: object) -> None:
-        """A reply that a stored document it needs does not read (module docstring): failed, if
-        it is still pending, and its screens told if it reads."""
+    async def _give_up(self, message_id: object) -> bool:
+        """A reply that a stored document it needs does not read (module docstring): ended, if
+        it is still pending, and its screens told if it reads. Ended as sent when an attempt was
+        answered sent (its settling met the document): it was delivered, and shown failed it
+        would be written again. Not yet (False) while an attempt is in flight: it may be taken."""
+        if not isinstance(message_id, str):
+            return True
+        sent_as, now = None, utcnow()
+        for tried in await repository.attempts.stored_internal(self.db, message_id):
+            lease = tried.get("lease_until")
+            if tried.get("result") is None and isinstance(lease, datetime) and as_utc(lease) > now:
+                return False
+            if tried.get("result") == "sent" and isinstance(tried.get("provider_message_id"), str):
+                sent_as = tried["provider_message_id"]
         reason = "a stored document this reply needs does not read"
-        if isinstance(message_id, str) and await messages.fail_unreadable_internal(self.db, message_id, reason=reason):
-            log.error("outbound reply given up", message_id=message_id, error=reason)
+        if await messages.give_up_internal(self.db, message_id, reason=reason, sent_as=sent_as):
+            log.error("outbound reply given up", message_id=message_id, error=reason, sent_as=sent_as)
             with contextlib.suppress(ValidationError):
-                if (failed := await messages.get_internal(self.db, message_id)) is not None:
-                    await service.announce_status(self.db, failed)
+                if (ended := await messages.get_internal(self.db, message_id)) is not None:
+                    await service.announce_status(self.db, ended)
+        return True
 
     async def _handle(self, entry: QueueEntry) -> bool:
         """Moves one entry on. Returns True when it needs nothing more (sent, failed, orphan)."""
@@ -392,7 +407,11 @@ class OutboundWorker:
         quoted = message.quoted
         if quoted is None or not quoted.message_id:
             return None
-        target = await messages.get_internal(self.db, quoted.message_id)
+        try:
+            target = await messages.get_internal(self.db, quoted.message_id)
+        except ValidationError as exc:  # another message's slip must not hold this reply
+            log.error("quoted message unreadable; sent unquoted", message_id=quoted.message_id, error=str(exc))
+            return None
         if target is None or not target.provider_message_id:
             return None
         media = target.media or MessageMedia()

@@ -200,7 +200,7 @@ class Hub:
             return  # nobody here listens to this tenant
         entry = entry_of(record)
         seq = entry[0]
-        if seq > tenant.delivered:
+        if seq > tenant.delivered and entry[1]:  # one that did not frame is read from the store instead
             tenant.recent[seq] = entry
         self._known(tenant, seq)
 

@@ -25,6 +25,7 @@ from pymongo.errors import DuplicateKeyError
 
 from backend.core import group_commit, metrics
 from backend.core.clock import as_utc, utcnow
+from backend.core.conditional import update_if
 from backend.core.db import Database
 from backend.core.ids import new_id
 from backend.core.indexes import ASC, declare
@@ -269,7 +270,7 @@ async def count_waiting_internal(db: Database, reason: str) -> int:
 async def seen_waiting(db: Database, waiting_id: str, *, at: datetime) -> None:
     """Its first sighting by a sweep (`Waiting.seen_at`), kept by the first writer. Two sweeps
     racing, or a whole-document write on FerretDB putting it back, only move it a sweep later."""
-    await db[WAITING].update_one({"_id": waiting_id, "seen_at": None}, {"$set": {"seen_at": at}})
+    await update_if(db, WAITING, waiting_id, {"seen_at": None}, {"$set": {"seen_at": at}})  # `_id` reads on FerretDB
 
 
 async def done_waiting(db: Database, waiting_id: str) -> None:

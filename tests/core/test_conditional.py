@@ -62,6 +62,9 @@ async def test_updates_only_when_the_condition_holds(store: Any) -> None:
         ({}, {"v": {"$lte": 3}}, False),
         ({"v": "a"}, {"v": {"$lte": 3}}, False),
         ({"v": 1, "w": 2}, {"v": 1, "w": 3}, False),
+        ({"m": {"s": "pending"}}, {"m.s": "pending"}, True),  # a dotted path, as MongoDB reads it
+        ({"m": {"s": "ready"}}, {"m.s": "pending"}, False),
+        ({"m": "text"}, {"m.s": None}, True),
     ],
 )
 def test_matcher(doc: dict[str, Any], condition: dict[str, Any], expected: bool) -> None:

@@ -16,6 +16,8 @@ from backend.connections.providers import registry
 from backend.core.clock import utcnow
 from backend.core.config import Settings
 from backend.core.runtime import runtime_of
+from backend.outbound import backlog
+from backend.outbound import service as outbound
 from backend.outbound.models import PassedEntry
 from backend.outbound.worker import OutboundWorker
 from tests.factories import make_tenant
@@ -79,6 +81,8 @@ async def test_a_reply_that_does_not_read_is_given_up_and_the_replies_after_it_g
     # Within the give-up time it is tried again, as a newer process may read it: the chat waits.
     assert (await _stored(db, bad))["status"] == "pending"
     assert (await _stored(db, after))["status"] == "pending"
+    # Meanwhile the metrics still answer: the reply waiting behind it is what they report.
+    assert (await backlog.measure(db, look=10_000)).oldest_pending_seconds > 0
 
     await passes_until_sent(db, worker, [after])
     assert time.monotonic() - first_pass >= give_up  # not before the give-up time
@@ -150,7 +154,8 @@ async def test_a_passed_reply_that_does_not_read_is_looked_for_until_the_give_up
     assert await patient.passed_walk.guarded(patient._recheck_one, entry) is False
     impatient = OutboundWorker(db, settings.model_copy(update={"UNREADABLE_GIVE_UP_SECONDS": 0.0}), http)
     assert await impatient.passed_walk.guarded(impatient._recheck_one, entry) is True
-    assert (await _stored(db, reply))["status"] == "pending"  # the passed log fails nothing itself
+    # A passed reply's own queue entry is finished: the passed log's give-up is its last.
+    assert (await _stored(db, reply))["status"] == "failed"
 
 
 async def test_a_queue_entry_that_does_not_read_fails_its_reply_after_the_give_up_time(
@@ -178,3 +183,57 @@ async def test_a_queue_entry_that_does_not_read_fails_its_reply_after_the_give_u
     entries = [e async for e in db.outbox.find({"message_id": {"$in": [bad, after]}})]
     cursor = await db.outbox_state.find_one({"_id": "cursor"})
     assert cursor is not None and cursor["seq"] >= max(e["seq"] for e in entries)
+
+
+async def test_a_reply_the_provider_took_is_given_up_as_sent_not_failed(
+    client: httpx.AsyncClient,
+    admin_headers: dict[str, str],
+    evolution: FakeEvolution,
+    db: Any,
+    settings: Settings,
+    http: httpx.AsyncClient,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Its attempt's document stops reading between the provider's answer and the settling
+    (injected there): the give-up finds the attempt answered sent in the stored documents. Shown
+    failed, it would be written again, and reach the client twice."""
+    phone, (reply,) = await _chat_with_replies(client, admin_headers, evolution, db, ["entregue"])
+    real_bind = outbound.bind_provider_id
+
+    async def attempt_spoiled_first(db: Any, **kwargs: Any) -> None:
+        await db.outbox_attempts.update_one({"_id": f"{reply}:1"}, {"$set": {"claimed_at": "not a time"}})
+        await real_bind(db, **kwargs)
+
+    monkeypatch.setattr(outbound, "bind_provider_id", attempt_spoiled_first)
+    worker = OutboundWorker(db, settings.model_copy(update={"UNREADABLE_GIVE_UP_SECONDS": 1.0}), http)
+    await worker.run_once()
+    assert (await _stored(db, reply))["status"] == "pending"  # its settling met the document
+
+    await passes_until_sent(db, worker, [reply])
+    attempt = await db.outbox_attempts.find_one({"_id": f"{reply}:1"})
+    stored = await _stored(db, reply)
+    assert attempt["result"] == "sent" and stored["provider_message_id"] == attempt["provider_message_id"]
+    assert await _received(evolution, phone) == ["entregue"]  # once
+
+
+async def test_a_reply_quoting_a_message_that_does_not_read_goes_out_unquoted(
+    client: httpx.AsyncClient,
+    admin_headers: dict[str, str],
+    evolution: FakeEvolution,
+    db: Any,
+    settings: Settings,
+    http: httpx.AsyncClient,
+) -> None:
+    """Another message's slip (the client's, quoted) must not hold this reply: it goes out as it
+    would with a quote WhatsApp does not know yet, unquoted rather than not at all."""
+    tenant = await make_tenant(client, admin_headers, agents=1)
+    conn = await make_connection(client, tenant, evolution)
+    ticket_id, phone, agent = await held_ticket(client, tenant, evolution, conn, db)
+    quoted = await db.messages.find_one({"ticket_id": ticket_id, "sender_type": "client"})
+    body = {"body": "respondendo", "quoted_message_id": str(quoted["_id"])}
+    r = await client.post(f"/api/v1/tickets/{ticket_id}/messages", json=body, headers=agent)
+    assert r.status_code == 201, r.text
+    await db.messages.update_one({"_id": quoted["_id"]}, {"$set": UNREADABLE})
+    await passes_until_sent(db, OutboundWorker(db, settings, http), [r.json()["id"]], timeout=30)
+    sent = [s for s in await evolution.sent() if s["number"] == phone]
+    assert [unsigned(s["text"]) for s in sent] == ["respondendo"] and "quoted" not in sent[0]
