@@ -63,7 +63,9 @@ class HeldEcho(StoredModel):  # `outbox_echoes`
     connection_id: str
     provider_message_id: str
     raw_id: str
-    type: str = "text"  # the upsert's message type: text, image, audio, ... (or reaction, edit)
+    # The upsert's message type: text, image, audio, ... (or reaction, edit); None: a stored type
+    # that does not read (outbound/repository.py, `held_echoes`), which may be any.
+    type: str | None = "text"
     # What the upsert is stored as if it turns out not to be the echo (older holds: None, the
     # id derived from `provider_message_id`, right for messages but not for reactions and edits).
     own_message_id: str | None = None

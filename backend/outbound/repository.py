@@ -26,7 +26,9 @@ Entries and attempts are never removed (persistence rule 1); the cursor keeps re
 
 import hashlib
 from datetime import datetime
+from typing import Any
 
+from pydantic import ValidationError
 from pymongo.errors import DuplicateKeyError
 
 from backend.clients.phones import address_key
@@ -34,8 +36,8 @@ from backend.core.attempts import AttemptLedger
 from backend.core.clock import utcnow
 from backend.core.conditional import one_writer
 from backend.core.db import Database
+from backend.core.logging import get_logger
 from backend.core.runtime import runtime_of
-from backend.core.schemas import readable
 from backend.core.seqlog import SeqLog, gallop
 from backend.core.tuning import OUTBOUND_CHAT_HINTS as CHAT_HINTS
 from backend.outbound.models import (
@@ -65,6 +67,8 @@ MAX_CHAT_CLAIM_TRIES = 1_000
 
 queue = SeqLog(QUEUE, "q:", state_collection=STATE, cursor_id=CURSOR_ID, keeps_appends=True)  # 1..head, no holes
 passed_log = SeqLog(PASSED, "p:", state_collection=STATE, cursor_id=PASSED_CURSOR_ID, keeps_appends=True)
+log = get_logger("outbound")
+
 attempts = AttemptLedger(ATTEMPTS, what="send", model=SendAttempt)
 
 
@@ -179,21 +183,46 @@ async def hold_echo(db: Database, *, hold: HeldEcho) -> HeldEcho:
             await db[ECHOES].insert_one(hold.stored())
             return hold
         except DuplicateKeyError:
-            taken = HeldEcho.load(await db[ECHOES].find_one({"_id": hold.id}))
+            doc = await db[ECHOES].find_one({"_id": hold.id})
+            taken = _settleable(doc, hold.attempt_id, hold.message_id) if doc is not None else None
             if taken is not None and taken.provider_message_id == hold.provider_message_id:
                 return taken
     raise RuntimeError(f"more than {MAX_HELD_PER_ATTEMPT} upserts held for attempt {hold.attempt_id}")
 
 
-async def held_echoes(db: Database, attempt_id: str) -> list[HeldEcho]:
-    """The attempt's holds in arrival order (taken 1..n, so the first miss ends them). One that
-    does not read is logged and passed over: it cannot be settled, and it must not keep its
-    reply from settling (it would never be sent or failed)."""
-    docs, n = [], 1
-    while (doc := await db[ECHOES].find_one({"_id": hold_id(attempt_id, n)})) is not None:
-        docs.append(doc)
+async def held_echoes(db: Database, attempt: SendAttempt) -> list[HeldEcho]:
+    """The attempt's holds in arrival order (taken 1..n, so the first miss ends them). A hold
+    whose document does not read as a whole is read by what settling it needs (`_settleable`):
+    passed over, the phone message it may be would never be stored, and its reply could be sent
+    again as though the provider never took it (`echo_of_unanswered`). One without even that is
+    logged and passed over: it must not keep its reply from settling."""
+    holds, n = [], 1
+    while (doc := await db[ECHOES].find_one({"_id": hold_id(attempt.id, n)})) is not None:
+        if (hold := _settleable(doc, attempt.id, attempt.message_id)) is not None:
+            holds.append(hold)
         n += 1
-    return readable(HeldEcho, docs, what="held echo")
+    return holds
+
+
+# What a hold must read to be settled: the upsert it stands for, to release or bind.
+_SETTLES_BY = {"_id", "connection_id", "provider_message_id", "raw_id"}
+
+
+def _settleable(doc: dict[str, Any], attempt_id: str, message_id: str) -> HeldEcho | None:
+    """The hold as stored; if that does not read, its settling fields with the rest from its
+    attempt (whose `_id` it is held under) or unknown: its time, its resolution (then unsettled:
+    settling is safe to repeat), its own message id (derived), its type (None: any type)."""
+    try:
+        return HeldEcho.model_validate(doc)
+    except ValidationError as exc:
+        bad = {str(e["loc"][0]) for e in exc.errors() if e["loc"]}
+        if bad & _SETTLES_BY:
+            log.error("held echo unreadable; passed over", hold_id=str(doc.get("_id")), error=str(exc))
+            return None
+        log.error("held echo partly unreadable; settled by what reads", hold_id=str(doc["_id"]), fields=sorted(bad))
+        kept = {k: v for k, v in doc.items() if k not in bad}
+        known = {"attempt_id": attempt_id, "message_id": message_id, "held_at": kept.get("held_at", utcnow())}
+        return HeldEcho.model_validate({**kept, **known, "type": None if "type" in bad else kept.get("type", "text")})
 
 
 async def resolve_hold(db: Database, _id: str, resolution: Resolution) -> None:

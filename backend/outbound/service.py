@@ -226,7 +226,7 @@ async def settle_held_echoes(db: Database, attempt: SendAttempt, *, answered: st
     upserts held for it: the one with that id was its echo. Returns the others, which the
     caller releases as messages of their own."""
     release: list[HeldEcho] = []
-    for hold in await repository.held_echoes(db, attempt.id):
+    for hold in await repository.held_echoes(db, attempt):
         if hold.resolution is not None:  # the processor saw the answer and settled it
             continue
         if answered is not None and hold.provider_message_id == answered:
@@ -246,8 +246,8 @@ async def echo_of_unanswered(db: Database, attempt: SendAttempt, *, type_: str) 
     Where it ends: an operator who, in that very window, sends from the phone the same text (or a
     file of the same type with the same caption) while our request never reached the provider makes
     that message stand for the reply: the client got that content once, shown as the agent's."""
-    for hold in await repository.held_echoes(db, attempt.id):
-        if hold.resolution is None and hold.type == type_:
+    for hold in await repository.held_echoes(db, attempt):
+        if hold.resolution is None and hold.type in (type_, None):
             return hold.provider_message_id
     return None
 

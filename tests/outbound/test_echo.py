@@ -4,17 +4,20 @@ while the send is unanswered is only held, and settled by id when the answer com
 own worker is off: the tests step an `OutboundWorker` and hold the fake's send answer."""
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from typing import Any
 
 import httpx
 import pytest
 
 from backend.connections.providers import registry
+from backend.core.clock import utcnow
 from backend.core.config import Settings
 from backend.outbound.worker import OutboundWorker
 from backend.webhooks import service as webhooks
-from tests.factories import Tenant, make_tenant
+from tests.factories import make_tenant
 from tests.fakes.harness import FakeEvolution, make_connection, wait_for
 from tests.outbound.helpers import held_ticket
 from tests.webhooks.helpers import settled
@@ -25,13 +28,20 @@ def settings_overrides() -> dict[str, Any]:
     return {"OUTBOUND_WORKER_ENABLED": False, "EVOLUTION_TIMEOUT_SECONDS": 60.0, "OUTBOUND_LEASE_SECONDS": 60.0}
 
 
-async def _unsigned_tenant(client: httpx.AsyncClient, admin_headers: dict[str, str]) -> Tenant:
-    """A tenant whose replies go out as typed (no signature line): these tests are about a phone
-    copy of the very text the agent sent, which the signature would make differ."""
+async def _ok_queued(
+    client: httpx.AsyncClient, admin_headers: dict[str, str], evolution: FakeEvolution, db: Any
+) -> tuple[dict[str, Any], str, str, str]:
+    """An agent's reply "ok" queued in a held ticket (conn, ticket id, client phone, reply id), by a
+    tenant whose replies go out as typed (no signature line): these tests are about a phone copy
+    of the very text the agent sent, which the signature would make differ."""
     tenant = await make_tenant(client, admin_headers, agents=1)
     r = await client.patch("/api/v1/reseller-config", json={"signature_enabled": False}, headers=tenant.headers)
     assert r.status_code == 200, r.text
-    return tenant
+    conn = await make_connection(client, tenant, evolution)
+    ticket_id, phone, agent = await held_ticket(client, tenant, evolution, conn, db)
+    r = await client.post(f"/api/v1/tickets/{ticket_id}/messages", json={"body": "ok"}, headers=agent)
+    assert r.status_code == 201, r.text
+    return conn, ticket_id, phone, str(r.json()["id"])
 
 
 @pytest.fixture
@@ -84,11 +94,7 @@ async def test_the_same_text_typed_on_the_phone_while_the_reply_is_in_flight_sta
     http: httpx.AsyncClient,
 ) -> None:
     evolution = evolution_reset
-    tenant = await _unsigned_tenant(client, admin_headers)
-    conn = await make_connection(client, tenant, evolution)
-    ticket_id, phone, agent = await held_ticket(client, tenant, evolution, conn, db)
-    r = await client.post(f"/api/v1/tickets/{ticket_id}/messages", json={"body": "ok"}, headers=agent)
-    reply = r.json()["id"]
+    conn, ticket_id, phone, reply = await _ok_queued(client, admin_headers, evolution, db)
     before = await _held_sends(evolution)
     await evolution.mode("ok", hold_next=1)  # the provider has not answered the send yet
     worker = OutboundWorker(db, settings, http)
@@ -134,11 +140,7 @@ async def test_the_echo_and_a_phone_copy_both_ahead_of_the_answer_are_told_apart
     """The real echo and then the typed "ok" both arrive before the send is answered (the fake
     posts the echo, then holds its answer): both are held, and the answered id decides."""
     evolution = evolution_reset
-    tenant = await _unsigned_tenant(client, admin_headers)
-    conn = await make_connection(client, tenant, evolution)
-    ticket_id, phone, agent = await held_ticket(client, tenant, evolution, conn, db)
-    r = await client.post(f"/api/v1/tickets/{ticket_id}/messages", json={"body": "ok"}, headers=agent)
-    reply = r.json()["id"]
+    conn, ticket_id, phone, reply = await _ok_queued(client, admin_headers, evolution, db)
     await evolution.mode("ok", hold_answer_next=1)
     worker = OutboundWorker(db, settings, http)
     in_flight = asyncio.create_task(worker.run_once())
@@ -184,11 +186,7 @@ async def test_a_hold_the_worker_settles_before_it_lands_is_settled_by_the_proce
     """The processor reads the attempt as unanswered, then the answer is recorded and the worker
     settles (finding no hold), then the hold lands: the processor's second look decides it."""
     evolution = evolution_reset
-    tenant = await _unsigned_tenant(client, admin_headers)
-    conn = await make_connection(client, tenant, evolution)
-    ticket_id, phone, agent = await held_ticket(client, tenant, evolution, conn, db)
-    r = await client.post(f"/api/v1/tickets/{ticket_id}/messages", json={"body": "ok"}, headers=agent)
-    reply = r.json()["id"]
+    conn, ticket_id, phone, reply = await _ok_queued(client, admin_headers, evolution, db)
     before = await _held_sends(evolution)
     await evolution.mode("ok", hold_next=1, echo=False)
     worker = OutboundWorker(db, settings, http)
@@ -232,11 +230,7 @@ async def test_a_held_phone_message_is_stored_even_when_the_worker_dies_before_s
     delivery receipt then moves the reply on, so the next worker finds it no longer pending —
     and still settles the holds from the recorded answer."""
     evolution = evolution_reset
-    tenant = await _unsigned_tenant(client, admin_headers)
-    conn = await make_connection(client, tenant, evolution)
-    ticket_id, phone, agent = await held_ticket(client, tenant, evolution, conn, db)
-    r = await client.post(f"/api/v1/tickets/{ticket_id}/messages", json={"body": "ok"}, headers=agent)
-    reply = r.json()["id"]
+    conn, ticket_id, phone, reply = await _ok_queued(client, admin_headers, evolution, db)
     before = await _held_sends(evolution)
     await evolution.mode("ok", hold_next=1)
     dying = OutboundWorker(db, settings, http)
@@ -266,3 +260,86 @@ async def test_a_held_phone_message_is_stored_even_when_the_worker_dies_before_s
     mine = outgoing.get(webhooks.message_id_for(conn["id"], typed["key_id"]))
     assert len(outgoing) == 2 and reply in outgoing
     assert mine is not None and mine["body"] == "ok" and mine["sender_type"] == "system"
+
+
+async def test_a_held_phone_message_whose_hold_partly_does_not_read_is_still_stored(
+    client: httpx.AsyncClient,
+    admin_headers: dict[str, str],
+    evolution_reset: FakeEvolution,
+    db: Any,
+    settings: Settings,
+    http: httpx.AsyncClient,
+) -> None:
+    """The hold of the typed "ok" stops reading while the send is in flight (its time and type
+    spoiled, injected there): it is settled by what reads of it — the upsert it stands for — and
+    the typed "ok" is stored as a message of its own. Passed over, it would never be stored."""
+    evolution = evolution_reset
+    conn, ticket_id, phone, reply = await _ok_queued(client, admin_headers, evolution, db)
+    before = await _held_sends(evolution)
+    await evolution.mode("ok", hold_next=1)
+    in_flight = asyncio.create_task(OutboundWorker(db, settings, http).run_once())
+    try:
+        await wait_for(lambda: _one_more_held(evolution, before))
+        typed = await evolution.inbound(conn["instance_name"], phone, "ok", from_me=True)
+        assert (await settled(db, typed))["status"] == "processed"
+        spoiled = await db.outbox_echoes.update_one(
+            {"message_id": reply}, {"$set": {"held_at": "not a time", "type": 7, "own_message_id": ["x"]}}
+        )
+        assert spoiled.modified_count == 1
+    finally:
+        await evolution.control("POST", "release")
+        await in_flight
+
+    async def both() -> list[dict[str, Any]] | None:
+        docs = await _outgoing(db, ticket_id)
+        return docs if len(docs) == 2 else None
+
+    outgoing = {m["provider_message_id"]: m for m in await wait_for(both)}
+    mine = outgoing[typed["key_id"]]
+    assert mine["_id"] == webhooks.message_id_for(conn["id"], typed["key_id"]) and mine["sender_type"] == "system"
+    assert await _status(db, reply) == "sent"
+    hold = await db.outbox_echoes.find_one({"message_id": reply})
+    assert hold["resolution"] == "released" and hold["held_at"] == "not a time"  # only settled
+
+
+async def test_an_unanswered_send_whose_echo_hold_partly_does_not_read_is_not_sent_again(
+    client: httpx.AsyncClient,
+    admin_headers: dict[str, str],
+    evolution_reset: FakeEvolution,
+    db: Any,
+    settings: Settings,
+    http: httpx.AsyncClient,
+) -> None:
+    """The provider took the send and posted its echo (held), then the worker died before hearing
+    the answer; the hold's time and type stopped reading meanwhile. Once the lease is over, the
+    next worker takes the held echo for the answer, as it would a readable one: sent once. Passed
+    over, the reply would be sent again and reach the client twice."""
+    evolution = evolution_reset
+    _, _, phone, reply = await _ok_queued(client, admin_headers, evolution, db)
+    await evolution.mode("ok", hold_answer_next=1)  # the echo comes, the answer is held back
+    dying = asyncio.create_task(OutboundWorker(db, settings, http).run_once())
+    try:
+
+        async def held() -> bool:
+            return await db.outbox_echoes.count_documents({"message_id": reply}) == 1
+
+        await wait_for(held)
+        dying.cancel()  # killed before the answer: the attempt stays unanswered
+        with contextlib.suppress(asyncio.CancelledError):
+            await dying
+    finally:
+        await evolution.control("POST", "release")
+    await db.outbox_echoes.update_one({"message_id": reply}, {"$set": {"held_at": "not a time", "type": 7}})
+    await db.outbox_attempts.update_one({"_id": f"{reply}:1"}, {"$set": {"lease_until": utcnow() - timedelta(1)}})
+
+    worker = OutboundWorker(db, settings, http)
+
+    async def sent() -> bool:
+        await worker.run_once()
+        return await _status(db, reply) == "sent"
+
+    await wait_for(sent)
+    await worker.run_once()
+    assert len([s for s in await evolution.sent() if s["number"] == phone]) == 1
+    attempts = await db.outbox_attempts.find({"message_id": reply}).to_list(None)
+    assert [(a["result"], a.get("answered_by")) for a in attempts] == [("sent", "echo")]
