@@ -147,7 +147,8 @@ class QueueWalk(Generic[E]):
         self._finished: set[int] = set()
         self._cursor: int | None = None  # as this walk last read or wrote it
         self._seen = 0  # the highest entry a woken pass looked at
-        self._unreadable: dict[str, float] = {}  # document id -> when this walk first met it unreadable
+        # document id -> (when this walk first met it unreadable, when last): `overdue`
+        self._unreadable: dict[str, tuple[float, float]] = {}
 
     async def run_once(
         self, db: Database, visit: Callable[[list[E]], Awaitable[Iterable[int]]], *, poll: bool = True
@@ -224,12 +225,19 @@ class QueueWalk(Generic[E]):
         """Whether the document `_id`, which did not read, has been met so for the policy's
         give-up time (logged once, when first met). Until then the item that needs it is tried
         again at each pass, since a newer version's process (a rolling deploy) may read it; then
-        the worker gives the item up, so that it holds nothing behind it for good."""
-        first = self._unreadable.get(_id)
+        the worker gives the item up, so that it holds nothing behind it for good.
+        A sighting older than twice the give-up time is forgotten (the document read meanwhile,
+        or its item was finished): a later slip of the same document starts its own clock, and
+        the memory holds only what was met lately."""
+        now, window = time.monotonic(), self.policy.unreadable_give_up_seconds
+        for stale in [k for k, (_, last) in self._unreadable.items() if now - last > 2 * window]:
+            del self._unreadable[stale]
+        first, _ = self._unreadable.get(_id, (None, None))
         if first is None:
-            first = self._unreadable[_id] = time.monotonic()
+            first = now
             log.error(f"{self.what}: a stored document does not read", id=_id, error=str(exc))
-        return time.monotonic() - first >= self.policy.unreadable_give_up_seconds
+        self._unreadable[_id] = (first, now)
+        return now - first >= window
 
     async def _load(self, seq: int, doc: dict[str, Any] | None) -> E | None:
         try:
@@ -274,11 +282,8 @@ class AttemptLedger(Generic[A]):
         return f"{message_id}:{attempt}"
 
     async def list(self, db: Database, message_id: str) -> list[A]:
-        """A message's attempts in order (1..k, claimed in order, so the first miss ends them)."""
-        found: list[A] = []
-        while (doc := await self.get(db, self.attempt_id(message_id, len(found) + 1))) is not None:
-            found.append(doc)
-        return found
+        """A message's attempts in order, read as models (one that does not read raises)."""
+        return [self.model.model_validate(doc) for doc in await self.stored_internal(db, message_id)]
 
     async def get(self, db: Database, _id: str) -> A | None:
         return self.model.load(await db[self.collection].find_one({"_id": _id}))
@@ -291,8 +296,8 @@ class AttemptLedger(Generic[A]):
         return True
 
     async def stored_internal(self, db: Database, message_id: str) -> Sequence[dict[str, Any]]:
-        """A message's attempts as stored, not read as models: the give-up's look at attempts
-        that may not read (`QueueWalk`)."""
+        """A message's attempts as stored, in order (1..k, claimed in order, so the first miss
+        ends them), not read as models: the give-up's look at attempts that may not read."""
         found: list[dict[str, Any]] = []
         while doc := await db[self.collection].find_one({"_id": self.attempt_id(message_id, len(found) + 1)}):
             found.append(doc)

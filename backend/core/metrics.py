@@ -30,6 +30,13 @@ MEDIA_FETCH_FAILURES = Counter(
     "iaze_media_fetch_failures_total", "Inbound media downloads that failed, by reason", ["reason"]
 )
 
+# Incremented by the durable workers when they give up an item whose stored documents do not read
+# (backend/core/attempts.py, `QueueWalk`): `worker` "outbound" (a reply ended failed, or sent when
+# the provider took it) or "media" (a fetch ended failed). Each one is an operator's to look at.
+GIVEN_UP = Counter(
+    "iaze_given_up_total", "Replies and media fetches given up on documents that do not read", ["worker"]
+)
+
 # Incremented by the webhook processor when a delivery is kept failed after its attempts: `kind`
 # "retryable" (errors that may pass: the sweep runs it again later) or "final" (an error no retry
 # fixes, or a waiting one the sweep gave up: an operator's scripts/reprocess_webhooks.py, once the

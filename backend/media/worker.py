@@ -16,11 +16,13 @@ per tenant per sha256), so a repeat costs a fetch, never a second copy.
 """
 
 import asyncio
+import contextlib
 import functools
 import re
 from typing import Any
 
 import httpx
+from pydantic import ValidationError
 
 from backend.connections import service as connections
 from backend.connections.providers import registry
@@ -87,12 +89,19 @@ class MediaFetcher:
 
     async def _give_up(self, message_id: object) -> bool:
         """A fetch that a stored document it needs does not read, given up by the walk
-        (`QueueWalk`): shown failed, so that once mended it can be retried."""
+        (`QueueWalk`): shown failed, so that once mended it can be retried. Its screens are told
+        when the message reads, also by a repeat (an announcement that failed is tried again)."""
+        if not isinstance(message_id, str):  # nothing to end: the entry itself names no message
+            log.error("media fetch entry given up without a message to end", message_id=repr(message_id))
+            return True
         reason = "a stored document this media needs does not read"
-        if isinstance(message_id, str) and await message_store.give_up_internal(
-            self.db, message_id, reason=reason, media=True
-        ):
+        if await message_store.give_up_internal(self.db, message_id, reason=reason, media=True):
             log.error("media fetch given up", message_id=message_id, error=reason)
+            metrics.GIVEN_UP.labels(worker="media").inc()
+        with contextlib.suppress(ValidationError):
+            ended = await message_store.get_internal(self.db, message_id)
+            if ended is not None and ended.media is not None and ended.media.status == "failed":
+                await messages.announce_again(self.db, ended)
         return True
 
     async def handle(self, entry: FetchEntry) -> bool:

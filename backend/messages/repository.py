@@ -133,15 +133,20 @@ async def give_up_internal(
     its delivery (the outbound worker's give-up: failed, or sent as `sent_as` when the provider
     took it) or, `media`, its media fetch (failed). Written by `_id`, conditioned on the stored
     status, without reading the message as a `Message`. True when it moved."""
-    now, changes = utcnow(), dict[str, Any]()
     if media:
-        condition, changes = {"media.status": "pending"}, {"media.status": "failed", "media.error": reason}
-    elif sent_as is not None:
-        condition, changes = {"status": "pending"}, {"status": "sent", "sent_at": now, "provider_message_id": sent_as}
-    else:
-        condition, changes = {"status": "pending"}, {"status": "failed", "failed_at": now, "failure_reason": reason}
+        return await _end_pending(db, message_id, "media.status", {"media.status": "failed", "media.error": reason})
+    if sent_as is not None:
+        return await _end_pending(
+            db, message_id, "status", {"status": "sent", "sent_at": utcnow(), "provider_message_id": sent_as}
+        )
+    return await _end_pending(
+        db, message_id, "status", {"status": "failed", "failed_at": utcnow(), "failure_reason": reason}
+    )
+
+
+async def _end_pending(db: Database, message_id: str, status: str, changes: dict[str, Any]) -> bool:
     async with one_writer(db, COLLECTION, message_id):
-        return await update_if(db, COLLECTION, message_id, condition, {"$set": changes}) is not None
+        return await update_if(db, COLLECTION, message_id, {status: "pending"}, {"$set": changes}) is not None
 
 
 async def set_media_internal(db: Database, message: Message, changes: dict[str, Any]) -> Message | None:

@@ -27,8 +27,10 @@ attempt's lease. The bucket is this worker's: N processes sending may reach N ti
 Documents that do not read (damaged by hand, or written by a newer version during a rolling
 deploy, which its own processes read): a reply whose message, attempts or earlier chat position
 does not read is tried again at each pass for UNREADABLE_GIVE_UP_SECONDS after this worker first
-met it (core/attempts.py, `QueueWalk.overdue`), then given up — failed, if still pending — so that
-it does not hold its chat, and every later reply to that client, for good (`_give_up`).
+met it (core/attempts.py, `QueueWalk.overdue`), then given up so that it does not hold its chat,
+and every later reply to that client, for good (`_give_up`): if still pending, it ends sent when
+an attempt was answered sent (the client has it), failed otherwise, and never while an attempt is
+in flight. `iaze_given_up_total{worker="outbound"}` counts them.
 """
 
 import asyncio
@@ -45,7 +47,7 @@ from backend.clients.phones import whatsapp_addresses
 from backend.connections import service as connections
 from backend.connections.providers import registry
 from backend.connections.providers.base import OutboundMedia, ProviderError, Quote, WhatsAppProvider
-from backend.core import attempts
+from backend.core import attempts, metrics
 from backend.core.attempts import Verdict
 from backend.core.background import BackgroundLoop
 from backend.core.clock import as_utc, utcnow
@@ -255,7 +257,8 @@ class OutboundWorker:
         it is still pending, and its screens told if it reads. Ended as sent when an attempt was
         answered sent (its settling met the document): it was delivered, and shown failed it
         would be written again. Not yet (False) while an attempt is in flight: it may be taken."""
-        if not isinstance(message_id, str):
+        if not isinstance(message_id, str):  # nothing to end: the entry itself names no message
+            log.error("outbound entry given up without a message to end", message_id=repr(message_id))
             return True
         sent_as, now = None, utcnow()
         for tried in await repository.attempts.stored_internal(self.db, message_id):
@@ -267,9 +270,12 @@ class OutboundWorker:
         reason = "a stored document this reply needs does not read"
         if await messages.give_up_internal(self.db, message_id, reason=reason, sent_as=sent_as):
             log.error("outbound reply given up", message_id=message_id, error=reason, sent_as=sent_as)
-            with contextlib.suppress(ValidationError):
-                if (ended := await messages.get_internal(self.db, message_id)) is not None:
-                    await service.announce_status(self.db, ended)
+            metrics.GIVEN_UP.labels(worker="outbound").inc()
+        # Announced whether or not this call moved it: a give-up whose announcement failed is
+        # tried again at the next pass, which finds the status moved already.
+        with contextlib.suppress(ValidationError):
+            if (ended := await messages.get_internal(self.db, message_id)) is not None and ended.status != "pending":
+                await service.announce_status(self.db, ended)
         return True
 
     async def _handle(self, entry: QueueEntry) -> bool:

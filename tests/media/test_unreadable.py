@@ -8,9 +8,11 @@ from typing import Any
 
 import httpx
 import pytest
+from prometheus_client import REGISTRY
 
 from backend.connections.providers import registry
 from backend.core.config import Settings
+from backend.core.runtime import runtime_of
 from backend.media import repository as media_repository
 from backend.media.worker import MediaFetcher
 from tests.factories import Tenant
@@ -93,3 +95,30 @@ async def test_a_media_message_mended_within_the_give_up_time_is_fetched(
     await wait_for(ready, timeout=30)
     r = await client.get(f"/api/v1/messages/{message['_id']}/media", headers=tenant.headers)
     assert r.status_code == 200 and r.content == fixture("photo.png")
+
+
+async def test_a_fetch_whose_entry_does_not_read_is_failed_announced_and_counted(
+    client: httpx.AsyncClient,
+    db: Any,
+    tenant: Tenant,
+    conn: dict[str, Any],
+    evolution: FakeEvolution,
+    settings: Settings,
+    http: httpx.AsyncClient,
+) -> None:
+    """The message reads but its fetch entry does not: after the give-up time its open screens
+    are told it failed (they would show "carregando…" until reloaded), and the metric counts it."""
+    message = await send_media(evolution, db, conn, "photo.png", phone="5511955550104")
+    await db.media_fetches.update_one({"message_id": message["_id"]}, {"$set": {"enqueued_at": "not a time"}})
+    runtime_of(db).seqlog_kept.clear()  # this process appended the entry: read it from the store
+    counted = REGISTRY.get_sample_value("iaze_given_up_total", {"worker": "media"}) or 0.0
+    fetcher = MediaFetcher(db, settings.model_copy(update={"UNREADABLE_GIVE_UP_SECONDS": 1.0}), http)
+
+    async def given_up() -> bool:
+        await fetcher.run_once()
+        return await _media_status(db, message["_id"]) == "failed"
+
+    await wait_for(given_up, timeout=30)
+    told = await db.tenant_events.find({"type": "message.status", "data.message_id": message["_id"]}).to_list(None)
+    assert [t["message"]["media"]["status"] for t in told][-1:] == ["failed"], told
+    assert REGISTRY.get_sample_value("iaze_given_up_total", {"worker": "media"}) == counted + 1

@@ -11,11 +11,13 @@ from typing import Any
 
 import httpx
 import pytest
+from prometheus_client import REGISTRY
 
 from backend.connections.providers import registry
 from backend.core.clock import utcnow
 from backend.core.config import Settings
 from backend.core.runtime import runtime_of
+from backend.messages.models import Message
 from backend.outbound import backlog
 from backend.outbound import service as outbound
 from backend.outbound.models import PassedEntry
@@ -237,3 +239,41 @@ async def test_a_reply_quoting_a_message_that_does_not_read_goes_out_unquoted(
     await passes_until_sent(db, OutboundWorker(db, settings, http), [r.json()["id"]], timeout=30)
     sent = [s for s in await evolution.sent() if s["number"] == phone]
     assert [unsigned(s["text"]) for s in sent] == ["respondendo"] and "quoted" not in sent[0]
+
+
+def _given_up(worker: str) -> float:
+    return REGISTRY.get_sample_value("iaze_given_up_total", {"worker": worker}) or 0.0
+
+
+async def test_a_give_up_whose_announcement_failed_is_announced_by_the_next_pass(
+    client: httpx.AsyncClient,
+    admin_headers: dict[str, str],
+    evolution: FakeEvolution,
+    db: Any,
+    settings: Settings,
+    http: httpx.AsyncClient,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The store fails between the give-up's status write and its announcement (injected there):
+    the next pass finds the reply failed already and announces it then. Told nothing, the open
+    screens would show it on its way until reloaded, and nothing else ever announces it."""
+    _, (bad, after) = await _chat_with_replies(client, admin_headers, evolution, db, ["sem fila", "depois"])
+    await db.outbox.update_one({"message_id": bad}, {"$set": {"chat_seq": "not a number"}})
+    runtime_of(db).seqlog_kept.clear()  # read the entries from the store (see the test above)
+    real_announce, failures = outbound.announce_status, []
+
+    async def fails_once_after_the_give_up(db: Any, message: Message) -> None:
+        if message.id == bad and not failures:
+            failures.append(message.status)
+            raise ConnectionError("store away between the status write and its announcement")
+        await real_announce(db, message)
+
+    monkeypatch.setattr(outbound, "announce_status", fails_once_after_the_give_up)
+    counted = _given_up("outbound")
+    worker = OutboundWorker(db, settings.model_copy(update={"UNREADABLE_GIVE_UP_SECONDS": 1.0}), http)
+    await passes_until_sent(db, worker, [after])
+
+    assert failures == ["failed"] and (await _stored(db, bad))["status"] == "failed"
+    told = await db.tenant_events.find({"type": "message.status", "data.message_id": bad}).to_list(None)
+    assert [t["data"]["status"] for t in told] == ["failed"]
+    assert _given_up("outbound") == counted + 1  # counted once: the repeat moved nothing
