@@ -125,7 +125,7 @@ async def _process(db: Database, raw: RawEvent) -> str:
     that event's outcome, reported like a failure so the run can be repeated; the others go on.
     A database error still stops the run (exit 3): the next events would meet it too."""
     try:
-        return await service.process(db, raw)
+        return (await service.process(db, raw)).outcome
     except PyMongoError:
         raise
     except Exception as exc:

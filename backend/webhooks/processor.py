@@ -407,11 +407,13 @@ class WebhookProcessor:
         # A time that does not read (a damaged entry) tells nothing of the writers before it, and
         # never will: the run is filled as if old (nothing is lost: above), and the walk then
         # keeps that entry failed with why (`_handle`). Waited for, it stalled the lane for good.
+        # Its `seq` may not read either (raised, it stalled the lane too): its `_id` names its number.
         young = isinstance(stored_at, datetime) and (utcnow() - as_utc(stored_at)).total_seconds() < grace
         if after is None or young:
             self._probed_at[lane] = now  # the lane ends here, or the numbers before it may still be being inserted
             return False
-        for n in await seqlog.fill_range(self.db, seq, int(after["seq"]) - 1):
+        found = int(str(after["_id"]).removeprefix(seqlog.prefix))
+        for n in await seqlog.fill_range(self.db, seq, found - 1):
             log.warning("webhook lane hole filled", lane=lane, seq=n)
         return True
 

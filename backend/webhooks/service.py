@@ -19,7 +19,7 @@ import hmac
 import json
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import ValidationError
 
@@ -249,6 +249,14 @@ async def store(
     return "received", raw_id
 
 
+@dataclass(frozen=True)
+class Processed:
+    """What `process` recorded on a delivery: its outcome and, when it failed, the error it kept."""
+
+    outcome: Outcome
+    error: str | None = None
+
+
 async def process(
     db: Database,
     raw: RawEvent,
@@ -257,12 +265,13 @@ async def process(
     attempt: int | None = None,
     retry: bool | None = None,
     chats: dict[str, Any] | None = None,
-    failed_as: str = "final",
-) -> Outcome:
-    """Runs one stored delivery and records the outcome on it. Retryable errors (database,
-    backend/core/retry.py) propagate: the processor retries with backoff; anything else is kept as
-    the event's error, final — counted `failed_as` (the waiting sweep's runs: "waiting_postponed",
-    as it runs them again and counts them final only once it gives them up, `_give_up`).
+    failed_as: Literal["final", "waiting_postponed"] = "final",
+) -> Processed:
+    """Runs one stored delivery and records the outcome on it, returned with the error it keeps.
+    Retryable errors (database, backend/core/retry.py) propagate: the processor retries with
+    backoff; anything else is kept as the event's error, final — counted `failed_as` (the waiting
+    sweep's runs: "waiting_postponed", as it runs them again and counts them final only once it
+    gives them up, `_give_up`).
     `attempt`: the processor's claimed attempt number, recorded as `attempts`.
     `retry`: an earlier attempt may have started (by default, when `attempt` > 1).
     `chats`: kept by the caller across the deliveries of one lane walk; per chat, the client and
@@ -306,7 +315,7 @@ async def process(
             {"status": "failed", "error": error, "failed_at": utcnow(), "retry_at": None, **counted},
             inc_attempts=inc,
         )
-        return "failed"
+        return Processed("failed", error)
     done: dict[str, Any] = {"status": outcome, "error": None, "result": results, "processed_at": utcnow()}
     if failed is not None:  # the others are applied; kept failed, the delivery is run again whole
         log.warning("webhook event failed", raw_id=raw.id, error=failed, kind="one event of several")
@@ -314,7 +323,7 @@ async def process(
         outcome = "failed"
         done = {"status": outcome, "error": failed, "result": results, "failed_at": utcnow()}
     await repository.mark(db, raw.id, {**done, "retry_at": None, **counted}, inc_attempts=inc)
-    return outcome
+    return Processed(outcome, failed)
 
 
 async def _apply_all(
@@ -566,8 +575,7 @@ async def run_waiting(db: Database, settings: Settings, *, since: datetime, limi
     looked_after = now - since
     walk = repository.runnable_waiting_internal(db, now=now, page=limit)
     async with contextlib.aclosing(walk) as runnable:
-        async for read in runnable:
-            waiting = read
+        async for waiting in runnable:
             if waiting.seen_at is None:
                 await repository.seen_waiting(db, waiting.id, at=now)
                 waiting = waiting.model_copy(update={"seen_at": now})
@@ -620,13 +628,12 @@ async def _run_one_waiting(
         # Filed meanwhile by its lane's next attempt (it waits before it is recorded failed).
         await repository.done_waiting(db, waiting.id)
         return False
-    if await process(db, raw, attempt=raw.attempts + 1, failed_as="waiting_postponed") == "failed":
+    ran = await process(db, raw, attempt=raw.attempts + 1, failed_as="waiting_postponed")
+    if ran.outcome == "failed":
         # `process` keeps every error it does not raise, and this one may still pass (a connection
         # document a newer version wrote, not mended yet): ended now, it would be left to an
         # operator long before the window it is looked after for.
-        again = await repository.get(db, waiting.raw_id)
-        error = (again.error if again is not None else None) or "failed again"
-        await _run_again_later(db, waiting, error=error, looked_after=looked_after)
+        await _run_again_later(db, waiting, error=ran.error or "failed again", looked_after=looked_after)
         return True
     await repository.done_waiting(db, waiting.id)
     return True

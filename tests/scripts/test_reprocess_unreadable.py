@@ -49,9 +49,9 @@ async def test_an_unreadable_failed_delivery_is_passed_over_and_the_others_are_r
     bad, good = await _store(db, connection_id)
     ran: list[str] = []
 
-    async def process(_db: Any, raw: RawEvent, **_: Any) -> str:
+    async def process(_db: Any, raw: RawEvent, **_: Any) -> service.Processed:
         ran.append(raw.id)
-        return "processed"
+        return service.Processed("processed")
 
     monkeypatch.setattr(service, "process", process)
 

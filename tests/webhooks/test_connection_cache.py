@@ -112,7 +112,7 @@ async def test_a_copy_saying_inactive_does_not_drop_a_delivery_of_a_connection_r
         )
         raw = RawEvent.model_validate(await db.webhook_events_raw.find_one({"_id": raw_id}))
         # Handed the inactive copy, as a walk of this process would be: processed all the same.
-        assert await webhooks.process(here, raw, conn=copy) == "processed"
+        assert (await webhooks.process(here, raw, conn=copy)).outcome == "processed"
 
         async def stored() -> Any:
             return await db.messages.find_one({"_id": webhooks.message_id_for(conn["id"], "3EB0REACTIVATED")})

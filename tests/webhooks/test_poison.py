@@ -190,7 +190,7 @@ async def test_reprocessing_a_delivery_whose_connection_does_not_read_keeps_it_f
     raw = await webhook_store.get(db, raw_id)
     assert raw is not None
 
-    assert await service.process(db, raw) == "failed"  # as scripts/reprocess_webhooks.py runs it: no crash
+    assert (await service.process(db, raw)).outcome == "failed"  # as scripts/reprocess_webhooks.py runs it: no crash
 
     kept = await db.webhook_events_raw.find_one({"_id": raw_id})
     assert kept["status"] == "failed" and "menu_department_ids" in kept["error"], kept

@@ -39,10 +39,10 @@ async def test_a_retryable_outcome_is_reported_and_the_run_goes_on(db: Any, monk
     first, second, third = await _failed_events(db, connection_id, 3)
     raised = {first: NotYetVisible("ticket x exists but is not visible yet; retry"), second: Conflict("busy; retry")}
 
-    async def process(_db: Any, raw: RawEvent, **_: Any) -> str:
+    async def process(_db: Any, raw: RawEvent, **_: Any) -> service.Processed:
         if raw.id in raised:
             raise raised[raw.id]
-        return "processed"
+        return service.Processed("processed")
 
     monkeypatch.setattr(service, "process", process)
     results = await reprocess_webhooks.reprocess(db, connection_id=connection_id, limit=10, dry_run=False)
