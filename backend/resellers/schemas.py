@@ -124,4 +124,4 @@ class ResellerConfigRead(ReadModel):
     csat_window_hours: int = CSAT_WINDOW_DEFAULT_HOURS
     csat_message: str = ""
     read_receipts: bool = True
-    updated_at: Timestamp
+    updated_at: Timestamp | None = None  # None: never saved, or a stored time that does not read

@@ -28,6 +28,7 @@ BROKEN = {
     ],
     "closed_dates": [20261201, "2026-02-30", "2026-12-25"],
     "csat_window_hours": "a day",
+    "updated_at": "yesterday",
 }
 
 
@@ -73,7 +74,7 @@ async def test_a_message_to_a_tenant_whose_config_does_not_read_is_filed_and_a_s
     assert r.status_code == 200, r.text
     shown = r.json()
     assert (shown["business_hours"], shown["closed_dates"], shown["csat_window_hours"]) == ([], ["2026-12-25"], 24)
-    assert shown["welcome_message"] == WELCOME
+    assert (shown["welcome_message"], shown["updated_at"]) == (WELCOME, None)
     # ... a bad save is refused as ever, and a good one mends it: the next ticket reads it.
     bad = {"business_hours": [{"weekday": 1, "open": "25:00", "close": "18:00"}]}
     r = await client.patch(f"{API}/reseller-config", json=bad, headers=broken.headers)

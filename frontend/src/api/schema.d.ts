@@ -1963,11 +1963,8 @@ export interface components {
              * @default true
              */
             read_receipts: boolean;
-            /**
-             * Updated At
-             * Format: date-time
-             */
-            updated_at: string;
+            /** Updated At */
+            updated_at?: string | null;
         };
         /** ResellerConfigUpdate */
         ResellerConfigUpdate: {
