@@ -147,8 +147,7 @@ class QueueWalk(Generic[E]):
         self._finished: set[int] = set()
         self._cursor: int | None = None  # as this walk last read or wrote it
         self._seen = 0  # the highest entry a woken pass looked at
-        # document id -> (when this walk first met it unreadable, when last): `overdue`
-        self._unreadable: dict[str, tuple[float, float]] = {}
+        self._unreadable: dict[str, float] = {}  # document id -> when this walk first met it unreadable
 
     async def run_once(
         self, db: Database, visit: Callable[[list[E]], Awaitable[Iterable[int]]], *, poll: bool = True
@@ -225,19 +224,12 @@ class QueueWalk(Generic[E]):
         """Whether the document `_id`, which did not read, has been met so for the policy's
         give-up time (logged once, when first met). Until then the item that needs it is tried
         again at each pass, since a newer version's process (a rolling deploy) may read it; then
-        the worker gives the item up, so that it holds nothing behind it for good.
-        A sighting older than twice the give-up time is forgotten (the document read meanwhile,
-        or its item was finished): a later slip of the same document starts its own clock, and
-        the memory holds only what was met lately."""
-        now, window = time.monotonic(), self.policy.unreadable_give_up_seconds
-        for stale in [k for k, (_, last) in self._unreadable.items() if now - last > 2 * window]:
-            del self._unreadable[stale]
-        first, _ = self._unreadable.get(_id, (None, None))
+        the worker gives the item up, so that it holds nothing behind it for good."""
+        first = self._unreadable.get(_id)
         if first is None:
-            first = now
+            first = self._unreadable[_id] = time.monotonic()
             log.error(f"{self.what}: a stored document does not read", id=_id, error=str(exc))
-        self._unreadable[_id] = (first, now)
-        return now - first >= window
+        return time.monotonic() - first >= self.policy.unreadable_give_up_seconds
 
     async def _load(self, seq: int, doc: dict[str, Any] | None) -> E | None:
         try:

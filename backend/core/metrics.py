@@ -36,6 +36,8 @@ MEDIA_FETCH_FAILURES = Counter(
 GIVEN_UP = Counter(
     "iaze_given_up_total", "Replies and media fetches given up on documents that do not read", ["worker"]
 )
+for _worker in ("outbound", "media"):  # at 0 from the start: increase() misses a series born at 1
+    GIVEN_UP.labels(worker=_worker)
 
 # Incremented by the webhook processor when a delivery is kept failed after its attempts: `kind`
 # "retryable" (errors that may pass: the sweep runs it again later) or "final" (an error no retry

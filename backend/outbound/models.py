@@ -64,7 +64,7 @@ class HeldEcho(StoredModel):  # `outbox_echoes`
     provider_message_id: str
     raw_id: str
     # The upsert's message type: text, image, audio, ... (or reaction, edit); None: a stored type
-    # that does not read (outbound/repository.py, `held_echoes`), which may be any.
+    # that does not read (outbound/repository.py, `held_echoes`): it matches no reply's type.
     type: str | None = "text"
     # What the upsert is stored as if it turns out not to be the echo (older holds: None, the
     # id derived from `provider_message_id`, right for messages but not for reactions and edits).

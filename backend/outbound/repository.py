@@ -204,14 +204,17 @@ async def held_echoes(db: Database, attempt: SendAttempt) -> list[HeldEcho]:
     return holds
 
 
-# What a hold must read to be settled: the upsert it stands for, to release or bind.
-_SETTLES_BY = {"_id", "connection_id", "provider_message_id", "raw_id"}
+# What a hold must read to be settled: the upsert it stands for, to release or bind, and the record
+# it is stored as (derived from the provider id, it would be wrong for a reaction or an edit).
+_SETTLES_BY = {"_id", "connection_id", "provider_message_id", "raw_id", "own_message_id"}
 
 
 def _settleable(doc: dict[str, Any], attempt_id: str, message_id: str) -> HeldEcho | None:
     """The hold as stored; if that does not read, its settling fields with the rest from its
     attempt (whose `_id` it is held under) or unknown: its time, its resolution (then unsettled:
-    settling is safe to repeat), its own message id (derived), its type (None: any type)."""
+    settling is safe to repeat), its type (None: it is then never taken for the echo of an
+    unanswered send, `echo_of_unanswered`, which sends again rather than show sent a reply that
+    may not have gone out)."""
     try:
         return HeldEcho.model_validate(doc)
     except ValidationError as exc:

@@ -247,7 +247,7 @@ async def echo_of_unanswered(db: Database, attempt: SendAttempt, *, type_: str) 
     file of the same type with the same caption) while our request never reached the provider makes
     that message stand for the reply: the client got that content once, shown as the agent's."""
     for hold in await repository.held_echoes(db, attempt):
-        if hold.resolution is None and hold.type in (type_, None):
+        if hold.resolution is None and hold.type == type_:
             return hold.provider_message_id
     return None
 

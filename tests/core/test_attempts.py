@@ -11,7 +11,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
-from pydantic import ValidationError
 from pymongo import AsyncMongoClient
 
 from backend.core.attempts import Attempt, AttemptLedger, Policy, QueueItem, QueueWalk, Verdict
@@ -366,32 +365,3 @@ async def test_an_entry_that_does_not_load_is_left_where_it_is_and_the_others_ar
     await QueueWalk(queue, Item, POLICY, what="test").run_once(db, visit)
     assert [(e.seq, e.message_id) for e in visited] == [(1, "m1"), (3, "m3")]
     assert await queue.get_cursor(db) == 1  # the cursor waits at the entry nobody finished
-
-
-def test_an_unreadable_sighting_gives_up_after_its_time_and_a_later_slip_starts_its_own_clock(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """A document met unreadable for the give-up time is overdue; one that read meanwhile (not met
-    for longer than twice that time: a rolling deploy that ended) and slips again later gets the
-    whole give-up time again, instead of being given up at once on its first sighting's clock."""
-    clock = [1000.0]
-    monkeypatch.setattr("backend.core.attempts.time.monotonic", lambda: clock[0])
-    walk = QueueWalk(SeqLog("queue", "q:", state_collection="queue_state", cursor_id="cursor"), Item, POLICY, what="t")
-    try:
-        Item.model_validate({"_id": "q:1"})
-    except ValidationError as exc:
-        error = exc
-    give_up = POLICY.unreadable_give_up_seconds
-    assert not walk.overdue("m1", error)
-    clock[0] += give_up - 1
-    assert not walk.overdue("m1", error)
-    clock[0] += 1
-    assert walk.overdue("m1", error)  # met throughout: given up on time
-
-    assert not walk.overdue("m2", error)
-    clock[0] += 2 * give_up + 1  # m2 read meanwhile, or its item finished: not met since
-    assert not walk.overdue("m2", error)  # its own clock again
-    clock[0] += give_up - 1
-    assert not walk.overdue("m2", error)
-    clock[0] += 1
-    assert walk.overdue("m2", error)

@@ -270,7 +270,7 @@ async def test_a_held_phone_message_whose_hold_partly_does_not_read_is_still_sto
     settings: Settings,
     http: httpx.AsyncClient,
 ) -> None:
-    """The hold of the typed "ok" stops reading while the send is in flight (its time and type
+    """The hold of the typed "ok" stops reading while the send is in flight (its time, type and resolution
     spoiled, injected there): it is settled by what reads of it — the upsert it stands for — and
     the typed "ok" is stored as a message of its own. Passed over, it would never be stored."""
     evolution = evolution_reset
@@ -283,7 +283,7 @@ async def test_a_held_phone_message_whose_hold_partly_does_not_read_is_still_sto
         typed = await evolution.inbound(conn["instance_name"], phone, "ok", from_me=True)
         assert (await settled(db, typed))["status"] == "processed"
         spoiled = await db.outbox_echoes.update_one(
-            {"message_id": reply}, {"$set": {"held_at": "not a time", "type": 7, "own_message_id": ["x"]}}
+            {"message_id": reply}, {"$set": {"held_at": "not a time", "type": 7, "resolution": "maybe"}}
         )
         assert spoiled.modified_count == 1
     finally:
@@ -311,7 +311,7 @@ async def test_an_unanswered_send_whose_echo_hold_partly_does_not_read_is_not_se
     http: httpx.AsyncClient,
 ) -> None:
     """The provider took the send and posted its echo (held), then the worker died before hearing
-    the answer; the hold's time and type stopped reading meanwhile. Once the lease is over, the
+    the answer; the hold's time stopped reading meanwhile. Once the lease is over, the
     next worker takes the held echo for the answer, as it would a readable one: sent once. Passed
     over, the reply would be sent again and reach the client twice."""
     evolution = evolution_reset
@@ -329,7 +329,7 @@ async def test_an_unanswered_send_whose_echo_hold_partly_does_not_read_is_not_se
             await dying
     finally:
         await evolution.control("POST", "release")
-    await db.outbox_echoes.update_one({"message_id": reply}, {"$set": {"held_at": "not a time", "type": 7}})
+    await db.outbox_echoes.update_one({"message_id": reply}, {"$set": {"held_at": "not a time"}})
     await db.outbox_attempts.update_one({"_id": f"{reply}:1"}, {"$set": {"lease_until": utcnow() - timedelta(1)}})
 
     worker = OutboundWorker(db, settings, http)
